@@ -1,0 +1,66 @@
+#include "fl_sha256.h"
+
+#include <openssl/evp.h>
+
+struct fl_sha256 {
+    EVP_MD_CTX *ctx;
+};
+
+fl_status fl_sha256_new(fl_sha256 **out)
+{
+    *out = NULL;
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    if (!ctx)
+        return FL_ERR_NOMEM;
+    if (EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) != 1) {
+        EVP_MD_CTX_free(ctx);
+        return FL_ERR_INTERNAL;
+    }
+    fl_sha256 *h = (fl_sha256 *)OPENSSL_zalloc(sizeof *h);
+    if (!h) {
+        EVP_MD_CTX_free(ctx);
+        return FL_ERR_NOMEM;
+    }
+    h->ctx = ctx;
+    *out = h;
+    return FL_OK;
+}
+
+void fl_sha256_free(fl_sha256 *h)
+{
+    if (!h)
+        return;
+    EVP_MD_CTX_free(h->ctx);
+    OPENSSL_free(h);
+}
+
+fl_status fl_sha256_update(fl_sha256 *h, const void *data, size_t n)
+{
+    return EVP_DigestUpdate(h->ctx, data, n) == 1 ? FL_OK : FL_ERR_INTERNAL;
+}
+
+fl_status fl_sha256_final(fl_sha256 *h, uint8_t out[FL_SHA256_LEN])
+{
+    unsigned len = 0;
+    if (EVP_DigestFinal_ex(h->ctx, out, &len) != 1 || len != FL_SHA256_LEN)
+        return FL_ERR_INTERNAL;
+    return EVP_DigestInit_ex(h->ctx, EVP_sha256(), NULL) == 1 ? FL_OK : FL_ERR_INTERNAL;
+}
+
+fl_status fl_sha256_digest(uint8_t out[FL_SHA256_LEN], const void *data, size_t n)
+{
+    unsigned len = 0;
+    if (EVP_Digest(data, n, out, &len, EVP_sha256(), NULL) != 1 || len != FL_SHA256_LEN)
+        return FL_ERR_INTERNAL;
+    return FL_OK;
+}
+
+void fl_sha256_hex(char hex[2 * FL_SHA256_LEN + 1], const uint8_t digest[FL_SHA256_LEN])
+{
+    static const char d[] = "0123456789abcdef";
+    for (int i = 0; i < FL_SHA256_LEN; i++) {
+        hex[2 * i] = d[digest[i] >> 4];
+        hex[2 * i + 1] = d[digest[i] & 15];
+    }
+    hex[2 * FL_SHA256_LEN] = '\0';
+}

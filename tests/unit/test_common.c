@@ -1,0 +1,190 @@
+/* Unit tests for common/: status names, the Philox streams, SHA-256, logging. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+#include <math.h>
+#include <stdio.h>
+#include <cmocka.h>
+
+#include "fl_log.h"
+#include "fl_rng.h"
+#include "fl_sha256.h"
+#include "fl_status.h"
+#include "fl_time.h"
+
+static void test_status_strings(void **state)
+{
+    (void)state;
+    assert_string_equal(fl_strerror(FL_OK), "success");
+    assert_string_equal(fl_status_name(FL_ERR_WIRE_VERSION), "FL_ERR_WIRE_VERSION");
+    assert_string_equal(fl_strerror((fl_status)9999), "unknown status");
+    /* Every code in the documented ranges that has a name has a distinct message. */
+    const char *seen[200] = {0};
+    for (int c = 0; c < 200; c++) {
+        if (strcmp(fl_status_name((fl_status)c), "FL_ERR_UNKNOWN") == 0)
+            continue;
+        seen[c] = fl_strerror((fl_status)c);
+        for (int d = 0; d < c; d++)
+            if (seen[d])
+                assert_string_not_equal(seen[d], seen[c]);
+    }
+}
+
+/* Known-answer vectors from Random123's kat_vectors (philox4x32, 10 rounds). */
+static void test_philox_kat(void **state)
+{
+    (void)state;
+    uint32_t out[4];
+    const uint32_t k0[2] = {0, 0}, c0[4] = {0, 0, 0, 0};
+    fl_philox4x32(k0, c0, out);
+    assert_int_equal(out[0], 0x6627e8d5u);
+    assert_int_equal(out[1], 0xe169c58du);
+    assert_int_equal(out[2], 0xbc57ac4cu);
+    assert_int_equal(out[3], 0x9b00dbd8u);
+    const uint32_t k1[2] = {0xffffffffu, 0xffffffffu};
+    const uint32_t c1[4] = {0xffffffffu, 0xffffffffu, 0xffffffffu, 0xffffffffu};
+    fl_philox4x32(k1, c1, out);
+    assert_int_equal(out[0], 0x408f276du);
+    assert_int_equal(out[1], 0x41c83b0eu);
+    assert_int_equal(out[2], 0xa20bc7c6u);
+    assert_int_equal(out[3], 0x6d5451fdu);
+}
+
+static void test_rng_streams(void **state)
+{
+    (void)state;
+    fl_rng a = fl_rng_stream(42, 3, 7, FL_RNG_KEEPSET);
+    fl_rng b = fl_rng_stream(42, 3, 7, FL_RNG_KEEPSET);
+    uint32_t seq[103];
+    for (int i = 0; i < 103; i++) {
+        seq[i] = fl_rng_u32(&a);
+        assert_int_equal(seq[i], fl_rng_u32(&b));
+    }
+    /* Random access gives the same words as sequential reads. */
+    for (int i = 0; i < 103; i += 5) {
+        fl_rng c = fl_rng_stream(42, 3, 7, FL_RNG_KEEPSET);
+        fl_rng_seek(&c, (uint64_t)i);
+        assert_int_equal(fl_rng_u32(&c), seq[i]);
+    }
+    /* Bulk fill, starting mid-block, matches too. */
+    fl_rng d = fl_rng_stream(42, 3, 7, FL_RNG_KEEPSET);
+    uint32_t bulk[103];
+    bulk[0] = fl_rng_u32(&d);
+    fl_rng_fill_u32(&d, bulk + 1, 102);
+    assert_memory_equal(bulk, seq, sizeof seq);
+    /* Each key component changes the stream. */
+    const fl_rng others[4] = {
+        fl_rng_stream(43, 3, 7, FL_RNG_KEEPSET), fl_rng_stream(42, 4, 7, FL_RNG_KEEPSET),
+        fl_rng_stream(42, 3, 8, FL_RNG_KEEPSET), fl_rng_stream(42, 3, 7, FL_RNG_BATCH)};
+    for (int k = 0; k < 4; k++) {
+        fl_rng o = others[k];
+        int same = 0;
+        for (int i = 0; i < 16; i++)
+            same += fl_rng_u32(&o) == seq[i];
+        assert_true(same < 2);
+    }
+}
+
+static void test_rng_distributions(void **state)
+{
+    (void)state;
+    fl_rng r = fl_rng_stream(1, 0, 0, FL_RNG_TEST);
+    enum { N = 200000, K = 10 };
+    long hist[K] = {0};
+    double sum = 0, sumsq = 0;
+    for (int i = 0; i < N; i++) {
+        const uint32_t v = fl_rng_below(&r, K);
+        assert_true(v < K);
+        hist[v]++;
+        const float u = fl_rng_uniform(&r);
+        assert_true(u >= 0.0f && u < 1.0f);
+        const double z = fl_rng_normal(&r);
+        sum += z;
+        sumsq += z * z;
+    }
+    /* Chi-square with 9 degrees of freedom: 27.9 is the 0.999 quantile. */
+    double chi2 = 0;
+    for (int k = 0; k < K; k++) {
+        const double e = (double)N / K;
+        chi2 += (hist[k] - e) * (hist[k] - e) / e;
+    }
+    assert_true(chi2 < 27.9);
+    /* Normal mean within 5 standard errors, variance within 2%. */
+    assert_true(fabs(sum / N) < 5.0 / sqrt((double)N));
+    assert_true(fabs(sumsq / N - 1.0) < 0.02);
+    /* below(1) is always 0 and below(2^32-1) stays in range. */
+    assert_int_equal(fl_rng_below(&r, 1), 0);
+    assert_true(fl_rng_below(&r, 0xffffffffu) < 0xffffffffu);
+}
+
+static void test_sha256(void **state)
+{
+    (void)state;
+    uint8_t d[FL_SHA256_LEN];
+    char hex[65];
+    assert_int_equal(fl_sha256_digest(d, "abc", 3), FL_OK);
+    fl_sha256_hex(hex, d);
+    assert_string_equal(hex, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+    fl_sha256 *h = NULL;
+    assert_int_equal(fl_sha256_new(&h), FL_OK);
+    assert_int_equal(fl_sha256_update(h, "a", 1), FL_OK);
+    assert_int_equal(fl_sha256_update(h, "bc", 2), FL_OK);
+    uint8_t d2[FL_SHA256_LEN];
+    assert_int_equal(fl_sha256_final(h, d2), FL_OK);
+    assert_memory_equal(d, d2, sizeof d);
+    fl_sha256_free(h);
+    fl_sha256_free(NULL);
+}
+
+struct captured {
+    int calls;
+    fl_log_level level;
+    char msg[64];
+};
+
+static void capture(void *user, fl_log_level level, const char *msg)
+{
+    struct captured *c = user;
+    c->calls++;
+    c->level = level;
+    snprintf(c->msg, sizeof c->msg, "%s", msg);
+}
+
+static void test_logging(void **state)
+{
+    (void)state;
+    struct captured c = {0};
+    const fl_logger lg = {capture, &c, FL_LOG_INFO};
+    fl_log(&lg, FL_LOG_DEBUG, "hidden %d", 1);
+    assert_int_equal(c.calls, 0);
+    fl_log(&lg, FL_LOG_WARN, "round %d closed", 5);
+    assert_int_equal(c.calls, 1);
+    assert_int_equal(c.level, FL_LOG_WARN);
+    assert_string_equal(c.msg, "round 5 closed");
+    fl_log(NULL, FL_LOG_ERROR, "no logger: dropped");
+    const fl_logger silent = {0};
+    fl_log(&silent, FL_LOG_ERROR, "zeroed logger: dropped");
+    assert_int_equal(c.calls, 1);
+}
+
+static void test_time_monotonic(void **state)
+{
+    (void)state;
+    const uint64_t a = fl_time_mono_ns();
+    const uint64_t b = fl_time_mono_ns();
+    assert_true(b >= a);
+    assert_true(a > 0);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_status_strings), cmocka_unit_test(test_philox_kat),
+        cmocka_unit_test(test_rng_streams),    cmocka_unit_test(test_rng_distributions),
+        cmocka_unit_test(test_sha256),         cmocka_unit_test(test_logging),
+        cmocka_unit_test(test_time_monotonic),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
