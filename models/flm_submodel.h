@@ -1,0 +1,61 @@
+/* flm_submodel.h: keep-sets and the submodels they cut (shared AFD.md, "Units").
+ *
+ * A keep-set lists, for every droppable layer of an architecture, the sorted unit indexes a
+ * client keeps. The submodel is a genuinely smaller dense model (flm_arch_sub) whose flat
+ * parameter buffer `gather` fills from the global one; `scatter` maps a delta of the small model
+ * back to global coordinates. Coupling between layers follows flm_tensor's row/column fields:
+ * dropping unit j of a layer removes its rows (4 gate blocks for an LSTM), and the matching input
+ * columns of the next layer (blocks of `inner` floats: conv input channels, flatten blocks,
+ * LSTM recurrent columns).
+ */
+#ifndef FLM_SUBMODEL_H
+#define FLM_SUBMODEL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "fl_rng.h"
+#include "fl_status.h"
+#include "flm_arch.h"
+
+typedef struct flm_keepset {
+    int n_drop;                  /* = arch.n_drop */
+    int count[FLM_MAX_LAYERS];   /* units kept in droppable layer d */
+    int offset[FLM_MAX_LAYERS];  /* where layer d's units start in idx */
+    uint32_t *idx;               /* sum(count) unit indexes, sorted and unique per layer; owned */
+} flm_keepset;
+
+/* Every unit of every droppable layer (the FedAvg keep-set). */
+fl_status flm_keepset_full(flm_keepset *ks, const flm_arch *a);
+/* Layer d keeps counts[d] units, indexes left for the caller to fill in ks->idx. */
+fl_status flm_keepset_alloc(flm_keepset *ks, const flm_arch *a, const int *counts);
+/* Uniform random: flm_keep_count(p, n) units per layer, drawn without replacement from r. */
+fl_status flm_keepset_random(flm_keepset *ks, const flm_arch *a, double p, fl_rng *r);
+/* FL_OK, or FL_ERR_KEEPSET if a layer is empty, unsorted, duplicated or out of range. */
+fl_status flm_keepset_validate(const flm_keepset *ks, const flm_arch *a);
+fl_status flm_keepset_copy(flm_keepset *dst, const flm_keepset *src);
+int flm_keepset_equal(const flm_keepset *x, const flm_keepset *y);
+void flm_keepset_free(flm_keepset *ks); /* frees idx; NULL and zeroed keep-sets are no-ops */
+
+typedef struct flm_submodel flm_submodel; /* opaque; immutable once built: thread-safe to share */
+
+/* Builds the index maps of the submodel of `full` that keeps ks. Copies what it needs. */
+fl_status flm_submodel_new(const flm_arch *full, const flm_keepset *ks, flm_submodel **out);
+void flm_submodel_free(flm_submodel *sm); /* NULL is a no-op */
+const flm_arch *flm_submodel_arch(const flm_submodel *sm);      /* the small architecture */
+const flm_arch *flm_submodel_full_arch(const flm_submodel *sm); /* the global architecture */
+
+/* sub (sub arch n_params) = the kept coordinates of full (full arch n_params). */
+void flm_submodel_gather(const flm_submodel *sm, float *sub, const float *full);
+/* full[map(i)] += alpha * sub[i] for every coordinate of the submodel. */
+void flm_submodel_scatter_add(const flm_submodel *sm, float *full, const float *sub, float alpha);
+/* mask (full n_params) = 1 where the submodel holds the coordinate, 0 elsewhere. */
+void flm_submodel_mask(const flm_submodel *sm, float *mask);
+
+/* For streaming aggregation: calls fn once per maximal run of consecutive elements of the
+ * submodel's flat range [sub_off, sub_off + n) that are also consecutive in the full model, in
+ * increasing order: fn(user, full_index, sub_index, len), indexes into the flat buffers. */
+typedef void (*flm_run_fn)(void *user, size_t full_index, size_t sub_index, size_t len);
+void flm_submodel_runs(const flm_submodel *sm, size_t sub_off, size_t n, flm_run_fn fn, void *user);
+
+#endif
