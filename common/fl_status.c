@@ -22,6 +22,8 @@
     X(FL_ERR_WIRE_CHUNK_DUP, "duplicate chunk") \
     X(FL_ERR_WIRE_CHUNK_MISSING, "tensor incomplete: chunks missing") \
     X(FL_ERR_WIRE_LIMIT, "count above its limit") \
+    X(FL_ERR_WIRE_KEEPSET, "invalid keep-set in a message") \
+    X(FL_ERR_WIRE_NONFINITE, "non-finite float in a message") \
     X(FL_ERR_CODEC_SPEC, "invalid codec pipeline spec") \
     X(FL_ERR_CODEC_HEADER, "malformed codec payload header") \
     X(FL_ERR_CODEC_CORRUPT, "corrupt codec payload") \

@@ -31,6 +31,8 @@ typedef enum fl_status {
     FL_ERR_WIRE_CHUNK_DUP = 28,     /* the same chunk arrived twice */
     FL_ERR_WIRE_CHUNK_MISSING = 29, /* a tensor was finished with chunks missing */
     FL_ERR_WIRE_LIMIT = 30,         /* a count (tensors, layers, units, chunks) above its cap */
+    FL_ERR_WIRE_KEEPSET = 31,       /* a Task keep-set is unsorted, duplicated, out of range or empty */
+    FL_ERR_WIRE_NONFINITE = 32,     /* a float field (loss, lr, metric, ...) is NaN or infinite */
     /* compress/ */
     FL_ERR_CODEC_SPEC = 40,     /* a codec pipeline spec string does not parse */
     FL_ERR_CODEC_HEADER = 41,   /* a payload header is malformed or disagrees with its buffer */
