@@ -27,7 +27,8 @@ typedef struct flm_keepset {
 
 /* Every unit of every droppable layer (the FedAvg keep-set). */
 fl_status flm_keepset_full(flm_keepset *ks, const flm_arch *a);
-/* Layer d keeps counts[d] units, indexes left for the caller to fill in ks->idx. */
+/* Layer d keeps counts[d] units, indexes left for the caller to fill in ks->idx (zeroed).
+ * FL_ERR_KEEPSET if a count is outside [1, full units], so a hostile count never allocates. */
 fl_status flm_keepset_alloc(flm_keepset *ks, const flm_arch *a, const int *counts);
 /* Uniform random: flm_keep_count(p, n) units per layer, drawn without replacement from r. */
 fl_status flm_keepset_random(flm_keepset *ks, const flm_arch *a, double p, fl_rng *r);
@@ -44,6 +45,8 @@ fl_status flm_submodel_new(const flm_arch *full, const flm_keepset *ks, flm_subm
 void flm_submodel_free(flm_submodel *sm); /* NULL is a no-op */
 const flm_arch *flm_submodel_arch(const flm_submodel *sm);      /* the small architecture */
 const flm_arch *flm_submodel_full_arch(const flm_submodel *sm); /* the global architecture */
+/* The keep-set the submodel was built from (owned by sm, valid until flm_submodel_free). */
+const flm_keepset *flm_submodel_keepset(const flm_submodel *sm);
 
 /* sub (sub arch n_params) = the kept coordinates of full (full arch n_params). */
 void flm_submodel_gather(const flm_submodel *sm, float *sub, const float *full);
@@ -54,7 +57,9 @@ void flm_submodel_mask(const flm_submodel *sm, float *mask);
 
 /* For streaming aggregation: calls fn once per maximal run of consecutive elements of the
  * submodel's flat range [sub_off, sub_off + n) that are also consecutive in the full model, in
- * increasing order: fn(user, full_index, sub_index, len), indexes into the flat buffers. */
+ * increasing order: fn(user, full_index, sub_index, len), indexes into the flat buffers. The range
+ * is clipped to the submodel's n_params (nothing is called for an empty or out-of-range one).
+ * Cost: O(log cols) to locate sub_off, then O(1) per run; no allocation. Thread-safe. */
 typedef void (*flm_run_fn)(void *user, size_t full_index, size_t sub_index, size_t len);
 void flm_submodel_runs(const flm_submodel *sm, size_t sub_off, size_t n, flm_run_fn fn, void *user);
 

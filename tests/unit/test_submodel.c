@@ -1,0 +1,821 @@
+/* Unit tests for models/flm_arch.c and models/flm_submodel.c: architecture parsing, submodel
+ * shapes, keep-sets, and gather / scatter / runs checked against an independent reference that
+ * derives every submodel element's global index from the layer semantics (shared AFD.md "Units"),
+ * not from flm_tensor's row/column fields. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "fl_rng.h"
+#include "fl_status.h"
+#include "flm_arch.h"
+#include "flm_submodel.h"
+
+/* ------------------------------------------------------------------------------------------ */
+/* architectures                                                                                */
+
+static flm_arch parse_ok(const char *spec)
+{
+    flm_arch a;
+    char err[128];
+    const fl_status st = flm_arch_parse(spec, &a, err, sizeof err);
+    if (st != FL_OK)
+        fail_msg("'%s' rejected: %s", spec, err);
+    return a;
+}
+
+static const flm_tensor *tensor(const flm_arch *a, const char *name)
+{
+    const int t = flm_arch_find_tensor(a, name);
+    if (t < 0)
+        fail_msg("no tensor %s in %s", name, a->spec);
+    return &a->tensors[t];
+}
+
+static void test_arch_counts(void **state)
+{
+    (void)state;
+    flm_arch a = parse_ok("cnn");
+    assert_int_equal(a.n_params, 6603710);
+    assert_string_equal(a.spec, "cnn:62:28x28x1");
+    assert_int_equal(a.n_drop, 3);
+    assert_int_equal(a.drop_units[0], 32);
+    assert_int_equal(a.drop_units[1], 64);
+    assert_int_equal(a.drop_units[2], 2048);
+    assert_int_equal(a.classes, 62);
+
+    /* By hand: W (OC x C) + b (OC) per dense layer. */
+    a = parse_ok("mlp:784-200-200-10");
+    assert_int_equal(a.n_params, 784 * 200 + 200 + 200 * 200 + 200 + 200 * 10 + 10);
+    assert_int_equal(a.n_drop, 2);
+    assert_int_equal(a.classes, 10);
+
+    /* Embedding V*E, per LSTM 4H*(C + H) + 4H, dense V*H + V. */
+    a = parse_ok("lstm");
+    assert_string_equal(a.spec, "lstm:80:8:256:2:80");
+    assert_int_equal(a.n_params, 80 * 8 + (4 * 256 * (8 + 256) + 4 * 256) +
+                                     (4 * 256 * (256 + 256) + 4 * 256) + 80 * 256 + 80);
+    assert_int_equal(a.n_drop, 2);
+    assert_int_equal(a.token_input, 1);
+
+    /* 12x12 -> pool 6x6 -> pool 3x3: flatten 64*9. */
+    a = parse_ok("cnn:10:12x12x1");
+    assert_int_equal(a.n_params, (32 * 25 + 32) + (64 * 32 * 25 + 64) + (2048 * 576 + 2048) +
+                                     (10 * 2048 + 10));
+    a = parse_ok("lstm:20:4:8:2:6");
+    assert_int_equal(a.n_params, 20 * 4 + (32 * (4 + 8) + 32) + (32 * (8 + 8) + 32) + 20 * 8 + 20);
+
+    /* A single dense layer has nothing to drop. */
+    a = parse_ok("mlp:5-3");
+    assert_int_equal(a.n_drop, 0);
+    assert_int_equal(a.n_params, 18);
+}
+
+static void test_arch_coupling(void **state)
+{
+    (void)state;
+    const flm_arch c = parse_ok("cnn");
+    const flm_tensor *t = tensor(&c, "conv0.w");
+    assert_int_equal(t->row_drop, 0);
+    assert_int_equal(t->col_drop, -1);
+    t = tensor(&c, "conv1.w");
+    assert_int_equal(t->row_drop, 1);
+    assert_int_equal(t->col_drop, 0);
+    assert_int_equal(t->cols, 32);
+    assert_int_equal(t->inner, 25);
+    t = tensor(&c, "dense0.w");
+    assert_int_equal(t->row_drop, 2);
+    assert_int_equal(t->col_drop, 1);
+    assert_int_equal(t->cols, 64);
+    assert_int_equal(t->inner, 49);
+    t = tensor(&c, "dense1.w");
+    assert_int_equal(t->row_drop, -1);
+    assert_int_equal(t->col_drop, 2);
+    t = tensor(&c, "dense1.b");
+    assert_int_equal(t->row_drop, -1);
+
+    const flm_arch l = parse_ok("lstm");
+    t = tensor(&l, "embed.w");
+    assert_int_equal(t->row_drop, -1);
+    assert_int_equal(t->col_drop, -1);
+    t = tensor(&l, "lstm0.w_ih");
+    assert_int_equal(t->row_drop, 0);
+    assert_int_equal(t->row_blocks, 4);
+    assert_int_equal(t->col_drop, -1);
+    t = tensor(&l, "lstm0.w_hh");
+    assert_int_equal(t->row_drop, 0);
+    assert_int_equal(t->col_drop, 0);
+    t = tensor(&l, "lstm1.w_ih");
+    assert_int_equal(t->col_drop, 0);
+    assert_int_equal(t->row_drop, 1);
+    t = tensor(&l, "lstm1.b");
+    assert_int_equal(t->row_blocks, 4);
+    t = tensor(&l, "dense0.w");
+    assert_int_equal(t->col_drop, 1);
+    assert_int_equal(t->row_drop, -1);
+}
+
+static void test_arch_bad_specs(void **state)
+{
+    (void)state;
+    static const char *bad[] = {
+        "", "foo", "mlp", "mlp:", "mlp:784", "mlp:784-", "mlp:0-10", "mlp:784--10",
+        "mlp:784-10x", "mlp:-5-10", "mlp:99999999-10", "mlpx:5-3", "cnn62", "cnn:0",
+        "cnn:10:2x2x1", "cnn:10:28x28", "cnn:10:28x28x1x", "cnn:10:28x28x100", "cnn:10:",
+        "lstm:80:8", "lstm:80:8:256:2", "lstm:80:8:256:2:80:1", "lstm:80:8:256:9:80",
+        "lstm:80:8:256:0:80", "lstm:80:8:256:2:5000",
+        "mlp:1-1-1-1-1-1-1-1-1-1-1-1-1-1-1-1-1-1-1-1-1-1-1-1-1-1-1-1-1-1-1", /* > 64 chars */
+        "mlp:1-1-1-1-1-1-1-1-1-1-1-1-1-1-1",                                 /* > 24 layers */
+        "mlp:65536-65536-65536",                                              /* > 2^31 params */
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        flm_arch a;
+        char err[128] = "";
+        const fl_status st = flm_arch_parse(bad[i], &a, err, sizeof err);
+        if (st != FL_ERR_MODEL_SPEC)
+            fail_msg("'%s' gave %s", bad[i], fl_status_name(st));
+        assert_true(strlen(err) > 0);
+    }
+    flm_arch a;
+    assert_int_equal(flm_arch_parse(NULL, &a, NULL, 0), FL_ERR_MODEL_SPEC);
+}
+
+static void test_arch_sub_shapes(void **state)
+{
+    (void)state;
+    const flm_arch c = parse_ok("cnn");
+    const int u[3] = {24, 48, 1536};
+    flm_arch s;
+    assert_int_equal(flm_arch_sub(&c, u, &s), FL_OK);
+    const flm_tensor *t = tensor(&s, "conv0.w");
+    assert_int_equal(t->shape[0], 24);
+    assert_int_equal(t->shape[1], 1);
+    assert_int_equal(t->numel, 24 * 25);
+    t = tensor(&s, "conv1.w");
+    assert_int_equal(t->shape[0], 48);
+    assert_int_equal(t->shape[1], 24);
+    assert_int_equal(t->numel, 48 * 24 * 25);
+    t = tensor(&s, "dense0.w");
+    assert_int_equal(t->shape[0], 1536);
+    assert_int_equal(t->shape[1], 48 * 49);
+    assert_int_equal(t->cols, 48);
+    assert_int_equal(t->inner, 49);
+    t = tensor(&s, "dense1.w");
+    assert_int_equal(t->shape[0], 62);
+    assert_int_equal(t->shape[1], 1536);
+    assert_int_equal(tensor(&s, "dense1.b")->numel, 62);
+    assert_int_equal(s.n_params, (24 * 25 + 24) + (48 * 24 * 25 + 48) + (1536 * 48 * 49 + 1536) +
+                                     (62 * 1536 + 62));
+    /* Offsets are dense in the small buffer. */
+    for (int i = 1; i < s.n_tensors; i++)
+        assert_int_equal(s.tensors[i].offset, s.tensors[i - 1].offset + s.tensors[i - 1].numel);
+    assert_int_equal(s.drop_units[2], 1536);
+    /* Layer shapes follow: dense0 sees 48*7*7 inputs. */
+    for (int i = 0; i < s.n_layers; i++)
+        if (s.layers[i].op == FLM_OP_DENSE && s.layers[i].drop == 2)
+            assert_int_equal(s.layers[i].C, 48 * 49);
+    assert_true(flm_arch_forward_flops(&s) < flm_arch_forward_flops(&c));
+
+    const flm_arch l = parse_ok("lstm");
+    const int v[2] = {200, 100};
+    assert_int_equal(flm_arch_sub(&l, v, &s), FL_OK);
+    assert_int_equal(tensor(&s, "embed.w")->numel, 80 * 8);
+    t = tensor(&s, "lstm0.w_ih");
+    assert_int_equal(t->shape[0], 800);
+    assert_int_equal(t->shape[1], 8);
+    t = tensor(&s, "lstm0.w_hh");
+    assert_int_equal(t->shape[0], 800);
+    assert_int_equal(t->shape[1], 200);
+    t = tensor(&s, "lstm1.w_ih");
+    assert_int_equal(t->shape[0], 400);
+    assert_int_equal(t->shape[1], 200);
+    t = tensor(&s, "lstm1.w_hh");
+    assert_int_equal(t->shape[1], 100);
+    assert_int_equal(tensor(&s, "lstm1.b")->numel, 400);
+    t = tensor(&s, "dense0.w");
+    assert_int_equal(t->shape[0], 80);
+    assert_int_equal(t->shape[1], 100);
+
+    /* Counts out of range. */
+    const int bad0[3] = {0, 48, 1536}, bad1[3] = {24, 65, 1536}, bad2[3] = {24, 48, -1};
+    assert_int_equal(flm_arch_sub(&c, bad0, &s), FL_ERR_KEEPSET);
+    assert_int_equal(flm_arch_sub(&c, bad1, &s), FL_ERR_KEEPSET);
+    assert_int_equal(flm_arch_sub(&c, bad2, &s), FL_ERR_KEEPSET);
+    /* The full counts give the full architecture. */
+    assert_int_equal(flm_arch_sub(&c, c.drop_units, &s), FL_OK);
+    assert_int_equal(s.n_params, c.n_params);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* keep-sets                                                                                    */
+
+static void test_keepset_validate(void **state)
+{
+    (void)state;
+    const flm_arch a = parse_ok("mlp:10-6-5-3"); /* droppable: 6 and 5 units */
+    const int counts[2] = {3, 2};
+    enum { OK, EMPTY, UNSORTED, DUP, RANGE, RANGE_LAST, NDROP, OFFSET, NULLIDX, TOO_MANY } kind;
+    static const struct {
+        int kind;
+        uint32_t idx[5];
+        fl_status want;
+    } rows[] = {
+        {OK, {0, 2, 5, 1, 4}, FL_OK},
+        {EMPTY, {0, 2, 5, 1, 4}, FL_ERR_KEEPSET},
+        {UNSORTED, {2, 0, 5, 1, 4}, FL_ERR_KEEPSET},
+        {UNSORTED, {0, 2, 5, 4, 1}, FL_ERR_KEEPSET},
+        {DUP, {0, 2, 2, 1, 4}, FL_ERR_KEEPSET},
+        {DUP, {0, 2, 5, 3, 3}, FL_ERR_KEEPSET},
+        {RANGE, {0, 2, 6, 1, 4}, FL_ERR_KEEPSET},
+        {RANGE_LAST, {0, 2, 5, 1, 5}, FL_ERR_KEEPSET},
+        {RANGE, {0, 2, 0xffffffffu, 1, 4}, FL_ERR_KEEPSET},
+        {NDROP, {0, 2, 5, 1, 4}, FL_ERR_KEEPSET},
+        {OFFSET, {0, 2, 5, 1, 4}, FL_ERR_KEEPSET},
+        {NULLIDX, {0, 2, 5, 1, 4}, FL_ERR_KEEPSET},
+        {TOO_MANY, {0, 2, 5, 1, 4}, FL_ERR_KEEPSET},
+    };
+    (void)kind;
+    for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
+        flm_keepset ks;
+        assert_int_equal(flm_keepset_alloc(&ks, &a, counts), FL_OK);
+        memcpy(ks.idx, rows[i].idx, sizeof rows[i].idx);
+        uint32_t *saved = ks.idx;
+        switch (rows[i].kind) {
+        case EMPTY:
+            ks.count[1] = 0;
+            break;
+        case NDROP:
+            ks.n_drop = 1;
+            break;
+        case OFFSET:
+            ks.offset[1] = 2;
+            break;
+        case NULLIDX:
+            ks.idx = NULL;
+            break;
+        case TOO_MANY:
+            ks.count[0] = 7;
+            break;
+        default:
+            break;
+        }
+        const fl_status st = flm_keepset_validate(&ks, &a);
+        if (st != rows[i].want)
+            fail_msg("row %zu: got %s", i, fl_status_name(st));
+        flm_submodel *sm = NULL;
+        assert_int_equal(flm_submodel_new(&a, &ks, &sm), rows[i].want);
+        assert_true((sm != NULL) == (rows[i].want == FL_OK));
+        flm_submodel_free(sm);
+        ks.idx = saved;
+        flm_keepset_free(&ks);
+    }
+
+    /* alloc refuses counts outside [1, units]; full passes validation. */
+    flm_keepset ks;
+    const int c0[2] = {0, 2}, c1[2] = {3, 6};
+    assert_int_equal(flm_keepset_alloc(&ks, &a, c0), FL_ERR_KEEPSET);
+    assert_int_equal(flm_keepset_alloc(&ks, &a, c1), FL_ERR_KEEPSET);
+    assert_int_equal(flm_keepset_full(&ks, &a), FL_OK);
+    assert_int_equal(flm_keepset_validate(&ks, &a), FL_OK);
+    assert_int_equal(ks.count[0], 6);
+    assert_int_equal(ks.count[1], 5);
+    assert_int_equal(ks.idx[ks.offset[1] + 4], 4);
+
+    flm_keepset cp;
+    assert_int_equal(flm_keepset_copy(&cp, &ks), FL_OK);
+    assert_true(cp.idx != ks.idx);
+    assert_true(flm_keepset_equal(&cp, &ks));
+    cp.idx[3] = 2; /* differs in one unit */
+    assert_false(flm_keepset_equal(&cp, &ks));
+    flm_keepset_free(&cp);
+    flm_keepset_free(&ks);
+    flm_keepset_free(&ks); /* zeroed: no-op */
+    flm_keepset_free(NULL);
+    flm_submodel_free(NULL);
+}
+
+static void test_keepset_random(void **state)
+{
+    (void)state;
+    const flm_arch c = parse_ok("cnn");
+    fl_rng r = fl_rng_stream(7, 1, 2, FL_RNG_KEEPSET);
+    flm_keepset ks, ks2, ks3;
+    assert_int_equal(flm_keepset_random(&ks, &c, 0.75, &r), FL_OK);
+    assert_int_equal(flm_keepset_validate(&ks, &c), FL_OK);
+    assert_int_equal(ks.count[0], 24);
+    assert_int_equal(ks.count[1], 48);
+    assert_int_equal(ks.count[2], 1536);
+    r = fl_rng_stream(7, 1, 2, FL_RNG_KEEPSET);
+    assert_int_equal(flm_keepset_random(&ks2, &c, 0.75, &r), FL_OK);
+    assert_true(flm_keepset_equal(&ks, &ks2)); /* same stream, same keep-set */
+    r = fl_rng_stream(7, 1, 3, FL_RNG_KEEPSET);
+    assert_int_equal(flm_keepset_random(&ks3, &c, 0.75, &r), FL_OK);
+    assert_false(flm_keepset_equal(&ks, &ks3));
+    flm_keepset_free(&ks);
+    flm_keepset_free(&ks2);
+    flm_keepset_free(&ks3);
+
+    /* Tiny p keeps at least one unit; p = 1 keeps all. */
+    assert_int_equal(flm_keepset_random(&ks, &c, 0.001, &r), FL_OK);
+    assert_int_equal(ks.count[0], 1);
+    assert_int_equal(ks.count[2], 2);
+    flm_keepset_free(&ks);
+    assert_int_equal(flm_keepset_random(&ks, &c, 1.0, &r), FL_OK);
+    assert_int_equal(flm_keepset_full(&ks2, &c), FL_OK);
+    assert_true(flm_keepset_equal(&ks, &ks2));
+    flm_keepset_free(&ks);
+    flm_keepset_free(&ks2);
+    assert_int_equal(flm_keepset_random(&ks, &c, 0.0, &r), FL_ERR_INVALID_ARG);
+    assert_int_equal(flm_keepset_random(&ks, &c, 1.5, &r), FL_ERR_INVALID_ARG);
+    assert_int_equal(flm_keepset_random(&ks, &c, NAN, &r), FL_ERR_INVALID_ARG);
+
+    /* Uniformity: every unit of a 10-unit layer kept with frequency 3/10, and every one of the
+     * C(10,3) = 120 subsets drawn. 24000 draws: a unit's count has sd ~71 around 7200. */
+    const flm_arch m = parse_ok("mlp:4-10-2");
+    int freq[10] = {0};
+    static int subsets[1024];
+    memset(subsets, 0, sizeof subsets);
+    r = fl_rng_stream(11, 0, 0, FL_RNG_TEST);
+    for (int i = 0; i < 24000; i++) {
+        assert_int_equal(flm_keepset_random(&ks, &m, 0.3, &r), FL_OK);
+        assert_int_equal(ks.count[0], 3);
+        assert_int_equal(flm_keepset_validate(&ks, &m), FL_OK);
+        int bits = 0;
+        for (int j = 0; j < 3; j++) {
+            freq[ks.idx[j]]++;
+            bits |= 1 << ks.idx[j];
+        }
+        subsets[bits]++;
+        flm_keepset_free(&ks);
+    }
+    for (int u = 0; u < 10; u++)
+        if (freq[u] < 7200 - 400 || freq[u] > 7200 + 400)
+            fail_msg("unit %d kept %d times of 24000 (expected ~7200)", u, freq[u]);
+    int distinct = 0;
+    for (int b = 0; b < 1024; b++)
+        distinct += subsets[b] > 0;
+    assert_int_equal(distinct, 120);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* the reference: global index of every submodel element, from the layer semantics            */
+
+typedef struct refmap {
+    size_t *m; /* sub index -> full index */
+    size_t n, cap;
+    size_t foff; /* offset of the current tensor in the full buffer */
+} refmap;
+
+static void emit(refmap *r, size_t full)
+{
+    if (r->n == r->cap) {
+        r->cap = r->cap ? 2 * r->cap : 1024;
+        r->m = realloc(r->m, r->cap * sizeof *r->m);
+        assert_non_null(r->m);
+    }
+    r->m[r->n++] = r->foff + full;
+}
+
+/* Unit j of a layer that keeps `u` (NULL: the layer does not drop, identity). */
+static size_t unit(const uint32_t *u, size_t j)
+{
+    return u ? u[j] : j;
+}
+
+static const uint32_t *keep(const flm_keepset *ks, int d)
+{
+    return ks->idx + ks->offset[d];
+}
+
+static refmap ref_mlp(const int *dims, int n, const flm_keepset *ks)
+{
+    refmap r = {0};
+    for (int i = 1; i < n; i++) {
+        const size_t OC = (size_t)dims[i], C = (size_t)dims[i - 1];
+        const uint32_t *uo = i < n - 1 ? keep(ks, i - 1) : NULL;
+        const uint32_t *ui = i > 1 ? keep(ks, i - 2) : NULL;
+        const size_t ko = uo ? (size_t)ks->count[i - 1] : OC;
+        const size_t ki = ui ? (size_t)ks->count[i - 2] : C;
+        for (size_t o = 0; o < ko; o++)
+            for (size_t c = 0; c < ki; c++)
+                emit(&r, unit(uo, o) * C + unit(ui, c));
+        r.foff += OC * C;
+        for (size_t o = 0; o < ko; o++)
+            emit(&r, unit(uo, o));
+        r.foff += OC;
+    }
+    return r;
+}
+
+/* cnn:CLASSES:HxWxC: conv 5x5 32, pool 2, conv 5x5 64, pool 2, dense 2048, dense CLASSES. */
+static refmap ref_cnn(int classes, int H, int W, int C, const flm_keepset *ks)
+{
+    refmap r = {0};
+    const uint32_t *k0 = keep(ks, 0), *k1 = keep(ks, 1), *k2 = keep(ks, 2);
+    const size_t n0 = (size_t)ks->count[0], n1 = (size_t)ks->count[1], n2 = (size_t)ks->count[2];
+    /* conv0.w (o, c, kh, kw) -> (k0[o], c, kh, kw) */
+    for (size_t o = 0; o < n0; o++)
+        for (size_t c = 0; c < (size_t)C; c++)
+            for (size_t kh = 0; kh < 5; kh++)
+                for (size_t kw = 0; kw < 5; kw++)
+                    emit(&r, ((k0[o] * (size_t)C + c) * 5 + kh) * 5 + kw);
+    r.foff += 32 * (size_t)C * 25;
+    for (size_t o = 0; o < n0; o++)
+        emit(&r, k0[o]);
+    r.foff += 32;
+    /* conv1.w (o, c, kh, kw) -> (k1[o], k0[c], kh, kw) */
+    for (size_t o = 0; o < n1; o++)
+        for (size_t c = 0; c < n0; c++)
+            for (size_t kh = 0; kh < 5; kh++)
+                for (size_t kw = 0; kw < 5; kw++)
+                    emit(&r, ((k1[o] * 32 + k0[c]) * 5 + kh) * 5 + kw);
+    r.foff += 64 * 32 * 25;
+    for (size_t o = 0; o < n1; o++)
+        emit(&r, k1[o]);
+    r.foff += 64;
+    /* dense0.w (o, c*HW + p) -> (k2[o], k1[c]*HW + p): channel-major flatten after two pools */
+    const size_t HW = (size_t)(H / 2 / 2) * (size_t)(W / 2 / 2);
+    for (size_t o = 0; o < n2; o++)
+        for (size_t c = 0; c < n1; c++)
+            for (size_t p = 0; p < HW; p++)
+                emit(&r, k2[o] * 64 * HW + k1[c] * HW + p);
+    r.foff += 2048 * 64 * HW;
+    for (size_t o = 0; o < n2; o++)
+        emit(&r, k2[o]);
+    r.foff += 2048;
+    /* dense1.w (o, j) -> (o, k2[j]); logits never drop */
+    for (size_t o = 0; o < (size_t)classes; o++)
+        for (size_t j = 0; j < n2; j++)
+            emit(&r, o * 2048 + k2[j]);
+    r.foff += (size_t)classes * 2048;
+    for (size_t o = 0; o < (size_t)classes; o++)
+        emit(&r, o);
+    r.foff += (size_t)classes;
+    return r;
+}
+
+/* lstm:V:E:HD:L:T: embedding, L LSTMs (gates i, f, g, o), dense V. */
+static refmap ref_lstm(int V, int E, int HD, int L, const flm_keepset *ks)
+{
+    refmap r = {0};
+    const size_t Hd = (size_t)HD;
+    for (size_t i = 0; i < (size_t)V * (size_t)E; i++)
+        emit(&r, i);
+    r.foff += (size_t)V * (size_t)E;
+    for (int l = 0; l < L; l++) {
+        const uint32_t *u = keep(ks, l), *ui = l > 0 ? keep(ks, l - 1) : NULL;
+        const size_t k = (size_t)ks->count[l];
+        const size_t Cin = l > 0 ? Hd : (size_t)E, kin = l > 0 ? (size_t)ks->count[l - 1] : Cin;
+        /* w_ih (g*k + i, c) -> (g*Hd + u[i], ui[c]) */
+        for (size_t g = 0; g < 4; g++)
+            for (size_t i = 0; i < k; i++)
+                for (size_t c = 0; c < kin; c++)
+                    emit(&r, (g * Hd + u[i]) * Cin + unit(ui, c));
+        r.foff += 4 * Hd * Cin;
+        /* w_hh (g*k + i, j) -> (g*Hd + u[i], u[j]): recurrent rows AND columns */
+        for (size_t g = 0; g < 4; g++)
+            for (size_t i = 0; i < k; i++)
+                for (size_t j = 0; j < k; j++)
+                    emit(&r, (g * Hd + u[i]) * Hd + u[j]);
+        r.foff += 4 * Hd * Hd;
+        for (size_t g = 0; g < 4; g++)
+            for (size_t i = 0; i < k; i++)
+                emit(&r, g * Hd + u[i]);
+        r.foff += 4 * Hd;
+    }
+    const uint32_t *u = keep(ks, L - 1);
+    const size_t k = (size_t)ks->count[L - 1];
+    for (size_t v = 0; v < (size_t)V; v++)
+        for (size_t j = 0; j < k; j++)
+            emit(&r, v * Hd + u[j]);
+    r.foff += (size_t)V * Hd;
+    for (size_t v = 0; v < (size_t)V; v++)
+        emit(&r, v);
+    r.foff += (size_t)V;
+    return r;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* gather / scatter / runs                                                                      */
+
+typedef struct run_log {
+    size_t *full, *sub, *len;
+    size_t n, cap;
+} run_log;
+
+static void log_run(void *user, size_t full_index, size_t sub_index, size_t len)
+{
+    run_log *l = user;
+    if (l->n == l->cap) {
+        l->cap = l->cap ? 2 * l->cap : 256;
+        l->full = realloc(l->full, l->cap * sizeof(size_t));
+        l->sub = realloc(l->sub, l->cap * sizeof(size_t));
+        l->len = realloc(l->len, l->cap * sizeof(size_t));
+        assert_true(l->full && l->sub && l->len);
+    }
+    l->full[l->n] = full_index;
+    l->sub[l->n] = sub_index;
+    l->len[l->n] = len;
+    l->n++;
+}
+
+static void run_log_free(run_log *l)
+{
+    free(l->full);
+    free(l->sub);
+    free(l->len);
+    memset(l, 0, sizeof *l);
+}
+
+typedef struct scat_ctx {
+    float *acc;
+    const float *chunk; /* the chunk's values; sub index relative to chunk_off */
+    size_t chunk_off;
+} scat_ctx;
+
+/* What the server does with a decoded chunk: scatter-add it through the runs. */
+static void scat_run(void *user, size_t full_index, size_t sub_index, size_t len)
+{
+    scat_ctx *c = user;
+    for (size_t i = 0; i < len; i++)
+        c->acc[full_index + i] += c->chunk[sub_index - c->chunk_off + i];
+}
+
+static float *random_vec(size_t n, fl_rng *r)
+{
+    float *x = malloc(n * sizeof *x);
+    assert_non_null(x);
+    for (size_t i = 0; i < n; i++)
+        x[i] = fl_rng_uniform(r) * 2.0f - 1.0f;
+    return x;
+}
+
+/* Everything checked for one (arch, keep-set) pair; ref may be NULL (no semantic reference). */
+static void check_submodel(const flm_arch *a, const flm_keepset *ks, const refmap *ref, fl_rng *r)
+{
+    flm_submodel *sm;
+    assert_int_equal(flm_submodel_new(a, ks, &sm), FL_OK);
+    const flm_arch *s = flm_submodel_arch(sm);
+    assert_int_equal(flm_submodel_full_arch(sm)->n_params, a->n_params);
+    assert_true(flm_keepset_equal(flm_submodel_keepset(sm), ks));
+    int counts[FLM_MAX_LAYERS];
+    for (int d = 0; d < a->n_drop; d++)
+        counts[d] = ks->count[d];
+    flm_arch s2;
+    assert_int_equal(flm_arch_sub(a, counts, &s2), FL_OK);
+    assert_int_equal(s->n_params, s2.n_params);
+    const size_t N = a->n_params, n = s->n_params;
+
+    /* Semantics: gather of iota picks exactly the reference's global indexes (exact below 2^24). */
+    if (ref) {
+        assert_true(N < (1u << 24));
+        assert_int_equal(ref->n, n);
+        assert_int_equal(ref->foff, N);
+        float *iota = malloc(N * sizeof *iota), *g = malloc(n * sizeof *g);
+        assert_true(iota && g);
+        for (size_t i = 0; i < N; i++)
+            iota[i] = (float)i;
+        flm_submodel_gather(sm, g, iota);
+        for (size_t i = 0; i < n; i++)
+            if ((size_t)g[i] != ref->m[i])
+                fail_msg("%s: sub %zu -> %zu, reference %zu", a->spec, i, (size_t)g[i], ref->m[i]);
+        free(iota);
+        free(g);
+    }
+
+    /* Round trip: scatter_add(gather(x)) into zeros == x * mask, bit for bit. */
+    float *x = random_vec(N, r), *g = malloc(n * sizeof *g), *z = calloc(N, sizeof *z);
+    float *mask = malloc(N * sizeof *mask);
+    assert_true(g && z && mask);
+    flm_submodel_gather(sm, g, x);
+    flm_submodel_scatter_add(sm, z, g, 1.0f);
+    flm_submodel_mask(sm, mask);
+    size_t ones = 0;
+    for (size_t i = 0; i < N; i++) {
+        assert_true(mask[i] == 0.0f || mask[i] == 1.0f);
+        ones += mask[i] == 1.0f;
+        if (z[i] != x[i] * mask[i])
+            fail_msg("%s: coordinate %zu: %g != %g * %g", a->spec, i, z[i], x[i], mask[i]);
+    }
+    assert_int_equal(ones, n);
+    /* alpha scales; a second scatter adds. */
+    flm_submodel_scatter_add(sm, z, g, -0.5f);
+    for (size_t i = 0; i < N; i++)
+        assert_true(z[i] == x[i] * mask[i] - 0.5f * x[i] * mask[i]);
+
+    /* Runs over the whole range: cover [0, n) in order, maximal, and agree with the gather. */
+    run_log lg = {0};
+    flm_submodel_runs(sm, 0, n, log_run, &lg);
+    size_t next = 0;
+    for (size_t i = 0; i < lg.n; i++) {
+        assert_int_equal(lg.sub[i], next);
+        assert_true(lg.len[i] > 0);
+        assert_true(lg.full[i] + lg.len[i] <= N);
+        if (i > 0)
+            assert_true(lg.full[i] != lg.full[i - 1] + lg.len[i - 1]); /* else not maximal */
+        for (size_t t = 0; t < lg.len[i]; t++) {
+            assert_true(g[lg.sub[i] + t] == x[lg.full[i] + t]);
+            if (ref)
+                assert_int_equal(ref->m[lg.sub[i] + t], lg.full[i] + t);
+        }
+        next += lg.len[i];
+    }
+    assert_int_equal(next, n);
+    const size_t whole_runs = lg.n;
+    run_log_free(&lg);
+
+    /* Random chunkings: chunk-by-chunk scatter through runs == scatter_add, and each chunk's runs
+     * cover exactly that chunk. */
+    for (int trial = 0; trial < 4; trial++) {
+        float *acc = calloc(N, sizeof *acc);
+        assert_non_null(acc);
+        const size_t max_chunk = trial == 0 ? 1 : trial == 1 ? 7 : 1 + fl_rng_below(r, (uint32_t)(n / 3 + 1));
+        size_t off = 0, pieces = 0;
+        while (off < n) {
+            size_t len = 1 + fl_rng_below(r, (uint32_t)max_chunk);
+            if (len > n - off)
+                len = n - off;
+            /* Big models: tiny chunks only over a prefix and a middle window. */
+            if (trial < 2 && n > 20000 && off >= 3000 && off < n / 2)
+                len = n / 2 - off;
+            else if (trial < 2 && n > 20000 && off >= n / 2 + 3000)
+                len = n - off;
+            run_log cl = {0};
+            flm_submodel_runs(sm, off, len, log_run, &cl);
+            size_t nx = off;
+            for (size_t i = 0; i < cl.n; i++) {
+                assert_int_equal(cl.sub[i], nx);
+                nx += cl.len[i];
+            }
+            assert_int_equal(nx, off + len);
+            pieces += cl.n;
+            scat_ctx c = {acc, g + off, off};
+            flm_submodel_runs(sm, off, len, scat_run, &c);
+            run_log_free(&cl);
+            off += len;
+        }
+        assert_true(pieces >= whole_runs);
+        for (size_t i = 0; i < N; i++)
+            assert_true(acc[i] == x[i] * mask[i]);
+        free(acc);
+    }
+    /* Out-of-range requests are clipped: nothing past n. */
+    lg = (run_log){0};
+    flm_submodel_runs(sm, n, 10, log_run, &lg);
+    assert_int_equal(lg.n, 0);
+    flm_submodel_runs(sm, n - 1, 10, log_run, &lg);
+    assert_int_equal(lg.n, 1);
+    assert_int_equal(lg.len[0], 1);
+    run_log_free(&lg);
+
+    free(x);
+    free(g);
+    free(z);
+    free(mask);
+    flm_submodel_free(sm);
+}
+
+static void test_full_is_identity(void **state)
+{
+    (void)state;
+    static const char *specs[] = {"mlp:784-200-200-10", "cnn:10:12x12x1", "lstm:20:4:8:2:6", "mlp:5-3"};
+    fl_rng r = fl_rng_stream(3, 0, 0, FL_RNG_TEST);
+    for (size_t i = 0; i < sizeof specs / sizeof specs[0]; i++) {
+        const flm_arch a = parse_ok(specs[i]);
+        flm_keepset ks;
+        assert_int_equal(flm_keepset_full(&ks, &a), FL_OK);
+        flm_submodel *sm;
+        assert_int_equal(flm_submodel_new(&a, &ks, &sm), FL_OK);
+        assert_int_equal(flm_submodel_arch(sm)->n_params, a.n_params);
+        float *x = random_vec(a.n_params, &r), *g = malloc(a.n_params * sizeof *g);
+        assert_non_null(g);
+        flm_submodel_gather(sm, g, x);
+        assert_memory_equal(g, x, a.n_params * sizeof *x);
+        /* The whole model is one run. */
+        run_log lg = {0};
+        flm_submodel_runs(sm, 0, a.n_params, log_run, &lg);
+        assert_int_equal(lg.n, 1);
+        assert_int_equal(lg.full[0], 0);
+        assert_int_equal(lg.sub[0], 0);
+        assert_int_equal(lg.len[0], a.n_params);
+        run_log_free(&lg);
+        check_submodel(&a, &ks, NULL, &r);
+        free(x);
+        free(g);
+        flm_submodel_free(sm);
+        flm_keepset_free(&ks);
+    }
+}
+
+static void test_mlp_reference(void **state)
+{
+    (void)state;
+    const int dims[4] = {20, 12, 9, 4};
+    const flm_arch a = parse_ok("mlp:20-12-9-4");
+    fl_rng r = fl_rng_stream(5, 0, 0, FL_RNG_TEST);
+    const double ps[] = {0.75, 0.5, 0.1, 1.0};
+    for (size_t i = 0; i < sizeof ps / sizeof ps[0]; i++) {
+        flm_keepset ks;
+        assert_int_equal(flm_keepset_random(&ks, &a, ps[i], &r), FL_OK);
+        refmap ref = ref_mlp(dims, 4, &ks);
+        check_submodel(&a, &ks, &ref, &r);
+        free(ref.m);
+        flm_keepset_free(&ks);
+    }
+    /* Hand-made keep-set: first and last units only. */
+    const int counts[2] = {2, 2};
+    flm_keepset ks;
+    assert_int_equal(flm_keepset_alloc(&ks, &a, counts), FL_OK);
+    const uint32_t idx[4] = {0, 11, 0, 8};
+    memcpy(ks.idx, idx, sizeof idx);
+    refmap ref = ref_mlp(dims, 4, &ks);
+    check_submodel(&a, &ks, &ref, &r);
+    free(ref.m);
+    flm_keepset_free(&ks);
+}
+
+static void test_cnn_reference(void **state)
+{
+    (void)state;
+    const flm_arch a = parse_ok("cnn:10:12x12x1");
+    fl_rng r = fl_rng_stream(6, 0, 0, FL_RNG_TEST);
+    const double ps[] = {0.75, 0.3};
+    for (size_t i = 0; i < sizeof ps / sizeof ps[0]; i++) {
+        flm_keepset ks;
+        assert_int_equal(flm_keepset_random(&ks, &a, ps[i], &r), FL_OK);
+        refmap ref = ref_cnn(10, 12, 12, 1, &ks);
+        check_submodel(&a, &ks, &ref, &r);
+        free(ref.m);
+        flm_keepset_free(&ks);
+    }
+    /* Odd sizes and 3 channels: pools floor 13 -> 6 -> 3, 9 -> 4 -> 2. */
+    const flm_arch b = parse_ok("cnn:7:13x9x3");
+    flm_keepset ks;
+    assert_int_equal(flm_keepset_random(&ks, &b, 0.6, &r), FL_OK);
+    refmap ref = ref_cnn(7, 13, 9, 3, &ks);
+    check_submodel(&b, &ks, &ref, &r);
+    free(ref.m);
+    flm_keepset_free(&ks);
+}
+
+static void test_lstm_reference(void **state)
+{
+    (void)state;
+    fl_rng r = fl_rng_stream(8, 0, 0, FL_RNG_TEST);
+    const flm_arch a = parse_ok("lstm:20:4:8:2:6");
+    const double ps[] = {0.75, 0.5, 0.2};
+    for (size_t i = 0; i < sizeof ps / sizeof ps[0]; i++) {
+        flm_keepset ks;
+        assert_int_equal(flm_keepset_random(&ks, &a, ps[i], &r), FL_OK);
+        refmap ref = ref_lstm(20, 4, 8, 2, &ks);
+        check_submodel(&a, &ks, &ref, &r);
+        free(ref.m);
+        flm_keepset_free(&ks);
+    }
+    const flm_arch b = parse_ok("lstm:30:5:16:3:4");
+    flm_keepset ks;
+    assert_int_equal(flm_keepset_random(&ks, &b, 0.7, &r), FL_OK);
+    refmap ref = ref_lstm(30, 5, 16, 3, &ks);
+    check_submodel(&b, &ks, &ref, &r);
+    free(ref.m);
+    flm_keepset_free(&ks);
+}
+
+/* The full-size models at the default keep fraction (no semantic reference: > 2^24 params). */
+static void test_full_size(void **state)
+{
+    (void)state;
+    fl_rng r = fl_rng_stream(9, 0, 0, FL_RNG_TEST);
+    static const char *specs[] = {"cnn", "lstm"};
+    for (size_t i = 0; i < 2; i++) {
+        const flm_arch a = parse_ok(specs[i]);
+        flm_keepset ks;
+        assert_int_equal(flm_keepset_random(&ks, &a, 0.75, &r), FL_OK);
+        check_submodel(&a, &ks, NULL, &r);
+        flm_keepset_free(&ks);
+    }
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_arch_counts),
+        cmocka_unit_test(test_arch_coupling),
+        cmocka_unit_test(test_arch_bad_specs),
+        cmocka_unit_test(test_arch_sub_shapes),
+        cmocka_unit_test(test_keepset_validate),
+        cmocka_unit_test(test_keepset_random),
+        cmocka_unit_test(test_full_is_identity),
+        cmocka_unit_test(test_mlp_reference),
+        cmocka_unit_test(test_cnn_reference),
+        cmocka_unit_test(test_lstm_reference),
+        cmocka_unit_test(test_full_size),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
