@@ -1,0 +1,205 @@
+/* flm_data.h: in-memory datasets, their readers (IDX, LEAF JSON), a synthetic generator, and the
+ * partitioners that split a dataset over K federated clients.
+ *
+ * A dataset holds N samples of one per-sample shape, laid out like the model inputs of flm_arch.h:
+ *   - float samples (FLM_DATA_FLOAT): x is N x (C*H*W) floats, contiguous, channel-major per
+ *     sample (element (c, h, w) of sample i at x[i*C*H*W + c*H*W + h*W + w]); image pixels are
+ *     normalised to [0, 1];
+ *   - token samples (FLM_DATA_TOKENS): tokens is N x T int32 ids in [0, classes), T stored in H
+ *     (C = W = 1, as flm_arch stores an lstm input); the label is the next token.
+ * y holds N int32 labels in [0, classes). LEAF datasets also carry per-sample user ids (user[i]
+ * indexes users[]) for the natural partition.
+ *
+ * Readers validate everything and never trust a count before the bytes behind it arrived: memory
+ * grows with the data actually read, not with what a header claims. Malformed input returns
+ * FL_ERR_DATASET_FORMAT, an unreadable file FL_ERR_DATASET_IO; both write a readable reason (with
+ * the file name and, for JSON, the line and byte offset) into err[errlen] when err is not NULL.
+ *
+ * Every function here is thread-safe on distinct objects (no globals); a dataset or partition is
+ * immutable after construction, so any number of threads may read one concurrently.
+ */
+#ifndef FLM_DATA_H
+#define FLM_DATA_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "fl_rng.h"
+#include "fl_status.h"
+
+typedef enum flm_data_kind {
+    FLM_DATA_FLOAT = 0,   /* x: N x (C*H*W) floats */
+    FLM_DATA_TOKENS = 1,  /* tokens: N x T int32 (T = H) */
+} flm_data_kind;
+
+typedef struct flm_dataset {
+    flm_data_kind kind;
+    size_t N;              /* samples */
+    int C, H, W;           /* per-sample shape; tokens: C = W = 1, H = T */
+    size_t sample_len;     /* C*H*W: floats (or tokens) per sample */
+    int classes;           /* labels (and token ids) lie in [0, classes) */
+    float *x;              /* FLOAT: N * sample_len, else NULL */
+    int32_t *tokens;       /* TOKENS: N * sample_len, else NULL */
+    int32_t *y;            /* N labels */
+    uint32_t *user;        /* N user indexes into users[], or NULL (no natural partition) */
+    size_t n_users;
+    char **users;          /* n_users NUL-terminated names (LEAF), or NULL */
+} flm_dataset;
+
+/* ---- the dataset object ------------------------------------------------------------------- */
+
+/* Allocates a dataset of N samples of shape (C, H, W) (for TOKENS pass C = W = 1, H = T) with
+ * zeroed x/tokens and y and no users. classes in [1, 2^31). Returns FL_ERR_INVALID_ARG for a bad
+ * shape, FL_ERR_OVERFLOW if the sizes overflow, FL_ERR_NOMEM. The caller owns *out. */
+fl_status flm_dataset_new(flm_dataset **out, flm_data_kind kind, size_t N, int C, int H, int W,
+                          int classes);
+
+/* Frees ds and everything it owns. NULL is a no-op. */
+void flm_dataset_free(flm_dataset *ds);
+
+/* A new dataset holding copies of samples idx[0..n) of ds, in that order (users carried over,
+ * with the full user table). Returns FL_ERR_INVALID_ARG if an index is >= ds->N. Caller owns *out. */
+fl_status flm_dataset_subset(flm_dataset **out, const flm_dataset *ds, const uint32_t *idx,
+                             size_t n);
+
+/* Sample i's features (FLOAT) or tokens (TOKENS); NULL if i is out of range or the kind differs. */
+const float *flm_dataset_x(const flm_dataset *ds, size_t i);
+const int32_t *flm_dataset_tokens(const flm_dataset *ds, size_t i);
+
+/* Counts labels: counts[c] = samples of class c, c in [0, ds->classes). */
+void flm_dataset_label_counts(const flm_dataset *ds, size_t *counts);
+
+/* ---- synthetic data (tests, smoke runs), seeded by fl_rng streams of purpose FL_RNG_DATA ------ */
+
+/* Gaussian class clusters: class c has a centre drawn uniformly in [0.2, 0.8]^(C*H*W); sample i
+ * has label i % classes and features centre + sigma * N(0, 1), clamped to [0, 1]. Learnable
+ * (nearest centre is Bayes-optimal) and balanced. Sample i depends only on (seed, i): the first
+ * n samples are the same whatever N. Caller owns *out. */
+fl_status flm_dataset_synth_images(flm_dataset **out, size_t N, int C, int H, int W, int classes,
+                                   float sigma, uint64_t seed);
+
+/* Token sequences for next-token prediction over a vocabulary of `vocab` ids: a hidden successor
+ * table succ[] (drawn from the seed) drives each sequence, t_{j+1} = succ[t_j] with probability
+ * 1 - noise and a uniform id otherwise; the label follows the same rule from the last token.
+ * T tokens per sample (H = T). Caller owns *out. */
+fl_status flm_dataset_synth_tokens(flm_dataset **out, size_t N, int T, int vocab, float noise,
+                                   uint64_t seed);
+
+/* ---- IDX (MNIST, Fashion-MNIST) ----------------------------------------------------------- */
+
+/* Loads an image file (IDX magic 0x00000803: N x rows x cols unsigned bytes) and its label file
+ * (0x00000801: N unsigned bytes), each gzipped or not (detected from the content). Pixels become
+ * floats p / 255 in [0, 1]; shape (1, rows, cols). Labels must be < classes (1..256).
+ * Returns FL_OK, FL_ERR_DATASET_IO (cannot open/read, or a gzip stream that fails to inflate),
+ * FL_ERR_DATASET_FORMAT (bad magic, bad dims, counts differ, truncated, trailing bytes, label out
+ * of range), FL_ERR_INVALID_ARG, FL_ERR_NOMEM. Caller owns *out. */
+fl_status flm_idx_load(flm_dataset **out, const char *images_path, const char *labels_path,
+                       int classes, char *err, size_t errlen);
+
+/* The same from memory buffers (each gzipped or not); a buffer is only read. A corrupt gzip
+ * stream gives FL_ERR_DATASET_FORMAT here (the bytes are the input). */
+fl_status flm_idx_load_mem(flm_dataset **out, const uint8_t *images, size_t images_len,
+                           const uint8_t *labels, size_t labels_len, int classes, char *err,
+                           size_t errlen);
+
+/* Loads a known dataset by name: "fashion-mnist" or "mnist", split "train" or "test", from the
+ * files {train,t10k}-{images-idx3,labels-idx1}-ubyte[.gz]. Directory: dir if not NULL, else
+ * $FEDROP_DATA_DIR/<name> or $FEDROP_DATA_DIR when that variable is set, else
+ * /usr/share/datasets/<name> (Debian's dataset-fashion-mnist). Returns FL_ERR_NOT_FOUND for an
+ * unknown name or split, FL_ERR_DATASET_IO when the files are not there, else as flm_idx_load. */
+fl_status flm_dataset_load_named(flm_dataset **out, const char *name, const char *split,
+                                 const char *dir, char *err, size_t errlen);
+
+/* ---- LEAF JSON (FEMNIST, Shakespeare) ----------------------------------------------------- */
+
+typedef enum flm_leaf_kind {
+    FLM_LEAF_FEMNIST = 1,      /* x: lists of 784 floats in [0, 1] -> (1, 28, 28); y: int < 62 */
+    FLM_LEAF_SHAKESPEARE = 2,  /* x: 80-character strings -> 80 tokens; y: 1-character string */
+} flm_leaf_kind;
+
+#define FLM_LEAF_FEMNIST_CLASSES 62
+#define FLM_LEAF_SEQ_LEN 80
+/* LEAF's language_utils ALL_LETTERS (80 characters, '\n' first). A character outside it maps to
+ * FLM_LEAF_UNKNOWN_TOKEN (79, '}'): what LEAF's own Python does with str.find() == -1 used as an
+ * index. JSON escapes and UTF-8 are decoded first; one code point is one character. */
+#define FLM_LEAF_ALPHABET \
+    "\n !\"&'(),-.0123456789:;>?ABCDEFGHIJKLMNOPQRSTUVWXYZ[]abcdefghijklmnopqrstuvwxyz}"
+#define FLM_LEAF_VOCAB 80
+#define FLM_LEAF_UNKNOWN_TOKEN 79
+
+/* The token of one Unicode code point under the LEAF alphabet. */
+int32_t flm_leaf_char_token(uint32_t codepoint);
+
+/* Loads and concatenates n_paths LEAF JSON files ({"users": [...], "num_samples": [...],
+ * "user_data": {user: {"x": [...], "y": [...]}}}, other top-level keys skipped), streaming each
+ * through a fixed read buffer: memory is the decoded samples plus O(users). Users keep their file
+ * order; every sample gets its user id. "users" and "num_samples", when present, must agree with
+ * user_data. A user name may appear only once over all files. Errors as for IDX, with
+ * "file:line:byte" in err. Caller owns *out. */
+fl_status flm_leaf_load(flm_dataset **out, flm_leaf_kind kind, const char *const *paths,
+                        size_t n_paths, char *err, size_t errlen);
+
+/* The same for one JSON document in memory. */
+fl_status flm_leaf_load_mem(flm_dataset **out, flm_leaf_kind kind, const uint8_t *json,
+                            size_t len, char *err, size_t errlen);
+
+/* ---- partitioners --------------------------------------------------------------------------- */
+
+typedef enum flm_part_kind {
+    FLM_PART_IID = 1,        /* uniform random permutation, sizes differ by at most one */
+    FLM_PART_DIRICHLET = 2,  /* label skew: class c's samples split by p_c ~ Dir(alpha * 1_K) */
+    FLM_PART_SHARDS = 3,     /* McMahan et al.: sort by label, K*s shards, s per client */
+    FLM_PART_NATURAL = 4,    /* LEAF users: each client gets whole users */
+} flm_part_kind;
+
+typedef struct flm_partition_spec {
+    flm_part_kind kind;
+    double alpha;            /* DIRICHLET concentration, > 0 */
+    int shards;              /* SHARDS per client, >= 1 */
+} flm_partition_spec;
+
+/* Parses "iid", "dirichlet:ALPHA" (ALPHA > 0, finite), "shards:S" (1 <= S <= 1024; "shards" means
+ * 2), "natural". Returns FL_ERR_INVALID_ARG with a reason in err. */
+fl_status flm_partition_spec_parse(const char *s, flm_partition_spec *out, char *err,
+                                   size_t errlen);
+
+/* All K clients' sample lists in one compact form: client k holds index[offset[k] ..
+ * offset[k+1]) (sample indexes into the dataset). Memory: 4 bytes per sample + 8 per client.
+ * Every sample appears exactly once over all clients. */
+typedef struct flm_partition {
+    size_t K;
+    size_t N;
+    uint32_t *index;         /* N sample indexes, grouped by client */
+    size_t *offset;          /* K + 1 */
+} flm_partition;
+
+/* Partitions ds over K clients, deterministically from the stream (seed, 0, 0, FL_RNG_PARTITION):
+ * the same (ds, spec, K, seed) gives the same partition on every machine.
+ *   IID: a Fisher-Yates permutation cut into K near-equal runs.
+ *   DIRICHLET: per class, proportions from K Gamma(alpha) draws (Marsaglia-Tsang, in log space so
+ *     tiny alpha does not underflow); clients may end up empty for small alpha or large K.
+ *   SHARDS: samples shuffled then stably sorted by label, cut into K*s near-equal shards dealt
+ *     at random, s per client. A client sees at most s labels when shard boundaries fall on class
+ *     boundaries (each class count a multiple of N/(K*s), as in McMahan's 60000 / 200); otherwise a
+ *     shard may straddle two labels.
+ *   NATURAL: needs ds->user; K == 0 or K == n_users gives one client per user in user order;
+ *     K < n_users deals shuffled users into K near-equal groups.
+ * Returns FL_ERR_INVALID_ARG (K == 0 except for NATURAL, K > N for IID/SHARDS when K*s > N,
+ * NATURAL without users or K > n_users, N >= 2^32), FL_ERR_NOMEM. Caller owns *out. */
+fl_status flm_partition_make(flm_partition **out, const flm_dataset *ds,
+                             const flm_partition_spec *spec, size_t K, uint64_t seed);
+
+/* Client k's samples: *idx points into p (valid while p lives), *n their count. Returns
+ * FL_ERR_INVALID_ARG if k >= p->K. O(1), thread-safe. */
+fl_status flm_partition_client(const flm_partition *p, size_t k, const uint32_t **idx, size_t *n);
+
+/* Frees p. NULL is a no-op. */
+void flm_partition_free(flm_partition *p);
+
+/* ---- numerics exposed for tests ----------------------------------------------------------- */
+
+/* log of a Gamma(shape, 1) draw (Marsaglia-Tsang; shape < 1 by the boost
+ * Gamma(a) = Gamma(a + 1) * U^(1/a), kept in log space). shape > 0. */
+double flm_log_gamma_sample(fl_rng *rng, double shape);
+
+#endif
