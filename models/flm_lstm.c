@@ -16,6 +16,13 @@
  */
 #include "flm_lstm.h"
 
+/* The NaN-preserving clamps below are compare-and-select; GCC if-converts (and so vectorizes)
+ * them only when it may assume float compares do not trap. Nothing here reads the FP
+ * environment, so that assumption costs nothing. */
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC optimize("no-trapping-math")
+#endif
+
 #include <stdint.h>
 #include <string.h>
 
@@ -133,10 +140,11 @@ void flm_lstm_forward(float *out, float *cache, const float *inp, const float *w
 
 /* One sample, one step of the backward pass. dh_in = dL/dh_t (from dout and from step t+1),
  * dc (in/out): dL/dc_t from step t+1 on entry, dL/dc_{t-1} on exit. Writes the pre-activation
- * gradients dg (4H). cp NULL means c_prev = 0. */
+ * gradients dg (4H). cp is c_{t-1}; at the first step (first != 0) c_{-1} = 0 and cp is any
+ * readable stand-in of H floats (one loop body, no per-element branch, keeps it vectorized). */
 static void cell_backward(float *restrict dg, float *restrict dc, const float *restrict dout,
                           const float *restrict dhr, const float *restrict a,
-                          const float *restrict tc, const float *restrict cp, int H)
+                          const float *restrict tc, const float *restrict cp, int first, int H)
 {
     const float *ig = a, *fg = a + H, *gg = a + 2 * H, *og = a + 3 * H;
     float *di = dg, *df = dg + H, *dgg = dg + 2 * H, *dov = dg + 3 * H;
@@ -144,13 +152,15 @@ static void cell_backward(float *restrict dg, float *restrict dc, const float *r
         const float dh = dout[j] + dhr[j];
         const float o = og[j], tcv = tc[j], i = ig[j], f = fg[j], g = gg[j];
         const float dcv = dc[j] + dh * o * (1.0f - tcv * tcv);
-        const float c_prev = cp ? cp[j] : 0.0f;
+        const float c_prev = cp[j];
         dov[j] = dh * tcv * o * (1.0f - o);
         di[j] = dcv * g * i * (1.0f - i);
         dgg[j] = dcv * i * (1.0f - g * g);
         df[j] = dcv * c_prev * f * (1.0f - f);
         dc[j] = dcv * f;
     }
+    if (first)
+        memset(df, 0, (size_t)H * sizeof *df); /* c_{-1} = 0: cp held a stand-in */
 }
 
 void flm_lstm_backward(float *dinp, float *dw_ih, float *dw_hh, float *db, float *scratch,
@@ -172,7 +182,8 @@ void flm_lstm_backward(float *dinp, float *dw_ih, float *dw_hh, float *db, float
         for (int bb = 0; bb < B; bb++) {
             const size_t row = (size_t)bb * T + t;
             cell_backward(dg + row * H4, dc + (size_t)bb * H, dout + row * H, dh + (size_t)bb * H,
-                          act + row * H4, tcs + row * H, t > 0 ? cs + (row - 1) * H : NULL, H);
+                          act + row * H4, tcs + row * H, t > 0 ? cs + (row - 1) * H : cs + row * H,
+                          t == 0, H);
         }
         /* dh (B, H) = dg[:, t] (B, 4H) W_hh (4H, H): the gradient reaching h_{t-1}. */
         if (t > 0)

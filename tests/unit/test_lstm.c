@@ -286,10 +286,20 @@ static void test_single_step_activations(void **state)
         assert_float_equal(out, ref, 1e-6);
         assert_true(isfinite(out));
     }
-    /* NaN in, NaN out. */
-    const float xnan = NAN;
+    /* NaN in, NaN out: through the input, and through each gate's own activation alone. */
+    const float xnan = NAN, x1 = 0.5f;
     flm_lstm_forward(&out, cache, &xnan, w_ih, w_hh, b, 1, 1, 1, 1);
     assert_true(isnan(out));
+    /* Two steps: at the first, f multiplies c_{-1} = 0 and is skipped. */
+    const float x2[2] = {x1, -x1};
+    float out2[2], cache2[14];
+    for (int g = 0; g < 4; g++) {
+        float bn[4];
+        memcpy(bn, b, sizeof bn);
+        bn[g] = NAN;
+        flm_lstm_forward(out2, cache2, x2, w_ih, w_hh, bn, 1, 2, 1, 1);
+        assert_true(isnan(out2[1]));
+    }
 }
 
 /* ---- golden values from PyTorch ---- */
