@@ -16,4 +16,27 @@ void flm_sgemm(int transA, int transB, int M, int N, int K, float alpha, const f
 void flm_sgemm_ref(int transA, int transB, int M, int N, int K, float alpha, const float *A,
                    int lda, const float *B, int ldb, float beta, float *C, int ldc);
 
+/* Kernel selection (flm_blas.c). OpenBLAS is not linked at build time: the first call of any
+ * function below or of flm_sgemm detects the CPU (AVX-512 -> "SkylakeX", AVX2+FMA -> "Haswell"),
+ * sets OPENBLAS_CORETYPE to it unless the environment already names a core, then dlopen()s
+ * libopenblas.so.0, exactly once per process (pthread_once; thread-safe). Setting the variable
+ * touches the process environment: call flm_blas_init() early, before other threads call
+ * getenv/setenv, if that matters to the program. */
+
+/* Loads OpenBLAS. FL_OK, or FL_ERR_BLAS when it cannot be loaded: flm_sgemm then runs
+ * flm_sgemm_ref (correct, slow). Idempotent. */
+fl_status flm_blas_init(void);
+/* The kernel that runs: openblas_get_corename() ("SkylakeX", "Haswell", "Prescott", ...), or
+ * "reference" when OpenBLAS is not loaded. Static string. */
+const char *flm_blas_corename(void);
+/* The core type this library put into OPENBLAS_CORETYPE, or NULL when it left the environment as
+ * it was (the user set it, or the CPU has neither AVX2 nor AVX-512). */
+const char *flm_blas_coretype_set(void);
+/* What the CPU detection picks: "SkylakeX", "Haswell", or NULL. Pure. */
+const char *flm_blas_cpu_coretype(void);
+/* OpenBLAS worker threads for later GEMMs (process-wide). FL_ERR_INVALID_ARG for n < 1,
+ * FL_ERR_BLAS without OpenBLAS. */
+fl_status flm_blas_set_threads(int n);
+int flm_blas_threads(void);
+
 #endif

@@ -1,0 +1,250 @@
+#include "flm_layers.h"
+
+#include <float.h>
+#include <math.h>
+#include <string.h>
+
+#include "flm_blas.h"
+
+/* ---- dense ---------------------------------------------------------------------------------- */
+
+void flm_dense_forward(float *out, const float *inp, const float *w, const float *b, int B, int C,
+                       int OC, int relu)
+{
+    /* out (B, OC) starts as the bias, then += inp (B, C) @ w^T (C, OC) */
+    for (int i = 0; i < B; i++)
+        memcpy(out + (size_t)i * OC, b, (size_t)OC * sizeof *out);
+    flm_sgemm(0, 1, B, OC, C, 1.0f, inp, C, w, C, 1.0f, out, OC);
+    if (relu)
+        flm_relu_forward(out, out, (size_t)B * OC);
+}
+
+void flm_dense_backward(float *dinp, float *dw, float *db, const float *dout, const float *inp,
+                        const float *w, int B, int C, int OC)
+{
+    /* dinp (B, C) = dout (B, OC) @ w (OC, C) */
+    if (dinp)
+        flm_sgemm(0, 0, B, C, OC, 1.0f, dout, OC, w, C, 0.0f, dinp, C);
+    /* dw (OC, C) += dout^T (OC, B) @ inp (B, C) */
+    flm_sgemm(1, 0, OC, C, B, 1.0f, dout, OC, inp, C, 1.0f, dw, C);
+    /* db (OC) += sum over the batch */
+    for (int i = 0; i < B; i++) {
+        const float *d = dout + (size_t)i * OC;
+        for (int o = 0; o < OC; o++)
+            db[o] += d[o];
+    }
+}
+
+/* ---- conv2d --------------------------------------------------------------------------------- */
+
+size_t flm_conv2d_col_floats(int B, int C, int K, int OH, int OW)
+{
+    return (size_t)B * C * K * K * OH * OW;
+}
+
+size_t flm_conv2d_scratch_floats(int C, int K, int OH, int OW)
+{
+    return (size_t)C * K * K * OH * OW;
+}
+
+/* col (C*K*K, P) of one sample from inp (C, H, W): row (c, kh, kw), column (oh, ow). */
+static void im2col(float *col, const float *inp, int C, int H, int W, int K, int pad, int OH,
+                   int OW)
+{
+    const size_t P = (size_t)OH * OW;
+    for (int c = 0; c < C; c++)
+        for (int kh = 0; kh < K; kh++)
+            for (int kw = 0; kw < K; kw++) {
+                float *row = col + ((size_t)(c * K + kh) * K + kw) * P;
+                /* output columns whose input column iw = ow + kw - pad lies inside [0, W) */
+                int lo = pad - kw, hi = W + pad - kw;
+                lo = lo < 0 ? 0 : lo;
+                hi = hi > OW ? OW : hi;
+                if (hi < lo)
+                    hi = lo;
+                for (int oh = 0; oh < OH; oh++) {
+                    float *dst = row + (size_t)oh * OW;
+                    const int ih = oh + kh - pad;
+                    if (ih < 0 || ih >= H) {
+                        memset(dst, 0, (size_t)OW * sizeof *dst);
+                        continue;
+                    }
+                    const float *src = inp + ((size_t)c * H + ih) * W + (kw - pad);
+                    for (int ow = 0; ow < lo; ow++)
+                        dst[ow] = 0.0f;
+                    for (int ow = lo; ow < hi; ow++)
+                        dst[ow] = src[ow];
+                    for (int ow = hi; ow < OW; ow++)
+                        dst[ow] = 0.0f;
+                }
+            }
+}
+
+/* dinp (C, H, W) += scatter of dcol (C*K*K, P); the inverse map of im2col. */
+static void col2im(float *dinp, const float *dcol, int C, int H, int W, int K, int pad, int OH,
+                   int OW)
+{
+    const size_t P = (size_t)OH * OW;
+    for (int c = 0; c < C; c++)
+        for (int kh = 0; kh < K; kh++)
+            for (int kw = 0; kw < K; kw++) {
+                const float *row = dcol + ((size_t)(c * K + kh) * K + kw) * P;
+                int lo = pad - kw, hi = W + pad - kw;
+                lo = lo < 0 ? 0 : lo;
+                hi = hi > OW ? OW : hi;
+                for (int oh = 0; oh < OH; oh++) {
+                    const int ih = oh + kh - pad;
+                    if (ih < 0 || ih >= H)
+                        continue;
+                    const float *src = row + (size_t)oh * OW;
+                    float *dst = dinp + ((size_t)c * H + ih) * W + (kw - pad);
+                    for (int ow = lo; ow < hi; ow++)
+                        dst[ow] += src[ow];
+                }
+            }
+}
+
+void flm_conv2d_forward(float *out, float *col, const float *inp, const float *w, const float *b,
+                        int B, int C, int H, int W, int OC, int K, int pad, int relu)
+{
+    const int OH = H + 2 * pad - K + 1, OW = W + 2 * pad - K + 1;
+    const int P = OH * OW, CKK = C * K * K;
+    for (int i = 0; i < B; i++) {
+        float *col_i = col + (size_t)i * CKK * P;               /* (CKK, P) */
+        float *out_i = out + (size_t)i * OC * P;                /* (OC, P) */
+        im2col(col_i, inp + (size_t)i * C * H * W, C, H, W, K, pad, OH, OW);
+        for (int o = 0; o < OC; o++) {
+            float *row = out_i + (size_t)o * P;
+            for (int p = 0; p < P; p++)
+                row[p] = b[o];
+        }
+        /* out_i (OC, P) += w (OC, CKK) @ col_i (CKK, P) */
+        flm_sgemm(0, 0, OC, P, CKK, 1.0f, w, CKK, col_i, P, 1.0f, out_i, P);
+        if (relu)
+            flm_relu_forward(out_i, out_i, (size_t)OC * P);
+    }
+}
+
+void flm_conv2d_backward(float *dinp, float *dw, float *db, float *scratch, const float *dout,
+                         const float *col, const float *w, int B, int C, int H, int W, int OC,
+                         int K, int pad)
+{
+    const int OH = H + 2 * pad - K + 1, OW = W + 2 * pad - K + 1;
+    const int P = OH * OW, CKK = C * K * K;
+    for (int i = 0; i < B; i++) {
+        const float *dout_i = dout + (size_t)i * OC * P;        /* (OC, P) */
+        const float *col_i = col + (size_t)i * CKK * P;         /* (CKK, P) */
+        for (int o = 0; o < OC; o++) {
+            const float *row = dout_i + (size_t)o * P;
+            float s = 0.0f;
+            for (int p = 0; p < P; p++)
+                s += row[p];
+            db[o] += s;
+        }
+        /* dw (OC, CKK) += dout_i (OC, P) @ col_i^T (P, CKK) */
+        flm_sgemm(0, 1, OC, CKK, P, 1.0f, dout_i, P, col_i, P, 1.0f, dw, CKK);
+        if (dinp) {
+            /* dcol (CKK, P) = w^T (CKK, OC) @ dout_i (OC, P), then scattered back */
+            flm_sgemm(1, 0, CKK, P, OC, 1.0f, w, CKK, dout_i, P, 0.0f, scratch, P);
+            float *dinp_i = dinp + (size_t)i * C * H * W;
+            memset(dinp_i, 0, (size_t)C * H * W * sizeof *dinp_i);
+            col2im(dinp_i, scratch, C, H, W, K, pad, OH, OW);
+        }
+    }
+}
+
+/* ---- maxpool2d ------------------------------------------------------------------------------ */
+
+void flm_maxpool2d_forward(float *out, int32_t *arg, const float *inp, int B, int C, int H, int W,
+                           int K)
+{
+    const int OH = H / K, OW = W / K;
+    for (int bc = 0; bc < B * C; bc++) {
+        const float *x = inp + (size_t)bc * H * W;
+        float *y = out + (size_t)bc * OH * OW;
+        int32_t *a = arg + (size_t)bc * OH * OW;
+        for (int oh = 0; oh < OH; oh++)
+            for (int ow = 0; ow < OW; ow++) {
+                int best = oh * K * W + ow * K;
+                float m = x[best];
+                for (int kh = 0; kh < K; kh++)
+                    for (int kw = 0; kw < K; kw++) {
+                        const int j = (oh * K + kh) * W + ow * K + kw;
+                        if (x[j] > m || isnan(x[j])) {
+                            m = x[j];
+                            best = j;
+                        }
+                    }
+                y[oh * OW + ow] = m;
+                a[oh * OW + ow] = best;
+            }
+    }
+}
+
+void flm_maxpool2d_backward(float *dinp, const float *dout, const int32_t *arg, int B, int C,
+                            int H, int W, int K)
+{
+    const int OH = H / K, OW = W / K;
+    memset(dinp, 0, (size_t)B * C * H * W * sizeof *dinp);
+    for (int bc = 0; bc < B * C; bc++) {
+        float *dx = dinp + (size_t)bc * H * W;
+        const float *dy = dout + (size_t)bc * OH * OW;
+        const int32_t *a = arg + (size_t)bc * OH * OW;
+        for (int j = 0; j < OH * OW; j++)
+            dx[a[j]] += dy[j];
+    }
+}
+
+/* ---- relu, last step ------------------------------------------------------------------------ */
+
+void flm_relu_forward(float *out, const float *inp, size_t N)
+{
+    for (size_t i = 0; i < N; i++)
+        out[i] = inp[i] > 0.0f ? inp[i] : 0.0f;
+}
+
+void flm_relu_backward(float *dinp, const float *dout, const float *out, size_t N)
+{
+    for (size_t i = 0; i < N; i++)
+        dinp[i] = out[i] > 0.0f ? dout[i] : 0.0f;
+}
+
+void flm_last_step_forward(float *out, const float *inp, int B, int T, int C)
+{
+    for (int i = 0; i < B; i++)
+        memcpy(out + (size_t)i * C, inp + ((size_t)i * T + (T - 1)) * C, (size_t)C * sizeof *out);
+}
+
+void flm_last_step_backward(float *dinp, const float *dout, int B, int T, int C)
+{
+    memset(dinp, 0, (size_t)B * T * C * sizeof *dinp);
+    for (int i = 0; i < B; i++)
+        memcpy(dinp + ((size_t)i * T + (T - 1)) * C, dout + (size_t)i * C, (size_t)C * sizeof *dinp);
+}
+
+/* ---- softmax cross-entropy ------------------------------------------------------------------ */
+
+double flm_softmax_xent(float *dlogits, const float *logits, const int32_t *labels, int B, int V)
+{
+    double loss = 0.0;
+    for (int i = 0; i < B; i++) {
+        const float *z = logits + (size_t)i * V;
+        float m = -FLT_MAX;
+        for (int v = 0; v < V; v++)
+            m = z[v] > m ? z[v] : m;
+        double s = 0.0;
+        for (int v = 0; v < V; v++)
+            s += exp((double)z[v] - m);
+        const double lse = log(s) + m;
+        loss += lse - z[labels[i]];
+        if (dlogits) {
+            float *d = dlogits + (size_t)i * V;
+            const int y = labels[i];
+            for (int v = 0; v < V; v++) {
+                const double p = exp((double)z[v] - lse);
+                d[v] = (float)((p - (v == y ? 1.0 : 0.0)) / B);
+            }
+        }
+    }
+    return loss / B;
+}

@@ -1,0 +1,443 @@
+#include "flm_model.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "flm_blas.h"
+#include "flm_layers.h"
+#ifdef FLM_HAVE_LSTM
+#include "flm_lstm.h"
+#endif
+
+struct flm_model {
+    flm_arch a;
+    int Bmax;
+    int n;               /* samples of the last forward */
+    int have_labels;     /* the last forward had labels: backward allowed */
+    size_t D;            /* floats per float input sample */
+    int T;               /* tokens per token sample */
+    /* inputs of the last forward (the caller's or the staging buffers below) */
+    const float *x;
+    const int32_t *tok;
+    const int32_t *y;
+    float *x_stage;      /* (B, D) */
+    int32_t *tok_stage;  /* (B, T) */
+    int32_t *y_stage;    /* (B) */
+    /* per layer: output and its gradient (relu and flatten alias their input's buffers) */
+    float *act[FLM_MAX_LAYERS];
+    float *dact[FLM_MAX_LAYERS];
+    int fused_relu[FLM_MAX_LAYERS]; /* conv / dense whose next layer is a relu: fused */
+    int32_t *arg[FLM_MAX_LAYERS];   /* maxpool argmax */
+    float *cache[FLM_MAX_LAYERS];   /* conv im2col / LSTM cache */
+    float *scratch;                 /* conv / LSTM backward scratch, max over layers */
+    float *grads;                   /* (n_params) */
+    size_t bytes;
+    void *blocks[4 * FLM_MAX_LAYERS + 8];
+    int n_blocks;
+};
+
+static void *model_alloc(flm_model *m, size_t bytes)
+{
+    if (bytes == 0)
+        bytes = sizeof(float);
+    /* 64-byte aligned for the GEMM kernels */
+    const size_t sz = (bytes + 63) & ~(size_t)63;
+    void *p = aligned_alloc(64, sz);
+    if (!p)
+        return NULL;
+    memset(p, 0, sz);
+    m->blocks[m->n_blocks++] = p;
+    m->bytes += sz;
+    return p;
+}
+
+static size_t out_floats(const flm_layer *l)
+{
+    return (size_t)l->OC * l->OH * l->OW;
+}
+
+void flm_model_free(flm_model *m)
+{
+    if (!m)
+        return;
+    for (int i = 0; i < m->n_blocks; i++)
+        free(m->blocks[i]);
+    free(m);
+}
+
+fl_status flm_model_new(const flm_arch *a, int B, flm_model **out)
+{
+    if (!a || !out || B < 1 || a->n_layers < 1)
+        return FL_ERR_INVALID_ARG;
+    *out = NULL;
+#ifndef FLM_HAVE_LSTM
+    if (a->token_input)
+        return FL_ERR_UNSUPPORTED;
+#endif
+    (void)flm_blas_init(); /* FL_ERR_BLAS is not fatal: the reference GEMM runs */
+    flm_model *m = calloc(1, sizeof *m);
+    if (!m)
+        return FL_ERR_NOMEM;
+    m->a = *a;
+    m->Bmax = B;
+    m->D = (size_t)a->in_C * a->in_H * a->in_W;
+    m->T = a->in_H;
+    const size_t Bz = (size_t)B;
+    int ok = 1;
+    if (a->token_input) {
+        ok &= (m->tok_stage = model_alloc(m, Bz * m->T * sizeof(int32_t))) != NULL;
+    } else {
+        ok &= (m->x_stage = model_alloc(m, Bz * m->D * sizeof(float))) != NULL;
+    }
+    ok &= (m->y_stage = model_alloc(m, Bz * sizeof(int32_t))) != NULL;
+    size_t scratch = 0;
+    for (int i = 0; i < a->n_layers && ok; i++) {
+        const flm_layer *l = &a->layers[i];
+        const size_t N = Bz * out_floats(l);
+        switch (l->op) {
+        case FLM_OP_RELU:
+        case FLM_OP_FLATTEN:
+            if (i == 0) { /* nothing to alias: give it its own buffers */
+                ok &= (m->act[i] = model_alloc(m, N * sizeof(float))) != NULL;
+                ok &= (m->dact[i] = model_alloc(m, N * sizeof(float))) != NULL;
+            } else {
+                m->act[i] = m->act[i - 1];
+                m->dact[i] = m->dact[i - 1];
+            }
+            break;
+        default:
+            ok &= (m->act[i] = model_alloc(m, N * sizeof(float))) != NULL;
+            ok &= (m->dact[i] = model_alloc(m, N * sizeof(float))) != NULL;
+            break;
+        }
+        if (!ok)
+            break;
+        if ((l->op == FLM_OP_DENSE || l->op == FLM_OP_CONV2D) && i + 1 < a->n_layers &&
+            a->layers[i + 1].op == FLM_OP_RELU)
+            m->fused_relu[i] = 1;
+        if (l->op == FLM_OP_MAXPOOL2D)
+            ok &= (m->arg[i] = model_alloc(m, N * sizeof(int32_t))) != NULL;
+        if (l->op == FLM_OP_CONV2D) {
+            ok &= (m->cache[i] = model_alloc(
+                       m, flm_conv2d_col_floats(B, l->C, l->K, l->OH, l->OW) * sizeof(float))) != NULL;
+            const size_t s = flm_conv2d_scratch_floats(l->C, l->K, l->OH, l->OW);
+            scratch = s > scratch ? s : scratch;
+        }
+#ifdef FLM_HAVE_LSTM
+        if (l->op == FLM_OP_LSTM) {
+            ok &= (m->cache[i] = model_alloc(m, flm_lstm_cache_floats(B, l->H, l->OC) *
+                                                    sizeof(float))) != NULL;
+            const size_t s = flm_lstm_scratch_floats(B, l->H, l->C, l->OC);
+            scratch = s > scratch ? s : scratch;
+        }
+#endif
+    }
+    if (ok)
+        ok &= (m->scratch = model_alloc(m, scratch * sizeof(float))) != NULL;
+    if (ok)
+        ok &= (m->grads = model_alloc(m, a->n_params * sizeof(float))) != NULL;
+    if (!ok) {
+        flm_model_free(m);
+        return FL_ERR_NOMEM;
+    }
+    *out = m;
+    return FL_OK;
+}
+
+const flm_arch *flm_model_arch(const flm_model *m) { return &m->a; }
+int flm_model_max_batch(const flm_model *m) { return m->Bmax; }
+size_t flm_model_bytes(const flm_model *m) { return m->bytes + sizeof *m; }
+float *flm_model_grads(flm_model *m) { return m->grads; }
+
+void flm_model_init_params(const flm_arch *a, float *params, fl_rng *r)
+{
+    for (int t = 0; t < a->n_tensors; t++) {
+        const flm_tensor *ten = &a->tensors[t];
+        const flm_layer *l = &a->layers[ten->layer];
+        float *p = params + ten->offset;
+        double bound;
+        switch (l->op) {
+        case FLM_OP_EMBEDDING:
+            for (size_t i = 0; i < ten->numel; i++)
+                p[i] = (float)fl_rng_normal(r);
+            continue;
+        case FLM_OP_LSTM:
+            bound = 1.0 / sqrt((double)l->OC);
+            for (size_t i = 0; i < ten->numel; i++) {
+                double v = (2.0 * fl_rng_uniform(r) - 1.0) * bound;
+                if (ten->role == FLM_ROLE_B)
+                    v += (2.0 * fl_rng_uniform(r) - 1.0) * bound;
+                p[i] = (float)v;
+            }
+            continue;
+        case FLM_OP_CONV2D:
+            bound = 1.0 / sqrt((double)l->C * l->K * l->K);
+            break;
+        default:
+            bound = 1.0 / sqrt((double)l->C);
+            break;
+        }
+        for (size_t i = 0; i < ten->numel; i++)
+            p[i] = (float)((2.0 * fl_rng_uniform(r) - 1.0) * bound);
+    }
+}
+
+static const float *tensor(const flm_model *m, const float *params, const flm_layer *l, int k)
+{
+    return params + m->a.tensors[l->tensor0 + k].offset;
+}
+
+fl_status flm_model_forward(flm_model *m, const float *params, const float *x,
+                            const int32_t *tokens, const int32_t *labels, int n, float *loss)
+{
+    if (!m || !params || n < 1 || n > m->Bmax)
+        return FL_ERR_INVALID_ARG;
+    const flm_arch *a = &m->a;
+    m->have_labels = 0;
+    if (a->token_input) {
+        if (!tokens)
+            return FL_ERR_INVALID_ARG;
+        const int V = a->layers[0].C;
+        for (size_t i = 0; i < (size_t)n * m->T; i++)
+            if (tokens[i] < 0 || tokens[i] >= V)
+                return FL_ERR_INVALID_ARG;
+    } else if (!x) {
+        return FL_ERR_INVALID_ARG;
+    }
+    if (labels)
+        for (int i = 0; i < n; i++)
+            if (labels[i] < 0 || labels[i] >= a->classes)
+                return FL_ERR_INVALID_ARG;
+    m->n = n;
+    m->x = x;
+    m->tok = tokens;
+    m->y = labels;
+    const float *inp = x;
+    for (int i = 0; i < a->n_layers; i++) {
+        const flm_layer *l = &a->layers[i];
+        float *out = m->act[i];
+        switch (l->op) {
+        case FLM_OP_DENSE:
+            flm_dense_forward(out, inp, tensor(m, params, l, 0), tensor(m, params, l, 1), n, l->C,
+                              l->OC, m->fused_relu[i]);
+            break;
+        case FLM_OP_CONV2D:
+            flm_conv2d_forward(out, m->cache[i], inp, tensor(m, params, l, 0),
+                               tensor(m, params, l, 1), n, l->C, l->H, l->W, l->OC, l->K, l->pad,
+                               m->fused_relu[i]);
+            break;
+        case FLM_OP_MAXPOOL2D:
+            flm_maxpool2d_forward(out, m->arg[i], inp, n, l->C, l->H, l->W, l->K);
+            break;
+        case FLM_OP_RELU:
+            if (i == 0 || !m->fused_relu[i - 1])
+                flm_relu_forward(out, inp, (size_t)n * out_floats(l));
+            break;
+        case FLM_OP_FLATTEN:
+            if (out != inp)
+                memcpy(out, inp, (size_t)n * out_floats(l) * sizeof *out);
+            break;
+        case FLM_OP_LAST_STEP:
+            flm_last_step_forward(out, inp, n, l->H, l->C);
+            break;
+#ifdef FLM_HAVE_LSTM
+        case FLM_OP_EMBEDDING:
+            flm_embedding_forward(out, tokens, tensor(m, params, l, 0), n, l->H, l->OC);
+            break;
+        case FLM_OP_LSTM:
+            flm_lstm_forward(out, m->cache[i], inp, tensor(m, params, l, 0),
+                             tensor(m, params, l, 1), tensor(m, params, l, 2), n, l->H, l->C,
+                             l->OC);
+            break;
+#endif
+        default:
+            return FL_ERR_UNSUPPORTED;
+        }
+        inp = out;
+    }
+    if (labels) {
+        m->have_labels = 1;
+        const double L = flm_softmax_xent(NULL, m->act[a->n_layers - 1], labels, n, a->classes);
+        if (loss)
+            *loss = (float)L;
+    }
+    return FL_OK;
+}
+
+fl_status flm_model_forward_samples(flm_model *m, const float *params, const flm_samples *s,
+                                    size_t start, int n, float *loss)
+{
+    if (!m || !s || !s->labels || n < 1 || n > m->Bmax || start > s->n || (size_t)n > s->n - start)
+        return FL_ERR_INVALID_ARG;
+    const int tok = m->a.token_input;
+    if (tok ? !s->tokens : !s->x)
+        return FL_ERR_INVALID_ARG;
+    for (int i = 0; i < n; i++) {
+        const size_t row = s->index ? s->index[start + i] : start + i;
+        if (tok)
+            memcpy(m->tok_stage + (size_t)i * m->T, s->tokens + row * m->T,
+                   (size_t)m->T * sizeof(int32_t));
+        else
+            memcpy(m->x_stage + (size_t)i * m->D, s->x + row * m->D, m->D * sizeof(float));
+        m->y_stage[i] = s->labels[row];
+    }
+    return flm_model_forward(m, params, tok ? NULL : m->x_stage, tok ? m->tok_stage : NULL,
+                             m->y_stage, n, loss);
+}
+
+const float *flm_model_logits(const flm_model *m)
+{
+    return m->act[m->a.n_layers - 1];
+}
+
+/* The update a fused backward applies, or NULL for a plain backward. */
+typedef struct fused_sgd {
+    float lr, wd;
+} fused_sgd;
+
+/* params[t] -= lr * (g[t] + wd * params[t]) over tensor range [t0, t0 + nt). */
+static void apply_sgd(const flm_arch *a, float *params, const float *g, int t0, int nt,
+                      const fused_sgd *f)
+{
+    for (int t = t0; t < t0 + nt; t++) {
+        float *w = params + a->tensors[t].offset;
+        const float *gt = g + a->tensors[t].offset;
+        const size_t N = a->tensors[t].numel;
+        if (f->wd != 0.0f)
+            for (size_t i = 0; i < N; i++)
+                w[i] -= f->lr * (gt[i] + f->wd * w[i]);
+        else
+            for (size_t i = 0; i < N; i++)
+                w[i] -= f->lr * gt[i];
+    }
+}
+
+static fl_status backward(flm_model *m, float *params, float *grads, const fused_sgd *f)
+{
+    if (!m || !params || !grads)
+        return FL_ERR_INVALID_ARG;
+    if (!m->have_labels)
+        return FL_ERR_STATE;
+    const flm_arch *a = &m->a;
+    const int n = m->n;
+    const int last = a->n_layers - 1;
+    flm_softmax_xent(m->dact[last], m->act[last], m->y, n, a->classes);
+    for (int i = last; i >= 0; i--) {
+        const flm_layer *l = &a->layers[i];
+        const float *inp = i > 0 ? m->act[i - 1] : m->x;
+        float *dinp = i > 0 ? m->dact[i - 1] : NULL;
+        const float *dout = m->dact[i];
+        const flm_tensor *t0 = &a->tensors[l->tensor0];
+        /* gradients of a fused step go to the scratch gradient buffer, zeroed per layer */
+        if (f && l->n_tensors > 0 && l->op != FLM_OP_DENSE)
+            for (int k = 0; k < l->n_tensors; k++)
+                memset(grads + t0[k].offset, 0, t0[k].numel * sizeof(float));
+        switch (l->op) {
+        case FLM_OP_DENSE: {
+            const int C = l->C, OC = l->OC;
+            float *w = params + t0[0].offset, *b = params + t0[1].offset;
+            if (!f) {
+                flm_dense_backward(dinp, grads + t0[0].offset, grads + t0[1].offset, dout, inp, w,
+                                   n, C, OC);
+                break;
+            }
+            /* dinp with the old weights, then w = (1 - lr wd) w - lr dout^T inp in one GEMM */
+            if (dinp)
+                flm_sgemm(0, 0, n, C, OC, 1.0f, dout, OC, w, C, 0.0f, dinp, C);
+            flm_sgemm(1, 0, OC, C, n, -f->lr, dout, OC, inp, C, 1.0f - f->lr * f->wd, w, C);
+            for (int o = 0; o < OC; o++) {
+                float s = 0.0f;
+                for (int j = 0; j < n; j++)
+                    s += dout[(size_t)j * OC + o];
+                b[o] -= f->lr * (s + f->wd * b[o]);
+            }
+            break;
+        }
+        case FLM_OP_CONV2D:
+            flm_conv2d_backward(i > 0 ? dinp : NULL, grads + t0[0].offset, grads + t0[1].offset,
+                                m->scratch, dout, m->cache[i], params + t0[0].offset, n, l->C, l->H,
+                                l->W, l->OC, l->K, l->pad);
+            break;
+        case FLM_OP_MAXPOOL2D:
+            if (dinp)
+                flm_maxpool2d_backward(dinp, dout, m->arg[i], n, l->C, l->H, l->W, l->K);
+            break;
+        case FLM_OP_RELU:
+            /* in place when aliased (dinp == dout), using the relu output */
+            if (dinp)
+                flm_relu_backward(dinp, dout, m->act[i], (size_t)n * out_floats(l));
+            break;
+        case FLM_OP_FLATTEN:
+            if (dinp && dinp != dout)
+                memcpy(dinp, dout, (size_t)n * out_floats(l) * sizeof *dinp);
+            break;
+        case FLM_OP_LAST_STEP:
+            if (dinp)
+                flm_last_step_backward(dinp, dout, n, l->H, l->C);
+            break;
+#ifdef FLM_HAVE_LSTM
+        case FLM_OP_EMBEDDING:
+            flm_embedding_backward(grads + t0[0].offset, dout, m->tok, n, l->H, l->OC);
+            break;
+        case FLM_OP_LSTM:
+            flm_lstm_backward(dinp, grads + t0[0].offset, grads + t0[1].offset,
+                              grads + t0[2].offset, m->scratch, dout, m->cache[i], inp,
+                              params + t0[0].offset, params + t0[1].offset, n, l->H, l->C, l->OC);
+            break;
+#endif
+        default:
+            return FL_ERR_UNSUPPORTED;
+        }
+        if (f && l->n_tensors > 0 && l->op != FLM_OP_DENSE)
+            apply_sgd(a, params, grads, l->tensor0, l->n_tensors, f);
+    }
+    return FL_OK;
+}
+
+fl_status flm_model_backward(flm_model *m, const float *params, float *grads)
+{
+    /* the plain backward never writes params */
+    return backward(m, (float *)params, grads, NULL);
+}
+
+fl_status flm_model_backward_sgd(flm_model *m, float *params, float lr, float weight_decay)
+{
+    if (!m)
+        return FL_ERR_INVALID_ARG;
+    const fused_sgd f = {lr, weight_decay};
+    return backward(m, params, m->grads, &f);
+}
+
+fl_status flm_model_evaluate(flm_model *m, const float *params, const flm_samples *s,
+                             double *loss, double *accuracy)
+{
+    if (!m || !params || !s || s->n == 0)
+        return FL_ERR_INVALID_ARG;
+    const int V = m->a.classes;
+    double lsum = 0.0;
+    size_t correct = 0;
+    for (size_t start = 0; start < s->n; start += (size_t)m->Bmax) {
+        const size_t left = s->n - start;
+        const int n = left < (size_t)m->Bmax ? (int)left : m->Bmax;
+        float L;
+        const fl_status st = flm_model_forward_samples(m, params, s, start, n, &L);
+        if (st != FL_OK)
+            return st;
+        lsum += (double)L * n;
+        const float *z = flm_model_logits(m);
+        for (int i = 0; i < n; i++) {
+            int best = 0;
+            for (int v = 1; v < V; v++)
+                if (z[(size_t)i * V + v] > z[(size_t)i * V + best])
+                    best = v;
+            correct += best == m->y_stage[i];
+        }
+    }
+    m->have_labels = 0; /* the staged batch is not the caller's */
+    if (loss)
+        *loss = lsum / (double)s->n;
+    if (accuracy)
+        *accuracy = (double)correct / (double)s->n;
+    return FL_OK;
+}

@@ -1,0 +1,99 @@
+#include "flm_optim.h"
+
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+void flm_sgd_step(float *w, float *vel, const float *g, const float *w_global, size_t n,
+                  const flm_sgd *o)
+{
+    const float lr = o->lr, mom = o->momentum, wd = o->weight_decay, mu = o->mu;
+    const int prox = mu != 0.0f && w_global;
+    for (size_t i = 0; i < n; i++) {
+        float d = g[i];
+        if (wd != 0.0f)
+            d += wd * w[i];
+        if (prox)
+            d += mu * (w[i] - w_global[i]);
+        if (mom != 0.0f && vel) {
+            vel[i] = mom * vel[i] + d;
+            d = vel[i];
+        }
+        w[i] -= lr * d;
+    }
+}
+
+fl_status flm_sgd_validate(const flm_sgd *o)
+{
+    if (!o || !isfinite(o->lr) || !isfinite(o->momentum) || !isfinite(o->weight_decay) ||
+        !isfinite(o->mu) || o->lr <= 0.0f || o->momentum < 0.0f || o->momentum >= 1.0f ||
+        o->weight_decay < 0.0f || o->mu < 0.0f)
+        return FL_ERR_INVALID_ARG;
+    return FL_OK;
+}
+
+fl_status flm_train_local(flm_model *m, float *params, const float *w_global,
+                          const flm_samples *data, int epochs, const flm_sgd *o, fl_rng *order,
+                          double *mean_loss)
+{
+    if (!m || !params || !data || !order || epochs < 1 || data->n == 0 ||
+        data->n > UINT32_MAX || flm_sgd_validate(o) != FL_OK || (o->mu > 0.0f && !w_global))
+        return FL_ERR_INVALID_ARG;
+    const flm_arch *a = flm_model_arch(m);
+    const size_t P = a->n_params, N = data->n;
+    const int B = flm_model_max_batch(m);
+    uint32_t *perm = malloc(N * sizeof *perm);
+    float *vel = o->momentum != 0.0f ? calloc(P, sizeof *vel) : NULL;
+    if (!perm || (o->momentum != 0.0f && !vel)) {
+        free(perm);
+        free(vel);
+        return FL_ERR_NOMEM;
+    }
+    /* Plain SGD (with or without weight decay) fuses the step into the backward; momentum and
+     * the proximal term need the whole gradient first. */
+    const int fused = o->momentum == 0.0f && o->mu == 0.0f;
+    float *grads = flm_model_grads(m);
+    flm_samples view = *data;
+    view.index = perm;
+    fl_status st = FL_OK;
+    double epoch_loss = 0.0;
+    for (int e = 0; e < epochs && st == FL_OK; e++) {
+        for (size_t i = 0; i < N; i++)
+            perm[i] = data->index ? data->index[i] : (uint32_t)i;
+        for (size_t i = N - 1; i > 0; i--) {
+            const size_t j = fl_rng_below(order, (uint32_t)(i + 1));
+            const uint32_t t = perm[i];
+            perm[i] = perm[j];
+            perm[j] = t;
+        }
+        epoch_loss = 0.0;
+        for (size_t start = 0; start < N; start += (size_t)B) {
+            const int n = N - start < (size_t)B ? (int)(N - start) : B;
+            float L;
+            st = flm_model_forward_samples(m, params, &view, start, n, &L);
+            if (st != FL_OK)
+                break;
+            if (!isfinite(L)) {
+                st = FL_ERR_NUMERIC;
+                break;
+            }
+            epoch_loss += (double)L * n;
+            if (fused) {
+                st = flm_model_backward_sgd(m, params, o->lr, o->weight_decay);
+            } else {
+                memset(grads, 0, P * sizeof *grads);
+                st = flm_model_backward(m, params, grads);
+                if (st == FL_OK)
+                    flm_sgd_step(params, vel, grads, w_global, P, o);
+            }
+            if (st != FL_OK)
+                break;
+        }
+    }
+    free(perm);
+    free(vel);
+    if (st == FL_OK && mean_loss)
+        *mean_loss = epoch_loss / (double)N;
+    return st;
+}

@@ -1,0 +1,47 @@
+/* flm_optim.h: SGD (momentum, weight decay, FedProx proximal term) and the local-training entry
+ * point the client core calls.
+ *
+ * All vectors share the flat layout of flm_arch (params, grads, velocity, global weights), so the
+ * step is one pass over (float *, size_t n). Pure functions over caller buffers; thread-safe on
+ * distinct buffers.
+ */
+#ifndef FLM_OPTIM_H
+#define FLM_OPTIM_H
+
+#include <stddef.h>
+
+#include "fl_rng.h"
+#include "fl_status.h"
+#include "flm_model.h"
+
+typedef struct flm_sgd {
+    float lr;            /* learning rate, > 0 */
+    float momentum;      /* 0: plain SGD; PyTorch semantics (v = momentum v + g, w -= lr v) */
+    float weight_decay;  /* L2: g += weight_decay * w (PyTorch semantics) */
+    float mu;            /* FedProx: loss += mu/2 ||w - w_global||^2, i.e. g += mu (w - w_global) */
+} flm_sgd;
+
+/* One step over n coordinates: g' = g + wd w + mu (w - w_global); v = momentum v + g' (when
+ * momentum != 0; v zeroed by the caller before the first step gives PyTorch's first step);
+ * w -= lr * (momentum ? v : g'). vel may be NULL when momentum is 0; w_global may be NULL when
+ * mu is 0. */
+void flm_sgd_step(float *w, float *vel, const float *g, const float *w_global, size_t n,
+                  const flm_sgd *o);
+
+/* FL_OK, or FL_ERR_INVALID_ARG for a non-finite or negative rate / coefficient or lr == 0. */
+fl_status flm_sgd_validate(const flm_sgd *o);
+
+/* Local training (the client's E epochs): for each epoch, a fresh permutation of the view's
+ * samples drawn from `order` (Fisher-Yates), then batches of flm_model_max_batch(m) samples (the
+ * last one smaller), forward, backward, step. params (arch n_params) is updated in place;
+ * w_global (n_params) is the round's global model for the FedProx term, needed iff o->mu > 0.
+ * With momentum the velocity starts at zero in every call. *mean_loss (may be NULL) = mean
+ * training loss over the samples of the last epoch (without the proximal term).
+ * Allocates its permutation (and the velocity when momentum != 0) once per call, nothing per step.
+ * Deterministic: same inputs and stream, same bits. FL_ERR_INVALID_ARG (bad args, empty view,
+ * epochs < 1), FL_ERR_NUMERIC when the loss stops being finite, FL_ERR_NOMEM. */
+fl_status flm_train_local(flm_model *m, float *params, const float *w_global,
+                          const flm_samples *data, int epochs, const flm_sgd *o, fl_rng *order,
+                          double *mean_loss);
+
+#endif
