@@ -1,0 +1,790 @@
+/* fls_policy.c: full, fd, afd-single and afd-multi keep-set selection (see fls_policy.h). */
+#include "fls_policy.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fl_rng.h"
+#include "fls_bytes.h"
+
+#define POLICY_MAGIC 0x50534c46u /* "FLSP" little-endian */
+#define POLICY_VERSION 1u
+
+struct key_idx {
+    double key;
+    uint32_t idx;
+};
+
+struct report {
+    uint32_t client;
+    double loss;
+    uint64_t n;
+};
+
+/* The AFD state of one model: afd-single has one, afd-multi one per client. */
+typedef struct afd_state {
+    uint32_t client;
+    double *S;            /* n_units scores, >= 0 */
+    int has_prev;
+    double l_prev;
+    flm_keepset A;
+    int reported;         /* multi: a loss arrived this round */
+    double loss;
+} afd_state;
+
+struct fls_policy {
+    fls_policy_config cfg;
+    flm_arch arch;
+    uint64_t seed;
+    size_t n_units;
+    int n_drop;
+    int unit_off[FLM_MAX_LAYERS];  /* first unit of droppable layer d in a score map */
+    int keep_k[FLM_MAX_LAYERS];    /* units kept in layer d */
+    uint32_t round;
+    int in_round;
+    flm_keepset shared;            /* full / fd shared: this round's keep-set */
+    flm_keepset scratch;           /* fd per-client: the last one handed out */
+    /* afd-single */
+    afd_state single;
+    int have_single;
+    uint32_t n_reported;
+    struct report *reps;           /* this round's reports, sorted by client */
+    size_t rep_cap;
+    /* afd-multi: sorted by client */
+    afd_state **multi;
+    size_t n_multi, cap_multi;
+    fls_policy_info last;
+    uint32_t *perm;                /* scratch of max(units) */
+    struct key_idx *keys;          /* scratch of max(units) */
+};
+
+
+/* ---- keep-set helpers (same layout as flm_keepset; idx from malloc) --------------------------- */
+
+static void ks_release(flm_keepset *ks)
+{
+    if (!ks)
+        return;
+    free(ks->idx);
+    memset(ks, 0, sizeof *ks);
+}
+
+static fl_status ks_alloc(flm_keepset *ks, int n_drop, const int *counts)
+{
+    size_t total = 0;
+    memset(ks, 0, sizeof *ks);
+    ks->n_drop = n_drop;
+    for (int d = 0; d < n_drop; d++) {
+        ks->count[d] = counts[d];
+        ks->offset[d] = (int)total;
+        total += (size_t)counts[d];
+    }
+    ks->idx = malloc((total ? total : 1) * sizeof *ks->idx);
+    return ks->idx ? FL_OK : FL_ERR_NOMEM;
+}
+
+static int cmp_u32(const void *a, const void *b)
+{
+    const uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+    return (x > y) - (x < y);
+}
+
+/* Descending key, then ascending index: a total order, so qsort's instability is harmless. */
+static int cmp_key_desc(const void *a, const void *b)
+{
+    const struct key_idx *x = a, *y = b;
+    if (x->key != y->key)
+        return x->key < y->key ? 1 : -1;
+    return (x->idx > y->idx) - (x->idx < y->idx);
+}
+
+/* Uniform keep-set: partial Fisher-Yates per layer, one stream for all layers in order. */
+static fl_status draw_uniform(fls_policy *p, flm_keepset *out, uint32_t round, uint32_t client)
+{
+    flm_keepset ks;
+    fl_status st = ks_alloc(&ks, p->n_drop, p->keep_k);
+    if (st != FL_OK)
+        return st;
+    fl_rng r = fl_rng_stream(p->seed, round, client, FL_RNG_KEEPSET);
+    for (int d = 0; d < p->n_drop; d++) {
+        const uint32_t n = (uint32_t)p->arch.drop_units[d], k = (uint32_t)p->keep_k[d];
+        for (uint32_t i = 0; i < n; i++)
+            p->perm[i] = i;
+        for (uint32_t i = 0; i < k; i++) {
+            const uint32_t j = i + fl_rng_below(&r, n - i);
+            const uint32_t t = p->perm[i];
+            p->perm[i] = p->perm[j];
+            p->perm[j] = t;
+        }
+        uint32_t *dst = ks.idx + ks.offset[d];
+        memcpy(dst, p->perm, k * sizeof *dst);
+        qsort(dst, k, sizeof *dst, cmp_u32);
+    }
+    ks_release(out);
+    *out = ks;
+    return FL_OK;
+}
+
+/* Weighted keep-set: per layer, exactly k units without replacement, P proportional to S + eps. */
+static fl_status draw_weighted(fls_policy *p, flm_keepset *out, const double *S, uint32_t round,
+                               uint32_t client)
+{
+    double smax = 0.0;
+    for (size_t u = 0; u < p->n_units; u++)
+        if (S[u] > smax)
+            smax = S[u];
+    if (smax <= 0.0)
+        return draw_uniform(p, out, round, client);
+    const double eps = p->cfg.eps_rel * smax;
+    flm_keepset ks;
+    fl_status st = ks_alloc(&ks, p->n_drop, p->keep_k);
+    if (st != FL_OK)
+        return st;
+    fl_rng r = fl_rng_stream(p->seed, round, client, FL_RNG_KEEPSET);
+    for (int d = 0; d < p->n_drop; d++) {
+        const uint32_t n = (uint32_t)p->arch.drop_units[d], k = (uint32_t)p->keep_k[d];
+        const double *Sd = S + p->unit_off[d];
+        for (uint32_t i = 0; i < n; i++) {
+            /* U in (0, 1): 53 random bits shifted off zero. key = log(U) / w, larger is better. */
+            const double U = ((double)(fl_rng_u64(&r) >> 11) + 0.5) * 0x1p-53;
+            p->keys[i].key = log(U) / (Sd[i] + eps);
+            p->keys[i].idx = i;
+        }
+        qsort(p->keys, n, sizeof *p->keys, cmp_key_desc);
+        uint32_t *dst = ks.idx + ks.offset[d];
+        for (uint32_t i = 0; i < k; i++)
+            dst[i] = p->keys[i].idx;
+        qsort(dst, k, sizeof *dst, cmp_u32);
+    }
+    ks_release(out);
+    *out = ks;
+    return FL_OK;
+}
+
+/* ---- configuration ---------------------------------------------------------------------------- */
+
+fls_policy_config fls_policy_config_default(void)
+{
+    fls_policy_config c;
+    memset(&c, 0, sizeof c);
+    c.kind = FLS_POLICY_FULL;
+    c.keep_p = 0.75;
+    c.eps_rel = 1e-3;
+    return c;
+}
+
+static const char *const kind_names[] = {"full", "fd", "afd-single", "afd-multi"};
+
+const char *fls_policy_kind_name(fls_policy_kind k)
+{
+    if ((unsigned)k < sizeof kind_names / sizeof kind_names[0])
+        return kind_names[k];
+    return "unknown";
+}
+
+fl_status fls_policy_kind_parse(const char *s, fls_policy_kind *out)
+{
+    if (!s || !out)
+        return FL_ERR_INVALID_ARG;
+    for (unsigned i = 0; i < sizeof kind_names / sizeof kind_names[0]; i++)
+        if (strcmp(s, kind_names[i]) == 0) {
+            *out = (fls_policy_kind)i;
+            return FL_OK;
+        }
+    return FL_ERR_CONFIG;
+}
+
+static int is_afd(const fls_policy *p)
+{
+    return p->cfg.kind == FLS_POLICY_AFD_SINGLE || p->cfg.kind == FLS_POLICY_AFD_MULTI;
+}
+
+fl_status fls_policy_new(const fls_policy_config *cfg, const flm_arch *a, uint64_t seed,
+                         fls_policy **out)
+{
+    if (!cfg || !a || !out)
+        return FL_ERR_INVALID_ARG;
+    *out = NULL;
+    if ((unsigned)cfg->kind > FLS_POLICY_AFD_MULTI || !(cfg->keep_p > 0.0 && cfg->keep_p <= 1.0) ||
+        !(cfg->eps_rel > 0.0 && isfinite(cfg->eps_rel)) || a->n_drop < 0 ||
+        a->n_drop > FLM_MAX_LAYERS)
+        return FL_ERR_CONFIG;
+    for (int d = 0; d < FLM_MAX_LAYERS; d++)
+        if (!(cfg->keep_p_layer[d] == 0.0 ||
+              (cfg->keep_p_layer[d] > 0.0 && cfg->keep_p_layer[d] <= 1.0)))
+            return FL_ERR_CONFIG;
+    fls_policy *p = calloc(1, sizeof *p);
+    if (!p)
+        return FL_ERR_NOMEM;
+    p->cfg = *cfg;
+    p->arch = *a;
+    p->seed = seed;
+    p->n_drop = a->n_drop;
+    int umax = 1;
+    for (int d = 0; d < a->n_drop; d++) {
+        if (a->drop_units[d] < 1) {
+            free(p);
+            return FL_ERR_CONFIG;
+        }
+        p->unit_off[d] = (int)p->n_units;
+        p->n_units += (size_t)a->drop_units[d];
+        const double pd = cfg->keep_p_layer[d] > 0.0 ? cfg->keep_p_layer[d] : cfg->keep_p;
+        p->keep_k[d] = cfg->kind == FLS_POLICY_FULL ? a->drop_units[d]
+                                                     : flm_keep_count(pd, a->drop_units[d]);
+        if (a->drop_units[d] > umax)
+            umax = a->drop_units[d];
+    }
+    p->perm = malloc((size_t)umax * sizeof *p->perm);
+    p->keys = malloc((size_t)umax * sizeof *p->keys);
+    if (!p->perm || !p->keys) {
+        fls_policy_free(p);
+        return FL_ERR_NOMEM;
+    }
+    if (cfg->kind == FLS_POLICY_FULL) {
+        fl_status st = ks_alloc(&p->shared, p->n_drop, p->keep_k);
+        if (st != FL_OK) {
+            fls_policy_free(p);
+            return st;
+        }
+        for (int d = 0; d < p->n_drop; d++)
+            for (int j = 0; j < p->keep_k[d]; j++)
+                p->shared.idx[p->shared.offset[d] + j] = (uint32_t)j;
+    }
+    if (cfg->kind == FLS_POLICY_AFD_SINGLE) {
+        p->single.S = calloc(p->n_units ? p->n_units : 1, sizeof *p->single.S);
+        if (!p->single.S) {
+            fls_policy_free(p);
+            return FL_ERR_NOMEM;
+        }
+        p->single.client = FLS_POLICY_SHARED_CLIENT;
+        /* A is drawn uniformly at the first begin_round (keyed by that round). */
+    }
+    *out = p;
+    return FL_OK;
+}
+
+static void afd_state_free(afd_state *s)
+{
+    if (!s)
+        return;
+    free(s->S);
+    ks_release(&s->A);
+    free(s);
+}
+
+void fls_policy_free(fls_policy *p)
+{
+    if (!p)
+        return;
+    ks_release(&p->shared);
+    ks_release(&p->scratch);
+    free(p->single.S);
+    ks_release(&p->single.A);
+    for (size_t i = 0; i < p->n_multi; i++)
+        afd_state_free(p->multi[i]);
+    free(p->multi);
+    free(p->reps);
+    free(p->perm);
+    free(p->keys);
+    free(p);
+}
+
+size_t fls_policy_units(const fls_policy *p)
+{
+    return p ? p->n_units : 0;
+}
+
+int fls_policy_is_shared(const fls_policy *p)
+{
+    return p->cfg.kind == FLS_POLICY_FULL || p->cfg.kind == FLS_POLICY_AFD_SINGLE ||
+           (p->cfg.kind == FLS_POLICY_FD && !p->cfg.fd_per_client);
+}
+
+/* ---- afd-multi client table ------------------------------------------------------------------- */
+
+static size_t multi_lower(const fls_policy *p, uint32_t client)
+{
+    size_t lo = 0, hi = p->n_multi;
+    while (lo < hi) {
+        const size_t mid = lo + (hi - lo) / 2;
+        if (p->multi[mid]->client < client)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+static afd_state *multi_find(const fls_policy *p, uint32_t client)
+{
+    const size_t i = multi_lower(p, client);
+    return i < p->n_multi && p->multi[i]->client == client ? p->multi[i] : NULL;
+}
+
+static fl_status multi_insert(fls_policy *p, afd_state *s)
+{
+    if (p->n_multi == p->cap_multi) {
+        const size_t cap = p->cap_multi ? 2 * p->cap_multi : 16;
+        afd_state **m = realloc(p->multi, cap * sizeof *m);
+        if (!m)
+            return FL_ERR_NOMEM;
+        p->multi = m;
+        p->cap_multi = cap;
+    }
+    const size_t i = multi_lower(p, s->client);
+    memmove(p->multi + i + 1, p->multi + i, (p->n_multi - i) * sizeof *p->multi);
+    p->multi[i] = s;
+    p->n_multi++;
+    return FL_OK;
+}
+
+/* ---- rounds ----------------------------------------------------------------------------------- */
+
+fl_status fls_policy_begin_round(fls_policy *p, uint32_t round)
+{
+    if (!p)
+        return FL_ERR_INVALID_ARG;
+    p->round = round;
+    p->in_round = 1;
+    p->n_reported = 0;
+    for (size_t i = 0; i < p->n_multi; i++)
+        p->multi[i]->reported = 0;
+    fl_status st = FL_OK;
+    if (p->cfg.kind == FLS_POLICY_FD && !p->cfg.fd_per_client)
+        st = draw_uniform(p, &p->shared, round, FLS_POLICY_SHARED_CLIENT);
+    else if (p->cfg.kind == FLS_POLICY_AFD_SINGLE && !p->single.A.idx)
+        st = draw_uniform(p, &p->single.A, round, FLS_POLICY_SHARED_CLIENT);
+    if (st != FL_OK)
+        p->in_round = 0;
+    return st;
+}
+
+fl_status fls_policy_keepset(fls_policy *p, uint32_t client, const flm_keepset **out)
+{
+    if (!p || !out)
+        return FL_ERR_INVALID_ARG;
+    if (!p->in_round)
+        return FL_ERR_STATE;
+    fl_status st;
+    switch (p->cfg.kind) {
+    case FLS_POLICY_FULL:
+        *out = &p->shared;
+        return FL_OK;
+    case FLS_POLICY_FD:
+        if (!p->cfg.fd_per_client) {
+            *out = &p->shared;
+            return FL_OK;
+        }
+        st = draw_uniform(p, &p->scratch, p->round, client);
+        if (st == FL_OK)
+            *out = &p->scratch;
+        return st;
+    case FLS_POLICY_AFD_SINGLE:
+        *out = &p->single.A;
+        return FL_OK;
+    case FLS_POLICY_AFD_MULTI: {
+        afd_state *s = multi_find(p, client);
+        if (!s) {
+            s = calloc(1, sizeof *s);
+            if (!s)
+                return FL_ERR_NOMEM;
+            s->client = client;
+            s->S = calloc(p->n_units ? p->n_units : 1, sizeof *s->S);
+            st = s->S ? draw_uniform(p, &s->A, p->round, client) : FL_ERR_NOMEM;
+            if (st == FL_OK)
+                st = multi_insert(p, s);
+            if (st != FL_OK) {
+                afd_state_free(s);
+                return st;
+            }
+        }
+        *out = &s->A;
+        return FL_OK;
+    }
+    }
+    return FL_ERR_INTERNAL;
+}
+
+fl_status fls_policy_report(fls_policy *p, uint32_t client, double loss, uint64_t n_samples)
+{
+    if (!p)
+        return FL_ERR_INVALID_ARG;
+    if (!isfinite(loss) || n_samples == 0)
+        return FL_ERR_INVALID_ARG;
+    if (!p->in_round)
+        return FL_ERR_STATE;
+    if (p->cfg.kind == FLS_POLICY_AFD_MULTI) {
+        afd_state *s = multi_find(p, client);
+        if (!s || s->reported)
+            return FL_ERR_STATE;
+        s->reported = 1;
+        s->loss = loss;
+        return FL_OK;
+    }
+    /* Every other policy: remember who reported (duplicates are refused) and what. l_t is
+     * summed in client order at end_round, so it does not depend on arrival order. */
+    size_t lo = 0, hi = p->n_reported;
+    while (lo < hi) {
+        const size_t mid = lo + (hi - lo) / 2;
+        if (p->reps[mid].client < client)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    if (lo < p->n_reported && p->reps[lo].client == client)
+        return FL_ERR_STATE;
+    if (p->n_reported == p->rep_cap) {
+        const size_t cap = p->rep_cap ? 2 * p->rep_cap : 64;
+        struct report *r = realloc(p->reps, cap * sizeof *r);
+        if (!r)
+            return FL_ERR_NOMEM;
+        p->reps = r;
+        p->rep_cap = cap;
+    }
+    memmove(p->reps + lo + 1, p->reps + lo, (p->n_reported - lo) * sizeof *p->reps);
+    p->reps[lo].client = client;
+    p->reps[lo].loss = loss;
+    p->reps[lo].n = n_samples;
+    p->n_reported++;
+    return FL_OK;
+}
+
+/* ---- the AFD rule ----------------------------------------------------------------------------- */
+
+/* Applies one step of the rule to s with the round's loss lt; draws with key (round+1, client). */
+static fl_status afd_step(fls_policy *p, afd_state *s, double lt, uint32_t client, int *kept)
+{
+    if (s->has_prev && lt < s->l_prev) {
+        /* The submodel helped: exploit. l_prev > 0 for any non-negative loss; the fallback keeps
+         * the gain positive and finite for exotic negative losses. */
+        const double gain = s->l_prev > 0.0 ? (s->l_prev - lt) / s->l_prev : (s->l_prev - lt);
+        for (int d = 0; d < s->A.n_drop; d++)
+            for (int j = 0; j < s->A.count[d]; j++) {
+                const size_t u = (size_t)p->unit_off[d] + s->A.idx[s->A.offset[d] + j];
+                s->S[u] = p->cfg.score_accumulate ? s->S[u] + gain : gain;
+            }
+        *kept = 1;
+    } else {
+        fl_status st = draw_weighted(p, &s->A, s->S, p->round + 1, client);
+        if (st != FL_OK)
+            return st;
+        *kept = 0;
+    }
+    s->l_prev = lt;
+    s->has_prev = 1;
+    return FL_OK;
+}
+
+static void score_stats(const fls_policy *p, fls_policy_info *info)
+{
+    double smax = 0.0, sum = 0.0;
+    uint64_t n = 0, zero = 0;
+    const size_t maps = p->cfg.kind == FLS_POLICY_AFD_SINGLE ? 1 : p->n_multi;
+    for (size_t m = 0; m < maps; m++) {
+        const double *S = p->cfg.kind == FLS_POLICY_AFD_SINGLE ? p->single.S : p->multi[m]->S;
+        for (size_t u = 0; u < p->n_units; u++) {
+            smax = S[u] > smax ? S[u] : smax;
+            sum += S[u];
+            zero += S[u] == 0.0;
+            n++;
+        }
+    }
+    info->score_max = smax;
+    info->score_mean = n ? sum / (double)n : 0.0;
+    info->score_zero = zero;
+    memset(info->hist, 0, sizeof info->hist);
+    if (smax <= 0.0)
+        return;
+    for (size_t m = 0; m < maps; m++) {
+        const double *S = p->cfg.kind == FLS_POLICY_AFD_SINGLE ? p->single.S : p->multi[m]->S;
+        for (size_t u = 0; u < p->n_units; u++) {
+            if (S[u] <= 0.0)
+                continue;
+            int b = (int)(S[u] / smax * FLS_POLICY_HIST_BINS);
+            if (b >= FLS_POLICY_HIST_BINS)
+                b = FLS_POLICY_HIST_BINS - 1;
+            info->hist[b]++;
+        }
+    }
+}
+
+fl_status fls_policy_end_round(fls_policy *p, fls_policy_info *info)
+{
+    if (!p)
+        return FL_ERR_INVALID_ARG;
+    if (!p->in_round)
+        return FL_ERR_STATE;
+    fls_policy_info in;
+    memset(&in, 0, sizeof in);
+    in.round = p->round;
+    in.afd = is_afd(p);
+    in.loss = NAN;
+    in.loss_prev = NAN;
+    fl_status st = FL_OK;
+    if (p->cfg.kind == FLS_POLICY_AFD_SINGLE) {
+        in.loss_prev = p->single.has_prev ? p->single.l_prev : NAN;
+        double swl = 0.0, sw = 0.0;
+        for (uint32_t i = 0; i < p->n_reported; i++) {
+            const double w = p->cfg.loss_unweighted ? 1.0 : (double)p->reps[i].n;
+            swl += w * p->reps[i].loss;
+            sw += w;
+        }
+        if (p->n_reported > 0) {
+            const double lt = swl / sw;
+            int kept = 0;
+            st = afd_step(p, &p->single, lt, FLS_POLICY_SHARED_CLIENT, &kept);
+            in.have_loss = 1;
+            in.loss = lt;
+            in.kept = (uint32_t)kept;
+            in.resampled = (uint32_t)!kept;
+        }
+    } else if (p->cfg.kind == FLS_POLICY_AFD_MULTI) {
+        for (size_t i = 0; i < p->n_multi && st == FL_OK; i++) {
+            afd_state *s = p->multi[i];
+            if (!s->reported)
+                continue;
+            int kept = 0;
+            st = afd_step(p, s, s->loss, s->client, &kept);
+            in.kept += (uint32_t)kept;
+            in.resampled += (uint32_t)!kept;
+            s->reported = 0;
+        }
+        in.clients = (uint32_t)p->n_multi;
+    }
+    if (in.afd)
+        score_stats(p, &in);
+    p->in_round = 0;
+    p->last = in;
+    if (info)
+        *info = in;
+    return st;
+}
+
+fl_status fls_policy_scores(const fls_policy *p, uint32_t client, double *out, size_t n)
+{
+    if (!p || (!out && n))
+        return FL_ERR_INVALID_ARG;
+    const double *S = NULL;
+    if (p->cfg.kind == FLS_POLICY_AFD_SINGLE)
+        S = p->single.S;
+    else if (p->cfg.kind == FLS_POLICY_AFD_MULTI) {
+        const afd_state *s = multi_find(p, client);
+        S = s ? s->S : NULL;
+    }
+    if (!S)
+        return FL_ERR_NOT_FOUND;
+    if (n != p->n_units)
+        return FL_ERR_INVALID_ARG;
+    memcpy(out, S, n * sizeof *out);
+    return FL_OK;
+}
+
+const flm_keepset *fls_policy_current(const fls_policy *p, uint32_t client)
+{
+    if (!p)
+        return NULL;
+    if (p->cfg.kind == FLS_POLICY_AFD_SINGLE)
+        return p->single.A.idx ? &p->single.A : NULL;
+    if (p->cfg.kind == FLS_POLICY_AFD_MULTI) {
+        const afd_state *s = multi_find(p, client);
+        return s ? &s->A : NULL;
+    }
+    if (p->cfg.kind == FLS_POLICY_FULL || (p->cfg.kind == FLS_POLICY_FD && !p->cfg.fd_per_client))
+        return p->shared.idx ? &p->shared : NULL;
+    return NULL;
+}
+
+/* ---- export / import -------------------------------------------------------------------------- */
+
+static void w_keepset(fls_wbuf *w, const flm_keepset *ks)
+{
+    for (int d = 0; d < ks->n_drop; d++) {
+        fls_w_u32(w, (uint32_t)ks->count[d]);
+        for (int j = 0; j < ks->count[d]; j++)
+            fls_w_u32(w, ks->idx[ks->offset[d] + j]);
+    }
+}
+
+static void w_state(fls_wbuf *w, const fls_policy *p, const afd_state *s)
+{
+    fls_w_u32(w, s->client);
+    fls_w_u8(w, (uint8_t)s->has_prev);
+    fls_w_f64(w, s->has_prev ? s->l_prev : 0.0);
+    for (size_t u = 0; u < p->n_units; u++)
+        fls_w_f64(w, s->S[u]);
+    fls_w_u8(w, s->A.idx != NULL);
+    if (s->A.idx)
+        w_keepset(w, &s->A);
+}
+
+fl_status fls_policy_export(const fls_policy *p, uint8_t **buf, size_t *len)
+{
+    if (!p || !buf || !len)
+        return FL_ERR_INVALID_ARG;
+    *buf = NULL;
+    *len = 0;
+    fls_wbuf w = {0};
+    fls_w_u32(&w, POLICY_MAGIC);
+    fls_w_u32(&w, POLICY_VERSION);
+    fls_w_u32(&w, (uint32_t)p->cfg.kind);
+    fls_w_u32(&w, (uint32_t)p->n_drop);
+    for (int d = 0; d < p->n_drop; d++) {
+        fls_w_u32(&w, (uint32_t)p->arch.drop_units[d]);
+        fls_w_u32(&w, (uint32_t)p->keep_k[d]);
+    }
+    if (p->cfg.kind == FLS_POLICY_AFD_SINGLE) {
+        w_state(&w, p, &p->single);
+    } else if (p->cfg.kind == FLS_POLICY_AFD_MULTI) {
+        fls_w_u32(&w, (uint32_t)p->n_multi);
+        for (size_t i = 0; i < p->n_multi; i++)
+            w_state(&w, p, p->multi[i]);
+    }
+    if (w.failed) {
+        free(w.p);
+        return FL_ERR_NOMEM;
+    }
+    *buf = w.p;
+    *len = w.len;
+    return FL_OK;
+}
+
+/* Reads a keep-set of the policy's shape: counts must equal keep_k, indexes sorted and unique. */
+static fl_status r_keepset(fls_rbuf *r, const fls_policy *p, flm_keepset *ks)
+{
+    fl_status st = ks_alloc(ks, p->n_drop, p->keep_k);
+    if (st != FL_OK)
+        return st;
+    for (int d = 0; d < p->n_drop; d++) {
+        if (fls_r_u32(r) != (uint32_t)p->keep_k[d])
+            goto bad;
+        for (int j = 0; j < p->keep_k[d]; j++) {
+            const uint32_t v = fls_r_u32(r);
+            if (r->bad || v >= (uint32_t)p->arch.drop_units[d] ||
+                (j > 0 && v <= ks->idx[ks->offset[d] + j - 1]))
+                goto bad;
+            ks->idx[ks->offset[d] + j] = v;
+        }
+    }
+    if (r->bad)
+        goto bad;
+    return FL_OK;
+bad:
+    ks_release(ks);
+    return FL_ERR_CHECKPOINT_FORMAT;
+}
+
+static fl_status r_state(fls_rbuf *r, const fls_policy *p, afd_state *s)
+{
+    memset(s, 0, sizeof *s);
+    s->client = fls_r_u32(r);
+    const uint8_t hp = fls_r_u8(r);
+    s->l_prev = fls_r_f64(r);
+    if (r->bad || hp > 1 || !isfinite(s->l_prev))
+        return FL_ERR_CHECKPOINT_FORMAT;
+    s->has_prev = hp;
+    /* Bound the allocation by what the buffer can hold before making it. */
+    if (p->n_units > (r->len - r->pos) / 8)
+        return FL_ERR_CHECKPOINT_FORMAT;
+    s->S = malloc((p->n_units ? p->n_units : 1) * sizeof *s->S);
+    if (!s->S)
+        return FL_ERR_NOMEM;
+    for (size_t u = 0; u < p->n_units; u++) {
+        s->S[u] = fls_r_f64(r);
+        if (!(s->S[u] >= 0.0) || !isfinite(s->S[u]))
+            goto bad;
+    }
+    const uint8_t hasA = fls_r_u8(r);
+    if (r->bad || hasA > 1)
+        goto bad;
+    if (hasA) {
+        fl_status st = r_keepset(r, p, &s->A);
+        if (st != FL_OK) {
+            free(s->S);
+            s->S = NULL;
+            return st;
+        }
+    }
+    return FL_OK;
+bad:
+    free(s->S);
+    s->S = NULL;
+    return FL_ERR_CHECKPOINT_FORMAT;
+}
+
+fl_status fls_policy_import(fls_policy *p, const uint8_t *buf, size_t len)
+{
+    if (!p || (!buf && len))
+        return FL_ERR_INVALID_ARG;
+    fls_rbuf r = {buf, len, 0, 0};
+    const uint32_t magic = fls_r_u32(&r), version = fls_r_u32(&r);
+    const uint32_t kind = fls_r_u32(&r), n_drop = fls_r_u32(&r);
+    if (r.bad || magic != POLICY_MAGIC || version != POLICY_VERSION)
+        return FL_ERR_CHECKPOINT_FORMAT;
+    if (kind != (uint32_t)p->cfg.kind || n_drop != (uint32_t)p->n_drop)
+        return FL_ERR_CHECKPOINT_MISMATCH;
+    for (int d = 0; d < p->n_drop; d++) {
+        const uint32_t units = fls_r_u32(&r), k = fls_r_u32(&r);
+        if (r.bad)
+            return FL_ERR_CHECKPOINT_FORMAT;
+        if (units != (uint32_t)p->arch.drop_units[d] || k != (uint32_t)p->keep_k[d])
+            return FL_ERR_CHECKPOINT_MISMATCH;
+    }
+    fl_status st = FL_OK;
+    if (p->cfg.kind == FLS_POLICY_AFD_SINGLE) {
+        afd_state s;
+        st = r_state(&r, p, &s);
+        if (st == FL_OK && (s.client != FLS_POLICY_SHARED_CLIENT || r.pos != r.len))
+            st = FL_ERR_CHECKPOINT_FORMAT;
+        if (st != FL_OK) {
+            free(s.S);
+            ks_release(&s.A);
+            return st;
+        }
+        free(p->single.S);
+        ks_release(&p->single.A);
+        p->single = s;
+    } else if (p->cfg.kind == FLS_POLICY_AFD_MULTI) {
+        const uint32_t n = fls_r_u32(&r);
+        /* Each client needs at least 14 bytes: refuse counts the buffer cannot hold. */
+        if (r.bad || n > (r.len - r.pos) / 14)
+            return FL_ERR_CHECKPOINT_FORMAT;
+        afd_state **m = calloc(n ? n : 1, sizeof *m);
+        if (!m)
+            return FL_ERR_NOMEM;
+        uint32_t i = 0;
+        for (; i < n; i++) {
+            m[i] = calloc(1, sizeof **m);
+            if (!m[i]) {
+                st = FL_ERR_NOMEM;
+                break;
+            }
+            st = r_state(&r, p, m[i]);
+            if (st == FL_OK && (!m[i]->A.idx || (i > 0 && m[i]->client <= m[i - 1]->client)))
+                st = FL_ERR_CHECKPOINT_FORMAT;
+            if (st != FL_OK) {
+                i++;
+                break;
+            }
+        }
+        if (st == FL_OK && r.pos != r.len)
+            st = FL_ERR_CHECKPOINT_FORMAT;
+        if (st != FL_OK) {
+            for (uint32_t j = 0; j < i && j < n; j++)
+                afd_state_free(m[j]);
+            free(m);
+            return st;
+        }
+        for (size_t j = 0; j < p->n_multi; j++)
+            afd_state_free(p->multi[j]);
+        free(p->multi);
+        p->multi = m;
+        p->n_multi = n;
+        p->cap_multi = n ? n : 1;
+    } else if (r.pos != r.len) {
+        return FL_ERR_CHECKPOINT_FORMAT;
+    }
+    p->in_round = 0;
+    p->n_reported = 0;
+    return FL_OK;
+}
