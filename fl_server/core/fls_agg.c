@@ -1,0 +1,811 @@
+/* fls_agg.c: streaming aggregation with exact 64-bit fixed-point accumulation (see fls_agg.h).
+ *
+ * Accumulator arithmetic is modular (uint64_t): acc[i] += n_k * q_k[i] mod 2^64. The range checks
+ * (|d| <= 2^A, total weight <= 2^(62-S-A)) guarantee that the true sum of every coordinate lies in
+ * (-2^62, 2^62), so the modular result read back as int64 IS the true sum, whatever order the
+ * terms came in; and a fold can be undone exactly by subtracting the same terms (used when a
+ * commit finds a bad value after part of the update was folded).
+ *
+ * Float -> fixed conversion: q = round_half_even(x * scale) via the 1.5 * 2^52 "magic number"
+ * addition in double (exact for |x * scale| < 2^51), so the AVX2 kernel and the portable scalar
+ * kernel give the same bits. n_k * q uses 32x32 -> 64 multiplies (n_k < 2^32, enforced).
+ */
+#include "fls_agg.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#define FLS_AGG_X86 1
+#endif
+
+#define MAGIC_D 6755399441055744.0 /* 1.5 * 2^52 */
+#define MAGIC_BITS UINT64_C(0x4338000000000000)
+
+typedef struct agg_tensor {
+    size_t off;        /* first float in the flat layout */
+    size_t numel;
+    size_t rows, cols, inner;
+    size_t RL;         /* row length in floats: cols * inner */
+    int row_cells;     /* 1: every row has its own weight cells (row units drop) */
+    int col_cells;     /* 1: every column block has its own weight cells (column units drop) */
+    size_t cr, cc;     /* cell grid: cr x cc */
+    size_t cell0;      /* first cell index */
+} agg_tensor;
+
+struct fls_agg {
+    fls_agg_options o;
+    int flat;              /* no architecture: full-model updates only */
+    flm_arch arch;         /* valid when !flat */
+    size_t n;              /* N parameters */
+    int nt;
+    agg_tensor t[FLM_MAX_TENSORS];
+    size_t n_cells;
+    uint64_t *cellw;       /* (n_cells) weight of submodel updates holding each cell */
+    uint64_t w_all;        /* weight of full-model updates (they hold every coordinate) */
+    uint64_t w_total;      /* weight of every committed update */
+    uint64_t w_cap;        /* total weight bound of the fixed-point range */
+    uint64_t *acc;         /* (N) mean mode: modular sums of n_k * q_k */
+    double scale;          /* 2^S */
+    float maxabs;          /* 2^A */
+    int use_avx2;
+    /* staging pool */
+    float **pool;          /* (max_open) buffers of N floats, allocated on first use */
+    unsigned char *busy;   /* (max_open) */
+    int n_open;
+    /* robust modes */
+    float **upd;           /* (max_updates) committed updates, (N) each, NaN where not held */
+    int n_upd;
+    fls_agg_stats st;
+};
+
+struct fls_agg_update {
+    fls_agg *agg;
+    const flm_submodel *sm;
+    uint64_t w;
+    size_t n_sub;
+    int slot;
+    float *stage;          /* (n_sub) in the update's layout */
+    size_t covered;
+    size_t *iv;            /* sorted disjoint half-open ranges [iv[2j], iv[2j+1]) added so far */
+    size_t n_iv, cap_iv;
+};
+
+fls_agg_options fls_agg_options_default(void)
+{
+    fls_agg_options o;
+    memset(&o, 0, sizeof o);
+    o.mode = FLS_AGG_MEAN;
+    o.frac_bits = 28;
+    o.max_abs_log2 = 10;
+    o.trim_frac = 0.1;
+    o.max_open = 1;
+    o.max_updates = 256;
+    return o;
+}
+
+static fl_status norm_options(const fls_agg_options *in, fls_agg_options *o)
+{
+    *o = in ? *in : fls_agg_options_default();
+    if (o->frac_bits == 0)
+        o->frac_bits = 28;
+    if (o->max_abs_log2 == 0)
+        o->max_abs_log2 = 10;
+    if (o->max_open <= 0)
+        o->max_open = 1;
+    if (o->max_updates <= 0)
+        o->max_updates = 256;
+    if ((int)o->mode < FLS_AGG_MEAN || (int)o->mode > FLS_AGG_MEDIAN)
+        return FL_ERR_INVALID_ARG;
+    if (o->frac_bits < 8 || o->frac_bits > 40 || o->max_abs_log2 < -8 || o->max_abs_log2 > 20)
+        return FL_ERR_INVALID_ARG;
+    if (o->frac_bits + o->max_abs_log2 > 50) /* |q| < 2^51 for the magic-number rounding */
+        return FL_ERR_INVALID_ARG;
+    if (!(o->clip_norm >= 0.0) || !isfinite(o->clip_norm))
+        return FL_ERR_INVALID_ARG;
+    if (!(o->trim_frac >= 0.0 && o->trim_frac < 0.5))
+        return FL_ERR_INVALID_ARG;
+    if (o->max_open > 4096 || o->max_updates > 1000000)
+        return FL_ERR_INVALID_ARG;
+    return FL_OK;
+}
+
+/* Weight-cell geometry. A coordinate (row r, column block c) of a tensor is held by a submodel
+ * iff r's unit and c's unit are kept; a dimension whose units never drop has one cell. */
+static void build_tensors(fls_agg *a)
+{
+    size_t cell = 0;
+    if (a->flat) {
+        agg_tensor *t = &a->t[0];
+        memset(t, 0, sizeof *t);
+        t->numel = a->n;
+        t->rows = 1;
+        t->cols = 1;
+        t->inner = a->n;
+        t->RL = a->n;
+        t->cr = t->cc = 1;
+        a->nt = 1;
+        a->n_cells = 1;
+        return;
+    }
+    a->nt = a->arch.n_tensors;
+    for (int i = 0; i < a->nt; i++) {
+        const flm_tensor *ft = &a->arch.tensors[i];
+        agg_tensor *t = &a->t[i];
+        t->off = ft->offset;
+        t->numel = ft->numel;
+        t->rows = (size_t)ft->rows;
+        t->cols = (size_t)ft->cols;
+        t->inner = (size_t)ft->inner;
+        t->RL = t->cols * t->inner;
+        t->row_cells = ft->row_drop >= 0;
+        t->col_cells = ft->col_drop >= 0;
+        t->cr = t->row_cells ? t->rows : 1;
+        t->cc = t->col_cells ? t->cols : 1;
+        t->cell0 = cell;
+        cell += t->cr * t->cc;
+    }
+    a->n_cells = cell;
+}
+
+static size_t arch_cells(const flm_arch *arch)
+{
+    if (!arch)
+        return 1;
+    size_t cells = 0;
+    for (int i = 0; i < arch->n_tensors; i++) {
+        const flm_tensor *ft = &arch->tensors[i];
+        cells += (ft->row_drop >= 0 ? (size_t)ft->rows : 1) * (ft->col_drop >= 0 ? (size_t)ft->cols : 1);
+    }
+    return cells;
+}
+
+size_t fls_agg_memory_bytes(const flm_arch *arch, size_t n_params, const fls_agg_options *opts,
+                            size_t n_updates)
+{
+    fls_agg_options o;
+    if (norm_options(opts, &o) != FL_OK)
+        return 0;
+    if (arch)
+        n_params = arch->n_params;
+    size_t b = sizeof(fls_agg) + arch_cells(arch) * sizeof(uint64_t);
+    b += (size_t)o.max_open * n_params * sizeof(float);
+    if (o.mode == FLS_AGG_MEAN)
+        b += n_params * sizeof(uint64_t);
+    else
+        b += n_updates * (n_params * sizeof(float) + sizeof(float *));
+    return b;
+}
+
+static fl_status agg_create(const flm_arch *arch, size_t n, const fls_agg_options *opts, fls_agg **out)
+{
+    if (!out)
+        return FL_ERR_INVALID_ARG;
+    *out = NULL;
+    fls_agg_options o;
+    fl_status s = norm_options(opts, &o);
+    if (s != FL_OK)
+        return s;
+    if (n == 0 || n > SIZE_MAX / 16)
+        return FL_ERR_INVALID_ARG;
+    fls_agg *a = calloc(1, sizeof *a);
+    if (!a)
+        return FL_ERR_NOMEM;
+    a->o = o;
+    a->n = n;
+    if (arch)
+        a->arch = *arch;
+    else
+        a->flat = 1;
+    build_tensors(a);
+    a->scale = ldexp(1.0, o.frac_bits);
+    a->maxabs = (float)ldexp(1.0, o.max_abs_log2);
+    const int cap_log2 = 62 - o.frac_bits - o.max_abs_log2;
+    a->w_cap = cap_log2 >= 32 ? UINT32_MAX : (UINT64_C(1) << cap_log2);
+#ifdef FLS_AGG_X86
+    __builtin_cpu_init();
+    a->use_avx2 = __builtin_cpu_supports("avx2");
+#endif
+    a->cellw = calloc(a->n_cells, sizeof(uint64_t));
+    a->pool = calloc((size_t)o.max_open, sizeof(float *));
+    a->busy = calloc((size_t)o.max_open, 1);
+    if (o.mode == FLS_AGG_MEAN)
+        a->acc = calloc(n, sizeof(uint64_t));
+    else
+        a->upd = calloc((size_t)o.max_updates, sizeof(float *));
+    if (!a->cellw || !a->pool || !a->busy || (o.mode == FLS_AGG_MEAN ? !a->acc : !a->upd)) {
+        fls_agg_free(a);
+        return FL_ERR_NOMEM;
+    }
+    *out = a;
+    return FL_OK;
+}
+
+fl_status fls_agg_new(const flm_arch *arch, const fls_agg_options *opts, fls_agg **out)
+{
+    if (!arch || arch->n_tensors <= 0 || arch->n_tensors > FLM_MAX_TENSORS)
+        return FL_ERR_INVALID_ARG;
+    return agg_create(arch, arch->n_params, opts, out);
+}
+
+fl_status fls_agg_new_flat(size_t n_params, const fls_agg_options *opts, fls_agg **out)
+{
+    return agg_create(NULL, n_params, opts, out);
+}
+
+static void free_updates(fls_agg *a)
+{
+    if (!a->upd)
+        return;
+    for (int i = 0; i < a->n_upd; i++) {
+        free(a->upd[i]);
+        a->upd[i] = NULL;
+    }
+    a->n_upd = 0;
+}
+
+void fls_agg_free(fls_agg *agg)
+{
+    if (!agg)
+        return;
+    if (agg->pool)
+        for (int i = 0; i < agg->o.max_open; i++)
+            free(agg->pool[i]);
+    free(agg->pool);
+    free(agg->busy);
+    free_updates(agg);
+    free(agg->upd);
+    free(agg->acc);
+    free(agg->cellw);
+    free(agg);
+}
+
+size_t fls_agg_n_params(const fls_agg *agg)
+{
+    return agg->n;
+}
+
+fl_status fls_agg_begin_round(fls_agg *agg)
+{
+    if (!agg)
+        return FL_ERR_INVALID_ARG;
+    if (agg->n_open)
+        return FL_ERR_STATE;
+    if (agg->acc)
+        memset(agg->acc, 0, agg->n * sizeof(uint64_t));
+    memset(agg->cellw, 0, agg->n_cells * sizeof(uint64_t));
+    agg->w_all = agg->w_total = 0;
+    free_updates(agg);
+    memset(&agg->st, 0, sizeof agg->st);
+    return FL_OK;
+}
+
+/* ---- update handles ---------------------------------------------------------------------- */
+
+fl_status fls_agg_update_begin(fls_agg *agg, uint64_t n_samples, const flm_submodel *sm,
+                               fls_agg_update **out)
+{
+    if (!agg || !out)
+        return FL_ERR_INVALID_ARG;
+    *out = NULL;
+    if (n_samples == 0 || n_samples > UINT32_MAX)
+        return FL_ERR_INVALID_ARG;
+    size_t n_sub = agg->n;
+    if (sm) {
+        const flm_arch *fa = flm_submodel_full_arch(sm);
+        if (agg->flat || fa->n_params != agg->n || strcmp(fa->spec, agg->arch.spec) != 0)
+            return FL_ERR_INVALID_ARG;
+        n_sub = flm_submodel_arch(sm)->n_params;
+        if (n_sub == 0 || n_sub > agg->n)
+            return FL_ERR_INVALID_ARG;
+    }
+    int slot = -1;
+    for (int i = 0; i < agg->o.max_open; i++)
+        if (!agg->busy[i]) {
+            slot = i;
+            break;
+        }
+    if (slot < 0)
+        return FL_ERR_STATE;
+    if (!agg->pool[slot]) {
+        agg->pool[slot] = malloc(agg->n * sizeof(float));
+        if (!agg->pool[slot])
+            return FL_ERR_NOMEM;
+    }
+    fls_agg_update *h = calloc(1, sizeof *h);
+    if (!h)
+        return FL_ERR_NOMEM;
+    h->agg = agg;
+    h->sm = sm;
+    h->w = n_samples;
+    h->n_sub = n_sub;
+    h->slot = slot;
+    h->stage = agg->pool[slot];
+    agg->busy[slot] = 1;
+    agg->n_open++;
+    *out = h;
+    return FL_OK;
+}
+
+size_t fls_agg_update_size(const fls_agg_update *h)
+{
+    return h ? h->n_sub : 0;
+}
+
+float *fls_agg_update_stage(fls_agg_update *h, size_t sub_off, size_t n)
+{
+    if (!h || sub_off > h->n_sub || n > h->n_sub - sub_off)
+        return NULL;
+    return h->stage + sub_off;
+}
+
+fl_status fls_agg_update_add(fls_agg_update *h, size_t sub_off, const float *delta, size_t n)
+{
+    if (!h || (!delta && n))
+        return FL_ERR_INVALID_ARG;
+    if (sub_off > h->n_sub || n > h->n_sub - sub_off)
+        return FL_ERR_WIRE_CHUNK_RANGE;
+    if (n == 0)
+        return FL_OK;
+    const size_t a = sub_off, b = sub_off + n;
+    /* j = first range whose end > a; it and the one before must not overlap [a, b). */
+    size_t lo = 0, hi = h->n_iv;
+    while (lo < hi) {
+        const size_t mid = (lo + hi) / 2;
+        if (h->iv[2 * mid + 1] <= a)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    const size_t j = lo;
+    if (j < h->n_iv && h->iv[2 * j] < b)
+        return FL_ERR_WIRE_CHUNK_DUP;
+    const int join_prev = j > 0 && h->iv[2 * (j - 1) + 1] == a;
+    const int join_next = j < h->n_iv && h->iv[2 * j] == b;
+    if (!join_prev && !join_next && h->n_iv == h->cap_iv) {
+        const size_t cap = h->cap_iv ? 2 * h->cap_iv : 16;
+        size_t *iv = realloc(h->iv, cap * 2 * sizeof(size_t));
+        if (!iv)
+            return FL_ERR_NOMEM;
+        h->iv = iv;
+        h->cap_iv = cap;
+    }
+    if (delta != h->stage + sub_off)
+        memcpy(h->stage + sub_off, delta, n * sizeof(float));
+    if (join_prev && join_next) {
+        h->iv[2 * (j - 1) + 1] = h->iv[2 * j + 1];
+        memmove(h->iv + 2 * j, h->iv + 2 * (j + 1), (h->n_iv - j - 1) * 2 * sizeof(size_t));
+        h->n_iv--;
+    } else if (join_prev) {
+        h->iv[2 * (j - 1) + 1] = b;
+    } else if (join_next) {
+        h->iv[2 * j] = a;
+    } else {
+        memmove(h->iv + 2 * (j + 1), h->iv + 2 * j, (h->n_iv - j) * 2 * sizeof(size_t));
+        h->iv[2 * j] = a;
+        h->iv[2 * j + 1] = b;
+        h->n_iv++;
+    }
+    h->covered += n;
+    return FL_OK;
+}
+
+static void release(fls_agg_update *h)
+{
+    fls_agg *a = h->agg;
+    a->busy[h->slot] = 0;
+    a->n_open--;
+    free(h->iv);
+    free(h);
+}
+
+void fls_agg_update_abort(fls_agg_update *h)
+{
+    if (!h)
+        return;
+    h->agg->st.n_aborted++;
+    release(h);
+}
+
+/* ---- the fold kernels ---------------------------------------------------------------------- */
+
+static inline uint64_t to_fixed(float x, double scale)
+{
+    const double t = (double)x * scale + MAGIC_D;
+    uint64_t b;
+    memcpy(&b, &t, sizeof b);
+    return b - MAGIC_BITS;
+}
+
+/* acc[i] +=/-= w * round(x[i] * scale) (mod 2^64); returns nonzero if some !(|x[i]| <= thr). */
+static int fold_scalar(uint64_t *acc, const float *x, size_t len, uint64_t w, double scale,
+                       float thr, int neg)
+{
+    int bad = 0;
+    for (size_t i = 0; i < len; i++) {
+        bad |= !(fabsf(x[i]) <= thr);
+        const uint64_t p = to_fixed(x[i], scale) * w;
+        acc[i] = neg ? acc[i] - p : acc[i] + p;
+    }
+    return bad;
+}
+
+#ifdef FLS_AGG_X86
+__attribute__((target("avx2")))
+static int fold_avx2(uint64_t *acc, const float *x, size_t len, uint64_t w, double scale,
+                     float thr, int neg)
+{
+    const __m256d vs = _mm256_set1_pd(scale);
+    const __m256d magic = _mm256_set1_pd(MAGIC_D);
+    const __m256i mbits = _mm256_set1_epi64x((long long)MAGIC_BITS);
+    const __m256i vw = _mm256_set1_epi64x((long long)w); /* w < 2^32: low halves suffice */
+    const __m128 absm = _mm_castsi128_ps(_mm_set1_epi32(0x7fffffff));
+    const __m128 vthr = _mm_set1_ps(thr);
+    __m128 bad = _mm_setzero_ps();
+    size_t i = 0;
+#define FOLD4(OFF)                                                                            \
+    do {                                                                                      \
+        const __m128 xf = _mm_loadu_ps(x + i + (OFF));                                        \
+        bad = _mm_or_ps(bad, _mm_cmp_ps(_mm_and_ps(xf, absm), vthr, _CMP_NLE_UQ));           \
+        const __m256d v = _mm256_add_pd(_mm256_mul_pd(_mm256_cvtps_pd(xf), vs), magic);       \
+        const __m256i q = _mm256_sub_epi64(_mm256_castpd_si256(v), mbits);                    \
+        const __m256i p = _mm256_add_epi64(                                                   \
+            _mm256_mul_epu32(q, vw),                                                          \
+            _mm256_slli_epi64(_mm256_mul_epu32(_mm256_srli_epi64(q, 32), vw), 32));           \
+        __m256i s = _mm256_loadu_si256((const __m256i *)(acc + i + (OFF)));                   \
+        s = neg ? _mm256_sub_epi64(s, p) : _mm256_add_epi64(s, p);                            \
+        _mm256_storeu_si256((__m256i *)(acc + i + (OFF)), s);                                 \
+    } while (0)
+    for (; i + 8 <= len; i += 8) {
+        FOLD4(0);
+        FOLD4(4);
+    }
+    for (; i + 4 <= len; i += 4)
+        FOLD4(0);
+#undef FOLD4
+    int b = _mm_movemask_ps(bad) != 0;
+    b |= fold_scalar(acc + i, x + i, len - i, w, scale, thr, neg);
+    return b;
+}
+#endif
+
+typedef struct fold_ctx {
+    fls_agg *a;
+    const float *stage;
+    uint64_t w;
+    double scale;
+    float thr;
+    int neg;
+    int bad;
+} fold_ctx;
+
+static void fold_run(void *user, size_t full_index, size_t sub_index, size_t len)
+{
+    fold_ctx *c = user;
+    uint64_t *acc = c->a->acc + full_index;
+    const float *x = c->stage + sub_index;
+#ifdef FLS_AGG_X86
+    if (c->a->use_avx2) {
+        c->bad |= fold_avx2(acc, x, len, c->w, c->scale, c->thr, c->neg);
+        return;
+    }
+#endif
+    c->bad |= fold_scalar(acc, x, len, c->w, c->scale, c->thr, c->neg);
+}
+
+/* Weight cells: each held cell gets w once, at its representative element (row 0 if rows have
+ * no cells of their own, column block 0 likewise, inner offset 0), which every holder holds. */
+typedef struct cell_ctx {
+    fls_agg *a;
+    uint64_t w;
+    int ti;            /* tensor cursor: runs come in increasing full order within a sub range */
+} cell_ctx;
+
+static void cell_run(void *user, size_t full_index, size_t sub_index, size_t len)
+{
+    (void)sub_index;
+    cell_ctx *c = user;
+    fls_agg *a = c->a;
+    size_t p = full_index;
+    const size_t end = full_index + len;
+    while (p < end) {
+        while (c->ti < a->nt && a->t[c->ti].off + a->t[c->ti].numel <= p)
+            c->ti++;
+        if (c->ti >= a->nt) { /* a run past the last tensor: impossible for a valid submodel */
+            c->ti = 0;
+            while (c->ti < a->nt && a->t[c->ti].off + a->t[c->ti].numel <= p)
+                c->ti++;
+            if (c->ti >= a->nt)
+                return;
+        }
+        if (a->t[c->ti].off > p) { /* runs went backwards: restart the cursor */
+            c->ti = 0;
+            continue;
+        }
+        const agg_tensor *t = &a->t[c->ti];
+        const size_t tend = end < t->off + t->numel ? end : t->off + t->numel;
+        const size_t q0 = p - t->off, q1 = tend - t->off;
+        const size_t r0 = q0 / t->RL;
+        size_t r1 = (q1 - 1) / t->RL;
+        if (!t->row_cells && r1 > 0)
+            r1 = 0;
+        for (size_t r = r0; r <= r1; r++) {
+            const size_t rs = r * t->RL;
+            const size_t lo = (q0 > rs ? q0 : rs) - rs;
+            const size_t hi = (q1 < rs + t->RL ? q1 : rs + t->RL) - rs;
+            uint64_t *row = a->cellw + t->cell0 + (t->row_cells ? r : 0) * t->cc;
+            if (t->col_cells) {
+                for (size_t cb = (lo + t->inner - 1) / t->inner; cb * t->inner < hi; cb++)
+                    row[cb] += c->w;
+            } else if (lo == 0) {
+                row[0] += c->w;
+            }
+        }
+        p = tend;
+    }
+}
+
+static double stage_norm(const float *x, size_t n)
+{
+    /* Index order, 4 partial sums: deterministic for a given layout. */
+    double s[4] = {0, 0, 0, 0};
+    size_t i = 0;
+    for (; i + 4 <= n; i += 4)
+        for (int k = 0; k < 4; k++)
+            s[k] += (double)x[i + k] * (double)x[i + k];
+    for (; i < n; i++)
+        s[0] += (double)x[i] * (double)x[i];
+    return sqrt((s[0] + s[1]) + (s[2] + s[3]));
+}
+
+typedef struct store_ctx {
+    float *dst;
+    const float *src;
+    float c;
+} store_ctx;
+
+static void store_run(void *user, size_t full_index, size_t sub_index, size_t len)
+{
+    const store_ctx *s = user;
+    for (size_t i = 0; i < len; i++)
+        s->dst[full_index + i] = s->src[sub_index + i] * s->c + 0.0f; /* -0 -> +0 */
+}
+
+static fl_status classify_bad(const fls_agg *a, const float *x, size_t n, double c)
+{
+    for (size_t i = 0; i < n; i++)
+        if (!isfinite(x[i]))
+            return FL_ERR_NUMERIC;
+    (void)a;
+    (void)c;
+    return FL_ERR_AGG_RANGE;
+}
+
+fl_status fls_agg_update_commit(fls_agg_update *h)
+{
+    if (!h)
+        return FL_ERR_INVALID_ARG;
+    fls_agg *a = h->agg;
+    fl_status s = FL_OK;
+    double c = 1.0, norm = 0.0;
+    if (h->covered != h->n_sub) {
+        s = FL_ERR_WIRE_CHUNK_MISSING;
+        goto fail;
+    }
+    if (a->w_total + h->w > a->w_cap) {
+        s = FL_ERR_OVERFLOW;
+        goto fail;
+    }
+    if (a->o.clip_norm > 0.0) {
+        norm = stage_norm(h->stage, h->n_sub);
+        if (!isfinite(norm)) {
+            s = FL_ERR_NUMERIC;
+            goto fail;
+        }
+        if (norm > a->o.clip_norm)
+            c = a->o.clip_norm / norm;
+    }
+    if (a->o.mode == FLS_AGG_MEAN) {
+        /* |x| <= thr keeps |x * c| <= 2^A (c <= 1); thr rounds down so that the bound holds. */
+        float thr = a->maxabs;
+        if (c < 1.0) {
+            const double t = (double)a->maxabs / c;
+            thr = t >= 3.0e38 ? 3.0e38f : (float)t;
+            if ((double)thr > t)
+                thr = nextafterf(thr, 0.0f);
+        }
+        fold_ctx fc = {a, h->stage, h->w, a->scale * c, thr, 0, 0};
+        if (h->sm)
+            flm_submodel_runs(h->sm, 0, h->n_sub, fold_run, &fc);
+        else
+            fold_run(&fc, 0, 0, h->n_sub);
+        if (fc.bad) { /* undo exactly: subtract the very same terms */
+            fc.neg = 1;
+            if (h->sm)
+                flm_submodel_runs(h->sm, 0, h->n_sub, fold_run, &fc);
+            else
+                fold_run(&fc, 0, 0, h->n_sub);
+            s = classify_bad(a, h->stage, h->n_sub, c);
+            goto fail;
+        }
+    } else {
+        if (a->n_upd >= a->o.max_updates) {
+            s = FL_ERR_STATE;
+            goto fail;
+        }
+        for (size_t i = 0; i < h->n_sub; i++)
+            if (!isfinite(h->stage[i])) {
+                s = FL_ERR_NUMERIC;
+                goto fail;
+            }
+        float *u = malloc(a->n * sizeof(float));
+        if (!u) {
+            s = FL_ERR_NOMEM;
+            goto fail;
+        }
+        store_ctx sc = {u, h->stage, (float)c};
+        if (h->sm) {
+            for (size_t i = 0; i < a->n; i++)
+                u[i] = NAN;
+            flm_submodel_runs(h->sm, 0, h->n_sub, store_run, &sc);
+        } else {
+            store_run(&sc, 0, 0, a->n);
+        }
+        a->upd[a->n_upd++] = u;
+    }
+    if (h->sm) {
+        cell_ctx cc = {a, h->w, 0};
+        flm_submodel_runs(h->sm, 0, h->n_sub, cell_run, &cc);
+    } else {
+        a->w_all += h->w;
+    }
+    a->w_total += h->w;
+    a->st.n_updates++;
+    a->st.total_weight = a->w_total;
+    if (c < 1.0)
+        a->st.n_clipped++;
+    if (norm > a->st.max_norm)
+        a->st.max_norm = norm;
+    release(h);
+    return FL_OK;
+fail:
+    fl_log(&a->o.log, FL_LOG_WARN, "aggregation: update of weight %llu rejected: %s",
+           (unsigned long long)h->w, fl_strerror(s));
+    a->st.n_aborted++;
+    release(h);
+    return s;
+}
+
+/* ---- finalize ------------------------------------------------------------------------------ */
+
+static int cmp_float(const void *x, const void *y)
+{
+    const float a = *(const float *)x, b = *(const float *)y;
+    return (a > b) - (a < b);
+}
+
+static void sort_floats(float *v, int m)
+{
+    if (m > 24) {
+        qsort(v, (size_t)m, sizeof(float), cmp_float);
+        return;
+    }
+    for (int i = 1; i < m; i++) {
+        const float x = v[i];
+        int j = i - 1;
+        while (j >= 0 && v[j] > x) {
+            v[j + 1] = v[j];
+            j--;
+        }
+        v[j + 1] = x;
+    }
+}
+
+static fl_status finalize_robust(const fls_agg *a, float *delta, uint8_t *held)
+{
+    const int M = a->n_upd;
+    float *v = malloc((size_t)(M > 0 ? M : 1) * sizeof(float));
+    if (!v)
+        return FL_ERR_NOMEM;
+    for (size_t i = 0; i < a->n; i++) {
+        int m = 0;
+        for (int k = 0; k < M; k++) {
+            const float x = a->upd[k][i];
+            if (!isnan(x))
+                v[m++] = x;
+            else if (a->o.dilute)
+                v[m++] = 0.0f;
+        }
+        if (m == 0) {
+            delta[i] = 0.0f;
+            if (held)
+                held[i] = 0;
+            continue;
+        }
+        sort_floats(v, m);
+        double r;
+        if (a->o.mode == FLS_AGG_MEDIAN) {
+            r = (m & 1) ? (double)v[m / 2] : 0.5 * ((double)v[m / 2 - 1] + (double)v[m / 2]);
+        } else {
+            const int k = (int)floor(a->o.trim_frac * m);
+            double sum = 0.0;
+            for (int j = k; j < m - k; j++)
+                sum += (double)v[j];
+            r = sum / (double)(m - 2 * k);
+        }
+        delta[i] = (float)r;
+        if (held)
+            held[i] = 1;
+    }
+    free(v);
+    return FL_OK;
+}
+
+fl_status fls_agg_finalize(const fls_agg *agg, float *delta, uint8_t *held)
+{
+    if (!agg || !delta)
+        return FL_ERR_INVALID_ARG;
+    if (agg->o.mode != FLS_AGG_MEAN)
+        return finalize_robust(agg, delta, held);
+    for (int ti = 0; ti < agg->nt; ti++) {
+        const agg_tensor *t = &agg->t[ti];
+        for (size_t r = 0; r < t->rows; r++) {
+            const uint64_t *crow = agg->cellw + t->cell0 + (t->row_cells ? r : 0) * t->cc;
+            for (size_t cb = 0; cb < t->cols; cb++) {
+                const uint64_t W = agg->o.dilute ? agg->w_total
+                                                 : agg->w_all + crow[t->col_cells ? cb : 0];
+                const size_t i0 = t->off + r * t->RL + cb * t->inner;
+                const uint64_t *acc = agg->acc + i0;
+                float *d = delta + i0;
+                if (W == 0) {
+                    memset(d, 0, t->inner * sizeof(float));
+                    if (held)
+                        memset(held + i0, 0, t->inner);
+                    continue;
+                }
+                const double den = (double)W * agg->scale; /* exact: W < 2^32, scale 2^S */
+                for (size_t j = 0; j < t->inner; j++)
+                    d[j] = (float)((double)(int64_t)acc[j] / den);
+                if (held)
+                    memset(held + i0, 1, t->inner);
+            }
+        }
+    }
+    return FL_OK;
+}
+
+void fls_agg_get_stats(const fls_agg *agg, fls_agg_stats *out)
+{
+    if (agg && out)
+        *out = agg->st;
+}
+
+fl_status fls_agg_merge(fls_agg *dst, const fls_agg *src)
+{
+    if (!dst || !src || dst == src)
+        return FL_ERR_INVALID_ARG;
+    if (dst->o.mode != FLS_AGG_MEAN || src->o.mode != FLS_AGG_MEAN || dst->n != src->n ||
+        dst->flat != src->flat || dst->n_cells != src->n_cells ||
+        dst->o.frac_bits != src->o.frac_bits || dst->o.max_abs_log2 != src->o.max_abs_log2 ||
+        dst->o.dilute != src->o.dilute)
+        return FL_ERR_INVALID_ARG;
+    if (!dst->flat && strcmp(dst->arch.spec, src->arch.spec) != 0)
+        return FL_ERR_INVALID_ARG;
+    if (dst->w_total + src->w_total > dst->w_cap)
+        return FL_ERR_OVERFLOW;
+    for (size_t i = 0; i < dst->n; i++)
+        dst->acc[i] += src->acc[i];
+    for (size_t i = 0; i < dst->n_cells; i++)
+        dst->cellw[i] += src->cellw[i];
+    dst->w_all += src->w_all;
+    dst->w_total += src->w_total;
+    dst->st.n_updates += src->st.n_updates;
+    dst->st.total_weight = dst->w_total;
+    dst->st.n_aborted += src->st.n_aborted;
+    dst->st.n_clipped += src->st.n_clipped;
+    if (src->st.max_norm > dst->st.max_norm)
+        dst->st.max_norm = src->st.max_norm;
+    return FL_OK;
+}
