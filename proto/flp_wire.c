@@ -2,9 +2,10 @@
  *
  * Decoding runs in four stages, each refusing before the next one spends anything:
  *   1. size cap (lim->max_msg_bytes);
- *   2. a pre-scan of the raw protobuf wire format: every tag and length must be well formed, and the
- *      repeated submessages that drive allocations (tensors, keep layers, metrics) are counted
- *      against their caps, so protobuf-c never allocates thousands of empty submessages;
+ *   2. a pre-scan of the raw protobuf wire format: every tag and length must be well formed, the
+ *      number of fields is capped, and the repeated submessages that drive allocations (tensors,
+ *      keep layers, metrics) are counted against their caps, so protobuf-c never allocates
+ *      thousands of empty submessages or field records;
  *   3. protobuf_c_message_unpack;
  *   4. conversion into flp_msg (version, type/body match, array sizes) and flp_validate().
  * Encoding runs flp_validate() first, so we never send what a peer would refuse.
@@ -50,6 +51,7 @@ flp_limits flp_limits_default(void)
         .max_chunks = 1u << 16,
         .max_metrics = 64,
         .max_str = 1024,
+        .max_fields = 1u << 16,
     };
     return l;
 }
@@ -66,6 +68,7 @@ static flp_limits limits_unbounded(void)
         .max_chunks = UINT32_MAX,
         .max_metrics = UINT32_MAX,
         .max_str = UINT32_MAX,
+        .max_fields = UINT32_MAX,
     };
     return l;
 }
@@ -421,18 +424,54 @@ static bool rd_field(reader *r, uint32_t *field, uint32_t *wt, reader *sub)
     }
 }
 
-/* Counts the occurrences of fields fa and fb (0: none) in one message; structure errors -> false. */
-static bool scan_counts(reader r, uint32_t fa, uint32_t fb, uint64_t *na, uint64_t *nb)
+/* What the pre-scan needs of the schema: which length-delimited fields are submessages. */
+enum { K_ENV, K_HELLO, K_TASK, K_UPDATE, K_LEAF, K_NONE = -1 };
+
+static int sub_kind(int kind, uint32_t f)
+{
+    switch (kind) {
+    case K_ENV:
+        if (f == FEDROP__V1__ENVELOPE__BODY_HELLO) return K_HELLO;
+        if (f == FEDROP__V1__ENVELOPE__BODY_TASK) return K_TASK;
+        if (f == FEDROP__V1__ENVELOPE__BODY_UPDATE) return K_UPDATE;
+        if (f >= FEDROP__V1__ENVELOPE__BODY_CHUNK && f <= FEDROP__V1__ENVELOPE__BODY_BYE)
+            return K_LEAF;
+        return K_NONE;
+    case K_HELLO: return f == 2 ? K_LEAF : K_NONE;                       /* caps */
+    case K_TASK: return f == 3 || f == 4 || f == 8 ? K_LEAF : K_NONE;     /* keep, train, tensors */
+    case K_UPDATE: return f == 2 || f == 5 ? K_LEAF : K_NONE;             /* tensors, metrics */
+    default: return K_NONE;
+    }
+}
+
+typedef struct scan_counts {
+    uint64_t fields, keep, tensors, metrics;
+} scan_counts;
+
+/* Walks one message of the given kind (and its submessages, depth <= 3): every tag and length must
+ * be well formed. Counts every field occurrence (protobuf-c spends ~40 bytes of scratch on each
+ * while unpacking, plus a copy per unknown field) and the repeated submessages it will allocate. */
+static bool scan_msg(reader r, int kind, scan_counts *sc)
 {
     while (r.p < r.end) {
         uint32_t f, wt;
         reader sub = {0};
         if (!rd_field(&r, &f, &wt, &sub))
             return false;
-        if (wt == 2 && f == fa)
-            (*na)++;
-        else if (wt == 2 && fb && f == fb)
-            (*nb)++;
+        sc->fields++;
+        if (wt != 2)
+            continue;
+        const int k = sub_kind(kind, f);
+        if (k == K_NONE)
+            continue;
+        if (kind == K_TASK && f == 3)
+            sc->keep++;
+        else if ((kind == K_TASK && f == 8) || (kind == K_UPDATE && f == 2))
+            sc->tensors++;
+        else if (kind == K_UPDATE && f == 5)
+            sc->metrics++;
+        if (!scan_msg(sub, k, sc))
+            return false;
     }
     return true;
 }
@@ -440,31 +479,21 @@ static bool scan_counts(reader r, uint32_t fa, uint32_t fb, uint64_t *na, uint64
 static fl_status prescan(const uint8_t *src, size_t len, const flp_limits *lim, char *err,
                          size_t errcap)
 {
-    reader r = {src, src + len};
-    uint64_t keep = 0, tensors = 0, metrics = 0;
-    while (r.p < r.end) {
-        uint32_t f, wt;
-        reader sub = {0};
-        if (!rd_field(&r, &f, &wt, &sub))
-            return fail(err, errcap, FL_ERR_WIRE_DECODE, "envelope: malformed protobuf at byte %zu",
-                        (size_t)(r.p - src));
-        bool good = true;
-        if (wt == 2 && f == FEDROP__V1__ENVELOPE__BODY_TASK)
-            good = scan_counts(sub, 3, 8, &keep, &tensors);
-        else if (wt == 2 && f == FEDROP__V1__ENVELOPE__BODY_UPDATE)
-            good = scan_counts(sub, 2, 5, &tensors, &metrics);
-        if (!good)
-            return fail(err, errcap, FL_ERR_WIRE_DECODE, "envelope.body: malformed protobuf");
-    }
-    if (keep > lim->max_layers)
+    scan_counts sc = {0};
+    if (!scan_msg((reader){src, src + len}, K_ENV, &sc))
+        return fail(err, errcap, FL_ERR_WIRE_DECODE, "envelope: malformed protobuf");
+    if (sc.fields > lim->max_fields)
+        return fail(err, errcap, FL_ERR_WIRE_LIMIT, "envelope: %llu protobuf fields > cap %u",
+                    (unsigned long long)sc.fields, lim->max_fields);
+    if (sc.keep > lim->max_layers)
         return fail(err, errcap, FL_ERR_WIRE_LIMIT, "task.keep: %llu layers > cap %u",
-                    (unsigned long long)keep, lim->max_layers);
-    if (tensors > lim->max_tensors)
+                    (unsigned long long)sc.keep, lim->max_layers);
+    if (sc.tensors > lim->max_tensors)
         return fail(err, errcap, FL_ERR_WIRE_LIMIT, "tensors: %llu > cap %u",
-                    (unsigned long long)tensors, lim->max_tensors);
-    if (metrics > lim->max_metrics)
+                    (unsigned long long)sc.tensors, lim->max_tensors);
+    if (sc.metrics > lim->max_metrics)
         return fail(err, errcap, FL_ERR_WIRE_LIMIT, "update.metrics: %llu > cap %u",
-                    (unsigned long long)metrics, lim->max_metrics);
+                    (unsigned long long)sc.metrics, lim->max_metrics);
     return FL_OK;
 }
 

@@ -60,10 +60,12 @@ typedef struct flp_limits {
     uint32_t max_chunks;      /* n_chunks of one tensor (bounds numel with max_chunk_elems) */
     uint32_t max_metrics;     /* metrics in an Update */
     uint32_t max_str;         /* bytes of any string (ids, names, codec specs, messages) */
+    uint32_t max_fields;      /* protobuf field occurrences in the whole message, at any depth
+                               * (packed arrays count once); bounds protobuf-c's scratch memory */
 } flp_limits;
 
 /* The defaults: 16 MiB messages, 1024 tensors, 256 layers, 2^20 units per layer, 2^20 elements
- * per chunk, 2^16 chunks per tensor, 64 metrics, 1024-byte strings. */
+ * per chunk, 2^16 chunks per tensor, 64 metrics, 1024-byte strings, 2^16 protobuf fields. */
 flp_limits flp_limits_default(void);
 
 typedef struct flp_tensor_header {

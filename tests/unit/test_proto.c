@@ -415,7 +415,7 @@ static void test_malformed_table(void **state)
         fl_status want;
     } rows[40];
     int n = 0;
-    pbw t;
+    pbw t, body;
 
     /* Envelope level. */
     t = (pbw){0};
@@ -443,9 +443,24 @@ static void test_malformed_table(void **state)
     w_raw_varint(&t, (4u << 3) | 0); /* sender as varint: wrong wire type for a string */
     w_raw_varint(&t, 5);
     rows[n++] = (struct row){"string as varint", with_extra(FLP_BYE, &t), FL_ERR_WIRE_DECODE};
+    t = (pbw){0};
+    w_varint(&t, 99, 5);
+    w_bytes(&t, 100, "future", 6);
+    rows[n++] = (struct row){"unknown fields ignored", with_extra(FLP_BYE, &t), FL_OK};
+    t = (pbw){0};
+    w_raw_varint(&t, (3u << 3) | 2);
+    w_raw_varint(&t, 50); /* length beyond the end */
+    rows[n++] = (struct row){"length overrun", with_extra(FLP_BYE, &t), FL_ERR_WIRE_DECODE};
+    pbw inner = {0};
+    w_raw_varint(&inner, (1u << 3) | 7); /* reserved wire type inside a tensor header */
+    body = (pbw){0};
+    w_msg(&body, 8, &inner);
+    rows[n++] = (struct row){"bad wire type, nested", with_body_extra(FLP_TASK, &body),
+                             FL_ERR_WIRE_DECODE};
 
     /* Enums and required fields. */
-    pbw caps = {0}, body = {0};
+    pbw caps = {0};
+    body = (pbw){0};
     w_varint(&caps, 1, 9);
     w_msg(&body, 2, &caps);
     t = body;
@@ -620,6 +635,29 @@ static void test_limits(void **state)
         w_bytes(&body, 8, "", 0);
     pbw all = with_body_extra(FLP_TASK, &body);
     expect_decode("1025 empty tensors", all.b, all.n, NULL, FL_ERR_WIRE_LIMIT);
+
+    /* Field records: protobuf-c spends scratch memory on every occurrence, known or not. */
+    lim = flp_limits_default();
+    lim.max_fields = 100;
+    pbw many = {0};
+    for (int i = 0; i < 90; i++)
+        w_varint(&many, 1, 1);
+    pbw hb = with_extra(FLP_HEARTBEAT, &many);
+    expect_decode("~95 fields, cap 100", hb.b, hb.n, &lim, FL_OK);
+    for (int i = 0; i < 10; i++)
+        w_varint(&many, 1000 + (uint32_t)i, 7); /* unknown fields count too */
+    hb = with_extra(FLP_HEARTBEAT, &many);
+    expect_decode("~105 fields, cap 100", hb.b, hb.n, &lim, FL_ERR_WIRE_LIMIT);
+    /* ... at any depth: 2 fields in each of 60 extra tensor-header submessages. */
+    body = (pbw){0};
+    for (int i = 0; i < 60; i++) {
+        pbw h = {0};
+        w_varint(&h, 2, 1);
+        w_varint(&h, 3, 1);
+        w_msg(&body, 8, &h);
+    }
+    all = with_body_extra(FLP_TASK, &body);
+    expect_decode("nested fields, cap 100", all.b, all.n, &lim, FL_ERR_WIRE_LIMIT);
 }
 
 /* The validator on plain structs: the encoder refuses with the same codes. */
