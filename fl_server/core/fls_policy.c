@@ -680,7 +680,9 @@ static fl_status r_state(fls_rbuf *r, const fls_policy *p, afd_state *s)
     s->client = fls_r_u32(r);
     const uint8_t hp = fls_r_u8(r);
     s->l_prev = fls_r_f64(r);
-    if (r->bad || hp > 1 || !isfinite(s->l_prev))
+    /* Without a previous loss the field is written as +0.0: anything else is damage. */
+    if (r->bad || hp > 1 || !isfinite(s->l_prev) ||
+        (!hp && (s->l_prev != 0.0 || signbit(s->l_prev))))
         return FL_ERR_CHECKPOINT_FORMAT;
     s->has_prev = hp;
     /* Bound the allocation by what the buffer can hold before making it. */

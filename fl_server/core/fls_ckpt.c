@@ -1,0 +1,440 @@
+/* fls_ckpt.c: checkpoint encoding, validating parser, atomic file writer (see fls_ckpt.h). */
+#include "fls_ckpt.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "fls_bytes.h"
+
+static const uint8_t CKPT_MAGIC[8] = {'F', 'L', 'S', 'C', 'K', 'P', 'T', 0};
+#define HEAD_LEN 24u /* magic, version, flags, body_len */
+
+enum { TAG_META = 1, TAG_MODEL = 2, TAG_OPT = 3, TAG_POLICY = 4, TAG_COUNT = 4 };
+
+void fls_ckpt_clear(fls_ckpt *c)
+{
+    if (!c)
+        return;
+    free(c->params);
+    for (size_t i = 0; i < c->n_opt && i < FLS_CKPT_MAX_OPT; i++)
+        free(c->opt[i].data);
+    free(c->policy);
+    memset(c, 0, sizeof *c);
+}
+
+static int all_finite(const float *x, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (!isfinite(x[i]))
+            return 0;
+    return 1;
+}
+
+/* A section: tag, a length patched in once the payload is written. */
+static size_t sec_begin(fls_wbuf *w, uint32_t tag)
+{
+    fls_w_u32(w, tag);
+    fls_w_u64(w, 0);
+    return w->len;
+}
+
+static void sec_end(fls_wbuf *w, size_t start)
+{
+    if (w->failed)
+        return;
+    const uint64_t n = (uint64_t)(w->len - start);
+    for (int i = 0; i < 8; i++)
+        w->p[start - 8 + i] = (uint8_t)(n >> (8 * i));
+}
+
+fl_status fls_ckpt_serialize(const fls_ckpt *c, uint8_t **buf, size_t *len)
+{
+    if (!c || !buf || !len)
+        return FL_ERR_INVALID_ARG;
+    *buf = NULL;
+    *len = 0;
+    const size_t arch_len = strnlen(c->arch, FLS_CKPT_ARCH_MAX);
+    if (arch_len >= FLS_CKPT_ARCH_MAX || c->n_opt > FLS_CKPT_MAX_OPT ||
+        (!c->params && c->n_params) || (!c->policy && c->policy_len))
+        return FL_ERR_INVALID_ARG;
+    for (size_t i = 0; i < c->n_opt; i++) {
+        const size_t nl = strnlen(c->opt[i].name, FLS_CKPT_NAME_MAX);
+        if (nl == 0 || nl >= FLS_CKPT_NAME_MAX || (!c->opt[i].data && c->opt[i].n))
+            return FL_ERR_INVALID_ARG;
+        if (!all_finite(c->opt[i].data, c->opt[i].n))
+            return FL_ERR_NUMERIC;
+    }
+    if (!all_finite(c->params, c->n_params))
+        return FL_ERR_NUMERIC;
+
+    fls_wbuf w = {0};
+    fls_w_bytes(&w, CKPT_MAGIC, sizeof CKPT_MAGIC);
+    fls_w_u32(&w, FLS_CKPT_VERSION);
+    fls_w_u32(&w, 0);
+    fls_w_u64(&w, 0); /* body_len, patched below */
+
+    size_t s = sec_begin(&w, TAG_META);
+    fls_w_bytes(&w, c->config_digest, FL_SHA256_LEN);
+    fls_w_u64(&w, c->round);
+    fls_w_u64(&w, c->model_version);
+    fls_w_u32(&w, (uint32_t)arch_len);
+    fls_w_bytes(&w, c->arch, arch_len);
+    sec_end(&w, s);
+
+    s = sec_begin(&w, TAG_MODEL);
+    fls_w_u64(&w, c->n_params);
+    fls_w_f32s(&w, c->params, c->n_params);
+    sec_end(&w, s);
+
+    s = sec_begin(&w, TAG_OPT);
+    fls_w_u32(&w, c->opt_kind);
+    fls_w_u64(&w, c->opt_steps);
+    fls_w_u32(&w, (uint32_t)c->n_opt);
+    for (size_t i = 0; i < c->n_opt; i++) {
+        const size_t nl = strlen(c->opt[i].name);
+        fls_w_u32(&w, (uint32_t)nl);
+        fls_w_bytes(&w, c->opt[i].name, nl);
+        fls_w_u64(&w, c->opt[i].n);
+        fls_w_f32s(&w, c->opt[i].data, c->opt[i].n);
+    }
+    sec_end(&w, s);
+
+    s = sec_begin(&w, TAG_POLICY);
+    fls_w_bytes(&w, c->policy, c->policy_len);
+    sec_end(&w, s);
+
+    if (!w.failed) {
+        const uint64_t body = (uint64_t)(w.len - HEAD_LEN);
+        for (int i = 0; i < 8; i++)
+            w.p[16 + i] = (uint8_t)(body >> (8 * i));
+    }
+    uint8_t digest[FL_SHA256_LEN];
+    fl_status st = w.failed ? FL_ERR_NOMEM : fl_sha256_digest(digest, w.p, w.len);
+    if (st == FL_OK) {
+        fls_w_bytes(&w, digest, FL_SHA256_LEN);
+        if (w.failed)
+            st = FL_ERR_NOMEM;
+    }
+    if (st != FL_OK) {
+        free(w.p);
+        return st;
+    }
+    *buf = w.p;
+    *len = w.len;
+    return FL_OK;
+}
+
+static fl_status fail(char *err, size_t errlen, fl_status st, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+static fl_status fail(char *err, size_t errlen, fl_status st, const char *fmt, ...)
+{
+    if (err && errlen) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(err, errlen, fmt, ap);
+        va_end(ap);
+    }
+    return st;
+}
+
+/* Reads n finite floats of a section into a new array (n already bounded by the section). */
+static fl_status read_floats(fls_rbuf *r, size_t n, float **out)
+{
+    *out = NULL;
+    if (n > (r->len - r->pos) / 4) {
+        r->bad = 1;
+        return FL_ERR_CHECKPOINT_FORMAT;
+    }
+    float *x = malloc((n ? n : 1) * sizeof *x);
+    if (!x)
+        return FL_ERR_NOMEM;
+    if (!fls_r_f32s(r, x, n) || !all_finite(x, n)) {
+        free(x);
+        return FL_ERR_CHECKPOINT_FORMAT;
+    }
+    *out = x;
+    return FL_OK;
+}
+
+static fl_status parse_meta(fls_rbuf *r, fls_ckpt *c, char *err, size_t errlen)
+{
+    const uint8_t *d = fls_r_take(r, FL_SHA256_LEN);
+    c->round = fls_r_u64(r);
+    c->model_version = fls_r_u64(r);
+    const uint32_t al = fls_r_u32(r);
+    if (r->bad || !d || al == 0 || al >= FLS_CKPT_ARCH_MAX)
+        return fail(err, errlen, FL_ERR_CHECKPOINT_FORMAT, "META section malformed");
+    memcpy(c->config_digest, d, FL_SHA256_LEN);
+    const uint8_t *a = fls_r_take(r, al);
+    if (!a || memchr(a, 0, al))
+        return fail(err, errlen, FL_ERR_CHECKPOINT_FORMAT, "META arch string malformed");
+    memcpy(c->arch, a, al);
+    c->arch[al] = 0;
+    if (r->pos != r->len)
+        return fail(err, errlen, FL_ERR_CHECKPOINT_FORMAT, "META section has trailing bytes");
+    return FL_OK;
+}
+
+static fl_status parse_model(fls_rbuf *r, fls_ckpt *c, char *err, size_t errlen)
+{
+    const uint64_t n = fls_r_u64(r);
+    if (r->bad || n != (r->len - r->pos) / 4 || (r->len - r->pos) % 4)
+        return fail(err, errlen, FL_ERR_CHECKPOINT_FORMAT, "MODEL length disagrees with count");
+    fl_status st = read_floats(r, (size_t)n, &c->params);
+    if (st != FL_OK)
+        return fail(err, errlen, st, "MODEL parameters unreadable or non-finite");
+    c->n_params = (size_t)n;
+    return FL_OK;
+}
+
+static fl_status parse_opt(fls_rbuf *r, fls_ckpt *c, char *err, size_t errlen)
+{
+    c->opt_kind = fls_r_u32(r);
+    c->opt_steps = fls_r_u64(r);
+    const uint32_t na = fls_r_u32(r);
+    if (r->bad || na > FLS_CKPT_MAX_OPT)
+        return fail(err, errlen, FL_ERR_CHECKPOINT_FORMAT, "OPT section header malformed");
+    for (uint32_t i = 0; i < na; i++) {
+        const uint32_t nl = fls_r_u32(r);
+        const uint8_t *name = (!r->bad && nl > 0 && nl < FLS_CKPT_NAME_MAX) ? fls_r_take(r, nl)
+                                                                             : NULL;
+        if (!name || memchr(name, 0, nl))
+            return fail(err, errlen, FL_ERR_CHECKPOINT_FORMAT, "OPT array %u name malformed", i);
+        const uint64_t n = fls_r_u64(r);
+        if (r->bad || n > (r->len - r->pos) / 4)
+            return fail(err, errlen, FL_ERR_CHECKPOINT_FORMAT, "OPT array %u truncated", i);
+        memcpy(c->opt[i].name, name, nl);
+        c->opt[i].name[nl] = 0;
+        fl_status st = read_floats(r, (size_t)n, &c->opt[i].data);
+        if (st != FL_OK)
+            return fail(err, errlen, st, "OPT array %u unreadable or non-finite", i);
+        c->opt[i].n = (size_t)n;
+        c->n_opt = i + 1;
+    }
+    if (r->pos != r->len)
+        return fail(err, errlen, FL_ERR_CHECKPOINT_FORMAT, "OPT section has trailing bytes");
+    return FL_OK;
+}
+
+fl_status fls_ckpt_parse(const uint8_t *buf, size_t len, fls_ckpt *out, char *err, size_t errlen)
+{
+    if (!out || (!buf && len))
+        return FL_ERR_INVALID_ARG;
+    memset(out, 0, sizeof *out);
+    if (err && errlen)
+        err[0] = 0;
+    if (len < HEAD_LEN + FL_SHA256_LEN || memcmp(buf, CKPT_MAGIC, sizeof CKPT_MAGIC) != 0)
+        return fail(err, errlen, FL_ERR_CHECKPOINT_FORMAT, "not a fedrop checkpoint");
+    fls_rbuf h = {buf, len, 8, 0};
+    const uint32_t version = fls_r_u32(&h), flags = fls_r_u32(&h);
+    const uint64_t body_len = fls_r_u64(&h);
+    if (version != FLS_CKPT_VERSION)
+        return fail(err, errlen, FL_ERR_CHECKPOINT_FORMAT,
+                    "checkpoint format version %u, this build reads %u", version,
+                    FLS_CKPT_VERSION);
+    if (flags != 0)
+        return fail(err, errlen, FL_ERR_CHECKPOINT_FORMAT, "unknown checkpoint flags 0x%x", flags);
+    if (body_len != len - HEAD_LEN - FL_SHA256_LEN)
+        return fail(err, errlen, FL_ERR_CHECKPOINT_FORMAT,
+                    "checkpoint truncated or extended: body %llu bytes, file holds %zu",
+                    (unsigned long long)body_len, len - HEAD_LEN - FL_SHA256_LEN);
+    uint8_t digest[FL_SHA256_LEN];
+    fl_status st = fl_sha256_digest(digest, buf, len - FL_SHA256_LEN);
+    if (st != FL_OK)
+        return st;
+    if (memcmp(digest, buf + len - FL_SHA256_LEN, FL_SHA256_LEN) != 0)
+        return fail(err, errlen, FL_ERR_CHECKPOINT_CHECKSUM, "checkpoint SHA-256 mismatch");
+
+    fls_rbuf r = {buf, len - FL_SHA256_LEN, HEAD_LEN, 0};
+    for (uint32_t want = 1; want <= TAG_COUNT && st == FL_OK; want++) {
+        const uint32_t tag = fls_r_u32(&r);
+        const uint64_t sl = fls_r_u64(&r);
+        if (r.bad || tag != want || sl > r.len - r.pos) {
+            st = fail(err, errlen, FL_ERR_CHECKPOINT_FORMAT,
+                      "section %u missing, out of order or truncated", want);
+            break;
+        }
+        fls_rbuf s = {r.p + r.pos, (size_t)sl, 0, 0};
+        r.pos += (size_t)sl;
+        switch (tag) {
+        case TAG_META:
+            st = parse_meta(&s, out, err, errlen);
+            break;
+        case TAG_MODEL:
+            st = parse_model(&s, out, err, errlen);
+            break;
+        case TAG_OPT:
+            st = parse_opt(&s, out, err, errlen);
+            break;
+        case TAG_POLICY:
+            out->policy = malloc(sl ? (size_t)sl : 1);
+            if (!out->policy) {
+                st = FL_ERR_NOMEM;
+                break;
+            }
+            memcpy(out->policy, s.p, (size_t)sl);
+            out->policy_len = (size_t)sl;
+            break;
+        }
+    }
+    if (st == FL_OK && r.pos != r.len)
+        st = fail(err, errlen, FL_ERR_CHECKPOINT_FORMAT, "unknown trailing section");
+    if (st != FL_OK)
+        fls_ckpt_clear(out);
+    return st;
+}
+
+fl_status fls_ckpt_check_digest(const fls_ckpt *c, const uint8_t digest[FL_SHA256_LEN])
+{
+    if (!c || !digest)
+        return FL_ERR_INVALID_ARG;
+    return memcmp(c->config_digest, digest, FL_SHA256_LEN) == 0 ? FL_OK
+                                                                : FL_ERR_CHECKPOINT_MISMATCH;
+}
+
+/* ---- files ------------------------------------------------------------------------------------ */
+
+static fl_status io_fail(const fl_logger *log, const char *what, const char *path)
+{
+    fl_log(log, FL_LOG_ERROR, "checkpoint: %s %s: %s", what, path, strerror(errno));
+    return FL_ERR_IO;
+}
+
+fl_status fls_ckpt_write(const char *path, const fls_ckpt *c, const fl_logger *log)
+{
+    if (!path || !*path || !c)
+        return FL_ERR_INVALID_ARG;
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    fl_status st = fls_ckpt_serialize(c, &buf, &len);
+    if (st != FL_OK)
+        return st;
+    const size_t pl = strlen(path);
+    char *tmp = malloc(pl + 16);
+    char *dir = malloc(pl + 2);
+    if (!tmp || !dir) {
+        free(buf);
+        free(tmp);
+        free(dir);
+        return FL_ERR_NOMEM;
+    }
+    snprintf(tmp, pl + 16, "%s.tmp.XXXXXX", path);
+    /* The directory to fsync after the rename: path up to its last '/', or ".". */
+    const char *slash = strrchr(path, '/');
+    if (!slash)
+        snprintf(dir, pl + 2, ".");
+    else if (slash == path)
+        snprintf(dir, pl + 2, "/");
+    else
+        snprintf(dir, pl + 2, "%.*s", (int)(slash - path), path);
+
+    int fd = mkstemp(tmp);
+    if (fd < 0) {
+        st = io_fail(log, "cannot create temporary file for", path);
+        goto out;
+    }
+    if (fchmod(fd, 0644) != 0) {
+        st = io_fail(log, "cannot chmod", tmp);
+        goto out_fd;
+    }
+    for (size_t off = 0; off < len;) {
+        const ssize_t n = write(fd, buf + off, len - off);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            st = io_fail(log, "cannot write", tmp);
+            goto out_fd;
+        }
+        off += (size_t)n;
+    }
+    if (fsync(fd) != 0) {
+        st = io_fail(log, "cannot fsync", tmp);
+        goto out_fd;
+    }
+    if (close(fd) != 0) {
+        fd = -1;
+        st = io_fail(log, "cannot close", tmp);
+        goto out_unlink;
+    }
+    fd = -1;
+    if (rename(tmp, path) != 0) {
+        st = io_fail(log, "cannot rename onto", path);
+        goto out_unlink;
+    }
+    {
+        const int dfd = open(dir, O_RDONLY | O_DIRECTORY);
+        if (dfd < 0 || fsync(dfd) != 0) {
+            st = io_fail(log, "cannot fsync directory", dir);
+            if (dfd >= 0)
+                close(dfd);
+            goto out; /* the new file is in place; durability of the rename is what failed */
+        }
+        close(dfd);
+    }
+    fl_log(log, FL_LOG_INFO, "checkpoint: wrote %s (%zu bytes, round %llu)", path, len,
+           (unsigned long long)c->round);
+    goto out;
+out_fd:
+    close(fd);
+out_unlink:
+    unlink(tmp);
+out:
+    free(buf);
+    free(tmp);
+    free(dir);
+    return st;
+}
+
+fl_status fls_ckpt_read(const char *path, size_t max_bytes, fls_ckpt *out, char *err,
+                        size_t errlen)
+{
+    if (!path || !out)
+        return FL_ERR_INVALID_ARG;
+    memset(out, 0, sizeof *out);
+    if (max_bytes == 0)
+        max_bytes = (size_t)16 << 30;
+    const int fd = open(path, O_RDONLY);
+    if (fd < 0)
+        return fail(err, errlen, FL_ERR_IO, "cannot open %s: %s", path, strerror(errno));
+    struct stat sb;
+    if (fstat(fd, &sb) != 0 || sb.st_size < 0) {
+        close(fd);
+        return fail(err, errlen, FL_ERR_IO, "cannot stat %s", path);
+    }
+    if ((uint64_t)sb.st_size > max_bytes) {
+        close(fd);
+        return fail(err, errlen, FL_ERR_CHECKPOINT_FORMAT, "%s is larger than %zu bytes", path,
+                    max_bytes);
+    }
+    const size_t len = (size_t)sb.st_size;
+    uint8_t *buf = malloc(len ? len : 1);
+    if (!buf) {
+        close(fd);
+        return FL_ERR_NOMEM;
+    }
+    size_t off = 0;
+    while (off < len) {
+        const ssize_t n = read(fd, buf + off, len - off);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            break;
+        off += (size_t)n;
+    }
+    close(fd);
+    if (off != len) {
+        free(buf);
+        return fail(err, errlen, FL_ERR_IO, "short read on %s", path);
+    }
+    const fl_status st = fls_ckpt_parse(buf, len, out, err, errlen);
+    free(buf);
+    return st;
+}

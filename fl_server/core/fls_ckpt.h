@@ -1,0 +1,93 @@
+/* fls_ckpt.h: server checkpoints, a versioned binary format, written atomically.
+ *
+ * A checkpoint holds everything the round engine needs to resume a run exactly: the global model,
+ * the server optimizer's state arrays and step counter, the selection policy's exported state
+ * (AFD score maps, l_prev, keep-sets; fls_policy_export bytes), the next round number, the model
+ * version and the SHA-256 digest of the configuration that produced it.
+ *
+ * RNG position: none is stored because none exists. Every random draw in fedrop comes from a
+ * counter-based stream keyed by (seed, round, client, purpose) (common/fl_rng.h); the seed is part
+ * of the configuration (and so of its digest) and the round counter is stored, which fixes every
+ * later draw.
+ *
+ * File layout (all integers little-endian, floats IEEE-754 binary32/64 bits little-endian):
+ *   magic "FLSCKPT\0" (8) | u32 format version (1) | u32 flags (0) | u64 body_len | body
+ *   | SHA-256 (32) of every preceding byte
+ * body = sections, each: u32 tag | u64 len | len bytes; every tag exactly once, in this order:
+ *   1 META    config digest (32) | u64 round | u64 model_version | u32 arch_len | arch (<= 63)
+ *   2 MODEL   u64 n | n x f32 (finite)
+ *   3 OPT     u32 kind | u64 steps | u32 n_arrays (<= FLS_CKPT_MAX_OPT)
+ *             | per array: u32 name_len | name (<= 31) | u64 n | n x f32 (finite)
+ *   4 POLICY  opaque bytes (validated by fls_policy_import)
+ *
+ * Thread-safety: functions are reentrant; an fls_ckpt value belongs to one thread at a time.
+ */
+#ifndef FLS_CKPT_H
+#define FLS_CKPT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "fl_log.h"
+#include "fl_sha256.h"
+#include "fl_status.h"
+
+#define FLS_CKPT_VERSION 1u
+#define FLS_CKPT_MAX_OPT 4
+#define FLS_CKPT_NAME_MAX 32
+#define FLS_CKPT_ARCH_MAX 64
+
+typedef struct fls_ckpt_array {
+    char name[FLS_CKPT_NAME_MAX]; /* NUL-terminated, 1..31 bytes */
+    size_t n;
+    float *data;                  /* n floats; owned by the fls_ckpt */
+} fls_ckpt_array;
+
+/* A checkpoint in memory. Every pointer is owned by the value (fls_ckpt_clear frees them). A
+ * writer may also fill one with borrowed pointers and never clear it (the writer only reads). */
+typedef struct fls_ckpt {
+    uint8_t config_digest[FL_SHA256_LEN];
+    uint64_t round;               /* the next round to run */
+    uint64_t model_version;
+    char arch[FLS_CKPT_ARCH_MAX]; /* architecture spec string */
+    size_t n_params;
+    float *params;
+    uint32_t opt_kind;            /* fls_opt_kind */
+    uint64_t opt_steps;
+    size_t n_opt;
+    fls_ckpt_array opt[FLS_CKPT_MAX_OPT];
+    size_t policy_len;
+    uint8_t *policy;
+} fls_ckpt;
+
+/* Frees what c owns and zeroes it. NULL is a no-op. */
+void fls_ckpt_clear(fls_ckpt *c);
+
+/* Encodes c into a new buffer *buf of *len bytes (caller frees with free()). Returns FL_OK,
+ * FL_ERR_INVALID_ARG (a name or arch too long, too many arrays, NULL data with n > 0),
+ * FL_ERR_NUMERIC (a non-finite parameter or state value), FL_ERR_NOMEM. */
+fl_status fls_ckpt_serialize(const fls_ckpt *c, uint8_t **buf, size_t *len);
+
+/* Parses and validates buf[0..len) (outside bytes: never trusted) into *out (owned by the caller,
+ * fls_ckpt_clear). Allocation never exceeds len bytes. Returns FL_OK; FL_ERR_CHECKPOINT_FORMAT
+ * (not a checkpoint, truncated, another format version, a malformed section);
+ * FL_ERR_CHECKPOINT_CHECKSUM (the SHA-256 does not match); FL_ERR_NOMEM. On error *out is zeroed
+ * and err (may be NULL) says what is wrong. */
+fl_status fls_ckpt_parse(const uint8_t *buf, size_t len, fls_ckpt *out, char *err, size_t errlen);
+
+/* FL_OK if c was written by the configuration with this digest, else
+ * FL_ERR_CHECKPOINT_MISMATCH. */
+fl_status fls_ckpt_check_digest(const fls_ckpt *c, const uint8_t digest[FL_SHA256_LEN]);
+
+/* Writes c to path atomically: a temporary file in the same directory, write, fsync, rename over
+ * path, fsync of the directory. A crash leaves either the old file or the new one, never a mix.
+ * Returns FL_OK, FL_ERR_IO (with errno's text logged through log, which may be NULL), or a
+ * serialize error. */
+fl_status fls_ckpt_write(const char *path, const fls_ckpt *c, const fl_logger *log);
+
+/* Reads and parses the file at path (at most max_bytes; 0 = 16 GiB). FL_ERR_IO if it cannot be
+ * read, else as fls_ckpt_parse. */
+fl_status fls_ckpt_read(const char *path, size_t max_bytes, fls_ckpt *out, char *err,
+                        size_t errlen);
+
+#endif

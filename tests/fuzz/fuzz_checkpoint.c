@@ -1,0 +1,64 @@
+/* fuzz_checkpoint: the checkpoint parser (fls_ckpt_parse) and the policy-state importer
+ * (fls_policy_import) on arbitrary bytes. Whatever parses must serialise back to the same bytes
+ * and must never crash, leak or allocate beyond the input's size. */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fl_status.h"
+#include "flm_arch.h"
+#include "fls_ckpt.h"
+#include "fls_policy.h"
+
+static void try_policy(const uint8_t *buf, size_t len)
+{
+    /* The corpus' policy sections come from these architectures and kinds (keep_p 0.75). */
+    static const char *const archs[] = {"mlp:6-5-4-3", "mlp:5-4-2"};
+    for (size_t a = 0; a < sizeof archs / sizeof archs[0]; a++) {
+        flm_arch arch;
+        if (flm_arch_parse(archs[a], &arch, NULL, 0) != FL_OK)
+            abort();
+        for (int k = FLS_POLICY_FULL; k <= FLS_POLICY_AFD_MULTI; k++) {
+            fls_policy_config cfg = fls_policy_config_default();
+            cfg.kind = (fls_policy_kind)k;
+            fls_policy *p = NULL;
+            if (fls_policy_new(&cfg, &arch, 1, &p) != FL_OK)
+                abort();
+            if (fls_policy_import(p, buf, len) == FL_OK) {
+                uint8_t *out = NULL;
+                size_t n = 0;
+                if (fls_policy_export(p, &out, &n) != FL_OK || n != len || memcmp(out, buf, n))
+                    abort(); /* what imports exports identically */
+                free(out);
+                /* The imported state must be usable: one full round. */
+                if (fls_policy_begin_round(p, 3) != FL_OK)
+                    abort();
+                const flm_keepset *ks;
+                if (fls_policy_keepset(p, 0, &ks) != FL_OK || flm_keepset_validate(ks, &arch))
+                    abort();
+                fls_policy_report(p, 0, 0.5, 2);
+                if (fls_policy_end_round(p, NULL) != FL_OK)
+                    abort();
+            }
+            fls_policy_free(p);
+        }
+    }
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    fls_ckpt c;
+    char err[160];
+    if (fls_ckpt_parse(data, size, &c, err, sizeof err) == FL_OK) {
+        uint8_t *out = NULL;
+        size_t n = 0;
+        if (fls_ckpt_serialize(&c, &out, &n) != FL_OK || n != size || memcmp(out, data, n))
+            abort();
+        free(out);
+        try_policy(c.policy, c.policy_len);
+        fls_ckpt_clear(&c);
+    }
+    /* The raw bytes as a policy section too (most mutations never pass the checksum). */
+    try_policy(data, size);
+    return 0;
+}

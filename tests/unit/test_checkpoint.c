@@ -1,0 +1,233 @@
+/* Unit tests for fl_server/core/fls_ckpt: format round trip, damage detection, atomic files. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <dirent.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include "fl_rng.h"
+#include "fl_sha256.h"
+#include "fl_status.h"
+#include "fls_ckpt.h"
+
+/* A checkpoint with borrowed arrays (the test owns them). */
+typedef struct sample {
+    float params[300];
+    float m[300], v[300];
+    uint8_t policy[40];
+    fls_ckpt c;
+} sample;
+
+static void sample_fill(sample *s)
+{
+    memset(s, 0, sizeof *s);
+    fl_rng r = fl_rng_stream(1, 0, 0, FL_RNG_TEST);
+    for (int i = 0; i < 300; i++) {
+        s->params[i] = (float)fl_rng_normal(&r);
+        s->m[i] = (float)fl_rng_normal(&r) * 0.01f;
+        s->v[i] = fl_rng_uniform(&r);
+    }
+    for (int i = 0; i < 40; i++)
+        s->policy[i] = (uint8_t)(i * 7);
+    for (int i = 0; i < FL_SHA256_LEN; i++)
+        s->c.config_digest[i] = (uint8_t)(0xA0 + i);
+    s->c.round = 17;
+    s->c.model_version = 17;
+    snprintf(s->c.arch, sizeof s->c.arch, "mlp:10-20-10-3");
+    s->c.n_params = 300;
+    s->c.params = s->params;
+    s->c.opt_kind = 3;
+    s->c.opt_steps = 16;
+    s->c.n_opt = 2;
+    snprintf(s->c.opt[0].name, sizeof s->c.opt[0].name, "m");
+    s->c.opt[0].n = 300;
+    s->c.opt[0].data = s->m;
+    snprintf(s->c.opt[1].name, sizeof s->c.opt[1].name, "v");
+    s->c.opt[1].n = 300;
+    s->c.opt[1].data = s->v;
+    s->c.policy = s->policy;
+    s->c.policy_len = sizeof s->policy;
+}
+
+static void assert_same(const fls_ckpt *a, const fls_ckpt *b)
+{
+    assert_memory_equal(a->config_digest, b->config_digest, FL_SHA256_LEN);
+    assert_int_equal(a->round, b->round);
+    assert_int_equal(a->model_version, b->model_version);
+    assert_string_equal(a->arch, b->arch);
+    assert_int_equal(a->n_params, b->n_params);
+    assert_memory_equal(a->params, b->params, a->n_params * sizeof(float));
+    assert_int_equal(a->opt_kind, b->opt_kind);
+    assert_int_equal(a->opt_steps, b->opt_steps);
+    assert_int_equal(a->n_opt, b->n_opt);
+    for (size_t i = 0; i < a->n_opt; i++) {
+        assert_string_equal(a->opt[i].name, b->opt[i].name);
+        assert_int_equal(a->opt[i].n, b->opt[i].n);
+        assert_memory_equal(a->opt[i].data, b->opt[i].data, a->opt[i].n * sizeof(float));
+    }
+    assert_int_equal(a->policy_len, b->policy_len);
+    assert_memory_equal(a->policy, b->policy, a->policy_len);
+}
+
+static void test_roundtrip(void **state)
+{
+    (void)state;
+    sample *s = malloc(sizeof *s);
+    sample_fill(s);
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    assert_int_equal(fls_ckpt_serialize(&s->c, &buf, &len), FL_OK);
+    fls_ckpt back;
+    char err[160];
+    assert_int_equal(fls_ckpt_parse(buf, len, &back, err, sizeof err), FL_OK);
+    assert_same(&s->c, &back);
+    assert_int_equal(fls_ckpt_check_digest(&back, s->c.config_digest), FL_OK);
+    uint8_t other[FL_SHA256_LEN];
+    memcpy(other, s->c.config_digest, sizeof other);
+    other[5] ^= 1;
+    assert_int_equal(fls_ckpt_check_digest(&back, other), FL_ERR_CHECKPOINT_MISMATCH);
+    /* Serialising the parsed copy gives the same bytes. */
+    uint8_t *buf2 = NULL;
+    size_t len2 = 0;
+    assert_int_equal(fls_ckpt_serialize(&back, &buf2, &len2), FL_OK);
+    assert_int_equal(len, len2);
+    assert_memory_equal(buf, buf2, len);
+    fls_ckpt_clear(&back);
+    fls_ckpt_clear(&back); /* twice: a no-op */
+    fls_ckpt_clear(NULL);
+    free(buf);
+    free(buf2);
+    free(s);
+}
+
+/* Every truncation is FORMAT; every single-bit flip is refused (CHECKSUM past the header). */
+static void test_damage(void **state)
+{
+    (void)state;
+    sample *s = malloc(sizeof *s);
+    sample_fill(s);
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    assert_int_equal(fls_ckpt_serialize(&s->c, &buf, &len), FL_OK);
+    fls_ckpt out;
+    char err[160];
+    for (size_t n = 0; n < len; n++) {
+        assert_int_equal(fls_ckpt_parse(buf, n, &out, err, sizeof err), FL_ERR_CHECKPOINT_FORMAT);
+        assert_null(out.params);
+    }
+    uint8_t *dmg = malloc(len + 1);
+    for (size_t i = 0; i < len; i += 3) {
+        memcpy(dmg, buf, len);
+        dmg[i] ^= (uint8_t)(1u << (i % 8));
+        const fl_status st = fls_ckpt_parse(dmg, len, &out, err, sizeof err);
+        if (i < 24)
+            assert_int_equal(st, FL_ERR_CHECKPOINT_FORMAT); /* magic, version, flags, length */
+        else
+            assert_int_equal(st, FL_ERR_CHECKPOINT_CHECKSUM);
+        assert_true(strlen(err) > 0);
+    }
+    /* One trailing byte. */
+    memcpy(dmg, buf, len);
+    dmg[len] = 0;
+    assert_int_equal(fls_ckpt_parse(dmg, len + 1, &out, err, sizeof err),
+                     FL_ERR_CHECKPOINT_FORMAT);
+    /* Another format version is refused by name, even with a valid checksum. */
+    memcpy(dmg, buf, len);
+    dmg[8] = 2;
+    assert_int_equal(fls_ckpt_parse(dmg, len, &out, err, sizeof err), FL_ERR_CHECKPOINT_FORMAT);
+    assert_non_null(strstr(err, "version"));
+    free(dmg);
+    free(buf);
+    /* Non-finite values are never written. */
+    s->params[7] = NAN;
+    assert_int_equal(fls_ckpt_serialize(&s->c, &buf, &len), FL_ERR_NUMERIC);
+    free(s);
+}
+
+static int count_tmp_files(const char *dir)
+{
+    DIR *d = opendir(dir);
+    assert_non_null(d);
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)))
+        n += strstr(e->d_name, ".tmp.") != NULL;
+    closedir(d);
+    return n;
+}
+
+static void test_files(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/fls_ckpt_test_XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    char path[256];
+    snprintf(path, sizeof path, "%s/run.ckpt", dir);
+    sample *s = malloc(sizeof *s);
+    sample_fill(s);
+    assert_int_equal(fls_ckpt_write(path, &s->c, NULL), FL_OK);
+    fls_ckpt back;
+    char err[160];
+    assert_int_equal(fls_ckpt_read(path, 0, &back, err, sizeof err), FL_OK);
+    assert_same(&s->c, &back);
+    fls_ckpt_clear(&back);
+    /* Overwrite with a later round: the file is replaced whole, no temporaries left. */
+    s->c.round = 18;
+    s->params[0] += 1.0f;
+    assert_int_equal(fls_ckpt_write(path, &s->c, NULL), FL_OK);
+    assert_int_equal(fls_ckpt_read(path, 0, &back, err, sizeof err), FL_OK);
+    assert_same(&s->c, &back);
+    fls_ckpt_clear(&back);
+    assert_int_equal(count_tmp_files(dir), 0);
+    /* Size cap and missing files. */
+    assert_int_equal(fls_ckpt_read(path, 100, &back, err, sizeof err), FL_ERR_CHECKPOINT_FORMAT);
+    char bad[300];
+    snprintf(bad, sizeof bad, "%s/nope/run.ckpt", dir);
+    assert_int_equal(fls_ckpt_write(bad, &s->c, NULL), FL_ERR_IO);
+    assert_int_equal(fls_ckpt_read(bad, 0, &back, err, sizeof err), FL_ERR_IO);
+    /* A damaged file on disk. */
+    FILE *f = fopen(path, "r+b");
+    assert_non_null(f);
+    fseek(f, 100, SEEK_SET);
+    fputc(0x55, f);
+    fclose(f);
+    assert_int_equal(fls_ckpt_read(path, 0, &back, err, sizeof err), FL_ERR_CHECKPOINT_CHECKSUM);
+    unlink(path);
+    rmdir(dir);
+    free(s);
+}
+
+static void test_invalid(void **state)
+{
+    (void)state;
+    sample *s = malloc(sizeof *s);
+    sample_fill(s);
+    uint8_t *buf;
+    size_t len;
+    s->c.n_opt = FLS_CKPT_MAX_OPT + 1;
+    assert_int_equal(fls_ckpt_serialize(&s->c, &buf, &len), FL_ERR_INVALID_ARG);
+    s->c.n_opt = 1;
+    s->c.opt[0].name[0] = 0;
+    assert_int_equal(fls_ckpt_serialize(&s->c, &buf, &len), FL_ERR_INVALID_ARG);
+    assert_int_equal(fls_ckpt_serialize(NULL, &buf, &len), FL_ERR_INVALID_ARG);
+    fls_ckpt out;
+    assert_int_equal(fls_ckpt_parse(NULL, 0, &out, NULL, 0), FL_ERR_CHECKPOINT_FORMAT);
+    free(s);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_roundtrip),
+        cmocka_unit_test(test_damage),
+        cmocka_unit_test(test_files),
+        cmocka_unit_test(test_invalid),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
