@@ -1,0 +1,969 @@
+/* flz_codec.c: the payload format (header, body sections) and the stage pipeline.
+ *
+ * Body layout before zstd (all integers little-endian; sections present only with their stage):
+ *   topk:  u32 k | u8 mode (0 bitmap, 1 varint gaps) | u32 nbytes | nbytes of index data
+ *   sub:   u32 m (number of coordinates kept)
+ *   value: f32: 4 m bytes | f16/bf16: 2 m bytes |
+ *          q: ceil(m/B) x (f32 lo, f32 hi), then ceil(m q / 8) bytes of levels, low bits first
+ * where m is the length entering the value stage (n, or k after topk, or the subsample size).
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <zstd.h>
+
+#include "fl_rng.h"
+#include "flz.h"
+#include "flz_internal.h"
+
+#define CHUNK 4096 /* elements per batch of random words */
+
+struct flz_residual {
+    size_t n;
+    float *r;
+};
+
+typedef struct buf {
+    void *p;
+    size_t cap; /* bytes */
+} buf;
+
+struct flz_ctx {
+    fl_logger log;
+    const flz_kernels *k;
+    flz_isa isa;
+    ZSTD_CCtx *zc;
+    ZSTD_DCtx *zd;
+    buf ef;    /* float[n]: x + residual */
+    buf idx;   /* uint32[k]: top-k indices */
+    buf vals;  /* float[len]: values after top-k / rotation */
+    buf vals2; /* float[m]: subsampled values */
+    buf rnd;   /* uint32: random words of one batch */
+    buf body;  /* raw body (before zstd / after unzstd) */
+    buf dec;   /* float[n]: dense decode target of flz_decode_axpy */
+    buf zout;  /* zstd output when the caller's buffer is below ZSTD_compressBound */
+    uint32_t hist[2048];
+};
+
+typedef struct key {
+    uint32_t k[2];
+    uint32_t round, client;
+} key;
+
+static int grow(buf *b, size_t bytes)
+{
+    if (bytes <= b->cap)
+        return 0;
+    size_t cap = b->cap ? b->cap : 4096;
+    while (cap < bytes)
+        cap = cap > SIZE_MAX / 2 ? bytes : cap * 2;
+    void *p = realloc(b->p, cap);
+    if (!p)
+        return -1;
+    b->p = p;
+    b->cap = cap;
+    return 0;
+}
+
+/* ---- sizes ---------------------------------------------------------------------------------- */
+
+static size_t topk_k(float frac, size_t n)
+{
+    if (n == 0)
+        return 0;
+    size_t k = (size_t)floor((double)frac * (double)n + 0.5); /* nearest, at least 1 */
+    if (k < 1)
+        k = 1;
+    return k > n ? n : k;
+}
+
+static uint32_t sub_thresh(float frac)
+{
+    double t = floor((double)frac * 4294967296.0 + 0.5);
+    if (t < 1.0)
+        t = 1.0;
+    if (t > 4294967295.0)
+        t = 4294967295.0;
+    return (uint32_t)t;
+}
+
+static uint64_t values_bytes(const flz_spec *s, uint64_t m)
+{
+    switch (s->value) {
+    case FLZ_VALUE_Q: {
+        const uint64_t B = (uint64_t)1 << s->q_log2;
+        return (m + B - 1) / B * 8 + (m * s->q_bits + 7) / 8;
+    }
+    case FLZ_VALUE_F16:
+    case FLZ_VALUE_BF16:
+        return 2 * m;
+    default:
+        return 4 * m;
+    }
+}
+
+static uint64_t raw_bound(const flz_spec *s, size_t n)
+{
+    uint64_t b = 0, len = n;
+    if (s->topk != 0.0f) {
+        const uint64_t k = topk_k(s->topk, n);
+        const uint64_t bitmap = ((uint64_t)n + 7) / 8;
+        b += 9 + (bitmap < 5 * k ? bitmap : 5 * k);
+        len = k;
+    }
+    if (s->sub != 0.0f)
+        b += 4;
+    return b + values_bytes(s, len);
+}
+
+size_t flz_encode_bound(const flz_spec *spec, size_t n)
+{
+    if (flz_spec_check(spec, NULL, 0) != FL_OK || n > FLZ_MAX_N)
+        return 0;
+    const uint64_t raw = raw_bound(spec, n);
+    return FLZ_HEADER_SIZE + (spec->zstd ? ZSTD_compressBound((size_t)raw) : (size_t)raw);
+}
+
+/* ---- context -------------------------------------------------------------------------------- */
+
+fl_status flz_ctx_new(const fl_logger *log, flz_ctx **out)
+{
+    if (!out)
+        return FL_ERR_INVALID_ARG;
+    *out = NULL;
+    flz_ctx *c = calloc(1, sizeof *c);
+    if (!c)
+        return FL_ERR_NOMEM;
+    if (log)
+        c->log = *log;
+    c->k = &flz_kernels_portable;
+    c->isa = FLZ_ISA_PORTABLE;
+    if (flz_cpu_has_avx2() && flz_kernels_avx2()) {
+        c->k = flz_kernels_avx2();
+        c->isa = FLZ_ISA_AVX2;
+    }
+    c->zc = ZSTD_createCCtx();
+    c->zd = ZSTD_createDCtx();
+    if (!c->zc || !c->zd) {
+        flz_ctx_free(c);
+        return FL_ERR_NOMEM;
+    }
+    *out = c;
+    return FL_OK;
+}
+
+void flz_ctx_free(flz_ctx *c)
+{
+    if (!c)
+        return;
+    ZSTD_freeCCtx(c->zc);
+    ZSTD_freeDCtx(c->zd);
+    free(c->ef.p);
+    free(c->idx.p);
+    free(c->vals.p);
+    free(c->vals2.p);
+    free(c->rnd.p);
+    free(c->body.p);
+    free(c->dec.p);
+    free(c->zout.p);
+    free(c);
+}
+
+fl_status flz_ctx_set_isa(flz_ctx *c, flz_isa isa)
+{
+    if (!c)
+        return FL_ERR_INVALID_ARG;
+    if (isa == FLZ_ISA_PORTABLE) {
+        c->k = &flz_kernels_portable;
+    } else if (isa == FLZ_ISA_AVX2) {
+        if (!flz_cpu_has_avx2() || !flz_kernels_avx2())
+            return FL_ERR_UNSUPPORTED;
+        c->k = flz_kernels_avx2();
+    } else {
+        return FL_ERR_INVALID_ARG;
+    }
+    c->isa = isa;
+    return FL_OK;
+}
+
+flz_isa flz_ctx_isa(const flz_ctx *c)
+{
+    return c ? c->isa : FLZ_ISA_PORTABLE;
+}
+
+static size_t rnd_words_needed(const flz_spec *s)
+{
+    size_t w = CHUNK + 64;
+    if (s->value == FLZ_VALUE_Q && ((size_t)1 << s->q_log2) / 2 + 64 > w)
+        w = ((size_t)1 << s->q_log2) / 2 + 64;
+    if (s->rot_log2 && ((size_t)1 << s->rot_log2) / 32 + 64 > w)
+        w = ((size_t)1 << s->rot_log2) / 32 + 64;
+    return w;
+}
+
+fl_status flz_ctx_reserve(flz_ctx *c, const flz_spec *s, size_t n)
+{
+    if (!c || !s || n > FLZ_MAX_N)
+        return FL_ERR_INVALID_ARG;
+    const fl_status st = flz_spec_check(s, NULL, 0);
+    if (st != FL_OK)
+        return st;
+    const size_t len = s->topk != 0.0f ? topk_k(s->topk, n) : n;
+    const size_t raw = (size_t)raw_bound(s, n);
+    if (grow(&c->ef, n * sizeof(float)) || grow(&c->dec, n * sizeof(float)) ||
+        grow(&c->idx, len * sizeof(uint32_t) + 4) || grow(&c->vals, len * sizeof(float) + 4) ||
+        grow(&c->vals2, len * sizeof(float) + 4) ||
+        grow(&c->rnd, rnd_words_needed(s) * sizeof(uint32_t)) || grow(&c->body, raw + 1))
+        return FL_ERR_NOMEM;
+    return FL_OK;
+}
+
+/* ---- residuals ------------------------------------------------------------------------------ */
+
+fl_status flz_residual_new(size_t n, flz_residual **out)
+{
+    if (!out || n > FLZ_MAX_N)
+        return FL_ERR_INVALID_ARG;
+    *out = NULL;
+    flz_residual *r = calloc(1, sizeof *r);
+    if (!r)
+        return FL_ERR_NOMEM;
+    r->n = n;
+    r->r = calloc(n ? n : 1, sizeof(float));
+    if (!r->r) {
+        free(r);
+        return FL_ERR_NOMEM;
+    }
+    *out = r;
+    return FL_OK;
+}
+
+void flz_residual_free(flz_residual *r)
+{
+    if (!r)
+        return;
+    free(r->r);
+    free(r);
+}
+
+void flz_residual_reset(flz_residual *r)
+{
+    if (r)
+        memset(r->r, 0, r->n * sizeof(float));
+}
+
+size_t flz_residual_len(const flz_residual *r)
+{
+    return r ? r->n : 0;
+}
+
+const float *flz_residual_data(const flz_residual *r)
+{
+    return r ? r->r : NULL;
+}
+
+/* ---- header --------------------------------------------------------------------------------- */
+
+static uint32_t fnv1a(const uint8_t *p, size_t n)
+{
+    uint32_t h = 2166136261u;
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ p[i]) * 16777619u;
+    return h;
+}
+
+static void header_write(uint8_t *h, const flz_spec *s, const key *ky, uint64_t seed, size_t n,
+                         size_t raw, size_t body)
+{
+    memset(h, 0, FLZ_HEADER_SIZE);
+    h[0] = 'F';
+    h[1] = 'L';
+    h[2] = 'Z';
+    h[3] = 1; /* version */
+    h[4] = (uint8_t)((s->topk != 0.0f) | (s->rot_log2 != 0) << 1 | (s->sub != 0.0f) << 2 |
+                     (s->zstd != 0) << 3 | (unsigned)s->value << 4);
+    h[5] = (uint8_t)s->q_bits;
+    h[6] = (uint8_t)s->q_log2;
+    h[7] = (uint8_t)s->rot_log2;
+    h[8] = (uint8_t)(int8_t)s->zstd_level;
+    flz_put_u32(h + 12, (uint32_t)n);
+    flz_put_u32(h + 16, (uint32_t)raw);
+    flz_put_u32(h + 20, (uint32_t)body);
+    flz_put_u32(h + 24, flz_f2u(s->topk));
+    flz_put_u32(h + 28, flz_f2u(s->sub));
+    flz_put_u32(h + 32, (uint32_t)seed);
+    flz_put_u32(h + 36, (uint32_t)(seed >> 32));
+    flz_put_u32(h + 40, ky->round);
+    flz_put_u32(h + 44, ky->client);
+    flz_put_u32(h + 48, fnv1a(h, 48));
+}
+
+fl_status flz_peek(const uint8_t *src, size_t len, flz_info *info)
+{
+    if (!src || !info || len < FLZ_HEADER_SIZE)
+        return FL_ERR_CODEC_HEADER;
+    const uint8_t *h = src;
+    if (h[0] != 'F' || h[1] != 'L' || h[2] != 'Z' || h[3] != 1)
+        return FL_ERR_CODEC_HEADER;
+    if (fnv1a(h, 48) != flz_get_u32(h + 48))
+        return FL_ERR_CODEC_HEADER;
+    const unsigned flags = h[4];
+    if ((flags >> 6) != 0 || h[9] || h[10] || h[11])
+        return FL_ERR_CODEC_HEADER;
+    flz_spec s;
+    memset(&s, 0, sizeof s);
+    s.value = (flz_value)((flags >> 4) & 3);
+    s.q_bits = h[5];
+    s.q_log2 = h[6];
+    s.rot_log2 = h[7];
+    s.zstd = (flags >> 3) & 1;
+    s.zstd_level = (int8_t)h[8];
+    s.topk = flz_u2f(flz_get_u32(h + 24));
+    s.sub = flz_u2f(flz_get_u32(h + 28));
+    /* each stage's fields are zero exactly when its flag is clear */
+    if (((flags & 1) != 0) != (s.topk != 0.0f) || ((flags & 2) != 0) != (s.rot_log2 != 0) ||
+        ((flags & 4) != 0) != (s.sub != 0.0f) || (!s.zstd && s.zstd_level != 0) ||
+        (flz_get_u32(h + 24) == 0x80000000u) || (flz_get_u32(h + 28) == 0x80000000u))
+        return FL_ERR_CODEC_HEADER;
+    if (flz_spec_check(&s, NULL, 0) != FL_OK)
+        return FL_ERR_CODEC_HEADER;
+    const size_t n = flz_get_u32(h + 12);
+    const size_t raw = flz_get_u32(h + 16);
+    const size_t body = flz_get_u32(h + 20);
+    if (n > FLZ_MAX_N || body != len - FLZ_HEADER_SIZE || raw > raw_bound(&s, n) ||
+        (!s.zstd && raw != body))
+        return FL_ERR_CODEC_HEADER;
+    info->spec = s;
+    info->n = n;
+    info->seed = (uint64_t)flz_get_u32(h + 32) | (uint64_t)flz_get_u32(h + 36) << 32;
+    info->round = flz_get_u32(h + 40);
+    info->client = flz_get_u32(h + 44);
+    info->body_len = body;
+    info->body_raw_len = raw;
+    return FL_OK;
+}
+
+/* ---- stages shared by encode and decode ----------------------------------------------------- */
+
+/* Random words of stream `purpose` for Philox blocks [block0, block0 + nwords / 4). */
+static fl_status rnd_words(flz_ctx *c, const key *ky, uint32_t purpose, uint32_t block0,
+                           size_t nwords, uint32_t **out)
+{
+    nwords = (nwords + 3) & ~(size_t)3;
+    if (grow(&c->rnd, nwords * sizeof(uint32_t)))
+        return FL_ERR_NOMEM;
+    c->k->philox_words(c->rnd.p, ky->k, ky->round, ky->client, purpose, block0, nwords);
+    *out = c->rnd.p;
+    return FL_OK;
+}
+
+/* Walks x[0..len) in Hadamard blocks: full blocks of 2^lg, then the tail split by its binary
+ * expansion into descending powers of two (so any length is rotated without padding).
+ * forward: flip signs, transform, scale; inverse: transform, scale, flip. */
+static fl_status rotate(flz_ctx *c, const key *ky, float *x, size_t len, unsigned lg, int forward)
+{
+    size_t p = 0;
+    while (p < len) {
+        unsigned l = lg;
+        while (((size_t)1 << l) > len - p)
+            l--;
+        const size_t S = (size_t)1 << l;
+        const uint32_t blk0 = (uint32_t)(p >> 7);
+        const size_t bits_end = p + S;
+        const size_t nwords = ((bits_end + 127) >> 7) * 4 - (size_t)blk0 * 4;
+        uint32_t *w;
+        const fl_status st = rnd_words(c, ky, FL_RNG_ROTATE, blk0, nwords, &w);
+        if (st != FL_OK)
+            return st;
+        const size_t bitoff = p - (size_t)blk0 * 128;
+        const float sc = (float)(1.0 / sqrt((double)S));
+        if (forward)
+            c->k->flip(x + p, S, w, bitoff);
+        if (l >= 1) {
+            c->k->fwht(x + p, l);
+            c->k->scale(x + p, S, sc);
+        }
+        if (!forward)
+            c->k->flip(x + p, S, w, bitoff);
+        p += S;
+    }
+    return FL_OK;
+}
+
+/* ---- top-k ---------------------------------------------------------------------------------- */
+
+/* idx[0..k) = ascending indices of the k largest |x| (ties at the threshold: lowest index first),
+ * by a three-pass MSB radix select on the magnitude bits. FL_ERR_NUMERIC on a non-finite x. */
+static fl_status topk_select(flz_ctx *c, uint32_t *idx, const float *x, size_t n, size_t k)
+{
+    if (k == 0)
+        return FL_OK;
+    static const unsigned shifts[3] = {21, 10, 0}, widths[3] = {11, 11, 10};
+    uint32_t prefix = 0, pmask = 0;
+    size_t need = k;
+    for (int pass = 0; pass < 3; pass++) {
+        const unsigned sh = shifts[pass];
+        const uint32_t dm = (1u << widths[pass]) - 1;
+        uint32_t *hist = c->hist;
+        memset(hist, 0, sizeof c->hist);
+        uint32_t bad = 0;
+        for (size_t i = 0; i < n; i++) {
+            const uint32_t kk = flz_f2u(x[i]) & 0x7fffffffu;
+            bad |= kk >= 0x7f800000u;
+            if ((kk & pmask) == prefix)
+                hist[(kk >> sh) & dm]++;
+        }
+        if (bad)
+            return FL_ERR_NUMERIC;
+        size_t above = 0;
+        uint32_t d = dm;
+        for (;; d--) {
+            if (above + hist[d] >= need)
+                break;
+            above += hist[d];
+            if (d == 0)
+                return FL_ERR_INTERNAL;
+        }
+        need -= above;
+        prefix |= d << sh;
+        pmask |= dm << sh;
+    }
+    size_t j = 0;
+    for (size_t i = 0; i < n && j < k; i++) {
+        const uint32_t kk = flz_f2u(x[i]) & 0x7fffffffu;
+        if (kk > prefix || (kk == prefix && need > 0)) {
+            if (kk == prefix)
+                need--;
+            idx[j++] = (uint32_t)i;
+        }
+    }
+    return j == k ? FL_OK : FL_ERR_INTERNAL;
+}
+
+static size_t varint_len(uint32_t v)
+{
+    size_t l = 1;
+    while (v >= 0x80) {
+        v >>= 7;
+        l++;
+    }
+    return l;
+}
+
+/* Writes the top-k index section; returns its size. */
+static size_t topk_write(uint8_t *o, const uint32_t *idx, size_t k, size_t n)
+{
+    size_t vbytes = 0;
+    for (size_t j = 0; j < k; j++)
+        vbytes += varint_len(j ? idx[j] - idx[j - 1] - 1 : idx[0]);
+    const size_t bbytes = (n + 7) / 8;
+    flz_put_u32(o, (uint32_t)k);
+    if (bbytes <= vbytes) {
+        o[4] = 0;
+        flz_put_u32(o + 5, (uint32_t)bbytes);
+        uint8_t *b = o + 9;
+        memset(b, 0, bbytes);
+        for (size_t j = 0; j < k; j++)
+            b[idx[j] >> 3] |= (uint8_t)(1u << (idx[j] & 7));
+        return 9 + bbytes;
+    }
+    o[4] = 1;
+    flz_put_u32(o + 5, (uint32_t)vbytes);
+    uint8_t *b = o + 9;
+    for (size_t j = 0; j < k; j++) {
+        uint32_t v = j ? idx[j] - idx[j - 1] - 1 : idx[0];
+        while (v >= 0x80) {
+            *b++ = (uint8_t)(v | 0x80);
+            v >>= 7;
+        }
+        *b++ = (uint8_t)v;
+    }
+    return 9 + vbytes;
+}
+
+/* Parses and validates a top-k index section at body[*off..raw). */
+static fl_status topk_read(uint32_t *idx, const uint8_t *body, size_t raw, size_t *off, size_t k,
+                           size_t n)
+{
+    size_t o = *off;
+    if (raw - o < 9 || flz_get_u32(body + o) != k)
+        return FL_ERR_CODEC_CORRUPT;
+    const unsigned mode = body[o + 4];
+    const size_t nb = flz_get_u32(body + o + 5);
+    o += 9;
+    if (nb > raw - o)
+        return FL_ERR_CODEC_CORRUPT;
+    const uint8_t *b = body + o;
+    size_t j = 0;
+    if (mode == 0) {
+        if (nb != (n + 7) / 8)
+            return FL_ERR_CODEC_CORRUPT;
+        if ((n & 7) && (b[nb - 1] >> (n & 7)) != 0)
+            return FL_ERR_CODEC_CORRUPT; /* bits past n */
+        for (size_t i = 0; i < nb; i++) {
+            uint32_t byte = b[i];
+            while (byte) {
+                const unsigned t = (unsigned)__builtin_ctz(byte);
+                if (j == k)
+                    return FL_ERR_CODEC_CORRUPT;
+                idx[j++] = (uint32_t)(i * 8 + t);
+                byte &= byte - 1;
+            }
+        }
+    } else if (mode == 1) {
+        size_t p = 0;
+        uint64_t prev = 0;
+        for (; j < k; j++) {
+            uint64_t v = 0;
+            unsigned sh = 0;
+            for (;;) {
+                if (p >= nb || sh > 28)
+                    return FL_ERR_CODEC_CORRUPT;
+                const uint8_t byte = b[p++];
+                v |= (uint64_t)(byte & 0x7f) << sh;
+                sh += 7;
+                if (!(byte & 0x80))
+                    break;
+            }
+            const uint64_t i = j ? prev + 1 + v : v;
+            if (i >= n)
+                return FL_ERR_CODEC_CORRUPT;
+            idx[j] = (uint32_t)i;
+            prev = i;
+        }
+        if (p != nb)
+            return FL_ERR_CODEC_CORRUPT;
+    } else {
+        return FL_ERR_CODEC_CORRUPT;
+    }
+    if (j != k)
+        return FL_ERR_CODEC_CORRUPT;
+    *off = o + nb;
+    return FL_OK;
+}
+
+/* ---- value stage ---------------------------------------------------------------------------- */
+
+static fl_status quant_encode(flz_ctx *c, const key *ky, const flz_spec *s, uint8_t *o,
+                              const float *x, size_t m)
+{
+    const size_t B = (size_t)1 << s->q_log2;
+    const unsigned q = s->q_bits;
+    const float L = (float)((1u << q) - 1);
+    const size_t nb = (m + B - 1) / B;
+    uint8_t *scales = o, *packed = o + nb * 8;
+    const size_t ch = B > CHUNK ? B : CHUNK;
+    for (size_t c0 = 0; c0 < m; c0 += ch) {
+        const size_t cl = m - c0 < ch ? m - c0 : ch;
+        uint32_t *dw;
+        /* element i's dither is 16-bit half (i & 1) of word i / 2: block i / 8 */
+        const fl_status st = rnd_words(c, ky, FL_RNG_QUANT, (uint32_t)(c0 / 8), (cl + 1) / 2, &dw);
+        if (st != FL_OK)
+            return st;
+        for (size_t b0 = 0; b0 < cl; b0 += B) {
+            const size_t bl = cl - b0 < B ? cl - b0 : B;
+            const size_t i0 = c0 + b0;
+            float lo, hi;
+            if (!c->k->minmax(&lo, &hi, x + i0, bl) || !flz_finite(hi - lo))
+                return FL_ERR_NUMERIC;
+            float inv = hi > lo ? L / (hi - lo) : 0.0f;
+            if (!flz_finite(inv))
+                inv = 0.0f;
+            flz_put_u32(scales + (i0 / B) * 8, flz_f2u(lo));
+            flz_put_u32(scales + (i0 / B) * 8 + 4, flz_f2u(hi));
+            c->k->quant(packed + i0 * q / 8, x + i0, bl, q, lo, inv, dw + b0 / 2);
+        }
+    }
+    return FL_OK;
+}
+
+static fl_status quant_decode(flz_ctx *c, const flz_spec *s, float *out, const uint8_t *in,
+                              size_t m)
+{
+    const size_t B = (size_t)1 << s->q_log2;
+    const unsigned q = s->q_bits;
+    const float L = (float)((1u << q) - 1);
+    const size_t nb = (m + B - 1) / B;
+    const uint8_t *scales = in, *packed = in + nb * 8;
+    const size_t pbytes = (m * q + 7) / 8;
+    if ((m * q) & 7) {
+        const unsigned used = (unsigned)((m * q) & 7);
+        if (packed[pbytes - 1] >> used)
+            return FL_ERR_CODEC_CORRUPT; /* padding bits must be zero */
+    }
+    for (size_t b = 0; b < nb; b++) {
+        const float lo = flz_u2f(flz_get_u32(scales + b * 8));
+        const float hi = flz_u2f(flz_get_u32(scales + b * 8 + 4));
+        if (!flz_finite(lo) || !flz_finite(hi) || !(lo <= hi) || !flz_finite(hi - lo))
+            return FL_ERR_CODEC_CORRUPT;
+        const size_t i0 = b * B, bl = m - i0 < B ? m - i0 : B;
+        c->k->dequant(out + i0, packed + i0 * q / 8, bl, q, lo, (hi - lo) / L);
+    }
+    return FL_OK;
+}
+
+static fl_status values_encode(flz_ctx *c, const key *ky, const flz_spec *s, uint8_t *o,
+                               const float *x, size_t m)
+{
+    switch (s->value) {
+    case FLZ_VALUE_Q:
+        return quant_encode(c, ky, s, o, x, m);
+    case FLZ_VALUE_F16:
+        return c->k->to_f16(o, x, m) ? FL_OK : FL_ERR_NUMERIC;
+    case FLZ_VALUE_BF16:
+        return c->k->to_bf16(o, x, m) ? FL_OK : FL_ERR_NUMERIC;
+    default:
+        return c->k->put_f32(o, x, m) ? FL_OK : FL_ERR_NUMERIC;
+    }
+}
+
+static fl_status values_decode(flz_ctx *c, const flz_spec *s, float *out, const uint8_t *in,
+                               size_t m)
+{
+    switch (s->value) {
+    case FLZ_VALUE_Q:
+        return quant_decode(c, s, out, in, m);
+    case FLZ_VALUE_F16:
+        return c->k->from_f16(out, in, m) ? FL_OK : FL_ERR_CODEC_CORRUPT;
+    case FLZ_VALUE_BF16:
+        return c->k->from_bf16(out, in, m) ? FL_OK : FL_ERR_CODEC_CORRUPT;
+    default:
+        return c->k->get_f32(out, in, m) ? FL_OK : FL_ERR_CODEC_CORRUPT;
+    }
+}
+
+/* ---- body decode ---------------------------------------------------------------------------- */
+
+/* Decodes a raw body. With top-k the result is sparse: ctx->idx / ctx->vals [0..*k_out), dense
+ * untouched; otherwise dense[0..n) is written. */
+static fl_status body_decode(flz_ctx *c, const flz_spec *s, const key *ky, const uint8_t *body,
+                             size_t raw, size_t n, float *dense, size_t *k_out)
+{
+    size_t off = 0, len = n;
+    float *tgt = dense;
+    fl_status st;
+    if (s->topk != 0.0f) {
+        const size_t k = topk_k(s->topk, n);
+        if (grow(&c->idx, k * sizeof(uint32_t) + 4) || grow(&c->vals, k * sizeof(float) + 4))
+            return FL_ERR_NOMEM;
+        st = topk_read(c->idx.p, body, raw, &off, k, n);
+        if (st != FL_OK)
+            return st;
+        len = k;
+        tgt = c->vals.p;
+        *k_out = k;
+    }
+    size_t m = len;
+    uint32_t T = 0;
+    if (s->sub != 0.0f) {
+        if (raw - off < 4)
+            return FL_ERR_CODEC_CORRUPT;
+        m = flz_get_u32(body + off);
+        off += 4;
+        if (m > len)
+            return FL_ERR_CODEC_CORRUPT;
+        T = sub_thresh(s->sub);
+    }
+    if (values_bytes(s, m) != raw - off)
+        return FL_ERR_CODEC_CORRUPT;
+    float *vdst = tgt;
+    if (s->sub != 0.0f) {
+        if (grow(&c->vals2, m * sizeof(float) + 4))
+            return FL_ERR_NOMEM;
+        vdst = c->vals2.p;
+    }
+    st = values_decode(c, s, vdst, body + off, m);
+    if (st != FL_OK)
+        return st;
+    if (s->sub != 0.0f) {
+        const float inv_p = (float)(4294967296.0 / (double)T);
+        size_t j = 0;
+        for (size_t c0 = 0; c0 < len; c0 += CHUNK) {
+            const size_t cl = len - c0 < CHUNK ? len - c0 : CHUNK;
+            uint32_t *w;
+            st = rnd_words(c, ky, FL_RNG_SUBSAMPLE, (uint32_t)(c0 / 4), cl, &w);
+            if (st != FL_OK)
+                return st;
+            for (size_t i = 0; i < cl; i++) {
+                if (w[i] < T) {
+                    if (j == m)
+                        return FL_ERR_CODEC_CORRUPT;
+                    tgt[c0 + i] = vdst[j++] * inv_p;
+                } else {
+                    tgt[c0 + i] = 0.0f;
+                }
+            }
+        }
+        if (j != m)
+            return FL_ERR_CODEC_CORRUPT;
+    }
+    if (s->rot_log2) {
+        st = rotate(c, ky, tgt, len, s->rot_log2, 0);
+        if (st != FL_OK)
+            return st;
+    }
+    if (s->rot_log2 || s->sub != 0.0f) {
+        /* a forged block range or seed can push the inverse transforms past float */
+        uint32_t bad = 0;
+        for (size_t i = 0; i < len; i++)
+            bad |= (flz_f2u(tgt[i]) & 0x7f800000u) == 0x7f800000u;
+        if (bad)
+            return FL_ERR_CODEC_CORRUPT;
+    }
+    return FL_OK;
+}
+
+/* Header + unzstd: on success *body / *raw are the raw body and *s, *ky its pipeline. */
+static fl_status payload_open(flz_ctx *c, const uint8_t *src, size_t len, size_t n_expected,
+                              flz_spec *s, key *ky, const uint8_t **body, size_t *raw)
+{
+    flz_info info;
+    if (!c || (!src && len))
+        return FL_ERR_INVALID_ARG;
+    fl_status st = flz_peek(src, len, &info);
+    if (st != FL_OK)
+        return st;
+    if (info.n != n_expected)
+        return FL_ERR_CODEC_LENGTH;
+    *s = info.spec;
+    ky->k[0] = (uint32_t)info.seed;
+    ky->k[1] = (uint32_t)(info.seed >> 32);
+    ky->round = info.round;
+    ky->client = info.client;
+    *raw = info.body_raw_len;
+    if (!info.spec.zstd) {
+        *body = src + FLZ_HEADER_SIZE;
+        return FL_OK;
+    }
+    const uint8_t *z = src + FLZ_HEADER_SIZE;
+    const unsigned long long fcs = ZSTD_getFrameContentSize(z, info.body_len);
+    if (fcs != (unsigned long long)info.body_raw_len)
+        return FL_ERR_CODEC_CORRUPT;
+    if (grow(&c->body, info.body_raw_len + 1))
+        return FL_ERR_NOMEM;
+    const size_t r = ZSTD_decompressDCtx(c->zd, c->body.p, info.body_raw_len, z, info.body_len);
+    if (ZSTD_isError(r) || r != info.body_raw_len)
+        return FL_ERR_CODEC_CORRUPT;
+    *body = c->body.p;
+    return FL_OK;
+}
+
+fl_status flz_decode(flz_ctx *c, const uint8_t *src, size_t len, float *out, size_t n_expected)
+{
+    flz_spec s;
+    key ky;
+    const uint8_t *body;
+    size_t raw, k = 0;
+    if (!c || (!out && n_expected))
+        return FL_ERR_INVALID_ARG;
+    fl_status st = payload_open(c, src, len, n_expected, &s, &ky, &body, &raw);
+    if (st != FL_OK)
+        return st;
+    st = body_decode(c, &s, &ky, body, raw, n_expected, out, &k);
+    if (st != FL_OK)
+        return st;
+    if (s.topk != 0.0f) {
+        const uint32_t *idx = c->idx.p;
+        const float *v = c->vals.p;
+        memset(out, 0, n_expected * sizeof(float));
+        for (size_t j = 0; j < k; j++)
+            out[idx[j]] = v[j];
+    }
+    return FL_OK;
+}
+
+fl_status flz_decode_axpy(flz_ctx *c, const uint8_t *src, size_t len, float alpha, float *out,
+                          size_t n_expected)
+{
+    flz_spec s;
+    key ky;
+    const uint8_t *body;
+    size_t raw, k = 0;
+    if (!c || (!out && n_expected) || !flz_finite(alpha))
+        return FL_ERR_INVALID_ARG;
+    fl_status st = payload_open(c, src, len, n_expected, &s, &ky, &body, &raw);
+    if (st != FL_OK)
+        return st;
+    if (s.topk != 0.0f) {
+        st = body_decode(c, &s, &ky, body, raw, n_expected, NULL, &k);
+        if (st != FL_OK)
+            return st;
+        const uint32_t *idx = c->idx.p;
+        const float *v = c->vals.p;
+        for (size_t j = 0; j < k; j++)
+            out[idx[j]] += alpha * v[j];
+        return FL_OK;
+    }
+    if (grow(&c->dec, n_expected * sizeof(float) + 4))
+        return FL_ERR_NOMEM;
+    st = body_decode(c, &s, &ky, body, raw, n_expected, c->dec.p, &k);
+    if (st != FL_OK)
+        return st;
+    c->k->axpy(out, c->dec.p, n_expected, alpha);
+    return FL_OK;
+}
+
+/* ---- encode --------------------------------------------------------------------------------- */
+
+fl_status flz_encode(flz_ctx *c, const flz_spec *s, const flz_params *params, const float *x,
+                     size_t n, uint8_t *dst, size_t cap, size_t *written)
+{
+    if (!c || !s || !dst || !written || (!x && n))
+        return FL_ERR_INVALID_ARG;
+    *written = 0;
+    char why[128];
+    fl_status st = flz_spec_check(s, why, sizeof why);
+    if (st != FL_OK) {
+        fl_log(&c->log, FL_LOG_ERROR, "flz_encode: bad spec: %s", why);
+        return st;
+    }
+    if (n > FLZ_MAX_N)
+        return FL_ERR_INVALID_ARG;
+    flz_residual *res = params ? params->residual : NULL;
+    if (res && res->n != n)
+        return FL_ERR_INVALID_ARG;
+    const uint64_t seed = params ? params->seed : 0;
+    key ky = {{(uint32_t)seed, (uint32_t)(seed >> 32)},
+              params ? params->round : 0,
+              params ? params->client : 0};
+    if (cap < FLZ_HEADER_SIZE)
+        return FL_ERR_BUFFER_TOO_SMALL;
+
+    const float *src = x;
+    if (res) {
+        if (grow(&c->ef, n * sizeof(float) + 4))
+            return FL_ERR_NOMEM;
+        float *ef = c->ef.p;
+        for (size_t i = 0; i < n; i++)
+            ef[i] = x[i] + res->r[i];
+        src = ef;
+    }
+    const size_t rb = (size_t)raw_bound(s, n);
+    uint8_t *body;
+    if (!s->zstd && cap - FLZ_HEADER_SIZE >= rb) {
+        body = dst + FLZ_HEADER_SIZE;
+    } else {
+        if (grow(&c->body, rb + 1))
+            return FL_ERR_NOMEM;
+        body = c->body.p;
+    }
+    size_t w = 0, len = n;
+    const float *cur = src;
+
+    if (s->topk != 0.0f) {
+        const size_t k = topk_k(s->topk, n);
+        if (grow(&c->idx, k * sizeof(uint32_t) + 4) || grow(&c->vals, k * sizeof(float) + 4))
+            return FL_ERR_NOMEM;
+        uint32_t *idx = c->idx.p;
+        float *v = c->vals.p;
+        st = topk_select(c, idx, src, n, k);
+        if (st != FL_OK)
+            return st;
+        for (size_t j = 0; j < k; j++)
+            v[j] = src[idx[j]];
+        w += topk_write(body + w, idx, k, n);
+        cur = v;
+        len = k;
+    }
+    if (s->rot_log2) {
+        if (cur != c->vals.p) {
+            if (grow(&c->vals, len * sizeof(float) + 4))
+                return FL_ERR_NOMEM;
+            memcpy(c->vals.p, cur, len * sizeof(float));
+        }
+        st = rotate(c, &ky, c->vals.p, len, s->rot_log2, 1);
+        if (st != FL_OK)
+            return st;
+        cur = c->vals.p;
+    }
+    if (s->sub != 0.0f) {
+        if (grow(&c->vals2, len * sizeof(float) + 4))
+            return FL_ERR_NOMEM;
+        float *v2 = c->vals2.p;
+        const uint32_t T = sub_thresh(s->sub);
+        size_t m = 0;
+        for (size_t c0 = 0; c0 < len; c0 += CHUNK) {
+            const size_t cl = len - c0 < CHUNK ? len - c0 : CHUNK;
+            uint32_t *rw;
+            st = rnd_words(c, &ky, FL_RNG_SUBSAMPLE, (uint32_t)(c0 / 4), cl, &rw);
+            if (st != FL_OK)
+                return st;
+            uint32_t bad = 0; /* dropped values must be finite too */
+            for (size_t i = 0; i < cl; i++) {
+                v2[m] = cur[c0 + i];
+                bad |= (flz_f2u(cur[c0 + i]) & 0x7f800000u) == 0x7f800000u;
+                m += rw[i] < T;
+            }
+            if (bad)
+                return FL_ERR_NUMERIC;
+        }
+        flz_put_u32(body + w, (uint32_t)m);
+        w += 4;
+        cur = v2;
+        len = m;
+    }
+    st = values_encode(c, &ky, s, body + w, cur, len);
+    if (st != FL_OK)
+        return st;
+    w += (size_t)values_bytes(s, len);
+
+    size_t blen = w;
+    if (s->zstd) {
+        if (ZSTD_isError(ZSTD_CCtx_reset(c->zc, ZSTD_reset_session_and_parameters)) ||
+            ZSTD_isError(ZSTD_CCtx_setParameter(c->zc, ZSTD_c_compressionLevel, s->zstd_level)) ||
+            ZSTD_isError(ZSTD_CCtx_setParameter(c->zc, ZSTD_c_checksumFlag, 1)))
+            return FL_ERR_INTERNAL;
+        /* zstd may fail on a buffer that would just hold its output: below the bound, compress
+         * into scratch and copy */
+        const size_t zb = ZSTD_compressBound(w);
+        uint8_t *zdst = dst + FLZ_HEADER_SIZE;
+        size_t zcap = cap - FLZ_HEADER_SIZE;
+        if (zcap < zb) {
+            if (grow(&c->zout, zb))
+                return FL_ERR_NOMEM;
+            zdst = c->zout.p;
+            zcap = zb;
+        }
+        const size_t z = ZSTD_compress2(c->zc, zdst, zcap, body, w);
+        if (ZSTD_isError(z)) {
+            fl_log(&c->log, FL_LOG_ERROR, "flz_encode: zstd: %s", ZSTD_getErrorName(z));
+            return FL_ERR_INTERNAL;
+        }
+        if (zdst != dst + FLZ_HEADER_SIZE) {
+            if (z > cap - FLZ_HEADER_SIZE)
+                return FL_ERR_BUFFER_TOO_SMALL;
+            memcpy(dst + FLZ_HEADER_SIZE, zdst, z);
+        }
+        blen = z;
+    } else if (body != dst + FLZ_HEADER_SIZE) {
+        if (cap - FLZ_HEADER_SIZE < w)
+            return FL_ERR_BUFFER_TOO_SMALL;
+        memcpy(dst + FLZ_HEADER_SIZE, body, w);
+    }
+
+    if (res) {
+        /* residual = (x + r) - what the receiver will reconstruct; decoded into scratch first so
+         * that an error leaves the residual as it was */
+        size_t k = 0;
+        if (grow(&c->dec, n * sizeof(float) + 4))
+            return FL_ERR_NOMEM;
+        float *dec = c->dec.p;
+        st = body_decode(c, s, &ky, body, w, n, dec, &k);
+        if (st != FL_OK)
+            return st == FL_ERR_NOMEM ? st : FL_ERR_INTERNAL;
+        const float *ef = c->ef.p;
+        if (s->topk != 0.0f) {
+            const uint32_t *idx = c->idx.p;
+            const float *v = c->vals.p;
+            memcpy(res->r, ef, n * sizeof(float));
+            for (size_t j = 0; j < k; j++)
+                res->r[idx[j]] = ef[idx[j]] - v[j];
+        } else {
+            for (size_t i = 0; i < n; i++)
+                res->r[i] = ef[i] - dec[i];
+        }
+    }
+    header_write(dst, s, &ky, seed, n, w, blen);
+    *written = FLZ_HEADER_SIZE + blen;
+    return FL_OK;
+}

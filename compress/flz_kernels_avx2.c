@@ -1,0 +1,380 @@
+/* flz_kernels_avx2.c: AVX2/FMA/F16C kernels, compiled with per-function target attributes and
+ * picked at runtime (flz_cpu_has_avx2). Each one reproduces its portable twin bit for bit (same
+ * operations in the same order, no fused multiply-add); tails fall back to the portable code. */
+#include "flz_internal.h"
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include <cpuid.h>
+#include <immintrin.h>
+
+#include "fl_rng.h"
+
+#define AVX2 __attribute__((target("avx2,fma,f16c")))
+
+int flz_cpu_has_avx2(void)
+{
+    unsigned a, b, c, d;
+    if (!__get_cpuid(1, &a, &b, &c, &d) || !(c & bit_F16C))
+        return 0;
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+}
+
+/* Eight Philox4x32-10 blocks at once, one per 32-bit lane, then transposed to stream order. */
+AVX2 static void a_philox_words(uint32_t *out, const uint32_t key[2], uint32_t round,
+                                uint32_t client, uint32_t purpose, uint32_t block0, size_t nwords)
+{
+    const __m256i M0 = _mm256_set1_epi32((int)0xD2511F53u);
+    const __m256i M1 = _mm256_set1_epi32((int)0xCD9E8D57u);
+    const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    size_t i = 0;
+    for (; nwords - i >= 32; i += 32) {
+        __m256i c0 = _mm256_add_epi32(_mm256_set1_epi32((int)(block0 + (uint32_t)(i / 4))), lane);
+        __m256i c1 = _mm256_set1_epi32((int)round);
+        __m256i c2 = _mm256_set1_epi32((int)client);
+        __m256i c3 = _mm256_set1_epi32((int)purpose);
+        uint32_t k0 = key[0], k1 = key[1];
+        for (int r = 0; r < 10; r++) {
+            const __m256i pe0 = _mm256_mul_epu32(c0, M0);
+            const __m256i po0 = _mm256_mul_epu32(_mm256_srli_epi64(c0, 32), M0);
+            const __m256i pe1 = _mm256_mul_epu32(c2, M1);
+            const __m256i po1 = _mm256_mul_epu32(_mm256_srli_epi64(c2, 32), M1);
+            const __m256i lo0 = _mm256_blend_epi32(pe0, _mm256_slli_epi64(po0, 32), 0xAA);
+            const __m256i hi0 = _mm256_blend_epi32(_mm256_srli_epi64(pe0, 32), po0, 0xAA);
+            const __m256i lo1 = _mm256_blend_epi32(pe1, _mm256_slli_epi64(po1, 32), 0xAA);
+            const __m256i hi1 = _mm256_blend_epi32(_mm256_srli_epi64(pe1, 32), po1, 0xAA);
+            c0 = _mm256_xor_si256(_mm256_xor_si256(hi1, c1), _mm256_set1_epi32((int)k0));
+            c1 = lo1;
+            c2 = _mm256_xor_si256(_mm256_xor_si256(hi0, c3), _mm256_set1_epi32((int)k1));
+            c3 = lo0;
+            k0 += 0x9E3779B9u;
+            k1 += 0xBB67AE85u;
+        }
+        const __m256i t0 = _mm256_unpacklo_epi32(c0, c1), t1 = _mm256_unpackhi_epi32(c0, c1);
+        const __m256i t2 = _mm256_unpacklo_epi32(c2, c3), t3 = _mm256_unpackhi_epi32(c2, c3);
+        const __m256i u0 = _mm256_unpacklo_epi64(t0, t2), u1 = _mm256_unpackhi_epi64(t0, t2);
+        const __m256i u2 = _mm256_unpacklo_epi64(t1, t3), u3 = _mm256_unpackhi_epi64(t1, t3);
+        __m256i *o = (__m256i *)(out + i);
+        _mm256_storeu_si256(o + 0, _mm256_permute2x128_si256(u0, u1, 0x20));
+        _mm256_storeu_si256(o + 1, _mm256_permute2x128_si256(u2, u3, 0x20));
+        _mm256_storeu_si256(o + 2, _mm256_permute2x128_si256(u0, u1, 0x31));
+        _mm256_storeu_si256(o + 3, _mm256_permute2x128_si256(u2, u3, 0x31));
+    }
+    if (i < nwords)
+        flz_kernels_portable.philox_words(out + i, key, round, client, purpose,
+                                          block0 + (uint32_t)(i / 4), nwords - i);
+}
+
+AVX2 static inline int any_nonfinite(__m256i bits)
+{
+    const __m256i e = _mm256_set1_epi32(0x7f800000);
+    return _mm256_movemask_epi8(_mm256_cmpeq_epi32(_mm256_and_si256(bits, e), e)) != 0;
+}
+
+AVX2 static int a_minmax(float *lo, float *hi, const float *x, size_t n)
+{
+    if (n < 8)
+        return flz_kernels_portable.minmax(lo, hi, x, n);
+    __m256 l = _mm256_loadu_ps(x), h = l;
+    __m256i bad = _mm256_setzero_si256();
+    const __m256i e = _mm256_set1_epi32(0x7f800000);
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        const __m256 v = _mm256_loadu_ps(x + i);
+        l = _mm256_min_ps(l, v);
+        h = _mm256_max_ps(h, v);
+        bad = _mm256_or_si256(bad, _mm256_cmpeq_epi32(_mm256_and_si256(_mm256_castps_si256(v), e), e));
+    }
+    float lv[8], hv[8];
+    _mm256_storeu_ps(lv, l);
+    _mm256_storeu_ps(hv, h);
+    float a = lv[0], b = hv[0];
+    for (int j = 1; j < 8; j++) {
+        a = lv[j] < a ? lv[j] : a;
+        b = hv[j] > b ? hv[j] : b;
+    }
+    int ok = _mm256_movemask_epi8(bad) == 0;
+    for (; i < n; i++) {
+        a = x[i] < a ? x[i] : a;
+        b = x[i] > b ? x[i] : b;
+        ok &= flz_finite(x[i]);
+    }
+    *lo = a + 0.0f;
+    *hi = b + 0.0f;
+    return ok;
+}
+
+/* Eight levels of x[0..8) with dithers from the 16-bit halves of dw[0..4). */
+AVX2 static inline __m256i levels8(const float *x, const uint32_t *dw, __m256 lo, __m256 inv,
+                                   __m256i L)
+{
+    const __m256 v = _mm256_mul_ps(_mm256_sub_ps(_mm256_loadu_ps(x), lo), inv);
+    const __m256i d = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)dw));
+    const __m256i d2 = _mm256_or_si256(_mm256_slli_epi32(d, 1), _mm256_set1_epi32(1));
+    const __m256 u = _mm256_mul_ps(_mm256_cvtepi32_ps(d2), _mm256_set1_ps(7.62939453125e-06f));
+    const __m256 t = _mm256_add_ps(v, u);
+    /* t >= 2^31 converts to 0x80000000, which the unsigned min turns into L, as in portable */
+    return _mm256_min_epu32(_mm256_cvttps_epi32(t), L);
+}
+
+AVX2 static void a_quant(uint8_t *dst, const float *x, size_t n, unsigned q, float lo, float inv,
+                         const uint32_t *dw)
+{
+    const __m256 vlo = _mm256_set1_ps(lo), vinv = _mm256_set1_ps(inv);
+    const __m256i L = _mm256_set1_epi32((int)((1u << q) - 1));
+    size_t i = 0;
+    if (q == 8) {
+        const __m256i perm = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+        for (; i + 32 <= n; i += 32) {
+            const __m256i a = levels8(x + i, dw + i / 2, vlo, vinv, L);
+            const __m256i b = levels8(x + i + 8, dw + i / 2 + 4, vlo, vinv, L);
+            const __m256i c = levels8(x + i + 16, dw + i / 2 + 8, vlo, vinv, L);
+            const __m256i d = levels8(x + i + 24, dw + i / 2 + 12, vlo, vinv, L);
+            const __m256i ab = _mm256_packs_epi32(a, b), cd = _mm256_packs_epi32(c, d);
+            const __m256i bytes = _mm256_permutevar8x32_epi32(_mm256_packus_epi16(ab, cd), perm);
+            _mm256_storeu_si256((__m256i *)(dst + i), bytes);
+        }
+    } else {
+        const __m256i sh = _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
+                                              _mm256_set1_epi32((int)q));
+        for (; i + 8 <= n; i += 8) {
+            const __m256i lv = _mm256_sllv_epi32(levels8(x + i, dw + i / 2, vlo, vinv, L), sh);
+            __m128i o = _mm_or_si128(_mm256_castsi256_si128(lv), _mm256_extracti128_si256(lv, 1));
+            o = _mm_or_si128(o, _mm_shuffle_epi32(o, 0x4E));
+            o = _mm_or_si128(o, _mm_shuffle_epi32(o, 0xB1));
+            const uint32_t word = (uint32_t)_mm_cvtsi128_si32(o);
+            memcpy(dst + i * q / 8, &word, q); /* q bytes hold 8 levels; x86 is little-endian */
+        }
+    }
+    if (i < n)
+        flz_kernels_portable.quant(dst + i * q / 8, x + i, n - i, q, lo, inv, dw + i / 2);
+}
+
+AVX2 static void a_dequant(float *out, const uint8_t *src, size_t n, unsigned q, float lo,
+                           float step)
+{
+    const __m256 vlo = _mm256_set1_ps(lo), vs = _mm256_set1_ps(step);
+    size_t i = 0;
+    if (q == 8) {
+        for (; i + 8 <= n; i += 8) {
+            const __m256i lv = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(src + i)));
+            _mm256_storeu_ps(out + i, _mm256_add_ps(vlo, _mm256_mul_ps(_mm256_cvtepi32_ps(lv), vs)));
+        }
+    } else {
+        const __m256i sh = _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
+                                              _mm256_set1_epi32((int)q));
+        const __m256i mask = _mm256_set1_epi32((int)((1u << q) - 1));
+        for (; i + 8 <= n; i += 8) {
+            uint32_t word = 0;
+            memcpy(&word, src + i * q / 8, q);
+            const __m256i lv =
+                _mm256_and_si256(_mm256_srlv_epi32(_mm256_set1_epi32((int)word), sh), mask);
+            _mm256_storeu_ps(out + i, _mm256_add_ps(vlo, _mm256_mul_ps(_mm256_cvtepi32_ps(lv), vs)));
+        }
+    }
+    if (i < n)
+        flz_kernels_portable.dequant(out + i, src + i * q / 8, n - i, q, lo, step);
+}
+
+AVX2 static void a_fwht(float *x, unsigned log2)
+{
+    if (log2 < 3) {
+        flz_kernels_portable.fwht(x, log2);
+        return;
+    }
+    const size_t n = (size_t)1 << log2;
+    /* stages h = 1, 2, 4 stay inside one vector; each output is the same a + b or a - b */
+    for (size_t i = 0; i < n; i += 8) {
+        __m256 v = _mm256_loadu_ps(x + i);
+        __m256 s = _mm256_permute_ps(v, 0xB1);
+        v = _mm256_blend_ps(_mm256_add_ps(v, s), _mm256_sub_ps(s, v), 0xAA);
+        s = _mm256_permute_ps(v, 0x4E);
+        v = _mm256_blend_ps(_mm256_add_ps(v, s), _mm256_sub_ps(s, v), 0xCC);
+        s = _mm256_permute2f128_ps(v, v, 1);
+        v = _mm256_blend_ps(_mm256_add_ps(v, s), _mm256_sub_ps(s, v), 0xF0);
+        _mm256_storeu_ps(x + i, v);
+    }
+    for (size_t h = 8; h < n; h <<= 1)
+        for (size_t i = 0; i < n; i += 2 * h)
+            for (size_t j = i; j < i + h; j += 8) {
+                const __m256 a = _mm256_loadu_ps(x + j), b = _mm256_loadu_ps(x + j + h);
+                _mm256_storeu_ps(x + j, _mm256_add_ps(a, b));
+                _mm256_storeu_ps(x + j + h, _mm256_sub_ps(a, b));
+            }
+}
+
+AVX2 static void a_flip(float *x, size_t n, const uint32_t *words, size_t bitoff)
+{
+    if ((bitoff & 7) || n < 8) {
+        flz_kernels_portable.flip(x, n, words, bitoff);
+        return;
+    }
+    const uint8_t *bytes = (const uint8_t *)words; /* little-endian bit string */
+    const __m256i sh = _mm256_setr_epi32(31, 30, 29, 28, 27, 26, 25, 24);
+    const __m256i sb = _mm256_set1_epi32((int)0x80000000u);
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        const __m256i b = _mm256_set1_epi32(bytes[(bitoff + i) >> 3]);
+        const __m256i m = _mm256_and_si256(_mm256_sllv_epi32(b, sh), sb);
+        _mm256_storeu_ps(x + i, _mm256_xor_ps(_mm256_loadu_ps(x + i), _mm256_castsi256_ps(m)));
+    }
+    if (i < n)
+        flz_kernels_portable.flip(x + i, n - i, words, bitoff + i);
+}
+
+AVX2 static void a_scale(float *x, size_t n, float s)
+{
+    const __m256 vs = _mm256_set1_ps(s);
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(x + i, _mm256_mul_ps(_mm256_loadu_ps(x + i), vs));
+    for (; i < n; i++)
+        x[i] *= s;
+}
+
+AVX2 static int a_to_f16(uint8_t *dst, const float *x, size_t n)
+{
+    const __m128i e = _mm_set1_epi16(0x7c00);
+    __m128i bad = _mm_setzero_si128();
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        const __m128i h = _mm256_cvtps_ph(_mm256_loadu_ps(x + i), _MM_FROUND_TO_NEAREST_INT);
+        bad = _mm_or_si128(bad, _mm_cmpeq_epi16(_mm_and_si128(h, e), e));
+        _mm_storeu_si128((__m128i *)(dst + 2 * i), h);
+    }
+    int ok = _mm_movemask_epi8(bad) == 0;
+    if (i < n)
+        ok &= flz_kernels_portable.to_f16(dst + 2 * i, x + i, n - i);
+    return ok;
+}
+
+AVX2 static int a_from_f16(float *out, const uint8_t *src, size_t n)
+{
+    const __m128i e = _mm_set1_epi16(0x7c00);
+    __m128i bad = _mm_setzero_si128();
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        const __m128i h = _mm_loadu_si128((const __m128i *)(src + 2 * i));
+        bad = _mm_or_si128(bad, _mm_cmpeq_epi16(_mm_and_si128(h, e), e));
+        _mm256_storeu_ps(out + i, _mm256_cvtph_ps(h));
+    }
+    int ok = _mm_movemask_epi8(bad) == 0;
+    if (i < n)
+        ok &= flz_kernels_portable.from_f16(out + i, src + 2 * i, n - i);
+    return ok;
+}
+
+AVX2 static int a_to_bf16(uint8_t *dst, const float *x, size_t n)
+{
+    const __m256i r = _mm256_set1_epi32(0x7fff), one = _mm256_set1_epi32(1);
+    const __m256i e = _mm256_set1_epi16(0x7f80);
+    __m256i bad = _mm256_setzero_si256();
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        __m256i a = _mm256_castps_si256(_mm256_loadu_ps(x + i));
+        __m256i b = _mm256_castps_si256(_mm256_loadu_ps(x + i + 8));
+        a = _mm256_srli_epi32(
+            _mm256_add_epi32(_mm256_add_epi32(a, r), _mm256_and_si256(_mm256_srli_epi32(a, 16), one)), 16);
+        b = _mm256_srli_epi32(
+            _mm256_add_epi32(_mm256_add_epi32(b, r), _mm256_and_si256(_mm256_srli_epi32(b, 16), one)), 16);
+        const __m256i h = _mm256_permute4x64_epi64(_mm256_packus_epi32(a, b), 0xD8);
+        bad = _mm256_or_si256(bad, _mm256_cmpeq_epi16(_mm256_and_si256(h, e), e));
+        _mm256_storeu_si256((__m256i *)(dst + 2 * i), h);
+    }
+    int ok = _mm256_movemask_epi8(bad) == 0;
+    if (i < n)
+        ok &= flz_kernels_portable.to_bf16(dst + 2 * i, x + i, n - i);
+    return ok;
+}
+
+AVX2 static int a_from_bf16(float *out, const uint8_t *src, size_t n)
+{
+    const __m128i e = _mm_set1_epi16(0x7f80);
+    __m128i bad = _mm_setzero_si128();
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        const __m128i h = _mm_loadu_si128((const __m128i *)(src + 2 * i));
+        bad = _mm_or_si128(bad, _mm_cmpeq_epi16(_mm_and_si128(h, e), e));
+        _mm256_storeu_si256((__m256i *)(out + i), _mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+    }
+    int ok = _mm_movemask_epi8(bad) == 0;
+    if (i < n)
+        ok &= flz_kernels_portable.from_bf16(out + i, src + 2 * i, n - i);
+    return ok;
+}
+
+AVX2 static int a_put_f32(uint8_t *dst, const float *x, size_t n)
+{
+    int bad = 0;
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        const __m256i v = _mm256_loadu_si256((const __m256i *)(x + i));
+        bad |= any_nonfinite(v);
+        _mm256_storeu_si256((__m256i *)(dst + 4 * i), v);
+    }
+    int ok = !bad;
+    if (i < n)
+        ok &= flz_kernels_portable.put_f32(dst + 4 * i, x + i, n - i);
+    return ok;
+}
+
+AVX2 static int a_get_f32(float *out, const uint8_t *src, size_t n)
+{
+    int bad = 0;
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        const __m256i v = _mm256_loadu_si256((const __m256i *)(src + 4 * i));
+        bad |= any_nonfinite(v);
+        _mm256_storeu_si256((__m256i *)(out + i), v);
+    }
+    int ok = !bad;
+    if (i < n)
+        ok &= flz_kernels_portable.get_f32(out + i, src + 4 * i, n - i);
+    return ok;
+}
+
+AVX2 static void a_axpy(float *y, const float *x, size_t n, float a)
+{
+    const __m256 va = _mm256_set1_ps(a);
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(y + i, _mm256_add_ps(_mm256_loadu_ps(y + i),
+                                              _mm256_mul_ps(va, _mm256_loadu_ps(x + i))));
+    for (; i < n; i++)
+        y[i] += a * x[i];
+}
+
+static const flz_kernels avx2_kernels = {
+    .philox_words = a_philox_words,
+    .minmax = a_minmax,
+    .quant = a_quant,
+    .dequant = a_dequant,
+    .fwht = a_fwht,
+    .flip = a_flip,
+    .scale = a_scale,
+    .to_f16 = a_to_f16,
+    .to_bf16 = a_to_bf16,
+    .from_f16 = a_from_f16,
+    .from_bf16 = a_from_bf16,
+    .put_f32 = a_put_f32,
+    .get_f32 = a_get_f32,
+    .axpy = a_axpy,
+};
+
+const flz_kernels *flz_kernels_avx2(void)
+{
+    return &avx2_kernels;
+}
+
+#else
+
+int flz_cpu_has_avx2(void)
+{
+    return 0;
+}
+
+const flz_kernels *flz_kernels_avx2(void)
+{
+    return NULL;
+}
+
+#endif

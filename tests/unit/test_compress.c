@@ -1,0 +1,791 @@
+/* Unit tests for compress/: spec parsing, every stage's round trip, the statistics of stochastic
+ * quantisation, top-k with error feedback, determinism (also across instruction sets), and the
+ * exact error codes for damaged payloads. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "fl_rng.h"
+#include "flz.h"
+#include "flz_internal.h"
+
+static const char *const pipelines[] = {
+    "none", "zstd", "zstd-3", "f16", "bf16+zstd", "q1", "q2b16", "q4", "q8b1024+zstd3",
+    "rot", "rot+q4+zstd", "rot64+q2", "rot16+f16", "sub0.25+q2", "sub0.5", "rot+sub0.3+q8+zstd",
+    "topk0.01+q8+zstd", "topk0.1", "topk0.5+f16", "topk0.2+rot+q4", "topk0.05+rot32+sub0.5+q4b16+zstd",
+};
+#define NPIPE (sizeof pipelines / sizeof pipelines[0])
+static const size_t lengths[] = {0, 1, 2, 7, 8, 15, 16, 17, 100, 1000, 4099, 20000};
+#define NLEN (sizeof lengths / sizeof lengths[0])
+
+static void fill_gauss(float *x, size_t n, uint64_t seed)
+{
+    fl_rng r = fl_rng_stream(seed, 0, 0, FL_RNG_TEST);
+    for (size_t i = 0; i < n; i++)
+        x[i] = (float)fl_rng_normal(&r);
+    if (n > 10)
+        x[n / 3] = 40.0f, x[n / 2] = -25.0f; /* outliers */
+}
+
+static flz_spec spec_of(const char *s)
+{
+    flz_spec sp;
+    char err[160];
+    const fl_status st = flz_spec_parse(s, &sp, err, sizeof err);
+    if (st != FL_OK)
+        fail_msg("spec %s: %s", s, err);
+    return sp;
+}
+
+static double rel_l2(const float *a, const float *b, size_t n)
+{
+    double num = 0, den = 0;
+    for (size_t i = 0; i < n; i++) {
+        num += ((double)a[i] - b[i]) * ((double)a[i] - b[i]);
+        den += (double)b[i] * b[i];
+    }
+    return den > 0 ? sqrt(num / den) : sqrt(num);
+}
+
+/* ---- spec ----------------------------------------------------------------------------------- */
+
+static void test_spec_table(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *in;
+        fl_status st;
+        const char *canon;  /* flz_spec_format of the parse, when FL_OK */
+        const char *reason; /* a substring of the error message otherwise */
+    } t[] = {
+        {"none", FL_OK, "none", NULL},
+        {"zstd", FL_OK, "zstd1", NULL},
+        {"zstd-5", FL_OK, "zstd-5", NULL},
+        {"rot+q4+zstd", FL_OK, "rot1024+q4b256+zstd1", NULL},
+        {"rot4096+q4b512+zstd3", FL_OK, "rot4096+q4b512+zstd3", NULL},
+        {"topk0.01+q8+zstd", FL_OK, "topk0.01+q8b256+zstd1", NULL},
+        {"f16+zstd", FL_OK, "f16+zstd1", NULL},
+        {"bf16", FL_OK, "bf16", NULL},
+        {"sub0.25+q2", FL_OK, "sub0.25+q2b256", NULL},
+        {"topk1", FL_OK, "topk1.0", NULL},
+        {"topk.5", FL_OK, "topk0.5", NULL},
+        {"q1b16", FL_OK, "q1b16", NULL},
+        {"rot2", FL_OK, "rot2", NULL},
+        {"rot65536", FL_OK, "rot65536", NULL},
+        {"", FL_ERR_CODEC_SPEC, NULL, "empty"},
+        {"foo", FL_ERR_CODEC_SPEC, NULL, "unknown stage \"foo\""},
+        {"rot+", FL_ERR_CODEC_SPEC, NULL, "stray '+'"},
+        {"+rot", FL_ERR_CODEC_SPEC, NULL, "stray '+'"},
+        {"q3", FL_ERR_CODEC_SPEC, NULL, "bits must be 1, 2, 4 or 8"},
+        {"q", FL_ERR_CODEC_SPEC, NULL, "bits must be"},
+        {"q4b100", FL_ERR_CODEC_SPEC, NULL, "power of two"},
+        {"q4b8", FL_ERR_CODEC_SPEC, NULL, "power of two in 16..65536"},
+        {"q4x", FL_ERR_CODEC_SPEC, NULL, "block must be"},
+        {"rot1000", FL_ERR_CODEC_SPEC, NULL, "power of two"},
+        {"rot1", FL_ERR_CODEC_SPEC, NULL, "power of two"},
+        {"rot131072", FL_ERR_CODEC_SPEC, NULL, "power of two"},
+        {"q4+rot", FL_ERR_CODEC_SPEC, NULL, "must come before"},
+        {"zstd+q4", FL_ERR_CODEC_SPEC, NULL, "must come before"},
+        {"q4+f16", FL_ERR_CODEC_SPEC, NULL, "two value stages"},
+        {"rot+rot", FL_ERR_CODEC_SPEC, NULL, "twice"},
+        {"topk0", FL_ERR_CODEC_SPEC, NULL, "outside"},
+        {"topk1.5", FL_ERR_CODEC_SPEC, NULL, "outside"},
+        {"topk", FL_ERR_CODEC_SPEC, NULL, "needs a fraction"},
+        {"topk-0.1", FL_ERR_CODEC_SPEC, NULL, "needs a fraction"},
+        {"topk1e-3", FL_ERR_CODEC_SPEC, NULL, "needs a fraction"},
+        {"sub1", FL_ERR_CODEC_SPEC, NULL, "outside"},
+        {"sub0.0000000001", FL_ERR_CODEC_SPEC, NULL, "outside"},
+        {"zstd20", FL_ERR_CODEC_SPEC, NULL, "outside"},
+        {"zstd-8", FL_ERR_CODEC_SPEC, NULL, "outside"},
+        {"zstdx", FL_ERR_CODEC_SPEC, NULL, "not an integer"},
+        {"none+zstd", FL_ERR_CODEC_SPEC, NULL, "cannot be combined"},
+        {"rot+none", FL_ERR_CODEC_SPEC, NULL, "cannot be combined"},
+        {"ROT", FL_ERR_CODEC_SPEC, NULL, "unknown stage"},
+        {"rot +q4", FL_ERR_CODEC_SPEC, NULL, "power of two"},
+        {"f16x", FL_ERR_CODEC_SPEC, NULL, "unknown stage"},
+    };
+    for (size_t i = 0; i < sizeof t / sizeof t[0]; i++) {
+        flz_spec sp;
+        char err[200] = "untouched";
+        const fl_status st = flz_spec_parse(t[i].in, &sp, err, sizeof err);
+        if (st != t[i].st)
+            fail_msg("\"%s\": got %s, want %s (%s)", t[i].in, fl_status_name(st),
+                     fl_status_name(t[i].st), err);
+        if (st == FL_OK) {
+            char buf[FLZ_SPEC_STRLEN];
+            const size_t w = flz_spec_format(&sp, buf, sizeof buf);
+            assert_int_equal(w, strlen(buf));
+            if (strcmp(buf, t[i].canon) != 0)
+                fail_msg("\"%s\" formats as \"%s\", want \"%s\"", t[i].in, buf, t[i].canon);
+            flz_spec back;
+            assert_int_equal(flz_spec_parse(buf, &back, NULL, 0), FL_OK);
+            assert_memory_equal(&back, &sp, sizeof sp);
+        } else if (!strstr(err, t[i].reason)) {
+            fail_msg("\"%s\": message \"%s\" lacks \"%s\"", t[i].in, err, t[i].reason);
+        }
+    }
+    assert_int_equal(flz_spec_parse(NULL, NULL, NULL, 0), FL_ERR_INVALID_ARG);
+    /* hand-made specs are checked too */
+    flz_spec bad = spec_of("q4");
+    bad.q_bits = 3;
+    assert_int_equal(flz_spec_check(&bad, NULL, 0), FL_ERR_CODEC_SPEC);
+    assert_int_equal(flz_encode_bound(&bad, 10), 0);
+    /* canonical format round-trips awkward fractions */
+    const float fr[] = {1e-7f, 0.3f, 0.123456789f, 0.999999f, 1.0f};
+    for (size_t i = 0; i < 5; i++) {
+        flz_spec sp = spec_of("topk0.5");
+        sp.topk = fr[i];
+        char buf[FLZ_SPEC_STRLEN];
+        flz_spec_format(&sp, buf, sizeof buf);
+        assert_true(spec_of(buf).topk == fr[i]);
+    }
+}
+
+/* ---- helpers -------------------------------------------------------------------------------- */
+
+typedef struct fix {
+    flz_ctx *c;
+    uint8_t *buf;
+    size_t cap;
+    float *x, *y;
+} fix;
+
+static void fix_init(fix *f, size_t n)
+{
+    assert_int_equal(flz_ctx_new(NULL, &f->c), FL_OK);
+    f->cap = 64 + 8 * n + 1024;
+    f->buf = malloc(f->cap);
+    f->x = malloc((n + 1) * sizeof(float));
+    f->y = malloc((n + 1) * sizeof(float));
+    assert_non_null(f->buf);
+}
+
+static void fix_free(fix *f)
+{
+    flz_ctx_free(f->c);
+    free(f->buf);
+    free(f->x);
+    free(f->y);
+}
+
+static size_t enc(fix *f, const char *spec, const float *x, size_t n, uint64_t seed)
+{
+    const flz_spec sp = spec_of(spec);
+    const flz_params p = {seed, 3, 9, NULL};
+    size_t w = 0;
+    const fl_status st = flz_encode(f->c, &sp, &p, x, n, f->buf, f->cap, &w);
+    if (st != FL_OK)
+        fail_msg("encode %s n=%zu: %s", spec, n, fl_status_name(st));
+    assert_true(w <= flz_encode_bound(&sp, n));
+    return w;
+}
+
+/* ---- round trips ---------------------------------------------------------------------------- */
+
+static void test_roundtrip_all(void **state)
+{
+    (void)state;
+    fix f;
+    fix_init(&f, 20000);
+    for (size_t p = 0; p < NPIPE; p++) {
+        const flz_spec sp = spec_of(pipelines[p]);
+        for (size_t li = 0; li < NLEN; li++) {
+            const size_t n = lengths[li];
+            fill_gauss(f.x, n, 100 + li);
+            const size_t w = enc(&f, pipelines[p], f.x, n, 7);
+            flz_info info;
+            assert_int_equal(flz_peek(f.buf, w, &info), FL_OK);
+            assert_int_equal(info.n, n);
+            assert_memory_equal(&info.spec, &sp, sizeof sp);
+            assert_int_equal(flz_decode(f.c, f.buf, w, f.y, n), FL_OK);
+            for (size_t i = 0; i < n; i++)
+                assert_true(isfinite(f.y[i]));
+            const double e = rel_l2(f.y, f.x, n);
+            /* loose sanity bound per family; the precise properties have their own tests */
+            double bound = 1e-6;
+            if (sp.value == FLZ_VALUE_F16) bound = 1e-3;
+            if (sp.value == FLZ_VALUE_BF16) bound = 1e-2;
+            if (sp.value == FLZ_VALUE_Q) bound = sp.q_bits == 1 ? 20.0 : sp.q_bits == 2 ? 8.0 : 1.5;
+            if (sp.sub != 0.0f) bound += 6.0;
+            if (sp.topk != 0.0f) bound = 1.0 + bound;
+            if (sp.rot_log2 && sp.value == FLZ_VALUE_F32 && sp.sub == 0.0f && sp.topk == 0.0f)
+                bound = 1e-5;
+            if (n > 0 && !(e <= bound))
+                fail_msg("%s n=%zu: rel_l2 %g > %g", pipelines[p], n, e, bound);
+        }
+    }
+    fix_free(&f);
+}
+
+static void test_lossless_exact(void **state)
+{
+    (void)state;
+    fix f;
+    fix_init(&f, 20000);
+    static const char *const ll[] = {"none", "zstd", "zstd-7", "zstd19"};
+    for (size_t p = 0; p < 4; p++)
+        for (size_t li = 0; li < NLEN; li++) {
+            const size_t n = lengths[li];
+            fill_gauss(f.x, n, li);
+            for (size_t i = 0; i < n; i += 5)
+                f.x[i] = flz_u2f(0x00000001u + (uint32_t)i); /* subnormals survive too */
+            const size_t w = enc(&f, ll[p], f.x, n, 1);
+            assert_int_equal(flz_decode(f.c, f.buf, w, f.y, n), FL_OK);
+            if (n)
+                assert_memory_equal(f.x, f.y, n * sizeof(float));
+        }
+    fix_free(&f);
+}
+
+static void test_rotation(void **state)
+{
+    (void)state;
+    fix f;
+    fix_init(&f, 20000);
+    static const char *const rs[] = {"rot", "rot2", "rot64", "rot4096", "rot65536"};
+    static const size_t ns[] = {1, 3, 1000, 1024, 4099, 20000};
+    for (size_t p = 0; p < 5; p++)
+        for (size_t ni = 0; ni < 6; ni++) {
+            const size_t n = ns[ni];
+            fill_gauss(f.x, n, ni);
+            const size_t w = enc(&f, rs[p], f.x, n, 11);
+            /* "rot" without a value stage carries the rotated coefficients as raw f32: the
+             * orthonormal transform must preserve the norm */
+            double n0 = 0, n1 = 0, maxabs0 = 0, maxabs1 = 0;
+            for (size_t i = 0; i < n; i++) {
+                const float r = flz_u2f(flz_get_u32(f.buf + FLZ_HEADER_SIZE + 4 * i));
+                n0 += (double)f.x[i] * f.x[i];
+                n1 += (double)r * r;
+                maxabs0 = fmax(maxabs0, fabs(f.x[i]));
+                maxabs1 = fmax(maxabs1, fabs(r));
+            }
+            assert_true(fabs(sqrt(n1) - sqrt(n0)) <= 1e-5 * sqrt(n0));
+            if (n >= 1024 && strcmp(rs[p], "rot2") != 0)
+                assert_true(maxabs1 < 0.5 * maxabs0); /* the outlier got spread */
+            assert_int_equal(flz_decode(f.c, f.buf, w, f.y, n), FL_OK);
+            assert_true(rel_l2(f.y, f.x, n) <= 1e-5);
+        }
+    fix_free(&f);
+}
+
+static void test_f16_bf16(void **state)
+{
+    (void)state;
+    fix f;
+    fix_init(&f, 4096);
+    const size_t n = 4096;
+    fl_rng r = fl_rng_stream(5, 0, 0, FL_RNG_TEST);
+    for (size_t i = 0; i < n; i++)
+        f.x[i] = (float)(fl_rng_normal(&r) * pow(10.0, (double)fl_rng_below(&r, 8) - 4.0));
+    size_t w = enc(&f, "f16", f.x, n, 0);
+    assert_int_equal(flz_decode(f.c, f.buf, w, f.y, n), FL_OK);
+    for (size_t i = 0; i < n; i++) {
+        const double a = fabs(f.x[i]);
+        /* normal half: relative error <= 2^-11; subnormal half: absolute <= 2^-25 */
+        const double tol = a >= 6.103515625e-05 ? a * 0x1p-11 : 0x1p-25;
+        assert_true(fabs((double)f.y[i] - f.x[i]) <= tol);
+    }
+    w = enc(&f, "bf16+zstd", f.x, n, 0);
+    assert_int_equal(flz_decode(f.c, f.buf, w, f.y, n), FL_OK);
+    for (size_t i = 0; i < n; i++)
+        assert_true(fabs((double)f.y[i] - f.x[i]) <= fabs(f.x[i]) * 0x1p-8);
+    /* out of float16's range is an error, not a silent Inf */
+    f.x[7] = 70000.0f;
+    const flz_spec sp = spec_of("f16");
+    assert_int_equal(flz_encode(f.c, &sp, NULL, f.x, n, f.buf, f.cap, &w), FL_ERR_NUMERIC);
+    /* the scalar conversions agree with known values */
+    assert_int_equal(flz_half_from_float(1.0f), 0x3c00);
+    assert_int_equal(flz_half_from_float(65504.0f), 0x7bff);
+    assert_int_equal(flz_half_from_float(65520.0f), 0x7c00);
+    assert_int_equal(flz_half_from_float(5.9604644775390625e-8f), 0x0001);
+    assert_int_equal(flz_half_from_float(2.98023223876953125e-8f), 0x0000); /* tie to even */
+    assert_int_equal(flz_half_from_float(-2.0f), 0xc000);
+    assert_true(flz_float_from_half(0x3555) == 0.333251953125f);
+    assert_int_equal(flz_bf16_from_float(1.00390625f), 0x3f80);  /* tie to even, down */
+    assert_int_equal(flz_bf16_from_float(1.01171875f), 0x3f82);  /* tie to even, up */
+    fix_free(&f);
+}
+
+/* ---- quantisation statistics ---------------------------------------------------------------- */
+
+/* For one block of n = 256 values with known lo, hi: level spacing step = (hi - lo) / (2^q - 1),
+ * f_i = frac((x_i - lo) / step). The decode is lo + step * (floor + Bernoulli(f_i)), so
+ *   E[decode_i] = x_i (up to the 2^-17-step resolution of the 16-bit dither and float rounding),
+ *   Var[decode_i] = step^2 f_i (1 - f_i) <= step^2 / 4.
+ * Over M independent seeds the mean lies in an interval of width `step`, so Hoeffding gives
+ *   P(|mean_i - x_i| >= t) <= 2 exp(-2 M t^2 / step^2);
+ * with t = step sqrt(ln(2 n / delta) / (2 M)) and delta = 1e-9 all n elements pass together with
+ * probability >= 1 - 1e-9 (the seeds are fixed, so the test is deterministic anyway). A rounding
+ * quantiser instead has bias up to step / 2 and fails. The summed empirical variance must match
+ * the summed theory within 10%: its relative standard error here is well under 1%. */
+static void test_quant_unbiased(void **state)
+{
+    (void)state;
+    const size_t n = 256;
+    const int M = 10000;
+    fix f;
+    fix_init(&f, n);
+    double *sum = malloc(n * sizeof(double)), *sum2 = malloc(n * sizeof(double));
+    static const unsigned qs[] = {1, 2, 4, 8};
+    for (size_t qi = 0; qi < 4; qi++) {
+        const unsigned q = qs[qi];
+        char spec[16];
+        snprintf(spec, sizeof spec, "q%ub256", q);
+        fl_rng r = fl_rng_stream(77, q, 0, FL_RNG_TEST);
+        for (size_t i = 0; i < n; i++)
+            f.x[i] = (float)(fl_rng_uniform_f64(&r) * 3.0 - 1.0);
+        f.x[0] = -1.0f, f.x[1] = 2.0f; /* lo, hi */
+        const double step = 3.0 / ((1u << q) - 1);
+        memset(sum, 0, n * sizeof(double));
+        memset(sum2, 0, n * sizeof(double));
+        for (int m = 0; m < M; m++) {
+            const size_t w = enc(&f, spec, f.x, n, 1000 + (uint64_t)m);
+            assert_int_equal(flz_decode(f.c, f.buf, w, f.y, n), FL_OK);
+            for (size_t i = 0; i < n; i++) {
+                sum[i] += f.y[i];
+                sum2[i] += (double)f.y[i] * f.y[i];
+            }
+        }
+        const double t = step * sqrt(log(2.0 * n / 1e-9) / (2.0 * M));
+        double var_emp = 0, var_th = 0;
+        for (size_t i = 0; i < n; i++) {
+            const double mean = sum[i] / M;
+            if (fabs(mean - f.x[i]) > t + 1e-5 * step)
+                fail_msg("q%u element %zu: mean %.6f vs x %.6f, bound %.6f", q, i, mean,
+                         (double)f.x[i], t);
+            const double v = sum2[i] / M - mean * mean;
+            assert_true(v <= step * step / 4 * 1.2 + 1e-9);
+            const double fr = ((double)f.x[i] + 1.0) / step - floor(((double)f.x[i] + 1.0) / step);
+            var_emp += v;
+            var_th += step * step * fr * (1 - fr);
+        }
+        if (fabs(var_emp - var_th) > 0.1 * var_th)
+            fail_msg("q%u: summed variance %g vs theory %g", q, var_emp, var_th);
+    }
+    free(sum);
+    free(sum2);
+    fix_free(&f);
+}
+
+static void test_subsample_unbiased(void **state)
+{
+    (void)state;
+    const size_t n = 64;
+    const int M = 4000;
+    const double p = 0.25;
+    fix f;
+    fix_init(&f, n);
+    fill_gauss(f.x, n, 3);
+    double sum[64] = {0};
+    size_t kept = 0;
+    for (int m = 0; m < M; m++) {
+        const size_t w = enc(&f, "sub0.25", f.x, n, 50 + (uint64_t)m);
+        kept += flz_get_u32(f.buf + FLZ_HEADER_SIZE);
+        assert_int_equal(flz_decode(f.c, f.buf, w, f.y, n), FL_OK);
+        for (size_t i = 0; i < n; i++)
+            sum[i] += f.y[i];
+    }
+    /* decode_i is x_i / p or 0: Hoeffding over an interval of width |x_i| / p, delta = 1e-9 */
+    for (size_t i = 0; i < n; i++) {
+        const double t = fabs(f.x[i]) / p * sqrt(log(2.0 * n / 1e-9) / (2.0 * M));
+        assert_true(fabs(sum[i] / M - f.x[i]) <= t + 1e-6);
+    }
+    /* kept fraction: binomial(n M, p), 6 sigma */
+    const double mean_kept = (double)kept / ((double)n * M);
+    assert_true(fabs(mean_kept - p) <= 6 * sqrt(p * (1 - p) / ((double)n * M)));
+    fix_free(&f);
+}
+
+/* ---- top-k and error feedback --------------------------------------------------------------- */
+
+static int cmp_desc(const void *a, const void *b)
+{
+    const float x = *(const float *)a, y = *(const float *)b;
+    return (x < y) - (x > y);
+}
+
+static void test_topk_exact(void **state)
+{
+    (void)state;
+    const size_t n = 5000;
+    fix f;
+    fix_init(&f, n);
+    float *mag = malloc(n * sizeof(float));
+    static const char *const ts[] = {"topk0.01", "topk0.05+zstd", "topk0.3", "topk1"};
+    static const size_t ks[] = {50, 250, 1500, 5000};
+    for (size_t t = 0; t < 4; t++) {
+        fill_gauss(f.x, n, 9 + t);
+        for (size_t i = 0; i < n; i += 97)
+            f.x[i] = 0.5f; /* ties */
+        const size_t w = enc(&f, ts[t], f.x, n, 0);
+        assert_int_equal(flz_decode(f.c, f.buf, w, f.y, n), FL_OK);
+        for (size_t i = 0; i < n; i++)
+            mag[i] = fabsf(f.x[i]);
+        qsort(mag, n, sizeof(float), cmp_desc);
+        const float thr = mag[ks[t] - 1];
+        size_t nz = 0;
+        for (size_t i = 0; i < n; i++) {
+            if (f.y[i] != 0.0f) {
+                nz++;
+                assert_true(f.y[i] == f.x[i]);  /* kept values travel exactly */
+                if (!(fabsf(f.x[i]) >= thr))
+                    fail_msg("%s: kept x[%zu] = %g below threshold %g", ts[t], i, (double)f.x[i], (double)thr);
+            } else {
+                assert_true(fabsf(f.x[i]) <= thr);
+            }
+        }
+        assert_int_equal(nz, ks[t]);
+    }
+    free(mag);
+    fix_free(&f);
+}
+
+static void test_error_feedback(void **state)
+{
+    (void)state;
+    const size_t n = 3000;
+    const int T = 30;
+    fix f;
+    fix_init(&f, n);
+    static const char *const es[] = {"topk0.02", "topk0.05+q8+zstd", "rot+q2"};
+    for (size_t e = 0; e < 3; e++) {
+        flz_residual *res;
+        assert_int_equal(flz_residual_new(n, &res), FL_OK);
+        const flz_spec sp = spec_of(es[e]);
+        double *in_sum = calloc(n, sizeof(double)), *out_sum = calloc(n, sizeof(double));
+        for (int t = 0; t < T; t++) {
+            fill_gauss(f.x, n, 500 + (uint64_t)t);
+            const flz_params p = {(uint64_t)t, 0, 1, res};
+            size_t w;
+            assert_int_equal(flz_encode(f.c, &sp, &p, f.x, n, f.buf, f.cap, &w), FL_OK);
+            assert_int_equal(flz_decode(f.c, f.buf, w, f.y, n), FL_OK);
+            for (size_t i = 0; i < n; i++) {
+                in_sum[i] += f.x[i];
+                out_sum[i] += f.y[i];
+            }
+            if (e == 0 && t == 0) {
+                /* pure top-k: the residual is exactly what was not sent */
+                const float *r = flz_residual_data(res);
+                for (size_t i = 0; i < n; i++)
+                    assert_true(f.y[i] != 0.0f ? r[i] == 0.0f : r[i] == f.x[i]);
+            }
+        }
+        /* the EF invariant: everything sent plus what is still owed equals everything given */
+        const float *r = flz_residual_data(res);
+        double err = 0, scale = 0;
+        for (size_t i = 0; i < n; i++) {
+            err = fmax(err, fabs(out_sum[i] + r[i] - in_sum[i]));
+            scale = fmax(scale, fabs(in_sum[i]));
+        }
+        if (err > 1e-4 * scale)
+            fail_msg("%s: EF invariant off by %g (scale %g)", es[e], err, scale);
+        /* and the residual stays bounded (top-k with EF does not diverge) */
+        double rn = 0;
+        for (size_t i = 0; i < n; i++)
+            rn += (double)r[i] * r[i];
+        assert_true(sqrt(rn / n) < 30.0);
+        /* a residual of another length is refused and untouched */
+        const flz_params bad = {1, 0, 0, res};
+        size_t w;
+        assert_int_equal(flz_encode(f.c, &sp, &bad, f.x, n - 1, f.buf, f.cap, &w),
+                         FL_ERR_INVALID_ARG);
+        flz_residual_reset(res);
+        assert_true(flz_residual_data(res)[5] == 0.0f);
+        flz_residual_free(res);
+        free(in_sum);
+        free(out_sum);
+    }
+    flz_residual_free(NULL);
+    fix_free(&f);
+}
+
+/* ---- determinism ---------------------------------------------------------------------------- */
+
+static void test_determinism(void **state)
+{
+    (void)state;
+    const size_t n = 20000;
+    fix f;
+    fix_init(&f, n);
+    uint8_t *b2 = malloc(f.cap);
+    fill_gauss(f.x, n, 1);
+    for (size_t p = 0; p < NPIPE; p++) {
+        const size_t w1 = enc(&f, pipelines[p], f.x, n, 42);
+        memcpy(b2, f.buf, w1);
+        const size_t w2 = enc(&f, pipelines[p], f.x, n, 42);
+        assert_int_equal(w1, w2);
+        assert_memory_equal(f.buf, b2, w1);
+        const flz_spec sp = spec_of(pipelines[p]);
+        if (sp.value == FLZ_VALUE_Q || sp.rot_log2 || sp.sub != 0.0f) {
+            const size_t w3 = enc(&f, pipelines[p], f.x, n, 43);
+            /* header differs (seed) and so does the body */
+            assert_true(w3 != w1 || memcmp(f.buf + FLZ_HEADER_SIZE, b2 + FLZ_HEADER_SIZE,
+                                           w1 - FLZ_HEADER_SIZE) != 0);
+        }
+    }
+    free(b2);
+    fix_free(&f);
+}
+
+/* The AVX2 kernels must give the portable kernels' bits, payload for payload. */
+static void test_isa_equivalence(void **state)
+{
+    (void)state;
+    flz_ctx *pc, *ac;
+    assert_int_equal(flz_ctx_new(NULL, &pc), FL_OK);
+    assert_int_equal(flz_ctx_new(NULL, &ac), FL_OK);
+    assert_int_equal(flz_ctx_set_isa(pc, FLZ_ISA_PORTABLE), FL_OK);
+    if (flz_ctx_set_isa(ac, FLZ_ISA_AVX2) != FL_OK) {
+        flz_ctx_free(pc);
+        flz_ctx_free(ac);
+        skip();
+    }
+    /* Philox: both kernels equal the common stream */
+    uint32_t a[200], b[200], c[200];
+    const uint32_t key[2] = {0x12345678u, 0x9abcdef0u};
+    flz_kernels_portable.philox_words(a, key, 3, 4, FL_RNG_QUANT, 5, 200);
+    flz_kernels_avx2()->philox_words(b, key, 3, 4, FL_RNG_QUANT, 5, 200);
+    fl_rng r = fl_rng_stream(0x9abcdef012345678ull, 3, 4, FL_RNG_QUANT);
+    fl_rng_seek(&r, 20);
+    for (int i = 0; i < 200; i++)
+        c[i] = fl_rng_u32(&r);
+    assert_memory_equal(a, c, sizeof a);
+    assert_memory_equal(b, c, sizeof b);
+    /* f16 / bf16 casts over a sweep of bit patterns incl. subnormals, ties and overflow */
+    const size_t N = 1 << 16;
+    float *x = malloc(N * sizeof(float)), *y1 = malloc(N * sizeof(float)),
+          *y2 = malloc(N * sizeof(float));
+    uint8_t *h1 = malloc(2 * N), *h2 = malloc(2 * N);
+    for (size_t i = 0; i < N; i++)
+        x[i] = flz_u2f((uint32_t)(i * 0x9E3779B1u) & 0xbfffffffu) * 0x1p-60f;
+    for (size_t i = 0; i < N; i += 2)
+        x[i] = flz_u2f(0x33000000u + (uint32_t)(i << 9)); /* dense near the f16 subnormals */
+    int ok1 = flz_kernels_portable.to_f16(h1, x, N), ok2 = flz_kernels_avx2()->to_f16(h2, x, N);
+    assert_int_equal(ok1, ok2);
+    assert_memory_equal(h1, h2, 2 * N);
+    ok1 = flz_kernels_portable.from_f16(y1, h1, N);
+    ok2 = flz_kernels_avx2()->from_f16(y2, h1, N);
+    assert_int_equal(ok1, ok2);
+    assert_memory_equal(y1, y2, N * sizeof(float));
+    ok1 = flz_kernels_portable.to_bf16(h1, x, N);
+    ok2 = flz_kernels_avx2()->to_bf16(h2, x, N);
+    assert_int_equal(ok1, ok2);
+    assert_memory_equal(h1, h2, 2 * N);
+    free(x), free(y1), free(y2), free(h1), free(h2);
+
+    /* whole pipelines, all lengths */
+    const size_t n = 20000;
+    float *v = malloc(n * sizeof(float)), *d1 = malloc(n * sizeof(float)),
+          *d2 = malloc(n * sizeof(float));
+    const size_t cap = 16 * n + 4096;
+    uint8_t *p1 = malloc(cap), *p2 = malloc(cap);
+    for (size_t p = 0; p < NPIPE; p++) {
+        const flz_spec sp = spec_of(pipelines[p]);
+        for (size_t li = 0; li < NLEN; li++) {
+            const size_t len = lengths[li];
+            fill_gauss(v, len, li + 30);
+            const flz_params prm = {li, 1, 2, NULL};
+            size_t w1, w2;
+            assert_int_equal(flz_encode(pc, &sp, &prm, v, len, p1, cap, &w1), FL_OK);
+            assert_int_equal(flz_encode(ac, &sp, &prm, v, len, p2, cap, &w2), FL_OK);
+            assert_int_equal(w1, w2);
+            if (memcmp(p1, p2, w1) != 0)
+                fail_msg("%s n=%zu: portable and AVX2 payloads differ", pipelines[p], len);
+            assert_int_equal(flz_decode(pc, p1, w1, d1, len), FL_OK);
+            assert_int_equal(flz_decode(ac, p1, w1, d2, len), FL_OK);
+            if (len && memcmp(d1, d2, len * sizeof(float)) != 0)
+                fail_msg("%s n=%zu: portable and AVX2 decodes differ", pipelines[p], len);
+        }
+    }
+    free(v), free(d1), free(d2), free(p1), free(p2);
+    flz_ctx_free(pc);
+    flz_ctx_free(ac);
+}
+
+/* ---- damaged payloads ----------------------------------------------------------------------- */
+
+static void test_bad_payloads(void **state)
+{
+    (void)state;
+    const size_t n = 1000;
+    fix f;
+    fix_init(&f, n);
+    fill_gauss(f.x, n, 8);
+    uint8_t *m = malloc(f.cap + 16);
+    for (size_t p = 0; p < NPIPE; p++) {
+        const size_t w = enc(&f, pipelines[p], f.x, n, 5);
+        /* every truncation: header error (the header states the body length) */
+        for (size_t l = 0; l < w; l++)
+            assert_int_equal(flz_decode(f.c, f.buf, l, f.y, n), FL_ERR_CODEC_HEADER);
+        /* a trailing byte */
+        memcpy(m, f.buf, w);
+        m[w] = 0;
+        assert_int_equal(flz_decode(f.c, m, w + 1, f.y, n), FL_ERR_CODEC_HEADER);
+        /* wrong expected length */
+        assert_int_equal(flz_decode(f.c, f.buf, w, f.y, n - 1), FL_ERR_CODEC_LENGTH);
+        assert_int_equal(flz_decode(f.c, f.buf, w, f.y, 0), FL_ERR_CODEC_LENGTH);
+        /* every header bit flipped: caught by the checksum or the field checks */
+        for (size_t bit = 0; bit < FLZ_HEADER_SIZE * 8; bit++) {
+            memcpy(m, f.buf, w);
+            m[bit / 8] ^= (uint8_t)(1u << (bit % 8));
+            assert_int_equal(flz_decode(f.c, m, w, f.y, n), FL_ERR_CODEC_HEADER);
+        }
+        /* body damage: never a crash, never a non-finite output, never an unexpected code */
+        for (size_t t = 0; t < 200 && w > FLZ_HEADER_SIZE; t++) {
+            memcpy(m, f.buf, w);
+            m[FLZ_HEADER_SIZE + (t * 7919) % (w - FLZ_HEADER_SIZE)] ^= (uint8_t)(1 + t % 255);
+            const fl_status st = flz_decode(f.c, m, w, f.y, n);
+            assert_true(st == FL_OK || st == FL_ERR_CODEC_CORRUPT);
+            if (st == FL_OK)
+                for (size_t i = 0; i < n; i++)
+                    assert_true(isfinite(f.y[i]));
+        }
+    }
+    /* zstd's content checksum catches body damage */
+    size_t w = enc(&f, "rot+q4+zstd", f.x, n, 5);
+    memcpy(m, f.buf, w);
+    m[w - 6] ^= 0x10;
+    assert_int_equal(flz_decode(f.c, m, w, f.y, n), FL_ERR_CODEC_CORRUPT);
+    /* a block range that is not finite or inverted */
+    w = enc(&f, "q8", f.x, n, 5);
+    memcpy(m, f.buf, w);
+    flz_put_u32(m + FLZ_HEADER_SIZE, 0x7fc00000u); /* lo = NaN */
+    assert_int_equal(flz_decode(f.c, m, w, f.y, n), FL_ERR_CODEC_CORRUPT);
+    memcpy(m, f.buf, w);
+    flz_put_u32(m + FLZ_HEADER_SIZE, flz_f2u(1e30f)); /* lo > hi */
+    assert_int_equal(flz_decode(f.c, m, w, f.y, n), FL_ERR_CODEC_CORRUPT);
+    /* top-k: a count that disagrees with the header's fraction, a bad index mode */
+    w = enc(&f, "topk0.01", f.x, n, 5);
+    memcpy(m, f.buf, w);
+    flz_put_u32(m + FLZ_HEADER_SIZE, 11);
+    assert_int_equal(flz_decode(f.c, m, w, f.y, n), FL_ERR_CODEC_CORRUPT);
+    memcpy(m, f.buf, w);
+    m[FLZ_HEADER_SIZE + 4] = 2;
+    assert_int_equal(flz_decode(f.c, m, w, f.y, n), FL_ERR_CODEC_CORRUPT);
+    /* f16 Inf in the body */
+    w = enc(&f, "f16", f.x, n, 5);
+    memcpy(m, f.buf, w);
+    m[FLZ_HEADER_SIZE + 1] = 0x7c, m[FLZ_HEADER_SIZE] = 0;
+    assert_int_equal(flz_decode(f.c, m, w, f.y, n), FL_ERR_CODEC_CORRUPT);
+    /* NULLs and nonsense */
+    assert_int_equal(flz_decode(f.c, NULL, 0, f.y, n), FL_ERR_CODEC_HEADER);
+    assert_int_equal(flz_decode(NULL, f.buf, w, f.y, n), FL_ERR_INVALID_ARG);
+    free(m);
+    fix_free(&f);
+}
+
+static void test_encode_errors(void **state)
+{
+    (void)state;
+    const size_t n = 1000;
+    fix f;
+    fix_init(&f, n);
+    fill_gauss(f.x, n, 8);
+    for (size_t p = 0; p < NPIPE; p++) {
+        const flz_spec sp = spec_of(pipelines[p]);
+        size_t w;
+        /* too small an output buffer */
+        size_t need;
+        assert_int_equal(flz_encode(f.c, &sp, NULL, f.x, n, f.buf, f.cap, &need), FL_OK);
+        assert_int_equal(flz_encode(f.c, &sp, NULL, f.x, n, f.buf, need - 1, &w),
+                         FL_ERR_BUFFER_TOO_SMALL);
+        const fl_status st = flz_encode(f.c, &sp, NULL, f.x, n, f.buf, need, &w);
+        if (st != FL_OK)
+            fail_msg("%s: cap = size %zu gives %s", pipelines[p], need, fl_status_name(st));
+        /* non-finite input */
+        const float keep = f.x[500];
+        f.x[500] = NAN;
+        assert_int_equal(flz_encode(f.c, &sp, NULL, f.x, n, f.buf, f.cap, &w), FL_ERR_NUMERIC);
+        f.x[500] = INFINITY;
+        assert_int_equal(flz_encode(f.c, &sp, NULL, f.x, n, f.buf, f.cap, &w), FL_ERR_NUMERIC);
+        f.x[500] = keep;
+    }
+    flz_spec sp = spec_of("q4");
+    size_t w;
+    /* a block whose range overflows float */
+    f.x[0] = 3e38f, f.x[1] = -3e38f;
+    assert_int_equal(flz_encode(f.c, &sp, NULL, f.x, n, f.buf, f.cap, &w), FL_ERR_NUMERIC);
+    assert_int_equal(flz_encode(f.c, &sp, NULL, NULL, 5, f.buf, f.cap, &w), FL_ERR_INVALID_ARG);
+    assert_int_equal(flz_encode(f.c, &sp, NULL, f.x, FLZ_MAX_N + 1, f.buf, f.cap, &w),
+                     FL_ERR_INVALID_ARG);
+    sp.q_bits = 5;
+    assert_int_equal(flz_encode(f.c, &sp, NULL, f.x, n, f.buf, f.cap, &w), FL_ERR_CODEC_SPEC);
+    fix_free(&f);
+}
+
+/* ---- decode and accumulate ------------------------------------------------------------------ */
+
+static void test_axpy(void **state)
+{
+    (void)state;
+    const size_t n = 4099;
+    fix f;
+    fix_init(&f, n);
+    float *acc = malloc(n * sizeof(float)), *ref = malloc(n * sizeof(float));
+    fill_gauss(f.x, n, 21);
+    for (size_t p = 0; p < NPIPE; p++) {
+        const size_t w = enc(&f, pipelines[p], f.x, n, 2);
+        assert_int_equal(flz_decode(f.c, f.buf, w, f.y, n), FL_OK);
+        for (size_t i = 0; i < n; i++) {
+            acc[i] = (float)i * 0.01f;
+            ref[i] = acc[i] + 0.3f * f.y[i];
+        }
+        assert_int_equal(flz_decode_axpy(f.c, f.buf, w, 0.3f, acc, n), FL_OK);
+        assert_memory_equal(acc, ref, n * sizeof(float));
+        /* all or nothing: a damaged payload leaves the accumulator untouched */
+        memcpy(ref, acc, n * sizeof(float));
+        f.buf[w - 1] ^= 0xff;
+        const fl_status st = flz_decode_axpy(f.c, f.buf, w, 0.3f, acc, n);
+        if (st != FL_OK)
+            assert_memory_equal(acc, ref, n * sizeof(float));
+        memcpy(ref, acc, n * sizeof(float));
+        assert_int_equal(flz_decode_axpy(f.c, f.buf, w - 1, 0.3f, acc, n), FL_ERR_CODEC_HEADER);
+        assert_memory_equal(acc, ref, n * sizeof(float));
+    }
+    assert_int_equal(flz_decode_axpy(f.c, f.buf, 10, NAN, acc, n), FL_ERR_INVALID_ARG);
+    free(acc);
+    free(ref);
+    fix_free(&f);
+}
+
+static void test_reserve_and_isa(void **state)
+{
+    (void)state;
+    flz_ctx *c;
+    assert_int_equal(flz_ctx_new(NULL, &c), FL_OK);
+    const flz_spec sp = spec_of("topk0.1+rot+sub0.5+q4+zstd");
+    assert_int_equal(flz_ctx_reserve(c, &sp, 100000), FL_OK);
+    assert_int_equal(flz_ctx_set_isa(c, FLZ_ISA_PORTABLE), FL_OK);
+    assert_int_equal(flz_ctx_isa(c), FLZ_ISA_PORTABLE);
+    assert_int_equal(flz_ctx_set_isa(c, (flz_isa)9), FL_ERR_INVALID_ARG);
+    flz_ctx_free(c);
+    flz_ctx_free(NULL);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_spec_table),
+        cmocka_unit_test(test_roundtrip_all),
+        cmocka_unit_test(test_lossless_exact),
+        cmocka_unit_test(test_rotation),
+        cmocka_unit_test(test_f16_bf16),
+        cmocka_unit_test(test_quant_unbiased),
+        cmocka_unit_test(test_subsample_unbiased),
+        cmocka_unit_test(test_topk_exact),
+        cmocka_unit_test(test_error_feedback),
+        cmocka_unit_test(test_determinism),
+        cmocka_unit_test(test_isa_equivalence),
+        cmocka_unit_test(test_bad_payloads),
+        cmocka_unit_test(test_encode_errors),
+        cmocka_unit_test(test_axpy),
+        cmocka_unit_test(test_reserve_and_isa),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
