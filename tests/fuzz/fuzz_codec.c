@@ -1,0 +1,62 @@
+/* fuzz_codec.c: decode arbitrary bytes as an flz payload.
+ *
+ * Input: byte 0 = mode, bytes 1-2 = an expected length (little-endian, at most 4096), the rest =
+ * the payload. Mode bit 0 set: expect the length the header states when it is at most 4096
+ * (reaches the body decoders); clear: expect bytes 1-2 (exercises the length check). Every
+ * decode must return one of the documented codes; on success every output is finite and
+ * flz_decode_axpy agrees with flz_decode. One context is reused across inputs, as a server would.
+ */
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "flz.h"
+
+#define CAP 4096
+
+static void check(int cond)
+{
+    if (!cond)
+        abort();
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    static flz_ctx *ctx;
+    static float out[CAP], acc[CAP];
+    if (!ctx && flz_ctx_new(NULL, &ctx) != FL_OK)
+        return 0;
+    if (size < 3)
+        return 0;
+    const uint8_t mode = data[0];
+    size_t n = (size_t)(data[1] | data[2] << 8) % (CAP + 1);
+    const uint8_t *p = data + 3;
+    const size_t len = size - 3;
+    flz_info info;
+    const fl_status pst = flz_peek(p, len, &info);
+    check(pst == FL_OK || pst == FL_ERR_CODEC_HEADER);
+    if ((mode & 1) && pst == FL_OK && info.n <= CAP)
+        n = info.n;
+    if (mode & 2) /* alternate the kernel set, when there is a choice */
+        flz_ctx_set_isa(ctx, (mode & 4) ? FLZ_ISA_AVX2 : FLZ_ISA_PORTABLE);
+    const fl_status st = flz_decode(ctx, p, len, out, n);
+    check(st == FL_OK || st == FL_ERR_CODEC_HEADER || st == FL_ERR_CODEC_CORRUPT ||
+          st == FL_ERR_CODEC_LENGTH || st == FL_ERR_NOMEM);
+    if (pst != FL_OK)
+        check(st == FL_ERR_CODEC_HEADER);
+    for (size_t i = 0; i < n; i++)
+        acc[i] = (float)i;
+    const fl_status st2 = flz_decode_axpy(ctx, p, len, 2.0f, acc, n);
+    check(st2 == st);
+    if (st == FL_OK) {
+        for (size_t i = 0; i < n; i++) {
+            check(isfinite(out[i]));
+            check(acc[i] == (float)i + 2.0f * out[i]);
+        }
+    } else {
+        for (size_t i = 0; i < n; i++)
+            check(acc[i] == (float)i);
+    }
+    return 0;
+}
