@@ -1,0 +1,922 @@
+/* Unit tests for the models training engine: the GEMM seam and its kernel selection, every layer
+ * against finite differences, whole architectures against finite differences, golden values from
+ * PyTorch (tests/fixtures/golden/make_golden.py), the optimizers and flm_train_local.
+ *
+ * Tolerances (float32 engine):
+ *   - flm_sgemm vs flm_sgemm_ref (double accumulation): |d| <= 1e-5 * (sum_k |a_k b_k| + |beta c|).
+ *   - layer finite differences: the loss is sum(out * R) accumulated in double, central
+ *     differences with eps = 1e-3 on inputs kept away from relu / maxpool kinks:
+ *     |num - ana| <= 2e-3 + 1e-2 |ana|.
+ *   - whole architectures, per tensor: the 6 largest-gradient coordinates one at a time
+ *     (eps = 1e-3 for cnn/mlp, 1e-2 for lstm), |num - ana| <= 2e-4 + 2e-2 |ana|; for the smooth
+ *     lstm also a random +-1 direction over the whole tensor, |num - ana| <= 1e-4 + 2e-2 |ana|.
+ *   - golden (PyTorch float64): logits and loss 1e-4 relative to the largest magnitude; gradients
+ *     and parameters after 3 SGD steps 2e-3 (gradients) / 1e-4 (parameters) relative to the
+ *     tensor's largest magnitude.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <cmocka.h>
+
+#include "fl_rng.h"
+#include "fl_status.h"
+#include "flm_arch.h"
+#include "flm_blas.h"
+#include "flm_layers.h"
+#include "flm_model.h"
+#include "flm_optim.h"
+
+/* ---- helpers -------------------------------------------------------------------------------- */
+
+static void fill_uniform(float *x, size_t n, float lo, float hi, fl_rng *r)
+{
+    for (size_t i = 0; i < n; i++)
+        x[i] = lo + (hi - lo) * fl_rng_uniform(r);
+}
+
+/* Values bounded away from 0 (relu kinks): |x| in [0.05, 1]. */
+static void fill_away_from_zero(float *x, size_t n, fl_rng *r)
+{
+    for (size_t i = 0; i < n; i++) {
+        const float v = 0.05f + 0.95f * fl_rng_uniform(r);
+        x[i] = fl_rng_u32(r) & 1 ? v : -v;
+    }
+}
+
+static double dot_d(const float *a, const float *b, size_t n)
+{
+    double s = 0;
+    for (size_t i = 0; i < n; i++)
+        s += (double)a[i] * b[i];
+    return s;
+}
+
+static int close_enough(double num, double ana, double abs_tol, double rel_tol)
+{
+    return fabs(num - ana) <= abs_tol + rel_tol * fabs(ana);
+}
+
+/* ---- GEMM seam -------------------------------------------------------------------------------- */
+
+static void test_sgemm_matches_reference(void **state)
+{
+    (void)state;
+    static const int shapes[][3] = {{1, 1, 1},   {7, 13, 5},  {33, 17, 65}, {129, 3, 257},
+                                    {10, 2048, 3}, {64, 196, 800}, {5, 1, 31}, {2, 97, 1}};
+    static const float ab[][2] = {{1.0f, 0.0f}, {-0.5f, 1.0f}, {2.0f, 0.25f}};
+    fl_rng r = fl_rng_stream(1, 0, 0, FL_RNG_TEST);
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+        const int M = shapes[s][0], N = shapes[s][1], K = shapes[s][2];
+        for (int ta = 0; ta < 2; ta++)
+            for (int tb = 0; tb < 2; tb++)
+                for (size_t k = 0; k < sizeof ab / sizeof ab[0]; k++) {
+                    /* padded leading dimensions catch stride mix-ups */
+                    const int lda = (ta ? M : K) + 3, ldb = (tb ? K : N) + 1, ldc = N + 2;
+                    const size_t na = (size_t)(ta ? K : M) * lda, nb = (size_t)(tb ? N : K) * ldb;
+                    const size_t nc = (size_t)M * ldc;
+                    float *A = malloc(na * 4), *Bm = malloc(nb * 4), *C1 = malloc(nc * 4),
+                          *C2 = malloc(nc * 4);
+                    assert_non_null(A);
+                    assert_non_null(Bm);
+                    assert_non_null(C1);
+                    assert_non_null(C2);
+                    fill_uniform(A, na, -1, 1, &r);
+                    fill_uniform(Bm, nb, -1, 1, &r);
+                    fill_uniform(C1, nc, -1, 1, &r);
+                    memcpy(C2, C1, nc * 4);
+                    const float alpha = ab[k][0], beta = ab[k][1];
+                    flm_sgemm(ta, tb, M, N, K, alpha, A, lda, Bm, ldb, beta, C1, ldc);
+                    flm_sgemm_ref(ta, tb, M, N, K, alpha, A, lda, Bm, ldb, beta, C2, ldc);
+                    for (int i = 0; i < M; i++)
+                        for (int j = 0; j < ldc; j++) {
+                            const size_t at = (size_t)i * ldc + j;
+                            if (j >= N) { /* padding untouched */
+                                assert_true(C1[at] == C2[at]);
+                                continue;
+                            }
+                            const double bound = 1e-5 * (fabs(alpha) * K + fabs(beta) + 1.0);
+                            if (fabs(C1[at] - C2[at]) > bound)
+                                fail_msg("sgemm %dx%dx%d ta=%d tb=%d: C[%d,%d] %g vs ref %g", M,
+                                         N, K, ta, tb, i, j, C1[at], C2[at]);
+                        }
+                    free(A);
+                    free(Bm);
+                    free(C1);
+                    free(C2);
+                }
+    }
+}
+
+static void test_blas_kernel_selection(void **state)
+{
+    (void)state;
+    assert_int_equal(flm_blas_init(), FL_OK);
+    const char *core = flm_blas_corename();
+    assert_non_null(core);
+    const char *want = flm_blas_cpu_coretype();
+    const char *set = flm_blas_coretype_set();
+    const char *user = getenv("OPENBLAS_CORETYPE");
+    if (set) {
+        /* we chose the core: OpenBLAS must run exactly that one, not its generic fallback */
+        assert_non_null(want);
+        assert_string_equal(set, want);
+        if (strcasecmp(core, set) != 0)
+            fail_msg("OpenBLAS runs '%s', expected '%s'", core, set);
+    } else if (want && user && *user) {
+        print_message("OPENBLAS_CORETYPE=%s set by the user; OpenBLAS runs %s\n", user, core);
+    }
+    assert_int_equal(flm_blas_set_threads(0), FL_ERR_INVALID_ARG);
+    assert_int_equal(flm_blas_set_threads(1), FL_OK);
+    assert_int_equal(flm_blas_threads(), 1);
+}
+
+/* ---- layers: finite differences ------------------------------------------------------------- */
+
+/* A layer under test: forward(ctx) writes ctx's output; the checker perturbs one input buffer. */
+typedef struct fd_case {
+    void (*forward)(struct fd_case *c);
+    float *out;      /* (n_out) */
+    size_t n_out;
+    const float *R;  /* (n_out) loss weights: L = sum(out * R) */
+    void *p[8];
+    int d[8];
+} fd_case;
+
+static double fd_loss(fd_case *c)
+{
+    c->forward(c);
+    return dot_d(c->out, c->R, c->n_out);
+}
+
+/* Checks d L / d x[i] == g[i] for up to max_checks indexes spread over x. */
+static void fd_check(const char *what, fd_case *c, float *x, const float *g, size_t n,
+                     size_t max_checks)
+{
+    const float eps = 1e-3f;
+    const size_t step = n > max_checks ? n / max_checks : 1;
+    for (size_t i = 0; i < n; i += step) {
+        const float save = x[i];
+        x[i] = save + eps;
+        const double lp = fd_loss(c);
+        x[i] = save - eps;
+        const double lm = fd_loss(c);
+        x[i] = save;
+        const double num = (lp - lm) / (2.0 * eps);
+        if (!close_enough(num, g[i], 2e-3, 1e-2))
+            fail_msg("%s: d/dx[%zu]: finite difference %.6g, backward %.6g", what, i, num, g[i]);
+    }
+    c->forward(c);
+}
+
+static void dense_fwd(fd_case *c)
+{
+    flm_dense_forward(c->out, c->p[0], c->p[1], c->p[2], c->d[0], c->d[1], c->d[2], 0);
+}
+
+static void test_dense_grad(void **state)
+{
+    (void)state;
+    const int B = 3, C = 17, OC = 9;
+    fl_rng r = fl_rng_stream(2, 0, 0, FL_RNG_TEST);
+    float x[3 * 17], w[9 * 17], b[9], out[3 * 9], R[3 * 9];
+    float dx[3 * 17], dw[9 * 17] = {0}, db[9] = {0};
+    fill_uniform(x, B * C, -1, 1, &r);
+    fill_uniform(w, OC * C, -1, 1, &r);
+    fill_uniform(b, OC, -1, 1, &r);
+    fill_uniform(R, B * OC, -1, 1, &r);
+    fd_case c = {dense_fwd, out, (size_t)B * OC, R, {x, w, b}, {B, C, OC}};
+    c.forward(&c);
+    /* forward against the definition */
+    for (int i = 0; i < B; i++)
+        for (int o = 0; o < OC; o++)
+            assert_float_equal(out[i * OC + o], b[o] + dot_d(x + i * C, w + o * C, C), 1e-5);
+    flm_dense_backward(dx, dw, db, R, x, w, B, C, OC);
+    fd_check("dense dinp", &c, x, dx, B * C, 64);
+    fd_check("dense dw", &c, w, dw, OC * C, 200);
+    fd_check("dense db", &c, b, db, OC, 64);
+    /* gradients accumulate */
+    float dw2[9 * 17], db2[9];
+    memcpy(dw2, dw, sizeof dw);
+    memcpy(db2, db, sizeof db);
+    flm_dense_backward(NULL, dw2, db2, R, x, w, B, C, OC);
+    for (int i = 0; i < OC * C; i++)
+        assert_float_equal(dw2[i], 2 * dw[i], 1e-5);
+    for (int i = 0; i < OC; i++)
+        assert_float_equal(db2[i], 2 * db[i], 1e-5);
+}
+
+static void conv_fwd(fd_case *c)
+{
+    flm_conv2d_forward(c->out, c->p[3], c->p[0], c->p[1], c->p[2], c->d[0], c->d[1], c->d[2],
+                       c->d[3], c->d[4], c->d[5], c->d[6], 0);
+}
+
+static void check_conv(int B, int C, int H, int W, int OC, int K, int pad)
+{
+    const int OH = H + 2 * pad - K + 1, OW = W + 2 * pad - K + 1;
+    fl_rng r = fl_rng_stream(3, (uint32_t)K, (uint32_t)pad, FL_RNG_TEST);
+    const size_t nx = (size_t)B * C * H * W, nw = (size_t)OC * C * K * K, no = (size_t)B * OC * OH * OW;
+    float *x = malloc(nx * 4), *w = malloc(nw * 4), *b = malloc(OC * 4), *out = malloc(no * 4),
+          *R = malloc(no * 4), *dx = malloc(nx * 4), *dw = calloc(nw, 4), *db = calloc(OC, 4);
+    float *col = malloc(flm_conv2d_col_floats(B, C, K, OH, OW) * 4);
+    float *scr = malloc(flm_conv2d_scratch_floats(C, K, OH, OW) * 4);
+    fill_uniform(x, nx, -1, 1, &r);
+    fill_uniform(w, nw, -1, 1, &r);
+    fill_uniform(b, OC, -1, 1, &r);
+    fill_uniform(R, no, -1, 1, &r);
+    fd_case c = {conv_fwd, out, no, R, {x, w, b, col}, {B, C, H, W, OC, K, pad}};
+    c.forward(&c);
+    /* forward against the direct definition */
+    for (int i = 0; i < B; i++)
+        for (int o = 0; o < OC; o++)
+            for (int oh = 0; oh < OH; oh++)
+                for (int ow = 0; ow < OW; ow++) {
+                    double s = b[o];
+                    for (int ci = 0; ci < C; ci++)
+                        for (int kh = 0; kh < K; kh++)
+                            for (int kw = 0; kw < K; kw++) {
+                                const int ih = oh + kh - pad, iw = ow + kw - pad;
+                                if (ih < 0 || ih >= H || iw < 0 || iw >= W)
+                                    continue;
+                                s += (double)w[((o * C + ci) * K + kh) * K + kw] *
+                                     x[((i * C + ci) * H + ih) * W + iw];
+                            }
+                    assert_float_equal(out[((i * OC + o) * OH + oh) * OW + ow], s, 1e-4);
+                }
+    flm_conv2d_backward(dx, dw, db, scr, R, col, w, B, C, H, W, OC, K, pad);
+    fd_check("conv dinp", &c, x, dx, nx, 150);
+    fd_check("conv dw", &c, w, dw, nw, 150);
+    fd_check("conv db", &c, b, db, OC, 32);
+    free(x); free(w); free(b); free(out); free(R); free(dx); free(dw); free(db); free(col); free(scr);
+}
+
+static void test_conv2d_grad(void **state)
+{
+    (void)state;
+    check_conv(2, 3, 7, 6, 4, 5, 2); /* same */
+    check_conv(2, 2, 6, 7, 3, 3, 0); /* valid */
+    check_conv(1, 1, 5, 5, 2, 5, 2); /* kernel as large as the input */
+}
+
+static void pool_fwd(fd_case *c)
+{
+    flm_maxpool2d_forward(c->out, c->p[1], c->p[0], c->d[0], c->d[1], c->d[2], c->d[3], c->d[4]);
+}
+
+static void test_maxpool_grad(void **state)
+{
+    (void)state;
+    enum { B = 2, C = 3, H = 6, W = 5, K = 2, OH = 3, OW = 2 };
+    const size_t nx = B * C * H * W, no = B * C * OH * OW;
+    float x[B * C * H * W], out[B * C * OH * OW], R[B * C * OH * OW], dx[B * C * H * W];
+    int32_t arg[B * C * OH * OW];
+    fl_rng r = fl_rng_stream(4, 0, 0, FL_RNG_TEST);
+    /* distinct values 0.01 apart: no ties within eps */
+    for (size_t i = 0; i < nx; i++)
+        x[i] = 0.01f * (float)i;
+    for (size_t i = nx - 1; i > 0; i--) {
+        const size_t j = fl_rng_below(&r, (uint32_t)(i + 1));
+        const float t = x[i];
+        x[i] = x[j];
+        x[j] = t;
+    }
+    fill_uniform(R, no, -1, 1, &r);
+    fd_case c = {pool_fwd, out, no, R, {x, arg}, {B, C, H, W, K}};
+    c.forward(&c);
+    flm_maxpool2d_backward(dx, R, arg, B, C, H, W, K);
+    fd_check("maxpool dinp", &c, x, dx, nx, nx);
+    /* ties go to the first element, as in PyTorch */
+    float t[4] = {1, 1, 1, 1}, o;
+    int32_t a;
+    flm_maxpool2d_forward(&o, &a, t, 1, 1, 2, 2, 2);
+    assert_int_equal(a, 0);
+}
+
+static void relu_fwd(fd_case *c) { flm_relu_forward(c->out, c->p[0], c->n_out); }
+
+static void test_relu_grad(void **state)
+{
+    (void)state;
+    enum { N = 101 };
+    float x[N], out[N], R[N], dx[N];
+    fl_rng r = fl_rng_stream(5, 0, 0, FL_RNG_TEST);
+    fill_away_from_zero(x, N, &r);
+    fill_uniform(R, N, -1, 1, &r);
+    fd_case c = {relu_fwd, out, N, R, {x}, {0}};
+    c.forward(&c);
+    flm_relu_backward(dx, R, out, N);
+    fd_check("relu dinp", &c, x, dx, N, N);
+    /* in place, as the model runs it */
+    float y[N], dy[N];
+    memcpy(y, x, sizeof x);
+    flm_relu_forward(y, y, N);
+    memcpy(dy, R, sizeof R);
+    flm_relu_backward(dy, dy, y, N);
+    assert_memory_equal(dy, dx, sizeof dx);
+}
+
+static void last_fwd(fd_case *c) { flm_last_step_forward(c->out, c->p[0], c->d[0], c->d[1], c->d[2]); }
+
+static void test_last_step_grad(void **state)
+{
+    (void)state;
+    enum { B = 2, T = 4, C = 3 };
+    float x[B * T * C], out[B * C], R[B * C], dx[B * T * C];
+    fl_rng r = fl_rng_stream(6, 0, 0, FL_RNG_TEST);
+    fill_uniform(x, B * T * C, -1, 1, &r);
+    fill_uniform(R, B * C, -1, 1, &r);
+    fd_case c = {last_fwd, out, B * C, R, {x}, {B, T, C}};
+    c.forward(&c);
+    flm_last_step_backward(dx, R, B, T, C);
+    fd_check("last step dinp", &c, x, dx, B * T * C, B * T * C);
+}
+
+static void test_softmax_xent_grad(void **state)
+{
+    (void)state;
+    enum { B = 3, V = 7 };
+    float z[B * V], dz[B * V];
+    int32_t y[B] = {0, 6, 3};
+    fl_rng r = fl_rng_stream(7, 0, 0, FL_RNG_TEST);
+    fill_uniform(z, B * V, -3, 3, &r);
+    const double L = flm_softmax_xent(dz, z, y, B, V);
+    /* against the definition */
+    double ref = 0;
+    for (int i = 0; i < B; i++) {
+        double s = 0;
+        for (int v = 0; v < V; v++)
+            s += exp(z[i * V + v]);
+        ref += log(s) - z[i * V + y[i]];
+    }
+    assert_float_equal(L, ref / B, 1e-6);
+    const float eps = 1e-3f;
+    for (int i = 0; i < B * V; i++) {
+        const float save = z[i];
+        z[i] = save + eps;
+        const double lp = flm_softmax_xent(NULL, z, y, B, V);
+        z[i] = save - eps;
+        const double lm = flm_softmax_xent(NULL, z, y, B, V);
+        z[i] = save;
+        assert_true(close_enough((lp - lm) / (2 * eps), dz[i], 1e-4, 1e-3));
+    }
+    /* huge logits stay finite */
+    float big[2] = {1e30f, -1e30f}, dbig[2];
+    int32_t y1 = 1;
+    assert_true(isfinite(flm_softmax_xent(dbig, big, &y1, 1, 2)));
+    assert_true(isfinite(dbig[0]) && isfinite(dbig[1]));
+}
+
+/* ---- whole architectures -------------------------------------------------------------------- */
+
+typedef struct arch_case {
+    flm_arch a;
+    flm_model *m;
+    float *params, *grads;
+    float *x;
+    int32_t *tok, *y;
+    int B;
+} arch_case;
+
+static void arch_case_new(arch_case *c, const char *spec, int B, uint32_t seed)
+{
+    memset(c, 0, sizeof *c);
+    char err[128];
+    assert_int_equal(flm_arch_parse(spec, &c->a, err, sizeof err), FL_OK);
+    assert_int_equal(flm_model_new(&c->a, B, &c->m), FL_OK);
+    c->B = B;
+    c->params = malloc(c->a.n_params * 4);
+    c->grads = calloc(c->a.n_params, 4);
+    assert_non_null(c->params);
+    assert_non_null(c->grads);
+    fl_rng r = fl_rng_stream(seed, 0, 0, FL_RNG_INIT);
+    flm_model_init_params(&c->a, c->params, &r);
+    fl_rng d = fl_rng_stream(seed, 1, 0, FL_RNG_TEST);
+    const size_t D = (size_t)c->a.in_C * c->a.in_H * c->a.in_W;
+    c->y = malloc((size_t)B * sizeof(int32_t));
+    for (int i = 0; i < B; i++)
+        c->y[i] = (int32_t)fl_rng_below(&d, (uint32_t)c->a.classes);
+    if (c->a.token_input) {
+        c->tok = malloc((size_t)B * c->a.in_H * sizeof(int32_t));
+        for (int i = 0; i < B * c->a.in_H; i++)
+            c->tok[i] = (int32_t)fl_rng_below(&d, (uint32_t)c->a.layers[0].C);
+    } else {
+        c->x = malloc((size_t)B * D * 4);
+        fill_uniform(c->x, (size_t)B * D, 0, 1, &d);
+    }
+}
+
+static void arch_case_free(arch_case *c)
+{
+    flm_model_free(c->m);
+    free(c->params);
+    free(c->grads);
+    free(c->x);
+    free(c->tok);
+    free(c->y);
+}
+
+static double arch_loss(arch_case *c)
+{
+    float L;
+    assert_int_equal(flm_model_forward(c->m, c->params, c->x, c->tok, c->y, c->B, &L), FL_OK);
+    return L;
+}
+
+/* Per tensor: the 6 coordinates with the largest gradients, one at a time (a single coordinate
+ * moves few relu / maxpool pre-activations across their kinks), and for smooth models (directional
+ * != 0) also a random +-1 direction over the whole tensor. */
+static void check_arch_grad(const char *spec, int B, float eps, int directional)
+{
+    arch_case c;
+    arch_case_new(&c, spec, B, 11);
+    arch_loss(&c);
+    assert_int_equal(flm_model_backward(c.m, c.params, c.grads), FL_OK);
+    fl_rng r = fl_rng_stream(12, 0, 0, FL_RNG_TEST);
+    for (int t = 0; t < c.a.n_tensors; t++) {
+        const flm_tensor *ten = &c.a.tensors[t];
+        float *w = c.params + ten->offset;
+        const float *g = c.grads + ten->offset;
+        size_t top[6];
+        int ntop = 0;
+        for (size_t i = 0; i < ten->numel; i++) {
+            int at = ntop < 6 ? ntop++ : 5;
+            if (at == 5 && ntop == 6 && fabs(g[i]) <= fabs(g[top[5]]))
+                continue;
+            top[at] = i;
+            while (at > 0 && fabs(g[top[at]]) > fabs(g[top[at - 1]])) {
+                const size_t tmp = top[at];
+                top[at] = top[at - 1];
+                top[at - 1] = tmp;
+                at--;
+            }
+        }
+        for (int k = 0; k < ntop; k++) {
+            const size_t i = top[k];
+            const float save = w[i];
+            w[i] = save + eps;
+            const double lp = arch_loss(&c);
+            w[i] = save - eps;
+            const double lm = arch_loss(&c);
+            w[i] = save;
+            const double num = (lp - lm) / (2.0 * eps);
+            if (getenv("FLM_FD_DEBUG"))
+                print_message("%s %s[%zu]: %.6g vs %.6g\n", spec, ten->name, i, num, g[i]);
+            if (!close_enough(num, g[i], 2e-4, 2e-2))
+                fail_msg("%s %s[%zu]: finite difference %.6g, backward %.6g", spec, ten->name, i,
+                         num, g[i]);
+        }
+        if (!directional)
+            continue;
+        float *save = malloc(ten->numel * 4);
+        float *v = malloc(ten->numel * 4);
+        memcpy(save, w, ten->numel * 4);
+        for (size_t i = 0; i < ten->numel; i++)
+            v[i] = fl_rng_u32(&r) & 1 ? 1.0f : -1.0f;
+        const double ana = dot_d(g, v, ten->numel);
+        for (size_t i = 0; i < ten->numel; i++)
+            w[i] = save[i] + eps * v[i];
+        const double lp = arch_loss(&c);
+        for (size_t i = 0; i < ten->numel; i++)
+            w[i] = save[i] - eps * v[i];
+        const double lm = arch_loss(&c);
+        memcpy(w, save, ten->numel * 4);
+        const double num = (lp - lm) / (2.0 * eps);
+        if (getenv("FLM_FD_DEBUG"))
+            print_message("%s %s along v: %.6g vs %.6g\n", spec, ten->name, num, ana);
+        if (!close_enough(num, ana, 1e-4, 2e-2))
+            fail_msg("%s %s: directional derivative %.6g, backward %.6g", spec, ten->name, num, ana);
+        free(save);
+        free(v);
+    }
+    arch_case_free(&c);
+}
+
+static void test_arch_grad_mlp(void **state)
+{
+    (void)state;
+    check_arch_grad("mlp:12-7-6-5", 4, 1e-3f, 0);
+}
+
+static void test_arch_grad_cnn(void **state)
+{
+    (void)state;
+    check_arch_grad("cnn:10:12x12x1", 3, 1e-3f, 0);
+    check_arch_grad("cnn:4:8x8x2", 2, 1e-3f, 0);
+}
+
+static void test_arch_grad_lstm(void **state)
+{
+    (void)state;
+    check_arch_grad("lstm:20:4:8:2:6", 3, 1e-2f, 1);
+}
+
+/* ---- golden values from PyTorch ------------------------------------------------------------- */
+
+typedef struct golden {
+    unsigned char *buf;
+    size_t len;
+} golden;
+
+static int golden_load(golden *g)
+{
+    const char *root = getenv("FEDROP_SOURCE_ROOT");
+    char path[4096];
+    snprintf(path, sizeof path, "%s/tests/fixtures/golden/golden.bin", root ? root : ".");
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return -1;
+    fseek(f, 0, SEEK_END);
+    g->len = (size_t)ftell(f);
+    fseek(f, 0, SEEK_SET);
+    g->buf = malloc(g->len);
+    const size_t got = fread(g->buf, 1, g->len, f);
+    fclose(f);
+    if (got != g->len || g->len < 4 || memcmp(g->buf, "FLMG", 4) != 0)
+        return -1;
+    return 0;
+}
+
+/* The record `name` (count floats), or a test failure. */
+static const float *golden_get(const golden *g, const char *name, size_t *count)
+{
+    size_t off = 4;
+    while (off + 36 <= g->len) {
+        uint32_t n;
+        memcpy(&n, g->buf + off + 32, 4);
+        if (strncmp((const char *)g->buf + off, name, 32) == 0) {
+            *count = n;
+            return (const float *)(g->buf + off + 36); /* 4-aligned: 36-byte headers */
+        }
+        off += 36 + (size_t)n * 4;
+    }
+    fail_msg("golden record %s missing", name);
+    return NULL;
+}
+
+/* The generator make_golden.py shares with us. */
+static uint64_t splitmix64(uint64_t x)
+{
+    x += 0x9E3779B97F4A7C15ull;
+    x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
+    x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
+    return x ^ (x >> 31);
+}
+
+static float gen(uint64_t seed, uint64_t i)
+{
+    return (float)((double)(splitmix64((seed << 32) + i) >> 40) / 16777216.0 * 2.0 - 1.0);
+}
+
+static void golden_params(const flm_arch *a, float *p)
+{
+    for (int t = 0; t < a->n_tensors; t++) {
+        const flm_tensor *ten = &a->tensors[t];
+        const flm_layer *l = &a->layers[ten->layer];
+        double bound;
+        if (l->op == FLM_OP_EMBEDDING)
+            bound = 1.0;
+        else if (l->op == FLM_OP_LSTM)
+            bound = 1.0 / sqrt((double)l->OC);
+        else if (l->op == FLM_OP_CONV2D)
+            bound = 1.0 / sqrt((double)l->C * l->K * l->K);
+        else
+            bound = 1.0 / sqrt((double)l->C);
+        for (size_t i = 0; i < ten->numel; i++)
+            p[ten->offset + i] = (float)(bound * (double)gen(100 + (uint64_t)t, i));
+    }
+}
+
+static void golden_inputs(const flm_arch *a, int B, float *x, int32_t *tok, int32_t *y)
+{
+    const size_t D = (size_t)a->in_C * a->in_H * a->in_W;
+    if (x)
+        for (size_t i = 0; i < (size_t)B * D; i++)
+            x[i] = (float)(((double)gen(7, i) + 1.0) / 2.0);
+    if (tok)
+        for (int i = 0; i < B * a->in_H; i++)
+            tok[i] = (7 * i + 3) % a->layers[0].C;
+    for (int b = 0; b < B; b++)
+        y[b] = (5 * b + 1) % a->classes;
+}
+
+static void expect_close(const char *what, const float *got, const float *want, size_t n,
+                         size_t stride, double rel)
+{
+    double scale = 0;
+    for (size_t j = 0; j < n; j++)
+        scale = fmax(scale, fabs(want[j]));
+    for (size_t j = 0; j < n; j++)
+        if (fabs(got[j * stride] - want[j]) > rel * scale + 1e-7)
+            fail_msg("%s[%zu]: %.8g, PyTorch %.8g (scale %.3g)", what, j * stride,
+                     got[j * stride], want[j], scale);
+}
+
+static void expect_tensors(const golden *g, const char *tag, char kind, const flm_arch *a,
+                           const float *v, double rel)
+{
+    for (int t = 0; t < a->n_tensors; t++) {
+        char name[32], what[64];
+        snprintf(name, sizeof name, "%s.%c%d", tag, kind, t);
+        size_t n = 0;
+        const float *want = golden_get(g, name, &n);
+        const size_t numel = a->tensors[t].numel;
+        const size_t stride = numel / 4096 > 1 ? numel / 4096 : 1;
+        assert_int_equal(n, (numel + stride - 1) / stride);
+        snprintf(what, sizeof what, "%s %c %s", tag, kind, a->tensors[t].name);
+        expect_close(what, v + a->tensors[t].offset, want, n, stride, rel);
+    }
+}
+
+static void check_golden(const golden *g, const char *tag, const char *spec, int B)
+{
+    flm_arch a;
+    assert_int_equal(flm_arch_parse(spec, &a, NULL, 0), FL_OK);
+    flm_model *m;
+    assert_int_equal(flm_model_new(&a, B, &m), FL_OK);
+    const size_t D = (size_t)a.in_C * a.in_H * a.in_W;
+    float *w0 = malloc(a.n_params * 4), *w = malloc(a.n_params * 4);
+    float *gr = calloc(a.n_params, 4);
+    float *x = a.token_input ? NULL : malloc((size_t)B * D * 4);
+    int32_t *tok = a.token_input ? malloc((size_t)B * a.in_H * 4) : NULL;
+    int32_t y[16];
+    golden_params(&a, w0);
+    golden_inputs(&a, B, x, tok, y);
+    /* forward and gradients */
+    float L;
+    assert_int_equal(flm_model_forward(m, w0, x, tok, y, B, &L), FL_OK);
+    char name[32];
+    size_t n = 0;
+    snprintf(name, sizeof name, "%s.logits", tag);
+    const float *want = golden_get(g, name, &n);
+    assert_int_equal(n, (size_t)B * a.classes);
+    expect_close(name, flm_model_logits(m), want, n, 1, 1e-4);
+    snprintf(name, sizeof name, "%s.loss", tag);
+    want = golden_get(g, name, &n);
+    assert_float_equal(L, want[0], 1e-4 * fabs(want[0]));
+    assert_int_equal(flm_model_backward(m, w0, gr), FL_OK);
+    expect_tensors(g, tag, 'g', &a, gr, 2e-3);
+    /* 3 steps of plain SGD through flm_train_local (fused step): one batch of B samples per
+     * epoch, so the shuffle cannot change the full-batch gradient */
+    flm_samples s = {x, tok, y, NULL, (size_t)B};
+    fl_rng order = fl_rng_stream(1, 0, 0, FL_RNG_BATCH);
+    memcpy(w, w0, a.n_params * 4);
+    const flm_sgd plain = {0.1f, 0.0f, 0.0f, 0.0f};
+    double mean;
+    assert_int_equal(flm_train_local(m, w, NULL, &s, 3, &plain, &order, &mean), FL_OK);
+    expect_tensors(g, tag, 's', &a, w, 1e-4);
+    /* momentum + weight decay + FedProx around w0 (unfused path) */
+    memcpy(w, w0, a.n_params * 4);
+    const flm_sgd heavy = {0.05f, 0.9f, 1e-3f, 0.01f};
+    assert_int_equal(flm_train_local(m, w, w0, &s, 3, &heavy, &order, &mean), FL_OK);
+    expect_tensors(g, tag, 'm', &a, w, 1e-4);
+    flm_model_free(m);
+    free(w0);
+    free(w);
+    free(gr);
+    free(x);
+    free(tok);
+}
+
+static void test_golden_pytorch(void **state)
+{
+    (void)state;
+    golden g = {0};
+    if (golden_load(&g) != 0)
+        fail_msg("tests/fixtures/golden/golden.bin not found (FEDROP_SOURCE_ROOT=%s)",
+                 getenv("FEDROP_SOURCE_ROOT") ? getenv("FEDROP_SOURCE_ROOT") : "unset");
+    check_golden(&g, "cnn", "cnn:10:12x12x1", 4);
+    check_golden(&g, "lstm", "lstm:20:4:8:2:6", 4);
+    /* the real cnn:10, forward */
+    flm_arch a;
+    assert_int_equal(flm_arch_parse("cnn:10", &a, NULL, 0), FL_OK);
+    flm_model *m;
+    assert_int_equal(flm_model_new(&a, 3, &m), FL_OK);
+    float *w = malloc(a.n_params * 4), *x = malloc(3 * 784 * 4);
+    int32_t y[3];
+    golden_params(&a, w);
+    golden_inputs(&a, 3, x, NULL, y);
+    float L;
+    assert_int_equal(flm_model_forward(m, w, x, NULL, y, 3, &L), FL_OK);
+    size_t n = 0;
+    expect_close("cnnfull.logits", flm_model_logits(m), golden_get(&g, "cnnfull.logits", &n), n,
+                 1, 1e-4);
+    const float *want = golden_get(&g, "cnnfull.loss", &n);
+    assert_float_equal(L, want[0], 1e-4 * fabs(want[0]));
+    flm_model_free(m);
+    free(w);
+    free(x);
+    free(g.buf);
+}
+
+/* ---- optimizer, runtime, training ------------------------------------------------------------ */
+
+static void test_sgd_step(void **state)
+{
+    (void)state;
+    float w[3] = {1, -2, 0.5f}, v[3] = {0}, g[3] = {0.1f, 0.2f, -0.3f}, wg[3] = {0, 0, 1};
+    const flm_sgd o = {0.5f, 0.9f, 0.01f, 0.1f};
+    flm_sgd_step(w, v, g, wg, 3, &o);
+    /* d = g + wd w + mu (w - wg); v = d; w -= lr v */
+    const float d0 = 0.1f + 0.01f * 1 + 0.1f * 1, d2 = -0.3f + 0.01f * 0.5f + 0.1f * (0.5f - 1);
+    assert_float_equal(v[0], d0, 1e-6);
+    assert_float_equal(w[0], 1 - 0.5f * d0, 1e-6);
+    assert_float_equal(w[2], 0.5f - 0.5f * d2, 1e-6);
+    const float v0 = v[0], w0 = w[0];
+    flm_sgd_step(w, v, g, wg, 3, &o);
+    const float d0b = 0.1f + 0.01f * w0 + 0.1f * w0;
+    assert_float_equal(v[0], 0.9f * v0 + d0b, 1e-6);
+    assert_float_equal(w[0], w0 - 0.5f * (0.9f * v0 + d0b), 1e-6);
+    flm_sgd bad = o;
+    bad.lr = NAN;
+    assert_int_equal(flm_sgd_validate(&bad), FL_ERR_INVALID_ARG);
+    bad = o;
+    bad.momentum = 1.0f;
+    assert_int_equal(flm_sgd_validate(&bad), FL_ERR_INVALID_ARG);
+    assert_int_equal(flm_sgd_validate(&o), FL_OK);
+}
+
+/* The fused backward+SGD equals backward followed by flm_sgd_step. */
+static void test_fused_sgd_matches(void **state)
+{
+    (void)state;
+    const char *specs[] = {"mlp:20-16-5", "cnn:6:8x8x1", "lstm:12:4:6:1:5"};
+    for (size_t s = 0; s < 3; s++) {
+        arch_case c;
+        arch_case_new(&c, specs[s], 4, 21);
+        const size_t P = c.a.n_params;
+        float *w1 = malloc(P * 4), *w2 = malloc(P * 4);
+        memcpy(w1, c.params, P * 4);
+        memcpy(w2, c.params, P * 4);
+        const flm_sgd o = {0.2f, 0, 0.05f, 0};
+        float L;
+        assert_int_equal(flm_model_forward(c.m, w1, c.x, c.tok, c.y, 4, &L), FL_OK);
+        assert_int_equal(flm_model_backward(c.m, w1, c.grads), FL_OK);
+        flm_sgd_step(w1, NULL, c.grads, NULL, P, &o);
+        assert_int_equal(flm_model_forward(c.m, w2, c.x, c.tok, c.y, 4, &L), FL_OK);
+        assert_int_equal(flm_model_backward_sgd(c.m, w2, o.lr, o.weight_decay), FL_OK);
+        double maxdiff = 0, moved = 0;
+        for (size_t i = 0; i < P; i++) {
+            maxdiff = fmax(maxdiff, fabs(w1[i] - w2[i]));
+            moved = fmax(moved, fabs(w1[i] - c.params[i]));
+        }
+        assert_true(moved > 1e-4);
+        if (maxdiff > 1e-6)
+            fail_msg("%s: fused step differs by %g", specs[s], maxdiff);
+        free(w1);
+        free(w2);
+        arch_case_free(&c);
+    }
+}
+
+static void test_model_errors(void **state)
+{
+    (void)state;
+    arch_case c;
+    arch_case_new(&c, "mlp:4-3", 2, 31);
+    flm_model *m2 = NULL;
+    assert_int_equal(flm_model_new(&c.a, 0, &m2), FL_ERR_INVALID_ARG);
+    assert_null(m2);
+    assert_int_equal(flm_model_backward(c.m, c.params, c.grads), FL_ERR_STATE);
+    int32_t bad[2] = {0, 3};
+    assert_int_equal(flm_model_forward(c.m, c.params, c.x, NULL, bad, 2, NULL), FL_ERR_INVALID_ARG);
+    assert_int_equal(flm_model_forward(c.m, c.params, c.x, NULL, c.y, 3, NULL), FL_ERR_INVALID_ARG);
+    assert_int_equal(flm_model_forward(c.m, c.params, NULL, NULL, c.y, 2, NULL), FL_ERR_INVALID_ARG);
+    /* logits only: no backward */
+    assert_int_equal(flm_model_forward(c.m, c.params, c.x, NULL, NULL, 2, NULL), FL_OK);
+    assert_int_equal(flm_model_backward(c.m, c.params, c.grads), FL_ERR_STATE);
+    assert_true(flm_model_bytes(c.m) > c.a.n_params * 4);
+    flm_model_free(NULL);
+    arch_case_free(&c);
+    arch_case t;
+    arch_case_new(&t, "lstm:5:2:3:1:4", 2, 32);
+    t.tok[3] = 5; /* out of the vocabulary */
+    assert_int_equal(flm_model_forward(t.m, t.params, NULL, t.tok, t.y, 2, NULL), FL_ERR_INVALID_ARG);
+    arch_case_free(&t);
+}
+
+/* Synthetic, learnable data: class c is a bump at position c. */
+static void make_blobs(float *x, int32_t *y, size_t n, int D, int classes, fl_rng *r)
+{
+    for (size_t i = 0; i < n; i++) {
+        y[i] = (int32_t)(i % (size_t)classes);
+        for (int d = 0; d < D; d++)
+            x[i * D + d] = 0.3f * fl_rng_uniform(r) + (d % classes == y[i] ? 1.0f : 0.0f);
+    }
+}
+
+static void test_train_local(void **state)
+{
+    (void)state;
+    flm_arch a;
+    assert_int_equal(flm_arch_parse("mlp:16-12-4", &a, NULL, 0), FL_OK);
+    enum { N = 203, D = 16 };
+    float *x = malloc(N * D * 4);
+    int32_t y[N];
+    fl_rng dr = fl_rng_stream(5, 0, 0, FL_RNG_DATA);
+    make_blobs(x, y, N, D, 4, &dr);
+    uint32_t idx[150];
+    for (int i = 0; i < 150; i++)
+        idx[i] = (uint32_t)(i + 50); /* a view: rows 50..199 */
+    flm_samples train = {x, NULL, y, idx, 150};
+    flm_samples all = {x, NULL, y, NULL, N};
+    flm_model *m;
+    assert_int_equal(flm_model_new(&a, 8, &m), FL_OK);
+    float *w = malloc(a.n_params * 4), *w2 = malloc(a.n_params * 4), *wg = malloc(a.n_params * 4);
+    fl_rng ir = fl_rng_stream(5, 0, 0, FL_RNG_INIT);
+    flm_model_init_params(&a, w, &ir);
+    memcpy(w2, w, a.n_params * 4);
+    memcpy(wg, w, a.n_params * 4);
+    double loss0, acc0, loss1, acc1, mean;
+    assert_int_equal(flm_model_evaluate(m, w, &all, &loss0, &acc0), FL_OK);
+    const flm_sgd o = {0.1f, 0.5f, 1e-4f, 0.01f};
+    fl_rng order = fl_rng_stream(5, 1, 2, FL_RNG_BATCH);
+    assert_int_equal(flm_train_local(m, w, wg, &train, 5, &o, &order, &mean), FL_OK);
+    assert_int_equal(flm_model_evaluate(m, w, &all, &loss1, &acc1), FL_OK);
+    assert_true(loss1 < 0.5 * loss0);
+    assert_true(acc1 > 0.9);
+    assert_true(mean < loss0);
+    /* same stream, same bits */
+    fl_rng order2 = fl_rng_stream(5, 1, 2, FL_RNG_BATCH);
+    assert_int_equal(flm_train_local(m, w2, wg, &train, 5, &o, &order2, &mean), FL_OK);
+    assert_memory_equal(w, w2, a.n_params * 4);
+    /* evaluation does not depend on the batch size */
+    flm_model *m3;
+    assert_int_equal(flm_model_new(&a, 7, &m3), FL_OK);
+    double loss3, acc3;
+    assert_int_equal(flm_model_evaluate(m3, w, &all, &loss3, &acc3), FL_OK);
+    assert_float_equal(loss3, loss1, 1e-5);
+    assert_float_equal(acc3, acc1, 1e-12);
+    /* FedProx needs the global model; bad arguments are refused */
+    const flm_sgd prox = {0.1f, 0, 0, 0.5f};
+    assert_int_equal(flm_train_local(m, w, NULL, &train, 1, &prox, &order, &mean), FL_ERR_INVALID_ARG);
+    assert_int_equal(flm_train_local(m, w, NULL, &train, 0, &o, &order, &mean), FL_ERR_INVALID_ARG);
+    /* a diverging run reports FL_ERR_NUMERIC instead of returning NaN weights silently */
+    const flm_sgd wild = {1e30f, 0, 0, 0};
+    assert_int_equal(flm_train_local(m, w2, NULL, &train, 3, &wild, &order, &mean), FL_ERR_NUMERIC);
+    flm_model_free(m);
+    flm_model_free(m3);
+    free(x);
+    free(w);
+    free(w2);
+    free(wg);
+}
+
+static void test_init_params(void **state)
+{
+    (void)state;
+    flm_arch a;
+    assert_int_equal(flm_arch_parse("cnn:10:12x12x1", &a, NULL, 0), FL_OK);
+    float *p = malloc(a.n_params * 4), *q = malloc(a.n_params * 4);
+    fl_rng r1 = fl_rng_stream(9, 0, 0, FL_RNG_INIT), r2 = fl_rng_stream(9, 0, 0, FL_RNG_INIT);
+    flm_model_init_params(&a, p, &r1);
+    flm_model_init_params(&a, q, &r2);
+    assert_memory_equal(p, q, a.n_params * 4);
+    for (int t = 0; t < a.n_tensors; t++) {
+        const flm_tensor *ten = &a.tensors[t];
+        const flm_layer *l = &a.layers[ten->layer];
+        const double fan = l->op == FLM_OP_CONV2D ? (double)l->C * l->K * l->K : l->C;
+        const double bound = 1 / sqrt(fan);
+        double mx = 0, var = 0;
+        for (size_t i = 0; i < ten->numel; i++) {
+            mx = fmax(mx, fabs(p[ten->offset + i]));
+            var += (double)p[ten->offset + i] * p[ten->offset + i];
+        }
+        var /= (double)ten->numel;
+        assert_true(mx <= bound);
+        if (ten->numel > 1000) /* U(-b, b) has variance b^2 / 3 */
+            assert_float_equal(var, bound * bound / 3, 0.1 * bound * bound / 3);
+    }
+    free(p);
+    free(q);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_sgemm_matches_reference),
+        cmocka_unit_test(test_blas_kernel_selection),
+        cmocka_unit_test(test_dense_grad),
+        cmocka_unit_test(test_conv2d_grad),
+        cmocka_unit_test(test_maxpool_grad),
+        cmocka_unit_test(test_relu_grad),
+        cmocka_unit_test(test_last_step_grad),
+        cmocka_unit_test(test_softmax_xent_grad),
+        cmocka_unit_test(test_arch_grad_mlp),
+        cmocka_unit_test(test_arch_grad_cnn),
+        cmocka_unit_test(test_arch_grad_lstm),
+        cmocka_unit_test(test_golden_pytorch),
+        cmocka_unit_test(test_sgd_step),
+        cmocka_unit_test(test_fused_sgd_matches),
+        cmocka_unit_test(test_model_errors),
+        cmocka_unit_test(test_train_local),
+        cmocka_unit_test(test_init_params),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
