@@ -184,8 +184,10 @@ typedef struct flm_partition {
  *     shard may straddle two labels.
  *   NATURAL: needs ds->user; K == 0 or K == n_users gives one client per user in user order;
  *     K < n_users deals shuffled users into K near-equal groups.
- * Returns FL_ERR_INVALID_ARG (K == 0 except for NATURAL, K > N for IID/SHARDS when K*s > N,
- * NATURAL without users or K > n_users, N >= 2^32), FL_ERR_NOMEM. Caller owns *out. */
+ * IID and DIRICHLET accept K > N (some clients then hold no sample).
+ * Returns FL_ERR_INVALID_ARG (K == 0 except for NATURAL, SHARDS with K*s > N, a label outside
+ * [0, classes) for DIRICHLET/SHARDS, NATURAL without users or with K > n_users, N >= 2^32),
+ * FL_ERR_NOMEM. Caller owns *out. */
 fl_status flm_partition_make(flm_partition **out, const flm_dataset *ds,
                              const flm_partition_spec *spec, size_t K, uint64_t seed);
 
