@@ -8,7 +8,7 @@
  *     differences with eps = 1e-3 on inputs kept away from relu / maxpool kinks:
  *     |num - ana| <= 2e-3 + 1e-2 |ana|.
  *   - whole architectures, per tensor: the 6 largest-gradient coordinates one at a time
- *     (eps = 1e-3 for cnn/mlp, 1e-2 for lstm), |num - ana| <= 2e-4 + 2e-2 |ana|; for the smooth
+ *     (eps = 1e-3 for cnn/mlp, 1e-2 for lstm), |num - ana| <= 3e-4 + 2e-2 |ana|; for the smooth
  *     lstm also a random +-1 direction over the whole tensor, |num - ana| <= 1e-4 + 2e-2 |ana|.
  *   - golden (PyTorch float64): logits and loss 1e-4 relative to the largest magnitude; gradients
  *     and parameters after 3 SGD steps 2e-3 (gradients) / 1e-4 (parameters) relative to the
@@ -429,8 +429,9 @@ static double arch_loss(arch_case *c)
     return L;
 }
 
-/* Per tensor: the 6 coordinates with the largest gradients, one at a time (a single coordinate
- * moves few relu / maxpool pre-activations across their kinks), and for smooth models (directional
+/* Per tensor: 6 of the 10 coordinates with the largest gradients, one at a time (a single
+ * coordinate moves few relu / maxpool pre-activations across their kinks; a coordinate whose
+ * one-sided slopes disagree has a kink within eps and is skipped, at least 3 must be checked), and for smooth models (directional
  * != 0) also a random +-1 direction over the whole tensor. */
 static void check_arch_grad(const char *spec, int B, float eps, int directional)
 {
@@ -443,11 +444,15 @@ static void check_arch_grad(const char *spec, int B, float eps, int directional)
         const flm_tensor *ten = &c.a.tensors[t];
         float *w = c.params + ten->offset;
         const float *g = c.grads + ten->offset;
-        size_t top[6];
+        size_t top[10];
         int ntop = 0;
         for (size_t i = 0; i < ten->numel; i++) {
-            int at = ntop < 6 ? ntop++ : 5;
-            if (at == 5 && ntop == 6 && fabs(g[i]) <= fabs(g[top[5]]))
+            int at;
+            if (ntop < 10)
+                at = ntop++;
+            else if (fabs(g[i]) > fabs(g[top[9]]))
+                at = 9;
+            else
                 continue;
             top[at] = i;
             while (at > 0 && fabs(g[top[at]]) > fabs(g[top[at - 1]])) {
@@ -457,7 +462,9 @@ static void check_arch_grad(const char *spec, int B, float eps, int directional)
                 at--;
             }
         }
-        for (int k = 0; k < ntop; k++) {
+        const double l0 = arch_loss(&c);
+        int checked = 0;
+        for (int k = 0; k < ntop && checked < 6; k++) {
             const size_t i = top[k];
             const float save = w[i];
             w[i] = save + eps;
@@ -466,12 +473,20 @@ static void check_arch_grad(const char *spec, int B, float eps, int directional)
             const double lm = arch_loss(&c);
             w[i] = save;
             const double num = (lp - lm) / (2.0 * eps);
+            /* a relu / maxpool kink within eps: the one-sided slopes disagree; not differentiable
+             * there, take the next coordinate */
+            const double left = (l0 - lm) / eps, right = (lp - l0) / eps;
+            if (fabs(left - right) > 3e-4 + 2e-2 * fabs(g[i]))
+                continue;
+            checked++;
             if (getenv("FLM_FD_DEBUG"))
                 print_message("%s %s[%zu]: %.6g vs %.6g\n", spec, ten->name, i, num, g[i]);
-            if (!close_enough(num, g[i], 2e-4, 2e-2))
+            if (!close_enough(num, g[i], 3e-4, 2e-2))
                 fail_msg("%s %s[%zu]: finite difference %.6g, backward %.6g", spec, ten->name, i,
                          num, g[i]);
         }
+        if (checked < (ntop < 3 ? ntop : 3))
+            fail_msg("%s %s: only %d smooth coordinates", spec, ten->name, checked);
         if (!directional)
             continue;
         float *save = malloc(ten->numel * 4);
