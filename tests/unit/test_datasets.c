@@ -630,6 +630,395 @@ static void test_leaf_streaming(void **state)
     unlink(path);
 }
 
+/* ---- synthetic ------------------------------------------------------------------------------ */
+
+static void test_synth_images(void **state)
+{
+    (void)state;
+    const size_t N = 2000;
+    const int D = 64, classes = 10;
+    flm_dataset *ds = NULL, *again = NULL, *prefix = NULL, *other = NULL;
+    assert_int_equal(flm_dataset_synth_images(&ds, N, 1, 8, 8, classes, 0.25f, 11), FL_OK);
+    assert_int_equal(ds->N, N);
+    assert_int_equal(ds->sample_len, (size_t)D);
+    for (size_t k = 0; k < N * D; k++)
+        assert_true(ds->x[k] >= 0.0f && ds->x[k] <= 1.0f);
+    size_t counts[10];
+    flm_dataset_label_counts(ds, counts);
+    for (int c = 0; c < classes; c++)
+        assert_int_equal(counts[c], N / classes);
+    /* Deterministic, and sample i depends only on (seed, i). */
+    assert_int_equal(flm_dataset_synth_images(&again, N, 1, 8, 8, classes, 0.25f, 11), FL_OK);
+    assert_memory_equal(ds->x, again->x, N * D * sizeof(float));
+    assert_int_equal(flm_dataset_synth_images(&prefix, 100, 1, 8, 8, classes, 0.25f, 11), FL_OK);
+    assert_memory_equal(ds->x, prefix->x, 100 * D * sizeof(float));
+    assert_int_equal(flm_dataset_synth_images(&other, 100, 1, 8, 8, classes, 0.25f, 12), FL_OK);
+    assert_memory_not_equal(ds->x, other->x, 100 * D * sizeof(float));
+    /* Learnable: nearest class mean, fitted on the first half, classifies the second half. */
+    double mean[10][64] = {{0}};
+    for (size_t i = 0; i < N / 2; i++)
+        for (int j = 0; j < D; j++)
+            mean[ds->y[i]][j] += ds->x[i * D + j] / (double)(N / 2 / classes);
+    size_t right = 0;
+    for (size_t i = N / 2; i < N; i++) {
+        int best = -1;
+        double bd = INFINITY;
+        for (int c = 0; c < classes; c++) {
+            double d = 0;
+            for (int j = 0; j < D; j++)
+                d += (ds->x[i * D + j] - mean[c][j]) * (ds->x[i * D + j] - mean[c][j]);
+            if (d < bd) {
+                bd = d;
+                best = c;
+            }
+        }
+        right += best == ds->y[i];
+    }
+    assert_true(right > N / 2 * 9 / 10);
+    flm_dataset_free(ds);
+    flm_dataset_free(again);
+    flm_dataset_free(prefix);
+    flm_dataset_free(other);
+    assert_int_equal(flm_dataset_synth_images(&ds, 10, 0, 8, 8, 10, 0.1f, 1), FL_ERR_INVALID_ARG);
+    assert_int_equal(flm_dataset_synth_images(&ds, 10, 1, 8, 8, 10, NAN, 1), FL_ERR_INVALID_ARG);
+    assert_null(ds);
+}
+
+static void test_synth_tokens(void **state)
+{
+    (void)state;
+    const size_t N = 3000;
+    const int T = 20, V = 30;
+    flm_dataset *ds = NULL, *again = NULL;
+    assert_int_equal(flm_dataset_synth_tokens(&ds, N, T, V, 0.1f, 5), FL_OK);
+    assert_int_equal(ds->kind, FLM_DATA_TOKENS);
+    assert_int_equal(ds->H, T);
+    assert_int_equal(ds->C, 1);
+    assert_int_equal(ds->W, 1);
+    assert_int_equal(ds->classes, V);
+    for (size_t k = 0; k < N * T; k++)
+        assert_true(ds->tokens[k] >= 0 && ds->tokens[k] < V);
+    assert_int_equal(flm_dataset_synth_tokens(&again, N, T, V, 0.1f, 5), FL_OK);
+    assert_memory_equal(ds->tokens, again->tokens, N * T * sizeof(int32_t));
+    assert_memory_equal(ds->y, again->y, N * sizeof(int32_t));
+    /* Learnable: the most frequent successor of each token (bigram counts over the sequences)
+     * predicts the label about 1 - noise + noise / V of the time. */
+    static size_t big[30][30];
+    memset(big, 0, sizeof big);
+    for (size_t i = 0; i < N; i++)
+        for (int t = 0; t + 1 < T; t++)
+            big[ds->tokens[i * T + t]][ds->tokens[i * T + t + 1]]++;
+    size_t right = 0;
+    for (size_t i = 0; i < N; i++) {
+        const int32_t last = ds->tokens[i * T + T - 1];
+        int best = 0;
+        for (int v = 1; v < V; v++)
+            if (big[last][v] > big[last][best])
+                best = v;
+        right += best == ds->y[i];
+    }
+    assert_true(right > N * 85 / 100);
+    flm_dataset_free(ds);
+    flm_dataset_free(again);
+    assert_int_equal(flm_dataset_synth_tokens(&ds, 10, 5, 1, 0.1f, 1), FL_ERR_INVALID_ARG);
+    assert_int_equal(flm_dataset_synth_tokens(&ds, 10, 5, 8, 1.5f, 1), FL_ERR_INVALID_ARG);
+}
+
+/* ---- partitioners --------------------------------------------------------------------------- */
+
+static void check_exactly_once(const flm_partition *p, size_t N)
+{
+    uint8_t *seen = calloc(N, 1);
+    assert_non_null(seen);
+    assert_int_equal(p->N, N);
+    assert_int_equal(p->offset[0], 0);
+    assert_int_equal(p->offset[p->K], N);
+    for (size_t k = 0; k < p->K; k++) {
+        const uint32_t *idx;
+        size_t n;
+        assert_int_equal(flm_partition_client(p, k, &idx, &n), FL_OK);
+        for (size_t i = 0; i < n; i++) {
+            assert_true(idx[i] < N);
+            assert_int_equal(seen[idx[i]], 0);
+            seen[idx[i]] = 1;
+        }
+    }
+    for (size_t i = 0; i < N; i++)
+        assert_int_equal(seen[i], 1);
+    free(seen);
+}
+
+static flm_partition *make_part(const flm_dataset *ds, const char *spec, size_t K, uint64_t seed)
+{
+    flm_partition_spec ps;
+    char err[128] = "";
+    if (flm_partition_spec_parse(spec, &ps, err, sizeof err) != FL_OK)
+        fail_msg("%s: %s", spec, err);
+    flm_partition *p = NULL;
+    const fl_status st = flm_partition_make(&p, ds, &ps, K, seed);
+    if (st != FL_OK)
+        fail_msg("%s K=%zu: %s", spec, K, fl_status_name(st));
+    check_exactly_once(p, ds->N);
+    /* Same seed, same partition; another seed, another one. */
+    flm_partition *q = NULL, *o = NULL;
+    assert_int_equal(flm_partition_make(&q, ds, &ps, K, seed), FL_OK);
+    assert_memory_equal(p->index, q->index, ds->N * sizeof *p->index);
+    assert_memory_equal(p->offset, q->offset, (K + 1) * sizeof *p->offset);
+    if (ps.kind != FLM_PART_NATURAL || (K && K < ds->n_users)) {
+        assert_int_equal(flm_partition_make(&o, ds, &ps, K, seed + 1), FL_OK);
+        assert_memory_not_equal(p->index, o->index, ds->N * sizeof *p->index);
+    }
+    flm_partition_free(q);
+    flm_partition_free(o);
+    return p;
+}
+
+/* Mean over clients of the total-variation distance between the client's label distribution
+ * and the global one (0: every client looks like the whole; near 1: one label each). */
+static double label_skew(const flm_partition *p, const flm_dataset *ds)
+{
+    double tv_sum = 0.0;
+    size_t used = 0;
+    for (size_t k = 0; k < p->K; k++) {
+        const uint32_t *idx;
+        size_t n;
+        flm_partition_client(p, k, &idx, &n);
+        if (!n)
+            continue;
+        double h[16] = {0};
+        for (size_t i = 0; i < n; i++)
+            h[ds->y[idx[i]]] += 1.0 / (double)n;
+        double tv = 0.0;
+        for (int c = 0; c < ds->classes; c++)
+            tv += fabs(h[c] - 1.0 / ds->classes) / 2.0;
+        tv_sum += tv;
+        used++;
+    }
+    return tv_sum / (double)used;
+}
+
+static void test_partition_spec(void **state)
+{
+    (void)state;
+    static const struct { const char *s; fl_status want; flm_part_kind kind; double alpha; int sh; }
+    cases[] = {
+        {"iid", FL_OK, FLM_PART_IID, 0, 0},
+        {"natural", FL_OK, FLM_PART_NATURAL, 0, 0},
+        {"dirichlet:0.5", FL_OK, FLM_PART_DIRICHLET, 0.5, 0},
+        {"dirichlet:100", FL_OK, FLM_PART_DIRICHLET, 100, 0},
+        {"dirichlet:1e-2", FL_OK, FLM_PART_DIRICHLET, 0.01, 0},
+        {"dirichlet:.3", FL_OK, FLM_PART_DIRICHLET, 0.3, 0},
+        {"shards:2", FL_OK, FLM_PART_SHARDS, 0, 2},
+        {"shards", FL_OK, FLM_PART_SHARDS, 0, 2},
+        {"shards:7", FL_OK, FLM_PART_SHARDS, 0, 7},
+        {"dirichlet:0", FL_ERR_INVALID_ARG, 0, 0, 0},
+        {"dirichlet:-1", FL_ERR_INVALID_ARG, 0, 0, 0},
+        {"dirichlet:", FL_ERR_INVALID_ARG, 0, 0, 0},
+        {"dirichlet:abc", FL_ERR_INVALID_ARG, 0, 0, 0},
+        {"dirichlet:nan", FL_ERR_INVALID_ARG, 0, 0, 0},
+        {"dirichlet:inf", FL_ERR_INVALID_ARG, 0, 0, 0},
+        {"dirichlet:0x10", FL_ERR_INVALID_ARG, 0, 0, 0},
+        {"dirichlet:1e999", FL_ERR_INVALID_ARG, 0, 0, 0},
+        {"dirichlet:0.5x", FL_ERR_INVALID_ARG, 0, 0, 0},
+        {"shards:0", FL_ERR_INVALID_ARG, 0, 0, 0},
+        {"shards:", FL_ERR_INVALID_ARG, 0, 0, 0},
+        {"shards:2x", FL_ERR_INVALID_ARG, 0, 0, 0},
+        {"shards:99999999", FL_ERR_INVALID_ARG, 0, 0, 0},
+        {"IID", FL_ERR_INVALID_ARG, 0, 0, 0},
+        {"", FL_ERR_INVALID_ARG, 0, 0, 0},
+    };
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        flm_partition_spec ps;
+        char err[128] = "";
+        const fl_status st = flm_partition_spec_parse(cases[c].s, &ps, err, sizeof err);
+        if (st != cases[c].want)
+            fail_msg("\"%s\": got %s", cases[c].s, fl_status_name(st));
+        if (st == FL_OK) {
+            assert_int_equal(ps.kind, cases[c].kind);
+            assert_true(ps.alpha == cases[c].alpha);
+            assert_int_equal(ps.shards, cases[c].sh);
+        } else {
+            assert_true(strlen(err) > 0);
+        }
+    }
+}
+
+static void test_gamma_sampler(void **state)
+{
+    (void)state;
+    /* E[Gamma(a)] = a, Var = a: the sample mean of 40000 draws is within 4 standard errors. */
+    static const double shapes[] = {0.05, 0.3, 1.0, 2.5, 20.0};
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+        fl_rng r = fl_rng_stream(3, 0, (uint32_t)s, FL_RNG_TEST);
+        const int n = 40000;
+        double sum = 0.0;
+        for (int i = 0; i < n; i++) {
+            const double g = exp(flm_log_gamma_sample(&r, shapes[s]));
+            assert_true(g >= 0.0 && isfinite(g));
+            sum += g;
+        }
+        const double mean = sum / n, se = sqrt(shapes[s] / n);
+        if (fabs(mean - shapes[s]) > 4 * se)
+            fail_msg("Gamma(%g): mean %g", shapes[s], mean);
+    }
+    /* Tiny shapes stay finite in log space. */
+    fl_rng r = fl_rng_stream(3, 1, 0, FL_RNG_TEST);
+    for (int i = 0; i < 100; i++)
+        assert_true(isfinite(flm_log_gamma_sample(&r, 1e-4)));
+}
+
+static void test_partition_iid(void **state)
+{
+    (void)state;
+    flm_dataset *ds = NULL;
+    assert_int_equal(flm_dataset_synth_images(&ds, 1003, 1, 2, 2, 10, 0.1f, 1), FL_OK);
+    static const size_t Ks[] = {1, 7, 100, 1003, 2000};
+    for (size_t t = 0; t < sizeof Ks / sizeof Ks[0]; t++) {
+        flm_partition *p = make_part(ds, "iid", Ks[t], 42);
+        size_t lo = SIZE_MAX, hi = 0;
+        for (size_t k = 0; k < p->K; k++) {
+            const size_t n = p->offset[k + 1] - p->offset[k];
+            lo = n < lo ? n : lo;
+            hi = n > hi ? n : hi;
+        }
+        assert_true(hi - lo <= 1);
+        assert_int_equal(lo, 1003 / Ks[t]);
+        flm_partition_free(p);
+    }
+    /* Not the identity: a shuffled assignment. */
+    flm_partition *p = make_part(ds, "iid", 1, 42);
+    size_t fixed = 0;
+    for (size_t i = 0; i < ds->N; i++)
+        fixed += p->index[i] == i;
+    assert_true(fixed < 20);
+    flm_partition_free(p);
+    const uint32_t *idx;
+    size_t n;
+    p = make_part(ds, "iid", 4, 1);
+    assert_int_equal(flm_partition_client(p, 4, &idx, &n), FL_ERR_INVALID_ARG);
+    flm_partition_free(p);
+    flm_partition_spec ps = {FLM_PART_IID, 0, 0};
+    assert_int_equal(flm_partition_make(&p, ds, &ps, 0, 1), FL_ERR_INVALID_ARG);
+    assert_null(p);
+    flm_partition_free(NULL);
+    flm_dataset_free(ds);
+}
+
+static void test_partition_dirichlet(void **state)
+{
+    (void)state;
+    flm_dataset *ds = NULL;
+    assert_int_equal(flm_dataset_synth_images(&ds, 10000, 1, 1, 1, 10, 0.1f, 2), FL_OK);
+    flm_partition *iid = make_part(ds, "iid", 20, 7);
+    flm_partition *sk = make_part(ds, "dirichlet:0.1", 20, 7);
+    flm_partition *mid = make_part(ds, "dirichlet:1", 20, 7);
+    flm_partition *flat = make_part(ds, "dirichlet:1000", 20, 7);
+    const double s_iid = label_skew(iid, ds), s_sk = label_skew(sk, ds),
+                 s_mid = label_skew(mid, ds), s_flat = label_skew(flat, ds);
+    /* Dir(0.1) concentrates each client on a few labels; Dir(1000) is close to IID. */
+    if (!(s_sk > 0.5 && s_mid > 0.2 && s_mid < s_sk && s_flat < 0.06 && s_iid < 0.06))
+        fail_msg("skew: iid %.3f, alpha 0.1 %.3f, 1 %.3f, 1000 %.3f", s_iid, s_sk, s_mid, s_flat);
+    /* Many clients, tiny alpha: still exactly once, no underflow. */
+    flm_partition *many = make_part(ds, "dirichlet:0.01", 3000, 9);
+    flm_partition_free(many);
+    flm_partition_free(iid);
+    flm_partition_free(sk);
+    flm_partition_free(mid);
+    flm_partition_free(flat);
+    /* A label outside the class range is rejected. */
+    ds->y[5] = 10;
+    flm_partition_spec ps = {FLM_PART_DIRICHLET, 0.5, 0};
+    flm_partition *p = NULL;
+    assert_int_equal(flm_partition_make(&p, ds, &ps, 4, 1), FL_ERR_INVALID_ARG);
+    flm_dataset_free(ds);
+}
+
+static void test_partition_shards(void **state)
+{
+    (void)state;
+    flm_dataset *ds = NULL;
+    /* 10 classes x 100 samples, 50 clients x 2 shards of 10: shard edges on class edges. */
+    assert_int_equal(flm_dataset_synth_images(&ds, 1000, 1, 1, 1, 10, 0.1f, 3), FL_OK);
+    flm_partition *p = make_part(ds, "shards:2", 50, 5);
+    size_t two = 0;
+    for (size_t k = 0; k < p->K; k++) {
+        const uint32_t *idx;
+        size_t n;
+        flm_partition_client(p, k, &idx, &n);
+        assert_int_equal(n, 20);
+        int seen[10] = {0}, labels = 0;
+        for (size_t i = 0; i < n; i++)
+            if (!seen[ds->y[idx[i]]]++)
+                labels++;
+        assert_true(labels >= 1 && labels <= 2);
+        two += labels == 2;
+    }
+    assert_true(two > 25);   /* the shards were dealt at random, not in label order */
+    flm_partition_free(p);
+    p = make_part(ds, "shards:1", 10, 5);   /* one class per client */
+    for (size_t k = 0; k < p->K; k++)
+        for (size_t i = p->offset[k]; i < p->offset[k + 1]; i++)
+            assert_int_equal(ds->y[p->index[i]], ds->y[p->index[p->offset[k]]]);
+    flm_partition_free(p);
+    p = make_part(ds, "shards:3", 333, 5);   /* uneven: still exactly once */
+    flm_partition_free(p);
+    flm_partition_spec ps = {FLM_PART_SHARDS, 0, 2};
+    assert_int_equal(flm_partition_make(&p, ds, &ps, 501, 1), FL_ERR_INVALID_ARG);
+    flm_dataset_free(ds);
+}
+
+static void test_partition_natural(void **state)
+{
+    (void)state;
+    char path[512], err[256] = "";
+    fixture_path(path, sizeof path, "femnist_tiny.json");
+    const char *paths[] = {path};
+    flm_dataset *ds = NULL;
+    assert_int_equal(flm_leaf_load(&ds, FLM_LEAF_FEMNIST, paths, 1, err, sizeof err), FL_OK);
+    flm_partition *p = make_part(ds, "natural", 0, 1);
+    assert_int_equal(p->K, 3);
+    static const size_t want[3] = {2, 3, 1};
+    for (size_t k = 0; k < 3; k++) {
+        const uint32_t *idx;
+        size_t n;
+        assert_int_equal(flm_partition_client(p, k, &idx, &n), FL_OK);
+        assert_int_equal(n, want[k]);
+        for (size_t i = 0; i < n; i++)
+            assert_int_equal(ds->user[idx[i]], k);
+    }
+    flm_partition_free(p);
+    /* Fewer clients than users: whole users per client. */
+    flm_dataset *many = NULL;
+    assert_int_equal(flm_dataset_synth_images(&many, 500, 1, 1, 1, 5, 0.1f, 4), FL_OK);
+    many->user = malloc(500 * sizeof *many->user);
+    many->users = calloc(50, sizeof *many->users);
+    assert_non_null(many->user);
+    assert_non_null(many->users);
+    many->n_users = 50;
+    for (size_t u = 0; u < 50; u++)
+        many->users[u] = strdup("u");
+    for (size_t i = 0; i < 500; i++)
+        many->user[i] = (uint32_t)((i * 7) % 50);
+    p = make_part(many, "natural", 8, 3);
+    int owner[50];
+    memset(owner, -1, sizeof owner);
+    for (size_t k = 0; k < p->K; k++)
+        for (size_t i = p->offset[k]; i < p->offset[k + 1]; i++) {
+            const uint32_t u = many->user[p->index[i]];
+            assert_true(owner[u] == -1 || owner[u] == (int)k);
+            owner[u] = (int)k;
+        }
+    flm_partition_free(p);
+    flm_partition_spec ps = {FLM_PART_NATURAL, 0, 0};
+    assert_int_equal(flm_partition_make(&p, many, &ps, 51, 1), FL_ERR_INVALID_ARG);
+    flm_dataset_free(many);
+    flm_dataset *plain = NULL;
+    assert_int_equal(flm_dataset_synth_images(&plain, 10, 1, 1, 1, 2, 0.1f, 4), FL_OK);
+    assert_int_equal(flm_partition_make(&p, plain, &ps, 2, 1), FL_ERR_INVALID_ARG);
+    flm_dataset_free(plain);
+    flm_dataset_free(ds);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -642,6 +1031,14 @@ int main(void)
         cmocka_unit_test(test_leaf_shakespeare_fixture),
         cmocka_unit_test(test_leaf_malformed),
         cmocka_unit_test(test_leaf_streaming),
+        cmocka_unit_test(test_synth_images),
+        cmocka_unit_test(test_synth_tokens),
+        cmocka_unit_test(test_partition_spec),
+        cmocka_unit_test(test_gamma_sampler),
+        cmocka_unit_test(test_partition_iid),
+        cmocka_unit_test(test_partition_dirichlet),
+        cmocka_unit_test(test_partition_shards),
+        cmocka_unit_test(test_partition_natural),
     };
     return cmocka_run_group_tests(tests, setup_tmp, teardown_tmp);
 }
