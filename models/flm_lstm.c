@@ -16,11 +16,22 @@
  */
 #include "flm_lstm.h"
 
-/* The NaN-preserving clamps below are compare-and-select; GCC if-converts (and so vectorizes)
- * them only when it may assume float compares do not trap. Nothing here reads the FP
- * environment, so that assumption costs nothing. */
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC optimize("no-trapping-math")
+/* Compiler settings for this file, and why:
+ * - The NaN-preserving clamps below are compare-and-select; GCC if-converts (and so vectorizes)
+ *   them only when it may assume float compares do not trap (nothing here reads the FP
+ *   environment).
+ * - No a*b+c is contracted into an FMA, whatever -std says, so the gate math gives the same bits
+ *   on every x86 CPU and in every clone below (the GEMMs are flm_sgemm's business).
+ * - The gate loops are also compiled for AVX-512 and AVX2 and picked at load time (ifunc). */
+#if defined(__clang__)
+#pragma STDC FP_CONTRACT OFF
+#elif defined(__GNUC__)
+#pragma GCC optimize("no-trapping-math", "fp-contract=off")
+#endif
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
+#define FLM_CELL_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define FLM_CELL_CLONES
 #endif
 
 #include <stdint.h>
@@ -83,7 +94,7 @@ size_t flm_lstm_scratch_floats(int B, int T, int C, int H)
 
 /* One sample, one step: activate the gate pre-activations a (4H) in place (adding the bias),
  * then c = f c_prev + i g, h = o tanh(c). cp NULL means c_prev = 0. */
-static void cell_forward(float *restrict a, float *restrict c, float *restrict tc,
+FLM_CELL_CLONES static void cell_forward(float *restrict a, float *restrict c, float *restrict tc,
                          float *restrict h, float *restrict hnext, const float *restrict cp,
                          const float *restrict b, int H)
 {
@@ -142,7 +153,7 @@ void flm_lstm_forward(float *out, float *cache, const float *inp, const float *w
  * dc (in/out): dL/dc_t from step t+1 on entry, dL/dc_{t-1} on exit. Writes the pre-activation
  * gradients dg (4H). cp is c_{t-1}; at the first step (first != 0) c_{-1} = 0 and cp is any
  * readable stand-in of H floats (one loop body, no per-element branch, keeps it vectorized). */
-static void cell_backward(float *restrict dg, float *restrict dc, const float *restrict dout,
+FLM_CELL_CLONES static void cell_backward(float *restrict dg, float *restrict dc, const float *restrict dout,
                           const float *restrict dhr, const float *restrict a,
                           const float *restrict tc, const float *restrict cp, int first, int H)
 {
