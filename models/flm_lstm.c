@@ -93,8 +93,10 @@ size_t flm_lstm_scratch_floats(int B, int T, int C, int H)
 }
 
 /* One sample, one step: activate the gate pre-activations a (4H) in place (adding the bias),
- * then c = f c_prev + i g, h = o tanh(c). cp NULL means c_prev = 0. */
-FLM_CELL_CLONES static void cell_forward(float *restrict a, float *restrict c, float *restrict tc,
+ * then c = f c_prev + i g, h = o tanh(c), copied to hnext (h_{t-1} of the next step) unless
+ * NULL. cp NULL means c_prev = 0. */
+FLM_CELL_CLONES
+static void cell_forward(float *restrict a, float *restrict c, float *restrict tc,
                          float *restrict h, float *restrict hnext, const float *restrict cp,
                          const float *restrict b, int H)
 {
@@ -149,11 +151,12 @@ void flm_lstm_forward(float *out, float *cache, const float *inp, const float *w
     }
 }
 
-/* One sample, one step of the backward pass. dh_in = dL/dh_t (from dout and from step t+1),
+/* One sample, one step of the backward pass. dL/dh_t = dout + dhr (dhr: from step t+1),
  * dc (in/out): dL/dc_t from step t+1 on entry, dL/dc_{t-1} on exit. Writes the pre-activation
  * gradients dg (4H). cp is c_{t-1}; at the first step (first != 0) c_{-1} = 0 and cp is any
  * readable stand-in of H floats (one loop body, no per-element branch, keeps it vectorized). */
-FLM_CELL_CLONES static void cell_backward(float *restrict dg, float *restrict dc, const float *restrict dout,
+FLM_CELL_CLONES
+static void cell_backward(float *restrict dg, float *restrict dc, const float *restrict dout,
                           const float *restrict dhr, const float *restrict a,
                           const float *restrict tc, const float *restrict cp, int first, int H)
 {
@@ -221,7 +224,8 @@ void flm_embedding_forward(float *out, const int32_t *tokens, const float *w, in
         memcpy(out + r * E, w + (size_t)tokens[r] * E, (size_t)E * sizeof *out);
 }
 
-void flm_embedding_backward(float *dw, const float *dout, const int32_t *tokens, int B, int T, int E)
+void flm_embedding_backward(float *dw, const float *dout, const int32_t *tokens, int B, int T,
+                            int E)
 {
     const size_t BT = (size_t)B * T;
     for (size_t r = 0; r < BT; r++) {
