@@ -4,7 +4,8 @@
  * re-encode (it passed the same validator the encoder runs), decode again and compare equal
  * (decode . encode is the identity on valid messages). Chunk messages are fed to a tracker of fixed
  * headers, and a Task's or Update's own headers drive a tracker fed with every chunk in order, so
- * the range, duplicate and completeness logic sees fuzzed numbers too.
+ * the range, duplicate and completeness logic sees fuzzed numbers too. Decoding again under tight
+ * limits may only add limit refusals.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -95,6 +96,20 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     free(buf2);
     free(buf);
     flp_msg_free(m2);
+
+    /* Tighter limits only ever add limit refusals (a chunk's offset bound scales with the
+     * chunk-size cap, hence CHUNK_RANGE). */
+    const flp_limits tight = {.max_msg_bytes = 512, .max_tensors = 4, .max_layers = 4,
+                              .max_units = 64, .max_chunk_elems = 64, .max_chunks = 16,
+                              .max_metrics = 4, .max_str = 16, .max_fields = 128};
+    flp_msg *m3 = NULL;
+    s = flp_decode(&m3, data, size, &tight, err, sizeof err);
+    CHECK(s == FL_OK || s == FL_ERR_WIRE_LIMIT || s == FL_ERR_WIRE_TOO_LARGE ||
+          (s == FL_ERR_WIRE_CHUNK_RANGE && m->type == FLP_CHUNK));
+    CHECK((s == FL_OK) == (m3 != NULL));
+    if (m3)
+        CHECK(flp_msg_equal(m, m3));
+    flp_msg_free(m3);
 
     switch (m->type) {
     case FLP_CHUNK: track_chunk(&m->chunk); break;
