@@ -372,6 +372,22 @@ fl_status flp_tensor_header_fill(flp_tensor_header *h)
     return FL_OK;
 }
 
+fl_status flp_chunk_span(uint64_t *offset, uint32_t *count, const flp_tensor_header *h,
+                         uint32_t index)
+{
+    if (!offset || !count || !h || h->chunk_elems == 0)
+        return FL_ERR_INVALID_ARG;
+    if (index >= h->n_chunks)
+        return FL_ERR_WIRE_CHUNK_RANGE;
+    const uint64_t start = (uint64_t)index * h->chunk_elems;
+    if (start >= h->numel)
+        return FL_ERR_WIRE_CHUNK_RANGE; /* n_chunks inconsistent with numel */
+    const uint64_t rest = h->numel - start;
+    *offset = start;
+    *count = (uint32_t)(rest < h->chunk_elems ? rest : h->chunk_elems);
+    return FL_OK;
+}
+
 /* ---- pre-scan of the raw wire format ----------------------------------------------------------- */
 
 typedef struct reader {

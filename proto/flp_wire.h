@@ -106,7 +106,7 @@ typedef struct flp_hello {
 typedef struct flp_task {
     uint64_t model_version;
     const char *arch;         /* non-empty architecture id */
-    uint32_t n_layers;
+    uint32_t n_layers;        /* droppable layers, in architecture order; 0: nothing dropped */
     const flp_layer_keep *layers;
     flp_train_config train;
     const char *down_codec;   /* non-empty codec spec, parsed by compress/ */
@@ -222,6 +222,12 @@ const char *flp_type_name(flp_type t);
 /* Fills h->numel, n_chunks from ndim/shape/chunk_elems (a convenience for senders).
  * FL_ERR_WIRE_SHAPE if ndim/shape/chunk_elems are invalid, FL_ERR_OVERFLOW if numel overflows. */
 fl_status flp_tensor_header_fill(flp_tensor_header *h);
+
+/* The element range of chunk `index` of h: *offset = index*chunk_elems and *count =
+ * min(chunk_elems, numel - offset), what a sender puts in the Chunk. FL_ERR_WIRE_CHUNK_RANGE if
+ * index >= n_chunks; FL_ERR_INVALID_ARG for NULL pointers or chunk_elems 0. Thread-safe. */
+fl_status flp_chunk_span(uint64_t *offset, uint32_t *count, const flp_tensor_header *h,
+                         uint32_t index);
 
 /* ---- Chunk reassembly tracking -------------------------------------------------------------- */
 

@@ -217,6 +217,18 @@ static void test_tensor_header_fill(void **state)
     assert_int_equal(h.n_chunks, 2);
     h.shape[1] = 0;
     assert_int_equal(flp_tensor_header_fill(&h), FL_ERR_WIRE_SHAPE);
+    /* Spans of a 1001-element tensor in chunks of 1000: [0,1000) and [1000,1001). */
+    h.shape[1] = 11;
+    assert_int_equal(flp_tensor_header_fill(&h), FL_OK);
+    uint64_t off = 9;
+    uint32_t cnt = 9;
+    assert_int_equal(flp_chunk_span(&off, &cnt, &h, 0), FL_OK);
+    assert_int_equal(off, 0);
+    assert_int_equal(cnt, 1000);
+    assert_int_equal(flp_chunk_span(&off, &cnt, &h, 1), FL_OK);
+    assert_int_equal(off, 1000);
+    assert_int_equal(cnt, 1);
+    assert_int_equal(flp_chunk_span(&off, &cnt, &h, 2), FL_ERR_WIRE_CHUNK_RANGE);
     flp_tensor_header big = {"w", 0, 1, 0, 2, {1ull << 40, 1ull << 30, 0, 0}};
     assert_int_equal(flp_tensor_header_fill(&big), FL_ERR_OVERFLOW);
 }
@@ -849,9 +861,9 @@ static void test_chunk_stream(void **state)
     for (uint32_t ti = 0; ti < 2; ti++) {
         const flp_tensor_header *h = &task_tensors[ti];
         for (uint32_t i = h->n_chunks; i-- > 0;) { /* reverse order */
-            const uint64_t off = (uint64_t)i * h->chunk_elems;
-            const uint32_t cnt = (uint32_t)(h->numel - off < h->chunk_elems ? h->numel - off
-                                                                           : h->chunk_elems);
+            uint64_t off;
+            uint32_t cnt;
+            assert_int_equal(flp_chunk_span(&off, &cnt, h, i), FL_OK);
             flp_msg cm = {.version = FLP_VERSION, .type = FLP_CHUNK, .round = 17};
             cm.chunk = (flp_chunk){FLP_DIR_DOWN, ti, i, off, cnt, sizeof payload, payload};
             buf = encode_ok(&cm, &len);
