@@ -1,4 +1,7 @@
-/* Unit tests for fl_server/core: selection policies (full, fd, afd-single, afd-multi). */
+/* Unit tests for fl_server/core: selection policies (full, fd, afd-single, afd-multi), the round
+ * engine (quorum, deadline, late / duplicate / unselected updates, vanishing clients), exact
+ * resume from a checkpoint, and 20-round runs of every policy with simulated clients that train
+ * real small models (models/flm_optim.h, in this test only: the server core never trains). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -7,12 +10,19 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <cmocka.h>
 
 #include "fl_rng.h"
 #include "fl_status.h"
 #include "flm_arch.h"
 #include "flm_submodel.h"
+#include "flm_model.h"
+#include "flm_optim.h"
+#include "flp_wire.h"
+#include "flz.h"
+#include "fls_ckpt.h"
+#include "fls_core.h"
 #include "fls_policy.h"
 
 /* ---- helpers ---------------------------------------------------------------------------------- */
@@ -438,6 +448,842 @@ static void test_policy_config(void **state)
     fls_policy_free(NULL);
 }
 
+/* ---- the round engine: a small simulated client ----------------------------------------------- */
+
+/* Messages a client sends, kept so that a test can deliver them in any order. */
+typedef struct umsg {
+    uint32_t key;
+    flp_msg m;
+} umsg;
+
+typedef struct ulist {
+    umsg *v;
+    size_t n, cap;
+} ulist;
+
+static void ulist_push(ulist *l, uint32_t key, const flp_msg *m)
+{
+    if (l->n == l->cap) {
+        l->cap = l->cap ? 2 * l->cap : 64;
+        l->v = realloc(l->v, l->cap * sizeof *l->v);
+        assert_non_null(l->v);
+    }
+    l->v[l->n].key = key;
+    l->v[l->n].m = *m;
+    l->n++;
+}
+
+static void ulist_free(ulist *l)
+{
+    for (size_t i = 0; i < l->n; i++) {
+        flp_msg *m = &l->v[i].m;
+        if (m->type == FLP_CHUNK)
+            free((void *)m->chunk.payload);
+        if (m->type == FLP_UPDATE) {
+            for (uint32_t t = 0; t < m->update.n_tensors; t++)
+                free((void *)m->update.tensors[t].name);
+            free((void *)m->update.tensors);
+        }
+    }
+    free(l->v);
+    memset(l, 0, sizeof *l);
+}
+
+/* A client's local data: float features and labels. */
+typedef struct simdata {
+    float *x;
+    int32_t *y;
+    size_t n;
+} simdata;
+
+/* What a simulated client does with its Task: fetch and decode every chunk, rebuild the
+ * submodel, train it on d (or, without data, add a scripted delta), and queue its Update and the
+ * delta's chunks (uplink codec, up_chunk elements each) on out. */
+static void client_work(fls_core *core, uint32_t key, const simdata *d, float scripted,
+                        double scripted_loss, uint32_t up_chunk, ulist *out)
+{
+    flp_msg task;
+    assert_int_equal(fls_core_task(core, key, &task), FL_OK);
+    assert_int_equal(task.type, FLP_TASK);
+    assert_int_equal(flp_validate(&task, NULL, NULL, 0), FL_OK); /* what the wire would accept */
+    const flp_task *tk = &task.task;
+    flm_arch full = arch_of(tk->arch);
+    int counts[FLM_MAX_LAYERS];
+    for (uint32_t l = 0; l < tk->n_layers; l++)
+        counts[l] = (int)tk->layers[l].n_units;
+    flm_keepset ks;
+    assert_int_equal(flm_keepset_alloc(&ks, &full, counts), FL_OK);
+    for (uint32_t l = 0; l < tk->n_layers; l++)
+        memcpy(ks.idx + ks.offset[l], tk->layers[l].units, counts[l] * sizeof *ks.idx);
+    flm_submodel *sm;
+    assert_int_equal(flm_submodel_new(&full, &ks, &sm), FL_OK);
+    const flm_arch *sub = flm_submodel_arch(sm);
+    assert_int_equal(tk->n_tensors, (uint32_t)sub->n_tensors);
+    const size_t n = sub->n_params;
+    float *w = malloc(n * sizeof *w), *w0 = malloc(n * sizeof *w0);
+    const size_t cap = fls_core_task_chunk_bound(core);
+    uint8_t *buf = malloc(cap);
+    flz_ctx *z;
+    assert_int_equal(flz_ctx_new(NULL, &z), FL_OK);
+    for (uint32_t t = 0; t < tk->n_tensors; t++) {
+        assert_int_equal(tk->tensors[t].numel, sub->tensors[t].numel);
+        for (uint32_t i = 0; i < tk->tensors[t].n_chunks; i++) {
+            size_t len;
+            flp_chunk ch;
+            assert_int_equal(fls_core_task_chunk(core, key, t, i, buf, cap, &len, &ch), FL_OK);
+            assert_int_equal(flz_decode(z, buf, len, w + sub->tensors[t].offset + ch.offset,
+                                        ch.count),
+                             FL_OK);
+        }
+    }
+    memcpy(w0, w, n * sizeof *w);
+    double loss = scripted_loss;
+    uint64_t ns = 10;
+    if (d) {
+        flm_model *m;
+        assert_int_equal(flm_model_new(sub, (int)tk->train.batch_size, &m), FL_OK);
+        const flm_samples smp = {d->x, NULL, d->y, NULL, d->n};
+        const flm_sgd o = {tk->train.lr, tk->train.momentum, tk->train.weight_decay, 0.0f};
+        fl_rng r = fl_rng_stream(1234, (uint32_t)task.round, key, FL_RNG_BATCH);
+        assert_int_equal(flm_train_local(m, w, NULL, &smp, (int)tk->train.epochs, &o, &r, &loss),
+                         FL_OK);
+        flm_model_free(m);
+        ns = d->n;
+    } else {
+        for (size_t j = 0; j < n; j++)
+            w[j] += scripted * (float)(1 + j % 3);
+    }
+    for (size_t j = 0; j < n; j++)
+        w[j] -= w0[j]; /* the delta */
+    flz_spec up;
+    assert_int_equal(flz_spec_parse(tk->up_codec, &up, NULL, 0), FL_OK);
+    flp_tensor_header *h = calloc((size_t)sub->n_tensors, sizeof *h);
+    for (int t = 0; t < sub->n_tensors; t++) {
+        h[t].name = strdup(sub->tensors[t].name);
+        h[t].ndim = (uint32_t)sub->tensors[t].rank;
+        for (int k = 0; k < sub->tensors[t].rank; k++)
+            h[t].shape[k] = (uint64_t)sub->tensors[t].shape[k];
+        h[t].chunk_elems = up_chunk;
+        assert_int_equal(flp_tensor_header_fill(&h[t]), FL_OK);
+    }
+    flp_msg u;
+    memset(&u, 0, sizeof u);
+    u.version = FLP_VERSION;
+    u.type = FLP_UPDATE;
+    u.round = task.round;
+    u.sender = "";
+    u.update.model_version = tk->model_version;
+    u.update.n_tensors = (uint32_t)sub->n_tensors;
+    u.update.tensors = h;
+    u.update.n_samples = ns;
+    u.update.loss = loss;
+    ulist_push(out, key, &u);
+    for (int t = 0; t < sub->n_tensors; t++)
+        for (uint32_t i = 0; i < h[t].n_chunks; i++) {
+            const size_t off = (size_t)i * up_chunk;
+            const size_t cnt = h[t].numel - off < up_chunk ? h[t].numel - off : up_chunk;
+            const size_t bound = flz_encode_bound(&up, cnt);
+            uint8_t *p = malloc(bound);
+            size_t len;
+            flz_params fp = {0};
+            fp.seed = 77 + ((uint64_t)t << 32) + i;
+            fp.round = (uint32_t)task.round;
+            fp.client = key;
+            assert_int_equal(flz_encode(z, &up, &fp, w + sub->tensors[t].offset + off, cnt, p,
+                                        bound, &len),
+                             FL_OK);
+            flp_msg c;
+            memset(&c, 0, sizeof c);
+            c.version = FLP_VERSION;
+            c.type = FLP_CHUNK;
+            c.round = task.round;
+            c.sender = "";
+            c.chunk.dir = FLP_DIR_UP;
+            c.chunk.tensor = (uint32_t)t;
+            c.chunk.index = i;
+            c.chunk.offset = off;
+            c.chunk.count = (uint32_t)cnt;
+            c.chunk.payload = p;
+            c.chunk.payload_len = len;
+            ulist_push(out, key, &c);
+        }
+    flz_ctx_free(z);
+    free(buf);
+    free(w);
+    free(w0);
+    flm_submodel_free(sm);
+    flm_keepset_free(&ks);
+}
+
+/* Delivers every message of l whose key is `key` (all keys when key == 0), in order; returns the
+ * first non-OK status (FL_OK if none). */
+static fl_status deliver(fls_core *core, const ulist *l, uint32_t key, double now)
+{
+    fl_status first = FL_OK;
+    for (size_t i = 0; i < l->n; i++) {
+        if (key && l->v[i].key != key)
+            continue;
+        const fl_status st = fls_core_on_message(core, l->v[i].key, &l->v[i].m, now);
+        if (st != FL_OK && first == FL_OK)
+            first = st;
+    }
+    return first;
+}
+
+/* The clients of the open round, from its TASK events (other events are counted). */
+static size_t take_tasks(fls_core *core, uint32_t *keys, size_t cap, int *round_ends, int *evals)
+{
+    fls_event ev;
+    size_t n = 0;
+    while (fls_core_poll(core, &ev)) {
+        if (ev.kind == FLS_EV_TASK && n < cap)
+            keys[n++] = ev.client;
+        if (ev.kind == FLS_EV_ROUND_END && round_ends)
+            (*round_ends)++;
+        if (ev.kind == FLS_EV_EVALUATE && evals)
+            (*evals)++;
+    }
+    return n;
+}
+
+static fls_config small_config(void)
+{
+    fls_config c = fls_config_default();
+    snprintf(c.arch, sizeof c.arch, "mlp:8-6-3");
+    c.seed = 42;
+    c.clients_per_round = 3;
+    c.overcommit = 1.3;     /* ceil(3.9) = 4 selected */
+    c.round_timeout_s = 60;
+    c.chunk_elems = 7;      /* several chunks per tensor */
+    return c;
+}
+
+static fls_core *core_with_clients(const fls_config *cfg, uint32_t n_clients)
+{
+    fls_core *core = NULL;
+    assert_int_equal(fls_core_new(cfg, &core), FL_OK);
+    for (uint32_t k = 1; k <= n_clients; k++)
+        assert_int_equal(fls_core_client_join(core, k * 10, 100, 0.0), FL_OK);
+    return core;
+}
+
+static void test_config_digest(void **state)
+{
+    (void)state;
+    fls_config a = small_config(), b = small_config();
+    uint8_t da[FL_SHA256_LEN], db[FL_SHA256_LEN];
+    assert_int_equal(fls_config_digest(&a, da), FL_OK);
+    b.max_rounds = 99; /* operational: same digest */
+    b.round_timeout_s = 5;
+    assert_int_equal(fls_config_digest(&b, db), FL_OK);
+    assert_memory_equal(da, db, FL_SHA256_LEN);
+    b.seed = 43;
+    assert_int_equal(fls_config_digest(&b, db), FL_OK);
+    assert_memory_not_equal(da, db, FL_SHA256_LEN);
+    b = a;
+    b.policy.keep_p = 0.5;
+    assert_int_equal(fls_config_digest(&b, db), FL_OK);
+    assert_memory_not_equal(da, db, FL_SHA256_LEN);
+    b = a;
+    snprintf(b.up_codec, sizeof b.up_codec, "q4");
+    snprintf(a.up_codec, sizeof a.up_codec, "q4b256"); /* canonical forms digest alike */
+    assert_int_equal(fls_config_digest(&a, da), FL_OK);
+    assert_int_equal(fls_config_digest(&b, db), FL_OK);
+    assert_memory_equal(da, db, FL_SHA256_LEN);
+    char err[200];
+    b.overcommit = 0.5;
+    assert_int_equal(fls_config_validate(&b, err, sizeof err), FL_ERR_CONFIG);
+    assert_non_null(strstr(err, "overcommit"));
+    b = a;
+    snprintf(b.down_codec, sizeof b.down_codec, "q3");
+    assert_int_equal(fls_config_validate(&b, err, sizeof err), FL_ERR_CONFIG);
+    fls_core *core = NULL;
+    assert_int_equal(fls_core_new(&b, &core), FL_ERR_CONFIG);
+    assert_null(core);
+    /* Metrics render as JSON with null for NaN. */
+    fls_round_metrics m;
+    memset(&m, 0, sizeof m);
+    m.mean_loss = NAN;
+    m.closed_by = FLS_CLOSE_QUORUM;
+    char js[1024];
+    const size_t n = fls_round_metrics_json(&m, js, sizeof js);
+    assert_int_equal(n, strlen(js));
+    assert_non_null(strstr(js, "\"mean_loss\":null"));
+    assert_non_null(strstr(js, "\"closed_by\":\"quorum\""));
+}
+
+static void test_engine_quorum_and_late(void **state)
+{
+    (void)state;
+    const fls_config cfg = small_config();
+    fls_core *core = core_with_clients(&cfg, 6);
+    float before[200];
+    memcpy(before, fls_core_params(core), fls_core_arch(core)->n_params * sizeof(float));
+    assert_false(fls_core_round_open(core));
+    assert_int_equal(fls_core_tick(core, 1.0), FL_OK);
+    assert_true(fls_core_round_open(core));
+    uint32_t keys[16];
+    const size_t n = take_tasks(core, keys, 16, NULL, NULL);
+    assert_int_equal(n, 4);
+    ulist l = {0};
+    for (size_t i = 0; i < n; i++)
+        client_work(core, keys[i], NULL, 0.01f * (float)(i + 1), 1.0, 5, &l);
+    /* Three complete updates close the round at quorum; the fourth is late. */
+    for (size_t i = 0; i < 3; i++)
+        assert_int_equal(deliver(core, &l, keys[i], 2.0), FL_OK);
+    assert_false(fls_core_round_open(core));
+    assert_int_equal(deliver(core, &l, keys[3], 2.5), FL_ERR_ROUND_CLOSED);
+    int ends = 0;
+    take_tasks(core, keys, 0, &ends, NULL);
+    assert_int_equal(ends, 1);
+    const fls_round_metrics *m = fls_core_last_metrics(core);
+    assert_non_null(m);
+    assert_int_equal(m->closed_by, FLS_CLOSE_QUORUM);
+    assert_int_equal(m->selected, 4);
+    assert_int_equal(m->quorum, 3);
+    assert_int_equal(m->reported, 3);
+    assert_int_equal(m->late, 1);
+    assert_int_equal(m->failed, 0);
+    assert_int_equal(m->samples, 30);
+    assert_true(m->bytes_down > 0 && m->bytes_up > 0);
+    assert_true(m->duration_s == 1.0);
+    assert_true(m->mean_loss == 1.0);
+    assert_int_equal(fls_core_model_version(core), 1);
+    assert_int_equal(fls_core_round(core), 1);
+    /* FedAvg of full-model deltas (0.01, 0.02, 0.03) * (1 + j % 3), equal weights: +0.02 * .. */
+    const float *after = fls_core_params(core);
+    for (size_t j = 0; j < fls_core_arch(core)->n_params; j++)
+        assert_true(fabsf(after[j] - before[j] - 0.02f * (float)(1 + j % 3)) < 1e-5f);
+    /* The late client's chunks counted as rejected in the next round's metrics. */
+    assert_int_equal(fls_core_tick(core, 3.0), FL_OK);
+    assert_true(fls_core_round_open(core));
+    ulist_free(&l);
+    fls_core_free(core);
+}
+
+static void test_engine_deadline(void **state)
+{
+    (void)state;
+    fls_config cfg = small_config();
+    cfg.eval_every = 1;
+    cfg.max_rounds = 2;
+    fls_core *core = core_with_clients(&cfg, 6);
+    uint32_t keys[16];
+    assert_int_equal(fls_core_tick(core, 10.0), FL_OK);
+    const size_t n = take_tasks(core, keys, 16, NULL, NULL);
+    ulist l = {0};
+    client_work(core, keys[0], NULL, 0.01f, 2.0, 1000, &l);
+    assert_int_equal(deliver(core, &l, keys[0], 11.0), FL_OK);
+    assert_int_equal(fls_core_tick(core, 69.9), FL_OK);
+    assert_true(fls_core_round_open(core));
+    assert_int_equal(fls_core_tick(core, 70.0), FL_OK); /* the deadline: 10 + 60 */
+    assert_false(fls_core_round_open(core));
+    /* Evaluation requested; no new round until it is reported. */
+    int ends = 0, evals = 0;
+    take_tasks(core, keys, 0, &ends, &evals);
+    assert_int_equal(evals, 1);
+    assert_int_equal(ends, 0);
+    assert_int_equal(fls_core_tick(core, 71.0), FL_OK);
+    assert_false(fls_core_round_open(core));
+    fls_ckpt ck;
+    assert_int_equal(fls_core_checkpoint(core, &ck), FL_ERR_STATE);
+    assert_int_equal(fls_core_report_eval(core, 5, 0.5, 1.0, 71.0), FL_ERR_STATE);
+    assert_int_equal(fls_core_report_eval(core, 0, 0.5, 1.0, 71.0), FL_OK);
+    take_tasks(core, keys, 0, &ends, &evals);
+    assert_int_equal(ends, 1);
+    const fls_round_metrics *m = fls_core_last_metrics(core);
+    assert_int_equal(m->closed_by, FLS_CLOSE_DEADLINE);
+    assert_int_equal(m->reported, 1);
+    assert_int_equal(m->late, n - 1);
+    assert_true(m->evaluated && m->test_accuracy == 0.5);
+    assert_true(m->duration_s == 60.0);
+    /* Round 1 with nobody reporting: the model does not move; then max_rounds ends the run. */
+    float before[200];
+    memcpy(before, fls_core_params(core), fls_core_arch(core)->n_params * sizeof(float));
+    assert_int_equal(fls_core_tick(core, 72.0), FL_OK);
+    assert_true(fls_core_round_open(core));
+    assert_int_equal(fls_core_tick(core, 200.0), FL_OK);
+    assert_memory_equal(before, fls_core_params(core),
+                        fls_core_arch(core)->n_params * sizeof(float));
+    assert_int_equal(fls_core_report_eval(core, 1, 0.25, NAN, 200.0), FL_OK);
+    fls_event ev;
+    int done = 0;
+    while (fls_core_poll(core, &ev))
+        done += ev.kind == FLS_EV_DONE;
+    assert_int_equal(done, 1);
+    assert_true(fls_core_done(core));
+    assert_int_equal(fls_core_tick(core, 300.0), FL_OK);
+    assert_false(fls_core_round_open(core));
+    ulist_free(&l);
+    fls_core_free(core);
+}
+
+static void test_engine_rejections(void **state)
+{
+    (void)state;
+    const fls_config cfg = small_config();
+    fls_core *core = core_with_clients(&cfg, 6);
+    uint32_t keys[16];
+    assert_int_equal(fls_core_tick(core, 0.0), FL_OK);
+    const size_t n = take_tasks(core, keys, 16, NULL, NULL);
+    assert_int_equal(n, 4);
+    /* An unselected (connected) client and an unknown one. */
+    uint32_t other = 0;
+    for (uint32_t k = 10; k <= 60 && !other; k += 10) {
+        int sel = 0;
+        for (size_t i = 0; i < n; i++)
+            sel |= keys[i] == k;
+        if (!sel)
+            other = k;
+    }
+    assert_true(other != 0);
+    ulist l = {0};
+    client_work(core, keys[0], NULL, 0.01f, 1.0, 4, &l);
+    assert_int_equal(fls_core_on_message(core, other, &l.v[0].m, 0.5), FL_ERR_NOT_SELECTED);
+    assert_int_equal(fls_core_on_message(core, 999, &l.v[0].m, 0.5), FL_ERR_UNKNOWN_CLIENT);
+    flp_msg task;
+    assert_int_equal(fls_core_task(core, other, &task), FL_ERR_NOT_SELECTED);
+    /* A chunk before its Update header. */
+    assert_int_equal(fls_core_on_message(core, keys[0], &l.v[1].m, 0.5), FL_ERR_STATE);
+    /* The Update header twice. */
+    assert_int_equal(fls_core_on_message(core, keys[0], &l.v[0].m, 0.5), FL_OK);
+    assert_int_equal(fls_core_on_message(core, keys[0], &l.v[0].m, 0.5),
+                     FL_ERR_DUPLICATE_UPDATE);
+    /* A duplicate chunk, then a wrong round. */
+    assert_int_equal(fls_core_on_message(core, keys[0], &l.v[1].m, 0.5), FL_OK);
+    assert_int_equal(fls_core_on_message(core, keys[0], &l.v[1].m, 0.5), FL_ERR_WIRE_CHUNK_DUP);
+    flp_msg wrong = l.v[2].m;
+    wrong.round = 7;
+    assert_int_equal(fls_core_on_message(core, keys[0], &wrong, 0.5), FL_ERR_ROUND_CLOSED);
+    /* A chunk whose payload is for another length. */
+    wrong = l.v[2].m;
+    wrong.chunk.count = wrong.chunk.count - 1;
+    assert_int_equal(fls_core_on_message(core, keys[0], &wrong, 0.5), FL_ERR_CODEC_LENGTH);
+    /* The rest completes the update; more after that is a duplicate. */
+    for (size_t i = 2; i < l.n; i++)
+        assert_int_equal(fls_core_on_message(core, keys[0], &l.v[i].m, 0.5), FL_OK);
+    assert_int_equal(fls_core_on_message(core, keys[0], &l.v[0].m, 0.5),
+                     FL_ERR_DUPLICATE_UPDATE);
+    assert_int_equal(fls_core_on_message(core, keys[0], &l.v[1].m, 0.5),
+                     FL_ERR_DUPLICATE_UPDATE);
+    /* An update whose tensors do not match the Task. */
+    ulist l2 = {0};
+    client_work(core, keys[1], NULL, 0.01f, 1.0, 4, &l2);
+    flp_msg bad = l2.v[0].m;
+    bad.update.n_tensors--;
+    assert_int_equal(fls_core_on_message(core, keys[1], &bad, 0.5), FL_ERR_WIRE_SHAPE);
+    flp_tensor_header hb[FLM_MAX_TENSORS];
+    memcpy(hb, l2.v[0].m.update.tensors, l2.v[0].m.update.n_tensors * sizeof *hb);
+    hb[1].numel++;
+    bad = l2.v[0].m;
+    bad.update.tensors = hb;
+    assert_int_equal(fls_core_on_message(core, keys[1], &bad, 0.5), FL_ERR_WIRE_SHAPE);
+    bad = l2.v[0].m;
+    bad.update.model_version = 5;
+    assert_int_equal(fls_core_on_message(core, keys[1], &bad, 0.5), FL_ERR_WIRE_FIELD);
+    assert_true(fls_core_round_open(core));
+    ulist_free(&l);
+    ulist_free(&l2);
+    fls_core_free(core);
+}
+
+/* Runs one round of small_config on 6 clients: the selected clients 0..2 report (scripted deltas),
+ * client 3 does what `fourth` says: 0 = leaves before sending, 1 = leaves half-way through its
+ * upload, 2 = sends a corrupted chunk. Returns the model after the round in out. */
+static void one_round_with_fourth(int fourth, float *out, fls_round_metrics *metrics)
+{
+    fls_config cfg = small_config();
+    cfg.clients_per_round = 4;
+    cfg.overcommit = 1.0;
+    fls_core *core = core_with_clients(&cfg, 6);
+    assert_int_equal(fls_core_tick(core, 0.0), FL_OK);
+    uint32_t keys[16];
+    assert_int_equal(take_tasks(core, keys, 16, NULL, NULL), 4);
+    memset(out, 0, 200 * sizeof *out);
+    ulist l = {0};
+    for (size_t i = 0; i < 4; i++)
+        client_work(core, keys[i], NULL, 0.01f * (float)(i + 1), 1.0 + (double)i, 5, &l);
+    for (size_t i = 0; i < 3; i++)
+        assert_int_equal(deliver(core, &l, keys[i], 1.0), FL_OK);
+    assert_true(fls_core_round_open(core));
+    if (fourth == 0) {
+        assert_int_equal(fls_core_client_leave(core, keys[3], 2.0), FL_OK);
+    } else if (fourth == 1) {
+        size_t sent = 0;
+        for (size_t i = 0; i < l.n && sent < 4; i++)
+            if (l.v[i].key == keys[3]) {
+                assert_int_equal(fls_core_on_message(core, keys[3], &l.v[i].m, 2.0), FL_OK);
+                sent++;
+            }
+        assert_true(fls_core_round_open(core));
+        flp_msg bye;
+        memset(&bye, 0, sizeof bye);
+        bye.version = FLP_VERSION;
+        bye.type = FLP_BYE;
+        bye.sender = "";
+        assert_int_equal(fls_core_on_message(core, keys[3], &bye, 2.0), FL_OK);
+    } else {
+        /* Corrupt the body of the client's last chunk (after the 52-byte codec header): with
+         * the raw f32 codec, 0xFF bytes are NaNs, which the decoder refuses. */
+        for (size_t i = l.n; i-- > 0;)
+            if (l.v[i].key == keys[3] && l.v[i].m.type == FLP_CHUNK) {
+                uint8_t *p = (uint8_t *)l.v[i].m.chunk.payload;
+                assert_true(l.v[i].m.chunk.payload_len > FLZ_HEADER_SIZE);
+                for (size_t b = FLZ_HEADER_SIZE; b < l.v[i].m.chunk.payload_len; b++)
+                    p[b] = 0xFF;
+                break;
+            }
+        fl_status st = deliver(core, &l, keys[3], 2.0);
+        assert_true(st == FL_ERR_CODEC_CORRUPT || st == FL_ERR_CODEC_HEADER ||
+                    st == FL_ERR_NUMERIC);
+    }
+    assert_false(fls_core_round_open(core));
+    memcpy(out, fls_core_params(core), fls_core_arch(core)->n_params * sizeof(float));
+    *metrics = *fls_core_last_metrics(core);
+    ulist_free(&l);
+    fls_core_free(core);
+}
+
+static void test_engine_vanishing_client(void **state)
+{
+    (void)state;
+    float a[200], b[200];
+    fls_round_metrics ma, mb;
+    one_round_with_fourth(0, a, &ma);
+    one_round_with_fourth(1, b, &mb);
+    /* Vanishing half-way costs nothing but its own update: the same model, bit for bit. */
+    assert_memory_equal(a, b, sizeof a);
+    assert_int_equal(ma.closed_by, FLS_CLOSE_EXHAUSTED);
+    assert_int_equal(mb.closed_by, FLS_CLOSE_EXHAUSTED);
+    assert_int_equal(mb.reported, 3);
+    assert_int_equal(mb.failed, 1);
+    assert_int_equal(mb.late, 0);
+    assert_true(mb.mean_loss == 2.0); /* losses 1, 2, 3 with equal weights */
+}
+
+static void test_engine_refused_update(void **state)
+{
+    (void)state;
+    float a[200], b[200];
+    fls_round_metrics ma, mb;
+    one_round_with_fourth(0, a, &ma);
+    one_round_with_fourth(2, b, &mb);
+    /* A corrupt update never touches the aggregate. */
+    assert_memory_equal(a, b, sizeof a);
+    assert_int_equal(mb.failed, 1);
+    assert_int_equal(mb.reported, 3);
+}
+
+/* ---- 20-round runs with clients training real models ------------------------------------------ */
+
+#define SIM_CLIENTS 12
+#define SIM_SAMPLES 48
+#define SIM_DIM 12
+#define SIM_CLASSES 3
+#define SIM_TEST 300
+
+typedef struct simworld {
+    simdata clients[SIM_CLIENTS];
+    simdata test;
+} simworld;
+
+/* Gaussian blobs: class k centred at c_k (N(0, 0.8^2) per dimension), noise N(0, 1). Each client
+ * leans to one class (half its samples), the rest uniform: mildly non-IID. */
+static void world_make(simworld *w)
+{
+    float centers[SIM_CLASSES][SIM_DIM];
+    fl_rng r = fl_rng_stream(2024, 0, 0, FL_RNG_DATA);
+    for (int k = 0; k < SIM_CLASSES; k++)
+        for (int j = 0; j < SIM_DIM; j++)
+            centers[k][j] = 0.8f * (float)fl_rng_normal(&r);
+    for (int c = 0; c <= SIM_CLIENTS; c++) {
+        simdata *d = c < SIM_CLIENTS ? &w->clients[c] : &w->test;
+        d->n = c < SIM_CLIENTS ? SIM_SAMPLES : SIM_TEST;
+        d->x = malloc(d->n * SIM_DIM * sizeof *d->x);
+        d->y = malloc(d->n * sizeof *d->y);
+        for (size_t i = 0; i < d->n; i++) {
+            const int y = (c < SIM_CLIENTS && i % 2 == 0) ? c % SIM_CLASSES
+                                                          : (int)fl_rng_below(&r, SIM_CLASSES);
+            d->y[i] = y;
+            for (int j = 0; j < SIM_DIM; j++)
+                d->x[i * SIM_DIM + j] = centers[y][j] + (float)fl_rng_normal(&r);
+        }
+    }
+}
+
+static void world_free(simworld *w)
+{
+    for (int c = 0; c <= SIM_CLIENTS; c++) {
+        simdata *d = c < SIM_CLIENTS ? &w->clients[c] : &w->test;
+        free(d->x);
+        free(d->y);
+    }
+}
+
+static double evaluate(const flm_arch *a, const float *params, const simdata *d, double *loss)
+{
+    flm_model *m;
+    assert_int_equal(flm_model_new(a, 100, &m), FL_OK);
+    const flm_samples s = {d->x, NULL, d->y, NULL, d->n};
+    double acc = 0;
+    assert_int_equal(flm_model_evaluate(m, params, &s, loss, &acc), FL_OK);
+    flm_model_free(m);
+    return acc;
+}
+
+typedef struct simresult {
+    double acc0, acc_final;
+    double loss_first, loss_last;  /* mean local training loss, round 0 and the last round */
+    int rounds, evals;
+    uint64_t bytes_down, bytes_up;
+    uint32_t afd_kept, afd_resampled;
+} simresult;
+
+static fls_config sim_config(fls_policy_kind kind, int fd_per_client)
+{
+    fls_config c = fls_config_default();
+    snprintf(c.arch, sizeof c.arch, "mlp:%d-24-16-%d", SIM_DIM, SIM_CLASSES);
+    c.seed = 7;
+    c.policy.kind = kind;
+    c.policy.fd_per_client = fd_per_client;
+    c.clients_per_round = 6;
+    c.overcommit = 1.0;
+    c.max_rounds = 20;
+    c.eval_every = 5;
+    c.train.epochs = 2;
+    c.train.batch_size = 8;
+    c.train.lr = 0.1f;
+    c.chunk_elems = 64;
+    snprintf(c.up_codec, sizeof c.up_codec, "q8");
+    return c;
+}
+
+/* Drives a core through rounds [first, until) with the simulated clients; arrival order of the
+ * round's messages shuffled with shuffle_seed (Updates first, chunks interleaved across clients)
+ * or, with shuffle_seed 0, client by client. */
+static void sim_rounds(fls_core *core, const simworld *w, uint64_t until, uint64_t shuffle_seed,
+                       simresult *res)
+{
+    const flm_arch *a = fls_core_arch(core);
+    double now = 1000.0 * (double)fls_core_round(core);
+    while (fls_core_round(core) < until && !fls_core_done(core)) {
+        assert_int_equal(fls_core_tick(core, now), FL_OK);
+        assert_true(fls_core_round_open(core));
+        uint32_t keys[SIM_CLIENTS];
+        const size_t n = take_tasks(core, keys, SIM_CLIENTS, NULL, NULL);
+        assert_true(n > 0);
+        ulist l = {0};
+        for (size_t i = 0; i < n; i++)
+            client_work(core, keys[i], &w->clients[keys[i] - 1], 0, 0, 50, &l);
+        if (shuffle_seed) {
+            /* Updates first (a chunk needs its header), then everything else shuffled. */
+            size_t nu = 0;
+            for (size_t i = 0; i < l.n; i++)
+                if (l.v[i].m.type == FLP_UPDATE) {
+                    const umsg t = l.v[nu];
+                    l.v[nu++] = l.v[i];
+                    l.v[i] = t;
+                }
+            fl_rng r = fl_rng_stream(shuffle_seed, (uint32_t)fls_core_round(core), 0, FL_RNG_TEST);
+            for (size_t i = l.n; i > 1; i--) {
+                const size_t lo = i - 1 < nu ? 0 : nu;
+                if (i - 1 < lo + 1)
+                    continue;
+                const size_t j = lo + fl_rng_below(&r, (uint32_t)(i - lo));
+                const umsg t = l.v[i - 1];
+                l.v[i - 1] = l.v[j];
+                l.v[j] = t;
+            }
+        }
+        /* Over-commit: once the quorum is in, the remaining clients are late. */
+        for (size_t i = 0; i < l.n; i++) {
+            const int was_open = fls_core_round_open(core);
+            const fl_status st = fls_core_on_message(core, l.v[i].key, &l.v[i].m, now + 1.0);
+            assert_int_equal(st, was_open ? FL_OK : FL_ERR_ROUND_CLOSED);
+        }
+        ulist_free(&l);
+        assert_false(fls_core_round_open(core));
+        fls_event ev;
+        while (fls_core_poll(core, &ev)) {
+            if (ev.kind == FLS_EV_EVALUATE) {
+                double loss;
+                const double acc = evaluate(a, fls_core_params(core), &w->test, &loss);
+                assert_int_equal(fls_core_report_eval(core, ev.round, acc, loss, now + 2.0),
+                                 FL_OK);
+                res->evals++;
+                res->acc_final = acc;
+            } else if (ev.kind == FLS_EV_ROUND_END) {
+                const fls_round_metrics *m = fls_core_last_metrics(core);
+                assert_int_equal(m->round, ev.round);
+                assert_int_equal(m->reported, m->quorum);
+                assert_int_equal(m->late, n - m->quorum);
+                if (m->round == 0)
+                    res->loss_first = m->mean_loss;
+                res->loss_last = m->mean_loss;
+                res->bytes_down += m->bytes_down;
+                res->bytes_up += m->bytes_up;
+                res->afd_kept += m->afd.kept;
+                res->afd_resampled += m->afd.resampled;
+                res->rounds++;
+            }
+        }
+        now += 1000.0;
+    }
+}
+
+static fls_core *sim_core(const fls_config *cfg)
+{
+    fls_core *core = NULL;
+    assert_int_equal(fls_core_new(cfg, &core), FL_OK);
+    for (uint32_t k = 1; k <= SIM_CLIENTS; k++)
+        assert_int_equal(fls_core_client_join(core, k, SIM_SAMPLES, 0.0), FL_OK);
+    return core;
+}
+
+static void test_sim_policies(void **state)
+{
+    (void)state;
+    simworld w;
+    world_make(&w);
+    const struct {
+        fls_policy_kind kind;
+        int per_client;
+    } runs[] = {{FLS_POLICY_FULL, 0}, {FLS_POLICY_FD, 0}, {FLS_POLICY_FD, 1},
+                {FLS_POLICY_AFD_SINGLE, 0}, {FLS_POLICY_AFD_MULTI, 0}};
+    uint64_t full_down = 0;
+    for (size_t i = 0; i < sizeof runs / sizeof runs[0]; i++) {
+        const fls_config cfg = sim_config(runs[i].kind, runs[i].per_client);
+        fls_core *core = sim_core(&cfg);
+        simresult res;
+        memset(&res, 0, sizeof res);
+        double l0;
+        res.acc0 = evaluate(fls_core_arch(core), fls_core_params(core), &w.test, &l0);
+        sim_rounds(core, &w, 1000, 0, &res);
+        print_message("  %-10s%s: test accuracy %.3f -> %.3f, local loss %.3f -> %.3f, "
+                      "down %llu B, up %llu B, afd kept %u resampled %u\n",
+                      fls_policy_kind_name(runs[i].kind), runs[i].per_client ? " (per-client)" : "",
+                      res.acc0, res.acc_final, res.loss_first, res.loss_last,
+                      (unsigned long long)res.bytes_down, (unsigned long long)res.bytes_up,
+                      res.afd_kept, res.afd_resampled);
+        assert_true(fls_core_done(core));
+        assert_int_equal(res.rounds, 20);
+        assert_int_equal(res.evals, 4);
+        assert_true(res.loss_last < 0.7 * res.loss_first); /* the loss falls */
+        assert_true(res.acc_final > res.acc0 + 0.2);
+        assert_true(res.acc_final > 0.75);
+        if (runs[i].kind == FLS_POLICY_FULL)
+            full_down = res.bytes_down;
+        else /* submodels are smaller: less to download than FedAvg */
+            assert_true(res.bytes_down < 0.8 * (double)full_down);
+        if (runs[i].kind == FLS_POLICY_AFD_SINGLE || runs[i].kind == FLS_POLICY_AFD_MULTI)
+            assert_true(res.afd_kept > 0 && res.afd_resampled > 0);
+        fls_core_free(core);
+    }
+    world_free(&w);
+}
+
+/* The same run with three different arrival orders: bit-identical models. */
+static void test_sim_arrival_order(void **state)
+{
+    (void)state;
+    simworld w;
+    world_make(&w);
+    const fls_policy_kind kinds[] = {FLS_POLICY_AFD_MULTI, FLS_POLICY_FD};
+    for (size_t k = 0; k < 2; k++) {
+        fls_config cfg = sim_config(kinds[k], 1);
+        cfg.max_rounds = 8;
+        float *ref = NULL;
+        const size_t np = arch_of(cfg.arch).n_params;
+        for (uint64_t order = 0; order < 3; order++) {
+            fls_core *core = sim_core(&cfg);
+            simresult res;
+            memset(&res, 0, sizeof res);
+            sim_rounds(core, &w, 1000, order * 1000 + 3, &res);
+            assert_int_equal(res.rounds, 8);
+            if (!ref) {
+                ref = malloc(np * sizeof *ref);
+                memcpy(ref, fls_core_params(core), np * sizeof *ref);
+            } else {
+                assert_memory_equal(ref, fls_core_params(core), np * sizeof *ref);
+            }
+            fls_core_free(core);
+        }
+        free(ref);
+    }
+    world_free(&w);
+}
+
+/* 10 rounds straight, and 5 rounds + checkpoint file + a new core + restore + 5 rounds: the same
+ * model and policy state, byte for byte (afd-multi with FedAdam: every kind of state). */
+static void test_resume_exact(void **state)
+{
+    (void)state;
+    simworld w;
+    world_make(&w);
+    fls_config cfg = sim_config(FLS_POLICY_AFD_MULTI, 0);
+    cfg.max_rounds = 10;
+    cfg.eval_every = 0;
+    cfg.overcommit = 1.5; /* a sampled subset each round */
+    cfg.clients_per_round = 4;
+    cfg.opt = fls_opt_config_default(FLS_OPT_FEDADAM);
+    cfg.opt.lr = 0.05f;
+    simresult res;
+    memset(&res, 0, sizeof res);
+    fls_core *a = sim_core(&cfg);
+    sim_rounds(a, &w, 10, 0, &res);
+    assert_int_equal(fls_core_round(a), 10);
+
+    char dir[] = "/tmp/fls_resume_XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    char path[128];
+    snprintf(path, sizeof path, "%s/run.ckpt", dir);
+    fls_core *b = sim_core(&cfg);
+    sim_rounds(b, &w, 5, 0, &res);
+    assert_int_equal(fls_core_round(b), 5);
+    assert_int_equal(fls_core_checkpoint_write(b, path), FL_OK);
+    fls_core_free(b);
+
+    /* A configuration with another seed refuses the file. */
+    fls_config other = cfg;
+    other.seed = 8;
+    fls_core *x = sim_core(&other);
+    assert_int_equal(fls_core_restore_file(x, path), FL_ERR_CHECKPOINT_MISMATCH);
+    fls_core_free(x);
+
+    fls_core *c = sim_core(&cfg);
+    assert_int_equal(fls_core_restore_file(c, path), FL_OK);
+    assert_int_equal(fls_core_round(c), 5);
+    assert_int_equal(fls_core_model_version(c), 5);
+    sim_rounds(c, &w, 10, 0, &res);
+    assert_int_equal(fls_core_round(c), 10);
+    const size_t np = fls_core_arch(a)->n_params;
+    assert_memory_equal(fls_core_params(a), fls_core_params(c), np * sizeof(float));
+    fls_ckpt ka, kc;
+    assert_int_equal(fls_core_checkpoint(a, &ka), FL_OK);
+    assert_int_equal(fls_core_checkpoint(c, &kc), FL_OK);
+    assert_int_equal(ka.policy_len, kc.policy_len);
+    assert_memory_equal(ka.policy, kc.policy, ka.policy_len);
+    assert_int_equal(ka.opt_steps, kc.opt_steps);
+    assert_int_equal(ka.n_opt, 2);
+    for (size_t i = 0; i < ka.n_opt; i++)
+        assert_memory_equal(ka.opt[i].data, kc.opt[i].data, ka.opt[i].n * sizeof(float));
+    fls_ckpt_clear(&ka);
+    fls_ckpt_clear(&kc);
+    /* Damage on disk is refused with a clear status and leaves the core as it was. */
+    FILE *f = fopen(path, "r+b");
+    assert_non_null(f);
+    fseek(f, 200, SEEK_SET);
+    fputc(0xEE, f);
+    fclose(f);
+    assert_int_equal(fls_core_restore_file(c, path), FL_ERR_CHECKPOINT_CHECKSUM);
+    assert_memory_equal(fls_core_params(a), fls_core_params(c), np * sizeof(float));
+    unlink(path);
+    rmdir(dir);
+    fls_core_free(a);
+    fls_core_free(c);
+    world_free(&w);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -449,6 +1295,15 @@ int main(void)
         cmocka_unit_test(test_policy_afd_options),
         cmocka_unit_test(test_policy_afd_proportional),
         cmocka_unit_test(test_policy_afd_multi),
+        cmocka_unit_test(test_config_digest),
+        cmocka_unit_test(test_engine_quorum_and_late),
+        cmocka_unit_test(test_engine_deadline),
+        cmocka_unit_test(test_engine_rejections),
+        cmocka_unit_test(test_engine_vanishing_client),
+        cmocka_unit_test(test_engine_refused_update),
+        cmocka_unit_test(test_sim_policies),
+        cmocka_unit_test(test_sim_arrival_order),
+        cmocka_unit_test(test_resume_exact),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,1037 @@
+/* fls_core.c: the IO-free round engine (see fls_core.h). */
+#include "fls_core.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fl_log.h"
+#include "fl_rng.h"
+#include "fl_sha256.h"
+#include "flm_model.h"
+#include "flm_submodel.h"
+#include "flz.h"
+
+/* What a round's Task holds for one keep-set: shared by every client of the round for shared
+ * policies, one per client otherwise. */
+typedef struct task_spec {
+    flm_keepset ks;
+    flm_submodel *sm;
+    const flm_arch *sub;
+    flp_layer_keep layers[FLM_MAX_LAYERS];
+    flp_tensor_header hdrs[FLM_MAX_TENSORS];
+    uint32_t chunk_base[FLM_MAX_TENSORS + 1]; /* prefix sums of n_chunks */
+    int shared;
+    uint8_t **cache;   /* shared: encoded chunks, filled lazily */
+    size_t *cache_len;
+} task_spec;
+
+enum { CS_TASKED = 1, CS_RECEIVING = 2, CS_DONE = 3, CS_FAILED = 4 };
+
+typedef struct sel {
+    uint32_t key;
+    int state;
+    task_spec *task;                    /* owned unless task->shared */
+    flp_msg_tracker *trk;               /* the Update's chunks */
+    uint32_t up_chunk_elems[FLM_MAX_TENSORS];
+    uint32_t up_base[FLM_MAX_TENSORS + 1];
+    uint8_t **pay;                      /* encoded chunk payloads until the update is complete */
+    size_t *pay_len;
+    uint64_t n_samples;
+    double loss;
+} sel;
+
+typedef struct client_rec {
+    uint32_t key;
+    int connected;
+    uint64_t dataset_size;
+} client_rec;
+
+struct fls_core {
+    fls_config cfg;
+    uint8_t digest[FL_SHA256_LEN];
+    flm_arch arch;
+    flz_spec down, up;
+    char up_canon[FLZ_SPEC_STRLEN];
+    float *params, *delta, *tmp;
+    uint8_t *held;
+    fls_agg *agg;
+    fls_opt *opt;
+    fls_policy *pol;
+    flz_ctx *zctx;
+    client_rec *clients; /* sorted by key */
+    size_t n_clients, cap_clients;
+    uint32_t n_connected;
+    uint64_t round, model_version;
+    int open, eval_pending, done;
+    double deadline;
+    sel *sels;           /* sorted by key */
+    size_t n_sel;
+    uint32_t quorum, reported;
+    task_spec *shared_task;
+    fls_round_metrics cur, last;
+    int have_last;
+    uint32_t rejected_between;
+    fls_event *ev;
+    size_t ev_head, ev_len, ev_cap;
+};
+
+/* ---- small helpers ---------------------------------------------------------------------------- */
+
+uint32_t fls_client_key(const char *id)
+{
+    uint8_t d[FL_SHA256_LEN];
+    if (!id || fl_sha256_digest(d, id, strlen(id)) != FL_OK)
+        return 0;
+    return (uint32_t)d[0] | (uint32_t)d[1] << 8 | (uint32_t)d[2] << 16 | (uint32_t)d[3] << 24;
+}
+
+static fl_status push_event(fls_core *c, fls_event_kind kind, uint32_t client, uint64_t round)
+{
+    if (c->ev_len == c->ev_cap) {
+        const size_t cap = c->ev_cap ? 2 * c->ev_cap : 64;
+        fls_event *e = malloc(cap * sizeof *e);
+        if (!e)
+            return FL_ERR_NOMEM;
+        for (size_t i = 0; i < c->ev_len; i++)
+            e[i] = c->ev[(c->ev_head + i) % c->ev_cap];
+        free(c->ev);
+        c->ev = e;
+        c->ev_cap = cap;
+        c->ev_head = 0;
+    }
+    fls_event *e = &c->ev[(c->ev_head + c->ev_len) % c->ev_cap];
+    e->kind = kind;
+    e->client = client;
+    e->round = round;
+    c->ev_len++;
+    return FL_OK;
+}
+
+int fls_core_poll(fls_core *c, fls_event *ev)
+{
+    if (!c || !ev || c->ev_len == 0)
+        return 0;
+    *ev = c->ev[c->ev_head];
+    c->ev_head = (c->ev_head + 1) % c->ev_cap;
+    c->ev_len--;
+    return 1;
+}
+
+static size_t client_lower(const fls_core *c, uint32_t key)
+{
+    size_t lo = 0, hi = c->n_clients;
+    while (lo < hi) {
+        const size_t mid = lo + (hi - lo) / 2;
+        if (c->clients[mid].key < key)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+static client_rec *client_find(const fls_core *c, uint32_t key)
+{
+    const size_t i = client_lower(c, key);
+    return i < c->n_clients && c->clients[i].key == key ? &c->clients[i] : NULL;
+}
+
+static sel *sel_find(const fls_core *c, uint32_t key)
+{
+    size_t lo = 0, hi = c->n_sel;
+    while (lo < hi) {
+        const size_t mid = lo + (hi - lo) / 2;
+        if (c->sels[mid].key < key)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo < c->n_sel && c->sels[lo].key == key ? &c->sels[lo] : NULL;
+}
+
+static int cmp_u32(const void *a, const void *b)
+{
+    const uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+    return (x > y) - (x < y);
+}
+
+/* ---- tasks ------------------------------------------------------------------------------------ */
+
+static void task_free(task_spec *t)
+{
+    if (!t)
+        return;
+    if (t->cache) {
+        for (uint32_t i = 0; i < t->chunk_base[t->sub ? t->sub->n_tensors : 0]; i++)
+            free(t->cache[i]);
+        free(t->cache);
+        free(t->cache_len);
+    }
+    flm_submodel_free(t->sm);
+    flm_keepset_free(&t->ks);
+    free(t);
+}
+
+static fl_status task_new(fls_core *c, const flm_keepset *ks, int shared, task_spec **out)
+{
+    task_spec *t = calloc(1, sizeof *t);
+    if (!t)
+        return FL_ERR_NOMEM;
+    fl_status st = flm_keepset_copy(&t->ks, ks);
+    if (st == FL_OK)
+        st = flm_submodel_new(&c->arch, &t->ks, &t->sm);
+    if (st != FL_OK) {
+        task_free(t);
+        return st;
+    }
+    t->sub = flm_submodel_arch(t->sm);
+    t->shared = shared;
+    for (int d = 0; d < c->arch.n_drop; d++) {
+        t->layers[d].full_units = (uint32_t)c->arch.drop_units[d];
+        t->layers[d].n_units = (uint32_t)t->ks.count[d];
+        t->layers[d].units = t->ks.idx + t->ks.offset[d];
+    }
+    t->chunk_base[0] = 0;
+    for (int i = 0; i < t->sub->n_tensors; i++) {
+        const flm_tensor *ten = &t->sub->tensors[i];
+        flp_tensor_header *h = &t->hdrs[i];
+        h->name = ten->name;
+        h->ndim = (uint32_t)ten->rank;
+        for (int k = 0; k < ten->rank && k < FLP_MAX_DIMS; k++)
+            h->shape[k] = (uint64_t)ten->shape[k];
+        h->chunk_elems = c->cfg.chunk_elems;
+        st = flp_tensor_header_fill(h);
+        if (st != FL_OK || h->numel != ten->numel) {
+            task_free(t);
+            return st != FL_OK ? st : FL_ERR_INTERNAL;
+        }
+        t->chunk_base[i + 1] = t->chunk_base[i] + h->n_chunks;
+    }
+    if (shared) {
+        const size_t n = t->chunk_base[t->sub->n_tensors];
+        t->cache = calloc(n ? n : 1, sizeof *t->cache);
+        t->cache_len = calloc(n ? n : 1, sizeof *t->cache_len);
+        if (!t->cache || !t->cache_len) {
+            task_free(t);
+            return FL_ERR_NOMEM;
+        }
+    }
+    *out = t;
+    return FL_OK;
+}
+
+static void sel_release_update(sel *s)
+{
+    if (s->pay) {
+        const uint32_t n = s->up_base[s->task->sub->n_tensors];
+        for (uint32_t i = 0; i < n; i++)
+            free(s->pay[i]);
+        free(s->pay);
+        free(s->pay_len);
+        s->pay = NULL;
+        s->pay_len = NULL;
+    }
+    flp_msg_tracker_free(s->trk);
+    s->trk = NULL;
+}
+
+static void round_release(fls_core *c)
+{
+    for (size_t i = 0; i < c->n_sel; i++) {
+        sel_release_update(&c->sels[i]);
+        if (c->sels[i].task && !c->sels[i].task->shared)
+            task_free(c->sels[i].task);
+    }
+    free(c->sels);
+    c->sels = NULL;
+    c->n_sel = 0;
+    task_free(c->shared_task);
+    c->shared_task = NULL;
+}
+
+/* ---- lifecycle -------------------------------------------------------------------------------- */
+
+fl_status fls_core_new(const fls_config *cfg, fls_core **out)
+{
+    if (!cfg || !out)
+        return FL_ERR_INVALID_ARG;
+    *out = NULL;
+    char err[200];
+    fl_status st = fls_config_validate(cfg, err, sizeof err);
+    if (st != FL_OK) {
+        fl_log(&cfg->log, FL_LOG_ERROR, "server core: invalid configuration: %s", err);
+        return st;
+    }
+    fls_core *c = calloc(1, sizeof *c);
+    if (!c)
+        return FL_ERR_NOMEM;
+    c->cfg = *cfg;
+    if ((st = flm_arch_parse(cfg->arch, &c->arch, NULL, 0)) != FL_OK ||
+        (st = flz_spec_parse(cfg->down_codec, &c->down, NULL, 0)) != FL_OK ||
+        (st = flz_spec_parse(cfg->up_codec, &c->up, NULL, 0)) != FL_OK ||
+        (st = fls_config_digest(cfg, c->digest)) != FL_OK) {
+        fls_core_free(c);
+        return FL_ERR_CONFIG;
+    }
+    flz_spec_format(&c->up, c->up_canon, sizeof c->up_canon);
+    const size_t n = c->arch.n_params;
+    c->params = malloc(n * sizeof *c->params);
+    c->delta = malloc(n * sizeof *c->delta);
+    c->held = malloc(n);
+    c->tmp = malloc((size_t)cfg->chunk_elems * sizeof *c->tmp);
+    if (!c->params || !c->delta || !c->held || !c->tmp) {
+        fls_core_free(c);
+        return FL_ERR_NOMEM;
+    }
+    fls_agg_options ao = cfg->agg;
+    ao.max_open = 1; /* updates are decoded one at a time, once complete */
+    if (ao.log.fn == NULL)
+        ao.log = cfg->log;
+    if ((st = fls_agg_new(&c->arch, &ao, &c->agg)) != FL_OK ||
+        (st = fls_opt_new(&cfg->opt, n, &c->opt)) != FL_OK ||
+        (st = fls_policy_new(&cfg->policy, &c->arch, cfg->seed, &c->pol)) != FL_OK ||
+        (st = flz_ctx_new(&cfg->log, &c->zctx)) != FL_OK) {
+        fl_log(&cfg->log, FL_LOG_ERROR, "server core: %s", fl_strerror(st));
+        fls_core_free(c);
+        return st == FL_ERR_NOMEM ? st : FL_ERR_CONFIG;
+    }
+    /* The initial model: PyTorch's default initialisation from the run's INIT stream. */
+    fl_rng r = fl_rng_stream(cfg->seed, 0, 0, FL_RNG_INIT);
+    flm_model_init_params(&c->arch, c->params, &r);
+    *out = c;
+    return FL_OK;
+}
+
+void fls_core_free(fls_core *c)
+{
+    if (!c)
+        return;
+    round_release(c);
+    free(c->params);
+    free(c->delta);
+    free(c->held);
+    free(c->tmp);
+    fls_agg_free(c->agg);
+    fls_opt_free(c->opt);
+    fls_policy_free(c->pol);
+    flz_ctx_free(c->zctx);
+    free(c->clients);
+    free(c->ev);
+    free(c);
+}
+
+const uint8_t *fls_core_config_digest(const fls_core *c)
+{
+    return c->digest;
+}
+
+const flm_arch *fls_core_arch(const fls_core *c)
+{
+    return &c->arch;
+}
+
+const float *fls_core_params(const fls_core *c)
+{
+    return c->params;
+}
+
+fl_status fls_core_set_params(fls_core *c, const float *params, size_t n)
+{
+    if (!c || !params || n != c->arch.n_params)
+        return FL_ERR_INVALID_ARG;
+    if (c->open || c->eval_pending)
+        return FL_ERR_STATE;
+    for (size_t i = 0; i < n; i++)
+        if (!isfinite(params[i]))
+            return FL_ERR_INVALID_ARG;
+    memcpy(c->params, params, n * sizeof *params);
+    return FL_OK;
+}
+
+uint64_t fls_core_round(const fls_core *c)
+{
+    return c->round;
+}
+
+uint64_t fls_core_model_version(const fls_core *c)
+{
+    return c->model_version;
+}
+
+int fls_core_round_open(const fls_core *c)
+{
+    return c->open;
+}
+
+int fls_core_done(const fls_core *c)
+{
+    return c->done;
+}
+
+uint32_t fls_core_connected(const fls_core *c)
+{
+    return c->n_connected;
+}
+
+const fls_round_metrics *fls_core_last_metrics(const fls_core *c)
+{
+    return c->have_last ? &c->last : NULL;
+}
+
+/* ---- clients ---------------------------------------------------------------------------------- */
+
+fl_status fls_core_client_join(fls_core *c, uint32_t key, uint64_t dataset_size, double now)
+{
+    (void)now;
+    if (!c)
+        return FL_ERR_INVALID_ARG;
+    client_rec *cr = client_find(c, key);
+    if (!cr) {
+        if (c->n_clients == c->cap_clients) {
+            const size_t cap = c->cap_clients ? 2 * c->cap_clients : 64;
+            client_rec *nc = realloc(c->clients, cap * sizeof *nc);
+            if (!nc)
+                return FL_ERR_NOMEM;
+            c->clients = nc;
+            c->cap_clients = cap;
+        }
+        const size_t i = client_lower(c, key);
+        memmove(c->clients + i + 1, c->clients + i, (c->n_clients - i) * sizeof *c->clients);
+        c->n_clients++;
+        cr = &c->clients[i];
+        cr->key = key;
+        cr->connected = 0;
+    }
+    if (!cr->connected)
+        c->n_connected++;
+    cr->connected = 1;
+    cr->dataset_size = dataset_size;
+    return FL_OK;
+}
+
+static fl_status close_round(fls_core *c, fls_close_reason why, double now);
+
+/* Closes the round when no selected client can still report. */
+static fl_status check_exhausted(fls_core *c, double now)
+{
+    if (!c->open)
+        return FL_OK;
+    for (size_t i = 0; i < c->n_sel; i++)
+        if (c->sels[i].state == CS_TASKED || c->sels[i].state == CS_RECEIVING)
+            return FL_OK;
+    return close_round(c, FLS_CLOSE_EXHAUSTED, now);
+}
+
+fl_status fls_core_client_leave(fls_core *c, uint32_t key, double now)
+{
+    if (!c)
+        return FL_ERR_INVALID_ARG;
+    client_rec *cr = client_find(c, key);
+    if (!cr)
+        return FL_ERR_UNKNOWN_CLIENT;
+    if (cr->connected)
+        c->n_connected--;
+    cr->connected = 0;
+    sel *s = c->open ? sel_find(c, key) : NULL;
+    if (s && (s->state == CS_TASKED || s->state == CS_RECEIVING)) {
+        sel_release_update(s);
+        s->state = CS_FAILED;
+        c->cur.failed++;
+        return check_exhausted(c, now);
+    }
+    return FL_OK;
+}
+
+/* ---- rounds ----------------------------------------------------------------------------------- */
+
+static fl_status start_round(fls_core *c, double now)
+{
+    uint32_t *keys = malloc((c->n_connected ? c->n_connected : 1) * sizeof *keys);
+    if (!keys)
+        return FL_ERR_NOMEM;
+    uint32_t n = 0;
+    for (size_t i = 0; i < c->n_clients; i++)
+        if (c->clients[i].connected)
+            keys[n++] = c->clients[i].key;
+    /* ceil(overcommit * quorum), robust to 1.3 * 10 = 13.000000000000002. */
+    double want = ceil(c->cfg.overcommit * c->cfg.clients_per_round - 1e-9);
+    uint32_t m = want >= (double)n ? n : (uint32_t)want;
+    if (m < 1)
+        m = 1;
+    const uint32_t round32 = (uint32_t)c->round;
+    fl_rng r = fl_rng_stream(c->cfg.seed, round32, FLS_POLICY_SHARED_CLIENT, FL_RNG_CLIENT_SAMPLE);
+    for (uint32_t i = 0; i < m; i++) {
+        const uint32_t j = i + fl_rng_below(&r, n - i);
+        const uint32_t t = keys[i];
+        keys[i] = keys[j];
+        keys[j] = t;
+    }
+    qsort(keys, m, sizeof *keys, cmp_u32);
+    c->sels = calloc(m, sizeof *c->sels);
+    fl_status st = c->sels ? FL_OK : FL_ERR_NOMEM;
+    if (st == FL_OK)
+        st = fls_agg_begin_round(c->agg);
+    if (st == FL_OK)
+        st = fls_policy_begin_round(c->pol, round32);
+    const int shared = fls_policy_is_shared(c->pol);
+    if (st == FL_OK && shared) {
+        const flm_keepset *ks;
+        st = fls_policy_keepset(c->pol, FLS_POLICY_SHARED_CLIENT, &ks);
+        if (st == FL_OK)
+            st = task_new(c, ks, 1, &c->shared_task);
+    }
+    for (uint32_t i = 0; i < m && st == FL_OK; i++) {
+        sel *s = &c->sels[i];
+        s->key = keys[i];
+        s->state = CS_TASKED;
+        c->n_sel = i + 1;
+        if (shared) {
+            s->task = c->shared_task;
+        } else {
+            const flm_keepset *ks;
+            st = fls_policy_keepset(c->pol, s->key, &ks);
+            if (st == FL_OK)
+                st = task_new(c, ks, 0, &s->task);
+        }
+    }
+    if (st != FL_OK) {
+        free(keys);
+        round_release(c);
+        return st;
+    }
+    memset(&c->cur, 0, sizeof c->cur);
+    c->cur.round = c->round;
+    c->cur.connected = c->n_connected;
+    c->cur.selected = m;
+    c->cur.quorum = c->quorum = m < c->cfg.clients_per_round ? m : c->cfg.clients_per_round;
+    c->cur.t_start = now;
+    c->cur.policy = c->cfg.policy.kind;
+    c->cur.rejected = c->rejected_between;
+    c->cur.test_accuracy = c->cur.test_loss = NAN;
+    c->rejected_between = 0;
+    c->reported = 0;
+    c->open = 1;
+    c->deadline = now + c->cfg.round_timeout_s;
+    for (uint32_t i = 0; i < m && st == FL_OK; i++)
+        st = push_event(c, FLS_EV_TASK, keys[i], c->round);
+    free(keys);
+    fl_log(&c->cfg.log, FL_LOG_DEBUG, "round %llu: %u of %u connected clients selected, quorum %u",
+           (unsigned long long)c->round, m, n, c->quorum);
+    return st;
+}
+
+/* The round's metrics are complete: publish them; stop when a limit is reached. */
+static fl_status finish_round(fls_core *c)
+{
+    c->last = c->cur;
+    c->have_last = 1;
+    fl_status st = push_event(c, FLS_EV_ROUND_END, 0, c->last.round);
+    const int target = c->cfg.target_accuracy > 0.0 && c->last.evaluated &&
+                       c->last.test_accuracy >= c->cfg.target_accuracy;
+    const int limit = c->cfg.max_rounds && c->round >= c->cfg.max_rounds;
+    if (st == FL_OK && !c->done && (target || limit)) {
+        c->done = 1;
+        st = push_event(c, FLS_EV_DONE, 0, c->last.round);
+    }
+    return st;
+}
+
+static fl_status close_round(fls_core *c, fls_close_reason why, double now)
+{
+    if (!c->open)
+        return FL_ERR_STATE;
+    for (size_t i = 0; i < c->n_sel; i++) {
+        sel *s = &c->sels[i];
+        if (s->state == CS_TASKED || s->state == CS_RECEIVING)
+            c->cur.late++;
+        sel_release_update(s);
+    }
+    fl_status st = fls_agg_finalize(c->agg, c->delta, c->held);
+    if (st == FL_OK)
+        st = fls_opt_step(c->opt, c->params, c->delta, c->held);
+    /* Losses to the policy and the metrics, in client-key order (sels are sorted). */
+    double swl = 0.0;
+    uint64_t sw = 0;
+    for (size_t i = 0; i < c->n_sel && st == FL_OK; i++) {
+        const sel *s = &c->sels[i];
+        if (s->state != CS_DONE)
+            continue;
+        st = fls_policy_report(c->pol, s->key, s->loss, s->n_samples);
+        swl += (double)s->n_samples * s->loss;
+        sw += s->n_samples;
+    }
+    fls_policy_info info;
+    if (st == FL_OK)
+        st = fls_policy_end_round(c->pol, &info);
+    if (st != FL_OK) {
+        fl_log(&c->cfg.log, FL_LOG_ERROR, "round %llu: close failed: %s",
+               (unsigned long long)c->round, fl_strerror(st));
+        return st;
+    }
+    c->model_version++;
+    c->cur.model_version = c->model_version;
+    c->cur.closed_by = why;
+    c->cur.reported = c->reported;
+    c->cur.samples = sw;
+    c->cur.mean_loss = sw ? swl / (double)sw : NAN;
+    c->cur.t_end = now;
+    c->cur.duration_s = now - c->cur.t_start;
+    c->cur.afd = info;
+    round_release(c);
+    c->open = 0;
+    const uint64_t closed = c->round++;
+    const int last_round = c->cfg.max_rounds && c->round >= c->cfg.max_rounds;
+    if (c->cfg.eval_every && (c->round % c->cfg.eval_every == 0 || last_round)) {
+        c->eval_pending = 1;
+        return push_event(c, FLS_EV_EVALUATE, 0, closed);
+    }
+    return finish_round(c);
+}
+
+fl_status fls_core_report_eval(fls_core *c, uint64_t round, double accuracy, double loss,
+                               double now)
+{
+    (void)now;
+    if (!c || !(accuracy >= 0.0 && accuracy <= 1.0))
+        return FL_ERR_INVALID_ARG;
+    if (!c->eval_pending || round != c->cur.round)
+        return FL_ERR_STATE;
+    c->eval_pending = 0;
+    c->cur.evaluated = 1;
+    c->cur.test_accuracy = accuracy;
+    c->cur.test_loss = loss;
+    return finish_round(c);
+}
+
+fl_status fls_core_tick(fls_core *c, double now)
+{
+    if (!c)
+        return FL_ERR_INVALID_ARG;
+    if (c->open && now >= c->deadline)
+        return close_round(c, FLS_CLOSE_DEADLINE, now);
+    if (c->open || c->eval_pending || c->done)
+        return FL_OK;
+    if (c->cfg.max_rounds && c->round >= c->cfg.max_rounds) {
+        c->done = 1;
+        return push_event(c, FLS_EV_DONE, 0, c->round);
+    }
+    const uint32_t need = c->cfg.min_clients ? c->cfg.min_clients : c->cfg.clients_per_round;
+    if (c->n_connected >= need && c->n_connected > 0)
+        return start_round(c, now);
+    return FL_OK;
+}
+
+/* ---- tasks to clients ------------------------------------------------------------------------- */
+
+fl_status fls_core_task(const fls_core *c, uint32_t key, flp_msg *out)
+{
+    if (!c || !out)
+        return FL_ERR_INVALID_ARG;
+    if (!c->open)
+        return FL_ERR_ROUND_CLOSED;
+    const sel *s = sel_find(c, key);
+    if (!s)
+        return FL_ERR_NOT_SELECTED;
+    const task_spec *t = s->task;
+    memset(out, 0, sizeof *out);
+    out->version = FLP_VERSION;
+    out->type = FLP_TASK;
+    out->round = c->round;
+    out->sender = "";
+    flp_task *k = &out->task;
+    k->model_version = c->model_version;
+    k->arch = c->arch.spec;
+    k->n_layers = (uint32_t)c->arch.n_drop;
+    k->layers = t->layers;
+    k->train = c->cfg.train;
+    k->down_codec = c->cfg.down_codec;
+    k->up_codec = c->cfg.up_codec;
+    const double ms = c->cfg.round_timeout_s * 1000.0;
+    k->deadline_ms = ms >= 4294967295.0 ? 4294967295u : (uint32_t)ms;
+    k->n_tensors = (uint32_t)t->sub->n_tensors;
+    k->tensors = t->hdrs;
+    return FL_OK;
+}
+
+size_t fls_core_task_chunk_bound(const fls_core *c)
+{
+    return flz_encode_bound(&c->down, c->cfg.chunk_elems);
+}
+
+typedef struct gather_ctx {
+    float *dst;
+    const float *full;
+    size_t sub_off;
+} gather_ctx;
+
+static void gather_run(void *user, size_t full_index, size_t sub_index, size_t len)
+{
+    gather_ctx *g = user;
+    memcpy(g->dst + (sub_index - g->sub_off), g->full + full_index, len * sizeof(float));
+}
+
+fl_status fls_core_task_chunk(fls_core *c, uint32_t key, uint32_t tensor, uint32_t index,
+                              uint8_t *dst, size_t cap, size_t *len, flp_chunk *chunk)
+{
+    if (!c || !dst || !len)
+        return FL_ERR_INVALID_ARG;
+    *len = 0;
+    if (!c->open)
+        return FL_ERR_ROUND_CLOSED;
+    const sel *s = sel_find(c, key);
+    if (!s)
+        return FL_ERR_NOT_SELECTED;
+    task_spec *t = s->task;
+    if (tensor >= (uint32_t)t->sub->n_tensors || index >= t->hdrs[tensor].n_chunks)
+        return FL_ERR_WIRE_CHUNK_RANGE;
+    const flp_tensor_header *h = &t->hdrs[tensor];
+    const uint64_t off = (uint64_t)index * h->chunk_elems;
+    const uint32_t count = (uint32_t)(h->numel - off < h->chunk_elems ? h->numel - off
+                                                                       : h->chunk_elems);
+    const uint32_t ci = t->chunk_base[tensor] + index;
+    if (!t->shared || !t->cache[ci]) {
+        const size_t sub_off = t->sub->tensors[tensor].offset + (size_t)off;
+        gather_ctx g = {c->tmp, c->params, sub_off};
+        flm_submodel_runs(t->sm, sub_off, count, gather_run, &g);
+        /* Each chunk gets its own key (flz.h): the tensor and chunk index mixed into the seed. */
+        flz_params fp = {0};
+        fp.seed = c->cfg.seed ^ (0x9E3779B97F4A7C15ull * (((uint64_t)tensor << 32) | index) + 1);
+        fp.round = (uint32_t)c->round;
+        fp.client = t->shared ? FLS_POLICY_SHARED_CLIENT : key;
+        if (!t->shared) {
+            fl_status st = flz_encode(c->zctx, &c->down, &fp, c->tmp, count, dst, cap, len);
+            if (st != FL_OK)
+                return st;
+        } else {
+            const size_t bound = flz_encode_bound(&c->down, count);
+            uint8_t *buf = malloc(bound ? bound : 1);
+            if (!buf)
+                return FL_ERR_NOMEM;
+            size_t w = 0;
+            fl_status st = flz_encode(c->zctx, &c->down, &fp, c->tmp, count, buf, bound, &w);
+            if (st != FL_OK) {
+                free(buf);
+                return st;
+            }
+            uint8_t *shrunk = realloc(buf, w ? w : 1);
+            t->cache[ci] = shrunk ? shrunk : buf;
+            t->cache_len[ci] = w;
+        }
+    }
+    if (t->shared) {
+        if (cap < t->cache_len[ci])
+            return FL_ERR_BUFFER_TOO_SMALL;
+        memcpy(dst, t->cache[ci], t->cache_len[ci]);
+        *len = t->cache_len[ci];
+    }
+    c->cur.bytes_down += *len;
+    if (chunk) {
+        memset(chunk, 0, sizeof *chunk);
+        chunk->dir = FLP_DIR_DOWN;
+        chunk->tensor = tensor;
+        chunk->index = index;
+        chunk->offset = off;
+        chunk->count = count;
+        chunk->payload = dst;
+        chunk->payload_len = *len;
+    }
+    return FL_OK;
+}
+
+/* ---- updates from clients --------------------------------------------------------------------- */
+
+/* Why a message from key cannot belong to the open round's selection. */
+static fl_status not_selected(const fls_core *c, uint32_t key)
+{
+    return client_find(c, key) ? FL_ERR_NOT_SELECTED : FL_ERR_UNKNOWN_CLIENT;
+}
+
+static fl_status on_update(fls_core *c, uint32_t key, const flp_msg *m)
+{
+    if (!c->open || m->round != c->round)
+        return FL_ERR_ROUND_CLOSED;
+    sel *s = sel_find(c, key);
+    if (!s)
+        return not_selected(c, key);
+    if (s->state != CS_TASKED)
+        return FL_ERR_DUPLICATE_UPDATE;
+    const flp_update *u = &m->update;
+    const flm_arch *sub = s->task->sub;
+    if (u->model_version != c->model_version)
+        return FL_ERR_WIRE_FIELD;
+    if (u->n_tensors != (uint32_t)sub->n_tensors || !u->tensors || u->n_samples == 0 ||
+        !isfinite(u->loss))
+        return FL_ERR_WIRE_SHAPE;
+    s->up_base[0] = 0;
+    for (uint32_t i = 0; i < u->n_tensors; i++) {
+        const flp_tensor_header *h = &u->tensors[i];
+        if (h->numel != sub->tensors[i].numel || !h->name ||
+            strcmp(h->name, sub->tensors[i].name) != 0 || h->chunk_elems == 0)
+            return FL_ERR_WIRE_SHAPE;
+        s->up_chunk_elems[i] = h->chunk_elems;
+        s->up_base[i + 1] = s->up_base[i] + h->n_chunks;
+    }
+    fl_status st = flp_msg_tracker_new(&s->trk, u->tensors, u->n_tensors, FLP_DIR_UP);
+    if (st != FL_OK)
+        return st == FL_ERR_INVALID_ARG ? FL_ERR_WIRE_SHAPE : st;
+    const uint32_t n = s->up_base[u->n_tensors];
+    s->pay = calloc(n ? n : 1, sizeof *s->pay);
+    s->pay_len = calloc(n ? n : 1, sizeof *s->pay_len);
+    if (!s->pay || !s->pay_len) {
+        sel_release_update(s);
+        return FL_ERR_NOMEM;
+    }
+    s->n_samples = u->n_samples;
+    s->loss = u->loss;
+    s->state = CS_RECEIVING;
+    return FL_OK;
+}
+
+/* Decodes a complete update into the aggregator's staging buffer and commits it. */
+static fl_status commit_update(fls_core *c, sel *s)
+{
+    const flm_arch *sub = s->task->sub;
+    fls_agg_update *h = NULL;
+    fl_status st = fls_agg_update_begin(c->agg, s->n_samples, s->task->sm, &h);
+    for (int t = 0; t < sub->n_tensors && st == FL_OK; t++) {
+        const size_t numel = sub->tensors[t].numel, ce = s->up_chunk_elems[t];
+        for (uint32_t i = s->up_base[t]; i < s->up_base[t + 1] && st == FL_OK; i++) {
+            const size_t off = (size_t)(i - s->up_base[t]) * ce;
+            const size_t cnt = numel - off < ce ? numel - off : ce;
+            const size_t sub_off = sub->tensors[t].offset + off;
+            float *dst = fls_agg_update_stage(h, sub_off, cnt);
+            if (!dst) {
+                st = FL_ERR_INTERNAL;
+                break;
+            }
+            st = flz_decode(c->zctx, s->pay[i], s->pay_len[i], dst, cnt);
+            if (st == FL_OK)
+                st = fls_agg_update_add(h, sub_off, dst, cnt);
+        }
+    }
+    if (st == FL_OK) {
+        st = fls_agg_update_commit(h); /* releases h also on error */
+        h = NULL;
+    }
+    if (h)
+        fls_agg_update_abort(h);
+    return st;
+}
+
+static fl_status on_chunk(fls_core *c, uint32_t key, const flp_msg *m, double now)
+{
+    const flp_chunk *k = &m->chunk;
+    if (k->dir != FLP_DIR_UP)
+        return FL_ERR_WIRE_FIELD;
+    if (!c->open || m->round != c->round)
+        return FL_ERR_ROUND_CLOSED;
+    sel *s = sel_find(c, key);
+    if (!s)
+        return not_selected(c, key);
+    if (s->state == CS_DONE)
+        return FL_ERR_DUPLICATE_UPDATE;
+    if (s->state != CS_RECEIVING)
+        return FL_ERR_STATE; /* no Update header yet, or the update was already refused */
+    flz_info info;
+    if (!k->payload || flz_peek(k->payload, k->payload_len, &info) != FL_OK)
+        return FL_ERR_CODEC_HEADER;
+    if (info.n != k->count)
+        return FL_ERR_CODEC_LENGTH;
+    char canon[FLZ_SPEC_STRLEN];
+    flz_spec_format(&info.spec, canon, sizeof canon);
+    if (strcmp(canon, c->up_canon) != 0)
+        return FL_ERR_CODEC_SPEC;
+    fl_status st = flp_msg_tracker_accept(s->trk, k, NULL, 0);
+    if (st != FL_OK)
+        return st;
+    const uint32_t i = s->up_base[k->tensor] + k->index;
+    s->pay[i] = malloc(k->payload_len ? k->payload_len : 1);
+    if (!s->pay[i]) {
+        /* The tracker recorded the chunk: the update cannot complete; drop it. */
+        sel_release_update(s);
+        s->state = CS_FAILED;
+        c->cur.failed++;
+        check_exhausted(c, now);
+        return FL_ERR_NOMEM;
+    }
+    memcpy(s->pay[i], k->payload, k->payload_len);
+    s->pay_len[i] = k->payload_len;
+    c->cur.bytes_up += k->payload_len;
+    if (!flp_msg_tracker_complete(s->trk))
+        return FL_OK;
+    st = commit_update(c, s);
+    sel_release_update(s);
+    if (st != FL_OK) {
+        s->state = CS_FAILED;
+        c->cur.failed++;
+        fl_log(&c->cfg.log, FL_LOG_WARN, "round %llu: update of client %u refused: %s",
+               (unsigned long long)c->round, key, fl_strerror(st));
+        const fl_status cs = check_exhausted(c, now);
+        return cs != FL_OK ? cs : st;
+    }
+    s->state = CS_DONE;
+    c->reported++;
+    if (c->reported >= c->quorum)
+        return close_round(c, FLS_CLOSE_QUORUM, now);
+    return check_exhausted(c, now);
+}
+
+fl_status fls_core_on_message(fls_core *c, uint32_t key, const flp_msg *m, double now)
+{
+    if (!c || !m)
+        return FL_ERR_INVALID_ARG;
+    fl_status st;
+    switch (m->type) {
+    case FLP_HELLO:
+        st = fls_core_client_join(c, key, m->hello.dataset_size, now);
+        break;
+    case FLP_BYE:
+        st = fls_core_client_leave(c, key, now);
+        break;
+    case FLP_HEARTBEAT:
+        st = client_find(c, key) ? FL_OK : FL_ERR_UNKNOWN_CLIENT;
+        break;
+    case FLP_UPDATE:
+        st = on_update(c, key, m);
+        break;
+    case FLP_CHUNK:
+        st = on_chunk(c, key, m, now);
+        break;
+    default:
+        st = FL_ERR_WIRE_TYPE;
+        break;
+    }
+    if (st != FL_OK) {
+        if (c->open)
+            c->cur.rejected++;
+        else
+            c->rejected_between++;
+    }
+    return st;
+}
+
+/* ---- checkpoints ------------------------------------------------------------------------------ */
+
+fl_status fls_core_checkpoint(const fls_core *c, fls_ckpt *out)
+{
+    if (!c || !out)
+        return FL_ERR_INVALID_ARG;
+    memset(out, 0, sizeof *out);
+    if (c->open || c->eval_pending)
+        return FL_ERR_STATE;
+    memcpy(out->config_digest, c->digest, FL_SHA256_LEN);
+    out->round = c->round;
+    out->model_version = c->model_version;
+    snprintf(out->arch, sizeof out->arch, "%s", c->arch.spec);
+    const size_t n = c->arch.n_params;
+    out->params = malloc(n * sizeof *out->params);
+    if (!out->params)
+        goto nomem;
+    memcpy(out->params, c->params, n * sizeof *out->params);
+    out->n_params = n;
+    out->opt_kind = (uint32_t)c->cfg.opt.kind;
+    out->opt_steps = fls_opt_steps(c->opt);
+    const size_t ns = fls_opt_n_state(c->opt);
+    if (ns > FLS_CKPT_MAX_OPT) {
+        fls_ckpt_clear(out);
+        return FL_ERR_INTERNAL;
+    }
+    for (size_t i = 0; i < ns; i++) {
+        const char *name = NULL;
+        size_t len = 0;
+        /* fls_opt_state takes a non-const opt (it lets restore write through); we only read. */
+        const float *x = fls_opt_state((fls_opt *)c->opt, i, &name, &len);
+        if (!x || !name) {
+            fls_ckpt_clear(out);
+            return FL_ERR_INTERNAL;
+        }
+        snprintf(out->opt[i].name, sizeof out->opt[i].name, "%s", name);
+        out->opt[i].data = malloc((len ? len : 1) * sizeof(float));
+        if (!out->opt[i].data)
+            goto nomem;
+        memcpy(out->opt[i].data, x, len * sizeof(float));
+        out->opt[i].n = len;
+        out->n_opt = i + 1;
+    }
+    if (fls_policy_export(c->pol, &out->policy, &out->policy_len) != FL_OK)
+        goto nomem;
+    return FL_OK;
+nomem:
+    fls_ckpt_clear(out);
+    return FL_ERR_NOMEM;
+}
+
+fl_status fls_core_checkpoint_write(const fls_core *c, const char *path)
+{
+    if (!c || !path)
+        return FL_ERR_INVALID_ARG;
+    fls_ckpt ck;
+    fl_status st = fls_core_checkpoint(c, &ck);
+    if (st != FL_OK)
+        return st;
+    st = fls_ckpt_write(path, &ck, &c->cfg.log);
+    fls_ckpt_clear(&ck);
+    return st;
+}
+
+fl_status fls_core_restore(fls_core *c, const fls_ckpt *k)
+{
+    if (!c || !k)
+        return FL_ERR_INVALID_ARG;
+    if (c->open || c->eval_pending)
+        return FL_ERR_STATE;
+    const fl_logger *lg = &c->cfg.log;
+    if (fls_ckpt_check_digest(k, c->digest) != FL_OK) {
+        fl_log(lg, FL_LOG_ERROR, "checkpoint: written by another configuration (digest differs)");
+        return FL_ERR_CHECKPOINT_MISMATCH;
+    }
+    if (strcmp(k->arch, c->arch.spec) != 0 || k->n_params != c->arch.n_params ||
+        k->opt_kind != (uint32_t)c->cfg.opt.kind || k->n_opt != fls_opt_n_state(c->opt)) {
+        fl_log(lg, FL_LOG_ERROR, "checkpoint: architecture or optimizer state does not match");
+        return FL_ERR_CHECKPOINT_MISMATCH;
+    }
+    for (size_t i = 0; i < k->n_opt; i++) {
+        const char *name = NULL;
+        size_t len = 0;
+        if (!fls_opt_state(c->opt, i, &name, &len) || strcmp(name, k->opt[i].name) != 0 ||
+            len != k->opt[i].n) {
+            fl_log(lg, FL_LOG_ERROR, "checkpoint: optimizer array %zu does not match", i);
+            return FL_ERR_CHECKPOINT_MISMATCH;
+        }
+    }
+    /* The only step that can still fail; it leaves the policy unchanged on error. */
+    fl_status st = fls_policy_import(c->pol, k->policy, k->policy_len);
+    if (st != FL_OK) {
+        fl_log(lg, FL_LOG_ERROR, "checkpoint: policy state refused: %s", fl_strerror(st));
+        return st;
+    }
+    memcpy(c->params, k->params, k->n_params * sizeof *c->params);
+    for (size_t i = 0; i < k->n_opt; i++) {
+        size_t len = 0;
+        float *x = fls_opt_state(c->opt, i, NULL, &len);
+        memcpy(x, k->opt[i].data, len * sizeof *x);
+    }
+    fls_opt_set_steps(c->opt, k->opt_steps);
+    c->round = k->round;
+    c->model_version = k->model_version;
+    c->done = 0;
+    return FL_OK;
+}
+
+fl_status fls_core_restore_file(fls_core *c, const char *path)
+{
+    if (!c || !path)
+        return FL_ERR_INVALID_ARG;
+    fls_ckpt k;
+    char err[200];
+    fl_status st = fls_ckpt_read(path, 0, &k, err, sizeof err);
+    if (st != FL_OK) {
+        fl_log(&c->cfg.log, FL_LOG_ERROR, "checkpoint %s: %s (%s)", path, fl_strerror(st), err);
+        return st;
+    }
+    st = fls_core_restore(c, &k);
+    fls_ckpt_clear(&k);
+    return st;
+}

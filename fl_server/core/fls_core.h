@@ -1,0 +1,162 @@
+/* fls_core.h: the IO-free round engine of the fedrop server (shared DESIGN.md, "One round, as
+ * data flows"). The daemon (fl_server, ZeroMQ) and the simulator (fl_sim, in-process queue and
+ * virtual clock) run this very code.
+ *
+ * No sockets, no clocks, no files (except the checkpoint functions' explicit path). Events come
+ * in as calls (a client joined or left, a decoded message arrived, the time is now T: every entry
+ * point takes `now`, in seconds on any monotonic clock the host likes); work for the host goes out
+ * through an outbox of events the host polls:
+ *
+ *   FLS_EV_TASK       send client its Task: fls_core_task() fills the message, then
+ *                     fls_core_task_chunk() encodes each weight chunk when the host pulls it
+ *   FLS_EV_EVALUATE   evaluate fls_core_params() on the test set, then fls_core_report_eval()
+ *   FLS_EV_ROUND_END  a round is over: fls_core_last_metrics() (print it, checkpoint, ...)
+ *   FLS_EV_DONE       the run is over (max_rounds or target_accuracy reached)
+ *
+ * A round: when at least max(min_clients, 1) clients are connected (and no evaluation is pending),
+ * the core samples ceil(overcommit * clients_per_round) of them (all if fewer) from the stream
+ * (seed, round, FLS_POLICY_SHARED_CLIENT, FL_RNG_CLIENT_SAMPLE) over the connected keys in
+ * increasing order, asks the policy for each one's keep-set and emits their Tasks. Updates are
+ * validated against the client's Task (round, model version, tensor count, names and numel) and
+ * their chunks against a tracker (range, duplicates) and the uplink codec header; an update's
+ * encoded chunks are kept until it is complete, then decoded into the aggregator's staging buffer
+ * and committed (an incomplete or refused update never touches the aggregate). The round closes at
+ * quorum (clients_per_round commits, or all selected if fewer were selected), at its deadline
+ * (checked by fls_core_tick), or once no selected client can still report. Closing finalizes the
+ * aggregate, applies the server optimizer, feeds the reported losses to the policy (the AFD rule),
+ * and records the metrics. Results are bit-identical whatever the arrival order of updates and
+ * chunks: aggregation is exact fixed point, and every sum over clients runs in client-key order.
+ *
+ * Clients are named by a uint32 key the host chooses (the simulator: the virtual client number;
+ * the daemon: fls_client_key() of the id string). Keys are stable across reconnects and restarts:
+ * afd-multi state and every random stream are keyed by them.
+ *
+ * The host replies to a client from the status the message call returns: FL_OK (accepted),
+ * FL_ERR_ROUND_CLOSED (an update or chunk for a round that is not open: late), FL_ERR_NOT_SELECTED,
+ * FL_ERR_DUPLICATE_UPDATE, FL_ERR_UNKNOWN_CLIENT, FL_ERR_WIRE_* / FL_ERR_CODEC_* (refused content).
+ *
+ * Thread-safety: an fls_core is not thread-safe; one thread drives it (the reactor or the
+ * simulator loop). Returned pointers stay valid until the next call that takes a non-const core.
+ */
+#ifndef FLS_CORE_H
+#define FLS_CORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "fl_status.h"
+#include "flp_wire.h"
+#include "fls_ckpt.h"
+#include "fls_round.h"
+
+typedef enum fls_event_kind {
+    FLS_EV_TASK = 1,
+    FLS_EV_EVALUATE = 2,
+    FLS_EV_ROUND_END = 3,
+    FLS_EV_DONE = 4,
+} fls_event_kind;
+
+typedef struct fls_event {
+    fls_event_kind kind;
+    uint32_t client;   /* FLS_EV_TASK: the client */
+    uint64_t round;    /* the round the event belongs to */
+} fls_event;
+
+typedef struct fls_core fls_core; /* opaque */
+
+/* A stable 32-bit key for a client id string (the first 4 bytes of its SHA-256, little-endian).
+ * Thread-safe. */
+uint32_t fls_client_key(const char *id);
+
+/* Validates cfg (fls_config_validate), copies it, allocates the model (initialised from the
+ * stream (seed, 0, 0, FL_RNG_INIT) with PyTorch's default initialisation), the aggregator, the
+ * server optimizer and the policy. Returns FL_OK, FL_ERR_CONFIG (reason logged), FL_ERR_NOMEM.
+ * The caller owns *out. */
+fl_status fls_core_new(const fls_config *cfg, fls_core **out);
+void fls_core_free(fls_core *core); /* NULL is a no-op */
+
+/* The configuration's digest (fls_config_digest) and the parsed architecture. */
+const uint8_t *fls_core_config_digest(const fls_core *core);
+const flm_arch *fls_core_arch(const fls_core *core);
+
+/* The global model (arch n_params floats), owned by the core. set_params replaces it (only
+ * between rounds: FL_ERR_STATE otherwise; FL_ERR_INVALID_ARG for a wrong n or a non-finite value). */
+const float *fls_core_params(const fls_core *core);
+fl_status fls_core_set_params(fls_core *core, const float *params, size_t n);
+
+/* The round to run next (or running), the model version (server steps taken so far), and whether
+ * a round is open. */
+uint64_t fls_core_round(const fls_core *core);
+uint64_t fls_core_model_version(const fls_core *core);
+int fls_core_round_open(const fls_core *core);
+/* 1 once the run is over (FLS_EV_DONE was emitted). */
+int fls_core_done(const fls_core *core);
+
+/* A client connected (or reconnected). dataset_size is informational. May start a round.
+ * FL_OK, FL_ERR_NOMEM. */
+fl_status fls_core_client_join(fls_core *core, uint32_t client, uint64_t dataset_size, double now);
+/* A client disconnected: its unfinished update this round (if any) is dropped and counted as
+ * failed; if no selected client can still report, the round closes. FL_OK or
+ * FL_ERR_UNKNOWN_CLIENT. */
+fl_status fls_core_client_leave(fls_core *core, uint32_t client, double now);
+/* Number of connected clients. */
+uint32_t fls_core_connected(const fls_core *core);
+
+/* Time passes: closes the round if its deadline is reached, starts one if possible. FL_OK or an
+ * internal failure (FL_ERR_NOMEM). */
+fl_status fls_core_tick(fls_core *core, double now);
+
+/* A decoded, validated message (flp_decode) from client. Hello joins the client (as
+ * fls_core_client_join), Bye leaves it, Update and Chunk are processed as described above,
+ * Heartbeat is accepted. Returns the status to reply with (see the header comment). The message
+ * is not retained. */
+fl_status fls_core_on_message(fls_core *core, uint32_t client, const flp_msg *m, double now);
+
+/* Pops the oldest event into *ev: 1 if there was one, 0 if the outbox is empty. */
+int fls_core_poll(fls_core *core, fls_event *ev);
+
+/* Fills *out with client's Task of the open round (type FLP_TASK, round, model version, arch,
+ * keep-set, training config, codec specs, deadline, tensor headers). Every pointer in *out points
+ * into the core and stays valid until the round closes. FL_OK, FL_ERR_NOT_SELECTED,
+ * FL_ERR_ROUND_CLOSED (no round open). */
+fl_status fls_core_task(const fls_core *core, uint32_t client, flp_msg *out);
+
+/* Largest payload fls_core_task_chunk can produce (size dst with it). */
+size_t fls_core_task_chunk_bound(const fls_core *core);
+
+/* Encodes chunk `index` of tensor `tensor` of client's Task weights with the downlink codec into
+ * dst[0..cap), and fills *chunk (may be NULL) as the Chunk message body (dir DOWN, tensor, index,
+ * offset, count, payload = dst, payload_len). The submodel's weights are gathered from the global
+ * model only for that chunk's range (no per-client model copy); for shared keep-sets (full, fd
+ * shared, afd-single) each chunk is encoded once per round and the same bytes are copied out to
+ * every client. FL_OK, FL_ERR_NOT_SELECTED, FL_ERR_ROUND_CLOSED, FL_ERR_WIRE_CHUNK_RANGE,
+ * FL_ERR_BUFFER_TOO_SMALL, codec errors. */
+fl_status fls_core_task_chunk(fls_core *core, uint32_t client, uint32_t tensor, uint32_t index,
+                              uint8_t *dst, size_t cap, size_t *len, flp_chunk *chunk);
+
+/* The host's evaluation of the model after round `round` (the one FLS_EV_EVALUATE named):
+ * accuracy in [0, 1] and loss (NaN if unknown). Completes that round's metrics, emits
+ * FLS_EV_ROUND_END (and FLS_EV_DONE when the target is reached) and lets the next round start.
+ * FL_OK, FL_ERR_STATE (no evaluation pending for that round), FL_ERR_INVALID_ARG. */
+fl_status fls_core_report_eval(fls_core *core, uint64_t round, double accuracy, double loss,
+                               double now);
+
+/* The metrics of the last finished round (NULL before the first). */
+const fls_round_metrics *fls_core_last_metrics(const fls_core *core);
+
+/* Builds a checkpoint of the state between rounds (model, optimizer state, policy state, next
+ * round, model version, config digest) into *out (owned by the caller: fls_ckpt_clear).
+ * FL_ERR_STATE while a round is open or an evaluation is pending; FL_ERR_NOMEM. */
+fl_status fls_core_checkpoint(const fls_core *core, fls_ckpt *out);
+/* fls_core_checkpoint, then fls_ckpt_write(path) (atomic). */
+fl_status fls_core_checkpoint_write(const fls_core *core, const char *path);
+
+/* Restores the state of a checkpoint (which must come from a configuration with the same digest:
+ * FL_ERR_CHECKPOINT_MISMATCH otherwise, and for another architecture, parameter count, optimizer
+ * kind or state shape, or policy kind). All or nothing: on error the core is unchanged. Only
+ * between rounds (FL_ERR_STATE). Errors: FL_ERR_CHECKPOINT_FORMAT (policy state damaged). */
+fl_status fls_core_restore(fls_core *core, const fls_ckpt *c);
+/* fls_ckpt_read(path), then fls_core_restore. The reason of a failure is logged. */
+fl_status fls_core_restore_file(fls_core *core, const char *path);
+
+#endif
