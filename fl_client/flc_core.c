@@ -1,0 +1,474 @@
+#include "flc_core.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "flm_optim.h"
+#include "flz.h"
+
+typedef struct up_chunk {
+    uint32_t tensor, index, count;
+    uint64_t offset;
+    size_t pay_off, pay_len;
+} up_chunk;
+
+struct flc_core {
+    char *id;
+    uint32_t key;
+    uint64_t seed;
+    const flm_samples *data;
+    flc_core_train_fn train_fn;
+    void *train_user;
+    fl_logger log;
+    flz_ctx *z;
+
+    /* the current task */
+    int have_task, ready, trained;
+    uint64_t round, model_version;
+    flm_arch full;
+    flm_keepset keep;
+    flm_submodel *sm;
+    flp_train_config train;
+    flz_spec up;
+    uint32_t n_tensors;
+    flp_tensor_header hdr[FLM_MAX_TENSORS];
+    flp_msg_tracker *trk;
+    float *w, *w0;
+    size_t w_cap;
+
+    /* the training runtime, kept while the architecture and batch size stay the same */
+    flm_model *model;
+    char model_spec[FLM_ARCH_SPEC_MAX];
+    size_t model_params;
+    int model_B;
+
+    /* the encoded update */
+    uint8_t *pay;
+    size_t pay_cap, pay_len;
+    up_chunk *chunks;
+    uint32_t n_chunks;
+    size_t chunks_cap;
+    flp_metric metrics[1];
+
+    /* error feedback (top-k pipelines), global coordinates */
+    float *resid;
+    size_t resid_n;
+    float *tmp, *dec;
+    size_t tmp_cap;
+
+    flc_core_stats stats;
+};
+
+fl_status flc_core_new(const flc_core_config *cfg, flc_core **out)
+{
+    *out = NULL;
+    if (!cfg || !cfg->client_id || !cfg->client_id[0] || (!cfg->train && !cfg->data))
+        return FL_ERR_INVALID_ARG;
+    flc_core *c = calloc(1, sizeof *c);
+    if (!c)
+        return FL_ERR_NOMEM;
+    c->id = strdup(cfg->client_id);
+    c->key = cfg->client_key;
+    c->seed = cfg->seed;
+    c->data = cfg->data;
+    c->train_fn = cfg->train;
+    c->train_user = cfg->train_user;
+    c->log = cfg->log;
+    c->round = UINT64_MAX;
+    if (!c->id || flz_ctx_new(&c->log, &c->z) != FL_OK) {
+        flc_core_free(c);
+        return FL_ERR_NOMEM;
+    }
+    *out = c;
+    return FL_OK;
+}
+
+static void drop_task(flc_core *c)
+{
+    flm_submodel_free(c->sm);
+    c->sm = NULL;
+    flm_keepset_free(&c->keep);
+    flp_msg_tracker_free(c->trk);
+    c->trk = NULL;
+    c->have_task = c->ready = c->trained = 0;
+    c->n_chunks = 0;
+    c->pay_len = 0;
+    c->round = UINT64_MAX;
+}
+
+void flc_core_free(flc_core *c)
+{
+    if (!c)
+        return;
+    drop_task(c);
+    flm_model_free(c->model);
+    flz_ctx_free(c->z);
+    free(c->id);
+    free(c->w);
+    free(c->w0);
+    free(c->pay);
+    free(c->chunks);
+    free(c->resid);
+    free(c->tmp);
+    free(c->dec);
+    free(c);
+}
+
+static fl_status grow(void **p, size_t *cap, size_t need, size_t elem)
+{
+    if (need <= *cap)
+        return FL_OK;
+    size_t n = *cap ? *cap : 1024;
+    while (n < need)
+        n *= 2;
+    void *q = realloc(*p, n * elem);
+    if (!q)
+        return FL_ERR_NOMEM;
+    *p = q;
+    *cap = n;
+    return FL_OK;
+}
+
+static fl_status on_task(flc_core *c, const flp_msg *m)
+{
+    drop_task(c);
+    const flp_task *t = &m->task;
+    char err[160];
+    fl_status st = flm_arch_parse(t->arch, &c->full, err, sizeof err);
+    if (st != FL_OK) {
+        fl_log(&c->log, FL_LOG_ERROR, "task for round %llu: %s", (unsigned long long)m->round, err);
+        return st;
+    }
+    if ((int)t->n_layers != c->full.n_drop) {
+        fl_log(&c->log, FL_LOG_ERROR, "task keep-set has %u layers, %s drops %d",
+               t->n_layers, c->full.spec, c->full.n_drop);
+        return FL_ERR_KEEPSET;
+    }
+    int counts[FLM_MAX_LAYERS];
+    for (uint32_t d = 0; d < t->n_layers; d++) {
+        if ((int)t->layers[d].full_units != c->full.drop_units[d])
+            return FL_ERR_KEEPSET;
+        counts[d] = (int)t->layers[d].n_units;
+    }
+    if ((st = flm_keepset_alloc(&c->keep, &c->full, counts)) != FL_OK)
+        return st;
+    for (uint32_t d = 0; d < t->n_layers; d++)
+        memcpy(c->keep.idx + c->keep.offset[d], t->layers[d].units,
+               t->layers[d].n_units * sizeof(uint32_t));
+    if ((st = flm_keepset_validate(&c->keep, &c->full)) != FL_OK ||
+        (st = flm_submodel_new(&c->full, &c->keep, &c->sm)) != FL_OK) {
+        drop_task(c);
+        return st;
+    }
+    flz_spec down;
+    if ((st = flz_spec_parse(t->down_codec, &down, err, sizeof err)) != FL_OK ||
+        (st = flz_spec_parse(t->up_codec, &c->up, err, sizeof err)) != FL_OK) {
+        fl_log(&c->log, FL_LOG_ERROR, "task codec: %s", err);
+        drop_task(c);
+        return st;
+    }
+    const flm_arch *sub = flm_submodel_arch(c->sm);
+    if ((int)t->n_tensors != sub->n_tensors) {
+        drop_task(c);
+        return FL_ERR_WIRE_SHAPE;
+    }
+    for (int i = 0; i < sub->n_tensors; i++) {
+        const flp_tensor_header *h = &t->tensors[i];
+        if (strcmp(h->name, sub->tensors[i].name) != 0 || h->numel != sub->tensors[i].numel) {
+            fl_log(&c->log, FL_LOG_ERROR, "task tensor %d is %s[%llu], the submodel has %s[%zu]",
+                   i, h->name, (unsigned long long)h->numel, sub->tensors[i].name,
+                   sub->tensors[i].numel);
+            drop_task(c);
+            return FL_ERR_WIRE_SHAPE;
+        }
+        c->hdr[i] = *h;
+        c->hdr[i].name = sub->tensors[i].name; /* owned by the submodel, outlives the message */
+    }
+    c->n_tensors = t->n_tensors;
+    if ((st = flp_msg_tracker_new(&c->trk, c->hdr, c->n_tensors, FLP_DIR_DOWN)) != FL_OK ||
+        (st = grow((void **)&c->w, &c->w_cap, sub->n_params, sizeof(float))) != FL_OK) {
+        drop_task(c);
+        return st;
+    }
+    free(c->w0);
+    c->w0 = malloc(c->w_cap * sizeof(float));
+    if (!c->w0) {
+        drop_task(c);
+        return FL_ERR_NOMEM;
+    }
+    c->train = t->train;
+    c->round = m->round;
+    c->model_version = t->model_version;
+    c->have_task = 1;
+    memset(&c->stats, 0, sizeof c->stats);
+    c->stats.round = m->round;
+    c->stats.sub_params = sub->n_params;
+    return FL_OK;
+}
+
+static fl_status on_chunk(flc_core *c, const flp_msg *m)
+{
+    const flp_chunk *k = &m->chunk;
+    if (k->dir != FLP_DIR_DOWN)
+        return FL_OK;
+    if (!c->have_task || m->round != c->round || c->ready)
+        return FL_ERR_STATE;
+    char err[160];
+    fl_status st = flp_msg_tracker_accept(c->trk, k, err, sizeof err);
+    if (st != FL_OK) {
+        fl_log(&c->log, FL_LOG_WARN, "round %llu: chunk refused: %s", (unsigned long long)m->round, err);
+        return st;
+    }
+    const flm_tensor *t = &flm_submodel_arch(c->sm)->tensors[k->tensor];
+    st = flz_decode(c->z, k->payload, k->payload_len, c->w + t->offset + k->offset, k->count);
+    if (st != FL_OK) {
+        /* The tracker counted this chunk: the task can never complete. */
+        fl_log(&c->log, FL_LOG_ERROR, "round %llu: weight chunk %u/%u does not decode: %s",
+               (unsigned long long)m->round, k->tensor, k->index, fl_strerror(st));
+        drop_task(c);
+        return st;
+    }
+    c->stats.bytes_down += k->payload_len;
+    if (flp_msg_tracker_complete(c->trk)) {
+        const size_t n = flm_submodel_arch(c->sm)->n_params;
+        memcpy(c->w0, c->w, n * sizeof(float));
+        c->ready = 1;
+    }
+    return FL_OK;
+}
+
+fl_status flc_core_on_message(flc_core *c, const flp_msg *m)
+{
+    switch (m->type) {
+    case FLP_TASK:
+        return on_task(c, m);
+    case FLP_CHUNK:
+        return on_chunk(c, m);
+    default:
+        return FL_OK;
+    }
+}
+
+int flc_core_ready(const flc_core *c)
+{
+    return c->ready && !c->trained;
+}
+
+uint64_t flc_core_round(const flc_core *c)
+{
+    return c->round;
+}
+
+static fl_status builtin_train(flc_core *c, const flc_core_job *job, float *params,
+                               uint64_t *n_samples, double *loss)
+{
+    const int B = (int)job->train->batch_size;
+    if (!c->model || c->model_B != B || strcmp(c->model_spec, job->sub->spec) != 0 ||
+        c->model_params != job->sub->n_params) {
+        flm_model_free(c->model);
+        c->model = NULL;
+        fl_status st = flm_model_new(job->sub, B, &c->model);
+        if (st != FL_OK)
+            return st;
+        c->model_B = B;
+        c->model_params = job->sub->n_params;
+        snprintf(c->model_spec, sizeof c->model_spec, "%s", job->sub->spec);
+    }
+    flm_samples view = *c->data;
+    if (job->train->max_samples && view.n > job->train->max_samples)
+        view.n = (size_t)job->train->max_samples;
+    const flm_sgd o = {job->train->lr, job->train->momentum, job->train->weight_decay,
+                       job->train->prox_mu};
+    fl_rng order = fl_rng_stream(job->seed, (uint32_t)job->round, c->key, FL_RNG_BATCH);
+    *n_samples = view.n;
+    return flm_train_local(c->model, params, job->train->prox_mu > 0 ? job->w_global : NULL,
+                           &view, (int)job->train->epochs, &o, &order, loss);
+}
+
+/* Error feedback: gathers / scatters the global residual over one chunk's runs. */
+typedef struct ef_ctx {
+    float *resid;
+    float *buf;
+    size_t base; /* sub index of buf[0] */
+    int put;     /* 0: buf += resid; 1: resid = buf */
+} ef_ctx;
+
+static void ef_run(void *user, size_t full_index, size_t sub_index, size_t len)
+{
+    ef_ctx *e = user;
+    float *b = e->buf + (sub_index - e->base);
+    float *r = e->resid + full_index;
+    if (e->put)
+        memcpy(r, b, len * sizeof(float));
+    else
+        for (size_t i = 0; i < len; i++)
+            b[i] += r[i];
+}
+
+fl_status flc_core_train(flc_core *c)
+{
+    if (!flc_core_ready(c))
+        return FL_ERR_STATE;
+    const flm_arch *sub = flm_submodel_arch(c->sm);
+    const size_t n = sub->n_params;
+    const flc_core_job job = {c->round, &c->full, sub, &c->keep, &c->train, c->w0, c->seed};
+    uint64_t n_samples = 0;
+    double loss = NAN;
+    fl_status st = c->train_fn ? c->train_fn(c->train_user, &job, c->w, &n_samples, &loss)
+                               : builtin_train(c, &job, c->w, &n_samples, &loss);
+    if (st != FL_OK) {
+        fl_log(&c->log, FL_LOG_ERROR, "round %llu: training failed: %s",
+               (unsigned long long)c->round, fl_strerror(st));
+        return st;
+    }
+    if (n_samples == 0 || !isfinite(loss))
+        return FL_ERR_NUMERIC;
+    /* The delta, in place of the trained weights. */
+    for (size_t i = 0; i < n; i++) {
+        c->w[i] -= c->w0[i];
+        if (!isfinite(c->w[i]))
+            return FL_ERR_NUMERIC;
+    }
+    const int ef = c->up.topk > 0;
+    if (ef && c->resid_n != c->full.n_params) {
+        free(c->resid);
+        c->resid = calloc(c->full.n_params, sizeof(float));
+        if (!c->resid)
+            return FL_ERR_NOMEM;
+        c->resid_n = c->full.n_params;
+    }
+    /* Encode chunk by chunk. */
+    uint32_t total = 0;
+    size_t bound = 0, max_ce = 0;
+    for (uint32_t t = 0; t < c->n_tensors; t++) {
+        total += c->hdr[t].n_chunks;
+        const size_t b = flz_encode_bound(&c->up, c->hdr[t].chunk_elems);
+        if (b > bound)
+            bound = b;
+        if (c->hdr[t].chunk_elems > max_ce)
+            max_ce = c->hdr[t].chunk_elems;
+    }
+    if (bound == 0)
+        return FL_ERR_CODEC_SPEC;
+    if ((st = grow((void **)&c->chunks, &c->chunks_cap, total, sizeof(up_chunk))) != FL_OK)
+        return st;
+    if (ef && max_ce > c->tmp_cap) {
+        free(c->tmp);
+        free(c->dec);
+        c->tmp = malloc(max_ce * sizeof(float));
+        c->dec = malloc(max_ce * sizeof(float));
+        if (!c->tmp || !c->dec)
+            return FL_ERR_NOMEM;
+        c->tmp_cap = max_ce;
+    }
+    c->pay_len = 0;
+    c->n_chunks = 0;
+    uint64_t bytes = 0;
+    for (uint32_t t = 0; t < c->n_tensors; t++) {
+        const flp_tensor_header *h = &c->hdr[t];
+        for (uint32_t i = 0; i < h->n_chunks; i++) {
+            const uint64_t off = (uint64_t)i * h->chunk_elems;
+            const uint32_t cnt = (uint32_t)(h->numel - off < h->chunk_elems ? h->numel - off
+                                                                             : h->chunk_elems);
+            if ((st = grow((void **)&c->pay, &c->pay_cap, c->pay_len + bound, 1)) != FL_OK)
+                return st;
+            const size_t sub_off = sub->tensors[t].offset + off;
+            const float *x = c->w + sub_off;
+            if (ef) {
+                memcpy(c->tmp, x, cnt * sizeof(float));
+                ef_ctx e = {c->resid, c->tmp, sub_off, 0};
+                flm_submodel_runs(c->sm, sub_off, cnt, ef_run, &e);
+                x = c->tmp;
+            }
+            flz_params p = {0};
+            p.seed = c->seed ^ (0x9E3779B97F4A7C15ull * (((uint64_t)t << 32) | i) + 0x51ED);
+            p.round = (uint32_t)c->round;
+            p.client = c->key;
+            size_t len = 0;
+            st = flz_encode(c->z, &c->up, &p, x, cnt, c->pay + c->pay_len, c->pay_cap - c->pay_len, &len);
+            if (st != FL_OK)
+                return st;
+            if (ef) {
+                if ((st = flz_decode(c->z, c->pay + c->pay_len, len, c->dec, cnt)) != FL_OK)
+                    return st;
+                for (uint32_t j = 0; j < cnt; j++)
+                    c->dec[j] = c->tmp[j] - c->dec[j];
+                ef_ctx e = {c->resid, c->dec, sub_off, 1};
+                flm_submodel_runs(c->sm, sub_off, cnt, ef_run, &e);
+            }
+            c->chunks[c->n_chunks++] = (up_chunk){t, i, cnt, off, c->pay_len, len};
+            c->pay_len += len;
+            bytes += len;
+        }
+    }
+    c->trained = 1;
+    c->stats.n_samples = n_samples;
+    c->stats.loss = loss;
+    c->stats.bytes_up = bytes;
+    c->stats.train_flops = 6.0 * flm_arch_forward_flops(sub) * (double)n_samples * c->train.epochs;
+    c->metrics[0] = (flp_metric){"train_flops", c->stats.train_flops};
+    return FL_OK;
+}
+
+fl_status flc_core_update(const flc_core *c, flp_msg *out)
+{
+    if (!c->trained)
+        return FL_ERR_STATE;
+    memset(out, 0, sizeof *out);
+    out->version = FLP_VERSION;
+    out->type = FLP_UPDATE;
+    out->round = c->round;
+    out->sender = c->id;
+    out->update.model_version = c->model_version;
+    out->update.n_tensors = c->n_tensors;
+    out->update.tensors = c->hdr;
+    out->update.n_samples = c->stats.n_samples;
+    out->update.loss = c->stats.loss;
+    out->update.n_metrics = 1;
+    out->update.metrics = c->metrics;
+    return FL_OK;
+}
+
+uint32_t flc_core_update_chunks(const flc_core *c)
+{
+    return c->trained ? c->n_chunks : 0;
+}
+
+fl_status flc_core_update_chunk(const flc_core *c, uint32_t i, flp_msg *out)
+{
+    if (!c->trained)
+        return FL_ERR_STATE;
+    if (i >= c->n_chunks)
+        return FL_ERR_INVALID_ARG;
+    const up_chunk *k = &c->chunks[i];
+    memset(out, 0, sizeof *out);
+    out->version = FLP_VERSION;
+    out->type = FLP_CHUNK;
+    out->round = c->round;
+    out->sender = c->id;
+    out->chunk.dir = FLP_DIR_UP;
+    out->chunk.tensor = k->tensor;
+    out->chunk.index = k->index;
+    out->chunk.offset = k->offset;
+    out->chunk.count = k->count;
+    out->chunk.payload = c->pay + k->pay_off;
+    out->chunk.payload_len = k->pay_len;
+    return FL_OK;
+}
+
+const flc_core_stats *flc_core_last_stats(const flc_core *c)
+{
+    return &c->stats;
+}
+
+const float *flc_core_weights(const flc_core *c)
+{
+    return c->ready ? c->w0 : NULL;
+}
+
+const flm_arch *flc_core_sub_arch(const flc_core *c)
+{
+    return c->sm ? flm_submodel_arch(c->sm) : NULL;
+}

@@ -1,0 +1,112 @@
+/* flc_core.h: the IO-free client core of fedrop (shared DESIGN.md, "One round, as data flows",
+ * step 2). libflclient (ZeroMQ) and fl_sim (in-process queue) run this very code.
+ *
+ * No sockets, clocks or files. The host feeds it the decoded messages of one Task (the Task, then
+ * its weight chunks in any order); once the weights are complete it trains (the built-in CPU
+ * trainer on the host's samples, or the trainer callback a device provides), computes the delta
+ * of the submodel, encodes it chunk by chunk with the uplink codec and exposes the Update message
+ * and its chunks for the host to send.
+ *
+ *   flc_core_on_message(Task)      a new task: drops any unfinished one
+ *   flc_core_on_message(Chunk)     decodes the chunk into the submodel weights
+ *   flc_core_ready()               all weight chunks arrived
+ *   flc_core_train()               trains and encodes the update
+ *   flc_core_update(), flc_core_update_chunk(i)   what to send
+ *
+ * Error feedback (for pipelines with a top-k stage, whose dropped mass is large): the residual is
+ * kept in GLOBAL coordinates (full model size), so it survives keep-sets that change from round
+ * to round: before encoding, the kept coordinates' residual is added to the delta; afterwards what
+ * the server will not see, (delta + residual) - decode(payload), is stored back.
+ *
+ * Thread-safety: one flc_core is driven by one thread. Memory: the submodel's weights, its
+ * initial copy, the training runtime, the encoded update (compressed), and the full-size residual
+ * only for top-k pipelines.
+ */
+#ifndef FLC_CORE_H
+#define FLC_CORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "fl_log.h"
+#include "fl_status.h"
+#include "flm_arch.h"
+#include "flm_model.h"
+#include "flm_submodel.h"
+#include "flp_wire.h"
+
+/* What a plug-in trainer gets: the submodel's architecture and keep-set, the training config of
+ * the Task, and its weights (sub->n_params floats, in the flat layout of flm_arch) to update in
+ * place. It reports the local samples used and the mean training loss of its last epoch, and
+ * returns FL_OK or an error status (the host then sends an Error instead of an Update). */
+typedef struct flc_core_job {
+    uint64_t round;
+    const flm_arch *full;          /* the global architecture */
+    const flm_arch *sub;           /* the submodel's architecture */
+    const flm_keepset *keep;       /* which units of each droppable layer the submodel keeps */
+    const flp_train_config *train;
+    const float *w_global;         /* the weights as received (for a FedProx term) */
+    uint64_t seed;                 /* the client's seed for its batch order this round */
+} flc_core_job;
+
+typedef fl_status (*flc_core_train_fn)(void *user, const flc_core_job *job, float *params,
+                                       uint64_t *n_samples, double *loss);
+
+typedef struct flc_core_config {
+    const char *client_id;         /* copied; the Update's sender */
+    uint32_t client_key;           /* mixed into the codec keys and batch-order streams */
+    uint64_t seed;                 /* the client's seed */
+    const flm_samples *data;       /* built-in trainer: the local samples (caller keeps them alive) */
+    flc_core_train_fn train;       /* plug-in trainer; NULL: the built-in one (needs data) */
+    void *train_user;
+    fl_logger log;                 /* copied */
+} flc_core_config;
+
+typedef struct flc_core flc_core;
+
+/* FL_OK, FL_ERR_INVALID_ARG (no client id; neither data nor a trainer), FL_ERR_NOMEM. */
+fl_status flc_core_new(const flc_core_config *cfg, flc_core **out);
+void flc_core_free(flc_core *c); /* NULL is a no-op */
+
+/* A decoded (hence validated) message from the server. Task: starts a new job, checking that the
+ * architecture parses, that the keep-set fits it, that the codec specs parse and that the tensor
+ * headers are exactly the submodel's (names and sizes): FL_ERR_MODEL_SPEC, FL_ERR_KEEPSET,
+ * FL_ERR_CODEC_SPEC, FL_ERR_WIRE_SHAPE. Chunk (down): checked against the tracker (range,
+ * duplicates), decoded into place: FL_ERR_WIRE_CHUNK_*, FL_ERR_CODEC_*, FL_ERR_STATE (no task or
+ * another round). Other types: FL_OK, ignored. */
+fl_status flc_core_on_message(flc_core *c, const flp_msg *m);
+
+/* 1 when a task's weights are complete and not yet trained. */
+int flc_core_ready(const flc_core *c);
+/* The round of the current task, or UINT64_MAX when none. */
+uint64_t flc_core_round(const flc_core *c);
+
+/* Trains the ready task and encodes the update. FL_ERR_STATE (not ready), the trainer's status,
+ * FL_ERR_NUMERIC (a non-finite weight after training), codec errors, FL_ERR_NOMEM. */
+fl_status flc_core_train(flc_core *c);
+
+/* After a successful flc_core_train: the Update message (pointers valid until the next Task or
+ * flc_core_free). */
+fl_status flc_core_update(const flc_core *c, flp_msg *out);
+/* Number of chunks of the update, over all tensors, and chunk i (0-based, tensor-major order) as a
+ * Chunk message (payload points into the core). */
+uint32_t flc_core_update_chunks(const flc_core *c);
+fl_status flc_core_update_chunk(const flc_core *c, uint32_t i, flp_msg *out);
+
+/* Statistics of the last trained task. */
+typedef struct flc_core_stats {
+    uint64_t round;
+    uint64_t n_samples;
+    double loss;
+    uint64_t bytes_down;           /* payload bytes of the task's weight chunks */
+    uint64_t bytes_up;             /* payload bytes of the update's chunks */
+    size_t sub_params;             /* parameters of the submodel */
+    double train_flops;            /* approximate FLOPs of the local training */
+} flc_core_stats;
+const flc_core_stats *flc_core_last_stats(const flc_core *c);
+
+/* The submodel weights as received (valid while a task is held), for hosts that evaluate. */
+const float *flc_core_weights(const flc_core *c);
+const flm_arch *flc_core_sub_arch(const flc_core *c);
+
+#endif

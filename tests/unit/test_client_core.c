@@ -1,0 +1,342 @@
+/* Unit tests for the IO-free client core (fl_client/flc_core.h), and the two cores together:
+ * a server core and several client cores exchanging real wire bytes (flp_encode / flp_decode) in
+ * one process, training an mlp on synthetic data with AFD. */
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "flc_core.h"
+#include "flm_data.h"
+#include "flm_model.h"
+#include "fls_core.h"
+#include "flz.h"
+
+enum { K = 4, FEAT = 64, CLASSES = 4 };
+
+/* Encodes and decodes m, as a transport would: what the receiver sees is what the wire carries. */
+static flp_msg *wire(const flp_msg *m)
+{
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    char err[FLP_ERRBUF];
+    fl_status st = flp_encode_alloc(&buf, &len, m, NULL, err, sizeof err);
+    if (st != FL_OK)
+        fail_msg("encode %s: %s (%s)", flp_type_name(m->type), fl_strerror(st), err);
+    flp_msg *out = NULL;
+    st = flp_decode(&out, buf, len, NULL, err, sizeof err);
+    free(buf);
+    if (st != FL_OK)
+        fail_msg("decode %s: %s (%s)", flp_type_name(m->type), fl_strerror(st), err);
+    return out;
+}
+
+typedef struct fixture {
+    flm_dataset *train, *test;
+    uint32_t *idx[K];
+    flm_samples views[K];
+    flm_samples test_view;
+    flc_core *clients[K];
+    fls_core *server;
+    flm_model *eval;
+} fixture;
+
+static void make_data(fixture *f)
+{
+    assert_int_equal(flm_dataset_synth_images(&f->train, 2000, 1, 8, 8, CLASSES, 0.35f, 7), FL_OK);
+    assert_int_equal(flm_dataset_synth_images(&f->test, 400, 1, 8, 8, CLASSES, 0.35f, 7), FL_OK);
+    for (int k = 0; k < K; k++) {
+        f->idx[k] = malloc(500 * sizeof(uint32_t));
+        for (int i = 0; i < 500; i++)
+            f->idx[k][i] = (uint32_t)(k * 500 + i); /* labels are i % CLASSES: balanced */
+        f->views[k] = (flm_samples){f->train->x, NULL, f->train->y, f->idx[k], 500};
+    }
+    f->test_view = (flm_samples){f->test->x, NULL, f->test->y, NULL, f->test->N};
+}
+
+static void free_fixture(fixture *f)
+{
+    for (int k = 0; k < K; k++) {
+        flc_core_free(f->clients[k]);
+        free(f->idx[k]);
+    }
+    fls_core_free(f->server);
+    flm_model_free(f->eval);
+    flm_dataset_free(f->train);
+    flm_dataset_free(f->test);
+}
+
+/* Delivers client k's task (Task + every weight chunk, through the wire) and trains it. */
+static void deliver_task(fixture *f, uint32_t k)
+{
+    flp_msg task;
+    assert_int_equal(fls_core_task(f->server, k, &task), FL_OK);
+    flp_msg *m = wire(&task);
+    assert_int_equal(flc_core_on_message(f->clients[k], m), FL_OK);
+    const size_t cap = fls_core_task_chunk_bound(f->server);
+    uint8_t *buf = malloc(cap);
+    /* Chunks in reverse order: the client must not depend on arrival order. */
+    for (int t = (int)m->task.n_tensors - 1; t >= 0; t--)
+        for (int i = (int)m->task.tensors[t].n_chunks - 1; i >= 0; i--) {
+            flp_msg cm = {.version = FLP_VERSION, .type = FLP_CHUNK, .round = task.round, .sender = ""};
+            size_t len = 0;
+            assert_int_equal(fls_core_task_chunk(f->server, k, (uint32_t)t, (uint32_t)i, buf, cap,
+                                                 &len, &cm.chunk), FL_OK);
+            flp_msg *cd = wire(&cm);
+            assert_int_equal(flc_core_on_message(f->clients[k], cd), FL_OK);
+            flp_msg_free(cd);
+        }
+    free(buf);
+    flp_msg_free(m);
+    assert_true(flc_core_ready(f->clients[k]));
+}
+
+static void upload(fixture *f, uint32_t k, double now)
+{
+    flp_msg up;
+    assert_int_equal(flc_core_update(f->clients[k], &up), FL_OK);
+    flp_msg *m = wire(&up);
+    assert_int_equal(fls_core_on_message(f->server, k, m, now), FL_OK);
+    flp_msg_free(m);
+    const uint32_t n = flc_core_update_chunks(f->clients[k]);
+    assert_true(n > 0);
+    for (uint32_t i = 0; i < n; i++) {
+        flp_msg cm;
+        assert_int_equal(flc_core_update_chunk(f->clients[k], i, &cm), FL_OK);
+        flp_msg *cd = wire(&cm);
+        const fl_status st = fls_core_on_message(f->server, k, cd, now);
+        /* The last chunks may arrive after quorum closed the round: refused as late, harmlessly. */
+        assert_true(st == FL_OK || st == FL_ERR_ROUND_CLOSED);
+        flp_msg_free(cd);
+    }
+}
+
+static double run_rounds(fixture *f, fls_policy_kind policy, const char *up_codec, int rounds,
+                         double *first_acc, double *last_acc, uint8_t digest[FL_SHA256_LEN])
+{
+    fls_config cfg = fls_config_default();
+    snprintf(cfg.arch, sizeof cfg.arch, "mlp:%d-32-%d", FEAT, CLASSES);
+    cfg.seed = 11;
+    cfg.policy.kind = policy;
+    cfg.policy.keep_p = 0.75;
+    cfg.clients_per_round = K;
+    cfg.overcommit = 1.0;
+    cfg.max_rounds = (uint32_t)rounds;
+    cfg.eval_every = 1;
+    cfg.train.lr = 0.1f;
+    cfg.train.batch_size = 10;
+    cfg.train.epochs = 1;
+    snprintf(cfg.up_codec, sizeof cfg.up_codec, "%s", up_codec);
+    cfg.chunk_elems = 1000; /* several chunks per tensor */
+    assert_int_equal(fls_core_new(&cfg, &f->server), FL_OK);
+    assert_int_equal(flm_model_new(fls_core_arch(f->server), 100, &f->eval), FL_OK);
+    for (uint32_t k = 0; k < K; k++) {
+        char id[16];
+        snprintf(id, sizeof id, "client-%u", k);
+        const flc_core_config cc = {id, k, 1000 + k, &f->views[k], NULL, NULL, {0}};
+        assert_int_equal(flc_core_new(&cc, &f->clients[k]), FL_OK);
+        flp_msg hello = {.version = FLP_VERSION, .type = FLP_HELLO, .sender = id};
+        hello.hello = (flp_hello){id, FLP_BACKEND_CPU, 1u << 30, 1e9, 500, 1, 1};
+        flp_msg *h = wire(&hello);
+        assert_int_equal(fls_core_on_message(f->server, k, h, 0.0), FL_OK);
+        flp_msg_free(h);
+    }
+    double now = 0;
+    int done = 0, ended = 0;
+    *first_acc = NAN;
+    while (!done) {
+        assert_int_equal(fls_core_tick(f->server, now), FL_OK);
+        fls_event ev;
+        int any = 0;
+        uint32_t tasks[K];
+        int n_tasks = 0;
+        while (fls_core_poll(f->server, &ev)) {
+            any = 1;
+            if (ev.kind == FLS_EV_TASK) {
+                tasks[n_tasks++] = ev.client;
+            } else if (ev.kind == FLS_EV_EVALUATE) {
+                double loss, acc;
+                assert_int_equal(flm_model_evaluate(f->eval, fls_core_params(f->server),
+                                                    &f->test_view, &loss, &acc), FL_OK);
+                assert_int_equal(fls_core_report_eval(f->server, ev.round, acc, loss, now), FL_OK);
+            } else if (ev.kind == FLS_EV_ROUND_END) {
+                const fls_round_metrics *rm = fls_core_last_metrics(f->server);
+                assert_non_null(rm);
+                assert_int_equal(rm->reported, K);
+                if (getenv("FEDROP_DEBUG")) { char js[4096]; fls_round_metrics_json(rm, js, sizeof js); fprintf(stderr, "%s\n", js); }
+                assert_true(rm->bytes_up > 0 && rm->bytes_down > 0);
+                if (isnan(*first_acc))
+                    *first_acc = rm->test_accuracy;
+                *last_acc = rm->test_accuracy;
+                ended++;
+            } else if (ev.kind == FLS_EV_DONE) {
+                done = 1;
+            }
+        }
+        for (int i = 0; i < n_tasks; i++) {
+            deliver_task(f, tasks[i]);
+            assert_int_equal(flc_core_train(f->clients[tasks[i]]), FL_OK);
+            const flc_core_stats *s = flc_core_last_stats(f->clients[tasks[i]]);
+            assert_int_equal(s->n_samples, 500);
+            assert_true(isfinite(s->loss));
+            if (policy != FLS_POLICY_FULL)
+                assert_true(s->sub_params < fls_core_arch(f->server)->n_params);
+        }
+        /* Uploads in a round-dependent shuffled order. */
+        for (int i = 0; i < n_tasks; i++)
+            upload(f, tasks[(i * 3 + (int)fls_core_round(f->server)) % n_tasks], now);
+        now += 1.0;
+        if (!any && n_tasks == 0 && now > 10000)
+            fail_msg("the server core stalled");
+    }
+    assert_int_equal(ended, rounds);
+    const flm_arch *a = fls_core_arch(f->server);
+    assert_int_equal(fl_sha256_digest(digest, fls_core_params(f->server), a->n_params * sizeof(float)), FL_OK);
+    return *last_acc;
+}
+
+static void test_rounds_afd_learn(void **state)
+{
+    (void)state;
+    const fls_policy_kind kinds[] = {FLS_POLICY_FULL, FLS_POLICY_FD, FLS_POLICY_AFD_SINGLE,
+                                     FLS_POLICY_AFD_MULTI};
+    const char *codecs[] = {"none", "q8+zstd", "rot+q4+zstd", "topk0.2+q8+zstd"};
+    for (int p = 0; p < 4; p++) {
+        fixture f = {0};
+        make_data(&f);
+        double first, last;
+        uint8_t d1[FL_SHA256_LEN];
+        run_rounds(&f, kinds[p], codecs[p], 6, &first, &last, d1);
+        print_message("policy %d codec %s: accuracy %.3f after round 1, %.3f after round 6\n", p,
+                      codecs[p], first, last);
+        assert_true(last > 0.8);
+        assert_true(last >= first);
+        free_fixture(&f);
+        /* Same seed, same bits, even though arrival order inside a round differs by round. */
+        fixture g = {0};
+        make_data(&g);
+        uint8_t d2[FL_SHA256_LEN];
+        run_rounds(&g, kinds[p], codecs[p], 6, &first, &last, d2);
+        assert_memory_equal(d1, d2, FL_SHA256_LEN);
+        free_fixture(&g);
+    }
+}
+
+/* A plug-in trainer: adds 0.25 to every weight; the server must see exactly that delta. */
+static fl_status plus_quarter(void *user, const flc_core_job *job, float *params,
+                              uint64_t *n_samples, double *loss)
+{
+    int *calls = user;
+    (*calls)++;
+    for (size_t i = 0; i < job->sub->n_params; i++)
+        params[i] += 0.25f;
+    *n_samples = 3;
+    *loss = 1.5;
+    return FL_OK;
+}
+
+static void test_plugin_trainer_and_errors(void **state)
+{
+    (void)state;
+    fls_config cfg = fls_config_default();
+    snprintf(cfg.arch, sizeof cfg.arch, "mlp:6-5-3");
+    cfg.policy.kind = FLS_POLICY_FD;
+    cfg.clients_per_round = 1;
+    cfg.overcommit = 1.0;
+    cfg.chunk_elems = 7;
+    fls_core *srv = NULL;
+    assert_int_equal(fls_core_new(&cfg, &srv), FL_OK);
+    int calls = 0;
+    const flc_core_config cc = {"dev", 9, 5, NULL, plus_quarter, &calls, {0}};
+    flc_core *c = NULL;
+    assert_int_equal(flc_core_new(&cc, &c), FL_OK);
+    const flc_core_config bad = {"dev", 9, 5, NULL, NULL, NULL, {0}};
+    flc_core *c2 = NULL;
+    assert_int_equal(flc_core_new(&bad, &c2), FL_ERR_INVALID_ARG);
+    assert_int_equal(flc_core_train(c), FL_ERR_STATE);
+
+    assert_int_equal(fls_core_client_join(srv, 9, 3, 0.0), FL_OK);
+    assert_int_equal(fls_core_tick(srv, 0.0), FL_OK);
+    fls_event ev;
+    int got = 0;
+    while (fls_core_poll(srv, &ev))
+        got |= ev.kind == FLS_EV_TASK && ev.client == 9;
+    assert_true(got);
+    flp_msg task;
+    assert_int_equal(fls_core_task(srv, 9, &task), FL_OK);
+
+    /* A task whose tensor list does not match its keep-set is refused. */
+    flp_msg *bad_task = wire(&task);
+    flp_tensor_header *h = (flp_tensor_header *)&bad_task->task.tensors[0];
+    h->numel += 1;
+    h->shape[0] += 1;
+    assert_int_equal(flc_core_on_message(c, bad_task), FL_ERR_WIRE_SHAPE);
+    flp_msg_free(bad_task);
+
+    flp_msg *m = wire(&task);
+    assert_int_equal(flc_core_on_message(c, m), FL_OK);
+    const size_t cap = fls_core_task_chunk_bound(srv);
+    uint8_t *buf = malloc(cap);
+    for (uint32_t t = 0; t < m->task.n_tensors; t++)
+        for (uint32_t i = 0; i < m->task.tensors[t].n_chunks; i++) {
+            flp_msg cm = {.version = FLP_VERSION, .type = FLP_CHUNK, .round = task.round, .sender = ""};
+            size_t len;
+            assert_int_equal(fls_core_task_chunk(srv, 9, t, i, buf, cap, &len, &cm.chunk), FL_OK);
+            if (t == 0 && i == 0) {
+                /* A corrupted first attempt (payload cut short) is refused ... */
+                flp_msg cut = cm;
+                cut.chunk.payload_len = len - 1;
+                flp_msg *cd = wire(&cut);
+                assert_int_equal(flc_core_on_message(c, cd), FL_ERR_CODEC_HEADER);
+                flp_msg_free(cd);
+                /* ... and drops the task: the client waits for a new one. */
+                assert_int_equal(flc_core_round(c), UINT64_MAX);
+                assert_int_equal(flc_core_on_message(c, m), FL_OK);
+            }
+            flp_msg *cd = wire(&cm);
+            assert_int_equal(flc_core_on_message(c, cd), FL_OK);
+            if (t == 0 && i == 0)
+                assert_int_equal(flc_core_on_message(c, cd), FL_ERR_WIRE_CHUNK_DUP);
+            flp_msg_free(cd);
+        }
+    free(buf);
+    assert_true(flc_core_ready(c));
+    assert_int_equal(flc_core_train(c), FL_OK);
+    assert_int_equal(calls, 1);
+    assert_false(flc_core_ready(c));
+    /* Decode the update the client would send: every coordinate is +0.25 ("none" codec). */
+    flz_ctx *z = NULL;
+    assert_int_equal(flz_ctx_new(NULL, &z), FL_OK);
+    const uint32_t n = flc_core_update_chunks(c);
+    for (uint32_t i = 0; i < n; i++) {
+        flp_msg cm;
+        assert_int_equal(flc_core_update_chunk(c, i, &cm), FL_OK);
+        float vals[7];
+        assert_int_equal(flz_decode(z, cm.chunk.payload, cm.chunk.payload_len, vals, cm.chunk.count), FL_OK);
+        for (uint32_t j = 0; j < cm.chunk.count; j++)
+            assert_float_equal(vals[j], 0.25f, 1e-6f);
+    }
+    assert_int_equal(flc_core_update_chunk(c, n, &task), FL_ERR_INVALID_ARG);
+    flp_msg up;
+    assert_int_equal(flc_core_update(c, &up), FL_OK);
+    assert_int_equal(up.update.n_samples, 3);
+    assert_float_equal(up.update.loss, 1.5, 1e-12);
+    flz_ctx_free(z);
+    flp_msg_free(m);
+    flc_core_free(c);
+    fls_core_free(srv);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_plugin_trainer_and_errors),
+        cmocka_unit_test(test_rounds_afd_learn),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
