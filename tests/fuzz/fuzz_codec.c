@@ -2,7 +2,9 @@
  *
  * Input: byte 0 = mode, bytes 1-2 = an expected length (little-endian, at most 4096), the rest =
  * the payload. Mode bit 0 set: expect the length the header states when it is at most 4096
- * (reaches the body decoders); clear: expect bytes 1-2 (exercises the length check). Every
+ * (reaches the body decoders); clear: expect bytes 1-2 (exercises the length check). Mode bit 3
+ * set: the header checksum is recomputed first, so that mutated header fields get past it and
+ * reach the field checks and the body decoders with odd parameters. Every
  * decode must return one of the documented codes; on success every output is finite and
  * flz_decode_axpy agrees with flz_decode. One context is reused across inputs, as a server would.
  */
@@ -14,6 +16,16 @@
 #include "flz.h"
 
 #define CAP 4096
+#define MAXLEN 65536
+
+/* The header checksum (FNV-1a 32 of bytes 0..47), as compress/flz_codec.c computes it. */
+static void fix_checksum(uint8_t *h)
+{
+    uint32_t x = 2166136261u;
+    for (int i = 0; i < 48; i++)
+        x = (x ^ h[i]) * 16777619u;
+    h[48] = (uint8_t)x, h[49] = (uint8_t)(x >> 8), h[50] = (uint8_t)(x >> 16), h[51] = (uint8_t)(x >> 24);
+}
 
 static void check(int cond)
 {
@@ -25,6 +37,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     static flz_ctx *ctx;
     static float out[CAP], acc[CAP];
+    static uint8_t copy[MAXLEN];
     if (!ctx && flz_ctx_new(NULL, &ctx) != FL_OK)
         return 0;
     if (size < 3)
@@ -33,6 +46,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     size_t n = (size_t)(data[1] | data[2] << 8) % (CAP + 1);
     const uint8_t *p = data + 3;
     const size_t len = size - 3;
+    if ((mode & 8) && len >= FLZ_HEADER_SIZE && len <= MAXLEN) {
+        memcpy(copy, p, len);
+        fix_checksum(copy);
+        p = copy;
+    }
     flz_info info;
     const fl_status pst = flz_peek(p, len, &info);
     check(pst == FL_OK || pst == FL_ERR_CODEC_HEADER);

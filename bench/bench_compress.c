@@ -1,0 +1,212 @@
+/* bench_compress: codec pipelines on a model delta, single-threaded, beside plain zstd.
+ *
+ *   bench_compress [--input FILE] [--n N] [--pipeline SPEC]... [--reps R] [--isa portable|avx2]
+ *
+ * FILE holds raw little-endian float32 (e.g. a cnn delta written by the models engine). Without
+ * it: a synthetic Gaussian vector of N = 6,603,710 floats (the cnn size), sigma 1e-3, with 64
+ * heavy-tailed outliers. Each pipeline (default: a fixed list) is encoded and decoded as one
+ * payload; for a multi-stage pipeline every prefix is measured too, so the cost of each stage is
+ * the difference between consecutive rows. Times are the best of R runs. Figures: ratio = float32
+ * bytes / payload bytes; GB/s = float32 input bytes / s; rel_l2 = ||decode - x|| / ||x||. The peer,
+ * measured in the same run, is plain zstd level 3 on the raw float32 bytes.
+ * The LAST line is `ratio=.. encode_gbps=.. decode_gbps=.. rel_l2=..` for the last pipeline.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <zstd.h>
+
+#include "fl_rng.h"
+#include "fl_time.h"
+#include "flz.h"
+
+typedef struct fig {
+    double ratio, enc_gbps, dec_gbps, rel_l2;
+} fig;
+
+static double rel_l2(const float *a, const float *b, size_t n)
+{
+    double num = 0, den = 0;
+    for (size_t i = 0; i < n; i++) {
+        const double d = (double)a[i] - b[i];
+        num += d * d;
+        den += (double)b[i] * b[i];
+    }
+    return den > 0 ? sqrt(num / den) : 0;
+}
+
+static int run_spec(flz_ctx *c, const char *s, const float *x, size_t n, float *y, uint8_t *buf,
+                    int reps, fig *out)
+{
+    flz_spec sp;
+    char err[160];
+    if (flz_spec_parse(s, &sp, err, sizeof err) != FL_OK) {
+        fprintf(stderr, "bad pipeline %s: %s\n", s, err);
+        return -1;
+    }
+    const size_t cap = flz_encode_bound(&sp, n);
+    if (flz_ctx_reserve(c, &sp, n) != FL_OK)
+        return -1;
+    double te = 1e30, td = 1e30;
+    size_t w = 0;
+    for (int r = 0; r < reps; r++) {
+        const flz_params p = {12345, 1, 0, NULL};
+        const double t0 = fl_time_mono_s();
+        const fl_status st = flz_encode(c, &sp, &p, x, n, buf, cap, &w);
+        const double t1 = fl_time_mono_s();
+        if (st != FL_OK) {
+            fprintf(stderr, "%s: encode: %s\n", s, fl_strerror(st));
+            return -1;
+        }
+        const fl_status st2 = flz_decode(c, buf, w, y, n);
+        const double t2 = fl_time_mono_s();
+        if (st2 != FL_OK) {
+            fprintf(stderr, "%s: decode: %s\n", s, fl_strerror(st2));
+            return -1;
+        }
+        te = fmin(te, t1 - t0);
+        td = fmin(td, t2 - t1);
+    }
+    const double bytes = 4.0 * (double)n;
+    out->ratio = bytes / (double)w;
+    out->enc_gbps = bytes / te / 1e9;
+    out->dec_gbps = bytes / td / 1e9;
+    out->rel_l2 = rel_l2(y, x, n);
+    return 0;
+}
+
+static void print_row(const char *name, const fig *f)
+{
+    printf("  %-36s ratio %7.2fx  encode %6.2f GB/s  decode %6.2f GB/s  rel_l2 %.3e\n", name,
+           f->ratio, f->enc_gbps, f->dec_gbps, f->rel_l2);
+}
+
+int main(int argc, char **argv)
+{
+    const char *input = NULL, *isa = NULL;
+    const char *specs[32];
+    int nspecs = 0, reps = 5;
+    size_t n = 6603710;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--input") && i + 1 < argc)
+            input = argv[++i];
+        else if (!strcmp(argv[i], "--pipeline") && i + 1 < argc && nspecs < 32)
+            specs[nspecs++] = argv[++i];
+        else if (!strcmp(argv[i], "--n") && i + 1 < argc)
+            n = (size_t)strtoull(argv[++i], NULL, 10);
+        else if (!strcmp(argv[i], "--reps") && i + 1 < argc)
+            reps = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--isa") && i + 1 < argc)
+            isa = argv[++i];
+        else {
+            fprintf(stderr, "usage: %s [--input FILE] [--n N] [--pipeline SPEC]... [--reps R] "
+                            "[--isa portable|avx2]\n", argv[0]);
+            return 2;
+        }
+    }
+    if (reps < 1)
+        reps = 1;
+    if (nspecs == 0) {
+        static const char *const dflt[] = {"none", "zstd", "f16", "bf16", "q8", "q4",
+                                           "f16+zstd", "q8+zstd", "rot+q8+zstd", "rot+q4+zstd",
+                                           "rot+q2+zstd", "sub0.25+q4", "topk0.01+q8+zstd",
+                                           "rot+q4+zstd"};
+        for (size_t i = 0; i < sizeof dflt / sizeof dflt[0]; i++)
+            specs[nspecs++] = dflt[i];
+    }
+    float *x;
+    if (input) {
+        FILE *f = fopen(input, "rb");
+        if (!f) {
+            fprintf(stderr, "cannot open %s\n", input);
+            return 1;
+        }
+        fseek(f, 0, SEEK_END);
+        const long sz = ftell(f);
+        fseek(f, 0, SEEK_SET);
+        n = (size_t)sz / 4;
+        x = malloc(n * sizeof(float) + 4);
+        if (!x || fread(x, 4, n, f) != n) {
+            fprintf(stderr, "cannot read %s\n", input);
+            return 1;
+        }
+        fclose(f);
+    } else {
+        x = malloc(n * sizeof(float) + 4);
+        fl_rng r = fl_rng_stream(2026, 0, 0, FL_RNG_DATA);
+        for (size_t i = 0; i < n; i++)
+            x[i] = (float)(1e-3 * fl_rng_normal(&r));
+        for (int k = 0; k < 64 && n; k++) /* heavy tail: a few 30-100 sigma outliers */
+            x[fl_rng_below(&r, (uint32_t)n)] = (float)(1e-3 * (30 + 70 * fl_rng_uniform_f64(&r)) *
+                                                      (fl_rng_u32(&r) & 1 ? 1 : -1));
+    }
+    if (n == 0 || n > FLZ_MAX_N) {
+        fprintf(stderr, "need 1..%zu floats\n", (size_t)FLZ_MAX_N);
+        return 1;
+    }
+    float *y = malloc(n * sizeof(float) + 4);
+    uint8_t *buf = malloc(ZSTD_compressBound(4 * n) + 4096);
+    flz_ctx *c;
+    if (!y || !buf || flz_ctx_new(NULL, &c) != FL_OK)
+        return 1;
+    if (isa && flz_ctx_set_isa(c, !strcmp(isa, "avx2") ? FLZ_ISA_AVX2 : FLZ_ISA_PORTABLE) != FL_OK) {
+        fprintf(stderr, "isa %s not available\n", isa);
+        return 1;
+    }
+    printf("bench_compress: %zu floats (%s), %d reps (best), kernels %s, single thread\n", n,
+           input ? input : "synthetic gaussian + outliers", reps,
+           flz_ctx_isa(c) == FLZ_ISA_AVX2 ? "avx2" : "portable");
+
+    /* the peer: zstd -3 on raw float32 */
+    {
+        const size_t cap = ZSTD_compressBound(4 * n);
+        double te = 1e30, td = 1e30;
+        size_t z = 0;
+        for (int r = 0; r < reps; r++) {
+            const double t0 = fl_time_mono_s();
+            z = ZSTD_compress(buf, cap, x, 4 * n, 3);
+            const double t1 = fl_time_mono_s();
+            const size_t d = ZSTD_decompress(y, 4 * n, buf, z);
+            const double t2 = fl_time_mono_s();
+            if (ZSTD_isError(z) || ZSTD_isError(d))
+                return 1;
+            te = fmin(te, t1 - t0);
+            td = fmin(td, t2 - t1);
+        }
+        const fig f = {4.0 * n / z, 4.0 * n / te / 1e9, 4.0 * n / td / 1e9, rel_l2(y, x, n)};
+        printf("peer:\n");
+        print_row("zstd -3 on raw float32", &f);
+    }
+
+    fig last = {0, 0, 0, 0};
+    for (int s = 0; s < nspecs; s++) {
+        printf("pipeline %s:\n", specs[s]);
+        /* every prefix, so that consecutive rows give each stage's cost */
+        char pre[256];
+        const char *p = specs[s];
+        for (;;) {
+            const char *plus = strchr(p, '+');
+            const size_t len = plus ? (size_t)(plus - specs[s]) : strlen(specs[s]);
+            if (len >= sizeof pre)
+                return 1;
+            memcpy(pre, specs[s], len);
+            pre[len] = '\0';
+            fig f;
+            if (run_spec(c, pre, x, n, y, buf, reps, &f) != 0)
+                return 1;
+            print_row(pre, &f);
+            last = f;
+            if (!plus)
+                break;
+            p = plus + 1;
+        }
+    }
+    printf("ratio=%.3f encode_gbps=%.3f decode_gbps=%.3f rel_l2=%.4e\n", last.ratio,
+           last.enc_gbps, last.dec_gbps, last.rel_l2);
+    flz_ctx_free(c);
+    free(x);
+    free(y);
+    free(buf);
+    return 0;
+}
