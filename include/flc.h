@@ -1,0 +1,175 @@
+/* flc.h: libflclient, the fedrop client library for devices.
+ *
+ * A device embeds one flc_client per federated identity. The library speaks the fedrop protocol
+ * (fl_server/PROTOCOL.md) to a server over ZeroMQ (CURVE-encrypted by default), receives the
+ * submodel the server chose for this device, trains it, and uploads the compressed delta. It
+ * handles the protocol, codecs, chunking, flow control, heartbeats and reconnection; the device
+ * decides how to train:
+ *   - the built-in trainer (fedrop's CPU engine over OpenBLAS) on samples the caller provides, or
+ *   - a callback (flc_config.train) for an NPU, a GPU or any other trainer.
+ *
+ * Ownership: the caller owns every buffer it passes in and keeps flc_config's pointers valid for
+ * the lifetime of the client (the library copies strings, not sample arrays). flc_client_free
+ * releases everything the library allocated; passing NULL is a no-op.
+ *
+ * Thread-safety: an flc_client is driven by one thread (flc_client_run blocks it). flc_client_stop
+ * is the only call that may come from another thread (or a signal handler). Distinct clients are
+ * independent; the library has no global state. The caller may share one ZeroMQ context among
+ * clients (flc_config.zmq_context) or let each client make its own.
+ *
+ * Errors: every call returns an flc_status; flc_strerror gives a static message. The library never
+ * exits, aborts or prints: it logs through flc_config.log.
+ */
+#ifndef FLC_H
+#define FLC_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Status codes. The numbers are those of fedrop's internal status enum (and of Error messages on
+ * the wire), so a code logged by the server means the same here. Only ever appended. */
+typedef enum flc_status {
+    FLC_OK = 0,
+    FLC_ERR_NOMEM = 1,
+    FLC_ERR_INVALID_ARG = 2,
+    FLC_ERR_IO = 3,
+    FLC_ERR_INTERNAL = 4,
+    FLC_ERR_UNSUPPORTED = 5,
+    FLC_ERR_STATE = 8,
+    FLC_ERR_WIRE = 21,          /* the server sent bytes that are not a valid message */
+    FLC_ERR_MODEL = 60,         /* the task names an architecture this client cannot build */
+    FLC_ERR_DATASET = 63,       /* the local dataset cannot be used */
+    FLC_ERR_NUMERIC = 66,       /* training produced non-finite weights */
+    FLC_ERR_ROUND_CLOSED = 80,  /* the server closed the round before the update arrived */
+    FLC_ERR_TIMEOUT = 100,
+    FLC_ERR_TRANSPORT = 101,    /* a ZeroMQ call failed */
+    FLC_ERR_AUTH = 102,         /* the server refused this client's key or id */
+    FLC_ERR_REMOTE = 103,       /* the server answered with an Error */
+    FLC_ERR_CANCELLED = 104,    /* flc_client_stop was called */
+} flc_status;
+
+/* A static, readable message for any status (also for codes not listed above). Never NULL. */
+const char *flc_strerror(flc_status s);
+
+typedef enum flc_log_level { FLC_LOG_DEBUG = 0, FLC_LOG_INFO, FLC_LOG_WARN, FLC_LOG_ERROR } flc_log_level;
+typedef void (*flc_log_fn)(void *user, flc_log_level level, const char *msg);
+
+typedef enum flc_backend { FLC_BACKEND_CPU = 1, FLC_BACKEND_GPU, FLC_BACKEND_NPU, FLC_BACKEND_OTHER } flc_backend;
+
+/* One tensor of a submodel, in the flat parameter layout (row-major, offsets in floats). */
+typedef struct flc_tensor {
+    const char *name;      /* "conv0.w", "dense1.b", "lstm0.w_hh", ... */
+    size_t offset;         /* into flc_task.weights */
+    size_t numel;
+    int ndim;
+    int shape[4];
+} flc_tensor;
+
+/* What a plug-in trainer receives: a genuinely smaller dense model (the submodel) to train. */
+typedef struct flc_task {
+    uint64_t round;
+    const char *arch;              /* the global architecture spec, e.g. "cnn:10:28x28x1" */
+    const char *sub_arch;          /* the submodel's own spec-like description */
+    int n_tensors;
+    const flc_tensor *tensors;
+    size_t n_params;               /* floats in weights */
+    const float *weights;          /* the submodel as received (read-only) */
+    int n_layers;                  /* droppable layers */
+    const int *kept_units;         /* units kept per droppable layer */
+    const int *full_units;         /* units of the full layer */
+    uint32_t epochs, batch_size;   /* the server's training configuration */
+    float lr, momentum, weight_decay, prox_mu;
+    uint64_t max_samples;          /* 0: all local samples */
+} flc_task;
+
+/* What a plug-in trainer returns: the trained weights (same layout and length as task->weights;
+ * the library provides the buffer, initialised to a copy of task->weights), the number of local
+ * samples it trained on, and the mean training loss of its last epoch. */
+typedef struct flc_update {
+    float *weights;                /* n_params floats, written by the trainer */
+    size_t n_params;
+    uint64_t n_samples;
+    double loss;
+} flc_update;
+
+/* Returns FLC_OK, or an error (the library then tells the server this round failed). */
+typedef flc_status (*flc_train_fn)(const flc_task *task, flc_update *out, void *user);
+
+/* Local samples for the built-in trainer. Float inputs (n, features) with features matching the
+ * architecture's input (images channel-major, values as the server's evaluation data has them,
+ * e.g. [0, 1]), or int32 token sequences (n, T) for token models; int32 labels (n). */
+typedef struct flc_samples {
+    const float *x;
+    const int32_t *tokens;
+    const int32_t *labels;
+    size_t n;
+} flc_samples;
+
+typedef struct flc_config {
+    const char *server_endpoint;   /* "tcp://host:5555" or "ipc:///path" (required) */
+    const char *client_id;         /* this device's stable id (required) */
+    /* CURVE keys, Z85 text (40 characters). server_public_key NULL: plain text (the server must
+     * run --insecure). */
+    const char *server_public_key;
+    const char *public_key;
+    const char *secret_key;
+    void *zmq_context;             /* NULL: the client makes and owns its own */
+    /* Capabilities announced to the server. */
+    flc_backend backend;
+    uint64_t memory_bytes;
+    double flops;
+    /* How to train: train != NULL selects the plug-in trainer, else the built-in one on samples. */
+    flc_train_fn train;
+    void *train_user;
+    const flc_samples *samples;
+    uint64_t seed;                 /* local randomness (batch order, codec dither); 0: from id */
+    /* Timing (milliseconds; 0: default). */
+    int heartbeat_ms;              /* default 1000 */
+    int liveness_ms;               /* silence before the server is considered gone; default 10000 */
+    int reconnect_min_ms;          /* backoff starts here (default 200) ... */
+    int reconnect_max_ms;          /* ... and doubles up to this (default 10000) */
+    int max_rounds;                /* return after this many uploaded updates; 0: until Bye("done") */
+    flc_log_fn log;                /* NULL: silent */
+    void *log_user;
+    flc_log_level log_level;
+} flc_config;
+
+/* Statistics of a client's life so far. */
+typedef struct flc_stats {
+    uint64_t rounds_trained;
+    uint64_t updates_accepted;
+    uint64_t updates_late;         /* dropped by the server: the round had closed */
+    uint64_t reconnects;
+    uint64_t bytes_down, bytes_up; /* payload bytes of weight / delta chunks */
+    double last_loss;
+} flc_stats;
+
+typedef struct flc_client flc_client;
+
+/* A client with cfg (validated: FLC_ERR_INVALID_ARG names nothing, so check the log). Does not
+ * connect yet. FLC_OK, FLC_ERR_INVALID_ARG, FLC_ERR_NOMEM, FLC_ERR_TRANSPORT. */
+flc_status flc_client_new(const flc_config *cfg, flc_client **out);
+
+/* Connects, registers and serves tasks until the server says the run is done (FLC_OK), max_rounds
+ * updates were uploaded (FLC_OK), flc_client_stop was called (FLC_ERR_CANCELLED), or the server
+ * refuses this client (FLC_ERR_AUTH, FLC_ERR_REMOTE). Lost connections are retried with
+ * exponential backoff; a server restart is survived. Blocks the calling thread. */
+flc_status flc_client_run(flc_client *c);
+
+/* Asks a running flc_client_run to return soon. Async-signal-safe and thread-safe. */
+void flc_client_stop(flc_client *c);
+
+const flc_stats *flc_client_stats(const flc_client *c);
+
+/* NULL is a no-op. Sends Bye if connected. */
+void flc_client_free(flc_client *c);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif
