@@ -15,6 +15,8 @@
 #include "fl_rng.h"
 #include "fl_status.h"
 #include "flm_arch.h"
+#include "flm_model.h"
+#include "flm_optim.h"
 #include "flm_submodel.h"
 
 /* ------------------------------------------------------------------------------------------ */
@@ -802,6 +804,132 @@ static void test_full_size(void **state)
     }
 }
 
+/* ------------------------------------------------------------------------------------------ */
+/* training equivalence: a submodel step == the masked full model's step                       */
+
+/* The full model with every coordinate the submodel lacks zeroed: a dropped unit's incoming
+ * weights and bias (so it outputs 0: relu(0), a zero conv filter, an LSTM unit with zero gate
+ * pre-activations and c0 = 0 gives h = 0.5 * tanh(0) = 0) and its outgoing columns. One SGD step
+ * on the same batch, ignoring the gradient of masked coordinates, must equal the scatter of the
+ * submodel's step, and the submodel's loss must equal the masked model's. */
+static void check_step_equivalence(const char *spec, double p, uint64_t seed)
+{
+    const flm_arch a = parse_ok(spec);
+    enum { B = 4 };
+    const float lr = 0.1f;
+    fl_rng r = fl_rng_stream(seed, 0, 0, FL_RNG_TEST);
+    flm_keepset ks;
+    assert_int_equal(flm_keepset_random(&ks, &a, p, &r), FL_OK);
+    flm_submodel *sm;
+    assert_int_equal(flm_submodel_new(&a, &ks, &sm), FL_OK);
+    const flm_arch *s = flm_submodel_arch(sm);
+    const size_t N = a.n_params, n = s->n_params;
+    assert_true(n < N);
+
+    flm_model *mf = NULL, *ms = NULL;
+    fl_status st = flm_model_new(&a, B, &mf);
+    if (st == FL_ERR_UNSUPPORTED && a.token_input) {
+        print_message("  %s: LSTM layer not built, skipped\n", spec);
+        flm_submodel_free(sm);
+        flm_keepset_free(&ks);
+        return;
+    }
+    assert_int_equal(st, FL_OK);
+    assert_int_equal(flm_model_new(s, B, &ms), FL_OK);
+
+    /* Inputs and labels. */
+    const size_t D = (size_t)a.in_C * (size_t)a.in_H * (size_t)a.in_W;
+    float *x = NULL;
+    int32_t *tok = NULL, labels[B];
+    if (a.token_input) {
+        tok = malloc((size_t)B * (size_t)a.in_H * sizeof *tok);
+        assert_non_null(tok);
+        for (size_t i = 0; i < (size_t)B * (size_t)a.in_H; i++)
+            tok[i] = (int32_t)fl_rng_below(&r, (uint32_t)a.classes);
+    } else {
+        x = random_vec((size_t)B * D, &r);
+    }
+    for (int i = 0; i < B; i++)
+        labels[i] = (int32_t)fl_rng_below(&r, (uint32_t)a.classes);
+
+    float *P = malloc(N * sizeof *P), *mask = malloc(N * sizeof *mask);
+    float *gf = calloc(N, sizeof *gf), *sub = malloc(n * sizeof *sub), *gs = calloc(n, sizeof *gs);
+    float *want = calloc(N, sizeof *want);
+    assert_true(P && mask && gf && sub && gs && want);
+    flm_model_init_params(&a, P, &r);
+
+    /* The unmasked full model's loss differs: the dropped units matter, so the test can fail. */
+    float loss_unmasked, loss_full, loss_sub;
+    assert_int_equal(flm_model_forward(mf, P, x, tok, labels, B, &loss_unmasked), FL_OK);
+
+    flm_submodel_mask(sm, mask);
+    for (size_t i = 0; i < N; i++)
+        P[i] *= mask[i];
+    flm_submodel_gather(sm, sub, P);
+
+    assert_int_equal(flm_model_forward(mf, P, x, tok, labels, B, &loss_full), FL_OK);
+    assert_int_equal(flm_model_backward(mf, P, gf), FL_OK);
+    assert_int_equal(flm_model_forward(ms, sub, x, tok, labels, B, &loss_sub), FL_OK);
+    assert_int_equal(flm_model_backward(ms, sub, gs), FL_OK);
+    assert_true(isfinite(loss_full) && isfinite(loss_sub));
+    if (fabsf(loss_full - loss_sub) > 1e-5f * (1.0f + fabsf(loss_full)))
+        fail_msg("%s: masked full loss %.8g, submodel loss %.8g", spec, loss_full, loss_sub);
+    if (fabsf(loss_unmasked - loss_sub) < 1e-4f)
+        fail_msg("%s: dropping units did not change the loss (%.8g)", spec, loss_sub);
+
+    /* The masked coordinates get no gradient anyway (dropped units output 0 and receive 0). */
+    for (size_t i = 0; i < N; i++)
+        if (mask[i] == 0.0f && fabsf(gf[i]) > 1e-7f)
+            fail_msg("%s: masked coordinate %zu has gradient %g", spec, i, gf[i]);
+
+    /* One step each: full with the masked gradient, sub plain; then scatter the sub step. */
+    const flm_sgd o = {lr, 0.0f, 0.0f, 0.0f};
+    for (size_t i = 0; i < N; i++)
+        gf[i] *= mask[i];
+    flm_sgd_step(P, NULL, gf, NULL, N, &o);
+    flm_sgd_step(sub, NULL, gs, NULL, n, &o);
+    flm_submodel_scatter_add(sm, want, sub, 1.0f);
+    double max_err = 0;
+    size_t changed = 0;
+    for (size_t i = 0; i < N; i++) {
+        const double e = fabs((double)P[i] - (double)want[i]);
+        if (e > max_err)
+            max_err = e;
+        if (mask[i] == 0.0f)
+            assert_true(P[i] == 0.0f && want[i] == 0.0f);
+        else
+            assert_true(e <= 1e-5 * (1.0 + fabs((double)want[i])));
+        changed += gf[i] != 0.0f;
+    }
+    assert_true(changed > n / 10); /* the step actually moved the weights */
+    print_message("  %s p=%.2f: %zu of %zu params, loss %.6f (unmasked %.6f), max |diff| %.2e\n",
+                  spec, p, n, N, (double)loss_sub, (double)loss_unmasked, max_err);
+
+    free(P);
+    free(mask);
+    free(gf);
+    free(sub);
+    free(gs);
+    free(want);
+    free(x);
+    free(tok);
+    flm_model_free(mf);
+    flm_model_free(ms);
+    flm_submodel_free(sm);
+    flm_keepset_free(&ks);
+}
+
+static void test_step_equivalence(void **state)
+{
+    (void)state;
+    check_step_equivalence("mlp:20-16-12-5", 0.5, 21);
+    check_step_equivalence("mlp:784-200-200-10", 0.75, 22);
+    check_step_equivalence("cnn:10:12x12x1", 0.5, 23);
+    check_step_equivalence("cnn:7:13x9x3", 0.75, 24);
+    check_step_equivalence("lstm:20:4:8:2:6", 0.5, 25);
+    check_step_equivalence("lstm:30:5:16:3:4", 0.75, 26);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -816,6 +944,7 @@ int main(void)
         cmocka_unit_test(test_cnn_reference),
         cmocka_unit_test(test_lstm_reference),
         cmocka_unit_test(test_full_size),
+        cmocka_unit_test(test_step_equivalence),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
