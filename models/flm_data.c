@@ -1,9 +1,13 @@
 /* flm_data.c: the in-memory dataset and the synthetic generators. */
 #include "flm_data.h"
 
+#include <dirent.h>
 #include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "fl_rng.h"
 
@@ -226,4 +230,227 @@ fl_status flm_dataset_synth_tokens(flm_dataset **out, size_t N, int T, int vocab
     free(succ);
     *out = ds;
     return FL_OK;
+}
+
+/* ---- spec strings --------------------------------------------------------------------------- */
+
+static void set_err(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void set_err(char *err, size_t errlen, const char *fmt, ...)
+{
+    if (!err || !errlen)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+}
+
+/* A growable list of owned strings. */
+typedef struct strlist {
+    char **v;
+    size_t n, cap;
+} strlist;
+
+static int strlist_add(strlist *l, const char *s, size_t len)
+{
+    if (l->n == l->cap) {
+        const size_t nc = l->cap ? 2 * l->cap : 16;
+        char **nv = realloc(l->v, nc * sizeof *nv);
+        if (!nv)
+            return -1;
+        l->v = nv;
+        l->cap = nc;
+    }
+    char *c = malloc(len + 1);
+    if (!c)
+        return -1;
+    memcpy(c, s, len);
+    c[len] = '\0';
+    l->v[l->n++] = c;
+    return 0;
+}
+
+static void strlist_free(strlist *l)
+{
+    for (size_t i = 0; i < l->n; i++)
+        free(l->v[i]);
+    free(l->v);
+}
+
+static int cmp_cstr(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Adds path, or the sorted *.json files of the directory path. */
+static fl_status add_leaf_path(strlist *l, const char *path, char *err, size_t errlen)
+{
+    struct stat st;
+    if (stat(path, &st) != 0 || !S_ISDIR(st.st_mode))
+        return strlist_add(l, path, strlen(path)) ? FL_ERR_NOMEM : FL_OK;
+    DIR *d = opendir(path);
+    if (!d) {
+        set_err(err, errlen, "%s: cannot open directory", path);
+        return FL_ERR_DATASET_IO;
+    }
+    const size_t first = l->n;
+    struct dirent *e;
+    fl_status rc = FL_OK;
+    while ((e = readdir(d))) {
+        const size_t n = strlen(e->d_name);
+        if (e->d_name[0] == '.' || n < 5 || strcmp(e->d_name + n - 5, ".json") != 0)
+            continue;
+        const size_t len = strlen(path) + 1 + n;
+        char *full = malloc(len + 1);
+        if (!full) {
+            rc = FL_ERR_NOMEM;
+            break;
+        }
+        snprintf(full, len + 1, "%s/%s", path, e->d_name);
+        const int bad = strlist_add(l, full, len);
+        free(full);
+        if (bad) {
+            rc = FL_ERR_NOMEM;
+            break;
+        }
+    }
+    closedir(d);
+    if (rc == FL_OK && l->n == first) {
+        set_err(err, errlen, "%s: no *.json files", path);
+        return FL_ERR_DATASET_IO;
+    }
+    qsort(l->v + first, l->n - first, sizeof *l->v, cmp_cstr);
+    return rc;
+}
+
+/* Strict unsigned decimal into *v (<= max); returns the end or NULL. */
+static const char *parse_u64(const char *p, uint64_t max, uint64_t *v)
+{
+    uint64_t x = 0;
+    const char *q = p;
+    for (; *q >= '0' && *q <= '9'; q++) {
+        if (x > (max - (uint64_t)(*q - '0')) / 10)
+            return NULL;
+        x = x * 10 + (uint64_t)(*q - '0');
+    }
+    if (q == p)
+        return NULL;
+    *v = x;
+    return q;
+}
+
+/* ":FLOAT" at p (optional): *v unchanged when p is at the end. Returns 0 or -1. */
+static int parse_opt_float(const char *p, float *v)
+{
+    if (!*p)
+        return 0;
+    if (*p != ':' || !((p[1] >= '0' && p[1] <= '9') || p[1] == '.'))
+        return -1;
+    char *end;
+    const double d = strtod(p + 1, &end);
+    if (*end || !isfinite(d))
+        return -1;
+    *v = (float)d;
+    return 0;
+}
+
+fl_status flm_dataset_load_spec(flm_dataset **out, const char *spec, uint64_t seed, char *err,
+                                size_t errlen)
+{
+    if (!out)
+        return FL_ERR_INVALID_ARG;
+    *out = NULL;
+    if (!spec) {
+        set_err(err, errlen, "no dataset spec");
+        return FL_ERR_INVALID_ARG;
+    }
+    const char *colon = strchr(spec, ':');
+    if (!colon || !colon[1])
+        goto bad;
+    const size_t kl = (size_t)(colon - spec);
+    const char *arg = colon + 1;
+#define KIND_IS(s) (kl == sizeof(s) - 1 && strncmp(spec, s, kl) == 0)
+    if (KIND_IS("fashion-mnist") || KIND_IS("mnist")) {
+        char name[16];
+        memcpy(name, spec, kl);
+        name[kl] = '\0';
+        return flm_dataset_load_named(out, name, arg, NULL, err, errlen);
+    }
+    if (KIND_IS("idx")) {
+        const char *comma = strchr(arg, ',');
+        if (!comma || comma == arg || !comma[1] || strchr(comma + 1, ','))
+            goto bad;
+        char *img = strndup(arg, (size_t)(comma - arg));
+        if (!img)
+            return FL_ERR_NOMEM;
+        const fl_status st = flm_idx_load(out, img, comma + 1, 10, err, errlen);
+        free(img);
+        return st;
+    }
+    if (KIND_IS("femnist") || KIND_IS("shakespeare")) {
+        strlist l = {0};
+        fl_status st = FL_OK;
+        for (const char *p = arg; st == FL_OK;) {
+            const char *e = strchr(p, ',');
+            const size_t n = e ? (size_t)(e - p) : strlen(p);
+            if (!n) {
+                strlist_free(&l);
+                goto bad;
+            }
+            char *one = strndup(p, n);
+            if (!one) {
+                st = FL_ERR_NOMEM;
+                break;
+            }
+            st = add_leaf_path(&l, one, err, errlen);
+            free(one);
+            if (!e)
+                break;
+            p = e + 1;
+        }
+        if (st == FL_OK)
+            st = flm_leaf_load(out, KIND_IS("femnist") ? FLM_LEAF_FEMNIST : FLM_LEAF_SHAKESPEARE,
+                               (const char *const *)l.v, l.n, err, errlen);
+        strlist_free(&l);
+        return st;
+    }
+    if (KIND_IS("synth-images")) {
+        uint64_t N, C, H, W, K;
+        const char *p = parse_u64(arg, UINT32_MAX, &N);
+        if (!p || *p != ':' || !(p = parse_u64(p + 1, 65535, &C)) || *p != 'x' ||
+            !(p = parse_u64(p + 1, 65535, &H)) || *p != 'x' ||
+            !(p = parse_u64(p + 1, 65535, &W)) || *p != ':' ||
+            !(p = parse_u64(p + 1, 1u << 20, &K)))
+            goto bad;
+        float sigma = 0.3f;
+        if (parse_opt_float(p, &sigma) != 0)
+            goto bad;
+        const fl_status st = flm_dataset_synth_images(out, N, (int)C, (int)H, (int)W, (int)K,
+                                                      sigma, seed);
+        if (st == FL_ERR_INVALID_ARG)
+            goto bad;
+        return st;
+    }
+    if (KIND_IS("synth-tokens")) {
+        uint64_t N, T, V;
+        const char *p = parse_u64(arg, UINT32_MAX, &N);
+        if (!p || *p != ':' || !(p = parse_u64(p + 1, 1u << 20, &T)) || *p != ':' ||
+            !(p = parse_u64(p + 1, 1u << 24, &V)))
+            goto bad;
+        float noise = 0.1f;
+        if (parse_opt_float(p, &noise) != 0)
+            goto bad;
+        const fl_status st = flm_dataset_synth_tokens(out, N, (int)T, (int)V, noise, seed);
+        if (st == FL_ERR_INVALID_ARG)
+            goto bad;
+        return st;
+    }
+#undef KIND_IS
+bad:
+    set_err(err, errlen,
+            "dataset spec \"%s\" does not parse (fashion-mnist:train|test, mnist:train|test, "
+            "idx:IMAGES,LABELS, femnist:PATH[,PATH], shakespeare:PATH[,PATH], "
+            "synth-images:N:CxHxW:CLASSES[:SIGMA], synth-tokens:N:T:VOCAB[:NOISE])", spec);
+    return FL_ERR_INVALID_ARG;
 }

@@ -143,6 +143,20 @@ fl_status flm_leaf_load(flm_dataset **out, flm_leaf_kind kind, const char *const
 fl_status flm_leaf_load_mem(flm_dataset **out, flm_leaf_kind kind, const uint8_t *json,
                             size_t len, char *err, size_t errlen);
 
+/* ---- one entry point for programs ---------------------------------------------------------- */
+
+/* Loads a dataset from a spec string, the form the client CLI and the simulator take:
+ *   fashion-mnist:train|test, mnist:train|test   flm_dataset_load_named (directory lookup as there)
+ *   idx:IMAGES,LABELS                            an IDX pair, 10 classes
+ *   femnist:PATH[,PATH...]                       LEAF FEMNIST JSON files; a PATH that is a
+ *   shakespeare:PATH[,PATH...]                   directory stands for its *.json files, sorted
+ *   synth-images:N:CxHxW:CLASSES[:SIGMA]         flm_dataset_synth_images, SIGMA default 0.3
+ *   synth-tokens:N:T:VOCAB[:NOISE]               flm_dataset_synth_tokens, NOISE default 0.1
+ * Paths cannot contain ','. seed is used by synth-* only. Returns FL_ERR_INVALID_ARG with a reason
+ * in err for a spec that does not parse, else what the loader returns. Caller owns *out. */
+fl_status flm_dataset_load_spec(flm_dataset **out, const char *spec, uint64_t seed, char *err,
+                                size_t errlen);
+
 /* ---- partitioners --------------------------------------------------------------------------- */
 
 typedef enum flm_part_kind {

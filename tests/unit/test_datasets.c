@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <cmocka.h>
 #include <zlib.h>
@@ -1019,6 +1020,163 @@ static void test_partition_natural(void **state)
     flm_dataset_free(ds);
 }
 
+/* ---- gzip damage and spec strings ---------------------------------------------------------- */
+
+static void test_idx_gzip_damage(void **state)
+{
+    (void)state;
+    idx_pair p = make_idx(50, 6, 6);
+    char ip[300], lp[300];
+    tmp_path(ip, sizeof ip, "dmg-img.gz");
+    tmp_path(lp, sizeof lp, "dmg-lab");
+    write_file(lp, p.lab, p.lab_len, 0);
+    /* The gzip bytes themselves, cut short or flipped, as a file. */
+    write_file(ip, p.img, p.img_len, 1);
+    FILE *f = fopen(ip, "rb");
+    assert_non_null(f);
+    uint8_t z[4096];
+    const size_t zn = fread(z, 1, sizeof z, f);
+    fclose(f);
+    assert_true(zn > 40 && zn < sizeof z);
+    for (int mode = 0; mode < 2; mode++) {
+        uint8_t dmg[4096];
+        memcpy(dmg, z, zn);
+        size_t n = zn;
+        if (mode == 0)
+            n = zn / 2;
+        else
+            for (size_t k = 20; k < zn - 10; k += 7)
+                dmg[k] ^= 0x5a;
+        write_file(ip, dmg, n, 0);
+        flm_dataset *ds = NULL;
+        char err[256] = "";
+        const fl_status st = flm_idx_load(&ds, ip, lp, 10, err, sizeof err);
+        if (st != FL_ERR_DATASET_FORMAT)
+            fail_msg("gzip damage mode %d: %s \"%s\"", mode, fl_status_name(st), err);
+        assert_null(ds);
+        assert_non_null(strstr(err, "dmg-img.gz"));
+        /* The memory path agrees. */
+        assert_int_equal(flm_idx_load_mem(&ds, dmg, n, p.lab, p.lab_len, 10, err, sizeof err),
+                         FL_ERR_DATASET_FORMAT);
+    }
+    unlink(ip);
+    unlink(lp);
+    free_idx(&p);
+}
+
+static void test_load_spec(void **state)
+{
+    (void)state;
+    char err[512] = "", spec[1200];
+    flm_dataset *ds = NULL;
+    assert_int_equal(flm_dataset_load_spec(&ds, "synth-images:100:1x4x4:5", 9, err, sizeof err),
+                     FL_OK);
+    assert_int_equal(ds->N, 100);
+    assert_int_equal(ds->H, 4);
+    assert_int_equal(ds->classes, 5);
+    flm_dataset *same = NULL;
+    assert_int_equal(flm_dataset_synth_images(&same, 100, 1, 4, 4, 5, 0.3f, 9), FL_OK);
+    assert_memory_equal(ds->x, same->x, 100 * 16 * sizeof(float));
+    flm_dataset_free(same);
+    flm_dataset_free(ds);
+    assert_int_equal(flm_dataset_load_spec(&ds, "synth-images:10:3x2x2:4:0.05", 9, err, sizeof err),
+                     FL_OK);
+    assert_int_equal(ds->C, 3);
+    flm_dataset_free(ds);
+    assert_int_equal(flm_dataset_load_spec(&ds, "synth-tokens:50:10:20", 9, err, sizeof err), FL_OK);
+    assert_int_equal(ds->kind, FLM_DATA_TOKENS);
+    assert_int_equal(ds->H, 10);
+    assert_int_equal(ds->classes, 20);
+    flm_dataset_free(ds);
+
+    /* LEAF: a file, and a directory of *.json files loaded in name order. */
+    char fem[512], shk[512];
+    fixture_path(fem, sizeof fem, "femnist_tiny.json");
+    fixture_path(shk, sizeof shk, "shakespeare_tiny.json");
+    snprintf(spec, sizeof spec, "shakespeare:%s", shk);
+    assert_int_equal(flm_dataset_load_spec(&ds, spec, 0, err, sizeof err), FL_OK);
+    assert_int_equal(ds->N, 5);
+    flm_dataset_free(ds);
+    char dir[300], a[400], b[400];
+    tmp_path(dir, sizeof dir, "leafdir");
+    assert_int_equal(mkdir(dir, 0700), 0);
+    snprintf(a, sizeof a, "%s/b.json", dir);
+    snprintf(b, sizeof b, "%s/a.json", dir);
+    FILE *in = fopen(fem, "rb");
+    assert_non_null(in);
+    static uint8_t buf[1 << 16];
+    const size_t n = fread(buf, 1, sizeof buf, in);
+    fclose(in);
+    write_file(a, buf, n, 0);
+    static const char other[] = "{\"user_data\": {\"zz\": {\"x\": [], \"y\": []}}}";
+    write_file(b, (const uint8_t *)other, strlen(other), 0);
+    char notes[400];
+    snprintf(notes, sizeof notes, "%s/notes.txt", dir);
+    write_file(notes, (const uint8_t *)"x", 1, 0);
+    snprintf(spec, sizeof spec, "femnist:%s", dir);
+    const fl_status st = flm_dataset_load_spec(&ds, spec, 0, err, sizeof err);
+    if (st != FL_OK)
+        fail_msg("%s: %s", fl_status_name(st), err);
+    assert_int_equal(ds->N, 6);
+    assert_int_equal(ds->n_users, 4);
+    assert_string_equal(ds->users[0], "zz");   /* a.json first */
+    flm_dataset_free(ds);
+    snprintf(spec, sizeof spec, "femnist:%s,%s", fem, b);
+    assert_int_equal(flm_dataset_load_spec(&ds, spec, 0, err, sizeof err), FL_OK);
+    assert_int_equal(ds->n_users, 4);
+    assert_string_equal(ds->users[3], "zz");
+    flm_dataset_free(ds);
+
+    /* IDX by paths, and by name through FEDROP_DATA_DIR. */
+    idx_pair p = make_idx(9, 28, 28);
+    char sub[400], ip[500], lp[500];
+    snprintf(sub, sizeof sub, "%s/fashion-mnist", g_tmpdir);
+    assert_int_equal(mkdir(sub, 0700), 0);
+    snprintf(ip, sizeof ip, "%s/train-images-idx3-ubyte.gz", sub);
+    snprintf(lp, sizeof lp, "%s/train-labels-idx1-ubyte.gz", sub);
+    write_file(ip, p.img, p.img_len, 1);
+    write_file(lp, p.lab, p.lab_len, 1);
+    snprintf(spec, sizeof spec, "idx:%s,%s", ip, lp);
+    assert_int_equal(flm_dataset_load_spec(&ds, spec, 0, err, sizeof err), FL_OK);
+    check_idx_content(ds, 9, 28, 28);
+    flm_dataset_free(ds);
+    const char *old = getenv("FEDROP_DATA_DIR");
+    char *saved = old ? strdup(old) : NULL;
+    setenv("FEDROP_DATA_DIR", g_tmpdir, 1);
+    assert_int_equal(flm_dataset_load_spec(&ds, "fashion-mnist:train", 0, err, sizeof err), FL_OK);
+    check_idx_content(ds, 9, 28, 28);
+    flm_dataset_free(ds);
+    assert_int_equal(flm_dataset_load_spec(&ds, "fashion-mnist:test", 0, err, sizeof err),
+                     FL_ERR_DATASET_IO);
+    assert_non_null(strstr(err, g_tmpdir));
+    if (saved) {
+        setenv("FEDROP_DATA_DIR", saved, 1);
+        free(saved);
+    } else {
+        unsetenv("FEDROP_DATA_DIR");
+    }
+    free_idx(&p);
+
+    static const char *const bad[] = {
+        "", "fashion-mnist", "foo:bar", "synth-images:10:1x4:5", "synth-images:10:1x4x4:5:abc",
+        "synth-images:10:0x4x4:5", "synth-images:-1:1x4x4:5", "synth-tokens:10:5:1",
+        "synth-tokens:10:5", "idx:onlyone", "idx:a,b,c", "femnist:", "femnist:a,,b",
+        "synth-images:99999999999:1x1x1:2",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        ds = (flm_dataset *)(uintptr_t)1;
+        const fl_status s2 = flm_dataset_load_spec(&ds, bad[i], 0, err, sizeof err);
+        if (s2 != FL_ERR_INVALID_ARG)
+            fail_msg("\"%s\": %s", bad[i], fl_status_name(s2));
+        assert_null(ds);
+        assert_non_null(strstr(err, "does not parse"));
+    }
+    assert_int_equal(flm_dataset_load_spec(&ds, "mnist:valid", 0, err, sizeof err),
+                     FL_ERR_NOT_FOUND);
+    assert_int_equal(flm_dataset_load_spec(&ds, "femnist:/nonexistent.json", 0, err, sizeof err),
+                     FL_ERR_DATASET_IO);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1039,6 +1197,8 @@ int main(void)
         cmocka_unit_test(test_partition_dirichlet),
         cmocka_unit_test(test_partition_shards),
         cmocka_unit_test(test_partition_natural),
+        cmocka_unit_test(test_idx_gzip_damage),
+        cmocka_unit_test(test_load_spec),
     };
     return cmocka_run_group_tests(tests, setup_tmp, teardown_tmp);
 }
