@@ -1,0 +1,244 @@
+/* fl_client: a fedrop client on a partition of a dataset, over libflclient.
+ *
+ *   fl_client --server tcp://127.0.0.1:5555 --server-key keys/server.pub --key keys/c3.key \
+ *             --dataset fashion-mnist --partition dirichlet:0.5 --client-index 3 --num-clients 100
+ */
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "flc.h"
+#include "flm_blas.h"
+#include "flm_data.h"
+
+static flc_client *g_client;
+
+static void on_signal(int sig)
+{
+    (void)sig;
+    flc_client_stop(g_client);
+}
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+"usage: fl_client --server ENDPOINT [options]\n"
+"\n"
+"Joins a fedrop server, trains the submodels it sends on this client's partition of a dataset,\n"
+"and uploads the compressed updates, until the server ends the run.\n"
+"\n"
+"Connection:\n"
+"  --server EP            server endpoint, e.g. tcp://127.0.0.1:5555 or ipc:///tmp/fl.sock (required)\n"
+"  --server-key FILE      the server's CURVE public key file (fl_server keygen writes DIR/server.pub)\n"
+"  --key FILE             this client's CURVE secret key file (DIR/NAME.key); its public key must be\n"
+"                         on the server's allow-list\n"
+"  --insecure             no encryption (only against a server started with --insecure)\n"
+"  --id ID                client id (default: client-<index>)\n"
+"\n"
+"Data (the built-in CPU trainer):\n"
+"  --dataset SPEC         fashion-mnist | mnist | idx:IMAGES,LABELS | femnist:PATH | shakespeare:PATH |\n"
+"                         synth-images:N:CxHxW:CLASSES  (default fashion-mnist; the train split)\n"
+"  --data-dir DIR         where fashion-mnist / mnist live (default /usr/share/datasets/<name>)\n"
+"  --partition SPEC       iid | dirichlet:ALPHA | shards:S | natural   (default iid)\n"
+"  --num-clients N        clients the dataset is partitioned over (default 1)\n"
+"  --client-index K       this client's partition, 0 <= K < N (default 0)\n"
+"  --partition-seed S     seed of the partition; every client of a run must use the same (default 1)\n"
+"\n"
+"Run:\n"
+"  --max-rounds N         stop after uploading N updates (default: until the server says done)\n"
+"  --threads N            BLAS threads for training (default 1)\n"
+"  --seed S               local randomness (default: derived from the id)\n"
+"  --log-level LEVEL      debug | info | warn | error (default info)\n"
+"  -h, --help             this text\n"
+"\n"
+"Exit status: 0 the run ended (or SIGINT/SIGTERM), 1 bad usage, 2 dataset error,\n"
+"3 refused by the server (key or id), 4 transport error.\n");
+}
+
+static int read_key(const char *path, char out[41])
+{
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        fprintf(stderr, "fl_client: cannot open key file %s\n", path);
+        return -1;
+    }
+    char line[256] = {0};
+    const int ok = fgets(line, sizeof line, f) != NULL;
+    fclose(f);
+    size_t n = ok ? strcspn(line, " \t\r\n") : 0;
+    if (n != 40) {
+        fprintf(stderr, "fl_client: %s does not hold a 40-character Z85 key\n", path);
+        return -1;
+    }
+    memcpy(out, line, 40);
+    out[40] = '\0';
+    return 0;
+}
+
+static void log_stderr(void *user, flc_log_level level, const char *msg)
+{
+    static const char *names[] = {"debug", "info", "warn", "error"};
+    fprintf(stderr, "[%s] %-5s %s\n", (const char *)user, names[level & 3], msg);
+}
+
+int main(int argc, char **argv)
+{
+    const char *server = NULL, *server_key = NULL, *key = NULL, *id = NULL;
+    const char *dataset = "fashion-mnist", *data_dir = NULL, *partition = "iid";
+    long num_clients = 1, index = 0, max_rounds = 0, threads = 1;
+    unsigned long long part_seed = 1, seed = 0;
+    int insecure = 0;
+    flc_log_level level = FLC_LOG_INFO;
+    enum { O_SERVER = 256, O_SKEY, O_KEY, O_INSECURE, O_ID, O_DATASET, O_DATADIR, O_PART, O_NUM,
+           O_INDEX, O_PSEED, O_MAXR, O_THREADS, O_SEED, O_LOG };
+    static const struct option opts[] = {
+        {"server", required_argument, 0, O_SERVER}, {"server-key", required_argument, 0, O_SKEY},
+        {"key", required_argument, 0, O_KEY}, {"insecure", no_argument, 0, O_INSECURE},
+        {"id", required_argument, 0, O_ID}, {"dataset", required_argument, 0, O_DATASET},
+        {"data-dir", required_argument, 0, O_DATADIR}, {"partition", required_argument, 0, O_PART},
+        {"num-clients", required_argument, 0, O_NUM}, {"client-index", required_argument, 0, O_INDEX},
+        {"partition-seed", required_argument, 0, O_PSEED}, {"max-rounds", required_argument, 0, O_MAXR},
+        {"threads", required_argument, 0, O_THREADS}, {"seed", required_argument, 0, O_SEED},
+        {"log-level", required_argument, 0, O_LOG}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
+    int o;
+    while ((o = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        char *end = NULL;
+        switch (o) {
+        case O_SERVER: server = optarg; break;
+        case O_SKEY: server_key = optarg; break;
+        case O_KEY: key = optarg; break;
+        case O_INSECURE: insecure = 1; break;
+        case O_ID: id = optarg; break;
+        case O_DATASET: dataset = optarg; break;
+        case O_DATADIR: data_dir = optarg; break;
+        case O_PART: partition = optarg; break;
+        case O_NUM: num_clients = strtol(optarg, &end, 10); break;
+        case O_INDEX: index = strtol(optarg, &end, 10); break;
+        case O_PSEED: part_seed = strtoull(optarg, &end, 10); break;
+        case O_MAXR: max_rounds = strtol(optarg, &end, 10); break;
+        case O_THREADS: threads = strtol(optarg, &end, 10); break;
+        case O_SEED: seed = strtoull(optarg, &end, 10); break;
+        case O_LOG:
+            if (!strcmp(optarg, "debug")) level = FLC_LOG_DEBUG;
+            else if (!strcmp(optarg, "info")) level = FLC_LOG_INFO;
+            else if (!strcmp(optarg, "warn")) level = FLC_LOG_WARN;
+            else if (!strcmp(optarg, "error")) level = FLC_LOG_ERROR;
+            else { fprintf(stderr, "fl_client: --log-level: expected debug, info, warn or error\n"); return 1; }
+            break;
+        case 'h': usage(stdout); return 0;
+        default: usage(stderr); return 1;
+        }
+        if (end && *end) {
+            fprintf(stderr, "fl_client: --%s: '%s' is not a number\n", opts[o - O_SERVER].name, optarg);
+            return 1;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "fl_client: unexpected argument '%s'\n", argv[optind]);
+        return 1;
+    }
+    if (!server) {
+        fprintf(stderr, "fl_client: --server is required (try --help)\n");
+        return 1;
+    }
+    if (num_clients < 1 || index < 0 || index >= num_clients || threads < 1 || max_rounds < 0) {
+        fprintf(stderr, "fl_client: need 0 <= --client-index < --num-clients, --threads >= 1\n");
+        return 1;
+    }
+    if (!insecure && (!server_key || !key)) {
+        fprintf(stderr, "fl_client: --server-key and --key are required (or --insecure against an "
+                        "insecure server)\n");
+        return 1;
+    }
+    char spk[41], sk[41];
+    if (!insecure && (read_key(server_key, spk) != 0 || read_key(key, sk) != 0))
+        return 1;
+    char idbuf[64];
+    if (!id) {
+        snprintf(idbuf, sizeof idbuf, "client-%ld", index);
+        id = idbuf;
+    }
+
+    /* This client's partition. */
+    char spec[1024], err[256];
+    if (!strchr(dataset, ':'))
+        snprintf(spec, sizeof spec, "%s:train", dataset);
+    else
+        snprintf(spec, sizeof spec, "%s", dataset);
+    if (data_dir)
+        setenv("FEDROP_DATA_DIR", data_dir, 1);
+    flm_dataset *all = NULL, *mine = NULL;
+    fl_status st = flm_dataset_load_spec(&all, spec, part_seed, err, sizeof err);
+    if (st != FL_OK) {
+        fprintf(stderr, "fl_client: dataset %s: %s\n", spec, err[0] ? err : fl_strerror(st));
+        return 2;
+    }
+    flm_partition_spec ps;
+    flm_partition *part = NULL;
+    const uint32_t *idx;
+    size_t n;
+    if ((st = flm_partition_spec_parse(partition, &ps, err, sizeof err)) != FL_OK) {
+        fprintf(stderr, "fl_client: --partition %s: %s\n", partition, err);
+        return 1;
+    }
+    if ((st = flm_partition_make(&part, all, &ps, (size_t)num_clients, part_seed)) != FL_OK ||
+        (st = flm_partition_client(part, (size_t)index, &idx, &n)) != FL_OK ||
+        (st = flm_dataset_subset(&mine, all, idx, n)) != FL_OK) {
+        fprintf(stderr, "fl_client: partition %s of %s over %ld clients: %s\n", partition, spec,
+                num_clients, fl_strerror(st));
+        return 2;
+    }
+    flm_partition_free(part);
+    flm_dataset_free(all);
+    if (mine->N == 0) {
+        fprintf(stderr, "fl_client: partition %ld of %ld is empty\n", index, num_clients);
+        return 2;
+    }
+    flm_blas_set_threads((int)threads);
+    fprintf(stderr, "[%s] info  %zu local samples (%s, %s, partition %ld of %ld); BLAS kernel %s\n",
+            id, mine->N, spec, partition, index, num_clients, flm_blas_corename());
+
+    const flc_samples samples = {mine->x, mine->tokens, mine->y, mine->N};
+    flc_config cfg;
+    memset(&cfg, 0, sizeof cfg);
+    cfg.server_endpoint = server;
+    cfg.client_id = id;
+    cfg.server_public_key = insecure ? NULL : spk;
+    cfg.secret_key = insecure ? NULL : sk;
+    cfg.backend = FLC_BACKEND_CPU;
+    cfg.samples = &samples;
+    cfg.seed = seed;
+    cfg.max_rounds = (int)max_rounds;
+    cfg.log = log_stderr;
+    cfg.log_user = (void *)id;
+    cfg.log_level = level;
+    flc_status cs = flc_client_new(&cfg, &g_client);
+    if (cs != FLC_OK) {
+        fprintf(stderr, "fl_client: %s\n", flc_strerror(cs));
+        flm_dataset_free(mine);
+        return cs == FLC_ERR_INVALID_ARG ? 1 : 4;
+    }
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    cs = flc_client_run(g_client);
+    const flc_stats *s = flc_client_stats(g_client);
+    fprintf(stderr, "[%s] info  %llu rounds trained, %llu updates accepted, %llu late, %llu reconnects, "
+            "%.1f MB down, %.1f MB up: %s\n", id, (unsigned long long)s->rounds_trained,
+            (unsigned long long)s->updates_accepted, (unsigned long long)s->updates_late,
+            (unsigned long long)s->reconnects, s->bytes_down / 1e6, s->bytes_up / 1e6,
+            cs == FLC_ERR_CANCELLED ? "stopped" : flc_strerror(cs));
+    flc_client_free(g_client);
+    flm_dataset_free(mine);
+    switch (cs) {
+    case FLC_OK:
+    case FLC_ERR_CANCELLED: return 0;
+    case FLC_ERR_AUTH:
+    case FLC_ERR_REMOTE: return 3;
+    default: return 4;
+    }
+}

@@ -1,0 +1,551 @@
+/* libflclient: the fedrop protocol (fl_server/PROTOCOL.md) around the IO-free client core.
+ *
+ * One thread drives the socket (flc_client_run); training runs on a second thread so heartbeats
+ * and flow-control acks keep flowing while a long local epoch computes. The client core is only
+ * ever touched by one thread at a time: the socket thread hands it to the trainer and takes it
+ * back when the trainer is done (messages that arrive meanwhile wait in a small queue).
+ */
+#include "flc.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <zmq.h>
+
+#include "fl_log.h"
+#include "fl_sha256.h"
+#include "fl_time.h"
+#include "flc_core.h"
+#include "flp_wire.h"
+
+#define PENDING_MAX 4096
+
+struct flc_client {
+    flc_config cfg;            /* strings below are our copies */
+    char *endpoint, *id, *server_pub, *pub, *sec;
+    void *ctx;
+    int own_ctx;
+    void *sock;
+    flc_core *core;
+    flm_samples samples;
+    fl_logger log;
+    uint32_t key;
+    atomic_int stop;
+    flc_stats stats;
+
+    /* training thread */
+    pthread_t thread;
+    atomic_int training;       /* 1 while the trainer thread owns core */
+    int thread_live;
+    fl_status train_status;
+
+    /* messages that arrived while training */
+    flp_msg *pending[PENDING_MAX];
+    int n_pending;
+
+    uint64_t last_sent_ns, last_recv_ns;
+    int registered;
+    int uploads_this_session;
+};
+
+const char *flc_strerror(flc_status s)
+{
+    return fl_strerror((fl_status)s);
+}
+
+static void log_adapter(void *user, fl_log_level level, const char *msg)
+{
+    flc_client *c = user;
+    if (c->cfg.log)
+        c->cfg.log(c->cfg.log_user, (flc_log_level)level, msg);
+}
+
+static char *dup_or_null(const char *s)
+{
+    return s ? strdup(s) : NULL;
+}
+
+/* The plug-in trainer seen through the core's callback. */
+static fl_status plugin_train(void *user, const flc_core_job *job, float *params,
+                              uint64_t *n_samples, double *loss)
+{
+    flc_client *c = user;
+    const flm_arch *s = job->sub;
+    flc_tensor tensors[FLM_MAX_TENSORS];
+    for (int i = 0; i < s->n_tensors; i++) {
+        const flm_tensor *t = &s->tensors[i];
+        tensors[i] = (flc_tensor){t->name, t->offset, t->numel, t->rank,
+                                  {t->shape[0], t->shape[1], t->shape[2], t->shape[3]}};
+    }
+    int kept[FLM_MAX_LAYERS], full[FLM_MAX_LAYERS];
+    for (int d = 0; d < job->full->n_drop; d++) {
+        kept[d] = job->keep->count[d];
+        full[d] = job->full->drop_units[d];
+    }
+    const flp_train_config *tc = job->train;
+    const flc_task task = {job->round, job->full->spec, s->spec, s->n_tensors, tensors,
+                           s->n_params, job->w_global, job->full->n_drop, kept, full,
+                           tc->epochs, tc->batch_size, tc->lr, tc->momentum, tc->weight_decay,
+                           tc->prox_mu, tc->max_samples};
+    flc_update up = {params, s->n_params, 0, 0.0};
+    const flc_status st = c->cfg.train(&task, &up, c->cfg.train_user);
+    *n_samples = up.n_samples;
+    *loss = up.loss;
+    return (fl_status)st;
+}
+
+flc_status flc_client_new(const flc_config *cfg, flc_client **out)
+{
+    *out = NULL;
+    if (!cfg || !cfg->server_endpoint || !cfg->client_id || !cfg->client_id[0] ||
+        (!cfg->train && (!cfg->samples || !cfg->samples->labels || cfg->samples->n == 0)))
+        return FLC_ERR_INVALID_ARG;
+    if (cfg->server_public_key && (strlen(cfg->server_public_key) != 40 || !cfg->secret_key ||
+                                   strlen(cfg->secret_key) != 40))
+        return FLC_ERR_INVALID_ARG;
+    flc_client *c = calloc(1, sizeof *c);
+    if (!c)
+        return FLC_ERR_NOMEM;
+    c->cfg = *cfg;
+    c->endpoint = strdup(cfg->server_endpoint);
+    c->id = strdup(cfg->client_id);
+    c->server_pub = dup_or_null(cfg->server_public_key);
+    c->sec = dup_or_null(cfg->secret_key);
+    c->pub = NULL;
+    if (c->sec) {
+        char pub[41];
+        if (cfg->public_key)
+            snprintf(pub, sizeof pub, "%s", cfg->public_key);
+        else if (zmq_curve_public(pub, c->sec) != 0) {
+            flc_client_free(c);
+            return FLC_ERR_INVALID_ARG;
+        }
+        c->pub = strdup(pub);
+    }
+    if (!c->cfg.heartbeat_ms) c->cfg.heartbeat_ms = 1000;
+    if (!c->cfg.liveness_ms) c->cfg.liveness_ms = 10000;
+    if (!c->cfg.reconnect_min_ms) c->cfg.reconnect_min_ms = 200;
+    if (!c->cfg.reconnect_max_ms) c->cfg.reconnect_max_ms = 10000;
+    c->log = (fl_logger){log_adapter, c, (fl_log_level)cfg->log_level};
+    /* The same key the server derives from the id (fls_client_key): first 4 bytes of SHA-256. */
+    uint8_t d[FL_SHA256_LEN];
+    fl_sha256_digest(d, c->id, strlen(c->id));
+    c->key = (uint32_t)d[0] | (uint32_t)d[1] << 8 | (uint32_t)d[2] << 16 | (uint32_t)d[3] << 24;
+    uint64_t seed = cfg->seed;
+    if (!seed)
+        for (int i = 0; i < 8; i++)
+            seed = seed << 8 | d[4 + i];
+    if (cfg->samples)
+        c->samples = (flm_samples){cfg->samples->x, cfg->samples->tokens, cfg->samples->labels,
+                                   NULL, cfg->samples->n};
+    const flc_core_config cc = {c->id, c->key, seed, cfg->train ? NULL : &c->samples,
+                                cfg->train ? plugin_train : NULL, c, c->log};
+    fl_status st;
+    if (!c->endpoint || !c->id || (cfg->server_public_key && (!c->server_pub || !c->pub)) ||
+        (st = flc_core_new(&cc, &c->core)) != FL_OK) {
+        flc_client_free(c);
+        return FLC_ERR_NOMEM;
+    }
+    if (cfg->zmq_context) {
+        c->ctx = cfg->zmq_context;
+    } else {
+        c->ctx = zmq_ctx_new();
+        c->own_ctx = 1;
+        if (!c->ctx) {
+            flc_client_free(c);
+            return FLC_ERR_TRANSPORT;
+        }
+    }
+    *out = c;
+    return FLC_OK;
+}
+
+static int send_msg(flc_client *c, const flp_msg *m)
+{
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    char err[FLP_ERRBUF];
+    fl_status st = flp_encode_alloc(&buf, &len, m, NULL, err, sizeof err);
+    if (st != FL_OK) {
+        fl_log(&c->log, FL_LOG_ERROR, "cannot encode %s: %s", flp_type_name(m->type), err);
+        return -1;
+    }
+    int rc;
+    do {
+        rc = zmq_send(c->sock, buf, len, 0);
+    } while (rc < 0 && errno == EINTR && !atomic_load(&c->stop));
+    free(buf);
+    if (rc < 0) {
+        fl_log(&c->log, FL_LOG_WARN, "send %s: %s", flp_type_name(m->type), zmq_strerror(errno));
+        return -1;
+    }
+    c->last_sent_ns = fl_time_mono_ns();
+    return 0;
+}
+
+static void send_simple(flc_client *c, flp_type type, uint64_t round)
+{
+    flp_msg m;
+    memset(&m, 0, sizeof m);
+    m.version = FLP_VERSION;
+    m.type = type;
+    m.round = round;
+    m.sender = c->id;
+    if (type == FLP_HEARTBEAT)
+        m.heartbeat.sender_time_us = fl_time_mono_ns() / 1000;
+    if (type == FLP_BYE)
+        m.bye.reason = "client stopping";
+    send_msg(c, &m);
+}
+
+static void send_simple_ack(flc_client *c, uint64_t round)
+{
+    flp_msg m;
+    memset(&m, 0, sizeof m);
+    m.version = FLP_VERSION;
+    m.type = FLP_ACK;
+    m.round = round;
+    m.sender = c->id;
+    m.ack.of_type = FLP_CHUNK;
+    m.ack.of_round = round;
+    m.ack.detail = "";
+    send_msg(c, &m);
+}
+
+static void send_hello(flc_client *c)
+{
+    flp_msg m;
+    memset(&m, 0, sizeof m);
+    m.version = FLP_VERSION;
+    m.type = FLP_HELLO;
+    m.sender = c->id;
+    m.hello.client_id = c->id;
+    m.hello.backend = c->cfg.backend ? (flp_backend)c->cfg.backend : FLP_BACKEND_CPU;
+    m.hello.memory_bytes = c->cfg.memory_bytes;
+    m.hello.flops = c->cfg.flops;
+    m.hello.dataset_size = c->cfg.samples ? c->cfg.samples->n : 0;
+    m.hello.min_version = FLP_VERSION;
+    m.hello.max_version = FLP_VERSION;
+    send_msg(c, &m);
+}
+
+static void close_socket(flc_client *c)
+{
+    if (c->sock) {
+        zmq_close(c->sock);
+        c->sock = NULL;
+    }
+    c->registered = 0;
+}
+
+static int open_socket(flc_client *c)
+{
+    c->sock = zmq_socket(c->ctx, ZMQ_DEALER);
+    if (!c->sock)
+        return -1;
+    const int linger = 0, hb = c->cfg.heartbeat_ms, hbt = c->cfg.liveness_ms;
+    const int64_t maxmsg = (int64_t)flp_limits_default().max_msg_bytes;
+    zmq_setsockopt(c->sock, ZMQ_LINGER, &linger, sizeof linger);
+    zmq_setsockopt(c->sock, ZMQ_HEARTBEAT_IVL, &hb, sizeof hb);
+    zmq_setsockopt(c->sock, ZMQ_HEARTBEAT_TIMEOUT, &hbt, sizeof hbt);
+    zmq_setsockopt(c->sock, ZMQ_HEARTBEAT_TTL, &hbt, sizeof hbt);
+    zmq_setsockopt(c->sock, ZMQ_MAXMSGSIZE, &maxmsg, sizeof maxmsg);
+    const int sndtimeo = 30000;
+    zmq_setsockopt(c->sock, ZMQ_SNDTIMEO, &sndtimeo, sizeof sndtimeo);
+    if (c->server_pub) {
+        if (zmq_setsockopt(c->sock, ZMQ_CURVE_SERVERKEY, c->server_pub, 40) != 0 ||
+            zmq_setsockopt(c->sock, ZMQ_CURVE_PUBLICKEY, c->pub, 40) != 0 ||
+            zmq_setsockopt(c->sock, ZMQ_CURVE_SECRETKEY, c->sec, 40) != 0) {
+            fl_log(&c->log, FL_LOG_ERROR, "CURVE keys refused by ZeroMQ: %s", zmq_strerror(errno));
+            close_socket(c);
+            return -1;
+        }
+    }
+    if (zmq_connect(c->sock, c->endpoint) != 0) {
+        fl_log(&c->log, FL_LOG_ERROR, "connect %s: %s", c->endpoint, zmq_strerror(errno));
+        close_socket(c);
+        return -1;
+    }
+    return 0;
+}
+
+static void *train_thread(void *arg)
+{
+    flc_client *c = arg;
+    c->train_status = flc_core_train(c->core);
+    atomic_store(&c->training, 0);
+    return NULL;
+}
+
+static void upload(flc_client *c)
+{
+    flp_msg m;
+    if (flc_core_update(c->core, &m) != FL_OK)
+        return;
+    const flc_core_stats *s = flc_core_last_stats(c->core);
+    if (send_msg(c, &m) != 0)
+        return;
+    const uint32_t n = flc_core_update_chunks(c->core);
+    for (uint32_t i = 0; i < n && !atomic_load(&c->stop); i++) {
+        flp_msg cm;
+        flc_core_update_chunk(c->core, i, &cm);
+        if (send_msg(c, &cm) != 0)
+            return;
+    }
+    c->stats.rounds_trained++;
+    c->stats.bytes_up += s->bytes_up;
+    c->stats.last_loss = s->loss;
+    c->uploads_this_session++;
+    fl_log(&c->log, FL_LOG_INFO, "round %llu: trained %llu samples of a %zu-parameter submodel, "
+           "loss %.4f, uploaded %llu bytes", (unsigned long long)s->round,
+           (unsigned long long)s->n_samples, s->sub_params, s->loss, (unsigned long long)s->bytes_up);
+}
+
+/* What the session loop should do after a message. */
+enum { GO_ON = 0, DONE = 1, RECONNECT = 2, REFUSED = 3 };
+
+static int handle(flc_client *c, flp_msg *m, int *owned)
+{
+    *owned = 0;
+    switch (m->type) {
+    case FLP_ACK:
+        if (m->ack.of_type == FLP_HELLO) {
+            if (m->ack.status == 0) {
+                c->registered = 1;
+                fl_log(&c->log, FL_LOG_INFO, "registered with %s as %s", c->endpoint, c->id);
+            }
+        } else if (m->ack.of_type == FLP_UPDATE) {
+            if (m->ack.status == 0) {
+                c->stats.updates_accepted++;
+            } else if (m->ack.status == FL_ERR_ROUND_CLOSED) {
+                c->stats.updates_late++;
+                fl_log(&c->log, FL_LOG_WARN, "round %llu: update dropped by the server: the round "
+                       "had closed", (unsigned long long)m->ack.of_round);
+            } else {
+                fl_log(&c->log, FL_LOG_WARN, "round %llu: update refused: %s",
+                       (unsigned long long)m->ack.of_round, fl_strerror((fl_status)m->ack.status));
+            }
+        }
+        return GO_ON;
+    case FLP_ERROR:
+        fl_log(&c->log, FL_LOG_WARN, "server error %u (%s): %s", m->error.code,
+               fl_strerror((fl_status)m->error.code), m->error.message);
+        if (m->error.code == FL_ERR_AUTH && !c->registered)
+            return REFUSED;
+        if (m->error.code == FL_ERR_UNKNOWN_CLIENT) {
+            /* The server lost us (a restart): register again. */
+            send_hello(c);
+        }
+        return GO_ON;
+    case FLP_BYE:
+        fl_log(&c->log, FL_LOG_INFO, "server says bye: %s", m->bye.reason);
+        return strcmp(m->bye.reason, "done") == 0 ? DONE : RECONNECT;
+    case FLP_TASK:
+    case FLP_CHUNK: {
+        if (atomic_load(&c->training)) {
+            if (c->n_pending < PENDING_MAX) {
+                c->pending[c->n_pending++] = m;
+                *owned = 1;
+            }
+            return GO_ON;
+        }
+        const fl_status st = flc_core_on_message(c->core, m);
+        if (m->type == FLP_CHUNK) {
+            send_simple_ack(c, m->round);
+            if (st == FL_OK)
+                c->stats.bytes_down += m->chunk.payload_len;
+        }
+        if (st != FL_OK)
+            fl_log(&c->log, FL_LOG_WARN, "round %llu: %s refused: %s", (unsigned long long)m->round,
+                   flp_type_name(m->type), fl_strerror(st));
+        if (flc_core_ready(c->core) && !c->thread_live) {
+            atomic_store(&c->training, 1);
+            if (pthread_create(&c->thread, NULL, train_thread, c) != 0) {
+                atomic_store(&c->training, 0);
+                c->train_status = flc_core_train(c->core);
+                if (c->train_status == FL_OK)
+                    upload(c);
+            } else {
+                c->thread_live = 1;
+            }
+        }
+        return GO_ON;
+    }
+    default:
+        return GO_ON;
+    }
+}
+
+/* The trainer thread finished: upload, then replay what arrived meanwhile. */
+static int finish_training(flc_client *c)
+{
+    pthread_join(c->thread, NULL);
+    c->thread_live = 0;
+    if (c->train_status == FL_OK)
+        upload(c);
+    else
+        fl_log(&c->log, FL_LOG_ERROR, "round %llu: training failed: %s",
+               (unsigned long long)flc_core_round(c->core), fl_strerror(c->train_status));
+    int verdict = GO_ON;
+    int i = 0;
+    for (; i < c->n_pending && !atomic_load(&c->training); i++) {
+        int owned;
+        const int v = handle(c, c->pending[i], &owned);
+        if (!owned)
+            flp_msg_free(c->pending[i]);
+        if (v != GO_ON) {
+            verdict = v;
+            i++;
+            break;
+        }
+    }
+    /* If a new training started mid-replay, keep the rest queued in order. */
+    memmove(c->pending, c->pending + i, (size_t)(c->n_pending - i) * sizeof *c->pending);
+    c->n_pending -= i;
+    return verdict;
+}
+
+static void drop_pending(flc_client *c)
+{
+    for (int i = 0; i < c->n_pending; i++)
+        flp_msg_free(c->pending[i]);
+    c->n_pending = 0;
+}
+
+static void wait_training(flc_client *c)
+{
+    if (c->thread_live) {
+        pthread_join(c->thread, NULL);
+        c->thread_live = 0;
+        atomic_store(&c->training, 0);
+    }
+}
+
+/* One connection's life. */
+static int session(flc_client *c)
+{
+    send_hello(c);
+    c->last_recv_ns = fl_time_mono_ns();
+    uint64_t hello_ns = c->last_recv_ns;
+    while (!atomic_load(&c->stop)) {
+        if (c->cfg.max_rounds && (int)c->stats.rounds_trained >= c->cfg.max_rounds &&
+            !c->thread_live)
+            return DONE;
+        zmq_pollitem_t it = {c->sock, 0, ZMQ_POLLIN, 0};
+        const int timeout = c->thread_live ? 50 : c->cfg.heartbeat_ms / 2;
+        const int rc = zmq_poll(&it, 1, timeout);
+        if (rc < 0 && errno != EINTR)
+            return RECONNECT;
+        const uint64_t now = fl_time_mono_ns();
+        if (c->thread_live && !atomic_load(&c->training)) {
+            const int v = finish_training(c);
+            if (v != GO_ON)
+                return v;
+        }
+        if (rc > 0 && (it.revents & ZMQ_POLLIN)) {
+            zmq_msg_t zm;
+            zmq_msg_init(&zm);
+            if (zmq_msg_recv(&zm, c->sock, ZMQ_DONTWAIT) >= 0) {
+                c->last_recv_ns = now;
+                flp_msg *m = NULL;
+                char err[FLP_ERRBUF];
+                const fl_status st = flp_decode(&m, zmq_msg_data(&zm), zmq_msg_size(&zm), NULL, err, sizeof err);
+                zmq_msg_close(&zm);
+                if (st != FL_OK) {
+                    fl_log(&c->log, FL_LOG_WARN, "malformed message from the server: %s", err);
+                    continue;
+                }
+                int owned = 0;
+                const int v = handle(c, m, &owned);
+                if (!owned)
+                    flp_msg_free(m);
+                if (v != GO_ON)
+                    return v;
+            } else {
+                zmq_msg_close(&zm);
+            }
+        }
+        if (!c->registered && now - hello_ns > (uint64_t)c->cfg.heartbeat_ms * 3000000ull) {
+            send_hello(c); /* the first Hello may have been sent before the link came up */
+            hello_ns = now;
+        }
+        if (now - c->last_sent_ns > (uint64_t)c->cfg.heartbeat_ms * 1000000ull)
+            send_simple(c, FLP_HEARTBEAT, 0);
+        if (now - c->last_recv_ns > (uint64_t)c->cfg.liveness_ms * 1000000ull) {
+            fl_log(&c->log, FL_LOG_WARN, "no word from %s for %d ms: reconnecting", c->endpoint,
+                   c->cfg.liveness_ms);
+            return RECONNECT;
+        }
+    }
+    return DONE;
+}
+
+static void sleep_ms_interruptible(flc_client *c, int ms)
+{
+    while (ms > 0 && !atomic_load(&c->stop)) {
+        const int step = ms < 50 ? ms : 50;
+        struct timespec ts = {0, (long)step * 1000000L};
+        nanosleep(&ts, NULL);
+        ms -= step;
+    }
+}
+
+flc_status flc_client_run(flc_client *c)
+{
+    int backoff = c->cfg.reconnect_min_ms;
+    for (;;) {
+        if (atomic_load(&c->stop))
+            return FLC_ERR_CANCELLED;
+        if (open_socket(c) != 0)
+            return FLC_ERR_TRANSPORT;
+        const int v = session(c);
+        wait_training(c);
+        if (v == DONE && c->registered && !atomic_load(&c->stop))
+            send_simple(c, FLP_BYE, 0);
+        close_socket(c);
+        drop_pending(c);
+        if (atomic_load(&c->stop))
+            return FLC_ERR_CANCELLED;
+        if (v == DONE)
+            return FLC_OK;
+        if (v == REFUSED)
+            return FLC_ERR_AUTH;
+        c->stats.reconnects++;
+        fl_log(&c->log, FL_LOG_INFO, "reconnecting in %d ms", backoff);
+        sleep_ms_interruptible(c, backoff);
+        backoff = backoff * 2 > c->cfg.reconnect_max_ms ? c->cfg.reconnect_max_ms : backoff * 2;
+    }
+}
+
+void flc_client_stop(flc_client *c)
+{
+    if (c)
+        atomic_store(&c->stop, 1);
+}
+
+const flc_stats *flc_client_stats(const flc_client *c)
+{
+    return &c->stats;
+}
+
+void flc_client_free(flc_client *c)
+{
+    if (!c)
+        return;
+    wait_training(c);
+    drop_pending(c);
+    close_socket(c);
+    flc_core_free(c->core);
+    if (c->own_ctx && c->ctx)
+        zmq_ctx_term(c->ctx);
+    free(c->endpoint);
+    free(c->id);
+    free(c->server_pub);
+    free(c->pub);
+    free(c->sec);
+    free(c);
+}
