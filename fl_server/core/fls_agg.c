@@ -481,9 +481,8 @@ typedef struct fold_ctx {
     int bad;
 } fold_ctx;
 
-static void fold_run(void *user, size_t full_index, size_t sub_index, size_t len)
+static void fold_now(fold_ctx *c, size_t full_index, size_t sub_index, size_t len)
 {
-    fold_ctx *c = user;
     uint64_t *acc = c->a->acc + full_index;
     const float *x = c->stage + sub_index;
 #ifdef FLS_AGG_X86
@@ -493,6 +492,11 @@ static void fold_run(void *user, size_t full_index, size_t sub_index, size_t len
     }
 #endif
     c->bad |= fold_scalar(acc, x, len, c->w, c->scale, c->thr, c->neg);
+}
+
+static void fold_run(void *user, size_t full_index, size_t sub_index, size_t len)
+{
+    fold_now(user, full_index, sub_index, len);
 }
 
 /* Weight cells: each held cell gets w once, at its representative element (row 0 if rows have
@@ -616,17 +620,23 @@ fl_status fls_agg_update_commit(fls_agg_update *h)
             if ((double)thr > t)
                 thr = nextafterf(thr, 0.0f);
         }
-        fold_ctx fc = {a, h->stage, h->w, a->scale * c, thr, 0, 0};
+        fold_ctx fc;
+        memset(&fc, 0, sizeof fc);
+        fc.a = a;
+        fc.stage = h->stage;
+        fc.w = h->w;
+        fc.scale = a->scale * c;
+        fc.thr = thr;
         if (h->sm)
             flm_submodel_runs(h->sm, 0, h->n_sub, fold_run, &fc);
         else
-            fold_run(&fc, 0, 0, h->n_sub);
+            fold_now(&fc, 0, 0, h->n_sub);
         if (fc.bad) { /* undo exactly: subtract the very same terms */
             fc.neg = 1;
             if (h->sm)
                 flm_submodel_runs(h->sm, 0, h->n_sub, fold_run, &fc);
             else
-                fold_run(&fc, 0, 0, h->n_sub);
+                fold_now(&fc, 0, 0, h->n_sub);
             s = classify_bad(a, h->stage, h->n_sub, c);
             goto fail;
         }

@@ -1,0 +1,259 @@
+/* bench_aggregate: streaming aggregation throughput (parameters folded per second, one core)
+ * beside a plain streaming float `acc += w * x` loop over the same number of floats in the same run
+ * (the memory-bandwidth limit for touching each delta once).
+ *
+ *   bench_aggregate [--updates U] [--keep P] [--spec ARCH] [--reps R] [--cpu-time]
+ *
+ * Each update is a random keep-set at keep P of ARCH (default cnn: 6,603,710 params; keep >= 1
+ * sends full-model updates). Its delta is decoded in place into the aggregator's staging buffer
+ * (fls_agg_update_stage + add without copy, untimed: a decoder writes its output somewhere
+ * anyway); the timed part is fls_agg_update_commit: validation, float->fixed conversion, the
+ * scatter-add into the 64-bit accumulator and the weight cells. The peer loops read the same
+ * number of floats, written into their own buffer by the same memcpy just before, contiguously
+ * into an accumulator of the same bytes per coordinate (8 B, double: the LAST line's limit) and,
+ * for reference, into a float accumulator (4 B: half the accumulator traffic; printed as
+ * ratio_f32). Before every timed fold (ours and the peer's) the caches are evicted and the
+ * update's floats freshly written, so both start from the same state. Best of R rounds each.
+ * Also printed: the same with a copying add (delta from a separate buffer), begin_round and
+ * finalize times. LAST line: params_per_s=... limit_params_per_s=... ratio=...
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "fl_rng.h"
+#include "fl_time.h"
+#include "flm_arch.h"
+#include "flm_submodel.h"
+#include "fls_agg.h"
+
+static void die(const char *what, fl_status s)
+{
+    fprintf(stderr, "bench_aggregate: %s: %s\n", what, fl_strerror(s));
+    exit(1);
+}
+
+/* Evicts the caches (L3 here is 32 MiB): every timed fold, ours and the peer's, starts from the
+ * same state: accumulator cold, the update's floats just written by the "decoder". */
+static unsigned char *evict_buf;
+static size_t evict_len = (size_t)96 << 20;
+static void evict(void)
+{
+    for (size_t i = 0; i < evict_len; i += 64)
+        evict_buf[i]++;
+}
+
+/* --cpu-time: thread CPU time instead of wall time (for a loaded machine; memory stalls still
+ * count, time slices given to other processes do not). */
+static int use_cpu_time;
+static double now_s(void)
+{
+    if (!use_cpu_time)
+        return fl_time_mono_s();
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* The peers: plain streaming weighted accumulates over the update's floats, contiguous.
+ * peer_f32 keeps a float accumulator (4 B per coordinate); peer_f64 one of the same byte size as
+ * the aggregator's 64-bit fixed-point accumulator (8 B per coordinate): the memory-bandwidth limit
+ * of streaming the same bytes. */
+static void peer_f32(float *restrict acc, const float *restrict x, float w, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        acc[i] += w * x[i];
+}
+
+static void peer_f64(double *restrict acc, const float *restrict x, double w, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        acc[i] += w * (double)x[i];
+}
+
+int main(int argc, char **argv)
+{
+    int U = 10, R = 0;
+    double keep = 0.75;
+    const char *spec = "cnn";
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--updates") && i + 1 < argc)
+            U = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--keep") && i + 1 < argc)
+            keep = atof(argv[++i]);
+        else if (!strcmp(argv[i], "--spec") && i + 1 < argc)
+            spec = argv[++i];
+        else if (!strcmp(argv[i], "--reps") && i + 1 < argc)
+            R = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--cpu-time"))
+            use_cpu_time = 1;
+        else {
+            fprintf(stderr, "usage: %s [--updates U] [--keep P] [--spec ARCH] [--reps R] [--cpu-time]\n", argv[0]);
+            return 2;
+        }
+    }
+    if (U < 1 || keep <= 0.0) {
+        fprintf(stderr, "bench_aggregate: --updates >= 1, --keep > 0\n");
+        return 2;
+    }
+    if (R <= 0)
+        R = U >= 100 ? 2 : (U >= 10 ? 3 : 7);
+    flm_arch a;
+    char err[128];
+    fl_status s = flm_arch_parse(spec, &a, err, sizeof err);
+    if (s != FL_OK) {
+        fprintf(stderr, "bench_aggregate: %s\n", err);
+        return 2;
+    }
+    const size_t N = a.n_params;
+
+    /* One submodel per update (per-client FD keep-sets), or the full model. */
+    flm_keepset *ks = calloc((size_t)U, sizeof *ks);
+    flm_submodel **sm = calloc((size_t)U, sizeof *sm);
+    size_t *nsub = calloc((size_t)U, sizeof *nsub);
+    size_t folded = 0, max_sub = 0;
+    for (int u = 0; u < U; u++) {
+        nsub[u] = N;
+        if (keep < 1.0) {
+            fl_rng r = fl_rng_stream(7, 0, (uint32_t)u, FL_RNG_KEEPSET);
+            if ((s = flm_keepset_random(&ks[u], &a, keep, &r)) != FL_OK)
+                die("keepset", s);
+            if ((s = flm_submodel_new(&a, &ks[u], &sm[u])) != FL_OK)
+                die("submodel", s);
+            nsub[u] = flm_submodel_arch(sm[u])->n_params;
+        }
+        folded += nsub[u];
+        if (nsub[u] > max_sub)
+            max_sub = nsub[u];
+    }
+    /* Source deltas (what the decoder would produce), the peer's buffers. */
+    float *src = malloc(N * sizeof(float));
+    float *px = malloc(max_sub * sizeof(float));
+    float *pacc = calloc(N, sizeof(float)); /* a float model-sized accumulator */
+    double *dacc = calloc(N, sizeof(double));
+    evict_buf = calloc(evict_len, 1);
+    float *delta = malloc(N * sizeof(float));
+    uint8_t *held = malloc(N);
+    if (!src || !px || !pacc || !delta || !held || !evict_buf || !dacc)
+        die("alloc", FL_ERR_NOMEM);
+    fl_rng r = fl_rng_stream(7, 0, 0, FL_RNG_TEST);
+    for (size_t i = 0; i < N; i++)
+        src[i] = 0.01f * (2.0f * fl_rng_uniform(&r) - 1.0f);
+    memcpy(px, src, max_sub * sizeof(float));
+
+    fls_agg *agg;
+    if ((s = fls_agg_new(&a, NULL, &agg)) != FL_OK)
+        die("fls_agg_new", s);
+
+    double best_peer32 = 1e30;
+    double best_fold = 1e30, best_copy = 1e30, best_peer = 1e30, best_begin = 1e30, best_fin = 1e30;
+    for (int rep = 0; rep < R; rep++) {
+        /* ours, in-place decode: only the commit is timed */
+        double t_begin = now_s();
+        if ((s = fls_agg_begin_round(agg)) != FL_OK)
+            die("begin_round", s);
+        t_begin = now_s() - t_begin;
+        double t_fold = 0;
+        for (int u = 0; u < U; u++) {
+            fls_agg_update *h;
+            if ((s = fls_agg_update_begin(agg, 100 + (uint64_t)u, sm[u], &h)) != FL_OK)
+                die("update_begin", s);
+            float *dst = fls_agg_update_stage(h, 0, nsub[u]);
+            evict();
+            memcpy(dst, src + (size_t)u % (N - nsub[u] + 1), nsub[u] * sizeof(float));
+            if ((s = fls_agg_update_add(h, 0, dst, nsub[u])) != FL_OK)
+                die("update_add", s);
+            const double t0 = now_s();
+            if ((s = fls_agg_update_commit(h)) != FL_OK)
+                die("commit", s);
+            t_fold += now_s() - t0;
+        }
+        double t_fin = now_s();
+        if ((s = fls_agg_finalize(agg, delta, held)) != FL_OK)
+            die("finalize", s);
+        t_fin = now_s() - t_fin;
+
+        /* ours, copying add: add (memcpy into staging) + commit timed */
+        if ((s = fls_agg_begin_round(agg)) != FL_OK)
+            die("begin_round", s);
+        double t_copy = 0;
+        for (int u = 0; u < U; u++) {
+            fls_agg_update *h;
+            if ((s = fls_agg_update_begin(agg, 100 + (uint64_t)u, sm[u], &h)) != FL_OK)
+                die("update_begin", s);
+            evict();
+            const double t0 = now_s();
+            if ((s = fls_agg_update_add(h, 0, src + (size_t)u % (N - nsub[u] + 1), nsub[u])) != FL_OK)
+                die("update_add", s);
+            if ((s = fls_agg_update_commit(h)) != FL_OK)
+                die("commit", s);
+            t_copy += now_s() - t0;
+        }
+
+        /* the peers, over the same number of floats per update */
+        double t_peer = 0, t_peer32 = 0;
+        for (int u = 0; u < U; u++) {
+            evict();
+            memcpy(px, src + (size_t)u % (N - nsub[u] + 1), nsub[u] * sizeof(float));
+            double t0 = now_s();
+            peer_f64(dacc, px, 100.0 + u, nsub[u]);
+            t_peer += now_s() - t0;
+            evict();
+            memcpy(px, src + (size_t)u % (N - nsub[u] + 1), nsub[u] * sizeof(float));
+            t0 = now_s();
+            peer_f32(pacc, px, 100.0f + (float)u, nsub[u]);
+            t_peer32 += now_s() - t0;
+        }
+        if (t_peer32 < best_peer32)
+            best_peer32 = t_peer32;
+        if (t_fold < best_fold)
+            best_fold = t_fold;
+        if (t_copy < best_copy)
+            best_copy = t_copy;
+        if (t_peer < best_peer)
+            best_peer = t_peer;
+        if (t_begin < best_begin)
+            best_begin = t_begin;
+        if (t_fin < best_fin)
+            best_fin = t_fin;
+    }
+    double chk = 0; /* keep the peer's result alive */
+    for (size_t i = 0; i < max_sub; i += 4096)
+        chk += pacc[i] + dacc[i];
+    size_t n_held = 0;
+    for (size_t i = 0; i < N; i++)
+        n_held += held[i];
+
+    const double pps = (double)folded / best_fold;
+    const double lim = (double)folded / best_peer;
+    printf("arch=%s n_params=%zu updates=%d keep=%.2f reps=%d folded_per_round=%zu held=%zu clock=%s\n",
+           a.spec, N, U, keep, R, folded, n_held, use_cpu_time ? "thread-cpu" : "wall");
+    printf("memory_bytes=%zu (accumulator 8 B/param + staging 4 B/param + weight cells)\n",
+           fls_agg_memory_bytes(&a, N, NULL, 0));
+    printf("fold_in_place_s=%.4f copy_add_fold_s=%.4f peer_f64_s=%.4f peer_f32_s=%.4f "
+           "begin_round_s=%.4f finalize_s=%.4f\n",
+           best_fold, best_copy, best_peer, best_peer32, best_begin, best_fin);
+    printf("float_acc_peer: limit_f32_params_per_s=%.4g ratio_f32=%.3f\n",
+           (double)folded / best_peer32, best_peer32 / best_fold);
+    printf("copy_add_params_per_s=%.4g copy_ratio=%.3f (peer checksum %.3g)\n",
+           (double)folded / best_copy, best_peer / best_copy, chk);
+    printf("params_per_s=%.4g limit_params_per_s=%.4g ratio=%.3f\n", pps, lim, pps / lim);
+
+    fls_agg_free(agg);
+    for (int u = 0; u < U; u++) {
+        flm_submodel_free(sm[u]);
+        flm_keepset_free(&ks[u]);
+    }
+    free(ks);
+    free(sm);
+    free(nsub);
+    free(src);
+    free(px);
+    free(pacc);
+    free(dacc);
+    free(delta);
+    free(held);
+    free(evict_buf);
+    return 0;
+}
