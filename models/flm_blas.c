@@ -36,6 +36,7 @@ static struct {
     get_threads_fn get_threads;
     get_corename_fn corename;
     const char *chosen; /* the OPENBLAS_CORETYPE we set, or NULL */
+    int avx512;         /* the skinny kernels below may run */
 } g_blas;
 
 const char *flm_blas_cpu_coretype(void)
@@ -51,8 +52,11 @@ const char *flm_blas_cpu_coretype(void)
     return NULL;
 }
 
+static int have_avx512(void);
+
 static void blas_load(void)
 {
+    g_blas.avx512 = have_avx512() && !getenv("FLM_NO_SKINNY");
     const char *env = getenv("OPENBLAS_CORETYPE");
     if (!env || !*env) {
         const char *core = flm_blas_cpu_coretype();
@@ -120,12 +124,184 @@ int flm_blas_threads(void)
     return g_blas.get_threads();
 }
 
+/* ---- skinny GEMMs ---------------------------------------------------------------------------
+ *
+ * At the small batches of on-device training (B = 10), a dense layer's GEMMs are skinny: one
+ * dimension is the batch. OpenBLAS packs the big operand for every call and then does only B
+ * multiply-adds per packed element, reaching a third of its peak. These AVX-512 kernels stream the
+ * big operand once, straight from memory, with the small operand held in cache/registers:
+ *   NT  C (m, n) = A (m, k) B^T,  m <= 16   dense forward      (x W^T)
+ *   NN  C (m, n) = A (m, k) B,    m <= 16   dense input grad   (dout W)
+ * (The rank-B weight update W += -lr dout^T x stays with OpenBLAS, which does it as fast as a
+ * hand kernel here: it is bound by reading and writing W.)
+ * Chosen by shape only (never by thread count), so results are the same whatever the threads.
+ * Single-threaded. */
+
+#define SKINNY_MAX 16
+#define SKINNY_MIN_WORK 32768 /* elements of the big operand below which OpenBLAS is as good */
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#define FLM_AVX512 __attribute__((target("avx512f,avx512dq,avx512vl,fma")))
+
+/* NT block: rows i0..i0+MI of C, columns j..j+JB; MI and JB are compile-time constants at every
+ * call site, so acc stays in registers. */
+static inline __attribute__((always_inline)) FLM_AVX512 void
+nt_block(const int MI, const int JB, int K, float alpha, const float *A, int lda, const float *B,
+         int ldb, float beta, float *C, int ldc)
+{
+    __m512 acc[10][3];
+    for (int i = 0; i < MI; i++)
+        for (int j = 0; j < JB; j++)
+            acc[i][j] = _mm512_setzero_ps();
+    int k = 0;
+    for (; k + 16 <= K; k += 16) {
+        __m512 b[3];
+        for (int j = 0; j < JB; j++)
+            b[j] = _mm512_loadu_ps(B + (size_t)j * ldb + k);
+        for (int i = 0; i < MI; i++) {
+            const __m512 a = _mm512_loadu_ps(A + (size_t)i * lda + k);
+            for (int j = 0; j < JB; j++)
+                acc[i][j] = _mm512_fmadd_ps(a, b[j], acc[i][j]);
+        }
+    }
+    if (k < K) {
+        const __mmask16 mk = (__mmask16)((1u << (K - k)) - 1);
+        __m512 b[3];
+        for (int j = 0; j < JB; j++)
+            b[j] = _mm512_maskz_loadu_ps(mk, B + (size_t)j * ldb + k);
+        for (int i = 0; i < MI; i++) {
+            const __m512 a = _mm512_maskz_loadu_ps(mk, A + (size_t)i * lda + k);
+            for (int j = 0; j < JB; j++)
+                acc[i][j] = _mm512_fmadd_ps(a, b[j], acc[i][j]);
+        }
+    }
+    for (int i = 0; i < MI; i++)
+        for (int j = 0; j < JB; j++) {
+            float *c = C + (size_t)i * ldc + j;
+            const float v = alpha * _mm512_reduce_add_ps(acc[i][j]);
+            *c = beta == 0.0f ? v : v + beta * *c;
+        }
+}
+
+#define NT_CASE(MI)                                                                            \
+    case MI:                                                                                   \
+        for (j = 0; j + JB <= N; j += JB)                                                      \
+            nt_block(MI, JB, K, alpha, A + (size_t)i * lda, lda, B + (size_t)j * ldb, ldb,     \
+                     beta, C + (size_t)i * ldc + j, ldc);                                      \
+        for (; j < N; j++)                                                                     \
+            nt_block(MI, 1, K, alpha, A + (size_t)i * lda, lda, B + (size_t)j * ldb, ldb,      \
+                     beta, C + (size_t)i * ldc + j, ldc);                                      \
+        break;
+
+static FLM_AVX512 void skinny_nt(int M, int N, int K, float alpha, const float *A, int lda,
+                                 const float *B, int ldb, float beta, float *C, int ldc)
+{
+    enum { JB = 2 };
+    for (int i = 0; i < M; i += 10) {
+        const int mi = M - i < 10 ? M - i : 10;
+        int j;
+        switch (mi) {
+            NT_CASE(1) NT_CASE(2) NT_CASE(3) NT_CASE(4) NT_CASE(5)
+            NT_CASE(6) NT_CASE(7) NT_CASE(8) NT_CASE(9) NT_CASE(10)
+        }
+    }
+}
+
+/* NN block: rows i0..i0+MI of C, a strip of 32 columns (two vectors, masked at the edge). */
+static inline __attribute__((always_inline)) FLM_AVX512 void
+nn_block(const int MI, int K, float alpha, const float *A, int lda, const float *B, int ldb,
+         float beta, float *C, int ldc, __mmask16 m0, __mmask16 m1)
+{
+    __m512 acc[10][2];
+    for (int i = 0; i < MI; i++)
+        acc[i][0] = acc[i][1] = _mm512_setzero_ps();
+    for (int k = 0; k < K; k++) {
+        const float *b = B + (size_t)k * ldb;
+        const __m512 b0 = _mm512_maskz_loadu_ps(m0, b), b1 = _mm512_maskz_loadu_ps(m1, b + 16);
+        for (int i = 0; i < MI; i++) {
+            const __m512 a = _mm512_set1_ps(A[(size_t)i * lda + k]);
+            acc[i][0] = _mm512_fmadd_ps(a, b0, acc[i][0]);
+            acc[i][1] = _mm512_fmadd_ps(a, b1, acc[i][1]);
+        }
+    }
+    const __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
+    for (int i = 0; i < MI; i++) {
+        float *c = C + (size_t)i * ldc;
+        __m512 r0 = _mm512_mul_ps(va, acc[i][0]), r1 = _mm512_mul_ps(va, acc[i][1]);
+        if (beta != 0.0f) {
+            r0 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m0, c), r0);
+            r1 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m1, c + 16), r1);
+        }
+        _mm512_mask_storeu_ps(c, m0, r0);
+        _mm512_mask_storeu_ps(c + 16, m1, r1);
+    }
+}
+
+#define NN_CASE(MI)                                                                            \
+    case MI:                                                                                   \
+        nn_block(MI, K, alpha, A + (size_t)i * lda, lda, B + j, ldb, beta,                     \
+                 C + (size_t)i * ldc + j, ldc, m0, m1);                                        \
+        break;
+
+static FLM_AVX512 void skinny_nn(int M, int N, int K, float alpha, const float *A, int lda,
+                                 const float *B, int ldb, float beta, float *C, int ldc)
+{
+    for (int j = 0; j < N; j += 32) {
+        const int w = N - j < 32 ? N - j : 32;
+        const __mmask16 m0 = (__mmask16)(w >= 16 ? 0xFFFFu : (1u << w) - 1);
+        const __mmask16 m1 = (__mmask16)(w >= 32 ? 0xFFFFu : w > 16 ? (1u << (w - 16)) - 1 : 0);
+        for (int i = 0; i < M; i += 10) {
+            const int mi = M - i < 10 ? M - i : 10;
+            switch (mi) {
+                NN_CASE(1) NN_CASE(2) NN_CASE(3) NN_CASE(4) NN_CASE(5)
+                NN_CASE(6) NN_CASE(7) NN_CASE(8) NN_CASE(9) NN_CASE(10)
+            }
+        }
+    }
+}
+
+static int have_avx512(void)
+{
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") &&
+           __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("fma");
+}
+
+/* 1 when a skinny kernel took the call. */
+static int skinny_gemm(int transA, int transB, int M, int N, int K, float alpha, const float *A,
+                       int lda, const float *B, int ldb, float beta, float *C, int ldc)
+{
+    if (!g_blas.avx512)
+        return 0;
+    if (M <= SKINNY_MAX && !transA && (size_t)N * K >= SKINNY_MIN_WORK) {
+        if (transB)
+            skinny_nt(M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+        else
+            skinny_nn(M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+        return 1;
+    }
+    return 0;
+}
+#else
+static int have_avx512(void) { return 0; }
+static int skinny_gemm(int transA, int transB, int M, int N, int K, float alpha, const float *A,
+                       int lda, const float *B, int ldb, float beta, float *C, int ldc)
+{
+    (void)transA; (void)transB; (void)M; (void)N; (void)K; (void)alpha; (void)A; (void)lda;
+    (void)B; (void)ldb; (void)beta; (void)C; (void)ldc;
+    return 0;
+}
+#endif
+
 void flm_sgemm(int transA, int transB, int M, int N, int K, float alpha, const float *A, int lda,
                const float *B, int ldb, float beta, float *C, int ldc)
 {
     if (M <= 0 || N <= 0)
         return;
     pthread_once(&g_once, blas_load);
+    if (K > 0 && skinny_gemm(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc))
+        return;
     if (g_blas.sgemm) {
         g_blas.sgemm(CBLAS_ROW_MAJOR, transA ? CBLAS_TRANS : CBLAS_NO_TRANS,
                      transB ? CBLAS_TRANS : CBLAS_NO_TRANS, M, N, K, alpha, A, lda, B, ldb, beta,

@@ -68,8 +68,13 @@ static int close_enough(double num, double ana, double abs_tol, double rel_tol)
 static void test_sgemm_matches_reference(void **state)
 {
     (void)state;
-    static const int shapes[][3] = {{1, 1, 1},   {7, 13, 5},  {33, 17, 65}, {129, 3, 257},
-                                    {10, 2048, 3}, {64, 196, 800}, {5, 1, 31}, {2, 97, 1}};
+    /* includes the shapes of flm_blas.c's skinny kernels (m <= 16 or k <= 16 with a big other
+     * side: NT, NN and rank-k, at every edge of their register blocks) and OpenBLAS's */
+    static const int shapes[][3] = {
+        {1, 1, 1},     {7, 13, 5},    {33, 17, 65},  {129, 3, 257}, {10, 2048, 3},
+        {64, 196, 800}, {5, 1, 31},   {2, 97, 1},    {10, 301, 257}, {16, 129, 300},
+        {3, 1000, 33}, {11, 257, 130}, {1, 40000, 1}, {300, 257, 10}, {129, 301, 1},
+        {257, 130, 16}, {17, 300, 200}, {9, 31, 4100}};
     static const float ab[][2] = {{1.0f, 0.0f}, {-0.5f, 1.0f}, {2.0f, 0.25f}};
     fl_rng r = fl_rng_stream(1, 0, 0, FL_RNG_TEST);
     for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {

@@ -1,0 +1,307 @@
+/* bench_train: trains a model on Fashion-MNIST and prints samples/s and test accuracy beside
+ * PyTorch (bench_train_torch.py, /usr/bin/python3 with torch 1.13) doing the same in the same run:
+ * identical model, data, batch size, learning rate and thread count.
+ *
+ *   build/bench/bench_train --model cnn --batch 10 --threads 1 --samples 6000
+ *
+ * Also prints: the sgemm peak of this machine (1024^3, same thread count), the throughput of every
+ * GEMM the dense and conv layers issue in one training step (replayed in isolation with the same
+ * shapes, transposes and leading dimensions) as a fraction of that peak, and the memory of
+ * training against parameters + gradients + activations. Last line:
+ *   samples_per_s=<float> test_acc=<float> kernel=<openblas core>
+ * Not a test: figures depend on the machine and its load (CPU seconds are printed beside wall
+ * seconds because the machine is shared).
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "fl_rng.h"
+#include "flm_arch.h"
+#include "flm_blas.h"
+#include "flm_data.h"
+#include "flm_model.h"
+#include "flm_optim.h"
+
+static double wall(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+static double cpu(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+/* kB of a /proc/self/status field (VmRSS, VmHWM), or -1. */
+static long proc_kb(const char *field)
+{
+    FILE *f = fopen("/proc/self/status", "r");
+    if (!f)
+        return -1;
+    char line[256];
+    long v = -1;
+    const size_t n = strlen(field);
+    while (fgets(line, sizeof line, f))
+        if (strncmp(line, field, n) == 0 && line[n] == ':') {
+            v = strtol(line + n + 1, NULL, 10);
+            break;
+        }
+    fclose(f);
+    return v;
+}
+
+/* Best-of-reps GFLOP/s of one GEMM shape on fresh operands. */
+static double gemm_gflops(int ta, int tb, int M, int N, int K, float beta, double min_s, int single)
+{
+    const int lda = ta ? M : K, ldb = tb ? K : N;
+    float *A = malloc((size_t)M * K * 4), *B = malloc((size_t)K * N * 4), *C = malloc((size_t)M * N * 4);
+    if (!A || !B || !C) {
+        free(A);
+        free(B);
+        free(C);
+        return 0;
+    }
+    for (size_t i = 0; i < (size_t)M * K; i++)
+        A[i] = (float)(i % 17) * 0.01f;
+    for (size_t i = 0; i < (size_t)K * N; i++)
+        B[i] = (float)(i % 13) * 0.01f;
+    memset(C, 0, (size_t)M * N * 4);
+    flm_sgemm(ta, tb, M, N, K, 1.0f, A, lda, B, ldb, beta, C, N);
+    double best = 1e30, spent = 0;
+    int reps = 0;
+    while (spent < min_s || reps < 3) {
+        /* CPU time with one thread: the machine is shared, and a descheduled GEMM is not slow */
+        const double t = single ? cpu() : wall();
+        flm_sgemm(ta, tb, M, N, K, 1.0f, A, lda, B, ldb, beta, C, N);
+        const double dt = (single ? cpu() : wall()) - t;
+        best = dt < best ? dt : best;
+        spent += dt;
+        reps++;
+    }
+    free(A);
+    free(B);
+    free(C);
+    return 2.0 * M * N * K / best / 1e9;
+}
+
+static void usage(void)
+{
+    fprintf(stderr, "usage: bench_train [--model cnn] [--batch 10] [--threads 1] [--samples 6000]\n"
+                    "                   [--lr 0.05] [--seed 1] [--no-torch] [--data DIR]\n");
+}
+
+int main(int argc, char **argv)
+{
+    const char *model = "cnn", *data_dir = NULL;
+    int B = 10, threads = 1, run_torch = 1;
+    long samples = 6000;
+    double lr = 0.05;
+    unsigned long seed = 1;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(a, "--no-torch")) {
+            run_torch = 0;
+            continue;
+        }
+        if (!v) {
+            usage();
+            return 2;
+        }
+        if (!strcmp(a, "--model")) model = v;
+        else if (!strcmp(a, "--batch")) B = atoi(v);
+        else if (!strcmp(a, "--threads")) threads = atoi(v);
+        else if (!strcmp(a, "--samples")) samples = atol(v);
+        else if (!strcmp(a, "--lr")) lr = atof(v);
+        else if (!strcmp(a, "--seed")) seed = strtoul(v, NULL, 10);
+        else if (!strcmp(a, "--data")) data_dir = v;
+        else {
+            usage();
+            return 2;
+        }
+        i++;
+    }
+    if (strcmp(model, "cnn") && strncmp(model, "cnn:10", 6)) {
+        fprintf(stderr, "bench_train: only the cnn on Fashion-MNIST (cnn, cnn:10) is benchmarked\n");
+        return 2;
+    }
+    if (B < 1 || threads < 1 || samples < 1) {
+        usage();
+        return 2;
+    }
+    /* the kernel first: this sets OPENBLAS_CORETYPE, which the PyTorch child inherits too */
+    if (flm_blas_init() != FL_OK)
+        fprintf(stderr, "bench_train: OpenBLAS not loadable, running the reference GEMM\n");
+    flm_blas_set_threads(threads);
+    const char *core = flm_blas_corename();
+    const char *set = flm_blas_coretype_set();
+    printf("kernel: %s (%s)\n", core,
+           set ? "OPENBLAS_CORETYPE chosen by fedrop from cpuid" : "OPENBLAS_CORETYPE from the environment / OpenBLAS");
+
+    char err[256];
+    flm_dataset *train = NULL, *test = NULL;
+    if (flm_dataset_load_named(&train, "fashion-mnist", "train", data_dir, err, sizeof err) != FL_OK ||
+        flm_dataset_load_named(&test, "fashion-mnist", "test", data_dir, err, sizeof err) != FL_OK) {
+        fprintf(stderr, "bench_train: %s\n", err);
+        return 1;
+    }
+    if ((size_t)samples > train->N)
+        samples = (long)train->N;
+
+    flm_arch a;
+    if (flm_arch_parse("cnn:10", &a, err, sizeof err) != FL_OK) {
+        fprintf(stderr, "bench_train: %s\n", err);
+        return 1;
+    }
+    const long rss0 = proc_kb("VmRSS");
+    flm_model *m = NULL;
+    float *w = malloc(a.n_params * sizeof(float));
+    if (!w || flm_model_new(&a, B, &m) != FL_OK) {
+        fprintf(stderr, "bench_train: out of memory\n");
+        return 1;
+    }
+    fl_rng ir = fl_rng_stream(seed, 0, 0, FL_RNG_INIT);
+    flm_model_init_params(&a, w, &ir);
+    /* a random subset of `samples` training images, in a random order per epoch */
+    uint32_t *idx = malloc(train->N * sizeof *idx);
+    for (size_t i = 0; i < train->N; i++)
+        idx[i] = (uint32_t)i;
+    fl_rng pr = fl_rng_stream(seed, 0, 0, FL_RNG_PARTITION);
+    for (size_t i = train->N - 1; i > 0; i--) {
+        const size_t j = fl_rng_below(&pr, (uint32_t)(i + 1));
+        const uint32_t t = idx[i];
+        idx[i] = idx[j];
+        idx[j] = t;
+    }
+    flm_samples tr = {train->x, NULL, train->y, idx, (size_t)samples};
+    flm_samples te = {test->x, NULL, test->y, NULL, test->N};
+    const flm_sgd o = {(float)lr, 0, 0, 0};
+    fl_rng order = fl_rng_stream(seed, 0, 0, FL_RNG_BATCH);
+    /* warm-up step (kernel load, page faults of the buffers), outside the timed region */
+    {
+        flm_samples one = {train->x, NULL, train->y, idx, (size_t)B};
+        float *w2 = malloc(a.n_params * sizeof(float));
+        memcpy(w2, w, a.n_params * sizeof(float));
+        double l;
+        fl_rng o2 = fl_rng_stream(seed, 9, 9, FL_RNG_BATCH);
+        flm_train_local(m, w2, NULL, &one, 1, &o, &o2, &l);
+        free(w2);
+    }
+    double mean = 0;
+    const double t0 = wall(), c0 = cpu();
+    const fl_status st = flm_train_local(m, w, NULL, &tr, 1, &o, &order, &mean);
+    const double dt = wall() - t0, dc = cpu() - c0;
+    const long hwm = proc_kb("VmHWM");
+    if (st != FL_OK) {
+        fprintf(stderr, "bench_train: training failed: %s\n", fl_strerror(st));
+        return 1;
+    }
+    double tl = 0, acc = 0;
+    flm_model_evaluate(m, w, &te, &tl, &acc);
+    const double sps = (double)samples / dt, spc = (double)samples / dc;
+    printf("fedrop: %ld samples, batch %d, lr %g, %d thread(s): %.2f s wall, %.2f s cpu, "
+           "%.1f samples/s (%.1f per cpu s), train loss %.4f, test loss %.4f acc %.4f\n",
+           samples, B, lr, threads, dt, dc, sps, spc, mean, tl, acc);
+
+    /* memory */
+    const double params_mb = (double)a.n_params * 4 / 1e6;
+    const double acts_mb = (double)flm_arch_activation_floats(&a) * B * 4 / 1e6;
+    const double base_mb = 2 * params_mb + acts_mb;
+    const double engine_mb = (double)flm_model_bytes(m) / 1e6 + params_mb;
+    printf("memory: params %.1f MB + grads %.1f MB + activations %.1f MB = %.1f MB; engine "
+           "allocates %.1f MB incl. params (%.2fx); process RSS grew %.1f MB during setup+training "
+           "(%.2fx, includes OpenBLAS buffers)\n",
+           params_mb, params_mb, acts_mb, base_mb, engine_mb, engine_mb / base_mb,
+           (double)(hwm - rss0) / 1e3, (double)(hwm - rss0) / 1e3 / base_mb);
+
+    /* GEMM efficiency: the GEMMs of one training step at this batch size */
+    const double peak = gemm_gflops(0, 0, 1024, 1024, 1024, 0.0f, 0.5, threads == 1);
+    printf("sgemm peak (1024^3, %d thread(s)): %.1f GFLOP/s\n", threads, peak);
+    struct {
+        const char *what;
+        int ta, tb, M, N, K, count;
+        float beta;
+    } g[] = {
+        {"conv0 fwd      W(32x25) col(25x784)", 0, 0, 32, 784, 25, B, 1.0f},
+        {"conv0 dW       dout col^T", 0, 1, 32, 25, 784, B, 1.0f},
+        {"conv1 fwd      W(64x800) col(800x196)", 0, 0, 64, 196, 800, B, 1.0f},
+        {"conv1 dW       dout col^T", 0, 1, 64, 800, 196, B, 1.0f},
+        {"conv1 dcol     W^T dout", 1, 0, 800, 196, 64, B, 0.0f},
+        {"dense0 fwd     x W^T (Bx3136 . 3136x2048)", 0, 1, B, 2048, 3136, 1, 1.0f},
+        {"dense0 dinp    dout W", 0, 0, B, 3136, 2048, 1, 0.0f},
+        {"dense0 dW+SGD  W += -lr dout^T x", 1, 0, 2048, 3136, B, 1, 1.0f},
+        {"dense1 fwd", 0, 1, B, 10, 2048, 1, 1.0f},
+        {"dense1 dinp", 0, 0, B, 2048, 10, 1, 0.0f},
+        {"dense1 dW+SGD", 1, 0, 10, 2048, B, 1, 1.0f},
+    };
+    double flops = 0, secs = 0;
+    for (size_t i = 0; i < sizeof g / sizeof g[0]; i++) {
+        const double gf = gemm_gflops(g[i].ta, g[i].tb, g[i].M, g[i].N, g[i].K, g[i].beta, 0.2, threads == 1);
+        const double f = 2.0 * g[i].M * g[i].N * g[i].K * g[i].count;
+        flops += f;
+        secs += f / (gf * 1e9);
+        printf("  gemm %-42s M=%-5d N=%-5d K=%-5d x%-3d %7.1f GFLOP/s  %5.1f%% of peak\n", g[i].what,
+               g[i].M, g[i].N, g[i].K, g[i].count, gf, 100 * gf / peak);
+    }
+    const double step_s = dt / ((double)samples / B);
+    printf("  all layer GEMMs of a step: %.1f MFLOP in %.2f ms = %.1f GFLOP/s (%.1f%% of peak); "
+           "measured step %.2f ms wall, %.2f ms cpu (GEMMs %.0f%% of the cpu time)\n",
+           flops / 1e6, secs * 1e3, flops / secs / 1e9, 100 * flops / secs / 1e9 / peak,
+           step_s * 1e3, dc / ((double)samples / B) * 1e3, 100 * secs / (dc / ((double)samples / B)));
+
+    double ratio = 0;
+    if (run_torch) {
+        const char *root = getenv("FEDROP_SOURCE_ROOT");
+        char script[4096] = "";
+        const char *cands[3] = {NULL, "bench/bench_train_torch.py", "../bench/bench_train_torch.py"};
+        char c0b[4096];
+        if (root) {
+            snprintf(c0b, sizeof c0b, "%s/bench/bench_train_torch.py", root);
+            cands[0] = c0b;
+        }
+        for (int i = 0; i < 3 && !script[0]; i++)
+            if (cands[i] && access(cands[i], R_OK) == 0)
+                snprintf(script, sizeof script, "%s", cands[i]);
+        if (!script[0]) {
+            fprintf(stderr, "bench_train: bench_train_torch.py not found (set FEDROP_SOURCE_ROOT)\n");
+        } else {
+            char cmd[8192];
+            snprintf(cmd, sizeof cmd,
+                     "/usr/bin/python3 %s --batch %d --threads %d --samples %ld --lr %g --seed %lu%s%s",
+                     script, B, threads, samples, lr, seed, data_dir ? " --data " : "",
+                     data_dir ? data_dir : "");
+            FILE *p = popen(cmd, "r");
+            char line[512], last[512] = "";
+            while (p && fgets(line, sizeof line, p)) {
+                snprintf(last, sizeof last, "%s", line);
+            }
+            if (p)
+                pclose(p);
+            double tsps = 0, tacc = 0, tcps = 0, trss = 0;
+            if (sscanf(last, "samples_per_s=%lf test_acc=%lf samples_per_cpu_s=%lf peak_rss_mb=%lf",
+                       &tsps, &tacc, &tcps, &trss) >= 2 && tsps > 0) {
+                ratio = sps / tsps;
+                printf("pytorch: %.1f samples/s (%.1f per cpu s), test acc %.4f, peak RSS %.0f MB "
+                       "(same OPENBLAS_CORETYPE; conv through oneDNN)\n", tsps, tcps, tacc, trss);
+                printf("ratio fedrop/pytorch: %.2fx samples/s wall, %.2fx per cpu s\n", ratio,
+                       tcps > 0 ? spc / tcps : 0.0);
+            } else {
+                fprintf(stderr, "bench_train: PyTorch peer gave no result (%s)\n", last);
+            }
+        }
+    }
+    printf("samples_per_s=%.1f test_acc=%.4f kernel=%s\n", sps, acc, core);
+    flm_model_free(m);
+    free(w);
+    free(idx);
+    flm_dataset_free(train);
+    flm_dataset_free(test);
+    return 0;
+}
