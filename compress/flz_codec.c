@@ -357,10 +357,12 @@ static fl_status rnd_words(flz_ctx *c, const key *ky, uint32_t purpose, uint32_t
     return FL_OK;
 }
 
-/* Walks x[0..len) in Hadamard blocks: full blocks of 2^lg, then the tail split by its binary
+/* Walks [0..len) in Hadamard blocks: full blocks of 2^lg, then the tail split by its binary
  * expansion into descending powers of two (so any length is rotated without padding).
- * forward: flip signs, transform, scale; inverse: transform, scale, flip. */
-static fl_status rotate(flz_ctx *c, const key *ky, float *x, size_t len, unsigned lg, int forward)
+ * forward (dst <- src): flip signs, transform, scale; inverse (in place on dst, src unused):
+ * transform, scale, flip. The inverse returns FL_ERR_CODEC_CORRUPT on a non-finite result. */
+static fl_status rotate(flz_ctx *c, const key *ky, float *dst, const float *src, size_t len,
+                        unsigned lg, int forward)
 {
     size_t p = 0;
     while (p < len) {
@@ -377,14 +379,16 @@ static fl_status rotate(flz_ctx *c, const key *ky, float *x, size_t len, unsigne
             return st;
         const size_t bitoff = p - (size_t)blk0 * 128;
         const float sc = (float)(1.0 / sqrt((double)S));
-        if (forward)
-            c->k->flip(x + p, S, w, bitoff);
-        if (l >= 1) {
-            c->k->fwht(x + p, l);
-            c->k->scale(x + p, S, sc);
+        if (forward) {
+            c->k->flip(dst + p, src + p, S, w, bitoff);
+            if (l >= 1)
+                c->k->fwht(dst + p, l, sc);
+        } else {
+            if (l >= 1)
+                c->k->fwht(dst + p, l, sc);
+            if (!c->k->flip(dst + p, dst + p, S, w, bitoff))
+                return FL_ERR_CODEC_CORRUPT;
         }
-        if (!forward)
-            c->k->flip(x + p, S, w, bitoff);
         p += S;
     }
     return FL_OK;
@@ -684,32 +688,27 @@ static fl_status body_decode(flz_ctx *c, const flz_spec *s, const key *ky, const
             st = rnd_words(c, ky, FL_RNG_SUBSAMPLE, (uint32_t)(c0 / 4), cl, &w);
             if (st != FL_OK)
                 return st;
+            uint32_t bad = 0;
             for (size_t i = 0; i < cl; i++) {
                 if (w[i] < T) {
                     if (j == m)
                         return FL_ERR_CODEC_CORRUPT;
-                    tgt[c0 + i] = vdst[j++] * inv_p;
+                    const float v = vdst[j++] * inv_p;
+                    bad |= (flz_f2u(v) & 0x7f800000u) == 0x7f800000u;
+                    tgt[c0 + i] = v;
                 } else {
                     tgt[c0 + i] = 0.0f;
                 }
             }
+            if (bad)
+                return FL_ERR_CODEC_CORRUPT;
         }
         if (j != m)
             return FL_ERR_CODEC_CORRUPT;
     }
-    if (s->rot_log2) {
-        st = rotate(c, ky, tgt, len, s->rot_log2, 0);
-        if (st != FL_OK)
-            return st;
-    }
-    if (s->rot_log2 || s->sub != 0.0f) {
-        /* a forged block range or seed can push the inverse transforms past float */
-        uint32_t bad = 0;
-        for (size_t i = 0; i < len; i++)
-            bad |= (flz_f2u(tgt[i]) & 0x7f800000u) == 0x7f800000u;
-        if (bad)
-            return FL_ERR_CODEC_CORRUPT;
-    }
+    /* a forged block range can push the inverse transforms past float: both check */
+    if (s->rot_log2)
+        return rotate(c, ky, tgt, NULL, len, s->rot_log2, 0);
     return FL_OK;
 }
 
@@ -866,12 +865,9 @@ fl_status flz_encode(flz_ctx *c, const flz_spec *s, const flz_params *params, co
         len = k;
     }
     if (s->rot_log2) {
-        if (cur != c->vals.p) {
-            if (grow(&c->vals, len * sizeof(float) + 4))
-                return FL_ERR_NOMEM;
-            memcpy(c->vals.p, cur, len * sizeof(float));
-        }
-        st = rotate(c, &ky, c->vals.p, len, s->rot_log2, 1);
+        if (grow(&c->vals, len * sizeof(float) + 4))
+            return FL_ERR_NOMEM;
+        st = rotate(c, &ky, c->vals.p, cur, len, s->rot_log2, 1);
         if (st != FL_OK)
             return st;
         cur = c->vals.p;

@@ -30,13 +30,12 @@ typedef struct flz_kernels {
                   const uint32_t *dw);
     /* out[i] = lo + level_i * step for the n levels packed in src. */
     void (*dequant)(float *out, const uint8_t *src, size_t n, unsigned q, float lo, float step);
-    /* In-place unnormalised Walsh-Hadamard transform of x[0..2^log2), log2 >= 1; butterflies
-     * (a, b) -> (a + b, a - b), stage h = 1, 2, 4, ... in this order. */
-    void (*fwht)(float *x, unsigned log2);
-    /* x[i] = -x[i] where bit (bitoff + i) of the little-endian bit string `words` is set. */
-    void (*flip)(float *x, size_t n, const uint32_t *words, size_t bitoff);
-    /* x[i] *= s. */
-    void (*scale)(float *x, size_t n, float s);
+    /* In-place Walsh-Hadamard transform of x[0..2^log2), log2 >= 1, then x[i] *= scale:
+     * butterflies (a, b) -> (a + b, a - b), stage h = 1, 2, 4, ... in this order. */
+    void (*fwht)(float *x, unsigned log2, float scale);
+    /* dst[i] = -src[i] where bit (bitoff + i) of the little-endian bit string `words` is set,
+     * else src[i] (dst == src allowed). Returns 0 if some output is not finite, else 1. */
+    int (*flip)(float *dst, const float *src, size_t n, const uint32_t *words, size_t bitoff);
     /* float -> binary16 / bfloat16 (round to nearest even), stored little-endian. Returns 0 if an
      * output is Inf or NaN (input not finite or outside the format's range), else 1. */
     int (*to_f16)(uint8_t *dst, const float *x, size_t n);

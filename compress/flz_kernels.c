@@ -69,7 +69,7 @@ static void p_dequant(float *out, const uint8_t *src, size_t n, unsigned q, floa
     }
 }
 
-static void p_fwht(float *x, unsigned log2)
+static void p_fwht(float *x, unsigned log2, float scale)
 {
     const size_t n = (size_t)1 << log2;
     for (size_t h = 1; h < n; h <<= 1)
@@ -79,21 +79,21 @@ static void p_fwht(float *x, unsigned log2)
                 x[j] = a + b;
                 x[j + h] = a - b;
             }
+    for (size_t i = 0; i < n; i++)
+        x[i] *= scale;
 }
 
-static void p_flip(float *x, size_t n, const uint32_t *words, size_t bitoff)
+static int p_flip(float *dst, const float *src, size_t n, const uint32_t *words, size_t bitoff)
 {
+    uint32_t bad = 0;
     for (size_t i = 0; i < n; i++) {
         const size_t bit = bitoff + i;
         const uint32_t s = (words[bit >> 5] >> (bit & 31)) & 1u;
-        x[i] = flz_u2f(flz_f2u(x[i]) ^ (s << 31));
+        const uint32_t u = flz_f2u(src[i]) ^ (s << 31);
+        bad |= (u & 0x7f800000u) == 0x7f800000u;
+        dst[i] = flz_u2f(u);
     }
-}
-
-static void p_scale(float *x, size_t n, float s)
-{
-    for (size_t i = 0; i < n; i++)
-        x[i] *= s;
+    return !bad;
 }
 
 static int p_to_f16(uint8_t *dst, const float *x, size_t n)
@@ -177,7 +177,6 @@ const flz_kernels flz_kernels_portable = {
     .dequant = p_dequant,
     .fwht = p_fwht,
     .flip = p_flip,
-    .scale = p_scale,
     .to_f16 = p_to_f16,
     .to_bf16 = p_to_bf16,
     .from_f16 = p_from_f16,

@@ -175,14 +175,16 @@ AVX2 static void a_dequant(float *out, const uint8_t *src, size_t n, unsigned q,
         flz_kernels_portable.dequant(out + i, src + i * q / 8, n - i, q, lo, step);
 }
 
-AVX2 static void a_fwht(float *x, unsigned log2)
+AVX2 static void a_fwht(float *x, unsigned log2, float scale)
 {
     if (log2 < 3) {
-        flz_kernels_portable.fwht(x, log2);
+        flz_kernels_portable.fwht(x, log2, scale);
         return;
     }
     const size_t n = (size_t)1 << log2;
-    /* stages h = 1, 2, 4 stay inside one vector; each output is the same a + b or a - b */
+    const __m256 vs = _mm256_set1_ps(scale);
+    /* stages h = 1, 2, 4 stay inside one vector; each output is the same a + b or a - b as in
+     * the portable loop, so the bits agree */
     for (size_t i = 0; i < n; i += 8) {
         __m256 v = _mm256_loadu_ps(x + i);
         __m256 s = _mm256_permute_ps(v, 0xB1);
@@ -191,44 +193,61 @@ AVX2 static void a_fwht(float *x, unsigned log2)
         v = _mm256_blend_ps(_mm256_add_ps(v, s), _mm256_sub_ps(s, v), 0xCC);
         s = _mm256_permute2f128_ps(v, v, 1);
         v = _mm256_blend_ps(_mm256_add_ps(v, s), _mm256_sub_ps(s, v), 0xF0);
+        if (n == 8)
+            v = _mm256_mul_ps(v, vs);
         _mm256_storeu_ps(x + i, v);
     }
-    for (size_t h = 8; h < n; h <<= 1)
-        for (size_t i = 0; i < n; i += 2 * h)
+    /* two stages (h, 2h) per pass over memory; the scale rides on the last pass */
+    size_t h = 8;
+    for (; 4 * h <= n; h *= 4) {
+        const int last = 4 * h == n;
+        for (size_t i = 0; i < n; i += 4 * h)
             for (size_t j = i; j < i + h; j += 8) {
                 const __m256 a = _mm256_loadu_ps(x + j), b = _mm256_loadu_ps(x + j + h);
-                _mm256_storeu_ps(x + j, _mm256_add_ps(a, b));
-                _mm256_storeu_ps(x + j + h, _mm256_sub_ps(a, b));
+                const __m256 c = _mm256_loadu_ps(x + j + 2 * h), d = _mm256_loadu_ps(x + j + 3 * h);
+                const __m256 a1 = _mm256_add_ps(a, b), b1 = _mm256_sub_ps(a, b);
+                const __m256 c1 = _mm256_add_ps(c, d), d1 = _mm256_sub_ps(c, d);
+                __m256 o0 = _mm256_add_ps(a1, c1), o2 = _mm256_sub_ps(a1, c1);
+                __m256 o1 = _mm256_add_ps(b1, d1), o3 = _mm256_sub_ps(b1, d1);
+                if (last) {
+                    o0 = _mm256_mul_ps(o0, vs), o1 = _mm256_mul_ps(o1, vs);
+                    o2 = _mm256_mul_ps(o2, vs), o3 = _mm256_mul_ps(o3, vs);
+                }
+                _mm256_storeu_ps(x + j, o0);
+                _mm256_storeu_ps(x + j + h, o1);
+                _mm256_storeu_ps(x + j + 2 * h, o2);
+                _mm256_storeu_ps(x + j + 3 * h, o3);
             }
+    }
+    if (h < n) /* one stage left: h = n / 2 */
+        for (size_t j = 0; j < h; j += 8) {
+            const __m256 a = _mm256_loadu_ps(x + j), b = _mm256_loadu_ps(x + j + h);
+            _mm256_storeu_ps(x + j, _mm256_mul_ps(_mm256_add_ps(a, b), vs));
+            _mm256_storeu_ps(x + j + h, _mm256_mul_ps(_mm256_sub_ps(a, b), vs));
+        }
 }
 
-AVX2 static void a_flip(float *x, size_t n, const uint32_t *words, size_t bitoff)
+AVX2 static int a_flip(float *dst, const float *src, size_t n, const uint32_t *words, size_t bitoff)
 {
-    if ((bitoff & 7) || n < 8) {
-        flz_kernels_portable.flip(x, n, words, bitoff);
-        return;
-    }
+    if ((bitoff & 7) || n < 8)
+        return flz_kernels_portable.flip(dst, src, n, words, bitoff);
     const uint8_t *bytes = (const uint8_t *)words; /* little-endian bit string */
     const __m256i sh = _mm256_setr_epi32(31, 30, 29, 28, 27, 26, 25, 24);
     const __m256i sb = _mm256_set1_epi32((int)0x80000000u);
+    const __m256i e = _mm256_set1_epi32(0x7f800000);
+    __m256i bad = _mm256_setzero_si256();
     size_t i = 0;
     for (; i + 8 <= n; i += 8) {
         const __m256i b = _mm256_set1_epi32(bytes[(bitoff + i) >> 3]);
         const __m256i m = _mm256_and_si256(_mm256_sllv_epi32(b, sh), sb);
-        _mm256_storeu_ps(x + i, _mm256_xor_ps(_mm256_loadu_ps(x + i), _mm256_castsi256_ps(m)));
+        const __m256i v = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(src + i)), m);
+        bad = _mm256_or_si256(bad, _mm256_cmpeq_epi32(_mm256_and_si256(v, e), e));
+        _mm256_storeu_si256((__m256i *)(dst + i), v);
     }
+    int ok = _mm256_movemask_epi8(bad) == 0;
     if (i < n)
-        flz_kernels_portable.flip(x + i, n - i, words, bitoff + i);
-}
-
-AVX2 static void a_scale(float *x, size_t n, float s)
-{
-    const __m256 vs = _mm256_set1_ps(s);
-    size_t i = 0;
-    for (; i + 8 <= n; i += 8)
-        _mm256_storeu_ps(x + i, _mm256_mul_ps(_mm256_loadu_ps(x + i), vs));
-    for (; i < n; i++)
-        x[i] *= s;
+        ok &= flz_kernels_portable.flip(dst + i, src + i, n - i, words, bitoff + i);
+    return ok;
 }
 
 AVX2 static int a_to_f16(uint8_t *dst, const float *x, size_t n)
@@ -350,7 +369,6 @@ static const flz_kernels avx2_kernels = {
     .dequant = a_dequant,
     .fwht = a_fwht,
     .flip = a_flip,
-    .scale = a_scale,
     .to_f16 = a_to_f16,
     .to_bf16 = a_to_bf16,
     .from_f16 = a_from_f16,
