@@ -761,6 +761,57 @@ static void test_engine_quorum_and_late(void **state)
     fls_core_free(core);
 }
 
+/* min_clients gates the start; shared keep-sets give every client the same encoded bytes, and
+ * per-client keep-sets different ones. */
+static void test_engine_start_and_shared_chunks(void **state)
+{
+    (void)state;
+    fls_config cfg = small_config();
+    cfg.min_clients = 7;
+    fls_core *core = core_with_clients(&cfg, 6);
+    assert_int_equal(fls_core_tick(core, 0.0), FL_OK);
+    assert_false(fls_core_round_open(core));
+    assert_int_equal(fls_core_client_join(core, 70, 5, 1.0), FL_OK);
+    assert_int_equal(fls_core_connected(core), 7);
+    assert_int_equal(fls_core_tick(core, 1.0), FL_OK);
+    assert_true(fls_core_round_open(core));
+    uint32_t keys[16];
+    assert_int_equal(take_tasks(core, keys, 16, NULL, NULL), 4);
+    const size_t cap = fls_core_task_chunk_bound(core);
+    uint8_t *b1 = malloc(cap), *b2 = malloc(cap);
+    size_t n1, n2;
+    assert_int_equal(fls_core_task_chunk(core, keys[0], 0, 1, b1, cap, &n1, NULL), FL_OK);
+    assert_int_equal(fls_core_task_chunk(core, keys[1], 0, 1, b2, cap, &n2, NULL), FL_OK);
+    assert_int_equal(n1, n2);
+    assert_memory_equal(b1, b2, n1);
+    assert_int_equal(fls_core_task_chunk(core, keys[0], 0, 1, b1, 10, &n1, NULL),
+                     FL_ERR_BUFFER_TOO_SMALL);
+    assert_int_equal(fls_core_task_chunk(core, keys[0], 99, 0, b1, cap, &n1, NULL),
+                     FL_ERR_WIRE_CHUNK_RANGE);
+    assert_int_equal(fls_core_task_chunk(core, 12345, 0, 0, b1, cap, &n1, NULL),
+                     FL_ERR_NOT_SELECTED);
+    fls_core_free(core);
+
+    cfg = small_config();
+    cfg.policy.kind = FLS_POLICY_FD;
+    cfg.policy.fd_per_client = 1;
+    core = core_with_clients(&cfg, 6);
+    assert_int_equal(fls_core_tick(core, 0.0), FL_OK);
+    assert_int_equal(take_tasks(core, keys, 16, NULL, NULL), 4);
+    flp_msg t1, t2;
+    assert_int_equal(fls_core_task(core, keys[0], &t1), FL_OK);
+    assert_int_equal(fls_core_task(core, keys[1], &t2), FL_OK);
+    assert_int_equal(t1.task.layers[0].n_units, 5); /* round(0.75 * 6) = 4.5 -> 5 */
+    assert_memory_not_equal(t1.task.layers[0].units, t2.task.layers[0].units,
+                            5 * sizeof(uint32_t));
+    assert_int_equal(fls_core_task_chunk(core, keys[0], 0, 0, b1, cap, &n1, NULL), FL_OK);
+    assert_int_equal(fls_core_task_chunk(core, keys[1], 0, 0, b2, cap, &n2, NULL), FL_OK);
+    assert_false(n1 == n2 && memcmp(b1, b2, n1) == 0);
+    free(b1);
+    free(b2);
+    fls_core_free(core);
+}
+
 static void test_engine_deadline(void **state)
 {
     (void)state;
@@ -1182,6 +1233,33 @@ static void test_sim_policies(void **state)
     world_free(&w);
 }
 
+/* A target accuracy ends the run early; lossy codecs both ways still learn. */
+static void test_sim_target_and_codecs(void **state)
+{
+    (void)state;
+    simworld w;
+    world_make(&w);
+    fls_config cfg = sim_config(FLS_POLICY_AFD_SINGLE, 0);
+    cfg.eval_every = 1;
+    cfg.target_accuracy = 0.9;
+    snprintf(cfg.down_codec, sizeof cfg.down_codec, "q8+zstd");
+    snprintf(cfg.up_codec, sizeof cfg.up_codec, "rot+q4+zstd");
+    fls_core *core = sim_core(&cfg);
+    simresult res;
+    memset(&res, 0, sizeof res);
+    sim_rounds(core, &w, 1000, 5, &res);
+    print_message("  afd-single q8+zstd down, rot+q4+zstd up: %d rounds to accuracy %.3f, "
+                  "down %llu B, up %llu B\n",
+                  res.rounds, res.acc_final, (unsigned long long)res.bytes_down,
+                  (unsigned long long)res.bytes_up);
+    assert_true(fls_core_done(core));
+    assert_true(res.acc_final >= 0.9);
+    assert_true(res.rounds < 20);
+    assert_int_equal(res.evals, res.rounds);
+    fls_core_free(core);
+    world_free(&w);
+}
+
 /* The same run with three different arrival orders: bit-identical models. */
 static void test_sim_arrival_order(void **state)
 {
@@ -1297,11 +1375,13 @@ int main(void)
         cmocka_unit_test(test_policy_afd_multi),
         cmocka_unit_test(test_config_digest),
         cmocka_unit_test(test_engine_quorum_and_late),
+        cmocka_unit_test(test_engine_start_and_shared_chunks),
         cmocka_unit_test(test_engine_deadline),
         cmocka_unit_test(test_engine_rejections),
         cmocka_unit_test(test_engine_vanishing_client),
         cmocka_unit_test(test_engine_refused_update),
         cmocka_unit_test(test_sim_policies),
+        cmocka_unit_test(test_sim_target_and_codecs),
         cmocka_unit_test(test_sim_arrival_order),
         cmocka_unit_test(test_resume_exact),
     };
