@@ -489,6 +489,19 @@ static void ulist_free(ulist *l)
     memset(l, 0, sizeof *l);
 }
 
+/* m encoded and decoded by the wire layer (asserting both succeed); flp_msg_free the result. */
+static flp_msg *wire_roundtrip(const flp_msg *m)
+{
+    uint8_t *bytes = NULL;
+    size_t len = 0;
+    char err[FLP_ERRBUF];
+    assert_int_equal(flp_encode_alloc(&bytes, &len, m, NULL, err, sizeof err), FL_OK);
+    flp_msg *out = NULL;
+    assert_int_equal(flp_decode(&out, bytes, len, NULL, err, sizeof err), FL_OK);
+    free(bytes);
+    return out;
+}
+
 /* A client's local data: float features and labels. */
 typedef struct simdata {
     float *x;
@@ -502,11 +515,13 @@ typedef struct simdata {
 static void client_work(fls_core *core, uint32_t key, const simdata *d, float scripted,
                         double scripted_loss, uint32_t up_chunk, ulist *out)
 {
-    flp_msg task;
-    assert_int_equal(fls_core_task(core, key, &task), FL_OK);
-    assert_int_equal(task.type, FLP_TASK);
-    assert_int_equal(flp_validate(&task, NULL, NULL, 0), FL_OK); /* what the wire would accept */
-    const flp_task *tk = &task.task;
+    flp_msg task0;
+    assert_int_equal(fls_core_task(core, key, &task0), FL_OK);
+    assert_int_equal(task0.type, FLP_TASK);
+    /* Through the real wire: encode, decode (with its validation), use what arrived. */
+    flp_msg *tmsg = wire_roundtrip(&task0);
+    const flp_msg task = *tmsg;
+    const flp_task *tk = &tmsg->task;
     flm_arch full = arch_of(tk->arch);
     int counts[FLM_MAX_LAYERS];
     for (uint32_t l = 0; l < tk->n_layers; l++)
@@ -531,9 +546,20 @@ static void client_work(fls_core *core, uint32_t key, const simdata *d, float sc
             size_t len;
             flp_chunk ch;
             assert_int_equal(fls_core_task_chunk(core, key, t, i, buf, cap, &len, &ch), FL_OK);
-            assert_int_equal(flz_decode(z, buf, len, w + sub->tensors[t].offset + ch.offset,
-                                        ch.count),
+            flp_msg cm;
+            memset(&cm, 0, sizeof cm);
+            cm.version = FLP_VERSION;
+            cm.type = FLP_CHUNK;
+            cm.round = task.round;
+            cm.sender = "";
+            cm.chunk = ch;
+            flp_msg *got = wire_roundtrip(&cm);
+            assert_int_equal(got->chunk.payload_len, len);
+            assert_int_equal(flz_decode(z, got->chunk.payload, got->chunk.payload_len,
+                                        w + sub->tensors[t].offset + got->chunk.offset,
+                                        got->chunk.count),
                              FL_OK);
+            flp_msg_free(got);
         }
     }
     memcpy(w0, w, n * sizeof *w);
@@ -608,6 +634,7 @@ static void client_work(fls_core *core, uint32_t key, const simdata *d, float sc
             ulist_push(out, key, &c);
         }
     flz_ctx_free(z);
+    flp_msg_free(tmsg);
     free(buf);
     free(w);
     free(w0);
@@ -1149,7 +1176,9 @@ static void sim_rounds(fls_core *core, const simworld *w, uint64_t until, uint64
         /* Over-commit: once the quorum is in, the remaining clients are late. */
         for (size_t i = 0; i < l.n; i++) {
             const int was_open = fls_core_round_open(core);
-            const fl_status st = fls_core_on_message(core, l.v[i].key, &l.v[i].m, now + 1.0);
+            flp_msg *got = wire_roundtrip(&l.v[i].m);
+            const fl_status st = fls_core_on_message(core, l.v[i].key, got, now + 1.0);
+            flp_msg_free(got);
             assert_int_equal(st, was_open ? FL_OK : FL_ERR_ROUND_CLOSED);
         }
         ulist_free(&l);
