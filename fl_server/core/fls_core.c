@@ -365,6 +365,11 @@ int fls_core_round_open(const fls_core *c)
     return c->open;
 }
 
+double fls_core_deadline(const fls_core *c)
+{
+    return c->open ? c->deadline : INFINITY;
+}
+
 int fls_core_done(const fls_core *c)
 {
     return c->done;

@@ -89,6 +89,9 @@ fl_status fls_core_set_params(fls_core *core, const float *params, size_t n);
 uint64_t fls_core_round(const fls_core *core);
 uint64_t fls_core_model_version(const fls_core *core);
 int fls_core_round_open(const fls_core *core);
+/* The open round's deadline (the `now` at which fls_core_tick closes it), or INFINITY when no
+ * round is open: a reactor arms its timer with it. */
+double fls_core_deadline(const fls_core *core);
 /* 1 once the run is over (FLS_EV_DONE was emitted). */
 int fls_core_done(const fls_core *core);
 

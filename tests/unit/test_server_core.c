@@ -852,10 +852,12 @@ static void test_engine_deadline(void **state)
     ulist l = {0};
     client_work(core, keys[0], NULL, 0.01f, 2.0, 1000, &l);
     assert_int_equal(deliver(core, &l, keys[0], 11.0), FL_OK);
+    assert_true(fls_core_deadline(core) == 70.0);
     assert_int_equal(fls_core_tick(core, 69.9), FL_OK);
     assert_true(fls_core_round_open(core));
     assert_int_equal(fls_core_tick(core, 70.0), FL_OK); /* the deadline: 10 + 60 */
     assert_false(fls_core_round_open(core));
+    assert_true(isinf(fls_core_deadline(core)));
     /* Evaluation requested; no new round until it is reported. */
     int ends = 0, evals = 0;
     take_tasks(core, keys, 0, &ends, &evals);
