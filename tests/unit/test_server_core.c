@@ -1054,6 +1054,82 @@ static void test_engine_refused_update(void **state)
     assert_int_equal(mb.reported, 3);
 }
 
+/* One round on conv and LSTM architectures with per-client keep-sets: every coordinate moves by
+ * the mean of the deltas of the clients that held it, the others stay put (checked against
+ * flm_submodel_scatter_add / flm_submodel_mask, computed independently of the core). */
+static void test_engine_archs(void **state)
+{
+    (void)state;
+    const char *archs[] = {"cnn:10:8x8x1", "lstm:20:4:16:2:5"};
+    for (size_t ai = 0; ai < 2; ai++) {
+        fls_config cfg = small_config();
+        snprintf(cfg.arch, sizeof cfg.arch, "%s", archs[ai]);
+        cfg.policy.kind = FLS_POLICY_FD;
+        cfg.policy.fd_per_client = 1;
+        cfg.clients_per_round = 4;
+        cfg.overcommit = 1.0;
+        cfg.chunk_elems = 4096;
+        fls_core *core = core_with_clients(&cfg, 5);
+        const flm_arch *a = fls_core_arch(core);
+        const size_t np = a->n_params;
+        float *before = malloc(np * sizeof *before), *sum = calloc(np, sizeof *sum);
+        float *cnt = calloc(np, sizeof *cnt), *mask = malloc(np * sizeof *mask);
+        memcpy(before, fls_core_params(core), np * sizeof *before);
+        assert_int_equal(fls_core_tick(core, 0.0), FL_OK);
+        uint32_t keys[16];
+        assert_int_equal(take_tasks(core, keys, 16, NULL, NULL), 4);
+        ulist l = {0};
+        for (size_t i = 0; i < 4; i++) {
+            const float step = 0.001f * (float)(i + 1);
+            flp_msg task;
+            assert_int_equal(fls_core_task(core, keys[i], &task), FL_OK);
+            int counts[FLM_MAX_LAYERS];
+            for (uint32_t d = 0; d < task.task.n_layers; d++)
+                counts[d] = (int)task.task.layers[d].n_units;
+            flm_keepset ks;
+            assert_int_equal(flm_keepset_alloc(&ks, a, counts), FL_OK);
+            for (uint32_t d = 0; d < task.task.n_layers; d++)
+                memcpy(ks.idx + ks.offset[d], task.task.layers[d].units,
+                       counts[d] * sizeof *ks.idx);
+            flm_submodel *sm;
+            assert_int_equal(flm_submodel_new(a, &ks, &sm), FL_OK);
+            const size_t ns = flm_submodel_arch(sm)->n_params;
+            assert_true(ns < np);
+            float *d = malloc(ns * sizeof *d);
+            for (size_t j = 0; j < ns; j++)
+                d[j] = step * (float)(1 + j % 3);
+            flm_submodel_scatter_add(sm, sum, d, 1.0f);
+            flm_submodel_mask(sm, mask);
+            for (size_t j = 0; j < np; j++)
+                cnt[j] += mask[j];
+            free(d);
+            flm_submodel_free(sm);
+            flm_keepset_free(&ks);
+            client_work(core, keys[i], NULL, step, 1.0, 1000, &l);
+        }
+        assert_int_equal(deliver(core, &l, 0, 1.0), FL_OK);
+        assert_false(fls_core_round_open(core));
+        const float *after = fls_core_params(core);
+        size_t untouched = 0;
+        for (size_t j = 0; j < np; j++) {
+            if (cnt[j] == 0.0f) {
+                assert_true(after[j] == before[j]);
+                untouched++;
+            } else {
+                assert_true(fabsf(after[j] - before[j] - sum[j] / cnt[j]) < 1e-6f);
+            }
+        }
+        print_message("  %s: %zu params, %zu held by no client this round\n", archs[ai], np,
+                      untouched);
+        ulist_free(&l);
+        free(before);
+        free(sum);
+        free(cnt);
+        free(mask);
+        fls_core_free(core);
+    }
+}
+
 /* ---- 20-round runs with clients training real models ------------------------------------------ */
 
 #define SIM_CLIENTS 12
@@ -1411,6 +1487,7 @@ int main(void)
         cmocka_unit_test(test_engine_rejections),
         cmocka_unit_test(test_engine_vanishing_client),
         cmocka_unit_test(test_engine_refused_update),
+        cmocka_unit_test(test_engine_archs),
         cmocka_unit_test(test_sim_policies),
         cmocka_unit_test(test_sim_target_and_codecs),
         cmocka_unit_test(test_sim_arrival_order),
