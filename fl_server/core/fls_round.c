@@ -89,6 +89,22 @@ fl_status fls_config_validate(const fls_config *cfg, char *err, size_t errlen)
                                      "weight_decay, prox_mu >= 0");
     if (cfg->chunk_elems < 1 || cfg->chunk_elems > (1u << 20))
         return cfg_fail(err, errlen, "chunk_elems must be in [1, 2^20]");
+    /* The optimizer and the aggregator check their own options: ask them on a 1-element model. */
+    fls_opt *o = NULL;
+    fl_status st = fls_opt_new(&cfg->opt, 1, &o);
+    fls_opt_free(o);
+    if (st == FL_ERR_NOMEM)
+        return st;
+    if (st != FL_OK)
+        return cfg_fail(err, errlen, "opt: a hyper-parameter of %s is outside its domain",
+                        fls_opt_kind_name(cfg->opt.kind));
+    fls_agg *g = NULL;
+    st = fls_agg_new_flat(1, &cfg->agg, &g);
+    fls_agg_free(g);
+    if (st == FL_ERR_NOMEM)
+        return st;
+    if (st != FL_OK)
+        return cfg_fail(err, errlen, "agg: an aggregation option is outside its domain");
     return FL_OK;
 }
 

@@ -722,6 +722,14 @@ static void test_config_digest(void **state)
     assert_int_equal(fls_config_validate(&b, err, sizeof err), FL_ERR_CONFIG);
     assert_non_null(strstr(err, "overcommit"));
     b = a;
+    b.opt.lr = -1.0f;
+    assert_int_equal(fls_config_validate(&b, err, sizeof err), FL_ERR_CONFIG);
+    assert_non_null(strstr(err, "opt"));
+    b = a;
+    b.agg.frac_bits = 99;
+    assert_int_equal(fls_config_validate(&b, err, sizeof err), FL_ERR_CONFIG);
+    assert_non_null(strstr(err, "agg"));
+    b = a;
     snprintf(b.down_codec, sizeof b.down_codec, "q3");
     assert_int_equal(fls_config_validate(&b, err, sizeof err), FL_ERR_CONFIG);
     fls_core *core = NULL;
