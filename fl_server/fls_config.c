@@ -1,0 +1,865 @@
+/* fls_config.c: fls_options, its key table (one place defines every key's type, default, range
+ * and help), the YAML reader (libyaml events; outside bytes: strict, bounded) and the conversion
+ * to the round engine's fls_config. */
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <yaml.h>
+
+#include "flm_arch.h"
+#include "fls_internal.h"
+#include "flz.h"
+
+typedef enum ktype {
+    K_U32, K_U64, K_F64, K_F32, K_F64_OPT, K_BOOL, K_STR, K_ENUM, K_ENDPOINTS, K_KEEP_LAYERS,
+    K_POLICY, K_OPTKIND,
+} ktype;
+
+typedef struct key_def {
+    const char *key;
+    ktype type;
+    size_t off;          /* into fls_options */
+    size_t size;         /* K_STR: buffer size */
+    double min, max;     /* numeric range (inclusive) */
+    const char *choices; /* K_ENUM: "a|b|c" (index = value) */
+    const char *def;
+    const char *help;
+} key_def;
+
+#define OFF(f) offsetof(fls_options, f)
+#define SZ(f) sizeof(((fls_options *)0)->f)
+#define U32MAX 4294967295.0
+#define BIG 1.8446744073709552e19
+
+static const key_def KEYS[] = {
+    /* server */
+    {"server.endpoints", K_ENDPOINTS, OFF(endpoints), 0, 0, 0, NULL, "tcp://*:5555",
+     "endpoints to bind (tcp://HOST:PORT, ipc:///PATH); a YAML list, or comma-separated"},
+    {"server.insecure", K_BOOL, OFF(insecure), 0, 0, 1, NULL, "false",
+     "turn CURVE off: plain text, no client authentication (logged as a warning)"},
+    {"server.secret_key_file", K_STR, OFF(secret_key_file), SZ(secret_key_file), 0, 0, NULL, "",
+     "the server's secret key file (fl_server keygen); required unless insecure"},
+    {"server.allow_list", K_STR, OFF(allow_list), SZ(allow_list), 0, 0, NULL, "",
+     "file of allowed client public keys, one Z85 key per line; re-read on SIGHUP"},
+    {"server.heartbeat_ms", K_U32, OFF(heartbeat_ms), 0, 10, 600000, NULL, "1000",
+     "heartbeat interval (application and ZMQ_HEARTBEAT_IVL)"},
+    {"server.liveness_ms", K_U32, OFF(liveness_ms), 0, 100, 3600000, NULL, "10000",
+     "silence after which a client is considered gone (and ZMQ heartbeat timeout/TTL)"},
+    {"server.credit", K_U32, OFF(credit), 0, 1, 1024, NULL, "8",
+     "weight chunks in flight per client (flow-control window)"},
+    {"server.sndhwm", K_U32, OFF(sndhwm), 0, 16, 1000000, NULL, "1000",
+     "messages queued per client before sends are dropped (ZMQ_SNDHWM)"},
+    {"server.max_msg_bytes", K_U64, OFF(max_msg_bytes), 0, 4096, 1073741824.0, NULL, "16777216",
+     "largest message accepted (ZMQ_MAXMSGSIZE and the wire decoder's cap)"},
+    /* model */
+    {"model.arch", K_STR, OFF(core.arch), SZ(core.arch), 0, 0, NULL, "mlp:784-200-200-10",
+     "architecture spec: mlp:784-200-200-10, cnn:10:28x28x1, lstm, ..."},
+    /* run */
+    {"run.seed", K_U64, OFF(core.seed), 0, 0, BIG, NULL, "1",
+     "run seed: every random draw (sampling, keep-sets, init) derives from it"},
+    {"run.rounds", K_U32, OFF(core.max_rounds), 0, 0, U32MAX, NULL, "0",
+     "stop after this many rounds (0: no limit)"},
+    {"run.metrics", K_STR, OFF(metrics_path), SZ(metrics_path), 0, 0, NULL, "",
+     "per-round metrics as JSON lines: a file (appended), '-' for stdout, '' for none"},
+    {"run.log_level", K_ENUM, OFF(log_level), 0, 0, 0, "debug|info|warn|error", "info",
+     "least severe log level printed"},
+    {"run.resume", K_BOOL, OFF(resume), 0, 0, 1, NULL, "false",
+     "continue from checkpoint.path when the file exists"},
+    /* round */
+    {"round.clients", K_U32, OFF(core.clients_per_round), 0, 1, 1000000, NULL, "10",
+     "clients per round = quorum: the round closes once this many updates are in"},
+    {"round.overcommit", K_F64, OFF(core.overcommit), 0, 1, 100, NULL, "1.3",
+     "select ceil(overcommit * clients) clients to absorb stragglers"},
+    {"round.min_clients", K_U32, OFF(core.min_clients), 0, 0, 1000000, NULL, "0",
+     "connected clients needed to start a round (0: round.clients)"},
+    {"round.deadline_s", K_F64, OFF(core.round_timeout_s), 0, 0.001, 1e7, NULL, "600",
+     "a round closes this many seconds after it starts even without quorum"},
+    /* policy */
+    {"policy.kind", K_POLICY, OFF(core.policy.kind), 0, 0, 0, "full|fd|afd-single|afd-multi",
+     "full", "submodel selection: full (FedAvg), fd (federated dropout), afd-single, afd-multi"},
+    {"policy.keep", K_F64, OFF(core.policy.keep_p), 0, 1e-9, 1, NULL, "0.75",
+     "fraction of units kept in every droppable layer, (0, 1]"},
+    {"policy.keep_layers", K_KEEP_LAYERS, OFF(core.policy.keep_p_layer), 0, 0, 1, NULL, "",
+     "per droppable layer keep fraction overrides (list; 0 = use policy.keep)"},
+    {"policy.fd_per_client", K_BOOL, OFF(core.policy.fd_per_client), 0, 0, 1, NULL, "false",
+     "fd: draw one keep-set per client instead of one per round"},
+    {"policy.score_accumulate", K_BOOL, OFF(core.policy.score_accumulate), 0, 0, 1, NULL, "false",
+     "afd: S[u] += gain instead of S[u] = gain"},
+    {"policy.loss_unweighted", K_BOOL, OFF(core.policy.loss_unweighted), 0, 0, 1, NULL, "false",
+     "afd-single: plain mean of client losses instead of sample-weighted"},
+    {"policy.eps_rel", K_F64, OFF(core.policy.eps_rel), 0, 1e-12, 1e6, NULL, "0.001",
+     "afd: exploration weight eps = eps_rel * max score"},
+    /* codec */
+    {"codec.down", K_STR, OFF(core.down_codec), SZ(core.down_codec), 0, 0, NULL, "none",
+     "codec pipeline for the weights sent to clients (compress/README.md)"},
+    {"codec.up", K_STR, OFF(core.up_codec), SZ(core.up_codec), 0, 0, NULL, "none",
+     "codec pipeline clients use for their deltas"},
+    {"codec.chunk_elems", K_U32, OFF(core.chunk_elems), 0, 1, 1048576, NULL, "65536",
+     "elements per chunk message"},
+    /* optimizer */
+    {"optimizer.kind", K_OPTKIND, OFF(core.opt.kind), 0, 0, 0,
+     "fedavg|fedavgm|fedadagrad|fedadam|fedyogi", "fedavg", "server optimizer"},
+    {"optimizer.lr", K_F64_OPT, OFF(opt_lr), 0, 1e-12, 1e6, NULL, "",
+     "server learning rate (default: 1, adaptive kinds 0.01)"},
+    {"optimizer.momentum", K_F64_OPT, OFF(opt_momentum), 0, 0, 0.999999, NULL, "",
+     "fedavgm momentum (default 0.9)"},
+    {"optimizer.beta1", K_F64_OPT, OFF(opt_beta1), 0, 0, 0.999999, NULL, "",
+     "adaptive kinds: beta1 (default 0.9)"},
+    {"optimizer.beta2", K_F64_OPT, OFF(opt_beta2), 0, 0, 0.999999, NULL, "",
+     "fedadam, fedyogi: beta2 (default 0.99)"},
+    {"optimizer.tau", K_F64_OPT, OFF(opt_tau), 0, 1e-12, 1e6, NULL, "",
+     "adaptive kinds: tau (default 0.001)"},
+    {"optimizer.v0", K_F64_OPT, OFF(opt_v0), 0, 0, 1e6, NULL, "",
+     "adaptive kinds: initial v (default tau^2)"},
+    /* aggregation */
+    {"aggregation.mode", K_ENUM, OFF(core.agg.mode), 0, 0, 0, "mean|trimmed-mean|median", "mean",
+     "mean (exact, sample-weighted), trimmed-mean or median (robust, unweighted)"},
+    {"aggregation.dilute", K_BOOL, OFF(core.agg.dilute), 0, 0, 1, NULL, "false",
+     "coordinates a client did not train count as zero deltas"},
+    {"aggregation.clip_norm", K_F64, OFF(core.agg.clip_norm), 0, 0, 1e12, NULL, "0",
+     "scale each update to this L2 norm at most (0: off)"},
+    {"aggregation.trim_frac", K_F64, OFF(core.agg.trim_frac), 0, 0, 0.499999, NULL, "0",
+     "trimmed-mean: fraction dropped at each end"},
+    {"aggregation.max_updates", K_U32, OFF(core.agg.max_updates), 0, 0, 1000000, NULL, "0",
+     "robust modes: updates kept per round (0: 256)"},
+    /* train */
+    {"train.epochs", K_U32, OFF(core.train.epochs), 0, 1, 100000, NULL, "1",
+     "local epochs per round"},
+    {"train.batch", K_U32, OFF(core.train.batch_size), 0, 1, 1000000, NULL, "10",
+     "local batch size"},
+    {"train.lr", K_F32, OFF(core.train.lr), 0, 1e-12, 1e6, NULL, "0.05", "local learning rate"},
+    {"train.momentum", K_F32, OFF(core.train.momentum), 0, 0, 0.999999, NULL, "0",
+     "local SGD momentum, [0, 1)"},
+    {"train.weight_decay", K_F32, OFF(core.train.weight_decay), 0, 0, 1e6, NULL, "0",
+     "local weight decay"},
+    {"train.prox_mu", K_F32, OFF(core.train.prox_mu), 0, 0, 1e6, NULL, "0",
+     "FedProx mu (0: plain SGD)"},
+    {"train.max_samples", K_U64, OFF(core.train.max_samples), 0, 0, BIG, NULL, "0",
+     "local samples per round (0: the whole local dataset)"},
+    /* eval */
+    {"eval.dataset", K_ENUM, OFF(eval_dataset), 0, 0, 0, "none|synthetic|mnist|fashion-mnist",
+     "none", "test set the server evaluates the global model on"},
+    {"eval.split", K_ENUM, OFF(eval_split), 0, 0, 0, "test|train", "test", "which split"},
+    {"eval.dir", K_STR, OFF(eval_dir), SZ(eval_dir), 0, 0, NULL, "",
+     "dataset directory (default $FEDROP_DATA_DIR or /usr/share/datasets/NAME)"},
+    {"eval.max_samples", K_U64, OFF(eval_max_samples), 0, 0, BIG, NULL, "0",
+     "evaluate on the first N samples only (0: all)"},
+    {"eval.batch", K_U32, OFF(eval_batch), 0, 1, 65536, NULL, "256", "evaluation batch size"},
+    {"eval.synthetic_samples", K_U64, OFF(eval_synth_samples), 0, 1, 10000000, NULL, "2000",
+     "synthetic: samples generated (Gaussian clusters / token chains from run.seed)"},
+    {"eval.every", K_U32, OFF(core.eval_every), 0, 0, U32MAX, NULL, "0",
+     "evaluate every N rounds (0: never)"},
+    {"eval.target_accuracy", K_F64, OFF(core.target_accuracy), 0, 0, 1, NULL, "0",
+     "stop once an evaluation reaches this accuracy (0: no target)"},
+    /* checkpoint */
+    {"checkpoint.path", K_STR, OFF(ckpt_path), SZ(ckpt_path), 0, 0, NULL, "",
+     "checkpoint file (written atomically); '' for none"},
+    {"checkpoint.every", K_U32, OFF(ckpt_every), 0, 0, U32MAX, NULL, "10",
+     "write a checkpoint every N rounds (0: only at stop and at the end)"},
+};
+#define N_KEYS (sizeof KEYS / sizeof KEYS[0])
+
+static fl_status fail(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static fl_status fail(char *err, size_t errlen, const char *fmt, ...)
+{
+    if (err && errlen) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(err, errlen, fmt, ap);
+        va_end(ap);
+    }
+    return FL_ERR_CONFIG;
+}
+
+static const key_def *key_find(const char *key)
+{
+    for (size_t i = 0; i < N_KEYS; i++)
+        if (strcmp(KEYS[i].key, key) == 0)
+            return &KEYS[i];
+    return NULL;
+}
+
+/* ---- scalar parsers --------------------------------------------------------------------------- */
+
+static int parse_u64(const char *s, uint64_t *out)
+{
+    if (!s || *s < '0' || *s > '9')
+        return 0;
+    errno = 0;
+    char *end = NULL;
+    const unsigned long long v = strtoull(s, &end, 10);
+    if (errno || !end || *end)
+        return 0;
+    *out = v;
+    return 1;
+}
+
+static int parse_f64(const char *s, double *out)
+{
+    if (!s || !*s || strlen(s) > 64)
+        return 0;
+    /* strtod also takes "inf", "nan" and hex floats: finite decimal numbers only here */
+    for (const char *p = s; *p; p++)
+        if (!strchr("0123456789+-.eE", *p))
+            return 0;
+    errno = 0;
+    char *end = NULL;
+    const double v = strtod(s, &end);
+    if (errno || !end || *end || !isfinite(v))
+        return 0;
+    *out = v;
+    return 1;
+}
+
+static int parse_bool(const char *s, int *out)
+{
+    static const char *yes[] = {"true", "yes", "on", "1"}, *no[] = {"false", "no", "off", "0"};
+    for (size_t i = 0; i < 4; i++) {
+        if (strcmp(s, yes[i]) == 0)
+            return *out = 1, 1;
+        if (strcmp(s, no[i]) == 0)
+            return *out = 0, 1;
+    }
+    return 0;
+}
+
+static int parse_choice(const char *choices, const char *s, int *out)
+{
+    const size_t n = strlen(s);
+    int idx = 0;
+    for (const char *p = choices; *p; idx++) {
+        const char *bar = strchr(p, '|');
+        const size_t len = bar ? (size_t)(bar - p) : strlen(p);
+        if (len == n && strncmp(p, s, n) == 0)
+            return *out = idx, 1;
+        if (!bar)
+            break;
+        p = bar + 1;
+    }
+    return 0;
+}
+
+static int choice_name(const char *choices, int idx, char *buf, size_t cap)
+{
+    const char *p = choices;
+    for (int i = 0; i < idx && p; i++) {
+        p = strchr(p, '|');
+        if (p)
+            p++;
+    }
+    if (!p)
+        return 0;
+    const char *bar = strchr(p, '|');
+    const size_t len = bar ? (size_t)(bar - p) : strlen(p);
+    snprintf(buf, cap, "%.*s", (int)len, p);
+    return 1;
+}
+
+static int has_control(const char *s)
+{
+    for (; *s; s++)
+        if ((unsigned char)*s < 0x20 || *s == 0x7f)
+            return 1;
+    return 0;
+}
+
+/* Adds one item to a list key (append = 1) or sets the scalar. */
+static fl_status key_set(fls_options *o, const key_def *k, const char *v, int append, char *err,
+                         size_t errlen)
+{
+    char *base = (char *)o + k->off;
+    if (has_control(v))
+        return fail(err, errlen, "%s: control characters in value", k->key);
+    switch (k->type) {
+    case K_U32:
+    case K_U64: {
+        uint64_t x;
+        if (!parse_u64(v, &x))
+            return fail(err, errlen, "%s: '%s' is not an unsigned integer", k->key, v);
+        if ((double)x < k->min || (double)x > k->max)
+            return fail(err, errlen, "%s: %s is out of range [%.0f, %.0f]", k->key, v, k->min,
+                        k->max);
+        if (k->type == K_U32)
+            *(uint32_t *)base = (uint32_t)x;
+        else
+            *(uint64_t *)base = x;
+        return FL_OK;
+    }
+    case K_F64:
+    case K_F32:
+    case K_F64_OPT: {
+        double x;
+        if (k->type == K_F64_OPT && !*v) {
+            *(double *)base = NAN;
+            return FL_OK;
+        }
+        if (!parse_f64(v, &x))
+            return fail(err, errlen, "%s: '%s' is not a finite number", k->key, v);
+        if (x < k->min || x > k->max)
+            return fail(err, errlen, "%s: %s is out of range [%g, %g]", k->key, v, k->min, k->max);
+        if (k->type == K_F32)
+            *(float *)base = (float)x;
+        else
+            *(double *)base = x;
+        return FL_OK;
+    }
+    case K_BOOL:
+        if (!parse_bool(v, (int *)base))
+            return fail(err, errlen, "%s: '%s' is not a boolean (true/false)", k->key, v);
+        return FL_OK;
+    case K_STR:
+        if (strlen(v) >= k->size)
+            return fail(err, errlen, "%s: value longer than %zu bytes", k->key, k->size - 1);
+        snprintf(base, k->size, "%s", v);
+        return FL_OK;
+    case K_ENUM:
+        if (!parse_choice(k->choices, v, (int *)base))
+            return fail(err, errlen, "%s: '%s' is not one of %s", k->key, v, k->choices);
+        return FL_OK;
+    case K_POLICY: {
+        fls_policy_kind pk;
+        if (fls_policy_kind_parse(v, &pk) != FL_OK)
+            return fail(err, errlen, "%s: '%s' is not one of %s", k->key, v, k->choices);
+        o->core.policy.kind = pk;
+        return FL_OK;
+    }
+    case K_OPTKIND: {
+        fls_opt_kind ok;
+        if (fls_opt_kind_parse(v, &ok) != FL_OK)
+            return fail(err, errlen, "%s: '%s' is not one of %s", k->key, v, k->choices);
+        o->core.opt.kind = ok;
+        return FL_OK;
+    }
+    case K_ENDPOINTS: {
+        if (!append)
+            o->n_endpoints = 0;
+        if (!*v)
+            return FL_OK;
+        if (o->n_endpoints >= FLS_MAX_ENDPOINTS)
+            return fail(err, errlen, "%s: more than %d endpoints", k->key, FLS_MAX_ENDPOINTS);
+        if (strlen(v) >= FLS_ENDPOINT_MAX)
+            return fail(err, errlen, "%s: endpoint longer than %d bytes", k->key,
+                        FLS_ENDPOINT_MAX - 1);
+        if (strncmp(v, "tcp://", 6) != 0 && strncmp(v, "ipc://", 6) != 0)
+            return fail(err, errlen, "%s: '%s' is not a tcp:// or ipc:// endpoint", k->key, v);
+        if (strlen(v) == 6)
+            return fail(err, errlen, "%s: '%s' has no address", k->key, v);
+        snprintf(o->endpoints[o->n_endpoints++], FLS_ENDPOINT_MAX, "%s", v);
+        return FL_OK;
+    }
+    case K_KEEP_LAYERS: {
+        double *arr = o->core.policy.keep_p_layer;
+        size_t n = 0;
+        if (append)
+            while (n < FLM_MAX_LAYERS && arr[n] > 0)
+                n++;
+        else
+            for (size_t i = 0; i < FLM_MAX_LAYERS; i++)
+                arr[i] = 0;
+        if (!*v)
+            return FL_OK;
+        double x;
+        if (!parse_f64(v, &x))
+            return fail(err, errlen, "%s: '%s' is not a finite number", k->key, v);
+        if (x <= 0 || x > 1)
+            return fail(err, errlen, "%s: %s is outside (0, 1]", k->key, v);
+        if (n >= FLM_MAX_LAYERS)
+            return fail(err, errlen, "%s: more than %d layers", k->key, FLM_MAX_LAYERS);
+        arr[n] = x;
+        return FL_OK;
+    }
+    }
+    return FL_ERR_INTERNAL;
+}
+
+/* Sets a key from text: list keys split on commas. */
+static fl_status key_set_text(fls_options *o, const key_def *k, const char *v, char *err,
+                              size_t errlen)
+{
+    if (k->type != K_ENDPOINTS && k->type != K_KEEP_LAYERS)
+        return key_set(o, k, v, 0, err, errlen);
+    fl_status st = key_set(o, k, "", 0, err, errlen); /* clear */
+    const char *p = v;
+    while (st == FL_OK && *p) {
+        const char *comma = strchr(p, ',');
+        const size_t len = comma ? (size_t)(comma - p) : strlen(p);
+        char item[FLS_ENDPOINT_MAX + 1];
+        size_t a = 0, b = len;
+        while (a < b && (p[a] == ' ' || p[a] == '\t'))
+            a++;
+        while (b > a && (p[b - 1] == ' ' || p[b - 1] == '\t'))
+            b--;
+        if (b - a >= sizeof item)
+            return fail(err, errlen, "%s: list item too long", k->key);
+        memcpy(item, p + a, b - a);
+        item[b - a] = 0;
+        if (!item[0])
+            return fail(err, errlen, "%s: empty list item", k->key);
+        st = key_set(o, k, item, 1, err, errlen);
+        p = comma ? comma + 1 : p + len;
+        if (comma && !*p)
+            return fail(err, errlen, "%s: empty list item", k->key);
+    }
+    return st;
+}
+
+/* ---- public: options ------------------------------------------------------------------------- */
+
+fls_status fls_options_new(fls_options **out)
+{
+    if (!out)
+        return FLS_ERR_INVALID_ARG;
+    *out = NULL;
+    fls_options *o = calloc(1, sizeof *o);
+    if (!o)
+        return FLS_ERR_NOMEM;
+    o->core = fls_config_default();
+    for (size_t i = 0; i < N_KEYS; i++) {
+        if (key_set_text(o, &KEYS[i], KEYS[i].def, NULL, 0) != FL_OK) {
+            free(o); /* a default that does not parse: a bug in the table */
+            return FLS_ERR_INTERNAL;
+        }
+    }
+    *out = o;
+    return FLS_OK;
+}
+
+void fls_options_free(fls_options *o)
+{
+    free(o);
+}
+
+fls_status fls_options_set(fls_options *o, const char *key, const char *value, char *err,
+                           size_t errlen)
+{
+    if (err && errlen)
+        err[0] = 0;
+    if (!o || !key || !value)
+        return FLS_ERR_INVALID_ARG;
+    const key_def *k = key_find(key);
+    if (!k)
+        return fls_status_of(fail(err, errlen, "unknown key '%s'", key));
+    return fls_status_of(key_set_text(o, k, value, err, errlen));
+}
+
+fls_status fls_options_get(const fls_options *o, const char *key, char *buf, size_t cap)
+{
+    if (!o || !key || !buf || !cap)
+        return FLS_ERR_INVALID_ARG;
+    const key_def *k = key_find(key);
+    if (!k)
+        return FLS_ERR_NOT_FOUND;
+    const char *base = (const char *)o + k->off;
+    buf[0] = 0;
+    switch (k->type) {
+    case K_U32:
+        snprintf(buf, cap, "%u", *(const uint32_t *)base);
+        break;
+    case K_U64:
+        snprintf(buf, cap, "%llu", (unsigned long long)*(const uint64_t *)base);
+        break;
+    case K_F64:
+        snprintf(buf, cap, "%.17g", *(const double *)base);
+        break;
+    case K_F64_OPT:
+        if (!isnan(*(const double *)base))
+            snprintf(buf, cap, "%.17g", *(const double *)base);
+        break;
+    case K_F32:
+        snprintf(buf, cap, "%.9g", (double)*(const float *)base);
+        break;
+    case K_BOOL:
+        snprintf(buf, cap, "%s", *(const int *)base ? "true" : "false");
+        break;
+    case K_STR:
+        snprintf(buf, cap, "%s", base);
+        break;
+    case K_ENUM:
+        choice_name(k->choices, *(const int *)base, buf, cap);
+        break;
+    case K_POLICY:
+        snprintf(buf, cap, "%s", fls_policy_kind_name(o->core.policy.kind));
+        break;
+    case K_OPTKIND:
+        snprintf(buf, cap, "%s", fls_opt_kind_name(o->core.opt.kind));
+        break;
+    case K_ENDPOINTS: {
+        size_t used = 0;
+        for (uint32_t i = 0; i < o->n_endpoints && used < cap; i++)
+            used += (size_t)snprintf(buf + used, cap - used, "%s%s", i ? "," : "",
+                                     o->endpoints[i]);
+        break;
+    }
+    case K_KEEP_LAYERS: {
+        size_t used = 0;
+        for (size_t i = 0; i < FLM_MAX_LAYERS && o->core.policy.keep_p_layer[i] > 0 && used < cap;
+             i++)
+            used += (size_t)snprintf(buf + used, cap - used, "%s%g", i ? "," : "",
+                                     o->core.policy.keep_p_layer[i]);
+        break;
+    }
+    }
+    return FLS_OK;
+}
+
+int fls_options_key(size_t i, const char **key, const char **type, const char **def,
+                    const char **help)
+{
+    if (i >= N_KEYS)
+        return 0;
+    static const char *names[] = {
+        [K_U32] = "uint", [K_U64] = "uint", [K_F64] = "float", [K_F32] = "float",
+        [K_F64_OPT] = "float", [K_BOOL] = "bool", [K_STR] = "string", [K_ENUM] = NULL,
+        [K_ENDPOINTS] = "list", [K_KEEP_LAYERS] = "list", [K_POLICY] = NULL, [K_OPTKIND] = NULL,
+    };
+    const key_def *k = &KEYS[i];
+    if (key)
+        *key = k->key;
+    if (type)
+        *type = names[k->type] ? names[k->type] : k->choices;
+    if (def)
+        *def = k->def;
+    if (help)
+        *help = k->help;
+    return 1;
+}
+
+fls_config fls_options_core_config(const fls_options *o)
+{
+    fls_config c = o->core;
+    const fls_opt_config d = fls_opt_config_default(o->core.opt.kind);
+    c.opt = d;
+    if (!isnan(o->opt_lr))
+        c.opt.lr = (float)o->opt_lr;
+    if (!isnan(o->opt_momentum))
+        c.opt.momentum = (float)o->opt_momentum;
+    if (!isnan(o->opt_beta1))
+        c.opt.beta1 = (float)o->opt_beta1;
+    if (!isnan(o->opt_beta2))
+        c.opt.beta2 = (float)o->opt_beta2;
+    if (!isnan(o->opt_tau))
+        c.opt.tau = (float)o->opt_tau;
+    if (!isnan(o->opt_v0))
+        c.opt.v0 = (float)o->opt_v0;
+    memset(&c.log, 0, sizeof c.log);
+    memset(&c.agg.log, 0, sizeof c.agg.log);
+    return c;
+}
+
+fls_status fls_options_validate(const fls_options *o, char *err, size_t errlen)
+{
+    if (err && errlen)
+        err[0] = 0;
+    if (!o)
+        return FLS_ERR_INVALID_ARG;
+    if (o->n_endpoints == 0)
+        return fls_status_of(fail(err, errlen, "server.endpoints: no endpoint to bind"));
+    if (!o->insecure && (!o->secret_key_file[0] || !o->allow_list[0]))
+        return fls_status_of(fail(err, errlen,
+                                  "server.secret_key_file and server.allow_list are required "
+                                  "(or set server.insecure / --insecure for plain text)"));
+    if (o->core.eval_every && o->eval_dataset == FLS_EVAL_NONE)
+        return fls_status_of(fail(err, errlen, "eval.every is %u but eval.dataset is none",
+                                  o->core.eval_every));
+    if (o->core.target_accuracy > 0 && o->core.eval_every == 0)
+        return fls_status_of(fail(err, errlen, "eval.target_accuracy needs eval.every > 0"));
+    if (o->resume && !o->ckpt_path[0])
+        return fls_status_of(fail(err, errlen, "run.resume needs checkpoint.path"));
+    if (o->liveness_ms <= o->heartbeat_ms)
+        return fls_status_of(fail(err, errlen,
+                                  "server.liveness_ms (%u) must exceed server.heartbeat_ms (%u)",
+                                  o->liveness_ms, o->heartbeat_ms));
+    const fls_config c = fls_options_core_config(o);
+    char why[256];
+    if (fls_config_validate(&c, why, sizeof why) != FL_OK)
+        return fls_status_of(fail(err, errlen, "%s", why));
+    /* A chunk must fit a message: raw floats are the worst case of every codec but zstd's
+     * incompressible overhead, which a small margin covers. */
+    const uint64_t worst = (uint64_t)c.chunk_elems * 4u + 4096u;
+    if (worst > o->max_msg_bytes)
+        return fls_status_of(fail(err, errlen,
+                                  "codec.chunk_elems %u needs messages of up to %llu bytes, above "
+                                  "server.max_msg_bytes %llu",
+                                  c.chunk_elems, (unsigned long long)worst,
+                                  (unsigned long long)o->max_msg_bytes));
+    return FLS_OK;
+}
+
+/* ---- YAML ----------------------------------------------------------------------------------- */
+
+typedef struct yctx {
+    fls_options *o;
+    const char *name;
+    char *err;
+    size_t errlen;
+    unsigned char seen[N_KEYS];
+} yctx;
+
+static fl_status yfail(yctx *y, const yaml_event_t *ev, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static fl_status yfail(yctx *y, const yaml_event_t *ev, const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    return fail(y->err, y->errlen, "%s:%zu: %s", y->name, ev ? ev->start_mark.line + 1 : 0, msg);
+}
+
+/* Next event, or a parse error with libyaml's own reason and position. */
+static fl_status ynext(yctx *y, yaml_parser_t *p, yaml_event_t *ev)
+{
+    if (yaml_parser_parse(p, ev))
+        return FL_OK;
+    return fail(y->err, y->errlen, "%s:%zu: YAML syntax error: %s", y->name,
+                p->problem_mark.line + 1, p->problem ? p->problem : "unknown");
+}
+
+static const char *ev_name(yaml_event_type_t t)
+{
+    switch (t) {
+    case YAML_SCALAR_EVENT: return "a scalar";
+    case YAML_SEQUENCE_START_EVENT: return "a list";
+    case YAML_MAPPING_START_EVENT: return "a mapping";
+    case YAML_ALIAS_EVENT: return "an alias";
+    default: return "an unexpected event";
+    }
+}
+
+static fl_status yaml_value(yctx *y, yaml_parser_t *p, const char *section, const yaml_event_t *kev)
+{
+    char key[128];
+    const char *kname = (const char *)kev->data.scalar.value;
+    snprintf(key, sizeof key, "%s.%s", section, kname);
+    const key_def *k = strlen(kname) < 64 ? key_find(key) : NULL;
+    if (!k)
+        return yfail(y, kev, "unknown key '%s'", strlen(key) < 100 ? key : "(long)");
+    const size_t ki = (size_t)(k - KEYS);
+    if (y->seen[ki])
+        return yfail(y, kev, "%s: duplicate key", k->key);
+    y->seen[ki] = 1;
+
+    yaml_event_t ev;
+    fl_status st = ynext(y, p, &ev);
+    if (st != FL_OK)
+        return st;
+    char msg[384];
+    if (ev.type == YAML_SCALAR_EVENT) {
+        st = key_set_text(y->o, k, (const char *)ev.data.scalar.value, msg, sizeof msg);
+        if (st != FL_OK)
+            st = yfail(y, &ev, "%s", msg);
+        yaml_event_delete(&ev);
+        return st;
+    }
+    if (ev.type != YAML_SEQUENCE_START_EVENT ||
+        (k->type != K_ENDPOINTS && k->type != K_KEEP_LAYERS)) {
+        st = yfail(y, &ev, "%s: expected a value, found %s", k->key, ev_name(ev.type));
+        yaml_event_delete(&ev);
+        return st;
+    }
+    yaml_event_delete(&ev);
+    st = key_set(y->o, k, "", 0, msg, sizeof msg); /* clear the list */
+    for (;;) {
+        if ((st = ynext(y, p, &ev)) != FL_OK)
+            return st;
+        if (ev.type == YAML_SEQUENCE_END_EVENT) {
+            yaml_event_delete(&ev);
+            return FL_OK;
+        }
+        if (ev.type != YAML_SCALAR_EVENT) {
+            st = yfail(y, &ev, "%s: list items must be scalars, found %s", k->key,
+                       ev_name(ev.type));
+            yaml_event_delete(&ev);
+            return st;
+        }
+        const char *v = (const char *)ev.data.scalar.value;
+        if (!*v)
+            st = yfail(y, &ev, "%s: empty list item", k->key);
+        else if ((st = key_set(y->o, k, v, 1, msg, sizeof msg)) != FL_OK)
+            st = yfail(y, &ev, "%s", msg);
+        yaml_event_delete(&ev);
+        if (st != FL_OK)
+            return st;
+    }
+}
+
+static fl_status yaml_section(yctx *y, yaml_parser_t *p, const yaml_event_t *sev)
+{
+    char section[64];
+    const char *sname = (const char *)sev->data.scalar.value;
+    if (strlen(sname) >= sizeof section)
+        return yfail(y, sev, "unknown section (name too long)");
+    snprintf(section, sizeof section, "%s", sname);
+    int known = 0;
+    const size_t sl = strlen(section);
+    for (size_t i = 0; i < N_KEYS && !known; i++)
+        known = strncmp(KEYS[i].key, section, sl) == 0 && KEYS[i].key[sl] == '.';
+    if (!known)
+        return yfail(y, sev, "unknown section '%s'", section);
+
+    yaml_event_t ev;
+    fl_status st = ynext(y, p, &ev);
+    if (st != FL_OK)
+        return st;
+    if (ev.type == YAML_SCALAR_EVENT && ev.data.scalar.value[0] == 0 &&
+        ev.data.scalar.style == YAML_PLAIN_SCALAR_STYLE) {
+        yaml_event_delete(&ev); /* "section:" with nothing under it */
+        return FL_OK;
+    }
+    if (ev.type != YAML_MAPPING_START_EVENT) {
+        st = yfail(y, &ev, "section '%s' must be a mapping of keys, found %s", section,
+                   ev_name(ev.type));
+        yaml_event_delete(&ev);
+        return st;
+    }
+    yaml_event_delete(&ev);
+    for (;;) {
+        if ((st = ynext(y, p, &ev)) != FL_OK)
+            return st;
+        if (ev.type == YAML_MAPPING_END_EVENT) {
+            yaml_event_delete(&ev);
+            return FL_OK;
+        }
+        if (ev.type != YAML_SCALAR_EVENT) {
+            st = yfail(y, &ev, "in section '%s': keys must be plain names, found %s", section,
+                       ev_name(ev.type));
+            yaml_event_delete(&ev);
+            return st;
+        }
+        st = yaml_value(y, p, section, &ev);
+        yaml_event_delete(&ev);
+        if (st != FL_OK)
+            return st;
+    }
+}
+
+static fl_status yaml_doc(yctx *y, yaml_parser_t *p)
+{
+    yaml_event_t ev;
+    fl_status st;
+    int depth = 0; /* 0: before the stream, then the state of the top level */
+    for (;;) {
+        if ((st = ynext(y, p, &ev)) != FL_OK)
+            return st;
+        const yaml_event_type_t t = ev.type;
+        if (t == YAML_STREAM_START_EVENT || t == YAML_DOCUMENT_END_EVENT) {
+            yaml_event_delete(&ev);
+            continue;
+        }
+        if (t == YAML_STREAM_END_EVENT) {
+            yaml_event_delete(&ev);
+            return FL_OK;
+        }
+        if (t == YAML_DOCUMENT_START_EVENT) {
+            if (depth > 0)
+                st = yfail(y, &ev, "only one YAML document is allowed");
+            depth = 1;
+            yaml_event_delete(&ev);
+            if (st != FL_OK)
+                return st;
+            continue;
+        }
+        if (depth == 1 && t == YAML_SCALAR_EVENT && ev.data.scalar.value[0] == 0) {
+            depth = 2; /* an empty document */
+            yaml_event_delete(&ev);
+            continue;
+        }
+        if (depth != 1 || t != YAML_MAPPING_START_EVENT) {
+            st = yfail(y, &ev, "the configuration must be a mapping of sections, found %s",
+                       ev_name(t));
+            yaml_event_delete(&ev);
+            return st;
+        }
+        yaml_event_delete(&ev);
+        depth = 2;
+        for (;;) {
+            if ((st = ynext(y, p, &ev)) != FL_OK)
+                return st;
+            if (ev.type == YAML_MAPPING_END_EVENT) {
+                yaml_event_delete(&ev);
+                break;
+            }
+            if (ev.type != YAML_SCALAR_EVENT) {
+                st = yfail(y, &ev, "section names must be plain names, found %s",
+                           ev_name(ev.type));
+                yaml_event_delete(&ev);
+                return st;
+            }
+            st = yaml_section(y, p, &ev);
+            yaml_event_delete(&ev);
+            if (st != FL_OK)
+                return st;
+        }
+    }
+}
+
+fls_status fls_options_load_mem(fls_options *o, const char *buf, size_t len, const char *name,
+                                char *err, size_t errlen)
+{
+    if (err && errlen)
+        err[0] = 0;
+    if (!o || (!buf && len))
+        return FLS_ERR_INVALID_ARG;
+    if (!name)
+        name = "config";
+    if (len > FLS_CONFIG_MAX_BYTES)
+        return fls_status_of(fail(err, errlen, "%s: larger than %u bytes", name,
+                                  FLS_CONFIG_MAX_BYTES));
+    if (len && memchr(buf, 0, len))
+        return fls_status_of(fail(err, errlen, "%s: contains a NUL byte", name));
+    yctx *y = calloc(1, sizeof *y);
+    if (!y)
+        return FLS_ERR_NOMEM;
+    y->o = o;
+    y->name = name;
+    y->err = err;
+    y->errlen = errlen;
+    yaml_parser_t p;
+    if (!yaml_parser_initialize(&p)) {
+        free(y);
+        return FLS_ERR_NOMEM;
+    }
+    yaml_parser_set_input_string(&p, (const unsigned char *)(buf ? buf : ""), len);
+    const fl_status st = yaml_doc(y, &p);
+    yaml_parser_delete(&p);
+    free(y);
+    return fls_status_of(st);
+}
+
+fls_status fls_options_load_file(fls_options *o, const char *path, char *err, size_t errlen)
+{
+    if (err && errlen)
+        err[0] = 0;
+    if (!o || !path)
+        return FLS_ERR_INVALID_ARG;
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        if (err && errlen)
+            snprintf(err, errlen, "%s: %s", path, strerror(errno));
+        return FLS_ERR_IO;
+    }
+    char *buf = malloc(FLS_CONFIG_MAX_BYTES + 1);
+    if (!buf) {
+        fclose(f);
+        return FLS_ERR_NOMEM;
+    }
+    const size_t n = fread(buf, 1, FLS_CONFIG_MAX_BYTES + 1, f);
+    const int bad = ferror(f);
+    fclose(f);
+    fls_status st;
+    if (bad) {
+        if (err && errlen)
+            snprintf(err, errlen, "%s: read error", path);
+        st = FLS_ERR_IO;
+    } else {
+        st = fls_options_load_mem(o, buf, n, path, err, errlen);
+    }
+    free(buf);
+    return st;
+}

@@ -1,0 +1,86 @@
+/* fls_internal.h: what the parts of libflserver share (not public: include/fls.h is the API).
+ *
+ *   fls_options (fls_config.c)  the parsed settings, converted to the core's fls_config here
+ *   keys and allow-lists (fls_keys.c)
+ *   the reactor (fls_server.c)
+ *
+ * Thread-safety: as fls.h: one thread per object; the functions here are reentrant.
+ */
+#ifndef FLS_INTERNAL_H
+#define FLS_INTERNAL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "fl_log.h"
+#include "fl_status.h"
+#include "fls.h"
+#include "fls_round.h"
+
+#define FLS_MAX_ENDPOINTS 8
+#define FLS_ENDPOINT_MAX 256
+#define FLS_PATH_MAX 1024
+#define FLS_Z85_LEN 40 /* a CURVE key in Z85 text */
+#define FLS_CONFIG_MAX_BYTES (1u << 20)
+
+struct fls_options {
+    fls_config core;               /* arch, seed, policy, agg, rounds, train, codecs, ... */
+    /* optimizer: the kind's defaults apply to every field left unset (NaN) */
+    double opt_lr, opt_momentum, opt_beta1, opt_beta2, opt_tau, opt_v0;
+    /* network */
+    char endpoints[FLS_MAX_ENDPOINTS][FLS_ENDPOINT_MAX];
+    uint32_t n_endpoints;
+    int insecure;
+    char secret_key_file[FLS_PATH_MAX];
+    char allow_list[FLS_PATH_MAX];
+    uint32_t heartbeat_ms, liveness_ms, credit, sndhwm;
+    uint64_t max_msg_bytes;
+    /* evaluation */
+    int eval_dataset;              /* FLS_EVAL_* */
+    char eval_dir[FLS_PATH_MAX];
+    int eval_split;                /* 0 test, 1 train */
+    uint64_t eval_max_samples;     /* 0: all */
+    uint32_t eval_batch;
+    uint64_t eval_synth_samples;
+    /* run */
+    char ckpt_path[FLS_PATH_MAX];
+    uint32_t ckpt_every;
+    int resume;
+    char metrics_path[FLS_PATH_MAX];
+    int log_level;                 /* fl_log_level */
+};
+
+enum { FLS_EVAL_NONE = 0, FLS_EVAL_SYNTHETIC = 1, FLS_EVAL_MNIST = 2, FLS_EVAL_FASHION = 3 };
+
+/* The core's configuration of o (optimizer defaults of its kind filled in), logger left zeroed. */
+fls_config fls_options_core_config(const fls_options *o);
+
+/* fl_status <-> fls_status: the numbers are the same; unknown internal codes map to themselves. */
+static inline fls_status fls_status_of(fl_status s) { return (fls_status)s; }
+
+/* ---- keys (fls_keys.c) ---------------------------------------------------------------------- */
+
+/* Reads the first key line of a key file written by fls_keygen ('#' comments and blank lines
+ * skipped, surrounding blanks trimmed) into z85[41]. FL_OK, FL_ERR_IO, FL_ERR_AUTH (no key or not
+ * a 40-character Z85 key; reason in err). */
+fl_status fls_key_file_read(const char *path, char z85[FLS_Z85_LEN + 1], char *err, size_t errlen);
+
+/* A sorted set of 32-byte CURVE public keys. */
+typedef struct fls_allow {
+    uint8_t (*keys)[32];
+    size_t n;
+} fls_allow;
+
+/* Parses an allow-list: one Z85 public key per line; blank lines and '#' comments (whole line or
+ * after the key) ignored. Duplicates are merged. name labels errors ("allow.txt:3: ..."). Into
+ * *out (owned by the caller: fls_allow_clear), which is untouched on error. FL_OK, FL_ERR_AUTH
+ * (a bad line), FL_ERR_NOMEM. */
+fl_status fls_allow_parse(fls_allow *out, const char *text, size_t len, const char *name,
+                          char *err, size_t errlen);
+/* Reads the file (at most 64 MiB) and parses it. FL_ERR_IO when it cannot be read. */
+fl_status fls_allow_load(fls_allow *out, const char *path, char *err, size_t errlen);
+/* 1 if key (32 bytes) is in a. */
+int fls_allow_has(const fls_allow *a, const uint8_t key[32]);
+void fls_allow_clear(fls_allow *a);
+
+#endif

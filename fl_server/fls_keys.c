@@ -1,0 +1,263 @@
+/* fls_keys.c: CURVE key files (fls_keygen writes them, fls_key_file_read reads them) and the ZAP
+ * allow-list (a sorted array of 32-byte public keys, parsed strictly: a bad line refuses the
+ * whole file, so a typo never silently locks clients out or lets anyone in). */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <zmq.h>
+
+#include "fls_internal.h"
+
+#define ALLOW_MAX_BYTES (64u << 20)
+
+static fl_status kfail(fl_status st, char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static fl_status kfail(fl_status st, char *err, size_t errlen, const char *fmt, ...)
+{
+    if (err && errlen) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(err, errlen, fmt, ap);
+        va_end(ap);
+    }
+    return st;
+}
+
+static int z85_char(char c)
+{
+    static const char *alpha =
+        "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ.-:+=^!/*?&<>()[]{}@%$#";
+    return c && strchr(alpha, c) != NULL;
+}
+
+/* Decodes a 40-character Z85 key into 32 bytes; 0 if it is not one. */
+static int z85_key(const char *s, size_t len, uint8_t out[32])
+{
+    if (len != FLS_Z85_LEN)
+        return 0;
+    char tmp[FLS_Z85_LEN + 1];
+    for (size_t i = 0; i < len; i++) {
+        if (!z85_char(s[i]))
+            return 0;
+        tmp[i] = s[i];
+    }
+    tmp[len] = 0;
+    /* 5 Z85 characters encode a 32-bit group: values above 2^32-1 are not valid encodings. */
+    return zmq_z85_decode(out, tmp) != NULL;
+}
+
+/* Iterates over the logical lines of text: fills [*a, *b) with the line's content (comments and
+ * surrounding blanks stripped). Returns 0 at the end. */
+static int next_line(const char *text, size_t len, size_t *pos, size_t *a, size_t *b)
+{
+    if (*pos >= len)
+        return 0;
+    size_t s = *pos, e = s;
+    while (e < len && text[e] != '\n')
+        e++;
+    *pos = e + 1;
+    size_t hash = s;
+    while (hash < e && text[hash] != '#')
+        hash++;
+    e = hash;
+    while (s < e && (text[s] == ' ' || text[s] == '\t' || text[s] == '\r'))
+        s++;
+    while (e > s && (text[e - 1] == ' ' || text[e - 1] == '\t' || text[e - 1] == '\r'))
+        e--;
+    *a = s;
+    *b = e;
+    return 1;
+}
+
+static fl_status read_all(const char *path, size_t max, char **out, size_t *len, char *err,
+                          size_t errlen)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return kfail(FL_ERR_IO, err, errlen, "%s: %s", path, strerror(errno));
+    size_t cap = 4096, n = 0;
+    char *buf = malloc(cap);
+    while (buf) {
+        if (n == cap) {
+            if (cap > max)
+                break;
+            char *nb = realloc(buf, cap * 2);
+            if (!nb) {
+                free(buf);
+                buf = NULL;
+                break;
+            }
+            buf = nb;
+            cap *= 2;
+        }
+        const size_t r = fread(buf + n, 1, cap - n, f);
+        n += r;
+        if (r == 0)
+            break;
+    }
+    const int bad = ferror(f);
+    fclose(f);
+    if (!buf)
+        return FL_ERR_NOMEM;
+    if (bad || n > max) {
+        free(buf);
+        return kfail(FL_ERR_IO, err, errlen, "%s: %s", path, bad ? "read error" : "file too large");
+    }
+    *out = buf;
+    *len = n;
+    return FL_OK;
+}
+
+fl_status fls_key_file_read(const char *path, char z85[FLS_Z85_LEN + 1], char *err, size_t errlen)
+{
+    if (!path || !z85)
+        return FL_ERR_INVALID_ARG;
+    char *text = NULL;
+    size_t len = 0;
+    fl_status st = read_all(path, 64 * 1024, &text, &len, err, errlen);
+    if (st != FL_OK)
+        return st;
+    size_t pos = 0, a, b, line = 0;
+    st = kfail(FL_ERR_AUTH, err, errlen, "%s: no key in the file", path);
+    while (next_line(text, len, &pos, &a, &b)) {
+        line++;
+        if (a == b)
+            continue;
+        uint8_t raw[32];
+        if (!z85_key(text + a, b - a, raw)) {
+            st = kfail(FL_ERR_AUTH, err, errlen, "%s:%zu: not a 40-character Z85 key", path, line);
+        } else {
+            memcpy(z85, text + a, FLS_Z85_LEN);
+            z85[FLS_Z85_LEN] = 0;
+            st = FL_OK;
+        }
+        break;
+    }
+    free(text);
+    return st;
+}
+
+static int key_cmp(const void *a, const void *b)
+{
+    return memcmp(a, b, 32);
+}
+
+fl_status fls_allow_parse(fls_allow *out, const char *text, size_t len, const char *name,
+                          char *err, size_t errlen)
+{
+    if (!out || (!text && len))
+        return FL_ERR_INVALID_ARG;
+    if (!name)
+        name = "allow-list";
+    /* Count candidate lines first: one allocation, bounded by the input. */
+    size_t lines = 1;
+    for (size_t i = 0; i < len; i++)
+        lines += text[i] == '\n';
+    const size_t cap = len / FLS_Z85_LEN + 1 < lines ? len / FLS_Z85_LEN + 1 : lines;
+    uint8_t(*keys)[32] = malloc(cap * 32);
+    if (!keys)
+        return FL_ERR_NOMEM;
+    size_t n = 0, pos = 0, a, b, line = 0;
+    while (next_line(text, len, &pos, &a, &b)) {
+        line++;
+        if (a == b)
+            continue;
+        if (n == cap || !z85_key(text + a, b - a, keys[n])) {
+            free(keys);
+            return kfail(FL_ERR_AUTH, err, errlen, "%s:%zu: not a 40-character Z85 public key",
+                         name, line);
+        }
+        n++;
+    }
+    qsort(keys, n, 32, key_cmp);
+    size_t m = 0;
+    for (size_t i = 0; i < n; i++)
+        if (m == 0 || memcmp(keys[m - 1], keys[i], 32) != 0)
+            memmove(keys[m++], keys[i], 32);
+    fls_allow_clear(out);
+    out->keys = keys;
+    out->n = m;
+    return FL_OK;
+}
+
+fl_status fls_allow_load(fls_allow *out, const char *path, char *err, size_t errlen)
+{
+    if (!out || !path)
+        return FL_ERR_INVALID_ARG;
+    char *text = NULL;
+    size_t len = 0;
+    fl_status st = read_all(path, ALLOW_MAX_BYTES, &text, &len, err, errlen);
+    if (st != FL_OK)
+        return st;
+    st = fls_allow_parse(out, text, len, path, err, errlen);
+    free(text);
+    return st;
+}
+
+int fls_allow_has(const fls_allow *a, const uint8_t key[32])
+{
+    return a && a->n && bsearch(key, a->keys, a->n, 32, key_cmp) != NULL;
+}
+
+void fls_allow_clear(fls_allow *a)
+{
+    if (!a)
+        return;
+    free(a->keys);
+    a->keys = NULL;
+    a->n = 0;
+}
+
+/* ---- keygen --------------------------------------------------------------------------------- */
+
+static fl_status write_key(const char *path, const char *what, const char *z85, mode_t mode,
+                           char *err, size_t errlen)
+{
+    const int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode);
+    if (fd < 0)
+        return kfail(FL_ERR_IO, err, errlen, "%s: %s", path, strerror(errno));
+    char text[256];
+    const int n = snprintf(text, sizeof text,
+                           "# fedrop CURVE %s key (Z85). Written by fl_server keygen.\n%s\n",
+                           what, z85);
+    const int ok = n > 0 && write(fd, text, (size_t)n) == n && fsync(fd) == 0;
+    const int saved = errno;
+    if (close(fd) != 0 || !ok) {
+        unlink(path);
+        return kfail(FL_ERR_IO, err, errlen, "%s: %s", path, strerror(ok ? errno : saved));
+    }
+    return FL_OK;
+}
+
+fls_status fls_keygen(const char *dir, const char *name, char *err, size_t errlen)
+{
+    if (err && errlen)
+        err[0] = 0;
+    if (!dir || !name || !*name || strchr(name, '/'))
+        return FLS_ERR_INVALID_ARG;
+    if (!zmq_has("curve"))
+        return fls_status_of(kfail(FL_ERR_UNSUPPORTED, err, errlen, "libzmq has no CURVE"));
+    char pub[FLS_Z85_LEN + 1], sec[FLS_Z85_LEN + 1];
+    if (zmq_curve_keypair(pub, sec) != 0)
+        return fls_status_of(kfail(FL_ERR_UNSUPPORTED, err, errlen, "zmq_curve_keypair: %s",
+                                   zmq_strerror(zmq_errno())));
+    char ppath[FLS_PATH_MAX], spath[FLS_PATH_MAX];
+    if (snprintf(ppath, sizeof ppath, "%s/%s.pub", dir, name) >= (int)sizeof ppath ||
+        snprintf(spath, sizeof spath, "%s/%s.secret", dir, name) >= (int)sizeof spath)
+        return FLS_ERR_INVALID_ARG;
+    /* The secret first, exclusively: never overwrite a key pair in use. */
+    fl_status st = write_key(spath, "secret", sec, 0600, err, errlen);
+    if (st == FL_OK) {
+        unlink(ppath); /* a public key without its secret is useless: replace it */
+        st = write_key(ppath, "public", pub, 0644, err, errlen);
+        if (st != FL_OK)
+            unlink(spath);
+    }
+    memset(sec, 0, sizeof sec);
+    return fls_status_of(st);
+}

@@ -1,0 +1,1402 @@
+/* fls_server.c: the fl_server reactor. One thread, one zmq_poll over
+ *   - the ROUTER socket the clients' DEALERs connect to (one frame = one Envelope),
+ *   - the ZAP REP socket (inproc://zeromq.zap.01) that answers the CURVE handshakes of this
+ *     context from the allow-list: served from this same loop, so no locks,
+ *   - a self-pipe that fls_server_stop / fls_server_reload poke (async-signal-safe),
+ * and deadline timers (heartbeats, liveness, the round engine's tick) computed from the monotonic
+ * clock. The round engine (fls_core) never sees a socket: decoded, validated messages go in,
+ * events come out (Task, Evaluate, RoundEnd, Done) and are served here.
+ *
+ * Session protocol: fl_server/PROTOCOL.md. Per-client state is small and bounded: the routing id,
+ * the Hello'd id, timers, the downlink cursor and credit (at most `credit` chunks in flight: the
+ * core encodes each chunk only when a credit frees up, so no per-client model copy exists) and a
+ * chunk bitset of the update being received (to know when an update is complete or dead). Peers
+ * that never said Hello get no state at all.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <zmq.h>
+
+#include "fl_log.h"
+#include "fl_time.h"
+#include "flm_data.h"
+#include "flm_model.h"
+#include "flp_wire.h"
+#include "fls_core.h"
+#include "fls_internal.h"
+
+#define ZAP_ENDPOINT "inproc://zeromq.zap.01"
+#define ZAP_DOMAIN "fedrop"
+#define RID_MAX 255
+#define BATCH_IN 512       /* messages handled per poll before timers run again */
+#define TIMER_PERIOD 0.05  /* seconds between timer sweeps (heartbeats, liveness, tick) */
+#define LOG_BURST 10       /* malformed-input log lines per second before suppression */
+
+enum { UL_NONE = 0, UL_RECEIVING = 1, UL_ANSWERED = 2 };
+enum { RUN_ON = 0, RUN_DONE = 1, RUN_STOPPED = 2, RUN_FAILED = 3 };
+
+typedef struct sess {
+    uint8_t rid[RID_MAX];
+    uint8_t rid_len;
+    int dead;                   /* removed at the end of the step */
+    char *id;                   /* from the Hello */
+    uint32_t key;               /* fls_client_key(id) */
+    double last_rx, last_tx;
+    uint64_t hb_seq;
+    /* downlink: the Task's chunks, tensor-major */
+    int dl_active;
+    uint64_t dl_round;
+    uint32_t dl_nt, dl_t, dl_i, dl_inflight;
+    uint32_t dl_nchunks[FLM_MAX_TENSORS];
+    /* uplink: the update being received */
+    int ul_state;
+    uint64_t ul_round;
+    flp_msg_tracker *ul_trk;
+    int ul_err_sent;            /* an Error for a refused chunk of ul_round was sent */
+    uint64_t err_round;         /* round of the last "chunk without update" Error (+1; 0 none) */
+} sess;
+
+typedef struct binding {
+    uint32_t key;
+    char *id;
+    uint8_t pub[32];
+    int has_pub;
+} binding;
+
+struct fls_server {
+    fls_options opt;
+    fls_config ccfg;
+    fls_host host;
+    fl_logger log;
+    void *ctx;
+    int own_ctx;
+    void *router, *zap;
+    int pipe_rd, pipe_wr;
+    volatile sig_atomic_t stop_req, reload_req;
+    int run;
+    char ep[FLS_MAX_ENDPOINTS][FLS_ENDPOINT_MAX];
+    size_t n_ep;
+    int curve;
+    char pub_z85[FLS_Z85_LEN + 1];
+    fls_allow allow;
+    flp_limits lim;
+    fls_core *core;
+    flm_dataset *eval_ds;
+    flm_model *eval_model;
+    flm_samples eval_view;
+    FILE *metrics;
+    fls_ckpt snap;
+    int have_snap;
+    uint8_t *chunk_buf;
+    size_t chunk_cap;
+    sess *ss;
+    size_t n_ss, cap_ss;
+    int32_t *hidx;              /* open addressing over ss by routing id; -1 empty */
+    size_t hcap;
+    int any_dead;
+    binding *bind;
+    size_t n_bind, cap_bind;
+    double next_timers;
+    double rl_start;
+    unsigned rl_count, rl_suppressed;
+    fls_server_stats st;
+};
+
+/* ---- logging -------------------------------------------------------------------------------- */
+
+static void log_bridge(void *user, fl_log_level level, const char *msg)
+{
+    const fls_server *s = user;
+    if (s->host.log)
+        s->host.log(s->host.log_user, (fls_log_level)level, msg);
+}
+
+/* Malformed input is logged at most LOG_BURST times a second; the rest is counted and summed up. */
+static void log_bad(fls_server *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void log_bad(fls_server *s, const char *fmt, ...)
+{
+    const double now = fl_time_mono_s();
+    if (now - s->rl_start >= 1.0) {
+        if (s->rl_suppressed)
+            fl_log(&s->log, FL_LOG_WARN, "%u more refused messages not logged", s->rl_suppressed);
+        s->rl_start = now;
+        s->rl_count = 0;
+        s->rl_suppressed = 0;
+    }
+    if (s->rl_count >= LOG_BURST) {
+        s->rl_suppressed++;
+        return;
+    }
+    s->rl_count++;
+    va_list ap;
+    va_start(ap, fmt);
+    fl_logv(&s->log, FL_LOG_WARN, fmt, ap);
+    va_end(ap);
+}
+
+const char *fls_strerror(fls_status st)
+{
+    return fl_strerror((fl_status)st);
+}
+
+/* A printable name for a peer: its client id, or its routing id in hex. */
+static const char *peer_name(const sess *ss, const uint8_t *rid, size_t rid_len, char *buf,
+                             size_t cap)
+{
+    if (ss && ss->id)
+        return ss->id;
+    size_t o = (size_t)snprintf(buf, cap, "peer ");
+    for (size_t i = 0; i < rid_len && o + 3 < cap; i++)
+        o += (size_t)snprintf(buf + o, cap - o, "%02x", rid[i]);
+    return buf;
+}
+
+/* ---- sessions ------------------------------------------------------------------------------- */
+
+static uint64_t rid_hash(const uint8_t *rid, size_t len)
+{
+    uint64_t h = 1469598103934665603ull;
+    for (size_t i = 0; i < len; i++)
+        h = (h ^ rid[i]) * 1099511628211ull;
+    return h;
+}
+
+static fl_status hash_rebuild(fls_server *s, size_t want)
+{
+    size_t cap = 64;
+    while (cap < 2 * want + 2)
+        cap *= 2;
+    int32_t *h = malloc(cap * sizeof *h);
+    if (!h)
+        return FL_ERR_NOMEM;
+    for (size_t i = 0; i < cap; i++)
+        h[i] = -1;
+    for (size_t i = 0; i < s->n_ss; i++) {
+        size_t j = rid_hash(s->ss[i].rid, s->ss[i].rid_len) & (cap - 1);
+        while (h[j] >= 0)
+            j = (j + 1) & (cap - 1);
+        h[j] = (int32_t)i;
+    }
+    free(s->hidx);
+    s->hidx = h;
+    s->hcap = cap;
+    return FL_OK;
+}
+
+static sess *sess_by_rid(const fls_server *s, const uint8_t *rid, size_t len)
+{
+    if (!s->hcap)
+        return NULL;
+    for (size_t j = rid_hash(rid, len) & (s->hcap - 1); s->hidx[j] >= 0; j = (j + 1) & (s->hcap - 1)) {
+        sess *x = &s->ss[s->hidx[j]];
+        if (x->rid_len == len && memcmp(x->rid, rid, len) == 0 && !x->dead)
+            return x;
+    }
+    return NULL;
+}
+
+static sess *sess_by_key(const fls_server *s, uint32_t key)
+{
+    for (size_t i = 0; i < s->n_ss; i++)
+        if (!s->ss[i].dead && s->ss[i].key == key)
+            return &s->ss[i];
+    return NULL;
+}
+
+static sess *sess_add(fls_server *s, const uint8_t *rid, size_t len)
+{
+    if (s->n_ss == s->cap_ss) {
+        const size_t cap = s->cap_ss ? 2 * s->cap_ss : 64;
+        sess *n = realloc(s->ss, cap * sizeof *n);
+        if (!n)
+            return NULL;
+        s->ss = n;
+        s->cap_ss = cap;
+    }
+    sess *x = &s->ss[s->n_ss++];
+    memset(x, 0, sizeof *x);
+    memcpy(x->rid, rid, len);
+    x->rid_len = (uint8_t)len;
+    if (2 * s->n_ss + 2 > s->hcap) {
+        if (hash_rebuild(s, s->cap_ss) != FL_OK) {
+            s->n_ss--;
+            return NULL;
+        }
+    } else {
+        size_t j = rid_hash(rid, len) & (s->hcap - 1);
+        while (s->hidx[j] >= 0)
+            j = (j + 1) & (s->hcap - 1);
+        s->hidx[j] = (int32_t)(s->n_ss - 1);
+    }
+    return x;
+}
+
+static void ul_reset(sess *x)
+{
+    flp_msg_tracker_free(x->ul_trk);
+    x->ul_trk = NULL;
+    x->ul_state = UL_NONE;
+    x->ul_err_sent = 0;
+}
+
+/* Tells the core the client is gone and marks the session for removal. */
+static void sess_drop(fls_server *s, sess *x, const char *why)
+{
+    if (x->dead)
+        return;
+    if (x->id) {
+        const fl_status st = fls_core_client_leave(s->core, x->key, fl_time_mono_s());
+        if (st != FL_OK && st != FL_ERR_UNKNOWN_CLIENT)
+            fl_log(&s->log, FL_LOG_ERROR, "client %s: leave: %s", x->id, fl_strerror(st));
+        fl_log(&s->log, FL_LOG_INFO, "client %s left (%s); %u connected", x->id, why,
+               fls_core_connected(s->core));
+    }
+    x->dead = 1;
+    s->any_dead = 1;
+}
+
+static void sess_compact(fls_server *s)
+{
+    if (!s->any_dead)
+        return;
+    size_t m = 0;
+    for (size_t i = 0; i < s->n_ss; i++) {
+        if (s->ss[i].dead) {
+            free(s->ss[i].id);
+            ul_reset(&s->ss[i]);
+        } else {
+            s->ss[m++] = s->ss[i];
+        }
+    }
+    s->n_ss = m;
+    s->any_dead = 0;
+    if (hash_rebuild(s, s->cap_ss) != FL_OK)
+        s->run = RUN_FAILED; /* cannot index sessions any more: stop cleanly */
+}
+
+/* ---- client id bindings (id -> first public key) -------------------------------------------- */
+
+static binding *bind_find(const fls_server *s, uint32_t key)
+{
+    size_t lo = 0, hi = s->n_bind;
+    while (lo < hi) {
+        const size_t mid = lo + (hi - lo) / 2;
+        if (s->bind[mid].key < key)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo < s->n_bind && s->bind[lo].key == key ? &s->bind[lo] : NULL;
+}
+
+static binding *bind_add(fls_server *s, uint32_t key, const char *id)
+{
+    if (s->n_bind == s->cap_bind) {
+        const size_t cap = s->cap_bind ? 2 * s->cap_bind : 64;
+        binding *n = realloc(s->bind, cap * sizeof *n);
+        if (!n)
+            return NULL;
+        s->bind = n;
+        s->cap_bind = cap;
+    }
+    char *dup = strdup(id);
+    if (!dup)
+        return NULL;
+    size_t i = 0;
+    while (i < s->n_bind && s->bind[i].key < key)
+        i++;
+    memmove(s->bind + i + 1, s->bind + i, (s->n_bind - i) * sizeof *s->bind);
+    s->n_bind++;
+    binding *b = &s->bind[i];
+    memset(b, 0, sizeof *b);
+    b->key = key;
+    b->id = dup;
+    return b;
+}
+
+/* ---- sending -------------------------------------------------------------------------------- */
+
+/* Encodes m and sends it to rid without blocking. 0 on success; -1 when it was dropped (queue
+ * full, peer gone, or an encoding failure, which is a bug and logged). */
+static int send_to(fls_server *s, const uint8_t *rid, size_t rid_len, const flp_msg *m)
+{
+    size_t bound = 0;
+    char err[FLP_ERRBUF];
+    fl_status st = flp_encode_bound(&bound, m);
+    if (st != FL_OK) {
+        fl_log(&s->log, FL_LOG_ERROR, "cannot encode %s: %s", flp_type_name(m->type),
+               fl_strerror(st));
+        return -1;
+    }
+    zmq_msg_t z;
+    if (zmq_msg_init_size(&z, bound) != 0)
+        return -1;
+    size_t w = 0;
+    st = flp_encode(zmq_msg_data(&z), bound, &w, m, &s->lim, err, sizeof err);
+    if (st != FL_OK) {
+        zmq_msg_close(&z);
+        fl_log(&s->log, FL_LOG_ERROR, "cannot encode %s: %s (%s)", flp_type_name(m->type),
+               fl_strerror(st), err);
+        return -1;
+    }
+    if (zmq_send(s->router, rid, rid_len, ZMQ_SNDMORE | ZMQ_DONTWAIT) != (int)rid_len ||
+        zmq_msg_send(&z, s->router, ZMQ_DONTWAIT) < 0) {
+        zmq_msg_close(&z);
+        s->st.send_dropped++;
+        return -1;
+    }
+    s->st.msgs_out++;
+    return 0;
+}
+
+static int send_sess(fls_server *s, sess *x, const flp_msg *m)
+{
+    const int r = send_to(s, x->rid, x->rid_len, m);
+    if (r == 0)
+        x->last_tx = fl_time_mono_s();
+    return r;
+}
+
+static void send_error(fls_server *s, const uint8_t *rid, size_t rid_len, uint64_t round,
+                       fl_status code, const char *text)
+{
+    flp_msg m;
+    memset(&m, 0, sizeof m);
+    m.version = FLP_VERSION;
+    m.type = FLP_ERROR;
+    m.round = round;
+    m.sender = "";
+    m.error.code = code ? (uint32_t)code : (uint32_t)FL_ERR_INTERNAL;
+    char msg[256];
+    snprintf(msg, sizeof msg, "%s", text && *text ? text : fl_strerror(code));
+    for (char *p = msg; *p; p++) /* the wire refuses control bytes in strings */
+        if ((unsigned char)*p < 0x20 || *p == 0x7f)
+            *p = ' ';
+    m.error.message = msg;
+    send_to(s, rid, rid_len, &m);
+}
+
+static void send_ack(fls_server *s, sess *x, flp_type of, uint64_t round, fl_status status,
+                     const char *detail)
+{
+    flp_msg m;
+    memset(&m, 0, sizeof m);
+    m.version = FLP_VERSION;
+    m.type = FLP_ACK;
+    m.round = round;
+    m.sender = "";
+    m.ack.of_type = of;
+    m.ack.of_round = round;
+    m.ack.status = (int32_t)status;
+    m.ack.detail = detail ? detail : "";
+    send_sess(s, x, &m);
+}
+
+static void send_bye_all(fls_server *s, const char *reason)
+{
+    flp_msg m;
+    memset(&m, 0, sizeof m);
+    m.version = FLP_VERSION;
+    m.type = FLP_BYE;
+    m.sender = "";
+    m.bye.reason = reason;
+    for (size_t i = 0; i < s->n_ss; i++)
+        if (!s->ss[i].dead && s->ss[i].id)
+            send_sess(s, &s->ss[i], &m);
+}
+
+/* ---- downlink: Task and credit-paced chunks -------------------------------------------------- */
+
+static void dl_pump(fls_server *s, sess *x)
+{
+    while (x->dl_active && x->dl_inflight < s->opt.credit) {
+        if (x->dl_t >= x->dl_nt) {
+            x->dl_active = 0;
+            break;
+        }
+        size_t len = 0;
+        flp_msg m;
+        memset(&m, 0, sizeof m);
+        const fl_status st = fls_core_task_chunk(s->core, x->key, x->dl_t, x->dl_i, s->chunk_buf,
+                                                 s->chunk_cap, &len, &m.chunk);
+        if (st != FL_OK) {
+            if (st != FL_ERR_ROUND_CLOSED && st != FL_ERR_NOT_SELECTED)
+                fl_log(&s->log, FL_LOG_ERROR, "client %s: chunk %u/%u: %s", x->id, x->dl_t,
+                       x->dl_i, fl_strerror(st));
+            x->dl_active = 0;
+            break;
+        }
+        m.version = FLP_VERSION;
+        m.type = FLP_CHUNK;
+        m.round = x->dl_round;
+        m.sender = "";
+        if (send_sess(s, x, &m) != 0) {
+            fl_log(&s->log, FL_LOG_WARN, "client %s: send queue full; task of round %llu dropped",
+                   x->id, (unsigned long long)x->dl_round);
+            x->dl_active = 0;
+            break;
+        }
+        x->dl_inflight++;
+        if (++x->dl_i >= x->dl_nchunks[x->dl_t]) {
+            x->dl_i = 0;
+            x->dl_t++;
+        }
+    }
+}
+
+static void start_task(fls_server *s, uint32_t key, uint64_t round)
+{
+    sess *x = sess_by_key(s, key);
+    if (!x) {
+        fl_log(&s->log, FL_LOG_ERROR, "round %llu: task for client key %u without a session",
+               (unsigned long long)round, key);
+        fls_core_client_leave(s->core, key, fl_time_mono_s());
+        return;
+    }
+    flp_msg m;
+    memset(&m, 0, sizeof m);
+    fl_status st = fls_core_task(s->core, key, &m);
+    if (st != FL_OK) {
+        fl_log(&s->log, FL_LOG_ERROR, "client %s: task: %s", x->id, fl_strerror(st));
+        return;
+    }
+    m.sender = "";
+    if (m.task.n_tensors > FLM_MAX_TENSORS || send_sess(s, x, &m) != 0) {
+        /* A client that cannot even take its Task is as good as gone. */
+        sess_drop(s, x, "send queue full");
+        return;
+    }
+    x->dl_active = 1;
+    x->dl_round = m.round;
+    x->dl_nt = m.task.n_tensors;
+    for (uint32_t t = 0; t < x->dl_nt; t++)
+        x->dl_nchunks[t] = m.task.tensors[t].n_chunks;
+    x->dl_t = x->dl_i = x->dl_inflight = 0;
+    fl_log(&s->log, FL_LOG_DEBUG, "round %llu: task sent to %s", (unsigned long long)round, x->id);
+    dl_pump(s, x);
+}
+
+/* ---- round events --------------------------------------------------------------------------- */
+
+static fl_status evaluate(fls_server *s, uint64_t round)
+{
+    double loss = NAN, acc = 0;
+    fl_status st = flm_model_evaluate(s->eval_model, fls_core_params(s->core), &s->eval_view,
+                                      &loss, &acc);
+    if (st != FL_OK) {
+        fl_log(&s->log, FL_LOG_ERROR, "round %llu: evaluation failed: %s",
+               (unsigned long long)round, fl_strerror(st));
+        return st;
+    }
+    if (!(acc >= 0 && acc <= 1))
+        acc = 0;
+    return fls_core_report_eval(s->core, round, acc, loss, fl_time_mono_s());
+}
+
+static void snapshot(fls_server *s)
+{
+    if (!s->opt.ckpt_path[0])
+        return;
+    fls_ckpt c;
+    if (fls_core_checkpoint(s->core, &c) != FL_OK)
+        return;
+    fls_ckpt_clear(&s->snap);
+    s->snap = c;
+    s->have_snap = 1;
+}
+
+static fl_status write_snapshot(fls_server *s)
+{
+    if (!s->opt.ckpt_path[0] || !s->have_snap)
+        return FL_OK;
+    const fl_status st = fls_ckpt_write(s->opt.ckpt_path, &s->snap, &s->log);
+    if (st == FL_OK) {
+        s->st.checkpoints++;
+        fl_log(&s->log, FL_LOG_INFO, "checkpoint written to %s (next round %llu)",
+               s->opt.ckpt_path, (unsigned long long)s->snap.round);
+    } else {
+        fl_log(&s->log, FL_LOG_ERROR, "checkpoint %s: %s", s->opt.ckpt_path, fl_strerror(st));
+    }
+    return st;
+}
+
+static void round_end(fls_server *s)
+{
+    const fls_round_metrics *m = fls_core_last_metrics(s->core);
+    if (!m)
+        return;
+    s->st.rounds_done++;
+    char json[4096];
+    const size_t jl = fls_round_metrics_json(m, json, sizeof json);
+    if (jl >= sizeof json)
+        fl_log(&s->log, FL_LOG_WARN, "round %llu: metrics JSON truncated",
+               (unsigned long long)m->round);
+    static const char *why[] = {"?", "quorum", "deadline", "exhausted"};
+    char acc[32] = "-", loss[32] = "-";
+    if (m->evaluated)
+        snprintf(acc, sizeof acc, "%.4f", m->test_accuracy);
+    if (!isnan(m->mean_loss))
+        snprintf(loss, sizeof loss, "%.4f", m->mean_loss);
+    char line[512];
+    snprintf(line, sizeof line,
+             "round %llu: %u/%u updates (selected %u, late %u, failed %u), loss %s, acc %s, "
+             "down %.2f MB, up %.2f MB, %.2f s, closed by %s",
+             (unsigned long long)m->round, m->reported, m->quorum, m->selected, m->late, m->failed,
+             loss, acc, (double)m->bytes_down / 1e6, (double)m->bytes_up / 1e6, m->duration_s,
+             why[(unsigned)m->closed_by < 4 ? (unsigned)m->closed_by : 0]);
+    fl_log(&s->log, FL_LOG_INFO, "%s", line);
+    if (s->metrics) {
+        fprintf(s->metrics, "%s\n", json);
+        fflush(s->metrics);
+    }
+    if (s->host.on_round)
+        s->host.on_round(s->host.round_user, json, line);
+    snapshot(s);
+    if (s->opt.ckpt_every && s->st.rounds_done % s->opt.ckpt_every == 0)
+        write_snapshot(s);
+}
+
+static fl_status drain_events(fls_server *s)
+{
+    fls_event ev;
+    fl_status st = FL_OK;
+    while (fls_core_poll(s->core, &ev)) {
+        switch (ev.kind) {
+        case FLS_EV_TASK:
+            start_task(s, ev.client, ev.round);
+            break;
+        case FLS_EV_EVALUATE:
+            if ((st = evaluate(s, ev.round)) != FL_OK)
+                return st;
+            break;
+        case FLS_EV_ROUND_END:
+            round_end(s);
+            break;
+        case FLS_EV_DONE:
+            if (s->run == RUN_ON)
+                s->run = RUN_DONE;
+            break;
+        }
+    }
+    return st;
+}
+
+/* ---- messages from clients ------------------------------------------------------------------ */
+
+static void on_hello(fls_server *s, sess *x, const uint8_t *rid, size_t rid_len, const flp_msg *m,
+                     const uint8_t *pub)
+{
+    const flp_hello *h = &m->hello;
+    if (FLP_VERSION < h->min_version || FLP_VERSION > h->max_version) {
+        send_error(s, rid, rid_len, 0, FL_ERR_WIRE_VERSION, "this server speaks version 1 only");
+        s->st.refused++;
+        return;
+    }
+    const uint32_t key = fls_client_key(h->client_id);
+    binding *b = bind_find(s, key);
+    if (b && strcmp(b->id, h->client_id) != 0) {
+        log_bad(s, "hello from %s refused: its key collides with client %s", h->client_id, b->id);
+        send_error(s, rid, rid_len, 0, FL_ERR_AUTH, "client id collides with another id");
+        s->st.auth_refused++;
+        return;
+    }
+    if (b && pub && b->has_pub && memcmp(b->pub, pub, 32) != 0) {
+        log_bad(s, "hello from %s refused: the id is registered with another public key",
+                h->client_id);
+        send_error(s, rid, rid_len, 0, FL_ERR_AUTH, "client id registered with another key");
+        s->st.auth_refused++;
+        return;
+    }
+    if (!b && !(b = bind_add(s, key, h->client_id))) {
+        send_error(s, rid, rid_len, 0, FL_ERR_NOMEM, NULL);
+        return;
+    }
+    if (pub && !b->has_pub) {
+        memcpy(b->pub, pub, 32);
+        b->has_pub = 1;
+    }
+    /* The same client on another connection (it restarted): the old session is over. */
+    sess *old = sess_by_key(s, key);
+    if (old && old != x)
+        sess_drop(s, old, "reconnected");
+    if (x && x->id) {
+        /* A second Hello on the same connection: a fresh start for this client. */
+        fls_core_client_leave(s->core, x->key, fl_time_mono_s());
+        free(x->id);
+        x->id = NULL;
+        ul_reset(x);
+        x->dl_active = 0;
+    }
+    if (!x && !(x = sess_add(s, rid, rid_len))) {
+        send_error(s, rid, rid_len, 0, FL_ERR_NOMEM, NULL);
+        return;
+    }
+    x->id = strdup(h->client_id);
+    x->key = key;
+    x->last_rx = fl_time_mono_s();
+    if (!x->id) {
+        sess_drop(s, x, "out of memory");
+        send_error(s, rid, rid_len, 0, FL_ERR_NOMEM, NULL);
+        return;
+    }
+    const fl_status st = fls_core_client_join(s->core, key, h->dataset_size, fl_time_mono_s());
+    if (st != FL_OK) {
+        free(x->id);
+        x->id = NULL;
+        x->dead = 1;
+        s->any_dead = 1;
+        send_error(s, rid, rid_len, 0, st, NULL);
+        return;
+    }
+    send_ack(s, x, FLP_HELLO, 0, FL_OK, "");
+    fl_log(&s->log, FL_LOG_INFO, "client %s joined; %u connected", x->id,
+           fls_core_connected(s->core));
+}
+
+static void on_update(fls_server *s, sess *x, const flp_msg *m)
+{
+    ul_reset(x);
+    x->ul_round = m->round;
+    const fl_status st = fls_core_on_message(s->core, x->key, m, fl_time_mono_s());
+    if (st != FL_OK) {
+        s->st.refused++;
+        x->ul_state = UL_ANSWERED;
+        if (st != FL_ERR_ROUND_CLOSED)
+            log_bad(s, "client %s: update of round %llu refused: %s", x->id,
+                    (unsigned long long)m->round, fl_strerror(st));
+        send_ack(s, x, FLP_UPDATE, m->round, st, fl_strerror(st));
+        return;
+    }
+    /* Our own chunk bitset tells when the update is complete or can no longer complete. */
+    if (flp_msg_tracker_new(&x->ul_trk, m->update.tensors, m->update.n_tensors, FLP_DIR_UP) !=
+        FL_OK) {
+        x->ul_trk = NULL;
+    }
+    x->ul_state = UL_RECEIVING;
+}
+
+static void on_chunk(fls_server *s, sess *x, const flp_msg *m)
+{
+    const uint64_t r = m->round;
+    if (x->ul_round == r && x->ul_state == UL_ANSWERED)
+        return; /* the update is already committed or refused: nothing more to say */
+    const fl_status st = fls_core_on_message(s->core, x->key, m, fl_time_mono_s());
+    if (x->ul_round != r || x->ul_state != UL_RECEIVING || !x->ul_trk) {
+        /* A chunk without its Update (or of another round). One Error per round. */
+        if (st != FL_OK) {
+            s->st.refused++;
+            if (x->err_round != r + 1) {
+                x->err_round = r + 1;
+                log_bad(s, "client %s: chunk of round %llu refused: %s", x->id,
+                        (unsigned long long)r, fl_strerror(st));
+                send_error(s, x->rid, x->rid_len, r, st, "chunk without an accepted update");
+            }
+        }
+        return;
+    }
+    const fl_status mine = flp_msg_tracker_accept(x->ul_trk, &m->chunk, NULL, 0);
+    const int complete = mine == FL_OK && flp_msg_tracker_complete(x->ul_trk);
+    if (st == FL_OK) {
+        if (complete) {
+            send_ack(s, x, FLP_UPDATE, r, FL_OK, "");
+            ul_reset(x);
+            x->ul_round = r;
+            x->ul_state = UL_ANSWERED;
+        }
+        return;
+    }
+    s->st.refused++;
+    if (st == FL_ERR_ROUND_CLOSED || complete) {
+        /* late, or the last missing chunk was refused (or the whole update failed at commit):
+         * the update is over */
+        if (st != FL_ERR_ROUND_CLOSED)
+            log_bad(s, "client %s: update of round %llu refused: %s", x->id,
+                    (unsigned long long)r, fl_strerror(st));
+        send_ack(s, x, FLP_UPDATE, r, st, fl_strerror(st));
+        ul_reset(x);
+        x->ul_round = r;
+        x->ul_state = UL_ANSWERED;
+        return;
+    }
+    if (!x->ul_err_sent) {
+        x->ul_err_sent = 1;
+        log_bad(s, "client %s: chunk %u/%u of round %llu refused: %s", x->id, m->chunk.tensor,
+                m->chunk.index, (unsigned long long)r, fl_strerror(st));
+        send_error(s, x->rid, x->rid_len, r, st, NULL);
+    }
+}
+
+static void handle_frame(fls_server *s, const uint8_t *rid, size_t rid_len, const uint8_t *data,
+                         size_t len, const char *user_id)
+{
+    s->st.msgs_in++;
+    const double now = fl_time_mono_s();
+    sess *x = sess_by_rid(s, rid, rid_len);
+    if (x)
+        x->last_rx = now;
+    char nbuf[2 * RID_MAX + 8];
+    uint8_t pub[32];
+    const uint8_t *pubp = NULL;
+    if (s->curve) {
+        /* Set by our ZAP handler for every CURVE connection; re-checked against the current
+         * allow-list, so a key removed by a reload is refused from its next message on. */
+        if (!user_id || strlen(user_id) != FLS_Z85_LEN || !zmq_z85_decode(pub, user_id) ||
+            !fls_allow_has(&s->allow, pub)) {
+            s->st.auth_refused++;
+            log_bad(s, "%s: public key not (or no longer) allowed",
+                    peer_name(x, rid, rid_len, nbuf, sizeof nbuf));
+            send_error(s, rid, rid_len, 0, FL_ERR_AUTH, "public key not allowed");
+            if (x)
+                sess_drop(s, x, "key no longer allowed");
+            return;
+        }
+        pubp = pub;
+    }
+    flp_msg *m = NULL;
+    char err[FLP_ERRBUF];
+    fl_status st = flp_decode(&m, data, len, &s->lim, err, sizeof err);
+    if (st != FL_OK) {
+        s->st.malformed++;
+        log_bad(s, "%s: malformed message (%zu bytes): %s: %s",
+                peer_name(x, rid, rid_len, nbuf, sizeof nbuf), len, fl_status_name(st), err);
+        send_error(s, rid, rid_len, 0, st, err);
+        return;
+    }
+    if (!x || !x->id) {
+        if (m->type == FLP_HELLO) {
+            on_hello(s, x, rid, rid_len, m, pubp);
+        } else if (m->type != FLP_BYE) {
+            s->st.refused++;
+            log_bad(s, "%s: %s before Hello refused", peer_name(x, rid, rid_len, nbuf, sizeof nbuf),
+                    flp_type_name(m->type));
+            send_error(s, rid, rid_len, m->round, FL_ERR_UNKNOWN_CLIENT, "say Hello first");
+        }
+        flp_msg_free(m);
+        return;
+    }
+    if (m->sender[0] && m->type != FLP_HELLO && strcmp(m->sender, x->id) != 0) {
+        s->st.refused++;
+        log_bad(s, "client %s: message with sender '%s' refused", x->id, m->sender);
+        send_error(s, rid, rid_len, m->round, FL_ERR_WIRE_FIELD,
+                   "sender does not match the Hello");
+        flp_msg_free(m);
+        return;
+    }
+    switch (m->type) {
+    case FLP_HELLO:
+        on_hello(s, x, rid, rid_len, m, pubp);
+        break;
+    case FLP_HEARTBEAT:
+        break;
+    case FLP_BYE:
+        sess_drop(s, x, m->bye.reason[0] ? m->bye.reason : "bye");
+        break;
+    case FLP_ACK:
+        if (m->ack.of_type == FLP_CHUNK && x->dl_active && m->ack.of_round == x->dl_round &&
+            x->dl_inflight > 0) {
+            x->dl_inflight--;
+            dl_pump(s, x);
+        } else if (m->ack.of_type == FLP_CHUNK && x->dl_inflight > 0 &&
+                   m->ack.of_round == x->dl_round) {
+            x->dl_inflight--;
+        }
+        break;
+    case FLP_ERROR:
+        log_bad(s, "client %s reports error %u: %s", x->id, m->error.code, m->error.message);
+        break;
+    case FLP_UPDATE:
+        on_update(s, x, m);
+        break;
+    case FLP_CHUNK:
+        on_chunk(s, x, m);
+        break;
+    default:
+        s->st.refused++;
+        log_bad(s, "client %s: unexpected %s refused", x->id, flp_type_name(m->type));
+        send_error(s, rid, rid_len, m->round, FL_ERR_WIRE_TYPE, "servers do not take this type");
+        break;
+    }
+    flp_msg_free(m);
+}
+
+/* Reads every message waiting on the ROUTER (at most BATCH_IN). */
+static void read_router(fls_server *s)
+{
+    for (int n = 0; n < BATCH_IN; n++) {
+        zmq_msg_t rid, body;
+        zmq_msg_init(&rid);
+        if (zmq_msg_recv(&rid, s->router, ZMQ_DONTWAIT) < 0) {
+            zmq_msg_close(&rid);
+            return;
+        }
+        int frames = 0, more = zmq_msg_more(&rid);
+        zmq_msg_init(&body);
+        while (more) {
+            zmq_msg_t extra;
+            if (frames == 0) {
+                if (zmq_msg_recv(&body, s->router, 0) < 0)
+                    break;
+                more = zmq_msg_more(&body);
+            } else {
+                zmq_msg_init(&extra);
+                if (zmq_msg_recv(&extra, s->router, 0) < 0) {
+                    zmq_msg_close(&extra);
+                    break;
+                }
+                more = zmq_msg_more(&extra);
+                zmq_msg_close(&extra);
+            }
+            frames++;
+        }
+        const size_t rl = zmq_msg_size(&rid);
+        if (rl == 0 || rl > RID_MAX) {
+            /* cannot happen with a ROUTER; nothing to answer to */
+        } else if (frames != 1) {
+            s->st.msgs_in++;
+            s->st.malformed++;
+            char nbuf[2 * RID_MAX + 8];
+            const sess *x = sess_by_rid(s, zmq_msg_data(&rid), rl);
+            log_bad(s, "%s: message of %d frames refused (one Envelope per message)",
+                    peer_name(x, zmq_msg_data(&rid), rl, nbuf, sizeof nbuf), frames);
+            send_error(s, zmq_msg_data(&rid), rl, 0, FL_ERR_WIRE_DECODE,
+                       "one frame per message expected");
+        } else {
+            const char *uid = s->curve ? zmq_msg_gets(&body, "User-Id") : NULL;
+            handle_frame(s, zmq_msg_data(&rid), rl, zmq_msg_data(&body), zmq_msg_size(&body), uid);
+        }
+        zmq_msg_close(&body);
+        zmq_msg_close(&rid);
+        if (drain_events(s) != FL_OK) {
+            s->run = RUN_FAILED;
+            return;
+        }
+    }
+}
+
+/* ---- ZAP (RFC 27) --------------------------------------------------------------------------- */
+
+static void zap_reply(fls_server *s, const zmq_msg_t *reqid, const char *code, const char *text,
+                      const char *user)
+{
+    zmq_send(s->zap, "1.0", 3, ZMQ_SNDMORE);
+    zmq_send(s->zap, zmq_msg_data((zmq_msg_t *)reqid), zmq_msg_size((zmq_msg_t *)reqid),
+             ZMQ_SNDMORE);
+    zmq_send(s->zap, code, strlen(code), ZMQ_SNDMORE);
+    zmq_send(s->zap, text, strlen(text), ZMQ_SNDMORE);
+    zmq_send(s->zap, user, strlen(user), ZMQ_SNDMORE);
+    zmq_send(s->zap, "", 0, 0);
+}
+
+static void read_zap(fls_server *s)
+{
+    for (int n = 0; n < BATCH_IN; n++) {
+        zmq_msg_t f[8];
+        int nf = 0, more = 1;
+        while (more) {
+            zmq_msg_t tmp;
+            zmq_msg_init(&tmp);
+            if (zmq_msg_recv(&tmp, s->zap, nf == 0 ? ZMQ_DONTWAIT : 0) < 0) {
+                zmq_msg_close(&tmp);
+                if (nf == 0)
+                    return;
+                break;
+            }
+            more = zmq_msg_more(&tmp);
+            if (nf < 8)
+                f[nf++] = tmp;
+            else
+                zmq_msg_close(&tmp);
+        }
+        /* version, request id, domain, address, routing id, mechanism, credentials... */
+        if (nf >= 2) {
+            const int curve = nf >= 7 && zmq_msg_size(&f[5]) == 5 &&
+                              memcmp(zmq_msg_data(&f[5]), "CURVE", 5) == 0 &&
+                              zmq_msg_size(&f[6]) == 32;
+            const int v10 = zmq_msg_size(&f[0]) == 3 && memcmp(zmq_msg_data(&f[0]), "1.0", 3) == 0;
+            if (!v10 || !curve) {
+                s->st.auth_refused++;
+                zap_reply(s, &f[1], "400", "CURVE required", "");
+            } else if (!fls_allow_has(&s->allow, zmq_msg_data(&f[6]))) {
+                char z[FLS_Z85_LEN + 1];
+                zmq_z85_encode(z, zmq_msg_data(&f[6]), 32);
+                s->st.auth_refused++;
+                log_bad(s, "handshake from a key not on the allow-list refused: %s", z);
+                zap_reply(s, &f[1], "400", "key not allowed", "");
+            } else {
+                char z[FLS_Z85_LEN + 1];
+                zmq_z85_encode(z, zmq_msg_data(&f[6]), 32);
+                zap_reply(s, &f[1], "200", "OK", z);
+            }
+        } else if (nf == 1) {
+            /* not a ZAP request; a REP socket must still answer it */
+            zmq_send(s->zap, "", 0, 0);
+        }
+        for (int i = 0; i < nf; i++)
+            zmq_msg_close(&f[i]);
+    }
+}
+
+/* ---- lifecycle ------------------------------------------------------------------------------ */
+
+static fl_status reload_allow(fls_server *s)
+{
+    if (!s->curve)
+        return FL_OK;
+    char err[512];
+    fls_allow a = {0};
+    const fl_status st = fls_allow_load(&a, s->opt.allow_list, err, sizeof err);
+    if (st != FL_OK) {
+        fl_log(&s->log, FL_LOG_ERROR, "allow-list not reloaded (the old one stays): %s", err);
+        return st;
+    }
+    fls_allow_clear(&s->allow);
+    s->allow = a;
+    fl_log(&s->log, FL_LOG_INFO, "allow-list %s: %zu keys", s->opt.allow_list, a.n);
+    return FL_OK;
+}
+
+static fl_status load_eval(fls_server *s, char *err, size_t errlen)
+{
+    const flm_arch *a = fls_core_arch(s->core);
+    fl_status st;
+    const int ds = s->opt.eval_dataset;
+    if (ds == FLS_EVAL_NONE)
+        return FL_OK;
+    if (ds == FLS_EVAL_SYNTHETIC) {
+        if (a->token_input)
+            st = flm_dataset_synth_tokens(&s->eval_ds, s->opt.eval_synth_samples, a->in_H,
+                                          a->classes, 0.1f, s->opt.core.seed);
+        else
+            st = flm_dataset_synth_images(&s->eval_ds, s->opt.eval_synth_samples, a->in_C, a->in_H,
+                                          a->in_W, a->classes, 0.3f, s->opt.core.seed);
+        if (st != FL_OK)
+            snprintf(err, errlen, "synthetic evaluation data: %s", fl_strerror(st));
+    } else {
+        const char *name = ds == FLS_EVAL_MNIST ? "mnist" : "fashion-mnist";
+        char why[512];
+        st = flm_dataset_load_named(&s->eval_ds, name, s->opt.eval_split ? "train" : "test",
+                                    s->opt.eval_dir[0] ? s->opt.eval_dir : NULL, why, sizeof why);
+        if (st != FL_OK)
+            snprintf(err, errlen, "eval.dataset %s: %s", name, why);
+    }
+    if (st != FL_OK)
+        return st;
+    const flm_dataset *d = s->eval_ds;
+    if ((d->kind == FLM_DATA_TOKENS) != (a->token_input != 0) ||
+        d->sample_len != (size_t)a->in_C * (size_t)a->in_H * (size_t)a->in_W ||
+        d->classes > a->classes) {
+        snprintf(err, errlen,
+                 "eval.dataset: samples of %zu %s with %d classes do not fit model %s", d->sample_len,
+                 d->kind == FLM_DATA_TOKENS ? "tokens" : "floats", d->classes, a->spec);
+        return FL_ERR_DATASET_FORMAT;
+    }
+    s->eval_view.x = d->x;
+    s->eval_view.tokens = d->tokens;
+    s->eval_view.labels = d->y;
+    s->eval_view.index = NULL;
+    s->eval_view.n = d->N;
+    if (s->opt.eval_max_samples && s->opt.eval_max_samples < d->N)
+        s->eval_view.n = s->opt.eval_max_samples;
+    st = flm_model_new(a, (int)s->opt.eval_batch, &s->eval_model);
+    if (st != FL_OK)
+        snprintf(err, errlen, "evaluation model: %s", fl_strerror(st));
+    else
+        fl_log(&s->log, FL_LOG_INFO, "evaluating on %zu samples", s->eval_view.n);
+    return st;
+}
+
+static fl_status setup_socket(fls_server *s, char *err, size_t errlen)
+{
+    s->router = zmq_socket(s->ctx, ZMQ_ROUTER);
+    if (!s->router)
+        goto zfail;
+    const int one = 1, linger = 2000;
+    const int hb = (int)s->opt.heartbeat_ms, live = (int)s->opt.liveness_ms;
+    const int ttl = live > 6553599 ? 6553599 : live;
+    const int hwm = (int)s->opt.sndhwm;
+    const int64_t maxmsg = (int64_t)s->opt.max_msg_bytes;
+    if (zmq_setsockopt(s->router, ZMQ_ROUTER_MANDATORY, &one, sizeof one) ||
+        zmq_setsockopt(s->router, ZMQ_LINGER, &linger, sizeof linger) ||
+        zmq_setsockopt(s->router, ZMQ_HEARTBEAT_IVL, &hb, sizeof hb) ||
+        zmq_setsockopt(s->router, ZMQ_HEARTBEAT_TIMEOUT, &live, sizeof live) ||
+        zmq_setsockopt(s->router, ZMQ_HEARTBEAT_TTL, &ttl, sizeof ttl) ||
+        zmq_setsockopt(s->router, ZMQ_SNDHWM, &hwm, sizeof hwm) ||
+        zmq_setsockopt(s->router, ZMQ_MAXMSGSIZE, &maxmsg, sizeof maxmsg))
+        goto zfail;
+    if (s->curve) {
+        char sec[FLS_Z85_LEN + 1];
+        fl_status st = fls_key_file_read(s->opt.secret_key_file, sec, err, errlen);
+        if (st != FL_OK)
+            return st == FL_ERR_IO ? FL_ERR_IO : FL_ERR_AUTH;
+        struct stat sb;
+        if (stat(s->opt.secret_key_file, &sb) == 0 && (sb.st_mode & 077))
+            fl_log(&s->log, FL_LOG_WARN, "%s is readable by others (chmod 600 it)",
+                   s->opt.secret_key_file);
+        if (zmq_curve_public(s->pub_z85, sec) != 0) {
+            snprintf(err, errlen, "%s: not a CURVE secret key", s->opt.secret_key_file);
+            return FL_ERR_AUTH;
+        }
+        /* The ZAP handler must be bound before any connection is accepted. */
+        s->zap = zmq_socket(s->ctx, ZMQ_REP);
+        if (!s->zap || zmq_setsockopt(s->zap, ZMQ_LINGER, &linger, sizeof linger))
+            goto zfail;
+        if (zmq_bind(s->zap, ZAP_ENDPOINT) != 0) {
+            snprintf(err, errlen, "%s: %s (another ZAP handler in this ZeroMQ context?)",
+                     ZAP_ENDPOINT, zmq_strerror(zmq_errno()));
+            return FL_ERR_TRANSPORT;
+        }
+        const int rc = zmq_setsockopt(s->router, ZMQ_CURVE_SERVER, &one, sizeof one) ||
+                       zmq_setsockopt(s->router, ZMQ_CURVE_SECRETKEY, sec, FLS_Z85_LEN + 1) ||
+                       zmq_setsockopt(s->router, ZMQ_ZAP_DOMAIN, ZAP_DOMAIN, strlen(ZAP_DOMAIN));
+        memset(sec, 0, sizeof sec);
+        if (rc)
+            goto zfail;
+    }
+    for (uint32_t i = 0; i < s->opt.n_endpoints; i++) {
+        if (zmq_bind(s->router, s->opt.endpoints[i]) != 0) {
+            snprintf(err, errlen, "bind %s: %s", s->opt.endpoints[i], zmq_strerror(zmq_errno()));
+            return FL_ERR_TRANSPORT;
+        }
+        size_t len = FLS_ENDPOINT_MAX;
+        if (zmq_getsockopt(s->router, ZMQ_LAST_ENDPOINT, s->ep[s->n_ep], &len) != 0)
+            memcpy(s->ep[s->n_ep], s->opt.endpoints[i], FLS_ENDPOINT_MAX);
+        fl_log(&s->log, FL_LOG_INFO, "listening on %s", s->ep[s->n_ep]);
+        s->n_ep++;
+    }
+    return FL_OK;
+zfail:
+    snprintf(err, errlen, "ZeroMQ: %s", zmq_strerror(zmq_errno()));
+    return FL_ERR_TRANSPORT;
+}
+
+static fl_status server_init(fls_server *s, char *err, size_t errlen)
+{
+    char why[512];
+    fl_status st = (fl_status)fls_options_validate(&s->opt, why, sizeof why);
+    if (st != FL_OK) {
+        snprintf(err, errlen, "%s", why);
+        return st;
+    }
+    s->curve = !s->opt.insecure;
+    if (!s->curve)
+        fl_log(&s->log, FL_LOG_WARN,
+               "--insecure: CURVE is off; traffic is plain text and any client may join");
+    else if (!zmq_has("curve")) {
+        snprintf(err, errlen, "libzmq was built without CURVE");
+        return FL_ERR_UNSUPPORTED;
+    }
+    s->lim = flp_limits_default();
+    s->lim.max_msg_bytes = (size_t)s->opt.max_msg_bytes;
+    s->ccfg = fls_options_core_config(&s->opt);
+    s->ccfg.log = s->log;
+    s->ccfg.agg.log = s->log;
+    if ((st = fls_core_new(&s->ccfg, &s->core)) != FL_OK) {
+        snprintf(err, errlen, "round engine: %s", fl_strerror(st));
+        return st == FL_ERR_NOMEM ? st : FL_ERR_CONFIG;
+    }
+    if (s->opt.ckpt_path[0]) {
+        struct stat sb;
+        const int exists = stat(s->opt.ckpt_path, &sb) == 0;
+        if (s->opt.resume && exists) {
+            st = fls_core_restore_file(s->core, s->opt.ckpt_path);
+            if (st != FL_OK) {
+                snprintf(err, errlen, "resume from %s: %s", s->opt.ckpt_path, fl_strerror(st));
+                return st;
+            }
+            fl_log(&s->log, FL_LOG_INFO, "resumed from %s at round %llu (model version %llu)",
+                   s->opt.ckpt_path, (unsigned long long)fls_core_round(s->core),
+                   (unsigned long long)fls_core_model_version(s->core));
+        } else if (s->opt.resume) {
+            fl_log(&s->log, FL_LOG_INFO, "no checkpoint at %s yet: starting a fresh run",
+                   s->opt.ckpt_path);
+        } else if (exists) {
+            fl_log(&s->log, FL_LOG_WARN, "%s exists and will be overwritten (--resume continues it)",
+                   s->opt.ckpt_path);
+        }
+        snapshot(s);
+    }
+    if ((st = load_eval(s, err, errlen)) != FL_OK)
+        return st;
+    s->chunk_cap = fls_core_task_chunk_bound(s->core);
+    s->chunk_buf = malloc(s->chunk_cap ? s->chunk_cap : 1);
+    if (!s->chunk_buf)
+        return FL_ERR_NOMEM;
+    if (s->curve) {
+        char why2[512];
+        if ((st = fls_allow_load(&s->allow, s->opt.allow_list, why2, sizeof why2)) != FL_OK) {
+            snprintf(err, errlen, "%s", why2);
+            return st == FL_ERR_AUTH ? FL_ERR_AUTH : st;
+        }
+        fl_log(&s->log, FL_LOG_INFO, "allow-list %s: %zu keys", s->opt.allow_list, s->allow.n);
+    }
+    if (s->opt.metrics_path[0] && strcmp(s->opt.metrics_path, "-") != 0) {
+        s->metrics = fopen(s->opt.metrics_path, "a");
+        if (!s->metrics) {
+            snprintf(err, errlen, "run.metrics %s: %s", s->opt.metrics_path, strerror(errno));
+            return FL_ERR_IO;
+        }
+    }
+    int fds[2];
+    if (pipe(fds) != 0) {
+        snprintf(err, errlen, "pipe: %s", strerror(errno));
+        return FL_ERR_IO;
+    }
+    s->pipe_rd = fds[0];
+    s->pipe_wr = fds[1];
+    for (int i = 0; i < 2; i++) {
+        fcntl(fds[i], F_SETFL, fcntl(fds[i], F_GETFL) | O_NONBLOCK);
+        fcntl(fds[i], F_SETFD, FD_CLOEXEC);
+    }
+    if (!s->ctx) {
+        s->ctx = zmq_ctx_new();
+        s->own_ctx = 1;
+        if (!s->ctx) {
+            snprintf(err, errlen, "zmq_ctx_new: %s", zmq_strerror(zmq_errno()));
+            return FL_ERR_TRANSPORT;
+        }
+    }
+    if ((st = setup_socket(s, err, errlen)) != FL_OK)
+        return st;
+    if (s->curve)
+        fl_log(&s->log, FL_LOG_INFO, "CURVE on; server public key %s", s->pub_z85);
+    s->next_timers = fl_time_mono_s();
+    return FL_OK;
+}
+
+fls_status fls_server_new(const fls_options *o, const fls_host *host, fls_server **out)
+{
+    if (!o || !out)
+        return FLS_ERR_INVALID_ARG;
+    *out = NULL;
+    fls_server *s = calloc(1, sizeof *s);
+    if (!s)
+        return FLS_ERR_NOMEM;
+    s->opt = *o;
+    if (host)
+        s->host = *host;
+    s->ctx = s->host.zmq_context;
+    s->pipe_rd = s->pipe_wr = -1;
+    s->log.fn = log_bridge;
+    s->log.user = s;
+    s->log.min_level = (fl_log_level)s->opt.log_level;
+    char err[4096] = "";
+    const fl_status st = server_init(s, err, sizeof err);
+    if (st != FL_OK) {
+        fl_log(&s->log, FL_LOG_ERROR, "%s", err[0] ? err : fl_strerror(st));
+        fls_server_free(s);
+        return fls_status_of(st);
+    }
+    *out = s;
+    return FLS_OK;
+}
+
+void fls_server_free(fls_server *s)
+{
+    if (!s)
+        return;
+    if (s->router)
+        zmq_close(s->router);
+    if (s->zap)
+        zmq_close(s->zap);
+    if (s->own_ctx && s->ctx)
+        zmq_ctx_term(s->ctx);
+    if (s->pipe_rd >= 0)
+        close(s->pipe_rd);
+    if (s->pipe_wr >= 0)
+        close(s->pipe_wr);
+    for (size_t i = 0; i < s->n_ss; i++) {
+        free(s->ss[i].id);
+        ul_reset(&s->ss[i]);
+    }
+    free(s->ss);
+    free(s->hidx);
+    for (size_t i = 0; i < s->n_bind; i++)
+        free(s->bind[i].id);
+    free(s->bind);
+    fls_allow_clear(&s->allow);
+    fls_core_free(s->core);
+    flm_model_free(s->eval_model);
+    flm_dataset_free(s->eval_ds);
+    if (s->metrics)
+        fclose(s->metrics);
+    fls_ckpt_clear(&s->snap);
+    free(s->chunk_buf);
+    free(s);
+}
+
+static void timers(fls_server *s, double now)
+{
+    const double hb = s->opt.heartbeat_ms / 1000.0, live = s->opt.liveness_ms / 1000.0;
+    flp_msg m;
+    memset(&m, 0, sizeof m);
+    m.version = FLP_VERSION;
+    m.type = FLP_HEARTBEAT;
+    m.sender = "";
+    for (size_t i = 0; i < s->n_ss; i++) {
+        sess *x = &s->ss[i];
+        if (x->dead || !x->id)
+            continue;
+        if (now - x->last_rx > live) {
+            sess_drop(s, x, "silent for longer than the liveness timeout");
+            continue;
+        }
+        if (now - x->last_tx >= hb) {
+            m.heartbeat.seq = ++x->hb_seq;
+            m.heartbeat.sender_time_us = (uint64_t)(now * 1e6);
+            send_sess(s, x, &m);
+        }
+    }
+}
+
+static fls_status finish_stop(fls_server *s)
+{
+    /* No more updates are taken: the reactor stops reading. The state between rounds is the last
+     * snapshot (a round in flight is dropped and replayed on resume). */
+    if (!fls_core_round_open(s->core))
+        snapshot(s);
+    const fl_status st = write_snapshot(s);
+    send_bye_all(s, "restart");
+    s->run = RUN_STOPPED;
+    fl_log(&s->log, FL_LOG_INFO, "stopped at round %llu", (unsigned long long)fls_core_round(s->core));
+    return st == FL_OK ? FLS_ERR_CANCELLED : fls_status_of(st);
+}
+
+static fls_status finish_done(fls_server *s)
+{
+    snapshot(s);
+    const fl_status st = write_snapshot(s);
+    send_bye_all(s, "done");
+    fl_log(&s->log, FL_LOG_INFO, "run done after round %llu",
+           (unsigned long long)fls_core_round(s->core));
+    return st == FL_OK ? FLS_ERR_STATE : fls_status_of(st);
+}
+
+fls_status fls_server_step(fls_server *s, int timeout_ms)
+{
+    if (!s)
+        return FLS_ERR_INVALID_ARG;
+    if (s->run == RUN_DONE)
+        return FLS_ERR_STATE;
+    if (s->run == RUN_STOPPED)
+        return FLS_ERR_CANCELLED;
+    if (s->run == RUN_FAILED)
+        return FLS_ERR_INTERNAL;
+    if (s->stop_req)
+        return finish_stop(s);
+    double now = fl_time_mono_s();
+    double wait = s->next_timers - now;
+    if (wait < 0)
+        wait = 0;
+    if (timeout_ms < 0 || wait * 1000.0 < timeout_ms)
+        timeout_ms = (int)(wait * 1000.0);
+    zmq_pollitem_t it[3] = {
+        {s->router, 0, ZMQ_POLLIN, 0},
+        {NULL, s->pipe_rd, ZMQ_POLLIN, 0},
+        {s->zap, 0, ZMQ_POLLIN, 0},
+    };
+    const int n_it = s->zap ? 3 : 2;
+    if (zmq_poll(it, n_it, timeout_ms) < 0 && zmq_errno() != EINTR) {
+        fl_log(&s->log, FL_LOG_ERROR, "zmq_poll: %s", zmq_strerror(zmq_errno()));
+        s->run = RUN_FAILED;
+        return FLS_ERR_TRANSPORT;
+    }
+    if (it[1].revents & ZMQ_POLLIN) {
+        char buf[64];
+        while (read(s->pipe_rd, buf, sizeof buf) > 0) {
+        }
+    }
+    if (s->reload_req) {
+        s->reload_req = 0;
+        reload_allow(s);
+    }
+    if (s->stop_req)
+        return finish_stop(s);
+    if (n_it == 3 && (it[2].revents & ZMQ_POLLIN))
+        read_zap(s);
+    if (it[0].revents & ZMQ_POLLIN)
+        read_router(s);
+    now = fl_time_mono_s();
+    if (now >= s->next_timers && s->run == RUN_ON) {
+        s->next_timers = now + TIMER_PERIOD;
+        timers(s, now);
+        sess_compact(s);
+        const fl_status st = fls_core_tick(s->core, now);
+        if (st != FL_OK) {
+            fl_log(&s->log, FL_LOG_ERROR, "round engine: %s", fl_strerror(st));
+            s->run = RUN_FAILED;
+        } else if (drain_events(s) != FL_OK) {
+            s->run = RUN_FAILED;
+        }
+    }
+    sess_compact(s);
+    s->st.round = fls_core_round(s->core);
+    if (s->run == RUN_FAILED)
+        return FLS_ERR_INTERNAL;
+    if (s->run == RUN_DONE)
+        return finish_done(s);
+    return FLS_OK;
+}
+
+fls_status fls_server_run(fls_server *s)
+{
+    if (!s)
+        return FLS_ERR_INVALID_ARG;
+    fls_status st;
+    while ((st = fls_server_step(s, 1000)) == FLS_OK) {
+    }
+    return st == FLS_ERR_STATE ? FLS_OK : st;
+}
+
+void fls_server_stop(fls_server *s)
+{
+    if (!s)
+        return;
+    s->stop_req = 1;
+    if (s->pipe_wr >= 0) {
+        const char c = 's';
+        ssize_t r = write(s->pipe_wr, &c, 1);
+        (void)r;
+    }
+}
+
+void fls_server_reload(fls_server *s)
+{
+    if (!s)
+        return;
+    s->reload_req = 1;
+    if (s->pipe_wr >= 0) {
+        const char c = 'r';
+        ssize_t r = write(s->pipe_wr, &c, 1);
+        (void)r;
+    }
+}
+
+const char *fls_server_endpoint(const fls_server *s, size_t i)
+{
+    return s && i < s->n_ep ? s->ep[i] : NULL;
+}
+
+const char *fls_server_public_key(const fls_server *s)
+{
+    return s && s->curve ? s->pub_z85 : NULL;
+}
+
+void fls_server_stats_get(const fls_server *s, fls_server_stats *out)
+{
+    if (!s || !out)
+        return;
+    *out = s->st;
+    out->round = fls_core_round(s->core);
+    uint32_t n = 0;
+    for (size_t i = 0; i < s->n_ss; i++)
+        n += !s->ss[i].dead && s->ss[i].id;
+    out->clients = n;
+}

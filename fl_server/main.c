@@ -1,0 +1,283 @@
+/* main.c: the fl_server command line. Everything but argument handling, signals and printing lives
+ * in libflserver (include/fls.h). */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "fls.h"
+
+enum { EXIT_DONE = 0, EXIT_RUNTIME = 1, EXIT_USAGE = 2, EXIT_STARTUP = 3 };
+
+static fls_server *g_server;
+
+static void on_signal(int sig)
+{
+    if (sig == SIGHUP)
+        fls_server_reload(g_server);
+    else
+        fls_server_stop(g_server);
+}
+
+static void log_stderr(void *user, fls_log_level level, const char *msg)
+{
+    (void)user;
+    static const char *names[] = {"debug", "info", "warn", "error"};
+    char ts[32];
+    const time_t t = time(NULL);
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    fprintf(stderr, "%s fl_server %s: %s\n", ts, names[(unsigned)level < 4 ? level : 3], msg);
+}
+
+static void on_round(void *user, const char *json, const char *summary)
+{
+    (void)summary; /* already logged by the library at info level */
+    if (user) {
+        fprintf(stdout, "%s\n", json);
+        fflush(stdout);
+    }
+}
+
+/* Flags that map to one key. A flag without a value sets a bool key to true. */
+static const struct flag {
+    const char *flag, *key;
+    int boolean;
+} FLAGS[] = {
+    {"--endpoint", "server.endpoints", 0},
+    {"--insecure", "server.insecure", 1},
+    {"--secret-key", "server.secret_key_file", 0},
+    {"--allow-list", "server.allow_list", 0},
+    {"--arch", "model.arch", 0},
+    {"--seed", "run.seed", 0},
+    {"--rounds", "run.rounds", 0},
+    {"--metrics", "run.metrics", 0},
+    {"--log-level", "run.log_level", 0},
+    {"--resume", "run.resume", 1},
+    {"--clients", "round.clients", 0},
+    {"--overcommit", "round.overcommit", 0},
+    {"--min-clients", "round.min_clients", 0},
+    {"--deadline", "round.deadline_s", 0},
+    {"--policy", "policy.kind", 0},
+    {"--keep", "policy.keep", 0},
+    {"--down-codec", "codec.down", 0},
+    {"--up-codec", "codec.up", 0},
+    {"--chunk-elems", "codec.chunk_elems", 0},
+    {"--optimizer", "optimizer.kind", 0},
+    {"--server-lr", "optimizer.lr", 0},
+    {"--epochs", "train.epochs", 0},
+    {"--batch", "train.batch", 0},
+    {"--lr", "train.lr", 0},
+    {"--eval-dataset", "eval.dataset", 0},
+    {"--eval-dir", "eval.dir", 0},
+    {"--eval-every", "eval.every", 0},
+    {"--eval-max-samples", "eval.max_samples", 0},
+    {"--target-accuracy", "eval.target_accuracy", 0},
+    {"--checkpoint", "checkpoint.path", 0},
+    {"--checkpoint-every", "checkpoint.every", 0},
+};
+#define N_FLAGS (sizeof FLAGS / sizeof FLAGS[0])
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: fl_server [--config FILE] [FLAGS] [--set KEY=VALUE ...]\n"
+            "       fl_server keygen DIR [NAME]     write DIR/NAME.pub and DIR/NAME.secret "
+            "(NAME: server)\n"
+            "       fl_server --check [...]        validate and print the effective settings\n"
+            "\n"
+            "The fedrop federated-learning coordinator (see fl_server/README.md).\n"
+            "Settings come from the YAML file, then from flags, in order: a later one wins.\n"
+            "\n"
+            "Flags:\n"
+            "  --config FILE          YAML configuration (sections and keys below)\n"
+            "  --set KEY=VALUE        set any key below\n");
+    for (size_t i = 0; i < N_FLAGS; i++)
+        fprintf(f, "  %-22s %s%s\n", FLAGS[i].flag, FLAGS[i].boolean ? "" : "VALUE -> ",
+                FLAGS[i].key);
+    fprintf(f, "  --help                 this text\n\nKeys (YAML: section:\\n  key: value):\n");
+    const char *key, *type, *def, *help;
+    for (size_t i = 0; fls_options_key(i, &key, &type, &def, &help); i++)
+        fprintf(f, "  %-26s %s (default: %s)\n      %s\n", key, type, def[0] ? def : "''", help);
+    fprintf(f,
+            "\nSignals: SIGTERM/SIGINT stop (checkpoint, Bye \"restart\", exit 0); SIGHUP re-reads "
+            "the allow-list.\n"
+            "Exit codes: 0 run done (Bye \"done\" sent) or stopped by a signal after its "
+            "checkpoint;\n"
+            "            1 failure while running (e.g. a checkpoint could not be written);\n"
+            "            2 usage or configuration error; 3 startup failure (keys, allow-list, "
+            "dataset,\n"
+            "            checkpoint to resume, bind).\n");
+}
+
+static int keygen(int argc, char **argv)
+{
+    if (argc < 3 || argc > 4) {
+        fprintf(stderr, "usage: fl_server keygen DIR [NAME]\n");
+        return EXIT_USAGE;
+    }
+    const char *name = argc == 4 ? argv[3] : "server";
+    char err[512] = "";
+    const fls_status st = fls_keygen(argv[2], name, err, sizeof err);
+    if (st != FLS_OK) {
+        fprintf(stderr, "fl_server keygen: %s\n", err[0] ? err : fls_strerror(st));
+        return st == FLS_ERR_INVALID_ARG ? EXIT_USAGE : EXIT_RUNTIME;
+    }
+    printf("wrote %s/%s.pub and %s/%s.secret (mode 0600)\n", argv[2], name, argv[2], name);
+    return EXIT_DONE;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc >= 2 && strcmp(argv[1], "keygen") == 0)
+        return keygen(argc, argv);
+    fls_options *o = NULL;
+    if (fls_options_new(&o) != FLS_OK) {
+        fprintf(stderr, "fl_server: out of memory\n");
+        return EXIT_RUNTIME;
+    }
+    char err[1024];
+    int check = 0;
+    /* The file first, so that every flag overrides it whatever the order on the line. */
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            usage(stdout);
+            fls_options_free(o);
+            return EXIT_DONE;
+        }
+        if (strcmp(argv[i], "--config") == 0) {
+            if (i + 1 >= argc) {
+                fprintf(stderr, "fl_server: --config needs a FILE\n");
+                fls_options_free(o);
+                return EXIT_USAGE;
+            }
+            if (fls_options_load_file(o, argv[++i], err, sizeof err) != FLS_OK) {
+                fprintf(stderr, "fl_server: %s\n", err);
+                fls_options_free(o);
+                return EXIT_USAGE;
+            }
+        }
+    }
+    int endpoints_from_flags = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (strcmp(a, "--config") == 0) {
+            i++;
+            continue;
+        }
+        if (strcmp(a, "--check") == 0) {
+            check = 1;
+            continue;
+        }
+        const char *key = NULL, *val = NULL;
+        if (strcmp(a, "--set") == 0) {
+            if (i + 1 >= argc || !strchr(argv[i + 1], '=')) {
+                fprintf(stderr, "fl_server: --set needs KEY=VALUE\n");
+                fls_options_free(o);
+                return EXIT_USAGE;
+            }
+            static char kbuf[128];
+            const char *kv = argv[++i];
+            const size_t kl = (size_t)(strchr(kv, '=') - kv);
+            snprintf(kbuf, sizeof kbuf, "%.*s", (int)(kl < 127 ? kl : 127), kv);
+            key = kbuf;
+            val = kv + kl + 1;
+        } else {
+            const struct flag *f = NULL;
+            for (size_t k = 0; k < N_FLAGS && !f; k++)
+                if (strcmp(a, FLAGS[k].flag) == 0)
+                    f = &FLAGS[k];
+            if (!f) {
+                fprintf(stderr, "fl_server: unknown argument '%s' (see --help)\n", a);
+                fls_options_free(o);
+                return EXIT_USAGE;
+            }
+            key = f->key;
+            if (f->boolean) {
+                val = "true";
+            } else if (i + 1 >= argc) {
+                fprintf(stderr, "fl_server: %s needs a value\n", a);
+                fls_options_free(o);
+                return EXIT_USAGE;
+            } else {
+                val = argv[++i];
+            }
+            if (strcmp(key, "server.endpoints") == 0) {
+                /* --endpoint may be repeated: the flags together replace the file's list */
+                char cur[4096] = "";
+                if (endpoints_from_flags++)
+                    fls_options_get(o, key, cur, sizeof cur);
+                char joined[4400];
+                snprintf(joined, sizeof joined, "%s%s%s", cur, cur[0] ? "," : "", val);
+                if (fls_options_set(o, key, joined, err, sizeof err) != FLS_OK) {
+                    fprintf(stderr, "fl_server: %s: %s\n", a, err);
+                    fls_options_free(o);
+                    return EXIT_USAGE;
+                }
+                continue;
+            }
+        }
+        if (fls_options_set(o, key, val, err, sizeof err) != FLS_OK) {
+            fprintf(stderr, "fl_server: %s: %s\n", a, err);
+            fls_options_free(o);
+            return EXIT_USAGE;
+        }
+    }
+    if (fls_options_validate(o, err, sizeof err) != FLS_OK) {
+        fprintf(stderr, "fl_server: %s\n", err);
+        fls_options_free(o);
+        return EXIT_USAGE;
+    }
+    char metrics[1024] = "";
+    fls_options_get(o, "run.metrics", metrics, sizeof metrics);
+    if (check) {
+        const char *key;
+        char val[4096];
+        for (size_t i = 0; fls_options_key(i, &key, NULL, NULL, NULL); i++) {
+            fls_options_get(o, key, val, sizeof val);
+            printf("%s = %s\n", key, val);
+        }
+        fls_options_free(o);
+        return EXIT_DONE;
+    }
+
+    fls_host host = {0};
+    host.log = log_stderr;
+    host.on_round = on_round;
+    host.round_user = strcmp(metrics, "-") == 0 ? (void *)stdout : NULL;
+    signal(SIGPIPE, SIG_IGN);
+    const fls_status st = fls_server_new(o, &host, &g_server);
+    fls_options_free(o);
+    if (st != FLS_OK) {
+        /* the reason was logged */
+        return st == FLS_ERR_CONFIG ? EXIT_USAGE : EXIT_STARTUP;
+    }
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGHUP, &sa, NULL);
+
+    const fls_status rs = fls_server_run(g_server);
+    fls_server_stats stats;
+    fls_server_stats_get(g_server, &stats);
+    log_stderr(NULL, FLS_LOG_INFO, rs == FLS_OK ? "exiting: run done" : "exiting");
+    fprintf(stderr,
+            "fl_server: %llu rounds, %llu messages in, %llu out, %llu malformed, %llu refused, "
+            "%llu auth refused, %llu checkpoints\n",
+            (unsigned long long)stats.rounds_done, (unsigned long long)stats.msgs_in,
+            (unsigned long long)stats.msgs_out, (unsigned long long)stats.malformed,
+            (unsigned long long)stats.refused, (unsigned long long)stats.auth_refused,
+            (unsigned long long)stats.checkpoints);
+    fls_server *s = g_server;
+    g_server = NULL;
+    fls_server_free(s);
+    if (rs == FLS_OK || rs == FLS_ERR_CANCELLED)
+        return EXIT_DONE;
+    fprintf(stderr, "fl_server: %s\n", fls_strerror(rs));
+    return EXIT_RUNTIME;
+}

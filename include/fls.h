@@ -1,0 +1,184 @@
+/* fls.h: libflserver, the fedrop federated-learning coordinator as a library (the fl_server
+ * daemon is a thin main() around it).
+ *
+ * The server binds a ZeroMQ ROUTER on tcp:// and/or ipc:// endpoints, speaks the session protocol
+ * of fl_server/PROTOCOL.md (CURVE-encrypted, with a ZAP allow-list of client public keys, by
+ * default), drives the IO-free round engine from a single-threaded reactor, evaluates the global
+ * model on a test set when asked, reports per-round metrics, and checkpoints.
+ *
+ * Three objects:
+ *   fls_options  every setting of a run, from a YAML file, memory or "key = value" pairs (flags);
+ *                the key table (fls_options_key) documents each one;
+ *   fls_server   one running coordinator: fls_server_new binds, fls_server_run blocks until the
+ *                run is done or fls_server_stop is called;
+ *   keys         fls_keygen writes a CURVE key pair.
+ *
+ * Ownership: every object returned through an `out` pointer belongs to the caller and is released
+ * by its *_free (NULL is a no-op). Strings passed in are copied.
+ *
+ * Thread-safety: an fls_options or fls_server is used by one thread at a time. fls_server_stop and
+ * fls_server_reload are async-signal-safe and may be called from any thread or a signal handler.
+ * The library has no global state; it never exits, aborts or prints: it logs through the callback
+ * of fls_host.
+ */
+#ifndef FLS_H
+#define FLS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Status codes. The numbers are those of fedrop's internal status enum (and of Error messages on
+ * the wire), so a code logged anywhere in fedrop means the same thing. Only ever appended. */
+typedef enum fls_status {
+    FLS_OK = 0,
+    FLS_ERR_NOMEM = 1,
+    FLS_ERR_INVALID_ARG = 2,
+    FLS_ERR_IO = 3,                /* a file could not be read or written */
+    FLS_ERR_INTERNAL = 4,
+    FLS_ERR_UNSUPPORTED = 5,       /* e.g. libzmq built without CURVE */
+    FLS_ERR_NOT_FOUND = 7,
+    FLS_ERR_STATE = 8,
+    FLS_ERR_MODEL = 60,            /* the architecture spec is invalid */
+    FLS_ERR_DATASET = 63,          /* the evaluation dataset cannot be loaded */
+    FLS_ERR_CHECKPOINT = 84,       /* a checkpoint is damaged, truncated or fails its checksum */
+    FLS_ERR_CHECKPOINT_MISMATCH = 85, /* a checkpoint of another configuration */
+    FLS_ERR_CONFIG = 87,           /* a configuration key or value is invalid */
+    FLS_ERR_TRANSPORT = 101,       /* a ZeroMQ call failed (bind, socket options, ...) */
+    FLS_ERR_AUTH = 102,            /* key or allow-list problem */
+    FLS_ERR_CANCELLED = 104,       /* fls_server_run returned because of fls_server_stop */
+} fls_status;
+
+/* A static, readable message for any status (also for codes not listed above). Never NULL. */
+const char *fls_strerror(fls_status s);
+
+typedef enum fls_log_level { FLS_LOG_DEBUG = 0, FLS_LOG_INFO, FLS_LOG_WARN, FLS_LOG_ERROR } fls_log_level;
+/* msg is one line without a newline, valid only during the call. */
+typedef void (*fls_log_fn)(void *user, fls_log_level level, const char *msg);
+
+/* ---- options -------------------------------------------------------------------------------- */
+
+typedef struct fls_options fls_options; /* opaque */
+
+/* New options holding the defaults of every key. FLS_OK or FLS_ERR_NOMEM. */
+fls_status fls_options_new(fls_options **out);
+void fls_options_free(fls_options *o); /* NULL is a no-op */
+
+/* Reads a YAML configuration (a mapping of sections to mappings of keys, see fls_options_key and
+ * fl_server/README.md) and sets every key it names; keys it does not name keep their value.
+ * Unknown keys, duplicate keys, values of the wrong type or out of range, aliases and
+ * anything but a two-level mapping are refused with FLS_ERR_CONFIG and a message in err naming
+ * the file (name), line and key, e.g. "fl.yaml:12: round.clients: 'ten' is not an unsigned
+ * integer". load_file also returns FLS_ERR_IO (cannot read; input capped at 1 MiB). On error o
+ * may hold some of the file's values: discard it. err may be NULL. */
+fls_status fls_options_load_file(fls_options *o, const char *path, char *err, size_t errlen);
+fls_status fls_options_load_mem(fls_options *o, const char *buf, size_t len, const char *name,
+                                char *err, size_t errlen);
+
+/* Sets one key from its text form, exactly as a YAML scalar would ("round.clients", "10"). List
+ * keys (server.endpoints, policy.keep_layers) take comma-separated values. FLS_OK or
+ * FLS_ERR_CONFIG with the reason in err. */
+fls_status fls_options_set(fls_options *o, const char *key, const char *value, char *err,
+                           size_t errlen);
+
+/* The current value of key in text form into buf (NUL-terminated, truncated to cap).
+ * FLS_OK, FLS_ERR_NOT_FOUND (no such key), FLS_ERR_INVALID_ARG. */
+fls_status fls_options_get(const fls_options *o, const char *key, char *buf, size_t cap);
+
+/* Checks the options as a whole (architecture and codec specs parse, ranges, keys needed by other
+ * keys: CURVE needs server.secret_key_file and server.allow_list, evaluation needs a dataset,
+ * run.resume needs checkpoint.path). FLS_OK or FLS_ERR_CONFIG with the reason in err. */
+fls_status fls_options_validate(const fls_options *o, char *err, size_t errlen);
+
+/* The documented key table, for --help and tools: key i's name ("round.clients"), a type word
+ * ("uint", "float", "bool", "string", "list", one of "a|b|c"), its default in text form, and a
+ * one-line description. Returns 0 past the end. */
+int fls_options_key(size_t i, const char **key, const char **type, const char **def,
+                    const char **help);
+
+/* ---- the server ----------------------------------------------------------------------------- */
+
+/* What the embedding program provides. Every field may be zero. */
+typedef struct fls_host {
+    fls_log_fn log;               /* NULL: silent; the level threshold is option log.level */
+    void *log_user;
+    void *zmq_context;            /* NULL: the server makes and owns its own. A shared context
+                                   * may have no other ZAP handler bound (one per context). */
+    /* Called once per finished round with its metrics as one JSON object (no newline) and a
+     * human-readable summary line. The server also appends the JSON line to option
+     * run.metrics when that names a file ("-" is left to the host: the library never prints). */
+    void (*on_round)(void *user, const char *json, const char *summary);
+    void *round_user;
+} fls_host;
+
+typedef struct fls_server fls_server; /* opaque */
+
+/* Validates o, loads the keys, the allow-list and the evaluation dataset, builds the round engine
+ * (restoring option checkpoint.path when run.resume is set and the file exists), opens the
+ * metrics file and binds every endpoint (logging "listening on ENDPOINT" for each). o may be
+ * freed afterwards. Returns FLS_OK, FLS_ERR_CONFIG, FLS_ERR_IO, FLS_ERR_AUTH (bad key or
+ * allow-list file), FLS_ERR_DATASET, FLS_ERR_CHECKPOINT / _MISMATCH (resume), FLS_ERR_TRANSPORT
+ * (bind failed, ...), FLS_ERR_UNSUPPORTED (CURVE requested but libzmq lacks it), FLS_ERR_NOMEM. */
+fls_status fls_server_new(const fls_options *o, const fls_host *host, fls_server **out);
+
+/* Frees the server: closes its sockets (waiting at most 2 s for queued messages) and, if it owns
+ * it, the ZeroMQ context. NULL is a no-op. */
+void fls_server_free(fls_server *s);
+
+/* Runs the reactor until the run is over or fls_server_stop is called.
+ *   done (max rounds or target accuracy reached): sends Bye("done") to every client, writes a
+ *     final checkpoint (if checkpoint.path is set) and returns FLS_OK;
+ *   stopped: takes no more updates, writes a checkpoint of the last state between rounds (an open
+ *     round is abandoned and replayed on resume), sends Bye("restart") and returns
+ *     FLS_ERR_CANCELLED.
+ * Other statuses are failures (FLS_ERR_IO for a checkpoint that could not be written, ...). */
+fls_status fls_server_run(fls_server *s);
+
+/* One reactor step: waits at most timeout_ms for input (0: none), handles what arrived, runs due
+ * timers and the round engine. For hosts with their own loop and for tests. Returns FLS_OK while
+ * the run goes on, FLS_ERR_CANCELLED once stopped (after the stop steps of fls_server_run),
+ * FLS_ERR_STATE once done (after the done steps), or a failure. */
+fls_status fls_server_step(fls_server *s, int timeout_ms);
+
+/* Asks the reactor to stop (see fls_server_run). Async-signal-safe; any thread. */
+void fls_server_stop(fls_server *s);
+/* Asks the reactor to re-read the allow-list file (SIGHUP). A file that fails to parse leaves the
+ * old list in force (logged). Clients whose key was removed are refused from their next message
+ * on. Async-signal-safe; any thread. */
+void fls_server_reload(fls_server *s);
+
+/* The i-th bound endpoint as ZeroMQ resolved it ("tcp://0.0.0.0:5555"); NULL past the end. Valid
+ * while s lives. */
+const char *fls_server_endpoint(const fls_server *s, size_t i);
+/* The server's Z85 public key (40 characters), or NULL under --insecure. */
+const char *fls_server_public_key(const fls_server *s);
+
+typedef struct fls_server_stats {
+    uint64_t round;               /* the round running or next */
+    uint64_t rounds_done;         /* rounds finished in this process */
+    uint32_t clients;             /* clients that said Hello and are still live */
+    uint64_t msgs_in, msgs_out;
+    uint64_t malformed;           /* frames that failed to decode (never reached the engine) */
+    uint64_t refused;             /* decoded messages the protocol or the engine refused */
+    uint64_t auth_refused;        /* handshakes and Hellos refused by the allow-list or key binding */
+    uint64_t send_dropped;        /* messages dropped because a client's queue was full */
+    uint64_t checkpoints;         /* checkpoints written */
+} fls_server_stats;
+void fls_server_stats_get(const fls_server *s, fls_server_stats *out);
+
+/* ---- keys ----------------------------------------------------------------------------------- */
+
+/* Generates a CURVE key pair and writes DIR/NAME.pub (the Z85 public key, mode 0644) and
+ * DIR/NAME.secret (the Z85 secret key, mode 0600, refused if it exists). Both files hold the key
+ * on one line after '#' comment lines. FLS_OK, FLS_ERR_IO (with the reason in err),
+ * FLS_ERR_UNSUPPORTED (no CURVE in libzmq), FLS_ERR_INVALID_ARG (a name with '/'). */
+fls_status fls_keygen(const char *dir, const char *name, char *err, size_t errlen);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif
