@@ -848,6 +848,9 @@ static fl_status on_chunk(fls_core *c, uint32_t key, const flp_msg *m, double no
     flz_spec_format(&info.spec, canon, sizeof canon);
     if (strcmp(canon, c->up_canon) != 0)
         return FL_ERR_CODEC_SPEC;
+    /* An honest encoder never exceeds the bound: this caps what one update can make us buffer. */
+    if (k->payload_len > flz_encode_bound(&c->up, k->count))
+        return FL_ERR_WIRE_TOO_LARGE;
     fl_status st = flp_msg_tracker_accept(s->trk, k, NULL, 0);
     if (st != FL_OK)
         return st;

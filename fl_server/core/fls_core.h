@@ -18,9 +18,12 @@
  * (seed, round, FLS_POLICY_SHARED_CLIENT, FL_RNG_CLIENT_SAMPLE) over the connected keys in
  * increasing order, asks the policy for each one's keep-set and emits their Tasks. Updates are
  * validated against the client's Task (round, model version, tensor count, names and numel) and
- * their chunks against a tracker (range, duplicates) and the uplink codec header; an update's
- * encoded chunks are kept until it is complete, then decoded into the aggregator's staging buffer
- * and committed (an incomplete or refused update never touches the aggregate). The round closes at
+ * their chunks against a tracker (range, duplicates), the uplink codec header (spec, element
+ * count) and the codec's size bound; an update's encoded chunks are kept until it is complete,
+ * then decoded into the aggregator's one staging buffer and committed (an incomplete or refused
+ * update never touches the aggregate). Memory: the model, delta and optimizer state, the
+ * aggregator (fls_agg.h), the round's shared encoded chunks, and per client still uploading its
+ * encoded chunks received so far (at most flz_encode_bound of its submodel). The round closes at
  * quorum (clients_per_round commits, or all selected if fewer were selected), at its deadline
  * (checked by fls_core_tick), or once no selected client can still report. Closing finalizes the
  * aggregate, applies the server optimizer, feeds the reported losses to the policy (the AFD rule),

@@ -947,6 +947,15 @@ static void test_engine_rejections(void **state)
     wrong = l.v[2].m;
     wrong.chunk.count = wrong.chunk.count - 1;
     assert_int_equal(fls_core_on_message(core, keys[0], &wrong, 0.5), FL_ERR_CODEC_LENGTH);
+    /* A payload longer than the codec could ever produce for its count. */
+    wrong = l.v[2].m;
+    wrong.chunk.payload_len += 4096;
+    uint8_t *big = calloc(1, wrong.chunk.payload_len);
+    memcpy(big, l.v[2].m.chunk.payload, l.v[2].m.chunk.payload_len);
+    wrong.chunk.payload = big;
+    const fl_status big_st = fls_core_on_message(core, keys[0], &wrong, 0.5);
+    assert_true(big_st == FL_ERR_WIRE_TOO_LARGE || big_st == FL_ERR_CODEC_HEADER);
+    free(big);
     /* The rest completes the update; more after that is a duplicate. */
     for (size_t i = 2; i < l.n; i++)
         assert_int_equal(fls_core_on_message(core, keys[0], &l.v[i].m, 0.5), FL_OK);
