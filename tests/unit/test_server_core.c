@@ -86,6 +86,11 @@ static void tweak_unweighted(fls_policy_config *c)
     c->loss_unweighted = 1;
 }
 
+static void tweak_layer1_half(fls_policy_config *c)
+{
+    c->keep_p_layer[1] = 0.5;
+}
+
 static void tweak_k1(fls_policy_config *c)
 {
     c->keep_p = 0.25; /* 1 of 4 units */
@@ -134,6 +139,14 @@ static void test_policy_fd_shared_and_per_client(void **state)
     assert_int_equal(fls_policy_begin_round(p, 5), FL_OK);
     flm_keepset k4 = get_ks(p, 1);
     assert_false(flm_keepset_equal(&k1, &k4)); /* a new draw each round */
+
+    fls_policy *half = policy_of(FLS_POLICY_FD, &a, 7, tweak_layer1_half);
+    assert_int_equal(fls_policy_begin_round(half, 0), FL_OK);
+    flm_keepset kh = get_ks(half, 0);
+    assert_int_equal(kh.count[0], 12); /* the default p for layer 0 */
+    assert_int_equal(kh.count[1], 6);  /* the override for layer 1 */
+    flm_keepset_free(&kh);
+    fls_policy_free(half);
 
     fls_policy *pc = policy_of(FLS_POLICY_FD, &a, 7, tweak_per_client);
     assert_false(fls_policy_is_shared(pc));
