@@ -32,6 +32,9 @@ typedef enum flm_data_kind {
     FLM_DATA_TOKENS = 1,  /* tokens: N x T int32 (T = H) */
 } flm_data_kind;
 
+/* A plain struct, so that trainers index samples directly. Every array is malloc'd and owned by
+ * the dataset (flm_dataset_free frees them all): code that attaches arrays by hand (a user table
+ * on a synthetic set, say) must allocate them with malloc and hand them over. */
 typedef struct flm_dataset {
     flm_data_kind kind;
     size_t N;              /* samples */
@@ -90,14 +93,15 @@ fl_status flm_dataset_synth_tokens(flm_dataset **out, size_t N, int T, int vocab
 /* Loads an image file (IDX magic 0x00000803: N x rows x cols unsigned bytes) and its label file
  * (0x00000801: N unsigned bytes), each gzipped or not (detected from the content). Pixels become
  * floats p / 255 in [0, 1]; shape (1, rows, cols). Labels must be < classes (1..256).
- * Returns FL_OK, FL_ERR_DATASET_IO (cannot open/read, or a gzip stream that fails to inflate),
- * FL_ERR_DATASET_FORMAT (bad magic, bad dims, counts differ, truncated, trailing bytes, label out
- * of range), FL_ERR_INVALID_ARG, FL_ERR_NOMEM. Caller owns *out. */
+ * Returns FL_OK, FL_ERR_DATASET_IO (cannot open or read), FL_ERR_DATASET_FORMAT (bad magic, bad
+ * dims, counts differ, truncated, trailing bytes, label out of range, a damaged or cut gzip
+ * stream), FL_ERR_INVALID_ARG, FL_ERR_NOMEM. Bytes after the end of a gzip member that are not
+ * another member are ignored (zlib's gzread behaviour). Caller owns *out. */
 fl_status flm_idx_load(flm_dataset **out, const char *images_path, const char *labels_path,
                        int classes, char *err, size_t errlen);
 
-/* The same from memory buffers (each gzipped or not); a buffer is only read. A corrupt gzip
- * stream gives FL_ERR_DATASET_FORMAT here (the bytes are the input). */
+/* The same from memory buffers (each gzipped or not: a buffer starting 1f 8b is inflated; only
+ * its first member is read); a buffer is only read, never kept. */
 fl_status flm_idx_load_mem(flm_dataset **out, const uint8_t *images, size_t images_len,
                            const uint8_t *labels, size_t labels_len, int classes, char *err,
                            size_t errlen);
