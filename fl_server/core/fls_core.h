@@ -38,6 +38,21 @@
  * FL_ERR_ROUND_CLOSED (an update or chunk for a round that is not open: late), FL_ERR_NOT_SELECTED,
  * FL_ERR_DUPLICATE_UPDATE, FL_ERR_UNKNOWN_CLIENT, FL_ERR_WIRE_* / FL_ERR_CODEC_* (refused content).
  *
+ * A host's loop, in short (tests/unit/test_server_core.c, sim_rounds, is a complete one):
+ *
+ *     fls_core_new(&cfg, &core);             (optionally fls_core_restore_file(core, path))
+ *     on a Hello / Bye / Update / Chunk:     st = fls_core_on_message(core, key, msg, now);
+ *                                            if (st != FL_OK) reply with an Error carrying st
+ *     on a timer (fls_core_deadline) or after each message batch:  fls_core_tick(core, now);
+ *     while (fls_core_poll(core, &ev)):
+ *         FLS_EV_TASK:      fls_core_task(core, ev.client, &msg), send it; then for every tensor
+ *                           t and chunk i: fls_core_task_chunk(core, ev.client, t, i, ...), send
+ *         FLS_EV_EVALUATE:  evaluate fls_core_params(core); fls_core_report_eval(core, ev.round, ..)
+ *         FLS_EV_ROUND_END: fls_round_metrics_json(fls_core_last_metrics(core), ...);
+ *                           fls_core_checkpoint_write(core, path) (between rounds: before the next
+ *                           fls_core_tick, which is the only call that starts a round)
+ *         FLS_EV_DONE:      stop
+ *
  * Thread-safety: an fls_core is not thread-safe; one thread drives it (the reactor or the
  * simulator loop). Returned pointers stay valid until the next call that takes a non-const core.
  */
