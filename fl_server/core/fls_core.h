@@ -113,7 +113,8 @@ double fls_core_deadline(const fls_core *core);
 /* 1 once the run is over (FLS_EV_DONE was emitted). */
 int fls_core_done(const fls_core *core);
 
-/* A client connected (or reconnected). dataset_size is informational. May start a round.
+/* A client connected (or reconnected). dataset_size is informational. Starts nothing (rounds
+ * start in fls_core_tick).
  * FL_OK, FL_ERR_NOMEM. */
 fl_status fls_core_client_join(fls_core *core, uint32_t client, uint64_t dataset_size, double now);
 /* A client disconnected: its unfinished update this round (if any) is dropped and counted as
@@ -123,8 +124,11 @@ fl_status fls_core_client_leave(fls_core *core, uint32_t client, double now);
 /* Number of connected clients. */
 uint32_t fls_core_connected(const fls_core *core);
 
-/* Time passes: closes the round if its deadline is reached, starts one if possible. FL_OK or an
- * internal failure (FL_ERR_NOMEM). */
+/* Time passes. If the open round's deadline is reached, closes it and returns (a later tick
+ * starts the next round, so the host can checkpoint in between). Otherwise, when no round is
+ * open, no evaluation is pending, the run is not over and at least max(min_clients or
+ * clients_per_round, 1) clients are connected, starts a round; at max_rounds emits FLS_EV_DONE
+ * instead. FL_OK or an internal failure (FL_ERR_NOMEM). */
 fl_status fls_core_tick(fls_core *core, double now);
 
 /* A decoded, validated message (flp_decode) from client. Hello joins the client (as
