@@ -254,6 +254,10 @@ static void link_arch(flm_arch *a)
 static int parse_int(const char **p, int *out)
 {
     char *end;
+    /* Digits only: strtol alone would also take leading spaces and a sign, so that "mlp: 5-3"
+     * and "mlp:5-3" named the same model. */
+    if (**p < '0' || **p > '9')
+        return -1;
     errno = 0;
     const long v = strtol(*p, &end, 10);
     if (end == *p || errno || v < 1 || v > MAX_DIM)

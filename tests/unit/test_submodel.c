@@ -135,6 +135,8 @@ static void test_arch_bad_specs(void **state)
         "mlp:1-1-1-1-1-1-1-1-1-1-1-1-1-1-1-1-1-1-1-1-1-1-1-1-1-1-1-1-1-1-1", /* > 64 chars */
         "mlp:1-1-1-1-1-1-1-1-1-1-1-1-1-1-1",                                 /* > 24 layers */
         "mlp:65536-65536-65536",                                              /* > 2^31 params */
+        "mlp: 5-3", "mlp:+5-3", "mlp:5- 3", "cnn: 10", "cnn:10: 12x12x1", "lstm:80: 8:256:2:80",
+        "mlp:5-3 ", "cnn:10:12x 12x1",
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         flm_arch a;
@@ -146,6 +148,93 @@ static void test_arch_bad_specs(void **state)
     }
     flm_arch a;
     assert_int_equal(flm_arch_parse(NULL, &a, NULL, 0), FL_ERR_MODEL_SPEC);
+}
+
+/* Internal consistency of an accepted architecture: dense offsets, shapes that multiply out,
+ * coupling fields that point at droppable layers of the right size, and a canonical spec that
+ * parses back to itself. */
+static void check_arch_invariants(const flm_arch *a, int is_sub)
+{
+    size_t off = 0;
+    for (int t = 0; t < a->n_tensors; t++) {
+        const flm_tensor *x = &a->tensors[t];
+        assert_int_equal(x->offset, off);
+        size_t numel = 1;
+        for (int k = 0; k < x->rank; k++)
+            numel *= (size_t)x->shape[k];
+        assert_int_equal(x->numel, numel);
+        assert_int_equal((size_t)x->rows * (size_t)x->cols * (size_t)x->inner, numel);
+        if (x->row_drop >= 0)
+            assert_int_equal(x->rows, x->row_blocks * a->drop_units[x->row_drop]);
+        if (x->col_drop >= 0)
+            assert_int_equal(x->cols, a->drop_units[x->col_drop]);
+        off += numel;
+    }
+    assert_int_equal(a->n_params, off);
+    if (is_sub) /* a submodel's arch keeps the spec of the model it was cut from */
+        return;
+    flm_arch b;
+    assert_int_equal(flm_arch_parse(a->spec, &b, NULL, 0), FL_OK);
+    assert_string_equal(b.spec, a->spec);
+    assert_int_equal(b.n_params, a->n_params);
+}
+
+/* Spec strings arrive from the wire (the Task's architecture id): deterministic mutations of
+ * valid specs either parse into a consistent architecture or are refused, never anything else. */
+static void test_arch_spec_mutations(void **state)
+{
+    (void)state;
+    static const char *seeds[] = {"mlp:784-200-200-10", "cnn:62:28x28x1", "lstm:80:8:256:2:80",
+                                  "cnn:10:12x12x1", "lstm:20:4:8:2:6", "mlp:5-3"};
+    static const char alphabet[] = "0123456789:-x mlpcnst+\t.";
+    fl_rng r = fl_rng_stream(13, 0, 0, FL_RNG_TEST);
+    int accepted = 0;
+    for (int it = 0; it < 6000; it++) {
+        char buf[96];
+        snprintf(buf, sizeof buf, "%s", seeds[it % 6]);
+        const int edits = 1 + (int)fl_rng_below(&r, 3);
+        for (int e = 0; e < edits; e++) {
+            const size_t len = strlen(buf);
+            const size_t at = fl_rng_below(&r, (uint32_t)len + 1);
+            const char ch = alphabet[fl_rng_below(&r, sizeof alphabet - 1)];
+            switch (fl_rng_below(&r, 3)) {
+            case 0: /* replace */
+                if (at < len)
+                    buf[at] = ch;
+                break;
+            case 1: /* insert */
+                if (len + 1 < sizeof buf) {
+                    memmove(buf + at + 1, buf + at, len - at + 1);
+                    buf[at] = ch;
+                }
+                break;
+            default: /* delete */
+                if (at < len)
+                    memmove(buf + at, buf + at + 1, len - at);
+                break;
+            }
+        }
+        flm_arch a;
+        const fl_status st = flm_arch_parse(buf, &a, NULL, 0);
+        if (st == FL_OK) {
+            accepted++;
+            check_arch_invariants(&a, 0);
+            /* No spaces or signs smuggled through. */
+            assert_null(strpbrk(buf, " \t+."));
+            if (a.n_params < 3000000) {
+                flm_keepset ks;
+                assert_int_equal(flm_keepset_random(&ks, &a, 0.5, &r), FL_OK);
+                flm_submodel *sm;
+                assert_int_equal(flm_submodel_new(&a, &ks, &sm), FL_OK);
+                check_arch_invariants(flm_submodel_arch(sm), 1);
+                flm_submodel_free(sm);
+                flm_keepset_free(&ks);
+            }
+        } else {
+            assert_int_equal(st, FL_ERR_MODEL_SPEC);
+        }
+    }
+    assert_true(accepted > 100); /* the mutations explore both sides */
 }
 
 static void test_arch_sub_shapes(void **state)
@@ -936,6 +1025,7 @@ int main(void)
         cmocka_unit_test(test_arch_counts),
         cmocka_unit_test(test_arch_coupling),
         cmocka_unit_test(test_arch_bad_specs),
+        cmocka_unit_test(test_arch_spec_mutations),
         cmocka_unit_test(test_arch_sub_shapes),
         cmocka_unit_test(test_keepset_validate),
         cmocka_unit_test(test_keepset_random),
