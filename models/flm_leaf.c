@@ -70,11 +70,9 @@ static void jr_fail(jr *r, fl_status st, const char *fmt, ...)
     va_end(ap);
 }
 
-/* The next input byte without consuming it, or -1 at the end (or after a read error). */
-static int jr_peek(jr *r)
+/* Refills the window from the file; the next byte, or -1 at the end (or after a read error). */
+static __attribute__((noinline)) int jr_refill(jr *r)
 {
-    if (r->pos < r->len)
-        return r->data[r->pos];
     if (!r->f || r->eof || r->st != FL_OK)
         return -1;
     r->base += r->len;
@@ -89,7 +87,13 @@ static int jr_peek(jr *r)
     return r->data[0];
 }
 
-static int jr_get(jr *r)
+/* The next input byte without consuming it, or -1 at the end. */
+static inline int jr_peek(jr *r)
+{
+    return r->pos < r->len ? r->data[r->pos] : jr_refill(r);
+}
+
+static inline int jr_get(jr *r)
 {
     const int c = jr_peek(r);
     if (c >= 0) {
@@ -223,39 +227,74 @@ static int lex_string(jr *r)
 static int is_digit(int c) { return c >= '0' && c <= '9'; }
 
 /* JSON number grammar, checked strictly, then strtod on the (short) text. */
+/* Clinger's fast path: a decimal with at most 15 significant digits m and a power of ten
+ * |e| <= 22 is exactly m * 10^e or m / 10^-e, both operands exact doubles, so one IEEE operation
+ * gives the correctly rounded result, the same bits strtod gives. LEAF's pixels
+ * (0.996078431372549) all take it; anything else goes to strtod. */
+static const double pow10_exact[23] = {
+    1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11,
+    1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22,
+};
+
+/* JSON number grammar, checked strictly. */
 static int lex_number(jr *r, int first)
 {
     char t[JR_MAX_NUM + 1];
     size_t n = 0;
     int c = first;
+    uint64_t m = 0;       /* significant digits, while sig <= 15 */
+    int sig = 0, frac = 0, ex = 0, exneg = 0;
 #define NUM_PUSH(ch) do { if (n >= JR_MAX_NUM) goto too_long; t[n++] = (char)(ch); } while (0)
+#define SIG_DIGIT(ch) do { if (m || (ch) != '0') { if (++sig <= 15) m = m * 10 + (uint64_t)((ch) - '0'); } } while (0)
     NUM_PUSH(c);
-    if (c == '-') {
+    const int neg = c == '-';
+    if (neg) {
         c = jr_get(r);
         if (!is_digit(c))
             goto bad;
         NUM_PUSH(c);
     }
+    SIG_DIGIT(c);
     if (c != '0')
-        while (is_digit(jr_peek(r)))
-            NUM_PUSH(jr_get(r));
+        while (is_digit(jr_peek(r))) {
+            c = jr_get(r);
+            NUM_PUSH(c);
+            SIG_DIGIT(c);
+        }
     if (jr_peek(r) == '.') {
         NUM_PUSH(jr_get(r));
         if (!is_digit(jr_peek(r)))
             goto bad;
-        while (is_digit(jr_peek(r)))
-            NUM_PUSH(jr_get(r));
+        while (is_digit(jr_peek(r))) {
+            c = jr_get(r);
+            NUM_PUSH(c);
+            SIG_DIGIT(c);
+            frac++;
+        }
     }
     if (jr_peek(r) == 'e' || jr_peek(r) == 'E') {
         NUM_PUSH(jr_get(r));
-        if (jr_peek(r) == '+' || jr_peek(r) == '-')
+        if (jr_peek(r) == '+' || jr_peek(r) == '-') {
+            exneg = jr_peek(r) == '-';
             NUM_PUSH(jr_get(r));
+        }
         if (!is_digit(jr_peek(r)))
             goto bad;
-        while (is_digit(jr_peek(r)))
-            NUM_PUSH(jr_get(r));
+        while (is_digit(jr_peek(r))) {
+            c = jr_get(r);
+            NUM_PUSH(c);
+            if (ex < 100000)
+                ex = ex * 10 + (c - '0');
+        }
     }
+#undef SIG_DIGIT
 #undef NUM_PUSH
+    const int e10 = (exneg ? -ex : ex) - frac;
+    if (sig <= 15 && e10 >= -22 && e10 <= 22) {
+        const double v = e10 < 0 ? (double)m / pow10_exact[-e10] : (double)m * pow10_exact[e10];
+        r->num = neg ? -v : v;
+        return 0;
+    }
     t[n] = '\0';
     r->num = strtod(t, NULL);
     return 0;

@@ -575,6 +575,57 @@ static void test_leaf_malformed(void **state)
     }
 }
 
+/* Numbers take a fast path when exact (Clinger); every value must equal (float)strtod. */
+static void test_leaf_numbers(void **state)
+{
+    (void)state;
+    static const char *const fixed[] = {
+        "0", "1", "-0", "0.5", "1.0", "0.996078431372549", "0.0039215686274509665", "1e-3",
+        "5E-1", "0.5e0", "1.0000000000000000001", "0.00000000000000000000001", "0.1e1",
+        "9.99999999999999999999e-1", "100e-2", "0.30000000000000004", "123456789012345e-15",
+        "1234567890123456e-16", "0.000000000000000000000000000000000000000000001", "2.5E-1",
+    };
+    const size_t nf = sizeof fixed / sizeof fixed[0];
+    char nums[784][40];
+    fl_rng r = fl_rng_stream(77, 0, 0, FL_RNG_TEST);
+    for (size_t k = 0; k < 784; k++) {
+        if (k < nf) {
+            snprintf(nums[k], sizeof nums[k], "%s", fixed[k]);
+            continue;
+        }
+        /* 0.<1..24 digits>, sometimes with an exponent that keeps the value in [0, 1]. */
+        const unsigned len = 1 + fl_rng_below(&r, 24);
+        size_t w = 0;
+        nums[k][w++] = '0';
+        nums[k][w++] = '.';
+        for (unsigned d = 0; d < len; d++)
+            nums[k][w++] = (char)('0' + fl_rng_below(&r, 10));
+        if (fl_rng_below(&r, 3) == 0)
+            w += (size_t)snprintf(nums[k] + w, sizeof nums[k] - w, "e-%u", fl_rng_below(&r, 30));
+        nums[k][w] = '\0';
+    }
+    size_t cap = 784 * 44 + 128, w = 0;
+    char *doc = malloc(cap);
+    assert_non_null(doc);
+    w += (size_t)snprintf(doc + w, cap - w, "{\"user_data\": {\"u\": {\"y\": [0], \"x\": [[");
+    for (size_t k = 0; k < 784; k++)
+        w += (size_t)snprintf(doc + w, cap - w, "%s%s", k ? "," : "", nums[k]);
+    w += (size_t)snprintf(doc + w, cap - w, "]]}}}");
+    flm_dataset *ds = NULL;
+    char err[256] = "";
+    const fl_status st = flm_leaf_load_mem(&ds, FLM_LEAF_FEMNIST, (const uint8_t *)doc, w, err,
+                                           sizeof err);
+    if (st != FL_OK)
+        fail_msg("%s: %s", fl_status_name(st), err);
+    for (size_t k = 0; k < 784; k++) {
+        const float want = (float)strtod(nums[k], NULL);
+        if (memcmp(&ds->x[k], &want, sizeof want) != 0)
+            fail_msg("\"%s\": got %.9g, strtod %.9g", nums[k], ds->x[k], want);
+    }
+    flm_dataset_free(ds);
+    free(doc);
+}
+
 /* A LEAF file far larger than the 64 KiB read buffer, so tokens straddle refills. */
 static void test_leaf_streaming(void **state)
 {
@@ -1191,6 +1242,7 @@ int main(void)
         cmocka_unit_test(test_leaf_femnist_fixture),
         cmocka_unit_test(test_leaf_shakespeare_fixture),
         cmocka_unit_test(test_leaf_malformed),
+        cmocka_unit_test(test_leaf_numbers),
         cmocka_unit_test(test_leaf_streaming),
         cmocka_unit_test(test_synth_images),
         cmocka_unit_test(test_synth_tokens),
