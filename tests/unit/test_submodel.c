@@ -994,6 +994,54 @@ static void check_step_equivalence(const char *spec, double p, uint64_t seed)
     print_message("  %s p=%.2f: %zu of %zu params, loss %.6f (unmasked %.6f), max |diff| %.2e\n",
                   spec, p, n, N, (double)loss_sub, (double)loss_unmasked, max_err);
 
+    /* Local training as the client runs it (several epochs, batches in a shuffled order, the
+     * fused backward+SGD path, then with momentum): masked coordinates get zero gradients, so the
+     * masked full model stays masked and matches the submodel trained from the same stream. */
+    const int S = 3 * B + 1; /* a short last batch too */
+    float *xs = NULL;
+    int32_t *ts = NULL, *ls = malloc((size_t)S * sizeof *ls);
+    assert_non_null(ls);
+    if (a.token_input) {
+        ts = malloc((size_t)S * (size_t)a.in_H * sizeof *ts);
+        assert_non_null(ts);
+        for (size_t i = 0; i < (size_t)S * (size_t)a.in_H; i++)
+            ts[i] = (int32_t)fl_rng_below(&r, (uint32_t)a.classes);
+    } else {
+        xs = random_vec((size_t)S * D, &r);
+    }
+    for (int i = 0; i < S; i++)
+        ls[i] = (int32_t)fl_rng_below(&r, (uint32_t)a.classes);
+    const flm_samples data = {xs, ts, ls, NULL, (size_t)S};
+    for (int variant = 0; variant < 2; variant++) {
+        const flm_sgd ot = {0.05f, variant ? 0.9f : 0.0f, 0.0f, 0.0f};
+        flm_model_init_params(&a, P, &r);
+        for (size_t i = 0; i < N; i++)
+            P[i] *= mask[i];
+        flm_submodel_gather(sm, sub, P);
+        fl_rng of = fl_rng_stream(seed, 1, 0, FL_RNG_BATCH), os = of;
+        double lf, ls_;
+        assert_int_equal(flm_train_local(mf, P, NULL, &data, 2, &ot, &of, &lf), FL_OK);
+        assert_int_equal(flm_train_local(ms, sub, NULL, &data, 2, &ot, &os, &ls_), FL_OK);
+        assert_true(fabs(lf - ls_) <= 1e-4 * (1.0 + fabs(lf)));
+        memset(want, 0, N * sizeof *want);
+        flm_submodel_scatter_add(sm, want, sub, 1.0f);
+        double err = 0;
+        for (size_t i = 0; i < N; i++) {
+            const double e = fabs((double)P[i] - (double)want[i]);
+            if (e > err)
+                err = e;
+            if (mask[i] == 0.0f && P[i] != 0.0f)
+                fail_msg("%s: masked coordinate %zu moved to %g in training", spec, i, P[i]);
+            if (e > 1e-4 * (1.0 + fabs((double)want[i])))
+                fail_msg("%s: coordinate %zu: full %.8g, submodel %.8g", spec, i, P[i], want[i]);
+        }
+        print_message("  %s train_local 2 epochs%s: loss %.6f, max |diff| %.2e\n", spec,
+                      variant ? " momentum 0.9" : "", ls_, err);
+    }
+    free(xs);
+    free(ts);
+    free(ls);
+
     free(P);
     free(mask);
     free(gf);
