@@ -71,9 +71,9 @@ typedef struct fls_allow {
     size_t n;
 } fls_allow;
 
-/* Parses an allow-list: one Z85 public key per line; blank lines and '#' comments (whole line or
- * after the key) ignored. Duplicates are merged. name labels errors ("allow.txt:3: ..."). Into
- * *out (owned by the caller: fls_allow_clear), which is untouched on error. FL_OK, FL_ERR_AUTH
+/* Parses an allow-list: one Z85 public key per line; blank lines and '#' comments (a whole line,
+ * or after the key and a blank: '#' is also a Z85 character) ignored. Duplicates are merged. name
+ * labels errors ("allow.txt:3: ..."). Into *out (owned by the caller: fls_allow_clear), which is untouched on error. FL_OK, FL_ERR_AUTH
  * (a bad line), FL_ERR_NOMEM. */
 fl_status fls_allow_parse(fls_allow *out, const char *text, size_t len, const char *name,
                           char *err, size_t errlen);

@@ -61,8 +61,10 @@ static int next_line(const char *text, size_t len, size_t *pos, size_t *a, size_
     while (e < len && text[e] != '\n')
         e++;
     *pos = e + 1;
+    /* '#' is also a Z85 character: a comment starts the line or follows a blank. */
     size_t hash = s;
-    while (hash < e && text[hash] != '#')
+    while (hash < e && !(text[hash] == '#' &&
+                         (hash == s || text[hash - 1] == ' ' || text[hash - 1] == '\t')))
         hash++;
     e = hash;
     while (s < e && (text[s] == ' ' || text[s] == '\t' || text[s] == '\r'))

@@ -1,0 +1,952 @@
+/* Unit tests for libflserver (include/fls.h): configuration (a good file, every key refusing a bad
+ * value with its name, YAML structure errors with their line, flags overriding the file through
+ * the real fl_server binary), key files, allow-lists, and the reactor in this process with real
+ * DEALER sockets on ipc:// endpoints, in plain text and under CURVE: Hello/Ack, malformed frames
+ * answered with Error and counted, the allow-list (handshakes refused, reload on request, id
+ * bound to its first key), and one whole round (Task, credit-paced chunks, Update, Ack, Bye
+ * "done", checkpoint) driven by the client core, then a resume from that checkpoint. */
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <zmq.h>
+#include <cmocka.h>
+
+#include "fl_time.h"
+#include "flc_core.h"
+#include "flp_wire.h"
+#include "fls.h"
+#include "fls_core.h"
+#include "fls_internal.h"
+
+/* ---- helpers -------------------------------------------------------------------------------- */
+
+static char g_tmp[256];
+
+static int setup_tmp(void **state)
+{
+    (void)state;
+    snprintf(g_tmp, sizeof g_tmp, "/tmp/fedrop-daemon-test-XXXXXX");
+    assert_non_null(mkdtemp(g_tmp));
+    return 0;
+}
+
+static int teardown_tmp(void **state)
+{
+    (void)state;
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", g_tmp);
+    return system(cmd) == 0 ? 0 : -1;
+}
+
+static void write_file(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs(text, f);
+    fclose(f);
+}
+
+static fls_options *opts_from(const char *yaml)
+{
+    fls_options *o = NULL;
+    assert_int_equal(fls_options_new(&o), FLS_OK);
+    char err[512];
+    const fls_status st = fls_options_load_mem(o, yaml, strlen(yaml), "t.yaml", err, sizeof err);
+    if (st != FLS_OK)
+        fail_msg("config refused: %s", err);
+    return o;
+}
+
+static void check_value(const fls_options *o, const char *key, const char *want)
+{
+    char got[512];
+    assert_int_equal(fls_options_get(o, key, got, sizeof got), FLS_OK);
+    if (strcmp(got, want) != 0)
+        fail_msg("%s: got '%s', want '%s'", key, got, want);
+}
+
+/* Collected log lines of a server under test. */
+typedef struct logbuf {
+    char text[65536];
+    size_t len;
+    int rounds;
+    char last_json[4096];
+} logbuf;
+
+static void log_collect(void *user, fls_log_level level, const char *msg)
+{
+    logbuf *b = user;
+    (void)level;
+    const int n = snprintf(b->text + b->len, sizeof b->text - b->len, "%s\n", msg);
+    if (n > 0 && b->len + (size_t)n < sizeof b->text)
+        b->len += (size_t)n;
+    if (getenv("FLS_TEST_VERBOSE"))
+        fprintf(stderr, "  [server] %s\n", msg);
+}
+
+static void round_collect(void *user, const char *json, const char *summary)
+{
+    logbuf *b = user;
+    (void)summary;
+    b->rounds++;
+    snprintf(b->last_json, sizeof b->last_json, "%s", json);
+}
+
+/* ---- configuration -------------------------------------------------------------------------- */
+
+static const char *GOOD_YAML =
+    "# a full configuration\n"
+    "server:\n"
+    "  endpoints: [tcp://127.0.0.1:7001, ipc:///tmp/x.sock]\n"
+    "  insecure: false\n"
+    "  secret_key_file: keys/server.secret\n"
+    "  allow_list: keys/allowed\n"
+    "  heartbeat_ms: 500\n"
+    "  liveness_ms: 5000\n"
+    "  credit: 4\n"
+    "model:\n"
+    "  arch: \"mlp:784-200-200-10\"\n"
+    "run:\n"
+    "  seed: 42\n"
+    "  rounds: 30\n"
+    "  metrics: metrics.jsonl\n"
+    "  log_level: debug\n"
+    "round:\n"
+    "  clients: 20\n"
+    "  overcommit: 1.5\n"
+    "  min_clients: 25\n"
+    "  deadline_s: 120\n"
+    "policy:\n"
+    "  kind: afd-multi\n"
+    "  keep: 0.5\n"
+    "  keep_layers:\n"
+    "    - 0.6\n"
+    "    - 0.7\n"
+    "codec:\n"
+    "  down: none\n"
+    "  up: none\n"
+    "  chunk_elems: 4096\n"
+    "optimizer:\n"
+    "  lr: 0.5\n"
+    "  kind: fedavgm\n"
+    "train:\n"
+    "  epochs: 2\n"
+    "  batch: 32\n"
+    "  lr: 0.01\n"
+    "  momentum: 0.9\n"
+    "  weight_decay: 0.0001\n"
+    "  prox_mu: 0.01\n"
+    "  max_samples: 500\n"
+    "eval:\n"
+    "  dataset: fashion-mnist\n"
+    "  max_samples: 1000\n"
+    "  every: 5\n"
+    "  target_accuracy: 0.85\n"
+    "checkpoint:\n"
+    "  path: run.ckpt\n"
+    "  every: 3\n";
+
+static void test_config_good(void **state)
+{
+    (void)state;
+    fls_options *o = opts_from(GOOD_YAML);
+    check_value(o, "server.endpoints", "tcp://127.0.0.1:7001,ipc:///tmp/x.sock");
+    check_value(o, "server.heartbeat_ms", "500");
+    check_value(o, "server.credit", "4");
+    check_value(o, "model.arch", "mlp:784-200-200-10");
+    check_value(o, "run.seed", "42");
+    check_value(o, "run.log_level", "debug");
+    check_value(o, "round.clients", "20");
+    check_value(o, "round.overcommit", "1.5");
+    check_value(o, "policy.kind", "afd-multi");
+    check_value(o, "policy.keep_layers", "0.6,0.7");
+    check_value(o, "optimizer.kind", "fedavgm");
+    check_value(o, "optimizer.lr", "0.5");
+    check_value(o, "optimizer.momentum", ""); /* unset: the kind's default */
+    check_value(o, "train.batch", "32");
+    check_value(o, "eval.dataset", "fashion-mnist");
+    check_value(o, "checkpoint.every", "3");
+    check_value(o, "server.sndhwm", "1000"); /* not in the file: default */
+    char err[512];
+    assert_int_equal(fls_options_validate(o, err, sizeof err), FLS_OK);
+    /* The optimizer kind's defaults fill the fields the file left out, whatever the key order. */
+    const fls_config c = fls_options_core_config(o);
+    assert_int_equal(c.opt.kind, FLS_OPT_FEDAVGM);
+    assert_float_equal(c.opt.lr, 0.5f, 0);
+    assert_float_equal(c.opt.momentum, fls_opt_config_default(FLS_OPT_FEDAVGM).momentum, 0);
+    assert_int_equal(c.clients_per_round, 20);
+    assert_int_equal(c.max_rounds, 30);
+    assert_int_equal(c.eval_every, 5);
+    assert_float_equal(c.train.lr, 0.01f, 0);
+    assert_int_equal(c.train.max_samples, 500);
+    assert_float_equal(c.policy.keep_p_layer[1], 0.7, 0);
+
+    /* Flags (fls_options_set) override the file. */
+    assert_int_equal(fls_options_set(o, "round.clients", "7", err, sizeof err), FLS_OK);
+    assert_int_equal(fls_options_set(o, "server.endpoints", "tcp://*:1, ipc:///tmp/y", err,
+                                     sizeof err), FLS_OK);
+    check_value(o, "round.clients", "7");
+    check_value(o, "server.endpoints", "tcp://*:1,ipc:///tmp/y");
+    assert_int_equal(fls_options_set(o, "round.nope", "1", err, sizeof err), FLS_ERR_CONFIG);
+    assert_non_null(strstr(err, "unknown key 'round.nope'"));
+    assert_int_equal(fls_options_get(o, "round.nope", err, sizeof err), FLS_ERR_NOT_FOUND);
+    fls_options_free(o);
+
+    /* An empty file and empty sections change nothing. */
+    o = opts_from("");
+    check_value(o, "round.clients", "10");
+    fls_options_free(o);
+    o = opts_from("# nothing\nround:\n");
+    check_value(o, "round.clients", "10");
+    fls_options_free(o);
+}
+
+/* Every key refuses a value of the wrong type with a message naming the key and the line. */
+static void test_config_every_key_bad(void **state)
+{
+    (void)state;
+    const char *key, *type, *def, *help;
+    size_t n = 0;
+    for (size_t i = 0; fls_options_key(i, &key, &type, &def, &help); i++, n++) {
+        assert_true(help && *help);
+        const char *bad;
+        if (strcmp(type, "uint") == 0)
+            bad = "-3";
+        else if (strcmp(type, "float") == 0)
+            bad = "nan";
+        else if (strcmp(type, "bool") == 0)
+            bad = "maybe";
+        else if (strcmp(type, "list") == 0)
+            bad = strcmp(key, "server.endpoints") == 0 ? "udp://1.2.3.4:5" : "1.5";
+        else if (strcmp(type, "string") == 0)
+            bad = NULL; /* too long, below */
+        else
+            bad = "no-such-choice"; /* "a|b|c" */
+        char yaml[4096], big[2100];
+        memset(big, 'x', sizeof big - 1);
+        big[sizeof big - 1] = 0;
+        const char *dot = strchr(key, '.');
+        snprintf(yaml, sizeof yaml, "# line 1\n%.*s:\n  %s: %s\n", (int)(dot - key), key, dot + 1,
+                 bad ? bad : big);
+        fls_options *o = NULL;
+        assert_int_equal(fls_options_new(&o), FLS_OK);
+        char err[512] = "";
+        const fls_status st = fls_options_load_mem(o, yaml, strlen(yaml), "k.yaml", err, sizeof err);
+        if (st != FLS_ERR_CONFIG)
+            fail_msg("%s = %s accepted", key, bad ? bad : "(long)");
+        char want[160];
+        snprintf(want, sizeof want, "k.yaml:3: %s:", key);
+        if (!strstr(err, want))
+            fail_msg("%s: message '%s' lacks '%s'", key, err, want);
+        /* the same through fls_options_set (a flag) */
+        err[0] = 0;
+        assert_int_equal(fls_options_set(o, key, bad ? bad : big, err, sizeof err), FLS_ERR_CONFIG);
+        assert_non_null(strstr(err, key));
+        /* and the default is a valid value */
+        assert_int_equal(fls_options_set(o, key, def, err, sizeof err), FLS_OK);
+        fls_options_free(o);
+    }
+    assert_true(n >= 50);
+}
+
+static void test_config_structure_errors(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *yaml, *msg;
+    } cases[] = {
+        {"round:\n  clientz: 3\n", "t.yaml:2: unknown key 'round.clientz'"},
+        {"round:\n  clients: ten\n", "t.yaml:2: round.clients: 'ten' is not an unsigned integer"},
+        {"round:\n  clients: 0\n", "t.yaml:2: round.clients: 0 is out of range"},
+        {"round:\n  overcommit: 0.5\n", "round.overcommit: 0.5 is out of range"},
+        {"round:\n  clients: 3\n  clients: 4\n", "t.yaml:3: round.clients: duplicate key"},
+        {"rounds:\n  clients: 3\n", "t.yaml:1: unknown section 'rounds'"},
+        {"round: 3\n", "section 'round' must be a mapping"},
+        {"- a\n- b\n", "must be a mapping of sections"},
+        {"round:\n  clients:\n    a: 1\n", "t.yaml:3: round.clients: expected a value, found a mapping"},
+        {"round:\n  clients: [1, 2]\n", "round.clients: expected a value, found a list"},
+        {"server:\n  endpoints: [[a]]\n", "list items must be scalars"},
+        {"server:\n  endpoints: [tcp://a:1, '']\n", "empty list item"},
+        {"round:\n  clients: &x 3\n  min_clients: *x\n", "found an alias"},
+        {"round:\n  clients: \"abc\n", "YAML syntax error"},
+        {"round:\n  clients: 3\n---\nround:\n  clients: 4\n", "only one YAML document"},
+        {"policy:\n  kind: bogus\n", "policy.kind: 'bogus' is not one of full|fd|afd-single|afd-multi"},
+        {"train:\n  lr: 1e999\n", "train.lr: '1e999' is not a finite number"},
+        {"server:\n  endpoints: [udp://x:1]\n", "'udp://x:1' is not a tcp:// or ipc:// endpoint"},
+        {"server:\n  insecure: maybe\n", "server.insecure: 'maybe' is not a boolean"},
+        {"? [a]\n: b\n", "section names must be plain names"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        fls_options *o = NULL;
+        assert_int_equal(fls_options_new(&o), FLS_OK);
+        char err[512] = "";
+        const fls_status st =
+            fls_options_load_mem(o, cases[i].yaml, strlen(cases[i].yaml), "t.yaml", err, sizeof err);
+        if (st != FLS_ERR_CONFIG || !strstr(err, cases[i].msg))
+            fail_msg("case %zu: status %d, message '%s', want '%s'", i, st, err, cases[i].msg);
+        fls_options_free(o);
+    }
+    /* NUL bytes and oversized input are refused before parsing. */
+    fls_options *o = NULL;
+    assert_int_equal(fls_options_new(&o), FLS_OK);
+    char err[256];
+    assert_int_equal(fls_options_load_mem(o, "a\0b", 3, "n.yaml", err, sizeof err), FLS_ERR_CONFIG);
+    assert_non_null(strstr(err, "NUL"));
+    assert_int_equal(fls_options_load_file(o, "/nonexistent/fl.yaml", err, sizeof err), FLS_ERR_IO);
+    fls_options_free(o);
+}
+
+static void test_config_validate(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *yaml, *msg;
+    } cases[] = {
+        {"server:\n  insecure: false\n", "server.secret_key_file and server.allow_list are required"},
+        {"server:\n  insecure: true\ncodec:\n  down: zzz\n", "codec"},
+        {"server:\n  insecure: true\nmodel:\n  arch: \"mlp:\"\n", "arch"},
+        {"server:\n  insecure: true\neval:\n  every: 2\n", "eval.every is 2 but eval.dataset is none"},
+        {"server:\n  insecure: true\nrun:\n  resume: true\n", "run.resume needs checkpoint.path"},
+        {"server:\n  insecure: true\n  heartbeat_ms: 5000\n  liveness_ms: 4000\n", "must exceed"},
+        {"server:\n  insecure: true\n  max_msg_bytes: 65536\ncodec:\n  chunk_elems: 65536\n",
+         "above server.max_msg_bytes"},
+        {"server:\n  insecure: true\n  endpoints: []\n", "no endpoint"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        fls_options *o = opts_from(cases[i].yaml);
+        char err[512] = "";
+        const fls_status st = fls_options_validate(o, err, sizeof err);
+        if (st != FLS_ERR_CONFIG || !strstr(err, cases[i].msg))
+            fail_msg("case %zu: status %d, message '%s', want '%s'", i, st, err, cases[i].msg);
+        fls_options_free(o);
+    }
+    fls_options *o = opts_from("server:\n  insecure: true\n");
+    char err[256];
+    assert_int_equal(fls_options_validate(o, err, sizeof err), FLS_OK);
+    fls_options_free(o);
+}
+
+/* The CLI: flags override the file whatever their position; errors exit 2 with the key named. */
+static void test_cli_flags_override(void **state)
+{
+    (void)state;
+    const char *root = getenv("FEDROP_BUILD_ROOT");
+    if (!root)
+        skip();
+    char bin[512], cfg[300], cmd[2048], line[512];
+    snprintf(bin, sizeof bin, "%s/fl_server/fl_server", root);
+    snprintf(cfg, sizeof cfg, "%s/cli.yaml", g_tmp);
+    write_file(cfg, "server:\n  insecure: true\nrun:\n  rounds: 3\n  seed: 9\nround:\n  clients: 4\n");
+    snprintf(cmd, sizeof cmd, "'%s' --rounds 7 --config '%s' --set round.clients=5 --check", bin, cfg);
+    FILE *p = popen(cmd, "r");
+    assert_non_null(p);
+    int rounds = 0, seed = 0, clients = 0;
+    while (fgets(line, sizeof line, p)) {
+        rounds |= strcmp(line, "run.rounds = 7\n") == 0;
+        seed |= strcmp(line, "run.seed = 9\n") == 0;
+        clients |= strcmp(line, "round.clients = 5\n") == 0;
+    }
+    assert_int_equal(pclose(p), 0);
+    assert_true(rounds && seed && clients);
+
+    snprintf(cmd, sizeof cmd, "'%s' --config '%s' --clients zero --check 2>&1", bin, cfg);
+    p = popen(cmd, "r");
+    assert_non_null(p);
+    int named = 0;
+    while (fgets(line, sizeof line, p))
+        named |= strstr(line, "round.clients: 'zero' is not an unsigned integer") != NULL;
+    const int rc = pclose(p);
+    assert_true(WIFEXITED(rc) && WEXITSTATUS(rc) == 2);
+    assert_true(named);
+}
+
+/* ---- keys and allow-lists ------------------------------------------------------------------- */
+
+static void test_keygen(void **state)
+{
+    (void)state;
+    char err[512], path[512], pub[41], sec[41], derived[41];
+    assert_int_equal(fls_keygen(g_tmp, "node1", err, sizeof err), FLS_OK);
+    struct stat sb;
+    snprintf(path, sizeof path, "%s/node1.secret", g_tmp);
+    assert_int_equal(stat(path, &sb), 0);
+    assert_int_equal(sb.st_mode & 0777, 0600);
+    assert_int_equal(fls_key_file_read(path, sec, err, sizeof err), FL_OK);
+    snprintf(path, sizeof path, "%s/node1.pub", g_tmp);
+    assert_int_equal(stat(path, &sb), 0);
+    assert_int_equal(sb.st_mode & 0077, 0044 & sb.st_mode);
+    assert_int_equal(fls_key_file_read(path, pub, err, sizeof err), FL_OK);
+    assert_int_equal(zmq_curve_public(derived, sec), 0);
+    assert_string_equal(derived, pub);
+    /* never overwrite a secret */
+    assert_int_equal(fls_keygen(g_tmp, "node1", err, sizeof err), FLS_ERR_IO);
+    assert_non_null(strstr(err, "exists"));
+    assert_int_equal(fls_keygen(g_tmp, "a/b", err, sizeof err), FLS_ERR_INVALID_ARG);
+    /* a damaged key file */
+    snprintf(path, sizeof path, "%s/bad.pub", g_tmp);
+    write_file(path, "# comment\nnot-a-key\n");
+    assert_int_equal(fls_key_file_read(path, pub, err, sizeof err), FL_ERR_AUTH);
+    assert_non_null(strstr(err, "bad.pub:2"));
+    write_file(path, "# only comments\n\n");
+    assert_int_equal(fls_key_file_read(path, pub, err, sizeof err), FL_ERR_AUTH);
+}
+
+static void test_allow_list(void **state)
+{
+    (void)state;
+    char a[41], b[41], sa[41], sb[41];
+    assert_int_equal(zmq_curve_keypair(a, sa), 0);
+    assert_int_equal(zmq_curve_keypair(b, sb), 0);
+    char text[512];
+    snprintf(text, sizeof text, "# clients\n\n  %s  # laptop\n%s\r\n%s\n", a, b, a);
+    fls_allow al = {0};
+    char err[256];
+    assert_int_equal(fls_allow_parse(&al, text, strlen(text), "al", err, sizeof err), FL_OK);
+    assert_int_equal(al.n, 2); /* the duplicate merged */
+    uint8_t ka[32], kb[32], ks[32];
+    zmq_z85_decode(ka, a);
+    zmq_z85_decode(kb, b);
+    zmq_z85_decode(ks, sa);
+    assert_true(fls_allow_has(&al, ka));
+    assert_true(fls_allow_has(&al, kb));
+    assert_false(fls_allow_has(&al, ks));
+    /* a bad line refuses the whole file and leaves the old list in place */
+    snprintf(text, sizeof text, "%s\n%.39s\n", b, a);
+    assert_int_equal(fls_allow_parse(&al, text, strlen(text), "al", err, sizeof err), FL_ERR_AUTH);
+    assert_non_null(strstr(err, "al:2:"));
+    assert_int_equal(al.n, 2);
+    snprintf(text, sizeof text, "%s extra\n", b);
+    assert_int_equal(fls_allow_parse(&al, text, strlen(text), "al", err, sizeof err), FL_ERR_AUTH);
+    /* '#' is a Z85 character: inside a key it is not a comment */
+    char h[41], sh[41];
+    for (int i = 0; i < 10000; i++) {
+        assert_int_equal(zmq_curve_keypair(h, sh), 0);
+        if (strchr(h + 1, '#'))
+            break;
+    }
+    assert_non_null(strchr(h + 1, '#'));
+    snprintf(text, sizeof text, "%s # with a hash\n#%s\n", h, a);
+    assert_int_equal(fls_allow_parse(&al, text, strlen(text), "al", err, sizeof err), FL_OK);
+    assert_int_equal(al.n, 1);
+    uint8_t kh[32];
+    zmq_z85_decode(kh, h);
+    assert_true(fls_allow_has(&al, kh));
+    assert_false(fls_allow_has(&al, ka));
+    /* an empty list is valid (nobody may connect) */
+    assert_int_equal(fls_allow_parse(&al, "# none\n", 7, "al", err, sizeof err), FL_OK);
+    assert_int_equal(al.n, 0);
+    assert_false(fls_allow_has(&al, ka));
+    fls_allow_clear(&al);
+}
+
+/* ---- the reactor with real sockets ---------------------------------------------------------- */
+
+typedef struct peer {
+    void *ctx, *sock;
+} peer;
+
+static void peer_open(peer *p, const char *endpoint, const char *server_pub, const char *pub,
+                      const char *sec)
+{
+    p->ctx = zmq_ctx_new();
+    assert_non_null(p->ctx);
+    p->sock = zmq_socket(p->ctx, ZMQ_DEALER);
+    assert_non_null(p->sock);
+    const int zero = 0;
+    zmq_setsockopt(p->sock, ZMQ_LINGER, &zero, sizeof zero);
+    if (server_pub) {
+        assert_int_equal(zmq_setsockopt(p->sock, ZMQ_CURVE_SERVERKEY, server_pub, 41), 0);
+        assert_int_equal(zmq_setsockopt(p->sock, ZMQ_CURVE_PUBLICKEY, pub, 41), 0);
+        assert_int_equal(zmq_setsockopt(p->sock, ZMQ_CURVE_SECRETKEY, sec, 41), 0);
+    }
+    assert_int_equal(zmq_connect(p->sock, endpoint), 0);
+}
+
+static void peer_close(peer *p)
+{
+    zmq_close(p->sock);
+    zmq_ctx_term(p->ctx);
+}
+
+static void peer_send(peer *p, const flp_msg *m)
+{
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    char err[FLP_ERRBUF];
+    assert_int_equal(flp_encode_alloc(&buf, &len, m, NULL, err, sizeof err), FL_OK);
+    assert_int_equal(zmq_send(p->sock, buf, len, 0), (int)len);
+    free(buf);
+}
+
+/* Steps the server until the peer receives a message that is not a Heartbeat (or max_s of wall
+ * time pass: then NULL, and the caller's assertion fails). Not a timed assertion: the bound only
+ * keeps a broken build from hanging. */
+static flp_msg *peer_recv(fls_server *s, peer *p, double max_s)
+{
+    const double t0 = fl_time_mono_s();
+    while (fl_time_mono_s() - t0 < max_s) {
+        fls_server_step(s, 2);
+        zmq_pollitem_t it = {p->sock, 0, ZMQ_POLLIN, 0};
+        if (zmq_poll(&it, 1, 2) <= 0)
+            continue;
+        zmq_msg_t z;
+        zmq_msg_init(&z);
+        assert_true(zmq_msg_recv(&z, p->sock, 0) >= 0);
+        flp_msg *m = NULL;
+        char err[FLP_ERRBUF];
+        const fl_status st = flp_decode(&m, zmq_msg_data(&z), zmq_msg_size(&z), NULL, err, sizeof err);
+        zmq_msg_close(&z);
+        if (st != FL_OK)
+            fail_msg("server sent an undecodable message: %s", err);
+        if (m->type == FLP_HEARTBEAT) {
+            flp_msg_free(m);
+            continue;
+        }
+        return m;
+    }
+    return NULL;
+}
+
+static flp_msg hello_msg(const char *id)
+{
+    flp_msg m;
+    memset(&m, 0, sizeof m);
+    m.version = FLP_VERSION;
+    m.type = FLP_HELLO;
+    m.sender = id;
+    m.hello.client_id = id;
+    m.hello.backend = FLP_BACKEND_CPU;
+    m.hello.dataset_size = 100;
+    m.hello.min_version = 1;
+    m.hello.max_version = 1;
+    return m;
+}
+
+static void expect_ack_hello(fls_server *s, peer *p)
+{
+    flp_msg *r = peer_recv(s, p, 10);
+    assert_non_null(r);
+    if (r->type != FLP_ACK)
+        fail_msg("expected Ack, got %s (%s)", flp_type_name(r->type),
+                 r->type == FLP_ERROR ? r->error.message : "");
+    assert_int_equal(r->ack.of_type, FLP_HELLO);
+    assert_int_equal(r->ack.status, 0);
+    flp_msg_free(r);
+}
+
+static void expect_error(fls_server *s, peer *p, fl_status code)
+{
+    flp_msg *r = peer_recv(s, p, 10);
+    assert_non_null(r);
+    if (r->type != FLP_ERROR || r->error.code != (uint32_t)code)
+        fail_msg("expected Error %s, got %s %u", fl_status_name(code), flp_type_name(r->type),
+                 r->type == FLP_ERROR ? r->error.code : 0);
+    flp_msg_free(r);
+}
+
+static void test_reactor_insecure(void **state)
+{
+    (void)state;
+    char yaml[1024], ep[300];
+    snprintf(ep, sizeof ep, "ipc://%s/plain.sock", g_tmp);
+    snprintf(yaml, sizeof yaml,
+             "server:\n  insecure: true\n  endpoints: ['%s']\nmodel:\n  arch: \"mlp:6-5-3\"\n"
+             "round:\n  clients: 3\n", ep);
+    fls_options *o = opts_from(yaml);
+    logbuf *lb = calloc(1, sizeof *lb);
+    fls_host host = {log_collect, lb, NULL, NULL, NULL};
+    fls_server *s = NULL;
+    assert_int_equal(fls_server_new(o, &host, &s), FLS_OK);
+    fls_options_free(o);
+    assert_string_equal(fls_server_endpoint(s, 0), ep);
+    assert_null(fls_server_endpoint(s, 1));
+    assert_null(fls_server_public_key(s));
+    assert_non_null(strstr(lb->text, "--insecure"));
+    assert_non_null(strstr(lb->text, "listening on ipc://"));
+
+    peer a, b;
+    peer_open(&a, ep, NULL, NULL, NULL);
+    peer_open(&b, ep, NULL, NULL, NULL);
+    /* before Hello: refused, never reaching the engine */
+    flp_msg hb;
+    memset(&hb, 0, sizeof hb);
+    hb.version = FLP_VERSION;
+    hb.type = FLP_HEARTBEAT;
+    hb.sender = "a";
+    peer_send(&a, &hb);
+    expect_error(s, &a, FL_ERR_UNKNOWN_CLIENT);
+
+    flp_msg h = hello_msg("a");
+    peer_send(&a, &h);
+    expect_ack_hello(s, &a);
+    fls_server_stats st;
+    fls_server_stats_get(s, &st);
+    assert_int_equal(st.clients, 1);
+    assert_int_equal(st.malformed, 0);
+
+    /* garbage bytes: Error WIRE_DECODE, counted */
+    assert_int_equal(zmq_send(a.sock, "\xff\xff\xff\xff garbage", 12, 0), 12);
+    expect_error(s, &a, FL_ERR_WIRE_DECODE);
+    /* a wrong protocol version inside a valid envelope */
+    flp_msg v = hb;
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    char err[FLP_ERRBUF];
+    assert_int_equal(flp_encode_alloc(&buf, &len, &v, NULL, err, sizeof err), FL_OK);
+    assert_int_equal(buf[0], 0x08); /* field 1 (version), varint */
+    buf[1] = 9;
+    assert_int_equal(zmq_send(a.sock, buf, len, 0), (int)len);
+    free(buf);
+    expect_error(s, &a, FL_ERR_WIRE_VERSION);
+    /* two frames in one message */
+    assert_int_equal(zmq_send(a.sock, "x", 1, ZMQ_SNDMORE), 1);
+    assert_int_equal(zmq_send(a.sock, "y", 1, 0), 1);
+    expect_error(s, &a, FL_ERR_WIRE_DECODE);
+    /* a chunk for no update: refused by the engine, answered once */
+    flp_msg ck;
+    memset(&ck, 0, sizeof ck);
+    ck.version = FLP_VERSION;
+    ck.type = FLP_CHUNK;
+    ck.sender = "a";
+    ck.round = 0;
+    ck.chunk.dir = FLP_DIR_UP;
+    ck.chunk.count = 1;
+    ck.chunk.payload = (const uint8_t *)"zz";
+    ck.chunk.payload_len = 2;
+    peer_send(&a, &ck);
+    expect_error(s, &a, FL_ERR_ROUND_CLOSED);
+    /* a sender that is not the Hello'd id */
+    hb.sender = "mallory";
+    peer_send(&a, &hb);
+    expect_error(s, &a, FL_ERR_WIRE_FIELD);
+    /* an unsupported version range */
+    flp_msg h2 = hello_msg("b");
+    h2.hello.min_version = 2;
+    h2.hello.max_version = 3;
+    peer_send(&b, &h2);
+    expect_error(s, &b, FL_ERR_WIRE_VERSION);
+
+    fls_server_stats_get(s, &st);
+    assert_int_equal(st.malformed, 3);
+    assert_true(st.refused >= 4);
+    assert_int_equal(st.clients, 1); /* still up, still serving a */
+
+    /* the server still answers correctly after all that */
+    h2 = hello_msg("b");
+    peer_send(&b, &h2);
+    expect_ack_hello(s, &b);
+    fls_server_stats_get(s, &st);
+    assert_int_equal(st.clients, 2);
+
+    /* Bye from a client ends its session; stop sends Bye("restart") to the others */
+    flp_msg bye;
+    memset(&bye, 0, sizeof bye);
+    bye.version = FLP_VERSION;
+    bye.type = FLP_BYE;
+    bye.sender = "a";
+    bye.bye.reason = "leaving";
+    peer_send(&a, &bye);
+    for (int i = 0; i < 50; i++)
+        fls_server_step(s, 2);
+    fls_server_stats_get(s, &st);
+    assert_int_equal(st.clients, 1);
+    fls_server_stop(s);
+    flp_msg *r = peer_recv(s, &b, 10);
+    assert_non_null(r);
+    assert_int_equal(r->type, FLP_BYE);
+    assert_string_equal(r->bye.reason, "restart");
+    flp_msg_free(r);
+    assert_int_equal(fls_server_step(s, 0), FLS_ERR_CANCELLED);
+    fls_server_free(s);
+    peer_close(&a);
+    peer_close(&b);
+    free(lb);
+}
+
+static void test_reactor_curve(void **state)
+{
+    (void)state;
+    char err[512], path[512], spub[41];
+    assert_int_equal(fls_keygen(g_tmp, "srv", err, sizeof err), FLS_OK);
+    snprintf(path, sizeof path, "%s/srv.pub", g_tmp);
+    assert_int_equal(fls_key_file_read(path, spub, err, sizeof err), FL_OK);
+    char ka[41], sa[41], kb[41], sb[41], kc[41], sc[41];
+    assert_int_equal(zmq_curve_keypair(ka, sa), 0);
+    assert_int_equal(zmq_curve_keypair(kb, sb), 0);
+    assert_int_equal(zmq_curve_keypair(kc, sc), 0); /* never allowed */
+    char allow[300], text[256];
+    snprintf(allow, sizeof allow, "%s/allowed", g_tmp);
+    snprintf(text, sizeof text, "# test clients\n%s\n%s\n", ka, kb);
+    write_file(allow, text);
+
+    char yaml[2048], ep[300];
+    snprintf(ep, sizeof ep, "ipc://%s/curve.sock", g_tmp);
+    snprintf(yaml, sizeof yaml,
+             "server:\n  endpoints: ['%s']\n  secret_key_file: '%s/srv.secret'\n"
+             "  allow_list: '%s'\nmodel:\n  arch: \"mlp:6-5-3\"\nround:\n  clients: 3\n",
+             ep, g_tmp, allow);
+    fls_options *o = opts_from(yaml);
+    logbuf *lb = calloc(1, sizeof *lb);
+    fls_host host = {log_collect, lb, NULL, NULL, NULL};
+    fls_server *s = NULL;
+    assert_int_equal(fls_server_new(o, &host, &s), FLS_OK);
+    fls_options_free(o);
+    assert_non_null(fls_server_public_key(s));
+    assert_string_equal(fls_server_public_key(s), spub);
+
+    peer a, b, c, plain;
+    peer_open(&a, ep, spub, ka, sa);
+    flp_msg h = hello_msg("dev-a");
+    peer_send(&a, &h);
+    expect_ack_hello(s, &a);
+
+    /* a key not on the list: the handshake is refused, nothing ever reaches the server */
+    peer_open(&c, ep, spub, kc, sc);
+    h = hello_msg("dev-c");
+    peer_send(&c, &h);
+    assert_null(peer_recv(s, &c, 0.5));
+    fls_server_stats st;
+    fls_server_stats_get(s, &st);
+    assert_true(st.auth_refused >= 1);
+    assert_int_equal(st.clients, 1);
+    /* a plain-text peer gets nowhere either */
+    peer_open(&plain, ep, NULL, NULL, NULL);
+    h = hello_msg("dev-p");
+    peer_send(&plain, &h);
+    assert_null(peer_recv(s, &plain, 0.5));
+
+    /* an allowed key claiming an id bound to another key: Error AUTH */
+    peer_open(&b, ep, spub, kb, sb);
+    h = hello_msg("dev-a");
+    peer_send(&b, &h);
+    expect_error(s, &b, FL_ERR_AUTH);
+    h = hello_msg("dev-b");
+    peer_send(&b, &h);
+    expect_ack_hello(s, &b);
+
+    /* reload: a's key removed; its next message is refused and its session ends */
+    snprintf(text, sizeof text, "%s\n", kb);
+    write_file(allow, text);
+    fls_server_reload(s);
+    fls_server_step(s, 0);
+    assert_non_null(strstr(lb->text, "1 keys"));
+    flp_msg hb;
+    memset(&hb, 0, sizeof hb);
+    hb.version = FLP_VERSION;
+    hb.type = FLP_HEARTBEAT;
+    hb.sender = "dev-a";
+    peer_send(&a, &hb);
+    expect_error(s, &a, FL_ERR_AUTH);
+    fls_server_stats_get(s, &st);
+    assert_int_equal(st.clients, 1);
+    /* a reload of a damaged file keeps the list in force */
+    write_file(allow, "garbage\n");
+    fls_server_reload(s);
+    fls_server_step(s, 0);
+    assert_non_null(strstr(lb->text, "allow-list not reloaded"));
+    hb.sender = "dev-b";
+    peer_send(&b, &hb);
+    assert_null(peer_recv(s, &b, 0.3)); /* a heartbeat gets no answer, and no Error */
+    fls_server_stats_get(s, &st);
+    assert_int_equal(st.clients, 1);
+
+    fls_server_free(s);
+    peer_close(&a);
+    peer_close(&b);
+    peer_close(&c);
+    peer_close(&plain);
+    free(lb);
+}
+
+static fl_status plus_quarter(void *user, const flc_core_job *job, float *params,
+                              uint64_t *n_samples, double *loss)
+{
+    (void)user;
+    for (size_t i = 0; i < job->sub->n_params; i++)
+        params[i] += 0.25f;
+    *n_samples = 3;
+    *loss = 1.5;
+    return FL_OK;
+}
+
+/* Plays one client through a whole round: Task, chunks acked one by one (the server must keep at
+ * most `credit` in flight), training, Update, chunks, Ack(UPDATE). Returns the Ack status. */
+static int32_t play_round(fls_server *s, peer *p, flc_core *c, uint32_t credit, int *max_inflight)
+{
+    flp_msg *task = peer_recv(s, p, 10);
+    assert_non_null(task);
+    if (task->type != FLP_TASK)
+        fail_msg("expected a Task, got %s", flp_type_name(task->type));
+    assert_int_equal(flc_core_on_message(c, task), FL_OK);
+    uint32_t total = 0;
+    for (uint32_t t = 0; t < task->task.n_tensors; t++)
+        total += task->task.tensors[t].n_chunks;
+    const uint64_t round = task->round;
+    flp_msg_free(task);
+    /* Let the server send all it may before acking anything. */
+    for (int i = 0; i < 20; i++)
+        fls_server_step(s, 1);
+    uint32_t got = 0;
+    int inflight = 0;
+    while (got < total) {
+        /* count what is queued without acking */
+        zmq_pollitem_t it = {p->sock, 0, ZMQ_POLLIN, 0};
+        while (zmq_poll(&it, 1, 20) > 0) {
+            flp_msg *m = peer_recv(s, p, 5);
+            assert_non_null(m);
+            assert_int_equal(m->type, FLP_CHUNK);
+            assert_int_equal(flc_core_on_message(c, m), FL_OK);
+            flp_msg_free(m);
+            got++;
+            inflight++;
+        }
+        if (inflight > *max_inflight)
+            *max_inflight = inflight;
+        assert_true(inflight > 0 || got == total);
+        /* ack them all: the server may send as many again */
+        flp_msg ack;
+        memset(&ack, 0, sizeof ack);
+        ack.version = FLP_VERSION;
+        ack.type = FLP_ACK;
+        ack.sender = "dev";
+        ack.ack.of_type = FLP_CHUNK;
+        ack.ack.of_round = round;
+        ack.ack.detail = "";
+        for (; inflight > 0; inflight--)
+            peer_send(p, &ack);
+        for (int i = 0; i < 20; i++)
+            fls_server_step(s, 1);
+    }
+    assert_true((uint32_t)*max_inflight <= credit);
+    assert_true(flc_core_ready(c));
+    assert_int_equal(flc_core_train(c), FL_OK);
+    flp_msg up;
+    assert_int_equal(flc_core_update(c, &up), FL_OK);
+    peer_send(p, &up);
+    const uint32_t n = flc_core_update_chunks(c);
+    for (uint32_t i = 0; i < n; i++) {
+        flp_msg cm;
+        assert_int_equal(flc_core_update_chunk(c, i, &cm), FL_OK);
+        peer_send(p, &cm);
+    }
+    flp_msg *ack = peer_recv(s, p, 10);
+    assert_non_null(ack);
+    assert_int_equal(ack->type, FLP_ACK);
+    assert_int_equal(ack->ack.of_type, FLP_UPDATE);
+    assert_int_equal(ack->ack.of_round, round);
+    const int32_t status = ack->ack.status;
+    flp_msg_free(ack);
+    return status;
+}
+
+static void test_reactor_round_and_resume(void **state)
+{
+    (void)state;
+    char yaml[2048], ep[300], ckpt[300], metrics[300];
+    snprintf(ep, sizeof ep, "ipc://%s/round.sock", g_tmp);
+    snprintf(ckpt, sizeof ckpt, "%s/run.ckpt", g_tmp);
+    snprintf(metrics, sizeof metrics, "%s/metrics.jsonl", g_tmp);
+    snprintf(yaml, sizeof yaml,
+             "server:\n  insecure: true\n  endpoints: ['%s']\n  credit: 3\n"
+             "model:\n  arch: \"mlp:6-5-3\"\nrun:\n  rounds: 1\n  metrics: '%s'\n"
+             "round:\n  clients: 1\n  overcommit: 1\ncodec:\n  chunk_elems: 4\n"
+             "eval:\n  dataset: synthetic\n  synthetic_samples: 50\n  every: 1\n"
+             "checkpoint:\n  path: '%s'\n  every: 1\n",
+             ep, metrics, ckpt);
+    fls_options *o = opts_from(yaml);
+    logbuf *lb = calloc(1, sizeof *lb);
+    fls_host host = {log_collect, lb, NULL, round_collect, lb};
+    fls_server *s = NULL;
+    assert_int_equal(fls_server_new(o, &host, &s), FLS_OK);
+
+    peer p;
+    peer_open(&p, ep, NULL, NULL, NULL);
+    const flc_core_config cc = {"dev", fls_client_key("dev"), 5, NULL, plus_quarter, NULL, {0}};
+    flc_core *c = NULL;
+    assert_int_equal(flc_core_new(&cc, &c), FL_OK);
+    flp_msg h = hello_msg("dev");
+    peer_send(&p, &h);
+    expect_ack_hello(s, &p);
+    int max_inflight = 0;
+    assert_int_equal(play_round(s, &p, c, 3, &max_inflight), 0);
+    assert_int_equal(max_inflight, 3); /* mlp:6-5-3 in chunks of 4: far more than 3 chunks */
+
+    /* the run is done after one round: metrics, Bye("done"), final checkpoint */
+    flp_msg *bye = peer_recv(s, &p, 10);
+    assert_non_null(bye);
+    assert_int_equal(bye->type, FLP_BYE);
+    assert_string_equal(bye->bye.reason, "done");
+    flp_msg_free(bye);
+    assert_int_equal(fls_server_step(s, 0), FLS_ERR_STATE);
+    assert_int_equal(lb->rounds, 1);
+    assert_non_null(strstr(lb->last_json, "\"reported\":1"));
+    assert_non_null(strstr(lb->last_json, "\"test_accuracy\":"));
+    assert_null(strstr(lb->last_json, "\"test_accuracy\":null"));
+    assert_non_null(strstr(lb->text, "round 0: 1/1 updates"));
+    fls_server_stats st;
+    fls_server_stats_get(s, &st);
+    assert_true(st.checkpoints >= 1);
+    assert_int_equal(st.malformed, 0);
+    fls_server_free(s);
+    FILE *f = fopen(metrics, "r");
+    assert_non_null(f);
+    char line[4096];
+    assert_non_null(fgets(line, sizeof line, f));
+    assert_non_null(strstr(line, "\"round\":0"));
+    fclose(f);
+
+    /* resume: the same configuration with two rounds continues at round 1 */
+    char err[256];
+    assert_int_equal(fls_options_set(o, "run.rounds", "2", err, sizeof err), FLS_OK);
+    assert_int_equal(fls_options_set(o, "run.resume", "true", err, sizeof err), FLS_OK);
+    lb->len = 0;
+    lb->text[0] = 0;
+    assert_int_equal(fls_server_new(o, &host, &s), FLS_OK);
+    assert_non_null(strstr(lb->text, "at round 1"));
+    peer_close(&p);
+    peer_open(&p, ep, NULL, NULL, NULL);
+    peer_send(&p, &h);
+    expect_ack_hello(s, &p);
+    max_inflight = 0;
+    assert_int_equal(play_round(s, &p, c, 3, &max_inflight), 0);
+    bye = peer_recv(s, &p, 10);
+    assert_non_null(bye);
+    assert_string_equal(bye->bye.reason, "done");
+    flp_msg_free(bye);
+    assert_non_null(strstr(lb->last_json, "\"round\":1"));
+    fls_server_free(s);
+
+    /* a checkpoint of another configuration is refused */
+    assert_int_equal(fls_options_set(o, "run.seed", "99", err, sizeof err), FLS_OK);
+    assert_int_equal(fls_server_new(o, &host, &s), FLS_ERR_CHECKPOINT_MISMATCH);
+    assert_null(s);
+    fls_options_free(o);
+    flc_core_free(c);
+    peer_close(&p);
+    free(lb);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_config_good),
+        cmocka_unit_test(test_config_every_key_bad),
+        cmocka_unit_test(test_config_structure_errors),
+        cmocka_unit_test(test_config_validate),
+        cmocka_unit_test(test_cli_flags_override),
+        cmocka_unit_test(test_keygen),
+        cmocka_unit_test(test_allow_list),
+        cmocka_unit_test(test_reactor_insecure),
+        cmocka_unit_test(test_reactor_curve),
+        cmocka_unit_test(test_reactor_round_and_resume),
+    };
+    return cmocka_run_group_tests(tests, setup_tmp, teardown_tmp);
+}
