@@ -407,7 +407,12 @@ typedef struct copy_ctx {
 static void gather_run(void *user, size_t full_index, size_t sub_index, size_t len)
 {
     const copy_ctx *c = user;
-    memcpy(c->dst + sub_index, c->src + full_index, len * sizeof(float));
+    /* A plain loop (vectorised at -O3), not memcpy: the cnn's typical run is 196 floats, where
+     * glibc's memcpy measured ~1.4x slower over a whole gather (bench command in the report). */
+    float *restrict d = c->dst + sub_index;
+    const float *restrict s = c->src + full_index;
+    for (size_t i = 0; i < len; i++)
+        d[i] = s[i];
 }
 
 void flm_submodel_gather(const flm_submodel *sm, float *sub, const float *full)
