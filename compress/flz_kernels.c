@@ -8,8 +8,41 @@
 static void p_philox_words(uint32_t *out, const uint32_t key[2], uint32_t round, uint32_t client,
                            uint32_t purpose, uint32_t block0, size_t nwords)
 {
-    uint32_t ctr[4] = {block0, round, client, purpose};
-    for (size_t i = 0; i < nwords; i += 4) {
+    /* eight independent blocks side by side: the lane loops are plain enough for the compiler
+     * to vectorise (32x32->64 multiplies), same function as fl_philox4x32 */
+    size_t i = 0;
+    for (; nwords - i >= 32; i += 32) {
+        uint32_t c0[8], c1[8], c2[8], c3[8];
+        for (int l = 0; l < 8; l++) {
+            c0[l] = block0 + (uint32_t)(i / 4) + (uint32_t)l;
+            c1[l] = round;
+            c2[l] = client;
+            c3[l] = purpose;
+        }
+        uint32_t k0 = key[0], k1 = key[1];
+        for (int r = 0; r < 10; r++) {
+            for (int l = 0; l < 8; l++) {
+                const uint64_t p0 = (uint64_t)0xD2511F53u * c0[l];
+                const uint64_t p1 = (uint64_t)0xCD9E8D57u * c2[l];
+                const uint32_t n0 = (uint32_t)(p1 >> 32) ^ c1[l] ^ k0;
+                const uint32_t n2 = (uint32_t)(p0 >> 32) ^ c3[l] ^ k1;
+                c1[l] = (uint32_t)p1;
+                c3[l] = (uint32_t)p0;
+                c0[l] = n0;
+                c2[l] = n2;
+            }
+            k0 += 0x9E3779B9u;
+            k1 += 0xBB67AE85u;
+        }
+        for (int l = 0; l < 8; l++) {
+            out[i + 4 * l] = c0[l];
+            out[i + 4 * l + 1] = c1[l];
+            out[i + 4 * l + 2] = c2[l];
+            out[i + 4 * l + 3] = c3[l];
+        }
+    }
+    uint32_t ctr[4] = {block0 + (uint32_t)(i / 4), round, client, purpose};
+    for (; i < nwords; i += 4) {
         fl_philox4x32(key, ctr, out + i);
         ctr[0]++;
     }
@@ -36,37 +69,72 @@ static inline uint32_t level_of(float x, float lo, float inv, uint32_t d, uint32
     const float v = (x - lo) * inv;
     const float t = v + (float)(2 * d + 1) * 7.62939453125e-06f; /* 2^-17 */
     /* v >= 0, so truncation is floor; the clamp guards t >= 2^31 (huge inv) as well */
-    const uint32_t lv = t < 2147483648.0f ? (uint32_t)t : L;
+    const uint32_t lv = t < 2147483648.0f ? (uint32_t)(int32_t)t : L;
     return lv < L ? lv : L;
 }
 
 static void p_quant(uint8_t *dst, const float *x, size_t n, unsigned q, float lo, float inv,
                     const uint32_t *dw)
 {
+    /* levels of up to 256 values at a time into lv[], then packing: two simple loops the
+     * compiler can vectorise, instead of one loop with a data-dependent inner shape */
     const uint32_t L = (1u << q) - 1;
-    const unsigned per = 8 / q;
-    const size_t nbytes = (n * q + 7) / 8;
-    for (size_t b = 0; b < nbytes; b++) {
-        uint32_t byte = 0;
-        for (unsigned j = 0; j < per; j++) {
-            const size_t i = b * per + j;
-            if (i >= n)
-                break;
-            const uint32_t d = (dw[i >> 1] >> ((i & 1) * 16)) & 0xffffu;
-            byte |= level_of(x[i], lo, inv, d, L) << (j * q);
+    uint8_t lv[256];
+    for (size_t i0 = 0; i0 < n; i0 += 256) {
+        const size_t m = n - i0 < 256 ? n - i0 : 256;
+        const uint32_t *d = dw + i0 / 2;
+        for (size_t j = 0; j < m / 2; j++) {
+            lv[2 * j] = (uint8_t)level_of(x[i0 + 2 * j], lo, inv, d[j] & 0xffffu, L);
+            lv[2 * j + 1] = (uint8_t)level_of(x[i0 + 2 * j + 1], lo, inv, d[j] >> 16, L);
         }
-        dst[b] = (uint8_t)byte;
+        if (m & 1)
+            lv[m - 1] = (uint8_t)level_of(x[i0 + m - 1], lo, inv, d[m / 2] & 0xffffu, L);
+        for (size_t j = m; j < ((m + 7) & ~(size_t)7); j++)
+            lv[j] = 0;
+        uint8_t *o = dst + i0 * q / 8;
+        const size_t nb = (m * q + 7) / 8;
+        switch (q) {
+        case 8:
+            memcpy(o, lv, m);
+            break;
+        case 4:
+            for (size_t b = 0; b < nb; b++)
+                o[b] = (uint8_t)(lv[2 * b] | lv[2 * b + 1] << 4);
+            break;
+        case 2:
+            for (size_t b = 0; b < nb; b++)
+                o[b] = (uint8_t)(lv[4 * b] | lv[4 * b + 1] << 2 | lv[4 * b + 2] << 4 |
+                                 lv[4 * b + 3] << 6);
+            break;
+        default:
+            for (size_t b = 0; b < nb; b++) {
+                uint32_t v = 0;
+                for (unsigned k = 0; k < 8; k++)
+                    v |= (uint32_t)lv[8 * b + k] << k;
+                o[b] = (uint8_t)v;
+            }
+            break;
+        }
     }
 }
 
 static void p_dequant(float *out, const uint8_t *src, size_t n, unsigned q, float lo, float step)
 {
+    if (q == 8) {
+        for (size_t i = 0; i < n; i++)
+            out[i] = lo + (float)src[i] * step;
+        return;
+    }
     const uint32_t mask = (1u << q) - 1;
     const unsigned per = 8 / q;
-    for (size_t i = 0; i < n; i++) {
-        const uint32_t lv = (src[i / per] >> ((i % per) * q)) & mask;
-        out[i] = lo + (float)lv * step;
+    const size_t full = n / per;
+    for (size_t b = 0; b < full; b++) {
+        const uint32_t byte = src[b];
+        for (unsigned k = 0; k < per; k++)
+            out[b * per + k] = lo + (float)((byte >> (k * q)) & mask) * step;
     }
+    for (size_t i = full * per; i < n; i++)
+        out[i] = lo + (float)((src[i / per] >> ((i % per) * q)) & mask) * step;
 }
 
 static void p_fwht(float *x, unsigned log2, float scale)
