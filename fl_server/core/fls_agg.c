@@ -495,6 +495,64 @@ static int fold_avx2(uint64_t *acc, const float *x, size_t len, uint64_t w, doub
 }
 #endif
 
+/* Weight cells: each held cell gets w once, at its representative element (row 0 if rows have
+ * no cells of their own, column block 0 likewise, inner offset 0), which every holder holds. */
+/* Adds w (mod 2^64: pass 0 - w to undo) to the cells of the run [full_index, +len). *ti is a
+ * tensor cursor (runs come in increasing full order within one walk). */
+static void cell_account(fls_agg *a, int *ti, size_t full_index, size_t len, uint64_t w)
+{
+    size_t p = full_index;
+    const size_t end = full_index + len;
+    while (p < end) {
+        while (*ti < a->nt && a->t[*ti].off + a->t[*ti].numel <= p)
+            (*ti)++;
+        if (*ti >= a->nt) { /* a run past the last tensor: impossible for a valid submodel */
+            *ti = 0;
+            while (*ti < a->nt && a->t[*ti].off + a->t[*ti].numel <= p)
+                (*ti)++;
+            if (*ti >= a->nt)
+                return;
+        }
+        if (a->t[*ti].off > p) { /* runs went backwards: restart the cursor */
+            *ti = 0;
+            continue;
+        }
+        const agg_tensor *t = &a->t[*ti];
+        const size_t tend = end < t->off + t->numel ? end : t->off + t->numel;
+        const size_t q0 = p - t->off, q1 = tend - t->off;
+        const size_t r0 = q0 / t->RL;
+        size_t r1 = (q1 - 1) / t->RL;
+        if (!t->row_cells && r1 > 0)
+            r1 = 0;
+        for (size_t r = r0; r <= r1; r++) {
+            const size_t rs = r * t->RL;
+            const size_t lo = (q0 > rs ? q0 : rs) - rs;
+            const size_t hi = (q1 < rs + t->RL ? q1 : rs + t->RL) - rs;
+            uint64_t *row = a->cellw + t->cell0 + (t->row_cells ? r : 0) * t->cc;
+            if (t->col_cells) {
+                for (size_t cb = (lo + t->inner - 1) / t->inner; cb * t->inner < hi; cb++)
+                    row[cb] += w;
+            } else if (lo == 0) {
+                row[0] += w;
+            }
+        }
+        p = tend;
+    }
+}
+
+typedef struct cell_ctx {
+    fls_agg *a;
+    uint64_t w;
+    int ti;
+} cell_ctx;
+
+static void cell_run(void *user, size_t full_index, size_t sub_index, size_t len)
+{
+    (void)sub_index;
+    cell_ctx *c = user;
+    cell_account(c->a, &c->ti, full_index, len, c->w);
+}
+
 typedef struct fold_ctx {
     fls_agg *a;
     const float *stage;
@@ -504,6 +562,7 @@ typedef struct fold_ctx {
     int neg;
     int bad;
     size_t prev_end;   /* full index just past the previous run; 0 before the first */
+    int ti;            /* cell_account's tensor cursor */
 } fold_ctx;
 
 static void fold_now(fold_ctx *c, size_t full_index, const float *x, size_t len)
@@ -534,58 +593,7 @@ static void fold_run(void *user, size_t full_index, size_t sub_index, size_t len
         fold_now(c, c->prev_end, zero_deltas, full_index - c->prev_end);
     fold_now(c, full_index, c->stage + sub_index, len);
     c->prev_end = full_index + len;
-}
-
-/* Weight cells: each held cell gets w once, at its representative element (row 0 if rows have
- * no cells of their own, column block 0 likewise, inner offset 0), which every holder holds. */
-typedef struct cell_ctx {
-    fls_agg *a;
-    uint64_t w;
-    int ti;            /* tensor cursor: runs come in increasing full order within a sub range */
-} cell_ctx;
-
-static void cell_run(void *user, size_t full_index, size_t sub_index, size_t len)
-{
-    (void)sub_index;
-    cell_ctx *c = user;
-    fls_agg *a = c->a;
-    size_t p = full_index;
-    const size_t end = full_index + len;
-    while (p < end) {
-        while (c->ti < a->nt && a->t[c->ti].off + a->t[c->ti].numel <= p)
-            c->ti++;
-        if (c->ti >= a->nt) { /* a run past the last tensor: impossible for a valid submodel */
-            c->ti = 0;
-            while (c->ti < a->nt && a->t[c->ti].off + a->t[c->ti].numel <= p)
-                c->ti++;
-            if (c->ti >= a->nt)
-                return;
-        }
-        if (a->t[c->ti].off > p) { /* runs went backwards: restart the cursor */
-            c->ti = 0;
-            continue;
-        }
-        const agg_tensor *t = &a->t[c->ti];
-        const size_t tend = end < t->off + t->numel ? end : t->off + t->numel;
-        const size_t q0 = p - t->off, q1 = tend - t->off;
-        const size_t r0 = q0 / t->RL;
-        size_t r1 = (q1 - 1) / t->RL;
-        if (!t->row_cells && r1 > 0)
-            r1 = 0;
-        for (size_t r = r0; r <= r1; r++) {
-            const size_t rs = r * t->RL;
-            const size_t lo = (q0 > rs ? q0 : rs) - rs;
-            const size_t hi = (q1 < rs + t->RL ? q1 : rs + t->RL) - rs;
-            uint64_t *row = a->cellw + t->cell0 + (t->row_cells ? r : 0) * t->cc;
-            if (t->col_cells) {
-                for (size_t cb = (lo + t->inner - 1) / t->inner; cb * t->inner < hi; cb++)
-                    row[cb] += c->w;
-            } else if (lo == 0) {
-                row[0] += c->w;
-            }
-        }
-        p = tend;
-    }
+    cell_account(c->a, &c->ti, full_index, len, c->neg ? 0 - c->w : c->w);
 }
 
 static double stage_norm(const float *x, size_t n)
@@ -671,6 +679,7 @@ fl_status fls_agg_update_commit(fls_agg_update *h)
         if (fc.bad) { /* undo exactly: subtract the very same terms */
             fc.neg = 1;
             fc.prev_end = 0;
+            fc.ti = 0;
             if (h->sm)
                 flm_submodel_runs(h->sm, 0, h->n_sub, fold_run, &fc);
             else
@@ -703,11 +712,11 @@ fl_status fls_agg_update_commit(fls_agg_update *h)
         }
         a->upd[a->n_upd++] = u;
     }
-    if (h->sm) {
+    if (!h->sm) {
+        a->w_all += h->w;
+    } else if (a->o.mode != FLS_AGG_MEAN) { /* the mean fold counted its cells as it went */
         cell_ctx cc = {a, h->w, 0};
         flm_submodel_runs(h->sm, 0, h->n_sub, cell_run, &cc);
-    } else {
-        a->w_all += h->w;
     }
     a->w_total += h->w;
     a->st.n_updates++;
