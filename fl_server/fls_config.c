@@ -345,6 +345,8 @@ static fl_status key_set(fls_options *o, const key_def *k, const char *v, int ap
         if (strlen(v) >= FLS_ENDPOINT_MAX)
             return fail(err, errlen, "%s: endpoint longer than %d bytes", k->key,
                         FLS_ENDPOINT_MAX - 1);
+        if (strpbrk(v, " \t,"))
+            return fail(err, errlen, "%s: '%s' contains a blank or a comma", k->key, v);
         if (strncmp(v, "tcp://", 6) != 0 && strncmp(v, "ipc://", 6) != 0)
             return fail(err, errlen, "%s: '%s' is not a tcp:// or ipc:// endpoint", k->key, v);
         if (strlen(v) == 6)
