@@ -472,3 +472,13 @@ const flm_arch *flc_core_sub_arch(const flc_core *c)
 {
     return c->sm ? flm_submodel_arch(c->sm) : NULL;
 }
+
+void flc_core_swap_residual(flc_core *c, float **resid, size_t *n)
+{
+    float *r = c->resid;
+    const size_t rn = c->resid_n;
+    c->resid = *resid;
+    c->resid_n = *resid ? *n : 0;
+    *resid = r;
+    *n = r ? rn : 0;
+}

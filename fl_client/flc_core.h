@@ -109,4 +109,11 @@ const flc_core_stats *flc_core_last_stats(const flc_core *c);
 const float *flc_core_weights(const flc_core *c);
 const flm_arch *flc_core_sub_arch(const flc_core *c);
 
+/* Exchanges the core's error-feedback residual (global coordinates, *n floats, or NULL / 0) with
+ * the caller's: a simulator that reuses cores across virtual clients keeps each client's residual
+ * itself and swaps it in before flc_core_train and out afterwards. Ownership moves with the
+ * pointer (malloc'ed; free() it). A residual whose length is not the model's is replaced by zeros
+ * at the next train. */
+void flc_core_swap_residual(flc_core *c, float **resid, size_t *n);
+
 #endif
