@@ -1,0 +1,282 @@
+/* fl_sim: the command line of the simulator (see sim/README.md and `fl_sim --help`).
+ *
+ *   fl_sim [--config FILE] [--NAME VALUE | --NAME=VALUE]...
+ *   fl_sim experiment afd [--preset small|full] [--seeds N] [--out DIR] [--NAME VALUE]...
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "fl_log.h"
+#include "flsim.h"
+
+#ifdef FLSIM_HAVE_MPI
+#include <mpi.h>
+#endif
+
+static int g_rank = 0;
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+        "usage: fl_sim [--config FILE] [--OPTION VALUE | --OPTION=VALUE]...\n"
+        "       fl_sim experiment afd [--preset small|full] [--seeds N] [--out DIR] [--OPTION VALUE]...\n"
+        "\n"
+        "Simulates federated learning with fedrop's own server and client cores: virtual clients\n"
+        "with device and network profiles, a virtual clock, worker threads (and MPI ranks under\n"
+        "mpirun). Writes DIR/rounds.csv and DIR/summary.json with --out DIR.\n"
+        "\n"
+        "Options (a YAML --config file takes the same names as keys; flags override it):\n");
+    for (const flsim_option_doc *d = flsim_option_docs(); d->name; d++)
+        fprintf(f, "  --%-14s %-16s %s\n", d->name, d->arg, d->help);
+    fprintf(f,
+        "  --help                          this text\n"
+        "\n"
+        "experiment afd: runs full, fd, afd-single and afd-multi, each without and with compression\n"
+        "(--down-codec / --up-codec of the preset), over --seeds seeds (3), and writes table.md,\n"
+        "table.csv, curves.csv and plots (gnuplot) under --out (default results/afd-PRESET).\n"
+        "  --preset small   mlp on 6,000 Fashion-MNIST samples, 100 clients, 10 per round, 30 rounds\n"
+        "  --preset full    cnn:10 on Fashion-MNIST, 1,000 clients, 50 per round, 200 rounds\n"
+        "\n"
+        "Examples:\n"
+        "  fl_sim --dataset fashion-mnist --model cnn --clients 1000 --per-round 50 --rounds 100 \\\n"
+        "         --partition dirichlet:0.3 --policy afd-single --keep 0.75 \\\n"
+        "         --down-codec rot+q4+zstd --up-codec rot+q2+zstd --seed 1 --threads 2 --out run1\n"
+        "  mpirun -n 4 --hostfile hosts fl_sim --config run.yaml --out run2\n");
+}
+
+typedef struct progress {
+    int bar;
+    uint32_t total;
+    int quiet;
+} progress;
+
+static void on_round(void *user, const flsim_round_record *r, const flsim_result *sofar)
+{
+    const progress *p = user;
+    if (p->quiet || g_rank != 0)
+        return;
+    char acc[32] = "-";
+    if (r->evaluated)
+        snprintf(acc, sizeof acc, "%.4f", r->test_acc);
+    if (p->bar) {
+        const int width = 30;
+        const int fill = p->total ? (int)((double)r->round / p->total * width) : width;
+        fprintf(stderr, "\r[%.*s%*s] %u/%u  acc %s  vtime %.0fs  down %.1f MB  up %.1f MB  wall %.1fs ",
+                fill, "==============================", width - fill, "", r->round, p->total, acc,
+                r->vtime_s, sofar->bytes_down / 1e6, sofar->bytes_up / 1e6, sofar->wall_s);
+        fflush(stderr);
+    } else {
+        printf("round %u vtime_s %.3f round_vtime_s %.3f wall_s %.3f bytes_down %llu bytes_up %llu "
+               "loss %.5f acc %s reported %u late %u\n",
+               r->round, r->vtime_s, r->round_vtime_s, r->wall_s,
+               (unsigned long long)r->bytes_down, (unsigned long long)r->bytes_up, r->mean_loss,
+               acc, r->reported, r->late);
+        fflush(stdout);
+    }
+}
+
+/* Splits argv into (name, value) pairs: --name value or --name=value. */
+static int next_opt(int argc, char **argv, int *i, const char **name, const char **value,
+                    char *buf, size_t cap)
+{
+    const char *a = argv[*i];
+    if (strncmp(a, "--", 2) != 0) {
+        fprintf(stderr, "fl_sim: unexpected argument '%s' (options start with --; see --help)\n", a);
+        return -1;
+    }
+    a += 2;
+    const char *eq = strchr(a, '=');
+    if (eq) {
+        snprintf(buf, cap, "%.*s", (int)(eq - a), a);
+        *name = buf;
+        *value = eq + 1;
+        (*i)++;
+        return 0;
+    }
+    *name = a;
+    if (*i + 1 >= argc) {
+        fprintf(stderr, "fl_sim: --%s needs a value (see --help)\n", a);
+        return -1;
+    }
+    *value = argv[*i + 1];
+    *i += 2;
+    return 0;
+}
+
+static int has_help(int argc, char **argv)
+{
+    for (int i = 1; i < argc; i++)
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h"))
+            return 1;
+    return 0;
+}
+
+static int run_experiment(int argc, char **argv, int first)
+{
+    flsim_experiment e;
+    memset(&e, 0, sizeof e);
+    snprintf(e.preset, sizeof e.preset, "small");
+    e.seeds = 3;
+    int n_over = 0;
+    static char store[64][FLSIM_STR + 64];
+    for (int i = first; i < argc;) {
+        const char *name, *value;
+        char buf[128];
+        if (next_opt(argc, argv, &i, &name, &value, buf, sizeof buf) != 0)
+            return 2;
+        if (!strcmp(name, "preset")) {
+            if (strcmp(value, "small") && strcmp(value, "full")) {
+                fprintf(stderr, "fl_sim: --preset: '%s' is not small or full\n", value);
+                return 2;
+            }
+            snprintf(e.preset, sizeof e.preset, "%s", value);
+        } else if (!strcmp(name, "seeds")) {
+            char *end;
+            const long v = strtol(value, &end, 10);
+            if (*end || v < 1 || v > 100) {
+                fprintf(stderr, "fl_sim: --seeds: '%s' is not a count in 1 .. 100\n", value);
+                return 2;
+            }
+            e.seeds = (uint32_t)v;
+        } else if (!strcmp(name, "out")) {
+            snprintf(e.out, sizeof e.out, "%s", value);
+        } else {
+            flsim_config probe = flsim_config_default();
+            char err[300];
+            if (flsim_config_set(&probe, name, value, err, sizeof err) != FL_OK) {
+                fprintf(stderr, "fl_sim: %s\n", err);
+                return 2;
+            }
+            if (n_over >= 63) {
+                fprintf(stderr, "fl_sim: too many options\n");
+                return 2;
+            }
+            snprintf(store[n_over], sizeof store[n_over], "%s=%s", name, value);
+            e.overrides[n_over] = store[n_over];
+            n_over++;
+        }
+    }
+    if (!e.out[0])
+        snprintf(e.out, sizeof e.out, "results/afd-%s", e.preset);
+    const fl_logger lg = {fl_log_to_file, stderr, FL_LOG_WARN};
+    char err[512];
+    const fl_status st = flsim_experiment_afd(&e, &lg, err, sizeof err);
+    if (st != FL_OK) {
+        fprintf(stderr, "fl_sim experiment: %s\n", err[0] ? err : fl_strerror(st));
+        return 1;
+    }
+    if (g_rank == 0)
+        printf("results in %s (table.md, table.csv, curves.csv, plots)\n", e.out);
+    return 0;
+}
+
+static int run_main(int argc, char **argv)
+{
+    if (has_help(argc, argv)) {
+        if (g_rank == 0)
+            usage(stdout);
+        return 0;
+    }
+    if (argc >= 2 && !strcmp(argv[1], "experiment")) {
+        if (argc < 3 || strcmp(argv[2], "afd") != 0) {
+            fprintf(stderr, "fl_sim: the experiment is 'afd' (fl_sim experiment afd --help)\n");
+            return 2;
+        }
+        return run_experiment(argc, argv, 3);
+    }
+    flsim_config cfg = flsim_config_default();
+    char err[512];
+    /* The config file first, whatever its position: flags override it. */
+    for (int i = 1; i < argc; i++) {
+        const char *path = NULL;
+        if (!strcmp(argv[i], "--config") && i + 1 < argc)
+            path = argv[i + 1];
+        else if (!strncmp(argv[i], "--config=", 9))
+            path = argv[i] + 9;
+        if (path && flsim_config_load_yaml(&cfg, path, err, sizeof err) != FL_OK) {
+            fprintf(stderr, "fl_sim: %s\n", err);
+            return 2;
+        }
+    }
+    for (int i = 1; i < argc;) {
+        const char *name, *value;
+        char buf[128];
+        if (next_opt(argc, argv, &i, &name, &value, buf, sizeof buf) != 0)
+            return 2;
+        if (!strcmp(name, "config"))
+            continue;
+        if (flsim_config_set(&cfg, name, value, err, sizeof err) != FL_OK) {
+            fprintf(stderr, "fl_sim: %s\n", err);
+            return 2;
+        }
+    }
+    if (flsim_config_validate(&cfg, err, sizeof err) != FL_OK) {
+        fprintf(stderr, "fl_sim: %s\n", err);
+        return 2;
+    }
+    progress pr = {cfg.progress == 1 || (cfg.progress == -1 && isatty(STDERR_FILENO)),
+                   cfg.rounds, cfg.quiet};
+    const fl_logger lg = {fl_log_to_file, stderr, FL_LOG_WARN};
+    flsim_result res;
+    flsim_round_record *recs = NULL;
+    size_t n = 0;
+    const fl_status st = flsim_run(&cfg, NULL, &lg, on_round, &pr, &res, &recs, &n, err, sizeof err);
+    if (pr.bar && !cfg.quiet && g_rank == 0)
+        fputc('\n', stderr);
+    if (st != FL_OK) {
+        fprintf(stderr, "fl_sim: %s\n", err[0] ? err : fl_strerror(st));
+        free(recs);
+        return 1;
+    }
+    int rc = 0;
+    if (g_rank == 0) {
+        char hex[2 * FL_SHA256_LEN + 1];
+        fl_sha256_hex(hex, res.model_sha256);
+        printf("rounds %u final_test_acc %.4f virtual_time_s %.1f bytes_down %llu bytes_up %llu "
+               "wall_s %.2f blas %s ranks %d model_sha256 %s\n",
+               res.rounds, res.final_test_acc, res.virtual_time_s,
+               (unsigned long long)res.bytes_down, (unsigned long long)res.bytes_up, res.wall_s,
+               res.blas, res.mpi_ranks, hex);
+        if (cfg.target_acc > 0) {
+            if (res.target_reached)
+                printf("target %.4f reached after %u rounds, %.1f virtual s, %llu bytes down, %llu up\n",
+                       cfg.target_acc, res.rounds_to_target, res.vtime_to_target,
+                       (unsigned long long)res.bytes_down_to_target,
+                       (unsigned long long)res.bytes_up_to_target);
+            else
+                printf("target %.4f not reached\n", cfg.target_acc);
+        }
+        if (cfg.out[0] && flsim_write_outputs(cfg.out, &cfg, &res, recs, n) != FL_OK) {
+            fprintf(stderr, "fl_sim: cannot write %s/rounds.csv or summary.json\n", cfg.out);
+            rc = 1;
+        }
+    }
+    free(recs);
+    return rc;
+}
+
+int main(int argc, char **argv)
+{
+#ifdef FLSIM_HAVE_MPI
+    /* Only under a launcher: a plain run must not need an MPI runtime. */
+    const int under_mpi = getenv("OMPI_COMM_WORLD_SIZE") || getenv("PMIX_RANK") || getenv("PMI_RANK");
+    if (under_mpi) {
+        int provided = 0;
+        MPI_Init_thread(&argc, &argv, MPI_THREAD_FUNNELED, &provided);
+        MPI_Comm_rank(MPI_COMM_WORLD, &g_rank);
+    }
+#endif
+    const int rc = run_main(argc, argv);
+#ifdef FLSIM_HAVE_MPI
+    if (under_mpi) {
+        int rcs = rc;
+        MPI_Allreduce(MPI_IN_PLACE, &rcs, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
+        MPI_Finalize();
+        return rcs;
+    }
+#endif
+    return rc;
+}

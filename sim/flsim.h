@@ -1,0 +1,292 @@
+/* flsim.h: fl_sim, the federated-learning simulator of fedrop (shared DESIGN.md, "sim").
+ *
+ * The simulator drives the very same IO-free cores as the daemons: one fls_core (server) and, for
+ * each client training in a round, an flc_core (client), exchanging flp_msg structs in process
+ * (no encoding of the envelope; bytes are counted as the chunk payload bytes, i.e. after
+ * compression). Time is virtual: a client's round trip is download + compute + upload from its
+ * device profile, and updates reach the server core in order of virtual finish time with `now` =
+ * that time, so quorum and deadline closes and late rejections happen as they would live.
+ *
+ * Population: up to FLSIM_MAX_CLIENTS virtual clients. A client is its number k: its profile
+ * (compute speed, bandwidths) and its availability are pure functions of (seed, k[, round]) drawn
+ * from fl_rng streams FL_RNG_PROFILE / FL_RNG_AVAIL (or rows of a trace file); its samples are a
+ * slice of a dataset partition (O(1) per client); models exist only for the clients training now.
+ *
+ * Every function here is thread-safe on distinct objects; a trace is immutable once parsed.
+ */
+#ifndef FLSIM_H
+#define FLSIM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "fl_log.h"
+#include "fl_sha256.h"
+#include "fl_status.h"
+#include "flm_data.h"
+#include "fls_policy.h"
+
+#define FLSIM_MAX_CLIENTS 1000000u
+#define FLSIM_STR 256
+/* Longest line of a trace file, bytes (longer: FL_ERR_TRACE_FORMAT). */
+#define FLSIM_TRACE_MAX_LINE 1024
+
+/* ---- distributions of device / network parameters ------------------------------------------ */
+
+typedef enum flsim_dist_kind {
+    FLSIM_DIST_CONST = 0,      /* always `median` */
+    FLSIM_DIST_LOGNORMAL = 1,  /* median * exp(sigma * N(0, 1)) */
+} flsim_dist_kind;
+
+typedef struct flsim_dist {
+    flsim_dist_kind kind;
+    double median;   /* > 0 */
+    double sigma;    /* >= 0 (lognormal) */
+} flsim_dist;
+
+/* Parses "V" or "const:V" (V > 0) or "lognormal:MEDIAN:SIGMA" (MEDIAN > 0, 0 <= SIGMA <= 10);
+ * numbers accept SI suffixes k, M, G, T (10^3 ..). FL_OK or FL_ERR_INVALID_ARG (reason in err). */
+fl_status flsim_dist_parse(const char *s, flsim_dist *out, char *err, size_t errlen);
+
+typedef enum flsim_avail_kind {
+    FLSIM_AVAIL_ALWAYS = 0,   /* every client is online every round */
+    FLSIM_AVAIL_PROB = 1,     /* online in a round with probability p, independently */
+    FLSIM_AVAIL_DIURNAL = 2,  /* p(t) = pmin + (pmax - pmin) * (1 + cos(2 pi (t / period + phase_k))) / 2 */
+} flsim_avail_kind;
+
+typedef struct flsim_avail {
+    flsim_avail_kind kind;
+    double p;                 /* PROB */
+    double p_min, p_max;      /* DIURNAL, 0 <= p_min <= p_max <= 1 */
+    double period_s;          /* DIURNAL, > 0 (default 86400) */
+} flsim_avail;
+
+/* Parses "always", "p:P" (or a bare P) with 0 < P <= 1, "diurnal:PMIN:PMAX[:PERIOD_S]".
+ * FL_OK or FL_ERR_INVALID_ARG (reason in err). */
+fl_status flsim_avail_parse(const char *s, flsim_avail *out, char *err, size_t errlen);
+
+/* ---- trace files ----------------------------------------------------------------------------- */
+
+/* One client's row of a trace. */
+typedef struct flsim_trace_row {
+    double flops;        /* training speed, FLOP/s, > 0 */
+    double down_bps;     /* download bandwidth, bit/s, > 0 */
+    double up_bps;       /* upload bandwidth, bit/s, > 0 */
+    double availability; /* probability of being online in a round, [0, 1] */
+} flsim_trace_row;
+
+/* A parsed trace: rows[k] describes client k; a population larger than n uses row k mod n. */
+typedef struct flsim_trace {
+    size_t n;
+    flsim_trace_row *rows;
+} flsim_trace;
+
+/* Parses a trace CSV from memory:
+ *     client,flops,down_bps,up_bps,availability      (this header, exactly, on the first line)
+ *     0,2.5e9,20e6,5e6,0.9
+ * One row per client id 0 .. n-1, in any order, each id exactly once; numbers are C decimal or
+ * exponent floats (no SI suffixes); blank lines and lines starting with '#' are skipped; "\r\n"
+ * line ends are accepted. At most FLSIM_MAX_CLIENTS rows and FLSIM_TRACE_MAX_LINE bytes per line.
+ * A bad row gives FL_ERR_TRACE_FORMAT and err = "line N: reason" (1-based line numbers); a missing
+ * id is reported as "client K missing" after the whole text was read. Memory grows with the rows
+ * actually read. The caller owns *out (flsim_trace_free). Thread-safe. */
+fl_status flsim_trace_parse(flsim_trace **out, const char *text, size_t len, char *err,
+                            size_t errlen);
+/* Reads a file and parses it (errors prefixed with the path). FL_ERR_IO if it cannot be read. */
+fl_status flsim_trace_load(flsim_trace **out, const char *path, char *err, size_t errlen);
+void flsim_trace_free(flsim_trace *t); /* NULL is a no-op */
+
+/* ---- population ---------------------------------------------------------------------------- */
+
+typedef struct flsim_population {
+    uint64_t seed;
+    uint32_t clients;
+    flsim_dist flops, down_bps, up_bps;
+    flsim_avail avail;
+    const flsim_trace *trace;  /* borrowed; when set it replaces the distributions above */
+} flsim_population;
+
+typedef struct flsim_profile {
+    double flops, down_bps, up_bps;
+} flsim_profile;
+
+/* Client k's device profile: from the trace (row k mod n) or drawn from the stream (seed, 0, k,
+ * FL_RNG_PROFILE): three standard normals, for flops, down and up in that order. Pure. */
+void flsim_profile_of(const flsim_population *p, uint32_t k, flsim_profile *out);
+
+/* 1 if client k is online for round `round` starting at virtual time t: one uniform from the
+ * stream (seed, round, k, FL_RNG_AVAIL) against the probability (trace row, PROB, or DIURNAL at t
+ * with the client's phase, a uniform from (seed, 0, k, FL_RNG_AVAIL)). Pure. */
+int flsim_available(const flsim_population *p, uint32_t k, uint32_t round, double t);
+
+/* ---- virtual clock --------------------------------------------------------------------------- */
+
+typedef struct flsim_timing {
+    double t_down;      /* latency + bytes_down * 8 / down_bps */
+    double t_compute;   /* flops / profile flops */
+    double t_up;        /* latency + bytes_up * 8 / up_bps */
+    double total;       /* the sum: the client's round trip */
+} flsim_timing;
+
+/* A client's round trip for a task of bytes_down payload bytes, `flops` FLOPs of training and an
+ * update of bytes_up payload bytes, with a one-way latency per direction. Pure. */
+flsim_timing flsim_client_timing(const flsim_profile *p, uint64_t bytes_down, double flops,
+                                 uint64_t bytes_up, double latency_s);
+
+/* ---- run configuration ---------------------------------------------------------------------- */
+
+typedef struct flsim_config {
+    char dataset[FLSIM_STR];       /* "fashion-mnist", "mnist", or an flm_dataset_load_spec spec */
+    char test_dataset[FLSIM_STR];  /* "" = the named test split, else hold out test_frac */
+    double test_frac;              /* held-out fraction when no test split exists */
+    uint32_t train_samples;        /* 0: every training sample, else only the first n */
+    char model[FLSIM_STR];         /* "mlp", "cnn" or a full architecture spec */
+    uint32_t clients, per_round, rounds;
+    uint32_t data_shards;          /* 0 = clients: the partition's client count; client k uses
+                                    * shard k mod data_shards */
+    char partition[64];            /* "iid", "dirichlet:A", "shards:S", "natural" */
+    fls_policy_kind policy;
+    int fd_per_client;
+    double keep;
+    char down_codec[96], up_codec[96];
+    uint64_t seed;
+    uint32_t threads;              /* worker threads; 0 = online CPUs */
+    uint32_t epochs, batch;
+    double lr, momentum, weight_decay, prox_mu;
+    double server_lr;
+    double overcommit;
+    double deadline_s;             /* 0: no deadline */
+    double latency_s;
+    uint32_t chunk_elems;
+    uint32_t eval_every;           /* 0: only after the last round */
+    uint32_t eval_samples;         /* 0: the whole test set, else its first n samples */
+    double target_acc;             /* 0: none; else stop at it unless keep_going */
+    int keep_going;                /* 1: record when the target is reached but run every round */
+    flsim_dist flops, down_bps, up_bps;
+    flsim_avail avail;
+    char trace[FLSIM_STR];         /* trace CSV path, "" = none */
+    double idle_step_s;            /* virtual wait when too few clients are online */
+    char out[FLSIM_STR];           /* output directory, "" = none */
+    int progress;                  /* -1 auto (isatty), 0 plain lines, 1 bar */
+    int quiet;
+} flsim_config;
+
+/* Defaults: fashion-mnist, mlp, 1000 clients, 50 per round, 100 rounds, dirichlet:0.3, full
+ * policy, keep 0.75, codecs "none", seed 1, 1 epoch of batch 10 at lr 0.05, FedAvg (server lr 1),
+ * over-commit 1, no deadline, flops lognormal:5G:0.5, down lognormal:20M:0.5, up
+ * lognormal:5M:0.5 (bit/s), always available, eval every round on the whole test set. */
+flsim_config flsim_config_default(void);
+
+/* Sets one option by its long name without dashes ("per-round", "down-codec", ...) from a string:
+ * the one entry point of the command line and the YAML file. FL_OK, FL_ERR_NOT_FOUND (unknown
+ * name), FL_ERR_INVALID_ARG (bad value); the reason is in err. */
+fl_status flsim_config_set(flsim_config *c, const char *key, const char *value, char *err,
+                           size_t errlen);
+
+/* Reads a YAML file holding one mapping of option names to scalars (flsim_config_set for each).
+ * FL_ERR_IO, FL_ERR_CONFIG (not a flat mapping of scalars; line in err), or what set returns.
+ * FL_ERR_UNSUPPORTED when built without libyaml. */
+fl_status flsim_config_load_yaml(flsim_config *c, const char *path, char *err, size_t errlen);
+
+/* Cross-field checks (per_round <= clients, ...). FL_OK or FL_ERR_CONFIG (reason in err). */
+fl_status flsim_config_validate(const flsim_config *c, char *err, size_t errlen);
+
+/* Writes the configuration as a JSON object (no newline) into buf; returns the full length. */
+size_t flsim_config_json(const flsim_config *c, char *buf, size_t cap);
+
+/* The options, for --help: name, argument, description, one per entry, NULL-terminated. */
+typedef struct flsim_option_doc {
+    const char *name, *arg, *help;
+} flsim_option_doc;
+const flsim_option_doc *flsim_option_docs(void);
+
+/* ---- running ----------------------------------------------------------------------------------- */
+
+/* What one round did. */
+typedef struct flsim_round_record {
+    uint32_t round;            /* 1-based */
+    double vtime_s;            /* virtual time at the round's close */
+    double round_vtime_s;      /* its virtual duration */
+    double wall_s;             /* wall time of the round (training, feeding, evaluation) */
+    double train_wall_s;       /* of which the client-core phase (download decode, training, encode) */
+    uint64_t bytes_down, bytes_up;   /* payload bytes (after compression) of the round */
+    uint64_t cum_bytes_down, cum_bytes_up;
+    double mean_loss;          /* sample-weighted local loss of the committed updates */
+    int evaluated;
+    double test_acc, test_loss;/* NaN when not evaluated */
+    uint32_t online, selected, reported, late, failed;
+    int closed_by;             /* fls_close_reason */
+    double train_flops;        /* summed over the round's trained clients */
+} flsim_round_record;
+
+typedef struct flsim_result {
+    uint32_t rounds;
+    double final_test_acc, final_test_loss;
+    double virtual_time_s;
+    uint64_t bytes_down, bytes_up;
+    double wall_s, train_wall_s;
+    double train_flops;
+    uint8_t model_sha256[FL_SHA256_LEN];
+    int target_reached;
+    uint32_t rounds_to_target;           /* when reached */
+    double vtime_to_target;
+    uint64_t bytes_down_to_target, bytes_up_to_target;
+    uint32_t empty_clients;              /* clients whose shard holds no sample (never online) */
+    size_t n_params;
+    char arch[FLSIM_STR];
+    char blas[64];
+    int mpi_ranks;
+    double peak_rss_mb;
+} flsim_result;
+
+/* Datasets of a run, loaded once (the experiment shares them between runs). */
+typedef struct flsim_data {
+    flm_dataset *train, *test;
+    int owns_test;  /* test is a subset made here (freed with the data) */
+} flsim_data;
+
+/* Loads cfg's train and test sets. FL_OK or the loader's status (reason in err). */
+fl_status flsim_data_load(flsim_data *d, const flsim_config *cfg, char *err, size_t errlen);
+void flsim_data_free(flsim_data *d);
+
+/* Called after every round (from the thread that called flsim_run). */
+typedef void (*flsim_round_fn)(void *user, const flsim_round_record *r, const flsim_result *sofar);
+
+/* Runs the simulation described by cfg on data (NULL: loaded here). Fills *res; *records (may be
+ * NULL) receives a malloc'ed array of *n_records per-round records owned by the caller. Under MPI
+ * (when the program initialised MPI with more than one rank) every rank runs the identical server
+ * core, trains its share of the selected clients and sees every update (see sim/README.md); every
+ * rank returns the same results. Returns FL_OK, FL_ERR_CONFIG (reason logged and in err), the
+ * data loader's status, FL_ERR_NOMEM, or a core's error. log may be NULL. */
+fl_status flsim_run(const flsim_config *cfg, const flsim_data *data, const fl_logger *log,
+                    flsim_round_fn cb, void *user, flsim_result *res,
+                    flsim_round_record **records, size_t *n_records, char *err, size_t errlen);
+
+/* Writes DIR/rounds.csv and DIR/summary.json (creating DIR). FL_OK or FL_ERR_IO. */
+fl_status flsim_write_outputs(const char *dir, const flsim_config *cfg, const flsim_result *res,
+                              const flsim_round_record *records, size_t n_records);
+
+/* Writes the summary JSON into buf; returns the full length (like snprintf). */
+size_t flsim_summary_json(const flsim_config *cfg, const flsim_result *res, char *buf, size_t cap);
+
+/* Peak resident set size of this process, MiB (getrusage). */
+double flsim_peak_rss_mb(void);
+
+/* ---- the AFD experiment ------------------------------------------------------------------- */
+
+typedef struct flsim_experiment {
+    char preset[16];     /* "small" or "full" */
+    char out[FLSIM_STR]; /* output directory */
+    uint32_t seeds;      /* default 3 */
+    uint32_t threads;
+    int quiet;
+    const char *overrides[64]; /* "key=value" option settings applied after the preset, NULL-terminated */
+} flsim_experiment;
+
+/* Runs the comparison of AFD.md (8 configurations x seeds), writes DIR/table.md, DIR/table.csv,
+ * DIR/curves.csv, per run DIR/runs/<name>-s<seed>/{rounds.csv,summary.json}, and the plots
+ * DIR/acc_vs_time.{png,svg}, DIR/acc_vs_bytes.{png,svg} when gnuplot is installed. */
+fl_status flsim_experiment_afd(const flsim_experiment *e, const fl_logger *log, char *err,
+                               size_t errlen);
+
+#endif

@@ -1,0 +1,464 @@
+/* flsim_config.c: the simulator's options: defaults, one setter shared by the command line and
+ * the YAML file, validation, JSON rendering, help text. */
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "flsim.h"
+#include "flsim_internal.h"
+#include "flz.h"
+
+#ifdef FLSIM_HAVE_YAML
+#include <yaml.h>
+#endif
+
+flsim_config flsim_config_default(void)
+{
+    flsim_config c;
+    memset(&c, 0, sizeof c);
+    snprintf(c.dataset, sizeof c.dataset, "fashion-mnist");
+    c.test_frac = 1.0 / 7.0;
+    snprintf(c.model, sizeof c.model, "mlp");
+    c.clients = 1000;
+    c.per_round = 50;
+    c.rounds = 100;
+    snprintf(c.partition, sizeof c.partition, "dirichlet:0.3");
+    c.policy = FLS_POLICY_FULL;
+    c.keep = 0.75;
+    snprintf(c.down_codec, sizeof c.down_codec, "none");
+    snprintf(c.up_codec, sizeof c.up_codec, "none");
+    c.seed = 1;
+    c.epochs = 1;
+    c.batch = 10;
+    c.lr = 0.05;
+    c.server_lr = 1.0;
+    c.overcommit = 1.0;
+    c.chunk_elems = 65536;
+    c.eval_every = 1;
+    c.flops = (flsim_dist){FLSIM_DIST_LOGNORMAL, 5e9, 0.5};
+    c.down_bps = (flsim_dist){FLSIM_DIST_LOGNORMAL, 20e6, 0.5};
+    c.up_bps = (flsim_dist){FLSIM_DIST_LOGNORMAL, 5e6, 0.5};
+    c.avail = (flsim_avail){FLSIM_AVAIL_ALWAYS, 1.0, 0, 0, 86400.0};
+    c.idle_step_s = 60.0;
+    c.progress = -1;
+    return c;
+}
+
+static const flsim_option_doc g_docs[] = {
+    {"config", "FILE", "read options from a YAML mapping (name: value); later flags override it"},
+    {"dataset", "NAME|SPEC", "fashion-mnist, mnist, or a dataset spec (synth-images:N:CxHxW:K, idx:I,L, femnist:DIR, ...)"},
+    {"test-dataset", "SPEC", "test set spec; default: the named test split, else hold out --test-frac"},
+    {"test-frac", "F", "fraction held out as the test set when the dataset has no test split (1/7)"},
+    {"train-samples", "N", "use only the first N training samples; 0 = all (0)"},
+    {"model", "mlp|cnn|SPEC", "architecture; mlp = mlp:D-200-200-K, cnn = cnn:K for the dataset (mlp)"},
+    {"clients", "N", "virtual clients, 1 .. 1000000 (1000)"},
+    {"per-round", "N", "clients per round = the quorum (50)"},
+    {"rounds", "N", "rounds to run (100)"},
+    {"partition", "SPEC", "iid, dirichlet:ALPHA, shards:S, natural (dirichlet:0.3)"},
+    {"data-shards", "N", "partition the data into N shards, client k trains shard k mod N (default: one per client)"},
+    {"policy", "NAME", "full, fd, fd-per-client, afd-single, afd-multi (full)"},
+    {"keep", "P", "keep fraction of each droppable layer, (0, 1] (0.75)"},
+    {"down-codec", "SPEC", "downlink codec pipeline, e.g. rot+q4+zstd (none)"},
+    {"up-codec", "SPEC", "uplink codec pipeline, e.g. rot+q2+zstd or topk0.1+q8+zstd (none)"},
+    {"seed", "N", "run seed: every random draw derives from it (1)"},
+    {"threads", "N", "worker threads training clients; 0 = online CPUs (0)"},
+    {"epochs", "N", "local epochs (1)"},
+    {"batch", "N", "local batch size (10)"},
+    {"lr", "X", "client SGD learning rate (0.05)"},
+    {"momentum", "X", "client SGD momentum (0)"},
+    {"weight-decay", "X", "client weight decay (0)"},
+    {"prox-mu", "X", "FedProx proximal term (0)"},
+    {"server-lr", "X", "server FedAvg learning rate (1)"},
+    {"overcommit", "X", "select ceil(X * per-round) clients, the round closes at per-round updates (1)"},
+    {"deadline", "SECONDS", "virtual round deadline; 0 = none (0)"},
+    {"latency", "SECONDS", "one-way network latency added to each transfer (0)"},
+    {"chunk-elems", "N", "elements per wire chunk (65536)"},
+    {"eval-every", "N", "evaluate every N rounds; 0 = only after the last (1)"},
+    {"eval-samples", "N", "evaluate on the first N test samples; 0 = all (0)"},
+    {"target-acc", "A", "stop once the test accuracy reaches A; 0 = none (0)"},
+    {"keep-going", "0|1", "with --target-acc: record when it is reached but run every round (0)"},
+    {"flops", "DIST", "client compute speed FLOP/s: V, const:V, lognormal:MEDIAN:SIGMA (lognormal:5G:0.5)"},
+    {"down-bps", "DIST", "client download bandwidth, bit/s (lognormal:20M:0.5)"},
+    {"up-bps", "DIST", "client upload bandwidth, bit/s (lognormal:5M:0.5)"},
+    {"availability", "SPEC", "always, p:P, diurnal:PMIN:PMAX[:PERIOD_S] (always)"},
+    {"trace", "FILE", "device trace CSV (client,flops,down_bps,up_bps,availability); replaces the four above"},
+    {"idle-step", "SECONDS", "virtual wait when too few clients are online to start a round (60)"},
+    {"out", "DIR", "write DIR/rounds.csv and DIR/summary.json"},
+    {"progress", "auto|bar|lines", "progress display (auto: a bar on a terminal)"},
+    {"quiet", "0|1", "no per-round output (0)"},
+    {NULL, NULL, NULL},
+};
+
+const flsim_option_doc *flsim_option_docs(void)
+{
+    return g_docs;
+}
+
+static fl_status reason(char *err, size_t errlen, const char *key, const char *value,
+                        const char *want)
+{
+    if (err && errlen)
+        snprintf(err, errlen, "--%s: '%s' is not %s", key, value, want);
+    return FL_ERR_INVALID_ARG;
+}
+
+static int parse_u32(const char *s, uint32_t lo, uint32_t hi, uint32_t *out)
+{
+    if (!s || !*s || *s == '-' || *s == '+')
+        return 0;
+    errno = 0;
+    char *end = NULL;
+    const unsigned long long v = strtoull(s, &end, 10);
+    if (*end || errno || v < lo || v > hi)
+        return 0;
+    *out = (uint32_t)v;
+    return 1;
+}
+
+static int parse_dbl(const char *s, double lo, double hi, double *out)
+{
+    double v;
+    if (!flsim_parse_number(s, &v) || v < lo || v > hi)
+        return 0;
+    *out = v;
+    return 1;
+}
+
+static int copy_str(char *dst, size_t cap, const char *s)
+{
+    if (strlen(s) >= cap)
+        return 0;
+    memcpy(dst, s, strlen(s) + 1);
+    return 1;
+}
+
+fl_status flsim_config_set(flsim_config *c, const char *key, const char *v, char *err,
+                           size_t errlen)
+{
+    if (!c || !key || !v)
+        return FL_ERR_INVALID_ARG;
+    char e2[200];
+    e2[0] = '\0';
+#define U32(name, field, lo, hi, want) \
+    if (strcmp(key, name) == 0) \
+        return parse_u32(v, lo, hi, &c->field) ? FL_OK : reason(err, errlen, key, v, want)
+#define DBL(name, field, lo, hi, want) \
+    if (strcmp(key, name) == 0) \
+        return parse_dbl(v, lo, hi, &c->field) ? FL_OK : reason(err, errlen, key, v, want)
+#define STR(name, field) \
+    if (strcmp(key, name) == 0) \
+        return copy_str(c->field, sizeof c->field, v) ? FL_OK : reason(err, errlen, key, v, "short enough")
+    STR("dataset", dataset);
+    STR("test-dataset", test_dataset);
+    DBL("test-frac", test_frac, 1e-6, 0.9, "a fraction in (0, 0.9]");
+    STR("model", model);
+    U32("train-samples", train_samples, 0, 0xFFFFFFFFu, "a sample count (0 = all)");
+    U32("clients", clients, 1, FLSIM_MAX_CLIENTS, "a client count in 1 .. 1000000");
+    U32("per-round", per_round, 1, FLSIM_MAX_CLIENTS, "a count in 1 .. 1000000");
+    U32("rounds", rounds, 1, 100000000, "a round count >= 1");
+    U32("data-shards", data_shards, 0, FLSIM_MAX_CLIENTS, "a shard count (0 = clients)");
+    U32("threads", threads, 0, 1024, "a thread count in 0 .. 1024");
+    U32("epochs", epochs, 1, 1000, "an epoch count in 1 .. 1000");
+    U32("batch", batch, 1, 65536, "a batch size in 1 .. 65536");
+    U32("chunk-elems", chunk_elems, 1, 1u << 20, "a chunk size in 1 .. 1048576");
+    U32("eval-every", eval_every, 0, 100000000, "a round count");
+    U32("eval-samples", eval_samples, 0, 1u << 31, "a sample count");
+    DBL("keep", keep, 1e-9, 1.0, "a keep fraction in (0, 1]");
+    DBL("lr", lr, 1e-12, 1e6, "a learning rate > 0");
+    DBL("momentum", momentum, 0.0, 0.999999, "a momentum in [0, 1)");
+    DBL("weight-decay", weight_decay, 0.0, 1e6, "a weight decay >= 0");
+    DBL("prox-mu", prox_mu, 0.0, 1e6, "a proximal weight >= 0");
+    DBL("server-lr", server_lr, 1e-12, 1e6, "a learning rate > 0");
+    DBL("overcommit", overcommit, 1.0, 100.0, "an over-commit factor in [1, 100]");
+    DBL("deadline", deadline_s, 0.0, 1e12, "a deadline in seconds (0 = none)");
+    DBL("latency", latency_s, 0.0, 1e6, "a latency in seconds >= 0");
+    DBL("target-acc", target_acc, 0.0, 1.0, "an accuracy in [0, 1]");
+    DBL("idle-step", idle_step_s, 1e-6, 1e9, "a positive number of seconds");
+    STR("trace", trace);
+    STR("out", out);
+    if (strcmp(key, "seed") == 0) {
+        errno = 0;
+        char *end = NULL;
+        const unsigned long long s = strtoull(v, &end, 0);
+        if (!*v || *v == '-' || *end || errno)
+            return reason(err, errlen, key, v, "an unsigned 64-bit integer");
+        c->seed = s;
+        return FL_OK;
+    }
+    if (strcmp(key, "keep-going") == 0 || strcmp(key, "quiet") == 0) {
+        int b;
+        if (!strcmp(v, "1") || !strcmp(v, "true") || !strcmp(v, "yes"))
+            b = 1;
+        else if (!strcmp(v, "0") || !strcmp(v, "false") || !strcmp(v, "no"))
+            b = 0;
+        else
+            return reason(err, errlen, key, v, "a boolean (0/1, true/false, yes/no)");
+        if (key[0] == 'k')
+            c->keep_going = b;
+        else
+            c->quiet = b;
+        return FL_OK;
+    }
+    if (strcmp(key, "progress") == 0) {
+        if (!strcmp(v, "auto"))
+            c->progress = -1;
+        else if (!strcmp(v, "bar"))
+            c->progress = 1;
+        else if (!strcmp(v, "lines"))
+            c->progress = 0;
+        else
+            return reason(err, errlen, key, v, "auto, bar or lines");
+        return FL_OK;
+    }
+    if (strcmp(key, "policy") == 0) {
+        if (strcmp(v, "fd-per-client") == 0) {
+            c->policy = FLS_POLICY_FD;
+            c->fd_per_client = 1;
+            return FL_OK;
+        }
+        fls_policy_kind k;
+        if (fls_policy_kind_parse(v, &k) != FL_OK)
+            return reason(err, errlen, key, v, "full, fd, fd-per-client, afd-single or afd-multi");
+        c->policy = k;
+        c->fd_per_client = 0;
+        return FL_OK;
+    }
+    if (strcmp(key, "partition") == 0) {
+        flm_partition_spec ps;
+        if (flm_partition_spec_parse(v, &ps, e2, sizeof e2) != FL_OK || !copy_str(c->partition, sizeof c->partition, v)) {
+            if (err && errlen)
+                snprintf(err, errlen, "--partition: %s", e2[0] ? e2 : "too long");
+            return FL_ERR_INVALID_ARG;
+        }
+        return FL_OK;
+    }
+    if (strcmp(key, "down-codec") == 0 || strcmp(key, "up-codec") == 0) {
+        flz_spec zs;
+        if (flz_spec_parse(v, &zs, e2, sizeof e2) != FL_OK) {
+            if (err && errlen)
+                snprintf(err, errlen, "--%s: %s", key, e2);
+            return FL_ERR_INVALID_ARG;
+        }
+        char *dst = key[0] == 'd' ? c->down_codec : c->up_codec;
+        return copy_str(dst, 96, v) ? FL_OK : reason(err, errlen, key, v, "short enough");
+    }
+    flsim_dist *d = !strcmp(key, "flops") ? &c->flops : !strcmp(key, "down-bps") ? &c->down_bps
+                  : !strcmp(key, "up-bps") ? &c->up_bps : NULL;
+    if (d) {
+        if (flsim_dist_parse(v, d, e2, sizeof e2) != FL_OK) {
+            if (err && errlen)
+                snprintf(err, errlen, "--%s: %s", key, e2);
+            return FL_ERR_INVALID_ARG;
+        }
+        return FL_OK;
+    }
+    if (strcmp(key, "availability") == 0) {
+        if (flsim_avail_parse(v, &c->avail, e2, sizeof e2) != FL_OK) {
+            if (err && errlen)
+                snprintf(err, errlen, "--%s: %s", key, e2);
+            return FL_ERR_INVALID_ARG;
+        }
+        return FL_OK;
+    }
+#undef U32
+#undef DBL
+#undef STR
+    if (err && errlen)
+        snprintf(err, errlen, "unknown option '%s' (see --help)", key);
+    return FL_ERR_NOT_FOUND;
+}
+
+fl_status flsim_config_validate(const flsim_config *c, char *err, size_t errlen)
+{
+#define FAIL(...) do { if (err && errlen) snprintf(err, errlen, __VA_ARGS__); return FL_ERR_CONFIG; } while (0)
+    if (c->per_round > c->clients)
+        FAIL("--per-round %u is larger than --clients %u", c->per_round, c->clients);
+    if (c->data_shards > c->clients)
+        FAIL("--data-shards %u is larger than --clients %u", c->data_shards, c->clients);
+    if (!c->dataset[0])
+        FAIL("--dataset is empty");
+    if (!c->model[0])
+        FAIL("--model is empty");
+    if (c->target_acc == 0 && c->keep_going)
+        FAIL("--keep-going needs --target-acc");
+#undef FAIL
+    return FL_OK;
+}
+
+void flsim_dist_format(const flsim_dist *d, char *buf, size_t cap)
+{
+    if (d->kind == FLSIM_DIST_LOGNORMAL)
+        snprintf(buf, cap, "lognormal:%.17g:%.17g", d->median, d->sigma);
+    else
+        snprintf(buf, cap, "const:%.17g", d->median);
+}
+
+void flsim_avail_format(const flsim_avail *a, char *buf, size_t cap)
+{
+    if (a->kind == FLSIM_AVAIL_PROB)
+        snprintf(buf, cap, "p:%.17g", a->p);
+    else if (a->kind == FLSIM_AVAIL_DIURNAL)
+        snprintf(buf, cap, "diurnal:%.17g:%.17g:%.17g", a->p_min, a->p_max, a->period_s);
+    else
+        snprintf(buf, cap, "always");
+}
+
+void flsim_json_str(char *buf, size_t cap, const char *s)
+{
+    size_t o = 0;
+    if (cap < 3) {
+        if (cap)
+            buf[0] = '\0';
+        return;
+    }
+    buf[o++] = '"';
+    for (; *s && o + 8 < cap; s++) {
+        const unsigned char ch = (unsigned char)*s;
+        if (ch == '"' || ch == '\\') {
+            buf[o++] = '\\';
+            buf[o++] = (char)ch;
+        } else if (ch < 0x20) {
+            o += (size_t)snprintf(buf + o, cap - o, "\\u%04x", ch);
+        } else {
+            buf[o++] = (char)ch;
+        }
+    }
+    buf[o++] = '"';
+    buf[o] = '\0';
+}
+
+size_t flsim_config_json(const flsim_config *c, char *buf, size_t cap)
+{
+    char ds[2 * FLSIM_STR], tds[2 * FLSIM_STR], mo[2 * FLSIM_STR], tr[2 * FLSIM_STR], pa[160];
+    char dc[200], uc[200], fl[96], db[96], ub[96], av[128];
+    flsim_json_str(ds, sizeof ds, c->dataset);
+    flsim_json_str(tds, sizeof tds, c->test_dataset);
+    flsim_json_str(mo, sizeof mo, c->model);
+    flsim_json_str(tr, sizeof tr, c->trace);
+    flsim_json_str(pa, sizeof pa, c->partition);
+    flsim_json_str(dc, sizeof dc, c->down_codec);
+    flsim_json_str(uc, sizeof uc, c->up_codec);
+    char t[128];
+    flsim_dist_format(&c->flops, t, sizeof t);
+    flsim_json_str(fl, sizeof fl, t);
+    flsim_dist_format(&c->down_bps, t, sizeof t);
+    flsim_json_str(db, sizeof db, t);
+    flsim_dist_format(&c->up_bps, t, sizeof t);
+    flsim_json_str(ub, sizeof ub, t);
+    flsim_avail_format(&c->avail, t, sizeof t);
+    flsim_json_str(av, sizeof av, t);
+    const char *pol = c->policy == FLS_POLICY_FD && c->fd_per_client ? "fd-per-client"
+                                                                      : fls_policy_kind_name(c->policy);
+    return (size_t)snprintf(buf, cap,
+        "{\"dataset\": %s, \"test_dataset\": %s, \"test_frac\": %.17g, \"train_samples\": %u, \"model\": %s, "
+        "\"clients\": %u, \"per_round\": %u, \"rounds\": %u, \"data_shards\": %u, "
+        "\"partition\": %s, \"policy\": \"%s\", \"keep\": %.17g, \"down_codec\": %s, "
+        "\"up_codec\": %s, \"seed\": %llu, \"threads\": %u, \"epochs\": %u, \"batch\": %u, "
+        "\"lr\": %.17g, \"momentum\": %.17g, \"weight_decay\": %.17g, \"prox_mu\": %.17g, "
+        "\"server_lr\": %.17g, \"overcommit\": %.17g, \"deadline\": %.17g, \"latency\": %.17g, "
+        "\"chunk_elems\": %u, \"eval_every\": %u, \"eval_samples\": %u, \"target_acc\": %.17g, "
+        "\"keep_going\": %d, \"flops\": %s, \"down_bps\": %s, \"up_bps\": %s, "
+        "\"availability\": %s, \"trace\": %s, \"idle_step\": %.17g}",
+        ds, tds, c->test_frac, c->train_samples, mo, c->clients, c->per_round, c->rounds, c->data_shards, pa, pol,
+        c->keep, dc, uc, (unsigned long long)c->seed, c->threads, c->epochs, c->batch, c->lr,
+        c->momentum, c->weight_decay, c->prox_mu, c->server_lr, c->overcommit, c->deadline_s,
+        c->latency_s, c->chunk_elems, c->eval_every, c->eval_samples, c->target_acc,
+        c->keep_going, fl, db, ub, av, tr, c->idle_step_s);
+}
+
+#ifdef FLSIM_HAVE_YAML
+fl_status flsim_config_load_yaml(flsim_config *c, const char *path, char *err, size_t errlen)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        if (err && errlen)
+            snprintf(err, errlen, "%s: %s", path, strerror(errno));
+        return FL_ERR_IO;
+    }
+    yaml_parser_t p;
+    if (!yaml_parser_initialize(&p)) {
+        fclose(f);
+        return FL_ERR_NOMEM;
+    }
+    yaml_parser_set_input_file(&p, f);
+    fl_status st = FL_OK;
+    int depth = 0, done = 0, in_map = 0;
+    char key[128] = "";
+    int have_key = 0;
+    while (!done && st == FL_OK) {
+        yaml_event_t ev;
+        if (!yaml_parser_parse(&p, &ev)) {
+            if (err && errlen)
+                snprintf(err, errlen, "%s:%zu: %s", path, (size_t)p.problem_mark.line + 1,
+                         p.problem ? p.problem : "YAML syntax error");
+            st = FL_ERR_CONFIG;
+            break;
+        }
+        const size_t line = (size_t)ev.start_mark.line + 1;
+        switch (ev.type) {
+        case YAML_STREAM_END_EVENT:
+            done = 1;
+            break;
+        case YAML_MAPPING_START_EVENT:
+            if (depth++ != 0 || in_map) {
+                if (err && errlen)
+                    snprintf(err, errlen, "%s:%zu: nested mappings are not options (want name: value)", path, line);
+                st = FL_ERR_CONFIG;
+            }
+            in_map = 1;
+            break;
+        case YAML_MAPPING_END_EVENT:
+            depth--;
+            break;
+        case YAML_SEQUENCE_START_EVENT:
+        case YAML_ALIAS_EVENT:
+            if (err && errlen)
+                snprintf(err, errlen, "%s:%zu: only scalar values are options", path, line);
+            st = FL_ERR_CONFIG;
+            break;
+        case YAML_SCALAR_EVENT: {
+            const char *val = (const char *)ev.data.scalar.value;
+            if (depth != 1) {
+                if (err && errlen)
+                    snprintf(err, errlen, "%s:%zu: the file must be one mapping of option names to values", path, line);
+                st = FL_ERR_CONFIG;
+            } else if (!have_key) {
+                snprintf(key, sizeof key, "%s", val);
+                for (char *q = key; *q; q++)
+                    if (*q == '_')
+                        *q = '-';
+                have_key = 1;
+            } else {
+                char e2[256];
+                if (strcmp(key, "config") == 0) {
+                    if (err && errlen)
+                        snprintf(err, errlen, "%s:%zu: config files do not nest", path, line);
+                    st = FL_ERR_CONFIG;
+                } else if ((st = flsim_config_set(c, key, val, e2, sizeof e2)) != FL_OK) {
+                    if (err && errlen)
+                        snprintf(err, errlen, "%s:%zu: %s", path, line, e2);
+                }
+                have_key = 0;
+            }
+            break;
+        }
+        default:
+            break;
+        }
+        yaml_event_delete(&ev);
+    }
+    yaml_parser_delete(&p);
+    fclose(f);
+    return st;
+}
+#else
+fl_status flsim_config_load_yaml(flsim_config *c, const char *path, char *err, size_t errlen)
+{
+    (void)c;
+    if (err && errlen)
+        snprintf(err, errlen, "%s: this fl_sim was built without libyaml", path);
+    return FL_ERR_UNSUPPORTED;
+}
+#endif

@@ -1,0 +1,326 @@
+/* flsim_experiment.c: `fl_sim experiment afd`, the comparison of shared AFD.md ("Measuring it"):
+ * full, fd, afd-single, afd-multi, each without and with compression, over several seeds, with a
+ * table of ratios to uncompressed FedAvg and plots of accuracy against virtual time and bytes. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "flsim.h"
+#include "flsim_internal.h"
+
+#ifdef FLSIM_HAVE_MPI
+#include <mpi.h>
+#endif
+
+enum { N_CONFIGS = 8 };
+
+static const struct {
+    const char *name, *policy;
+    int compress;
+} g_cfgs[N_CONFIGS] = {
+    {"full", "full", 0},             {"full+c", "full", 1},
+    {"fd", "fd", 0},                 {"fd+c", "fd", 1},
+    {"afd-single", "afd-single", 0}, {"afd-single+c", "afd-single", 1},
+    {"afd-multi", "afd-multi", 0},   {"afd-multi+c", "afd-multi", 1},
+};
+
+/* Preset option lists ("name=value"), applied in order to the defaults. */
+static const char *g_small[] = {
+    "dataset=fashion-mnist", "train-samples=12000", "model=mlp", "clients=200", "per-round=20",
+    "rounds=40", "partition=dirichlet:0.3", "epochs=1", "batch=10", "lr=0.05", "keep=0.75",
+    "eval-every=1", "eval-samples=0", "target-acc=0.70", "keep-going=1",
+    NULL};
+static const char *g_full[] = {
+    "dataset=fashion-mnist", "train-samples=0", "model=cnn", "clients=1000", "per-round=50",
+    "rounds=200", "partition=dirichlet:0.3", "epochs=1", "batch=10", "lr=0.05", "keep=0.75",
+    "eval-every=5", "eval-samples=0", "target-acc=0.80", "keep-going=1",
+    NULL};
+static const char *g_down_c = "rot+q4+zstd", *g_up_c = "rot+q2+zstd";
+
+static int rank0(void)
+{
+#ifdef FLSIM_HAVE_MPI
+    int inited = 0, r = 0;
+    MPI_Initialized(&inited);
+    if (inited)
+        MPI_Comm_rank(MPI_COMM_WORLD, &r);
+    return r == 0;
+#else
+    return 1;
+#endif
+}
+
+static fl_status apply(flsim_config *c, const char *kv, char *err, size_t errlen)
+{
+    char key[128];
+    const char *eq = strchr(kv, '=');
+    if (!eq || (size_t)(eq - kv) >= sizeof key)
+        return FL_ERR_INVALID_ARG;
+    snprintf(key, sizeof key, "%.*s", (int)(eq - kv), kv);
+    return flsim_config_set(c, key, eq + 1, err, errlen);
+}
+
+typedef struct run_out {
+    flsim_result res;
+    flsim_round_record *rec;
+    size_t n;
+} run_out;
+
+static void mean_sd(const double *x, int n, double *m, double *sd)
+{
+    double s = 0;
+    int k = 0;
+    for (int i = 0; i < n; i++)
+        if (isfinite(x[i])) {
+            s += x[i];
+            k++;
+        }
+    *m = k ? s / k : NAN;
+    double v = 0;
+    for (int i = 0; i < n; i++)
+        if (isfinite(x[i]))
+            v += (x[i] - *m) * (x[i] - *m);
+    *sd = k > 1 ? sqrt(v / (k - 1)) : 0.0;
+}
+
+fl_status flsim_experiment_afd(const flsim_experiment *e, const fl_logger *log, char *err,
+                               size_t errlen)
+{
+    const char **preset = strcmp(e->preset, "full") == 0 ? g_full : g_small;
+    flsim_config base = flsim_config_default();
+    char e2[300];
+    for (int i = 0; preset[i]; i++)
+        if (apply(&base, preset[i], e2, sizeof e2) != FL_OK) {
+            snprintf(err, errlen, "preset: %s", e2);
+            return FL_ERR_INTERNAL;
+        }
+    /* The compressed variants use these codecs unless overridden. */
+    char down_c[96], up_c[96];
+    snprintf(down_c, sizeof down_c, "%s", g_down_c);
+    snprintf(up_c, sizeof up_c, "%s", g_up_c);
+    for (int i = 0; e->overrides[i]; i++) {
+        if (!strncmp(e->overrides[i], "down-codec=", 11)) {
+            snprintf(down_c, sizeof down_c, "%s", e->overrides[i] + 11);
+            continue;
+        }
+        if (!strncmp(e->overrides[i], "up-codec=", 9)) {
+            snprintf(up_c, sizeof up_c, "%s", e->overrides[i] + 9);
+            continue;
+        }
+        if (apply(&base, e->overrides[i], e2, sizeof e2) != FL_OK) {
+            snprintf(err, errlen, "%s", e2);
+            return FL_ERR_CONFIG;
+        }
+    }
+    base.quiet = 1;
+    const uint32_t seeds = e->seeds ? e->seeds : 3;
+    flsim_data data;
+    fl_status st = flsim_data_load(&data, &base, e2, sizeof e2);
+    if (st != FL_OK) {
+        snprintf(err, errlen, "dataset: %s", e2);
+        return st;
+    }
+    const int r0 = rank0();
+    char path[FLSIM_STR + 128];
+    if (r0 && flsim_mkdirs(e->out) != 0) {
+        snprintf(err, errlen, "cannot create %s", e->out);
+        flsim_data_free(&data);
+        return FL_ERR_IO;
+    }
+    run_out *runs = calloc((size_t)N_CONFIGS * seeds, sizeof *runs);
+    if (!runs) {
+        flsim_data_free(&data);
+        return FL_ERR_NOMEM;
+    }
+    for (int c = 0; c < N_CONFIGS && st == FL_OK; c++)
+        for (uint32_t s = 0; s < seeds && st == FL_OK; s++) {
+            flsim_config cfg = base;
+            flsim_config_set(&cfg, "policy", g_cfgs[c].policy, NULL, 0);
+            cfg.seed = s + 1;
+            snprintf(cfg.down_codec, sizeof cfg.down_codec, "%s", g_cfgs[c].compress ? down_c : "none");
+            snprintf(cfg.up_codec, sizeof cfg.up_codec, "%s", g_cfgs[c].compress ? up_c : "none");
+            run_out *ro = &runs[c * seeds + s];
+            st = flsim_run(&cfg, &data, log, NULL, NULL, &ro->res, &ro->rec, &ro->n, e2, sizeof e2);
+            if (st != FL_OK) {
+                snprintf(err, errlen, "%s seed %u: %s", g_cfgs[c].name, s + 1, e2);
+                break;
+            }
+            if (r0) {
+                if (!e->quiet)
+                    fprintf(stderr, "%-13s seed %u: final acc %.4f, %u rounds, %.0f virtual s, %.1f MB, wall %.1f s\n",
+                            g_cfgs[c].name, s + 1, ro->res.final_test_acc, ro->res.rounds,
+                            ro->res.virtual_time_s,
+                            (double)(ro->res.bytes_down + ro->res.bytes_up) / 1e6, ro->res.wall_s);
+                snprintf(path, sizeof path, "%s/runs/%s-s%u", e->out, g_cfgs[c].name, s + 1);
+                if (flsim_write_outputs(path, &cfg, &ro->res, ro->rec, ro->n) != FL_OK) {
+                    snprintf(err, errlen, "cannot write %s", path);
+                    st = FL_ERR_IO;
+                }
+            }
+        }
+    if (st == FL_OK && r0) {
+        /* Summary statistics per configuration. */
+        double m_rt[N_CONFIGS], m_vt[N_CONFIGS], m_by[N_CONFIGS], m_acc[N_CONFIGS];
+        double sd_rt[N_CONFIGS], sd_vt[N_CONFIGS], sd_by[N_CONFIGS], sd_acc[N_CONFIGS];
+        double m_bd[N_CONFIGS], m_bu[N_CONFIGS], m_vtot[N_CONFIGS], sd_bd, sd_bu, sd_vtot;
+        int reached[N_CONFIGS];
+        for (int c = 0; c < N_CONFIGS; c++) {
+            double rt[100], vt[100], by[100], acc[100], bd[100], bu[100], vtot[100];
+            reached[c] = 0;
+            for (uint32_t s = 0; s < seeds && s < 100; s++) {
+                const flsim_result *r = &runs[c * seeds + s].res;
+                const int ok = r->target_reached;
+                reached[c] += ok;
+                rt[s] = ok ? r->rounds_to_target : NAN;
+                vt[s] = ok ? r->vtime_to_target : NAN;
+                by[s] = ok ? (double)(r->bytes_down_to_target + r->bytes_up_to_target) : NAN;
+                acc[s] = r->final_test_acc;
+                bd[s] = (double)r->bytes_down;
+                bu[s] = (double)r->bytes_up;
+                vtot[s] = r->virtual_time_s;
+            }
+            const int n = seeds < 100 ? (int)seeds : 100;
+            mean_sd(rt, n, &m_rt[c], &sd_rt[c]);
+            mean_sd(vt, n, &m_vt[c], &sd_vt[c]);
+            mean_sd(by, n, &m_by[c], &sd_by[c]);
+            mean_sd(acc, n, &m_acc[c], &sd_acc[c]);
+            mean_sd(bd, n, &m_bd[c], &sd_bd);
+            mean_sd(bu, n, &m_bu[c], &sd_bu);
+            mean_sd(vtot, n, &m_vtot[c], &sd_vtot);
+        }
+        snprintf(path, sizeof path, "%s/table.csv", e->out);
+        FILE *f = fopen(path, "w");
+        snprintf(path, sizeof path, "%s/table.md", e->out);
+        FILE *md = fopen(path, "w");
+        if (!f || !md) {
+            if (f)
+                fclose(f);
+            if (md)
+                fclose(md);
+            snprintf(err, errlen, "cannot write the tables under %s", e->out);
+            st = FL_ERR_IO;
+        } else {
+            fprintf(f, "config,seeds,reached,rounds_to_target,rounds_to_target_sd,vtime_to_target_s,"
+                       "vtime_to_target_sd,bytes_to_target,bytes_to_target_sd,final_acc,final_acc_sd,"
+                       "bytes_down_total,bytes_up_total,vtime_total_s,ratio_rounds,ratio_vtime,"
+                       "ratio_bytes,ratio_acc\n");
+            fprintf(md, "Preset `%s`: %s, model %s (%zu parameters), %u clients, %u per round, %u rounds, "
+                        "partition %s, keep %.2f; compression (+c): down %s, up %s; %u seeds; "
+                        "target accuracy %.2f. Mean (sd) over seeds that reached the target; "
+                        "ratios are to uncompressed FedAvg (`full`), < 1 is better for rounds, time and "
+                        "bytes.\n\n",
+                    e->preset, base.dataset, runs[0].res.arch, runs[0].res.n_params, base.clients,
+                    base.per_round, base.rounds, base.partition, base.keep, down_c, up_c, seeds,
+                    base.target_acc);
+            fprintf(md, "| config | reached | rounds to target | virtual time to target (s) | bytes to target (MB) | final acc | x rounds | x time | x bytes | acc - full |\n");
+            fprintf(md, "|---|---|---|---|---|---|---|---|---|---|\n");
+            for (int c = 0; c < N_CONFIGS; c++) {
+                const double rr = m_rt[c] / m_rt[0], rv = m_vt[c] / m_vt[0], rb = m_by[c] / m_by[0];
+                fprintf(f, "%s,%u,%d,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g\n",
+                        g_cfgs[c].name, seeds, reached[c], m_rt[c], sd_rt[c], m_vt[c], sd_vt[c],
+                        m_by[c], sd_by[c], m_acc[c], sd_acc[c], m_bd[c], m_bu[c], m_vtot[c], rr,
+                        rv, rb, m_acc[c] / m_acc[0]);
+                char a[64], b[64], d[64], x1[32], x2[32], x3[32];
+                if (reached[c]) {
+                    snprintf(a, sizeof a, "%.1f (%.1f)", m_rt[c], sd_rt[c]);
+                    snprintf(b, sizeof b, "%.0f (%.0f)", m_vt[c], sd_vt[c]);
+                    snprintf(d, sizeof d, "%.1f (%.1f)", m_by[c] / 1e6, sd_by[c] / 1e6);
+                } else {
+                    snprintf(a, sizeof a, "-");
+                    snprintf(b, sizeof b, "-");
+                    snprintf(d, sizeof d, "-");
+                }
+                if (isfinite(rr)) snprintf(x1, sizeof x1, "%.3f", rr); else snprintf(x1, sizeof x1, "-");
+                if (isfinite(rv)) snprintf(x2, sizeof x2, "%.3f", rv); else snprintf(x2, sizeof x2, "-");
+                if (isfinite(rb)) snprintf(x3, sizeof x3, "%.3f", rb); else snprintf(x3, sizeof x3, "-");
+                fprintf(md, "| %s | %d/%u | %s | %s | %s | %.4f (%.4f) | %s | %s | %s | %+.4f |\n",
+                        g_cfgs[c].name, reached[c], seeds, a, b, d, m_acc[c], sd_acc[c], x1, x2, x3,
+                        m_acc[c] - m_acc[0]);
+            }
+            fclose(f);
+            fclose(md);
+        }
+        /* Curves: all runs, and the mean over seeds per round for the plots. */
+        snprintf(path, sizeof path, "%s/curves.csv", e->out);
+        f = st == FL_OK ? fopen(path, "w") : NULL;
+        if (st == FL_OK && !f)
+            st = FL_ERR_IO;
+        if (f) {
+            fprintf(f, "config,seed,round,vtime_s,cum_bytes,test_acc\n");
+            for (int c = 0; c < N_CONFIGS; c++)
+                for (uint32_t s = 0; s < seeds; s++) {
+                    const run_out *ro = &runs[c * seeds + s];
+                    for (size_t i = 0; i < ro->n; i++)
+                        if (ro->rec[i].evaluated)
+                            fprintf(f, "%s,%u,%u,%.6g,%llu,%.6g\n", g_cfgs[c].name, s + 1,
+                                    ro->rec[i].round, ro->rec[i].vtime_s,
+                                    (unsigned long long)(ro->rec[i].cum_bytes_down + ro->rec[i].cum_bytes_up),
+                                    ro->rec[i].test_acc);
+                }
+            fclose(f);
+            for (int c = 0; c < N_CONFIGS && st == FL_OK; c++) {
+                snprintf(path, sizeof path, "%s/mean-%s.dat", e->out, g_cfgs[c].name);
+                FILE *g = fopen(path, "w");
+                if (!g) {
+                    st = FL_ERR_IO;
+                    break;
+                }
+                fprintf(g, "# round vtime_s MB test_acc (means over %u seeds)\n", seeds);
+                const size_t nr = runs[c * seeds].n;
+                for (size_t i = 0; i < nr; i++) {
+                    double vt = 0, by = 0, acc = 0;
+                    uint32_t k = 0;
+                    for (uint32_t s = 0; s < seeds; s++) {
+                        const run_out *ro = &runs[c * seeds + s];
+                        if (i < ro->n && ro->rec[i].evaluated) {
+                            vt += ro->rec[i].vtime_s;
+                            by += (double)(ro->rec[i].cum_bytes_down + ro->rec[i].cum_bytes_up);
+                            acc += ro->rec[i].test_acc;
+                            k++;
+                        }
+                    }
+                    if (k == seeds)
+                        fprintf(g, "%zu %.6g %.6g %.6g\n", i + 1, vt / k, by / k / 1e6, acc / k);
+                }
+                fclose(g);
+            }
+            if (st != FL_OK)
+                snprintf(err, errlen, "cannot write curves under %s", e->out);
+        }
+        if (st == FL_OK) {
+            snprintf(path, sizeof path, "%s/plots.gp", e->out);
+            FILE *g = fopen(path, "w");
+            if (g) {
+                fprintf(g, "# gnuplot script written by fl_sim experiment afd; run from this directory\n");
+                const char *xs[2] = {"acc_vs_time", "acc_vs_bytes"};
+                const char *xl[2] = {"virtual time (s)", "bytes down + up (MB)"};
+                const int col[2] = {2, 3};
+                const char *terms[2][2] = {{"pngcairo size 900,600", "png"}, {"svg size 900,600", "svg"}};
+                for (int t = 0; t < 2; t++)
+                    for (int p = 0; p < 2; p++) {
+                        fprintf(g, "set terminal %s\nset output '%s.%s'\n", terms[t][0], xs[p], terms[t][1]);
+                        fprintf(g, "set title 'AFD experiment (%s preset): test accuracy, mean of %u seeds'\n",
+                                e->preset, seeds);
+                        fprintf(g, "set xlabel '%s'\nset ylabel 'test accuracy'\nset key bottom right\nset grid\n%s",
+                                xl[p], p == 1 ? "set logscale x\n" : "unset logscale x\n");
+                        fprintf(g, "plot ");
+                        for (int c = 0; c < N_CONFIGS; c++)
+                            fprintf(g, "%s'mean-%s.dat' using %d:4 with lines lw 2 dt %d title '%s'", c ? ", " : "",
+                                    g_cfgs[c].name, col[p], g_cfgs[c].compress ? 2 : 1, g_cfgs[c].name);
+                        fprintf(g, "\nunset output\n");
+                    }
+                fclose(g);
+                char cmd[FLSIM_STR + 128];
+                snprintf(cmd, sizeof cmd, "cd '%s' && gnuplot plots.gp 2>/dev/null", e->out);
+                if (system(cmd) != 0 && log)
+                    fl_log(log, FL_LOG_WARN, "gnuplot failed or is not installed: no plots");
+            }
+        }
+    }
+    for (size_t i = 0; i < (size_t)N_CONFIGS * seeds; i++)
+        free(runs[i].rec);
+    free(runs);
+    flsim_data_free(&data);
+    return st;
+}

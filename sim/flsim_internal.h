@@ -1,0 +1,26 @@
+/* flsim_internal.h: helpers shared by the simulator's source files (not installed). */
+#ifndef FLSIM_INTERNAL_H
+#define FLSIM_INTERNAL_H
+
+#include <stddef.h>
+
+#include "flsim.h"
+
+/* A finite number with an optional SI suffix k, M, G, T; 1 on success. */
+int flsim_parse_number(const char *s, double *out);
+
+/* mkdir -p. 0 on success. */
+int flsim_mkdirs(const char *path);
+
+/* The distribution / availability as text (the canonical option value). */
+void flsim_dist_format(const flsim_dist *d, char *buf, size_t cap);
+void flsim_avail_format(const flsim_avail *a, char *buf, size_t cap);
+
+/* JSON string escaping of s into buf (with the quotes). */
+void flsim_json_str(char *buf, size_t cap, const char *s);
+
+/* rounds.csv of a run into f. 0 or -1 (write error). */
+#include <stdio.h>
+int flsim_write_rounds_csv(FILE *f, const flsim_round_record *rec, size_t n);
+
+#endif

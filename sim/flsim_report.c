@@ -1,0 +1,135 @@
+/* flsim_report.c: rounds.csv and summary.json of a run. */
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "flsim.h"
+#include "flsim_internal.h"
+
+int flsim_mkdirs(const char *path)
+{
+    char buf[1024];
+    if (snprintf(buf, sizeof buf, "%s", path) >= (int)sizeof buf)
+        return -1;
+    for (char *p = buf + 1; *p; p++) {
+        if (*p != '/')
+            continue;
+        *p = '\0';
+        if (mkdir(buf, 0777) != 0 && errno != EEXIST)
+            return -1;
+        *p = '/';
+    }
+    if (mkdir(buf, 0777) != 0 && errno != EEXIST)
+        return -1;
+    return 0;
+}
+
+/* %.17g, or null for NaN / infinities (JSON has neither). */
+static const char *num(char *buf, size_t cap, double v)
+{
+    if (!isfinite(v))
+        snprintf(buf, cap, "null");
+    else
+        snprintf(buf, cap, "%.17g", v);
+    return buf;
+}
+
+size_t flsim_summary_json(const flsim_config *cfg, const flsim_result *r, char *buf, size_t cap)
+{
+    char hex[2 * FL_SHA256_LEN + 1];
+    fl_sha256_hex(hex, r->model_sha256);
+    char conf[8192];
+    flsim_config_json(cfg, conf, sizeof conf);
+    char a[40], b[40], c[40], d[40], e[40], f[40], g[40];
+    char arch[2 * FLSIM_STR], blas[160];
+    flsim_json_str(arch, sizeof arch, r->arch);
+    flsim_json_str(blas, sizeof blas, r->blas);
+    char target[512];
+    if (r->target_reached)
+        snprintf(target, sizeof target,
+                 "{\"accuracy\": %s, \"reached\": true, \"rounds\": %u, \"virtual_time_s\": %s, "
+                 "\"bytes_down\": %llu, \"bytes_up\": %llu}",
+                 num(a, sizeof a, cfg->target_acc), r->rounds_to_target,
+                 num(b, sizeof b, r->vtime_to_target),
+                 (unsigned long long)r->bytes_down_to_target,
+                 (unsigned long long)r->bytes_up_to_target);
+    else
+        snprintf(target, sizeof target, "{\"accuracy\": %s, \"reached\": false}",
+                 num(a, sizeof a, cfg->target_acc));
+    return (size_t)snprintf(buf, cap,
+        "{\n  \"rounds\": %u,\n  \"final_test_acc\": %s,\n  \"final_test_loss\": %s,\n"
+        "  \"virtual_time_s\": %s,\n  \"bytes_down\": %llu,\n  \"bytes_up\": %llu,\n"
+        "  \"wall_s\": %s,\n  \"train_wall_s\": %s,\n  \"train_flops\": %s,\n"
+        "  \"model_sha256\": \"%s\",\n  \"target\": %s,\n  \"arch\": %s,\n  \"n_params\": %zu,\n"
+        "  \"empty_clients\": %u,\n  \"blas\": %s,\n  \"mpi_ranks\": %d,\n  \"peak_rss_mb\": %s,\n"
+        "  \"config\": %s\n}\n",
+        r->rounds, num(c, sizeof c, r->final_test_acc), num(d, sizeof d, r->final_test_loss),
+        num(e, sizeof e, r->virtual_time_s), (unsigned long long)r->bytes_down,
+        (unsigned long long)r->bytes_up, num(f, sizeof f, r->wall_s),
+        num(g, sizeof g, r->train_wall_s), num(b, sizeof b, r->train_flops), hex, target, arch,
+        r->n_params, r->empty_clients, blas, r->mpi_ranks, num(a, sizeof a, r->peak_rss_mb), conf);
+}
+
+static void csv_num(FILE *f, double v)
+{
+    if (isfinite(v))
+        fprintf(f, "%.9g", v);
+}
+
+int flsim_write_rounds_csv(FILE *f, const flsim_round_record *rec, size_t n)
+{
+    fprintf(f, "round,vtime_s,round_vtime_s,wall_s,train_wall_s,bytes_down,bytes_up,"
+               "cum_bytes_down,cum_bytes_up,mean_loss,test_acc,test_loss,online,selected,"
+               "reported,late,failed,closed_by,train_flops\n");
+    static const char *why[] = {"", "quorum", "deadline", "exhausted"};
+    for (size_t i = 0; i < n; i++) {
+        const flsim_round_record *r = &rec[i];
+        fprintf(f, "%u,%.9g,%.9g,%.6f,%.6f,%llu,%llu,%llu,%llu,", r->round, r->vtime_s,
+                r->round_vtime_s, r->wall_s, r->train_wall_s, (unsigned long long)r->bytes_down,
+                (unsigned long long)r->bytes_up, (unsigned long long)r->cum_bytes_down,
+                (unsigned long long)r->cum_bytes_up);
+        csv_num(f, r->mean_loss);
+        fputc(',', f);
+        csv_num(f, r->evaluated ? r->test_acc : NAN);
+        fputc(',', f);
+        csv_num(f, r->evaluated ? r->test_loss : NAN);
+        fprintf(f, ",%u,%u,%u,%u,%u,%s,%.6g\n", r->online, r->selected, r->reported, r->late,
+                r->failed, r->closed_by >= 1 && r->closed_by <= 3 ? why[r->closed_by] : "",
+                r->train_flops);
+    }
+    return ferror(f) ? -1 : 0;
+}
+
+fl_status flsim_write_outputs(const char *dir, const flsim_config *cfg, const flsim_result *res,
+                              const flsim_round_record *records, size_t n_records)
+{
+    if (flsim_mkdirs(dir) != 0)
+        return FL_ERR_IO;
+    char path[1200];
+    snprintf(path, sizeof path, "%s/rounds.csv", dir);
+    FILE *f = fopen(path, "w");
+    if (!f)
+        return FL_ERR_IO;
+    int bad = flsim_write_rounds_csv(f, records, n_records);
+    if (fclose(f) != 0 || bad)
+        return FL_ERR_IO;
+    snprintf(path, sizeof path, "%s/summary.json", dir);
+    const size_t need = flsim_summary_json(cfg, res, NULL, 0) + 1;
+    char *buf = malloc(need);
+    if (!buf)
+        return FL_ERR_NOMEM;
+    flsim_summary_json(cfg, res, buf, need);
+    f = fopen(path, "w");
+    if (!f) {
+        free(buf);
+        return FL_ERR_IO;
+    }
+    bad = fputs(buf, f) < 0;
+    free(buf);
+    if (fclose(f) != 0 || bad)
+        return FL_ERR_IO;
+    return FL_OK;
+}

@@ -1,0 +1,1210 @@
+/* flsim_run.c: one simulation run: the server core, client cores on a thread pool, the virtual
+ * clock, evaluation, and (optionally) MPI ranks.
+ *
+ * A round, as the host loop runs it:
+ *   1. availability: clients join / leave the server core (fls_core_client_join / _leave);
+ *   2. fls_core_tick(vt) starts the round: FLS_EV_TASK events name the selected clients;
+ *   3. client phase (parallel): the main thread pulls each selected client's Task and weight
+ *      chunks from the server core (fls_core_task, fls_core_task_chunk) into a small ring of
+ *      slots; worker threads take a slot, build that client's flc_core on its data shard, feed it
+ *      the Task and chunks, release the slot, train, and keep the encoded update (payload bytes);
+ *   4. MPI only: the ranks exchange the encoded updates (MPI_Allgatherv), so that every rank holds
+ *      every update of the round;
+ *   5. feed phase (main thread, every rank alike): each update's virtual finish time is
+ *      vt + download + compute + upload (flsim_client_timing); updates go to the server core in
+ *      order of (finish time, client) with now = finish time; a deadline is a tick at
+ *      vt + deadline; whatever the core refuses as late is counted late;
+ *   6. the core closes the round (quorum, deadline or exhausted), asks for an evaluation
+ *      (FLS_EV_EVALUATE: the test set in fixed blocks over the threads and ranks), then emits
+ *      FLS_EV_ROUND_END; vt becomes the close time.
+ * Everything that decides the model happens in the server core in a deterministic order, and
+ * every client's training is a pure function of its task and data: the same seed gives the same
+ * bits whatever the thread count or the number of ranks.
+ */
+#include <errno.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include "fl_rng.h"
+#include "fl_time.h"
+#include "flc_core.h"
+#include "flm_blas.h"
+#include "flm_model.h"
+#include "fls_core.h"
+#include "flsim.h"
+#include "flsim_internal.h"
+#include "flz.h"
+
+#ifdef FLSIM_HAVE_MPI
+#include <mpi.h>
+#endif
+
+#define EVAL_BLOCK 256
+
+double flsim_peak_rss_mb(void)
+{
+    struct rusage ru;
+    if (getrusage(RUSAGE_SELF, &ru) != 0)
+        return NAN;
+    return (double)ru.ru_maxrss / 1024.0;
+}
+
+/* ---- data ------------------------------------------------------------------------------------ */
+
+static int named_dataset(const char *s)
+{
+    return strcmp(s, "fashion-mnist") == 0 || strcmp(s, "mnist") == 0;
+}
+
+/* --train-samples: keep the first n training samples. */
+static fl_status truncate_train(flsim_data *d, const flsim_config *cfg)
+{
+    if (!cfg->train_samples || cfg->train_samples >= d->train->N)
+        return FL_OK;
+    uint32_t *idx = malloc(cfg->train_samples * sizeof *idx);
+    if (!idx)
+        return FL_ERR_NOMEM;
+    for (uint32_t i = 0; i < cfg->train_samples; i++)
+        idx[i] = i;
+    flm_dataset *t = NULL;
+    const fl_status st = flm_dataset_subset(&t, d->train, idx, cfg->train_samples);
+    free(idx);
+    if (st != FL_OK)
+        return st;
+    flm_dataset_free(d->train);
+    d->train = t;
+    return FL_OK;
+}
+
+fl_status flsim_data_load(flsim_data *d, const flsim_config *cfg, char *err, size_t errlen)
+{
+    memset(d, 0, sizeof *d);
+    char spec[FLSIM_STR + 16];
+    /* Synthetic data is part of the problem, not of the run: a fixed data seed. */
+    const uint64_t data_seed = 1;
+    fl_status st;
+    if (named_dataset(cfg->dataset)) {
+        snprintf(spec, sizeof spec, "%s:train", cfg->dataset);
+        st = flm_dataset_load_spec(&d->train, spec, data_seed, err, errlen);
+        if (st != FL_OK)
+            return st;
+        if (!cfg->test_dataset[0])
+            snprintf(spec, sizeof spec, "%s:test", cfg->dataset);
+        else
+            snprintf(spec, sizeof spec, "%s", cfg->test_dataset);
+        st = flm_dataset_load_spec(&d->test, spec, data_seed, err, errlen);
+        if (st == FL_OK)
+            st = truncate_train(d, cfg);
+        if (st != FL_OK)
+            flsim_data_free(d);
+        return st;
+    }
+    flm_dataset *all = NULL;
+    st = flm_dataset_load_spec(&all, cfg->dataset, data_seed, err, errlen);
+    if (st != FL_OK)
+        return st;
+    if (cfg->test_dataset[0]) {
+        d->train = all;
+        st = flm_dataset_load_spec(&d->test, cfg->test_dataset, data_seed, err, errlen);
+        if (st == FL_OK)
+            st = truncate_train(d, cfg);
+        if (st != FL_OK)
+            flsim_data_free(d);
+        return st;
+    }
+    /* Hold out the last test_frac of the samples. */
+    size_t nt = (size_t)floor(cfg->test_frac * (double)all->N);
+    if (nt < 1 || nt >= all->N) {
+        if (err && errlen)
+            snprintf(err, errlen, "dataset %s: %zu samples cannot give a test split of %.3g",
+                     cfg->dataset, all->N, cfg->test_frac);
+        flm_dataset_free(all);
+        return FL_ERR_INVALID_ARG;
+    }
+    uint32_t *idx = malloc(all->N * sizeof *idx);
+    if (!idx) {
+        flm_dataset_free(all);
+        return FL_ERR_NOMEM;
+    }
+    for (size_t i = 0; i < all->N; i++)
+        idx[i] = (uint32_t)i;
+    const size_t ntr = all->N - nt;
+    st = flm_dataset_subset(&d->train, all, idx, ntr);
+    if (st == FL_OK)
+        st = flm_dataset_subset(&d->test, all, idx + ntr, nt);
+    free(idx);
+    flm_dataset_free(all);
+    if (st == FL_OK)
+        st = truncate_train(d, cfg);
+    if (st != FL_OK)
+        flsim_data_free(d);
+    return st;
+}
+
+void flsim_data_free(flsim_data *d)
+{
+    if (!d)
+        return;
+    flm_dataset_free(d->train);
+    flm_dataset_free(d->test);
+    memset(d, 0, sizeof *d);
+}
+
+/* "mlp" / "cnn" completed for the dataset's shape, else the spec as given. */
+static void model_spec(const flsim_config *cfg, const flm_dataset *ds, char *out, size_t cap)
+{
+    if (strcmp(cfg->model, "mlp") == 0)
+        snprintf(out, cap, "mlp:%zu-200-200-%d", ds->sample_len, ds->classes);
+    else if (strcmp(cfg->model, "cnn") == 0)
+        snprintf(out, cap, "cnn:%d:%dx%dx%d", ds->classes, ds->H, ds->W, ds->C);
+    else
+        snprintf(out, cap, "%s", cfg->model);
+}
+
+/* ---- one run's state ----------------------------------------------------------------------- */
+
+typedef struct job {
+    uint32_t key;
+    int mine;                 /* trained on this rank */
+    fl_status st;
+    uint64_t n_samples;
+    double loss, flops;
+    uint64_t bytes_down, bytes_up;
+    uint32_t n_chunks;
+    uint32_t *chunk_len;
+    uint8_t *pay;
+    size_t pay_len;
+    double finish;            /* virtual */
+} job;
+
+typedef struct slot {
+    int job;
+    flp_msg task;
+    uint8_t *buf;
+    size_t cap;
+    flp_msg *chunks;
+    uint32_t n_chunks, chunks_cap;
+} slot;
+
+typedef struct sim {
+    const flsim_config *cfg;
+    fl_logger log;
+    const flm_dataset *train, *test;
+    flm_partition *part;
+    fls_core *core;
+    flsim_population pop;
+    flsim_trace *trace;
+    uint32_t threads;
+    int rank, size;
+    float **resid;            /* per client, only for top-k uplinks (NULL until first trained) */
+    size_t *resid_n;
+    int need_resid;
+    uint8_t *online;          /* per client: joined the core */
+    uint8_t *empty;           /* per client: its shard holds no sample */
+
+    /* the round's jobs */
+    job *jobs;
+    size_t n_jobs, jobs_cap;
+
+    /* client phase */
+    pthread_mutex_t mu;
+    pthread_cond_t cv_ready, cv_free;
+    slot *slots;
+    int n_slots;
+    int *ready_q, ready_head, ready_len;
+    int *free_q, free_len;
+    int producer_done;
+    fl_status phase_st;
+
+    /* evaluation */
+    const float *eval_params;
+    size_t eval_n, eval_blocks;
+    double *blk_correct, *blk_loss;
+    size_t eval_next;
+    fl_status eval_st;
+} sim;
+
+static void set_err(char *err, size_t errlen, const char *fmt, const char *a, const char *b)
+{
+    if (err && errlen)
+        snprintf(err, errlen, fmt, a, b);
+}
+
+/* ---- client phase ------------------------------------------------------------------------- */
+
+static fl_status copy_update(job *j, const flc_core *c)
+{
+    const uint32_t n = flc_core_update_chunks(c);
+    uint32_t *lens = malloc((n ? n : 1) * sizeof *lens);
+    if (!lens)
+        return FL_ERR_NOMEM;
+    size_t total = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        flp_msg m;
+        if (flc_core_update_chunk(c, i, &m) != FL_OK) {
+            free(lens);
+            return FL_ERR_INTERNAL;
+        }
+        lens[i] = (uint32_t)m.chunk.payload_len;
+        total += m.chunk.payload_len;
+    }
+    uint8_t *pay = malloc(total ? total : 1);
+    if (!pay) {
+        free(lens);
+        return FL_ERR_NOMEM;
+    }
+    size_t o = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        flp_msg m;
+        flc_core_update_chunk(c, i, &m);
+        memcpy(pay + o, m.chunk.payload, m.chunk.payload_len);
+        o += m.chunk.payload_len;
+    }
+    j->n_chunks = n;
+    j->chunk_len = lens;
+    j->pay = pay;
+    j->pay_len = total;
+    return FL_OK;
+}
+
+/* Trains job s->job on a fresh client core; releases the slot once the task is decoded. */
+static void run_client(sim *S, int si)
+{
+    slot *s = &S->slots[si];
+    job *j = &S->jobs[s->job];
+    const uint32_t k = j->key;
+    const uint32_t shard = (uint32_t)(k % S->part->K);
+    const uint32_t *idx = NULL;
+    size_t n = 0;
+    flm_partition_client(S->part, shard, &idx, &n);
+    const flm_samples view = {S->train->x, S->train->tokens, S->train->y, idx, n};
+    char id[24];
+    snprintf(id, sizeof id, "sim-%u", k);
+    const flc_core_config cc = {id, k, S->cfg->seed, &view, NULL, NULL, S->log};
+    flc_core *c = NULL;
+    fl_status st = flc_core_new(&cc, &c);
+    if (st == FL_OK)
+        st = flc_core_on_message(c, &s->task);
+    for (uint32_t i = 0; i < s->n_chunks && st == FL_OK; i++)
+        st = flc_core_on_message(c, &s->chunks[i]);
+    if (st == FL_OK && !flc_core_ready(c))
+        st = FL_ERR_INTERNAL;
+    /* The slot is free again: the weights live in the client core now. */
+    pthread_mutex_lock(&S->mu);
+    S->free_q[S->free_len++] = si;
+    pthread_cond_signal(&S->cv_free);
+    pthread_mutex_unlock(&S->mu);
+    if (st == FL_OK && S->need_resid)
+        flc_core_swap_residual(c, &S->resid[k], &S->resid_n[k]);
+    if (st == FL_OK)
+        st = flc_core_train(c);
+    if (st == FL_OK) {
+        const flc_core_stats *cs = flc_core_last_stats(c);
+        j->n_samples = cs->n_samples;
+        j->loss = cs->loss;
+        j->flops = cs->train_flops;
+        j->bytes_down = cs->bytes_down;
+        j->bytes_up = cs->bytes_up;
+        st = copy_update(j, c);
+    } else if (c) {
+        j->bytes_down = flc_core_last_stats(c)->bytes_down;
+    }
+    if (c && S->need_resid)
+        flc_core_swap_residual(c, &S->resid[k], &S->resid_n[k]);
+    flc_core_free(c);
+    j->st = st;
+    if (st == FL_ERR_NOMEM || st == FL_ERR_INTERNAL) {
+        pthread_mutex_lock(&S->mu);
+        if (S->phase_st == FL_OK)
+            S->phase_st = st;
+        pthread_mutex_unlock(&S->mu);
+    }
+}
+
+static void *client_worker(void *arg)
+{
+    sim *S = arg;
+    flm_blas_set_threads(1);
+    for (;;) {
+        pthread_mutex_lock(&S->mu);
+        while (S->ready_len == 0 && !S->producer_done)
+            pthread_cond_wait(&S->cv_ready, &S->mu);
+        if (S->ready_len == 0) {
+            pthread_mutex_unlock(&S->mu);
+            return NULL;
+        }
+        const int si = S->ready_q[S->ready_head];
+        S->ready_head = (S->ready_head + 1) % S->n_slots;
+        S->ready_len--;
+        pthread_mutex_unlock(&S->mu);
+        run_client(S, si);
+    }
+}
+
+/* Pulls job ji's Task and weight chunks from the server core into slot s. */
+static fl_status fill_slot(sim *S, slot *s, int ji)
+{
+    const uint32_t key = S->jobs[ji].key;
+    s->job = ji;
+    fl_status st = fls_core_task(S->core, key, &s->task);
+    if (st != FL_OK)
+        return st;
+    uint32_t n = 0;
+    for (uint32_t t = 0; t < s->task.task.n_tensors; t++)
+        n += s->task.task.tensors[t].n_chunks;
+    const size_t bound = fls_core_task_chunk_bound(S->core);
+    if (n > s->chunks_cap) {
+        flp_msg *m = realloc(s->chunks, n * sizeof *m);
+        if (!m)
+            return FL_ERR_NOMEM;
+        s->chunks = m;
+        s->chunks_cap = n;
+    }
+    if ((size_t)n * bound > s->cap) {
+        uint8_t *b = realloc(s->buf, (size_t)n * bound);
+        if (!b)
+            return FL_ERR_NOMEM;
+        s->buf = b;
+        s->cap = (size_t)n * bound;
+    }
+    size_t off = 0;
+    uint32_t ci = 0;
+    for (uint32_t t = 0; t < s->task.task.n_tensors; t++)
+        for (uint32_t i = 0; i < s->task.task.tensors[t].n_chunks; i++) {
+            flp_msg *m = &s->chunks[ci++];
+            memset(m, 0, sizeof *m);
+            m->version = FLP_VERSION;
+            m->type = FLP_CHUNK;
+            m->round = s->task.round;
+            m->sender = "";
+            size_t len = 0;
+            st = fls_core_task_chunk(S->core, key, t, i, s->buf + off, s->cap - off, &len, &m->chunk);
+            if (st != FL_OK)
+                return st;
+            off += len;
+        }
+    s->n_chunks = n;
+    return FL_OK;
+}
+
+static fl_status client_phase(sim *S)
+{
+    const uint32_t T = S->threads;
+    pthread_t *th = calloc(T, sizeof *th);
+    if (!th)
+        return FL_ERR_NOMEM;
+    S->ready_head = S->ready_len = 0;
+    S->free_len = 0;
+    for (int i = 0; i < S->n_slots; i++)
+        S->free_q[S->free_len++] = i;
+    S->producer_done = 0;
+    S->phase_st = FL_OK;
+    uint32_t started = 0;
+    for (; started < T; started++)
+        if (pthread_create(&th[started], NULL, client_worker, S) != 0)
+            break;
+    fl_status st = started ? FL_OK : FL_ERR_INTERNAL;
+    for (size_t ji = 0; ji < S->n_jobs && st == FL_OK; ji++) {
+        if (!S->jobs[ji].mine)
+            continue;
+        pthread_mutex_lock(&S->mu);
+        while (S->free_len == 0)
+            pthread_cond_wait(&S->cv_free, &S->mu);
+        const int si = S->free_q[--S->free_len];
+        pthread_mutex_unlock(&S->mu);
+        st = fill_slot(S, &S->slots[si], (int)ji);
+        pthread_mutex_lock(&S->mu);
+        if (st == FL_OK) {
+            S->ready_q[(S->ready_head + S->ready_len) % S->n_slots] = si;
+            S->ready_len++;
+            pthread_cond_signal(&S->cv_ready);
+        } else {
+            S->free_q[S->free_len++] = si;
+        }
+        pthread_mutex_unlock(&S->mu);
+    }
+    pthread_mutex_lock(&S->mu);
+    S->producer_done = 1;
+    pthread_cond_broadcast(&S->cv_ready);
+    pthread_mutex_unlock(&S->mu);
+    for (uint32_t i = 0; i < started; i++)
+        pthread_join(th[i], NULL);
+    free(th);
+    if (st == FL_OK)
+        st = S->phase_st;
+    return st;
+}
+
+/* ---- MPI exchange of the round's results ---------------------------------------------------- */
+
+#ifdef FLSIM_HAVE_MPI
+typedef struct wire_job {
+    uint64_t index, st, n_samples, bytes_down, bytes_up, n_chunks, pay_len;
+    double loss, flops;
+} wire_job;
+
+static fl_status exchange(sim *S)
+{
+    size_t mine = 0;
+    for (size_t i = 0; i < S->n_jobs; i++)
+        if (S->jobs[i].mine) {
+            const job *j = &S->jobs[i];
+            mine += sizeof(wire_job) + j->n_chunks * sizeof(uint32_t) + j->pay_len;
+        }
+    if (mine > (size_t)1 << 30)
+        return FL_ERR_OVERFLOW;
+    uint8_t *out = malloc(mine ? mine : 1);
+    if (!out)
+        return FL_ERR_NOMEM;
+    size_t o = 0;
+    for (size_t i = 0; i < S->n_jobs; i++) {
+        job *j = &S->jobs[i];
+        if (!j->mine)
+            continue;
+        wire_job w = {i, (uint64_t)j->st, j->n_samples, j->bytes_down, j->bytes_up, j->n_chunks,
+                      j->pay_len, j->loss, j->flops};
+        memcpy(out + o, &w, sizeof w);
+        o += sizeof w;
+        memcpy(out + o, j->chunk_len, j->n_chunks * sizeof(uint32_t));
+        o += j->n_chunks * sizeof(uint32_t);
+        memcpy(out + o, j->pay, j->pay_len);
+        o += j->pay_len;
+    }
+    int *counts = malloc((size_t)S->size * sizeof *counts);
+    int *displs = malloc((size_t)S->size * sizeof *displs);
+    int my = (int)mine;
+    fl_status st = counts && displs ? FL_OK : FL_ERR_NOMEM;
+    uint8_t *all = NULL;
+    size_t total = 0;
+    if (st == FL_OK && MPI_Allgather(&my, 1, MPI_INT, counts, 1, MPI_INT, MPI_COMM_WORLD) != MPI_SUCCESS)
+        st = FL_ERR_INTERNAL;
+    if (st == FL_OK) {
+        for (int r = 0; r < S->size; r++) {
+            displs[r] = (int)total;
+            total += (size_t)counts[r];
+        }
+        if (total > (size_t)1 << 31)
+            st = FL_ERR_OVERFLOW;
+        else if (!(all = malloc(total ? total : 1)))
+            st = FL_ERR_NOMEM;
+    }
+    if (st == FL_OK && MPI_Allgatherv(out, my, MPI_BYTE, all, counts, displs, MPI_BYTE,
+                                      MPI_COMM_WORLD) != MPI_SUCCESS)
+        st = FL_ERR_INTERNAL;
+    for (size_t p = 0; st == FL_OK && p < total;) {
+        wire_job w;
+        memcpy(&w, all + p, sizeof w);
+        p += sizeof w;
+        if (w.index >= S->n_jobs) {
+            st = FL_ERR_INTERNAL;
+            break;
+        }
+        job *j = &S->jobs[w.index];
+        const size_t cl = (size_t)w.n_chunks * sizeof(uint32_t);
+        if (!j->mine) {
+            j->st = (fl_status)w.st;
+            j->n_samples = w.n_samples;
+            j->bytes_down = w.bytes_down;
+            j->bytes_up = w.bytes_up;
+            j->loss = w.loss;
+            j->flops = w.flops;
+            j->n_chunks = (uint32_t)w.n_chunks;
+            j->pay_len = w.pay_len;
+            j->chunk_len = malloc(cl ? cl : 1);
+            j->pay = malloc(w.pay_len ? w.pay_len : 1);
+            if (!j->chunk_len || !j->pay) {
+                st = FL_ERR_NOMEM;
+                break;
+            }
+            memcpy(j->chunk_len, all + p, cl);
+            memcpy(j->pay, all + p + cl, w.pay_len);
+        }
+        p += cl + w.pay_len;
+    }
+    free(all);
+    free(out);
+    free(counts);
+    free(displs);
+    return st;
+}
+#endif
+
+/* ---- feed phase ----------------------------------------------------------------------------- */
+
+typedef struct order_ent {
+    double t;
+    uint32_t key;
+    uint32_t ji;
+} order_ent;
+
+static int cmp_order(const void *a, const void *b)
+{
+    const order_ent *x = a, *y = b;
+    if (x->t != y->t)
+        return x->t < y->t ? -1 : 1;
+    return (x->key > y->key) - (x->key < y->key);
+}
+
+typedef struct round_acc {
+    double t0;
+    double t_close;           /* virtual time at which the core closed the round */
+    uint64_t bytes_down, bytes_up;
+    uint32_t late, failed;
+    double flops;
+} round_acc;
+
+static fl_status feed_phase(sim *S, round_acc *ra)
+{
+    const double t0 = ra->t0;
+    const double deadline = S->cfg->deadline_s > 0 ? t0 + S->cfg->deadline_s : INFINITY;
+    order_ent *ord = malloc((S->n_jobs ? S->n_jobs : 1) * sizeof *ord);
+    if (!ord)
+        return FL_ERR_NOMEM;
+    for (size_t i = 0; i < S->n_jobs; i++) {
+        job *j = &S->jobs[i];
+        flsim_profile p;
+        flsim_profile_of(&S->pop, j->key, &p);
+        const int ok = j->st == FL_OK;
+        const flsim_timing tm = flsim_client_timing(&p, j->bytes_down, ok ? j->flops : 0.0,
+                                                    ok ? j->bytes_up : 0, S->cfg->latency_s);
+        /* A client whose training failed gives up after its download. */
+        j->finish = t0 + (ok ? tm.total : tm.t_down);
+        ord[i] = (order_ent){j->finish, j->key, (uint32_t)i};
+        ra->bytes_down += j->bytes_down;
+        if (ok) {
+            ra->bytes_up += j->bytes_up;
+            ra->flops += j->flops;
+        }
+    }
+    qsort(ord, S->n_jobs, sizeof *ord, cmp_order);
+    fl_status st = FL_OK;
+    int ticked = 0;
+    for (size_t r = 0; r < S->n_jobs && st == FL_OK; r++) {
+        job *j = &S->jobs[ord[r].ji];
+        const double now = j->finish;
+        if (now > deadline && !ticked) {
+            st = fls_core_tick(S->core, deadline);
+            ticked = 1;
+            if (st != FL_OK)
+                break;
+            if (!fls_core_round_open(S->core) && ra->t_close < 0)
+                ra->t_close = deadline;
+        }
+        if (j->st != FL_OK) {
+            /* It would send an Error and reconnect: the core counts it as failed. */
+            ra->failed++;
+            const int was_open = fls_core_round_open(S->core);
+            st = fls_core_client_leave(S->core, j->key, now);
+            if (st == FL_OK)
+                st = fls_core_client_join(S->core, j->key, 1, now);
+            if (was_open && !fls_core_round_open(S->core) && ra->t_close < 0)
+                ra->t_close = now;
+            continue;
+        }
+        flp_msg task;
+        const fl_status ts = fls_core_task(S->core, j->key, &task);
+        if (ts == FL_ERR_ROUND_CLOSED) {
+            ra->late++;
+            continue;
+        }
+        if (ts != FL_OK) {
+            st = ts;
+            break;
+        }
+        flp_msg up;
+        memset(&up, 0, sizeof up);
+        up.version = FLP_VERSION;
+        up.type = FLP_UPDATE;
+        up.round = task.round;
+        up.sender = "";
+        up.update.model_version = task.task.model_version;
+        up.update.n_tensors = task.task.n_tensors;
+        up.update.tensors = task.task.tensors;
+        up.update.n_samples = j->n_samples;
+        up.update.loss = j->loss;
+        fl_status ms = fls_core_on_message(S->core, j->key, &up, now);
+        if (ms == FL_ERR_ROUND_CLOSED) {
+            ra->late++;
+            continue;
+        }
+        if (ms != FL_OK) {
+            fl_log(&S->log, FL_LOG_WARN, "round %llu: client %u: update refused: %s",
+                   (unsigned long long)task.round, j->key, fl_strerror(ms));
+            continue;
+        }
+        size_t po = 0;
+        uint32_t ci = 0;
+        for (uint32_t t = 0; t < task.task.n_tensors && ms == FL_OK; t++) {
+            const flp_tensor_header *h = &task.task.tensors[t];
+            for (uint32_t i = 0; i < h->n_chunks && ms == FL_OK; i++, ci++) {
+                if (ci >= j->n_chunks) {
+                    ms = FL_ERR_INTERNAL;
+                    break;
+                }
+                flp_msg cm;
+                memset(&cm, 0, sizeof cm);
+                cm.version = FLP_VERSION;
+                cm.type = FLP_CHUNK;
+                cm.round = task.round;
+                cm.sender = "";
+                cm.chunk.dir = FLP_DIR_UP;
+                cm.chunk.tensor = t;
+                cm.chunk.index = i;
+                cm.chunk.offset = (uint64_t)i * h->chunk_elems;
+                cm.chunk.count = (uint32_t)(h->numel - cm.chunk.offset < h->chunk_elems
+                                            ? h->numel - cm.chunk.offset : h->chunk_elems);
+                cm.chunk.payload = j->pay + po;
+                cm.chunk.payload_len = j->chunk_len[ci];
+                po += j->chunk_len[ci];
+                ms = fls_core_on_message(S->core, j->key, &cm, now);
+            }
+        }
+        if (!fls_core_round_open(S->core) && ra->t_close < 0)
+            ra->t_close = now;
+        if (ms == FL_ERR_INTERNAL) {
+            st = ms;
+        } else if (ms != FL_OK) {
+            fl_log(&S->log, FL_LOG_WARN, "round %llu: client %u: chunk refused: %s",
+                   (unsigned long long)task.round, j->key, fl_strerror(ms));
+        }
+    }
+    free(ord);
+    if (st == FL_OK && fls_core_round_open(S->core)) {
+        /* Every selected client was heard from and the core still waits: only a deadline ends it. */
+        if (isfinite(deadline)) {
+            st = fls_core_tick(S->core, deadline);
+            ra->t_close = deadline;
+        } else {
+            st = FL_ERR_INTERNAL;
+        }
+    }
+    if (st == FL_OK && (fls_core_round_open(S->core) || ra->t_close < 0))
+        st = FL_ERR_INTERNAL;
+    return st;
+}
+
+/* ---- evaluation ----------------------------------------------------------------------------- */
+
+typedef struct eval_arg {
+    sim *S;
+} eval_arg;
+
+static void *eval_worker(void *arg)
+{
+    sim *S = arg;
+    flm_blas_set_threads(1);
+    flm_model *m = NULL;
+    fl_status st = flm_model_new(fls_core_arch(S->core), EVAL_BLOCK, &m);
+    const flm_dataset *ts = S->test;
+    for (;;) {
+        pthread_mutex_lock(&S->mu);
+        size_t b = S->eval_next;
+        /* Blocks of this rank: b = rank, rank + size, ... */
+        while (b < S->eval_blocks && (int)(b % (size_t)S->size) != S->rank)
+            b++;
+        S->eval_next = b + 1;
+        if (st != FL_OK && S->eval_st == FL_OK)
+            S->eval_st = st;
+        pthread_mutex_unlock(&S->mu);
+        if (b >= S->eval_blocks || st != FL_OK)
+            break;
+        const size_t start = b * EVAL_BLOCK;
+        const size_t n = S->eval_n - start < EVAL_BLOCK ? S->eval_n - start : EVAL_BLOCK;
+        const flm_samples v = {
+            ts->x ? ts->x + start * ts->sample_len : NULL,
+            ts->tokens ? ts->tokens + start * ts->sample_len : NULL,
+            ts->y + start, NULL, n};
+        double loss = NAN, acc = NAN;
+        st = flm_model_evaluate(m, S->eval_params, &v, &loss, &acc);
+        if (st == FL_OK) {
+            S->blk_correct[b] = round(acc * (double)n);
+            S->blk_loss[b] = loss * (double)n;
+        }
+    }
+    if (st != FL_OK) {
+        pthread_mutex_lock(&S->mu);
+        if (S->eval_st == FL_OK)
+            S->eval_st = st;
+        pthread_mutex_unlock(&S->mu);
+    }
+    flm_model_free(m);
+    return NULL;
+}
+
+static fl_status evaluate(sim *S, double *acc, double *loss)
+{
+    S->eval_params = fls_core_params(S->core);
+    S->eval_next = 0;
+    S->eval_st = FL_OK;
+    memset(S->blk_correct, 0, S->eval_blocks * sizeof(double));
+    memset(S->blk_loss, 0, S->eval_blocks * sizeof(double));
+    uint32_t T = S->threads;
+    if (T > S->eval_blocks)
+        T = (uint32_t)S->eval_blocks;
+    pthread_t th[1024];
+    uint32_t started = 0;
+    for (; started < T; started++)
+        if (pthread_create(&th[started], NULL, eval_worker, S) != 0)
+            break;
+    if (!started)
+        return FL_ERR_INTERNAL;
+    for (uint32_t i = 0; i < started; i++)
+        pthread_join(th[i], NULL);
+    fl_status st = S->eval_st;
+#ifdef FLSIM_HAVE_MPI
+    if (S->size > 1) {
+        /* Each block is non-zero on exactly one rank: the sums are exact. */
+        int ok = st == FL_OK, all_ok = 0;
+        MPI_Allreduce(&ok, &all_ok, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD);
+        MPI_Allreduce(MPI_IN_PLACE, S->blk_correct, (int)S->eval_blocks, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD);
+        MPI_Allreduce(MPI_IN_PLACE, S->blk_loss, (int)S->eval_blocks, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD);
+        if (st == FL_OK && !all_ok)
+            st = FL_ERR_INTERNAL;
+    }
+#endif
+    if (st != FL_OK)
+        return st;
+    double c = 0, l = 0;
+    for (size_t b = 0; b < S->eval_blocks; b++) {
+        c += S->blk_correct[b];
+        l += S->blk_loss[b];
+    }
+    *acc = c / (double)S->eval_n;
+    *loss = l / (double)S->eval_n;
+    return FL_OK;
+}
+
+/* ---- the run ---------------------------------------------------------------------------------- */
+
+static void free_jobs(sim *S)
+{
+    for (size_t i = 0; i < S->n_jobs; i++) {
+        free(S->jobs[i].chunk_len);
+        free(S->jobs[i].pay);
+    }
+    S->n_jobs = 0;
+}
+
+static void sim_free(sim *S)
+{
+    free_jobs(S);
+    free(S->jobs);
+    if (S->slots)
+        for (int i = 0; i < S->n_slots; i++) {
+            free(S->slots[i].buf);
+            free(S->slots[i].chunks);
+        }
+    free(S->slots);
+    free(S->ready_q);
+    free(S->free_q);
+    if (S->resid) {
+        for (uint32_t k = 0; k < S->cfg->clients; k++)
+            free(S->resid[k]);
+        free(S->resid);
+    }
+    free(S->resid_n);
+    free(S->online);
+    free(S->empty);
+    free(S->blk_correct);
+    free(S->blk_loss);
+    fls_core_free(S->core);
+    flm_partition_free(S->part);
+    flsim_trace_free(S->trace);
+    pthread_mutex_destroy(&S->mu);
+    pthread_cond_destroy(&S->cv_ready);
+    pthread_cond_destroy(&S->cv_free);
+}
+
+/* Brings the core's connected set in line with who is online for `round` at time t. */
+static fl_status update_availability(sim *S, uint32_t round, double t, int first)
+{
+    const uint32_t K = S->cfg->clients;
+    const int always = !S->pop.trace && S->pop.avail.kind == FLSIM_AVAIL_ALWAYS;
+    if (always && !first)
+        return FL_OK;
+    for (uint32_t k = 0; k < K; k++) {
+        if (S->empty[k])
+            continue;
+        const int on = always ? 1 : flsim_available(&S->pop, k, round, t);
+        if (on == S->online[k])
+            continue;
+        fl_status st;
+        if (on) {
+            const uint32_t *idx;
+            size_t n = 0;
+            flm_partition_client(S->part, k % S->part->K, &idx, &n);
+            st = fls_core_client_join(S->core, k, n, t);
+        } else {
+            st = fls_core_client_leave(S->core, k, t);
+        }
+        if (st != FL_OK)
+            return st;
+        S->online[k] = (uint8_t)on;
+    }
+    return FL_OK;
+}
+
+static fl_status setup(sim *S, const flsim_config *cfg, const flsim_data *data,
+                       flsim_result *res, char *err, size_t errlen)
+{
+    char e2[256];
+    S->train = data->train;
+    S->test = data->test;
+    if (S->train->kind != S->test->kind || S->train->sample_len != S->test->sample_len) {
+        set_err(err, errlen, "%s%s: the test set's samples do not match the training set's",
+                "", cfg->dataset);
+        return FL_ERR_CONFIG;
+    }
+    /* Population. */
+    S->pop.seed = cfg->seed;
+    S->pop.clients = cfg->clients;
+    S->pop.flops = cfg->flops;
+    S->pop.down_bps = cfg->down_bps;
+    S->pop.up_bps = cfg->up_bps;
+    S->pop.avail = cfg->avail;
+    if (cfg->trace[0]) {
+        fl_status st = flsim_trace_load(&S->trace, cfg->trace, e2, sizeof e2);
+        if (st != FL_OK) {
+            set_err(err, errlen, "%s%s", "--trace: ", e2);
+            return st;
+        }
+        S->pop.trace = S->trace;
+    }
+    /* Partition: shards of the training set. */
+    flm_partition_spec ps;
+    fl_status st = flm_partition_spec_parse(cfg->partition, &ps, e2, sizeof e2);
+    const uint32_t K = cfg->data_shards ? cfg->data_shards : cfg->clients;
+    if (st == FL_OK)
+        st = flm_partition_make(&S->part, S->train, &ps, K, cfg->seed);
+    if (st != FL_OK) {
+        if (st == FL_ERR_INVALID_ARG && e2[0] == '\0')
+            snprintf(e2, sizeof e2, "cannot split %zu samples into %u shards (see --data-shards)",
+                     S->train->N, K);
+        set_err(err, errlen, "%s%s", "--partition: ", st == FL_ERR_NOMEM ? "out of memory" : e2);
+        return st == FL_ERR_NOMEM ? st : FL_ERR_CONFIG;
+    }
+    S->online = calloc(cfg->clients, 1);
+    S->empty = calloc(cfg->clients, 1);
+    if (!S->online || !S->empty)
+        return FL_ERR_NOMEM;
+    uint32_t nonempty = 0;
+    for (uint32_t k = 0; k < cfg->clients; k++) {
+        const uint32_t *idx;
+        size_t n = 0;
+        flm_partition_client(S->part, k % K, &idx, &n);
+        S->empty[k] = n == 0;
+        nonempty += n != 0;
+        if (n == 0)
+            res->empty_clients++;
+    }
+    if (nonempty < cfg->per_round) {
+        snprintf(e2, sizeof e2, "only %u of %u clients hold samples, fewer than --per-round %u",
+                 nonempty, cfg->clients, cfg->per_round);
+        set_err(err, errlen, "%s%s", "", e2);
+        return FL_ERR_CONFIG;
+    }
+    /* The server core. */
+    fls_config sc = fls_config_default();
+    char arch[FLSIM_STR];
+    model_spec(cfg, S->train, arch, sizeof arch);
+    if (strlen(arch) >= sizeof sc.arch) {
+        set_err(err, errlen, "%s%s", "--model: too long: ", arch);
+        return FL_ERR_CONFIG;
+    }
+    snprintf(sc.arch, sizeof sc.arch, "%s", arch);
+    flm_arch a;
+    if (flm_arch_parse(sc.arch, &a, e2, sizeof e2) != FL_OK) {
+        set_err(err, errlen, "%s%s", "--model: ", e2);
+        return FL_ERR_CONFIG;
+    }
+    if ((size_t)a.in_C * a.in_H * a.in_W != S->train->sample_len ||
+        a.token_input != (S->train->kind == FLM_DATA_TOKENS) || a.classes < S->train->classes) {
+        snprintf(e2, sizeof e2, "%s does not fit the dataset (%d x %d x %d inputs, %d classes)",
+                 a.spec, S->train->C, S->train->H, S->train->W, S->train->classes);
+        set_err(err, errlen, "%s%s", "--model: ", e2);
+        return FL_ERR_CONFIG;
+    }
+    snprintf(res->arch, sizeof res->arch, "%s", a.spec);
+    res->n_params = a.n_params;
+    sc.seed = cfg->seed;
+    sc.policy.kind = cfg->policy;
+    sc.policy.fd_per_client = cfg->fd_per_client;
+    sc.policy.keep_p = cfg->keep;
+    sc.opt.lr = (float)cfg->server_lr;
+    sc.clients_per_round = cfg->per_round;
+    sc.overcommit = cfg->overcommit;
+    sc.min_clients = 0;
+    sc.round_timeout_s = cfg->deadline_s > 0 ? cfg->deadline_s : 1e300;
+    sc.max_rounds = cfg->rounds;
+    sc.eval_every = cfg->eval_every ? cfg->eval_every : cfg->rounds;
+    sc.target_accuracy = cfg->keep_going ? 0.0 : cfg->target_acc;
+    sc.train.epochs = cfg->epochs;
+    sc.train.batch_size = cfg->batch;
+    sc.train.lr = (float)cfg->lr;
+    sc.train.momentum = (float)cfg->momentum;
+    sc.train.weight_decay = (float)cfg->weight_decay;
+    sc.train.prox_mu = (float)cfg->prox_mu;
+    sc.train.max_samples = 0;
+    snprintf(sc.down_codec, sizeof sc.down_codec, "%s", cfg->down_codec);
+    snprintf(sc.up_codec, sizeof sc.up_codec, "%s", cfg->up_codec);
+    sc.chunk_elems = cfg->chunk_elems;
+    sc.log = S->log;
+    if (fls_config_validate(&sc, e2, sizeof e2) != FL_OK) {
+        set_err(err, errlen, "%s%s", "server configuration: ", e2);
+        return FL_ERR_CONFIG;
+    }
+    if ((st = fls_core_new(&sc, &S->core)) != FL_OK) {
+        set_err(err, errlen, "%s%s", "server core: ", fl_strerror(st));
+        return st;
+    }
+    flz_spec up;
+    if (flz_spec_parse(cfg->up_codec, &up, NULL, 0) == FL_OK && up.topk > 0) {
+        S->need_resid = 1;
+        S->resid = calloc(cfg->clients, sizeof *S->resid);
+        S->resid_n = calloc(cfg->clients, sizeof *S->resid_n);
+        if (!S->resid || !S->resid_n)
+            return FL_ERR_NOMEM;
+    }
+    /* Client phase and evaluation buffers. */
+    S->n_slots = (int)S->threads + 2;
+    S->slots = calloc((size_t)S->n_slots, sizeof *S->slots);
+    S->ready_q = calloc((size_t)S->n_slots, sizeof *S->ready_q);
+    S->free_q = calloc((size_t)S->n_slots, sizeof *S->free_q);
+    S->eval_n = cfg->eval_samples && cfg->eval_samples < S->test->N ? cfg->eval_samples : S->test->N;
+    S->eval_blocks = (S->eval_n + EVAL_BLOCK - 1) / EVAL_BLOCK;
+    S->blk_correct = calloc(S->eval_blocks ? S->eval_blocks : 1, sizeof(double));
+    S->blk_loss = calloc(S->eval_blocks ? S->eval_blocks : 1, sizeof(double));
+    if (!S->slots || !S->ready_q || !S->free_q || !S->blk_correct || !S->blk_loss)
+        return FL_ERR_NOMEM;
+    if (S->eval_n == 0) {
+        set_err(err, errlen, "%s%s", "the test set is empty", "");
+        return FL_ERR_CONFIG;
+    }
+    return FL_OK;
+}
+
+fl_status flsim_run(const flsim_config *cfg, const flsim_data *data_in, const fl_logger *log,
+                    flsim_round_fn cb, void *user, flsim_result *res,
+                    flsim_round_record **records, size_t *n_records, char *err, size_t errlen)
+{
+    if (!cfg || !res)
+        return FL_ERR_INVALID_ARG;
+    if (err && errlen)
+        err[0] = '\0';
+    memset(res, 0, sizeof *res);
+    if (records)
+        *records = NULL;
+    if (n_records)
+        *n_records = 0;
+    fl_status st = flsim_config_validate(cfg, err, errlen);
+    if (st != FL_OK)
+        return st;
+    const double wall0 = fl_time_mono_s();
+    flsim_data own = {0};
+    const flsim_data *data = data_in;
+    if (!data) {
+        st = flsim_data_load(&own, cfg, err, errlen);
+        if (st != FL_OK)
+            return st;
+        data = &own;
+    }
+    flm_blas_init();
+    flm_blas_set_threads(1);
+    snprintf(res->blas, sizeof res->blas, "%s", flm_blas_corename());
+
+    sim S;
+    memset(&S, 0, sizeof S);
+    S.cfg = cfg;
+    if (log)
+        S.log = *log;
+    pthread_mutex_init(&S.mu, NULL);
+    pthread_cond_init(&S.cv_ready, NULL);
+    pthread_cond_init(&S.cv_free, NULL);
+    S.threads = cfg->threads;
+    if (S.threads == 0) {
+        const long n = sysconf(_SC_NPROCESSORS_ONLN);
+        S.threads = n > 0 ? (uint32_t)n : 1;
+    }
+    S.rank = 0;
+    S.size = 1;
+#ifdef FLSIM_HAVE_MPI
+    int inited = 0;
+    MPI_Initialized(&inited);
+    if (inited) {
+        MPI_Comm_rank(MPI_COMM_WORLD, &S.rank);
+        MPI_Comm_size(MPI_COMM_WORLD, &S.size);
+    }
+#endif
+    res->mpi_ranks = S.size;
+    st = setup(&S, cfg, data, res, err, errlen);
+    flsim_round_record *recs = NULL;
+    size_t n_recs = 0, cap_recs = 0;
+    double vt = 0.0;
+    uint64_t cum_down = 0, cum_up = 0;
+    double cum_flops = 0;
+    if (st == FL_OK)
+        st = update_availability(&S, 0, vt, 1);
+    int done = 0;
+    uint64_t idle = 0;
+    round_acc ra = {0};
+    double round_wall0 = fl_time_mono_s(), train_wall = 0;
+    flsim_round_record pending;
+    memset(&pending, 0, sizeof pending);
+    while (st == FL_OK && !done) {
+        const uint32_t next = (uint32_t)fls_core_round(S.core);
+        if ((st = update_availability(&S, next, vt, 0)) != FL_OK)
+            break;
+        const double t_tick = fl_time_mono_s();
+        if ((st = fls_core_tick(S.core, vt)) != FL_OK)
+            break;
+        fls_event ev;
+        int any = 0;
+        free_jobs(&S);
+        while (st == FL_OK && fls_core_poll(S.core, &ev)) {
+            any = 1;
+            if (ev.kind == FLS_EV_TASK) {
+                if (S.n_jobs == S.jobs_cap) {
+                    const size_t nc = S.jobs_cap ? 2 * S.jobs_cap : 256;
+                    job *nj = realloc(S.jobs, nc * sizeof *nj);
+                    if (!nj) {
+                        st = FL_ERR_NOMEM;
+                        break;
+                    }
+                    S.jobs = nj;
+                    S.jobs_cap = nc;
+                }
+                if (S.n_jobs == 0)
+                    round_wall0 = t_tick;
+                job *j = &S.jobs[S.n_jobs++];
+                memset(j, 0, sizeof *j);
+                j->key = ev.client;
+                j->mine = (int)(ev.client % (uint32_t)S.size) == S.rank;
+            } else if (ev.kind == FLS_EV_EVALUATE) {
+                double acc = NAN, loss = NAN;
+                st = evaluate(&S, &acc, &loss);
+                if (st == FL_OK)
+                    st = fls_core_report_eval(S.core, ev.round, acc, isfinite(loss) ? loss : NAN, vt);
+            } else if (ev.kind == FLS_EV_ROUND_END) {
+                const fls_round_metrics *m = fls_core_last_metrics(S.core);
+                flsim_round_record *r = &pending;
+                r->round = (uint32_t)m->round + 1;
+                r->vtime_s = m->t_end;
+                r->round_vtime_s = m->duration_s;
+                r->mean_loss = m->mean_loss;
+                r->evaluated = m->evaluated;
+                r->test_acc = m->test_accuracy;
+                r->test_loss = m->test_loss;
+                r->selected = m->selected;
+                r->reported = m->reported;
+                r->online = m->connected;
+                r->closed_by = (int)m->closed_by;
+                r->wall_s = fl_time_mono_s() - round_wall0;
+                if (n_recs == cap_recs) {
+                    const size_t nc = cap_recs ? 2 * cap_recs : 64;
+                    flsim_round_record *nr = realloc(recs, nc * sizeof *nr);
+                    if (!nr) {
+                        st = FL_ERR_NOMEM;
+                        break;
+                    }
+                    recs = nr;
+                    cap_recs = nc;
+                }
+                recs[n_recs++] = *r;
+                res->rounds = r->round;
+                res->virtual_time_s = r->vtime_s;
+                res->bytes_down = r->cum_bytes_down;
+                res->bytes_up = r->cum_bytes_up;
+                res->train_flops = cum_flops;
+                if (r->evaluated) {
+                    res->final_test_acc = r->test_acc;
+                    res->final_test_loss = r->test_loss;
+                    if (cfg->target_acc > 0 && !res->target_reached && r->test_acc >= cfg->target_acc) {
+                        res->target_reached = 1;
+                        res->rounds_to_target = r->round;
+                        res->vtime_to_target = r->vtime_s;
+                        res->bytes_down_to_target = r->cum_bytes_down;
+                        res->bytes_up_to_target = r->cum_bytes_up;
+                    }
+                }
+                res->wall_s = fl_time_mono_s() - wall0;
+                res->train_wall_s += r->train_wall_s;
+                if (cb)
+                    cb(user, r, res);
+                memset(&pending, 0, sizeof pending);
+            } else if (ev.kind == FLS_EV_DONE) {
+                done = 1;
+            }
+        }
+        if (st != FL_OK || done)
+            break;
+        if (S.n_jobs > 0) {
+            memset(&ra, 0, sizeof ra);
+            ra.t0 = vt;
+            ra.t_close = -1.0;
+            const double tc = fl_time_mono_s();
+            st = client_phase(&S);
+            train_wall = fl_time_mono_s() - tc;
+#ifdef FLSIM_HAVE_MPI
+            if (st == FL_OK && S.size > 1)
+                st = exchange(&S);
+#endif
+            if (st == FL_OK)
+                st = feed_phase(&S, &ra);
+            if (st != FL_OK)
+                break;
+            /* The round is closed at ra.t_close; its metrics become final at ROUND_END (after
+             * the evaluation, if one is due), and the next round starts at the close. */
+            vt = ra.t_close;
+            cum_down += ra.bytes_down;
+            cum_up += ra.bytes_up;
+            cum_flops += ra.flops;
+            pending.bytes_down = ra.bytes_down;
+            pending.bytes_up = ra.bytes_up;
+            pending.cum_bytes_down = cum_down;
+            pending.cum_bytes_up = cum_up;
+            pending.late = ra.late;
+            pending.failed = ra.failed;
+            pending.train_flops = ra.flops;
+            pending.train_wall_s = train_wall;
+            free_jobs(&S);
+            idle = 0;
+            continue;
+        }
+        if (fls_core_round_open(S.core)) {
+            st = FL_ERR_INTERNAL;
+            break;
+        }
+        if (!any) {
+            /* Too few clients online: wait (virtually) for more. */
+            vt += cfg->idle_step_s;
+            if (++idle > 1000000) {
+                set_err(err, errlen, "%s%s", "no round could start: too few clients online ",
+                        "for a million idle steps");
+                st = FL_ERR_CONFIG;
+            }
+        }
+    }
+    if (st == FL_OK) {
+        const flm_arch *a = fls_core_arch(S.core);
+        st = fl_sha256_digest(res->model_sha256, fls_core_params(S.core), a->n_params * sizeof(float));
+    } else if (err && errlen && !err[0]) {
+        snprintf(err, errlen, "simulation failed: %s", fl_strerror(st));
+    }
+    res->wall_s = fl_time_mono_s() - wall0;
+    res->peak_rss_mb = flsim_peak_rss_mb();
+    sim_free(&S);
+    flsim_data_free(&own);
+    if (st == FL_OK && records) {
+        *records = recs;
+        if (n_records)
+            *n_records = n_recs;
+    } else {
+        free(recs);
+    }
+    return st;
+}

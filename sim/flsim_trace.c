@@ -1,0 +1,251 @@
+/* flsim_trace.c: the device / availability trace CSV (format in flsim.h and sim/README.md). */
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "flsim.h"
+
+#define TRACE_HEADER "client,flops,down_bps,up_bps,availability"
+
+typedef struct entry {
+    uint32_t id;
+    size_t line;
+    flsim_trace_row row;
+} entry;
+
+static fl_status bad(char *err, size_t errlen, size_t line, const char *fmt, const char *what)
+{
+    if (err && errlen) {
+        char msg[160];
+        snprintf(msg, sizeof msg, fmt, what);
+        snprintf(err, errlen, "line %zu: %s", line, msg);
+    }
+    return FL_ERR_TRACE_FORMAT;
+}
+
+/* A strict float field: the whole field, finite. */
+static int field_double(const char *s, double *out)
+{
+    if (!*s || *s == ' ' || *s == '\t')
+        return 0;
+    errno = 0;
+    char *end = NULL;
+    const double v = strtod(s, &end);
+    if (end == s || *end || errno == ERANGE || !isfinite(v))
+        return 0;
+    *out = v;
+    return 1;
+}
+
+static int field_id(const char *s, uint32_t *out)
+{
+    if (!*s || strlen(s) > 10)
+        return 0;
+    uint64_t v = 0;
+    for (const char *p = s; *p; p++) {
+        if (*p < '0' || *p > '9')
+            return 0;
+        v = v * 10 + (uint64_t)(*p - '0');
+    }
+    if (v >= FLSIM_MAX_CLIENTS)
+        return 0;
+    *out = (uint32_t)v;
+    return 1;
+}
+
+static int cmp_entry(const void *a, const void *b)
+{
+    const entry *x = a, *y = b;
+    if (x->id != y->id)
+        return x->id < y->id ? -1 : 1;
+    return (x->line > y->line) - (x->line < y->line);
+}
+
+fl_status flsim_trace_parse(flsim_trace **out, const char *text, size_t len, char *err,
+                            size_t errlen)
+{
+    if (!out || (!text && len))
+        return FL_ERR_INVALID_ARG;
+    *out = NULL;
+    if (err && errlen)
+        err[0] = '\0';
+    entry *ents = NULL;
+    size_t n = 0, cap = 0;
+    size_t line = 0, pos = 0;
+    int have_header = 0;
+    fl_status st = FL_OK;
+    char buf[FLSIM_TRACE_MAX_LINE + 2];
+    while (pos < len && st == FL_OK) {
+        line++;
+        const char *nl = memchr(text + pos, '\n', len - pos);
+        size_t l = nl ? (size_t)(nl - (text + pos)) : len - pos;
+        const char *s = text + pos;
+        pos += l + (nl ? 1 : 0);
+        if (l && s[l - 1] == '\r')
+            l--;
+        if (l > FLSIM_TRACE_MAX_LINE) {
+            st = bad(err, errlen, line, "longer than %s bytes", "1024");
+            break;
+        }
+        if (memchr(s, '\0', l)) {
+            st = bad(err, errlen, line, "%s", "contains a NUL byte");
+            break;
+        }
+        memcpy(buf, s, l);
+        buf[l] = '\0';
+        if (!have_header) {
+            if (strcmp(buf, TRACE_HEADER) != 0) {
+                st = bad(err, errlen, line, "the header must be exactly '%s'", TRACE_HEADER);
+                break;
+            }
+            have_header = 1;
+            continue;
+        }
+        if (l == 0 || buf[0] == '#')
+            continue;
+        char *f[6];
+        int nf = 0;
+        char *p = buf;
+        while (nf < 6) {
+            f[nf++] = p;
+            char *c = strchr(p, ',');
+            if (!c)
+                break;
+            *c = '\0';
+            p = c + 1;
+        }
+        if (nf != 5) {
+            st = bad(err, errlen, line, "%s", "want 5 comma-separated fields: client,flops,down_bps,up_bps,availability");
+            break;
+        }
+        entry e = {0};
+        e.line = line;
+        if (!field_id(f[0], &e.id)) {
+            st = bad(err, errlen, line, "client '%.40s' is not an integer in [0, 1000000)", f[0]);
+            break;
+        }
+        static const char *names[] = {"flops", "down_bps", "up_bps", "availability"};
+        double v[4];
+        for (int i = 0; i < 4 && st == FL_OK; i++) {
+            if (!field_double(f[i + 1], &v[i]))
+                st = bad(err, errlen, line, "%s is not a finite number", names[i]);
+            else if (i < 3 && !(v[i] > 0))
+                st = bad(err, errlen, line, "%s must be > 0", names[i]);
+            else if (i == 3 && !(v[i] >= 0 && v[i] <= 1))
+                st = bad(err, errlen, line, "%s must lie in [0, 1]", names[i]);
+        }
+        if (st != FL_OK)
+            break;
+        e.row = (flsim_trace_row){v[0], v[1], v[2], v[3]};
+        if (n == FLSIM_MAX_CLIENTS) {
+            st = bad(err, errlen, line, "more than %s rows", "1000000");
+            break;
+        }
+        if (n == cap) {
+            const size_t nc = cap ? 2 * cap : 64;
+            entry *ne = realloc(ents, nc * sizeof *ne);
+            if (!ne) {
+                st = FL_ERR_NOMEM;
+                break;
+            }
+            ents = ne;
+            cap = nc;
+        }
+        ents[n++] = e;
+    }
+    if (st == FL_OK && !have_header)
+        st = bad(err, errlen, line ? line : 1, "%s", "empty trace: the header line is missing");
+    if (st == FL_OK && n == 0)
+        st = bad(err, errlen, line, "%s", "no client rows");
+    flsim_trace *t = NULL;
+    if (st == FL_OK) {
+        qsort(ents, n, sizeof *ents, cmp_entry);
+        for (size_t i = 0; i < n && st == FL_OK; i++) {
+            if (i > 0 && ents[i].id == ents[i - 1].id) {
+                if (err && errlen)
+                    snprintf(err, errlen, "line %zu: client %u already given on line %zu",
+                             ents[i].line, ents[i].id, ents[i - 1].line);
+                st = FL_ERR_TRACE_FORMAT;
+            } else if (ents[i].id != (uint32_t)i) {
+                if (err && errlen)
+                    snprintf(err, errlen, "client %zu missing (ids must be 0 .. %zu, each once)",
+                             i, n - 1);
+                st = FL_ERR_TRACE_FORMAT;
+            }
+        }
+    }
+    if (st == FL_OK) {
+        t = calloc(1, sizeof *t);
+        if (t)
+            t->rows = malloc(n * sizeof *t->rows);
+        if (!t || !t->rows) {
+            free(t);
+            t = NULL;
+            st = FL_ERR_NOMEM;
+        } else {
+            t->n = n;
+            for (size_t i = 0; i < n; i++)
+                t->rows[i] = ents[i].row;
+        }
+    }
+    free(ents);
+    if (st == FL_OK)
+        *out = t;
+    return st;
+}
+
+fl_status flsim_trace_load(flsim_trace **out, const char *path, char *err, size_t errlen)
+{
+    if (!out || !path)
+        return FL_ERR_INVALID_ARG;
+    *out = NULL;
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        if (err && errlen)
+            snprintf(err, errlen, "%s: %s", path, strerror(errno));
+        return FL_ERR_IO;
+    }
+    char *buf = NULL;
+    size_t n = 0, cap = 0;
+    for (;;) {
+        if (n == cap) {
+            const size_t nc = cap ? 2 * cap : 65536;
+            char *nb = realloc(buf, nc);
+            if (!nb) {
+                free(buf);
+                fclose(f);
+                return FL_ERR_NOMEM;
+            }
+            buf = nb;
+            cap = nc;
+        }
+        const size_t r = fread(buf + n, 1, cap - n, f);
+        n += r;
+        if (r == 0)
+            break;
+    }
+    const int rerr = ferror(f);
+    fclose(f);
+    if (rerr) {
+        free(buf);
+        if (err && errlen)
+            snprintf(err, errlen, "%s: read error", path);
+        return FL_ERR_IO;
+    }
+    char inner[256];
+    const fl_status st = flsim_trace_parse(out, buf, n, inner, sizeof inner);
+    free(buf);
+    if (st != FL_OK && err && errlen)
+        snprintf(err, errlen, "%s: %s", path, inner);
+    return st;
+}
+
+void flsim_trace_free(flsim_trace *t)
+{
+    if (!t)
+        return;
+    free(t->rows);
+    free(t);
+}
