@@ -94,14 +94,14 @@ static double gemm_gflops(int ta, int tb, int M, int N, int K, float beta, doubl
 static void usage(void)
 {
     fprintf(stderr, "usage: bench_train [--model cnn] [--batch 10] [--threads 1] [--samples 6000]\n"
-                    "                   [--lr 0.05] [--seed 1] [--no-torch] [--data DIR]\n");
+                    "                   [--lr 0.05] [--seed 1] [--no-torch] [--data DIR] [--test-samples N]\n");
 }
 
 int main(int argc, char **argv)
 {
     const char *model = "cnn", *data_dir = NULL;
     int B = 10, threads = 1, run_torch = 1;
-    long samples = 6000;
+    long samples = 6000, test_samples = -1;
     double lr = 0.05;
     unsigned long seed = 1;
     for (int i = 1; i < argc; i++) {
@@ -121,6 +121,7 @@ int main(int argc, char **argv)
         else if (!strcmp(a, "--samples")) samples = atol(v);
         else if (!strcmp(a, "--lr")) lr = atof(v);
         else if (!strcmp(a, "--seed")) seed = strtoul(v, NULL, 10);
+        else if (!strcmp(a, "--test-samples")) test_samples = atol(v);
         else if (!strcmp(a, "--data")) data_dir = v;
         else {
             usage();
@@ -182,6 +183,8 @@ int main(int argc, char **argv)
     }
     flm_samples tr = {train->x, NULL, train->y, idx, (size_t)samples};
     flm_samples te = {test->x, NULL, test->y, NULL, test->N};
+    if (test_samples >= 1 && (size_t)test_samples < test->N)
+        te.n = (size_t)test_samples; /* for profiling the training alone */
     const flm_sgd o = {(float)lr, 0, 0, 0};
     fl_rng order = fl_rng_stream(seed, 0, 0, FL_RNG_BATCH);
     /* warm-up step (kernel load, page faults of the buffers), outside the timed region */

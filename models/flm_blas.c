@@ -261,6 +261,72 @@ static FLM_AVX512 void skinny_nn(int M, int N, int K, float alpha, const float *
     }
 }
 
+/* Fused dense backward + SGD step (flm_dense_bwd_update) for a batch of MB <= 10 rows, over rows
+ * [0, rb) of W starting at W (row stride C). For every 16-column chunk c: x[:, c] and the
+ * dinp[:, c] accumulators stay in registers while the rb rows stream through once:
+ *   acc_i += dout[i, k] * W[k, c]               (dinp, with W before the update)
+ *   W[k, c] = decay * W[k, c] + sum_i sa[k][i] x[i, c]   (sa = alpha * dout^T)
+ * d[k][i] = dout[i, r0 + k] and sa[k][i] are small transposed copies made by the caller. */
+static inline __attribute__((always_inline)) FLM_AVX512 void
+dbu_block(const int MB, int rb, int C, float *W, float *dinp, const float *x, const float *d,
+          const float *sa, float decay, int first)
+{
+    const __m512 vdecay = _mm512_set1_ps(decay);
+    for (int c = 0; c < C; c += 16) {
+        const __mmask16 m = (__mmask16)(C - c >= 16 ? 0xFFFFu : (1u << (C - c)) - 1);
+        __m512 xv[10], acc[10];
+        for (int i = 0; i < MB; i++) {
+            xv[i] = _mm512_maskz_loadu_ps(m, x + (size_t)i * C + c);
+            acc[i] = (first || !dinp) ? _mm512_setzero_ps()
+                                      : _mm512_maskz_loadu_ps(m, dinp + (size_t)i * C + c);
+        }
+        for (int k = 0; k < rb; k++) {
+            float *wk = W + (size_t)k * C + c;
+            _mm_prefetch((const char *)(wk + 128), _MM_HINT_T0);
+            const __m512 w = _mm512_maskz_loadu_ps(m, wk);
+            const float *dk = d + k * MB, *sk = sa + k * MB;
+            if (dinp)
+                for (int i = 0; i < MB; i++)
+                    acc[i] = _mm512_fmadd_ps(_mm512_set1_ps(dk[i]), w, acc[i]);
+            __m512 u0 = _mm512_mul_ps(vdecay, w), u1 = _mm512_setzero_ps();
+            for (int i = 0; i + 1 < MB; i += 2) {
+                u0 = _mm512_fmadd_ps(_mm512_set1_ps(sk[i]), xv[i], u0);
+                u1 = _mm512_fmadd_ps(_mm512_set1_ps(sk[i + 1]), xv[i + 1], u1);
+            }
+            if (MB & 1)
+                u0 = _mm512_fmadd_ps(_mm512_set1_ps(sk[MB - 1]), xv[MB - 1], u0);
+            _mm512_mask_storeu_ps(wk, m, _mm512_add_ps(u0, u1));
+        }
+        if (dinp)
+            for (int i = 0; i < MB; i++)
+                _mm512_mask_storeu_ps(dinp + (size_t)i * C + c, m, acc[i]);
+    }
+}
+
+#define DBU_ROWS 64
+#define DBU_CASE(MB)                                                                           \
+    case MB:                                                                                   \
+        dbu_block(MB, rb, C, W + (size_t)r0 * C, dinp, x, d, sa, decay, r0 == 0);              \
+        break;
+
+static FLM_AVX512 void dbu_avx512(float *dinp, float *W, const float *dout, const float *x, int B,
+                                  int C, int OC, float alpha, float decay)
+{
+    float d[DBU_ROWS * 10], sa[DBU_ROWS * 10];
+    for (int r0 = 0; r0 < OC; r0 += DBU_ROWS) {
+        const int rb = OC - r0 < DBU_ROWS ? OC - r0 : DBU_ROWS;
+        for (int k = 0; k < rb; k++)
+            for (int i = 0; i < B; i++) {
+                d[k * B + i] = dout[(size_t)i * OC + r0 + k];
+                sa[k * B + i] = alpha * d[k * B + i];
+            }
+        switch (B) {
+            DBU_CASE(1) DBU_CASE(2) DBU_CASE(3) DBU_CASE(4) DBU_CASE(5)
+            DBU_CASE(6) DBU_CASE(7) DBU_CASE(8) DBU_CASE(9) DBU_CASE(10)
+        }
+    }
+}
+
 static int have_avx512(void)
 {
     __builtin_cpu_init();
@@ -285,6 +351,11 @@ static int skinny_gemm(int transA, int transB, int M, int N, int K, float alpha,
 }
 #else
 static int have_avx512(void) { return 0; }
+static void dbu_avx512(float *dinp, float *W, const float *dout, const float *x, int B, int C,
+                       int OC, float alpha, float decay)
+{
+    (void)dinp; (void)W; (void)dout; (void)x; (void)B; (void)C; (void)OC; (void)alpha; (void)decay;
+}
 static int skinny_gemm(int transA, int transB, int M, int N, int K, float alpha, const float *A,
                        int lda, const float *B, int ldb, float beta, float *C, int ldc)
 {
@@ -325,4 +396,29 @@ void flm_sgemm_ref(int transA, int transB, int M, int N, int K, float alpha, con
             float *c = &C[(size_t)i * ldc + j];
             *c = (float)(alpha * s + (beta == 0.0f ? 0.0 : (double)beta * *c));
         }
+}
+
+void flm_dense_bwd_update(float *dinp, float *W, const float *dout, const float *x, int B, int C,
+                          int OC, float alpha, float decay)
+{
+    if (B <= 0 || C <= 0 || OC <= 0)
+        return;
+    pthread_once(&g_once, blas_load);
+    if (g_blas.avx512 && B <= 10 && (size_t)C * OC >= SKINNY_MIN_WORK) {
+        dbu_avx512(dinp, W, dout, x, B, C, OC, alpha, decay);
+        return;
+    }
+    /* Two GEMMs per block of rows: the block is read from memory by the first and is still in
+     * cache for the second. */
+    int RB = 65536 / C;
+    RB = RB < 8 ? 8 : RB > 256 ? 256 : RB;
+    for (int r0 = 0; r0 < OC; r0 += RB) {
+        const int rb = OC - r0 < RB ? OC - r0 : RB;
+        float *wr = W + (size_t)r0 * C;
+        /* dinp (B, C) (+)= dout[:, r0 : r0+rb] (B, rb) @ W[r0 : r0+rb, :] (rb, C) */
+        if (dinp)
+            flm_sgemm(0, 0, B, C, rb, 1.0f, dout + r0, OC, wr, C, r0 ? 1.0f : 0.0f, dinp, C);
+        /* W[r0 : r0+rb, :] = decay W + alpha dout[:, r0 : r0+rb]^T (rb, B) @ x (B, C) */
+        flm_sgemm(1, 0, rb, C, B, alpha, dout + r0, OC, x, C, decay, wr, C);
+    }
 }

@@ -16,6 +16,16 @@ void flm_sgemm(int transA, int transB, int M, int N, int K, float alpha, const f
 void flm_sgemm_ref(int transA, int transB, int M, int N, int K, float alpha, const float *A,
                    int lda, const float *B, int ldb, float beta, float *C, int ldc);
 
+/* A dense layer's backward fused with its SGD step, in one pass over the weights:
+ *   dinp (B, C) = dout (B, OC) @ W (OC, C)          with W as it was before the step
+ *                                                   (skipped when dinp is NULL)
+ *   W = decay * W + alpha * dout^T (OC, B) @ x (B, C)   (alpha = -lr, decay = 1 - lr wd)
+ * The seam's second entry point: at small batches both halves are bound by streaming W, so the
+ * fused form reads and writes W once instead of reading it twice. AVX-512 kernel for B <= 10,
+ * otherwise two flm_sgemm calls per block of rows. Same arithmetic up to float rounding. */
+void flm_dense_bwd_update(float *dinp, float *W, const float *dout, const float *x, int B, int C,
+                          int OC, float alpha, float decay);
+
 /* Kernel selection (flm_blas.c). OpenBLAS is not linked at build time: the first call of any
  * function below or of flm_sgemm detects the CPU (AVX-512 -> "SkylakeX", AVX2+FMA -> "Haswell"),
  * sets OPENBLAS_CORETYPE to it unless the environment already names a core, then dlopen()s

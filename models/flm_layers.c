@@ -163,6 +163,31 @@ void flm_maxpool2d_forward(float *out, int32_t *arg, const float *inp, int B, in
         const float *x = inp + (size_t)bc * H * W;
         float *y = out + (size_t)bc * OH * OW;
         int32_t *a = arg + (size_t)bc * OH * OW;
+        if (K == 2) { /* the common window, unrolled; same tie and NaN rules as below */
+            for (int oh = 0; oh < OH; oh++) {
+                const float *r0 = x + (size_t)(2 * oh) * W, *r1 = r0 + W;
+                for (int ow = 0; ow < OW; ow++) {
+                    const int j = 2 * oh * W + 2 * ow;
+                    int best = j;
+                    float m = r0[2 * ow];
+                    if (r0[2 * ow + 1] > m || isnan(r0[2 * ow + 1])) {
+                        m = r0[2 * ow + 1];
+                        best = j + 1;
+                    }
+                    if (r1[2 * ow] > m || isnan(r1[2 * ow])) {
+                        m = r1[2 * ow];
+                        best = j + W;
+                    }
+                    if (r1[2 * ow + 1] > m || isnan(r1[2 * ow + 1])) {
+                        m = r1[2 * ow + 1];
+                        best = j + W + 1;
+                    }
+                    y[oh * OW + ow] = m;
+                    a[oh * OW + ow] = best;
+                }
+            }
+            continue;
+        }
         for (int oh = 0; oh < OH; oh++)
             for (int ow = 0; ow < OW; ow++) {
                 int best = oh * K * W + ow * K;

@@ -342,10 +342,8 @@ static fl_status backward(flm_model *m, float *params, float *grads, const fused
                                    n, C, OC);
                 break;
             }
-            /* dinp with the old weights, then w = (1 - lr wd) w - lr dout^T inp in one GEMM */
-            if (dinp)
-                flm_sgemm(0, 0, n, C, OC, 1.0f, dout, OC, w, C, 0.0f, dinp, C);
-            flm_sgemm(1, 0, OC, C, n, -f->lr, dout, OC, inp, C, 1.0f - f->lr * f->wd, w, C);
+            /* dinp with the old weights and w = (1 - lr wd) w - lr dout^T inp, one pass */
+            flm_dense_bwd_update(dinp, w, dout, inp, n, C, OC, -f->lr, 1.0f - f->lr * f->wd);
             for (int o = 0; o < OC; o++) {
                 float s = 0.0f;
                 for (int j = 0; j < n; j++)

@@ -119,6 +119,45 @@ static void test_sgemm_matches_reference(void **state)
     }
 }
 
+/* flm_dense_bwd_update against two reference GEMMs, on both sides of its kernel's limits
+ * (B <= 10, C * OC >= 32768, a column count that is not a multiple of 16). */
+static void test_dense_bwd_update(void **state)
+{
+    (void)state;
+    static const int cases[][3] = {{1, 300, 150}, {7, 300, 150}, {10, 301, 129}, {13, 300, 150},
+                                   {4, 20, 9}};
+    fl_rng r = fl_rng_stream(8, 0, 0, FL_RNG_TEST);
+    for (size_t t = 0; t < sizeof cases / sizeof cases[0]; t++) {
+        const int B = cases[t][0], C = cases[t][1], OC = cases[t][2];
+        const size_t nw = (size_t)OC * C;
+        float *w = malloc(nw * 4), *w_ref = malloc(nw * 4), *x = malloc((size_t)B * C * 4);
+        float *dout = malloc((size_t)B * OC * 4), *dinp = malloc((size_t)B * C * 4);
+        float *dinp_ref = malloc((size_t)B * C * 4);
+        fill_uniform(w, nw, -1, 1, &r);
+        fill_uniform(x, (size_t)B * C, -1, 1, &r);
+        fill_uniform(dout, (size_t)B * OC, -1, 1, &r);
+        memcpy(w_ref, w, nw * 4);
+        const float alpha = -0.05f, decay = 0.999f;
+        flm_sgemm_ref(0, 0, B, C, OC, 1.0f, dout, OC, w_ref, C, 0.0f, dinp_ref, C);
+        flm_sgemm_ref(1, 0, OC, C, B, alpha, dout, OC, x, C, decay, w_ref, C);
+        for (int with_dinp = 0; with_dinp < 2; with_dinp++) {
+            float *w2 = malloc(nw * 4);
+            memcpy(w2, w, nw * 4);
+            flm_dense_bwd_update(with_dinp ? dinp : NULL, w2, dout, x, B, C, OC, alpha, decay);
+            for (size_t i = 0; i < nw; i++)
+                if (fabs(w2[i] - w_ref[i]) > 1e-5 * (1 + B))
+                    fail_msg("B=%d C=%d OC=%d: W[%zu] %g vs %g", B, C, OC, i, w2[i], w_ref[i]);
+            if (with_dinp)
+                for (int i = 0; i < B * C; i++)
+                    if (fabs(dinp[i] - dinp_ref[i]) > 1e-5 * OC)
+                        fail_msg("B=%d C=%d OC=%d: dinp[%d] %g vs %g", B, C, OC, i, dinp[i],
+                                 dinp_ref[i]);
+            free(w2);
+        }
+        free(w); free(w_ref); free(x); free(dout); free(dinp); free(dinp_ref);
+    }
+}
+
 static void test_blas_kernel_selection(void **state)
 {
     (void)state;
@@ -275,14 +314,13 @@ static void pool_fwd(fd_case *c)
     flm_maxpool2d_forward(c->out, c->p[1], c->p[0], c->d[0], c->d[1], c->d[2], c->d[3], c->d[4]);
 }
 
-static void test_maxpool_grad(void **state)
+static void check_pool(int B, int C, int H, int W, int K)
 {
-    (void)state;
-    enum { B = 2, C = 3, H = 6, W = 5, K = 2, OH = 3, OW = 2 };
-    const size_t nx = B * C * H * W, no = B * C * OH * OW;
-    float x[B * C * H * W], out[B * C * OH * OW], R[B * C * OH * OW], dx[B * C * H * W];
-    int32_t arg[B * C * OH * OW];
-    fl_rng r = fl_rng_stream(4, 0, 0, FL_RNG_TEST);
+    const int OH = H / K, OW = W / K;
+    const size_t nx = (size_t)B * C * H * W, no = (size_t)B * C * OH * OW;
+    float *x = malloc(nx * 4), *out = malloc(no * 4), *R = malloc(no * 4), *dx = malloc(nx * 4);
+    int32_t *arg = malloc(no * 4);
+    fl_rng r = fl_rng_stream(4, (uint32_t)K, 0, FL_RNG_TEST);
     /* distinct values 0.01 apart: no ties within eps */
     for (size_t i = 0; i < nx; i++)
         x[i] = 0.01f * (float)i;
@@ -297,10 +335,20 @@ static void test_maxpool_grad(void **state)
     c.forward(&c);
     flm_maxpool2d_backward(dx, R, arg, B, C, H, W, K);
     fd_check("maxpool dinp", &c, x, dx, nx, nx);
+    free(x); free(out); free(R); free(dx); free(arg);
+}
+
+static void test_maxpool_grad(void **state)
+{
+    (void)state;
+    check_pool(2, 3, 6, 5, 2); /* the unrolled window, odd width dropped */
+    check_pool(1, 2, 7, 9, 3); /* the generic window */
     /* ties go to the first element, as in PyTorch */
-    float t[4] = {1, 1, 1, 1}, o;
+    float t[9] = {1, 1, 1, 1, 1, 1, 1, 1, 1}, o;
     int32_t a;
     flm_maxpool2d_forward(&o, &a, t, 1, 1, 2, 2, 2);
+    assert_int_equal(a, 0);
+    flm_maxpool2d_forward(&o, &a, t, 1, 1, 3, 3, 3);
     assert_int_equal(a, 0);
 }
 
@@ -922,6 +970,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_sgemm_matches_reference),
         cmocka_unit_test(test_blas_kernel_selection),
+        cmocka_unit_test(test_dense_bwd_update),
         cmocka_unit_test(test_dense_grad),
         cmocka_unit_test(test_conv2d_grad),
         cmocka_unit_test(test_maxpool_grad),
