@@ -145,20 +145,23 @@ int flm_blas_threads(void)
 #define FLM_AVX512 __attribute__((target("avx512f,avx512dq,avx512vl,fma")))
 
 /* NT block: rows i0..i0+MI of C, columns j..j+JB; MI and JB are compile-time constants at every
- * call site, so acc stays in registers. */
+ * call site, so acc stays in registers (MI <= 8, JB <= 3: 24 accumulators). The JB rows of B
+ * stream from memory (prefetched 512 bytes ahead); A's rows come from cache. */
 static inline __attribute__((always_inline)) FLM_AVX512 void
 nt_block(const int MI, const int JB, int K, float alpha, const float *A, int lda, const float *B,
          int ldb, float beta, float *C, int ldc)
 {
-    __m512 acc[10][3];
+    __m512 acc[8][3];
     for (int i = 0; i < MI; i++)
         for (int j = 0; j < JB; j++)
             acc[i][j] = _mm512_setzero_ps();
     int k = 0;
     for (; k + 16 <= K; k += 16) {
         __m512 b[3];
-        for (int j = 0; j < JB; j++)
+        for (int j = 0; j < JB; j++) {
+            _mm_prefetch((const char *)(B + (size_t)j * ldb + k + 128), _MM_HINT_T0);
             b[j] = _mm512_loadu_ps(B + (size_t)j * ldb + k);
+        }
         for (int i = 0; i < MI; i++) {
             const __m512 a = _mm512_loadu_ps(A + (size_t)i * lda + k);
             for (int j = 0; j < JB; j++)
@@ -184,28 +187,27 @@ nt_block(const int MI, const int JB, int K, float alpha, const float *A, int lda
         }
 }
 
-#define NT_CASE(MI)                                                                            \
+#define NT_CASE(MI, JB)                                                                        \
     case MI:                                                                                   \
-        for (j = 0; j + JB <= N; j += JB)                                                      \
-            nt_block(MI, JB, K, alpha, A + (size_t)i * lda, lda, B + (size_t)j * ldb, ldb,     \
-                     beta, C + (size_t)i * ldc + j, ldc);                                      \
-        for (; j < N; j++)                                                                     \
-            nt_block(MI, 1, K, alpha, A + (size_t)i * lda, lda, B + (size_t)j * ldb, ldb,      \
-                     beta, C + (size_t)i * ldc + j, ldc);                                      \
+        nt_block(MI, JB, K, alpha, A + (size_t)i * lda, lda, B + (size_t)j * ldb, ldb, beta,   \
+                 C + (size_t)i * ldc + j, ldc);                                                \
         break;
+#define NT_CASES(JB)                                                                           \
+    NT_CASE(1, JB) NT_CASE(2, JB) NT_CASE(3, JB) NT_CASE(4, JB)                                \
+    NT_CASE(5, JB) NT_CASE(6, JB) NT_CASE(7, JB) NT_CASE(8, JB)
 
+/* For each group of 3 rows of B (streamed from memory once), all rows of A in chunks of 8
+ * (the group, 3 rows of B, is still in cache for the second chunk). */
 static FLM_AVX512 void skinny_nt(int M, int N, int K, float alpha, const float *A, int lda,
                                  const float *B, int ldb, float beta, float *C, int ldc)
 {
-    enum { JB = 2 };
-    for (int i = 0; i < M; i += 10) {
-        const int mi = M - i < 10 ? M - i : 10;
-        int j;
-        switch (mi) {
-            NT_CASE(1) NT_CASE(2) NT_CASE(3) NT_CASE(4) NT_CASE(5)
-            NT_CASE(6) NT_CASE(7) NT_CASE(8) NT_CASE(9) NT_CASE(10)
-        }
-    }
+    int j = 0;
+    for (; j + 3 <= N; j += 3)
+        for (int i = 0; i < M; i += 8)
+            switch (M - i < 8 ? M - i : 8) { NT_CASES(3) }
+    for (; j < N; j++)
+        for (int i = 0; i < M; i += 8)
+            switch (M - i < 8 ? M - i : 8) { NT_CASES(1) }
 }
 
 /* NN block: rows i0..i0+MI of C, a strip of 32 columns (two vectors, masked at the edge). */
