@@ -230,7 +230,7 @@ static fl_status agg_create(const flm_arch *arch, size_t n, const fls_agg_option
     a->w_cap = cap_log2 >= 32 ? UINT32_MAX : (UINT64_C(1) << cap_log2);
 #ifdef FLS_AGG_X86
     __builtin_cpu_init();
-    a->use_avx2 = __builtin_cpu_supports("avx2");
+    a->use_avx2 = !o.no_simd && __builtin_cpu_supports("avx2");
 #endif
     a->cellw = calloc(a->n_cells, sizeof(uint64_t));
     a->pool = calloc((size_t)o.max_open, sizeof(float *));
@@ -496,8 +496,8 @@ static int fold_avx2(uint64_t *acc, const float *x, size_t len, uint64_t w, doub
 #endif
 
 /* Weight cells: each held cell gets w once, at its representative element (row 0 if rows have
- * no cells of their own, column block 0 likewise, inner offset 0), which every holder holds. */
-/* Adds w (mod 2^64: pass 0 - w to undo) to the cells of the run [full_index, +len). *ti is a
+ * no cells of their own, column block 0 likewise, inner offset 0), which every holder holds.
+ * Adds w (mod 2^64: pass 0 - w to undo) to the cells of the run [full_index, +len). *ti is a
  * tensor cursor (runs come in increasing full order within one walk). */
 static void cell_account(fls_agg *a, int *ti, size_t full_index, size_t len, uint64_t w)
 {
@@ -513,8 +513,12 @@ static void cell_account(fls_agg *a, int *ti, size_t full_index, size_t len, uin
             if (*ti >= a->nt)
                 return;
         }
-        if (a->t[*ti].off > p) { /* runs went backwards: restart the cursor */
-            *ti = 0;
+        if (a->t[*ti].off > p) {
+            if (*ti > 0 && a->t[*ti - 1].off <= p) { /* p in no tensor: skip the hole */
+                p = a->t[*ti].off < end ? a->t[*ti].off : end;
+                continue;
+            }
+            *ti = 0; /* runs went backwards: restart the cursor */
             continue;
         }
         const agg_tensor *t = &a->t[*ti];

@@ -69,6 +69,7 @@ typedef struct fls_agg_options {
     double trim_frac;    /* trimmed mean: fraction of holders dropped at EACH end, [0, 0.5) */
     int max_open;        /* staging buffers = concurrently open updates; 0 = 1 */
     int max_updates;     /* robust modes: committed updates per round (memory cap); 0 = 256 */
+    int no_simd;         /* 1: use the portable kernel even where AVX2 exists (same bits, slower) */
     fl_logger log;       /* copied; zeroed = silent */
 } fls_agg_options;
 
