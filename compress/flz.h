@@ -150,7 +150,8 @@ typedef struct flz_info {
 fl_status flz_peek(const uint8_t *src, size_t len, flz_info *info);
 
 /* Error-feedback state for one (client, tensor chunk) of n elements, zero-initialised. The caller
- * owns *out. FL_OK, FL_ERR_NOMEM, FL_ERR_INVALID_ARG (n > FLZ_MAX_N). */
+ * owns *out. FL_OK, FL_ERR_NOMEM, FL_ERR_INVALID_ARG (n > FLZ_MAX_N). A residual is used by one
+ * thread at a time (the one encoding with it); distinct residuals are independent. */
 fl_status flz_residual_new(size_t n, flz_residual **out);
 void flz_residual_free(flz_residual *r);             /* NULL is a no-op */
 void flz_residual_reset(flz_residual *r);            /* back to zeros */
