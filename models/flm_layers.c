@@ -220,6 +220,22 @@ void flm_maxpool2d_backward(float *dinp, const float *dout, const int32_t *arg, 
     }
 }
 
+void flm_maxpool2d_relu_backward(float *dinp, const float *dout, const int32_t *arg,
+                                 const float *inp, int B, int C, int H, int W, int K)
+{
+    const int OH = H / K, OW = W / K;
+    memset(dinp, 0, (size_t)B * C * H * W * sizeof *dinp);
+    for (int bc = 0; bc < B * C; bc++) {
+        float *dx = dinp + (size_t)bc * H * W;
+        const float *x = inp + (size_t)bc * H * W;
+        const float *dy = dout + (size_t)bc * OH * OW;
+        const int32_t *a = arg + (size_t)bc * OH * OW;
+        for (int j = 0; j < OH * OW; j++)
+            if (x[a[j]] > 0.0f)
+                dx[a[j]] += dy[j];
+    }
+}
+
 /* ---- relu, last step ------------------------------------------------------------------------ */
 
 void flm_relu_forward(float *out, const float *inp, size_t N)

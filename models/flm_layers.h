@@ -43,6 +43,12 @@ void flm_maxpool2d_forward(float *out, int32_t *arg, const float *inp, int B, in
 void flm_maxpool2d_backward(float *dinp, const float *dout, const int32_t *arg, int B, int C,
                             int H, int W, int K);
 
+/* The maxpool backward followed by the backward of the relu that produced its input, in one pass:
+ * inp (B, C, H, W) is the relu output the pool read; dinp gets dout only where the maximum was
+ * positive. Equals flm_maxpool2d_backward then flm_relu_backward(dinp, dinp, inp). */
+void flm_maxpool2d_relu_backward(float *dinp, const float *dout, const int32_t *arg,
+                                 const float *inp, int B, int C, int H, int W, int K);
+
 /* out (N) = max(0, inp); in place allowed (out == inp). */
 void flm_relu_forward(float *out, const float *inp, size_t N);
 /* dinp (N) = dout where out > 0, else 0; in place allowed (dinp == dout). */

@@ -323,6 +323,7 @@ static fl_status backward(flm_model *m, float *params, float *grads, const fused
     const int n = m->n;
     const int last = a->n_layers - 1;
     flm_softmax_xent(m->dact[last], m->act[last], m->y, n, a->classes);
+    int relu_done = -1; /* a relu whose backward a fused maxpool backward already did */
     for (int i = last; i >= 0; i--) {
         const flm_layer *l = &a->layers[i];
         const float *inp = i > 0 ? m->act[i - 1] : m->x;
@@ -358,12 +359,19 @@ static fl_status backward(flm_model *m, float *params, float *grads, const fused
                                 l->W, l->OC, l->K, l->pad);
             break;
         case FLM_OP_MAXPOOL2D:
-            if (dinp)
+            if (!dinp)
+                break;
+            if (i >= 2 && a->layers[i - 1].op == FLM_OP_RELU) {
+                /* pool after an in-place relu: mask in the same pass, skip the relu's backward */
+                flm_maxpool2d_relu_backward(dinp, dout, m->arg[i], inp, n, l->C, l->H, l->W, l->K);
+                relu_done = i - 1;
+            } else {
                 flm_maxpool2d_backward(dinp, dout, m->arg[i], n, l->C, l->H, l->W, l->K);
+            }
             break;
         case FLM_OP_RELU:
             /* in place when aliased (dinp == dout), using the relu output */
-            if (dinp)
+            if (dinp && relu_done != i)
                 flm_relu_backward(dinp, dout, m->act[i], (size_t)n * out_floats(l));
             break;
         case FLM_OP_FLATTEN:

@@ -335,6 +335,17 @@ static void check_pool(int B, int C, int H, int W, int K)
     c.forward(&c);
     flm_maxpool2d_backward(dx, R, arg, B, C, H, W, K);
     fd_check("maxpool dinp", &c, x, dx, nx, nx);
+    /* fused with the backward of a relu before it: the same as the two passes */
+    float *xr = malloc(nx * 4), *d2 = malloc(nx * 4);
+    for (size_t i = 0; i < nx; i++)
+        xr[i] = x[i] - 0.01f * (float)(nx / 2); /* half the inputs are not positive */
+    flm_relu_forward(xr, xr, nx);
+    flm_maxpool2d_forward(out, arg, xr, B, C, H, W, K);
+    flm_maxpool2d_backward(dx, R, arg, B, C, H, W, K);
+    flm_relu_backward(dx, dx, xr, nx);
+    flm_maxpool2d_relu_backward(d2, R, arg, xr, B, C, H, W, K);
+    assert_memory_equal(d2, dx, nx * 4);
+    free(xr); free(d2);
     free(x); free(out); free(R); free(dx); free(arg);
 }
 
