@@ -31,8 +31,8 @@ static void usage(FILE *f)
 "\n"
 "Connection:\n"
 "  --server EP            server endpoint, e.g. tcp://127.0.0.1:5555 or ipc:///tmp/fl.sock (required)\n"
-"  --server-key FILE      the server's CURVE public key file (fl_server keygen writes DIR/server.pub)\n"
-"  --key FILE             this client's CURVE secret key file (DIR/NAME.key); its public key must be\n"
+"  --server-key FILE      the server's CURVE public key file (fl_server keygen DIR writes DIR/server.pub)\n"
+"  --key FILE             this client's CURVE secret key file (DIR/NAME.secret); its public key must be\n"
 "                         on the server's allow-list\n"
 "  --insecure             no encryption (only against a server started with --insecure)\n"
 "  --id ID                client id (default: client-<index>)\n"
@@ -57,6 +57,20 @@ static void usage(FILE *f)
 "3 refused by the server (key or id), 4 transport error.\n");
 }
 
+/* A key file holds one Z85 key (40 characters) on a line of its own; other lines are comments
+ * ("# ..."). A 40-character Z85 line is a key even when it starts with '#', which Z85 allows. */
+static int is_z85_key(const char *s, size_t n)
+{
+    static const char z85[] = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                              ".-:+=^!/*?&<>()[]{}@%$#";
+    if (n != 40)
+        return 0;
+    for (size_t i = 0; i < n; i++)
+        if (!strchr(z85, s[i]) || !s[i])
+            return 0;
+    return 1;
+}
+
 static int read_key(const char *path, char out[41])
 {
     FILE *f = fopen(path, "r");
@@ -64,16 +78,21 @@ static int read_key(const char *path, char out[41])
         fprintf(stderr, "fl_client: cannot open key file %s\n", path);
         return -1;
     }
-    char line[256] = {0};
-    const int ok = fgets(line, sizeof line, f) != NULL;
+    char line[512];
+    int found = 0;
+    while (!found && fgets(line, sizeof line, f)) {
+        const size_t n = strcspn(line, " \t\r\n");
+        if (is_z85_key(line, n)) {
+            memcpy(out, line, 40);
+            out[40] = '\0';
+            found = 1;
+        }
+    }
     fclose(f);
-    size_t n = ok ? strcspn(line, " \t\r\n") : 0;
-    if (n != 40) {
-        fprintf(stderr, "fl_client: %s does not hold a 40-character Z85 key\n", path);
+    if (!found) {
+        fprintf(stderr, "fl_client: %s holds no 40-character Z85 key\n", path);
         return -1;
     }
-    memcpy(out, line, 40);
-    out[40] = '\0';
     return 0;
 }
 
