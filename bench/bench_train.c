@@ -6,7 +6,8 @@
  *
  * Also prints: the sgemm peak of this machine (1024^3, same thread count), the throughput of every
  * GEMM the dense and conv layers issue in one training step (replayed in isolation with the same
- * shapes, transposes and leading dimensions) as a fraction of that peak, and the memory of
+ * shapes and transposes; a dense layer's backward is the fused flm_dense_bwd_update, two GEMMs'
+ * worth of flops in one pass over W) as a fraction of that peak, and the memory of
  * training against parameters + gradients + activations. Last line:
  *   samples_per_s=<float> test_acc=<float> kernel=<openblas core>
  * Not a test: figures depend on the machine and its load (CPU seconds are printed beside wall
@@ -89,6 +90,41 @@ static double gemm_gflops(int ta, int tb, int M, int N, int K, float beta, doubl
     free(B);
     free(C);
     return 2.0 * M * N * K / best / 1e9;
+}
+
+/* Best-of-reps GFLOP/s of the fused dense backward + SGD step (2 GEMMs' worth of flops). */
+static double fused_gflops(int B, int C, int OC, double min_s, int single)
+{
+    float *W = malloc((size_t)OC * C * 4), *x = malloc((size_t)B * C * 4);
+    float *dout = malloc((size_t)B * OC * 4), *dinp = malloc((size_t)B * C * 4);
+    if (!W || !x || !dout || !dinp) {
+        free(W);
+        free(x);
+        free(dout);
+        free(dinp);
+        return 0;
+    }
+    for (size_t i = 0; i < (size_t)OC * C; i++)
+        W[i] = (float)(i % 17) * 0.01f;
+    for (size_t i = 0; i < (size_t)B * C; i++)
+        x[i] = (float)(i % 13) * 0.01f;
+    for (size_t i = 0; i < (size_t)B * OC; i++)
+        dout[i] = (float)(i % 7) * 0.001f;
+    double best = 1e30, spent = 0;
+    int reps = 0;
+    while (spent < min_s || reps < 3) {
+        const double t = single ? cpu() : wall();
+        flm_dense_bwd_update(dinp, W, dout, x, B, C, OC, -1e-6f, 1.0f);
+        const double dt = (single ? cpu() : wall()) - t;
+        best = dt < best ? dt : best;
+        spent += dt;
+        reps++;
+    }
+    free(W);
+    free(x);
+    free(dout);
+    free(dinp);
+    return 4.0 * B * C * OC / best / 1e9;
 }
 
 static void usage(void)
@@ -187,15 +223,12 @@ int main(int argc, char **argv)
         te.n = (size_t)test_samples; /* for profiling the training alone */
     const flm_sgd o = {(float)lr, 0, 0, 0};
     fl_rng order = fl_rng_stream(seed, 0, 0, FL_RNG_BATCH);
-    /* warm-up step (kernel load, page faults of the buffers), outside the timed region */
+    /* warm-up (kernel load, first touch of the buffers), outside the timed region: a forward
+     * and backward of one batch into the model's gradient buffer, leaving the weights as they are */
     {
-        flm_samples one = {train->x, NULL, train->y, idx, (size_t)B};
-        float *w2 = malloc(a.n_params * sizeof(float));
-        memcpy(w2, w, a.n_params * sizeof(float));
-        double l;
-        fl_rng o2 = fl_rng_stream(seed, 9, 9, FL_RNG_BATCH);
-        flm_train_local(m, w2, NULL, &one, 1, &o, &o2, &l);
-        free(w2);
+        float l;
+        if (flm_model_forward_samples(m, w, &tr, 0, B, &l) == FL_OK)
+            flm_model_backward(m, w, flm_model_grads(m));
     }
     double mean = 0;
     const double t0 = wall(), c0 = cpu();
@@ -229,28 +262,28 @@ int main(int argc, char **argv)
     printf("sgemm peak (1024^3, %d thread(s)): %.1f GFLOP/s\n", threads, peak);
     struct {
         const char *what;
-        int ta, tb, M, N, K, count;
+        int fused, ta, tb, M, N, K, count;
         float beta;
     } g[] = {
-        {"conv0 fwd      W(32x25) col(25x784)", 0, 0, 32, 784, 25, B, 1.0f},
-        {"conv0 dW       dout col^T", 0, 1, 32, 25, 784, B, 1.0f},
-        {"conv1 fwd      W(64x800) col(800x196)", 0, 0, 64, 196, 800, B, 1.0f},
-        {"conv1 dW       dout col^T", 0, 1, 64, 800, 196, B, 1.0f},
-        {"conv1 dcol     W^T dout", 1, 0, 800, 196, 64, B, 0.0f},
-        {"dense0 fwd     x W^T (Bx3136 . 3136x2048)", 0, 1, B, 2048, 3136, 1, 1.0f},
-        {"dense0 dinp    dout W", 0, 0, B, 3136, 2048, 1, 0.0f},
-        {"dense0 dW+SGD  W += -lr dout^T x", 1, 0, 2048, 3136, B, 1, 1.0f},
-        {"dense1 fwd", 0, 1, B, 10, 2048, 1, 1.0f},
-        {"dense1 dinp", 0, 0, B, 2048, 10, 1, 0.0f},
-        {"dense1 dW+SGD", 1, 0, 10, 2048, B, 1, 1.0f},
+        {"conv0 fwd      W(32x25) col(25x784)", 0, 0, 0, 32, 784, 25, B, 1.0f},
+        {"conv0 dW       dout col^T", 0, 0, 1, 32, 25, 784, B, 1.0f},
+        {"conv1 fwd      W(64x800) col(800x196)", 0, 0, 0, 64, 196, 800, B, 1.0f},
+        {"conv1 dW       dout col^T", 0, 0, 1, 64, 800, 196, B, 1.0f},
+        {"conv1 dcol     W^T dout", 0, 1, 0, 800, 196, 64, B, 0.0f},
+        {"dense0 fwd     x W^T", 0, 0, 1, B, 2048, 3136, 1, 1.0f},
+        {"dense0 bwd+SGD dinp=dout W; W+=-lr dout^T x (fused)", 1, 0, 0, B, 3136, 2048, 1, 0.0f},
+        {"dense1 fwd     x W^T", 0, 0, 1, B, 10, 2048, 1, 1.0f},
+        {"dense1 bwd+SGD (fused)", 1, 0, 0, B, 2048, 10, 1, 0.0f},
     };
     double flops = 0, secs = 0;
     for (size_t i = 0; i < sizeof g / sizeof g[0]; i++) {
-        const double gf = gemm_gflops(g[i].ta, g[i].tb, g[i].M, g[i].N, g[i].K, g[i].beta, 0.2, threads == 1);
-        const double f = 2.0 * g[i].M * g[i].N * g[i].K * g[i].count;
+        const double gf = g[i].fused ? fused_gflops(g[i].M, g[i].N, g[i].K, 0.2, threads == 1)
+                                     : gemm_gflops(g[i].ta, g[i].tb, g[i].M, g[i].N, g[i].K,
+                                                   g[i].beta, 0.2, threads == 1);
+        const double f = (g[i].fused ? 4.0 : 2.0) * g[i].M * g[i].N * g[i].K * g[i].count;
         flops += f;
         secs += f / (gf * 1e9);
-        printf("  gemm %-42s M=%-5d N=%-5d K=%-5d x%-3d %7.1f GFLOP/s  %5.1f%% of peak\n", g[i].what,
+        printf("  %-52s M=%-4d N=%-4d K=%-4d x%-3d %6.1f GFLOP/s %5.1f%% of peak\n", g[i].what,
                g[i].M, g[i].N, g[i].K, g[i].count, gf, 100 * gf / peak);
     }
     const double step_s = dt / ((double)samples / B);
