@@ -74,6 +74,7 @@ struct fls_agg_update {
     size_t covered;
     size_t *iv;            /* sorted disjoint half-open ranges [iv[2j], iv[2j+1]) added so far */
     size_t n_iv, cap_iv;
+    int poisoned;          /* an in-place add overlapped: the staging may hold clobbered values */
 };
 
 fls_agg_options fls_agg_options_default(void)
@@ -358,10 +359,27 @@ size_t fls_agg_update_size(const fls_agg_update *h)
     return h ? h->n_sub : 0;
 }
 
+/* j = first added range whose end > a; [a, b) overlaps an added range iff iv[j].start < b. */
+static size_t first_after(const fls_agg_update *h, size_t a)
+{
+    size_t lo = 0, hi = h->n_iv;
+    while (lo < hi) {
+        const size_t mid = (lo + hi) / 2;
+        if (h->iv[2 * mid + 1] <= a)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
 float *fls_agg_update_stage(fls_agg_update *h, size_t sub_off, size_t n)
 {
     if (!h || sub_off > h->n_sub || n > h->n_sub - sub_off)
         return NULL;
+    const size_t j = first_after(h, sub_off);
+    if (n > 0 && j < h->n_iv && h->iv[2 * j] < sub_off + n)
+        return NULL; /* would overwrite values already added */
     return h->stage + sub_off;
 }
 
@@ -374,18 +392,12 @@ fl_status fls_agg_update_add(fls_agg_update *h, size_t sub_off, const float *del
     if (n == 0)
         return FL_OK;
     const size_t a = sub_off, b = sub_off + n;
-    /* j = first range whose end > a; it and the one before must not overlap [a, b). */
-    size_t lo = 0, hi = h->n_iv;
-    while (lo < hi) {
-        const size_t mid = (lo + hi) / 2;
-        if (h->iv[2 * mid + 1] <= a)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    const size_t j = lo;
-    if (j < h->n_iv && h->iv[2 * j] < b)
+    const size_t j = first_after(h, a);
+    if (j < h->n_iv && h->iv[2 * j] < b) {
+        if (delta == h->stage + sub_off)
+            h->poisoned = 1; /* decoded in place over added values: they are gone */
         return FL_ERR_WIRE_CHUNK_DUP;
+    }
     const int join_prev = j > 0 && h->iv[2 * (j - 1) + 1] == a;
     const int join_next = j < h->n_iv && h->iv[2 * j] == b;
     if (!join_prev && !join_next && h->n_iv == h->cap_iv) {
@@ -643,6 +655,10 @@ fl_status fls_agg_update_commit(fls_agg_update *h)
     fls_agg *a = h->agg;
     fl_status s = FL_OK;
     double c = 1.0, norm = 0.0;
+    if (h->poisoned) {
+        s = FL_ERR_WIRE_CHUNK_DUP;
+        goto fail;
+    }
     if (h->covered != h->n_sub) {
         s = FL_ERR_WIRE_CHUNK_MISSING;
         goto fail;

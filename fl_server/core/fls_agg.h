@@ -113,7 +113,9 @@ fl_status fls_agg_update_begin(fls_agg *agg, uint64_t n_samples, const flm_submo
 size_t fls_agg_update_size(const fls_agg_update *h);
 
 /* The staging destination for elements [sub_off, sub_off + n), for decoding in place; NULL if the
- * range is outside the update. Writing there has no effect until add() is called on the range. */
+ * range is outside the update or overlaps a range already added. Writing there has no effect
+ * until add() is called on the range. If an in-place add then fails with FL_ERR_WIRE_CHUNK_DUP
+ * (two staged ranges overlapped), the update can no longer commit (commit returns that code). */
 float *fls_agg_update_stage(fls_agg_update *h, size_t sub_off, size_t n);
 
 /* Stages elements [sub_off, sub_off + n) of the update's delta (copied, unless delta is the

@@ -401,9 +401,20 @@ static void test_chunk_errors_and_state(void **state)
     assert_int_equal(fls_agg_update_add(h, 7, x, 2), FL_ERR_WIRE_CHUNK_DUP);
     assert_int_equal(fls_agg_update_add(h, 5, x, 1), FL_OK);  /* joins both sides: [2,8) */
     assert_null(fls_agg_update_stage(h, 9, 2));
+    assert_null(fls_agg_update_stage(h, 7, 2)); /* overlaps [2,8) */
+    assert_non_null(fls_agg_update_stage(h, 8, 2));
     assert_int_equal(fls_agg_update_add(h, 0, x, 2), FL_OK);
     assert_int_equal(fls_agg_update_add(h, 8, x, 2), FL_OK);
     assert_int_equal(fls_agg_update_commit(h), FL_OK);
+    /* decoding in place over an added range poisons the update: it cannot commit */
+    assert_int_equal(fls_agg_update_begin(agg, 1, NULL, &h), FL_OK);
+    float *p0 = fls_agg_update_stage(h, 0, 6), *p1 = fls_agg_update_stage(h, 4, 6);
+    assert_non_null(p0);
+    assert_non_null(p1);
+    assert_int_equal(fls_agg_update_add(h, 0, p0, 6), FL_OK);
+    assert_int_equal(fls_agg_update_add(h, 4, p1, 6), FL_ERR_WIRE_CHUNK_DUP);
+    assert_int_equal(fls_agg_update_add(h, 6, x, 4), FL_OK);
+    assert_int_equal(fls_agg_update_commit(h), FL_ERR_WIRE_CHUNK_DUP);
     /* a submodel on a flat aggregator is refused */
     flm_arch a;
     parse(&a, "mlp:4-3-2");
