@@ -95,8 +95,8 @@ static void usage(FILE *f)
             "  --config FILE          YAML configuration (sections and keys below)\n"
             "  --set KEY=VALUE        set any key below\n");
     for (size_t i = 0; i < N_FLAGS; i++)
-        fprintf(f, "  %-22s %s%s\n", FLAGS[i].flag, FLAGS[i].boolean ? "" : "VALUE -> ",
-                FLAGS[i].key);
+        fprintf(f, "  %-22s sets %s%s\n", FLAGS[i].flag, FLAGS[i].key,
+                FLAGS[i].boolean ? " to true" : " (takes a value)");
     fprintf(f, "  --help                 this text\n\nKeys (YAML: section:\\n  key: value):\n");
     const char *key, *type, *def, *help;
     for (size_t i = 0; fls_options_key(i, &key, &type, &def, &help); i++)
