@@ -1,0 +1,479 @@
+#!/usr/bin/env python3
+"""fedrop integration tests: real fl_server / fl_client processes on loopback.
+
+    fl_it.py TEST        TEST in: learn, client_kill, server_resume, unknown_key, garbage
+
+Each test makes its own temporary directory, picks free ports, starts real processes and kills
+every child it started (SIGKILL, then wait) on the way out, whatever happens (exception, assertion,
+SIGTERM from `meson test`'s timeout). Binaries are found under $FEDROP_BUILD_ROOT (set by
+tests/meson.build). Standard library only. Exit 0 = pass, 1 = fail (reason on stderr), 77 = skip.
+
+What each test checks and why the check can fail is written above each test function.
+"""
+import hashlib
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+
+BUILD = os.environ.get('FEDROP_BUILD_ROOT') or os.path.join(
+    os.path.dirname(os.path.abspath(__file__)), '..', '..', 'build')
+SERVER = os.path.join(BUILD, 'fl_server', 'fl_server')
+CLIENT = os.path.join(BUILD, 'fl_client', 'fl_client')
+GARBAGE = os.path.join(BUILD, 'tests', 'integration', 'it_garbage_client')
+FMNIST = os.environ.get('FEDROP_DATA_DIR') or '/usr/share/datasets/fashion-mnist'
+
+
+class Fail(Exception):
+    pass
+
+
+def check(cond, what):
+    if not cond:
+        raise Fail(what)
+    print('ok: ' + what, flush=True)
+
+
+def free_port():
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(('127.0.0.1', 0))
+        return s.getsockname()[1]
+
+
+class Harness:
+    """Owns a temp dir and every child process; close() kills them all (idempotent)."""
+
+    def __init__(self, name):
+        self.dir = tempfile.mkdtemp(prefix='fedrop-it-%s-' % name)
+        self.procs = []
+        self.keep = os.environ.get('FEDROP_IT_KEEP') == '1'
+
+    def path(self, *p):
+        return os.path.join(self.dir, *p)
+
+    def spawn(self, argv, log, env=None):
+        e = dict(os.environ)
+        e['OPENBLAS_NUM_THREADS'] = '1'
+        if env:
+            e.update(env)
+        f = open(self.path(log), 'ab')
+        p = subprocess.Popen(argv, stdout=f, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                             env=e, cwd=self.dir)
+        f.close()
+        p.log = self.path(log)
+        self.procs.append(p)
+        return p
+
+    def close(self, ok):
+        for p in self.procs:
+            if p.poll() is None:
+                try:
+                    p.kill()
+                except OSError:
+                    pass
+        for p in self.procs:
+            try:
+                p.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                pass
+        self.procs = []
+        if not ok:
+            # Show what the processes said: the first thing anyone debugging a failure wants.
+            for name in sorted(os.listdir(self.dir)):
+                if name.endswith('.log'):
+                    with open(self.path(name), 'rb') as f:
+                        tail = f.read()[-3000:].decode('utf-8', 'replace')
+                    sys.stderr.write('---- %s (tail) ----\n%s\n' % (name, tail))
+        if self.keep:
+            sys.stderr.write('kept %s\n' % self.dir)
+        else:
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+    # ---- waiting ------------------------------------------------------------------------------
+
+    def read(self, log):
+        try:
+            with open(self.path(log), 'rb') as f:
+                return f.read().decode('utf-8', 'replace')
+        except FileNotFoundError:
+            return ''
+
+    def wait_log(self, log, pattern, timeout, proc=None):
+        """Waits until regex pattern appears in log; returns the match. Fails on timeout or if
+        proc (when given) exits first."""
+        rx = re.compile(pattern)
+        end = time.monotonic() + timeout
+        while True:
+            m = rx.search(self.read(log))
+            if m:
+                return m
+            if proc is not None and proc.poll() is not None:
+                m = rx.search(self.read(log))
+                if m:
+                    return m
+                raise Fail('%s exited (%s) before logging /%s/' % (log, proc.returncode, pattern))
+            if time.monotonic() > end:
+                raise Fail('timed out after %ds waiting for /%s/ in %s' % (timeout, pattern, log))
+            time.sleep(0.05)
+
+    def wait_exit(self, proc, timeout, what):
+        try:
+            return proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise Fail('%s did not exit within %ds' % (what, timeout))
+
+    # ---- fedrop helpers -----------------------------------------------------------------------
+
+    def keygen(self, name):
+        d = self.path('keys')
+        os.makedirs(d, exist_ok=True)
+        subprocess.run([SERVER, 'keygen', d, name], check=True, stdout=subprocess.DEVNULL)
+        return os.path.join(d, name + '.secret'), os.path.join(d, name + '.pub')
+
+    def allow_list(self, names):
+        out = self.path('keys', 'allowed_clients')
+        with open(out, 'w') as f:
+            for n in names:
+                with open(self.path('keys', n + '.pub')) as p:
+                    f.write(p.read())
+        return out
+
+    def server(self, args, log='server.log', endpoint=None):
+        ep = endpoint or 'tcp://127.0.0.1:0'
+        p = self.spawn([SERVER, '--endpoint', ep] + args, log)
+        m = self.wait_log(log, r'listening on (tcp://[0-9.]+:[0-9]+)', 30, p)
+        p.endpoint = m.group(1)
+        return p
+
+    def client(self, endpoint, index, num, args=(), log=None, env=None, key=None):
+        argv = [CLIENT, '--server', endpoint, '--num-clients', str(num), '--client-index',
+                str(index), '--dataset', 'fashion-mnist', '--partition', 'iid']
+        if key:
+            argv += ['--key', key[0], '--server-key', key[1]]
+        else:
+            argv += ['--insecure']
+        return self.spawn(argv + list(args), log or 'client%d.log' % index, env)
+
+
+def metrics(path):
+    out = []
+    if os.path.exists(path):
+        with open(path) as f:
+            for line in f:
+                line = line.strip()
+                if line:
+                    out.append(json.loads(line))
+    return out
+
+
+def exit_summary(log_text):
+    """The server's exit line: 'fl_server: R rounds, ... M malformed, F refused, A auth refused'."""
+    m = re.search(r'fl_server: (\d+) rounds, (\d+) messages in, (\d+) out, (\d+) malformed, '
+                  r'(\d+) refused, (\d+) auth refused', log_text)
+    if not m:
+        raise Fail('no exit summary line in the server log')
+    k = ('rounds', 'msgs_in', 'msgs_out', 'malformed', 'refused', 'auth_refused')
+    return dict(zip(k, map(int, m.groups())))
+
+
+def ckpt_model_sha256(path):
+    """SHA-256 of the MODEL section's floats of a checkpoint (fl_server/core/fls_ckpt.h layout:
+    magic(8) u32 version u32 flags u64 body_len | sections {u32 tag, u64 len, bytes} | sha256)."""
+    with open(path, 'rb') as f:
+        b = f.read()
+    if b[:8] != b'FLSCKPT\0':
+        raise Fail('%s is not a checkpoint' % path)
+    body_len = struct.unpack_from('<Q', b, 16)[0]
+    pos, end = 24, 24 + body_len
+    if hashlib.sha256(b[:end]).digest() != b[end:end + 32]:
+        raise Fail('%s: checkpoint checksum does not match' % path)
+    while pos < end:
+        tag, ln = struct.unpack_from('<IQ', b, pos)
+        pos += 12
+        if tag == 2:
+            n = struct.unpack_from('<Q', b, pos)[0]
+            return hashlib.sha256(b[pos + 8:pos + 8 + 4 * n]).hexdigest(), n
+        pos += ln
+    raise Fail('%s has no MODEL section' % path)
+
+
+def ckpt_round(path):
+    with open(path, 'rb') as f:
+        b = f.read(24 + 12 + 32 + 8)
+    return struct.unpack_from('<Q', b, 24 + 12 + 32)[0]
+
+
+# Settings shared by the small runs: a small MLP, few samples, quick evaluation.
+SMALL = ['--arch', 'mlp:784-200-10', '--policy', 'afd-single', '--keep', '0.75',
+         '--set', 'train.max_samples=300', '--batch', '20', '--lr', '0.05',
+         '--set', 'server.heartbeat_ms=200']
+
+
+# ---- 1. learning over CURVE ---------------------------------------------------------------------
+# 8 clients with their own CURVE keys, 5 AFD rounds of quorum 8 on Fashion-MNIST (300 samples per
+# client and round), evaluation on 2000 test images after every round. Fails if any round misses
+# updates, if the ZAP handler refused anyone, or if test accuracy does not rise (last round at
+# least 10 points above the first, and above 0.6; untrained: 0.1).
+def test_learn(h):
+    sk, _ = h.keygen('server')
+    names = ['c%d' % i for i in range(8)]
+    for n in names:
+        h.keygen(n)
+    allow = h.allow_list(names)
+    m = h.path('metrics.jsonl')
+    srv = h.server(SMALL + ['--secret-key', sk, '--allow-list', allow, '--rounds', '5',
+                            '--clients', '8', '--overcommit', '1', '--up-codec', 'rot+q4+zstd',
+                            '--eval-dataset', 'fashion-mnist', '--eval-every', '1',
+                            '--eval-max-samples', '2000', '--metrics', m])
+    check('CURVE on' in h.read('server.log'), 'server runs with CURVE on')
+    for i, n in enumerate(names):
+        h.client(srv.endpoint, i, 8, key=(h.path('keys', n + '.secret'), h.path('keys', 'server.pub')))
+    rc = h.wait_exit(srv, 240, 'fl_server')
+    check(rc == 0, 'server exits 0 after 5 rounds (rc=%d)' % rc)
+    for p in h.procs[1:]:
+        h.wait_exit(p, 30, 'fl_client')
+        check(p.returncode == 0, 'client exits 0 on Bye("done") (%s rc=%d)' % (os.path.basename(p.log), p.returncode))
+    rows = metrics(m)
+    check(len(rows) == 5, '5 rounds of metrics (%d)' % len(rows))
+    check(all(r['reported'] == 8 and r['closed_by'] == 'quorum' for r in rows),
+          'every round: 8/8 updates, closed by quorum')
+    acc = [r['test_accuracy'] for r in rows]
+    print('test accuracy per round: %s' % acc, flush=True)
+    check(all(a is not None for a in acc), 'every round evaluated')
+    check(acc[-1] >= acc[0] + 0.10 and acc[-1] > 0.6,
+          'accuracy rises: %.4f -> %.4f' % (acc[0], acc[-1]))
+    s = exit_summary(h.read('server.log'))
+    check(s['auth_refused'] == 0 and s['malformed'] == 0, 'no refusals in a clean run')
+
+
+# ---- 2. a client SIGKILLed in the middle of its upload ------------------------------------------
+# Three clients, all selected (quorum 3, min_clients 3), uplink `none` in 4096-float chunks (~30
+# chunks per update). Client 2 runs with FEDROP_TEST_PAUSE_UPLOAD_AFTER_CHUNKS=K (a test-only knob
+# of libflclient): it sends its Update and K chunks, then stalls; we SIGKILL it. The server must drop
+# it by liveness and close round 0 with exactly the two complete updates (failed >= 1), then run
+# round 1 with client 2 restarted (the server stayed up). The soundness check on the aggregate:
+# the same run where client 2 stalls after 0 chunks (so none of its delta ever reached the server)
+# must end with a byte-identical model. If any byte of the partial update reached the aggregate, or
+# the round waited for it incorrectly, the two final models differ.
+def run_kill(h, tag, pause_after):
+    m = h.path('metrics-%s.jsonl' % tag)
+    ck = h.path('final-%s.ckpt' % tag)
+    slog = 'server-%s.log' % tag
+    srv = h.server(SMALL + ['--insecure', '--rounds', '2', '--clients', '3', '--overcommit', '1',
+                            '--min-clients', '3', '--up-codec', 'none', '--chunk-elems', '4096',
+                            '--set', 'server.liveness_ms=1500', '--deadline', '60',
+                            '--metrics', m, '--checkpoint', ck], log=slog)
+    c0 = h.client(srv.endpoint, 0, 3, log='c0-%s.log' % tag)
+    c1 = h.client(srv.endpoint, 1, 3, log='c1-%s.log' % tag)
+    c2 = h.client(srv.endpoint, 2, 3, log='c2-%s.log' % tag,
+                  env={'FEDROP_TEST_PAUSE_UPLOAD_AFTER_CHUNKS': str(pause_after)})
+    h.wait_log('c2-%s.log' % tag, r'test: upload paused after %d of (\d+) chunks' % pause_after, 60, c2)
+    n_chunks = int(h.wait_log('c2-%s.log' % tag, r'paused after \d+ of (\d+)', 1).group(1))
+    time.sleep(0.3)  # let ZeroMQ deliver the queued chunks, so the server holds a partial update
+    c2.kill()
+    c2.wait()
+    h.wait_log(slog, r'client client-2 left', 30, srv)
+    h.wait_log(slog, r'round 0: ', 30, srv)
+    # The server stayed up: client 2 comes back under the same id and takes part in round 1.
+    h.client(srv.endpoint, 2, 3, log='c2b-%s.log' % tag)
+    rc = h.wait_exit(srv, 90, 'fl_server')
+    check(rc == 0, '[%s] server finishes both rounds and exits 0 (rc=%d)' % (tag, rc))
+    rows = metrics(m)
+    check(len(rows) == 2, '[%s] 2 rounds of metrics' % tag)
+    r0 = rows[0]
+    check(r0['selected'] == 3 and r0['reported'] == 2 and r0['failed'] >= 1,
+          '[%s] round 0: selected 3, reported 2, failed %d' % (tag, r0['failed']))
+    check(rows[1]['reported'] == 3, '[%s] round 1: the restarted client reports (3/3)' % tag)
+    return ckpt_model_sha256(ck)[0], n_chunks
+
+
+def test_client_kill(h):
+    da, n = run_kill(h, 'partial', 5)
+    check(n > 10, 'the update has %d chunks: 5 is mid-upload' % n)
+    db, _ = run_kill(h, 'none', 0)
+    print('final model sha256: partial %s, nothing %s' % (da, db), flush=True)
+    check(da == db, 'a partial upload leaves no trace: final models are byte-identical')
+
+
+# ---- 3. the server SIGKILLed mid-round, restarted with --resume ---------------------------------
+# Reference: 4 rounds uninterrupted. Test: the same seed and configuration with a checkpoint every
+# round; once round 1 has closed and round 2 is running (clients hold their tasks), SIGKILL the
+# server and start it again with --resume on the same port. Clients reconnect by themselves. The
+# final checkpoint's model must equal the reference's byte for byte. Determinism comes from: all
+# four clients selected every round (quorum 4, overcommit 1, min_clients 4), client ids -> keys,
+# fixed iid partitions (same partition seed), local seeds derived from the ids, exact fixed-point
+# aggregation, and the checkpoint (round counter + state; every draw is keyed by the round).
+def run_resume(h, tag, kill):
+    m = h.path('metrics-%s.jsonl' % tag)
+    ck = h.path('ck-%s.ckpt' % tag)
+    port = free_port()
+    ep = 'tcp://127.0.0.1:%d' % port
+    args = SMALL + ['--insecure', '--rounds', '4', '--clients', '4', '--overcommit', '1',
+                    '--up-codec', 'rot+q4+zstd', '--seed', '7', '--metrics', m, '--checkpoint', ck,
+                    '--checkpoint-every', '1', '--resume', '--set', 'train.max_samples=1000']
+    slog = 'server-%s.log' % tag
+    srv = h.server(args, log=slog, endpoint=ep)
+    cl = [h.client(ep, i, 4, log='c%d-%s.log' % (i, tag), args=['--log-level', 'debug'])
+          for i in range(4)]
+    if kill:
+        h.wait_log(slog, r'checkpoint written to .* \(next round 2\)', 60, srv)
+        # Round 2 starts right after; wait until some client is training its task, then kill.
+        h.wait_log('c0-%s.log' % tag, r'round 1: trained', 60)
+        time.sleep(0.2)
+        srv.kill()
+        srv.wait()
+        check(ckpt_round(ck) == 2, '[%s] killed with the checkpoint at round 2' % tag)
+        check(len(metrics(m)) == 2, '[%s] killed after 2 rounds' % tag)
+        srv = h.server(args, log=slog + '.2', endpoint=ep)
+        h.wait_log(slog + '.2', r'resumed from .* at round 2', 5, srv)
+    rc = h.wait_exit(srv, 150, 'fl_server')
+    check(rc == 0, '[%s] server exits 0 (rc=%d)' % (tag, rc))
+    for p in cl:
+        h.wait_exit(p, 30, 'fl_client')
+    rows = metrics(m)
+    check([r['round'] for r in rows] == [0, 1, 2, 3], '[%s] rounds 0..3 each recorded once' % tag)
+    check(all(r['reported'] == 4 for r in rows), '[%s] 4/4 updates every round' % tag)
+    return ckpt_model_sha256(ck)[0]
+
+
+def test_server_resume(h):
+    ref = run_resume(h, 'ref', False)
+    got = run_resume(h, 'killed', True)
+    print('final model sha256: uninterrupted %s, killed+resumed %s' % (ref, got), flush=True)
+    check(ref == got, 'killed and resumed run ends with the uninterrupted model, byte for byte')
+
+
+# ---- 4. a key not on the allow-list ---------------------------------------------------------------
+# Two allowed clients and one intruder with a valid-looking key pair that is not on the list. The
+# ZAP handler must refuse the intruder's handshake (logged, counted in "auth refused"), it must never
+# reach the core (no "client intruder joined", metrics connected == 2), and the run must finish.
+def test_unknown_key(h):
+    sk, spub = h.keygen('server')
+    for n in ('a', 'b', 'intruder'):
+        h.keygen(n)
+    allow = h.allow_list(['a', 'b'])
+    m = h.path('metrics.jsonl')
+    srv = h.server(SMALL + ['--secret-key', sk, '--allow-list', allow, '--rounds', '2',
+                            '--clients', '2', '--overcommit', '1', '--min-clients', '2',
+                            '--metrics', m])
+    bad = h.client(srv.endpoint, 2, 3, log='intruder.log', args=['--id', 'intruder'],
+                   key=(h.path('keys', 'intruder.secret'), spub))
+    h.wait_log('server.log', r'handshake from a key not on the allow-list refused', 30, srv)
+    h.client(srv.endpoint, 0, 3, log='a.log', key=(h.path('keys', 'a.secret'), spub))
+    h.client(srv.endpoint, 1, 3, log='b.log', key=(h.path('keys', 'b.secret'), spub))
+    rc = h.wait_exit(srv, 90, 'fl_server')
+    check(rc == 0, 'server finishes the run with the allowed clients (rc=%d)' % rc)
+    log = h.read('server.log')
+    check('client intruder joined' not in log, 'the intruder never joined the core')
+    check('registered' not in h.read('intruder.log'), 'the intruder never got registered')
+    rows = metrics(m)
+    check(len(rows) == 2 and all(r['connected'] == 2 for r in rows),
+          'metrics: connected == 2 in every round')
+    s = exit_summary(log)
+    check(s['auth_refused'] >= 1, 'exit summary counts %d auth refusals' % s['auth_refused'])
+
+
+# ---- 5. ten thousand malformed frames from an admitted client -----------------------------------
+# it_garbage_client (tests/integration/it_garbage_client.c) is an admitted CURVE client: it says
+# Hello as "client-2", waits for its Task, then sends 10000 bad frames (random bytes, truncated and
+# oversized messages, wrong versions, unknown types, chunks out of range, updates and chunks for
+# other rounds, chunks without an update, a second update, updates with wrong shapes, ...) and
+# never a valid delta. Clients 0 and 1 are normal; quorum 2 of 3 selected. Reference: the same run
+# with the driver in --quiet mode (Hello, then only heartbeats). Fails unless the server stays up,
+# counts >= 10000 malformed + refused frames in its exit summary, logs them (rate-limited), and
+# ends with a model byte-identical to the reference.
+def run_garbage(h, tag, quiet):
+    sk, spub = h.keygen('server-%s' % tag)
+    names = ['%s-c%d' % (tag, i) for i in range(3)]
+    for n in names:
+        h.keygen(n)
+    allow = h.allow_list(names)
+    m = h.path('metrics-%s.jsonl' % tag)
+    ck = h.path('final-%s.ckpt' % tag)
+    slog = 'server-%s.log' % tag
+    srv = h.server(SMALL + ['--secret-key', sk, '--allow-list', allow, '--rounds', '2',
+                            '--clients', '2', '--overcommit', '1.5', '--min-clients', '3',
+                            '--up-codec', 'rot+q4+zstd', '--chunk-elems', '8192',
+                            '--metrics', m, '--checkpoint', ck], log=slog)
+    key = lambda i: (h.path('keys', names[i] + '.secret'), h.path('keys', 'server-%s.pub' % tag))
+    g = h.spawn([GARBAGE, '--server', srv.endpoint, '--key', key(2)[0], '--server-key', key(2)[1],
+                 '--id', 'client-2', '--frames', '10000', '--seed', '5'] + (['--quiet'] if quiet else []),
+                'garbage-%s.log' % tag)
+    h.wait_log(slog, r'client client-2 joined', 30, srv)
+    # The real clients join only once the driver is in: round 0 then selects all three.
+    h.client(srv.endpoint, 0, 3, log='c0-%s.log' % tag, key=key(0))
+    h.client(srv.endpoint, 1, 3, log='c1-%s.log' % tag, key=key(1))
+    if not quiet:
+        h.wait_log('garbage-%s.log' % tag, r'sent 10000 bad frames', 120, g)
+    rc = h.wait_exit(srv, 120, 'fl_server')
+    check(rc == 0, '[%s] server stays up and finishes the run (rc=%d)' % (tag, rc))
+    rows = metrics(m)
+    check(len(rows) == 2 and all(r['reported'] == 2 for r in rows),
+          '[%s] both rounds: 2 complete updates' % tag)
+    return ckpt_model_sha256(ck)[0], exit_summary(h.read(slog)), h.read(slog)
+
+
+def test_garbage(h):
+    ref, s0, _ = run_garbage(h, 'quiet', True)
+    got, s1, log = run_garbage(h, 'garbage', False)
+    print('exit summary with garbage: %s' % s1, flush=True)
+    check(s0['malformed'] == 0 and s0['refused'] == 0, 'reference run: nothing malformed or refused')
+    check(s1['malformed'] + s1['refused'] >= 10000,
+          'server counted %d malformed + %d refused >= 10000' % (s1['malformed'], s1['refused']))
+    check(s1['malformed'] > 0 and s1['refused'] > 0, 'both kinds seen')
+    check(re.search(r'more refused messages not logged|malformed|refused', log.split('fl_server: ')[0])
+          is not None, 'bad frames are logged')
+    print('final model sha256: reference %s, with garbage %s' % (ref, got), flush=True)
+    check(ref == got, 'the aggregate is untouched: final models are byte-identical')
+
+
+TESTS = {
+    'learn': test_learn,
+    'client_kill': test_client_kill,
+    'server_resume': test_server_resume,
+    'unknown_key': test_unknown_key,
+    'garbage': test_garbage,
+}
+
+
+def main():
+    if len(sys.argv) != 2 or sys.argv[1] not in TESTS:
+        sys.stderr.write('usage: fl_it.py {%s}\n' % '|'.join(TESTS))
+        return 2
+    name = sys.argv[1]
+    for exe in (SERVER, CLIENT):
+        if not os.access(exe, os.X_OK):
+            sys.stderr.write('missing %s (build first)\n' % exe)
+            return 1
+    if not os.path.exists(os.path.join(FMNIST, 't10k-images-idx3-ubyte')) and \
+            not os.path.exists(os.path.join(FMNIST, 't10k-images-idx3-ubyte.gz')):
+        sys.stderr.write('SKIP: Fashion-MNIST not found in %s\n' % FMNIST)
+        return 77
+    h = Harness(name)
+    ok = False
+
+    def on_term(sig, frame):
+        raise Fail('terminated by signal %d' % sig)
+    signal.signal(signal.SIGTERM, on_term)
+    signal.signal(signal.SIGINT, on_term)
+    t0 = time.monotonic()
+    try:
+        TESTS[name](h)
+        ok = True
+    except Fail as e:
+        sys.stderr.write('FAIL: %s\n' % e)
+    finally:
+        h.close(ok)
+    print('%s: %s in %.1f s' % (name, 'PASS' if ok else 'FAIL', time.monotonic() - t0), flush=True)
+    return 0 if ok else 1
+
+
+if __name__ == '__main__':
+    sys.exit(main())
