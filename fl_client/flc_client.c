@@ -290,7 +290,22 @@ static void upload(flc_client *c)
     if (send_msg(c, &m) != 0)
         return;
     const uint32_t n = flc_core_update_chunks(c->core);
+    /* Test-only knob (tests/integration: a client killed mid-upload). With
+     * FEDROP_TEST_PAUSE_UPLOAD_AFTER_CHUNKS=K in the environment the client sends its Update and K
+     * of its chunks, logs "test: upload paused after K of N chunks" and then idles (no heartbeats,
+     * no more chunks) until flc_client_stop, so a test can SIGKILL it with a partial update on the
+     * server. Unset (always, outside tests): no effect. */
+    const char *pause_env = getenv("FEDROP_TEST_PAUSE_UPLOAD_AFTER_CHUNKS");
+    const long pause_after = pause_env && *pause_env ? strtol(pause_env, NULL, 10) : -1;
     for (uint32_t i = 0; i < n && !atomic_load(&c->stop); i++) {
+        if (pause_after >= 0 && (long)i == pause_after) {
+            fl_log(&c->log, FL_LOG_WARN, "test: upload paused after %ld of %u chunks", pause_after, n);
+            while (!atomic_load(&c->stop)) {
+                const struct timespec ts = {0, 50 * 1000 * 1000};
+                nanosleep(&ts, NULL);
+            }
+            return;
+        }
         flp_msg cm;
         flc_core_update_chunk(c->core, i, &cm);
         if (send_msg(c, &cm) != 0)
