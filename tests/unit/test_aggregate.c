@@ -260,9 +260,11 @@ static void test_submodel_mean_cnn_lstm(void **state)
 }
 
 /* The same updates in shuffled orders with random chunkings give the same bits. */
-static void check_invariance(const char *spec, int K, double p, uint64_t seed)
+static void check_invariance(const char *spec, int K, double p, uint64_t seed, double clip)
 {
-    fls_agg_options portable = fls_agg_options_default();
+    fls_agg_options base = fls_agg_options_default();
+    base.clip_norm = clip;
+    fls_agg_options portable = base;
     portable.no_simd = 1;
     flm_arch a;
     parse(&a, spec);
@@ -276,7 +278,7 @@ static void check_invariance(const char *spec, int K, double p, uint64_t seed)
     for (int trial = 0; trial < 4; trial++) {
         fls_agg *agg;
         /* trial 2 runs the portable kernel: the same bits as the AVX2 one */
-        assert_int_equal(fls_agg_new(&a, trial == 2 ? &portable : NULL, &agg), FL_OK);
+        assert_int_equal(fls_agg_new(&a, trial == 2 ? &portable : &base, &agg), FL_OK);
         int order[64];
         for (int k = 0; k < K; k++)
             order[k] = k;
@@ -292,6 +294,11 @@ static void check_invariance(const char *spec, int K, double p, uint64_t seed)
             assert_int_equal(feed(agg, &u[order[i]], trial ? seed * 100 + (uint64_t)(trial * K + i) : 0),
                              FL_OK);
         assert_int_equal(fls_agg_finalize(agg, trial ? d1 : d0, trial ? h1 : h0), FL_OK);
+        if (clip > 0) { /* clipping was really exercised */
+            fls_agg_stats st;
+            fls_agg_get_stats(agg, &st);
+            assert_true(st.n_clipped > 0 && st.n_clipped < (uint64_t)K);
+        }
         if (trial) {
             assert_memory_equal(d0, d1, N * sizeof(float));
             assert_memory_equal(h0, h1, N);
@@ -310,8 +317,10 @@ static void check_invariance(const char *spec, int K, double p, uint64_t seed)
 static void test_order_and_chunking_invariance(void **state)
 {
     (void)state;
-    check_invariance("mlp:30-17-13-4", 11, 0.6, 31);
-    check_invariance("cnn:5:8x8x1", 7, 0.75, 32);
+    check_invariance("mlp:30-17-13-4", 11, 0.6, 31, 0.0);
+    check_invariance("cnn:5:8x8x1", 7, 0.75, 32, 0.0);
+    check_invariance("lstm:12:4:6:2:3", 9, 0.5, 33, 0.0);
+    check_invariance("mlp:30-17-13-4", 11, 0.6, 34, 20.0); /* norm clipping: same bits too */
 }
 
 /* Aborted and rejected updates leave no trace: bit-identical to the round without them. */
