@@ -95,6 +95,7 @@ struct fls_server {
     FILE *metrics;
     fls_ckpt snap;
     int have_snap;
+    int snap_written;           /* the snapshot is what the file holds (written by us) */
     uint8_t *chunk_buf;
     size_t chunk_cap;
     sess *ss;
@@ -508,17 +509,23 @@ static void snapshot(fls_server *s)
     fls_ckpt c;
     if (fls_core_checkpoint(s->core, &c) != FL_OK)
         return;
+    if (s->have_snap && c.round == s->snap.round && c.model_version == s->snap.model_version) {
+        fls_ckpt_clear(&c); /* the same state between rounds: keep the written flag */
+        return;
+    }
     fls_ckpt_clear(&s->snap);
     s->snap = c;
     s->have_snap = 1;
+    s->snap_written = 0;
 }
 
 static fl_status write_snapshot(fls_server *s)
 {
-    if (!s->opt.ckpt_path[0] || !s->have_snap)
+    if (!s->opt.ckpt_path[0] || !s->have_snap || s->snap_written)
         return FL_OK;
     const fl_status st = fls_ckpt_write(s->opt.ckpt_path, &s->snap, &s->log);
     if (st == FL_OK) {
+        s->snap_written = 1;
         s->st.checkpoints++;
         fl_log(&s->log, FL_LOG_INFO, "checkpoint written to %s (next round %llu)",
                s->opt.ckpt_path, (unsigned long long)s->snap.round);
