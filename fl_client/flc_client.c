@@ -287,6 +287,28 @@ static void upload(flc_client *c)
     if (flc_core_update(c->core, &m) != FL_OK)
         return;
     const flc_core_stats *s = flc_core_last_stats(c->core);
+    /* Test-only knob (tests/integration: a server killed while a round is surely open). With
+     * FEDROP_TEST_UPLOAD_GATE=PREFIX in the environment, the update of round r is sent only once
+     * the file PREFIX<r> exists (polled every 20 ms; flc_client_stop ends the wait). Unset (always,
+     * outside tests): no effect. */
+    const char *gate = getenv("FEDROP_TEST_UPLOAD_GATE");
+    if (gate && *gate) {
+        char path[4096];
+        snprintf(path, sizeof path, "%s%llu", gate, (unsigned long long)s->round);
+        int logged = 0;
+        while (!atomic_load(&c->stop)) {
+            FILE *g = fopen(path, "r");
+            if (g) {
+                fclose(g);
+                break;
+            }
+            if (!logged++)
+                fl_log(&c->log, FL_LOG_WARN, "test: round %llu upload waits for %s",
+                       (unsigned long long)s->round, path);
+            const struct timespec ts = {0, 20 * 1000 * 1000};
+            nanosleep(&ts, NULL);
+        }
+    }
     if (send_msg(c, &m) != 0)
         return;
     const uint32_t n = flc_core_update_chunks(c->core);
