@@ -317,22 +317,27 @@ def run_resume(h, tag, kill):
     ep = 'tcp://127.0.0.1:%d' % port
     args = SMALL + ['--insecure', '--rounds', '4', '--clients', '4', '--overcommit', '1',
                     '--up-codec', 'rot+q4+zstd', '--seed', '7', '--metrics', m, '--checkpoint', ck,
-                    '--checkpoint-every', '1', '--resume', '--set', 'train.max_samples=1000']
+                    '--checkpoint-every', '1', '--resume']
     slog = 'server-%s.log' % tag
     srv = h.server(args, log=slog, endpoint=ep)
-    cl = [h.client(ep, i, 4, log='c%d-%s.log' % (i, tag), args=['--log-level', 'debug'])
-          for i in range(4)]
+    # Client 0 uploads round r only once the file gate<r> exists (FEDROP_TEST_UPLOAD_GATE, a
+    # test-only knob of libflclient): that holds round 2 open for as long as we like, so the kill
+    # lands mid-round without any timing assumption.
+    gate = h.path('gate-%s-' % tag)
+    open(gate + '0', 'w').close()
+    open(gate + '1', 'w').close()
+    cl = [h.client(ep, i, 4, log='c%d-%s.log' % (i, tag),
+                   env={'FEDROP_TEST_UPLOAD_GATE': gate} if i == 0 else None) for i in range(4)]
     if kill:
-        h.wait_log(slog, r'checkpoint written to .* \(next round 2\)', 60, srv)
-        # Round 2 starts right after; wait until some client is training its task, then kill.
-        h.wait_log('c0-%s.log' % tag, r'round 1: trained', 60)
-        time.sleep(0.2)
+        h.wait_log('c0-%s.log' % tag, r'test: round 2 upload waits for', 60, srv)
         srv.kill()
         srv.wait()
-        check(ckpt_round(ck) == 2, '[%s] killed with the checkpoint at round 2' % tag)
+        check(ckpt_round(ck) == 2, '[%s] killed in round 2, with the checkpoint at round 2' % tag)
         check(len(metrics(m)) == 2, '[%s] killed after 2 rounds' % tag)
         srv = h.server(args, log=slog + '.2', endpoint=ep)
         h.wait_log(slog + '.2', r'resumed from .* at round 2', 5, srv)
+    open(gate + '2', 'w').close()
+    open(gate + '3', 'w').close()
     rc = h.wait_exit(srv, 150, 'fl_server')
     check(rc == 0, '[%s] server exits 0 (rc=%d)' % (tag, rc))
     for p in cl:
