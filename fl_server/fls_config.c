@@ -53,6 +53,8 @@ static const key_def KEYS[] = {
      "weight chunks in flight per client (flow-control window)"},
     {"server.sndhwm", K_U32, OFF(sndhwm), 0, 16, 1000000, NULL, "1000",
      "messages queued per client before sends are dropped (ZMQ_SNDHWM)"},
+    {"server.max_clients", K_U32, OFF(max_clients), 0, 1, 10000000, NULL, "100000",
+     "clients (distinct ids) this server accepts; later Hellos are refused"},
     {"server.max_msg_bytes", K_U64, OFF(max_msg_bytes), 0, 4096, 1073741824.0, NULL, "16777216",
      "largest message accepted (ZMQ_MAXMSGSIZE and the wire decoder's cap)"},
     /* model */

@@ -33,7 +33,7 @@ struct fls_options {
     int insecure;
     char secret_key_file[FLS_PATH_MAX];
     char allow_list[FLS_PATH_MAX];
-    uint32_t heartbeat_ms, liveness_ms, credit, sndhwm;
+    uint32_t heartbeat_ms, liveness_ms, credit, sndhwm, max_clients;
     uint64_t max_msg_bytes;
     /* evaluation */
     int eval_dataset;              /* FLS_EVAL_* */

@@ -622,6 +622,13 @@ static void on_hello(fls_server *s, sess *x, const uint8_t *rid, size_t rid_len,
         s->st.auth_refused++;
         return;
     }
+    if (!b && s->n_bind >= s->opt.max_clients) {
+        log_bad(s, "hello from %s refused: server.max_clients (%u) ids already seen", h->client_id,
+                s->opt.max_clients);
+        send_error(s, rid, rid_len, 0, FL_ERR_STATE, "server full");
+        s->st.refused++;
+        return;
+    }
     if (!b && !(b = bind_add(s, key, h->client_id))) {
         send_error(s, rid, rid_len, 0, FL_ERR_NOMEM, NULL);
         return;
