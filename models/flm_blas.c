@@ -58,9 +58,13 @@ static void blas_load(void)
 {
     g_blas.avx512 = have_avx512() && !getenv("FLM_NO_SKINNY");
     const char *env = getenv("OPENBLAS_CORETYPE");
-    if (!env || !*env) {
+    /* Already in the process (linked by the program)? Then its constructor has chosen already. */
+    void *loaded = dlopen("libopenblas.so.0", RTLD_NOW | RTLD_NOLOAD);
+    if (loaded)
+        dlclose(loaded);
+    if (!loaded && (!env || !*env)) {
         const char *core = flm_blas_cpu_coretype();
-        if (core && setenv("OPENBLAS_CORETYPE", core, 0) == 0)
+        if (core && setenv("OPENBLAS_CORETYPE", core, 1) == 0)
             g_blas.chosen = core;
     }
     static const char *const names[] = {"libopenblas.so.0", "libopenblas.so",

@@ -28,7 +28,8 @@ void flm_dense_bwd_update(float *dinp, float *W, const float *dout, const float 
 
 /* Kernel selection (flm_blas.c). OpenBLAS is not linked at build time: the first call of any
  * function below or of flm_sgemm detects the CPU (AVX-512 -> "SkylakeX", AVX2+FMA -> "Haswell"),
- * sets OPENBLAS_CORETYPE to it unless the environment already names a core, then dlopen()s
+ * sets OPENBLAS_CORETYPE to it unless the environment already names a core (or OpenBLAS is already
+ * loaded into the process, which means its constructor has chosen), then dlopen()s
  * libopenblas.so.0, exactly once per process (pthread_once; thread-safe). Setting the variable
  * touches the process environment: call flm_blas_init() early, before other threads call
  * getenv/setenv, if that matters to the program. */
