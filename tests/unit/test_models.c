@@ -448,11 +448,16 @@ typedef struct arch_case {
     int B;
 } arch_case;
 
-static void arch_case_new(arch_case *c, const char *spec, int B, uint32_t seed)
+/* keep: when non-NULL, the submodel keeping keep[d] units of droppable layer d */
+static void arch_case_new_sub(arch_case *c, const char *spec, const int *keep, int B, uint32_t seed)
 {
     memset(c, 0, sizeof *c);
     char err[128];
     assert_int_equal(flm_arch_parse(spec, &c->a, err, sizeof err), FL_OK);
+    if (keep) {
+        flm_arch full = c->a;
+        assert_int_equal(flm_arch_sub(&full, keep, &c->a), FL_OK);
+    }
     assert_int_equal(flm_model_new(&c->a, B, &c->m), FL_OK);
     c->B = B;
     c->params = malloc(c->a.n_params * 4);
@@ -476,6 +481,11 @@ static void arch_case_new(arch_case *c, const char *spec, int B, uint32_t seed)
     }
 }
 
+static void arch_case_new(arch_case *c, const char *spec, int B, uint32_t seed)
+{
+    arch_case_new_sub(c, spec, NULL, B, seed);
+}
+
 static void arch_case_free(arch_case *c)
 {
     flm_model_free(c->m);
@@ -497,10 +507,11 @@ static double arch_loss(arch_case *c)
  * coordinate moves few relu / maxpool pre-activations across their kinks; a coordinate whose
  * one-sided slopes disagree has a kink within eps and is skipped, at least 3 must be checked), and for smooth models (directional
  * != 0) also a random +-1 direction over the whole tensor. */
-static void check_arch_grad(const char *spec, int B, float eps, int directional)
+static void check_arch_grad_sub(const char *spec, const int *keep, int B, float eps,
+                               int directional)
 {
     arch_case c;
-    arch_case_new(&c, spec, B, 11);
+    arch_case_new_sub(&c, spec, keep, B, 11);
     arch_loss(&c);
     assert_int_equal(flm_model_backward(c.m, c.params, c.grads), FL_OK);
     fl_rng r = fl_rng_stream(12, 0, 0, FL_RNG_TEST);
@@ -575,6 +586,21 @@ static void check_arch_grad(const char *spec, int B, float eps, int directional)
         free(v);
     }
     arch_case_free(&c);
+}
+
+static void check_arch_grad(const char *spec, int B, float eps, int directional)
+{
+    check_arch_grad_sub(spec, NULL, B, eps, directional);
+}
+
+/* Submodels (what a client trains under federated dropout) are ordinary archs to the engine. */
+static void test_arch_grad_submodels(void **state)
+{
+    (void)state;
+    static const int cnn_keep[3] = {20, 37, 1000}; /* conv0, conv1, dense0 units */
+    check_arch_grad_sub("cnn:10:12x12x1", cnn_keep, 2, 1e-3f, 0);
+    static const int lstm_keep[2] = {5, 3};        /* lstm0, lstm1 units */
+    check_arch_grad_sub("lstm:20:4:8:2:6", lstm_keep, 3, 1e-2f, 1);
 }
 
 static void test_arch_grad_mlp(void **state)
@@ -947,6 +973,43 @@ static void test_train_local(void **state)
     free(wg);
 }
 
+/* Same seed, same bits, whatever the number of OpenBLAS threads (the full cnn, whose conv GEMMs
+ * are big enough for OpenBLAS to split them over threads). */
+static void test_threads_same_bits(void **state)
+{
+    (void)state;
+    flm_arch a;
+    assert_int_equal(flm_arch_parse("cnn:10", &a, NULL, 0), FL_OK);
+    enum { N = 30 };
+    float *x = malloc((size_t)N * 784 * 4);
+    int32_t y[N];
+    fl_rng dr = fl_rng_stream(77, 0, 0, FL_RNG_DATA);
+    fill_uniform(x, (size_t)N * 784, 0, 1, &dr);
+    for (int i = 0; i < N; i++)
+        y[i] = i % 10;
+    flm_samples s = {x, NULL, y, NULL, N};
+    float *w[2];
+    for (int t = 0; t < 2; t++) {
+        assert_int_equal(flm_blas_set_threads(t + 1), FL_OK);
+        assert_int_equal(flm_blas_threads(), t + 1); /* the 2-thread run really has 2 */
+        flm_model *m;
+        assert_int_equal(flm_model_new(&a, 10, &m), FL_OK);
+        w[t] = malloc(a.n_params * 4);
+        fl_rng ir = fl_rng_stream(77, 0, 0, FL_RNG_INIT);
+        flm_model_init_params(&a, w[t], &ir);
+        fl_rng order = fl_rng_stream(77, 0, 0, FL_RNG_BATCH);
+        const flm_sgd o = {0.05f, 0, 0, 0};
+        double loss;
+        assert_int_equal(flm_train_local(m, w[t], NULL, &s, 1, &o, &order, &loss), FL_OK);
+        flm_model_free(m);
+    }
+    assert_int_equal(flm_blas_set_threads(1), FL_OK);
+    assert_memory_equal(w[0], w[1], a.n_params * 4);
+    free(w[0]);
+    free(w[1]);
+    free(x);
+}
+
 static void test_init_params(void **state)
 {
     (void)state;
@@ -991,11 +1054,13 @@ int main(void)
         cmocka_unit_test(test_arch_grad_mlp),
         cmocka_unit_test(test_arch_grad_cnn),
         cmocka_unit_test(test_arch_grad_lstm),
+        cmocka_unit_test(test_arch_grad_submodels),
         cmocka_unit_test(test_golden_pytorch),
         cmocka_unit_test(test_sgd_step),
         cmocka_unit_test(test_fused_sgd_matches),
         cmocka_unit_test(test_model_errors),
         cmocka_unit_test(test_train_local),
+        cmocka_unit_test(test_threads_same_bits),
         cmocka_unit_test(test_init_params),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
