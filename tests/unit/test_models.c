@@ -23,6 +23,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
 #include <cmocka.h>
 
 #include "fl_rng.h"
@@ -1039,11 +1042,90 @@ static void test_init_params(void **state)
     free(q);
 }
 
+/* Child half of test_blas_missing: runs with a library path where every OpenBLAS name is a broken
+ * file. Returns 0 when the engine reports FL_ERR_BLAS, keeps working on the reference GEMM and
+ * nothing aborted. */
+static int noblas_child(void)
+{
+    if (flm_blas_init() != FL_ERR_BLAS || strcmp(flm_blas_corename(), "reference") != 0 ||
+        flm_blas_set_threads(1) != FL_ERR_BLAS)
+        return 10;
+    float A[6] = {1, 2, 3, 4, 5, 6}, B[6] = {1, 0, -1, 2, 0.5f, 1}, C[4], R[4];
+    flm_sgemm(0, 0, 2, 2, 3, 1.0f, A, 3, B, 2, 0.0f, C, 2);
+    flm_sgemm_ref(0, 0, 2, 2, 3, 1.0f, A, 3, B, 2, 0.0f, R, 2);
+    if (memcmp(C, R, sizeof C) != 0)
+        return 11;
+    flm_arch a;
+    flm_model *m;
+    if (flm_arch_parse("mlp:8-6-3", &a, NULL, 0) != FL_OK || flm_model_new(&a, 4, &m) != FL_OK)
+        return 12;
+    float w[8 * 6 + 6 + 6 * 3 + 3], x[4 * 8];
+    int32_t y[4] = {0, 1, 2, 0};
+    fl_rng r = fl_rng_stream(1, 0, 0, FL_RNG_INIT);
+    flm_model_init_params(&a, w, &r);
+    for (int i = 0; i < 32; i++)
+        x[i] = (float)(i % 5) * 0.2f;
+    flm_samples s = {x, NULL, y, NULL, 4};
+    const flm_sgd o = {0.1f, 0, 0, 0};
+    double before, after;
+    fl_rng order = fl_rng_stream(1, 0, 0, FL_RNG_BATCH);
+    if (flm_model_evaluate(m, w, &s, &before, NULL) != FL_OK ||
+        flm_train_local(m, w, NULL, &s, 20, &o, &order, NULL) != FL_OK ||
+        flm_model_evaluate(m, w, &s, &after, NULL) != FL_OK || !(after < before))
+        return 13;
+    flm_model_free(m);
+    return 0;
+}
+
+/* Without a loadable OpenBLAS the engine returns FL_ERR_BLAS and runs on the reference GEMM
+ * (checked in a child process: the library is loaded once per process). */
+static void test_blas_missing(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/flm_noblas_XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    static const char *const names[] = {"libopenblas.so.0", "libopenblas.so",
+                                        "libopenblasp-r0.3.21.so"};
+    char path[128];
+    for (size_t i = 0; i < 3; i++) {
+        snprintf(path, sizeof path, "%s/%s", dir, names[i]);
+        FILE *f = fopen(path, "w");
+        assert_non_null(f);
+        fputs("not a library", f);
+        fclose(f);
+    }
+    char self[4096];
+    const ssize_t len = readlink("/proc/self/exe", self, sizeof self - 1);
+    assert_true(len > 0);
+    self[len] = '\0';
+    const pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        setenv("LD_LIBRARY_PATH", dir, 1);
+        setenv("FLM_TEST_NOBLAS_CHILD", "1", 1);
+        execl(self, self, (char *)NULL);
+        _exit(127);
+    }
+    int status = 0;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    for (size_t i = 0; i < 3; i++) {
+        snprintf(path, sizeof path, "%s/%s", dir, names[i]);
+        unlink(path);
+    }
+    rmdir(dir);
+    assert_true(WIFEXITED(status));
+    if (WEXITSTATUS(status) != 0)
+        fail_msg("child without OpenBLAS failed with code %d", WEXITSTATUS(status));
+}
+
 int main(void)
 {
+    if (getenv("FLM_TEST_NOBLAS_CHILD"))
+        return noblas_child();
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_sgemm_matches_reference),
         cmocka_unit_test(test_blas_kernel_selection),
+        cmocka_unit_test(test_blas_missing),
         cmocka_unit_test(test_dense_bwd_update),
         cmocka_unit_test(test_dense_grad),
         cmocka_unit_test(test_conv2d_grad),
