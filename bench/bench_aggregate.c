@@ -1,5 +1,5 @@
 /* bench_aggregate: streaming aggregation throughput (parameters folded per second, one core)
- * beside a plain streaming float `acc += w * x` loop over the same number of floats in the same run
+ * beside plain streaming `acc += w * x` loops over the same number of floats in the same run
  * (the memory-bandwidth limit for touching each delta once).
  *
  *   bench_aggregate [--updates U] [--keep P] [--spec ARCH] [--reps R] [--cpu-time]
