@@ -274,12 +274,13 @@ static FLM_AVX512 void skinny_nn(int M, int N, int K, float alpha, const float *
  *   W[k, c] = decay * W[k, c] + sum_i sa[k][i] x[i, c]   (sa = alpha * dout^T)
  * d[k][i] = dout[i, r0 + k] and sa[k][i] are small transposed copies made by the caller. */
 static inline __attribute__((always_inline)) FLM_AVX512 void
-dbu_block(const int MB, int rb, int C, float *W, float *dinp, const float *x, const float *d,
-          const float *sa, float decay, int first)
+dbu_block(const int MB, int rb, int Cn, int C, float *W, float *dinp, const float *x,
+          const float *d, const float *sa, float decay, int first)
 {
+    /* Cn columns of row stride C */
     const __m512 vdecay = _mm512_set1_ps(decay);
-    for (int c = 0; c < C; c += 16) {
-        const __mmask16 m = (__mmask16)(C - c >= 16 ? 0xFFFFu : (1u << (C - c)) - 1);
+    for (int c = 0; c < Cn; c += 16) {
+        const __mmask16 m = (__mmask16)(Cn - c >= 16 ? 0xFFFFu : (1u << (Cn - c)) - 1);
         __m512 xv[10], acc[10];
         for (int i = 0; i < MB; i++) {
             xv[i] = _mm512_maskz_loadu_ps(m, x + (size_t)i * C + c);
@@ -312,11 +313,12 @@ dbu_block(const int MB, int rb, int C, float *W, float *dinp, const float *x, co
 #define DBU_ROWS 64
 #define DBU_CASE(MB)                                                                           \
     case MB:                                                                                   \
-        dbu_block(MB, rb, C, W + (size_t)r0 * C, dinp, x, d, sa, decay, r0 == 0);              \
+        dbu_block(MB, rb, Cn, C, W + (size_t)r0 * C, dinp, x, d, sa, decay, r0 == 0);          \
         break;
 
+/* Columns [0, Cn) of W (row stride C), dinp and x (pointers already at the first column). */
 static FLM_AVX512 void dbu_avx512(float *dinp, float *W, const float *dout, const float *x, int B,
-                                  int C, int OC, float alpha, float decay)
+                                  int Cn, int C, int OC, float alpha, float decay)
 {
     float d[DBU_ROWS * 10], sa[DBU_ROWS * 10];
     for (int r0 = 0; r0 < OC; r0 += DBU_ROWS) {
@@ -340,6 +342,93 @@ static int have_avx512(void)
            __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("fma");
 }
 
+/* ---- splitting the skinny kernels over threads --------------------------------------------
+ * Each part owns a disjoint range of output columns and computes every one of its outputs with
+ * exactly the arithmetic of the single-threaded kernel, so the bits do not depend on the number
+ * of parts. Threads are created per call (tens of microseconds against milliseconds of work) and
+ * only for calls big enough; their number follows flm_blas_set_threads. */
+#define PAR_MAX 16
+#define PAR_MIN_WORK (1u << 20) /* elements of the big operand per thread */
+
+typedef struct par_ctx {
+    int kind; /* 0 NT, 1 NN, 2 fused dense backward */
+    int M, N, K, lda, ldb, ldc, align;
+    float alpha, beta;
+    const float *A, *B;
+    float *C;
+    int nparts;
+    /* the fused dense backward: columns N of W (OC, N), dinp (M, N), x (M, N), dout (M, OC) */
+    float *dinp, *W;
+    const float *dout, *x;
+    int OC;
+    float decay;
+} par_ctx;
+
+typedef struct par_part {
+    const par_ctx *c;
+    int part;
+} par_part;
+
+static FLM_AVX512 void par_run_part(const par_ctx *c, int part)
+{
+    /* range [j0, j1) of the split dimension, in multiples of c->align */
+    const int units = (c->N + c->align - 1) / c->align;
+    const int u0 = (int)((long)units * part / c->nparts), u1 = (int)((long)units * (part + 1) / c->nparts);
+    const int j0 = u0 * c->align, j1 = u1 * c->align < c->N ? u1 * c->align : c->N;
+    if (j1 <= j0)
+        return;
+    switch (c->kind) {
+    case 0:
+        skinny_nt(c->M, j1 - j0, c->K, c->alpha, c->A, c->lda, c->B + (size_t)j0 * c->ldb, c->ldb,
+                  c->beta, c->C + j0, c->ldc);
+        break;
+    case 1:
+        skinny_nn(c->M, j1 - j0, c->K, c->alpha, c->A, c->lda, c->B + j0, c->ldb, c->beta,
+                  c->C + j0, c->ldc);
+        break;
+    default:
+        dbu_avx512(c->dinp ? c->dinp + j0 : NULL, c->W + j0, c->dout, c->x + j0, c->M, j1 - j0,
+                   c->N, c->OC, c->alpha, c->decay);
+        break;
+    }
+}
+
+static void *par_main(void *arg)
+{
+    const par_part *p = arg;
+    par_run_part(p->c, p->part);
+    return NULL;
+}
+
+static int par_threads(size_t work)
+{
+    int t = g_blas.get_threads ? g_blas.get_threads() : 1;
+    const size_t cap = work / PAR_MIN_WORK;
+    if ((size_t)t > cap)
+        t = (int)cap;
+    return t < 1 ? 1 : t > PAR_MAX ? PAR_MAX : t;
+}
+
+/* Runs parts 1.. on new threads and part 0 here; a thread that cannot start runs here too. */
+static void par_run(par_ctx *c)
+{
+    pthread_t th[PAR_MAX];
+    par_part parts[PAR_MAX];
+    int started[PAR_MAX] = {0};
+    for (int p = 1; p < c->nparts; p++) {
+        parts[p].c = c;
+        parts[p].part = p;
+        started[p] = pthread_create(&th[p], NULL, par_main, &parts[p]) == 0;
+    }
+    par_run_part(c, 0);
+    for (int p = 1; p < c->nparts; p++) {
+        if (started[p])
+            pthread_join(th[p], NULL);
+        else
+            par_run_part(c, p);
+    }
+}
+
 /* 1 when a skinny kernel took the call. */
 static int skinny_gemm(int transA, int transB, int M, int N, int K, float alpha, const float *A,
                        int lda, const float *B, int ldb, float beta, float *C, int ldc)
@@ -347,21 +436,32 @@ static int skinny_gemm(int transA, int transB, int M, int N, int K, float alpha,
     if (!g_blas.avx512)
         return 0;
     if (M <= SKINNY_MAX && !transA && (size_t)N * K >= SKINNY_MIN_WORK) {
-        if (transB)
-            skinny_nt(M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
-        else
-            skinny_nn(M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+        par_ctx c = {transB ? 0 : 1, M, N, K, lda, ldb, ldc, transB ? 3 : 32, alpha, beta,
+                     A, B, C, par_threads((size_t)N * K), NULL, NULL, NULL, NULL, 0, 0.0f};
+        par_run(&c);
         return 1;
     }
     return 0;
 }
 #else
 static int have_avx512(void) { return 0; }
-static void dbu_avx512(float *dinp, float *W, const float *dout, const float *x, int B, int C,
-                       int OC, float alpha, float decay)
+typedef struct par_ctx {
+    int kind, M, N, K, lda, ldb, ldc, align;
+    float alpha, beta;
+    const float *A, *B;
+    float *C;
+    int nparts;
+    float *dinp, *W;
+    const float *dout, *x;
+    int OC;
+    float decay;
+} par_ctx;
+static int par_threads(size_t work)
 {
-    (void)dinp; (void)W; (void)dout; (void)x; (void)B; (void)C; (void)OC; (void)alpha; (void)decay;
+    (void)work;
+    return 1;
 }
+static void par_run(par_ctx *c) { (void)c; }
 static int skinny_gemm(int transA, int transB, int M, int N, int K, float alpha, const float *A,
                        int lda, const float *B, int ldb, float beta, float *C, int ldc)
 {
@@ -411,7 +511,9 @@ void flm_dense_bwd_update(float *dinp, float *W, const float *dout, const float 
         return;
     pthread_once(&g_once, blas_load);
     if (g_blas.avx512 && B <= 10 && (size_t)C * OC >= SKINNY_MIN_WORK) {
-        dbu_avx512(dinp, W, dout, x, B, C, OC, alpha, decay);
+        par_ctx c = {2, B, C, 0, 0, 0, 0, 16, alpha, 0.0f, NULL, NULL, NULL,
+                     par_threads((size_t)C * OC), dinp, W, dout, x, OC, decay};
+        par_run(&c);
         return;
     }
     /* Two GEMMs per block of rows: the block is read from memory by the first and is still in
