@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <malloc.h>
 #include <unistd.h>
 
 #include "fl_log.h"
@@ -269,6 +270,10 @@ int main(int argc, char **argv)
         MPI_Comm_rank(MPI_COMM_WORLD, &g_rank);
     }
 #endif
+    /* Every round allocates and frees model-sized buffers (tasks, updates, client cores): keep
+     * them on the heap instead of fresh zeroed mmap pages each time (glibc). */
+    mallopt(M_MMAP_THRESHOLD, 256 << 20);
+    mallopt(M_TRIM_THRESHOLD, 512 << 20);
     const int rc = run_main(argc, argv);
 #ifdef FLSIM_HAVE_MPI
     if (under_mpi) {

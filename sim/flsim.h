@@ -209,6 +209,10 @@ typedef struct flsim_round_record {
     double round_vtime_s;      /* its virtual duration */
     double wall_s;             /* wall time of the round (training, feeding, evaluation) */
     double train_wall_s;       /* of which the client-core phase (download decode, training, encode) */
+    double feed_wall_s;        /* main-thread time feeding updates to the server core (overlaps
+                                * the client phase when pipelined) */
+    double train_cpu_s;        /* summed over clients: flc_core_train (local SGD + update encoding) */
+    double eval_wall_s;        /* of which the evaluation */
     uint64_t bytes_down, bytes_up;   /* payload bytes (after compression) of the round */
     uint64_t cum_bytes_down, cum_bytes_up;
     double mean_loss;          /* sample-weighted local loss of the committed updates */

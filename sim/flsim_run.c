@@ -180,6 +180,15 @@ typedef struct job {
     uint8_t *pay;
     size_t pay_len;
     double finish;            /* virtual */
+    /* known before training (main thread) */
+    flsim_profile prof;
+    uint64_t shard_n;
+    double flops_est;         /* 6 * forward FLOPs of the submodel * samples * epochs */
+    double lb;                /* a lower bound of finish: t0 + latencies + download + compute */
+    double est;               /* an estimate of finish, for the processing order */
+    size_t sub_params;        /* parameters of its submodel */
+    double train_s;           /* wall time of its flc_core_train */
+    int produced, trained, fed;
 } job;
 
 typedef struct slot {
@@ -213,13 +222,15 @@ typedef struct sim {
 
     /* client phase */
     pthread_mutex_t mu;
-    pthread_cond_t cv_ready, cv_free;
+    pthread_cond_t cv_ready, cv_main;
     slot *slots;
     int n_slots;
     int *ready_q, ready_head, ready_len;
     int *free_q, free_len;
     int producer_done;
     fl_status phase_st;
+    size_t *done_q, done_len;     /* jobs whose training finished, not yet seen by the main thread */
+    size_t *order;                /* processing order of the jobs (by est) */
 
     /* evaluation */
     const float *eval_params;
@@ -276,7 +287,8 @@ static fl_status copy_update(job *j, const flc_core *c)
 static void run_client(sim *S, int si)
 {
     slot *s = &S->slots[si];
-    job *j = &S->jobs[s->job];
+    const size_t ji = (size_t)s->job; /* the slot is reused once released */
+    job *j = &S->jobs[ji];
     const uint32_t k = j->key;
     const uint32_t shard = (uint32_t)(k % S->part->K);
     const uint32_t *idx = NULL;
@@ -297,33 +309,32 @@ static void run_client(sim *S, int si)
     /* The slot is free again: the weights live in the client core now. */
     pthread_mutex_lock(&S->mu);
     S->free_q[S->free_len++] = si;
-    pthread_cond_signal(&S->cv_free);
+    pthread_cond_signal(&S->cv_main);
     pthread_mutex_unlock(&S->mu);
     if (st == FL_OK && S->need_resid)
         flc_core_swap_residual(c, &S->resid[k], &S->resid_n[k]);
+    const double tt = fl_time_mono_s();
     if (st == FL_OK)
         st = flc_core_train(c);
+    j->train_s = fl_time_mono_s() - tt;
     if (st == FL_OK) {
         const flc_core_stats *cs = flc_core_last_stats(c);
         j->n_samples = cs->n_samples;
         j->loss = cs->loss;
         j->flops = cs->train_flops;
-        j->bytes_down = cs->bytes_down;
         j->bytes_up = cs->bytes_up;
         st = copy_update(j, c);
-    } else if (c) {
-        j->bytes_down = flc_core_last_stats(c)->bytes_down;
     }
     if (c && S->need_resid)
         flc_core_swap_residual(c, &S->resid[k], &S->resid_n[k]);
     flc_core_free(c);
+    pthread_mutex_lock(&S->mu);
     j->st = st;
-    if (st == FL_ERR_NOMEM || st == FL_ERR_INTERNAL) {
-        pthread_mutex_lock(&S->mu);
-        if (S->phase_st == FL_OK)
-            S->phase_st = st;
-        pthread_mutex_unlock(&S->mu);
-    }
+    if ((st == FL_ERR_NOMEM || st == FL_ERR_INTERNAL) && S->phase_st == FL_OK)
+        S->phase_st = st;
+    S->done_q[S->done_len++] = ji;
+    pthread_cond_signal(&S->cv_main);
+    pthread_mutex_unlock(&S->mu);
 }
 
 static void *client_worker(void *arg)
@@ -389,56 +400,12 @@ static fl_status fill_slot(sim *S, slot *s, int ji)
             off += len;
         }
     s->n_chunks = n;
+    S->jobs[ji].bytes_down = off;
+    S->jobs[ji].produced = 1;
     return FL_OK;
 }
 
-static fl_status client_phase(sim *S)
-{
-    const uint32_t T = S->threads;
-    pthread_t *th = calloc(T, sizeof *th);
-    if (!th)
-        return FL_ERR_NOMEM;
-    S->ready_head = S->ready_len = 0;
-    S->free_len = 0;
-    for (int i = 0; i < S->n_slots; i++)
-        S->free_q[S->free_len++] = i;
-    S->producer_done = 0;
-    S->phase_st = FL_OK;
-    uint32_t started = 0;
-    for (; started < T; started++)
-        if (pthread_create(&th[started], NULL, client_worker, S) != 0)
-            break;
-    fl_status st = started ? FL_OK : FL_ERR_INTERNAL;
-    for (size_t ji = 0; ji < S->n_jobs && st == FL_OK; ji++) {
-        if (!S->jobs[ji].mine)
-            continue;
-        pthread_mutex_lock(&S->mu);
-        while (S->free_len == 0)
-            pthread_cond_wait(&S->cv_free, &S->mu);
-        const int si = S->free_q[--S->free_len];
-        pthread_mutex_unlock(&S->mu);
-        st = fill_slot(S, &S->slots[si], (int)ji);
-        pthread_mutex_lock(&S->mu);
-        if (st == FL_OK) {
-            S->ready_q[(S->ready_head + S->ready_len) % S->n_slots] = si;
-            S->ready_len++;
-            pthread_cond_signal(&S->cv_ready);
-        } else {
-            S->free_q[S->free_len++] = si;
-        }
-        pthread_mutex_unlock(&S->mu);
-    }
-    pthread_mutex_lock(&S->mu);
-    S->producer_done = 1;
-    pthread_cond_broadcast(&S->cv_ready);
-    pthread_mutex_unlock(&S->mu);
-    for (uint32_t i = 0; i < started; i++)
-        pthread_join(th[i], NULL);
-    free(th);
-    if (st == FL_OK)
-        st = S->phase_st;
-    return st;
-}
+/* client_phase: below, after the feed helpers. */
 
 /* ---- MPI exchange of the round's results ---------------------------------------------------- */
 
@@ -536,149 +503,385 @@ static fl_status exchange(sim *S)
 
 /* ---- feed phase ----------------------------------------------------------------------------- */
 
-typedef struct order_ent {
-    double t;
-    uint32_t key;
-    uint32_t ji;
-} order_ent;
-
-static int cmp_order(const void *a, const void *b)
-{
-    const order_ent *x = a, *y = b;
-    if (x->t != y->t)
-        return x->t < y->t ? -1 : 1;
-    return (x->key > y->key) - (x->key < y->key);
-}
-
 typedef struct round_acc {
     double t0;
     double t_close;           /* virtual time at which the core closed the round */
+    double deadline;          /* absolute; INFINITY without one */
+    int ticked;               /* the deadline tick was given */
     uint64_t bytes_down, bytes_up;
-    uint32_t late, failed;
+    uint32_t late, failed, committed, quorum;
     double flops;
+    double train_wall, feed_wall, train_cpu;
 } round_acc;
 
-static fl_status feed_phase(sim *S, round_acc *ra)
+static int cmp_est(const void *a, const void *b, const job *jobs)
 {
-    const double t0 = ra->t0;
-    const double deadline = S->cfg->deadline_s > 0 ? t0 + S->cfg->deadline_s : INFINITY;
-    order_ent *ord = malloc((S->n_jobs ? S->n_jobs : 1) * sizeof *ord);
-    if (!ord)
+    const job *x = &jobs[*(const size_t *)a], *y = &jobs[*(const size_t *)b];
+    if (x->est != y->est)
+        return x->est < y->est ? -1 : 1;
+    return (x->key > y->key) - (x->key < y->key);
+}
+
+static const job *g_sort_jobs; /* qsort has no context argument; set only by the main thread */
+static int cmp_est_q(const void *a, const void *b)
+{
+    return cmp_est(a, b, g_sort_jobs);
+}
+
+/* What is known of each job before training: profile, samples, FLOPs of its submodel, a lower
+ * bound of its finish time, and the order to process the jobs in (earliest estimated finish
+ * first, so that updates can be fed while later clients still train). */
+static fl_status prepare_jobs(sim *S, round_acc *ra)
+{
+    const flm_arch *full = fls_core_arch(S->core);
+    const double lat2 = 2.0 * S->cfg->latency_s;
+    ra->deadline = S->cfg->deadline_s > 0 ? ra->t0 + S->cfg->deadline_s : INFINITY;
+    ra->quorum = S->n_jobs < S->cfg->per_round ? (uint32_t)S->n_jobs : S->cfg->per_round;
+    size_t *ord = realloc(S->order, (S->n_jobs ? S->n_jobs : 1) * sizeof *ord);
+    size_t *dq = realloc(S->done_q, (S->n_jobs ? S->n_jobs : 1) * sizeof *dq);
+    if (ord)
+        S->order = ord;
+    if (dq)
+        S->done_q = dq;
+    if (!ord || !dq)
         return FL_ERR_NOMEM;
     for (size_t i = 0; i < S->n_jobs; i++) {
         job *j = &S->jobs[i];
-        flsim_profile p;
-        flsim_profile_of(&S->pop, j->key, &p);
-        const int ok = j->st == FL_OK;
-        const flsim_timing tm = flsim_client_timing(&p, j->bytes_down, ok ? j->flops : 0.0,
-                                                    ok ? j->bytes_up : 0, S->cfg->latency_s);
-        /* A client whose training failed gives up after its download. */
-        j->finish = t0 + (ok ? tm.total : tm.t_down);
-        ord[i] = (order_ent){j->finish, j->key, (uint32_t)i};
-        ra->bytes_down += j->bytes_down;
-        if (ok) {
-            ra->bytes_up += j->bytes_up;
-            ra->flops += j->flops;
+        flsim_profile_of(&S->pop, j->key, &j->prof);
+        const uint32_t *idx;
+        size_t n = 0;
+        flm_partition_client(S->part, j->key % S->part->K, &idx, &n);
+        j->shard_n = n;
+        flp_msg task;
+        fl_status st = fls_core_task(S->core, j->key, &task);
+        if (st != FL_OK)
+            return st;
+        int units[FLM_MAX_LAYERS];
+        for (uint32_t d = 0; d < task.task.n_layers; d++)
+            units[d] = (int)task.task.layers[d].n_units;
+        flm_arch sub;
+        if ((st = flm_arch_sub(full, units, &sub)) != FL_OK)
+            return st;
+        j->flops_est = 6.0 * flm_arch_forward_flops(&sub) * (double)n * S->cfg->epochs;
+        /* Below the true finish: no download time yet (unknown before the task is encoded),
+         * and a hair under the compute time against rounding. */
+        j->lb = ra->t0 + lat2 + j->flops_est * (1.0 - 1e-9) / j->prof.flops;
+        const double bytes = 4.0 * (double)sub.n_params;
+        j->sub_params = sub.n_params;
+        j->est = j->lb + bytes * 8.0 / j->prof.down_bps + bytes * 8.0 / j->prof.up_bps;
+        ord[i] = i;
+    }
+    g_sort_jobs = S->jobs;
+    qsort(ord, S->n_jobs, sizeof *ord, cmp_est_q);
+    return FL_OK;
+}
+
+/* The virtual time at which job j's update (or its failure) reaches the server. A client whose
+ * training fails reports after its download and compute. */
+static double finish_time(const sim *S, const job *j, double t0)
+{
+    const int ok = j->st == FL_OK;
+    const flsim_timing tm = flsim_client_timing(&j->prof, j->bytes_down,
+                                                ok ? j->flops : j->flops_est,
+                                                ok ? j->bytes_up : 0, S->cfg->latency_s);
+    return t0 + (ok ? tm.total : tm.t_down + tm.t_compute);
+}
+
+/* Feeds job j to the server core at its finish time: the deadline tick first if it passed, then
+ * the Update and its chunks (late or refused ones are counted), or a leave + rejoin if its
+ * training failed. */
+static fl_status feed_one(sim *S, round_acc *ra, job *j)
+{
+    const double now = j->finish;
+    fl_status st = FL_OK;
+    j->fed = 1;
+    ra->bytes_down += j->bytes_down;
+    if (j->st == FL_OK) {
+        ra->bytes_up += j->bytes_up;
+        ra->flops += j->flops;
+    }
+    ra->train_cpu += j->train_s;
+    if (now > ra->deadline && !ra->ticked) {
+        ra->ticked = 1;
+        const int was_open = fls_core_round_open(S->core);
+        if ((st = fls_core_tick(S->core, ra->deadline)) != FL_OK)
+            return st;
+        if (was_open && !fls_core_round_open(S->core) && ra->t_close < 0)
+            ra->t_close = ra->deadline;
+    }
+    if (j->st != FL_OK) {
+        /* It would send an Error and reconnect: the core counts it as failed. */
+        ra->failed++;
+        const int was_open = fls_core_round_open(S->core);
+        st = fls_core_client_leave(S->core, j->key, now);
+        if (st == FL_OK)
+            st = fls_core_client_join(S->core, j->key, j->shard_n, now);
+        if (was_open && !fls_core_round_open(S->core) && ra->t_close < 0)
+            ra->t_close = now;
+        return st;
+    }
+    flp_msg task;
+    const fl_status ts = fls_core_task(S->core, j->key, &task);
+    if (ts == FL_ERR_ROUND_CLOSED) {
+        ra->late++;
+        return FL_OK;
+    }
+    if (ts != FL_OK)
+        return ts;
+    flp_msg up;
+    memset(&up, 0, sizeof up);
+    up.version = FLP_VERSION;
+    up.type = FLP_UPDATE;
+    up.round = task.round;
+    up.sender = "";
+    up.update.model_version = task.task.model_version;
+    up.update.n_tensors = task.task.n_tensors;
+    up.update.tensors = task.task.tensors;
+    up.update.n_samples = j->n_samples;
+    up.update.loss = j->loss;
+    fl_status ms = fls_core_on_message(S->core, j->key, &up, now);
+    if (ms == FL_ERR_ROUND_CLOSED) {
+        ra->late++;
+        return FL_OK;
+    }
+    if (ms != FL_OK) {
+        fl_log(&S->log, FL_LOG_WARN, "round %llu: client %u: update refused: %s",
+               (unsigned long long)task.round, j->key, fl_strerror(ms));
+        return FL_OK;
+    }
+    size_t po = 0;
+    uint32_t ci = 0;
+    for (uint32_t t = 0; t < task.task.n_tensors && ms == FL_OK; t++) {
+        const flp_tensor_header *h = &task.task.tensors[t];
+        for (uint32_t i = 0; i < h->n_chunks && ms == FL_OK; i++, ci++) {
+            if (ci >= j->n_chunks)
+                return FL_ERR_INTERNAL;
+            flp_msg cm;
+            memset(&cm, 0, sizeof cm);
+            cm.version = FLP_VERSION;
+            cm.type = FLP_CHUNK;
+            cm.round = task.round;
+            cm.sender = "";
+            cm.chunk.dir = FLP_DIR_UP;
+            cm.chunk.tensor = t;
+            cm.chunk.index = i;
+            cm.chunk.offset = (uint64_t)i * h->chunk_elems;
+            cm.chunk.count = (uint32_t)(h->numel - cm.chunk.offset < h->chunk_elems
+                                        ? h->numel - cm.chunk.offset : h->chunk_elems);
+            cm.chunk.payload = j->pay + po;
+            cm.chunk.payload_len = j->chunk_len[ci];
+            po += j->chunk_len[ci];
+            ms = fls_core_on_message(S->core, j->key, &cm, now);
         }
     }
-    qsort(ord, S->n_jobs, sizeof *ord, cmp_order);
-    fl_status st = FL_OK;
-    int ticked = 0;
-    for (size_t r = 0; r < S->n_jobs && st == FL_OK; r++) {
-        job *j = &S->jobs[ord[r].ji];
-        const double now = j->finish;
-        if (now > deadline && !ticked) {
-            st = fls_core_tick(S->core, deadline);
-            ticked = 1;
-            if (st != FL_OK)
-                break;
-            if (!fls_core_round_open(S->core) && ra->t_close < 0)
-                ra->t_close = deadline;
-        }
-        if (j->st != FL_OK) {
-            /* It would send an Error and reconnect: the core counts it as failed. */
-            ra->failed++;
-            const int was_open = fls_core_round_open(S->core);
-            st = fls_core_client_leave(S->core, j->key, now);
-            if (st == FL_OK)
-                st = fls_core_client_join(S->core, j->key, 1, now);
-            if (was_open && !fls_core_round_open(S->core) && ra->t_close < 0)
-                ra->t_close = now;
+    if (ms == FL_OK)
+        ra->committed++;
+    else
+        fl_log(&S->log, FL_LOG_WARN, "round %llu: client %u: chunk refused: %s",
+               (unsigned long long)task.round, j->key, fl_strerror(ms));
+    if (!fls_core_round_open(S->core) && ra->t_close < 0)
+        ra->t_close = now;
+    /* The payload is in the core now. */
+    free(j->pay);
+    free(j->chunk_len);
+    j->pay = NULL;
+    j->chunk_len = NULL;
+    return FL_OK;
+}
+
+/* The next job to feed: the trained, unfed one of least (finish, key), if it cannot be preceded
+ * by any job still training (its finish is below every untrained job's lower bound) and feeding
+ * it cannot close the round while tasks remain to be produced (their clients were sent the task
+ * at the round's start; the core must still hand it out). -1 if none. */
+static long next_feed(const sim *S, const round_acc *ra, int all_produced)
+{
+    double horizon = INFINITY;
+    long best = -1;
+    for (size_t i = 0; i < S->n_jobs; i++) {
+        const job *j = &S->jobs[i];
+        if (!j->trained) {
+            if (j->lb < horizon)
+                horizon = j->lb;
             continue;
         }
-        flp_msg task;
-        const fl_status ts = fls_core_task(S->core, j->key, &task);
-        if (ts == FL_ERR_ROUND_CLOSED) {
-            ra->late++;
+        if (j->fed)
             continue;
-        }
-        if (ts != FL_OK) {
-            st = ts;
+        if (best < 0 || j->finish < S->jobs[best].finish ||
+            (j->finish == S->jobs[best].finish && j->key < S->jobs[best].key))
+            best = (long)i;
+    }
+    if (best < 0)
+        return -1;
+    const job *b = &S->jobs[best];
+    if (!(b->finish < horizon))
+        return -1;
+    if (!all_produced && (ra->committed + 1 >= ra->quorum || b->finish > ra->deadline))
+        return -1;
+    return best;
+}
+
+/* The client phase: the main thread produces tasks into slots (in est order) and, when
+ * pipelined, feeds finished updates to the server core in virtual-time order while the workers
+ * train the rest. */
+static fl_status client_phase(sim *S, round_acc *ra, int pipelined)
+{
+    const uint32_t T = S->threads;
+    const double tc = fl_time_mono_s();
+    pthread_t *th = calloc(T, sizeof *th);
+    if (!th)
+        return FL_ERR_NOMEM;
+    S->ready_head = S->ready_len = 0;
+    S->free_len = 0;
+    S->done_len = 0;
+    for (int i = 0; i < S->n_slots; i++)
+        S->free_q[S->free_len++] = i;
+    S->producer_done = 0;
+    S->phase_st = FL_OK;
+    size_t n_mine = 0;
+    for (size_t i = 0; i < S->n_jobs; i++)
+        n_mine += S->jobs[i].mine;
+    uint32_t started = 0;
+    for (; started < T; started++)
+        if (pthread_create(&th[started], NULL, client_worker, S) != 0)
             break;
-        }
-        flp_msg up;
-        memset(&up, 0, sizeof up);
-        up.version = FLP_VERSION;
-        up.type = FLP_UPDATE;
-        up.round = task.round;
-        up.sender = "";
-        up.update.model_version = task.task.model_version;
-        up.update.n_tensors = task.task.n_tensors;
-        up.update.tensors = task.task.tensors;
-        up.update.n_samples = j->n_samples;
-        up.update.loss = j->loss;
-        fl_status ms = fls_core_on_message(S->core, j->key, &up, now);
-        if (ms == FL_ERR_ROUND_CLOSED) {
-            ra->late++;
-            continue;
-        }
-        if (ms != FL_OK) {
-            fl_log(&S->log, FL_LOG_WARN, "round %llu: client %u: update refused: %s",
-                   (unsigned long long)task.round, j->key, fl_strerror(ms));
-            continue;
-        }
-        size_t po = 0;
-        uint32_t ci = 0;
-        for (uint32_t t = 0; t < task.task.n_tensors && ms == FL_OK; t++) {
-            const flp_tensor_header *h = &task.task.tensors[t];
-            for (uint32_t i = 0; i < h->n_chunks && ms == FL_OK; i++, ci++) {
-                if (ci >= j->n_chunks) {
-                    ms = FL_ERR_INTERNAL;
-                    break;
+    fl_status st = started ? FL_OK : FL_ERR_INTERNAL;
+    size_t next = 0, n_trained = 0;
+    int all_produced = 0, shared_known = 0;
+    const int shared = S->cfg->policy == FLS_POLICY_FULL || S->cfg->policy == FLS_POLICY_AFD_SINGLE ||
+                       (S->cfg->policy == FLS_POLICY_FD && !S->cfg->fd_per_client);
+    double feed_busy = 0.0;
+    /* Without a zstd stage an update's size depends only on its length (every stage before
+     * zstd is fixed-rate): once one client's update is known, so is every same-size one's,
+     * and the lower bounds can include the upload. */
+    flz_spec ups;
+    const int up_fixed = flz_spec_parse(S->cfg->up_codec, &ups, NULL, 0) == FL_OK && !ups.zstd;
+    int up_known = 0;
+    while (st == FL_OK) {
+        int did = 0;
+        while (next < S->n_jobs && !S->jobs[S->order[next]].mine)
+            next++;
+        if (next < S->n_jobs) {
+            pthread_mutex_lock(&S->mu);
+            const int si = S->free_len ? S->free_q[--S->free_len] : -1;
+            pthread_mutex_unlock(&S->mu);
+            if (si >= 0) {
+                const size_t ji = S->order[next++];
+                st = fill_slot(S, &S->slots[si], (int)ji);
+                pthread_mutex_lock(&S->mu);
+                if (st == FL_OK) {
+                    S->ready_q[(S->ready_head + S->ready_len) % S->n_slots] = si;
+                    S->ready_len++;
+                    pthread_cond_signal(&S->cv_ready);
+                } else {
+                    S->free_q[S->free_len++] = si;
                 }
-                flp_msg cm;
-                memset(&cm, 0, sizeof cm);
-                cm.version = FLP_VERSION;
-                cm.type = FLP_CHUNK;
-                cm.round = task.round;
-                cm.sender = "";
-                cm.chunk.dir = FLP_DIR_UP;
-                cm.chunk.tensor = t;
-                cm.chunk.index = i;
-                cm.chunk.offset = (uint64_t)i * h->chunk_elems;
-                cm.chunk.count = (uint32_t)(h->numel - cm.chunk.offset < h->chunk_elems
-                                            ? h->numel - cm.chunk.offset : h->chunk_elems);
-                cm.chunk.payload = j->pay + po;
-                cm.chunk.payload_len = j->chunk_len[ci];
-                po += j->chunk_len[ci];
-                ms = fls_core_on_message(S->core, j->key, &cm, now);
+                pthread_mutex_unlock(&S->mu);
+                if (st != FL_OK)
+                    break;
+                job *j = &S->jobs[ji];
+                j->lb += (double)j->bytes_down * 8.0 / j->prof.down_bps;
+                if (shared && !shared_known) {
+                    /* Every client of the round downloads the same bytes. */
+                    shared_known = 1;
+                    for (size_t i = 0; i < S->n_jobs; i++)
+                        if (!S->jobs[i].produced)
+                            S->jobs[i].lb += (double)j->bytes_down * 8.0 / S->jobs[i].prof.down_bps;
+                }
+                did = 1;
+            }
+        } else if (!all_produced) {
+            all_produced = 1;
+            pthread_mutex_lock(&S->mu);
+            S->producer_done = 1;
+            pthread_cond_broadcast(&S->cv_ready);
+            pthread_mutex_unlock(&S->mu);
+        }
+        /* Collect finished jobs. */
+        pthread_mutex_lock(&S->mu);
+        for (size_t i = 0; i < S->done_len; i++) {
+            job *j = &S->jobs[S->done_q[i]];
+            j->trained = 1;
+            j->finish = finish_time(S, j, ra->t0);
+            n_trained++;
+            if (up_fixed && !up_known && j->st == FL_OK) {
+                up_known = 1;
+                for (size_t i = 0; i < S->n_jobs; i++) {
+                    job *u = &S->jobs[i];
+                    if (!u->trained && u->sub_params == j->sub_params)
+                        u->lb += (double)j->bytes_up * 8.0 / u->prof.up_bps;
+                }
             }
         }
-        if (!fls_core_round_open(S->core) && ra->t_close < 0)
-            ra->t_close = now;
-        if (ms == FL_ERR_INTERNAL) {
-            st = ms;
-        } else if (ms != FL_OK) {
-            fl_log(&S->log, FL_LOG_WARN, "round %llu: client %u: chunk refused: %s",
-                   (unsigned long long)task.round, j->key, fl_strerror(ms));
+        S->done_len = 0;
+        if (S->phase_st != FL_OK)
+            st = S->phase_st;
+        pthread_mutex_unlock(&S->mu);
+        if (st != FL_OK)
+            break;
+        if (n_trained == n_mine && ra->train_wall == 0.0)
+            ra->train_wall = fl_time_mono_s() - tc;
+        if (pipelined) {
+            long b;
+            const double tf = fl_time_mono_s();
+            while (st == FL_OK && (b = next_feed(S, ra, all_produced)) >= 0) {
+                st = feed_one(S, ra, &S->jobs[b]);
+                did = 1;
+            }
+            feed_busy += fl_time_mono_s() - tf;
+        }
+        if (all_produced && n_trained == n_mine) {
+            size_t fed = 0;
+            for (size_t i = 0; i < S->n_jobs; i++)
+                fed += S->jobs[i].fed;
+            if (!pipelined || fed == S->n_jobs)
+                break;
+        }
+        if (!did) {
+            pthread_mutex_lock(&S->mu);
+            while (S->done_len == 0 && S->phase_st == FL_OK &&
+                   !(S->free_len > 0 && next < S->n_jobs))
+                pthread_cond_wait(&S->cv_main, &S->mu);
+            pthread_mutex_unlock(&S->mu);
         }
     }
-    free(ord);
-    if (st == FL_OK && fls_core_round_open(S->core)) {
+    pthread_mutex_lock(&S->mu);
+    S->producer_done = 1;
+    pthread_cond_broadcast(&S->cv_ready);
+    pthread_mutex_unlock(&S->mu);
+    for (uint32_t i = 0; i < started; i++)
+        pthread_join(th[i], NULL);
+    free(th);
+    if (ra->train_wall == 0.0)
+        ra->train_wall = fl_time_mono_s() - tc;
+    ra->feed_wall = feed_busy;
+    return st;
+}
+
+/* Batch feeding (MPI: after the exchange every rank holds every update): all in order. */
+static fl_status feed_phase(sim *S, round_acc *ra)
+{
+    const double tf = fl_time_mono_s();
+    for (size_t i = 0; i < S->n_jobs; i++) {
+        S->jobs[i].trained = 1;
+        S->jobs[i].finish = finish_time(S, &S->jobs[i], ra->t0);
+    }
+    fl_status st = FL_OK;
+    long b;
+    while (st == FL_OK && (b = next_feed(S, ra, 1)) >= 0)
+        st = feed_one(S, ra, &S->jobs[b]);
+    ra->feed_wall = fl_time_mono_s() - tf;
+    return st;
+}
+
+/* After every job was fed: a round still open ends at its deadline. */
+static fl_status finish_feed(sim *S, round_acc *ra)
+{
+    fl_status st = FL_OK;
+    if (fls_core_round_open(S->core)) {
         /* Every selected client was heard from and the core still waits: only a deadline ends it. */
-        if (isfinite(deadline)) {
-            st = fls_core_tick(S->core, deadline);
-            ra->t_close = deadline;
+        if (isfinite(ra->deadline)) {
+            st = fls_core_tick(S->core, ra->deadline);
+            ra->t_close = ra->deadline;
         } else {
             st = FL_ERR_INTERNAL;
         }
@@ -802,6 +1005,8 @@ static void sim_free(sim *S)
     free(S->slots);
     free(S->ready_q);
     free(S->free_q);
+    free(S->done_q);
+    free(S->order);
     if (S->resid) {
         for (uint32_t k = 0; k < S->cfg->clients; k++)
             free(S->resid[k]);
@@ -817,7 +1022,7 @@ static void sim_free(sim *S)
     flsim_trace_free(S->trace);
     pthread_mutex_destroy(&S->mu);
     pthread_cond_destroy(&S->cv_ready);
-    pthread_cond_destroy(&S->cv_free);
+    pthread_cond_destroy(&S->cv_main);
 }
 
 /* Brings the core's connected set in line with who is online for `round` at time t. */
@@ -1024,7 +1229,7 @@ fl_status flsim_run(const flsim_config *cfg, const flsim_data *data_in, const fl
         S.log = *log;
     pthread_mutex_init(&S.mu, NULL);
     pthread_cond_init(&S.cv_ready, NULL);
-    pthread_cond_init(&S.cv_free, NULL);
+    pthread_cond_init(&S.cv_main, NULL);
     S.threads = cfg->threads;
     if (S.threads == 0) {
         const long n = sysconf(_SC_NPROCESSORS_ONLN);
@@ -1086,7 +1291,9 @@ fl_status flsim_run(const flsim_config *cfg, const flsim_data *data_in, const fl
                 j->mine = (int)(ev.client % (uint32_t)S.size) == S.rank;
             } else if (ev.kind == FLS_EV_EVALUATE) {
                 double acc = NAN, loss = NAN;
+                const double te = fl_time_mono_s();
                 st = evaluate(&S, &acc, &loss);
+                pending.eval_wall_s = fl_time_mono_s() - te;
                 if (st == FL_OK)
                     st = fls_core_report_eval(S.core, ev.round, acc, isfinite(loss) ? loss : NAN, vt);
             } else if (ev.kind == FLS_EV_ROUND_END) {
@@ -1146,15 +1353,21 @@ fl_status flsim_run(const flsim_config *cfg, const flsim_data *data_in, const fl
             memset(&ra, 0, sizeof ra);
             ra.t0 = vt;
             ra.t_close = -1.0;
-            const double tc = fl_time_mono_s();
-            st = client_phase(&S);
-            train_wall = fl_time_mono_s() - tc;
+            const int pipelined = S.size == 1;
+            st = prepare_jobs(&S, &ra);
+            if (st == FL_OK)
+                st = client_phase(&S, &ra, pipelined);
+            train_wall = ra.train_wall;
 #ifdef FLSIM_HAVE_MPI
             if (st == FL_OK && S.size > 1)
                 st = exchange(&S);
 #endif
-            if (st == FL_OK)
+            if (st == FL_OK && !pipelined)
                 st = feed_phase(&S, &ra);
+            if (st == FL_OK)
+                st = finish_feed(&S, &ra);
+            pending.feed_wall_s = ra.feed_wall;
+            pending.train_cpu_s = ra.train_cpu;
             if (st != FL_OK)
                 break;
             /* The round is closed at ra.t_close; its metrics become final at ROUND_END (after

@@ -1,0 +1,181 @@
+/* bench_sim: the simulator at scale (sim/README.md, "Benchmark").
+ *
+ *   bench_sim [--clients 100000] [--per-round 1000] [--model mlp] [--rounds 3] [--threads 0]
+ *             [--dataset fashion-mnist] [--data-shards 1000] [--up-codec none] [--down-codec none]
+ *
+ * Runs fl_sim's engine (flsim_run: server core, client cores on the thread pool, virtual clock)
+ * and splits each round's wall time into the client phase (task decode, local training, update
+ * encode, in parallel) and everything else (selection, task production not hidden by the workers,
+ * feeding the updates to the server core in virtual-time order, aggregation, evaluation).
+ * Peer, measured in the same run: the bare training of the same number of clients on the same
+ * shards (flm_train_local on one model per thread, no cores, no codecs), i.e. the floor.
+ * Last line: round_wall_s=<f> train_s=<f> overhead_frac=<f> peak_rss_mb=<f>
+ */
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <malloc.h>
+#include <unistd.h>
+
+#include "fl_time.h"
+#include "flm_blas.h"
+#include "flm_model.h"
+#include "flm_optim.h"
+#include "flsim.h"
+
+typedef struct stats {
+    double wall, phase, train_cpu, feed;
+    uint32_t n, threads;
+} stats;
+
+static void on_round(void *user, const flsim_round_record *r, const flsim_result *sofar)
+{
+    (void)sofar;
+    stats *s = user;
+    s->wall += r->wall_s;
+    s->phase += r->train_wall_s;
+    s->train_cpu += r->train_cpu_s;
+    s->feed += r->feed_wall_s;
+    s->n++;
+    const double train = r->train_cpu_s / s->threads;
+    printf("round %u: wall %.3f s, client phase %.3f s, local training %.3f s (= %.3f thread-s / %u), "
+           "feeding %.3f s (main thread, overlapped), eval %.3f s; %.1f%% not training; "
+           "%u reported, vtime %.1f s\n",
+           r->round, r->wall_s, r->train_wall_s, train, r->train_cpu_s, s->threads, r->feed_wall_s,
+           r->eval_wall_s, 100.0 * (r->wall_s - train) / r->wall_s, r->reported, r->vtime_s);
+    fflush(stdout);
+}
+
+/* The peer: bare local training of `per` shards on `threads` threads. */
+typedef struct peer {
+    const flm_dataset *ds;
+    flm_partition *part;
+    const flm_arch *a;
+    uint32_t per, next;
+    pthread_mutex_t mu;
+    int batch, epochs;
+} peer;
+
+static void *peer_worker(void *arg)
+{
+    peer *p = arg;
+    flm_blas_set_threads(1);
+    flm_model *m = NULL;
+    if (flm_model_new(p->a, p->batch, &m) != FL_OK)
+        return NULL;
+    float *w = malloc(p->a->n_params * sizeof *w);
+    fl_rng init = fl_rng_stream(1, 0, 0, FL_RNG_INIT);
+    flm_model_init_params(p->a, w, &init);
+    for (;;) {
+        pthread_mutex_lock(&p->mu);
+        const uint32_t k = p->next++;
+        pthread_mutex_unlock(&p->mu);
+        if (k >= p->per)
+            break;
+        const uint32_t *idx;
+        size_t n;
+        flm_partition_client(p->part, k % p->part->K, &idx, &n);
+        if (n == 0)
+            continue;
+        const flm_samples v = {p->ds->x, p->ds->tokens, p->ds->y, idx, n};
+        const flm_sgd o = {0.05f, 0, 0, 0};
+        fl_rng order = fl_rng_stream(1, 0, k, FL_RNG_BATCH);
+        double loss;
+        flm_train_local(m, w, NULL, &v, p->epochs, &o, &order, &loss);
+    }
+    free(w);
+    flm_model_free(m);
+    return NULL;
+}
+
+int main(int argc, char **argv)
+{
+    /* Every round allocates and frees model-sized buffers (tasks, updates, client cores): keep
+     * them on the heap instead of fresh zeroed mmap pages each time (glibc). */
+    mallopt(M_MMAP_THRESHOLD, 256 << 20);
+    mallopt(M_TRIM_THRESHOLD, 512 << 20);
+    flsim_config cfg = flsim_config_default();
+    char err[512];
+    uint32_t rounds = 3;
+    const char *kv[][2] = {{"clients", "100000"}, {"per-round", "1000"}, {"model", "mlp"},
+                           {"dataset", "fashion-mnist"}, {"data-shards", "1000"},
+                           {"partition", "iid"}, {"eval-every", "0"}, {"eval-samples", "2000"},
+                           {"quiet", "1"}};
+    for (size_t i = 0; i < sizeof kv / sizeof kv[0]; i++)
+        flsim_config_set(&cfg, kv[i][0], kv[i][1], NULL, 0);
+    for (int i = 1; i + 1 < argc; i += 2) {
+        const char *name = argv[i] + (strncmp(argv[i], "--", 2) == 0 ? 2 : 0);
+        if (!strcmp(name, "rounds")) {
+            rounds = (uint32_t)atoi(argv[i + 1]);
+            continue;
+        }
+        if (flsim_config_set(&cfg, name, argv[i + 1], err, sizeof err) != FL_OK) {
+            fprintf(stderr, "bench_sim: %s\n", err);
+            return 2;
+        }
+    }
+    if (argc % 2 == 0) {
+        fprintf(stderr, "usage: bench_sim [--clients N] [--per-round N] [--model mlp] [--rounds N] [--OPTION VALUE]...\n");
+        return 2;
+    }
+    cfg.rounds = rounds ? rounds : 1;
+    const double t0 = fl_time_mono_s();
+    flsim_data data;
+    if (flsim_data_load(&data, &cfg, err, sizeof err) != FL_OK) {
+        fprintf(stderr, "bench_sim: %s\n", err);
+        return 1;
+    }
+    printf("data loaded in %.2f s: %zu train / %zu test samples\n", fl_time_mono_s() - t0,
+           data.train->N, data.test->N);
+    const uint32_t threads = cfg.threads ? cfg.threads : (uint32_t)sysconf(_SC_NPROCESSORS_ONLN);
+    stats s = {0, 0, 0, 0, 0, threads};
+    flsim_result res;
+    const fl_logger lg = {fl_log_to_file, stderr, FL_LOG_WARN};
+    fl_status st = flsim_run(&cfg, &data, &lg, on_round, &s, &res, NULL, NULL, err, sizeof err);
+    if (st != FL_OK) {
+        fprintf(stderr, "bench_sim: %s\n", err);
+        return 1;
+    }
+    /* Peer: the same number of clients' bare training. */
+    flm_arch a;
+    char spec[300];
+    if (strcmp(cfg.model, "mlp") == 0)
+        snprintf(spec, sizeof spec, "mlp:%zu-200-200-%d", data.train->sample_len, data.train->classes);
+    else if (strcmp(cfg.model, "cnn") == 0)
+        snprintf(spec, sizeof spec, "cnn:%d", data.train->classes);
+    else
+        snprintf(spec, sizeof spec, "%s", cfg.model);
+    flm_arch_parse(spec, &a, NULL, 0);
+    flm_partition_spec ps;
+    flm_partition_spec_parse(cfg.partition, &ps, NULL, 0);
+    peer p = {data.train, NULL, &a, cfg.per_round, 0, PTHREAD_MUTEX_INITIALIZER, (int)cfg.batch,
+              (int)cfg.epochs};
+    flm_partition_make(&p.part, data.train, &ps, cfg.data_shards ? cfg.data_shards : cfg.clients, cfg.seed);
+    const double tp = fl_time_mono_s();
+    pthread_t th[256];
+    for (uint32_t i = 0; i < threads && i < 256; i++)
+        pthread_create(&th[i], NULL, peer_worker, &p);
+    for (uint32_t i = 0; i < threads && i < 256; i++)
+        pthread_join(th[i], NULL);
+    const double peer_s = fl_time_mono_s() - tp;
+    flm_partition_free(p.part);
+
+    /* Local training = the clients' flc_core_train time (SGD + update encoding) spread over the
+     * worker threads; everything else is what the simulator adds around it. */
+    const double wall = s.wall / s.n, train = s.train_cpu / s.n / threads, phase = s.phase / s.n;
+    printf("\nfl_sim: %u clients, %u per round, %s (%zu params), %u threads, BLAS %s, codecs down %s up %s\n",
+           cfg.clients, cfg.per_round, res.arch, res.n_params, threads, res.blas, cfg.down_codec,
+           cfg.up_codec);
+    printf("  per round: wall %.3f s; local training %.3f s (flc_core_train, per thread); client phase "
+           "%.3f s; everything else %.3f s (%.1f%%)\n",
+           wall, train, phase, wall - train, 100.0 * (wall - train) / wall);
+    printf("  peer (bare flm_train_local of %u clients, same shards, epochs and threads): %.3f s\n",
+           cfg.per_round, peer_s);
+    printf("  simulator round / bare training: %.2fx; peak RSS %.0f MB\n", wall / peer_s,
+           flsim_peak_rss_mb());
+    printf("round_wall_s=%.4f train_s=%.4f overhead_frac=%.4f peak_rss_mb=%.1f\n", wall, train,
+           (wall - train) / wall, flsim_peak_rss_mb());
+    flsim_data_free(&data);
+    return 0;
+}
