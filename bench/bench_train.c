@@ -309,10 +309,13 @@ int main(int argc, char **argv)
             fprintf(stderr, "bench_train: bench_train_torch.py not found (set FEDROP_SOURCE_ROOT)\n");
         } else {
             char cmd[8192];
+            /* torch.set_num_threads does not reach the OpenBLAS inside Debian's torch: pin every
+             * thread pool of the child to the same count */
             snprintf(cmd, sizeof cmd,
+                     "OPENBLAS_NUM_THREADS=%d OMP_NUM_THREADS=%d MKL_NUM_THREADS=%d "
                      "/usr/bin/python3 %s --batch %d --threads %d --samples %ld --lr %g --seed %lu%s%s",
-                     script, B, threads, samples, lr, seed, data_dir ? " --data " : "",
-                     data_dir ? data_dir : "");
+                     threads, threads, threads, script, B, threads, samples, lr, seed,
+                     data_dir ? " --data " : "", data_dir ? data_dir : "");
             FILE *p = popen(cmd, "r");
             char line[512], last[512] = "";
             while (p && fgets(line, sizeof line, p)) {
