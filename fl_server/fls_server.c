@@ -700,8 +700,13 @@ static void on_update(fls_server *s, sess *x, const flp_msg *m)
 static void on_chunk(fls_server *s, sess *x, const flp_msg *m)
 {
     const uint64_t r = m->round;
-    if (x->ul_round == r && x->ul_state == UL_ANSWERED)
-        return; /* the update is already committed or refused: nothing more to say */
+    if (x->ul_round == r && x->ul_state == UL_ANSWERED) {
+        /* the update is already committed or refused: nothing more to say, but the chunk is
+         * still refused input and must show in the counts (integration test it_garbage found
+         * these dropped without being counted) */
+        s->st.refused++;
+        return;
+    }
     const fl_status st = fls_core_on_message(s->core, x->key, m, fl_time_mono_s());
     if (x->ul_round != r || x->ul_state != UL_RECEIVING || !x->ul_trk) {
         /* A chunk without its Update (or of another round). One Error per round. */
