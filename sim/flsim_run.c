@@ -230,6 +230,7 @@ typedef struct sim {
     int producer_done;
     fl_status phase_st;
     size_t *done_q, done_len;     /* jobs whose training finished, not yet seen by the main thread */
+    size_t taken;                 /* tasks the workers decoded (their slots released) */
     size_t *order;                /* processing order of the jobs (by est) */
 
     /* evaluation */
@@ -309,6 +310,7 @@ static void run_client(sim *S, int si)
     /* The slot is free again: the weights live in the client core now. */
     pthread_mutex_lock(&S->mu);
     S->free_q[S->free_len++] = si;
+    S->taken++;
     pthread_cond_signal(&S->cv_main);
     pthread_mutex_unlock(&S->mu);
     if (st == FL_OK && S->need_resid)
@@ -649,10 +651,18 @@ static fl_status feed_one(sim *S, round_acc *ra, job *j)
                (unsigned long long)task.round, j->key, fl_strerror(ms));
         return FL_OK;
     }
+    /* The task's headers live in the core only while the round is open, and the last chunk of
+     * the quorum-th update closes it: keep what the loop needs. */
+    const uint64_t round = task.round;
+    const uint32_t n_tensors = task.task.n_tensors;
+    flp_tensor_header hdr[FLM_MAX_TENSORS];
+    if (n_tensors > FLM_MAX_TENSORS)
+        return FL_ERR_INTERNAL;
+    memcpy(hdr, task.task.tensors, n_tensors * sizeof *hdr);
     size_t po = 0;
     uint32_t ci = 0;
-    for (uint32_t t = 0; t < task.task.n_tensors && ms == FL_OK; t++) {
-        const flp_tensor_header *h = &task.task.tensors[t];
+    for (uint32_t t = 0; t < n_tensors && ms == FL_OK; t++) {
+        const flp_tensor_header *h = &hdr[t];
         for (uint32_t i = 0; i < h->n_chunks && ms == FL_OK; i++, ci++) {
             if (ci >= j->n_chunks)
                 return FL_ERR_INTERNAL;
@@ -660,7 +670,7 @@ static fl_status feed_one(sim *S, round_acc *ra, job *j)
             memset(&cm, 0, sizeof cm);
             cm.version = FLP_VERSION;
             cm.type = FLP_CHUNK;
-            cm.round = task.round;
+            cm.round = round;
             cm.sender = "";
             cm.chunk.dir = FLP_DIR_UP;
             cm.chunk.tensor = t;
@@ -678,7 +688,7 @@ static fl_status feed_one(sim *S, round_acc *ra, job *j)
         ra->committed++;
     else
         fl_log(&S->log, FL_LOG_WARN, "round %llu: client %u: chunk refused: %s",
-               (unsigned long long)task.round, j->key, fl_strerror(ms));
+               (unsigned long long)round, j->key, fl_strerror(ms));
     if (!fls_core_round_open(S->core) && ra->t_close < 0)
         ra->t_close = now;
     /* The payload is in the core now. */
@@ -691,9 +701,10 @@ static fl_status feed_one(sim *S, round_acc *ra, job *j)
 
 /* The next job to feed: the trained, unfed one of least (finish, key), if it cannot be preceded
  * by any job still training (its finish is below every untrained job's lower bound) and feeding
- * it cannot close the round while tasks remain to be produced (their clients were sent the task
- * at the round's start; the core must still hand it out). -1 if none. */
-static long next_feed(const sim *S, const round_acc *ra, int all_produced)
+ * it cannot close the round while a worker may still read a task from the core (the clients were
+ * sent their tasks at the round's start; a task lives in the core while the round is open).
+ * all_taken: every task was produced and decoded. -1 if none. */
+static long next_feed(const sim *S, const round_acc *ra, int all_taken)
 {
     double horizon = INFINITY;
     long best = -1;
@@ -715,7 +726,7 @@ static long next_feed(const sim *S, const round_acc *ra, int all_produced)
     const job *b = &S->jobs[best];
     if (!(b->finish < horizon))
         return -1;
-    if (!all_produced && (ra->committed + 1 >= ra->quorum || b->finish > ra->deadline))
+    if (!all_taken && (ra->committed + 1 >= ra->quorum || b->finish > ra->deadline))
         return -1;
     return best;
 }
@@ -733,6 +744,7 @@ static fl_status client_phase(sim *S, round_acc *ra, int pipelined)
     S->ready_head = S->ready_len = 0;
     S->free_len = 0;
     S->done_len = 0;
+    S->taken = 0;
     for (int i = 0; i < S->n_slots; i++)
         S->free_q[S->free_len++] = i;
     S->producer_done = 0;
@@ -815,6 +827,7 @@ static fl_status client_phase(sim *S, round_acc *ra, int pipelined)
         S->done_len = 0;
         if (S->phase_st != FL_OK)
             st = S->phase_st;
+        const int all_taken = all_produced && S->taken == n_mine;
         pthread_mutex_unlock(&S->mu);
         if (st != FL_OK)
             break;
@@ -823,7 +836,7 @@ static fl_status client_phase(sim *S, round_acc *ra, int pipelined)
         if (pipelined) {
             long b;
             const double tf = fl_time_mono_s();
-            while (st == FL_OK && (b = next_feed(S, ra, all_produced)) >= 0) {
+            while (st == FL_OK && (b = next_feed(S, ra, all_taken)) >= 0) {
                 st = feed_one(S, ra, &S->jobs[b]);
                 did = 1;
             }

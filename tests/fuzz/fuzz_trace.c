@@ -1,0 +1,37 @@
+/* fuzz_trace: the simulator's device / availability trace CSV parser (sim/flsim.h,
+ * flsim_trace_parse). Any bytes: FL_OK with a well-formed trace (ids 0..n-1, positive finite
+ * rates, availability in [0, 1]) or FL_ERR_TRACE_FORMAT with a reason that names a line or a
+ * missing client; never a crash, a leak or an unbounded allocation. */
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "flsim.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    flsim_trace *t = NULL;
+    char err[256];
+    const fl_status st = flsim_trace_parse(&t, (const char *)data, size, err, sizeof err);
+    if (st == FL_OK) {
+        if (!t || t->n == 0 || t->n > FLSIM_MAX_CLIENTS)
+            abort();
+        for (size_t i = 0; i < t->n; i++) {
+            const flsim_trace_row *r = &t->rows[i];
+            if (!(r->flops > 0) || !(r->down_bps > 0) || !(r->up_bps > 0) || !isfinite(r->flops) ||
+                !isfinite(r->down_bps) || !isfinite(r->up_bps) || !(r->availability >= 0) ||
+                !(r->availability <= 1))
+                abort();
+        }
+        flsim_trace_free(t);
+    } else {
+        if (t)
+            abort();
+        if (st == FL_ERR_TRACE_FORMAT && strncmp(err, "line ", 5) != 0 && !strstr(err, "missing"))
+            abort();
+        if (st != FL_ERR_TRACE_FORMAT && st != FL_ERR_NOMEM)
+            abort();
+    }
+    return 0;
+}

@@ -1,0 +1,491 @@
+/* Unit tests for the simulator (sim/flsim.h): the virtual clock against hand-computed cases, trace
+ * files (bad rows rejected with their line number), the population's distributions, options and
+ * YAML, determinism across thread counts, deadlines and over-commit, and that a small run learns. */
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include "flm_arch.h"
+#include "flsim.h"
+#include "flz.h"
+
+/* A small, fast problem: 8x8 images of 4 classes, an mlp. */
+static flsim_config small_config(void)
+{
+    flsim_config c = flsim_config_default();
+    assert_int_equal(flsim_config_set(&c, "dataset", "synth-images:2400:1x8x8:4", NULL, 0), FL_OK);
+    assert_int_equal(flsim_config_set(&c, "model", "mlp:64-32-4", NULL, 0), FL_OK);
+    c.clients = 40;
+    c.per_round = 8;
+    c.rounds = 6;
+    assert_int_equal(flsim_config_set(&c, "partition", "iid", NULL, 0), FL_OK);
+    c.lr = 0.1;
+    c.quiet = 1;
+    c.threads = 1;
+    return c;
+}
+
+static void run_ok(const flsim_config *c, flsim_result *res, flsim_round_record **rec, size_t *n)
+{
+    char err[512];
+    const fl_status st = flsim_run(c, NULL, NULL, NULL, NULL, res, rec, n, err, sizeof err);
+    if (st != FL_OK)
+        fail_msg("flsim_run: %s (%s)", fl_strerror(st), err);
+}
+
+/* ---- virtual clock ----------------------------------------------------------------------------- */
+
+static void test_clock_hand_computed(void **state)
+{
+    (void)state;
+    /* 1 MB at 8 Mbit/s = 1 s; 2 GFLOP at 1 GFLOP/s = 2 s; 0.5 MB at 4 Mbit/s = 1 s; 2 x 0.1 s. */
+    const flsim_profile p = {1e9, 8e6, 4e6};
+    flsim_timing t = flsim_client_timing(&p, 1000000, 2e9, 500000, 0.1);
+    assert_float_equal(t.t_down, 1.1, 1e-12);
+    assert_float_equal(t.t_compute, 2.0, 1e-12);
+    assert_float_equal(t.t_up, 1.1, 1e-12);
+    assert_float_equal(t.total, 4.2, 1e-12);
+    t = flsim_client_timing(&p, 0, 0, 0, 0);
+    assert_float_equal(t.total, 0.0, 0.0);
+}
+
+/* With constant profiles, every client selected and no compression, a synchronous round lasts
+ * exactly as long as its slowest client: the one with the most samples. */
+static void test_clock_round_is_slowest_client(void **state)
+{
+    (void)state;
+    flsim_config c = small_config();
+    c.clients = 7; /* 2040 training samples over 7 clients: 292 or 291 each */
+    c.per_round = 7;
+    c.rounds = 2;
+    c.eval_every = 0;
+    c.chunk_elems = 1000;
+    assert_int_equal(flsim_config_set(&c, "flops", "2G", NULL, 0), FL_OK);
+    assert_int_equal(flsim_config_set(&c, "down-bps", "const:10M", NULL, 0), FL_OK);
+    assert_int_equal(flsim_config_set(&c, "up-bps", "2.5M", NULL, 0), FL_OK);
+    c.latency_s = 0.05;
+    flsim_result res;
+    flsim_round_record *rec = NULL;
+    size_t n = 0;
+    run_ok(&c, &res, &rec, &n);
+    assert_int_equal(n, 2);
+    flm_arch a;
+    assert_int_equal(flm_arch_parse("mlp:64-32-4", &a, NULL, 0), FL_OK);
+    /* Payload of a "none" tensor chunk: the 52-byte header + 4 bytes a value. */
+    uint64_t bytes = 0;
+    for (int t = 0; t < a.n_tensors; t++) {
+        const size_t numel = a.tensors[t].numel, chunks = (numel + 999) / 1000;
+        bytes += chunks * FLZ_HEADER_SIZE + 4 * numel;
+    }
+    const size_t n_train = 2400 - (size_t)floor(2400.0 / 7.0); /* the default test hold-out */
+    const double n_max = ceil((double)n_train / 7.0);
+    const double want = 0.05 + bytes * 8.0 / 10e6 + 6.0 * flm_arch_forward_flops(&a) * n_max / 2e9 +
+                        0.05 + bytes * 8.0 / 2.5e6;
+    print_message("round trip %.9f s (hand-computed %.9f s), %llu bytes each way per client\n",
+                  rec[0].round_vtime_s, want, (unsigned long long)bytes);
+    assert_float_equal(rec[0].round_vtime_s, want, 1e-9 * want);
+    assert_float_equal(rec[1].vtime_s, 2 * want, 2e-9 * want);
+    assert_int_equal(rec[0].bytes_down, 7 * bytes);
+    assert_int_equal(rec[0].bytes_up, 7 * bytes);
+    assert_int_equal(rec[0].reported, 7);
+    free(rec);
+}
+
+/* A deadline shorter than anyone's round trip: every round closes at exactly the deadline with no
+ * update, everyone late, and the model never moves. Over-commit: the round closes at quorum and
+ * the slowest selected clients are late. */
+static void test_clock_deadline_and_overcommit(void **state)
+{
+    (void)state;
+    flsim_config c = small_config();
+    c.rounds = 3;
+    c.deadline_s = 1e-4;
+    flsim_result res;
+    flsim_round_record *rec = NULL;
+    size_t n = 0;
+    run_ok(&c, &res, &rec, &n);
+    assert_int_equal(n, 3);
+    for (size_t i = 0; i < n; i++) {
+        assert_int_equal(rec[i].closed_by, 2 /* FLS_CLOSE_DEADLINE */);
+        assert_float_equal(rec[i].round_vtime_s, 1e-4, 1e-15);
+        assert_int_equal(rec[i].reported, 0);
+        assert_int_equal(rec[i].late, rec[i].selected);
+    }
+    free(rec);
+    uint8_t sha_deadline[FL_SHA256_LEN];
+    memcpy(sha_deadline, res.model_sha256, FL_SHA256_LEN);
+    c.rounds = 1;
+    run_ok(&c, &res, NULL, NULL);
+    assert_memory_equal(sha_deadline, res.model_sha256, FL_SHA256_LEN); /* still the initial model */
+
+    c = small_config();
+    c.overcommit = 1.5; /* 12 selected, quorum 8 */
+    c.rounds = 3;
+    run_ok(&c, &res, &rec, &n);
+    for (size_t i = 0; i < n; i++) {
+        assert_int_equal(rec[i].selected, 12);
+        assert_int_equal(rec[i].reported, 8);
+        assert_int_equal(rec[i].late, 4);
+        assert_int_equal(rec[i].closed_by, 1 /* FLS_CLOSE_QUORUM */);
+    }
+    free(rec);
+}
+
+/* ---- trace files ----------------------------------------------------------------------------- */
+
+static void test_trace_good(void **state)
+{
+    (void)state;
+    const char *text = "client,flops,down_bps,up_bps,availability\r\n"
+                       "# a comment\n"
+                       "1,2e9,1e6,5e5,0.25\n"
+                       "\n"
+                       "0,1.5e9,2e7,4e6,1\n";
+    flsim_trace *t = NULL;
+    char err[256];
+    assert_int_equal(flsim_trace_parse(&t, text, strlen(text), err, sizeof err), FL_OK);
+    assert_int_equal(t->n, 2);
+    assert_float_equal(t->rows[0].flops, 1.5e9, 0);
+    assert_float_equal(t->rows[1].up_bps, 5e5, 0);
+    assert_float_equal(t->rows[1].availability, 0.25, 0);
+    /* Client 5 of a population of 10 uses row 5 mod 2 = 1. */
+    flsim_population pop = {1, 10, {0}, {0}, {0}, {0}, t};
+    flsim_profile p;
+    flsim_profile_of(&pop, 5, &p);
+    assert_float_equal(p.flops, 2e9, 0);
+    assert_float_equal(p.down_bps, 1e6, 0);
+    flsim_trace_free(t);
+    flsim_trace_free(NULL);
+}
+
+static void test_trace_bad_rows_have_line_numbers(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *text, *want;
+    } cases[] = {
+        {"client,flops,down,up,availability\n0,1,1,1,1\n", "line 1:"},
+        {"", "line 1:"},
+        {"client,flops,down_bps,up_bps,availability\n", "no client rows"},
+        {"client,flops,down_bps,up_bps,availability\n0,1e9,1e6,1e6,1\n1,1e9,1e6,1e6,1.5\n", "line 3: availability"},
+        {"client,flops,down_bps,up_bps,availability\n0,1e9,1e6,1e6,1\n\n# c\n1,fast,1e6,1e6,1\n", "line 5: flops"},
+        {"client,flops,down_bps,up_bps,availability\n0,1e9,1e6,1e6\n", "line 2: want 5"},
+        {"client,flops,down_bps,up_bps,availability\n0,1e9,1e6,1e6,1,7\n", "line 2: want 5"},
+        {"client,flops,down_bps,up_bps,availability\n0,1e9,-1e6,1e6,1\n", "line 2: down_bps must be > 0"},
+        {"client,flops,down_bps,up_bps,availability\n0,1e9,1e6,0,1\n", "line 2: up_bps must be > 0"},
+        {"client,flops,down_bps,up_bps,availability\n0,1e9,1e6,nan,1\n", "line 2: up_bps"},
+        {"client,flops,down_bps,up_bps,availability\n0,1e9,1e6,1e6,1\n-1,1e9,1e6,1e6,1\n", "line 3: client"},
+        {"client,flops,down_bps,up_bps,availability\n0,1e9,1e6,1e6,1\n1,1e9,1e6,1e6,1\n0,2e9,1e6,1e6,1\n", "line 4: client 0 already given on line 2"},
+        {"client,flops,down_bps,up_bps,availability\n0,1e9,1e6,1e6,1\n2,1e9,1e6,1e6,1\n", "client 1 missing"},
+        {"client,flops,down_bps,up_bps,availability\n0, 1e9,1e6,1e6,1\n", "line 2: flops"},
+        {"client,flops,down_bps,up_bps,availability\n0,1e9x,1e6,1e6,1\n", "line 2: flops"},
+        {"client,flops,down_bps,up_bps,availability\n0,1e999,1e6,1e6,1\n", "line 2: flops"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        flsim_trace *t = NULL;
+        char err[256] = "";
+        const fl_status st = flsim_trace_parse(&t, cases[i].text, strlen(cases[i].text), err, sizeof err);
+        if (st != FL_ERR_TRACE_FORMAT || !strstr(err, cases[i].want))
+            fail_msg("case %zu: got %s '%s', want FL_ERR_TRACE_FORMAT '%s'", i, fl_status_name(st),
+                     err, cases[i].want);
+        assert_null(t);
+    }
+    /* A line longer than the cap. */
+    char *big = malloc(3000);
+    int o = snprintf(big, 3000, "client,flops,down_bps,up_bps,availability\n0,1");
+    memset(big + o, '0', 2000);
+    strcpy(big + o + 2000, ",1,1,1\n");
+    flsim_trace *t = NULL;
+    char err[256];
+    assert_int_equal(flsim_trace_parse(&t, big, strlen(big), err, sizeof err), FL_ERR_TRACE_FORMAT);
+    assert_non_null(strstr(err, "line 2:"));
+    free(big);
+    /* The shipped example parses. */
+    const char *root = getenv("FEDROP_SOURCE_ROOT");
+    char path[1024];
+    snprintf(path, sizeof path, "%s/sim/example_trace.csv", root ? root : ".");
+    assert_int_equal(flsim_trace_load(&t, path, err, sizeof err), FL_OK);
+    assert_true(t->n >= 10);
+    flsim_trace_free(t);
+    assert_int_equal(flsim_trace_load(&t, "/nonexistent/trace.csv", err, sizeof err), FL_ERR_IO);
+}
+
+/* ---- population --------------------------------------------------------------------------- */
+
+static void test_population(void **state)
+{
+    (void)state;
+    flsim_dist d;
+    char err[256];
+    assert_int_equal(flsim_dist_parse("lognormal:5G:0.5", &d, err, sizeof err), FL_OK);
+    assert_int_equal(d.kind, FLSIM_DIST_LOGNORMAL);
+    assert_float_equal(d.median, 5e9, 0);
+    assert_int_equal(flsim_dist_parse("12k", &d, NULL, 0), FL_OK);
+    assert_float_equal(d.median, 12e3, 0);
+    const char *bad[] = {"", "0", "-1", "lognormal:1", "lognormal:1:-1", "const:x", "7Q", "normal:1:1"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        assert_int_equal(flsim_dist_parse(bad[i], &d, err, sizeof err), FL_ERR_INVALID_ARG);
+    flsim_avail av;
+    assert_int_equal(flsim_avail_parse("p:0.3", &av, NULL, 0), FL_OK);
+    assert_int_equal(flsim_avail_parse("diurnal:0.1:0.9:3600", &av, NULL, 0), FL_OK);
+    assert_float_equal(av.period_s, 3600, 0);
+    const char *bad_av[] = {"p:0", "p:1.5", "diurnal:0.9:0.1", "sometimes", "diurnal:0:0"};
+    for (size_t i = 0; i < sizeof bad_av / sizeof bad_av[0]; i++)
+        assert_int_equal(flsim_avail_parse(bad_av[i], &av, err, sizeof err), FL_ERR_INVALID_ARG);
+
+    /* Profiles: pure functions of (seed, client); lognormal medians where they belong. */
+    flsim_population pop = {7, 20000, {FLSIM_DIST_LOGNORMAL, 1e9, 0.7}, {FLSIM_DIST_CONST, 5e6, 0},
+                            {FLSIM_DIST_LOGNORMAL, 1e6, 0.0}, {FLSIM_AVAIL_PROB, 0.3, 0, 0, 0}, NULL};
+    flsim_profile a, b;
+    flsim_profile_of(&pop, 123, &a);
+    flsim_profile_of(&pop, 123, &b);
+    assert_memory_equal(&a, &b, sizeof a);
+    assert_float_equal(a.down_bps, 5e6, 0);
+    assert_float_equal(a.up_bps, 1e6, 1e-6);
+    uint32_t below = 0, online = 0;
+    for (uint32_t k = 0; k < pop.clients; k++) {
+        flsim_profile_of(&pop, k, &a);
+        below += a.flops < 1e9;
+        online += (uint32_t)flsim_available(&pop, k, 3, 0.0);
+        assert_int_equal(flsim_available(&pop, k, 3, 0.0), flsim_available(&pop, k, 3, 99.0));
+    }
+    assert_in_range(below, 9600, 10400);   /* half below the median */
+    assert_in_range(online, 5600, 6400);   /* 30% online */
+    /* Diurnal: at its peak time a client is online with p_max, half a period later p_min. */
+    pop.avail = (flsim_avail){FLSIM_AVAIL_DIURNAL, 0, 0.0, 1.0, 100.0};
+    uint32_t at_t[2] = {0, 0};
+    for (uint32_t k = 0; k < pop.clients; k++)
+        for (int h = 0; h < 2; h++)
+            at_t[h] += (uint32_t)flsim_available(&pop, k, 1, h * 50.0);
+    assert_in_range(at_t[0] + at_t[1], 18800, 21200); /* p(t) + p(t + period / 2) = 1 */
+}
+
+/* ---- options ------------------------------------------------------------------------------------ */
+
+static void test_options_and_yaml(void **state)
+{
+    (void)state;
+    flsim_config c = flsim_config_default();
+    char err[512];
+    assert_int_equal(flsim_config_set(&c, "per-round", "12", err, sizeof err), FL_OK);
+    assert_int_equal(c.per_round, 12);
+    assert_int_equal(flsim_config_set(&c, "policy", "afd-multi", err, sizeof err), FL_OK);
+    assert_int_equal(c.policy, FLS_POLICY_AFD_MULTI);
+    assert_int_equal(flsim_config_set(&c, "nonsense", "1", err, sizeof err), FL_ERR_NOT_FOUND);
+    assert_non_null(strstr(err, "nonsense"));
+    const char *bad[][2] = {{"clients", "0"}, {"clients", "-3"}, {"clients", "12x"},
+                            {"keep", "1.5"}, {"keep", "0"}, {"policy", "random"},
+                            {"down-codec", "q3"}, {"partition", "dirichlet:-1"},
+                            {"overcommit", "0.5"}, {"availability", "p:2"}, {"seed", "-1"},
+                            {"progress", "maybe"}};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        err[0] = '\0';
+        assert_int_equal(flsim_config_set(&c, bad[i][0], bad[i][1], err, sizeof err), FL_ERR_INVALID_ARG);
+        assert_non_null(strstr(err, bad[i][0]));
+    }
+    c.per_round = c.clients + 1;
+    assert_int_equal(flsim_config_validate(&c, err, sizeof err), FL_ERR_CONFIG);
+    /* Every documented option is accepted by the setter with some value. */
+    for (const flsim_option_doc *d = flsim_option_docs(); d->name; d++)
+        assert_non_null(d->help);
+
+    char path[] = "/tmp/test_sim_yamlXXXXXX";
+    const int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    FILE *f = fdopen(fd, "w");
+    fputs("# a run\nclients: 300\nper_round: 30\npolicy: afd-single\ndown-codec: rot+q4+zstd\n"
+          "seed: 9\n", f);
+    fclose(f);
+    flsim_config y = flsim_config_default();
+    fl_status st = flsim_config_load_yaml(&y, path, err, sizeof err);
+    if (st == FL_ERR_UNSUPPORTED) {
+        unlink(path);
+        skip();
+    }
+    assert_int_equal(st, FL_OK);
+    assert_int_equal(y.clients, 300);
+    assert_int_equal(y.per_round, 30);
+    assert_int_equal(y.policy, FLS_POLICY_AFD_SINGLE);
+    assert_string_equal(y.down_codec, "rot+q4+zstd");
+    assert_int_equal(y.seed, 9);
+    f = fopen(path, "w");
+    fputs("clients: 300\nnested:\n  a: 1\n", f);
+    fclose(f);
+    assert_int_equal(flsim_config_load_yaml(&y, path, err, sizeof err), FL_ERR_CONFIG);
+    assert_non_null(strstr(err, ":3: nested"));
+    f = fopen(path, "w");
+    fputs("clients: 300\nkeep: 7\n", f);
+    fclose(f);
+    assert_int_equal(flsim_config_load_yaml(&y, path, err, sizeof err), FL_ERR_INVALID_ARG);
+    assert_non_null(strstr(err, ":2:"));
+    unlink(path);
+}
+
+/* ---- runs --------------------------------------------------------------------------------------- */
+
+static void test_threads_same_bits(void **state)
+{
+    (void)state;
+    static const char *setups[][3] = {
+        {"afd-single", "rot+q4+zstd", "rot+q2+zstd"},
+        {"afd-multi", "q8", "topk0.3+q8+zstd"},
+        {"fd-per-client", "none", "q4"},
+    };
+    for (size_t s = 0; s < sizeof setups / sizeof setups[0]; s++) {
+        uint8_t sha[3][FL_SHA256_LEN];
+        flsim_result res[3];
+        for (uint32_t t = 1; t <= 3; t++) {
+            flsim_config c = small_config();
+            assert_int_equal(flsim_config_set(&c, "policy", setups[s][0], NULL, 0), FL_OK);
+            assert_int_equal(flsim_config_set(&c, "down-codec", setups[s][1], NULL, 0), FL_OK);
+            assert_int_equal(flsim_config_set(&c, "up-codec", setups[s][2], NULL, 0), FL_OK);
+            assert_int_equal(flsim_config_set(&c, "partition", "dirichlet:0.5", NULL, 0), FL_OK);
+            c.overcommit = 1.25;
+            c.threads = t;
+            run_ok(&c, &res[t - 1], NULL, NULL);
+            memcpy(sha[t - 1], res[t - 1].model_sha256, FL_SHA256_LEN);
+        }
+        char hex[2 * FL_SHA256_LEN + 1];
+        fl_sha256_hex(hex, sha[0]);
+        print_message("%s: model %s after %u rounds, %.1f virtual s\n", setups[s][0], hex,
+                      res[0].rounds, res[0].virtual_time_s);
+        assert_memory_equal(sha[0], sha[1], FL_SHA256_LEN);
+        assert_memory_equal(sha[0], sha[2], FL_SHA256_LEN);
+        assert_float_equal(res[0].virtual_time_s, res[1].virtual_time_s, 0);
+        assert_int_equal(res[0].bytes_up, res[2].bytes_up);
+        assert_float_equal(res[0].final_test_acc, res[2].final_test_acc, 0);
+    }
+    /* Another seed is another run. */
+    flsim_config c = small_config();
+    flsim_result a, b;
+    run_ok(&c, &a, NULL, NULL);
+    c.seed = 2;
+    run_ok(&c, &b, NULL, NULL);
+    assert_memory_not_equal(a.model_sha256, b.model_sha256, FL_SHA256_LEN);
+}
+
+static void test_small_run_learns(void **state)
+{
+    (void)state;
+    flsim_config c = small_config();
+    c.rounds = 10;
+    c.threads = 2;
+    assert_int_equal(flsim_config_set(&c, "policy", "afd-single", NULL, 0), FL_OK);
+    assert_int_equal(flsim_config_set(&c, "up-codec", "rot+q4+zstd", NULL, 0), FL_OK);
+    c.target_acc = 0.6;
+    c.keep_going = 1;
+    flsim_result res;
+    flsim_round_record *rec = NULL;
+    size_t n = 0;
+    run_ok(&c, &res, &rec, &n);
+    assert_int_equal(n, 10);
+    print_message("accuracy %.3f after round 1, %.3f after round 10; target 0.6 at round %u\n",
+                  rec[0].test_acc, rec[9].test_acc, res.rounds_to_target);
+    assert_true(rec[9].test_acc > rec[0].test_acc + 0.1);
+    assert_true(rec[9].test_acc > 0.7);
+    assert_true(res.target_reached);
+    assert_true(res.rounds_to_target >= 1 && res.rounds_to_target <= 10);
+    assert_true(rec[res.rounds_to_target - 1].test_acc >= 0.6);
+    if (res.rounds_to_target > 1)
+        assert_true(rec[res.rounds_to_target - 2].test_acc < 0.6);
+    for (size_t i = 1; i < n; i++) {
+        assert_true(rec[i].vtime_s > rec[i - 1].vtime_s);
+        assert_true(rec[i].cum_bytes_up > rec[i - 1].cum_bytes_up);
+    }
+    /* Outputs: rounds.csv has a header and one line a round; summary.json the key fields. */
+    char dir[] = "/tmp/test_sim_outXXXXXX";
+    assert_non_null(mkdtemp(dir));
+    assert_int_equal(flsim_write_outputs(dir, &c, &res, rec, n), FL_OK);
+    char path[256], buf[16384];
+    snprintf(path, sizeof path, "%s/rounds.csv", dir);
+    FILE *f = fopen(path, "r");
+    assert_non_null(f);
+    int lines = 0;
+    while (fgets(buf, sizeof buf, f))
+        lines++;
+    fclose(f);
+    assert_int_equal(lines, 11);
+    unlink(path);
+    snprintf(path, sizeof path, "%s/summary.json", dir);
+    f = fopen(path, "r");
+    assert_non_null(f);
+    const size_t len = fread(buf, 1, sizeof buf - 1, f);
+    buf[len] = '\0';
+    fclose(f);
+    unlink(path);
+    rmdir(dir);
+    const char *keys[] = {"\"rounds\": 10", "\"final_test_acc\"", "\"virtual_time_s\"",
+                          "\"bytes_down\"", "\"bytes_up\"", "\"wall_s\"", "\"model_sha256\"",
+                          "\"blas\"", "\"config\"", "\"policy\": \"afd-single\""};
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
+        if (!strstr(buf, keys[i]))
+            fail_msg("summary.json lacks %s", keys[i]);
+    free(rec);
+}
+
+static void test_availability_and_errors(void **state)
+{
+    (void)state;
+    /* Half the clients online each round: rounds still fill, fewer are online. */
+    flsim_config c = small_config();
+    c.rounds = 3;
+    assert_int_equal(flsim_config_set(&c, "availability", "p:0.5", NULL, 0), FL_OK);
+    flsim_result res;
+    flsim_round_record *rec = NULL;
+    size_t n = 0;
+    run_ok(&c, &res, &rec, &n);
+    for (size_t i = 0; i < n; i++) {
+        assert_true(rec[i].online < c.clients);
+        assert_true(rec[i].online >= c.per_round);
+        assert_int_equal(rec[i].reported, c.per_round);
+    }
+    free(rec);
+    /* Bad settings are clear errors. */
+    char err[512];
+    c = small_config();
+    snprintf(c.model, sizeof c.model, "mlp:10-4");
+    assert_int_equal(flsim_run(&c, NULL, NULL, NULL, NULL, &res, NULL, NULL, err, sizeof err), FL_ERR_CONFIG);
+    assert_non_null(strstr(err, "--model"));
+    c = small_config();
+    snprintf(c.trace, sizeof c.trace, "/nonexistent.csv");
+    assert_int_equal(flsim_run(&c, NULL, NULL, NULL, NULL, &res, NULL, NULL, err, sizeof err), FL_ERR_IO);
+    assert_non_null(strstr(err, "--trace"));
+    /* More clients than samples: the empty ones never come online ... */
+    c = small_config();
+    c.clients = 4000;
+    c.rounds = 1;
+    run_ok(&c, &res, NULL, NULL);
+    assert_int_equal(res.empty_clients, 4000 - 2058);
+    /* ... unless they share shards; and too few non-empty clients for a round is an error. */
+    c.data_shards = 100;
+    run_ok(&c, &res, NULL, NULL);
+    assert_int_equal(res.empty_clients, 0);
+    c.data_shards = 0;
+    c.per_round = 3000;
+    assert_int_equal(flsim_run(&c, NULL, NULL, NULL, NULL, &res, NULL, NULL, err, sizeof err), FL_ERR_CONFIG);
+    assert_non_null(strstr(err, "hold samples"));
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_clock_hand_computed),
+        cmocka_unit_test(test_clock_round_is_slowest_client),
+        cmocka_unit_test(test_clock_deadline_and_overcommit),
+        cmocka_unit_test(test_trace_good),
+        cmocka_unit_test(test_trace_bad_rows_have_line_numbers),
+        cmocka_unit_test(test_population),
+        cmocka_unit_test(test_options_and_yaml),
+        cmocka_unit_test(test_threads_same_bits),
+        cmocka_unit_test(test_small_run_learns),
+        cmocka_unit_test(test_availability_and_errors),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
