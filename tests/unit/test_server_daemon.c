@@ -796,7 +796,8 @@ static fl_status plus_quarter(void *user, const flc_core_job *job, float *params
 
 /* Plays one client through a whole round: Task, chunks acked one by one (the server must keep at
  * most `credit` in flight), training, Update, chunks, Ack(UPDATE). Returns the Ack status. */
-static int32_t play_round(fls_server *s, peer *p, flc_core *c, uint32_t credit, int *max_inflight)
+static int32_t play_round(fls_server *s, peer *p, flc_core *c, uint32_t credit, int *max_inflight,
+                          int hostile)
 {
     flp_msg *task = peer_recv(s, p, 10);
     assert_non_null(task);
@@ -855,12 +856,30 @@ static int32_t play_round(fls_server *s, peer *p, flc_core *c, uint32_t credit, 
     assert_int_equal(flc_core_train(c), FL_OK);
     flp_msg up;
     assert_int_equal(flc_core_update(c, &up), FL_OK);
+    if (hostile) {
+        /* an Update for another model version: refused at once, the client may try again */
+        flp_msg bad = up;
+        bad.update.model_version++;
+        peer_send(p, &bad);
+        flp_msg *r = peer_recv(s, p, 10);
+        assert_non_null(r);
+        assert_int_equal(r->type, FLP_ACK);
+        assert_int_equal(r->ack.of_type, FLP_UPDATE);
+        assert_int_equal(r->ack.status, FL_ERR_WIRE_FIELD);
+        flp_msg_free(r);
+    }
     peer_send(p, &up);
     const uint32_t n = flc_core_update_chunks(c);
     for (uint32_t i = 0; i < n; i++) {
         flp_msg cm;
         assert_int_equal(flc_core_update_chunk(c, i, &cm), FL_OK);
         peer_send(p, &cm);
+        if (hostile && i < 2) {
+            /* a repeated chunk is refused (one Error per update) and changes nothing */
+            peer_send(p, &cm);
+            if (i == 0)
+                expect_error(s, p, FL_ERR_WIRE_CHUNK_DUP);
+        }
     }
     flp_msg *ack = peer_recv(s, p, 10);
     assert_non_null(ack);
@@ -901,7 +920,7 @@ static void test_reactor_round_and_resume(void **state)
     peer_send(&p, &h);
     expect_ack_hello(s, &p);
     int max_inflight = 0;
-    assert_int_equal(play_round(s, &p, c, 3, &max_inflight), 0);
+    assert_int_equal(play_round(s, &p, c, 3, &max_inflight, 1), 0);
     assert_int_equal(max_inflight, 3); /* mlp:6-5-3 in chunks of 4: far more than 3 chunks */
 
     /* the run is done after one round: metrics, Bye("done"), final checkpoint */
@@ -941,7 +960,7 @@ static void test_reactor_round_and_resume(void **state)
     peer_send(&p, &h);
     expect_ack_hello(s, &p);
     max_inflight = 0;
-    assert_int_equal(play_round(s, &p, c, 3, &max_inflight), 0);
+    assert_int_equal(play_round(s, &p, c, 3, &max_inflight, 0), 0);
     bye = peer_recv(s, &p, 10);
     assert_non_null(bye);
     assert_string_equal(bye->bye.reason, "done");
