@@ -38,7 +38,7 @@ static void usage(FILE *f)
         "experiment afd: runs full, fd, afd-single and afd-multi, each without and with compression\n"
         "(--down-codec / --up-codec of the preset), over --seeds seeds (3), and writes table.md,\n"
         "table.csv, curves.csv and plots (gnuplot) under --out (default results/afd-PRESET).\n"
-        "  --preset small   mlp on 6,000 Fashion-MNIST samples, 100 clients, 10 per round, 30 rounds\n"
+        "  --preset small   mlp on 12,000 Fashion-MNIST samples, 200 clients, 20 per round, 100 rounds\n"
         "  --preset full    cnn:10 on Fashion-MNIST, 1,000 clients, 50 per round, 200 rounds\n"
         "\n"
         "Examples:\n"
@@ -236,7 +236,7 @@ static int run_main(int argc, char **argv)
     if (g_rank == 0) {
         char hex[2 * FL_SHA256_LEN + 1];
         fl_sha256_hex(hex, res.model_sha256);
-        printf("rounds %u final_test_acc %.4f virtual_time_s %.1f bytes_down %llu bytes_up %llu "
+        printf("rounds %u final_test_acc %.4f virtual_time_s %.6g bytes_down %llu bytes_up %llu "
                "wall_s %.2f blas %s ranks %d model_sha256 %s\n",
                res.rounds, res.final_test_acc, res.virtual_time_s,
                (unsigned long long)res.bytes_down, (unsigned long long)res.bytes_up, res.wall_s,

@@ -28,8 +28,8 @@ static const struct {
 /* Preset option lists ("name=value"), applied in order to the defaults. */
 static const char *g_small[] = {
     "dataset=fashion-mnist", "train-samples=12000", "model=mlp", "clients=200", "per-round=20",
-    "rounds=40", "partition=dirichlet:0.3", "epochs=1", "batch=10", "lr=0.05", "keep=0.75",
-    "eval-every=1", "eval-samples=0", "target-acc=0.70", "keep-going=1",
+    "rounds=100", "partition=dirichlet:0.3", "epochs=1", "batch=10", "lr=0.05", "keep=0.75",
+    "eval-every=2", "eval-samples=0", "target-acc=0.70", "keep-going=1",
     NULL};
 static const char *g_full[] = {
     "dataset=fashion-mnist", "train-samples=0", "model=cnn", "clients=1000", "per-round=50",
@@ -303,7 +303,7 @@ fl_status flsim_experiment_afd(const flsim_experiment *e, const fl_logger *log, 
                         fprintf(g, "set title 'AFD experiment (%s preset): test accuracy, mean of %u seeds'\n",
                                 e->preset, seeds);
                         fprintf(g, "set xlabel '%s'\nset ylabel 'test accuracy'\nset key bottom right\nset grid\n%s",
-                                xl[p], p == 1 ? "set logscale x\n" : "unset logscale x\n");
+                                xl[p], "set logscale x\n");
                         fprintf(g, "plot ");
                         for (int c = 0; c < N_CONFIGS; c++)
                             fprintf(g, "%s'mean-%s.dat' using %d:4 with lines lw 2 dt %d title '%s'", c ? ", " : "",
