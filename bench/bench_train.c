@@ -308,14 +308,23 @@ int main(int argc, char **argv)
         if (!script[0]) {
             fprintf(stderr, "bench_train: bench_train_torch.py not found (set FEDROP_SOURCE_ROOT)\n");
         } else {
+            /* the same training subset: hand our indexes over in a temporary file */
+            char idx_path[64] = "";
+            snprintf(idx_path, sizeof idx_path, "/tmp/bench_train_idx_%ld.bin", (long)getpid());
+            FILE *fi = fopen(idx_path, "wb");
+            if (!fi || fwrite(idx, sizeof *idx, (size_t)samples, fi) != (size_t)samples)
+                idx_path[0] = '\0';
+            if (fi)
+                fclose(fi);
             char cmd[8192];
             /* torch.set_num_threads does not reach the OpenBLAS inside Debian's torch: pin every
              * thread pool of the child to the same count */
             snprintf(cmd, sizeof cmd,
                      "OPENBLAS_NUM_THREADS=%d OMP_NUM_THREADS=%d MKL_NUM_THREADS=%d "
-                     "/usr/bin/python3 %s --batch %d --threads %d --samples %ld --lr %g --seed %lu%s%s",
+                     "/usr/bin/python3 %s --batch %d --threads %d --samples %ld --lr %g --seed %lu%s%s%s%s",
                      threads, threads, threads, script, B, threads, samples, lr, seed,
-                     data_dir ? " --data " : "", data_dir ? data_dir : "");
+                     data_dir ? " --data " : "", data_dir ? data_dir : "",
+                     idx_path[0] ? " --index-file " : "", idx_path);
             FILE *p = popen(cmd, "r");
             char line[512], last[512] = "";
             while (p && fgets(line, sizeof line, p)) {
@@ -323,6 +332,8 @@ int main(int argc, char **argv)
             }
             if (p)
                 pclose(p);
+            if (idx_path[0])
+                unlink(idx_path);
             double tsps = 0, tacc = 0, tcps = 0, trss = 0;
             if (sscanf(last, "samples_per_s=%lf test_acc=%lf samples_per_cpu_s=%lf peak_rss_mb=%lf",
                        &tsps, &tacc, &tcps, &trss) >= 2 && tsps > 0) {

@@ -63,6 +63,7 @@ def main():
     ap.add_argument("--classes", type=int, default=10)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--data", default=os.environ.get("FEDROP_DATA_DIR", "/usr/share/datasets/fashion-mnist"))
+    ap.add_argument("--index-file", help="uint32 little-endian training-set indexes (the C bench's subset)")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(a.seed)
@@ -72,7 +73,12 @@ def main():
     yte = torch.from_numpy(load_idx(find(a.data, "t10k-labels-idx1-ubyte")).astype(np.int64))
     xtr, xte = xtr.unsqueeze(1), xte.unsqueeze(1)
     n = min(a.samples, xtr.shape[0])
-    perm = torch.randperm(xtr.shape[0])[:n]
+    if a.index_file:
+        idx = np.fromfile(a.index_file, dtype="<u4").astype(np.int64)[:n]
+        n = len(idx)
+        perm = torch.from_numpy(idx)[torch.randperm(n)]  # the same samples, a shuffled order
+    else:
+        perm = torch.randperm(xtr.shape[0])[:n]
     model = CNN(a.classes)
     opt = torch.optim.SGD(model.parameters(), lr=a.lr)
     # one warm-up step outside the timed region (the C bench also loads its kernels first)
