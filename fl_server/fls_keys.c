@@ -61,7 +61,9 @@ static int next_line(const char *text, size_t len, size_t *pos, size_t *a, size_
     while (e < len && text[e] != '\n')
         e++;
     *pos = e + 1;
-    /* '#' is also a Z85 character: a comment starts the line or follows a blank. */
+    /* '#' is also a Z85 character: a comment starts the line or follows a blank. A key never
+     * starts with '#' (Z85 digit 84 cannot lead a group: 84 * 85^4 > 2^32 - 1) and holds no
+     * blank, so no key is ever mistaken for a comment. */
     size_t hash = s;
     while (hash < e && !(text[hash] == '#' &&
                          (hash == s || text[hash - 1] == ' ' || text[hash - 1] == '\t')))

@@ -440,6 +440,10 @@ static void test_allow_list(void **state)
     zmq_z85_decode(kh, h);
     assert_true(fls_allow_has(&al, kh));
     assert_false(fls_allow_has(&al, ka));
+    /* a commented-out key is a comment (no key can start with '#': Z85 digit 84 never leads) */
+    snprintf(text, sizeof text, "#%s\n#%.39s\n", b, b + 1);
+    assert_int_equal(fls_allow_parse(&al, text, strlen(text), "al", err, sizeof err), FL_OK);
+    assert_int_equal(al.n, 0);
     /* an empty list is valid (nobody may connect) */
     assert_int_equal(fls_allow_parse(&al, "# none\n", 7, "al", err, sizeof err), FL_OK);
     assert_int_equal(al.n, 0);
