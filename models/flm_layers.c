@@ -42,20 +42,22 @@ size_t flm_conv2d_col_floats(int B, int C, int K, int OH, int OW)
     return (size_t)B * C * K * K * OH * OW;
 }
 
-size_t flm_conv2d_scratch_floats(int C, int K, int OH, int OW)
+size_t flm_conv2d_scratch_floats(int B, int C, int OC, int K, int OH, int OW)
 {
+    (void)B;
+    (void)OC;
     return (size_t)C * K * K * OH * OW;
 }
 
-/* col (C*K*K, P) of one sample from inp (C, H, W): row (c, kh, kw), column (oh, ow). */
-static void im2col(float *col, const float *inp, int C, int H, int W, int K, int pad, int OH,
-                   int OW)
+/* col (C*K*K, P) of one sample from inp (C, H, W), rows ld floats apart: row (c, kh, kw),
+ * column (oh, ow). */
+static void im2col(float *col, size_t ld, const float *inp, int C, int H, int W, int K, int pad,
+                   int OH, int OW)
 {
-    const size_t P = (size_t)OH * OW;
     for (int c = 0; c < C; c++)
         for (int kh = 0; kh < K; kh++)
             for (int kw = 0; kw < K; kw++) {
-                float *row = col + ((size_t)(c * K + kh) * K + kw) * P;
+                float *row = col + ((size_t)(c * K + kh) * K + kw) * ld;
                 /* output columns whose input column iw = ow + kw - pad lies inside [0, W) */
                 int lo = pad - kw, hi = W + pad - kw;
                 lo = lo < 0 ? 0 : lo;
@@ -109,19 +111,25 @@ void flm_conv2d_forward(float *out, float *col, const float *inp, const float *w
 {
     const int OH = H + 2 * pad - K + 1, OW = W + 2 * pad - K + 1;
     const int P = OH * OW, CKK = C * K * K;
+    const size_t BP = (size_t)B * P;
     for (int i = 0; i < B; i++) {
-        float *col_i = col + (size_t)i * CKK * P;               /* (CKK, P) */
+        float *col_i = col + (size_t)i * P;                     /* (CKK, P), row stride B*P */
         float *out_i = out + (size_t)i * OC * P;                /* (OC, P) */
-        im2col(col_i, inp + (size_t)i * C * H * W, C, H, W, K, pad, OH, OW);
+        im2col(col_i, BP, inp + (size_t)i * C * H * W, C, H, W, K, pad, OH, OW);
+        /* out_i (OC, P) = w (OC, CKK) @ col_i (CKK, P), then bias (and relu) in one pass */
+        flm_sgemm(0, 0, OC, P, CKK, 1.0f, w, CKK, col_i, (int)BP, 0.0f, out_i, P);
         for (int o = 0; o < OC; o++) {
             float *row = out_i + (size_t)o * P;
-            for (int p = 0; p < P; p++)
-                row[p] = b[o];
+            const float bo = b[o];
+            if (relu)
+                for (int p = 0; p < P; p++) {
+                    const float v = row[p] + bo;
+                    row[p] = v > 0.0f ? v : 0.0f;
+                }
+            else
+                for (int p = 0; p < P; p++)
+                    row[p] += bo;
         }
-        /* out_i (OC, P) += w (OC, CKK) @ col_i (CKK, P) */
-        flm_sgemm(0, 0, OC, P, CKK, 1.0f, w, CKK, col_i, P, 1.0f, out_i, P);
-        if (relu)
-            flm_relu_forward(out_i, out_i, (size_t)OC * P);
     }
 }
 
@@ -131,9 +139,13 @@ void flm_conv2d_backward(float *dinp, float *dw, float *db, float *scratch, cons
 {
     const int OH = H + 2 * pad - K + 1, OW = W + 2 * pad - K + 1;
     const int P = OH * OW, CKK = C * K * K;
+    const size_t BP = (size_t)B * P;
+    float *dcol = scratch;                                      /* (CKK, P) */
+    /* One weight-gradient GEMM per sample, not one over all B*P columns: OpenBLAS splits the
+     * long-K batched GEMM differently with 1 and 2 threads (different bits), the per-sample
+     * shape it does not, and results must not depend on the thread count. */
     for (int i = 0; i < B; i++) {
         const float *dout_i = dout + (size_t)i * OC * P;        /* (OC, P) */
-        const float *col_i = col + (size_t)i * CKK * P;         /* (CKK, P) */
         for (int o = 0; o < OC; o++) {
             const float *row = dout_i + (size_t)o * P;
             float s = 0.0f;
@@ -142,14 +154,16 @@ void flm_conv2d_backward(float *dinp, float *dw, float *db, float *scratch, cons
             db[o] += s;
         }
         /* dw (OC, CKK) += dout_i (OC, P) @ col_i^T (P, CKK) */
-        flm_sgemm(0, 1, OC, CKK, P, 1.0f, dout_i, P, col_i, P, 1.0f, dw, CKK);
-        if (dinp) {
-            /* dcol (CKK, P) = w^T (CKK, OC) @ dout_i (OC, P), then scattered back */
-            flm_sgemm(1, 0, CKK, P, OC, 1.0f, w, CKK, dout_i, P, 0.0f, scratch, P);
-            float *dinp_i = dinp + (size_t)i * C * H * W;
-            memset(dinp_i, 0, (size_t)C * H * W * sizeof *dinp_i);
-            col2im(dinp_i, scratch, C, H, W, K, pad, OH, OW);
-        }
+        flm_sgemm(0, 1, OC, CKK, P, 1.0f, dout_i, P, col + (size_t)i * P, (int)BP, 1.0f, dw, CKK);
+    }
+    if (!dinp)
+        return;
+    for (int i = 0; i < B; i++) {
+        /* dcol (CKK, P) = w^T (CKK, OC) @ dout_i (OC, P), then scattered back */
+        flm_sgemm(1, 0, CKK, P, OC, 1.0f, w, CKK, dout + (size_t)i * OC * P, P, 0.0f, dcol, P);
+        float *dinp_i = dinp + (size_t)i * C * H * W;
+        memset(dinp_i, 0, (size_t)C * H * W * sizeof *dinp_i);
+        col2im(dinp_i, dcol, C, H, W, K, pad, OH, OW);
     }
 }
 

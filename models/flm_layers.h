@@ -22,11 +22,12 @@ void flm_dense_backward(float *dinp, float *dw, float *db, const float *dout, co
 
 /* Conv2d, stride 1, zero padding `pad` on each side: OH = H + 2 pad - K + 1 (same for W).
  * inp (B, C, H, W), out (B, OC, OH, OW), w (OC, C, K, K), b (OC).
- * col is the im2col matrix (C*K*K, B*P) the forward fills and the backward reads: keep it between
- * the two calls. relu != 0 fuses max(0, .) into the output. */
+ * col is the im2col matrix (C*K*K, B*P), sample b in columns [b*P, (b+1)*P), which the forward
+ * fills and the backward reads: keep it between the two calls. One GEMM per sample, the forward
+ * writing straight into out's (OC, P) block; bias and relu (relu != 0) in one pass after it. */
 size_t flm_conv2d_col_floats(int B, int C, int K, int OH, int OW);
 /* Scratch floats the backward needs (one sample's column gradient). */
-size_t flm_conv2d_scratch_floats(int C, int K, int OH, int OW);
+size_t flm_conv2d_scratch_floats(int B, int C, int OC, int K, int OH, int OW);
 void flm_conv2d_forward(float *out, float *col, const float *inp, const float *w, const float *b,
                         int B, int C, int H, int W, int OC, int K, int pad, int relu);
 /* dout (B, OC, OH, OW) -> dinp (B, C, H, W) (NULL: skipped, the cheapest case for a first layer),

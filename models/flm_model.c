@@ -121,7 +121,7 @@ fl_status flm_model_new(const flm_arch *a, int B, flm_model **out)
         if (l->op == FLM_OP_CONV2D) {
             ok &= (m->cache[i] = model_alloc(
                        m, flm_conv2d_col_floats(B, l->C, l->K, l->OH, l->OW) * sizeof(float))) != NULL;
-            const size_t s = flm_conv2d_scratch_floats(l->C, l->K, l->OH, l->OW);
+            const size_t s = flm_conv2d_scratch_floats(B, l->C, l->OC, l->K, l->OH, l->OW);
             scratch = s > scratch ? s : scratch;
         }
 #ifdef FLM_HAVE_LSTM

@@ -273,7 +273,7 @@ static void check_conv(int B, int C, int H, int W, int OC, int K, int pad)
     float *x = malloc(nx * 4), *w = malloc(nw * 4), *b = malloc(OC * 4), *out = malloc(no * 4),
           *R = malloc(no * 4), *dx = malloc(nx * 4), *dw = calloc(nw, 4), *db = calloc(OC, 4);
     float *col = malloc(flm_conv2d_col_floats(B, C, K, OH, OW) * 4);
-    float *scr = malloc(flm_conv2d_scratch_floats(C, K, OH, OW) * 4);
+    float *scr = malloc(flm_conv2d_scratch_floats(B, C, OC, K, OH, OW) * 4);
     fill_uniform(x, nx, -1, 1, &r);
     fill_uniform(w, nw, -1, 1, &r);
     fill_uniform(b, OC, -1, 1, &r);
