@@ -25,7 +25,7 @@
 #include "flsim.h"
 
 typedef struct stats {
-    double wall, phase, train_cpu, feed;
+    double wall, phase, train_cpu, client_cpu, feed;
     uint32_t n, threads;
 } stats;
 
@@ -36,6 +36,7 @@ static void on_round(void *user, const flsim_round_record *r, const flsim_result
     s->wall += r->wall_s;
     s->phase += r->train_wall_s;
     s->train_cpu += r->train_cpu_s;
+    s->client_cpu += r->client_cpu_s;
     s->feed += r->feed_wall_s;
     s->n++;
     const double train = r->train_cpu_s / s->threads;
@@ -129,7 +130,7 @@ int main(int argc, char **argv)
     printf("data loaded in %.2f s: %zu train / %zu test samples\n", fl_time_mono_s() - t0,
            data.train->N, data.test->N);
     const uint32_t threads = cfg.threads ? cfg.threads : (uint32_t)sysconf(_SC_NPROCESSORS_ONLN);
-    stats s = {0, 0, 0, 0, 0, threads};
+    stats s = {0, 0, 0, 0, 0, 0, threads};
     flsim_result res;
     const fl_logger lg = {fl_log_to_file, stderr, FL_LOG_WARN};
     fl_status st = flsim_run(&cfg, &data, &lg, on_round, &s, &res, NULL, NULL, err, sizeof err);
@@ -170,6 +171,10 @@ int main(int argc, char **argv)
     printf("  per round: wall %.3f s; local training %.3f s (flc_core_train, per thread); client phase "
            "%.3f s; everything else %.3f s (%.1f%%)\n",
            wall, train, phase, wall - train, 100.0 * (wall - train) / wall);
+    const double client = s.client_cpu / s.n / threads;
+    printf("  client cores as a whole (task decode + training + encoding + copy-out), per thread: "
+           "%.3f s; everything else %.3f s (%.1f%%)\n", client, wall - client,
+           100.0 * (wall - client) / wall);
     printf("  peer (bare flm_train_local of %u clients, same shards, epochs and threads): %.3f s\n",
            cfg.per_round, peer_s);
     printf("  simulator round / bare training: %.2fx; peak RSS %.0f MB\n", wall / peer_s,

@@ -212,6 +212,8 @@ typedef struct flsim_round_record {
     double feed_wall_s;        /* main-thread time feeding updates to the server core (overlaps
                                 * the client phase when pipelined) */
     double train_cpu_s;        /* summed over clients: flc_core_train (local SGD + update encoding) */
+    double client_cpu_s;       /* summed over clients: their whole client core (task decode,
+                                * training, encoding, copying the update out) */
     double eval_wall_s;        /* of which the evaluation */
     uint64_t bytes_down, bytes_up;   /* payload bytes (after compression) of the round */
     uint64_t cum_bytes_down, cum_bytes_up;

@@ -188,6 +188,7 @@ typedef struct job {
     double est;               /* an estimate of finish, for the processing order */
     size_t sub_params;        /* parameters of its submodel */
     double train_s;           /* wall time of its flc_core_train */
+    double client_s;          /* wall time of its whole client core */
     int produced, trained, fed;
 } job;
 
@@ -296,6 +297,7 @@ static void run_client(sim *S, int si)
     size_t n = 0;
     flm_partition_client(S->part, shard, &idx, &n);
     const flm_samples view = {S->train->x, S->train->tokens, S->train->y, idx, n};
+    const double t_begin = fl_time_mono_s();
     char id[24];
     snprintf(id, sizeof id, "sim-%u", k);
     const flc_core_config cc = {id, k, S->cfg->seed, &view, NULL, NULL, S->log};
@@ -330,6 +332,7 @@ static void run_client(sim *S, int si)
     if (c && S->need_resid)
         flc_core_swap_residual(c, &S->resid[k], &S->resid_n[k]);
     flc_core_free(c);
+    j->client_s = fl_time_mono_s() - t_begin;
     pthread_mutex_lock(&S->mu);
     j->st = st;
     if ((st == FL_ERR_NOMEM || st == FL_ERR_INTERNAL) && S->phase_st == FL_OK)
@@ -513,7 +516,7 @@ typedef struct round_acc {
     uint64_t bytes_down, bytes_up;
     uint32_t late, failed, committed, quorum;
     double flops;
-    double train_wall, feed_wall, train_cpu;
+    double train_wall, feed_wall, train_cpu, client_cpu;
 } round_acc;
 
 static int cmp_est(const void *a, const void *b, const job *jobs)
@@ -603,6 +606,7 @@ static fl_status feed_one(sim *S, round_acc *ra, job *j)
         ra->flops += j->flops;
     }
     ra->train_cpu += j->train_s;
+    ra->client_cpu += j->client_s;
     if (now > ra->deadline && !ra->ticked) {
         ra->ticked = 1;
         const int was_open = fls_core_round_open(S->core);
@@ -1381,6 +1385,7 @@ fl_status flsim_run(const flsim_config *cfg, const flsim_data *data_in, const fl
                 st = finish_feed(&S, &ra);
             pending.feed_wall_s = ra.feed_wall;
             pending.train_cpu_s = ra.train_cpu;
+            pending.client_cpu_s = ra.client_cpu;
             if (st != FL_OK)
                 break;
             /* The round is closed at ra.t_close; its metrics become final at ROUND_END (after
