@@ -154,7 +154,7 @@ static const key_def KEYS[] = {
     {"eval.synthetic_samples", K_U64, OFF(eval_synth_samples), 0, 1, 10000000, NULL, "2000",
      "synthetic: samples generated (Gaussian clusters / token chains from run.seed)"},
     {"eval.every", K_U32, OFF(core.eval_every), 0, 0, U32MAX, NULL, "0",
-     "evaluate every N rounds (0: never)"},
+     "evaluate every N rounds (0: every round when eval.dataset is set)"},
     {"eval.target_accuracy", K_F64, OFF(core.target_accuracy), 0, 0, 1, NULL, "0",
      "stop once an evaluation reaches this accuracy (0: no target)"},
     /* checkpoint */
@@ -570,8 +570,8 @@ fls_status fls_options_validate(const fls_options *o, char *err, size_t errlen)
     if (o->core.eval_every && o->eval_dataset == FLS_EVAL_NONE)
         return fls_status_of(fail(err, errlen, "eval.every is %u but eval.dataset is none",
                                   o->core.eval_every));
-    if (o->core.target_accuracy > 0 && o->core.eval_every == 0)
-        return fls_status_of(fail(err, errlen, "eval.target_accuracy needs eval.every > 0"));
+    if (o->core.target_accuracy > 0 && o->eval_dataset == FLS_EVAL_NONE)
+        return fls_status_of(fail(err, errlen, "eval.target_accuracy needs an eval.dataset"));
     if (o->resume && !o->ckpt_path[0])
         return fls_status_of(fail(err, errlen, "run.resume needs checkpoint.path"));
     if (o->liveness_ms <= o->heartbeat_ms)

@@ -1199,6 +1199,10 @@ fls_status fls_server_new(const fls_options *o, const fls_host *host, fls_server
     if (!s)
         return FLS_ERR_NOMEM;
     s->opt = *o;
+    /* An evaluation set with no interval means "evaluate every round": an operator who names a
+     * test set expects to see accuracy. */
+    if (s->opt.eval_dataset != FLS_EVAL_NONE && s->opt.core.eval_every == 0)
+        s->opt.core.eval_every = 1;
     if (host)
         s->host = *host;
     s->ctx = s->host.zmq_context;
