@@ -187,6 +187,10 @@ fl_status flsim_config_set(flsim_config *c, const char *key, const char *value, 
  * FL_ERR_IO, FL_ERR_CONFIG (not a flat mapping of scalars; line in err), or what set returns.
  * FL_ERR_UNSUPPORTED when built without libyaml. */
 fl_status flsim_config_load_yaml(flsim_config *c, const char *path, char *err, size_t errlen);
+/* The same from memory (text[0..len), not NUL-terminated; name prefixes the errors, "file:line:
+ * reason"). Options set before an error stay set. */
+fl_status flsim_config_parse_yaml(flsim_config *c, const char *text, size_t len,
+                                  const char *name, char *err, size_t errlen);
 
 /* Cross-field checks (per_round <= clients, ...). FL_OK or FL_ERR_CONFIG (reason in err). */
 fl_status flsim_config_validate(const flsim_config *c, char *err, size_t errlen);

@@ -369,20 +369,17 @@ size_t flsim_config_json(const flsim_config *c, char *buf, size_t cap)
 }
 
 #ifdef FLSIM_HAVE_YAML
-fl_status flsim_config_load_yaml(flsim_config *c, const char *path, char *err, size_t errlen)
+fl_status flsim_config_parse_yaml(flsim_config *c, const char *text, size_t len,
+                                  const char *name, char *err, size_t errlen)
 {
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        if (err && errlen)
-            snprintf(err, errlen, "%s: %s", path, strerror(errno));
-        return FL_ERR_IO;
-    }
+    if (!c || (!text && len))
+        return FL_ERR_INVALID_ARG;
+    if (!name)
+        name = "config";
     yaml_parser_t p;
-    if (!yaml_parser_initialize(&p)) {
-        fclose(f);
+    if (!yaml_parser_initialize(&p))
         return FL_ERR_NOMEM;
-    }
-    yaml_parser_set_input_file(&p, f);
+    yaml_parser_set_input_string(&p, (const unsigned char *)(text ? text : ""), len);
     fl_status st = FL_OK;
     int depth = 0, done = 0, in_map = 0;
     char key[128] = "";
@@ -391,7 +388,7 @@ fl_status flsim_config_load_yaml(flsim_config *c, const char *path, char *err, s
         yaml_event_t ev;
         if (!yaml_parser_parse(&p, &ev)) {
             if (err && errlen)
-                snprintf(err, errlen, "%s:%zu: %s", path, (size_t)p.problem_mark.line + 1,
+                snprintf(err, errlen, "%s:%zu: %s", name, (size_t)p.problem_mark.line + 1,
                          p.problem ? p.problem : "YAML syntax error");
             st = FL_ERR_CONFIG;
             break;
@@ -404,7 +401,7 @@ fl_status flsim_config_load_yaml(flsim_config *c, const char *path, char *err, s
         case YAML_MAPPING_START_EVENT:
             if (depth++ != 0 || in_map) {
                 if (err && errlen)
-                    snprintf(err, errlen, "%s:%zu: nested mappings are not options (want name: value)", path, line);
+                    snprintf(err, errlen, "%s:%zu: nested mappings are not options (want name: value)", name, line);
                 st = FL_ERR_CONFIG;
             }
             in_map = 1;
@@ -415,14 +412,14 @@ fl_status flsim_config_load_yaml(flsim_config *c, const char *path, char *err, s
         case YAML_SEQUENCE_START_EVENT:
         case YAML_ALIAS_EVENT:
             if (err && errlen)
-                snprintf(err, errlen, "%s:%zu: only scalar values are options", path, line);
+                snprintf(err, errlen, "%s:%zu: only scalar values are options", name, line);
             st = FL_ERR_CONFIG;
             break;
         case YAML_SCALAR_EVENT: {
             const char *val = (const char *)ev.data.scalar.value;
             if (depth != 1) {
                 if (err && errlen)
-                    snprintf(err, errlen, "%s:%zu: the file must be one mapping of option names to values", path, line);
+                    snprintf(err, errlen, "%s:%zu: the file must be one mapping of option names to values", name, line);
                 st = FL_ERR_CONFIG;
             } else if (!have_key) {
                 snprintf(key, sizeof key, "%s", val);
@@ -434,11 +431,11 @@ fl_status flsim_config_load_yaml(flsim_config *c, const char *path, char *err, s
                 char e2[256];
                 if (strcmp(key, "config") == 0) {
                     if (err && errlen)
-                        snprintf(err, errlen, "%s:%zu: config files do not nest", path, line);
+                        snprintf(err, errlen, "%s:%zu: config files do not nest", name, line);
                     st = FL_ERR_CONFIG;
                 } else if ((st = flsim_config_set(c, key, val, e2, sizeof e2)) != FL_OK) {
                     if (err && errlen)
-                        snprintf(err, errlen, "%s:%zu: %s", path, line, e2);
+                        snprintf(err, errlen, "%s:%zu: %s", name, line, e2);
                 }
                 have_key = 0;
             }
@@ -450,15 +447,47 @@ fl_status flsim_config_load_yaml(flsim_config *c, const char *path, char *err, s
         yaml_event_delete(&ev);
     }
     yaml_parser_delete(&p);
-    fclose(f);
     return st;
 }
 #else
-fl_status flsim_config_load_yaml(flsim_config *c, const char *path, char *err, size_t errlen)
+fl_status flsim_config_parse_yaml(flsim_config *c, const char *text, size_t len,
+                                  const char *name, char *err, size_t errlen)
 {
     (void)c;
+    (void)text;
+    (void)len;
     if (err && errlen)
-        snprintf(err, errlen, "%s: this fl_sim was built without libyaml", path);
+        snprintf(err, errlen, "%s: this fl_sim was built without libyaml", name ? name : "config");
     return FL_ERR_UNSUPPORTED;
 }
 #endif
+
+fl_status flsim_config_load_yaml(flsim_config *c, const char *path, char *err, size_t errlen)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        if (err && errlen)
+            snprintf(err, errlen, "%s: %s", path, strerror(errno));
+        return FL_ERR_IO;
+    }
+    /* Config files are small: a hard cap keeps a wrong path (a dataset) from being slurped. */
+    enum { CAP = 1 << 20 };
+    char *buf = malloc(CAP);
+    if (!buf) {
+        fclose(f);
+        return FL_ERR_NOMEM;
+    }
+    const size_t n = fread(buf, 1, CAP, f);
+    const int too_big = n == CAP, bad = ferror(f);
+    fclose(f);
+    fl_status st;
+    if (bad || too_big) {
+        if (err && errlen)
+            snprintf(err, errlen, "%s: %s", path, bad ? "read error" : "larger than 1 MiB");
+        st = bad ? FL_ERR_IO : FL_ERR_CONFIG;
+    } else {
+        st = flsim_config_parse_yaml(c, buf, n, path, err, errlen);
+    }
+    free(buf);
+    return st;
+}

@@ -727,6 +727,9 @@ static long next_feed(const sim *S, const round_acc *ra, int all_taken)
     }
     if (best < 0)
         return -1;
+    /* A margin far above the rounding of the sums behind lb and finish (1e-16 relative). */
+    if (isfinite(horizon))
+        horizon -= 1e-9 * (1.0 + fabs(horizon));
     const job *b = &S->jobs[best];
     if (!(b->finish < horizon))
         return -1;

@@ -1,7 +1,9 @@
-/* fuzz_trace: the simulator's device / availability trace CSV parser (sim/flsim.h,
- * flsim_trace_parse). Any bytes: FL_OK with a well-formed trace (ids 0..n-1, positive finite
- * rates, availability in [0, 1]) or FL_ERR_TRACE_FORMAT with a reason that names a line or a
- * missing client; never a crash, a leak or an unbounded allocation. */
+/* fuzz_trace: the simulator's parsers of outside bytes (sim/flsim.h): the device / availability
+ * trace CSV (flsim_trace_parse) and the YAML run configuration (flsim_config_parse_yaml); every
+ * input goes to both. Trace: FL_OK with a well-formed trace (ids 0..n-1, positive finite rates,
+ * availability in [0, 1]) or FL_ERR_TRACE_FORMAT with a reason that names a line or a missing
+ * client. YAML: FL_OK with a configuration that still renders, or an error with a reason. Never a
+ * crash, a leak or an unbounded allocation. */
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -33,5 +35,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (st != FL_ERR_TRACE_FORMAT && st != FL_ERR_NOMEM)
             abort();
     }
+    flsim_config c = flsim_config_default();
+    err[0] = '\0';
+    const fl_status ys = flsim_config_parse_yaml(&c, (const char *)data, size, "fuzz", err, sizeof err);
+    if (ys != FL_OK && ys != FL_ERR_UNSUPPORTED && !err[0])
+        abort();
+    char js[16384];
+    if (flsim_config_json(&c, js, sizeof js) == 0)
+        abort();
     return 0;
 }
