@@ -162,6 +162,8 @@ typedef struct flsim_config {
     uint32_t eval_samples;         /* 0: the whole test set, else its first n samples */
     double target_acc;             /* 0: none; else stop at it unless keep_going */
     int keep_going;                /* 1: record when the target is reached but run every round */
+    int batch_feed;                /* 1: feed a round's updates only after all trained (as under
+                                    * MPI) instead of while later clients train; same results */
     flsim_dist flops, down_bps, up_bps;
     flsim_avail avail;
     char trace[FLSIM_STR];         /* trace CSV path, "" = none */

@@ -78,6 +78,7 @@ static const flsim_option_doc g_docs[] = {
     {"eval-every", "N", "evaluate every N rounds; 0 = only after the last (1)"},
     {"eval-samples", "N", "evaluate on the first N test samples; 0 = all (0)"},
     {"target-acc", "A", "stop once the test accuracy reaches A; 0 = none (0)"},
+    {"batch-feed", "0|1", "feed updates after the whole round trained, not while clients train (same results; for checking) (0)"},
     {"keep-going", "0|1", "with --target-acc: record when it is reached but run every round (0)"},
     {"flops", "DIST", "client compute speed FLOP/s: V, const:V, lognormal:MEDIAN:SIGMA (lognormal:5G:0.5)"},
     {"down-bps", "DIST", "client download bandwidth, bit/s (lognormal:20M:0.5)"},
@@ -187,7 +188,7 @@ fl_status flsim_config_set(flsim_config *c, const char *key, const char *v, char
         c->seed = s;
         return FL_OK;
     }
-    if (strcmp(key, "keep-going") == 0 || strcmp(key, "quiet") == 0) {
+    if (strcmp(key, "keep-going") == 0 || strcmp(key, "quiet") == 0 || strcmp(key, "batch-feed") == 0) {
         int b;
         if (!strcmp(v, "1") || !strcmp(v, "true") || !strcmp(v, "yes"))
             b = 1;
@@ -197,6 +198,8 @@ fl_status flsim_config_set(flsim_config *c, const char *key, const char *v, char
             return reason(err, errlen, key, v, "a boolean (0/1, true/false, yes/no)");
         if (key[0] == 'k')
             c->keep_going = b;
+        else if (key[0] == 'b')
+            c->batch_feed = b;
         else
             c->quiet = b;
         return FL_OK;

@@ -190,6 +190,7 @@ typedef struct job {
     double train_s;           /* wall time of its flc_core_train */
     double client_s;          /* wall time of its whole client core */
     int produced, trained, fed;
+    int lb_down;              /* lb includes the download */
 } job;
 
 typedef struct slot {
@@ -517,6 +518,8 @@ typedef struct round_acc {
     uint32_t late, failed, committed, quorum;
     double flops;
     double train_wall, feed_wall, train_cpu, client_cpu;
+    double last_fed;          /* finish time of the last fed job: feeding never goes back */
+    uint32_t last_key;
 } round_acc;
 
 static int cmp_est(const void *a, const void *b, const job *jobs)
@@ -599,6 +602,14 @@ static fl_status feed_one(sim *S, round_acc *ra, job *j)
 {
     const double now = j->finish;
     fl_status st = FL_OK;
+    /* The pipeline's lower bounds must keep the (finish, client) order; a broken bound would
+     * silently change quorum and deadline outcomes, so it is a hard error. */
+    if (now < ra->last_fed || (now == ra->last_fed && j->key < ra->last_key)) {
+        fl_log(&S->log, FL_LOG_ERROR, "client %u fed out of virtual-time order", j->key);
+        return FL_ERR_INTERNAL;
+    }
+    ra->last_fed = now;
+    ra->last_key = j->key;
     j->fed = 1;
     ra->bytes_down += j->bytes_down;
     if (j->st == FL_OK) {
@@ -798,13 +809,18 @@ static fl_status client_phase(sim *S, round_acc *ra, int pipelined)
                 if (st != FL_OK)
                     break;
                 job *j = &S->jobs[ji];
-                j->lb += (double)j->bytes_down * 8.0 / j->prof.down_bps;
+                if (!j->lb_down) {
+                    j->lb += (double)j->bytes_down * 8.0 / j->prof.down_bps;
+                    j->lb_down = 1;
+                }
                 if (shared && !shared_known) {
                     /* Every client of the round downloads the same bytes. */
                     shared_known = 1;
                     for (size_t i = 0; i < S->n_jobs; i++)
-                        if (!S->jobs[i].produced)
+                        if (!S->jobs[i].lb_down) {
                             S->jobs[i].lb += (double)j->bytes_down * 8.0 / S->jobs[i].prof.down_bps;
+                            S->jobs[i].lb_down = 1;
+                        }
                 }
                 did = 1;
             }
@@ -1373,7 +1389,8 @@ fl_status flsim_run(const flsim_config *cfg, const flsim_data *data_in, const fl
             memset(&ra, 0, sizeof ra);
             ra.t0 = vt;
             ra.t_close = -1.0;
-            const int pipelined = S.size == 1;
+            ra.last_fed = -INFINITY;
+            const int pipelined = S.size == 1 && !cfg->batch_feed;
             st = prepare_jobs(&S, &ra);
             if (st == FL_OK)
                 st = client_phase(&S, &ra, pipelined);
@@ -1416,9 +1433,9 @@ fl_status flsim_run(const flsim_config *cfg, const flsim_data *data_in, const fl
         if (!any) {
             /* Too few clients online: wait (virtually) for more. */
             vt += cfg->idle_step_s;
-            if (++idle > 1000000) {
+            if (++idle > 10000) {
                 set_err(err, errlen, "%s%s", "no round could start: too few clients online ",
-                        "for a million idle steps");
+                        "for 10,000 idle steps (see --availability, --idle-step)");
                 st = FL_ERR_CONFIG;
             }
         }

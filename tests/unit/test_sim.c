@@ -362,6 +362,42 @@ static void test_threads_same_bits(void **state)
         assert_int_equal(res[0].bytes_up, res[2].bytes_up);
         assert_float_equal(res[0].final_test_acc, res[2].final_test_acc, 0);
     }
+    /* Feeding while later clients train gives what feeding after the round gives, with lognormal
+     * profiles, latency, over-commit and a deadline that cuts some rounds short. */
+    for (int fd = 0; fd < 2; fd++) {
+        flsim_result r[2];
+        flsim_round_record *rec[2];
+        size_t n[2];
+        for (int b = 0; b < 2; b++) {
+            flsim_config c = small_config();
+            c.overcommit = 1.5;
+            c.latency_s = 0.001;
+            c.deadline_s = fd ? 0.0099 : 0.0125;
+            c.threads = 2;
+            c.batch_feed = b;
+            if (fd)
+                assert_int_equal(flsim_config_set(&c, "policy", "afd-multi", NULL, 0), FL_OK);
+            assert_int_equal(flsim_config_set(&c, "up-bps", "lognormal:5M:1", NULL, 0), FL_OK);
+            assert_int_equal(flsim_config_set(&c, "up-codec", fd ? "rot+q4+zstd" : "q8", NULL, 0), FL_OK);
+            run_ok(&c, &r[b], &rec[b], &n[b]);
+        }
+        assert_memory_equal(r[0].model_sha256, r[1].model_sha256, FL_SHA256_LEN);
+        assert_int_equal(n[0], n[1]);
+        uint32_t late = 0, deadline = 0;
+        for (size_t i = 0; i < n[0]; i++) {
+            assert_float_equal(rec[0][i].vtime_s, rec[1][i].vtime_s, 0);
+            assert_int_equal(rec[0][i].reported, rec[1][i].reported);
+            assert_int_equal(rec[0][i].late, rec[1][i].late);
+            late += rec[0][i].late;
+            deadline += rec[0][i].closed_by == 2;
+        }
+        print_message("pipelined = batch feeding: %u late updates, %u rounds closed by the deadline\n",
+                      late, deadline);
+        assert_true(late > 0);
+        assert_true(deadline > 0 && deadline < n[0]);
+        free(rec[0]);
+        free(rec[1]);
+    }
     /* Another seed is another run. */
     flsim_config c = small_config();
     flsim_result a, b;
