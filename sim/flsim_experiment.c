@@ -36,7 +36,7 @@ static const char *g_full[] = {
     "rounds=200", "partition=dirichlet:0.3", "epochs=1", "batch=10", "lr=0.05", "keep=0.75",
     "eval-every=5", "eval-samples=0", "target-acc=0.80", "keep-going=1",
     NULL};
-static const char *g_down_c = "rot+q4+zstd", *g_up_c = "rot+q2+zstd";
+static const char *const g_down_c = "rot+q4+zstd", *const g_up_c = "rot+q2+zstd";
 
 static int rank0(void)
 {

@@ -522,18 +522,18 @@ typedef struct round_acc {
     uint32_t last_key;
 } round_acc;
 
-static int cmp_est(const void *a, const void *b, const job *jobs)
+typedef struct est_ent {
+    double est;
+    uint32_t key;
+    size_t ji;
+} est_ent;
+
+static int cmp_est(const void *a, const void *b)
 {
-    const job *x = &jobs[*(const size_t *)a], *y = &jobs[*(const size_t *)b];
+    const est_ent *x = a, *y = b;
     if (x->est != y->est)
         return x->est < y->est ? -1 : 1;
     return (x->key > y->key) - (x->key < y->key);
-}
-
-static const job *g_sort_jobs; /* qsort has no context argument; set only by the main thread */
-static int cmp_est_q(const void *a, const void *b)
-{
-    return cmp_est(a, b, g_sort_jobs);
 }
 
 /* What is known of each job before training: profile, samples, FLOPs of its submodel, a lower
@@ -577,10 +577,16 @@ static fl_status prepare_jobs(sim *S, round_acc *ra)
         const double bytes = 4.0 * (double)sub.n_params;
         j->sub_params = sub.n_params;
         j->est = j->lb + bytes * 8.0 / j->prof.down_bps + bytes * 8.0 / j->prof.up_bps;
-        ord[i] = i;
     }
-    g_sort_jobs = S->jobs;
-    qsort(ord, S->n_jobs, sizeof *ord, cmp_est_q);
+    est_ent *e = malloc((S->n_jobs ? S->n_jobs : 1) * sizeof *e);
+    if (!e)
+        return FL_ERR_NOMEM;
+    for (size_t i = 0; i < S->n_jobs; i++)
+        e[i] = (est_ent){S->jobs[i].est, S->jobs[i].key, i};
+    qsort(e, S->n_jobs, sizeof *e, cmp_est);
+    for (size_t i = 0; i < S->n_jobs; i++)
+        ord[i] = e[i].ji;
+    free(e);
     return FL_OK;
 }
 
