@@ -22,6 +22,7 @@ struct flc_core {
     flc_core_train_fn train_fn;
     void *train_user;
     fl_logger log;
+    size_t max_params;
     flz_ctx *z;
 
     /* the current task */
@@ -76,6 +77,7 @@ fl_status flc_core_new(const flc_core_config *cfg, flc_core **out)
     c->train_fn = cfg->train;
     c->train_user = cfg->train_user;
     c->log = cfg->log;
+    flc_core_set_max_params(c, 0);
     c->round = UINT64_MAX;
     if (!c->id || flz_ctx_new(&c->log, &c->z) != FL_OK) {
         flc_core_free(c);
@@ -83,6 +85,11 @@ fl_status flc_core_new(const flc_core_config *cfg, flc_core **out)
     }
     *out = c;
     return FL_OK;
+}
+
+void flc_core_set_max_params(flc_core *c, size_t n)
+{
+    c->max_params = n ? n : (size_t)1 << 28;
 }
 
 static void drop_task(flc_core *c)
@@ -140,6 +147,12 @@ static fl_status on_task(flc_core *c, const flp_msg *m)
     if (st != FL_OK) {
         fl_log(&c->log, FL_LOG_ERROR, "task for round %llu: %s", (unsigned long long)m->round, err);
         return st;
+    }
+    if (c->full.n_params > c->max_params) {
+        fl_log(&c->log, FL_LOG_ERROR, "task for round %llu: %s has %zu parameters, above this "
+               "client's limit of %zu", (unsigned long long)m->round, c->full.spec,
+               c->full.n_params, c->max_params);
+        return FL_ERR_MODEL_SPEC;
     }
     if ((int)t->n_layers != c->full.n_drop) {
         fl_log(&c->log, FL_LOG_ERROR, "task keep-set has %u layers, %s drops %d",

@@ -68,8 +68,13 @@ typedef struct flc_core flc_core;
 fl_status flc_core_new(const flc_core_config *cfg, flc_core **out);
 void flc_core_free(flc_core *c); /* NULL is a no-op */
 
+/* Tasks whose full model has more than n parameters are refused (FL_ERR_MODEL_SPEC) before
+ * anything is allocated: a hostile or mistaken server could otherwise ask for gigabytes. The
+ * default is 2^28 floats (1 GiB); 0 restores it. */
+void flc_core_set_max_params(flc_core *c, size_t n);
+
 /* A decoded (hence validated) message from the server. Task: starts a new job, checking that the
- * architecture parses, that the keep-set fits it, that the codec specs parse and that the tensor
+ * architecture parses and is no larger than max_params (FL_ERR_MODEL_SPEC), that the keep-set fits it, that the codec specs parse and that the tensor
  * headers are exactly the submodel's (names and sizes): FL_ERR_MODEL_SPEC, FL_ERR_KEEPSET,
  * FL_ERR_CODEC_SPEC, FL_ERR_WIRE_SHAPE. Chunk (down): checked against the tracker (range,
  * duplicates), decoded into place: FL_ERR_WIRE_CHUNK_*, FL_ERR_CODEC_*, FL_ERR_STATE (no task or

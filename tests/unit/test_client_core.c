@@ -332,10 +332,123 @@ static void test_plugin_trainer_and_errors(void **state)
     fls_core_free(srv);
 }
 
+/* The fuzz_client seed: a real Task of a small mlp and its weight chunks, each length-prefixed.
+ * FEDROP_WRITE_SEEDS=1 rewrites tests/fuzz/corpus/client/seed-task.bin; otherwise the committed
+ * seed must still drive a client core to a trained update (so the seed stays meaningful). */
+static void test_fuzz_seed(void **state)
+{
+    (void)state;
+    fls_config cfg = fls_config_default();
+    snprintf(cfg.arch, sizeof cfg.arch, "mlp:6-5-3");
+    cfg.policy.kind = FLS_POLICY_FD;
+    cfg.clients_per_round = 1;
+    cfg.overcommit = 1.0;
+    cfg.chunk_elems = 16;
+    snprintf(cfg.down_codec, sizeof cfg.down_codec, "q8+zstd");
+    fls_core *srv = NULL;
+    assert_int_equal(fls_core_new(&cfg, &srv), FL_OK);
+    assert_int_equal(fls_core_client_join(srv, 7, 3, 0.0), FL_OK);
+    assert_int_equal(fls_core_tick(srv, 0.0), FL_OK);
+    fls_event ev;
+    while (fls_core_poll(srv, &ev))
+        ;
+    uint8_t seed[1 << 14];
+    size_t len = 1;
+    seed[0] = 3; /* fuzz_client mode: a message sequence */
+    flp_msg task;
+    assert_int_equal(fls_core_task(srv, 7, &task), FL_OK);
+    size_t w = 0;
+    assert_int_equal(flp_encode(seed + len + 2, sizeof seed - len - 2, &w, &task, NULL, NULL, 0), FL_OK);
+    seed[len] = (uint8_t)w;
+    seed[len + 1] = (uint8_t)(w >> 8);
+    len += 2 + w;
+    uint8_t buf[4096];
+    for (uint32_t t = 0; t < task.task.n_tensors; t++)
+        for (uint32_t i = 0; i < task.task.tensors[t].n_chunks; i++) {
+            flp_msg cm = {.version = FLP_VERSION, .type = FLP_CHUNK, .round = task.round, .sender = ""};
+            size_t pl = 0;
+            assert_int_equal(fls_core_task_chunk(srv, 7, t, i, buf, sizeof buf, &pl, &cm.chunk), FL_OK);
+            assert_int_equal(flp_encode(seed + len + 2, sizeof seed - len - 2, &w, &cm, NULL, NULL, 0), FL_OK);
+            seed[len] = (uint8_t)w;
+            seed[len + 1] = (uint8_t)(w >> 8);
+            len += 2 + w;
+        }
+    fls_core_free(srv);
+    char path[4096];
+    const char *root = getenv("FEDROP_SOURCE_ROOT");
+    snprintf(path, sizeof path, "%s/tests/fuzz/corpus/client/seed-task.bin", root ? root : ".");
+    if (getenv("FEDROP_WRITE_SEEDS")) {
+        FILE *f = fopen(path, "wb");
+        assert_non_null(f);
+        assert_int_equal(fwrite(seed, 1, len, f), len);
+        fclose(f);
+    }
+    FILE *f = fopen(path, "rb");
+    assert_non_null(f);
+    uint8_t got[1 << 14];
+    const size_t n = fread(got, 1, sizeof got, f);
+    fclose(f);
+    /* Replay it into a client core, as the fuzz target does. */
+    int calls = 0;
+    const flc_core_config cc = {"fuzz", 7, 1, NULL, plus_quarter, &calls, {0}};
+    flc_core *c = NULL;
+    assert_int_equal(flc_core_new(&cc, &c), FL_OK);
+    const uint8_t *p = got + 1;
+    size_t left = n - 1;
+    while (left >= 2) {
+        const size_t l = (size_t)p[0] | (size_t)p[1] << 8;
+        assert_true(l <= left - 2);
+        flp_msg *m = NULL;
+        assert_int_equal(flp_decode(&m, p + 2, l, NULL, NULL, 0), FL_OK);
+        assert_int_equal(flc_core_on_message(c, m), FL_OK);
+        flp_msg_free(m);
+        p += 2 + l;
+        left -= 2 + l;
+    }
+    assert_true(flc_core_ready(c));
+    assert_int_equal(flc_core_train(c), FL_OK);
+    assert_int_equal(calls, 1);
+    flc_core_free(c);
+}
+
+/* A task for a model above the client's parameter cap is refused before anything is allocated. */
+static void test_param_cap(void **state)
+{
+    (void)state;
+    fls_config cfg = fls_config_default();
+    snprintf(cfg.arch, sizeof cfg.arch, "mlp:100-100-10");
+    cfg.clients_per_round = 1;
+    cfg.overcommit = 1.0;
+    fls_core *srv = NULL;
+    assert_int_equal(fls_core_new(&cfg, &srv), FL_OK);
+    assert_int_equal(fls_core_client_join(srv, 9, 3, 0.0), FL_OK);
+    assert_int_equal(fls_core_tick(srv, 0.0), FL_OK);
+    fls_event ev;
+    while (fls_core_poll(srv, &ev))
+        ;
+    flp_msg task;
+    assert_int_equal(fls_core_task(srv, 9, &task), FL_OK);
+    int calls = 0;
+    const flc_core_config cc = {"dev", 9, 5, NULL, plus_quarter, &calls, {0}};
+    flc_core *c = NULL;
+    assert_int_equal(flc_core_new(&cc, &c), FL_OK);
+    flc_core_set_max_params(c, 1000);
+    assert_int_equal(flc_core_on_message(c, &task), FL_ERR_MODEL_SPEC);
+    assert_false(flc_core_ready(c));
+    flc_core_free(c);
+    assert_int_equal(flc_core_new(&cc, &c), FL_OK);
+    flc_core_set_max_params(c, 20000);
+    assert_int_equal(flc_core_on_message(c, &task), FL_OK);
+    flc_core_free(c);
+    fls_core_free(srv);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_plugin_trainer_and_errors),
+        cmocka_unit_test(test_fuzz_seed),
+        cmocka_unit_test(test_param_cap),
         cmocka_unit_test(test_rounds_afd_learn),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
