@@ -226,7 +226,8 @@ typedef struct flsim_round_record {
     double mean_loss;          /* sample-weighted local loss of the committed updates */
     int evaluated;
     double test_acc, test_loss;/* NaN when not evaluated */
-    uint32_t online, selected, reported, late, failed;
+    uint32_t online, selected, reported, late, failed; /* failed: training failed or the
+                                * server refused the update */
     int closed_by;             /* fls_close_reason */
     double train_flops;        /* summed over the round's trained clients */
 } flsim_round_record;

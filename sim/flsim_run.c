@@ -1352,6 +1352,8 @@ fl_status flsim_run(const flsim_config *cfg, const flsim_data *data_in, const fl
                 r->reported = m->reported;
                 r->online = m->connected;
                 r->closed_by = (int)m->closed_by;
+                /* The core's count: training failures and refused updates alike. */
+                r->failed = m->failed;
                 r->wall_s = fl_time_mono_s() - round_wall0;
                 if (n_recs == cap_recs) {
                     const size_t nc = cap_recs ? 2 * cap_recs : 64;

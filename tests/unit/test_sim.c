@@ -483,6 +483,18 @@ static void test_availability_and_errors(void **state)
         assert_int_equal(rec[i].reported, c.per_round);
     }
     free(rec);
+    /* Updates the server refuses (a learning rate that throws the deltas out of the fixed-point
+     * range): counted as failed, the round ends once nobody can still report, the model stays. */
+    c = small_config();
+    c.rounds = 2;
+    c.lr = 1e5;
+    run_ok(&c, &res, &rec, &n);
+    for (size_t i = 0; i < n; i++) {
+        assert_int_equal(rec[i].reported, 0);
+        assert_int_equal(rec[i].failed, rec[i].selected);
+        assert_int_equal(rec[i].closed_by, 3 /* FLS_CLOSE_EXHAUSTED */);
+    }
+    free(rec);
     /* Bad settings are clear errors. */
     char err[512];
     c = small_config();
