@@ -291,13 +291,17 @@ def run_kill(h, tag, pause_after):
     check(r0['selected'] == 3 and r0['reported'] == 2 and r0['failed'] >= 1,
           '[%s] round 0: selected 3, reported 2, failed %d' % (tag, r0['failed']))
     check(rows[1]['reported'] == 3, '[%s] round 1: the restarted client reports (3/3)' % tag)
-    return ckpt_model_sha256(ck)[0], n_chunks
+    return ckpt_model_sha256(ck)[0], n_chunks, r0['bytes_up']
 
 
 def test_client_kill(h):
-    da, n = run_kill(h, 'partial', 5)
+    da, n, up_a = run_kill(h, 'partial', 5)
     check(n > 10, 'the update has %d chunks: 5 is mid-upload' % n)
-    db, _ = run_kill(h, 'none', 0)
+    db, _, up_b = run_kill(h, 'none', 0)
+    # Information, not asserted (it depends on delivery before the kill): the core counts accepted
+    # chunk bytes, so the partial run's round 0 shows the killed client's chunks on the server.
+    print('round 0 uplink bytes: with 5 chunks of the killed client %d, with none %d (+%d)'
+          % (up_a, up_b, up_a - up_b), flush=True)
     print('final model sha256: partial %s, nothing %s' % (da, db), flush=True)
     check(da == db, 'a partial upload leaves no trace: final models are byte-identical')
 
