@@ -2,6 +2,8 @@
  * beside raw ZeroMQ throughput for the same bytes on the same machine in the same run.
  *
  *   bench_server [--clients N] [--rounds R] [--arch SPEC] [--codecs LIST] [--chunk-elems E]
+ *                [--server-env KEY=VALUE ...]   (environment of the server child only, e.g.
+ *                 MALLOC_MMAP_THRESHOLD_=1073741824 to see what fresh mmap'd chunk buffers cost)
  *
  * Default: N = 1, 8 and 64 (--clients N: that N only), arch cnn:62 (6,603,710 parameters), policy
  * full (every update is the whole model), codecs "rot+q4+zstd,none" (the LAST line is float32
@@ -159,6 +161,9 @@ static int role_raw(int fd, unsigned long long total)
 }
 
 /* Starts this program again as a child with the given role; returns a stream of its pipe. */
+static const char *g_server_env[8]; /* --server-env KEY=VALUE: set in the server child only */
+static int g_n_server_env;
+
 static FILE *spawn_role(pid_t *pid, char *const extra[])
 {
     int p[2];
@@ -179,6 +184,9 @@ static FILE *spawn_role(pid_t *pid, char *const extra[])
         for (int i = 0; extra[i] && k < 15; i++)
             argv[k++] = extra[i];
         argv[k] = NULL;
+        if (!strcmp(extra[1], "server"))
+            for (int i = 0; i < g_n_server_env; i++)
+                putenv((char *)g_server_env[i]); /* e.g. glibc's MALLOC_MMAP_THRESHOLD_ */
         execv("/proc/self/exe", argv);
         _exit(127);
     }
@@ -431,6 +439,8 @@ int main(int argc, char **argv)
         else if (!strcmp(a, "--codecs")) codecs = v;
         else if (!strcmp(a, "--codec")) codec = v;
         else if (!strcmp(a, "--chunk-elems")) ce = v;
+        else if (!strcmp(a, "--server-env") && g_n_server_env < 8 && strchr(v, '='))
+            g_server_env[g_n_server_env++] = v;
         else if (!strcmp(a, "--role")) role = v;
         else if (!strcmp(a, "--role-fd")) fd = atoi(v);
         else if (!strcmp(a, "--bytes")) raw_bytes = strtoull(v, NULL, 10);
