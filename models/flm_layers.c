@@ -133,6 +133,25 @@ void flm_conv2d_forward(float *out, float *col, const float *inp, const float *w
     }
 }
 
+/* Sum of x[0..n): 16 interleaved partial sums (lane l takes x[l], x[l + 16], ...), which the
+ * compiler vectorizes (one serial chain of float adds cannot be: it is latency-bound), then
+ * added in a fixed order: the same bits on every run. */
+static float row_sum(const float *x, int n)
+{
+    enum { L = 16 };
+    float acc[L] = {0};
+    int p = 0;
+    for (; p + L <= n; p += L)
+        for (int l = 0; l < L; l++)
+            acc[l] += x[p + l];
+    for (int l = 0; p + l < n; l++)
+        acc[l] += x[p + l];
+    for (int w = L / 2; w > 0; w /= 2)
+        for (int l = 0; l < w; l++)
+            acc[l] += acc[l + w];
+    return acc[0];
+}
+
 void flm_conv2d_backward(float *dinp, float *dw, float *db, float *scratch, const float *dout,
                          const float *col, const float *w, int B, int C, int H, int W, int OC,
                          int K, int pad)
@@ -146,13 +165,8 @@ void flm_conv2d_backward(float *dinp, float *dw, float *db, float *scratch, cons
      * shape it does not, and results must not depend on the thread count. */
     for (int i = 0; i < B; i++) {
         const float *dout_i = dout + (size_t)i * OC * P;        /* (OC, P) */
-        for (int o = 0; o < OC; o++) {
-            const float *row = dout_i + (size_t)o * P;
-            float s = 0.0f;
-            for (int p = 0; p < P; p++)
-                s += row[p];
-            db[o] += s;
-        }
+        for (int o = 0; o < OC; o++)
+            db[o] += row_sum(dout_i + (size_t)o * P, P);
         /* dw (OC, CKK) += dout_i (OC, P) @ col_i^T (P, CKK) */
         flm_sgemm(0, 1, OC, CKK, P, 1.0f, dout_i, P, col + (size_t)i * P, (int)BP, 1.0f, dw, CKK);
     }
