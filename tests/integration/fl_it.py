@@ -268,7 +268,7 @@ def run_kill(h, tag, pause_after):
     slog = 'server-%s.log' % tag
     srv = h.server(SMALL + ['--insecure', '--rounds', '2', '--clients', '3', '--overcommit', '1',
                             '--min-clients', '3', '--up-codec', 'none', '--chunk-elems', '4096',
-                            '--set', 'server.liveness_ms=1500', '--deadline', '60',
+                            '--set', 'server.liveness_ms=3000', '--deadline', '60',
                             '--metrics', m, '--checkpoint', ck], log=slog)
     c0 = h.client(srv.endpoint, 0, 3, log='c0-%s.log' % tag)
     c1 = h.client(srv.endpoint, 1, 3, log='c1-%s.log' % tag)
