@@ -49,11 +49,123 @@ size_t flm_conv2d_scratch_floats(int B, int C, int OC, int K, int OH, int OW)
     return (size_t)C * K * K * OH * OW;
 }
 
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#define FLM_LAYERS_AVX512 __attribute__((target("avx512f")))
+
+static int have_avx512f(void)
+{
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512f");
+}
+
+/* Lanes [lo, hi) of the 16 starting at lane `base`, as a mask. */
+static inline __mmask16 lane_mask(int lo, int hi, int base)
+{
+    lo -= base;
+    hi -= base;
+    lo = lo < 0 ? 0 : lo > 16 ? 16 : lo;
+    hi = hi < 0 ? 0 : hi > 16 ? 16 : hi;
+    return (__mmask16)(((1u << hi) - 1) & ~((1u << lo) - 1));
+}
+
+/* im2col and col2im for output rows of at most 32 floats: one masked load and store (two for
+ * rows over 16) per output row instead of a short loop with zero edges. Same values, same
+ * additions in the same order as the scalar versions below. */
+static FLM_LAYERS_AVX512 void im2col_avx512(float *col, size_t ld, const float *inp, int C, int H,
+                                            int W, int K, int pad, int OH, int OW)
+{
+    const __mmask16 s0 = lane_mask(0, OW, 0), s1 = lane_mask(0, OW, 16);
+    const __m512 zero = _mm512_setzero_ps();
+    for (int c = 0; c < C; c++)
+        for (int kh = 0; kh < K; kh++)
+            for (int kw = 0; kw < K; kw++) {
+                float *row = col + ((size_t)(c * K + kh) * K + kw) * ld;
+                int lo = pad - kw, hi = W + pad - kw;
+                lo = lo < 0 ? 0 : lo;
+                hi = hi > OW ? OW : hi;
+                if (hi < lo)
+                    hi = lo;
+                const __mmask16 m0 = lane_mask(lo, hi, 0), m1 = lane_mask(lo, hi, 16);
+                for (int oh = 0; oh < OH; oh++) {
+                    float *dst = row + (size_t)oh * OW;
+                    const int ih = oh + kh - pad;
+                    if (ih < 0 || ih >= H) {
+                        _mm512_mask_storeu_ps(dst, s0, zero);
+                        if (OW > 16)
+                            _mm512_mask_storeu_ps(dst + 16, s1, zero);
+                        continue;
+                    }
+                    const float *src = inp + ((size_t)c * H + ih) * W + (kw - pad);
+                    _mm512_mask_storeu_ps(dst, s0, _mm512_maskz_loadu_ps(m0, src));
+                    if (OW > 16)
+                        _mm512_mask_storeu_ps(dst + 16, s1, _mm512_maskz_loadu_ps(m1, src + 16));
+                }
+            }
+}
+
+/* dinp (C, H, W) = col2im of dcol, OVERWRITING dinp: each input row (c, ih) is summed in
+ * registers over its (kh, kw) contributions, in the (kh, kw) order of the scalar col2im, then
+ * stored once (scattering row by row would reload rows just stored at a shifted offset: a
+ * store-forwarding stall per row). Needs W <= 32 and OW <= 32. */
+static FLM_LAYERS_AVX512 void col2im_avx512(float *dinp, const float *dcol, int C, int H, int W,
+                                            int K, int pad, int OH, int OW)
+{
+    const size_t P = (size_t)OH * OW;
+    const __mmask16 w0 = lane_mask(0, W, 0), w1 = lane_mask(0, W, 16);
+    for (int c = 0; c < C; c++)
+        for (int ih = 0; ih < H; ih++) {
+            __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
+            for (int kh = 0; kh < K; kh++) {
+                const int oh = ih + pad - kh;
+                if (oh < 0 || oh >= OH)
+                    continue;
+                for (int kw = 0; kw < K; kw++) {
+                    /* lane iw takes src[ow], ow = iw + pad - kw, for ow in [0, OW), iw in [0, W) */
+                    const float *src = dcol + ((size_t)(c * K + kh) * K + kw) * P +
+                                       (size_t)oh * OW + (pad - kw);
+                    int lo = kw - pad, hi = OW + kw - pad;
+                    lo = lo < 0 ? 0 : lo;
+                    hi = hi > W ? W : hi;
+                    if (hi <= lo)
+                        continue;
+                    const __mmask16 m0 = lane_mask(lo, hi, 0), m1 = lane_mask(lo, hi, 16);
+                    acc0 = _mm512_mask_add_ps(acc0, m0, acc0, _mm512_maskz_loadu_ps(m0, src));
+                    if (W > 16)
+                        acc1 = _mm512_mask_add_ps(acc1, m1, acc1,
+                                                  _mm512_maskz_loadu_ps(m1, src + 16));
+                }
+            }
+            float *dst = dinp + ((size_t)c * H + ih) * W;
+            _mm512_mask_storeu_ps(dst, w0, acc0);
+            if (W > 16)
+                _mm512_mask_storeu_ps(dst + 16, w1, acc1);
+        }
+}
+#else
+static int have_avx512f(void) { return 0; }
+static void im2col_avx512(float *col, size_t ld, const float *inp, int C, int H, int W, int K,
+                          int pad, int OH, int OW)
+{
+    (void)col; (void)ld; (void)inp; (void)C; (void)H; (void)W; (void)K; (void)pad; (void)OH;
+    (void)OW;
+}
+static void col2im_avx512(float *dinp, const float *dcol, int C, int H, int W, int K, int pad,
+                          int OH, int OW)
+{
+    (void)dinp; (void)dcol; (void)C; (void)H; (void)W; (void)K; (void)pad; (void)OH; (void)OW;
+}
+#endif
+
 /* col (C*K*K, P) of one sample from inp (C, H, W), rows ld floats apart: row (c, kh, kw),
  * column (oh, ow). */
 static void im2col(float *col, size_t ld, const float *inp, int C, int H, int W, int K, int pad,
                    int OH, int OW)
 {
+    if (OW <= 32 && have_avx512f()) {
+        im2col_avx512(col, ld, inp, C, H, W, K, pad, OH, OW);
+        return;
+    }
     for (int c = 0; c < C; c++)
         for (int kh = 0; kh < K; kh++)
             for (int kw = 0; kw < K; kw++) {
@@ -172,10 +284,15 @@ void flm_conv2d_backward(float *dinp, float *dw, float *db, float *scratch, cons
     }
     if (!dinp)
         return;
+    const int avx512 = have_avx512f();
     for (int i = 0; i < B; i++) {
         /* dcol (CKK, P) = w^T (CKK, OC) @ dout_i (OC, P), then scattered back */
         flm_sgemm(1, 0, CKK, P, OC, 1.0f, w, CKK, dout + (size_t)i * OC * P, P, 0.0f, dcol, P);
         float *dinp_i = dinp + (size_t)i * C * H * W;
+        if (W <= 32 && OW <= 32 && avx512) {
+            col2im_avx512(dinp_i, dcol, C, H, W, K, pad, OH, OW); /* overwrites */
+            continue;
+        }
         memset(dinp_i, 0, (size_t)C * H * W * sizeof *dinp_i);
         col2im(dinp_i, dcol, C, H, W, K, pad, OH, OW);
     }
