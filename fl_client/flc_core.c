@@ -26,7 +26,7 @@ struct flc_core {
     flz_ctx *z;
 
     /* the current task */
-    int have_task, ready, trained;
+    int have_task, ready, trained, taken; /* taken: the payload was handed out */
     uint64_t round, model_version;
     flm_arch full;
     flm_keepset keep;
@@ -37,7 +37,7 @@ struct flc_core {
     flp_tensor_header hdr[FLM_MAX_TENSORS];
     flp_msg_tracker *trk;
     float *w, *w0;
-    size_t w_cap;
+    size_t w_cap, w0_cap;
 
     /* the training runtime, kept while the architecture and batch size stay the same */
     flm_model *model;
@@ -61,6 +61,8 @@ struct flc_core {
 
     flc_core_stats stats;
 };
+
+static void drop_task(flc_core *c);
 
 fl_status flc_core_new(const flc_core_config *cfg, flc_core **out)
 {
@@ -87,6 +89,26 @@ fl_status flc_core_new(const flc_core_config *cfg, flc_core **out)
     return FL_OK;
 }
 
+fl_status flc_core_rebind(flc_core *c, const flc_core_config *cfg)
+{
+    if (!cfg || !cfg->client_id || !cfg->client_id[0] || (!cfg->train && !cfg->data))
+        return FL_ERR_INVALID_ARG;
+    char *id = strdup(cfg->client_id);
+    if (!id)
+        return FL_ERR_NOMEM;
+    drop_task(c);
+    free(c->id);
+    c->id = id;
+    c->key = cfg->client_key;
+    c->seed = cfg->seed;
+    c->data = cfg->data;
+    c->train_fn = cfg->train;
+    c->train_user = cfg->train_user;
+    c->log = cfg->log;
+    memset(&c->stats, 0, sizeof c->stats);
+    return FL_OK;
+}
+
 void flc_core_set_max_params(flc_core *c, size_t n)
 {
     c->max_params = n ? n : (size_t)1 << 28;
@@ -99,7 +121,7 @@ static void drop_task(flc_core *c)
     flm_keepset_free(&c->keep);
     flp_msg_tracker_free(c->trk);
     c->trk = NULL;
-    c->have_task = c->ready = c->trained = 0;
+    c->have_task = c->ready = c->trained = c->taken = 0;
     c->n_chunks = 0;
     c->pay_len = 0;
     c->round = UINT64_MAX;
@@ -205,11 +227,9 @@ static fl_status on_task(flc_core *c, const flp_msg *m)
         drop_task(c);
         return st;
     }
-    free(c->w0);
-    c->w0 = malloc(c->w_cap * sizeof(float));
-    if (!c->w0) {
+    if ((st = grow((void **)&c->w0, &c->w0_cap, sub->n_params, sizeof(float))) != FL_OK) {
         drop_task(c);
-        return FL_ERR_NOMEM;
+        return st;
     }
     c->train = t->train;
     c->round = m->round;
@@ -235,7 +255,12 @@ static fl_status on_chunk(flc_core *c, const flp_msg *m)
         return st;
     }
     const flm_tensor *t = &flm_submodel_arch(c->sm)->tensors[k->tensor];
-    st = flz_decode(c->z, k->payload, k->payload_len, c->w + t->offset + k->offset, k->count);
+    /* Decoded into w0 (the weights as received), then copied to w (trained in place) while the
+     * chunk is still in cache. */
+    float *dst = c->w0 + t->offset + k->offset;
+    st = flz_decode(c->z, k->payload, k->payload_len, dst, k->count);
+    if (st == FL_OK)
+        memcpy(c->w + t->offset + k->offset, dst, (size_t)k->count * sizeof(float));
     if (st != FL_OK) {
         /* The tracker counted this chunk: the task can never complete. */
         fl_log(&c->log, FL_LOG_ERROR, "round %llu: weight chunk %u/%u does not decode: %s",
@@ -244,11 +269,8 @@ static fl_status on_chunk(flc_core *c, const flp_msg *m)
         return st;
     }
     c->stats.bytes_down += k->payload_len;
-    if (flp_msg_tracker_complete(c->trk)) {
-        const size_t n = flm_submodel_arch(c->sm)->n_params;
-        memcpy(c->w0, c->w, n * sizeof(float));
+    if (flp_msg_tracker_complete(c->trk))
         c->ready = 1;
-    }
     return FL_OK;
 }
 
@@ -274,9 +296,11 @@ uint64_t flc_core_round(const flc_core *c)
     return c->round;
 }
 
-static fl_status builtin_train(flc_core *c, const flc_core_job *job, float *params,
-                               uint64_t *n_samples, double *loss)
+fl_status flc_core_builtin_train(flc_core *c, const flc_core_job *job, float *params,
+                                 uint64_t *n_samples, double *loss)
 {
+    if (!c->data)
+        return FL_ERR_INVALID_ARG;
     const int B = (int)job->train->batch_size;
     if (!c->model || c->model_B != B || strcmp(c->model_spec, job->sub->spec) != 0 ||
         c->model_params != job->sub->n_params) {
@@ -320,6 +344,25 @@ static void ef_run(void *user, size_t full_index, size_t sub_index, size_t len)
             b[i] += r[i];
 }
 
+/* 1 if every a[i] - b[i] is finite (a branch-free pass the compiler vectorizes). */
+static int diff_finite(const float *a, const float *b, size_t n)
+{
+    uint32_t bad = 0;
+    for (size_t i = 0; i < n; i++) {
+        const float d = a[i] - b[i];
+        uint32_t u;
+        memcpy(&u, &d, sizeof u);
+        bad |= (u & 0x7f800000u) == 0x7f800000u;
+    }
+    return !bad;
+}
+
+static void diff(float *out, const float *a, const float *b, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        out[i] = a[i] - b[i];
+}
+
 fl_status flc_core_train(flc_core *c)
 {
     if (!flc_core_ready(c))
@@ -330,7 +373,7 @@ fl_status flc_core_train(flc_core *c)
     uint64_t n_samples = 0;
     double loss = NAN;
     fl_status st = c->train_fn ? c->train_fn(c->train_user, &job, c->w, &n_samples, &loss)
-                               : builtin_train(c, &job, c->w, &n_samples, &loss);
+                               : flc_core_builtin_train(c, &job, c->w, &n_samples, &loss);
     if (st != FL_OK) {
         fl_log(&c->log, FL_LOG_ERROR, "round %llu: training failed: %s",
                (unsigned long long)c->round, fl_strerror(st));
@@ -338,13 +381,12 @@ fl_status flc_core_train(flc_core *c)
     }
     if (n_samples == 0 || !isfinite(loss))
         return FL_ERR_NUMERIC;
-    /* The delta, in place of the trained weights. */
-    for (size_t i = 0; i < n; i++) {
-        c->w[i] -= c->w0[i];
-        if (!isfinite(c->w[i]))
-            return FL_ERR_NUMERIC;
-    }
     const int ef = c->up.topk > 0;
+    /* The delta w - w0 is formed chunk by chunk while encoding (no full-model pass). With error
+     * feedback the residual changes chunk by chunk, so a non-finite delta is refused up front,
+     * before any of it is touched; without, flz_encode refuses it (FL_ERR_NUMERIC). */
+    if (ef && !diff_finite(c->w, c->w0, n))
+        return FL_ERR_NUMERIC;
     if (ef && c->resid_n != c->full.n_params) {
         free(c->resid);
         c->resid = calloc(c->full.n_params, sizeof(float));
@@ -352,28 +394,31 @@ fl_status flc_core_train(flc_core *c)
             return FL_ERR_NOMEM;
         c->resid_n = c->full.n_params;
     }
-    /* Encode chunk by chunk. */
+    /* Sizes: chunk records, the payload buffer (its bound, once), the delta scratch. */
     uint32_t total = 0;
-    size_t bound = 0, max_ce = 0;
+    size_t pay_bound = 0, max_ce = 0;
     for (uint32_t t = 0; t < c->n_tensors; t++) {
-        total += c->hdr[t].n_chunks;
-        const size_t b = flz_encode_bound(&c->up, c->hdr[t].chunk_elems);
-        if (b > bound)
-            bound = b;
-        if (c->hdr[t].chunk_elems > max_ce)
-            max_ce = c->hdr[t].chunk_elems;
+        const flp_tensor_header *h = &c->hdr[t];
+        total += h->n_chunks;
+        const size_t b = flz_encode_bound(&c->up, h->chunk_elems);
+        if (b == 0)
+            return FL_ERR_CODEC_SPEC;
+        pay_bound += (size_t)h->n_chunks * b;
+        if (h->chunk_elems > max_ce)
+            max_ce = h->chunk_elems;
     }
-    if (bound == 0)
-        return FL_ERR_CODEC_SPEC;
-    if ((st = grow((void **)&c->chunks, &c->chunks_cap, total, sizeof(up_chunk))) != FL_OK)
+    if ((st = grow((void **)&c->chunks, &c->chunks_cap, total, sizeof(up_chunk))) != FL_OK ||
+        (st = grow((void **)&c->pay, &c->pay_cap, pay_bound, 1)) != FL_OK)
         return st;
-    if (ef && max_ce > c->tmp_cap) {
+    if (max_ce > c->tmp_cap || (ef && !c->dec)) {
         free(c->tmp);
         free(c->dec);
         c->tmp = malloc(max_ce * sizeof(float));
-        c->dec = malloc(max_ce * sizeof(float));
-        if (!c->tmp || !c->dec)
+        c->dec = ef ? malloc(max_ce * sizeof(float)) : NULL;
+        if (!c->tmp || (ef && !c->dec)) {
+            c->tmp_cap = 0;
             return FL_ERR_NOMEM;
+        }
         c->tmp_cap = max_ce;
     }
     c->pay_len = 0;
@@ -385,22 +430,19 @@ fl_status flc_core_train(flc_core *c)
             const uint64_t off = (uint64_t)i * h->chunk_elems;
             const uint32_t cnt = (uint32_t)(h->numel - off < h->chunk_elems ? h->numel - off
                                                                              : h->chunk_elems);
-            if ((st = grow((void **)&c->pay, &c->pay_cap, c->pay_len + bound, 1)) != FL_OK)
-                return st;
             const size_t sub_off = sub->tensors[t].offset + off;
-            const float *x = c->w + sub_off;
+            diff(c->tmp, c->w + sub_off, c->w0 + sub_off, cnt);
             if (ef) {
-                memcpy(c->tmp, x, cnt * sizeof(float));
                 ef_ctx e = {c->resid, c->tmp, sub_off, 0};
                 flm_submodel_runs(c->sm, sub_off, cnt, ef_run, &e);
-                x = c->tmp;
             }
             flz_params p = {0};
             p.seed = c->seed ^ (0x9E3779B97F4A7C15ull * (((uint64_t)t << 32) | i) + 0x51ED);
             p.round = (uint32_t)c->round;
             p.client = c->key;
             size_t len = 0;
-            st = flz_encode(c->z, &c->up, &p, x, cnt, c->pay + c->pay_len, c->pay_cap - c->pay_len, &len);
+            st = flz_encode(c->z, &c->up, &p, c->tmp, cnt, c->pay + c->pay_len,
+                            c->pay_cap - c->pay_len, &len);
             if (st != FL_OK)
                 return st;
             if (ef) {
@@ -425,6 +467,23 @@ fl_status flc_core_train(flc_core *c)
     return FL_OK;
 }
 
+fl_status flc_core_take_payload(flc_core *c, uint8_t **pay, size_t *len)
+{
+    if (!pay || !len)
+        return FL_ERR_INVALID_ARG;
+    *pay = NULL;
+    *len = 0;
+    if (!c->trained || c->taken || !c->pay)
+        return FL_ERR_STATE;
+    *pay = c->pay;
+    *len = c->pay_len;
+    c->pay = NULL;
+    c->pay_cap = 0;
+    c->pay_len = 0;
+    c->taken = 1;
+    return FL_OK;
+}
+
 fl_status flc_core_update(const flc_core *c, flp_msg *out)
 {
     if (!c->trained)
@@ -446,12 +505,12 @@ fl_status flc_core_update(const flc_core *c, flp_msg *out)
 
 uint32_t flc_core_update_chunks(const flc_core *c)
 {
-    return c->trained ? c->n_chunks : 0;
+    return c->trained && !c->taken ? c->n_chunks : 0;
 }
 
 fl_status flc_core_update_chunk(const flc_core *c, uint32_t i, flp_msg *out)
 {
-    if (!c->trained)
+    if (!c->trained || c->taken)
         return FL_ERR_STATE;
     if (i >= c->n_chunks)
         return FL_ERR_INVALID_ARG;

@@ -18,9 +18,13 @@
  * to round: before encoding, the kept coordinates' residual is added to the delta; afterwards what
  * the server will not see, (delta + residual) - decode(payload), is stored back.
  *
+ * Chunks decode into the weights as received (w0) and are copied to the working weights while in
+ * cache; after training the delta w - w0 is formed one chunk at a time into a chunk-sized scratch
+ * buffer right before that chunk is encoded (no full-model delta pass).
+ *
  * Thread-safety: one flc_core is driven by one thread. Memory: the submodel's weights, its
- * initial copy, the training runtime, the encoded update (compressed), and the full-size residual
- * only for top-k pipelines.
+ * initial copy, the training runtime, the encoded update (compressed), one chunk of scratch, and
+ * the full-size residual only for top-k pipelines.
  */
 #ifndef FLC_CORE_H
 #define FLC_CORE_H
@@ -68,6 +72,14 @@ typedef struct flc_core flc_core;
 fl_status flc_core_new(const flc_core_config *cfg, flc_core **out);
 void flc_core_free(flc_core *c); /* NULL is a no-op */
 
+/* Gives the core a new identity (client id, key, seed, data, trainer, logger: cfg as for
+ * flc_core_new) and drops any task it holds, keeping its buffers, codec context and training
+ * runtime: a host that plays many clients in turn (the simulator) reuses one core per thread
+ * instead of creating one per client. The error-feedback residual is not touched (a host that
+ * reuses cores swaps each client's in and out with flc_core_swap_residual). FL_OK,
+ * FL_ERR_INVALID_ARG (cfg as flc_core_new refuses it; the core is then unchanged), FL_ERR_NOMEM. */
+fl_status flc_core_rebind(flc_core *c, const flc_core_config *cfg);
+
 /* Tasks whose full model has more than n parameters are refused (FL_ERR_MODEL_SPEC) before
  * anything is allocated: a hostile or mistaken server could otherwise ask for gigabytes. The
  * default is 2^28 floats (1 GiB); 0 restores it. */
@@ -97,6 +109,22 @@ fl_status flc_core_update(const flc_core *c, flp_msg *out);
  * Chunk message (payload points into the core). */
 uint32_t flc_core_update_chunks(const flc_core *c);
 fl_status flc_core_update_chunk(const flc_core *c, uint32_t i, flp_msg *out);
+
+/* After a successful flc_core_train: hands the update's payload bytes to the caller instead of
+ * copying them (the chunks back to back in flc_core_update_chunk order, *len bytes in all; each
+ * chunk's length is its flc_core_update_chunk payload_len, so read those first). The caller owns
+ * *pay (free() it). Afterwards the core has no chunks to give (flc_core_update_chunks returns 0,
+ * flc_core_update_chunk FL_ERR_STATE) until its next training. FL_OK, FL_ERR_STATE (nothing
+ * trained, or already taken), FL_ERR_INVALID_ARG. */
+fl_status flc_core_take_payload(flc_core *c, uint8_t **pay, size_t *len);
+
+/* The built-in CPU trainer (flm_train_local on the core's data with the job's training config
+ * and the batch-order stream (seed, round, client key, FL_RNG_BATCH)), reusing the core's training
+ * runtime. For a plug-in trainer that wraps it (to time it, to log, ...): call it from the
+ * callback with the arguments the callback got. FL_ERR_INVALID_ARG when the core has no data,
+ * else flm_train_local's status. */
+fl_status flc_core_builtin_train(flc_core *c, const flc_core_job *job, float *params,
+                                 uint64_t *n_samples, double *loss);
 
 /* Statistics of the last trained task. */
 typedef struct flc_core_stats {

@@ -198,11 +198,21 @@ typedef struct slot {
     flp_msg task;
     uint8_t *buf;
     size_t cap;
-    flp_msg *chunks;
+    flp_msg *chunks;          /* this slot's own chunk messages (per-client keep-sets) */
     uint32_t n_chunks, chunks_cap;
+    const flp_msg *msgs;      /* the chunks to decode: chunks, or the round's shared ones */
 } slot;
 
-typedef struct sim {
+typedef struct sim sim;
+
+/* A client-phase thread: its client core lives across clients and rounds. */
+typedef struct worker {
+    sim *S;
+    flc_core *core;
+    double train_s;           /* the current client's local SGD, wall seconds */
+} worker;
+
+struct sim {
     const flsim_config *cfg;
     fl_logger log;
     const flm_dataset *train, *test;
@@ -241,7 +251,18 @@ typedef struct sim {
     double *blk_correct, *blk_loss;
     size_t eval_next;
     fl_status eval_st;
-} sim;
+
+    worker *workers;          /* threads of them */
+
+    /* shared keep-sets: the round's weight chunks, pulled once (fill_slot) */
+    int sh_valid;
+    flp_msg sh_task;          /* the task they were pulled for (its headers point into the core) */
+    flp_msg *sh_chunks;
+    uint32_t sh_chunks_cap;
+    uint8_t *sh_buf;
+    size_t sh_cap;
+    uint64_t sh_bytes;
+};
 
 static void set_err(char *err, size_t errlen, const char *fmt, const char *a, const char *b)
 {
@@ -251,7 +272,9 @@ static void set_err(char *err, size_t errlen, const char *fmt, const char *a, co
 
 /* ---- client phase ------------------------------------------------------------------------- */
 
-static fl_status copy_update(job *j, const flc_core *c)
+/* Moves the trained update out of core c into job j: the chunk lengths, and the payload bytes
+ * themselves (taken, not copied). */
+static fl_status take_update(job *j, flc_core *c)
 {
     const uint32_t n = flc_core_update_chunks(c);
     uint32_t *lens = malloc((n ? n : 1) * sizeof *lens);
@@ -267,17 +290,12 @@ static fl_status copy_update(job *j, const flc_core *c)
         lens[i] = (uint32_t)m.chunk.payload_len;
         total += m.chunk.payload_len;
     }
-    uint8_t *pay = malloc(total ? total : 1);
-    if (!pay) {
+    uint8_t *pay = NULL;
+    size_t len = 0;
+    if (flc_core_take_payload(c, &pay, &len) != FL_OK || len != total) {
+        free(pay);
         free(lens);
-        return FL_ERR_NOMEM;
-    }
-    size_t o = 0;
-    for (uint32_t i = 0; i < n; i++) {
-        flp_msg m;
-        flc_core_update_chunk(c, i, &m);
-        memcpy(pay + o, m.chunk.payload, m.chunk.payload_len);
-        o += m.chunk.payload_len;
+        return FL_ERR_INTERNAL;
     }
     j->n_chunks = n;
     j->chunk_len = lens;
@@ -286,8 +304,22 @@ static fl_status copy_update(job *j, const flc_core *c)
     return FL_OK;
 }
 
-/* Trains job s->job on a fresh client core; releases the slot once the task is decoded. */
-static void run_client(sim *S, int si)
+/* The plug-in trainer of the simulator's client cores: the core's own built-in trainer, timed,
+ * so that a round's "local training" is the SGD alone (not decoding, delta or encoding). */
+static fl_status timed_train(void *user, const flc_core_job *job, float *params,
+                             uint64_t *n_samples, double *loss)
+{
+    worker *w = user;
+    const double t = fl_time_mono_s();
+    const fl_status st = flc_core_builtin_train(w->core, job, params, n_samples, loss);
+    w->train_s += fl_time_mono_s() - t;
+    return st;
+}
+
+/* Trains job s->job on the worker's client core (rebound to that client: buffers, codec context
+ * and training runtime are reused from client to client); releases the slot once the task is
+ * decoded. */
+static void run_client(sim *S, worker *w, int si)
 {
     slot *s = &S->slots[si];
     const size_t ji = (size_t)s->job; /* the slot is reused once released */
@@ -301,13 +333,13 @@ static void run_client(sim *S, int si)
     const double t_begin = fl_time_mono_s();
     char id[24];
     snprintf(id, sizeof id, "sim-%u", k);
-    const flc_core_config cc = {id, k, S->cfg->seed, &view, NULL, NULL, S->log};
-    flc_core *c = NULL;
-    fl_status st = flc_core_new(&cc, &c);
+    const flc_core_config cc = {id, k, S->cfg->seed, &view, timed_train, w, S->log};
+    fl_status st = w->core ? flc_core_rebind(w->core, &cc) : flc_core_new(&cc, &w->core);
+    flc_core *c = w->core;
     if (st == FL_OK)
         st = flc_core_on_message(c, &s->task);
     for (uint32_t i = 0; i < s->n_chunks && st == FL_OK; i++)
-        st = flc_core_on_message(c, &s->chunks[i]);
+        st = flc_core_on_message(c, &s->msgs[i]);
     if (st == FL_OK && !flc_core_ready(c))
         st = FL_ERR_INTERNAL;
     /* The slot is free again: the weights live in the client core now. */
@@ -316,23 +348,23 @@ static void run_client(sim *S, int si)
     S->taken++;
     pthread_cond_signal(&S->cv_main);
     pthread_mutex_unlock(&S->mu);
-    if (st == FL_OK && S->need_resid)
+    const int swapped = st == FL_OK && S->need_resid;
+    if (swapped)
         flc_core_swap_residual(c, &S->resid[k], &S->resid_n[k]);
-    const double tt = fl_time_mono_s();
+    w->train_s = 0.0;
     if (st == FL_OK)
         st = flc_core_train(c);
-    j->train_s = fl_time_mono_s() - tt;
+    j->train_s = w->train_s;
     if (st == FL_OK) {
         const flc_core_stats *cs = flc_core_last_stats(c);
         j->n_samples = cs->n_samples;
         j->loss = cs->loss;
         j->flops = cs->train_flops;
         j->bytes_up = cs->bytes_up;
-        st = copy_update(j, c);
+        st = take_update(j, c);
     }
-    if (c && S->need_resid)
+    if (swapped)
         flc_core_swap_residual(c, &S->resid[k], &S->resid_n[k]);
-    flc_core_free(c);
     j->client_s = fl_time_mono_s() - t_begin;
     pthread_mutex_lock(&S->mu);
     j->st = st;
@@ -345,7 +377,8 @@ static void run_client(sim *S, int si)
 
 static void *client_worker(void *arg)
 {
-    sim *S = arg;
+    worker *w = arg;
+    sim *S = w->S;
     flm_blas_set_threads(1);
     for (;;) {
         pthread_mutex_lock(&S->mu);
@@ -359,12 +392,76 @@ static void *client_worker(void *arg)
         S->ready_head = (S->ready_head + 1) % S->n_slots;
         S->ready_len--;
         pthread_mutex_unlock(&S->mu);
-        run_client(S, si);
+        run_client(S, w, si);
     }
 }
 
-/* Pulls job ji's Task and weight chunks from the server core into slot s. */
-static fl_status fill_slot(sim *S, slot *s, int ji)
+/* Pulls n weight chunks of key's Task from the server core into msgs, their payloads back to back
+ * into *buf (grown to n * the chunk bound); *bytes = their total. */
+static fl_status pull_chunks(sim *S, uint32_t key, const flp_msg *task, uint32_t n, flp_msg *msgs,
+                             uint8_t **buf, size_t *cap, uint64_t *bytes)
+{
+    const size_t bound = fls_core_task_chunk_bound(S->core);
+    if ((size_t)n * bound > *cap) {
+        uint8_t *b = realloc(*buf, (size_t)n * bound);
+        if (!b)
+            return FL_ERR_NOMEM;
+        *buf = b;
+        *cap = (size_t)n * bound;
+    }
+    size_t off = 0;
+    uint32_t ci = 0;
+    for (uint32_t t = 0; t < task->task.n_tensors; t++)
+        for (uint32_t i = 0; i < task->task.tensors[t].n_chunks; i++) {
+            flp_msg *m = &msgs[ci++];
+            memset(m, 0, sizeof *m);
+            m->version = FLP_VERSION;
+            m->type = FLP_CHUNK;
+            m->round = task->round;
+            m->sender = "";
+            size_t len = 0;
+            const fl_status st = fls_core_task_chunk(S->core, key, t, i, *buf + off, *cap - off,
+                                                     &len, &m->chunk);
+            if (st != FL_OK)
+                return st;
+            off += len;
+        }
+    *bytes = off;
+    return FL_OK;
+}
+
+static fl_status grow_msgs(flp_msg **m, uint32_t *cap, uint32_t n)
+{
+    if (n <= *cap)
+        return FL_OK;
+    flp_msg *q = realloc(*m, n * sizeof *q);
+    if (!q)
+        return FL_ERR_NOMEM;
+    *m = q;
+    *cap = n;
+    return FL_OK;
+}
+
+/* The task headers of a and b describe the same chunks. */
+static int same_chunks(const flp_msg *a, const flp_msg *b)
+{
+    if (a->round != b->round || a->task.n_tensors != b->task.n_tensors)
+        return 0;
+    for (uint32_t t = 0; t < a->task.n_tensors; t++)
+        if (a->task.tensors[t].numel != b->task.tensors[t].numel ||
+            a->task.tensors[t].n_chunks != b->task.tensors[t].n_chunks ||
+            a->task.tensors[t].chunk_elems != b->task.tensors[t].chunk_elems)
+            return 0;
+    return 1;
+}
+
+/* Pulls job ji's Task and weight chunks from the server core into slot s. With a shared keep-set
+ * (every client of the round gets the same submodel, and the core encodes each chunk once per
+ * round with the shared key: the same bytes for everyone) the chunks are pulled once per round
+ * into S->sh_* and every slot points at them: no per-client copy of the weights. (The server
+ * core's own bytes_down metric then counts one client's download; the simulator's accounting,
+ * job->bytes_down, counts every client's.) */
+static fl_status fill_slot(sim *S, slot *s, int ji, int shared)
 {
     const uint32_t key = S->jobs[ji].key;
     s->job = ji;
@@ -374,39 +471,27 @@ static fl_status fill_slot(sim *S, slot *s, int ji)
     uint32_t n = 0;
     for (uint32_t t = 0; t < s->task.task.n_tensors; t++)
         n += s->task.task.tensors[t].n_chunks;
-    const size_t bound = fls_core_task_chunk_bound(S->core);
-    if (n > s->chunks_cap) {
-        flp_msg *m = realloc(s->chunks, n * sizeof *m);
-        if (!m)
-            return FL_ERR_NOMEM;
-        s->chunks = m;
-        s->chunks_cap = n;
+    uint64_t bytes = 0;
+    if (shared && S->sh_valid && same_chunks(&S->sh_task, &s->task)) {
+        s->msgs = S->sh_chunks;
+        bytes = S->sh_bytes;
+    } else if (shared && !S->sh_valid) {
+        if ((st = grow_msgs(&S->sh_chunks, &S->sh_chunks_cap, n)) != FL_OK ||
+            (st = pull_chunks(S, key, &s->task, n, S->sh_chunks, &S->sh_buf, &S->sh_cap,
+                              &S->sh_bytes)) != FL_OK)
+            return st;
+        S->sh_task = s->task;
+        S->sh_valid = 1;
+        s->msgs = S->sh_chunks;
+        bytes = S->sh_bytes;
+    } else {
+        if ((st = grow_msgs(&s->chunks, &s->chunks_cap, n)) != FL_OK ||
+            (st = pull_chunks(S, key, &s->task, n, s->chunks, &s->buf, &s->cap, &bytes)) != FL_OK)
+            return st;
+        s->msgs = s->chunks;
     }
-    if ((size_t)n * bound > s->cap) {
-        uint8_t *b = realloc(s->buf, (size_t)n * bound);
-        if (!b)
-            return FL_ERR_NOMEM;
-        s->buf = b;
-        s->cap = (size_t)n * bound;
-    }
-    size_t off = 0;
-    uint32_t ci = 0;
-    for (uint32_t t = 0; t < s->task.task.n_tensors; t++)
-        for (uint32_t i = 0; i < s->task.task.tensors[t].n_chunks; i++) {
-            flp_msg *m = &s->chunks[ci++];
-            memset(m, 0, sizeof *m);
-            m->version = FLP_VERSION;
-            m->type = FLP_CHUNK;
-            m->round = s->task.round;
-            m->sender = "";
-            size_t len = 0;
-            st = fls_core_task_chunk(S->core, key, t, i, s->buf + off, s->cap - off, &len, &m->chunk);
-            if (st != FL_OK)
-                return st;
-            off += len;
-        }
     s->n_chunks = n;
-    S->jobs[ji].bytes_down = off;
+    S->jobs[ji].bytes_down = bytes;
     S->jobs[ji].produced = 1;
     return FL_OK;
 }
@@ -773,12 +858,13 @@ static fl_status client_phase(sim *S, round_acc *ra, int pipelined)
         S->free_q[S->free_len++] = i;
     S->producer_done = 0;
     S->phase_st = FL_OK;
+    S->sh_valid = 0;
     size_t n_mine = 0;
     for (size_t i = 0; i < S->n_jobs; i++)
         n_mine += S->jobs[i].mine;
     uint32_t started = 0;
     for (; started < T; started++)
-        if (pthread_create(&th[started], NULL, client_worker, S) != 0)
+        if (pthread_create(&th[started], NULL, client_worker, &S->workers[started]) != 0)
             break;
     fl_status st = started ? FL_OK : FL_ERR_INTERNAL;
     size_t next = 0, n_trained = 0;
@@ -802,7 +888,7 @@ static fl_status client_phase(sim *S, round_acc *ra, int pipelined)
             pthread_mutex_unlock(&S->mu);
             if (si >= 0) {
                 const size_t ji = S->order[next++];
-                st = fill_slot(S, &S->slots[si], (int)ji);
+                st = fill_slot(S, &S->slots[si], (int)ji, shared);
                 pthread_mutex_lock(&S->mu);
                 if (st == FL_OK) {
                     S->ready_q[(S->ready_head + S->ready_len) % S->n_slots] = si;
@@ -1045,6 +1131,12 @@ static void sim_free(sim *S)
             free(S->slots[i].chunks);
         }
     free(S->slots);
+    free(S->sh_chunks);
+    free(S->sh_buf);
+    if (S->workers)
+        for (uint32_t i = 0; i < S->threads; i++)
+            flc_core_free(S->workers[i].core);
+    free(S->workers);
     free(S->ready_q);
     free(S->free_q);
     free(S->done_q);
@@ -1220,6 +1312,11 @@ static fl_status setup(sim *S, const flsim_config *cfg, const flsim_data *data,
     /* Client phase and evaluation buffers. */
     S->n_slots = (int)S->threads + 2;
     S->slots = calloc((size_t)S->n_slots, sizeof *S->slots);
+    S->workers = calloc(S->threads, sizeof *S->workers);
+    if (!S->workers)
+        return FL_ERR_NOMEM;
+    for (uint32_t i = 0; i < S->threads; i++)
+        S->workers[i].S = S;
     S->ready_q = calloc((size_t)S->n_slots, sizeof *S->ready_q);
     S->free_q = calloc((size_t)S->n_slots, sizeof *S->free_q);
     S->eval_n = cfg->eval_samples && cfg->eval_samples < S->test->N ? cfg->eval_samples : S->test->N;
