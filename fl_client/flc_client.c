@@ -50,6 +50,12 @@ struct flc_client {
     uint64_t last_sent_ns, last_recv_ns;
     int registered;
     int uploads_this_session;
+
+    /* the update being sent: chunks go out only against the server's credits (PROTOCOL.md 3) */
+    int up_active;
+    uint64_t up_round;
+    uint32_t up_next, up_n, up_credit;
+    long up_pause_after;       /* test knob, -1: off */
 };
 
 const char *flc_strerror(flc_status s)
@@ -166,19 +172,27 @@ flc_status flc_client_new(const flc_config *cfg, flc_client **out)
 
 static int send_msg(flc_client *c, const flp_msg *m)
 {
-    uint8_t *buf = NULL;
-    size_t len = 0;
-    char err[FLP_ERRBUF];
-    fl_status st = flp_encode_alloc(&buf, &len, m, NULL, err, sizeof err);
+    /* Encoded straight into the ZeroMQ message: no staging buffer of our own, no extra copy. */
+    size_t bound = 0, len = 0;
+    char err[FLP_ERRBUF] = "";
+    fl_status st = flp_encode_bound(&bound, m);
+    zmq_msg_t z;
+    if (st == FL_OK && zmq_msg_init_size(&z, bound) != 0)
+        st = FL_ERR_NOMEM;
+    else if (st == FL_OK && (st = flp_encode(zmq_msg_data(&z), bound, &len, m, NULL, err,
+                                             sizeof err)) != FL_OK)
+        zmq_msg_close(&z);
     if (st != FL_OK) {
-        fl_log(&c->log, FL_LOG_ERROR, "cannot encode %s: %s", flp_type_name(m->type), err);
+        fl_log(&c->log, FL_LOG_ERROR, "cannot encode %s: %s %s", flp_type_name(m->type),
+               fl_strerror(st), err);
         return -1;
     }
     int rc;
     do {
-        rc = zmq_send(c->sock, buf, len, 0);
+        rc = zmq_msg_send(&z, c->sock, 0);
     } while (rc < 0 && errno == EINTR && !atomic_load(&c->stop));
-    free(buf);
+    if (rc < 0)
+        zmq_msg_close(&z);
     if (rc < 0) {
         fl_log(&c->log, FL_LOG_WARN, "send %s: %s", flp_type_name(m->type), zmq_strerror(errno));
         return -1;
@@ -311,35 +325,57 @@ static void upload(flc_client *c)
     }
     if (send_msg(c, &m) != 0)
         return;
-    const uint32_t n = flc_core_update_chunks(c->core);
+    /* The chunks follow only against the server's credits (Ack(of CHUNK, this round)): see
+     * upload_pump. */
+    c->up_active = 1;
+    c->up_round = s->round;
+    c->up_next = 0;
+    c->up_credit = 0;
+    c->up_n = flc_core_update_chunks(c->core);
     /* Test-only knob (tests/integration: a client killed mid-upload). With
      * FEDROP_TEST_PAUSE_UPLOAD_AFTER_CHUNKS=K in the environment the client sends its Update and K
      * of its chunks, logs "test: upload paused after K of N chunks" and then idles (no heartbeats,
      * no more chunks) until flc_client_stop, so a test can SIGKILL it with a partial update on the
      * server. Unset (always, outside tests): no effect. */
     const char *pause_env = getenv("FEDROP_TEST_PAUSE_UPLOAD_AFTER_CHUNKS");
-    const long pause_after = pause_env && *pause_env ? strtol(pause_env, NULL, 10) : -1;
-    for (uint32_t i = 0; i < n && !atomic_load(&c->stop); i++) {
-        if (pause_after >= 0 && (long)i == pause_after) {
-            fl_log(&c->log, FL_LOG_WARN, "test: upload paused after %ld of %u chunks", pause_after, n);
+    c->up_pause_after = pause_env && *pause_env ? strtol(pause_env, NULL, 10) : -1;
+}
+
+/* Sends the update's next chunks, as many as the server's credits allow. */
+static void upload_pump(flc_client *c)
+{
+    while (c->up_active && c->up_credit > 0 && c->up_next < c->up_n && !atomic_load(&c->stop) &&
+           !atomic_load(&c->training)) {
+        if (c->up_pause_after >= 0 && (long)c->up_next == c->up_pause_after) {
+            fl_log(&c->log, FL_LOG_WARN, "test: upload paused after %ld of %u chunks",
+                   c->up_pause_after, c->up_n);
             while (!atomic_load(&c->stop)) {
                 const struct timespec ts = {0, 50 * 1000 * 1000};
                 nanosleep(&ts, NULL);
             }
+            c->up_active = 0;
             return;
         }
         flp_msg cm;
-        flc_core_update_chunk(c->core, i, &cm);
-        if (send_msg(c, &cm) != 0)
+        if (flc_core_update_chunk(c->core, c->up_next, &cm) != FL_OK || send_msg(c, &cm) != 0) {
+            c->up_active = 0;
             return;
+        }
+        c->up_credit--;
+        c->up_next++;
     }
-    c->stats.rounds_trained++;
-    c->stats.bytes_up += s->bytes_up;
-    c->stats.last_loss = s->loss;
-    c->uploads_this_session++;
-    fl_log(&c->log, FL_LOG_INFO, "round %llu: trained %llu samples of a %zu-parameter submodel, "
-           "loss %.4f, uploaded %llu bytes", (unsigned long long)s->round,
-           (unsigned long long)s->n_samples, s->sub_params, s->loss, (unsigned long long)s->bytes_up);
+    if (c->up_active && c->up_next >= c->up_n) {
+        const flc_core_stats *s = flc_core_last_stats(c->core);
+        c->up_active = 0;
+        c->stats.rounds_trained++;
+        c->stats.bytes_up += s->bytes_up;
+        c->stats.last_loss = s->loss;
+        c->uploads_this_session++;
+        fl_log(&c->log, FL_LOG_INFO, "round %llu: trained %llu samples of a %zu-parameter "
+               "submodel, loss %.4f, uploaded %llu bytes", (unsigned long long)s->round,
+               (unsigned long long)s->n_samples, s->sub_params, s->loss,
+               (unsigned long long)s->bytes_up);
+    }
 }
 
 /* What the session loop should do after a message. */
@@ -355,7 +391,16 @@ static int handle(flc_client *c, flp_msg *m, int *owned)
                 c->registered = 1;
                 fl_log(&c->log, FL_LOG_INFO, "registered with %s as %s", c->endpoint, c->id);
             }
+        } else if (m->ack.of_type == FLP_CHUNK) {
+            /* a credit: one more chunk of the update of that round may go */
+            if (c->up_active && m->ack.of_round == c->up_round)
+                c->up_credit++;
         } else if (m->ack.of_type == FLP_UPDATE) {
+            if (c->up_active && m->ack.of_round == c->up_round && m->ack.status != 0) {
+                /* refused or late before every chunk went: the rest would be dropped anyway */
+                c->up_active = 0;
+                c->stats.rounds_trained++;
+            }
             if (m->ack.status == 0) {
                 c->stats.updates_accepted++;
             } else if (m->ack.status == FL_ERR_ROUND_CLOSED) {
@@ -390,6 +435,8 @@ static int handle(flc_client *c, flp_msg *m, int *owned)
             }
             return GO_ON;
         }
+        if (m->type == FLP_TASK)
+            c->up_active = 0; /* a new task replaces the update still being sent */
         const fl_status st = flc_core_on_message(c->core, m);
         if (m->type == FLP_CHUNK) {
             send_simple_ack(c, m->round);
@@ -506,6 +553,7 @@ static int session(flc_client *c)
                 zmq_msg_close(&zm);
             }
         }
+        upload_pump(c);
         if (!c->registered && now - hello_ns > (uint64_t)c->cfg.heartbeat_ms * 3000000ull) {
             send_hello(c); /* the first Hello may have been sent before the link came up */
             hello_ns = now;
@@ -545,6 +593,7 @@ flc_status flc_client_run(flc_client *c)
             send_simple(c, FLP_BYE, 0);
         close_socket(c);
         drop_pending(c);
+        c->up_active = 0;
         if (atomic_load(&c->stop))
             return FLC_ERR_CANCELLED;
         if (v == DONE)

@@ -50,7 +50,11 @@ static const key_def KEYS[] = {
     {"server.liveness_ms", K_U32, OFF(liveness_ms), 0, 100, 3600000, NULL, "10000",
      "silence after which a client is considered gone (and ZMQ heartbeat timeout/TTL)"},
     {"server.credit", K_U32, OFF(credit), 0, 1, 1024, NULL, "8",
-     "weight chunks in flight per client (flow-control window)"},
+     "chunks in flight per client, both ways: weight chunks sent ahead of the client's Acks, "
+     "update chunks a client may send ahead of the server's Acks (flow-control window)"},
+    {"server.upload_slots", K_U32, OFF(upload_slots), 0, 1, 4096, NULL, "2",
+     "clients sending update chunks at once; later Updates wait their turn (server memory: one "
+     "model-size staging buffer per slot, whatever the number of clients)"},
     {"server.sndhwm", K_U32, OFF(sndhwm), 0, 16, 1000000, NULL, "1000",
      "messages queued per client before sends are dropped (ZMQ_SNDHWM)"},
     {"server.max_clients", K_U32, OFF(max_clients), 0, 1, 10000000, NULL, "100000",

@@ -34,6 +34,7 @@ struct fls_options {
     char secret_key_file[FLS_PATH_MAX];
     char allow_list[FLS_PATH_MAX];
     uint32_t heartbeat_ms, liveness_ms, credit, sndhwm, max_clients;
+    uint32_t upload_slots;         /* clients sending update chunks at once (the others queue) */
     uint64_t max_msg_bytes;
     /* evaluation */
     int eval_dataset;              /* FLS_EVAL_* */

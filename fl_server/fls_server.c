@@ -12,6 +12,14 @@
  * core encodes each chunk only when a credit frees up, so no per-client model copy exists) and a
  * chunk bitset of the update being received (to know when an update is complete or dead). Peers
  * that never said Hello get no state at all.
+ *
+ * Uplink flow control (PROTOCOL.md step 3): at most `upload_slots` clients send update chunks at
+ * once; an accepted Update header beyond that waits in a FIFO (its client just heartbeats). A
+ * client holding a slot gets `credit` Acks(of CHUNK, round) at once and one more per chunk that
+ * arrives, so at most `credit` of its chunks are ever in flight. The core streams each slot's
+ * chunks straight into one aggregator staging buffer (agg.max_open = upload_slots), so the
+ * server's memory is bounded whatever the number of clients. A chunk sent without a credit ends
+ * the update (Ack(of UPDATE, FL_ERR_STATE)).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -41,6 +49,7 @@
 #define LOG_BURST 10       /* malformed-input log lines per second before suppression */
 
 enum { UL_NONE = 0, UL_RECEIVING = 1, UL_ANSWERED = 2 };
+enum { SLOT_NONE = 0, SLOT_QUEUED = 1, SLOT_ACTIVE = 2 };
 enum { RUN_ON = 0, RUN_DONE = 1, RUN_STOPPED = 2, RUN_FAILED = 3 };
 
 typedef struct sess {
@@ -61,6 +70,9 @@ typedef struct sess {
     uint64_t ul_round;
     flp_msg_tracker *ul_trk;
     int ul_err_sent;            /* an Error for a refused chunk of ul_round was sent */
+    int ul_slot;                /* SLOT_NONE, SLOT_QUEUED (waits for a slot), SLOT_ACTIVE */
+    uint64_t ul_seq;            /* queue order */
+    uint32_t ul_credit;         /* chunks the client may still send (granted, not yet received) */
     uint64_t err_round;         /* round of the last "chunk without update" Error (+1; 0 none) */
 } sess;
 
@@ -103,6 +115,8 @@ struct fls_server {
     int32_t *hidx;              /* open addressing over ss by routing id; -1 empty */
     size_t hcap;
     int any_dead;
+    uint32_t n_up_active;       /* sessions holding an upload slot */
+    uint64_t up_seq;            /* next queue number */
     binding *bind;
     size_t n_bind, cap_bind;
     double next_timers;
@@ -248,6 +262,21 @@ static void ul_reset(sess *x)
     x->ul_err_sent = 0;
 }
 
+/* Gives back x's upload slot (or its place in the queue). The caller admits the next one. */
+static void ul_release(fls_server *s, sess *x)
+{
+    if (x->ul_slot == SLOT_ACTIVE && s->n_up_active > 0)
+        s->n_up_active--;
+    x->ul_slot = SLOT_NONE;
+    x->ul_credit = 0;
+}
+
+static void ul_end(fls_server *s, sess *x)
+{
+    ul_release(s, x);
+    ul_reset(x);
+}
+
 /* Tells the core the client is gone and marks the session for removal. */
 static void sess_drop(fls_server *s, sess *x, const char *why)
 {
@@ -260,6 +289,7 @@ static void sess_drop(fls_server *s, sess *x, const char *why)
         fl_log(&s->log, FL_LOG_INFO, "client %s left (%s); %u connected", x->id, why,
                fls_core_connected(s->core));
     }
+    ul_release(s, x);
     x->dead = 1;
     s->any_dead = 1;
 }
@@ -272,7 +302,7 @@ static void sess_compact(fls_server *s)
     for (size_t i = 0; i < s->n_ss; i++) {
         if (s->ss[i].dead) {
             free(s->ss[i].id);
-            ul_reset(&s->ss[i]);
+            ul_end(s, &s->ss[i]);
         } else {
             s->ss[m++] = s->ss[i];
         }
@@ -646,7 +676,7 @@ static void on_hello(fls_server *s, sess *x, const uint8_t *rid, size_t rid_len,
         fls_core_client_leave(s->core, x->key, fl_time_mono_s());
         free(x->id);
         x->id = NULL;
-        ul_reset(x);
+        ul_end(s, x);
         x->dl_active = 0;
     }
     if (!x && !(x = sess_add(s, rid, rid_len))) {
@@ -675,9 +705,69 @@ static void on_hello(fls_server *s, sess *x, const uint8_t *rid, size_t rid_len,
            fls_core_connected(s->core));
 }
 
+/* ---- uplink: upload slots and chunk credits ------------------------------------------------- */
+
+/* Lets x send n more chunks of its update: n Acks(of CHUNK, of_round = the update's round). */
+static void ul_grant(fls_server *s, sess *x, uint32_t n)
+{
+    for (uint32_t i = 0; i < n; i++) {
+        send_ack(s, x, FLP_CHUNK, x->ul_round, FL_OK, "");
+        x->ul_credit++;
+    }
+}
+
+/* Hands free upload slots to the longest-waiting queued updates. */
+static void ul_admit(fls_server *s)
+{
+    while (s->n_up_active < s->opt.upload_slots) {
+        sess *best = NULL;
+        for (size_t i = 0; i < s->n_ss; i++) {
+            sess *x = &s->ss[i];
+            if (!x->dead && x->ul_slot == SLOT_QUEUED && (!best || x->ul_seq < best->ul_seq))
+                best = x;
+        }
+        if (!best)
+            return;
+        best->ul_slot = SLOT_ACTIVE;
+        s->n_up_active++;
+        ul_grant(s, best, s->opt.credit);
+    }
+}
+
+/* The update of x is over (committed, refused or late): answer it, free its slot. */
+static void ul_answer(fls_server *s, sess *x, uint64_t r, fl_status st)
+{
+    if (st != FL_OK && fls_core_update_state(s->core, x->key, r) == FLS_UPDATE_RECEIVING)
+        fls_core_update_abort(s->core, x->key, fl_time_mono_s()); /* its staging is freed */
+    send_ack(s, x, FLP_UPDATE, r, st, st == FL_OK ? "" : fl_strerror(st));
+    ul_end(s, x);
+    x->ul_round = r;
+    x->ul_state = UL_ANSWERED;
+    ul_admit(s);
+}
+
+/* After the round engine ran: updates that are no longer receiving in the core (the round closed,
+ * or it failed there) are answered, so their slots and queue places free up. */
+static void ul_sweep(fls_server *s)
+{
+    for (size_t i = 0; i < s->n_ss; i++) {
+        sess *x = &s->ss[i];
+        if (x->dead || !x->id || x->ul_state != UL_RECEIVING)
+            continue;
+        const fls_update_state us = fls_core_update_state(s->core, x->key, x->ul_round);
+        if (us == FLS_UPDATE_RECEIVING)
+            continue;
+        ul_answer(s, x, x->ul_round,
+                  us == FLS_UPDATE_COMMITTED ? FL_OK
+                  : us == FLS_UPDATE_FAILED  ? FL_ERR_WIRE_CHUNK_MISSING
+                                             : FL_ERR_ROUND_CLOSED);
+    }
+}
+
 static void on_update(fls_server *s, sess *x, const flp_msg *m)
 {
-    ul_reset(x);
+    ul_end(s, x);
+    ul_admit(s);
     x->ul_round = m->round;
     const fl_status st = fls_core_on_message(s->core, x->key, m, fl_time_mono_s());
     if (st != FL_OK) {
@@ -695,6 +785,9 @@ static void on_update(fls_server *s, sess *x, const flp_msg *m)
         x->ul_trk = NULL;
     }
     x->ul_state = UL_RECEIVING;
+    x->ul_slot = SLOT_QUEUED;
+    x->ul_seq = s->up_seq++;
+    ul_admit(s);
 }
 
 static void on_chunk(fls_server *s, sess *x, const flp_msg *m)
@@ -705,6 +798,16 @@ static void on_chunk(fls_server *s, sess *x, const flp_msg *m)
          * still refused input and must show in the counts (integration test it_garbage found
          * these dropped without being counted) */
         s->st.refused++;
+        return;
+    }
+    if (x->ul_round == r && x->ul_state == UL_RECEIVING &&
+        (x->ul_slot != SLOT_ACTIVE || x->ul_credit == 0)) {
+        /* Flow control broken: a chunk the server did not ask for. It never reaches the core
+         * (that is what bounds the server's memory); the update is over. */
+        s->st.refused++;
+        log_bad(s, "client %s: chunk of round %llu sent without a credit: update refused", x->id,
+                (unsigned long long)r);
+        ul_answer(s, x, r, FL_ERR_STATE);
         return;
     }
     const fl_status st = fls_core_on_message(s->core, x->key, m, fl_time_mono_s());
@@ -721,28 +824,25 @@ static void on_chunk(fls_server *s, sess *x, const flp_msg *m)
         }
         return;
     }
+    x->ul_credit--;
     const fl_status mine = flp_msg_tracker_accept(x->ul_trk, &m->chunk, NULL, 0);
     const int complete = mine == FL_OK && flp_msg_tracker_complete(x->ul_trk);
+    const fls_update_state us = fls_core_update_state(s->core, x->key, r);
     if (st == FL_OK) {
-        if (complete) {
-            send_ack(s, x, FLP_UPDATE, r, FL_OK, "");
-            ul_reset(x);
-            x->ul_round = r;
-            x->ul_state = UL_ANSWERED;
-        }
+        if (complete) /* committed, unless one of its chunks was refused by the core */
+            ul_answer(s, x, r, us == FLS_UPDATE_RECEIVING ? FL_ERR_WIRE_CHUNK_MISSING : FL_OK);
+        else
+            ul_grant(s, x, 1);
         return;
     }
     s->st.refused++;
-    if (st == FL_ERR_ROUND_CLOSED || complete) {
-        /* late, or the last missing chunk was refused (or the whole update failed at commit):
-         * the update is over */
+    if (st == FL_ERR_ROUND_CLOSED || complete || us != FLS_UPDATE_RECEIVING) {
+        /* late, or the update failed (a chunk that could not be decoded, the last missing chunk
+         * refused, or the whole update refused at commit): the update is over */
         if (st != FL_ERR_ROUND_CLOSED)
             log_bad(s, "client %s: update of round %llu refused: %s", x->id,
                     (unsigned long long)r, fl_strerror(st));
-        send_ack(s, x, FLP_UPDATE, r, st, fl_strerror(st));
-        ul_reset(x);
-        x->ul_round = r;
-        x->ul_state = UL_ANSWERED;
+        ul_answer(s, x, r, st);
         return;
     }
     if (!x->ul_err_sent) {
@@ -751,6 +851,7 @@ static void on_chunk(fls_server *s, sess *x, const flp_msg *m)
                 m->chunk.index, (unsigned long long)r, fl_strerror(st));
         send_error(s, x->rid, x->rid_len, r, st, NULL);
     }
+    ul_grant(s, x, 1);
 }
 
 static void handle_frame(fls_server *s, const uint8_t *rid, size_t rid_len, const uint8_t *data,
@@ -1117,6 +1218,7 @@ static fl_status server_init(fls_server *s, char *err, size_t errlen)
     s->ccfg = fls_options_core_config(&s->opt);
     s->ccfg.log = s->log;
     s->ccfg.agg.log = s->log;
+    s->ccfg.agg.max_open = (int)s->opt.upload_slots; /* one staging buffer per upload slot */
     if ((st = fls_core_new(&s->ccfg, &s->core)) != FL_OK) {
         snprintf(err, errlen, "round engine: %s", fl_strerror(st));
         return st == FL_ERR_NOMEM ? st : FL_ERR_CONFIG;
@@ -1351,6 +1453,7 @@ fls_status fls_server_step(fls_server *s, int timeout_ms)
         s->next_timers = now + TIMER_PERIOD;
         timers(s, now);
         sess_compact(s);
+        ul_admit(s);
         const fl_status st = fls_core_tick(s->core, now);
         if (st != FL_OK) {
             fl_log(&s->log, FL_LOG_ERROR, "round engine: %s", fl_strerror(st));
@@ -1358,6 +1461,7 @@ fls_status fls_server_step(fls_server *s, int timeout_ms)
         } else if (drain_events(s) != FL_OK) {
             s->run = RUN_FAILED;
         }
+        ul_sweep(s);
     }
     sess_compact(s);
     s->st.round = fls_core_round(s->core);

@@ -36,8 +36,10 @@ typedef struct sel {
     flp_msg_tracker *trk;               /* the Update's chunks */
     uint32_t up_chunk_elems[FLM_MAX_TENSORS];
     uint32_t up_base[FLM_MAX_TENSORS + 1];
-    uint8_t **pay;                      /* encoded chunk payloads until the update is complete */
-    size_t *pay_len;
+    fls_agg_update *h;                  /* streaming: chunks decode straight into its staging */
+    int streaming;                      /* 1: h is (or was) this update's staging; 0: pay below */
+    uint8_t **pay;                      /* fallback (no staging free at the first chunk): encoded */
+    size_t *pay_len;                    /*   chunk payloads until the update is complete */
     uint64_t n_samples;
     double loss;
 } sel;
@@ -70,6 +72,7 @@ struct fls_core {
     size_t n_sel;
     uint32_t quorum, reported;
     task_spec *shared_task;
+    int stream_slots, n_streaming; /* updates decoding straight into staging: cap, now open */
     fls_round_metrics cur, last;
     int have_last;
     uint32_t rejected_between;
@@ -222,8 +225,13 @@ static fl_status task_new(fls_core *c, const flm_keepset *ks, int shared, task_s
     return FL_OK;
 }
 
-static void sel_release_update(sel *s)
+static void sel_release_update(fls_core *c, sel *s)
 {
+    fls_agg_update_abort(s->h); /* NULL no-op; an open staging never reaches the aggregate */
+    s->h = NULL;
+    if (s->streaming)
+        c->n_streaming--;
+    s->streaming = 0;
     if (s->pay) {
         const uint32_t n = s->up_base[s->task->sub->n_tensors];
         for (uint32_t i = 0; i < n; i++)
@@ -240,7 +248,7 @@ static void sel_release_update(sel *s)
 static void round_release(fls_core *c)
 {
     for (size_t i = 0; i < c->n_sel; i++) {
-        sel_release_update(&c->sels[i]);
+        sel_release_update(c, &c->sels[i]);
         if (c->sels[i].task && !c->sels[i].task->shared)
             task_free(c->sels[i].task);
     }
@@ -286,7 +294,10 @@ fl_status fls_core_new(const fls_config *cfg, fls_core **out)
         return FL_ERR_NOMEM;
     }
     fls_agg_options ao = cfg->agg;
-    ao.max_open = 1; /* updates are decoded one at a time, once complete */
+    /* Staging buffers: one per update receiving chunks at once (the host bounds that number, e.g.
+     * the daemon's server.upload_slots); updates beyond it fall back to buffering encoded chunks. */
+    c->stream_slots = cfg->agg.max_open > 0 ? cfg->agg.max_open : 1;
+    ao.max_open = c->stream_slots + 1; /* + 1 for committing a fallback update (lazily allocated) */
     if (ao.log.fn == NULL)
         ao.log = cfg->log;
     if ((st = fls_agg_new(&c->arch, &ao, &c->agg)) != FL_OK ||
@@ -441,7 +452,7 @@ fl_status fls_core_client_leave(fls_core *c, uint32_t key, double now)
     cr->connected = 0;
     sel *s = c->open ? sel_find(c, key) : NULL;
     if (s && (s->state == CS_TASKED || s->state == CS_RECEIVING)) {
-        sel_release_update(s);
+        sel_release_update(c, s);
         s->state = CS_FAILED;
         c->cur.failed++;
         return check_exhausted(c, now);
@@ -551,7 +562,7 @@ static fl_status close_round(fls_core *c, fls_close_reason why, double now)
         sel *s = &c->sels[i];
         if (s->state == CS_TASKED || s->state == CS_RECEIVING)
             c->cur.late++;
-        sel_release_update(s);
+        sel_release_update(c, s);
     }
     fl_status st = fls_agg_finalize(c->agg, c->delta, c->held);
     if (st == FL_OK)
@@ -781,22 +792,63 @@ static fl_status on_update(fls_core *c, uint32_t key, const flp_msg *m)
     fl_status st = flp_msg_tracker_new(&s->trk, u->tensors, u->n_tensors, FLP_DIR_UP);
     if (st != FL_OK)
         return st == FL_ERR_INVALID_ARG ? FL_ERR_WIRE_SHAPE : st;
-    const uint32_t n = s->up_base[u->n_tensors];
-    s->pay = calloc(n ? n : 1, sizeof *s->pay);
-    s->pay_len = calloc(n ? n : 1, sizeof *s->pay_len);
-    if (!s->pay || !s->pay_len) {
-        sel_release_update(s);
-        return FL_ERR_NOMEM;
-    }
     s->n_samples = u->n_samples;
     s->loss = u->loss;
     s->state = CS_RECEIVING;
     return FL_OK;
 }
 
-/* Decodes a complete update into the aggregator's staging buffer and commits it. */
+/* At an update's first chunk: a staging buffer of the aggregator if one is free (chunks then
+ * decode straight into it), else the fallback of keeping the encoded chunks until the update is
+ * complete. */
+static fl_status open_update(fls_core *c, sel *s)
+{
+    if (c->n_streaming < c->stream_slots) {
+        fl_status st = fls_agg_update_begin(c->agg, s->n_samples, s->task->sm, &s->h);
+        if (st == FL_OK) {
+            s->streaming = 1;
+            c->n_streaming++;
+            return FL_OK;
+        }
+        s->h = NULL;
+        if (st != FL_ERR_STATE)
+            return st;
+    }
+    const uint32_t n = s->up_base[s->task->sub->n_tensors];
+    s->pay = calloc(n ? n : 1, sizeof *s->pay);
+    s->pay_len = calloc(n ? n : 1, sizeof *s->pay_len);
+    if (!s->pay || !s->pay_len) {
+        free(s->pay);
+        free(s->pay_len);
+        s->pay = NULL;
+        s->pay_len = NULL;
+        return FL_ERR_NOMEM;
+    }
+    return FL_OK;
+}
+
+/* Streaming: decodes one accepted chunk into the update's staging. */
+static fl_status stage_chunk(fls_core *c, sel *s, const flp_chunk *k)
+{
+    const size_t sub_off = s->task->sub->tensors[k->tensor].offset + (size_t)k->offset;
+    float *dst = fls_agg_update_stage(s->h, sub_off, k->count);
+    if (!dst)
+        return FL_ERR_WIRE_CHUNK_RANGE;
+    fl_status st = flz_decode(c->zctx, k->payload, k->payload_len, dst, k->count);
+    if (st == FL_OK)
+        st = fls_agg_update_add(s->h, sub_off, dst, k->count);
+    return st;
+}
+
+/* Decodes a complete update into the aggregator's staging buffer (fallback mode; streaming
+ * updates are staged already) and commits it. */
 static fl_status commit_update(fls_core *c, sel *s)
 {
+    if (s->streaming) {
+        fl_status st = s->h ? fls_agg_update_commit(s->h) : FL_ERR_INTERNAL; /* releases h */
+        s->h = NULL;
+        return st;
+    }
     const flm_arch *sub = s->task->sub;
     fls_agg_update *h = NULL;
     fl_status st = fls_agg_update_begin(c->agg, s->n_samples, s->task->sm, &h);
@@ -854,23 +906,36 @@ static fl_status on_chunk(fls_core *c, uint32_t key, const flp_msg *m, double no
     fl_status st = flp_msg_tracker_accept(s->trk, k, NULL, 0);
     if (st != FL_OK)
         return st;
-    const uint32_t i = s->up_base[k->tensor] + k->index;
-    s->pay[i] = malloc(k->payload_len ? k->payload_len : 1);
-    if (!s->pay[i]) {
-        /* The tracker recorded the chunk: the update cannot complete; drop it. */
-        sel_release_update(s);
+    if (!s->streaming && !s->pay)
+        st = open_update(c, s);
+    if (st == FL_OK && s->streaming) {
+        st = stage_chunk(c, s, k);
+    } else if (st == FL_OK) {
+        const uint32_t i = s->up_base[k->tensor] + k->index;
+        s->pay[i] = malloc(k->payload_len ? k->payload_len : 1);
+        if (s->pay[i]) {
+            memcpy(s->pay[i], k->payload, k->payload_len);
+            s->pay_len[i] = k->payload_len;
+        } else {
+            st = FL_ERR_NOMEM;
+        }
+    }
+    if (st != FL_OK) {
+        /* The tracker recorded the chunk: the update cannot complete; drop it (its staging is
+         * aborted: the aggregate never sees any of it). */
+        sel_release_update(c, s);
         s->state = CS_FAILED;
         c->cur.failed++;
-        check_exhausted(c, now);
-        return FL_ERR_NOMEM;
+        fl_log(&c->cfg.log, FL_LOG_WARN, "round %llu: update of client %u refused: %s",
+               (unsigned long long)c->round, key, fl_strerror(st));
+        const fl_status cs = check_exhausted(c, now);
+        return cs != FL_OK ? cs : st;
     }
-    memcpy(s->pay[i], k->payload, k->payload_len);
-    s->pay_len[i] = k->payload_len;
     c->cur.bytes_up += k->payload_len;
     if (!flp_msg_tracker_complete(s->trk))
         return FL_OK;
     st = commit_update(c, s);
-    sel_release_update(s);
+    sel_release_update(c, s);
     if (st != FL_OK) {
         s->state = CS_FAILED;
         c->cur.failed++;
@@ -884,6 +949,38 @@ static fl_status on_chunk(fls_core *c, uint32_t key, const flp_msg *m, double no
     if (c->reported >= c->quorum)
         return close_round(c, FLS_CLOSE_QUORUM, now);
     return check_exhausted(c, now);
+}
+
+fl_status fls_core_update_abort(fls_core *c, uint32_t key, double now)
+{
+    if (!c)
+        return FL_ERR_INVALID_ARG;
+    sel *s = c->open ? sel_find(c, key) : NULL;
+    if (!s || s->state != CS_RECEIVING)
+        return FL_ERR_STATE;
+    sel_release_update(c, s);
+    s->state = CS_FAILED;
+    c->cur.failed++;
+    return check_exhausted(c, now);
+}
+
+fls_update_state fls_core_update_state(const fls_core *c, uint32_t key, uint64_t round)
+{
+    if (!c || !c->open || round != c->round)
+        return FLS_UPDATE_NONE;
+    const sel *s = sel_find(c, key);
+    if (!s)
+        return FLS_UPDATE_NONE;
+    switch (s->state) {
+    case CS_RECEIVING:
+        return FLS_UPDATE_RECEIVING;
+    case CS_DONE:
+        return FLS_UPDATE_COMMITTED;
+    case CS_FAILED:
+        return FLS_UPDATE_FAILED;
+    default:
+        return FLS_UPDATE_NONE;
+    }
 }
 
 fl_status fls_core_on_message(fls_core *c, uint32_t key, const flp_msg *m, double now)

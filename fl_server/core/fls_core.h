@@ -19,11 +19,18 @@
  * increasing order, asks the policy for each one's keep-set and emits their Tasks. Updates are
  * validated against the client's Task (round, model version, tensor count, names and numel) and
  * their chunks against a tracker (range, duplicates), the uplink codec header (spec, element
- * count) and the codec's size bound; an update's encoded chunks are kept until it is complete,
- * then decoded into the aggregator's one staging buffer and committed (an incomplete or refused
- * update never touches the aggregate). Memory: the model, delta and optimizer state, the
- * aggregator (fls_agg.h), the round's shared encoded chunks, and per client still uploading its
- * encoded chunks received so far (at most flz_encode_bound of its submodel). The round closes at
+ * count) and the codec's size bound. At an update's first chunk the core opens a staging buffer
+ * of the aggregator for it if fewer than `cfg.agg.max_open` (0 = 1) updates are streaming: each
+ * chunk is then decoded straight into that staging as it arrives and the update commits when its
+ * last chunk lands. Beyond that many updates receiving chunks at once, an update falls back to
+ * keeping its encoded chunks until it is complete, then decodes them through one more staging
+ * buffer. Either way an incomplete or refused update never touches the aggregate (staging), and
+ * the bits are the same whatever the chunk order. A host that bounds the number of clients sending
+ * chunks at once (the daemon's server.upload_slots, which it also passes as agg.max_open) keeps
+ * memory independent of the number of clients. Memory: the model, delta and optimizer state, the
+ * aggregator (fls_agg.h: accumulator + max_open staging buffers), the round's shared encoded
+ * chunks, and per fallback update its encoded chunks received so far (at most flz_encode_bound of
+ * its submodel). A chunk that fails to decode fails its whole update at once. The round closes at
  * quorum (clients_per_round commits, or all selected if fewer were selected), at its deadline
  * (checked by fls_core_tick), or once no selected client can still report. Closing finalizes the
  * aggregate, applies the server optimizer, feeds the reported losses to the policy (the AFD rule),
@@ -136,6 +143,23 @@ fl_status fls_core_tick(fls_core *core, double now);
  * Heartbeat is accepted. Returns the status to reply with (see the header comment). The message
  * is not retained. */
 fl_status fls_core_on_message(fls_core *core, uint32_t client, const flp_msg *m, double now);
+
+/* Where client's update of `round` stands: FLS_UPDATE_NONE (no round open, another round, not
+ * selected, no Update header accepted yet), RECEIVING (header accepted, chunks still missing),
+ * COMMITTED (folded into the aggregate), FAILED (refused, or the client left). A host answers the
+ * client's Update from it (the daemon: Ack(of UPDATE) once COMMITTED or FAILED). */
+typedef enum fls_update_state {
+    FLS_UPDATE_NONE = 0,
+    FLS_UPDATE_RECEIVING = 1,
+    FLS_UPDATE_COMMITTED = 2,
+    FLS_UPDATE_FAILED = 3,
+} fls_update_state;
+fls_update_state fls_core_update_state(const fls_core *c, uint32_t client, uint64_t round);
+/* Ends client's update that is still receiving chunks as refused (the host saw it break the
+ * protocol, or gave up on it): its staging or encoded chunks are released, nothing reaches the
+ * aggregate, it counts as failed, and the round closes if no selected client can still report.
+ * FL_OK, FL_ERR_STATE (no update of the open round receiving). */
+fl_status fls_core_update_abort(fls_core *c, uint32_t client, double now);
 
 /* Pops the oldest event into *ev: 1 if there was one, 0 if the outbox is empty. */
 int fls_core_poll(fls_core *core, fls_event *ev);

@@ -873,19 +873,45 @@ static int32_t play_round(fls_server *s, peer *p, flc_core *c, uint32_t credit, 
         flp_msg_free(r);
     }
     peer_send(p, &up);
+    /* Uplink flow control: chunks go only against the server's credits (Ack(of CHUNK, round));
+     * never more than `credit` of them are granted and unused at once. */
     const uint32_t n = flc_core_update_chunks(c);
-    for (uint32_t i = 0; i < n; i++) {
-        flp_msg cm;
-        assert_int_equal(flc_core_update_chunk(c, i, &cm), FL_OK);
-        peer_send(p, &cm);
-        if (hostile && i < 2) {
-            /* a repeated chunk is refused (one Error per update) and changes nothing */
+    uint32_t have = 0, sent = 0;
+    int dup_error = 0;
+    flp_msg *ack = NULL;
+    while (!ack) {
+        while (have > 0 && sent < n && (!hostile || sent >= 2 || have >= 2)) {
+            flp_msg cm;
+            assert_int_equal(flc_core_update_chunk(c, sent, &cm), FL_OK);
             peer_send(p, &cm);
-            if (i == 0)
-                expect_error(s, p, FL_ERR_WIRE_CHUNK_DUP);
+            have--;
+            if (hostile && sent < 2 && have > 0) {
+                /* a repeated chunk is refused (one Error per update) and changes nothing */
+                peer_send(p, &cm);
+                have--;
+            }
+            sent++;
+        }
+        flp_msg *r = peer_recv(s, p, 10);
+        assert_non_null(r);
+        if (r->type == FLP_ACK && r->ack.of_type == FLP_CHUNK) {
+            assert_int_equal(r->ack.of_round, round);
+            have++;
+            assert_true(have <= credit);
+            flp_msg_free(r);
+        } else if (r->type == FLP_ERROR) {
+            assert_true(hostile);
+            assert_int_equal(r->error.code, FL_ERR_WIRE_CHUNK_DUP);
+            assert_false(dup_error);
+            dup_error = 1;
+            flp_msg_free(r);
+        } else {
+            ack = r;
         }
     }
-    flp_msg *ack = peer_recv(s, p, 10);
+    assert_int_equal(sent, n);
+    if (hostile)
+        assert_true(dup_error);
     assert_non_null(ack);
     assert_int_equal(ack->type, FLP_ACK);
     assert_int_equal(ack->ack.of_type, FLP_UPDATE);
