@@ -25,7 +25,7 @@
 #include "flsim.h"
 
 typedef struct stats {
-    double wall, phase, train_cpu, client_cpu, feed;
+    double wall, phase, train_cpu, client_cpu, feed, sgd_cpu, proc_cpu;
     uint32_t n, threads;
 } stats;
 
@@ -38,6 +38,8 @@ static void on_round(void *user, const flsim_round_record *r, const flsim_result
     s->train_cpu += r->train_cpu_s;
     s->client_cpu += r->client_cpu_s;
     s->feed += r->feed_wall_s;
+    s->sgd_cpu += r->sgd_thread_cpu_s;
+    s->proc_cpu += r->proc_cpu_s;
     s->n++;
     const double train = r->train_cpu_s / s->threads;
     printf("round %u: wall %.3f s, client phase %.3f s, local training %.3f s (= %.3f thread-s / %u), "
@@ -130,7 +132,7 @@ int main(int argc, char **argv)
     printf("data loaded in %.2f s: %zu train / %zu test samples\n", fl_time_mono_s() - t0,
            data.train->N, data.test->N);
     const uint32_t threads = cfg.threads ? cfg.threads : (uint32_t)sysconf(_SC_NPROCESSORS_ONLN);
-    stats s = {0, 0, 0, 0, 0, 0, threads};
+    stats s = {0, 0, 0, 0, 0, 0, 0, 0, threads};
     flsim_result res;
     const fl_logger lg = {fl_log_to_file, stderr, FL_LOG_WARN};
     fl_status st = flsim_run(&cfg, &data, &lg, on_round, &s, &res, NULL, NULL, err, sizeof err);
@@ -162,19 +164,23 @@ int main(int argc, char **argv)
     const double peer_s = fl_time_mono_s() - tp;
     flm_partition_free(p.part);
 
-    /* Local training = the clients' flc_core_train time (SGD + update encoding) spread over the
-     * worker threads; everything else is what the simulator adds around it. */
+    /* Local training = the clients' local SGD (the trainer call inside flc_core_train: not the
+     * task decode, the delta or the update encoding) spread over the worker threads; everything
+     * else is what the simulator adds around it. */
     const double wall = s.wall / s.n, train = s.train_cpu / s.n / threads, phase = s.phase / s.n;
     printf("\nfl_sim: %u clients, %u per round, %s (%zu params), %u threads, BLAS %s, codecs down %s up %s\n",
            cfg.clients, cfg.per_round, res.arch, res.n_params, threads, res.blas, cfg.down_codec,
            cfg.up_codec);
-    printf("  per round: wall %.3f s; local training %.3f s (flc_core_train, per thread); client phase "
+    printf("  per round: wall %.3f s; local training %.3f s (local SGD, per thread); client phase "
            "%.3f s; everything else %.3f s (%.1f%%)\n",
            wall, train, phase, wall - train, 100.0 * (wall - train) / wall);
     const double client = s.client_cpu / s.n / threads;
     printf("  client cores as a whole (task decode + training + encoding + copy-out), per thread: "
            "%.3f s; everything else %.3f s (%.1f%%)\n", client, wall - client,
            100.0 * (wall - client) / wall);
+    printf("  CPU time (immune to other processes' load): process %.3f s a round, of which local SGD "
+           "%.3f s (thread CPU); everything else %.1f%%\n", s.proc_cpu / s.n, s.sgd_cpu / s.n,
+           100.0 * (s.proc_cpu - s.sgd_cpu) / s.proc_cpu);
     printf("  peer (bare flm_train_local of %u clients, same shards, epochs and threads): %.3f s\n",
            cfg.per_round, peer_s);
     printf("  simulator round / bare training: %.2fx; peak RSS %.0f MB\n", wall / peer_s,

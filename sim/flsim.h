@@ -217,7 +217,13 @@ typedef struct flsim_round_record {
     double train_wall_s;       /* of which the client-core phase (download decode, training, encode) */
     double feed_wall_s;        /* main-thread time feeding updates to the server core (overlaps
                                 * the client phase when pipelined) */
-    double train_cpu_s;        /* summed over clients: flc_core_train (local SGD + update encoding) */
+    double train_cpu_s;        /* summed over clients: wall time of their local SGD alone (the
+                                * built-in trainer inside flc_core_train; not decoding, delta or
+                                * encoding) */
+    double sgd_thread_cpu_s;   /* the same SGD, in thread CPU time (immune to other processes) */
+    double proc_cpu_s;         /* CPU time of the whole process during the round, all threads
+                                * (user + system): with sgd_thread_cpu_s, the simulator's CPU
+                                * overhead on a loaded machine */
     double client_cpu_s;       /* summed over clients: their whole client core (task decode,
                                 * training, encoding, copying the update out) */
     double eval_wall_s;        /* of which the evaluation */

@@ -28,6 +28,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "fl_rng.h"
@@ -187,7 +188,8 @@ typedef struct job {
     double lb;                /* a lower bound of finish: t0 + latencies + download + compute */
     double est;               /* an estimate of finish, for the processing order */
     size_t sub_params;        /* parameters of its submodel */
-    double train_s;           /* wall time of its flc_core_train */
+    double train_s;           /* wall time of its local SGD (inside flc_core_train) */
+    double sgd_cpu_s;         /* thread CPU time of the same */
     double client_s;          /* wall time of its whole client core */
     int produced, trained, fed;
     int lb_down;              /* lb includes the download */
@@ -210,6 +212,7 @@ typedef struct worker {
     sim *S;
     flc_core *core;
     double train_s;           /* the current client's local SGD, wall seconds */
+    double sgd_cpu_s;         /* and thread CPU seconds */
 } worker;
 
 struct sim {
@@ -304,15 +307,33 @@ static fl_status take_update(job *j, flc_core *c)
     return FL_OK;
 }
 
+static double thread_cpu_s(void)
+{
+    struct timespec ts;
+    if (clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts) != 0)
+        return 0.0;
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static double process_cpu_s(void)
+{
+    struct rusage ru;
+    if (getrusage(RUSAGE_SELF, &ru) != 0)
+        return 0.0;
+    return (double)ru.ru_utime.tv_sec + 1e-6 * (double)ru.ru_utime.tv_usec +
+           (double)ru.ru_stime.tv_sec + 1e-6 * (double)ru.ru_stime.tv_usec;
+}
+
 /* The plug-in trainer of the simulator's client cores: the core's own built-in trainer, timed,
  * so that a round's "local training" is the SGD alone (not decoding, delta or encoding). */
 static fl_status timed_train(void *user, const flc_core_job *job, float *params,
                              uint64_t *n_samples, double *loss)
 {
     worker *w = user;
-    const double t = fl_time_mono_s();
+    const double t = fl_time_mono_s(), tc = thread_cpu_s();
     const fl_status st = flc_core_builtin_train(w->core, job, params, n_samples, loss);
     w->train_s += fl_time_mono_s() - t;
+    w->sgd_cpu_s += thread_cpu_s() - tc;
     return st;
 }
 
@@ -351,10 +372,11 @@ static void run_client(sim *S, worker *w, int si)
     const int swapped = st == FL_OK && S->need_resid;
     if (swapped)
         flc_core_swap_residual(c, &S->resid[k], &S->resid_n[k]);
-    w->train_s = 0.0;
+    w->train_s = w->sgd_cpu_s = 0.0;
     if (st == FL_OK)
         st = flc_core_train(c);
     j->train_s = w->train_s;
+    j->sgd_cpu_s = w->sgd_cpu_s;
     if (st == FL_OK) {
         const flc_core_stats *cs = flc_core_last_stats(c);
         j->n_samples = cs->n_samples;
@@ -602,7 +624,7 @@ typedef struct round_acc {
     uint64_t bytes_down, bytes_up;
     uint32_t late, failed, committed, quorum;
     double flops;
-    double train_wall, feed_wall, train_cpu, client_cpu;
+    double train_wall, feed_wall, train_cpu, client_cpu, sgd_cpu;
     double last_fed;          /* finish time of the last fed job: feeding never goes back */
     uint32_t last_key;
 } round_acc;
@@ -708,6 +730,7 @@ static fl_status feed_one(sim *S, round_acc *ra, job *j)
         ra->flops += j->flops;
     }
     ra->train_cpu += j->train_s;
+    ra->sgd_cpu += j->sgd_cpu_s;
     ra->client_cpu += j->client_s;
     if (now > ra->deadline && !ra->ticked) {
         ra->ticked = 1;
@@ -840,6 +863,13 @@ static long next_feed(const sim *S, const round_acc *ra, int all_taken)
     return best;
 }
 
+/* Every client of a round gets the same keep-set (and the same downlink bytes). */
+static int shared_keepsets(const flsim_config *cfg)
+{
+    return cfg->policy == FLS_POLICY_FULL || cfg->policy == FLS_POLICY_AFD_SINGLE ||
+           (cfg->policy == FLS_POLICY_FD && !cfg->fd_per_client);
+}
+
 /* The client phase: the main thread produces tasks into slots (in est order) and, when
  * pipelined, feeds finished updates to the server core in virtual-time order while the workers
  * train the rest. */
@@ -869,8 +899,7 @@ static fl_status client_phase(sim *S, round_acc *ra, int pipelined)
     fl_status st = started ? FL_OK : FL_ERR_INTERNAL;
     size_t next = 0, n_trained = 0;
     int all_produced = 0, shared_known = 0;
-    const int shared = S->cfg->policy == FLS_POLICY_FULL || S->cfg->policy == FLS_POLICY_AFD_SINGLE ||
-                       (S->cfg->policy == FLS_POLICY_FD && !S->cfg->fd_per_client);
+    const int shared = shared_keepsets(S->cfg);
     double feed_busy = 0.0;
     /* Without a zstd stage an update's size depends only on its length (every stage before
      * zstd is fixed-rate): once one client's update is known, so is every same-size one's,
@@ -880,49 +909,57 @@ static fl_status client_phase(sim *S, round_acc *ra, int pipelined)
     int up_known = 0;
     while (st == FL_OK) {
         int did = 0;
-        while (next < S->n_jobs && !S->jobs[S->order[next]].mine)
-            next++;
-        if (next < S->n_jobs) {
-            pthread_mutex_lock(&S->mu);
-            const int si = S->free_len ? S->free_q[--S->free_len] : -1;
-            pthread_mutex_unlock(&S->mu);
-            if (si >= 0) {
-                const size_t ji = S->order[next++];
-                st = fill_slot(S, &S->slots[si], (int)ji, shared);
+        /* Fill every free slot. */
+        int filled;
+        do {
+            filled = 0;
+            while (next < S->n_jobs && !S->jobs[S->order[next]].mine)
+                next++;
+            if (next < S->n_jobs) {
                 pthread_mutex_lock(&S->mu);
-                if (st == FL_OK) {
-                    S->ready_q[(S->ready_head + S->ready_len) % S->n_slots] = si;
-                    S->ready_len++;
-                    pthread_cond_signal(&S->cv_ready);
-                } else {
-                    S->free_q[S->free_len++] = si;
-                }
+                const int si = S->free_len ? S->free_q[--S->free_len] : -1;
                 pthread_mutex_unlock(&S->mu);
-                if (st != FL_OK)
-                    break;
-                job *j = &S->jobs[ji];
-                if (!j->lb_down) {
-                    j->lb += (double)j->bytes_down * 8.0 / j->prof.down_bps;
-                    j->lb_down = 1;
+                if (si >= 0) {
+                    const size_t ji = S->order[next++];
+                    st = fill_slot(S, &S->slots[si], (int)ji, shared);
+                    pthread_mutex_lock(&S->mu);
+                    if (st == FL_OK) {
+                        S->ready_q[(S->ready_head + S->ready_len) % S->n_slots] = si;
+                        S->ready_len++;
+                        pthread_cond_signal(&S->cv_ready);
+                    } else {
+                        S->free_q[S->free_len++] = si;
+                    }
+                    pthread_mutex_unlock(&S->mu);
+                    if (st != FL_OK)
+                        break;
+                    job *j = &S->jobs[ji];
+                    if (!j->lb_down) {
+                        j->lb += (double)j->bytes_down * 8.0 / j->prof.down_bps;
+                        j->lb_down = 1;
+                    }
+                    if (shared && !shared_known) {
+                        /* Every client of the round downloads the same bytes. */
+                        shared_known = 1;
+                        for (size_t i = 0; i < S->n_jobs; i++)
+                            if (!S->jobs[i].lb_down) {
+                                S->jobs[i].lb += (double)j->bytes_down * 8.0 / S->jobs[i].prof.down_bps;
+                                S->jobs[i].lb_down = 1;
+                            }
+                    }
+                    did = 1;
+                    filled = 1;
                 }
-                if (shared && !shared_known) {
-                    /* Every client of the round downloads the same bytes. */
-                    shared_known = 1;
-                    for (size_t i = 0; i < S->n_jobs; i++)
-                        if (!S->jobs[i].lb_down) {
-                            S->jobs[i].lb += (double)j->bytes_down * 8.0 / S->jobs[i].prof.down_bps;
-                            S->jobs[i].lb_down = 1;
-                        }
-                }
-                did = 1;
+            } else if (!all_produced) {
+                all_produced = 1;
+                pthread_mutex_lock(&S->mu);
+                S->producer_done = 1;
+                pthread_cond_broadcast(&S->cv_ready);
+                pthread_mutex_unlock(&S->mu);
             }
-        } else if (!all_produced) {
-            all_produced = 1;
-            pthread_mutex_lock(&S->mu);
-            S->producer_done = 1;
-            pthread_cond_broadcast(&S->cv_ready);
-            pthread_mutex_unlock(&S->mu);
-        }
+        } while (filled && st == FL_OK);
+        if (st != FL_OK)
+            break;
         /* Collect finished jobs. */
         pthread_mutex_lock(&S->mu);
         for (size_t i = 0; i < S->done_len; i++) {
@@ -1310,7 +1347,10 @@ static fl_status setup(sim *S, const flsim_config *cfg, const flsim_data *data,
             return FL_ERR_NOMEM;
     }
     /* Client phase and evaluation buffers. */
-    S->n_slots = (int)S->threads + 2;
+    /* Enough ready tasks that the workers do not starve while the main thread feeds or is
+     * descheduled: a slot costs only a few message headers with shared keep-sets, the chunk
+     * bytes of one submodel otherwise. */
+    S->n_slots = (int)S->threads * (shared_keepsets(cfg) ? 8 : 1) + 2;
     S->slots = calloc((size_t)S->n_slots, sizeof *S->slots);
     S->workers = calloc(S->threads, sizeof *S->workers);
     if (!S->workers)
@@ -1396,14 +1436,14 @@ fl_status flsim_run(const flsim_config *cfg, const flsim_data *data_in, const fl
     int done = 0;
     uint64_t idle = 0;
     round_acc ra = {0};
-    double round_wall0 = fl_time_mono_s(), train_wall = 0;
+    double round_wall0 = fl_time_mono_s(), train_wall = 0, round_cpu0 = process_cpu_s();
     flsim_round_record pending;
     memset(&pending, 0, sizeof pending);
     while (st == FL_OK && !done) {
         const uint32_t next = (uint32_t)fls_core_round(S.core);
         if ((st = update_availability(&S, next, vt, 0)) != FL_OK)
             break;
-        const double t_tick = fl_time_mono_s();
+        const double t_tick = fl_time_mono_s(), cpu_tick = process_cpu_s();
         if ((st = fls_core_tick(S.core, vt)) != FL_OK)
             break;
         fls_event ev;
@@ -1422,8 +1462,10 @@ fl_status flsim_run(const flsim_config *cfg, const flsim_data *data_in, const fl
                     S.jobs = nj;
                     S.jobs_cap = nc;
                 }
-                if (S.n_jobs == 0)
+                if (S.n_jobs == 0) {
                     round_wall0 = t_tick;
+                    round_cpu0 = cpu_tick;
+                }
                 job *j = &S.jobs[S.n_jobs++];
                 memset(j, 0, sizeof *j);
                 j->key = ev.client;
@@ -1452,6 +1494,7 @@ fl_status flsim_run(const flsim_config *cfg, const flsim_data *data_in, const fl
                 /* The core's count: training failures and refused updates alike. */
                 r->failed = m->failed;
                 r->wall_s = fl_time_mono_s() - round_wall0;
+                r->proc_cpu_s = process_cpu_s() - round_cpu0;
                 if (n_recs == cap_recs) {
                     const size_t nc = cap_recs ? 2 * cap_recs : 64;
                     flsim_round_record *nr = realloc(recs, nc * sizeof *nr);
@@ -1510,6 +1553,7 @@ fl_status flsim_run(const flsim_config *cfg, const flsim_data *data_in, const fl
                 st = finish_feed(&S, &ra);
             pending.feed_wall_s = ra.feed_wall;
             pending.train_cpu_s = ra.train_cpu;
+            pending.sgd_thread_cpu_s = ra.sgd_cpu;
             pending.client_cpu_s = ra.client_cpu;
             if (st != FL_OK)
                 break;
