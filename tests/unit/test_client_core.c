@@ -332,6 +332,158 @@ static void test_plugin_trainer_and_errors(void **state)
     fls_core_free(srv);
 }
 
+/* Feeds client key's task of the open round to core c (in order, no wire) and trains it. */
+static void feed_and_train(fls_core *srv, flc_core *c, uint32_t key)
+{
+    flp_msg task;
+    assert_int_equal(fls_core_task(srv, key, &task), FL_OK);
+    assert_int_equal(flc_core_on_message(c, &task), FL_OK);
+    const size_t cap = fls_core_task_chunk_bound(srv);
+    uint8_t *buf = malloc(cap);
+    for (uint32_t t = 0; t < task.task.n_tensors; t++)
+        for (uint32_t i = 0; i < task.task.tensors[t].n_chunks; i++) {
+            flp_msg cm = {.version = FLP_VERSION, .type = FLP_CHUNK, .round = task.round, .sender = ""};
+            size_t len;
+            assert_int_equal(fls_core_task_chunk(srv, key, t, i, buf, cap, &len, &cm.chunk), FL_OK);
+            assert_int_equal(flc_core_on_message(c, &cm), FL_OK);
+        }
+    free(buf);
+    assert_true(flc_core_ready(c));
+    assert_int_equal(flc_core_train(c), FL_OK);
+}
+
+/* The update's chunks back to back, and their count. */
+static uint8_t *update_bytes(const flc_core *c, size_t *len)
+{
+    const uint32_t n = flc_core_update_chunks(c);
+    assert_true(n > 0);
+    size_t total = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        flp_msg cm;
+        assert_int_equal(flc_core_update_chunk(c, i, &cm), FL_OK);
+        total += cm.chunk.payload_len;
+    }
+    uint8_t *out = malloc(total);
+    size_t o = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        flp_msg cm;
+        flc_core_update_chunk(c, i, &cm);
+        memcpy(out + o, cm.chunk.payload, cm.chunk.payload_len);
+        o += cm.chunk.payload_len;
+    }
+    *len = total;
+    return out;
+}
+
+static fl_status no_train(void *user, const flc_core_job *job, float *params,
+                          uint64_t *n_samples, double *loss)
+{
+    flc_core **c = user;
+    return flc_core_builtin_train(*c, job, params, n_samples, loss);
+}
+
+/* One core rebound from client to client (as the simulator drives it) gives the same update
+ * bytes as a fresh core per client, with the built-in trainer and an error-feedback codec; a
+ * taken payload is the update's bytes and leaves the core without chunks. */
+static void test_rebind_and_take_payload(void **state)
+{
+    (void)state;
+    fixture f;
+    memset(&f, 0, sizeof f);
+    make_data(&f);
+    const char *codecs[] = {"none", "topk0.3+q8+zstd"};
+    for (int ci = 0; ci < 2; ci++) {
+        fls_config cfg = fls_config_default();
+        snprintf(cfg.arch, sizeof cfg.arch, "mlp:%d-16-%d", FEAT, CLASSES);
+        cfg.policy.kind = FLS_POLICY_FD;
+        cfg.policy.fd_per_client = 1;
+        cfg.policy.keep_p = 0.5f;
+        cfg.clients_per_round = K;
+        cfg.overcommit = 1.0;
+        cfg.chunk_elems = 100;
+        cfg.train.batch_size = 20;
+        cfg.train.max_samples = 60;
+        snprintf(cfg.up_codec, sizeof cfg.up_codec, "%s", codecs[ci]);
+        fls_core *srv = NULL;
+        assert_int_equal(fls_core_new(&cfg, &srv), FL_OK);
+        for (uint32_t k = 0; k < K; k++)
+            assert_int_equal(fls_core_client_join(srv, k, 500, 0.0), FL_OK);
+        assert_int_equal(fls_core_tick(srv, 0.0), FL_OK);
+        fls_event ev;
+        while (fls_core_poll(srv, &ev))
+            ;
+        flc_core *reused = NULL;
+        for (uint32_t k = 0; k < K; k++) {
+            char id[16];
+            snprintf(id, sizeof id, "c%u", k);
+            const flc_core_config cc = {id, k, 11, &f.views[k], NULL, NULL, {0}};
+            flc_core *fresh = NULL;
+            assert_int_equal(flc_core_new(&cc, &fresh), FL_OK);
+            feed_and_train(srv, fresh, k);
+            size_t want_len = 0;
+            uint8_t *want = update_bytes(fresh, &want_len);
+            if (!reused) {
+                assert_int_equal(flc_core_new(&cc, &reused), FL_OK);
+            } else {
+                const flc_core_config bad = {"", k, 11, &f.views[k], NULL, NULL, {0}};
+                assert_int_equal(flc_core_rebind(reused, &bad), FL_ERR_INVALID_ARG);
+                assert_int_equal(flc_core_rebind(reused, &cc), FL_OK);
+            }
+            /* Each client's residual starts at zero in both cores (first round). */
+            feed_and_train(srv, reused, k);
+            size_t got_len = 0;
+            uint8_t *got = update_bytes(reused, &got_len);
+            assert_int_equal(got_len, want_len);
+            assert_memory_equal(got, want, want_len);
+            uint8_t *pay = NULL;
+            size_t len = 0;
+            assert_int_equal(flc_core_take_payload(reused, &pay, &len), FL_OK);
+            assert_int_equal(len, want_len);
+            assert_memory_equal(pay, want, want_len);
+            assert_int_equal(flc_core_update_chunks(reused), 0);
+            flp_msg cm;
+            assert_int_equal(flc_core_update_chunk(reused, 0, &cm), FL_ERR_STATE);
+            uint8_t *again = NULL;
+            assert_int_equal(flc_core_take_payload(reused, &again, &len), FL_ERR_STATE);
+            assert_null(again);
+            assert_int_equal(flc_core_train(reused), FL_ERR_STATE);
+            /* Residuals: drop this client's from the reused core, as a host that keeps them per
+             * client would swap it out. */
+            float *r = NULL;
+            size_t rn = 0;
+            flc_core_swap_residual(reused, &r, &rn);
+            assert_true(ci == 1 ? r != NULL && rn > 0 : r == NULL);
+            free(r);
+            free(pay);
+            free(got);
+            free(want);
+            flc_core_free(fresh);
+        }
+        /* A plug-in trainer wrapping the built-in one: a core without data refuses it. */
+        flc_core *nodata = NULL;
+        const flc_core_config pc = {"p", 0, 11, NULL, no_train, &nodata, {0}};
+        assert_int_equal(flc_core_new(&pc, &nodata), FL_OK);
+        flp_msg task;
+        assert_int_equal(fls_core_task(srv, 0, &task), FL_OK);
+        assert_int_equal(flc_core_on_message(nodata, &task), FL_OK);
+        const size_t cap = fls_core_task_chunk_bound(srv);
+        uint8_t *buf = malloc(cap);
+        for (uint32_t t = 0; t < task.task.n_tensors; t++)
+            for (uint32_t i = 0; i < task.task.tensors[t].n_chunks; i++) {
+                flp_msg cm = {.version = FLP_VERSION, .type = FLP_CHUNK, .round = task.round, .sender = ""};
+                size_t len;
+                assert_int_equal(fls_core_task_chunk(srv, 0, t, i, buf, cap, &len, &cm.chunk), FL_OK);
+                assert_int_equal(flc_core_on_message(nodata, &cm), FL_OK);
+            }
+        free(buf);
+        assert_int_equal(flc_core_train(nodata), FL_ERR_INVALID_ARG);
+        flc_core_free(nodata);
+        flc_core_free(reused);
+        fls_core_free(srv);
+    }
+    free_fixture(&f);
+}
+
 /* The fuzz_client seed: a real Task of a small mlp and its weight chunks, each length-prefixed.
  * FEDROP_WRITE_SEEDS=1 rewrites tests/fuzz/corpus/client/seed-task.bin; otherwise the committed
  * seed must still drive a client core to a trained update (so the seed stays meaningful). */
@@ -447,6 +599,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_plugin_trainer_and_errors),
+        cmocka_unit_test(test_rebind_and_take_payload),
         cmocka_unit_test(test_fuzz_seed),
         cmocka_unit_test(test_param_cap),
         cmocka_unit_test(test_rounds_afd_learn),
