@@ -142,8 +142,52 @@ static FLM_LAYERS_AVX512 void col2im_avx512(float *dinp, const float *dcol, int 
                 _mm512_mask_storeu_ps(dst + 16, w1, acc1);
         }
 }
+
+/* flm_maxpool2d_relu_backward for K = 2 windows that tile the input (H = 2 OH, W = 2 OW): 8
+ * windows (16 input columns of a row pair) at a time, every element of dinp written once (no
+ * memset pass, no scatter). An element gets 0 + dout of its window where it is the window's
+ * argmax and positive, else 0: the same values as the memset + scatter below. */
+static FLM_LAYERS_AVX512 void maxpool2_relu_backward_avx512(float *dinp, const float *dout,
+                                                            const int32_t *arg, const float *inp,
+                                                            int BC, int H, int W)
+{
+    const int OH = H / 2, OW = W / 2;
+    const __m512i dup = _mm512_set_epi32(7, 7, 6, 6, 5, 5, 4, 4, 3, 3, 2, 2, 1, 1, 0, 0);
+    const __m512i iota = _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
+    const __m512 zero = _mm512_setzero_ps();
+    for (int bc = 0; bc < BC; bc++) {
+        float *dx = dinp + (size_t)bc * H * W;
+        const float *x = inp + (size_t)bc * H * W;
+        const float *dy = dout + (size_t)bc * OH * OW;
+        const int32_t *a = arg + (size_t)bc * OH * OW;
+        for (int oh = 0; oh < OH; oh++)
+            for (int ow0 = 0; ow0 < OW; ow0 += 8) {
+                const int nw = OW - ow0 < 8 ? OW - ow0 : 8;
+                const __mmask16 wm = (__mmask16)((1u << nw) - 1);
+                const __mmask16 cm = lane_mask(0, 2 * nw, 0);
+                const __m512i av = _mm512_permutexvar_epi32(
+                    dup, _mm512_maskz_loadu_epi32(wm, a + oh * OW + ow0));
+                const __m512 g = _mm512_add_ps(
+                    zero, _mm512_permutexvar_ps(dup, _mm512_maskz_loadu_ps(wm, dy + oh * OW + ow0)));
+                const int j0 = 2 * oh * W + 2 * ow0;
+                for (int r = 0; r < 2; r++) {
+                    const int j = j0 + r * W;
+                    const __m512 xv = _mm512_maskz_loadu_ps(cm, x + j);
+                    const __mmask16 m =
+                        cm & _mm512_cmpeq_epi32_mask(av, _mm512_add_epi32(iota, _mm512_set1_epi32(j))) &
+                        _mm512_cmp_ps_mask(xv, zero, _CMP_GT_OQ);
+                    _mm512_mask_storeu_ps(dx + j, cm, _mm512_maskz_mov_ps(m, g));
+                }
+            }
+    }
+}
 #else
 static int have_avx512f(void) { return 0; }
+static void maxpool2_relu_backward_avx512(float *dinp, const float *dout, const int32_t *arg,
+                                          const float *inp, int BC, int H, int W)
+{
+    (void)dinp; (void)dout; (void)arg; (void)inp; (void)BC; (void)H; (void)W;
+}
 static void im2col_avx512(float *col, size_t ld, const float *inp, int C, int H, int W, int K,
                           int pad, int OH, int OW)
 {
@@ -369,6 +413,10 @@ void flm_maxpool2d_relu_backward(float *dinp, const float *dout, const int32_t *
                                  const float *inp, int B, int C, int H, int W, int K)
 {
     const int OH = H / K, OW = W / K;
+    if (K == 2 && H == 2 * OH && W == 2 * OW && have_avx512f()) {
+        maxpool2_relu_backward_avx512(dinp, dout, arg, inp, B * C, H, W);
+        return;
+    }
     memset(dinp, 0, (size_t)B * C * H * W * sizeof *dinp);
     for (int bc = 0; bc < B * C; bc++) {
         float *dx = dinp + (size_t)bc * H * W;

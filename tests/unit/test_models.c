@@ -356,6 +356,8 @@ static void test_maxpool_grad(void **state)
 {
     (void)state;
     check_pool(2, 3, 6, 5, 2); /* the unrolled window, odd width dropped */
+    check_pool(2, 3, 28, 28, 2); /* windows tile the input: the AVX-512 relu backward, 8 + 6 */
+    check_pool(1, 2, 4, 36, 2);  /* 8 + 8 + 2 windows per row */
     check_pool(1, 2, 7, 9, 3); /* the generic window */
     /* ties go to the first element, as in PyTorch */
     float t[9] = {1, 1, 1, 1, 1, 1, 1, 1, 1}, o;
