@@ -52,7 +52,7 @@ static const key_def KEYS[] = {
     {"server.credit", K_U32, OFF(credit), 0, 1, 1024, NULL, "8",
      "chunks in flight per client, both ways: weight chunks sent ahead of the client's Acks, "
      "update chunks a client may send ahead of the server's Acks (flow-control window)"},
-    {"server.upload_slots", K_U32, OFF(upload_slots), 0, 1, 4096, NULL, "2",
+    {"server.upload_slots", K_U32, OFF(upload_slots), 0, 1, 4096, NULL, "1",
      "clients sending update chunks at once; later Updates wait their turn (server memory: one "
      "model-size staging buffer per slot, whatever the number of clients)"},
     {"server.sndhwm", K_U32, OFF(sndhwm), 0, 16, 1000000, NULL, "1000",

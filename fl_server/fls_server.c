@@ -47,6 +47,7 @@
 #define BATCH_IN 512       /* messages handled per poll before timers run again */
 #define TIMER_PERIOD 0.05  /* seconds between timer sweeps (heartbeats, liveness, tick) */
 #define LOG_BURST 10       /* malformed-input log lines per second before suppression */
+#define DL_BUDGET_PER_CREDIT 2 /* weight chunks in flight over all clients: 2 x server.credit */
 
 enum { UL_NONE = 0, UL_RECEIVING = 1, UL_ANSWERED = 2 };
 enum { SLOT_NONE = 0, SLOT_QUEUED = 1, SLOT_ACTIVE = 2 };
@@ -116,6 +117,8 @@ struct fls_server {
     size_t hcap;
     int any_dead;
     uint32_t n_up_active;       /* sessions holding an upload slot */
+    uint32_t dl_total;          /* weight chunks in flight over all clients (<= DL_BUDGET) */
+    size_t dl_cursor;           /* round-robin start for handing out freed downlink budget */
     uint64_t up_seq;            /* next queue number */
     binding *bind;
     size_t n_bind, cap_bind;
@@ -277,6 +280,13 @@ static void ul_end(fls_server *s, sess *x)
     ul_reset(x);
 }
 
+/* x's chunks in flight no longer count (its session or task ended). */
+static void dl_forget(fls_server *s, sess *x)
+{
+    s->dl_total -= x->dl_inflight <= s->dl_total ? x->dl_inflight : s->dl_total;
+    x->dl_inflight = 0;
+}
+
 /* Tells the core the client is gone and marks the session for removal. */
 static void sess_drop(fls_server *s, sess *x, const char *why)
 {
@@ -290,6 +300,7 @@ static void sess_drop(fls_server *s, sess *x, const char *why)
                fls_core_connected(s->core));
     }
     ul_release(s, x);
+    dl_forget(s, x);
     x->dead = 1;
     s->any_dead = 1;
 }
@@ -446,9 +457,27 @@ static void send_bye_all(fls_server *s, const char *reason)
 
 /* ---- downlink: Task and credit-paced chunks -------------------------------------------------- */
 
+
+static void dl_pump(fls_server *s, sess *x);
+
+/* Hands freed downlink budget to the clients still downloading, round-robin: the server holds at
+ * most DL_BUDGET_PER_CREDIT x credit encoded weight chunks in ZeroMQ's queues, whatever N. */
+static void dl_pump_all(fls_server *s)
+{
+    const size_t n = s->n_ss;
+    for (size_t k = 0; k < n && s->dl_total < DL_BUDGET_PER_CREDIT * s->opt.credit; k++) {
+        sess *x = &s->ss[(s->dl_cursor + k) % n];
+        if (!x->dead && x->dl_active && x->dl_inflight < s->opt.credit) {
+            dl_pump(s, x);
+            s->dl_cursor = (s->dl_cursor + k + 1) % n;
+        }
+    }
+}
+
 static void dl_pump(fls_server *s, sess *x)
 {
-    while (x->dl_active && x->dl_inflight < s->opt.credit) {
+    while (x->dl_active && x->dl_inflight < s->opt.credit &&
+           s->dl_total < DL_BUDGET_PER_CREDIT * s->opt.credit) {
         if (x->dl_t >= x->dl_nt) {
             x->dl_active = 0;
             break;
@@ -476,6 +505,7 @@ static void dl_pump(fls_server *s, sess *x)
             break;
         }
         x->dl_inflight++;
+        s->dl_total++;
         if (++x->dl_i >= x->dl_nchunks[x->dl_t]) {
             x->dl_i = 0;
             x->dl_t++;
@@ -510,7 +540,8 @@ static void start_task(fls_server *s, uint32_t key, uint64_t round)
     x->dl_nt = m.task.n_tensors;
     for (uint32_t t = 0; t < x->dl_nt; t++)
         x->dl_nchunks[t] = m.task.tensors[t].n_chunks;
-    x->dl_t = x->dl_i = x->dl_inflight = 0;
+    dl_forget(s, x);
+    x->dl_t = x->dl_i = 0;
     fl_log(&s->log, FL_LOG_DEBUG, "round %llu: task sent to %s", (unsigned long long)round, x->id);
     dl_pump(s, x);
 }
@@ -677,6 +708,7 @@ static void on_hello(fls_server *s, sess *x, const uint8_t *rid, size_t rid_len,
         free(x->id);
         x->id = NULL;
         ul_end(s, x);
+        dl_forget(s, x);
         x->dl_active = 0;
     }
     if (!x && !(x = sess_add(s, rid, rid_len))) {
@@ -923,10 +955,14 @@ static void handle_frame(fls_server *s, const uint8_t *rid, size_t rid_len, cons
         if (m->ack.of_type == FLP_CHUNK && x->dl_active && m->ack.of_round == x->dl_round &&
             x->dl_inflight > 0) {
             x->dl_inflight--;
+            s->dl_total--;
             dl_pump(s, x);
+            dl_pump_all(s);
         } else if (m->ack.of_type == FLP_CHUNK && x->dl_inflight > 0 &&
                    m->ack.of_round == x->dl_round) {
             x->dl_inflight--;
+            s->dl_total--;
+            dl_pump_all(s);
         }
         break;
     case FLP_ERROR:
@@ -1454,6 +1490,7 @@ fls_status fls_server_step(fls_server *s, int timeout_ms)
         timers(s, now);
         sess_compact(s);
         ul_admit(s);
+        dl_pump_all(s);
         const fl_status st = fls_core_tick(s->core, now);
         if (st != FL_OK) {
             fl_log(&s->log, FL_LOG_ERROR, "round engine: %s", fl_strerror(st));

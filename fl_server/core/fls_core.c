@@ -212,7 +212,13 @@ static fl_status task_new(fls_core *c, const flm_keepset *ks, int shared, task_s
         }
         t->chunk_base[i + 1] = t->chunk_base[i] + h->n_chunks;
     }
-    if (shared) {
+    /* Shared keep-sets encode each chunk once per round for everyone, unless the downlink codec
+     * is plain float32 ("none"): encoding that is one copy, cheaper than holding a second copy of
+     * the model in the cache. */
+    const flz_spec *dn = &c->down;
+    const int plain = dn->topk == 0.0f && dn->rot_log2 == 0 && dn->sub == 0.0f &&
+                      dn->value == FLZ_VALUE_F32 && !dn->zstd;
+    if (shared && !plain) {
         const size_t n = t->chunk_base[t->sub->n_tensors];
         t->cache = calloc(n ? n : 1, sizeof *t->cache);
         t->cache_len = calloc(n ? n : 1, sizeof *t->cache_len);
@@ -286,10 +292,9 @@ fl_status fls_core_new(const fls_config *cfg, fls_core **out)
     flz_spec_format(&c->up, c->up_canon, sizeof c->up_canon);
     const size_t n = c->arch.n_params;
     c->params = malloc(n * sizeof *c->params);
-    c->delta = malloc(n * sizeof *c->delta);
     c->held = malloc(n);
     c->tmp = malloc((size_t)cfg->chunk_elems * sizeof *c->tmp);
-    if (!c->params || !c->delta || !c->held || !c->tmp) {
+    if (!c->params || !c->held || !c->tmp) {
         fls_core_free(c);
         return FL_ERR_NOMEM;
     }
@@ -564,9 +569,22 @@ static fl_status close_round(fls_core *c, fls_close_reason why, double now)
             c->cur.late++;
         sel_release_update(c, s);
     }
-    fl_status st = fls_agg_finalize(c->agg, c->delta, c->held);
+    /* The round's delta goes into an idle staging buffer of the aggregator (every update is
+     * released by now): no model-size buffer of our own for it (peak memory). The borrowed
+     * update is aborted afterwards, which leaves the aggregate as it is. */
+    fls_agg_update *scratch = NULL;
+    float *delta = NULL;
+    if (fls_agg_update_begin(c->agg, 1, NULL, &scratch) == FL_OK)
+        delta = fls_agg_update_stage(scratch, 0, c->arch.n_params);
+    if (!delta) {
+        if (!c->delta)
+            c->delta = malloc(c->arch.n_params * sizeof *c->delta);
+        delta = c->delta;
+    }
+    fl_status st = delta ? fls_agg_finalize(c->agg, delta, c->held) : FL_ERR_NOMEM;
     if (st == FL_OK)
-        st = fls_opt_step(c->opt, c->params, c->delta, c->held);
+        st = fls_opt_step(c->opt, c->params, delta, c->held);
+    fls_agg_update_abort(scratch);
     /* Losses to the policy and the metrics, in client-key order (sels are sorted). */
     double swl = 0.0;
     uint64_t sw = 0;
@@ -707,7 +725,7 @@ fl_status fls_core_task_chunk(fls_core *c, uint32_t key, uint32_t tensor, uint32
     const uint32_t count = (uint32_t)(h->numel - off < h->chunk_elems ? h->numel - off
                                                                        : h->chunk_elems);
     const uint32_t ci = t->chunk_base[tensor] + index;
-    if (!t->shared || !t->cache[ci]) {
+    if (!t->cache || !t->cache[ci]) {
         const size_t sub_off = t->sub->tensors[tensor].offset + (size_t)off;
         gather_ctx g = {c->tmp, c->params, sub_off};
         flm_submodel_runs(t->sm, sub_off, count, gather_run, &g);
@@ -716,7 +734,7 @@ fl_status fls_core_task_chunk(fls_core *c, uint32_t key, uint32_t tensor, uint32
         fp.seed = c->cfg.seed ^ (0x9E3779B97F4A7C15ull * (((uint64_t)tensor << 32) | index) + 1);
         fp.round = (uint32_t)c->round;
         fp.client = t->shared ? FLS_POLICY_SHARED_CLIENT : key;
-        if (!t->shared) {
+        if (!t->cache) {
             fl_status st = flz_encode(c->zctx, &c->down, &fp, c->tmp, count, dst, cap, len);
             if (st != FL_OK)
                 return st;
@@ -736,7 +754,7 @@ fl_status fls_core_task_chunk(fls_core *c, uint32_t key, uint32_t tensor, uint32
             t->cache_len[ci] = w;
         }
     }
-    if (t->shared) {
+    if (t->cache) {
         if (cap < t->cache_len[ci])
             return FL_ERR_BUFFER_TOO_SMALL;
         memcpy(dst, t->cache[ci], t->cache_len[ci]);

@@ -27,7 +27,8 @@
  * buffer. Either way an incomplete or refused update never touches the aggregate (staging), and
  * the bits are the same whatever the chunk order. A host that bounds the number of clients sending
  * chunks at once (the daemon's server.upload_slots, which it also passes as agg.max_open) keeps
- * memory independent of the number of clients. Memory: the model, delta and optimizer state, the
+ * memory independent of the number of clients. Memory: the model, optimizer state, 1 B/param of
+ * held flags (the round's delta is finalized into an idle staging buffer at close), the
  * aggregator (fls_agg.h: accumulator + max_open staging buffers), the round's shared encoded
  * chunks, and per fallback update its encoded chunks received so far (at most flz_encode_bound of
  * its submodel). A chunk that fails to decode fails its whole update at once. The round closes at
@@ -178,7 +179,8 @@ size_t fls_core_task_chunk_bound(const fls_core *core);
  * offset, count, payload = dst, payload_len). The submodel's weights are gathered from the global
  * model only for that chunk's range (no per-client model copy); for shared keep-sets (full, fd
  * shared, afd-single) each chunk is encoded once per round and the same bytes are copied out to
- * every client. FL_OK, FL_ERR_NOT_SELECTED, FL_ERR_ROUND_CLOSED, FL_ERR_WIRE_CHUNK_RANGE,
+ * every client (except with the plain float32 codec "none", which is encoded on each call: the
+ * same bytes, without holding a second copy of the model). FL_OK, FL_ERR_NOT_SELECTED, FL_ERR_ROUND_CLOSED, FL_ERR_WIRE_CHUNK_RANGE,
  * FL_ERR_BUFFER_TOO_SMALL, codec errors. */
 fl_status fls_core_task_chunk(fls_core *core, uint32_t client, uint32_t tensor, uint32_t index,
                               uint8_t *dst, size_t cap, size_t *len, flp_chunk *chunk);

@@ -1032,6 +1032,22 @@ static void one_round_with_fourth(int fourth, float *out, fls_round_metrics *met
         bye.type = FLP_BYE;
         bye.sender = "";
         assert_int_equal(fls_core_on_message(core, keys[3], &bye, 2.0), FL_OK);
+    } else if (fourth == 3) {
+        /* The host gives up on a half-received update (fls_core_update_abort): staged chunks are
+         * dropped, the update counts as failed, and the round closes as nobody else can report. */
+        assert_int_equal(fls_core_update_state(core, keys[3], 0), FLS_UPDATE_NONE);
+        size_t sent = 0;
+        for (size_t i = 0; i < l.n && sent < 4; i++)
+            if (l.v[i].key == keys[3]) {
+                assert_int_equal(fls_core_on_message(core, keys[3], &l.v[i].m, 2.0), FL_OK);
+                sent++;
+            }
+        assert_int_equal(fls_core_update_state(core, keys[3], 0), FLS_UPDATE_RECEIVING);
+        assert_int_equal(fls_core_update_state(core, keys[3], 1), FLS_UPDATE_NONE);
+        assert_int_equal(fls_core_update_state(core, keys[0], 0), FLS_UPDATE_COMMITTED);
+        assert_int_equal(fls_core_update_abort(core, keys[0], 2.0), FL_ERR_STATE);
+        assert_int_equal(fls_core_update_abort(core, keys[3], 2.0), FL_OK);
+        assert_int_equal(fls_core_update_state(core, keys[3], 0), FLS_UPDATE_NONE); /* closed */
     } else {
         /* Corrupt the body of the client's last chunk (after the 52-byte codec header): with
          * the raw f32 codec, 0xFF bytes are NaNs, which the decoder refuses. */
@@ -1082,6 +1098,13 @@ static void test_engine_refused_update(void **state)
     assert_memory_equal(a, b, sizeof a);
     assert_int_equal(mb.failed, 1);
     assert_int_equal(mb.reported, 3);
+    /* An aborted half-received update neither. */
+    float c[200];
+    fls_round_metrics mc;
+    one_round_with_fourth(3, c, &mc);
+    assert_memory_equal(a, c, sizeof a);
+    assert_int_equal(mc.failed, 1);
+    assert_int_equal(mc.reported, 3);
 }
 
 /* One round on conv and LSTM architectures with per-client keep-sets: every coordinate moves by
@@ -1409,11 +1432,14 @@ static void test_sim_arrival_order(void **state)
         cfg.max_rounds = 8;
         float *ref = NULL;
         const size_t np = arch_of(cfg.arch).n_params;
-        for (uint64_t order = 0; order < 3; order++) {
+        /* max_open = the updates that may stream chunks into staging at once; the others buffer
+         * their encoded chunks until complete: every mix gives the same bits. */
+        for (uint64_t order = 0; order < 9; order++) {
+            cfg.agg.max_open = order % 3 == 0 ? 1 : order % 3 == 1 ? 3 : 64;
             fls_core *core = sim_core(&cfg);
             simresult res;
             memset(&res, 0, sizeof res);
-            sim_rounds(core, &w, 1000, order * 1000 + 3, &res);
+            sim_rounds(core, &w, 1000, (order / 3) * 1000 + 3, &res);
             assert_int_equal(res.rounds, 8);
             if (!ref) {
                 ref = malloc(np * sizeof *ref);
