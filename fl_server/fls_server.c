@@ -74,6 +74,7 @@ typedef struct sess {
     int ul_slot;                /* SLOT_NONE, SLOT_QUEUED (waits for a slot), SLOT_ACTIVE */
     uint64_t ul_seq;            /* queue order */
     uint32_t ul_credit;         /* chunks the client may still send (granted, not yet received) */
+    double ul_last;             /* when it got its slot or last sent a chunk */
     uint64_t err_round;         /* round of the last "chunk without update" Error (+1; 0 none) */
 } sess;
 
@@ -761,6 +762,7 @@ static void ul_admit(fls_server *s)
         if (!best)
             return;
         best->ul_slot = SLOT_ACTIVE;
+        best->ul_last = fl_time_mono_s();
         s->n_up_active++;
         ul_grant(s, best, s->opt.credit);
     }
@@ -787,6 +789,15 @@ static void ul_sweep(fls_server *s)
         if (x->dead || !x->id || x->ul_state != UL_RECEIVING)
             continue;
         const fls_update_state us = fls_core_update_state(s->core, x->key, x->ul_round);
+        if (us == FLS_UPDATE_RECEIVING && x->ul_slot == SLOT_ACTIVE &&
+            fl_time_mono_s() - x->ul_last > s->opt.liveness_ms / 1000.0) {
+            /* It holds a slot but sends no chunks (heartbeats alone do not keep a slot): the
+             * others must not wait for it. Its update is dropped (counted as failed). */
+            log_bad(s, "client %s: no chunk for %u ms while holding an upload slot: update dropped",
+                    x->id, s->opt.liveness_ms);
+            ul_answer(s, x, x->ul_round, FL_ERR_TIMEOUT);
+            continue;
+        }
         if (us == FLS_UPDATE_RECEIVING)
             continue;
         ul_answer(s, x, x->ul_round,
@@ -857,6 +868,7 @@ static void on_chunk(fls_server *s, sess *x, const flp_msg *m)
         return;
     }
     x->ul_credit--;
+    x->ul_last = fl_time_mono_s();
     const fl_status mine = flp_msg_tracker_accept(x->ul_trk, &m->chunk, NULL, 0);
     const int complete = mine == FL_OK && flp_msg_tracker_complete(x->ul_trk);
     const fls_update_state us = fls_core_update_state(s->core, x->key, r);

@@ -1008,6 +1008,128 @@ static void test_reactor_round_and_resume(void **state)
     free(lb);
 }
 
+/* Uplink slots: with one slot, a second client's Update waits (no credit) while the first
+ * uploads; a slot holder that sends no chunk for the liveness timeout (heartbeats alone) loses its
+ * slot (Ack(of UPDATE, FL_ERR_TIMEOUT)) and the waiting client gets its credits. */
+static void test_reactor_upload_slots(void **state)
+{
+    (void)state;
+    char yaml[2048], ep[300];
+    snprintf(ep, sizeof ep, "ipc://%s/slots.sock", g_tmp);
+    snprintf(yaml, sizeof yaml,
+             "server:\n  insecure: true\n  endpoints: ['%s']\n  credit: 2\n  upload_slots: 1\n"
+             "  liveness_ms: 400\n  heartbeat_ms: 50\n"
+             "model:\n  arch: \"mlp:6-5-3\"\nrun:\n  rounds: 1\n"
+             "round:\n  clients: 2\n  overcommit: 1\ncodec:\n  chunk_elems: 4\n", ep);
+    fls_options *o = opts_from(yaml);
+    logbuf *lb = calloc(1, sizeof *lb);
+    fls_host host = {log_collect, lb, NULL, round_collect, lb};
+    fls_server *s = NULL;
+    assert_int_equal(fls_server_new(o, &host, &s), FLS_OK);
+    fls_options_free(o);
+    const char *ids[2] = {"u0", "u1"};
+    peer p[2];
+    flc_core *c[2];
+    for (int k = 0; k < 2; k++) {
+        peer_open(&p[k], ep, NULL, NULL, NULL);
+        const flc_core_config cc = {ids[k], fls_client_key(ids[k]), 5, NULL, plus_quarter, NULL,
+                                    {0}};
+        assert_int_equal(flc_core_new(&cc, &c[k]), FL_OK);
+        flp_msg h = hello_msg(ids[k]);
+        peer_send(&p[k], &h);
+        expect_ack_hello(s, &p[k]);
+    }
+    /* both download their task, acking every chunk, and train */
+    uint64_t round = 0;
+    for (int k = 0; k < 2; k++) {
+        while (!flc_core_ready(c[k])) {
+            flp_msg *m = peer_recv(s, &p[k], 10);
+            assert_non_null(m);
+            assert_int_equal(flc_core_on_message(c[k], m), FL_OK);
+            round = m->round;
+            if (m->type == FLP_CHUNK) {
+                flp_msg ack;
+                memset(&ack, 0, sizeof ack);
+                ack.version = FLP_VERSION;
+                ack.type = FLP_ACK;
+                ack.sender = ids[k];
+                ack.ack.of_type = FLP_CHUNK;
+                ack.ack.of_round = m->round;
+                ack.ack.detail = "";
+                peer_send(&p[k], &ack);
+            }
+            flp_msg_free(m);
+        }
+        assert_int_equal(flc_core_train(c[k]), FL_OK);
+    }
+    flp_msg up;
+    /* u0 sends its Update first and gets the slot: 2 credits */
+    assert_int_equal(flc_core_update(c[0], &up), FL_OK);
+    peer_send(&p[0], &up);
+    for (int i = 0; i < 2; i++) {
+        flp_msg *r = peer_recv(s, &p[0], 10);
+        assert_non_null(r);
+        assert_int_equal(r->type, FLP_ACK);
+        assert_int_equal(r->ack.of_type, FLP_CHUNK);
+        assert_int_equal(r->ack.of_round, round);
+        flp_msg_free(r);
+    }
+    /* u1's Update waits: no credit comes while u0 holds the slot */
+    assert_int_equal(flc_core_update(c[1], &up), FL_OK);
+    peer_send(&p[1], &up);
+    flp_msg hb;
+    memset(&hb, 0, sizeof hb);
+    hb.version = FLP_VERSION;
+    hb.type = FLP_HEARTBEAT;
+    /* u0 only heartbeats; u1 too. u0's Ack(UPDATE, TIMEOUT) comes after ~liveness; u1 gets its
+     * first credit only after that. */
+    int u0_timed_out = 0, u1_credit = 0;
+    const double t0 = fl_time_mono_s();
+    while (!u1_credit && fl_time_mono_s() - t0 < 10) {
+        for (int k = 0; k < 2; k++) {
+            hb.sender = ids[k];
+            peer_send(&p[k], &hb);
+        }
+        for (int i = 0; i < 10; i++)
+            fls_server_step(s, 2);
+        for (int k = 0; k < 2; k++) {
+            zmq_msg_t z;
+            zmq_msg_init(&z);
+            while (zmq_msg_recv(&z, p[k].sock, ZMQ_DONTWAIT) >= 0) {
+                flp_msg *m = NULL;
+                assert_int_equal(flp_decode(&m, zmq_msg_data(&z), zmq_msg_size(&z), NULL, NULL, 0),
+                                 FL_OK);
+                if (m->type == FLP_ACK && k == 0) {
+                    assert_int_equal(m->ack.of_type, FLP_UPDATE);
+                    assert_int_equal(m->ack.status, FL_ERR_TIMEOUT);
+                    u0_timed_out = 1;
+                } else if (m->type == FLP_ACK && k == 1) {
+                    assert_int_equal(m->ack.of_type, FLP_CHUNK);
+                    assert_true(u0_timed_out);
+                    u1_credit = 1;
+                } else if (m->type != FLP_HEARTBEAT) {
+                    fail_msg("unexpected %s to %s", flp_type_name(m->type), ids[k]);
+                }
+                flp_msg_free(m);
+                zmq_msg_close(&z);
+                zmq_msg_init(&z);
+            }
+            zmq_msg_close(&z);
+        }
+    }
+    assert_true(u0_timed_out);
+    assert_true(u1_credit);
+    fls_server_stats st;
+    fls_server_stats_get(s, &st);
+    assert_int_equal(st.clients, 2); /* heartbeats kept both sessions alive */
+    fls_server_free(s);
+    for (int k = 0; k < 2; k++) {
+        flc_core_free(c[k]);
+        peer_close(&p[k]);
+    }
+    free(lb);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1021,6 +1143,7 @@ int main(void)
         cmocka_unit_test(test_reactor_insecure),
         cmocka_unit_test(test_reactor_curve),
         cmocka_unit_test(test_reactor_round_and_resume),
+        cmocka_unit_test(test_reactor_upload_slots),
     };
     return cmocka_run_group_tests(tests, setup_tmp, teardown_tmp);
 }
