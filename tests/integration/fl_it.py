@@ -396,7 +396,8 @@ def test_unknown_key(h):
 # other rounds, chunks without an update, a second update, updates with wrong shapes, ...) and
 # never a valid delta. Clients 0 and 1 are normal; quorum 2 of 3 selected. Reference: the same run
 # with the driver in --quiet mode (Hello, then only heartbeats). Fails unless the server stays up,
-# counts >= 10000 malformed + refused frames in its exit summary, logs them (rate-limited), and
+# counts >= 9999 malformed + refused frames in its exit summary (the 10000th, oversized, is
+# refused by ZeroMQ at the transport), logs them (rate-limited), and
 # ends with a model byte-identical to the reference.
 def run_garbage(h, tag, quiet):
     sk, spub = h.keygen('server-%s' % tag)
@@ -440,8 +441,10 @@ def test_garbage(h):
     got, s1, log = run_garbage(h, 'garbage', False)
     print('exit summary with garbage: %s' % s1, flush=True)
     check(s0['malformed'] == 0 and s0['refused'] == 0, 'reference run: nothing malformed or refused')
-    check(s1['malformed'] + s1['refused'] >= 10000,
-          'server counted %d malformed + %d refused >= 10000' % (s1['malformed'], s1['refused']))
+    # 10000 frames were sent; the last, above max_msg_bytes, is refused by ZeroMQ itself (it
+    # drops that connection) and never reaches the application, so 9999 are countable.
+    check(s1['malformed'] + s1['refused'] >= 9999,
+          'server counted %d malformed + %d refused >= 9999' % (s1['malformed'], s1['refused']))
     check(s1['malformed'] > 0 and s1['refused'] > 0, 'both kinds seen')
     check('malformed message (' in log and re.search(r'\d+ more refused messages not logged', log),
           'bad frames are logged (rate-limited)')

@@ -482,9 +482,21 @@ int main(int argc, char **argv)
                     }
                 }
             }
-            /* Last: one frame above server.max_msg_bytes; ZeroMQ drops the connection. A fresh
-             * socket (new connection) says Hello again, which the server treats as the same
-             * client starting afresh. */
+            /* Last: one frame above server.max_msg_bytes, which ZeroMQ refuses by dropping the
+             * connection it came on. Frames still in flight on that connection would be lost
+             * with it, so the bad frames before it first go out on a connection closed cleanly
+             * (linger: everything queued is delivered, in order), and the huge frame travels
+             * alone on a connection of its own. The application can count every frame but this
+             * one. A fresh socket then says Hello again (the same client starting afresh). */
+            drain(&d, 500);
+            const int linger = 5000;
+            zmq_setsockopt(d.sock, ZMQ_LINGER, &linger, sizeof linger);
+            zmq_close(d.sock);
+            d.registered = 0;
+            if (open_socket(&d) != 0) {
+                fprintf(stderr, "it_garbage_client: reconnect: %s\n", zmq_strerror(errno));
+                return 1;
+            }
             uint8_t *huge = calloc(1, ((size_t)16 << 20) + 64);
             if (huge) {
                 send_raw(&d, huge, ((size_t)16 << 20) + 64);
@@ -492,12 +504,7 @@ int main(int argc, char **argv)
                 d.sent++;
             }
             drain(&d, 500);
-            /* Everything queued before the huge frame is delivered first (ZeroMQ keeps order);
-             * a linger lets it go out before the socket closes. */
-            const int linger = 5000;
-            zmq_setsockopt(d.sock, ZMQ_LINGER, &linger, sizeof linger);
             zmq_close(d.sock);
-            d.registered = 0;
             if (open_socket(&d) != 0) {
                 fprintf(stderr, "it_garbage_client: reconnect: %s\n", zmq_strerror(errno));
                 return 1;
