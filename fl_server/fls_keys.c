@@ -254,6 +254,9 @@ fls_status fls_keygen(const char *dir, const char *name, char *err, size_t errle
     if (snprintf(ppath, sizeof ppath, "%s/%s.pub", dir, name) >= (int)sizeof ppath ||
         snprintf(spath, sizeof spath, "%s/%s.secret", dir, name) >= (int)sizeof spath)
         return FLS_ERR_INVALID_ARG;
+    /* The key directory is made if it is missing (one level, private: it holds secrets). */
+    if (mkdir(dir, 0700) != 0 && errno != EEXIST)
+        return fls_status_of(kfail(FL_ERR_IO, err, errlen, "%s: %s", dir, strerror(errno)));
     /* The secret first, exclusively: never overwrite a key pair in use. */
     fl_status st = write_key(spath, "secret", sec, 0600, err, errlen);
     if (st == FL_OK) {
