@@ -489,7 +489,7 @@ int main(int argc, char **argv)
              * alone on a connection of its own. The application can count every frame but this
              * one. A fresh socket then says Hello again (the same client starting afresh). */
             drain(&d, 500);
-            const int linger = 5000;
+            const int linger = -1; /* never discard: a loaded server may take a while to read */
             zmq_setsockopt(d.sock, ZMQ_LINGER, &linger, sizeof linger);
             zmq_close(d.sock);
             d.registered = 0;
