@@ -1,5 +1,8 @@
 #include "fl_status.h"
 
+#include <stdarg.h>
+#include <stdio.h>
+
 #define FL_STATUS_TABLE(X) \
     X(FL_OK, "success") \
     X(FL_ERR_NOMEM, "out of memory") \
@@ -69,4 +72,15 @@ const char *fl_status_name(fl_status s)
 #undef X
     }
     return "FL_ERR_UNKNOWN";
+}
+
+fl_status fl_errf(char *err, size_t errlen, fl_status st, const char *fmt, ...)
+{
+    if (err && errlen) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(err, errlen, fmt, ap);
+        va_end(ap);
+    }
+    return st;
 }

@@ -7,6 +7,8 @@
 #ifndef FL_STATUS_H
 #define FL_STATUS_H
 
+#include <stddef.h>
+
 typedef enum fl_status {
     FL_OK = 0,
     /* generic */
@@ -69,6 +71,12 @@ typedef enum fl_status {
 /* A short, static, human-readable description of s. Never NULL; unknown codes give
  * "unknown status". Thread-safe. */
 const char *fl_strerror(fl_status s);
+
+/* Writes a formatted reason into err (NUL-terminated, truncated to errlen; nothing when err is
+ * NULL or errlen is 0) and returns st, so that a parser can say
+ * `return fl_errf(err, errlen, FL_ERR_CONFIG, "line %d: ...", line);`. Thread-safe. */
+fl_status fl_errf(char *err, size_t errlen, fl_status st, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
 
 /* The symbolic name of s ("FL_ERR_WIRE_VERSION"), for logs and tests. Never NULL. */
 const char *fl_status_name(fl_status s);

@@ -8,19 +8,7 @@
 #include "flz.h"
 #include "flz_internal.h"
 
-static fl_status spec_err(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static fl_status spec_err(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (err && errlen) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, errlen, fmt, ap);
-        va_end(ap);
-    }
-    return FL_ERR_CODEC_SPEC;
-}
+#define spec_err(err, errlen, ...) fl_errf(err, errlen, FL_ERR_CODEC_SPEC, __VA_ARGS__)
 
 fl_status flz_spec_check(const flz_spec *s, char *err, size_t errlen)
 {

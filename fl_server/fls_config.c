@@ -169,18 +169,7 @@ static const key_def KEYS[] = {
 };
 #define N_KEYS (sizeof KEYS / sizeof KEYS[0])
 
-static fl_status fail(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static fl_status fail(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (err && errlen) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, errlen, fmt, ap);
-        va_end(ap);
-    }
-    return FL_ERR_CONFIG;
-}
+#define fail(err, errlen, ...) fl_errf(err, errlen, FL_ERR_CONFIG, __VA_ARGS__)
 
 static const key_def *key_find(const char *key)
 {

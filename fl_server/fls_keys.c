@@ -15,18 +15,7 @@
 
 #define ALLOW_MAX_BYTES (64u << 20)
 
-static fl_status kfail(fl_status st, char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-static fl_status kfail(fl_status st, char *err, size_t errlen, const char *fmt, ...)
-{
-    if (err && errlen) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, errlen, fmt, ap);
-        va_end(ap);
-    }
-    return st;
-}
+#define kfail(st, err, errlen, ...) fl_errf(err, errlen, st, __VA_ARGS__)
 
 static int z85_char(char c)
 {

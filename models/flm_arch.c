@@ -11,16 +11,7 @@
 #define MAX_DIM 65536
 #define MAX_PARAMS ((size_t)1 << 31)
 
-static fl_status spec_error(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (err && errlen) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, errlen, fmt, ap);
-        va_end(ap);
-    }
-    return FL_ERR_MODEL_SPEC;
-}
+#define spec_error(err, errlen, ...) fl_errf(err, errlen, FL_ERR_MODEL_SPEC, __VA_ARGS__)
 
 /* Builder state: the current per-sample shape flowing through the layers. */
 typedef struct builder {

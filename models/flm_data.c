@@ -234,17 +234,7 @@ fl_status flm_dataset_synth_tokens(flm_dataset **out, size_t N, int T, int vocab
 
 /* ---- spec strings --------------------------------------------------------------------------- */
 
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (!err || !errlen)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
+#define set_err(err, errlen, ...) ((void)fl_errf(err, errlen, FL_OK, __VA_ARGS__))
 
 /* A growable list of owned strings. */
 typedef struct strlist {

@@ -17,17 +17,7 @@
 #define IDX_MAX_SAMPLE (1u << 24)       /* rows * cols */
 #define IDX_CHUNK 65536u
 
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (!err || !errlen)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
+#define set_err(err, errlen, ...) ((void)fl_errf(err, errlen, FL_OK, __VA_ARGS__))
 
 /* ---- byte source ---------------------------------------------------------------------------- */
 

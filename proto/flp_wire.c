@@ -22,17 +22,7 @@
 
 /* ---- errors ----------------------------------------------------------------------------------- */
 
-__attribute__((format(printf, 4, 5)))
-static fl_status fail(char *err, size_t errcap, fl_status s, const char *fmt, ...)
-{
-    if (err && errcap) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, errcap, fmt, ap);
-        va_end(ap);
-    }
-    return s;
-}
+#define fail fl_errf
 
 static void ok_msg(char *err, size_t errcap)
 {

@@ -131,19 +131,7 @@ fl_status fls_ckpt_serialize(const fls_ckpt *c, uint8_t **buf, size_t *len)
     return FL_OK;
 }
 
-static fl_status fail(char *err, size_t errlen, fl_status st, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-
-static fl_status fail(char *err, size_t errlen, fl_status st, const char *fmt, ...)
-{
-    if (err && errlen) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, errlen, fmt, ap);
-        va_end(ap);
-    }
-    return st;
-}
+#define fail fl_errf
 
 /* Reads n finite floats of a section into a new array (n already bounded by the section). */
 static fl_status read_floats(fls_rbuf *r, size_t n, float **out)

@@ -30,19 +30,7 @@ fls_config fls_config_default(void)
     return c;
 }
 
-static fl_status cfg_fail(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static fl_status cfg_fail(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (err && errlen) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, errlen, fmt, ap);
-        va_end(ap);
-    }
-    return FL_ERR_CONFIG;
-}
+#define cfg_fail(err, errlen, ...) fl_errf(err, errlen, FL_ERR_CONFIG, __VA_ARGS__)
 
 fl_status fls_config_validate(const fls_config *cfg, char *err, size_t errlen)
 {
