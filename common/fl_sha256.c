@@ -1,5 +1,7 @@
 #include "fl_sha256.h"
 
+#include <string.h>
+
 #include <openssl/evp.h>
 
 struct fl_sha256 {
@@ -63,4 +65,12 @@ void fl_sha256_hex(char hex[2 * FL_SHA256_LEN + 1], const uint8_t digest[FL_SHA2
         hex[2 * i + 1] = d[digest[i] & 15];
     }
     hex[2 * FL_SHA256_LEN] = '\0';
+}
+
+uint32_t fl_client_key(const char *id)
+{
+    uint8_t d[FL_SHA256_LEN];
+    if (!id || fl_sha256_digest(d, id, strlen(id)) != FL_OK)
+        return 0;
+    return (uint32_t)d[0] | (uint32_t)d[1] << 8 | (uint32_t)d[2] << 16 | (uint32_t)d[3] << 24;
 }

@@ -20,6 +20,10 @@ fl_status fl_sha256_final(fl_sha256 *h, uint8_t out[FL_SHA256_LEN]);
 
 /* One-shot digest of data[0..n). */
 fl_status fl_sha256_digest(uint8_t out[FL_SHA256_LEN], const void *data, size_t n);
+/* A stable 32-bit key for a client id string: the first 4 bytes of its SHA-256, little-endian
+ * (0 if id is NULL). Server and client derive the same key from the same id. Thread-safe. */
+uint32_t fl_client_key(const char *id);
+
 /* Lower-case hex of a digest into hex (65 bytes with the NUL). */
 void fl_sha256_hex(char hex[2 * FL_SHA256_LEN + 1], const uint8_t digest[FL_SHA256_LEN]);
 

@@ -137,10 +137,10 @@ flc_status flc_client_new(const flc_config *cfg, flc_client **out)
     if (!c->cfg.reconnect_min_ms) c->cfg.reconnect_min_ms = 200;
     if (!c->cfg.reconnect_max_ms) c->cfg.reconnect_max_ms = 10000;
     c->log = (fl_logger){log_adapter, c, (fl_log_level)cfg->log_level};
-    /* The same key the server derives from the id (fls_client_key): first 4 bytes of SHA-256. */
+    c->key = fl_client_key(c->id); /* the key the server derives from the same id */
+    /* Without a seed: one derived from the id (bytes 4..11 of its SHA-256). */
     uint8_t d[FL_SHA256_LEN];
     fl_sha256_digest(d, c->id, strlen(c->id));
-    c->key = (uint32_t)d[0] | (uint32_t)d[1] << 8 | (uint32_t)d[2] << 16 | (uint32_t)d[3] << 24;
     uint64_t seed = cfg->seed;
     if (!seed)
         for (int i = 0; i < 8; i++)

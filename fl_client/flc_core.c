@@ -72,16 +72,10 @@ fl_status flc_core_new(const flc_core_config *cfg, flc_core **out)
     flc_core *c = calloc(1, sizeof *c);
     if (!c)
         return FL_ERR_NOMEM;
-    c->id = strdup(cfg->client_id);
-    c->key = cfg->client_key;
-    c->seed = cfg->seed;
-    c->data = cfg->data;
-    c->train_fn = cfg->train;
-    c->train_user = cfg->train_user;
     c->log = cfg->log;
     flc_core_set_max_params(c, 0);
     c->round = UINT64_MAX;
-    if (!c->id || flz_ctx_new(&c->log, &c->z) != FL_OK) {
+    if (flz_ctx_new(&c->log, &c->z) != FL_OK || flc_core_rebind(c, cfg) != FL_OK) {
         flc_core_free(c);
         return FL_ERR_NOMEM;
     }

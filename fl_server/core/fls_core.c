@@ -84,10 +84,7 @@ struct fls_core {
 
 uint32_t fls_client_key(const char *id)
 {
-    uint8_t d[FL_SHA256_LEN];
-    if (!id || fl_sha256_digest(d, id, strlen(id)) != FL_OK)
-        return 0;
-    return (uint32_t)d[0] | (uint32_t)d[1] << 8 | (uint32_t)d[2] << 16 | (uint32_t)d[3] << 24;
+    return fl_client_key(id);
 }
 
 static fl_status push_event(fls_core *c, fls_event_kind kind, uint32_t client, uint64_t round)
