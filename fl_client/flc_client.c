@@ -201,7 +201,8 @@ static int send_msg(flc_client *c, const flp_msg *m)
     return 0;
 }
 
-static void send_simple(flc_client *c, flp_type type, uint64_t round)
+/* An envelope of ours: version, type, round, sender; the body zeroed for the caller to fill. */
+static flp_msg envelope(const flc_client *c, flp_type type, uint64_t round)
 {
     flp_msg m;
     memset(&m, 0, sizeof m);
@@ -209,6 +210,12 @@ static void send_simple(flc_client *c, flp_type type, uint64_t round)
     m.type = type;
     m.round = round;
     m.sender = c->id;
+    return m;
+}
+
+static void send_simple(flc_client *c, flp_type type, uint64_t round)
+{
+    flp_msg m = envelope(c, type, round);
     if (type == FLP_HEARTBEAT)
         m.heartbeat.sender_time_us = fl_time_mono_ns() / 1000;
     if (type == FLP_BYE)
@@ -218,12 +225,7 @@ static void send_simple(flc_client *c, flp_type type, uint64_t round)
 
 static void send_simple_ack(flc_client *c, uint64_t round)
 {
-    flp_msg m;
-    memset(&m, 0, sizeof m);
-    m.version = FLP_VERSION;
-    m.type = FLP_ACK;
-    m.round = round;
-    m.sender = c->id;
+    flp_msg m = envelope(c, FLP_ACK, round);
     m.ack.of_type = FLP_CHUNK;
     m.ack.of_round = round;
     m.ack.detail = "";
@@ -232,11 +234,7 @@ static void send_simple_ack(flc_client *c, uint64_t round)
 
 static void send_hello(flc_client *c)
 {
-    flp_msg m;
-    memset(&m, 0, sizeof m);
-    m.version = FLP_VERSION;
-    m.type = FLP_HELLO;
-    m.sender = c->id;
+    flp_msg m = envelope(c, FLP_HELLO, 0);
     m.hello.client_id = c->id;
     m.hello.backend = c->cfg.backend ? (flp_backend)c->cfg.backend : FLP_BACKEND_CPU;
     m.hello.memory_bytes = c->cfg.memory_bytes;
