@@ -54,6 +54,9 @@ struct fls_agg {
     double scale;          /* 2^S */
     float maxabs;          /* 2^A */
     int use_avx2;
+    int early;             /* fold_early in effect: mean mode, no clipping */
+    int n_folded_open;     /* open updates holding early-folded values */
+    int tainted;           /* an early update's undo log was destroyed (in-place overwrite) */
     /* staging pool */
     float **pool;          /* (max_open) buffers of N floats, allocated on first use */
     unsigned char *busy;   /* (max_open) */
@@ -75,6 +78,8 @@ struct fls_agg_update {
     size_t *iv;            /* sorted disjoint half-open ranges [iv[2j], iv[2j+1]) added so far */
     size_t n_iv, cap_iv;
     int poisoned;          /* an in-place add overlapped: the staging may hold clobbered values */
+    int folded;            /* early mode: some added range is in the accumulator */
+    int bad;               /* early mode: a folded value was out of range or not finite */
 };
 
 fls_agg_options fls_agg_options_default(void)
@@ -229,6 +234,7 @@ static fl_status agg_create(const flm_arch *arch, size_t n, const fls_agg_option
     a->maxabs = (float)ldexp(1.0, o.max_abs_log2);
     const int cap_log2 = 62 - o.frac_bits - o.max_abs_log2;
     a->w_cap = cap_log2 >= 32 ? UINT32_MAX : (UINT64_C(1) << cap_log2);
+    a->early = o.fold_early && o.mode == FLS_AGG_MEAN && o.clip_norm == 0.0;
 #ifdef FLS_AGG_X86
     __builtin_cpu_init();
     a->use_avx2 = !o.no_simd && __builtin_cpu_supports("avx2");
@@ -302,12 +308,37 @@ fl_status fls_agg_begin_round(fls_agg *agg)
         memset(agg->acc, 0, agg->n * sizeof(uint64_t));
     memset(agg->cellw, 0, agg->n_cells * sizeof(uint64_t));
     agg->w_all = agg->w_total = 0;
+    agg->tainted = 0;
     free_updates(agg);
     memset(&agg->st, 0, sizeof agg->st);
     return FL_OK;
 }
 
 /* ---- update handles ---------------------------------------------------------------------- */
+
+typedef struct ident_ctx {
+    size_t runs, full, sub, len;
+} ident_ctx;
+
+static void ident_run(void *user, size_t full_index, size_t sub_index, size_t len)
+{
+    ident_ctx *c = user;
+    if (c->runs++ == 0) {
+        c->full = full_index;
+        c->sub = sub_index;
+        c->len = len;
+    }
+}
+
+/* sm keeps every unit: its layout is the full one, one run (the walk merges adjacent runs). */
+static int is_identity(const flm_submodel *sm, size_t n)
+{
+    if (flm_submodel_arch(sm)->n_params != n)
+        return 0;
+    ident_ctx c = {0, 0, 0, 0};
+    flm_submodel_runs(sm, 0, n, ident_run, &c);
+    return c.runs == 1 && c.full == 0 && c.sub == 0 && c.len == n;
+}
 
 fl_status fls_agg_update_begin(fls_agg *agg, uint64_t n_samples, const flm_submodel *sm,
                                fls_agg_update **out)
@@ -325,6 +356,8 @@ fl_status fls_agg_update_begin(fls_agg *agg, uint64_t n_samples, const flm_submo
         n_sub = flm_submodel_arch(sm)->n_params;
         if (n_sub == 0 || n_sub > agg->n)
             return FL_ERR_INVALID_ARG;
+        if (is_identity(sm, agg->n))
+            sm = NULL; /* keeps every unit: a full-model update (one weight for all cells) */
     }
     int slot = -1;
     for (int i = 0; i < agg->o.max_open; i++)
@@ -383,6 +416,8 @@ float *fls_agg_update_stage(fls_agg_update *h, size_t sub_off, size_t n)
     return h->stage + sub_off;
 }
 
+static void early_fold(fls_agg_update *h, size_t sub_off, size_t n, int neg);
+
 fl_status fls_agg_update_add(fls_agg_update *h, size_t sub_off, const float *delta, size_t n)
 {
     if (!h || (!delta && n))
@@ -394,8 +429,11 @@ fl_status fls_agg_update_add(fls_agg_update *h, size_t sub_off, const float *del
     const size_t a = sub_off, b = sub_off + n;
     const size_t j = first_after(h, a);
     if (j < h->n_iv && h->iv[2 * j] < b) {
-        if (delta == h->stage + sub_off)
+        if (delta == h->stage + sub_off) {
             h->poisoned = 1; /* decoded in place over added values: they are gone */
+            if (h->folded)
+                h->agg->tainted = 1; /* and with them the undo log of what was folded */
+        }
         return FL_ERR_WIRE_CHUNK_DUP;
     }
     const int join_prev = j > 0 && h->iv[2 * (j - 1) + 1] == a;
@@ -425,12 +463,31 @@ fl_status fls_agg_update_add(fls_agg_update *h, size_t sub_off, const float *del
         h->n_iv++;
     }
     h->covered += n;
+    if (h->agg->early) {
+        if (!h->folded) {
+            h->folded = 1;
+            h->agg->n_folded_open++;
+        }
+        early_fold(h, a, n, 0);
+    }
     return FL_OK;
+}
+
+/* Early mode: subtracts every added range again (exact), so that the aggregate is as if the
+ * update never began. */
+static void early_undo(fls_agg_update *h)
+{
+    if (!h->folded)
+        return;
+    for (size_t j = 0; j < h->n_iv; j++)
+        early_fold(h, h->iv[2 * j], h->iv[2 * j + 1] - h->iv[2 * j], 1);
 }
 
 static void release(fls_agg_update *h)
 {
     fls_agg *a = h->agg;
+    if (h->folded)
+        a->n_folded_open--;
     a->busy[h->slot] = 0;
     a->n_open--;
     free(h->iv);
@@ -441,6 +498,7 @@ void fls_agg_update_abort(fls_agg_update *h)
 {
     if (!h)
         return;
+    early_undo(h);
     h->agg->st.n_aborted++;
     release(h);
 }
@@ -612,6 +670,24 @@ static void fold_run(void *user, size_t full_index, size_t sub_index, size_t len
     cell_account(c->a, &c->ti, full_index, len, c->neg ? 0 - c->w : c->w);
 }
 
+static void early_fold(fls_agg_update *h, size_t sub_off, size_t n, int neg)
+{
+    fls_agg *a = h->agg;
+    fold_ctx fc;
+    memset(&fc, 0, sizeof fc);
+    fc.a = a;
+    fc.stage = h->stage;
+    fc.w = h->w;
+    fc.scale = a->scale;
+    fc.thr = a->maxabs;
+    fc.neg = neg;
+    if (h->sm)
+        flm_submodel_runs(h->sm, sub_off, n, fold_run, &fc);
+    else
+        fold_now(&fc, sub_off, h->stage + sub_off, n);
+    h->bad |= fc.bad;
+}
+
 static double stage_norm(const float *x, size_t n)
 {
     /* Index order, 4 partial sums: deterministic for a given layout. */
@@ -657,7 +733,22 @@ fl_status fls_agg_update_commit(fls_agg_update *h)
     double c = 1.0, norm = 0.0;
     if (h->poisoned) {
         s = FL_ERR_WIRE_CHUNK_DUP;
+        early_undo(h); /* what it can: the aggregator is tainted anyway */
         goto fail;
+    }
+    if (a->early) {
+        /* Every added value is folded already: check, and undo on failure. */
+        if (h->covered != h->n_sub)
+            s = FL_ERR_WIRE_CHUNK_MISSING;
+        else if (a->w_total + h->w > a->w_cap)
+            s = FL_ERR_OVERFLOW;
+        else if (h->bad)
+            s = classify_bad(a, h->stage, h->n_sub, 1.0);
+        if (s != FL_OK) {
+            early_undo(h);
+            goto fail;
+        }
+        goto counted;
     }
     if (h->covered != h->n_sub) {
         s = FL_ERR_WIRE_CHUNK_MISSING;
@@ -732,6 +823,7 @@ fl_status fls_agg_update_commit(fls_agg_update *h)
         }
         a->upd[a->n_upd++] = u;
     }
+counted:
     if (!h->sm) {
         a->w_all += h->w;
     } else if (a->o.mode != FLS_AGG_MEAN) { /* the mean fold counted its cells as it went */
@@ -826,6 +918,10 @@ fl_status fls_agg_finalize(const fls_agg *agg, float *delta, uint8_t *held)
         return FL_ERR_INVALID_ARG;
     if (agg->o.mode != FLS_AGG_MEAN)
         return finalize_robust(agg, delta, held);
+    if (agg->tainted)
+        return FL_ERR_INTERNAL;
+    if (agg->n_folded_open)
+        return FL_ERR_STATE;
     for (int ti = 0; ti < agg->nt; ti++) {
         const agg_tensor *t = &agg->t[ti];
         for (size_t r = 0; r < t->rows; r++) {
@@ -872,6 +968,8 @@ fl_status fls_agg_merge(fls_agg *dst, const fls_agg *src)
         return FL_ERR_INVALID_ARG;
     if (!dst->flat && strcmp(dst->arch.spec, src->arch.spec) != 0)
         return FL_ERR_INVALID_ARG;
+    if (src->n_folded_open || src->tainted || dst->tainted)
+        return FL_ERR_STATE;
     if (dst->w_total + src->w_total > dst->w_cap)
         return FL_ERR_OVERFLOW;
     for (size_t i = 0; i < dst->n; i++)

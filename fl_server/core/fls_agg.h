@@ -24,6 +24,17 @@
  * same pointer to add (no copy). The round engine with max_open = 1 buffers each client's encoded
  * chunks until the update is complete, then decodes it through one staging buffer.
  *
+ * Early folding (option fold_early; mean mode without clipping, where a fold needs nothing but
+ * the values themselves): add() folds its range into the accumulator at once, while the values
+ * just decoded are still in cache, instead of a second pass over the whole staging at commit.
+ * The staging keeps every added value until the end, as an undo log: abort, and a commit that
+ * fails (missing elements, a bad value, the weight cap), subtract exactly the terms that were
+ * added (modular integer arithmetic), so the aggregate is bit-identical to one that never saw the
+ * update, as without the option. Folded but uncommitted terms are invisible: finalize and merge
+ * refuse (FL_ERR_STATE) while an open update has early-folded values. Decoding in place over values
+ * already added (see fls_agg_update_stage) destroys the undo log: the aggregator then refuses to
+ * finalize (FL_ERR_INTERNAL) until the next begin_round.
+ *
  * Memory (mean mode): 8 B/param accumulator + 4 B/param per staging buffer (max_open of them)
  * + 8 B per weight cell (a cell is a (row, column-block) of a tensor whose units drop: far fewer
  * than params, 137k for the 6.6M-param cnn): 80 MB for the cnn with max_open 1. Independent of
@@ -77,6 +88,8 @@ typedef struct fls_agg_options {
     int max_open;        /* staging buffers = concurrently open updates; 0 = 1 */
     int max_updates;     /* robust modes: committed updates per round (memory cap); 0 = 256 */
     int no_simd;         /* 1: use the portable kernel even where AVX2 exists (same bits, slower) */
+    int fold_early;      /* 1: mean mode without clipping folds each added range at once (see
+                            "Early folding" above); ignored in the other modes */
     fl_logger log;       /* copied; zeroed = silent */
 } fls_agg_options;
 
@@ -146,7 +159,9 @@ void fls_agg_update_abort(fls_agg_update *h);
  * delta[n_params] and, if held != NULL, held[i] = 1 where some committed update held coordinate i
  * (all 1 with dilute and >= 1 update), else 0 (and delta[i] = 0). Does not change the state: may
  * be called again, and more updates may follow. Returns FL_OK, FL_ERR_NOMEM (robust modes' sort
- * scratch), FL_ERR_INVALID_ARG (delta NULL). With no committed update: all zero. */
+ * scratch), FL_ERR_INVALID_ARG (delta NULL), FL_ERR_STATE (fold_early: an open update has folded
+ * values), FL_ERR_INTERNAL (fold_early: an undo log was destroyed). With no committed update: all
+ * zero. */
 fl_status fls_agg_finalize(const fls_agg *agg, float *delta, uint8_t *held);
 
 typedef struct fls_agg_stats {
@@ -163,7 +178,8 @@ void fls_agg_get_stats(const fls_agg *agg, fls_agg_stats *out);
 /* Adds src's committed sums and weights into dst (mean mode only, same layout and options):
  * partial aggregates from MPI ranks or child aggregators combine exactly, in any order.
  * Returns FL_OK, FL_ERR_INVALID_ARG (layouts or options differ, robust mode), FL_ERR_OVERFLOW
- * (total weight cap). dst is unchanged on error. */
+ * (total weight cap), FL_ERR_STATE (fold_early: src has an open update with folded values). dst is
+ * unchanged on error. */
 fl_status fls_agg_merge(fls_agg *dst, const fls_agg *src);
 
 /* Parameters of the aggregator's layout. */

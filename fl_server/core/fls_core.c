@@ -300,6 +300,9 @@ fl_status fls_core_new(const fls_config *cfg, fls_core **out)
      * the daemon's server.upload_slots); updates beyond it fall back to buffering encoded chunks. */
     c->stream_slots = cfg->agg.max_open > 0 ? cfg->agg.max_open : 1;
     ao.max_open = c->stream_slots + 1; /* + 1 for committing a fallback update (lazily allocated) */
+    /* Each chunk folds as it is decoded, while in cache (the staging stays as the undo log);
+     * close_round aborts the open updates before it finalizes. */
+    ao.fold_early = 1;
     if (ao.log.fn == NULL)
         ao.log = cfg->log;
     if ((st = fls_agg_new(&c->arch, &ao, &c->agg)) != FL_OK ||

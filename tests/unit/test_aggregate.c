@@ -266,6 +266,11 @@ static void check_invariance(const char *spec, int K, double p, uint64_t seed, d
     base.clip_norm = clip;
     fls_agg_options portable = base;
     portable.no_simd = 1;
+    fls_agg_options early = base; /* trials 3 and 4: each range folds as it is added */
+    early.fold_early = 1;
+    fls_agg_options early_portable = early;
+    early_portable.no_simd = 1;
+    const fls_agg_options *opts[5] = {&base, &base, &portable, &early, &early_portable};
     flm_arch a;
     parse(&a, spec);
     const size_t N = a.n_params;
@@ -275,10 +280,10 @@ static void check_invariance(const char *spec, int K, double p, uint64_t seed, d
         make_upd(&u[k], &a, (uint32_t)k, p, (k & 1) ? 0.002f : 3.0f, seed);
     float *d0 = malloc(N * sizeof(float)), *d1 = malloc(N * sizeof(float));
     uint8_t *h0 = malloc(N), *h1 = malloc(N);
-    for (int trial = 0; trial < 4; trial++) {
+    for (int trial = 0; trial < 5; trial++) {
         fls_agg *agg;
         /* trial 2 runs the portable kernel: the same bits as the AVX2 one */
-        assert_int_equal(fls_agg_new(&a, trial == 2 ? &portable : &base, &agg), FL_OK);
+        assert_int_equal(fls_agg_new(&a, opts[trial], &agg), FL_OK);
         int order[64];
         for (int k = 0; k < K; k++)
             order[k] = k;
@@ -323,10 +328,10 @@ static void test_order_and_chunking_invariance(void **state)
     check_invariance("mlp:30-17-13-4", 11, 0.6, 34, 20.0); /* norm clipping: same bits too */
 }
 
-/* Aborted and rejected updates leave no trace: bit-identical to the round without them. */
-static void test_abort_leaves_no_trace(void **state)
+/* Aborted and rejected updates leave no trace: bit-identical to the round without them (with
+ * early folding, the undo subtracts exactly what was folded). */
+static void check_abort_leaves_no_trace(int fold_early)
 {
-    (void)state;
     flm_arch a;
     parse(&a, "mlp:20-16-12-5");
     const size_t N = a.n_params;
@@ -337,6 +342,7 @@ static void test_abort_leaves_no_trace(void **state)
     assert_int_equal(fls_agg_new(&a, NULL, &ref), FL_OK);
     fls_agg_options o = fls_agg_options_default();
     o.max_open = 3;
+    o.fold_early = fold_early;
     assert_int_equal(fls_agg_new(&a, &o, &agg), FL_OK);
     assert_int_equal(feed(ref, &u[0], 1), FL_OK);
     assert_int_equal(feed(ref, &u[1], 2), FL_OK);
@@ -389,6 +395,81 @@ static void test_abort_leaves_no_trace(void **state)
         upd_free(&u[k]);
     fls_agg_free(ref);
     fls_agg_free(agg);
+}
+
+static void test_abort_leaves_no_trace(void **state)
+{
+    (void)state;
+    check_abort_leaves_no_trace(0);
+    check_abort_leaves_no_trace(1);
+}
+
+/* Early folding's guards: folded but uncommitted values are never read; an in-place overwrite of
+ * added values (which destroys the undo log) makes finalize refuse until the next round. A
+ * submodel that keeps everything aggregates exactly as the full model. */
+static void test_fold_early_guards(void **state)
+{
+    (void)state;
+    flm_arch a;
+    parse(&a, "mlp:20-16-12-5");
+    const size_t N = a.n_params;
+    fls_agg_options o = fls_agg_options_default();
+    o.fold_early = 1;
+    o.max_open = 2;
+    fls_agg *agg, *other;
+    assert_int_equal(fls_agg_new(&a, &o, &agg), FL_OK);
+    assert_int_equal(fls_agg_new(&a, &o, &other), FL_OK);
+    float *d = calloc(N, sizeof(float)), *out = malloc(N * sizeof(float));
+    for (size_t i = 0; i < N; i++)
+        d[i] = 0.01f * (float)(i % 7);
+    fls_agg_update *h, *h2;
+    assert_int_equal(fls_agg_update_begin(agg, 3, NULL, &h), FL_OK);
+    /* opened, nothing added: finalize may run (fls_core borrows a staging buffer this way) */
+    assert_int_equal(fls_agg_finalize(agg, out, NULL), FL_OK);
+    assert_int_equal(fls_agg_update_add(h, 0, d, N / 2), FL_OK);
+    assert_int_equal(fls_agg_finalize(agg, out, NULL), FL_ERR_STATE);
+    assert_int_equal(fls_agg_merge(other, agg), FL_ERR_STATE);
+    assert_int_equal(fls_agg_update_add(h, N / 2, d + N / 2, N - N / 2), FL_OK);
+    assert_int_equal(fls_agg_update_commit(h), FL_OK);
+    assert_int_equal(fls_agg_finalize(agg, out, NULL), FL_OK);
+    assert_int_equal(fls_agg_merge(other, agg), FL_OK);
+    /* decoding in place over added values: the undo log is gone */
+    assert_int_equal(fls_agg_update_begin(agg, 2, NULL, &h2), FL_OK);
+    assert_int_equal(fls_agg_update_add(h2, 0, d, 10), FL_OK);
+    float *st = fls_agg_update_stage(h2, 10, 5);
+    assert_non_null(st);
+    assert_int_equal(fls_agg_update_add(h2, 5, st - 5, 10), FL_ERR_WIRE_CHUNK_DUP);
+    fls_agg_update_abort(h2);
+    assert_int_equal(fls_agg_finalize(agg, out, NULL), FL_ERR_INTERNAL);
+    assert_int_equal(fls_agg_merge(other, agg), FL_ERR_STATE);
+    assert_int_equal(fls_agg_begin_round(agg), FL_OK);
+    assert_int_equal(fls_agg_finalize(agg, out, NULL), FL_OK);
+
+    /* a keep-everything submodel == the full model, bit for bit (held included) */
+    flm_keepset ks;
+    flm_submodel *sm;
+    assert_int_equal(flm_keepset_full(&ks, &a), FL_OK);
+    assert_int_equal(flm_submodel_new(&a, &ks, &sm), FL_OK);
+    float *out2 = malloc(N * sizeof(float));
+    uint8_t *g1 = malloc(N), *g2 = malloc(N);
+    for (int pass = 0; pass < 2; pass++) {
+        assert_int_equal(fls_agg_begin_round(agg), FL_OK);
+        assert_int_equal(fls_agg_update_begin(agg, 5, pass ? sm : NULL, &h), FL_OK);
+        assert_int_equal(fls_agg_update_add(h, 0, d, N), FL_OK);
+        assert_int_equal(fls_agg_update_commit(h), FL_OK);
+        assert_int_equal(fls_agg_finalize(agg, pass ? out2 : out, pass ? g2 : g1), FL_OK);
+    }
+    assert_memory_equal(out, out2, N * sizeof(float));
+    assert_memory_equal(g1, g2, N);
+    flm_submodel_free(sm);
+    flm_keepset_free(&ks);
+    free(out2);
+    free(g1);
+    free(g2);
+    free(d);
+    free(out);
+    fls_agg_free(agg);
+    fls_agg_free(other);
 }
 
 static void test_chunk_errors_and_state(void **state)
@@ -854,6 +935,7 @@ int main(void)
         cmocka_unit_test(test_submodel_mean_cnn_lstm),
         cmocka_unit_test(test_order_and_chunking_invariance),
         cmocka_unit_test(test_abort_leaves_no_trace),
+        cmocka_unit_test(test_fold_early_guards),
         cmocka_unit_test(test_chunk_errors_and_state),
         cmocka_unit_test(test_fixed_point_range),
         cmocka_unit_test(test_clipping),
