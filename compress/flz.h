@@ -123,6 +123,14 @@ flz_isa flz_ctx_isa(const flz_ctx *ctx);
 fl_status flz_encode(flz_ctx *ctx, const flz_spec *spec, const flz_params *params,
                      const float *x, size_t n, uint8_t *dst, size_t cap, size_t *written);
 
+/* flz_encode of the difference a[i] - b[i] (a model delta: trained minus received weights), the
+ * same bytes as forming it first and calling flz_encode. For plain float32 the difference is
+ * written straight into dst in one pass (no float[n] intermediate); other pipelines form it in the
+ * context's scratch. Same returns as flz_encode. Not thread-safe per ctx. */
+fl_status flz_encode_diff(flz_ctx *ctx, const flz_spec *spec, const flz_params *params,
+                          const float *a, const float *b, size_t n, uint8_t *dst, size_t cap,
+                          size_t *written);
+
 /* Decodes payload src[0..len) into out[0..n_expected). Returns FL_OK; FL_ERR_CODEC_HEADER (header
  * malformed, checksum wrong, or its lengths disagree with len: truncated or trailing bytes);
  * FL_ERR_CODEC_LENGTH (a valid header for another element count); FL_ERR_CODEC_CORRUPT (the body

@@ -35,6 +35,7 @@ struct flz_ctx {
     ZSTD_CCtx *zc;
     ZSTD_DCtx *zd;
     buf ef;    /* float[n]: x + residual */
+    buf diff;  /* float[n]: a - b of flz_encode_diff, for pipelines that cannot fuse it */
     buf idx;   /* uint32[k]: top-k indices */
     buf vals;  /* float[len]: values after top-k / rotation */
     buf vals2; /* float[m]: subsampled values */
@@ -162,6 +163,7 @@ void flz_ctx_free(flz_ctx *c)
     ZSTD_freeCCtx(c->zc);
     ZSTD_freeDCtx(c->zd);
     free(c->ef.p);
+    free(c->diff.p);
     free(c->idx.p);
     free(c->vals.p);
     free(c->vals2.p);
@@ -609,8 +611,9 @@ static fl_status quant_decode(flz_ctx *c, const flz_spec *s, float *out, const u
     return FL_OK;
 }
 
+/* xb: NULL, or (plain float32 values only) the subtrahend: encodes x - xb. */
 static fl_status values_encode(flz_ctx *c, const key *ky, const flz_spec *s, uint8_t *o,
-                               const float *x, size_t m)
+                               const float *x, const float *xb, size_t m)
 {
     switch (s->value) {
     case FLZ_VALUE_Q:
@@ -620,6 +623,8 @@ static fl_status values_encode(flz_ctx *c, const key *ky, const flz_spec *s, uin
     case FLZ_VALUE_BF16:
         return c->k->to_bf16(o, x, m) ? FL_OK : FL_ERR_NUMERIC;
     default:
+        if (xb)
+            return c->k->put_f32_diff(o, x, xb, m) ? FL_OK : FL_ERR_NUMERIC;
         return c->k->put_f32(o, x, m) ? FL_OK : FL_ERR_NUMERIC;
     }
 }
@@ -807,8 +812,10 @@ fl_status flz_decode_axpy(flz_ctx *c, const uint8_t *src, size_t len, float alph
 
 /* ---- encode --------------------------------------------------------------------------------- */
 
-fl_status flz_encode(flz_ctx *c, const flz_spec *s, const flz_params *params, const float *x,
-                     size_t n, uint8_t *dst, size_t cap, size_t *written)
+/* flz_encode of x, or of x - xb when xb != NULL: then the spec is plain float32 (no top-k,
+ * rotation or subsampling, no residual), so x reaches values_encode as it is. */
+static fl_status encode(flz_ctx *c, const flz_spec *s, const flz_params *params, const float *x,
+                        const float *xb, size_t n, uint8_t *dst, size_t cap, size_t *written)
 {
     if (!c || !s || !dst || !written || (!x && n))
         return FL_ERR_INVALID_ARG;
@@ -901,7 +908,7 @@ fl_status flz_encode(flz_ctx *c, const flz_spec *s, const flz_params *params, co
         cur = v2;
         len = m;
     }
-    st = values_encode(c, &ky, s, body + w, cur, len);
+    st = values_encode(c, &ky, s, body + w, cur, cur == x ? xb : NULL, len);
     if (st != FL_OK)
         return st;
     w += (size_t)values_bytes(s, len);
@@ -965,4 +972,28 @@ fl_status flz_encode(flz_ctx *c, const flz_spec *s, const flz_params *params, co
     header_write(dst, s, &ky, seed, n, w, blen);
     *written = FLZ_HEADER_SIZE + blen;
     return FL_OK;
+}
+
+fl_status flz_encode(flz_ctx *c, const flz_spec *s, const flz_params *params, const float *x,
+                     size_t n, uint8_t *dst, size_t cap, size_t *written)
+{
+    return encode(c, s, params, x, NULL, n, dst, cap, written);
+}
+
+fl_status flz_encode_diff(flz_ctx *c, const flz_spec *s, const flz_params *params, const float *a,
+                          const float *b, size_t n, uint8_t *dst, size_t cap, size_t *written)
+{
+    if (!c || !s || (n && (!a || !b)))
+        return FL_ERR_INVALID_ARG;
+    const int plain = s->value == FLZ_VALUE_F32 && s->topk == 0.0f && !s->rot_log2 &&
+                      s->sub == 0.0f && !(params && params->residual);
+    if (plain)
+        return encode(c, s, params, a, b, n, dst, cap, written);
+    /* Other pipelines transform the whole vector first: form the difference, then encode. */
+    if (grow(&c->diff, n * sizeof(float) + 4))
+        return FL_ERR_NOMEM;
+    float *d = c->diff.p;
+    for (size_t i = 0; i < n; i++)
+        d[i] = a[i] - b[i];
+    return encode(c, s, params, d, NULL, n, dst, cap, written);
 }

@@ -45,6 +45,8 @@ typedef struct flz_kernels {
     int (*from_bf16)(float *out, const uint8_t *src, size_t n);
     /* Copy float32 (little-endian bytes) with a finiteness check: 1 if all finite. */
     int (*put_f32)(uint8_t *dst, const float *x, size_t n);
+    /* put_f32 of a[i] - b[i], in one pass (flz_encode_diff). */
+    int (*put_f32_diff)(uint8_t *dst, const float *a, const float *b, size_t n);
     int (*get_f32)(float *out, const uint8_t *src, size_t n);
     /* y[i] += a * x[i] (multiply then add, no fused rounding). */
     void (*axpy)(float *y, const float *x, size_t n, float a);

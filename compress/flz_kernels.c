@@ -221,6 +221,17 @@ static int p_put_f32(uint8_t *dst, const float *x, size_t n)
     return !bad;
 }
 
+static int p_put_f32_diff(uint8_t *dst, const float *a, const float *b, size_t n)
+{
+    uint32_t bad = 0;
+    for (size_t i = 0; i < n; i++) {
+        const uint32_t u = flz_f2u(a[i] - b[i]);
+        bad |= (u & 0x7f800000u) == 0x7f800000u;
+        flz_put_u32(dst + 4 * i, u);
+    }
+    return !bad;
+}
+
 static int p_get_f32(float *out, const uint8_t *src, size_t n)
 {
     uint32_t bad = 0;
@@ -250,6 +261,7 @@ const flz_kernels flz_kernels_portable = {
     .from_f16 = p_from_f16,
     .from_bf16 = p_from_bf16,
     .put_f32 = p_put_f32,
+    .put_f32_diff = p_put_f32_diff,
     .get_f32 = p_get_f32,
     .axpy = p_axpy,
 };

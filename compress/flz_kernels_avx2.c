@@ -336,6 +336,22 @@ AVX2 static int a_put_f32(uint8_t *dst, const float *x, size_t n)
     return ok;
 }
 
+AVX2 static int a_put_f32_diff(uint8_t *dst, const float *a, const float *b, size_t n)
+{
+    int bad = 0;
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        const __m256 d = _mm256_sub_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i));
+        const __m256i v = _mm256_castps_si256(d);
+        bad |= any_nonfinite(v);
+        _mm256_storeu_si256((__m256i *)(dst + 4 * i), v);
+    }
+    int ok = !bad;
+    if (i < n)
+        ok &= flz_kernels_portable.put_f32_diff(dst + 4 * i, a + i, b + i, n - i);
+    return ok;
+}
+
 AVX2 static int a_get_f32(float *out, const uint8_t *src, size_t n)
 {
     int bad = 0;
@@ -374,6 +390,7 @@ static const flz_kernels avx2_kernels = {
     .from_f16 = a_from_f16,
     .from_bf16 = a_from_bf16,
     .put_f32 = a_put_f32,
+    .put_f32_diff = a_put_f32_diff,
     .get_f32 = a_get_f32,
     .axpy = a_axpy,
 };

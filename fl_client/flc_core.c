@@ -425,18 +425,21 @@ fl_status flc_core_train(flc_core *c)
             const uint32_t cnt = (uint32_t)(h->numel - off < h->chunk_elems ? h->numel - off
                                                                              : h->chunk_elems);
             const size_t sub_off = sub->tensors[t].offset + off;
-            diff(c->tmp, c->w + sub_off, c->w0 + sub_off, cnt);
-            if (ef) {
-                ef_ctx e = {c->resid, c->tmp, sub_off, 0};
-                flm_submodel_runs(c->sm, sub_off, cnt, ef_run, &e);
-            }
             flz_params p = {0};
             p.seed = c->seed ^ (0x9E3779B97F4A7C15ull * (((uint64_t)t << 32) | i) + 0x51ED);
             p.round = (uint32_t)c->round;
             p.client = c->key;
             size_t len = 0;
-            st = flz_encode(c->z, &c->up, &p, c->tmp, cnt, c->pay + c->pay_len,
-                            c->pay_cap - c->pay_len, &len);
+            if (ef) {
+                diff(c->tmp, c->w + sub_off, c->w0 + sub_off, cnt);
+                ef_ctx e = {c->resid, c->tmp, sub_off, 0};
+                flm_submodel_runs(c->sm, sub_off, cnt, ef_run, &e);
+                st = flz_encode(c->z, &c->up, &p, c->tmp, cnt, c->pay + c->pay_len,
+                                c->pay_cap - c->pay_len, &len);
+            } else { /* the delta w - w0 formed inside the encoder (one pass for float32) */
+                st = flz_encode_diff(c->z, &c->up, &p, c->w + sub_off, c->w0 + sub_off, cnt,
+                                     c->pay + c->pay_len, c->pay_cap - c->pay_len, &len);
+            }
             if (st != FL_OK)
                 return st;
             if (ef) {

@@ -754,6 +754,54 @@ static void test_axpy(void **state)
     fix_free(&f);
 }
 
+/* flz_encode_diff(a, b) gives flz_encode(a - b)'s bytes for every pipeline and length, on both
+ * instruction sets (plain float32 takes the fused kernel), and refuses a non-finite difference. */
+static void test_encode_diff(void **state)
+{
+    (void)state;
+    const size_t n = 20000, cap = 16 * n + 4096;
+    float *a = malloc(n * sizeof(float)), *b = malloc(n * sizeof(float)), *d = malloc(n * sizeof(float));
+    uint8_t *p1 = malloc(cap), *p2 = malloc(cap);
+    flz_ctx *cx[2];
+    assert_int_equal(flz_ctx_new(NULL, &cx[0]), FL_OK);
+    assert_int_equal(flz_ctx_new(NULL, &cx[1]), FL_OK);
+    assert_int_equal(flz_ctx_set_isa(cx[0], FLZ_ISA_PORTABLE), FL_OK);
+    const int n_ctx = flz_ctx_set_isa(cx[1], FLZ_ISA_AVX2) == FL_OK ? 2 : 1;
+    for (size_t p = 0; p < NPIPE; p++) {
+        const flz_spec sp = spec_of(pipelines[p]);
+        for (size_t li = 0; li < NLEN; li++) {
+            const size_t len = lengths[li];
+            fill_gauss(a, len, li + 70);
+            fill_gauss(b, len, li + 90);
+            for (size_t i = 0; i < len; i++)
+                d[i] = a[i] - b[i];
+            for (int k = 0; k < n_ctx; k++) {
+                const flz_params prm = {li, 1, 2, NULL};
+                size_t w1, w2;
+                assert_int_equal(flz_encode(cx[k], &sp, &prm, d, len, p1, cap, &w1), FL_OK);
+                assert_int_equal(flz_encode_diff(cx[k], &sp, &prm, a, b, len, p2, cap, &w2), FL_OK);
+                assert_int_equal(w1, w2);
+                if (memcmp(p1, p2, w1) != 0)
+                    fail_msg("%s n=%zu isa %d: encode_diff differs from encode", pipelines[p], len, k);
+            }
+        }
+    }
+    const flz_spec none = spec_of("none");
+    for (int k = 0; k < n_ctx; k++)
+        for (size_t at = 0; at < 40; at += 13) { /* in the vector body and in the tail */
+            fill_gauss(a, 40, 5);
+            fill_gauss(b, 40, 6);
+            a[at] = INFINITY;
+            size_t w;
+            assert_int_equal(flz_encode_diff(cx[k], &none, NULL, a, b, 40, p1, cap, &w), FL_ERR_NUMERIC);
+        }
+    size_t w;
+    assert_int_equal(flz_encode_diff(cx[0], &none, NULL, NULL, b, 4, p1, cap, &w), FL_ERR_INVALID_ARG);
+    flz_ctx_free(cx[0]);
+    flz_ctx_free(cx[1]);
+    free(a), free(b), free(d), free(p1), free(p2);
+}
+
 static void test_reserve_and_isa(void **state)
 {
     (void)state;
@@ -785,6 +833,7 @@ int main(void)
         cmocka_unit_test(test_bad_payloads),
         cmocka_unit_test(test_encode_errors),
         cmocka_unit_test(test_axpy),
+        cmocka_unit_test(test_encode_diff),
         cmocka_unit_test(test_reserve_and_isa),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
