@@ -13,6 +13,7 @@
 
 #include <dlfcn.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -53,6 +54,7 @@ const char *flm_blas_cpu_coretype(void)
 }
 
 static int have_avx512(void);
+static int g_init_threads; /* flm_blas_init_threads' count for the load, 0 = OpenBLAS's default */
 
 static void blas_load(void)
 {
@@ -66,6 +68,12 @@ static void blas_load(void)
         const char *core = flm_blas_cpu_coretype();
         if (core && setenv("OPENBLAS_CORETYPE", core, 1) == 0)
             g_blas.chosen = core;
+    }
+    const char *nt = getenv("OPENBLAS_NUM_THREADS");
+    if (!loaded && g_init_threads > 0 && (!nt || !*nt)) {
+        char b[16];
+        snprintf(b, sizeof b, "%d", g_init_threads);
+        (void)setenv("OPENBLAS_NUM_THREADS", b, 1);
     }
     static const char *const names[] = {"libopenblas.so.0", "libopenblas.so",
                                          "libopenblasp-r0.3.21.so"};
@@ -91,6 +99,14 @@ fl_status flm_blas_init(void)
 {
     pthread_once(&g_once, blas_load);
     return g_blas.sgemm ? FL_OK : FL_ERR_BLAS;
+}
+
+fl_status flm_blas_init_threads(int max_threads)
+{
+    if (max_threads < 1)
+        return FL_ERR_INVALID_ARG;
+    g_init_threads = max_threads; /* read by blas_load under pthread_once */
+    return flm_blas_init();
 }
 
 const char *flm_blas_corename(void)

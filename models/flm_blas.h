@@ -37,6 +37,13 @@ void flm_dense_bwd_update(float *dinp, float *W, const float *dout, const float 
 /* Loads OpenBLAS. FL_OK, or FL_ERR_BLAS when it cannot be loaded: flm_sgemm then runs
  * flm_sgemm_ref (correct, slow). Idempotent. */
 fl_status flm_blas_init(void);
+/* flm_blas_init, and if this call is the one that loads OpenBLAS, it starts with at most
+ * max_threads threads (OPENBLAS_NUM_THREADS, set only when the environment names no count).
+ * OpenBLAS creates its pool at load time and each pool thread busy-waits (sched_yield) for a
+ * while before sleeping; a host that only runs single-threaded GEMMs on its own threads (the
+ * simulator's workers) loads it with 1 and has no pool spinning beside its workers.
+ * FL_ERR_INVALID_ARG for max_threads < 1. */
+fl_status flm_blas_init_threads(int max_threads);
 /* The kernel that runs: openblas_get_corename() ("SkylakeX", "Haswell", "Prescott", ...), or
  * "reference" when OpenBLAS is not loaded. Static string. */
 const char *flm_blas_corename(void);

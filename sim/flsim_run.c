@@ -1397,7 +1397,8 @@ fl_status flsim_run(const flsim_config *cfg, const flsim_data *data_in, const fl
             return st;
         data = &own;
     }
-    flm_blas_init();
+    /* Every GEMM of a run is single-threaded on the run's own threads: no OpenBLAS pool. */
+    flm_blas_init_threads(1);
     flm_blas_set_threads(1);
     snprintf(res->blas, sizeof res->blas, "%s", flm_blas_corename());
 

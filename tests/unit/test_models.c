@@ -180,6 +180,8 @@ static void test_blas_kernel_selection(void **state)
         print_message("OPENBLAS_CORETYPE=%s set by the user; OpenBLAS runs %s\n", user, core);
     }
     assert_int_equal(flm_blas_set_threads(0), FL_ERR_INVALID_ARG);
+    assert_int_equal(flm_blas_init_threads(0), FL_ERR_INVALID_ARG);
+    assert_int_equal(flm_blas_init_threads(1), FL_OK); /* loaded already: idempotent */
     assert_int_equal(flm_blas_set_threads(1), FL_OK);
     assert_int_equal(flm_blas_threads(), 1);
 }
