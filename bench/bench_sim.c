@@ -165,15 +165,22 @@ int main(int argc, char **argv)
     flm_partition_free(p.part);
 
     /* Local training = the clients' local SGD (the trainer call inside flc_core_train: not the
-     * task decode, the delta or the update encoding) spread over the worker threads; everything
-     * else is what the simulator adds around it. */
-    const double wall = s.wall / s.n, train = s.train_cpu / s.n / threads, phase = s.phase / s.n;
+     * task decode, the delta or the update encoding), in thread CPU time, spread over the worker
+     * threads; everything else is what the simulator adds around it. Thread CPU, not the SGD's
+     * wall time: a worker preempted mid-SGD (by the main thread's feeding, on a machine with as
+     * many cores as workers) would otherwise count simulator work as training. */
+    const double wall = s.wall / s.n, train = s.sgd_cpu / s.n / threads, phase = s.phase / s.n;
+    const double sgd_wall = s.train_cpu / s.n / threads;
     printf("\nfl_sim: %u clients, %u per round, %s (%zu params), %u threads, BLAS %s, codecs down %s up %s\n",
            cfg.clients, cfg.per_round, res.arch, res.n_params, threads, res.blas, cfg.down_codec,
            cfg.up_codec);
-    printf("  per round: wall %.3f s; local training %.3f s (local SGD, per thread); client phase "
-           "%.3f s; everything else %.3f s (%.1f%%)\n",
-           wall, train, phase, wall - train, 100.0 * (wall - train) / wall);
+    printf("  per round: wall %.3f s; local training %.3f s (local SGD thread CPU, per thread; its "
+           "wall time %.3f s); client phase %.3f s; everything else %.3f s (%.1f%%)\n",
+           wall, train, sgd_wall, phase, wall - train, 100.0 * (wall - train) / wall);
+    const double per = (double)s.n * cfg.per_round;
+    printf("  per client: local SGD %.0f us (thread CPU); client core outside SGD (task decode, "
+           "delta, encode) %.0f us; server core ingest (decode, fold; main thread) %.0f us\n",
+           1e6 * s.sgd_cpu / per, 1e6 * (s.client_cpu - s.train_cpu) / per, 1e6 * s.feed / per);
     const double client = s.client_cpu / s.n / threads;
     printf("  client cores as a whole (task decode + training + encoding + copy-out), per thread: "
            "%.3f s; everything else %.3f s (%.1f%%)\n", client, wall - client,
