@@ -14,9 +14,9 @@
  * The delta d_k is in the SUBMODEL's flat layout (flm_submodel_arch(sm)); NULL = the full model.
  * Sign convention: d_k = w_local - w_global (what the client trained minus what it was sent).
  *
- * Staging (why abort is exact): an open update writes its chunks only into a staging buffer of its
- * own (sub-model size floats, in sub layout); nothing reaches the aggregate until commit, which
- * checks completeness, computes the update's L2 norm if clipping is on (in index order: the same
+ * Staging (why abort is exact; without fold_early, see below): an open update writes its chunks
+ * only into a staging buffer of its own (sub-model size floats, in sub layout); nothing reaches
+ * the aggregate until commit, which checks completeness, computes the update's L2 norm if clipping is on (in index order: the same
  * bits whatever the chunking), then folds the staged values in one pass. Abort just releases the
  * staging buffer. Staging buffers come from a pool of `max_open` buffers of n_params floats each,
  * allocated on first use and reused; begin fails with FL_ERR_STATE when all are in use.
