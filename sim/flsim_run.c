@@ -732,7 +732,10 @@ static fl_status feed_one(sim *S, round_acc *ra, job *j)
     ra->train_cpu += j->train_s;
     ra->sgd_cpu += j->sgd_cpu_s;
     ra->client_cpu += j->client_s;
-    if (now > ra->deadline && !ra->ticked) {
+    /* The deadline tick, once, and only while the round is open: a tick on a closed round
+     * (quorum reached, this job a straggler) would start the next round in the middle of this
+     * round's feed. */
+    if (now > ra->deadline && !ra->ticked && fls_core_round_open(S->core)) {
         ra->ticked = 1;
         const int was_open = fls_core_round_open(S->core);
         if ((st = fls_core_tick(S->core, ra->deadline)) != FL_OK)

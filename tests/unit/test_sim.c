@@ -140,6 +140,45 @@ static void test_clock_deadline_and_overcommit(void **state)
 
 /* ---- trace files ----------------------------------------------------------------------------- */
 
+/* A deadline that no round reaches changes nothing, also when over-committed stragglers finish
+ * after it: the rounds close by quorum first, and a straggler past the deadline is only late (it
+ * once made the simulator tick the closed round, which started the next round in the middle of
+ * the feed: "client not selected"). Both feeding modes. */
+static void test_deadline_after_quorum(void **state)
+{
+    (void)state;
+    for (int b = 0; b < 2; b++) {
+        flsim_config c = small_config();
+        c.overcommit = 2.0;
+        c.batch_feed = b;
+        c.eval_every = 0; /* no evaluation pending after a close: a tick could start a round */
+        assert_int_equal(flsim_config_set(&c, "up-bps", "lognormal:5M:1.5", NULL, 0), FL_OK);
+        flsim_result r0, r1;
+        flsim_round_record *rec0, *rec1;
+        size_t n0, n1;
+        run_ok(&c, &r0, &rec0, &n0);
+        double longest = 0.0;
+        uint32_t late = 0;
+        for (size_t i = 0; i < n0; i++) {
+            if (rec0[i].round_vtime_s > longest)
+                longest = rec0[i].round_vtime_s;
+            late += rec0[i].late;
+        }
+        c.deadline_s = longest * (1.0 + 1e-9); /* the longest round: its stragglers come after */
+        run_ok(&c, &r1, &rec1, &n1);
+        assert_memory_equal(r0.model_sha256, r1.model_sha256, FL_SHA256_LEN);
+        assert_int_equal(n0, n1);
+        for (size_t i = 0; i < n0; i++) {
+            assert_int_equal(rec1[i].closed_by, rec0[i].closed_by);
+            assert_int_equal(rec1[i].late, rec0[i].late);
+            assert_float_equal(rec1[i].vtime_s, rec0[i].vtime_s, 0);
+        }
+        assert_true(late > 0);
+        free(rec0);
+        free(rec1);
+    }
+}
+
 static void test_trace_good(void **state)
 {
     (void)state;
@@ -527,6 +566,7 @@ int main(void)
         cmocka_unit_test(test_clock_hand_computed),
         cmocka_unit_test(test_clock_round_is_slowest_client),
         cmocka_unit_test(test_clock_deadline_and_overcommit),
+        cmocka_unit_test(test_deadline_after_quorum),
         cmocka_unit_test(test_trace_good),
         cmocka_unit_test(test_trace_bad_rows_have_line_numbers),
         cmocka_unit_test(test_population),
