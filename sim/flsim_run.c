@@ -813,7 +813,8 @@ static fl_status feed_one(sim *S, round_acc *ra, job *j)
             cm.chunk.payload = j->pay + po;
             cm.chunk.payload_len = j->chunk_len[ci];
             po += j->chunk_len[ci];
-            ms = fls_core_on_message(S->core, j->key, &cm, now);
+            /* The payload stays until this function frees it, after the update is done. */
+            ms = fls_core_on_message_borrowed(S->core, j->key, &cm, now);
         }
     }
     if (ms == FL_OK)
@@ -823,7 +824,11 @@ static fl_status feed_one(sim *S, round_acc *ra, job *j)
                (unsigned long long)round, j->key, fl_strerror(ms));
     if (!fls_core_round_open(S->core) && ra->t_close < 0)
         ra->t_close = now;
-    /* The payload is in the core now. */
+    /* The core borrowed the payload while the update was receiving: it must be done with it. */
+    if (fls_core_update_state(S->core, j->key, round) == FLS_UPDATE_RECEIVING) {
+        fl_log(&S->log, FL_LOG_ERROR, "client %u: update still receiving after its last chunk", j->key);
+        return FL_ERR_INTERNAL;
+    }
     free(j->pay);
     free(j->chunk_len);
     j->pay = NULL;
@@ -1163,6 +1168,8 @@ static void free_jobs(sim *S)
 
 static void sim_free(sim *S)
 {
+    fls_core_free(S->core); /* first: an update left open borrows a job's payload */
+    S->core = NULL;
     free_jobs(S);
     free(S->jobs);
     if (S->slots)
@@ -1191,7 +1198,6 @@ static void sim_free(sim *S)
     free(S->empty);
     free(S->blk_correct);
     free(S->blk_loss);
-    fls_core_free(S->core);
     flm_partition_free(S->part);
     flsim_trace_free(S->trace);
     pthread_mutex_destroy(&S->mu);

@@ -80,6 +80,14 @@ struct fls_agg_update {
     int poisoned;          /* an in-place add overlapped: the staging may hold clobbered values */
     int folded;            /* early mode: some added range is in the accumulator */
     int bad;               /* early mode: a folded value was out of range or not finite */
+    /* Borrowed mode (early mode, first add was fls_agg_update_add_borrowed): where each added
+     * range's values live (the caller's memory, or the staging for copied ranges): the undo log. */
+    int borrowed;
+    struct seg {
+        size_t off, n;
+        const float *p;
+    } *seg;
+    size_t n_seg, cap_seg;
 };
 
 fls_agg_options fls_agg_options_default(void)
@@ -416,9 +424,12 @@ float *fls_agg_update_stage(fls_agg_update *h, size_t sub_off, size_t n)
     return h->stage + sub_off;
 }
 
-static void early_fold(fls_agg_update *h, size_t sub_off, size_t n, int neg);
+static void early_fold(fls_agg_update *h, size_t sub_off, size_t n, const float *x, int neg);
 
-fl_status fls_agg_update_add(fls_agg_update *h, size_t sub_off, const float *delta, size_t n)
+/* add and add_borrowed. borrow: fold straight from delta and keep the pointer as the undo log
+ * (early mode, and only for an update whose every range is logged by pointer). */
+static fl_status add_range(fls_agg_update *h, size_t sub_off, const float *delta, size_t n,
+                           int borrow)
 {
     if (!h || (!delta && n))
         return FL_ERR_INVALID_ARG;
@@ -446,7 +457,19 @@ fl_status fls_agg_update_add(fls_agg_update *h, size_t sub_off, const float *del
         h->iv = iv;
         h->cap_iv = cap;
     }
-    if (delta != h->stage + sub_off)
+    if (borrow && (!h->agg->early || (h->covered > 0 && !h->borrowed)))
+        borrow = 0; /* copied like add(): the undo log is the staging */
+    if (borrow)
+        h->borrowed = 1;
+    if (h->borrowed && h->n_seg == h->cap_seg) {
+        const size_t cap = h->cap_seg ? 2 * h->cap_seg : 16;
+        struct seg *sg = realloc(h->seg, cap * sizeof *sg);
+        if (!sg)
+            return FL_ERR_NOMEM;
+        h->seg = sg;
+        h->cap_seg = cap;
+    }
+    if (!borrow && delta != h->stage + sub_off)
         memcpy(h->stage + sub_off, delta, n * sizeof(float));
     if (join_prev && join_next) {
         h->iv[2 * (j - 1) + 1] = h->iv[2 * j + 1];
@@ -468,9 +491,23 @@ fl_status fls_agg_update_add(fls_agg_update *h, size_t sub_off, const float *del
             h->folded = 1;
             h->agg->n_folded_open++;
         }
-        early_fold(h, a, n, 0);
+        const float *src = borrow ? delta : h->stage + a;
+        if (h->borrowed)
+            h->seg[h->n_seg++] = (struct seg){a, n, src};
+        early_fold(h, a, n, src, 0);
     }
     return FL_OK;
+}
+
+fl_status fls_agg_update_add(fls_agg_update *h, size_t sub_off, const float *delta, size_t n)
+{
+    return add_range(h, sub_off, delta, n, 0);
+}
+
+fl_status fls_agg_update_add_borrowed(fls_agg_update *h, size_t sub_off, const float *delta,
+                                      size_t n)
+{
+    return add_range(h, sub_off, delta, n, 1);
 }
 
 /* Early mode: subtracts every added range again (exact), so that the aggregate is as if the
@@ -479,8 +516,13 @@ static void early_undo(fls_agg_update *h)
 {
     if (!h->folded)
         return;
+    if (h->borrowed) {
+        for (size_t j = 0; j < h->n_seg; j++)
+            early_fold(h, h->seg[j].off, h->seg[j].n, h->seg[j].p, 1);
+        return;
+    }
     for (size_t j = 0; j < h->n_iv; j++)
-        early_fold(h, h->iv[2 * j], h->iv[2 * j + 1] - h->iv[2 * j], 1);
+        early_fold(h, h->iv[2 * j], h->iv[2 * j + 1] - h->iv[2 * j], h->stage + h->iv[2 * j], 1);
 }
 
 static void release(fls_agg_update *h)
@@ -491,6 +533,7 @@ static void release(fls_agg_update *h)
     a->busy[h->slot] = 0;
     a->n_open--;
     free(h->iv);
+    free(h->seg);
     free(h);
 }
 
@@ -500,6 +543,15 @@ void fls_agg_update_abort(fls_agg_update *h)
         return;
     early_undo(h);
     h->agg->st.n_aborted++;
+    release(h);
+}
+
+void fls_agg_update_discard(fls_agg_update *h)
+{
+    if (!h)
+        return;
+    if (h->folded)
+        h->agg->tainted = 1;
     release(h);
 }
 
@@ -629,7 +681,8 @@ static void cell_run(void *user, size_t full_index, size_t sub_index, size_t len
 
 typedef struct fold_ctx {
     fls_agg *a;
-    const float *stage;
+    const float *src;  /* the update's element at sub index i is src[i - base] */
+    size_t base;
     uint64_t w;
     double scale;
     float thr;
@@ -665,18 +718,21 @@ static void fold_run(void *user, size_t full_index, size_t sub_index, size_t len
     fold_ctx *c = user;
     if (full_index > c->prev_end && full_index - c->prev_end <= GAP_FILL && c->prev_end > 0)
         fold_now(c, c->prev_end, zero_deltas, full_index - c->prev_end);
-    fold_now(c, full_index, c->stage + sub_index, len);
+    fold_now(c, full_index, c->src + (sub_index - c->base), len);
     c->prev_end = full_index + len;
     cell_account(c->a, &c->ti, full_index, len, c->neg ? 0 - c->w : c->w);
 }
 
-static void early_fold(fls_agg_update *h, size_t sub_off, size_t n, int neg)
+/* Early mode: folds the update's elements [sub_off, sub_off + n), read from x (x[0] is element
+ * sub_off), with sign neg. */
+static void early_fold(fls_agg_update *h, size_t sub_off, size_t n, const float *x, int neg)
 {
     fls_agg *a = h->agg;
     fold_ctx fc;
     memset(&fc, 0, sizeof fc);
     fc.a = a;
-    fc.stage = h->stage;
+    fc.src = x;
+    fc.base = sub_off;
     fc.w = h->w;
     fc.scale = a->scale;
     fc.thr = a->maxabs;
@@ -684,7 +740,7 @@ static void early_fold(fls_agg_update *h, size_t sub_off, size_t n, int neg)
     if (h->sm)
         flm_submodel_runs(h->sm, sub_off, n, fold_run, &fc);
     else
-        fold_now(&fc, sub_off, h->stage + sub_off, n);
+        fold_now(&fc, sub_off, x, n);
     h->bad |= fc.bad;
 }
 
@@ -724,6 +780,17 @@ static fl_status classify_bad(const fls_agg *a, const float *x, size_t n, double
     return FL_ERR_AGG_RANGE;
 }
 
+/* Early mode, a folded value failed the range check: which failure (NaN/Inf or range). */
+static fl_status early_classify_bad(const fls_agg_update *h)
+{
+    if (!h->borrowed)
+        return classify_bad(h->agg, h->stage, h->n_sub, 1.0);
+    for (size_t j = 0; j < h->n_seg; j++)
+        if (classify_bad(h->agg, h->seg[j].p, h->seg[j].n, 1.0) == FL_ERR_NUMERIC)
+            return FL_ERR_NUMERIC;
+    return FL_ERR_AGG_RANGE;
+}
+
 fl_status fls_agg_update_commit(fls_agg_update *h)
 {
     if (!h)
@@ -743,7 +810,7 @@ fl_status fls_agg_update_commit(fls_agg_update *h)
         else if (a->w_total + h->w > a->w_cap)
             s = FL_ERR_OVERFLOW;
         else if (h->bad)
-            s = classify_bad(a, h->stage, h->n_sub, 1.0);
+            s = early_classify_bad(h);
         if (s != FL_OK) {
             early_undo(h);
             goto fail;
@@ -779,7 +846,7 @@ fl_status fls_agg_update_commit(fls_agg_update *h)
         fold_ctx fc;
         memset(&fc, 0, sizeof fc);
         fc.a = a;
-        fc.stage = h->stage;
+        fc.src = h->stage;
         fc.w = h->w;
         fc.scale = a->scale * c;
         fc.thr = thr;

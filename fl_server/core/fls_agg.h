@@ -145,6 +145,15 @@ float *fls_agg_update_stage(fls_agg_update *h, size_t sub_off, size_t n);
  * open and unchanged (the caller usually aborts it). Values are checked at commit. */
 fl_status fls_agg_update_add(fls_agg_update *h, size_t sub_off, const float *delta, size_t n);
 
+/* add, without a copy: in early-fold mode the range is folded straight from delta, and delta is
+ * the undo log, so the caller keeps those n floats valid and unchanged until the update is
+ * committed, aborted or discarded. Every later range of the update should come this way too (a
+ * plain add is copied into the staging and logged as such: fine, just not zero-copy). Without
+ * early folding, or after a plain add came first, it is the same as fls_agg_update_add. Same
+ * returns as fls_agg_update_add. */
+fl_status fls_agg_update_add_borrowed(fls_agg_update *h, size_t sub_off, const float *delta,
+                                      size_t n);
+
 /* Validates and folds the staged update into the round, then releases h (always, also on error).
  * Returns FL_OK, or (with the aggregate left exactly as before) FL_ERR_WIRE_CHUNK_MISSING (not
  * every element added), FL_ERR_NUMERIC (NaN or Inf), FL_ERR_AGG_RANGE (|d| > 2^max_abs_log2),
@@ -154,6 +163,11 @@ fl_status fls_agg_update_commit(fls_agg_update *h);
 
 /* Discards the update; the aggregate is exactly as if it never began. Releases h. NULL no-op. */
 void fls_agg_update_abort(fls_agg_update *h);
+
+/* Releases h without undoing what it folded early (for a caller about to free the aggregator,
+ * whose borrowed memory may be gone): the aggregator then refuses to finalize and merge until
+ * the next begin_round. Without early-folded values the same as abort, uncounted. NULL no-op. */
+void fls_agg_update_discard(fls_agg_update *h);
 
 /* Computes the round's aggregated delta (pseudo-gradient, sign as the client deltas) into
  * delta[n_params] and, if held != NULL, held[i] = 1 where some committed update held coordinate i

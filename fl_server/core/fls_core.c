@@ -73,6 +73,7 @@ struct fls_core {
     uint32_t quorum, reported;
     task_spec *shared_task;
     int stream_slots, n_streaming; /* updates decoding straight into staging: cap, now open */
+    int freeing;                   /* fls_core_free: open updates are discarded, not undone */
     fls_round_metrics cur, last;
     int have_last;
     uint32_t rejected_between;
@@ -230,7 +231,12 @@ static fl_status task_new(fls_core *c, const flm_keepset *ks, int shared, task_s
 
 static void sel_release_update(fls_core *c, sel *s)
 {
-    fls_agg_update_abort(s->h); /* NULL no-op; an open staging never reaches the aggregate */
+    /* NULL no-op; an open update's early folds are undone: the aggregate never sees it. When the
+     * core is being freed, borrowed payloads may be gone already: nothing is undone. */
+    if (c->freeing)
+        fls_agg_update_discard(s->h);
+    else
+        fls_agg_update_abort(s->h);
     s->h = NULL;
     if (s->streaming)
         c->n_streaming--;
@@ -324,6 +330,7 @@ void fls_core_free(fls_core *c)
 {
     if (!c)
         return;
+    c->freeing = 1;
     round_release(c);
     free(c->params);
     free(c->delta);
@@ -845,10 +852,34 @@ static fl_status open_update(fls_core *c, sel *s)
     return FL_OK;
 }
 
-/* Streaming: decodes one accepted chunk into the update's staging. */
-static fl_status stage_chunk(fls_core *c, sel *s, const flp_chunk *k)
+/* The float32 values of a plain float32 payload in place (no top-k, rotation, subsampling or
+ * zstd: the body is the little-endian floats themselves), or NULL. */
+static const float *raw_f32_body(const flp_chunk *k, const flz_info *info)
+{
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    const flz_spec *sp = &info->spec;
+    const uint8_t *body = k->payload + FLZ_HEADER_SIZE;
+    if (sp->value != FLZ_VALUE_F32 || sp->topk != 0.0f || sp->rot_log2 || sp->sub != 0.0f ||
+        sp->zstd || info->body_len != (size_t)k->count * sizeof(float) ||
+        ((uintptr_t)body % _Alignof(float)) != 0)
+        return NULL;
+    return (const float *)(const void *)body;
+#else
+    (void)k;
+    (void)info;
+    return NULL;
+#endif
+}
+
+/* Streaming: decodes one accepted chunk into the update's staging, or with a borrowed plain
+ * float32 payload hands the aggregator its floats in place. */
+static fl_status stage_chunk(fls_core *c, sel *s, const flp_chunk *k, const flz_info *info,
+                             int borrowed)
 {
     const size_t sub_off = s->task->sub->tensors[k->tensor].offset + (size_t)k->offset;
+    const float *raw = borrowed ? raw_f32_body(k, info) : NULL;
+    if (raw)
+        return fls_agg_update_add_borrowed(s->h, sub_off, raw, k->count);
     float *dst = fls_agg_update_stage(s->h, sub_off, k->count);
     if (!dst)
         return FL_ERR_WIRE_CHUNK_RANGE;
@@ -895,7 +926,7 @@ static fl_status commit_update(fls_core *c, sel *s)
     return st;
 }
 
-static fl_status on_chunk(fls_core *c, uint32_t key, const flp_msg *m, double now)
+static fl_status on_chunk(fls_core *c, uint32_t key, const flp_msg *m, double now, int borrowed)
 {
     const flp_chunk *k = &m->chunk;
     if (k->dir != FLP_DIR_UP)
@@ -927,7 +958,7 @@ static fl_status on_chunk(fls_core *c, uint32_t key, const flp_msg *m, double no
     if (!s->streaming && !s->pay)
         st = open_update(c, s);
     if (st == FL_OK && s->streaming) {
-        st = stage_chunk(c, s, k);
+        st = stage_chunk(c, s, k, &info, borrowed);
     } else if (st == FL_OK) {
         const uint32_t i = s->up_base[k->tensor] + k->index;
         s->pay[i] = malloc(k->payload_len ? k->payload_len : 1);
@@ -1001,7 +1032,7 @@ fls_update_state fls_core_update_state(const fls_core *c, uint32_t key, uint64_t
     }
 }
 
-fl_status fls_core_on_message(fls_core *c, uint32_t key, const flp_msg *m, double now)
+static fl_status on_message(fls_core *c, uint32_t key, const flp_msg *m, double now, int borrowed)
 {
     if (!c || !m)
         return FL_ERR_INVALID_ARG;
@@ -1020,7 +1051,7 @@ fl_status fls_core_on_message(fls_core *c, uint32_t key, const flp_msg *m, doubl
         st = on_update(c, key, m);
         break;
     case FLP_CHUNK:
-        st = on_chunk(c, key, m, now);
+        st = on_chunk(c, key, m, now, borrowed);
         break;
     default:
         st = FL_ERR_WIRE_TYPE;
@@ -1033,6 +1064,16 @@ fl_status fls_core_on_message(fls_core *c, uint32_t key, const flp_msg *m, doubl
             c->rejected_between++;
     }
     return st;
+}
+
+fl_status fls_core_on_message(fls_core *c, uint32_t key, const flp_msg *m, double now)
+{
+    return on_message(c, key, m, now, 0);
+}
+
+fl_status fls_core_on_message_borrowed(fls_core *c, uint32_t key, const flp_msg *m, double now)
+{
+    return on_message(c, key, m, now, 1);
 }
 
 /* ---- checkpoints ------------------------------------------------------------------------------ */

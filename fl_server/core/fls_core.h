@@ -145,6 +145,17 @@ fl_status fls_core_tick(fls_core *core, double now);
  * is not retained. */
 fl_status fls_core_on_message(fls_core *core, uint32_t client, const flp_msg *m, double now);
 
+/* fls_core_on_message for an in-process host that keeps a Chunk's payload bytes valid and
+ * unchanged while the sender's update is receiving (until fls_core_update_state no longer says
+ * FLS_UPDATE_RECEIVING: the call that completes or refuses it, fls_core_update_abort, the round's
+ * close) and until fls_core_free. The core may then aggregate a plain float32 payload (codec
+ * "none") straight from those bytes, with them as its undo log, instead of decoding them into a
+ * staging buffer (fls_agg_update_add_borrowed). The results are the same bits; a non-finite value
+ * in such a payload is refused at the update's last chunk (FL_ERR_NUMERIC) rather than at its own
+ * (FL_ERR_CODEC_CORRUPT). Other messages and payloads: exactly fls_core_on_message. */
+fl_status fls_core_on_message_borrowed(fls_core *core, uint32_t client, const flp_msg *m,
+                                       double now);
+
 /* Where client's update of `round` stands: FLS_UPDATE_NONE (no round open, another round, not
  * selected, no Update header accepted yet), RECEIVING (header accepted, chunks still missing),
  * COMMITTED (folded into the aggregate), FAILED (refused, or the client left). A host answers the

@@ -58,6 +58,10 @@ static void make_upd(upd *u, const flm_arch *a, uint32_t k, double p, float amp,
         u->d[i] = amp * (2.0f * fl_rng_uniform(&r) - 1.0f);
 }
 
+/* feed() and the abort test add the pieces that are not decoded in place with this: the plain
+ * add, or the borrowed one (no copy: u's arrays outlive the updates). */
+static fl_status (*g_add)(fls_agg_update *, size_t, const float *, size_t) = fls_agg_update_add;
+
 /* Adds u to agg in random chunks, in random order (seeded), then commits. */
 static fl_status feed(fls_agg *agg, const upd *u, uint64_t chunk_seed)
 {
@@ -67,7 +71,7 @@ static fl_status feed(fls_agg *agg, const upd *u, uint64_t chunk_seed)
         return s;
     assert_int_equal(fls_agg_update_size(h), u->n);
     if (chunk_seed == 0) {
-        assert_int_equal(fls_agg_update_add(h, 0, u->d, u->n), FL_OK);
+        assert_int_equal(g_add(h, 0, u->d, u->n), FL_OK);
         return fls_agg_update_commit(h);
     }
     fl_rng r = fl_rng_stream(chunk_seed, 2, 0, FL_RNG_TEST);
@@ -104,7 +108,7 @@ static fl_status feed(fls_agg *agg, const upd *u, uint64_t chunk_seed)
             memcpy(dst, u->d + a0, (a1 - a0) * sizeof(float));
             assert_int_equal(fls_agg_update_add(h, a0, dst, a1 - a0), FL_OK);
         } else {
-            assert_int_equal(fls_agg_update_add(h, a0, u->d + a0, a1 - a0), FL_OK);
+            assert_int_equal(g_add(h, a0, u->d + a0, a1 - a0), FL_OK);
         }
     }
     return fls_agg_update_commit(h);
@@ -270,7 +274,8 @@ static void check_invariance(const char *spec, int K, double p, uint64_t seed, d
     early.fold_early = 1;
     fls_agg_options early_portable = early;
     early_portable.no_simd = 1;
-    const fls_agg_options *opts[5] = {&base, &base, &portable, &early, &early_portable};
+    /* trial 5: early folding with borrowed adds (pieces decoded in place are copied) */
+    const fls_agg_options *opts[6] = {&base, &base, &portable, &early, &early_portable, &early};
     flm_arch a;
     parse(&a, spec);
     const size_t N = a.n_params;
@@ -280,7 +285,8 @@ static void check_invariance(const char *spec, int K, double p, uint64_t seed, d
         make_upd(&u[k], &a, (uint32_t)k, p, (k & 1) ? 0.002f : 3.0f, seed);
     float *d0 = malloc(N * sizeof(float)), *d1 = malloc(N * sizeof(float));
     uint8_t *h0 = malloc(N), *h1 = malloc(N);
-    for (int trial = 0; trial < 5; trial++) {
+    for (int trial = 0; trial < 6; trial++) {
+        g_add = trial == 5 ? fls_agg_update_add_borrowed : fls_agg_update_add;
         fls_agg *agg;
         /* trial 2 runs the portable kernel: the same bits as the AVX2 one */
         assert_int_equal(fls_agg_new(&a, opts[trial], &agg), FL_OK);
@@ -310,6 +316,7 @@ static void check_invariance(const char *spec, int K, double p, uint64_t seed, d
         }
         fls_agg_free(agg);
     }
+    g_add = fls_agg_update_add;
     free(d0);
     free(d1);
     free(h0);
@@ -330,7 +337,7 @@ static void test_order_and_chunking_invariance(void **state)
 
 /* Aborted and rejected updates leave no trace: bit-identical to the round without them (with
  * early folding, the undo subtracts exactly what was folded). */
-static void check_abort_leaves_no_trace(int fold_early)
+static void check_abort_leaves_no_trace(int fold_early, int borrow)
 {
     flm_arch a;
     parse(&a, "mlp:20-16-12-5");
@@ -348,33 +355,35 @@ static void check_abort_leaves_no_trace(int fold_early)
     assert_int_equal(feed(ref, &u[1], 2), FL_OK);
 
     fls_agg_update *h1, *h2, *h3;
+    g_add = borrow ? fls_agg_update_add_borrowed : fls_agg_update_add;
     assert_int_equal(feed(agg, &u[0], 3), FL_OK);
     /* partial update, aborted */
     assert_int_equal(fls_agg_update_begin(agg, u[2].w, u[2].sm, &h1), FL_OK);
-    assert_int_equal(fls_agg_update_add(h1, 0, u[2].d, u[2].n / 2), FL_OK);
+    assert_int_equal(g_add(h1, 0, u[2].d, u[2].n / 2), FL_OK);
     /* complete update, aborted; interleaved with another open one */
     assert_int_equal(fls_agg_update_begin(agg, u[3].w, u[3].sm, &h2), FL_OK);
-    assert_int_equal(fls_agg_update_add(h2, 0, u[3].d, u[3].n), FL_OK);
+    assert_int_equal(g_add(h2, 0, u[3].d, u[3].n), FL_OK);
     fls_agg_update_abort(h1);
     fls_agg_update_abort(h2);
     /* incomplete commit */
     assert_int_equal(fls_agg_update_begin(agg, u[2].w, u[2].sm, &h1), FL_OK);
-    assert_int_equal(fls_agg_update_add(h1, 1, u[2].d + 1, u[2].n - 1), FL_OK);
+    assert_int_equal(g_add(h1, 1, u[2].d + 1, u[2].n - 1), FL_OK);
     assert_int_equal(fls_agg_update_commit(h1), FL_ERR_WIRE_CHUNK_MISSING);
     /* a value out of range in the LAST element, after the rest was folded */
     float *bad = malloc(u[4].n * sizeof(float));
     memcpy(bad, u[4].d, u[4].n * sizeof(float));
     bad[u[4].n - 1] = 5000.0f;
     assert_int_equal(fls_agg_update_begin(agg, u[4].w, u[4].sm, &h3), FL_OK);
-    assert_int_equal(fls_agg_update_add(h3, 0, bad, u[4].n), FL_OK);
+    assert_int_equal(g_add(h3, 0, bad, u[4].n), FL_OK);
     assert_int_equal(fls_agg_update_commit(h3), FL_ERR_AGG_RANGE);
     bad[u[4].n - 1] = NAN;
     bad[0] = INFINITY;
     assert_int_equal(fls_agg_update_begin(agg, u[4].w, u[4].sm, &h3), FL_OK);
-    assert_int_equal(fls_agg_update_add(h3, 0, bad, u[4].n), FL_OK);
+    assert_int_equal(g_add(h3, 0, bad, u[4].n), FL_OK);
     assert_int_equal(fls_agg_update_commit(h3), FL_ERR_NUMERIC);
     free(bad);
     assert_int_equal(feed(agg, &u[1], 4), FL_OK);
+    g_add = fls_agg_update_add;
 
     float *d0 = malloc(N * sizeof(float)), *d1 = malloc(N * sizeof(float));
     uint8_t *g0 = malloc(N), *g1 = malloc(N);
@@ -400,8 +409,9 @@ static void check_abort_leaves_no_trace(int fold_early)
 static void test_abort_leaves_no_trace(void **state)
 {
     (void)state;
-    check_abort_leaves_no_trace(0);
-    check_abort_leaves_no_trace(1);
+    check_abort_leaves_no_trace(0, 0);
+    check_abort_leaves_no_trace(1, 0);
+    check_abort_leaves_no_trace(1, 1); /* the undo log in the caller's memory */
 }
 
 /* Early folding's guards: folded but uncommitted values are never read; an in-place overwrite of
@@ -442,6 +452,17 @@ static void test_fold_early_guards(void **state)
     fls_agg_update_abort(h2);
     assert_int_equal(fls_agg_finalize(agg, out, NULL), FL_ERR_INTERNAL);
     assert_int_equal(fls_agg_merge(other, agg), FL_ERR_STATE);
+    assert_int_equal(fls_agg_begin_round(agg), FL_OK);
+    assert_int_equal(fls_agg_finalize(agg, out, NULL), FL_OK);
+    /* discarded without its undo (a core being freed): refused until the next round; an update
+     * that folded nothing discards cleanly */
+    assert_int_equal(fls_agg_update_begin(agg, 2, NULL, &h2), FL_OK);
+    fls_agg_update_discard(h2);
+    assert_int_equal(fls_agg_finalize(agg, out, NULL), FL_OK);
+    assert_int_equal(fls_agg_update_begin(agg, 2, NULL, &h2), FL_OK);
+    assert_int_equal(fls_agg_update_add_borrowed(h2, 0, d, 10), FL_OK);
+    fls_agg_update_discard(h2);
+    assert_int_equal(fls_agg_finalize(agg, out, NULL), FL_ERR_INTERNAL);
     assert_int_equal(fls_agg_begin_round(agg), FL_OK);
     assert_int_equal(fls_agg_finalize(agg, out, NULL), FL_OK);
 
