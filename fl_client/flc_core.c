@@ -38,6 +38,8 @@ struct flc_core {
     flp_msg_tracker *trk;
     float *w, *w0;
     size_t w_cap, w0_cap;
+    const float *ref;         /* the weights as received: w0, or the host's (set_weights_borrowed) */
+    int got_chunk;            /* a weight chunk of the current task was accepted */
 
     /* the training runtime, kept while the architecture and batch size stay the same */
     flm_model *model;
@@ -116,6 +118,8 @@ static void drop_task(flc_core *c)
     flp_msg_tracker_free(c->trk);
     c->trk = NULL;
     c->have_task = c->ready = c->trained = c->taken = 0;
+    c->ref = NULL;
+    c->got_chunk = 0;
     c->n_chunks = 0;
     c->pay_len = 0;
     c->round = UINT64_MAX;
@@ -229,6 +233,8 @@ static fl_status on_task(flc_core *c, const flp_msg *m)
     c->round = m->round;
     c->model_version = t->model_version;
     c->have_task = 1;
+    c->ref = c->w0;
+    c->got_chunk = 0;
     memset(&c->stats, 0, sizeof c->stats);
     c->stats.round = m->round;
     c->stats.sub_params = sub->n_params;
@@ -248,6 +254,7 @@ static fl_status on_chunk(flc_core *c, const flp_msg *m)
         fl_log(&c->log, FL_LOG_WARN, "round %llu: chunk refused: %s", (unsigned long long)m->round, err);
         return st;
     }
+    c->got_chunk = 1;
     const flm_tensor *t = &flm_submodel_arch(c->sm)->tensors[k->tensor];
     /* Decoded into w0 (the weights as received), then copied to w (trained in place) while the
      * chunk is still in cache. */
@@ -363,7 +370,7 @@ fl_status flc_core_train(flc_core *c)
         return FL_ERR_STATE;
     const flm_arch *sub = flm_submodel_arch(c->sm);
     const size_t n = sub->n_params;
-    const flc_core_job job = {c->round, &c->full, sub, &c->keep, &c->train, c->w0, c->seed};
+    const flc_core_job job = {c->round, &c->full, sub, &c->keep, &c->train, c->ref, c->seed};
     uint64_t n_samples = 0;
     double loss = NAN;
     fl_status st = c->train_fn ? c->train_fn(c->train_user, &job, c->w, &n_samples, &loss)
@@ -379,7 +386,7 @@ fl_status flc_core_train(flc_core *c)
     /* The delta w - w0 is formed chunk by chunk while encoding (no full-model pass). With error
      * feedback the residual changes chunk by chunk, so a non-finite delta is refused up front,
      * before any of it is touched; without, flz_encode refuses it (FL_ERR_NUMERIC). */
-    if (ef && !diff_finite(c->w, c->w0, n))
+    if (ef && !diff_finite(c->w, c->ref, n))
         return FL_ERR_NUMERIC;
     if (ef && c->resid_n != c->full.n_params) {
         free(c->resid);
@@ -431,13 +438,13 @@ fl_status flc_core_train(flc_core *c)
             p.client = c->key;
             size_t len = 0;
             if (ef) {
-                diff(c->tmp, c->w + sub_off, c->w0 + sub_off, cnt);
+                diff(c->tmp, c->w + sub_off, c->ref + sub_off, cnt);
                 ef_ctx e = {c->resid, c->tmp, sub_off, 0};
                 flm_submodel_runs(c->sm, sub_off, cnt, ef_run, &e);
                 st = flz_encode(c->z, &c->up, &p, c->tmp, cnt, c->pay + c->pay_len,
                                 c->pay_cap - c->pay_len, &len);
             } else { /* the delta w - w0 formed inside the encoder (one pass for float32) */
-                st = flz_encode_diff(c->z, &c->up, &p, c->w + sub_off, c->w0 + sub_off, cnt,
+                st = flz_encode_diff(c->z, &c->up, &p, c->w + sub_off, c->ref + sub_off, cnt,
                                      c->pay + c->pay_len, c->pay_cap - c->pay_len, &len);
             }
             if (st != FL_OK)
@@ -534,7 +541,21 @@ const flc_core_stats *flc_core_last_stats(const flc_core *c)
 
 const float *flc_core_weights(const flc_core *c)
 {
-    return c->ready ? c->w0 : NULL;
+    return c->ready ? c->ref : NULL;
+}
+
+fl_status flc_core_set_weights_borrowed(flc_core *c, const float *w_sub, uint64_t bytes_down)
+{
+    if (!c || !w_sub)
+        return FL_ERR_INVALID_ARG;
+    if (!c->have_task || c->ready || c->got_chunk)
+        return FL_ERR_STATE;
+    const size_t n = flm_submodel_arch(c->sm)->n_params;
+    memcpy(c->w, w_sub, n * sizeof(float));
+    c->ref = w_sub;
+    c->stats.bytes_down = bytes_down;
+    c->ready = 1;
+    return FL_OK;
 }
 
 const flm_arch *flc_core_sub_arch(const flc_core *c)

@@ -140,6 +140,16 @@ const flc_core_stats *flc_core_last_stats(const flc_core *c);
 
 /* The submodel weights as received (valid while a task is held), for hosts that evaluate. */
 const float *flc_core_weights(const flc_core *c);
+
+/* For an in-process host that gives many client cores the same Task and the same weight chunks
+ * (a shared keep-set: the simulator): after the Task, instead of its chunks, the weights those
+ * chunks decode to (the submodel's n_params floats, e.g. flc_core_weights of a core that decoded
+ * them), borrowed: they must stay valid and unchanged until flc_core_train has returned. The core
+ * copies them into its working weights and reads them in place as the received weights (the
+ * delta's reference, FedProx's anchor): one copy instead of a decode and a copy per client, and
+ * the same bits. bytes_down: what the chunks weighed, for the stats. The core is then ready.
+ * FL_ERR_STATE without a task, or once a chunk was accepted or the task is complete. */
+fl_status flc_core_set_weights_borrowed(flc_core *c, const float *w_sub, uint64_t bytes_down);
 const flm_arch *flc_core_sub_arch(const flc_core *c);
 
 /* Exchanges the core's error-feedback residual (global coordinates, *n floats, or NULL / 0) with

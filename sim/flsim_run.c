@@ -265,6 +265,11 @@ struct sim {
     uint8_t *sh_buf;
     size_t sh_cap;
     uint64_t sh_bytes;
+    /* ... and the weights they decode to, published by the first client core that decoded them
+     * (0: not yet, 1: being copied, 2: valid; under mu): later clients borrow them instead of
+     * decoding the same bytes again (flc_core_set_weights_borrowed). */
+    float *sh_w;
+    int sh_w_state;
 };
 
 static void set_err(char *err, size_t errlen, const char *fmt, const char *a, const char *b)
@@ -359,10 +364,34 @@ static void run_client(sim *S, worker *w, int si)
     flc_core *c = w->core;
     if (st == FL_OK)
         st = flc_core_on_message(c, &s->task);
-    for (uint32_t i = 0; i < s->n_chunks && st == FL_OK; i++)
+    /* The round's shared chunks decode to the same weights for every client: once decoded by
+     * one core, the others borrow them (one copy each instead of a decode and a copy). */
+    const int shared = s->msgs == S->sh_chunks;
+    int borrowed = 0;
+    if (st == FL_OK && shared) {
+        pthread_mutex_lock(&S->mu);
+        borrowed = S->sh_w_state == 2;
+        pthread_mutex_unlock(&S->mu);
+        if (borrowed)
+            st = flc_core_set_weights_borrowed(c, S->sh_w, j->bytes_down);
+    }
+    for (uint32_t i = 0; i < s->n_chunks && st == FL_OK && !borrowed; i++)
         st = flc_core_on_message(c, &s->msgs[i]);
     if (st == FL_OK && !flc_core_ready(c))
         st = FL_ERR_INTERNAL;
+    if (st == FL_OK && shared && !borrowed) {
+        pthread_mutex_lock(&S->mu);
+        const int claim = S->sh_w_state == 0;
+        if (claim)
+            S->sh_w_state = 1;
+        pthread_mutex_unlock(&S->mu);
+        if (claim) {
+            memcpy(S->sh_w, flc_core_weights(c), flc_core_sub_arch(c)->n_params * sizeof(float));
+            pthread_mutex_lock(&S->mu);
+            S->sh_w_state = 2;
+            pthread_mutex_unlock(&S->mu);
+        }
+    }
     /* The slot is free again: the weights live in the client core now. */
     pthread_mutex_lock(&S->mu);
     S->free_q[S->free_len++] = si;
@@ -897,6 +926,7 @@ static fl_status client_phase(sim *S, round_acc *ra, int pipelined)
     S->producer_done = 0;
     S->phase_st = FL_OK;
     S->sh_valid = 0;
+    S->sh_w_state = 0;
     size_t n_mine = 0;
     for (size_t i = 0; i < S->n_jobs; i++)
         n_mine += S->jobs[i].mine;
@@ -1180,6 +1210,7 @@ static void sim_free(sim *S)
     free(S->slots);
     free(S->sh_chunks);
     free(S->sh_buf);
+    free(S->sh_w);
     if (S->workers)
         for (uint32_t i = 0; i < S->threads; i++)
             flc_core_free(S->workers[i].core);
@@ -1362,7 +1393,9 @@ static fl_status setup(sim *S, const flsim_config *cfg, const flsim_data *data,
     S->n_slots = (int)S->threads * (shared_keepsets(cfg) ? 8 : 1) + 2;
     S->slots = calloc((size_t)S->n_slots, sizeof *S->slots);
     S->workers = calloc(S->threads, sizeof *S->workers);
-    if (!S->workers)
+    if (shared_keepsets(cfg))
+        S->sh_w = malloc(a.n_params * sizeof *S->sh_w);
+    if (!S->workers || (shared_keepsets(cfg) && !S->sh_w))
         return FL_ERR_NOMEM;
     for (uint32_t i = 0; i < S->threads; i++)
         S->workers[i].S = S;

@@ -484,6 +484,79 @@ static void test_rebind_and_take_payload(void **state)
     free_fixture(&f);
 }
 
+/* A core given the received weights borrowed (flc_core_set_weights_borrowed, as the simulator
+ * does for shared keep-sets) produces the same update bytes as one that decoded the chunks, with
+ * and without FedProx (whose anchor is the received weights); and the call's states. */
+static void test_borrowed_weights(void **state)
+{
+    (void)state;
+    fixture f;
+    memset(&f, 0, sizeof f);
+    make_data(&f);
+    for (int prox = 0; prox < 2; prox++) {
+        fls_config cfg = fls_config_default();
+        snprintf(cfg.arch, sizeof cfg.arch, "mlp:%d-16-%d", FEAT, CLASSES);
+        cfg.policy.kind = FLS_POLICY_FD; /* one shared keep-set a round */
+        cfg.policy.keep_p = 0.5f;
+        cfg.clients_per_round = K;
+        cfg.overcommit = 1.0;
+        cfg.chunk_elems = 100;
+        cfg.train.batch_size = 20;
+        cfg.train.max_samples = 60;
+        cfg.train.prox_mu = prox ? 0.5f : 0.0f;
+        fls_core *srv = NULL;
+        assert_int_equal(fls_core_new(&cfg, &srv), FL_OK);
+        for (uint32_t k = 0; k < K; k++)
+            assert_int_equal(fls_core_client_join(srv, k, 500, 0.0), FL_OK);
+        assert_int_equal(fls_core_tick(srv, 0.0), FL_OK);
+        fls_event ev;
+        while (fls_core_poll(srv, &ev))
+            ;
+        for (uint32_t k = 0; k < K; k++) {
+            char id[16];
+            snprintf(id, sizeof id, "c%u", k);
+            const flc_core_config cc = {id, k, 11, &f.views[k], NULL, NULL, {0}};
+            flc_core *dec = NULL, *bor = NULL;
+            assert_int_equal(flc_core_new(&cc, &dec), FL_OK);
+            assert_int_equal(flc_core_new(&cc, &bor), FL_OK);
+            feed_and_train(srv, dec, k);
+            const float *w = flc_core_weights(dec);
+            assert_non_null(w);
+            assert_int_equal(flc_core_set_weights_borrowed(bor, w, 1), FL_ERR_STATE); /* no task */
+            flp_msg task;
+            assert_int_equal(fls_core_task(srv, k, &task), FL_OK);
+            assert_int_equal(flc_core_on_message(bor, &task), FL_OK);
+            assert_int_equal(flc_core_set_weights_borrowed(bor, NULL, 1), FL_ERR_INVALID_ARG);
+            assert_int_equal(flc_core_set_weights_borrowed(bor, w, 1234), FL_OK);
+            assert_true(flc_core_ready(bor));
+            assert_ptr_equal(flc_core_weights(bor), w);
+            assert_int_equal(flc_core_set_weights_borrowed(bor, w, 1), FL_ERR_STATE); /* ready */
+            assert_int_equal(flc_core_train(bor), FL_OK);
+            assert_int_equal(flc_core_last_stats(bor)->bytes_down, 1234);
+            size_t la = 0, lb = 0;
+            uint8_t *a = update_bytes(dec, &la), *b = update_bytes(bor, &lb);
+            assert_int_equal(la, lb);
+            assert_memory_equal(a, b, la);
+            free(a);
+            free(b);
+            /* once a chunk came, the weights come as chunks */
+            assert_int_equal(flc_core_on_message(bor, &task), FL_OK);
+            const size_t cap = fls_core_task_chunk_bound(srv);
+            uint8_t *buf = malloc(cap);
+            flp_msg cm = {.version = FLP_VERSION, .type = FLP_CHUNK, .round = task.round, .sender = ""};
+            size_t len;
+            assert_int_equal(fls_core_task_chunk(srv, k, 0, 0, buf, cap, &len, &cm.chunk), FL_OK);
+            assert_int_equal(flc_core_on_message(bor, &cm), FL_OK);
+            assert_int_equal(flc_core_set_weights_borrowed(bor, w, 1), FL_ERR_STATE);
+            free(buf);
+            flc_core_free(dec);
+            flc_core_free(bor);
+        }
+        fls_core_free(srv);
+    }
+    free_fixture(&f);
+}
+
 /* The fuzz_client seed: a real Task of a small mlp and its weight chunks, each length-prefixed.
  * FEDROP_WRITE_SEEDS=1 rewrites tests/fuzz/corpus/client/seed-task.bin; otherwise the committed
  * seed must still drive a client core to a trained update (so the seed stays meaningful). */
@@ -600,6 +673,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_plugin_trainer_and_errors),
         cmocka_unit_test(test_rebind_and_take_payload),
+        cmocka_unit_test(test_borrowed_weights),
         cmocka_unit_test(test_fuzz_seed),
         cmocka_unit_test(test_param_cap),
         cmocka_unit_test(test_rounds_afd_learn),
