@@ -54,6 +54,7 @@ struct fls_agg {
     double scale;          /* 2^S */
     float maxabs;          /* 2^A */
     int use_avx2;
+    int use_avx512;        /* AVX-512 F + DQ: 8 lanes and a 64-bit multiply */
     int early;             /* fold_early in effect: mean mode, no clipping */
     int n_folded_open;     /* open updates holding early-folded values */
     int tainted;           /* an early update's undo log was destroyed (in-place overwrite) */
@@ -246,6 +247,8 @@ static fl_status agg_create(const flm_arch *arch, size_t n, const fls_agg_option
 #ifdef FLS_AGG_X86
     __builtin_cpu_init();
     a->use_avx2 = !o.no_simd && __builtin_cpu_supports("avx2");
+    a->use_avx512 = a->use_avx2 && !o.no_avx512 && __builtin_cpu_supports("avx512f") &&
+                    __builtin_cpu_supports("avx512dq");
 #endif
     a->cellw = calloc(a->n_cells, sizeof(uint64_t));
     a->pool = calloc((size_t)o.max_open, sizeof(float *));
@@ -615,6 +618,37 @@ static int fold_avx2(uint64_t *acc, const float *x, size_t len, uint64_t w, doub
     b |= fold_scalar(acc + i, x + i, len - i, w, scale, thr, neg);
     return b;
 }
+
+/* The same arithmetic 8 lanes wide (x * 2^S is exact in double, so a contracted multiply-add
+ * rounds as the separate ones do; the 64-bit products are exact mod 2^64): the same bits. The
+ * fold is compute-bound at 4 lanes (about 3.5 instructions per element), so twice the lanes is
+ * about twice the speed. */
+__attribute__((target("avx2,avx512f,avx512dq")))
+static int fold_avx512(uint64_t *acc, const float *x, size_t len, uint64_t w, double scale,
+                       float thr, int neg)
+{
+    const __m512d vs = _mm512_set1_pd(scale);
+    const __m512d magic = _mm512_set1_pd(MAGIC_D);
+    const __m512i mbits = _mm512_set1_epi64((long long)MAGIC_BITS);
+    const __m512i vw = _mm512_set1_epi64((long long)w);
+    const __m256 absm = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+    const __m256 vthr = _mm256_set1_ps(thr);
+    __m256 bad = _mm256_setzero_ps();
+    size_t i = 0;
+    for (; i + 8 <= len; i += 8) {
+        const __m256 xf = _mm256_loadu_ps(x + i);
+        bad = _mm256_or_ps(bad, _mm256_cmp_ps(_mm256_and_ps(xf, absm), vthr, _CMP_NLE_UQ));
+        const __m512d v = _mm512_add_pd(_mm512_mul_pd(_mm512_cvtps_pd(xf), vs), magic);
+        const __m512i q = _mm512_sub_epi64(_mm512_castpd_si512(v), mbits);
+        const __m512i p = _mm512_mullo_epi64(q, vw);
+        __m512i s = _mm512_loadu_si512((const void *)(acc + i));
+        s = neg ? _mm512_sub_epi64(s, p) : _mm512_add_epi64(s, p);
+        _mm512_storeu_si512((void *)(acc + i), s);
+    }
+    int b = _mm256_movemask_ps(bad) != 0;
+    b |= fold_avx2(acc + i, x + i, len - i, w, scale, thr, neg);
+    return b;
+}
 #endif
 
 /* Weight cells: each held cell gets w once, at its representative element (row 0 if rows have
@@ -696,6 +730,10 @@ static void fold_now(fold_ctx *c, size_t full_index, const float *x, size_t len)
 {
     uint64_t *acc = c->a->acc + full_index;
 #ifdef FLS_AGG_X86
+    if (c->a->use_avx512) {
+        c->bad |= fold_avx512(acc, x, len, c->w, c->scale, c->thr, c->neg);
+        return;
+    }
     if (c->a->use_avx2) {
         c->bad |= fold_avx2(acc, x, len, c->w, c->scale, c->thr, c->neg);
         return;

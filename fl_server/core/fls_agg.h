@@ -88,6 +88,7 @@ typedef struct fls_agg_options {
     int max_open;        /* staging buffers = concurrently open updates; 0 = 1 */
     int max_updates;     /* robust modes: committed updates per round (memory cap); 0 = 256 */
     int no_simd;         /* 1: use the portable kernel even where AVX2 exists (same bits, slower) */
+    int no_avx512;       /* 1: at most the AVX2 kernel where AVX-512 exists (same bits, slower) */
     int fold_early;      /* 1: mean mode without clipping folds each added range at once (see
                             "Early folding" above); ignored in the other modes */
     fl_logger log;       /* copied; zeroed = silent */

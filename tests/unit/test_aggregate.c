@@ -274,8 +274,11 @@ static void check_invariance(const char *spec, int K, double p, uint64_t seed, d
     early.fold_early = 1;
     fls_agg_options early_portable = early;
     early_portable.no_simd = 1;
+    fls_agg_options avx2 = base; /* trial 6: the AVX2 kernel where AVX-512 would run */
+    avx2.no_avx512 = 1;
     /* trial 5: early folding with borrowed adds (pieces decoded in place are copied) */
-    const fls_agg_options *opts[6] = {&base, &base, &portable, &early, &early_portable, &early};
+    const fls_agg_options *opts[7] = {&base, &base, &portable, &early, &early_portable, &early,
+                                      &avx2};
     flm_arch a;
     parse(&a, spec);
     const size_t N = a.n_params;
@@ -285,7 +288,7 @@ static void check_invariance(const char *spec, int K, double p, uint64_t seed, d
         make_upd(&u[k], &a, (uint32_t)k, p, (k & 1) ? 0.002f : 3.0f, seed);
     float *d0 = malloc(N * sizeof(float)), *d1 = malloc(N * sizeof(float));
     uint8_t *h0 = malloc(N), *h1 = malloc(N);
-    for (int trial = 0; trial < 6; trial++) {
+    for (int trial = 0; trial < 7; trial++) {
         g_add = trial == 5 ? fls_agg_update_add_borrowed : fls_agg_update_add;
         fls_agg *agg;
         /* trial 2 runs the portable kernel: the same bits as the AVX2 one */
