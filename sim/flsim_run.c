@@ -46,6 +46,7 @@
 #endif
 
 #define EVAL_BLOCK 256
+#define WAKE_DONE 8 /* trained jobs that wake the main thread (see struct sim) */
 
 double flsim_peak_rss_mb(void)
 {
@@ -246,6 +247,12 @@ struct sim {
     fl_status phase_st;
     size_t *done_q, done_len;     /* jobs whose training finished, not yet seen by the main thread */
     size_t taken;                 /* tasks the workers decoded (their slots released) */
+    /* Waking the main thread (each wake-up preempts a worker on a machine with as many cores as
+     * workers): once WAKE_DONE jobs wait to be collected or every job trained, or once half the
+     * slots are free (or the ready queue ran dry) while tasks remain to be produced. The main
+     * thread's wait in client_phase is exactly the negation of these. */
+    size_t done_total, n_mine;
+    int wake_free;
     size_t *order;                /* processing order of the jobs (by est) */
 
     /* evaluation */
@@ -396,7 +403,8 @@ static void run_client(sim *S, worker *w, int si)
     pthread_mutex_lock(&S->mu);
     S->free_q[S->free_len++] = si;
     S->taken++;
-    pthread_cond_signal(&S->cv_main);
+    if (!S->producer_done && (S->free_len >= S->wake_free || S->ready_len == 0))
+        pthread_cond_signal(&S->cv_main);
     pthread_mutex_unlock(&S->mu);
     const int swapped = st == FL_OK && S->need_resid;
     if (swapped)
@@ -422,7 +430,9 @@ static void run_client(sim *S, worker *w, int si)
     if ((st == FL_ERR_NOMEM || st == FL_ERR_INTERNAL) && S->phase_st == FL_OK)
         S->phase_st = st;
     S->done_q[S->done_len++] = ji;
-    pthread_cond_signal(&S->cv_main);
+    S->done_total++;
+    if (S->phase_st != FL_OK || S->done_len >= WAKE_DONE || S->done_total == S->n_mine)
+        pthread_cond_signal(&S->cv_main);
     pthread_mutex_unlock(&S->mu);
 }
 
@@ -930,6 +940,9 @@ static fl_status client_phase(sim *S, round_acc *ra, int pipelined)
     size_t n_mine = 0;
     for (size_t i = 0; i < S->n_jobs; i++)
         n_mine += S->jobs[i].mine;
+    S->n_mine = n_mine;
+    S->done_total = 0;
+    S->wake_free = S->n_slots / 2 > 0 ? S->n_slots / 2 : 1;
     uint32_t started = 0;
     for (; started < T; started++)
         if (pthread_create(&th[started], NULL, client_worker, &S->workers[started]) != 0)
@@ -1041,8 +1054,9 @@ static fl_status client_phase(sim *S, round_acc *ra, int pipelined)
         }
         if (!did) {
             pthread_mutex_lock(&S->mu);
-            while (S->done_len == 0 && S->phase_st == FL_OK &&
-                   !(S->free_len > 0 && next < S->n_jobs))
+            while (S->phase_st == FL_OK && S->done_len < WAKE_DONE && S->done_total < S->n_mine &&
+                   !(!S->producer_done && S->free_len > 0 &&
+                     (S->free_len >= S->wake_free || S->ready_len == 0)))
                 pthread_cond_wait(&S->cv_main, &S->mu);
             pthread_mutex_unlock(&S->mu);
         }
