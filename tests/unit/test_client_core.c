@@ -375,6 +375,33 @@ static uint8_t *update_bytes(const flc_core *c, size_t *len)
     return out;
 }
 
+/* A server core with K clients joined and a round of federated dropout (keep 0.5) open: a
+ * keep-set per client or one shared, the given uplink codec and FedProx mu. */
+static fls_core *fd_round(int per_client, const char *up_codec, float prox_mu)
+{
+    fls_config cfg = fls_config_default();
+    snprintf(cfg.arch, sizeof cfg.arch, "mlp:%d-16-%d", FEAT, CLASSES);
+    cfg.policy.kind = FLS_POLICY_FD;
+    cfg.policy.fd_per_client = per_client;
+    cfg.policy.keep_p = 0.5f;
+    cfg.clients_per_round = K;
+    cfg.overcommit = 1.0;
+    cfg.chunk_elems = 100;
+    cfg.train.batch_size = 20;
+    cfg.train.max_samples = 60;
+    cfg.train.prox_mu = prox_mu;
+    snprintf(cfg.up_codec, sizeof cfg.up_codec, "%s", up_codec);
+    fls_core *srv = NULL;
+    assert_int_equal(fls_core_new(&cfg, &srv), FL_OK);
+    for (uint32_t k = 0; k < K; k++)
+        assert_int_equal(fls_core_client_join(srv, k, 500, 0.0), FL_OK);
+    assert_int_equal(fls_core_tick(srv, 0.0), FL_OK);
+    fls_event ev;
+    while (fls_core_poll(srv, &ev))
+        ;
+    return srv;
+}
+
 static fl_status no_train(void *user, const flc_core_job *job, float *params,
                           uint64_t *n_samples, double *loss)
 {
@@ -393,25 +420,7 @@ static void test_rebind_and_take_payload(void **state)
     make_data(&f);
     const char *codecs[] = {"none", "topk0.3+q8+zstd"};
     for (int ci = 0; ci < 2; ci++) {
-        fls_config cfg = fls_config_default();
-        snprintf(cfg.arch, sizeof cfg.arch, "mlp:%d-16-%d", FEAT, CLASSES);
-        cfg.policy.kind = FLS_POLICY_FD;
-        cfg.policy.fd_per_client = 1;
-        cfg.policy.keep_p = 0.5f;
-        cfg.clients_per_round = K;
-        cfg.overcommit = 1.0;
-        cfg.chunk_elems = 100;
-        cfg.train.batch_size = 20;
-        cfg.train.max_samples = 60;
-        snprintf(cfg.up_codec, sizeof cfg.up_codec, "%s", codecs[ci]);
-        fls_core *srv = NULL;
-        assert_int_equal(fls_core_new(&cfg, &srv), FL_OK);
-        for (uint32_t k = 0; k < K; k++)
-            assert_int_equal(fls_core_client_join(srv, k, 500, 0.0), FL_OK);
-        assert_int_equal(fls_core_tick(srv, 0.0), FL_OK);
-        fls_event ev;
-        while (fls_core_poll(srv, &ev))
-            ;
+        fls_core *srv = fd_round(1, codecs[ci], 0.0f);
         flc_core *reused = NULL;
         for (uint32_t k = 0; k < K; k++) {
             char id[16];
@@ -494,24 +503,7 @@ static void test_borrowed_weights(void **state)
     memset(&f, 0, sizeof f);
     make_data(&f);
     for (int prox = 0; prox < 2; prox++) {
-        fls_config cfg = fls_config_default();
-        snprintf(cfg.arch, sizeof cfg.arch, "mlp:%d-16-%d", FEAT, CLASSES);
-        cfg.policy.kind = FLS_POLICY_FD; /* one shared keep-set a round */
-        cfg.policy.keep_p = 0.5f;
-        cfg.clients_per_round = K;
-        cfg.overcommit = 1.0;
-        cfg.chunk_elems = 100;
-        cfg.train.batch_size = 20;
-        cfg.train.max_samples = 60;
-        cfg.train.prox_mu = prox ? 0.5f : 0.0f;
-        fls_core *srv = NULL;
-        assert_int_equal(fls_core_new(&cfg, &srv), FL_OK);
-        for (uint32_t k = 0; k < K; k++)
-            assert_int_equal(fls_core_client_join(srv, k, 500, 0.0), FL_OK);
-        assert_int_equal(fls_core_tick(srv, 0.0), FL_OK);
-        fls_event ev;
-        while (fls_core_poll(srv, &ev))
-            ;
+        fls_core *srv = fd_round(0, "none", prox ? 0.5f : 0.0f); /* one shared keep-set */
         for (uint32_t k = 0; k < K; k++) {
             char id[16];
             snprintf(id, sizeof id, "c%u", k);
