@@ -7,13 +7,16 @@
  *   3. client phase (parallel): the main thread pulls each selected client's Task and weight
  *      chunks from the server core (fls_core_task, fls_core_task_chunk) into a small ring of
  *      slots; worker threads take a slot, build that client's flc_core on its data shard, feed it
- *      the Task and chunks, release the slot, train, and keep the encoded update (payload bytes);
+ *      the Task and chunks (with a shared keep-set, once one core has decoded the round's chunks,
+ *      the others borrow the decoded weights: flc_core_set_weights_borrowed), release the slot,
+ *      train, and keep the encoded update (payload bytes);
  *   4. MPI only: the ranks exchange the encoded updates (MPI_Allgatherv), so that every rank holds
  *      every update of the round;
  *   5. feed phase (main thread, every rank alike): each update's virtual finish time is
  *      vt + download + compute + upload (flsim_client_timing); updates go to the server core in
- *      order of (finish time, client) with now = finish time; a deadline is a tick at
- *      vt + deadline; whatever the core refuses as late is counted late;
+ *      order of (finish time, client) with now = finish time, their payloads lent to the core
+ *      until the update is done (fls_core_on_message_borrowed); a deadline is a tick at
+ *      vt + deadline while the round is open; whatever the core refuses as late is counted late;
  *   6. the core closes the round (quorum, deadline or exhausted), asks for an evaluation
  *      (FLS_EV_EVALUATE: the test set in fixed blocks over the threads and ranks), then emits
  *      FLS_EV_ROUND_END; vt becomes the close time.
