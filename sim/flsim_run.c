@@ -257,6 +257,7 @@ struct sim {
     size_t done_total, n_mine;
     int wake_free;
     size_t *order;                /* processing order of the jobs (by est) */
+    struct est_ent *cand;         /* feed_ready's candidates (n_jobs of them) */
 
     /* evaluation */
     const float *eval_params;
@@ -696,11 +697,14 @@ static fl_status prepare_jobs(sim *S, round_acc *ra)
     ra->quorum = S->n_jobs < S->cfg->per_round ? (uint32_t)S->n_jobs : S->cfg->per_round;
     size_t *ord = realloc(S->order, (S->n_jobs ? S->n_jobs : 1) * sizeof *ord);
     size_t *dq = realloc(S->done_q, (S->n_jobs ? S->n_jobs : 1) * sizeof *dq);
+    est_ent *cd = realloc(S->cand, (S->n_jobs ? S->n_jobs : 1) * sizeof *cd);
     if (ord)
         S->order = ord;
     if (dq)
         S->done_q = dq;
-    if (!ord || !dq)
+    if (cd)
+        S->cand = cd;
+    if (!ord || !dq || !cd)
         return FL_ERR_NOMEM;
     for (size_t i = 0; i < S->n_jobs; i++) {
         job *j = &S->jobs[i];
@@ -878,39 +882,44 @@ static fl_status feed_one(sim *S, round_acc *ra, job *j)
     return FL_OK;
 }
 
-/* The next job to feed: the trained, unfed one of least (finish, key), if it cannot be preceded
- * by any job still training (its finish is below every untrained job's lower bound) and feeding
- * it cannot close the round while a worker may still read a task from the core (the clients were
- * sent their tasks at the round's start; a task lives in the core while the round is open).
- * all_taken: every task was produced and decoded. -1 if none. */
-static long next_feed(const sim *S, const round_acc *ra, int all_taken)
+/* Feeds the jobs that can go to the server core now, in order of (finish, key): a trained,
+ * unfed job goes if it cannot be preceded by any job still training (its finish is below every
+ * untrained job's lower bound) and feeding it cannot close the round while a worker may still
+ * read a task from the core (the clients were sent their tasks at the round's start; a task lives
+ * in the core while the round is open); the first that may not go stops the rest. all_taken:
+ * every task was produced and decoded. Feeding changes neither the lower bounds nor which jobs
+ * are trained, so the candidates are sorted once per call (not searched once per job fed).
+ * *did: set when one was fed. */
+static fl_status feed_ready(sim *S, round_acc *ra, int all_taken, int *did)
 {
     double horizon = INFINITY;
-    long best = -1;
+    size_t m = 0;
     for (size_t i = 0; i < S->n_jobs; i++) {
         const job *j = &S->jobs[i];
         if (!j->trained) {
             if (j->lb < horizon)
                 horizon = j->lb;
-            continue;
+        } else if (!j->fed) {
+            S->cand[m++] = (est_ent){j->finish, j->key, i};
         }
-        if (j->fed)
-            continue;
-        if (best < 0 || j->finish < S->jobs[best].finish ||
-            (j->finish == S->jobs[best].finish && j->key < S->jobs[best].key))
-            best = (long)i;
     }
-    if (best < 0)
-        return -1;
+    if (m == 0)
+        return FL_OK;
+    qsort(S->cand, m, sizeof *S->cand, cmp_est);
     /* A margin far above the rounding of the sums behind lb and finish (1e-16 relative). */
     if (isfinite(horizon))
         horizon -= 1e-9 * (1.0 + fabs(horizon));
-    const job *b = &S->jobs[best];
-    if (!(b->finish < horizon))
-        return -1;
-    if (!all_taken && (ra->committed + 1 >= ra->quorum || b->finish > ra->deadline))
-        return -1;
-    return best;
+    fl_status st = FL_OK;
+    for (size_t k = 0; k < m && st == FL_OK; k++) {
+        job *b = &S->jobs[S->cand[k].ji];
+        if (!(b->finish < horizon))
+            break;
+        if (!all_taken && (ra->committed + 1 >= ra->quorum || b->finish > ra->deadline))
+            break;
+        st = feed_one(S, ra, b);
+        *did = 1;
+    }
+    return st;
 }
 
 /* Every client of a round gets the same keep-set (and the same downlink bytes). */
@@ -1040,12 +1049,8 @@ static fl_status client_phase(sim *S, round_acc *ra, int pipelined)
         if (n_trained == n_mine && ra->train_wall == 0.0)
             ra->train_wall = fl_time_mono_s() - tc;
         if (pipelined) {
-            long b;
             const double tf = fl_time_mono_s();
-            while (st == FL_OK && (b = next_feed(S, ra, all_taken)) >= 0) {
-                st = feed_one(S, ra, &S->jobs[b]);
-                did = 1;
-            }
+            st = feed_ready(S, ra, all_taken, &did);
             feed_busy += fl_time_mono_s() - tf;
         }
         if (all_produced && n_trained == n_mine) {
@@ -1085,10 +1090,8 @@ static fl_status feed_phase(sim *S, round_acc *ra)
         S->jobs[i].trained = 1;
         S->jobs[i].finish = finish_time(S, &S->jobs[i], ra->t0);
     }
-    fl_status st = FL_OK;
-    long b;
-    while (st == FL_OK && (b = next_feed(S, ra, 1)) >= 0)
-        st = feed_one(S, ra, &S->jobs[b]);
+    int did = 0;
+    const fl_status st = feed_ready(S, ra, 1, &did);
     ra->feed_wall = fl_time_mono_s() - tf;
     return st;
 }
@@ -1236,6 +1239,7 @@ static void sim_free(sim *S)
     free(S->free_q);
     free(S->done_q);
     free(S->order);
+    free(S->cand);
     if (S->resid) {
         for (uint32_t k = 0; k < S->cfg->clients; k++)
             free(S->resid[k]);
