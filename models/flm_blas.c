@@ -160,6 +160,22 @@ int flm_blas_threads(void)
 #define SKINNY_MAX 16
 #define SKINNY_MIN_WORK 32768 /* elements of the big operand below which OpenBLAS is as good */
 
+/* One skinny / fused-backward GEMM split over threads (see "splitting the skinny kernels"
+ * below); declared for every target, used where the AVX-512 kernels are built. */
+typedef struct par_ctx {
+    int kind; /* 0 NT, 1 NN, 2 fused dense backward */
+    int M, N, K, lda, ldb, ldc, align;
+    float alpha, beta;
+    const float *A, *B;
+    float *C;
+    int nparts;
+    /* the fused dense backward: columns N of W (OC, N), dinp (M, N), x (M, N), dout (M, OC) */
+    float *dinp, *W;
+    const float *dout, *x;
+    int OC;
+    float decay;
+} par_ctx;
+
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
 #define FLM_AVX512 __attribute__((target("avx512f,avx512dq,avx512vl,fma")))
@@ -463,20 +479,6 @@ static int have_avx512(void)
 #define PAR_MAX 16
 #define PAR_MIN_WORK (1u << 20) /* elements of the big operand per thread */
 
-typedef struct par_ctx {
-    int kind; /* 0 NT, 1 NN, 2 fused dense backward */
-    int M, N, K, lda, ldb, ldc, align;
-    float alpha, beta;
-    const float *A, *B;
-    float *C;
-    int nparts;
-    /* the fused dense backward: columns N of W (OC, N), dinp (M, N), x (M, N), dout (M, OC) */
-    float *dinp, *W;
-    const float *dout, *x;
-    int OC;
-    float decay;
-} par_ctx;
-
 typedef struct par_part {
     const par_ctx *c;
     int part;
@@ -558,17 +560,6 @@ static int skinny_gemm(int transA, int transB, int M, int N, int K, float alpha,
 }
 #else
 static int have_avx512(void) { return 0; }
-typedef struct par_ctx {
-    int kind, M, N, K, lda, ldb, ldc, align;
-    float alpha, beta;
-    const float *A, *B;
-    float *C;
-    int nparts;
-    float *dinp, *W;
-    const float *dout, *x;
-    int OC;
-    float decay;
-} par_ctx;
 static int par_threads(size_t work)
 {
     (void)work;
