@@ -204,13 +204,7 @@ static int send_msg(flc_client *c, const flp_msg *m)
 /* An envelope of ours: version, type, round, sender; the body zeroed for the caller to fill. */
 static flp_msg envelope(const flc_client *c, flp_type type, uint64_t round)
 {
-    flp_msg m;
-    memset(&m, 0, sizeof m);
-    m.version = FLP_VERSION;
-    m.type = type;
-    m.round = round;
-    m.sender = c->id;
-    return m;
+    return flp_msg_header(type, round, c->id);
 }
 
 static void send_simple(flc_client *c, flp_type type, uint64_t round)

@@ -492,11 +492,7 @@ fl_status flc_core_update(const flc_core *c, flp_msg *out)
 {
     if (!c->trained)
         return FL_ERR_STATE;
-    memset(out, 0, sizeof *out);
-    out->version = FLP_VERSION;
-    out->type = FLP_UPDATE;
-    out->round = c->round;
-    out->sender = c->id;
+    *out = flp_msg_header(FLP_UPDATE, c->round, c->id);
     out->update.model_version = c->model_version;
     out->update.n_tensors = c->n_tensors;
     out->update.tensors = c->hdr;
@@ -519,11 +515,7 @@ fl_status flc_core_update_chunk(const flc_core *c, uint32_t i, flp_msg *out)
     if (i >= c->n_chunks)
         return FL_ERR_INVALID_ARG;
     const up_chunk *k = &c->chunks[i];
-    memset(out, 0, sizeof *out);
-    out->version = FLP_VERSION;
-    out->type = FLP_CHUNK;
-    out->round = c->round;
-    out->sender = c->id;
+    *out = flp_msg_header(FLP_CHUNK, c->round, c->id);
     out->chunk.dir = FLP_DIR_UP;
     out->chunk.tensor = k->tensor;
     out->chunk.index = k->index;

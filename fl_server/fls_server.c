@@ -411,12 +411,7 @@ static int send_sess(fls_server *s, sess *x, const flp_msg *m)
 static void send_error(fls_server *s, const uint8_t *rid, size_t rid_len, uint64_t round,
                        fl_status code, const char *text)
 {
-    flp_msg m;
-    memset(&m, 0, sizeof m);
-    m.version = FLP_VERSION;
-    m.type = FLP_ERROR;
-    m.round = round;
-    m.sender = "";
+    flp_msg m = flp_msg_header(FLP_ERROR, round, NULL);
     m.error.code = code ? (uint32_t)code : (uint32_t)FL_ERR_INTERNAL;
     char msg[256];
     snprintf(msg, sizeof msg, "%s", text && *text ? text : fl_strerror(code));
@@ -430,12 +425,7 @@ static void send_error(fls_server *s, const uint8_t *rid, size_t rid_len, uint64
 static void send_ack(fls_server *s, sess *x, flp_type of, uint64_t round, fl_status status,
                      const char *detail)
 {
-    flp_msg m;
-    memset(&m, 0, sizeof m);
-    m.version = FLP_VERSION;
-    m.type = FLP_ACK;
-    m.round = round;
-    m.sender = "";
+    flp_msg m = flp_msg_header(FLP_ACK, round, NULL);
     m.ack.of_type = of;
     m.ack.of_round = round;
     m.ack.status = (int32_t)status;
@@ -445,11 +435,7 @@ static void send_ack(fls_server *s, sess *x, flp_type of, uint64_t round, fl_sta
 
 static void send_bye_all(fls_server *s, const char *reason)
 {
-    flp_msg m;
-    memset(&m, 0, sizeof m);
-    m.version = FLP_VERSION;
-    m.type = FLP_BYE;
-    m.sender = "";
+    flp_msg m = flp_msg_header(FLP_BYE, 0, NULL);
     m.bye.reason = reason;
     for (size_t i = 0; i < s->n_ss; i++)
         if (!s->ss[i].dead && s->ss[i].id)
@@ -484,8 +470,7 @@ static void dl_pump(fls_server *s, sess *x)
             break;
         }
         size_t len = 0;
-        flp_msg m;
-        memset(&m, 0, sizeof m);
+        flp_msg m = flp_msg_header(FLP_CHUNK, x->dl_round, NULL);
         const fl_status st = fls_core_task_chunk(s->core, x->key, x->dl_t, x->dl_i, s->chunk_buf,
                                                  s->chunk_cap, &len, &m.chunk);
         if (st != FL_OK) {
@@ -495,10 +480,6 @@ static void dl_pump(fls_server *s, sess *x)
             x->dl_active = 0;
             break;
         }
-        m.version = FLP_VERSION;
-        m.type = FLP_CHUNK;
-        m.round = x->dl_round;
-        m.sender = "";
         if (send_sess(s, x, &m) != 0) {
             fl_log(&s->log, FL_LOG_WARN, "client %s: send queue full; task of round %llu dropped",
                    x->id, (unsigned long long)x->dl_round);
@@ -1408,11 +1389,7 @@ void fls_server_free(fls_server *s)
 static void timers(fls_server *s, double now)
 {
     const double hb = s->opt.heartbeat_ms / 1000.0, live = s->opt.liveness_ms / 1000.0;
-    flp_msg m;
-    memset(&m, 0, sizeof m);
-    m.version = FLP_VERSION;
-    m.type = FLP_HEARTBEAT;
-    m.sender = "";
+    flp_msg m = flp_msg_header(FLP_HEARTBEAT, 0, NULL);
     for (size_t i = 0; i < s->n_ss; i++) {
         sess *x = &s->ss[i];
         if (x->dead || !x->id)

@@ -512,6 +512,17 @@ typedef struct owned_msg {
     void *arrays;               /* tensor headers, layers, metrics: one allocation */
 } owned_msg;
 
+flp_msg flp_msg_header(flp_type type, uint64_t round, const char *sender)
+{
+    flp_msg m;
+    memset(&m, 0, sizeof m);
+    m.version = FLP_VERSION;
+    m.type = type;
+    m.round = round;
+    m.sender = sender ? sender : "";
+    return m;
+}
+
 void flp_msg_free(flp_msg *m)
 {
     if (!m)

@@ -212,6 +212,10 @@ fl_status flp_decode(flp_msg **out, const uint8_t *src, size_t len, const flp_li
 /* Frees a message returned by flp_decode. NULL is a no-op. Never pass a caller-built flp_msg. */
 void flp_msg_free(flp_msg *m);
 
+/* A message to send: this build's version, type, round and sender (NULL: ""), every other field
+ * zero for the caller to fill. */
+flp_msg flp_msg_header(flp_type type, uint64_t round, const char *sender);
+
 /* True when a and b hold the same message: every field, string, array element and payload byte
  * (floats compared by value). Thread-safe. */
 bool flp_msg_equal(const flp_msg *a, const flp_msg *b);

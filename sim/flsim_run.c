@@ -479,11 +479,7 @@ static fl_status pull_chunks(sim *S, uint32_t key, const flp_msg *task, uint32_t
     for (uint32_t t = 0; t < task->task.n_tensors; t++)
         for (uint32_t i = 0; i < task->task.tensors[t].n_chunks; i++) {
             flp_msg *m = &msgs[ci++];
-            memset(m, 0, sizeof *m);
-            m->version = FLP_VERSION;
-            m->type = FLP_CHUNK;
-            m->round = task->round;
-            m->sender = "";
+            *m = flp_msg_header(FLP_CHUNK, task->round, NULL);
             size_t len = 0;
             const fl_status st = fls_core_task_chunk(S->core, key, t, i, *buf + off, *cap - off,
                                                      &len, &m->chunk);
@@ -808,12 +804,7 @@ static fl_status feed_one(sim *S, round_acc *ra, job *j)
     }
     if (ts != FL_OK)
         return ts;
-    flp_msg up;
-    memset(&up, 0, sizeof up);
-    up.version = FLP_VERSION;
-    up.type = FLP_UPDATE;
-    up.round = task.round;
-    up.sender = "";
+    flp_msg up = flp_msg_header(FLP_UPDATE, task.round, NULL);
     up.update.model_version = task.task.model_version;
     up.update.n_tensors = task.task.n_tensors;
     up.update.tensors = task.task.tensors;
@@ -844,12 +835,7 @@ static fl_status feed_one(sim *S, round_acc *ra, job *j)
         for (uint32_t i = 0; i < h->n_chunks && ms == FL_OK; i++, ci++) {
             if (ci >= j->n_chunks)
                 return FL_ERR_INTERNAL;
-            flp_msg cm;
-            memset(&cm, 0, sizeof cm);
-            cm.version = FLP_VERSION;
-            cm.type = FLP_CHUNK;
-            cm.round = round;
-            cm.sender = "";
+            flp_msg cm = flp_msg_header(FLP_CHUNK, round, NULL);
             cm.chunk.dir = FLP_DIR_UP;
             cm.chunk.tensor = t;
             cm.chunk.index = i;

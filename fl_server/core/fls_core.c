@@ -676,11 +676,7 @@ fl_status fls_core_task(const fls_core *c, uint32_t key, flp_msg *out)
     if (!s)
         return FL_ERR_NOT_SELECTED;
     const task_spec *t = s->task;
-    memset(out, 0, sizeof *out);
-    out->version = FLP_VERSION;
-    out->type = FLP_TASK;
-    out->round = c->round;
-    out->sender = "";
+    *out = flp_msg_header(FLP_TASK, c->round, NULL);
     flp_task *k = &out->task;
     k->model_version = c->model_version;
     k->arch = c->arch.spec;
