@@ -49,6 +49,17 @@ size_t flm_conv2d_scratch_floats(int B, int C, int OC, int K, int OH, int OW)
     return (size_t)C * K * K * OH * OW;
 }
 
+/* The output columns [*lo, *hi) of a convolution row whose input column ow + kw - pad lies
+ * inside [0, W): for kernel column kw, padding pad, OW output columns (empty: *lo == *hi). */
+static inline void valid_cols(int kw, int pad, int W, int OW, int *lo, int *hi)
+{
+    int a = pad - kw, b = W + pad - kw;
+    a = a < 0 ? 0 : a;
+    b = b > OW ? OW : b;
+    *lo = a;
+    *hi = b < a ? a : b;
+}
+
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
 #define FLM_LAYERS_AVX512 __attribute__((target("avx512f")))
@@ -81,11 +92,8 @@ static FLM_LAYERS_AVX512 void im2col_avx512(float *col, size_t ld, const float *
         for (int kh = 0; kh < K; kh++)
             for (int kw = 0; kw < K; kw++) {
                 float *row = col + ((size_t)(c * K + kh) * K + kw) * ld;
-                int lo = pad - kw, hi = W + pad - kw;
-                lo = lo < 0 ? 0 : lo;
-                hi = hi > OW ? OW : hi;
-                if (hi < lo)
-                    hi = lo;
+                int lo, hi;
+                valid_cols(kw, pad, W, OW, &lo, &hi);
                 const __mmask16 m0 = lane_mask(lo, hi, 0), m1 = lane_mask(lo, hi, 16);
                 for (int oh = 0; oh < OH; oh++) {
                     float *dst = row + (size_t)oh * OW;
@@ -214,12 +222,8 @@ static void im2col(float *col, size_t ld, const float *inp, int C, int H, int W,
         for (int kh = 0; kh < K; kh++)
             for (int kw = 0; kw < K; kw++) {
                 float *row = col + ((size_t)(c * K + kh) * K + kw) * ld;
-                /* output columns whose input column iw = ow + kw - pad lies inside [0, W) */
-                int lo = pad - kw, hi = W + pad - kw;
-                lo = lo < 0 ? 0 : lo;
-                hi = hi > OW ? OW : hi;
-                if (hi < lo)
-                    hi = lo;
+                int lo, hi;
+                valid_cols(kw, pad, W, OW, &lo, &hi);
                 for (int oh = 0; oh < OH; oh++) {
                     float *dst = row + (size_t)oh * OW;
                     const int ih = oh + kh - pad;
@@ -247,9 +251,8 @@ static void col2im(float *dinp, const float *dcol, int C, int H, int W, int K, i
         for (int kh = 0; kh < K; kh++)
             for (int kw = 0; kw < K; kw++) {
                 const float *row = dcol + ((size_t)(c * K + kh) * K + kw) * P;
-                int lo = pad - kw, hi = W + pad - kw;
-                lo = lo < 0 ? 0 : lo;
-                hi = hi > OW ? OW : hi;
+                int lo, hi;
+                valid_cols(kw, pad, W, OW, &lo, &hi);
                 for (int oh = 0; oh < OH; oh++) {
                     const int ih = oh + kh - pad;
                     if (ih < 0 || ih >= H)
