@@ -52,7 +52,9 @@
     X(FL_ERR_AUTH, "authentication refused") \
     X(FL_ERR_REMOTE, "peer reported an error") \
     X(FL_ERR_CANCELLED, "cancelled") \
-    X(FL_ERR_TRACE_FORMAT, "malformed trace file row")
+    X(FL_ERR_TRACE_FORMAT, "malformed trace file row") \
+    X(FL_ERR_RESULTS_FORMAT, "malformed saved run outputs") \
+    X(FL_ERR_RESULTS_MISMATCH, "saved run has other settings")
 
 const char *fl_strerror(fl_status s)
 {

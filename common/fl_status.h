@@ -66,6 +66,8 @@ typedef enum fl_status {
     FL_ERR_CANCELLED = 104,     /* the operation was stopped by its caller */
     /* simulator */
     FL_ERR_TRACE_FORMAT = 120,  /* a device / availability trace file has a bad row */
+    FL_ERR_RESULTS_FORMAT = 121,   /* a saved run's rounds.csv or summary.json is malformed */
+    FL_ERR_RESULTS_MISMATCH = 122, /* a saved run was made with other settings */
 } fl_status;
 
 /* A short, static, human-readable description of s. Never NULL; unknown codes give

@@ -23,7 +23,7 @@ static void usage(FILE *f)
 {
     fprintf(f,
         "usage: fl_sim [--config FILE] [--OPTION VALUE | --OPTION=VALUE]...\n"
-        "       fl_sim experiment afd [--preset small|full] [--seeds N] [--out DIR] [--OPTION VALUE]...\n"
+        "       fl_sim experiment afd [--preset small|full] [--seeds N] [--out DIR] [--fresh 0|1] [--OPTION VALUE]...\n"
         "\n"
         "Simulates federated learning with fedrop's own server and client cores: virtual clients\n"
         "with device and network profiles, a virtual clock, worker threads (and MPI ranks under\n"
@@ -38,6 +38,10 @@ static void usage(FILE *f)
         "experiment afd: runs full, fd, afd-single and afd-multi, each without and with compression\n"
         "(--down-codec / --up-codec of the preset), over --seeds seeds (3), and writes table.md,\n"
         "table.csv, curves.csv and plots (gnuplot) under --out (default results/afd-PRESET).\n"
+        "Each run is saved under DIR/runs/ as it finishes; a later experiment with the same --out\n"
+        "reads back the runs that match its settings instead of running them again, so an\n"
+        "interrupted experiment resumes and --seeds 3 adds to an earlier --seeds 1\n"
+        "(--fresh 1: run everything again).\n"
         "  --preset small   mlp on 12,000 Fashion-MNIST samples, 200 clients, 20 per round, 100 rounds\n"
         "  --preset full    cnn:10 on Fashion-MNIST, 1,000 clients, 50 per round, 200 rounds\n"
         "\n"
@@ -144,6 +148,12 @@ static int run_experiment(int argc, char **argv, int first)
             e.seeds = (uint32_t)v;
         } else if (!strcmp(name, "out")) {
             snprintf(e.out, sizeof e.out, "%s", value);
+        } else if (!strcmp(name, "fresh")) {
+            if (strcmp(value, "0") && strcmp(value, "1")) {
+                fprintf(stderr, "fl_sim: --fresh: '%s' is not 0 or 1\n", value);
+                return 2;
+            }
+            e.fresh = value[0] == '1';
         } else {
             flsim_config probe = flsim_config_default();
             char err[300];

@@ -285,6 +285,22 @@ fl_status flsim_run(const flsim_config *cfg, const flsim_data *data, const fl_lo
 fl_status flsim_write_outputs(const char *dir, const flsim_config *cfg, const flsim_result *res,
                               const flsim_round_record *records, size_t n_records);
 
+/* Reading a finished run back (fl_sim experiment afd reuses the runs an interrupted experiment
+ * finished). flsim_load_outputs reads DIR/summary.json and DIR/rounds.csv: FL_OK with *res and
+ * a malloc'ed *records (rounds.csv's fields: the wall-time split and CPU times it does not hold
+ * are 0); FL_ERR_NOT_FOUND when DIR holds no summary.json (no finished run there);
+ * FL_ERR_RESULTS_MISMATCH when want (if not NULL) differs from the saved settings in anything
+ * but `threads`; FL_ERR_RESULTS_FORMAT for a malformed or inconsistent file; FL_ERR_UNSUPPORTED
+ * when built without jansson; FL_ERR_IO, FL_ERR_NOMEM. The reason, naming the file and line or
+ * field, goes to err. The two parsers take the files' bytes. */
+fl_status flsim_load_outputs(const char *dir, const flsim_config *want, flsim_result *res,
+                             flsim_round_record **records, size_t *n_records, char *err,
+                             size_t errlen);
+fl_status flsim_parse_summary(const char *text, size_t len, const flsim_config *want,
+                              flsim_result *res, char *err, size_t errlen);
+fl_status flsim_parse_rounds_csv(const char *text, size_t len, flsim_round_record **records,
+                                 size_t *n_records, char *err, size_t errlen);
+
 /* Writes the summary JSON into buf; returns the full length (like snprintf). */
 size_t flsim_summary_json(const flsim_config *cfg, const flsim_result *res, char *buf, size_t cap);
 
@@ -299,12 +315,17 @@ typedef struct flsim_experiment {
     uint32_t seeds;      /* default 3 */
     uint32_t threads;
     int quiet;
+    int fresh;           /* run everything again, not reading back runs finished under out */
     const char *overrides[64]; /* "key=value" option settings applied after the preset, NULL-terminated */
 } flsim_experiment;
 
 /* Runs the comparison of AFD.md (8 configurations x seeds), writes DIR/table.md, DIR/table.csv,
  * DIR/curves.csv, per run DIR/runs/<name>-s<seed>/{rounds.csv,summary.json}, and the plots
- * DIR/acc_vs_time.{png,svg}, DIR/acc_vs_bytes.{png,svg} when gnuplot is installed. */
+ * DIR/acc_vs_time.{png,svg}, DIR/acc_vs_bytes.{png,svg} when gnuplot is installed. A run whose
+ * directory already holds a finished run with the same settings is read back, not run again
+ * (unless fresh): an interrupted experiment resumes, and more seeds add to fewer; a saved run
+ * with other settings, or a damaged one, stops it with FL_ERR_RESULTS_MISMATCH or
+ * FL_ERR_RESULTS_FORMAT before anything is overwritten. */
 fl_status flsim_experiment_afd(const flsim_experiment *e, const fl_logger *log, char *err,
                                size_t errlen);
 

@@ -61,6 +61,33 @@ static fl_status apply(flsim_config *c, const char *kv, char *err, size_t errlen
     return flsim_config_set(c, key, eq + 1, err, errlen);
 }
 
+/* Rank 0's codes to every rank. */
+static void share_codes(int *codes, int n)
+{
+#ifdef FLSIM_HAVE_MPI
+    int inited = 0, size = 1;
+    MPI_Initialized(&inited);
+    if (inited)
+        MPI_Comm_size(MPI_COMM_WORLD, &size);
+    if (size > 1)
+        MPI_Bcast(codes, n, MPI_INT, 0, MPI_COMM_WORLD);
+#else
+    (void)codes;
+    (void)n;
+#endif
+}
+
+/* The settings of configuration c, seed index s. */
+static void config_of(const flsim_config *base, int c, uint32_t s, const char *down_c,
+                      const char *up_c, flsim_config *cfg)
+{
+    *cfg = *base;
+    flsim_config_set(cfg, "policy", g_cfgs[c].policy, NULL, 0);
+    cfg->seed = s + 1;
+    snprintf(cfg->down_codec, sizeof cfg->down_codec, "%s", g_cfgs[c].compress ? down_c : "none");
+    snprintf(cfg->up_codec, sizeof cfg->up_codec, "%s", g_cfgs[c].compress ? up_c : "none");
+}
+
 typedef struct run_out {
     flsim_result res;
     flsim_round_record *rec;
@@ -133,32 +160,78 @@ fl_status flsim_experiment_afd(const flsim_experiment *e, const fl_logger *log, 
         flsim_data_free(&data);
         return FL_ERR_NOMEM;
     }
-    for (int c = 0; c < N_CONFIGS && st == FL_OK; c++)
-        for (uint32_t s = 0; s < seeds && st == FL_OK; s++) {
-            flsim_config cfg = base;
-            flsim_config_set(&cfg, "policy", g_cfgs[c].policy, NULL, 0);
-            cfg.seed = s + 1;
-            snprintf(cfg.down_codec, sizeof cfg.down_codec, "%s", g_cfgs[c].compress ? down_c : "none");
-            snprintf(cfg.up_codec, sizeof cfg.up_codec, "%s", g_cfgs[c].compress ? up_c : "none");
-            run_out *ro = &runs[c * seeds + s];
-            st = flsim_run(&cfg, &data, log, NULL, NULL, &ro->res, &ro->rec, &ro->n, e2, sizeof e2);
-            if (st != FL_OK) {
-                snprintf(err, errlen, "%s seed %u: %s", g_cfgs[c].name, s + 1, e2);
-                break;
-            }
-            if (r0) {
-                if (!e->quiet)
-                    fprintf(stderr, "%-13s seed %u: final acc %.4f, %u rounds, %.0f virtual s, %.1f MB, wall %.1f s\n",
-                            g_cfgs[c].name, s + 1, ro->res.final_test_acc, ro->res.rounds,
-                            ro->res.virtual_time_s,
-                            (double)(ro->res.bytes_down + ro->res.bytes_up) / 1e6, ro->res.wall_s);
-                snprintf(path, sizeof path, "%s/runs/%s-s%u", e->out, g_cfgs[c].name, s + 1);
-                if (flsim_write_outputs(path, &cfg, &ro->res, ro->rec, ro->n) != FL_OK) {
-                    snprintf(err, errlen, "cannot write %s", path);
-                    st = FL_ERR_IO;
-                }
+    /* Pass 1 (rank 0): read back the runs finished earlier under this --out with the same
+     * settings (an interrupted experiment, or one with fewer seeds), so that a saved run with
+     * other settings or a damaged one stops the experiment before any training. Every rank
+     * learns which runs remain. */
+    const size_t n_runs = (size_t)N_CONFIGS * seeds;
+    int *done = calloc(n_runs + 1, sizeof *done); /* [n_runs]: rank 0's status */
+    if (!done)
+        st = FL_ERR_NOMEM;
+    if (err && errlen)
+        err[0] = '\0';
+    for (size_t i = 0; st == FL_OK && r0 && !e->fresh && i < n_runs; i++) {
+        const int c = (int)(i / seeds);
+        const uint32_t s = (uint32_t)(i % seeds);
+        flsim_config cfg;
+        config_of(&base, c, s, down_c, up_c, &cfg);
+        run_out *ro = &runs[i];
+        snprintf(path, sizeof path, "%s/runs/%s-s%u", e->out, g_cfgs[c].name, s + 1);
+        const fl_status ls = flsim_load_outputs(path, &cfg, &ro->res, &ro->rec, &ro->n, e2,
+                                                sizeof e2);
+        if (ls == FL_OK) {
+            done[i] = 1;
+            if (!e->quiet)
+                fprintf(stderr, "%-13s seed %u: final acc %.4f, %u rounds (finished earlier: %s)\n",
+                        g_cfgs[c].name, s + 1, ro->res.final_test_acc, ro->res.rounds, path);
+        } else if (ls == FL_ERR_UNSUPPORTED) {
+            if (log)
+                fl_log(log, FL_LOG_WARN, "%s: running every run again", e2);
+            break;
+        } else if (ls == FL_ERR_RESULTS_MISMATCH || ls == FL_ERR_RESULTS_FORMAT) {
+            snprintf(err, errlen, "%s (remove that run's directory, use another --out, or "
+                                  "--fresh 1 to run everything again)", e2);
+            st = ls;
+        } else if (ls != FL_ERR_NOT_FOUND) {
+            snprintf(err, errlen, "%s", e2);
+            st = ls;
+        }
+    }
+    if (done) {
+        done[n_runs] = (int)st;
+        share_codes(done, (int)n_runs + 1);
+        st = (fl_status)done[n_runs];
+        if (st != FL_OK && err && errlen && !err[0])
+            snprintf(err, errlen, "rank 0: %s", fl_strerror(st));
+    }
+    /* Pass 2: the remaining runs. */
+    for (size_t i = 0; st == FL_OK && i < n_runs; i++) {
+        if (done[i])
+            continue;
+        const int c = (int)(i / seeds);
+        const uint32_t s = (uint32_t)(i % seeds);
+        flsim_config cfg;
+        config_of(&base, c, s, down_c, up_c, &cfg);
+        run_out *ro = &runs[i];
+        st = flsim_run(&cfg, &data, log, NULL, NULL, &ro->res, &ro->rec, &ro->n, e2, sizeof e2);
+        if (st != FL_OK) {
+            snprintf(err, errlen, "%s seed %u: %s", g_cfgs[c].name, s + 1, e2);
+            break;
+        }
+        if (r0) {
+            if (!e->quiet)
+                fprintf(stderr, "%-13s seed %u: final acc %.4f, %u rounds, %.0f virtual s, %.1f MB, wall %.1f s\n",
+                        g_cfgs[c].name, s + 1, ro->res.final_test_acc, ro->res.rounds,
+                        ro->res.virtual_time_s,
+                        (double)(ro->res.bytes_down + ro->res.bytes_up) / 1e6, ro->res.wall_s);
+            snprintf(path, sizeof path, "%s/runs/%s-s%u", e->out, g_cfgs[c].name, s + 1);
+            if (flsim_write_outputs(path, &cfg, &ro->res, ro->rec, ro->n) != FL_OK) {
+                snprintf(err, errlen, "cannot write %s", path);
+                st = FL_ERR_IO;
             }
         }
+    }
+    free(done);
     if (st == FL_OK && r0) {
         /* Summary statistics per configuration. */
         double m_rt[N_CONFIGS], m_vt[N_CONFIGS], m_by[N_CONFIGS], m_acc[N_CONFIGS];

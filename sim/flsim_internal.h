@@ -23,4 +23,8 @@ void flsim_json_str(char *buf, size_t cap, const char *s);
 #include <stdio.h>
 int flsim_write_rounds_csv(FILE *f, const flsim_round_record *rec, size_t n);
 
+/* rounds.csv's header line (no newline), and the closed_by names of fls_close_reason 0 .. 3. */
+extern const char flsim_rounds_header[];
+extern const char *const flsim_close_names[4];
+
 #endif

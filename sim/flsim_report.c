@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "flsim.h"
 #include "flsim_internal.h"
@@ -73,6 +74,13 @@ size_t flsim_summary_json(const flsim_config *cfg, const flsim_result *r, char *
         r->n_params, r->empty_clients, blas, r->mpi_ranks, num(a, sizeof a, r->peak_rss_mb), conf);
 }
 
+/* rounds.csv's header line, and the names of fls_close_reason 0 .. 3 in its closed_by column. */
+const char flsim_rounds_header[] =
+    "round,vtime_s,round_vtime_s,wall_s,train_wall_s,bytes_down,bytes_up,cum_bytes_down,"
+    "cum_bytes_up,mean_loss,test_acc,test_loss,online,selected,reported,late,failed,closed_by,"
+    "train_flops";
+const char *const flsim_close_names[4] = {"", "quorum", "deadline", "exhausted"};
+
 static void csv_num(FILE *f, double v)
 {
     if (isfinite(v))
@@ -81,10 +89,7 @@ static void csv_num(FILE *f, double v)
 
 int flsim_write_rounds_csv(FILE *f, const flsim_round_record *rec, size_t n)
 {
-    fprintf(f, "round,vtime_s,round_vtime_s,wall_s,train_wall_s,bytes_down,bytes_up,"
-               "cum_bytes_down,cum_bytes_up,mean_loss,test_acc,test_loss,online,selected,"
-               "reported,late,failed,closed_by,train_flops\n");
-    static const char *why[] = {"", "quorum", "deadline", "exhausted"};
+    fprintf(f, "%s\n", flsim_rounds_header);
     for (size_t i = 0; i < n; i++) {
         const flsim_round_record *r = &rec[i];
         fprintf(f, "%u,%.9g,%.9g,%.6f,%.6f,%llu,%llu,%llu,%llu,", r->round, r->vtime_s,
@@ -97,10 +102,44 @@ int flsim_write_rounds_csv(FILE *f, const flsim_round_record *rec, size_t n)
         fputc(',', f);
         csv_num(f, r->evaluated ? r->test_loss : NAN);
         fprintf(f, ",%u,%u,%u,%u,%u,%s,%.6g\n", r->online, r->selected, r->reported, r->late,
-                r->failed, r->closed_by >= 1 && r->closed_by <= 3 ? why[r->closed_by] : "",
+                r->failed, r->closed_by >= 1 && r->closed_by <= 3 ? flsim_close_names[r->closed_by] : "",
                 r->train_flops);
     }
     return ferror(f) ? -1 : 0;
+}
+
+/* Writes path.tmp through fn, then renames it over path: a reader never sees half a file. */
+static fl_status write_atomic(const char *path, int (*fn)(FILE *f, const void *a, const void *b,
+                                                           size_t n),
+                              const void *a, const void *b, size_t n)
+{
+    char tmp[1300];
+    if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp)
+        return FL_ERR_IO;
+    FILE *f = fopen(tmp, "w");
+    if (!f)
+        return FL_ERR_IO;
+    int bad = fn(f, a, b, n);
+    bad |= fflush(f) != 0 || fsync(fileno(f)) != 0;
+    bad |= fclose(f) != 0;
+    if (bad || rename(tmp, path) != 0) {
+        remove(tmp);
+        return FL_ERR_IO;
+    }
+    return FL_OK;
+}
+
+static int put_rounds(FILE *f, const void *rec, const void *unused, size_t n)
+{
+    (void)unused;
+    return flsim_write_rounds_csv(f, rec, n);
+}
+
+static int put_text(FILE *f, const void *text, const void *unused, size_t n)
+{
+    (void)unused;
+    (void)n;
+    return fputs(text, f) < 0;
 }
 
 fl_status flsim_write_outputs(const char *dir, const flsim_config *cfg, const flsim_result *res,
@@ -108,28 +147,22 @@ fl_status flsim_write_outputs(const char *dir, const flsim_config *cfg, const fl
 {
     if (flsim_mkdirs(dir) != 0)
         return FL_ERR_IO;
-    char path[1200];
+    /* summary.json marks a finished run (flsim_load_outputs): it goes first and comes back last,
+     * so a crash in between leaves no summary beside another run's rounds. */
+    char path[1200], sum[1200];
     snprintf(path, sizeof path, "%s/rounds.csv", dir);
-    FILE *f = fopen(path, "w");
-    if (!f)
+    snprintf(sum, sizeof sum, "%s/summary.json", dir);
+    if (remove(sum) != 0 && errno != ENOENT)
         return FL_ERR_IO;
-    int bad = flsim_write_rounds_csv(f, records, n_records);
-    if (fclose(f) != 0 || bad)
-        return FL_ERR_IO;
-    snprintf(path, sizeof path, "%s/summary.json", dir);
+    fl_status st = write_atomic(path, put_rounds, records, NULL, n_records);
+    if (st != FL_OK)
+        return st;
     const size_t need = flsim_summary_json(cfg, res, NULL, 0) + 1;
     char *buf = malloc(need);
     if (!buf)
         return FL_ERR_NOMEM;
     flsim_summary_json(cfg, res, buf, need);
-    f = fopen(path, "w");
-    if (!f) {
-        free(buf);
-        return FL_ERR_IO;
-    }
-    bad = fputs(buf, f) < 0;
+    st = write_atomic(sum, put_text, buf, NULL, 0);
     free(buf);
-    if (fclose(f) != 0 || bad)
-        return FL_ERR_IO;
-    return FL_OK;
+    return st;
 }

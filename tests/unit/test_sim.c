@@ -505,6 +505,297 @@ static void test_small_run_learns(void **state)
     free(rec);
 }
 
+/* ---- saved runs read back (fl_sim experiment afd resumes) --------------------------------------- */
+
+static char *read_all(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return NULL;
+    char *b = malloc(1 << 20);
+    assert_non_null(b);
+    *len = fread(b, 1, (1 << 20) - 1, f);
+    b[*len] = '\0';
+    fclose(f);
+    return b;
+}
+
+static void write_all(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    assert_int_equal(fputs(text, f) >= 0, 1);
+    assert_int_equal(fclose(f), 0);
+}
+
+static void rm_run(const char *dir)
+{
+    char p[600];
+    snprintf(p, sizeof p, "%s/rounds.csv", dir);
+    unlink(p);
+    snprintf(p, sizeof p, "%s/summary.json", dir);
+    unlink(p);
+    rmdir(dir);
+}
+
+static void test_outputs_read_back(void **state)
+{
+    (void)state;
+    flsim_config c = small_config();
+    c.rounds = 7;
+    c.eval_every = 2;
+    c.target_acc = 0.5;
+    c.keep_going = 1;
+    assert_int_equal(flsim_config_set(&c, "policy", "afd-multi", NULL, 0), FL_OK);
+    flsim_result res;
+    flsim_round_record *rec = NULL;
+    size_t n = 0;
+    run_ok(&c, &res, &rec, &n);
+    char dir[] = "/tmp/test_sim_backXXXXXX";
+    assert_non_null(mkdtemp(dir));
+    char err[512];
+    flsim_result got;
+    flsim_round_record *grec = NULL;
+    size_t gn = 0;
+    assert_int_equal(flsim_load_outputs(dir, &c, &got, &grec, &gn, err, sizeof err), FL_ERR_NOT_FOUND);
+    assert_int_equal(flsim_write_outputs(dir, &c, &res, rec, n), FL_OK);
+    const fl_status st = flsim_load_outputs(dir, &c, &got, &grec, &gn, err, sizeof err);
+    if (st != FL_OK)
+        fail_msg("load: %s: %s", fl_status_name(st), err);
+    /* summary.json holds the result exactly (%.17g) */
+    assert_int_equal(got.rounds, res.rounds);
+    assert_true(got.final_test_acc == res.final_test_acc);
+    assert_true(got.virtual_time_s == res.virtual_time_s);
+    assert_true(got.bytes_down == res.bytes_down && got.bytes_up == res.bytes_up);
+    assert_memory_equal(got.model_sha256, res.model_sha256, sizeof res.model_sha256);
+    assert_int_equal(got.target_reached, res.target_reached);
+    assert_true(res.target_reached);
+    assert_int_equal(got.rounds_to_target, res.rounds_to_target);
+    assert_true(got.vtime_to_target == res.vtime_to_target);
+    assert_true(got.bytes_down_to_target == res.bytes_down_to_target);
+    assert_true(got.bytes_up_to_target == res.bytes_up_to_target);
+    assert_string_equal(got.arch, res.arch);
+    assert_int_equal(got.n_params, res.n_params);
+    /* rounds.csv: integers exactly, reals to its 9 significant digits */
+    assert_int_equal(gn, n);
+    for (size_t i = 0; i < n; i++) {
+        assert_int_equal(grec[i].round, rec[i].round);
+        assert_int_equal(grec[i].evaluated, rec[i].evaluated);
+        assert_int_equal(grec[i].evaluated, (i + 1) % 2 == 0 || i + 1 == n);
+        if (rec[i].evaluated)
+            assert_true(fabs(grec[i].test_acc - rec[i].test_acc) <= 1e-8);
+        else
+            assert_true(isnan(grec[i].test_acc));
+        assert_true(fabs(grec[i].vtime_s - rec[i].vtime_s) <= 1e-8 * rec[i].vtime_s);
+        assert_true(grec[i].cum_bytes_down == rec[i].cum_bytes_down);
+        assert_true(grec[i].cum_bytes_up == rec[i].cum_bytes_up);
+        assert_int_equal(grec[i].reported, rec[i].reported);
+        assert_int_equal(grec[i].closed_by, rec[i].closed_by);
+    }
+    free(grec);
+    /* threads do not change results: still the same run; the seed does */
+    flsim_config c2 = c;
+    c2.threads = 2;
+    assert_int_equal(flsim_load_outputs(dir, &c2, &got, &grec, &gn, err, sizeof err), FL_OK);
+    free(grec);
+    c2.seed = 9;
+    assert_int_equal(flsim_load_outputs(dir, &c2, &got, &grec, &gn, err, sizeof err),
+                     FL_ERR_RESULTS_MISMATCH);
+    assert_non_null(strstr(err, "'seed'"));
+    assert_null(grec);
+    /* the two files must agree */
+    char path[300];
+    snprintf(path, sizeof path, "%s/rounds.csv", dir);
+    size_t len;
+    char *csv = read_all(path, &len);
+    assert_non_null(csv);
+    *strrchr(csv, '\n') = '\0';
+    *(strrchr(csv, '\n') + 1) = '\0'; /* drop the last round */
+    write_all(path, csv);
+    free(csv);
+    assert_int_equal(flsim_load_outputs(dir, &c, &got, &grec, &gn, err, sizeof err),
+                     FL_ERR_RESULTS_FORMAT);
+    assert_non_null(strstr(err, "disagree"));
+    rm_run(dir);
+    free(rec);
+}
+
+static void test_outputs_bad_files(void **state)
+{
+    (void)state;
+    const char *H = "round,vtime_s,round_vtime_s,wall_s,train_wall_s,bytes_down,bytes_up,"
+                    "cum_bytes_down,cum_bytes_up,mean_loss,test_acc,test_loss,online,selected,"
+                    "reported,late,failed,closed_by,train_flops\n";
+    const char *R1 = "1,10.5,10.5,0.1,0.1,100,50,100,50,1.5,0.5,1.2,40,8,8,0,0,quorum,1e+06\n";
+    static const struct {
+        const char *rows, *want;
+    } cases[] = {
+        {"1,10.5,10.5,0.1,0.1,100,50,100,50,1.5,0.5,1.2,40,8,8,0,0,quorum\n", "line 2: 18 columns"},
+        {"1,10.5,10.5,0.1,0.1,100,50,100,50,1.5,0.5,1.2,40,8,8,0,0,quorum,1,9\n", "line 2: more than"},
+        {"1,nan,10.5,0.1,0.1,100,50,100,50,1.5,0.5,1.2,40,8,8,0,0,quorum,1\n", "line 2: bad vtime_s"},
+        {"1,1e999,10.5,0.1,0.1,100,50,100,50,1.5,0.5,1.2,40,8,8,0,0,quorum,1\n", "line 2: bad vtime_s"},
+        {"1,10.5,10.5,0.1,0.1,-100,50,100,50,1.5,0.5,1.2,40,8,8,0,0,quorum,1\n", "line 2: bad bytes_down"},
+        {"1,10.5,10.5,0.1,0.1,100,50,100,50,1.5,1.5,1.2,40,8,8,0,0,quorum,1\n", "line 2: bad test_acc"},
+        {"1,10.5,10.5,0.1,0.1,100,50,100,50,1.5,0.5,,40,8,8,0,0,quorum,1\n", "line 2: bad test_loss"},
+        {"1,10.5,10.5,0.1,0.1,100,50,100,50,1.5,0.5,1.2,40,8,8,0,0,vote,1\n", "line 2: bad closed_by"},
+        {"1,10.5,10.5,0.1,0.1,100,50,100,50,1.5,0.5,1.2,40,8,8,0,99999999999,quorum,1\n", "line 2: bad failed"},
+        {"1,10.5,10.5,0.1,0.1,100,50,100,60,1.5,0.5,1.2,40,8,8,0,0,quorum,1\n", "line 2: cumulative"},
+        {"2,10.5,10.5,0.1,0.1,100,50,100,50,1.5,0.5,1.2,40,8,8,0,0,quorum,1\n", "line 2: round 2 where 1"},
+        {"1,10.5,10.5,0.1,0.1,100,50,100,50,1.5,0.5,1.2,40,8,8,0,0,quorum,1\n\n"
+         "2,10.5,10.5,0.1,0.1,100,50,200,100,1.5,0.5,1.2,40,8,8,0,0,quorum,1\n", "line 3: empty"},
+        {"", "no rounds"},
+    };
+    char err[256], buf[1024];
+    flsim_round_record *rec = NULL;
+    size_t n = 0;
+    snprintf(buf, sizeof buf, "%s%s", H, R1);
+    assert_int_equal(flsim_parse_rounds_csv(buf, strlen(buf), &rec, &n, err, sizeof err), FL_OK);
+    assert_int_equal(n, 1);
+    assert_true(rec[0].evaluated && rec[0].test_acc == 0.5 && rec[0].closed_by == 1);
+    free(rec);
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        snprintf(buf, sizeof buf, "%s%s", H, cases[i].rows);
+        err[0] = '\0';
+        const fl_status st = flsim_parse_rounds_csv(buf, strlen(buf), &rec, &n, err, sizeof err);
+        if (st != FL_ERR_RESULTS_FORMAT || !strstr(err, cases[i].want))
+            fail_msg("csv case %zu: %s '%s', want '%s'", i, fl_status_name(st), err, cases[i].want);
+        assert_null(rec);
+    }
+    assert_int_equal(flsim_parse_rounds_csv("round,vtime\n", 12, &rec, &n, err, sizeof err),
+                     FL_ERR_RESULTS_FORMAT);
+    assert_non_null(strstr(err, "line 1"));
+
+#ifdef FLSIM_HAVE_JANSSON
+    /* summary.json: a good one from a real run, then damaged copies */
+    flsim_config c = small_config();
+    c.rounds = 2;
+    flsim_result res;
+    run_ok(&c, &res, NULL, NULL);
+    const size_t need = flsim_summary_json(&c, &res, NULL, 0) + 1;
+    char *good = malloc(need), *bad = malloc(need + 64);
+    assert_non_null(good);
+    assert_non_null(bad);
+    flsim_summary_json(&c, &res, good, need);
+    flsim_result got;
+    assert_int_equal(flsim_parse_summary(good, strlen(good), &c, &got, err, sizeof err), FL_OK);
+    static const struct {
+        const char *from, *to, *want;
+        fl_status st;
+    } sc[] = {
+        {"\"rounds\": 2", "\"rounds\": -2", "rounds", FL_ERR_RESULTS_FORMAT},
+        {"\"model_sha256\": \"", "\"model_sha256\": \"zz", "model_sha256", FL_ERR_RESULTS_FORMAT},
+        {"\"bytes_down\": ", "\"bytes_down\": 1.5, \"x\": ", "bytes_down", FL_ERR_RESULTS_FORMAT},
+        {"\"arch\": ", "\"arch\": 7, \"y\": ", "arch", FL_ERR_RESULTS_FORMAT},
+        {"\"rounds\": 2,", "\"rounds\": 2, \"rounds\": 3,", "line", FL_ERR_RESULTS_FORMAT},
+        {"\"lr\": ", "\"lr\": 0.5, \"lr\": ", "line", FL_ERR_RESULTS_FORMAT},
+        {"\"per_round\": 8", "\"per_round\": 9", "'per_round'", FL_ERR_RESULTS_MISMATCH},
+        {"\"policy\": \"full\"", "\"policy\": \"fd\"", "'policy'", FL_ERR_RESULTS_MISMATCH},
+        {"\"config\": {", "\"config\": {\"shiny\": 1, ", "'shiny'", FL_ERR_RESULTS_MISMATCH},
+    };
+    for (size_t i = 0; i < sizeof sc / sizeof sc[0]; i++) {
+        const char *at = strstr(good, sc[i].from);
+        assert_non_null(at);
+        snprintf(bad, need + 64, "%.*s%s%s", (int)(at - good), good, sc[i].to, at + strlen(sc[i].from));
+        err[0] = '\0';
+        const fl_status st = flsim_parse_summary(bad, strlen(bad), &c, &got, err, sizeof err);
+        if (st != sc[i].st || !strstr(err, sc[i].want))
+            fail_msg("summary case %zu: %s '%s', want %s '%s'", i, fl_status_name(st), err,
+                     fl_status_name(sc[i].st), sc[i].want);
+    }
+    assert_int_equal(flsim_parse_summary(good, strlen(good) / 2, &c, &got, err, sizeof err),
+                     FL_ERR_RESULTS_FORMAT);
+    free(good);
+    free(bad);
+#endif
+}
+
+#ifdef FLSIM_HAVE_JANSSON
+/* The experiment reads back the runs it finished before: a removed run is run again, the others
+ * are not (their files stay byte for byte, wall times included), the table is the same; a saved
+ * run with other settings stops it before anything runs. */
+static void test_experiment_resumes(void **state)
+{
+    (void)state;
+    char out[] = "/tmp/test_sim_expXXXXXX";
+    assert_non_null(mkdtemp(out));
+    flsim_experiment e;
+    memset(&e, 0, sizeof e);
+    snprintf(e.preset, sizeof e.preset, "small");
+    snprintf(e.out, sizeof e.out, "%s", out);
+    e.seeds = 1;
+    e.quiet = 1;
+    const char *ov[] = {"dataset=synth-images:1200:1x8x8:4", "model=mlp:64-16-4", "clients=20",
+                        "per-round=4", "rounds=3", "eval-every=1", "target-acc=0.3",
+                        "threads=1", NULL};
+    for (int i = 0; ov[i]; i++)
+        e.overrides[i] = ov[i];
+    char err[512] = "";
+    fl_status st = flsim_experiment_afd(&e, NULL, err, sizeof err);
+    if (st != FL_OK)
+        fail_msg("experiment: %s: %s", fl_status_name(st), err);
+    char path[512];
+    size_t len;
+    snprintf(path, sizeof path, "%s/table.csv", out);
+    char *table = read_all(path, &len);
+    assert_non_null(table);
+    const char *names[] = {"full", "full+c", "fd", "fd+c", "afd-single", "afd-single+c",
+                           "afd-multi", "afd-multi+c"};
+    char *sums[8];
+    for (int i = 0; i < 8; i++) {
+        snprintf(path, sizeof path, "%s/runs/%s-s1/summary.json", out, names[i]);
+        sums[i] = read_all(path, &len);
+        assert_non_null(sums[i]);
+    }
+    snprintf(path, sizeof path, "%s/runs/fd-s1", out);
+    rm_run(path);
+    st = flsim_experiment_afd(&e, NULL, err, sizeof err);
+    if (st != FL_OK)
+        fail_msg("resumed experiment: %s: %s", fl_status_name(st), err);
+    for (int i = 0; i < 8; i++) {
+        snprintf(path, sizeof path, "%s/runs/%s-s1/summary.json", out, names[i]);
+        char *now = read_all(path, &len);
+        assert_non_null(now);
+        if (i != 2)
+            assert_string_equal(now, sums[i]); /* read back, not run again */
+        free(now);
+    }
+    snprintf(path, sizeof path, "%s/table.csv", out);
+    char *table2 = read_all(path, &len);
+    assert_string_equal(table2, table);
+    free(table2);
+    /* other settings under the same --out: refused, nothing touched */
+    e.overrides[4] = "rounds=4";
+    err[0] = '\0';
+    st = flsim_experiment_afd(&e, NULL, err, sizeof err);
+    assert_int_equal(st, FL_ERR_RESULTS_MISMATCH);
+    assert_non_null(strstr(err, "'rounds'"));
+    assert_non_null(strstr(err, "full-s1"));
+    snprintf(path, sizeof path, "%s/runs/full-s1/summary.json", out);
+    char *now = read_all(path, &len);
+    assert_string_equal(now, sums[0]);
+    free(now);
+    for (int i = 0; i < 8; i++) {
+        snprintf(path, sizeof path, "%s/runs/%s-s1", out, names[i]);
+        rm_run(path);
+        free(sums[i]);
+    }
+    snprintf(path, sizeof path, "%s/runs", out);
+    rmdir(path);
+    const char *files[] = {"table.csv", "table.md", "curves.csv", "plots.gp", "acc_vs_time.png",
+                           "acc_vs_time.svg", "acc_vs_bytes.png", "acc_vs_bytes.svg"};
+    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+        snprintf(path, sizeof path, "%s/%s", out, files[i]);
+        unlink(path);
+    }
+    for (int i = 0; i < 8; i++) {
+        snprintf(path, sizeof path, "%s/mean-%s.dat", out, names[i]);
+        unlink(path);
+    }
+    rmdir(out);
+    free(table);
+}
+#endif
+
 static void test_availability_and_errors(void **state)
 {
     (void)state;
@@ -574,6 +865,11 @@ int main(void)
         cmocka_unit_test(test_threads_same_bits),
         cmocka_unit_test(test_small_run_learns),
         cmocka_unit_test(test_availability_and_errors),
+        cmocka_unit_test(test_outputs_read_back),
+        cmocka_unit_test(test_outputs_bad_files),
+#ifdef FLSIM_HAVE_JANSSON
+        cmocka_unit_test(test_experiment_resumes),
+#endif
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

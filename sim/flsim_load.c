@@ -1,0 +1,488 @@
+/* flsim_load.c: reading a finished run's outputs back (DIR/summary.json and DIR/rounds.csv), so
+ * that `fl_sim experiment afd` reuses the runs an interrupted experiment already finished. These
+ * are outside bytes: every field is checked, every error names the file and line or field. */
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#ifdef FLSIM_HAVE_JANSSON
+#include <jansson.h>
+#endif
+
+#include "flsim.h"
+#include "flsim_internal.h"
+
+/* ---- rounds.csv --------------------------------------------------------------------------- */
+
+enum { N_COLS = 19 };
+
+/* The next comma-separated field of [*p, end) up to the line's end: its bounds; *p moves past
+ * the comma. 0 when the line has no more fields. */
+static int next_field(const char **p, const char *eol, const char **f0, const char **f1)
+{
+    if (*p > eol)
+        return 0;
+    const char *q = memchr(*p, ',', (size_t)(eol - *p));
+    *f0 = *p;
+    *f1 = q ? q : eol;
+    *p = q ? q + 1 : eol + 1;
+    return 1;
+}
+
+static int field_u64(const char *a, const char *b, uint64_t max, uint64_t *out)
+{
+    if (a == b || b - a > 20)
+        return 0;
+    uint64_t v = 0;
+    for (const char *c = a; c < b; c++) {
+        if (*c < '0' || *c > '9')
+            return 0;
+        const uint64_t d = (uint64_t)(*c - '0');
+        if (v > (UINT64_MAX - d) / 10)
+            return 0;
+        v = v * 10 + d;
+    }
+    if (v > max)
+        return 0;
+    *out = v;
+    return 1;
+}
+
+/* A finite decimal number (strtod's syntax minus inf / nan / hex); empty gives NaN when
+ * allow_empty. */
+static int field_f64(const char *a, const char *b, int allow_empty, double *out)
+{
+    if (a == b) {
+        *out = NAN;
+        return allow_empty;
+    }
+    char buf[64];
+    if (b - a >= (long)sizeof buf)
+        return 0;
+    for (const char *c = a; c < b; c++)
+        if (!strchr("0123456789+-.eE", *c))
+            return 0;
+    memcpy(buf, a, (size_t)(b - a));
+    buf[b - a] = '\0';
+    char *end;
+    errno = 0;
+    const double v = strtod(buf, &end);
+    if (*end || errno == ERANGE || !isfinite(v))
+        return 0;
+    *out = v;
+    return 1;
+}
+
+fl_status flsim_parse_rounds_csv(const char *text, size_t len, flsim_round_record **out,
+                                 size_t *n_out, char *err, size_t errlen)
+{
+    static const char *const names[N_COLS] = {
+        "round", "vtime_s", "round_vtime_s", "wall_s", "train_wall_s", "bytes_down", "bytes_up",
+        "cum_bytes_down", "cum_bytes_up", "mean_loss", "test_acc", "test_loss", "online",
+        "selected", "reported", "late", "failed", "closed_by", "train_flops"};
+    *out = NULL;
+    *n_out = 0;
+    const char *p = text, *end = text + len;
+    const char *eol = memchr(p, '\n', len);
+    if (!eol)
+        eol = end;
+    size_t hl = (size_t)(eol - p);
+    if (hl && p[hl - 1] == '\r')
+        hl--;
+    if (hl != strlen(flsim_rounds_header) || memcmp(p, flsim_rounds_header, hl) != 0)
+        return fl_errf(err, errlen, FL_ERR_RESULTS_FORMAT,
+                       "line 1: not the header of an fl_sim rounds.csv");
+    p = eol < end ? eol + 1 : end;
+    flsim_round_record *rec = NULL;
+    size_t n = 0, cap = 0;
+    fl_status st = FL_OK;
+    for (size_t line = 2; p < end; line++) {
+        eol = memchr(p, '\n', (size_t)(end - p));
+        if (!eol)
+            eol = end;
+        const char *le = eol;
+        if (le > p && le[-1] == '\r')
+            le--;
+        if (le == p) { /* only a last, empty line may be empty */
+            if (eol + 1 < end) {
+                st = fl_errf(err, errlen, FL_ERR_RESULTS_FORMAT, "line %zu: empty line", line);
+                break;
+            }
+            break;
+        }
+        if (n == cap) {
+            const size_t nc = cap ? 2 * cap : 256;
+            flsim_round_record *g = realloc(rec, nc * sizeof *g);
+            if (!g) {
+                st = FL_ERR_NOMEM;
+                break;
+            }
+            rec = g;
+            cap = nc;
+        }
+        flsim_round_record *r = &rec[n];
+        memset(r, 0, sizeof *r);
+        const char *q = p, *f0 = p, *f1 = p;
+        int col = 0, ok = 1, missing = 0;
+        uint64_t u = 0;
+        double d = 0;
+        for (; col < N_COLS; col++) {
+            if (!next_field(&q, le, &f0, &f1)) {
+                missing = 1;
+                break;
+            }
+            switch (col) {
+            case 0: ok = field_u64(f0, f1, UINT32_MAX, &u); r->round = (uint32_t)u; break;
+            case 1: ok = field_f64(f0, f1, 0, &r->vtime_s); break;
+            case 2: ok = field_f64(f0, f1, 0, &r->round_vtime_s); break;
+            case 3: ok = field_f64(f0, f1, 0, &r->wall_s); break;
+            case 4: ok = field_f64(f0, f1, 0, &r->train_wall_s); break;
+            case 5: ok = field_u64(f0, f1, UINT64_MAX, &r->bytes_down); break;
+            case 6: ok = field_u64(f0, f1, UINT64_MAX, &r->bytes_up); break;
+            case 7: ok = field_u64(f0, f1, UINT64_MAX, &r->cum_bytes_down); break;
+            case 8: ok = field_u64(f0, f1, UINT64_MAX, &r->cum_bytes_up); break;
+            case 9: ok = field_f64(f0, f1, 1, &r->mean_loss); break;
+            case 10:
+                ok = field_f64(f0, f1, 1, &d);
+                r->evaluated = f0 != f1;
+                r->test_acc = d;
+                ok = ok && (!r->evaluated || (d >= 0 && d <= 1));
+                break;
+            case 11:
+                ok = field_f64(f0, f1, 1, &r->test_loss);
+                ok = ok && (f0 != f1) == r->evaluated;
+                break;
+            case 12: ok = field_u64(f0, f1, UINT32_MAX, &u); r->online = (uint32_t)u; break;
+            case 13: ok = field_u64(f0, f1, UINT32_MAX, &u); r->selected = (uint32_t)u; break;
+            case 14: ok = field_u64(f0, f1, UINT32_MAX, &u); r->reported = (uint32_t)u; break;
+            case 15: ok = field_u64(f0, f1, UINT32_MAX, &u); r->late = (uint32_t)u; break;
+            case 16: ok = field_u64(f0, f1, UINT32_MAX, &u); r->failed = (uint32_t)u; break;
+            case 17:
+                ok = 0;
+                for (int k = 0; k < 4; k++)
+                    if ((size_t)(f1 - f0) == strlen(flsim_close_names[k]) &&
+                        memcmp(f0, flsim_close_names[k], (size_t)(f1 - f0)) == 0) {
+                        r->closed_by = k;
+                        ok = 1;
+                    }
+                break;
+            case 18: ok = field_f64(f0, f1, 0, &r->train_flops); break;
+            }
+            if (!ok)
+                break;
+        }
+        if (missing) {
+            st = fl_errf(err, errlen, FL_ERR_RESULTS_FORMAT, "line %zu: %d columns, want %d",
+                         line, col, N_COLS);
+            break;
+        }
+        if (!ok) {
+            st = fl_errf(err, errlen, FL_ERR_RESULTS_FORMAT, "line %zu: bad %s '%.*s'", line,
+                         names[col], (int)(f1 - f0 > 40 ? 40 : f1 - f0), f0);
+            break;
+        }
+        if (q <= le) {
+            st = fl_errf(err, errlen, FL_ERR_RESULTS_FORMAT, "line %zu: more than %d columns",
+                         line, N_COLS);
+            break;
+        }
+        if (r->round != n + 1) {
+            st = fl_errf(err, errlen, FL_ERR_RESULTS_FORMAT, "line %zu: round %u where %zu was due",
+                         line, r->round, n + 1);
+            break;
+        }
+        const uint64_t pd = n ? rec[n - 1].cum_bytes_down : 0, pu = n ? rec[n - 1].cum_bytes_up : 0;
+        if (r->cum_bytes_down - pd != r->bytes_down || r->cum_bytes_up - pu != r->bytes_up ||
+            r->cum_bytes_down < pd || r->cum_bytes_up < pu) {
+            st = fl_errf(err, errlen, FL_ERR_RESULTS_FORMAT,
+                         "line %zu: cumulative bytes disagree with the round's bytes", line);
+            break;
+        }
+        n++;
+        p = eol < end ? eol + 1 : end;
+    }
+    if (st == FL_OK && n == 0)
+        st = fl_errf(err, errlen, FL_ERR_RESULTS_FORMAT, "no rounds after the header");
+    if (st != FL_OK) {
+        if (st == FL_ERR_NOMEM)
+            fl_errf(err, errlen, st, "out of memory");
+        free(rec);
+        return st;
+    }
+    *out = rec;
+    *n_out = n;
+    return FL_OK;
+}
+
+/* ---- summary.json ------------------------------------------------------------------------- */
+
+#ifdef FLSIM_HAVE_JANSSON
+
+/* A number (or, where nullable, null = NaN) member of o. */
+static int get_num(json_t *o, const char *k, int nullable, double *out)
+{
+    json_t *v = json_object_get(o, k);
+    if (nullable && json_is_null(v)) {
+        *out = NAN;
+        return 1;
+    }
+    if (!json_is_number(v))
+        return 0;
+    *out = json_number_value(v);
+    return isfinite(*out);
+}
+
+static int get_u64(json_t *o, const char *k, uint64_t max, uint64_t *out)
+{
+    json_t *v = json_object_get(o, k);
+    if (!json_is_integer(v) || json_integer_value(v) < 0 || (uint64_t)json_integer_value(v) > max)
+        return 0;
+    *out = (uint64_t)json_integer_value(v);
+    return 1;
+}
+
+static int get_str(json_t *o, const char *k, char *buf, size_t cap)
+{
+    json_t *v = json_object_get(o, k);
+    if (!json_is_string(v) || json_string_length(v) >= cap ||
+        strlen(json_string_value(v)) != json_string_length(v))
+        return 0;
+    memcpy(buf, json_string_value(v), json_string_length(v) + 1);
+    return 1;
+}
+
+static int hexval(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    return -1;
+}
+
+/* The saved settings against those of this run: FL_OK, or FL_ERR_RESULTS_MISMATCH naming the
+ * first setting that differs. `threads` is left out: results do not depend on it. */
+static fl_status same_config(json_t *saved, const flsim_config *want, char *err, size_t errlen)
+{
+    char buf[16384];
+    if (flsim_config_json(want, buf, sizeof buf) >= sizeof buf)
+        return fl_errf(err, errlen, FL_ERR_INTERNAL, "settings too long to compare");
+    json_error_t je;
+    json_t *w = json_loads(buf, 0, &je);
+    if (!w)
+        return fl_errf(err, errlen, FL_ERR_INTERNAL, "settings JSON: %s", je.text);
+    fl_status st = FL_OK;
+    const char *k;
+    json_t *v;
+    json_object_foreach(w, k, v) {
+        if (!strcmp(k, "threads"))
+            continue;
+        json_t *s = json_object_get(saved, k);
+        if (!s || !json_equal(s, v)) {
+            char *a = s ? json_dumps(s, JSON_ENCODE_ANY | JSON_COMPACT) : NULL;
+            char *b = json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT);
+            st = fl_errf(err, errlen, FL_ERR_RESULTS_MISMATCH,
+                         "setting '%s' differs: saved %.60s, this run %.60s", k,
+                         a ? a : "(absent)", b ? b : "?");
+            free(a);
+            free(b);
+            break;
+        }
+    }
+    if (st == FL_OK) {
+        json_object_foreach(saved, k, v) {
+            if (!json_object_get(w, k)) {
+                st = fl_errf(err, errlen, FL_ERR_RESULTS_MISMATCH,
+                             "setting '%s' is not one of this version's", k);
+                break;
+            }
+        }
+    }
+    json_decref(w);
+    return st;
+}
+
+fl_status flsim_parse_summary(const char *text, size_t len, const flsim_config *want,
+                              flsim_result *res, char *err, size_t errlen)
+{
+    memset(res, 0, sizeof *res);
+    json_error_t je;
+    json_t *o = json_loadb(text, len, JSON_REJECT_DUPLICATES, &je);
+    if (!o)
+        return fl_errf(err, errlen, FL_ERR_RESULTS_FORMAT, "line %d: %s", je.line, je.text);
+    fl_status st = FL_OK;
+    const char *bad = NULL;
+    uint64_t u = 0, ec = 0, tr = 0;
+    json_t *t = json_object_get(o, "target");
+    json_t *conf = json_object_get(o, "config");
+    char hex[2 * FL_SHA256_LEN + 1];
+    if (!json_is_object(o))
+        bad = "the document (not an object)";
+    else if (!get_u64(o, "rounds", UINT32_MAX, &u) || (res->rounds = (uint32_t)u) == 0)
+        bad = "rounds";
+    else if (!get_num(o, "final_test_acc", 1, &res->final_test_acc) ||
+             !(isnan(res->final_test_acc) || (res->final_test_acc >= 0 && res->final_test_acc <= 1)))
+        bad = "final_test_acc";
+    else if (!get_num(o, "final_test_loss", 1, &res->final_test_loss))
+        bad = "final_test_loss";
+    else if (!get_num(o, "virtual_time_s", 0, &res->virtual_time_s))
+        bad = "virtual_time_s";
+    else if (!get_u64(o, "bytes_down", INT64_MAX, &res->bytes_down))
+        bad = "bytes_down";
+    else if (!get_u64(o, "bytes_up", INT64_MAX, &res->bytes_up))
+        bad = "bytes_up";
+    else if (!get_num(o, "wall_s", 0, &res->wall_s))
+        bad = "wall_s";
+    else if (!get_num(o, "train_wall_s", 0, &res->train_wall_s))
+        bad = "train_wall_s";
+    else if (!get_num(o, "train_flops", 0, &res->train_flops))
+        bad = "train_flops";
+    else if (!get_str(o, "model_sha256", hex, sizeof hex) || strlen(hex) != sizeof hex - 1)
+        bad = "model_sha256";
+    else if (!json_is_object(t) || !get_num(t, "accuracy", 0, &(double){0}) ||
+             !json_is_boolean(json_object_get(t, "reached")))
+        bad = "target";
+    else if (!get_str(o, "arch", res->arch, sizeof res->arch))
+        bad = "arch";
+    else if (!get_u64(o, "n_params", SIZE_MAX, &u) || (res->n_params = (size_t)u) == 0)
+        bad = "n_params";
+    else if (!get_u64(o, "empty_clients", UINT32_MAX, &ec))
+        bad = "empty_clients";
+    else if (!get_str(o, "blas", res->blas, sizeof res->blas))
+        bad = "blas";
+    else if (!get_u64(o, "mpi_ranks", INT32_MAX, &u) || (res->mpi_ranks = (int)u) < 1)
+        bad = "mpi_ranks";
+    else if (!get_num(o, "peak_rss_mb", 0, &res->peak_rss_mb))
+        bad = "peak_rss_mb";
+    else if (!json_is_object(conf))
+        bad = "config";
+    for (size_t i = 0; !bad && i < FL_SHA256_LEN; i++) {
+        const int hi = hexval(hex[2 * i]), lo = hexval(hex[2 * i + 1]);
+        if (hi < 0 || lo < 0)
+            bad = "model_sha256";
+        else
+            res->model_sha256[i] = (uint8_t)(hi << 4 | lo);
+    }
+    if (!bad) {
+        res->empty_clients = (uint32_t)ec;
+        res->target_reached = json_is_true(json_object_get(t, "reached"));
+        if (res->target_reached) {
+            if (!get_u64(t, "rounds", res->rounds, &tr) || tr == 0)
+                bad = "target.rounds";
+            else if (!get_num(t, "virtual_time_s", 0, &res->vtime_to_target))
+                bad = "target.virtual_time_s";
+            else if (!get_u64(t, "bytes_down", res->bytes_down, &res->bytes_down_to_target))
+                bad = "target.bytes_down";
+            else if (!get_u64(t, "bytes_up", res->bytes_up, &res->bytes_up_to_target))
+                bad = "target.bytes_up";
+            res->rounds_to_target = (uint32_t)tr;
+        }
+    }
+    if (bad)
+        st = fl_errf(err, errlen, FL_ERR_RESULTS_FORMAT, "missing or invalid %s", bad);
+    else if (want)
+        st = same_config(conf, want, err, errlen);
+    json_decref(o);
+    return st;
+}
+
+#else
+
+fl_status flsim_parse_summary(const char *text, size_t len, const flsim_config *want,
+                              flsim_result *res, char *err, size_t errlen)
+{
+    (void)text;
+    (void)len;
+    (void)want;
+    memset(res, 0, sizeof *res);
+    return fl_errf(err, errlen, FL_ERR_UNSUPPORTED, "built without jansson: cannot read summary.json");
+}
+
+#endif
+
+/* ---- a run's directory -------------------------------------------------------------------- */
+
+/* The whole file at path, NUL-terminated, at most cap bytes. */
+static fl_status slurp(const char *path, size_t cap, char **out, size_t *len)
+{
+    *out = NULL;
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return errno == ENOENT ? FL_ERR_NOT_FOUND : FL_ERR_IO;
+    size_t n = 0, c = 65536;
+    char *b = malloc(c + 1);
+    fl_status st = b ? FL_OK : FL_ERR_NOMEM;
+    while (st == FL_OK) {
+        if (n == c) {
+            if (c >= cap) {
+                st = FL_ERR_RESULTS_FORMAT;
+                break;
+            }
+            c = 2 * c < cap ? 2 * c : cap;
+            char *g = realloc(b, c + 1);
+            if (!g) {
+                st = FL_ERR_NOMEM;
+                break;
+            }
+            b = g;
+        }
+        const size_t k = fread(b + n, 1, c - n, f);
+        n += k;
+        if (k == 0) {
+            if (ferror(f))
+                st = FL_ERR_IO;
+            break;
+        }
+    }
+    fclose(f);
+    if (st != FL_OK) {
+        free(b);
+        return st;
+    }
+    b[n] = '\0';
+    *out = b;
+    *len = n;
+    return FL_OK;
+}
+
+fl_status flsim_load_outputs(const char *dir, const flsim_config *want, flsim_result *res,
+                             flsim_round_record **rec, size_t *n_rec, char *err, size_t errlen)
+{
+    *rec = NULL;
+    *n_rec = 0;
+    char path[FLSIM_STR + 64], why[300];
+    snprintf(path, sizeof path, "%s/summary.json", dir);
+    char *text = NULL;
+    size_t len = 0;
+    fl_status st = slurp(path, 1 << 20, &text, &len);
+    if (st == FL_ERR_NOT_FOUND)
+        return fl_errf(err, errlen, st, "%s: no finished run", dir);
+    if (st != FL_OK)
+        return fl_errf(err, errlen, st, "%s: %s", path,
+                       st == FL_ERR_RESULTS_FORMAT ? "larger than 1 MiB" : fl_strerror(st));
+    st = flsim_parse_summary(text, len, want, res, why, sizeof why);
+    free(text);
+    if (st != FL_OK)
+        return fl_errf(err, errlen, st, "%s: %s", path, why);
+    snprintf(path, sizeof path, "%s/rounds.csv", dir);
+    st = slurp(path, (size_t)1 << 32, &text, &len);
+    if (st != FL_OK)
+        return fl_errf(err, errlen, st == FL_ERR_NOT_FOUND ? FL_ERR_RESULTS_FORMAT : st,
+                       "%s: %s", path, st == FL_ERR_NOT_FOUND ? "missing" : fl_strerror(st));
+    st = flsim_parse_rounds_csv(text, len, rec, n_rec, why, sizeof why);
+    free(text);
+    if (st != FL_OK)
+        return fl_errf(err, errlen, st, "%s: %s", path, why);
+    const flsim_round_record *last = &(*rec)[*n_rec - 1];
+    if (*n_rec != res->rounds || last->cum_bytes_down != res->bytes_down ||
+        last->cum_bytes_up != res->bytes_up) {
+        free(*rec);
+        *rec = NULL;
+        *n_rec = 0;
+        return fl_errf(err, errlen, FL_ERR_RESULTS_FORMAT,
+                       "%s: rounds.csv and summary.json disagree (rounds or bytes)", dir);
+    }
+    return FL_OK;
+}

@@ -1,0 +1,54 @@
+/* fuzz_results: the readers of a saved simulator run (sim/flsim.h), which `fl_sim experiment afd`
+ * uses to resume: rounds.csv (flsim_parse_rounds_csv) and summary.json (flsim_parse_summary,
+ * against the default settings); every input goes to both. rounds.csv: FL_OK with rounds
+ * 1..n in order, cumulative bytes that add up and accuracies in [0, 1], or FL_ERR_RESULTS_FORMAT
+ * with a reason that names a line (or says no rounds follow the header) and nothing returned.
+ * summary.json: FL_OK, FL_ERR_RESULTS_FORMAT or FL_ERR_RESULTS_MISMATCH with a reason, or
+ * FL_ERR_UNSUPPORTED without jansson. Never a crash, a leak or an unbounded allocation. */
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "flsim.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    char err[256] = "";
+    flsim_round_record *rec = NULL;
+    size_t n = 0;
+    fl_status st = flsim_parse_rounds_csv((const char *)data, size, &rec, &n, err, sizeof err);
+    if (st == FL_OK) {
+        if (!rec || n == 0)
+            abort();
+        for (size_t i = 0; i < n; i++) {
+            const flsim_round_record *r = &rec[i];
+            if (r->round != i + 1 || !isfinite(r->vtime_s) || r->closed_by < 0 || r->closed_by > 3)
+                abort();
+            if (r->evaluated && !(r->test_acc >= 0 && r->test_acc <= 1))
+                abort();
+            if (r->cum_bytes_down - (i ? rec[i - 1].cum_bytes_down : 0) != r->bytes_down)
+                abort();
+        }
+        free(rec);
+    } else {
+        if (rec || n)
+            abort();
+        if (st != FL_ERR_NOMEM && (st != FL_ERR_RESULTS_FORMAT ||
+                                   (strncmp(err, "line ", 5) != 0 && !strstr(err, "no rounds"))))
+            abort();
+    }
+    const flsim_config c = flsim_config_default();
+    flsim_result res;
+    err[0] = '\0';
+    st = flsim_parse_summary((const char *)data, size, &c, &res, err, sizeof err);
+    if (st != FL_OK && st != FL_ERR_RESULTS_FORMAT && st != FL_ERR_RESULTS_MISMATCH &&
+        st != FL_ERR_UNSUPPORTED && st != FL_ERR_NOMEM)
+        abort();
+    if (st != FL_OK && !err[0])
+        abort();
+    if (st == FL_OK && (res.rounds == 0 || res.n_params == 0 ||
+                        (res.target_reached && res.rounds_to_target > res.rounds)))
+        abort();
+    return 0;
+}
