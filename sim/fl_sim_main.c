@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "fl_log.h"
+#include "fl_time.h"
 #include "flsim.h"
 
 #ifdef FLSIM_HAVE_MPI
@@ -119,13 +120,80 @@ static int has_help(int argc, char **argv)
     return 0;
 }
 
+/* The experiment's progress: on a terminal a bar for the current run (with the experiment's
+ * estimated time left), else one line as each run begins and ends; always a line per finished or
+ * read-back run. */
+typedef struct exp_progress {
+    int bar, quiet;
+    double t0;          /* when the first run trained here began */
+    double acc;         /* the current run's last test accuracy (NaN: none yet) */
+} exp_progress;
+
+static void hms(char *buf, size_t cap, double s)
+{
+    const long t = (long)(s + 0.5);
+    if (t >= 3600)
+        snprintf(buf, cap, "%ldh%02ldm", t / 3600, t / 60 % 60);
+    else
+        snprintf(buf, cap, "%ldm%02lds", t / 60, t % 60);
+}
+
+static void on_exp(void *user, const flsim_exp_event *ev)
+{
+    exp_progress *p = user;
+    if (p->quiet)
+        return;
+    char tag[64];
+    snprintf(tag, sizeof tag, "run %u/%u %s seed %u", ev->run, ev->runs, ev->config, ev->seed);
+    if (ev->kind == FLSIM_EXP_RUN_START) {
+        if (ev->trained == 0)
+            p->t0 = fl_time_mono_s();
+        p->acc = NAN;
+        if (!p->bar)
+            fprintf(stderr, "%s: training (%u of %u to train)\n", tag, ev->trained + 1, ev->to_train);
+        return;
+    }
+    if (ev->kind == FLSIM_EXP_ROUND) {
+        if (!p->bar)
+            return;
+        /* time left: this run's rate, and the runs still to train after it at the mean so far */
+        const double now = fl_time_mono_s(), run_s = ev->res->wall_s;
+        const double this_left = run_s / ev->round->round * (ev->rounds - ev->round->round);
+        const double per_run = (now - p->t0 + this_left) / (ev->trained + 1);
+        char left[32], el[32];
+        hms(left, sizeof left, this_left + per_run * (ev->to_train - ev->trained - 1));
+        hms(el, sizeof el, run_s);
+        const int width = 20;
+        const int fill = (int)((double)ev->round->round / ev->rounds * width);
+        if (ev->round->evaluated)
+            p->acc = ev->round->test_acc;
+        char acc[16] = "-";
+        if (!isnan(p->acc))
+            snprintf(acc, sizeof acc, "%.4f", p->acc);
+        fprintf(stderr, "\r%s [%.*s%*s] %u/%u acc %s, %s; experiment done in ~%s   ", tag, fill,
+                "====================", width - fill, "", ev->round->round, ev->rounds, acc, el,
+                left);
+        fflush(stderr);
+        return;
+    }
+    if (p->bar && !ev->reused)
+        fputc('\n', stderr);
+    if (ev->reused)
+        fprintf(stderr, "%s: final acc %.4f, %u rounds (read back from %s)\n", tag,
+                ev->res->final_test_acc, ev->res->rounds, ev->dir);
+    else
+        fprintf(stderr, "%s: final acc %.4f, %u rounds, %.0f virtual s, %.1f MB, wall %.1f s\n",
+                tag, ev->res->final_test_acc, ev->res->rounds, ev->res->virtual_time_s,
+                (double)(ev->res->bytes_down + ev->res->bytes_up) / 1e6, ev->res->wall_s);
+}
+
 static int run_experiment(int argc, char **argv, int first)
 {
     flsim_experiment e;
     memset(&e, 0, sizeof e);
     snprintf(e.preset, sizeof e.preset, "small");
     e.seeds = 3;
-    int n_over = 0;
+    int n_over = 0, quiet = 0, pmode = -1;
     static char store[64][FLSIM_STR + 64];
     for (int i = first; i < argc;) {
         const char *name, *value;
@@ -154,6 +222,17 @@ static int run_experiment(int argc, char **argv, int first)
                 return 2;
             }
             e.fresh = value[0] == '1';
+        } else if (!strcmp(name, "quiet") || !strcmp(name, "progress")) {
+            flsim_config probe = flsim_config_default();
+            char err[300];
+            if (flsim_config_set(&probe, name, value, err, sizeof err) != FL_OK) {
+                fprintf(stderr, "fl_sim: %s\n", err);
+                return 2;
+            }
+            if (name[0] == 'q')
+                quiet = probe.quiet;
+            else
+                pmode = probe.progress;
         } else {
             flsim_config probe = flsim_config_default();
             char err[300];
@@ -174,6 +253,11 @@ static int run_experiment(int argc, char **argv, int first)
         snprintf(e.out, sizeof e.out, "results/afd-%s", e.preset);
     const fl_logger lg = {fl_log_to_file, stderr, FL_LOG_WARN};
     char err[512];
+    exp_progress ep = {pmode == 1 || (pmode == -1 && isatty(STDERR_FILENO)), quiet, 0.0, NAN};
+    if (g_rank == 0) {
+        e.progress = on_exp;
+        e.progress_user = &ep;
+    }
     const fl_status st = flsim_experiment_afd(&e, &lg, err, sizeof err);
     if (st != FL_OK) {
         fprintf(stderr, "fl_sim experiment: %s\n", err[0] ? err : fl_strerror(st));

@@ -309,13 +309,32 @@ double flsim_peak_rss_mb(void);
 
 /* ---- the AFD experiment ------------------------------------------------------------------- */
 
+/* What an experiment reports while it works (flsim_experiment.progress): a run begins (RUN_START),
+ * one of its rounds ends (ROUND), a run ends or is read back (RUN_DONE). */
+enum { FLSIM_EXP_RUN_START = 1, FLSIM_EXP_ROUND = 2, FLSIM_EXP_RUN_DONE = 3 };
+typedef struct flsim_exp_event {
+    int kind;
+    const char *config;             /* "full", "afd-multi+c", ... */
+    uint32_t seed;
+    uint32_t run, runs;             /* this run's 1-based index among all runs; their number */
+    uint32_t to_train, trained;     /* runs this invocation trains; how many it finished so far */
+    uint32_t rounds;                /* the run's rounds */
+    int reused;                     /* RUN_DONE: read back from its directory, not trained */
+    const flsim_round_record *round;/* ROUND */
+    const flsim_result *res;        /* ROUND: the run so far; RUN_DONE: its result */
+    const char *dir;                /* RUN_DONE: where the run is saved */
+} flsim_exp_event;
+typedef void (*flsim_exp_fn)(void *user, const flsim_exp_event *ev);
+
 typedef struct flsim_experiment {
     char preset[16];     /* "small" or "full" */
     char out[FLSIM_STR]; /* output directory */
     uint32_t seeds;      /* default 3 */
     uint32_t threads;
-    int quiet;
     int fresh;           /* run everything again, not reading back runs finished under out */
+    flsim_exp_fn progress; /* NULL, or called on rank 0 from the calling thread (the library
+                            * itself prints nothing) */
+    void *progress_user;
     const char *overrides[64]; /* "key=value" option settings applied after the preset, NULL-terminated */
 } flsim_experiment;
 

@@ -77,6 +77,23 @@ static void share_codes(int *codes, int n)
 #endif
 }
 
+/* flsim_run's per-round callback, passed on as FLSIM_EXP_ROUND events. */
+typedef struct exp_cb {
+    const flsim_experiment *e;
+    flsim_exp_event *ev;
+} exp_cb;
+
+static void on_round(void *user, const flsim_round_record *r, const flsim_result *sofar)
+{
+    const exp_cb *cb = user;
+    cb->ev->kind = FLSIM_EXP_ROUND;
+    cb->ev->round = r;
+    cb->ev->res = sofar;
+    cb->e->progress(cb->e->progress_user, cb->ev);
+    cb->ev->round = NULL;
+    cb->ev->res = NULL;
+}
+
 /* The settings of configuration c, seed index s. */
 static void config_of(const flsim_config *base, int c, uint32_t s, const char *down_c,
                       const char *up_c, flsim_config *cfg)
@@ -165,6 +182,7 @@ fl_status flsim_experiment_afd(const flsim_experiment *e, const fl_logger *log, 
      * other settings or a damaged one stops the experiment before any training. Every rank
      * learns which runs remain. */
     const size_t n_runs = (size_t)N_CONFIGS * seeds;
+    size_t n_done = 0;
     int *done = calloc(n_runs + 1, sizeof *done); /* [n_runs]: rank 0's status */
     if (!done)
         st = FL_ERR_NOMEM;
@@ -181,9 +199,7 @@ fl_status flsim_experiment_afd(const flsim_experiment *e, const fl_logger *log, 
                                                 sizeof e2);
         if (ls == FL_OK) {
             done[i] = 1;
-            if (!e->quiet)
-                fprintf(stderr, "%-13s seed %u: final acc %.4f, %u rounds (finished earlier: %s)\n",
-                        g_cfgs[c].name, s + 1, ro->res.final_test_acc, ro->res.rounds, path);
+            n_done++;
         } else if (ls == FL_ERR_UNSUPPORTED) {
             if (log)
                 fl_log(log, FL_LOG_WARN, "%s: running every run again", e2);
@@ -205,6 +221,26 @@ fl_status flsim_experiment_afd(const flsim_experiment *e, const fl_logger *log, 
             snprintf(err, errlen, "rank 0: %s", fl_strerror(st));
     }
     /* Pass 2: the remaining runs. */
+    flsim_exp_event ev;
+    memset(&ev, 0, sizeof ev);
+    ev.runs = (uint32_t)n_runs;
+    ev.rounds = base.rounds;
+    for (size_t i = 0; st == FL_OK && r0 && e->progress && i < n_runs; i++) {
+        if (!done[i])
+            continue;
+        ev.kind = FLSIM_EXP_RUN_DONE;
+        ev.config = g_cfgs[i / seeds].name;
+        ev.seed = (uint32_t)(i % seeds) + 1;
+        ev.run = (uint32_t)i + 1;
+        ev.reused = 1;
+        ev.res = &runs[i].res;
+        snprintf(path, sizeof path, "%s/runs/%s-s%u", e->out, ev.config, ev.seed);
+        ev.dir = path;
+        e->progress(e->progress_user, &ev);
+    }
+    ev.to_train = (uint32_t)(n_runs - n_done);
+    ev.reused = 0;
+    exp_cb cb = {e, &ev};
     for (size_t i = 0; st == FL_OK && i < n_runs; i++) {
         if (done[i])
             continue;
@@ -213,21 +249,32 @@ fl_status flsim_experiment_afd(const flsim_experiment *e, const fl_logger *log, 
         flsim_config cfg;
         config_of(&base, c, s, down_c, up_c, &cfg);
         run_out *ro = &runs[i];
-        st = flsim_run(&cfg, &data, log, NULL, NULL, &ro->res, &ro->rec, &ro->n, e2, sizeof e2);
+        ev.config = g_cfgs[c].name;
+        ev.seed = s + 1;
+        ev.run = (uint32_t)i + 1;
+        ev.res = NULL;
+        ev.dir = NULL;
+        if (r0 && e->progress) {
+            ev.kind = FLSIM_EXP_RUN_START;
+            e->progress(e->progress_user, &ev);
+        }
+        st = flsim_run(&cfg, &data, log, r0 && e->progress ? on_round : NULL, &cb, &ro->res,
+                       &ro->rec, &ro->n, e2, sizeof e2);
         if (st != FL_OK) {
             snprintf(err, errlen, "%s seed %u: %s", g_cfgs[c].name, s + 1, e2);
             break;
         }
+        ev.trained++;
         if (r0) {
-            if (!e->quiet)
-                fprintf(stderr, "%-13s seed %u: final acc %.4f, %u rounds, %.0f virtual s, %.1f MB, wall %.1f s\n",
-                        g_cfgs[c].name, s + 1, ro->res.final_test_acc, ro->res.rounds,
-                        ro->res.virtual_time_s,
-                        (double)(ro->res.bytes_down + ro->res.bytes_up) / 1e6, ro->res.wall_s);
             snprintf(path, sizeof path, "%s/runs/%s-s%u", e->out, g_cfgs[c].name, s + 1);
             if (flsim_write_outputs(path, &cfg, &ro->res, ro->rec, ro->n) != FL_OK) {
                 snprintf(err, errlen, "cannot write %s", path);
                 st = FL_ERR_IO;
+            } else if (e->progress) {
+                ev.kind = FLSIM_EXP_RUN_DONE;
+                ev.res = &ro->res;
+                ev.dir = path;
+                e->progress(e->progress_user, &ev);
             }
         }
     }

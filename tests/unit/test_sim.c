@@ -710,6 +710,21 @@ static void test_outputs_bad_files(void **state)
 }
 
 #ifdef FLSIM_HAVE_JANSSON
+static void count_events(void *user, const flsim_exp_event *ev)
+{
+    int *n = user;
+    assert_int_equal(ev->runs, 8);
+    assert_true(ev->run >= 1 && ev->run <= 8);
+    if (ev->kind == FLSIM_EXP_RUN_START)
+        n[0]++;
+    else if (ev->kind == FLSIM_EXP_ROUND)
+        n[1]++, assert_true(ev->round && ev->res && ev->round->round <= ev->rounds);
+    else if (ev->kind == FLSIM_EXP_RUN_DONE)
+        n[ev->reused ? 3 : 2]++, assert_true(ev->res && ev->dir);
+    else
+        fail_msg("event kind %d", ev->kind);
+}
+
 /* The experiment reads back the runs it finished before: a removed run is run again, the others
  * are not (their files stay byte for byte, wall times included), the table is the same; a saved
  * run with other settings stops it before anything runs. */
@@ -723,7 +738,9 @@ static void test_experiment_resumes(void **state)
     snprintf(e.preset, sizeof e.preset, "small");
     snprintf(e.out, sizeof e.out, "%s", out);
     e.seeds = 1;
-    e.quiet = 1;
+    int counts[4] = {0, 0, 0, 0}; /* RUN_START, ROUND, RUN_DONE trained, RUN_DONE read back */
+    e.progress = count_events;
+    e.progress_user = counts;
     const char *ov[] = {"dataset=synth-images:1200:1x8x8:4", "model=mlp:64-16-4", "clients=20",
                         "per-round=4", "rounds=3", "eval-every=1", "target-acc=0.3",
                         "threads=1", NULL};
@@ -740,6 +757,10 @@ static void test_experiment_resumes(void **state)
     assert_non_null(table);
     const char *names[] = {"full", "full+c", "fd", "fd+c", "afd-single", "afd-single+c",
                            "afd-multi", "afd-multi+c"};
+    assert_int_equal(counts[0], 8);
+    assert_int_equal(counts[1], 8 * 3);
+    assert_int_equal(counts[2], 8);
+    assert_int_equal(counts[3], 0);
     char *sums[8];
     for (int i = 0; i < 8; i++) {
         snprintf(path, sizeof path, "%s/runs/%s-s1/summary.json", out, names[i]);
@@ -748,7 +769,12 @@ static void test_experiment_resumes(void **state)
     }
     snprintf(path, sizeof path, "%s/runs/fd-s1", out);
     rm_run(path);
+    memset(counts, 0, sizeof counts);
     st = flsim_experiment_afd(&e, NULL, err, sizeof err);
+    assert_int_equal(counts[0], 1);
+    assert_int_equal(counts[1], 3);
+    assert_int_equal(counts[2], 1);
+    assert_int_equal(counts[3], 7);
     if (st != FL_OK)
         fail_msg("resumed experiment: %s: %s", fl_status_name(st), err);
     for (int i = 0; i < 8; i++) {
