@@ -105,11 +105,9 @@ fl_status flsim_parse_rounds_csv(const char *text, size_t len, flsim_round_recor
         const char *le = eol;
         if (le > p && le[-1] == '\r')
             le--;
-        if (le == p) { /* only a last, empty line may be empty */
-            if (eol + 1 < end) {
+        if (le == p) { /* only the last line may be empty */
+            if (eol + 1 < end)
                 st = fl_errf(err, errlen, FL_ERR_RESULTS_FORMAT, "line %zu: empty line", line);
-                break;
-            }
             break;
         }
         if (n == cap) {
