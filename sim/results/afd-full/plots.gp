@@ -1,7 +1,7 @@
 # gnuplot script written by fl_sim experiment afd; run from this directory
 set terminal pngcairo size 900,600
 set output 'acc_vs_time.png'
-set title 'AFD experiment (full preset): test accuracy, mean of 2 seeds'
+set title 'AFD experiment (full preset): test accuracy, mean of 3 seeds'
 set xlabel 'virtual time (s)'
 set ylabel 'test accuracy'
 set key bottom right
@@ -11,7 +11,7 @@ plot 'mean-full.dat' using 2:4 with lines lw 2 dt 1 title 'full', 'mean-full+c.d
 unset output
 set terminal pngcairo size 900,600
 set output 'acc_vs_bytes.png'
-set title 'AFD experiment (full preset): test accuracy, mean of 2 seeds'
+set title 'AFD experiment (full preset): test accuracy, mean of 3 seeds'
 set xlabel 'bytes down + up (MB)'
 set ylabel 'test accuracy'
 set key bottom right
@@ -21,7 +21,7 @@ plot 'mean-full.dat' using 3:4 with lines lw 2 dt 1 title 'full', 'mean-full+c.d
 unset output
 set terminal svg size 900,600
 set output 'acc_vs_time.svg'
-set title 'AFD experiment (full preset): test accuracy, mean of 2 seeds'
+set title 'AFD experiment (full preset): test accuracy, mean of 3 seeds'
 set xlabel 'virtual time (s)'
 set ylabel 'test accuracy'
 set key bottom right
@@ -31,7 +31,7 @@ plot 'mean-full.dat' using 2:4 with lines lw 2 dt 1 title 'full', 'mean-full+c.d
 unset output
 set terminal svg size 900,600
 set output 'acc_vs_bytes.svg'
-set title 'AFD experiment (full preset): test accuracy, mean of 2 seeds'
+set title 'AFD experiment (full preset): test accuracy, mean of 3 seeds'
 set xlabel 'bytes down + up (MB)'
 set ylabel 'test accuracy'
 set key bottom right
