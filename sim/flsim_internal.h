@@ -9,6 +9,11 @@
 /* A finite number with an optional SI suffix k, M, G, T; 1 on success. */
 int flsim_parse_number(const char *s, double *out);
 
+/* The whole file at path into a malloc'ed, NUL-terminated *out of *len bytes: FL_OK,
+ * FL_ERR_NOT_FOUND (no such file), FL_ERR_IO, FL_ERR_NOMEM, or FL_ERR_RESULTS_FORMAT when it
+ * holds more than cap bytes. */
+fl_status flsim_read_file(const char *path, size_t cap, char **out, size_t *len);
+
 /* mkdir -p. 0 on success. */
 int flsim_mkdirs(const char *path);
 

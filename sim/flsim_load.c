@@ -402,8 +402,7 @@ fl_status flsim_parse_summary(const char *text, size_t len, const flsim_config *
 
 /* ---- a run's directory -------------------------------------------------------------------- */
 
-/* The whole file at path, NUL-terminated, at most cap bytes. */
-static fl_status slurp(const char *path, size_t cap, char **out, size_t *len)
+fl_status flsim_read_file(const char *path, size_t cap, char **out, size_t *len)
 {
     *out = NULL;
     FILE *f = fopen(path, "rb");
@@ -454,7 +453,7 @@ fl_status flsim_load_outputs(const char *dir, const flsim_config *want, flsim_re
     snprintf(path, sizeof path, "%s/summary.json", dir);
     char *text = NULL;
     size_t len = 0;
-    fl_status st = slurp(path, 1 << 20, &text, &len);
+    fl_status st = flsim_read_file(path, 1 << 20, &text, &len);
     if (st == FL_ERR_NOT_FOUND)
         return fl_errf(err, errlen, st, "%s: no finished run", dir);
     if (st != FL_OK)
@@ -465,7 +464,7 @@ fl_status flsim_load_outputs(const char *dir, const flsim_config *want, flsim_re
     if (st != FL_OK)
         return fl_errf(err, errlen, st, "%s: %s", path, why);
     snprintf(path, sizeof path, "%s/rounds.csv", dir);
-    st = slurp(path, (size_t)1 << 32, &text, &len);
+    st = flsim_read_file(path, (size_t)1 << 32, &text, &len);
     if (st != FL_OK)
         return fl_errf(err, errlen, st == FL_ERR_NOT_FOUND ? FL_ERR_RESULTS_FORMAT : st,
                        "%s: %s", path, st == FL_ERR_NOT_FOUND ? "missing" : fl_strerror(st));

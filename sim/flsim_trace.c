@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "flsim.h"
+#include "flsim_internal.h"
 
 #define TRACE_HEADER "client,flops,down_bps,up_bps,availability"
 
@@ -201,38 +202,15 @@ fl_status flsim_trace_load(flsim_trace **out, const char *path, char *err, size_
     if (!out || !path)
         return FL_ERR_INVALID_ARG;
     *out = NULL;
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        if (err && errlen)
-            snprintf(err, errlen, "%s: %s", path, strerror(errno));
-        return FL_ERR_IO;
-    }
     char *buf = NULL;
-    size_t n = 0, cap = 0;
-    for (;;) {
-        if (n == cap) {
-            const size_t nc = cap ? 2 * cap : 65536;
-            char *nb = realloc(buf, nc);
-            if (!nb) {
-                free(buf);
-                fclose(f);
-                return FL_ERR_NOMEM;
-            }
-            buf = nb;
-            cap = nc;
-        }
-        const size_t r = fread(buf + n, 1, cap - n, f);
-        n += r;
-        if (r == 0)
-            break;
-    }
-    const int rerr = ferror(f);
-    fclose(f);
-    if (rerr) {
-        free(buf);
+    size_t n = 0;
+    const fl_status rs = flsim_read_file(path, (size_t)1 << 30, &buf, &n);
+    if (rs != FL_OK) {
         if (err && errlen)
-            snprintf(err, errlen, "%s: read error", path);
-        return FL_ERR_IO;
+            snprintf(err, errlen, "%s: %s", path,
+                     rs == FL_ERR_NOT_FOUND ? "no such file"
+                     : rs == FL_ERR_RESULTS_FORMAT ? "larger than 1 GiB" : fl_strerror(rs));
+        return rs == FL_ERR_NOMEM ? rs : FL_ERR_IO;
     }
     char inner[256];
     const fl_status st = flsim_trace_parse(out, buf, n, inner, sizeof inner);
