@@ -29,7 +29,7 @@ typedef struct stats {
     uint32_t n, threads;
 } stats;
 
-static void on_round(void *user, const flsim_round_record *r, const flsim_result *sofar)
+static int on_round(void *user, const flsim_round_record *r, const flsim_result *sofar)
 {
     (void)sofar;
     stats *s = user;
@@ -48,6 +48,7 @@ static void on_round(void *user, const flsim_round_record *r, const flsim_result
            r->round, r->wall_s, r->train_wall_s, train, r->train_cpu_s, s->threads, r->feed_wall_s,
            r->eval_wall_s, 100.0 * (r->wall_s - train) / r->wall_s, r->reported, r->vtime_s);
     fflush(stdout);
+    return 0;
 }
 
 /* The peer: bare local training of `per` shards on `threads` threads. */

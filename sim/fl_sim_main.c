@@ -4,6 +4,7 @@
  *   fl_sim experiment afd [--preset small|full] [--seeds N] [--out DIR] [--NAME VALUE]...
  */
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,6 +20,26 @@
 #endif
 
 static int g_rank = 0;
+/* The signal that asked a run to stop (SIGINT, SIGTERM), 0 if none. */
+static volatile sig_atomic_t g_stop = 0;
+
+static void on_signal(int sig)
+{
+    g_stop = sig;
+}
+
+/* The first Ctrl-C (or SIGTERM) stops the run after the round in progress, with its results
+ * written; SA_RESETHAND gives the second one its default action (an immediate end). */
+static void catch_stop_signals(void)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sa.sa_flags = SA_RESETHAND;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+}
 
 static void usage(FILE *f)
 {
@@ -43,6 +64,11 @@ static void usage(FILE *f)
         "reads back the runs that match its settings instead of running them again, so an\n"
         "interrupted experiment resumes and --seeds 3 adds to an earlier --seeds 1\n"
         "(--fresh 1: run everything again).\n"
+        "\n"
+        "Interrupting: rounds.csv grows a line per round, so a crash keeps every finished round.\n"
+        "Ctrl-C (or SIGTERM) stops a run after the round in progress and writes its results, with\n"
+        "\"interrupted\": true in summary.json (exit status 130, 143 for SIGTERM); a second Ctrl-C\n"
+        "ends it at once. An experiment keeps the runs it finished and resumes from them.\n"
         "  --preset small   mlp on 12,000 Fashion-MNIST samples, 200 clients, 20 per round, 100 rounds\n"
         "  --preset full    cnn:10 on Fashion-MNIST, 1,000 clients, 50 per round, 200 rounds\n"
         "\n"
@@ -57,13 +83,20 @@ typedef struct progress {
     int bar;
     uint32_t total;
     int quiet;
+    FILE *log;      /* DIR/rounds.csv, written as the run goes (rank 0 with --out) */
+    int log_failed;
 } progress;
 
-static void on_round(void *user, const flsim_round_record *r, const flsim_result *sofar)
+static int on_round(void *user, const flsim_round_record *r, const flsim_result *sofar)
 {
-    const progress *p = user;
+    progress *p = user;
+    if (p->log && !p->log_failed && flsim_rounds_put(p->log, r) != FL_OK) {
+        p->log_failed = 1; /* said once; the whole file is written again at the end */
+        fprintf(stderr, "%sfl_sim: cannot append to rounds.csv (writing it at the end)\n",
+                p->bar && !p->quiet ? "\n" : "");
+    }
     if (p->quiet || g_rank != 0)
-        return;
+        return g_stop != 0;
     char acc[32] = "-";
     if (r->evaluated)
         snprintf(acc, sizeof acc, "%.4f", r->test_acc);
@@ -82,6 +115,7 @@ static void on_round(void *user, const flsim_round_record *r, const flsim_result
                acc, r->reported, r->late);
         fflush(stdout);
     }
+    return g_stop != 0;
 }
 
 /* Splits argv into (name, value) pairs: --name value or --name=value. */
@@ -313,15 +347,22 @@ static int run_main(int argc, char **argv)
         return 2;
     }
     progress pr = {cfg.progress == 1 || (cfg.progress == -1 && isatty(STDERR_FILENO)),
-                   cfg.rounds, cfg.quiet};
+                   cfg.rounds, cfg.quiet, NULL, 0};
+    if (cfg.out[0] && g_rank == 0 && flsim_rounds_start(cfg.out, &pr.log) != FL_OK) {
+        fprintf(stderr, "fl_sim: cannot create %s/rounds.csv\n", cfg.out);
+        return 1;
+    }
+    catch_stop_signals();
     const fl_logger lg = {fl_log_to_file, stderr, FL_LOG_WARN};
     flsim_result res;
     flsim_round_record *recs = NULL;
     size_t n = 0;
     const fl_status st = flsim_run(&cfg, NULL, &lg, on_round, &pr, &res, &recs, &n, err, sizeof err);
+    if (pr.log)
+        fclose(pr.log);
     if (pr.bar && !cfg.quiet && g_rank == 0)
         fputc('\n', stderr);
-    if (st != FL_OK) {
+    if (st != FL_OK && st != FL_ERR_CANCELLED) {
         fprintf(stderr, "fl_sim: %s\n", err[0] ? err : fl_strerror(st));
         free(recs);
         return 1;
@@ -348,6 +389,14 @@ static int run_main(int argc, char **argv)
             fprintf(stderr, "fl_sim: cannot write %s/rounds.csv or summary.json\n", cfg.out);
             rc = 1;
         }
+    }
+    if (st == FL_ERR_CANCELLED) {
+        if (g_rank == 0)
+            fprintf(stderr, "fl_sim: interrupted: %s%s%s\n", err,
+                    cfg.out[0] ? "; the results of those rounds are in " : "",
+                    cfg.out[0] ? cfg.out : "");
+        if (rc == 0)
+            rc = 128 + (g_stop ? (int)g_stop : SIGINT);
     }
     free(recs);
     return rc;

@@ -19,6 +19,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "fl_log.h"
 #include "fl_sha256.h"
@@ -256,6 +257,8 @@ typedef struct flsim_result {
     char blas[64];
     int mpi_ranks;
     double peak_rss_mb;
+    int interrupted;                     /* stopped by the round callback before its last round:
+                                          * the figures are those of the rounds it finished */
 } flsim_result;
 
 /* Datasets of a run, loaded once (the experiment shares them between runs). */
@@ -268,18 +271,30 @@ typedef struct flsim_data {
 fl_status flsim_data_load(flsim_data *d, const flsim_config *cfg, char *err, size_t errlen);
 void flsim_data_free(flsim_data *d);
 
-/* Called after every round (from the thread that called flsim_run). */
-typedef void (*flsim_round_fn)(void *user, const flsim_round_record *r, const flsim_result *sofar);
+/* Called after every round (from the thread that called flsim_run). Returns 0 to go on, nonzero
+ * to stop the run there (fl_sim's Ctrl-C): the run ends after that round as if it were its last. */
+typedef int (*flsim_round_fn)(void *user, const flsim_round_record *r, const flsim_result *sofar);
 
 /* Runs the simulation described by cfg on data (NULL: loaded here). Fills *res; *records (may be
  * NULL) receives a malloc'ed array of *n_records per-round records owned by the caller. Under MPI
  * (when the program initialised MPI with more than one rank) every rank runs the identical server
  * core, trains its share of the selected clients and sees every update (see sim/README.md); every
  * rank returns the same results. Returns FL_OK, FL_ERR_CONFIG (reason logged and in err), the
- * data loader's status, FL_ERR_NOMEM, or a core's error. log may be NULL. */
+ * data loader's status, FL_ERR_NOMEM, or a core's error. log may be NULL.
+ * FL_ERR_CANCELLED when cb asked to stop (on any rank: every rank stops after the same round):
+ * *res, its model_sha256 (of the model after that round) and *records then hold the rounds
+ * finished, and res->interrupted is set. */
 fl_status flsim_run(const flsim_config *cfg, const flsim_data *data, const fl_logger *log,
                     flsim_round_fn cb, void *user, flsim_result *res,
                     flsim_round_record **records, size_t *n_records, char *err, size_t errlen);
+
+/* rounds.csv as the run goes (fl_sim --out), so that a crash keeps every finished round:
+ * flsim_rounds_start creates DIR, removes a summary.json left there by an earlier run (a summary
+ * marks a finished run) and opens DIR/rounds.csv with its header; flsim_rounds_put appends one
+ * round and flushes it to the kernel. flsim_write_outputs at the end rewrites the file whole.
+ * FL_OK or FL_ERR_IO. */
+fl_status flsim_rounds_start(const char *dir, FILE **out);
+fl_status flsim_rounds_put(FILE *f, const flsim_round_record *r);
 
 /* Writes DIR/rounds.csv and DIR/summary.json (creating DIR). FL_OK or FL_ERR_IO. */
 fl_status flsim_write_outputs(const char *dir, const flsim_config *cfg, const flsim_result *res,
@@ -288,11 +303,11 @@ fl_status flsim_write_outputs(const char *dir, const flsim_config *cfg, const fl
 /* Reading a finished run back (fl_sim experiment afd reuses the runs an interrupted experiment
  * finished). flsim_load_outputs reads DIR/summary.json and DIR/rounds.csv: FL_OK with *res and
  * a malloc'ed *records (rounds.csv's fields: the wall-time split and CPU times it does not hold
- * are 0); FL_ERR_NOT_FOUND when DIR holds no summary.json (no finished run there);
- * FL_ERR_RESULTS_MISMATCH when want (if not NULL) differs from the saved settings in anything
- * but `threads`; FL_ERR_RESULTS_FORMAT for a malformed or inconsistent file; FL_ERR_UNSUPPORTED
- * when built without jansson; FL_ERR_IO, FL_ERR_NOMEM. The reason, naming the file and line or
- * field, goes to err. The two parsers take the files' bytes. */
+ * are 0); FL_ERR_NOT_FOUND when DIR holds no summary.json, or that of an interrupted run (no
+ * finished run there); FL_ERR_RESULTS_MISMATCH when want (if not NULL) differs from the saved
+ * settings in anything but `threads`; FL_ERR_RESULTS_FORMAT for a malformed or inconsistent
+ * file; FL_ERR_UNSUPPORTED when built without jansson; FL_ERR_IO, FL_ERR_NOMEM. The reason,
+ * naming the file and line or field, goes to err. The two parsers take the files' bytes. */
 fl_status flsim_load_outputs(const char *dir, const flsim_config *want, flsim_result *res,
                              flsim_round_record **records, size_t *n_records, char *err,
                              size_t errlen);

@@ -83,7 +83,7 @@ typedef struct exp_cb {
     flsim_exp_event *ev;
 } exp_cb;
 
-static void on_round(void *user, const flsim_round_record *r, const flsim_result *sofar)
+static int on_round(void *user, const flsim_round_record *r, const flsim_result *sofar)
 {
     const exp_cb *cb = user;
     cb->ev->kind = FLSIM_EXP_ROUND;
@@ -92,6 +92,7 @@ static void on_round(void *user, const flsim_round_record *r, const flsim_result
     cb->e->progress(cb->e->progress_user, cb->ev);
     cb->ev->round = NULL;
     cb->ev->res = NULL;
+    return 0;
 }
 
 /* The settings of configuration c, seed index s. */

@@ -354,6 +354,8 @@ fl_status flsim_parse_summary(const char *text, size_t len, const flsim_config *
         bad = "mpi_ranks";
     else if (!get_num(o, "peak_rss_mb", 0, &res->peak_rss_mb))
         bad = "peak_rss_mb";
+    else if (json_object_get(o, "interrupted") && !json_is_boolean(json_object_get(o, "interrupted")))
+        bad = "interrupted"; /* absent in summaries written before it existed: a finished run */
     else if (!json_is_object(conf))
         bad = "config";
     for (size_t i = 0; !bad && i < FL_SHA256_LEN; i++) {
@@ -365,6 +367,7 @@ fl_status flsim_parse_summary(const char *text, size_t len, const flsim_config *
     }
     if (!bad) {
         res->empty_clients = (uint32_t)ec;
+        res->interrupted = json_is_true(json_object_get(o, "interrupted"));
         res->target_reached = json_is_true(json_object_get(t, "reached"));
         if (res->target_reached) {
             if (!get_u64(t, "rounds", res->rounds, &tr) || tr == 0)
@@ -463,6 +466,9 @@ fl_status flsim_load_outputs(const char *dir, const flsim_config *want, flsim_re
     free(text);
     if (st != FL_OK)
         return fl_errf(err, errlen, st, "%s: %s", path, why);
+    if (res->interrupted)
+        return fl_errf(err, errlen, FL_ERR_NOT_FOUND, "%s: no finished run (interrupted after "
+                       "round %u)", dir, res->rounds);
     snprintf(path, sizeof path, "%s/rounds.csv", dir);
     st = flsim_read_file(path, (size_t)1 << 32, &text, &len);
     if (st != FL_OK)

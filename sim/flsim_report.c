@@ -66,12 +66,13 @@ size_t flsim_summary_json(const flsim_config *cfg, const flsim_result *r, char *
         "  \"wall_s\": %s,\n  \"train_wall_s\": %s,\n  \"train_flops\": %s,\n"
         "  \"model_sha256\": \"%s\",\n  \"target\": %s,\n  \"arch\": %s,\n  \"n_params\": %zu,\n"
         "  \"empty_clients\": %u,\n  \"blas\": %s,\n  \"mpi_ranks\": %d,\n  \"peak_rss_mb\": %s,\n"
-        "  \"config\": %s\n}\n",
+        "  \"interrupted\": %s,\n  \"config\": %s\n}\n",
         r->rounds, num(c, sizeof c, r->final_test_acc), num(d, sizeof d, r->final_test_loss),
         num(e, sizeof e, r->virtual_time_s), (unsigned long long)r->bytes_down,
         (unsigned long long)r->bytes_up, num(f, sizeof f, r->wall_s),
         num(g, sizeof g, r->train_wall_s), num(b, sizeof b, r->train_flops), hex, target, arch,
-        r->n_params, r->empty_clients, blas, r->mpi_ranks, num(a, sizeof a, r->peak_rss_mb), conf);
+        r->n_params, r->empty_clients, blas, r->mpi_ranks, num(a, sizeof a, r->peak_rss_mb),
+        r->interrupted ? "true" : "false", conf);
 }
 
 /* rounds.csv's header line, and the names of fls_close_reason 0 .. 3 in its closed_by column. */
@@ -87,25 +88,57 @@ static void csv_num(FILE *f, double v)
         fprintf(f, "%.9g", v);
 }
 
+static void put_row(FILE *f, const flsim_round_record *r)
+{
+    fprintf(f, "%u,%.9g,%.9g,%.6f,%.6f,%llu,%llu,%llu,%llu,", r->round, r->vtime_s,
+            r->round_vtime_s, r->wall_s, r->train_wall_s, (unsigned long long)r->bytes_down,
+            (unsigned long long)r->bytes_up, (unsigned long long)r->cum_bytes_down,
+            (unsigned long long)r->cum_bytes_up);
+    csv_num(f, r->mean_loss);
+    fputc(',', f);
+    csv_num(f, r->evaluated ? r->test_acc : NAN);
+    fputc(',', f);
+    csv_num(f, r->evaluated ? r->test_loss : NAN);
+    fprintf(f, ",%u,%u,%u,%u,%u,%s,%.6g\n", r->online, r->selected, r->reported, r->late,
+            r->failed, r->closed_by >= 1 && r->closed_by <= 3 ? flsim_close_names[r->closed_by] : "",
+            r->train_flops);
+}
+
 int flsim_write_rounds_csv(FILE *f, const flsim_round_record *rec, size_t n)
 {
     fprintf(f, "%s\n", flsim_rounds_header);
-    for (size_t i = 0; i < n; i++) {
-        const flsim_round_record *r = &rec[i];
-        fprintf(f, "%u,%.9g,%.9g,%.6f,%.6f,%llu,%llu,%llu,%llu,", r->round, r->vtime_s,
-                r->round_vtime_s, r->wall_s, r->train_wall_s, (unsigned long long)r->bytes_down,
-                (unsigned long long)r->bytes_up, (unsigned long long)r->cum_bytes_down,
-                (unsigned long long)r->cum_bytes_up);
-        csv_num(f, r->mean_loss);
-        fputc(',', f);
-        csv_num(f, r->evaluated ? r->test_acc : NAN);
-        fputc(',', f);
-        csv_num(f, r->evaluated ? r->test_loss : NAN);
-        fprintf(f, ",%u,%u,%u,%u,%u,%s,%.6g\n", r->online, r->selected, r->reported, r->late,
-                r->failed, r->closed_by >= 1 && r->closed_by <= 3 ? flsim_close_names[r->closed_by] : "",
-                r->train_flops);
-    }
+    for (size_t i = 0; i < n; i++)
+        put_row(f, &rec[i]);
     return ferror(f) ? -1 : 0;
+}
+
+fl_status flsim_rounds_start(const char *dir, FILE **out)
+{
+    *out = NULL;
+    if (flsim_mkdirs(dir) != 0)
+        return FL_ERR_IO;
+    char path[1200];
+    snprintf(path, sizeof path, "%s/summary.json", dir);
+    if (remove(path) != 0 && errno != ENOENT)
+        return FL_ERR_IO;
+    snprintf(path, sizeof path, "%s/rounds.csv", dir);
+    FILE *f = fopen(path, "w");
+    if (!f)
+        return FL_ERR_IO;
+    if (fprintf(f, "%s\n", flsim_rounds_header) < 0 || fflush(f) != 0) {
+        fclose(f);
+        return FL_ERR_IO;
+    }
+    *out = f;
+    return FL_OK;
+}
+
+fl_status flsim_rounds_put(FILE *f, const flsim_round_record *r)
+{
+    if (!f || !r)
+        return FL_ERR_INVALID_ARG;
+    put_row(f, r);
+    return fflush(f) != 0 || ferror(f) ? FL_ERR_IO : FL_OK;
 }
 
 /* Writes path.tmp through fn, then renames it over path: a reader never sees half a file. */

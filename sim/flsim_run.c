@@ -1574,9 +1574,19 @@ fl_status flsim_run(const flsim_config *cfg, const flsim_data *data_in, const fl
                 }
                 res->wall_s = fl_time_mono_s() - wall0;
                 res->train_wall_s += r->train_wall_s;
-                if (cb)
-                    cb(user, r, res);
+                int stop = cb ? cb(user, r, res) != 0 : 0;
+#ifdef FLSIM_HAVE_MPI
+                /* Every rank stops after the same round, whichever was asked to. */
+                if (S.size > 1)
+                    MPI_Allreduce(MPI_IN_PLACE, &stop, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
+#endif
+                const uint32_t finished = r->round;
                 memset(&pending, 0, sizeof pending);
+                if (stop && finished < cfg->rounds) {
+                    res->interrupted = 1;
+                    st = FL_ERR_CANCELLED;
+                    break;
+                }
             } else if (ev.kind == FLS_EV_DONE) {
                 done = 1;
             }
@@ -1639,17 +1649,24 @@ fl_status flsim_run(const flsim_config *cfg, const flsim_data *data_in, const fl
             }
         }
     }
-    if (st == FL_OK) {
+    if (st == FL_OK || st == FL_ERR_CANCELLED) {
         const flm_arch *a = fls_core_arch(S.core);
-        st = fl_sha256_digest(res->model_sha256, fls_core_params(S.core), a->n_params * sizeof(float));
-    } else if (err && errlen && !err[0]) {
+        const fl_status hs = fl_sha256_digest(res->model_sha256, fls_core_params(S.core),
+                                              a->n_params * sizeof(float));
+        if (hs != FL_OK)
+            st = hs;
+    }
+    if (st == FL_ERR_CANCELLED) {
+        if (err && errlen)
+            snprintf(err, errlen, "stopped after round %u of %u", res->rounds, cfg->rounds);
+    } else if (st != FL_OK && err && errlen && !err[0]) {
         snprintf(err, errlen, "simulation failed: %s", fl_strerror(st));
     }
     res->wall_s = fl_time_mono_s() - wall0;
     res->peak_rss_mb = flsim_peak_rss_mb();
     sim_free(&S);
     flsim_data_free(&own);
-    if (st == FL_OK && records) {
+    if ((st == FL_OK || st == FL_ERR_CANCELLED) && records) {
         *records = recs;
         if (n_records)
             *n_records = n_recs;

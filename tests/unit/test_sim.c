@@ -620,6 +620,98 @@ static void test_outputs_read_back(void **state)
     free(rec);
 }
 
+/* A run stopped by its round callback ends after that round: the rounds it finished, the model
+ * of a run that had only those rounds (bit for bit), marked interrupted, and read back as no
+ * finished run. rounds.csv written a round at a time is the file written whole at the end. */
+typedef struct stop_at {
+    uint32_t after, calls;
+    FILE *log;
+} stop_at;
+
+static int stop_cb(void *user, const flsim_round_record *r, const flsim_result *sofar)
+{
+    stop_at *s = user;
+    s->calls++;
+    assert_int_equal(sofar->rounds, r->round);
+    if (s->log)
+        assert_int_equal(flsim_rounds_put(s->log, r), FL_OK);
+    return r->round >= s->after;
+}
+
+static void test_run_stops_when_asked(void **state)
+{
+    (void)state;
+    flsim_config c = small_config();
+    c.rounds = 3;
+    flsim_result short_res;
+    flsim_round_record *rec = NULL;
+    size_t n = 0;
+    run_ok(&c, &short_res, &rec, &n);
+    free(rec);
+    assert_false(short_res.interrupted);
+
+    char dir[] = "/tmp/test_sim_stopXXXXXX";
+    assert_non_null(mkdtemp(dir));
+    char path[300], err[512];
+    snprintf(path, sizeof path, "%s/summary.json", dir);
+    write_all(path, "{\"stale\": 1}\n"); /* an earlier run's: flsim_rounds_start removes it */
+    c.rounds = 8;
+    stop_at s = {3, 0, NULL};
+    assert_int_equal(flsim_rounds_start(dir, &s.log), FL_OK);
+    assert_int_equal(access(path, F_OK), -1);
+    flsim_result res;
+    const fl_status st = flsim_run(&c, NULL, NULL, stop_cb, &s, &res, &rec, &n, err, sizeof err);
+    fclose(s.log);
+    assert_int_equal(st, FL_ERR_CANCELLED);
+    assert_non_null(strstr(err, "after round 3 of 8"));
+    assert_int_equal(s.calls, 3);
+    assert_int_equal(n, 3);
+    assert_int_equal(res.rounds, 3);
+    assert_true(res.interrupted);
+    assert_memory_equal(res.model_sha256, short_res.model_sha256, sizeof res.model_sha256);
+    assert_true(res.bytes_up == short_res.bytes_up && res.virtual_time_s == short_res.virtual_time_s);
+
+    snprintf(path, sizeof path, "%s/rounds.csv", dir);
+    size_t len_inc, len_whole;
+    char *inc = read_all(path, &len_inc);
+    assert_non_null(inc);
+    assert_int_equal(flsim_write_outputs(dir, &c, &res, rec, n), FL_OK);
+    char *whole = read_all(path, &len_whole);
+    assert_non_null(whole);
+    assert_int_equal(len_inc, len_whole);
+    assert_memory_equal(inc, whole, len_whole);
+    free(inc);
+    free(whole);
+    snprintf(path, sizeof path, "%s/summary.json", dir);
+    char *sum = read_all(path, &len_whole);
+    assert_non_null(sum);
+    assert_non_null(strstr(sum, "\"interrupted\": true"));
+    free(sum);
+    flsim_result got;
+    flsim_round_record *grec = NULL;
+    size_t gn = 0;
+    assert_int_equal(flsim_load_outputs(dir, &c, &got, &grec, &gn, err, sizeof err), FL_ERR_NOT_FOUND);
+    assert_non_null(strstr(err, "interrupted after round 3"));
+    assert_null(grec);
+    /* a finished run says so, and reads back */
+    res.interrupted = 0;
+    assert_int_equal(flsim_write_outputs(dir, &c, &res, rec, n), FL_OK);
+    sum = read_all(path, &len_whole);
+    assert_non_null(strstr(sum, "\"interrupted\": false"));
+    free(sum);
+    assert_int_equal(flsim_load_outputs(dir, &c, &got, &grec, &gn, err, sizeof err), FL_OK);
+    assert_false(got.interrupted);
+    free(grec);
+    /* asked to stop at the last round: that is just the end */
+    free(rec);
+    c.rounds = 3;
+    s = (stop_at){3, 0, NULL};
+    assert_int_equal(flsim_run(&c, NULL, NULL, stop_cb, &s, &res, &rec, &n, err, sizeof err), FL_OK);
+    assert_false(res.interrupted);
+    free(rec);
+    rm_run(dir);
+}
+
 static void test_outputs_bad_files(void **state)
 {
     (void)state;
@@ -892,6 +984,7 @@ int main(void)
         cmocka_unit_test(test_small_run_learns),
         cmocka_unit_test(test_availability_and_errors),
         cmocka_unit_test(test_outputs_read_back),
+        cmocka_unit_test(test_run_stops_when_asked),
         cmocka_unit_test(test_outputs_bad_files),
 #ifdef FLSIM_HAVE_JANSSON
         cmocka_unit_test(test_experiment_resumes),

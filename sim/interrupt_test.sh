@@ -1,0 +1,73 @@
+#!/bin/sh
+# sim_interrupt (suite integration): a real fl_sim process, stopped from outside.
+# - Ctrl-C (SIGINT) and SIGTERM stop it after the round in progress: exit status 130 / 143,
+#   summary.json marked "interrupted": true for the rounds in rounds.csv, and the model of a run
+#   that had only those rounds, bit for bit.
+# - SIGKILL loses no finished round: rounds.csv grows a line per round, and no summary.json is
+#   left behind (not even the one of the earlier run in the same directory).
+#   interrupt_test.sh FL_SIM
+set -eu
+FL_SIM=$1
+DIR=$(mktemp -d)
+pid=
+trap '[ -n "$pid" ] && kill -9 "$pid" 2>/dev/null; rm -rf "$DIR"' EXIT
+ARGS="--dataset synth-images:2400:1x8x8:4 --model mlp:64-32-4 --clients 40 --per-round 8
+      --partition iid --threads 1 --eval-every 1 --quiet 1"
+
+fail() { echo "FAIL: $*"; exit 1; }
+
+# Starts a long run into $DIR/$1 and waits until rounds.csv holds at least $2 rounds.
+start() {
+    "$FL_SIM" $ARGS --rounds 1000000 --out "$DIR/$1" >"$DIR/$1.out" 2>"$DIR/$1.err" &
+    pid=$!
+    i=0
+    while :; do
+        n=$(($(cat "$DIR/$1/rounds.csv" 2>/dev/null | wc -l) - 1))
+        [ "$n" -ge "$2" ] && break
+        i=$((i + 1))
+        [ "$i" -le 600 ] || fail "no $2 rounds in rounds.csv after 60 s"
+        kill -0 "$pid" 2>/dev/null || fail "fl_sim ended early: $(cat "$DIR/$1.err")"
+        sleep 0.1
+    done
+}
+
+# Stops the run with signal $1 and checks the exit status $2 and what it wrote into $DIR/$3.
+stop_check() {
+    kill "-$1" "$pid"
+    rc=0
+    wait "$pid" || rc=$?
+    pid=
+    [ "$rc" -eq "$2" ] || fail "SIG$1: exit status $rc, not $2 ($(cat "$DIR/$3.err"))"
+    grep -q "interrupted: stopped after round" "$DIR/$3.err" || fail "SIG$1: no message: $(cat "$DIR/$3.err")"
+    grep -q '"interrupted": true' "$DIR/$3/summary.json" || fail "SIG$1: summary.json not marked interrupted"
+    rounds=$(sed -n 's/^  "rounds": \([0-9]*\),$/\1/p' "$DIR/$3/summary.json")
+    lines=$(($(wc -l <"$DIR/$3/rounds.csv") - 1))
+    [ "$rounds" = "$lines" ] || fail "SIG$1: summary.json says $rounds rounds, rounds.csv holds $lines"
+    echo "SIG$1: stopped after round $rounds, exit status $rc"
+}
+
+start int 3
+stop_check INT 130 int
+# The model after those rounds is that of a run of exactly that many rounds.
+"$FL_SIM" $ARGS --rounds "$rounds" --out "$DIR/short" >/dev/null
+a=$(grep '"model_sha256"' "$DIR/int/summary.json")
+b=$(grep '"model_sha256"' "$DIR/short/summary.json")
+[ "$a" = "$b" ] || fail "the interrupted run's model ($a) is not that of a $rounds-round run ($b)"
+grep -q '"interrupted": false' "$DIR/short/summary.json" || fail "a finished run is marked interrupted"
+
+start term 2
+stop_check TERM 143 term
+
+# SIGKILL, in the directory of the interrupted run: its summary.json must not survive. (Its
+# rounds.csv is moved away only so that start() counts the new run's rounds.)
+mv "$DIR/int/rounds.csv" "$DIR/int.rounds.csv"
+start int 4
+kill -KILL "$pid"
+wait "$pid" || true
+pid=
+[ ! -e "$DIR/int/summary.json" ] || fail "SIGKILL: an earlier run's summary.json is left beside this run's rounds"
+lines=$(($(wc -l <"$DIR/int/rounds.csv") - 1))
+[ "$lines" -ge 4 ] || fail "SIGKILL: rounds.csv holds $lines rounds, at least 4 were finished"
+[ "$(tail -c 1 "$DIR/int/rounds.csv" | od -An -c | tr -d ' ')" = '\n' ] || fail "SIGKILL: rounds.csv ends mid-line"
+echo "SIGKILL: rounds.csv kept $lines finished rounds"
+echo "ok"
