@@ -1,12 +1,15 @@
 /* bench_sim: the simulator at scale (sim/README.md, "Benchmark").
  *
- *   bench_sim [--clients 100000] [--per-round 1000] [--model mlp] [--rounds 3] [--threads 0]
- *             [--dataset fashion-mnist] [--data-shards 1000] [--up-codec none] [--down-codec none]
+ *   bench_sim [--clients 100000] [--per-round 1000] [--model mlp] [--rounds 3] [--warmup 1]
+ *             [--threads 0] [--dataset fashion-mnist] [--data-shards 1000] [--up-codec none]
+ *             [--down-codec none]
  *
  * Runs fl_sim's engine (flsim_run: server core, client cores on the thread pool, virtual clock)
  * and splits each round's wall time into the client phase (task decode, local training, update
  * encode, in parallel) and everything else (selection, task production not hidden by the workers,
  * feeding the updates to the server core in virtual-time order, aggregation, evaluation).
+ * The figures are the mean of --rounds rounds run after --warmup unmeasured ones (printed, not
+ * counted: the first round also pays for first-touch allocations a long run pays once).
  * Peer, measured in the same run: the bare training of the same number of clients on the same
  * shards (flm_train_local on one model per thread, no cores, no codecs), i.e. the floor.
  * Last line: round_wall_s=<f> train_s=<f> overhead_frac=<f> peak_rss_mb=<f>
@@ -26,13 +29,24 @@
 
 typedef struct stats {
     double wall, phase, train_cpu, client_cpu, feed, sgd_cpu, proc_cpu;
-    uint32_t n, threads;
+    uint32_t n, threads, warmup;
 } stats;
 
 static int on_round(void *user, const flsim_round_record *r, const flsim_result *sofar)
 {
     (void)sofar;
     stats *s = user;
+    const double train = r->train_cpu_s / s->threads;
+    const int warm = r->round <= s->warmup;
+    printf("round %u%s: wall %.3f s, client phase %.3f s, local training %.3f s (= %.3f thread-s / %u), "
+           "feeding %.3f s (main thread, overlapped), eval %.3f s; %.1f%% not training; "
+           "%u reported, vtime %.1f s\n",
+           r->round, warm ? " (warm-up, not counted)" : "", r->wall_s, r->train_wall_s, train,
+           r->train_cpu_s, s->threads, r->feed_wall_s, r->eval_wall_s,
+           100.0 * (r->wall_s - train) / r->wall_s, r->reported, r->vtime_s);
+    fflush(stdout);
+    if (warm)
+        return 0;
     s->wall += r->wall_s;
     s->phase += r->train_wall_s;
     s->train_cpu += r->train_cpu_s;
@@ -41,13 +55,6 @@ static int on_round(void *user, const flsim_round_record *r, const flsim_result 
     s->sgd_cpu += r->sgd_thread_cpu_s;
     s->proc_cpu += r->proc_cpu_s;
     s->n++;
-    const double train = r->train_cpu_s / s->threads;
-    printf("round %u: wall %.3f s, client phase %.3f s, local training %.3f s (= %.3f thread-s / %u), "
-           "feeding %.3f s (main thread, overlapped), eval %.3f s; %.1f%% not training; "
-           "%u reported, vtime %.1f s\n",
-           r->round, r->wall_s, r->train_wall_s, train, r->train_cpu_s, s->threads, r->feed_wall_s,
-           r->eval_wall_s, 100.0 * (r->wall_s - train) / r->wall_s, r->reported, r->vtime_s);
-    fflush(stdout);
     return 0;
 }
 
@@ -101,7 +108,7 @@ int main(int argc, char **argv)
     mallopt(M_TRIM_THRESHOLD, 512 << 20);
     flsim_config cfg = flsim_config_default();
     char err[512];
-    uint32_t rounds = 3;
+    uint32_t rounds = 3, warmup = 1;
     const char *kv[][2] = {{"clients", "100000"}, {"per-round", "1000"}, {"model", "mlp"},
                            {"dataset", "fashion-mnist"}, {"data-shards", "1000"},
                            {"partition", "iid"}, {"eval-every", "0"}, {"eval-samples", "2000"},
@@ -110,8 +117,14 @@ int main(int argc, char **argv)
         flsim_config_set(&cfg, kv[i][0], kv[i][1], NULL, 0);
     for (int i = 1; i + 1 < argc; i += 2) {
         const char *name = argv[i] + (strncmp(argv[i], "--", 2) == 0 ? 2 : 0);
-        if (!strcmp(name, "rounds")) {
-            rounds = (uint32_t)atoi(argv[i + 1]);
+        if (!strcmp(name, "rounds") || !strcmp(name, "warmup")) {
+            char *end;
+            const long v = strtol(argv[i + 1], &end, 10);
+            if (*end || end == argv[i + 1] || v < (name[0] == 'r') || v > 100000) {
+                fprintf(stderr, "bench_sim: --%s: '%s' is not a round count\n", name, argv[i + 1]);
+                return 2;
+            }
+            *(name[0] == 'r' ? &rounds : &warmup) = (uint32_t)v;
             continue;
         }
         if (flsim_config_set(&cfg, name, argv[i + 1], err, sizeof err) != FL_OK) {
@@ -120,10 +133,10 @@ int main(int argc, char **argv)
         }
     }
     if (argc % 2 == 0) {
-        fprintf(stderr, "usage: bench_sim [--clients N] [--per-round N] [--model mlp] [--rounds N] [--OPTION VALUE]...\n");
+        fprintf(stderr, "usage: bench_sim [--clients N] [--per-round N] [--model mlp] [--rounds N] [--warmup N] [--OPTION VALUE]...\n");
         return 2;
     }
-    cfg.rounds = rounds ? rounds : 1;
+    cfg.rounds = rounds + warmup;
     const double t0 = fl_time_mono_s();
     flsim_data data;
     if (flsim_data_load(&data, &cfg, err, sizeof err) != FL_OK) {
@@ -133,7 +146,7 @@ int main(int argc, char **argv)
     printf("data loaded in %.2f s: %zu train / %zu test samples\n", fl_time_mono_s() - t0,
            data.train->N, data.test->N);
     const uint32_t threads = cfg.threads ? cfg.threads : (uint32_t)sysconf(_SC_NPROCESSORS_ONLN);
-    stats s = {0, 0, 0, 0, 0, 0, 0, 0, threads};
+    stats s = {0, 0, 0, 0, 0, 0, 0, 0, threads, warmup};
     flsim_result res;
     const fl_logger lg = {fl_log_to_file, stderr, FL_LOG_WARN};
     fl_status st = flsim_run(&cfg, &data, &lg, on_round, &s, &res, NULL, NULL, err, sizeof err);
@@ -172,9 +185,10 @@ int main(int argc, char **argv)
      * many cores as workers) would otherwise count simulator work as training. */
     const double wall = s.wall / s.n, train = s.sgd_cpu / s.n / threads, phase = s.phase / s.n;
     const double sgd_wall = s.train_cpu / s.n / threads;
-    printf("\nfl_sim: %u clients, %u per round, %s (%zu params), %u threads, BLAS %s, codecs down %s up %s\n",
+    printf("\nfl_sim: %u clients, %u per round, %s (%zu params), %u threads, BLAS %s, codecs down %s up %s; "
+           "mean of %u rounds after %u warm-up round%s\n",
            cfg.clients, cfg.per_round, res.arch, res.n_params, threads, res.blas, cfg.down_codec,
-           cfg.up_codec);
+           cfg.up_codec, s.n, warmup, warmup == 1 ? "" : "s");
     printf("  per round: wall %.3f s; local training %.3f s (local SGD thread CPU, per thread; its "
            "wall time %.3f s); client phase %.3f s; everything else %.3f s (%.1f%%)\n",
            wall, train, sgd_wall, phase, wall - train, 100.0 * (wall - train) / wall);
