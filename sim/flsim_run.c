@@ -1582,7 +1582,9 @@ fl_status flsim_run(const flsim_config *cfg, const flsim_data *data_in, const fl
 #endif
                 const uint32_t finished = r->round;
                 memset(&pending, 0, sizeof pending);
-                if (stop && finished < cfg->rounds) {
+                /* A stop asked at the run's last round (max_rounds, or the target reached:
+                 * the core is done) is just its end. */
+                if (stop && finished < cfg->rounds && !fls_core_done(S.core)) {
                     res->interrupted = 1;
                     st = FL_ERR_CANCELLED;
                     break;

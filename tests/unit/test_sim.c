@@ -709,6 +709,18 @@ static void test_run_stops_when_asked(void **state)
     assert_int_equal(flsim_run(&c, NULL, NULL, stop_cb, &s, &res, &rec, &n, err, sizeof err), FL_OK);
     assert_false(res.interrupted);
     free(rec);
+    /* ... and so is a stop asked at the round that reached the target */
+    c.rounds = 12;
+    c.eval_every = 1;
+    c.target_acc = 0.5;
+    run_ok(&c, &short_res, &rec, &n);
+    free(rec);
+    assert_true(short_res.target_reached && short_res.rounds < c.rounds);
+    s = (stop_at){short_res.rounds, 0, NULL};
+    assert_int_equal(flsim_run(&c, NULL, NULL, stop_cb, &s, &res, &rec, &n, err, sizeof err), FL_OK);
+    assert_false(res.interrupted);
+    assert_int_equal(res.rounds, short_res.rounds);
+    free(rec);
     rm_run(dir);
 }
 
