@@ -25,7 +25,13 @@ static volatile sig_atomic_t g_stop = 0;
 
 static void on_signal(int sig)
 {
+    static const char msg[] =
+        "\nfl_sim: stopping after the round in progress (Ctrl-C again to quit at once)\n";
     g_stop = sig;
+    if (g_rank == 0) {
+        const ssize_t w = write(STDERR_FILENO, msg, sizeof msg - 1); /* async-signal-safe */
+        (void)w;
+    }
 }
 
 /* The first Ctrl-C (or SIGTERM) stops the run after the round in progress, with its results
