@@ -70,13 +70,14 @@ static void usage(FILE *f)
         "reads back the runs that match its settings instead of running them again, so an\n"
         "interrupted experiment resumes and --seeds 3 adds to an earlier --seeds 1\n"
         "(--fresh 1: run everything again).\n"
-        "\n"
+
+        "  --preset small   mlp on 12,000 Fashion-MNIST samples, 200 clients, 20 per round, 100 rounds\n"
+        "  --preset full    cnn:10 on Fashion-MNIST, 1,000 clients, 50 per round, 200 rounds\n"        "\n"
         "Interrupting: rounds.csv grows a line per round, so a crash keeps every finished round.\n"
         "Ctrl-C (or SIGTERM) stops a run after the round in progress and writes its results, with\n"
         "\"interrupted\": true in summary.json (exit status 130, 143 for SIGTERM); a second Ctrl-C\n"
-        "ends it at once. An experiment keeps the runs it finished and resumes from them.\n"
-        "  --preset small   mlp on 12,000 Fashion-MNIST samples, 200 clients, 20 per round, 100 rounds\n"
-        "  --preset full    cnn:10 on Fashion-MNIST, 1,000 clients, 50 per round, 200 rounds\n"
+        "ends it at once. An experiment stops the same way, drops the run in progress and keeps\n"
+        "the runs it finished: the same command resumes from them.\n"
         "\n"
         "Examples:\n"
         "  fl_sim --dataset fashion-mnist --model cnn --clients 1000 --per-round 50 --rounds 100 \\\n"
@@ -178,11 +179,11 @@ static void hms(char *buf, size_t cap, double s)
         snprintf(buf, cap, "%ldm%02lds", t / 60, t % 60);
 }
 
-static void on_exp(void *user, const flsim_exp_event *ev)
+static int on_exp(void *user, const flsim_exp_event *ev)
 {
     exp_progress *p = user;
     if (p->quiet)
-        return;
+        return g_stop != 0;
     char tag[64];
     snprintf(tag, sizeof tag, "run %u/%u %s seed %u", ev->run, ev->runs, ev->config, ev->seed);
     if (ev->kind == FLSIM_EXP_RUN_START) {
@@ -191,11 +192,11 @@ static void on_exp(void *user, const flsim_exp_event *ev)
         p->acc = NAN;
         if (!p->bar)
             fprintf(stderr, "%s: training (%u of %u to train)\n", tag, ev->trained + 1, ev->to_train);
-        return;
+        return g_stop != 0;
     }
     if (ev->kind == FLSIM_EXP_ROUND) {
         if (!p->bar)
-            return;
+            return g_stop != 0;
         /* time left: this run's rate, and the runs still to train after it at the mean so far */
         const double now = fl_time_mono_s(), run_s = ev->res->wall_s;
         const double this_left = run_s / ev->round->round * (ev->rounds - ev->round->round);
@@ -214,7 +215,7 @@ static void on_exp(void *user, const flsim_exp_event *ev)
                 "====================", width - fill, "", ev->round->round, ev->rounds, acc, el,
                 left);
         fflush(stderr);
-        return;
+        return g_stop != 0;
     }
     if (p->bar && !ev->reused)
         fputc('\n', stderr);
@@ -225,6 +226,7 @@ static void on_exp(void *user, const flsim_exp_event *ev)
         fprintf(stderr, "%s: final acc %.4f, %u rounds, %.0f virtual s, %.1f MB, wall %.1f s\n",
                 tag, ev->res->final_test_acc, ev->res->rounds, ev->res->virtual_time_s,
                 (double)(ev->res->bytes_down + ev->res->bytes_up) / 1e6, ev->res->wall_s);
+    return g_stop != 0;
 }
 
 static int run_experiment(int argc, char **argv, int first)
@@ -298,7 +300,13 @@ static int run_experiment(int argc, char **argv, int first)
         e.progress = on_exp;
         e.progress_user = &ep;
     }
+    catch_stop_signals();
     const fl_status st = flsim_experiment_afd(&e, &lg, err, sizeof err);
+    if (st == FL_ERR_CANCELLED) {
+        if (g_rank == 0)
+            fprintf(stderr, "%sfl_sim experiment: interrupted: %s\n", ep.bar && !quiet ? "\n" : "", err);
+        return 128 + (g_stop ? (int)g_stop : SIGINT);
+    }
     if (st != FL_OK) {
         fprintf(stderr, "fl_sim experiment: %s\n", err[0] ? err : fl_strerror(st));
         return 1;

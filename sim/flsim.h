@@ -339,7 +339,10 @@ typedef struct flsim_exp_event {
     const flsim_result *res;        /* ROUND: the run so far; RUN_DONE: its result */
     const char *dir;                /* RUN_DONE: where the run is saved */
 } flsim_exp_event;
-typedef void (*flsim_exp_fn)(void *user, const flsim_exp_event *ev);
+/* Returns 0 to go on; nonzero on a ROUND event stops the experiment after that round (the run
+ * in progress is dropped, the finished ones stay saved: the same experiment resumes from them).
+ * The return value of the other events is ignored. */
+typedef int (*flsim_exp_fn)(void *user, const flsim_exp_event *ev);
 
 typedef struct flsim_experiment {
     char preset[16];     /* "small" or "full" */
@@ -359,7 +362,8 @@ typedef struct flsim_experiment {
  * directory already holds a finished run with the same settings is read back, not run again
  * (unless fresh): an interrupted experiment resumes, and more seeds add to fewer; a saved run
  * with other settings, or a damaged one, stops it with FL_ERR_RESULTS_MISMATCH or
- * FL_ERR_RESULTS_FORMAT before anything is overwritten. */
+ * FL_ERR_RESULTS_FORMAT before anything is overwritten. FL_ERR_CANCELLED when progress asked to
+ * stop (err says how many runs are saved). */
 fl_status flsim_experiment_afd(const flsim_experiment *e, const fl_logger *log, char *err,
                                size_t errlen);
 

@@ -89,10 +89,10 @@ static int on_round(void *user, const flsim_round_record *r, const flsim_result 
     cb->ev->kind = FLSIM_EXP_ROUND;
     cb->ev->round = r;
     cb->ev->res = sofar;
-    cb->e->progress(cb->e->progress_user, cb->ev);
+    const int stop = cb->e->progress(cb->e->progress_user, cb->ev);
     cb->ev->round = NULL;
     cb->ev->res = NULL;
-    return 0;
+    return stop;
 }
 
 /* The settings of configuration c, seed index s. */
@@ -261,6 +261,12 @@ fl_status flsim_experiment_afd(const flsim_experiment *e, const fl_logger *log, 
         }
         st = flsim_run(&cfg, &data, log, r0 && e->progress ? on_round : NULL, &cb, &ro->res,
                        &ro->rec, &ro->n, e2, sizeof e2);
+        if (st == FL_ERR_CANCELLED) { /* half a run: not saved, the next experiment trains it */
+            snprintf(err, errlen, "stopped during %s seed %u (%s); %zu of %zu runs are saved under "
+                     "%s/runs, and the same command resumes from them", g_cfgs[c].name, s + 1, e2,
+                     n_done + ev.trained, n_runs, e->out);
+            break;
+        }
         if (st != FL_OK) {
             snprintf(err, errlen, "%s seed %u: %s", g_cfgs[c].name, s + 1, e2);
             break;

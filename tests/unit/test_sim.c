@@ -814,7 +814,8 @@ static void test_outputs_bad_files(void **state)
 }
 
 #ifdef FLSIM_HAVE_JANSSON
-static void count_events(void *user, const flsim_exp_event *ev)
+/* n[0..3]: events counted; n[4] > 0: ask to stop at the n[4]-th ROUND event. */
+static int count_events(void *user, const flsim_exp_event *ev)
 {
     int *n = user;
     assert_int_equal(ev->runs, 8);
@@ -827,6 +828,7 @@ static void count_events(void *user, const flsim_exp_event *ev)
         n[ev->reused ? 3 : 2]++, assert_true(ev->res && ev->dir);
     else
         fail_msg("event kind %d", ev->kind);
+    return n[4] > 0 && ev->kind == FLSIM_EXP_ROUND && n[1] >= n[4];
 }
 
 /* The experiment reads back the runs it finished before: a removed run is run again, the others
@@ -842,7 +844,7 @@ static void test_experiment_resumes(void **state)
     snprintf(e.preset, sizeof e.preset, "small");
     snprintf(e.out, sizeof e.out, "%s", out);
     e.seeds = 1;
-    int counts[4] = {0, 0, 0, 0}; /* RUN_START, ROUND, RUN_DONE trained, RUN_DONE read back */
+    int counts[5] = {0}; /* RUN_START, ROUND, RUN_DONE trained, RUN_DONE read back; stop at */
     e.progress = count_events;
     e.progress_user = counts;
     const char *ov[] = {"dataset=synth-images:1200:1x8x8:4", "model=mlp:64-16-4", "clients=20",
@@ -891,6 +893,33 @@ static void test_experiment_resumes(void **state)
     }
     snprintf(path, sizeof path, "%s/table.csv", out);
     char *table2 = read_all(path, &len);
+    assert_string_equal(table2, table);
+    free(table2);
+    /* stopped from the progress callback in the middle of a run: that run is not saved, the
+     * others are; the next experiment trains the missing ones and gives the same table */
+    snprintf(path, sizeof path, "%s/runs/fd-s1", out);
+    rm_run(path);
+    snprintf(path, sizeof path, "%s/runs/afd-multi-s1", out);
+    rm_run(path);
+    memset(counts, 0, sizeof counts);
+    counts[4] = 2;
+    err[0] = '\0';
+    st = flsim_experiment_afd(&e, NULL, err, sizeof err);
+    assert_int_equal(st, FL_ERR_CANCELLED);
+    assert_non_null(strstr(err, "stopped during fd seed 1"));
+    assert_non_null(strstr(err, "6 of 8 runs are saved"));
+    assert_int_equal(counts[1], 2);
+    assert_int_equal(counts[2], 0);
+    snprintf(path, sizeof path, "%s/runs/fd-s1/summary.json", out);
+    assert_int_equal(access(path, F_OK), -1);
+    memset(counts, 0, sizeof counts);
+    st = flsim_experiment_afd(&e, NULL, err, sizeof err);
+    if (st != FL_OK)
+        fail_msg("experiment after the stop: %s: %s", fl_status_name(st), err);
+    assert_int_equal(counts[2], 2);
+    assert_int_equal(counts[3], 6);
+    snprintf(path, sizeof path, "%s/table.csv", out);
+    table2 = read_all(path, &len);
     assert_string_equal(table2, table);
     free(table2);
     /* other settings under the same --out: refused, nothing touched */
