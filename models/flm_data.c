@@ -1,4 +1,5 @@
 /* flm_data.c: the in-memory dataset and the synthetic generators. */
+#include "fl_mem.h"
 #include "flm_data.h"
 
 #include <dirent.h>
@@ -244,14 +245,8 @@ typedef struct strlist {
 
 static int strlist_add(strlist *l, const char *s, size_t len)
 {
-    if (l->n == l->cap) {
-        const size_t nc = l->cap ? 2 * l->cap : 16;
-        char **nv = realloc(l->v, nc * sizeof *nv);
-        if (!nv)
-            return -1;
-        l->v = nv;
-        l->cap = nc;
-    }
+    if (fl_grow(&l->v, &l->cap, l->n + 1, sizeof *l->v, 16) != FL_OK)
+        return -1;
     char *c = malloc(len + 1);
     if (!c)
         return -1;

@@ -11,6 +11,7 @@
 #include <jansson.h>
 #endif
 
+#include "fl_mem.h"
 #include "flsim.h"
 #include "flsim_internal.h"
 
@@ -110,16 +111,8 @@ fl_status flsim_parse_rounds_csv(const char *text, size_t len, flsim_round_recor
                 st = fl_errf(err, errlen, FL_ERR_RESULTS_FORMAT, "line %zu: empty line", line);
             break;
         }
-        if (n == cap) {
-            const size_t nc = cap ? 2 * cap : 256;
-            flsim_round_record *g = realloc(rec, nc * sizeof *g);
-            if (!g) {
-                st = FL_ERR_NOMEM;
-                break;
-            }
-            rec = g;
-            cap = nc;
-        }
+        if ((st = fl_grow(&rec, &cap, n + 1, sizeof *rec, 256)) != FL_OK)
+            break;
         flsim_round_record *r = &rec[n];
         memset(r, 0, sizeof *r);
         const char *q = p, *f0 = p, *f1 = p;

@@ -112,15 +112,23 @@ int flsim_write_rounds_csv(FILE *f, const flsim_round_record *rec, size_t n)
     return ferror(f) ? -1 : 0;
 }
 
+/* Creates dir and removes its summary.json (a summary marks a finished run: none may stand
+ * beside rounds being written). */
+static fl_status begin_dir(const char *dir)
+{
+    char sum[1200];
+    snprintf(sum, sizeof sum, "%s/summary.json", dir);
+    if (flsim_mkdirs(dir) != 0 || (remove(sum) != 0 && errno != ENOENT))
+        return FL_ERR_IO;
+    return FL_OK;
+}
+
 fl_status flsim_rounds_start(const char *dir, FILE **out)
 {
     *out = NULL;
-    if (flsim_mkdirs(dir) != 0)
+    if (begin_dir(dir) != FL_OK)
         return FL_ERR_IO;
     char path[1200];
-    snprintf(path, sizeof path, "%s/summary.json", dir);
-    if (remove(path) != 0 && errno != ENOENT)
-        return FL_ERR_IO;
     snprintf(path, sizeof path, "%s/rounds.csv", dir);
     FILE *f = fopen(path, "w");
     if (!f)
@@ -178,15 +186,13 @@ static int put_text(FILE *f, const void *text, const void *unused, size_t n)
 fl_status flsim_write_outputs(const char *dir, const flsim_config *cfg, const flsim_result *res,
                               const flsim_round_record *records, size_t n_records)
 {
-    if (flsim_mkdirs(dir) != 0)
-        return FL_ERR_IO;
     /* summary.json marks a finished run (flsim_load_outputs): it goes first and comes back last,
      * so a crash in between leaves no summary beside another run's rounds. */
+    if (begin_dir(dir) != FL_OK)
+        return FL_ERR_IO;
     char path[1200], sum[1200];
     snprintf(path, sizeof path, "%s/rounds.csv", dir);
     snprintf(sum, sizeof sum, "%s/summary.json", dir);
-    if (remove(sum) != 0 && errno != ENOENT)
-        return FL_ERR_IO;
     fl_status st = write_atomic(path, put_rounds, records, NULL, n_records);
     if (st != FL_OK)
         return st;

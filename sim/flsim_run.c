@@ -34,6 +34,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "fl_mem.h"
 #include "fl_rng.h"
 #include "fl_time.h"
 #include "flc_core.h"
@@ -1502,16 +1503,8 @@ fl_status flsim_run(const flsim_config *cfg, const flsim_data *data_in, const fl
         while (st == FL_OK && fls_core_poll(S.core, &ev)) {
             any = 1;
             if (ev.kind == FLS_EV_TASK) {
-                if (S.n_jobs == S.jobs_cap) {
-                    const size_t nc = S.jobs_cap ? 2 * S.jobs_cap : 256;
-                    job *nj = realloc(S.jobs, nc * sizeof *nj);
-                    if (!nj) {
-                        st = FL_ERR_NOMEM;
-                        break;
-                    }
-                    S.jobs = nj;
-                    S.jobs_cap = nc;
-                }
+                if ((st = fl_grow(&S.jobs, &S.jobs_cap, S.n_jobs + 1, sizeof *S.jobs, 256)) != FL_OK)
+                    break;
                 if (S.n_jobs == 0) {
                     round_wall0 = t_tick;
                     round_cpu0 = cpu_tick;
@@ -1545,16 +1538,8 @@ fl_status flsim_run(const flsim_config *cfg, const flsim_data *data_in, const fl
                 r->failed = m->failed;
                 r->wall_s = fl_time_mono_s() - round_wall0;
                 r->proc_cpu_s = process_cpu_s() - round_cpu0;
-                if (n_recs == cap_recs) {
-                    const size_t nc = cap_recs ? 2 * cap_recs : 64;
-                    flsim_round_record *nr = realloc(recs, nc * sizeof *nr);
-                    if (!nr) {
-                        st = FL_ERR_NOMEM;
-                        break;
-                    }
-                    recs = nr;
-                    cap_recs = nc;
-                }
+                if ((st = fl_grow(&recs, &cap_recs, n_recs + 1, sizeof *recs, 64)) != FL_OK)
+                    break;
                 recs[n_recs++] = *r;
                 res->rounds = r->round;
                 res->virtual_time_s = r->vtime_s;

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fl_mem.h"
 #include "flsim.h"
 #include "flsim_internal.h"
 
@@ -144,16 +145,8 @@ fl_status flsim_trace_parse(flsim_trace **out, const char *text, size_t len, cha
             st = bad(err, errlen, line, "more than %s rows", "1000000");
             break;
         }
-        if (n == cap) {
-            const size_t nc = cap ? 2 * cap : 64;
-            entry *ne = realloc(ents, nc * sizeof *ne);
-            if (!ne) {
-                st = FL_ERR_NOMEM;
-                break;
-            }
-            ents = ne;
-            cap = nc;
-        }
+        if ((st = fl_grow(&ents, &cap, n + 1, sizeof *ents, 64)) != FL_OK)
+            break;
         ents[n++] = e;
     }
     if (st == FL_OK && !have_header)

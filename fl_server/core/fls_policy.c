@@ -1,4 +1,5 @@
 /* fls_policy.c: full, fd, afd-single and afd-multi keep-set selection (see fls_policy.h). */
+#include "fl_mem.h"
 #include "fls_policy.h"
 
 #include <math.h>
@@ -434,14 +435,8 @@ fl_status fls_policy_report(fls_policy *p, uint32_t client, double loss, uint64_
     }
     if (lo < p->n_reported && p->reps[lo].client == client)
         return FL_ERR_STATE;
-    if (p->n_reported == p->rep_cap) {
-        const size_t cap = p->rep_cap ? 2 * p->rep_cap : 64;
-        struct report *r = realloc(p->reps, cap * sizeof *r);
-        if (!r)
-            return FL_ERR_NOMEM;
-        p->reps = r;
-        p->rep_cap = cap;
-    }
+    if (fl_grow(&p->reps, &p->rep_cap, p->n_reported + 1, sizeof *p->reps, 64) != FL_OK)
+        return FL_ERR_NOMEM;
     memmove(p->reps + lo + 1, p->reps + lo, (p->n_reported - lo) * sizeof *p->reps);
     p->reps[lo].client = client;
     p->reps[lo].loss = loss;

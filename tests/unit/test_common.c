@@ -8,7 +8,10 @@
 #include <stdio.h>
 #include <cmocka.h>
 
+#include <stdlib.h>
+
 #include "fl_log.h"
+#include "fl_mem.h"
 #include "fl_rng.h"
 #include "fl_sha256.h"
 #include "fl_status.h"
@@ -178,13 +181,40 @@ static void test_time_monotonic(void **state)
     assert_true(a > 0);
 }
 
+/* fl_grow: doubles from `first` until `need` fits, keeps the contents, and on overflow leaves
+ * the array as it was. */
+static void test_grow(void **state)
+{
+    (void)state;
+    uint32_t *a = NULL;
+    size_t cap = 0;
+    assert_int_equal(fl_grow(&a, &cap, 0, sizeof *a, 8), FL_OK);
+    assert_null(a);
+    assert_int_equal(cap, 0);
+    for (uint32_t i = 0; i < 100; i++) {
+        assert_int_equal(fl_grow(&a, &cap, i + 1, sizeof *a, 8), FL_OK);
+        a[i] = i * 7;
+    }
+    assert_int_equal(cap, 128); /* 8, 16, 32, 64, 128 */
+    for (uint32_t i = 0; i < 100; i++)
+        assert_int_equal(a[i], i * 7);
+    assert_int_equal(fl_grow(&a, &cap, 1000, sizeof *a, 8), FL_OK); /* several doublings at once */
+    assert_int_equal(cap, 1024);
+    uint32_t *was = a;
+    assert_int_equal(fl_grow(&a, &cap, SIZE_MAX / 2, sizeof *a, 8), FL_ERR_NOMEM);
+    assert_ptr_equal(a, was);
+    assert_int_equal(cap, 1024);
+    assert_int_equal(a[99], 99 * 7);
+    free(a);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_status_strings), cmocka_unit_test(test_philox_kat),
         cmocka_unit_test(test_rng_streams),    cmocka_unit_test(test_rng_distributions),
         cmocka_unit_test(test_sha256),         cmocka_unit_test(test_logging),
-        cmocka_unit_test(test_time_monotonic),
+        cmocka_unit_test(test_time_monotonic), cmocka_unit_test(test_grow),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,29 @@
+#include "fl_mem.h"
+
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+fl_status fl_grow(void *pp, size_t *cap, size_t need, size_t size, size_t first)
+{
+    if (need <= *cap)
+        return FL_OK;
+    if (size == 0)
+        return FL_ERR_INVALID_ARG;
+    size_t nc = *cap ? *cap : (first ? first : 1);
+    while (nc < need) {
+        if (nc > SIZE_MAX / 2)
+            return FL_ERR_NOMEM;
+        nc *= 2;
+    }
+    if (nc > SIZE_MAX / size)
+        return FL_ERR_NOMEM;
+    void *old;
+    memcpy(&old, pp, sizeof old);
+    void *p = realloc(old, nc * size);
+    if (!p)
+        return FL_ERR_NOMEM;
+    memcpy(pp, &p, sizeof p);
+    *cap = nc;
+    return FL_OK;
+}

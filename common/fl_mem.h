@@ -1,0 +1,15 @@
+/* fl_mem.h: growing an array by doubling (the one copy of the realloc-and-double pattern). */
+#ifndef FL_MEM_H
+#define FL_MEM_H
+
+#include <stddef.h>
+
+#include "fl_status.h"
+
+/* Makes room for at least `need` elements of `size` bytes in the array *pp (a pointer to a T *)
+ * of capacity *cap elements: the capacity doubles from `first` until it holds `need`; realloc
+ * keeps the contents. FL_OK (nothing done when need <= *cap), or FL_ERR_NOMEM (also when the size
+ * would overflow) with *pp and *cap unchanged. */
+fl_status fl_grow(void *pp, size_t *cap, size_t need, size_t size, size_t first);
+
+#endif
