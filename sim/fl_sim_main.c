@@ -70,9 +70,9 @@ static void usage(FILE *f)
         "reads back the runs that match its settings instead of running them again, so an\n"
         "interrupted experiment resumes and --seeds 3 adds to an earlier --seeds 1\n"
         "(--fresh 1: run everything again).\n"
-
         "  --preset small   mlp on 12,000 Fashion-MNIST samples, 200 clients, 20 per round, 100 rounds\n"
-        "  --preset full    cnn:10 on Fashion-MNIST, 1,000 clients, 50 per round, 200 rounds\n"        "\n"
+        "  --preset full    cnn:10 on Fashion-MNIST, 1,000 clients, 50 per round, 200 rounds\n"
+        "\n"
         "Interrupting: rounds.csv grows a line per round, so a crash keeps every finished round.\n"
         "Ctrl-C (or SIGTERM) stops a run after the round in progress and writes its results, with\n"
         "\"interrupted\": true in summary.json (exit status 130, 143 for SIGTERM); a second Ctrl-C\n"
@@ -98,7 +98,7 @@ static int on_round(void *user, const flsim_round_record *r, const flsim_result 
 {
     progress *p = user;
     if (p->log && !p->log_failed && flsim_rounds_put(p->log, r) != FL_OK) {
-        p->log_failed = 1; /* said once; the whole file is written again at the end */
+        p->log_failed = 1; /* said once; flsim_write_outputs writes it whole at the end */
         fprintf(stderr, "%sfl_sim: cannot append to rounds.csv (writing it at the end)\n",
                 p->bar && !p->quiet ? "\n" : "");
     }
@@ -372,8 +372,10 @@ static int run_main(int argc, char **argv)
     flsim_round_record *recs = NULL;
     size_t n = 0;
     const fl_status st = flsim_run(&cfg, NULL, &lg, on_round, &pr, &res, &recs, &n, err, sizeof err);
+    /* rounds.csv complete on disk: the end writes only the summary beside it */
+    int log_ok = 0;
     if (pr.log)
-        fclose(pr.log);
+        log_ok = flsim_rounds_finish(pr.log) == FL_OK && !pr.log_failed;
     if (pr.bar && !cfg.quiet && g_rank == 0)
         fputc('\n', stderr);
     if (st != FL_OK && st != FL_ERR_CANCELLED) {
@@ -399,7 +401,10 @@ static int run_main(int argc, char **argv)
             else
                 printf("target %.4f not reached\n", cfg.target_acc);
         }
-        if (cfg.out[0] && flsim_write_outputs(cfg.out, &cfg, &res, recs, n) != FL_OK) {
+        const fl_status ws = !cfg.out[0] ? FL_OK
+                             : log_ok      ? flsim_write_summary(cfg.out, &cfg, &res)
+                                           : flsim_write_outputs(cfg.out, &cfg, &res, recs, n);
+        if (ws != FL_OK) {
             fprintf(stderr, "fl_sim: cannot write %s/rounds.csv or summary.json\n", cfg.out);
             rc = 1;
         }

@@ -291,10 +291,16 @@ fl_status flsim_run(const flsim_config *cfg, const flsim_data *data, const fl_lo
 /* rounds.csv as the run goes (fl_sim --out), so that a crash keeps every finished round:
  * flsim_rounds_start creates DIR, removes a summary.json left there by an earlier run (a summary
  * marks a finished run) and opens DIR/rounds.csv with its header; flsim_rounds_put appends one
- * round and flushes it to the kernel. flsim_write_outputs at the end rewrites the file whole.
- * FL_OK or FL_ERR_IO. */
+ * round and flushes it to the kernel; flsim_rounds_finish syncs the file to disk and closes it
+ * (it closes it whatever it returns). The run then ends with flsim_write_summary, not
+ * flsim_write_outputs: the rounds are already on disk. FL_OK or FL_ERR_IO. */
 fl_status flsim_rounds_start(const char *dir, FILE **out);
 fl_status flsim_rounds_put(FILE *f, const flsim_round_record *r);
+fl_status flsim_rounds_finish(FILE *f);
+
+/* Writes DIR/summary.json alone (atomically: a reader never sees half of it), after the rounds
+ * went to DIR/rounds.csv. FL_OK, FL_ERR_IO or FL_ERR_NOMEM. */
+fl_status flsim_write_summary(const char *dir, const flsim_config *cfg, const flsim_result *res);
 
 /* Writes DIR/rounds.csv and DIR/summary.json (creating DIR). FL_OK or FL_ERR_IO. */
 fl_status flsim_write_outputs(const char *dir, const flsim_config *cfg, const flsim_result *res,

@@ -183,6 +183,29 @@ static int put_text(FILE *f, const void *text, const void *unused, size_t n)
     return fputs(text, f) < 0;
 }
 
+fl_status flsim_rounds_finish(FILE *f)
+{
+    if (!f)
+        return FL_ERR_INVALID_ARG;
+    int bad = fflush(f) != 0 || ferror(f) || fsync(fileno(f)) != 0;
+    bad |= fclose(f) != 0;
+    return bad ? FL_ERR_IO : FL_OK;
+}
+
+fl_status flsim_write_summary(const char *dir, const flsim_config *cfg, const flsim_result *res)
+{
+    char sum[1200];
+    snprintf(sum, sizeof sum, "%s/summary.json", dir);
+    const size_t need = flsim_summary_json(cfg, res, NULL, 0) + 1;
+    char *buf = malloc(need);
+    if (!buf)
+        return FL_ERR_NOMEM;
+    flsim_summary_json(cfg, res, buf, need);
+    const fl_status st = write_atomic(sum, put_text, buf, NULL, 0);
+    free(buf);
+    return st;
+}
+
 fl_status flsim_write_outputs(const char *dir, const flsim_config *cfg, const flsim_result *res,
                               const flsim_round_record *records, size_t n_records)
 {
@@ -190,18 +213,8 @@ fl_status flsim_write_outputs(const char *dir, const flsim_config *cfg, const fl
      * so a crash in between leaves no summary beside another run's rounds. */
     if (begin_dir(dir) != FL_OK)
         return FL_ERR_IO;
-    char path[1200], sum[1200];
+    char path[1200];
     snprintf(path, sizeof path, "%s/rounds.csv", dir);
-    snprintf(sum, sizeof sum, "%s/summary.json", dir);
-    fl_status st = write_atomic(path, put_rounds, records, NULL, n_records);
-    if (st != FL_OK)
-        return st;
-    const size_t need = flsim_summary_json(cfg, res, NULL, 0) + 1;
-    char *buf = malloc(need);
-    if (!buf)
-        return FL_ERR_NOMEM;
-    flsim_summary_json(cfg, res, buf, need);
-    st = write_atomic(sum, put_text, buf, NULL, 0);
-    free(buf);
-    return st;
+    const fl_status st = write_atomic(path, put_rounds, records, NULL, n_records);
+    return st != FL_OK ? st : flsim_write_summary(dir, cfg, res);
 }

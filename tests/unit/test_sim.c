@@ -661,7 +661,7 @@ static void test_run_stops_when_asked(void **state)
     assert_int_equal(access(path, F_OK), -1);
     flsim_result res;
     const fl_status st = flsim_run(&c, NULL, NULL, stop_cb, &s, &res, &rec, &n, err, sizeof err);
-    fclose(s.log);
+    assert_int_equal(flsim_rounds_finish(s.log), FL_OK);
     assert_int_equal(st, FL_ERR_CANCELLED);
     assert_non_null(strstr(err, "after round 3 of 8"));
     assert_int_equal(s.calls, 3);
@@ -675,6 +675,12 @@ static void test_run_stops_when_asked(void **state)
     size_t len_inc, len_whole;
     char *inc = read_all(path, &len_inc);
     assert_non_null(inc);
+    assert_int_equal(flsim_write_summary(dir, &c, &res), FL_OK); /* fl_sim's end: the summary alone */
+    char *after = read_all(path, &len_whole);
+    assert_non_null(after);
+    assert_int_equal(len_inc, len_whole);
+    assert_memory_equal(inc, after, len_whole);
+    free(after);
     assert_int_equal(flsim_write_outputs(dir, &c, &res, rec, n), FL_OK);
     char *whole = read_all(path, &len_whole);
     assert_non_null(whole);
@@ -693,14 +699,20 @@ static void test_run_stops_when_asked(void **state)
     assert_int_equal(flsim_load_outputs(dir, &c, &got, &grec, &gn, err, sizeof err), FL_ERR_NOT_FOUND);
     assert_non_null(strstr(err, "interrupted after round 3"));
     assert_null(grec);
-    /* a finished run says so, and reads back */
+    /* a finished run says so, and reads back: its rounds.csv written a round at a time, then
+     * the summary alone (fl_sim's way) */
     res.interrupted = 0;
-    assert_int_equal(flsim_write_outputs(dir, &c, &res, rec, n), FL_OK);
+    assert_int_equal(flsim_rounds_start(dir, &s.log), FL_OK);
+    for (size_t i = 0; i < n; i++)
+        assert_int_equal(flsim_rounds_put(s.log, &rec[i]), FL_OK);
+    assert_int_equal(flsim_rounds_finish(s.log), FL_OK);
+    assert_int_equal(flsim_write_summary(dir, &c, &res), FL_OK);
     sum = read_all(path, &len_whole);
     assert_non_null(strstr(sum, "\"interrupted\": false"));
     free(sum);
     assert_int_equal(flsim_load_outputs(dir, &c, &got, &grec, &gn, err, sizeof err), FL_OK);
     assert_false(got.interrupted);
+    assert_int_equal(gn, n);
     free(grec);
     /* asked to stop at the last round: that is just the end */
     free(rec);
