@@ -28,7 +28,7 @@
 #include "flsim.h"
 
 typedef struct stats {
-    double wall, phase, train_cpu, client_cpu, feed, sgd_cpu, proc_cpu;
+    double wall, phase, train_cpu, client_cpu, feed, sgd_cpu, proc_cpu, pre_cpu, post_cpu, feed_cpu;
     uint32_t n, threads, warmup;
 } stats;
 
@@ -36,13 +36,14 @@ static int on_round(void *user, const flsim_round_record *r, const flsim_result 
 {
     (void)sofar;
     stats *s = user;
-    const double train = r->train_cpu_s / s->threads;
+    /* local training as on the last line: the SGD's thread CPU, spread over the workers */
+    const double train = r->sgd_thread_cpu_s / s->threads;
     const int warm = r->round <= s->warmup;
-    printf("round %u%s: wall %.3f s, client phase %.3f s, local training %.3f s (= %.3f thread-s / %u), "
+    printf("round %u%s: wall %.3f s, client phase %.3f s, local training %.3f s (= %.3f thread-CPU s / %u), "
            "feeding %.3f s (main thread, overlapped), eval %.3f s; %.1f%% not training; "
            "%u reported, vtime %.1f s\n",
            r->round, warm ? " (warm-up, not counted)" : "", r->wall_s, r->train_wall_s, train,
-           r->train_cpu_s, s->threads, r->feed_wall_s, r->eval_wall_s,
+           r->sgd_thread_cpu_s, s->threads, r->feed_wall_s, r->eval_wall_s,
            100.0 * (r->wall_s - train) / r->wall_s, r->reported, r->vtime_s);
     fflush(stdout);
     if (warm)
@@ -54,6 +55,9 @@ static int on_round(void *user, const flsim_round_record *r, const flsim_result 
     s->feed += r->feed_wall_s;
     s->sgd_cpu += r->sgd_thread_cpu_s;
     s->proc_cpu += r->proc_cpu_s;
+    s->pre_cpu += r->client_pre_cpu_s;
+    s->post_cpu += r->client_post_cpu_s;
+    s->feed_cpu += r->feed_cpu_s;
     s->n++;
     return 0;
 }
@@ -146,7 +150,9 @@ int main(int argc, char **argv)
     printf("data loaded in %.2f s: %zu train / %zu test samples\n", fl_time_mono_s() - t0,
            data.train->N, data.test->N);
     const uint32_t threads = cfg.threads ? cfg.threads : (uint32_t)sysconf(_SC_NPROCESSORS_ONLN);
-    stats s = {0, 0, 0, 0, 0, 0, 0, 0, threads, warmup};
+    stats s = {0};
+    s.threads = threads;
+    s.warmup = warmup;
     flsim_result res;
     const fl_logger lg = {fl_log_to_file, stderr, FL_LOG_WARN};
     fl_status st = flsim_run(&cfg, &data, &lg, on_round, &s, &res, NULL, NULL, err, sizeof err);
@@ -196,6 +202,9 @@ int main(int argc, char **argv)
     printf("  per client: local SGD %.0f us (thread CPU); client core outside SGD (task decode, "
            "delta, encode) %.0f us; server core ingest (decode, fold; main thread) %.0f us\n",
            1e6 * s.sgd_cpu / per, 1e6 * (s.client_cpu - s.train_cpu) / per, 1e6 * s.feed / per);
+    printf("  per client, thread CPU (not counting preemption): client core before training (task, "
+           "weights) %.0f us, after the SGD (delta, encode) %.0f us; server core ingest %.0f us\n",
+           1e6 * s.pre_cpu / per, 1e6 * s.post_cpu / per, 1e6 * s.feed_cpu / per);
     const double client = s.client_cpu / s.n / threads;
     printf("  client cores as a whole (task decode + training + encoding + copy-out), per thread: "
            "%.3f s; everything else %.3f s (%.1f%%)\n", client, wall - client,

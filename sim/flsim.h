@@ -226,7 +226,12 @@ typedef struct flsim_round_record {
                                 * (user + system): with sgd_thread_cpu_s, the simulator's CPU
                                 * overhead on a loaded machine */
     double client_cpu_s;       /* summed over clients: their whole client core (task decode,
-                                * training, encoding, copying the update out) */
+                                * training, encoding, copying the update out), wall time */
+    double client_pre_cpu_s;   /* summed over clients, thread CPU: their client core before the
+                                * training (rebinding, the task, decoding or borrowing the weights) */
+    double client_post_cpu_s;  /* summed over clients, thread CPU: flc_core_train outside the SGD
+                                * (the delta and the update's encoding) and taking the payload out */
+    double feed_cpu_s;         /* main-thread CPU time of the feeding (the server core's ingest) */
     double eval_wall_s;        /* of which the evaluation */
     uint64_t bytes_down, bytes_up;   /* payload bytes (after compression) of the round */
     uint64_t cum_bytes_down, cum_bytes_up;

@@ -196,6 +196,8 @@ typedef struct job {
     double train_s;           /* wall time of its local SGD (inside flc_core_train) */
     double sgd_cpu_s;         /* thread CPU time of the same */
     double client_s;          /* wall time of its whole client core */
+    double pre_cpu_s;         /* thread CPU of its client core before the training */
+    double post_cpu_s;        /* thread CPU of flc_core_train outside the SGD, and take_update */
     int produced, trained, fed;
     int lb_down;              /* lb includes the download */
 } job;
@@ -368,7 +370,7 @@ static void run_client(sim *S, worker *w, int si)
     size_t n = 0;
     flm_partition_client(S->part, shard, &idx, &n);
     const flm_samples view = {S->train->x, S->train->tokens, S->train->y, idx, n};
-    const double t_begin = fl_time_mono_s();
+    const double t_begin = fl_time_mono_s(), c_begin = thread_cpu_s();
     char id[24];
     snprintf(id, sizeof id, "sim-%u", k);
     const flc_core_config cc = {id, k, S->cfg->seed, &view, timed_train, w, S->log};
@@ -415,6 +417,7 @@ static void run_client(sim *S, worker *w, int si)
     if (swapped)
         flc_core_swap_residual(c, &S->resid[k], &S->resid_n[k]);
     w->train_s = w->sgd_cpu_s = 0.0;
+    const double c_train = thread_cpu_s();
     if (st == FL_OK)
         st = flc_core_train(c);
     j->train_s = w->train_s;
@@ -427,6 +430,9 @@ static void run_client(sim *S, worker *w, int si)
         j->bytes_up = cs->bytes_up;
         st = take_update(j, c);
     }
+    const double c_end = thread_cpu_s();
+    j->pre_cpu_s = c_train - c_begin;
+    j->post_cpu_s = c_end - c_train - w->sgd_cpu_s;
     if (swapped)
         flc_core_swap_residual(c, &S->resid[k], &S->resid_n[k]);
     j->client_s = fl_time_mono_s() - t_begin;
@@ -665,6 +671,7 @@ typedef struct round_acc {
     uint32_t late, failed, committed, quorum;
     double flops;
     double train_wall, feed_wall, train_cpu, client_cpu, sgd_cpu;
+    double pre_cpu, post_cpu, feed_cpu;
     double last_fed;          /* finish time of the last fed job: feeding never goes back */
     uint32_t last_key;
 } round_acc;
@@ -775,6 +782,8 @@ static fl_status feed_one(sim *S, round_acc *ra, job *j)
     ra->train_cpu += j->train_s;
     ra->sgd_cpu += j->sgd_cpu_s;
     ra->client_cpu += j->client_s;
+    ra->pre_cpu += j->pre_cpu_s;
+    ra->post_cpu += j->post_cpu_s;
     /* The deadline tick, once, and only while the round is open: a tick on a closed round
      * (quorum reached, this job a straggler) would start the next round in the middle of this
      * round's feed. */
@@ -1036,9 +1045,10 @@ static fl_status client_phase(sim *S, round_acc *ra, int pipelined)
         if (n_trained == n_mine && ra->train_wall == 0.0)
             ra->train_wall = fl_time_mono_s() - tc;
         if (pipelined) {
-            const double tf = fl_time_mono_s();
+            const double tf = fl_time_mono_s(), cf = thread_cpu_s();
             st = feed_ready(S, ra, all_taken, &did);
             feed_busy += fl_time_mono_s() - tf;
+            ra->feed_cpu += thread_cpu_s() - cf;
         }
         if (all_produced && n_trained == n_mine) {
             size_t fed = 0;
@@ -1072,7 +1082,7 @@ static fl_status client_phase(sim *S, round_acc *ra, int pipelined)
 /* Batch feeding (MPI: after the exchange every rank holds every update): all in order. */
 static fl_status feed_phase(sim *S, round_acc *ra)
 {
-    const double tf = fl_time_mono_s();
+    const double tf = fl_time_mono_s(), cf = thread_cpu_s();
     for (size_t i = 0; i < S->n_jobs; i++) {
         S->jobs[i].trained = 1;
         S->jobs[i].finish = finish_time(S, &S->jobs[i], ra->t0);
@@ -1080,6 +1090,7 @@ static fl_status feed_phase(sim *S, round_acc *ra)
     int did = 0;
     const fl_status st = feed_ready(S, ra, 1, &did);
     ra->feed_wall = fl_time_mono_s() - tf;
+    ra->feed_cpu = thread_cpu_s() - cf;
     return st;
 }
 
@@ -1602,6 +1613,9 @@ fl_status flsim_run(const flsim_config *cfg, const flsim_data *data_in, const fl
             pending.train_cpu_s = ra.train_cpu;
             pending.sgd_thread_cpu_s = ra.sgd_cpu;
             pending.client_cpu_s = ra.client_cpu;
+            pending.client_pre_cpu_s = ra.pre_cpu;
+            pending.client_post_cpu_s = ra.post_cpu;
+            pending.feed_cpu_s = ra.feed_cpu;
             if (st != FL_OK)
                 break;
             /* The round is closed at ra.t_close; its metrics become final at ROUND_END (after
