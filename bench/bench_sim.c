@@ -41,10 +41,15 @@ static int on_round(void *user, const flsim_round_record *r, const flsim_result 
     const int warm = r->round <= s->warmup;
     printf("round %u%s: wall %.3f s, client phase %.3f s, local training %.3f s (= %.3f thread-CPU s / %u), "
            "feeding %.3f s (main thread, overlapped), eval %.3f s; %.1f%% not training; "
-           "%u reported, vtime %.1f s\n",
+           "%u reported, vtime %.1f s; per client, thread CPU: SGD %.0f us, client core "
+           "before %.0f us and after %.0f us, server ingest %.0f us\n",
            r->round, warm ? " (warm-up, not counted)" : "", r->wall_s, r->train_wall_s, train,
            r->sgd_thread_cpu_s, s->threads, r->feed_wall_s, r->eval_wall_s,
-           100.0 * (r->wall_s - train) / r->wall_s, r->reported, r->vtime_s);
+           100.0 * (r->wall_s - train) / r->wall_s, r->reported, r->vtime_s,
+           r->reported ? 1e6 * r->sgd_thread_cpu_s / r->reported : 0.0,
+           r->reported ? 1e6 * r->client_pre_cpu_s / r->reported : 0.0,
+           r->reported ? 1e6 * r->client_post_cpu_s / r->reported : 0.0,
+           r->reported ? 1e6 * r->feed_cpu_s / r->reported : 0.0);
     fflush(stdout);
     if (warm)
         return 0;
