@@ -1,4 +1,6 @@
-/* fl_mem.h: growing an array by doubling (the one copy of the realloc-and-double pattern). */
+/* fl_mem.h: growing an array by doubling. Every plain "append, doubling the capacity" site calls
+ * this; loops with a twist keep their own (a ring buffer that unwraps as it grows, paired arrays
+ * grown together, growth capped at a known total or a format's limit, hash tables rebuilt). */
 #ifndef FL_MEM_H
 #define FL_MEM_H
 

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fl_mem.h"
 #include "flm_optim.h"
 #include "flz.h"
 
@@ -143,21 +144,6 @@ void flc_core_free(flc_core *c)
     free(c);
 }
 
-static fl_status grow(void **p, size_t *cap, size_t need, size_t elem)
-{
-    if (need <= *cap)
-        return FL_OK;
-    size_t n = *cap ? *cap : 1024;
-    while (n < need)
-        n *= 2;
-    void *q = realloc(*p, n * elem);
-    if (!q)
-        return FL_ERR_NOMEM;
-    *p = q;
-    *cap = n;
-    return FL_OK;
-}
-
 static fl_status on_task(flc_core *c, const flp_msg *m)
 {
     drop_task(c);
@@ -221,11 +207,11 @@ static fl_status on_task(flc_core *c, const flp_msg *m)
     }
     c->n_tensors = t->n_tensors;
     if ((st = flp_msg_tracker_new(&c->trk, c->hdr, c->n_tensors, FLP_DIR_DOWN)) != FL_OK ||
-        (st = grow((void **)&c->w, &c->w_cap, sub->n_params, sizeof(float))) != FL_OK) {
+        (st = fl_grow(&c->w, &c->w_cap, sub->n_params, sizeof(float), 1024)) != FL_OK) {
         drop_task(c);
         return st;
     }
-    if ((st = grow((void **)&c->w0, &c->w0_cap, sub->n_params, sizeof(float))) != FL_OK) {
+    if ((st = fl_grow(&c->w0, &c->w0_cap, sub->n_params, sizeof(float), 1024)) != FL_OK) {
         drop_task(c);
         return st;
     }
@@ -408,8 +394,8 @@ fl_status flc_core_train(flc_core *c)
         if (h->chunk_elems > max_ce)
             max_ce = h->chunk_elems;
     }
-    if ((st = grow((void **)&c->chunks, &c->chunks_cap, total, sizeof(up_chunk))) != FL_OK ||
-        (st = grow((void **)&c->pay, &c->pay_cap, pay_bound, 1)) != FL_OK)
+    if ((st = fl_grow(&c->chunks, &c->chunks_cap, total, sizeof(up_chunk), 1024)) != FL_OK ||
+        (st = fl_grow(&c->pay, &c->pay_cap, pay_bound, 1, 1024)) != FL_OK)
         return st;
     if (max_ce > c->tmp_cap || (ef && !c->dec)) {
         free(c->tmp);

@@ -34,6 +34,7 @@
 #include <zmq.h>
 
 #include "fl_log.h"
+#include "fl_mem.h"
 #include "fl_time.h"
 #include "flm_data.h"
 #include "flm_model.h"
@@ -232,14 +233,8 @@ static sess *sess_by_key(const fls_server *s, uint32_t key)
 
 static sess *sess_add(fls_server *s, const uint8_t *rid, size_t len)
 {
-    if (s->n_ss == s->cap_ss) {
-        const size_t cap = s->cap_ss ? 2 * s->cap_ss : 64;
-        sess *n = realloc(s->ss, cap * sizeof *n);
-        if (!n)
-            return NULL;
-        s->ss = n;
-        s->cap_ss = cap;
-    }
+    if (fl_grow(&s->ss, &s->cap_ss, s->n_ss + 1, sizeof *s->ss, 64) != FL_OK)
+        return NULL;
     sess *x = &s->ss[s->n_ss++];
     memset(x, 0, sizeof *x);
     memcpy(x->rid, rid, len);
@@ -342,14 +337,8 @@ static binding *bind_find(const fls_server *s, uint32_t key)
 
 static binding *bind_add(fls_server *s, uint32_t key, const char *id)
 {
-    if (s->n_bind == s->cap_bind) {
-        const size_t cap = s->cap_bind ? 2 * s->cap_bind : 64;
-        binding *n = realloc(s->bind, cap * sizeof *n);
-        if (!n)
-            return NULL;
-        s->bind = n;
-        s->cap_bind = cap;
-    }
+    if (fl_grow(&s->bind, &s->cap_bind, s->n_bind + 1, sizeof *s->bind, 64) != FL_OK)
+        return NULL;
     char *dup = strdup(id);
     if (!dup)
         return NULL;

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "fl_log.h"
+#include "fl_mem.h"
 #include "fl_rng.h"
 #include "fl_sha256.h"
 #include "flm_model.h"
@@ -417,14 +418,8 @@ fl_status fls_core_client_join(fls_core *c, uint32_t key, uint64_t dataset_size,
         return FL_ERR_INVALID_ARG;
     client_rec *cr = client_find(c, key);
     if (!cr) {
-        if (c->n_clients == c->cap_clients) {
-            const size_t cap = c->cap_clients ? 2 * c->cap_clients : 64;
-            client_rec *nc = realloc(c->clients, cap * sizeof *nc);
-            if (!nc)
-                return FL_ERR_NOMEM;
-            c->clients = nc;
-            c->cap_clients = cap;
-        }
+        if (fl_grow(&c->clients, &c->cap_clients, c->n_clients + 1, sizeof *c->clients, 64) != FL_OK)
+            return FL_ERR_NOMEM;
         const size_t i = client_lower(c, key);
         memmove(c->clients + i + 1, c->clients + i, (c->n_clients - i) * sizeof *c->clients);
         c->n_clients++;

@@ -325,14 +325,8 @@ static afd_state *multi_find(const fls_policy *p, uint32_t client)
 
 static fl_status multi_insert(fls_policy *p, afd_state *s)
 {
-    if (p->n_multi == p->cap_multi) {
-        const size_t cap = p->cap_multi ? 2 * p->cap_multi : 16;
-        afd_state **m = realloc(p->multi, cap * sizeof *m);
-        if (!m)
-            return FL_ERR_NOMEM;
-        p->multi = m;
-        p->cap_multi = cap;
-    }
+    if (fl_grow(&p->multi, &p->cap_multi, p->n_multi + 1, sizeof *p->multi, 16) != FL_OK)
+        return FL_ERR_NOMEM;
     const size_t i = multi_lower(p, s->client);
     memmove(p->multi + i + 1, p->multi + i, (p->n_multi - i) * sizeof *p->multi);
     p->multi[i] = s;
