@@ -474,6 +474,23 @@ static void test_small_run_learns(void **state)
         assert_true(rec[i].vtime_s > rec[i - 1].vtime_s);
         assert_true(rec[i].cum_bytes_up > rec[i - 1].cum_bytes_up);
     }
+    /* The thread-CPU split of each round: every part was measured; a client's parts are disjoint
+     * stretches of its thread inside its client core's wall-timed span, so they add up to no
+     * more than that wall time (a part counted twice would); the feeding's CPU fits in its wall
+     * time; and all of it in the process's CPU time of the round. */
+    for (size_t i = 0; i < n; i++) {
+        const flsim_round_record *r = &rec[i];
+        assert_true(r->sgd_thread_cpu_s > 0 && r->client_pre_cpu_s > 0 &&
+                    r->client_post_cpu_s > 0 && r->feed_cpu_s > 0);
+        const double client = r->sgd_thread_cpu_s + r->client_pre_cpu_s + r->client_post_cpu_s;
+        if (!(client <= r->client_cpu_s + 1e-5 * c.per_round))
+            fail_msg("round %u: client parts %.6f s > their wall time %.6f s", r->round, client,
+                     r->client_cpu_s);
+        assert_true(r->feed_cpu_s <= r->feed_wall_s + 1e-4);
+        if (!(client + r->feed_cpu_s <= 1.05 * r->proc_cpu_s + 0.002))
+            fail_msg("round %u: parts %.6f s > process CPU %.6f s", r->round,
+                     client + r->feed_cpu_s, r->proc_cpu_s);
+    }
     /* Outputs: rounds.csv has a header and one line a round; summary.json the key fields. */
     char dir[] = "/tmp/test_sim_outXXXXXX";
     assert_non_null(mkdtemp(dir));
