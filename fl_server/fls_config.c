@@ -90,7 +90,8 @@ static const key_def KEYS[] = {
     {"policy.keep", K_F64, OFF(core.policy.keep_p), 0, 1e-9, 1, NULL, "0.75",
      "fraction of units kept in every droppable layer, (0, 1]"},
     {"policy.keep_layers", K_KEEP_LAYERS, OFF(core.policy.keep_p_layer), 0, 0, 1, NULL, "",
-     "per droppable layer keep fraction overrides (list; 0 = use policy.keep)"},
+     "per droppable layer keep fraction overrides, at most one per droppable layer of model.arch "
+     "(list; 0 = use policy.keep)"},
     {"policy.fd_per_client", K_BOOL, OFF(core.policy.fd_per_client), 0, 0, 1, NULL, "false",
      "fd: draw one keep-set per client instead of one per round"},
     {"policy.score_accumulate", K_BOOL, OFF(core.policy.score_accumulate), 0, 0, 1, NULL, "false",
@@ -351,23 +352,21 @@ static fl_status key_set(fls_options *o, const key_def *k, const char *v, int ap
     }
     case K_KEEP_LAYERS: {
         double *arr = o->core.policy.keep_p_layer;
-        size_t n = 0;
-        if (append)
-            while (n < FLM_MAX_LAYERS && arr[n] > 0)
-                n++;
-        else
+        if (!append) {
             for (size_t i = 0; i < FLM_MAX_LAYERS; i++)
                 arr[i] = 0;
+            o->n_keep_layers = 0;
+        }
         if (!*v)
             return FL_OK;
         double x;
         if (!parse_f64(v, &x))
             return fail(err, errlen, "%s: '%s' is not a finite number", k->key, v);
-        if (x <= 0 || x > 1)
-            return fail(err, errlen, "%s: %s is outside (0, 1]", k->key, v);
-        if (n >= FLM_MAX_LAYERS)
+        if (x < 0 || x > 1)
+            return fail(err, errlen, "%s: %s is outside [0, 1] (0: policy.keep)", k->key, v);
+        if (o->n_keep_layers >= FLM_MAX_LAYERS)
             return fail(err, errlen, "%s: more than %d layers", k->key, FLM_MAX_LAYERS);
-        arr[n] = x;
+        arr[o->n_keep_layers++] = x;
         return FL_OK;
     }
     }
@@ -494,8 +493,7 @@ fls_status fls_options_get(const fls_options *o, const char *key, char *buf, siz
     }
     case K_KEEP_LAYERS: {
         size_t used = 0;
-        for (size_t i = 0; i < FLM_MAX_LAYERS && o->core.policy.keep_p_layer[i] > 0 && used < cap;
-             i++)
+        for (size_t i = 0; i < o->n_keep_layers && used < cap; i++)
             used += (size_t)snprintf(buf + used, cap - used, "%s%g", i ? "," : "",
                                      o->core.policy.keep_p_layer[i]);
         break;
@@ -571,6 +569,14 @@ fls_status fls_options_validate(const fls_options *o, char *err, size_t errlen)
         return fls_status_of(fail(err, errlen,
                                   "server.liveness_ms (%u) must exceed server.heartbeat_ms (%u)",
                                   o->liveness_ms, o->heartbeat_ms));
+    /* A keep_layers value past the model's last droppable layer would be ignored: refused. */
+    flm_arch a;
+    if (flm_arch_parse(o->core.arch, &a, NULL, 0) == FL_OK &&
+        o->n_keep_layers > (uint32_t)a.n_drop)
+        return fls_status_of(fail(err, errlen,
+                                  "policy.keep_layers: %u values, but model.arch %s has %d "
+                                  "droppable layer%s",
+                                  o->n_keep_layers, a.spec, a.n_drop, a.n_drop == 1 ? "" : "s"));
     const fls_config c = fls_options_core_config(o);
     char why[256];
     if (fls_config_validate(&c, why, sizeof why) != FL_OK)

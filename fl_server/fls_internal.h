@@ -25,6 +25,9 @@
 
 struct fls_options {
     fls_config core;               /* arch, seed, policy, agg, rounds, train, codecs, ... */
+    /* values given in policy.keep_layers: a 0 among them means "policy.keep" for its layer, so
+     * the count, not a 0, ends the list */
+    uint32_t n_keep_layers;
     /* optimizer: the kind's defaults apply to every field left unset (NaN) */
     double opt_lr, opt_momentum, opt_beta1, opt_beta2, opt_tau, opt_v0;
     /* network */

@@ -58,6 +58,11 @@ fl_status fls_config_validate(const fls_config *cfg, char *err, size_t errlen)
     for (int d = 0; d < FLM_MAX_LAYERS; d++)
         if (!(cfg->policy.keep_p_layer[d] >= 0.0 && cfg->policy.keep_p_layer[d] <= 1.0))
             return cfg_fail(err, errlen, "policy.keep_p_layer[%d] must be in [0, 1]", d);
+    /* an override past the last droppable layer would be silently ignored */
+    for (int d = a.n_drop; d < FLM_MAX_LAYERS; d++)
+        if (cfg->policy.keep_p_layer[d] != 0.0)
+            return cfg_fail(err, errlen, "policy.keep_p_layer[%d] is set, but arch %s has %d "
+                                         "droppable layers", d, a.spec, a.n_drop);
     if (!(cfg->policy.eps_rel > 0.0 && isfinite(cfg->policy.eps_rel)))
         return cfg_fail(err, errlen, "policy.eps_rel must be > 0");
     if (cfg->clients_per_round < 1)

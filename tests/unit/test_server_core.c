@@ -742,6 +742,13 @@ static void test_config_digest(void **state)
     b.agg.frac_bits = 99;
     assert_int_equal(fls_config_validate(&b, err, sizeof err), FL_ERR_CONFIG);
     assert_non_null(strstr(err, "agg"));
+    /* mlp:8-6-3 has one droppable layer: an override for a second one would be ignored */
+    b = a;
+    b.policy.keep_p_layer[0] = 0.5;
+    assert_int_equal(fls_config_validate(&b, err, sizeof err), FL_OK);
+    b.policy.keep_p_layer[1] = 0.5;
+    assert_int_equal(fls_config_validate(&b, err, sizeof err), FL_ERR_CONFIG);
+    assert_non_null(strstr(err, "keep_p_layer[1]"));
     b = a;
     snprintf(b.down_codec, sizeof b.down_codec, "q3");
     assert_int_equal(fls_config_validate(&b, err, sizeof err), FL_ERR_CONFIG);

@@ -334,6 +334,48 @@ static void test_config_validate(void **state)
     fls_options_free(o);
 }
 
+/* policy.keep_layers: 0 means "policy.keep" for its layer (so a later layer alone can be
+ * overridden), and more values than the model has droppable layers are refused. */
+static void test_config_keep_layers(void **state)
+{
+    (void)state;
+    fls_options *o = opts_from("server:\n  insecure: true\npolicy:\n  keep: 0.75\n"
+                               "  keep_layers: [0, 0.5]\n");
+    check_value(o, "policy.keep_layers", "0,0.5");
+    char err[256];
+    assert_int_equal(fls_options_validate(o, err, sizeof err), FLS_OK);
+    fls_config c = fls_options_core_config(o);
+    assert_float_equal(c.policy.keep_p_layer[0], 0.0, 0);
+    assert_float_equal(c.policy.keep_p_layer[1], 0.5, 0);
+    /* the policy sees layer 0 at policy.keep, layer 1 at 0.5 */
+    flm_arch a;
+    assert_int_equal(flm_arch_parse(c.arch, &a, NULL, 0), FL_OK);
+    fls_policy *p = NULL;
+    assert_int_equal(fls_policy_new(&c.policy, &a, 1, &p), FL_OK);
+    fls_policy_free(p);
+    /* flags: the same, and a trailing 0 still counts as a value */
+    assert_int_equal(fls_options_set(o, "policy.keep_layers", "0.5,0", err, sizeof err), FLS_OK);
+    check_value(o, "policy.keep_layers", "0.5,0");
+    assert_int_equal(fls_options_set(o, "policy.keep_layers", "-0.1", err, sizeof err),
+                     FLS_ERR_CONFIG);
+    assert_non_null(strstr(err, "policy.keep_layers: -0.1 is outside [0, 1]"));
+    /* mlp:784-100-10 has one droppable layer */
+    assert_int_equal(fls_options_set(o, "model.arch", "mlp:784-100-10", err, sizeof err), FLS_OK);
+    assert_int_equal(fls_options_set(o, "policy.keep_layers", "0.5", err, sizeof err), FLS_OK);
+    assert_int_equal(fls_options_validate(o, err, sizeof err), FLS_OK);
+    assert_int_equal(fls_options_set(o, "policy.keep_layers", "0.5,0.5,0.5", err, sizeof err),
+                     FLS_OK);
+    assert_int_equal(fls_options_validate(o, err, sizeof err), FLS_ERR_CONFIG);
+    assert_non_null(strstr(err, "policy.keep_layers: 3 values, but model.arch mlp:784-100-10 "
+                                "has 1 droppable layer"));
+    assert_int_equal(fls_options_set(o, "policy.keep_layers", "0.5,0", err, sizeof err), FLS_OK);
+    assert_int_equal(fls_options_validate(o, err, sizeof err), FLS_ERR_CONFIG);
+    assert_int_equal(fls_options_set(o, "policy.keep_layers", "", err, sizeof err), FLS_OK);
+    check_value(o, "policy.keep_layers", "");
+    assert_int_equal(fls_options_validate(o, err, sizeof err), FLS_OK);
+    fls_options_free(o);
+}
+
 /* The CLI: flags override the file whatever their position; errors exit 2 with the key named. */
 static void test_cli_flags_override(void **state)
 {
@@ -1137,6 +1179,7 @@ int main(void)
         cmocka_unit_test(test_config_every_key_bad),
         cmocka_unit_test(test_config_structure_errors),
         cmocka_unit_test(test_config_validate),
+        cmocka_unit_test(test_config_keep_layers),
         cmocka_unit_test(test_cli_flags_override),
         cmocka_unit_test(test_keygen),
         cmocka_unit_test(test_allow_list),
