@@ -64,10 +64,15 @@ static inline fls_status fls_status_of(fl_status s) { return (fls_status)s; }
 
 /* ---- keys (fls_keys.c) ---------------------------------------------------------------------- */
 
+/* Which key a key file must hold. fls_keygen's header comment names it ("# fedrop CURVE public
+ * key ..."); a file without that header (written by hand) passes as either. */
+typedef enum fls_key_kind { FLS_KEY_ANY = 0, FLS_KEY_PUBLIC = 1, FLS_KEY_SECRET = 2 } fls_key_kind;
+
 /* Reads the first key line of a key file written by fls_keygen ('#' comments and blank lines
- * skipped, surrounding blanks trimmed) into z85[41]. FL_OK, FL_ERR_IO, FL_ERR_AUTH (no key or not
- * a 40-character Z85 key; reason in err). */
-fl_status fls_key_file_read(const char *path, char z85[FLS_Z85_LEN + 1], char *err, size_t errlen);
+ * skipped, surrounding blanks trimmed) into z85[41]. FL_OK, FL_ERR_IO, FL_ERR_AUTH (no key, not
+ * a 40-character Z85 key, or a header naming the other kind than want; reason in err). */
+fl_status fls_key_file_read(const char *path, fls_key_kind want, char z85[FLS_Z85_LEN + 1],
+                            char *err, size_t errlen);
 
 /* A sorted set of 32-byte CURVE public keys. */
 typedef struct fls_allow {

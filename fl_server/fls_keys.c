@@ -106,7 +106,26 @@ static fl_status read_all(const char *path, size_t max, char **out, size_t *len,
     return FL_OK;
 }
 
-fl_status fls_key_file_read(const char *path, char z85[FLS_Z85_LEN + 1], char *err, size_t errlen)
+/* The kind a comment line of fls_keygen's header names ("# fedrop CURVE secret key (Z85). ..."),
+ * FLS_KEY_ANY for any other line. */
+static fls_key_kind header_kind(const char *line, size_t len)
+{
+    char buf[256];
+    const size_t n = len < sizeof buf - 1 ? len : sizeof buf - 1;
+    memcpy(buf, line, n);
+    buf[n] = 0;
+    const char *hash = strchr(buf, '#');
+    if (!hash)
+        return FLS_KEY_ANY;
+    if (strstr(hash, "CURVE public key"))
+        return FLS_KEY_PUBLIC;
+    if (strstr(hash, "CURVE secret key"))
+        return FLS_KEY_SECRET;
+    return FLS_KEY_ANY;
+}
+
+fl_status fls_key_file_read(const char *path, fls_key_kind want, char z85[FLS_Z85_LEN + 1],
+                            char *err, size_t errlen)
 {
     if (!path || !z85)
         return FL_ERR_INVALID_ARG;
@@ -116,14 +135,25 @@ fl_status fls_key_file_read(const char *path, char z85[FLS_Z85_LEN + 1], char *e
     if (st != FL_OK)
         return st;
     size_t pos = 0, a, b, line = 0;
+    fls_key_kind said = FLS_KEY_ANY;
     st = kfail(FL_ERR_AUTH, err, errlen, "%s: no key in the file", path);
-    while (next_line(text, len, &pos, &a, &b)) {
+    for (size_t start = pos; next_line(text, len, &pos, &a, &b); start = pos) {
         line++;
-        if (a == b)
+        if (a == b) {
+            const fls_key_kind k = header_kind(text + start, (pos < len ? pos : len) - start);
+            if (k != FLS_KEY_ANY)
+                said = k;
             continue;
+        }
         uint8_t raw[32];
         if (!z85_key(text + a, b - a, raw)) {
             st = kfail(FL_ERR_AUTH, err, errlen, "%s:%zu: not a 40-character Z85 key", path, line);
+        } else if (want != FLS_KEY_ANY && said != FLS_KEY_ANY && said != want) {
+            /* Any 32 bytes are a valid secret key: a public key taken for one would start a
+             * server with another identity that no client can authenticate. */
+            st = kfail(FL_ERR_AUTH, err, errlen, "%s: a %s key file (its header says so), where a "
+                       "%s key is needed", path, said == FLS_KEY_PUBLIC ? "public" : "secret",
+                       want == FLS_KEY_PUBLIC ? "public" : "secret");
         } else {
             memcpy(z85, text + a, FLS_Z85_LEN);
             z85[FLS_Z85_LEN] = 0;

@@ -1171,9 +1171,13 @@ static fl_status setup_socket(fls_server *s, char *err, size_t errlen)
         goto zfail;
     if (s->curve) {
         char sec[FLS_Z85_LEN + 1];
-        fl_status st = fls_key_file_read(s->opt.secret_key_file, sec, err, errlen);
-        if (st != FL_OK)
+        char why[512];
+        fl_status st = fls_key_file_read(s->opt.secret_key_file, FLS_KEY_SECRET, sec, why,
+                                         sizeof why);
+        if (st != FL_OK) {
+            snprintf(err, errlen, "server.secret_key_file: %s", why);
             return st == FL_ERR_IO ? FL_ERR_IO : FL_ERR_AUTH;
+        }
         struct stat sb;
         if (stat(s->opt.secret_key_file, &sb) == 0 && (sb.st_mode & 077))
             fl_log(&s->log, FL_LOG_WARN, "%s is readable by others (chmod 600 it)",

@@ -415,17 +415,17 @@ static void test_cli_flags_override(void **state)
 static void test_keygen(void **state)
 {
     (void)state;
-    char err[512], path[512], pub[41], sec[41], derived[41];
+    char err[512], path[512], pub[41], sec[41], derived[41], text[128];
     assert_int_equal(fls_keygen(g_tmp, "node1", err, sizeof err), FLS_OK);
     struct stat sb;
     snprintf(path, sizeof path, "%s/node1.secret", g_tmp);
     assert_int_equal(stat(path, &sb), 0);
     assert_int_equal(sb.st_mode & 0777, 0600);
-    assert_int_equal(fls_key_file_read(path, sec, err, sizeof err), FL_OK);
+    assert_int_equal(fls_key_file_read(path, FLS_KEY_SECRET, sec, err, sizeof err), FL_OK);
     snprintf(path, sizeof path, "%s/node1.pub", g_tmp);
     assert_int_equal(stat(path, &sb), 0);
     assert_int_equal(sb.st_mode & 0077, 0044 & sb.st_mode);
-    assert_int_equal(fls_key_file_read(path, pub, err, sizeof err), FL_OK);
+    assert_int_equal(fls_key_file_read(path, FLS_KEY_PUBLIC, pub, err, sizeof err), FL_OK);
     assert_int_equal(zmq_curve_public(derived, sec), 0);
     assert_string_equal(derived, pub);
     /* never overwrite a secret */
@@ -435,10 +435,25 @@ static void test_keygen(void **state)
     /* a damaged key file */
     snprintf(path, sizeof path, "%s/bad.pub", g_tmp);
     write_file(path, "# comment\nnot-a-key\n");
-    assert_int_equal(fls_key_file_read(path, pub, err, sizeof err), FL_ERR_AUTH);
+    assert_int_equal(fls_key_file_read(path, FLS_KEY_PUBLIC, pub, err, sizeof err), FL_ERR_AUTH);
     assert_non_null(strstr(err, "bad.pub:2"));
     write_file(path, "# only comments\n\n");
-    assert_int_equal(fls_key_file_read(path, pub, err, sizeof err), FL_ERR_AUTH);
+    assert_int_equal(fls_key_file_read(path, FLS_KEY_PUBLIC, pub, err, sizeof err), FL_ERR_AUTH);
+    /* keygen's header names the kind: a public key is never taken for a secret, nor back */
+    snprintf(path, sizeof path, "%s/node1.pub", g_tmp);
+    assert_int_equal(fls_key_file_read(path, FLS_KEY_SECRET, sec, err, sizeof err), FL_ERR_AUTH);
+    assert_non_null(strstr(err, "node1.pub: a public key file"));
+    assert_non_null(strstr(err, "a secret key is needed"));
+    snprintf(path, sizeof path, "%s/node1.secret", g_tmp);
+    assert_int_equal(fls_key_file_read(path, FLS_KEY_PUBLIC, pub, err, sizeof err), FL_ERR_AUTH);
+    assert_non_null(strstr(err, "node1.secret: a secret key file"));
+    assert_int_equal(fls_key_file_read(path, FLS_KEY_ANY, sec, err, sizeof err), FL_OK);
+    /* a hand-written file without the header passes as either */
+    snprintf(path, sizeof path, "%s/plain.key", g_tmp);
+    snprintf(text, sizeof text, "# mine\n%s", pub); /* no final newline either */
+    write_file(path, text);
+    assert_int_equal(fls_key_file_read(path, FLS_KEY_SECRET, sec, err, sizeof err), FL_OK);
+    assert_string_equal(sec, pub);
 }
 
 static void test_allow_list(void **state)
@@ -736,7 +751,7 @@ static void test_reactor_curve(void **state)
     char err[512], path[512], spub[41];
     assert_int_equal(fls_keygen(g_tmp, "srv", err, sizeof err), FLS_OK);
     snprintf(path, sizeof path, "%s/srv.pub", g_tmp);
-    assert_int_equal(fls_key_file_read(path, spub, err, sizeof err), FL_OK);
+    assert_int_equal(fls_key_file_read(path, FLS_KEY_PUBLIC, spub, err, sizeof err), FL_OK);
     char ka[41], sa[41], kb[41], sb[41], kc[41], sc[41];
     assert_int_equal(zmq_curve_keypair(ka, sa), 0);
     assert_int_equal(zmq_curve_keypair(kb, sb), 0);
@@ -756,6 +771,17 @@ static void test_reactor_curve(void **state)
     logbuf *lb = calloc(1, sizeof *lb);
     fls_host host = {log_collect, lb, NULL, NULL, NULL};
     fls_server *s = NULL;
+    /* the public key file given as the secret one: refused at start, naming key and file */
+    char wrong[600];
+    snprintf(wrong, sizeof wrong, "%s/srv.pub", g_tmp);
+    assert_int_equal(fls_options_set(o, "server.secret_key_file", wrong, err, sizeof err), FLS_OK);
+    assert_int_equal(fls_server_new(o, &host, &s), FLS_ERR_AUTH);
+    assert_null(s);
+    assert_non_null(strstr(lb->text, "server.secret_key_file: "));
+    assert_non_null(strstr(lb->text, "srv.pub: a public key file"));
+    lb->len = 0;
+    snprintf(wrong, sizeof wrong, "%s/srv.secret", g_tmp);
+    assert_int_equal(fls_options_set(o, "server.secret_key_file", wrong, err, sizeof err), FLS_OK);
     assert_int_equal(fls_server_new(o, &host, &s), FLS_OK);
     fls_options_free(o);
     assert_non_null(fls_server_public_key(s));
