@@ -867,6 +867,86 @@ static void test_engine_start_and_shared_chunks(void **state)
     fls_core_free(core);
 }
 
+/* The client table: which clients a round draws depends on the set of connected clients, not on
+ * the order in which they joined (in one go, or some of them while a round ran), and joins,
+ * leaves and rejoins keep the connected count. */
+static void test_engine_client_table(void **state)
+{
+    (void)state;
+    fls_config cfg = small_config();
+    cfg.clients_per_round = 40;
+    cfg.overcommit = 1.0;
+    enum { N1 = 6000, N2 = 3000 };
+    uint32_t *k = malloc((N1 + N2) * sizeof *k), *perm = malloc((N1 + N2) * sizeof *perm);
+    for (uint32_t i = 0; i < N1 + N2; i++)
+        k[i] = (uint32_t)(((uint64_t)i * 2654435761u) % 4294967291u); /* distinct, scattered */
+    for (uint32_t i = 0; i < N1 + N2; i++)
+        perm[i] = N1 + N2 - 1 - i;
+    fls_core *a = NULL, *b = NULL;
+    assert_int_equal(fls_core_new(&cfg, &a), FL_OK);
+    assert_int_equal(fls_core_new(&cfg, &b), FL_OK);
+    /* a: the first N1 in index order; b: the same in reverse order, some of them twice. */
+    for (uint32_t i = 0; i < N1; i++)
+        assert_int_equal(fls_core_client_join(a, k[i], 10, 0.0), FL_OK);
+    for (uint32_t i = N2; i < N1 + N2; i++) {
+        assert_int_equal(fls_core_client_join(b, k[perm[i]], 10, 0.0), FL_OK);
+        if (i % 7 == 0)
+            assert_int_equal(fls_core_client_join(b, k[perm[i]], 10, 0.0), FL_OK);
+    }
+    assert_int_equal(fls_core_connected(a), N1);
+    assert_int_equal(fls_core_connected(b), N1);
+    assert_int_equal(fls_core_client_leave(a, 7, 0.0), FL_ERR_UNKNOWN_CLIENT);
+    uint32_t sa[64], sb[64];
+    assert_int_equal(fls_core_tick(a, 1.0), FL_OK);
+    assert_int_equal(fls_core_tick(b, 1.0), FL_OK);
+    size_t na = take_tasks(a, sa, 64, NULL, NULL), nb = take_tasks(b, sb, 64, NULL, NULL);
+    assert_int_equal(na, 40);
+    assert_int_equal(nb, 40);
+    assert_memory_equal(sa, sb, na * sizeof *sa);
+    /* While the round runs: N2 more join (a: in order, b: backwards), every third of the first
+     * ones leaves, and every ninth of those comes back. */
+    for (uint32_t i = N1; i < N1 + N2; i++)
+        assert_int_equal(fls_core_client_join(a, k[i], 10, 1.5), FL_OK);
+    for (uint32_t i = 0; i < N2; i++)
+        assert_int_equal(fls_core_client_join(b, k[perm[i]], 10, 1.5), FL_OK);
+    uint32_t left = 0;
+    for (uint32_t i = 0; i < N1; i += 3, left++) {
+        assert_int_equal(fls_core_client_leave(a, k[i], 1.5), FL_OK);
+        assert_int_equal(fls_core_client_leave(b, k[i], 1.5), FL_OK);
+    }
+    for (uint32_t i = 0; i < N1; i += 27, left--) {
+        assert_int_equal(fls_core_client_join(a, k[i], 10, 1.6), FL_OK);
+        assert_int_equal(fls_core_client_join(b, k[i], 10, 1.6), FL_OK);
+    }
+    assert_int_equal(fls_core_connected(a), N1 + N2 - left);
+    assert_int_equal(fls_core_connected(b), N1 + N2 - left);
+    /* The next round (the first closes at its deadline): the same draw again. */
+    for (int r = 0; r < 3; r++) {
+        const double t = 100.0 + 100.0 * r;
+        assert_int_equal(fls_core_tick(a, t), FL_OK);
+        assert_int_equal(fls_core_tick(b, t), FL_OK);
+        if (!fls_core_round_open(a)) {
+            assert_int_equal(fls_core_tick(a, t + 1), FL_OK);
+            assert_int_equal(fls_core_tick(b, t + 1), FL_OK);
+        }
+        na = take_tasks(a, sa, 64, NULL, NULL);
+        nb = take_tasks(b, sb, 64, NULL, NULL);
+        assert_int_equal(na, 40);
+        assert_int_equal(na, nb);
+        assert_memory_equal(sa, sb, na * sizeof *sa);
+        for (size_t i = 0; i < na; i++) { /* no client that left is drawn */
+            uint32_t j = 0;
+            while (k[j] != sa[i])
+                j++;
+            assert_false(j < N1 && j % 3 == 0 && j % 27 != 0);
+        }
+    }
+    fls_core_free(a);
+    fls_core_free(b);
+    free(k);
+    free(perm);
+}
+
 static void test_engine_deadline(void **state)
 {
     (void)state;
@@ -1560,6 +1640,7 @@ int main(void)
         cmocka_unit_test(test_config_digest),
         cmocka_unit_test(test_engine_quorum_and_late),
         cmocka_unit_test(test_engine_start_and_shared_chunks),
+        cmocka_unit_test(test_engine_client_table),
         cmocka_unit_test(test_engine_deadline),
         cmocka_unit_test(test_engine_rejections),
         cmocka_unit_test(test_engine_vanishing_client),
