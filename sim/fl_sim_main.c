@@ -3,6 +3,7 @@
  *   fl_sim [--config FILE] [--NAME VALUE | --NAME=VALUE]...
  *   fl_sim experiment afd [--preset small|full] [--seeds N] [--out DIR] [--NAME VALUE]...
  */
+#include <errno.h>
 #include <math.h>
 #include <signal.h>
 #include <stdio.h>
@@ -52,6 +53,7 @@ static void usage(FILE *f)
     fprintf(f,
         "usage: fl_sim [--config FILE] [--OPTION VALUE | --OPTION=VALUE]...\n"
         "       fl_sim experiment afd [--preset small|full] [--seeds N] [--out DIR] [--fresh 0|1] [--OPTION VALUE]...\n"
+        "       (the experiment takes any option below but --config, --policy and --seed)\n"
         "\n"
         "Simulates federated learning with fedrop's own server and client cores: virtual clients\n"
         "with device and network profiles, a virtual clock, worker threads (and MPI ranks under\n"
@@ -90,13 +92,21 @@ typedef struct progress {
     int bar;
     uint32_t total;
     int quiet;
-    FILE *log;      /* DIR/rounds.csv, written as the run goes (rank 0 with --out) */
+    const char *out; /* --out DIR (rank 0), or NULL */
+    FILE *log;       /* DIR/rounds.csv, written as the run goes from its first round on */
     int log_failed;
 } progress;
 
 static int on_round(void *user, const flsim_round_record *r, const flsim_result *sofar)
 {
     progress *p = user;
+    /* DIR/rounds.csv starts with the first round, not before: a run that fails while it loads
+     * its data or builds its partition leaves an earlier run's results in DIR untouched. */
+    if (p->out && !p->log && !p->log_failed && flsim_rounds_start(p->out, &p->log) != FL_OK) {
+        p->log_failed = 1;
+        fprintf(stderr, "%sfl_sim: cannot create %s/rounds.csv: %s (writing it at the end)\n",
+                p->bar && !p->quiet ? "\n" : "", p->out, strerror(errno));
+    }
     if (p->log && !p->log_failed && flsim_rounds_put(p->log, r) != FL_OK) {
         p->log_failed = 1; /* said once; flsim_write_outputs writes it whole at the end */
         fprintf(stderr, "%sfl_sim: cannot append to rounds.csv (writing it at the end)\n",
@@ -275,6 +285,14 @@ static int run_experiment(int argc, char **argv, int first)
                 quiet = probe.quiet;
             else
                 pmode = probe.progress;
+        } else if (!strcmp(name, "policy") || !strcmp(name, "seed") || !strcmp(name, "config")) {
+            /* The experiment sets these itself: an override would be silently replaced. */
+            fprintf(stderr, "fl_sim experiment: --%s: %s\n", name,
+                    name[0] == 'p' ? "the experiment runs every policy (full, fd, afd-single, "
+                                     "afd-multi); run one policy with fl_sim --policy"
+                    : name[0] == 's' ? "the experiment runs seeds 1 .. N; set N with --seeds"
+                                     : "not taken by the experiment; give its settings as flags");
+            return 2;
         } else {
             flsim_config probe = flsim_config_default();
             char err[300];
@@ -361,9 +379,9 @@ static int run_main(int argc, char **argv)
         return 2;
     }
     progress pr = {cfg.progress == 1 || (cfg.progress == -1 && isatty(STDERR_FILENO)),
-                   cfg.rounds, cfg.quiet, NULL, 0};
-    if (cfg.out[0] && g_rank == 0 && flsim_rounds_start(cfg.out, &pr.log) != FL_OK) {
-        fprintf(stderr, "fl_sim: cannot create %s/rounds.csv\n", cfg.out);
+                   cfg.rounds, cfg.quiet, cfg.out[0] && g_rank == 0 ? cfg.out : NULL, NULL, 0};
+    if (pr.out && flsim_out_prepare(cfg.out, err, sizeof err) != FL_OK) {
+        fprintf(stderr, "fl_sim: --out %s\n", err);
         return 1;
     }
     catch_stop_signals();
@@ -401,9 +419,11 @@ static int run_main(int argc, char **argv)
             else
                 printf("target %.4f not reached\n", cfg.target_acc);
         }
-        const fl_status ws = !cfg.out[0] ? FL_OK
-                             : log_ok      ? flsim_write_summary(cfg.out, &cfg, &res)
-                                           : flsim_write_outputs(cfg.out, &cfg, &res, recs, n);
+        /* An interrupted run's last round is evaluated after its line went out: rounds.csv is
+         * written again whole (atomically), as a run of that many rounds would have it. */
+        const fl_status ws = !cfg.out[0]                  ? FL_OK
+                             : log_ok && !res.interrupted ? flsim_write_summary(cfg.out, &cfg, &res)
+                                                          : flsim_write_outputs(cfg.out, &cfg, &res, recs, n);
         if (ws != FL_OK) {
             fprintf(stderr, "fl_sim: cannot write %s/rounds.csv or summary.json\n", cfg.out);
             rc = 1;

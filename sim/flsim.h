@@ -300,6 +300,10 @@ fl_status flsim_run(const flsim_config *cfg, const flsim_data *data, const fl_lo
  * (it closes it whatever it returns). The run then ends with flsim_write_summary, not
  * flsim_write_outputs: the rounds are already on disk. FL_OK or FL_ERR_IO. */
 fl_status flsim_rounds_start(const char *dir, FILE **out);
+/* Creates DIR (and its parents) and checks that it is a directory this process may write in;
+ * touches nothing inside it, so that a run which fails before its first round leaves an earlier
+ * run's results there as they were. FL_OK, or FL_ERR_IO with the reason in err. */
+fl_status flsim_out_prepare(const char *dir, char *err, size_t errlen);
 fl_status flsim_rounds_put(FILE *f, const flsim_round_record *r);
 fl_status flsim_rounds_finish(FILE *f);
 

@@ -123,6 +123,23 @@ static fl_status begin_dir(const char *dir)
     return FL_OK;
 }
 
+fl_status flsim_out_prepare(const char *dir, char *err, size_t errlen)
+{
+    struct stat sb;
+    const char *why = NULL;
+    if (flsim_mkdirs(dir) != 0 || stat(dir, &sb) != 0)
+        why = strerror(errno);
+    else if (!S_ISDIR(sb.st_mode))
+        why = "not a directory";
+    else if (access(dir, W_OK | X_OK) != 0)
+        why = strerror(errno);
+    if (!why)
+        return FL_OK;
+    if (err && errlen)
+        snprintf(err, errlen, "%s: %s", dir, why);
+    return FL_ERR_IO;
+}
+
 fl_status flsim_rounds_start(const char *dir, FILE **out)
 {
     *out = NULL;

@@ -1205,6 +1205,21 @@ static fl_status evaluate(sim *S, double *acc, double *loss)
 
 /* ---- the run ---------------------------------------------------------------------------------- */
 
+/* An evaluated round's accuracy becomes the run's final one, and the target's if it is the first
+ * to reach it. */
+static void take_eval(flsim_result *res, const flsim_config *cfg, const flsim_round_record *r)
+{
+    res->final_test_acc = r->test_acc;
+    res->final_test_loss = r->test_loss;
+    if (cfg->target_acc > 0 && !res->target_reached && r->test_acc >= cfg->target_acc) {
+        res->target_reached = 1;
+        res->rounds_to_target = r->round;
+        res->vtime_to_target = r->vtime_s;
+        res->bytes_down_to_target = r->cum_bytes_down;
+        res->bytes_up_to_target = r->cum_bytes_up;
+    }
+}
+
 static void free_jobs(sim *S)
 {
     for (size_t i = 0; i < S->n_jobs; i++) {
@@ -1557,17 +1572,8 @@ fl_status flsim_run(const flsim_config *cfg, const flsim_data *data_in, const fl
                 res->bytes_down = r->cum_bytes_down;
                 res->bytes_up = r->cum_bytes_up;
                 res->train_flops = cum_flops;
-                if (r->evaluated) {
-                    res->final_test_acc = r->test_acc;
-                    res->final_test_loss = r->test_loss;
-                    if (cfg->target_acc > 0 && !res->target_reached && r->test_acc >= cfg->target_acc) {
-                        res->target_reached = 1;
-                        res->rounds_to_target = r->round;
-                        res->vtime_to_target = r->vtime_s;
-                        res->bytes_down_to_target = r->cum_bytes_down;
-                        res->bytes_up_to_target = r->cum_bytes_up;
-                    }
-                }
+                if (r->evaluated)
+                    take_eval(res, cfg, r);
                 res->wall_s = fl_time_mono_s() - wall0;
                 res->train_wall_s += r->train_wall_s;
                 int stop = cb ? cb(user, r, res) != 0 : 0;
@@ -1582,6 +1588,20 @@ fl_status flsim_run(const flsim_config *cfg, const flsim_data *data_in, const fl
                  * the core is done) is just its end. */
                 if (stop && finished < cfg->rounds && !fls_core_done(S.core)) {
                     res->interrupted = 1;
+                    /* The results of a run of `finished` rounds, whose last round is evaluated:
+                     * the final accuracy is the final model's (every rank evaluates). */
+                    flsim_round_record *last = &recs[n_recs - 1];
+                    if (!last->evaluated) {
+                        double acc = NAN, loss = NAN;
+                        const double te = fl_time_mono_s();
+                        if ((st = evaluate(&S, &acc, &loss)) != FL_OK)
+                            break;
+                        last->eval_wall_s = fl_time_mono_s() - te;
+                        last->evaluated = 1;
+                        last->test_acc = acc;
+                        last->test_loss = loss;
+                        take_eval(res, cfg, last);
+                    }
                     st = FL_ERR_CANCELLED;
                     break;
                 }

@@ -1,8 +1,9 @@
 #!/bin/sh
 # sim_interrupt (suite integration): a real fl_sim process, stopped from outside.
 # - Ctrl-C (SIGINT) and SIGTERM stop it after the round in progress: exit status 130 / 143,
-#   summary.json marked "interrupted": true for the rounds in rounds.csv, and the model of a run
-#   that had only those rounds, bit for bit.
+#   summary.json marked "interrupted": true for the rounds in rounds.csv, and the model, final
+#   accuracy and rounds.csv of a run that had only those rounds, bit for bit.
+# - A run that fails before its first round leaves an earlier run's results in --out alone.
 # - SIGKILL loses no finished round: rounds.csv grows a line per round, and no summary.json is
 #   left behind (not even the one of the earlier run in the same directory).
 #   interrupt_test.sh FL_SIM
@@ -18,7 +19,7 @@ fail() { echo "FAIL: $*"; exit 1; }
 
 # Starts a long run into $DIR/$1 and waits until rounds.csv holds at least $2 rounds.
 start() {
-    "$FL_SIM" $ARGS --rounds 1000000 --out "$DIR/$1" >"$DIR/$1.out" 2>"$DIR/$1.err" &
+    "$FL_SIM" $ARGS ${EXTRA:-} --rounds 1000000 --out "$DIR/$1" >"$DIR/$1.out" 2>"$DIR/$1.err" &
     pid=$!
     i=0
     while :; do
@@ -46,14 +47,33 @@ stop_check() {
     echo "SIG$1: stopped after round $rounds, exit status $rc"
 }
 
+# Evaluated only after the last round (--eval-every 0): the interrupted run evaluates the round
+# it stopped after, as a run of that many rounds does.
+EXTRA="--eval-every 0"
 start int 3
+EXTRA=
 stop_check INT 130 int
-# The model after those rounds is that of a run of exactly that many rounds.
-"$FL_SIM" $ARGS --rounds "$rounds" --out "$DIR/short" >/dev/null
-a=$(grep '"model_sha256"' "$DIR/int/summary.json")
-b=$(grep '"model_sha256"' "$DIR/short/summary.json")
-[ "$a" = "$b" ] || fail "the interrupted run's model ($a) is not that of a $rounds-round run ($b)"
+# The model after those rounds is that of a run of exactly that many rounds, and so are its
+# final accuracy and its rounds.csv.
+"$FL_SIM" $ARGS --eval-every 0 --rounds "$rounds" --out "$DIR/short" >/dev/null
+for key in model_sha256 final_test_acc final_test_loss; do
+    a=$(grep "\"$key\"" "$DIR/int/summary.json")
+    b=$(grep "\"$key\"" "$DIR/short/summary.json")
+    [ "$a" = "$b" ] || fail "the interrupted run's $key ($a) is not that of a $rounds-round run ($b)"
+done
+cut -d, -f1-3,6- "$DIR/int/rounds.csv" >"$DIR/a.csv"
+cut -d, -f1-3,6- "$DIR/short/rounds.csv" >"$DIR/b.csv"
+cmp -s "$DIR/a.csv" "$DIR/b.csv" || fail "the interrupted run's rounds.csv differs from a $rounds-round run's (beyond wall times)"
 grep -q '"interrupted": false' "$DIR/short/summary.json" || fail "a finished run is marked interrupted"
+
+# A run that fails before its first round (here: a dataset that is not there) leaves the results
+# of an earlier run in the same --out as they were.
+cp "$DIR/short/summary.json" "$DIR/short.summary" && cp "$DIR/short/rounds.csv" "$DIR/short.rounds"
+"$FL_SIM" $ARGS --dataset idx:/nonexistent/x,/nonexistent/y --rounds 2 --out "$DIR/short" \
+    >/dev/null 2>"$DIR/bad.err" && fail "a run on a missing dataset succeeded"
+cmp -s "$DIR/short/summary.json" "$DIR/short.summary" && cmp -s "$DIR/short/rounds.csv" "$DIR/short.rounds" ||
+    fail "a run that failed before its first round changed the earlier results in its --out"
+echo "a failed start left the earlier run's results alone ($(head -c 60 "$DIR/bad.err"))"
 
 start term 2
 stop_check TERM 143 term
