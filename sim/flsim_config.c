@@ -51,7 +51,7 @@ static const flsim_option_doc g_docs[] = {
     {"dataset", "NAME|SPEC", "fashion-mnist, mnist, or a dataset spec (synth-images:N:CxHxW:K, idx:I,L, femnist:DIR, ...)"},
     {"test-dataset", "SPEC", "test set spec; default: the named test split, else hold out --test-frac"},
     {"test-frac", "F", "fraction held out as the test set when the dataset has no test split (1/7)"},
-    {"train-samples", "N", "use only the first N training samples; 0 = all (0)"},
+    {"train-samples", "N", "use only the first N training samples (all if the set is smaller); 0 = all (0)"},
     {"model", "mlp|cnn|SPEC", "architecture; mlp = mlp:D-200-200-K, cnn = cnn:K for the dataset (mlp)"},
     {"clients", "N", "virtual clients, 1 .. 1000000 (1000)"},
     {"per-round", "N", "clients per round = the quorum (50)"},
@@ -76,7 +76,7 @@ static const flsim_option_doc g_docs[] = {
     {"latency", "SECONDS", "one-way network latency added to each transfer (0)"},
     {"chunk-elems", "N", "elements per wire chunk (65536)"},
     {"eval-every", "N", "evaluate every N rounds; 0 = only after the last (1)"},
-    {"eval-samples", "N", "evaluate on the first N test samples; 0 = all (0)"},
+    {"eval-samples", "N", "evaluate on the first N test samples (all if the set is smaller); 0 = all (0)"},
     {"target-acc", "A", "stop once the test accuracy reaches A; 0 = none (0)"},
     {"batch-feed", "0|1", "feed updates after the whole round trained, not while clients train (same results; for checking) (0)"},
     {"keep-going", "0|1", "with --target-acc: record when it is reached but run every round (0)"},
@@ -387,6 +387,12 @@ fl_status flsim_config_parse_yaml(flsim_config *c, const char *text, size_t len,
     int depth = 0, done = 0, in_map = 0;
     char key[128] = "";
     int have_key = 0;
+    /* the keys seen so far, and their lines: a key given twice is an error, not "the last wins" */
+    enum { MAX_KEYS = 256 }; /* more than there are options: a longer file has an unknown one */
+    char (*seen)[128] = calloc(MAX_KEYS, sizeof *seen);
+    size_t *seen_line = calloc(MAX_KEYS, sizeof *seen_line), n_seen = 0;
+    if (!seen || !seen_line)
+        st = FL_ERR_NOMEM;
     while (!done && st == FL_OK) {
         yaml_event_t ev;
         if (!yaml_parser_parse(&p, &ev)) {
@@ -430,6 +436,17 @@ fl_status flsim_config_parse_yaml(flsim_config *c, const char *text, size_t len,
                     if (*q == '_')
                         *q = '-';
                 have_key = 1;
+                for (size_t i = 0; i < n_seen && st == FL_OK; i++)
+                    if (strcmp(seen[i], key) == 0) {
+                        if (err && errlen)
+                            snprintf(err, errlen, "%s:%zu: '%s' is given twice (first on line %zu)",
+                                     name, line, val, seen_line[i]);
+                        st = FL_ERR_CONFIG;
+                    }
+                if (st == FL_OK && n_seen < MAX_KEYS) {
+                    memcpy(seen[n_seen], key, sizeof key);
+                    seen_line[n_seen++] = line;
+                }
             } else {
                 char e2[256];
                 if (strcmp(key, "config") == 0) {
@@ -450,6 +467,8 @@ fl_status flsim_config_parse_yaml(flsim_config *c, const char *text, size_t len,
         yaml_event_delete(&ev);
     }
     yaml_parser_delete(&p);
+    free(seen);
+    free(seen_line);
     return st;
 }
 #else

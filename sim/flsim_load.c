@@ -429,9 +429,11 @@ fl_status flsim_read_file(const char *path, size_t cap, char **out, size_t *len)
             break;
         }
     }
+    const int e = errno;
     fclose(f);
     if (st != FL_OK) {
         free(b);
+        errno = e; /* the read's reason, for the caller's message */
         return st;
     }
     b[n] = '\0';

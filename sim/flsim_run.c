@@ -67,7 +67,8 @@ static int named_dataset(const char *s)
     return strcmp(s, "fashion-mnist") == 0 || strcmp(s, "mnist") == 0;
 }
 
-/* --train-samples: keep the first n training samples. */
+/* --train-samples: keep the first n training samples (all of them if the set is smaller, as
+ * when an experiment preset's count meets a smaller --dataset). */
 static fl_status truncate_train(flsim_data *d, const flsim_config *cfg)
 {
     if (!cfg->train_samples || cfg->train_samples >= d->train->N)

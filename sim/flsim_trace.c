@@ -199,10 +199,12 @@ fl_status flsim_trace_load(flsim_trace **out, const char *path, char *err, size_
     size_t n = 0;
     const fl_status rs = flsim_read_file(path, (size_t)1 << 30, &buf, &n);
     if (rs != FL_OK) {
+        const int e = errno; /* the reason of an FL_ERR_IO: "Is a directory", "Permission denied" */
         if (err && errlen)
             snprintf(err, errlen, "%s: %s", path,
                      rs == FL_ERR_NOT_FOUND ? "no such file"
-                     : rs == FL_ERR_RESULTS_FORMAT ? "larger than 1 GiB" : fl_strerror(rs));
+                     : rs == FL_ERR_RESULTS_FORMAT ? "larger than 1 GiB"
+                     : rs == FL_ERR_IO && e ? strerror(e) : fl_strerror(rs));
         return rs == FL_ERR_NOMEM ? rs : FL_ERR_IO;
     }
     char inner[256];

@@ -364,6 +364,12 @@ static void test_options_and_yaml(void **state)
     fclose(f);
     assert_int_equal(flsim_config_load_yaml(&y, path, err, sizeof err), FL_ERR_INVALID_ARG);
     assert_non_null(strstr(err, ":2:"));
+    /* A key given twice (in either spelling) is an error, not "the last one wins". */
+    f = fopen(path, "w");
+    fputs("per_round: 30\nclients: 300\nper-round: 20\n", f);
+    fclose(f);
+    assert_int_equal(flsim_config_load_yaml(&y, path, err, sizeof err), FL_ERR_CONFIG);
+    assert_non_null(strstr(err, ":3: 'per-round' is given twice (first on line 1)"));
     unlink(path);
 }
 
@@ -1023,6 +1029,9 @@ static void test_availability_and_errors(void **state)
     snprintf(c.trace, sizeof c.trace, "/nonexistent.csv");
     assert_int_equal(flsim_run(&c, NULL, NULL, NULL, NULL, &res, NULL, NULL, err, sizeof err), FL_ERR_IO);
     assert_non_null(strstr(err, "--trace"));
+    snprintf(c.trace, sizeof c.trace, "/tmp"); /* a directory: its reason, not "input/output error" */
+    assert_int_equal(flsim_run(&c, NULL, NULL, NULL, NULL, &res, NULL, NULL, err, sizeof err), FL_ERR_IO);
+    assert_non_null(strstr(err, "Is a directory"));
     /* More clients than samples: the empty ones never come online ... */
     c = small_config();
     c.clients = 4000;
