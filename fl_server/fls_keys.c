@@ -186,10 +186,18 @@ fl_status fls_allow_parse(fls_allow *out, const char *text, size_t len, const ch
     if (!keys)
         return FL_ERR_NOMEM;
     size_t n = 0, pos = 0, a, b, line = 0;
-    while (next_line(text, len, &pos, &a, &b)) {
+    for (size_t start = pos; next_line(text, len, &pos, &a, &b); start = pos) {
         line++;
-        if (a == b)
+        if (a == b) {
+            /* a secret key file (fl_server keygen's header) given as the allow-list: its key
+             * would parse, admit nobody, and put a secret where public keys belong */
+            if (header_kind(text + start, (pos < len ? pos : len) - start) == FLS_KEY_SECRET) {
+                free(keys);
+                return kfail(FL_ERR_AUTH, err, errlen, "%s:%zu: a secret key file (its header "
+                             "says so), where public keys are needed", name, line);
+            }
             continue;
+        }
         if (n == cap || !z85_key(text + a, b - a, keys[n])) {
             free(keys);
             return kfail(FL_ERR_AUTH, err, errlen, "%s:%zu: not a 40-character Z85 public key",

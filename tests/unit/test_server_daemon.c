@@ -501,6 +501,15 @@ static void test_allow_list(void **state)
     snprintf(text, sizeof text, "#%s\n#%.39s\n", b, b + 1);
     assert_int_equal(fls_allow_parse(&al, text, strlen(text), "al", err, sizeof err), FL_OK);
     assert_int_equal(al.n, 0);
+    /* a keygen secret key file is not an allow-list, even with one good key in it */
+    snprintf(text, sizeof text, "# fedrop CURVE secret key (Z85). Written by fl_server keygen.\n%s\n",
+             sa);
+    assert_int_equal(fls_allow_parse(&al, text, strlen(text), "al", err, sizeof err), FL_ERR_AUTH);
+    assert_non_null(strstr(err, "al:1: a secret key file"));
+    snprintf(text, sizeof text, "# fedrop CURVE public key (Z85). Written by fl_server keygen.\n%s\n",
+             a);
+    assert_int_equal(fls_allow_parse(&al, text, strlen(text), "al", err, sizeof err), FL_OK);
+    assert_int_equal(al.n, 1);
     /* an empty list is valid (nobody may connect) */
     assert_int_equal(fls_allow_parse(&al, "# none\n", 7, "al", err, sizeof err), FL_OK);
     assert_int_equal(al.n, 0);
