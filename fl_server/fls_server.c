@@ -100,6 +100,8 @@ struct fls_server {
     char ep[FLS_MAX_ENDPOINTS][FLS_ENDPOINT_MAX];
     size_t n_ep;
     int curve;
+    int check_only;             /* fls_server_check: every startup check, no socket, no file made */
+    char sec_z85[FLS_Z85_LEN + 1]; /* from load_key until the socket has it, then wiped */
     char pub_z85[FLS_Z85_LEN + 1];
     fls_allow allow;
     flp_limits lim;
@@ -1151,6 +1153,48 @@ static fl_status load_eval(fls_server *s, char *err, size_t errlen)
     return st;
 }
 
+/* Reads the secret key into s->sec_z85 and derives s->pub_z85. */
+static fl_status load_key(fls_server *s, char *err, size_t errlen)
+{
+    char why[512];
+    const fl_status st = fls_key_file_read(s->opt.secret_key_file, FLS_KEY_SECRET, s->sec_z85,
+                                           why, sizeof why);
+    if (st != FL_OK) {
+        snprintf(err, errlen, "server.secret_key_file: %s", why);
+        return st == FL_ERR_IO ? FL_ERR_IO : FL_ERR_AUTH;
+    }
+    struct stat sb;
+    if (stat(s->opt.secret_key_file, &sb) == 0 && (sb.st_mode & 077))
+        fl_log(&s->log, FL_LOG_WARN, "%s is readable by others (chmod 600 it)",
+               s->opt.secret_key_file);
+    if (zmq_curve_public(s->pub_z85, s->sec_z85) != 0) {
+        snprintf(err, errlen, "server.secret_key_file: %s: not a CURVE secret key",
+                 s->opt.secret_key_file);
+        return FL_ERR_AUTH;
+    }
+    return FL_OK;
+}
+
+/* 0 if a file may be made in the directory of path (what the checkpoint's temporary file and
+ * rename, and a new metrics file, need); otherwise errno. */
+static int dir_writable(const char *path)
+{
+    char dir[FLS_PATH_MAX];
+    const char *slash = strrchr(path, '/');
+    if (!slash)
+        snprintf(dir, sizeof dir, ".");
+    else if (slash == path)
+        snprintf(dir, sizeof dir, "/");
+    else
+        snprintf(dir, sizeof dir, "%.*s", (int)(slash - path), path);
+    struct stat sb;
+    if (stat(dir, &sb) != 0)
+        return errno;
+    if (!S_ISDIR(sb.st_mode))
+        return ENOTDIR;
+    return access(dir, W_OK | X_OK) == 0 ? 0 : errno;
+}
+
 static fl_status setup_socket(fls_server *s, char *err, size_t errlen)
 {
     s->router = zmq_socket(s->ctx, ZMQ_ROUTER);
@@ -1170,22 +1214,6 @@ static fl_status setup_socket(fls_server *s, char *err, size_t errlen)
         zmq_setsockopt(s->router, ZMQ_MAXMSGSIZE, &maxmsg, sizeof maxmsg))
         goto zfail;
     if (s->curve) {
-        char sec[FLS_Z85_LEN + 1];
-        char why[512];
-        fl_status st = fls_key_file_read(s->opt.secret_key_file, FLS_KEY_SECRET, sec, why,
-                                         sizeof why);
-        if (st != FL_OK) {
-            snprintf(err, errlen, "server.secret_key_file: %s", why);
-            return st == FL_ERR_IO ? FL_ERR_IO : FL_ERR_AUTH;
-        }
-        struct stat sb;
-        if (stat(s->opt.secret_key_file, &sb) == 0 && (sb.st_mode & 077))
-            fl_log(&s->log, FL_LOG_WARN, "%s is readable by others (chmod 600 it)",
-                   s->opt.secret_key_file);
-        if (zmq_curve_public(s->pub_z85, sec) != 0) {
-            snprintf(err, errlen, "%s: not a CURVE secret key", s->opt.secret_key_file);
-            return FL_ERR_AUTH;
-        }
         /* The ZAP handler must be bound before any connection is accepted. */
         s->zap = zmq_socket(s->ctx, ZMQ_REP);
         if (!s->zap || zmq_setsockopt(s->zap, ZMQ_LINGER, &linger, sizeof linger))
@@ -1196,9 +1224,10 @@ static fl_status setup_socket(fls_server *s, char *err, size_t errlen)
             return FL_ERR_TRANSPORT;
         }
         const int rc = zmq_setsockopt(s->router, ZMQ_CURVE_SERVER, &one, sizeof one) ||
-                       zmq_setsockopt(s->router, ZMQ_CURVE_SECRETKEY, sec, FLS_Z85_LEN + 1) ||
+                       zmq_setsockopt(s->router, ZMQ_CURVE_SECRETKEY, s->sec_z85,
+                                      FLS_Z85_LEN + 1) ||
                        zmq_setsockopt(s->router, ZMQ_ZAP_DOMAIN, ZAP_DOMAIN, strlen(ZAP_DOMAIN));
-        memset(sec, 0, sizeof sec);
+        memset(s->sec_z85, 0, sizeof s->sec_z85);
         if (rc)
             goto zfail;
     }
@@ -1235,6 +1264,8 @@ static fl_status server_init(fls_server *s, char *err, size_t errlen)
         snprintf(err, errlen, "libzmq was built without CURVE");
         return FL_ERR_UNSUPPORTED;
     }
+    if (s->curve && (st = load_key(s, err, errlen)) != FL_OK)
+        return st;
     s->lim = flp_limits_default();
     s->lim.max_msg_bytes = (size_t)s->opt.max_msg_bytes;
     s->ccfg = fls_options_core_config(&s->opt);
@@ -1246,16 +1277,27 @@ static fl_status server_init(fls_server *s, char *err, size_t errlen)
         return st == FL_ERR_NOMEM ? st : FL_ERR_CONFIG;
     }
     if (s->opt.ckpt_path[0]) {
+        /* Found now rather than at the first checkpoint, rounds of work later. */
+        const int e = dir_writable(s->opt.ckpt_path);
+        if (e) {
+            snprintf(err, errlen, "checkpoint.path %s: cannot create files in its directory: %s",
+                     s->opt.ckpt_path, strerror(e));
+            return FL_ERR_IO;
+        }
         struct stat sb;
         const int exists = stat(s->opt.ckpt_path, &sb) == 0;
+        if (exists && S_ISDIR(sb.st_mode)) {
+            snprintf(err, errlen, "checkpoint.path %s: is a directory", s->opt.ckpt_path);
+            return FL_ERR_IO;
+        }
         if (s->opt.resume && exists) {
             st = fls_core_restore_file(s->core, s->opt.ckpt_path);
             if (st != FL_OK) {
                 snprintf(err, errlen, "resume from %s: %s", s->opt.ckpt_path, fl_strerror(st));
                 return st;
             }
-            fl_log(&s->log, FL_LOG_INFO, "resumed from %s at round %llu (model version %llu)",
-                   s->opt.ckpt_path, (unsigned long long)fls_core_round(s->core),
+            fl_log(&s->log, FL_LOG_INFO, "%s %s at round %llu (model version %llu)",
+                   s->check_only ? "would resume from" : "resumed from", s->opt.ckpt_path, (unsigned long long)fls_core_round(s->core),
                    (unsigned long long)fls_core_model_version(s->core));
         } else if (s->opt.resume) {
             fl_log(&s->log, FL_LOG_INFO, "no checkpoint at %s yet: starting a fresh run",
@@ -1275,17 +1317,30 @@ static fl_status server_init(fls_server *s, char *err, size_t errlen)
     if (s->curve) {
         char why2[512];
         if ((st = fls_allow_load(&s->allow, s->opt.allow_list, why2, sizeof why2)) != FL_OK) {
-            snprintf(err, errlen, "%s", why2);
+            snprintf(err, errlen, "server.allow_list: %s", why2);
             return st == FL_ERR_AUTH ? FL_ERR_AUTH : st;
         }
         fl_log(&s->log, FL_LOG_INFO, "allow-list %s: %zu keys", s->opt.allow_list, s->allow.n);
     }
     if (s->opt.metrics_path[0] && strcmp(s->opt.metrics_path, "-") != 0) {
-        s->metrics = fopen(s->opt.metrics_path, "a");
-        if (!s->metrics) {
+        if (s->check_only) {
+            /* what fopen(..., "a") needs, without making the file */
+            const int e = access(s->opt.metrics_path, F_OK) == 0
+                              ? (access(s->opt.metrics_path, W_OK) == 0 ? 0 : errno)
+                              : dir_writable(s->opt.metrics_path);
+            if (e) {
+                snprintf(err, errlen, "run.metrics %s: %s", s->opt.metrics_path, strerror(e));
+                return FL_ERR_IO;
+            }
+        } else if (!(s->metrics = fopen(s->opt.metrics_path, "a"))) {
             snprintf(err, errlen, "run.metrics %s: %s", s->opt.metrics_path, strerror(errno));
             return FL_ERR_IO;
         }
+    }
+    if (s->check_only) {
+        if (s->curve)
+            fl_log(&s->log, FL_LOG_INFO, "server public key %s", s->pub_z85);
+        return FL_OK; /* no pipe, no ZeroMQ context, nothing bound */
     }
     int fds[2];
     if (pipe(fds) != 0) {
@@ -1314,15 +1369,15 @@ static fl_status server_init(fls_server *s, char *err, size_t errlen)
     return FL_OK;
 }
 
-fls_status fls_server_new(const fls_options *o, const fls_host *host, fls_server **out)
+static fls_status server_create(const fls_options *o, const fls_host *host, int check_only,
+                                fls_server **out)
 {
-    if (!o || !out)
-        return FLS_ERR_INVALID_ARG;
     *out = NULL;
     fls_server *s = calloc(1, sizeof *s);
     if (!s)
         return FLS_ERR_NOMEM;
     s->opt = *o;
+    s->check_only = check_only;
     /* An evaluation set with no interval means "evaluate every round": an operator who names a
      * test set expects to see accuracy. */
     if (s->opt.eval_dataset != FLS_EVAL_NONE && s->opt.core.eval_every == 0)
@@ -1343,6 +1398,23 @@ fls_status fls_server_new(const fls_options *o, const fls_host *host, fls_server
     }
     *out = s;
     return FLS_OK;
+}
+
+fls_status fls_server_new(const fls_options *o, const fls_host *host, fls_server **out)
+{
+    if (!o || !out)
+        return FLS_ERR_INVALID_ARG;
+    return server_create(o, host, 0, out);
+}
+
+fls_status fls_server_check(const fls_options *o, const fls_host *host)
+{
+    if (!o)
+        return FLS_ERR_INVALID_ARG;
+    fls_server *s = NULL;
+    const fls_status st = server_create(o, host, 1, &s);
+    fls_server_free(s);
+    return st;
 }
 
 void fls_server_free(fls_server *s)
@@ -1368,6 +1440,7 @@ void fls_server_free(fls_server *s)
     for (size_t i = 0; i < s->n_bind; i++)
         free(s->bind[i].id);
     free(s->bind);
+    memset(s->sec_z85, 0, sizeof s->sec_z85);
     fls_allow_clear(&s->allow);
     fls_core_free(s->core);
     flm_model_free(s->eval_model);

@@ -86,7 +86,10 @@ static void usage(FILE *f)
             "usage: fl_server [--config FILE] [FLAGS] [--set KEY=VALUE ...]\n"
             "       fl_server keygen DIR [NAME]     write DIR/NAME.pub and DIR/NAME.secret "
             "(NAME: server)\n"
-            "       fl_server --check [...]        validate and print the effective settings\n"
+            "       fl_server --check [...]        run the startup checks (keys, allow-list, "
+            "dataset,\n"
+            "                                      checkpoint, metrics; no bind) and print the "
+            "settings\n"
             "\n"
             "The fedrop federated-learning coordinator (see fl_server/README.md).\n"
             "Settings come from the YAML file, then from flags, in order: a later one wins.\n"
@@ -109,7 +112,7 @@ static void usage(FILE *f)
             "            1 failure while running (e.g. a checkpoint could not be written);\n"
             "            2 usage or configuration error; 3 startup failure (keys, allow-list, "
             "dataset,\n"
-            "            checkpoint to resume, bind).\n");
+            "            checkpoint to resume, checkpoint or metrics not writable, bind).\n");
 }
 
 static int keygen(int argc, char **argv)
@@ -232,7 +235,15 @@ int main(int argc, char **argv)
     }
     char metrics[1024] = "";
     fls_options_get(o, "run.metrics", metrics, sizeof metrics);
+    fls_host host = {0};
+    host.log = log_stderr;
     if (check) {
+        /* the daemon's own startup checks, short of binding and training */
+        const fls_status cs = fls_server_check(o, &host);
+        if (cs != FLS_OK) {
+            fls_options_free(o); /* the reason was logged */
+            return cs == FLS_ERR_CONFIG ? EXIT_USAGE : EXIT_STARTUP;
+        }
         const char *key;
         char val[4096];
         for (size_t i = 0; fls_options_key(i, &key, NULL, NULL, NULL); i++) {
@@ -243,8 +254,6 @@ int main(int argc, char **argv)
         return EXIT_DONE;
     }
 
-    fls_host host = {0};
-    host.log = log_stderr;
     host.on_round = on_round;
     host.round_user = strcmp(metrics, "-") == 0 ? (void *)stdout : NULL;
     signal(SIGPIPE, SIG_IGN);

@@ -117,12 +117,19 @@ typedef struct fls_host {
 typedef struct fls_server fls_server; /* opaque */
 
 /* Validates o, loads the keys, the allow-list and the evaluation dataset, builds the round engine
- * (restoring option checkpoint.path when run.resume is set and the file exists), opens the
- * metrics file and binds every endpoint (logging "listening on ENDPOINT" for each). o may be
+ * (restoring option checkpoint.path when run.resume is set and the file exists; the file's
+ * directory must be writable), opens the metrics file and binds every endpoint (logging "listening on ENDPOINT" for each). o may be
  * freed afterwards. Returns FLS_OK, FLS_ERR_CONFIG, FLS_ERR_IO, FLS_ERR_AUTH (bad key or
  * allow-list file), FLS_ERR_DATASET, FLS_ERR_CHECKPOINT / _MISMATCH (resume), FLS_ERR_TRANSPORT
  * (bind failed, ...), FLS_ERR_UNSUPPORTED (CURVE requested but libzmq lacks it), FLS_ERR_NOMEM. */
 fls_status fls_server_new(const fls_options *o, const fls_host *host, fls_server **out);
+
+/* Runs every startup check of fls_server_new that needs no socket and makes no file: validates
+ * o, reads the secret key (and logs the public key), the allow-list and the evaluation dataset
+ * (which must fit the architecture), builds the round engine, reads the checkpoint to resume,
+ * and checks that checkpoint.path's directory and run.metrics are writable. Binds nothing and
+ * starts no round. Returns what fls_server_new would, with the same message logged. */
+fls_status fls_server_check(const fls_options *o, const fls_host *host);
 
 /* Frees the server: closes its sockets (waiting at most 2 s for queued messages) and, if it owns
  * it, the ZeroMQ context. NULL is a no-op. */
