@@ -269,8 +269,15 @@ fls_status fls_keygen(const char *dir, const char *name, char *err, size_t errle
 {
     if (err && errlen)
         err[0] = 0;
-    if (!dir || !name || !*name || strchr(name, '/'))
+    if (!dir || !name)
         return FLS_ERR_INVALID_ARG;
+    if (!*dir)
+        return fls_status_of(kfail(FL_ERR_INVALID_ARG, err, errlen,
+                                   "key directory must be non-empty"));
+    /* NAME becomes a file name in DIR: a '/' would write elsewhere, "" would write ".pub" */
+    if (!*name || strchr(name, '/'))
+        return fls_status_of(kfail(FL_ERR_INVALID_ARG, err, errlen,
+                                   "key name '%s' must be non-empty and contain no '/'", name));
     if (!zmq_has("curve"))
         return fls_status_of(kfail(FL_ERR_UNSUPPORTED, err, errlen, "libzmq has no CURVE"));
     char pub[FLS_Z85_LEN + 1], sec[FLS_Z85_LEN + 1];
@@ -280,7 +287,9 @@ fls_status fls_keygen(const char *dir, const char *name, char *err, size_t errle
     char ppath[FLS_PATH_MAX], spath[FLS_PATH_MAX];
     if (snprintf(ppath, sizeof ppath, "%s/%s.pub", dir, name) >= (int)sizeof ppath ||
         snprintf(spath, sizeof spath, "%s/%s.secret", dir, name) >= (int)sizeof spath)
-        return FLS_ERR_INVALID_ARG;
+        return fls_status_of(kfail(FL_ERR_INVALID_ARG, err, errlen,
+                                   "%s/%s.secret is longer than %d bytes", dir, name,
+                                   FLS_PATH_MAX - 1));
     /* The key directory is made if it is missing (one level, private: it holds secrets). */
     if (mkdir(dir, 0700) != 0 && errno != EEXIST)
         return fls_status_of(kfail(FL_ERR_IO, err, errlen, "%s: %s", dir, strerror(errno)));

@@ -20,16 +20,27 @@ static void on_signal(int sig)
         fls_server_stop(g_server);
 }
 
+static const char *LOG_NAMES[] = {"debug", "info", "warn", "error"};
+
+/* The library filters its own lines by run.log_level; main's lines go through log_main. */
+static fls_log_level g_log_min = FLS_LOG_INFO;
+
 static void log_stderr(void *user, fls_log_level level, const char *msg)
 {
     (void)user;
-    static const char *names[] = {"debug", "info", "warn", "error"};
+    const char *const *names = LOG_NAMES;
     char ts[32];
     const time_t t = time(NULL);
     struct tm tm;
     gmtime_r(&t, &tm);
     strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%SZ", &tm);
     fprintf(stderr, "%s fl_server %s: %s\n", ts, names[(unsigned)level < 4 ? level : 3], msg);
+}
+
+static void log_main(fls_log_level level, const char *msg)
+{
+    if (level >= g_log_min)
+        log_stderr(NULL, level, msg);
 }
 
 static void on_round(void *user, const char *json, const char *summary)
@@ -233,8 +244,12 @@ int main(int argc, char **argv)
         fls_options_free(o);
         return EXIT_USAGE;
     }
-    char metrics[1024] = "";
+    char metrics[1024] = "", level[16] = "";
     fls_options_get(o, "run.metrics", metrics, sizeof metrics);
+    fls_options_get(o, "run.log_level", level, sizeof level);
+    for (int l = FLS_LOG_DEBUG; l <= FLS_LOG_ERROR; l++)
+        if (strcmp(level, LOG_NAMES[l]) == 0)
+            g_log_min = (fls_log_level)l;
     fls_host host = {0};
     host.log = log_stderr;
     if (check) {
@@ -274,7 +289,7 @@ int main(int argc, char **argv)
     const fls_status rs = fls_server_run(g_server);
     fls_server_stats stats;
     fls_server_stats_get(g_server, &stats);
-    log_stderr(NULL, FLS_LOG_INFO, rs == FLS_OK ? "exiting: run done" : "exiting");
+    log_main(FLS_LOG_INFO, rs == FLS_OK ? "exiting: run done" : "exiting");
     fprintf(stderr,
             "fl_server: %llu rounds, %llu messages in, %llu out, %llu malformed, %llu refused, "
             "%llu auth refused, %llu checkpoints\n",

@@ -181,7 +181,8 @@ void fls_server_stats_get(const fls_server *s, fls_server_stats *out);
 /* Generates a CURVE key pair and writes DIR/NAME.pub (the Z85 public key, mode 0644) and
  * DIR/NAME.secret (the Z85 secret key, mode 0600, refused if it exists). Both files hold the key
  * on one line after '#' comment lines. FLS_OK, FLS_ERR_IO (with the reason in err),
- * FLS_ERR_UNSUPPORTED (no CURVE in libzmq), FLS_ERR_INVALID_ARG (a name with '/'). */
+ * FLS_ERR_UNSUPPORTED (no CURVE in libzmq), FLS_ERR_INVALID_ARG (an empty DIR, an empty NAME or
+ * one with '/', a path too long; the reason in err). */
 fls_status fls_keygen(const char *dir, const char *name, char *err, size_t errlen);
 
 #ifdef __cplusplus

@@ -410,6 +410,36 @@ static void test_cli_flags_override(void **state)
     assert_true(named);
 }
 
+/* fl_server's own lines honour --log-level like the library's: at warn, a stop by SIGTERM
+ * prints no info line ("exiting"); at info it does. */
+static void test_cli_log_level(void **state)
+{
+    (void)state;
+    const char *root = getenv("FEDROP_BUILD_ROOT");
+    if (!root)
+        skip();
+    for (int warn = 0; warn < 2; warn++) {
+        char cmd[1024], line[512];
+        snprintf(cmd, sizeof cmd,
+                 "'%s/fl_server/fl_server' --insecure --endpoint tcp://127.0.0.1:0 "
+                 "--log-level %s 2>&1 & p=$!; sleep 1; kill -TERM $p; wait $p",
+                 root, warn ? "warn" : "info");
+        FILE *p = popen(cmd, "r");
+        assert_non_null(p);
+        int info = 0, exiting = 0;
+        while (fgets(line, sizeof line, p)) {
+            info |= strstr(line, " fl_server info: ") != NULL;
+            exiting |= strstr(line, " info: exiting") != NULL;
+        }
+        const int rc = pclose(p);
+        assert_true(WIFEXITED(rc) && WEXITSTATUS(rc) == 0);
+        if (warn)
+            assert_false(info);
+        else
+            assert_true(exiting);
+    }
+}
+
 /* ---- keys and allow-lists ------------------------------------------------------------------- */
 
 static void test_keygen(void **state)
@@ -432,6 +462,11 @@ static void test_keygen(void **state)
     assert_int_equal(fls_keygen(g_tmp, "node1", err, sizeof err), FLS_ERR_IO);
     assert_non_null(strstr(err, "exists"));
     assert_int_equal(fls_keygen(g_tmp, "a/b", err, sizeof err), FLS_ERR_INVALID_ARG);
+    assert_string_equal(err, "key name 'a/b' must be non-empty and contain no '/'");
+    assert_int_equal(fls_keygen(g_tmp, "", err, sizeof err), FLS_ERR_INVALID_ARG);
+    assert_string_equal(err, "key name '' must be non-empty and contain no '/'");
+    assert_int_equal(fls_keygen("", "x", err, sizeof err), FLS_ERR_INVALID_ARG);
+    assert_non_null(strstr(err, "directory"));
     /* a damaged key file */
     snprintf(path, sizeof path, "%s/bad.pub", g_tmp);
     write_file(path, "# comment\nnot-a-key\n");
@@ -1316,6 +1351,7 @@ int main(void)
         cmocka_unit_test(test_config_validate),
         cmocka_unit_test(test_config_keep_layers),
         cmocka_unit_test(test_cli_flags_override),
+        cmocka_unit_test(test_cli_log_level),
         cmocka_unit_test(test_keygen),
         cmocka_unit_test(test_server_check),
         cmocka_unit_test(test_allow_list),
