@@ -410,6 +410,59 @@ static void test_cli_flags_override(void **state)
     assert_true(named);
 }
 
+/* fl_server.example.yaml claims every key, each at its default unless its comment says
+ * "default: ...": it loads, names every key of the table (set or commented out), and a value
+ * that differs from the default says so on its line. */
+static void test_example_yaml(void **state)
+{
+    (void)state;
+    const char *src = getenv("FEDROP_SOURCE_ROOT");
+    if (!src)
+        skip();
+    char path[512], err[512];
+    snprintf(path, sizeof path, "%s/fl_server/fl_server.example.yaml", src);
+    fls_options *o = NULL, *d = NULL;
+    assert_int_equal(fls_options_new(&o), FLS_OK);
+    assert_int_equal(fls_options_new(&d), FLS_OK);
+    if (fls_options_load_file(o, path, err, sizeof err) != FLS_OK)
+        fail_msg("%s", err);
+    FILE *f = fopen(path, "r");
+    assert_non_null(f);
+    static char text[32768];
+    const size_t n = fread(text, 1, sizeof text - 1, f);
+    fclose(f);
+    text[n] = 0;
+    const char *key;
+    for (size_t i = 0; fls_options_key(i, &key, NULL, NULL, NULL); i++) {
+        /* the key's line: "  NAME:" or "  # NAME:" after its "SECTION:" line */
+        const char *dot = strchr(key, '.');
+        char sect[64], set[96], commented[96];
+        snprintf(sect, sizeof sect, "\n%.*s:", (int)(dot - key), key);
+        snprintf(set, sizeof set, "\n  %s:", dot + 1);
+        snprintf(commented, sizeof commented, "\n  # %s:", dot + 1);
+        const char *sp = strstr(text, sect);
+        if (!sp)
+            fail_msg("%s: no section in the example", key);
+        const char *end = strstr(sp + 1, "\n\n"); /* sections are separated by a blank line */
+        const char *line = strstr(sp, set);
+        if (!line || (end && line > end))
+            line = strstr(sp, commented);
+        if (!line || (end && line > end))
+            fail_msg("%s: missing from the example", key);
+        char got[512], def[512];
+        assert_int_equal(fls_options_get(o, key, got, sizeof got), FLS_OK);
+        assert_int_equal(fls_options_get(d, key, def, sizeof def), FLS_OK);
+        const char *eol = strchr(line + 1, '\n');
+        const size_t ll = eol ? (size_t)(eol - line) : strlen(line);
+        char buf[512];
+        snprintf(buf, sizeof buf, "%.*s", (int)(ll < sizeof buf - 1 ? ll : sizeof buf - 1), line);
+        if (strcmp(got, def) != 0 && !strstr(buf, "default: "))
+            fail_msg("%s = %s in the example, default %s, without a note", key, got, def);
+    }
+    fls_options_free(o);
+    fls_options_free(d);
+}
+
 /* fl_server's own lines honour --log-level like the library's: at warn, a stop by SIGTERM
  * prints no info line ("exiting"); at info it does. */
 static void test_cli_log_level(void **state)
@@ -1352,6 +1405,7 @@ int main(void)
         cmocka_unit_test(test_config_keep_layers),
         cmocka_unit_test(test_cli_flags_override),
         cmocka_unit_test(test_cli_log_level),
+        cmocka_unit_test(test_example_yaml),
         cmocka_unit_test(test_keygen),
         cmocka_unit_test(test_server_check),
         cmocka_unit_test(test_allow_list),
