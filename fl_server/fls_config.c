@@ -569,16 +569,23 @@ fls_status fls_options_validate(const fls_options *o, char *err, size_t errlen)
         return fls_status_of(fail(err, errlen,
                                   "server.liveness_ms (%u) must exceed server.heartbeat_ms (%u)",
                                   o->liveness_ms, o->heartbeat_ms));
-    /* A keep_layers value past the model's last droppable layer would be ignored: refused. */
+    /* The specs the core checks again, here first so that errors name the keys as written. */
+    char why[256];
     flm_arch a;
-    if (flm_arch_parse(o->core.arch, &a, NULL, 0) == FL_OK &&
-        o->n_keep_layers > (uint32_t)a.n_drop)
+    if (flm_arch_parse(o->core.arch, &a, why, sizeof why) != FL_OK)
+        return fls_status_of(fail(err, errlen, "model.arch: %s", why));
+    flz_spec sp;
+    if (flz_spec_parse(o->core.down_codec, &sp, why, sizeof why) != FL_OK)
+        return fls_status_of(fail(err, errlen, "codec.down: %s", why));
+    if (flz_spec_parse(o->core.up_codec, &sp, why, sizeof why) != FL_OK)
+        return fls_status_of(fail(err, errlen, "codec.up: %s", why));
+    /* A keep_layers value past the model's last droppable layer would be ignored: refused. */
+    if (o->n_keep_layers > (uint32_t)a.n_drop)
         return fls_status_of(fail(err, errlen,
                                   "policy.keep_layers: %u values, but model.arch %s has %d "
                                   "droppable layer%s",
                                   o->n_keep_layers, a.spec, a.n_drop, a.n_drop == 1 ? "" : "s"));
     const fls_config c = fls_options_core_config(o);
-    char why[256];
     if (fls_config_validate(&c, why, sizeof why) != FL_OK)
         return fls_status_of(fail(err, errlen, "%s", why));
     /* A chunk must fit a message: raw floats are the worst case of every codec but zstd's

@@ -311,8 +311,11 @@ static void test_config_validate(void **state)
         const char *yaml, *msg;
     } cases[] = {
         {"server:\n  insecure: false\n", "server.secret_key_file and server.allow_list are required"},
-        {"server:\n  insecure: true\ncodec:\n  down: zzz\n", "codec"},
-        {"server:\n  insecure: true\nmodel:\n  arch: \"mlp:\"\n", "arch"},
+        {"server:\n  insecure: true\ncodec:\n  down: zzz\n", "codec.down: unknown stage \"zzz\""},
+        {"server:\n  insecure: true\ncodec:\n  up: q3\n", "codec.up: q stage \"q3\""},
+        {"server:\n  insecure: true\nmodel:\n  arch: \"mlp:\"\n", "model.arch: "},
+        {"server:\n  insecure: true\nmodel: {arch: bogus}\n",
+         "model.arch: unknown architecture 'bogus'"},
         {"server:\n  insecure: true\neval:\n  every: 2\n", "eval.every is 2 but eval.dataset is none"},
         {"server:\n  insecure: true\nrun:\n  resume: true\n", "run.resume needs checkpoint.path"},
         {"server:\n  insecure: true\n  heartbeat_ms: 5000\n  liveness_ms: 4000\n", "must exceed"},
@@ -463,6 +466,50 @@ static void test_example_yaml(void **state)
     fls_options_free(d);
 }
 
+/* The README's list of metrics keys is the JSON's: every key fls_round_metrics_json writes (AFD
+ * object included) appears there in backquotes. */
+static void test_readme_metrics(void **state)
+{
+    (void)state;
+    const char *src = getenv("FEDROP_SOURCE_ROOT");
+    if (!src)
+        skip();
+    char path[512];
+    snprintf(path, sizeof path, "%s/fl_server/README.md", src);
+    FILE *f = fopen(path, "r");
+    assert_non_null(f);
+    static char text[65536];
+    const size_t n = fread(text, 1, sizeof text - 1, f);
+    fclose(f);
+    text[n] = 0;
+    const char *a = strstr(text, "- `run.metrics`");
+    assert_non_null(a);
+    const char *b = strstr(a, "\n- ");
+    assert_non_null(b);
+    fls_round_metrics m;
+    memset(&m, 0, sizeof m);
+    m.closed_by = FLS_CLOSE_QUORUM;
+    m.afd.afd = 1;
+    char json[4096];
+    assert_true(fls_round_metrics_json(&m, json, sizeof json) < sizeof json);
+    int keys = 0;
+    for (const char *q = json; (q = strstr(q, "\":")) != NULL; q += 2) {
+        const char *k = q - 1;
+        while (k > json && *k != '"')
+            k--;
+        char want[64];
+        snprintf(want, sizeof want, "`%.*s`", (int)(q - k - 1), k + 1);
+        const char *hit = strstr(a, want);
+        if (!hit || hit > b)
+            fail_msg("metrics key %s is not in the README's run.metrics list", want);
+        keys++;
+    }
+    assert_true(keys >= 25);
+    /* the old names are gone */
+    const char *old = strstr(a, "duration,");
+    assert_true(old == NULL || old > b);
+}
+
 /* fl_server's own lines honour --log-level like the library's: at warn, a stop by SIGTERM
  * prints no info line ("exiting"); at info it does. */
 static void test_cli_log_level(void **state)
@@ -576,7 +623,7 @@ static void test_server_check(void **state)
         {{{"eval.dataset", "mnist"}, {"eval.dir", "@/no/dir"}}, (fls_status)FL_ERR_DATASET_IO,
          "eval.dataset mnist"},
         {{{"eval.dataset", "synthetic"}, {"model.arch", "lstm"}}, FLS_OK, "evaluating on 2000"},
-        {{{"run.rounds", "0"}, {"codec.down", "zzz"}}, FLS_ERR_CONFIG, "unknown stage \"zzz\""},
+        {{{"run.rounds", "0"}, {"codec.down", "zzz"}}, FLS_ERR_CONFIG, "codec.down: unknown stage \"zzz\""},
         {{{"run.resume", "true"}, {"checkpoint.path", "@/chk.secret"}}, FLS_ERR_CHECKPOINT,
          "resume from @/chk.secret"},
     };
@@ -1406,6 +1453,7 @@ int main(void)
         cmocka_unit_test(test_cli_flags_override),
         cmocka_unit_test(test_cli_log_level),
         cmocka_unit_test(test_example_yaml),
+        cmocka_unit_test(test_readme_metrics),
         cmocka_unit_test(test_keygen),
         cmocka_unit_test(test_server_check),
         cmocka_unit_test(test_allow_list),
