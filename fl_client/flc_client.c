@@ -104,19 +104,85 @@ static fl_status plugin_train(void *user, const flc_core_job *job, float *params
     return (fl_status)st;
 }
 
+/* Before the client exists, validation logs straight through the caller's callback. */
+static void cfg_log_adapter(void *user, fl_log_level level, const char *msg)
+{
+    const flc_config *cfg = user;
+    if (cfg->log)
+        cfg->log(cfg->log_user, (flc_log_level)level, msg);
+}
+
+/* 1 if s is a CURVE key in Z85 text: 40 characters that decode to 32 bytes. */
+static int z85_key_ok(const char *s)
+{
+    uint8_t raw[32];
+    return strnlen(s, 41) == 40 && zmq_z85_decode(raw, s) != NULL;
+}
+
+/* FLC_OK, or FLC_ERR_INVALID_ARG after logging which field is wrong. */
+static flc_status check_config(const flc_config *cfg, const fl_logger *lg)
+{
+#define BAD(...) do { fl_log(lg, FL_LOG_ERROR, "flc_client_new: " __VA_ARGS__); \
+                      return FLC_ERR_INVALID_ARG; } while (0)
+    if (!cfg->server_endpoint || !cfg->server_endpoint[0])
+        BAD("server_endpoint is required");
+    if (!cfg->client_id || !cfg->client_id[0])
+        BAD("client_id is required");
+    if (!cfg->train && (!cfg->samples || !cfg->samples->labels || cfg->samples->n == 0 ||
+                        (!cfg->samples->x && !cfg->samples->tokens)))
+        BAD("without a train callback, samples (x or tokens, labels, n > 0) are required");
+    if (cfg->backend != 0 && (cfg->backend < FLC_BACKEND_CPU || cfg->backend > FLC_BACKEND_OTHER))
+        BAD("backend %d is not an flc_backend", (int)cfg->backend);
+    const struct { const char *name; int v; } timing[] = {
+        {"heartbeat_ms", cfg->heartbeat_ms}, {"liveness_ms", cfg->liveness_ms},
+        {"reconnect_min_ms", cfg->reconnect_min_ms}, {"reconnect_max_ms", cfg->reconnect_max_ms},
+        {"max_rounds", cfg->max_rounds}};
+    for (size_t i = 0; i < sizeof timing / sizeof timing[0]; i++)
+        if (timing[i].v < 0)
+            BAD("%s is %d: it must be >= 0 (0: the default)", timing[i].name, timing[i].v);
+    const int rmin = cfg->reconnect_min_ms ? cfg->reconnect_min_ms : 200;
+    const int rmax = cfg->reconnect_max_ms ? cfg->reconnect_max_ms : 10000;
+    if (rmin > rmax)
+        BAD("reconnect_min_ms %d is above reconnect_max_ms %d", rmin, rmax);
+    const struct { const char *name; const char *k; } keys[] = {
+        {"server_public_key", cfg->server_public_key}, {"public_key", cfg->public_key},
+        {"secret_key", cfg->secret_key}};
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
+        if (keys[i].k && !z85_key_ok(keys[i].k))
+            BAD("%s is not a CURVE key (40 characters of Z85 text)", keys[i].name);
+    if (cfg->server_public_key && !cfg->secret_key)
+        BAD("secret_key is required with server_public_key (CURVE)");
+    if (cfg->secret_key) {
+        char pub[41];
+        if (zmq_curve_public(pub, cfg->secret_key) != 0)
+            BAD("secret_key: no public key derives from it: %s (does this libzmq have CURVE?)",
+                zmq_strerror(errno));
+        if (cfg->public_key && strcmp(pub, cfg->public_key) != 0)
+            BAD("public_key is not the public key of secret_key");
+    }
+    return FLC_OK;
+#undef BAD
+}
+
 flc_status flc_client_new(const flc_config *cfg, flc_client **out)
 {
-    *out = NULL;
-    if (!cfg || !cfg->server_endpoint || !cfg->client_id || !cfg->client_id[0] ||
-        (!cfg->train && (!cfg->samples || !cfg->samples->labels || cfg->samples->n == 0)))
+    if (out)
+        *out = NULL;
+    if (!cfg)
         return FLC_ERR_INVALID_ARG;
-    if (cfg->server_public_key && (strlen(cfg->server_public_key) != 40 || !cfg->secret_key ||
-                                   strlen(cfg->secret_key) != 40))
+    const fl_logger vlog = {cfg_log_adapter, (void *)cfg, (fl_log_level)cfg->log_level};
+    if (!out) {
+        fl_log(&vlog, FL_LOG_ERROR, "flc_client_new: out is NULL");
         return FLC_ERR_INVALID_ARG;
+    }
+    const flc_status vst = check_config(cfg, &vlog);
+    if (vst != FLC_OK)
+        return vst;
     flc_client *c = calloc(1, sizeof *c);
     if (!c)
         return FLC_ERR_NOMEM;
     c->cfg = *cfg;
+    c->log = (fl_logger){log_adapter, c, (fl_log_level)cfg->log_level};
     c->endpoint = strdup(cfg->server_endpoint);
     c->id = strdup(cfg->client_id);
     c->server_pub = dup_or_null(cfg->server_public_key);
@@ -124,19 +190,19 @@ flc_status flc_client_new(const flc_config *cfg, flc_client **out)
     c->pub = NULL;
     if (c->sec) {
         char pub[41];
-        if (cfg->public_key)
-            snprintf(pub, sizeof pub, "%s", cfg->public_key);
-        else if (zmq_curve_public(pub, c->sec) != 0) {
-            flc_client_free(c);
-            return FLC_ERR_INVALID_ARG;
-        }
-        c->pub = strdup(pub);
+        if (zmq_curve_public(pub, c->sec) == 0) /* it worked in check_config */
+            c->pub = strdup(pub);
     }
     if (!c->cfg.heartbeat_ms) c->cfg.heartbeat_ms = 1000;
     if (!c->cfg.liveness_ms) c->cfg.liveness_ms = 10000;
     if (!c->cfg.reconnect_min_ms) c->cfg.reconnect_min_ms = 200;
     if (!c->cfg.reconnect_max_ms) c->cfg.reconnect_max_ms = 10000;
-    c->log = (fl_logger){log_adapter, c, (fl_log_level)cfg->log_level};
+    fl_status st = FL_ERR_NOMEM;
+    if (!c->endpoint || !c->id || (cfg->secret_key && (!c->sec || !c->pub)) ||
+        (cfg->server_public_key && !c->server_pub)) {
+        flc_client_free(c);
+        return FLC_ERR_NOMEM;
+    }
     c->key = fl_client_key(c->id); /* the key the server derives from the same id */
     /* Without a seed: one derived from the id (bytes 4..11 of its SHA-256). */
     uint8_t d[FL_SHA256_LEN];
@@ -150,11 +216,9 @@ flc_status flc_client_new(const flc_config *cfg, flc_client **out)
                                    NULL, cfg->samples->n};
     const flc_core_config cc = {c->id, c->key, seed, cfg->train ? NULL : &c->samples,
                                 cfg->train ? plugin_train : NULL, c, c->log};
-    fl_status st;
-    if (!c->endpoint || !c->id || (cfg->server_public_key && (!c->server_pub || !c->pub)) ||
-        (st = flc_core_new(&cc, &c->core)) != FL_OK) {
+    if ((st = flc_core_new(&cc, &c->core)) != FL_OK) {
         flc_client_free(c);
-        return FLC_ERR_NOMEM;
+        return st == FL_ERR_INVALID_ARG ? FLC_ERR_INVALID_ARG : FLC_ERR_NOMEM;
     }
     if (cfg->zmq_context) {
         c->ctx = cfg->zmq_context;
@@ -162,6 +226,7 @@ flc_status flc_client_new(const flc_config *cfg, flc_client **out)
         c->ctx = zmq_ctx_new();
         c->own_ctx = 1;
         if (!c->ctx) {
+            fl_log(&c->log, FL_LOG_ERROR, "flc_client_new: zmq_ctx_new: %s", zmq_strerror(errno));
             flc_client_free(c);
             return FLC_ERR_TRANSPORT;
         }
@@ -573,6 +638,8 @@ static void sleep_ms_interruptible(flc_client *c, int ms)
 
 flc_status flc_client_run(flc_client *c)
 {
+    if (!c)
+        return FLC_ERR_INVALID_ARG;
     int backoff = c->cfg.reconnect_min_ms;
     for (;;) {
         if (atomic_load(&c->stop))
@@ -607,7 +674,8 @@ void flc_client_stop(flc_client *c)
 
 const flc_stats *flc_client_stats(const flc_client *c)
 {
-    return &c->stats;
+    static const flc_stats none; /* const, so no mutable global */
+    return c ? &c->stats : &none;
 }
 
 void flc_client_free(flc_client *c)

@@ -112,8 +112,9 @@ typedef struct flc_samples {
 typedef struct flc_config {
     const char *server_endpoint;   /* "tcp://host:5555" or "ipc:///path" (required) */
     const char *client_id;         /* this device's stable id (required) */
-    /* CURVE keys, Z85 text (40 characters). server_public_key NULL: plain text (the server must
-     * run --insecure). */
+    /* CURVE keys, Z85 text (40 characters that decode to 32 bytes). server_public_key NULL: plain
+     * text (the server must run --insecure). With server_public_key, secret_key is required;
+     * public_key may be NULL (derived from secret_key) and, if given, must be secret_key's. */
     const char *server_public_key;
     const char *public_key;
     const char *secret_key;
@@ -127,7 +128,7 @@ typedef struct flc_config {
     void *train_user;
     const flc_samples *samples;
     uint64_t seed;                 /* local randomness (batch order, codec dither); 0: from id */
-    /* Timing (milliseconds; 0: default). */
+    /* Timing (milliseconds; 0: default; negative: FLC_ERR_INVALID_ARG). */
     int heartbeat_ms;              /* default 1000 */
     int liveness_ms;               /* silence before the server is considered gone; default 10000 */
     int reconnect_min_ms;          /* backoff starts here (default 200) ... */
@@ -150,8 +151,12 @@ typedef struct flc_stats {
 
 typedef struct flc_client flc_client;
 
-/* A client with cfg (validated: FLC_ERR_INVALID_ARG names nothing, so check the log). Does not
- * connect yet. FLC_OK, FLC_ERR_INVALID_ARG, FLC_ERR_NOMEM, FLC_ERR_TRANSPORT. */
+/* A client with cfg, in *out (set to NULL on failure). Does not connect yet. cfg is validated
+ * first: required fields, enum ranges, timing fields and max_rounds >= 0, reconnect_min_ms <=
+ * reconnect_max_ms, keys that are Z85 CURVE keys and a public_key that is secret_key's. On
+ * FLC_ERR_INVALID_ARG (also for cfg or out NULL) the library logs which field is wrong, at error
+ * level, through cfg->log (the logger is set up before anything is checked). FLC_OK,
+ * FLC_ERR_INVALID_ARG, FLC_ERR_NOMEM, FLC_ERR_TRANSPORT. */
 flc_status flc_client_new(const flc_config *cfg, flc_client **out);
 
 /* Connects, registers and serves tasks until the server says the run is done (FLC_OK), max_rounds
@@ -163,6 +168,7 @@ flc_status flc_client_run(flc_client *c);
 /* Asks a running flc_client_run to return soon. Async-signal-safe and thread-safe. */
 void flc_client_stop(flc_client *c);
 
+/* The client's statistics (all zero for NULL). */
 const flc_stats *flc_client_stats(const flc_client *c);
 
 /* NULL is a no-op. Sends Bye if connected. */
