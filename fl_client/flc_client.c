@@ -291,6 +291,24 @@ static void send_simple_ack(flc_client *c, uint64_t round)
     send_msg(c, &m);
 }
 
+/* Training this round failed here: an Error (code = the failure's status, round = the task's) tells
+ * the server not to wait for our update, so it can count the round failed for us at once. */
+static void send_train_error(flc_client *c, fl_status st)
+{
+    const uint64_t round = flc_core_round(c->core);
+    flp_msg m = envelope(c, FLP_ERROR, round);
+    m.error.code = st != FL_OK ? (uint32_t)st : (uint32_t)FL_ERR_INTERNAL;
+    char msg[200];
+    snprintf(msg, sizeof msg, "training failed: %s", flc_core_train_error(c->core));
+    for (char *p = msg; *p; p++) /* the wire refuses control bytes in strings */
+        if ((unsigned char)*p < 0x20 || *p == 0x7f)
+            *p = ' ';
+    m.error.message = msg;
+    if (send_msg(c, &m) == 0)
+        fl_log(&c->log, FL_LOG_INFO, "round %llu: told the server this round failed here",
+               (unsigned long long)round);
+}
+
 static void send_hello(flc_client *c)
 {
     flp_msg m = envelope(c, FLP_HELLO, 0);
@@ -510,6 +528,8 @@ static int handle(flc_client *c, flp_msg *m, int *owned)
                 c->train_status = flc_core_train(c->core);
                 if (c->train_status == FL_OK)
                     upload(c);
+                else
+                    send_train_error(c, c->train_status);
             } else {
                 c->thread_live = 1;
             }
@@ -528,9 +548,8 @@ static int finish_training(flc_client *c)
     c->thread_live = 0;
     if (c->train_status == FL_OK)
         upload(c);
-    else
-        fl_log(&c->log, FL_LOG_ERROR, "round %llu: training failed: %s",
-               (unsigned long long)flc_core_round(c->core), fl_strerror(c->train_status));
+    else /* flc_core_train logged why */
+        send_train_error(c, c->train_status);
     int verdict = GO_ON;
     int i = 0;
     for (; i < c->n_pending && !atomic_load(&c->training); i++) {

@@ -55,6 +55,7 @@ struct flc_core {
     uint32_t n_chunks;
     size_t chunks_cap;
     flp_metric metrics[1];
+    char fail[160];           /* why the last flc_core_train failed; "" after a success */
 
     /* error feedback (top-k pipelines), global coordinates */
     float *resid;
@@ -350,10 +351,9 @@ static void diff(float *out, const float *a, const float *b, size_t n)
         out[i] = a[i] - b[i];
 }
 
-fl_status flc_core_train(flc_core *c)
+/* Trains and encodes; on failure, why[] says what went wrong in a few words. */
+static fl_status train_encode(flc_core *c, char *why, size_t whycap)
 {
-    if (!flc_core_ready(c))
-        return FL_ERR_STATE;
     const flm_arch *sub = flm_submodel_arch(c->sm);
     const size_t n = sub->n_params;
     const flc_core_job job = {c->round, &c->full, sub, &c->keep, &c->train, c->ref, c->seed};
@@ -362,18 +362,33 @@ fl_status flc_core_train(flc_core *c)
     fl_status st = c->train_fn ? c->train_fn(c->train_user, &job, c->w, &n_samples, &loss)
                                : flc_core_builtin_train(c, &job, c->w, &n_samples, &loss);
     if (st != FL_OK) {
-        fl_log(&c->log, FL_LOG_ERROR, "round %llu: training failed: %s",
-               (unsigned long long)c->round, fl_strerror(st));
+        /* A plug-in's status is the device's word, not fedrop's: FL_ERR_INTERNAL from it is no
+         * "bug in fedrop", so its text is left out. */
+        if (c->train_fn && st == FL_ERR_INTERNAL)
+            snprintf(why, whycap, "the plug-in trainer failed with status %d", (int)st);
+        else if (c->train_fn)
+            snprintf(why, whycap, "the plug-in trainer failed with status %d (%s)", (int)st,
+                     fl_strerror(st));
+        else
+            snprintf(why, whycap, "local training failed: %s", fl_strerror(st));
         return st;
     }
-    if (n_samples == 0 || !isfinite(loss))
+    if (n_samples == 0) {
+        snprintf(why, whycap, "the trainer reported 0 samples");
         return FL_ERR_NUMERIC;
+    }
+    if (!isfinite(loss)) {
+        snprintf(why, whycap, "the trainer reported a non-finite loss (%g)", loss);
+        return FL_ERR_NUMERIC;
+    }
     const int ef = c->up.topk > 0;
     /* The delta w - w0 is formed chunk by chunk while encoding (no full-model pass). With error
      * feedback the residual changes chunk by chunk, so a non-finite delta is refused up front,
      * before any of it is touched; without, flz_encode refuses it (FL_ERR_NUMERIC). */
-    if (ef && !diff_finite(c->w, c->ref, n))
+    if (ef && !diff_finite(c->w, c->ref, n)) {
+        snprintf(why, whycap, "training produced non-finite weights");
         return FL_ERR_NUMERIC;
+    }
     if (ef && c->resid_n != c->full.n_params) {
         free(c->resid);
         c->resid = calloc(c->full.n_params, sizeof(float));
@@ -433,6 +448,8 @@ fl_status flc_core_train(flc_core *c)
                 st = flz_encode_diff(c->z, &c->up, &p, c->w + sub_off, c->ref + sub_off, cnt,
                                      c->pay + c->pay_len, c->pay_cap - c->pay_len, &len);
             }
+            if (st == FL_ERR_NUMERIC)
+                snprintf(why, whycap, "training produced non-finite weights");
             if (st != FL_OK)
                 return st;
             if (ef) {
@@ -455,6 +472,27 @@ fl_status flc_core_train(flc_core *c)
     c->stats.train_flops = 6.0 * flm_arch_forward_flops(sub) * (double)n_samples * c->train.epochs;
     c->metrics[0] = (flp_metric){"train_flops", c->stats.train_flops};
     return FL_OK;
+}
+
+fl_status flc_core_train(flc_core *c)
+{
+    c->fail[0] = '\0';
+    if (!flc_core_ready(c))
+        return FL_ERR_STATE;
+    const fl_status st = train_encode(c, c->fail, sizeof c->fail);
+    if (st == FL_OK) {
+        c->fail[0] = '\0';
+    } else {
+        if (!c->fail[0]) /* the trainer was fine: encoding the update failed */
+            snprintf(c->fail, sizeof c->fail, "encoding the update failed: %s", fl_strerror(st));
+        fl_log(&c->log, FL_LOG_ERROR, "round %llu: %s", (unsigned long long)c->round, c->fail);
+    }
+    return st;
+}
+
+const char *flc_core_train_error(const flc_core *c)
+{
+    return c->fail;
 }
 
 fl_status flc_core_take_payload(flc_core *c, uint8_t **pay, size_t *len)

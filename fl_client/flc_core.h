@@ -99,8 +99,15 @@ int flc_core_ready(const flc_core *c);
 uint64_t flc_core_round(const flc_core *c);
 
 /* Trains the ready task and encodes the update. FL_ERR_STATE (not ready), the trainer's status,
- * FL_ERR_NUMERIC (a non-finite weight after training), codec errors, FL_ERR_NOMEM. */
+ * FL_ERR_NUMERIC (the trainer reported 0 samples or a non-finite loss, or a weight is non-finite
+ * after training), codec errors, FL_ERR_NOMEM. A failure (other than FL_ERR_STATE) is logged
+ * once, at error level, with what went wrong (flc_core_train_error). */
 fl_status flc_core_train(flc_core *c);
+
+/* Why the last flc_core_train failed, a few words for a log line or an Error message to the
+ * server ("the plug-in trainer failed with status 4", "the trainer reported 0 samples", ...);
+ * "" after a success or before any training. Valid until the next flc_core_train. */
+const char *flc_core_train_error(const flc_core *c);
 
 /* After a successful flc_core_train: the Update message (pointers valid until the next Task or
  * flc_core_free). */

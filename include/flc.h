@@ -96,7 +96,11 @@ typedef struct flc_update {
     double loss;
 } flc_update;
 
-/* Returns FLC_OK, or an error (the library then tells the server this round failed). */
+/* Returns FLC_OK, or an error status. On an error, and also when the trainer returns FLC_OK but
+ * reports n_samples 0, a non-finite loss or non-finite weights (FLC_ERR_NUMERIC), the library logs
+ * the failure once and tells the server this round failed: it sends an Error message whose round
+ * is the task's and whose code is that status (e.g. 4 for FLC_ERR_INTERNAL), so the server need
+ * not wait for an update that will never come. The client then waits for its next task. */
 typedef flc_status (*flc_train_fn)(const flc_task *task, flc_update *out, void *user);
 
 /* Local samples for the built-in trainer. Float inputs (n, features) with features matching the
