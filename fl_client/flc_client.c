@@ -23,6 +23,14 @@
 #include "flp_wire.h"
 
 #define PENDING_MAX 4096
+/* Consecutive refused CURVE handshakes before flc_client_run gives up with FLC_ERR_AUTH (flc.h). */
+#define AUTH_TRIES 3
+/* How long one send may wait for room on the socket before it counts as failed; the wait is
+ * cut short by flc_client_stop and by a failed handshake. */
+#define SEND_WAIT_MS 30000
+/* The longest one wait of the socket thread (poll, send, sleep) runs without looking at the stop
+ * flag: flc_client_stop from another thread does not interrupt a zmq_poll. */
+#define STOP_CHECK_MS 50
 
 struct flc_client {
     flc_config cfg;            /* strings below are our copies */
@@ -30,6 +38,10 @@ struct flc_client {
     void *ctx;
     int own_ctx;
     void *sock;
+    void *mon;                 /* PAIR end of sock's monitor: handshake outcomes */
+    unsigned mon_seq;          /* makes each monitor endpoint unique within the context */
+    int hs_failed;             /* this connection's handshake was refused */
+    int hs_refusals;           /* refused handshakes in a row (reset by one that succeeds) */
     flc_core *core;
     flm_samples samples;
     fl_logger log;
@@ -235,6 +247,63 @@ flc_status flc_client_new(const flc_config *cfg, flc_client **out)
     return FLC_OK;
 }
 
+/* Reads the socket monitor's pending events: a handshake that succeeded resets the count of
+ * refusals; a refused one (the server's ZAP handler answered 400: our key is not on its
+ * allow-list) or, over CURVE, one that failed otherwise (e.g. a wrong server key, which the server
+ * cannot even answer) marks this connection as refused: the session then ends. */
+static void drain_monitor(flc_client *c)
+{
+    for (;;) {
+        zmq_msg_t ev, addr;
+        zmq_msg_init(&ev);
+        if (zmq_msg_recv(&ev, c->mon, ZMQ_DONTWAIT) < 0) {
+            zmq_msg_close(&ev);
+            return;
+        }
+        uint16_t event = 0;
+        uint32_t value = 0;
+        if (zmq_msg_size(&ev) >= 6) {
+            memcpy(&event, zmq_msg_data(&ev), 2);
+            memcpy(&value, (const uint8_t *)zmq_msg_data(&ev) + 2, 4);
+        }
+        const int more = zmq_msg_more(&ev);
+        zmq_msg_close(&ev);
+        if (more) { /* the second frame: the endpoint */
+            zmq_msg_init(&addr);
+            zmq_msg_recv(&addr, c->mon, ZMQ_DONTWAIT);
+            zmq_msg_close(&addr);
+        }
+        switch (event) {
+        case ZMQ_EVENT_HANDSHAKE_SUCCEEDED:
+            c->hs_refusals = 0;
+            break;
+        case ZMQ_EVENT_HANDSHAKE_FAILED_AUTH:
+            fl_log(&c->log, FL_LOG_WARN, "%s refused this client's key (ZAP status %u): is its "
+                   "public key on the server's allow-list?", c->endpoint, value);
+            c->hs_failed = 1;
+            break;
+        case ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL:
+        case ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL:
+            if (!c->server_pub)
+                break; /* plain text: a connection lost mid-greeting is just a lost connection */
+            if (event == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL)
+                fl_log(&c->log, FL_LOG_WARN, "CURVE handshake with %s failed (protocol error "
+                       "0x%x): is server_public_key the server's key?", c->endpoint, value);
+            else
+                fl_log(&c->log, FL_LOG_WARN, "CURVE handshake with %s failed (%s): is "
+                       "server_public_key the server's key?", c->endpoint, zmq_strerror((int)value));
+            c->hs_failed = 1;
+            break;
+        default:
+            break;
+        }
+    }
+}
+
+/* Sends m without blocking the socket thread for long: while the socket has no room (no
+ * connection yet, or a full pipe) it waits in short steps, and gives up on flc_client_stop, on a
+ * refused handshake or after SEND_WAIT_MS. The first attempt is always made, so a Bye still goes
+ * out after flc_client_stop when the connection is up. 0 or -1 (logged, unless stopping). */
 static int send_msg(flc_client *c, const flp_msg *m)
 {
     /* Encoded straight into the ZeroMQ message: no staging buffer of our own, no extra copy. */
@@ -252,14 +321,22 @@ static int send_msg(flc_client *c, const flp_msg *m)
                fl_strerror(st), err);
         return -1;
     }
-    int rc;
-    do {
-        rc = zmq_msg_send(&z, c->sock, 0);
-    } while (rc < 0 && errno == EINTR && !atomic_load(&c->stop));
-    if (rc < 0)
-        zmq_msg_close(&z);
+    const uint64_t deadline = fl_time_mono_ns() + (uint64_t)SEND_WAIT_MS * 1000000ull;
+    int rc, e;
+    for (;;) {
+        rc = zmq_msg_send(&z, c->sock, ZMQ_DONTWAIT);
+        e = errno;
+        if (rc >= 0 || (e != EAGAIN && e != EINTR) || atomic_load(&c->stop) || c->hs_failed ||
+            fl_time_mono_ns() >= deadline)
+            break;
+        zmq_pollitem_t it[2] = {{c->sock, 0, ZMQ_POLLOUT, 0}, {c->mon, 0, ZMQ_POLLIN, 0}};
+        if (zmq_poll(it, c->mon ? 2 : 1, STOP_CHECK_MS) > 0 && c->mon && (it[1].revents & ZMQ_POLLIN))
+            drain_monitor(c);
+    }
     if (rc < 0) {
-        fl_log(&c->log, FL_LOG_WARN, "send %s: %s", flp_type_name(m->type), zmq_strerror(errno));
+        zmq_msg_close(&z);
+        if (!atomic_load(&c->stop) && !c->hs_failed)
+            fl_log(&c->log, FL_LOG_WARN, "send %s: %s", flp_type_name(m->type), zmq_strerror(e));
         return -1;
     }
     c->last_sent_ns = fl_time_mono_ns();
@@ -325,10 +402,16 @@ static void send_hello(flc_client *c)
 static void close_socket(flc_client *c)
 {
     if (c->sock) {
+        zmq_socket_monitor(c->sock, NULL, 0);
         zmq_close(c->sock);
         c->sock = NULL;
     }
+    if (c->mon) {
+        zmq_close(c->mon);
+        c->mon = NULL;
+    }
     c->registered = 0;
+    c->hs_failed = 0;
 }
 
 static int open_socket(flc_client *c)
@@ -343,8 +426,6 @@ static int open_socket(flc_client *c)
     zmq_setsockopt(c->sock, ZMQ_HEARTBEAT_TIMEOUT, &hbt, sizeof hbt);
     zmq_setsockopt(c->sock, ZMQ_HEARTBEAT_TTL, &hbt, sizeof hbt);
     zmq_setsockopt(c->sock, ZMQ_MAXMSGSIZE, &maxmsg, sizeof maxmsg);
-    const int sndtimeo = 30000;
-    zmq_setsockopt(c->sock, ZMQ_SNDTIMEO, &sndtimeo, sizeof sndtimeo);
     if (c->server_pub) {
         if (zmq_setsockopt(c->sock, ZMQ_CURVE_SERVERKEY, c->server_pub, 40) != 0 ||
             zmq_setsockopt(c->sock, ZMQ_CURVE_PUBLICKEY, c->pub, 40) != 0 ||
@@ -353,6 +434,21 @@ static int open_socket(flc_client *c)
             close_socket(c);
             return -1;
         }
+    }
+    /* The handshake's outcome is only told through a socket monitor: without it a refused key
+     * looks like a server that never answers. Its PAIR end is connected before sock connects,
+     * so no event is lost. */
+    char mon_ep[96];
+    snprintf(mon_ep, sizeof mon_ep, "inproc://flc-monitor-%p-%u", (void *)c, c->mon_seq++);
+    const int events = ZMQ_EVENT_HANDSHAKE_SUCCEEDED | ZMQ_EVENT_HANDSHAKE_FAILED_AUTH |
+                       ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL | ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL;
+    if (zmq_socket_monitor(c->sock, mon_ep, events) != 0 ||
+        !(c->mon = zmq_socket(c->ctx, ZMQ_PAIR)) ||
+        zmq_setsockopt(c->mon, ZMQ_LINGER, &linger, sizeof linger) != 0 ||
+        zmq_connect(c->mon, mon_ep) != 0) {
+        fl_log(&c->log, FL_LOG_ERROR, "socket monitor %s: %s", mon_ep, zmq_strerror(errno));
+        close_socket(c);
+        return -1;
     }
     if (zmq_connect(c->sock, c->endpoint) != 0) {
         fl_log(&c->log, FL_LOG_ERROR, "connect %s: %s", c->endpoint, zmq_strerror(errno));
@@ -454,7 +550,7 @@ static void upload_pump(flc_client *c)
 }
 
 /* What the session loop should do after a message. */
-enum { GO_ON = 0, DONE = 1, RECONNECT = 2, REFUSED = 3 };
+enum { GO_ON = 0, DONE = 1, RECONNECT = 2, REFUSED = 3, HS_REFUSED = 4 };
 
 static int handle(flc_client *c, flp_msg *m, int *owned)
 {
@@ -591,22 +687,29 @@ static int session(flc_client *c)
     send_hello(c);
     c->last_recv_ns = fl_time_mono_ns();
     uint64_t hello_ns = c->last_recv_ns;
-    while (!atomic_load(&c->stop)) {
-        if (c->cfg.max_rounds && (int)c->stats.rounds_trained >= c->cfg.max_rounds &&
+    while (!atomic_load(&c->stop) && !c->hs_failed) {
+        if (c->cfg.max_rounds && c->stats.rounds_trained >= (uint64_t)c->cfg.max_rounds &&
             !c->thread_live)
             return DONE;
-        zmq_pollitem_t it = {c->sock, 0, ZMQ_POLLIN, 0};
-        const int timeout = c->thread_live ? 50 : c->cfg.heartbeat_ms / 2;
-        const int rc = zmq_poll(&it, 1, timeout);
+        zmq_pollitem_t it[2] = {{c->sock, 0, ZMQ_POLLIN, 0}, {c->mon, 0, ZMQ_POLLIN, 0}};
+        int timeout = c->cfg.heartbeat_ms / 2;
+        if (timeout > STOP_CHECK_MS)
+            timeout = STOP_CHECK_MS;
+        const int rc = zmq_poll(it, 2, timeout);
         if (rc < 0 && errno != EINTR)
             return RECONNECT;
+        if (rc > 0 && (it[1].revents & ZMQ_POLLIN)) {
+            drain_monitor(c);
+            if (c->hs_failed)
+                break;
+        }
         const uint64_t now = fl_time_mono_ns();
         if (c->thread_live && !atomic_load(&c->training)) {
             const int v = finish_training(c);
             if (v != GO_ON)
                 return v;
         }
-        if (rc > 0 && (it.revents & ZMQ_POLLIN)) {
+        if (rc > 0 && (it[0].revents & ZMQ_POLLIN)) {
             zmq_msg_t zm;
             zmq_msg_init(&zm);
             if (zmq_msg_recv(&zm, c->sock, ZMQ_DONTWAIT) >= 0) {
@@ -642,6 +745,8 @@ static int session(flc_client *c)
             return RECONNECT;
         }
     }
+    if (c->hs_failed && !atomic_load(&c->stop))
+        return HS_REFUSED;
     return DONE;
 }
 
@@ -660,6 +765,7 @@ flc_status flc_client_run(flc_client *c)
     if (!c)
         return FLC_ERR_INVALID_ARG;
     int backoff = c->cfg.reconnect_min_ms;
+    c->hs_refusals = 0;
     for (;;) {
         if (atomic_load(&c->stop))
             return FLC_ERR_CANCELLED;
@@ -678,6 +784,11 @@ flc_status flc_client_run(flc_client *c)
             return FLC_OK;
         if (v == REFUSED)
             return FLC_ERR_AUTH;
+        if (v == HS_REFUSED && ++c->hs_refusals >= AUTH_TRIES) {
+            fl_log(&c->log, FL_LOG_ERROR, "%s: %d handshakes in a row refused or failed: giving up",
+                   c->endpoint, c->hs_refusals);
+            return FLC_ERR_AUTH;
+        }
         c->stats.reconnects++;
         fl_log(&c->log, FL_LOG_INFO, "reconnecting in %d ms", backoff);
         sleep_ms_interruptible(c, backoff);

@@ -165,11 +165,22 @@ flc_status flc_client_new(const flc_config *cfg, flc_client **out);
 
 /* Connects, registers and serves tasks until the server says the run is done (FLC_OK), max_rounds
  * updates were uploaded (FLC_OK), flc_client_stop was called (FLC_ERR_CANCELLED), or the server
- * refuses this client (FLC_ERR_AUTH, FLC_ERR_REMOTE). Lost connections are retried with
- * exponential backoff; a server restart is survived. Blocks the calling thread. */
+ * refuses this client (FLC_ERR_AUTH, FLC_ERR_REMOTE).
+ *
+ * Refusal: the CURVE handshake is watched (a ZeroMQ socket monitor). A handshake the server
+ * refuses (its ZAP handler: this public key is not on its allow-list) or, over CURVE, one that
+ * fails otherwise (typically a wrong server_public_key) is retried with the reconnect backoff;
+ * after 3 such failures in a row, with no successful handshake between them, flc_client_run
+ * returns FLC_ERR_AUTH. The few retries leave room for an allow-list the server reloads, without
+ * retrying forever. An Error(auth) answering the Hello also gives FLC_ERR_AUTH, at once.
+ *
+ * Lost connections are retried with exponential backoff; a server restart is survived. Blocks the
+ * calling thread. */
 flc_status flc_client_run(flc_client *c);
 
-/* Asks a running flc_client_run to return soon. Async-signal-safe and thread-safe. */
+/* Asks a running flc_client_run to return: it does within about 50 ms (no send or wait blocks it
+ * longer), except while a local training is running, which is not interrupted: run returns once
+ * the trainer does. Async-signal-safe and thread-safe. */
 void flc_client_stop(flc_client *c);
 
 /* The client's statistics (all zero for NULL). */

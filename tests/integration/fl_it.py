@@ -363,6 +363,9 @@ def test_server_resume(h):
 # Two allowed clients and one intruder with a valid-looking key pair that is not on the list. The
 # ZAP handler must refuse the intruder's handshake (logged, counted in "auth refused"), it must never
 # reach the core (no "client intruder joined", metrics connected == 2), and the run must finish.
+# The intruder itself must learn it was refused (libflclient watches the handshake through a socket
+# monitor and gives up with FLC_ERR_AUTH after a few refusals): fl_client exits 3 within 20 s
+# instead of retrying forever.
 def test_unknown_key(h):
     sk, spub = h.keygen('server')
     for n in ('a', 'b', 'intruder'):
@@ -372,9 +375,15 @@ def test_unknown_key(h):
     srv = h.server(SMALL + ['--secret-key', sk, '--allow-list', allow, '--rounds', '2',
                             '--clients', '2', '--overcommit', '1', '--min-clients', '2',
                             '--metrics', m])
+    t0 = time.monotonic()
     bad = h.client(srv.endpoint, 2, 3, log='intruder.log', args=['--id', 'intruder'],
                    key=(h.path('keys', 'intruder.secret'), spub))
     h.wait_log('server.log', r'handshake from a key not on the allow-list refused', 30, srv)
+    brc = h.wait_exit(bad, 20, 'the refused fl_client')
+    check(brc == 3, 'the intruder exits 3 (refused by the server) after %.1f s (rc=%d)'
+          % (time.monotonic() - t0, brc))
+    check('refused this client\'s key' in h.read('intruder.log'),
+          'the intruder logs that the server refused its key')
     h.client(srv.endpoint, 0, 3, log='a.log', key=(h.path('keys', 'a.secret'), spub))
     h.client(srv.endpoint, 1, 3, log='b.log', key=(h.path('keys', 'b.secret'), spub))
     rc = h.wait_exit(srv, 90, 'fl_server')
