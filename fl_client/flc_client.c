@@ -354,8 +354,6 @@ static void send_simple(flc_client *c, flp_type type, uint64_t round)
     flp_msg m = envelope(c, type, round);
     if (type == FLP_HEARTBEAT)
         m.heartbeat.sender_time_us = fl_time_mono_ns() / 1000;
-    if (type == FLP_BYE)
-        m.bye.reason = "client stopping";
     send_msg(c, &m);
 }
 
@@ -773,8 +771,18 @@ flc_status flc_client_run(flc_client *c)
             return FLC_ERR_TRANSPORT;
         const int v = session(c);
         wait_training(c);
-        if (v == DONE && c->registered && !atomic_load(&c->stop))
-            send_simple(c, FLP_BYE, 0);
+        if (v == DONE || atomic_load(&c->stop)) {
+            if (c->registered) {
+                /* The server drops us at once instead of waiting out its liveness timeout. The
+                 * socket lingers a little (ZMQ_LINGER) so the Bye leaves before it closes. */
+                flp_msg m = envelope(c, FLP_BYE, 0);
+                m.bye.reason = atomic_load(&c->stop) ? "client stopping" : "done";
+                if (send_msg(c, &m) == 0) {
+                    const int linger = 1000;
+                    zmq_setsockopt(c->sock, ZMQ_LINGER, &linger, sizeof linger);
+                }
+            }
+        }
         close_socket(c);
         drop_pending(c);
         c->up_active = 0;

@@ -174,8 +174,9 @@ flc_status flc_client_new(const flc_config *cfg, flc_client **out);
  * returns FLC_ERR_AUTH. The few retries leave room for an allow-list the server reloads, without
  * retrying forever. An Error(auth) answering the Hello also gives FLC_ERR_AUTH, at once.
  *
- * Lost connections are retried with exponential backoff; a server restart is survived. Blocks the
- * calling thread. */
+ * Lost connections are retried with exponential backoff; a server restart is survived. Whenever
+ * it returns while registered (done, max_rounds, stop) it first says Bye, so the server drops the
+ * client at once instead of waiting out its liveness timeout. Blocks the calling thread. */
 flc_status flc_client_run(flc_client *c);
 
 /* Asks a running flc_client_run to return: it does within about 50 ms (no send or wait blocks it
@@ -186,7 +187,8 @@ void flc_client_stop(flc_client *c);
 /* The client's statistics (all zero for NULL). */
 const flc_stats *flc_client_stats(const flc_client *c);
 
-/* NULL is a no-op. Sends Bye if connected. */
+/* NULL is a no-op. Waits for a training still running, then releases everything. There is no
+ * connection left to say Bye on: flc_client_run said it before returning. */
 void flc_client_free(flc_client *c);
 
 #ifdef __cplusplus
