@@ -63,6 +63,10 @@ struct flc_client {
     int registered;
     int uploads_this_session;
 
+    /* the last update sent in full, until the server's Ack(of UPDATE) for it */
+    int ack_wait;
+    uint64_t ack_round, ack_deadline_ns;
+
     /* the update being sent: chunks go out only against the server's credits (PROTOCOL.md 3) */
     int up_active;
     uint64_t up_round;
@@ -540,6 +544,9 @@ static void upload_pump(flc_client *c)
         c->stats.bytes_up += s->bytes_up;
         c->stats.last_loss = s->loss;
         c->uploads_this_session++;
+        c->ack_wait = 1;
+        c->ack_round = s->round;
+        c->ack_deadline_ns = fl_time_mono_ns() + (uint64_t)c->cfg.liveness_ms * 1000000ull;
         fl_log(&c->log, FL_LOG_INFO, "round %llu: trained %llu samples of a %zu-parameter "
                "submodel, loss %.4f, uploaded %llu bytes", (unsigned long long)s->round,
                (unsigned long long)s->n_samples, s->sub_params, s->loss,
@@ -565,6 +572,8 @@ static int handle(flc_client *c, flp_msg *m, int *owned)
             if (c->up_active && m->ack.of_round == c->up_round)
                 c->up_credit++;
         } else if (m->ack.of_type == FLP_UPDATE) {
+            if (c->ack_wait && m->ack.of_round == c->ack_round)
+                c->ack_wait = 0;
             if (c->up_active && m->ack.of_round == c->up_round && m->ack.status != 0) {
                 /* refused or late before every chunk went: the rest would be dropped anyway */
                 c->up_active = 0;
@@ -686,8 +695,10 @@ static int session(flc_client *c)
     c->last_recv_ns = fl_time_mono_ns();
     uint64_t hello_ns = c->last_recv_ns;
     while (!atomic_load(&c->stop) && !c->hs_failed) {
+        /* max_rounds: once the last update went out in full and the server acknowledged it (or
+         * liveness_ms passed without that Ack), so updates_accepted counts it. */
         if (c->cfg.max_rounds && c->stats.rounds_trained >= (uint64_t)c->cfg.max_rounds &&
-            !c->thread_live)
+            !c->thread_live && (!c->ack_wait || fl_time_mono_ns() >= c->ack_deadline_ns))
             return DONE;
         zmq_pollitem_t it[2] = {{c->sock, 0, ZMQ_POLLIN, 0}, {c->mon, 0, ZMQ_POLLIN, 0}};
         int timeout = c->cfg.heartbeat_ms / 2;
@@ -783,6 +794,7 @@ flc_status flc_client_run(flc_client *c)
                 }
             }
         }
+        c->ack_wait = 0;
         close_socket(c);
         drop_pending(c);
         c->up_active = 0;

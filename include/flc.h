@@ -137,7 +137,8 @@ typedef struct flc_config {
     int liveness_ms;               /* silence before the server is considered gone; default 10000 */
     int reconnect_min_ms;          /* backoff starts here (default 200) ... */
     int reconnect_max_ms;          /* ... and doubles up to this (default 10000) */
-    int max_rounds;                /* return after this many uploaded updates; 0: until Bye("done") */
+    int max_rounds;                /* return after this many uploaded updates (and the server's
+                                    * answer to the last one); 0: until Bye("done"); < 0: invalid */
     flc_log_fn log;                /* NULL: silent */
     void *log_user;
     flc_log_level log_level;
@@ -164,8 +165,9 @@ typedef struct flc_client flc_client;
 flc_status flc_client_new(const flc_config *cfg, flc_client **out);
 
 /* Connects, registers and serves tasks until the server says the run is done (FLC_OK), max_rounds
- * updates were uploaded (FLC_OK), flc_client_stop was called (FLC_ERR_CANCELLED), or the server
- * refuses this client (FLC_ERR_AUTH, FLC_ERR_REMOTE).
+ * updates were uploaded (FLC_OK, once the server answered the last one or liveness_ms passed
+ * without an answer, so flc_stats.updates_accepted counts it), flc_client_stop was called
+ * (FLC_ERR_CANCELLED), or the server refuses this client (FLC_ERR_AUTH, FLC_ERR_REMOTE).
  *
  * Refusal: the CURVE handshake is watched (a ZeroMQ socket monitor). A handshake the server
  * refuses (its ZAP handler: this public key is not on its allow-list) or, over CURVE, one that
