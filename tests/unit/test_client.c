@@ -1,0 +1,593 @@
+/* Unit tests for libflclient (include/flc.h) against a fake server in the test: a ZeroMQ ROUTER
+ * that speaks the wire protocol by hand (tasks from a real server core), optionally behind CURVE
+ * with a ZAP handler that refuses every key. The client runs on its own thread; the test thread
+ * plays the server and checks what arrives and how soon flc_client_run returns. */
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <cmocka.h>
+#include <zmq.h>
+
+#include "fl_sha256.h"
+#include "fl_time.h"
+#include "flc.h"
+#include "flp_wire.h"
+#include "fls_core.h"
+
+/* ---- a log the client writes to (from its socket and trainer threads) -------------------------- */
+
+typedef struct logbuf {
+    pthread_mutex_t mu;
+    char text[1 << 16];
+    size_t len;
+} logbuf;
+
+static void log_cb(void *user, flc_log_level level, const char *msg)
+{
+    (void)level;
+    logbuf *b = user;
+    pthread_mutex_lock(&b->mu);
+    const int n = snprintf(b->text + b->len, sizeof b->text - b->len, "%s\n", msg);
+    if (n > 0 && b->len + (size_t)n < sizeof b->text)
+        b->len += (size_t)n;
+    pthread_mutex_unlock(&b->mu);
+}
+
+static int log_count(logbuf *b, const char *needle)
+{
+    pthread_mutex_lock(&b->mu);
+    int n = 0;
+    for (const char *p = b->text; (p = strstr(p, needle)); p++)
+        n++;
+    pthread_mutex_unlock(&b->mu);
+    return n;
+}
+
+/* ---- the client on its own thread ------------------------------------------------------------- */
+
+typedef struct runner {
+    flc_client *c;
+    pthread_t thread;
+    flc_status st;
+    atomic_int done;
+    double t_end;
+} runner;
+
+static void *run_thread(void *p)
+{
+    runner *r = p;
+    r->st = flc_client_run(r->c);
+    r->t_end = fl_time_mono_s();
+    atomic_store(&r->done, 1);
+    return NULL;
+}
+
+static void run_start(runner *r, flc_client *c)
+{
+    memset(r, 0, sizeof *r);
+    r->c = c;
+    assert_int_equal(pthread_create(&r->thread, NULL, run_thread, r), 0);
+}
+
+/* Waits up to timeout_s for flc_client_run to return; 1 if it did. */
+static int run_wait(runner *r, double timeout_s)
+{
+    const double end = fl_time_mono_s() + timeout_s;
+    while (!atomic_load(&r->done) && fl_time_mono_s() < end) {
+        const struct timespec ts = {0, 5 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+    if (!atomic_load(&r->done))
+        return 0;
+    pthread_join(r->thread, NULL);
+    return 1;
+}
+
+/* ---- trainers --------------------------------------------------------------------------------- */
+
+static flc_status train_plus_quarter(const flc_task *task, flc_update *out, void *user)
+{
+    (void)user;
+    for (size_t i = 0; i < task->n_params; i++)
+        out->weights[i] += 0.25f;
+    out->n_samples = 3;
+    out->loss = 1.5;
+    return FLC_OK;
+}
+
+static flc_status train_fails(const flc_task *task, flc_update *out, void *user)
+{
+    (void)task;
+    (void)out;
+    (void)user;
+    return FLC_ERR_INTERNAL;
+}
+
+static flc_config base_config(const char *endpoint, flc_train_fn train, logbuf *lb)
+{
+    flc_config cfg;
+    memset(&cfg, 0, sizeof cfg);
+    cfg.server_endpoint = endpoint;
+    cfg.client_id = "dev";
+    cfg.train = train;
+    cfg.log = log_cb;
+    cfg.log_user = lb;
+    cfg.log_level = FLC_LOG_DEBUG;
+    return cfg;
+}
+
+/* ---- flc_client_new validation ---------------------------------------------------------------- */
+
+static void test_new_validation(void **state)
+{
+    (void)state;
+    char spub[41], ssec[41], cpub[41], csec[41];
+    assert_int_equal(zmq_curve_keypair(spub, ssec), 0);
+    assert_int_equal(zmq_curve_keypair(cpub, csec), 0);
+    char bad_char[41], overflow[41], short_key[41];
+    snprintf(bad_char, sizeof bad_char, "%s", spub);
+    bad_char[7] = '"';                      /* not a Z85 character */
+    memset(overflow, '#', 40);              /* Z85, but "#####" is above 2^32 - 1 */
+    overflow[40] = '\0';
+    snprintf(short_key, sizeof short_key, "%.20s", cpub);
+
+    logbuf *lb = calloc(1, sizeof *lb);
+    pthread_mutex_init(&lb->mu, NULL);
+    const flc_config good = {
+        .server_endpoint = "tcp://127.0.0.1:1", .client_id = "dev", .server_public_key = spub,
+        .public_key = cpub, .secret_key = csec, .train = train_plus_quarter, .log = log_cb,
+        .log_user = lb};
+    flc_client *c = (flc_client *)&c; /* not NULL: new must set it */
+    assert_int_equal(flc_client_new(&good, &c), FLC_OK);
+    assert_non_null(c);
+    flc_client_free(c);
+
+    /* Each row breaks one field; new must refuse it and name the field in the log. */
+    static const int32_t one_label[1] = {0};
+    static const flc_samples no_x = {NULL, NULL, one_label, 1};
+    const struct {
+        const char *what;   /* what the log must say */
+        flc_config cfg;
+    } rows[] = {
+        {"heartbeat_ms", {.heartbeat_ms = -1}},
+        {"liveness_ms", {.liveness_ms = -5}},
+        {"reconnect_min_ms", {.reconnect_min_ms = -1}},
+        {"reconnect_max_ms", {.reconnect_max_ms = -1}},
+        {"reconnect_min_ms 20000 is above", {.reconnect_min_ms = 20000}},
+        {"max_rounds", {.max_rounds = -1}},
+        {"public_key is not a CURVE key", {.public_key = short_key}},
+        {"public_key is not a CURVE key", {.public_key = overflow}},
+        {"server_public_key is not a CURVE key", {.server_public_key = bad_char}},
+        {"server_public_key is not a CURVE key", {.server_public_key = overflow}},
+        {"secret_key is not a CURVE key", {.secret_key = short_key}},
+        {"public_key is not the public key of secret_key", {.public_key = spub}},
+        {"server_endpoint", {.server_endpoint = ""}},
+        {"client_id", {.client_id = ""}},
+        {"backend", {.backend = (flc_backend)9}},
+        {"samples", {.train = NULL, .samples = &no_x}},
+    };
+    for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
+        flc_config cfg = good;
+        const flc_config *d = &rows[i].cfg;
+        if (d->heartbeat_ms) cfg.heartbeat_ms = d->heartbeat_ms;
+        if (d->liveness_ms) cfg.liveness_ms = d->liveness_ms;
+        if (d->reconnect_min_ms) cfg.reconnect_min_ms = d->reconnect_min_ms;
+        if (d->reconnect_max_ms) cfg.reconnect_max_ms = d->reconnect_max_ms;
+        if (d->max_rounds) cfg.max_rounds = d->max_rounds;
+        if (d->public_key) cfg.public_key = d->public_key;
+        if (d->server_public_key) cfg.server_public_key = d->server_public_key;
+        if (d->secret_key) cfg.secret_key = d->secret_key;
+        if (d->server_endpoint) cfg.server_endpoint = d->server_endpoint;
+        if (d->client_id) cfg.client_id = d->client_id;
+        if (d->backend) cfg.backend = d->backend;
+        if (d->samples) {
+            cfg.samples = d->samples;
+            cfg.train = NULL;
+        }
+        lb->len = 0;
+        lb->text[0] = '\0';
+        c = (flc_client *)&c;
+        const flc_status st = flc_client_new(&cfg, &c);
+        if (st != FLC_ERR_INVALID_ARG || c != NULL || !strstr(lb->text, rows[i].what))
+            fail_msg("row %zu (%s): status %d, log '%s'", i, rows[i].what, (int)st, lb->text);
+    }
+    lb->len = 0;
+    lb->text[0] = '\0';
+    assert_int_equal(flc_client_new(&good, NULL), FLC_ERR_INVALID_ARG);
+    assert_non_null(strstr(lb->text, "out is NULL"));
+    assert_int_equal(flc_client_new(NULL, &c), FLC_ERR_INVALID_ARG);
+    assert_null(c);
+    pthread_mutex_destroy(&lb->mu);
+    free(lb);
+}
+
+/* ---- stop is honoured promptly ---------------------------------------------------------------- */
+
+/* A loopback port nothing listens on (bound, then released). */
+static void dead_endpoint(char *ep, size_t cap)
+{
+    void *ctx = zmq_ctx_new();
+    void *s = zmq_socket(ctx, ZMQ_ROUTER);
+    assert_int_equal(zmq_bind(s, "tcp://127.0.0.1:*"), 0);
+    size_t n = cap;
+    assert_int_equal(zmq_getsockopt(s, ZMQ_LAST_ENDPOINT, ep, &n), 0);
+    zmq_close(s);
+    zmq_ctx_term(ctx);
+}
+
+static void test_stop_prompt(void **state)
+{
+    (void)state;
+    char ep[128];
+    dead_endpoint(ep, sizeof ep);
+    logbuf *lb = calloc(1, sizeof *lb);
+    pthread_mutex_init(&lb->mu, NULL);
+    flc_config cfg = base_config(ep, train_plus_quarter, lb);
+    cfg.heartbeat_ms = 20000; /* a poll of heartbeat_ms / 2 would hold stop for 10 s */
+    cfg.liveness_ms = 60000;
+    flc_client *c = NULL;
+    assert_int_equal(flc_client_new(&cfg, &c), FLC_OK);
+    runner r;
+    run_start(&r, c);
+    const struct timespec ts = {0, 300 * 1000 * 1000};
+    nanosleep(&ts, NULL);
+    const double t0 = fl_time_mono_s();
+    flc_client_stop(c);
+    if (!run_wait(&r, 1.0))
+        fail_msg("flc_client_run still running 1 s after flc_client_stop");
+    assert_int_equal(r.st, FLC_ERR_CANCELLED);
+    assert_true(r.t_end - t0 < 1.0);
+    flc_client_free(c);
+    pthread_mutex_destroy(&lb->mu);
+    free(lb);
+}
+
+/* ---- a fake server ---------------------------------------------------------------------------- */
+
+typedef struct fake {
+    void *ctx, *router, *zap;
+    char ep[128];
+    uint8_t rid[256];
+    size_t rid_len;
+    pthread_t zap_thread;
+    atomic_int zap_stop;
+    atomic_int zap_refused;
+} fake;
+
+/* ZAP (RFC 27): every request is answered 400, as fl_server does for a key not on its list. */
+static void *zap_thread(void *p)
+{
+    fake *f = p;
+    while (!atomic_load(&f->zap_stop)) {
+        zmq_pollitem_t it = {f->zap, 0, ZMQ_POLLIN, 0};
+        if (zmq_poll(&it, 1, 20) <= 0)
+            continue;
+        char frames[8][256];
+        size_t lens[8];
+        int n = 0, more = 1;
+        while (more) {
+            zmq_msg_t m;
+            zmq_msg_init(&m);
+            if (zmq_msg_recv(&m, f->zap, 0) < 0) {
+                zmq_msg_close(&m);
+                break;
+            }
+            if (n < 8) {
+                lens[n] = zmq_msg_size(&m) < 256 ? zmq_msg_size(&m) : 256;
+                memcpy(frames[n], zmq_msg_data(&m), lens[n]);
+                n++;
+            }
+            more = zmq_msg_more(&m);
+            zmq_msg_close(&m);
+        }
+        if (n < 2)
+            continue;
+        zmq_send(f->zap, "1.0", 3, ZMQ_SNDMORE);
+        zmq_send(f->zap, frames[1], lens[1], ZMQ_SNDMORE); /* request id */
+        zmq_send(f->zap, "400", 3, ZMQ_SNDMORE);
+        zmq_send(f->zap, "not on the allow-list", 21, ZMQ_SNDMORE);
+        zmq_send(f->zap, "", 0, ZMQ_SNDMORE);
+        zmq_send(f->zap, "", 0, 0);
+        atomic_fetch_add(&f->zap_refused, 1);
+    }
+    return NULL;
+}
+
+/* secret: NULL for plain text; else the server's CURVE secret key, behind a refusing ZAP. */
+static void fake_open(fake *f, const char *secret)
+{
+    memset(f, 0, sizeof *f);
+    f->ctx = zmq_ctx_new();
+    assert_non_null(f->ctx);
+    if (secret) {
+        f->zap = zmq_socket(f->ctx, ZMQ_REP);
+        assert_int_equal(zmq_bind(f->zap, "inproc://zeromq.zap.01"), 0);
+        assert_int_equal(pthread_create(&f->zap_thread, NULL, zap_thread, f), 0);
+    }
+    f->router = zmq_socket(f->ctx, ZMQ_ROUTER);
+    const int linger = 0, on = 1;
+    zmq_setsockopt(f->router, ZMQ_LINGER, &linger, sizeof linger);
+    if (secret) {
+        assert_int_equal(zmq_setsockopt(f->router, ZMQ_CURVE_SERVER, &on, sizeof on), 0);
+        assert_int_equal(zmq_setsockopt(f->router, ZMQ_CURVE_SECRETKEY, secret, 40), 0);
+    }
+    assert_int_equal(zmq_bind(f->router, "tcp://127.0.0.1:*"), 0);
+    size_t n = sizeof f->ep;
+    assert_int_equal(zmq_getsockopt(f->router, ZMQ_LAST_ENDPOINT, f->ep, &n), 0);
+}
+
+static void fake_close(fake *f)
+{
+    if (f->zap) {
+        atomic_store(&f->zap_stop, 1);
+        pthread_join(f->zap_thread, NULL);
+        zmq_close(f->zap);
+    }
+    zmq_close(f->router);
+    zmq_ctx_term(f->ctx);
+}
+
+/* The next message from the client within timeout_ms, or NULL. Heartbeats are skipped. */
+static flp_msg *fake_recv(fake *f, int timeout_ms)
+{
+    const double end = fl_time_mono_s() + timeout_ms / 1000.0;
+    while (fl_time_mono_s() < end) {
+        zmq_pollitem_t it = {f->router, 0, ZMQ_POLLIN, 0};
+        if (zmq_poll(&it, 1, 20) <= 0)
+            continue;
+        zmq_msg_t rid, body;
+        zmq_msg_init(&rid);
+        zmq_msg_init(&body);
+        assert_true(zmq_msg_recv(&rid, f->router, 0) >= 0);
+        assert_true(zmq_msg_recv(&body, f->router, 0) >= 0);
+        f->rid_len = zmq_msg_size(&rid);
+        memcpy(f->rid, zmq_msg_data(&rid), f->rid_len);
+        flp_msg *m = NULL;
+        char err[FLP_ERRBUF];
+        const fl_status st = flp_decode(&m, zmq_msg_data(&body), zmq_msg_size(&body), NULL, err,
+                                        sizeof err);
+        zmq_msg_close(&rid);
+        zmq_msg_close(&body);
+        if (st != FL_OK)
+            fail_msg("the client sent an invalid message: %s", err);
+        if (m->type == FLP_HEARTBEAT) {
+            flp_msg_free(m);
+            continue;
+        }
+        return m;
+    }
+    return NULL;
+}
+
+/* The next message of type t within timeout_ms (others are dropped), or NULL. */
+static flp_msg *fake_expect(fake *f, flp_type t, int timeout_ms)
+{
+    const double end = fl_time_mono_s() + timeout_ms / 1000.0;
+    for (;;) {
+        const int left = (int)((end - fl_time_mono_s()) * 1000.0);
+        flp_msg *m = left > 0 ? fake_recv(f, left) : NULL;
+        if (!m || m->type == t)
+            return m;
+        flp_msg_free(m);
+    }
+}
+
+static void fake_send(fake *f, const flp_msg *m)
+{
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    char err[FLP_ERRBUF];
+    if (flp_encode_alloc(&buf, &len, m, NULL, err, sizeof err) != FL_OK)
+        fail_msg("encode %s: %s", flp_type_name(m->type), err);
+    assert_true(zmq_send(f->router, f->rid, f->rid_len, ZMQ_SNDMORE) >= 0);
+    assert_true(zmq_send(f->router, buf, len, 0) >= 0);
+    free(buf);
+}
+
+static void fake_ack(fake *f, flp_type of, uint64_t round, int32_t status)
+{
+    flp_msg a = flp_msg_header(FLP_ACK, 0, NULL);
+    a.ack.of_type = of;
+    a.ack.of_round = round;
+    a.ack.status = status;
+    a.ack.detail = "";
+    fake_send(f, &a);
+}
+
+/* Waits for the client's Hello, registers it, and sends it one Task of a small mlp with all of
+ * its weight chunks (made by a real server core). Returns the task's round. */
+static uint64_t fake_hello_and_task(fake *f, fls_core **core)
+{
+    flp_msg *h = fake_expect(f, FLP_HELLO, 5000);
+    if (!h)
+        fail_msg("no Hello within 5 s");
+    flp_msg_free(h);
+    fake_ack(f, FLP_HELLO, 0, 0);
+
+    fls_config cfg = fls_config_default();
+    snprintf(cfg.arch, sizeof cfg.arch, "mlp:6-5-3");
+    cfg.policy.kind = FLS_POLICY_FD;
+    cfg.clients_per_round = 1;
+    cfg.overcommit = 1.0;
+    cfg.chunk_elems = 7;
+    assert_int_equal(fls_core_new(&cfg, core), FL_OK);
+    const uint32_t key = fl_client_key("dev");
+    assert_int_equal(fls_core_client_join(*core, key, 3, 0.0), FL_OK);
+    assert_int_equal(fls_core_tick(*core, 0.0), FL_OK);
+    fls_event ev;
+    int got = 0;
+    while (fls_core_poll(*core, &ev))
+        got |= ev.kind == FLS_EV_TASK && ev.client == key;
+    assert_true(got);
+    flp_msg task;
+    assert_int_equal(fls_core_task(*core, key, &task), FL_OK);
+    fake_send(f, &task);
+    const size_t cap = fls_core_task_chunk_bound(*core);
+    uint8_t *buf = malloc(cap);
+    for (uint32_t t = 0; t < task.task.n_tensors; t++)
+        for (uint32_t i = 0; i < task.task.tensors[t].n_chunks; i++) {
+            flp_msg cm = flp_msg_header(FLP_CHUNK, task.round, NULL);
+            size_t len;
+            assert_int_equal(fls_core_task_chunk(*core, key, t, i, buf, cap, &len, &cm.chunk),
+                             FL_OK);
+            fake_send(f, &cm);
+        }
+    free(buf);
+    return task.round;
+}
+
+/* ---- a key the server refuses ----------------------------------------------------------------- */
+
+static void test_refused_key(void **state)
+{
+    (void)state;
+    char spub[41], ssec[41], cpub[41], csec[41];
+    assert_int_equal(zmq_curve_keypair(spub, ssec), 0);
+    assert_int_equal(zmq_curve_keypair(cpub, csec), 0);
+    fake f;
+    fake_open(&f, ssec);
+    logbuf *lb = calloc(1, sizeof *lb);
+    pthread_mutex_init(&lb->mu, NULL);
+    flc_config cfg = base_config(f.ep, train_plus_quarter, lb);
+    cfg.server_public_key = spub;
+    cfg.secret_key = csec;
+    cfg.reconnect_min_ms = 50;
+    flc_client *c = NULL;
+    assert_int_equal(flc_client_new(&cfg, &c), FLC_OK);
+    runner r;
+    run_start(&r, c);
+    if (!run_wait(&r, 10.0)) {
+        flc_client_stop(c);
+        run_wait(&r, 60.0);
+        fail_msg("flc_client_run still retrying 10 s after the server refused its key");
+    }
+    assert_int_equal(r.st, FLC_ERR_AUTH);
+    assert_true(atomic_load(&f.zap_refused) >= 1);
+    assert_true(log_count(lb, "allow-list") >= 1);
+    flc_client_free(c);
+    fake_close(&f);
+    pthread_mutex_destroy(&lb->mu);
+    free(lb);
+}
+
+/* ---- a failed training is reported; stop says Bye --------------------------------------------- */
+
+static void test_train_failure_reported_and_bye(void **state)
+{
+    (void)state;
+    fake f;
+    fake_open(&f, NULL);
+    logbuf *lb = calloc(1, sizeof *lb);
+    pthread_mutex_init(&lb->mu, NULL);
+    flc_config cfg = base_config(f.ep, train_fails, lb);
+    cfg.heartbeat_ms = 100;
+    flc_client *c = NULL;
+    assert_int_equal(flc_client_new(&cfg, &c), FLC_OK);
+    runner r;
+    run_start(&r, c);
+    fls_core *core = NULL;
+    const uint64_t round = fake_hello_and_task(&f, &core);
+
+    /* The server hears of the failure at once: an Error of the task's round, with the trainer's
+     * status as its code. */
+    flp_msg *e = fake_expect(&f, FLP_ERROR, 5000);
+    if (!e)
+        fail_msg("no Error after a failed training; log:\n%s", lb->text);
+    assert_int_equal(e->round, round);
+    assert_int_equal(e->error.code, FLC_ERR_INTERNAL);
+    assert_non_null(strstr(e->error.message, "plug-in trainer failed with status 4"));
+    flp_msg_free(e);
+    /* Logged once, as the device's failure, not as a bug in fedrop. */
+    assert_int_equal(log_count(lb, "plug-in trainer failed with status 4"), 1);
+    assert_int_equal(log_count(lb, "bug in fedrop"), 0);
+
+    /* flc_client_stop: the server is told Bye instead of waiting for its liveness timeout. */
+    flc_client_stop(c);
+    flp_msg *b = fake_expect(&f, FLP_BYE, 2000);
+    if (!b)
+        fail_msg("no Bye after flc_client_stop");
+    assert_string_equal(b->bye.reason, "client stopping");
+    flp_msg_free(b);
+    assert_true(run_wait(&r, 2.0));
+    assert_int_equal(r.st, FLC_ERR_CANCELLED);
+    flc_client_free(c);
+    fls_core_free(core);
+    fake_close(&f);
+    pthread_mutex_destroy(&lb->mu);
+    free(lb);
+}
+
+/* ---- max_rounds waits for the last update's Ack ----------------------------------------------- */
+
+static void test_max_rounds_counts_last_ack(void **state)
+{
+    (void)state;
+    fake f;
+    fake_open(&f, NULL);
+    logbuf *lb = calloc(1, sizeof *lb);
+    pthread_mutex_init(&lb->mu, NULL);
+    flc_config cfg = base_config(f.ep, train_plus_quarter, lb);
+    cfg.heartbeat_ms = 100;
+    cfg.max_rounds = 1;
+    flc_client *c = NULL;
+    assert_int_equal(flc_client_new(&cfg, &c), FLC_OK);
+    runner r;
+    run_start(&r, c);
+    fls_core *core = NULL;
+    const uint64_t round = fake_hello_and_task(&f, &core);
+
+    flp_msg *u = fake_expect(&f, FLP_UPDATE, 5000);
+    if (!u)
+        fail_msg("no Update; log:\n%s", lb->text);
+    assert_int_equal(u->round, round);
+    uint32_t n = 0;
+    for (uint32_t t = 0; t < u->update.n_tensors; t++)
+        n += u->update.tensors[t].n_chunks;
+    flp_msg_free(u);
+    for (uint32_t i = 0; i < n; i++) /* credits for every chunk */
+        fake_ack(&f, FLP_CHUNK, round, 0);
+    for (uint32_t i = 0; i < n; i++) {
+        flp_msg *cm = fake_expect(&f, FLP_CHUNK, 5000);
+        if (!cm)
+            fail_msg("chunk %u of %u missing", i, n);
+        flp_msg_free(cm);
+    }
+    /* The server takes its time to commit: the client must still be there to hear the Ack. */
+    const struct timespec ts = {0, 300 * 1000 * 1000};
+    nanosleep(&ts, NULL);
+    assert_false(atomic_load(&r.done));
+    fake_ack(&f, FLP_UPDATE, round, 0);
+    flp_msg *b = fake_expect(&f, FLP_BYE, 3000);
+    if (!b)
+        fail_msg("no Bye after max_rounds");
+    flp_msg_free(b);
+    assert_true(run_wait(&r, 3.0));
+    assert_int_equal(r.st, FLC_OK);
+    const flc_stats *s = flc_client_stats(c);
+    assert_int_equal(s->rounds_trained, 1);
+    assert_int_equal(s->updates_accepted, 1);
+    flc_client_free(c);
+    fls_core_free(core);
+    fake_close(&f);
+    pthread_mutex_destroy(&lb->mu);
+    free(lb);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_new_validation),
+        cmocka_unit_test(test_stop_prompt),
+        cmocka_unit_test(test_refused_key),
+        cmocka_unit_test(test_train_failure_reported_and_bye),
+        cmocka_unit_test(test_max_rounds_counts_last_ack),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
