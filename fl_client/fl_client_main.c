@@ -4,6 +4,7 @@
  *             --dataset fashion-mnist --partition dirichlet:0.5 --client-index 3 --num-clients 100
  */
 #include <getopt.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -39,7 +40,8 @@ static void usage(FILE *f)
 "\n"
 "Data (the built-in CPU trainer):\n"
 "  --dataset SPEC         fashion-mnist | mnist | idx:IMAGES,LABELS | femnist:PATH | shakespeare:PATH |\n"
-"                         synth-images:N:CxHxW:CLASSES  (default fashion-mnist; the train split)\n"
+"                         synth-images:N:CxHxW:CLASSES[:SIGMA] | synth-tokens:N:T:VOCAB[:NOISE]\n"
+"                         (default fashion-mnist; the train split)\n"
 "  --data-dir DIR         where fashion-mnist / mnist live (default /usr/share/datasets/<name>)\n"
 "  --partition SPEC       iid | dirichlet:ALPHA | shards:S | natural   (default iid)\n"
 "  --num-clients N        clients the dataset is partitioned over (default 1)\n"
@@ -47,14 +49,15 @@ static void usage(FILE *f)
 "  --partition-seed S     seed of the partition; every client of a run must use the same (default 1)\n"
 "\n"
 "Run:\n"
-"  --max-rounds N         stop after uploading N updates (default: until the server says done)\n"
+"  --max-rounds N         stop after uploading N updates, N <= %d (default 0: until the\n"
+"                         server says done)\n"
 "  --threads N            BLAS threads for training (default 1)\n"
 "  --seed S               local randomness (default: derived from the id)\n"
 "  --log-level LEVEL      debug | info | warn | error (default info)\n"
 "  -h, --help             this text\n"
 "\n"
 "Exit status: 0 the run ended (or SIGINT/SIGTERM), 1 bad usage, 2 dataset error,\n"
-"3 refused by the server (key or id), 4 transport error.\n");
+"3 refused by the server (key or id), 4 transport error.\n", INT_MAX);
 }
 
 /* A key file holds one Z85 key (40 characters) on a line of its own; other lines are comments
@@ -162,8 +165,13 @@ int main(int argc, char **argv)
         fprintf(stderr, "fl_client: --server is required (try --help)\n");
         return 1;
     }
-    if (num_clients < 1 || index < 0 || index >= num_clients || threads < 1 || max_rounds < 0) {
+    if (num_clients < 1 || index < 0 || index >= num_clients || threads < 1) {
         fprintf(stderr, "fl_client: need 0 <= --client-index < --num-clients, --threads >= 1\n");
+        return 1;
+    }
+    /* flc_config.max_rounds is an int: a larger count must not wrap into a negative or small one. */
+    if (max_rounds < 0 || max_rounds > INT_MAX) {
+        fprintf(stderr, "fl_client: --max-rounds %ld: expected 0 <= N <= %d\n", max_rounds, INT_MAX);
         return 1;
     }
     if (!insecure && (!server_key || !key)) {
