@@ -950,7 +950,15 @@ static void handle_frame(fls_server *s, const uint8_t *rid, size_t rid_len, cons
         }
         break;
     case FLP_ERROR:
-        log_bad(s, "client %s reports error %u: %s", x->id, m->error.code, m->error.message);
+        /* Its training of the open round failed (the core counts the update as failed and may
+         * close the round early), or an error about something else: logged either way. */
+        if (fls_core_on_message(s->core, x->key, m, fl_time_mono_s()) == FL_OK)
+            fl_log(&s->log, FL_LOG_WARN, "client %s: round %llu failed on the device: %s",
+                   x->id, (unsigned long long)m->round,
+                   m->error.message && m->error.message[0] ? m->error.message
+                                                           : fl_strerror((fl_status)m->error.code));
+        else
+            log_bad(s, "client %s reports error %u: %s", x->id, m->error.code, m->error.message);
         break;
     case FLP_UPDATE:
         on_update(s, x, m);

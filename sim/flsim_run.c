@@ -797,15 +797,20 @@ static fl_status feed_one(sim *S, round_acc *ra, job *j)
             ra->t_close = ra->deadline;
     }
     if (j->st != FL_OK) {
-        /* It would send an Error and reconnect: the core counts it as failed. */
+        /* It sends an Error about the round, as libflclient does: the core counts it as failed
+         * (if its update was still due) and may close the round. */
         ra->failed++;
         const int was_open = fls_core_round_open(S->core);
-        st = fls_core_client_leave(S->core, j->key, now);
-        if (st == FL_OK)
-            st = fls_core_client_join(S->core, j->key, j->shard_n, now);
-        if (was_open && !fls_core_round_open(S->core) && ra->t_close < 0)
+        if (!was_open)
+            return FL_OK; /* the round closed without it: nothing to tell */
+        flp_msg em = flp_msg_header(FLP_ERROR, fls_core_round(S->core), NULL);
+        em.error.code = (uint32_t)j->st;
+        em.error.message = fl_strerror(j->st);
+        if ((st = fls_core_on_message(S->core, j->key, &em, now)) != FL_OK)
+            return st; /* its update was due: anything else is a bug */
+        if (!fls_core_round_open(S->core) && ra->t_close < 0)
             ra->t_close = now;
-        return st;
+        return FL_OK;
     }
     flp_msg task;
     const fl_status ts = fls_core_task(S->core, j->key, &task);

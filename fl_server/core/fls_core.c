@@ -519,6 +519,16 @@ static fl_status check_exhausted(fls_core *c, double now)
     return close_round(c, FLS_CLOSE_EXHAUSTED, now);
 }
 
+/* A selected client's update this round will not come: dropped, counted as failed; the round
+ * closes if no selected client can still report. */
+static fl_status sel_fail(fls_core *c, sel *s, double now)
+{
+    sel_release_update(c, s);
+    s->state = CS_FAILED;
+    c->cur.failed++;
+    return check_exhausted(c, now);
+}
+
 fl_status fls_core_client_leave(fls_core *c, uint32_t key, double now)
 {
     if (!c)
@@ -530,13 +540,26 @@ fl_status fls_core_client_leave(fls_core *c, uint32_t key, double now)
         c->n_connected--;
     cr->connected = 0;
     sel *s = c->open ? sel_find(c, key) : NULL;
-    if (s && (s->state == CS_TASKED || s->state == CS_RECEIVING)) {
-        sel_release_update(c, s);
-        s->state = CS_FAILED;
-        c->cur.failed++;
-        return check_exhausted(c, now);
-    }
+    if (s && (s->state == CS_TASKED || s->state == CS_RECEIVING))
+        return sel_fail(c, s, now);
     return FL_OK;
+}
+
+/* An Error from client about `round`: its training failed (flc: the trainer's status). Its update
+ * this round (if it was still due) is dropped and counted as failed, as a leave would, but the
+ * client stays connected. FL_OK, or why the report changes nothing. */
+static fl_status on_client_error(fls_core *c, uint32_t key, uint64_t round, double now)
+{
+    if (!client_find(c, key))
+        return FL_ERR_UNKNOWN_CLIENT;
+    if (!c->open || round != c->round)
+        return FL_ERR_ROUND_CLOSED;
+    sel *s = sel_find(c, key);
+    if (!s)
+        return FL_ERR_NOT_SELECTED;
+    if (s->state != CS_TASKED && s->state != CS_RECEIVING)
+        return FL_ERR_STATE;
+    return sel_fail(c, s, now);
 }
 
 /* ---- rounds ----------------------------------------------------------------------------------- */
@@ -1118,6 +1141,9 @@ static fl_status on_message(fls_core *c, uint32_t key, const flp_msg *m, double 
         break;
     case FLP_CHUNK:
         st = on_chunk(c, key, m, now, borrowed);
+        break;
+    case FLP_ERROR:
+        st = on_client_error(c, key, m->round, now);
         break;
     default:
         st = FL_ERR_WIRE_TYPE;

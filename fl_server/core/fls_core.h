@@ -141,7 +141,11 @@ fl_status fls_core_tick(fls_core *core, double now);
 
 /* A decoded, validated message (flp_decode) from client. Hello joins the client (as
  * fls_core_client_join), Bye leaves it, Update and Chunk are processed as described above,
- * Heartbeat is accepted. Returns the status to reply with (see the header comment). The message
+ * Heartbeat is accepted. An Error with the open round's number from a selected client whose
+ * update is still due says its training failed: the update is counted as failed (as when the
+ * client leaves) and the round may close, but the client stays connected; an Error about
+ * another round, or from a client with nothing due, changes nothing (FL_ERR_ROUND_CLOSED,
+ * FL_ERR_NOT_SELECTED, FL_ERR_STATE). Returns the status to reply with (see the header comment). The message
  * is not retained. */
 fl_status fls_core_on_message(fls_core *core, uint32_t client, const flp_msg *m, double now);
 

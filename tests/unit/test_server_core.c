@@ -867,6 +867,55 @@ static void test_engine_start_and_shared_chunks(void **state)
     fls_core_free(core);
 }
 
+/* A client's Error about the open round (its training failed) counts its update as failed and
+ * can close the round early; the client stays connected. Errors about anything else change
+ * nothing. */
+static void test_engine_client_error(void **state)
+{
+    (void)state;
+    const fls_config cfg = small_config();
+    fls_core *core = core_with_clients(&cfg, 6);
+    assert_int_equal(fls_core_tick(core, 1.0), FL_OK);
+    uint32_t keys[16];
+    assert_int_equal(take_tasks(core, keys, 16, NULL, NULL), 4);
+    const uint64_t round = fls_core_round(core);
+    flp_msg e = flp_msg_header(FLP_ERROR, round, NULL);
+    e.error.code = FL_ERR_NUMERIC;
+    e.error.message = "training diverged";
+    uint32_t idle = 10;
+    while (idle == keys[0] || idle == keys[1] || idle == keys[2] || idle == keys[3])
+        idle += 10;
+    assert_int_equal(fls_core_on_message(core, idle, &e, 1.5), FL_ERR_NOT_SELECTED);
+    assert_int_equal(fls_core_on_message(core, 999, &e, 1.5), FL_ERR_UNKNOWN_CLIENT);
+    flp_msg stale = e;
+    stale.round = round + 1;
+    assert_int_equal(fls_core_on_message(core, keys[0], &stale, 1.5), FL_ERR_ROUND_CLOSED);
+    /* keys[0] reports, the other three fail: the round closes at the last failure, since no
+     * selected client can still report (not at its deadline). */
+    ulist l = {0};
+    client_work(core, keys[0], NULL, 0.01f, 1.0, 5, &l);
+    assert_int_equal(deliver(core, &l, keys[0], 2.0), FL_OK);
+    assert_int_equal(fls_core_on_message(core, keys[0], &e, 2.0), FL_ERR_STATE); /* delivered */
+    for (int i = 1; i < 4; i++) {
+        assert_true(fls_core_round_open(core));
+        assert_int_equal(fls_core_on_message(core, keys[i], &e, 2.0 + i), FL_OK);
+        assert_int_equal(fls_core_on_message(core, keys[i], &e, 2.0 + i),
+                         i < 3 ? FL_ERR_STATE : FL_ERR_ROUND_CLOSED);
+    }
+    assert_false(fls_core_round_open(core)); /* closed at 5.0, not at the deadline (61) */
+    int ends = 0;
+    take_tasks(core, keys, 0, &ends, NULL);
+    assert_int_equal(ends, 1);
+    const fls_round_metrics *m = fls_core_last_metrics(core);
+    assert_int_equal(m->closed_by, FLS_CLOSE_EXHAUSTED);
+    assert_int_equal(m->reported, 1);
+    assert_int_equal(m->failed, 3);
+    assert_true(m->t_end == 5.0);
+    assert_int_equal(fls_core_connected(core), 6); /* nobody left */
+    ulist_free(&l);
+    fls_core_free(core);
+}
+
 /* The client table: which clients a round draws depends on the set of connected clients, not on
  * the order in which they joined (in one go, or some of them while a round ran), and joins,
  * leaves and rejoins keep the connected count. */
@@ -1640,6 +1689,7 @@ int main(void)
         cmocka_unit_test(test_config_digest),
         cmocka_unit_test(test_engine_quorum_and_late),
         cmocka_unit_test(test_engine_start_and_shared_chunks),
+        cmocka_unit_test(test_engine_client_error),
         cmocka_unit_test(test_engine_client_table),
         cmocka_unit_test(test_engine_deadline),
         cmocka_unit_test(test_engine_rejections),
