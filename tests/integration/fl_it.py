@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """fedrop integration tests: real fl_server / fl_client processes on loopback.
 
-    fl_it.py TEST        TEST in: learn, client_kill, server_resume, unknown_key, garbage
+    fl_it.py TEST        TEST in: learn, client_kill, server_resume, unknown_key, garbage,
+                         train_failure
 
 Each test makes its own temporary directory, picks free ports, starts real processes and kills
 every child it started (SIGKILL, then wait) on the way out, whatever happens (exception, assertion,
@@ -28,6 +29,7 @@ BUILD = os.environ.get('FEDROP_BUILD_ROOT') or os.path.join(
 SERVER = os.path.join(BUILD, 'fl_server', 'fl_server')
 CLIENT = os.path.join(BUILD, 'fl_client', 'fl_client')
 GARBAGE = os.path.join(BUILD, 'tests', 'integration', 'it_garbage_client')
+FAILING = os.path.join(BUILD, 'tests', 'integration', 'it_failing_client')
 FMNIST = os.environ.get('FEDROP_DATA_DIR') or '/usr/share/datasets/fashion-mnist'
 
 
@@ -465,12 +467,44 @@ def test_garbage(h):
     check(ref == got, 'the aggregate is untouched: final models are byte-identical')
 
 
+# ---- 6. a device whose training fails -----------------------------------------------------------
+# One fl_client trains; it_failing_client (libflclient with a plug-in trainer that always fails)
+# must report each failure to the server with an Error. Quorum 2, deadline 60 s: every round must
+# close as soon as the good client has reported ("exhausted": no selected client can still
+# report), far before the deadline, with 1 update reported and 1 failed. Without the Error the
+# server waits out the deadline and counts the device late, not failed. The failing device stays
+# connected for the next round, and both clients exit 0 when the run is done.
+def test_train_failure(h):
+    m = h.path('metrics.jsonl')
+    srv = h.server(SMALL + ['--insecure', '--rounds', '3', '--clients', '2', '--overcommit', '1',
+                            '--set', 'round.deadline_s=60', '--metrics', m])
+    good = h.client(srv.endpoint, 0, 2)
+    bad = h.spawn([FAILING, srv.endpoint, 'device-fails'], 'failing.log')
+    rc = h.wait_exit(srv, 100, 'fl_server')
+    check(rc == 0, 'server exits 0 (rc=%d)' % rc)
+    rows = metrics(m)
+    check([r['round'] for r in rows] == [0, 1, 2], 'rounds 0..2 recorded')
+    for r in rows:
+        check(r['reported'] == 1 and r['failed'] == 1 and r['late'] == 0,
+              'round %d: 1 reported, 1 failed, 0 late (%d, %d, %d)'
+              % (r['round'], r['reported'], r['failed'], r['late']))
+        check(r['closed_by'] == 'exhausted' and r['duration_s'] < 30,
+              'round %d closed by %s after %.2f s, not at the 60 s deadline'
+              % (r['round'], r['closed_by'], r['duration_s']))
+    check(len(re.findall(r'client device-fails: round \d+ failed on the device',
+                         h.read('server.log'))) == 3, 'the server logs each failure')
+    check(h.wait_exit(bad, 30, 'it_failing_client') == 0, 'the failing device exits 0 at the end')
+    check(h.wait_exit(good, 30, 'fl_client') == 0, 'the good client exits 0')
+    check(h.read('failing.log').count('training fails') == 3, 'the device was asked 3 times')
+
+
 TESTS = {
     'learn': test_learn,
     'client_kill': test_client_kill,
     'server_resume': test_server_resume,
     'unknown_key': test_unknown_key,
     'garbage': test_garbage,
+    'train_failure': test_train_failure,
 }
 
 
