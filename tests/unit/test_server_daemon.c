@@ -446,7 +446,8 @@ static void test_example_yaml(void **state)
         const char *sp = strstr(text, sect);
         if (!sp)
             fail_msg("%s: no section in the example", key);
-        const char *end = strstr(sp + 1, "\n\n"); /* sections are separated by a blank line */
+        /* sections are separated by a blank line (searched from the section's name on) */
+        const char *end = strstr(sp + strlen(sect), "\n\n");
         const char *line = strstr(sp, set);
         if (!line || (end && line > end))
             line = strstr(sp, commented);
