@@ -8,12 +8,15 @@
 #include "flc.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 #include <zmq.h>
 
 #include "fl_log.h"
@@ -28,9 +31,9 @@
 /* How long one send may wait for room on the socket before it counts as failed; the wait is
  * cut short by flc_client_stop and by a failed handshake. */
 #define SEND_WAIT_MS 30000
-/* The longest one wait of the socket thread (poll, send, sleep) runs without looking at the stop
- * flag: flc_client_stop from another thread does not interrupt a zmq_poll. */
-#define STOP_CHECK_MS 50
+/* While a send waits for room on the socket (no connection yet, a full pipe), how often it tries
+ * again; flc_client_stop and the socket monitor wake it at once. */
+#define SEND_RETRY_MS 250
 
 struct flc_client {
     flc_config cfg;            /* strings below are our copies */
@@ -47,6 +50,7 @@ struct flc_client {
     fl_logger log;
     uint32_t key;
     atomic_int stop;
+    int wake[2];               /* a pipe: flc_client_stop writes a byte; every wait polls [0] */
     flc_stats stats;
 
     /* training thread */
@@ -197,6 +201,7 @@ flc_status flc_client_new(const flc_config *cfg, flc_client **out)
     flc_client *c = calloc(1, sizeof *c);
     if (!c)
         return FLC_ERR_NOMEM;
+    c->wake[0] = c->wake[1] = -1;
     c->cfg = *cfg;
     c->log = (fl_logger){log_adapter, c, (fl_log_level)cfg->log_level};
     c->endpoint = strdup(cfg->server_endpoint);
@@ -235,6 +240,16 @@ flc_status flc_client_new(const flc_config *cfg, flc_client **out)
     if ((st = flc_core_new(&cc, &c->core)) != FL_OK) {
         flc_client_free(c);
         return st == FL_ERR_INVALID_ARG ? FLC_ERR_INVALID_ARG : FLC_ERR_NOMEM;
+    }
+    /* Waits end on flc_client_stop at once, not at their next timeout: an idle client sleeps
+     * heartbeat_ms / 2 at a time (no polling in short steps on a battery-powered device). */
+    int pst = pipe(c->wake);
+    for (int i = 0; i < 2 && pst == 0; i++)
+        pst = fcntl(c->wake[i], F_SETFL, O_NONBLOCK) | fcntl(c->wake[i], F_SETFD, FD_CLOEXEC);
+    if (pst != 0) {
+        fl_log(&c->log, FL_LOG_ERROR, "flc_client_new: pipe: %s", strerror(errno));
+        flc_client_free(c); /* closes the pipe's ends if it was made */
+        return FLC_ERR_TRANSPORT;
     }
     if (cfg->zmq_context) {
         c->ctx = cfg->zmq_context;
@@ -333,8 +348,9 @@ static int send_msg(flc_client *c, const flp_msg *m)
         if (rc >= 0 || (e != EAGAIN && e != EINTR) || atomic_load(&c->stop) || c->hs_failed ||
             fl_time_mono_ns() >= deadline)
             break;
-        zmq_pollitem_t it[2] = {{c->sock, 0, ZMQ_POLLOUT, 0}, {c->mon, 0, ZMQ_POLLIN, 0}};
-        if (zmq_poll(it, c->mon ? 2 : 1, STOP_CHECK_MS) > 0 && c->mon && (it[1].revents & ZMQ_POLLIN))
+        zmq_pollitem_t it[3] = {{c->sock, 0, ZMQ_POLLOUT, 0}, {NULL, c->wake[0], ZMQ_POLLIN, 0},
+                                {c->mon, 0, ZMQ_POLLIN, 0}};
+        if (zmq_poll(it, c->mon ? 3 : 2, SEND_RETRY_MS) > 0 && c->mon && (it[2].revents & ZMQ_POLLIN))
             drain_monitor(c);
     }
     if (rc < 0) {
@@ -700,11 +716,12 @@ static int session(flc_client *c)
         if (c->cfg.max_rounds && c->stats.rounds_trained >= (uint64_t)c->cfg.max_rounds &&
             !c->thread_live && (!c->ack_wait || fl_time_mono_ns() >= c->ack_deadline_ns))
             return DONE;
-        zmq_pollitem_t it[2] = {{c->sock, 0, ZMQ_POLLIN, 0}, {c->mon, 0, ZMQ_POLLIN, 0}};
-        int timeout = c->cfg.heartbeat_ms / 2;
-        if (timeout > STOP_CHECK_MS)
-            timeout = STOP_CHECK_MS;
-        const int rc = zmq_poll(it, 2, timeout);
+        zmq_pollitem_t it[3] = {{c->sock, 0, ZMQ_POLLIN, 0}, {c->mon, 0, ZMQ_POLLIN, 0},
+                                {NULL, c->wake[0], ZMQ_POLLIN, 0}};
+        /* A training thread is watched every 50 ms; otherwise the socket, the monitor and a stop
+         * wake the poll. */
+        const int timeout = c->thread_live ? 50 : c->cfg.heartbeat_ms / 2;
+        const int rc = zmq_poll(it, 3, timeout);
         if (rc < 0 && errno != EINTR)
             return RECONNECT;
         if (rc > 0 && (it[1].revents & ZMQ_POLLIN)) {
@@ -759,13 +776,16 @@ static int session(flc_client *c)
     return DONE;
 }
 
+/* Sleeps ms, or less if flc_client_stop is called. */
 static void sleep_ms_interruptible(flc_client *c, int ms)
 {
-    while (ms > 0 && !atomic_load(&c->stop)) {
-        const int step = ms < 50 ? ms : 50;
-        struct timespec ts = {0, (long)step * 1000000L};
-        nanosleep(&ts, NULL);
-        ms -= step;
+    const uint64_t end = fl_time_mono_ns() + (uint64_t)ms * 1000000ull;
+    while (!atomic_load(&c->stop)) {
+        const uint64_t now = fl_time_mono_ns();
+        if (now >= end)
+            return;
+        struct pollfd p = {c->wake[0], POLLIN, 0};
+        poll(&p, 1, (int)((end - now + 999999) / 1000000));
     }
 }
 
@@ -818,8 +838,14 @@ flc_status flc_client_run(flc_client *c)
 
 void flc_client_stop(flc_client *c)
 {
-    if (c)
-        atomic_store(&c->stop, 1);
+    if (!c)
+        return;
+    atomic_store(&c->stop, 1);
+    const int e = errno; /* async-signal-safe: write(2) only, errno kept */
+    if (c->wake[1] >= 0 && write(c->wake[1], "", 1) < 0) {
+        /* full (an earlier stop's byte is unread): the waits see the flag anyway */
+    }
+    errno = e;
 }
 
 const flc_stats *flc_client_stats(const flc_client *c)
@@ -843,5 +869,9 @@ void flc_client_free(flc_client *c)
     free(c->server_pub);
     free(c->pub);
     free(c->sec);
+    if (c->wake[0] >= 0)
+        close(c->wake[0]);
+    if (c->wake[1] >= 0)
+        close(c->wake[1]);
     free(c);
 }

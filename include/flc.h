@@ -181,9 +181,10 @@ flc_status flc_client_new(const flc_config *cfg, flc_client **out);
  * client at once instead of waiting out its liveness timeout. Blocks the calling thread. */
 flc_status flc_client_run(flc_client *c);
 
-/* Asks a running flc_client_run to return: it does within about 50 ms (no send or wait blocks it
- * longer), except while a local training is running, which is not interrupted: run returns once
- * the trainer does. Async-signal-safe and thread-safe. */
+/* Asks a running flc_client_run to return: it does at once (every wait of the library is woken
+ * by it), except while a local training is running, which is not interrupted: run returns once
+ * the trainer does. Async-signal-safe and thread-safe. An idle client wakes about twice per
+ * heartbeat_ms, not more often. */
 void flc_client_stop(flc_client *c);
 
 /* The client's statistics (all zero for NULL). */
