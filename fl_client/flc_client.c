@@ -613,8 +613,20 @@ static int handle(flc_client *c, flp_msg *m, int *owned)
         if (m->error.code == FL_ERR_AUTH && !c->registered)
             return REFUSED;
         if (m->error.code == FL_ERR_UNKNOWN_CLIENT) {
-            /* The server lost us (a restart): register again. */
-            send_hello(c);
+            /* Registered: the server lost us (a restart), register again. Not yet: our Hello is
+             * on its way or was refused, and the Hello timer sends the next (answering each such
+             * Error with a Hello at once ping-ponged at network speed: 60,000 messages a second
+             * against a server that refused the Hello). */
+            if (c->registered) {
+                c->registered = 0;
+                send_hello(c);
+            }
+            return GO_ON;
+        }
+        if (!c->registered && m->round == 0) {
+            /* Our Hello was refused (e.g. FL_ERR_STATE "server full": server.max_clients): try
+             * again later, with the reconnect backoff. */
+            return RECONNECT;
         }
         return GO_ON;
     case FLP_BYE:
@@ -763,7 +775,8 @@ static int session(flc_client *c)
             send_hello(c); /* the first Hello may have been sent before the link came up */
             hello_ns = now;
         }
-        if (now - c->last_sent_ns > (uint64_t)c->cfg.heartbeat_ms * 1000000ull)
+        /* Before the Hello is accepted the server answers anything but a Hello with an Error. */
+        if (c->registered && now - c->last_sent_ns > (uint64_t)c->cfg.heartbeat_ms * 1000000ull)
             send_simple(c, FLP_HEARTBEAT, 0);
         if (now - c->last_recv_ns > (uint64_t)c->cfg.liveness_ms * 1000000ull) {
             fl_log(&c->log, FL_LOG_WARN, "no word from %s for %d ms: reconnecting", c->endpoint,

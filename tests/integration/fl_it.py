@@ -2,7 +2,7 @@
 """fedrop integration tests: real fl_server / fl_client processes on loopback.
 
     fl_it.py TEST        TEST in: learn, client_kill, server_resume, unknown_key, garbage,
-                         train_failure
+                         train_failure, server_full
 
 Each test makes its own temporary directory, picks free ports, starts real processes and kills
 every child it started (SIGKILL, then wait) on the way out, whatever happens (exception, assertion,
@@ -498,6 +498,31 @@ def test_train_failure(h):
     check(h.read('failing.log').count('training fails') == 3, 'the device was asked 3 times')
 
 
+# ---- 7. a client the server has no room for ------------------------------------------------------
+# server.max_clients 1: the second client's Hello is refused ("server full", FL_ERR_STATE). It must
+# retry with its reconnect backoff (200 ms, doubling), not answer each Error at once: a client that
+# did so ping-ponged Hello / Error at network speed (over 60,000 refused messages a second). Over
+# about 4 s the server may refuse a handful of its messages, not hundreds.
+def test_server_full(h):
+    srv = h.server(SMALL + ['--insecure', '--rounds', '100000', '--clients', '1',
+                            '--set', 'server.max_clients=1'])
+    first = h.client(srv.endpoint, 0, 2)
+    h.wait_log('server.log', r'client client-0 joined', 30, srv)
+    second = h.client(srv.endpoint, 1, 2)
+    h.wait_log('client1.log', r'server full', 30, second)
+    time.sleep(4)
+    check(second.poll() is None, 'the refused client keeps trying (it is not an error to exit on)')
+    srv.send_signal(signal.SIGTERM)
+    rc = h.wait_exit(srv, 30, 'fl_server')
+    check(rc == 0, 'server exits 0 on SIGTERM (rc=%d)' % rc)
+    s = exit_summary(h.read('server.log'))
+    check(s['refused'] < 50, 'the server refused %d messages of the client it has no room for' % s['refused'])
+    check(re.search(r'reconnecting in \d+ ms', h.read('client1.log')) is not None,
+          'the refused client backs off')
+    for p in (first, second):
+        p.kill()
+
+
 TESTS = {
     'learn': test_learn,
     'client_kill': test_client_kill,
@@ -505,6 +530,7 @@ TESTS = {
     'unknown_key': test_unknown_key,
     'garbage': test_garbage,
     'train_failure': test_train_failure,
+    'server_full': test_server_full,
 }
 
 
