@@ -610,7 +610,9 @@ static int handle(flc_client *c, flp_msg *m, int *owned)
     case FLP_ERROR:
         fl_log(&c->log, FL_LOG_WARN, "server error %u (%s): %s", m->error.code,
                fl_strerror((fl_status)m->error.code), m->error.message);
-        if (m->error.code == FL_ERR_AUTH && !c->registered)
+        /* Refused (its id taken by another key) or revoked (the operator took its key off the
+         * allow-list and reloaded it): the server answers everything with this from now on. */
+        if (m->error.code == FL_ERR_AUTH)
             return REFUSED;
         if (m->error.code == FL_ERR_UNKNOWN_CLIENT) {
             /* Registered: the server lost us (a restart), register again. Not yet: our Hello is

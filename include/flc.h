@@ -174,7 +174,8 @@ flc_status flc_client_new(const flc_config *cfg, flc_client **out);
  * fails otherwise (typically a wrong server_public_key) is retried with the reconnect backoff;
  * after 3 such failures in a row, with no successful handshake between them, flc_client_run
  * returns FLC_ERR_AUTH. The few retries leave room for an allow-list the server reloads, without
- * retrying forever. An Error(auth) answering the Hello also gives FLC_ERR_AUTH, at once.
+ * retrying forever. An Error(auth) from the server (answering the Hello: the id is taken by
+ * another key; or later: the key was taken off the allow-list) also gives FLC_ERR_AUTH, at once.
  *
  * Lost connections are retried with exponential backoff; a server restart is survived. Whenever
  * it returns while registered (done, max_rounds, stop) it first says Bye, so the server drops the

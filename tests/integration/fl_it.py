@@ -2,7 +2,7 @@
 """fedrop integration tests: real fl_server / fl_client processes on loopback.
 
     fl_it.py TEST        TEST in: learn, client_kill, server_resume, unknown_key, garbage,
-                         train_failure, server_full
+                         train_failure, server_full, revoked
 
 Each test makes its own temporary directory, picks free ports, starts real processes and kills
 every child it started (SIGKILL, then wait) on the way out, whatever happens (exception, assertion,
@@ -523,6 +523,33 @@ def test_server_full(h):
         p.kill()
 
 
+# ---- 8. a key revoked while its client is connected ----------------------------------------------
+# Clients a and b are on the allow-list and registered; the operator takes b off the list and
+# sends SIGHUP. The server answers b's next message with Error(auth) and drops it; fl_client b
+# must take that as final (exit 3, FLC_ERR_AUTH) instead of sending on about once a second
+# forever, and a goes on.
+def test_revoked(h):
+    sk, spub = h.keygen('server')
+    for n in ('a', 'b'):
+        h.keygen(n)
+    allow = h.allow_list(['a', 'b'])
+    srv = h.server(SMALL + ['--secret-key', sk, '--allow-list', allow, '--rounds', '100000',
+                            '--clients', '1'])
+    a = h.client(srv.endpoint, 0, 2, log='a.log', key=(h.path('keys', 'a.secret'), spub))
+    b = h.client(srv.endpoint, 1, 2, log='b.log', key=(h.path('keys', 'b.secret'), spub))
+    h.wait_log('a.log', r'registered', 30, a)
+    h.wait_log('b.log', r'registered', 30, b)
+    h.allow_list(['a'])
+    srv.send_signal(signal.SIGHUP)
+    t0 = time.monotonic()
+    brc = h.wait_exit(b, 20, 'the revoked fl_client')
+    check(brc == 3, 'the revoked client exits 3 after %.1f s (rc=%d)' % (time.monotonic() - t0, brc))
+    check(a.poll() is None and srv.poll() is None, 'the server and the other client go on')
+    srv.send_signal(signal.SIGTERM)
+    check(h.wait_exit(srv, 30, 'fl_server') == 0, 'server exits 0 on SIGTERM')
+    a.kill()
+
+
 TESTS = {
     'learn': test_learn,
     'client_kill': test_client_kill,
@@ -531,6 +558,7 @@ TESTS = {
     'garbage': test_garbage,
     'train_failure': test_train_failure,
     'server_full': test_server_full,
+    'revoked': test_revoked,
 }
 
 
