@@ -45,6 +45,7 @@ struct flc_client {
     unsigned mon_seq;          /* makes each monitor endpoint unique within the context */
     int hs_failed;             /* this connection's handshake was refused */
     int hs_refusals;           /* refused handshakes in a row (reset by one that succeeds) */
+    int hs_ever_ok;            /* a handshake succeeded once: the server key is right */
     flc_core *core;
     flm_samples samples;
     fl_logger log;
@@ -295,6 +296,7 @@ static void drain_monitor(flc_client *c)
         switch (event) {
         case ZMQ_EVENT_HANDSHAKE_SUCCEEDED:
             c->hs_refusals = 0;
+            c->hs_ever_ok = 1;
             break;
         case ZMQ_EVENT_HANDSHAKE_FAILED_AUTH:
             fl_log(&c->log, FL_LOG_WARN, "%s refused this client's key (ZAP status %u): is its "
@@ -303,8 +305,11 @@ static void drain_monitor(flc_client *c)
             break;
         case ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL:
         case ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL:
-            if (!c->server_pub)
-                break; /* plain text: a connection lost mid-greeting is just a lost connection */
+            /* NO_DETAIL is also any network error mid-handshake (a reset, a timeout, a server
+             * killed): it counts only while no handshake ever succeeded, when it is how a wrong
+             * server_public_key shows. Plain text: a lost connection is just that. */
+            if (!c->server_pub || (event == ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL && c->hs_ever_ok))
+                break;
             if (event == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL)
                 fl_log(&c->log, FL_LOG_WARN, "CURVE handshake with %s failed (protocol error "
                        "0x%x): is server_public_key the server's key?", c->endpoint, value);
@@ -456,8 +461,11 @@ static int open_socket(flc_client *c)
     /* The handshake's outcome is only told through a socket monitor: without it a refused key
      * looks like a server that never answers. Its PAIR end is connected before sock connects,
      * so no event is lost. */
-    char mon_ep[96];
-    snprintf(mon_ep, sizeof mon_ep, "inproc://flc-monitor-%p-%u", (void *)c, c->mon_seq++);
+    /* Unique in the context: a client freed and a new one at the same address (its own
+     * zmq_context shared) would otherwise meet the old name, still bound for a moment. */
+    char mon_ep[128];
+    snprintf(mon_ep, sizeof mon_ep, "inproc://flc-monitor-%p-%u-%llu", (void *)c, c->mon_seq++,
+             (unsigned long long)fl_time_mono_ns());
     const int events = ZMQ_EVENT_HANDSHAKE_SUCCEEDED | ZMQ_EVENT_HANDSHAKE_FAILED_AUTH |
                        ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL | ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL;
     if (zmq_socket_monitor(c->sock, mon_ep, events) != 0 ||

@@ -28,6 +28,7 @@ struct flc_core {
 
     /* the current task */
     int have_task, ready, trained, taken; /* taken: the payload was handed out */
+    int failed;                           /* this task's training failed: not trained again */
     uint64_t round, model_version;
     flm_arch full;
     flm_keepset keep;
@@ -119,7 +120,7 @@ static void drop_task(flc_core *c)
     flm_keepset_free(&c->keep);
     flp_msg_tracker_free(c->trk);
     c->trk = NULL;
-    c->have_task = c->ready = c->trained = c->taken = 0;
+    c->have_task = c->ready = c->trained = c->taken = c->failed = 0;
     c->ref = NULL;
     c->got_chunk = 0;
     c->n_chunks = 0;
@@ -276,7 +277,7 @@ fl_status flc_core_on_message(flc_core *c, const flp_msg *m)
 
 int flc_core_ready(const flc_core *c)
 {
-    return c->ready && !c->trained;
+    return c->ready && !c->trained && !c->failed;
 }
 
 uint64_t flc_core_round(const flc_core *c)
@@ -485,6 +486,9 @@ fl_status flc_core_train(flc_core *c)
     } else {
         if (!c->fail[0]) /* the trainer was fine: encoding the update failed */
             snprintf(c->fail, sizeof c->fail, "encoding the update failed: %s", fl_strerror(st));
+        /* Its weights were trained in place: a stray chunk of this task must not start a second
+         * training from them (the server was told the round failed); the next task resets it. */
+        c->failed = 1;
         fl_log(&c->log, FL_LOG_ERROR, "round %llu: %s", (unsigned long long)c->round, c->fail);
     }
     return st;

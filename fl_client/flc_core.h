@@ -9,7 +9,8 @@
  *
  *   flc_core_on_message(Task)      a new task: drops any unfinished one
  *   flc_core_on_message(Chunk)     decodes the chunk into the submodel weights
- *   flc_core_ready()               all weight chunks arrived
+ *   flc_core_ready()               all weight chunks arrived (and the task was not trained yet,
+ *                                  nor failed to train: a task is trained at most once)
  *   flc_core_train()               trains and encodes the update
  *   flc_core_update(), flc_core_update_chunk(i)   what to send
  *

@@ -171,7 +171,9 @@ flc_status flc_client_new(const flc_config *cfg, flc_client **out);
  *
  * Refusal: the CURVE handshake is watched (a ZeroMQ socket monitor). A handshake the server
  * refuses (its ZAP handler: this public key is not on its allow-list) or, over CURVE, one that
- * fails otherwise (typically a wrong server_public_key) is retried with the reconnect backoff;
+ * fails otherwise (typically a wrong server_public_key; a handshake cut by a network error counts
+ * only until one handshake with this client ever succeeded, which proves the server key right)
+ * is retried with the reconnect backoff;
  * after 3 such failures in a row, with no successful handshake between them, flc_client_run
  * returns FLC_ERR_AUTH. The few retries leave room for an allow-list the server reloads, without
  * retrying forever. An Error(auth) from the server (answering the Hello: the id is taken by

@@ -332,6 +332,63 @@ static void test_plugin_trainer_and_errors(void **state)
     fls_core_free(srv);
 }
 
+/* A trainer that fails while *fail is set. */
+static fl_status failing_trainer(void *user, const flc_core_job *job, float *params,
+                                 uint64_t *n_samples, double *loss)
+{
+    int *fail = user;
+    if (*fail)
+        return FL_ERR_NUMERIC;
+    return plus_quarter(&(int){0}, job, params, n_samples, loss);
+}
+
+/* A task whose training failed is not trained a second time (its weights were trained in place,
+ * and the server was told the round failed): the core is no longer ready until the next task. */
+static void test_failed_task_not_retrained(void **state)
+{
+    (void)state;
+    fls_config cfg = fls_config_default();
+    snprintf(cfg.arch, sizeof cfg.arch, "mlp:6-5-3");
+    cfg.clients_per_round = 1;
+    cfg.overcommit = 1.0;
+    fls_core *srv = NULL;
+    assert_int_equal(fls_core_new(&cfg, &srv), FL_OK);
+    assert_int_equal(fls_core_client_join(srv, 9, 3, 0.0), FL_OK);
+    assert_int_equal(fls_core_tick(srv, 0.0), FL_OK);
+    fls_event ev;
+    while (fls_core_poll(srv, &ev))
+        ;
+    int fail = 1;
+    const flc_core_config cc = {"dev", 9, 5, NULL, failing_trainer, &fail, {0}};
+    flc_core *c = NULL;
+    assert_int_equal(flc_core_new(&cc, &c), FL_OK);
+    flp_msg task;
+    assert_int_equal(fls_core_task(srv, 9, &task), FL_OK);
+    assert_int_equal(flc_core_on_message(c, &task), FL_OK);
+    const size_t cap = fls_core_task_chunk_bound(srv);
+    uint8_t *buf = malloc(cap);
+    for (uint32_t t = 0; t < task.task.n_tensors; t++)
+        for (uint32_t i = 0; i < task.task.tensors[t].n_chunks; i++) {
+            flp_msg cm = {.version = FLP_VERSION, .type = FLP_CHUNK, .round = task.round, .sender = ""};
+            size_t len;
+            assert_int_equal(fls_core_task_chunk(srv, 9, t, i, buf, cap, &len, &cm.chunk), FL_OK);
+            assert_int_equal(flc_core_on_message(c, &cm), FL_OK);
+        }
+    free(buf);
+    assert_true(flc_core_ready(c));
+    assert_int_equal(flc_core_train(c), FL_ERR_NUMERIC);
+    assert_non_null(strstr(flc_core_train_error(c), "plug-in trainer failed"));
+    assert_false(flc_core_ready(c));
+    fail = 0;
+    assert_int_equal(flc_core_train(c), FL_ERR_STATE); /* not from the half-trained weights */
+    assert_int_equal(flc_core_update_chunks(c), 0);
+    /* The next task trains again. */
+    assert_int_equal(flc_core_on_message(c, &task), FL_OK);
+    assert_false(flc_core_ready(c));
+    flc_core_free(c);
+    fls_core_free(srv);
+}
+
 /* Feeds client key's task of the open round to core c (in order, no wire) and trains it. */
 static void feed_and_train(fls_core *srv, flc_core *c, uint32_t key)
 {
@@ -664,6 +721,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_plugin_trainer_and_errors),
+        cmocka_unit_test(test_failed_task_not_retrained),
         cmocka_unit_test(test_rebind_and_take_payload),
         cmocka_unit_test(test_borrowed_weights),
         cmocka_unit_test(test_fuzz_seed),
