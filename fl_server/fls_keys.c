@@ -301,6 +301,6 @@ fls_status fls_keygen(const char *dir, const char *name, char *err, size_t errle
         if (st != FL_OK)
             unlink(spath);
     }
-    memset(sec, 0, sizeof sec);
+    explicit_bzero(sec, sizeof sec);
     return fls_status_of(st);
 }

@@ -957,8 +957,10 @@ static void handle_frame(fls_server *s, const uint8_t *rid, size_t rid_len, cons
                    x->id, (unsigned long long)m->round,
                    m->error.message && m->error.message[0] ? m->error.message
                                                            : fl_strerror((fl_status)m->error.code));
-        else
-            log_bad(s, "client %s reports error %u: %s", x->id, m->error.code, m->error.message);
+        else /* e.g. its training failed after the round closed: nothing was due (rate-limited:
+              * a client sending Errors in a loop must not flood the log) */
+            log_bad(s, "client %s reports error %u about round %llu (nothing due): %s", x->id,
+                    m->error.code, (unsigned long long)m->round, m->error.message);
         break;
     case FLP_UPDATE:
         on_update(s, x, m);
@@ -1235,7 +1237,7 @@ static fl_status setup_socket(fls_server *s, char *err, size_t errlen)
                        zmq_setsockopt(s->router, ZMQ_CURVE_SECRETKEY, s->sec_z85,
                                       FLS_Z85_LEN + 1) ||
                        zmq_setsockopt(s->router, ZMQ_ZAP_DOMAIN, ZAP_DOMAIN, strlen(ZAP_DOMAIN));
-        memset(s->sec_z85, 0, sizeof s->sec_z85);
+        explicit_bzero(s->sec_z85, sizeof s->sec_z85);
         if (rc)
             goto zfail;
     }
@@ -1333,8 +1335,10 @@ static fl_status server_init(fls_server *s, char *err, size_t errlen)
     if (s->opt.metrics_path[0] && strcmp(s->opt.metrics_path, "-") != 0) {
         if (s->check_only) {
             /* what fopen(..., "a") needs, without making the file */
-            const int e = access(s->opt.metrics_path, F_OK) == 0
-                              ? (access(s->opt.metrics_path, W_OK) == 0 ? 0 : errno)
+            struct stat sb;
+            const int e = stat(s->opt.metrics_path, &sb) == 0
+                              ? (S_ISDIR(sb.st_mode) ? EISDIR
+                                 : access(s->opt.metrics_path, W_OK) == 0 ? 0 : errno)
                               : dir_writable(s->opt.metrics_path);
             if (e) {
                 snprintf(err, errlen, "run.metrics %s: %s", s->opt.metrics_path, strerror(e));
@@ -1448,7 +1452,7 @@ void fls_server_free(fls_server *s)
     for (size_t i = 0; i < s->n_bind; i++)
         free(s->bind[i].id);
     free(s->bind);
-    memset(s->sec_z85, 0, sizeof s->sec_z85);
+    explicit_bzero(s->sec_z85, sizeof s->sec_z85);
     fls_allow_clear(&s->allow);
     fls_core_free(s->core);
     flm_model_free(s->eval_model);

@@ -1149,7 +1149,9 @@ static fl_status on_message(fls_core *c, uint32_t key, const flp_msg *m, double 
         st = FL_ERR_WIRE_TYPE;
         break;
     }
-    if (st != FL_OK) {
+    /* A client's Error is its word, not bad input: one about a round already closed (a device
+     * whose training failed after the quorum) is no rejected message. */
+    if (st != FL_OK && m->type != FLP_ERROR) {
         if (c->open)
             c->cur.rejected++;
         else

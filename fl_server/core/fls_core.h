@@ -145,8 +145,8 @@ fl_status fls_core_tick(fls_core *core, double now);
  * update is still due says its training failed: the update is counted as failed (as when the
  * client leaves) and the round may close, but the client stays connected; an Error about
  * another round, or from a client with nothing due, changes nothing (FL_ERR_ROUND_CLOSED,
- * FL_ERR_NOT_SELECTED, FL_ERR_STATE). Returns the status to reply with (see the header comment). The message
- * is not retained. */
+ * FL_ERR_NOT_SELECTED, FL_ERR_STATE; not counted as a rejected message either). Returns the
+ * status to reply with (see the header comment). The message is not retained. */
 fl_status fls_core_on_message(fls_core *core, uint32_t client, const flp_msg *m, double now);
 
 /* fls_core_on_message for an in-process host that keeps a Chunk's payload bytes valid and
