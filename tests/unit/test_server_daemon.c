@@ -528,15 +528,15 @@ static void test_cli_log_level(void **state)
         skip();
     for (int warn = 0; warn < 2; warn++) {
         char cmd[1024], line[512];
-        /* Started with SIGTERM ignored, and sent it every 0.1 s until it exits: a TERM that
-         * comes before fl_server installs its handler (a slow start under ASan) is ignored
-         * instead of killing it, and a later one is handled. */
+        /* SIGTERM once fl_server catches it (SigCgt bit 15 in /proc: its handler is installed),
+         * not after a fixed sleep that a slow start (ASan, busy cores) can outlast, and only
+         * once (a second TERM ends it at once, with another status). */
         snprintf(cmd, sizeof cmd,
-                 "(trap '' TERM; exec '%s/fl_server/fl_server' --insecure --endpoint "
-                 "tcp://127.0.0.1:0 --log-level %s 2>&1) & p=$!; i=0; "
-                 "while [ $i -lt 300 ] && [ \"$(cut -d' ' -f3 /proc/$p/stat 2>/dev/null)\" != Z ] "
-                 "&& [ -e /proc/$p ]; do kill -TERM $p 2>/dev/null; sleep 0.1; i=$((i+1)); done; "
-                 "wait $p",
+                 "'%s/fl_server/fl_server' --insecure --endpoint tcp://127.0.0.1:0 "
+                 "--log-level %s 2>&1 & p=$!; i=0; while [ $i -lt 600 ]; do "
+                 "m=$(sed -n 's/^SigCgt:[[:space:]]*//p' /proc/$p/status 2>/dev/null); "
+                 "[ -n \"$m\" ] && [ $((0x$m & 0x4000)) -ne 0 ] && break; "
+                 "sleep 0.05; i=$((i+1)); done; kill -TERM $p; wait $p",
                  root, warn ? "warn" : "info");
         FILE *p = popen(cmd, "r");
         assert_non_null(p);
