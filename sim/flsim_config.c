@@ -352,6 +352,12 @@ size_t flsim_config_json(const flsim_config *c, char *buf, size_t cap)
     flsim_json_str(ub, sizeof ub, t);
     flsim_avail_format(&c->avail, t, sizeof t);
     flsim_json_str(av, sizeof av, t);
+    if (c->trace[0]) { /* the trace replaces the four: what they say was not used */
+        snprintf(fl, sizeof fl, "null");
+        snprintf(db, sizeof db, "null");
+        snprintf(ub, sizeof ub, "null");
+        snprintf(av, sizeof av, "null");
+    }
     const char *pol = c->policy == FLS_POLICY_FD && c->fd_per_client ? "fd-per-client"
                                                                       : fls_policy_kind_name(c->policy);
     return (size_t)snprintf(buf, cap,

@@ -364,6 +364,16 @@ static void test_options_and_yaml(void **state)
     fclose(f);
     assert_int_equal(flsim_config_load_yaml(&y, path, err, sizeof err), FL_ERR_INVALID_ARG);
     assert_non_null(strstr(err, ":2:"));
+    /* With a trace, the four profile options it replaces are recorded as null, not as values
+     * that were never used. */
+    char js[16384];
+    flsim_config tc = flsim_config_default();
+    flsim_config_json(&tc, js, sizeof js);
+    assert_null(strstr(js, "\"flops\": null"));
+    snprintf(tc.trace, sizeof tc.trace, "devices.csv");
+    flsim_config_json(&tc, js, sizeof js);
+    assert_non_null(strstr(js, "\"flops\": null, \"down_bps\": null, \"up_bps\": null, "
+                               "\"availability\": null, \"trace\": \"devices.csv\""));
     /* A key given twice (in either spelling) is an error, not "the last one wins". */
     f = fopen(path, "w");
     fputs("per_round: 30\nclients: 300\nper-round: 20\n", f);
