@@ -57,7 +57,10 @@ static void usage(FILE *f)
 "  -h, --help             this text\n"
 "\n"
 "Exit status: 0 the run ended (or SIGINT/SIGTERM), 1 bad usage, 2 dataset error,\n"
-"3 refused by the server (key or id), 4 transport error.\n", INT_MAX);
+"3 refused by the server (its key not on the allow-list, or taken off it while connected;\n"
+"its id registered with another key; or 3 failed CURVE handshakes: a wrong --server-key),\n"
+"4 transport error. A server with no room (server.max_clients) is retried with backoff.\n",
+            INT_MAX);
 }
 
 /* A key file holds one Z85 key (40 characters) on a line of its own; other lines are comments
