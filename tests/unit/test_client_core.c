@@ -332,6 +332,25 @@ static void test_plugin_trainer_and_errors(void **state)
     fls_core_free(srv);
 }
 
+/* Feeds client key's task of the open round to core c (in order, no wire): ready to train. */
+static void feed_task(fls_core *srv, flc_core *c, uint32_t key)
+{
+    flp_msg task;
+    assert_int_equal(fls_core_task(srv, key, &task), FL_OK);
+    assert_int_equal(flc_core_on_message(c, &task), FL_OK);
+    const size_t cap = fls_core_task_chunk_bound(srv);
+    uint8_t *buf = malloc(cap);
+    for (uint32_t t = 0; t < task.task.n_tensors; t++)
+        for (uint32_t i = 0; i < task.task.tensors[t].n_chunks; i++) {
+            flp_msg cm = {.version = FLP_VERSION, .type = FLP_CHUNK, .round = task.round, .sender = ""};
+            size_t len;
+            assert_int_equal(fls_core_task_chunk(srv, key, t, i, buf, cap, &len, &cm.chunk), FL_OK);
+            assert_int_equal(flc_core_on_message(c, &cm), FL_OK);
+        }
+    free(buf);
+    assert_true(flc_core_ready(c));
+}
+
 /* A trainer that fails while *fail is set. */
 static fl_status failing_trainer(void *user, const flc_core_job *job, float *params,
                                  uint64_t *n_samples, double *loss)
@@ -362,20 +381,7 @@ static void test_failed_task_not_retrained(void **state)
     const flc_core_config cc = {"dev", 9, 5, NULL, failing_trainer, &fail, {0}};
     flc_core *c = NULL;
     assert_int_equal(flc_core_new(&cc, &c), FL_OK);
-    flp_msg task;
-    assert_int_equal(fls_core_task(srv, 9, &task), FL_OK);
-    assert_int_equal(flc_core_on_message(c, &task), FL_OK);
-    const size_t cap = fls_core_task_chunk_bound(srv);
-    uint8_t *buf = malloc(cap);
-    for (uint32_t t = 0; t < task.task.n_tensors; t++)
-        for (uint32_t i = 0; i < task.task.tensors[t].n_chunks; i++) {
-            flp_msg cm = {.version = FLP_VERSION, .type = FLP_CHUNK, .round = task.round, .sender = ""};
-            size_t len;
-            assert_int_equal(fls_core_task_chunk(srv, 9, t, i, buf, cap, &len, &cm.chunk), FL_OK);
-            assert_int_equal(flc_core_on_message(c, &cm), FL_OK);
-        }
-    free(buf);
-    assert_true(flc_core_ready(c));
+    feed_task(srv, c, 9);
     assert_int_equal(flc_core_train(c), FL_ERR_NUMERIC);
     assert_non_null(strstr(flc_core_train_error(c), "plug-in trainer failed"));
     assert_false(flc_core_ready(c));
@@ -383,29 +389,16 @@ static void test_failed_task_not_retrained(void **state)
     assert_int_equal(flc_core_train(c), FL_ERR_STATE); /* not from the half-trained weights */
     assert_int_equal(flc_core_update_chunks(c), 0);
     /* The next task trains again. */
-    assert_int_equal(flc_core_on_message(c, &task), FL_OK);
-    assert_false(flc_core_ready(c));
+    feed_task(srv, c, 9);
+    assert_int_equal(flc_core_train(c), FL_OK);
     flc_core_free(c);
     fls_core_free(srv);
 }
 
-/* Feeds client key's task of the open round to core c (in order, no wire) and trains it. */
+/* Feeds client key's task of the open round to core c and trains it. */
 static void feed_and_train(fls_core *srv, flc_core *c, uint32_t key)
 {
-    flp_msg task;
-    assert_int_equal(fls_core_task(srv, key, &task), FL_OK);
-    assert_int_equal(flc_core_on_message(c, &task), FL_OK);
-    const size_t cap = fls_core_task_chunk_bound(srv);
-    uint8_t *buf = malloc(cap);
-    for (uint32_t t = 0; t < task.task.n_tensors; t++)
-        for (uint32_t i = 0; i < task.task.tensors[t].n_chunks; i++) {
-            flp_msg cm = {.version = FLP_VERSION, .type = FLP_CHUNK, .round = task.round, .sender = ""};
-            size_t len;
-            assert_int_equal(fls_core_task_chunk(srv, key, t, i, buf, cap, &len, &cm.chunk), FL_OK);
-            assert_int_equal(flc_core_on_message(c, &cm), FL_OK);
-        }
-    free(buf);
-    assert_true(flc_core_ready(c));
+    feed_task(srv, c, key);
     assert_int_equal(flc_core_train(c), FL_OK);
 }
 
@@ -529,19 +522,7 @@ static void test_rebind_and_take_payload(void **state)
         flc_core *nodata = NULL;
         const flc_core_config pc = {"p", 0, 11, NULL, no_train, &nodata, {0}};
         assert_int_equal(flc_core_new(&pc, &nodata), FL_OK);
-        flp_msg task;
-        assert_int_equal(fls_core_task(srv, 0, &task), FL_OK);
-        assert_int_equal(flc_core_on_message(nodata, &task), FL_OK);
-        const size_t cap = fls_core_task_chunk_bound(srv);
-        uint8_t *buf = malloc(cap);
-        for (uint32_t t = 0; t < task.task.n_tensors; t++)
-            for (uint32_t i = 0; i < task.task.tensors[t].n_chunks; i++) {
-                flp_msg cm = {.version = FLP_VERSION, .type = FLP_CHUNK, .round = task.round, .sender = ""};
-                size_t len;
-                assert_int_equal(fls_core_task_chunk(srv, 0, t, i, buf, cap, &len, &cm.chunk), FL_OK);
-                assert_int_equal(flc_core_on_message(nodata, &cm), FL_OK);
-            }
-        free(buf);
+        feed_task(srv, nodata, 0);
         assert_int_equal(flc_core_train(nodata), FL_ERR_INVALID_ARG);
         flc_core_free(nodata);
         flc_core_free(reused);
