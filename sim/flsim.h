@@ -115,10 +115,13 @@ typedef struct flsim_profile {
  * FL_RNG_PROFILE): three standard normals, for flops, down and up in that order. Pure. */
 void flsim_profile_of(const flsim_population *p, uint32_t k, flsim_profile *out);
 
-/* 1 if client k is online for round `round` starting at virtual time t: one uniform from the
- * stream (seed, round, k, FL_RNG_AVAIL) against the probability (trace row, PROB, or DIURNAL at t
- * with the client's phase, a uniform from (seed, 0, k, FL_RNG_AVAIL)). Pure. */
-int flsim_available(const flsim_population *p, uint32_t k, uint32_t round, double t);
+/* 1 if client k is online for round `round` at virtual time t, on the round's attempt-th draw
+ * (0 when the round is first tried; 1, 2, ... for each idle step spent waiting for enough clients
+ * to come online): the attempt-th uniform of the stream (seed, round + 1, k, FL_RNG_AVAIL) against
+ * the probability (trace row, PROB, or DIURNAL at t with the client's phase, a uniform from (seed,
+ * 0, k, FL_RNG_AVAIL)). Pure. */
+int flsim_available(const flsim_population *p, uint32_t k, uint32_t round, uint32_t attempt,
+                    double t);
 
 /* ---- virtual clock --------------------------------------------------------------------------- */
 

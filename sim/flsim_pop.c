@@ -129,7 +129,8 @@ void flsim_profile_of(const flsim_population *p, uint32_t k, flsim_profile *out)
     out->up_bps = draw(&p->up_bps, z2);
 }
 
-int flsim_available(const flsim_population *p, uint32_t k, uint32_t round, double t)
+int flsim_available(const flsim_population *p, uint32_t k, uint32_t round, uint32_t attempt,
+                    double t)
 {
     double prob;
     if (p->trace && p->trace->n) {
@@ -154,8 +155,11 @@ int flsim_available(const flsim_population *p, uint32_t k, uint32_t round, doubl
         return 1;
     if (prob <= 0.0)
         return 0;
-    /* Round r's draw lives at round r + 1 so that round 0's stream stays the phase stream. */
+    /* Round r's draws live at round r + 1 so that round 0's stream stays the phase stream; the
+     * attempt-th draw is that stream's attempt-th uniform (two words each: O(1) to reach). */
     fl_rng r = fl_rng_stream(p->seed, round + 1, k, FL_RNG_AVAIL);
+    if (attempt)
+        fl_rng_seek(&r, 2 * (uint64_t)attempt);
     return fl_rng_uniform_f64(&r) < prob;
 }
 

@@ -1276,8 +1276,9 @@ static void sim_free(sim *S)
     pthread_cond_destroy(&S->cv_main);
 }
 
-/* Brings the core's connected set in line with who is online for `round` at time t. */
-static fl_status update_availability(sim *S, uint32_t round, double t, int first)
+/* Brings the core's connected set in line with who is online for `round` at time t, on the
+ * round's attempt-th draw (flsim_available). */
+static fl_status update_availability(sim *S, uint32_t round, uint32_t attempt, double t, int first)
 {
     const uint32_t K = S->cfg->clients;
     const int always = !S->pop.trace && S->pop.avail.kind == FLSIM_AVAIL_ALWAYS;
@@ -1286,7 +1287,7 @@ static fl_status update_availability(sim *S, uint32_t round, double t, int first
     for (uint32_t k = 0; k < K; k++) {
         if (S->empty[k])
             continue;
-        const int on = always ? 1 : flsim_available(&S->pop, k, round, t);
+        const int on = always ? 1 : flsim_available(&S->pop, k, round, attempt, t);
         if (on == S->online[k])
             continue;
         fl_status st;
@@ -1515,7 +1516,7 @@ fl_status flsim_run(const flsim_config *cfg, const flsim_data *data_in, const fl
     uint64_t cum_down = 0, cum_up = 0;
     double cum_flops = 0;
     if (st == FL_OK)
-        st = update_availability(&S, 0, vt, 1);
+        st = update_availability(&S, 0, 0, vt, 1);
     int done = 0;
     uint64_t idle = 0;
     round_acc ra = {0};
@@ -1523,8 +1524,10 @@ fl_status flsim_run(const flsim_config *cfg, const flsim_data *data_in, const fl
     flsim_round_record pending;
     memset(&pending, 0, sizeof pending);
     while (st == FL_OK && !done) {
+        /* While idle (too few online to start), each step draws who is online afresh: the same
+         * draw again would wait in vain. */
         const uint32_t next = (uint32_t)fls_core_round(S.core);
-        if ((st = update_availability(&S, next, vt, 0)) != FL_OK)
+        if ((st = update_availability(&S, next, (uint32_t)idle, vt, 0)) != FL_OK)
             break;
         const double t_tick = fl_time_mono_s(), cpu_tick = process_cpu_s();
         if ((st = fls_core_tick(S.core, vt)) != FL_OK)

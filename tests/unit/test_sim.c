@@ -292,8 +292,8 @@ static void test_population(void **state)
     for (uint32_t k = 0; k < pop.clients; k++) {
         flsim_profile_of(&pop, k, &a);
         below += a.flops < 1e9;
-        online += (uint32_t)flsim_available(&pop, k, 3, 0.0);
-        assert_int_equal(flsim_available(&pop, k, 3, 0.0), flsim_available(&pop, k, 3, 99.0));
+        online += (uint32_t)flsim_available(&pop, k, 3, 0, 0.0);
+        assert_int_equal(flsim_available(&pop, k, 3, 0, 0.0), flsim_available(&pop, k, 3, 0, 99.0));
     }
     assert_in_range(below, 9600, 10400);   /* half below the median */
     assert_in_range(online, 5600, 6400);   /* 30% online */
@@ -302,7 +302,7 @@ static void test_population(void **state)
     uint32_t at_t[2] = {0, 0};
     for (uint32_t k = 0; k < pop.clients; k++)
         for (int h = 0; h < 2; h++)
-            at_t[h] += (uint32_t)flsim_available(&pop, k, 1, h * 50.0);
+            at_t[h] += (uint32_t)flsim_available(&pop, k, 1, 0, h * 50.0);
     assert_in_range(at_t[0] + at_t[1], 18800, 21200); /* p(t) + p(t + period / 2) = 1 */
 }
 
@@ -1017,6 +1017,30 @@ static void test_availability_and_errors(void **state)
         assert_int_equal(rec[i].reported, c.per_round);
     }
     free(rec);
+    /* A round that needs half the clients online while each is online with p 0.35 (about 2% of
+     * draws bring 20 of 40): rounds wait idle steps until a draw brings enough. Each idle step
+     * draws anew (the same draw again waited in vain and ended the run after 10,000 steps),
+     * deterministically. */
+    c = small_config();
+    c.rounds = 4;
+    c.per_round = 20;
+    assert_int_equal(flsim_config_set(&c, "availability", "p:0.35", NULL, 0), FL_OK);
+    run_ok(&c, &res, &rec, &n);
+    assert_int_equal(n, 4);
+    uint8_t sha[FL_SHA256_LEN];
+    memcpy(sha, res.model_sha256, sizeof sha);
+    int waited = 0;
+    for (size_t i = 0; i < n; i++) {
+        assert_true(rec[i].online >= 20);
+        assert_int_equal(rec[i].reported, 20);
+        /* a round starts at the previous close, or later after idle steps */
+        waited |= i > 0 && rec[i].vtime_s - rec[i].round_vtime_s > rec[i - 1].vtime_s + 1e-9;
+    }
+    assert_true(waited);
+    free(rec);
+    c.threads = 2;
+    run_ok(&c, &res, NULL, NULL);
+    assert_memory_equal(sha, res.model_sha256, sizeof sha);
     /* Updates the server refuses (a learning rate that throws the deltas out of the fixed-point
      * range): counted as failed, the round ends once nobody can still report, the model stays. */
     c = small_config();
