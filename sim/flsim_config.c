@@ -167,11 +167,11 @@ fl_status flsim_config_set(flsim_config *c, const char *key, const char *v, char
     U32("eval-every", eval_every, 0, 100000000, "a round count");
     U32("eval-samples", eval_samples, 0, 1u << 31, "a sample count");
     DBL("keep", keep, 1e-9, 1.0, "a keep fraction in (0, 1]");
-    DBL("lr", lr, 1e-12, 1e6, "a learning rate > 0");
+    DBL("lr", lr, 1e-12, 1e6, "a learning rate in (0, 1e6]");
     DBL("momentum", momentum, 0.0, 0.999999, "a momentum in [0, 1)");
-    DBL("weight-decay", weight_decay, 0.0, 1e6, "a weight decay >= 0");
-    DBL("prox-mu", prox_mu, 0.0, 1e6, "a proximal weight >= 0");
-    DBL("server-lr", server_lr, 1e-12, 1e6, "a learning rate > 0");
+    DBL("weight-decay", weight_decay, 0.0, 1e6, "a weight decay in [0, 1e6]");
+    DBL("prox-mu", prox_mu, 0.0, 1e6, "a proximal weight in [0, 1e6]");
+    DBL("server-lr", server_lr, 1e-12, 1e6, "a learning rate in (0, 1e6]");
     DBL("overcommit", overcommit, 1.0, 100.0, "an over-commit factor in [1, 100]");
     DBL("deadline", deadline_s, 0.0, 1e12, "a deadline in seconds (0 = none)");
     DBL("latency", latency_s, 0.0, 1e6, "a latency in seconds >= 0");

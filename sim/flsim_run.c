@@ -1309,7 +1309,7 @@ static fl_status update_availability(sim *S, uint32_t round, uint32_t attempt, d
 static fl_status setup(sim *S, const flsim_config *cfg, const flsim_data *data,
                        flsim_result *res, char *err, size_t errlen)
 {
-    char e2[256];
+    char e2[512];
     S->train = data->train;
     S->test = data->test;
     if (S->train->kind != S->test->kind || S->train->sample_len != S->test->sample_len) {
@@ -1339,7 +1339,14 @@ static fl_status setup(sim *S, const flsim_config *cfg, const flsim_data *data,
     if (st == FL_OK)
         st = flm_partition_make(&S->part, S->train, &ps, K, cfg->seed);
     if (st != FL_OK) {
-        if (st == FL_ERR_INVALID_ARG && e2[0] == '\0')
+        if (st == FL_ERR_INVALID_ARG && e2[0] == '\0' && ps.kind == FLM_PART_NATURAL &&
+            !S->train->n_users)
+            snprintf(e2, sizeof e2, "natural: %s has no per-user split (LEAF datasets have: "
+                     "femnist, shakespeare)", cfg->dataset);
+        else if (st == FL_ERR_INVALID_ARG && e2[0] == '\0' && ps.kind == FLM_PART_NATURAL)
+            snprintf(e2, sizeof e2, "natural: %zu users cannot fill %u shards (at most one "
+                     "shard per user: see --data-shards, --clients)", S->train->n_users, K);
+        else if (st == FL_ERR_INVALID_ARG && e2[0] == '\0')
             snprintf(e2, sizeof e2, "cannot split %zu samples into %u shards (see --data-shards)",
                      S->train->N, K);
         set_err(err, errlen, "%s%s", "--partition: ", st == FL_ERR_NOMEM ? "out of memory" : e2);
@@ -1379,8 +1386,21 @@ static fl_status setup(sim *S, const flsim_config *cfg, const flsim_data *data,
         set_err(err, errlen, "%s%s", "--model: ", e2);
         return FL_ERR_CONFIG;
     }
-    if ((size_t)a.in_C * a.in_H * a.in_W != S->train->sample_len ||
-        a.token_input != (S->train->kind == FLM_DATA_TOKENS) || a.classes < S->train->classes) {
+    const int tokens = S->train->kind == FLM_DATA_TOKENS;
+    if (a.token_input != tokens) {
+        snprintf(e2, sizeof e2, "%s takes %s, the dataset holds %s%s", a.spec,
+                 a.token_input ? "token ids" : "float inputs", tokens ? "token ids" : "float inputs",
+                 tokens ? " (token data needs an lstm model)" : "");
+        set_err(err, errlen, "%s%s", "--model: ", e2);
+        return FL_ERR_CONFIG;
+    }
+    if (S->test->classes > a.classes) { /* checked now, not at the first evaluation */
+        snprintf(e2, sizeof e2, "the test set has %d classes, the model %s %d", S->test->classes,
+                 a.spec, a.classes);
+        set_err(err, errlen, "%s%s", cfg->test_dataset[0] ? "--test-dataset: " : "--dataset: ", e2);
+        return FL_ERR_CONFIG;
+    }
+    if ((size_t)a.in_C * a.in_H * a.in_W != S->train->sample_len || a.classes < S->train->classes) {
         snprintf(e2, sizeof e2, "%s does not fit the dataset (%d x %d x %d inputs, %d classes)",
                  a.spec, S->train->C, S->train->H, S->train->W, S->train->classes);
         set_err(err, errlen, "%s%s", "--model: ", e2);

@@ -1063,6 +1063,22 @@ static void test_availability_and_errors(void **state)
     snprintf(c.trace, sizeof c.trace, "/nonexistent.csv");
     assert_int_equal(flsim_run(&c, NULL, NULL, NULL, NULL, &res, NULL, NULL, err, sizeof err), FL_ERR_IO);
     assert_non_null(strstr(err, "--trace"));
+    /* caught at setup, not after training: a test set with more classes than the model, a
+     * natural partition of a dataset without users, token data for an mlp */
+    c = small_config();
+    assert_int_equal(flsim_config_set(&c, "test-dataset", "synth-images:100:1x8x8:6", NULL, 0), FL_OK);
+    assert_int_equal(flsim_run(&c, NULL, NULL, NULL, NULL, &res, NULL, NULL, err, sizeof err), FL_ERR_CONFIG);
+    assert_non_null(strstr(err, "--test-dataset: the test set has 6 classes, the model mlp:64-32-4 4"));
+    c = small_config();
+    assert_int_equal(flsim_config_set(&c, "partition", "natural", NULL, 0), FL_OK);
+    assert_int_equal(flsim_run(&c, NULL, NULL, NULL, NULL, &res, NULL, NULL, err, sizeof err), FL_ERR_CONFIG);
+    assert_non_null(strstr(err, "has no per-user split"));
+    c = small_config();
+    assert_int_equal(flsim_config_set(&c, "dataset", "synth-tokens:200:10:20", NULL, 0), FL_OK);
+    assert_int_equal(flsim_config_set(&c, "model", "mlp", NULL, 0), FL_OK);
+    assert_int_equal(flsim_run(&c, NULL, NULL, NULL, NULL, &res, NULL, NULL, err, sizeof err), FL_ERR_CONFIG);
+    assert_non_null(strstr(err, "token data needs an lstm model"));
+    c = small_config();
     snprintf(c.trace, sizeof c.trace, "/tmp"); /* a directory: its reason, not "input/output error" */
     assert_int_equal(flsim_run(&c, NULL, NULL, NULL, NULL, &res, NULL, NULL, err, sizeof err), FL_ERR_IO);
     assert_non_null(strstr(err, "Is a directory"));
