@@ -351,7 +351,9 @@ fl_status flsim_experiment_afd(const flsim_experiment *e, const fl_logger *log, 
                 char a[64], b[64], d[64], x1[32], x2[32], x3[32];
                 if (reached[c]) {
                     snprintf(a, sizeof a, "%.1f (%.1f)", m_rt[c], sd_rt[c]);
-                    snprintf(b, sizeof b, "%.0f (%.0f)", m_vt[c], sd_vt[c]);
+                    /* whole seconds, but three digits below 100 s (tiny runs read "0 (0)") */
+                    snprintf(b, sizeof b, m_vt[c] >= 100 ? "%.0f (%.0f)" : "%.3g (%.2g)", m_vt[c],
+                             sd_vt[c]);
                     snprintf(d, sizeof d, "%.1f (%.1f)", m_by[c] / 1e6, sd_by[c] / 1e6);
                 } else {
                     snprintf(a, sizeof a, "-");
