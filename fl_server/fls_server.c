@@ -113,6 +113,10 @@ struct fls_server {
     fls_ckpt snap;
     int have_snap;
     int snap_written;           /* the snapshot is what the file holds (written by us) */
+    fl_status ckpt_failed;      /* a periodic checkpoint could not be written: the run stops */
+    int send_errno;             /* errno of the last failed send_to */
+    int metrics_bad;            /* run.metrics failed or vanished: said once until it works */
+    uint64_t ckpt_round;        /* next round of the last checkpoint written (0: none yet) */
     uint8_t *chunk_buf;
     size_t chunk_cap;
     sess *ss;
@@ -383,12 +387,21 @@ static int send_to(fls_server *s, const uint8_t *rid, size_t rid_len, const flp_
     }
     if (zmq_send(s->router, rid, rid_len, ZMQ_SNDMORE | ZMQ_DONTWAIT) != (int)rid_len ||
         zmq_msg_send(&z, s->router, ZMQ_DONTWAIT) < 0) {
+        s->send_errno = errno;
         zmq_msg_close(&z);
         s->st.send_dropped++;
         return -1;
     }
     s->st.msgs_out++;
     return 0;
+}
+
+/* Why the last send_to failed, for the log. */
+static const char *send_why(const fls_server *s)
+{
+    return s->send_errno == EAGAIN         ? "send queue full"
+           : s->send_errno == EHOSTUNREACH ? "connection gone"
+                                           : zmq_strerror(s->send_errno);
 }
 
 static int send_sess(fls_server *s, sess *x, const flp_msg *m)
@@ -472,8 +485,8 @@ static void dl_pump(fls_server *s, sess *x)
             break;
         }
         if (send_sess(s, x, &m) != 0) {
-            fl_log(&s->log, FL_LOG_WARN, "client %s: send queue full; task of round %llu dropped",
-                   x->id, (unsigned long long)x->dl_round);
+            fl_log(&s->log, FL_LOG_WARN, "client %s: %s; task of round %llu dropped", x->id,
+                   send_why(s), (unsigned long long)x->dl_round);
             x->dl_active = 0;
             break;
         }
@@ -505,7 +518,7 @@ static void start_task(fls_server *s, uint32_t key, uint64_t round)
     m.sender = "";
     if (m.task.n_tensors > FLM_MAX_TENSORS || send_sess(s, x, &m) != 0) {
         /* A client that cannot even take its Task is as good as gone. */
-        sess_drop(s, x, "send queue full");
+        sess_drop(s, x, send_why(s));
         return;
     }
     x->dl_active = 1;
@@ -561,11 +574,8 @@ static fl_status write_snapshot(fls_server *s)
     if (st == FL_OK) {
         s->snap_written = 1;
         s->st.checkpoints++;
-        fl_log(&s->log, FL_LOG_INFO, "checkpoint written to %s (next round %llu)",
-               s->opt.ckpt_path, (unsigned long long)s->snap.round);
-    } else {
-        fl_log(&s->log, FL_LOG_ERROR, "checkpoint %s: %s", s->opt.ckpt_path, fl_strerror(st));
-    }
+        s->ckpt_round = s->snap.round;
+    } /* else fls_ckpt_write logged why */
     return st;
 }
 
@@ -595,14 +605,26 @@ static void round_end(fls_server *s)
              why[(unsigned)m->closed_by < 4 ? (unsigned)m->closed_by : 0]);
     fl_log(&s->log, FL_LOG_INFO, "%s", line);
     if (s->metrics) {
-        fprintf(s->metrics, "%s\n", json);
-        fflush(s->metrics);
+        /* A full disk or a file gone: said (once until it works again), never silent. */
+        struct stat sb;
+        const int bad = fprintf(s->metrics, "%s\n", json) < 0 || fflush(s->metrics) != 0;
+        const int gone = !bad && fstat(fileno(s->metrics), &sb) == 0 && sb.st_nlink == 0;
+        if ((bad || gone) && !s->metrics_bad)
+            fl_log(&s->log, FL_LOG_ERROR, bad ? "run.metrics %s: %s: round %llu's line is lost"
+                                              : "run.metrics %s was deleted or moved (%s): its lines from "
+                                                "round %llu on go nowhere; SIGHUP reopens it",
+                   s->opt.metrics_path, bad ? strerror(errno) : "no link left",
+                   (unsigned long long)m->round);
+        s->metrics_bad = bad || gone;
+        clearerr(s->metrics);
     }
     if (s->host.on_round)
         s->host.on_round(s->host.round_user, json, line);
     snapshot(s);
-    if (s->opt.ckpt_every && s->st.rounds_done % s->opt.ckpt_every == 0)
-        write_snapshot(s);
+    /* A checkpoint that cannot be written stops the run (fls_server_step): training on while
+     * nothing reaches the disk would lose every round since the last one at the next crash. */
+    if (s->opt.ckpt_every && s->st.rounds_done % s->opt.ckpt_every == 0 && !s->ckpt_failed)
+        s->ckpt_failed = write_snapshot(s);
 }
 
 static fl_status drain_events(fls_server *s)
@@ -1113,6 +1135,24 @@ static fl_status reload_allow(fls_server *s)
     return FL_OK;
 }
 
+/* SIGHUP: run.metrics is opened again (appending), so that a rotated or deleted file gets the
+ * next lines; the old one keeps what it has. */
+static void reopen_metrics(fls_server *s)
+{
+    if (!s->metrics || s->metrics == stdout)
+        return;
+    FILE *f = fopen(s->opt.metrics_path, "a");
+    if (!f) {
+        fl_log(&s->log, FL_LOG_ERROR, "run.metrics %s not reopened (the old file stays): %s",
+               s->opt.metrics_path, strerror(errno));
+        return;
+    }
+    fclose(s->metrics);
+    s->metrics = f;
+    s->metrics_bad = 0;
+    fl_log(&s->log, FL_LOG_INFO, "run.metrics %s reopened", s->opt.metrics_path);
+}
+
 static fl_status load_eval(fls_server *s, char *err, size_t errlen)
 {
     const flm_arch *a = fls_core_arch(s->core);
@@ -1497,14 +1537,32 @@ static fls_status finish_stop(fls_server *s)
     return st == FL_OK ? FLS_ERR_CANCELLED : fls_status_of(st);
 }
 
+/* The run cannot keep its checkpoint: the clients are told to reconnect later (not "done": the
+ * rounds since the last checkpoint are not on disk), and the run ends with the write's status. */
+static fls_status finish_ckpt_failed(fls_server *s, fl_status st)
+{
+    send_bye_all(s, "restart");
+    s->run = RUN_FAILED;
+    char last[64] = "none yet";
+    if (s->ckpt_round)
+        snprintf(last, sizeof last, "next round %llu", (unsigned long long)s->ckpt_round);
+    fl_log(&s->log, FL_LOG_ERROR, "stopping: checkpoint %s cannot be written (%s); the last one "
+           "on disk: %s. Clients will reconnect; fix the path and restart with --resume",
+           s->opt.ckpt_path, fl_strerror(st), last);
+    return fls_status_of(st);
+}
+
 static fls_status finish_done(fls_server *s)
 {
     snapshot(s);
     const fl_status st = write_snapshot(s);
+    if (st != FL_OK)
+        return finish_ckpt_failed(s, st);
     send_bye_all(s, "done");
-    fl_log(&s->log, FL_LOG_INFO, "run done after round %llu",
-           (unsigned long long)fls_core_round(s->core));
-    return st == FL_OK ? FLS_ERR_STATE : fls_status_of(st);
+    fl_log(&s->log, FL_LOG_INFO, "run done: %llu rounds%s",
+           (unsigned long long)fls_core_round(s->core),
+           fls_core_target_reached(s->core) ? ", target accuracy reached" : "");
+    return FLS_ERR_STATE;
 }
 
 fls_status fls_server_step(fls_server *s, int timeout_ms)
@@ -1544,6 +1602,7 @@ fls_status fls_server_step(fls_server *s, int timeout_ms)
     if (s->reload_req) {
         s->reload_req = 0;
         reload_allow(s);
+        reopen_metrics(s);
     }
     if (s->stop_req)
         return finish_stop(s);
@@ -1571,6 +1630,8 @@ fls_status fls_server_step(fls_server *s, int timeout_ms)
     s->st.round = fls_core_round(s->core);
     if (s->run == RUN_FAILED)
         return FLS_ERR_INTERNAL;
+    if (s->ckpt_failed != FL_OK)
+        return finish_ckpt_failed(s, s->ckpt_failed);
     if (s->run == RUN_DONE)
         return finish_done(s);
     return FLS_OK;

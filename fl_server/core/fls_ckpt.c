@@ -16,7 +16,9 @@
 static const uint8_t CKPT_MAGIC[8] = {'F', 'L', 'S', 'C', 'K', 'P', 'T', 0};
 #define HEAD_LEN 24u /* magic, version, flags, body_len */
 
-enum { TAG_META = 1, TAG_MODEL = 2, TAG_OPT = 3, TAG_POLICY = 4, TAG_COUNT = 4 };
+/* Sections 1-4 always, in order; TAG_TARGET (optional, last) only when the run ended at its
+ * target accuracy. */
+enum { TAG_META = 1, TAG_MODEL = 2, TAG_OPT = 3, TAG_POLICY = 4, TAG_COUNT = 4, TAG_TARGET = 5 };
 
 void fls_ckpt_clear(fls_ckpt *c)
 {
@@ -109,6 +111,12 @@ fl_status fls_ckpt_serialize(const fls_ckpt *c, uint8_t **buf, size_t *len)
     s = sec_begin(&w, TAG_POLICY);
     fls_w_bytes(&w, c->policy, c->policy_len);
     sec_end(&w, s);
+
+    if (c->target_reached) {
+        s = sec_begin(&w, TAG_TARGET);
+        fls_w_f64(&w, c->target_acc);
+        sec_end(&w, s);
+    }
 
     if (!w.failed) {
         const uint64_t body = (uint64_t)(w.len - HEAD_LEN);
@@ -273,8 +281,19 @@ fl_status fls_ckpt_parse(const uint8_t *buf, size_t len, fls_ckpt *out, char *er
             break;
         }
     }
-    if (st == FL_OK && r.pos != r.len)
-        st = fail(err, errlen, FL_ERR_CHECKPOINT_FORMAT, "unknown trailing section");
+    if (st == FL_OK && r.pos != r.len) {
+        const uint32_t tag = fls_r_u32(&r);
+        const uint64_t sl = fls_r_u64(&r);
+        fls_rbuf t = {r.p + r.pos, 8, 0, 0};
+        const double acc = !r.bad && tag == TAG_TARGET && sl == 8 && r.len - r.pos == 8
+                               ? fls_r_f64(&t) : NAN;
+        if (!(acc >= 0.0 && acc <= 1.0))
+            st = fail(err, errlen, FL_ERR_CHECKPOINT_FORMAT, "unknown trailing section");
+        else {
+            out->target_reached = 1;
+            out->target_acc = acc;
+        }
+    }
     if (st != FL_OK)
         fls_ckpt_clear(out);
     return st;
@@ -367,7 +386,7 @@ fl_status fls_ckpt_write(const char *path, const fls_ckpt *c, const fl_logger *l
         }
         close(dfd);
     }
-    fl_log(log, FL_LOG_INFO, "checkpoint: wrote %s (%zu bytes, round %llu)", path, len,
+    fl_log(log, FL_LOG_INFO, "checkpoint: wrote %s (%zu bytes, next round %llu)", path, len,
            (unsigned long long)c->round);
     goto out;
 out_fd:

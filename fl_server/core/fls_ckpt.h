@@ -58,6 +58,8 @@ typedef struct fls_ckpt {
     fls_ckpt_array opt[FLS_CKPT_MAX_OPT];
     size_t policy_len;
     uint8_t *policy;
+    int target_reached;           /* the run ended when an evaluation reached its target: */
+    double target_acc;            /* that accuracy (a resume with a target at most this ends) */
 } fls_ckpt;
 
 /* Frees what c owns and zeroes it. NULL is a no-op. */

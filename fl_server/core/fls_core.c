@@ -74,7 +74,9 @@ struct fls_core {
     size_t idx_mask;
     uint32_t n_connected;
     uint64_t round, model_version;
-    int open, eval_pending, done;
+    int open, eval_pending, done, target_reached;
+    double reached_acc;  /* the test accuracy that reached the target (this run's, or the
+                          * resumed checkpoint's), or -1 */
     double deadline;
     sel *sels;           /* sorted by key */
     size_t n_sel;
@@ -347,6 +349,7 @@ fl_status fls_core_new(const fls_config *cfg, fls_core **out)
     if (!c)
         return FL_ERR_NOMEM;
     c->cfg = *cfg;
+    c->reached_acc = -1.0;
     if ((st = flm_arch_parse(cfg->arch, &c->arch, NULL, 0)) != FL_OK ||
         (st = flz_spec_parse(cfg->down_codec, &c->down, NULL, 0)) != FL_OK ||
         (st = flz_spec_parse(cfg->up_codec, &c->up, NULL, 0)) != FL_OK ||
@@ -459,6 +462,11 @@ double fls_core_deadline(const fls_core *c)
 int fls_core_done(const fls_core *c)
 {
     return c->done;
+}
+
+int fls_core_target_reached(const fls_core *c)
+{
+    return c->target_reached;
 }
 
 uint32_t fls_core_connected(const fls_core *c)
@@ -654,6 +662,13 @@ static fl_status finish_round(fls_core *c)
     const int limit = c->cfg.max_rounds && c->round >= c->cfg.max_rounds;
     if (st == FL_OK && !c->done && (target || limit)) {
         c->done = 1;
+        c->target_reached = target;
+        if (target) {
+            c->reached_acc = c->last.test_accuracy;
+            fl_log(&c->cfg.log, FL_LOG_INFO, "round %llu: test accuracy %.4f reached the target %.4f",
+                   (unsigned long long)c->last.round, c->last.test_accuracy,
+                   c->cfg.target_accuracy);
+        }
         st = push_event(c, FLS_EV_DONE, 0, c->last.round);
     }
     return st;
@@ -749,6 +764,15 @@ fl_status fls_core_tick(fls_core *c, double now)
         return FL_OK;
     if (c->cfg.max_rounds && c->round >= c->cfg.max_rounds) {
         c->done = 1;
+        return push_event(c, FLS_EV_DONE, 0, c->round);
+    }
+    /* Resumed from a run that ended at its target accuracy: still ended, unless the target
+     * was raised above what it reached (or turned off). */
+    if (c->cfg.target_accuracy > 0.0 && c->reached_acc >= c->cfg.target_accuracy) {
+        c->done = c->target_reached = 1;
+        fl_log(&c->cfg.log, FL_LOG_INFO, "the checkpoint's run reached test accuracy %.4f, at or "
+               "above the target %.4f: nothing more to train", c->reached_acc,
+               c->cfg.target_accuracy);
         return push_event(c, FLS_EV_DONE, 0, c->round);
     }
     const uint32_t need = c->cfg.min_clients ? c->cfg.min_clients : c->cfg.clients_per_round;
@@ -1215,6 +1239,8 @@ fl_status fls_core_checkpoint(const fls_core *c, fls_ckpt *out)
     }
     if (fls_policy_export(c->pol, &out->policy, &out->policy_len) != FL_OK)
         goto nomem;
+    out->target_reached = c->target_reached;
+    out->target_acc = c->target_reached ? c->reached_acc : 0.0;
     return FL_OK;
 nomem:
     fls_ckpt_clear(out);
@@ -1274,7 +1300,8 @@ fl_status fls_core_restore(fls_core *c, const fls_ckpt *k)
     fls_opt_set_steps(c->opt, k->opt_steps);
     c->round = k->round;
     c->model_version = k->model_version;
-    c->done = 0;
+    c->done = c->target_reached = 0;
+    c->reached_acc = k->target_reached ? k->target_acc : -1.0;
     return FL_OK;
 }
 

@@ -120,6 +120,8 @@ int fls_core_round_open(const fls_core *core);
 double fls_core_deadline(const fls_core *core);
 /* 1 once the run is over (FLS_EV_DONE was emitted). */
 int fls_core_done(const fls_core *core);
+/* 1 once the run ended because an evaluation reached cfg.target_accuracy. */
+int fls_core_target_reached(const fls_core *core);
 
 /* A client connected (or reconnected). dataset_size is informational. Starts nothing (rounds
  * start in fls_core_tick).

@@ -1607,6 +1607,61 @@ static void test_sim_arrival_order(void **state)
 
 /* 10 rounds straight, and 5 rounds + checkpoint file + a new core + restore + 5 rounds: the same
  * model and policy state, byte for byte (afd-multi with FedAdam: every kind of state). */
+/* A run that ended at its target accuracy says so in its checkpoint (an optional last section,
+ * the accuracy reached); resumed with a target at or below it, the run is still over (DONE at the
+ * first tick); with a higher target, or none, it trains on. A bad trailing section is refused. */
+static void test_resume_after_target(void **state)
+{
+    (void)state;
+    fls_config cfg = small_config();
+    fls_core *a = core_with_clients(&cfg, 6);
+    fls_ckpt k;
+    assert_int_equal(fls_core_checkpoint(a, &k), FL_OK);
+    assert_false(k.target_reached);
+    k.target_reached = 1;
+    k.target_acc = 0.75;
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    assert_int_equal(fls_ckpt_serialize(&k, &buf, &len), FL_OK);
+    fls_ckpt back;
+    char err[256];
+    assert_int_equal(fls_ckpt_parse(buf, len, &back, err, sizeof err), FL_OK);
+    assert_true(back.target_reached);
+    assert_true(back.target_acc == 0.75);
+    fls_ckpt_clear(&back);
+    fls_core_free(a);
+    const double targets[] = {0.7, 0.75, 0.8, 0.0};
+    for (int i = 0; i < 4; i++) {
+        cfg.target_accuracy = targets[i];
+        fls_core *b = core_with_clients(&cfg, 6);
+        assert_int_equal(fls_core_restore(b, &k), FL_OK);
+        assert_int_equal(fls_core_tick(b, 1.0), FL_OK);
+        int done = 0;
+        fls_event ev;
+        while (fls_core_poll(b, &ev))
+            done |= ev.kind == FLS_EV_DONE;
+        const int over = i < 2;
+        assert_int_equal(done, over);
+        assert_int_equal(fls_core_done(b), over);
+        assert_int_equal(fls_core_round_open(b), !over);
+        if (over) { /* its own checkpoint keeps saying so */
+            fls_ckpt k2;
+            assert_int_equal(fls_core_checkpoint(b, &k2), FL_OK);
+            assert_true(k2.target_reached && k2.target_acc == 0.75);
+            fls_ckpt_clear(&k2);
+        }
+        fls_core_free(b);
+    }
+    fls_ckpt_clear(&k);
+    /* the optional section must be the target one, 8 bytes, in [0, 1] (re-sealed so that only
+     * the section is wrong, not the checksum) */
+    buf[len - 32 - 12 - 8] = 6; /* its tag */
+    fl_sha256_digest(buf + len - 32, buf, len - 32);
+    assert_int_equal(fls_ckpt_parse(buf, len, &back, err, sizeof err), FL_ERR_CHECKPOINT_FORMAT);
+    assert_non_null(strstr(err, "unknown trailing section"));
+    free(buf);
+}
+
 static void test_resume_exact(void **state)
 {
     (void)state;
@@ -1700,6 +1755,7 @@ int main(void)
         cmocka_unit_test(test_sim_policies),
         cmocka_unit_test(test_sim_target_and_codecs),
         cmocka_unit_test(test_sim_arrival_order),
+        cmocka_unit_test(test_resume_after_target),
         cmocka_unit_test(test_resume_exact),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
