@@ -46,6 +46,7 @@ struct flc_client {
     int hs_failed;             /* this connection's handshake was refused */
     int hs_refusals;           /* refused handshakes in a row (reset by one that succeeds) */
     int hs_ever_ok;            /* a handshake succeeded once: the server key is right */
+    uint64_t hello_ns;         /* when the last Hello went out */
     flc_core *core;
     flm_samples samples;
     fl_logger log;
@@ -420,6 +421,7 @@ static void send_hello(flc_client *c)
     m.hello.min_version = FLP_VERSION;
     m.hello.max_version = FLP_VERSION;
     send_msg(c, &m);
+    c->hello_ns = fl_time_mono_ns(); /* the retry timer counts from the last Hello, whoever sent it */
 }
 
 static void close_socket(flc_client *c)
@@ -731,7 +733,6 @@ static int session(flc_client *c)
 {
     send_hello(c);
     c->last_recv_ns = fl_time_mono_ns();
-    uint64_t hello_ns = c->last_recv_ns;
     while (!atomic_load(&c->stop) && !c->hs_failed) {
         /* max_rounds: once the last update went out in full and the server acknowledged it (or
          * liveness_ms passed without that Ack), so updates_accepted counts it. */
@@ -781,10 +782,8 @@ static int session(flc_client *c)
             }
         }
         upload_pump(c);
-        if (!c->registered && now - hello_ns > (uint64_t)c->cfg.heartbeat_ms * 3000000ull) {
+        if (!c->registered && now - c->hello_ns > (uint64_t)c->cfg.heartbeat_ms * 3000000ull)
             send_hello(c); /* the first Hello may have been sent before the link came up */
-            hello_ns = now;
-        }
         /* Before the Hello is accepted the server answers anything but a Hello with an Error. */
         if (c->registered && now - c->last_sent_ns > (uint64_t)c->cfg.heartbeat_ms * 1000000ull)
             send_simple(c, FLP_HEARTBEAT, 0);
