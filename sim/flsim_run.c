@@ -1309,7 +1309,7 @@ static fl_status update_availability(sim *S, uint32_t round, uint32_t attempt, d
 static fl_status setup(sim *S, const flsim_config *cfg, const flsim_data *data,
                        flsim_result *res, char *err, size_t errlen)
 {
-    char e2[512];
+    char e2[512] = "";
     S->train = data->train;
     S->test = data->test;
     if (S->train->kind != S->test->kind || S->train->sample_len != S->test->sample_len) {
@@ -1334,6 +1334,7 @@ static fl_status setup(sim *S, const flsim_config *cfg, const flsim_data *data,
     }
     /* Partition: shards of the training set. */
     flm_partition_spec ps;
+    e2[0] = '\0'; /* empty unless the parse or the split says why */
     fl_status st = flm_partition_spec_parse(cfg->partition, &ps, e2, sizeof e2);
     const uint32_t K = cfg->data_shards ? cfg->data_shards : cfg->clients;
     if (st == FL_OK)
