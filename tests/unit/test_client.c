@@ -29,6 +29,20 @@ typedef struct logbuf {
     size_t len;
 } logbuf;
 
+static logbuf *logbuf_new(void)
+{
+    logbuf *lb = calloc(1, sizeof *lb);
+    assert_non_null(lb);
+    pthread_mutex_init(&lb->mu, NULL);
+    return lb;
+}
+
+static void logbuf_free(logbuf *lb)
+{
+    pthread_mutex_destroy(&lb->mu);
+    free(lb);
+}
+
 static void log_cb(void *user, flc_log_level level, const char *msg)
 {
     (void)level;
@@ -138,8 +152,7 @@ static void test_new_validation(void **state)
     overflow[40] = '\0';
     snprintf(short_key, sizeof short_key, "%.20s", cpub);
 
-    logbuf *lb = calloc(1, sizeof *lb);
-    pthread_mutex_init(&lb->mu, NULL);
+    logbuf *lb = logbuf_new();
     const flc_config good = {
         .server_endpoint = "tcp://127.0.0.1:1", .client_id = "dev", .server_public_key = spub,
         .public_key = cpub, .secret_key = csec, .train = train_plus_quarter, .log = log_cb,
@@ -204,8 +217,7 @@ static void test_new_validation(void **state)
     assert_non_null(strstr(lb->text, "out is NULL"));
     assert_int_equal(flc_client_new(NULL, &c), FLC_ERR_INVALID_ARG);
     assert_null(c);
-    pthread_mutex_destroy(&lb->mu);
-    free(lb);
+    logbuf_free(lb);
 }
 
 /* ---- stop is honoured promptly ---------------------------------------------------------------- */
@@ -227,8 +239,7 @@ static void test_stop_prompt(void **state)
     (void)state;
     char ep[128];
     dead_endpoint(ep, sizeof ep);
-    logbuf *lb = calloc(1, sizeof *lb);
-    pthread_mutex_init(&lb->mu, NULL);
+    logbuf *lb = logbuf_new();
     flc_config cfg = base_config(ep, train_plus_quarter, lb);
     cfg.heartbeat_ms = 20000; /* a poll of heartbeat_ms / 2 would hold stop for 10 s */
     cfg.liveness_ms = 60000;
@@ -245,8 +256,7 @@ static void test_stop_prompt(void **state)
     assert_int_equal(r.st, FLC_ERR_CANCELLED);
     assert_true(r.t_end - t0 < 1.0);
     flc_client_free(c);
-    pthread_mutex_destroy(&lb->mu);
-    free(lb);
+    logbuf_free(lb);
 }
 
 /* ---- a fake server ---------------------------------------------------------------------------- */
@@ -453,8 +463,7 @@ static void test_refused_key(void **state)
     assert_int_equal(zmq_curve_keypair(cpub, csec), 0);
     fake f;
     fake_open(&f, ssec);
-    logbuf *lb = calloc(1, sizeof *lb);
-    pthread_mutex_init(&lb->mu, NULL);
+    logbuf *lb = logbuf_new();
     flc_config cfg = base_config(f.ep, train_plus_quarter, lb);
     cfg.server_public_key = spub;
     cfg.secret_key = csec;
@@ -473,8 +482,7 @@ static void test_refused_key(void **state)
     assert_true(log_count(lb, "allow-list") >= 1);
     flc_client_free(c);
     fake_close(&f);
-    pthread_mutex_destroy(&lb->mu);
-    free(lb);
+    logbuf_free(lb);
 }
 
 /* ---- a failed training is reported; stop says Bye --------------------------------------------- */
@@ -484,8 +492,7 @@ static void test_train_failure_reported_and_bye(void **state)
     (void)state;
     fake f;
     fake_open(&f, NULL);
-    logbuf *lb = calloc(1, sizeof *lb);
-    pthread_mutex_init(&lb->mu, NULL);
+    logbuf *lb = logbuf_new();
     flc_config cfg = base_config(f.ep, train_fails, lb);
     cfg.heartbeat_ms = 100;
     flc_client *c = NULL;
@@ -520,8 +527,7 @@ static void test_train_failure_reported_and_bye(void **state)
     flc_client_free(c);
     fls_core_free(core);
     fake_close(&f);
-    pthread_mutex_destroy(&lb->mu);
-    free(lb);
+    logbuf_free(lb);
 }
 
 /* ---- max_rounds waits for the last update's Ack ----------------------------------------------- */
@@ -531,8 +537,7 @@ static void test_max_rounds_counts_last_ack(void **state)
     (void)state;
     fake f;
     fake_open(&f, NULL);
-    logbuf *lb = calloc(1, sizeof *lb);
-    pthread_mutex_init(&lb->mu, NULL);
+    logbuf *lb = logbuf_new();
     flc_config cfg = base_config(f.ep, train_plus_quarter, lb);
     cfg.heartbeat_ms = 100;
     cfg.max_rounds = 1;
@@ -576,8 +581,7 @@ static void test_max_rounds_counts_last_ack(void **state)
     flc_client_free(c);
     fls_core_free(core);
     fake_close(&f);
-    pthread_mutex_destroy(&lb->mu);
-    free(lb);
+    logbuf_free(lb);
 }
 
 int main(void)

@@ -351,6 +351,23 @@ static void feed_task(fls_core *srv, flc_core *c, uint32_t key)
     assert_true(flc_core_ready(c));
 }
 
+/* A server core for arch with client 9 (3 samples) joined and its round open (FedAvg). */
+static fls_core *one_client_round(const char *arch)
+{
+    fls_config cfg = fls_config_default();
+    snprintf(cfg.arch, sizeof cfg.arch, "%s", arch);
+    cfg.clients_per_round = 1;
+    cfg.overcommit = 1.0;
+    fls_core *srv = NULL;
+    assert_int_equal(fls_core_new(&cfg, &srv), FL_OK);
+    assert_int_equal(fls_core_client_join(srv, 9, 3, 0.0), FL_OK);
+    assert_int_equal(fls_core_tick(srv, 0.0), FL_OK);
+    fls_event ev;
+    while (fls_core_poll(srv, &ev))
+        ;
+    return srv;
+}
+
 /* A trainer that fails while *fail is set. */
 static fl_status failing_trainer(void *user, const flc_core_job *job, float *params,
                                  uint64_t *n_samples, double *loss)
@@ -366,17 +383,7 @@ static fl_status failing_trainer(void *user, const flc_core_job *job, float *par
 static void test_failed_task_not_retrained(void **state)
 {
     (void)state;
-    fls_config cfg = fls_config_default();
-    snprintf(cfg.arch, sizeof cfg.arch, "mlp:6-5-3");
-    cfg.clients_per_round = 1;
-    cfg.overcommit = 1.0;
-    fls_core *srv = NULL;
-    assert_int_equal(fls_core_new(&cfg, &srv), FL_OK);
-    assert_int_equal(fls_core_client_join(srv, 9, 3, 0.0), FL_OK);
-    assert_int_equal(fls_core_tick(srv, 0.0), FL_OK);
-    fls_event ev;
-    while (fls_core_poll(srv, &ev))
-        ;
+    fls_core *srv = one_client_round("mlp:6-5-3");
     int fail = 1;
     const flc_core_config cc = {"dev", 9, 5, NULL, failing_trainer, &fail, {0}};
     flc_core *c = NULL;
@@ -670,17 +677,7 @@ static void test_fuzz_seed(void **state)
 static void test_param_cap(void **state)
 {
     (void)state;
-    fls_config cfg = fls_config_default();
-    snprintf(cfg.arch, sizeof cfg.arch, "mlp:100-100-10");
-    cfg.clients_per_round = 1;
-    cfg.overcommit = 1.0;
-    fls_core *srv = NULL;
-    assert_int_equal(fls_core_new(&cfg, &srv), FL_OK);
-    assert_int_equal(fls_core_client_join(srv, 9, 3, 0.0), FL_OK);
-    assert_int_equal(fls_core_tick(srv, 0.0), FL_OK);
-    fls_event ev;
-    while (fls_core_poll(srv, &ev))
-        ;
+    fls_core *srv = one_client_round("mlp:100-100-10");
     flp_msg task;
     assert_int_equal(fls_core_task(srv, 9, &task), FL_OK);
     int calls = 0;
