@@ -30,6 +30,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 #include <zmq.h>
 
@@ -590,6 +591,14 @@ static void round_end(fls_server *s)
     if (jl >= sizeof json)
         fl_log(&s->log, FL_LOG_WARN, "round %llu: metrics JSON truncated",
                (unsigned long long)m->round);
+    else if (jl > 0 && json[jl - 1] == '}') {
+        /* The core's times are monotonic seconds (it reads no clock); the daemon adds the
+         * calendar time of the round's end, so that lines can be matched across restarts. */
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        snprintf(json + jl - 1, sizeof json - (jl - 1), ", \"time_unix\": %.3f}",
+                 (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec);
+    }
     static const char *why[] = {"?", "quorum", "deadline", "exhausted"};
     char acc[32] = "-", loss[32] = "-";
     if (m->evaluated)

@@ -484,6 +484,9 @@ def test_train_failure(h):
     check(rc == 0, 'server exits 0 (rc=%d)' % rc)
     rows = metrics(m)
     check([r['round'] for r in rows] == [0, 1, 2], 'rounds 0..2 recorded')
+    now = time.time()
+    check(all(now - 300 < r['time_unix'] <= now + 1 for r in rows),
+          'each metrics line carries the calendar time of its round (time_unix)')
     for r in rows:
         check(r['reported'] == 1 and r['failed'] == 1 and r['late'] == 0,
               'round %d: 1 reported, 1 failed, 0 late (%d, %d, %d)'
