@@ -582,23 +582,23 @@ static fl_status write_snapshot(fls_server *s)
 
 static void round_end(fls_server *s)
 {
-    const fls_round_metrics *m = fls_core_last_metrics(s->core);
-    if (!m)
+    const fls_round_metrics *last = fls_core_last_metrics(s->core);
+    if (!last)
         return;
+    /* The core's times are monotonic seconds (it reads no clock); the daemon adds the calendar
+     * time of the round's end, so that metrics lines can be matched across restarts. */
+    fls_round_metrics mt = *last;
+    struct timespec ts;
+    if (clock_gettime(CLOCK_REALTIME, &ts) == 0)
+        mt.time_unix = (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+    const fls_round_metrics *m = &mt;
     s->st.rounds_done++;
     char json[4096];
     const size_t jl = fls_round_metrics_json(m, json, sizeof json);
     if (jl >= sizeof json)
         fl_log(&s->log, FL_LOG_WARN, "round %llu: metrics JSON truncated",
                (unsigned long long)m->round);
-    else if (jl > 0 && json[jl - 1] == '}') {
-        /* The core's times are monotonic seconds (it reads no clock); the daemon adds the
-         * calendar time of the round's end, so that lines can be matched across restarts. */
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        snprintf(json + jl - 1, sizeof json - (jl - 1), ", \"time_unix\": %.3f}",
-                 (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec);
-    }
+
     static const char *why[] = {"?", "quorum", "deadline", "exhausted"};
     char acc[32] = "-", loss[32] = "-";
     if (m->evaluated)

@@ -206,6 +206,8 @@ size_t fls_round_metrics_json(const fls_round_metrics *m, char *buf, size_t cap)
     jnum(c, "t_start", m->t_start);
     jnum(c, "t_end", m->t_end);
     jnum(c, "duration_s", m->duration_s);
+    if (m->time_unix > 0 && isfinite(m->time_unix))
+        put(c, ",\"time_unix\":%.3f", m->time_unix); /* milliseconds, not 9 digits */
     if (m->afd.afd) {
         put(c, ",\"afd\":{\"kept\":%u,\"resampled\":%u,\"clients\":%u", m->afd.kept,
             m->afd.resampled, m->afd.clients);

@@ -85,6 +85,8 @@ typedef struct fls_round_metrics {
     double test_loss;              /* when evaluated, else NaN */
     double t_start, t_end;         /* the time arguments at the start and at the close */
     double duration_s;             /* t_end - t_start */
+    double time_unix;              /* calendar time of the close, seconds since 1970: set by a
+                                    * host with a clock (the core reads none); 0: left out */
     fls_policy_kind policy;
     fls_policy_info afd;           /* AFD state (kept/resampled, score histogram) */
 } fls_round_metrics;
