@@ -34,6 +34,7 @@
 #include <unistd.h>
 #include <zmq.h>
 
+#include "fl_fs.h"
 #include "fl_log.h"
 #include "fl_mem.h"
 #include "fl_time.h"
@@ -1234,26 +1235,6 @@ static fl_status load_key(fls_server *s, char *err, size_t errlen)
     return FL_OK;
 }
 
-/* 0 if a file may be made in the directory of path (what the checkpoint's temporary file and
- * rename, and a new metrics file, need); otherwise errno. */
-static int dir_writable(const char *path)
-{
-    char dir[FLS_PATH_MAX];
-    const char *slash = strrchr(path, '/');
-    if (!slash)
-        snprintf(dir, sizeof dir, ".");
-    else if (slash == path)
-        snprintf(dir, sizeof dir, "/");
-    else
-        snprintf(dir, sizeof dir, "%.*s", (int)(slash - path), path);
-    struct stat sb;
-    if (stat(dir, &sb) != 0)
-        return errno;
-    if (!S_ISDIR(sb.st_mode))
-        return ENOTDIR;
-    return access(dir, W_OK | X_OK) == 0 ? 0 : errno;
-}
-
 static fl_status setup_socket(fls_server *s, char *err, size_t errlen)
 {
     s->router = zmq_socket(s->ctx, ZMQ_ROUTER);
@@ -1337,7 +1318,7 @@ static fl_status server_init(fls_server *s, char *err, size_t errlen)
     }
     if (s->opt.ckpt_path[0]) {
         /* Found now rather than at the first checkpoint, rounds of work later. */
-        const int e = dir_writable(s->opt.ckpt_path);
+        const int e = fl_parent_writable(s->opt.ckpt_path);
         if (e) {
             snprintf(err, errlen, "checkpoint.path %s: cannot create files in its directory: %s",
                      s->opt.ckpt_path, strerror(e));
@@ -1388,7 +1369,7 @@ static fl_status server_init(fls_server *s, char *err, size_t errlen)
             const int e = stat(s->opt.metrics_path, &sb) == 0
                               ? (S_ISDIR(sb.st_mode) ? EISDIR
                                  : access(s->opt.metrics_path, W_OK) == 0 ? 0 : errno)
-                              : dir_writable(s->opt.metrics_path);
+                              : fl_parent_writable(s->opt.metrics_path);
             if (e) {
                 snprintf(err, errlen, "run.metrics %s: %s", s->opt.metrics_path, strerror(e));
                 return FL_ERR_IO;

@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "fl_fs.h"
 #include "flsim.h"
 #include "flsim_internal.h"
 
@@ -125,18 +126,11 @@ static fl_status begin_dir(const char *dir)
 
 fl_status flsim_out_prepare(const char *dir, char *err, size_t errlen)
 {
-    struct stat sb;
-    const char *why = NULL;
-    if (flsim_mkdirs(dir) != 0 || stat(dir, &sb) != 0)
-        why = strerror(errno);
-    else if (!S_ISDIR(sb.st_mode))
-        why = "not a directory";
-    else if (access(dir, W_OK | X_OK) != 0)
-        why = strerror(errno);
-    if (!why)
+    const int e = flsim_mkdirs(dir) != 0 ? errno : fl_dir_writable(dir);
+    if (!e)
         return FL_OK;
     if (err && errlen)
-        snprintf(err, errlen, "%s: %s", dir, why);
+        snprintf(err, errlen, "%s: %s", dir, strerror(e));
     return FL_ERR_IO;
 }
 
