@@ -1309,7 +1309,7 @@ static fl_status update_availability(sim *S, uint32_t round, uint32_t attempt, d
 static fl_status setup(sim *S, const flsim_config *cfg, const flsim_data *data,
                        flsim_result *res, char *err, size_t errlen)
 {
-    char e2[512] = "";
+    char e2[512];
     S->train = data->train;
     S->test = data->test;
     if (S->train->kind != S->test->kind || S->train->sample_len != S->test->sample_len) {
@@ -1340,16 +1340,18 @@ static fl_status setup(sim *S, const flsim_config *cfg, const flsim_data *data,
     if (st == FL_OK)
         st = flm_partition_make(&S->part, S->train, &ps, K, cfg->seed);
     if (st != FL_OK) {
-        if (st == FL_ERR_INVALID_ARG && e2[0] == '\0' && ps.kind == FLM_PART_NATURAL &&
-            !S->train->n_users)
-            snprintf(e2, sizeof e2, "natural: %s has no per-user split (LEAF datasets have: "
-                     "femnist, shakespeare)", cfg->dataset);
-        else if (st == FL_ERR_INVALID_ARG && e2[0] == '\0' && ps.kind == FLM_PART_NATURAL)
-            snprintf(e2, sizeof e2, "natural: %zu users cannot fill %u shards (at most one "
-                     "shard per user: see --data-shards, --clients)", S->train->n_users, K);
-        else if (st == FL_ERR_INVALID_ARG && e2[0] == '\0')
-            snprintf(e2, sizeof e2, "cannot split %zu samples into %u shards (see --data-shards)",
-                     S->train->N, K);
+        /* flm_partition_make says only "invalid argument": name the limit that was hit */
+        if (st == FL_ERR_INVALID_ARG && e2[0] == '\0') {
+            if (ps.kind != FLM_PART_NATURAL)
+                snprintf(e2, sizeof e2, "cannot split %zu samples into %u shards (see "
+                         "--data-shards)", S->train->N, K);
+            else if (!S->train->n_users)
+                snprintf(e2, sizeof e2, "natural: %s has no per-user split (LEAF datasets have: "
+                         "femnist, shakespeare)", cfg->dataset);
+            else
+                snprintf(e2, sizeof e2, "natural: %zu users cannot fill %u shards (at most one "
+                         "shard per user: see --data-shards, --clients)", S->train->n_users, K);
+        }
         set_err(err, errlen, "%s%s", "--partition: ", st == FL_ERR_NOMEM ? "out of memory" : e2);
         return st == FL_ERR_NOMEM ? st : FL_ERR_CONFIG;
     }
