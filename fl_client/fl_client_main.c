@@ -257,8 +257,9 @@ int main(int argc, char **argv)
     sigaction(SIGTERM, &sa, NULL);
     cs = flc_client_run(g_client);
     const flc_stats *s = flc_client_stats(g_client);
-    fprintf(stderr, "[%s] info  %llu rounds trained, %llu updates accepted, %llu late, %llu reconnects, "
-            "%.1f MB down, %.1f MB up: %s\n", id, (unsigned long long)s->rounds_trained,
+    fprintf(stderr, "[%s] info  %llu rounds trained, %llu updates sent, %llu accepted, %llu late, "
+            "%llu reconnects, %.1f MB down, %.1f MB up: %s\n", id,
+            (unsigned long long)s->rounds_trained, (unsigned long long)s->updates_sent,
             (unsigned long long)s->updates_accepted, (unsigned long long)s->updates_late,
             (unsigned long long)s->reconnects, s->bytes_down / 1e6, s->bytes_up / 1e6,
             cs == FLC_ERR_CANCELLED ? "stopped" : flc_strerror(cs));

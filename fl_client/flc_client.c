@@ -238,7 +238,7 @@ flc_status flc_client_new(const flc_config *cfg, flc_client **out)
         c->samples = (flm_samples){cfg->samples->x, cfg->samples->tokens, cfg->samples->labels,
                                    NULL, cfg->samples->n};
     const flc_core_config cc = {c->id, c->key, seed, cfg->train ? NULL : &c->samples,
-                                cfg->train ? plugin_train : NULL, c, c->log};
+                                cfg->train ? plugin_train : NULL, c, c->log, &c->stop};
     if ((st = flc_core_new(&cc, &c->core)) != FL_OK) {
         flc_client_free(c);
         return st == FL_ERR_INVALID_ARG ? FLC_ERR_INVALID_ARG : FLC_ERR_NOMEM;
@@ -566,7 +566,7 @@ static void upload_pump(flc_client *c)
     if (c->up_active && c->up_next >= c->up_n) {
         const flc_core_stats *s = flc_core_last_stats(c->core);
         c->up_active = 0;
-        c->stats.rounds_trained++;
+        c->stats.updates_sent++;
         c->stats.bytes_up += s->bytes_up;
         c->stats.last_loss = s->loss;
         c->uploads_this_session++;
@@ -603,7 +603,7 @@ static int handle(flc_client *c, flp_msg *m, int *owned)
             if (c->up_active && m->ack.of_round == c->up_round && m->ack.status != 0) {
                 /* refused or late before every chunk went: the rest would be dropped anyway */
                 c->up_active = 0;
-                c->stats.rounds_trained++;
+                c->stats.updates_sent++;
             }
             if (m->ack.status == 0) {
                 c->stats.updates_accepted++;
@@ -669,10 +669,12 @@ static int handle(flc_client *c, flp_msg *m, int *owned)
             if (pthread_create(&c->thread, NULL, train_thread, c) != 0) {
                 atomic_store(&c->training, 0);
                 c->train_status = flc_core_train(c->core);
-                if (c->train_status == FL_OK)
+                if (c->train_status == FL_OK) {
+                    c->stats.rounds_trained++;
                     upload(c);
-                else
+                } else {
                     send_train_error(c, c->train_status);
+                }
             } else {
                 c->thread_live = 1;
             }
@@ -689,10 +691,12 @@ static int finish_training(flc_client *c)
 {
     pthread_join(c->thread, NULL);
     c->thread_live = 0;
-    if (c->train_status == FL_OK)
+    if (c->train_status == FL_OK) {
+        c->stats.rounds_trained++;
         upload(c);
-    else /* flc_core_train logged why */
+    } else if (!atomic_load(&c->stop)) /* flc_core_train logged why */
         send_train_error(c, c->train_status);
+    /* else: stopped mid-training; the Bye that follows tells the server */
     int verdict = GO_ON;
     int i = 0;
     for (; i < c->n_pending && !atomic_load(&c->training); i++) {
@@ -736,7 +740,7 @@ static int session(flc_client *c)
     while (!atomic_load(&c->stop) && !c->hs_failed) {
         /* max_rounds: once the last update went out in full and the server acknowledged it (or
          * liveness_ms passed without that Ack), so updates_accepted counts it. */
-        if (c->cfg.max_rounds && c->stats.rounds_trained >= (uint64_t)c->cfg.max_rounds &&
+        if (c->cfg.max_rounds && c->stats.updates_sent >= (uint64_t)c->cfg.max_rounds &&
             !c->thread_live && (!c->ack_wait || fl_time_mono_ns() >= c->ack_deadline_ns))
             return DONE;
         zmq_pollitem_t it[3] = {{c->sock, 0, ZMQ_POLLIN, 0}, {c->mon, 0, ZMQ_POLLIN, 0},

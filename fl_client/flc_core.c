@@ -22,6 +22,7 @@ struct flc_core {
     const flm_samples *data;
     flc_core_train_fn train_fn;
     void *train_user;
+    const atomic_int *cancel; /* cfg.cancel */
     fl_logger log;
     size_t max_params;
     flz_ctx *z;
@@ -103,6 +104,7 @@ fl_status flc_core_rebind(flc_core *c, const flc_core_config *cfg)
     c->data = cfg->data;
     c->train_fn = cfg->train;
     c->train_user = cfg->train_user;
+    c->cancel = cfg->cancel;
     c->log = cfg->log;
     memset(&c->stats, 0, sizeof c->stats);
     return FL_OK;
@@ -309,8 +311,9 @@ fl_status flc_core_builtin_train(flc_core *c, const flc_core_job *job, float *pa
                        job->train->prox_mu};
     fl_rng order = fl_rng_stream(job->seed, (uint32_t)job->round, c->key, FL_RNG_BATCH);
     *n_samples = view.n;
-    return flm_train_local(c->model, params, job->train->prox_mu > 0 ? job->w_global : NULL,
-                           &view, (int)job->train->epochs, &o, &order, loss);
+    return flm_train_local_cancellable(c->model, params,
+                                       job->train->prox_mu > 0 ? job->w_global : NULL, &view,
+                                       (int)job->train->epochs, &o, &order, loss, c->cancel);
 }
 
 /* Error feedback: gathers / scatters the global residual over one chunk's runs. */
@@ -362,6 +365,10 @@ static fl_status train_encode(flc_core *c, char *why, size_t whycap)
     double loss = NAN;
     fl_status st = c->train_fn ? c->train_fn(c->train_user, &job, c->w, &n_samples, &loss)
                                : flc_core_builtin_train(c, &job, c->w, &n_samples, &loss);
+    if (st == FL_ERR_CANCELLED) {
+        snprintf(why, whycap, "local training stopped: the client is stopping");
+        return st;
+    }
     if (st != FL_OK) {
         /* A plug-in's status is the device's word, not fedrop's: FL_ERR_INTERNAL from it is no
          * "bug in fedrop", so its text is left out. */
@@ -489,7 +496,8 @@ fl_status flc_core_train(flc_core *c)
         /* Its weights were trained in place: a stray chunk of this task must not start a second
          * training from them (the server was told the round failed); the next task resets it. */
         c->failed = 1;
-        fl_log(&c->log, FL_LOG_ERROR, "round %llu: %s", (unsigned long long)c->round, c->fail);
+        fl_log(&c->log, st == FL_ERR_CANCELLED ? FL_LOG_INFO : FL_LOG_ERROR, "round %llu: %s",
+               (unsigned long long)c->round, c->fail);
     }
     return st;
 }

@@ -30,6 +30,7 @@
 #ifndef FLC_CORE_H
 #define FLC_CORE_H
 
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -65,6 +66,8 @@ typedef struct flc_core_config {
     flc_core_train_fn train;       /* plug-in trainer; NULL: the built-in one (needs data) */
     void *train_user;
     fl_logger log;                 /* copied */
+    const atomic_int *cancel;      /* built-in trainer: once *cancel != 0 it stops before its next
+                                    * batch (FL_ERR_CANCELLED); NULL: never. Read, never written */
 } flc_core_config;
 
 typedef struct flc_core flc_core;
@@ -101,8 +104,10 @@ uint64_t flc_core_round(const flc_core *c);
 
 /* Trains the ready task and encodes the update. FL_ERR_STATE (not ready), the trainer's status,
  * FL_ERR_NUMERIC (the trainer reported 0 samples or a non-finite loss, or a weight is non-finite
- * after training), codec errors, FL_ERR_NOMEM. A failure (other than FL_ERR_STATE) is logged
- * once, at error level, with what went wrong (flc_core_train_error). */
+ * after training), codec errors, FL_ERR_NOMEM, FL_ERR_CANCELLED (the built-in trainer saw
+ * cfg.cancel, or a plug-in trainer returned it). A failure (other than FL_ERR_STATE) is logged
+ * once, at error level (a cancellation at info level), with what went wrong
+ * (flc_core_train_error); either way the task is not trained again. */
 fl_status flc_core_train(flc_core *c);
 
 /* Why the last flc_core_train failed, a few words for a log line or an Error message to the

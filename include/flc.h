@@ -137,8 +137,9 @@ typedef struct flc_config {
     int liveness_ms;               /* silence before the server is considered gone; default 10000 */
     int reconnect_min_ms;          /* backoff starts here (default 200) ... */
     int reconnect_max_ms;          /* ... and doubles up to this (default 10000) */
-    int max_rounds;                /* return after this many uploaded updates (and the server's
-                                    * answer to the last one); 0: until Bye("done"); < 0: invalid */
+    int max_rounds;                /* return after this many uploaded updates (flc_stats.updates_sent;
+                                    * and the server's answer to the last one); 0: until
+                                    * Bye("done"); < 0: invalid */
     flc_log_fn log;                /* NULL: silent */
     void *log_user;
     flc_log_level log_level;
@@ -146,12 +147,14 @@ typedef struct flc_config {
 
 /* Statistics of a client's life so far. */
 typedef struct flc_stats {
-    uint64_t rounds_trained;
+    uint64_t rounds_trained;       /* local trainings that finished (whatever became of the update) */
     uint64_t updates_accepted;
     uint64_t updates_late;         /* dropped by the server: the round had closed */
     uint64_t reconnects;
     uint64_t bytes_down, bytes_up; /* payload bytes of weight / delta chunks */
     double last_loss;
+    uint64_t updates_sent;         /* updates sent in full (or cut short by the server's answer):
+                                    * what max_rounds counts */
 } flc_stats;
 
 typedef struct flc_client flc_client;
@@ -185,9 +188,13 @@ flc_status flc_client_new(const flc_config *cfg, flc_client **out);
 flc_status flc_client_run(flc_client *c);
 
 /* Asks a running flc_client_run to return: it does at once (every wait of the library is woken
- * by it), except while a local training is running, which is not interrupted: run returns once
- * the trainer does. Async-signal-safe and thread-safe. An idle client wakes about twice per
- * heartbeat_ms, not more often. */
+ * by it). A local training in progress is cut short too: the built-in trainer stops before its
+ * next batch (so within one batch's forward and backward). A plug-in trainer (flc_config.train)
+ * is the device's code, which the library cannot stop: run returns once it does. A plug-in that
+ * may run long should watch the device's own reason for calling stop and return
+ * FLC_ERR_CANCELLED. A training cut short is not reported to the server as a failure: the Bye
+ * that follows drops the client, and its round counts the update as missing. Async-signal-safe
+ * and thread-safe. An idle client wakes about twice per heartbeat_ms, not more often. */
 void flc_client_stop(flc_client *c);
 
 /* The client's statistics (all zero for NULL). */

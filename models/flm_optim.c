@@ -37,6 +37,14 @@ fl_status flm_train_local(flm_model *m, float *params, const float *w_global,
                           const flm_samples *data, int epochs, const flm_sgd *o, fl_rng *order,
                           double *mean_loss)
 {
+    return flm_train_local_cancellable(m, params, w_global, data, epochs, o, order, mean_loss,
+                                       NULL);
+}
+
+fl_status flm_train_local_cancellable(flm_model *m, float *params, const float *w_global,
+                                      const flm_samples *data, int epochs, const flm_sgd *o,
+                                      fl_rng *order, double *mean_loss, const atomic_int *cancel)
+{
     if (!m || !params || !data || !order || epochs < 1 || data->n == 0 ||
         data->n > UINT32_MAX || flm_sgd_validate(o) != FL_OK || (o->mu > 0.0f && !w_global))
         return FL_ERR_INVALID_ARG;
@@ -69,6 +77,10 @@ fl_status flm_train_local(flm_model *m, float *params, const float *w_global,
         }
         epoch_loss = 0.0;
         for (size_t start = 0; start < N; start += (size_t)B) {
+            if (cancel && atomic_load_explicit(cancel, memory_order_relaxed)) {
+                st = FL_ERR_CANCELLED;
+                break;
+            }
             const int n = N - start < (size_t)B ? (int)(N - start) : B;
             float L;
             st = flm_model_forward_samples(m, params, &view, start, n, &L);

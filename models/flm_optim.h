@@ -8,6 +8,7 @@
 #ifndef FLM_OPTIM_H
 #define FLM_OPTIM_H
 
+#include <stdatomic.h>
 #include <stddef.h>
 
 #include "fl_rng.h"
@@ -43,5 +44,13 @@ fl_status flm_sgd_validate(const flm_sgd *o);
 fl_status flm_train_local(flm_model *m, float *params, const float *w_global,
                           const flm_samples *data, int epochs, const flm_sgd *o, fl_rng *order,
                           double *mean_loss);
+
+/* flm_train_local that also stops early: when cancel is non-NULL and *cancel becomes nonzero (set
+ * by another thread or a signal handler), it returns FL_ERR_CANCELLED before its next batch,
+ * leaving params part-trained. cancel NULL: exactly flm_train_local. A batch already begun runs to
+ * its end, so the wait is at most one batch's forward and backward. */
+fl_status flm_train_local_cancellable(flm_model *m, float *params, const float *w_global,
+                                      const flm_samples *data, int epochs, const flm_sgd *o,
+                                      fl_rng *order, double *mean_loss, const atomic_int *cancel);
 
 #endif

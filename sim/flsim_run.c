@@ -374,7 +374,7 @@ static void run_client(sim *S, worker *w, int si)
     const double t_begin = fl_time_mono_s(), c_begin = thread_cpu_s();
     char id[24];
     snprintf(id, sizeof id, "sim-%u", k);
-    const flc_core_config cc = {id, k, S->cfg->seed, &view, timed_train, w, S->log};
+    const flc_core_config cc = {id, k, S->cfg->seed, &view, timed_train, w, S->log, NULL};
     fl_status st = w->core ? flc_core_rebind(w->core, &cc) : flc_core_new(&cc, &w->core);
     flc_core *c = w->core;
     if (st == FL_OK)

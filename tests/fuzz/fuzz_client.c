@@ -76,7 +76,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         }
         return 0;
     }
-    const flc_core_config cfg = {"fuzz", 7, 1, NULL, touch, NULL, {0}};
+    const flc_core_config cfg = {"fuzz", 7, 1, NULL, touch, NULL, {0}, NULL};
     flc_core *c = NULL;
     if (flc_core_new(&cfg, &c) != FL_OK)
         return 0;

@@ -412,8 +412,9 @@ static void fake_ack(fake *f, flp_type of, uint64_t round, int32_t status)
 }
 
 /* Waits for the client's Hello, registers it, and sends it one Task of a small mlp with all of
- * its weight chunks (made by a real server core). Returns the task's round. */
-static uint64_t fake_hello_and_task(fake *f, fls_core **core)
+ * its weight chunks (made by a real server core), asking for `epochs` local epochs (0: the
+ * server's default). Returns the task's round. */
+static uint64_t fake_hello_and_task(fake *f, fls_core **core, uint32_t epochs)
 {
     flp_msg *h = fake_expect(f, FLP_HELLO, 5000);
     if (!h)
@@ -427,6 +428,8 @@ static uint64_t fake_hello_and_task(fake *f, fls_core **core)
     cfg.clients_per_round = 1;
     cfg.overcommit = 1.0;
     cfg.chunk_elems = 7;
+    if (epochs)
+        cfg.train.epochs = epochs;
     assert_int_equal(fls_core_new(&cfg, core), FL_OK);
     const uint32_t key = fl_client_key("dev");
     assert_int_equal(fls_core_client_join(*core, key, 3, 0.0), FL_OK);
@@ -500,7 +503,7 @@ static void test_train_failure_reported_and_bye(void **state)
     runner r;
     run_start(&r, c);
     fls_core *core = NULL;
-    const uint64_t round = fake_hello_and_task(&f, &core);
+    const uint64_t round = fake_hello_and_task(&f, &core, 0);
 
     /* The server hears of the failure at once: an Error of the task's round, with the trainer's
      * status as its code. */
@@ -546,7 +549,7 @@ static void test_max_rounds_counts_last_ack(void **state)
     runner r;
     run_start(&r, c);
     fls_core *core = NULL;
-    const uint64_t round = fake_hello_and_task(&f, &core);
+    const uint64_t round = fake_hello_and_task(&f, &core, 0);
 
     flp_msg *u = fake_expect(&f, FLP_UPDATE, 5000);
     if (!u)
@@ -577,11 +580,102 @@ static void test_max_rounds_counts_last_ack(void **state)
     assert_int_equal(r.st, FLC_OK);
     const flc_stats *s = flc_client_stats(c);
     assert_int_equal(s->rounds_trained, 1);
+    assert_int_equal(s->updates_sent, 1);
     assert_int_equal(s->updates_accepted, 1);
     flc_client_free(c);
     fls_core_free(core);
     fake_close(&f);
     logbuf_free(lb);
+}
+
+/* ---- a trained round whose update never went out counts as trained, not sent ------------------ */
+
+static void test_trained_not_sent(void **state)
+{
+    (void)state;
+    fake f;
+    fake_open(&f, NULL);
+    logbuf *lb = logbuf_new();
+    flc_config cfg = base_config(f.ep, train_plus_quarter, lb);
+    cfg.heartbeat_ms = 100;
+    flc_client *c = NULL;
+    assert_int_equal(flc_client_new(&cfg, &c), FLC_OK);
+    runner r;
+    run_start(&r, c);
+    fls_core *core = NULL;
+    (void)fake_hello_and_task(&f, &core, 0);
+    /* The Update goes out, but the server gives no credit for its chunks. */
+    flp_msg *u = fake_expect(&f, FLP_UPDATE, 5000);
+    if (!u)
+        fail_msg("no Update; log:\n%s", lb->text);
+    flp_msg_free(u);
+    flc_client_stop(c);
+    assert_true(run_wait(&r, 5.0));
+    const flc_stats *s = flc_client_stats(c);
+    assert_int_equal(s->rounds_trained, 1);
+    assert_int_equal(s->updates_sent, 0);
+    assert_int_equal(s->updates_accepted, 0);
+    flc_client_free(c);
+    fls_core_free(core);
+    fake_close(&f);
+    logbuf_free(lb);
+}
+
+/* ---- stop interrupts the built-in trainer ------------------------------------------------------ */
+
+static void test_stop_interrupts_training(void **state)
+{
+    (void)state;
+    /* 20,000 samples and 100,000 epochs: untouched, the built-in trainer would run for hours. */
+    enum { N = 20000, F = 6 };
+    float *x = malloc((size_t)N * F * sizeof *x);
+    int32_t *y = malloc(N * sizeof *y);
+    assert_non_null(x);
+    assert_non_null(y);
+    for (int i = 0; i < N; i++) {
+        y[i] = i % 3;
+        for (int j = 0; j < F; j++)
+            x[i * F + j] = (float)((i * 7 + j * 3) % 11) / 11.0f;
+    }
+    const flc_samples samples = {x, NULL, y, N};
+    fake f;
+    fake_open(&f, NULL);
+    logbuf *lb = logbuf_new();
+    flc_config cfg = base_config(f.ep, NULL, lb);
+    cfg.samples = &samples;
+    cfg.heartbeat_ms = 100;
+    flc_client *c = NULL;
+    assert_int_equal(flc_client_new(&cfg, &c), FLC_OK);
+    runner r;
+    run_start(&r, c);
+    fls_core *core = NULL;
+    (void)fake_hello_and_task(&f, &core, 100000);
+    /* The task is in: the client starts training (heartbeats go on meanwhile). */
+    const struct timespec ts = {0, 300 * 1000 * 1000};
+    nanosleep(&ts, NULL);
+    assert_false(atomic_load(&r.done));
+    flc_client_stop(c);
+    if (!run_wait(&r, 20.0))
+        fail_msg("flc_client_run still training 20 s after flc_client_stop; log:\n%s", lb->text);
+    assert_int_equal(r.st, FLC_ERR_CANCELLED);
+    assert_int_equal(log_count(lb, "local training stopped"), 1);
+    /* A training cut short by stop is no failure to report: the server hears Bye, no Error. */
+    flp_msg *m;
+    int errors = 0, byes = 0;
+    while ((m = fake_recv(&f, 500))) {
+        errors += m->type == FLP_ERROR;
+        byes += m->type == FLP_BYE;
+        flp_msg_free(m);
+    }
+    assert_int_equal(errors, 0);
+    assert_int_equal(byes, 1);
+    assert_int_equal(flc_client_stats(c)->rounds_trained, 0);
+    flc_client_free(c);
+    fls_core_free(core);
+    fake_close(&f);
+    logbuf_free(lb);
+    free(x);
+    free(y);
 }
 
 int main(void)
@@ -592,6 +686,8 @@ int main(void)
         cmocka_unit_test(test_refused_key),
         cmocka_unit_test(test_train_failure_reported_and_bye),
         cmocka_unit_test(test_max_rounds_counts_last_ack),
+        cmocka_unit_test(test_trained_not_sent),
+        cmocka_unit_test(test_stop_interrupts_training),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -138,7 +138,7 @@ static double run_rounds(fixture *f, fls_policy_kind policy, const char *up_code
     for (uint32_t k = 0; k < K; k++) {
         char id[16];
         snprintf(id, sizeof id, "client-%u", k);
-        const flc_core_config cc = {id, k, 1000 + k, &f->views[k], NULL, NULL, {0}};
+        const flc_core_config cc = {id, k, 1000 + k, &f->views[k], NULL, NULL, {0}, NULL};
         assert_int_equal(flc_core_new(&cc, &f->clients[k]), FL_OK);
         flp_msg hello = {.version = FLP_VERSION, .type = FLP_HELLO, .sender = id};
         hello.hello = (flp_hello){id, FLP_BACKEND_CPU, 1u << 30, 1e9, 500, 1, 1};
@@ -252,10 +252,10 @@ static void test_plugin_trainer_and_errors(void **state)
     fls_core *srv = NULL;
     assert_int_equal(fls_core_new(&cfg, &srv), FL_OK);
     int calls = 0;
-    const flc_core_config cc = {"dev", 9, 5, NULL, plus_quarter, &calls, {0}};
+    const flc_core_config cc = {"dev", 9, 5, NULL, plus_quarter, &calls, {0}, NULL};
     flc_core *c = NULL;
     assert_int_equal(flc_core_new(&cc, &c), FL_OK);
-    const flc_core_config bad = {"dev", 9, 5, NULL, NULL, NULL, {0}};
+    const flc_core_config bad = {"dev", 9, 5, NULL, NULL, NULL, {0}, NULL};
     flc_core *c2 = NULL;
     assert_int_equal(flc_core_new(&bad, &c2), FL_ERR_INVALID_ARG);
     assert_int_equal(flc_core_train(c), FL_ERR_STATE);
@@ -385,7 +385,7 @@ static void test_failed_task_not_retrained(void **state)
     (void)state;
     fls_core *srv = one_client_round("mlp:6-5-3");
     int fail = 1;
-    const flc_core_config cc = {"dev", 9, 5, NULL, failing_trainer, &fail, {0}};
+    const flc_core_config cc = {"dev", 9, 5, NULL, failing_trainer, &fail, {0}, NULL};
     flc_core *c = NULL;
     assert_int_equal(flc_core_new(&cc, &c), FL_OK);
     feed_task(srv, c, 9);
@@ -482,7 +482,7 @@ static void test_rebind_and_take_payload(void **state)
         for (uint32_t k = 0; k < K; k++) {
             char id[16];
             snprintf(id, sizeof id, "c%u", k);
-            const flc_core_config cc = {id, k, 11, &f.views[k], NULL, NULL, {0}};
+            const flc_core_config cc = {id, k, 11, &f.views[k], NULL, NULL, {0}, NULL};
             flc_core *fresh = NULL;
             assert_int_equal(flc_core_new(&cc, &fresh), FL_OK);
             feed_and_train(srv, fresh, k);
@@ -491,7 +491,7 @@ static void test_rebind_and_take_payload(void **state)
             if (!reused) {
                 assert_int_equal(flc_core_new(&cc, &reused), FL_OK);
             } else {
-                const flc_core_config bad = {"", k, 11, &f.views[k], NULL, NULL, {0}};
+                const flc_core_config bad = {"", k, 11, &f.views[k], NULL, NULL, {0}, NULL};
                 assert_int_equal(flc_core_rebind(reused, &bad), FL_ERR_INVALID_ARG);
                 assert_int_equal(flc_core_rebind(reused, &cc), FL_OK);
             }
@@ -527,7 +527,7 @@ static void test_rebind_and_take_payload(void **state)
         }
         /* A plug-in trainer wrapping the built-in one: a core without data refuses it. */
         flc_core *nodata = NULL;
-        const flc_core_config pc = {"p", 0, 11, NULL, no_train, &nodata, {0}};
+        const flc_core_config pc = {"p", 0, 11, NULL, no_train, &nodata, {0}, NULL};
         assert_int_equal(flc_core_new(&pc, &nodata), FL_OK);
         feed_task(srv, nodata, 0);
         assert_int_equal(flc_core_train(nodata), FL_ERR_INVALID_ARG);
@@ -552,7 +552,7 @@ static void test_borrowed_weights(void **state)
         for (uint32_t k = 0; k < K; k++) {
             char id[16];
             snprintf(id, sizeof id, "c%u", k);
-            const flc_core_config cc = {id, k, 11, &f.views[k], NULL, NULL, {0}};
+            const flc_core_config cc = {id, k, 11, &f.views[k], NULL, NULL, {0}, NULL};
             flc_core *dec = NULL, *bor = NULL;
             assert_int_equal(flc_core_new(&cc, &dec), FL_OK);
             assert_int_equal(flc_core_new(&cc, &bor), FL_OK);
@@ -652,7 +652,7 @@ static void test_fuzz_seed(void **state)
     fclose(f);
     /* Replay it into a client core, as the fuzz target does. */
     int calls = 0;
-    const flc_core_config cc = {"fuzz", 7, 1, NULL, plus_quarter, &calls, {0}};
+    const flc_core_config cc = {"fuzz", 7, 1, NULL, plus_quarter, &calls, {0}, NULL};
     flc_core *c = NULL;
     assert_int_equal(flc_core_new(&cc, &c), FL_OK);
     const uint8_t *p = got + 1;
@@ -681,7 +681,7 @@ static void test_param_cap(void **state)
     flp_msg task;
     assert_int_equal(fls_core_task(srv, 9, &task), FL_OK);
     int calls = 0;
-    const flc_core_config cc = {"dev", 9, 5, NULL, plus_quarter, &calls, {0}};
+    const flc_core_config cc = {"dev", 9, 5, NULL, plus_quarter, &calls, {0}, NULL};
     flc_core *c = NULL;
     assert_int_equal(flc_core_new(&cc, &c), FL_OK);
     flc_core_set_max_params(c, 1000);

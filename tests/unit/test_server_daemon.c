@@ -1271,7 +1271,7 @@ static void test_reactor_round_and_resume(void **state)
 
     peer p;
     peer_open(&p, ep, NULL, NULL, NULL);
-    const flc_core_config cc = {"dev", fls_client_key("dev"), 5, NULL, plus_quarter, NULL, {0}};
+    const flc_core_config cc = {"dev", fls_client_key("dev"), 5, NULL, plus_quarter, NULL, {0}, NULL};
     flc_core *c = NULL;
     assert_int_equal(flc_core_new(&cc, &c), FL_OK);
     flp_msg h = hello_msg("dev");
@@ -1361,7 +1361,7 @@ static void test_reactor_upload_slots(void **state)
     for (int k = 0; k < 2; k++) {
         peer_open(&p[k], ep, NULL, NULL, NULL);
         const flc_core_config cc = {ids[k], fls_client_key(ids[k]), 5, NULL, plus_quarter, NULL,
-                                    {0}};
+                                    {0}, NULL};
         assert_int_equal(flc_core_new(&cc, &c[k]), FL_OK);
         flp_msg h = hello_msg(ids[k]);
         peer_send(&p[k], &h);
