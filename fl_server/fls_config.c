@@ -169,6 +169,7 @@ static const key_def KEYS[] = {
      "write a checkpoint every N rounds (0: only at stop and at the end)"},
 };
 #define N_KEYS (sizeof KEYS / sizeof KEYS[0])
+_Static_assert(N_KEYS == FLS_N_KEYS, "FLS_N_KEYS (fls_internal.h) must count the key table");
 
 #define fail(err, errlen, ...) fl_errf(err, errlen, FL_ERR_CONFIG, __VA_ARGS__)
 
@@ -404,6 +405,64 @@ static fl_status key_set_text(fls_options *o, const key_def *k, const char *v, c
     return st;
 }
 
+/* ---- origins: where each key's value came from ---------------------------------------------- */
+
+/* A flag as typed, whole when it fits, else its start and "...". */
+static void origin_text(fls_options *o, const key_def *k, const char *text)
+{
+    char *dst = o->origin[k - KEYS];
+    if (strlen(text) < FLS_ORIGIN_MAX)
+        snprintf(dst, FLS_ORIGIN_MAX, "%s", text);
+    else
+        snprintf(dst, FLS_ORIGIN_MAX, "%.*s...", FLS_ORIGIN_MAX - 4, text);
+}
+
+/* "NAME:LINE"; a name too long keeps its end (the file's own name) and the line. */
+static void origin_file(fls_options *o, const key_def *k, const char *name, size_t line)
+{
+    char *dst = o->origin[k - KEYS];
+    char num[24];
+    snprintf(num, sizeof num, ":%zu", line);
+    const size_t room = FLS_ORIGIN_MAX - 1 - strlen(num); /* for the name */
+    size_t n = strlen(name), used = 0;
+    if (n > room) {
+        memcpy(dst, "...", 3);
+        used = 3;
+        name += n - (room - 3);
+        n = room - 3;
+    }
+    memcpy(dst + used, name, n);
+    memcpy(dst + used + n, num, strlen(num) + 1);
+}
+
+const char *fls_options_origin(const fls_options *o, const char *key)
+{
+    const key_def *k = o && key ? key_find(key) : NULL;
+    return k ? o->origin[k - KEYS] : "";
+}
+
+fl_status fls_options_errf(const fls_options *o, char *err, size_t errlen, fl_status st,
+                           const char *key, const char *other, const char *fmt, ...)
+{
+    if (!err || !errlen)
+        return st;
+    char msg[768];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    const char *at = fls_options_origin(o, key);
+    const char *at2 = other ? fls_options_origin(o, other) : "";
+    if (!*at) { /* key holds its default: the other key's value is the one that was chosen */
+        at = at2;
+        at2 = "";
+    }
+    const int both = *at2 && strcmp(at, at2) != 0;
+    snprintf(err, errlen, "%s%s%s%s%s%s%s", at, *at ? ": " : "", msg, both ? "; " : "",
+             both ? other : "", both ? " from " : "", both ? at2 : "");
+    return st;
+}
+
 /* ---- public: options ------------------------------------------------------------------------- */
 
 fls_status fls_options_new(fls_options **out)
@@ -430,8 +489,8 @@ void fls_options_free(fls_options *o)
     free(o);
 }
 
-fls_status fls_options_set(fls_options *o, const char *key, const char *value, char *err,
-                           size_t errlen)
+fls_status fls_options_set_from(fls_options *o, const char *key, const char *value,
+                                const char *origin, char *err, size_t errlen)
 {
     if (err && errlen)
         err[0] = 0;
@@ -440,7 +499,16 @@ fls_status fls_options_set(fls_options *o, const char *key, const char *value, c
     const key_def *k = key_find(key);
     if (!k)
         return fls_status_of(fail(err, errlen, "unknown key '%s'", key));
-    return fls_status_of(key_set_text(o, k, value, err, errlen));
+    const fl_status st = key_set_text(o, k, value, err, errlen);
+    if (st == FL_OK)
+        origin_text(o, k, origin ? origin : ""); /* the file's line no longer holds the value */
+    return fls_status_of(st);
+}
+
+fls_status fls_options_set(fls_options *o, const char *key, const char *value, char *err,
+                           size_t errlen)
+{
+    return fls_options_set_from(o, key, value, NULL, err, errlen);
 }
 
 fls_status fls_options_get(const fls_options *o, const char *key, char *buf, size_t cap)
@@ -546,6 +614,11 @@ fls_config fls_options_core_config(const fls_options *o)
     return c;
 }
 
+/* A failed check across keys, in fls_options_validate: the message after where key's value (or
+ * other's, see fls_options_errf) came from. */
+#define vfail(o, err, errlen, key, other, ...)                                                     \
+    fls_status_of(fls_options_errf(o, err, errlen, FL_ERR_CONFIG, key, other, __VA_ARGS__))
+
 fls_status fls_options_validate(const fls_options *o, char *err, size_t errlen)
 {
     if (err && errlen)
@@ -553,50 +626,54 @@ fls_status fls_options_validate(const fls_options *o, char *err, size_t errlen)
     if (!o)
         return FLS_ERR_INVALID_ARG;
     if (o->n_endpoints == 0)
-        return fls_status_of(fail(err, errlen, "server.endpoints: no endpoint to bind"));
+        return vfail(o, err, errlen, "server.endpoints", NULL,
+                     "server.endpoints: no endpoint to bind");
     if (!o->insecure && (!o->secret_key_file[0] || !o->allow_list[0]))
-        return fls_status_of(fail(err, errlen,
-                                  "server.secret_key_file and server.allow_list are required "
-                                  "(or set server.insecure / --insecure for plain text)"));
+        return vfail(o, err, errlen,
+                     !o->secret_key_file[0] ? "server.secret_key_file" : "server.allow_list",
+                     "server.insecure",
+                     "server.secret_key_file and server.allow_list are required "
+                     "(or set server.insecure / --insecure for plain text)");
     if (o->core.eval_every && o->eval_dataset == FLS_EVAL_NONE)
-        return fls_status_of(fail(err, errlen, "eval.every is %u but eval.dataset is none",
-                                  o->core.eval_every));
+        return vfail(o, err, errlen, "eval.every", "eval.dataset",
+                     "eval.every is %u but eval.dataset is none", o->core.eval_every);
     if (o->core.target_accuracy > 0 && o->eval_dataset == FLS_EVAL_NONE)
-        return fls_status_of(fail(err, errlen, "eval.target_accuracy needs an eval.dataset"));
+        return vfail(o, err, errlen, "eval.target_accuracy", "eval.dataset",
+                     "eval.target_accuracy needs an eval.dataset");
     if (o->resume && !o->ckpt_path[0])
-        return fls_status_of(fail(err, errlen, "run.resume needs checkpoint.path"));
+        return vfail(o, err, errlen, "run.resume", "checkpoint.path",
+                     "run.resume needs checkpoint.path");
     if (o->liveness_ms <= o->heartbeat_ms)
-        return fls_status_of(fail(err, errlen,
-                                  "server.liveness_ms (%u) must exceed server.heartbeat_ms (%u)",
-                                  o->liveness_ms, o->heartbeat_ms));
+        return vfail(o, err, errlen, "server.liveness_ms", "server.heartbeat_ms",
+                     "server.liveness_ms (%u) must exceed server.heartbeat_ms (%u)",
+                     o->liveness_ms, o->heartbeat_ms);
     /* The specs the core checks again, here first so that errors name the keys as written. */
     char why[256];
     flm_arch a;
     if (flm_arch_parse(o->core.arch, &a, why, sizeof why) != FL_OK)
-        return fls_status_of(fail(err, errlen, "model.arch: %s", why));
+        return vfail(o, err, errlen, "model.arch", NULL, "model.arch: %s", why);
     flz_spec sp;
     if (flz_spec_parse(o->core.down_codec, &sp, why, sizeof why) != FL_OK)
-        return fls_status_of(fail(err, errlen, "codec.down: %s", why));
+        return vfail(o, err, errlen, "codec.down", NULL, "codec.down: %s", why);
     if (flz_spec_parse(o->core.up_codec, &sp, why, sizeof why) != FL_OK)
-        return fls_status_of(fail(err, errlen, "codec.up: %s", why));
+        return vfail(o, err, errlen, "codec.up", NULL, "codec.up: %s", why);
     /* A keep_layers value past the model's last droppable layer would be ignored: refused. */
     if (o->n_keep_layers > (uint32_t)a.n_drop)
-        return fls_status_of(fail(err, errlen,
-                                  "policy.keep_layers: %u values, but model.arch %s has %d "
-                                  "droppable layer%s",
-                                  o->n_keep_layers, a.spec, a.n_drop, a.n_drop == 1 ? "" : "s"));
+        return vfail(o, err, errlen, "policy.keep_layers", "model.arch",
+                     "policy.keep_layers: %u values, but model.arch %s has %d droppable layer%s",
+                     o->n_keep_layers, a.spec, a.n_drop, a.n_drop == 1 ? "" : "s");
     const fls_config c = fls_options_core_config(o);
     if (fls_config_validate(&c, why, sizeof why) != FL_OK)
-        return fls_status_of(fail(err, errlen, "%s", why));
+        return fls_status_of(fail(err, errlen, "%s", why)); /* names the core's fields, no key */
     /* A chunk must fit a message: raw floats are the worst case of every codec but zstd's
      * incompressible overhead, which a small margin covers. */
     const uint64_t worst = (uint64_t)c.chunk_elems * 4u + 4096u;
     if (worst > o->max_msg_bytes)
-        return fls_status_of(fail(err, errlen,
-                                  "codec.chunk_elems %u needs messages of up to %llu bytes, above "
-                                  "server.max_msg_bytes %llu",
-                                  c.chunk_elems, (unsigned long long)worst,
-                                  (unsigned long long)o->max_msg_bytes));
+        return vfail(o, err, errlen, "codec.chunk_elems", "server.max_msg_bytes",
+                     "codec.chunk_elems %u needs messages of up to %llu bytes, above "
+                     "server.max_msg_bytes %llu",
+                     c.chunk_elems, (unsigned long long)worst,
+                     (unsigned long long)o->max_msg_bytes);
     return FLS_OK;
 }
 
@@ -660,10 +737,14 @@ static fl_status yaml_value(yctx *y, yaml_parser_t *p, const char *section, cons
     if (st != FL_OK)
         return st;
     char msg[384];
+    /* the key's line: where an operator looks for the value (a list may span lines) */
+    const size_t line = kev->start_mark.line + 1;
     if (ev.type == YAML_SCALAR_EVENT) {
         st = key_set_text(y->o, k, (const char *)ev.data.scalar.value, msg, sizeof msg);
         if (st != FL_OK)
             st = yfail(y, &ev, "%s", msg);
+        else
+            origin_file(y->o, k, y->name, line);
         yaml_event_delete(&ev);
         return st;
     }
@@ -680,6 +761,7 @@ static fl_status yaml_value(yctx *y, yaml_parser_t *p, const char *section, cons
             return st;
         if (ev.type == YAML_SEQUENCE_END_EVENT) {
             yaml_event_delete(&ev);
+            origin_file(y->o, k, y->name, line);
             return FL_OK;
         }
         if (ev.type != YAML_SCALAR_EVENT) {

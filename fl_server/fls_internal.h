@@ -22,6 +22,8 @@
 #define FLS_PATH_MAX 1024
 #define FLS_Z85_LEN 40 /* a CURVE key in Z85 text */
 #define FLS_CONFIG_MAX_BYTES (1u << 20)
+#define FLS_N_KEYS 60                /* rows of the key table (fls_config.c checks it) */
+#define FLS_ORIGIN_MAX 192           /* "fl.yaml:7", "--arch x": longer ones are shortened */
 
 struct fls_options {
     fls_config core;               /* arch, seed, policy, agg, rounds, train, codecs, ... */
@@ -52,12 +54,29 @@ struct fls_options {
     int resume;
     char metrics_path[FLS_PATH_MAX];
     int log_level;                 /* fl_log_level */
+    /* where each key's last value came from, by key table row: "fl.yaml:7" (file and line of the
+     * key), the flag as given ("--set model.arch=x", "--arch x"), or "" for a default or a value
+     * from fls_options_set. Checks across keys put it before their message. */
+    char origin[FLS_N_KEYS][FLS_ORIGIN_MAX];
 };
 
 enum { FLS_EVAL_NONE = 0, FLS_EVAL_SYNTHETIC = 1, FLS_EVAL_MNIST = 2, FLS_EVAL_FASHION = 3 };
 
 /* The core's configuration of o (optimizer defaults of its kind filled in), logger left zeroed. */
 fls_config fls_options_core_config(const fls_options *o);
+
+/* Where key's value came from (see fls_options.origin): "" for a default, an unknown key, or a
+ * value set without an origin. Points into o. */
+const char *fls_options_origin(const fls_options *o, const char *key);
+
+/* An error about key's value, found once every file and flag is in: writes the message into err,
+ * after "ORIGIN: " when the value came from a file or a flag ("fl.yaml:7: model.arch: ..."), and
+ * returns st. other (NULL: none) is a key the value was checked against: its origin stands
+ * first when key has none (a default), and is added as "; OTHER from ORIGIN" when both came
+ * from different places. */
+fl_status fls_options_errf(const fls_options *o, char *err, size_t errlen, fl_status st,
+                           const char *key, const char *other, const char *fmt, ...)
+    __attribute__((format(printf, 7, 8)));
 
 /* fl_status <-> fls_status: the numbers are the same; unknown internal codes map to themselves. */
 static inline fls_status fls_status_of(fl_status s) { return (fls_status)s; }

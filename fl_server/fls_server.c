@@ -1185,7 +1185,8 @@ static fl_status load_eval(fls_server *s, char *err, size_t errlen)
         st = flm_dataset_load_named(&s->eval_ds, name, s->opt.eval_split ? "train" : "test",
                                     s->opt.eval_dir[0] ? s->opt.eval_dir : NULL, why, sizeof why);
         if (st != FL_OK)
-            snprintf(err, errlen, "eval.dataset %s: %s", name, why);
+            fls_options_errf(&s->opt, err, errlen, st, "eval.dataset", "eval.dir",
+                             "eval.dataset %s: %s", name, why);
     }
     if (st != FL_OK)
         return st;
@@ -1193,10 +1194,12 @@ static fl_status load_eval(fls_server *s, char *err, size_t errlen)
     if ((d->kind == FLM_DATA_TOKENS) != (a->token_input != 0) ||
         d->sample_len != (size_t)a->in_C * (size_t)a->in_H * (size_t)a->in_W ||
         d->classes > a->classes) {
-        snprintf(err, errlen,
-                 "eval.dataset: samples of %zu %s with %d classes do not fit model %s", d->sample_len,
-                 d->kind == FLM_DATA_TOKENS ? "tokens" : "floats", d->classes, a->spec);
-        return FL_ERR_DATASET_FORMAT;
+        return fls_options_errf(&s->opt, err, errlen, FL_ERR_DATASET_FORMAT, "eval.dataset",
+                                "model.arch",
+                                "eval.dataset: samples of %zu %s with %d classes do not fit "
+                                "model %s",
+                                d->sample_len, d->kind == FLM_DATA_TOKENS ? "tokens" : "floats",
+                                d->classes, a->spec);
     }
     s->eval_view.x = d->x;
     s->eval_view.tokens = d->tokens;
@@ -1219,19 +1222,17 @@ static fl_status load_key(fls_server *s, char *err, size_t errlen)
     char why[512];
     const fl_status st = fls_key_file_read(s->opt.secret_key_file, FLS_KEY_SECRET, s->sec_z85,
                                            why, sizeof why);
-    if (st != FL_OK) {
-        snprintf(err, errlen, "server.secret_key_file: %s", why);
-        return st == FL_ERR_IO ? FL_ERR_IO : FL_ERR_AUTH;
-    }
+    if (st != FL_OK)
+        return fls_options_errf(&s->opt, err, errlen, st == FL_ERR_IO ? FL_ERR_IO : FL_ERR_AUTH,
+                                "server.secret_key_file", NULL, "server.secret_key_file: %s", why);
     struct stat sb;
     if (stat(s->opt.secret_key_file, &sb) == 0 && (sb.st_mode & 077))
         fl_log(&s->log, FL_LOG_WARN, "%s is readable by others (chmod 600 it)",
                s->opt.secret_key_file);
-    if (zmq_curve_public(s->pub_z85, s->sec_z85) != 0) {
-        snprintf(err, errlen, "server.secret_key_file: %s: not a CURVE secret key",
-                 s->opt.secret_key_file);
-        return FL_ERR_AUTH;
-    }
+    if (zmq_curve_public(s->pub_z85, s->sec_z85) != 0)
+        return fls_options_errf(&s->opt, err, errlen, FL_ERR_AUTH, "server.secret_key_file", NULL,
+                                "server.secret_key_file: %s: not a CURVE secret key",
+                                s->opt.secret_key_file);
     return FL_OK;
 }
 
@@ -1290,7 +1291,7 @@ zfail:
 
 static fl_status server_init(fls_server *s, char *err, size_t errlen)
 {
-    char why[512];
+    char why[1024];
     fl_status st = (fl_status)fls_options_validate(&s->opt, why, sizeof why);
     if (st != FL_OK) {
         snprintf(err, errlen, "%s", why);
@@ -1319,17 +1320,15 @@ static fl_status server_init(fls_server *s, char *err, size_t errlen)
     if (s->opt.ckpt_path[0]) {
         /* Found now rather than at the first checkpoint, rounds of work later. */
         const int e = fl_parent_writable(s->opt.ckpt_path);
-        if (e) {
-            snprintf(err, errlen, "checkpoint.path %s: cannot create files in its directory: %s",
-                     s->opt.ckpt_path, strerror(e));
-            return FL_ERR_IO;
-        }
+        if (e)
+            return fls_options_errf(&s->opt, err, errlen, FL_ERR_IO, "checkpoint.path", NULL,
+                                    "checkpoint.path %s: cannot create files in its directory: %s",
+                                    s->opt.ckpt_path, strerror(e));
         struct stat sb;
         const int exists = stat(s->opt.ckpt_path, &sb) == 0;
-        if (exists && S_ISDIR(sb.st_mode)) {
-            snprintf(err, errlen, "checkpoint.path %s: is a directory", s->opt.ckpt_path);
-            return FL_ERR_IO;
-        }
+        if (exists && S_ISDIR(sb.st_mode))
+            return fls_options_errf(&s->opt, err, errlen, FL_ERR_IO, "checkpoint.path", NULL,
+                                    "checkpoint.path %s: is a directory", s->opt.ckpt_path);
         if (s->opt.resume && exists) {
             st = fls_core_restore_file(s->core, s->opt.ckpt_path);
             if (st != FL_OK) {
@@ -1356,10 +1355,9 @@ static fl_status server_init(fls_server *s, char *err, size_t errlen)
         return FL_ERR_NOMEM;
     if (s->curve) {
         char why2[512];
-        if ((st = fls_allow_load(&s->allow, s->opt.allow_list, why2, sizeof why2)) != FL_OK) {
-            snprintf(err, errlen, "server.allow_list: %s", why2);
-            return st == FL_ERR_AUTH ? FL_ERR_AUTH : st;
-        }
+        if ((st = fls_allow_load(&s->allow, s->opt.allow_list, why2, sizeof why2)) != FL_OK)
+            return fls_options_errf(&s->opt, err, errlen, st, "server.allow_list", NULL,
+                                    "server.allow_list: %s", why2);
         fl_log(&s->log, FL_LOG_INFO, "allow-list %s: %zu keys", s->opt.allow_list, s->allow.n);
     }
     if (s->opt.metrics_path[0] && strcmp(s->opt.metrics_path, "-") != 0) {
@@ -1370,13 +1368,12 @@ static fl_status server_init(fls_server *s, char *err, size_t errlen)
                               ? (S_ISDIR(sb.st_mode) ? EISDIR
                                  : access(s->opt.metrics_path, W_OK) == 0 ? 0 : errno)
                               : fl_parent_writable(s->opt.metrics_path);
-            if (e) {
-                snprintf(err, errlen, "run.metrics %s: %s", s->opt.metrics_path, strerror(e));
-                return FL_ERR_IO;
-            }
+            if (e)
+                return fls_options_errf(&s->opt, err, errlen, FL_ERR_IO, "run.metrics", NULL,
+                                        "run.metrics %s: %s", s->opt.metrics_path, strerror(e));
         } else if (!(s->metrics = fopen(s->opt.metrics_path, "a"))) {
-            snprintf(err, errlen, "run.metrics %s: %s", s->opt.metrics_path, strerror(errno));
-            return FL_ERR_IO;
+            return fls_options_errf(&s->opt, err, errlen, FL_ERR_IO, "run.metrics", NULL,
+                                    "run.metrics %s: %s", s->opt.metrics_path, strerror(errno));
         }
     }
     if (s->check_only) {

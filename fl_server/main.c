@@ -186,6 +186,9 @@ int main(int argc, char **argv)
             continue;
         }
         const char *key = NULL, *val = NULL;
+        /* the flag as typed ("--set model.arch=x", "--arch x", "--insecure"): where the value
+         * came from, in this error and in those of the checks made once every flag is in */
+        char origin[256];
         if (strcmp(a, "--set") == 0) {
             if (i + 1 >= argc || !strchr(argv[i + 1], '=')) {
                 fprintf(stderr, "fl_server: --set needs KEY=VALUE\n");
@@ -198,6 +201,7 @@ int main(int argc, char **argv)
             snprintf(kbuf, sizeof kbuf, "%.*s", (int)(kl < 127 ? kl : 127), kv);
             key = kbuf;
             val = kv + kl + 1;
+            snprintf(origin, sizeof origin, "%s %s", a, kv);
         } else {
             const struct flag *f = NULL;
             for (size_t k = 0; k < N_FLAGS && !f; k++)
@@ -218,6 +222,8 @@ int main(int argc, char **argv)
             } else {
                 val = argv[++i];
             }
+            snprintf(origin, sizeof origin, "%s%s%s", a, f->boolean ? "" : " ",
+                     f->boolean ? "" : val);
             if (strcmp(key, "server.endpoints") == 0) {
                 /* --endpoint may be repeated: the flags together replace the file's list */
                 char cur[4096] = "";
@@ -225,16 +231,16 @@ int main(int argc, char **argv)
                     fls_options_get(o, key, cur, sizeof cur);
                 char joined[4400];
                 snprintf(joined, sizeof joined, "%s%s%s", cur, cur[0] ? "," : "", val);
-                if (fls_options_set(o, key, joined, err, sizeof err) != FLS_OK) {
-                    fprintf(stderr, "fl_server: %s: %s\n", a, err);
+                if (fls_options_set_from(o, key, joined, origin, err, sizeof err) != FLS_OK) {
+                    fprintf(stderr, "fl_server: %s: %s\n", origin, err);
                     fls_options_free(o);
                     return EXIT_USAGE;
                 }
                 continue;
             }
         }
-        if (fls_options_set(o, key, val, err, sizeof err) != FLS_OK) {
-            fprintf(stderr, "fl_server: %s: %s\n", a, err);
+        if (fls_options_set_from(o, key, val, origin, err, sizeof err) != FLS_OK) {
+            fprintf(stderr, "fl_server: %s: %s\n", origin, err);
             fls_options_free(o);
             return EXIT_USAGE;
         }

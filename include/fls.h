@@ -83,6 +83,14 @@ fls_status fls_options_load_mem(fls_options *o, const char *buf, size_t len, con
  * FLS_ERR_CONFIG with the reason in err. */
 fls_status fls_options_set(fls_options *o, const char *key, const char *value, char *err,
                            size_t errlen);
+/* As fls_options_set, and records origin, how the value was given (a command line's flag as
+ * typed: "--set model.arch=x", "--arch x"; copied, shortened past 191 bytes), as where key's
+ * value came from: fls_options_validate and the startup checks of fls_server_new put it before
+ * their errors about this key ("--arch x: model.arch: unknown architecture 'x' ..."). A file read
+ * by fls_options_load_* records "NAME:LINE" for each key it sets; fls_options_set (origin NULL)
+ * records none. */
+fls_status fls_options_set_from(fls_options *o, const char *key, const char *value,
+                                const char *origin, char *err, size_t errlen);
 
 /* The current value of key in text form into buf (NUL-terminated, truncated to cap).
  * FLS_OK, FLS_ERR_NOT_FOUND (no such key), FLS_ERR_INVALID_ARG. */
@@ -90,7 +98,9 @@ fls_status fls_options_get(const fls_options *o, const char *key, char *buf, siz
 
 /* Checks the options as a whole (architecture and codec specs parse, ranges, keys needed by other
  * keys: CURVE needs server.secret_key_file and server.allow_list, evaluation needs a dataset,
- * run.resume needs checkpoint.path). FLS_OK or FLS_ERR_CONFIG with the reason in err. */
+ * run.resume needs checkpoint.path). FLS_OK or FLS_ERR_CONFIG with the reason in err, after where
+ * the value at fault came from when it was not a default: "fl.yaml:7: model.arch: unknown
+ * architecture 'bogus' ...", "--arch bogus: model.arch: ..." (see fls_options_set_from). */
 fls_status fls_options_validate(const fls_options *o, char *err, size_t errlen);
 
 /* The documented key table, for --help and tools: key i's name ("round.clients"), a type word

@@ -304,36 +304,143 @@ static void test_config_structure_errors(void **state)
     fls_options_free(o);
 }
 
+/* Checks across keys: the message starts with the file and line of the value at fault (of the
+ * other key when the one named first holds its default), and names the other key's line when
+ * both were set. */
 static void test_config_validate(void **state)
 {
     (void)state;
     static const struct {
-        const char *yaml, *msg;
+        const char *yaml, *msg; /* msg: how the message starts */
     } cases[] = {
-        {"server:\n  insecure: false\n", "server.secret_key_file and server.allow_list are required"},
-        {"server:\n  insecure: true\ncodec:\n  down: zzz\n", "codec.down: unknown stage \"zzz\""},
-        {"server:\n  insecure: true\ncodec:\n  up: q3\n", "codec.up: q stage \"q3\""},
-        {"server:\n  insecure: true\nmodel:\n  arch: \"mlp:\"\n", "model.arch: "},
+        {"server:\n  insecure: false\n",
+         "t.yaml:2: server.secret_key_file and server.allow_list are required"},
+        {"server:\n  insecure: true\ncodec:\n  down: zzz\n",
+         "t.yaml:4: codec.down: unknown stage \"zzz\""},
+        {"server:\n  insecure: true\ncodec:\n  up: q3\n", "t.yaml:4: codec.up: q stage \"q3\""},
+        {"server:\n  insecure: true\nmodel:\n  arch: \"mlp:\"\n", "t.yaml:4: model.arch: "},
         {"server:\n  insecure: true\nmodel: {arch: bogus}\n",
-         "model.arch: unknown architecture 'bogus'"},
-        {"server:\n  insecure: true\neval:\n  every: 2\n", "eval.every is 2 but eval.dataset is none"},
-        {"server:\n  insecure: true\nrun:\n  resume: true\n", "run.resume needs checkpoint.path"},
-        {"server:\n  insecure: true\n  heartbeat_ms: 5000\n  liveness_ms: 4000\n", "must exceed"},
+         "t.yaml:3: model.arch: unknown architecture 'bogus'"},
+        {"server:\n  insecure: true\neval:\n  every: 2\n",
+         "t.yaml:4: eval.every is 2 but eval.dataset is none"},
+        {"server:\n  insecure: true\neval:\n  dataset: none\n  target_accuracy: 0.9\n",
+         "t.yaml:5: eval.target_accuracy needs an eval.dataset; eval.dataset from t.yaml:4"},
+        {"server:\n  insecure: true\nrun:\n  resume: true\n",
+         "t.yaml:4: run.resume needs checkpoint.path"},
+        {"server:\n  insecure: true\n  heartbeat_ms: 5000\n  liveness_ms: 4000\n",
+         "t.yaml:4: server.liveness_ms (4000) must exceed server.heartbeat_ms (5000); "
+         "server.heartbeat_ms from t.yaml:3"},
+        /* liveness_ms at its default: the line of the heartbeat that outgrew it */
+        {"server:\n  insecure: true\n  heartbeat_ms: 20000\n",
+         "t.yaml:3: server.liveness_ms (10000) must exceed server.heartbeat_ms (20000)"},
         {"server:\n  insecure: true\n  max_msg_bytes: 65536\ncodec:\n  chunk_elems: 65536\n",
-         "above server.max_msg_bytes"},
-        {"server:\n  insecure: true\n  endpoints: []\n", "no endpoint"},
+         "t.yaml:5: codec.chunk_elems 65536 needs messages of up to 266240 bytes, above "
+         "server.max_msg_bytes 65536; server.max_msg_bytes from t.yaml:3"},
+        {"server:\n  insecure: true\n  endpoints: []\n",
+         "t.yaml:3: server.endpoints: no endpoint to bind"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         fls_options *o = opts_from(cases[i].yaml);
         char err[512] = "";
         const fls_status st = fls_options_validate(o, err, sizeof err);
-        if (st != FLS_ERR_CONFIG || !strstr(err, cases[i].msg))
-            fail_msg("case %zu: status %d, message '%s', want '%s'", i, st, err, cases[i].msg);
+        if (st != FLS_ERR_CONFIG || strncmp(err, cases[i].msg, strlen(cases[i].msg)) != 0)
+            fail_msg("case %zu: status %d, message '%s', want '%s...'", i, st, err, cases[i].msg);
         fls_options_free(o);
     }
     fls_options *o = opts_from("server:\n  insecure: true\n");
     char err[256];
     assert_int_equal(fls_options_validate(o, err, sizeof err), FLS_OK);
+    fls_options_free(o);
+}
+
+/* Where a value came from, kept per key for the checks made once every file and flag is in: the
+ * last file (name:line of the key, a list's first line) or flag wins; fls_options_set forgets the
+ * origin (the file no longer holds the value); a default adds nothing; overlong origins are
+ * shortened, a file name keeping its line. */
+static void test_config_origin(void **state)
+{
+    (void)state;
+    static const char *yaml = "# fl.yaml\n"
+                              "server:\n"
+                              "  insecure: true\n"
+                              "run:\n"
+                              "  seed: 3\n"
+                              "model:\n"
+                              "  arch: bogus\n"
+                              "policy:\n"
+                              "  keep_layers:\n"
+                              "    - 0.5\n"
+                              "    - 0.5\n";
+    fls_options *o = NULL;
+    assert_int_equal(fls_options_new(&o), FLS_OK);
+    char err[512];
+    /* a default has no origin */
+    assert_string_equal(fls_options_origin(o, "model.arch"), "");
+    assert_int_equal(fls_options_load_mem(o, yaml, strlen(yaml), "fl.yaml", err, sizeof err),
+                     FLS_OK);
+    assert_string_equal(fls_options_origin(o, "model.arch"), "fl.yaml:7");
+    assert_string_equal(fls_options_origin(o, "policy.keep_layers"), "fl.yaml:9");
+    assert_string_equal(fls_options_origin(o, "run.rounds"), "");
+    assert_int_equal(fls_options_validate(o, err, sizeof err), FLS_ERR_CONFIG);
+    assert_string_equal(err, "fl.yaml:7: model.arch: unknown architecture 'bogus' (expected mlp, "
+                             "cnn or lstm)");
+    /* a flag overrides the file's value and its origin */
+    assert_int_equal(fls_options_set_from(o, "model.arch", "bogus2", "--set model.arch=bogus2",
+                                          err, sizeof err),
+                     FLS_OK);
+    assert_int_equal(fls_options_validate(o, err, sizeof err), FLS_ERR_CONFIG);
+    assert_string_equal(err, "--set model.arch=bogus2: model.arch: unknown architecture 'bogus2' "
+                             "(expected mlp, cnn or lstm)");
+    /* two keys: the first one's origin leads, the other's follows */
+    assert_int_equal(fls_options_set_from(o, "model.arch", "mlp:784-100-10", "--arch mlp:784-100-10",
+                                          err, sizeof err),
+                     FLS_OK);
+    assert_int_equal(fls_options_validate(o, err, sizeof err), FLS_ERR_CONFIG);
+    assert_string_equal(err, "fl.yaml:9: policy.keep_layers: 2 values, but model.arch "
+                             "mlp:784-100-10 has 1 droppable layer; model.arch from "
+                             "--arch mlp:784-100-10");
+    /* fls_options_set: no origin, today's message */
+    assert_int_equal(fls_options_set(o, "policy.keep_layers", "0.5,0.5", err, sizeof err), FLS_OK);
+    assert_int_equal(fls_options_set(o, "model.arch", "mlp:784-10", err, sizeof err), FLS_OK);
+    assert_int_equal(fls_options_validate(o, err, sizeof err), FLS_ERR_CONFIG);
+    assert_string_equal(err, "policy.keep_layers: 2 values, but model.arch mlp:784-10 has 0 "
+                             "droppable layers");
+    /* a second file: its own name and lines */
+    static const char *second = "model:\n  arch: nope\n";
+    assert_int_equal(fls_options_load_mem(o, second, strlen(second), "site.yaml", err, sizeof err),
+                     FLS_OK);
+    assert_int_equal(fls_options_set(o, "policy.keep_layers", "", err, sizeof err), FLS_OK);
+    assert_int_equal(fls_options_validate(o, err, sizeof err), FLS_ERR_CONFIG);
+    assert_non_null(strstr(err, "site.yaml:2: model.arch: unknown architecture 'nope'"));
+    assert_ptr_equal(strstr(err, "site.yaml:2: "), err);
+    /* long origins: a file name keeps its end and the line, a flag its start */
+    char name[400], flag[400];
+    memset(name, 'd', sizeof name);
+    memcpy(name + sizeof name - 9, "/fl.yaml", 9);
+    assert_int_equal(fls_options_load_mem(o, second, strlen(second), name, err, sizeof err),
+                     FLS_OK);
+    const char *at = fls_options_origin(o, "model.arch");
+    assert_int_equal(strlen(at), FLS_ORIGIN_MAX - 1);
+    assert_memory_equal(at, "...ddd", 6);
+    assert_string_equal(at + strlen(at) - 10, "/fl.yaml:2");
+    snprintf(flag, sizeof flag, "--set model.arch=%0300d", 7);
+    assert_int_equal(fls_options_set_from(o, "model.arch", "x", flag, err, sizeof err), FLS_OK);
+    at = fls_options_origin(o, "model.arch");
+    assert_int_equal(strlen(at), FLS_ORIGIN_MAX - 1);
+    assert_memory_equal(at, "--set model.arch=000", 20);
+    assert_string_equal(at + strlen(at) - 3, "...");
+    fls_options_free(o);
+
+    /* the startup checks of fls_server_new name the origin too */
+    char text[600];
+    snprintf(text, sizeof text, "server:\n  insecure: true\ncheckpoint:\n  path: %s/no/dir/c\n",
+             g_tmp);
+    o = opts_from(text);
+    logbuf *lb = calloc(1, sizeof *lb);
+    fls_host host = {log_collect, lb, NULL, NULL, NULL};
+    assert_int_equal(fls_server_check(o, &host), FLS_ERR_IO);
+    assert_non_null(strstr(lb->text, "t.yaml:4: checkpoint.path "));
+    free(lb);
     fls_options_free(o);
 }
 
@@ -418,6 +525,55 @@ static void test_cli_flags_override(void **state)
     const int rc = pclose(p);
     assert_true(WIFEXITED(rc) && WEXITSTATUS(rc) == 2);
     assert_true(named);
+}
+
+/* The CLI: a check made once every file and flag is in names the file and line of the value, or
+ * the flag as typed, whichever set it last. */
+static void test_cli_origin(void **state)
+{
+    (void)state;
+    const char *root = getenv("FEDROP_BUILD_ROOT");
+    if (!root)
+        skip();
+    char cfg[300];
+    snprintf(cfg, sizeof cfg, "%s/origin.yaml", g_tmp);
+    write_file(cfg, "# line 1\nserver:\n  insecure: true\nrun:\n  seed: 9\n\nmodel:\n"
+                    "  arch: bogus\n");
+    static const struct {
+        const char *flags, *want; /* want: "@" stands for the file's path */
+    } cases[] = {
+        {"", "fl_server: @:8: model.arch: unknown architecture 'bogus' (expected mlp, cnn or lstm)"},
+        {"--set model.arch=bogus2",
+         "fl_server: --set model.arch=bogus2: model.arch: unknown architecture 'bogus2' "},
+        {"--arch bogus3", "fl_server: --arch bogus3: model.arch: unknown architecture 'bogus3' "},
+        {"--arch lstm --set server.heartbeat_ms=20000",
+         "fl_server: --set server.heartbeat_ms=20000: server.liveness_ms (10000) must exceed"},
+        {"--arch lstm --clients zero",
+         "fl_server: --clients zero: round.clients: 'zero' is not an unsigned integer"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char cmd[2048], line[1024], want[600];
+        snprintf(cmd, sizeof cmd, "'%s/fl_server/fl_server' --config '%s' %s --check 2>&1", root,
+                 cfg, cases[i].flags);
+        const char *at = strchr(cases[i].want, '@');
+        if (at)
+            snprintf(want, sizeof want, "%.*s%s%s", (int)(at - cases[i].want), cases[i].want, cfg,
+                     at + 1);
+        else
+            snprintf(want, sizeof want, "%s", cases[i].want);
+        FILE *p = popen(cmd, "r");
+        assert_non_null(p);
+        int found = 0;
+        char all[4096] = "";
+        while (fgets(line, sizeof line, p)) {
+            found |= strncmp(line, want, strlen(want)) == 0;
+            strncat(all, line, sizeof all - strlen(all) - 1);
+        }
+        const int rc = pclose(p);
+        if (!found || !WIFEXITED(rc) || WEXITSTATUS(rc) != 2)
+            fail_msg("%s: exit %d, output '%s', want a line '%s...'", cases[i].flags,
+                     WIFEXITED(rc) ? WEXITSTATUS(rc) : -1, all, want);
+    }
 }
 
 /* fl_server.example.yaml claims every key, each at its default unless its comment says
@@ -686,20 +842,21 @@ static void test_server_check(void **state)
     assert_int_not_equal(stat(path, &sb), 0);
     fls_options_free(o);
 
-    /* fl_server --check exits as the start would: 3, with the message */
+    /* fl_server --check exits as the start would: 3, with the message after the flag that set
+     * the key */
     const char *root = getenv("FEDROP_BUILD_ROOT");
     if (!root)
         return;
-    char cmd[2048], line[512];
+    char cmd[2048], line[512], want[400];
     snprintf(cmd, sizeof cmd,
              "'%s/fl_server/fl_server' --secret-key '%s/chk.pub' --allow-list '%s' --check 2>&1",
              root, g_tmp, allow);
+    snprintf(want, sizeof want, "error: --secret-key %s/chk.pub: server.secret_key_file: ", g_tmp);
     FILE *p = popen(cmd, "r");
     assert_non_null(p);
     int named = 0, printed = 0;
     while (fgets(line, sizeof line, p)) {
-        named |= strstr(line, "error: server.secret_key_file: ") != NULL &&
-                 strstr(line, "chk.pub: a public key file") != NULL;
+        named |= strstr(line, want) != NULL && strstr(line, "chk.pub: a public key file") != NULL;
         printed |= strstr(line, "run.seed = ") != NULL;
     }
     const int rc = pclose(p);
@@ -1465,8 +1622,10 @@ int main(void)
         cmocka_unit_test(test_config_every_key_bad),
         cmocka_unit_test(test_config_structure_errors),
         cmocka_unit_test(test_config_validate),
+        cmocka_unit_test(test_config_origin),
         cmocka_unit_test(test_config_keep_layers),
         cmocka_unit_test(test_cli_flags_override),
+        cmocka_unit_test(test_cli_origin),
         cmocka_unit_test(test_cli_log_level),
         cmocka_unit_test(test_example_yaml),
         cmocka_unit_test(test_readme_metrics),
