@@ -243,6 +243,7 @@ flc_status flc_client_new(const flc_config *cfg, flc_client **out)
         flc_client_free(c);
         return st == FL_ERR_INVALID_ARG ? FLC_ERR_INVALID_ARG : FLC_ERR_NOMEM;
     }
+    flc_core_keep_rewind_point(c->core, 1); /* a server resumed mid-round replays it exactly */
     /* Waits end on flc_client_stop at once, not at their next timeout: an idle client sleeps
      * heartbeat_ms / 2 at a time (no polling in short steps on a battery-powered device). */
     int pst = pipe(c->wake);

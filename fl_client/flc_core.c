@@ -64,6 +64,11 @@ struct flc_core {
     size_t resid_n;
     float *tmp, *dec;
     size_t tmp_cap;
+    /* flc_core_keep_rewind_point: the residual as it was before the training of snap_round */
+    int rewind, snap_valid;
+    float *snap;
+    size_t snap_n;
+    uint64_t snap_round;
 
     flc_core_stats stats;
 };
@@ -106,8 +111,36 @@ fl_status flc_core_rebind(flc_core *c, const flc_core_config *cfg)
     c->train_user = cfg->train_user;
     c->cancel = cfg->cancel;
     c->log = cfg->log;
+    c->snap_valid = 0; /* another client's residual is swapped in by the host */
     memset(&c->stats, 0, sizeof c->stats);
     return FL_OK;
+}
+
+void flc_core_keep_rewind_point(flc_core *c, int on)
+{
+    c->rewind = on != 0;
+    c->snap_valid = 0;
+}
+
+/* A Task for a round this core has already trained with error feedback: the server went back
+ * (resumed from its checkpoint). The residual goes back to its state before that round when the
+ * snapshot holds it; an older round cannot be rewound. */
+static void rewind_residual(flc_core *c, uint64_t round)
+{
+    if (!c->snap_valid || round > c->snap_round)
+        return;
+    if (round == c->snap_round && c->snap_n == c->resid_n && c->resid) {
+        memcpy(c->resid, c->snap, c->snap_n * sizeof(float));
+        fl_log(&c->log, FL_LOG_INFO, "round %llu again (the server went back to its checkpoint): "
+               "error-feedback residual restored to its state before that round",
+               (unsigned long long)round);
+    } else {
+        fl_log(&c->log, FL_LOG_WARN, "round %llu after round %llu (the server went back more than "
+               "one round): the error-feedback residual cannot be rewound that far; training goes "
+               "on from its current state", (unsigned long long)round,
+               (unsigned long long)c->snap_round);
+    }
+    c->snap_valid = 0;
 }
 
 void flc_core_set_max_params(flc_core *c, size_t n)
@@ -143,6 +176,7 @@ void flc_core_free(flc_core *c)
     free(c->pay);
     free(c->chunks);
     free(c->resid);
+    free(c->snap);
     free(c->tmp);
     free(c->dec);
     free(c);
@@ -151,6 +185,8 @@ void flc_core_free(flc_core *c)
 static fl_status on_task(flc_core *c, const flp_msg *m)
 {
     drop_task(c);
+    if (c->rewind)
+        rewind_residual(c, m->round);
     const flp_task *t = &m->task;
     char err[160];
     fl_status st = flm_arch_parse(t->arch, &c->full, err, sizeof err);
@@ -404,6 +440,19 @@ static fl_status train_encode(flc_core *c, char *why, size_t whycap)
             return FL_ERR_NOMEM;
         c->resid_n = c->full.n_params;
     }
+    if (ef && c->rewind) { /* the rewind point: the residual before this round's training */
+        if (c->snap_n != c->resid_n) {
+            free(c->snap);
+            c->snap_valid = 0;
+            c->snap_n = 0;
+            if (!(c->snap = malloc(c->resid_n * sizeof(float))))
+                return FL_ERR_NOMEM;
+            c->snap_n = c->resid_n;
+        }
+        memcpy(c->snap, c->resid, c->resid_n * sizeof(float));
+        c->snap_round = c->round;
+        c->snap_valid = 1;
+    }
     /* Sizes: chunk records, the payload buffer (its bound, once), the delta scratch. */
     uint32_t total = 0;
     size_t pay_bound = 0, max_ce = 0;
@@ -496,6 +545,9 @@ fl_status flc_core_train(flc_core *c)
         /* Its weights were trained in place: a stray chunk of this task must not start a second
          * training from them (the server was told the round failed); the next task resets it. */
         c->failed = 1;
+        /* An encoding that failed part way has changed some of the residual: undo it. */
+        if (c->snap_valid && c->snap_round == c->round && c->resid && c->snap_n == c->resid_n)
+            memcpy(c->resid, c->snap, c->snap_n * sizeof(float));
         fl_log(&c->log, st == FL_ERR_CANCELLED ? FL_LOG_INFO : FL_LOG_ERROR, "round %llu: %s",
                (unsigned long long)c->round, c->fail);
     }

@@ -172,4 +172,14 @@ const flm_arch *flc_core_sub_arch(const flc_core *c);
  * at the next train. */
 void flc_core_swap_residual(flc_core *c, float **resid, size_t *n);
 
+/* on: before each training with error feedback (a top-k uplink) the core keeps a copy of the
+ * residual as it was (one more model-sized buffer). A Task for that same round again, which means
+ * the server went back to its checkpoint and replays the round, restores the residual from it, so
+ * the replay trains and encodes exactly as the first time: a server stopped or killed mid-round
+ * and resumed then ends with the uninterrupted run's model, bit for bit. A Task for an earlier
+ * round (the server lost several rounds) cannot be rewound: logged, and training goes on from the
+ * current residual. Off by default; flc_core_rebind turns the snapshot it holds invalid. The
+ * device client (libflclient) turns it on; the simulator, which never replays a round, does not. */
+void flc_core_keep_rewind_point(flc_core *c, int on);
+
 #endif

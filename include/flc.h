@@ -10,7 +10,10 @@
  *
  * Ownership: the caller owns every buffer it passes in and keeps flc_config's pointers valid for
  * the lifetime of the client (the library copies strings, not sample arrays). flc_client_free
- * releases everything the library allocated; passing NULL is a no-op.
+ * releases everything the library allocated; passing NULL is a no-op. Memory: the library holds
+ * the submodel being trained and its update; with a top-k uplink (error feedback) also a residual
+ * of the full model and a copy of it from before the last training (restored if a resumed server
+ * replays that round, so the run stays bit-exact): 8 bytes per parameter of the full model.
  *
  * Thread-safety: an flc_client is driven by one thread (flc_client_run blocks it). flc_client_stop
  * is the only call that may come from another thread (or a signal handler). Distinct clients are

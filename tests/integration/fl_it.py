@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """fedrop integration tests: real fl_server / fl_client processes on loopback.
 
-    fl_it.py TEST        TEST in: learn, client_kill, server_resume, unknown_key, garbage,
+    fl_it.py TEST        TEST in: learn, client_kill, server_resume, server_resume_topk,
+                         unknown_key, garbage,
                          train_failure, server_full, revoked
 
 Each test makes its own temporary directory, picks free ports, starts real processes and kills
@@ -316,13 +317,13 @@ def test_client_kill(h):
 # four clients selected every round (quorum 4, overcommit 1, min_clients 4), client ids -> keys,
 # fixed iid partitions (same partition seed), local seeds derived from the ids, exact fixed-point
 # aggregation, and the checkpoint (round counter + state; every draw is keyed by the round).
-def run_resume(h, tag, kill):
+def run_resume(h, tag, kill, up_codec='rot+q4+zstd'):
     m = h.path('metrics-%s.jsonl' % tag)
     ck = h.path('ck-%s.ckpt' % tag)
     port = free_port()
     ep = 'tcp://127.0.0.1:%d' % port
     args = SMALL + ['--insecure', '--rounds', '4', '--clients', '4', '--overcommit', '1',
-                    '--up-codec', 'rot+q4+zstd', '--seed', '7', '--metrics', m, '--checkpoint', ck,
+                    '--up-codec', up_codec, '--seed', '7', '--metrics', m, '--checkpoint', ck,
                     '--checkpoint-every', '1', '--resume']
     slog = 'server-%s.log' % tag
     srv = h.server(args, log=slog, endpoint=ep)
@@ -359,6 +360,23 @@ def test_server_resume(h):
     got = run_resume(h, 'killed', True)
     print('final model sha256: uninterrupted %s, killed+resumed %s' % (ref, got), flush=True)
     check(ref == got, 'killed and resumed run ends with the uninterrupted model, byte for byte')
+
+
+# ---- 3b. the same with a top-k uplink (error feedback) ---------------------------------------------
+# Clients 1-3 have trained and uploaded round 2 when the server is killed, so their error-feedback
+# residuals have moved on; the resumed server replays round 2, and libflclient restores each
+# residual to its state before round 2 (flc_core_keep_rewind_point). Without that the model
+# differs from the uninterrupted run's.
+def test_server_resume_topk(h):
+    ref = run_resume(h, 'ref', False, 'topk0.1+q8+zstd')
+    got = run_resume(h, 'killed', True, 'topk0.1+q8+zstd')
+    print('final model sha256 (top-k uplink): uninterrupted %s, killed+resumed %s' % (ref, got),
+          flush=True)
+    check(ref == got, 'killed and resumed top-k run ends with the uninterrupted model, byte for byte')
+    restored = sum(h.read('c%d-killed.log' % i).count('residual restored') for i in range(4))
+    print('clients that restored their residual: %d' % restored, flush=True)
+    check(restored >= 3, 'the clients that had trained round 2 restored their residuals (%d)'
+          % restored)
 
 
 # ---- 4. a key not on the allow-list ---------------------------------------------------------------
@@ -557,6 +575,7 @@ TESTS = {
     'learn': test_learn,
     'client_kill': test_client_kill,
     'server_resume': test_server_resume,
+    'server_resume_topk': test_server_resume_topk,
     'unknown_key': test_unknown_key,
     'garbage': test_garbage,
     'train_failure': test_train_failure,

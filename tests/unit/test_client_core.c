@@ -538,6 +538,46 @@ static void test_rebind_and_take_payload(void **state)
     free_fixture(&f);
 }
 
+/* A server that goes back to its checkpoint replays the open round: with a rewind point, the core
+ * restores its error-feedback residual for the replayed task and sends the same bytes again (the
+ * resumed run stays bit-exact); without one the residual has moved on and the bytes differ (which
+ * also shows the rewind is needed). */
+static void test_rewind_replays_round(void **state)
+{
+    (void)state;
+    fixture f;
+    memset(&f, 0, sizeof f);
+    make_data(&f);
+    fls_core *srv = fd_round(1, "topk0.3+q8+zstd", 0.0f);
+    for (int rewind = 0; rewind < 2; rewind++) {
+        const flc_core_config cc = {"c0", 0, 11, &f.views[0], NULL, NULL, {0}, NULL};
+        flc_core *c = NULL;
+        assert_int_equal(flc_core_new(&cc, &c), FL_OK);
+        flc_core_keep_rewind_point(c, rewind);
+        size_t len1 = 0, len2 = 0, len3 = 0;
+        feed_and_train(srv, c, 0); /* the first round with a residual: it starts at zero */
+        uint8_t *b1 = update_bytes(c, &len1);
+        feed_and_train(srv, c, 0); /* the same round again */
+        uint8_t *b2 = update_bytes(c, &len2);
+        feed_and_train(srv, c, 0); /* ... once more */
+        uint8_t *b3 = update_bytes(c, &len3);
+        if (rewind) {
+            assert_int_equal(len2, len1);
+            assert_memory_equal(b2, b1, len1);
+            assert_int_equal(len3, len1);
+            assert_memory_equal(b3, b1, len1);
+        } else {
+            assert_true(len2 != len1 || memcmp(b1, b2, len1) != 0);
+        }
+        free(b1);
+        free(b2);
+        free(b3);
+        flc_core_free(c);
+    }
+    fls_core_free(srv);
+    free_fixture(&f);
+}
+
 /* A core given the received weights borrowed (flc_core_set_weights_borrowed, as the simulator
  * does for shared keep-sets) produces the same update bytes as one that decoded the chunks, with
  * and without FedProx (whose anchor is the received weights); and the call's states. */
@@ -701,6 +741,7 @@ int main(void)
         cmocka_unit_test(test_plugin_trainer_and_errors),
         cmocka_unit_test(test_failed_task_not_retrained),
         cmocka_unit_test(test_rebind_and_take_payload),
+        cmocka_unit_test(test_rewind_replays_round),
         cmocka_unit_test(test_borrowed_weights),
         cmocka_unit_test(test_fuzz_seed),
         cmocka_unit_test(test_param_cap),
