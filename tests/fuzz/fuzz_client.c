@@ -81,6 +81,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (flc_core_new(&cfg, &c) != FL_OK)
         return 0;
     flc_core_set_max_params(c, (size_t)1 << 20);
+    flc_core_keep_rewind_point(c, 1); /* as libflclient runs it: replayed rounds restore */
     flp_limits lim = flp_limits_default();
     lim.max_msg_bytes = 1 << 16;
     while (size >= 2) {
