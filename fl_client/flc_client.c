@@ -730,6 +730,10 @@ static void wait_training(flc_client *c)
         pthread_join(c->thread, NULL);
         c->thread_live = 0;
         atomic_store(&c->training, 0);
+        /* It finished after the session ended (stop, a lost link): it counts as trained
+         * (flc_stats.rounds_trained), though its update is never sent. */
+        if (c->train_status == FL_OK)
+            c->stats.rounds_trained++;
     }
 }
 

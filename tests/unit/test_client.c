@@ -678,6 +678,48 @@ static void test_stop_interrupts_training(void **state)
     free(y);
 }
 
+/* ---- a plug-in training that ends after stop: counted, not reported -------------------------- */
+
+/* A plug-in that ignores stop: trains for 0.6 s whatever happens, then succeeds. */
+static flc_status train_slowly(const flc_task *task, flc_update *out, void *user)
+{
+    (void)user;
+    const struct timespec ts = {0, 600 * 1000 * 1000};
+    nanosleep(&ts, NULL);
+    return train_plus_quarter(task, out, NULL);
+}
+
+/* flc_stats.rounds_trained counts local trainings that finished, "whatever became of the update":
+ * one that finishes after flc_client_stop (its update never goes out) counts too. */
+static void test_stop_counts_finished_training(void **state)
+{
+    (void)state;
+    fake f;
+    fake_open(&f, NULL);
+    logbuf *lb = logbuf_new();
+    flc_config cfg = base_config(f.ep, train_slowly, lb);
+    cfg.heartbeat_ms = 100;
+    flc_client *c = NULL;
+    assert_int_equal(flc_client_new(&cfg, &c), FLC_OK);
+    runner r;
+    run_start(&r, c);
+    fls_core *core = NULL;
+    (void)fake_hello_and_task(&f, &core, 0);
+    const struct timespec ts = {0, 200 * 1000 * 1000};
+    nanosleep(&ts, NULL);
+    flc_client_stop(c); /* the plug-in is mid-training: run returns once it does */
+    if (!run_wait(&r, 5.0))
+        fail_msg("flc_client_run did not return; log:\n%s", lb->text);
+    assert_int_equal(r.st, FLC_ERR_CANCELLED);
+    const flc_stats *s = flc_client_stats(c);
+    assert_int_equal(s->rounds_trained, 1);
+    assert_int_equal(s->updates_sent, 0);
+    flc_client_free(c);
+    fls_core_free(core);
+    fake_close(&f);
+    logbuf_free(lb);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -688,6 +730,7 @@ int main(void)
         cmocka_unit_test(test_max_rounds_counts_last_ack),
         cmocka_unit_test(test_trained_not_sent),
         cmocka_unit_test(test_stop_interrupts_training),
+        cmocka_unit_test(test_stop_counts_finished_training),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
