@@ -581,6 +581,21 @@ static void upload_pump(flc_client *c)
     }
 }
 
+/* A training ended (train_status): its update goes out, or the server hears that the round failed
+ * here. Not a training cut short for stopping: FL_ERR_CANCELLED (the built-in trainer saw the stop
+ * flag, or a plug-in returned it for the device's reason to call stop, which flc.h tells it to do,
+ * maybe a moment before that call) or any failure once stop was called. The Bye that follows
+ * tells the server (flc.h, flc_client_stop). */
+static void training_done(flc_client *c)
+{
+    if (c->train_status == FL_OK) {
+        c->stats.rounds_trained++;
+        upload(c);
+    } else if (c->train_status != FL_ERR_CANCELLED && !atomic_load(&c->stop)) {
+        send_train_error(c, c->train_status); /* flc_core_train logged why */
+    }
+}
+
 /* What the session loop should do after a message. */
 enum { GO_ON = 0, DONE = 1, RECONNECT = 2, REFUSED = 3, HS_REFUSED = 4 };
 
@@ -670,12 +685,7 @@ static int handle(flc_client *c, flp_msg *m, int *owned)
             if (pthread_create(&c->thread, NULL, train_thread, c) != 0) {
                 atomic_store(&c->training, 0);
                 c->train_status = flc_core_train(c->core);
-                if (c->train_status == FL_OK) {
-                    c->stats.rounds_trained++;
-                    upload(c);
-                } else {
-                    send_train_error(c, c->train_status);
-                }
+                training_done(c);
             } else {
                 c->thread_live = 1;
             }
@@ -692,12 +702,7 @@ static int finish_training(flc_client *c)
 {
     pthread_join(c->thread, NULL);
     c->thread_live = 0;
-    if (c->train_status == FL_OK) {
-        c->stats.rounds_trained++;
-        upload(c);
-    } else if (!atomic_load(&c->stop)) /* flc_core_train logged why */
-        send_train_error(c, c->train_status);
-    /* else: stopped mid-training; the Bye that follows tells the server */
+    training_done(c);
     int verdict = GO_ON;
     int i = 0;
     for (; i < c->n_pending && !atomic_load(&c->training); i++) {

@@ -103,7 +103,9 @@ typedef struct flc_update {
  * reports n_samples 0, a non-finite loss or non-finite weights (FLC_ERR_NUMERIC), the library logs
  * the failure once and tells the server this round failed: it sends an Error message whose round
  * is the task's and whose code is that status (e.g. 4 for FLC_ERR_INTERNAL), so the server need
- * not wait for an update that will never come. The client then waits for its next task. */
+ * not wait for an update that will never come. The client then waits for its next task.
+ * FLC_ERR_CANCELLED is no failure to report: it says the device is stopping the client (see
+ * flc_client_stop), whether the plug-in returns it just before or just after that call. */
 typedef flc_status (*flc_train_fn)(const flc_task *task, flc_update *out, void *user);
 
 /* Local samples for the built-in trainer. Float inputs (n, features) with features matching the

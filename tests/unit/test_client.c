@@ -720,6 +720,66 @@ static void test_stop_counts_finished_training(void **state)
     logbuf_free(lb);
 }
 
+/* ---- a plug-in that returns FLC_ERR_CANCELLED for the device's reason to stop ------------------ */
+
+/* flc.h: a plug-in watches the device's own reason for calling stop and returns
+ * FLC_ERR_CANCELLED; here that reason is *user. */
+static flc_status train_until_quit(const flc_task *task, flc_update *out, void *user)
+{
+    (void)task;
+    (void)out;
+    atomic_int *quit = user;
+    while (!atomic_load(quit)) {
+        const struct timespec ts = {0, 5 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+    return FLC_ERR_CANCELLED;
+}
+
+/* The device decides to quit: its plug-in sees it and returns FLC_ERR_CANCELLED, and the device
+ * calls flc_client_stop a moment later. A training cut short is not reported to the server as a
+ * failure (flc.h): the server hears Bye, no Error. */
+static void test_plugin_cancel_not_reported(void **state)
+{
+    (void)state;
+    fake f;
+    fake_open(&f, NULL);
+    logbuf *lb = logbuf_new();
+    atomic_int quit = 0;
+    flc_config cfg = base_config(f.ep, train_until_quit, lb);
+    cfg.train_user = &quit;
+    cfg.heartbeat_ms = 100;
+    flc_client *c = NULL;
+    assert_int_equal(flc_client_new(&cfg, &c), FLC_OK);
+    runner r;
+    run_start(&r, c);
+    fls_core *core = NULL;
+    (void)fake_hello_and_task(&f, &core, 0);
+    const struct timespec ts = {0, 200 * 1000 * 1000};
+    nanosleep(&ts, NULL);
+    atomic_store(&quit, 1); /* the device's reason to stop ... */
+    nanosleep(&ts, NULL);
+    flc_client_stop(c);     /* ... and its call to stop, a moment later */
+    if (!run_wait(&r, 5.0))
+        fail_msg("flc_client_run did not return; log:\n%s", lb->text);
+    assert_int_equal(r.st, FLC_ERR_CANCELLED);
+    flp_msg *m;
+    int errors = 0, byes = 0;
+    while ((m = fake_recv(&f, 500))) {
+        errors += m->type == FLP_ERROR;
+        byes += m->type == FLP_BYE;
+        flp_msg_free(m);
+    }
+    if (errors)
+        fail_msg("the server was told the round failed; log:\n%s", lb->text);
+    assert_int_equal(byes, 1);
+    assert_int_equal(flc_client_stats(c)->rounds_trained, 0);
+    flc_client_free(c);
+    fls_core_free(core);
+    fake_close(&f);
+    logbuf_free(lb);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -731,6 +791,7 @@ int main(void)
         cmocka_unit_test(test_trained_not_sent),
         cmocka_unit_test(test_stop_interrupts_training),
         cmocka_unit_test(test_stop_counts_finished_training),
+        cmocka_unit_test(test_plugin_cancel_not_reported),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
