@@ -649,6 +649,7 @@ void flc_core_swap_residual(flc_core *c, float **resid, size_t *n)
     const size_t rn = c->resid_n;
     c->resid = *resid;
     c->resid_n = *resid ? *n : 0;
+    c->snap_valid = 0; /* the rewind point was the old residual's, not this one's */
     *resid = r;
     *n = r ? rn : 0;
 }

@@ -178,8 +178,9 @@ void flc_core_swap_residual(flc_core *c, float **resid, size_t *n);
  * the replay trains and encodes exactly as the first time: a server stopped or killed mid-round
  * and resumed then ends with the uninterrupted run's model, bit for bit. A Task for an earlier
  * round (the server lost several rounds) cannot be rewound: logged, and training goes on from the
- * current residual. Off by default; flc_core_rebind turns the snapshot it holds invalid. The
- * device client (libflclient) turns it on; the simulator, which never replays a round, does not. */
+ * current residual. Off by default; flc_core_rebind and flc_core_swap_residual turn the snapshot
+ * it holds invalid (it was another residual's). The device client (libflclient) turns it on; the
+ * simulator, which never replays a round, does not. */
 void flc_core_keep_rewind_point(flc_core *c, int on);
 
 #endif

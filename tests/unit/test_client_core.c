@@ -578,6 +578,45 @@ static void test_rewind_replays_round(void **state)
     free_fixture(&f);
 }
 
+/* A residual the host swaps in (flc_core_swap_residual) is that host's: a Task for the round of
+ * the snapshot the core took of its previous residual must not overwrite it. */
+static void test_rewind_after_swap(void **state)
+{
+    (void)state;
+    fixture f;
+    memset(&f, 0, sizeof f);
+    make_data(&f);
+    fls_core *srv = fd_round(1, "topk0.3+q8+zstd", 0.0f);
+    const flc_core_config cc = {"c0", 0, 11, &f.views[0], NULL, NULL, {0}, NULL};
+    flc_core *c = NULL;
+    assert_int_equal(flc_core_new(&cc, &c), FL_OK);
+    flc_core_keep_rewind_point(c, 1);
+    feed_and_train(srv, c, 0); /* the rewind point: this round, a zero residual */
+    const size_t n = (size_t)FEAT * 16 + 16 + 16 * CLASSES + CLASSES;
+    float *mine = malloc(n * sizeof *mine);
+    assert_non_null(mine);
+    for (size_t i = 0; i < n; i++)
+        mine[i] = 7.0f;
+    size_t mn = n;
+    flc_core_swap_residual(c, &mine, &mn); /* the host's residual in, the core's out */
+    assert_int_equal(mn, n);
+    free(mine);
+    flp_msg task;
+    assert_int_equal(fls_core_task(srv, 0, &task), FL_OK);
+    assert_int_equal(flc_core_on_message(c, &task), FL_OK); /* the same round again */
+    float *back = NULL;
+    size_t bn = 0;
+    flc_core_swap_residual(c, &back, &bn);
+    assert_int_equal(bn, n);
+    for (size_t i = 0; i < n; i++)
+        if (back[i] != 7.0f)
+            fail_msg("residual[%zu] = %g: the host's residual was overwritten", i, back[i]);
+    free(back);
+    flc_core_free(c);
+    fls_core_free(srv);
+    free_fixture(&f);
+}
+
 /* A core given the received weights borrowed (flc_core_set_weights_borrowed, as the simulator
  * does for shared keep-sets) produces the same update bytes as one that decoded the chunks, with
  * and without FedProx (whose anchor is the received weights); and the call's states. */
@@ -742,6 +781,7 @@ int main(void)
         cmocka_unit_test(test_failed_task_not_retrained),
         cmocka_unit_test(test_rebind_and_take_payload),
         cmocka_unit_test(test_rewind_replays_round),
+        cmocka_unit_test(test_rewind_after_swap),
         cmocka_unit_test(test_borrowed_weights),
         cmocka_unit_test(test_fuzz_seed),
         cmocka_unit_test(test_param_cap),
