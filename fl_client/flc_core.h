@@ -7,7 +7,8 @@
  * of the submodel, encodes it chunk by chunk with the uplink codec and exposes the Update message
  * and its chunks for the host to send.
  *
- *   flc_core_on_message(Task)      a new task: drops any unfinished one
+ *   flc_core_on_message(Task)      a new task: drops any unfinished one (with the rewind point on,
+ *                                  a Task for the round last trained restores the residual first)
  *   flc_core_on_message(Chunk)     decodes the chunk into the submodel weights
  *   flc_core_ready()               all weight chunks arrived (and the task was not trained yet,
  *                                  nor failed to train: a task is trained at most once)
@@ -23,9 +24,10 @@
  * cache; after training the delta w - w0 is formed one chunk at a time into a chunk-sized scratch
  * buffer right before that chunk is encoded (no full-model delta pass).
  *
- * Thread-safety: one flc_core is driven by one thread. Memory: the submodel's weights, its
- * initial copy, the training runtime, the encoded update (compressed), one chunk of scratch, and
- * the full-size residual only for top-k pipelines.
+ * Thread-safety: one flc_core is driven by one thread (cfg.cancel alone may be set by another, or
+ * by a signal handler). Memory: the submodel's weights, its initial copy, the training runtime, the
+ * encoded update (compressed), one chunk of scratch, and the full-size residual only for top-k
+ * pipelines (with the rewind point on, flc_core_keep_rewind_point, a full-size copy of it too).
  */
 #ifndef FLC_CORE_H
 #define FLC_CORE_H
@@ -134,8 +136,9 @@ fl_status flc_core_take_payload(flc_core *c, uint8_t **pay, size_t *len);
 /* The built-in CPU trainer (flm_train_local on the core's data with the job's training config
  * and the batch-order stream (seed, round, client key, FL_RNG_BATCH)), reusing the core's training
  * runtime. For a plug-in trainer that wraps it (to time it, to log, ...): call it from the
- * callback with the arguments the callback got. FL_ERR_INVALID_ARG when the core has no data,
- * else flm_train_local's status. */
+ * callback with the arguments the callback got. It stops before its next batch once cfg.cancel is
+ * set (FL_ERR_CANCELLED). FL_ERR_INVALID_ARG when the core has no data, else flm_train_local's
+ * status. */
 fl_status flc_core_builtin_train(flc_core *c, const flc_core_job *job, float *params,
                                  uint64_t *n_samples, double *loss);
 
