@@ -680,10 +680,29 @@ static void test_stop_interrupts_training(void **state)
 
 /* ---- a plug-in training that ends after stop: counted, not reported -------------------------- */
 
+/* What the two plug-ins below share with the test: started is set once the training runs; quit is
+ * the device's own reason to stop, which train_until_quit watches. */
+typedef struct plugin_flags {
+    atomic_int started, quit;
+} plugin_flags;
+
+/* Waits up to 5 s for the plug-in to start training. */
+static void wait_started(plugin_flags *pf, logbuf *lb)
+{
+    const double end = fl_time_mono_s() + 5.0;
+    while (!atomic_load(&pf->started) && fl_time_mono_s() < end) {
+        const struct timespec ts = {0, 5 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+    if (!atomic_load(&pf->started))
+        fail_msg("the plug-in trainer never started; log:\n%s", lb->text);
+}
+
 /* A plug-in that ignores stop: trains for 0.6 s whatever happens, then succeeds. */
 static flc_status train_slowly(const flc_task *task, flc_update *out, void *user)
 {
-    (void)user;
+    plugin_flags *pf = user;
+    atomic_store(&pf->started, 1);
     const struct timespec ts = {0, 600 * 1000 * 1000};
     nanosleep(&ts, NULL);
     return train_plus_quarter(task, out, NULL);
@@ -697,7 +716,9 @@ static void test_stop_counts_finished_training(void **state)
     fake f;
     fake_open(&f, NULL);
     logbuf *lb = logbuf_new();
+    plugin_flags pf = {0, 0};
     flc_config cfg = base_config(f.ep, train_slowly, lb);
+    cfg.train_user = &pf;
     cfg.heartbeat_ms = 100;
     flc_client *c = NULL;
     assert_int_equal(flc_client_new(&cfg, &c), FLC_OK);
@@ -705,8 +726,7 @@ static void test_stop_counts_finished_training(void **state)
     run_start(&r, c);
     fls_core *core = NULL;
     (void)fake_hello_and_task(&f, &core, 0);
-    const struct timespec ts = {0, 200 * 1000 * 1000};
-    nanosleep(&ts, NULL);
+    wait_started(&pf, lb);
     flc_client_stop(c); /* the plug-in is mid-training: run returns once it does */
     if (!run_wait(&r, 5.0))
         fail_msg("flc_client_run did not return; log:\n%s", lb->text);
@@ -723,13 +743,14 @@ static void test_stop_counts_finished_training(void **state)
 /* ---- a plug-in that returns FLC_ERR_CANCELLED for the device's reason to stop ------------------ */
 
 /* flc.h: a plug-in watches the device's own reason for calling stop and returns
- * FLC_ERR_CANCELLED; here that reason is *user. */
+ * FLC_ERR_CANCELLED. */
 static flc_status train_until_quit(const flc_task *task, flc_update *out, void *user)
 {
     (void)task;
     (void)out;
-    atomic_int *quit = user;
-    while (!atomic_load(quit)) {
+    plugin_flags *pf = user;
+    atomic_store(&pf->started, 1);
+    while (!atomic_load(&pf->quit)) {
         const struct timespec ts = {0, 5 * 1000 * 1000};
         nanosleep(&ts, NULL);
     }
@@ -745,9 +766,9 @@ static void test_plugin_cancel_not_reported(void **state)
     fake f;
     fake_open(&f, NULL);
     logbuf *lb = logbuf_new();
-    atomic_int quit = 0;
+    plugin_flags pf = {0, 0};
     flc_config cfg = base_config(f.ep, train_until_quit, lb);
-    cfg.train_user = &quit;
+    cfg.train_user = &pf;
     cfg.heartbeat_ms = 100;
     flc_client *c = NULL;
     assert_int_equal(flc_client_new(&cfg, &c), FLC_OK);
@@ -755,11 +776,11 @@ static void test_plugin_cancel_not_reported(void **state)
     run_start(&r, c);
     fls_core *core = NULL;
     (void)fake_hello_and_task(&f, &core, 0);
+    wait_started(&pf, lb);
+    atomic_store(&pf.quit, 1); /* the device's reason to stop ... */
     const struct timespec ts = {0, 200 * 1000 * 1000};
     nanosleep(&ts, NULL);
-    atomic_store(&quit, 1); /* the device's reason to stop ... */
-    nanosleep(&ts, NULL);
-    flc_client_stop(c);     /* ... and its call to stop, a moment later */
+    flc_client_stop(c);        /* ... and its call to stop, a moment later */
     if (!run_wait(&r, 5.0))
         fail_msg("flc_client_run did not return; log:\n%s", lb->text);
     assert_int_equal(r.st, FLC_ERR_CANCELLED);
