@@ -681,6 +681,9 @@ static int handle(flc_client *c, flp_msg *m, int *owned)
             fl_log(&c->log, FL_LOG_WARN, "round %llu: %s refused: %s", (unsigned long long)m->round,
                    flp_type_name(m->type), fl_strerror(st));
         if (flc_core_ready(c->core) && !c->thread_live) {
+            fl_log(&c->log, FL_LOG_DEBUG, "round %llu: training a %zu-parameter submodel",
+                   (unsigned long long)flc_core_round(c->core),
+                   flc_core_sub_arch(c->core)->n_params);
             atomic_store(&c->training, 1);
             if (pthread_create(&c->thread, NULL, train_thread, c) != 0) {
                 atomic_store(&c->training, 0);

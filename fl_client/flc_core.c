@@ -120,6 +120,11 @@ void flc_core_keep_rewind_point(flc_core *c, int on)
 {
     c->rewind = on != 0;
     c->snap_valid = 0;
+    if (!on) {
+        free(c->snap);
+        c->snap = NULL;
+        c->snap_n = 0;
+    }
 }
 
 /* A Task for a round this core has already trained with error feedback: the server went back
@@ -135,10 +140,10 @@ static void rewind_residual(flc_core *c, uint64_t round)
                "error-feedback residual restored to its state before that round",
                (unsigned long long)round);
     } else {
-        fl_log(&c->log, FL_LOG_WARN, "round %llu after round %llu (the server went back more than "
-               "one round): the error-feedback residual cannot be rewound that far; training goes "
-               "on from its current state", (unsigned long long)round,
-               (unsigned long long)c->snap_round);
+        fl_log(&c->log, FL_LOG_WARN, "round %llu after round %llu: the server went back more than "
+               "one round (resumed from an older checkpoint, or started a new run); the "
+               "error-feedback residual cannot be rewound that far and goes on from its current "
+               "state", (unsigned long long)round, (unsigned long long)c->snap_round);
     }
     c->snap_valid = 0;
 }

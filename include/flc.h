@@ -105,7 +105,9 @@ typedef struct flc_update {
  * is the task's and whose code is that status (e.g. 4 for FLC_ERR_INTERNAL), so the server need
  * not wait for an update that will never come. The client then waits for its next task.
  * FLC_ERR_CANCELLED is no failure to report: it says the device is stopping the client (see
- * flc_client_stop), whether the plug-in returns it just before or just after that call. */
+ * flc_client_stop), whether the plug-in returns it just before or just after that call. A
+ * device that skips a round for reasons of its own (battery, heat) should return another status
+ * (e.g. FLC_ERR_INTERNAL), so that the server hears of it and stops waiting for the update. */
 typedef flc_status (*flc_train_fn)(const flc_task *task, flc_update *out, void *user);
 
 /* Local samples for the built-in trainer. Float inputs (n, features) with features matching the

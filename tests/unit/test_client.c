@@ -650,8 +650,15 @@ static void test_stop_interrupts_training(void **state)
     run_start(&r, c);
     fls_core *core = NULL;
     (void)fake_hello_and_task(&f, &core, 100000);
-    /* The task is in: the client starts training (heartbeats go on meanwhile). */
-    const struct timespec ts = {0, 300 * 1000 * 1000};
+    /* The task is in: stop once the client has started training (its debug line), and a little
+     * more, so that the trainer is well inside its epochs. */
+    const double until = fl_time_mono_s() + 30.0;
+    while (log_count(lb, "training a ") == 0 && fl_time_mono_s() < until) {
+        const struct timespec ts = {0, 10 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+    assert_int_equal(log_count(lb, "training a "), 1);
+    const struct timespec ts = {0, 100 * 1000 * 1000};
     nanosleep(&ts, NULL);
     assert_false(atomic_load(&r.done));
     flc_client_stop(c);

@@ -354,7 +354,7 @@ static void test_config_validate(void **state)
 }
 
 /* Where a value came from, kept per key for the checks made once every file and flag is in: the
- * last file (name:line of the key, a list's first line) or flag wins; fls_options_set forgets the
+ * last file (name:line of the key, for a list too) or flag wins; fls_options_set forgets the
  * origin (the file no longer holds the value); a default adds nothing; overlong origins are
  * shortened, a file name keeping its line. */
 static void test_config_origin(void **state)
