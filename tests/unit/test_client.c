@@ -456,6 +456,56 @@ static uint64_t fake_hello_and_task(fake *f, fls_core **core, uint32_t epochs)
     return task.round;
 }
 
+/* ---- a client on its own thread against the fake server ---------------------------------------- */
+
+typedef struct session {
+    fake f;
+    logbuf *lb;
+    flc_client *c;
+    runner r;
+    fls_core *core;
+    uint64_t round; /* of the task sent */
+} session;
+
+/* The fake server and the log: then base_config(s->f.ep, TRAINER, s->lb) and session_run. */
+static void session_open(session *s)
+{
+    memset(s, 0, sizeof *s);
+    fake_open(&s->f, NULL);
+    s->lb = logbuf_new();
+}
+
+/* Makes the client of cfg (heartbeat_ms 100 unless set), runs it on its own thread, and sends it
+ * one task of `epochs` epochs (0: the server's default). */
+static void session_run(session *s, flc_config *cfg, uint32_t epochs)
+{
+    if (!cfg->heartbeat_ms)
+        cfg->heartbeat_ms = 100;
+    assert_int_equal(flc_client_new(cfg, &s->c), FLC_OK);
+    run_start(&s->r, s->c);
+    s->round = fake_hello_and_task(&s->f, &s->core, epochs);
+}
+
+/* What reaches the server until it has been quiet for 500 ms: its Errors and Byes. */
+static void session_drain(session *s, int *errors, int *byes)
+{
+    flp_msg *m;
+    *errors = *byes = 0;
+    while ((m = fake_recv(&s->f, 500))) {
+        *errors += m->type == FLP_ERROR;
+        *byes += m->type == FLP_BYE;
+        flp_msg_free(m);
+    }
+}
+
+static void session_close(session *s)
+{
+    flc_client_free(s->c);
+    fls_core_free(s->core);
+    fake_close(&s->f);
+    logbuf_free(s->lb);
+}
+
 /* ---- a key the server refuses ----------------------------------------------------------------- */
 
 static void test_refused_key(void **state)
@@ -493,44 +543,34 @@ static void test_refused_key(void **state)
 static void test_train_failure_reported_and_bye(void **state)
 {
     (void)state;
-    fake f;
-    fake_open(&f, NULL);
-    logbuf *lb = logbuf_new();
-    flc_config cfg = base_config(f.ep, train_fails, lb);
-    cfg.heartbeat_ms = 100;
-    flc_client *c = NULL;
-    assert_int_equal(flc_client_new(&cfg, &c), FLC_OK);
-    runner r;
-    run_start(&r, c);
-    fls_core *core = NULL;
-    const uint64_t round = fake_hello_and_task(&f, &core, 0);
+    session s;
+    session_open(&s);
+    flc_config cfg = base_config(s.f.ep, train_fails, s.lb);
+    session_run(&s, &cfg, 0);
 
     /* The server hears of the failure at once: an Error of the task's round, with the trainer's
      * status as its code. */
-    flp_msg *e = fake_expect(&f, FLP_ERROR, 5000);
+    flp_msg *e = fake_expect(&s.f, FLP_ERROR, 5000);
     if (!e)
-        fail_msg("no Error after a failed training; log:\n%s", lb->text);
-    assert_int_equal(e->round, round);
+        fail_msg("no Error after a failed training; log:\n%s", s.lb->text);
+    assert_int_equal(e->round, s.round);
     assert_int_equal(e->error.code, FLC_ERR_INTERNAL);
     assert_non_null(strstr(e->error.message, "plug-in trainer failed with status 4"));
     flp_msg_free(e);
     /* Logged once, as the device's failure, not as a bug in fedrop. */
-    assert_int_equal(log_count(lb, "plug-in trainer failed with status 4"), 1);
-    assert_int_equal(log_count(lb, "bug in fedrop"), 0);
+    assert_int_equal(log_count(s.lb, "plug-in trainer failed with status 4"), 1);
+    assert_int_equal(log_count(s.lb, "bug in fedrop"), 0);
 
     /* flc_client_stop: the server is told Bye instead of waiting for its liveness timeout. */
-    flc_client_stop(c);
-    flp_msg *b = fake_expect(&f, FLP_BYE, 2000);
+    flc_client_stop(s.c);
+    flp_msg *b = fake_expect(&s.f, FLP_BYE, 2000);
     if (!b)
         fail_msg("no Bye after flc_client_stop");
     assert_string_equal(b->bye.reason, "client stopping");
     flp_msg_free(b);
-    assert_true(run_wait(&r, 2.0));
-    assert_int_equal(r.st, FLC_ERR_CANCELLED);
-    flc_client_free(c);
-    fls_core_free(core);
-    fake_close(&f);
-    logbuf_free(lb);
+    assert_true(run_wait(&s.r, 2.0));
+    assert_int_equal(s.r.st, FLC_ERR_CANCELLED);
+    session_close(&s);
 }
 
 /* ---- max_rounds waits for the last update's Ack ----------------------------------------------- */
@@ -538,31 +578,24 @@ static void test_train_failure_reported_and_bye(void **state)
 static void test_max_rounds_counts_last_ack(void **state)
 {
     (void)state;
-    fake f;
-    fake_open(&f, NULL);
-    logbuf *lb = logbuf_new();
-    flc_config cfg = base_config(f.ep, train_plus_quarter, lb);
-    cfg.heartbeat_ms = 100;
+    session s;
+    session_open(&s);
+    flc_config cfg = base_config(s.f.ep, train_plus_quarter, s.lb);
     cfg.max_rounds = 1;
-    flc_client *c = NULL;
-    assert_int_equal(flc_client_new(&cfg, &c), FLC_OK);
-    runner r;
-    run_start(&r, c);
-    fls_core *core = NULL;
-    const uint64_t round = fake_hello_and_task(&f, &core, 0);
+    session_run(&s, &cfg, 0);
 
-    flp_msg *u = fake_expect(&f, FLP_UPDATE, 5000);
+    flp_msg *u = fake_expect(&s.f, FLP_UPDATE, 5000);
     if (!u)
-        fail_msg("no Update; log:\n%s", lb->text);
-    assert_int_equal(u->round, round);
+        fail_msg("no Update; log:\n%s", s.lb->text);
+    assert_int_equal(u->round, s.round);
     uint32_t n = 0;
     for (uint32_t t = 0; t < u->update.n_tensors; t++)
         n += u->update.tensors[t].n_chunks;
     flp_msg_free(u);
     for (uint32_t i = 0; i < n; i++) /* credits for every chunk */
-        fake_ack(&f, FLP_CHUNK, round, 0);
+        fake_ack(&s.f, FLP_CHUNK, s.round, 0);
     for (uint32_t i = 0; i < n; i++) {
-        flp_msg *cm = fake_expect(&f, FLP_CHUNK, 5000);
+        flp_msg *cm = fake_expect(&s.f, FLP_CHUNK, 5000);
         if (!cm)
             fail_msg("chunk %u of %u missing", i, n);
         flp_msg_free(cm);
@@ -570,22 +603,19 @@ static void test_max_rounds_counts_last_ack(void **state)
     /* The server takes its time to commit: the client must still be there to hear the Ack. */
     const struct timespec ts = {0, 300 * 1000 * 1000};
     nanosleep(&ts, NULL);
-    assert_false(atomic_load(&r.done));
-    fake_ack(&f, FLP_UPDATE, round, 0);
-    flp_msg *b = fake_expect(&f, FLP_BYE, 3000);
+    assert_false(atomic_load(&s.r.done));
+    fake_ack(&s.f, FLP_UPDATE, s.round, 0);
+    flp_msg *b = fake_expect(&s.f, FLP_BYE, 3000);
     if (!b)
         fail_msg("no Bye after max_rounds");
     flp_msg_free(b);
-    assert_true(run_wait(&r, 3.0));
-    assert_int_equal(r.st, FLC_OK);
-    const flc_stats *s = flc_client_stats(c);
-    assert_int_equal(s->rounds_trained, 1);
-    assert_int_equal(s->updates_sent, 1);
-    assert_int_equal(s->updates_accepted, 1);
-    flc_client_free(c);
-    fls_core_free(core);
-    fake_close(&f);
-    logbuf_free(lb);
+    assert_true(run_wait(&s.r, 3.0));
+    assert_int_equal(s.r.st, FLC_OK);
+    const flc_stats *st = flc_client_stats(s.c);
+    assert_int_equal(st->rounds_trained, 1);
+    assert_int_equal(st->updates_sent, 1);
+    assert_int_equal(st->updates_accepted, 1);
+    session_close(&s);
 }
 
 /* ---- a trained round whose update never went out counts as trained, not sent ------------------ */
@@ -593,32 +623,22 @@ static void test_max_rounds_counts_last_ack(void **state)
 static void test_trained_not_sent(void **state)
 {
     (void)state;
-    fake f;
-    fake_open(&f, NULL);
-    logbuf *lb = logbuf_new();
-    flc_config cfg = base_config(f.ep, train_plus_quarter, lb);
-    cfg.heartbeat_ms = 100;
-    flc_client *c = NULL;
-    assert_int_equal(flc_client_new(&cfg, &c), FLC_OK);
-    runner r;
-    run_start(&r, c);
-    fls_core *core = NULL;
-    (void)fake_hello_and_task(&f, &core, 0);
+    session s;
+    session_open(&s);
+    flc_config cfg = base_config(s.f.ep, train_plus_quarter, s.lb);
+    session_run(&s, &cfg, 0);
     /* The Update goes out, but the server gives no credit for its chunks. */
-    flp_msg *u = fake_expect(&f, FLP_UPDATE, 5000);
+    flp_msg *u = fake_expect(&s.f, FLP_UPDATE, 5000);
     if (!u)
-        fail_msg("no Update; log:\n%s", lb->text);
+        fail_msg("no Update; log:\n%s", s.lb->text);
     flp_msg_free(u);
-    flc_client_stop(c);
-    assert_true(run_wait(&r, 5.0));
-    const flc_stats *s = flc_client_stats(c);
-    assert_int_equal(s->rounds_trained, 1);
-    assert_int_equal(s->updates_sent, 0);
-    assert_int_equal(s->updates_accepted, 0);
-    flc_client_free(c);
-    fls_core_free(core);
-    fake_close(&f);
-    logbuf_free(lb);
+    flc_client_stop(s.c);
+    assert_true(run_wait(&s.r, 5.0));
+    const flc_stats *st = flc_client_stats(s.c);
+    assert_int_equal(st->rounds_trained, 1);
+    assert_int_equal(st->updates_sent, 0);
+    assert_int_equal(st->updates_accepted, 0);
+    session_close(&s);
 }
 
 /* ---- stop interrupts the built-in trainer ------------------------------------------------------ */
@@ -638,49 +658,34 @@ static void test_stop_interrupts_training(void **state)
             x[i * F + j] = (float)((i * 7 + j * 3) % 11) / 11.0f;
     }
     const flc_samples samples = {x, NULL, y, N};
-    fake f;
-    fake_open(&f, NULL);
-    logbuf *lb = logbuf_new();
-    flc_config cfg = base_config(f.ep, NULL, lb);
+    session s;
+    session_open(&s);
+    flc_config cfg = base_config(s.f.ep, NULL, s.lb);
     cfg.samples = &samples;
-    cfg.heartbeat_ms = 100;
-    flc_client *c = NULL;
-    assert_int_equal(flc_client_new(&cfg, &c), FLC_OK);
-    runner r;
-    run_start(&r, c);
-    fls_core *core = NULL;
-    (void)fake_hello_and_task(&f, &core, 100000);
+    session_run(&s, &cfg, 100000);
     /* The task is in: stop once the client has started training (its debug line), and a little
      * more, so that the trainer is well inside its epochs. */
     const double until = fl_time_mono_s() + 30.0;
-    while (log_count(lb, "training a ") == 0 && fl_time_mono_s() < until) {
+    while (log_count(s.lb, "training a ") == 0 && fl_time_mono_s() < until) {
         const struct timespec ts = {0, 10 * 1000 * 1000};
         nanosleep(&ts, NULL);
     }
-    assert_int_equal(log_count(lb, "training a "), 1);
+    assert_int_equal(log_count(s.lb, "training a "), 1);
     const struct timespec ts = {0, 100 * 1000 * 1000};
     nanosleep(&ts, NULL);
-    assert_false(atomic_load(&r.done));
-    flc_client_stop(c);
-    if (!run_wait(&r, 20.0))
-        fail_msg("flc_client_run still training 20 s after flc_client_stop; log:\n%s", lb->text);
-    assert_int_equal(r.st, FLC_ERR_CANCELLED);
-    assert_int_equal(log_count(lb, "local training stopped"), 1);
+    assert_false(atomic_load(&s.r.done));
+    flc_client_stop(s.c);
+    if (!run_wait(&s.r, 20.0))
+        fail_msg("flc_client_run still training 20 s after flc_client_stop; log:\n%s", s.lb->text);
+    assert_int_equal(s.r.st, FLC_ERR_CANCELLED);
+    assert_int_equal(log_count(s.lb, "local training stopped"), 1);
     /* A training cut short by stop is no failure to report: the server hears Bye, no Error. */
-    flp_msg *m;
-    int errors = 0, byes = 0;
-    while ((m = fake_recv(&f, 500))) {
-        errors += m->type == FLP_ERROR;
-        byes += m->type == FLP_BYE;
-        flp_msg_free(m);
-    }
+    int errors, byes;
+    session_drain(&s, &errors, &byes);
     assert_int_equal(errors, 0);
     assert_int_equal(byes, 1);
-    assert_int_equal(flc_client_stats(c)->rounds_trained, 0);
-    flc_client_free(c);
-    fls_core_free(core);
-    fake_close(&f);
-    logbuf_free(lb);
+    assert_int_equal(flc_client_stats(s.c)->rounds_trained, 0);
+    session_close(&s);
     free(x);
     free(y);
 }
@@ -720,31 +725,21 @@ static flc_status train_slowly(const flc_task *task, flc_update *out, void *user
 static void test_stop_counts_finished_training(void **state)
 {
     (void)state;
-    fake f;
-    fake_open(&f, NULL);
-    logbuf *lb = logbuf_new();
+    session s;
+    session_open(&s);
     plugin_flags pf = {0, 0};
-    flc_config cfg = base_config(f.ep, train_slowly, lb);
+    flc_config cfg = base_config(s.f.ep, train_slowly, s.lb);
     cfg.train_user = &pf;
-    cfg.heartbeat_ms = 100;
-    flc_client *c = NULL;
-    assert_int_equal(flc_client_new(&cfg, &c), FLC_OK);
-    runner r;
-    run_start(&r, c);
-    fls_core *core = NULL;
-    (void)fake_hello_and_task(&f, &core, 0);
-    wait_started(&pf, lb);
-    flc_client_stop(c); /* the plug-in is mid-training: run returns once it does */
-    if (!run_wait(&r, 5.0))
-        fail_msg("flc_client_run did not return; log:\n%s", lb->text);
-    assert_int_equal(r.st, FLC_ERR_CANCELLED);
-    const flc_stats *s = flc_client_stats(c);
-    assert_int_equal(s->rounds_trained, 1);
-    assert_int_equal(s->updates_sent, 0);
-    flc_client_free(c);
-    fls_core_free(core);
-    fake_close(&f);
-    logbuf_free(lb);
+    session_run(&s, &cfg, 0);
+    wait_started(&pf, s.lb);
+    flc_client_stop(s.c); /* the plug-in is mid-training: run returns once it does */
+    if (!run_wait(&s.r, 5.0))
+        fail_msg("flc_client_run did not return; log:\n%s", s.lb->text);
+    assert_int_equal(s.r.st, FLC_ERR_CANCELLED);
+    const flc_stats *st = flc_client_stats(s.c);
+    assert_int_equal(st->rounds_trained, 1);
+    assert_int_equal(st->updates_sent, 0);
+    session_close(&s);
 }
 
 /* ---- a plug-in that returns FLC_ERR_CANCELLED for the device's reason to stop ------------------ */
@@ -770,42 +765,27 @@ static flc_status train_until_quit(const flc_task *task, flc_update *out, void *
 static void test_plugin_cancel_not_reported(void **state)
 {
     (void)state;
-    fake f;
-    fake_open(&f, NULL);
-    logbuf *lb = logbuf_new();
+    session s;
+    session_open(&s);
     plugin_flags pf = {0, 0};
-    flc_config cfg = base_config(f.ep, train_until_quit, lb);
+    flc_config cfg = base_config(s.f.ep, train_until_quit, s.lb);
     cfg.train_user = &pf;
-    cfg.heartbeat_ms = 100;
-    flc_client *c = NULL;
-    assert_int_equal(flc_client_new(&cfg, &c), FLC_OK);
-    runner r;
-    run_start(&r, c);
-    fls_core *core = NULL;
-    (void)fake_hello_and_task(&f, &core, 0);
-    wait_started(&pf, lb);
+    session_run(&s, &cfg, 0);
+    wait_started(&pf, s.lb);
     atomic_store(&pf.quit, 1); /* the device's reason to stop ... */
     const struct timespec ts = {0, 200 * 1000 * 1000};
     nanosleep(&ts, NULL);
-    flc_client_stop(c);        /* ... and its call to stop, a moment later */
-    if (!run_wait(&r, 5.0))
-        fail_msg("flc_client_run did not return; log:\n%s", lb->text);
-    assert_int_equal(r.st, FLC_ERR_CANCELLED);
-    flp_msg *m;
-    int errors = 0, byes = 0;
-    while ((m = fake_recv(&f, 500))) {
-        errors += m->type == FLP_ERROR;
-        byes += m->type == FLP_BYE;
-        flp_msg_free(m);
-    }
+    flc_client_stop(s.c);      /* ... and its call to stop, a moment later */
+    if (!run_wait(&s.r, 5.0))
+        fail_msg("flc_client_run did not return; log:\n%s", s.lb->text);
+    assert_int_equal(s.r.st, FLC_ERR_CANCELLED);
+    int errors, byes;
+    session_drain(&s, &errors, &byes);
     if (errors)
-        fail_msg("the server was told the round failed; log:\n%s", lb->text);
+        fail_msg("the server was told the round failed; log:\n%s", s.lb->text);
     assert_int_equal(byes, 1);
-    assert_int_equal(flc_client_stats(c)->rounds_trained, 0);
-    flc_client_free(c);
-    fls_core_free(core);
-    fake_close(&f);
-    logbuf_free(lb);
+    assert_int_equal(flc_client_stats(s.c)->rounds_trained, 0);
+    session_close(&s);
 }
 
 int main(void)
