@@ -64,6 +64,7 @@ struct flc_core {
     size_t resid_n;
     float *tmp, *dec;
     size_t tmp_cap;
+    uint64_t run_id;          /* of the last Task that named one; 0: none yet */
     /* flc_core_keep_rewind_point: the residual as it was before the training of snap_round */
     int rewind, snap_valid;
     float *snap;
@@ -112,6 +113,7 @@ fl_status flc_core_rebind(flc_core *c, const flc_core_config *cfg)
     c->cancel = cfg->cancel;
     c->log = cfg->log;
     c->snap_valid = 0; /* another client's residual is swapped in by the host */
+    c->run_id = 0;
     memset(&c->stats, 0, sizeof c->stats);
     return FL_OK;
 }
@@ -187,9 +189,28 @@ void flc_core_free(flc_core *c)
     free(c);
 }
 
+/* A Task of another run than the last one (both named): the residual belongs to that run. A
+ * new run starts from zero, as a client that never trained would. */
+static void new_run(flc_core *c, uint64_t run_id)
+{
+    if (!run_id)
+        return;
+    if (c->run_id && run_id != c->run_id) {
+        if (c->resid && c->resid_n) {
+            memset(c->resid, 0, c->resid_n * sizeof(float));
+            fl_log(&c->log, FL_LOG_INFO, "the server started a new run (%016llx, was %016llx): "
+                   "error-feedback residual reset", (unsigned long long)run_id,
+                   (unsigned long long)c->run_id);
+        }
+        c->snap_valid = 0;
+    }
+    c->run_id = run_id;
+}
+
 static fl_status on_task(flc_core *c, const flp_msg *m)
 {
     drop_task(c);
+    new_run(c, m->task.run_id);
     if (c->rewind)
         rewind_residual(c, m->round);
     const flp_task *t = &m->task;

@@ -1289,6 +1289,15 @@ zfail:
     return FL_ERR_TRANSPORT;
 }
 
+/* A fresh run's id: random, never 0 (0 means "not told" on the wire). */
+static uint64_t fresh_run_id(void)
+{
+    uint64_t id = 0;
+    if (getentropy(&id, sizeof id) != 0) /* no kernel randomness: still distinct per start */
+        id = fl_time_mono_ns() ^ ((uint64_t)getpid() << 40) ^ (uint64_t)time(NULL) << 20;
+    return id ? id : 1;
+}
+
 static fl_status server_init(fls_server *s, char *err, size_t errlen)
 {
     char why[1024];
@@ -1317,6 +1326,8 @@ static fl_status server_init(fls_server *s, char *err, size_t errlen)
         snprintf(err, errlen, "round engine: %s", fl_strerror(st));
         return st == FL_ERR_NOMEM ? st : FL_ERR_CONFIG;
     }
+    fls_core_set_run_id(s->core, fresh_run_id()); /* a resumed checkpoint's replaces it */
+    int resumed = 0;
     if (s->opt.ckpt_path[0]) {
         /* Found now rather than at the first checkpoint, rounds of work later. */
         const int e = fl_parent_writable(s->opt.ckpt_path);
@@ -1335,9 +1346,12 @@ static fl_status server_init(fls_server *s, char *err, size_t errlen)
                 snprintf(err, errlen, "resume from %s: %s", s->opt.ckpt_path, fl_strerror(st));
                 return st;
             }
-            fl_log(&s->log, FL_LOG_INFO, "%s %s at round %llu (model version %llu)",
-                   s->check_only ? "would resume from" : "resumed from", s->opt.ckpt_path, (unsigned long long)fls_core_round(s->core),
-                   (unsigned long long)fls_core_model_version(s->core));
+            fl_log(&s->log, FL_LOG_INFO, "%s %s at round %llu (model version %llu, run %016llx)",
+                   s->check_only ? "would resume from" : "resumed from", s->opt.ckpt_path,
+                   (unsigned long long)fls_core_round(s->core),
+                   (unsigned long long)fls_core_model_version(s->core),
+                   (unsigned long long)fls_core_run_id(s->core));
+            resumed = 1;
         } else if (s->opt.resume) {
             fl_log(&s->log, FL_LOG_INFO, "no checkpoint at %s yet: starting a fresh run",
                    s->opt.ckpt_path);
@@ -1347,6 +1361,9 @@ static fl_status server_init(fls_server *s, char *err, size_t errlen)
         }
         snapshot(s);
     }
+    if (!resumed && !s->check_only)
+        fl_log(&s->log, FL_LOG_INFO, "a fresh run: id %016llx (clients drop error-feedback state "
+               "of other runs)", (unsigned long long)fls_core_run_id(s->core));
     if ((st = load_eval(s, err, errlen)) != FL_OK)
         return st;
     s->chunk_cap = fls_core_task_chunk_bound(s->core);

@@ -13,7 +13,8 @@
  * releases everything the library allocated; passing NULL is a no-op. Memory: the library holds
  * the submodel being trained and its update; with a top-k uplink (error feedback) also a residual
  * of the full model and a copy of it from before the last training (restored if a resumed server
- * replays that round, so the run stays bit-exact): 8 bytes per parameter of the full model.
+ * replays that round, so the run stays bit-exact): 8 bytes per parameter of the full model. The
+ * residual belongs to one run of the server: a Task naming another run resets it to zero.
  *
  * Thread-safety: an flc_client is driven by one thread (flc_client_run blocks it). flc_client_stop
  * is the only call that may come from another thread (or a signal handler). Distinct clients are

@@ -114,6 +114,8 @@ typedef struct flp_task {
     uint32_t deadline_ms;     /* 0 = none */
     uint32_t n_tensors;       /* >= 1; the weights follow as FLP_DIR_DOWN chunks */
     const flp_tensor_header *tensors;
+    uint64_t run_id;          /* the server's run (a fresh start draws one, a resume keeps it);
+                               * 0 = not told */
 } flp_task;
 
 typedef struct flp_metric {

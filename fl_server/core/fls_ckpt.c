@@ -16,9 +16,13 @@
 static const uint8_t CKPT_MAGIC[8] = {'F', 'L', 'S', 'C', 'K', 'P', 'T', 0};
 #define HEAD_LEN 24u /* magic, version, flags, body_len */
 
-/* Sections 1-4 always, in order; TAG_TARGET (optional, last) only when the run ended at its
- * target accuracy. */
-enum { TAG_META = 1, TAG_MODEL = 2, TAG_OPT = 3, TAG_POLICY = 4, TAG_COUNT = 4, TAG_TARGET = 5 };
+/* Sections 1-4 always, in order; then the optional ones, in tag order: TAG_TARGET only when the
+ * run ended at its target accuracy, TAG_RUN when the run has an id. A file without them (older,
+ * or a run without either) reads as "not reached" and "no id". */
+enum {
+    TAG_META = 1, TAG_MODEL = 2, TAG_OPT = 3, TAG_POLICY = 4, TAG_COUNT = 4,
+    TAG_TARGET = 5, TAG_RUN = 6
+};
 
 void fls_ckpt_clear(fls_ckpt *c)
 {
@@ -115,6 +119,11 @@ fl_status fls_ckpt_serialize(const fls_ckpt *c, uint8_t **buf, size_t *len)
     if (c->target_reached) {
         s = sec_begin(&w, TAG_TARGET);
         fls_w_f64(&w, c->target_acc);
+        sec_end(&w, s);
+    }
+    if (c->run_id) {
+        s = sec_begin(&w, TAG_RUN);
+        fls_w_u64(&w, c->run_id);
         sec_end(&w, s);
     }
 
@@ -281,17 +290,33 @@ fl_status fls_ckpt_parse(const uint8_t *buf, size_t len, fls_ckpt *out, char *er
             break;
         }
     }
-    if (st == FL_OK && r.pos != r.len) {
+    /* The optional sections: each of 8 bytes, each at most once, in increasing tag order. */
+    uint32_t last = TAG_COUNT;
+    while (st == FL_OK && r.pos != r.len) {
         const uint32_t tag = fls_r_u32(&r);
         const uint64_t sl = fls_r_u64(&r);
-        fls_rbuf t = {r.p + r.pos, 8, 0, 0};
-        const double acc = !r.bad && tag == TAG_TARGET && sl == 8 && r.len - r.pos == 8
-                               ? fls_r_f64(&t) : NAN;
-        if (!(acc >= 0.0 && acc <= 1.0))
+        if (r.bad || tag <= last || tag > TAG_RUN || sl != 8 || r.len - r.pos < 8) {
             st = fail(err, errlen, FL_ERR_CHECKPOINT_FORMAT, "unknown trailing section");
-        else {
+            break;
+        }
+        fls_rbuf t = {r.p + r.pos, 8, 0, 0};
+        r.pos += 8;
+        last = tag;
+        if (tag == TAG_TARGET) {
+            const double acc = fls_r_f64(&t);
+            if (!(acc >= 0.0 && acc <= 1.0)) {
+                st = fail(err, errlen, FL_ERR_CHECKPOINT_FORMAT,
+                          "target section: accuracy %g is not in [0, 1]", acc);
+                break;
+            }
             out->target_reached = 1;
             out->target_acc = acc;
+        } else {
+            out->run_id = fls_r_u64(&t);
+            if (!out->run_id) {
+                st = fail(err, errlen, FL_ERR_CHECKPOINT_FORMAT, "run section: id 0");
+                break;
+            }
         }
     }
     if (st != FL_OK)

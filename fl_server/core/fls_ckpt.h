@@ -13,12 +13,16 @@
  * File layout (all integers little-endian, floats IEEE-754 binary32/64 bits little-endian):
  *   magic "FLSCKPT\0" (8) | u32 format version (1) | u32 flags (0) | u64 body_len | body
  *   | SHA-256 (32) of every preceding byte
- * body = sections, each: u32 tag | u64 len | len bytes; every tag exactly once, in this order:
+ * body = sections, each: u32 tag | u64 len | len bytes; tags 1-4 exactly once, in this order,
+ * then the optional ones (each at most once, in tag order; a file without them reads as "not
+ * reached" and "no id"):
  *   1 META    config digest (32) | u64 round | u64 model_version | u32 arch_len | arch (<= 63)
  *   2 MODEL   u64 n | n x f32 (finite)
  *   3 OPT     u32 kind | u64 steps | u32 n_arrays (<= FLS_CKPT_MAX_OPT)
  *             | per array: u32 name_len | name (<= 31) | u64 n | n x f32 (finite)
  *   4 POLICY  opaque bytes (validated by fls_policy_import)
+ *   5 TARGET  f64 accuracy in [0, 1]: the run ended when an evaluation reached it
+ *   6 RUN     u64 run id (nonzero)
  *
  * Thread-safety: functions are reentrant; an fls_ckpt value belongs to one thread at a time.
  */
@@ -60,6 +64,7 @@ typedef struct fls_ckpt {
     uint8_t *policy;
     int target_reached;           /* the run ended when an evaluation reached its target: */
     double target_acc;            /* that accuracy (a resume with a target at most this ends) */
+    uint64_t run_id;              /* the run's id (fls_core_set_run_id); 0: none recorded */
 } fls_ckpt;
 
 /* Frees what c owns and zeroes it. NULL is a no-op. */

@@ -74,6 +74,7 @@ struct fls_core {
     size_t idx_mask;
     uint32_t n_connected;
     uint64_t round, model_version;
+    uint64_t run_id;     /* fls_core_set_run_id, or the resumed checkpoint's; 0: none */
     int open, eval_pending, done, target_reached;
     double reached_acc;  /* the test accuracy that reached the target (this run's, or the
                           * resumed checkpoint's), or -1 */
@@ -464,6 +465,16 @@ int fls_core_done(const fls_core *c)
     return c->done;
 }
 
+void fls_core_set_run_id(fls_core *c, uint64_t id)
+{
+    c->run_id = id;
+}
+
+uint64_t fls_core_run_id(const fls_core *c)
+{
+    return c->run_id;
+}
+
 int fls_core_target_reached(const fls_core *c)
 {
     return c->target_reached;
@@ -806,6 +817,7 @@ fl_status fls_core_task(const fls_core *c, uint32_t key, flp_msg *out)
     k->deadline_ms = ms >= 4294967295.0 ? 4294967295u : (uint32_t)ms;
     k->n_tensors = (uint32_t)t->sub->n_tensors;
     k->tensors = t->hdrs;
+    k->run_id = c->run_id;
     return FL_OK;
 }
 
@@ -1241,6 +1253,7 @@ fl_status fls_core_checkpoint(const fls_core *c, fls_ckpt *out)
         goto nomem;
     out->target_reached = c->target_reached;
     out->target_acc = c->target_reached ? c->reached_acc : 0.0;
+    out->run_id = c->run_id;
     return FL_OK;
 nomem:
     fls_ckpt_clear(out);
@@ -1302,6 +1315,8 @@ fl_status fls_core_restore(fls_core *c, const fls_ckpt *k)
     c->model_version = k->model_version;
     c->done = c->target_reached = 0;
     c->reached_acc = k->target_reached ? k->target_acc : -1.0;
+    if (k->run_id) /* the run goes on: its clients keep their per-run state */
+        c->run_id = k->run_id;
     return FL_OK;
 }
 

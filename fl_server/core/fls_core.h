@@ -123,6 +123,13 @@ int fls_core_done(const fls_core *core);
 /* 1 once the run ended because an evaluation reached cfg.target_accuracy. */
 int fls_core_target_reached(const fls_core *core);
 
+/* The run's id, sent in every Task (flp_task.run_id) so that clients can tell a new run from the
+ * same one resumed: a client drops its per-run state (the error-feedback residual) when it
+ * changes. The host draws one for a fresh start (0: none, the default); it goes into checkpoints,
+ * and a restored checkpoint that holds one replaces it. It has no effect on any result. */
+void fls_core_set_run_id(fls_core *core, uint64_t id);
+uint64_t fls_core_run_id(const fls_core *core);
+
 /* A client connected (or reconnected). dataset_size is informational. Starts nothing (rounds
  * start in fls_core_tick).
  * FL_OK, FL_ERR_NOMEM. */

@@ -2,7 +2,7 @@
 """fedrop integration tests: real fl_server / fl_client processes on loopback.
 
     fl_it.py TEST        TEST in: learn, client_kill, server_resume, server_resume_topk,
-                         unknown_key, garbage,
+                         new_run_topk, unknown_key, garbage,
                          train_failure, server_full, revoked
 
 Each test makes its own temporary directory, picks free ports, starts real processes and kills
@@ -379,6 +379,51 @@ def test_server_resume_topk(h):
           % restored)
 
 
+# ---- 3c. clients that outlive a server run: a new run does not inherit their residuals --------
+# Reference: a fresh server and four fresh clients, 2 rounds with a top-k uplink. Test: a server
+# runs until its round 1 has closed (the clients' error-feedback residuals now hold that run's
+# leftovers), is SIGKILLed, and a fresh server (no --resume: a new run, a new run id) with the
+# reference's settings takes the same port; the same client processes reconnect and train its 2
+# rounds. Each client sees the Task's run id change and resets its residual, so the new run's
+# model equals the reference's byte for byte; a client that kept the old residual would change it.
+def test_new_run_topk(h):
+    args = SMALL + ['--insecure', '--clients', '4', '--overcommit', '1', '--up-codec',
+                    'topk0.1+q8+zstd', '--seed', '7', '--checkpoint-every', '1']
+    ck_ref = h.path('ck-ref.ckpt')
+    srv = h.server(args + ['--rounds', '2', '--checkpoint', ck_ref], log='server-ref.log')
+    cl = [h.client(srv.endpoint, i, 4, log='c%d-ref.log' % i) for i in range(4)]
+    check(h.wait_exit(srv, 120, 'fl_server') == 0, '[ref] server exits 0')
+    for p in cl:
+        h.wait_exit(p, 30, 'fl_client')
+    ref = ckpt_model_sha256(ck_ref)[0]
+
+    port = free_port()
+    ep = 'tcp://127.0.0.1:%d' % port
+    m_old = h.path('metrics-old.jsonl')
+    old = h.server(args + ['--rounds', '50', '--checkpoint', h.path('ck-old.ckpt'), '--metrics',
+                           m_old], log='server-old.log', endpoint=ep)
+    cl = [h.client(ep, i, 4, log='c%d.log' % i) for i in range(4)]
+    deadline = time.monotonic() + 120
+    while len(metrics(m_old)) < 2 and time.monotonic() < deadline and old.poll() is None:
+        time.sleep(0.05)
+    check(len(metrics(m_old)) >= 2, 'the first run closed rounds 0 and 1')
+    old.kill()
+    old.wait()
+    ck_new = h.path('ck-new.ckpt')
+    srv = h.server(args + ['--rounds', '2', '--checkpoint', ck_new], log='server-new.log',
+                   endpoint=ep)
+    check(h.wait_exit(srv, 120, 'fl_server') == 0, '[new run] server exits 0')
+    for p in cl:
+        h.wait_exit(p, 30, 'fl_client')
+    got = ckpt_model_sha256(ck_new)[0]
+    resets = sum(h.read('c%d.log' % i).count('started a new run') for i in range(4))
+    print('final model sha256: fresh clients %s, clients from an earlier run %s; %d residual '
+          'resets' % (ref, got, resets), flush=True)
+    check(resets == 4, 'each client reset its residual for the new run (%d)' % resets)
+    check(ref == got, 'the new run with clients from an earlier run ends with the model of fresh '
+          'clients, byte for byte')
+
+
 # ---- 4. a key not on the allow-list ---------------------------------------------------------------
 # Two allowed clients and one intruder with a valid-looking key pair that is not on the list. The
 # ZAP handler must refuse the intruder's handshake (logged, counted in "auth refused"), it must never
@@ -576,6 +621,7 @@ TESTS = {
     'client_kill': test_client_kill,
     'server_resume': test_server_resume,
     'server_resume_topk': test_server_resume_topk,
+    'new_run_topk': test_new_run_topk,
     'unknown_key': test_unknown_key,
     'garbage': test_garbage,
     'train_failure': test_train_failure,

@@ -617,6 +617,45 @@ static void test_rewind_after_swap(void **state)
     free_fixture(&f);
 }
 
+/* A Task of another run (flp_task.run_id) resets the error-feedback residual: the new run's first
+ * update is the bytes a client that never trained would send. Within one run it is kept (the
+ * same task again, without a rewind point, gives other bytes), and a Task that names no run
+ * (0: an older server) changes nothing. */
+static void test_new_run_resets_residual(void **state)
+{
+    (void)state;
+    fixture f;
+    memset(&f, 0, sizeof f);
+    make_data(&f);
+    fls_core *srv = fd_round(1, "topk0.3+q8+zstd", 0.0f);
+    const flc_core_config cc = {"c0", 0, 11, &f.views[0], NULL, NULL, {0}, NULL};
+    flc_core *c = NULL;
+    assert_int_equal(flc_core_new(&cc, &c), FL_OK);
+    size_t len1 = 0, len2 = 0, len3 = 0, len4 = 0;
+    fls_core_set_run_id(srv, 0x1111);
+    feed_and_train(srv, c, 0); /* the residual starts at zero */
+    uint8_t *b1 = update_bytes(c, &len1);
+    feed_and_train(srv, c, 0); /* the same run: the residual carries over */
+    uint8_t *b2 = update_bytes(c, &len2);
+    assert_true(len2 != len1 || memcmp(b1, b2, len1) != 0);
+    fls_core_set_run_id(srv, 0); /* a Task naming no run: still the residual of the run */
+    feed_and_train(srv, c, 0);
+    uint8_t *b3 = update_bytes(c, &len3);
+    assert_true(len3 != len1 || memcmp(b1, b3, len1) != 0);
+    fls_core_set_run_id(srv, 0x2222); /* a new run: from zero again */
+    feed_and_train(srv, c, 0);
+    uint8_t *b4 = update_bytes(c, &len4);
+    assert_int_equal(len4, len1);
+    assert_memory_equal(b4, b1, len1);
+    free(b1);
+    free(b2);
+    free(b3);
+    free(b4);
+    flc_core_free(c);
+    fls_core_free(srv);
+    free_fixture(&f);
+}
+
 /* A core given the received weights borrowed (flc_core_set_weights_borrowed, as the simulator
  * does for shared keep-sets) produces the same update bytes as one that decoded the chunks, with
  * and without FedProx (whose anchor is the received weights); and the call's states. */
@@ -781,6 +820,7 @@ int main(void)
         cmocka_unit_test(test_failed_task_not_retrained),
         cmocka_unit_test(test_rebind_and_take_payload),
         cmocka_unit_test(test_rewind_replays_round),
+        cmocka_unit_test(test_new_run_resets_residual),
         cmocka_unit_test(test_rewind_after_swap),
         cmocka_unit_test(test_borrowed_weights),
         cmocka_unit_test(test_fuzz_seed),

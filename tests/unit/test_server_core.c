@@ -1655,11 +1655,90 @@ static void test_resume_after_target(void **state)
     fls_ckpt_clear(&k);
     /* the optional section must be the target one, 8 bytes, in [0, 1] (re-sealed so that only
      * the section is wrong, not the checksum) */
-    buf[len - 32 - 12 - 8] = 6; /* its tag */
+    buf[len - 32 - 12 - 8] = 7; /* its tag: none this build knows */
     fl_sha256_digest(buf + len - 32, buf, len - 32);
     assert_int_equal(fls_ckpt_parse(buf, len, &back, err, sizeof err), FL_ERR_CHECKPOINT_FORMAT);
     assert_non_null(strstr(err, "unknown trailing section"));
     free(buf);
+}
+
+/* The run id: in every Task (through the wire), in the checkpoint (an optional section, after
+ * the target one), and a restored checkpoint's replaces the host's; a checkpoint without one (an
+ * older file, or a run without an id) leaves the host's. Sections out of order, or an id of 0,
+ * are refused. */
+static void test_run_id(void **state)
+{
+    (void)state;
+    fls_config cfg = small_config();
+    fls_core *a = core_with_clients(&cfg, 6);
+    assert_int_equal(fls_core_run_id(a), 0);
+    fls_core_set_run_id(a, 0xABCDEF0123456789ull);
+    assert_int_equal(fls_core_tick(a, 1.0), FL_OK);
+    fls_event ev;
+    uint32_t key = 0;
+    while (fls_core_poll(a, &ev))
+        if (ev.kind == FLS_EV_TASK)
+            key = ev.client;
+    assert_true(key != 0);
+    flp_msg task;
+    assert_int_equal(fls_core_task(a, key, &task), FL_OK);
+    flp_msg *got = wire_roundtrip(&task);
+    assert_true(got->task.run_id == 0xABCDEF0123456789ull);
+    flp_msg_free(got);
+    fls_core_free(a);
+
+    a = core_with_clients(&cfg, 6);
+    fls_core_set_run_id(a, 0xABCDEF0123456789ull);
+    fls_ckpt k;
+    assert_int_equal(fls_core_checkpoint(a, &k), FL_OK);
+    assert_true(k.run_id == 0xABCDEF0123456789ull);
+    k.target_reached = 1; /* both optional sections */
+    k.target_acc = 0.5;
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    assert_int_equal(fls_ckpt_serialize(&k, &buf, &len), FL_OK);
+    fls_ckpt back;
+    char err[256];
+    assert_int_equal(fls_ckpt_parse(buf, len, &back, err, sizeof err), FL_OK);
+    assert_true(back.run_id == 0xABCDEF0123456789ull && back.target_reached);
+    fls_core *b = core_with_clients(&cfg, 6);
+    fls_core_set_run_id(b, 77);
+    assert_int_equal(fls_core_restore(b, &back), FL_OK);
+    assert_true(fls_core_run_id(b) == 0xABCDEF0123456789ull);
+    fls_core_free(b);
+    fls_ckpt_clear(&back);
+    /* Out of order (the run section first): swap the two 20-byte sections and re-seal. */
+    uint8_t tmp[20];
+    uint8_t *t1 = buf + len - 32 - 40, *t2 = buf + len - 32 - 20;
+    memcpy(tmp, t1, 20);
+    memcpy(t1, t2, 20);
+    memcpy(t2, tmp, 20);
+    fl_sha256_digest(buf + len - 32, buf, len - 32);
+    assert_int_equal(fls_ckpt_parse(buf, len, &back, err, sizeof err), FL_ERR_CHECKPOINT_FORMAT);
+    free(buf);
+    /* An id of 0 in the section is refused. */
+    k.target_reached = 0;
+    assert_int_equal(fls_ckpt_serialize(&k, &buf, &len), FL_OK);
+    memset(buf + len - 32 - 8, 0, 8);
+    fl_sha256_digest(buf + len - 32, buf, len - 32);
+    assert_int_equal(fls_ckpt_parse(buf, len, &back, err, sizeof err), FL_ERR_CHECKPOINT_FORMAT);
+    free(buf);
+    fls_ckpt_clear(&k);
+    /* Without an id: no section, and the host's id stays. */
+    fls_core_set_run_id(a, 0);
+    assert_int_equal(fls_core_checkpoint(a, &k), FL_OK);
+    assert_int_equal(fls_ckpt_serialize(&k, &buf, &len), FL_OK);
+    assert_int_equal(fls_ckpt_parse(buf, len, &back, err, sizeof err), FL_OK);
+    assert_true(back.run_id == 0);
+    b = core_with_clients(&cfg, 6);
+    fls_core_set_run_id(b, 77);
+    assert_int_equal(fls_core_restore(b, &back), FL_OK);
+    assert_true(fls_core_run_id(b) == 77);
+    fls_core_free(b);
+    fls_ckpt_clear(&back);
+    fls_ckpt_clear(&k);
+    free(buf);
+    fls_core_free(a);
 }
 
 static void test_resume_exact(void **state)
@@ -1756,6 +1835,7 @@ int main(void)
         cmocka_unit_test(test_sim_target_and_codecs),
         cmocka_unit_test(test_sim_arrival_order),
         cmocka_unit_test(test_resume_after_target),
+        cmocka_unit_test(test_run_id),
         cmocka_unit_test(test_resume_exact),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
