@@ -293,6 +293,36 @@ static void set_err(char *err, size_t errlen, const char *fmt, const char *a, co
         snprintf(err, errlen, fmt, a, b);
 }
 
+/* Top-k uplinks: every client that trains keeps an error-feedback residual of the full model for
+ * the rest of the run (on the rank that trains it). The most this rank can come to hold (every
+ * client of its share, or every selection of every round, whichever is fewer) must fit this
+ * machine's memory: found now, rather than by running out of memory hours into the run.
+ * FL_OK, or FL_ERR_NOMEM with the reason in why. */
+static fl_status check_residual_memory(const sim *S, const flsim_config *cfg, size_t n_params,
+                                       char *why, size_t whylen)
+{
+    flz_spec up;
+    if (flz_spec_parse(cfg->up_codec, &up, NULL, 0) != FL_OK || up.topk <= 0)
+        return FL_OK;
+    const double share = ceil((double)cfg->clients / (double)S->size);
+    const double picked = ceil((double)cfg->per_round * (cfg->overcommit > 1.0 ? cfg->overcommit
+                                                                              : 1.0));
+    const double trained = fmin(share, picked * (double)cfg->rounds);
+    const double need = trained * (double)n_params * sizeof(float);
+    const long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGE_SIZE);
+    const double have = pages > 0 && page > 0 ? (double)pages * (double)page : 0.0;
+    if (have <= 0.0 || need <= have)
+        return FL_OK;
+    snprintf(why, whylen,
+             "%s keeps an error-feedback residual of the model's %zu parameters for every client "
+             "that trains, up to %.0f clients%s here: %.1f GB, more than this machine's %.1f GB "
+             "of memory. Fewer --clients or --rounds, an uplink without topk, or MPI ranks on more "
+             "machines (each keeps its share of the clients) would fit",
+             cfg->up_codec, n_params, trained, S->size > 1 ? " on this rank" : "", need / 1e9,
+             have / 1e9);
+    return FL_ERR_NOMEM;
+}
+
 /* ---- client phase ------------------------------------------------------------------------- */
 
 /* Moves the trained update out of core c into job j: the chunk lengths, and the payload bytes
@@ -1437,6 +1467,10 @@ static fl_status setup(sim *S, const flsim_config *cfg, const flsim_data *data,
     if (fls_config_validate(&sc, e2, sizeof e2) != FL_OK) {
         set_err(err, errlen, "%s%s", "server configuration: ", e2);
         return FL_ERR_CONFIG;
+    }
+    if ((st = check_residual_memory(S, cfg, a.n_params, e2, sizeof e2)) != FL_OK) {
+        set_err(err, errlen, "%s%s", "--up-codec: ", e2);
+        return st;
     }
     if ((st = fls_core_new(&sc, &S->core)) != FL_OK) {
         set_err(err, errlen, "%s%s", "server core: ", fl_strerror(st));

@@ -1078,6 +1078,16 @@ static void test_availability_and_errors(void **state)
     assert_int_equal(flsim_config_set(&c, "model", "mlp", NULL, 0), FL_OK);
     assert_int_equal(flsim_run(&c, NULL, NULL, NULL, NULL, &res, NULL, NULL, err, sizeof err), FL_ERR_CONFIG);
     assert_non_null(strstr(err, "token data needs an lstm model"));
+    /* top-k residuals that could not fit in memory: refused before anything trains (a 17M-
+     * parameter mlp for each of a million clients) */
+    c = small_config();
+    snprintf(c.model, sizeof c.model, "mlp:64-4096-4096-4");
+    snprintf(c.up_codec, sizeof c.up_codec, "topk0.1+q8+zstd");
+    c.clients = 1000000;
+    c.rounds = 100000;
+    assert_int_equal(flsim_run(&c, NULL, NULL, NULL, NULL, &res, NULL, NULL, err, sizeof err), FL_ERR_NOMEM);
+    assert_non_null(strstr(err, "--up-codec: topk0.1+q8+zstd keeps an error-feedback residual"));
+    assert_non_null(strstr(err, "more than this machine's"));
     c = small_config();
     snprintf(c.trace, sizeof c.trace, "/tmp"); /* a directory: its reason, not "input/output error" */
     assert_int_equal(flsim_run(&c, NULL, NULL, NULL, NULL, &res, NULL, NULL, err, sizeof err), FL_ERR_IO);
