@@ -1273,6 +1273,25 @@ fl_status fls_core_checkpoint_write(const fls_core *c, const char *path)
     return st;
 }
 
+/* The run of a checkpoint that names none (written before runs had ids): the first 8 bytes of
+ * the file's SHA-256 (its serialisation is the file, byte for byte). Every resume of that file
+ * then names the same run, until a checkpoint of this build (which holds the id) replaces it; a
+ * fresh id per resume would make the clients drop their residuals at the second one. */
+static fl_status unnamed_run_id(const fls_ckpt *k, uint64_t *id)
+{
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    const fl_status st = fls_ckpt_serialize(k, &buf, &len);
+    if (st != FL_OK)
+        return st;
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++)
+        v |= (uint64_t)buf[len - FL_SHA256_LEN + i] << (8 * i);
+    free(buf);
+    *id = v ? v : 1; /* 0 is "not told" on the wire */
+    return FL_OK;
+}
+
 fl_status fls_core_restore(fls_core *c, const fls_ckpt *k)
 {
     if (!c || !k)
@@ -1298,8 +1317,15 @@ fl_status fls_core_restore(fls_core *c, const fls_ckpt *k)
             return FL_ERR_CHECKPOINT_MISMATCH;
         }
     }
-    /* The only step that can still fail; it leaves the policy unchanged on error. */
-    fl_status st = fls_policy_import(c->pol, k->policy, k->policy_len);
+    /* A host without ids (0: the simulator) keeps none. */
+    uint64_t run_id = k->run_id;
+    fl_status st = FL_OK;
+    if (!run_id && c->run_id && (st = unnamed_run_id(k, &run_id)) != FL_OK) {
+        fl_log(lg, FL_LOG_ERROR, "checkpoint: naming its run: %s", fl_strerror(st));
+        return st;
+    }
+    /* The last step that can still fail; it leaves the policy unchanged on error. */
+    st = fls_policy_import(c->pol, k->policy, k->policy_len);
     if (st != FL_OK) {
         fl_log(lg, FL_LOG_ERROR, "checkpoint: policy state refused: %s", fl_strerror(st));
         return st;
@@ -1315,8 +1341,8 @@ fl_status fls_core_restore(fls_core *c, const fls_ckpt *k)
     c->model_version = k->model_version;
     c->done = c->target_reached = 0;
     c->reached_acc = k->target_reached ? k->target_acc : -1.0;
-    if (k->run_id) /* the run goes on: its clients keep their per-run state */
-        c->run_id = k->run_id;
+    if (run_id) /* the run goes on: its clients keep their per-run state */
+        c->run_id = run_id;
     return FL_OK;
 }
 
