@@ -7,8 +7,10 @@
  * of the submodel, encodes it chunk by chunk with the uplink codec and exposes the Update message
  * and its chunks for the host to send.
  *
- *   flc_core_on_message(Task)      a new task: drops any unfinished one (with the rewind point on,
- *                                  a Task for the round last trained restores the residual first)
+ *   flc_core_on_message(Task)      a new task: drops any unfinished one (a Task of another server
+ *                                  run than the last one named resets the residual to zero; with
+ *                                  the rewind point on, a Task for the round last trained
+ *                                  restores the residual first)
  *   flc_core_on_message(Chunk)     decodes the chunk into the submodel weights
  *   flc_core_ready()               all weight chunks arrived (and the task was not trained yet,
  *                                  nor failed to train: a task is trained at most once)
@@ -82,7 +84,8 @@ void flc_core_free(flc_core *c); /* NULL is a no-op */
  * flc_core_new) and drops any task it holds, keeping its buffers, codec context and training
  * runtime: a host that plays many clients in turn (the simulator) reuses one core per thread
  * instead of creating one per client. The error-feedback residual is not touched (a host that
- * reuses cores swaps each client's in and out with flc_core_swap_residual). FL_OK,
+ * reuses cores swaps each client's in and out with flc_core_swap_residual); the server run last
+ * named is forgotten (the next Task's run id resets nothing). FL_OK,
  * FL_ERR_INVALID_ARG (cfg as flc_core_new refuses it; the core is then unchanged), FL_ERR_NOMEM. */
 fl_status flc_core_rebind(flc_core *c, const flc_core_config *cfg);
 
@@ -94,7 +97,10 @@ void flc_core_set_max_params(flc_core *c, size_t n);
 /* A decoded (hence validated) message from the server. Task: starts a new job, checking that the
  * architecture parses and is no larger than max_params (FL_ERR_MODEL_SPEC), that the keep-set fits it, that the codec specs parse and that the tensor
  * headers are exactly the submodel's (names and sizes): FL_ERR_MODEL_SPEC, FL_ERR_KEEPSET,
- * FL_ERR_CODEC_SPEC, FL_ERR_WIRE_SHAPE. Chunk (down): checked against the tracker (range,
+ * FL_ERR_CODEC_SPEC, FL_ERR_WIRE_SHAPE. A Task whose run id (flp_task.run_id, nonzero) differs
+ * from the last nonzero one seen comes from a new server run: the error-feedback residual belongs
+ * to the old run and is reset to zero first (logged; 0, an older server, changes nothing).
+ * Chunk (down): checked against the tracker (range,
  * duplicates), decoded into place: FL_ERR_WIRE_CHUNK_*, FL_ERR_CODEC_*, FL_ERR_STATE (no task or
  * another round). Other types: FL_OK, ignored. */
 fl_status flc_core_on_message(flc_core *c, const flp_msg *m);
@@ -181,8 +187,8 @@ void flc_core_swap_residual(flc_core *c, float **resid, size_t *n);
  * the replay trains and encodes exactly as the first time: a server stopped or killed mid-round
  * and resumed then ends with the uninterrupted run's model, bit for bit. A Task for an earlier
  * round (the server lost several rounds) cannot be rewound: logged, and training goes on from the
- * current residual. Off by default; flc_core_rebind and flc_core_swap_residual turn the snapshot
- * it holds invalid (it was another residual's). The device client (libflclient) turns it on; the
+ * current residual. Off by default; flc_core_rebind, flc_core_swap_residual and a Task of a new
+ * server run turn the snapshot it holds invalid (it was another residual's, or another run's). The device client (libflclient) turns it on; the
  * simulator, which never replays a round, does not. */
 void flc_core_keep_rewind_point(flc_core *c, int on);
 

@@ -222,7 +222,7 @@ fl_status fls_core_report_eval(fls_core *core, uint64_t round, double accuracy, 
 const fls_round_metrics *fls_core_last_metrics(const fls_core *core);
 
 /* Builds a checkpoint of the state between rounds (model, optimizer state, policy state, next
- * round, model version, config digest) into *out (owned by the caller: fls_ckpt_clear).
+ * round, model version, config digest, target reached, run id) into *out (owned by the caller: fls_ckpt_clear).
  * FL_ERR_STATE while a round is open or an evaluation is pending; FL_ERR_NOMEM. */
 fl_status fls_core_checkpoint(const fls_core *core, fls_ckpt *out);
 /* fls_core_checkpoint, then fls_ckpt_write(path) (atomic). */
