@@ -31,6 +31,7 @@ struct flc_core {
     int have_task, ready, trained, taken; /* taken: the payload was handed out */
     int failed;                           /* this task's training failed: not trained again */
     uint64_t round, model_version;
+    uint64_t task_run_id;     /* the Task's run id, echoed in the Update */
     flm_arch full;
     flm_keepset keep;
     flm_submodel *sm;
@@ -284,6 +285,7 @@ static fl_status on_task(flc_core *c, const flp_msg *m)
     c->train = t->train;
     c->round = m->round;
     c->model_version = t->model_version;
+    c->task_run_id = t->run_id;
     c->have_task = 1;
     c->ref = c->w0;
     c->got_chunk = 0;
@@ -614,6 +616,7 @@ fl_status flc_core_update(const flc_core *c, flp_msg *out)
     out->update.loss = c->stats.loss;
     out->update.n_metrics = 1;
     out->update.metrics = c->metrics;
+    out->update.run_id = c->task_run_id;
     return FL_OK;
 }
 

@@ -123,8 +123,8 @@ fl_status flc_core_train(flc_core *c);
  * "" after a success or before any training. Valid until the next flc_core_train. */
 const char *flc_core_train_error(const flc_core *c);
 
-/* After a successful flc_core_train: the Update message (pointers valid until the next Task or
- * flc_core_free). */
+/* After a successful flc_core_train: the Update message, naming the run of its Task (pointers valid
+ * until the next Task or flc_core_free). */
 fl_status flc_core_update(const flc_core *c, flp_msg *out);
 /* Number of chunks of the update, over all tensors, and chunk i (0-based, tensor-major order) as a
  * Chunk message (payload points into the core). */

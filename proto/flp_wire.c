@@ -665,6 +665,7 @@ static fl_status convert(owned_msg *o, const flp_limits *lim, char *err, size_t 
             .loss = u->loss,
             .n_metrics = (uint32_t)u->n_metrics,
             .metrics = ms,
+            .run_id = u->run_id,
         };
         break;
     }
@@ -872,6 +873,7 @@ static fl_status build(pb_build *b, const flp_msg *m)
         pu->model_version = u->model_version;
         pu->n_samples = u->n_samples;
         pu->loss = u->loss;
+        pu->run_id = u->run_id;
         b->env.body_case = FEDROP__V1__ENVELOPE__BODY_UPDATE;
         b->env.update = pu;
         break;
@@ -1059,7 +1061,8 @@ bool flp_msg_equal(const flp_msg *a, const flp_msg *b)
     case FLP_UPDATE: {
         const flp_update *x = &a->update, *y = &b->update;
         if (x->model_version != y->model_version || x->n_samples != y->n_samples ||
-            x->loss != y->loss || x->n_tensors != y->n_tensors || x->n_metrics != y->n_metrics)
+            x->loss != y->loss || x->n_tensors != y->n_tensors || x->n_metrics != y->n_metrics ||
+            x->run_id != y->run_id)
             return false;
         for (uint32_t i = 0; i < x->n_metrics; i++)
             if (!str_eq(x->metrics[i].name, y->metrics[i].name) ||

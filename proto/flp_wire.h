@@ -131,6 +131,7 @@ typedef struct flp_update {
     double loss;              /* finite */
     uint32_t n_metrics;
     const flp_metric *metrics;
+    uint64_t run_id;          /* the run_id of the Task it answers; 0 = not told */
 } flp_update;
 
 typedef struct flp_chunk {

@@ -916,7 +916,9 @@ static fl_status not_selected(const fls_core *c, uint32_t key)
 
 static fl_status on_update(fls_core *c, uint32_t key, const flp_msg *m)
 {
-    if (!c->open || m->round != c->round)
+    /* An update trained for another run (its client outlived that run's server) is late for
+     * good: that run's rounds are over. 0: an older client, which does not say. */
+    if (!c->open || m->round != c->round || (m->update.run_id && m->update.run_id != c->run_id))
         return FL_ERR_ROUND_CLOSED;
     sel *s = sel_find(c, key);
     if (!s)

@@ -43,8 +43,10 @@
  * afd-multi state and every random stream are keyed by them.
  *
  * The host replies to a client from the status the message call returns: FL_OK (accepted),
- * FL_ERR_ROUND_CLOSED (an update or chunk for a round that is not open: late), FL_ERR_NOT_SELECTED,
- * FL_ERR_DUPLICATE_UPDATE, FL_ERR_UNKNOWN_CLIENT, FL_ERR_WIRE_* / FL_ERR_CODEC_* (refused content).
+ * FL_ERR_ROUND_CLOSED (an update or chunk for a round that is not open: late; also an Update that
+ * names another run than fls_core_run_id, trained for a run whose rounds are over),
+ * FL_ERR_NOT_SELECTED, FL_ERR_DUPLICATE_UPDATE, FL_ERR_UNKNOWN_CLIENT, FL_ERR_WIRE_* /
+ * FL_ERR_CODEC_* (refused content).
  *
  * A host's loop, in short (tests/unit/test_server_core.c, sim_rounds, is a complete one):
  *

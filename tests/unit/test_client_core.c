@@ -656,6 +656,51 @@ static void test_new_run_resets_residual(void **state)
     free_fixture(&f);
 }
 
+/* An Update trained for another run is refused (FL_ERR_ROUND_CLOSED) by the server: a client
+ * that was training round 0 of a run when its server was killed, and re-registered with a fresh
+ * server (another run, in round 0 too) before that training ended, sends the stale Update; taken,
+ * it would hold the client's place in the new round (its own Update then refused as a duplicate,
+ * the round waiting for the deadline) or put another run's training into the new model. The
+ * client's Update for the new run's Task is taken, and so is one from a client that names no run
+ * (a Task that named none: an older server's). Through the wire, as libflclient sends it. */
+static void test_update_of_another_run_refused(void **state)
+{
+    (void)state;
+    fls_core *a = one_client_round("mlp:6-5-3");
+    fls_core_set_run_id(a, 0x1111);
+    const flc_core_config cc = {"dev", 9, 5, NULL, plus_quarter, &(int){0}, {0}, NULL};
+    flc_core *c = NULL;
+    assert_int_equal(flc_core_new(&cc, &c), FL_OK);
+    feed_and_train(a, c, 9); /* run 0x1111's round 0, trained; then its server dies */
+    fls_core_free(a);
+    fls_core *b = one_client_round("mlp:6-5-3"); /* a fresh run, in round 0, tasks the client */
+    fls_core_set_run_id(b, 0x2222);
+    flp_msg up;
+    assert_int_equal(flc_core_update(c, &up), FL_OK);
+    flp_msg *w = wire(&up);
+    assert_int_equal(fls_core_on_message(b, 9, w, 0.1), FL_ERR_ROUND_CLOSED);
+    flp_msg_free(w);
+    assert_int_equal(fls_core_update_state(b, 9, 0), FLS_UPDATE_NONE);
+    /* The new run's own Task, trained: its Update is taken. */
+    feed_and_train(b, c, 9);
+    assert_int_equal(flc_core_update(c, &up), FL_OK);
+    w = wire(&up);
+    assert_int_equal(fls_core_on_message(b, 9, w, 0.2), FL_OK);
+    flp_msg_free(w);
+    assert_int_equal(fls_core_update_state(b, 9, 0), FLS_UPDATE_RECEIVING);
+    fls_core_free(b);
+    /* A Task that named no run: its Update names none, and any run takes it. */
+    b = one_client_round("mlp:6-5-3");
+    feed_and_train(b, c, 9);
+    fls_core_set_run_id(b, 0x3333);
+    assert_int_equal(flc_core_update(c, &up), FL_OK);
+    w = wire(&up);
+    assert_int_equal(fls_core_on_message(b, 9, w, 0.1), FL_OK);
+    flp_msg_free(w);
+    flc_core_free(c);
+    fls_core_free(b);
+}
+
 /* A core given the received weights borrowed (flc_core_set_weights_borrowed, as the simulator
  * does for shared keep-sets) produces the same update bytes as one that decoded the chunks, with
  * and without FedProx (whose anchor is the received weights); and the call's states. */
@@ -821,6 +866,7 @@ int main(void)
         cmocka_unit_test(test_rebind_and_take_payload),
         cmocka_unit_test(test_rewind_replays_round),
         cmocka_unit_test(test_new_run_resets_residual),
+        cmocka_unit_test(test_update_of_another_run_refused),
         cmocka_unit_test(test_rewind_after_swap),
         cmocka_unit_test(test_borrowed_weights),
         cmocka_unit_test(test_fuzz_seed),

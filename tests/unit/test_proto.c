@@ -59,10 +59,12 @@ static flp_msg sample(flp_type t)
             .deadline_ms = 30000,
             .n_tensors = 2,
             .tensors = task_tensors,
+            .run_id = 0xfedcba9876543210ull,
         };
         break;
     case FLP_UPDATE:
-        m.update = (flp_update){9, 1, update_tensors, 512, 0.6931, 2, metrics};
+        m.update =
+            (flp_update){9, 1, update_tensors, 512, 0.6931, 2, metrics, 0x0123456789abcdefull};
         break;
     case FLP_CHUNK:
         m.chunk = (flp_chunk){FLP_DIR_UP, 0, 2, 32, 16, sizeof payload, payload};
@@ -159,6 +161,7 @@ static void test_roundtrip_fields(void **state)
     assert_int_equal(d->task.tensors[0].shape[1], 6);
     assert_int_equal(d->task.tensors[1].n_chunks, 1);
     assert_int_equal(d->task.deadline_ms, 30000);
+    assert_true(d->task.run_id == 0xfedcba9876543210ull);
 
     flp_layer_keep l2[2] = {layers[0], layers[1]};
     const uint32_t other[] = {1, 2};
@@ -170,6 +173,9 @@ static void test_roundtrip_fields(void **state)
     assert_false(flp_msg_equal(&m, d));
     m = sample(FLP_TASK);
     m.round = 18;
+    assert_false(flp_msg_equal(&m, d));
+    m = sample(FLP_TASK);
+    m.task.run_id ^= 1;
     assert_false(flp_msg_equal(&m, d));
     flp_msg_free(d);
 
@@ -195,6 +201,9 @@ static void test_roundtrip_fields(void **state)
     assert_true(d->update.metrics[1].value == 3.5e-3);
     assert_true(d->update.loss == 0.6931);
     assert_int_equal(d->update.tensors[0].shape[3], 3);
+    assert_true(d->update.run_id == 0x0123456789abcdefull);
+    m.update.run_id = 0;
+    assert_false(flp_msg_equal(&m, d));
     flp_msg_free(d);
 
     m = sample(FLP_HELLO);
