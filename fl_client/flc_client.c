@@ -700,12 +700,34 @@ static int handle(flc_client *c, flp_msg *m, int *owned)
     }
 }
 
-/* The trainer thread finished: upload, then replay what arrived meanwhile. */
+/* 1 if a Task came in while training (queued): it replaces the task trained (PROTOCOL.md). */
+static int task_pending(const flc_client *c)
+{
+    for (int i = 0; i < c->n_pending; i++)
+        if (c->pending[i]->type == FLP_TASK)
+            return 1;
+    return 0;
+}
+
+/* The trainer thread finished: upload, then replay what arrived meanwhile. A Task among what
+ * arrived means the server moved on while we trained (it was restarted and tasked us again, for a
+ * new run or to replay the round after a resume): this training's Update or failure would answer
+ * the new task's round with another task's training. The server could take it in the new task's
+ * place, or refuse it with an Ack that, matched by round only, would end the new update's upload;
+ * so it is not sent, as an upload in progress would end at that Task. */
 static int finish_training(flc_client *c)
 {
     pthread_join(c->thread, NULL);
     c->thread_live = 0;
-    training_done(c);
+    if (!task_pending(c)) {
+        training_done(c);
+    } else {
+        if (c->train_status == FL_OK)
+            c->stats.rounds_trained++;
+        fl_log(&c->log, FL_LOG_INFO, "round %llu: this training is not sent: its task was "
+               "replaced by a Task that came in meanwhile",
+               (unsigned long long)flc_core_round(c->core));
+    }
     int verdict = GO_ON;
     int i = 0;
     for (; i < c->n_pending && !atomic_load(&c->training); i++) {

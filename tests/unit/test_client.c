@@ -411,6 +411,28 @@ static void fake_ack(fake *f, flp_type of, uint64_t round, int32_t status)
     fake_send(f, &a);
 }
 
+/* Sends client "dev" its Task of core's open round with all of its weight chunks. Returns the
+ * task's round. */
+static uint64_t fake_task(fake *f, fls_core *core)
+{
+    const uint32_t key = fl_client_key("dev");
+    flp_msg task;
+    assert_int_equal(fls_core_task(core, key, &task), FL_OK);
+    fake_send(f, &task);
+    const size_t cap = fls_core_task_chunk_bound(core);
+    uint8_t *buf = malloc(cap);
+    for (uint32_t t = 0; t < task.task.n_tensors; t++)
+        for (uint32_t i = 0; i < task.task.tensors[t].n_chunks; i++) {
+            flp_msg cm = flp_msg_header(FLP_CHUNK, task.round, NULL);
+            size_t len;
+            assert_int_equal(fls_core_task_chunk(core, key, t, i, buf, cap, &len, &cm.chunk),
+                             FL_OK);
+            fake_send(f, &cm);
+        }
+    free(buf);
+    return task.round;
+}
+
 /* Waits for the client's Hello, registers it, and sends it one Task of a small mlp with all of
  * its weight chunks (made by a real server core), asking for `epochs` local epochs (0: the
  * server's default). Returns the task's round. */
@@ -439,21 +461,7 @@ static uint64_t fake_hello_and_task(fake *f, fls_core **core, uint32_t epochs)
     while (fls_core_poll(*core, &ev))
         got |= ev.kind == FLS_EV_TASK && ev.client == key;
     assert_true(got);
-    flp_msg task;
-    assert_int_equal(fls_core_task(*core, key, &task), FL_OK);
-    fake_send(f, &task);
-    const size_t cap = fls_core_task_chunk_bound(*core);
-    uint8_t *buf = malloc(cap);
-    for (uint32_t t = 0; t < task.task.n_tensors; t++)
-        for (uint32_t i = 0; i < task.task.tensors[t].n_chunks; i++) {
-            flp_msg cm = flp_msg_header(FLP_CHUNK, task.round, NULL);
-            size_t len;
-            assert_int_equal(fls_core_task_chunk(*core, key, t, i, buf, cap, &len, &cm.chunk),
-                             FL_OK);
-            fake_send(f, &cm);
-        }
-    free(buf);
-    return task.round;
+    return fake_task(f, *core);
 }
 
 /* ---- a client on its own thread against the fake server ---------------------------------------- */
@@ -788,6 +796,58 @@ static void test_plugin_cancel_not_reported(void **state)
     session_close(&s);
 }
 
+/* ---- a Task that came in while training replaces the task being trained ---------------------- */
+
+/* Its first training waits for the test's go (quit), then reports 11 samples; later ones train at
+ * once and report 22. */
+static flc_status train_first_held(const flc_task *task, flc_update *out, void *user)
+{
+    plugin_flags *pf = user;
+    const int first = !atomic_exchange(&pf->started, 1);
+    while (first && !atomic_load(&pf->quit)) {
+        const struct timespec ts = {0, 5 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+    const flc_status st = train_plus_quarter(task, out, NULL);
+    out->n_samples = first ? 11 : 22;
+    return st;
+}
+
+/* The server tasks the client again while it trains (it was restarted, for a new run or resumed
+ * to replay the round, and the client re-registered in the same session): that Task replaces the
+ * one being trained (PROTOCOL.md), so the training's Update never goes out. Sent, it would answer
+ * the new task's round with another task's training: the server could take it in the new task's
+ * place (and refuse the client's real update as a duplicate), or refuse it with an Ack that, matched
+ * by round only, ends the real update's upload. The first Update the server hears is the new
+ * task's (22 samples). */
+static void test_replaced_task_not_uploaded(void **state)
+{
+    (void)state;
+    session s;
+    session_open(&s);
+    plugin_flags pf = {0, 0};
+    flc_config cfg = base_config(s.f.ep, train_first_held, s.lb);
+    cfg.train_user = &pf;
+    session_run(&s, &cfg, 0);
+    wait_started(&pf, s.lb);
+    fake_task(&s.f, s.core); /* queued by the client while it trains */
+    const struct timespec ts = {0, 100 * 1000 * 1000};
+    nanosleep(&ts, NULL);
+    atomic_store(&pf.quit, 1);
+    flp_msg *u = fake_expect(&s.f, FLP_UPDATE, 5000);
+    if (!u)
+        fail_msg("no Update; log:\n%s", s.lb->text);
+    if (u->update.n_samples != 22)
+        fail_msg("the first Update answers the replaced task (%llu samples); log:\n%s",
+                 (unsigned long long)u->update.n_samples, s.lb->text);
+    flp_msg_free(u);
+    flc_client_stop(s.c);
+    assert_true(run_wait(&s.r, 5.0));
+    assert_int_equal(flc_client_stats(s.c)->rounds_trained, 2);
+    assert_int_equal(log_count(s.lb, "replaced by a Task that came in meanwhile"), 1);
+    session_close(&s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -797,6 +857,7 @@ int main(void)
         cmocka_unit_test(test_train_failure_reported_and_bye),
         cmocka_unit_test(test_max_rounds_counts_last_ack),
         cmocka_unit_test(test_trained_not_sent),
+        cmocka_unit_test(test_replaced_task_not_uploaded),
         cmocka_unit_test(test_stop_interrupts_training),
         cmocka_unit_test(test_stop_counts_finished_training),
         cmocka_unit_test(test_plugin_cancel_not_reported),
