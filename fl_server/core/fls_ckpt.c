@@ -295,8 +295,14 @@ fl_status fls_ckpt_parse(const uint8_t *buf, size_t len, fls_ckpt *out, char *er
     while (st == FL_OK && r.pos != r.len) {
         const uint32_t tag = fls_r_u32(&r);
         const uint64_t sl = fls_r_u64(&r);
-        if (r.bad || tag <= last || tag > TAG_RUN || sl != 8 || r.len - r.pos < 8) {
-            st = fail(err, errlen, FL_ERR_CHECKPOINT_FORMAT, "unknown trailing section");
+        if (r.bad || tag <= TAG_COUNT || tag > TAG_RUN) {
+            st = fail(err, errlen, FL_ERR_CHECKPOINT_FORMAT,
+                      "unknown trailing section (tag %u): written by a newer fedrop?", tag);
+            break;
+        }
+        if (tag <= last || sl != 8 || r.len - r.pos < 8) {
+            st = fail(err, errlen, FL_ERR_CHECKPOINT_FORMAT,
+                      "optional section %u repeated, out of order, or not 8 bytes", tag);
             break;
         }
         fls_rbuf t = {r.p + r.pos, 8, 0, 0};

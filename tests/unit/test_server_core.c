@@ -1715,6 +1715,7 @@ static void test_run_id(void **state)
     memcpy(t2, tmp, 20);
     fl_sha256_digest(buf + len - 32, buf, len - 32);
     assert_int_equal(fls_ckpt_parse(buf, len, &back, err, sizeof err), FL_ERR_CHECKPOINT_FORMAT);
+    assert_non_null(strstr(err, "optional section 5 repeated, out of order"));
     free(buf);
     /* An id of 0 in the section is refused. */
     k.target_reached = 0;
