@@ -400,6 +400,7 @@ static void send_train_error(flc_client *c, fl_status st)
     const uint64_t round = flc_core_round(c->core);
     flp_msg m = envelope(c, FLP_ERROR, round);
     m.error.code = st != FL_OK ? (uint32_t)st : (uint32_t)FL_ERR_INTERNAL;
+    m.error.run_id = flc_core_task_run_id(c->core); /* so a restarted server can tell */
     char msg[200];
     snprintf(msg, sizeof msg, "training failed: %s", flc_core_train_error(c->core));
     for (char *p = msg; *p; p++) /* the wire refuses control bytes in strings */

@@ -351,6 +351,11 @@ uint64_t flc_core_round(const flc_core *c)
     return c->round;
 }
 
+uint64_t flc_core_task_run_id(const flc_core *c)
+{
+    return c->task_run_id;
+}
+
 fl_status flc_core_builtin_train(flc_core *c, const flc_core_job *job, float *params,
                                  uint64_t *n_samples, double *loss)
 {

@@ -109,6 +109,8 @@ fl_status flc_core_on_message(flc_core *c, const flp_msg *m);
 int flc_core_ready(const flc_core *c);
 /* The round of the current task, or UINT64_MAX when none. */
 uint64_t flc_core_round(const flc_core *c);
+/* The run id of the last task (flp_task.run_id; 0: not told), for messages about it. */
+uint64_t flc_core_task_run_id(const flc_core *c);
 
 /* Trains the ready task and encodes the update. FL_ERR_STATE (not ready), the trainer's status,
  * FL_ERR_NUMERIC (the trainer reported 0 samples or a non-finite loss, or a weight is non-finite

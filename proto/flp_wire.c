@@ -687,7 +687,7 @@ static fl_status convert(owned_msg *o, const flp_limits *lim, char *err, size_t 
                            e->ack->detail};
         break;
     case FLP_ERROR:
-        m->error = (flp_error){e->error->code, e->error->message};
+        m->error = (flp_error){e->error->code, e->error->message, e->error->run_id};
         break;
     case FLP_HEARTBEAT:
         m->heartbeat = (flp_heartbeat){e->heartbeat->seq, e->heartbeat->sender_time_us};
@@ -905,6 +905,7 @@ static fl_status build(pb_build *b, const flp_msg *m)
         fedrop__v1__error__init(&b->body.error);
         b->body.error.code = m->error.code;
         b->body.error.message = wstr(m->error.message);
+        b->body.error.run_id = m->error.run_id;
         b->env.body_case = FEDROP__V1__ENVELOPE__BODY_ERROR;
         b->env.error = &b->body.error;
         break;
@@ -1081,7 +1082,8 @@ bool flp_msg_equal(const flp_msg *a, const flp_msg *b)
         return a->ack.of_type == b->ack.of_type && a->ack.of_round == b->ack.of_round &&
                a->ack.status == b->ack.status && str_eq(a->ack.detail, b->ack.detail);
     case FLP_ERROR:
-        return a->error.code == b->error.code && str_eq(a->error.message, b->error.message);
+        return a->error.code == b->error.code && str_eq(a->error.message, b->error.message) &&
+               a->error.run_id == b->error.run_id;
     case FLP_HEARTBEAT:
         return a->heartbeat.seq == b->heartbeat.seq &&
                a->heartbeat.sender_time_us == b->heartbeat.sender_time_us;

@@ -154,6 +154,7 @@ typedef struct flp_ack {
 typedef struct flp_error {
     uint32_t code;            /* an fl_status number, > 0 */
     const char *message;
+    uint64_t run_id;          /* a client's Error about a task: the Task's run_id; 0 = not told */
 } flp_error;
 
 typedef struct flp_heartbeat {

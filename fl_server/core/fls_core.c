@@ -567,11 +567,13 @@ fl_status fls_core_client_leave(fls_core *c, uint32_t key, double now)
 /* An Error from client about `round`: its training failed (flc: the trainer's status). Its update
  * this round (if it was still due) is dropped and counted as failed, as a leave would, but the
  * client stays connected. FL_OK, or why the report changes nothing. */
-static fl_status on_client_error(fls_core *c, uint32_t key, uint64_t round, double now)
+static fl_status on_client_error(fls_core *c, uint32_t key, uint64_t round, uint64_t run_id,
+                                 double now)
 {
     if (!client_find(c, key))
         return FL_ERR_UNKNOWN_CLIENT;
-    if (!c->open || round != c->round)
+    /* about a task of another run (the server was restarted afresh meanwhile): not this round's */
+    if (!c->open || round != c->round || (run_id && run_id != c->run_id))
         return FL_ERR_ROUND_CLOSED;
     sel *s = sel_find(c, key);
     if (!s)
@@ -1181,7 +1183,7 @@ static fl_status on_message(fls_core *c, uint32_t key, const flp_msg *m, double 
         st = on_chunk(c, key, m, now, borrowed);
         break;
     case FLP_ERROR:
-        st = on_client_error(c, key, m->round, now);
+        st = on_client_error(c, key, m->round, m->error.run_id, now);
         break;
     default:
         st = FL_ERR_WIRE_TYPE;

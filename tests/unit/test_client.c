@@ -433,6 +433,8 @@ static uint64_t fake_task(fake *f, fls_core *core)
     return task.round;
 }
 
+enum { FAKE_RUN_ID = 0x5151 }; /* the fake server's run */
+
 /* Waits for the client's Hello, registers it, and sends it one Task of a small mlp with all of
  * its weight chunks (made by a real server core), asking for `epochs` local epochs (0: the
  * server's default). Returns the task's round. */
@@ -453,6 +455,7 @@ static uint64_t fake_hello_and_task(fake *f, fls_core **core, uint32_t epochs)
     if (epochs)
         cfg.train.epochs = epochs;
     assert_int_equal(fls_core_new(&cfg, core), FL_OK);
+    fls_core_set_run_id(*core, FAKE_RUN_ID);
     const uint32_t key = fl_client_key("dev");
     assert_int_equal(fls_core_client_join(*core, key, 3, 0.0), FL_OK);
     assert_int_equal(fls_core_tick(*core, 0.0), FL_OK);
@@ -562,6 +565,7 @@ static void test_train_failure_reported_and_bye(void **state)
     if (!e)
         fail_msg("no Error after a failed training; log:\n%s", s.lb->text);
     assert_int_equal(e->round, s.round);
+    assert_int_equal(e->error.run_id, FAKE_RUN_ID); /* a restarted server can tell it is stale */
     assert_int_equal(e->error.code, FLC_ERR_INTERNAL);
     assert_non_null(strstr(e->error.message, "plug-in trainer failed with status 4"));
     flp_msg_free(e);

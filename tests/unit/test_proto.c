@@ -73,7 +73,7 @@ static flp_msg sample(flp_type t)
         m.ack = (flp_ack){FLP_UPDATE, 17, 0, "stored"};
         break;
     case FLP_ERROR:
-        m.error = (flp_error){FL_ERR_ROUND_CLOSED, "round 17 is closed"};
+        m.error = (flp_error){FL_ERR_ROUND_CLOSED, "round 17 is closed", 0x5eed};
         break;
     case FLP_HEARTBEAT:
         m.heartbeat = (flp_heartbeat){123456, 987654321};

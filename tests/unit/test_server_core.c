@@ -875,6 +875,7 @@ static void test_engine_client_error(void **state)
     (void)state;
     const fls_config cfg = small_config();
     fls_core *core = core_with_clients(&cfg, 6);
+    fls_core_set_run_id(core, 0x77);
     assert_int_equal(fls_core_tick(core, 1.0), FL_OK);
     uint32_t keys[16];
     assert_int_equal(take_tasks(core, keys, 16, NULL, NULL), 4);
@@ -882,6 +883,7 @@ static void test_engine_client_error(void **state)
     flp_msg e = flp_msg_header(FLP_ERROR, round, NULL);
     e.error.code = FL_ERR_NUMERIC;
     e.error.message = "training diverged";
+    e.error.run_id = 0x77; /* this run's task (0, not told, counts too: see keys[3] below) */
     uint32_t idle = 10;
     while (idle == keys[0] || idle == keys[1] || idle == keys[2] || idle == keys[3])
         idle += 10;
@@ -890,6 +892,10 @@ static void test_engine_client_error(void **state)
     flp_msg stale = e;
     stale.round = round + 1;
     assert_int_equal(fls_core_on_message(core, keys[0], &stale, 1.5), FL_ERR_ROUND_CLOSED);
+    /* the same round of another run (a task of the server's previous start): not this one's */
+    stale = e;
+    stale.error.run_id = 0x66;
+    assert_int_equal(fls_core_on_message(core, keys[1], &stale, 1.5), FL_ERR_ROUND_CLOSED);
     /* keys[0] reports, the other three fail: the round closes at the last failure, since no
      * selected client can still report (not at its deadline). */
     ulist l = {0};
@@ -898,6 +904,7 @@ static void test_engine_client_error(void **state)
     assert_int_equal(fls_core_on_message(core, keys[0], &e, 2.0), FL_ERR_STATE); /* delivered */
     for (int i = 1; i < 4; i++) {
         assert_true(fls_core_round_open(core));
+        e.error.run_id = i < 3 ? 0x77 : 0;
         assert_int_equal(fls_core_on_message(core, keys[i], &e, 2.0 + i), FL_OK);
         assert_int_equal(fls_core_on_message(core, keys[i], &e, 2.0 + i),
                          i < 3 ? FL_ERR_STATE : FL_ERR_ROUND_CLOSED);
