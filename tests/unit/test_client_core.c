@@ -538,6 +538,19 @@ static void test_rebind_and_take_payload(void **state)
     free_fixture(&f);
 }
 
+/* The data, a server core with an FD round open and a top-k uplink, and client 0's core (built-in
+ * trainer, its view of the data): what the residual tests below start from. */
+static flc_core *topk_client(fixture *f, fls_core **srv)
+{
+    memset(f, 0, sizeof *f);
+    make_data(f);
+    *srv = fd_round(1, "topk0.3+q8+zstd", 0.0f);
+    const flc_core_config cc = {"c0", 0, 11, &f->views[0], NULL, NULL, {0}, NULL};
+    flc_core *c = NULL;
+    assert_int_equal(flc_core_new(&cc, &c), FL_OK);
+    return c;
+}
+
 /* A server that goes back to its checkpoint replays the open round: with a rewind point, the core
  * restores its error-feedback residual for the replayed task and sends the same bytes again (the
  * resumed run stays bit-exact); without one the residual has moved on and the bytes differ (which
@@ -584,12 +597,8 @@ static void test_rewind_after_swap(void **state)
 {
     (void)state;
     fixture f;
-    memset(&f, 0, sizeof f);
-    make_data(&f);
-    fls_core *srv = fd_round(1, "topk0.3+q8+zstd", 0.0f);
-    const flc_core_config cc = {"c0", 0, 11, &f.views[0], NULL, NULL, {0}, NULL};
-    flc_core *c = NULL;
-    assert_int_equal(flc_core_new(&cc, &c), FL_OK);
+    fls_core *srv = NULL;
+    flc_core *c = topk_client(&f, &srv);
     flc_core_keep_rewind_point(c, 1);
     feed_and_train(srv, c, 0); /* the rewind point: this round, a zero residual */
     const size_t n = (size_t)FEAT * 16 + 16 + 16 * CLASSES + CLASSES;
@@ -625,12 +634,8 @@ static void test_new_run_resets_residual(void **state)
 {
     (void)state;
     fixture f;
-    memset(&f, 0, sizeof f);
-    make_data(&f);
-    fls_core *srv = fd_round(1, "topk0.3+q8+zstd", 0.0f);
-    const flc_core_config cc = {"c0", 0, 11, &f.views[0], NULL, NULL, {0}, NULL};
-    flc_core *c = NULL;
-    assert_int_equal(flc_core_new(&cc, &c), FL_OK);
+    fls_core *srv = NULL;
+    flc_core *c = topk_client(&f, &srv);
     size_t len1 = 0, len2 = 0, len3 = 0, len4 = 0;
     fls_core_set_run_id(srv, 0x1111);
     feed_and_train(srv, c, 0); /* the residual starts at zero */
