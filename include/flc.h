@@ -103,8 +103,9 @@ typedef struct flc_update {
 /* Returns FLC_OK, or an error status. On an error, and also when the trainer returns FLC_OK but
  * reports n_samples 0, a non-finite loss or non-finite weights (FLC_ERR_NUMERIC), the library logs
  * the failure once and tells the server this round failed: it sends an Error message whose round
- * is the task's and whose code is that status (e.g. 4 for FLC_ERR_INTERNAL), so the server need
- * not wait for an update that will never come. The client then waits for its next task.
+ * and run id are the task's and whose code is that status (e.g. 4 for FLC_ERR_INTERNAL), so the
+ * server need not wait for an update that will never come (a server started afresh meanwhile, a
+ * new run, ignores it). The client then waits for its next task.
  * FLC_ERR_CANCELLED is no failure to report: it says the device is stopping the client (see
  * flc_client_stop), whether the plug-in returns it just before or just after that call. A
  * device that skips a round for reasons of its own (battery, heat) should return another status

@@ -43,8 +43,8 @@
  * afd-multi state and every random stream are keyed by them.
  *
  * The host replies to a client from the status the message call returns: FL_OK (accepted),
- * FL_ERR_ROUND_CLOSED (an update or chunk for a round that is not open: late; also an Update that
- * names another run than fls_core_run_id, trained for a run whose rounds are over),
+ * FL_ERR_ROUND_CLOSED (an update or chunk for a round that is not open: late; also an Update or
+ * Error that names another run than fls_core_run_id, about a run whose rounds are over),
  * FL_ERR_NOT_SELECTED, FL_ERR_DUPLICATE_UPDATE, FL_ERR_UNKNOWN_CLIENT, FL_ERR_WIRE_* /
  * FL_ERR_CODEC_* (refused content).
  *
@@ -157,9 +157,11 @@ fl_status fls_core_tick(fls_core *core, double now);
  * Heartbeat is accepted. An Error with the open round's number from a selected client whose
  * update is still due says its training failed: the update is counted as failed (as when the
  * client leaves) and the round may close, but the client stays connected; an Error about
- * another round, or from a client with nothing due, changes nothing (FL_ERR_ROUND_CLOSED,
- * FL_ERR_NOT_SELECTED, FL_ERR_STATE; not counted as a rejected message either). Returns the
- * status to reply with (see the header comment). The message is not retained. */
+ * another round or naming another run (flp_error.run_id nonzero and not fls_core_run_id: a task
+ * of a server run that is over), or from a client with nothing due, changes nothing
+ * (FL_ERR_ROUND_CLOSED, FL_ERR_NOT_SELECTED, FL_ERR_STATE; not counted as a rejected message
+ * either). Returns the status to reply with (see the header comment). The message is not
+ * retained. */
 fl_status fls_core_on_message(fls_core *core, uint32_t client, const flp_msg *m, double now);
 
 /* fls_core_on_message for an in-process host that keeps a Chunk's payload bytes valid and
