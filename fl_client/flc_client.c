@@ -582,19 +582,22 @@ static void upload_pump(flc_client *c)
     }
 }
 
-/* A training ended (train_status): its update goes out, or the server hears that the round failed
- * here. Not a training cut short for stopping: FL_ERR_CANCELLED (the built-in trainer saw the stop
- * flag, or a plug-in returned it for the device's reason to call stop, which flc.h tells it to do,
- * maybe a moment before that call) or any failure once stop was called. The Bye that follows
- * tells the server (flc.h, flc_client_stop). */
-static void training_done(flc_client *c)
+/* A training ended (train_status): a success counts in rounds_trained, whatever becomes of it.
+ * With send, its update goes out, or the server hears that the round failed here. Not a training
+ * cut short for stopping: FL_ERR_CANCELLED (the built-in trainer saw the stop flag, or a plug-in
+ * returned it for the device's reason to call stop, which flc.h tells it to do, maybe a moment
+ * before that call) or any failure once stop was called. The Bye that follows tells the server
+ * (flc.h, flc_client_stop). */
+static void training_done(flc_client *c, int send)
 {
-    if (c->train_status == FL_OK) {
+    if (c->train_status == FL_OK)
         c->stats.rounds_trained++;
+    if (!send)
+        return;
+    if (c->train_status == FL_OK)
         upload(c);
-    } else if (c->train_status != FL_ERR_CANCELLED && !atomic_load(&c->stop)) {
+    else if (c->train_status != FL_ERR_CANCELLED && !atomic_load(&c->stop))
         send_train_error(c, c->train_status); /* flc_core_train logged why */
-    }
 }
 
 /* What the session loop should do after a message. */
@@ -689,7 +692,7 @@ static int handle(flc_client *c, flp_msg *m, int *owned)
             if (pthread_create(&c->thread, NULL, train_thread, c) != 0) {
                 atomic_store(&c->training, 0);
                 c->train_status = flc_core_train(c->core);
-                training_done(c);
+                training_done(c, 1);
             } else {
                 c->thread_live = 1;
             }
@@ -720,15 +723,12 @@ static int finish_training(flc_client *c)
 {
     pthread_join(c->thread, NULL);
     c->thread_live = 0;
-    if (!task_pending(c)) {
-        training_done(c);
-    } else {
-        if (c->train_status == FL_OK)
-            c->stats.rounds_trained++;
+    const int replaced = task_pending(c);
+    training_done(c, !replaced);
+    if (replaced)
         fl_log(&c->log, FL_LOG_INFO, "round %llu: this training is not sent: its task was "
                "replaced by a Task that came in meanwhile",
                (unsigned long long)flc_core_round(c->core));
-    }
     int verdict = GO_ON;
     int i = 0;
     for (; i < c->n_pending && !atomic_load(&c->training); i++) {
@@ -761,10 +761,8 @@ static void wait_training(flc_client *c)
         pthread_join(c->thread, NULL);
         c->thread_live = 0;
         atomic_store(&c->training, 0);
-        /* It finished after the session ended (stop, a lost link): it counts as trained
-         * (flc_stats.rounds_trained), though its update is never sent. */
-        if (c->train_status == FL_OK)
-            c->stats.rounds_trained++;
+        /* It finished after the session ended (stop, a lost link): counted, never sent. */
+        training_done(c, 0);
     }
 }
 
