@@ -257,6 +257,7 @@ fl_status fls_ckpt_parse(const uint8_t *buf, size_t len, fls_ckpt *out, char *er
         return st;
     if (memcmp(digest, buf + len - FL_SHA256_LEN, FL_SHA256_LEN) != 0)
         return fail(err, errlen, FL_ERR_CHECKPOINT_CHECKSUM, "checkpoint SHA-256 mismatch");
+    memcpy(out->sha256, digest, FL_SHA256_LEN);
 
     fls_rbuf r = {buf, len - FL_SHA256_LEN, HEAD_LEN, 0};
     for (uint32_t want = 1; want <= TAG_COUNT && st == FL_OK; want++) {

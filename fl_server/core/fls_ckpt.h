@@ -65,6 +65,8 @@ typedef struct fls_ckpt {
     int target_reached;           /* the run ended when an evaluation reached its target: */
     double target_acc;            /* that accuracy (a resume with a target at most this ends) */
     uint64_t run_id;              /* the run's id (fls_core_set_run_id); 0: none recorded */
+    uint8_t sha256[FL_SHA256_LEN]; /* fls_ckpt_parse: the file's checksum (its last 32 bytes);
+                                    * zeros for a checkpoint made in memory */
 } fls_ckpt;
 
 /* Frees what c owns and zeroes it. NULL is a no-op. */

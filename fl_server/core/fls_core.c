@@ -567,13 +567,19 @@ fl_status fls_core_client_leave(fls_core *c, uint32_t key, double now)
 /* An Error from client about `round`: its training failed (flc: the trainer's status). Its update
  * this round (if it was still due) is dropped and counted as failed, as a leave would, but the
  * client stays connected. FL_OK, or why the report changes nothing. */
+/* A message naming another run than this one (its client outlived that run's server): that run's
+ * rounds are over. 0 names none (an older client, the simulator). */
+static int other_run(const fls_core *c, uint64_t run_id)
+{
+    return run_id && run_id != c->run_id;
+}
+
 static fl_status on_client_error(fls_core *c, uint32_t key, uint64_t round, uint64_t run_id,
                                  double now)
 {
     if (!client_find(c, key))
         return FL_ERR_UNKNOWN_CLIENT;
-    /* about a task of another run (the server was restarted afresh meanwhile): not this round's */
-    if (!c->open || round != c->round || (run_id && run_id != c->run_id))
+    if (!c->open || round != c->round || other_run(c, run_id))
         return FL_ERR_ROUND_CLOSED;
     sel *s = sel_find(c, key);
     if (!s)
@@ -918,9 +924,7 @@ static fl_status not_selected(const fls_core *c, uint32_t key)
 
 static fl_status on_update(fls_core *c, uint32_t key, const flp_msg *m)
 {
-    /* An update trained for another run (its client outlived that run's server) is late for
-     * good: that run's rounds are over. 0: an older client, which does not say. */
-    if (!c->open || m->round != c->round || (m->update.run_id && m->update.run_id != c->run_id))
+    if (!c->open || m->round != c->round || other_run(c, m->update.run_id))
         return FL_ERR_ROUND_CLOSED;
     sel *s = sel_find(c, key);
     if (!s)
@@ -1278,22 +1282,18 @@ fl_status fls_core_checkpoint_write(const fls_core *c, const char *path)
 }
 
 /* The run of a checkpoint that names none (written before runs had ids): the first 8 bytes of
- * the file's SHA-256 (its serialisation is the file, byte for byte). Every resume of that file
- * then names the same run, until a checkpoint of this build (which holds the id) replaces it; a
- * fresh id per resume would make the clients drop their residuals at the second one. */
-static fl_status unnamed_run_id(const fls_ckpt *k, uint64_t *id)
+ * the file's SHA-256, as the parser found it. Every resume of that file then names the same run,
+ * until a checkpoint of this build (which holds the id) replaces it; a fresh id per resume would
+ * make the clients drop their residuals at the second one. 0 for a checkpoint made in memory. */
+static uint64_t unnamed_run_id(const fls_ckpt *k)
 {
-    uint8_t *buf = NULL;
-    size_t len = 0;
-    const fl_status st = fls_ckpt_serialize(k, &buf, &len);
-    if (st != FL_OK)
-        return st;
     uint64_t v = 0;
+    uint8_t any = 0;
+    for (int i = 0; i < FL_SHA256_LEN; i++)
+        any |= k->sha256[i];
     for (int i = 0; i < 8; i++)
-        v |= (uint64_t)buf[len - FL_SHA256_LEN + i] << (8 * i);
-    free(buf);
-    *id = v ? v : 1; /* 0 is "not told" on the wire */
-    return FL_OK;
+        v |= (uint64_t)k->sha256[i] << (8 * i);
+    return !any ? 0 : v ? v : 1; /* 0 is "not told" on the wire */
 }
 
 fl_status fls_core_restore(fls_core *c, const fls_ckpt *k)
@@ -1322,14 +1322,9 @@ fl_status fls_core_restore(fls_core *c, const fls_ckpt *k)
         }
     }
     /* A host without ids (0: the simulator) keeps none. */
-    uint64_t run_id = k->run_id;
-    fl_status st = FL_OK;
-    if (!run_id && c->run_id && (st = unnamed_run_id(k, &run_id)) != FL_OK) {
-        fl_log(lg, FL_LOG_ERROR, "checkpoint: naming its run: %s", fl_strerror(st));
-        return st;
-    }
-    /* The last step that can still fail; it leaves the policy unchanged on error. */
-    st = fls_policy_import(c->pol, k->policy, k->policy_len);
+    const uint64_t run_id = k->run_id ? k->run_id : c->run_id ? unnamed_run_id(k) : 0;
+    /* The only step that can still fail; it leaves the policy unchanged on error. */
+    fl_status st = fls_policy_import(c->pol, k->policy, k->policy_len);
     if (st != FL_OK) {
         fl_log(lg, FL_LOG_ERROR, "checkpoint: policy state refused: %s", fl_strerror(st));
         return st;

@@ -128,9 +128,10 @@ int fls_core_target_reached(const fls_core *core);
 /* The run's id, sent in every Task (flp_task.run_id) so that clients can tell a new run from the
  * same one resumed: a client drops its per-run state (the error-feedback residual) when it
  * changes. The host draws one for a fresh start (0: none, the default); it goes into checkpoints,
- * and a restored checkpoint that holds one replaces it. A checkpoint without one (written before
- * runs had ids) restored into a host that has one replaces it with the first 8 bytes of the file's
- * SHA-256, so that every resume of that file names the same run. It has no effect on any result. */
+ * and a restored checkpoint that holds one replaces it. A parsed checkpoint without one (a file
+ * written before runs had ids) restored into a host that has one replaces it with the first 8
+ * bytes of the file's SHA-256 (fls_ckpt.sha256), so that every resume of that file names the same
+ * run. It has no effect on any result. */
 void fls_core_set_run_id(fls_core *core, uint64_t id);
 uint64_t fls_core_run_id(const fls_core *core);
 
@@ -235,8 +236,7 @@ fl_status fls_core_checkpoint_write(const fls_core *core, const char *path);
 /* Restores the state of a checkpoint (which must come from a configuration with the same digest:
  * FL_ERR_CHECKPOINT_MISMATCH otherwise, and for another architecture, parameter count, optimizer
  * kind or state shape, or policy kind). All or nothing: on error the core is unchanged. Only
- * between rounds (FL_ERR_STATE). Errors: FL_ERR_CHECKPOINT_FORMAT (policy state damaged),
- * FL_ERR_NOMEM (naming the run of a checkpoint without an id: fls_core_set_run_id). */
+ * between rounds (FL_ERR_STATE). Errors: FL_ERR_CHECKPOINT_FORMAT (policy state damaged). */
 fl_status fls_core_restore(fls_core *core, const fls_ckpt *c);
 /* fls_ckpt_read(path), then fls_core_restore. The reason of a failure is logged. */
 fl_status fls_core_restore_file(fls_core *core, const char *path);
