@@ -293,16 +293,15 @@ static void set_err(char *err, size_t errlen, const char *fmt, const char *a, co
         snprintf(err, errlen, fmt, a, b);
 }
 
-/* Top-k uplinks: every client that trains keeps an error-feedback residual of the full model for
- * the rest of the run (on the rank that trains it). The most this rank can come to hold (every
- * client of its share, or every selection of every round, whichever is fewer) must fit this
- * machine's memory: found now, rather than by running out of memory hours into the run.
- * FL_OK, or FL_ERR_NOMEM with the reason in why. */
+/* Top-k uplinks (S->need_resid): every client that trains keeps an error-feedback residual of the
+ * full model for the rest of the run (on the rank that trains it). The most this rank can come
+ * to hold (every client of its share, or every selection of every round, whichever is fewer)
+ * must fit this machine's memory: found now, rather than by running out of memory hours into the
+ * run. FL_OK, or FL_ERR_NOMEM with the reason in why. */
 static fl_status check_residual_memory(const sim *S, const flsim_config *cfg, size_t n_params,
                                        char *why, size_t whylen)
 {
-    flz_spec up;
-    if (flz_spec_parse(cfg->up_codec, &up, NULL, 0) != FL_OK || up.topk <= 0)
+    if (!S->need_resid)
         return FL_OK;
     const double share = ceil((double)cfg->clients / (double)S->size);
     const double picked = ceil((double)cfg->per_round * (cfg->overcommit > 1.0 ? cfg->overcommit
@@ -1468,6 +1467,8 @@ static fl_status setup(sim *S, const flsim_config *cfg, const flsim_data *data,
         set_err(err, errlen, "%s%s", "server configuration: ", e2);
         return FL_ERR_CONFIG;
     }
+    flz_spec up; /* validated with the server configuration */
+    S->need_resid = flz_spec_parse(cfg->up_codec, &up, NULL, 0) == FL_OK && up.topk > 0;
     if ((st = check_residual_memory(S, cfg, a.n_params, e2, sizeof e2)) != FL_OK) {
         set_err(err, errlen, "%s%s", "--up-codec: ", e2);
         return st;
@@ -1476,9 +1477,7 @@ static fl_status setup(sim *S, const flsim_config *cfg, const flsim_data *data,
         set_err(err, errlen, "%s%s", "server core: ", fl_strerror(st));
         return st;
     }
-    flz_spec up;
-    if (flz_spec_parse(cfg->up_codec, &up, NULL, 0) == FL_OK && up.topk > 0) {
-        S->need_resid = 1;
+    if (S->need_resid) {
         S->resid = calloc(cfg->clients, sizeof *S->resid);
         S->resid_n = calloc(cfg->clients, sizeof *S->resid_n);
         if (!S->resid || !S->resid_n)
