@@ -1612,6 +1612,21 @@ static void test_sim_arrival_order(void **state)
     world_free(&w);
 }
 
+/* k serialised into *buf (the caller frees it) and parsed back into *back. */
+static void through_bytes(const fls_ckpt *k, fls_ckpt *back, uint8_t **buf, size_t *len)
+{
+    char err[256];
+    assert_int_equal(fls_ckpt_serialize(k, buf, len), FL_OK);
+    if (fls_ckpt_parse(*buf, *len, back, err, sizeof err) != FL_OK)
+        fail_msg("a checkpoint just serialised does not parse: %s", err);
+}
+
+/* A checkpoint's bytes edited by a test: a valid checksum again, so that only the edit is wrong. */
+static void reseal(uint8_t *buf, size_t len)
+{
+    fl_sha256_digest(buf + len - FL_SHA256_LEN, buf, len - FL_SHA256_LEN);
+}
+
 /* 10 rounds straight, and 5 rounds + checkpoint file + a new core + restore + 5 rounds: the same
  * model and policy state, byte for byte (afd-multi with FedAdam: every kind of state). */
 /* A run that ended at its target accuracy says so in its checkpoint (an optional last section,
@@ -1629,10 +1644,9 @@ static void test_resume_after_target(void **state)
     k.target_acc = 0.75;
     uint8_t *buf = NULL;
     size_t len = 0;
-    assert_int_equal(fls_ckpt_serialize(&k, &buf, &len), FL_OK);
     fls_ckpt back;
     char err[256];
-    assert_int_equal(fls_ckpt_parse(buf, len, &back, err, sizeof err), FL_OK);
+    through_bytes(&k, &back, &buf, &len);
     assert_true(back.target_reached);
     assert_true(back.target_acc == 0.75);
     fls_ckpt_clear(&back);
@@ -1663,7 +1677,7 @@ static void test_resume_after_target(void **state)
     /* the optional section must be the target one, 8 bytes, in [0, 1] (re-sealed so that only
      * the section is wrong, not the checksum) */
     buf[len - 32 - 12 - 8] = 7; /* its tag: none this build knows */
-    fl_sha256_digest(buf + len - 32, buf, len - 32);
+    reseal(buf, len);
     assert_int_equal(fls_ckpt_parse(buf, len, &back, err, sizeof err), FL_ERR_CHECKPOINT_FORMAT);
     assert_non_null(strstr(err, "unknown trailing section"));
     free(buf);
@@ -1703,10 +1717,9 @@ static void test_run_id(void **state)
     k.target_acc = 0.5;
     uint8_t *buf = NULL;
     size_t len = 0;
-    assert_int_equal(fls_ckpt_serialize(&k, &buf, &len), FL_OK);
     fls_ckpt back;
     char err[256];
-    assert_int_equal(fls_ckpt_parse(buf, len, &back, err, sizeof err), FL_OK);
+    through_bytes(&k, &back, &buf, &len);
     assert_true(back.run_id == 0xABCDEF0123456789ull && back.target_reached);
     fls_core *b = core_with_clients(&cfg, 6);
     fls_core_set_run_id(b, 77);
@@ -1720,7 +1733,7 @@ static void test_run_id(void **state)
     memcpy(tmp, t1, 20);
     memcpy(t1, t2, 20);
     memcpy(t2, tmp, 20);
-    fl_sha256_digest(buf + len - 32, buf, len - 32);
+    reseal(buf, len);
     assert_int_equal(fls_ckpt_parse(buf, len, &back, err, sizeof err), FL_ERR_CHECKPOINT_FORMAT);
     assert_non_null(strstr(err, "optional section 5 repeated, out of order"));
     free(buf);
@@ -1728,7 +1741,7 @@ static void test_run_id(void **state)
     k.target_reached = 0;
     assert_int_equal(fls_ckpt_serialize(&k, &buf, &len), FL_OK);
     memset(buf + len - 32 - 8, 0, 8);
-    fl_sha256_digest(buf + len - 32, buf, len - 32);
+    reseal(buf, len);
     assert_int_equal(fls_ckpt_parse(buf, len, &back, err, sizeof err), FL_ERR_CHECKPOINT_FORMAT);
     free(buf);
     fls_ckpt_clear(&k);
@@ -1739,8 +1752,7 @@ static void test_run_id(void **state)
      * host drew. A host without ids (0: the simulator) keeps none. */
     fls_core_set_run_id(a, 0);
     assert_int_equal(fls_core_checkpoint(a, &k), FL_OK);
-    assert_int_equal(fls_ckpt_serialize(&k, &buf, &len), FL_OK);
-    assert_int_equal(fls_ckpt_parse(buf, len, &back, err, sizeof err), FL_OK);
+    through_bytes(&k, &back, &buf, &len);
     assert_true(back.run_id == 0);
     uint64_t named = 0;
     for (int i = 0; i < 8; i++)
