@@ -30,6 +30,9 @@ struct flc_core {
     /* the current task */
     int have_task, ready, trained, taken; /* taken: the payload was handed out */
     int failed;                           /* this task's training failed: not trained again */
+    int builtin_ran;                      /* the plug-in of this training called the built-in
+                                           * trainer (the simulator's timing wrapper): its
+                                           * failure is the built-in's, worded as such */
     uint64_t round, model_version;
     uint64_t task_run_id;     /* the Task's run id, echoed in the Update */
     flm_arch full;
@@ -359,6 +362,7 @@ uint64_t flc_core_task_run_id(const flc_core *c)
 fl_status flc_core_builtin_train(flc_core *c, const flc_core_job *job, float *params,
                                  uint64_t *n_samples, double *loss)
 {
+    c->builtin_ran = 1;
     if (!c->data)
         return FL_ERR_INVALID_ARG;
     const int B = (int)job->train->batch_size;
@@ -432,6 +436,7 @@ static fl_status train_encode(flc_core *c, char *why, size_t whycap)
     const flc_core_job job = {c->round, &c->full, sub, &c->keep, &c->train, c->ref, c->seed};
     uint64_t n_samples = 0;
     double loss = NAN;
+    c->builtin_ran = 0;
     fl_status st = c->train_fn ? c->train_fn(c->train_user, &job, c->w, &n_samples, &loss)
                                : flc_core_builtin_train(c, &job, c->w, &n_samples, &loss);
     if (st == FL_ERR_CANCELLED) {
@@ -441,9 +446,10 @@ static fl_status train_encode(flc_core *c, char *why, size_t whycap)
     if (st != FL_OK) {
         /* A plug-in's status is the device's word, not fedrop's: FL_ERR_INTERNAL from it is no
          * "bug in fedrop", so its text is left out. */
-        if (c->train_fn && st == FL_ERR_INTERNAL)
+        const int plugin = c->train_fn && !c->builtin_ran;
+        if (plugin && st == FL_ERR_INTERNAL)
             snprintf(why, whycap, "the plug-in trainer failed with status %d", (int)st);
-        else if (c->train_fn)
+        else if (plugin)
             snprintf(why, whycap, "the plug-in trainer failed with status %d (%s)", (int)st,
                      fl_strerror(st));
         else

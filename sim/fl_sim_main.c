@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <malloc.h>
+#include <sys/ioctl.h>
 #include <unistd.h>
 
 #include "fl_log.h"
@@ -88,6 +89,18 @@ static void usage(FILE *f)
         "  mpirun -n 4 --hostfile hosts fl_sim --config run.yaml --out run2\n");
 }
 
+/* Redraws the progress bar's line in place, cut to the terminal's width: a line that wrapped
+ * would leave a stale copy behind at every redraw. */
+static void bar_line(const char *line)
+{
+    struct winsize ws;
+    int cols = 80;
+    if (ioctl(STDERR_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 1)
+        cols = ws.ws_col;
+    fprintf(stderr, "\r%.*s\033[K", cols - 1, line);
+    fflush(stderr);
+}
+
 typedef struct progress {
     int bar;
     uint32_t total;
@@ -95,6 +108,7 @@ typedef struct progress {
     const char *out; /* --out DIR (rank 0), or NULL */
     FILE *log;       /* DIR/rounds.csv, written as the run goes from its first round on */
     int log_failed;
+    int dropped;     /* stopped by a signal before its first round was written: nothing kept */
 } progress;
 
 static int on_round(void *user, const flsim_round_record *r, const flsim_result *sofar)
@@ -102,10 +116,18 @@ static int on_round(void *user, const flsim_round_record *r, const flsim_result 
     progress *p = user;
     /* DIR/rounds.csv starts with the first round, not before: a run that fails while it loads
      * its data or builds its partition leaves an earlier run's results in DIR untouched. */
-    if (p->out && !p->log && !p->log_failed && flsim_rounds_start(p->out, &p->log) != FL_OK) {
+    /* Interrupted before the first round came out (while loading, or in round 1): nothing is
+     * written, so that DIR keeps an earlier run's results, as when setup fails. */
+    if (r->round == 1 && g_stop) {
+        p->dropped = 1;
+        return 1;
+    }
+    char why[1400];
+    if (p->out && !p->log && !p->log_failed &&
+        flsim_rounds_start(p->out, &p->log, why, sizeof why) != FL_OK) {
         p->log_failed = 1;
-        fprintf(stderr, "%sfl_sim: cannot create %s/rounds.csv: %s (writing it at the end)\n",
-                p->bar && !p->quiet ? "\n" : "", p->out, strerror(errno));
+        fprintf(stderr, "%sfl_sim: %s (trying again at the end)\n", p->bar && !p->quiet ? "\n" : "",
+                why);
     }
     if (p->log && !p->log_failed && flsim_rounds_put(p->log, r) != FL_OK) {
         p->log_failed = 1; /* said once; flsim_write_outputs writes it whole at the end */
@@ -120,10 +142,11 @@ static int on_round(void *user, const flsim_round_record *r, const flsim_result 
     if (p->bar) {
         const int width = 30;
         const int fill = p->total ? (int)((double)r->round / p->total * width) : width;
-        fprintf(stderr, "\r[%.*s%*s] %u/%u  acc %s  vtime %.0fs  down %.1f MB  up %.1f MB  wall %.1fs ",
-                fill, "==============================", width - fill, "", r->round, p->total, acc,
-                r->vtime_s, sofar->bytes_down / 1e6, sofar->bytes_up / 1e6, sofar->wall_s);
-        fflush(stderr);
+        char line[256];
+        snprintf(line, sizeof line, "[%.*s%*s] %u/%u  acc %s  vtime %.0fs  down %.1f MB  up %.1f MB  wall %.1fs",
+                 fill, "==============================", width - fill, "", r->round, p->total, acc,
+                 r->vtime_s, sofar->bytes_down / 1e6, sofar->bytes_up / 1e6, sofar->wall_s);
+        bar_line(line);
     } else {
         printf("round %u vtime_s %.3f round_vtime_s %.3f wall_s %.3f bytes_down %llu bytes_up %llu "
                "loss %.5f acc %s reported %u late %u\n",
@@ -221,10 +244,11 @@ static int on_exp(void *user, const flsim_exp_event *ev)
         char acc[16] = "-";
         if (!isnan(p->acc))
             snprintf(acc, sizeof acc, "%.4f", p->acc);
-        fprintf(stderr, "\r%s [%.*s%*s] %u/%u acc %s, %s; experiment done in ~%s   ", tag, fill,
-                "====================", width - fill, "", ev->round->round, ev->rounds, acc, el,
-                left);
-        fflush(stderr);
+        char line[256];
+        snprintf(line, sizeof line, "%s [%.*s%*s] %u/%u acc %s, %s; experiment done in ~%s", tag,
+                 fill, "====================", width - fill, "", ev->round->round, ev->rounds, acc,
+                 el, left);
+        bar_line(line);
         return g_stop != 0;
     }
     if (p->bar && !ev->reused)
@@ -267,6 +291,11 @@ static int run_experiment(int argc, char **argv, int first)
             }
             e.seeds = (uint32_t)v;
         } else if (!strcmp(name, "out")) {
+            if (!*value || strlen(value) >= sizeof e.out) {
+                fprintf(stderr, "fl_sim: --out: %s\n",
+                        *value ? "too long" : "empty (leave it out for results/afd-PRESET)");
+                return 2;
+            }
             snprintf(e.out, sizeof e.out, "%s", value);
         } else if (!strcmp(name, "fresh")) {
             if (strcmp(value, "0") && strcmp(value, "1")) {
@@ -329,8 +358,12 @@ static int run_experiment(int argc, char **argv, int first)
         fprintf(stderr, "fl_sim experiment: %s\n", err[0] ? err : fl_strerror(st));
         return 1;
     }
-    if (g_rank == 0)
-        printf("results in %s (table.md, table.csv, curves.csv, plots)\n", e.out);
+    if (g_rank == 0) {
+        char png[sizeof e.out + 32];
+        snprintf(png, sizeof png, "%s/acc_vs_time.png", e.out);
+        printf("results in %s (table.md, table.csv, curves.csv, %s)\n", e.out,
+               access(png, F_OK) == 0 ? "plots" : "no plots: gnuplot failed or is missing");
+    }
     return 0;
 }
 
@@ -379,7 +412,7 @@ static int run_main(int argc, char **argv)
         return 2;
     }
     progress pr = {cfg.progress == 1 || (cfg.progress == -1 && isatty(STDERR_FILENO)),
-                   cfg.rounds, cfg.quiet, cfg.out[0] && g_rank == 0 ? cfg.out : NULL, NULL, 0};
+                   cfg.rounds, cfg.quiet, cfg.out[0] && g_rank == 0 ? cfg.out : NULL, NULL, 0, 0};
     if (pr.out && flsim_out_prepare(cfg.out, err, sizeof err) != FL_OK) {
         fprintf(stderr, "fl_sim: --out %s\n", err);
         return 1;
@@ -400,6 +433,13 @@ static int run_main(int argc, char **argv)
         fprintf(stderr, "fl_sim: %s\n", err[0] ? err : fl_strerror(st));
         free(recs);
         return 1;
+    }
+    if (st == FL_ERR_CANCELLED && pr.dropped) {
+        if (g_rank == 0)
+            fprintf(stderr, "fl_sim: interrupted before the first round was done: nothing written%s%s%s\n",
+                    cfg.out[0] ? " (" : "", cfg.out[0] ? cfg.out : "", cfg.out[0] ? " as it was)" : "");
+        free(recs);
+        return 128 + (g_stop ? (int)g_stop : SIGINT);
     }
     int rc = 0;
     if (g_rank == 0) {

@@ -301,8 +301,9 @@ fl_status flsim_run(const flsim_config *cfg, const flsim_data *data, const fl_lo
  * marks a finished run) and opens DIR/rounds.csv with its header; flsim_rounds_put appends one
  * round and flushes it to the kernel; flsim_rounds_finish syncs the file to disk and closes it
  * (it closes it whatever it returns). The run then ends with flsim_write_summary, not
- * flsim_write_outputs: the rounds are already on disk. FL_OK or FL_ERR_IO. */
-fl_status flsim_rounds_start(const char *dir, FILE **out);
+ * flsim_write_outputs: the rounds are already on disk. FL_OK or FL_ERR_IO (flsim_rounds_start:
+ * with what failed in err, which may be NULL). */
+fl_status flsim_rounds_start(const char *dir, FILE **out, char *err, size_t errlen);
 /* Creates DIR (and its parents) and checks that it is a directory this process may write in;
  * touches nothing inside it, so that a run which fails before its first round leaves an earlier
  * run's results there as they were. FL_OK, or FL_ERR_IO with the reason in err. */

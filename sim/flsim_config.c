@@ -105,6 +105,13 @@ static fl_status reason(char *err, size_t errlen, const char *key, const char *v
     return FL_ERR_INVALID_ARG;
 }
 
+static fl_status too_long(char *err, size_t errlen, const char *key, size_t cap)
+{
+    if (err && errlen)
+        snprintf(err, errlen, "--%s: longer than %zu characters", key, cap - 1);
+    return FL_ERR_INVALID_ARG;
+}
+
 static int parse_u32(const char *s, uint32_t lo, uint32_t hi, uint32_t *out)
 {
     if (!s || !*s || *s == '-' || *s == '+')
@@ -150,7 +157,7 @@ fl_status flsim_config_set(flsim_config *c, const char *key, const char *v, char
         return parse_dbl(v, lo, hi, &c->field) ? FL_OK : reason(err, errlen, key, v, want)
 #define STR(name, field) \
     if (strcmp(key, name) == 0) \
-        return copy_str(c->field, sizeof c->field, v) ? FL_OK : reason(err, errlen, key, v, "short enough")
+        return copy_str(c->field, sizeof c->field, v) ? FL_OK : too_long(err, errlen, key, sizeof c->field)
     STR("dataset", dataset);
     STR("test-dataset", test_dataset);
     DBL("test-frac", test_frac, 1e-6, 0.9, "a fraction in (0, 0.9]");
@@ -158,14 +165,14 @@ fl_status flsim_config_set(flsim_config *c, const char *key, const char *v, char
     U32("train-samples", train_samples, 0, 0xFFFFFFFFu, "a sample count (0 = all)");
     U32("clients", clients, 1, FLSIM_MAX_CLIENTS, "a client count in 1 .. 1000000");
     U32("per-round", per_round, 1, FLSIM_MAX_CLIENTS, "a count in 1 .. 1000000");
-    U32("rounds", rounds, 1, 100000000, "a round count >= 1");
+    U32("rounds", rounds, 1, 100000000, "a round count in 1 .. 100000000");
     U32("data-shards", data_shards, 0, FLSIM_MAX_CLIENTS, "a shard count (0 = clients)");
     U32("threads", threads, 0, 1024, "a thread count in 0 .. 1024");
     U32("epochs", epochs, 1, 1000, "an epoch count in 1 .. 1000");
     U32("batch", batch, 1, 65536, "a batch size in 1 .. 65536");
     U32("chunk-elems", chunk_elems, 1, 1u << 20, "a chunk size in 1 .. 1048576");
-    U32("eval-every", eval_every, 0, 100000000, "a round count");
-    U32("eval-samples", eval_samples, 0, 1u << 31, "a sample count");
+    U32("eval-every", eval_every, 0, 100000000, "a round count in 0 .. 100000000 (0 = only at the end)");
+    U32("eval-samples", eval_samples, 0, 1u << 31, "a sample count in 0 .. 2147483648");
     DBL("keep", keep, 1e-9, 1.0, "a keep fraction in (0, 1]");
     DBL("lr", lr, 1e-12, 1e6, "a learning rate in (0, 1e6]");
     DBL("momentum", momentum, 0.0, 0.999999, "a momentum in [0, 1)");
@@ -173,18 +180,24 @@ fl_status flsim_config_set(flsim_config *c, const char *key, const char *v, char
     DBL("prox-mu", prox_mu, 0.0, 1e6, "a proximal weight in [0, 1e6]");
     DBL("server-lr", server_lr, 1e-12, 1e6, "a learning rate in (0, 1e6]");
     DBL("overcommit", overcommit, 1.0, 100.0, "an over-commit factor in [1, 100]");
-    DBL("deadline", deadline_s, 0.0, 1e12, "a deadline in seconds (0 = none)");
-    DBL("latency", latency_s, 0.0, 1e6, "a latency in seconds >= 0");
+    DBL("deadline", deadline_s, 0.0, 1e12, "a deadline in seconds in [0, 1e12] (0 = none)");
+    DBL("latency", latency_s, 0.0, 1e6, "a latency in seconds in [0, 1e6]");
     DBL("target-acc", target_acc, 0.0, 1.0, "an accuracy in [0, 1]");
-    DBL("idle-step", idle_step_s, 1e-6, 1e9, "a positive number of seconds");
+    DBL("idle-step", idle_step_s, 1e-6, 1e9, "a number of seconds in [1e-6, 1e9]");
     STR("trace", trace);
+    if (strcmp(key, "out") == 0 && !*v) { /* an unset $DIR in a script: say so, not run unsaved */
+        if (err && errlen)
+            snprintf(err, errlen, "--out is empty (leave it out to write no files)");
+        return FL_ERR_INVALID_ARG;
+    }
     STR("out", out);
     if (strcmp(key, "seed") == 0) {
         errno = 0;
         char *end = NULL;
-        const unsigned long long s = strtoull(v, &end, 0);
-        if (!*v || *v == '-' || *end || errno)
-            return reason(err, errlen, key, v, "an unsigned 64-bit integer");
+        /* Decimal only, as every other count: base 0 read "010" as 8 and refused "08". */
+        const unsigned long long s = strtoull(v, &end, 10);
+        if (*v < '0' || *v > '9' || *end || errno)
+            return reason(err, errlen, key, v, "a decimal integer in 0 .. 18446744073709551615");
         c->seed = s;
         return FL_OK;
     }

@@ -1,10 +1,14 @@
 /* flsim_experiment.c: `fl_sim experiment afd`, the comparison of shared AFD.md ("Measuring it"):
  * full, fd, afd-single, afd-multi, each without and with compression, over several seeds, with a
  * table of ratios to uncompressed FedAvg and plots of accuracy against virtual time and bytes. */
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "flsim.h"
 #include "flsim_internal.h"
@@ -127,6 +131,46 @@ static void mean_sd(const double *x, int n, double *m, double *sd)
         if (isfinite(x[i]))
             v += (x[i] - *m) * (x[i] - *m);
     *sd = k > 1 ? sqrt(v / (k - 1)) : 0.0;
+}
+
+/* Runs `gnuplot plots.gp` in dir, without a shell (dir is the user's --out, any bytes), its
+ * output discarded. The plots of an earlier run in dir are removed first, so that none is left
+ * looking current when gnuplot fails. 0 when gnuplot ran and wrote every plot. */
+static int run_gnuplot(const char *dir)
+{
+    static const char *const plots[4] = {"acc_vs_time.png", "acc_vs_bytes.png", "acc_vs_time.svg",
+                                         "acc_vs_bytes.svg"};
+    char path[FLSIM_STR + 32];
+    for (int i = 0; i < 4; i++) {
+        snprintf(path, sizeof path, "%s/%s", dir, plots[i]);
+        unlink(path);
+    }
+    const pid_t pid = fork();
+    if (pid < 0)
+        return -1;
+    if (pid == 0) {
+        const int nul = open("/dev/null", O_RDWR);
+        if (nul >= 0) {
+            dup2(nul, STDIN_FILENO);
+            dup2(nul, STDOUT_FILENO);
+            dup2(nul, STDERR_FILENO);
+        }
+        if (chdir(dir) == 0)
+            execlp("gnuplot", "gnuplot", "plots.gp", (char *)NULL);
+        _exit(127);
+    }
+    int ws = 0;
+    while (waitpid(pid, &ws, 0) < 0)
+        if (errno != EINTR)
+            return -1;
+    if (!WIFEXITED(ws) || WEXITSTATUS(ws) != 0)
+        return -1;
+    for (int i = 0; i < 4; i++) {
+        snprintf(path, sizeof path, "%s/%s", dir, plots[i]);
+        if (access(path, F_OK) != 0)
+            return -1;
+    }
+    return 0;
 }
 
 fl_status flsim_experiment_afd(const flsim_experiment *e, const fl_logger *log, char *err,
@@ -440,9 +484,7 @@ fl_status flsim_experiment_afd(const flsim_experiment *e, const fl_logger *log, 
                         fprintf(g, "\nunset output\n");
                     }
                 fclose(g);
-                char cmd[FLSIM_STR + 128];
-                snprintf(cmd, sizeof cmd, "cd '%s' && gnuplot plots.gp 2>/dev/null", e->out);
-                if (system(cmd) != 0 && log)
+                if (run_gnuplot(e->out) != 0 && log)
                     fl_log(log, FL_LOG_WARN, "gnuplot failed or is not installed: no plots");
             }
         }

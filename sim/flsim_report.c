@@ -115,12 +115,20 @@ int flsim_write_rounds_csv(FILE *f, const flsim_round_record *rec, size_t n)
 
 /* Creates dir and removes its summary.json (a summary marks a finished run: none may stand
  * beside rounds being written). */
-static fl_status begin_dir(const char *dir)
+static fl_status begin_dir(const char *dir, char *err, size_t errlen)
 {
     char sum[1200];
     snprintf(sum, sizeof sum, "%s/summary.json", dir);
-    if (flsim_mkdirs(dir) != 0 || (remove(sum) != 0 && errno != ENOENT))
+    if (flsim_mkdirs(dir) != 0) {
+        if (err && errlen)
+            snprintf(err, errlen, "cannot create %s: %s", dir, strerror(errno));
         return FL_ERR_IO;
+    }
+    if (remove(sum) != 0 && errno != ENOENT) {
+        if (err && errlen)
+            snprintf(err, errlen, "cannot remove the earlier run's %s: %s", sum, strerror(errno));
+        return FL_ERR_IO;
+    }
     return FL_OK;
 }
 
@@ -134,18 +142,19 @@ fl_status flsim_out_prepare(const char *dir, char *err, size_t errlen)
     return FL_ERR_IO;
 }
 
-fl_status flsim_rounds_start(const char *dir, FILE **out)
+fl_status flsim_rounds_start(const char *dir, FILE **out, char *err, size_t errlen)
 {
     *out = NULL;
-    if (begin_dir(dir) != FL_OK)
+    if (begin_dir(dir, err, errlen) != FL_OK)
         return FL_ERR_IO;
     char path[1200];
     snprintf(path, sizeof path, "%s/rounds.csv", dir);
     FILE *f = fopen(path, "w");
-    if (!f)
-        return FL_ERR_IO;
-    if (fprintf(f, "%s\n", flsim_rounds_header) < 0 || fflush(f) != 0) {
-        fclose(f);
+    if (!f || fprintf(f, "%s\n", flsim_rounds_header) < 0 || fflush(f) != 0) {
+        if (err && errlen)
+            snprintf(err, errlen, "cannot write %s: %s", path, strerror(errno));
+        if (f)
+            fclose(f);
         return FL_ERR_IO;
     }
     *out = f;
@@ -222,7 +231,7 @@ fl_status flsim_write_outputs(const char *dir, const flsim_config *cfg, const fl
 {
     /* summary.json marks a finished run (flsim_load_outputs): it goes first and comes back last,
      * so a crash in between leaves no summary beside another run's rounds. */
-    if (begin_dir(dir) != FL_OK)
+    if (begin_dir(dir, NULL, 0) != FL_OK)
         return FL_ERR_IO;
     char path[1200];
     snprintf(path, sizeof path, "%s/rounds.csv", dir);

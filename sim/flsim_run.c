@@ -216,8 +216,37 @@ typedef struct slot {
 typedef struct sim sim;
 
 /* A client-phase thread: its client core lives across clients and rounds. */
+/* The cores number rounds as the wire does, from 0; the simulator's own output (stdout, the
+ * progress, rounds.csv) from 1. Their log lines pass through sim_log: a leading "round N"
+ * becomes "round N+1", and a client core's line names its client. */
+typedef struct sim_logger {
+    fl_logger base;
+    uint32_t key;   /* the client of a worker's core */
+    int client;     /* 1: a client core's logger (name key) */
+} sim_logger;
+
+static void sim_log(void *user, fl_log_level level, const char *msg)
+{
+    const sim_logger *l = user;
+    char who[32] = "", line[1100];
+    if (l->client)
+        snprintf(who, sizeof who, "client %u: ", l->key);
+    unsigned long long r = 0;
+    int n = 0;
+    if (sscanf(msg, "round %llu%n", &r, &n) == 1 && n > 0 && (msg[n] == ':' || msg[n] == ' ')) {
+        const char *rest = msg + n + (msg[n] == ':');
+        snprintf(line, sizeof line, "round %llu:%s%s", r + 1, *who ? " " : "", who);
+        const size_t o = strlen(line);
+        snprintf(line + o, sizeof line - o, "%s", *who && *rest == ' ' ? rest + 1 : rest);
+    } else {
+        snprintf(line, sizeof line, "%s%s", who, msg);
+    }
+    l->base.fn(l->base.user, level, line);
+}
+
 typedef struct worker {
     sim *S;
+    sim_logger slog;          /* its client core's logger (sim_log) */
     flc_core *core;
     double train_s;           /* the current client's local SGD, wall seconds */
     double sgd_cpu_s;         /* and thread CPU seconds */
@@ -226,6 +255,7 @@ typedef struct worker {
 struct sim {
     const flsim_config *cfg;
     fl_logger log;
+    sim_logger server_log;    /* the server core's (sim_log) */
     const flm_dataset *train, *test;
     flm_partition *part;
     fls_core *core;
@@ -403,7 +433,9 @@ static void run_client(sim *S, worker *w, int si)
     const double t_begin = fl_time_mono_s(), c_begin = thread_cpu_s();
     char id[24];
     snprintf(id, sizeof id, "sim-%u", k);
-    const flc_core_config cc = {id, k, S->cfg->seed, &view, timed_train, w, S->log, NULL};
+    w->slog.key = k;
+    const fl_logger lg = {S->log.fn ? sim_log : NULL, &w->slog, S->log.min_level};
+    const flc_core_config cc = {id, k, S->cfg->seed, &view, timed_train, w, lg, NULL};
     fl_status st = w->core ? flc_core_rebind(w->core, &cc) : flc_core_new(&cc, &w->core);
     flc_core *c = w->core;
     if (st == FL_OK)
@@ -862,7 +894,7 @@ static fl_status feed_one(sim *S, round_acc *ra, job *j)
     }
     if (ms != FL_OK) {
         fl_log(&S->log, FL_LOG_WARN, "round %llu: client %u: update refused: %s",
-               (unsigned long long)task.round, j->key, fl_strerror(ms));
+               (unsigned long long)task.round + 1, j->key, fl_strerror(ms));
         return FL_OK;
     }
     /* The task's headers live in the core only while the round is open, and the last chunk of
@@ -898,7 +930,7 @@ static fl_status feed_one(sim *S, round_acc *ra, job *j)
         ra->committed++;
     else
         fl_log(&S->log, FL_LOG_WARN, "round %llu: client %u: chunk refused: %s",
-               (unsigned long long)round, j->key, fl_strerror(ms));
+               (unsigned long long)round + 1, j->key, fl_strerror(ms));
     if (!fls_core_round_open(S->core) && ra->t_close < 0)
         ra->t_close = now;
     /* The core borrowed the payload while the update was receiving: it must be done with it. */
@@ -1427,9 +1459,10 @@ static fl_status setup(sim *S, const flsim_config *cfg, const flsim_data *data,
         return FL_ERR_CONFIG;
     }
     if (S->test->classes > a.classes) { /* checked now, not at the first evaluation */
-        snprintf(e2, sizeof e2, "the test set has %d classes, the model %s %d", S->test->classes,
-                 a.spec, a.classes);
-        set_err(err, errlen, "%s%s", cfg->test_dataset[0] ? "--test-dataset: " : "--dataset: ", e2);
+        snprintf(e2, sizeof e2, "the model %s has %d classes, fewer than the %d of the test set%s",
+                 a.spec, a.classes, S->test->classes,
+                 cfg->test_dataset[0] ? " (--test-dataset)" : "");
+        set_err(err, errlen, "%s%s", "--model: ", e2);
         return FL_ERR_CONFIG;
     }
     if ((size_t)a.in_C * a.in_H * a.in_W != S->train->sample_len || a.classes < S->train->classes) {
@@ -1462,7 +1495,8 @@ static fl_status setup(sim *S, const flsim_config *cfg, const flsim_data *data,
     snprintf(sc.down_codec, sizeof sc.down_codec, "%s", cfg->down_codec);
     snprintf(sc.up_codec, sizeof sc.up_codec, "%s", cfg->up_codec);
     sc.chunk_elems = cfg->chunk_elems;
-    sc.log = S->log;
+    S->server_log = (sim_logger){S->log, 0, 0};
+    sc.log = (fl_logger){S->log.fn ? sim_log : NULL, &S->server_log, S->log.min_level};
     if (fls_config_validate(&sc, e2, sizeof e2) != FL_OK) {
         set_err(err, errlen, "%s%s", "server configuration: ", e2);
         return FL_ERR_CONFIG;
@@ -1494,8 +1528,10 @@ static fl_status setup(sim *S, const flsim_config *cfg, const flsim_data *data,
         S->sh_w = malloc(a.n_params * sizeof *S->sh_w);
     if (!S->workers || (shared_keepsets(cfg) && !S->sh_w))
         return FL_ERR_NOMEM;
-    for (uint32_t i = 0; i < S->threads; i++)
+    for (uint32_t i = 0; i < S->threads; i++) {
         S->workers[i].S = S;
+        S->workers[i].slog = (sim_logger){S->log, 0, 1};
+    }
     S->ready_q = calloc((size_t)S->n_slots, sizeof *S->ready_q);
     S->free_q = calloc((size_t)S->n_slots, sizeof *S->free_q);
     S->eval_n = cfg->eval_samples && cfg->eval_samples < S->test->N ? cfg->eval_samples : S->test->N;

@@ -105,7 +105,8 @@ fl_status flsim_trace_parse(flsim_trace **out, const char *text, size_t len, cha
             have_header = 1;
             continue;
         }
-        if (l == 0 || buf[0] == '#')
+        const char *lead = buf + strspn(buf, " \t");
+        if (*lead == '\0' || *lead == '#') /* blank (or only spaces), or a comment */
             continue;
         char *f[6];
         int nf = 0;

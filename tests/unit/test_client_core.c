@@ -378,6 +378,30 @@ static fl_status failing_trainer(void *user, const flc_core_job *job, float *par
     return plus_quarter(&(int){0}, job, params, n_samples, loss);
 }
 
+/* A plug-in that wraps the built-in trainer (the simulator's timing wrapper): user is the core. */
+static fl_status builtin_wrapper(void *user, const flc_core_job *job, float *params,
+                                 uint64_t *n_samples, double *loss)
+{
+    return flc_core_builtin_train(*(flc_core **)user, job, params, n_samples, loss);
+}
+
+/* A failure of the built-in trainer run through a plug-in is worded as the built-in's (the
+ * simulator's users have no plug-in), a plug-in's own failure as the plug-in's. */
+static void test_wrapped_builtin_failure_wording(void **state)
+{
+    (void)state;
+    fls_core *srv = one_client_round("mlp:6-5-3");
+    flc_core *c = NULL;
+    const flc_core_config cc = {"dev", 9, 5, NULL, builtin_wrapper, &c, {0}, NULL}; /* no data */
+    assert_int_equal(flc_core_new(&cc, &c), FL_OK);
+    feed_task(srv, c, 9);
+    assert_int_equal(flc_core_train(c), FL_ERR_INVALID_ARG);
+    assert_non_null(strstr(flc_core_train_error(c), "local training failed"));
+    assert_null(strstr(flc_core_train_error(c), "plug-in"));
+    flc_core_free(c);
+    fls_core_free(srv);
+}
+
 /* A task whose training failed is not trained a second time (its weights were trained in place,
  * and the server was told the round failed): the core is no longer ready until the next task. */
 static void test_failed_task_not_retrained(void **state)
@@ -869,6 +893,7 @@ int main(void)
         cmocka_unit_test(test_plugin_trainer_and_errors),
         cmocka_unit_test(test_failed_task_not_retrained),
         cmocka_unit_test(test_rebind_and_take_payload),
+        cmocka_unit_test(test_wrapped_builtin_failure_wording),
         cmocka_unit_test(test_rewind_replays_round),
         cmocka_unit_test(test_new_run_resets_residual),
         cmocka_unit_test(test_update_of_another_run_refused),

@@ -186,6 +186,8 @@ static void test_trace_good(void **state)
                        "# a comment\n"
                        "1,2e9,1e6,5e5,0.25\n"
                        "\n"
+                       "  \t\n"                /* only blanks: a blank line too */
+                       "   # an indented comment\n"
                        "0,1.5e9,2e7,4e6,1\n";
     flsim_trace *t = NULL;
     char err[256];
@@ -690,7 +692,7 @@ static void test_run_stops_when_asked(void **state)
     write_all(path, "{\"stale\": 1}\n"); /* an earlier run's: flsim_rounds_start removes it */
     c.rounds = 8;
     stop_at s = {3, 0, NULL};
-    assert_int_equal(flsim_rounds_start(dir, &s.log), FL_OK);
+    assert_int_equal(flsim_rounds_start(dir, &s.log, NULL, 0), FL_OK);
     assert_int_equal(access(path, F_OK), -1);
     flsim_result res;
     const fl_status st = flsim_run(&c, NULL, NULL, stop_cb, &s, &res, &rec, &n, err, sizeof err);
@@ -735,7 +737,7 @@ static void test_run_stops_when_asked(void **state)
     /* a finished run says so, and reads back: its rounds.csv written a round at a time, then
      * the summary alone (fl_sim's way) */
     res.interrupted = 0;
-    assert_int_equal(flsim_rounds_start(dir, &s.log), FL_OK);
+    assert_int_equal(flsim_rounds_start(dir, &s.log, NULL, 0), FL_OK);
     for (size_t i = 0; i < n; i++)
         assert_int_equal(flsim_rounds_put(s.log, &rec[i]), FL_OK);
     assert_int_equal(flsim_rounds_finish(s.log), FL_OK);
@@ -1000,6 +1002,38 @@ static void test_experiment_resumes(void **state)
 }
 #endif
 
+typedef struct log_lines {
+    char text[8192];
+    size_t len;
+} log_lines;
+
+static void keep_line(void *user, fl_log_level level, const char *msg)
+{
+    (void)level;
+    log_lines *l = user;
+    l->len += (size_t)snprintf(l->text + l->len, sizeof l->text - l->len, "%s\n", msg);
+    if (l->len >= sizeof l->text)
+        l->len = sizeof l->text - 1;
+}
+
+/* The cores' log lines count rounds as rounds.csv does (from 1, not the wire's 0) and a client
+ * core's lines name the client: a diverging run (lr 1000) fails its trainings in round 1. */
+static void test_log_lines_match_rounds(void **state)
+{
+    (void)state;
+    flsim_config c = small_config();
+    c.rounds = 1;
+    c.lr = 1000.0;
+    log_lines l = {{0}, 0};
+    const fl_logger lg = {keep_line, &l, FL_LOG_WARN};
+    flsim_result res;
+    char err[512];
+    assert_int_equal(flsim_run(&c, NULL, &lg, NULL, NULL, &res, NULL, NULL, err, sizeof err), FL_OK);
+    assert_non_null(strstr(l.text, "round 1: client "));
+    assert_null(strstr(l.text, "round 0"));
+    assert_null(strstr(l.text, "plug-in"));
+}
+
 static void test_availability_and_errors(void **state)
 {
     (void)state;
@@ -1068,7 +1102,7 @@ static void test_availability_and_errors(void **state)
     c = small_config();
     assert_int_equal(flsim_config_set(&c, "test-dataset", "synth-images:100:1x8x8:6", NULL, 0), FL_OK);
     assert_int_equal(flsim_run(&c, NULL, NULL, NULL, NULL, &res, NULL, NULL, err, sizeof err), FL_ERR_CONFIG);
-    assert_non_null(strstr(err, "--test-dataset: the test set has 6 classes, the model mlp:64-32-4 4"));
+    assert_non_null(strstr(err, "--model: the model mlp:64-32-4 has 4 classes, fewer than the 6 of the test set (--test-dataset)"));
     c = small_config();
     assert_int_equal(flsim_config_set(&c, "partition", "natural", NULL, 0), FL_OK);
     assert_int_equal(flsim_run(&c, NULL, NULL, NULL, NULL, &res, NULL, NULL, err, sizeof err), FL_ERR_CONFIG);
@@ -1122,6 +1156,7 @@ int main(void)
         cmocka_unit_test(test_threads_same_bits),
         cmocka_unit_test(test_small_run_learns),
         cmocka_unit_test(test_availability_and_errors),
+        cmocka_unit_test(test_log_lines_match_rounds),
         cmocka_unit_test(test_outputs_read_back),
         cmocka_unit_test(test_run_stops_when_asked),
         cmocka_unit_test(test_outputs_bad_files),
