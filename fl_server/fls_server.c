@@ -29,7 +29,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 #include <zmq.h>
@@ -1236,8 +1238,40 @@ static fl_status load_key(fls_server *s, char *err, size_t errlen)
     return FL_OK;
 }
 
+/* 1 when a live process serves the ipc:// endpoint ep. libzmq binds an ipc:// path by unlinking
+ * whatever is there, a live server's socket included: both servers would log "listening" and new
+ * clients would reach only the later one. A plain connect() tells a live listener (accepted, or
+ * EAGAIN: its backlog is full) from a stale file (ECONNREFUSED) or none (ENOENT). Not for "*" (a
+ * fresh name) or "@name" (Linux's abstract names are never unlinked: libzmq's bind fails there
+ * by itself). */
+static int ipc_in_use(const char *ep)
+{
+    const char *path = ep + 6; /* after "ipc://" */
+    struct sockaddr_un sa;
+    const size_t n = strlen(path);
+    if (strcmp(path, "*") == 0 || path[0] == '@' || n == 0 || n >= sizeof sa.sun_path)
+        return 0;
+    memset(&sa, 0, sizeof sa);
+    sa.sun_family = AF_UNIX;
+    memcpy(sa.sun_path, path, n);
+    const int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return 0; /* cannot tell: the bind decides */
+    const int live = connect(fd, (const struct sockaddr *)&sa, sizeof sa) == 0 || errno == EAGAIN;
+    close(fd);
+    return live;
+}
+
 static fl_status setup_socket(fls_server *s, char *err, size_t errlen)
 {
+    /* before any bind: a refused start leaves no endpoint of ours behind */
+    for (uint32_t i = 0; i < s->opt.n_endpoints; i++) {
+        if (strncmp(s->opt.endpoints[i], "ipc://", 6) == 0 && ipc_in_use(s->opt.endpoints[i])) {
+            snprintf(err, errlen, "endpoint %s is in use by another process",
+                     s->opt.endpoints[i]);
+            return FL_ERR_TRANSPORT;
+        }
+    }
     s->router = zmq_socket(s->ctx, ZMQ_ROUTER);
     if (!s->router)
         goto zfail;

@@ -13,7 +13,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #include <zmq.h>
@@ -1162,6 +1164,87 @@ static void test_reactor_insecure(void **state)
     free(lb);
 }
 
+/* An ipc:// endpoint a live server serves is refused (libzmq would unlink its socket file and
+ * take the endpoint over: two servers "listening", clients reaching only the later one); the
+ * first server keeps serving. A stale socket file (nothing answers) is reused. */
+static void test_reactor_ipc_in_use(void **state)
+{
+    (void)state;
+    char yaml[1024], ep[300];
+    snprintf(ep, sizeof ep, "ipc://%s/busy.sock", g_tmp);
+    snprintf(yaml, sizeof yaml,
+             "server:\n  insecure: true\n  endpoints: ['%s']\nmodel:\n  arch: \"mlp:6-5-3\"\n"
+             "round:\n  clients: 3\n", ep);
+    fls_options *o = opts_from(yaml);
+    logbuf *lb = calloc(1, sizeof *lb);
+    fls_host host = {log_collect, lb, NULL, NULL, NULL};
+    fls_server *a = NULL, *b = NULL;
+    assert_int_equal(fls_server_new(o, &host, &a), FLS_OK);
+    lb->len = 0;
+    lb->text[0] = 0;
+    assert_int_equal(fls_server_new(o, &host, &b), FLS_ERR_TRANSPORT);
+    assert_null(b);
+    char want[400];
+    snprintf(want, sizeof want, "endpoint %s is in use by another process", ep);
+    if (!strstr(lb->text, want))
+        fail_msg("log '%s' lacks '%s'", lb->text, want);
+    assert_null(strstr(lb->text, "listening"));
+    /* the first server still owns the endpoint */
+    peer p;
+    peer_open(&p, ep, NULL, NULL, NULL);
+    flp_msg h = hello_msg("a");
+    peer_send(&p, &h);
+    expect_ack_hello(a, &p);
+    peer_close(&p);
+
+    /* fl_server exits 3 with the same message (timeout: a server that takes the endpoint over
+     * would run on) */
+    const char *root = getenv("FEDROP_BUILD_ROOT");
+    if (root) {
+        char cmd[1024], line[512];
+        snprintf(cmd, sizeof cmd,
+                 "timeout 20 '%s/fl_server/fl_server' --insecure --endpoint '%s' 2>&1", root, ep);
+        FILE *pp = popen(cmd, "r");
+        assert_non_null(pp);
+        int named = 0;
+        while (fgets(line, sizeof line, pp))
+            named |= strstr(line, want) != NULL;
+        const int rc = pclose(pp);
+        if (!WIFEXITED(rc) || WEXITSTATUS(rc) != 3 || !named)
+            fail_msg("second fl_server: exit %d, message %s", WIFEXITED(rc) ? WEXITSTATUS(rc) : -1,
+                     named ? "given" : "missing");
+    }
+    fls_server_free(a);
+    fls_options_free(o);
+
+    /* a stale socket file: bound once, its process gone (connect: ECONNREFUSED) */
+    struct sockaddr_un sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sun_family = AF_UNIX;
+    assert_true(strlen(g_tmp) + 12 < sizeof sa.sun_path);
+    char path[sizeof sa.sun_path];
+    memcpy(path, g_tmp, strlen(g_tmp));
+    memcpy(path + strlen(g_tmp), "/stale.sock", 12);
+    memcpy(sa.sun_path, path, sizeof path);
+    const int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+    assert_true(fd >= 0);
+    assert_int_equal(bind(fd, (const struct sockaddr *)&sa, sizeof sa), 0);
+    close(fd);
+    struct stat sb;
+    assert_int_equal(stat(path, &sb), 0);
+    snprintf(ep, sizeof ep, "ipc://%s", path);
+    snprintf(yaml, sizeof yaml,
+             "server:\n  insecure: true\n  endpoints: ['%s']\nmodel:\n  arch: \"mlp:6-5-3\"\n", ep);
+    o = opts_from(yaml);
+    lb->len = 0;
+    lb->text[0] = 0;
+    assert_int_equal(fls_server_new(o, &host, &a), FLS_OK);
+    assert_non_null(strstr(lb->text, "listening on ipc://"));
+    fls_server_free(a);
+    fls_options_free(o);
+    free(lb);
+}
+
 static void test_reactor_curve(void **state)
 {
     (void)state;
@@ -1633,6 +1716,7 @@ int main(void)
         cmocka_unit_test(test_server_check),
         cmocka_unit_test(test_allow_list),
         cmocka_unit_test(test_reactor_insecure),
+        cmocka_unit_test(test_reactor_ipc_in_use),
         cmocka_unit_test(test_reactor_curve),
         cmocka_unit_test(test_reactor_round_and_resume),
         cmocka_unit_test(test_reactor_upload_slots),
