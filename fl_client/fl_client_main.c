@@ -56,7 +56,8 @@ static void usage(FILE *f)
 "  --log-level LEVEL      debug | info | warn | error (default info)\n"
 "  -h, --help             this text\n"
 "\n"
-"Exit status: 0 the run ended (or SIGINT/SIGTERM), 1 bad usage, 2 dataset error,\n"
+"Exit status: 0 the run ended (or SIGINT/SIGTERM), 1 bad usage, 2 dataset error (also: the\n"
+"samples do not fit the server's model, e.g. another input size or more classes),\n"
 "3 refused by the server (its key not on the allow-list, or taken off it while connected;\n"
 "its id registered with another key; or 3 failed CURVE handshakes: a wrong --server-key),\n"
 "4 transport error. A server with no room (server.max_clients) is retried with backoff.\n",
@@ -230,7 +231,7 @@ int main(int argc, char **argv)
     fprintf(stderr, "[%s] info  %zu local samples (%s, %s, partition %ld of %ld); BLAS kernel %s\n",
             id, mine->N, spec, partition, index, num_clients, flm_blas_corename());
 
-    const flc_samples samples = {mine->x, mine->tokens, mine->y, mine->N};
+    const flc_samples samples = {mine->x, mine->tokens, mine->y, mine->N, mine->sample_len};
     flc_config cfg;
     memset(&cfg, 0, sizeof cfg);
     cfg.server_endpoint = server;
@@ -268,6 +269,7 @@ int main(int argc, char **argv)
     switch (cs) {
     case FLC_OK:
     case FLC_ERR_CANCELLED: return 0;
+    case FLC_ERR_DATASET: return 2;
     case FLC_ERR_AUTH:
     case FLC_ERR_REMOTE: return 3;
     default: return 4;

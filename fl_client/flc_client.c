@@ -9,6 +9,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <math.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -67,6 +68,8 @@ struct flc_client {
 
     uint64_t last_sent_ns, last_recv_ns;
     int registered;
+    int backoff_reset;         /* registered since the last reconnection: backoff starts over */
+    int unfit;                 /* the samples do not fit the server's model: the run ends */
     int uploads_this_session;
 
     /* the last update sent in full, until the server's Ack(of UPDATE) for it */
@@ -82,7 +85,15 @@ struct flc_client {
 
 const char *flc_strerror(flc_status s)
 {
-    return fl_strerror((fl_status)s);
+    /* The codes a device sees with a meaning of their own in flc.h, worded as flc.h has them. */
+    switch (s) {
+    case FLC_ERR_DATASET:
+        return "the local dataset cannot be used (it does not fit the server's model)";
+    case FLC_ERR_CANCELLED:
+        return "stopped (flc_client_stop)";
+    default:
+        return fl_strerror((fl_status)s);
+    }
 }
 
 static void log_adapter(void *user, fl_log_level level, const char *msg)
@@ -153,6 +164,11 @@ static flc_status check_config(const flc_config *cfg, const fl_logger *lg)
     if (!cfg->train && (!cfg->samples || !cfg->samples->labels || cfg->samples->n == 0 ||
                         (!cfg->samples->x && !cfg->samples->tokens)))
         BAD("without a train callback, samples (x or tokens, labels, n > 0) are required");
+    if (!cfg->train && cfg->samples->row_len == 0)
+        BAD("samples->row_len (floats, or tokens, per sample) is required: the library checks "
+            "the server's model against it before it reads the samples");
+    if ((int)cfg->log_level < FLC_LOG_DEBUG || (int)cfg->log_level > FLC_LOG_ERROR)
+        BAD("log_level %d is not an flc_log_level", (int)cfg->log_level);
     if (cfg->backend != 0 && (cfg->backend < FLC_BACKEND_CPU || cfg->backend > FLC_BACKEND_OTHER))
         BAD("backend %d is not an flc_backend", (int)cfg->backend);
     const struct { const char *name; int v; } timing[] = {
@@ -162,6 +178,31 @@ static flc_status check_config(const flc_config *cfg, const fl_logger *lg)
     for (size_t i = 0; i < sizeof timing / sizeof timing[0]; i++)
         if (timing[i].v < 0)
             BAD("%s is %d: it must be >= 0 (0: the default)", timing[i].name, timing[i].v);
+    const int hb = cfg->heartbeat_ms ? cfg->heartbeat_ms : 1000;
+    const int live = cfg->liveness_ms ? cfg->liveness_ms : 10000;
+    if (hb < 10) /* an idle client wakes every heartbeat_ms / 2 */
+        BAD("heartbeat_ms %d is below 10", hb);
+    if (live <= hb)
+        BAD("liveness_ms %d is not above heartbeat_ms %d: the server would seem gone between two "
+            "heartbeats", live, hb);
+    /* What goes on the wire must be valid there: the id (no control bytes, at most the wire's
+     * string length) and the capabilities (finite, >= 0), checked now rather than by a Hello
+     * that cannot be encoded and a client that reconnects forever. */
+    if (!(cfg->flops >= 0.0) || !isfinite(cfg->flops))
+        BAD("flops %g is not a finite number >= 0", cfg->flops);
+    {
+        flp_msg h = flp_msg_header(FLP_HELLO, 0, cfg->client_id);
+        h.hello.client_id = cfg->client_id;
+        h.hello.backend = cfg->backend ? (flp_backend)cfg->backend : FLP_BACKEND_CPU;
+        h.hello.memory_bytes = cfg->memory_bytes;
+        h.hello.flops = cfg->flops;
+        h.hello.dataset_size = cfg->samples ? cfg->samples->n : 0;
+        h.hello.min_version = FLP_VERSION;
+        h.hello.max_version = FLP_VERSION;
+        char why[FLP_ERRBUF];
+        if (flp_validate(&h, NULL, why, sizeof why) != FL_OK)
+            BAD("client_id or the capabilities cannot go on the wire: %s", why);
+    }
     const int rmin = cfg->reconnect_min_ms ? cfg->reconnect_min_ms : 200;
     const int rmax = cfg->reconnect_max_ms ? cfg->reconnect_max_ms : 10000;
     if (rmin > rmax)
@@ -192,7 +233,10 @@ flc_status flc_client_new(const flc_config *cfg, flc_client **out)
         *out = NULL;
     if (!cfg)
         return FLC_ERR_INVALID_ARG;
-    const fl_logger vlog = {cfg_log_adapter, (void *)cfg, (fl_log_level)cfg->log_level};
+    /* A log_level out of range is refused below: said at error level, not muted by it. */
+    const int lv_ok = (int)cfg->log_level >= FLC_LOG_DEBUG && (int)cfg->log_level <= FLC_LOG_ERROR;
+    const fl_logger vlog = {cfg_log_adapter, (void *)cfg,
+                            lv_ok ? (fl_log_level)cfg->log_level : FL_LOG_ERROR};
     if (!out) {
         fl_log(&vlog, FL_LOG_ERROR, "flc_client_new: out is NULL");
         return FLC_ERR_INVALID_ARG;
@@ -244,6 +288,8 @@ flc_status flc_client_new(const flc_config *cfg, flc_client **out)
         return st == FL_ERR_INVALID_ARG ? FLC_ERR_INVALID_ARG : FLC_ERR_NOMEM;
     }
     flc_core_keep_rewind_point(c->core, 1); /* a server resumed mid-round replays it exactly */
+    if (!cfg->train)
+        flc_core_set_row_len(c->core, cfg->samples->row_len);
     /* Waits end on flc_client_stop at once, not at their next timeout: an idle client sleeps
      * heartbeat_ms / 2 at a time (no polling in short steps on a battery-powered device). */
     int pst = pipe(c->wake);
@@ -598,10 +644,14 @@ static void training_done(flc_client *c, int send)
         upload(c);
     else if (c->train_status != FL_ERR_CANCELLED && !atomic_load(&c->stop))
         send_train_error(c, c->train_status); /* flc_core_train logged why */
+    /* The samples do not fit the server's model (or a plug-in said its data cannot be used):
+     * every later round would fail the same way, so the run ends (FLC_ERR_DATASET). */
+    if (c->train_status == FL_ERR_DATASET_FORMAT && !atomic_load(&c->stop))
+        c->unfit = 1;
 }
 
 /* What the session loop should do after a message. */
-enum { GO_ON = 0, DONE = 1, RECONNECT = 2, REFUSED = 3, HS_REFUSED = 4 };
+enum { GO_ON = 0, DONE = 1, RECONNECT = 2, REFUSED = 3, HS_REFUSED = 4, UNFIT = 5 };
 
 static int handle(flc_client *c, flp_msg *m, int *owned)
 {
@@ -611,6 +661,7 @@ static int handle(flc_client *c, flp_msg *m, int *owned)
         if (m->ack.of_type == FLP_HELLO) {
             if (m->ack.status == 0) {
                 c->registered = 1;
+                c->backoff_reset = 1; /* the next outage starts from reconnect_min_ms again */
                 fl_log(&c->log, FL_LOG_INFO, "registered with %s as %s", c->endpoint, c->id);
             }
         } else if (m->ack.of_type == FLP_CHUNK) {
@@ -772,6 +823,8 @@ static int session(flc_client *c)
     send_hello(c);
     c->last_recv_ns = fl_time_mono_ns();
     while (!atomic_load(&c->stop) && !c->hs_failed) {
+        if (c->unfit)
+            return UNFIT;
         /* max_rounds: once the last update went out in full and the server acknowledged it (or
          * liveness_ms passed without that Ack), so updates_accepted counts it. */
         if (c->cfg.max_rounds && c->stats.updates_sent >= (uint64_t)c->cfg.max_rounds &&
@@ -781,7 +834,7 @@ static int session(flc_client *c)
                                 {NULL, c->wake[0], ZMQ_POLLIN, 0}};
         /* A training thread is watched every 50 ms; otherwise the socket, the monitor and a stop
          * wake the poll. */
-        const int timeout = c->thread_live ? 50 : c->cfg.heartbeat_ms / 2;
+        const int timeout = c->thread_live ? 50 : c->cfg.heartbeat_ms / 2; /* >= 5 (check_config) */
         const int rc = zmq_poll(it, 3, timeout);
         if (rc < 0 && errno != EINTR)
             return RECONNECT;
@@ -862,12 +915,14 @@ flc_status flc_client_run(flc_client *c)
             return FLC_ERR_TRANSPORT;
         const int v = session(c);
         wait_training(c);
-        if (v == DONE || atomic_load(&c->stop)) {
+        if (v == DONE || v == UNFIT || atomic_load(&c->stop)) {
             if (c->registered) {
                 /* The server drops us at once instead of waiting out its liveness timeout. The
                  * socket lingers a little (ZMQ_LINGER) so the Bye leaves before it closes. */
                 flp_msg m = envelope(c, FLP_BYE, 0);
-                m.bye.reason = atomic_load(&c->stop) ? "client stopping" : "done";
+                m.bye.reason = atomic_load(&c->stop) ? "client stopping"
+                               : v == UNFIT          ? "the local samples do not fit the model"
+                                                     : "done";
                 if (send_msg(c, &m) == 0) {
                     const int linger = 1000;
                     zmq_setsockopt(c->sock, ZMQ_LINGER, &linger, sizeof linger);
@@ -882,12 +937,21 @@ flc_status flc_client_run(flc_client *c)
             return FLC_ERR_CANCELLED;
         if (v == DONE)
             return FLC_OK;
+        if (v == UNFIT) {
+            fl_log(&c->log, FL_LOG_ERROR, "the local samples do not fit the server's model: "
+                   "giving up");
+            return FLC_ERR_DATASET;
+        }
         if (v == REFUSED)
             return FLC_ERR_AUTH;
         if (v == HS_REFUSED && ++c->hs_refusals >= AUTH_TRIES) {
             fl_log(&c->log, FL_LOG_ERROR, "%s: %d handshakes in a row refused or failed: giving up",
                    c->endpoint, c->hs_refusals);
             return FLC_ERR_AUTH;
+        }
+        if (c->backoff_reset) {
+            backoff = c->cfg.reconnect_min_ms;
+            c->backoff_reset = 0;
         }
         c->stats.reconnects++;
         fl_log(&c->log, FL_LOG_INFO, "reconnecting in %d ms", backoff);

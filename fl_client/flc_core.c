@@ -54,6 +54,13 @@ struct flc_core {
     size_t model_params;
     int model_B;
 
+    /* the data's shape as its owner declared it (flc_core_set_row_len; 0: not checked) and the
+     * last model found to fit it (in_len, classes, vocabulary) */
+    size_t row_len;
+    size_t fit_in;
+    int fit_classes, fit_vocab, fit_ok;
+    char unfit[240];          /* why the samples do not fit the task's model */
+
     /* the encoded update */
     uint8_t *pay;
     size_t pay_cap, pay_len;
@@ -61,7 +68,7 @@ struct flc_core {
     uint32_t n_chunks;
     size_t chunks_cap;
     flp_metric metrics[1];
-    char fail[160];           /* why the last flc_core_train failed; "" after a success */
+    char fail[300];           /* why the last flc_core_train failed; "" after a success */
 
     /* error feedback (top-k pipelines), global coordinates */
     float *resid;
@@ -118,6 +125,7 @@ fl_status flc_core_rebind(flc_core *c, const flc_core_config *cfg)
     c->log = cfg->log;
     c->snap_valid = 0; /* another client's residual is swapped in by the host */
     c->run_id = 0;
+    c->fit_ok = 0; /* other data: checked again (with the row width kept) */
     memset(&c->stats, 0, sizeof c->stats);
     return FL_OK;
 }
@@ -359,12 +367,70 @@ uint64_t flc_core_task_run_id(const flc_core *c)
     return c->task_run_id;
 }
 
+fl_status flc_core_set_row_len(flc_core *c, size_t row_len)
+{
+    if (!c)
+        return FL_ERR_INVALID_ARG;
+    c->row_len = row_len;
+    c->fit_ok = 0;
+    return FL_OK;
+}
+
+/* 1 if the core's samples fit model a: rows as wide as its input (floats, or tokens for a token
+ * model), labels below its classes, tokens below its vocabulary. The server picks the model, so a
+ * device whose rows are narrower than the model's input would otherwise be read past its end.
+ * The verdict is kept for the next task of the same shape (the keep-set never changes inputs or
+ * classes). 0 with the reason in c->unfit. */
+static int data_fits(flc_core *c, const flm_arch *a)
+{
+    const flm_samples *d = c->data;
+    const int tok = a->token_input;
+    const size_t in = tok ? (size_t)a->in_H : (size_t)a->in_C * a->in_H * a->in_W;
+    const int vocab = tok ? a->layers[0].C : 0;
+    if (c->fit_ok && c->fit_in == in && c->fit_classes == a->classes && c->fit_vocab == vocab)
+        return 1;
+    c->fit_ok = 0;
+    if (tok ? !d->tokens : !d->x) {
+        snprintf(c->unfit, sizeof c->unfit, "the server's model %s takes %s, the samples hold %s",
+                 a->spec, tok ? "token ids" : "float inputs", tok ? "float inputs" : "token ids");
+        return 0;
+    }
+    if (c->row_len != in) {
+        snprintf(c->unfit, sizeof c->unfit, "the server's model %s takes %zu %s per sample, the "
+                 "samples have %zu", a->spec, in, tok ? "tokens" : "floats", c->row_len);
+        return 0;
+    }
+    for (size_t i = 0; i < d->n; i++) {
+        const size_t r = d->index ? d->index[i] : i;
+        if (d->labels[r] < 0 || d->labels[r] >= a->classes) {
+            snprintf(c->unfit, sizeof c->unfit, "sample %zu has label %d; the server's model %s "
+                     "has %d classes", r, (int)d->labels[r], a->spec, a->classes);
+            return 0;
+        }
+        for (size_t t = 0; tok && t < in; t++) {
+            const int32_t v = d->tokens[r * in + t];
+            if (v < 0 || v >= vocab) {
+                snprintf(c->unfit, sizeof c->unfit, "sample %zu has token %d; the server's model "
+                         "%s has a vocabulary of %d", r, (int)v, a->spec, vocab);
+                return 0;
+            }
+        }
+    }
+    c->fit_in = in;
+    c->fit_classes = a->classes;
+    c->fit_vocab = vocab;
+    c->fit_ok = 1;
+    return 1;
+}
+
 fl_status flc_core_builtin_train(flc_core *c, const flc_core_job *job, float *params,
                                  uint64_t *n_samples, double *loss)
 {
     c->builtin_ran = 1;
     if (!c->data)
         return FL_ERR_INVALID_ARG;
+    if (c->row_len && !data_fits(c, job->full))
+        return FL_ERR_DATASET_FORMAT;
     const int B = (int)job->train->batch_size;
     if (!c->model || c->model_B != B || strcmp(c->model_spec, job->sub->spec) != 0 ||
         c->model_params != job->sub->n_params) {
@@ -452,6 +518,8 @@ static fl_status train_encode(flc_core *c, char *why, size_t whycap)
         else if (plugin)
             snprintf(why, whycap, "the plug-in trainer failed with status %d (%s)", (int)st,
                      fl_strerror(st));
+        else if (st == FL_ERR_DATASET_FORMAT && c->row_len && !c->fit_ok)
+            snprintf(why, whycap, "the local samples do not fit: %s", c->unfit);
         else
             snprintf(why, whycap, "local training failed: %s", fl_strerror(st));
         return st;

@@ -150,6 +150,14 @@ fl_status flc_core_take_payload(flc_core *c, uint8_t **pay, size_t *len);
 fl_status flc_core_builtin_train(flc_core *c, const flc_core_job *job, float *params,
                                  uint64_t *n_samples, double *loss);
 
+/* Declares the width of the data's rows (floats of a row of x, or tokens of a row of tokens):
+ * the built-in trainer then checks that the task's model fits the data before it trains (input
+ * width, float or token inputs, labels below the model's classes, tokens below its vocabulary)
+ * and fails with FL_ERR_DATASET_FORMAT, flc_core_train_error saying why, when it does not.
+ * 0 (the default): not checked, for a host that has checked its data against the model itself
+ * (the simulator). FL_OK, or FL_ERR_INVALID_ARG for c NULL. Kept across flc_core_rebind. */
+fl_status flc_core_set_row_len(flc_core *c, size_t row_len);
+
 /* Statistics of the last trained task. */
 typedef struct flc_core_stats {
     uint64_t round;

@@ -112,14 +112,20 @@ typedef struct flc_update {
  * (e.g. FLC_ERR_INTERNAL), so that the server hears of it and stops waiting for the update. */
 typedef flc_status (*flc_train_fn)(const flc_task *task, flc_update *out, void *user);
 
-/* Local samples for the built-in trainer. Float inputs (n, features) with features matching the
+/* Local samples for the built-in trainer. Float inputs (n, row_len) with row_len matching the
  * architecture's input (images channel-major, values as the server's evaluation data has them,
- * e.g. [0, 1]), or int32 token sequences (n, T) for token models; int32 labels (n). */
+ * e.g. [0, 1]), or int32 token sequences (n, row_len = T) for token models; int32 labels (n).
+ * The server picks the model: before the first training with a model (and again when its input
+ * or classes change), the library checks that the samples fit it (row_len, float or token inputs,
+ * every label below its classes, every token below its vocabulary). When they do not, it tells
+ * the server the round failed, logs why, says Bye and flc_client_run returns FLC_ERR_DATASET; it
+ * never reads past n * row_len values. */
 typedef struct flc_samples {
     const float *x;
     const int32_t *tokens;
     const int32_t *labels;
     size_t n;
+    size_t row_len;                /* floats (x) or tokens per sample; required (> 0) */
 } flc_samples;
 
 typedef struct flc_config {
@@ -169,8 +175,11 @@ typedef struct flc_stats {
 typedef struct flc_client flc_client;
 
 /* A client with cfg, in *out (set to NULL on failure). Does not connect yet. cfg is validated
- * first: required fields, enum ranges, timing fields and max_rounds >= 0, reconnect_min_ms <=
- * reconnect_max_ms, keys that are Z85 CURVE keys and a public_key that is secret_key's. On
+ * first: required fields (samples->row_len with the built-in trainer), enum ranges (backend,
+ * log_level), timing fields and max_rounds >= 0, heartbeat_ms >= 10 and below liveness_ms,
+ * reconnect_min_ms <= reconnect_max_ms, a client_id the wire takes (at most 1024 bytes, no
+ * control bytes), flops finite and >= 0, keys that are Z85 CURVE keys and a public_key that is
+ * secret_key's. On
  * FLC_ERR_INVALID_ARG (also for cfg or out NULL) the library logs which field is wrong, at error
  * level, through cfg->log (the logger is set up before anything is checked). FLC_OK,
  * FLC_ERR_INVALID_ARG, FLC_ERR_NOMEM, FLC_ERR_TRANSPORT. */
@@ -179,7 +188,10 @@ flc_status flc_client_new(const flc_config *cfg, flc_client **out);
 /* Connects, registers and serves tasks until the server says the run is done (FLC_OK), max_rounds
  * updates were uploaded (FLC_OK, once the server answered the last one or liveness_ms passed
  * without an answer, so flc_stats.updates_accepted counts it), flc_client_stop was called
- * (FLC_ERR_CANCELLED), or the server refuses this client (FLC_ERR_AUTH, FLC_ERR_REMOTE).
+ * (FLC_ERR_CANCELLED), the server refuses this client (FLC_ERR_AUTH), the built-in trainer's
+ * samples do not fit the server's model or a plug-in returned FLC_ERR_DATASET (FLC_ERR_DATASET:
+ * the server was told the round failed, then Bye), or a socket cannot be made or the endpoint is
+ * not one ZeroMQ can connect to (FLC_ERR_TRANSPORT).
  *
  * Refusal: the CURVE handshake is watched (a ZeroMQ socket monitor). A handshake the server
  * refuses (its ZAP handler: this public key is not on its allow-list) or, over CURVE, one that
@@ -191,9 +203,20 @@ flc_status flc_client_new(const flc_config *cfg, flc_client **out);
  * retrying forever. An Error(auth) from the server (answering the Hello: the id is taken by
  * another key; or later: the key was taken off the allow-list) also gives FLC_ERR_AUTH, at once.
  *
- * Lost connections are retried with exponential backoff; a server restart is survived. Whenever
- * it returns while registered (done, max_rounds, stop) it first says Bye, so the server drops the
- * client at once instead of waiting out its liveness timeout. Blocks the calling thread. */
+ * Lost connections are retried with exponential backoff (from reconnect_min_ms again once the
+ * client registered); a server restart is survived. Whenever it returns while registered (done,
+ * max_rounds, stop, unfit samples) it first says Bye, so the server drops the client at once
+ * instead of waiting out its liveness timeout. Blocks the calling thread.
+ *
+ * Threads: each local training runs on a thread the library starts for it (one per task, joined
+ * when it ends), so that heartbeats and stop go on while it trains. The plug-in trainer is called
+ * on that thread, not on the thread of flc_client_run; a trainer bound to one thread (a GPU or
+ * NPU context, JNI) must hand the work to a thread of its own. The log callback is called from
+ * both threads, possibly at the same time: it must be thread-safe. flc_client_stats must not be
+ * called from the trainer.
+ *
+ * Once flc_client_stop was called the client stays stopped: a later flc_client_run returns
+ * FLC_ERR_CANCELLED at once. To pause and resume, free the client and make a new one. */
 flc_status flc_client_run(flc_client *c);
 
 /* Asks a running flc_client_run to return: it does at once (every wait of the library is woken

@@ -2,6 +2,7 @@
  * that speaks the wire protocol by hand (tasks from a real server core), optionally behind CURVE
  * with a ZAP handler that refuses every key. The client runs on its own thread; the test thread
  * plays the server and checks what arrives and how soon flc_client_run returns. */
+#include <math.h>
 #include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -164,7 +165,9 @@ static void test_new_validation(void **state)
 
     /* Each row breaks one field; new must refuse it and name the field in the log. */
     static const int32_t one_label[1] = {0};
-    static const flc_samples no_x = {NULL, NULL, one_label, 1};
+    static const flc_samples no_x = {NULL, NULL, one_label, 1, 4};
+    static const float one_x[4] = {0};
+    static const flc_samples no_row_len = {one_x, NULL, one_label, 1, 0};
     const struct {
         const char *what;   /* what the log must say */
         flc_config cfg;
@@ -185,6 +188,13 @@ static void test_new_validation(void **state)
         {"client_id", {.client_id = ""}},
         {"backend", {.backend = (flc_backend)9}},
         {"samples", {.train = NULL, .samples = &no_x}},
+        {"samples->row_len", {.train = NULL, .samples = &no_row_len}},
+        {"log_level 42 is not", {.log_level = (flc_log_level)42}},
+        {"heartbeat_ms 5 is below 10", {.heartbeat_ms = 5}},
+        {"liveness_ms 1000 is not above heartbeat_ms 5000", {.heartbeat_ms = 5000, .liveness_ms = 1000}},
+        {"control byte", {.client_id = "bad\nid"}},
+        {"flops -1 is not", {.flops = -1.0}},
+        {"flops nan is not", {.flops = NAN}},
     };
     for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
         flc_config cfg = good;
@@ -200,6 +210,8 @@ static void test_new_validation(void **state)
         if (d->server_endpoint) cfg.server_endpoint = d->server_endpoint;
         if (d->client_id) cfg.client_id = d->client_id;
         if (d->backend) cfg.backend = d->backend;
+        if (d->log_level) cfg.log_level = d->log_level;
+        if (d->flops != 0.0) cfg.flops = d->flops; /* NaN too */
         if (d->samples) {
             cfg.samples = d->samples;
             cfg.train = NULL;
@@ -211,6 +223,16 @@ static void test_new_validation(void **state)
         if (st != FLC_ERR_INVALID_ARG || c != NULL || !strstr(lb->text, rows[i].what))
             fail_msg("row %zu (%s): status %d, log '%s'", i, rows[i].what, (int)st, lb->text);
     }
+    /* An id longer than the wire takes. */
+    char long_id[1100];
+    memset(long_id, 'a', sizeof long_id - 1);
+    long_id[sizeof long_id - 1] = '\0';
+    flc_config cfg = good;
+    cfg.client_id = long_id;
+    lb->len = 0;
+    lb->text[0] = '\0';
+    assert_int_equal(flc_client_new(&cfg, &c), FLC_ERR_INVALID_ARG);
+    assert_non_null(strstr(lb->text, "longer than 1024 bytes"));
     lb->len = 0;
     lb->text[0] = '\0';
     assert_int_equal(flc_client_new(&good, NULL), FLC_ERR_INVALID_ARG);
@@ -585,6 +607,55 @@ static void test_train_failure_reported_and_bye(void **state)
     session_close(&s);
 }
 
+/* ---- samples that do not fit the server's model ------------------------------------------------ */
+
+/* The server picks the model (mlp:6-5-3 here): samples whose rows are narrower than its input,
+ * or whose labels reach past its classes, are refused before a byte past them is read (the x
+ * below is exactly n * row_len floats: ASan would see such a read). The server hears that the
+ * round failed, then Bye, and flc_client_run returns FLC_ERR_DATASET instead of failing every
+ * round for ever. */
+static void test_unfit_samples_end_run(void **state)
+{
+    (void)state;
+    enum { N = 8 };
+    const struct {
+        size_t row_len;
+        int32_t bad_label;
+        const char *why;
+    } cases[] = {
+        {4, 0, "the server's model mlp:6-5-3 takes 6 floats per sample, the samples have 4"},
+        {6, 3, "sample 5 has label 3; the server's model mlp:6-5-3 has 3 classes"},
+    };
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        float *x = calloc(N * cases[k].row_len, sizeof *x);
+        int32_t y[N] = {0};
+        y[5] = cases[k].bad_label;
+        const flc_samples samples = {x, NULL, y, N, cases[k].row_len};
+        session s;
+        session_open(&s);
+        flc_config cfg = base_config(s.f.ep, NULL, s.lb);
+        cfg.samples = &samples;
+        session_run(&s, &cfg, 0);
+        flp_msg *e = fake_expect(&s.f, FLP_ERROR, 5000);
+        if (!e)
+            fail_msg("case %zu: no Error; log:\n%s", k, s.lb->text);
+        assert_int_equal(e->error.code, FLC_ERR_DATASET);
+        if (!strstr(e->error.message, cases[k].why))
+            fail_msg("case %zu: Error '%s'", k, e->error.message);
+        flp_msg_free(e);
+        flp_msg *b = fake_expect(&s.f, FLP_BYE, 5000);
+        if (!b)
+            fail_msg("case %zu: no Bye; log:\n%s", k, s.lb->text);
+        assert_string_equal(b->bye.reason, "the local samples do not fit the model");
+        flp_msg_free(b);
+        assert_true(run_wait(&s.r, 5.0));
+        assert_int_equal(s.r.st, FLC_ERR_DATASET);
+        assert_int_equal(flc_client_stats(s.c)->rounds_trained, 0);
+        session_close(&s);
+        free(x);
+    }
+}
+
 /* ---- max_rounds waits for the last update's Ack ----------------------------------------------- */
 
 static void test_max_rounds_counts_last_ack(void **state)
@@ -669,7 +740,7 @@ static void test_stop_interrupts_training(void **state)
         for (int j = 0; j < F; j++)
             x[i * F + j] = (float)((i * 7 + j * 3) % 11) / 11.0f;
     }
-    const flc_samples samples = {x, NULL, y, N};
+    const flc_samples samples = {x, NULL, y, N, F};
     session s;
     session_open(&s);
     flc_config cfg = base_config(s.f.ep, NULL, s.lb);
@@ -859,6 +930,7 @@ int main(void)
         cmocka_unit_test(test_stop_prompt),
         cmocka_unit_test(test_refused_key),
         cmocka_unit_test(test_train_failure_reported_and_bye),
+        cmocka_unit_test(test_unfit_samples_end_run),
         cmocka_unit_test(test_max_rounds_counts_last_ack),
         cmocka_unit_test(test_trained_not_sent),
         cmocka_unit_test(test_replaced_task_not_uploaded),
