@@ -117,6 +117,7 @@ struct fls_server {
     fls_ckpt snap;
     int have_snap;
     int snap_written;           /* the snapshot is what the file holds (written by us) */
+    int resumed;                /* the run continues a checkpoint (else: a fresh run) */
     fl_status ckpt_failed;      /* a periodic checkpoint could not be written: the run stops */
     int send_errno;             /* errno of the last failed send_to */
     int metrics_bad;            /* run.metrics failed or vanished: said once until it works */
@@ -570,9 +571,17 @@ static void snapshot(fls_server *s)
     s->snap_written = 0;
 }
 
+/* 1 while a fresh run has finished no round: its state is the initial model, worth nothing,
+ * and checkpoint.path may still hold an earlier run's work (started without --resume by
+ * mistake): nothing is written over it. */
+static int nothing_to_keep(const fls_server *s)
+{
+    return !s->resumed && s->st.rounds_done == 0;
+}
+
 static fl_status write_snapshot(fls_server *s)
 {
-    if (!s->opt.ckpt_path[0] || !s->have_snap || s->snap_written)
+    if (!s->opt.ckpt_path[0] || !s->have_snap || s->snap_written || nothing_to_keep(s))
         return FL_OK;
     const fl_status st = fls_ckpt_write(s->opt.ckpt_path, &s->snap, &s->log);
     if (st == FL_OK) {
@@ -1386,12 +1395,13 @@ static fl_status server_init(fls_server *s, char *err, size_t errlen)
                    (unsigned long long)fls_core_model_version(s->core),
                    (unsigned long long)fls_core_run_id(s->core));
             resumed = 1;
+            s->resumed = 1;
         } else if (s->opt.resume) {
             fl_log(&s->log, FL_LOG_INFO, "no checkpoint at %s yet: starting a fresh run",
                    s->opt.ckpt_path);
         } else if (exists) {
-            fl_log(&s->log, FL_LOG_WARN, "%s exists and will be overwritten (--resume continues it)",
-                   s->opt.ckpt_path);
+            fl_log(&s->log, FL_LOG_WARN, "%s exists and will be overwritten once this fresh run "
+                   "finishes a round (--resume continues it)", s->opt.ckpt_path);
         }
         snapshot(s);
     }
@@ -1569,6 +1579,12 @@ static fls_status finish_stop(fls_server *s)
     if (!fls_core_round_open(s->core))
         snapshot(s);
     const fl_status st = write_snapshot(s);
+    if (s->opt.ckpt_path[0] && nothing_to_keep(s)) {
+        struct stat sb;
+        const int kept = stat(s->opt.ckpt_path, &sb) == 0;
+        fl_log(&s->log, FL_LOG_INFO, "this fresh run finished no round: no checkpoint written%s%s",
+               kept ? "; the earlier file is kept: " : "", kept ? s->opt.ckpt_path : "");
+    }
     send_bye_all(s, "restart");
     s->run = RUN_STOPPED;
     fl_log(&s->log, FL_LOG_INFO, "stopped at round %llu", (unsigned long long)fls_core_round(s->core));

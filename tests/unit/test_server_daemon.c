@@ -1576,6 +1576,78 @@ static void test_reactor_round_and_resume(void **state)
     free(lb);
 }
 
+static void read_small(const char *path, char *buf, size_t cap)
+{
+    FILE *f = fopen(path, "rb");
+    assert_non_null(f);
+    const size_t n = fread(buf, 1, cap - 1, f);
+    fclose(f);
+    buf[n] = 0;
+}
+
+/* A fresh run (no --resume) stopped before it finished a round writes no checkpoint: the file an
+ * earlier run left at checkpoint.path (the operator forgot --resume) is kept as it was. Once a
+ * round is over, the stop writes this run's state. */
+static void test_reactor_stop_keeps_checkpoint(void **state)
+{
+    (void)state;
+    char yaml[2048], ep[300], ckpt[300], got[256];
+    snprintf(ep, sizeof ep, "ipc://%s/keep.sock", g_tmp);
+    snprintf(ckpt, sizeof ckpt, "%s/keep.ckpt", g_tmp);
+    static const char *earlier = "an earlier run's checkpoint\n";
+    write_file(ckpt, earlier);
+    snprintf(yaml, sizeof yaml,
+             "server:\n  insecure: true\n  endpoints: ['%s']\nmodel:\n  arch: \"mlp:6-5-3\"\n"
+             "round:\n  clients: 1\n  overcommit: 1\ncodec:\n  chunk_elems: 4\n"
+             "checkpoint:\n  path: '%s'\n  every: 0\n",
+             ep, ckpt);
+    fls_options *o = opts_from(yaml);
+    logbuf *lb = calloc(1, sizeof *lb);
+    fls_host host = {log_collect, lb, NULL, round_collect, lb};
+    fls_server *s = NULL;
+    assert_int_equal(fls_server_new(o, &host, &s), FLS_OK);
+    fls_server_stop(s);
+    assert_int_equal(fls_server_step(s, 0), FLS_ERR_CANCELLED);
+    fls_server_stats st;
+    fls_server_stats_get(s, &st);
+    assert_int_equal(st.checkpoints, 0);
+    fls_server_free(s);
+    read_small(ckpt, got, sizeof got);
+    assert_string_equal(got, earlier);
+    assert_non_null(strstr(lb->text, "exists and will be overwritten once this fresh run "
+                                     "finishes a round"));
+    assert_non_null(strstr(lb->text, "no checkpoint written; the earlier file is kept: "));
+
+    /* one round over: the stop checkpoints it */
+    lb->len = 0;
+    lb->text[0] = 0;
+    assert_int_equal(fls_server_new(o, &host, &s), FLS_OK);
+    peer p;
+    peer_open(&p, ep, NULL, NULL, NULL);
+    const flc_core_config cc = {"dev", fls_client_key("dev"), 5, NULL, plus_quarter, NULL, {0}, NULL};
+    flc_core *c = NULL;
+    assert_int_equal(flc_core_new(&cc, &c), FL_OK);
+    flp_msg h = hello_msg("dev");
+    peer_send(&p, &h);
+    expect_ack_hello(s, &p);
+    int max_inflight = 0;
+    assert_int_equal(play_round(s, &p, c, 8, &max_inflight, 0), 0);
+    while (lb->rounds < 1)
+        assert_int_equal(fls_server_step(s, 2), FLS_OK);
+    fls_server_stop(s);
+    assert_int_equal(fls_server_step(s, 0), FLS_ERR_CANCELLED);
+    fls_server_stats_get(s, &st);
+    assert_int_equal(st.checkpoints, 1);
+    fls_server_free(s);
+    read_small(ckpt, got, sizeof got);
+    assert_memory_equal(got, "FLSCKPT", 8);
+    assert_null(strstr(lb->text, "no checkpoint written"));
+    flc_core_free(c);
+    peer_close(&p);
+    fls_options_free(o);
+    free(lb);
+}
+
 /* Uplink slots: with one slot, a second client's Update waits (no credit) while the first
  * uploads; a slot holder that sends no chunk for the liveness timeout (heartbeats alone) loses its
  * slot (Ack(of UPDATE, FL_ERR_TIMEOUT)) and the waiting client gets its credits. */
@@ -1720,6 +1792,7 @@ int main(void)
         cmocka_unit_test(test_reactor_curve),
         cmocka_unit_test(test_reactor_round_and_resume),
         cmocka_unit_test(test_reactor_upload_slots),
+        cmocka_unit_test(test_reactor_stop_keeps_checkpoint),
     };
     return cmocka_run_group_tests(tests, setup_tmp, teardown_tmp);
 }
