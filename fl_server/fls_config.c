@@ -58,7 +58,8 @@ static const key_def KEYS[] = {
     {"server.sndhwm", K_U32, OFF(sndhwm), 0, 16, 1000000, NULL, "1000",
      "messages queued per client before sends are dropped (ZMQ_SNDHWM)"},
     {"server.max_clients", K_U32, OFF(max_clients), 0, 1, 10000000, NULL, "100000",
-     "clients (distinct ids) this server accepts; later Hellos are refused"},
+     "clients (distinct ids) this server accepts, at least round.clients and round.min_clients; "
+     "later Hellos are refused"},
     {"server.max_msg_bytes", K_U64, OFF(max_msg_bytes), 0, 4096, 1073741824.0, NULL, "16777216",
      "largest message accepted (ZMQ_MAXMSGSIZE and the wire decoder's cap)"},
     /* model */
@@ -647,6 +648,16 @@ fls_status fls_options_validate(const fls_options *o, char *err, size_t errlen)
         return vfail(o, err, errlen, "server.liveness_ms", "server.heartbeat_ms",
                      "server.liveness_ms (%u) must exceed server.heartbeat_ms (%u)",
                      o->liveness_ms, o->heartbeat_ms);
+    /* A round starts once round.min_clients (0: round.clients) clients are connected and closes
+     * by quorum at round.clients updates: more than the server admits would never come. */
+    if (o->core.clients_per_round > o->max_clients)
+        return vfail(o, err, errlen, "round.clients", "server.max_clients",
+                     "round.clients (%u) exceeds server.max_clients (%u): no round could reach "
+                     "its quorum", o->core.clients_per_round, o->max_clients);
+    if (o->core.min_clients > o->max_clients)
+        return vfail(o, err, errlen, "round.min_clients", "server.max_clients",
+                     "round.min_clients (%u) exceeds server.max_clients (%u): no round could "
+                     "start", o->core.min_clients, o->max_clients);
     /* The specs the core checks again, here first so that errors name the keys as written. */
     char why[256];
     flm_arch a;

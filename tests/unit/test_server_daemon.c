@@ -340,6 +340,17 @@ static void test_config_validate(void **state)
          "server.max_msg_bytes 65536; server.max_msg_bytes from t.yaml:3"},
         {"server:\n  insecure: true\n  endpoints: []\n",
          "t.yaml:3: server.endpoints: no endpoint to bind"},
+        /* a round needs more clients than the server admits */
+        {"server:\n  insecure: true\n  max_clients: 10\nround:\n  clients: 200\n",
+         "t.yaml:5: round.clients (200) exceeds server.max_clients (10): no round could reach its "
+         "quorum; server.max_clients from t.yaml:3"},
+        {"server:\n  insecure: true\n  max_clients: 10\nround:\n  clients: 5\n"
+         "  min_clients: 11\n",
+         "t.yaml:6: round.min_clients (11) exceeds server.max_clients (10): no round could start; "
+         "server.max_clients from t.yaml:3"},
+        /* max_clients at its default: the line of the clients that outgrew it */
+        {"server:\n  insecure: true\nround:\n  clients: 200000\n",
+         "t.yaml:4: round.clients (200000) exceeds server.max_clients (100000)"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         fls_options *o = opts_from(cases[i].yaml);
@@ -552,6 +563,9 @@ static void test_cli_origin(void **state)
          "fl_server: --set server.heartbeat_ms=20000: server.liveness_ms (10000) must exceed"},
         {"--arch lstm --clients zero",
          "fl_server: --clients zero: round.clients: 'zero' is not an unsigned integer"},
+        {"--arch lstm --insecure --clients 200 --set server.max_clients=10",
+         "fl_server: --clients 200: round.clients (200) exceeds server.max_clients (10): no round "
+         "could reach its quorum; server.max_clients from --set server.max_clients=10"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         char cmd[2048], line[1024], want[600];
@@ -1042,7 +1056,7 @@ static void test_reactor_insecure(void **state)
              "round:\n  clients: 3\n", ep);
     fls_options *o = opts_from(yaml);
     char err0[256];
-    assert_int_equal(fls_options_set(o, "server.max_clients", "2", err0, sizeof err0), FLS_OK);
+    assert_int_equal(fls_options_set(o, "server.max_clients", "3", err0, sizeof err0), FLS_OK);
     logbuf *lb = calloc(1, sizeof *lb);
     fls_host host = {log_collect, lb, NULL, NULL, NULL};
     fls_server *s = NULL;
@@ -1142,8 +1156,12 @@ static void test_reactor_insecure(void **state)
         fls_server_stats_get(s, &st);
     } while (st.clients != 1 && fl_time_mono_s() - t0 < 10);
     assert_int_equal(st.clients, 1);
-    /* server.max_clients = 2 ids: a third id is refused, a known one comes back */
+    /* server.max_clients = 3 ids (a, b, c): a fourth id is refused, a known one comes back
+     * (on a's connection, replacing c: 2 connected, below the 3 a round needs) */
     h = hello_msg("c");
+    peer_send(&a, &h);
+    expect_ack_hello(s, &a);
+    h = hello_msg("d");
     peer_send(&a, &h);
     expect_error(s, &a, FL_ERR_STATE);
     h = hello_msg("a");
