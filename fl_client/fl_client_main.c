@@ -59,7 +59,8 @@ static void usage(FILE *f)
 "Exit status: 0 the run ended (or SIGINT/SIGTERM), 1 bad usage, 2 dataset error (also: the\n"
 "samples do not fit the server's model, e.g. another input size or more classes),\n"
 "3 refused by the server (its key not on the allow-list, or taken off it while connected;\n"
-"its id registered with another key; or 3 failed CURVE handshakes: a wrong --server-key),\n"
+"its id registered with another key; or 3 failed CURVE handshakes: a wrong --server-key,\n"
+"or --insecure against a server that runs CURVE),\n"
 "4 transport error. A server with no room (server.max_clients) is retried with backoff.\n",
             INT_MAX);
 }

@@ -356,6 +356,15 @@ static void drain_monitor(flc_client *c)
             /* NO_DETAIL is also any network error mid-handshake (a reset, a timeout, a server
              * killed): it counts only while no handshake ever succeeded, when it is how a wrong
              * server_public_key shows. Plain text: a lost connection is just that. */
+            if (!c->server_pub && event == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL &&
+                value == ZMQ_PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH) {
+                /* Plain text against a server that encrypts: nothing would ever get through. */
+                fl_log(&c->log, FL_LOG_WARN, "%s speaks another security mechanism than this "
+                       "plain-text client: it runs CURVE? then server_public_key and secret_key "
+                       "are needed", c->endpoint);
+                c->hs_failed = 1;
+                break;
+            }
             if (!c->server_pub || (event == ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL && c->hs_ever_ok))
                 break;
             if (event == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL)

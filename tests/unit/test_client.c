@@ -571,6 +571,35 @@ static void test_refused_key(void **state)
     logbuf_free(lb);
 }
 
+/* A plain-text client against a server that runs CURVE (server_public_key forgotten): the
+ * handshake's mechanism mismatch is said, and run gives up as for a refused key, instead of
+ * waiting silently and reconnecting for ever. */
+static void test_plain_client_curve_server(void **state)
+{
+    (void)state;
+    char spub[41], ssec[41];
+    assert_int_equal(zmq_curve_keypair(spub, ssec), 0);
+    fake f;
+    fake_open(&f, ssec);
+    logbuf *lb = logbuf_new();
+    flc_config cfg = base_config(f.ep, train_plus_quarter, lb);
+    cfg.reconnect_min_ms = 50;
+    flc_client *c = NULL;
+    assert_int_equal(flc_client_new(&cfg, &c), FLC_OK);
+    runner r;
+    run_start(&r, c);
+    if (!run_wait(&r, 10.0)) {
+        flc_client_stop(c);
+        run_wait(&r, 60.0);
+        fail_msg("a plain-text client still retrying a CURVE server after 10 s; log:\n%s", lb->text);
+    }
+    assert_int_equal(r.st, FLC_ERR_AUTH);
+    assert_true(log_count(lb, "another security mechanism") >= 1);
+    flc_client_free(c);
+    fake_close(&f);
+    logbuf_free(lb);
+}
+
 /* ---- a failed training is reported; stop says Bye --------------------------------------------- */
 
 static void test_train_failure_reported_and_bye(void **state)
@@ -929,6 +958,7 @@ int main(void)
         cmocka_unit_test(test_new_validation),
         cmocka_unit_test(test_stop_prompt),
         cmocka_unit_test(test_refused_key),
+        cmocka_unit_test(test_plain_client_curve_server),
         cmocka_unit_test(test_train_failure_reported_and_bye),
         cmocka_unit_test(test_unfit_samples_end_run),
         cmocka_unit_test(test_max_rounds_counts_last_ack),
