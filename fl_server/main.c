@@ -126,10 +126,33 @@ static void usage(FILE *f)
             "            checkpoint to resume, checkpoint or metrics not writable, bind).\n");
 }
 
+static void keygen_usage(FILE *f)
+{
+    fprintf(f, "usage: fl_server keygen DIR [NAME]\n"
+               "\n"
+               "Writes a CURVE key pair: DIR/NAME.pub (the public key, for the other side) and\n"
+               "DIR/NAME.secret (mode 0600, never overwritten). NAME defaults to server; DIR is\n"
+               "made (mode 0700) if it is missing. A DIR starting with '-' is written ./-DIR.\n");
+}
+
 static int keygen(int argc, char **argv)
 {
+    for (int i = 2; i < argc; i++) {
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            keygen_usage(stdout);
+            return EXIT_DONE;
+        }
+    }
+    /* An option keygen does not know is no directory or key name to create. */
+    for (int i = 2; i < argc; i++) {
+        if (argv[i][0] == '-') {
+            fprintf(stderr, "fl_server keygen: unknown option '%s' (DIR and NAME cannot start "
+                            "with '-'; see fl_server keygen --help)\n", argv[i]);
+            return EXIT_USAGE;
+        }
+    }
     if (argc < 3 || argc > 4) {
-        fprintf(stderr, "usage: fl_server keygen DIR [NAME]\n");
+        keygen_usage(stderr);
         return EXIT_USAGE;
     }
     const char *name = argc == 4 ? argv[3] : "server";

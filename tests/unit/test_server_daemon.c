@@ -5,6 +5,7 @@
  * answered with Error and counted, the allow-list (handshakes refused, reload on request, id
  * bound to its first key), and one whole round (Task, credit-paced chunks, Update, Ack, Bye
  * "done", checkpoint) driven by the client core, then a resume from that checkpoint. */
+#include <dirent.h>
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -776,6 +777,69 @@ static void test_keygen(void **state)
     write_file(path, text);
     assert_int_equal(fls_key_file_read(path, FLS_KEY_SECRET, sec, err, sizeof err), FL_OK);
     assert_string_equal(sec, pub);
+}
+
+/* Entries in dir, "." and ".." aside. */
+static int dir_entries(const char *dir)
+{
+    DIR *d = opendir(dir);
+    assert_non_null(d);
+    int n = 0;
+    for (struct dirent *e; (e = readdir(d)) != NULL;)
+        n += strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0;
+    closedir(d);
+    return n;
+}
+
+/* fl_server keygen --help (or -h, anywhere after keygen) prints keygen's usage and exits 0; any
+ * other argument starting with '-' is refused (exit 2). Neither makes a file or a directory (a
+ * directory named "--help" with keys in it, before). DIR NAME still writes the pair. */
+static void test_cli_keygen(void **state)
+{
+    (void)state;
+    const char *root = getenv("FEDROP_BUILD_ROOT");
+    if (!root)
+        skip();
+    char dir[300];
+    snprintf(dir, sizeof dir, "%s/kg", g_tmp);
+    assert_int_equal(mkdir(dir, 0700), 0);
+    static const struct {
+        const char *args;
+        int rc;
+        const char *out;
+    } cases[] = {
+        {"--help", 0, "usage: fl_server keygen DIR [NAME]"},
+        {"-h", 0, "usage: fl_server keygen DIR [NAME]"},
+        {"keys --help", 0, "usage: fl_server keygen DIR [NAME]"},
+        {"-x", 2, "fl_server keygen: unknown option '-x'"},
+        {"keys -n", 2, "fl_server keygen: unknown option '-n'"},
+        {"", 2, "usage: fl_server keygen DIR [NAME]"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char cmd[1024], line[512], all[2048] = "";
+        snprintf(cmd, sizeof cmd, "cd '%s' && '%s/fl_server/fl_server' keygen %s 2>&1", dir, root,
+                 cases[i].args);
+        FILE *p = popen(cmd, "r");
+        assert_non_null(p);
+        int found = 0;
+        while (fgets(line, sizeof line, p)) {
+            found |= strstr(line, cases[i].out) != NULL;
+            strncat(all, line, sizeof all - strlen(all) - 1);
+        }
+        const int rc = pclose(p);
+        const int n = dir_entries(dir);
+        if (!found || !WIFEXITED(rc) || WEXITSTATUS(rc) != cases[i].rc || n != 0)
+            fail_msg("keygen %s: exit %d, %d files made, output '%s', want exit %d and '%s'",
+                     cases[i].args, WIFEXITED(rc) ? WEXITSTATUS(rc) : -1, n, all, cases[i].rc,
+                     cases[i].out);
+    }
+    char cmd[1024], path[400];
+    snprintf(cmd, sizeof cmd, "cd '%s' && '%s/fl_server/fl_server' keygen keys node >/dev/null", dir,
+             root);
+    assert_int_equal(system(cmd), 0);
+    snprintf(path, sizeof path, "%s/keys/node.secret", dir);
+    struct stat sb;
+    assert_int_equal(stat(path, &sb), 0);
 }
 
 /* fls_server_check (fl_server --check): the startup checks of fls_server_new, nothing bound,
@@ -1803,6 +1867,7 @@ int main(void)
         cmocka_unit_test(test_example_yaml),
         cmocka_unit_test(test_readme_metrics),
         cmocka_unit_test(test_keygen),
+        cmocka_unit_test(test_cli_keygen),
         cmocka_unit_test(test_server_check),
         cmocka_unit_test(test_allow_list),
         cmocka_unit_test(test_reactor_insecure),
