@@ -170,8 +170,8 @@ int main(int argc, char **argv)
         fprintf(stderr, "fl_client: --server is required (try --help)\n");
         return 1;
     }
-    if (num_clients < 1 || index < 0 || index >= num_clients || threads < 1) {
-        fprintf(stderr, "fl_client: need 0 <= --client-index < --num-clients, --threads >= 1\n");
+    if (num_clients < 1 || index < 0 || index >= num_clients || threads < 1 || threads > 1024) {
+        fprintf(stderr, "fl_client: need 0 <= --client-index < --num-clients, 1 <= --threads <= 1024\n");
         return 1;
     }
     /* flc_config.max_rounds is an int: a larger count must not wrap into a negative or small one. */
@@ -228,7 +228,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "fl_client: partition %ld of %ld is empty\n", index, num_clients);
         return 2;
     }
-    flm_blas_set_threads((int)threads);
+    flm_blas_init_threads((int)threads); /* loaded with its pool this size, for the line below */
     fprintf(stderr, "[%s] info  %zu local samples (%s, %s, partition %ld of %ld); BLAS kernel %s\n",
             id, mine->N, spec, partition, index, num_clients, flm_blas_corename());
 
@@ -240,6 +240,7 @@ int main(int argc, char **argv)
     cfg.server_public_key = insecure ? NULL : spk;
     cfg.secret_key = insecure ? NULL : sk;
     cfg.backend = FLC_BACKEND_CPU;
+    cfg.threads = (int)threads;
     cfg.samples = &samples;
     cfg.seed = seed;
     cfg.max_rounds = (int)max_rounds;

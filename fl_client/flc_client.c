@@ -24,6 +24,7 @@
 #include "fl_sha256.h"
 #include "fl_time.h"
 #include "flc_core.h"
+#include "flm_blas.h"
 #include "flp_wire.h"
 
 #define PENDING_MAX 4096
@@ -169,6 +170,8 @@ static flc_status check_config(const flc_config *cfg, const fl_logger *lg)
             "the server's model against it before it reads the samples");
     if ((int)cfg->log_level < FLC_LOG_DEBUG || (int)cfg->log_level > FLC_LOG_ERROR)
         BAD("log_level %d is not an flc_log_level", (int)cfg->log_level);
+    if (cfg->threads < 0 || cfg->threads > 1024)
+        BAD("threads %d is not in 0 .. 1024", cfg->threads);
     if (cfg->backend != 0 && (cfg->backend < FLC_BACKEND_CPU || cfg->backend > FLC_BACKEND_OTHER))
         BAD("backend %d is not an flc_backend", (int)cfg->backend);
     const struct { const char *name; int v; } timing[] = {
@@ -288,8 +291,18 @@ flc_status flc_client_new(const flc_config *cfg, flc_client **out)
         return st == FL_ERR_INVALID_ARG ? FLC_ERR_INVALID_ARG : FLC_ERR_NOMEM;
     }
     flc_core_keep_rewind_point(c->core, 1); /* a server resumed mid-round replays it exactly */
-    if (!cfg->train)
+    if (!cfg->train) {
         flc_core_set_row_len(c->core, cfg->samples->row_len);
+        /* OpenBLAS is loaded here, on the caller's thread (it may set OPENBLAS_CORETYPE: flc.h),
+         * not by the first training on a thread of ours; without it training runs, slowly. */
+        const int n = cfg->threads ? cfg->threads : 1;
+        if (flm_blas_init_threads(n) != FL_OK || flm_blas_set_threads(n) != FL_OK)
+            fl_log(&c->log, FL_LOG_WARN, "flc_client_new: OpenBLAS cannot be loaded: the "
+                   "built-in trainer runs on fedrop's reference GEMM (slow)");
+        else
+            fl_log(&c->log, FL_LOG_DEBUG, "OpenBLAS kernel %s, %d thread%s", flm_blas_corename(),
+                   n, n == 1 ? "" : "s");
+    }
     /* Waits end on flc_client_stop at once, not at their next timeout: an idle client sleeps
      * heartbeat_ms / 2 at a time (no polling in short steps on a battery-powered device). */
     int pst = pipe(c->wake);

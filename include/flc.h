@@ -158,6 +158,14 @@ typedef struct flc_config {
     flc_log_fn log;                /* NULL: silent */
     void *log_user;
     flc_log_level log_level;
+    /* Built-in trainer: the threads its matrix products may use (0: 1; at most 1024). fedrop
+     * multiplies through OpenBLAS, loaded (dlopen) by flc_client_new on the calling thread. Its
+     * thread count is the process's: set it the same in every client of a process. When
+     * OPENBLAS_CORETYPE is unset and OpenBLAS is not yet loaded, flc_client_new sets it in the
+     * environment to the CPU's kernel family (OpenBLAS's own detection picks slow generic
+     * kernels on many virtual machines), before any training thread exists; call it before
+     * threads of your own read the environment, or set OPENBLAS_CORETYPE yourself. */
+    int threads;
 } flc_config;
 
 /* Statistics of a client's life so far. */

@@ -19,6 +19,7 @@
 #include "fl_sha256.h"
 #include "fl_time.h"
 #include "flc.h"
+#include "flm_blas.h"
 #include "flp_wire.h"
 #include "fls_core.h"
 
@@ -195,6 +196,7 @@ static void test_new_validation(void **state)
         {"control byte", {.client_id = "bad\nid"}},
         {"flops -1 is not", {.flops = -1.0}},
         {"flops nan is not", {.flops = NAN}},
+        {"threads -1 is not", {.threads = -1}},
     };
     for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
         flc_config cfg = good;
@@ -212,6 +214,7 @@ static void test_new_validation(void **state)
         if (d->backend) cfg.backend = d->backend;
         if (d->log_level) cfg.log_level = d->log_level;
         if (d->flops != 0.0) cfg.flops = d->flops; /* NaN too */
+        if (d->threads) cfg.threads = d->threads;
         if (d->samples) {
             cfg.samples = d->samples;
             cfg.train = NULL;
@@ -223,6 +226,23 @@ static void test_new_validation(void **state)
         if (st != FLC_ERR_INVALID_ARG || c != NULL || !strstr(lb->text, rows[i].what))
             fail_msg("row %zu (%s): status %d, log '%s'", i, rows[i].what, (int)st, lb->text);
     }
+    /* The built-in trainer's thread count is applied by new, on this thread (OpenBLAS is
+     * loaded here, not by the first training on a thread of the library's). */
+    static const float x4[4] = {0};
+    static const flc_samples four = {x4, NULL, one_label, 1, 4};
+    flc_config bt = good;
+    bt.train = NULL;
+    bt.samples = &four;
+    bt.threads = 2;
+    assert_int_equal(flc_client_new(&bt, &c), FLC_OK);
+    if (flm_blas_init() == FL_OK)
+        assert_int_equal(flm_blas_threads(), 2);
+    flc_client_free(c);
+    bt.threads = 0; /* the default: 1 */
+    assert_int_equal(flc_client_new(&bt, &c), FLC_OK);
+    if (flm_blas_init() == FL_OK)
+        assert_int_equal(flm_blas_threads(), 1);
+    flc_client_free(c);
     /* An id longer than the wire takes. */
     char long_id[1100];
     memset(long_id, 'a', sizeof long_id - 1);
