@@ -10,14 +10,26 @@
 
 enum { EXIT_DONE = 0, EXIT_RUNTIME = 1, EXIT_USAGE = 2, EXIT_STARTUP = 3 };
 
-static fls_server *g_server;
+/* The running server, once fls_server_new returned it: the handlers forward to it. Before that
+ * (start-up: keys, the evaluation set, the checkpoint to resume, the bind) they only note the
+ * signal, and main acts on it once the server exists. */
+static fls_server *volatile g_server;
+static volatile sig_atomic_t g_startup_stop, g_startup_hup;
 
 static void on_signal(int sig)
 {
-    if (sig == SIGHUP)
-        fls_server_reload(g_server);
-    else
-        fls_server_stop(g_server);
+    fls_server *s = g_server;
+    if (sig == SIGHUP) {
+        if (s)
+            fls_server_reload(s);
+        else
+            g_startup_hup = 1;
+    } else {
+        if (s)
+            fls_server_stop(s);
+        else
+            g_startup_stop = 1;
+    }
 }
 
 static const char *LOG_NAMES[] = {"debug", "info", "warn", "error"};
@@ -118,6 +130,8 @@ static void usage(FILE *f)
     fprintf(f,
             "\nSignals: SIGTERM/SIGINT stop (checkpoint, Bye \"restart\", exit 0); SIGHUP re-reads "
             "the allow-list.\n"
+            "         During start-up: SIGTERM/SIGINT exit 0 once it is over (no round, no "
+            "checkpoint); SIGHUP waits.\n"
             "Exit codes: 0 run done (Bye \"done\" sent) or stopped by a signal after its "
             "checkpoint;\n"
             "            1 failure while running (e.g. a checkpoint could not be written);\n"
@@ -170,6 +184,17 @@ int main(int argc, char **argv)
 {
     if (argc >= 2 && strcmp(argv[1], "keygen") == 0)
         return keygen(argc, argv);
+    /* Before anything slow: a SIGTERM or SIGHUP while the evaluation set loads must not kill the
+     * daemon without a word. SA_RESTART: a start-up file being read (a FIFO, a slow disk) is not
+     * failed by the signal. */
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sa.sa_flags = SA_RESTART;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGHUP, &sa, NULL);
     fls_options *o = NULL;
     if (fls_options_new(&o) != FLS_OK) {
         fprintf(stderr, "fl_server: out of memory\n");
@@ -282,7 +307,10 @@ int main(int argc, char **argv)
     fls_host host = {0};
     host.log = log_stderr;
     if (check) {
-        /* the daemon's own startup checks, short of binding and training */
+        /* the daemon's own startup checks, short of binding and training. They make nothing: a
+         * stop ends them at once (the default action), and the status says they did not pass. */
+        signal(SIGTERM, SIG_DFL);
+        signal(SIGINT, SIG_DFL);
         const fls_status cs = fls_server_check(o, &host);
         if (cs != FLS_OK) {
             fls_options_free(o); /* the reason was logged */
@@ -301,23 +329,28 @@ int main(int argc, char **argv)
     host.on_round = on_round;
     host.round_user = strcmp(metrics, "-") == 0 ? (void *)stdout : NULL;
     signal(SIGPIPE, SIG_IGN);
-    const fls_status st = fls_server_new(o, &host, &g_server);
+    fls_server *srv = NULL;
+    const fls_status st = fls_server_new(o, &host, &srv);
     fls_options_free(o);
     if (st != FLS_OK) {
         /* the reason was logged */
         return st == FLS_ERR_CONFIG ? EXIT_USAGE : EXIT_STARTUP;
     }
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_signal;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGTERM, &sa, NULL);
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGHUP, &sa, NULL);
+    g_server = srv; /* from here on the handlers reach it; a signal before is in the flags */
+    if (g_startup_stop) {
+        g_server = NULL;
+        log_main(FLS_LOG_INFO, "stopped during start-up: no round run, no checkpoint written");
+        fls_server_free(srv);
+        return EXIT_DONE;
+    }
+    if (g_startup_hup) {
+        log_main(FLS_LOG_INFO, "SIGHUP during start-up: acted on now (allow-list, run.metrics)");
+        fls_server_reload(srv);
+    }
 
-    const fls_status rs = fls_server_run(g_server);
+    const fls_status rs = fls_server_run(srv);
     fls_server_stats stats;
-    fls_server_stats_get(g_server, &stats);
+    fls_server_stats_get(srv, &stats);
     log_main(FLS_LOG_INFO, rs == FLS_OK ? "exiting: run done" : "exiting");
     fprintf(stderr,
             "fl_server: %llu rounds, %llu messages in, %llu out, %llu malformed, %llu refused, "
@@ -326,9 +359,8 @@ int main(int argc, char **argv)
             (unsigned long long)stats.msgs_out, (unsigned long long)stats.malformed,
             (unsigned long long)stats.refused, (unsigned long long)stats.auth_refused,
             (unsigned long long)stats.checkpoints);
-    fls_server *s = g_server;
     g_server = NULL;
-    fls_server_free(s);
+    fls_server_free(srv);
     if (rs == FLS_OK || rs == FLS_ERR_CANCELLED)
         return EXIT_DONE;
     fprintf(stderr, "fl_server: %s\n", fls_strerror(rs));

@@ -728,6 +728,55 @@ static void test_cli_log_level(void **state)
     }
 }
 
+/* Signals during start-up (here: fl_server blocked reading its secret key from a FIFO, as it
+ * could be loading a large evaluation set) are caught, not fatal: SIGHUP waits, SIGTERM ends the
+ * daemon once the start-up is over, with exit 0, "stopped during start-up" and no checkpoint. */
+static void test_cli_signal_during_startup(void **state)
+{
+    (void)state;
+    const char *root = getenv("FEDROP_BUILD_ROOT");
+    if (!root)
+        skip();
+    char err[512], pub[41], path[400], text[128];
+    assert_int_equal(fls_keygen(g_tmp, "su", err, sizeof err), FLS_OK);
+    snprintf(path, sizeof path, "%s/su.pub", g_tmp);
+    assert_int_equal(fls_key_file_read(path, FLS_KEY_PUBLIC, pub, err, sizeof err), FL_OK);
+    snprintf(path, sizeof path, "%s/su.allow", g_tmp);
+    snprintf(text, sizeof text, "%s\n", pub);
+    write_file(path, text);
+    char fifo[400], ckpt[400];
+    snprintf(fifo, sizeof fifo, "%s/su-fifo.secret", g_tmp);
+    snprintf(ckpt, sizeof ckpt, "%s/su.ckpt", g_tmp);
+    assert_int_equal(mkfifo(fifo, 0600), 0);
+    /* SIGHUP then SIGTERM once both handlers are in (SigCgt bits 1 and 15) while the key read
+     * blocks; then the key goes into the FIFO (bounded: a killed server never opens it). */
+    char cmd[4096];
+    snprintf(cmd, sizeof cmd,
+             "'%s/fl_server/fl_server' --secret-key '%s' --allow-list '%s/su.allow' "
+             "--endpoint tcp://127.0.0.1:0 --checkpoint '%s' 2>&1 & p=$!; i=0; "
+             "while [ $i -lt 200 ]; do "
+             "m=$(sed -n 's/^SigCgt:[[:space:]]*//p' /proc/$p/status 2>/dev/null); "
+             "[ -n \"$m\" ] && [ $((0x$m & 0x4001)) -eq $((0x4001)) ] && break; "
+             "sleep 0.05; i=$((i+1)); done; kill -HUP $p; sleep 0.2; kill -TERM $p; sleep 0.2; "
+             "timeout 10 sh -c \"cat '%s/su.secret' > '%s'\"; wait $p; echo \"rc=$?\"",
+             root, fifo, g_tmp, ckpt, g_tmp, fifo);
+    FILE *p = popen(cmd, "r");
+    assert_non_null(p);
+    char line[512], all[8192] = "";
+    int stopped = 0, rc0 = 0;
+    while (fgets(line, sizeof line, p)) {
+        stopped |= strstr(line, " info: stopped during start-up") != NULL;
+        rc0 |= strcmp(line, "rc=0\n") == 0;
+        strncat(all, line, sizeof all - strlen(all) - 1);
+    }
+    pclose(p);
+    if (!stopped || !rc0)
+        fail_msg("fl_server stopped during start-up said '%s'", all);
+    struct stat sb;
+    assert_int_not_equal(stat(ckpt, &sb), 0);
+    assert_null(strstr(all, "exiting")); /* it never ran */
+}
+
 /* ---- keys and allow-lists ------------------------------------------------------------------- */
 
 static void test_keygen(void **state)
@@ -1864,6 +1913,7 @@ int main(void)
         cmocka_unit_test(test_cli_flags_override),
         cmocka_unit_test(test_cli_origin),
         cmocka_unit_test(test_cli_log_level),
+        cmocka_unit_test(test_cli_signal_during_startup),
         cmocka_unit_test(test_example_yaml),
         cmocka_unit_test(test_readme_metrics),
         cmocka_unit_test(test_keygen),
