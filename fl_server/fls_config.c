@@ -730,6 +730,30 @@ static const char *ev_name(yaml_event_type_t t)
     }
 }
 
+/* YAML's null: a plain ~, null, Null, NULL or nothing after the colon. libyaml hands it over as
+ * that text; taken literally it would be a file named "~" or "null". Quoted, it is a string. */
+static int yaml_is_null(const yaml_event_t *ev)
+{
+    static const char *nulls[] = {"", "~", "null", "Null", "NULL"};
+    if (ev->type != YAML_SCALAR_EVENT || ev->data.scalar.style != YAML_PLAIN_SCALAR_STYLE)
+        return 0;
+    for (size_t i = 0; i < sizeof nulls / sizeof nulls[0]; i++)
+        if (strcmp((const char *)ev->data.scalar.value, nulls[i]) == 0)
+            return 1;
+    return 0;
+}
+
+/* Keys whose value names a file or a directory. */
+static int key_is_path(const key_def *k)
+{
+    static const char *paths[] = {"server.secret_key_file", "server.allow_list", "run.metrics",
+                                  "eval.dir", "checkpoint.path"};
+    for (size_t i = 0; i < sizeof paths / sizeof paths[0]; i++)
+        if (strcmp(k->key, paths[i]) == 0)
+            return 1;
+    return 0;
+}
+
 static fl_status yaml_value(yctx *y, yaml_parser_t *p, const char *section, const yaml_event_t *kev)
 {
     char key[128];
@@ -751,7 +775,18 @@ static fl_status yaml_value(yctx *y, yaml_parser_t *p, const char *section, cons
     /* the key's line: where an operator looks for the value (a list may span lines) */
     const size_t line = kev->start_mark.line + 1;
     if (ev.type == YAML_SCALAR_EVENT) {
-        st = key_set_text(y->o, k, (const char *)ev.data.scalar.value, msg, sizeof msg);
+        const int null = yaml_is_null(&ev);
+        if (null && k->type != K_F64_OPT) {
+            /* Nothing to read: refused rather than guessed at. The optimizer's optional keys
+             * are the exception: for them "no value" is one (unset: the kind's default), as an
+             * empty value always was. */
+            st = yfail(y, kev, "%s: null is not a %s; leave the key out for the default",
+                       k->key, key_is_path(k) ? "path" : "value");
+            yaml_event_delete(&ev);
+            return st;
+        }
+        st = key_set_text(y->o, k, null ? "" : (const char *)ev.data.scalar.value, msg,
+                          sizeof msg);
         if (st != FL_OK)
             st = yfail(y, &ev, "%s", msg);
         else

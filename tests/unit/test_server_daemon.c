@@ -210,6 +210,16 @@ static void test_config_good(void **state)
     o = opts_from("# nothing\nround:\n");
     check_value(o, "round.clients", "10");
     fls_options_free(o);
+
+    /* Quoted, "~" and "" are strings; the optimizer's optional keys take null as unset */
+    o = opts_from("run:\n  metrics: '~'\neval:\n  dir: \"\"\n"
+                  "optimizer:\n  lr: ~\n  momentum:\n  beta1: null\n");
+    check_value(o, "run.metrics", "~");
+    check_value(o, "eval.dir", "");
+    check_value(o, "optimizer.lr", "");
+    check_value(o, "optimizer.momentum", "");
+    check_value(o, "optimizer.beta1", "");
+    fls_options_free(o);
 }
 
 /* Every key refuses a value of the wrong type with a message naming the key and the line. */
@@ -286,6 +296,17 @@ static void test_config_structure_errors(void **state)
         {"server:\n  endpoints: [udp://x:1]\n", "'udp://x:1' is not a tcp:// or ipc:// endpoint"},
         {"server:\n  insecure: maybe\n", "server.insecure: 'maybe' is not a boolean"},
         {"? [a]\n: b\n", "section names must be plain names"},
+        /* YAML null is no path (nor any other value): a file named "~" or "null" before */
+        {"run:\n  metrics: ~\n", "t.yaml:2: run.metrics: null is not a path; leave the key out "
+                                  "for the default"},
+        {"run:\n  seed: 2\n  metrics: null\n", "t.yaml:3: run.metrics: null is not a path"},
+        {"checkpoint:\n  path:\n  every: 2\n", "t.yaml:2: checkpoint.path: null is not a path"},
+        {"checkpoint: {path: Null}\n", "t.yaml:1: checkpoint.path: null is not a path"},
+        {"server:\n  allow_list: NULL\n", "t.yaml:2: server.allow_list: null is not a path"},
+        {"model:\n  arch: ~\n", "t.yaml:2: model.arch: null is not a value; leave the key out "
+                                 "for the default"},
+        {"round:\n  clients:\n", "t.yaml:2: round.clients: null is not a value"},
+        {"server:\n  endpoints: ~\n", "t.yaml:2: server.endpoints: null is not a value"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         fls_options *o = NULL;
