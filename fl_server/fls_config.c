@@ -696,6 +696,12 @@ typedef struct yctx {
     char *err;
     size_t errlen;
     unsigned char seen[N_KEYS];
+    /* sections met so far and the line of each: a repeated one is refused, not merged */
+    struct {
+        char name[64];
+        size_t line;
+    } sect[16];
+    size_t n_sect;
 } yctx;
 
 static fl_status yfail(yctx *y, const yaml_event_t *ev, const char *fmt, ...)
@@ -840,6 +846,14 @@ static fl_status yaml_section(yctx *y, yaml_parser_t *p, const yaml_event_t *sev
         known = strncmp(KEYS[i].key, section, sl) == 0 && KEYS[i].key[sl] == '.';
     if (!known)
         return yfail(y, sev, "unknown section '%s'", section);
+    for (size_t i = 0; i < y->n_sect; i++)
+        if (strcmp(y->sect[i].name, section) == 0)
+            return yfail(y, sev, "section '%s' repeated (first at line %zu): put all its keys "
+                         "under one '%s:'", section, y->sect[i].line, section);
+    if (y->n_sect < sizeof y->sect / sizeof y->sect[0]) {
+        snprintf(y->sect[y->n_sect].name, sizeof y->sect[0].name, "%s", section);
+        y->sect[y->n_sect++].line = sev->start_mark.line + 1;
+    }
 
     yaml_event_t ev;
     fl_status st = ynext(y, p, &ev);

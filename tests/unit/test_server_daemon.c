@@ -281,6 +281,11 @@ static void test_config_structure_errors(void **state)
         {"round:\n  clients: 0\n", "t.yaml:2: round.clients: 0 is out of range"},
         {"round:\n  overcommit: 0.5\n", "round.overcommit: 0.5 is out of range"},
         {"round:\n  clients: 3\n  clients: 4\n", "t.yaml:3: round.clients: duplicate key"},
+        /* a repeated section, even with other keys, is refused at its second line */
+        {"round:\n  clients: 3\nrun:\n  seed: 2\nround:\n  min_clients: 4\n",
+         "t.yaml:5: section 'round' repeated (first at line 1)"},
+        {"round:\nround:\n  clients: 3\n", "t.yaml:2: section 'round' repeated (first at line 1)"},
+        {"run: {seed: 1}\nrun: {rounds: 2}\n", "t.yaml:2: section 'run' repeated"},
         {"rounds:\n  clients: 3\n", "t.yaml:1: unknown section 'rounds'"},
         {"round: 3\n", "section 'round' must be a mapping"},
         {"- a\n- b\n", "must be a mapping of sections"},
