@@ -121,6 +121,9 @@ struct fls_server {
     fl_status ckpt_failed;      /* a periodic checkpoint could not be written: the run stops */
     int send_errno;             /* errno of the last failed send_to */
     int metrics_bad;            /* run.metrics failed or vanished: said once until it works */
+    uint64_t metrics_lost;      /* lines lost since run.metrics last took one */
+    uint64_t metrics_lost_from; /* the round of the first of them */
+    uint64_t metrics_lost_all;  /* lines lost over the run (said at the end) */
     uint64_t ckpt_round;        /* next round of the last checkpoint written (0: none yet) */
     uint8_t *chunk_buf;
     size_t chunk_cap;
@@ -636,6 +639,20 @@ static void round_end(fls_server *s)
                                                 "round %llu on go nowhere; SIGHUP reopens it",
                    s->opt.metrics_path, bad ? strerror(errno) : "no link left",
                    (unsigned long long)m->round);
+        if (bad || gone) {
+            /* the later losses are counted, and said when a line gets through (or at the end) */
+            if (!s->metrics_lost)
+                s->metrics_lost_from = m->round;
+            s->metrics_lost++;
+            s->metrics_lost_all++;
+        } else if (s->metrics_lost) {
+            fl_log(&s->log, FL_LOG_WARN, "run.metrics %s takes lines again from round %llu: "
+                   "%llu lost (rounds %llu to %llu), %llu in all",
+                   s->opt.metrics_path, (unsigned long long)m->round,
+                   (unsigned long long)s->metrics_lost, (unsigned long long)s->metrics_lost_from,
+                   (unsigned long long)m->round - 1, (unsigned long long)s->metrics_lost_all);
+            s->metrics_lost = 0;
+        }
         s->metrics_bad = bad || gone;
         clearerr(s->metrics);
     }
@@ -1521,6 +1538,16 @@ void fls_server_free(fls_server *s)
 {
     if (!s)
         return;
+    if (s->metrics_lost_all) {
+        char tail[96] = "";
+        if (s->metrics_lost)
+            snprintf(tail, sizeof tail, ", the last %llu from round %llu on",
+                     (unsigned long long)s->metrics_lost,
+                     (unsigned long long)s->metrics_lost_from);
+        fl_log(&s->log, FL_LOG_WARN, "run.metrics %s: %llu line%s lost in all%s",
+               s->opt.metrics_path, (unsigned long long)s->metrics_lost_all,
+               s->metrics_lost_all == 1 ? "" : "s", tail);
+    }
     if (s->router)
         zmq_close(s->router);
     if (s->zap)

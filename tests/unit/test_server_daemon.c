@@ -1807,6 +1807,80 @@ static void test_reactor_stop_keeps_checkpoint(void **state)
     free(lb);
 }
 
+/* run.metrics failing (a full disk: /dev/full behind a link) is said once, and the lines lost
+ * after that are counted: when a line gets through again (the link now names a file, SIGHUP
+ * reopened it) the count is logged, and again in all at the end. */
+static void test_reactor_metrics_lost(void **state)
+{
+    (void)state;
+    struct stat sb;
+    if (stat("/dev/full", &sb) != 0)
+        skip();
+    char yaml[2048], ep[300], link[300], real[300];
+    snprintf(ep, sizeof ep, "ipc://%s/mlost.sock", g_tmp);
+    snprintf(link, sizeof link, "%s/mlost.jsonl", g_tmp);
+    snprintf(real, sizeof real, "%s/mlost-real.jsonl", g_tmp);
+    assert_int_equal(symlink("/dev/full", link), 0);
+    snprintf(yaml, sizeof yaml,
+             "server:\n  insecure: true\n  endpoints: ['%s']\nmodel:\n  arch: \"mlp:6-5-3\"\n"
+             "run:\n  rounds: 4\n  metrics: '%s'\nround:\n  clients: 1\n  overcommit: 1\n"
+             "codec:\n  chunk_elems: 4\n",
+             ep, link);
+    fls_options *o = opts_from(yaml);
+    logbuf *lb = calloc(1, sizeof *lb);
+    fls_host host = {log_collect, lb, NULL, round_collect, lb};
+    fls_server *s = NULL;
+    assert_int_equal(fls_server_new(o, &host, &s), FLS_OK);
+    fls_options_free(o);
+    peer p;
+    peer_open(&p, ep, NULL, NULL, NULL);
+    const flc_core_config cc = {"dev", fls_client_key("dev"), 5, NULL, plus_quarter, NULL, {0}, NULL};
+    flc_core *c = NULL;
+    assert_int_equal(flc_core_new(&cc, &c), FL_OK);
+    flp_msg h = hello_msg("dev");
+    peer_send(&p, &h);
+    expect_ack_hello(s, &p);
+    int max_inflight = 0;
+    for (int r = 0; r < 4; r++) {
+        if (r == 2) {
+            /* rounds 0 and 1 went to /dev/full; from round 2 on the link names a file */
+            assert_int_equal(unlink(link), 0);
+            assert_int_equal(symlink(real, link), 0);
+            fls_server_reload(s);
+        }
+        assert_int_equal(play_round(s, &p, c, 8, &max_inflight, 0), 0);
+        while (lb->rounds < r + 1)
+            fls_server_step(s, 2);
+    }
+    flp_msg *bye = peer_recv(s, &p, 10);
+    assert_non_null(bye);
+    assert_string_equal(bye->bye.reason, "done");
+    flp_msg_free(bye);
+    fls_server_free(s);
+    /* said once when it failed, counted, said when it works again and at the end */
+    assert_non_null(strstr(lb->text, "round 0's line is lost"));
+    assert_null(strstr(lb->text, "round 1's line is lost"));
+    char want[600];
+    snprintf(want, sizeof want, "run.metrics %s takes lines again from round 2: 2 lost (rounds 0 "
+             "to 1), 2 in all", link);
+    if (!strstr(lb->text, want))
+        fail_msg("log '%s' lacks '%s'", lb->text, want);
+    snprintf(want, sizeof want, "run.metrics %s: 2 lines lost in all\n", link);
+    if (!strstr(lb->text, want))
+        fail_msg("log '%s' lacks '%s'", lb->text, want);
+    FILE *f = fopen(real, "r");
+    assert_non_null(f);
+    char line[4096];
+    assert_non_null(fgets(line, sizeof line, f));
+    assert_non_null(strstr(line, "\"round\":2"));
+    assert_non_null(fgets(line, sizeof line, f));
+    assert_non_null(strstr(line, "\"round\":3"));
+    fclose(f);
+    flc_core_free(c);
+    peer_close(&p);
+    free(lb);
+}
+
 /* Uplink slots: with one slot, a second client's Update waits (no credit) while the first
  * uploads; a slot holder that sends no chunk for the liveness timeout (heartbeats alone) loses its
  * slot (Ack(of UPDATE, FL_ERR_TIMEOUT)) and the waiting client gets its credits. */
@@ -1954,6 +2028,7 @@ int main(void)
         cmocka_unit_test(test_reactor_round_and_resume),
         cmocka_unit_test(test_reactor_upload_slots),
         cmocka_unit_test(test_reactor_stop_keeps_checkpoint),
+        cmocka_unit_test(test_reactor_metrics_lost),
     };
     return cmocka_run_group_tests(tests, setup_tmp, teardown_tmp);
 }
