@@ -1421,6 +1421,10 @@ static fl_status server_init(fls_server *s, char *err, size_t errlen)
                    "finishes a round (--resume continues it)", s->opt.ckpt_path);
         }
         snapshot(s);
+    } else {
+        /* SIGTERM and the end of the run checkpoint only to a path: said before it matters */
+        fl_log(&s->log, FL_LOG_WARN, "no checkpoint.path: a stop or crash loses the run's "
+               "progress");
     }
     if (!resumed && !s->check_only)
         fl_log(&s->log, FL_LOG_INFO, "a fresh run: id %016llx (clients drop error-feedback state "

@@ -128,12 +128,14 @@ static void usage(FILE *f)
     for (size_t i = 0; fls_options_key(i, &key, &type, &def, &help); i++)
         fprintf(f, "  %-26s %s (default: %s)\n      %s\n", key, type, def[0] ? def : "''", help);
     fprintf(f,
-            "\nSignals: SIGTERM/SIGINT stop (checkpoint, Bye \"restart\", exit 0); SIGHUP re-reads "
-            "the allow-list.\n"
+            "\nSignals: SIGTERM/SIGINT stop (a checkpoint when checkpoint.path is set, Bye "
+            "\"restart\", exit 0);\n"
+            "         SIGHUP re-reads the allow-list.\n"
             "         During start-up: SIGTERM/SIGINT exit 0 once it is over (no round, no "
             "checkpoint); SIGHUP waits.\n"
-            "Exit codes: 0 run done (Bye \"done\" sent) or stopped by a signal after its "
-            "checkpoint;\n"
+            "Exit codes: 0 run done (Bye \"done\" sent) or stopped by a signal (after its "
+            "checkpoint when\n"
+            "            checkpoint.path is set);\n"
             "            1 failure while running (e.g. a checkpoint could not be written);\n"
             "            2 usage or configuration error; 3 startup failure (keys, allow-list, "
             "dataset,\n"

@@ -756,6 +756,55 @@ static void test_cli_log_level(void **state)
     }
 }
 
+/* Without checkpoint.path a SIGTERM writes nothing: the start says so as a warning (the real
+ * start and --check alike), and --help promises a checkpoint only when checkpoint.path is set. */
+static void test_cli_no_checkpoint_warning(void **state)
+{
+    (void)state;
+    const char *root = getenv("FEDROP_BUILD_ROOT");
+    if (!root)
+        skip();
+    static const char *want = " warn: no checkpoint.path: a stop or crash loses the run's progress";
+    for (int with = 0; with < 2; with++) {
+        char cmd[1024], line[512];
+        snprintf(cmd, sizeof cmd, "'%s/fl_server/fl_server' --insecure %s%s%s --check 2>&1", root,
+                 with ? "--checkpoint '" : "", with ? g_tmp : "", with ? "/w.ckpt'" : "");
+        FILE *p = popen(cmd, "r");
+        assert_non_null(p);
+        int warned = 0;
+        while (fgets(line, sizeof line, p))
+            warned |= strstr(line, want) != NULL;
+        const int rc = pclose(p);
+        assert_true(WIFEXITED(rc) && WEXITSTATUS(rc) == 0);
+        if (warned == with)
+            fail_msg("checkpoint.path %s: the warning was %s", with ? "set" : "unset",
+                     warned ? "given" : "missing");
+    }
+    /* the real start says it too */
+    char yaml[512], ep[300];
+    snprintf(ep, sizeof ep, "ipc://%s/nockpt.sock", g_tmp);
+    snprintf(yaml, sizeof yaml, "server:\n  insecure: true\n  endpoints: ['%s']\n", ep);
+    fls_options *o = opts_from(yaml);
+    logbuf *lb = calloc(1, sizeof *lb);
+    fls_host host = {log_collect, lb, NULL, NULL, NULL};
+    fls_server *s = NULL;
+    assert_int_equal(fls_server_new(o, &host, &s), FLS_OK);
+    assert_non_null(strstr(lb->text, want + strlen(" warn: ")));
+    fls_server_free(s);
+    fls_options_free(o);
+    free(lb);
+    /* --help: a checkpoint at SIGTERM only when checkpoint.path is set */
+    char cmd[600], line[512];
+    snprintf(cmd, sizeof cmd, "'%s/fl_server/fl_server' --help", root);
+    FILE *p = popen(cmd, "r");
+    assert_non_null(p);
+    int said = 0;
+    while (fgets(line, sizeof line, p))
+        said |= strstr(line, "SIGTERM/SIGINT stop (a checkpoint when checkpoint.path is set") != NULL;
+    assert_int_equal(pclose(p), 0);
+    assert_true(said);
+}
+
 /* Signals during start-up (here: fl_server blocked reading its secret key from a FIFO, as it
  * could be loading a large evaluation set) are caught, not fatal: SIGHUP waits, SIGTERM ends the
  * daemon once the start-up is over, with exit 0, "stopped during start-up" and no checkpoint. */
@@ -2016,6 +2065,7 @@ int main(void)
         cmocka_unit_test(test_cli_origin),
         cmocka_unit_test(test_cli_log_level),
         cmocka_unit_test(test_cli_signal_during_startup),
+        cmocka_unit_test(test_cli_no_checkpoint_warning),
         cmocka_unit_test(test_example_yaml),
         cmocka_unit_test(test_readme_metrics),
         cmocka_unit_test(test_keygen),
