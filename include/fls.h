@@ -69,7 +69,8 @@ void fls_options_free(fls_options *o); /* NULL is a no-op */
 
 /* Reads a YAML configuration (a mapping of sections to mappings of keys, see fls_options_key and
  * fl_server/README.md) and sets every key it names; keys it does not name keep their value.
- * Unknown keys, duplicate keys, values of the wrong type or out of range, aliases and
+ * Unknown keys, duplicate keys, a section written twice, a null value (~, null or nothing:
+ * leave the key out for its default), values of the wrong type or out of range, aliases and
  * anything but a two-level mapping are refused with FLS_ERR_CONFIG and a message in err naming
  * the file (name), line and key, e.g. "fl.yaml:12: round.clients: 'ten' is not an unsigned
  * integer". load_file also returns FLS_ERR_IO (cannot read; input capped at 1 MiB). On error o
@@ -142,15 +143,16 @@ fls_status fls_server_new(const fls_options *o, const fls_host *host, fls_server
 fls_status fls_server_check(const fls_options *o, const fls_host *host);
 
 /* Frees the server: closes its sockets (waiting at most 2 s for queued messages) and, if it owns
- * it, the ZeroMQ context. NULL is a no-op. */
+ * it, the ZeroMQ context; logs how many metrics lines were lost, if any were. NULL is a no-op. */
 void fls_server_free(fls_server *s);
 
 /* Runs the reactor until the run is over or fls_server_stop is called.
  *   done (max rounds or target accuracy reached): sends Bye("done") to every client, writes a
  *     final checkpoint (if checkpoint.path is set) and returns FLS_OK;
  *   stopped: takes no more updates, writes a checkpoint of the last state between rounds (an open
- *     round is abandoned and replayed on resume), sends Bye("restart") and returns
- *     FLS_ERR_CANCELLED.
+ *     round is abandoned and replayed on resume) when checkpoint.path is set and the run has
+ *     finished a round or was resumed (a fresh run stopped before its first round keeps the file
+ *     already there), sends Bye("restart") and returns FLS_ERR_CANCELLED.
  * Other statuses are failures (FLS_ERR_IO for a checkpoint that could not be written, ...). */
 fls_status fls_server_run(fls_server *s);
 
