@@ -334,7 +334,7 @@ static void sess_compact(fls_server *s)
         s->run = RUN_FAILED; /* cannot index sessions any more: stop cleanly */
 }
 
-/* ---- client id bindings (id -> first public key) -------------------------------------------- */
+/* ---- client id bindings (id -> its public key, until a reload takes that key off the list) -- */
 
 static binding *bind_find(const fls_server *s, uint32_t key)
 {
@@ -1156,6 +1156,38 @@ static void read_zap(fls_server *s)
 
 /* ---- lifecycle ------------------------------------------------------------------------------ */
 
+/* After a reload: every id bound to a key the new list lacks is released, so that the device can
+ * come back under the same id with its new key (key rotation: add B, remove A, SIGHUP); the
+ * session of that key ends now and its client is told (Error auth), as it would be at its next
+ * message. Without this an id stayed bound to its first key for the life of the process. */
+static void release_removed_keys(fls_server *s)
+{
+    /* sessions first (one pass, a binary search each), then the bindings: linear in both */
+    for (size_t i = 0; i < s->n_ss; i++) {
+        sess *x = &s->ss[i];
+        const binding *b = !x->dead && x->id ? bind_find(s, x->key) : NULL;
+        if (b && b->has_pub && !fls_allow_has(&s->allow, b->pub)) {
+            send_error(s, x->rid, x->rid_len, 0, FL_ERR_AUTH, "public key not allowed");
+            sess_drop(s, x, "key removed from the allow-list");
+        }
+    }
+    size_t m = 0, released = 0;
+    for (size_t i = 0; i < s->n_bind; i++) {
+        binding *b = &s->bind[i];
+        if (!b->has_pub || fls_allow_has(&s->allow, b->pub)) {
+            s->bind[m++] = *b;
+            continue;
+        }
+        if (++released <= 10)
+            fl_log(&s->log, FL_LOG_INFO, "client id %s released: its key left the allow-list (the "
+                   "id may register again with a key on the list)", b->id);
+        free(b->id);
+    }
+    s->n_bind = m;
+    if (released > 10)
+        fl_log(&s->log, FL_LOG_INFO, "%zu more client ids released", released - 10);
+}
+
 static fl_status reload_allow(fls_server *s)
 {
     if (!s->curve)
@@ -1170,6 +1202,7 @@ static fl_status reload_allow(fls_server *s)
     fls_allow_clear(&s->allow);
     s->allow = a;
     fl_log(&s->log, FL_LOG_INFO, "allow-list %s: %zu keys", s->opt.allow_list, a.n);
+    release_removed_keys(s);
     return FL_OK;
 }
 

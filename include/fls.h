@@ -165,8 +165,9 @@ fls_status fls_server_step(fls_server *s, int timeout_ms);
 /* Asks the reactor to stop (see fls_server_run). Async-signal-safe; any thread. */
 void fls_server_stop(fls_server *s);
 /* Asks the reactor to re-read the allow-list file (SIGHUP). A file that fails to parse leaves the
- * old list in force (logged). Clients whose key was removed are refused from their next message
- * on. Async-signal-safe; any thread. */
+ * old list in force (logged). The sessions of keys that were removed end (Error auth), those keys
+ * are refused from then on, and the client ids they registered are released: another key on the
+ * list may register them (key rotation). Async-signal-safe; any thread. */
 void fls_server_reload(fls_server *s);
 
 /* The i-th bound endpoint as ZeroMQ resolved it ("tcp://0.0.0.0:5555"); NULL past the end. Valid

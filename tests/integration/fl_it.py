@@ -3,7 +3,7 @@
 
     fl_it.py TEST        TEST in: learn, client_kill, server_resume, server_resume_topk,
                          new_run_topk, unknown_key, garbage,
-                         train_failure, server_full, revoked
+                         train_failure, server_full, revoked, key_rotation
 
 Each test makes its own temporary directory, picks free ports, starts real processes and kills
 every child it started (SIGKILL, then wait) on the way out, whatever happens (exception, assertion,
@@ -616,6 +616,38 @@ def test_revoked(h):
     a.kill()
 
 
+# ---- 9. a device's key rotated without a restart ------------------------------------------------
+# Client id dev7 registers with key A. The operator adds key B, removes A and sends SIGHUP: the
+# client with A is refused (exit 3), and the same id with key B registers and stays. Before the
+# fix an id stayed bound to its first key for the life of the process: the B client was refused
+# "the id is registered with another public key" and exited 3 too.
+def test_key_rotation(h):
+    sk, spub = h.keygen('server')
+    for n in ('a', 'b'):
+        h.keygen(n)
+    allow = h.allow_list(['a'])
+    srv = h.server(SMALL + ['--secret-key', sk, '--allow-list', allow, '--rounds', '100000',
+                            '--clients', '1'])
+    a = h.client(srv.endpoint, 0, 2, ['--id', 'dev7'], log='a.log',
+                 key=(h.path('keys', 'a.secret'), spub))
+    h.wait_log('a.log', r'registered', 30, a)
+    h.allow_list(['a', 'b'])
+    h.allow_list(['b'])
+    srv.send_signal(signal.SIGHUP)
+    arc = h.wait_exit(a, 20, 'the fl_client with the removed key')
+    check(arc == 3, 'the client with the removed key exits 3 (rc=%d)' % arc)
+    b = h.client(srv.endpoint, 0, 2, ['--id', 'dev7'], log='b.log',
+                 key=(h.path('keys', 'b.secret'), spub))
+    h.wait_log('b.log', r'registered', 30, b)
+    time.sleep(2)
+    check(b.poll() is None, 'dev7 with the new key stays registered')
+    check('registered with another public key' not in h.read('server.log'),
+          'the server did not refuse dev7 for its old key')
+    srv.send_signal(signal.SIGTERM)
+    check(h.wait_exit(srv, 30, 'fl_server') == 0, 'server exits 0 on SIGTERM')
+    b.kill()
+
+
 TESTS = {
     'learn': test_learn,
     'client_kill': test_client_kill,
@@ -627,6 +659,7 @@ TESTS = {
     'train_failure': test_train_failure,
     'server_full': test_server_full,
     'revoked': test_revoked,
+    'key_rotation': test_key_rotation,
 }
 
 

@@ -3,8 +3,9 @@
  * the real fl_server binary), key files, allow-lists, and the reactor in this process with real
  * DEALER sockets on ipc:// endpoints, in plain text and under CURVE: Hello/Ack, malformed frames
  * answered with Error and counted, the allow-list (handshakes refused, reload on request, id
- * bound to its first key), and one whole round (Task, credit-paced chunks, Update, Ack, Bye
- * "done", checkpoint) driven by the client core, then a resume from that checkpoint. */
+ * bound to its key until a reload removes that key), and one whole round (Task, credit-paced
+ * chunks, Update, Ack, Bye "done", checkpoint) driven by the client core, then a resume from that
+ * checkpoint. */
 #include <dirent.h>
 #include <math.h>
 #include <setjmp.h>
@@ -1563,6 +1564,79 @@ static void test_reactor_curve(void **state)
     free(lb);
 }
 
+/* Key rotation (fl_server/README.md): id dev7 registered with key A; the operator adds key B,
+ * and the id stays A's while A is on the list. Once a reload removes A, A's session ends at once
+ * (Error auth) and dev7 may register with B, without a restart. */
+static void test_reactor_key_rotation(void **state)
+{
+    (void)state;
+    char err[512], path[512], spub[41];
+    assert_int_equal(fls_keygen(g_tmp, "rot", err, sizeof err), FLS_OK);
+    snprintf(path, sizeof path, "%s/rot.pub", g_tmp);
+    assert_int_equal(fls_key_file_read(path, FLS_KEY_PUBLIC, spub, err, sizeof err), FL_OK);
+    char ka[41], sa[41], kb[41], sb[41];
+    assert_int_equal(zmq_curve_keypair(ka, sa), 0);
+    assert_int_equal(zmq_curve_keypair(kb, sb), 0);
+    char allow[300], text[256];
+    snprintf(allow, sizeof allow, "%s/rot_allowed", g_tmp);
+    snprintf(text, sizeof text, "%s\n", ka);
+    write_file(allow, text);
+    char yaml[2048], ep[300];
+    snprintf(ep, sizeof ep, "ipc://%s/rot.sock", g_tmp);
+    snprintf(yaml, sizeof yaml,
+             "server:\n  endpoints: ['%s']\n  secret_key_file: '%s/rot.secret'\n"
+             "  allow_list: '%s'\nmodel:\n  arch: \"mlp:6-5-3\"\nround:\n  clients: 3\n",
+             ep, g_tmp, allow);
+    fls_options *o = opts_from(yaml);
+    logbuf *lb = calloc(1, sizeof *lb);
+    fls_host host = {log_collect, lb, NULL, NULL, NULL};
+    fls_server *s = NULL;
+    assert_int_equal(fls_server_new(o, &host, &s), FLS_OK);
+    fls_options_free(o);
+
+    peer a, b;
+    peer_open(&a, ep, spub, ka, sa);
+    flp_msg h = hello_msg("dev7");
+    peer_send(&a, &h);
+    expect_ack_hello(s, &a);
+
+    /* B added, A still on the list: dev7 stays A's */
+    snprintf(text, sizeof text, "%s\n%s\n", ka, kb);
+    write_file(allow, text);
+    fls_server_reload(s);
+    fls_server_step(s, 0);
+    peer_open(&b, ep, spub, kb, sb);
+    peer_send(&b, &h);
+    expect_error(s, &b, FL_ERR_AUTH);
+    assert_null(strstr(lb->text, "released"));
+
+    /* A removed: its session ends now, and dev7 is free for B */
+    snprintf(text, sizeof text, "%s\n", kb);
+    write_file(allow, text);
+    fls_server_reload(s);
+    fls_server_step(s, 0);
+    expect_error(s, &a, FL_ERR_AUTH);
+    if (!strstr(lb->text, "client id dev7 released: its key left the allow-list"))
+        fail_msg("log lacks the release of dev7:\n%s", lb->text);
+    fls_server_stats st;
+    fls_server_stats_get(s, &st);
+    assert_int_equal(st.clients, 0);
+    peer_send(&b, &h);
+    expect_ack_hello(s, &b);
+    fls_server_stats_get(s, &st);
+    assert_int_equal(st.clients, 1);
+    /* and A, back with the same id, is refused and does not evict B */
+    peer_send(&a, &h);
+    expect_error(s, &a, FL_ERR_AUTH);
+    fls_server_stats_get(s, &st);
+    assert_int_equal(st.clients, 1);
+
+    fls_server_free(s);
+    peer_close(&a);
+    peer_close(&b);
+    free(lb);
+}
+
 static fl_status plus_quarter(void *user, const flc_core_job *job, float *params,
                               uint64_t *n_samples, double *loss)
 {
@@ -2075,6 +2149,7 @@ int main(void)
         cmocka_unit_test(test_reactor_insecure),
         cmocka_unit_test(test_reactor_ipc_in_use),
         cmocka_unit_test(test_reactor_curve),
+        cmocka_unit_test(test_reactor_key_rotation),
         cmocka_unit_test(test_reactor_round_and_resume),
         cmocka_unit_test(test_reactor_upload_slots),
         cmocka_unit_test(test_reactor_stop_keeps_checkpoint),
