@@ -53,6 +53,8 @@
 #define TIMER_PERIOD 0.05  /* seconds between timer sweeps (heartbeats, liveness, tick) */
 #define LOG_BURST 10       /* malformed-input log lines per second before suppression */
 #define DL_BUDGET_PER_CREDIT 2 /* weight chunks in flight over all clients: 2 x server.credit */
+#define TWIN_WINDOW_S 60.0 /* an id's evictions by another connection are counted per window */
+#define TWIN_WARN_AT 3     /* and said once a window from this many: a restart makes only one */
 
 enum { UL_NONE = 0, UL_RECEIVING = 1, UL_ANSWERED = 2 };
 enum { SLOT_NONE = 0, SLOT_QUEUED = 1, SLOT_ACTIVE = 2 };
@@ -88,6 +90,11 @@ typedef struct binding {
     char *id;
     uint8_t pub[32];
     int has_pub;
+    /* a Hello on another connection ended this id's session: counted per window of
+     * TWIN_WINDOW_S, warned about at most once per window (two devices with one id) */
+    double twin_t0, twin_said;
+    uint32_t twin_n;
+    int twin_warned;
 } binding;
 
 struct fls_server {
@@ -366,6 +373,28 @@ static binding *bind_add(fls_server *s, uint32_t key, const char *id)
     b->key = key;
     b->id = dup;
     return b;
+}
+
+/* A Hello on a new connection has ended the live session of b's id. Once, that is a device that
+ * restarted before its old session timed out. Over and over, it is two processes with one id (the
+ * same id in plain text, or one CURVE key copied to two devices): each Hello evicts the other,
+ * they take turns forever and rounds fail. The protocol's rule stands (a second Hello starts the
+ * client afresh); the operator is told, naming the id, at most once a window. */
+static void twin_note(fls_server *s, binding *b)
+{
+    const double now = fl_time_mono_s();
+    if (b->twin_n == 0 || now - b->twin_t0 >= TWIN_WINDOW_S) {
+        b->twin_t0 = now;
+        b->twin_n = 0;
+    }
+    b->twin_n++;
+    if (b->twin_n >= TWIN_WARN_AT && (!b->twin_warned || now - b->twin_said >= TWIN_WINDOW_S)) {
+        fl_log(&s->log, FL_LOG_WARN, "client %s: two connections take turns with this id (%u times "
+               "in the last minute): two devices with one id? Give each device its own id%s",
+               b->id, b->twin_n, b->has_pub ? " and its own key" : "");
+        b->twin_warned = 1;
+        b->twin_said = now;
+    }
 }
 
 /* ---- sending -------------------------------------------------------------------------------- */
@@ -733,8 +762,10 @@ static void on_hello(fls_server *s, sess *x, const uint8_t *rid, size_t rid_len,
     }
     /* The same client on another connection (it restarted): the old session is over. */
     sess *old = sess_by_key(s, key);
-    if (old && old != x)
+    if (old && old != x) {
+        twin_note(s, b);
         sess_drop(s, old, "reconnected");
+    }
     if (x && x->id) {
         /* A second Hello on the same connection: a fresh start for this client. */
         fls_core_client_leave(s->core, x->key, fl_time_mono_s());

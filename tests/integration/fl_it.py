@@ -3,7 +3,7 @@
 
     fl_it.py TEST        TEST in: learn, client_kill, server_resume, server_resume_topk,
                          new_run_topk, unknown_key, garbage,
-                         train_failure, server_full, revoked, key_rotation
+                         train_failure, server_full, revoked, key_rotation, twin_ids
 
 Each test makes its own temporary directory, picks free ports, starts real processes and kills
 every child it started (SIGKILL, then wait) on the way out, whatever happens (exception, assertion,
@@ -648,6 +648,26 @@ def test_key_rotation(h):
     b.kill()
 
 
+# ---- 10. two devices with one id ----------------------------------------------------------------
+# Two fl_client processes started with the same --id evict each other at every Hello ("client
+# twin left (reconnected)" over and over) and no round can finish. The server must say so, naming
+# the id, once (the warning is rate-limited to once a minute per id); before the fix nothing
+# told the operator.
+def test_twin_ids(h):
+    srv = h.server(SMALL + ['--insecure', '--rounds', '100000', '--clients', '2'])
+    a = h.client(srv.endpoint, 0, 2, ['--id', 'twin'], log='a.log')
+    b = h.client(srv.endpoint, 1, 2, ['--id', 'twin'], log='b.log')
+    h.wait_log('server.log', r'client twin: two connections take turns with this id '
+               r'\(\d+ times in the last minute\): two devices with one id\?', 60, srv)
+    time.sleep(3)
+    n = len(re.findall(r'two connections take turns', h.read('server.log')))
+    check(n == 1, 'the twin warning is given once a minute (%d times)' % n)
+    srv.send_signal(signal.SIGTERM)
+    check(h.wait_exit(srv, 30, 'fl_server') == 0, 'server exits 0 on SIGTERM')
+    for p in (a, b):
+        p.kill()
+
+
 TESTS = {
     'learn': test_learn,
     'client_kill': test_client_kill,
@@ -660,6 +680,7 @@ TESTS = {
     'server_full': test_server_full,
     'revoked': test_revoked,
     'key_rotation': test_key_rotation,
+    'twin_ids': test_twin_ids,
 }
 
 

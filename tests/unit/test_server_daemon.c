@@ -1373,6 +1373,65 @@ static void test_reactor_insecure(void **state)
     free(lb);
 }
 
+static size_t count_of(const char *text, const char *what)
+{
+    size_t n = 0;
+    for (const char *p = text; (p = strstr(p, what)) != NULL; p += strlen(what))
+        n++;
+    return n;
+}
+
+/* Two processes with one id take turns: each Hello ends the other's session ("reconnected"), for
+ * ever. The protocol's rule stays (a Hello starts the client afresh), but the operator is told,
+ * naming the id, once a minute; a client that reconnects once (a restart) is no twin. */
+static void test_reactor_twin_warning(void **state)
+{
+    (void)state;
+    char yaml[1024], ep[300];
+    snprintf(ep, sizeof ep, "ipc://%s/twin.sock", g_tmp);
+    snprintf(yaml, sizeof yaml,
+             "server:\n  insecure: true\n  endpoints: ['%s']\nmodel:\n  arch: \"mlp:6-5-3\"\n"
+             "round:\n  clients: 3\n", ep);
+    fls_options *o = opts_from(yaml);
+    logbuf *lb = calloc(1, sizeof *lb);
+    fls_host host = {log_collect, lb, NULL, NULL, NULL};
+    fls_server *s = NULL;
+    assert_int_equal(fls_server_new(o, &host, &s), FLS_OK);
+    fls_options_free(o);
+    peer a, b;
+    peer_open(&a, ep, NULL, NULL, NULL);
+    peer_open(&b, ep, NULL, NULL, NULL);
+    const char *warn = "two connections take turns with this id";
+
+    /* a restart: the id comes back once on a new connection */
+    flp_msg h = hello_msg("solo");
+    peer_send(&a, &h);
+    expect_ack_hello(s, &a);
+    peer_send(&b, &h);
+    expect_ack_hello(s, &b);
+    assert_non_null(strstr(lb->text, "client solo left (reconnected)"));
+    assert_null(strstr(lb->text, warn));
+
+    /* twins: a, b, a, b, ... each Hello evicts the other */
+    h = hello_msg("twin");
+    for (int i = 0; i < 8; i++) {
+        peer *p = i % 2 ? &b : &a;
+        peer_send(p, &h);
+        expect_ack_hello(s, p);
+    }
+    if (count_of(lb->text, "client twin: two connections take turns with this id (3 times in the "
+                           "last minute): two devices with one id?") != 1)
+        fail_msg("want one twin warning naming the id:\n%s", lb->text);
+    assert_int_equal(count_of(lb->text, warn), 1); /* not again within the minute */
+    assert_int_equal(count_of(lb->text, "client twin left (reconnected)"), 7);
+    assert_null(strstr(lb->text, "client solo: two connections"));
+
+    fls_server_free(s);
+    peer_close(&a);
+    peer_close(&b);
+    free(lb);
+}
+
 /* An ipc:// endpoint a live server serves is refused (libzmq would unlink its socket file and
  * take the endpoint over: two servers "listening", clients reaching only the later one); the
  * first server keeps serving. A stale socket file (nothing answers) is reused. */
@@ -2147,6 +2206,7 @@ int main(void)
         cmocka_unit_test(test_server_check),
         cmocka_unit_test(test_allow_list),
         cmocka_unit_test(test_reactor_insecure),
+        cmocka_unit_test(test_reactor_twin_warning),
         cmocka_unit_test(test_reactor_ipc_in_use),
         cmocka_unit_test(test_reactor_curve),
         cmocka_unit_test(test_reactor_key_rotation),
