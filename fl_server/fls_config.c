@@ -693,6 +693,8 @@ fls_status fls_options_validate(const fls_options *o, char *err, size_t errlen)
 typedef struct yctx {
     fls_options *o;
     const char *name;
+    const char *buf;               /* the text, for the line of a reader error (an offset) */
+    size_t len;
     char *err;
     size_t errlen;
     unsigned char seen[N_KEYS];
@@ -716,13 +718,63 @@ static fl_status yfail(yctx *y, const yaml_event_t *ev, const char *fmt, ...)
     return fail(y->err, y->errlen, "%s:%zu: %s", y->name, ev ? ev->start_mark.line + 1 : 0, msg);
 }
 
+/* libyaml's error as "NAME:LINE:COL: YAML syntax error: PROBLEM (CONTEXT at line L, column C)":
+ * where it gave up, and where the construct it was reading began (an unclosed '[' or quote is
+ * found only at the end of the input, lines below the cause). */
+static fl_status ysyntax(yctx *y, const yaml_parser_t *p)
+{
+    size_t line = p->problem_mark.line, col = p->problem_mark.column;
+    if (p->error == YAML_READER_ERROR) {
+        /* a bad byte (control character, invalid UTF-8): libyaml gives only its offset */
+        line = col = 0;
+        for (size_t i = 0; i < p->problem_offset && i < y->len; i++) {
+            if (y->buf[i] == '\n') {
+                line++;
+                col = 0;
+            } else if (((unsigned char)y->buf[i] & 0xC0) != 0x80) {
+                col++;
+            }
+        }
+    }
+    char ctx[128] = "";
+    if (p->context && p->error != YAML_READER_ERROR)
+        snprintf(ctx, sizeof ctx, " (%s at line %zu, column %zu)", p->context,
+                 p->context_mark.line + 1, p->context_mark.column + 1);
+    return fail(y->err, y->errlen, "%s:%zu:%zu: YAML syntax error: %s%s", y->name, line + 1,
+                col + 1, p->problem ? p->problem : "unknown", ctx);
+}
+
 /* Next event, or a parse error with libyaml's own reason and position. */
 static fl_status ynext(yctx *y, yaml_parser_t *p, yaml_event_t *ev)
 {
     if (yaml_parser_parse(p, ev))
         return FL_OK;
-    return fail(y->err, y->errlen, "%s:%zu: YAML syntax error: %s", y->name,
-                p->problem_mark.line + 1, p->problem ? p->problem : "unknown");
+    return ysyntax(y, p);
+}
+
+/* The whole text through libyaml first: the reader below checks types as the events come, and
+ * would report a syntax error further down as a type error about the first key it spoils
+ * ("clients: [1" with no ']': "expected a value, found a list"). */
+static fl_status ysyntax_check(yctx *y)
+{
+    yaml_parser_t p;
+    if (!yaml_parser_initialize(&p))
+        return FL_ERR_NOMEM;
+    yaml_parser_set_input_string(&p, (const unsigned char *)y->buf, y->len);
+    fl_status st = FL_OK;
+    for (;;) {
+        yaml_event_t ev;
+        if (!yaml_parser_parse(&p, &ev)) {
+            st = p.error == YAML_MEMORY_ERROR ? FL_ERR_NOMEM : ysyntax(y, &p);
+            break;
+        }
+        const int end = ev.type == YAML_STREAM_END_EVENT;
+        yaml_event_delete(&ev);
+        if (end)
+            break;
+    }
+    yaml_parser_delete(&p);
+    return st;
 }
 
 static const char *ev_name(yaml_event_type_t t)
@@ -970,15 +1022,22 @@ fls_status fls_options_load_mem(fls_options *o, const char *buf, size_t len, con
         return FLS_ERR_NOMEM;
     y->o = o;
     y->name = name;
+    y->buf = buf ? buf : "";
+    y->len = len;
     y->err = err;
     y->errlen = errlen;
+    fl_status st = ysyntax_check(y);
+    if (st != FL_OK) {
+        free(y);
+        return fls_status_of(st);
+    }
     yaml_parser_t p;
     if (!yaml_parser_initialize(&p)) {
         free(y);
         return FLS_ERR_NOMEM;
     }
-    yaml_parser_set_input_string(&p, (const unsigned char *)(buf ? buf : ""), len);
-    const fl_status st = yaml_doc(y, &p);
+    yaml_parser_set_input_string(&p, (const unsigned char *)y->buf, len);
+    st = yaml_doc(y, &p);
     yaml_parser_delete(&p);
     free(y);
     return fls_status_of(st);

@@ -73,7 +73,9 @@ void fls_options_free(fls_options *o); /* NULL is a no-op */
  * leave the key out for its default), values of the wrong type or out of range, aliases and
  * anything but a two-level mapping are refused with FLS_ERR_CONFIG and a message in err naming
  * the file (name), line and key, e.g. "fl.yaml:12: round.clients: 'ten' is not an unsigned
- * integer". load_file also returns FLS_ERR_IO (cannot read; input capped at 1 MiB). On error o
+ * integer". A YAML syntax error anywhere in the text is reported before any key is read, as
+ * "fl.yaml:LINE:COLUMN: YAML syntax error: PROBLEM (CONTEXT at line L, column C)" (libyaml's
+ * words). load_file also returns FLS_ERR_IO (cannot read; input capped at 1 MiB). On error o
  * may hold some of the file's values: discard it. err may be NULL. */
 fls_status fls_options_load_file(fls_options *o, const char *path, char *err, size_t errlen);
 fls_status fls_options_load_mem(fls_options *o, const char *buf, size_t len, const char *name,

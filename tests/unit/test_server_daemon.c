@@ -295,7 +295,18 @@ static void test_config_structure_errors(void **state)
         {"server:\n  endpoints: [[a]]\n", "list items must be scalars"},
         {"server:\n  endpoints: [tcp://a:1, '']\n", "empty list item"},
         {"round:\n  clients: &x 3\n  min_clients: *x\n", "found an alias"},
-        {"round:\n  clients: \"abc\n", "YAML syntax error"},
+        /* syntax errors: libyaml's problem where it gave up, and where the construct began;
+         * before any type check (an unclosed '[' was "expected a value, found a list") */
+        {"round:\n  clients: \"abc\n", "t.yaml:3:1: YAML syntax error: found unexpected end of "
+                                       "stream (while scanning a quoted scalar at line 2, column 12)"},
+        {"round:\n  clients: [1\n", "t.yaml:3:1: YAML syntax error: did not find expected ',' or "
+                                    "']' (while parsing a flow sequence at line 2, column 12)"},
+        {"round:\n  clients: [1, 2]\nrun:\n  seed: {a\n", "t.yaml:5:1: YAML syntax error: "
+                                                       "did not find expected ',' or '}'"},
+        {"round:\n\tclients: 3\n", "t.yaml:2:1: YAML syntax error: found character that cannot "
+                                   "start any token"},
+        {"run:\n  seed: 1\n  metrics: a\001b\n", "t.yaml:3:13: YAML syntax error: control "
+                                                 "characters are not allowed"},
         {"round:\n  clients: 3\n---\nround:\n  clients: 4\n", "only one YAML document"},
         {"policy:\n  kind: bogus\n", "policy.kind: 'bogus' is not one of full|fd|afd-single|afd-multi"},
         {"train:\n  lr: 1e999\n", "train.lr: '1e999' is not a finite number"},
