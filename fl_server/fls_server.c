@@ -1506,21 +1506,18 @@ static fl_status server_init(fls_server *s, char *err, size_t errlen)
                                     "server.allow_list: %s", why2);
         fl_log(&s->log, FL_LOG_INFO, "allow-list %s: %zu keys", s->opt.allow_list, s->allow.n);
     }
-    if (s->opt.metrics_path[0] && strcmp(s->opt.metrics_path, "-") != 0) {
-        if (s->check_only) {
-            /* what fopen(..., "a") needs, without making the file */
-            struct stat sb;
-            const int e = stat(s->opt.metrics_path, &sb) == 0
-                              ? (S_ISDIR(sb.st_mode) ? EISDIR
-                                 : access(s->opt.metrics_path, W_OK) == 0 ? 0 : errno)
-                              : fl_parent_writable(s->opt.metrics_path);
-            if (e)
-                return fls_options_errf(&s->opt, err, errlen, FL_ERR_IO, "run.metrics", NULL,
-                                        "run.metrics %s: %s", s->opt.metrics_path, strerror(e));
-        } else if (!(s->metrics = fopen(s->opt.metrics_path, "a"))) {
+    const int metrics_file = s->opt.metrics_path[0] && strcmp(s->opt.metrics_path, "-") != 0;
+    if (metrics_file) {
+        /* What fopen(..., "a") needs, without making the file: it is opened only once every
+         * endpoint is bound, so that a start that fails (a port in use) leaves no empty file. */
+        struct stat sb;
+        const int e = stat(s->opt.metrics_path, &sb) == 0
+                          ? (S_ISDIR(sb.st_mode) ? EISDIR
+                             : access(s->opt.metrics_path, W_OK) == 0 ? 0 : errno)
+                          : fl_parent_writable(s->opt.metrics_path);
+        if (e)
             return fls_options_errf(&s->opt, err, errlen, FL_ERR_IO, "run.metrics", NULL,
-                                    "run.metrics %s: %s", s->opt.metrics_path, strerror(errno));
-        }
+                                    "run.metrics %s: %s", s->opt.metrics_path, strerror(e));
     }
     if (s->check_only) {
         if (s->curve)
@@ -1548,6 +1545,9 @@ static fl_status server_init(fls_server *s, char *err, size_t errlen)
     }
     if ((st = setup_socket(s, err, errlen)) != FL_OK)
         return st;
+    if (metrics_file && !(s->metrics = fopen(s->opt.metrics_path, "a")))
+        return fls_options_errf(&s->opt, err, errlen, FL_ERR_IO, "run.metrics", NULL,
+                                "run.metrics %s: %s", s->opt.metrics_path, strerror(errno));
     if (s->curve)
         fl_log(&s->log, FL_LOG_INFO, "CURVE on; server public key %s", s->pub_z85);
     s->next_timers = fl_time_mono_s();

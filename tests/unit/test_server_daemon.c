@@ -15,6 +15,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -1524,6 +1526,69 @@ static void test_reactor_ipc_in_use(void **state)
     free(lb);
 }
 
+/* A start that fails at the bind (a TCP port in use: exit 3) makes no file: run.metrics is
+ * created only once every endpoint is bound (it was created, empty, before the bind). */
+static void test_reactor_failed_start_no_metrics(void **state)
+{
+    (void)state;
+    /* port 44731 held here (or by someone else: in use either way) */
+    const int fd = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(fd >= 0);
+    struct sockaddr_in sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sin_family = AF_INET;
+    sa.sin_port = htons(44731);
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (bind(fd, (const struct sockaddr *)&sa, sizeof sa) == 0)
+        assert_int_equal(listen(fd, 1), 0);
+    char yaml[1024], metrics[300];
+    snprintf(metrics, sizeof metrics, "%s/failed-start.jsonl", g_tmp);
+    snprintf(yaml, sizeof yaml,
+             "server:\n  insecure: true\n  endpoints: ['tcp://127.0.0.1:44731']\n"
+             "model:\n  arch: \"mlp:6-5-3\"\nrun:\n  metrics: '%s'\n", metrics);
+    fls_options *o = opts_from(yaml);
+    logbuf *lb = calloc(1, sizeof *lb);
+    fls_host host = {log_collect, lb, NULL, NULL, NULL};
+    fls_server *s = NULL;
+    assert_int_equal(fls_server_new(o, &host, &s), FLS_ERR_TRANSPORT);
+    assert_null(s);
+    assert_non_null(strstr(lb->text, "bind tcp://127.0.0.1:44731"));
+    struct stat sb;
+    if (stat(metrics, &sb) == 0)
+        fail_msg("a failed start left %s behind (%lld bytes)", metrics, (long long)sb.st_size);
+
+    /* fl_server: exit 3, and no file either */
+    const char *root = getenv("FEDROP_BUILD_ROOT");
+    if (root) {
+        char cmd[1024];
+        snprintf(cmd, sizeof cmd, "timeout 20 '%s/fl_server/fl_server' --insecure --endpoint "
+                 "tcp://127.0.0.1:44731 --metrics '%s' >/dev/null 2>&1", root, metrics);
+        const int rc = system(cmd);
+        assert_true(WIFEXITED(rc) && WEXITSTATUS(rc) == 3);
+        if (stat(metrics, &sb) == 0)
+            fail_msg("fl_server's failed start left %s behind", metrics);
+    }
+    close(fd);
+
+    /* a start that binds makes the file, as before */
+    char ep[300];
+    snprintf(ep, sizeof ep, "ipc://%s/metrics-ok.sock", g_tmp);
+    assert_int_equal(fls_options_set(o, "server.endpoints", ep, yaml, sizeof yaml), FLS_OK);
+    assert_int_equal(fls_server_new(o, &host, &s), FLS_OK);
+    assert_int_equal(stat(metrics, &sb), 0);
+    fls_server_free(s);
+    /* run.metrics not writable is still found before the bind: no "listening" */
+    snprintf(metrics, sizeof metrics, "%s/no-such-dir/m.jsonl", g_tmp);
+    assert_int_equal(fls_options_set(o, "run.metrics", metrics, yaml, sizeof yaml), FLS_OK);
+    lb->len = 0;
+    lb->text[0] = 0;
+    assert_int_equal(fls_server_new(o, &host, &s), FLS_ERR_IO);
+    assert_non_null(strstr(lb->text, "run.metrics"));
+    assert_null(strstr(lb->text, "listening"));
+    fls_options_free(o);
+    free(lb);
+}
+
 static void test_reactor_curve(void **state)
 {
     (void)state;
@@ -2219,6 +2284,7 @@ int main(void)
         cmocka_unit_test(test_reactor_insecure),
         cmocka_unit_test(test_reactor_twin_warning),
         cmocka_unit_test(test_reactor_ipc_in_use),
+        cmocka_unit_test(test_reactor_failed_start_no_metrics),
         cmocka_unit_test(test_reactor_curve),
         cmocka_unit_test(test_reactor_key_rotation),
         cmocka_unit_test(test_reactor_round_and_resume),
