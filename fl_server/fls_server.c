@@ -1399,14 +1399,22 @@ static fl_status setup_socket(fls_server *s, char *err, size_t errlen)
     for (uint32_t i = 0; i < s->opt.n_endpoints; i++) {
         if (zmq_bind(s->router, s->opt.endpoints[i]) != 0) {
             snprintf(err, errlen, "bind %s: %s", s->opt.endpoints[i], zmq_strerror(zmq_errno()));
+            /* The start fails: the socket files of the ipc:// endpoints bound so far go too
+             * (libzmq leaves them; ipc_in_use made sure no live process owned them). */
+            for (size_t j = 0; j < s->n_ep; j++)
+                if (strncmp(s->ep[j], "ipc://", 6) == 0 && s->ep[j][6] != '@')
+                    unlink(s->ep[j] + 6);
+            s->n_ep = 0;
             return FL_ERR_TRANSPORT;
         }
         size_t len = FLS_ENDPOINT_MAX;
         if (zmq_getsockopt(s->router, ZMQ_LAST_ENDPOINT, s->ep[s->n_ep], &len) != 0)
             memcpy(s->ep[s->n_ep], s->opt.endpoints[i], FLS_ENDPOINT_MAX);
-        fl_log(&s->log, FL_LOG_INFO, "listening on %s", s->ep[s->n_ep]);
         s->n_ep++;
     }
+    /* said once all are bound: a start that fails never says "listening" */
+    for (size_t j = 0; j < s->n_ep; j++)
+        fl_log(&s->log, FL_LOG_INFO, "listening on %s", s->ep[j]);
     return FL_OK;
 zfail:
     snprintf(err, errlen, "ZeroMQ: %s", zmq_strerror(zmq_errno()));

@@ -1527,7 +1527,8 @@ static void test_reactor_ipc_in_use(void **state)
 }
 
 /* A start that fails at the bind (a TCP port in use: exit 3) makes no file: run.metrics is
- * created only once every endpoint is bound (it was created, empty, before the bind). */
+ * created only once every endpoint is bound (it was created, empty, before the bind), and the
+ * socket file of an ipc:// endpoint bound before the failing one is removed. */
 static void test_reactor_failed_start_no_metrics(void **state)
 {
     (void)state;
@@ -1541,11 +1542,12 @@ static void test_reactor_failed_start_no_metrics(void **state)
     sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     if (bind(fd, (const struct sockaddr *)&sa, sizeof sa) == 0)
         assert_int_equal(listen(fd, 1), 0);
-    char yaml[1024], metrics[300];
+    char yaml[1024], metrics[300], sock[300];
     snprintf(metrics, sizeof metrics, "%s/failed-start.jsonl", g_tmp);
+    snprintf(sock, sizeof sock, "%s/failed-start.sock", g_tmp);
     snprintf(yaml, sizeof yaml,
-             "server:\n  insecure: true\n  endpoints: ['tcp://127.0.0.1:44731']\n"
-             "model:\n  arch: \"mlp:6-5-3\"\nrun:\n  metrics: '%s'\n", metrics);
+             "server:\n  insecure: true\n  endpoints: ['ipc://%s', 'tcp://127.0.0.1:44731']\n"
+             "model:\n  arch: \"mlp:6-5-3\"\nrun:\n  metrics: '%s'\n", sock, metrics);
     fls_options *o = opts_from(yaml);
     logbuf *lb = calloc(1, sizeof *lb);
     fls_host host = {log_collect, lb, NULL, NULL, NULL};
@@ -1553,20 +1555,24 @@ static void test_reactor_failed_start_no_metrics(void **state)
     assert_int_equal(fls_server_new(o, &host, &s), FLS_ERR_TRANSPORT);
     assert_null(s);
     assert_non_null(strstr(lb->text, "bind tcp://127.0.0.1:44731"));
+    assert_null(strstr(lb->text, "listening"));
     struct stat sb;
     if (stat(metrics, &sb) == 0)
         fail_msg("a failed start left %s behind (%lld bytes)", metrics, (long long)sb.st_size);
+    if (stat(sock, &sb) == 0)
+        fail_msg("a failed start left %s behind", sock);
 
     /* fl_server: exit 3, and no file either */
     const char *root = getenv("FEDROP_BUILD_ROOT");
     if (root) {
         char cmd[1024];
         snprintf(cmd, sizeof cmd, "timeout 20 '%s/fl_server/fl_server' --insecure --endpoint "
-                 "tcp://127.0.0.1:44731 --metrics '%s' >/dev/null 2>&1", root, metrics);
+                 "'ipc://%s' --endpoint tcp://127.0.0.1:44731 --metrics '%s' >/dev/null 2>&1",
+                 root, sock, metrics);
         const int rc = system(cmd);
         assert_true(WIFEXITED(rc) && WEXITSTATUS(rc) == 3);
-        if (stat(metrics, &sb) == 0)
-            fail_msg("fl_server's failed start left %s behind", metrics);
+        if (stat(metrics, &sb) == 0 || stat(sock, &sb) == 0)
+            fail_msg("fl_server's failed start left %s or %s behind", metrics, sock);
     }
     close(fd);
 
