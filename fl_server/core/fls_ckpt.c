@@ -17,12 +17,25 @@ static const uint8_t CKPT_MAGIC[8] = {'F', 'L', 'S', 'C', 'K', 'P', 'T', 0};
 #define HEAD_LEN 24u /* magic, version, flags, body_len */
 
 /* Sections 1-4 always, in order; then the optional ones, in tag order: TAG_TARGET only when the
- * run ended at its target accuracy, TAG_RUN when the run has an id. A file without them (older,
- * or a run without either) reads as "not reached" and "no id". */
+ * run ended at its target accuracy, TAG_RUN when the run has an id, TAG_CONFIG when the writer
+ * recorded its configuration's text. A file without them (older, or a run without either) reads
+ * as "not reached", "no id" and "no text". */
 enum {
     TAG_META = 1, TAG_MODEL = 2, TAG_OPT = 3, TAG_POLICY = 4, TAG_COUNT = 4,
-    TAG_TARGET = 5, TAG_RUN = 6
+    TAG_TARGET = 5, TAG_RUN = 6, TAG_CONFIG = 7
 };
+
+/* The CONFIG text: 1..FLS_CKPT_CONFIG_MAX bytes, printable ASCII and newlines only (it is shown
+ * to an operator), ending in a newline. */
+static int config_text_ok(const char *t, size_t n)
+{
+    if (n == 0 || n > FLS_CKPT_CONFIG_MAX || t[n - 1] != '\n')
+        return 0;
+    for (size_t i = 0; i < n; i++)
+        if (t[i] != '\n' && (t[i] < 0x20 || t[i] > 0x7e))
+            return 0;
+    return 1;
+}
 
 void fls_ckpt_clear(fls_ckpt *c)
 {
@@ -32,6 +45,7 @@ void fls_ckpt_clear(fls_ckpt *c)
     for (size_t i = 0; i < c->n_opt && i < FLS_CKPT_MAX_OPT; i++)
         free(c->opt[i].data);
     free(c->policy);
+    free(c->config);
     memset(c, 0, sizeof *c);
 }
 
@@ -68,7 +82,8 @@ fl_status fls_ckpt_serialize(const fls_ckpt *c, uint8_t **buf, size_t *len)
     *len = 0;
     const size_t arch_len = strnlen(c->arch, FLS_CKPT_ARCH_MAX);
     if (arch_len >= FLS_CKPT_ARCH_MAX || c->n_opt > FLS_CKPT_MAX_OPT ||
-        (!c->params && c->n_params) || (!c->policy && c->policy_len))
+        (!c->params && c->n_params) || (!c->policy && c->policy_len) ||
+        (c->config_len && (!c->config || !config_text_ok(c->config, c->config_len))))
         return FL_ERR_INVALID_ARG;
     for (size_t i = 0; i < c->n_opt; i++) {
         const size_t nl = strnlen(c->opt[i].name, FLS_CKPT_NAME_MAX);
@@ -79,6 +94,12 @@ fl_status fls_ckpt_serialize(const fls_ckpt *c, uint8_t **buf, size_t *len)
     }
     if (!all_finite(c->params, c->n_params))
         return FL_ERR_NUMERIC;
+    if (c->config_len) { /* the parser refuses a text that is not the digest's: never write one */
+        uint8_t d[FL_SHA256_LEN];
+        if (fl_sha256_digest(d, c->config, c->config_len) != FL_OK ||
+            memcmp(d, c->config_digest, FL_SHA256_LEN) != 0)
+            return FL_ERR_INVALID_ARG;
+    }
 
     fls_wbuf w = {0};
     fls_w_bytes(&w, CKPT_MAGIC, sizeof CKPT_MAGIC);
@@ -124,6 +145,11 @@ fl_status fls_ckpt_serialize(const fls_ckpt *c, uint8_t **buf, size_t *len)
     if (c->run_id) {
         s = sec_begin(&w, TAG_RUN);
         fls_w_u64(&w, c->run_id);
+        sec_end(&w, s);
+    }
+    if (c->config_len) {
+        s = sec_begin(&w, TAG_CONFIG);
+        fls_w_bytes(&w, c->config, c->config_len);
         sec_end(&w, s);
     }
 
@@ -291,19 +317,40 @@ fl_status fls_ckpt_parse(const uint8_t *buf, size_t len, fls_ckpt *out, char *er
             break;
         }
     }
-    /* The optional sections: each of 8 bytes, each at most once, in increasing tag order. */
+    /* The optional sections: each at most once, in increasing tag order; 8 bytes each but the
+     * CONFIG text. */
     uint32_t last = TAG_COUNT;
     while (st == FL_OK && r.pos != r.len) {
         const uint32_t tag = fls_r_u32(&r);
         const uint64_t sl = fls_r_u64(&r);
-        if (r.bad || tag <= TAG_COUNT || tag > TAG_RUN) {
+        if (r.bad || tag <= TAG_COUNT || tag > TAG_CONFIG) {
             st = fail(err, errlen, FL_ERR_CHECKPOINT_FORMAT,
                       "unknown trailing section (tag %u): written by a newer fedrop?", tag);
             break;
         }
+        if (tag == TAG_CONFIG && tag > last && sl <= r.len - r.pos) {
+            const char *t = (const char *)r.p + r.pos;
+            uint8_t d[FL_SHA256_LEN];
+            if (!config_text_ok(t, (size_t)sl) ||
+                fl_sha256_digest(d, t, (size_t)sl) != FL_OK ||
+                memcmp(d, out->config_digest, FL_SHA256_LEN) != 0) {
+                st = fail(err, errlen, FL_ERR_CHECKPOINT_FORMAT, "config section: not the text "
+                          "of the configuration digest in META");
+                break;
+            }
+            if (!(out->config = malloc((size_t)sl))) {
+                st = FL_ERR_NOMEM;
+                break;
+            }
+            memcpy(out->config, t, (size_t)sl);
+            out->config_len = (size_t)sl;
+            r.pos += (size_t)sl;
+            last = tag;
+            continue;
+        }
         if (tag <= last || sl != 8 || r.len - r.pos < 8) {
             st = fail(err, errlen, FL_ERR_CHECKPOINT_FORMAT,
-                      "optional section %u repeated, out of order, or not 8 bytes", tag);
+                      "optional section %u repeated, out of order, or of a wrong length", tag);
             break;
         }
         fls_rbuf t = {r.p + r.pos, 8, 0, 0};

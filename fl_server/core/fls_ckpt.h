@@ -23,6 +23,10 @@
  *   4 POLICY  opaque bytes (validated by fls_policy_import)
  *   5 TARGET  f64 accuracy in [0, 1]: the run ended when an evaluation reached it
  *   6 RUN     u64 run id (nonzero)
+ *   7 CONFIG  the configuration's canonical text (fls_config_canon: "name=value\n" lines,
+ *             printable ASCII, at most FLS_CKPT_CONFIG_MAX bytes) whose SHA-256 is META's
+ *             digest: a refused resume names the settings that changed. Files of fedrop before
+ *             2026-11-29 have none (then only the digest can be compared).
  *
  * Thread-safety: functions are reentrant; an fls_ckpt value belongs to one thread at a time.
  */
@@ -40,6 +44,7 @@
 #define FLS_CKPT_MAX_OPT 4
 #define FLS_CKPT_NAME_MAX 32
 #define FLS_CKPT_ARCH_MAX 64
+#define FLS_CKPT_CONFIG_MAX 4095 /* bytes of the CONFIG section's text */
 
 typedef struct fls_ckpt_array {
     char name[FLS_CKPT_NAME_MAX]; /* NUL-terminated, 1..31 bytes */
@@ -65,6 +70,8 @@ typedef struct fls_ckpt {
     int target_reached;           /* the run ended when an evaluation reached its target: */
     double target_acc;            /* that accuracy (a resume with a target at most this ends) */
     uint64_t run_id;              /* the run's id (fls_core_set_run_id); 0: none recorded */
+    char *config;                 /* the configuration's canonical text (not NUL-terminated), */
+    size_t config_len;            /*   config_len bytes; NULL / 0: not recorded */
     uint8_t sha256[FL_SHA256_LEN]; /* fls_ckpt_parse: the file's checksum (its last 32 bytes);
                                     * zeros for a checkpoint made in memory */
 } fls_ckpt;
@@ -73,7 +80,8 @@ typedef struct fls_ckpt {
 void fls_ckpt_clear(fls_ckpt *c);
 
 /* Encodes c into a new buffer *buf of *len bytes (caller frees with free()). Returns FL_OK,
- * FL_ERR_INVALID_ARG (a name or arch too long, too many arrays, NULL data with n > 0),
+ * FL_ERR_INVALID_ARG (a name or arch too long, too many arrays, NULL data with n > 0, a config
+ * text too long, with other than printable ASCII and newlines, or not config_digest's),
  * FL_ERR_NUMERIC (a non-finite parameter or state value), FL_ERR_NOMEM. */
 fl_status fls_ckpt_serialize(const fls_ckpt *c, uint8_t **buf, size_t *len);
 

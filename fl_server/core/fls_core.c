@@ -54,6 +54,8 @@ typedef struct client_rec {
 struct fls_core {
     fls_config cfg;
     uint8_t digest[FL_SHA256_LEN];
+    char canon[FLS_CONFIG_CANON_MAX]; /* what digest hashes; checkpoints keep it */
+    size_t canon_len;
     flm_arch arch;
     flz_spec down, up;
     char up_canon[FLZ_SPEC_STRLEN];
@@ -354,7 +356,8 @@ fl_status fls_core_new(const fls_config *cfg, fls_core **out)
     if ((st = flm_arch_parse(cfg->arch, &c->arch, NULL, 0)) != FL_OK ||
         (st = flz_spec_parse(cfg->down_codec, &c->down, NULL, 0)) != FL_OK ||
         (st = flz_spec_parse(cfg->up_codec, &c->up, NULL, 0)) != FL_OK ||
-        (st = fls_config_digest(cfg, c->digest)) != FL_OK) {
+        (st = fls_config_canon(cfg, c->canon, sizeof c->canon, &c->canon_len)) != FL_OK ||
+        (st = fl_sha256_digest(c->digest, c->canon, c->canon_len)) != FL_OK) {
         fls_core_free(c);
         return FL_ERR_CONFIG;
     }
@@ -1224,6 +1227,12 @@ fl_status fls_core_checkpoint(const fls_core *c, fls_ckpt *out)
     if (c->open || c->eval_pending)
         return FL_ERR_STATE;
     memcpy(out->config_digest, c->digest, FL_SHA256_LEN);
+    if (c->canon_len <= FLS_CKPT_CONFIG_MAX) { /* always: the text is smaller than the cap */
+        if (!(out->config = malloc(c->canon_len)))
+            return FL_ERR_NOMEM;
+        memcpy(out->config, c->canon, c->canon_len);
+        out->config_len = c->canon_len;
+    }
     out->round = c->round;
     out->model_version = c->model_version;
     snprintf(out->arch, sizeof out->arch, "%s", c->arch.spec);
@@ -1304,7 +1313,22 @@ fl_status fls_core_restore(fls_core *c, const fls_ckpt *k)
         return FL_ERR_STATE;
     const fl_logger *lg = &c->cfg.log;
     if (fls_ckpt_check_digest(k, c->digest) != FL_OK) {
-        fl_log(lg, FL_LOG_ERROR, "checkpoint: written by another configuration (digest differs)");
+        /* Say what changed when the file holds its configuration's text; else (a file of an
+         * older build: only the digest) what could have. */
+        char diff[1024];
+        const size_t nd = fls_config_canon_diff(k->config, k->config_len, c->canon, c->canon_len,
+                                                diff, sizeof diff);
+        if (nd)
+            fl_log(lg, FL_LOG_ERROR, "checkpoint: written by another configuration: %zu setting%s "
+                   "changed since (the checkpoint's value -> this one's): %s. Set %s back to "
+                   "resume, or start a fresh run", nd, nd == 1 ? "" : "s", diff,
+                   nd == 1 ? "it" : "them");
+        else
+            fl_log(lg, FL_LOG_ERROR, "checkpoint: written by another configuration (digest "
+                   "differs; the file holds only the digest, not the settings): one of model.arch, "
+                   "run.seed, policy.*, optimizer.*, aggregation.*, round.clients, "
+                   "round.overcommit, train.*, codec.down, codec.up, codec.chunk_elems changed "
+                   "since the checkpoint was written");
         return FL_ERR_CHECKPOINT_MISMATCH;
     }
     if (strcmp(k->arch, c->arch.spec) != 0 || k->n_params != c->arch.n_params ||

@@ -227,7 +227,7 @@ fl_status fls_core_report_eval(fls_core *core, uint64_t round, double accuracy, 
 const fls_round_metrics *fls_core_last_metrics(const fls_core *core);
 
 /* Builds a checkpoint of the state between rounds (model, optimizer state, policy state, next
- * round, model version, config digest, target reached, run id) into *out (owned by the caller: fls_ckpt_clear).
+ * round, model version, config digest and text, target reached, run id) into *out (owned by the caller: fls_ckpt_clear).
  * FL_ERR_STATE while a round is open or an evaluation is pending; FL_ERR_NOMEM. */
 fl_status fls_core_checkpoint(const fls_core *core, fls_ckpt *out);
 /* fls_core_checkpoint, then fls_ckpt_write(path) (atomic). */
@@ -236,7 +236,10 @@ fl_status fls_core_checkpoint_write(const fls_core *core, const char *path);
 /* Restores the state of a checkpoint (which must come from a configuration with the same digest:
  * FL_ERR_CHECKPOINT_MISMATCH otherwise, and for another architecture, parameter count, optimizer
  * kind or state shape, or policy kind). All or nothing: on error the core is unchanged. Only
- * between rounds (FL_ERR_STATE). Errors: FL_ERR_CHECKPOINT_FORMAT (policy state damaged). */
+ * between rounds (FL_ERR_STATE). Errors: FL_ERR_CHECKPOINT_FORMAT (policy state damaged). A
+ * digest mismatch is logged with the settings that changed (fls_config_canon_diff) when the
+ * checkpoint holds its configuration's text, else with the list of the settings that enter the
+ * digest. */
 fl_status fls_core_restore(fls_core *core, const fls_ckpt *c);
 /* fls_ckpt_read(path), then fls_core_restore. The reason of a failure is logged. */
 fl_status fls_core_restore_file(fls_core *core, const char *path);

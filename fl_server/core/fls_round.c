@@ -122,10 +122,11 @@ static void put(canon *c, const char *fmt, ...)
         c->len += (size_t)n;
 }
 
-fl_status fls_config_digest(const fls_config *cfg, uint8_t out[FL_SHA256_LEN])
+fl_status fls_config_canon(const fls_config *cfg, char *buf, size_t cap, size_t *len)
 {
-    if (!cfg || !out)
+    if (!cfg || !buf || !len)
         return FL_ERR_INVALID_ARG;
+    *len = 0;
     flm_arch a;
     flz_spec down, up;
     char dstr[FLZ_SPEC_STRLEN], ustr[FLZ_SPEC_STRLEN];
@@ -166,9 +167,146 @@ fl_status fls_config_digest(const fls_config *cfg, uint8_t out[FL_SHA256_LEN])
         t->epochs, t->batch_size, (double)t->lr, (double)t->momentum, (double)t->weight_decay,
         (double)t->prox_mu, (unsigned long long)t->max_samples);
     put(c, "down_codec=%s\nup_codec=%s\nchunk_elems=%u\n", dstr, ustr, cfg->chunk_elems);
-    fl_status st = c->overflow ? FL_ERR_INTERNAL : fl_sha256_digest(out, c->buf, c->len);
+    fl_status st = FL_OK;
+    if (c->overflow || c->len >= cap) {
+        st = c->overflow ? FL_ERR_INTERNAL : FL_ERR_INVALID_ARG;
+    } else {
+        memcpy(buf, c->buf, c->len + 1);
+        *len = c->len;
+    }
     free(c);
     return st;
+}
+
+fl_status fls_config_digest(const fls_config *cfg, uint8_t out[FL_SHA256_LEN])
+{
+    if (!cfg || !out)
+        return FL_ERR_INVALID_ARG;
+    char *text = malloc(FLS_CONFIG_CANON_MAX);
+    if (!text)
+        return FL_ERR_NOMEM;
+    size_t n = 0;
+    fl_status st = fls_config_canon(cfg, text, FLS_CONFIG_CANON_MAX, &n);
+    if (st == FL_OK)
+        st = fl_sha256_digest(out, text, n);
+    free(text);
+    return st;
+}
+
+/* The fl_server key that sets each line of the canonical text, and how its value reads best.
+ * agg_frac_bits and agg_max_abs_log2 have no key: fedrop's build sets them. */
+static const struct {
+    const char *canon, *key;
+    int kind; /* 0: as written, 1: a %a double, 2: the aggregation mode's number */
+} CANON_KEYS[] = {
+    {"arch", "model.arch", 0}, {"seed", "run.seed", 0}, {"policy", "policy.kind", 0},
+    {"fd_per_client", "policy.fd_per_client", 0}, {"score_accumulate", "policy.score_accumulate", 0},
+    {"loss_unweighted", "policy.loss_unweighted", 0}, {"keep_p", "policy.keep", 1},
+    {"eps_rel", "policy.eps_rel", 1}, {"opt", "optimizer.kind", 0}, {"opt_lr", "optimizer.lr", 1},
+    {"opt_momentum", "optimizer.momentum", 1}, {"opt_beta1", "optimizer.beta1", 1},
+    {"opt_beta2", "optimizer.beta2", 1}, {"opt_tau", "optimizer.tau", 1},
+    {"opt_v0", "optimizer.v0", 1}, {"agg_mode", "aggregation.mode", 2},
+    {"agg_dilute", "aggregation.dilute", 0}, {"agg_frac_bits", "aggregation frac_bits (built in)", 0},
+    {"agg_max_abs_log2", "aggregation max_abs_log2 (built in)", 0}, {"agg_clip", "aggregation.clip_norm", 1},
+    {"agg_trim", "aggregation.trim_frac", 1}, {"agg_max_updates", "aggregation.max_updates", 0},
+    {"clients_per_round", "round.clients", 0}, {"overcommit", "round.overcommit", 1},
+    {"epochs", "train.epochs", 0}, {"batch", "train.batch", 0}, {"lr", "train.lr", 1},
+    {"momentum", "train.momentum", 1}, {"wd", "train.weight_decay", 1},
+    {"prox_mu", "train.prox_mu", 1}, {"max_samples", "train.max_samples", 0},
+    {"down_codec", "codec.down", 0}, {"up_codec", "codec.up", 0},
+    {"chunk_elems", "codec.chunk_elems", 0},
+};
+
+/* The value of line `name` in canonical text t[0..n) into [*v, *v + *vl); 0 if absent. */
+static int canon_find(const char *t, size_t n, const char *name, size_t nl, const char **v,
+                      size_t *vl)
+{
+    for (size_t p = 0; p < n;) {
+        const char *nlc = memchr(t + p, '\n', n - p);
+        const size_t e = nlc ? (size_t)(nlc - t) : n;
+        if (e - p > nl && memcmp(t + p, name, nl) == 0 && t[p + nl] == '=') {
+            *v = t + p + nl + 1;
+            *vl = e - p - nl - 1;
+            return 1;
+        }
+        p = e + 1;
+    }
+    return 0;
+}
+
+/* A canonical value as an operator wrote it: hex floats in %g, the mode by name. */
+static void canon_show(char *out, size_t cap, const char *v, size_t vl, int kind)
+{
+    char raw[96];
+    snprintf(raw, sizeof raw, "%.*s", (int)(vl < 95 ? vl : 95), v);
+    static const char *const modes[] = {"mean", "trimmed-mean", "median"};
+    char *end = NULL;
+    if (kind == 1) {
+        const double d = strtod(raw, &end);
+        if (end && !*end && end != raw) {
+            snprintf(out, cap, "%g", d);
+            return;
+        }
+    } else if (kind == 2) {
+        const long m = strtol(raw, &end, 10);
+        if (end && !*end && end != raw && m >= 0 && m < 3) {
+            snprintf(out, cap, "%s", modes[m]);
+            return;
+        }
+    }
+    snprintf(out, cap, "%s", raw[0] ? raw : "(none)");
+}
+
+size_t fls_config_canon_diff(const char *was, size_t was_len, const char *now, size_t now_len,
+                             char *out, size_t cap)
+{
+    if (out && cap)
+        out[0] = 0;
+    if (!was || !now)
+        return 0;
+    size_t n = 0, o = 0;
+    /* every line of either text: the table's names, then per-layer keep_p_layerD lines */
+    for (size_t i = 0; i < sizeof CANON_KEYS / sizeof CANON_KEYS[0] + FLM_MAX_LAYERS; i++) {
+        char name[32], key[64];
+        int kind = 1;
+        if (i < sizeof CANON_KEYS / sizeof CANON_KEYS[0]) {
+            snprintf(name, sizeof name, "%s", CANON_KEYS[i].canon);
+            snprintf(key, sizeof key, "%s", CANON_KEYS[i].key);
+            kind = CANON_KEYS[i].kind;
+        } else {
+            const size_t d = i - sizeof CANON_KEYS / sizeof CANON_KEYS[0];
+            snprintf(name, sizeof name, "keep_p_layer%zu", d);
+            snprintf(key, sizeof key, "policy.keep_layers[%zu]", d);
+        }
+        const size_t nl = strlen(name);
+        const char *a = NULL, *b = NULL;
+        size_t al = 0, bl = 0;
+        const int ha = canon_find(was, was_len, name, nl, &a, &al);
+        const int hb = canon_find(now, now_len, name, nl, &b, &bl);
+        if (!ha && !hb)
+            continue;
+        if (ha && hb && al == bl && memcmp(a, b, al) == 0)
+            continue;
+        if (i >= sizeof CANON_KEYS / sizeof CANON_KEYS[0] && ha && hb) {
+            /* a layer without its own keep value follows policy.keep: said once, there */
+            const char *pa = NULL, *pb = NULL;
+            size_t pal = 0, pbl = 0;
+            if (canon_find(was, was_len, "keep_p", 6, &pa, &pal) &&
+                canon_find(now, now_len, "keep_p", 6, &pb, &pbl) && pal == al &&
+                memcmp(pa, a, al) == 0 && pbl == bl && memcmp(pb, b, bl) == 0)
+                continue;
+        }
+        char va[128], vb[128];
+        canon_show(va, sizeof va, ha ? a : "", ha ? al : 0, kind);
+        canon_show(vb, sizeof vb, hb ? b : "", hb ? bl : 0, kind);
+        n++;
+        if (out && cap && o < cap) {
+            const int w = snprintf(out + o, cap - o, "%s%s %s -> %s", n > 1 ? ", " : "", key, va,
+                                   vb);
+            o = w < 0 ? cap : o + (size_t)w;
+        }
+    }
+    return n;
 }
 
 static void jnum(canon *c, const char *key, double v)

@@ -58,6 +58,21 @@ fl_status fls_config_validate(const fls_config *cfg, char *err, size_t errlen);
  * parse), FL_ERR_NOMEM. */
 fl_status fls_config_digest(const fls_config *cfg, uint8_t out[FL_SHA256_LEN]);
 
+#define FLS_CONFIG_CANON_MAX 4096 /* bytes of the canonical text, its NUL included */
+/* The canonical text that fls_config_digest hashes: one "name=value\n" line per field (doubles
+ * as %a), NUL-terminated into buf[cap] (cap FLS_CONFIG_CANON_MAX always suffices), its length
+ * without the NUL in *len. Checkpoints keep it, so that a refused resume can say what changed.
+ * FL_OK, FL_ERR_CONFIG (a spec that does not parse), FL_ERR_INVALID_ARG (cap too small),
+ * FL_ERR_NOMEM. */
+fl_status fls_config_canon(const fls_config *cfg, char *buf, size_t cap, size_t *len);
+
+/* Compares two canonical texts (was: a checkpoint's, now: this configuration's) and writes the
+ * settings that differ into out (NUL-terminated, truncated to cap; may be NULL) by their
+ * fl_server key, values as an operator writes them: "round.clients 10 -> 20, policy.keep 0.5 ->
+ * 0.75". Returns how many settings differ (0 also when either text is NULL). */
+size_t fls_config_canon_diff(const char *was, size_t was_len, const char *now, size_t now_len,
+                             char *out, size_t cap);
+
 typedef enum fls_close_reason {
     FLS_CLOSE_QUORUM = 1,    /* clients_per_round updates committed */
     FLS_CLOSE_DEADLINE = 2,  /* the round's deadline passed */

@@ -1612,6 +1612,15 @@ static void test_sim_arrival_order(void **state)
     world_free(&w);
 }
 
+/* k without its configuration text (the CONFIG section, last in the file): for the tests that
+ * edit the sections before it by their offset from the end. */
+static void drop_config(fls_ckpt *k)
+{
+    free(k->config);
+    k->config = NULL;
+    k->config_len = 0;
+}
+
 /* k serialised into *buf (the caller frees it) and parsed back into *back. */
 static void through_bytes(const fls_ckpt *k, fls_ckpt *back, uint8_t **buf, size_t *len)
 {
@@ -1640,6 +1649,7 @@ static void test_resume_after_target(void **state)
     fls_ckpt k;
     assert_int_equal(fls_core_checkpoint(a, &k), FL_OK);
     assert_false(k.target_reached);
+    drop_config(&k);
     k.target_reached = 1;
     k.target_acc = 0.75;
     uint8_t *buf = NULL;
@@ -1676,7 +1686,7 @@ static void test_resume_after_target(void **state)
     fls_ckpt_clear(&k);
     /* the optional section must be the target one, 8 bytes, in [0, 1] (re-sealed so that only
      * the section is wrong, not the checksum) */
-    buf[len - 32 - 12 - 8] = 7; /* its tag: none this build knows */
+    buf[len - 32 - 12 - 8] = 8; /* its tag: none this build knows */
     reseal(buf, len);
     assert_int_equal(fls_ckpt_parse(buf, len, &back, err, sizeof err), FL_ERR_CHECKPOINT_FORMAT);
     assert_non_null(strstr(err, "unknown trailing section"));
@@ -1713,7 +1723,8 @@ static void test_run_id(void **state)
     fls_ckpt k;
     assert_int_equal(fls_core_checkpoint(a, &k), FL_OK);
     assert_true(k.run_id == 0xABCDEF0123456789ull);
-    k.target_reached = 1; /* both optional sections */
+    drop_config(&k);
+    k.target_reached = 1; /* both 8-byte optional sections */
     k.target_acc = 0.5;
     uint8_t *buf = NULL;
     size_t len = 0;
@@ -1769,6 +1780,148 @@ static void test_run_id(void **state)
     fls_ckpt_clear(&k);
     free(buf);
     fls_core_free(a);
+}
+
+/* The first occurrence of what[0..n) in buf[0..len), or NULL (memmem is a GNU extension). */
+static uint8_t *find_bytes(const void *buf, size_t len, const char *what, size_t n)
+{
+    const uint8_t *b = buf;
+    for (size_t i = 0; n <= len && i <= len - n; i++)
+        if (memcmp(b + i, what, n) == 0)
+            return (uint8_t *)b + i;
+    return NULL;
+}
+
+/* Log lines of a core under test. */
+typedef struct corelog {
+    char text[8192];
+    size_t len;
+} corelog;
+
+static void corelog_fn(void *user, fl_log_level level, const char *msg)
+{
+    corelog *b = user;
+    (void)level;
+    const int n = snprintf(b->text + b->len, sizeof b->text - b->len, "%s\n", msg);
+    if (n > 0 && b->len + (size_t)n < sizeof b->text)
+        b->len += (size_t)n;
+}
+
+/* A resume refused for another configuration names the settings that changed, with both values
+ * as an operator writes them: the checkpoint keeps its configuration's text (an optional CONFIG
+ * section whose SHA-256 must be the digest in META). A file without it (earlier builds) gets the
+ * list of the settings that enter the digest. The digest itself is that of earlier builds, so
+ * their checkpoints still resume. */
+static void test_resume_mismatch_names_settings(void **state)
+{
+    (void)state;
+    fls_config cfg = small_config();
+    /* the digest earlier builds wrote for small_config (before the text was kept) */
+    static const char *old_digest =
+        "8679235126ce53490f57818124e3e0448cf92441324bac6014910a127cd9fddd";
+    uint8_t d[FL_SHA256_LEN];
+    assert_int_equal(fls_config_digest(&cfg, d), FL_OK);
+    char hex[2 * FL_SHA256_LEN + 1];
+    for (int i = 0; i < FL_SHA256_LEN; i++)
+        snprintf(hex + 2 * i, 3, "%02x", d[i]);
+    assert_string_equal(hex, old_digest);
+
+    fls_core *a = core_with_clients(&cfg, 6);
+    fls_ckpt k, back;
+    assert_int_equal(fls_core_checkpoint(a, &k), FL_OK);
+    assert_non_null(k.config);
+    assert_non_null(find_bytes(k.config, k.config_len, "clients_per_round=3\n", 20));
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    through_bytes(&k, &back, &buf, &len);
+    assert_int_equal(back.config_len, k.config_len);
+    assert_memory_equal(back.config, k.config, k.config_len);
+    fls_core_free(a);
+
+    /* three settings changed: each named, with the checkpoint's value and this one's */
+    fls_config other = cfg;
+    other.clients_per_round = 4;
+    other.policy.keep_p = 0.5;
+    snprintf(other.up_codec, sizeof other.up_codec, "q8");
+    corelog *lg = calloc(1, sizeof *lg);
+    other.log.fn = corelog_fn;
+    other.log.user = lg;
+    fls_core *b = core_with_clients(&other, 6);
+    assert_int_equal(fls_core_restore(b, &back), FL_ERR_CHECKPOINT_MISMATCH);
+    static const char *const want[] = {
+        "written by another configuration: 3 settings changed since",
+        "policy.keep 0.75 -> 0.5", "round.clients 3 -> 4",
+        "codec.up none -> q8b256", /* specs in canonical form */
+    };
+    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++)
+        if (!strstr(lg->text, want[i]))
+            fail_msg("log lacks '%s':\n%s", want[i], lg->text);
+    assert_null(strstr(lg->text, "run.seed"));
+    assert_null(strstr(lg->text, "keep_layers")); /* it follows policy.keep: said there */
+
+    fls_core_free(b);
+    /* a layer's own keep value is named as such; one setting: "it" */
+    lg->len = 0;
+    lg->text[0] = 0;
+    other = cfg;
+    other.policy.keep_p_layer[0] = 0.5;
+    other.log.fn = corelog_fn;
+    other.log.user = lg;
+    b = core_with_clients(&other, 6);
+    assert_int_equal(fls_core_restore(b, &back), FL_ERR_CHECKPOINT_MISMATCH);
+    if (!strstr(lg->text, "1 setting changed since (the checkpoint's value -> this one's): "
+                          "policy.keep_layers[0] 0.75 -> 0.5. Set it back to resume"))
+        fail_msg("log lacks the layer's keep value:\n%s", lg->text);
+
+    /* a file without the text (an earlier build): the settings that enter the digest */
+    lg->len = 0;
+    lg->text[0] = 0;
+    fls_ckpt_clear(&back);
+    free(buf);
+    drop_config(&k);
+    through_bytes(&k, &back, &buf, &len);
+    assert_null(back.config);
+    assert_int_equal(fls_core_restore(b, &back), FL_ERR_CHECKPOINT_MISMATCH);
+    if (!strstr(lg->text, "the file holds only the digest") ||
+        !strstr(lg->text, "model.arch, run.seed, policy.*, optimizer.*, aggregation.*, "
+                          "round.clients, round.overcommit, train.*, codec.down, codec.up, "
+                          "codec.chunk_elems changed since the checkpoint was written"))
+        fail_msg("log lacks the digested settings:\n%s", lg->text);
+    fls_core_free(b);
+    /* and it still resumes under its own configuration */
+    a = core_with_clients(&cfg, 6);
+    assert_int_equal(fls_core_restore(a, &back), FL_OK);
+    fls_core_free(a);
+    fls_ckpt_clear(&back);
+    free(buf);
+    fls_ckpt_clear(&k);
+
+    /* the text must be the one the digest was made from, printable, and end in a newline */
+    a = core_with_clients(&cfg, 6);
+    assert_int_equal(fls_core_checkpoint(a, &k), FL_OK);
+    fls_core_free(a);
+    assert_int_equal(fls_ckpt_serialize(&k, &buf, &len), FL_OK);
+    char err[256];
+    uint8_t *t = find_bytes(buf, len, "clients_per_round=3", 19);
+    assert_non_null(t);
+    t[18] = '4';
+    reseal(buf, len);
+    assert_int_equal(fls_ckpt_parse(buf, len, &back, err, sizeof err), FL_ERR_CHECKPOINT_FORMAT);
+    assert_non_null(strstr(err, "config section: not the text of the configuration digest"));
+    t[18] = 1;
+    reseal(buf, len);
+    assert_int_equal(fls_ckpt_parse(buf, len, &back, err, sizeof err), FL_ERR_CHECKPOINT_FORMAT);
+    free(buf);
+    /* and the writer makes no file the parser would refuse */
+    uint8_t *kt = find_bytes(k.config, k.config_len, "clients_per_round=3", 19);
+    assert_non_null(kt);
+    kt[18] = '4';
+    assert_int_equal(fls_ckpt_serialize(&k, &buf, &len), FL_ERR_INVALID_ARG);
+    kt[18] = '3';
+    k.config[k.config_len - 1] = 'x';
+    assert_int_equal(fls_ckpt_serialize(&k, &buf, &len), FL_ERR_INVALID_ARG);
+    fls_ckpt_clear(&k);
+    free(lg);
 }
 
 static void test_resume_exact(void **state)
@@ -1866,6 +2019,7 @@ int main(void)
         cmocka_unit_test(test_sim_arrival_order),
         cmocka_unit_test(test_resume_after_target),
         cmocka_unit_test(test_run_id),
+        cmocka_unit_test(test_resume_mismatch_names_settings),
         cmocka_unit_test(test_resume_exact),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

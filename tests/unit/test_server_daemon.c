@@ -1989,10 +1989,15 @@ static void test_reactor_round_and_resume(void **state)
     assert_non_null(strstr(lb->last_json, "\"round\":1"));
     fls_server_free(s);
 
-    /* a checkpoint of another configuration is refused */
+    /* a checkpoint of another configuration is refused, naming what changed */
     assert_int_equal(fls_options_set(o, "run.seed", "99", err, sizeof err), FLS_OK);
+    lb->len = 0;
+    lb->text[0] = 0;
     assert_int_equal(fls_server_new(o, &host, &s), FLS_ERR_CHECKPOINT_MISMATCH);
     assert_null(s);
+    if (!strstr(lb->text, "1 setting changed since (the checkpoint's value -> this one's): "
+                          "run.seed 1 -> 99"))
+        fail_msg("the refusal does not name run.seed:\n%s", lb->text);
     fls_options_free(o);
     flc_core_free(c);
     peer_close(&p);
