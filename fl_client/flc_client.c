@@ -666,9 +666,11 @@ static void training_done(flc_client *c, int send)
         upload(c);
     else if (c->train_status != FL_ERR_CANCELLED && !atomic_load(&c->stop))
         send_train_error(c, c->train_status); /* flc_core_train logged why */
-    /* The samples do not fit the server's model (or a plug-in said its data cannot be used):
-     * every later round would fail the same way, so the run ends (FLC_ERR_DATASET). */
-    if (c->train_status == FL_ERR_DATASET_FORMAT && !atomic_load(&c->stop))
+    /* The built-in trainer's samples do not fit the server's model (the only source of this
+     * status without a plug-in): every later round would fail the same way, so the run ends
+     * (FLC_ERR_DATASET). A plug-in's FLC_ERR_DATASET fails this round only, as its other
+     * statuses do: the device may have its reasons to skip one. */
+    if (!c->cfg.train && c->train_status == FL_ERR_DATASET_FORMAT && !atomic_load(&c->stop))
         c->unfit = 1;
 }
 

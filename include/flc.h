@@ -161,10 +161,11 @@ typedef struct flc_config {
     /* Built-in trainer: the threads its matrix products may use (0: 1; at most 1024). fedrop
      * multiplies through OpenBLAS, loaded (dlopen) by flc_client_new on the calling thread. Its
      * thread count is the process's: set it the same in every client of a process. When
-     * OPENBLAS_CORETYPE is unset and OpenBLAS is not yet loaded, flc_client_new sets it in the
-     * environment to the CPU's kernel family (OpenBLAS's own detection picks slow generic
-     * kernels on many virtual machines), before any training thread exists; call it before
-     * threads of your own read the environment, or set OPENBLAS_CORETYPE yourself. */
+     * OpenBLAS is not yet loaded, flc_client_new sets in the environment OPENBLAS_NUM_THREADS
+     * (to threads, if unset; child processes inherit it) and OPENBLAS_CORETYPE (if unset, to
+     * the CPU's kernel family: OpenBLAS's own detection picks slow generic kernels on many
+     * virtual machines), before any training thread exists; call it before threads of your own
+     * read the environment, or set both variables yourself. */
     int threads;
 } flc_config;
 
@@ -197,9 +198,9 @@ flc_status flc_client_new(const flc_config *cfg, flc_client **out);
  * updates were uploaded (FLC_OK, once the server answered the last one or liveness_ms passed
  * without an answer, so flc_stats.updates_accepted counts it), flc_client_stop was called
  * (FLC_ERR_CANCELLED), the server refuses this client (FLC_ERR_AUTH), the built-in trainer's
- * samples do not fit the server's model or a plug-in returned FLC_ERR_DATASET (FLC_ERR_DATASET:
- * the server was told the round failed, then Bye), or a socket cannot be made or the endpoint is
- * not one ZeroMQ can connect to (FLC_ERR_TRANSPORT).
+ * samples do not fit the server's model (FLC_ERR_DATASET: the server was told the round failed,
+ * then Bye; a plug-in's FLC_ERR_DATASET fails its round only), or a socket cannot be made or the
+ * endpoint is not one ZeroMQ can connect to (FLC_ERR_TRANSPORT).
  *
  * Refusal: the CURVE handshake is watched (a ZeroMQ socket monitor). A handshake the server
  * refuses (its ZAP handler: this public key is not on its allow-list) or, over CURVE, one that

@@ -705,6 +705,39 @@ static void test_unfit_samples_end_run(void **state)
     }
 }
 
+static flc_status train_no_data(const flc_task *task, flc_update *out, void *user)
+{
+    (void)task;
+    (void)out;
+    (void)user;
+    return FLC_ERR_DATASET;
+}
+
+/* A plug-in's FLC_ERR_DATASET fails its round, as any plug-in status does, and the client stays
+ * for the next task (the device may skip a round for reasons of its own): only the built-in
+ * trainer's unfit samples end the run. */
+static void test_plugin_dataset_status_fails_round_only(void **state)
+{
+    (void)state;
+    session s;
+    session_open(&s);
+    flc_config cfg = base_config(s.f.ep, train_no_data, s.lb);
+    session_run(&s, &cfg, 0);
+    flp_msg *e = fake_expect(&s.f, FLP_ERROR, 5000);
+    if (!e)
+        fail_msg("no Error; log:\n%s", s.lb->text);
+    assert_int_equal(e->error.code, FLC_ERR_DATASET);
+    flp_msg_free(e);
+    int errors, byes;
+    session_drain(&s, &errors, &byes);
+    assert_int_equal(byes, 0);
+    assert_false(atomic_load(&s.r.done));
+    flc_client_stop(s.c);
+    assert_true(run_wait(&s.r, 5.0));
+    assert_int_equal(s.r.st, FLC_ERR_CANCELLED);
+    session_close(&s);
+}
+
 /* ---- max_rounds waits for the last update's Ack ----------------------------------------------- */
 
 static void test_max_rounds_counts_last_ack(void **state)
@@ -981,6 +1014,7 @@ int main(void)
         cmocka_unit_test(test_plain_client_curve_server),
         cmocka_unit_test(test_train_failure_reported_and_bye),
         cmocka_unit_test(test_unfit_samples_end_run),
+        cmocka_unit_test(test_plugin_dataset_status_fails_round_only),
         cmocka_unit_test(test_max_rounds_counts_last_ack),
         cmocka_unit_test(test_trained_not_sent),
         cmocka_unit_test(test_replaced_task_not_uploaded),
