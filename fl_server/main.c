@@ -1,10 +1,12 @@
 /* main.c: the fl_server command line. Everything but argument handling, signals and printing lives
  * in libflserver (include/fls.h). */
+#include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "fls.h"
 
@@ -24,11 +26,21 @@ static void on_signal(int sig)
             fls_server_reload(s);
         else
             g_startup_hup = 1;
+    } else if (s) {
+        fls_server_stop(s);
+    } else if (!g_startup_stop) {
+        g_startup_stop = 1;
+        static const char msg[] = "fl_server: stopping once start-up is over (again to stop now)\n";
+        const int e = errno;
+        if (write(STDERR_FILENO, msg, sizeof msg - 1) < 0) {
+            /* nowhere to say it */
+        }
+        errno = e;
     } else {
-        if (s)
-            fls_server_stop(s);
-        else
-            g_startup_stop = 1;
+        /* A second one during start-up: a start-up that hangs (a FIFO, a dead NFS mount) must
+         * still be stoppable. The default action ends the process at once. */
+        signal(sig, SIG_DFL);
+        raise(sig);
     }
 }
 
@@ -132,7 +144,8 @@ static void usage(FILE *f)
             "\"restart\", exit 0);\n"
             "         SIGHUP re-reads the allow-list.\n"
             "         During start-up: SIGTERM/SIGINT exit 0 once it is over (no round, no "
-            "checkpoint); SIGHUP waits.\n"
+            "checkpoint),\n"
+            "         a second one at once; SIGHUP waits.\n"
             "Exit codes: 0 run done (Bye \"done\" sent) or stopped by a signal (after its "
             "checkpoint when\n"
             "            checkpoint.path is set);\n"

@@ -866,6 +866,34 @@ static void test_cli_signal_during_startup(void **state)
     struct stat sb;
     assert_int_not_equal(stat(ckpt, &sb), 0);
     assert_null(strstr(all, "exiting")); /* it never ran */
+
+    /* A start-up that hangs (the FIFO is never written): the first SIGTERM is noted and said,
+     * the second ends the process at once (a hung daemon must still be stoppable). */
+    unlink(fifo);
+    assert_int_equal(mkfifo(fifo, 0600), 0);
+    snprintf(cmd, sizeof cmd,
+             "'%s/fl_server/fl_server' --secret-key '%s' --allow-list '%s/su.allow' "
+             "--endpoint tcp://127.0.0.1:0 2>&1 & p=$!; i=0; "
+             "while [ $i -lt 200 ]; do "
+             "m=$(sed -n 's/^SigCgt:[[:space:]]*//p' /proc/$p/status 2>/dev/null); "
+             "[ -n \"$m\" ] && [ $((0x$m & 0x4001)) -eq $((0x4001)) ] && break; "
+             "sleep 0.05; i=$((i+1)); done; kill -TERM $p; sleep 0.2; kill -TERM $p; "
+             "( sleep 10; kill -KILL $p 2>/dev/null ) & w=$!; wait $p; echo \"rc=$?\"; "
+             "kill $w 2>/dev/null",
+             root, fifo, g_tmp);
+    p = popen(cmd, "r");
+    assert_non_null(p);
+    all[0] = '\0';
+    int noted = 0, rc143 = 0;
+    while (fgets(line, sizeof line, p)) {
+        noted |= strstr(line, "stopping once start-up is over") != NULL;
+        rc143 |= strcmp(line, "rc=143\n") == 0;
+        strncat(all, line, sizeof all - strlen(all) - 1);
+    }
+    pclose(p);
+    unlink(fifo);
+    if (!noted || !rc143)
+        fail_msg("a hung start-up given SIGTERM twice said '%s'", all);
 }
 
 /* ---- keys and allow-lists ------------------------------------------------------------------- */
