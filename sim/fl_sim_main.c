@@ -118,7 +118,7 @@ static int on_round(void *user, const flsim_round_record *r, const flsim_result 
      * its data or builds its partition leaves an earlier run's results in DIR untouched. */
     /* Interrupted before the first round came out (while loading, or in round 1): nothing is
      * written, so that DIR keeps an earlier run's results, as when setup fails. */
-    if (r->round == 1 && g_stop) {
+    if (r->round == 1 && g_stop && r->round < p->total) { /* a 1-round run is complete: kept */
         p->dropped = 1;
         return 1;
     }
