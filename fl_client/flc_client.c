@@ -48,7 +48,9 @@ struct flc_client {
     int hs_failed;             /* this connection's handshake was refused */
     int hs_refusals;           /* refused handshakes in a row (reset by one that succeeds) */
     int hs_ever_ok;            /* a handshake succeeded once: the server key is right */
-    uint64_t hello_ns;         /* when the last Hello went out */
+    uint64_t hello_ns;         /* when the last Hello went out, or a link came up since */
+    unsigned hs_count;         /* handshakes that succeeded on this client's sockets */
+    unsigned hello_hs;         /* hs_count when the last Hello went out */
     flc_core *core;
     flm_samples samples;
     fl_logger log;
@@ -358,6 +360,9 @@ static void drain_monitor(flc_client *c)
         case ZMQ_EVENT_HANDSHAKE_SUCCEEDED:
             c->hs_refusals = 0;
             c->hs_ever_ok = 1;
+            c->hs_count++;
+            /* A Hello queued while the link was down goes out now: its answer is due from now. */
+            c->hello_ns = fl_time_mono_ns();
             break;
         case ZMQ_EVENT_HANDSHAKE_FAILED_AUTH:
             fl_log(&c->log, FL_LOG_WARN, "%s refused this client's key (ZAP status %u): is its "
@@ -492,6 +497,7 @@ static void send_hello(flc_client *c)
     m.hello.max_version = FLP_VERSION;
     send_msg(c, &m);
     c->hello_ns = fl_time_mono_ns(); /* the retry timer counts from the last Hello, whoever sent it */
+    c->hello_hs = c->hs_count;
 }
 
 static void close_socket(flc_client *c)
@@ -897,8 +903,13 @@ static int session(flc_client *c)
             }
         }
         upload_pump(c);
-        if (!c->registered && now - c->hello_ns > (uint64_t)c->cfg.heartbeat_ms * 3000000ull)
-            send_hello(c); /* the first Hello may have been sent before the link came up */
+        /* Unanswered for 3 heartbeats: the Hello may have gone down with a link that broke after
+         * it was queued. Sent again only once a link came up since (a handshake succeeded):
+         * while the server is down, Hellos would only queue up and all reach it when it comes
+         * back, each starting the client afresh there. */
+        if (!c->registered && c->hs_count != c->hello_hs &&
+            now - c->hello_ns > (uint64_t)c->cfg.heartbeat_ms * 3000000ull)
+            send_hello(c);
         /* Before the Hello is accepted the server answers anything but a Hello with an Error. */
         if (c->registered && now - c->last_sent_ns > (uint64_t)c->cfg.heartbeat_ms * 1000000ull)
             send_simple(c, FLP_HEARTBEAT, 0);

@@ -620,6 +620,45 @@ static void test_plain_client_curve_server(void **state)
     logbuf_free(lb);
 }
 
+/* A client started while the server is down sends it one Hello when it comes up: the retry of
+ * an unanswered Hello waits for a link (Hellos queued while the server was down all reached it
+ * when it came back, each starting the client afresh there). */
+static void test_one_hello_after_server_down(void **state)
+{
+    (void)state;
+    fake f;
+    memset(&f, 0, sizeof f);
+    dead_endpoint(f.ep, sizeof f.ep);
+    logbuf *lb = logbuf_new();
+    flc_config cfg = base_config(f.ep, train_plus_quarter, lb);
+    cfg.heartbeat_ms = 100; /* the retry is due after 300 ms unanswered */
+    flc_client *c = NULL;
+    assert_int_equal(flc_client_new(&cfg, &c), FLC_OK);
+    runner r;
+    run_start(&r, c);
+    const struct timespec down = {1, 0}; /* 10 heartbeats with the server down */
+    nanosleep(&down, NULL);
+    f.ctx = zmq_ctx_new();
+    f.router = zmq_socket(f.ctx, ZMQ_ROUTER);
+    const int linger = 0;
+    zmq_setsockopt(f.router, ZMQ_LINGER, &linger, sizeof linger);
+    assert_int_equal(zmq_bind(f.router, f.ep), 0);
+    int hellos = 0;
+    flp_msg *m;
+    while ((m = fake_recv(&f, 1500))) {
+        if (m->type == FLP_HELLO && ++hellos == 1)
+            fake_ack(&f, FLP_HELLO, 0, 0);
+        flp_msg_free(m);
+    }
+    flc_client_stop(c);
+    assert_true(run_wait(&r, 5.0));
+    if (hellos != 1)
+        fail_msg("%d Hellos reached the server that came up; log:\n%s", hellos, lb->text);
+    flc_client_free(c);
+    fake_close(&f);
+    logbuf_free(lb);
+}
+
 /* ---- a failed training is reported; stop says Bye --------------------------------------------- */
 
 static void test_train_failure_reported_and_bye(void **state)
@@ -1012,6 +1051,7 @@ int main(void)
         cmocka_unit_test(test_stop_prompt),
         cmocka_unit_test(test_refused_key),
         cmocka_unit_test(test_plain_client_curve_server),
+        cmocka_unit_test(test_one_hello_after_server_down),
         cmocka_unit_test(test_train_failure_reported_and_bye),
         cmocka_unit_test(test_unfit_samples_end_run),
         cmocka_unit_test(test_plugin_dataset_status_fails_round_only),
