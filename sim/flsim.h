@@ -190,6 +190,7 @@ fl_status flsim_config_set(flsim_config *c, const char *key, const char *value, 
                            size_t errlen);
 
 /* Reads a YAML file holding one mapping of option names to scalars (flsim_config_set for each).
+ * A relative `trace` path in the file is taken relative to the file's directory.
  * FL_ERR_IO, FL_ERR_CONFIG (not a flat mapping of scalars; line in err), or what set returns.
  * FL_ERR_UNSUPPORTED when built without libyaml. */
 fl_status flsim_config_load_yaml(flsim_config *c, const char *path, char *err, size_t errlen);

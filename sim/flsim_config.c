@@ -527,7 +527,25 @@ fl_status flsim_config_load_yaml(flsim_config *c, const char *path, char *err, s
             snprintf(err, errlen, "%s: %s", path, bad ? "read error" : "larger than 1 MiB");
         st = bad ? FL_ERR_IO : FL_ERR_CONFIG;
     } else {
+        char before[sizeof c->trace];
+        memcpy(before, c->trace, sizeof before);
         st = flsim_config_parse_yaml(c, buf, n, path, err, errlen);
+        /* A trace file the config names by a relative path is the config's neighbour, wherever
+         * fl_sim runs from (as the config's author wrote it). */
+        const char *slash = strrchr(path, '/');
+        if (st == FL_OK && slash && c->trace[0] && c->trace[0] != '/' &&
+            strcmp(before, c->trace) != 0) {
+            char joined[sizeof c->trace];
+            if (snprintf(joined, sizeof joined, "%.*s/%s", (int)(slash - path), path, c->trace) >=
+                (int)sizeof joined) {
+                if (err && errlen)
+                    snprintf(err, errlen, "%s: trace: the path beside the config is longer than "
+                             "%zu characters", path, sizeof joined - 1);
+                st = FL_ERR_CONFIG;
+            } else {
+                memcpy(c->trace, joined, sizeof joined);
+            }
+        }
     }
     free(buf);
     return st;

@@ -382,6 +382,27 @@ static void test_options_and_yaml(void **state)
     fclose(f);
     assert_int_equal(flsim_config_load_yaml(&y, path, err, sizeof err), FL_ERR_CONFIG);
     assert_non_null(strstr(err, ":3: 'per-round' is given twice (first on line 1)"));
+    /* A relative trace path in the file is the file's neighbour; an absolute one stays; one set
+     * before the file (a flag) and not named by it is left alone. */
+    f = fopen(path, "w");
+    fputs("trace: devices.csv\n", f);
+    fclose(f);
+    y = flsim_config_default();
+    assert_int_equal(flsim_config_load_yaml(&y, path, err, sizeof err), FL_OK);
+    assert_string_equal(y.trace, "/tmp/devices.csv");
+    f = fopen(path, "w");
+    fputs("trace: /data/devices.csv\n", f);
+    fclose(f);
+    y = flsim_config_default();
+    assert_int_equal(flsim_config_load_yaml(&y, path, err, sizeof err), FL_OK);
+    assert_string_equal(y.trace, "/data/devices.csv");
+    f = fopen(path, "w");
+    fputs("clients: 300\n", f);
+    fclose(f);
+    y = flsim_config_default();
+    snprintf(y.trace, sizeof y.trace, "here.csv");
+    assert_int_equal(flsim_config_load_yaml(&y, path, err, sizeof err), FL_OK);
+    assert_string_equal(y.trace, "here.csv");
     unlink(path);
 }
 
