@@ -559,6 +559,24 @@ static void session_close(session *s)
     logbuf_free(s->lb);
 }
 
+/* Runs a client of cfg until flc_client_run returns by itself (within 10 s, else the test fails:
+ * `stuck` says what it was doing) and frees it: the status run returned. */
+static flc_status run_to_end(const flc_config *cfg, const char *stuck)
+{
+    flc_client *c = NULL;
+    assert_int_equal(flc_client_new(cfg, &c), FLC_OK);
+    runner r;
+    run_start(&r, c);
+    if (!run_wait(&r, 10.0)) {
+        flc_client_stop(c);
+        run_wait(&r, 60.0);
+        fail_msg("flc_client_run still retrying 10 s on: %s; log:\n%s", stuck,
+                 ((const logbuf *)cfg->log_user)->text);
+    }
+    flc_client_free(c);
+    return r.st;
+}
+
 /* ---- a key the server refuses ----------------------------------------------------------------- */
 
 static void test_refused_key(void **state)
@@ -574,19 +592,9 @@ static void test_refused_key(void **state)
     cfg.server_public_key = spub;
     cfg.secret_key = csec;
     cfg.reconnect_min_ms = 50;
-    flc_client *c = NULL;
-    assert_int_equal(flc_client_new(&cfg, &c), FLC_OK);
-    runner r;
-    run_start(&r, c);
-    if (!run_wait(&r, 10.0)) {
-        flc_client_stop(c);
-        run_wait(&r, 60.0);
-        fail_msg("flc_client_run still retrying 10 s after the server refused its key");
-    }
-    assert_int_equal(r.st, FLC_ERR_AUTH);
+    assert_int_equal(run_to_end(&cfg, "after the server refused its key"), FLC_ERR_AUTH);
     assert_true(atomic_load(&f.zap_refused) >= 1);
     assert_true(log_count(lb, "allow-list") >= 1);
-    flc_client_free(c);
     fake_close(&f);
     logbuf_free(lb);
 }
@@ -604,18 +612,8 @@ static void test_plain_client_curve_server(void **state)
     logbuf *lb = logbuf_new();
     flc_config cfg = base_config(f.ep, train_plus_quarter, lb);
     cfg.reconnect_min_ms = 50;
-    flc_client *c = NULL;
-    assert_int_equal(flc_client_new(&cfg, &c), FLC_OK);
-    runner r;
-    run_start(&r, c);
-    if (!run_wait(&r, 10.0)) {
-        flc_client_stop(c);
-        run_wait(&r, 60.0);
-        fail_msg("a plain-text client still retrying a CURVE server after 10 s; log:\n%s", lb->text);
-    }
-    assert_int_equal(r.st, FLC_ERR_AUTH);
+    assert_int_equal(run_to_end(&cfg, "a plain-text client against a CURVE server"), FLC_ERR_AUTH);
     assert_true(log_count(lb, "another security mechanism") >= 1);
-    flc_client_free(c);
     fake_close(&f);
     logbuf_free(lb);
 }
