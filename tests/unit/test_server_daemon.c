@@ -1278,22 +1278,31 @@ static void expect_error(fls_server *s, peer *p, fl_status code)
     flp_msg_free(r);
 }
 
-static void test_reactor_insecure(void **state)
+/* A plain-text server of a small mlp (mlp:6-5-3, 3 clients a round, room for 3) on
+ * ipc://TMP/sock, logging into *lb (the caller frees both); its endpoint in ep. */
+static fls_server *plain_server(const char *sock, char *ep, size_t epcap, logbuf **lb)
 {
-    (void)state;
-    char yaml[1024], ep[300];
-    snprintf(ep, sizeof ep, "ipc://%s/plain.sock", g_tmp);
+    char yaml[1024];
+    snprintf(ep, epcap, "ipc://%s/%s", g_tmp, sock);
     snprintf(yaml, sizeof yaml,
-             "server:\n  insecure: true\n  endpoints: ['%s']\nmodel:\n  arch: \"mlp:6-5-3\"\n"
-             "round:\n  clients: 3\n", ep);
+             "server:\n  insecure: true\n  endpoints: ['%s']\n  max_clients: 3\n"
+             "model:\n  arch: \"mlp:6-5-3\"\nround:\n  clients: 3\n", ep);
     fls_options *o = opts_from(yaml);
-    char err0[256];
-    assert_int_equal(fls_options_set(o, "server.max_clients", "3", err0, sizeof err0), FLS_OK);
-    logbuf *lb = calloc(1, sizeof *lb);
-    fls_host host = {log_collect, lb, NULL, NULL, NULL};
+    *lb = calloc(1, sizeof **lb);
+    assert_non_null(*lb);
+    fls_host host = {log_collect, *lb, NULL, NULL, NULL};
     fls_server *s = NULL;
     assert_int_equal(fls_server_new(o, &host, &s), FLS_OK);
     fls_options_free(o);
+    return s;
+}
+
+static void test_reactor_insecure(void **state)
+{
+    (void)state;
+    char ep[300];
+    logbuf *lb;
+    fls_server *s = plain_server("plain.sock", ep, sizeof ep, &lb);
     assert_string_equal(fls_server_endpoint(s, 0), ep);
     assert_null(fls_server_endpoint(s, 1));
     assert_null(fls_server_public_key(s));
@@ -1428,17 +1437,9 @@ static size_t count_of(const char *text, const char *what)
 static void test_reactor_twin_warning(void **state)
 {
     (void)state;
-    char yaml[1024], ep[300];
-    snprintf(ep, sizeof ep, "ipc://%s/twin.sock", g_tmp);
-    snprintf(yaml, sizeof yaml,
-             "server:\n  insecure: true\n  endpoints: ['%s']\nmodel:\n  arch: \"mlp:6-5-3\"\n"
-             "round:\n  clients: 3\n", ep);
-    fls_options *o = opts_from(yaml);
-    logbuf *lb = calloc(1, sizeof *lb);
-    fls_host host = {log_collect, lb, NULL, NULL, NULL};
-    fls_server *s = NULL;
-    assert_int_equal(fls_server_new(o, &host, &s), FLS_OK);
-    fls_options_free(o);
+    char ep[300];
+    logbuf *lb;
+    fls_server *s = plain_server("twin.sock", ep, sizeof ep, &lb);
     peer a, b;
     peer_open(&a, ep, NULL, NULL, NULL);
     peer_open(&b, ep, NULL, NULL, NULL);
