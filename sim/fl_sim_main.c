@@ -314,12 +314,16 @@ static int run_experiment(int argc, char **argv, int first)
                 quiet = probe.quiet;
             else
                 pmode = probe.progress;
-        } else if (!strcmp(name, "policy") || !strcmp(name, "seed") || !strcmp(name, "config")) {
-            /* The experiment sets these itself: an override would be silently replaced. */
+        } else if (!strcmp(name, "policy") || !strcmp(name, "seed") || !strcmp(name, "config") ||
+                   !strcmp(name, "keep-going")) {
+            /* The experiment sets these itself: an override would be silently replaced (or, for
+             * keep-going, would end runs at the target and make "final acc" incomparable). */
             fprintf(stderr, "fl_sim experiment: --%s: %s\n", name,
                     name[0] == 'p' ? "the experiment runs every policy (full, fd, afd-single, "
                                      "afd-multi); run one policy with fl_sim --policy"
                     : name[0] == 's' ? "the experiment runs seeds 1 .. N; set N with --seeds"
+                    : name[0] == 'k' ? "the experiment runs every configuration for --rounds rounds, "
+                                       "so that final accuracies compare"
                                      : "not taken by the experiment; give its settings as flags");
             return 2;
         } else {
@@ -340,6 +344,9 @@ static int run_experiment(int argc, char **argv, int first)
     }
     if (!e.out[0])
         snprintf(e.out, sizeof e.out, "results/afd-%s", e.preset);
+    if (e.seeds < 3 && g_rank == 0)
+        fprintf(stderr, "fl_sim experiment: warning: %u seed%s: AFD.md asks for at least 3 (no "
+                "spread to compare configurations by)\n", e.seeds, e.seeds == 1 ? "" : "s");
     const fl_logger lg = {fl_log_to_file, stderr, FL_LOG_WARN};
     char err[512];
     exp_progress ep = {pmode == 1 || (pmode == -1 && isatty(STDERR_FILENO)), quiet, 0.0, NAN};

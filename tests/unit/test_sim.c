@@ -931,6 +931,17 @@ static void test_experiment_resumes(void **state)
     assert_non_null(table);
     const char *names[] = {"full", "full+c", "fd", "fd+c", "afd-single", "afd-single+c",
                            "afd-multi", "afd-multi+c"};
+    /* The table says at which rounds the target was read, splits the bytes to it into down and
+     * up, pairs the seeds of its ratios, and shows no spread for one seed ("n/a", not "0.0"). */
+    assert_non_null(strstr(table, ",bytes_down_to_target,bytes_up_to_target,ratio_seeds,eval_every\n"));
+    snprintf(path, sizeof path, "%s/table.md", out);
+    char *md = read_all(path, &len);
+    assert_non_null(md);
+    assert_non_null(strstr(md, "The test set is evaluated after every round."));
+    assert_non_null(strstr(md, "| of which down / up (MB) |"));
+    assert_non_null(strstr(md, " (n/a) |"));
+    assert_null(strstr(md, "(0.0)"));
+    free(md);
     assert_int_equal(counts[0], 8);
     assert_int_equal(counts[1], 8 * 3);
     assert_int_equal(counts[2], 8);
