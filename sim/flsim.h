@@ -152,6 +152,11 @@ typedef struct flsim_config {
     fls_policy_kind policy;
     int fd_per_client;
     double keep;
+    /* AFD.md's named alternatives (fl_server's policy.* and aggregation.dilute): */
+    int score_accumulate;          /* afd: 0 "S[u] = gain" (AFD.md), 1 "S[u] += gain" */
+    int loss_unweighted;           /* afd-single: 0 loss weighted by samples, 1 plain mean */
+    double eps_rel;                /* afd: eps = eps_rel * max S (1e-3) */
+    int agg_dilute;                /* 1: coordinates a client did not hold count as zero deltas */
     char down_codec[96], up_codec[96];
     uint64_t seed;
     uint32_t threads;              /* worker threads; 0 = online CPUs */

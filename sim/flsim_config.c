@@ -27,6 +27,7 @@ flsim_config flsim_config_default(void)
     snprintf(c.partition, sizeof c.partition, "dirichlet:0.3");
     c.policy = FLS_POLICY_FULL;
     c.keep = 0.75;
+    c.eps_rel = 1e-3;
     snprintf(c.down_codec, sizeof c.down_codec, "none");
     snprintf(c.up_codec, sizeof c.up_codec, "none");
     c.seed = 1;
@@ -60,6 +61,10 @@ static const flsim_option_doc g_docs[] = {
     {"data-shards", "N", "partition the data into N shards, client k trains shard k mod N (default: one per client)"},
     {"policy", "NAME", "full, fd, fd-per-client, afd-single, afd-multi (full)"},
     {"keep", "P", "keep fraction of each droppable layer, (0, 1] (0.75)"},
+    {"score-accumulate", "0|1", "afd: S[u] += gain instead of S[u] = gain (0)"},
+    {"loss-unweighted", "0|1", "afd-single: the round's loss as a plain mean, not by samples (0)"},
+    {"eps-rel", "E", "afd: exploration floor eps = E * max score, (0, 1] (0.001)"},
+    {"agg-dilute", "0|1", "count coordinates a client did not train as zero deltas (0)"},
     {"down-codec", "SPEC", "downlink codec pipeline, e.g. rot+q4+zstd (none)"},
     {"up-codec", "SPEC", "uplink codec pipeline, e.g. rot+q2+zstd or topk0.1+q8+zstd (none)"},
     {"seed", "N", "run seed: every random draw derives from it (1)"},
@@ -183,6 +188,7 @@ fl_status flsim_config_set(flsim_config *c, const char *key, const char *v, char
     DBL("deadline", deadline_s, 0.0, 1e12, "a deadline in seconds in [0, 1e12] (0 = none)");
     DBL("latency", latency_s, 0.0, 1e6, "a latency in seconds in [0, 1e6]");
     DBL("target-acc", target_acc, 0.0, 1.0, "an accuracy in [0, 1]");
+    DBL("eps-rel", eps_rel, 1e-12, 1.0, "a relative floor in (0, 1]");
     DBL("idle-step", idle_step_s, 1e-6, 1e9, "a number of seconds in [1e-6, 1e9]");
     STR("trace", trace);
     if (strcmp(key, "out") == 0 && !*v) { /* an unset $DIR in a script: say so, not run unsaved */
@@ -199,6 +205,19 @@ fl_status flsim_config_set(flsim_config *c, const char *key, const char *v, char
         if (*v < '0' || *v > '9' || *end || errno)
             return reason(err, errlen, key, v, "a decimal integer in 0 .. 18446744073709551615");
         c->seed = s;
+        return FL_OK;
+    }
+    if (strcmp(key, "score-accumulate") == 0 || strcmp(key, "loss-unweighted") == 0 ||
+        strcmp(key, "agg-dilute") == 0) {
+        int b;
+        if (!strcmp(v, "1") || !strcmp(v, "true") || !strcmp(v, "yes"))
+            b = 1;
+        else if (!strcmp(v, "0") || !strcmp(v, "false") || !strcmp(v, "no"))
+            b = 0;
+        else
+            return reason(err, errlen, key, v, "a boolean (0/1, true/false, yes/no)");
+        *(key[0] == 's' ? &c->score_accumulate : key[0] == 'l' ? &c->loss_unweighted
+                                                                : &c->agg_dilute) = b;
         return FL_OK;
     }
     if (strcmp(key, "keep-going") == 0 || strcmp(key, "quiet") == 0 || strcmp(key, "batch-feed") == 0) {
@@ -382,12 +401,15 @@ size_t flsim_config_json(const flsim_config *c, char *buf, size_t cap)
         "\"server_lr\": %.17g, \"overcommit\": %.17g, \"deadline\": %.17g, \"latency\": %.17g, "
         "\"chunk_elems\": %u, \"eval_every\": %u, \"eval_samples\": %u, \"target_acc\": %.17g, "
         "\"keep_going\": %d, \"flops\": %s, \"down_bps\": %s, \"up_bps\": %s, "
-        "\"availability\": %s, \"trace\": %s, \"idle_step\": %.17g}",
+        "\"availability\": %s, \"trace\": %s, \"idle_step\": %.17g, "
+        "\"score_accumulate\": %d, \"loss_unweighted\": %d, \"eps_rel\": %.17g, "
+        "\"agg_dilute\": %d}",
         ds, tds, c->test_frac, c->train_samples, mo, c->clients, c->per_round, c->rounds, c->data_shards, pa, pol,
         c->keep, dc, uc, (unsigned long long)c->seed, c->threads, c->epochs, c->batch, c->lr,
         c->momentum, c->weight_decay, c->prox_mu, c->server_lr, c->overcommit, c->deadline_s,
         c->latency_s, c->chunk_elems, c->eval_every, c->eval_samples, c->target_acc,
-        c->keep_going, fl, db, ub, av, tr, c->idle_step_s);
+        c->keep_going, fl, db, ub, av, tr, c->idle_step_s, c->score_accumulate,
+        c->loss_unweighted, c->eps_rel, c->agg_dilute);
 }
 
 #ifdef FLSIM_HAVE_YAML

@@ -267,10 +267,17 @@ static fl_status same_config(json_t *saved, const flsim_config *want, char *err,
     fl_status st = FL_OK;
     const char *k;
     json_t *v;
+    /* A setting added after the run was saved is absent from it: the run had its default. */
+    char dbuf[16384];
+    const flsim_config def = flsim_config_default();
+    json_t *d = flsim_config_json(&def, dbuf, sizeof dbuf) < sizeof dbuf ? json_loads(dbuf, 0, &je)
+                                                                         : NULL;
     json_object_foreach(w, k, v) {
         if (!strcmp(k, "threads"))
             continue;
         json_t *s = json_object_get(saved, k);
+        if (!s && d && json_object_get(d, k) && json_equal(json_object_get(d, k), v))
+            continue;
         if (!s || !json_equal(s, v)) {
             char *a = s ? json_dumps(s, JSON_ENCODE_ANY | JSON_COMPACT) : NULL;
             char *b = json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT);
@@ -292,6 +299,7 @@ static fl_status same_config(json_t *saved, const flsim_config *want, char *err,
         }
     }
     json_decref(w);
+    json_decref(d);
     return st;
 }
 

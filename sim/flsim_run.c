@@ -1477,6 +1477,10 @@ static fl_status setup(sim *S, const flsim_config *cfg, const flsim_data *data,
     sc.policy.kind = cfg->policy;
     sc.policy.fd_per_client = cfg->fd_per_client;
     sc.policy.keep_p = cfg->keep;
+    sc.policy.score_accumulate = cfg->score_accumulate;
+    sc.policy.loss_unweighted = cfg->loss_unweighted;
+    sc.policy.eps_rel = cfg->eps_rel;
+    sc.agg.dilute = cfg->agg_dilute;
     sc.opt.lr = (float)cfg->server_lr;
     sc.clients_per_round = cfg->per_round;
     sc.overcommit = cfg->overcommit;

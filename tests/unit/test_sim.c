@@ -485,6 +485,77 @@ static void test_threads_same_bits(void **state)
     assert_memory_not_equal(a.model_sha256, b.model_sha256, FL_SHA256_LEN);
 }
 
+static char *read_all(const char *path, size_t *len);
+
+/* AFD.md's named alternatives reach the server core: each changes the run (another model),
+ * the default settings are today's, and a summary saved before these settings existed (no
+ * such keys) still matches a run at their defaults. */
+static void test_afd_alternatives(void **state)
+{
+    (void)state;
+    flsim_config c = small_config();
+    c.rounds = 12;
+    c.lr = 0.5; /* a loss that does not fall every round: AFD explores, scores matter */
+    assert_int_equal(flsim_config_set(&c, "partition", "dirichlet:0.1", NULL, 0), FL_OK);
+    assert_int_equal(flsim_config_set(&c, "policy", "afd-single", NULL, 0), FL_OK);
+    flsim_result base, res;
+    run_ok(&c, &base, NULL, NULL);
+    /* (score-accumulate changes a run only after two exploits of overlapping keep-sets with
+     * different gains, which a short run need not see: the core's own test covers the rule; here
+     * its setting reaches the summary.) */
+    const char *alt[][2] = {{"loss-unweighted", "1"}, {"eps-rel", "0.5"}};
+    for (size_t i = 0; i < sizeof alt / sizeof alt[0]; i++) {
+        flsim_config a = c;
+        assert_int_equal(flsim_config_set(&a, alt[i][0], alt[i][1], NULL, 0), FL_OK);
+        run_ok(&a, &res, NULL, NULL);
+        if (memcmp(res.model_sha256, base.model_sha256, sizeof res.model_sha256) == 0)
+            fail_msg("--%s %s left the model as it was", alt[i][0], alt[i][1]);
+    }
+    /* dilution matters where clients hold different coordinates (not under afd-single's one
+     * keep-set a round) */
+    flsim_config fd = c;
+    assert_int_equal(flsim_config_set(&fd, "policy", "fd-per-client", NULL, 0), FL_OK);
+    run_ok(&fd, &base, NULL, NULL);
+    assert_int_equal(flsim_config_set(&fd, "agg-dilute", "1", NULL, 0), FL_OK);
+    run_ok(&fd, &res, NULL, NULL);
+    if (memcmp(res.model_sha256, base.model_sha256, sizeof res.model_sha256) == 0)
+        fail_msg("--agg-dilute 1 left the fd-per-client model as it was");
+    char err[256], sj[16384];
+    flsim_config sa = c;
+    assert_int_equal(flsim_config_set(&sa, "score-accumulate", "yes", NULL, 0), FL_OK);
+    flsim_config_json(&sa, sj, sizeof sj);
+    assert_non_null(strstr(sj, "\"score_accumulate\": 1,"));
+    assert_int_equal(flsim_config_set(&c, "eps-rel", "0", err, sizeof err), FL_ERR_INVALID_ARG);
+    assert_int_equal(flsim_config_set(&c, "agg-dilute", "2", err, sizeof err), FL_ERR_INVALID_ARG);
+    /* an older summary: its config without the four keys, as written before they existed */
+    char dir[] = "/tmp/test_sim_altXXXXXX";
+    assert_non_null(mkdtemp(dir));
+    assert_int_equal(flsim_write_summary(dir, &c, &res), FL_OK);
+    char path[512];
+    snprintf(path, sizeof path, "%s/summary.json", dir);
+    size_t len;
+    char *text = read_all(path, &len);
+    assert_non_null(text);
+    static const char added[] = ", \"score_accumulate\": 0, \"loss_unweighted\": 0, "
+                                "\"eps_rel\": 0.001, \"agg_dilute\": 0";
+    char *at = strstr(text, added);
+    assert_non_null(at);
+    memmove(at, at + strlen(added), strlen(at + strlen(added)) + 1);
+    flsim_result back;
+    char why[512] = "";
+    const fl_status st = flsim_parse_summary(text, strlen(text), &c, &back, why, sizeof why);
+    if (st != FL_OK)
+        fail_msg("a summary without the new settings: %s", why);
+    flsim_config d = c;
+    d.agg_dilute = 1;
+    assert_int_equal(flsim_parse_summary(text, strlen(text), &d, &back, why, sizeof why),
+                     FL_ERR_RESULTS_MISMATCH);
+    assert_non_null(strstr(why, "agg_dilute"));
+    free(text);
+    unlink(path);
+    rmdir(dir);
+}
+
 static void test_small_run_learns(void **state)
 {
     (void)state;
@@ -1189,6 +1260,7 @@ int main(void)
         cmocka_unit_test(test_small_run_learns),
         cmocka_unit_test(test_availability_and_errors),
         cmocka_unit_test(test_log_lines_match_rounds),
+        cmocka_unit_test(test_afd_alternatives),
         cmocka_unit_test(test_outputs_read_back),
         cmocka_unit_test(test_run_stops_when_asked),
         cmocka_unit_test(test_outputs_bad_files),
