@@ -941,6 +941,10 @@ static fl_status on_update(fls_core *c, uint32_t key, const flp_msg *m)
     if (u->n_tensors != (uint32_t)sub->n_tensors || !u->tensors || u->n_samples == 0 ||
         !isfinite(u->loss))
         return FL_ERR_WIRE_SHAPE;
+    /* A training loss (cross-entropy) is >= 0; the cap keeps n_samples x loss and every sum of
+     * them finite, so the round's loss and the policy state a checkpoint holds stay finite. */
+    if (!(u->loss >= 0.0 && u->loss <= FLS_UPDATE_LOSS_MAX))
+        return FL_ERR_WIRE_FIELD;
     s->up_base[0] = 0;
     for (uint32_t i = 0; i < u->n_tensors; i++) {
         const flp_tensor_header *h = &u->tensors[i];
@@ -1266,8 +1270,16 @@ fl_status fls_core_checkpoint(const fls_core *c, fls_ckpt *out)
         out->opt[i].n = len;
         out->n_opt = i + 1;
     }
-    if (fls_policy_export(c->pol, &out->policy, &out->policy_len) != FL_OK)
-        goto nomem;
+    const fl_status pst = fls_policy_export(c->pol, &out->policy, &out->policy_len);
+    if (pst != FL_OK) {
+        fls_ckpt_clear(out);
+        if (pst == FL_ERR_NUMERIC)
+            fl_log(&c->cfg.log, FL_LOG_ERROR,
+                   "checkpoint of round %llu not made: the policy state holds a non-finite loss "
+                   "or score, which a resume would refuse",
+                   (unsigned long long)c->round);
+        return pst;
+    }
     out->target_reached = c->target_reached;
     out->target_acc = c->target_reached ? c->reached_acc : 0.0;
     out->run_id = c->run_id;

@@ -92,6 +92,11 @@ typedef struct fls_event {
 
 typedef struct fls_core fls_core; /* opaque */
 
+/* The largest training loss an Update may report: a loss outside [0, FLS_UPDATE_LOSS_MAX] (losses
+ * are cross-entropies, >= 0; 1e6 is far above any diverged run's) is refused with
+ * FL_ERR_WIRE_FIELD at the Update header, before any chunk. */
+#define FLS_UPDATE_LOSS_MAX 1e6
+
 /* A stable 32-bit key for a client id string (the first 4 bytes of its SHA-256, little-endian).
  * Thread-safe. */
 uint32_t fls_client_key(const char *id);
@@ -228,9 +233,11 @@ const fls_round_metrics *fls_core_last_metrics(const fls_core *core);
 
 /* Builds a checkpoint of the state between rounds (model, optimizer state, policy state, next
  * round, model version, config digest and text, target reached, run id) into *out (owned by the caller: fls_ckpt_clear).
- * FL_ERR_STATE while a round is open or an evaluation is pending; FL_ERR_NOMEM. */
+ * FL_ERR_STATE while a round is open or an evaluation is pending; FL_ERR_NOMEM; FL_ERR_NUMERIC
+ * (logged; *out empty) when the policy state could not be read back (fls_policy_export). */
 fl_status fls_core_checkpoint(const fls_core *core, fls_ckpt *out);
-/* fls_core_checkpoint, then fls_ckpt_write(path) (atomic). */
+/* fls_core_checkpoint, then fls_ckpt_write(path) (atomic). On any error nothing is written (a
+ * previous file at path stays as it was). */
 fl_status fls_core_checkpoint_write(const fls_core *core, const char *path);
 
 /* Restores the state of a checkpoint (which must come from a configuration with the same digest:

@@ -465,6 +465,34 @@ static fl_status afd_step(fls_policy *p, afd_state *s, double lt, uint32_t clien
     return FL_OK;
 }
 
+/* The round's loss l_t: the mean of the reported losses weighted by sample count (or not). In
+ * double, as it always was, when that sum is finite; else (a huge n_samples x loss: every term is
+ * finite but the sum overflows) again in long double, whose range holds any such sum, so that l_t
+ * is always finite and between the smallest and largest loss. */
+static double round_loss(const fls_policy *p)
+{
+    double swl = 0.0, sw = 0.0;
+    for (uint32_t i = 0; i < p->n_reported; i++) {
+        const double w = p->cfg.loss_unweighted ? 1.0 : (double)p->reps[i].n;
+        swl += w * p->reps[i].loss;
+        sw += w;
+    }
+    const double lt = swl / sw;
+    if (isfinite(lt))
+        return lt;
+    long double lwl = 0.0L, lw = 0.0L;
+    double lo = p->reps[0].loss, hi = p->reps[0].loss;
+    for (uint32_t i = 0; i < p->n_reported; i++) {
+        const long double w = p->cfg.loss_unweighted ? 1.0L : (long double)p->reps[i].n;
+        lwl += w * (long double)p->reps[i].loss;
+        lw += w;
+        lo = p->reps[i].loss < lo ? p->reps[i].loss : lo;
+        hi = p->reps[i].loss > hi ? p->reps[i].loss : hi;
+    }
+    const double m = (double)(lwl / lw);
+    return m < lo ? lo : m > hi ? hi : m; /* also where long double is only double */
+}
+
 static void score_stats(const fls_policy *p, fls_policy_info *info)
 {
     double smax = 0.0, sum = 0.0;
@@ -488,7 +516,9 @@ static void score_stats(const fls_policy *p, fls_policy_info *info)
     for (size_t m = 0; m < maps; m++) {
         const double *S = p->cfg.kind == FLS_POLICY_AFD_SINGLE ? p->single.S : p->multi[m]->S;
         for (size_t u = 0; u < p->n_units; u++) {
-            if (S[u] <= 0.0)
+            /* Not finite (only exotic losses through the API: the core bounds them) has no bin:
+             * (int)NaN would index anywhere. */
+            if (!(S[u] > 0.0) || !isfinite(S[u] / smax))
                 continue;
             int b = (int)(S[u] / smax * FLS_POLICY_HIST_BINS);
             if (b >= FLS_POLICY_HIST_BINS)
@@ -513,14 +543,8 @@ fl_status fls_policy_end_round(fls_policy *p, fls_policy_info *info)
     fl_status st = FL_OK;
     if (p->cfg.kind == FLS_POLICY_AFD_SINGLE) {
         in.loss_prev = p->single.has_prev ? p->single.l_prev : NAN;
-        double swl = 0.0, sw = 0.0;
-        for (uint32_t i = 0; i < p->n_reported; i++) {
-            const double w = p->cfg.loss_unweighted ? 1.0 : (double)p->reps[i].n;
-            swl += w * p->reps[i].loss;
-            sw += w;
-        }
         if (p->n_reported > 0) {
-            const double lt = swl / sw;
+            const double lt = round_loss(p);
             int kept = 0;
             st = afd_step(p, &p->single, lt, FLS_POLICY_SHARED_CLIENT, &kept);
             in.have_loss = 1;
@@ -607,12 +631,30 @@ static void w_state(fls_wbuf *w, const fls_policy *p, const afd_state *s)
         w_keepset(w, &s->A);
 }
 
+/* 1 when fls_policy_import would take s back: a finite l_prev, finite non-negative scores. */
+static int state_ok(const fls_policy *p, const afd_state *s)
+{
+    if (s->has_prev && !isfinite(s->l_prev))
+        return 0;
+    for (size_t u = 0; u < p->n_units; u++)
+        if (!(s->S[u] >= 0.0) || !isfinite(s->S[u]))
+            return 0;
+    return 1;
+}
+
 fl_status fls_policy_export(const fls_policy *p, uint8_t **buf, size_t *len)
 {
     if (!p || !buf || !len)
         return FL_ERR_INVALID_ARG;
     *buf = NULL;
     *len = 0;
+    /* Never write what the import refuses: a checkpoint that cannot be resumed is worse than none. */
+    if (p->cfg.kind == FLS_POLICY_AFD_SINGLE && !state_ok(p, &p->single))
+        return FL_ERR_NUMERIC;
+    if (p->cfg.kind == FLS_POLICY_AFD_MULTI)
+        for (size_t i = 0; i < p->n_multi; i++)
+            if (!state_ok(p, p->multi[i]))
+                return FL_ERR_NUMERIC;
     fls_wbuf w = {0};
     fls_w_u32(&w, POLICY_MAGIC);
     fls_w_u32(&w, POLICY_VERSION);

@@ -121,7 +121,8 @@ const flm_keepset *fls_policy_current(const fls_policy *p, uint32_t client);
 
 /* Serialises the policy's state (kind, scores, l_prev, keep-sets; between rounds) to a new buffer
  * *buf of *len bytes, owned by the caller (free()). Little-endian, self-describing, versioned.
- * FL_OK, FL_ERR_NOMEM. */
+ * FL_OK, FL_ERR_NOMEM; FL_ERR_NUMERIC (nothing written) when the state holds a non-finite l_prev
+ * or a negative or non-finite score, which fls_policy_import would refuse. */
 fl_status fls_policy_export(const fls_policy *p, uint8_t **buf, size_t *len);
 /* Replaces the state with what fls_policy_export wrote. Validates every byte (kind, unit counts
  * against the architecture, sorted unique keep-sets, finite non-negative scores) and leaves p

@@ -1141,6 +1141,67 @@ static void test_engine_rejections(void **state)
     fls_core_free(core);
 }
 
+/* An absurd but finite loss (audit D3): refused at the Update header, so it cannot reach the
+ * round's loss; the policy's own l_t stays finite where n_samples x loss overflows; and a policy
+ * state the import would refuse is never exported (a checkpoint is not made of it). */
+static void test_engine_absurd_loss(void **state)
+{
+    (void)state;
+    fls_config cfg = small_config();
+    cfg.policy.kind = FLS_POLICY_AFD_SINGLE;
+    fls_core *core = core_with_clients(&cfg, 6);
+    uint32_t keys[16];
+    assert_int_equal(fls_core_tick(core, 0.0), FL_OK);
+    assert_int_equal(take_tasks(core, keys, 16, NULL, NULL), 4);
+    ulist l = {0};
+    client_work(core, keys[0], NULL, 0.01f, 1.0, 4, &l);
+    const double bad[] = {-1e308, -1e-9, FLS_UPDATE_LOSS_MAX * 1.0000001, 1e308};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        flp_msg m = l.v[0].m;
+        m.update.loss = bad[i];
+        assert_int_equal(fls_core_on_message(core, keys[0], &m, 0.5), FL_ERR_WIRE_FIELD);
+        /* No chunk is taken after a refused header. */
+        assert_int_equal(fls_core_on_message(core, keys[0], &l.v[1].m, 0.5), FL_ERR_STATE);
+    }
+    l.v[0].m.update.loss = FLS_UPDATE_LOSS_MAX; /* the bound itself is a loss */
+    assert_int_equal(deliver(core, &l, keys[0], 0.5), FL_OK);
+    ulist_free(&l);
+    fls_core_free(core);
+
+    /* The policy: 2^40 samples x 1e300 overflows a double; l_t is the finite weighted mean. */
+    const flm_arch a = arch_of("mlp:20-16-12-3");
+    fls_policy *p = policy_of(FLS_POLICY_AFD_SINGLE, &a, 3, NULL);
+    fls_policy_info info;
+    const flm_keepset *ksp = NULL;
+    assert_int_equal(fls_policy_begin_round(p, 0), FL_OK);
+    assert_int_equal(fls_policy_keepset(p, 1, &ksp), FL_OK);
+    assert_int_equal(fls_policy_keepset(p, 2, &ksp), FL_OK);
+    assert_int_equal(fls_policy_report(p, 1, 1e300, UINT64_C(1) << 40), FL_OK);
+    assert_int_equal(fls_policy_report(p, 2, 1e300, UINT64_C(1) << 40), FL_OK);
+    assert_int_equal(fls_policy_end_round(p, &info), FL_OK);
+    assert_true(isfinite(info.loss));
+    assert_float_equal(info.loss, 1e300, 1e286);
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    assert_int_equal(fls_policy_export(p, &buf, &len), FL_OK);
+    assert_int_equal(fls_policy_import(p, buf, len), FL_OK);
+    free(buf);
+    /* Exotic losses through the API: l_prev 1e-300 then -1e308 makes the gain, so the scores,
+     * infinite: the export refuses instead of writing what the import refuses. */
+    assert_int_equal(fls_policy_begin_round(p, 1), FL_OK);
+    assert_int_equal(fls_policy_keepset(p, 1, &ksp), FL_OK);
+    assert_int_equal(fls_policy_report(p, 1, 1e-300, 1), FL_OK);
+    assert_int_equal(fls_policy_end_round(p, &info), FL_OK);
+    assert_int_equal(fls_policy_begin_round(p, 2), FL_OK);
+    assert_int_equal(fls_policy_keepset(p, 1, &ksp), FL_OK);
+    assert_int_equal(fls_policy_report(p, 1, -1e308, 1), FL_OK);
+    assert_int_equal(fls_policy_end_round(p, &info), FL_OK);
+    buf = NULL;
+    assert_int_equal(fls_policy_export(p, &buf, &len), FL_ERR_NUMERIC);
+    assert_null(buf);
+    fls_policy_free(p);
+}
+
 /* Runs one round of small_config on 6 clients: the selected clients 0..2 report (scripted deltas),
  * client 3 does what `fourth` says: 0 = leaves before sending, 1 = leaves half-way through its
  * upload, 2 = sends a corrupted chunk. Returns the model after the round in out. */
@@ -2011,6 +2072,7 @@ int main(void)
         cmocka_unit_test(test_engine_client_table),
         cmocka_unit_test(test_engine_deadline),
         cmocka_unit_test(test_engine_rejections),
+        cmocka_unit_test(test_engine_absurd_loss),
         cmocka_unit_test(test_engine_vanishing_client),
         cmocka_unit_test(test_engine_refused_update),
         cmocka_unit_test(test_engine_archs),
