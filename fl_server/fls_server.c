@@ -15,8 +15,8 @@
  *
  * Uplink flow control (PROTOCOL.md step 3): at most `upload_slots` clients send update chunks at
  * once; an accepted Update header beyond that waits in a FIFO (its client just heartbeats). A
- * client holding a slot gets `credit` Acks(of CHUNK, round) at once and one more per chunk that
- * arrives, so at most `credit` of its chunks are ever in flight. The core streams each slot's
+ * client holding a slot gets `credit` Acks(of CHUNK, round) at once and one more per chunk the
+ * core accepts (a refused chunk returns no credit and does not keep the slot alive), so at most `credit` of its chunks are ever in flight. The core streams each slot's
  * chunks straight into one aggregator staging buffer (agg.max_open = upload_slots), so the
  * server's memory is bounded whatever the number of clients. A chunk sent without a credit ends
  * the update (Ack(of UPDATE, FL_ERR_STATE)).
@@ -931,7 +931,8 @@ static void on_chunk(fls_server *s, sess *x, const flp_msg *m)
         return;
     }
     x->ul_credit--;
-    x->ul_last = fl_time_mono_s();
+    if (st == FL_OK) /* only a chunk the core took keeps the slot alive */
+        x->ul_last = fl_time_mono_s();
     const fl_status mine = flp_msg_tracker_accept(x->ul_trk, &m->chunk, NULL, 0);
     const int complete = mine == FL_OK && flp_msg_tracker_complete(x->ul_trk);
     const fls_update_state us = fls_core_update_state(s->core, x->key, r);
@@ -958,7 +959,9 @@ static void on_chunk(fls_server *s, sess *x, const flp_msg *m)
                 m->chunk.index, (unsigned long long)r, fl_strerror(st));
         send_error(s, x->rid, x->rid_len, r, st, NULL);
     }
-    ul_grant(s, x, 1);
+    /* A refused chunk (a duplicate, a payload that does not decode) neither returns its credit nor
+     * counts as activity: a client resending refused chunks runs out of credits and loses its slot
+     * to the liveness reclaim (ul_sweep) instead of holding it for the whole round. */
 }
 
 static void handle_frame(fls_server *s, const uint8_t *rid, size_t rid_len, const uint8_t *data,

@@ -2301,6 +2301,161 @@ static void test_reactor_upload_slots(void **state)
     free(lb);
 }
 
+/* ---- hostile uploaders ---------------------------------------------------------------------- */
+
+/* A plain-text server of mlp:6-5-3 in chunks of 4 elems (credit 2, upload_slots 1, liveness
+ * 400 ms, 2 clients a round) and two peers u0, u1 that said Hello, downloaded their task (acking
+ * every chunk) and trained. Returns the round. */
+static uint64_t two_trained(const char *sock, fls_server **s, logbuf **lb, peer p[2],
+                            flc_core *c[2], const char *const ids[2])
+{
+    char yaml[2048], ep[300];
+    snprintf(ep, sizeof ep, "ipc://%s/%s", g_tmp, sock);
+    snprintf(yaml, sizeof yaml,
+             "server:\n  insecure: true\n  endpoints: ['%s']\n  credit: 2\n  upload_slots: 1\n"
+             "  liveness_ms: 400\n  heartbeat_ms: 50\n"
+             "model:\n  arch: \"mlp:6-5-3\"\nrun:\n  rounds: 1\n"
+             "round:\n  clients: 2\n  overcommit: 1\ncodec:\n  chunk_elems: 4\n", ep);
+    fls_options *o = opts_from(yaml);
+    *lb = calloc(1, sizeof **lb);
+    assert_non_null(*lb);
+    fls_host host = {log_collect, *lb, NULL, round_collect, *lb};
+    assert_int_equal(fls_server_new(o, &host, s), FLS_OK);
+    fls_options_free(o);
+    for (int k = 0; k < 2; k++) {
+        peer_open(&p[k], ep, NULL, NULL, NULL);
+        const flc_core_config cc = {ids[k], fls_client_key(ids[k]), 5, NULL, plus_quarter, NULL,
+                                    {0}, NULL};
+        assert_int_equal(flc_core_new(&cc, &c[k]), FL_OK);
+        flp_msg h = hello_msg(ids[k]);
+        peer_send(&p[k], &h);
+        expect_ack_hello(*s, &p[k]);
+    }
+    uint64_t round = 0;
+    for (int k = 0; k < 2; k++) {
+        while (!flc_core_ready(c[k])) {
+            flp_msg *m = peer_recv(*s, &p[k], 10);
+            assert_non_null(m);
+            assert_int_equal(flc_core_on_message(c[k], m), FL_OK);
+            round = m->round;
+            if (m->type == FLP_CHUNK) {
+                flp_msg ack;
+                memset(&ack, 0, sizeof ack);
+                ack.version = FLP_VERSION;
+                ack.type = FLP_ACK;
+                ack.sender = ids[k];
+                ack.ack.of_type = FLP_CHUNK;
+                ack.ack.of_round = m->round;
+                ack.ack.detail = "";
+                peer_send(&p[k], &ack);
+            }
+            flp_msg_free(m);
+        }
+        assert_int_equal(flc_core_train(c[k]), FL_OK);
+    }
+    return round;
+}
+
+static void two_free(fls_server *s, logbuf *lb, peer p[2], flc_core *c[2])
+{
+    fls_server_free(s);
+    for (int k = 0; k < 2; k++) {
+        flc_core_free(c[k]);
+        peer_close(&p[k]);
+    }
+    free(lb);
+}
+
+/* Receives what the server sent to p without waiting; NULL when nothing (heartbeats skipped). */
+static flp_msg *peer_poll(peer *p)
+{
+    for (;;) {
+        zmq_msg_t z;
+        zmq_msg_init(&z);
+        if (zmq_msg_recv(&z, p->sock, ZMQ_DONTWAIT) < 0) {
+            zmq_msg_close(&z);
+            return NULL;
+        }
+        flp_msg *m = NULL;
+        assert_int_equal(flp_decode(&m, zmq_msg_data(&z), zmq_msg_size(&z), NULL, NULL, 0), FL_OK);
+        zmq_msg_close(&z);
+        if (m->type != FLP_HEARTBEAT)
+            return m;
+        flp_msg_free(m);
+    }
+}
+
+/* D2: a slot holder that resends a refused (duplicate) chunk against every credit it gets must not
+ * keep the only upload slot: a refused chunk returns no credit and does not count as activity, so
+ * it runs dry and the liveness reclaim hands the slot to the waiting client. */
+static void test_reactor_refused_chunks_lose_slot(void **state)
+{
+    (void)state;
+    const char *const ids[2] = {"u0", "u1"};
+    fls_server *s = NULL;
+    logbuf *lb = NULL;
+    peer p[2];
+    flc_core *c[2];
+    const uint64_t round = two_trained("refused.sock", &s, &lb, p, c, ids);
+    flp_msg up, chunk0;
+    assert_int_equal(flc_core_update(c[0], &up), FL_OK);
+    peer_send(&p[0], &up);
+    assert_int_equal(flc_core_update_chunk(c[0], 0, &chunk0), FL_OK);
+    int have = 0, sent = 0, u0_status = -1, u1_credit = 0;
+    for (; have < 2; have++) { /* u0 holds the slot: its 2 credits */
+        flp_msg *r = peer_recv(s, &p[0], 10);
+        assert_non_null(r);
+        assert_int_equal(r->type, FLP_ACK);
+        assert_int_equal(r->ack.of_type, FLP_CHUNK);
+        flp_msg_free(r);
+    }
+    assert_int_equal(flc_core_update(c[1], &up), FL_OK); /* u1 waits for the slot */
+    peer_send(&p[1], &up);
+    flp_msg hb;
+    memset(&hb, 0, sizeof hb);
+    hb.version = FLP_VERSION;
+    hb.type = FLP_HEARTBEAT;
+    const double t0 = fl_time_mono_s();
+    while (!u1_credit && fl_time_mono_s() - t0 < 5) {
+        for (int k = 0; k < 2; k++) {
+            hb.sender = ids[k];
+            peer_send(&p[k], &hb);
+        }
+        if (u0_status < 0 && have > 0) { /* chunk 0 again and again, only against credits */
+            peer_send(&p[0], &chunk0);
+            have--;
+            sent++;
+        }
+        for (int i = 0; i < 10; i++)
+            fls_server_step(s, 2);
+        flp_msg *m;
+        while ((m = peer_poll(&p[0])) != NULL) {
+            if (m->type == FLP_ACK && m->ack.of_type == FLP_CHUNK) {
+                assert_int_equal(m->ack.of_round, round);
+                have++;
+            } else if (m->type == FLP_ACK && m->ack.of_type == FLP_UPDATE) {
+                u0_status = m->ack.status;
+            } else if (m->type == FLP_ERROR) {
+                assert_int_equal(m->error.code, FL_ERR_WIRE_CHUNK_DUP);
+            } else {
+                fail_msg("unexpected %s to u0", flp_type_name(m->type));
+            }
+            flp_msg_free(m);
+        }
+        while ((m = peer_poll(&p[1])) != NULL) {
+            if (m->type != FLP_ACK || m->ack.of_type != FLP_CHUNK)
+                fail_msg("unexpected %s to u1", flp_type_name(m->type));
+            u1_credit = 1;
+            flp_msg_free(m);
+        }
+    }
+    assert_true(sent >= 2);       /* it did get to resend */
+    assert_true(u0_status > 0);   /* its update ended (out of credits, then the liveness reclaim) */
+    assert_true(u1_credit);       /* and the waiting client got the slot */
+    assert_non_null(strstr(lb->text, "while holding an upload slot"));
+    two_free(s, lb, p, c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -2329,6 +2484,7 @@ int main(void)
         cmocka_unit_test(test_reactor_key_rotation),
         cmocka_unit_test(test_reactor_round_and_resume),
         cmocka_unit_test(test_reactor_upload_slots),
+        cmocka_unit_test(test_reactor_refused_chunks_lose_slot),
         cmocka_unit_test(test_reactor_stop_keeps_checkpoint),
         cmocka_unit_test(test_reactor_metrics_lost),
     };
