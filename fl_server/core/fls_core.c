@@ -925,7 +925,7 @@ static fl_status not_selected(const fls_core *c, uint32_t key)
     return client_find(c, key) ? FL_ERR_NOT_SELECTED : FL_ERR_UNKNOWN_CLIENT;
 }
 
-static fl_status on_update(fls_core *c, uint32_t key, const flp_msg *m)
+static fl_status on_update(fls_core *c, uint32_t key, const flp_msg *m, double now)
 {
     if (!c->open || m->round != c->round || other_run(c, m->update.run_id))
         return FL_ERR_ROUND_CLOSED;
@@ -942,9 +942,13 @@ static fl_status on_update(fls_core *c, uint32_t key, const flp_msg *m)
         !isfinite(u->loss))
         return FL_ERR_WIRE_SHAPE;
     /* A training loss (cross-entropy) is >= 0; the cap keeps n_samples x loss and every sum of
-     * them finite, so the round's loss and the policy state a checkpoint holds stay finite. */
-    if (!(u->loss >= 0.0 && u->loss <= FLS_UPDATE_LOSS_MAX))
-        return FL_ERR_WIRE_FIELD;
+     * them finite, so the round's loss and the policy state a checkpoint holds stay finite. The
+     * update is well formed but its value is refused: it fails (the round closes once nobody can
+     * still report). */
+    if (!(u->loss >= 0.0 && u->loss <= FLS_UPDATE_LOSS_MAX)) {
+        const fl_status cs = sel_fail(c, s, now);
+        return cs != FL_OK ? cs : FL_ERR_WIRE_FIELD;
+    }
     s->up_base[0] = 0;
     for (uint32_t i = 0; i < u->n_tensors; i++) {
         const flp_tensor_header *h = &u->tensors[i];
@@ -1188,7 +1192,7 @@ static fl_status on_message(fls_core *c, uint32_t key, const flp_msg *m, double 
         st = client_find(c, key) ? FL_OK : FL_ERR_UNKNOWN_CLIENT;
         break;
     case FLP_UPDATE:
-        st = on_update(c, key, m);
+        st = on_update(c, key, m, now);
         break;
     case FLP_CHUNK:
         st = on_chunk(c, key, m, now, borrowed);

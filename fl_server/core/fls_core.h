@@ -92,10 +92,12 @@ typedef struct fls_event {
 
 typedef struct fls_core fls_core; /* opaque */
 
-/* The largest training loss an Update may report: a loss outside [0, FLS_UPDATE_LOSS_MAX] (losses
- * are cross-entropies, >= 0; 1e6 is far above any diverged run's) is refused with
- * FL_ERR_WIRE_FIELD at the Update header, before any chunk. */
-#define FLS_UPDATE_LOSS_MAX 1e6
+/* The largest training loss an Update may report. A loss outside [0, FLS_UPDATE_LOSS_MAX] is
+ * refused with FL_ERR_WIRE_FIELD at the Update header, before any chunk, and that client's update
+ * counts as failed. Losses are cross-entropies (>= 0), and a float32 model's finite loss is below
+ * 2 x FLT_MAX (about 6.8e38), so no honest client's loss is refused, a diverged one's included;
+ * any sum of n_samples x loss over a round (at most 2^32 samples) stays far from overflowing. */
+#define FLS_UPDATE_LOSS_MAX 1e40
 
 /* A stable 32-bit key for a client id string (the first 4 bytes of its SHA-256, little-endian).
  * Thread-safe. */

@@ -1155,17 +1155,42 @@ static void test_engine_absurd_loss(void **state)
     assert_int_equal(take_tasks(core, keys, 16, NULL, NULL), 4);
     ulist l = {0};
     client_work(core, keys[0], NULL, 0.01f, 1.0, 4, &l);
-    const double bad[] = {-1e308, -1e-9, FLS_UPDATE_LOSS_MAX * 1.0000001, 1e308};
-    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
-        flp_msg m = l.v[0].m;
-        m.update.loss = bad[i];
-        assert_int_equal(fls_core_on_message(core, keys[0], &m, 0.5), FL_ERR_WIRE_FIELD);
-        /* No chunk is taken after a refused header. */
-        assert_int_equal(fls_core_on_message(core, keys[0], &l.v[1].m, 0.5), FL_ERR_STATE);
+    /* Refused at the header: that client's update fails, no chunk of it is taken. */
+    const double bad[] = {-1e308, FLS_UPDATE_LOSS_MAX * 1.0000001, 1e308};
+    for (size_t i = 0; i < 3; i++) {
+        ulist b = {0};
+        client_work(core, keys[i + 1], NULL, 0.01f, bad[i], 4, &b);
+        assert_int_equal(fls_core_on_message(core, keys[i + 1], &b.v[0].m, 0.5),
+                         FL_ERR_WIRE_FIELD);
+        assert_int_equal(fls_core_on_message(core, keys[i + 1], &b.v[1].m, 0.5), FL_ERR_STATE);
+        assert_int_equal(fls_core_on_message(core, keys[i + 1], &b.v[0].m, 0.5),
+                         FL_ERR_DUPLICATE_UPDATE);
+        ulist_free(&b);
     }
-    l.v[0].m.update.loss = FLS_UPDATE_LOSS_MAX; /* the bound itself is a loss */
-    assert_int_equal(deliver(core, &l, keys[0], 0.5), FL_OK);
+    {
+        flp_msg m = l.v[0].m;
+        m.update.loss = -1e-9;
+        assert_int_equal(fls_core_on_message(core, keys[0], &m, 0.5), FL_ERR_WIRE_FIELD);
+    }
+    assert_false(fls_core_round_open(core)); /* nobody can still report */
+    const fls_round_metrics *mt = fls_core_last_metrics(core);
+    assert_non_null(mt);
+    assert_int_equal(mt->failed, 4);
+    assert_int_equal(mt->reported, 0);
     ulist_free(&l);
+    fls_core_free(core);
+    /* The bound itself is a loss. */
+    core = core_with_clients(&cfg, 6);
+    assert_int_equal(fls_core_tick(core, 0.0), FL_OK);
+    assert_int_equal(take_tasks(core, keys, 16, NULL, NULL), 4);
+    for (int i = 0; i < 3; i++) {
+        ulist g = {0};
+        client_work(core, keys[i], NULL, 0.01f, FLS_UPDATE_LOSS_MAX, 4, &g);
+        assert_int_equal(deliver(core, &g, keys[i], 0.5), FL_OK);
+        ulist_free(&g);
+    }
+    assert_false(fls_core_round_open(core));
+    assert_float_equal(fls_core_last_metrics(core)->mean_loss, FLS_UPDATE_LOSS_MAX, 0);
     fls_core_free(core);
 
     /* The policy: 2^40 samples x 1e300 overflows a double; l_t is the finite weighted mean. */
