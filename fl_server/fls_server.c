@@ -8,7 +8,8 @@
  * events come out (Task, Evaluate, RoundEnd, Done) and are served here.
  *
  * Session protocol: fl_server/PROTOCOL.md. Per-client state is small and bounded: the routing id,
- * the Hello'd id, timers, the downlink cursor and credit (at most `credit` chunks in flight: the
+ * the Hello'd id, timers, the downlink cursor and credit (at most `credit` chunks in flight, one
+ * before its first Ack of the task, taken back when not Acked within the liveness timeout: the
  * core encodes each chunk only when a credit frees up, so no per-client model copy exists) and a
  * chunk bitset of the update being received (to know when an update is complete or dead). Peers
  * that never said Hello get no state at all.
@@ -73,6 +74,8 @@ typedef struct sess {
     uint64_t dl_round;
     uint32_t dl_nt, dl_t, dl_i, dl_inflight;
     uint32_t dl_nchunks[FLM_MAX_TENSORS];
+    int dl_acked;               /* it Acked a chunk of this task: its full credit, else 1 chunk */
+    double dl_last;             /* its last Ack, or when a chunk left with none in flight */
     /* uplink: the update being received */
     int ul_state;
     uint64_t ul_round;
@@ -488,6 +491,14 @@ static void send_bye_all(fls_server *s, const char *reason)
 
 static void dl_pump(fls_server *s, sess *x);
 
+/* Chunks x may have in flight: `credit` once it Acked one of this task, 1 before. A client that
+ * never Acks thus holds one chunk of the shared budget, not a whole credit (two of them held all
+ * 2 x credit and starved every other download), until the liveness timeout takes it back. */
+static uint32_t dl_cap(const fls_server *s, const sess *x)
+{
+    return x->dl_acked ? s->opt.credit : 1;
+}
+
 /* Hands freed downlink budget to the clients still downloading, round-robin: the server holds at
  * most DL_BUDGET_PER_CREDIT x credit encoded weight chunks in ZeroMQ's queues, whatever N. */
 static void dl_pump_all(fls_server *s)
@@ -495,7 +506,7 @@ static void dl_pump_all(fls_server *s)
     const size_t n = s->n_ss;
     for (size_t k = 0; k < n && s->dl_total < DL_BUDGET_PER_CREDIT * s->opt.credit; k++) {
         sess *x = &s->ss[(s->dl_cursor + k) % n];
-        if (!x->dead && x->dl_active && x->dl_inflight < s->opt.credit) {
+        if (!x->dead && x->dl_active && x->dl_inflight < dl_cap(s, x)) {
             dl_pump(s, x);
             s->dl_cursor = (s->dl_cursor + k + 1) % n;
         }
@@ -504,7 +515,7 @@ static void dl_pump_all(fls_server *s)
 
 static void dl_pump(fls_server *s, sess *x)
 {
-    while (x->dl_active && x->dl_inflight < s->opt.credit &&
+    while (x->dl_active && x->dl_inflight < dl_cap(s, x) &&
            s->dl_total < DL_BUDGET_PER_CREDIT * s->opt.credit) {
         if (x->dl_t >= x->dl_nt) {
             x->dl_active = 0;
@@ -527,6 +538,8 @@ static void dl_pump(fls_server *s, sess *x)
             x->dl_active = 0;
             break;
         }
+        if (x->dl_inflight == 0)
+            x->dl_last = fl_time_mono_s();
         x->dl_inflight++;
         s->dl_total++;
         if (++x->dl_i >= x->dl_nchunks[x->dl_t]) {
@@ -565,6 +578,8 @@ static void start_task(fls_server *s, uint32_t key, uint64_t round)
         x->dl_nchunks[t] = m.task.tensors[t].n_chunks;
     dl_forget(s, x);
     x->dl_t = x->dl_i = 0;
+    x->dl_acked = 0;
+    x->dl_last = fl_time_mono_s();
     fl_log(&s->log, FL_LOG_DEBUG, "round %llu: task sent to %s", (unsigned long long)round, x->id);
     dl_pump(s, x);
 }
@@ -1034,12 +1049,15 @@ static void handle_frame(fls_server *s, const uint8_t *rid, size_t rid_len, cons
             x->dl_inflight > 0) {
             x->dl_inflight--;
             s->dl_total--;
+            x->dl_acked = 1;
+            x->dl_last = now;
             dl_pump(s, x);
             dl_pump_all(s);
         } else if (m->ack.of_type == FLP_CHUNK && x->dl_inflight > 0 &&
                    m->ack.of_round == x->dl_round) {
             x->dl_inflight--;
             s->dl_total--;
+            x->dl_last = now;
             dl_pump_all(s);
         }
         break;
@@ -1662,6 +1680,7 @@ static void timers(fls_server *s, double now)
 {
     const double hb = s->opt.heartbeat_ms / 1000.0, live = s->opt.liveness_ms / 1000.0;
     flp_msg m = flp_msg_header(FLP_HEARTBEAT, 0, NULL);
+    int taken = 0;
     for (size_t i = 0; i < s->n_ss; i++) {
         sess *x = &s->ss[i];
         if (x->dead || !x->id)
@@ -1670,12 +1689,23 @@ static void timers(fls_server *s, double now)
             sess_drop(s, x, "silent for longer than the liveness timeout");
             continue;
         }
+        if (x->dl_inflight > 0 && now - x->dl_last > live) {
+            /* It heartbeats but Acks no weight chunk: its task is dropped and its share of the
+             * downlink budget goes to the others. */
+            log_bad(s, "client %s: no Ack of a weight chunk for %u ms: task of round %llu dropped",
+                    x->id, s->opt.liveness_ms, (unsigned long long)x->dl_round);
+            dl_forget(s, x);
+            x->dl_active = 0;
+            taken = 1;
+        }
         if (now - x->last_tx >= hb) {
             m.heartbeat.seq = ++x->hb_seq;
             m.heartbeat.sender_time_us = (uint64_t)(now * 1e6);
             send_sess(s, x, &m);
         }
     }
+    if (taken)
+        dl_pump_all(s);
 }
 
 static fls_status finish_stop(fls_server *s)

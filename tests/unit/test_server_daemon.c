@@ -1835,8 +1835,10 @@ static int32_t play_round(fls_server *s, peer *p, flc_core *c, uint32_t credit, 
     flp_msg_free(task);
     uint32_t got = 0;
     while (got < total) {
-        /* Exactly min(credit, remaining) chunks come before we ack anything ... */
-        const uint32_t want = total - got < credit ? total - got : credit;
+        /* Exactly min(window, remaining) chunks come before we ack anything (the window is 1
+         * chunk until the client Acked one of this task, then the credit) ... */
+        const uint32_t window = got == 0 ? 1 : credit;
+        const uint32_t want = total - got < window ? total - got : window;
         int inflight = 0;
         while ((uint32_t)inflight < want) {
             flp_msg *m = peer_recv(s, p, 10);
@@ -1857,7 +1859,7 @@ static int32_t play_round(fls_server *s, peer *p, flc_core *c, uint32_t credit, 
                 assert_int_equal(flp_decode(&m, zmq_msg_data(&z), zmq_msg_size(&z), NULL, NULL, 0),
                                  FL_OK);
                 if (m->type != FLP_HEARTBEAT)
-                    fail_msg("%s beyond the credit window of %u", flp_type_name(m->type), credit);
+                    fail_msg("%s beyond the credit window of %u", flp_type_name(m->type), window);
                 flp_msg_free(m);
             }
             zmq_msg_close(&z);
@@ -2456,6 +2458,102 @@ static void test_reactor_refused_chunks_lose_slot(void **state)
     two_free(s, lb, p, c);
 }
 
+/* D1: clients that heartbeat but never Ack a weight chunk must not starve the others' downloads
+ * (the downlink budget of 2 x credit chunks is shared): before its first Ack a client has one
+ * chunk in flight, and chunks not Acked within the liveness timeout are taken back (its task
+ * dropped). Two non-ackers and one honest client, credit 2: the honest one gets its whole task. */
+static void test_reactor_noack_downlink(void **state)
+{
+    (void)state;
+    char yaml[2048], ep[300];
+    snprintf(ep, sizeof ep, "ipc://%s/noack.sock", g_tmp);
+    snprintf(yaml, sizeof yaml,
+             "server:\n  insecure: true\n  endpoints: ['%s']\n  credit: 2\n"
+             "  liveness_ms: 400\n  heartbeat_ms: 50\n"
+             "model:\n  arch: \"mlp:6-5-3\"\nrun:\n  rounds: 1\n"
+             "round:\n  clients: 3\n  overcommit: 1\ncodec:\n  chunk_elems: 4\n", ep);
+    fls_options *o = opts_from(yaml);
+    logbuf *lb = calloc(1, sizeof *lb);
+    assert_non_null(lb);
+    fls_host host = {log_collect, lb, NULL, round_collect, lb};
+    fls_server *s = NULL;
+    assert_int_equal(fls_server_new(o, &host, &s), FLS_OK);
+    fls_options_free(o);
+    const char *ids[3] = {"n0", "n1", "h"}; /* the non-ackers say Hello first */
+    peer p[3];
+    for (int k = 0; k < 3; k++) {
+        peer_open(&p[k], ep, NULL, NULL, NULL);
+        flp_msg h = hello_msg(ids[k]);
+        peer_send(&p[k], &h);
+        expect_ack_hello(s, &p[k]);
+    }
+    const flc_core_config cc = {"h", fls_client_key("h"), 5, NULL, plus_quarter, NULL, {0}, NULL};
+    flc_core *c = NULL;
+    assert_int_equal(flc_core_new(&cc, &c), FL_OK);
+    flp_msg hb, ack;
+    memset(&hb, 0, sizeof hb);
+    hb.version = FLP_VERSION;
+    hb.type = FLP_HEARTBEAT;
+    memset(&ack, 0, sizeof ack);
+    ack.version = FLP_VERSION;
+    ack.type = FLP_ACK;
+    ack.sender = "h";
+    ack.ack.of_type = FLP_CHUNK;
+    ack.ack.detail = "";
+    int noack_chunks[2] = {0, 0};
+    double t0 = fl_time_mono_s();
+    while (!flc_core_ready(c) && fl_time_mono_s() - t0 < 5) {
+        for (int k = 0; k < 3; k++) {
+            hb.sender = ids[k];
+            peer_send(&p[k], &hb);
+        }
+        for (int i = 0; i < 5; i++)
+            fls_server_step(s, 2);
+        flp_msg *m;
+        for (int k = 0; k < 2; k++)
+            while ((m = peer_poll(&p[k])) != NULL) {
+                noack_chunks[k] += m->type == FLP_CHUNK;
+                flp_msg_free(m);
+            }
+        while ((m = peer_poll(&p[2])) != NULL) {
+            assert_int_equal(flc_core_on_message(c, m), FL_OK);
+            if (m->type == FLP_CHUNK) {
+                ack.ack.of_round = m->round;
+                peer_send(&p[2], &ack);
+            }
+            flp_msg_free(m);
+        }
+    }
+    assert_true(flc_core_ready(c)); /* the honest client got its whole model */
+    assert_int_equal(noack_chunks[0], 1); /* one chunk each, not a whole credit */
+    assert_int_equal(noack_chunks[1], 1);
+    /* the non-ackers' chunks are taken back after the liveness timeout (they still heartbeat) */
+    t0 = fl_time_mono_s();
+    while (!strstr(lb->text, "no Ack of a weight chunk") && fl_time_mono_s() - t0 < 5) {
+        for (int k = 0; k < 3; k++) {
+            hb.sender = ids[k];
+            peer_send(&p[k], &hb);
+        }
+        for (int i = 0; i < 5; i++)
+            fls_server_step(s, 2);
+        for (int k = 0; k < 3; k++) {
+            flp_msg *m;
+            while ((m = peer_poll(&p[k])) != NULL)
+                flp_msg_free(m);
+        }
+    }
+    assert_non_null(strstr(lb->text, "client n0: no Ack of a weight chunk"));
+    assert_non_null(strstr(lb->text, "client n1: no Ack of a weight chunk"));
+    fls_server_stats st;
+    fls_server_stats_get(s, &st);
+    assert_int_equal(st.clients, 3); /* heartbeats kept them connected */
+    fls_server_free(s);
+    flc_core_free(c);
+    for (int k = 0; k < 3; k++)
+        peer_close(&p[k]);
+    free(lb);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -2485,6 +2583,7 @@ int main(void)
         cmocka_unit_test(test_reactor_round_and_resume),
         cmocka_unit_test(test_reactor_upload_slots),
         cmocka_unit_test(test_reactor_refused_chunks_lose_slot),
+        cmocka_unit_test(test_reactor_noack_downlink),
         cmocka_unit_test(test_reactor_stop_keeps_checkpoint),
         cmocka_unit_test(test_reactor_metrics_lost),
     };
