@@ -304,6 +304,11 @@ void fls_agg_free(fls_agg *agg)
     free(agg);
 }
 
+uint64_t fls_agg_weight_cap(const fls_agg *agg)
+{
+    return agg ? agg->w_cap : 0;
+}
+
 size_t fls_agg_n_params(const fls_agg *agg)
 {
     return agg->n;

@@ -200,4 +200,8 @@ fl_status fls_agg_merge(fls_agg *dst, const fls_agg *src);
 /* Parameters of the aggregator's layout. */
 size_t fls_agg_n_params(const fls_agg *agg);
 
+/* The round's total weight cap, 2^(62 - frac_bits - max_abs_log2) (at most UINT32_MAX): a commit
+ * that would take the total above it fails with FL_ERR_OVERFLOW. 0 for NULL. */
+uint64_t fls_agg_weight_cap(const fls_agg *agg);
+
 #endif

@@ -86,6 +86,7 @@ struct fls_core {
     uint32_t quorum, reported;
     task_spec *shared_task;
     int stream_slots, n_streaming; /* updates decoding straight into staging: cap, now open */
+    uint64_t samples_cap;          /* the largest Update.n_samples of any client (fls_core.h) */
     int freeing;                   /* fls_core_free: open updates are discarded, not undone */
     fls_round_metrics cur, last;
     int have_last;
@@ -388,6 +389,12 @@ fl_status fls_core_new(const fls_config *cfg, fls_core **out)
         fls_core_free(c);
         return st == FL_ERR_NOMEM ? st : FL_ERR_CONFIG;
     }
+    /* No update may take more than its share of the round's weight budget: clients_per_round
+     * (the most commits a round takes) updates of the cap fit it. */
+    const uint64_t per_round = cfg->clients_per_round > 0 ? cfg->clients_per_round : 1;
+    c->samples_cap = fls_agg_weight_cap(c->agg) / per_round;
+    if (c->samples_cap > FLS_UPDATE_SAMPLES_MAX)
+        c->samples_cap = FLS_UPDATE_SAMPLES_MAX;
     /* The initial model: PyTorch's default initialisation from the run's INIT stream. */
     fl_rng r = fl_rng_stream(cfg->seed, 0, 0, FL_RNG_INIT);
     flm_model_init_params(&c->arch, c->params, &r);
@@ -948,6 +955,16 @@ static fl_status on_update(fls_core *c, uint32_t key, const flp_msg *m, double n
     if (!(u->loss >= 0.0 && u->loss <= FLS_UPDATE_LOSS_MAX)) {
         const fl_status cs = sel_fail(c, s, now);
         return cs != FL_OK ? cs : FL_ERR_WIRE_FIELD;
+    }
+    /* n_samples is the update's aggregation weight: a client may not claim more samples than it
+     * said it holds, than the Task let it train on, or than its share of the round's weight
+     * (else one update could use up the round's weight cap and the honest ones fail). */
+    const client_rec *cr = client_find(c, key);
+    if (u->n_samples > c->samples_cap ||
+        (c->cfg.train.max_samples && u->n_samples > c->cfg.train.max_samples) ||
+        (cr && cr->dataset_size && u->n_samples > cr->dataset_size)) {
+        const fl_status cs = sel_fail(c, s, now);
+        return cs != FL_OK ? cs : FL_ERR_WIRE_LIMIT;
     }
     s->up_base[0] = 0;
     for (uint32_t i = 0; i < u->n_tensors; i++) {

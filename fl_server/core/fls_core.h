@@ -99,6 +99,14 @@ typedef struct fls_core fls_core; /* opaque */
  * any sum of n_samples x loss over a round (at most 2^32 samples) stays far from overflowing. */
 #define FLS_UPDATE_LOSS_MAX 1e40
 
+/* The most samples (the aggregation weight) one Update may claim. An Update whose n_samples is
+ * above the smallest of: FLS_UPDATE_SAMPLES_MAX; the aggregator's round weight cap (fls_agg.h,
+ * 2^24 with the default options) divided by clients_per_round, so that a whole round of updates
+ * fits it; train.max_samples when set; the client's Hello dataset_size when it gave one (not 0),
+ * is refused with FL_ERR_WIRE_LIMIT at the Update header, before any chunk, and that client's
+ * update counts as failed. */
+#define FLS_UPDATE_SAMPLES_MAX (UINT64_C(1) << 20)
+
 /* A stable 32-bit key for a client id string (the first 4 bytes of its SHA-256, little-endian).
  * Thread-safe. */
 uint32_t fls_client_key(const char *id);

@@ -951,9 +951,26 @@ static void test_agg_then_opt(void **state)
     fls_agg_free(agg);
 }
 
+/* The round weight cap the server core divides among clients_per_round updates. */
+static void test_weight_cap(void **state)
+{
+    (void)state;
+    fls_agg *a = NULL;
+    fls_agg_options o = fls_agg_options_default();
+    assert_int_equal(fls_agg_new_flat(4, &o, &a), FL_OK);
+    assert_true(fls_agg_weight_cap(a) == (UINT64_C(1) << 24)); /* 62 - 28 - 10 */
+    fls_agg_free(a);
+    o.frac_bits = 20; /* 2^32 is above the 32x32-bit multiply: UINT32_MAX */
+    assert_int_equal(fls_agg_new_flat(4, &o, &a), FL_OK);
+    assert_true(fls_agg_weight_cap(a) == UINT32_MAX);
+    fls_agg_free(a);
+    assert_true(fls_agg_weight_cap(NULL) == 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_weight_cap),
         cmocka_unit_test(test_hand_weighted_mean),
         cmocka_unit_test(test_submodel_mean_mlp),
         cmocka_unit_test(test_submodel_mean_cnn_lstm),

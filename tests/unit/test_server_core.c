@@ -1227,6 +1227,81 @@ static void test_engine_absurd_loss(void **state)
     fls_policy_free(p);
 }
 
+/* One connected client (Hello dataset_size ds) of cfg's first round: its Update header claiming
+ * n_samples n, answered with the returned status. */
+static fl_status header_with_samples(const fls_config *cfg, uint64_t ds, uint64_t n)
+{
+    fls_config one = *cfg;
+    one.min_clients = 1;
+    fls_core *core = NULL;
+    assert_int_equal(fls_core_new(&one, &core), FL_OK);
+    assert_int_equal(fls_core_client_join(core, 10, ds, 0.0), FL_OK);
+    assert_int_equal(fls_core_tick(core, 0.0), FL_OK);
+    uint32_t keys[4];
+    assert_int_equal(take_tasks(core, keys, 4, NULL, NULL), 1);
+    ulist l = {0};
+    client_work(core, keys[0], NULL, 0.01f, 1.0, 4, &l);
+    l.v[0].m.update.n_samples = n;
+    const fl_status st = fls_core_on_message(core, keys[0], &l.v[0].m, 0.5);
+    ulist_free(&l);
+    fls_core_free(core);
+    return st;
+}
+
+/* Update.n_samples is the aggregation weight (audit D4): one client claiming the round's whole
+ * weight budget (2^24 samples by default) or 2^64 - 1 is refused at its header, and the honest
+ * updates of the round still commit; the bound is the smallest of the Hello dataset_size,
+ * train.max_samples, FLS_UPDATE_SAMPLES_MAX and the weight cap / clients_per_round. */
+static void test_engine_n_samples_bound(void **state)
+{
+    (void)state;
+    const fls_config cfg = small_config();
+    fls_core *core = core_with_clients(&cfg, 6); /* Hello dataset_size 100 */
+    uint32_t keys[16];
+    assert_int_equal(fls_core_tick(core, 0.0), FL_OK);
+    assert_int_equal(take_tasks(core, keys, 16, NULL, NULL), 4);
+    ulist l = {0};
+    client_work(core, keys[3], NULL, 0.01f, 1.0, 4, &l);
+    flp_msg m = l.v[0].m;
+    m.update.n_samples = UINT64_C(1) << 24; /* the audit's: the round's whole weight */
+    assert_int_equal(fls_core_on_message(core, keys[3], &m, 0.5), FL_ERR_WIRE_LIMIT);
+    assert_int_equal(fls_core_on_message(core, keys[3], &l.v[1].m, 0.5), FL_ERR_STATE);
+    assert_int_equal(fls_core_on_message(core, keys[3], &l.v[0].m, 0.5), FL_ERR_DUPLICATE_UPDATE);
+    ulist_free(&l);
+    for (int i = 0; i < 3; i++) {
+        ulist h = {0};
+        client_work(core, keys[i], NULL, 0.01f, 1.0, 4, &h);
+        h.v[0].m.update.n_samples = 100; /* all it holds */
+        assert_int_equal(deliver(core, &h, keys[i], 0.5), FL_OK);
+        ulist_free(&h);
+    }
+    assert_false(fls_core_round_open(core));
+    const fls_round_metrics *mt = fls_core_last_metrics(core);
+    assert_non_null(mt);
+    assert_int_equal(mt->reported, 3);
+    assert_int_equal(mt->failed, 1);
+    assert_int_equal(mt->samples, 300);
+    fls_core_free(core);
+
+    /* No dataset_size given: the hard cap (3 x 2^20 fits 2^24). */
+    fls_config c = small_config();
+    assert_int_equal(header_with_samples(&c, 0, FLS_UPDATE_SAMPLES_MAX), FL_OK);
+    assert_int_equal(header_with_samples(&c, 0, FLS_UPDATE_SAMPLES_MAX + 1), FL_ERR_WIRE_LIMIT);
+    assert_int_equal(header_with_samples(&c, 0, UINT64_MAX), FL_ERR_WIRE_LIMIT);
+    assert_int_equal(header_with_samples(&c, 100, 101), FL_ERR_WIRE_LIMIT);
+    /* 64 updates a round: 2^24 / 64 each. */
+    c.clients_per_round = 64;
+    assert_int_equal(header_with_samples(&c, 0, UINT64_C(1) << 18), FL_OK);
+    assert_int_equal(header_with_samples(&c, 0, (UINT64_C(1) << 18) + 1), FL_ERR_WIRE_LIMIT);
+    /* train.max_samples, and the Hello's dataset_size. */
+    c = small_config();
+    c.train.max_samples = 50;
+    assert_int_equal(header_with_samples(&c, 0, 50), FL_OK);
+    assert_int_equal(header_with_samples(&c, 0, 51), FL_ERR_WIRE_LIMIT);
+    assert_int_equal(header_with_samples(&c, 40, 41), FL_ERR_WIRE_LIMIT);
+    assert_int_equal(header_with_samples(&c, 40, 40), FL_OK);
+}
+
 /* Runs one round of small_config on 6 clients: the selected clients 0..2 report (scripted deltas),
  * client 3 does what `fourth` says: 0 = leaves before sending, 1 = leaves half-way through its
  * upload, 2 = sends a corrupted chunk. Returns the model after the round in out. */
@@ -2098,6 +2173,7 @@ int main(void)
         cmocka_unit_test(test_engine_deadline),
         cmocka_unit_test(test_engine_rejections),
         cmocka_unit_test(test_engine_absurd_loss),
+        cmocka_unit_test(test_engine_n_samples_bound),
         cmocka_unit_test(test_engine_vanishing_client),
         cmocka_unit_test(test_engine_refused_update),
         cmocka_unit_test(test_engine_archs),
