@@ -887,6 +887,18 @@ static void ul_sweep(fls_server *s)
 
 static void on_update(fls_server *s, sess *x, const flp_msg *m)
 {
+    if (x->ul_state == UL_RECEIVING &&
+        fls_core_update_state(s->core, x->key, x->ul_round) == FLS_UPDATE_RECEIVING) {
+        /* A second Update header while its update is open (uploading or queued): that update is
+         * over, aborted in the core (staging freed, counted failed) before its slot is given
+         * back. Left open, it held a staging buffer until the round's deadline while its slot
+         * went to the next client: memory grew with the clients whatever upload_slots. The new
+         * header is then answered as any other (Ack(of UPDATE, FL_ERR_DUPLICATE_UPDATE) for the
+         * same round): that one Ack ends the client's upload. */
+        log_bad(s, "client %s: second Update header while its update of round %llu is open: "
+                   "update dropped", x->id, (unsigned long long)x->ul_round);
+        fls_core_update_abort(s->core, x->key, fl_time_mono_s());
+    }
     ul_end(s, x);
     ul_admit(s);
     x->ul_round = m->round;

@@ -2554,6 +2554,97 @@ static void test_reactor_noack_downlink(void **state)
     free(lb);
 }
 
+/* D6: a second Update header while the client's update is open ends that update (aborted in the
+ * core, counted failed: Ack(of UPDATE, FL_ERR_DUPLICATE_UPDATE)); left open, it held a staging
+ * buffer until the deadline while its slot went to the next client. Here the round (2 clients)
+ * then closes as soon as the other client's update is in, not at the deadline. */
+static void test_reactor_second_update_header(void **state)
+{
+    (void)state;
+    const char *const ids[2] = {"u0", "u1"};
+    fls_server *s = NULL;
+    logbuf *lb = NULL;
+    peer p[2];
+    flc_core *c[2];
+    const uint64_t round = two_trained("second.sock", &s, &lb, p, c, ids);
+    flp_msg up, cm;
+    assert_int_equal(flc_core_update(c[0], &up), FL_OK);
+    peer_send(&p[0], &up);
+    for (int i = 0; i < 2; i++) { /* its 2 credits */
+        flp_msg *r = peer_recv(s, &p[0], 10);
+        assert_non_null(r);
+        assert_int_equal(r->type, FLP_ACK);
+        assert_int_equal(r->ack.of_type, FLP_CHUNK);
+        flp_msg_free(r);
+    }
+    assert_int_equal(flc_core_update_chunk(c[0], 0, &cm), FL_OK);
+    peer_send(&p[0], &cm);
+    peer_send(&p[0], &up); /* the same header again */
+    flp_msg *r = NULL;
+    for (;;) {
+        r = peer_recv(s, &p[0], 10);
+        assert_non_null(r);
+        if (r->type == FLP_ACK && r->ack.of_type == FLP_UPDATE)
+            break;
+        assert_int_equal(r->type, FLP_ACK); /* the credit for chunk 0 */
+        assert_int_equal(r->ack.of_type, FLP_CHUNK);
+        flp_msg_free(r);
+    }
+    assert_int_equal(r->ack.of_round, round);
+    assert_int_equal(r->ack.status, FL_ERR_DUPLICATE_UPDATE);
+    flp_msg_free(r);
+    /* u1 uploads its whole update against its credits; both heartbeat all along (u0 stays
+     * connected: its leaving would end its update too) */
+    flp_msg hb;
+    memset(&hb, 0, sizeof hb);
+    hb.version = FLP_VERSION;
+    hb.type = FLP_HEARTBEAT;
+    assert_int_equal(flc_core_update(c[1], &up), FL_OK);
+    peer_send(&p[1], &up);
+    const uint32_t n = flc_core_update_chunks(c[1]);
+    uint32_t sent = 0;
+    for (;;) {
+        for (int k = 0; k < 2; k++) {
+            hb.sender = ids[k];
+            peer_send(&p[k], &hb);
+        }
+        r = peer_recv(s, &p[1], 10);
+        assert_non_null(r);
+        assert_int_equal(r->type, FLP_ACK);
+        if (r->ack.of_type == FLP_UPDATE)
+            break;
+        assert_int_equal(r->ack.of_type, FLP_CHUNK);
+        flp_msg_free(r);
+        if (sent < n) {
+            assert_int_equal(flc_core_update_chunk(c[1], sent++, &cm), FL_OK);
+            peer_send(&p[1], &cm);
+        }
+    }
+    assert_int_equal(r->ack.status, 0);
+    flp_msg_free(r);
+    assert_int_equal(sent, n);
+    /* u0's update counted failed: nothing more to wait for, the round closes now */
+    const double t0 = fl_time_mono_s();
+    while (lb->rounds < 1 && fl_time_mono_s() - t0 < 5) {
+        for (int k = 0; k < 2; k++) {
+            hb.sender = ids[k];
+            peer_send(&p[k], &hb);
+        }
+        for (int i = 0; i < 10; i++)
+            fls_server_step(s, 2);
+        for (int k = 0; k < 2; k++) {
+            flp_msg *m;
+            while ((m = peer_poll(&p[k])) != NULL)
+                flp_msg_free(m);
+        }
+    }
+    assert_int_equal(lb->rounds, 1);
+    assert_non_null(strstr(lb->text, "round 0: 1/2 updates"));
+    assert_non_null(strstr(lb->text, "second Update header"));
+    assert_null(strstr(lb->text, "left")); /* not closed by a client leaving */
+    two_free(s, lb, p, c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -2584,6 +2675,7 @@ int main(void)
         cmocka_unit_test(test_reactor_upload_slots),
         cmocka_unit_test(test_reactor_refused_chunks_lose_slot),
         cmocka_unit_test(test_reactor_noack_downlink),
+        cmocka_unit_test(test_reactor_second_update_header),
         cmocka_unit_test(test_reactor_stop_keeps_checkpoint),
         cmocka_unit_test(test_reactor_metrics_lost),
     };
