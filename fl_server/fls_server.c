@@ -17,10 +17,11 @@
  * Uplink flow control (PROTOCOL.md step 3): at most `upload_slots` clients send update chunks at
  * once; an accepted Update header beyond that waits in a FIFO (its client just heartbeats). A
  * client holding a slot gets `credit` Acks(of CHUNK, round) at once and one more per chunk the
- * core accepts (a refused chunk returns no credit and does not keep the slot alive), so at most `credit` of its chunks are ever in flight. The core streams each slot's
- * chunks straight into one aggregator staging buffer (agg.max_open = upload_slots), so the
- * server's memory is bounded whatever the number of clients. A chunk sent without a credit ends
- * the update (Ack(of UPDATE, FL_ERR_STATE)).
+ * core accepts (a refused chunk returns no credit and does not keep the slot alive), so at most
+ * `credit` of its chunks are ever in flight. The core streams each slot's chunks straight into
+ * one aggregator staging buffer (agg.max_open = upload_slots), so the server's memory is bounded
+ * whatever the number of clients. A chunk sent without a credit ends the update (Ack(of UPDATE,
+ * FL_ERR_STATE)), and so does a second Update header while the update is open.
  */
 #include <errno.h>
 #include <fcntl.h>
