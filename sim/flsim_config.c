@@ -207,33 +207,21 @@ fl_status flsim_config_set(flsim_config *c, const char *key, const char *v, char
         c->seed = s;
         return FL_OK;
     }
-    if (strcmp(key, "score-accumulate") == 0 || strcmp(key, "loss-unweighted") == 0 ||
-        strcmp(key, "agg-dilute") == 0) {
-        int b;
+    /* The boolean options: 0/1, true/false, yes/no. */
+    int *flag = !strcmp(key, "score-accumulate") ? &c->score_accumulate
+                : !strcmp(key, "loss-unweighted") ? &c->loss_unweighted
+                : !strcmp(key, "agg-dilute")      ? &c->agg_dilute
+                : !strcmp(key, "keep-going")      ? &c->keep_going
+                : !strcmp(key, "batch-feed")      ? &c->batch_feed
+                : !strcmp(key, "quiet")           ? &c->quiet
+                                                  : NULL;
+    if (flag) {
         if (!strcmp(v, "1") || !strcmp(v, "true") || !strcmp(v, "yes"))
-            b = 1;
+            *flag = 1;
         else if (!strcmp(v, "0") || !strcmp(v, "false") || !strcmp(v, "no"))
-            b = 0;
+            *flag = 0;
         else
             return reason(err, errlen, key, v, "a boolean (0/1, true/false, yes/no)");
-        *(key[0] == 's' ? &c->score_accumulate : key[0] == 'l' ? &c->loss_unweighted
-                                                                : &c->agg_dilute) = b;
-        return FL_OK;
-    }
-    if (strcmp(key, "keep-going") == 0 || strcmp(key, "quiet") == 0 || strcmp(key, "batch-feed") == 0) {
-        int b;
-        if (!strcmp(v, "1") || !strcmp(v, "true") || !strcmp(v, "yes"))
-            b = 1;
-        else if (!strcmp(v, "0") || !strcmp(v, "false") || !strcmp(v, "no"))
-            b = 0;
-        else
-            return reason(err, errlen, key, v, "a boolean (0/1, true/false, yes/no)");
-        if (key[0] == 'k')
-            c->keep_going = b;
-        else if (key[0] == 'b')
-            c->batch_feed = b;
-        else
-            c->quiet = b;
         return FL_OK;
     }
     if (strcmp(key, "progress") == 0) {
