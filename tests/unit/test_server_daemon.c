@@ -1278,6 +1278,40 @@ static void expect_error(fls_server *s, peer *p, fl_status code)
     flp_msg_free(r);
 }
 
+/* The Ack of one weight chunk of round `round` from client `sender` (a credit back). */
+static flp_msg chunk_ack(const char *sender, uint64_t round)
+{
+    flp_msg ack;
+    memset(&ack, 0, sizeof ack);
+    ack.version = FLP_VERSION;
+    ack.type = FLP_ACK;
+    ack.sender = sender;
+    ack.ack.of_type = FLP_CHUNK;
+    ack.ack.of_round = round;
+    ack.ack.detail = "";
+    return ack;
+}
+
+/* Client `id` on peer p downloads its task into core c, acking every weight chunk, and trains
+ * it. Returns the task's round. */
+static uint64_t download_and_train(fls_server *s, peer *p, flc_core *c, const char *id)
+{
+    uint64_t round = 0;
+    while (!flc_core_ready(c)) {
+        flp_msg *m = peer_recv(s, p, 10);
+        assert_non_null(m);
+        assert_int_equal(flc_core_on_message(c, m), FL_OK);
+        round = m->round;
+        if (m->type == FLP_CHUNK) {
+            const flp_msg ack = chunk_ack(id, m->round);
+            peer_send(p, &ack);
+        }
+        flp_msg_free(m);
+    }
+    assert_int_equal(flc_core_train(c), FL_OK);
+    return round;
+}
+
 /* A plain-text server of a small mlp (mlp:6-5-3, 3 clients a round, room for 3) on
  * ipc://TMP/sock, logging into *lb (the caller frees both); its endpoint in ep. */
 static fls_server *plain_server(const char *sock, char *ep, size_t epcap, logbuf **lb)
@@ -1866,14 +1900,7 @@ static int32_t play_round(fls_server *s, peer *p, flc_core *c, uint32_t credit, 
         }
         if (inflight > *max_inflight)
             *max_inflight = inflight;
-        flp_msg ack;
-        memset(&ack, 0, sizeof ack);
-        ack.version = FLP_VERSION;
-        ack.type = FLP_ACK;
-        ack.sender = "dev";
-        ack.ack.of_type = FLP_CHUNK;
-        ack.ack.of_round = round;
-        ack.ack.detail = "";
+        const flp_msg ack = chunk_ack("dev", round);
         for (; inflight > 0; inflight--)
             peer_send(p, &ack);
     }
@@ -2214,27 +2241,8 @@ static void test_reactor_upload_slots(void **state)
     }
     /* both download their task, acking every chunk, and train */
     uint64_t round = 0;
-    for (int k = 0; k < 2; k++) {
-        while (!flc_core_ready(c[k])) {
-            flp_msg *m = peer_recv(s, &p[k], 10);
-            assert_non_null(m);
-            assert_int_equal(flc_core_on_message(c[k], m), FL_OK);
-            round = m->round;
-            if (m->type == FLP_CHUNK) {
-                flp_msg ack;
-                memset(&ack, 0, sizeof ack);
-                ack.version = FLP_VERSION;
-                ack.type = FLP_ACK;
-                ack.sender = ids[k];
-                ack.ack.of_type = FLP_CHUNK;
-                ack.ack.of_round = m->round;
-                ack.ack.detail = "";
-                peer_send(&p[k], &ack);
-            }
-            flp_msg_free(m);
-        }
-        assert_int_equal(flc_core_train(c[k]), FL_OK);
-    }
+    for (int k = 0; k < 2; k++)
+        round = download_and_train(s, &p[k], c[k], ids[k]);
     flp_msg up;
     /* u0 sends its Update first and gets the slot: 2 credits */
     assert_int_equal(flc_core_update(c[0], &up), FL_OK);
@@ -2334,27 +2342,8 @@ static uint64_t two_trained(const char *sock, fls_server **s, logbuf **lb, peer 
         expect_ack_hello(*s, &p[k]);
     }
     uint64_t round = 0;
-    for (int k = 0; k < 2; k++) {
-        while (!flc_core_ready(c[k])) {
-            flp_msg *m = peer_recv(*s, &p[k], 10);
-            assert_non_null(m);
-            assert_int_equal(flc_core_on_message(c[k], m), FL_OK);
-            round = m->round;
-            if (m->type == FLP_CHUNK) {
-                flp_msg ack;
-                memset(&ack, 0, sizeof ack);
-                ack.version = FLP_VERSION;
-                ack.type = FLP_ACK;
-                ack.sender = ids[k];
-                ack.ack.of_type = FLP_CHUNK;
-                ack.ack.of_round = m->round;
-                ack.ack.detail = "";
-                peer_send(&p[k], &ack);
-            }
-            flp_msg_free(m);
-        }
-        assert_int_equal(flc_core_train(c[k]), FL_OK);
-    }
+    for (int k = 0; k < 2; k++)
+        round = download_and_train(*s, &p[k], c[k], ids[k]);
     return round;
 }
 
