@@ -1707,6 +1707,12 @@ static void timers(fls_server *s, double now)
              * downlink budget goes to the others. */
             log_bad(s, "client %s: no Ack of a weight chunk for %u ms: task of round %llu dropped",
                     x->id, s->opt.liveness_ms, (unsigned long long)x->dl_round);
+            /* Its update of that round cannot come now: the core counts it as failed, as an
+             * Error from the client would, so the round need not wait out its deadline. */
+            flp_msg e = flp_msg_header(FLP_ERROR, x->dl_round, x->id);
+            e.error.code = FL_ERR_TIMEOUT;
+            e.error.message = "no Ack of a weight chunk: task dropped";
+            (void)fls_core_on_message(s->core, x->key, &e, now);
             dl_forget(s, x);
             x->dl_active = 0;
             taken = 1;
