@@ -2451,6 +2451,22 @@ static void test_reactor_refused_chunks_lose_slot(void **state)
  * (the downlink budget of 2 x credit chunks is shared): before its first Ack a client has one
  * chunk in flight, and chunks not Acked within the liveness timeout are taken back (its task
  * dropped). Two non-ackers and one honest client, credit 2: the honest one gets its whole task. */
+/* Every one of the n peers sends a Heartbeat (so none is dropped for silence), then the server
+ * takes a few steps. */
+static void beat_and_step(fls_server *s, peer *p, const char *const *ids, int n)
+{
+    flp_msg hb;
+    memset(&hb, 0, sizeof hb);
+    hb.version = FLP_VERSION;
+    hb.type = FLP_HEARTBEAT;
+    for (int k = 0; k < n; k++) {
+        hb.sender = ids[k];
+        peer_send(&p[k], &hb);
+    }
+    for (int i = 0; i < 5; i++)
+        fls_server_step(s, 2);
+}
+
 static void test_reactor_noack_downlink(void **state)
 {
     (void)state;
@@ -2479,25 +2495,10 @@ static void test_reactor_noack_downlink(void **state)
     const flc_core_config cc = {"h", fls_client_key("h"), 5, NULL, plus_quarter, NULL, {0}, NULL};
     flc_core *c = NULL;
     assert_int_equal(flc_core_new(&cc, &c), FL_OK);
-    flp_msg hb, ack;
-    memset(&hb, 0, sizeof hb);
-    hb.version = FLP_VERSION;
-    hb.type = FLP_HEARTBEAT;
-    memset(&ack, 0, sizeof ack);
-    ack.version = FLP_VERSION;
-    ack.type = FLP_ACK;
-    ack.sender = "h";
-    ack.ack.of_type = FLP_CHUNK;
-    ack.ack.detail = "";
     int noack_chunks[2] = {0, 0};
     double t0 = fl_time_mono_s();
     while (!flc_core_ready(c) && fl_time_mono_s() - t0 < 5) {
-        for (int k = 0; k < 3; k++) {
-            hb.sender = ids[k];
-            peer_send(&p[k], &hb);
-        }
-        for (int i = 0; i < 5; i++)
-            fls_server_step(s, 2);
+        beat_and_step(s, p, ids, 3);
         flp_msg *m;
         for (int k = 0; k < 2; k++)
             while ((m = peer_poll(&p[k])) != NULL) {
@@ -2507,7 +2508,7 @@ static void test_reactor_noack_downlink(void **state)
         while ((m = peer_poll(&p[2])) != NULL) {
             assert_int_equal(flc_core_on_message(c, m), FL_OK);
             if (m->type == FLP_CHUNK) {
-                ack.ack.of_round = m->round;
+                const flp_msg ack = chunk_ack("h", m->round);
                 peer_send(&p[2], &ack);
             }
             flp_msg_free(m);
@@ -2519,12 +2520,7 @@ static void test_reactor_noack_downlink(void **state)
     /* the non-ackers' chunks are taken back after the liveness timeout (they still heartbeat) */
     t0 = fl_time_mono_s();
     while (!strstr(lb->text, "no Ack of a weight chunk") && fl_time_mono_s() - t0 < 5) {
-        for (int k = 0; k < 3; k++) {
-            hb.sender = ids[k];
-            peer_send(&p[k], &hb);
-        }
-        for (int i = 0; i < 5; i++)
-            fls_server_step(s, 2);
+        beat_and_step(s, p, ids, 3);
         for (int k = 0; k < 3; k++) {
             flp_msg *m;
             while ((m = peer_poll(&p[k])) != NULL)
@@ -2545,12 +2541,7 @@ static void test_reactor_noack_downlink(void **state)
     uint32_t next = 0, n_chunks = flc_core_update_chunks(c);
     t0 = fl_time_mono_s();
     while (lb->rounds < 1 && fl_time_mono_s() - t0 < 5) {
-        for (int k = 0; k < 3; k++) {
-            hb.sender = ids[k];
-            peer_send(&p[k], &hb);
-        }
-        for (int i = 0; i < 5; i++)
-            fls_server_step(s, 2);
+        beat_and_step(s, p, ids, 3);
         flp_msg *m;
         for (int k = 0; k < 2; k++)
             while ((m = peer_poll(&p[k])) != NULL)
