@@ -155,6 +155,20 @@ static int z85_key_ok(const char *s)
     return strnlen(s, 41) == 40 && zmq_z85_decode(raw, s) != NULL;
 }
 
+/* The Hello of a client with cfg and id: flc_client_new validates exactly what send_hello sends. */
+static flp_msg hello_of(const flc_config *cfg, const char *id)
+{
+    flp_msg m = flp_msg_header(FLP_HELLO, 0, id);
+    m.hello.client_id = id;
+    m.hello.backend = cfg->backend ? (flp_backend)cfg->backend : FLP_BACKEND_CPU;
+    m.hello.memory_bytes = cfg->memory_bytes;
+    m.hello.flops = cfg->flops;
+    m.hello.dataset_size = cfg->samples ? cfg->samples->n : 0;
+    m.hello.min_version = FLP_VERSION;
+    m.hello.max_version = FLP_VERSION;
+    return m;
+}
+
 /* FLC_OK, or FLC_ERR_INVALID_ARG after logging which field is wrong. */
 static flc_status check_config(const flc_config *cfg, const fl_logger *lg)
 {
@@ -196,14 +210,7 @@ static flc_status check_config(const flc_config *cfg, const fl_logger *lg)
     if (!(cfg->flops >= 0.0) || !isfinite(cfg->flops))
         BAD("flops %g is not a finite number >= 0", cfg->flops);
     {
-        flp_msg h = flp_msg_header(FLP_HELLO, 0, cfg->client_id);
-        h.hello.client_id = cfg->client_id;
-        h.hello.backend = cfg->backend ? (flp_backend)cfg->backend : FLP_BACKEND_CPU;
-        h.hello.memory_bytes = cfg->memory_bytes;
-        h.hello.flops = cfg->flops;
-        h.hello.dataset_size = cfg->samples ? cfg->samples->n : 0;
-        h.hello.min_version = FLP_VERSION;
-        h.hello.max_version = FLP_VERSION;
+        const flp_msg h = hello_of(cfg, cfg->client_id);
         char why[FLP_ERRBUF];
         if (flp_validate(&h, NULL, why, sizeof why) != FL_OK)
             BAD("client_id or the capabilities cannot go on the wire: %s", why);
@@ -487,14 +494,7 @@ static void send_train_error(flc_client *c, fl_status st)
 
 static void send_hello(flc_client *c)
 {
-    flp_msg m = envelope(c, FLP_HELLO, 0);
-    m.hello.client_id = c->id;
-    m.hello.backend = c->cfg.backend ? (flp_backend)c->cfg.backend : FLP_BACKEND_CPU;
-    m.hello.memory_bytes = c->cfg.memory_bytes;
-    m.hello.flops = c->cfg.flops;
-    m.hello.dataset_size = c->cfg.samples ? c->cfg.samples->n : 0;
-    m.hello.min_version = FLP_VERSION;
-    m.hello.max_version = FLP_VERSION;
+    const flp_msg m = hello_of(&c->cfg, c->id);
     send_msg(c, &m);
     c->hello_ns = fl_time_mono_ns(); /* the retry timer counts from the last Hello, whoever sent it */
     c->hello_hs = c->hs_count;
