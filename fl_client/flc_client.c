@@ -83,7 +83,9 @@ struct flc_client {
     int up_active;
     uint64_t up_round;
     uint32_t up_next, up_n, up_credit;
-    long up_pause_after;       /* test knob, -1: off */
+#ifdef FLC_TEST_HOOKS
+    long up_pause_after;       /* FEDROP_TEST_PAUSE_UPLOAD_AFTER_CHUNKS, -1: off */
+#endif
 };
 
 const char *flc_strerror(flc_status s)
@@ -570,34 +572,72 @@ static void *train_thread(void *arg)
     return NULL;
 }
 
+/* Test hooks, compiled in only with FLC_TEST_HOOKS: the integration tests (tests/integration)
+ * build their own fl_client with them. The shipped libflclient has none, so no environment
+ * variable changes what a device uploads. */
+#ifdef FLC_TEST_HOOKS
+/* A server killed while a round is surely open: with FEDROP_TEST_UPLOAD_GATE=PREFIX in the
+ * environment, the update of round r is sent only once the file PREFIX<r> exists (polled every
+ * 20 ms; flc_client_stop ends the wait). */
+static void test_upload_gate(flc_client *c, uint64_t round)
+{
+    const char *gate = getenv("FEDROP_TEST_UPLOAD_GATE");
+    if (!gate || !*gate)
+        return;
+    char path[4096];
+    snprintf(path, sizeof path, "%s%llu", gate, (unsigned long long)round);
+    int logged = 0;
+    while (!atomic_load(&c->stop)) {
+        FILE *g = fopen(path, "r");
+        if (g) {
+            fclose(g);
+            return;
+        }
+        if (!logged++)
+            fl_log(&c->log, FL_LOG_WARN, "test: round %llu upload waits for %s",
+                   (unsigned long long)round, path);
+        const struct timespec ts = {0, 20 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+}
+
+/* A client killed mid-upload: with FEDROP_TEST_PAUSE_UPLOAD_AFTER_CHUNKS=K in the environment
+ * the client sends its Update and K of its chunks, logs "test: upload paused after K of N chunks"
+ * and then idles (no heartbeats, no more chunks) until flc_client_stop, so a test can SIGKILL it
+ * with a partial update on the server. Called as an upload starts. */
+static void test_pause_arm(flc_client *c)
+{
+    const char *k = getenv("FEDROP_TEST_PAUSE_UPLOAD_AFTER_CHUNKS");
+    c->up_pause_after = k && *k ? strtol(k, NULL, 10) : -1;
+}
+
+/* 1 if the upload pauses here (it returned at flc_client_stop, the upload ended). */
+static int test_pause_here(flc_client *c)
+{
+    if (c->up_pause_after < 0 || (long)c->up_next != c->up_pause_after)
+        return 0;
+    fl_log(&c->log, FL_LOG_WARN, "test: upload paused after %ld of %u chunks", c->up_pause_after,
+           c->up_n);
+    while (!atomic_load(&c->stop)) {
+        const struct timespec ts = {0, 50 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+    c->up_active = 0;
+    return 1;
+}
+#else
+static void test_upload_gate(flc_client *c, uint64_t round) { (void)c; (void)round; }
+static void test_pause_arm(flc_client *c) { (void)c; }
+static int test_pause_here(flc_client *c) { (void)c; return 0; }
+#endif
+
 static void upload(flc_client *c)
 {
     flp_msg m;
     if (flc_core_update(c->core, &m) != FL_OK)
         return;
     const flc_core_stats *s = flc_core_last_stats(c->core);
-    /* Test-only knob (tests/integration: a server killed while a round is surely open). With
-     * FEDROP_TEST_UPLOAD_GATE=PREFIX in the environment, the update of round r is sent only once
-     * the file PREFIX<r> exists (polled every 20 ms; flc_client_stop ends the wait). Unset (always,
-     * outside tests): no effect. */
-    const char *gate = getenv("FEDROP_TEST_UPLOAD_GATE");
-    if (gate && *gate) {
-        char path[4096];
-        snprintf(path, sizeof path, "%s%llu", gate, (unsigned long long)s->round);
-        int logged = 0;
-        while (!atomic_load(&c->stop)) {
-            FILE *g = fopen(path, "r");
-            if (g) {
-                fclose(g);
-                break;
-            }
-            if (!logged++)
-                fl_log(&c->log, FL_LOG_WARN, "test: round %llu upload waits for %s",
-                       (unsigned long long)s->round, path);
-            const struct timespec ts = {0, 20 * 1000 * 1000};
-            nanosleep(&ts, NULL);
-        }
-    }
+    test_upload_gate(c, s->round);
     if (send_msg(c, &m) != 0)
         return;
     /* The chunks follow only against the server's credits (Ack(of CHUNK, this round)): see
@@ -607,13 +647,7 @@ static void upload(flc_client *c)
     c->up_next = 0;
     c->up_credit = 0;
     c->up_n = flc_core_update_chunks(c->core);
-    /* Test-only knob (tests/integration: a client killed mid-upload). With
-     * FEDROP_TEST_PAUSE_UPLOAD_AFTER_CHUNKS=K in the environment the client sends its Update and K
-     * of its chunks, logs "test: upload paused after K of N chunks" and then idles (no heartbeats,
-     * no more chunks) until flc_client_stop, so a test can SIGKILL it with a partial update on the
-     * server. Unset (always, outside tests): no effect. */
-    const char *pause_env = getenv("FEDROP_TEST_PAUSE_UPLOAD_AFTER_CHUNKS");
-    c->up_pause_after = pause_env && *pause_env ? strtol(pause_env, NULL, 10) : -1;
+    test_pause_arm(c);
 }
 
 /* Sends the update's next chunks, as many as the server's credits allow. */
@@ -621,16 +655,8 @@ static void upload_pump(flc_client *c)
 {
     while (c->up_active && c->up_credit > 0 && c->up_next < c->up_n && !atomic_load(&c->stop) &&
            !atomic_load(&c->training)) {
-        if (c->up_pause_after >= 0 && (long)c->up_next == c->up_pause_after) {
-            fl_log(&c->log, FL_LOG_WARN, "test: upload paused after %ld of %u chunks",
-                   c->up_pause_after, c->up_n);
-            while (!atomic_load(&c->stop)) {
-                const struct timespec ts = {0, 50 * 1000 * 1000};
-                nanosleep(&ts, NULL);
-            }
-            c->up_active = 0;
+        if (test_pause_here(c))
             return;
-        }
         flp_msg cm;
         if (flc_core_update_chunk(c->core, c->up_next, &cm) != FL_OK || send_msg(c, &cm) != 0) {
             c->up_active = 0;

@@ -29,6 +29,10 @@ BUILD = os.environ.get('FEDROP_BUILD_ROOT') or os.path.join(
     os.path.dirname(os.path.abspath(__file__)), '..', '..', 'build')
 SERVER = os.path.join(BUILD, 'fl_server', 'fl_server')
 CLIENT = os.path.join(BUILD, 'fl_client', 'fl_client')
+# The tests' own fl_client (tests/integration/meson.build): libflclient built with its test hooks,
+# the FEDROP_TEST_* variables below. The shipped fl_client has none: a client given one of them
+# runs this one, every other client the shipped one.
+CLIENT_HOOKS = os.path.join(BUILD, 'tests', 'integration', 'fl_client')
 GARBAGE = os.path.join(BUILD, 'tests', 'integration', 'it_garbage_client')
 FAILING = os.path.join(BUILD, 'tests', 'integration', 'it_failing_client')
 FMNIST = os.environ.get('FEDROP_DATA_DIR') or '/usr/share/datasets/fashion-mnist'
@@ -156,7 +160,8 @@ class Harness:
         return p
 
     def client(self, endpoint, index, num, args=(), log=None, env=None, key=None):
-        argv = [CLIENT, '--server', endpoint, '--num-clients', str(num), '--client-index',
+        hooked = env and any(k.startswith('FEDROP_TEST_') for k in env)
+        argv = [CLIENT_HOOKS if hooked else CLIENT, '--server', endpoint, '--num-clients', str(num), '--client-index',
                 str(index), '--dataset', 'fashion-mnist', '--partition', 'iid']
         if key:
             argv += ['--key', key[0], '--server-key', key[1]]
@@ -258,7 +263,7 @@ def test_learn(h):
 
 # ---- 2. a client SIGKILLed in the middle of its upload ------------------------------------------
 # Three clients, all selected (quorum 3, min_clients 3), uplink `none` in 4096-float chunks (~30
-# chunks per update). Client 2 runs with FEDROP_TEST_PAUSE_UPLOAD_AFTER_CHUNKS=K (a test-only knob
+# chunks per update). Client 2 runs with FEDROP_TEST_PAUSE_UPLOAD_AFTER_CHUNKS=K (a test hook
 # of libflclient): it sends its Update and K chunks, then stalls; we SIGKILL it. The server must drop
 # it by liveness and close round 0 with exactly the two complete updates (failed >= 1), then run
 # round 1 with client 2 restarted (the server stayed up). The soundness check on the aggregate:
@@ -689,7 +694,7 @@ def main():
         sys.stderr.write('usage: fl_it.py {%s}\n' % '|'.join(TESTS))
         return 2
     name = sys.argv[1]
-    for exe in (SERVER, CLIENT):
+    for exe in (SERVER, CLIENT, CLIENT_HOOKS):
         if not os.access(exe, os.X_OK):
             sys.stderr.write('missing %s (build first)\n' % exe)
             return 1
