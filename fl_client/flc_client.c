@@ -758,6 +758,7 @@ static int handle(flc_client *c, flp_msg *m, int *owned)
              * against a server that refused the Hello). */
             if (c->registered) {
                 c->registered = 0;
+                c->stats.reconnects++; /* a new start, on the same connection (flc.h) */
                 send_hello(c);
             }
             return GO_ON;

@@ -174,7 +174,13 @@ typedef struct flc_stats {
     uint64_t rounds_trained;       /* local trainings that finished (whatever became of the update) */
     uint64_t updates_accepted;
     uint64_t updates_late;         /* dropped by the server: the round had closed */
-    uint64_t reconnects;
+    uint64_t reconnects;           /* times the client started over with the server: connected
+                                    * anew (a lost link, a Bye but "done", a refused Hello or
+                                    * handshake) or, on the same connection, registered again
+                                    * with a server that no longer knew it (Error(unknown
+                                    * client): it restarted behind a link ZeroMQ restored, or
+                                    * timed the client out). A Hello sent again because the last
+                                    * one went unanswered is no new start. */
     uint64_t bytes_down, bytes_up; /* payload bytes of weight / delta chunks */
     double last_loss;
     uint64_t updates_sent;         /* updates sent in full (or cut short by the server's answer):

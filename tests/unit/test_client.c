@@ -657,6 +657,56 @@ static void test_one_hello_after_server_down(void **state)
     logbuf_free(lb);
 }
 
+/* ---- flc_stats.reconnects counts every new start ---------------------------------------------- */
+
+/* The server loses a registered client two ways: it forgets it (restarted behind a link ZeroMQ
+ * restored by itself, or timed it out for silence) and answers Error(unknown client), and the
+ * client says Hello again on the same connection; or it says Bye("restart"), and the client
+ * connects anew. Either is one reconnect (flc.h): a device counting restarts of its server must
+ * not see 0 because ZeroMQ kept the socket. */
+static void test_reconnects_counts_each_new_start(void **state)
+{
+    (void)state;
+    const struct {
+        const char *how;
+        int same_connection;
+    } cases[] = {
+        {"Error(unknown client)", 1},
+        {"Bye(restart)", 0},
+    };
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        session s;
+        session_open(&s);
+        flc_config cfg = base_config(s.f.ep, train_plus_quarter, s.lb);
+        cfg.reconnect_min_ms = 50;
+        session_run(&s, &cfg, 0);
+        uint8_t rid[sizeof s.f.rid];
+        const size_t rid_len = s.f.rid_len; /* the connection the client registered on */
+        memcpy(rid, s.f.rid, rid_len);
+        flp_msg m = flp_msg_header(cases[k].same_connection ? FLP_ERROR : FLP_BYE, 0, NULL);
+        if (cases[k].same_connection) {
+            m.error.code = FL_ERR_UNKNOWN_CLIENT;
+            m.error.message = "say Hello first";
+        } else {
+            m.bye.reason = "restart";
+        }
+        fake_send(&s.f, &m);
+        flp_msg *h = fake_expect(&s.f, FLP_HELLO, 5000);
+        if (!h)
+            fail_msg("no Hello after %s; log:\n%s", cases[k].how, s.lb->text);
+        flp_msg_free(h);
+        const int same = s.f.rid_len == rid_len && memcmp(s.f.rid, rid, rid_len) == 0;
+        assert_int_equal(same, cases[k].same_connection);
+        fake_ack(&s.f, FLP_HELLO, 0, 0);
+        flc_client_stop(s.c);
+        assert_true(run_wait(&s.r, 5.0));
+        const unsigned long long n = flc_client_stats(s.c)->reconnects;
+        if (n != 1)
+            fail_msg("after %s: %llu reconnects, not 1; log:\n%s", cases[k].how, n, s.lb->text);
+        session_close(&s);
+    }
+}
+
 /* ---- a failed training is reported; stop says Bye --------------------------------------------- */
 
 static void test_train_failure_reported_and_bye(void **state)
@@ -1050,6 +1100,7 @@ int main(void)
         cmocka_unit_test(test_refused_key),
         cmocka_unit_test(test_plain_client_curve_server),
         cmocka_unit_test(test_one_hello_after_server_down),
+        cmocka_unit_test(test_reconnects_counts_each_new_start),
         cmocka_unit_test(test_train_failure_reported_and_bye),
         cmocka_unit_test(test_unfit_samples_end_run),
         cmocka_unit_test(test_plugin_dataset_status_fails_round_only),
