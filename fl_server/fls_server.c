@@ -12,7 +12,10 @@
  * before its first Ack of the task, taken back when not Acked within the liveness timeout: the
  * core encodes each chunk only when a credit frees up, so no per-client model copy exists) and a
  * chunk bitset of the update being received (to know when an update is complete or dead). Peers
- * that never said Hello get no state at all.
+ * that never said Hello get no state at all. Every id that said Hello keeps a binding (its key,
+ * its CURVE public key) after its session ends, at most server.max_clients of them (and
+ * server.ids_per_key per public key): a new id beyond that takes the place of the one idle
+ * longest, if idle for server.id_idle_s, else it is refused.
  *
  * Uplink flow control (PROTOCOL.md step 3): at most `upload_slots` clients send update chunks at
  * once; an accepted Update header beyond that waits in a FIFO (its client just heartbeats). A
@@ -57,6 +60,8 @@
 #define DL_BUDGET_PER_CREDIT 2 /* weight chunks in flight over all clients: 2 x server.credit */
 #define TWIN_WINDOW_S 60.0 /* an id's evictions by another connection are counted per window */
 #define TWIN_WARN_AT 3     /* and said once a window from this many: a restart makes only one */
+#define FORGET_SAY_S 60.0  /* forgotten idle ids are said at info level at most once a minute */
+#define NIL UINT32_MAX     /* no binding (links between bindings are slot indexes) */
 
 enum { UL_NONE = 0, UL_RECEIVING = 1, UL_ANSWERED = 2 };
 enum { SLOT_NONE = 0, SLOT_QUEUED = 1, SLOT_ACTIVE = 2 };
@@ -89,17 +94,37 @@ typedef struct sess {
     uint64_t err_round;         /* round of the last "chunk without update" Error (+1; 0 none) */
 } sess;
 
+/* A client id the server has seen, and under CURVE the public key that owns it. Bindings live in
+ * slots whose index never changes while bound (a freed slot goes on a free list), so that the
+ * lists below can link them by index:
+ *   - the idle list: the bindings without a live session, in the order their last session ended
+ *     (oldest first): its head is the one to forget when server.max_clients is reached;
+ *   - per allow-listed key (bind_owner), that key's idle ids in the same order, so that a key
+ *     at server.ids_per_key gives up its own least recently seen id.
+ * An id with a live session is in no idle list and is never forgotten. */
 typedef struct binding {
     uint32_t key;
-    char *id;
+    char *id;                   /* NULL: a free slot */
     uint8_t pub[32];
     int has_pub;
+    int live;                   /* a session has this id */
+    double idle_since;          /* when its last session ended (or it was bound without one) */
+    uint32_t prev, next;        /* the idle list; next also chains the free slots */
+    uint32_t owner;             /* its key's row of s->owners, or NIL */
+    uint32_t kprev, knext;      /* its key's idle list */
     /* a Hello on another connection ended this id's session: counted per window of
      * TWIN_WINDOW_S, warned about at most once per window (two devices with one id) */
     double twin_t0, twin_said;
     uint32_t twin_n;
     int twin_warned;
 } binding;
+
+/* The ids one allow-listed key holds: bound ids, live or idle (forgotten ones no longer count),
+ * and its idle ones, oldest first (by kprev / knext). */
+typedef struct bind_owner {
+    uint32_t n_ids;
+    uint32_t idle_head, idle_tail;
+} bind_owner;
 
 struct fls_server {
     fls_options opt;
@@ -147,8 +172,16 @@ struct fls_server {
     uint32_t dl_total;          /* weight chunks in flight over all clients (<= DL_BUDGET) */
     size_t dl_cursor;           /* round-robin start for handing out freed downlink budget */
     uint64_t up_seq;            /* next queue number */
-    binding *bind;
-    size_t n_bind, cap_bind;
+    binding *bind;              /* slots, bound or free (see binding) */
+    size_t n_bind;              /* ids bound (server.max_clients bounds it) */
+    size_t n_slots, cap_bind;
+    uint32_t bind_free;         /* free slots, chained by next */
+    uint32_t *bidx;             /* open addressing over bind by key: slot + 1, 0 empty */
+    size_t bmask;               /* bidx has bmask + 1 slots, at most half full */
+    uint32_t idle_head, idle_tail;
+    bind_owner *owners;         /* CURVE: one per row of allow (fls_allow keeps them sorted) */
+    uint64_t n_forgotten;       /* idle ids forgotten to admit new ones */
+    double forgot_said;         /* when that was last said at info level */
     double next_timers;
     double rl_start;
     unsigned rl_count, rl_suppressed;
@@ -308,12 +341,18 @@ static void dl_forget(fls_server *s, sess *x)
     x->dl_inflight = 0;
 }
 
+static binding *bind_find(const fls_server *s, uint32_t key);
+static void bind_detach(fls_server *s, binding *b, double now);
+
 /* Tells the core the client is gone and marks the session for removal. */
 static void sess_drop(fls_server *s, sess *x, const char *why)
 {
     if (x->dead)
         return;
     if (x->id) {
+        binding *b = bind_find(s, x->key);
+        if (b)
+            bind_detach(s, b, fl_time_mono_s());
         const fl_status st = fls_core_client_leave(s->core, x->key, fl_time_mono_s());
         if (st != FL_OK && st != FL_ERR_UNKNOWN_CLIENT)
             fl_log(&s->log, FL_LOG_ERROR, "client %s: leave: %s", x->id, fl_strerror(st));
@@ -345,38 +384,271 @@ static void sess_compact(fls_server *s)
         s->run = RUN_FAILED; /* cannot index sessions any more: stop cleanly */
 }
 
-/* ---- client id bindings (id -> its public key, until a reload takes that key off the list) -- */
+/* ---- client id bindings (id -> its public key; idle ids forgotten when the table is full) ---- */
+
+static size_t bind_home(uint32_t key, size_t mask)
+{
+    /* keys are SHA-256 bits already; the multiply only spreads them into the bits taken */
+    return (size_t)(((uint64_t)key * 0x9E3779B97F4A7C15ull) >> 32) & mask;
+}
 
 static binding *bind_find(const fls_server *s, uint32_t key)
 {
-    size_t lo = 0, hi = s->n_bind;
-    while (lo < hi) {
-        const size_t mid = lo + (hi - lo) / 2;
-        if (s->bind[mid].key < key)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    return lo < s->n_bind && s->bind[lo].key == key ? &s->bind[lo] : NULL;
+    if (!s->bidx)
+        return NULL;
+    for (size_t j = bind_home(key, s->bmask); s->bidx[j]; j = (j + 1) & s->bmask)
+        if (s->bind[s->bidx[j] - 1].key == key)
+            return &s->bind[s->bidx[j] - 1];
+    return NULL;
 }
 
-static binding *bind_add(fls_server *s, uint32_t key, const char *id)
+static uint32_t bind_slot(const fls_server *s, const binding *b)
 {
-    if (fl_grow(&s->bind, &s->cap_bind, s->n_bind + 1, sizeof *s->bind, 64) != FL_OK)
+    return (uint32_t)(b - s->bind);
+}
+
+static void bidx_put(fls_server *s, uint32_t slot)
+{
+    size_t j = bind_home(s->bind[slot].key, s->bmask);
+    while (s->bidx[j])
+        j = (j + 1) & s->bmask;
+    s->bidx[j] = slot + 1;
+}
+
+/* A new index of at least 2 * want + 2 entries over the bound slots. */
+static fl_status bidx_rebuild(fls_server *s, size_t want)
+{
+    size_t cap = 64;
+    while (cap < 2 * want + 2)
+        cap *= 2;
+    uint32_t *h = calloc(cap, sizeof *h);
+    if (!h)
+        return FL_ERR_NOMEM;
+    free(s->bidx);
+    s->bidx = h;
+    s->bmask = cap - 1;
+    for (uint32_t i = 0; i < s->n_slots; i++)
+        if (s->bind[i].id)
+            bidx_put(s, i);
+    return FL_OK;
+}
+
+/* Takes slot out of the index by linear probing's backward shift: no tombstones pile up however
+ * many ids come and go. */
+static void bidx_del(fls_server *s, uint32_t slot)
+{
+    const size_t m = s->bmask;
+    size_t i = bind_home(s->bind[slot].key, m);
+    while (s->bidx[i] != slot + 1)
+        i = (i + 1) & m;
+    for (size_t j = i;;) {
+        s->bidx[i] = 0;
+        for (;;) {
+            j = (j + 1) & m;
+            if (!s->bidx[j])
+                return;
+            /* the entry at j may fill the hole at i unless its home lies in (i, j], cyclically */
+            const size_t h = bind_home(s->bind[s->bidx[j] - 1].key, m);
+            if (((j - h) & m) >= ((j - i) & m))
+                break;
+        }
+        s->bidx[i] = s->bidx[j];
+        i = j;
+    }
+}
+
+static int key32_cmp(const void *a, const void *b)
+{
+    return memcmp(a, b, 32);
+}
+
+/* pub's row of the allow-list, which is its row of s->owners; NIL when not there (or no table). */
+static uint32_t owner_row(const fls_server *s, const uint8_t pub[32])
+{
+    if (!s->owners || !s->allow.n)
+        return NIL;
+    const uint8_t *k = bsearch(pub, s->allow.keys, s->allow.n, 32, key32_cmp);
+    return k ? (uint32_t)((size_t)(k - (const uint8_t *)s->allow.keys) / 32) : NIL;
+}
+
+/* b joins the end of the idle lists (the global one and its key's): idle from now. */
+static void idle_append(fls_server *s, binding *b, double now)
+{
+    const uint32_t i = bind_slot(s, b);
+    b->idle_since = now;
+    b->prev = s->idle_tail;
+    b->next = NIL;
+    if (s->idle_tail != NIL)
+        s->bind[s->idle_tail].next = i;
+    else
+        s->idle_head = i;
+    s->idle_tail = i;
+    b->kprev = b->knext = NIL;
+    if (b->owner == NIL)
+        return;
+    bind_owner *o = &s->owners[b->owner];
+    b->kprev = o->idle_tail;
+    if (o->idle_tail != NIL)
+        s->bind[o->idle_tail].knext = i;
+    else
+        o->idle_head = i;
+    o->idle_tail = i;
+}
+
+static void idle_unlink(fls_server *s, binding *b)
+{
+    if (b->prev != NIL)
+        s->bind[b->prev].next = b->next;
+    else
+        s->idle_head = b->next;
+    if (b->next != NIL)
+        s->bind[b->next].prev = b->prev;
+    else
+        s->idle_tail = b->prev;
+    b->prev = b->next = NIL;
+    if (b->owner == NIL)
+        return;
+    bind_owner *o = &s->owners[b->owner];
+    if (b->kprev != NIL)
+        s->bind[b->kprev].knext = b->knext;
+    else
+        o->idle_head = b->knext;
+    if (b->knext != NIL)
+        s->bind[b->knext].kprev = b->kprev;
+    else
+        o->idle_tail = b->kprev;
+    b->kprev = b->knext = NIL;
+}
+
+/* A session has b's id now: b is not forgotten while it lasts. */
+static void bind_attach(fls_server *s, binding *b)
+{
+    if (!b->live) {
+        idle_unlink(s, b);
+        b->live = 1;
+    }
+}
+
+/* The session of b's id ended: b is idle from now on. */
+static void bind_detach(fls_server *s, binding *b, double now)
+{
+    if (b->live) {
+        b->live = 0;
+        idle_append(s, b, now);
+    }
+}
+
+/* Binds id (its key) to a free slot, idle until bind_attach; pub (NULL in plain text) owns it. */
+static binding *bind_add(fls_server *s, uint32_t key, const char *id, const uint8_t *pub,
+                         double now)
+{
+    if ((!s->bidx || 2 * (s->n_bind + 1) + 2 > s->bmask + 1) &&
+        bidx_rebuild(s, 2 * (s->n_bind + 1)) != FL_OK)
+        return NULL;
+    const int fresh = s->bind_free == NIL;
+    if (fresh && (s->n_slots >= NIL - 1 ||
+                  fl_grow(&s->bind, &s->cap_bind, s->n_slots + 1, sizeof *s->bind, 64) != FL_OK))
         return NULL;
     char *dup = strdup(id);
     if (!dup)
         return NULL;
-    size_t i = 0;
-    while (i < s->n_bind && s->bind[i].key < key)
-        i++;
-    memmove(s->bind + i + 1, s->bind + i, (s->n_bind - i) * sizeof *s->bind);
-    s->n_bind++;
+    const uint32_t i = fresh ? (uint32_t)s->n_slots++ : s->bind_free;
     binding *b = &s->bind[i];
+    if (!fresh)
+        s->bind_free = b->next;
     memset(b, 0, sizeof *b);
     b->key = key;
     b->id = dup;
+    b->owner = NIL;
+    if (pub) {
+        memcpy(b->pub, pub, 32);
+        b->has_pub = 1;
+        if ((b->owner = owner_row(s, pub)) != NIL)
+            s->owners[b->owner].n_ids++;
+    }
+    b->live = 1; /* so that bind_detach files it as idle */
+    bind_detach(s, b, now);
+    bidx_put(s, i);
+    s->n_bind++;
     return b;
+}
+
+/* Unbinds b (its slot goes back on the free list): the id and its key are free for anyone. */
+static void bind_forget(fls_server *s, binding *b)
+{
+    const uint32_t i = bind_slot(s, b);
+    bidx_del(s, i);
+    if (!b->live)
+        idle_unlink(s, b);
+    if (b->owner != NIL)
+        s->owners[b->owner].n_ids--;
+    free(b->id);
+    memset(b, 0, sizeof *b);
+    b->next = s->bind_free;
+    s->bind_free = i;
+    s->n_bind--;
+}
+
+/* After the allow-list changed (its rows moved): every key's ids counted again, and its idle ones
+ * listed in the order they became idle (the global list's). Out of memory, server.ids_per_key is
+ * not enforced until the next reload (said). */
+static void owners_rebuild(fls_server *s)
+{
+    free(s->owners);
+    s->owners = NULL;
+    bind_owner *o = s->allow.n ? malloc(s->allow.n * sizeof *o) : NULL;
+    if (o) {
+        for (size_t r = 0; r < s->allow.n; r++)
+            o[r] = (bind_owner){0, NIL, NIL};
+        s->owners = o;
+    } else if (s->allow.n) {
+        fl_log(&s->log, FL_LOG_ERROR, "out of memory: server.ids_per_key is not enforced until "
+               "the next reload");
+    }
+    for (uint32_t i = 0; i < s->n_slots; i++) {
+        binding *b = &s->bind[i];
+        b->owner = b->kprev = b->knext = NIL;
+        if (b->id && b->has_pub && (b->owner = owner_row(s, b->pub)) != NIL)
+            s->owners[b->owner].n_ids++;
+    }
+    /* idle_append again, in order, for the per-key links (the global list stays as it is) */
+    for (uint32_t i = s->idle_head; i != NIL; i = s->bind[i].next) {
+        binding *b = &s->bind[i];
+        if (b->owner == NIL)
+            continue;
+        bind_owner *ow = &s->owners[b->owner];
+        b->kprev = ow->idle_tail;
+        if (ow->idle_tail != NIL)
+            s->bind[ow->idle_tail].knext = i;
+        else
+            ow->idle_head = i;
+        ow->idle_tail = i;
+    }
+}
+
+/* The idle binding at head when it may be forgotten: idle for server.id_idle_s at least (0: never
+ * forgotten); NULL otherwise. Lists are oldest first, so head is the least recently seen. */
+static binding *forgettable(fls_server *s, uint32_t head, double now)
+{
+    if (!s->opt.id_idle_s || head == NIL)
+        return NULL;
+    binding *b = &s->bind[head];
+    return now - b->idle_since >= (double)s->opt.id_idle_s ? b : NULL;
+}
+
+/* Forgets idle b to admit a new id (why: which limit was reached); said at info level at most
+ * once a minute, the rest at debug. */
+static void forget_idle(fls_server *s, binding *b, double now, const char *why)
+{
+    s->n_forgotten++;
+    const int say = s->n_forgotten == 1 || now - s->forgot_said >= FORGET_SAY_S;
+    fl_log(&s->log, say ? FL_LOG_INFO : FL_LOG_DEBUG,
+           "client id %s forgotten to admit a new id (%s): no session for %.0f s "
+           "(server.id_idle_s %u); %llu forgotten so far", b->id, why, now - b->idle_since,
+           s->opt.id_idle_s, (unsigned long long)s->n_forgotten);
+    if (say)
+        s->forgot_said = now;
+    bind_forget(s, b);
 }
 
 /* A Hello on a new connection has ended the live session of b's id. Once, that is a device that
@@ -761,20 +1033,42 @@ static void on_hello(fls_server *s, sess *x, const uint8_t *rid, size_t rid_len,
         s->st.auth_refused++;
         return;
     }
-    if (!b && s->n_bind >= s->opt.max_clients) {
-        log_bad(s, "hello from %s refused: server.max_clients (%u) ids already seen", h->client_id,
-                s->opt.max_clients);
-        send_error(s, rid, rid_len, 0, FL_ERR_STATE, "server full");
-        s->st.refused++;
-        return;
+    const double now = fl_time_mono_s();
+    /* A new id: room for it, within its key's share (CURVE) and the table. Both limits forget
+     * the id seen least recently, if it has been idle long enough, rather than refuse: bindings
+     * that were never released let one peer fill the table once and lock every new client out
+     * for the life of the process. The round engine keeps its own record of a forgotten id
+     * (under the same key), so one that comes back is a returning client. */
+    const uint32_t row = b ? NIL : pub ? owner_row(s, pub) : NIL;
+    if (row != NIL && s->opt.ids_per_key && s->owners[row].n_ids >= s->opt.ids_per_key) {
+        binding *idle = forgettable(s, s->owners[row].idle_head, now);
+        if (!idle) {
+            char why[96];
+            snprintf(why, sizeof why, "this key holds %u ids (server.ids_per_key)",
+                     s->owners[row].n_ids);
+            log_bad(s, "hello from %s refused: %s, none idle for server.id_idle_s (%u s)",
+                    h->client_id, why, s->opt.id_idle_s);
+            send_error(s, rid, rid_len, 0, FL_ERR_STATE, why);
+            s->st.refused++;
+            return;
+        }
+        forget_idle(s, idle, now, "its key's server.ids_per_key reached");
     }
-    if (!b && !(b = bind_add(s, key, h->client_id))) {
+    if (!b && s->n_bind >= s->opt.max_clients) {
+        binding *idle = forgettable(s, s->idle_head, now);
+        if (!idle) {
+            log_bad(s, "hello from %s refused: server.max_clients (%u) ids bound, none idle for "
+                    "server.id_idle_s (%u s)", h->client_id, s->opt.max_clients,
+                    s->opt.id_idle_s);
+            send_error(s, rid, rid_len, 0, FL_ERR_STATE, "server full");
+            s->st.refused++;
+            return;
+        }
+        forget_idle(s, idle, now, "server.max_clients reached");
+    }
+    if (!b && !(b = bind_add(s, key, h->client_id, pub, now))) {
         send_error(s, rid, rid_len, 0, FL_ERR_NOMEM, NULL);
         return;
-    }
-    if (pub && !b->has_pub) {
-        memcpy(b->pub, pub, 32);
-        b->has_pub = 1;
     }
     /* The same client on another connection (it restarted): the old session is over. */
     sess *old = sess_by_key(s, key);
@@ -784,6 +1078,9 @@ static void on_hello(fls_server *s, sess *x, const uint8_t *rid, size_t rid_len,
     }
     if (x && x->id) {
         /* A second Hello on the same connection: a fresh start for this client. */
+        binding *was = bind_find(s, x->key);
+        if (was)
+            bind_detach(s, was, now);
         fls_core_client_leave(s->core, x->key, fl_time_mono_s());
         free(x->id);
         x->id = NULL;
@@ -812,6 +1109,7 @@ static void on_hello(fls_server *s, sess *x, const uint8_t *rid, size_t rid_len,
         send_error(s, rid, rid_len, 0, st, NULL);
         return;
     }
+    bind_attach(s, b);
     send_ack(s, x, FLP_HELLO, 0, FL_OK, "");
     fl_log(&s->log, FL_LOG_INFO, "client %s joined; %u connected", x->id,
            fls_core_connected(s->core));
@@ -1236,21 +1534,19 @@ static void release_removed_keys(fls_server *s)
             sess_drop(s, x, "key removed from the allow-list");
         }
     }
-    size_t m = 0, released = 0;
-    for (size_t i = 0; i < s->n_bind; i++) {
+    size_t released = 0;
+    for (uint32_t i = 0; i < s->n_slots; i++) {
         binding *b = &s->bind[i];
-        if (!b->has_pub || fls_allow_has(&s->allow, b->pub)) {
-            s->bind[m++] = *b;
+        if (!b->id || !b->has_pub || fls_allow_has(&s->allow, b->pub))
             continue;
-        }
         if (++released <= 10)
             fl_log(&s->log, FL_LOG_INFO, "client id %s released: its key left the allow-list (the "
                    "id may register again with a key on the list)", b->id);
-        free(b->id);
+        bind_forget(s, b); /* by its row of the old list: s->owners is still the old list's */
     }
-    s->n_bind = m;
     if (released > 10)
         fl_log(&s->log, FL_LOG_INFO, "%zu more client ids released", released - 10);
+    owners_rebuild(s);
 }
 
 static fl_status reload_allow(fls_server *s)
@@ -1547,6 +1843,7 @@ static fl_status server_init(fls_server *s, char *err, size_t errlen)
             return fls_options_errf(&s->opt, err, errlen, st, "server.allow_list", NULL,
                                     "server.allow_list: %s", why2);
         fl_log(&s->log, FL_LOG_INFO, "allow-list %s: %zu keys", s->opt.allow_list, s->allow.n);
+        owners_rebuild(s);
     }
     const int metrics_file = s->opt.metrics_path[0] && strcmp(s->opt.metrics_path, "-") != 0;
     if (metrics_file) {
@@ -1613,6 +1910,7 @@ static fls_status server_create(const fls_options *o, const fls_host *host, int 
         s->host = *host;
     s->ctx = s->host.zmq_context;
     s->pipe_rd = s->pipe_wr = -1;
+    s->bind_free = s->idle_head = s->idle_tail = NIL;
     s->log.fn = log_bridge;
     s->log.user = s;
     s->log.min_level = (fl_log_level)s->opt.log_level;
@@ -1674,9 +1972,11 @@ void fls_server_free(fls_server *s)
     }
     free(s->ss);
     free(s->hidx);
-    for (size_t i = 0; i < s->n_bind; i++)
+    for (size_t i = 0; i < s->n_slots; i++)
         free(s->bind[i].id);
     free(s->bind);
+    free(s->bidx);
+    free(s->owners);
     explicit_bzero(s->sec_z85, sizeof s->sec_z85);
     fls_allow_clear(&s->allow);
     fls_core_free(s->core);

@@ -3,9 +3,10 @@
  * the real fl_server binary), key files, allow-lists, and the reactor in this process with real
  * DEALER sockets on ipc:// endpoints, in plain text and under CURVE: Hello/Ack, malformed frames
  * answered with Error and counted, the allow-list (handshakes refused, reload on request, id
- * bound to its key until a reload removes that key), and one whole round (Task, credit-paced
- * chunks, Update, Ack, Bye "done", checkpoint) driven by the client core, then a resume from that
- * checkpoint. */
+ * bound to its key until a reload removes that key), the id table (server.max_clients: idle ids
+ * give way to new ones after server.id_idle_s; server.ids_per_key), and one whole round (Task,
+ * credit-paced chunks, Update, Ack, Bye "done", checkpoint) driven by the client core, then a
+ * resume from that checkpoint. */
 #include <dirent.h>
 #include <math.h>
 #include <setjmp.h>
@@ -1268,14 +1269,23 @@ static void expect_ack_hello(fls_server *s, peer *p)
     flp_msg_free(r);
 }
 
-static void expect_error(fls_server *s, peer *p, fl_status code)
+/* The next message p gets is an Error with code and (text not NULL) a message containing text. */
+static void expect_error_text(fls_server *s, peer *p, fl_status code, const char *text)
 {
     flp_msg *r = peer_recv(s, p, 10);
     assert_non_null(r);
     if (r->type != FLP_ERROR || r->error.code != (uint32_t)code)
-        fail_msg("expected Error %s, got %s %u", fl_status_name(code), flp_type_name(r->type),
-                 r->type == FLP_ERROR ? r->error.code : 0);
+        fail_msg("expected Error %s, got %s %u (%s)", fl_status_name(code), flp_type_name(r->type),
+                 r->type == FLP_ERROR ? r->error.code : 0,
+                 r->type == FLP_ERROR ? r->error.message : "");
+    if (text && !strstr(r->error.message, text))
+        fail_msg("Error '%s' lacks '%s'", r->error.message, text);
     flp_msg_free(r);
+}
+
+static void expect_error(fls_server *s, peer *p, fl_status code)
+{
+    expect_error_text(s, p, code, NULL);
 }
 
 /* The Ack of one weight chunk of round `round` from client `sender` (a credit back). */
@@ -1312,15 +1322,17 @@ static uint64_t download_and_train(fls_server *s, peer *p, flc_core *c, const ch
     return round;
 }
 
-/* A plain-text server of a small mlp (mlp:6-5-3, 3 clients a round, room for 3) on
- * ipc://TMP/sock, logging into *lb (the caller frees both); its endpoint in ep. */
-static fls_server *plain_server(const char *sock, char *ep, size_t epcap, logbuf **lb)
+/* A plain-text server of a small mlp (mlp:6-5-3, 3 clients a round, room for 3 ids) on
+ * ipc://TMP/sock, logging into *lb (the caller frees both); its endpoint in ep. server_keys: more
+ * lines of its server section ("  id_idle_s: 1\n"), or "". */
+static fls_server *plain_server_with(const char *sock, const char *server_keys, char *ep,
+                                     size_t epcap, logbuf **lb)
 {
     char yaml[1024];
     snprintf(ep, epcap, "ipc://%s/%s", g_tmp, sock);
     snprintf(yaml, sizeof yaml,
-             "server:\n  insecure: true\n  endpoints: ['%s']\n  max_clients: 3\n"
-             "model:\n  arch: \"mlp:6-5-3\"\nround:\n  clients: 3\n", ep);
+             "server:\n  insecure: true\n  endpoints: ['%s']\n  max_clients: 3\n%s"
+             "model:\n  arch: \"mlp:6-5-3\"\nround:\n  clients: 3\n", ep, server_keys);
     fls_options *o = opts_from(yaml);
     *lb = calloc(1, sizeof **lb);
     assert_non_null(*lb);
@@ -1329,6 +1341,21 @@ static fls_server *plain_server(const char *sock, char *ep, size_t epcap, logbuf
     assert_int_equal(fls_server_new(o, &host, &s), FLS_OK);
     fls_options_free(o);
     return s;
+}
+
+static fls_server *plain_server(const char *sock, char *ep, size_t epcap, logbuf **lb)
+{
+    return plain_server_with(sock, "", ep, epcap, lb);
+}
+
+/* Steps the n servers for secs seconds of wall time (ids idle meanwhile: a lower bound, never
+ * asserted as an upper one). */
+static void step_for(fls_server *const *s, int n, double secs)
+{
+    const double t0 = fl_time_mono_s();
+    while (fl_time_mono_s() - t0 < secs)
+        for (int i = 0; i < n; i++)
+            fls_server_step(s[i], 2);
 }
 
 static void test_reactor_insecure(void **state)
@@ -1506,6 +1533,111 @@ static void test_reactor_twin_warning(void **state)
     peer_close(&a);
     peer_close(&b);
     free(lb);
+}
+
+/* Says Bye(reason "leaving") as client id on p. */
+static void send_bye(peer *p, const char *id)
+{
+    flp_msg bye;
+    memset(&bye, 0, sizeof bye);
+    bye.version = FLP_VERSION;
+    bye.type = FLP_BYE;
+    bye.sender = id;
+    bye.bye.reason = "leaving";
+    peer_send(p, &bye);
+}
+
+/* Hellos of ids PREFIX0 .. PREFIX(n-1) on p, in turn, each Acked: p keeps the last one's session,
+ * the others are left without one. */
+static void hello_ids(fls_server *s, peer *p, const char *prefix, int n)
+{
+    for (int k = 0; k < n; k++) {
+        char id[32];
+        snprintf(id, sizeof id, "%s%d", prefix, k);
+        const flp_msg h = hello_msg(id);
+        peer_send(p, &h);
+        expect_ack_hello(s, p);
+    }
+}
+
+/* D7: every id that said Hello kept its binding for the life of the process, so one connection
+ * saying Hello with server.max_clients ids in turn locked every new client out for good. A new id
+ * now takes the place of the id seen least recently once that id has had no session for
+ * server.id_idle_s; never with id_idle_s 0, and never an id with a live session however silent.
+ * Plain text has no keys: server.ids_per_key (1 here) does not apply. */
+static void test_reactor_idle_ids(void **state)
+{
+    (void)state;
+    /* the same flood against three servers: ids never forgotten, after 1 s, after an hour */
+    static const char *const keys[3] = {"  id_idle_s: 0\n  ids_per_key: 1\n",
+                                        "  id_idle_s: 1\n  ids_per_key: 1\n",
+                                        "  id_idle_s: 3600\n  ids_per_key: 1\n"};
+    fls_server *s[3];
+    logbuf *lb[3];
+    peer m[3], h[3];
+    char ep[3][300];
+    for (int i = 0; i < 3; i++) {
+        char sock[32];
+        snprintf(sock, sizeof sock, "idle%d.sock", i);
+        s[i] = plain_server_with(sock, keys[i], ep[i], sizeof ep[i], &lb[i]);
+        peer_open(&m[i], ep[i], NULL, NULL, NULL);
+        peer_open(&h[i], ep[i], NULL, NULL, NULL);
+        hello_ids(s[i], &m[i], "m", 3); /* the table is full: m0, m1 idle, m2 live */
+    }
+    const flp_msg hh = hello_msg("h");
+    for (int i = 0; i < 3; i += 2) {
+        peer_send(&h[i], &hh);
+        expect_error_text(s[i], &h[i], FL_ERR_STATE, "server full");
+    }
+    step_for(s, 3, 1.2);
+    for (int i = 0; i < 3; i++)
+        peer_send(&h[i], &hh);
+    expect_error_text(s[0], &h[0], FL_ERR_STATE, "server full");
+    expect_ack_hello(s[1], &h[1]);
+    expect_error_text(s[2], &h[2], FL_ERR_STATE, "server full");
+    if (!strstr(lb[0]->text, "hello from h refused: server.max_clients (3) ids bound, none idle "
+                             "for server.id_idle_s (0 s)"))
+        fail_msg("no refusal of h logged:\n%s", lb[0]->text);
+    /* the least recently seen id went: m0, not m1 */
+    if (!strstr(lb[1]->text, "client id m0 forgotten to admit a new id (server.max_clients "
+                             "reached): no session for "))
+        fail_msg("m0 not said forgotten:\n%s", lb[1]->text);
+    assert_null(strstr(lb[1]->text, "client id m1 forgotten"));
+    assert_null(strstr(lb[2]->text, "forgotten"));
+
+    /* m1 idle too: x takes its place. Then m2, h and x hold the table with live sessions, and
+     * sessions are never forgotten, however long they say nothing: y is refused. */
+    peer x, y;
+    peer_open(&x, ep[1], NULL, NULL, NULL);
+    peer_open(&y, ep[1], NULL, NULL, NULL);
+    const flp_msg hx = hello_msg("x"), hy = hello_msg("y");
+    peer_send(&x, &hx);
+    expect_ack_hello(s[1], &x);
+    step_for(&s[1], 1, 1.2);
+    peer_send(&y, &hy);
+    expect_error_text(s[1], &y, FL_ERR_STATE, "server full");
+    fls_server_stats st;
+    fls_server_stats_get(s[1], &st);
+    assert_int_equal(st.clients, 3);
+
+    /* m2's session ends: once it has been idle 1 s, the forgotten m0 comes back in its place (the
+     * round engine kept m0's record under the same key: a returning client) */
+    send_bye(&m[1], "m2");
+    step_for(&s[1], 1, 1.2);
+    const flp_msg h0 = hello_msg("m0");
+    peer_send(&y, &h0);
+    expect_ack_hello(s[1], &y);
+    fls_server_stats_get(s[1], &st);
+    assert_int_equal(st.clients, 3);
+
+    for (int i = 0; i < 3; i++) {
+        fls_server_free(s[i]);
+        peer_close(&m[i]);
+        peer_close(&h[i]);
+        free(lb[i]);
+    }
+    peer_close(&x);
+    peer_close(&y);
 }
 
 /* An ipc:// endpoint a live server serves is refused (libzmq would unlink its socket file and
@@ -1771,32 +1903,44 @@ static void test_reactor_curve(void **state)
 /* Key rotation (fl_server/README.md): id dev7 registered with key A; the operator adds key B,
  * and the id stays A's while A is on the list. Once a reload removes A, A's session ends at once
  * (Error auth) and dev7 may register with B, without a restart. */
-static void test_reactor_key_rotation(void **state)
+/* A CURVE server of mlp:6-5-3 (3 clients a round) on ipc://TMP/NAME.sock, with a new key pair
+ * TMP/NAME.pub, TMP/NAME.secret (the public key in spub) and the allow-list TMP/NAME_allowed (its
+ * path in allow) holding allow_text; server_keys: more lines of its server section, or "". Logs
+ * into *lb (the caller frees both); its endpoint in ep. */
+static fls_server *curve_server(const char *name, const char *allow_text, const char *server_keys,
+                                char ep[300], char spub[41], char allow[300], logbuf **lb)
 {
-    (void)state;
-    char err[512], path[512], spub[41];
-    assert_int_equal(fls_keygen(g_tmp, "rot", err, sizeof err), FLS_OK);
-    snprintf(path, sizeof path, "%s/rot.pub", g_tmp);
+    char err[512], path[512], yaml[2048];
+    assert_int_equal(fls_keygen(g_tmp, name, err, sizeof err), FLS_OK);
+    snprintf(path, sizeof path, "%s/%s.pub", g_tmp, name);
     assert_int_equal(fls_key_file_read(path, FLS_KEY_PUBLIC, spub, err, sizeof err), FL_OK);
-    char ka[41], sa[41], kb[41], sb[41];
-    assert_int_equal(zmq_curve_keypair(ka, sa), 0);
-    assert_int_equal(zmq_curve_keypair(kb, sb), 0);
-    char allow[300], text[256];
-    snprintf(allow, sizeof allow, "%s/rot_allowed", g_tmp);
-    snprintf(text, sizeof text, "%s\n", ka);
-    write_file(allow, text);
-    char yaml[2048], ep[300];
-    snprintf(ep, sizeof ep, "ipc://%s/rot.sock", g_tmp);
+    snprintf(allow, 300, "%s/%s_allowed", g_tmp, name);
+    write_file(allow, allow_text);
+    snprintf(ep, 300, "ipc://%s/%s.sock", g_tmp, name);
     snprintf(yaml, sizeof yaml,
-             "server:\n  endpoints: ['%s']\n  secret_key_file: '%s/rot.secret'\n"
-             "  allow_list: '%s'\nmodel:\n  arch: \"mlp:6-5-3\"\nround:\n  clients: 3\n",
-             ep, g_tmp, allow);
+             "server:\n  endpoints: ['%s']\n  secret_key_file: '%s/%s.secret'\n"
+             "  allow_list: '%s'\n%smodel:\n  arch: \"mlp:6-5-3\"\nround:\n  clients: 3\n",
+             ep, g_tmp, name, allow, server_keys);
     fls_options *o = opts_from(yaml);
-    logbuf *lb = calloc(1, sizeof *lb);
-    fls_host host = {log_collect, lb, NULL, NULL, NULL};
+    *lb = calloc(1, sizeof **lb);
+    assert_non_null(*lb);
+    fls_host host = {log_collect, *lb, NULL, NULL, NULL};
     fls_server *s = NULL;
     assert_int_equal(fls_server_new(o, &host, &s), FLS_OK);
     fls_options_free(o);
+    return s;
+}
+
+static void test_reactor_key_rotation(void **state)
+{
+    (void)state;
+    char ka[41], sa[41], kb[41], sb[41];
+    assert_int_equal(zmq_curve_keypair(ka, sa), 0);
+    assert_int_equal(zmq_curve_keypair(kb, sb), 0);
+    char allow[300], text[256], ep[300], spub[41];
+    snprintf(text, sizeof text, "%s\n", ka);
+    logbuf *lb;
+    fls_server *s = curve_server("rot", text, "", ep, spub, allow, &lb);
 
     peer a, b;
     peer_open(&a, ep, spub, ka, sa);
@@ -1838,6 +1982,77 @@ static void test_reactor_key_rotation(void **state)
     fls_server_free(s);
     peer_close(&a);
     peer_close(&b);
+    free(lb);
+}
+
+/* D7 under CURVE: server.ids_per_key (2 here) keeps one key from taking the whole table. A key
+ * holding that many ids is refused a new one ("this key holds 2 ids"), another key is not; the
+ * count follows the key when a reload moves it to another row of the allow-list; one of the key's
+ * own ids idle for server.id_idle_s gives way to its new id, and the forgotten id is free for any
+ * key (its ownership went with it) while the key's other ids stay its own. */
+static void test_reactor_ids_per_key(void **state)
+{
+    (void)state;
+    char ka[41], sa[41], kb[41], sb[41], kc[41], sc[41];
+    assert_int_equal(zmq_curve_keypair(ka, sa), 0);
+    assert_int_equal(zmq_curve_keypair(kb, sb), 0);
+    char allow[300], text[256], ep[300], spub[41];
+    snprintf(text, sizeof text, "%s\n%s\n", ka, kb);
+    logbuf *lb;
+    fls_server *s = curve_server("cap", text, "  max_clients: 10\n  id_idle_s: 1\n"
+                                 "  ids_per_key: 2\n", ep, spub, allow, &lb);
+    peer a[3], b[2];
+    for (int i = 0; i < 3; i++)
+        peer_open(&a[i], ep, spub, ka, sa);
+    for (int i = 0; i < 2; i++)
+        peer_open(&b[i], ep, spub, kb, sb);
+    /* A holds a0 and a1, both with a live session */
+    hello_ids(s, &a[0], "a", 1);
+    const flp_msg h1 = hello_msg("a1"), h2 = hello_msg("a2");
+    peer_send(&a[1], &h1);
+    expect_ack_hello(s, &a[1]);
+    peer_send(&a[2], &h2);
+    expect_error_text(s, &a[2], FL_ERR_STATE, "this key holds 2 ids (server.ids_per_key)");
+    hello_ids(s, &b[0], "b", 1); /* B is not A */
+
+    /* a key C that sorts before A joins the list: A's row moves, its count must move with it */
+    uint8_t ra[32], rc[32];
+    assert_non_null(zmq_z85_decode(ra, ka));
+    do {
+        assert_int_equal(zmq_curve_keypair(kc, sc), 0);
+        assert_non_null(zmq_z85_decode(rc, kc));
+    } while (memcmp(rc, ra, 32) > 0);
+    snprintf(text, sizeof text, "%s\n%s\n%s\n", ka, kb, kc);
+    write_file(allow, text);
+    fls_server_reload(s);
+    fls_server_step(s, 0);
+    assert_non_null(strstr(lb->text, ": 3 keys"));
+    peer_send(&a[2], &h2);
+    expect_error_text(s, &a[2], FL_ERR_STATE, "this key holds 2 ids (server.ids_per_key)");
+
+    /* a0's session ends; idle for 1 s, it gives way to A's new id */
+    send_bye(&a[0], "a0");
+    step_for(&s, 1, 1.2);
+    peer_send(&a[2], &h2);
+    expect_ack_hello(s, &a[2]);
+    if (!strstr(lb->text, "client id a0 forgotten to admit a new id (its key's "
+                          "server.ids_per_key reached)"))
+        fail_msg("a0 not said forgotten:\n%s", lb->text);
+    /* a0 is anyone's now; a1 is still A's */
+    const flp_msg h0 = hello_msg("a0");
+    peer_send(&b[1], &h1);
+    expect_error_text(s, &b[1], FL_ERR_AUTH, "registered with another key");
+    peer_send(&b[1], &h0);
+    expect_ack_hello(s, &b[1]);
+    fls_server_stats st;
+    fls_server_stats_get(s, &st);
+    assert_int_equal(st.clients, 4); /* a1, a2, b0, a0 */
+
+    fls_server_free(s);
+    for (int i = 0; i < 3; i++)
+        peer_close(&a[i]);
+    for (int i = 0; i < 2; i++)
+        peer_close(&b[i]);
     free(lb);
 }
 
@@ -2677,10 +2892,12 @@ int main(void)
         cmocka_unit_test(test_allow_list),
         cmocka_unit_test(test_reactor_insecure),
         cmocka_unit_test(test_reactor_twin_warning),
+        cmocka_unit_test(test_reactor_idle_ids),
         cmocka_unit_test(test_reactor_ipc_in_use),
         cmocka_unit_test(test_reactor_failed_start_no_metrics),
         cmocka_unit_test(test_reactor_curve),
         cmocka_unit_test(test_reactor_key_rotation),
+        cmocka_unit_test(test_reactor_ids_per_key),
         cmocka_unit_test(test_reactor_round_and_resume),
         cmocka_unit_test(test_reactor_upload_slots),
         cmocka_unit_test(test_reactor_refused_chunks_lose_slot),
