@@ -485,9 +485,7 @@ static void send_train_error(flc_client *c, fl_status st)
     m.error.run_id = flc_core_task_run_id(c->core); /* so a restarted server can tell */
     char msg[200];
     snprintf(msg, sizeof msg, "training failed: %s", flc_core_train_error(c->core));
-    for (char *p = msg; *p; p++) /* the wire refuses control bytes in strings */
-        if ((unsigned char)*p < 0x20 || *p == 0x7f)
-            *p = ' ';
+    flp_str_fix(msg); /* a trainer's text, cut at 200 bytes: the wire wants UTF-8, no controls */
     m.error.message = msg;
     if (send_msg(c, &m) == 0)
         fl_log(&c->log, FL_LOG_INFO, "round %llu: told the server this round failed here",

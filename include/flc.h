@@ -192,8 +192,8 @@ typedef struct flc_client flc_client;
 /* A client with cfg, in *out (set to NULL on failure). Does not connect yet. cfg is validated
  * first: required fields (samples->row_len with the built-in trainer), enum ranges (backend,
  * log_level), timing fields and max_rounds >= 0, heartbeat_ms >= 10 and below liveness_ms,
- * reconnect_min_ms <= reconnect_max_ms, a client_id the wire takes (at most 1024 bytes, no
- * control bytes), flops finite and >= 0, keys that are Z85 CURVE keys and a public_key that is
+ * reconnect_min_ms <= reconnect_max_ms, a client_id the wire takes (UTF-8, at most 1024 bytes,
+ * no control character), flops finite and >= 0, keys that are Z85 CURVE keys and a public_key that is
  * secret_key's. On
  * FLC_ERR_INVALID_ARG (also for cfg or out NULL) the library logs which field is wrong, at error
  * level, through cfg->log (the logger is set up before anything is checked). FLC_OK,

@@ -87,20 +87,81 @@ static const char *str_or_empty(const char *s)
 
 /* A string field: length <= max_str (LIMIT), non-empty when required (FIELD), no control bytes
  * (FIELD: ids and names end up in logs and file names). */
+/* The length of the UTF-8 sequence at s (1-4), or 0 if it is not one: a stray continuation or
+ * an invalid lead byte, a truncated sequence, an overlong form, a surrogate or a code point
+ * above U+10FFFF (RFC 3629). */
+static size_t utf8_seq(const unsigned char *s)
+{
+    const unsigned c = s[0];
+    if (c < 0x80)
+        return 1;
+    size_t len;
+    unsigned cp, min;
+    if (c >= 0xc2 && c <= 0xdf)
+        len = 2, cp = c & 0x1f, min = 0x80;
+    else if (c >= 0xe0 && c <= 0xef)
+        len = 3, cp = c & 0x0f, min = 0x800;
+    else if (c >= 0xf0 && c <= 0xf4)
+        len = 4, cp = c & 0x07, min = 0x10000;
+    else
+        return 0;
+    for (size_t i = 1; i < len; i++) {
+        if ((s[i] & 0xc0) != 0x80) /* also stops at the terminating NUL */
+            return 0;
+        cp = cp << 6 | (s[i] & 0x3f);
+    }
+    if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+        return 0;
+    return len;
+}
+
+static int is_control(const unsigned char *u)
+{
+    return u[0] < 0x20 || u[0] == 0x7f || (u[0] == 0xc2 && u[1] < 0xa0);
+}
+
+size_t flp_str_fix(char *s)
+{
+    size_t fixed = 0;
+    for (unsigned char *u = (unsigned char *)s; u && *u;) {
+        const size_t len = utf8_seq(u);
+        if (len == 0 || is_control(u)) {
+            for (size_t i = 0; i < (len ? len : 1); i++)
+                u[i] = '?';
+            fixed += len ? len : 1;
+            u += len ? len : 1;
+        } else {
+            u += len;
+        }
+    }
+    return fixed;
+}
+
+/* A string field: UTF-8 (proto3 requires it of `string`), at most lim->max_str bytes, and no
+ * control character, C0, DEL or C1 (U+0080..U+009F; U+009B is a terminal's CSI): the server logs
+ * these strings. */
 static fl_status check_str(const char *field, const char *s, bool required, const flp_limits *lim,
                            char *err, size_t errcap)
 {
     s = str_or_empty(s);
     size_t n = 0;
-    for (; s[n]; n++) {
+    while (s[n]) {
         if (n >= lim->max_str)
             return fail(err, errcap, FL_ERR_WIRE_LIMIT, "%s: longer than %u bytes", field,
                         lim->max_str);
-        const unsigned char c = (unsigned char)s[n];
-        if (c < 0x20 || c == 0x7f)
-            return fail(err, errcap, FL_ERR_WIRE_FIELD, "%s: control byte 0x%02x at %zu", field,
-                        c, n);
+        const unsigned char *u = (const unsigned char *)s + n;
+        const size_t len = utf8_seq(u);
+        if (len == 0)
+            return fail(err, errcap, FL_ERR_WIRE_FIELD, "%s: not UTF-8 at byte %zu (0x%02x)",
+                        field, n, u[0]);
+        if (is_control(u))
+            return fail(err, errcap, FL_ERR_WIRE_FIELD, "%s: control character at byte %zu",
+                        field, n);
+        n += len;
     }
+    if (n > lim->max_str)
+        return fail(err, errcap, FL_ERR_WIRE_LIMIT, "%s: longer than %u bytes", field,
+                    lim->max_str);
     if (required && n == 0)
         return fail(err, errcap, FL_ERR_WIRE_FIELD, "%s: empty", field);
     return FL_OK;

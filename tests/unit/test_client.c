@@ -193,7 +193,7 @@ static void test_new_validation(void **state)
         {"log_level 42 is not", {.log_level = (flc_log_level)42}},
         {"heartbeat_ms 5 is below 10", {.heartbeat_ms = 5}},
         {"liveness_ms 1000 is not above heartbeat_ms 5000", {.heartbeat_ms = 5000, .liveness_ms = 1000}},
-        {"control byte", {.client_id = "bad\nid"}},
+        {"control character", {.client_id = "bad\nid"}},
         {"flops -1 is not", {.flops = -1.0}},
         {"flops nan is not", {.flops = NAN}},
         {"threads -1 is not", {.threads = -1}},

@@ -434,7 +434,7 @@ static void test_malformed_table(void **state)
         const char *what;
         pbw bytes;
         fl_status want;
-    } rows[40];
+    } rows[64];
     int n = 0;
     pbw t, body;
 
@@ -512,6 +512,27 @@ static void test_malformed_table(void **state)
     w_bytes(&body, 1, "a\nb", 3);
     t = body;
     rows[n++] = (struct row){"control byte in id", with_body_extra(FLP_HELLO, &t), FL_ERR_WIRE_FIELD};
+    /* Strings are UTF-8 without control characters: each of these ids is refused. */
+    static const struct { const char *what, *id; } bad_ids[] = {
+        {"id: byte 0xff", "a\xff"},
+        {"id: stray continuation byte", "\x80" "b"},
+        {"id: truncated sequence", "ab\xe2\x82"},
+        {"id: overlong '/'", "\xc0\xaf"},
+        {"id: overlong 3-byte", "\xe0\x80\xaf"},
+        {"id: surrogate U+D800", "\xed\xa0\x80"},
+        {"id: above U+10FFFF", "\xf4\x90\x80\x80"},
+        {"id: C1 control U+009B (CSI)", "x\xc2\x9b[2J"},
+    };
+    for (size_t k = 0; k < sizeof bad_ids / sizeof bad_ids[0]; k++) {
+        body = (pbw){0};
+        w_bytes(&body, 1, bad_ids[k].id, strlen(bad_ids[k].id));
+        t = body;
+        rows[n++] = (struct row){bad_ids[k].what, with_body_extra(FLP_HELLO, &t), FL_ERR_WIRE_FIELD};
+    }
+    body = (pbw){0};
+    w_bytes(&body, 1, "t\xc3\xa9l\xc3\xa9phone-\xe2\x88\x9a-\xf0\x9d\x84\x9e-\xc2\xa0", 23);
+    t = body;
+    rows[n++] = (struct row){"id: 2-, 3- and 4-byte UTF-8, U+00A0", with_body_extra(FLP_HELLO, &t), FL_OK};
     body = (pbw){0};
     w_varint(&body, 1, 0);
     t = body;
@@ -581,6 +602,17 @@ static void test_malformed_table(void **state)
     assert_true(n <= (int)(sizeof rows / sizeof rows[0]));
     for (int i = 0; i < n; i++)
         expect_decode(rows[i].what, rows[i].bytes.b, rows[i].bytes.n, NULL, rows[i].want);
+
+    /* flp_str_fix makes free text pass: bad bytes and controls become '?', the rest is kept. */
+    char fix[] = "ok \xc3\xa9 \xff \xe2\x82 \xc2\x9b \x01 \xf0\x9d\x84\x9e";
+    const size_t fix_len = strlen(fix);
+    assert_int_equal(flp_str_fix(fix), 6);
+    assert_string_equal(fix, "ok \xc3\xa9 ? ?? ?? ? \xf0\x9d\x84\x9e");
+    assert_int_equal(strlen(fix), fix_len);
+    flp_msg em = sample(FLP_ERROR);
+    em.error.message = fix;
+    assert_int_equal(flp_validate(&em, NULL, NULL, 0), FL_OK);
+    assert_int_equal(flp_str_fix(NULL), 0);
 
     /* The writer itself is right: the plain sample plus a no-op tail decodes. */
     t = keep_extra(10, u_ok, 1);
