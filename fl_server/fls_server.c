@@ -153,6 +153,8 @@ struct fls_server {
     fls_ckpt snap;
     int have_snap;
     int snap_written;           /* the snapshot is what the file holds (written by us) */
+    fl_status snap_err;         /* the core refused the latest state (fls_core_checkpoint logged
+                                 * why): the snapshot on hand is older, and is not written */
     int resumed;                /* the run continues a checkpoint (else: a fresh run) */
     fl_status ckpt_failed;      /* a periodic checkpoint could not be written: the run stops */
     int send_errno;             /* errno of the last failed send_to */
@@ -521,6 +523,13 @@ static void idle_unlink(fls_server *s, binding *b)
 }
 
 /* A session has b's id now: b is not forgotten while it lasts. */
+/* fls_config.client_name: the core's log lines name a client by its id. */
+static const char *client_name(void *user, uint32_t key)
+{
+    const binding *b = bind_find(user, key);
+    return b ? b->id : NULL;
+}
+
 static void bind_attach(fls_server *s, binding *b)
 {
     if (!b->live) {
@@ -826,8 +835,9 @@ static void start_task(fls_server *s, uint32_t key, uint64_t round)
 {
     sess *x = sess_by_key(s, key);
     if (!x) {
-        fl_log(&s->log, FL_LOG_ERROR, "round %llu: task for client key %u without a session",
-               (unsigned long long)round, key);
+        const char *id = client_name(s, key);
+        fl_log(&s->log, FL_LOG_ERROR, "round %llu: task for client %s%s (key %u) without a "
+               "session", (unsigned long long)round, id ? id : "", id ? "" : "?", key);
         fls_core_client_leave(s->core, key, fl_time_mono_s());
         return;
     }
@@ -879,8 +889,15 @@ static void snapshot(fls_server *s)
     if (!s->opt.ckpt_path[0])
         return;
     fls_ckpt c;
-    if (fls_core_checkpoint(s->core, &c) != FL_OK)
+    const fl_status st = fls_core_checkpoint(s->core, &c);
+    if (st != FL_OK) {
+        /* FL_ERR_STATE: a round or its evaluation in flight, no state to take; anything else is
+         * a state that cannot be checkpointed, and an older snapshot must not pass for it. */
+        if (st != FL_ERR_STATE)
+            s->snap_err = st;
         return;
+    }
+    s->snap_err = FL_OK;
     if (s->have_snap && c.round == s->snap.round && c.model_version == s->snap.model_version) {
         fls_ckpt_clear(&c); /* the same state between rounds: keep the written flag */
         return;
@@ -901,7 +918,11 @@ static int nothing_to_keep(const fls_server *s)
 
 static fl_status write_snapshot(fls_server *s)
 {
-    if (!s->opt.ckpt_path[0] || !s->have_snap || s->snap_written || nothing_to_keep(s))
+    if (!s->opt.ckpt_path[0] || nothing_to_keep(s))
+        return FL_OK;
+    if (s->snap_err != FL_OK)
+        return s->snap_err;
+    if (!s->have_snap || s->snap_written)
         return FL_OK;
     const fl_status st = fls_ckpt_write(s->opt.ckpt_path, &s->snap, &s->log);
     if (st == FL_OK) {
@@ -1783,6 +1804,8 @@ static fl_status server_init(fls_server *s, char *err, size_t errlen)
     s->ccfg = fls_options_core_config(&s->opt);
     s->ccfg.log = s->log;
     s->ccfg.agg.log = s->log;
+    s->ccfg.client_name = client_name;
+    s->ccfg.client_name_user = s;
     s->ccfg.agg.max_open = (int)s->opt.upload_slots; /* one staging buffer per upload slot */
     if ((st = fls_core_new(&s->ccfg, &s->core)) != FL_OK) {
         snprintf(err, errlen, "round engine: %s", fl_strerror(st));
@@ -2055,9 +2078,16 @@ static fls_status finish_ckpt_failed(fls_server *s, fl_status st)
     char last[64] = "none yet";
     if (s->ckpt_round)
         snprintf(last, sizeof last, "next round %llu", (unsigned long long)s->ckpt_round);
-    fl_log(&s->log, FL_LOG_ERROR, "stopping: checkpoint %s cannot be written (%s); the last one "
-           "on disk: %s. Clients will reconnect; fix the path and restart with --resume",
-           s->opt.ckpt_path, fl_strerror(st), last);
+    if (s->snap_err != FL_OK) /* the core's state, not the file: it logged why */
+        fl_log(&s->log, FL_LOG_ERROR, "stopping: the server's state at round %llu cannot be "
+               "checkpointed (%s, see above); the last checkpoint in %s: %s. Clients will "
+               "reconnect; restart with --resume to continue from it",
+               (unsigned long long)fls_core_round(s->core), fl_strerror(st), s->opt.ckpt_path,
+               last);
+    else
+        fl_log(&s->log, FL_LOG_ERROR, "stopping: checkpoint %s cannot be written (%s); the last "
+               "one on disk: %s. Clients will reconnect; fix the path and restart with --resume",
+               s->opt.ckpt_path, fl_strerror(st), last);
     return fls_status_of(st);
 }
 

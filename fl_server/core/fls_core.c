@@ -97,6 +97,16 @@ struct fls_core {
 
 /* ---- small helpers ---------------------------------------------------------------------------- */
 
+/* The host's name for a client in log lines, else its key's number (in buf). */
+static const char *client_name(const fls_core *c, uint32_t key, char buf[16])
+{
+    const char *name = c->cfg.client_name ? c->cfg.client_name(c->cfg.client_name_user, key) : NULL;
+    if (name)
+        return name;
+    snprintf(buf, 16, "%u", key);
+    return buf;
+}
+
 uint32_t fls_client_key(const char *id)
 {
     return fl_client_key(id);
@@ -1136,8 +1146,9 @@ static fl_status on_chunk(fls_core *c, uint32_t key, const flp_msg *m, double no
         sel_release_update(c, s);
         s->state = CS_FAILED;
         c->cur.failed++;
-        fl_log(&c->cfg.log, FL_LOG_WARN, "round %llu: update of client %u refused: %s",
-               (unsigned long long)c->round, key, fl_strerror(st));
+        char nb[16];
+        fl_log(&c->cfg.log, FL_LOG_WARN, "round %llu: update of client %s refused: %s",
+               (unsigned long long)c->round, client_name(c, key, nb), fl_strerror(st));
         const fl_status cs = check_exhausted(c, now);
         return cs != FL_OK ? cs : st;
     }
@@ -1149,8 +1160,9 @@ static fl_status on_chunk(fls_core *c, uint32_t key, const flp_msg *m, double no
     if (st != FL_OK) {
         s->state = CS_FAILED;
         c->cur.failed++;
-        fl_log(&c->cfg.log, FL_LOG_WARN, "round %llu: update of client %u refused: %s",
-               (unsigned long long)c->round, key, fl_strerror(st));
+        char nb[16];
+        fl_log(&c->cfg.log, FL_LOG_WARN, "round %llu: update of client %s refused: %s",
+               (unsigned long long)c->round, client_name(c, key, nb), fl_strerror(st));
         const fl_status cs = check_exhausted(c, now);
         return cs != FL_OK ? cs : st;
     }

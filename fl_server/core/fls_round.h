@@ -38,6 +38,11 @@ typedef struct fls_config {
     char up_codec[FLS_CODEC_STRLEN];   /* codec pipeline spec clients use for their deltas */
     uint32_t chunk_elems;          /* elements per chunk, 1 .. 2^20 */
     fl_logger log;                 /* copied; zeroed = silent */
+    /* How log lines name a client (optional; not a setting: no part of the digest): the host's
+     * name for key (the daemon: its id), or NULL for the key's number. Called on the core's
+     * thread, during the message call whose line it names. */
+    const char *(*client_name)(void *user, uint32_t key);
+    void *client_name_user;
 } fls_config;
 
 /* Defaults: arch "mlp:784-200-200-10", seed 1, policy full (p 0.75), FedAvg lr 1, mean

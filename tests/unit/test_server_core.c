@@ -1305,9 +1305,31 @@ static void test_engine_n_samples_bound(void **state)
 /* Runs one round of small_config on 6 clients: the selected clients 0..2 report (scripted deltas),
  * client 3 does what `fourth` says: 0 = leaves before sending, 1 = leaves half-way through its
  * upload, 2 = sends a corrupted chunk. Returns the model after the round in out. */
+/* The core's log lines of one_round_with_fourth, and the host's names for its clients. */
+static char g_core_log[8192];
+
+static void core_log(void *user, fl_log_level level, const char *msg)
+{
+    (void)user;
+    (void)level;
+    const size_t n = strlen(g_core_log);
+    snprintf(g_core_log + n, sizeof g_core_log - n, "%s\n", msg);
+}
+
+static const char *dev_name(void *user, uint32_t key)
+{
+    static char name[32];
+    snprintf(name, sizeof name, "%s-%u", (const char *)user, key);
+    return name;
+}
+
 static void one_round_with_fourth(int fourth, float *out, fls_round_metrics *metrics)
 {
     fls_config cfg = small_config();
+    g_core_log[0] = '\0';
+    cfg.log = (fl_logger){core_log, NULL, FL_LOG_DEBUG};
+    cfg.client_name = dev_name;
+    cfg.client_name_user = "dev";
     cfg.clients_per_round = 4;
     cfg.overcommit = 1.0;
     fls_core *core = core_with_clients(&cfg, 6);
@@ -1403,6 +1425,9 @@ static void test_engine_refused_update(void **state)
     assert_memory_equal(a, b, sizeof a);
     assert_int_equal(mb.failed, 1);
     assert_int_equal(mb.reported, 3);
+    /* Its refusal is logged under the host's name for the client (fls_config.client_name). */
+    if (!strstr(g_core_log, "update of client dev-") || !strstr(g_core_log, " refused: "))
+        fail_msg("the refusal does not name the client by the host's name; log:\n%s", g_core_log);
     /* An aborted half-received update neither. */
     float c[200];
     fls_round_metrics mc;
