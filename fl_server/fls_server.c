@@ -180,6 +180,7 @@ struct fls_server {
     uint32_t bind_free;         /* free slots, chained by next */
     uint32_t *bidx;             /* open addressing over bind by key: slot + 1, 0 empty */
     size_t bmask;               /* bidx has bmask + 1 slots, at most half full */
+    uint64_t bseed;             /* random per process: where a key lands in bidx (bind_home) */
     uint32_t idle_head, idle_tail;
     bind_owner *owners;         /* CURVE: one per row of allow (fls_allow keeps them sorted) */
     uint64_t n_forgotten;       /* idle ids forgotten to admit new ones */
@@ -388,17 +389,21 @@ static void sess_compact(fls_server *s)
 
 /* ---- client id bindings (id -> its public key; idle ids forgotten when the table is full) ---- */
 
-static size_t bind_home(uint32_t key, size_t mask)
+static size_t bind_home(const fls_server *s, uint32_t key)
 {
-    /* keys are SHA-256 bits already; the multiply only spreads them into the bits taken */
-    return (size_t)(((uint64_t)key * 0x9E3779B97F4A7C15ull) >> 32) & mask;
+    /* Keys are SHA-256 bits, but a client picks its id: with the bucket a fixed function of the
+     * key, 2^17 hashes an id find ids that all land in one bucket of a 100000-id table, and every
+     * lookup walks them. The process's random seed (fresh_run_id's source) takes that away; the
+     * multiply spreads the mixed key into the bits taken. */
+    const uint64_t x = ((uint64_t)key ^ s->bseed) * 0x9E3779B97F4A7C15ull;
+    return (size_t)((x ^ (x >> 29)) >> 32) & s->bmask;
 }
 
 static binding *bind_find(const fls_server *s, uint32_t key)
 {
     if (!s->bidx)
         return NULL;
-    for (size_t j = bind_home(key, s->bmask); s->bidx[j]; j = (j + 1) & s->bmask)
+    for (size_t j = bind_home(s, key); s->bidx[j]; j = (j + 1) & s->bmask)
         if (s->bind[s->bidx[j] - 1].key == key)
             return &s->bind[s->bidx[j] - 1];
     return NULL;
@@ -411,7 +416,7 @@ static uint32_t bind_slot(const fls_server *s, const binding *b)
 
 static void bidx_put(fls_server *s, uint32_t slot)
 {
-    size_t j = bind_home(s->bind[slot].key, s->bmask);
+    size_t j = bind_home(s, s->bind[slot].key);
     while (s->bidx[j])
         j = (j + 1) & s->bmask;
     s->bidx[j] = slot + 1;
@@ -440,7 +445,7 @@ static fl_status bidx_rebuild(fls_server *s, size_t want)
 static void bidx_del(fls_server *s, uint32_t slot)
 {
     const size_t m = s->bmask;
-    size_t i = bind_home(s->bind[slot].key, m);
+    size_t i = bind_home(s, s->bind[slot].key);
     while (s->bidx[i] != slot + 1)
         i = (i + 1) & m;
     for (size_t j = i;;) {
@@ -450,7 +455,7 @@ static void bidx_del(fls_server *s, uint32_t slot)
             if (!s->bidx[j])
                 return;
             /* the entry at j may fill the hole at i unless its home lies in (i, j], cyclically */
-            const size_t h = bind_home(s->bind[s->bidx[j] - 1].key, m);
+            const size_t h = bind_home(s, s->bind[s->bidx[j] - 1].key);
             if (((j - h) & m) >= ((j - i) & m))
                 break;
         }
@@ -522,7 +527,6 @@ static void idle_unlink(fls_server *s, binding *b)
     b->kprev = b->knext = NIL;
 }
 
-/* A session has b's id now: b is not forgotten while it lasts. */
 /* fls_config.client_name: the core's log lines name a client by its id. */
 static const char *client_name(void *user, uint32_t key)
 {
@@ -530,6 +534,7 @@ static const char *client_name(void *user, uint32_t key)
     return b ? b->id : NULL;
 }
 
+/* A session has b's id now: b is not forgotten while it lasts. */
 static void bind_attach(fls_server *s, binding *b)
 {
     if (!b->live) {
@@ -741,9 +746,7 @@ static void send_error(fls_server *s, const uint8_t *rid, size_t rid_len, uint64
     m.error.code = code ? (uint32_t)code : (uint32_t)FL_ERR_INTERNAL;
     char msg[256];
     snprintf(msg, sizeof msg, "%s", text && *text ? text : fl_strerror(code));
-    for (char *p = msg; *p; p++) /* the wire refuses control bytes in strings */
-        if ((unsigned char)*p < 0x20 || *p == 0x7f)
-            *p = ' ';
+    flp_str_fix(msg); /* cut at 255 bytes, maybe mid-character: the wire wants UTF-8 */
     m.error.message = msg;
     send_to(s, rid, rid_len, &m);
 }
@@ -920,17 +923,18 @@ static fl_status write_snapshot(fls_server *s)
 {
     if (!s->opt.ckpt_path[0] || nothing_to_keep(s))
         return FL_OK;
-    if (s->snap_err != FL_OK)
-        return s->snap_err;
-    if (!s->have_snap || s->snap_written)
-        return FL_OK;
-    const fl_status st = fls_ckpt_write(s->opt.ckpt_path, &s->snap, &s->log);
-    if (st == FL_OK) {
-        s->snap_written = 1;
-        s->st.checkpoints++;
-        s->ckpt_round = s->snap.round;
-    } /* else fls_ckpt_write logged why */
-    return st;
+    fl_status st = FL_OK;
+    if (s->have_snap && !s->snap_written) {
+        /* written even when a later state was refused (snap_err): it is older, but valid, and
+         * the last that can be had */
+        st = fls_ckpt_write(s->opt.ckpt_path, &s->snap, &s->log);
+        if (st == FL_OK) {
+            s->snap_written = 1;
+            s->st.checkpoints++;
+            s->ckpt_round = s->snap.round;
+        } /* else fls_ckpt_write logged why */
+    }
+    return st != FL_OK ? st : s->snap_err;
 }
 
 static void round_end(fls_server *s)
@@ -1067,8 +1071,12 @@ static void on_hello(fls_server *s, sess *x, const uint8_t *rid, size_t rid_len,
             char why[96];
             snprintf(why, sizeof why, "this key holds %u ids (server.ids_per_key)",
                      s->owners[row].n_ids);
-            log_bad(s, "hello from %s refused: %s, none idle for server.id_idle_s (%u s)",
-                    h->client_id, why, s->opt.id_idle_s);
+            if (s->opt.id_idle_s)
+                log_bad(s, "hello from %s refused: %s, none idle for server.id_idle_s (%u s)",
+                        h->client_id, why, s->opt.id_idle_s);
+            else
+                log_bad(s, "hello from %s refused: %s (server.id_idle_s 0: never forgotten)",
+                        h->client_id, why);
             send_error(s, rid, rid_len, 0, FL_ERR_STATE, why);
             s->st.refused++;
             return;
@@ -1076,11 +1084,25 @@ static void on_hello(fls_server *s, sess *x, const uint8_t *rid, size_t rid_len,
         forget_idle(s, idle, now, "its key's server.ids_per_key reached");
     }
     if (!b && s->n_bind >= s->opt.max_clients) {
-        binding *idle = forgettable(s, s->idle_head, now);
+        /* Under CURVE an id stays its key's: forgotten for another key's new id, it could be
+         * registered by that key next, and its device would be refused for good (a takeover).
+         * There, ids leave the table with their key (an allow-list reload) or give way to their
+         * own key's new ones (above); in plain text nobody owns an id anyway. */
+        binding *idle = s->curve ? NULL : forgettable(s, s->idle_head, now);
         if (!idle) {
-            log_bad(s, "hello from %s refused: server.max_clients (%u) ids bound, none idle for "
-                    "server.id_idle_s (%u s)", h->client_id, s->opt.max_clients,
-                    s->opt.id_idle_s);
+            if (s->curve)
+                log_bad(s, "hello from %s refused: server.max_clients (%u) ids bound to "
+                        "allow-listed keys; raise it, or take departed devices' keys off the "
+                        "allow-list (SIGHUP) to free their ids", h->client_id,
+                        s->opt.max_clients);
+            else if (s->opt.id_idle_s)
+                log_bad(s, "hello from %s refused: server.max_clients (%u) ids bound, none "
+                        "idle for server.id_idle_s (%u s)", h->client_id, s->opt.max_clients,
+                        s->opt.id_idle_s);
+            else
+                log_bad(s, "hello from %s refused: server.max_clients (%u) ids bound "
+                        "(server.id_idle_s 0: never forgotten)", h->client_id,
+                        s->opt.max_clients);
             send_error(s, rid, rid_len, 0, FL_ERR_STATE, "server full");
             s->st.refused++;
             return;
@@ -1546,7 +1568,7 @@ static void read_zap(fls_server *s)
  * message. Without this an id stayed bound to its first key for the life of the process. */
 static void release_removed_keys(fls_server *s)
 {
-    /* sessions first (one pass, a binary search each), then the bindings: linear in both */
+    /* sessions first (one pass, a hash lookup each), then the bindings: linear in both */
     for (size_t i = 0; i < s->n_ss; i++) {
         sess *x = &s->ss[i];
         const binding *b = !x->dead && x->id ? bind_find(s, x->key) : NULL;
@@ -1925,6 +1947,7 @@ static fls_status server_create(const fls_options *o, const fls_host *host, int 
         return FLS_ERR_NOMEM;
     s->opt = *o;
     s->check_only = check_only;
+    s->bseed = fresh_run_id();
     /* An evaluation set with no interval means "evaluate every round": an operator who names a
      * test set expects to see accuracy. */
     if (s->opt.eval_dataset != FLS_EVAL_NONE && s->opt.core.eval_every == 0)
@@ -2078,10 +2101,10 @@ static fls_status finish_ckpt_failed(fls_server *s, fl_status st)
     char last[64] = "none yet";
     if (s->ckpt_round)
         snprintf(last, sizeof last, "next round %llu", (unsigned long long)s->ckpt_round);
-    if (s->snap_err != FL_OK) /* the core's state, not the file: it logged why */
+    if (s->snap_err != FL_OK && st == s->snap_err) /* the state, not the file (write_snapshot) */
         fl_log(&s->log, FL_LOG_ERROR, "stopping: the server's state at round %llu cannot be "
-               "checkpointed (%s, see above); the last checkpoint in %s: %s. Clients will "
-               "reconnect; restart with --resume to continue from it",
+               "checkpointed (%s); the last checkpoint in %s: %s. Clients will reconnect; "
+               "restart with --resume to continue from it",
                (unsigned long long)fls_core_round(s->core), fl_strerror(st), s->opt.ckpt_path,
                last);
     else
