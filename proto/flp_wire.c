@@ -85,8 +85,6 @@ static const char *str_or_empty(const char *s)
 
 /* ---- validation ------------------------------------------------------------------------------- */
 
-/* A string field: length <= max_str (LIMIT), non-empty when required (FIELD), no control bytes
- * (FIELD: ids and names end up in logs and file names). */
 /* The length of the UTF-8 sequence at s (1-4), or 0 if it is not one: a stray continuation or
  * an invalid lead byte, a truncated sequence, an overlong form, a surrogate or a code point
  * above U+10FFFF (RFC 3629). */
@@ -137,9 +135,9 @@ size_t flp_str_fix(char *s)
     return fixed;
 }
 
-/* A string field: UTF-8 (proto3 requires it of `string`), at most lim->max_str bytes, and no
- * control character, C0, DEL or C1 (U+0080..U+009F; U+009B is a terminal's CSI): the server logs
- * these strings. */
+/* A string field: UTF-8 (proto3 requires it of `string`: FIELD), at most lim->max_str bytes
+ * (LIMIT), non-empty when required (FIELD), and no control character, C0, DEL or C1 (U+0080..
+ * U+009F; U+009B is a terminal's CSI) (FIELD): ids and names end up in logs and file names. */
 static fl_status check_str(const char *field, const char *s, bool required, const flp_limits *lim,
                            char *err, size_t errcap)
 {
@@ -743,17 +741,24 @@ static fl_status convert(owned_msg *o, const flp_limits *lim, char *err, size_t 
         };
         break;
     }
+    /* Free text (an Ack's detail, an Error's message, a Bye's reason) is made valid rather than
+     * refused (flp_str_fix): it only informs, and a peer built before strings were checked for
+     * UTF-8 may cut a message mid-character. Refusing its Error would lose the news it carries
+     * (a failed round), not just the text. Identifiers are refused instead (check_str). */
     case FLP_ACK:
+        flp_str_fix(e->ack->detail);
         m->ack = (flp_ack){(flp_type)e->ack->of_type, e->ack->of_round, e->ack->status,
                            e->ack->detail};
         break;
     case FLP_ERROR:
+        flp_str_fix(e->error->message);
         m->error = (flp_error){e->error->code, e->error->message, e->error->run_id};
         break;
     case FLP_HEARTBEAT:
         m->heartbeat = (flp_heartbeat){e->heartbeat->seq, e->heartbeat->sender_time_us};
         break;
     case FLP_BYE:
+        flp_str_fix(e->bye->reason);
         m->bye = (flp_bye){e->bye->reason};
         break;
     }

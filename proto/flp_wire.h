@@ -190,9 +190,11 @@ typedef struct flp_msg {
  * Thread-safe. */
 fl_status flp_validate(const flp_msg *m, const flp_limits *lim, char *err, size_t errcap);
 
-/* Makes free text (an error message, a reason) fit the rule for string fields in place: every
- * byte that does not start a valid UTF-8 sequence, and every control character (C0, DEL, C1),
- * becomes '?'. The length does not change. Returns the number of bytes replaced; NULL is 0. */
+/* Makes free text (an error message, a reason) fit the rule for string fields in place: each
+ * byte that does not start a valid UTF-8 sequence becomes '?', and so does each byte of a control
+ * character (C0 and DEL: one byte; C1: two, "??"). The length does not change. Returns the number
+ * of bytes replaced; NULL is 0. flp_decode applies it to Ack.detail, Error.message and
+ * Bye.reason, which it fixes rather than refuses. */
 size_t flp_str_fix(char *s);
 
 /* The exact encoded size of m in *bound. Returns the flp_validate() status of m (under default

@@ -603,6 +603,26 @@ static void test_malformed_table(void **state)
     for (int i = 0; i < n; i++)
         expect_decode(rows[i].what, rows[i].bytes.b, rows[i].bytes.n, NULL, rows[i].want);
 
+    /* Free text is fixed, not refused: an Error whose message an older peer cut mid-character,
+     * and a Bye reason with a C1 control, decode with '?' in place of what the rule refuses. */
+    {
+        pbw eb = {0};
+        w_bytes(&eb, 2, "training failed: caf\xc3", 21);
+        t = eb;
+        pbw em_bytes = with_body_extra(FLP_ERROR, &t);
+        flp_msg *d = NULL;
+        assert_int_equal(flp_decode(&d, em_bytes.b, em_bytes.n, NULL, NULL, 0), FL_OK);
+        assert_string_equal(d->error.message, "training failed: caf?");
+        flp_msg_free(d);
+        pbw bb = {0};
+        w_bytes(&bb, 1, "bye\xc2\x9b", 5);
+        t = bb;
+        pbw bye_bytes = with_body_extra(FLP_BYE, &t);
+        assert_int_equal(flp_decode(&d, bye_bytes.b, bye_bytes.n, NULL, NULL, 0), FL_OK);
+        assert_string_equal(d->bye.reason, "bye??");
+        flp_msg_free(d);
+    }
+
     /* flp_str_fix makes free text pass: bad bytes and controls become '?', the rest is kept. */
     char fix[] = "ok \xc3\xa9 \xff \xe2\x82 \xc2\x9b \x01 \xf0\x9d\x84\x9e";
     const size_t fix_len = strlen(fix);
