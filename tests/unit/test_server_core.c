@@ -1302,9 +1302,6 @@ static void test_engine_n_samples_bound(void **state)
     assert_int_equal(header_with_samples(&c, 40, 40), FL_OK);
 }
 
-/* Runs one round of small_config on 6 clients: the selected clients 0..2 report (scripted deltas),
- * client 3 does what `fourth` says: 0 = leaves before sending, 1 = leaves half-way through its
- * upload, 2 = sends a corrupted chunk. Returns the model after the round in out. */
 /* The core's log lines of one_round_with_fourth, and the host's names for its clients. */
 static char g_core_log[8192];
 
@@ -1323,6 +1320,9 @@ static const char *dev_name(void *user, uint32_t key)
     return name;
 }
 
+/* Runs one round of small_config on 6 clients: the selected clients 0..2 report (scripted deltas),
+ * client 3 does what `fourth` says: 0 = leaves before sending, 1 = leaves half-way through its
+ * upload, 2 = sends a corrupted chunk. Returns the model after the round in out. */
 static void one_round_with_fourth(int fourth, float *out, fls_round_metrics *metrics)
 {
     fls_config cfg = small_config();
