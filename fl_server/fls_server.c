@@ -478,6 +478,21 @@ static uint32_t owner_row(const fls_server *s, const uint8_t pub[32])
     return k ? (uint32_t)((size_t)(k - (const uint8_t *)s->allow.keys) / 32) : NIL;
 }
 
+/* b (slot i) joins the end of its key's idle list, if it has an allow-listed key. */
+static void key_idle_append(fls_server *s, binding *b, uint32_t i)
+{
+    b->kprev = b->knext = NIL;
+    if (b->owner == NIL)
+        return;
+    bind_owner *o = &s->owners[b->owner];
+    b->kprev = o->idle_tail;
+    if (o->idle_tail != NIL)
+        s->bind[o->idle_tail].knext = i;
+    else
+        o->idle_head = i;
+    o->idle_tail = i;
+}
+
 /* b joins the end of the idle lists (the global one and its key's): idle from now. */
 static void idle_append(fls_server *s, binding *b, double now)
 {
@@ -490,16 +505,7 @@ static void idle_append(fls_server *s, binding *b, double now)
     else
         s->idle_head = i;
     s->idle_tail = i;
-    b->kprev = b->knext = NIL;
-    if (b->owner == NIL)
-        return;
-    bind_owner *o = &s->owners[b->owner];
-    b->kprev = o->idle_tail;
-    if (o->idle_tail != NIL)
-        s->bind[o->idle_tail].knext = i;
-    else
-        o->idle_head = i;
-    o->idle_tail = i;
+    key_idle_append(s, b, i);
 }
 
 static void idle_unlink(fls_server *s, binding *b)
@@ -625,19 +631,9 @@ static void owners_rebuild(fls_server *s)
         if (b->id && b->has_pub && (b->owner = owner_row(s, b->pub)) != NIL)
             s->owners[b->owner].n_ids++;
     }
-    /* idle_append again, in order, for the per-key links (the global list stays as it is) */
-    for (uint32_t i = s->idle_head; i != NIL; i = s->bind[i].next) {
-        binding *b = &s->bind[i];
-        if (b->owner == NIL)
-            continue;
-        bind_owner *ow = &s->owners[b->owner];
-        b->kprev = ow->idle_tail;
-        if (ow->idle_tail != NIL)
-            s->bind[ow->idle_tail].knext = i;
-        else
-            ow->idle_head = i;
-        ow->idle_tail = i;
-    }
+    /* the per-key links again, in the global list's order (which stays as it is) */
+    for (uint32_t i = s->idle_head; i != NIL; i = s->bind[i].next)
+        key_idle_append(s, &s->bind[i], i);
 }
 
 /* The idle binding at head when it may be forgotten: idle for server.id_idle_s at least (0: never
