@@ -58,13 +58,15 @@ static const key_def KEYS[] = {
     {"server.sndhwm", K_U32, OFF(sndhwm), 0, 16, 1000000, NULL, "1000",
      "messages queued per client before sends are dropped (ZMQ_SNDHWM)"},
     {"server.max_clients", K_U32, OFF(max_clients), 0, 1, 10000000, NULL, "100000",
-     "client ids this server holds at once, at least round.clients and round.min_clients; a new "
-     "id beyond them takes the place of the id seen least recently if it has had no session for "
-     "server.id_idle_s, else its Hello is refused (\"server full\")"},
+     "client ids this server holds at once, at least round.clients and round.min_clients; in "
+     "plain text a new id beyond them takes the place of the id seen least recently if it has had "
+     "no session for server.id_idle_s, else its Hello is refused (\"server full\"); under CURVE "
+     "an id is only freed by its key leaving the allow-list or by a new id of its own key "
+     "(server.ids_per_key)"},
     {"server.id_idle_s", K_U32, OFF(id_idle_s), 0, 0, U32MAX, NULL, "3600",
      "seconds an id must have been without a session before a new id may take its place when "
-     "server.max_clients or server.ids_per_key is reached (it loses its key binding, not its "
-     "training state); 0: ids are never forgotten"},
+     "server.max_clients (plain text) or its key's server.ids_per_key (CURVE) is reached (it "
+     "loses its key binding, not its training state); 0: ids are never forgotten"},
     {"server.ids_per_key", K_U32, OFF(ids_per_key), 0, 0, 10000000, NULL, "64",
      "client ids one CURVE public key may hold at once (a new one beyond them needs one of the "
      "key's ids idle for server.id_idle_s); 0: no limit; plain text has no keys"},
