@@ -2076,6 +2076,15 @@ static fls_status finish_stop(fls_server *s)
     if (!fls_core_round_open(s->core))
         snapshot(s);
     const fl_status st = write_snapshot(s);
+    if (st != FL_OK && st == s->snap_err) {
+        char held[64] = "no checkpoint of this run";
+        if (s->ckpt_round)
+            snprintf(held, sizeof held, "the state before round %llu",
+                     (unsigned long long)s->ckpt_round);
+        fl_log(&s->log, FL_LOG_ERROR, "the server's state at round %llu cannot be checkpointed "
+               "(%s); %s holds %s", (unsigned long long)fls_core_round(s->core), fl_strerror(st),
+               s->opt.ckpt_path, held);
+    }
     if (s->opt.ckpt_path[0] && nothing_to_keep(s)) {
         struct stat sb;
         const int kept = stat(s->opt.ckpt_path, &sb) == 0;
