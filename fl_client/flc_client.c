@@ -302,6 +302,7 @@ flc_status flc_client_new(const flc_config *cfg, flc_client **out)
         return st == FL_ERR_INVALID_ARG ? FLC_ERR_INVALID_ARG : FLC_ERR_NOMEM;
     }
     flc_core_keep_rewind_point(c->core, 1); /* a server resumed mid-round replays it exactly */
+    flc_core_set_memory_limit(c->core, cfg->memory_bytes);
     if (!cfg->train) {
         flc_core_set_row_len(c->core, cfg->samples->row_len);
         /* OpenBLAS is loaded here, on the caller's thread (it may set OPENBLAS_CORETYPE: flc.h),
@@ -490,6 +491,24 @@ static void send_train_error(flc_client *c, fl_status st)
     if (send_msg(c, &m) == 0)
         fl_log(&c->log, FL_LOG_INFO, "round %llu: told the server this round failed here",
                (unsigned long long)round);
+}
+
+/* A Task this client cannot take (a model above its memory_bytes or its parameter cap, a
+ * keep-set or codec it cannot use): the server hears at once, as of a failed training, rather
+ * than waiting for the round's deadline. */
+static void send_task_refused(flc_client *c, const flp_msg *task, fl_status st)
+{
+    flp_msg m = envelope(c, FLP_ERROR, task->round);
+    m.error.code = (uint32_t)st;
+    m.error.run_id = task->task.run_id;
+    char msg[256];
+    const char *why = flc_core_task_error(c->core);
+    snprintf(msg, sizeof msg, "task refused: %s", *why ? why : fl_strerror(st));
+    flp_str_fix(msg);
+    m.error.message = msg;
+    if (send_msg(c, &m) == 0)
+        fl_log(&c->log, FL_LOG_INFO, "round %llu: told the server its task was refused here",
+               (unsigned long long)task->round);
 }
 
 static void send_hello(flc_client *c)
@@ -790,6 +809,8 @@ static int handle(flc_client *c, flp_msg *m, int *owned)
         if (st != FL_OK)
             fl_log(&c->log, FL_LOG_WARN, "round %llu: %s refused: %s", (unsigned long long)m->round,
                    flp_type_name(m->type), fl_strerror(st));
+        if (st != FL_OK && m->type == FLP_TASK)
+            send_task_refused(c, m, st);
         if (flc_core_ready(c->core) && !c->thread_live) {
             fl_log(&c->log, FL_LOG_DEBUG, "round %llu: training a %zu-parameter submodel",
                    (unsigned long long)flc_core_round(c->core),

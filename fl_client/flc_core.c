@@ -1,6 +1,7 @@
 #include "flc_core.h"
 
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,6 +26,8 @@ struct flc_core {
     const atomic_int *cancel; /* cfg.cancel */
     fl_logger log;
     size_t max_params;
+    uint64_t mem_limit;       /* flc_core_set_memory_limit; 0: none */
+    char task_why[200];       /* why the last Task was refused ("" if it was not, or no reason) */
     flz_ctx *z;
 
     /* the current task */
@@ -167,6 +170,22 @@ void flc_core_set_max_params(flc_core *c, size_t n)
     c->max_params = n ? n : (size_t)1 << 28;
 }
 
+uint64_t flc_core_memory_need(size_t sub_params, size_t full_params, int residual)
+{
+    return FLC_CORE_BYTES_PER_PARAM * (uint64_t)sub_params +
+           (residual ? sizeof(float) * (uint64_t)full_params : 0);
+}
+
+void flc_core_set_memory_limit(flc_core *c, uint64_t bytes)
+{
+    c->mem_limit = bytes;
+}
+
+const char *flc_core_task_error(const flc_core *c)
+{
+    return c->task_why;
+}
+
 static void drop_task(flc_core *c)
 {
     flm_submodel_free(c->sm);
@@ -219,30 +238,39 @@ static void new_run(flc_core *c, uint64_t run_id)
     c->run_id = run_id;
 }
 
+/* Refuses the Task of `round` with st: why goes to the log and to flc_core_task_error. */
+__attribute__((format(printf, 4, 5)))
+static fl_status refuse_task(flc_core *c, uint64_t round, fl_status st, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(c->task_why, sizeof c->task_why, fmt, ap);
+    va_end(ap);
+    fl_log(&c->log, FL_LOG_ERROR, "task for round %llu: %s", (unsigned long long)round,
+           c->task_why);
+    drop_task(c);
+    return st;
+}
+
 static fl_status on_task(flc_core *c, const flp_msg *m)
 {
     drop_task(c);
+    c->task_why[0] = '\0';
     new_run(c, m->task.run_id);
     if (c->rewind)
         rewind_residual(c, m->round);
     const flp_task *t = &m->task;
     char err[160];
     fl_status st = flm_arch_parse(t->arch, &c->full, err, sizeof err);
-    if (st != FL_OK) {
-        fl_log(&c->log, FL_LOG_ERROR, "task for round %llu: %s", (unsigned long long)m->round, err);
-        return st;
-    }
-    if (c->full.n_params > c->max_params) {
-        fl_log(&c->log, FL_LOG_ERROR, "task for round %llu: %s has %zu parameters, above this "
-               "client's limit of %zu", (unsigned long long)m->round, c->full.spec,
-               c->full.n_params, c->max_params);
-        return FL_ERR_MODEL_SPEC;
-    }
-    if ((int)t->n_layers != c->full.n_drop) {
-        fl_log(&c->log, FL_LOG_ERROR, "task keep-set has %u layers, %s drops %d",
-               t->n_layers, c->full.spec, c->full.n_drop);
-        return FL_ERR_KEEPSET;
-    }
+    if (st != FL_OK)
+        return refuse_task(c, m->round, st, "%s", err);
+    if (c->full.n_params > c->max_params)
+        return refuse_task(c, m->round, FL_ERR_MODEL_SPEC, "%s has %zu parameters, above this "
+                           "client's limit of %zu", c->full.spec, c->full.n_params,
+                           c->max_params);
+    if ((int)t->n_layers != c->full.n_drop)
+        return refuse_task(c, m->round, FL_ERR_KEEPSET, "its keep-set has %u layers, %s drops %d",
+                           t->n_layers, c->full.spec, c->full.n_drop);
     int counts[FLM_MAX_LAYERS];
     for (uint32_t d = 0; d < t->n_layers; d++) {
         if ((int)t->layers[d].full_units != c->full.drop_units[d])
@@ -261,12 +289,15 @@ static fl_status on_task(flc_core *c, const flp_msg *m)
     }
     flz_spec down;
     if ((st = flz_spec_parse(t->down_codec, &down, err, sizeof err)) != FL_OK ||
-        (st = flz_spec_parse(t->up_codec, &c->up, err, sizeof err)) != FL_OK) {
-        fl_log(&c->log, FL_LOG_ERROR, "task codec: %s", err);
-        drop_task(c);
-        return st;
-    }
+        (st = flz_spec_parse(t->up_codec, &c->up, err, sizeof err)) != FL_OK)
+        return refuse_task(c, m->round, st, "codec: %s", err);
     const flm_arch *sub = flm_submodel_arch(c->sm);
+    const uint64_t need = flc_core_memory_need(sub->n_params, c->full.n_params, c->up.topk > 0);
+    if (c->mem_limit && need > c->mem_limit)
+        return refuse_task(c, m->round, FL_ERR_MODEL_SPEC, "a %zu-parameter submodel of %s needs "
+                           "about %llu bytes here, above this client's memory_bytes (%llu)",
+                           sub->n_params, c->full.spec, (unsigned long long)need,
+                           (unsigned long long)c->mem_limit);
     if ((int)t->n_tensors != sub->n_tensors) {
         drop_task(c);
         return FL_ERR_WIRE_SHAPE;
@@ -274,11 +305,9 @@ static fl_status on_task(flc_core *c, const flp_msg *m)
     for (int i = 0; i < sub->n_tensors; i++) {
         const flp_tensor_header *h = &t->tensors[i];
         if (strcmp(h->name, sub->tensors[i].name) != 0 || h->numel != sub->tensors[i].numel) {
-            fl_log(&c->log, FL_LOG_ERROR, "task tensor %d is %s[%llu], the submodel has %s[%zu]",
-                   i, h->name, (unsigned long long)h->numel, sub->tensors[i].name,
-                   sub->tensors[i].numel);
-            drop_task(c);
-            return FL_ERR_WIRE_SHAPE;
+            return refuse_task(c, m->round, FL_ERR_WIRE_SHAPE, "tensor %d is %s[%llu], the "
+                               "submodel has %s[%zu]", i, h->name, (unsigned long long)h->numel,
+                               sub->tensors[i].name, sub->tensors[i].numel);
         }
         c->hdr[i] = *h;
         c->hdr[i].name = sub->tensors[i].name; /* owned by the submodel, outlives the message */

@@ -94,6 +94,21 @@ fl_status flc_core_rebind(flc_core *c, const flc_core_config *cfg);
  * default is 2^28 floats (1 GiB); 0 restores it. */
 void flc_core_set_max_params(flc_core *c, size_t n);
 
+/* What the core holds per parameter of a task's submodel, estimated: the received and the
+ * working weights, the gradient and the encoded update (4 float-sized buffers); an up codec with
+ * error feedback (top-k) adds its residual, one float per parameter of the full model. Batch
+ * activations and the optimizer's momentum come on top. */
+#define FLC_CORE_BYTES_PER_PARAM 16
+uint64_t flc_core_memory_need(size_t sub_params, size_t full_params, int residual);
+
+/* Tasks whose flc_core_memory_need is above bytes are refused (FL_ERR_MODEL_SPEC) before any
+ * weight buffer is allocated. 0 (the default): no limit but max_params. */
+void flc_core_set_memory_limit(flc_core *c, uint64_t bytes);
+
+/* Why the last Task was refused, for the Error the host sends about it; "" when it was accepted,
+ * or refused for a reason its status says (fl_strerror). */
+const char *flc_core_task_error(const flc_core *c);
+
 /* A decoded (hence validated) message from the server. Task: starts a new job, checking that the
  * architecture parses and is no larger than max_params (FL_ERR_MODEL_SPEC), that the keep-set fits it, that the codec specs parse and that the tensor
  * headers are exactly the submodel's (names and sizes): FL_ERR_MODEL_SPEC, FL_ERR_KEEPSET,

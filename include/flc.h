@@ -140,6 +140,12 @@ typedef struct flc_config {
     void *zmq_context;             /* NULL: the client makes and owns its own */
     /* Capabilities announced to the server. */
     flc_backend backend;
+    /* Memory the client may use for a task (0: not said, no limit). The client also keeps to it:
+     * a Task whose submodel would need more, estimated at 16 bytes per submodel parameter (the
+     * received and working weights, the gradient, the encoded update) plus 4 per model parameter
+     * with a top-k up codec (its error-feedback residual), is refused before anything is
+     * allocated, and the server is told at once (an Error of that round, "task refused: ...").
+     * Batch activations and the optimizer's momentum come on top: leave room for them. */
     uint64_t memory_bytes;
     double flops;
     /* How to train: train != NULL selects the plug-in trainer, else the built-in one on samples. */

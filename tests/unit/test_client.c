@@ -825,6 +825,43 @@ static void test_plugin_dataset_status_fails_round_only(void **state)
     session_close(&s);
 }
 
+/* ---- memory_bytes: a Task too large for the device is refused, and the server told ------------ */
+
+/* The fake server's task is a 43-parameter submodel of mlp:6-5-3 (fd, 4 of 5 hidden units):
+ * about 16 x 43 = 688 bytes by flc_core_memory_need. memory_bytes 600 refuses it before the
+ * trainer runs (an Error of its round, naming the need and the limit; the client stays), 700
+ * takes it. */
+static void test_task_above_memory_refused(void **state)
+{
+    (void)state;
+    const uint64_t limits[2] = {600, 700};
+    for (int k = 0; k < 2; k++) {
+        session s;
+        session_open(&s);
+        flc_config cfg = base_config(s.f.ep, train_plus_quarter, s.lb);
+        cfg.memory_bytes = limits[k];
+        session_run(&s, &cfg, 0);
+        flp_msg *m = fake_expect(&s.f, k == 0 ? FLP_ERROR : FLP_UPDATE, 5000);
+        if (!m)
+            fail_msg("memory_bytes %llu: no %s; log:\n%s", (unsigned long long)limits[k],
+                     k == 0 ? "Error" : "Update", s.lb->text);
+        assert_int_equal(m->round, s.round);
+        if (k == 0) {
+            assert_int_equal(m->error.code, FL_ERR_MODEL_SPEC);
+            assert_int_equal(m->error.run_id, FAKE_RUN_ID);
+            if (!strstr(m->error.message, "task refused: a 43-parameter submodel of mlp:6-5-3 "
+                                          "needs about 688 bytes here, above this client's "
+                                          "memory_bytes (600)"))
+                fail_msg("Error '%s'", m->error.message);
+            assert_false(atomic_load(&s.r.done)); /* refused the task, not the server */
+        }
+        flp_msg_free(m);
+        flc_client_stop(s.c);
+        assert_true(run_wait(&s.r, 5.0));
+        session_close(&s);
+    }
+}
+
 /* ---- max_rounds waits for the last update's Ack ----------------------------------------------- */
 
 static void test_max_rounds_counts_last_ack(void **state)
@@ -1103,6 +1140,7 @@ int main(void)
         cmocka_unit_test(test_reconnects_counts_each_new_start),
         cmocka_unit_test(test_train_failure_reported_and_bye),
         cmocka_unit_test(test_unfit_samples_end_run),
+        cmocka_unit_test(test_task_above_memory_refused),
         cmocka_unit_test(test_plugin_dataset_status_fails_round_only),
         cmocka_unit_test(test_max_rounds_counts_last_ack),
         cmocka_unit_test(test_trained_not_sent),
