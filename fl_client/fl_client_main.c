@@ -52,6 +52,9 @@ static void usage(FILE *f)
 "  --max-rounds N         stop after uploading N updates, N <= %d (default 0: until the\n"
 "                         server says done)\n"
 "  --threads N            BLAS threads for training (default 1)\n"
+"  --memory-bytes N[K|M|G] memory this client may use for a task, told to the server (default 0:\n"
+"                         no limit); a task whose model would need more (about 16 bytes a\n"
+"                         parameter) is refused and the server told at once\n"
 "  --seed S               local randomness (default: derived from the id)\n"
 "  --log-level LEVEL      debug | info | warn | error (default info)\n"
 "  -h, --help             this text\n"
@@ -59,9 +62,11 @@ static void usage(FILE *f)
 "Exit status: 0 the run ended (or SIGINT/SIGTERM), 1 bad usage, 2 dataset error (also: the\n"
 "samples do not fit the server's model, e.g. another input size or more classes),\n"
 "3 refused by the server (its key not on the allow-list, or taken off it while connected;\n"
-"its id registered with another key; or 3 failed CURVE handshakes: a wrong --server-key,\n"
-"or --insecure against a server that runs CURVE),\n"
-"4 transport error. A server with no room (server.max_clients) is retried with backoff.\n",
+"its id registered with another key, or colliding with another id's key: use another --id;\n"
+"or 3 failed CURVE handshakes: a wrong --server-key, or --insecure against a server that\n"
+"runs CURVE),\n"
+"4 transport error. A server with no room (server.max_clients, server.ids_per_key) is retried\n"
+"with backoff.\n",
             INT_MAX);
 }
 
@@ -115,11 +120,11 @@ int main(int argc, char **argv)
     const char *server = NULL, *server_key = NULL, *key = NULL, *id = NULL;
     const char *dataset = "fashion-mnist", *data_dir = NULL, *partition = "iid";
     long num_clients = 1, index = 0, max_rounds = 0, threads = 1;
-    unsigned long long part_seed = 1, seed = 0;
+    unsigned long long part_seed = 1, seed = 0, memory = 0;
     int insecure = 0;
     flc_log_level level = FLC_LOG_INFO;
     enum { O_SERVER = 256, O_SKEY, O_KEY, O_INSECURE, O_ID, O_DATASET, O_DATADIR, O_PART, O_NUM,
-           O_INDEX, O_PSEED, O_MAXR, O_THREADS, O_SEED, O_LOG };
+           O_INDEX, O_PSEED, O_MAXR, O_THREADS, O_SEED, O_LOG, O_MEM };
     static const struct option opts[] = {
         {"server", required_argument, 0, O_SERVER}, {"server-key", required_argument, 0, O_SKEY},
         {"key", required_argument, 0, O_KEY}, {"insecure", no_argument, 0, O_INSECURE},
@@ -128,7 +133,8 @@ int main(int argc, char **argv)
         {"num-clients", required_argument, 0, O_NUM}, {"client-index", required_argument, 0, O_INDEX},
         {"partition-seed", required_argument, 0, O_PSEED}, {"max-rounds", required_argument, 0, O_MAXR},
         {"threads", required_argument, 0, O_THREADS}, {"seed", required_argument, 0, O_SEED},
-        {"log-level", required_argument, 0, O_LOG}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
+        {"log-level", required_argument, 0, O_LOG}, {"memory-bytes", required_argument, 0, O_MEM},
+        {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
     int o;
     while ((o = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         char *end = NULL;
@@ -147,6 +153,20 @@ int main(int argc, char **argv)
         case O_MAXR: max_rounds = strtol(optarg, &end, 10); break;
         case O_THREADS: threads = strtol(optarg, &end, 10); break;
         case O_SEED: seed = strtoull(optarg, &end, 10); break;
+        case O_MEM:
+            memory = strtoull(optarg, &end, 10);
+            if (end != optarg && *end && !end[1] && strchr("KMG", *end)) {
+                const int shift = *end == 'K' ? 10 : *end == 'M' ? 20 : 30;
+                if (memory > (UINT64_MAX >> shift) || optarg[0] == '-') {
+                    fprintf(stderr, "fl_client: --memory-bytes %s: too large\n", optarg);
+                    return 1;
+                }
+                memory <<= shift;
+                end++;
+            } else if (end == optarg || optarg[0] == '-') {
+                end = (char *)"x";
+            }
+            break;
         case O_LOG:
             if (!strcmp(optarg, "debug")) level = FLC_LOG_DEBUG;
             else if (!strcmp(optarg, "info")) level = FLC_LOG_INFO;
@@ -244,6 +264,7 @@ int main(int argc, char **argv)
     cfg.samples = &samples;
     cfg.seed = seed;
     cfg.max_rounds = (int)max_rounds;
+    cfg.memory_bytes = memory;
     cfg.log = log_stderr;
     cfg.log_user = (void *)id;
     cfg.log_level = level;

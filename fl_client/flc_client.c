@@ -82,6 +82,8 @@ struct flc_client {
     /* the update being sent: chunks go out only against the server's credits (PROTOCOL.md 3) */
     int up_active;
     uint64_t up_round;
+    uint64_t refused_round;    /* 1 + the round of the last Task refused (0: none): its weight
+                                * chunks are expected, and dropped without a word */
     uint32_t up_next, up_n, up_credit;
 #ifdef FLC_TEST_HOOKS
     long up_pause_after;       /* FEDROP_TEST_PAUSE_UPLOAD_AFTER_CHUNKS, -1: off */
@@ -806,11 +808,13 @@ static int handle(flc_client *c, flp_msg *m, int *owned)
             if (st == FL_OK)
                 c->stats.bytes_down += m->chunk.payload_len;
         }
-        if (st != FL_OK)
+        if (m->type == FLP_TASK)
+            c->refused_round = st != FL_OK ? m->round + 1 : 0;
+        if (st != FL_OK && m->type == FLP_TASK)
+            send_task_refused(c, m, st); /* the core logged why */
+        else if (st != FL_OK && !(m->type == FLP_CHUNK && c->refused_round == m->round + 1))
             fl_log(&c->log, FL_LOG_WARN, "round %llu: %s refused: %s", (unsigned long long)m->round,
                    flp_type_name(m->type), fl_strerror(st));
-        if (st != FL_OK && m->type == FLP_TASK)
-            send_task_refused(c, m, st);
         if (flc_core_ready(c->core) && !c->thread_live) {
             fl_log(&c->log, FL_LOG_DEBUG, "round %llu: training a %zu-parameter submodel",
                    (unsigned long long)flc_core_round(c->core),

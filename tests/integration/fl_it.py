@@ -3,7 +3,8 @@
 
     fl_it.py TEST        TEST in: learn, client_kill, server_resume, server_resume_topk,
                          new_run_topk, unknown_key, garbage,
-                         train_failure, server_full, revoked, key_rotation, twin_ids
+                         train_failure, memory_refusal, server_full, revoked, key_rotation,
+                         twin_ids
 
 Each test makes its own temporary directory, picks free ports, starts real processes and kills
 every child it started (SIGKILL, then wait) on the way out, whatever happens (exception, assertion,
@@ -569,6 +570,39 @@ def test_train_failure(h):
     check(h.read('failing.log').count('training fails') == 3, 'the device was asked 3 times')
 
 
+# ---- 6b. a device with too little memory for the model -------------------------------------------
+# fl_client --memory-bytes 64K against the mlp:784-200-10 server (a 0.75-keep submodel of about
+# 120,000 parameters, some 1.9 MB by the client's estimate): every task is refused before a weight
+# buffer is allocated, and the server hears at once, so each round closes without waiting for its
+# deadline, with that client counted failed and the reason in the server's log. The other
+# client, with room, trains every round.
+def test_memory_refusal(h):
+    m = h.path('metrics.jsonl')
+    srv = h.server(SMALL + ['--insecure', '--rounds', '2', '--clients', '2', '--overcommit', '1',
+                            '--set', 'round.deadline_s=60', '--metrics', m])
+    good = h.client(srv.endpoint, 0, 2, ['--memory-bytes', '64M'])
+    small = h.client(srv.endpoint, 1, 2, ['--memory-bytes', '64K'])
+    rc = h.wait_exit(srv, 100, 'fl_server')
+    check(rc == 0, 'server exits 0 (rc=%d)' % rc)
+    rows = metrics(m)
+    check([r['round'] for r in rows] == [0, 1], 'rounds 0..1 recorded')
+    for r in rows:
+        check(r['reported'] == 1 and r['failed'] == 1,
+              'round %d: 1 reported, 1 failed (%d, %d)' % (r['round'], r['reported'], r['failed']))
+        check(r['closed_by'] == 'exhausted' and r['duration_s'] < 30,
+              'round %d closed by %s after %.2f s, not at the 60 s deadline'
+              % (r['round'], r['closed_by'], r['duration_s']))
+    check(len(re.findall(r'client client-1: round \d+ failed on the device: task refused: a \d+-'
+                         r'parameter submodel of mlp:784-200-10 needs about \d+ bytes here, above '
+                         r"this client's memory_bytes \(65536\)", h.read('server.log'))) == 2,
+          'the server logs each refusal with its reason')
+    check(h.wait_exit(small, 30, 'fl_client 1') == 0, 'the small device exits 0 at the end')
+    check(h.wait_exit(good, 30, 'fl_client 0') == 0, 'the good client exits 0')
+    check('0 rounds trained' in h.read('client1.log'), 'the small device trained nothing')
+    check('chunk refused' not in h.read('client1.log'),
+          'the refused task\'s weight chunks are dropped without a warning each')
+
+
 # ---- 7. a client the server has no room for ------------------------------------------------------
 # server.max_clients 1: the second client's Hello is refused ("server full", FL_ERR_STATE). It must
 # retry with its reconnect backoff (200 ms, doubling), not answer each Error at once: a client that
@@ -682,6 +716,7 @@ TESTS = {
     'unknown_key': test_unknown_key,
     'garbage': test_garbage,
     'train_failure': test_train_failure,
+    'memory_refusal': test_memory_refusal,
     'server_full': test_server_full,
     'revoked': test_revoked,
     'key_rotation': test_key_rotation,
