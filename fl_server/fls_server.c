@@ -31,6 +31,7 @@
 #include <math.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -102,6 +103,14 @@ typedef struct sess {
  *   - per allow-listed key (bind_owner), that key's idle ids in the same order, so that a key
  *     at server.ids_per_key gives up its own least recently seen id.
  * An id with a live session is in no idle list and is never forgotten. */
+typedef struct bind_link {
+    uint32_t prev, next;        /* slots, NIL at the ends */
+} bind_link;
+
+typedef struct bind_list {
+    uint32_t head, tail;        /* oldest, newest; NIL when empty */
+} bind_list;
+
 typedef struct binding {
     uint32_t key;
     char *id;                   /* NULL: a free slot */
@@ -109,9 +118,9 @@ typedef struct binding {
     int has_pub;
     int live;                   /* a session has this id */
     double idle_since;          /* when its last session ended (or it was bound without one) */
-    uint32_t prev, next;        /* the idle list; next also chains the free slots */
+    bind_link all;              /* the idle list; all.next also chains the free slots */
     uint32_t owner;             /* its key's row of s->owners, or NIL */
-    uint32_t kprev, knext;      /* its key's idle list */
+    bind_link mine;             /* its key's idle list */
     /* a Hello on another connection ended this id's session: counted per window of
      * TWIN_WINDOW_S, warned about at most once per window (two devices with one id) */
     double twin_t0, twin_said;
@@ -120,10 +129,10 @@ typedef struct binding {
 } binding;
 
 /* The ids one allow-listed key holds: bound ids, live or idle (forgotten ones no longer count),
- * and its idle ones, oldest first (by kprev / knext). */
+ * and its idle ones, oldest first (linked by binding.mine). */
 typedef struct bind_owner {
     uint32_t n_ids;
-    uint32_t idle_head, idle_tail;
+    bind_list idle;
 } bind_owner;
 
 struct fls_server {
@@ -177,11 +186,11 @@ struct fls_server {
     binding *bind;              /* slots, bound or free (see binding) */
     size_t n_bind;              /* ids bound (server.max_clients bounds it) */
     size_t n_slots, cap_bind;
-    uint32_t bind_free;         /* free slots, chained by next */
+    uint32_t bind_free;         /* free slots, chained by all.next */
     uint32_t *bidx;             /* open addressing over bind by key: slot + 1, 0 empty */
     size_t bmask;               /* bidx has bmask + 1 slots, at most half full */
     uint64_t bseed;             /* random per process: where a key lands in bidx (bind_home) */
-    uint32_t idle_head, idle_tail;
+    bind_list idle;             /* the idle list (binding.all) */
     bind_owner *owners;         /* CURVE: one per row of allow (fls_allow keeps them sorted) */
     uint64_t n_forgotten;       /* idle ids forgotten to admit new ones */
     double forgot_said;         /* when that was last said at info level */
@@ -478,19 +487,45 @@ static uint32_t owner_row(const fls_server *s, const uint8_t pub[32])
     return k ? (uint32_t)((size_t)(k - (const uint8_t *)s->allow.keys) / 32) : NIL;
 }
 
+/* The two idle lists thread the same slots through different links: `at` picks binding.all or
+ * binding.mine (offsetof). */
+static bind_link *link_of(fls_server *s, uint32_t i, size_t at)
+{
+    return (bind_link *)((char *)&s->bind[i] + at);
+}
+
+static void list_append(fls_server *s, bind_list *l, size_t at, uint32_t i)
+{
+    bind_link *k = link_of(s, i, at);
+    k->prev = l->tail;
+    k->next = NIL;
+    if (l->tail != NIL)
+        link_of(s, l->tail, at)->next = i;
+    else
+        l->head = i;
+    l->tail = i;
+}
+
+static void list_unlink(fls_server *s, bind_list *l, size_t at, uint32_t i)
+{
+    bind_link *k = link_of(s, i, at);
+    if (k->prev != NIL)
+        link_of(s, k->prev, at)->next = k->next;
+    else
+        l->head = k->next;
+    if (k->next != NIL)
+        link_of(s, k->next, at)->prev = k->prev;
+    else
+        l->tail = k->prev;
+    k->prev = k->next = NIL;
+}
+
 /* b (slot i) joins the end of its key's idle list, if it has an allow-listed key. */
 static void key_idle_append(fls_server *s, binding *b, uint32_t i)
 {
-    b->kprev = b->knext = NIL;
-    if (b->owner == NIL)
-        return;
-    bind_owner *o = &s->owners[b->owner];
-    b->kprev = o->idle_tail;
-    if (o->idle_tail != NIL)
-        s->bind[o->idle_tail].knext = i;
-    else
-        o->idle_head = i;
-    o->idle_tail = i;
+    b->mine = (bind_link){NIL, NIL};
+    if (b->owner != NIL)
+        list_append(s, &s->owners[b->owner].idle, offsetof(binding, mine), i);
 }
 
 /* b joins the end of the idle lists (the global one and its key's): idle from now. */
@@ -498,39 +533,16 @@ static void idle_append(fls_server *s, binding *b, double now)
 {
     const uint32_t i = bind_slot(s, b);
     b->idle_since = now;
-    b->prev = s->idle_tail;
-    b->next = NIL;
-    if (s->idle_tail != NIL)
-        s->bind[s->idle_tail].next = i;
-    else
-        s->idle_head = i;
-    s->idle_tail = i;
+    list_append(s, &s->idle, offsetof(binding, all), i);
     key_idle_append(s, b, i);
 }
 
 static void idle_unlink(fls_server *s, binding *b)
 {
-    if (b->prev != NIL)
-        s->bind[b->prev].next = b->next;
-    else
-        s->idle_head = b->next;
-    if (b->next != NIL)
-        s->bind[b->next].prev = b->prev;
-    else
-        s->idle_tail = b->prev;
-    b->prev = b->next = NIL;
-    if (b->owner == NIL)
-        return;
-    bind_owner *o = &s->owners[b->owner];
-    if (b->kprev != NIL)
-        s->bind[b->kprev].knext = b->knext;
-    else
-        o->idle_head = b->knext;
-    if (b->knext != NIL)
-        s->bind[b->knext].kprev = b->kprev;
-    else
-        o->idle_tail = b->kprev;
-    b->kprev = b->knext = NIL;
+    const uint32_t i = bind_slot(s, b);
+    list_unlink(s, &s->idle, offsetof(binding, all), i);
+    if (b->owner != NIL)
+        list_unlink(s, &s->owners[b->owner].idle, offsetof(binding, mine), i);
 }
 
 /* fls_config.client_name: the core's log lines name a client by its id. */
@@ -575,7 +587,7 @@ static binding *bind_add(fls_server *s, uint32_t key, const char *id, const uint
     const uint32_t i = fresh ? (uint32_t)s->n_slots++ : s->bind_free;
     binding *b = &s->bind[i];
     if (!fresh)
-        s->bind_free = b->next;
+        s->bind_free = b->all.next;
     memset(b, 0, sizeof *b);
     b->key = key;
     b->id = dup;
@@ -604,7 +616,7 @@ static void bind_forget(fls_server *s, binding *b)
         s->owners[b->owner].n_ids--;
     free(b->id);
     memset(b, 0, sizeof *b);
-    b->next = s->bind_free;
+    b->all.next = s->bind_free;
     s->bind_free = i;
     s->n_bind--;
 }
@@ -619,7 +631,7 @@ static void owners_rebuild(fls_server *s)
     bind_owner *o = s->allow.n ? malloc(s->allow.n * sizeof *o) : NULL;
     if (o) {
         for (size_t r = 0; r < s->allow.n; r++)
-            o[r] = (bind_owner){0, NIL, NIL};
+            o[r] = (bind_owner){0, {NIL, NIL}};
         s->owners = o;
     } else if (s->allow.n) {
         fl_log(&s->log, FL_LOG_ERROR, "out of memory: server.ids_per_key is not enforced until "
@@ -627,12 +639,13 @@ static void owners_rebuild(fls_server *s)
     }
     for (uint32_t i = 0; i < s->n_slots; i++) {
         binding *b = &s->bind[i];
-        b->owner = b->kprev = b->knext = NIL;
+        b->owner = NIL;
+        b->mine = (bind_link){NIL, NIL};
         if (b->id && b->has_pub && (b->owner = owner_row(s, b->pub)) != NIL)
             s->owners[b->owner].n_ids++;
     }
     /* the per-key links again, in the global list's order (which stays as it is) */
-    for (uint32_t i = s->idle_head; i != NIL; i = s->bind[i].next)
+    for (uint32_t i = s->idle.head; i != NIL; i = s->bind[i].all.next)
         key_idle_append(s, &s->bind[i], i);
 }
 
@@ -1062,7 +1075,7 @@ static void on_hello(fls_server *s, sess *x, const uint8_t *rid, size_t rid_len,
      * (under the same key), so one that comes back is a returning client. */
     const uint32_t row = b ? NIL : pub ? owner_row(s, pub) : NIL;
     if (row != NIL && s->opt.ids_per_key && s->owners[row].n_ids >= s->opt.ids_per_key) {
-        binding *idle = forgettable(s, s->owners[row].idle_head, now);
+        binding *idle = forgettable(s, s->owners[row].idle.head, now);
         if (!idle) {
             char why[96];
             snprintf(why, sizeof why, "this key holds %u ids (server.ids_per_key)",
@@ -1084,7 +1097,7 @@ static void on_hello(fls_server *s, sess *x, const uint8_t *rid, size_t rid_len,
          * registered by that key next, and its device would be refused for good (a takeover).
          * There, ids leave the table with their key (an allow-list reload) or give way to their
          * own key's new ones (above); in plain text nobody owns an id anyway. */
-        binding *idle = s->curve ? NULL : forgettable(s, s->idle_head, now);
+        binding *idle = s->curve ? NULL : forgettable(s, s->idle.head, now);
         if (!idle) {
             if (s->curve)
                 log_bad(s, "hello from %s refused: server.max_clients (%u) ids bound to "
@@ -1952,7 +1965,8 @@ static fls_status server_create(const fls_options *o, const fls_host *host, int 
         s->host = *host;
     s->ctx = s->host.zmq_context;
     s->pipe_rd = s->pipe_wr = -1;
-    s->bind_free = s->idle_head = s->idle_tail = NIL;
+    s->bind_free = NIL;
+    s->idle = (bind_list){NIL, NIL};
     s->log.fn = log_bridge;
     s->log.user = s;
     s->log.min_level = (fl_log_level)s->opt.log_level;
