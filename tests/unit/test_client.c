@@ -551,6 +551,16 @@ static void session_drain(session *s, int *errors, int *byes)
     }
 }
 
+/* The next message of this type from the client within ms, else the test fails, naming what was
+ * awaited (`when`: "" or words that follow "no TYPE") and showing the client's log. */
+static flp_msg *session_expect(session *s, flp_type type, int ms, const char *when)
+{
+    flp_msg *m = fake_expect(&s->f, type, ms);
+    if (!m)
+        fail_msg("no %s%s%s; log:\n%s", flp_type_name(type), *when ? " " : "", when, s->lb->text);
+    return m;
+}
+
 static void session_close(session *s)
 {
     flc_client_free(s->c);
@@ -691,9 +701,9 @@ static void test_reconnects_counts_each_new_start(void **state)
             m.bye.reason = "restart";
         }
         fake_send(&s.f, &m);
-        flp_msg *h = fake_expect(&s.f, FLP_HELLO, 5000);
-        if (!h)
-            fail_msg("no Hello after %s; log:\n%s", cases[k].how, s.lb->text);
+        char when[96];
+        snprintf(when, sizeof when, "after %s", cases[k].how);
+        flp_msg *h = session_expect(&s, FLP_HELLO, 5000, when);
         flp_msg_free(h);
         const int same = s.f.rid_len == rid_len && memcmp(s.f.rid, rid, rid_len) == 0;
         assert_int_equal(same, cases[k].same_connection);
@@ -719,9 +729,7 @@ static void test_train_failure_reported_and_bye(void **state)
 
     /* The server hears of the failure at once: an Error of the task's round, with the trainer's
      * status as its code. */
-    flp_msg *e = fake_expect(&s.f, FLP_ERROR, 5000);
-    if (!e)
-        fail_msg("no Error after a failed training; log:\n%s", s.lb->text);
+    flp_msg *e = session_expect(&s, FLP_ERROR, 5000, "after a failed training");
     assert_int_equal(e->round, s.round);
     assert_int_equal(e->error.run_id, FAKE_RUN_ID); /* a restarted server can tell it is stale */
     assert_int_equal(e->error.code, FLC_ERR_INTERNAL);
@@ -733,9 +741,7 @@ static void test_train_failure_reported_and_bye(void **state)
 
     /* flc_client_stop: the server is told Bye instead of waiting for its liveness timeout. */
     flc_client_stop(s.c);
-    flp_msg *b = fake_expect(&s.f, FLP_BYE, 2000);
-    if (!b)
-        fail_msg("no Bye after flc_client_stop");
+    flp_msg *b = session_expect(&s, FLP_BYE, 2000, "after flc_client_stop");
     assert_string_equal(b->bye.reason, "client stopping");
     flp_msg_free(b);
     assert_true(run_wait(&s.r, 2.0));
@@ -772,16 +778,14 @@ static void test_unfit_samples_end_run(void **state)
         flc_config cfg = base_config(s.f.ep, NULL, s.lb);
         cfg.samples = &samples;
         session_run(&s, &cfg, 0);
-        flp_msg *e = fake_expect(&s.f, FLP_ERROR, 5000);
-        if (!e)
-            fail_msg("case %zu: no Error; log:\n%s", k, s.lb->text);
+        char when[32];
+        snprintf(when, sizeof when, "in case %zu", k);
+        flp_msg *e = session_expect(&s, FLP_ERROR, 5000, when);
         assert_int_equal(e->error.code, FLC_ERR_DATASET);
         if (!strstr(e->error.message, cases[k].why))
             fail_msg("case %zu: Error '%s'", k, e->error.message);
         flp_msg_free(e);
-        flp_msg *b = fake_expect(&s.f, FLP_BYE, 5000);
-        if (!b)
-            fail_msg("case %zu: no Bye; log:\n%s", k, s.lb->text);
+        flp_msg *b = session_expect(&s, FLP_BYE, 5000, when);
         assert_string_equal(b->bye.reason, "the local samples do not fit the model");
         flp_msg_free(b);
         assert_true(run_wait(&s.r, 5.0));
@@ -810,9 +814,7 @@ static void test_plugin_dataset_status_fails_round_only(void **state)
     session_open(&s);
     flc_config cfg = base_config(s.f.ep, train_no_data, s.lb);
     session_run(&s, &cfg, 0);
-    flp_msg *e = fake_expect(&s.f, FLP_ERROR, 5000);
-    if (!e)
-        fail_msg("no Error; log:\n%s", s.lb->text);
+    flp_msg *e = session_expect(&s, FLP_ERROR, 5000, "");
     assert_int_equal(e->error.code, FLC_ERR_DATASET);
     flp_msg_free(e);
     int errors, byes;
@@ -841,10 +843,9 @@ static void test_task_above_memory_refused(void **state)
         flc_config cfg = base_config(s.f.ep, train_plus_quarter, s.lb);
         cfg.memory_bytes = limits[k];
         session_run(&s, &cfg, 0);
-        flp_msg *m = fake_expect(&s.f, k == 0 ? FLP_ERROR : FLP_UPDATE, 5000);
-        if (!m)
-            fail_msg("memory_bytes %llu: no %s; log:\n%s", (unsigned long long)limits[k],
-                     k == 0 ? "Error" : "Update", s.lb->text);
+        char when[48];
+        snprintf(when, sizeof when, "with memory_bytes %llu", (unsigned long long)limits[k]);
+        flp_msg *m = session_expect(&s, k == 0 ? FLP_ERROR : FLP_UPDATE, 5000, when);
         assert_int_equal(m->round, s.round);
         if (k == 0) {
             assert_int_equal(m->error.code, FL_ERR_MODEL_SPEC);
@@ -873,9 +874,7 @@ static void test_max_rounds_counts_last_ack(void **state)
     cfg.max_rounds = 1;
     session_run(&s, &cfg, 0);
 
-    flp_msg *u = fake_expect(&s.f, FLP_UPDATE, 5000);
-    if (!u)
-        fail_msg("no Update; log:\n%s", s.lb->text);
+    flp_msg *u = session_expect(&s, FLP_UPDATE, 5000, "");
     assert_int_equal(u->round, s.round);
     uint32_t n = 0;
     for (uint32_t t = 0; t < u->update.n_tensors; t++)
@@ -884,9 +883,9 @@ static void test_max_rounds_counts_last_ack(void **state)
     for (uint32_t i = 0; i < n; i++) /* credits for every chunk */
         fake_ack(&s.f, FLP_CHUNK, s.round, 0);
     for (uint32_t i = 0; i < n; i++) {
-        flp_msg *cm = fake_expect(&s.f, FLP_CHUNK, 5000);
-        if (!cm)
-            fail_msg("chunk %u of %u missing", i, n);
+        char when[48];
+        snprintf(when, sizeof when, "%u of %u", i, n);
+        flp_msg *cm = session_expect(&s, FLP_CHUNK, 5000, when);
         flp_msg_free(cm);
     }
     /* The server takes its time to commit: the client must still be there to hear the Ack. */
@@ -894,9 +893,7 @@ static void test_max_rounds_counts_last_ack(void **state)
     nanosleep(&ts, NULL);
     assert_false(atomic_load(&s.r.done));
     fake_ack(&s.f, FLP_UPDATE, s.round, 0);
-    flp_msg *b = fake_expect(&s.f, FLP_BYE, 3000);
-    if (!b)
-        fail_msg("no Bye after max_rounds");
+    flp_msg *b = session_expect(&s, FLP_BYE, 3000, "after max_rounds");
     flp_msg_free(b);
     assert_true(run_wait(&s.r, 3.0));
     assert_int_equal(s.r.st, FLC_OK);
@@ -917,9 +914,7 @@ static void test_trained_not_sent(void **state)
     flc_config cfg = base_config(s.f.ep, train_plus_quarter, s.lb);
     session_run(&s, &cfg, 0);
     /* The Update goes out, but the server gives no credit for its chunks. */
-    flp_msg *u = fake_expect(&s.f, FLP_UPDATE, 5000);
-    if (!u)
-        fail_msg("no Update; log:\n%s", s.lb->text);
+    flp_msg *u = session_expect(&s, FLP_UPDATE, 5000, "");
     flp_msg_free(u);
     flc_client_stop(s.c);
     assert_true(run_wait(&s.r, 5.0));
@@ -1115,9 +1110,7 @@ static void test_replaced_task_not_uploaded(void **state)
     const struct timespec ts = {0, 100 * 1000 * 1000};
     nanosleep(&ts, NULL);
     atomic_store(&pf.quit, 1);
-    flp_msg *u = fake_expect(&s.f, FLP_UPDATE, 5000);
-    if (!u)
-        fail_msg("no Update; log:\n%s", s.lb->text);
+    flp_msg *u = session_expect(&s, FLP_UPDATE, 5000, "");
     if (u->update.n_samples != 22)
         fail_msg("the first Update answers the replaced task (%llu samples); log:\n%s",
                  (unsigned long long)u->update.n_samples, s.lb->text);

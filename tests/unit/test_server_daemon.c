@@ -2611,6 +2611,37 @@ static flp_msg *peer_poll(peer *p)
     }
 }
 
+/* Every one of the n peers sends a Heartbeat (so none is dropped for silence), then the server
+ * takes a few steps. */
+static void beat_and_step(fls_server *s, peer *p, const char *const *ids, int n)
+{
+    flp_msg hb;
+    memset(&hb, 0, sizeof hb);
+    hb.version = FLP_VERSION;
+    hb.type = FLP_HEARTBEAT;
+    for (int k = 0; k < n; k++) {
+        hb.sender = ids[k];
+        peer_send(&p[k], &hb);
+    }
+    for (int i = 0; i < 5; i++)
+        fls_server_step(s, 2);
+}
+
+/* Client c (peer p, holding the only upload slot) sends its Update header (into *up) and takes
+ * the 2 chunk credits it is granted. */
+static void upload_opened(fls_server *s, peer *p, flc_core *c, flp_msg *up)
+{
+    assert_int_equal(flc_core_update(c, up), FL_OK);
+    peer_send(p, up);
+    for (int i = 0; i < 2; i++) {
+        flp_msg *r = peer_recv(s, p, 10);
+        assert_non_null(r);
+        assert_int_equal(r->type, FLP_ACK);
+        assert_int_equal(r->ack.of_type, FLP_CHUNK);
+        flp_msg_free(r);
+    }
+}
+
 /* D2: a slot holder that resends a refused (duplicate) chunk against every credit it gets must not
  * keep the only upload slot: a refused chunk returns no credit and does not count as activity, so
  * it runs dry and the liveness reclaim hands the slot to the waiting client. */
@@ -2624,36 +2655,19 @@ static void test_reactor_refused_chunks_lose_slot(void **state)
     flc_core *c[2];
     const uint64_t round = two_trained("refused.sock", &s, &lb, p, c, ids);
     flp_msg up, chunk0;
-    assert_int_equal(flc_core_update(c[0], &up), FL_OK);
-    peer_send(&p[0], &up);
+    upload_opened(s, &p[0], c[0], &up); /* u0 holds the slot: its 2 credits */
     assert_int_equal(flc_core_update_chunk(c[0], 0, &chunk0), FL_OK);
-    int have = 0, sent = 0, u0_status = -1, u1_credit = 0;
-    for (; have < 2; have++) { /* u0 holds the slot: its 2 credits */
-        flp_msg *r = peer_recv(s, &p[0], 10);
-        assert_non_null(r);
-        assert_int_equal(r->type, FLP_ACK);
-        assert_int_equal(r->ack.of_type, FLP_CHUNK);
-        flp_msg_free(r);
-    }
+    int have = 2, sent = 0, u0_status = -1, u1_credit = 0;
     assert_int_equal(flc_core_update(c[1], &up), FL_OK); /* u1 waits for the slot */
     peer_send(&p[1], &up);
-    flp_msg hb;
-    memset(&hb, 0, sizeof hb);
-    hb.version = FLP_VERSION;
-    hb.type = FLP_HEARTBEAT;
     const double t0 = fl_time_mono_s();
     while (!u1_credit && fl_time_mono_s() - t0 < 5) {
-        for (int k = 0; k < 2; k++) {
-            hb.sender = ids[k];
-            peer_send(&p[k], &hb);
-        }
         if (u0_status < 0 && have > 0) { /* chunk 0 again and again, only against credits */
             peer_send(&p[0], &chunk0);
             have--;
             sent++;
         }
-        for (int i = 0; i < 10; i++)
-            fls_server_step(s, 2);
+        beat_and_step(s, p, ids, 2);
         flp_msg *m;
         while ((m = peer_poll(&p[0])) != NULL) {
             if (m->type == FLP_ACK && m->ack.of_type == FLP_CHUNK) {
@@ -2686,22 +2700,6 @@ static void test_reactor_refused_chunks_lose_slot(void **state)
  * (the downlink budget of 2 x credit chunks is shared): before its first Ack a client has one
  * chunk in flight, and chunks not Acked within the liveness timeout are taken back (its task
  * dropped). Two non-ackers and one honest client, credit 2: the honest one gets its whole task. */
-/* Every one of the n peers sends a Heartbeat (so none is dropped for silence), then the server
- * takes a few steps. */
-static void beat_and_step(fls_server *s, peer *p, const char *const *ids, int n)
-{
-    flp_msg hb;
-    memset(&hb, 0, sizeof hb);
-    hb.version = FLP_VERSION;
-    hb.type = FLP_HEARTBEAT;
-    for (int k = 0; k < n; k++) {
-        hb.sender = ids[k];
-        peer_send(&p[k], &hb);
-    }
-    for (int i = 0; i < 5; i++)
-        fls_server_step(s, 2);
-}
-
 static void test_reactor_noack_downlink(void **state)
 {
     (void)state;
@@ -2813,15 +2811,7 @@ static void test_reactor_second_update_header(void **state)
     flc_core *c[2];
     const uint64_t round = two_trained("second.sock", &s, &lb, p, c, ids);
     flp_msg up, cm;
-    assert_int_equal(flc_core_update(c[0], &up), FL_OK);
-    peer_send(&p[0], &up);
-    for (int i = 0; i < 2; i++) { /* its 2 credits */
-        flp_msg *r = peer_recv(s, &p[0], 10);
-        assert_non_null(r);
-        assert_int_equal(r->type, FLP_ACK);
-        assert_int_equal(r->ack.of_type, FLP_CHUNK);
-        flp_msg_free(r);
-    }
+    upload_opened(s, &p[0], c[0], &up);
     assert_int_equal(flc_core_update_chunk(c[0], 0, &cm), FL_OK);
     peer_send(&p[0], &cm);
     peer_send(&p[0], &up); /* the same header again */
@@ -2840,19 +2830,12 @@ static void test_reactor_second_update_header(void **state)
     flp_msg_free(r);
     /* u1 uploads its whole update against its credits; both heartbeat all along (u0 stays
      * connected: its leaving would end its update too) */
-    flp_msg hb;
-    memset(&hb, 0, sizeof hb);
-    hb.version = FLP_VERSION;
-    hb.type = FLP_HEARTBEAT;
     assert_int_equal(flc_core_update(c[1], &up), FL_OK);
     peer_send(&p[1], &up);
     const uint32_t n = flc_core_update_chunks(c[1]);
     uint32_t sent = 0;
     for (;;) {
-        for (int k = 0; k < 2; k++) {
-            hb.sender = ids[k];
-            peer_send(&p[k], &hb);
-        }
+        beat_and_step(s, p, ids, 2);
         r = peer_recv(s, &p[1], 10);
         assert_non_null(r);
         assert_int_equal(r->type, FLP_ACK);
@@ -2871,12 +2854,7 @@ static void test_reactor_second_update_header(void **state)
     /* u0's update counted failed: nothing more to wait for, the round closes now */
     const double t0 = fl_time_mono_s();
     while (lb->rounds < 1 && fl_time_mono_s() - t0 < 5) {
-        for (int k = 0; k < 2; k++) {
-            hb.sender = ids[k];
-            peer_send(&p[k], &hb);
-        }
-        for (int i = 0; i < 10; i++)
-            fls_server_step(s, 2);
+        beat_and_step(s, p, ids, 2);
         for (int k = 0; k < 2; k++) {
             flp_msg *m;
             while ((m = peer_poll(&p[k])) != NULL)

@@ -310,6 +310,17 @@ static void test_population(void **state)
 
 /* ---- options ------------------------------------------------------------------------------------ */
 
+/* Writes text to path, then loads it as a YAML configuration over *y. */
+static fl_status yaml_load_text(flsim_config *y, const char *path, const char *text, char *err,
+                                size_t errlen)
+{
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs(text, f);
+    fclose(f);
+    return flsim_config_load_yaml(y, path, err, errlen);
+}
+
 static void test_options_and_yaml(void **state)
 {
     (void)state;
@@ -340,12 +351,10 @@ static void test_options_and_yaml(void **state)
     char path[] = "/tmp/test_sim_yamlXXXXXX";
     const int fd = mkstemp(path);
     assert_true(fd >= 0);
-    FILE *f = fdopen(fd, "w");
-    fputs("# a run\nclients: 300\nper_round: 30\npolicy: afd-single\ndown-codec: rot+q4+zstd\n"
-          "seed: 9\n", f);
-    fclose(f);
+    close(fd);
     flsim_config y = flsim_config_default();
-    fl_status st = flsim_config_load_yaml(&y, path, err, sizeof err);
+    fl_status st = yaml_load_text(&y, path, "# a run\nclients: 300\nper_round: 30\npolicy: "
+                                  "afd-single\ndown-codec: rot+q4+zstd\nseed: 9\n", err, sizeof err);
     if (st == FL_ERR_UNSUPPORTED) {
         unlink(path);
         skip();
@@ -356,15 +365,11 @@ static void test_options_and_yaml(void **state)
     assert_int_equal(y.policy, FLS_POLICY_AFD_SINGLE);
     assert_string_equal(y.down_codec, "rot+q4+zstd");
     assert_int_equal(y.seed, 9);
-    f = fopen(path, "w");
-    fputs("clients: 300\nnested:\n  a: 1\n", f);
-    fclose(f);
-    assert_int_equal(flsim_config_load_yaml(&y, path, err, sizeof err), FL_ERR_CONFIG);
+    assert_int_equal(yaml_load_text(&y, path, "clients: 300\nnested:\n  a: 1\n", err, sizeof err),
+                     FL_ERR_CONFIG);
     assert_non_null(strstr(err, ":3: nested"));
-    f = fopen(path, "w");
-    fputs("clients: 300\nkeep: 7\n", f);
-    fclose(f);
-    assert_int_equal(flsim_config_load_yaml(&y, path, err, sizeof err), FL_ERR_INVALID_ARG);
+    assert_int_equal(yaml_load_text(&y, path, "clients: 300\nkeep: 7\n", err, sizeof err),
+                     FL_ERR_INVALID_ARG);
     assert_non_null(strstr(err, ":2:"));
     /* With a trace, the four profile options it replaces are recorded as null, not as values
      * that were never used. */
@@ -377,31 +382,21 @@ static void test_options_and_yaml(void **state)
     assert_non_null(strstr(js, "\"flops\": null, \"down_bps\": null, \"up_bps\": null, "
                                "\"availability\": null, \"trace\": \"devices.csv\""));
     /* A key given twice (in either spelling) is an error, not "the last one wins". */
-    f = fopen(path, "w");
-    fputs("per_round: 30\nclients: 300\nper-round: 20\n", f);
-    fclose(f);
-    assert_int_equal(flsim_config_load_yaml(&y, path, err, sizeof err), FL_ERR_CONFIG);
+    assert_int_equal(yaml_load_text(&y, path, "per_round: 30\nclients: 300\nper-round: 20\n", err,
+                                    sizeof err), FL_ERR_CONFIG);
     assert_non_null(strstr(err, ":3: 'per-round' is given twice (first on line 1)"));
     /* A relative trace path in the file is the file's neighbour; an absolute one stays; one set
      * before the file (a flag) and not named by it is left alone. */
-    f = fopen(path, "w");
-    fputs("trace: devices.csv\n", f);
-    fclose(f);
     y = flsim_config_default();
-    assert_int_equal(flsim_config_load_yaml(&y, path, err, sizeof err), FL_OK);
+    assert_int_equal(yaml_load_text(&y, path, "trace: devices.csv\n", err, sizeof err), FL_OK);
     assert_string_equal(y.trace, "/tmp/devices.csv");
-    f = fopen(path, "w");
-    fputs("trace: /data/devices.csv\n", f);
-    fclose(f);
     y = flsim_config_default();
-    assert_int_equal(flsim_config_load_yaml(&y, path, err, sizeof err), FL_OK);
+    assert_int_equal(yaml_load_text(&y, path, "trace: /data/devices.csv\n", err, sizeof err),
+                     FL_OK);
     assert_string_equal(y.trace, "/data/devices.csv");
-    f = fopen(path, "w");
-    fputs("clients: 300\n", f);
-    fclose(f);
     y = flsim_config_default();
     snprintf(y.trace, sizeof y.trace, "here.csv");
-    assert_int_equal(flsim_config_load_yaml(&y, path, err, sizeof err), FL_OK);
+    assert_int_equal(yaml_load_text(&y, path, "clients: 300\n", err, sizeof err), FL_OK);
     assert_string_equal(y.trace, "here.csv");
     unlink(path);
 }
