@@ -480,19 +480,28 @@ static void send_simple_ack(flc_client *c, uint64_t round)
 
 /* Training this round failed here: an Error (code = the failure's status, round = the task's) tells
  * the server not to wait for our update, so it can count the round failed for us at once. */
-static void send_train_error(flc_client *c, fl_status st)
+/* Tells the server this client's part of `round` is over (an Error of that round, with the
+ * task's run id so that a restarted server can tell): "WHAT: WHY" as its message, mended for the
+ * wire (WHY may be a trainer's text, cut mid-character). */
+static void send_round_error(flc_client *c, uint64_t round, uint64_t run_id, fl_status st,
+                             const char *what, const char *why, const char *said)
 {
-    const uint64_t round = flc_core_round(c->core);
     flp_msg m = envelope(c, FLP_ERROR, round);
     m.error.code = st != FL_OK ? (uint32_t)st : (uint32_t)FL_ERR_INTERNAL;
-    m.error.run_id = flc_core_task_run_id(c->core); /* so a restarted server can tell */
-    char msg[200];
-    snprintf(msg, sizeof msg, "training failed: %s", flc_core_train_error(c->core));
-    flp_str_fix(msg); /* a trainer's text, cut at 200 bytes: the wire wants UTF-8, no controls */
+    m.error.run_id = run_id;
+    char msg[256];
+    snprintf(msg, sizeof msg, "%s: %s", what, why);
+    flp_str_fix(msg);
     m.error.message = msg;
     if (send_msg(c, &m) == 0)
-        fl_log(&c->log, FL_LOG_INFO, "round %llu: told the server this round failed here",
-               (unsigned long long)round);
+        fl_log(&c->log, FL_LOG_INFO, "round %llu: told the server %s", (unsigned long long)round,
+               said);
+}
+
+static void send_train_error(flc_client *c, fl_status st)
+{
+    send_round_error(c, flc_core_round(c->core), flc_core_task_run_id(c->core), st,
+                     "training failed", flc_core_train_error(c->core), "this round failed here");
 }
 
 /* A Task this client cannot take (a model above its memory_bytes or its parameter cap, a
@@ -500,17 +509,9 @@ static void send_train_error(flc_client *c, fl_status st)
  * than waiting for the round's deadline. */
 static void send_task_refused(flc_client *c, const flp_msg *task, fl_status st)
 {
-    flp_msg m = envelope(c, FLP_ERROR, task->round);
-    m.error.code = (uint32_t)st;
-    m.error.run_id = task->task.run_id;
-    char msg[256];
     const char *why = flc_core_task_error(c->core);
-    snprintf(msg, sizeof msg, "task refused: %s", *why ? why : fl_strerror(st));
-    flp_str_fix(msg);
-    m.error.message = msg;
-    if (send_msg(c, &m) == 0)
-        fl_log(&c->log, FL_LOG_INFO, "round %llu: told the server its task was refused here",
-               (unsigned long long)task->round);
+    send_round_error(c, task->round, task->task.run_id, st, "task refused",
+                     *why ? why : fl_strerror(st), "its task was refused here");
 }
 
 static void send_hello(flc_client *c)
