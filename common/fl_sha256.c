@@ -74,3 +74,20 @@ uint32_t fl_client_key(const char *id)
         return 0;
     return (uint32_t)d[0] | (uint32_t)d[1] << 8 | (uint32_t)d[2] << 16 | (uint32_t)d[3] << 24;
 }
+
+uint32_t fl_client_key_alt(const char *id, unsigned j)
+{
+    if (j == 0)
+        return fl_client_key(id);
+    fl_sha256 *h;
+    uint8_t d[FL_SHA256_LEN];
+    const uint8_t tail[2] = {0, (uint8_t)j};
+    if (!id || j > 255 || fl_sha256_new(&h) != FL_OK)
+        return 0;
+    const int ok = fl_sha256_update(h, id, strlen(id)) == FL_OK &&
+                   fl_sha256_update(h, tail, 2) == FL_OK && fl_sha256_final(h, d) == FL_OK;
+    fl_sha256_free(h);
+    if (!ok)
+        return 0;
+    return (uint32_t)d[0] | (uint32_t)d[1] << 8 | (uint32_t)d[2] << 16 | (uint32_t)d[3] << 24;
+}

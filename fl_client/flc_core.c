@@ -18,7 +18,8 @@ typedef struct up_chunk {
 
 struct flc_core {
     char *id;
-    uint32_t key;
+    uint32_t key;             /* this Task's: Task.client_key when it names one, else own_key */
+    uint32_t own_key;         /* cfg.client_key */
     uint64_t seed;
     const flm_samples *data;
     flc_core_train_fn train_fn;
@@ -119,7 +120,7 @@ fl_status flc_core_rebind(flc_core *c, const flc_core_config *cfg)
     drop_task(c);
     free(c->id);
     c->id = id;
-    c->key = cfg->client_key;
+    c->key = c->own_key = cfg->client_key;
     c->seed = cfg->seed;
     c->data = cfg->data;
     c->train_fn = cfg->train;
@@ -257,6 +258,9 @@ static fl_status on_task(flc_core *c, const flp_msg *m)
     drop_task(c);
     c->task_why[0] = '\0';
     new_run(c, m->task.run_id);
+    /* A server that gave this id another key (its derived one collides with another id's) says
+     * so in every Task; the codec streams and the batch order hang on the key it knows. */
+    c->key = m->task.client_key ? m->task.client_key : c->own_key;
     if (c->rewind)
         rewind_residual(c, m->round);
     const flp_task *t = &m->task;

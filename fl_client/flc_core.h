@@ -64,7 +64,9 @@ typedef fl_status (*flc_core_train_fn)(void *user, const flc_core_job *job, floa
 
 typedef struct flc_core_config {
     const char *client_id;         /* copied; the Update's sender */
-    uint32_t client_key;           /* mixed into the codec keys and batch-order streams */
+    uint32_t client_key;           /* mixed into the codec keys and batch-order streams; a Task
+                                    * naming another (Task.client_key) overrides it for that
+                                    * Task */
     uint64_t seed;                 /* the client's seed */
     const flm_samples *data;       /* built-in trainer: the local samples (caller keeps them alive) */
     flc_core_train_fn train;       /* plug-in trainer; NULL: the built-in one (needs data) */

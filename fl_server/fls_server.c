@@ -45,6 +45,7 @@
 #include "fl_fs.h"
 #include "fl_log.h"
 #include "fl_mem.h"
+#include "fl_sha256.h"
 #include "fl_time.h"
 #include "flm_data.h"
 #include "flm_model.h"
@@ -73,7 +74,8 @@ typedef struct sess {
     uint8_t rid_len;
     int dead;                   /* removed at the end of the step */
     char *id;                   /* from the Hello */
-    uint32_t key;               /* fls_client_key(id) */
+    uint32_t key;               /* fls_client_key(id), or an alternate (id_key) */
+    int key_alt;                /* key is an alternate: its Tasks carry it (Task.client_key) */
     double last_rx, last_tx;
     uint64_t hb_seq;
     /* downlink: the Task's chunks, tensor-major */
@@ -861,6 +863,8 @@ static void start_task(fls_server *s, uint32_t key, uint64_t round)
         return;
     }
     m.sender = "";
+    if (x->key_alt)
+        m.task.client_key = key;
     if (m.task.n_tensors > FLM_MAX_TENSORS || send_sess(s, x, &m) != 0) {
         /* A client that cannot even take its Task is as good as gone. */
         sess_drop(s, x, send_why(s));
@@ -1043,6 +1047,45 @@ static fl_status drain_events(fls_server *s)
 
 /* ---- messages from clients ------------------------------------------------------------------ */
 
+/* The round engine knows a client by a 32-bit key, derived from its id (fl_client_key). Two ids
+ * whose keys collide (about 1 - exp(-n^2 / 2^33) for a fleet of n ids) cannot share one: the id
+ * that comes second is given one of its alternates (fl_client_key_alt 1 .. KEY_ALTS - 1) instead,
+ * and its Tasks name it (Task.client_key). The client needs it for nothing but the independence of
+ * its random streams: a codec payload carries its own key, so a client that predates the field,
+ * and keeps its derived key, is aggregated just as well. */
+#define KEY_ALTS 4
+
+/* id's key: the one its binding (*b) holds, whichever of its keys that is, else the first of its
+ * keys no other id holds; *alt: it is not the derived one. 0 when every one of its keys is another
+ * id's (*clash: the id holding its derived key). */
+static int id_key(const fls_server *s, const char *id, binding **b, uint32_t *key, int *alt,
+                  const binding **clash)
+{
+    int found = 0;
+    *b = NULL;
+    *clash = NULL;
+    for (unsigned j = 0; j < KEY_ALTS; j++) {
+        const uint32_t k = fl_client_key_alt(id, j);
+        if (j > 0 && k == 0)
+            continue; /* Task.client_key 0 means "the derived key" */
+        binding *o = bind_find(s, k);
+        if (o && strcmp(o->id, id) == 0) {
+            *b = o;
+            *key = k;
+            *alt = j > 0;
+            return 1;
+        }
+        if (!o && !found) {
+            found = 1;
+            *key = k;
+            *alt = j > 0;
+        }
+        if (o && j == 0)
+            *clash = o;
+    }
+    return found;
+}
+
 static void on_hello(fls_server *s, sess *x, const uint8_t *rid, size_t rid_len, const flp_msg *m,
                      const uint8_t *pub)
 {
@@ -1052,11 +1095,14 @@ static void on_hello(fls_server *s, sess *x, const uint8_t *rid, size_t rid_len,
         s->st.refused++;
         return;
     }
-    const uint32_t key = fls_client_key(h->client_id);
-    binding *b = bind_find(s, key);
-    if (b && strcmp(b->id, h->client_id) != 0) {
-        log_bad(s, "hello from %s refused: its key collides with client %s", h->client_id, b->id);
-        send_error(s, rid, rid_len, 0, FL_ERR_AUTH, "client id collides with another id");
+    uint32_t key = 0;
+    int alt = 0;
+    binding *b;
+    const binding *clash;
+    if (!id_key(s, h->client_id, &b, &key, &alt, &clash)) {
+        log_bad(s, "hello from %s refused: its key and its %d alternates are held by other ids "
+                "(the first by client %s)", h->client_id, KEY_ALTS - 1, clash->id);
+        send_error(s, rid, rid_len, 0, FL_ERR_AUTH, "client id collides with other ids");
         s->st.auth_refused++;
         return;
     }
@@ -1146,6 +1192,7 @@ static void on_hello(fls_server *s, sess *x, const uint8_t *rid, size_t rid_len,
     }
     x->id = strdup(h->client_id);
     x->key = key;
+    x->key_alt = alt;
     x->last_rx = fl_time_mono_s();
     if (!x->id) {
         sess_drop(s, x, "out of memory");
@@ -1162,6 +1209,9 @@ static void on_hello(fls_server *s, sess *x, const uint8_t *rid, size_t rid_len,
         return;
     }
     bind_attach(s, b);
+    if (alt && clash)
+        fl_log(&s->log, FL_LOG_INFO, "client %s: its key collides with client %s's; known by an "
+               "alternate key (%08x)", x->id, clash->id, key);
     send_ack(s, x, FLP_HELLO, 0, FL_OK, "");
     fl_log(&s->log, FL_LOG_INFO, "client %s joined; %u connected", x->id,
            fls_core_connected(s->core));

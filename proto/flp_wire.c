@@ -699,6 +699,7 @@ static fl_status convert(owned_msg *o, const flp_limits *lim, char *err, size_t 
             .n_tensors = (uint32_t)t->n_tensors,
             .tensors = hs,
             .run_id = t->run_id,
+            .client_key = t->client_key,
         };
         break;
     }
@@ -909,6 +910,7 @@ static fl_status build(pb_build *b, const flp_msg *m)
         pt->up_codec = wstr(t->up_codec);
         pt->deadline_ms = t->deadline_ms;
         pt->run_id = t->run_id;
+        pt->client_key = t->client_key;
         b->env.body_case = FEDROP__V1__ENVELOPE__BODY_TASK;
         b->env.task = pt;
         break;
@@ -1110,7 +1112,8 @@ bool flp_msg_equal(const flp_msg *a, const flp_msg *b)
         if (x->model_version != y->model_version || !str_eq(x->arch, y->arch) ||
             !str_eq(x->down_codec, y->down_codec) || !str_eq(x->up_codec, y->up_codec) ||
             x->deadline_ms != y->deadline_ms || x->n_layers != y->n_layers ||
-            x->n_tensors != y->n_tensors || x->run_id != y->run_id)
+            x->n_tensors != y->n_tensors || x->run_id != y->run_id ||
+            x->client_key != y->client_key)
             return false;
         const flp_train_config *c = &x->train, *d = &y->train;
         if (c->epochs != d->epochs || c->batch_size != d->batch_size || c->lr != d->lr ||

@@ -116,6 +116,8 @@ typedef struct flp_task {
     const flp_tensor_header *tensors;
     uint64_t run_id;          /* the server's run (a fresh start draws one, a resume keeps it);
                                * 0 = not told */
+    uint32_t client_key;      /* the key the server knows this client by, when not
+                               * fl_client_key(id) (another id holds that one); 0 = that one */
 } flp_task;
 
 typedef struct flp_metric {

@@ -39,8 +39,9 @@
  * chunks: aggregation is exact fixed point, and every sum over clients runs in client-key order.
  *
  * Clients are named by a uint32 key the host chooses (the simulator: the virtual client number;
- * the daemon: fls_client_key() of the id string). Keys are stable across reconnects and restarts:
- * afd-multi state and every random stream are keyed by them.
+ * the daemon: fls_client_key() of the id string, or one of its alternates when another id holds
+ * that key). Keys are stable across reconnects and restarts (an alternate only while the daemon
+ * runs): afd-multi state and every random stream are keyed by them.
  *
  * The host replies to a client from the status the message call returns: FL_OK (accepted),
  * FL_ERR_ROUND_CLOSED (an update or chunk for a round that is not open: late; also an Update or

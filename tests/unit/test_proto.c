@@ -60,6 +60,7 @@ static flp_msg sample(flp_type t)
             .n_tensors = 2,
             .tensors = task_tensors,
             .run_id = 0xfedcba9876543210ull,
+            .client_key = 0xaef671c4u,
         };
         break;
     case FLP_UPDATE:
@@ -162,6 +163,7 @@ static void test_roundtrip_fields(void **state)
     assert_int_equal(d->task.tensors[1].n_chunks, 1);
     assert_int_equal(d->task.deadline_ms, 30000);
     assert_true(d->task.run_id == 0xfedcba9876543210ull);
+    assert_int_equal(d->task.client_key, 0xaef671c4u);
 
     flp_layer_keep l2[2] = {layers[0], layers[1]};
     const uint32_t other[] = {1, 2};
@@ -176,6 +178,9 @@ static void test_roundtrip_fields(void **state)
     assert_false(flp_msg_equal(&m, d));
     m = sample(FLP_TASK);
     m.task.run_id ^= 1;
+    assert_false(flp_msg_equal(&m, d));
+    m = sample(FLP_TASK);
+    m.task.client_key = 0;
     assert_false(flp_msg_equal(&m, d));
     flp_msg_free(d);
 

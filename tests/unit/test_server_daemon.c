@@ -26,10 +26,13 @@
 #include <zmq.h>
 #include <cmocka.h>
 
+#include "fl_sha256.h"
 #include "fl_time.h"
 #include "flc_core.h"
 #include "flp_wire.h"
+#include "flz.h"
 #include "fls.h"
+#include "fls_ckpt.h"
 #include "fls_core.h"
 #include "fls_internal.h"
 
@@ -2546,6 +2549,133 @@ static void test_reactor_upload_slots(void **state)
     free(lb);
 }
 
+/* Client core c (peer p) sends its trained update against the server's credits and returns the
+ * status of the server's Ack(of UPDATE); each chunk's codec payload names `key` as its client. */
+static int32_t upload_all(fls_server *s, peer *p, flc_core *c, uint32_t key)
+{
+    flp_msg up;
+    assert_int_equal(flc_core_update(c, &up), FL_OK);
+    peer_send(p, &up);
+    const uint32_t n = flc_core_update_chunks(c);
+    uint32_t sent = 0;
+    for (;;) {
+        flp_msg *r = peer_recv(s, p, 10);
+        assert_non_null(r);
+        assert_int_equal(r->type, FLP_ACK);
+        if (r->ack.of_type == FLP_UPDATE) {
+            const int32_t st = r->ack.status;
+            flp_msg_free(r);
+            assert_int_equal(sent, n);
+            return st;
+        }
+        assert_int_equal(r->ack.of_type, FLP_CHUNK);
+        flp_msg_free(r);
+        if (sent < n) {
+            flp_msg cm;
+            assert_int_equal(flc_core_update_chunk(c, sent++, &cm), FL_OK);
+            flz_info info;
+            assert_int_equal(flz_peek(cm.chunk.payload, cm.chunk.payload_len, &info), FL_OK);
+            assert_int_equal(info.client, key);
+            peer_send(p, &cm);
+        }
+    }
+}
+
+/* D8: dev-13708 and dev-74558 have the same derived key (the first 4 bytes of their ids'
+ * SHA-256). The engine knows clients by key, so the second used to be refused for as long as the
+ * first was bound. Now it is admitted under an alternate key, which its Tasks name and its codec
+ * streams use, and both updates aggregate: the round's model is w + 0.25. */
+static void test_reactor_colliding_ids(void **state)
+{
+    (void)state;
+    const char *const ids[2] = {"dev-13708", "dev-74558"};
+    assert_int_equal(fls_client_key(ids[0]), fls_client_key(ids[1]));
+    const uint32_t alt = fl_client_key_alt(ids[1], 1);
+    assert_int_not_equal(alt, 0);
+    assert_int_not_equal(alt, fls_client_key(ids[1]));
+    char yaml[2048], ep[300], ckpt[300];
+    snprintf(ep, sizeof ep, "ipc://%s/collide.sock", g_tmp);
+    snprintf(ckpt, sizeof ckpt, "%s/collide.ckpt", g_tmp);
+    snprintf(yaml, sizeof yaml,
+             "server:\n  insecure: true\n  endpoints: ['%s']\n"
+             "model:\n  arch: \"mlp:6-5-3\"\nrun:\n  rounds: 1\n"
+             "round:\n  clients: 2\n  overcommit: 1\ncodec:\n  up: rot\n  chunk_elems: 8\n"
+             "checkpoint:\n  path: '%s'\n  every: 1\n", ep, ckpt);
+    fls_options *o = opts_from(yaml);
+    logbuf *lb = calloc(1, sizeof *lb);
+    fls_host host = {log_collect, lb, NULL, round_collect, lb};
+    fls_server *s = NULL;
+    assert_int_equal(fls_server_new(o, &host, &s), FLS_OK);
+    fls_options_free(o);
+    peer p[2];
+    flc_core *c[2];
+    for (int k = 0; k < 2; k++) {
+        peer_open(&p[k], ep, NULL, NULL, NULL);
+        /* each core starts from the key it derives itself */
+        const flc_core_config cc = {ids[k], fls_client_key(ids[k]), 5, NULL, plus_quarter, NULL,
+                                    {0}, NULL};
+        assert_int_equal(flc_core_new(&cc, &c[k]), FL_OK);
+    }
+    flp_msg h = hello_msg(ids[0]);
+    peer_send(&p[0], &h);
+    expect_ack_hello(s, &p[0]);
+    h = hello_msg(ids[1]);
+    peer_send(&p[1], &h);
+    expect_ack_hello(s, &p[1]);
+    assert_non_null(strstr(lb->text, "client dev-74558: its key collides with client dev-13708's;"
+                                     " known by an alternate key"));
+    /* the Tasks: only the alternate is named */
+    float *w0 = NULL;
+    size_t n0 = 0;
+    for (int k = 0; k < 2; k++) {
+        flp_msg *t = peer_recv(s, &p[k], 10);
+        assert_non_null(t);
+        assert_int_equal(t->type, FLP_TASK);
+        assert_int_equal(t->task.client_key, k ? alt : 0);
+        assert_int_equal(flc_core_on_message(c[k], t), FL_OK);
+        flp_msg_free(t);
+        while (!flc_core_ready(c[k])) {
+            flp_msg *m = peer_recv(s, &p[k], 10);
+            assert_non_null(m);
+            assert_int_equal(m->type, FLP_CHUNK);
+            assert_int_equal(flc_core_on_message(c[k], m), FL_OK);
+            const flp_msg ack = chunk_ack(ids[k], m->round);
+            peer_send(&p[k], &ack);
+            flp_msg_free(m);
+        }
+        if (!w0) {
+            n0 = flc_core_sub_arch(c[k])->n_params;
+            w0 = malloc(n0 * sizeof *w0);
+            assert_non_null(w0);
+            memcpy(w0, flc_core_weights(c[k]), n0 * sizeof *w0);
+        }
+        assert_int_equal(flc_core_train(c[k]), FL_OK);
+    }
+    for (int k = 0; k < 2; k++)
+        assert_int_equal(upload_all(s, &p[k], c[k], k ? alt : fls_client_key(ids[0])), 0);
+    flp_msg *bye = peer_recv(s, &p[0], 10);
+    assert_non_null(bye);
+    assert_int_equal(bye->type, FLP_BYE);
+    flp_msg_free(bye);
+    assert_non_null(strstr(lb->last_json, "\"reported\":2"));
+    fls_server_free(s);
+    /* Both deltas were 0.25 everywhere, each rotated with its own key's signs. */
+    fls_ckpt k;
+    char err[200];
+    assert_int_equal(fls_ckpt_read(ckpt, 0, &k, err, sizeof err), FL_OK);
+    assert_int_equal(k.n_params, n0);
+    for (size_t i = 0; i < n0; i++)
+        if (fabsf(k.params[i] - (w0[i] + 0.25f)) > 1e-4f)
+            fail_msg("param %zu: %g, want %g", i, (double)k.params[i], (double)(w0[i] + 0.25f));
+    fls_ckpt_clear(&k);
+    free(w0);
+    for (int k2 = 0; k2 < 2; k2++) {
+        flc_core_free(c[k2]);
+        peer_close(&p[k2]);
+    }
+    free(lb);
+}
+
 /* ---- hostile uploaders ---------------------------------------------------------------------- */
 
 /* A plain-text server of mlp:6-5-3 in chunks of 4 elems (credit 2, upload_slots 1, liveness
@@ -2902,6 +3032,7 @@ int main(void)
         cmocka_unit_test(test_reactor_noack_downlink),
         cmocka_unit_test(test_reactor_second_update_header),
         cmocka_unit_test(test_reactor_stop_keeps_checkpoint),
+        cmocka_unit_test(test_reactor_colliding_ids),
         cmocka_unit_test(test_reactor_metrics_lost),
     };
     return cmocka_run_group_tests(tests, setup_tmp, teardown_tmp);
