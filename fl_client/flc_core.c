@@ -173,8 +173,7 @@ void flc_core_set_max_params(flc_core *c, size_t n)
 
 uint64_t flc_core_memory_need(size_t sub_params, size_t full_params, int residual)
 {
-    return FLC_CORE_BYTES_PER_PARAM * (uint64_t)sub_params +
-           (residual ? sizeof(float) * (uint64_t)full_params : 0);
+    return flm_train_memory_need(sub_params, full_params, residual);
 }
 
 void flc_core_set_memory_limit(flc_core *c, uint64_t bytes)

@@ -96,11 +96,9 @@ fl_status flc_core_rebind(flc_core *c, const flc_core_config *cfg);
  * default is 2^28 floats (1 GiB); 0 restores it. */
 void flc_core_set_max_params(flc_core *c, size_t n);
 
-/* What the core holds per parameter of a task's submodel, estimated: the received and the
- * working weights, the gradient and the encoded update (4 float-sized buffers); an up codec with
- * error feedback (top-k) adds its residual, one float per parameter of the full model. Batch
- * activations and the optimizer's momentum come on top. */
-#define FLC_CORE_BYTES_PER_PARAM 16
+/* What the core holds for a task's submodel, estimated: flm_train_memory_need (models/flm_arch.h;
+ * the server's selection uses the same estimate). */
+#define FLC_CORE_BYTES_PER_PARAM FLM_TRAIN_BYTES_PER_PARAM
 uint64_t flc_core_memory_need(size_t sub_params, size_t full_params, int residual);
 
 /* Tasks whose flc_core_memory_need is above bytes are refused (FL_ERR_MODEL_SPEC) before any

@@ -1199,7 +1199,9 @@ static void on_hello(fls_server *s, sess *x, const uint8_t *rid, size_t rid_len,
         send_error(s, rid, rid_len, 0, FL_ERR_NOMEM, NULL);
         return;
     }
-    const fl_status st = fls_core_client_join(s->core, key, h->dataset_size, fl_time_mono_s());
+    fl_status st = fls_core_client_join(s->core, key, h->dataset_size, fl_time_mono_s());
+    if (st == FL_OK)
+        st = fls_core_client_memory(s->core, key, h->memory_bytes);
     if (st != FL_OK) {
         free(x->id);
         x->id = NULL;
@@ -1215,6 +1217,12 @@ static void on_hello(fls_server *s, sess *x, const uint8_t *rid, size_t rid_len,
     send_ack(s, x, FLP_HELLO, 0, FL_OK, "");
     fl_log(&s->log, FL_LOG_INFO, "client %s joined; %u connected", x->id,
            fls_core_connected(s->core));
+    const uint64_t need = fls_core_train_memory(s->core);
+    if (h->memory_bytes && h->memory_bytes < need)
+        fl_log(&s->log, FL_LOG_WARN, "client %s announced %llu bytes of memory, less than a "
+               "submodel of %s needs (about %llu): it will not be selected", x->id,
+               (unsigned long long)h->memory_bytes, s->ccfg.arch,
+               (unsigned long long)need);
 }
 
 /* ---- uplink: upload slots and chunk credits ------------------------------------------------- */

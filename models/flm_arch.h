@@ -28,6 +28,7 @@
 #define FLM_ARCH_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "fl_status.h"
 
@@ -119,5 +120,13 @@ size_t flm_arch_activation_floats(const flm_arch *a);
 
 /* round(p * n), at least 1 and at most n: the unit count a keep fraction p gives (AFD.md). */
 int flm_keep_count(double p, int n);
+
+/* What a client holds per parameter of the submodel it trains, estimated: the received and the
+ * working weights, the gradient and the encoded update (4 float-sized buffers); an up codec with
+ * error feedback (top-k) adds its residual, one float per parameter of the full model. Batch
+ * activations and the optimizer's momentum come on top. The client refuses a Task above its
+ * memory_bytes by this estimate, and the server does not select it for one. */
+#define FLM_TRAIN_BYTES_PER_PARAM 16
+uint64_t flm_train_memory_need(size_t sub_params, size_t full_params, int residual);
 
 #endif

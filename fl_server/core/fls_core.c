@@ -49,6 +49,7 @@ typedef struct client_rec {
     uint32_t key;
     int connected;
     uint64_t dataset_size;
+    uint64_t memory;     /* fls_core_client_memory; 0: not said */
 } client_rec;
 
 struct fls_core {
@@ -75,6 +76,9 @@ struct fls_core {
     uint32_t *idx;
     size_t idx_mask;
     uint32_t n_connected;
+    uint64_t train_need; /* a client's memory for a submodel (flm_train_memory_need) */
+    uint32_t n_small;    /* connected clients that announced less (never selected) */
+    int said_small;      /* the wait for clients with the memory was logged */
     uint64_t round, model_version;
     uint64_t run_id;     /* fls_core_set_run_id, or the resumed checkpoint's; 0: none */
     int open, eval_pending, done, target_reached;
@@ -399,6 +403,15 @@ fl_status fls_core_new(const fls_config *cfg, fls_core **out)
         fls_core_free(c);
         return st == FL_ERR_NOMEM ? st : FL_ERR_CONFIG;
     }
+    /* Every keep-set has the same unit counts, so every Task the same submodel size. */
+    int counts[FLM_MAX_LAYERS];
+    flm_arch sub;
+    fls_policy_keep_counts(c->pol, counts);
+    if (flm_arch_sub(&c->arch, counts, &sub) != FL_OK) {
+        fls_core_free(c);
+        return FL_ERR_INTERNAL;
+    }
+    c->train_need = flm_train_memory_need(sub.n_params, n, c->up.topk > 0);
     /* No update may take more than its share of the round's weight budget: clients_per_round
      * (the most commits a round takes) updates of the cap fit it. */
     const uint64_t per_round = cfg->clients_per_round > 0 ? cfg->clients_per_round : 1;
@@ -512,6 +525,12 @@ const fls_round_metrics *fls_core_last_metrics(const fls_core *c)
 
 /* ---- clients ---------------------------------------------------------------------------------- */
 
+/* A client that said it has less memory than a submodel needs: it is not selected. */
+static uint32_t too_small(const fls_core *c, const client_rec *cr)
+{
+    return cr->memory && cr->memory < c->train_need;
+}
+
 fl_status fls_core_client_join(fls_core *c, uint32_t key, uint64_t dataset_size, double now)
 {
     (void)now;
@@ -523,7 +542,7 @@ fl_status fls_core_client_join(fls_core *c, uint32_t key, uint64_t dataset_size,
             fl_grow(&c->clients, &c->cap_clients, c->n_clients + 1, sizeof *c->clients, 64) != FL_OK)
             return FL_ERR_NOMEM;
         cr = &c->clients[c->n_clients++];
-        *cr = (client_rec){key, 0, 0};
+        *cr = (client_rec){key, 0, 0, 0};
         if (2 * c->n_clients > c->idx_mask + 1 || !c->idx) {
             /* a larger index, the new record in it; on failure the old one stands, without it */
             const fl_status st = client_reindex(c);
@@ -538,11 +557,33 @@ fl_status fls_core_client_join(fls_core *c, uint32_t key, uint64_t dataset_size,
             c->idx[s] = (uint32_t)c->n_clients;
         }
     }
-    if (!cr->connected)
+    if (!cr->connected) {
         c->n_connected++;
+        c->n_small += too_small(c, cr);
+    }
     cr->connected = 1;
     cr->dataset_size = dataset_size;
     return FL_OK;
+}
+
+fl_status fls_core_client_memory(fls_core *c, uint32_t key, uint64_t bytes)
+{
+    if (!c)
+        return FL_ERR_INVALID_ARG;
+    client_rec *cr = client_find(c, key);
+    if (!cr)
+        return FL_ERR_UNKNOWN_CLIENT;
+    if (cr->connected)
+        c->n_small -= too_small(c, cr);
+    cr->memory = bytes;
+    if (cr->connected)
+        c->n_small += too_small(c, cr);
+    return FL_OK;
+}
+
+uint64_t fls_core_train_memory(const fls_core *c)
+{
+    return c ? c->train_need : 0;
 }
 
 static fl_status close_round(fls_core *c, fls_close_reason why, double now);
@@ -575,8 +616,10 @@ fl_status fls_core_client_leave(fls_core *c, uint32_t key, double now)
     client_rec *cr = client_find(c, key);
     if (!cr)
         return FL_ERR_UNKNOWN_CLIENT;
-    if (cr->connected)
+    if (cr->connected) {
         c->n_connected--;
+        c->n_small -= too_small(c, cr);
+    }
     cr->connected = 0;
     sel *s = c->open ? sel_find(c, key) : NULL;
     if (s && (s->state == CS_TASKED || s->state == CS_RECEIVING))
@@ -621,7 +664,7 @@ static fl_status start_round(fls_core *c, double now)
         return FL_ERR_NOMEM;
     uint32_t n = 0;
     for (size_t i = 0; i < c->n_clients; i++)
-        if (c->clients[i].connected)
+        if (c->clients[i].connected && !too_small(c, &c->clients[i]))
             keys[n++] = c->clients[i].key;
     /* ceil(overcommit * quorum), robust to 1.3 * 10 = 13.000000000000002. */
     double want = ceil(c->cfg.overcommit * c->cfg.clients_per_round - 1e-9);
@@ -685,8 +728,10 @@ static fl_status start_round(fls_core *c, double now)
     for (uint32_t i = 0; i < m && st == FL_OK; i++)
         st = push_event(c, FLS_EV_TASK, keys[i], c->round);
     free(keys);
-    fl_log(&c->cfg.log, FL_LOG_DEBUG, "round %llu: %u of %u connected clients selected, quorum %u",
-           (unsigned long long)c->round, m, n, c->quorum);
+    c->said_small = 0;
+    fl_log(&c->cfg.log, FL_LOG_DEBUG, "round %llu: %u of %u connected clients selected, quorum %u%s",
+           (unsigned long long)c->round, m, c->n_connected, c->quorum,
+           c->n_small ? " (some announced too little memory: not selected)" : "");
     return st;
 }
 
@@ -815,8 +860,16 @@ fl_status fls_core_tick(fls_core *c, double now)
         return push_event(c, FLS_EV_DONE, 0, c->round);
     }
     const uint32_t need = c->cfg.min_clients ? c->cfg.min_clients : c->cfg.clients_per_round;
-    if (c->n_connected >= need && c->n_connected > 0)
+    const uint32_t able = c->n_connected - c->n_small;
+    if (able >= need && able > 0)
         return start_round(c, now);
+    if (c->n_connected >= need && !c->said_small) {
+        c->said_small = 1;
+        fl_log(&c->cfg.log, FL_LOG_WARN, "round %llu waits: %u of the %u connected clients "
+               "announced less memory than a submodel of %s needs (about %llu bytes), and %u "
+               "clients are needed to start", (unsigned long long)c->round, c->n_small,
+               c->n_connected, c->arch.spec, (unsigned long long)c->train_need, need);
+    }
     return FL_OK;
 }
 

@@ -155,6 +155,14 @@ uint64_t fls_core_run_id(const fls_core *core);
  * start in fls_core_tick).
  * FL_OK, FL_ERR_NOMEM. */
 fl_status fls_core_client_join(fls_core *core, uint32_t client, uint64_t dataset_size, double now);
+/* The memory a client announced (Hello.memory_bytes; 0: not said, the default). A client that
+ * announced less than a submodel of this run needs (fls_core_train_memory) is not selected, and
+ * does not count towards the clients a round waits for: its Task would be refused on the device.
+ * Kept across reconnects until set again. FL_OK, FL_ERR_UNKNOWN_CLIENT (it never joined). */
+fl_status fls_core_client_memory(fls_core *core, uint32_t client, uint64_t bytes);
+/* What a client needs to train this run's submodel: flm_train_memory_need of the policy's keep
+ * counts (the same for every Task) with the up codec's residual. */
+uint64_t fls_core_train_memory(const fls_core *core);
 /* A client disconnected: its unfinished update this round (if any) is dropped and counted as
  * failed; if no selected client can still report, the round closes. FL_OK or
  * FL_ERR_UNKNOWN_CLIENT. */

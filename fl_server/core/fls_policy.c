@@ -296,6 +296,12 @@ size_t fls_policy_units(const fls_policy *p)
     return p ? p->n_units : 0;
 }
 
+void fls_policy_keep_counts(const fls_policy *p, int *counts)
+{
+    for (int d = 0; d < p->n_drop; d++)
+        counts[d] = p->keep_k[d];
+}
+
 int fls_policy_is_shared(const fls_policy *p)
 {
     return p->cfg.kind == FLS_POLICY_FULL || p->cfg.kind == FLS_POLICY_AFD_SINGLE ||

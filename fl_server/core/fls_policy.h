@@ -115,6 +115,9 @@ fl_status fls_policy_end_round(fls_policy *p, fls_policy_info *info);
 fl_status fls_policy_scores(const fls_policy *p, uint32_t client, double *out, size_t n);
 /* Total droppable units of the architecture (the length of a score map). */
 size_t fls_policy_units(const fls_policy *p);
+/* The units every keep-set of this policy keeps per droppable layer, into counts[0..n_drop): the
+ * same for every client and round (all of them for `full`). */
+void fls_policy_keep_counts(const fls_policy *p, int *counts);
 /* The keep-set AFD will use next (afd-single: A; afd-multi: client's A), NULL if none. Owned by
  * the policy, valid until the next mutating call. */
 const flm_keepset *fls_policy_current(const fls_policy *p, uint32_t client);

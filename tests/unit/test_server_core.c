@@ -816,6 +816,67 @@ static void test_engine_quorum_and_late(void **state)
     fls_core_free(core);
 }
 
+/* Clients that announce less memory than a submodel needs (fls_core_client_memory, the Hello's
+ * memory_bytes) are never selected and do not count towards the clients a round waits for; 0
+ * means "not said". The need is flm_train_memory_need of the policy's keep counts and the up
+ * codec's residual. */
+static void test_engine_memory_selection(void **state)
+{
+    (void)state;
+    fls_config cfg = small_config(); /* mlp:8-6-3, 75 parameters, policy full; 4 selected of 6 */
+    fls_core *core = core_with_clients(&cfg, 6);
+    assert_int_equal(fls_core_train_memory(core), 16 * 75);
+    assert_int_equal(fls_core_client_memory(core, 20, 1199), FL_OK);
+    assert_int_equal(fls_core_client_memory(core, 40, 100), FL_OK);
+    assert_int_equal(fls_core_client_memory(core, 30, 1200), FL_OK);
+    assert_int_equal(fls_core_client_memory(core, 50, 0), FL_OK);
+    assert_int_equal(fls_core_client_memory(core, 99, 1), FL_ERR_UNKNOWN_CLIENT);
+    assert_int_equal(fls_core_tick(core, 1.0), FL_OK);
+    assert_true(fls_core_round_open(core));
+    uint32_t keys[16];
+    assert_int_equal(take_tasks(core, keys, 16, NULL, NULL), 4);
+    const uint32_t able[4] = {10, 30, 50, 60};
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(keys[i], able[i]);
+    fls_core_free(core);
+
+    /* fd keeping 3 of the 6 hidden units: 8*3+3 + 3*3+3 = 39 parameters; top-k adds the residual,
+     * one float per parameter of the full model */
+    cfg.policy.kind = FLS_POLICY_FD;
+    cfg.policy.keep_p = 0.5;
+    snprintf(cfg.up_codec, sizeof cfg.up_codec, "topk0.1+q8");
+    assert_int_equal(fls_core_new(&cfg, &core), FL_OK);
+    assert_int_equal(fls_core_train_memory(core), 16 * 39 + 4 * 75);
+    fls_core_free(core);
+
+    /* A round waits while too few clients can take its Tasks; the count follows leaves, joins
+     * (a rejoining client keeps what it said) and a new announcement. */
+    cfg = small_config();
+    cfg.overcommit = 1.0;
+    core = core_with_clients(&cfg, 3);
+    assert_int_equal(fls_core_client_memory(core, 20, 100), FL_OK);
+    assert_int_equal(fls_core_tick(core, 1.0), FL_OK);
+    assert_false(fls_core_round_open(core));
+    assert_int_equal(fls_core_client_leave(core, 20, 2.0), FL_OK);
+    assert_int_equal(fls_core_client_join(core, 40, 100, 2.0), FL_OK);
+    assert_int_equal(fls_core_tick(core, 2.0), FL_OK);
+    assert_true(fls_core_round_open(core)); /* 10, 30, 40 */
+    assert_int_equal(take_tasks(core, keys, 16, NULL, NULL), 3);
+    assert_int_equal(keys[2], 40);
+    fls_core_free(core);
+    core = core_with_clients(&cfg, 3);
+    assert_int_equal(fls_core_client_memory(core, 20, 100), FL_OK);
+    assert_int_equal(fls_core_client_leave(core, 20, 1.0), FL_OK);
+    assert_int_equal(fls_core_client_join(core, 20, 100, 1.0), FL_OK);
+    assert_int_equal(fls_core_tick(core, 1.0), FL_OK);
+    assert_false(fls_core_round_open(core));
+    assert_int_equal(fls_core_client_memory(core, 20, 0), FL_OK);
+    assert_int_equal(fls_core_tick(core, 2.0), FL_OK);
+    assert_true(fls_core_round_open(core));
+    assert_int_equal(take_tasks(core, keys, 16, NULL, NULL), 3);
+    fls_core_free(core);
+}
+
 /* min_clients gates the start; shared keep-sets give every client the same encoded bytes, and
  * per-client keep-sets different ones. */
 static void test_engine_start_and_shared_chunks(void **state)
@@ -2192,6 +2253,7 @@ int main(void)
         cmocka_unit_test(test_policy_afd_multi),
         cmocka_unit_test(test_config_digest),
         cmocka_unit_test(test_engine_quorum_and_late),
+        cmocka_unit_test(test_engine_memory_selection),
         cmocka_unit_test(test_engine_start_and_shared_chunks),
         cmocka_unit_test(test_engine_client_error),
         cmocka_unit_test(test_engine_client_table),
