@@ -610,6 +610,12 @@ static binding *bind_add(fls_server *s, uint32_t key, const char *id, const uint
 /* Unbinds b (its slot goes back on the free list): the id and its key are free for anyone. */
 static void bind_forget(fls_server *s, binding *b)
 {
+    /* The round engine forgets it too (its record, its afd-multi state): an id that comes back
+     * is a new client, and the engine stays within the ids the table holds. */
+    const fl_status st = fls_core_client_forget(s->core, b->key);
+    if (st != FL_OK)
+        fl_log(&s->log, FL_LOG_DEBUG, "client id %s: the round engine keeps its record (%s)",
+               b->id, fl_strerror(st));
     const uint32_t i = bind_slot(s, b);
     bidx_del(s, i);
     if (!b->live)
@@ -2330,4 +2336,6 @@ void fls_server_stats_get(const fls_server *s, fls_server_stats *out)
     for (size_t i = 0; i < s->n_ss; i++)
         n += !s->ss[i].dead && s->ss[i].id;
     out->clients = n;
+    out->ids = (uint32_t)s->n_bind;
+    out->engine_clients = fls_core_clients_known(s->core);
 }

@@ -47,7 +47,9 @@ typedef struct sel {
 
 typedef struct client_rec {
     uint32_t key;
-    int connected;
+    uint8_t connected;
+    uint8_t gone;        /* fls_core_client_forget: skipped by lookups, dropped by client_sort */
+    uint8_t drop;        /* forgotten while selected: gone when the next round starts */
     uint64_t dataset_size;
     uint64_t memory;     /* fls_core_client_memory; 0: not said */
 } client_rec;
@@ -73,6 +75,8 @@ struct fls_core {
      * round for a million clients joining at random). */
     client_rec *clients;
     size_t n_clients, n_sorted, cap_clients;
+    size_t n_gone;       /* forgotten records still in the array (at most one live per key) */
+    size_t n_drop;       /* records to forget when the next round starts */
     uint32_t *idx;
     size_t idx_mask;
     uint32_t n_connected;
@@ -161,7 +165,7 @@ static client_rec *client_find(const fls_core *c, uint32_t key)
         const uint32_t i = c->idx[s];
         if (i == 0)
             return NULL;
-        if (c->clients[i - 1].key == key)
+        if (c->clients[i - 1].key == key && !c->clients[i - 1].gone)
             return &c->clients[i - 1];
     }
 }
@@ -201,6 +205,21 @@ static int cmp_client(const void *a, const void *b)
  * O(clients)), and indexes them again. */
 static fl_status client_sort(fls_core *c)
 {
+    if (c->n_gone) {
+        /* drop the forgotten records, keeping the order of both parts */
+        size_t k = 0, sorted = 0;
+        for (size_t i = 0; i < c->n_clients; i++) {
+            if (c->clients[i].gone)
+                continue;
+            sorted += i < c->n_sorted;
+            c->clients[k++] = c->clients[i];
+        }
+        c->n_clients = k;
+        c->n_sorted = sorted;
+        c->n_gone = 0;
+        if (c->n_clients == c->n_sorted)
+            return client_reindex(c);
+    }
     const size_t m = c->n_clients - c->n_sorted;
     if (m == 0)
         return FL_OK;
@@ -542,7 +561,7 @@ fl_status fls_core_client_join(fls_core *c, uint32_t key, uint64_t dataset_size,
             fl_grow(&c->clients, &c->cap_clients, c->n_clients + 1, sizeof *c->clients, 64) != FL_OK)
             return FL_ERR_NOMEM;
         cr = &c->clients[c->n_clients++];
-        *cr = (client_rec){key, 0, 0, 0};
+        *cr = (client_rec){key, 0, 0, 0, 0, 0};
         if (2 * c->n_clients > c->idx_mask + 1 || !c->idx) {
             /* a larger index, the new record in it; on failure the old one stands, without it */
             const fl_status st = client_reindex(c);
@@ -560,6 +579,10 @@ fl_status fls_core_client_join(fls_core *c, uint32_t key, uint64_t dataset_size,
     if (!cr->connected) {
         c->n_connected++;
         c->n_small += too_small(c, cr);
+    }
+    if (cr->drop) { /* back before it was forgotten: it stays */
+        cr->drop = 0;
+        c->n_drop--;
     }
     cr->connected = 1;
     cr->dataset_size = dataset_size;
@@ -579,6 +602,36 @@ fl_status fls_core_client_memory(fls_core *c, uint32_t key, uint64_t bytes)
     if (cr->connected)
         c->n_small += too_small(c, cr);
     return FL_OK;
+}
+
+fl_status fls_core_client_forget(fls_core *c, uint32_t key)
+{
+    if (!c)
+        return FL_ERR_INVALID_ARG;
+    client_rec *cr = client_find(c, key);
+    if (!cr)
+        return FL_ERR_UNKNOWN_CLIENT;
+    if (cr->connected)
+        return FL_ERR_STATE;
+    if (c->open && sel_find(c, key)) {
+        /* the round under way still counts it: forgotten when it closes */
+        c->n_drop += !cr->drop;
+        cr->drop = 1;
+        return FL_OK;
+    }
+    fls_policy_forget(c->pol, key);
+    cr->gone = 1;
+    c->n_gone++;
+    /* Between rounds (a server that waits for clients) the array is compacted here too, so that
+     * it stays within twice the clients known. */
+    if (c->n_gone >= 64 && 2 * c->n_gone >= c->n_clients && !c->open)
+        return client_sort(c);
+    return FL_OK;
+}
+
+size_t fls_core_clients_known(const fls_core *c)
+{
+    return c ? c->n_clients - c->n_gone : 0;
 }
 
 uint64_t fls_core_train_memory(const fls_core *c)
@@ -654,8 +707,25 @@ static fl_status on_client_error(fls_core *c, uint32_t key, uint64_t round, uint
 
 /* ---- rounds ----------------------------------------------------------------------------------- */
 
+/* The clients forgotten while the round selected them (fls_core_client_forget) go, between rounds:
+ * their policy state leaves the next checkpoint. */
+static void drop_pending(fls_core *c)
+{
+    for (size_t i = 0; c->n_drop && i < c->n_clients; i++) {
+        client_rec *cr = &c->clients[i];
+        if (cr->drop) {
+            cr->drop = 0;
+            c->n_drop--;
+            fls_policy_forget(c->pol, cr->key);
+            cr->gone = 1;
+            c->n_gone++;
+        }
+    }
+}
+
 static fl_status start_round(fls_core *c, double now)
 {
+    drop_pending(c); /* after a round whose closing failed half way */
     const fl_status cs = client_sort(c); /* the draw walks the clients in key order */
     if (cs != FL_OK)
         return cs;
@@ -814,6 +884,7 @@ static fl_status close_round(fls_core *c, fls_close_reason why, double now)
     c->cur.afd = info;
     round_release(c);
     c->open = 0;
+    drop_pending(c);
     const uint64_t closed = c->round++;
     const int last_round = c->cfg.max_rounds && c->round >= c->cfg.max_rounds;
     if (c->cfg.eval_every && (c->round % c->cfg.eval_every == 0 || last_round)) {

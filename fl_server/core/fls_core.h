@@ -160,6 +160,15 @@ fl_status fls_core_client_join(fls_core *core, uint32_t client, uint64_t dataset
  * does not count towards the clients a round waits for: its Task would be refused on the device.
  * Kept across reconnects until set again. FL_OK, FL_ERR_UNKNOWN_CLIENT (it never joined). */
 fl_status fls_core_client_memory(fls_core *core, uint32_t client, uint64_t bytes);
+/* Forgets a client that is not connected (its host will not hear of it again, or as a new one):
+ * its record and its policy state (afd-multi: scores and keep-set) are dropped, so a key that
+ * joins again later is a client seen for the first time. The round engine otherwise keeps a record
+ * of every key it ever saw. One selected in the round under way is forgotten when that round
+ * closes, unless it joins again before. FL_OK; FL_ERR_STATE while it is connected;
+ * FL_ERR_UNKNOWN_CLIENT. */
+fl_status fls_core_client_forget(fls_core *core, uint32_t client);
+/* Clients the engine keeps a record of (joined and not forgotten). */
+size_t fls_core_clients_known(const fls_core *core);
 /* What a client needs to train this run's submodel: flm_train_memory_need of the policy's keep
  * counts (the same for every Task) with the up codec's residual. */
 uint64_t fls_core_train_memory(const fls_core *core);

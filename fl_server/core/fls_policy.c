@@ -340,6 +340,18 @@ static fl_status multi_insert(fls_policy *p, afd_state *s)
     return FL_OK;
 }
 
+void fls_policy_forget(fls_policy *p, uint32_t client)
+{
+    if (!p)
+        return;
+    const size_t i = multi_lower(p, client);
+    if (i < p->n_multi && p->multi[i]->client == client) {
+        afd_state_free(p->multi[i]);
+        memmove(p->multi + i, p->multi + i + 1, (p->n_multi - i - 1) * sizeof *p->multi);
+        p->n_multi--;
+    }
+}
+
 /* ---- rounds ----------------------------------------------------------------------------------- */
 
 fl_status fls_policy_begin_round(fls_policy *p, uint32_t round)

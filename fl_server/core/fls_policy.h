@@ -115,6 +115,9 @@ fl_status fls_policy_end_round(fls_policy *p, fls_policy_info *info);
 fl_status fls_policy_scores(const fls_policy *p, uint32_t client, double *out, size_t n);
 /* Total droppable units of the architecture (the length of a score map). */
 size_t fls_policy_units(const fls_policy *p);
+/* Drops what the policy keeps about client (afd-multi: its scores, loss and keep-set): it will be
+ * a client seen for the first time. Not for a client selected in the round under way. */
+void fls_policy_forget(fls_policy *p, uint32_t client);
 /* The units every keep-set of this policy keeps per droppable layer, into counts[0..n_drop): the
  * same for every client and round (all of them for `full`). */
 void fls_policy_keep_counts(const fls_policy *p, int *counts);

@@ -432,6 +432,18 @@ static void test_policy_afd_multi(void **state)
     assert_int_equal(fls_policy_import(wrong, buf, len), FL_ERR_CHECKPOINT_MISMATCH);
     free(buf);
     free(buf2);
+
+    /* A forgotten client has no state left (its scores, loss and keep-set), the others keep
+     * theirs, and the export is smaller by it. */
+    fls_policy_forget(p, 20);
+    fls_policy_forget(p, 99); /* unknown: nothing */
+    assert_int_equal(fls_policy_scores(p, 20, S, U), FL_ERR_NOT_FOUND);
+    assert_null(fls_policy_current(p, 20));
+    assert_true(flm_keepset_equal(fls_policy_current(p, 10), &a1));
+    assert_true(flm_keepset_equal(fls_policy_current(p, 30), &c1));
+    assert_int_equal(fls_policy_export(p, &buf, &len2), FL_OK);
+    assert_true(len2 < len);
+    free(buf);
     flm_keepset *all[] = {&a0, &b0, &fa, &a1, &b1, &c1};
     for (size_t i = 0; i < 6; i++)
         flm_keepset_free(all[i]);
@@ -874,6 +886,110 @@ static void test_engine_memory_selection(void **state)
     assert_int_equal(fls_core_tick(core, 2.0), FL_OK);
     assert_true(fls_core_round_open(core));
     assert_int_equal(take_tasks(core, keys, 16, NULL, NULL), 3);
+    fls_core_free(core);
+}
+
+/* fls_core_client_forget: a client that is not connected leaves the engine (its record and its
+ * afd-multi state), at once, or when the round under way closes if it selected the client; a key
+ * that joins again is a new client (afd-multi: a fresh uniform keep-set, not the one it had).
+ * Forgetting many between rounds compacts the table. */
+static void test_engine_forget(void **state)
+{
+    (void)state;
+    fls_config cfg = small_config();
+    snprintf(cfg.arch, sizeof cfg.arch, "mlp:8-64-3");
+    cfg.policy.kind = FLS_POLICY_AFD_MULTI;
+    cfg.policy.keep_p = 0.5;
+    cfg.clients_per_round = 2;
+    cfg.overcommit = 1.0;
+    fls_core *core = core_with_clients(&cfg, 4); /* 10 .. 40 */
+    assert_int_equal(fls_core_clients_known(core), 4);
+    assert_int_equal(fls_core_client_forget(core, 10), FL_ERR_STATE); /* connected */
+    assert_int_equal(fls_core_client_forget(core, 99), FL_ERR_UNKNOWN_CLIENT);
+    assert_int_equal(fls_core_tick(core, 1.0), FL_OK);
+    uint32_t keys[64];
+    assert_int_equal(take_tasks(core, keys, 64, NULL, NULL), 2);
+    uint32_t other[2], n_other = 0;
+    for (uint32_t k = 10; k <= 40; k += 10)
+        if (k != keys[0] && k != keys[1])
+            other[n_other++] = k;
+    flp_msg t;
+    assert_int_equal(fls_core_task(core, keys[0], &t), FL_OK);
+    uint32_t was[32];
+    assert_int_equal(t.task.layers[0].n_units, 32);
+    memcpy(was, t.task.layers[0].units, sizeof was);
+    /* a client the round did not select: gone at once */
+    assert_int_equal(fls_core_client_leave(core, other[0], 2.0), FL_OK);
+    assert_int_equal(fls_core_client_forget(core, other[0]), FL_OK);
+    assert_int_equal(fls_core_clients_known(core), 3);
+    assert_int_equal(fls_core_client_leave(core, other[0], 2.0), FL_ERR_UNKNOWN_CLIENT);
+    /* a selected one: its update fails now, its record goes when the round closes */
+    assert_int_equal(fls_core_client_leave(core, keys[0], 2.0), FL_OK);
+    assert_int_equal(fls_core_client_forget(core, keys[0]), FL_OK);
+    assert_int_equal(fls_core_clients_known(core), 3);
+    ulist l = {0};
+    client_work(core, keys[1], NULL, 0.01f, 1.0, 5, &l);
+    assert_int_equal(deliver(core, &l, keys[1], 3.0), FL_OK);
+    assert_false(fls_core_round_open(core)); /* exhausted: the other selected one left */
+    ulist_free(&l);
+    take_tasks(core, keys + 2, 0, NULL, NULL);
+    assert_int_equal(fls_core_clients_known(core), 2);
+    assert_int_equal(fls_core_client_memory(core, keys[0], 0), FL_ERR_UNKNOWN_CLIENT);
+    /* between rounds, at once: keys[1]'s afd-multi state leaves the checkpoint */
+    fls_ckpt k0, k1;
+    assert_int_equal(fls_core_checkpoint(core, &k0), FL_OK);
+    assert_int_equal(fls_core_client_leave(core, keys[1], 3.5), FL_OK);
+    assert_int_equal(fls_core_client_forget(core, keys[1]), FL_OK);
+    assert_int_equal(fls_core_checkpoint(core, &k1), FL_OK);
+    assert_true(k1.policy_len < k0.policy_len);
+    fls_ckpt_clear(&k0);
+    fls_ckpt_clear(&k1);
+    assert_int_equal(fls_core_client_join(core, keys[1], 7, 3.5), FL_OK);
+    /* keys[0] comes back, other[1] leaves: round 1 selects keys[0] and keys[1]. Remembered,
+     * keys[0] would train the keep-set it had (it reported nothing); forgotten, it is drawn
+     * afresh. */
+    assert_int_equal(fls_core_client_leave(core, other[1], 4.0), FL_OK);
+    assert_int_equal(fls_core_client_join(core, keys[0], 7, 4.0), FL_OK);
+    assert_int_equal(fls_core_tick(core, 5.0), FL_OK);
+    assert_true(fls_core_round_open(core));
+    assert_int_equal(take_tasks(core, keys + 2, 8, NULL, NULL), 2);
+    assert_int_equal(fls_core_task(core, keys[0], &t), FL_OK);
+    assert_int_equal(t.task.layers[0].n_units, 32);
+    assert_memory_not_equal(was, t.task.layers[0].units, sizeof was);
+    fls_core_free(core);
+
+    /* forgotten while selected, then back before the round closed: it stays */
+    core = core_with_clients(&cfg, 2);
+    assert_int_equal(fls_core_tick(core, 1.0), FL_OK);
+    take_tasks(core, keys, 64, NULL, NULL);
+    assert_int_equal(fls_core_client_leave(core, 10, 2.0), FL_OK);
+    assert_int_equal(fls_core_client_forget(core, 10), FL_OK);
+    assert_int_equal(fls_core_client_join(core, 10, 5, 2.0), FL_OK);
+    assert_int_equal(fls_core_client_leave(core, 20, 2.0), FL_OK);
+    assert_false(fls_core_round_open(core));
+    assert_int_equal(fls_core_clients_known(core), 2);
+    assert_int_equal(fls_core_client_memory(core, 10, 0), FL_OK);
+    fls_core_free(core);
+
+    /* 200 clients, 150 of them forgotten between rounds: the table is compacted and every lookup
+     * still finds the right ones */
+    cfg = small_config();
+    cfg.clients_per_round = 40;
+    cfg.overcommit = 1.0;
+    core = core_with_clients(&cfg, 200);
+    for (uint32_t k = 1; k <= 200; k++)
+        if (k % 4) {
+            assert_int_equal(fls_core_client_leave(core, k * 10, 1.0), FL_OK);
+            assert_int_equal(fls_core_client_forget(core, k * 10), FL_OK);
+        }
+    assert_int_equal(fls_core_clients_known(core), 50);
+    for (uint32_t k = 1; k <= 200; k++)
+        assert_int_equal(fls_core_client_memory(core, k * 10, 0),
+                         k % 4 ? FL_ERR_UNKNOWN_CLIENT : FL_OK);
+    assert_int_equal(fls_core_connected(core), 50);
+    assert_int_equal(fls_core_tick(core, 2.0), FL_OK);
+    assert_true(fls_core_round_open(core));
+    assert_int_equal(take_tasks(core, keys, 64, NULL, NULL), 40);
     fls_core_free(core);
 }
 
@@ -2254,6 +2370,7 @@ int main(void)
         cmocka_unit_test(test_config_digest),
         cmocka_unit_test(test_engine_quorum_and_late),
         cmocka_unit_test(test_engine_memory_selection),
+        cmocka_unit_test(test_engine_forget),
         cmocka_unit_test(test_engine_start_and_shared_chunks),
         cmocka_unit_test(test_engine_client_error),
         cmocka_unit_test(test_engine_client_table),

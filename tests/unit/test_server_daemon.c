@@ -1607,6 +1607,14 @@ static void test_reactor_idle_ids(void **state)
         fail_msg("m0 not said forgotten:\n%s", lb[1]->text);
     assert_null(strstr(lb[1]->text, "client id m1 forgotten"));
     assert_null(strstr(lb[2]->text, "forgotten"));
+    /* the round engine forgot m0 with it: it keeps no more records than the table holds ids */
+    fls_server_stats st;
+    fls_server_stats_get(s[1], &st);
+    assert_int_equal(st.ids, 3);
+    assert_int_equal(st.engine_clients, 3);
+    fls_server_stats_get(s[0], &st);
+    assert_int_equal(st.ids, 3);
+    assert_int_equal(st.engine_clients, 3);
 
     /* m1 idle too: x takes its place. Then m2, h and x hold the table with live sessions, and
      * sessions are never forgotten, however long they say nothing: y is refused. */
@@ -1619,12 +1627,12 @@ static void test_reactor_idle_ids(void **state)
     step_for(&s[1], 1, 1.2);
     peer_send(&y, &hy);
     expect_error_text(s[1], &y, FL_ERR_STATE, "server full");
-    fls_server_stats st;
     fls_server_stats_get(s[1], &st);
     assert_int_equal(st.clients, 3);
+    assert_int_equal(st.engine_clients, 3); /* m2, h, x */
 
-    /* m2's session ends: once it has been idle 1 s, the forgotten m0 comes back in its place (the
-     * round engine kept m0's record under the same key: a returning client) */
+    /* m2's session ends: once it has been idle 1 s, the forgotten m0 comes back in its place (a
+     * new client to the round engine) */
     send_bye(&m[1], "m2");
     step_for(&s[1], 1, 1.2);
     const flp_msg h0 = hello_msg("m0");
