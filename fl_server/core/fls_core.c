@@ -544,6 +544,15 @@ const fls_round_metrics *fls_core_last_metrics(const fls_core *c)
 
 /* ---- clients ---------------------------------------------------------------------------------- */
 
+/* c's record of key into *cr: FL_OK, FL_ERR_INVALID_ARG (no core), FL_ERR_UNKNOWN_CLIENT. */
+static fl_status client_lookup(const fls_core *c, uint32_t key, client_rec **cr)
+{
+    if (!c)
+        return FL_ERR_INVALID_ARG;
+    *cr = client_find(c, key);
+    return *cr ? FL_OK : FL_ERR_UNKNOWN_CLIENT;
+}
+
 /* A client that said it has less memory than a submodel needs: it is not selected. */
 static uint32_t too_small(const fls_core *c, const client_rec *cr)
 {
@@ -591,11 +600,10 @@ fl_status fls_core_client_join(fls_core *c, uint32_t key, uint64_t dataset_size,
 
 fl_status fls_core_client_memory(fls_core *c, uint32_t key, uint64_t bytes)
 {
-    if (!c)
-        return FL_ERR_INVALID_ARG;
-    client_rec *cr = client_find(c, key);
-    if (!cr)
-        return FL_ERR_UNKNOWN_CLIENT;
+    client_rec *cr;
+    const fl_status found = client_lookup(c, key, &cr);
+    if (found != FL_OK)
+        return found;
     if (cr->connected)
         c->n_small -= too_small(c, cr);
     cr->memory = bytes;
@@ -606,11 +614,10 @@ fl_status fls_core_client_memory(fls_core *c, uint32_t key, uint64_t bytes)
 
 fl_status fls_core_client_forget(fls_core *c, uint32_t key)
 {
-    if (!c)
-        return FL_ERR_INVALID_ARG;
-    client_rec *cr = client_find(c, key);
-    if (!cr)
-        return FL_ERR_UNKNOWN_CLIENT;
+    client_rec *cr;
+    const fl_status found = client_lookup(c, key, &cr);
+    if (found != FL_OK)
+        return found;
     if (cr->connected)
         return FL_ERR_STATE;
     if (c->open && sel_find(c, key)) {
@@ -664,11 +671,10 @@ static fl_status sel_fail(fls_core *c, sel *s, double now)
 
 fl_status fls_core_client_leave(fls_core *c, uint32_t key, double now)
 {
-    if (!c)
-        return FL_ERR_INVALID_ARG;
-    client_rec *cr = client_find(c, key);
-    if (!cr)
-        return FL_ERR_UNKNOWN_CLIENT;
+    client_rec *cr;
+    const fl_status found = client_lookup(c, key, &cr);
+    if (found != FL_OK)
+        return found;
     if (cr->connected) {
         c->n_connected--;
         c->n_small -= too_small(c, cr);
