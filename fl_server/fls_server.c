@@ -128,6 +128,7 @@ typedef struct binding {
     double twin_t0, twin_said;
     uint32_t twin_n;
     int twin_warned;
+    uint64_t mem_said;          /* the memory its last Hello announced (warned about on a change) */
 } binding;
 
 /* The ids one allow-listed key holds: bound ids, live or idle (forgotten ones no longer count),
@@ -1123,8 +1124,8 @@ static void on_hello(fls_server *s, sess *x, const uint8_t *rid, size_t rid_len,
     /* A new id: room for it, within its key's share (CURVE) and the table. Both limits forget
      * the id seen least recently, if it has been idle long enough, rather than refuse: bindings
      * that were never released let one peer fill the table once and lock every new client out
-     * for the life of the process. The round engine keeps its own record of a forgotten id
-     * (under the same key), so one that comes back is a returning client. */
+     * for the life of the process. The round engine forgets a forgotten id too (bind_forget):
+     * one that comes back is a new client. */
     const uint32_t row = b ? NIL : pub ? owner_row(s, pub) : NIL;
     if (row != NIL && s->opt.ids_per_key && s->owners[row].n_ids >= s->opt.ids_per_key) {
         binding *idle = forgettable(s, s->owners[row].idle.head, now);
@@ -1170,9 +1171,14 @@ static void on_hello(fls_server *s, sess *x, const uint8_t *rid, size_t rid_len,
         }
         forget_idle(s, idle, now, "server.max_clients reached");
     }
-    if (!b && !(b = bind_add(s, key, h->client_id, pub, now))) {
-        send_error(s, rid, rid_len, 0, FL_ERR_NOMEM, NULL);
-        return;
+    const int fresh = !b;
+    if (fresh) {
+        /* the ids forgotten above may have held its derived key: choose again */
+        (void)id_key(s, h->client_id, &b, &key, &alt, &clash);
+        if (!(b = bind_add(s, key, h->client_id, pub, now))) {
+            send_error(s, rid, rid_len, 0, FL_ERR_NOMEM, NULL);
+            return;
+        }
     }
     /* The same client on another connection (it restarted): the old session is over. */
     sess *old = sess_by_key(s, key);
@@ -1217,18 +1223,22 @@ static void on_hello(fls_server *s, sess *x, const uint8_t *rid, size_t rid_len,
         return;
     }
     bind_attach(s, b);
-    if (alt && clash)
+    /* Said when the id is bound, not at every reconnect (the table may have moved: look the
+     * holder of its derived key up now). */
+    const binding *holder = fresh && alt ? bind_find(s, fls_client_key(x->id)) : NULL;
+    if (holder)
         fl_log(&s->log, FL_LOG_INFO, "client %s: its key collides with client %s's; known by an "
-               "alternate key (%08x)", x->id, clash->id, key);
+               "alternate key (%08x)", x->id, holder->id, key);
     send_ack(s, x, FLP_HELLO, 0, FL_OK, "");
     fl_log(&s->log, FL_LOG_INFO, "client %s joined; %u connected", x->id,
            fls_core_connected(s->core));
     const uint64_t need = fls_core_train_memory(s->core);
-    if (h->memory_bytes && h->memory_bytes < need)
+    if (h->memory_bytes && h->memory_bytes < need && (fresh || b->mem_said != h->memory_bytes))
         fl_log(&s->log, FL_LOG_WARN, "client %s announced %llu bytes of memory, less than a "
                "submodel of %s needs (about %llu): it will not be selected", x->id,
                (unsigned long long)h->memory_bytes, s->ccfg.arch,
                (unsigned long long)need);
+    b->mem_said = h->memory_bytes;
 }
 
 /* ---- uplink: upload slots and chunk credits ------------------------------------------------- */

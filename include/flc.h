@@ -142,7 +142,7 @@ typedef struct flc_config {
     flc_backend backend;
     /* Memory the client may use for a task (0: not said, no limit). The server does not select a
      * client for a run whose submodel needs more by the estimate below (fedrop's server; it logs
-     * that once). The client also keeps to it:
+     * that). The client also keeps to it:
      * a Task whose submodel would need more, estimated at 16 bytes per submodel parameter (the
      * received and working weights, the gradient, the encoded update) plus 4 per model parameter
      * with a top-k up codec (its error-feedback residual), is refused before anything is

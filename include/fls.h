@@ -191,7 +191,7 @@ typedef struct fls_server_stats {
     uint64_t checkpoints;         /* checkpoints written */
     uint32_t ids;                 /* client ids bound, with a session or idle (<= max_clients) */
     uint64_t engine_clients;      /* clients the round engine keeps a record of: a forgotten id
-                                   * drops its own (when its round closes if it was selected) */
+                                   * drops its own */
 } fls_server_stats;
 void fls_server_stats_get(const fls_server *s, fls_server_stats *out);
 

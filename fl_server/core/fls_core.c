@@ -49,7 +49,6 @@ typedef struct client_rec {
     uint32_t key;
     uint8_t connected;
     uint8_t gone;        /* fls_core_client_forget: skipped by lookups, dropped by client_sort */
-    uint8_t drop;        /* forgotten while selected: gone when the next round starts */
     uint64_t dataset_size;
     uint64_t memory;     /* fls_core_client_memory; 0: not said */
 } client_rec;
@@ -76,7 +75,8 @@ struct fls_core {
     client_rec *clients;
     size_t n_clients, n_sorted, cap_clients;
     size_t n_gone;       /* forgotten records still in the array (at most one live per key) */
-    size_t n_drop;       /* records to forget when the next round starts */
+    uint32_t *pol_drop;  /* clients forgotten while the round selected them: their policy state */
+    size_t n_pol_drop, cap_pol_drop; /* is dropped when it closes */
     uint32_t *idx;
     size_t idx_mask;
     uint32_t n_connected;
@@ -170,6 +170,20 @@ static client_rec *client_find(const fls_core *c, uint32_t key)
     }
 }
 
+/* Indexes every record again into the table as it is (it has at least 2 * n_clients slots). */
+static void client_reindex_in_place(fls_core *c)
+{
+    if (!c->idx)
+        return;
+    memset(c->idx, 0, (c->idx_mask + 1) * sizeof *c->idx);
+    for (size_t i = 0; i < c->n_clients; i++) {
+        size_t s = client_slot(c->clients[i].key, c->idx_mask);
+        while (c->idx[s])
+            s = (s + 1) & c->idx_mask;
+        c->idx[s] = (uint32_t)(i + 1);
+    }
+}
+
 /* Indexes every record again into a table of at least 2 * n_clients slots. */
 static fl_status client_reindex(fls_core *c)
 {
@@ -183,15 +197,8 @@ static fl_status client_reindex(fls_core *c)
         free(c->idx);
         c->idx = t;
         c->idx_mask = slots - 1;
-    } else {
-        memset(c->idx, 0, slots * sizeof *c->idx);
     }
-    for (size_t i = 0; i < c->n_clients; i++) {
-        size_t s = client_slot(c->clients[i].key, c->idx_mask);
-        while (c->idx[s])
-            s = (s + 1) & c->idx_mask;
-        c->idx[s] = (uint32_t)(i + 1);
-    }
+    client_reindex_in_place(c);
     return FL_OK;
 }
 
@@ -205,6 +212,11 @@ static int cmp_client(const void *a, const void *b)
  * O(clients)), and indexes them again. */
 static fl_status client_sort(fls_core *c)
 {
+    /* everything it allocates first: out of memory, the table is left as it was */
+    size_t m = c->n_clients - c->n_sorted;
+    client_rec *tail = m ? malloc(m * sizeof *tail) : NULL;
+    if (m && !tail)
+        return FL_ERR_NOMEM;
     if (c->n_gone) {
         /* drop the forgotten records, keeping the order of both parts */
         size_t k = 0, sorted = 0;
@@ -217,27 +229,23 @@ static fl_status client_sort(fls_core *c)
         c->n_clients = k;
         c->n_sorted = sorted;
         c->n_gone = 0;
-        if (c->n_clients == c->n_sorted)
-            return client_reindex(c);
     }
-    const size_t m = c->n_clients - c->n_sorted;
-    if (m == 0)
-        return FL_OK;
-    client_rec *tail = malloc(m * sizeof *tail);
-    if (!tail)
-        return FL_ERR_NOMEM;
-    memcpy(tail, c->clients + c->n_sorted, m * sizeof *tail);
-    qsort(tail, m, sizeof *tail, cmp_client);
-    size_t i = c->n_sorted, j = m, k = c->n_clients;
-    while (j > 0) {
-        if (i > 0 && c->clients[i - 1].key > tail[j - 1].key)
-            c->clients[--k] = c->clients[--i];
-        else
-            c->clients[--k] = tail[--j];
+    m = c->n_clients - c->n_sorted; /* the tail buffer is at least this large */
+    if (m) {
+        memcpy(tail, c->clients + c->n_sorted, m * sizeof *tail);
+        qsort(tail, m, sizeof *tail, cmp_client);
+        size_t i = c->n_sorted, j = m, k = c->n_clients;
+        while (j > 0) {
+            if (i > 0 && c->clients[i - 1].key > tail[j - 1].key)
+                c->clients[--k] = c->clients[--i];
+            else
+                c->clients[--k] = tail[--j];
+        }
+        c->n_sorted = c->n_clients;
     }
     free(tail);
-    c->n_sorted = c->n_clients;
-    return client_reindex(c);
+    client_reindex_in_place(c);
+    return FL_OK;
 }
 
 static sel *sel_find(const fls_core *c, uint32_t key)
@@ -459,6 +467,7 @@ void fls_core_free(fls_core *c)
     fls_policy_free(c->pol);
     flz_ctx_free(c->zctx);
     free(c->clients);
+    free(c->pol_drop);
     free(c->idx);
     free(c->ev);
     free(c);
@@ -570,7 +579,7 @@ fl_status fls_core_client_join(fls_core *c, uint32_t key, uint64_t dataset_size,
             fl_grow(&c->clients, &c->cap_clients, c->n_clients + 1, sizeof *c->clients, 64) != FL_OK)
             return FL_ERR_NOMEM;
         cr = &c->clients[c->n_clients++];
-        *cr = (client_rec){key, 0, 0, 0, 0, 0};
+        *cr = (client_rec){key, 0, 0, 0, 0};
         if (2 * c->n_clients > c->idx_mask + 1 || !c->idx) {
             /* a larger index, the new record in it; on failure the old one stands, without it */
             const fl_status st = client_reindex(c);
@@ -588,10 +597,6 @@ fl_status fls_core_client_join(fls_core *c, uint32_t key, uint64_t dataset_size,
     if (!cr->connected) {
         c->n_connected++;
         c->n_small += too_small(c, cr);
-    }
-    if (cr->drop) { /* back before it was forgotten: it stays */
-        cr->drop = 0;
-        c->n_drop--;
     }
     cr->connected = 1;
     cr->dataset_size = dataset_size;
@@ -621,18 +626,22 @@ fl_status fls_core_client_forget(fls_core *c, uint32_t key)
     if (cr->connected)
         return FL_ERR_STATE;
     if (c->open && sel_find(c, key)) {
-        /* the round under way still counts it: forgotten when it closes */
-        c->n_drop += !cr->drop;
-        cr->drop = 1;
-        return FL_OK;
+        /* The round under way may still read its policy state: dropped when it closes. The
+         * record goes now, so that a key that joins meanwhile (the id again, or another id the
+         * host gives it) is a new client either way. */
+        if (fl_grow(&c->pol_drop, &c->cap_pol_drop, c->n_pol_drop + 1, sizeof *c->pol_drop,
+                    16) != FL_OK)
+            return FL_ERR_NOMEM;
+        c->pol_drop[c->n_pol_drop++] = key;
+    } else {
+        fls_policy_forget(c->pol, key);
     }
-    fls_policy_forget(c->pol, key);
     cr->gone = 1;
     c->n_gone++;
     /* Between rounds (a server that waits for clients) the array is compacted here too, so that
-     * it stays within twice the clients known. */
+     * it stays within twice the clients known; out of memory, the next round's start does it. */
     if (c->n_gone >= 64 && 2 * c->n_gone >= c->n_clients && !c->open)
-        return client_sort(c);
+        (void)client_sort(c);
     return FL_OK;
 }
 
@@ -713,20 +722,14 @@ static fl_status on_client_error(fls_core *c, uint32_t key, uint64_t round, uint
 
 /* ---- rounds ----------------------------------------------------------------------------------- */
 
-/* The clients forgotten while the round selected them (fls_core_client_forget) go, between rounds:
- * their policy state leaves the next checkpoint. */
+/* The policy state of the clients forgotten while the round selected them (fls_core_client_forget)
+ * goes between rounds: it leaves the next checkpoint, and a key that joined meanwhile starts
+ * afresh. */
 static void drop_pending(fls_core *c)
 {
-    for (size_t i = 0; c->n_drop && i < c->n_clients; i++) {
-        client_rec *cr = &c->clients[i];
-        if (cr->drop) {
-            cr->drop = 0;
-            c->n_drop--;
-            fls_policy_forget(c->pol, cr->key);
-            cr->gone = 1;
-            c->n_gone++;
-        }
-    }
+    for (size_t i = 0; i < c->n_pol_drop; i++)
+        fls_policy_forget(c->pol, c->pol_drop[i]);
+    c->n_pol_drop = 0;
 }
 
 static fl_status start_round(fls_core *c, double now)
@@ -1343,6 +1346,8 @@ static fl_status on_message(fls_core *c, uint32_t key, const flp_msg *m, double 
     switch (m->type) {
     case FLP_HELLO:
         st = fls_core_client_join(c, key, m->hello.dataset_size, now);
+        if (st == FL_OK)
+            st = fls_core_client_memory(c, key, m->hello.memory_bytes);
         break;
     case FLP_BYE:
         st = fls_core_client_leave(c, key, now);

@@ -13,10 +13,11 @@
  *   FLS_EV_ROUND_END  a round is over: fls_core_last_metrics() (print it, checkpoint, ...)
  *   FLS_EV_DONE       the run is over (max_rounds or target_accuracy reached)
  *
- * A round: when at least max(min_clients, 1) clients are connected (and no evaluation is pending),
+ * A round: when at least max(min_clients, 1) clients are connected and able to take its Tasks
+ * (not below the memory a submodel needs: fls_core_client_memory) and no evaluation is pending,
  * the core samples ceil(overcommit * clients_per_round) of them (all if fewer) from the stream
- * (seed, round, FLS_POLICY_SHARED_CLIENT, FL_RNG_CLIENT_SAMPLE) over the connected keys in
- * increasing order, asks the policy for each one's keep-set and emits their Tasks. Updates are
+ * (seed, round, FLS_POLICY_SHARED_CLIENT, FL_RNG_CLIENT_SAMPLE) over those keys in increasing
+ * order, asks the policy for each one's keep-set and emits their Tasks. Updates are
  * validated against the client's Task (round, model version, tensor count, names and numel) and
  * their chunks against a tracker (range, duplicates), the uplink codec header (spec, element
  * count) and the codec's size bound. At an update's first chunk the core opens a staging buffer
@@ -161,11 +162,11 @@ fl_status fls_core_client_join(fls_core *core, uint32_t client, uint64_t dataset
  * Kept across reconnects until set again. FL_OK, FL_ERR_UNKNOWN_CLIENT (it never joined). */
 fl_status fls_core_client_memory(fls_core *core, uint32_t client, uint64_t bytes);
 /* Forgets a client that is not connected (its host will not hear of it again, or as a new one):
- * its record and its policy state (afd-multi: scores and keep-set) are dropped, so a key that
- * joins again later is a client seen for the first time. The round engine otherwise keeps a record
- * of every key it ever saw. One selected in the round under way is forgotten when that round
- * closes, unless it joins again before. FL_OK; FL_ERR_STATE while it is connected;
- * FL_ERR_UNKNOWN_CLIENT. */
+ * its record goes at once, and its policy state (afd-multi: scores and keep-set) too, or, if the
+ * round under way selected it, when that round closes. A key that joins again, even before then,
+ * is a client seen for the first time. The round engine otherwise keeps a record of every key it
+ * ever saw. FL_OK; FL_ERR_STATE while it is connected; FL_ERR_UNKNOWN_CLIENT; FL_ERR_NOMEM
+ * (nothing forgotten). */
 fl_status fls_core_client_forget(fls_core *core, uint32_t client);
 /* Clients the engine keeps a record of (joined and not forgotten). */
 size_t fls_core_clients_known(const fls_core *core);
@@ -182,12 +183,12 @@ uint32_t fls_core_connected(const fls_core *core);
 /* Time passes. If the open round's deadline is reached, closes it and returns (a later tick
  * starts the next round, so the host can checkpoint in between). Otherwise, when no round is
  * open, no evaluation is pending, the run is not over and at least max(min_clients or
- * clients_per_round, 1) clients are connected, starts a round; at max_rounds emits FLS_EV_DONE
+ * clients_per_round, 1) clients are connected and able (fls_core_client_memory), starts a round; at max_rounds emits FLS_EV_DONE
  * instead. FL_OK or an internal failure (FL_ERR_NOMEM). */
 fl_status fls_core_tick(fls_core *core, double now);
 
 /* A decoded, validated message (flp_decode) from client. Hello joins the client (as
- * fls_core_client_join), Bye leaves it, Update and Chunk are processed as described above,
+ * fls_core_client_join, then fls_core_client_memory with its memory_bytes), Bye leaves it, Update and Chunk are processed as described above,
  * Heartbeat is accepted. An Error with the open round's number from a selected client whose
  * update is still due says its training failed: the update is counted as failed (as when the
  * client leaves) and the round may close, but the client stays connected; an Error about

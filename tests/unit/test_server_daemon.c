@@ -2684,6 +2684,184 @@ static void test_reactor_colliding_ids(void **state)
     free(lb);
 }
 
+/* A plain-text server of mlp:6-5-3 (or `arch`) on ipc://TMP/sock, logging into *lb; more lines
+ * of its server section in server_keys, more sections in more. */
+static fls_server *server_with(const char *sock, const char *server_keys, const char *arch,
+                               const char *more, char *ep, size_t epcap, logbuf **lb)
+{
+    char yaml[1024];
+    snprintf(ep, epcap, "ipc://%s/%s", g_tmp, sock);
+    snprintf(yaml, sizeof yaml,
+             "server:\n  insecure: true\n  endpoints: ['%s']\n%smodel:\n  arch: \"%s\"\n%s", ep,
+             server_keys, arch, more);
+    fls_options *o = opts_from(yaml);
+    *lb = calloc(1, sizeof **lb);
+    assert_non_null(*lb);
+    fls_host host = {log_collect, *lb, NULL, NULL, NULL};
+    fls_server *s = NULL;
+    assert_int_equal(fls_server_new(o, &host, &s), FLS_OK);
+    fls_options_free(o);
+    return s;
+}
+
+/* The colliding id is the 65th: binding it grows the table (a realloc), and the line naming the
+ * id that holds its derived key must not read the table from before (ASan: heap-use-after-free
+ * in the first version). The line is said when the id is bound, not at its reconnects. */
+static void test_reactor_colliding_id_table_grows(void **state)
+{
+    (void)state;
+    char ep[300];
+    logbuf *lb;
+    fls_server *s = server_with("grow.sock", "  max_clients: 1000\n", "mlp:6-5-3",
+                                "round:\n  clients: 100\n", ep, sizeof ep, &lb);
+    peer p, q;
+    peer_open(&p, ep, NULL, NULL, NULL);
+    peer_open(&q, ep, NULL, NULL, NULL);
+    flp_msg h = hello_msg("dev-13708");
+    peer_send(&p, &h);
+    expect_ack_hello(s, &p);
+    hello_ids(s, &p, "m", 63); /* 64 bindings: the table is full */
+    h = hello_msg("dev-74558");
+    peer_send(&q, &h);
+    expect_ack_hello(s, &q);
+    assert_int_equal(count_of(lb->text, "client dev-74558: its key collides with client "
+                                        "dev-13708's; known by an alternate key"), 1);
+    peer_close(&q);
+    peer_open(&q, ep, NULL, NULL, NULL);
+    peer_send(&q, &h); /* a reconnect keeps the alternate, unsaid */
+    expect_ack_hello(s, &q);
+    assert_int_equal(count_of(lb->text, "its key collides"), 1);
+    fls_server_stats st;
+    fls_server_stats_get(s, &st);
+    assert_int_equal(st.ids, 65);
+    assert_int_equal(st.engine_clients, 65);
+    fls_server_free(s);
+    peer_close(&p);
+    peer_close(&q);
+    free(lb);
+}
+
+/* The id holding dev-74558's derived key is forgotten to make room for it: dev-74558 takes that
+ * key, not an alternate (the key was chosen before the forgetting in the first version, and the
+ * log line named dev-74558 as its own rival). */
+static void test_reactor_colliding_id_after_forgetting(void **state)
+{
+    (void)state;
+    char ep[300];
+    logbuf *lb;
+    fls_server *s = server_with("afterforget.sock", "  max_clients: 2\n  id_idle_s: 1\n",
+                                "mlp:6-5-3", "round:\n  clients: 2\n", ep, sizeof ep, &lb);
+    peer a, x, b;
+    peer_open(&a, ep, NULL, NULL, NULL);
+    peer_open(&x, ep, NULL, NULL, NULL);
+    peer_open(&b, ep, NULL, NULL, NULL);
+    flp_msg h = hello_msg("dev-13708");
+    peer_send(&a, &h);
+    expect_ack_hello(s, &a);
+    send_bye(&a, "dev-13708");
+    h = hello_msg("x");
+    peer_send(&x, &h);
+    expect_ack_hello(s, &x);
+    step_for(&s, 1, 1.3);
+    h = hello_msg("dev-74558");
+    peer_send(&b, &h);
+    expect_ack_hello(s, &b);
+    assert_non_null(strstr(lb->text, "client id dev-13708 forgotten to admit a new id"));
+    assert_null(strstr(lb->text, "its key collides"));
+    /* x and dev-74558 start round 0: dev-74558's Task names no alternate */
+    for (;;) {
+        flp_msg *t = peer_recv(s, &b, 10);
+        assert_non_null(t);
+        const int task = t->type == FLP_TASK;
+        if (task)
+            assert_int_equal(t->task.client_key, 0);
+        flp_msg_free(t);
+        if (task)
+            break;
+    }
+    fls_server_stats st;
+    fls_server_stats_get(s, &st);
+    assert_int_equal(st.ids, 2);
+    assert_int_equal(st.engine_clients, 2);
+    fls_server_free(s);
+    peer_close(&a);
+    peer_close(&x);
+    peer_close(&b);
+    free(lb);
+}
+
+/* The next Task p gets (other messages skipped): its first layer's units into units, its round. */
+static uint32_t task_units(fls_server *s, peer *p, uint32_t *units, uint64_t *round)
+{
+    for (;;) {
+        flp_msg *t = peer_recv(s, p, 10);
+        assert_non_null(t);
+        if (t->type != FLP_TASK) {
+            flp_msg_free(t);
+            continue;
+        }
+        const uint32_t n = t->task.layers[0].n_units;
+        memcpy(units, t->task.layers[0].units, n * sizeof *units);
+        *round = t->round;
+        flp_msg_free(t);
+        return n;
+    }
+}
+
+/* dev-13708 (key K) is selected in round 0, leaves and is forgotten (for c), while the round is
+ * open; c is forgotten in turn for dev-74558, whose derived key is K. dev-74558 is a new client:
+ * its round-1 keep-set is drawn afresh (in the first version it took over dev-13708's record and
+ * afd-multi state, and trained dev-13708's keep-set). */
+static void test_reactor_forgotten_state_not_inherited(void **state)
+{
+    (void)state;
+    char ep[300];
+    logbuf *lb;
+    fls_server *s = server_with("inherit.sock", "  max_clients: 2\n  id_idle_s: 1\n",
+                                "mlp:6-64-3",
+                                "round:\n  clients: 2\n  overcommit: 1\n  deadline_s: 600\n"
+                                "policy:\n  kind: afd-multi\n  keep: 0.5\n", ep, sizeof ep, &lb);
+    peer a, x, c, b, x2;
+    peer *all[] = {&a, &x, &c, &b, &x2};
+    for (int i = 0; i < 5; i++)
+        peer_open(all[i], ep, NULL, NULL, NULL);
+    flp_msg h = hello_msg("dev-13708");
+    peer_send(&a, &h);
+    expect_ack_hello(s, &a);
+    h = hello_msg("x");
+    peer_send(&x, &h);
+    expect_ack_hello(s, &x);
+    uint32_t ua[64], ub[64];
+    uint64_t ra, rb;
+    const uint32_t na = task_units(s, &a, ua, &ra);
+    send_bye(&a, "dev-13708");
+    step_for(&s, 1, 1.3);
+    h = hello_msg("c"); /* dev-13708 forgotten, its round still open */
+    peer_send(&c, &h);
+    expect_ack_hello(s, &c);
+    send_bye(&c, "c");
+    step_for(&s, 1, 1.3);
+    h = hello_msg("dev-74558"); /* c forgotten: dev-74558 takes K */
+    peer_send(&b, &h);
+    expect_ack_hello(s, &b);
+    assert_null(strstr(lb->text, "its key collides"));
+    send_bye(&x, "x"); /* round 0 exhausted */
+    step_for(&s, 1, 0.3);
+    h = hello_msg("x");
+    peer_send(&x2, &h);
+    expect_ack_hello(s, &x2);
+    const uint32_t nb = task_units(s, &b, ub, &rb);
+    assert_int_equal(ra, 0);
+    assert_int_equal(rb, 1);
+    assert_int_equal(na, 32);
+    assert_int_equal(nb, 32);
+    assert_memory_not_equal(ua, ub, na * sizeof *ua);
+    fls_server_free(s);
+    for (int i = 0; i < 5; i++)
+        peer_close(all[i]);
+    free(lb);
+}
+
 /* ---- hostile uploaders ---------------------------------------------------------------------- */
 
 /* A plain-text server of mlp:6-5-3 in chunks of 4 elems (credit 2, upload_slots 1, liveness
@@ -3041,6 +3219,9 @@ int main(void)
         cmocka_unit_test(test_reactor_second_update_header),
         cmocka_unit_test(test_reactor_stop_keeps_checkpoint),
         cmocka_unit_test(test_reactor_colliding_ids),
+        cmocka_unit_test(test_reactor_colliding_id_table_grows),
+        cmocka_unit_test(test_reactor_colliding_id_after_forgetting),
+        cmocka_unit_test(test_reactor_forgotten_state_not_inherited),
         cmocka_unit_test(test_reactor_metrics_lost),
     };
     return cmocka_run_group_tests(tests, setup_tmp, teardown_tmp);
