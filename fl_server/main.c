@@ -369,11 +369,13 @@ int main(int argc, char **argv)
     log_main(FLS_LOG_INFO, rs == FLS_OK ? "exiting: run done" : "exiting");
     fprintf(stderr,
             "fl_server: %llu rounds, %llu messages in, %llu out, %llu malformed, %llu refused, "
-            "%llu auth refused, %llu checkpoints\n",
+            "%llu auth refused, %llu checkpoints; %u client ids bound, %llu clients in the "
+            "round engine\n",
             (unsigned long long)stats.rounds_done, (unsigned long long)stats.msgs_in,
             (unsigned long long)stats.msgs_out, (unsigned long long)stats.malformed,
             (unsigned long long)stats.refused, (unsigned long long)stats.auth_refused,
-            (unsigned long long)stats.checkpoints);
+            (unsigned long long)stats.checkpoints, stats.ids,
+            (unsigned long long)stats.engine_clients);
     g_server = NULL;
     fls_server_free(srv);
     if (rs == FLS_OK || rs == FLS_ERR_CANCELLED)

@@ -731,6 +731,8 @@ def test_colliding_ids(h):
                     r"known by an alternate key \([0-9a-f]{8}\)", log) is not None,
           'the server says which id got an alternate key')
     check('hello from' not in log and ' 0 auth refused' in log, 'no Hello was refused')
+    check('; 2 client ids bound, 2 clients in the round engine' in log,
+          'the exit line counts both ids and their two engine records')
     check(h.wait_exit(a, 30, 'fl_client dev-13708') == 0, 'dev-13708 exits 0')
     check(h.wait_exit(b, 30, 'fl_client dev-74558') == 0, 'dev-74558 exits 0')
 
