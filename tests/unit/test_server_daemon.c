@@ -3066,9 +3066,12 @@ static void test_reactor_noack_downlink(void **state)
     assert_true(flc_core_ready(c)); /* the honest client got its whole model */
     assert_int_equal(noack_chunks[0], 1); /* one chunk each, not a whole credit */
     assert_int_equal(noack_chunks[1], 1);
-    /* the non-ackers' chunks are taken back after the liveness timeout (they still heartbeat) */
+    /* the non-ackers' chunks are taken back after the liveness timeout (they still heartbeat);
+     * the two may time out in different steps: wait for both */
     t0 = fl_time_mono_s();
-    while (!strstr(lb->text, "no Ack of a weight chunk") && fl_time_mono_s() - t0 < 5) {
+    while ((!strstr(lb->text, "client n0: no Ack of a weight chunk") ||
+            !strstr(lb->text, "client n1: no Ack of a weight chunk")) &&
+           fl_time_mono_s() - t0 < 5) {
         beat_and_step(s, p, ids, 3);
         for (int k = 0; k < 3; k++) {
             flp_msg *m;
