@@ -43,6 +43,7 @@ typedef struct sel {
     size_t *pay_len;                    /*   chunk payloads until the update is complete */
     uint64_t n_samples;
     double loss;
+    int forgotten;                      /* fls_core_client_forget: its policy state goes at close */
 } sel;
 
 typedef struct client_rec {
@@ -75,8 +76,6 @@ struct fls_core {
     client_rec *clients;
     size_t n_clients, n_sorted, cap_clients;
     size_t n_gone;       /* forgotten records still in the array (at most one live per key) */
-    uint32_t *pol_drop;  /* clients forgotten while the round selected them: their policy state */
-    size_t n_pol_drop, cap_pol_drop; /* is dropped when it closes */
     uint32_t *idx;
     size_t idx_mask;
     uint32_t n_connected;
@@ -467,7 +466,6 @@ void fls_core_free(fls_core *c)
     fls_policy_free(c->pol);
     flz_ctx_free(c->zctx);
     free(c->clients);
-    free(c->pol_drop);
     free(c->idx);
     free(c->ev);
     free(c);
@@ -625,14 +623,12 @@ fl_status fls_core_client_forget(fls_core *c, uint32_t key)
         return found;
     if (cr->connected)
         return FL_ERR_STATE;
-    if (c->open && sel_find(c, key)) {
+    sel *s = c->open ? sel_find(c, key) : NULL;
+    if (s) {
         /* The round under way may still read its policy state: dropped when it closes. The
          * record goes now, so that a key that joins meanwhile (the id again, or another id the
          * host gives it) is a new client either way. */
-        if (fl_grow(&c->pol_drop, &c->cap_pol_drop, c->n_pol_drop + 1, sizeof *c->pol_drop,
-                    16) != FL_OK)
-            return FL_ERR_NOMEM;
-        c->pol_drop[c->n_pol_drop++] = key;
+        s->forgotten = 1;
     } else {
         fls_policy_forget(c->pol, key);
     }
@@ -722,19 +718,9 @@ static fl_status on_client_error(fls_core *c, uint32_t key, uint64_t round, uint
 
 /* ---- rounds ----------------------------------------------------------------------------------- */
 
-/* The policy state of the clients forgotten while the round selected them (fls_core_client_forget)
- * goes between rounds: it leaves the next checkpoint, and a key that joined meanwhile starts
- * afresh. */
-static void drop_pending(fls_core *c)
-{
-    for (size_t i = 0; i < c->n_pol_drop; i++)
-        fls_policy_forget(c->pol, c->pol_drop[i]);
-    c->n_pol_drop = 0;
-}
 
 static fl_status start_round(fls_core *c, double now)
 {
-    drop_pending(c); /* after a round whose closing failed half way */
     const fl_status cs = client_sort(c); /* the draw walks the clients in key order */
     if (cs != FL_OK)
         return cs;
@@ -891,9 +877,14 @@ static fl_status close_round(fls_core *c, fls_close_reason why, double now)
     c->cur.t_end = now;
     c->cur.duration_s = now - c->cur.t_start;
     c->cur.afd = info;
+    /* The policy state of the clients forgotten while this round selected them goes now, with
+     * the policy's round over: it leaves the checkpoint taken next, and a key that joined
+     * meanwhile starts afresh. */
+    for (size_t i = 0; i < c->n_sel; i++)
+        if (c->sels[i].forgotten)
+            fls_policy_forget(c->pol, c->sels[i].key);
     round_release(c);
     c->open = 0;
-    drop_pending(c);
     const uint64_t closed = c->round++;
     const int last_round = c->cfg.max_rounds && c->round >= c->cfg.max_rounds;
     if (c->cfg.eval_every && (c->round % c->cfg.eval_every == 0 || last_round)) {

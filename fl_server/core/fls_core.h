@@ -165,8 +165,7 @@ fl_status fls_core_client_memory(fls_core *core, uint32_t client, uint64_t bytes
  * its record goes at once, and its policy state (afd-multi: scores and keep-set) too, or, if the
  * round under way selected it, when that round closes. A key that joins again, even before then,
  * is a client seen for the first time. The round engine otherwise keeps a record of every key it
- * ever saw. FL_OK; FL_ERR_STATE while it is connected; FL_ERR_UNKNOWN_CLIENT; FL_ERR_NOMEM
- * (nothing forgotten). */
+ * ever saw. FL_OK; FL_ERR_STATE while it is connected; FL_ERR_UNKNOWN_CLIENT. */
 fl_status fls_core_client_forget(fls_core *core, uint32_t client);
 /* Clients the engine keeps a record of (joined and not forgotten). */
 size_t fls_core_clients_known(const fls_core *core);
