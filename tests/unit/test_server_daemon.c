@@ -1325,6 +1325,19 @@ static uint64_t download_and_train(fls_server *s, peer *p, flc_core *c, const ch
     return round;
 }
 
+/* A server of the configuration text yaml, logging into *lb (the caller frees both). */
+static fls_server *server_of(const char *yaml, logbuf **lb)
+{
+    fls_options *o = opts_from(yaml);
+    *lb = calloc(1, sizeof **lb);
+    assert_non_null(*lb);
+    fls_host host = {log_collect, *lb, NULL, NULL, NULL};
+    fls_server *s = NULL;
+    assert_int_equal(fls_server_new(o, &host, &s), FLS_OK);
+    fls_options_free(o);
+    return s;
+}
+
 /* A plain-text server of a small mlp (mlp:6-5-3, 3 clients a round, room for 3 ids) on
  * ipc://TMP/sock, logging into *lb (the caller frees both); its endpoint in ep. server_keys: more
  * lines of its server section ("  id_idle_s: 1\n"), or "". */
@@ -1336,14 +1349,7 @@ static fls_server *plain_server_with(const char *sock, const char *server_keys, 
     snprintf(yaml, sizeof yaml,
              "server:\n  insecure: true\n  endpoints: ['%s']\n  max_clients: 3\n%s"
              "model:\n  arch: \"mlp:6-5-3\"\nround:\n  clients: 3\n", ep, server_keys);
-    fls_options *o = opts_from(yaml);
-    *lb = calloc(1, sizeof **lb);
-    assert_non_null(*lb);
-    fls_host host = {log_collect, *lb, NULL, NULL, NULL};
-    fls_server *s = NULL;
-    assert_int_equal(fls_server_new(o, &host, &s), FLS_OK);
-    fls_options_free(o);
-    return s;
+    return server_of(yaml, lb);
 }
 
 static fls_server *plain_server(const char *sock, char *ep, size_t epcap, logbuf **lb)
@@ -1932,14 +1938,7 @@ static fls_server *curve_server(const char *name, const char *allow_text, const 
              "server:\n  endpoints: ['%s']\n  secret_key_file: '%s/%s.secret'\n"
              "  allow_list: '%s'\n%smodel:\n  arch: \"mlp:6-5-3\"\nround:\n  clients: 3\n",
              ep, g_tmp, name, allow, server_keys);
-    fls_options *o = opts_from(yaml);
-    *lb = calloc(1, sizeof **lb);
-    assert_non_null(*lb);
-    fls_host host = {log_collect, *lb, NULL, NULL, NULL};
-    fls_server *s = NULL;
-    assert_int_equal(fls_server_new(o, &host, &s), FLS_OK);
-    fls_options_free(o);
-    return s;
+    return server_of(yaml, lb);
 }
 
 static void test_reactor_key_rotation(void **state)
@@ -2694,14 +2693,7 @@ static fls_server *server_with(const char *sock, const char *server_keys, const 
     snprintf(yaml, sizeof yaml,
              "server:\n  insecure: true\n  endpoints: ['%s']\n%smodel:\n  arch: \"%s\"\n%s", ep,
              server_keys, arch, more);
-    fls_options *o = opts_from(yaml);
-    *lb = calloc(1, sizeof **lb);
-    assert_non_null(*lb);
-    fls_host host = {log_collect, *lb, NULL, NULL, NULL};
-    fls_server *s = NULL;
-    assert_int_equal(fls_server_new(o, &host, &s), FLS_OK);
-    fls_options_free(o);
-    return s;
+    return server_of(yaml, lb);
 }
 
 /* The colliding id is the 65th: binding it grows the table (a realloc), and the line naming the
