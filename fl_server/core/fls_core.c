@@ -213,6 +213,8 @@ static fl_status client_sort(fls_core *c)
 {
     /* everything it allocates first: out of memory, the table is left as it was */
     size_t m = c->n_clients - c->n_sorted;
+    if (m == 0 && c->n_gone == 0)
+        return FL_OK; /* as it was: no reindexing (a round's start in the simulator) */
     client_rec *tail = m ? malloc(m * sizeof *tail) : NULL;
     if (m && !tail)
         return FL_ERR_NOMEM;
