@@ -27,3 +27,20 @@ fl_status fl_grow(void *pp, size_t *cap, size_t need, size_t size, size_t first)
     *cap = nc;
     return FL_OK;
 }
+
+fl_status fl_index_new(uint32_t **t, size_t *mask, size_t slots)
+{
+    size_t cap = 64;
+    while (cap < slots) {
+        if (cap > SIZE_MAX / 2 / sizeof **t)
+            return FL_ERR_NOMEM;
+        cap *= 2;
+    }
+    uint32_t *h = calloc(cap, sizeof *h);
+    if (!h)
+        return FL_ERR_NOMEM;
+    free(*t);
+    *t = h;
+    *mask = cap - 1;
+    return FL_OK;
+}

@@ -437,15 +437,8 @@ static void bidx_put(fls_server *s, uint32_t slot)
 /* A new index of at least 2 * want + 2 entries over the bound slots. */
 static fl_status bidx_rebuild(fls_server *s, size_t want)
 {
-    size_t cap = 64;
-    while (cap < 2 * want + 2)
-        cap *= 2;
-    uint32_t *h = calloc(cap, sizeof *h);
-    if (!h)
+    if (fl_index_new(&s->bidx, &s->bmask, 2 * want + 2) != FL_OK)
         return FL_ERR_NOMEM;
-    free(s->bidx);
-    s->bidx = h;
-    s->bmask = cap - 1;
     for (uint32_t i = 0; i < s->n_slots; i++)
         if (s->bind[i].id)
             bidx_put(s, i);

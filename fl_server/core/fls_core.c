@@ -183,20 +183,12 @@ static void client_reindex_in_place(fls_core *c)
     }
 }
 
-/* Indexes every record again into a table of at least 2 * n_clients slots. */
+/* Indexes every record again into a new table of at least 2 * n_clients slots (a join that
+ * outgrew the old one). */
 static fl_status client_reindex(fls_core *c)
 {
-    size_t slots = 64;
-    while (slots < 2 * c->n_clients)
-        slots *= 2;
-    if (slots != c->idx_mask + 1 || !c->idx) {
-        uint32_t *t = calloc(slots, sizeof *t);
-        if (!t)
-            return FL_ERR_NOMEM;
-        free(c->idx);
-        c->idx = t;
-        c->idx_mask = slots - 1;
-    }
+    if (fl_index_new(&c->idx, &c->idx_mask, 2 * c->n_clients) != FL_OK)
+        return FL_ERR_NOMEM;
     client_reindex_in_place(c);
     return FL_OK;
 }

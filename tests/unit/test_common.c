@@ -208,13 +208,36 @@ static void test_grow(void **state)
     free(a);
 }
 
+/* fl_index_new: a zeroed power of two, at least 64 and at least the slots asked for, replacing
+ * the old table; too large, the old one stays. */
+static void test_index_new(void **state)
+{
+    (void)state;
+    uint32_t *t = NULL;
+    size_t mask = 0;
+    assert_int_equal(fl_index_new(&t, &mask, 0), FL_OK);
+    assert_int_equal(mask, 63);
+    t[5] = 9;
+    assert_int_equal(fl_index_new(&t, &mask, 65), FL_OK);
+    assert_int_equal(mask, 127);
+    for (size_t i = 0; i <= mask; i++)
+        assert_int_equal(t[i], 0);
+    assert_int_equal(fl_index_new(&t, &mask, 128), FL_OK);
+    assert_int_equal(mask, 127);
+    uint32_t *was = t;
+    assert_int_equal(fl_index_new(&t, &mask, SIZE_MAX), FL_ERR_NOMEM);
+    assert_ptr_equal(t, was);
+    assert_int_equal(mask, 127);
+    free(t);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_status_strings), cmocka_unit_test(test_philox_kat),
         cmocka_unit_test(test_rng_streams),    cmocka_unit_test(test_rng_distributions),
         cmocka_unit_test(test_sha256),         cmocka_unit_test(test_logging),
-        cmocka_unit_test(test_time_monotonic), cmocka_unit_test(test_grow),
+        cmocka_unit_test(test_time_monotonic), cmocka_unit_test(test_grow), cmocka_unit_test(test_index_new),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
