@@ -67,27 +67,48 @@ void fl_sha256_hex(char hex[2 * FL_SHA256_LEN + 1], const uint8_t digest[FL_SHA2
     hex[2 * FL_SHA256_LEN] = '\0';
 }
 
-uint32_t fl_client_key(const char *id)
+static uint32_t le32(const uint8_t d[4])
+{
+    return (uint32_t)d[0] | (uint32_t)d[1] << 8 | (uint32_t)d[2] << 16 | (uint32_t)d[3] << 24;
+}
+
+fl_status fl_client_key_of(const char *id, unsigned j, uint32_t *key)
 {
     uint8_t d[FL_SHA256_LEN];
-    if (!id || fl_sha256_digest(d, id, strlen(id)) != FL_OK)
-        return 0;
-    return (uint32_t)d[0] | (uint32_t)d[1] << 8 | (uint32_t)d[2] << 16 | (uint32_t)d[3] << 24;
+    *key = 0;
+    if (!id || j > 255)
+        return FL_ERR_INVALID_ARG;
+    if (j == 0) {
+        const fl_status st = fl_sha256_digest(d, id, strlen(id));
+        if (st != FL_OK)
+            return st;
+        *key = le32(d);
+        return FL_OK;
+    }
+    fl_sha256 *h;
+    const uint8_t tail[2] = {0, (uint8_t)j};
+    fl_status st = fl_sha256_new(&h);
+    if (st != FL_OK)
+        return st;
+    st = fl_sha256_update(h, id, strlen(id));
+    if (st == FL_OK)
+        st = fl_sha256_update(h, tail, 2);
+    if (st == FL_OK)
+        st = fl_sha256_final(h, d);
+    fl_sha256_free(h);
+    if (st == FL_OK)
+        *key = le32(d);
+    return st;
+}
+
+uint32_t fl_client_key(const char *id)
+{
+    uint32_t k;
+    return fl_client_key_of(id, 0, &k) == FL_OK ? k : 0;
 }
 
 uint32_t fl_client_key_alt(const char *id, unsigned j)
 {
-    if (j == 0)
-        return fl_client_key(id);
-    fl_sha256 *h;
-    uint8_t d[FL_SHA256_LEN];
-    const uint8_t tail[2] = {0, (uint8_t)j};
-    if (!id || j > 255 || fl_sha256_new(&h) != FL_OK)
-        return 0;
-    const int ok = fl_sha256_update(h, id, strlen(id)) == FL_OK &&
-                   fl_sha256_update(h, tail, 2) == FL_OK && fl_sha256_final(h, d) == FL_OK;
-    fl_sha256_free(h);
-    if (!ok)
-        return 0;
-    return (uint32_t)d[0] | (uint32_t)d[1] << 8 | (uint32_t)d[2] << 16 | (uint32_t)d[3] << 24;
+    uint32_t k;
+    return fl_client_key_of(id, j, &k) == FL_OK ? k : 0;
 }

@@ -20,13 +20,16 @@ fl_status fl_sha256_final(fl_sha256 *h, uint8_t out[FL_SHA256_LEN]);
 
 /* One-shot digest of data[0..n). */
 fl_status fl_sha256_digest(uint8_t out[FL_SHA256_LEN], const void *data, size_t n);
-/* A stable 32-bit key for a client id string: the first 4 bytes of its SHA-256, little-endian
- * (0 if id is NULL). Server and client derive the same key from the same id. Thread-safe. */
+/* A client id's 32-bit keys. Key 0 (j = 0), the derived key: the first 4 bytes of the id's
+ * SHA-256, little-endian; server and client derive the same key from the same id. Key j >= 1, the
+ * server's alternates for an id whose derived key another id holds: the first 4 bytes,
+ * little-endian, of the SHA-256 of the id's bytes, a NUL and the byte j. A client learns its
+ * alternate from its Task (Task.client_key); it never derives one. FL_ERR_INVALID_ARG for a NULL
+ * id or j > 255; an OpenSSL failure (out of memory) is returned, never a key. Thread-safe. */
+fl_status fl_client_key_of(const char *id, unsigned j, uint32_t *key);
+/* fl_client_key_of(id, 0) and (id, j), 0 on any failure: for callers that can treat a failure as
+ * the key 0 (tests, the simulator's hosts); the daemon and the client library check the status. */
 uint32_t fl_client_key(const char *id);
-/* The server's alternate keys for an id whose derived key another id holds: alt 0 is
- * fl_client_key(id); alt j >= 1 the first 4 bytes, little-endian, of the SHA-256 of the id's
- * bytes, a NUL and the byte j (0 if id is NULL or j > 255). A client learns its alternate from its
- * Task (Task.client_key); it never derives one. Thread-safe. */
 uint32_t fl_client_key_alt(const char *id, unsigned j);
 
 /* Lower-case hex of a digest into hex (65 bytes with the NUL). */

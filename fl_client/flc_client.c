@@ -286,10 +286,14 @@ flc_status flc_client_new(const flc_config *cfg, flc_client **out)
         flc_client_free(c);
         return FLC_ERR_NOMEM;
     }
-    c->key = fl_client_key(c->id); /* the key the server derives from the same id */
-    /* Without a seed: one derived from the id (bytes 4..11 of its SHA-256). */
+    /* The key the server derives from the same id; without a seed, one derived from the id
+     * (bytes 4..11 of its SHA-256). Either fails only when OpenSSL cannot allocate. */
     uint8_t d[FL_SHA256_LEN];
-    fl_sha256_digest(d, c->id, strlen(c->id));
+    if (fl_client_key_of(c->id, 0, &c->key) != FL_OK ||
+        fl_sha256_digest(d, c->id, strlen(c->id)) != FL_OK) {
+        flc_client_free(c);
+        return FLC_ERR_NOMEM;
+    }
     uint64_t seed = cfg->seed;
     if (!seed)
         for (int i = 0; i < 8; i++)

@@ -1056,16 +1056,20 @@ static fl_status drain_events(fls_server *s)
 #define KEY_ALTS 4
 
 /* id's key: the one its binding (*b) holds, whichever of its keys that is, else the first of its
- * keys no other id holds; *alt: it is not the derived one. 0 when every one of its keys is another
- * id's (*clash: the id holding its derived key). */
-static int id_key(const fls_server *s, const char *id, binding **b, uint32_t *key, int *alt,
-                  const binding **clash)
+ * keys no other id holds; *alt: it is not the derived one. FL_ERR_NOT_FOUND when every one of its
+ * keys is another id's (*clash: the id holding its derived key); another error when a key could
+ * not be derived (OpenSSL out of memory): then nothing is chosen, rather than the key 0. */
+static fl_status id_key(const fls_server *s, const char *id, binding **b, uint32_t *key, int *alt,
+                        const binding **clash)
 {
     int found = 0;
     *b = NULL;
     *clash = NULL;
     for (unsigned j = 0; j < KEY_ALTS; j++) {
-        const uint32_t k = fl_client_key_alt(id, j);
+        uint32_t k;
+        const fl_status st = fl_client_key_of(id, j, &k);
+        if (st != FL_OK)
+            return st;
         if (j > 0 && k == 0)
             continue; /* Task.client_key 0 means "the derived key" */
         binding *o = bind_find(s, k);
@@ -1073,7 +1077,7 @@ static int id_key(const fls_server *s, const char *id, binding **b, uint32_t *ke
             *b = o;
             *key = k;
             *alt = j > 0;
-            return 1;
+            return FL_OK;
         }
         if (!o && !found) {
             found = 1;
@@ -1083,7 +1087,25 @@ static int id_key(const fls_server *s, const char *id, binding **b, uint32_t *ke
         if (o && j == 0)
             *clash = o;
     }
-    return found;
+    return found ? FL_OK : FL_ERR_NOT_FOUND;
+}
+
+/* A Hello whose id's keys could not be derived, or all of whose keys other ids hold: refused,
+ * nothing bound. */
+static void key_refused(fls_server *s, const uint8_t *rid, size_t rid_len, const char *id,
+                        fl_status st, const binding *clash)
+{
+    if (st == FL_ERR_NOT_FOUND) {
+        log_bad(s, "hello from %s refused: its key and its %d alternates are held by other ids "
+                "(the first by client %s)", id, KEY_ALTS - 1, clash ? clash->id : "?");
+        send_error(s, rid, rid_len, 0, FL_ERR_AUTH, "client id collides with other ids");
+        s->st.auth_refused++;
+        return;
+    }
+    fl_log(&s->log, FL_LOG_ERROR, "hello from %s refused: its key could not be derived: %s", id,
+           fl_strerror(st));
+    send_error(s, rid, rid_len, 0, st, "the server could not derive the id's key; try again");
+    s->st.refused++;
 }
 
 static void on_hello(fls_server *s, sess *x, const uint8_t *rid, size_t rid_len, const flp_msg *m,
@@ -1099,11 +1121,9 @@ static void on_hello(fls_server *s, sess *x, const uint8_t *rid, size_t rid_len,
     int alt = 0;
     binding *b;
     const binding *clash;
-    if (!id_key(s, h->client_id, &b, &key, &alt, &clash)) {
-        log_bad(s, "hello from %s refused: its key and its %d alternates are held by other ids "
-                "(the first by client %s)", h->client_id, KEY_ALTS - 1, clash->id);
-        send_error(s, rid, rid_len, 0, FL_ERR_AUTH, "client id collides with other ids");
-        s->st.auth_refused++;
+    fl_status kst = id_key(s, h->client_id, &b, &key, &alt, &clash);
+    if (kst != FL_OK) {
+        key_refused(s, rid, rid_len, h->client_id, kst, clash);
         return;
     }
     if (b && pub && b->has_pub && memcmp(b->pub, pub, 32) != 0) {
@@ -1166,8 +1186,13 @@ static void on_hello(fls_server *s, sess *x, const uint8_t *rid, size_t rid_len,
     }
     const int fresh = !b;
     if (fresh) {
-        /* the ids forgotten above may have held its derived key: choose again */
-        (void)id_key(s, h->client_id, &b, &key, &alt, &clash);
+        /* the ids forgotten above may have held its derived key: choose again (forgetting
+         * frees keys, never takes one: this finds a key whenever the first call did, unless a
+         * key can no longer be derived) */
+        if ((kst = id_key(s, h->client_id, &b, &key, &alt, &clash)) != FL_OK) {
+            key_refused(s, rid, rid_len, h->client_id, kst, clash);
+            return;
+        }
         if (!(b = bind_add(s, key, h->client_id, pub, now))) {
             send_error(s, rid, rid_len, 0, FL_ERR_NOMEM, NULL);
             return;
@@ -1218,7 +1243,10 @@ static void on_hello(fls_server *s, sess *x, const uint8_t *rid, size_t rid_len,
     bind_attach(s, b);
     /* Said when the id is bound, not at every reconnect (the table may have moved: look the
      * holder of its derived key up now). */
-    const binding *holder = fresh && alt ? bind_find(s, fls_client_key(x->id)) : NULL;
+    uint32_t derived;
+    const binding *holder = fresh && alt && fl_client_key_of(x->id, 0, &derived) == FL_OK
+                                ? bind_find(s, derived)
+                                : NULL;
     if (holder)
         fl_log(&s->log, FL_LOG_INFO, "client %s: its key collides with client %s's; known by an "
                "alternate key (%08x)", x->id, holder->id, key);

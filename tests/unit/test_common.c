@@ -122,6 +122,30 @@ static void test_rng_distributions(void **state)
     assert_true(fl_rng_below(&r, 0xffffffffu) < 0xffffffffu);
 }
 
+/* A client id's keys: the first 4 bytes, little-endian, of SHA-256(id) and SHA-256(id NUL j)
+ * (values from Python's hashlib); bad arguments refused with key 0, never taken for one. */
+static void test_client_keys(void **state)
+{
+    (void)state;
+    uint32_t k = 1;
+    assert_int_equal(fl_client_key_of("abc", 0, &k), FL_OK);
+    assert_int_equal(k, 0xbf1678baU);
+    assert_int_equal(fl_client_key("abc"), 0xbf1678baU);
+    assert_int_equal(fl_client_key_of("abc", 1, &k), FL_OK);
+    assert_int_equal(k, 0x26dbfe24U);
+    assert_int_equal(fl_client_key_alt("abc", 1), 0x26dbfe24U);
+    assert_int_equal(fl_client_key_alt("abc", 0), 0xbf1678baU);
+    assert_int_equal(fl_client_key_alt("abc", 3), 0xa8e0c926U);
+    k = 1;
+    assert_int_equal(fl_client_key_of(NULL, 0, &k), FL_ERR_INVALID_ARG);
+    assert_int_equal(k, 0);
+    k = 1;
+    assert_int_equal(fl_client_key_of("abc", 256, &k), FL_ERR_INVALID_ARG);
+    assert_int_equal(k, 0);
+    assert_int_equal(fl_client_key(NULL), 0);
+    assert_int_equal(fl_client_key_alt("abc", 256), 0);
+}
+
 static void test_sha256(void **state)
 {
     (void)state;
@@ -236,7 +260,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_status_strings), cmocka_unit_test(test_philox_kat),
         cmocka_unit_test(test_rng_streams),    cmocka_unit_test(test_rng_distributions),
-        cmocka_unit_test(test_sha256),         cmocka_unit_test(test_logging),
+        cmocka_unit_test(test_sha256),         cmocka_unit_test(test_client_keys),
+        cmocka_unit_test(test_logging),
         cmocka_unit_test(test_time_monotonic), cmocka_unit_test(test_grow), cmocka_unit_test(test_index_new),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

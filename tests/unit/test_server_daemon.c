@@ -2733,6 +2733,109 @@ static void test_reactor_colliding_id_table_grows(void **state)
     free(lb);
 }
 
+/* fl_client_key_of as the daemon sees it: this binary links with -Wl,--wrap=fl_client_key_of
+ * (tests/unit/meson.build), so the server's calls reach the wrapper, which hands the ids a test
+ * names the keys it chose (no need to search 2^32 hashes for four colliding keys) or a failure
+ * (OpenSSL out of memory), and passes every other id through. */
+fl_status __real_fl_client_key_of(const char *id, unsigned j, uint32_t *key);
+fl_status __wrap_fl_client_key_of(const char *id, unsigned j, uint32_t *key);
+
+typedef struct forced_id {
+    const char *id;
+    uint32_t key[4];  /* its key 0 (derived) .. 3 (alternates) */
+    fl_status fail[4]; /* FL_OK: key[j] is returned */
+} forced_id;
+
+static const forced_id *g_forced;
+static int g_n_forced;
+
+fl_status __wrap_fl_client_key_of(const char *id, unsigned j, uint32_t *key)
+{
+    for (int i = 0; i < g_n_forced; i++)
+        if (id && j < 4 && strcmp(id, g_forced[i].id) == 0) {
+            *key = 0;
+            if (g_forced[i].fail[j] != FL_OK)
+                return g_forced[i].fail[j];
+            *key = g_forced[i].key[j];
+            return FL_OK;
+        }
+    return __real_fl_client_key_of(id, j, key);
+}
+
+/* Keys the daemon cannot choose: an id whose four keys other ids hold is refused with a line that
+ * names the holder of its derived key (that holder keeps its binding); an alternate that is 0 is
+ * skipped (Task.client_key 0 means "the derived key"); an id whose key cannot be derived (OpenSSL
+ * out of memory) is refused and bound under no key, key 0 included (the first version took the 0
+ * that fl_client_key returns on failure for a key). Each time the server keeps serving. */
+static void test_reactor_keys_unavailable(void **state)
+{
+    (void)state;
+    static const forced_id forced[] = {
+        {"holder-a", {10, 20, 21, 22}, {FL_OK, FL_OK, FL_OK, FL_OK}},
+        {"holder-b", {11, 23, 24, 25}, {FL_OK, FL_OK, FL_OK, FL_OK}},
+        {"holder-c", {12, 26, 27, 28}, {FL_OK, FL_OK, FL_OK, FL_OK}},
+        {"holder-d", {13, 29, 30, 31}, {FL_OK, FL_OK, FL_OK, FL_OK}},
+        {"crowded", {10, 11, 12, 13}, {FL_OK, FL_OK, FL_OK, FL_OK}},
+        {"zero-alt", {10, 0, 14, 15}, {FL_OK, FL_OK, FL_OK, FL_OK}},
+        {"no-key", {0}, {FL_ERR_NOMEM, FL_OK, FL_OK, FL_OK}},
+        {"no-alt", {10, 0}, {FL_OK, FL_ERR_NOMEM, FL_OK, FL_OK}},
+    };
+    g_forced = forced;
+    g_n_forced = (int)(sizeof forced / sizeof forced[0]);
+    char ep[300];
+    logbuf *lb;
+    fls_server *s = server_with("keys.sock", "  max_clients: 10\n", "mlp:6-5-3",
+                                "round:\n  clients: 10\n", ep, sizeof ep, &lb);
+    peer p;
+    peer_open(&p, ep, NULL, NULL, NULL);
+    static const char *const holders[] = {"holder-a", "holder-b", "holder-c", "holder-d"};
+    for (int k = 0; k < 4; k++) {
+        const flp_msg h = hello_msg(holders[k]);
+        peer_send(&p, &h);
+        expect_ack_hello(s, &p);
+    }
+    fls_server_stats st;
+    fls_server_stats_get(s, &st);
+    const uint64_t auth0 = st.auth_refused, refused0 = st.refused;
+
+    flp_msg h = hello_msg("crowded");
+    peer_send(&p, &h);
+    expect_error_text(s, &p, FL_ERR_AUTH, "client id collides with other ids");
+    assert_non_null(strstr(lb->text, "hello from crowded refused: its key and its 3 alternates "
+                                     "are held by other ids (the first by client holder-a)"));
+
+    h = hello_msg("no-key");
+    peer_send(&p, &h);
+    expect_error_text(s, &p, FL_ERR_NOMEM, "could not derive");
+    h = hello_msg("no-alt");
+    peer_send(&p, &h);
+    expect_error_text(s, &p, FL_ERR_NOMEM, "could not derive");
+    assert_non_null(strstr(lb->text, "hello from no-key refused: its key could not be derived"));
+    assert_non_null(strstr(lb->text, "hello from no-alt refused: its key could not be derived"));
+    fls_server_stats_get(s, &st);
+    assert_int_equal(st.auth_refused, auth0 + 1);
+    assert_int_equal(st.refused, refused0 + 2);
+    assert_int_equal(st.ids, 4);
+    assert_int_equal(st.engine_clients, 4);
+
+    h = hello_msg("zero-alt"); /* its alternate 1 is 0: it gets alternate 2 */
+    peer_send(&p, &h);
+    expect_ack_hello(s, &p);
+    assert_non_null(strstr(lb->text, "client zero-alt: its key collides with client holder-a's; "
+                                     "known by an alternate key (0000000e)"));
+    h = hello_msg("plain"); /* an id nobody forced */
+    peer_send(&p, &h);
+    expect_ack_hello(s, &p);
+    fls_server_stats_get(s, &st);
+    assert_int_equal(st.ids, 6);
+    assert_int_equal(st.engine_clients, 6);
+    g_forced = NULL;
+    g_n_forced = 0;
+    fls_server_free(s);
+    peer_close(&p);
+    free(lb);
+}
+
 /* The id holding dev-74558's derived key is forgotten to make room for it: dev-74558 takes that
  * key, not an alternate (the key was chosen before the forgetting in the first version, and the
  * log line named dev-74558 as its own rival). */
@@ -3216,6 +3319,7 @@ int main(void)
         cmocka_unit_test(test_reactor_colliding_ids),
         cmocka_unit_test(test_reactor_colliding_id_table_grows),
         cmocka_unit_test(test_reactor_colliding_id_after_forgetting),
+        cmocka_unit_test(test_reactor_keys_unavailable),
         cmocka_unit_test(test_reactor_forgotten_state_not_inherited),
         cmocka_unit_test(test_reactor_metrics_lost),
     };
