@@ -35,6 +35,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -146,6 +147,11 @@ struct fls_server {
     void *ctx;
     int own_ctx;
     void *router, *zap;
+    void *mon;                  /* PAIR end of the ROUTER's socket monitor (connections) */
+    uint32_t conns;             /* connections open: accepted, not yet disconnected */
+    uint32_t conn_cap;          /* about how many the file descriptor limit allows (0: no limit) */
+    uint64_t fd_limit;          /* RLIMIT_NOFILE's soft limit at start (0: unlimited) */
+    int near_said;              /* the near-the-limit warning is in force (re-armed below 80%) */
     int pipe_rd, pipe_wr;
     volatile sig_atomic_t stop_req, reload_req;
     int run;
@@ -1829,6 +1835,109 @@ static int ipc_in_use(const char *ep)
     return live;
 }
 
+/* ---- connections and file descriptors -------------------------------------------------------
+ *
+ * Every client connection holds a file descriptor. At RLIMIT_NOFILE libzmq can accept no more:
+ * new clients cannot connect, and its I/O thread retries the accept in a busy loop (a core at
+ * 100%) until a connection ends. libzmq says nothing of it unless asked, so the reactor watches
+ * its ROUTER through a socket monitor: it counts the connections open (accepted, not yet
+ * disconnected; fls_server_stats.connections), warns when they near what the limit allows, and
+ * warns at start when the limit is below what the configuration needs. Only ACCEPTED and
+ * DISCONNECTED are asked for (two events a connection): ACCEPT_FAILED would arrive as fast as the
+ * I/O thread spins. The PAIR end has no high-water mark, so libzmq's I/O thread never waits on
+ * this loop to deliver an event (with one, a full queue would stall every connection). */
+
+#define FD_RESERVE 32 /* descriptors the process holds besides connections (zmq, files, stdio) */
+
+static int setup_monitor(fls_server *s)
+{
+    char ep[96];
+    snprintf(ep, sizeof ep, "inproc://fls-connections-%p-%llu", (void *)s,
+             (unsigned long long)fl_time_mono_ns());
+    const int zero = 0;
+    if (zmq_socket_monitor(s->router, ep, ZMQ_EVENT_ACCEPTED | ZMQ_EVENT_DISCONNECTED) != 0 ||
+        !(s->mon = zmq_socket(s->ctx, ZMQ_PAIR)) ||
+        zmq_setsockopt(s->mon, ZMQ_RCVHWM, &zero, sizeof zero) != 0 ||
+        zmq_setsockopt(s->mon, ZMQ_LINGER, &zero, sizeof zero) != 0 ||
+        zmq_connect(s->mon, ep) != 0)
+        return -1;
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY) {
+        s->fd_limit = (uint64_t)rl.rlim_cur;
+        s->conn_cap = rl.rlim_cur > FD_RESERVE + 1
+                          ? (uint32_t)(rl.rlim_cur - FD_RESERVE > UINT32_MAX ? UINT32_MAX
+                                                                            : rl.rlim_cur - FD_RESERVE)
+                          : 1;
+    }
+    if (!s->conn_cap)
+        return 0;
+    if (s->conn_cap < s->opt.core.clients_per_round)
+        fl_log(&s->log, FL_LOG_WARN, "the file descriptor limit (RLIMIT_NOFILE %llu) lets about "
+               "%u clients connect at once, fewer than round.clients (%u): no round can start; "
+               "raise the limit (ulimit -n, systemd LimitNOFILE=)",
+               (unsigned long long)s->fd_limit, s->conn_cap, s->opt.core.clients_per_round);
+    else if (s->conn_cap < s->opt.max_clients)
+        fl_log(&s->log, FL_LOG_WARN, "the file descriptor limit (RLIMIT_NOFILE %llu) lets about "
+               "%u clients connect at once, fewer than server.max_clients (%u); beyond it new "
+               "connections wait (raise it with ulimit -n or systemd LimitNOFILE=, or lower "
+               "server.max_clients)", (unsigned long long)s->fd_limit, s->conn_cap,
+               s->opt.max_clients);
+    return 0;
+}
+
+/* Connections said Hello on: sessions with an id. */
+static uint32_t sessions_with_id(const fls_server *s)
+{
+    uint32_t n = 0;
+    for (size_t i = 0; i < s->n_ss; i++)
+        n += !s->ss[i].dead && s->ss[i].id;
+    return n;
+}
+
+static void read_monitor(fls_server *s)
+{
+    for (;;) {
+        zmq_msg_t ev;
+        zmq_msg_init(&ev);
+        if (zmq_msg_recv(&ev, s->mon, ZMQ_DONTWAIT) < 0) {
+            zmq_msg_close(&ev);
+            break;
+        }
+        uint16_t event = 0;
+        if (zmq_msg_size(&ev) >= 6)
+            memcpy(&event, zmq_msg_data(&ev), 2);
+        const int more = zmq_msg_more(&ev);
+        zmq_msg_close(&ev);
+        if (more) { /* the endpoint: the event's two frames arrive together */
+            zmq_msg_t addr;
+            zmq_msg_init(&addr);
+            zmq_msg_recv(&addr, s->mon, ZMQ_DONTWAIT);
+            zmq_msg_close(&addr);
+        }
+        if (event == ZMQ_EVENT_ACCEPTED) {
+            s->conns++;
+            if (s->conns > s->st.connections_peak)
+                s->st.connections_peak = s->conns;
+        } else if (event == ZMQ_EVENT_DISCONNECTED && s->conns) {
+            s->conns--;
+        }
+    }
+    if (!s->conn_cap)
+        return;
+    if (!s->near_said && (uint64_t)s->conns * 10 >= (uint64_t)s->conn_cap * 9) {
+        s->near_said = 1;
+        fl_log(&s->log, FL_LOG_WARN, "%u connections open (%u of them clients that said Hello), "
+               "near the about %u that the file descriptor limit (RLIMIT_NOFILE %llu) allows: at "
+               "the limit new clients cannot connect and libzmq's I/O thread spins; raise it "
+               "(ulimit -n, systemd LimitNOFILE=)", s->conns, sessions_with_id(s), s->conn_cap,
+               (unsigned long long)s->fd_limit);
+    } else if (s->near_said && (uint64_t)s->conns * 10 < (uint64_t)s->conn_cap * 8) {
+        s->near_said = 0;
+        fl_log(&s->log, FL_LOG_INFO, "%u connections open, below 80%% of the file descriptor "
+               "limit's about %u again", s->conns, s->conn_cap);
+    }
+}
+
 static fl_status setup_socket(fls_server *s, char *err, size_t errlen)
 {
     /* before any bind: a refused start leaves no endpoint of ours behind */
@@ -1873,6 +1982,8 @@ static fl_status setup_socket(fls_server *s, char *err, size_t errlen)
         if (rc)
             goto zfail;
     }
+    if (setup_monitor(s) != 0)
+        goto zfail;
     for (uint32_t i = 0; i < s->opt.n_endpoints; i++) {
         if (zmq_bind(s->router, s->opt.endpoints[i]) != 0) {
             snprintf(err, errlen, "bind %s: %s", s->opt.endpoints[i], zmq_strerror(zmq_errno()));
@@ -2107,6 +2218,10 @@ void fls_server_free(fls_server *s)
                s->opt.metrics_path, (unsigned long long)s->metrics_lost_all,
                s->metrics_lost_all == 1 ? "" : "s", tail);
     }
+    if (s->mon) {
+        zmq_socket_monitor(s->router, NULL, 0);
+        zmq_close(s->mon);
+    }
     if (s->router)
         zmq_close(s->router);
     if (s->zap)
@@ -2259,12 +2374,13 @@ fls_status fls_server_step(fls_server *s, int timeout_ms)
         wait = 0;
     if (timeout_ms < 0 || wait * 1000.0 < timeout_ms)
         timeout_ms = (int)(wait * 1000.0);
-    zmq_pollitem_t it[3] = {
+    zmq_pollitem_t it[4] = {
         {s->router, 0, ZMQ_POLLIN, 0},
         {NULL, s->pipe_rd, ZMQ_POLLIN, 0},
+        {s->mon, 0, ZMQ_POLLIN, 0},
         {s->zap, 0, ZMQ_POLLIN, 0},
     };
-    const int n_it = s->zap ? 3 : 2;
+    const int n_it = s->zap ? 4 : 3;
     if (zmq_poll(it, n_it, timeout_ms) < 0 && zmq_errno() != EINTR) {
         fl_log(&s->log, FL_LOG_ERROR, "zmq_poll: %s", zmq_strerror(zmq_errno()));
         s->run = RUN_FAILED;
@@ -2282,7 +2398,9 @@ fls_status fls_server_step(fls_server *s, int timeout_ms)
     }
     if (s->stop_req)
         return finish_stop(s);
-    if (n_it == 3 && (it[2].revents & ZMQ_POLLIN))
+    if (it[2].revents & ZMQ_POLLIN)
+        read_monitor(s);
+    if (n_it == 4 && (it[3].revents & ZMQ_POLLIN))
         read_zap(s);
     if (it[0].revents & ZMQ_POLLIN)
         read_router(s);
@@ -2363,10 +2481,8 @@ void fls_server_stats_get(const fls_server *s, fls_server_stats *out)
         return;
     *out = s->st;
     out->round = fls_core_round(s->core);
-    uint32_t n = 0;
-    for (size_t i = 0; i < s->n_ss; i++)
-        n += !s->ss[i].dead && s->ss[i].id;
-    out->clients = n;
+    out->clients = sessions_with_id(s);
     out->ids = (uint32_t)s->n_bind;
     out->engine_clients = fls_core_clients_known(s->core);
+    out->connections = s->conns;
 }

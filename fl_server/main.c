@@ -7,6 +7,7 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <sys/resource.h>
 
 #include "fls.h"
 
@@ -65,6 +66,30 @@ static void log_main(fls_log_level level, const char *msg)
 {
     if (level >= g_log_min)
         log_stderr(NULL, level, msg);
+}
+
+/* Every client connection holds a file descriptor, and the soft RLIMIT_NOFILE is often 1024
+ * (systemd's default for services, most shells') while the hard limit is far higher: the daemon
+ * raises its soft limit to the hard one, as servers that poll() rather than select() may (the
+ * library then warns if even that is below what the configuration needs). */
+static void raise_nofile(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == rl.rlim_max)
+        return;
+    const rlim_t was = rl.rlim_cur;
+    rl.rlim_cur = rl.rlim_max;
+    if (setrlimit(RLIMIT_NOFILE, &rl) != 0) {
+        /* an unlimited hard limit is above the kernel's fs.nr_open: its default instead */
+        rl.rlim_cur = 1048576;
+        if (rl.rlim_max != RLIM_INFINITY || rl.rlim_cur <= was ||
+            setrlimit(RLIMIT_NOFILE, &rl) != 0)
+            return;
+    }
+    char msg[128];
+    snprintf(msg, sizeof msg, "file descriptor limit raised from %llu to %llu (connections need "
+             "one each)", (unsigned long long)was, (unsigned long long)rl.rlim_cur);
+    log_main(FLS_LOG_INFO, msg);
 }
 
 static void on_round(void *user, const char *json, const char *summary)
@@ -344,6 +369,7 @@ int main(int argc, char **argv)
     host.on_round = on_round;
     host.round_user = strcmp(metrics, "-") == 0 ? (void *)stdout : NULL;
     signal(SIGPIPE, SIG_IGN);
+    raise_nofile();
     fls_server *srv = NULL;
     const fls_status st = fls_server_new(o, &host, &srv);
     fls_options_free(o);
@@ -370,12 +396,12 @@ int main(int argc, char **argv)
     fprintf(stderr,
             "fl_server: %llu rounds, %llu messages in, %llu out, %llu malformed, %llu refused, "
             "%llu auth refused, %llu checkpoints; %u client ids bound, %llu clients in the "
-            "round engine\n",
+            "round engine; at most %u connections open at once\n",
             (unsigned long long)stats.rounds_done, (unsigned long long)stats.msgs_in,
             (unsigned long long)stats.msgs_out, (unsigned long long)stats.malformed,
             (unsigned long long)stats.refused, (unsigned long long)stats.auth_refused,
             (unsigned long long)stats.checkpoints, stats.ids,
-            (unsigned long long)stats.engine_clients);
+            (unsigned long long)stats.engine_clients, stats.connections_peak);
     g_server = NULL;
     fls_server_free(srv);
     if (rs == FLS_OK || rs == FLS_ERR_CANCELLED)

@@ -192,6 +192,9 @@ typedef struct fls_server_stats {
     uint32_t ids;                 /* client ids bound, with a session or idle (<= max_clients) */
     uint64_t engine_clients;      /* clients the round engine keeps a record of: a forgotten id
                                    * drops its own */
+    uint32_t connections;         /* connections open (said Hello or not), as libzmq's socket
+                                   * monitor last told the reactor */
+    uint32_t connections_peak;    /* the most open at once in this process */
 } fls_server_stats;
 void fls_server_stats_get(const fls_server *s, fls_server_stats *out);
 

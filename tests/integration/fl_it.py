@@ -4,7 +4,7 @@
     fl_it.py TEST        TEST in: learn, client_kill, server_resume, server_resume_topk,
                          new_run_topk, unknown_key, garbage,
                          train_failure, small_device, server_full, revoked, key_rotation,
-                         twin_ids, colliding_ids
+                         twin_ids, colliding_ids, fd_limit
 
 Each test makes its own temporary directory, picks free ports, starts real processes and kills
 every child it started (SIGKILL, then wait) on the way out, whatever happens (exception, assertion,
@@ -17,6 +17,7 @@ import hashlib
 import json
 import os
 import re
+import resource
 import shutil
 import signal
 import socket
@@ -66,14 +67,16 @@ class Harness:
     def path(self, *p):
         return os.path.join(self.dir, *p)
 
-    def spawn(self, argv, log, env=None):
+    def spawn(self, argv, log, env=None, nofile=None):
+        """nofile: (soft, hard) RLIMIT_NOFILE for the child."""
         e = dict(os.environ)
         e['OPENBLAS_NUM_THREADS'] = '1'
         if env:
             e.update(env)
         f = open(self.path(log), 'ab')
+        pre = (lambda: resource.setrlimit(resource.RLIMIT_NOFILE, nofile)) if nofile else None
         p = subprocess.Popen(argv, stdout=f, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                             env=e, cwd=self.dir)
+                             env=e, cwd=self.dir, preexec_fn=pre)
         f.close()
         p.log = self.path(log)
         self.procs.append(p)
@@ -153,9 +156,9 @@ class Harness:
                     f.write(p.read())
         return out
 
-    def server(self, args, log='server.log', endpoint=None):
+    def server(self, args, log='server.log', endpoint=None, nofile=None):
         ep = endpoint or 'tcp://127.0.0.1:0'
-        p = self.spawn([SERVER, '--endpoint', ep] + args, log)
+        p = self.spawn([SERVER, '--endpoint', ep] + args, log, nofile=nofile)
         m = self.wait_log(log, r'listening on (tcp://[0-9.]+:[0-9]+)', 30, p)
         p.endpoint = m.group(1)
         return p
@@ -737,6 +740,48 @@ def test_colliding_ids(h):
     check(h.wait_exit(b, 30, 'fl_client dev-74558') == 0, 'dev-74558 exits 0')
 
 
+# ---- 12. the file descriptor limit ----------------------------------------------------------------
+# Every connection holds a file descriptor. At RLIMIT_NOFILE libzmq can accept no more: clients
+# cannot connect and its I/O thread spins on accept(), and libzmq itself says nothing. fl_server
+# raises its soft limit to the hard one at start, warns at start when the limit is below what
+# server.max_clients needs, counts its connections (said Hello or not: D9, connections that never
+# do) and warns when they near the limit. Here the limit is 80 (soft = hard: nothing to raise): 60
+# silent TCP connections take the server to it; once they go, two real clients connect and train
+# a round (the server recovers by itself). Before the change the server said none of this.
+def test_fd_limit(h):
+    low = h.server(['--insecure', '--rounds', '1'], log='raise.log', nofile=(64, 256))
+    h.wait_log('raise.log', r'file descriptor limit raised from 64 to 256', 10, low)
+    low.send_signal(signal.SIGTERM)
+    check(h.wait_exit(low, 30, 'fl_server') == 0, 'a server with soft limit 64 raises it to 256')
+    srv = h.server(SMALL + ['--insecure', '--rounds', '1', '--clients', '2'], nofile=(80, 80))
+    log = h.read('server.log')
+    check(re.search(r'the file descriptor limit \(RLIMIT_NOFILE 80\) lets about 48 clients '
+                    r'connect at once, fewer than server.max_clients \(100000\)', log)
+          is not None, 'the start-up warning names the limit and server.max_clients')
+    host, port = srv.endpoint[len('tcp://'):].rsplit(':', 1)
+    silent = []
+    try:
+        for _ in range(60):
+            silent.append(socket.create_connection((host, int(port)), timeout=5))
+        m = h.wait_log('server.log', r'(\d+) connections open \(0 of them clients that said '
+                       r'Hello\), near the about 48 that the file descriptor limit '
+                       r'\(RLIMIT_NOFILE 80\) allows', 30, srv)
+        check(int(m.group(1)) >= 44, 'the server warns at %s silent connections' % m.group(1))
+    finally:
+        for c in silent:
+            c.close()
+    h.wait_log('server.log', r'connections open, below 80% of the file descriptor limit', 30, srv)
+    a = h.client(srv.endpoint, 0, 2)
+    b = h.client(srv.endpoint, 1, 2)
+    rc = h.wait_exit(srv, 100, 'fl_server')
+    check(rc == 0, 'the server runs its round once the silent connections are gone (rc=%d)' % rc)
+    m = re.search(r'at most (\d+) connections open at once', h.read('server.log'))
+    check(m is not None and int(m.group(1)) >= 44,
+          'the exit line gives the peak (%s)' % (m.group(1) if m else 'none'))
+    check(h.wait_exit(a, 30, 'fl_client 0') == 0 and h.wait_exit(b, 30, 'fl_client 1') == 0,
+          'both clients exit 0')
+
+
 TESTS = {
     'learn': test_learn,
     'client_kill': test_client_kill,
@@ -752,6 +797,7 @@ TESTS = {
     'key_rotation': test_key_rotation,
     'twin_ids': test_twin_ids,
     'colliding_ids': test_colliding_ids,
+    'fd_limit': test_fd_limit,
 }
 
 

@@ -2733,6 +2733,51 @@ static void test_reactor_colliding_id_table_grows(void **state)
     free(lb);
 }
 
+/* Steps s until its connection count is n (bounded: a broken count fails, never hangs). */
+static void await_connections(fls_server *s, uint32_t n)
+{
+    fls_server_stats st;
+    const double t0 = fl_time_mono_s();
+    do {
+        fls_server_step(s, 5);
+        fls_server_stats_get(s, &st);
+    } while (st.connections != n && fl_time_mono_s() - t0 < 10);
+    assert_int_equal(st.connections, n);
+}
+
+/* D9 made visible: the reactor counts the connections open, whether or not they said Hello
+ * (libzmq's socket monitor: accepted, then disconnected), and the most open at once. */
+static void test_reactor_connections(void **state)
+{
+    (void)state;
+    char ep[300];
+    logbuf *lb;
+    fls_server *s = plain_server("conns.sock", ep, sizeof ep, &lb);
+    peer p[4];
+    for (int i = 0; i < 4; i++)
+        peer_open(&p[i], ep, NULL, NULL, NULL);
+    await_connections(s, 4);
+    const flp_msg h = hello_msg("dev");
+    peer_send(&p[0], &h);
+    expect_ack_hello(s, &p[0]);
+    fls_server_stats st;
+    fls_server_stats_get(s, &st);
+    assert_int_equal(st.clients, 1);
+    assert_int_equal(st.connections, 4);
+    for (int i = 1; i < 4; i++)
+        peer_close(&p[i]);
+    await_connections(s, 1);
+    peer_open(&p[1], ep, NULL, NULL, NULL);
+    await_connections(s, 2);
+    fls_server_stats_get(s, &st);
+    assert_int_equal(st.connections_peak, 4);
+    assert_int_equal(st.clients, 1);
+    fls_server_free(s);
+    peer_close(&p[0]);
+    peer_close(&p[1]);
+    free(lb);
+}
+
 /* fl_client_key_of as the daemon sees it: this binary links with -Wl,--wrap=fl_client_key_of
  * (tests/unit/meson.build), so the server's calls reach the wrapper, which hands the ids a test
  * names the keys it chose (no need to search 2^32 hashes for four colliding keys) or a failure
@@ -3320,6 +3365,7 @@ int main(void)
         cmocka_unit_test(test_reactor_colliding_id_table_grows),
         cmocka_unit_test(test_reactor_colliding_id_after_forgetting),
         cmocka_unit_test(test_reactor_keys_unavailable),
+        cmocka_unit_test(test_reactor_connections),
         cmocka_unit_test(test_reactor_forgotten_state_not_inherited),
         cmocka_unit_test(test_reactor_metrics_lost),
     };
