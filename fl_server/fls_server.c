@@ -78,6 +78,7 @@ typedef struct sess {
     uint32_t key;               /* fls_client_key(id), or an alternate (id_key) */
     int key_alt;                /* key is an alternate: its Tasks carry it (Task.client_key) */
     double last_rx, last_tx;
+    int fd;                     /* its connection's descriptor (ZMQ_SRCFD of its last message; -1) */
     uint64_t hb_seq;
     /* downlink: the Task's chunks, tensor-major */
     int dl_active;
@@ -139,6 +140,12 @@ typedef struct bind_owner {
     bind_list idle;
 } bind_owner;
 
+/* A connection's file descriptor, as the ROUTER's socket monitor tells of it. */
+typedef struct conn_fd {
+    double used;                /* when accepted, or when it last carried a session's message */
+    int open;                   /* accepted and not yet disconnected (or closed by us) */
+} conn_fd;
+
 struct fls_server {
     fls_options opt;
     fls_config ccfg;
@@ -152,6 +159,12 @@ struct fls_server {
     uint32_t conn_cap;          /* about how many the file descriptor limit allows (0: no limit) */
     uint64_t fd_limit;          /* RLIMIT_NOFILE's soft limit at start (0: unlimited) */
     int near_said;              /* the near-the-limit warning is in force (re-armed below 80%) */
+    conn_fd *fdt;               /* by file descriptor, the connections the monitor told of */
+    size_t fdt_cap;
+    int fdt_nomem;              /* a descriptor could not be tracked (said once) */
+    double idle_scan;           /* when connections were last checked for sessions */
+    double idle_said;           /* when closed idle connections were last said */
+    uint64_t idle_unsaid;       /* closed since */
     int pipe_rd, pipe_wr;
     volatile sig_atomic_t stop_req, reload_req;
     int run;
@@ -318,6 +331,7 @@ static sess *sess_add(fls_server *s, const uint8_t *rid, size_t len)
     memset(x, 0, sizeof *x);
     memcpy(x->rid, rid, len);
     x->rid_len = (uint8_t)len;
+    x->fd = -1;
     if (2 * s->n_ss + 2 > s->hcap) {
         if (hash_rebuild(s, s->cap_ss) != FL_OK) {
             s->n_ss--;
@@ -1554,6 +1568,15 @@ static void handle_frame(fls_server *s, const uint8_t *rid, size_t rid_len, cons
 }
 
 /* Reads every message waiting on the ROUTER (at most BATCH_IN). */
+/* A message came in on connection fd (ZMQ_SRCFD; -1 unknown) from routing id rid: its session,
+ * if it has one, is on that connection (close_idle_conns). */
+static void conn_of(fls_server *s, int fd, const uint8_t *rid, size_t rl)
+{
+    sess *x = sess_by_rid(s, rid, rl);
+    if (x)
+        x->fd = fd;
+}
+
 static void read_router(fls_server *s)
 {
     for (int n = 0; n < BATCH_IN; n++) {
@@ -1597,6 +1620,7 @@ static void read_router(fls_server *s)
         } else {
             const char *uid = s->curve ? zmq_msg_gets(&body, "User-Id") : NULL;
             handle_frame(s, zmq_msg_data(&rid), rl, zmq_msg_data(&body), zmq_msg_size(&body), uid);
+            conn_of(s, zmq_msg_get(&body, ZMQ_SRCFD), zmq_msg_data(&rid), rl);
         }
         zmq_msg_close(&body);
         zmq_msg_close(&rid);
@@ -1885,6 +1909,50 @@ static int setup_monitor(fls_server *s)
     return 0;
 }
 
+/* D9: connections that carry no session (never said Hello, or their session ended) for
+ * server.idle_connection_s are closed. libzmq cannot drop one peer of a ROUTER, so the reactor
+ * shuts the connection's socket down itself (shutdown(2), never close(2): the descriptor stays
+ * libzmq's, which sees the end of the stream, closes it and says DISCONNECTED as for a peer that
+ * left). The monitor is read first, so a descriptor libzmq has closed is not touched; the one
+ * race left (libzmq closes it and accepts a new connection on the same number between that read
+ * and the shutdown, microseconds) would end that new connection once, and its client reconnects.
+ * A connection carries a session while a live session's last message came in on it (conn_of):
+ * so no connection is closed before its session is dropped (by a Bye, or by the liveness
+ * timeout, which config validation keeps below server.idle_connection_s), however long the
+ * reactor itself was busy. */
+static void read_monitor(fls_server *s);
+
+static void close_idle_conns(fls_server *s, double now)
+{
+    s->idle_scan = now;
+    read_monitor(s);
+    for (size_t i = 0; i < s->n_ss; i++) {
+        const sess *x = &s->ss[i];
+        if (!x->dead && x->id && x->fd >= 0 && (size_t)x->fd < s->fdt_cap)
+            s->fdt[x->fd].used = now;
+    }
+    const double t = s->opt.idle_conn_s;
+    uint64_t n = 0;
+    for (size_t fd = 0; fd < s->fdt_cap; fd++) {
+        conn_fd *c = &s->fdt[fd];
+        if (!c->open || now - c->used <= t)
+            continue;
+        c->open = 0; /* its DISCONNECTED follows */
+        if (shutdown((int)fd, SHUT_RDWR) == 0)
+            n++;
+    }
+    s->st.idle_closed += n;
+    s->idle_unsaid += n;
+    if (s->idle_unsaid && now - s->idle_said >= 60.0) {
+        fl_log(&s->log, FL_LOG_INFO, "closed %llu connection%s that carried no client session for "
+               "%u s (server.idle_connection_s; %llu in all)", (unsigned long long)s->idle_unsaid,
+               s->idle_unsaid == 1 ? "" : "s", s->opt.idle_conn_s,
+               (unsigned long long)s->st.idle_closed);
+        s->idle_said = now;
+        s->idle_unsaid = 0;
+    }
+}
+
 /* Connections said Hello on: sessions with an id. */
 static uint32_t sessions_with_id(const fls_server *s)
 {
@@ -1904,8 +1972,11 @@ static void read_monitor(fls_server *s)
             break;
         }
         uint16_t event = 0;
-        if (zmq_msg_size(&ev) >= 6)
+        uint32_t fd = UINT32_MAX;
+        if (zmq_msg_size(&ev) >= 6) {
             memcpy(&event, zmq_msg_data(&ev), 2);
+            memcpy(&fd, (const uint8_t *)zmq_msg_data(&ev) + 2, 4); /* both events' value */
+        }
         const int more = zmq_msg_more(&ev);
         zmq_msg_close(&ev);
         if (more) { /* the endpoint: the event's two frames arrive together */
@@ -1918,8 +1989,22 @@ static void read_monitor(fls_server *s)
             s->conns++;
             if (s->conns > s->st.connections_peak)
                 s->st.connections_peak = s->conns;
-        } else if (event == ZMQ_EVENT_DISCONNECTED && s->conns) {
-            s->conns--;
+            const size_t had = s->fdt_cap;
+            if (fd < (uint32_t)INT32_MAX &&
+                fl_grow(&s->fdt, &s->fdt_cap, (size_t)fd + 1, sizeof *s->fdt, 64) == FL_OK) {
+                memset(s->fdt + had, 0, (s->fdt_cap - had) * sizeof *s->fdt);
+                s->fdt[fd].used = fl_time_mono_s();
+                s->fdt[fd].open = 1;
+            } else if (!s->fdt_nomem) {
+                s->fdt_nomem = 1;
+                fl_log(&s->log, FL_LOG_ERROR, "out of memory: connection %u cannot be tracked; "
+                       "server.idle_connection_s will not close it", fd);
+            }
+        } else if (event == ZMQ_EVENT_DISCONNECTED) {
+            if (s->conns)
+                s->conns--;
+            if (fd < s->fdt_cap)
+                s->fdt[fd].open = 0;
         }
     }
     if (!s->conn_cap)
@@ -2222,6 +2307,7 @@ void fls_server_free(fls_server *s)
         zmq_socket_monitor(s->router, NULL, 0);
         zmq_close(s->mon);
     }
+    free(s->fdt);
     if (s->router)
         zmq_close(s->router);
     if (s->zap)
@@ -2405,6 +2491,8 @@ fls_status fls_server_step(fls_server *s, int timeout_ms)
     if (it[0].revents & ZMQ_POLLIN)
         read_router(s);
     now = fl_time_mono_s();
+    if (s->opt.idle_conn_s && s->mon && now - s->idle_scan >= 1.0)
+        close_idle_conns(s, now);
     if (now >= s->next_timers && s->run == RUN_ON) {
         s->next_timers = now + TIMER_PERIOD;
         timers(s, now);
@@ -2485,4 +2573,5 @@ void fls_server_stats_get(const fls_server *s, fls_server_stats *out)
     out->ids = (uint32_t)s->n_bind;
     out->engine_clients = fls_core_clients_known(s->core);
     out->connections = s->conns;
+    /* st.idle_closed is counted as it happens */
 }

@@ -195,6 +195,8 @@ typedef struct fls_server_stats {
     uint32_t connections;         /* connections open (said Hello or not), as libzmq's socket
                                    * monitor last told the reactor */
     uint32_t connections_peak;    /* the most open at once in this process */
+    uint64_t idle_closed;         /* connections closed for carrying no session for
+                                   * server.idle_connection_s */
 } fls_server_stats;
 void fls_server_stats_get(const fls_server *s, fls_server_stats *out);
 

@@ -740,20 +740,25 @@ def test_colliding_ids(h):
     check(h.wait_exit(b, 30, 'fl_client dev-74558') == 0, 'dev-74558 exits 0')
 
 
-# ---- 12. the file descriptor limit ----------------------------------------------------------------
+# ---- 12. the file descriptor limit, and connections that never say Hello -------------------------
 # Every connection holds a file descriptor. At RLIMIT_NOFILE libzmq can accept no more: clients
 # cannot connect and its I/O thread spins on accept(), and libzmq itself says nothing. fl_server
 # raises its soft limit to the hard one at start, warns at start when the limit is below what
-# server.max_clients needs, counts its connections (said Hello or not: D9, connections that never
-# do) and warns when they near the limit. Here the limit is 80 (soft = hard: nothing to raise): 60
-# silent TCP connections take the server to it; once they go, two real clients connect and train
-# a round (the server recovers by itself). Before the change the server said none of this.
+# server.max_clients needs, counts its connections and warns when they near the limit, and closes
+# connections that carry no session for server.idle_connection_s (D9: before, a peer that
+# connected and never said Hello held its descriptor for good, so enough of them locked every
+# client out). Here the limit is 80 (soft = hard: nothing to raise) and idle_connection_s 2: 90
+# silent TCP connections, which this test never closes, take the server to its limit (two real
+# clients started then cannot connect); the server closes them, and the clients connect and train
+# a round.
 def test_fd_limit(h):
     low = h.server(['--insecure', '--rounds', '1'], log='raise.log', nofile=(64, 256))
     h.wait_log('raise.log', r'file descriptor limit raised from 64 to 256', 10, low)
     low.send_signal(signal.SIGTERM)
     check(h.wait_exit(low, 30, 'fl_server') == 0, 'a server with soft limit 64 raises it to 256')
-    srv = h.server(SMALL + ['--insecure', '--rounds', '1', '--clients', '2'], nofile=(80, 80))
+    srv = h.server(SMALL + ['--insecure', '--rounds', '1', '--clients', '2',
+                            '--set', 'server.liveness_ms=1500',
+                            '--set', 'server.idle_connection_s=2'], nofile=(80, 80))
     log = h.read('server.log')
     check(re.search(r'the file descriptor limit \(RLIMIT_NOFILE 80\) lets about 48 clients '
                     r'connect at once, fewer than server.max_clients \(100000\)', log)
@@ -761,23 +766,28 @@ def test_fd_limit(h):
     host, port = srv.endpoint[len('tcp://'):].rsplit(':', 1)
     silent = []
     try:
-        for _ in range(60):
+        for _ in range(90):  # more than the limit itself: the rest wait in the listen backlog
             silent.append(socket.create_connection((host, int(port)), timeout=5))
         m = h.wait_log('server.log', r'(\d+) connections open \(0 of them clients that said '
                        r'Hello\), near the about 48 that the file descriptor limit '
                        r'\(RLIMIT_NOFILE 80\) allows', 30, srv)
         check(int(m.group(1)) >= 44, 'the server warns at %s silent connections' % m.group(1))
+        a = h.client(srv.endpoint, 0, 2)
+        b = h.client(srv.endpoint, 1, 2)
+        h.wait_log('server.log', r'closed \d+ connections that carried no client session for 2 s',
+                   30, srv)
+        h.wait_log('server.log', r'connections open, below 80% of the file descriptor limit', 30,
+                   srv)
+        rc = h.wait_exit(srv, 100, 'fl_server')
+        check(rc == 0, 'the server closes the silent connections and runs its round (rc=%d)' % rc)
     finally:
         for c in silent:
             c.close()
-    h.wait_log('server.log', r'connections open, below 80% of the file descriptor limit', 30, srv)
-    a = h.client(srv.endpoint, 0, 2)
-    b = h.client(srv.endpoint, 1, 2)
-    rc = h.wait_exit(srv, 100, 'fl_server')
-    check(rc == 0, 'the server runs its round once the silent connections are gone (rc=%d)' % rc)
-    m = re.search(r'at most (\d+) connections open at once', h.read('server.log'))
-    check(m is not None and int(m.group(1)) >= 44,
-          'the exit line gives the peak (%s)' % (m.group(1) if m else 'none'))
+    m = re.search(r'at most (\d+) connections open at once, (\d+) closed idle',
+                  h.read('server.log'))
+    check(m is not None and int(m.group(1)) >= 44 and int(m.group(2)) >= 44,
+          'the exit line gives the peak and the idle connections closed (%s)'
+          % ((m.groups() if m else 'none'),))
     check(h.wait_exit(a, 30, 'fl_client 0') == 0 and h.wait_exit(b, 30, 'fl_client 1') == 0,
           'both clients exit 0')
 

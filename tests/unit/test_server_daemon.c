@@ -2778,6 +2778,77 @@ static void test_reactor_connections(void **state)
     free(lb);
 }
 
+/* A peer that does not reconnect once the server ends its connection. */
+static void peer_open_once(peer *p, const char *endpoint)
+{
+    p->ctx = zmq_ctx_new();
+    assert_non_null(p->ctx);
+    p->sock = zmq_socket(p->ctx, ZMQ_DEALER);
+    assert_non_null(p->sock);
+    const int zero = 0, never = -1, two_s = 2000;
+    zmq_setsockopt(p->sock, ZMQ_LINGER, &zero, sizeof zero);
+    assert_int_equal(zmq_setsockopt(p->sock, ZMQ_RECONNECT_IVL, &never, sizeof never), 0);
+    /* a send on a connection the server ended fails the test (peer_send), never hangs it */
+    assert_int_equal(zmq_setsockopt(p->sock, ZMQ_SNDTIMEO, &two_s, sizeof two_s), 0);
+    assert_int_equal(zmq_connect(p->sock, endpoint), 0);
+}
+
+/* D9 closed: connections that carry no session for server.idle_connection_s (1 s here) are
+ * closed by the server: one that never says Hello, one whose session ended (Bye); one whose
+ * session lives (it heartbeats) keeps its connection, over several times that. Without the
+ * closing, the first two would hold their descriptors for good. */
+static void test_reactor_idle_connections(void **state)
+{
+    (void)state;
+    char ep[300];
+    logbuf *lb;
+    fls_server *s = plain_server_with("idleconn.sock",
+                                      "  heartbeat_ms: 100\n  liveness_ms: 500\n"
+                                      "  idle_connection_s: 1\n",
+                                      ep, sizeof ep, &lb);
+    peer live, silent, left;
+    peer_open_once(&live, ep);
+    peer_open_once(&silent, ep);
+    peer_open_once(&left, ep);
+    await_connections(s, 3);
+    flp_msg h = hello_msg("dev");
+    peer_send(&live, &h);
+    expect_ack_hello(s, &live);
+    h = hello_msg("gone");
+    peer_send(&left, &h);
+    expect_ack_hello(s, &left);
+    send_bye(&left, "gone");
+    flp_msg hb;
+    memset(&hb, 0, sizeof hb);
+    hb.version = FLP_VERSION;
+    hb.type = FLP_HEARTBEAT;
+    hb.sender = "dev";
+    fls_server_stats st;
+    const double t0 = fl_time_mono_s();
+    double last_hb = 0;
+    do { /* at least 3 s: three times the limit for the live one */
+        const double now = fl_time_mono_s();
+        if (now - last_hb > 0.1) {
+            peer_send(&live, &hb);
+            last_hb = now;
+        }
+        fls_server_step(s, 5);
+        fls_server_stats_get(s, &st);
+    } while (fl_time_mono_s() - t0 < 3.0 || (st.connections != 1 && fl_time_mono_s() - t0 < 10));
+    assert_int_equal(st.connections, 1);
+    assert_int_equal(st.idle_closed, 2);
+    assert_int_equal(st.clients, 1); /* dev's session is intact */
+    assert_non_null(strstr(lb->text, "closed 2 connections that carried no client session for "
+                                     "1 s (server.idle_connection_s; 2 in all)"));
+    peer_send(&live, &hb); /* and it still gets through: no Error */
+    assert_null(peer_recv(s, &live, 0.3));
+    fls_server_free(s);
+    peer_close(&live);
+    peer_close(&silent);
+    peer_close(&left);
+    free(lb);
+}
+
 /* fl_client_key_of as the daemon sees it: this binary links with -Wl,--wrap=fl_client_key_of
  * (tests/unit/meson.build), so the server's calls reach the wrapper, which hands the ids a test
  * names the keys it chose (no need to search 2^32 hashes for four colliding keys) or a failure
@@ -3366,6 +3437,7 @@ int main(void)
         cmocka_unit_test(test_reactor_colliding_id_after_forgetting),
         cmocka_unit_test(test_reactor_keys_unavailable),
         cmocka_unit_test(test_reactor_connections),
+        cmocka_unit_test(test_reactor_idle_connections),
         cmocka_unit_test(test_reactor_forgotten_state_not_inherited),
         cmocka_unit_test(test_reactor_metrics_lost),
     };
