@@ -74,7 +74,7 @@ static const key_def KEYS[] = {
      "seconds a connection may carry no client session (no Hello accepted yet, or its session "
      "over) before the server closes it: connections that never say Hello would otherwise hold "
      "a file descriptor each for good; a live session is never affected (it sends at least once "
-     "per server.liveness_ms); 0: never closed"},
+     "per server.liveness_ms; a value below twice that is raised to it, logged); 0: never closed"},
     {"server.max_msg_bytes", K_U64, OFF(max_msg_bytes), 0, 4096, 1073741824.0, NULL, "16777216",
      "largest message accepted (ZMQ_MAXMSGSIZE and the wire decoder's cap)"},
     /* model */
@@ -663,10 +663,6 @@ fls_status fls_options_validate(const fls_options *o, char *err, size_t errlen)
         return vfail(o, err, errlen, "server.liveness_ms", "server.heartbeat_ms",
                      "server.liveness_ms (%u) must exceed server.heartbeat_ms (%u)",
                      o->liveness_ms, o->heartbeat_ms);
-    if (o->idle_conn_s && (uint64_t)o->idle_conn_s * 1000 <= o->liveness_ms)
-        return vfail(o, err, errlen, "server.idle_connection_s", "server.liveness_ms",
-                     "server.idle_connection_s (%u s) must exceed server.liveness_ms (%u ms), or "
-                     "be 0", o->idle_conn_s, o->liveness_ms);
     /* A round starts once round.min_clients (0: round.clients) clients are connected and closes
      * by quorum at round.clients updates: more than the server admits would never come. */
     if (o->core.clients_per_round > o->max_clients)

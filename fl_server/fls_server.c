@@ -163,6 +163,7 @@ struct fls_server {
     size_t fdt_cap;
     int fdt_nomem;              /* a descriptor could not be tracked (said once) */
     double idle_scan;           /* when connections were last checked for sessions */
+    double idle_s;              /* server.idle_connection_s, at least 2 x liveness (0: never) */
     double idle_said;           /* when closed idle connections were last said */
     uint64_t idle_unsaid;       /* closed since */
     int pipe_rd, pipe_wr;
@@ -1893,6 +1894,19 @@ static int setup_monitor(fls_server *s)
                                                                             : rl.rlim_cur - FD_RESERVE)
                           : 1;
     }
+    if (s->opt.idle_conn_s) {
+        /* A session's connection is renewed by its messages only while the session lives, and
+         * the liveness timeout drops a silent one: below that, or near it, a client that pauses
+         * within its liveness could lose its connection first. */
+        const double live2 = 2.0 * s->opt.liveness_ms / 1000.0;
+        s->idle_s = s->opt.idle_conn_s;
+        if (s->idle_s < live2) {
+            s->idle_s = ceil(live2);
+            fl_log(&s->log, FL_LOG_INFO, "server.idle_connection_s (%u s) is below twice "
+                   "server.liveness_ms (%u ms): connections without a session are closed after "
+                   "%.0f s", s->opt.idle_conn_s, s->opt.liveness_ms, s->idle_s);
+        }
+    }
     if (!s->conn_cap)
         return 0;
     if (s->conn_cap < s->opt.core.clients_per_round)
@@ -1918,8 +1932,7 @@ static int setup_monitor(fls_server *s)
  * and the shutdown, microseconds) would end that new connection once, and its client reconnects.
  * A connection carries a session while a live session's last message came in on it (conn_of):
  * so no connection is closed before its session is dropped (by a Bye, or by the liveness
- * timeout, which config validation keeps below server.idle_connection_s), however long the
- * reactor itself was busy. */
+ * timeout, at most half of idle_s: setup_monitor), however long the reactor itself was busy. */
 static void read_monitor(fls_server *s);
 
 static void close_idle_conns(fls_server *s, double now)
@@ -1931,7 +1944,7 @@ static void close_idle_conns(fls_server *s, double now)
         if (!x->dead && x->id && x->fd >= 0 && (size_t)x->fd < s->fdt_cap)
             s->fdt[x->fd].used = now;
     }
-    const double t = s->opt.idle_conn_s;
+    const double t = s->idle_s;
     uint64_t n = 0;
     for (size_t fd = 0; fd < s->fdt_cap; fd++) {
         conn_fd *c = &s->fdt[fd];
@@ -1945,8 +1958,8 @@ static void close_idle_conns(fls_server *s, double now)
     s->idle_unsaid += n;
     if (s->idle_unsaid && now - s->idle_said >= 60.0) {
         fl_log(&s->log, FL_LOG_INFO, "closed %llu connection%s that carried no client session for "
-               "%u s (server.idle_connection_s; %llu in all)", (unsigned long long)s->idle_unsaid,
-               s->idle_unsaid == 1 ? "" : "s", s->opt.idle_conn_s,
+               "%.0f s (server.idle_connection_s; %llu in all)",
+               (unsigned long long)s->idle_unsaid, s->idle_unsaid == 1 ? "" : "s", s->idle_s,
                (unsigned long long)s->st.idle_closed);
         s->idle_said = now;
         s->idle_unsaid = 0;
@@ -2491,7 +2504,7 @@ fls_status fls_server_step(fls_server *s, int timeout_ms)
     if (it[0].revents & ZMQ_POLLIN)
         read_router(s);
     now = fl_time_mono_s();
-    if (s->opt.idle_conn_s && s->mon && now - s->idle_scan >= 1.0)
+    if (s->idle_s > 0 && s->mon && now - s->idle_scan >= 1.0)
         close_idle_conns(s, now);
     if (now >= s->next_timers && s->run == RUN_ON) {
         s->next_timers = now + TIMER_PERIOD;

@@ -757,7 +757,7 @@ def test_fd_limit(h):
     low.send_signal(signal.SIGTERM)
     check(h.wait_exit(low, 30, 'fl_server') == 0, 'a server with soft limit 64 raises it to 256')
     srv = h.server(SMALL + ['--insecure', '--rounds', '1', '--clients', '2',
-                            '--set', 'server.liveness_ms=1500',
+                            '--set', 'server.liveness_ms=1000',
                             '--set', 'server.idle_connection_s=2'], nofile=(80, 80))
     log = h.read('server.log')
     check(re.search(r'the file descriptor limit \(RLIMIT_NOFILE 80\) lets about 48 clients '

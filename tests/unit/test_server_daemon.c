@@ -2847,6 +2847,13 @@ static void test_reactor_idle_connections(void **state)
     peer_close(&silent);
     peer_close(&left);
     free(lb);
+    /* below twice the liveness timeout (10 s by default), the setting is raised to it, said */
+    s = plain_server_with("idleconn2.sock", "  idle_connection_s: 5\n", ep, sizeof ep, &lb);
+    assert_non_null(strstr(lb->text, "server.idle_connection_s (5 s) is below twice "
+                                     "server.liveness_ms (10000 ms): connections without a "
+                                     "session are closed after 20 s"));
+    fls_server_free(s);
+    free(lb);
 }
 
 /* fl_client_key_of as the daemon sees it: this binary links with -Wl,--wrap=fl_client_key_of
