@@ -166,6 +166,9 @@ struct fls_server {
     double idle_s;              /* server.idle_connection_s, at least 2 x liveness (0: never) */
     double idle_said;           /* when closed idle connections were last said */
     uint64_t idle_unsaid;       /* closed since */
+    int multi_io;               /* the context has several I/O threads: counts are approximate */
+    double over_said;           /* when connections closed over the limit were last said */
+    uint64_t over_unsaid;       /* closed since */
     int pipe_rd, pipe_wr;
     volatile sig_atomic_t stop_req, reload_req;
     int run;
@@ -1568,24 +1571,34 @@ static void handle_frame(fls_server *s, const uint8_t *rid, size_t rid_len, cons
     flp_msg_free(m);
 }
 
-/* Reads every message waiting on the ROUTER (at most BATCH_IN). */
 /* A message came in on connection fd (ZMQ_SRCFD; -1 unknown) from routing id rid: its session,
- * if it has one, is on that connection (close_idle_conns). */
+ * if it has one, is on that connection (close_idle_conns). A libzmq that does not tell the
+ * descriptor (the option is deprecated; it needs getnameinfo to work on the peer's address, which
+ * musl's does not for ipc://) would leave live sessions looking idle: closing idle connections
+ * is then turned off, rather than cutting live clients. */
 static void conn_of(fls_server *s, int fd, const uint8_t *rid, size_t rl)
 {
     sess *x = sess_by_rid(s, rid, rl);
-    if (x)
-        x->fd = fd;
+    if (!x)
+        return;
+    x->fd = fd;
+    if (fd < 0 && s->idle_s > 0 && x->id && !x->dead) {
+        s->idle_s = 0;
+        fl_log(&s->log, FL_LOG_WARN, "libzmq does not tell which connection a message came on "
+               "(ZMQ_SRCFD): connections without a session are not closed "
+               "(server.idle_connection_s is off)");
+    }
 }
 
-static void read_router(fls_server *s)
+/* Reads the messages waiting on the ROUTER, at most BATCH_IN; 1 when it stopped at that. */
+static int read_router(fls_server *s)
 {
     for (int n = 0; n < BATCH_IN; n++) {
         zmq_msg_t rid, body;
         zmq_msg_init(&rid);
         if (zmq_msg_recv(&rid, s->router, ZMQ_DONTWAIT) < 0) {
             zmq_msg_close(&rid);
-            return;
+            return 0;
         }
         int frames = 0, more = zmq_msg_more(&rid);
         zmq_msg_init(&body);
@@ -1627,9 +1640,10 @@ static void read_router(fls_server *s)
         zmq_msg_close(&rid);
         if (drain_events(s) != FL_OK) {
             s->run = RUN_FAILED;
-            return;
+            return 0;
         }
     }
+    return 1;
 }
 
 /* ---- ZAP (RFC 27) --------------------------------------------------------------------------- */
@@ -1894,7 +1908,16 @@ static int setup_monitor(fls_server *s)
                                                                             : rl.rlim_cur - FD_RESERVE)
                           : 1;
     }
-    if (s->opt.idle_conn_s) {
+    /* With several I/O threads (a host's context), a connection's DISCONNECTED can come before its
+     * ACCEPTED: the count may drift and a closed descriptor look open, so nothing is closed. */
+    const int io = zmq_ctx_get(s->ctx, ZMQ_IO_THREADS);
+    if (io > 1) {
+        s->multi_io = 1;
+        fl_log(&s->log, FL_LOG_INFO, "the ZeroMQ context has %d I/O threads: connections are "
+               "counted approximately and never closed by the server (server.idle_connection_s "
+               "and the connection limit need one)", io);
+    }
+    if (s->opt.idle_conn_s && !s->multi_io) {
         /* A session's connection is renewed by its messages only while the session lives, and
          * the liveness timeout drops a silent one: below that, or near it, a client that pauses
          * within its liveness could lose its connection first. */
@@ -1937,8 +1960,14 @@ static void read_monitor(fls_server *s);
 
 static void close_idle_conns(fls_server *s, double now)
 {
+    /* The reactor itself busy (a long evaluation, a checkpoint) is no idleness of the peers':
+     * what the scans missed beyond their period is added back. */
+    const double stall = s->idle_scan > 0 ? now - s->idle_scan - 1.0 : 0;
     s->idle_scan = now;
     read_monitor(s);
+    if (stall > 1.0)
+        for (size_t fd = 0; fd < s->fdt_cap; fd++)
+            s->fdt[fd].used += stall;
     for (size_t i = 0; i < s->n_ss; i++) {
         const sess *x = &s->ss[i];
         if (!x->dead && x->id && x->fd >= 0 && (size_t)x->fd < s->fdt_cap)
@@ -2008,6 +2037,17 @@ static void read_monitor(fls_server *s)
                 memset(s->fdt + had, 0, (s->fdt_cap - had) * sizeof *s->fdt);
                 s->fdt[fd].used = fl_time_mono_s();
                 s->fdt[fd].open = 1;
+                /* Beyond what the limit allows less FD_RESERVE, a new connection (it has no
+                 * session yet) is closed at once: the descriptors kept free are the server's own
+                 * files' (a checkpoint that cannot be opened ends the run), and libzmq never
+                 * reaches the limit, where it would spin. Its client reconnects later. */
+                if (s->conn_cap && !s->multi_io && s->conns > s->conn_cap) {
+                    s->fdt[fd].open = 0; /* its DISCONNECTED follows */
+                    if (shutdown((int)fd, SHUT_RDWR) == 0) {
+                        s->st.over_limit_closed++;
+                        s->over_unsaid++;
+                    }
+                }
             } else if (!s->fdt_nomem) {
                 s->fdt_nomem = 1;
                 fl_log(&s->log, FL_LOG_ERROR, "out of memory: connection %u cannot be tracked; "
@@ -2022,12 +2062,23 @@ static void read_monitor(fls_server *s)
     }
     if (!s->conn_cap)
         return;
+    const double now = fl_time_mono_s();
+    if (s->over_unsaid && now - s->over_said >= 60.0) {
+        fl_log(&s->log, FL_LOG_WARN, "closed %llu new connection%s at once: %u are open, the "
+               "most the file descriptor limit (RLIMIT_NOFILE %llu) allows with %d kept for the "
+               "server's files (%llu in all); raise the limit (ulimit -n, systemd LimitNOFILE=)",
+               (unsigned long long)s->over_unsaid, s->over_unsaid == 1 ? "" : "s", s->conn_cap,
+               (unsigned long long)s->fd_limit, FD_RESERVE,
+               (unsigned long long)s->st.over_limit_closed);
+        s->over_said = now;
+        s->over_unsaid = 0;
+    }
     if (!s->near_said && (uint64_t)s->conns * 10 >= (uint64_t)s->conn_cap * 9) {
         s->near_said = 1;
         fl_log(&s->log, FL_LOG_WARN, "%u connections open (%u of them clients that said Hello), "
-               "near the about %u that the file descriptor limit (RLIMIT_NOFILE %llu) allows: at "
-               "the limit new clients cannot connect and libzmq's I/O thread spins; raise it "
-               "(ulimit -n, systemd LimitNOFILE=)", s->conns, sessions_with_id(s), s->conn_cap,
+               "near the about %u that the file descriptor limit (RLIMIT_NOFILE %llu) allows: "
+               "beyond them new connections are closed at once; raise it (ulimit -n, systemd "
+               "LimitNOFILE=)", s->conns, sessions_with_id(s), s->conn_cap,
                (unsigned long long)s->fd_limit);
     } else if (s->near_said && (uint64_t)s->conns * 10 < (uint64_t)s->conn_cap * 8) {
         s->near_said = 0;
@@ -2269,6 +2320,7 @@ static fls_status server_create(const fls_options *o, const fls_host *host, int 
         s->host = *host;
     s->ctx = s->host.zmq_context;
     s->pipe_rd = s->pipe_wr = -1;
+    s->idle_said = s->over_said = -1e9; /* the first closing is said at once */
     s->bind_free = NIL;
     s->idle = (bind_list){NIL, NIL};
     s->log.fn = log_bridge;
@@ -2501,10 +2553,11 @@ fls_status fls_server_step(fls_server *s, int timeout_ms)
         read_monitor(s);
     if (n_it == 4 && (it[3].revents & ZMQ_POLLIN))
         read_zap(s);
-    if (it[0].revents & ZMQ_POLLIN)
-        read_router(s);
+    /* Messages still waiting (a batch was not all): their sessions' connections are not judged
+     * idle until they are read. */
+    const int backlog = (it[0].revents & ZMQ_POLLIN) && read_router(s);
     now = fl_time_mono_s();
-    if (s->idle_s > 0 && s->mon && now - s->idle_scan >= 1.0)
+    if (s->idle_s > 0 && s->mon && !backlog && now - s->idle_scan >= 1.0)
         close_idle_conns(s, now);
     if (now >= s->next_timers && s->run == RUN_ON) {
         s->next_timers = now + TIMER_PERIOD;

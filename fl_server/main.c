@@ -396,13 +396,14 @@ int main(int argc, char **argv)
     fprintf(stderr,
             "fl_server: %llu rounds, %llu messages in, %llu out, %llu malformed, %llu refused, "
             "%llu auth refused, %llu checkpoints; %u client ids bound, %llu clients in the "
-            "round engine; at most %u connections open at once, %llu closed idle\n",
+            "round engine; at most %u connections open at once, %llu closed idle, %llu over "
+            "the limit\n",
             (unsigned long long)stats.rounds_done, (unsigned long long)stats.msgs_in,
             (unsigned long long)stats.msgs_out, (unsigned long long)stats.malformed,
             (unsigned long long)stats.refused, (unsigned long long)stats.auth_refused,
             (unsigned long long)stats.checkpoints, stats.ids,
             (unsigned long long)stats.engine_clients, stats.connections_peak,
-            (unsigned long long)stats.idle_closed);
+            (unsigned long long)stats.idle_closed, (unsigned long long)stats.over_limit_closed);
     g_server = NULL;
     fls_server_free(srv);
     if (rs == FLS_OK || rs == FLS_ERR_CANCELLED)

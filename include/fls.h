@@ -197,6 +197,8 @@ typedef struct fls_server_stats {
     uint32_t connections_peak;    /* the most open at once in this process */
     uint64_t idle_closed;         /* connections closed for carrying no session for
                                    * server.idle_connection_s */
+    uint64_t over_limit_closed;   /* new connections closed at once: the file descriptor limit
+                                   * (less 32 for the server's files) was reached */
 } fls_server_stats;
 void fls_server_stats_get(const fls_server *s, fls_server_stats *out);
 

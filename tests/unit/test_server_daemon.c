@@ -2856,6 +2856,66 @@ static void test_reactor_idle_connections(void **state)
     free(lb);
 }
 
+/* zmq_msg_get as the daemon sees it (-Wl,--wrap=zmq_msg_get): with g_no_srcfd, ZMQ_SRCFD says
+ * -1, as a libzmq that cannot tell a message's connection does. */
+int __real_zmq_msg_get(const zmq_msg_t *msg, int property);
+int __wrap_zmq_msg_get(const zmq_msg_t *msg, int property);
+static int g_no_srcfd;
+
+int __wrap_zmq_msg_get(const zmq_msg_t *msg, int property)
+{
+    if (g_no_srcfd && property == ZMQ_SRCFD)
+        return -1;
+    return __real_zmq_msg_get(msg, property);
+}
+
+/* Without ZMQ_SRCFD the server cannot tell which connection carries a live session: it turns the
+ * closing of idle connections off (said) rather than cut a heartbeating client, and leaves the
+ * silent peer be. */
+static void test_reactor_idle_connections_no_srcfd(void **state)
+{
+    (void)state;
+    char ep[300];
+    logbuf *lb;
+    g_no_srcfd = 1;
+    fls_server *s = plain_server_with("nosrcfd.sock",
+                                      "  heartbeat_ms: 100\n  liveness_ms: 500\n"
+                                      "  idle_connection_s: 1\n",
+                                      ep, sizeof ep, &lb);
+    peer live, silent;
+    peer_open_once(&live, ep);
+    peer_open_once(&silent, ep);
+    await_connections(s, 2);
+    const flp_msg h = hello_msg("dev");
+    peer_send(&live, &h);
+    expect_ack_hello(s, &live);
+    flp_msg hb;
+    memset(&hb, 0, sizeof hb);
+    hb.version = FLP_VERSION;
+    hb.type = FLP_HEARTBEAT;
+    hb.sender = "dev";
+    const double t0 = fl_time_mono_s();
+    double last_hb = 0;
+    while (fl_time_mono_s() - t0 < 2.5) {
+        if (fl_time_mono_s() - last_hb > 0.1) {
+            peer_send(&live, &hb);
+            last_hb = fl_time_mono_s();
+        }
+        fls_server_step(s, 5);
+    }
+    fls_server_stats st;
+    fls_server_stats_get(s, &st);
+    assert_int_equal(st.connections, 2);
+    assert_int_equal(st.idle_closed, 0);
+    assert_int_equal(st.clients, 1);
+    assert_non_null(strstr(lb->text, "(ZMQ_SRCFD): connections without a session are not closed"));
+    g_no_srcfd = 0;
+    fls_server_free(s);
+    peer_close(&live);
+    peer_close(&silent);
+    free(lb);
+}
+
 /* fl_client_key_of as the daemon sees it: this binary links with -Wl,--wrap=fl_client_key_of
  * (tests/unit/meson.build), so the server's calls reach the wrapper, which hands the ids a test
  * names the keys it chose (no need to search 2^32 hashes for four colliding keys) or a failure
@@ -3445,6 +3505,7 @@ int main(void)
         cmocka_unit_test(test_reactor_keys_unavailable),
         cmocka_unit_test(test_reactor_connections),
         cmocka_unit_test(test_reactor_idle_connections),
+        cmocka_unit_test(test_reactor_idle_connections_no_srcfd),
         cmocka_unit_test(test_reactor_forgotten_state_not_inherited),
         cmocka_unit_test(test_reactor_metrics_lost),
     };
