@@ -46,9 +46,9 @@ static const key_def KEYS[] = {
     {"server.allow_list", K_STR, OFF(allow_list), SZ(allow_list), 0, 0, NULL, "",
      "file of allowed client public keys, one Z85 key per line; re-read on SIGHUP"},
     {"server.heartbeat_ms", K_U32, OFF(heartbeat_ms), 0, 10, 600000, NULL, "1000",
-     "heartbeat interval (application and ZMQ_HEARTBEAT_IVL)"},
+     "interval of the server's Heartbeat messages to each client"},
     {"server.liveness_ms", K_U32, OFF(liveness_ms), 0, 100, 3600000, NULL, "10000",
-     "silence after which a client is considered gone (and ZMQ heartbeat timeout/TTL)"},
+     "silence after which a client is considered gone (its session ends)"},
     {"server.credit", K_U32, OFF(credit), 0, 1, 1024, NULL, "8",
      "chunks in flight per client, both ways: weight chunks sent ahead of the client's Acks, "
      "update chunks a client may send ahead of the server's Acks (flow-control window)"},

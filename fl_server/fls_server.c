@@ -1913,7 +1913,7 @@ static int setup_monitor(fls_server *s)
     const int io = zmq_ctx_get(s->ctx, ZMQ_IO_THREADS);
     if (io > 1) {
         s->multi_io = 1;
-        fl_log(&s->log, FL_LOG_INFO, "the ZeroMQ context has %d I/O threads: connections are "
+        fl_log(&s->log, FL_LOG_WARN, "the ZeroMQ context has %d I/O threads: connections are "
                "counted approximately and never closed by the server (server.idle_connection_s "
                "and the connection limit need one)", io);
     }
@@ -1962,12 +1962,16 @@ static void close_idle_conns(fls_server *s, double now)
 {
     /* The reactor itself busy (a long evaluation, a checkpoint) is no idleness of the peers':
      * what the scans missed beyond their period is added back. */
-    const double stall = s->idle_scan > 0 ? now - s->idle_scan - 1.0 : 0;
+    const double prev = s->idle_scan;
+    const double stall = prev > 0 ? now - prev - 1.0 : 0;
     s->idle_scan = now;
     read_monitor(s);
     if (stall > 1.0)
-        for (size_t fd = 0; fd < s->fdt_cap; fd++)
-            s->fdt[fd].used += stall;
+        for (size_t fd = 0; fd < s->fdt_cap; fd++) {
+            conn_fd *c = &s->fdt[fd];
+            if (c->open && c->used <= prev) /* not one accepted during the stall */
+                c->used = c->used + stall < now ? c->used + stall : now;
+        }
     for (size_t i = 0; i < s->n_ss; i++) {
         const sess *x = &s->ss[i];
         if (!x->dead && x->id && x->fd >= 0 && (size_t)x->fd < s->fdt_cap)
@@ -2038,9 +2042,12 @@ static void read_monitor(fls_server *s)
                 s->fdt[fd].used = fl_time_mono_s();
                 s->fdt[fd].open = 1;
                 /* Beyond what the limit allows less FD_RESERVE, a new connection (it has no
-                 * session yet) is closed at once: the descriptors kept free are the server's own
-                 * files' (a checkpoint that cannot be opened ends the run), and libzmq never
-                 * reaches the limit, where it would spin. Its client reconnects later. */
+                 * session yet) is closed at once, to keep those descriptors for the server's own
+                 * files (a checkpoint that cannot be opened ends the run) and libzmq off the
+                 * limit (where it spins on TCP, and aborts on ipc://). libzmq accepts before the
+                 * reactor hears of it, so a fast storm of connects still reaches the limit for
+                 * moments: this narrows the exposure, it does not close it. Its client
+                 * reconnects later. */
                 if (s->conn_cap && !s->multi_io && s->conns > s->conn_cap) {
                     s->fdt[fd].open = 0; /* its DISCONNECTED follows */
                     if (shutdown((int)fd, SHUT_RDWR) == 0) {
@@ -2064,11 +2071,11 @@ static void read_monitor(fls_server *s)
         return;
     const double now = fl_time_mono_s();
     if (s->over_unsaid && now - s->over_said >= 60.0) {
-        fl_log(&s->log, FL_LOG_WARN, "closed %llu new connection%s at once: %u are open, the "
-               "most the file descriptor limit (RLIMIT_NOFILE %llu) allows with %d kept for the "
+        fl_log(&s->log, FL_LOG_WARN, "closed %llu new connection%s at once: %u open, more than "
+               "the %u the file descriptor limit (RLIMIT_NOFILE %llu) allows with %d kept for the "
                "server's files (%llu in all); raise the limit (ulimit -n, systemd LimitNOFILE=)",
-               (unsigned long long)s->over_unsaid, s->over_unsaid == 1 ? "" : "s", s->conn_cap,
-               (unsigned long long)s->fd_limit, FD_RESERVE,
+               (unsigned long long)s->over_unsaid, s->over_unsaid == 1 ? "" : "s", s->conns,
+               s->conn_cap, (unsigned long long)s->fd_limit, FD_RESERVE,
                (unsigned long long)s->st.over_limit_closed);
         s->over_said = now;
         s->over_unsaid = 0;
@@ -2100,16 +2107,23 @@ static fl_status setup_socket(fls_server *s, char *err, size_t errlen)
     s->router = zmq_socket(s->ctx, ZMQ_ROUTER);
     if (!s->router)
         goto zfail;
+    /* No ZeroMQ heartbeats (ZMQ_HEARTBEAT_IVL) on the ROUTER: with them, libzmq 4.3.4 aborts the
+     * process when a connection whose incoming queue is full ends while the reactor is busy for
+     * longer than the interval ("Assertion failed: !_io_error", libzmq issues 3937, 4767, 4841;
+     * test_reactor_flood_then_hangup), which any peer can bring about. Dead links are found
+     * without them: the application's liveness timeout (server.liveness_ms) ends a silent
+     * session, server.idle_connection_s then closes its connection, and TCP keepalive probes
+     * (kernel-side) end a TCP link whose peer vanished. */
     const int one = 1, linger = 2000;
-    const int hb = (int)s->opt.heartbeat_ms, live = (int)s->opt.liveness_ms;
-    const int ttl = live > 6553599 ? 6553599 : live;
+    const int ka_idle = 60, ka_intvl = 10, ka_cnt = 3;
     const int hwm = (int)s->opt.sndhwm;
     const int64_t maxmsg = (int64_t)s->opt.max_msg_bytes;
     if (zmq_setsockopt(s->router, ZMQ_ROUTER_MANDATORY, &one, sizeof one) ||
         zmq_setsockopt(s->router, ZMQ_LINGER, &linger, sizeof linger) ||
-        zmq_setsockopt(s->router, ZMQ_HEARTBEAT_IVL, &hb, sizeof hb) ||
-        zmq_setsockopt(s->router, ZMQ_HEARTBEAT_TIMEOUT, &live, sizeof live) ||
-        zmq_setsockopt(s->router, ZMQ_HEARTBEAT_TTL, &ttl, sizeof ttl) ||
+        zmq_setsockopt(s->router, ZMQ_TCP_KEEPALIVE, &one, sizeof one) ||
+        zmq_setsockopt(s->router, ZMQ_TCP_KEEPALIVE_IDLE, &ka_idle, sizeof ka_idle) ||
+        zmq_setsockopt(s->router, ZMQ_TCP_KEEPALIVE_INTVL, &ka_intvl, sizeof ka_intvl) ||
+        zmq_setsockopt(s->router, ZMQ_TCP_KEEPALIVE_CNT, &ka_cnt, sizeof ka_cnt) ||
         zmq_setsockopt(s->router, ZMQ_SNDHWM, &hwm, sizeof hwm) ||
         zmq_setsockopt(s->router, ZMQ_MAXMSGSIZE, &maxmsg, sizeof maxmsg))
         goto zfail;
@@ -2554,10 +2568,11 @@ fls_status fls_server_step(fls_server *s, int timeout_ms)
     if (n_it == 4 && (it[3].revents & ZMQ_POLLIN))
         read_zap(s);
     /* Messages still waiting (a batch was not all): their sessions' connections are not judged
-     * idle until they are read. */
+     * idle until they are read, unless that lasts (an overloaded reactor still closes idle
+     * connections every 5 s). */
     const int backlog = (it[0].revents & ZMQ_POLLIN) && read_router(s);
     now = fl_time_mono_s();
-    if (s->idle_s > 0 && s->mon && !backlog && now - s->idle_scan >= 1.0)
+    if (s->idle_s > 0 && s->mon && now - s->idle_scan >= (backlog ? 5.0 : 1.0))
         close_idle_conns(s, now);
     if (now >= s->next_timers && s->run == RUN_ON) {
         s->next_timers = now + TIMER_PERIOD;

@@ -119,7 +119,10 @@ typedef struct fls_host {
     fls_log_fn log;               /* NULL: silent; the level threshold is option log.level */
     void *log_user;
     void *zmq_context;            /* NULL: the server makes and owns its own. A shared context
-                                   * may have no other ZAP handler bound (one per context). */
+                                   * may have no other ZAP handler bound (one per context), and
+                                   * should have one I/O thread (ZeroMQ's default): with more,
+                                   * connections are counted approximately and the server closes
+                                   * none (server.idle_connection_s, the connection limit). */
     /* Called once per finished round with its metrics as one JSON object (no newline) and a
      * human-readable summary line. The server also appends the JSON line to option
      * run.metrics when that names a file ("-" is left to the host: the library never prints). */

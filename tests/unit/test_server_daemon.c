@@ -2838,8 +2838,12 @@ static void test_reactor_idle_connections(void **state)
     assert_int_equal(st.connections, 1);
     assert_int_equal(st.idle_closed, 2);
     assert_int_equal(st.clients, 1); /* dev's session is intact */
-    assert_non_null(strstr(lb->text, "closed 2 connections that carried no client session for "
-                                     "1 s (server.idle_connection_s; 2 in all)"));
+    /* said at the first closing (the two may fall in different scans; the next line waits a
+     * minute) */
+    assert_true(strstr(lb->text, "closed 2 connections that carried no client session for 1 s "
+                                 "(server.idle_connection_s; 2 in all)") ||
+                strstr(lb->text, "closed 1 connection that carried no client session for 1 s "
+                                 "(server.idle_connection_s; 1 in all)"));
     peer_send(&live, &hb); /* and it still gets through: no Error */
     assert_null(peer_recv(s, &live, 0.3));
     fls_server_free(s);
@@ -2852,6 +2856,43 @@ static void test_reactor_idle_connections(void **state)
     assert_non_null(strstr(lb->text, "server.idle_connection_s (5 s) is below twice "
                                      "server.liveness_ms (10000 ms): connections without a "
                                      "session are closed after 20 s"));
+    fls_server_free(s);
+    free(lb);
+}
+
+/* A peer (another process, no Hello) floods the server faster than it reads, then its process
+ * ends while the reactor is busy: its connection ends with a full queue. With ZeroMQ heartbeats
+ * on the ROUTER, libzmq 4.3.4 then aborts the whole server ("Assertion failed: !_io_error
+ * (src/stream_engine_base.cpp:331)", libzmq issues 3937, 4767, 4841): any peer could kill the
+ * daemon. The ROUTER has no ZeroMQ heartbeats since (found by a review; the first version of
+ * this test aborted 3 times in 3). */
+static void test_reactor_flood_then_hangup(void **state)
+{
+    (void)state;
+    char ep[300];
+    logbuf *lb;
+    fls_server *s = plain_server_with("floodhup.sock", "  heartbeat_ms: 100\n  liveness_ms: 500\n",
+                                      ep, sizeof ep, &lb);
+    const pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        void *ctx = zmq_ctx_new();
+        void *d = zmq_socket(ctx, ZMQ_DEALER);
+        zmq_connect(d, ep);
+        const double t0 = fl_time_mono_s();
+        while (fl_time_mono_s() - t0 < 1.0)
+            if (zmq_send(d, "x", 1, ZMQ_DONTWAIT) < 0)
+                usleep(200);
+        _exit(0); /* no zmq_close: the kernel ends the connection */
+    }
+    await_connections(s, 1); /* the monitor only: the reactor reads no message meanwhile */
+    int wst;
+    assert_int_equal(waitpid(pid, &wst, 0), pid);
+    usleep(500000); /* busy: longer than heartbeat_ms */
+    step_for(&s, 1, 1.0);
+    fls_server_stats st;
+    fls_server_stats_get(s, &st);
+    assert_true(st.malformed > 0); /* it read the flood, and lives */
     fls_server_free(s);
     free(lb);
 }
@@ -3506,6 +3547,7 @@ int main(void)
         cmocka_unit_test(test_reactor_connections),
         cmocka_unit_test(test_reactor_idle_connections),
         cmocka_unit_test(test_reactor_idle_connections_no_srcfd),
+        cmocka_unit_test(test_reactor_flood_then_hangup),
         cmocka_unit_test(test_reactor_forgotten_state_not_inherited),
         cmocka_unit_test(test_reactor_metrics_lost),
     };
