@@ -144,6 +144,9 @@ typedef struct bind_owner {
 typedef struct conn_fd {
     double used;                /* when accepted, or when it last carried a session's message */
     int open;                   /* accepted and not yet disconnected (or closed by us) */
+    int sess;                   /* a live session's message came on it since its last
+                                 * DISCONNECTED: never closed over the limit */
+    int shut;                   /* we shut it down; its DISCONNECTED is yet to come */
 } conn_fd;
 
 struct fls_server {
@@ -1582,6 +1585,15 @@ static void conn_of(fls_server *s, int fd, const uint8_t *rid, size_t rl)
     if (!x)
         return;
     x->fd = fd;
+    /* Marked even before its ACCEPTED is read: libzmq can hand the reactor a connection's Hello
+     * before the monitor tells of the connection, and the over-limit closing must not end a
+     * client it has just admitted (it did, once, in it_fd_limit). */
+    const size_t had = s->fdt_cap;
+    if (fd >= 0 && x->id && !x->dead &&
+        fl_grow(&s->fdt, &s->fdt_cap, (size_t)fd + 1, sizeof *s->fdt, 64) == FL_OK) {
+        memset(s->fdt + had, 0, (s->fdt_cap - had) * sizeof *s->fdt);
+        s->fdt[fd].sess = 1;
+    }
     if (fd < 0 && s->idle_s > 0 && x->id && !x->dead) {
         s->idle_s = 0;
         fl_log(&s->log, FL_LOG_WARN, "libzmq does not tell which connection a message came on "
@@ -1633,8 +1645,19 @@ static int read_router(fls_server *s)
                        "one frame per message expected");
         } else {
             const char *uid = s->curve ? zmq_msg_gets(&body, "User-Id") : NULL;
-            handle_frame(s, zmq_msg_data(&rid), rl, zmq_msg_data(&body), zmq_msg_size(&body), uid);
-            conn_of(s, zmq_msg_get(&body, ZMQ_SRCFD), zmq_msg_data(&rid), rl);
+            const int fd = zmq_msg_get(&body, ZMQ_SRCFD);
+            /* A message that was queued before the reactor shut its connection down (over the
+             * limit, or idle) is dropped: answering it would make a session on a connection
+             * that is gone (a Hello "joined", then "connection gone"), and the client, which
+             * never got its Ack, would wait out its liveness timeout before saying Hello again
+             * on its new connection. */
+            if (fd >= 0 && (size_t)fd < s->fdt_cap && s->fdt[fd].shut) {
+                s->st.msgs_in++;
+            } else {
+                handle_frame(s, zmq_msg_data(&rid), rl, zmq_msg_data(&body), zmq_msg_size(&body),
+                             uid);
+                conn_of(s, fd, zmq_msg_data(&rid), rl);
+            }
         }
         zmq_msg_close(&body);
         zmq_msg_close(&rid);
@@ -1984,6 +2007,7 @@ static void close_idle_conns(fls_server *s, double now)
         if (!c->open || now - c->used <= t)
             continue;
         c->open = 0; /* its DISCONNECTED follows */
+        c->shut = 1;
         if (shutdown((int)fd, SHUT_RDWR) == 0)
             n++;
     }
@@ -2041,6 +2065,7 @@ static void read_monitor(fls_server *s)
                 memset(s->fdt + had, 0, (s->fdt_cap - had) * sizeof *s->fdt);
                 s->fdt[fd].used = fl_time_mono_s();
                 s->fdt[fd].open = 1;
+                s->fdt[fd].shut = 0;
                 /* Beyond what the limit allows less FD_RESERVE, a new connection (it has no
                  * session yet) is closed at once, to keep those descriptors for the server's own
                  * files (a checkpoint that cannot be opened ends the run) and libzmq off the
@@ -2048,8 +2073,9 @@ static void read_monitor(fls_server *s)
                  * reactor hears of it, so a fast storm of connects still reaches the limit for
                  * moments: this narrows the exposure, it does not close it. Its client
                  * reconnects later. */
-                if (s->conn_cap && !s->multi_io && s->conns > s->conn_cap) {
+                if (s->conn_cap && !s->multi_io && s->conns > s->conn_cap && !s->fdt[fd].sess) {
                     s->fdt[fd].open = 0; /* its DISCONNECTED follows */
+                    s->fdt[fd].shut = 1;
                     if (shutdown((int)fd, SHUT_RDWR) == 0) {
                         s->st.over_limit_closed++;
                         s->over_unsaid++;
@@ -2063,8 +2089,11 @@ static void read_monitor(fls_server *s)
         } else if (event == ZMQ_EVENT_DISCONNECTED) {
             if (s->conns)
                 s->conns--;
-            if (fd < s->fdt_cap)
+            if (fd < s->fdt_cap) {
                 s->fdt[fd].open = 0;
+                s->fdt[fd].sess = 0;
+                s->fdt[fd].shut = 0;
+            }
         }
     }
     if (!s->conn_cap)
