@@ -144,9 +144,8 @@ typedef struct bind_owner {
 typedef struct conn_fd {
     double used;                /* when accepted, or when it last carried a session's message */
     int open;                   /* accepted and not yet disconnected (or closed by us) */
-    int sess;                   /* a live session's message came on it since its last
-                                 * DISCONNECTED: never closed over the limit */
-    int shut;                   /* we shut it down; its DISCONNECTED is yet to come */
+    int shut;                   /* we shut it down, and no connection was accepted on the
+                                 * number since: its messages are dropped */
 } conn_fd;
 
 struct fls_server {
@@ -170,6 +169,7 @@ struct fls_server {
     double idle_said;           /* when closed idle connections were last said */
     uint64_t idle_unsaid;       /* closed since */
     int multi_io;               /* the context has several I/O threads: counts are approximate */
+    int no_srcfd;               /* libzmq does not say a message's connection: nothing is shut */
     double over_said;           /* when connections closed over the limit were last said */
     uint64_t over_unsaid;       /* closed since */
     int pipe_rd, pipe_wr;
@@ -1585,22 +1585,16 @@ static void conn_of(fls_server *s, int fd, const uint8_t *rid, size_t rl)
     if (!x)
         return;
     x->fd = fd;
-    /* Marked even before its ACCEPTED is read: libzmq can hand the reactor a connection's Hello
-     * before the monitor tells of the connection, and the over-limit closing must not end a
-     * client it has just admitted (it did, once, in it_fd_limit). */
-    const size_t had = s->fdt_cap;
-    if (fd >= 0 && x->id && !x->dead &&
-        fl_grow(&s->fdt, &s->fdt_cap, (size_t)fd + 1, sizeof *s->fdt, 64) == FL_OK) {
-        memset(s->fdt + had, 0, (s->fdt_cap - had) * sizeof *s->fdt);
-        s->fdt[fd].sess = 1;
-    }
-    if (fd < 0 && s->idle_s > 0 && x->id && !x->dead) {
+    if (fd < 0 && !s->no_srcfd && x->id && !x->dead) {
+        s->no_srcfd = 1;
         s->idle_s = 0;
         fl_log(&s->log, FL_LOG_WARN, "libzmq does not tell which connection a message came on "
-               "(ZMQ_SRCFD): connections without a session are not closed "
-               "(server.idle_connection_s is off)");
+               "(ZMQ_SRCFD): the server closes no connection (server.idle_connection_s and the "
+               "connection limit are off)");
     }
 }
+
+static void read_monitor(fls_server *s);
 
 /* Reads the messages waiting on the ROUTER, at most BATCH_IN; 1 when it stopped at that. */
 static int read_router(fls_server *s)
@@ -1647,10 +1641,15 @@ static int read_router(fls_server *s)
             const char *uid = s->curve ? zmq_msg_gets(&body, "User-Id") : NULL;
             const int fd = zmq_msg_get(&body, ZMQ_SRCFD);
             /* A message that was queued before the reactor shut its connection down (over the
-             * limit, or idle) is dropped: answering it would make a session on a connection
-             * that is gone (a Hello "joined", then "connection gone"), and the client, which
-             * never got its Ack, would wait out its liveness timeout before saying Hello again
-             * on its new connection. */
+             * limit, or idle) is dropped unanswered: a Hello from it would make a session on a
+             * connection that is gone ("joined", then "connection gone"). libzmq can hand over a
+             * connection's first message before the monitor tells of the connection, so for a
+             * descriptor the table does not hold open, the monitor is read first: its ACCEPTED
+             * comes before the connection's engine starts, so after that read a number still
+             * marked shut is the shut connection's, not a new one's. */
+            if (fd >= 0 && s->mon &&
+                ((size_t)fd >= s->fdt_cap || !s->fdt[fd].open || s->fdt[fd].shut))
+                read_monitor(s);
             if (fd >= 0 && (size_t)fd < s->fdt_cap && s->fdt[fd].shut) {
                 s->st.msgs_in++;
             } else {
@@ -1979,8 +1978,6 @@ static int setup_monitor(fls_server *s)
  * A connection carries a session while a live session's last message came in on it (conn_of):
  * so no connection is closed before its session is dropped (by a Bye, or by the liveness
  * timeout, at most half of idle_s: setup_monitor), however long the reactor itself was busy. */
-static void read_monitor(fls_server *s);
-
 static void close_idle_conns(fls_server *s, double now)
 {
     /* The reactor itself busy (a long evaluation, a checkpoint) is no idleness of the peers':
@@ -2073,7 +2070,7 @@ static void read_monitor(fls_server *s)
                  * reactor hears of it, so a fast storm of connects still reaches the limit for
                  * moments: this narrows the exposure, it does not close it. Its client
                  * reconnects later. */
-                if (s->conn_cap && !s->multi_io && s->conns > s->conn_cap && !s->fdt[fd].sess) {
+                if (s->conn_cap && !s->multi_io && !s->no_srcfd && s->conns > s->conn_cap) {
                     s->fdt[fd].open = 0; /* its DISCONNECTED follows */
                     s->fdt[fd].shut = 1;
                     if (shutdown((int)fd, SHUT_RDWR) == 0) {
@@ -2089,11 +2086,8 @@ static void read_monitor(fls_server *s)
         } else if (event == ZMQ_EVENT_DISCONNECTED) {
             if (s->conns)
                 s->conns--;
-            if (fd < s->fdt_cap) {
-                s->fdt[fd].open = 0;
-                s->fdt[fd].sess = 0;
-                s->fdt[fd].shut = 0;
-            }
+            if (fd < s->fdt_cap)
+                s->fdt[fd].open = 0; /* shut stays until a connection is accepted on it */
         }
     }
     if (!s->conn_cap)
