@@ -172,6 +172,7 @@ struct fls_server {
     int no_srcfd;               /* libzmq does not say a message's connection: nothing is shut */
     double over_said;           /* when connections closed over the limit were last said */
     uint64_t over_unsaid;       /* closed since */
+    uint32_t over_open;         /* the connections open at the last of them */
     int pipe_rd, pipe_wr;
     volatile sig_atomic_t stop_req, reload_req;
     int run;
@@ -2076,6 +2077,7 @@ static void read_monitor(fls_server *s)
                     if (shutdown((int)fd, SHUT_RDWR) == 0) {
                         s->st.over_limit_closed++;
                         s->over_unsaid++;
+                        s->over_open = s->conns;
                     }
                 }
             } else if (!s->fdt_nomem) {
@@ -2097,7 +2099,7 @@ static void read_monitor(fls_server *s)
         fl_log(&s->log, FL_LOG_WARN, "closed %llu new connection%s at once: %u open, more than "
                "the %u the file descriptor limit (RLIMIT_NOFILE %llu) allows with %d kept for the "
                "server's files (%llu in all); raise the limit (ulimit -n, systemd LimitNOFILE=)",
-               (unsigned long long)s->over_unsaid, s->over_unsaid == 1 ? "" : "s", s->conns,
+               (unsigned long long)s->over_unsaid, s->over_unsaid == 1 ? "" : "s", s->over_open,
                s->conn_cap, (unsigned long long)s->fd_limit, FD_RESERVE,
                (unsigned long long)s->st.over_limit_closed);
         s->over_said = now;

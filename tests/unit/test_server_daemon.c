@@ -18,6 +18,7 @@
 #include <string.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -2860,6 +2861,85 @@ static void test_reactor_idle_connections(void **state)
     free(lb);
 }
 
+/* getrlimit as the daemon sees it (-Wl,--wrap=getrlimit64: with _FILE_OFFSET_BITS=64, glibc's
+ * getrlimit is that symbol): with g_fake_nofile, RLIMIT_NOFILE's soft limit is that. */
+int __real_getrlimit64(int resource, struct rlimit *rl);
+int __wrap_getrlimit64(int resource, struct rlimit *rl);
+static rlim_t g_fake_nofile;
+
+int __wrap_getrlimit64(int resource, struct rlimit *rl)
+{
+    const int rc = __real_getrlimit64(resource, rl);
+    if (rc == 0 && g_fake_nofile && resource == RLIMIT_NOFILE)
+        rl->rlim_cur = g_fake_nofile;
+    return rc;
+}
+
+/* The connection limit, with the server shown a limit of 35 descriptors (3 connections once 32
+ * are kept for its files): a client admitted stays while more peers connect; beyond 3
+ * connections each new one is closed at once, and a Hello sent on it makes no session; once a
+ * connection leaves, a new client is admitted. */
+static void test_reactor_connection_limit(void **state)
+{
+    (void)state;
+    char ep[300];
+    logbuf *lb;
+    g_fake_nofile = 35;
+    fls_server *s = plain_server_with("connlimit.sock", "", ep, sizeof ep, &lb);
+    g_fake_nofile = 0;
+    peer live, quiet1, quiet2, extra, later;
+    peer_open_once(&live, ep);
+    await_connections(s, 1);
+    flp_msg h = hello_msg("dev");
+    peer_send(&live, &h);
+    expect_ack_hello(s, &live);
+    peer_open_once(&quiet1, ep);
+    peer_open_once(&quiet2, ep);
+    await_connections(s, 3);
+    peer_open_once(&extra, ep); /* the fourth: closed at once */
+    fls_server_stats st;
+    const double t0 = fl_time_mono_s();
+    do {
+        fls_server_step(s, 5);
+        fls_server_stats_get(s, &st);
+    } while (st.over_limit_closed == 0 && fl_time_mono_s() - t0 < 10);
+    assert_int_equal(st.over_limit_closed, 1);
+    await_connections(s, 3);
+    h = hello_msg("extra");
+    zmq_send(extra.sock, "", 0, ZMQ_DONTWAIT); /* its connection is gone: nothing gets through */
+    assert_null(peer_recv(s, &extra, 0.5));
+    fls_server_stats_get(s, &st);
+    assert_int_equal(st.ids, 1);
+    assert_int_equal(st.clients, 1);
+    if (!strstr(lb->text, "closed 1 new connection at once: 4 open, more than the 3 "
+                          "the file descriptor limit (RLIMIT_NOFILE 35) allows"))
+        fail_msg("log: %s", lb->text);
+    /* room again: a new client is admitted, and the first one was never touched */
+    peer_close(&quiet1);
+    await_connections(s, 2);
+    peer_open_once(&later, ep);
+    await_connections(s, 3);
+    h = hello_msg("later");
+    peer_send(&later, &h);
+    expect_ack_hello(s, &later);
+    flp_msg hb;
+    memset(&hb, 0, sizeof hb);
+    hb.version = FLP_VERSION;
+    hb.type = FLP_HEARTBEAT;
+    hb.sender = "dev";
+    peer_send(&live, &hb);
+    assert_null(peer_recv(s, &live, 0.3)); /* no Error: dev's session is intact */
+    fls_server_stats_get(s, &st);
+    assert_int_equal(st.clients, 2);
+    assert_int_equal(st.over_limit_closed, 1);
+    fls_server_free(s);
+    peer_close(&live);
+    peer_close(&quiet2);
+    peer_close(&extra);
+    peer_close(&later);
+    free(lb);
+}
+
 /* A peer (another process, no Hello) floods the server faster than it reads, then its process
  * ends while the reactor is busy: its connection ends with a full queue. With ZeroMQ heartbeats
  * on the ROUTER, libzmq 4.3.4 then aborts the whole server ("Assertion failed: !_io_error
@@ -3548,6 +3628,7 @@ int main(void)
         cmocka_unit_test(test_reactor_idle_connections),
         cmocka_unit_test(test_reactor_idle_connections_no_srcfd),
         cmocka_unit_test(test_reactor_flood_then_hangup),
+        cmocka_unit_test(test_reactor_connection_limit),
         cmocka_unit_test(test_reactor_forgotten_state_not_inherited),
         cmocka_unit_test(test_reactor_metrics_lost),
     };
