@@ -1384,11 +1384,7 @@ static void test_reactor_insecure(void **state)
     peer_open(&a, ep, NULL, NULL, NULL);
     peer_open(&b, ep, NULL, NULL, NULL);
     /* before Hello: refused, never reaching the engine */
-    flp_msg hb;
-    memset(&hb, 0, sizeof hb);
-    hb.version = FLP_VERSION;
-    hb.type = FLP_HEARTBEAT;
-    hb.sender = "a";
+    flp_msg hb = flp_msg_header(FLP_HEARTBEAT, 0, "a");
     peer_send(&a, &hb);
     expect_error(s, &a, FL_ERR_UNKNOWN_CLIENT);
 
@@ -1890,11 +1886,7 @@ static void test_reactor_curve(void **state)
     fls_server_reload(s);
     fls_server_step(s, 0);
     assert_non_null(strstr(lb->text, "1 keys"));
-    flp_msg hb;
-    memset(&hb, 0, sizeof hb);
-    hb.version = FLP_VERSION;
-    hb.type = FLP_HEARTBEAT;
-    hb.sender = "dev-a";
+    flp_msg hb = flp_msg_header(FLP_HEARTBEAT, 0, "dev-a");
     peer_send(&a, &hb);
     expect_error(s, &a, FL_ERR_AUTH);
     fls_server_stats_get(s, &st);
@@ -2504,10 +2496,7 @@ static void test_reactor_upload_slots(void **state)
     /* u1's Update waits: no credit comes while u0 holds the slot */
     assert_int_equal(flc_core_update(c[1], &up), FL_OK);
     peer_send(&p[1], &up);
-    flp_msg hb;
-    memset(&hb, 0, sizeof hb);
-    hb.version = FLP_VERSION;
-    hb.type = FLP_HEARTBEAT;
+    flp_msg hb = flp_msg_header(FLP_HEARTBEAT, 0, NULL);
     /* u0 only heartbeats; u1 too. u0's Ack(UPDATE, TIMEOUT) comes after ~liveness; u1 gets its
      * first credit only after that. */
     int u0_timed_out = 0, u1_credit = 0;
@@ -2794,6 +2783,27 @@ static void peer_open_once(peer *p, const char *endpoint)
     assert_int_equal(zmq_connect(p->sock, endpoint), 0);
 }
 
+/* Steps s for secs of wall time while p sends a Heartbeat as client id every 0.1 s, then on
+ * (up to 10 s in all) until s has `conns` connections (-1: no wait); returns s's stats. */
+static fls_server_stats beat_for(fls_server *s, peer *p, const char *id, double secs, int conns)
+{
+    const flp_msg hb = flp_msg_header(FLP_HEARTBEAT, 0, id);
+    fls_server_stats st;
+    const double t0 = fl_time_mono_s();
+    double last = 0;
+    do {
+        const double now = fl_time_mono_s();
+        if (now - last > 0.1) {
+            peer_send(p, &hb);
+            last = now;
+        }
+        fls_server_step(s, 5);
+        fls_server_stats_get(s, &st);
+    } while (fl_time_mono_s() - t0 < secs ||
+             (conns >= 0 && st.connections != (uint32_t)conns && fl_time_mono_s() - t0 < 10));
+    return st;
+}
+
 /* D9 closed: connections that carry no session for server.idle_connection_s (1 s here) are
  * closed by the server: one that never says Hello, one whose session ended (Bye); one whose
  * session lives (it heartbeats) keeps its connection, over several times that. Without the
@@ -2819,23 +2829,8 @@ static void test_reactor_idle_connections(void **state)
     peer_send(&left, &h);
     expect_ack_hello(s, &left);
     send_bye(&left, "gone");
-    flp_msg hb;
-    memset(&hb, 0, sizeof hb);
-    hb.version = FLP_VERSION;
-    hb.type = FLP_HEARTBEAT;
-    hb.sender = "dev";
-    fls_server_stats st;
-    const double t0 = fl_time_mono_s();
-    double last_hb = 0;
-    do { /* at least 3 s: three times the limit for the live one */
-        const double now = fl_time_mono_s();
-        if (now - last_hb > 0.1) {
-            peer_send(&live, &hb);
-            last_hb = now;
-        }
-        fls_server_step(s, 5);
-        fls_server_stats_get(s, &st);
-    } while (fl_time_mono_s() - t0 < 3.0 || (st.connections != 1 && fl_time_mono_s() - t0 < 10));
+    /* at least 3 s: three times the limit for the live one */
+    fls_server_stats st = beat_for(s, &live, "dev", 3.0, 1);
     assert_int_equal(st.connections, 1);
     assert_int_equal(st.idle_closed, 2);
     assert_int_equal(st.clients, 1); /* dev's session is intact */
@@ -2845,7 +2840,7 @@ static void test_reactor_idle_connections(void **state)
                                  "(server.idle_connection_s; 2 in all)") ||
                 strstr(lb->text, "closed 1 connection that carried no client session for 1 s "
                                  "(server.idle_connection_s; 1 in all)"));
-    peer_send(&live, &hb); /* and it still gets through: no Error */
+    beat_for(s, &live, "dev", 0, -1); /* and it still gets through: no Error */
     assert_null(peer_recv(s, &live, 0.3));
     fls_server_free(s);
     peer_close(&live);
@@ -2922,11 +2917,7 @@ static void test_reactor_connection_limit(void **state)
     h = hello_msg("later");
     peer_send(&later, &h);
     expect_ack_hello(s, &later);
-    flp_msg hb;
-    memset(&hb, 0, sizeof hb);
-    hb.version = FLP_VERSION;
-    hb.type = FLP_HEARTBEAT;
-    hb.sender = "dev";
+    flp_msg hb = flp_msg_header(FLP_HEARTBEAT, 0, "dev");
     peer_send(&live, &hb);
     assert_null(peer_recv(s, &live, 0.3)); /* no Error: dev's session is intact */
     fls_server_stats_get(s, &st);
@@ -3010,22 +3001,7 @@ static void test_reactor_idle_connections_no_srcfd(void **state)
     const flp_msg h = hello_msg("dev");
     peer_send(&live, &h);
     expect_ack_hello(s, &live);
-    flp_msg hb;
-    memset(&hb, 0, sizeof hb);
-    hb.version = FLP_VERSION;
-    hb.type = FLP_HEARTBEAT;
-    hb.sender = "dev";
-    const double t0 = fl_time_mono_s();
-    double last_hb = 0;
-    while (fl_time_mono_s() - t0 < 2.5) {
-        if (fl_time_mono_s() - last_hb > 0.1) {
-            peer_send(&live, &hb);
-            last_hb = fl_time_mono_s();
-        }
-        fls_server_step(s, 5);
-    }
-    fls_server_stats st;
-    fls_server_stats_get(s, &st);
+    fls_server_stats st = beat_for(s, &live, "dev", 2.5, -1);
     assert_int_equal(st.connections, 2);
     assert_int_equal(st.idle_closed, 0);
     assert_int_equal(st.clients, 1);
@@ -3330,10 +3306,7 @@ static flp_msg *peer_poll(peer *p)
  * takes a few steps. */
 static void beat_and_step(fls_server *s, peer *p, const char *const *ids, int n)
 {
-    flp_msg hb;
-    memset(&hb, 0, sizeof hb);
-    hb.version = FLP_VERSION;
-    hb.type = FLP_HEARTBEAT;
+    flp_msg hb = flp_msg_header(FLP_HEARTBEAT, 0, NULL);
     for (int k = 0; k < n; k++) {
         hb.sender = ids[k];
         peer_send(&p[k], &hb);
