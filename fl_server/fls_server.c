@@ -59,6 +59,7 @@
 #define RID_MAX 255
 #define BATCH_IN 512       /* messages handled per poll before timers run again */
 #define TIMER_PERIOD 0.05  /* seconds between timer sweeps (heartbeats, liveness, tick) */
+#define CKPT_FD_RETRY_S 600 /* a checkpoint with no descriptor free is tried again this long */
 #define LOG_BURST 10       /* malformed-input log lines per second before suppression */
 #define DL_BUDGET_PER_CREDIT 2 /* weight chunks in flight over all clients: 2 x server.credit */
 #define TWIN_WINDOW_S 60.0 /* an id's evictions by another connection are counted per window */
@@ -196,6 +197,9 @@ struct fls_server {
                                  * why): the snapshot on hand is older, and is not written */
     int resumed;                /* the run continues a checkpoint (else: a fresh run) */
     fl_status ckpt_failed;      /* a periodic checkpoint could not be written: the run stops */
+    double ckpt_retry_since;    /* a periodic checkpoint found no descriptor free since (0: none) */
+    double ckpt_retry_next;     /* when it is tried again */
+    double ckpt_retry_wait;     /* the wait after that try (1 s, doubling up to 30 s) */
     int send_errno;             /* errno of the last failed send_to */
     int metrics_bad;            /* run.metrics failed or vanished: said once until it works */
     uint64_t metrics_lost;      /* lines lost since run.metrics last took one */
@@ -978,6 +982,61 @@ static fl_status write_snapshot(fls_server *s)
     return st != FL_OK ? st : s->snap_err;
 }
 
+/* A periodic checkpoint. One that finds no file descriptor free (EMFILE, ENFILE: a storm of
+ * connections can fill the process's table for moments, server.idle_connection_s) is tried again
+ * 1 s later, then at doubling waits up to 30 s, for up to CKPT_FD_RETRY_S while the run goes on:
+ * stopping would lose the rounds since the last checkpoint for sure (the restart resumes from it),
+ * going on loses them only on a crash, and each later try writes the latest state. Any other
+ * failure stops the run (fls_server_step). */
+static fl_status write_periodic(fls_server *s, double now)
+{
+    const fl_status st = write_snapshot(s);
+    const int e = errno; /* fls_ckpt_write's, on FL_ERR_IO */
+    if (st == FL_OK) {
+        if (s->ckpt_retry_since > 0)
+            fl_log(&s->log, FL_LOG_INFO, "checkpoint %s written, %.0f s after the first try that "
+                   "found no file descriptor free", s->opt.ckpt_path, now - s->ckpt_retry_since);
+        s->ckpt_retry_since = 0;
+        return FL_OK;
+    }
+    if (st != FL_ERR_IO || s->snap_written || (e != EMFILE && e != ENFILE))
+        return st;
+    if (s->ckpt_retry_since <= 0) {
+        s->ckpt_retry_since = now;
+        s->ckpt_retry_wait = 1;
+        fl_log(&s->log, FL_LOG_WARN, "checkpoint %s: no file descriptor free (%u connections "
+               "open); the run goes on and the checkpoint is tried again for up to %d s",
+               s->opt.ckpt_path, s->conns, CKPT_FD_RETRY_S);
+    } else if (now - s->ckpt_retry_since >= CKPT_FD_RETRY_S) {
+        fl_log(&s->log, FL_LOG_ERROR, "checkpoint %s: still no file descriptor free after %.0f s "
+               "(%u connections open)", s->opt.ckpt_path, now - s->ckpt_retry_since, s->conns);
+        return st;
+    }
+    s->ckpt_retry_next = now + s->ckpt_retry_wait;
+    s->ckpt_retry_wait = s->ckpt_retry_wait * 2 < 30 ? s->ckpt_retry_wait * 2 : 30;
+    return FL_OK;
+}
+
+/* The checkpoint at the end of the run or at a stop: with no run left to go on, a write that
+ * finds no descriptor free is tried again for a few seconds (the reactor does not read meanwhile)
+ * before the run ends with the error. */
+static fl_status write_final(fls_server *s)
+{
+    fl_status st;
+    for (int i = 0;; i++) {
+        st = write_snapshot(s);
+        const int e = errno;
+        if (st != FL_ERR_IO || s->snap_written || (e != EMFILE && e != ENFILE) || i == 25)
+            break;
+        if (i == 0)
+            fl_log(&s->log, FL_LOG_WARN, "checkpoint %s: no file descriptor free (%u connections "
+                   "open); trying again for 5 s", s->opt.ckpt_path, s->conns);
+        const struct timespec ts = {0, 200 * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+    return st;
+}
+
 static void round_end(fls_server *s)
 {
     const fls_round_metrics *last = fls_core_last_metrics(s->core);
@@ -1045,7 +1104,7 @@ static void round_end(fls_server *s)
     /* A checkpoint that cannot be written stops the run (fls_server_step): training on while
      * nothing reaches the disk would lose every round since the last one at the next crash. */
     if (s->opt.ckpt_every && s->st.rounds_done % s->opt.ckpt_every == 0 && !s->ckpt_failed)
-        s->ckpt_failed = write_snapshot(s);
+        s->ckpt_failed = write_periodic(s, fl_time_mono_s());
 }
 
 static fl_status drain_events(fls_server *s)
@@ -2263,6 +2322,7 @@ static fl_status server_init(fls_server *s, char *err, size_t errlen)
                    (unsigned long long)fls_core_run_id(s->core));
             resumed = 1;
             s->resumed = 1;
+            s->ckpt_round = fls_core_round(s->core); /* what the file holds, for the stop lines */
         } else if (s->opt.resume) {
             fl_log(&s->log, FL_LOG_INFO, "no checkpoint at %s yet: starting a fresh run",
                    s->opt.ckpt_path);
@@ -2489,7 +2549,7 @@ static fls_status finish_stop(fls_server *s)
      * snapshot (a round in flight is dropped and replayed on resume). */
     if (!fls_core_round_open(s->core))
         snapshot(s);
-    const fl_status st = write_snapshot(s);
+    const fl_status st = write_final(s);
     if (st != FL_OK && st == s->snap_err) {
         char held[64] = "no checkpoint of this run";
         if (s->ckpt_round)
@@ -2536,7 +2596,7 @@ static fls_status finish_ckpt_failed(fls_server *s, fl_status st)
 static fls_status finish_done(fls_server *s)
 {
     snapshot(s);
-    const fl_status st = write_snapshot(s);
+    const fl_status st = write_final(s);
     if (st != FL_OK)
         return finish_ckpt_failed(s, st);
     send_bye_all(s, "done");
@@ -2599,6 +2659,8 @@ fls_status fls_server_step(fls_server *s, int timeout_ms)
     now = fl_time_mono_s();
     if (s->idle_s > 0 && s->mon && now - s->idle_scan >= (backlog ? 5.0 : 1.0))
         close_idle_conns(s, now);
+    if (s->ckpt_retry_since > 0 && now >= s->ckpt_retry_next && !s->ckpt_failed)
+        s->ckpt_failed = write_periodic(s, now);
     if (now >= s->next_timers && s->run == RUN_ON) {
         s->next_timers = now + TIMER_PERIOD;
         timers(s, now);

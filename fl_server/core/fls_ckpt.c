@@ -388,9 +388,11 @@ fl_status fls_ckpt_check_digest(const fls_ckpt *c, const uint8_t digest[FL_SHA25
 
 /* ---- files ------------------------------------------------------------------------------------ */
 
-static fl_status io_fail(const fl_logger *log, const char *what, const char *path)
+/* Logs the failed call (errno's text) and keeps its errno in *err for the caller. */
+static fl_status io_fail(const fl_logger *log, const char *what, const char *path, int *err)
 {
-    fl_log(log, FL_LOG_ERROR, "checkpoint: %s %s: %s", what, path, strerror(errno));
+    *err = errno;
+    fl_log(log, FL_LOG_ERROR, "checkpoint: %s %s: %s", what, path, strerror(*err));
     return FL_ERR_IO;
 }
 
@@ -398,16 +400,10 @@ fl_status fls_ckpt_write(const char *path, const fls_ckpt *c, const fl_logger *l
 {
     if (!path || !*path || !c)
         return FL_ERR_INVALID_ARG;
-    uint8_t *buf = NULL;
-    size_t len = 0;
-    fl_status st = fls_ckpt_serialize(c, &buf, &len);
-    if (st != FL_OK)
-        return st;
     const size_t pl = strlen(path);
     char *tmp = malloc(pl + 16);
     char *dir = malloc(pl + 2);
     if (!tmp || !dir) {
-        free(buf);
         free(tmp);
         free(dir);
         return FL_ERR_NOMEM;
@@ -422,48 +418,56 @@ fl_status fls_ckpt_write(const char *path, const fls_ckpt *c, const fl_logger *l
     else
         snprintf(dir, pl + 2, "%.*s", (int)(slash - path), path);
 
+    /* Both descriptors first, before any work: a process out of descriptors (EMFILE, a storm of
+     * connections) fails here at once, without serializing the model for nothing. */
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    int err = 0, dfd = -1;
+    fl_status st = FL_OK;
     int fd = mkstemp(tmp);
     if (fd < 0) {
-        st = io_fail(log, "cannot create temporary file for", path);
+        st = io_fail(log, "cannot create temporary file for", path, &err);
         goto out;
     }
-    if (fchmod(fd, 0644) != 0) {
-        st = io_fail(log, "cannot chmod", tmp);
+    if ((dfd = open(dir, O_RDONLY | O_DIRECTORY)) < 0) {
+        st = io_fail(log, "cannot open directory", dir, &err);
         goto out_fd;
     }
+    if (fchmod(fd, 0644) != 0) {
+        st = io_fail(log, "cannot chmod", tmp, &err);
+        goto out_fd;
+    }
+    if ((st = fls_ckpt_serialize(c, &buf, &len)) != FL_OK)
+        goto out_fd;
     for (size_t off = 0; off < len;) {
         const ssize_t n = write(fd, buf + off, len - off);
         if (n < 0 && errno == EINTR)
             continue;
         if (n <= 0) {
-            st = io_fail(log, "cannot write", tmp);
+            if (n == 0)
+                errno = ENOSPC;
+            st = io_fail(log, "cannot write", tmp, &err);
             goto out_fd;
         }
         off += (size_t)n;
     }
     if (fsync(fd) != 0) {
-        st = io_fail(log, "cannot fsync", tmp);
+        st = io_fail(log, "cannot fsync", tmp, &err);
         goto out_fd;
     }
     if (close(fd) != 0) {
         fd = -1;
-        st = io_fail(log, "cannot close", tmp);
+        st = io_fail(log, "cannot close", tmp, &err);
         goto out_unlink;
     }
     fd = -1;
     if (rename(tmp, path) != 0) {
-        st = io_fail(log, "cannot rename onto", path);
+        st = io_fail(log, "cannot rename onto", path, &err);
         goto out_unlink;
     }
-    {
-        const int dfd = open(dir, O_RDONLY | O_DIRECTORY);
-        if (dfd < 0 || fsync(dfd) != 0) {
-            st = io_fail(log, "cannot fsync directory", dir);
-            if (dfd >= 0)
-                close(dfd);
-            goto out; /* the new file is in place; durability of the rename is what failed */
-        }
-        close(dfd);
+    if (fsync(dfd) != 0) {
+        st = io_fail(log, "cannot fsync directory", dir, &err);
+        goto out; /* the new file is in place; durability of the rename is what failed */
     }
     fl_log(log, FL_LOG_INFO, "checkpoint: wrote %s (%zu bytes, next round %llu)", path, len,
            (unsigned long long)c->round);
@@ -473,9 +477,13 @@ out_fd:
 out_unlink:
     unlink(tmp);
 out:
+    if (dfd >= 0)
+        close(dfd);
     free(buf);
     free(tmp);
     free(dir);
+    if (st == FL_ERR_IO)
+        errno = err; /* the failed call's, whatever the clean-up did */
     return st;
 }
 

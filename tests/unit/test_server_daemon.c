@@ -2372,6 +2372,172 @@ static void test_reactor_stop_keeps_checkpoint(void **state)
     free(lb);
 }
 
+/* mkstemp as the checkpoint writer sees it (-Wl,--wrap=mkstemp64, glibc's name for it with
+ * _FILE_OFFSET_BITS=64): while g_mkstemp_fails is not 0 (-1: always) each call fails with
+ * g_mkstemp_errno, as in a process out of descriptors (EMFILE). */
+int __real_mkstemp64(char *tmpl);
+int __wrap_mkstemp64(char *tmpl);
+static int g_mkstemp_fails, g_mkstemp_errno;
+
+int __wrap_mkstemp64(char *tmpl)
+{
+    if (g_mkstemp_fails) {
+        if (g_mkstemp_fails > 0)
+            g_mkstemp_fails--;
+        errno = g_mkstemp_errno;
+        return -1;
+    }
+    return __real_mkstemp64(tmpl);
+}
+
+/* The monotonic clock in seconds as this binary sees it (-Wl,--wrap=fl_time_mono_s): moved on
+ * by g_clock_skew. */
+double __real_fl_time_mono_s(void);
+double __wrap_fl_time_mono_s(void);
+static double g_clock_skew;
+
+double __wrap_fl_time_mono_s(void)
+{
+    return __real_fl_time_mono_s() + g_clock_skew;
+}
+
+static uint64_t ckpt_round_of(const char *path)
+{
+    fls_ckpt c;
+    char err[256];
+    if (fls_ckpt_read(path, 0, &c, err, sizeof err) != FL_OK)
+        fail_msg("%s: %s", path, err);
+    const uint64_t r = c.round;
+    fls_ckpt_clear(&c);
+    return r;
+}
+
+/* A checkpoint that finds no file descriptor free (EMFILE) does not end the run: the run goes on,
+ * the write is tried again and then holds the latest state; a stop tries again for a few seconds;
+ * after CKPT_FD_RETRY_S (600 s) without a descriptor the run stops as before, and any other error
+ * stops it at once. */
+static void test_reactor_checkpoint_no_fds(void **state)
+{
+    (void)state;
+    char yaml[2048], ep[300], ckpt[300];
+    snprintf(ep, sizeof ep, "ipc://%s/nofd.sock", g_tmp);
+    snprintf(ckpt, sizeof ckpt, "%s/nofd.ckpt", g_tmp);
+    snprintf(yaml, sizeof yaml,
+             "server:\n  insecure: true\n  endpoints: ['%s']\nmodel:\n  arch: \"mlp:6-5-3\"\n"
+             "run:\n  rounds: 9\nround:\n  clients: 1\n  overcommit: 1\ncodec:\n  chunk_elems: 4\n"
+             "checkpoint:\n  path: '%s'\n  every: 1\n",
+             ep, ckpt);
+    fls_options *o = opts_from(yaml);
+    logbuf *lb = calloc(1, sizeof *lb);
+    fls_host host = {log_collect, lb, NULL, round_collect, lb};
+    fls_server *s = NULL;
+    assert_int_equal(fls_server_new(o, &host, &s), FLS_OK);
+    peer p;
+    peer_open(&p, ep, NULL, NULL, NULL);
+    const flc_core_config cc = {"dev", fls_client_key("dev"), 5, NULL, plus_quarter, NULL, {0}, NULL};
+    flc_core *c = NULL;
+    assert_int_equal(flc_core_new(&cc, &c), FL_OK);
+    flp_msg h = hello_msg("dev");
+    peer_send(&p, &h);
+    expect_ack_hello(s, &p);
+    int max_inflight = 0;
+    struct stat sb;
+
+    /* rounds 0 and 1 end with no descriptor free: the run goes on, nothing is written */
+    g_mkstemp_errno = EMFILE;
+    g_mkstemp_fails = -1;
+    for (int r = 0; r < 2; r++) {
+        assert_int_equal(play_round(s, &p, c, 8, &max_inflight, 0), 0);
+        while (lb->rounds < r + 1)
+            assert_int_equal(fls_server_step(s, 2), FLS_OK);
+    }
+    assert_int_equal(fls_server_step(s, 0), FLS_OK);
+    assert_non_null(strstr(lb->text, "no file descriptor free (1 connections open); the run goes "
+                                     "on and the checkpoint is tried again for up to 600 s"));
+    assert_non_null(strstr(lb->text, "Too many open files"));
+    assert_int_not_equal(stat(ckpt, &sb), 0);
+    fls_server_stats st;
+    fls_server_stats_get(s, &st);
+    assert_int_equal(st.checkpoints, 0);
+
+    /* descriptors again: the next try writes the latest state (round 2 next) */
+    g_mkstemp_fails = 0;
+    const double t0 = fl_time_mono_s();
+    while (stat(ckpt, &sb) != 0 && fl_time_mono_s() - t0 < 40)
+        assert_int_equal(fls_server_step(s, 20), FLS_OK);
+    assert_int_equal(ckpt_round_of(ckpt), 2);
+    assert_non_null(strstr(lb->text, "after the first try that found no file descriptor free"));
+
+    /* round 2 ends with none free, and a stop comes while the write waits: the stop tries again
+     * and writes round 2's state once a descriptor is free (the fourth try) */
+    g_mkstemp_fails = -1;
+    assert_int_equal(play_round(s, &p, c, 8, &max_inflight, 0), 0);
+    while (lb->rounds < 3)
+        assert_int_equal(fls_server_step(s, 2), FLS_OK);
+    g_mkstemp_fails = 3;
+    fls_server_stop(s);
+    assert_int_equal(fls_server_step(s, 0), FLS_ERR_CANCELLED);
+    assert_int_equal(g_mkstemp_fails, 0);
+    assert_non_null(strstr(lb->text, "no file descriptor free (1 connections open); trying again "
+                                     "for 5 s"));
+    assert_int_equal(ckpt_round_of(ckpt), 3);
+    fls_server_free(s);
+
+    /* resumed at round 3, which ends with none free: 600 s later without one, the run stops */
+    char err[256];
+    assert_int_equal(fls_options_set(o, "run.resume", "true", err, sizeof err), FLS_OK);
+    lb->len = 0;
+    lb->text[0] = 0;
+    assert_int_equal(fls_server_new(o, &host, &s), FLS_OK);
+    peer_close(&p);
+    peer_open(&p, ep, NULL, NULL, NULL);
+    peer_send(&p, &h);
+    expect_ack_hello(s, &p);
+    g_mkstemp_fails = -1;
+    const int had = lb->rounds;
+    assert_int_equal(play_round(s, &p, c, 8, &max_inflight, 0), 0);
+    while (lb->rounds < had + 1)
+        assert_int_equal(fls_server_step(s, 2), FLS_OK);
+    assert_int_equal(fls_server_step(s, 0), FLS_OK);
+    g_clock_skew = 601;
+    fls_status fs = FLS_OK;
+    for (int i = 0; i < 100 && fs == FLS_OK; i++)
+        fs = fls_server_step(s, 20);
+    g_clock_skew = 0;
+    g_mkstemp_fails = 0;
+    assert_int_equal(fs, FLS_ERR_IO);
+    assert_non_null(strstr(lb->text, "still no file descriptor free after 60"));
+    assert_non_null(strstr(lb->text, "stopping: checkpoint"));
+    assert_int_equal(ckpt_round_of(ckpt), 3);
+    fls_server_free(s);
+
+    /* any other error stops the run at once, as before */
+    lb->len = 0;
+    lb->text[0] = 0;
+    assert_int_equal(fls_server_new(o, &host, &s), FLS_OK);
+    peer_close(&p);
+    peer_open(&p, ep, NULL, NULL, NULL);
+    peer_send(&p, &h);
+    expect_ack_hello(s, &p);
+    g_mkstemp_errno = EACCES;
+    g_mkstemp_fails = -1;
+    assert_int_equal(play_round(s, &p, c, 8, &max_inflight, 0), 0); /* it steps the server */
+    for (int i = 0; i < 500 && !strstr(lb->text, "stopping: "); i++)
+        fls_server_step(s, 2);
+    g_mkstemp_fails = 0;
+    assert_int_equal(fls_server_step(s, 0), FLS_ERR_INTERNAL); /* the run has failed */
+    assert_null(strstr(lb->text, "tried again"));
+    assert_non_null(strstr(lb->text, "Permission denied"));
+    assert_non_null(strstr(lb->text, "stopping: checkpoint"));
+    assert_non_null(strstr(lb->text, "the last one on disk: next round 3"));
+    fls_server_free(s);
+
+    fls_options_free(o);
+    flc_core_free(c);
+    peer_close(&p);
+    free(lb);
+}
+
 /* run.metrics failing (a full disk: /dev/full behind a link) is said once, and the lines lost
  * after that are counted: when a line gets through again (the link now names a file, SIGHUP
  * reopened it) the count is logged, and again in all at the end. */
@@ -3604,6 +3770,7 @@ int main(void)
         cmocka_unit_test(test_reactor_connection_limit),
         cmocka_unit_test(test_reactor_forgotten_state_not_inherited),
         cmocka_unit_test(test_reactor_metrics_lost),
+        cmocka_unit_test(test_reactor_checkpoint_no_fds),
     };
     return cmocka_run_group_tests(tests, setup_tmp, teardown_tmp);
 }
