@@ -200,6 +200,7 @@ struct fls_server {
     double ckpt_retry_since;    /* a periodic checkpoint found no descriptor free since (0: none) */
     double ckpt_retry_next;     /* when it is tried again */
     double ckpt_retry_wait;     /* the wait after that try (1 s, doubling up to 30 s) */
+    int ckpt_nofd;              /* the run gave the checkpoint up for want of a descriptor */
     int send_errno;             /* errno of the last failed send_to */
     int metrics_bad;            /* run.metrics failed or vanished: said once until it works */
     uint64_t metrics_lost;      /* lines lost since run.metrics last took one */
@@ -964,7 +965,9 @@ static int nothing_to_keep(const fls_server *s)
     return !s->resumed && s->st.rounds_done == 0;
 }
 
-static fl_status write_snapshot(fls_server *s)
+/* log: where fls_ckpt_write's own lines go (NULL on the quiet retries of write_periodic and
+ * write_final, which say what happened themselves). */
+static fl_status write_snapshot(fls_server *s, const fl_logger *log)
 {
     if (!s->opt.ckpt_path[0] || nothing_to_keep(s))
         return FL_OK;
@@ -972,7 +975,7 @@ static fl_status write_snapshot(fls_server *s)
     if (s->have_snap && !s->snap_written) {
         /* written even when a later state was refused (snap_err): it is older, but valid, and
          * the last that can be had */
-        st = fls_ckpt_write(s->opt.ckpt_path, &s->snap, &s->log);
+        st = fls_ckpt_write(s->opt.ckpt_path, &s->snap, log);
         if (st == FL_OK) {
             s->snap_written = 1;
             s->st.checkpoints++;
@@ -990,18 +993,23 @@ static fl_status write_snapshot(fls_server *s)
  * failure stops the run (fls_server_step). */
 static fl_status write_periodic(fls_server *s, double now)
 {
-    const fl_status st = write_snapshot(s);
+    const int retry = s->ckpt_retry_since > 0;
+    const fl_status st = write_snapshot(s, retry ? NULL : &s->log);
     const int e = errno; /* fls_ckpt_write's, on FL_ERR_IO */
     if (st == FL_OK) {
-        if (s->ckpt_retry_since > 0)
+        if (retry)
             fl_log(&s->log, FL_LOG_INFO, "checkpoint %s written, %.0f s after the first try that "
                    "found no file descriptor free", s->opt.ckpt_path, now - s->ckpt_retry_since);
         s->ckpt_retry_since = 0;
         return FL_OK;
     }
-    if (st != FL_ERR_IO || s->snap_written || (e != EMFILE && e != ENFILE))
+    /* a state the core refused (snap_err) stops the run at once, as any other failure */
+    if (st != FL_ERR_IO || s->snap_written || s->snap_err != FL_OK || (e != EMFILE && e != ENFILE)) {
+        if (retry && st == FL_ERR_IO)
+            fl_log(&s->log, FL_LOG_ERROR, "checkpoint %s: %s", s->opt.ckpt_path, strerror(e));
         return st;
-    if (s->ckpt_retry_since <= 0) {
+    }
+    if (!retry) {
         s->ckpt_retry_since = now;
         s->ckpt_retry_wait = 1;
         fl_log(&s->log, FL_LOG_WARN, "checkpoint %s: no file descriptor free (%u connections "
@@ -1010,6 +1018,7 @@ static fl_status write_periodic(fls_server *s, double now)
     } else if (now - s->ckpt_retry_since >= CKPT_FD_RETRY_S) {
         fl_log(&s->log, FL_LOG_ERROR, "checkpoint %s: still no file descriptor free after %.0f s "
                "(%u connections open)", s->opt.ckpt_path, now - s->ckpt_retry_since, s->conns);
+        s->ckpt_nofd = 1;
         return st;
     }
     s->ckpt_retry_next = now + s->ckpt_retry_wait;
@@ -1024,10 +1033,23 @@ static fl_status write_final(fls_server *s)
 {
     fl_status st;
     for (int i = 0;; i++) {
-        st = write_snapshot(s);
+        st = write_snapshot(s, i ? NULL : &s->log);
         const int e = errno;
-        if (st != FL_ERR_IO || s->snap_written || (e != EMFILE && e != ENFILE) || i == 25)
+        if (st != FL_ERR_IO || s->snap_written || s->snap_err != FL_OK ||
+            (e != EMFILE && e != ENFILE)) {
+            if (i && st == FL_ERR_IO)
+                fl_log(&s->log, FL_LOG_ERROR, "checkpoint %s: %s", s->opt.ckpt_path, strerror(e));
+            else if (i && st == FL_OK)
+                fl_log(&s->log, FL_LOG_INFO, "checkpoint %s written at try %d", s->opt.ckpt_path,
+                       i + 1);
             break;
+        }
+        if (i == 25) {
+            fl_log(&s->log, FL_LOG_ERROR, "checkpoint %s: still no file descriptor free after 5 s "
+                   "(%u connections open)", s->opt.ckpt_path, s->conns);
+            s->ckpt_nofd = 1;
+            break;
+        }
         if (i == 0)
             fl_log(&s->log, FL_LOG_WARN, "checkpoint %s: no file descriptor free (%u connections "
                    "open); trying again for 5 s", s->opt.ckpt_path, s->conns);
@@ -2586,6 +2608,11 @@ static fls_status finish_ckpt_failed(fls_server *s, fl_status st)
                "restart with --resume to continue from it",
                (unsigned long long)fls_core_round(s->core), fl_strerror(st), s->opt.ckpt_path,
                last);
+    else if (s->ckpt_nofd)
+        fl_log(&s->log, FL_LOG_ERROR, "stopping: checkpoint %s cannot be written (no file "
+               "descriptor free); the last one on disk: %s. Clients will reconnect; raise the file "
+               "descriptor limit (systemd LimitNOFILE=, ulimit -n) or lower server.max_clients, "
+               "and restart with --resume", s->opt.ckpt_path, last);
     else
         fl_log(&s->log, FL_LOG_ERROR, "stopping: checkpoint %s cannot be written (%s); the last "
                "one on disk: %s. Clients will reconnect; fix the path and restart with --resume",

@@ -2412,6 +2412,14 @@ static uint64_t ckpt_round_of(const char *path)
     return r;
 }
 
+static int reset_wraps(void **state)
+{
+    (void)state;
+    g_mkstemp_fails = 0;
+    g_clock_skew = 0;
+    return 0;
+}
+
 /* A checkpoint that finds no file descriptor free (EMFILE) does not end the run: the run goes on,
  * the write is tried again and then holds the latest state; a stop tries again for a few seconds;
  * after CKPT_FD_RETRY_S (600 s) without a descriptor the run stops as before, and any other error
@@ -2423,8 +2431,8 @@ static void test_reactor_checkpoint_no_fds(void **state)
     snprintf(ep, sizeof ep, "ipc://%s/nofd.sock", g_tmp);
     snprintf(ckpt, sizeof ckpt, "%s/nofd.ckpt", g_tmp);
     snprintf(yaml, sizeof yaml,
-             "server:\n  insecure: true\n  endpoints: ['%s']\nmodel:\n  arch: \"mlp:6-5-3\"\n"
-             "run:\n  rounds: 9\nround:\n  clients: 1\n  overcommit: 1\ncodec:\n  chunk_elems: 4\n"
+             "server:\n  insecure: true\n  endpoints: ['%s']\n  liveness_ms: 120000\n"
+             "model:\n  arch: \"mlp:6-5-3\"\nrun:\n  rounds: 9\nround:\n  clients: 1\n  overcommit: 1\ncodec:\n  chunk_elems: 4\n"
              "checkpoint:\n  path: '%s'\n  every: 1\n",
              ep, ckpt);
     fls_options *o = opts_from(yaml);
@@ -2480,6 +2488,7 @@ static void test_reactor_checkpoint_no_fds(void **state)
     assert_int_equal(g_mkstemp_fails, 0);
     assert_non_null(strstr(lb->text, "no file descriptor free (1 connections open); trying again "
                                      "for 5 s"));
+    assert_non_null(strstr(lb->text, "written at try 4"));
     assert_int_equal(ckpt_round_of(ckpt), 3);
     fls_server_free(s);
 
@@ -2508,6 +2517,7 @@ static void test_reactor_checkpoint_no_fds(void **state)
     assert_int_equal(fs, FLS_ERR_IO);
     assert_non_null(strstr(lb->text, "still no file descriptor free after 60"));
     assert_non_null(strstr(lb->text, "stopping: checkpoint"));
+    assert_non_null(strstr(lb->text, "raise the file descriptor limit"));
     assert_int_equal(ckpt_round_of(ckpt), 3);
     fls_server_free(s);
 
@@ -3770,7 +3780,7 @@ int main(void)
         cmocka_unit_test(test_reactor_connection_limit),
         cmocka_unit_test(test_reactor_forgotten_state_not_inherited),
         cmocka_unit_test(test_reactor_metrics_lost),
-        cmocka_unit_test(test_reactor_checkpoint_no_fds),
+        cmocka_unit_test_teardown(test_reactor_checkpoint_no_fds, reset_wraps),
     };
     return cmocka_run_group_tests(tests, setup_tmp, teardown_tmp);
 }
