@@ -54,7 +54,7 @@ struct flc_core {
 
     /* the training runtime, kept while the architecture and batch size stay the same */
     flm_model *model;
-    char model_spec[FLM_ARCH_SPEC_MAX];
+    char model_spec[FLM_ARCH_DESC_MAX];
     size_t model_params;
     int model_B;
 
@@ -417,25 +417,26 @@ static int data_fits(flc_core *c, const flm_arch *a)
 {
     const flm_samples *d = c->data;
     const int tok = a->token_input;
+    /* a is the full model: its spec has at most 63 characters (%.63s below) */
     const size_t in = tok ? (size_t)a->in_H : (size_t)a->in_C * a->in_H * a->in_W;
     const int vocab = tok ? a->layers[0].C : 0;
     if (c->fit_ok && c->fit_in == in && c->fit_classes == a->classes && c->fit_vocab == vocab)
         return 1;
     c->fit_ok = 0;
     if (tok ? !d->tokens : !d->x) {
-        snprintf(c->unfit, sizeof c->unfit, "the server's model %s takes %s, the samples hold %s",
+        snprintf(c->unfit, sizeof c->unfit, "the server's model %.63s takes %s, the samples hold %s",
                  a->spec, tok ? "token ids" : "float inputs", tok ? "float inputs" : "token ids");
         return 0;
     }
     if (c->row_len != in) {
-        snprintf(c->unfit, sizeof c->unfit, "the server's model %s takes %zu %s per sample, the "
+        snprintf(c->unfit, sizeof c->unfit, "the server's model %.63s takes %zu %s per sample, the "
                  "samples have %zu", a->spec, in, tok ? "tokens" : "floats", c->row_len);
         return 0;
     }
     for (size_t i = 0; i < d->n; i++) {
         const size_t r = d->index ? d->index[i] : i;
         if (d->labels[r] < 0 || d->labels[r] >= a->classes) {
-            snprintf(c->unfit, sizeof c->unfit, "sample %zu has label %d; the server's model %s "
+            snprintf(c->unfit, sizeof c->unfit, "sample %zu has label %d; the server's model %.63s "
                      "has %d classes", r, (int)d->labels[r], a->spec, a->classes);
             return 0;
         }
@@ -443,7 +444,7 @@ static int data_fits(flc_core *c, const flm_arch *a)
             const int32_t v = d->tokens[r * in + t];
             if (v < 0 || v >= vocab) {
                 snprintf(c->unfit, sizeof c->unfit, "sample %zu has token %d; the server's model "
-                         "%s has a vocabulary of %d", r, (int)v, a->spec, vocab);
+                         "%.63s has a vocabulary of %d", r, (int)v, a->spec, vocab);
                 return 0;
             }
         }

@@ -77,7 +77,12 @@ typedef struct flc_tensor {
 typedef struct flc_task {
     uint64_t round;
     const char *arch;              /* the global architecture spec, e.g. "cnn:10:28x28x1" */
-    const char *sub_arch;          /* the submodel's own spec-like description */
+    const char *sub_arch;          /* the submodel's own spec: for an mlp a spec of the kept
+                                    * widths ("mlp:784-150-150-10"); for a cnn or an lstm the
+                                    * full spec, '/', and the units each droppable layer keeps
+                                    * ("cnn:10:28x28x1/24,48,1536"); with nothing dropped, arch.
+                                    * Two submodels of other shapes never share one. The shapes
+                                    * themselves are in tensors. */
     int n_tensors;
     const flc_tensor *tensors;
     size_t n_params;               /* floats in weights */

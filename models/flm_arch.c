@@ -449,8 +449,37 @@ fl_status flm_arch_sub(const flm_arch *full, const int *units, flm_arch *out)
                 t->numel *= (size_t)t->shape[r];
         }
     }
-    for (int d = 0; d < a.n_drop; d++)
+    int all = 1;
+    for (int d = 0; d < a.n_drop; d++) {
+        all &= units[d] == full->drop_units[d];
         a.drop_units[d] = units[d];
+    }
+    if (!all) {
+        /* The submodel's own name (flm_arch.h). It fits for every spec that parses (at most 63
+         * characters and 8 droppable layers of 10 characters each); a longer one is refused. */
+        char *p = a.spec;
+        size_t room = sizeof a.spec;
+        int n;
+        if (strcmp(a.family, "mlp") == 0) {
+            n = snprintf(p, room, "mlp:%d", a.layers[0].C);
+            for (int i = 0; i < a.n_layers && n >= 0 && (size_t)n < room; i++) {
+                if (a.layers[i].op != FLM_OP_DENSE)
+                    continue;
+                p += n;
+                room -= (size_t)n;
+                n = snprintf(p, room, "-%d", a.layers[i].OC);
+            }
+        } else {
+            n = snprintf(p, room, "%s", full->spec);
+            for (int d = 0; d < a.n_drop && n >= 0 && (size_t)n < room; d++) {
+                p += n;
+                room -= (size_t)n;
+                n = snprintf(p, room, "%c%d", d ? ',' : '/', units[d]);
+            }
+        }
+        if (n < 0 || (size_t)n >= room)
+            return FL_ERR_MODEL_SPEC;
+    }
     size_t off = 0;
     for (int t = 0; t < a.n_tensors; t++) {
         a.tensors[t].offset = off;

@@ -34,7 +34,8 @@
 
 #define FLM_MAX_LAYERS 24
 #define FLM_MAX_TENSORS 48
-#define FLM_ARCH_SPEC_MAX 64
+#define FLM_ARCH_SPEC_MAX 64  /* a spec string as given, with its terminating NUL */
+#define FLM_ARCH_DESC_MAX 160 /* flm_arch.spec: a submodel's (flm_arch_sub) is longer */
 
 typedef enum flm_op {
     FLM_OP_DENSE = 1,     /* (C) -> (OC): y = W x + b; W (OC, C), b (OC) */
@@ -85,7 +86,7 @@ typedef struct flm_tensor {
 } flm_tensor;
 
 typedef struct flm_arch {
-    char spec[FLM_ARCH_SPEC_MAX]; /* canonical spec string */
+    char spec[FLM_ARCH_DESC_MAX]; /* canonical spec string (a submodel's: see flm_arch_sub) */
     char family[8];               /* "mlp", "cnn", "lstm" */
     int in_C, in_H, in_W;         /* per-sample input shape; lstm: in_H = T tokens */
     int classes;                  /* logits per sample */
@@ -106,7 +107,11 @@ fl_status flm_arch_parse(const char *spec, flm_arch *out, char *err, size_t errl
 
 /* The architecture of a submodel: the same layers with droppable layer d keeping units[d] of its
  * units (1 <= units[d] <= full count), all shapes and offsets recomputed. units has full->n_drop
- * entries. Returns FL_ERR_KEEPSET if a count is out of range. */
+ * entries. Its spec names the submodel, so that two submodels of other shapes never share one: an
+ * mlp's is the mlp spec of the kept widths ("mlp:784-150-150-10", which parses to the same
+ * shapes); a cnn's or an lstm's is the full spec, '/', and the units kept by each droppable layer
+ * ("cnn:10:28x28x1/24,48,1536"); with every unit kept, the full spec. Returns FL_ERR_KEEPSET if a
+ * count is out of range. */
 fl_status flm_arch_sub(const flm_arch *full, const int *units, flm_arch *out);
 
 /* Index of the tensor with this name, or -1. */

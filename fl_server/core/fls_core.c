@@ -1392,7 +1392,7 @@ fl_status fls_core_checkpoint(const fls_core *c, fls_ckpt *out)
     }
     out->round = c->round;
     out->model_version = c->model_version;
-    snprintf(out->arch, sizeof out->arch, "%s", c->arch.spec);
+    snprintf(out->arch, sizeof out->arch, "%.*s", (int)sizeof out->arch - 1, c->arch.spec); /* full: <= 63 */
     const size_t n = c->arch.n_params;
     out->params = malloc(n * sizeof *out->params);
     if (!out->params)

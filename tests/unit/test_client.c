@@ -19,6 +19,7 @@
 #include "fl_sha256.h"
 #include "fl_time.h"
 #include "flc.h"
+#include "flm_arch.h"
 #include "flm_blas.h"
 #include "flp_wire.h"
 #include "fls_core.h"
@@ -863,6 +864,57 @@ static void test_task_above_memory_refused(void **state)
     }
 }
 
+/* ---- what a plug-in trainer is told ----------------------------------------------------------- */
+
+typedef struct seen_task {
+    char arch[64], sub[160];
+    size_t n_params;
+    int n_layers, kept0, full0, calls;
+} seen_task;
+
+static flc_status train_records(const flc_task *task, flc_update *out, void *user)
+{
+    seen_task *t = user;
+    snprintf(t->arch, sizeof t->arch, "%s", task->arch);
+    snprintf(t->sub, sizeof t->sub, "%s", task->sub_arch);
+    t->n_params = task->n_params;
+    t->n_layers = task->n_layers;
+    t->kept0 = task->n_layers ? task->kept_units[0] : -1;
+    t->full0 = task->n_layers ? task->full_units[0] : -1;
+    t->calls++;
+    return train_plus_quarter(task, out, NULL);
+}
+
+/* A submodel task (FD on mlp:6-5-3): sub_arch is the submodel's own spec, which parses to the
+ * weights the trainer is handed (it was the full model's spec). */
+static void test_plugin_task_sub_arch(void **state)
+{
+    (void)state;
+    session s;
+    session_open(&s);
+    seen_task seen = {0};
+    flc_config cfg = base_config(s.f.ep, train_records, s.lb);
+    cfg.train_user = &seen;
+    session_run(&s, &cfg, 0);
+    flp_msg *m = session_expect(&s, FLP_UPDATE, 5000, "after the task");
+    flp_msg_free(m);
+    flc_client_stop(s.c);
+    assert_true(run_wait(&s.r, 5.0));
+    assert_int_equal(seen.calls, 1);
+    assert_string_equal(seen.arch, "mlp:6-5-3");
+    assert_int_equal(seen.n_layers, 1);
+    assert_int_equal(seen.full0, 5);
+    assert_true(seen.kept0 >= 1 && seen.kept0 < 5);
+    char want[32];
+    snprintf(want, sizeof want, "mlp:6-%d-3", seen.kept0);
+    assert_string_equal(seen.sub, want);
+    flm_arch a;
+    char err[128];
+    assert_int_equal(flm_arch_parse(seen.sub, &a, err, sizeof err), FL_OK);
+    assert_int_equal(a.n_params, seen.n_params);
+    session_close(&s);
+}
+
 /* ---- max_rounds waits for the last update's Ack ----------------------------------------------- */
 
 static void test_max_rounds_counts_last_ack(void **state)
@@ -1128,6 +1180,7 @@ int main(void)
         cmocka_unit_test(test_new_validation),
         cmocka_unit_test(test_stop_prompt),
         cmocka_unit_test(test_refused_key),
+        cmocka_unit_test(test_plugin_task_sub_arch),
         cmocka_unit_test(test_plain_client_curve_server),
         cmocka_unit_test(test_one_hello_after_server_down),
         cmocka_unit_test(test_reconnects_counts_each_new_start),

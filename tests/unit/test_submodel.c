@@ -267,6 +267,8 @@ static void test_arch_sub_shapes(void **state)
     for (int i = 1; i < s.n_tensors; i++)
         assert_int_equal(s.tensors[i].offset, s.tensors[i - 1].offset + s.tensors[i - 1].numel);
     assert_int_equal(s.drop_units[2], 1536);
+    /* Its spec names it: the full one and the units kept (flm_arch.h). */
+    assert_string_equal(s.spec, "cnn:62:28x28x1/24,48,1536");
     /* Layer shapes follow: dense0 sees 48*7*7 inputs. */
     for (int i = 0; i < s.n_layers; i++)
         if (s.layers[i].op == FLM_OP_DENSE && s.layers[i].drop == 2)
@@ -292,6 +294,28 @@ static void test_arch_sub_shapes(void **state)
     t = tensor(&s, "dense0.w");
     assert_int_equal(t->shape[0], 80);
     assert_int_equal(t->shape[1], 100);
+    assert_string_equal(s.spec, "lstm:80:8:256:2:80/200,100");
+
+    /* An mlp's is the mlp spec of the kept widths, which parses to the same shapes. */
+    const flm_arch m = parse_ok("mlp:784-200-100-10");
+    const int w[2] = {150, 75};
+    assert_int_equal(flm_arch_sub(&m, w, &s), FL_OK);
+    assert_string_equal(s.spec, "mlp:784-150-75-10");
+    const flm_arch back = parse_ok(s.spec);
+    assert_int_equal(back.n_params, s.n_params);
+    assert_int_equal(back.n_tensors, s.n_tensors);
+    for (int i = 0; i < s.n_tensors; i++) {
+        assert_string_equal(back.tensors[i].name, s.tensors[i].name);
+        assert_int_equal(back.tensors[i].numel, s.tensors[i].numel);
+        assert_memory_equal(back.tensors[i].shape, s.tensors[i].shape, sizeof s.tensors[i].shape);
+    }
+    /* Two submodels of the same size but other shapes have other specs. */
+    const flm_arch two = parse_ok("cnn:10:28x28x1");
+    const int ua[3] = {8, 16, 64}, ub[3] = {16, 8, 64};
+    flm_arch sa, sb;
+    assert_int_equal(flm_arch_sub(&two, ua, &sa), FL_OK);
+    assert_int_equal(flm_arch_sub(&two, ub, &sb), FL_OK);
+    assert_string_not_equal(sa.spec, sb.spec);
 
     /* Counts out of range. */
     const int bad0[3] = {0, 48, 1536}, bad1[3] = {24, 65, 1536}, bad2[3] = {24, 48, -1};
@@ -301,6 +325,7 @@ static void test_arch_sub_shapes(void **state)
     /* The full counts give the full architecture. */
     assert_int_equal(flm_arch_sub(&c, c.drop_units, &s), FL_OK);
     assert_int_equal(s.n_params, c.n_params);
+    assert_string_equal(s.spec, c.spec);
 }
 
 /* ------------------------------------------------------------------------------------------ */
