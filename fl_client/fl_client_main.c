@@ -199,6 +199,11 @@ int main(int argc, char **argv)
         fprintf(stderr, "fl_client: --max-rounds %ld: expected 0 <= N <= %d\n", max_rounds, INT_MAX);
         return 1;
     }
+    if (insecure && (server_key || key)) {
+        fprintf(stderr, "fl_client: --insecure turns CURVE off; drop --server-key and --key, or "
+                        "--insecure\n");
+        return 1;
+    }
     if (!insecure && (!server_key || !key)) {
         fprintf(stderr, "fl_client: --server-key and --key are required (or --insecure against an "
                         "insecure server)\n");
@@ -281,9 +286,10 @@ int main(int argc, char **argv)
     sigaction(SIGTERM, &sa, NULL);
     cs = flc_client_run(g_client);
     const flc_stats *s = flc_client_stats(g_client);
-    fprintf(stderr, "[%s] info  %llu rounds trained, %llu updates sent, %llu accepted, %llu late, "
-            "%llu reconnects, %.1f MB down, %.1f MB up: %s\n", id,
-            (unsigned long long)s->rounds_trained, (unsigned long long)s->updates_sent,
+    fprintf(stderr, "[%s] info  %llu rounds trained, %llu failed here, %llu updates sent, %llu "
+            "accepted, %llu late, %llu reconnects, %.1f MB down, %.1f MB up: %s\n", id,
+            (unsigned long long)s->rounds_trained, (unsigned long long)s->rounds_failed,
+            (unsigned long long)s->updates_sent,
             (unsigned long long)s->updates_accepted, (unsigned long long)s->updates_late,
             (unsigned long long)s->reconnects, s->bytes_down / 1e6, s->bytes_up / 1e6,
             cs == FLC_ERR_CANCELLED ? "stopped" : flc_strerror(cs));

@@ -231,6 +231,10 @@ static flc_status check_config(const flc_config *cfg, const fl_logger *lg)
             BAD("%s is not a CURVE key (40 characters of Z85 text)", keys[i].name);
     if (cfg->server_public_key && !cfg->secret_key)
         BAD("secret_key is required with server_public_key (CURVE)");
+    /* Keys without the server's: the device meant CURVE and would run in plain text. */
+    if (!cfg->server_public_key && (cfg->secret_key || cfg->public_key))
+        BAD("%s is set but server_public_key is not: CURVE needs the server's public key (for "
+            "plain text, set no key)", cfg->secret_key ? "secret_key" : "public_key");
     if (cfg->secret_key) {
         char pub[41];
         if (zmq_curve_public(pub, cfg->secret_key) != 0)
@@ -720,8 +724,10 @@ static void training_done(flc_client *c, int send)
         return;
     if (c->train_status == FL_OK)
         upload(c);
-    else if (c->train_status != FL_ERR_CANCELLED && !atomic_load(&c->stop))
+    else if (c->train_status != FL_ERR_CANCELLED && !atomic_load(&c->stop)) {
         send_train_error(c, c->train_status); /* flc_core_train logged why */
+        c->stats.rounds_failed++;
+    }
     /* The built-in trainer's samples do not fit the server's model (the only source of this
      * status without a plug-in): every later round would fail the same way, so the run ends
      * (FLC_ERR_DATASET). A plug-in's FLC_ERR_DATASET fails this round only, as its other
@@ -743,6 +749,9 @@ static int handle(flc_client *c, flp_msg *m, int *owned)
                 c->registered = 1;
                 c->backoff_reset = 1; /* the next outage starts from reconnect_min_ms again */
                 fl_log(&c->log, FL_LOG_INFO, "registered with %s as %s", c->endpoint, c->id);
+                /* an admitted client the server will not select (too little memory_bytes) */
+                if (m->ack.detail && m->ack.detail[0])
+                    fl_log(&c->log, FL_LOG_WARN, "the server says: %s", m->ack.detail);
             }
         } else if (m->ack.of_type == FLP_CHUNK) {
             /* a credit: one more chunk of the update of that round may go */
@@ -815,9 +824,10 @@ static int handle(flc_client *c, flp_msg *m, int *owned)
         }
         if (m->type == FLP_TASK)
             c->refused_round = st != FL_OK ? m->round + 1 : 0;
-        if (st != FL_OK && m->type == FLP_TASK)
+        if (st != FL_OK && m->type == FLP_TASK) {
             send_task_refused(c, m, st); /* the core logged why */
-        else if (st != FL_OK && !(m->type == FLP_CHUNK && c->refused_round == m->round + 1))
+            c->stats.rounds_failed++;
+        } else if (st != FL_OK && !(m->type == FLP_CHUNK && c->refused_round == m->round + 1))
             fl_log(&c->log, FL_LOG_WARN, "round %llu: %s refused: %s", (unsigned long long)m->round,
                    flp_type_name(m->type), fl_strerror(st));
         if (flc_core_ready(c->core) && !c->thread_live) {

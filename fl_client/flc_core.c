@@ -539,7 +539,15 @@ static fl_status train_encode(flc_core *c, char *why, size_t whycap)
     fl_status st = c->train_fn ? c->train_fn(c->train_user, &job, c->w, &n_samples, &loss)
                                : flc_core_builtin_train(c, &job, c->w, &n_samples, &loss);
     if (st == FL_ERR_CANCELLED) {
-        snprintf(why, whycap, "local training stopped: the client is stopping");
+        /* The built-in trainer returns it only for a stop; a plug-in may return it a moment
+         * before the device calls flc_client_stop, or without one (flc.h: the round is then not
+         * reported, and the server waits for its deadline). */
+        if (c->train_fn && !c->builtin_ran)
+            snprintf(why, whycap, "the plug-in trainer cancelled local training "
+                     "(FLC_ERR_CANCELLED, which flc.h keeps for a stop: the server is not told, "
+                     "and waits for this round's deadline)");
+        else
+            snprintf(why, whycap, "local training stopped: the client is stopping");
         return st;
     }
     if (st != FL_OK) {

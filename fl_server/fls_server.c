@@ -1359,10 +1359,18 @@ static void on_hello(fls_server *s, sess *x, const uint8_t *rid, size_t rid_len,
     if (holder)
         fl_log(&s->log, FL_LOG_INFO, "client %s: its key collides with client %s's; known by an "
                "alternate key (%08x)", x->id, holder->id, key);
-    send_ack(s, x, FLP_HELLO, 0, FL_OK, "");
+    /* A device too small for any submodel is admitted (it counts as connected, and a later
+     * configuration may fit it) but never selected: its Ack says so in the detail, so that the
+     * device can tell its owner instead of waiting without a word. */
+    const uint64_t need = fls_core_train_memory(s->core);
+    char detail[256] = "";
+    if (h->memory_bytes && h->memory_bytes < need)
+        snprintf(detail, sizeof detail, "memory_bytes %llu is below the about %llu bytes that a "
+                 "submodel of %.63s needs: this client will not be selected",
+                 (unsigned long long)h->memory_bytes, (unsigned long long)need, s->ccfg.arch);
+    send_ack(s, x, FLP_HELLO, 0, FL_OK, detail);
     fl_log(&s->log, FL_LOG_INFO, "client %s joined; %u connected", x->id,
            fls_core_connected(s->core));
-    const uint64_t need = fls_core_train_memory(s->core);
     if (h->memory_bytes && h->memory_bytes < need && (fresh || b->mem_said != h->memory_bytes))
         fl_log(&s->log, FL_LOG_WARN, "client %s announced %llu bytes of memory, less than a "
                "submodel of %s needs (about %llu): it will not be selected", x->id,

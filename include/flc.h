@@ -137,8 +137,9 @@ typedef struct flc_config {
     const char *server_endpoint;   /* "tcp://host:5555" or "ipc:///path" (required) */
     const char *client_id;         /* this device's stable id (required) */
     /* CURVE keys, Z85 text (40 characters that decode to 32 bytes). server_public_key NULL: plain
-     * text (the server must run --insecure). With server_public_key, secret_key is required;
-     * public_key may be NULL (derived from secret_key) and, if given, must be secret_key's. */
+     * text (the server must run --insecure), and then public_key and secret_key must be NULL
+     * too. With server_public_key, secret_key is required; public_key may be NULL (derived from
+     * secret_key) and, if given, must be secret_key's. */
     const char *server_public_key;
     const char *public_key;
     const char *secret_key;
@@ -198,6 +199,9 @@ typedef struct flc_stats {
     double last_loss;
     uint64_t updates_sent;         /* updates sent in full (or cut short by the server's answer):
                                     * what max_rounds counts */
+    uint64_t rounds_failed;        /* tasks that failed here and were reported to the server: a
+                                    * training that failed (the trainer's status, or
+                                    * FLC_ERR_NUMERIC) or a task refused (memory_bytes, caps) */
 } flc_stats;
 
 typedef struct flc_client flc_client;

@@ -602,7 +602,12 @@ def test_small_device(h):
     check('failed on the device' not in log, 'no task was refused on a device')
     check(h.wait_exit(small, 30, 'fl_client 1') == 0, 'the small device exits 0 at the end')
     check(h.wait_exit(good, 30, 'fl_client 0') == 0, 'the good client exits 0')
-    check('0 rounds trained' in h.read('client1.log'), 'the small device trained nothing')
+    check('0 rounds trained, 0 failed here' in h.read('client1.log'),
+          'the small device trained nothing (and was given no task to fail)')
+    check(re.search(r'the server says: memory_bytes 65536 is below the about \d+ bytes that a '
+                    r'submodel of mlp:784-200-10 needs: this client will not be selected',
+                    h.read('client1.log')) is not None,
+          'the small device is told it will not be selected')
 
 
 # ---- 7. a client the server has no room for ------------------------------------------------------

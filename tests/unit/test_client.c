@@ -227,6 +227,29 @@ static void test_new_validation(void **state)
         if (st != FLC_ERR_INVALID_ARG || c != NULL || !strstr(lb->text, rows[i].what))
             fail_msg("row %zu (%s): status %d, log '%s'", i, rows[i].what, (int)st, lb->text);
     }
+    /* Keys without the server's: refused (the device meant CURVE); no key at all: plain text. */
+    for (int k = 0; k < 3; k++) {
+        flc_config cfg = good;
+        cfg.server_public_key = NULL;
+        if (k == 1)
+            cfg.secret_key = NULL;
+        if (k == 2)
+            cfg.secret_key = cfg.public_key = NULL;
+        lb->len = 0;
+        lb->text[0] = '\0';
+        const flc_status st = flc_client_new(&cfg, &c);
+        if (k < 2) {
+            assert_int_equal(st, FLC_ERR_INVALID_ARG);
+            assert_null(c);
+            assert_non_null(strstr(lb->text, k == 0 ? "secret_key is set but server_public_key "
+                                                      "is not"
+                                                    : "public_key is set but server_public_key "
+                                                      "is not"));
+        } else {
+            assert_int_equal(st, FLC_OK);
+            flc_client_free(c);
+        }
+    }
     /* The built-in trainer's thread count is applied by new, on this thread (OpenBLAS is
      * loaded here, not by the first training on a thread of the library's). */
     static const float x4[4] = {0};
@@ -747,6 +770,9 @@ static void test_train_failure_reported_and_bye(void **state)
     flp_msg_free(b);
     assert_true(run_wait(&s.r, 2.0));
     assert_int_equal(s.r.st, FLC_ERR_CANCELLED);
+    /* counted, for a device that reads its stats rather than its log */
+    assert_int_equal(flc_client_stats(s.c)->rounds_failed, 1);
+    assert_int_equal(flc_client_stats(s.c)->rounds_trained, 0);
     session_close(&s);
 }
 
@@ -860,6 +886,7 @@ static void test_task_above_memory_refused(void **state)
         flp_msg_free(m);
         flc_client_stop(s.c);
         assert_true(run_wait(&s.r, 5.0));
+        assert_int_equal(flc_client_stats(s.c)->rounds_failed, k == 0 ? 1 : 0);
         session_close(&s);
     }
 }
