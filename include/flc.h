@@ -210,8 +210,8 @@ typedef struct flc_client flc_client;
  * first: required fields (samples->row_len with the built-in trainer), enum ranges (backend,
  * log_level), timing fields and max_rounds >= 0, heartbeat_ms >= 10 and below liveness_ms,
  * reconnect_min_ms <= reconnect_max_ms, a client_id the wire takes (UTF-8, at most 1024 bytes,
- * no control character), flops finite and >= 0, keys that are Z85 CURVE keys and a public_key that is
- * secret_key's. On
+ * no control character), flops finite and >= 0, keys that are Z85 CURVE keys, no key of the
+ * client's without server_public_key, and a public_key that is secret_key's. On
  * FLC_ERR_INVALID_ARG (also for cfg or out NULL) the library logs which field is wrong, at error
  * level, through cfg->log (the logger is set up before anything is checked). FLC_OK,
  * FLC_ERR_INVALID_ARG, FLC_ERR_NOMEM, FLC_ERR_TRANSPORT. */

@@ -802,6 +802,39 @@ def test_fd_limit(h):
           'both clients exit 0')
 
 
+# ---- the device program of fl_client/README.md ------------------------------------------------
+# fl_client/examples/device.c, the guide's plug-in trainer program, against a CURVE server with an
+# allow-list, its keys read from `fl_server keygen` files as the guide says: it trains both rounds
+# (its plug-in is told the submodel's own spec), the server accepts its updates and it exits 0 on
+# Bye("done").
+EXAMPLE_DEVICE = os.path.join(BUILD, 'fl_client', 'device')
+
+
+def z85_of(path):
+    with open(path) as f:
+        return [l.strip() for l in f if not l.startswith('# ')][0]
+
+
+def test_example_device(h):
+    sk, spub = h.keygen('server')
+    dsec, _ = h.keygen('dev')
+    allow = h.allow_list(['dev'])
+    m = h.path('metrics.jsonl')
+    srv = h.server(SMALL + ['--secret-key', sk, '--allow-list', allow, '--rounds', '2',
+                            '--clients', '1', '--overcommit', '1', '--metrics', m])
+    dev = h.spawn([EXAMPLE_DEVICE, srv.endpoint, 'dev-1', z85_of(spub), z85_of(dsec)], 'device.log')
+    check(h.wait_exit(srv, 100, 'fl_server') == 0, 'the server runs its 2 rounds')
+    check(h.wait_exit(dev, 30, 'device') == 0, 'the device program exits 0')
+    rows = metrics(m)
+    check([r['reported'] for r in rows] == [1, 1], 'both rounds got its update (%s)'
+          % [r['reported'] for r in rows])
+    log = h.read('device.log')
+    check(re.search(r'round 0: a submodel mlp:784-150-10 of mlp:784-200-10, \d+ parameters in 4 '
+                    r'tensors', log) is not None, 'its plug-in is told the submodel (keep 0.75)')
+    check('2 rounds trained, 0 failed, 2 updates accepted: success' in log,
+          'its exit line counts 2 rounds trained and accepted')
+
+
 TESTS = {
     'learn': test_learn,
     'client_kill': test_client_kill,
@@ -818,6 +851,7 @@ TESTS = {
     'twin_ids': test_twin_ids,
     'colliding_ids': test_colliding_ids,
     'fd_limit': test_fd_limit,
+    'example_device': test_example_device,
 }
 
 

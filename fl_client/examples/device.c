@@ -1,0 +1,89 @@
+/* device.c: a device program around libflclient, as fl_client/README.md walks through it. It
+ * joins a fedrop server and trains with a plug-in trainer (where a device would call its NPU or
+ * GPU); this one moves every weight a little towards zero, a valid if useless update.
+ *
+ *   device ENDPOINT ID [SERVER_PUBLIC_KEY SECRET_KEY]
+ *
+ * Keys are Z85 text (40 characters): the server's public key and this device's secret key, as
+ * `fl_server keygen` writes them (the line that is not a comment). Without keys the connection
+ * is plain text, for a server started with --insecure. Ctrl-C stops it (flc_client_stop is
+ * async-signal-safe). Built with the project (build/fl_client/device); outside it:
+ *   cc device.c $(pkg-config --cflags --libs libflclient) -o device */
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "flc.h"
+
+static flc_client *g_client;
+
+static void on_signal(int sig)
+{
+    (void)sig;
+    flc_client_stop(g_client);
+}
+
+/* Called from the library's threads, maybe two at once: one fprintf per line is thread-safe. */
+static void on_log(void *user, flc_log_level level, const char *msg)
+{
+    static const char *name[] = {"debug", "info", "warn", "error"};
+    fprintf(stderr, "[%s] %s %s\n", (const char *)user, name[level], msg);
+}
+
+/* The plug-in trainer: called on a thread of the library's, once per round this device is
+ * selected for. task->weights is the submodel as received, out->weights a copy of it to train in
+ * place; task->sub_arch and task->tensors say its shapes. Return FLC_OK with n_samples and the
+ * loss, or an error status, which the server hears of at once. */
+static flc_status train(const flc_task *task, flc_update *out, void *user)
+{
+    (void)user;
+    fprintf(stderr, "round %llu: a submodel %s of %s, %zu parameters in %d tensors\n",
+            (unsigned long long)task->round, task->sub_arch, task->arch, task->n_params,
+            task->n_tensors);
+    for (int i = 0; i < task->n_tensors; i++) {
+        const flc_tensor *t = &task->tensors[i];
+        float *w = out->weights + t->offset;
+        for (size_t k = 0; k < t->numel; k++)
+            w[k] *= 0.99f;
+    }
+    out->n_samples = 32; /* the samples it trained on: the server's weight for this update */
+    out->loss = 1.0;
+    return FLC_OK;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc != 3 && argc != 5) {
+        fprintf(stderr, "usage: %s ENDPOINT ID [SERVER_PUBLIC_KEY SECRET_KEY]\n", argv[0]);
+        return 1;
+    }
+    flc_config cfg;
+    memset(&cfg, 0, sizeof cfg); /* every field 0: its default */
+    cfg.server_endpoint = argv[1];
+    cfg.client_id = argv[2];
+    if (argc == 5) {
+        cfg.server_public_key = argv[3];
+        cfg.secret_key = argv[4];
+    }
+    cfg.backend = FLC_BACKEND_NPU;
+    cfg.memory_bytes = 256u << 20; /* the server selects it only for submodels that fit */
+    cfg.train = train;
+    cfg.log = on_log;
+    cfg.log_user = argv[2];
+    cfg.log_level = FLC_LOG_INFO;
+    flc_status st = flc_client_new(&cfg, &g_client);
+    if (st != FLC_OK) /* the log said which field is wrong */
+        return 1;
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    st = flc_client_run(g_client); /* until the run is done, a stop, or a refusal */
+    const flc_stats *s = flc_client_stats(g_client);
+    fprintf(stderr, "%llu rounds trained, %llu failed, %llu updates accepted: %s\n",
+            (unsigned long long)s->rounds_trained, (unsigned long long)s->rounds_failed,
+            (unsigned long long)s->updates_accepted, flc_strerror(st));
+    flc_client_free(g_client);
+    return st == FLC_OK || st == FLC_ERR_CANCELLED ? 0 : 2;
+}
