@@ -18,7 +18,9 @@
  *
  * Thread-safety: an flc_client is driven by one thread (flc_client_run blocks it). flc_client_stop
  * is the only call that may come from another thread (or a signal handler). Distinct clients are
- * independent; the library has no global state. The caller may share one ZeroMQ context among
+ * independent; the library has no global state of its own. The one thing shared by a process's
+ * clients is the built-in trainer's OpenBLAS: loaded once, with one thread count, and two
+ * environment variables set before it loads (flc_config.threads). The caller may share one ZeroMQ context among
  * clients (flc_config.zmq_context) or let each client make its own.
  *
  * Errors: every call returns an flc_status; flc_strerror gives a static message. The library never
