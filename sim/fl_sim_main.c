@@ -131,8 +131,8 @@ static int on_round(void *user, const flsim_round_record *r, const flsim_result 
     }
     if (p->log && !p->log_failed && flsim_rounds_put(p->log, r) != FL_OK) {
         p->log_failed = 1; /* said once; flsim_write_outputs writes it whole at the end */
-        fprintf(stderr, "%sfl_sim: cannot append to rounds.csv (writing it at the end)\n",
-                p->bar && !p->quiet ? "\n" : "");
+        fprintf(stderr, "%sfl_sim: cannot append to %s/rounds.csv: %s (writing it at the end)\n",
+                p->bar && !p->quiet ? "\n" : "", p->out, strerror(errno));
     }
     if (p->quiet || g_rank != 0)
         return g_stop != 0;
@@ -468,11 +468,14 @@ static int run_main(int argc, char **argv)
         }
         /* An interrupted run's last round is evaluated after its line went out: rounds.csv is
          * written again whole (atomically), as a run of that many rounds would have it. */
-        const fl_status ws = !cfg.out[0]                  ? FL_OK
-                             : log_ok && !res.interrupted ? flsim_write_summary(cfg.out, &cfg, &res)
-                                                          : flsim_write_outputs(cfg.out, &cfg, &res, recs, n);
+        char werr[3000] = "";
+        const fl_status ws =
+            !cfg.out[0]                  ? FL_OK
+            : log_ok && !res.interrupted ? flsim_write_summary(cfg.out, &cfg, &res, werr, sizeof werr)
+                                         : flsim_write_outputs(cfg.out, &cfg, &res, recs, n, werr,
+                                                               sizeof werr);
         if (ws != FL_OK) {
-            fprintf(stderr, "fl_sim: cannot write %s/rounds.csv or summary.json\n", cfg.out);
+            fprintf(stderr, "fl_sim: %s\n", werr[0] ? werr : fl_strerror(ws));
             rc = 1;
         }
     }

@@ -318,12 +318,18 @@ fl_status flsim_rounds_put(FILE *f, const flsim_round_record *r);
 fl_status flsim_rounds_finish(FILE *f);
 
 /* Writes DIR/summary.json alone (atomically: a reader never sees half of it), after the rounds
- * went to DIR/rounds.csv. FL_OK, FL_ERR_IO or FL_ERR_NOMEM. */
-fl_status flsim_write_summary(const char *dir, const flsim_config *cfg, const flsim_result *res);
+ * went to DIR/rounds.csv. FL_OK, FL_ERR_IO or FL_ERR_NOMEM, with "cannot write PATH: reason" in
+ * err (which may be NULL). */
+fl_status flsim_write_summary(const char *dir, const flsim_config *cfg, const flsim_result *res,
+                              char *err, size_t errlen);
 
-/* Writes DIR/rounds.csv and DIR/summary.json (creating DIR). FL_OK or FL_ERR_IO. */
+/* Writes DIR/rounds.csv and DIR/summary.json (creating DIR). The summary is written even when
+ * rounds.csv cannot be (it holds the run's results; flsim_load_outputs refuses a pair that does
+ * not agree). FL_OK or the first failure's status, with every failure ("cannot write PATH:
+ * reason", joined by "; ") in err (which may be NULL). */
 fl_status flsim_write_outputs(const char *dir, const flsim_config *cfg, const flsim_result *res,
-                              const flsim_round_record *records, size_t n_records);
+                              const flsim_round_record *records, size_t n_records, char *err,
+                              size_t errlen);
 
 /* Reading a finished run back (fl_sim experiment afd reuses the runs an interrupted experiment
  * finished). flsim_load_outputs reads DIR/summary.json and DIR/rounds.csv: FL_OK with *res and

@@ -178,7 +178,7 @@ fl_status flsim_experiment_afd(const flsim_experiment *e, const fl_logger *log, 
 {
     const char **preset = strcmp(e->preset, "full") == 0 ? g_full : g_small;
     flsim_config base = flsim_config_default();
-    char e2[300];
+    char e2[2048]; /* room for two "cannot write PATH: reason" */
     for (int i = 0; preset[i]; i++)
         if (apply(&base, preset[i], e2, sizeof e2) != FL_OK) {
             snprintf(err, errlen, "preset: %s", e2);
@@ -318,8 +318,8 @@ fl_status flsim_experiment_afd(const flsim_experiment *e, const fl_logger *log, 
         ev.trained++;
         if (r0) {
             snprintf(path, sizeof path, "%s/runs/%s-s%u", e->out, g_cfgs[c].name, s + 1);
-            if (flsim_write_outputs(path, &cfg, &ro->res, ro->rec, ro->n) != FL_OK) {
-                snprintf(err, errlen, "cannot write %s", path);
+            if (flsim_write_outputs(path, &cfg, &ro->res, ro->rec, ro->n, e2, sizeof e2) != FL_OK) {
+                snprintf(err, errlen, "%s seed %u: %s", g_cfgs[c].name, s + 1, e2);
                 st = FL_ERR_IO;
             } else if (e->progress) {
                 ev.kind = FLSIM_EXP_RUN_DONE;

@@ -169,25 +169,35 @@ fl_status flsim_rounds_put(FILE *f, const flsim_round_record *r)
     return fflush(f) != 0 || ferror(f) ? FL_ERR_IO : FL_OK;
 }
 
-/* Writes path.tmp through fn, then renames it over path: a reader never sees half a file. */
+/* Writes path.tmp through fn, then renames it over path: a reader never sees half a file.
+ * FL_OK, or FL_ERR_IO with "cannot write PATH: reason" in err (which may be NULL). */
 static fl_status write_atomic(const char *path, int (*fn)(FILE *f, const void *a, const void *b,
                                                            size_t n),
-                              const void *a, const void *b, size_t n)
+                              const void *a, const void *b, size_t n, char *err, size_t errlen)
 {
     char tmp[1300];
-    if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp)
-        return FL_ERR_IO;
-    FILE *f = fopen(tmp, "w");
-    if (!f)
-        return FL_ERR_IO;
-    int bad = fn(f, a, b, n);
-    bad |= fflush(f) != 0 || fsync(fileno(f)) != 0;
-    bad |= fclose(f) != 0;
-    if (bad || rename(tmp, path) != 0) {
-        remove(tmp);
+    if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp) {
+        if (err && errlen)
+            snprintf(err, errlen, "cannot write %s: path too long", path);
         return FL_ERR_IO;
     }
-    return FL_OK;
+    errno = 0;
+    FILE *f = fopen(tmp, "w");
+    int bad = !f;
+    if (f) {
+        bad = fn(f, a, b, n);
+        bad |= fflush(f) != 0 || fsync(fileno(f)) != 0;
+        bad |= fclose(f) != 0;
+        bad = bad || rename(tmp, path) != 0; /* e.g. EISDIR: a directory in the file's place */
+    }
+    if (!bad)
+        return FL_OK;
+    const int e = errno; /* remove() below may change it */
+    if (f)
+        remove(tmp);
+    if (err && errlen)
+        snprintf(err, errlen, "cannot write %s: %s", path, e ? strerror(e) : "write error");
+    return FL_ERR_IO;
 }
 
 static int put_rounds(FILE *f, const void *rec, const void *unused, size_t n)
@@ -212,29 +222,40 @@ fl_status flsim_rounds_finish(FILE *f)
     return bad ? FL_ERR_IO : FL_OK;
 }
 
-fl_status flsim_write_summary(const char *dir, const flsim_config *cfg, const flsim_result *res)
+fl_status flsim_write_summary(const char *dir, const flsim_config *cfg, const flsim_result *res,
+                              char *err, size_t errlen)
 {
     char sum[1200];
     snprintf(sum, sizeof sum, "%s/summary.json", dir);
     const size_t need = flsim_summary_json(cfg, res, NULL, 0) + 1;
     char *buf = malloc(need);
-    if (!buf)
+    if (!buf) {
+        if (err && errlen)
+            snprintf(err, errlen, "cannot write %s: out of memory", sum);
         return FL_ERR_NOMEM;
+    }
     flsim_summary_json(cfg, res, buf, need);
-    const fl_status st = write_atomic(sum, put_text, buf, NULL, 0);
+    const fl_status st = write_atomic(sum, put_text, buf, NULL, 0, err, errlen);
     free(buf);
     return st;
 }
 
 fl_status flsim_write_outputs(const char *dir, const flsim_config *cfg, const flsim_result *res,
-                              const flsim_round_record *records, size_t n_records)
+                              const flsim_round_record *records, size_t n_records, char *err,
+                              size_t errlen)
 {
     /* summary.json marks a finished run (flsim_load_outputs): it goes first and comes back last,
      * so a crash in between leaves no summary beside another run's rounds. */
-    if (begin_dir(dir, NULL, 0) != FL_OK)
+    if (begin_dir(dir, err, errlen) != FL_OK)
         return FL_ERR_IO;
-    char path[1200];
+    char path[1200], e1[1400] = "", e2[1400] = "";
     snprintf(path, sizeof path, "%s/rounds.csv", dir);
-    const fl_status st = write_atomic(path, put_rounds, records, NULL, n_records);
-    return st != FL_OK ? st : flsim_write_summary(dir, cfg, res);
+    const fl_status rs = write_atomic(path, put_rounds, records, NULL, n_records, e1, sizeof e1);
+    /* The summary even when rounds.csv failed: it alone holds the run's results, and a reader
+     * cannot mistake it for a finished run's pair (flsim_load_outputs checks that rounds.csv
+     * agrees with it). */
+    const fl_status ss = flsim_write_summary(dir, cfg, res, e2, sizeof e2);
+    if (err && errlen)
+        snprintf(err, errlen, "%s%s%s", e1, e1[0] && e2[0] ? "; " : "", e2);
+    return rs != FL_OK ? rs : ss;
 }

@@ -9,6 +9,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <errno.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <cmocka.h>
 
@@ -525,7 +527,7 @@ static void test_afd_alternatives(void **state)
     /* an older summary: its config without the four keys, as written before they existed */
     char dir[] = "/tmp/test_sim_altXXXXXX";
     assert_non_null(mkdtemp(dir));
-    assert_int_equal(flsim_write_summary(dir, &c, &res), FL_OK);
+    assert_int_equal(flsim_write_summary(dir, &c, &res, NULL, 0), FL_OK);
     char path[512];
     snprintf(path, sizeof path, "%s/summary.json", dir);
     size_t len = 0;
@@ -603,7 +605,7 @@ static void test_small_run_learns(void **state)
     /* Outputs: rounds.csv has a header and one line a round; summary.json the key fields. */
     char dir[] = "/tmp/test_sim_outXXXXXX";
     assert_non_null(mkdtemp(dir));
-    assert_int_equal(flsim_write_outputs(dir, &c, &res, rec, n), FL_OK);
+    assert_int_equal(flsim_write_outputs(dir, &c, &res, rec, n, NULL, 0), FL_OK);
     char path[256], buf[16384];
     snprintf(path, sizeof path, "%s/rounds.csv", dir);
     FILE *f = fopen(path, "r");
@@ -684,7 +686,7 @@ static void test_outputs_read_back(void **state)
     flsim_round_record *grec = NULL;
     size_t gn = 0;
     assert_int_equal(flsim_load_outputs(dir, &c, &got, &grec, &gn, err, sizeof err), FL_ERR_NOT_FOUND);
-    assert_int_equal(flsim_write_outputs(dir, &c, &res, rec, n), FL_OK);
+    assert_int_equal(flsim_write_outputs(dir, &c, &res, rec, n, NULL, 0), FL_OK);
     const fl_status st = flsim_load_outputs(dir, &c, &got, &grec, &gn, err, sizeof err);
     if (st != FL_OK)
         fail_msg("load: %s: %s", fl_status_name(st), err);
@@ -801,13 +803,13 @@ static void test_run_stops_when_asked(void **state)
     size_t len_inc, len_whole;
     char *inc = read_all(path, &len_inc);
     assert_non_null(inc);
-    assert_int_equal(flsim_write_summary(dir, &c, &res), FL_OK); /* fl_sim's end: the summary alone */
+    assert_int_equal(flsim_write_summary(dir, &c, &res, NULL, 0), FL_OK); /* fl_sim's end: the summary alone */
     char *after = read_all(path, &len_whole);
     assert_non_null(after);
     assert_int_equal(len_inc, len_whole);
     assert_memory_equal(inc, after, len_whole);
     free(after);
-    assert_int_equal(flsim_write_outputs(dir, &c, &res, rec, n), FL_OK);
+    assert_int_equal(flsim_write_outputs(dir, &c, &res, rec, n, NULL, 0), FL_OK);
     char *whole = read_all(path, &len_whole);
     assert_non_null(whole);
     assert_int_equal(len_inc, len_whole);
@@ -832,7 +834,7 @@ static void test_run_stops_when_asked(void **state)
     for (size_t i = 0; i < n; i++)
         assert_int_equal(flsim_rounds_put(s.log, &rec[i]), FL_OK);
     assert_int_equal(flsim_rounds_finish(s.log), FL_OK);
-    assert_int_equal(flsim_write_summary(dir, &c, &res), FL_OK);
+    assert_int_equal(flsim_write_summary(dir, &c, &res, NULL, 0), FL_OK);
     sum = read_all(path, &len_whole);
     assert_non_null(strstr(sum, "\"interrupted\": false"));
     free(sum);
@@ -949,6 +951,46 @@ static void test_outputs_bad_files(void **state)
     free(good);
     free(bad);
 #endif
+}
+
+/* An output that cannot be written (a directory in its place) costs that file alone, and the
+ * error names it and says why: fl_sim prints it as it is. */
+static void test_outputs_unwritable(void **state)
+{
+    (void)state;
+    flsim_config c = small_config();
+    c.rounds = 2;
+    flsim_result res;
+    flsim_round_record *rec = NULL;
+    size_t n = 0;
+    run_ok(&c, &res, &rec, &n);
+    char dir[] = "/tmp/test_sim_unwXXXXXX";
+    assert_non_null(mkdtemp(dir));
+    char p[200], q[200], k[300], want[1000], err[3000];
+    snprintf(p, sizeof p, "%s/rounds.csv", dir);
+    assert_int_equal(mkdir(p, 0700), 0);
+    err[0] = '\0';
+    assert_int_equal(flsim_write_outputs(dir, &c, &res, rec, n, err, sizeof err), FL_ERR_IO);
+    snprintf(want, sizeof want, "cannot write %s: %s", p, strerror(EISDIR));
+    if (strcmp(err, want) != 0)
+        fail_msg("err '%s', want '%s'", err, want);
+    snprintf(q, sizeof q, "%s/summary.json", dir);
+    assert_int_equal(access(q, F_OK), 0); /* the summary was written all the same */
+    assert_int_equal(rmdir(p), 0);
+    /* summary.json: a directory with a file in it (remove() cannot clear it away) */
+    assert_int_equal(unlink(q), 0);
+    assert_int_equal(mkdir(q, 0700), 0);
+    snprintf(k, sizeof k, "%s/keep", q);
+    write_all(k, "x");
+    err[0] = '\0';
+    assert_int_not_equal(flsim_write_summary(dir, &c, &res, err, sizeof err), FL_OK);
+    snprintf(want, sizeof want, "cannot write %s: ", q);
+    if (strncmp(err, want, strlen(want)) != 0 || strlen(err) == strlen(want))
+        fail_msg("err '%s', want '%s' and a reason", err, want);
+    unlink(k);
+    rmdir(q);
+    rm_run(dir);
+    free(rec);
 }
 
 #ifdef FLSIM_HAVE_JANSSON
@@ -1263,6 +1305,7 @@ int main(void)
         cmocka_unit_test(test_outputs_read_back),
         cmocka_unit_test(test_run_stops_when_asked),
         cmocka_unit_test(test_outputs_bad_files),
+        cmocka_unit_test(test_outputs_unwritable),
 #ifdef FLSIM_HAVE_JANSSON
         cmocka_unit_test(test_experiment_resumes),
 #endif
