@@ -22,4 +22,18 @@ tail -n 1 "$DIR/rs.err" | grep -qx "fl_sim: cannot write $DIR/rs/rounds.csv: Is 
 grep -q '"rounds": 2,' "$DIR/rs/summary.json" || fail "unwritable rounds.csv: no summary.json"
 echo "unwritable rounds.csv: summary.json kept, exit status 1"
 
+# --out naming a file: refused before anything loads, saying what is wrong with it.
+: >"$DIR/file"
+rc=0
+"$FL_SIM" experiment afd --seeds 1 $ARGS --out "$DIR/file" >/dev/null 2>"$DIR/exp.err" || rc=$?
+[ "$rc" -eq 1 ] || fail "--out FILE: experiment exit status $rc, not 1"
+grep -qx "fl_sim experiment: --out: $DIR/file exists and is not a directory" "$DIR/exp.err" ||
+    fail "--out FILE: experiment: $(cat "$DIR/exp.err")"
+rc=0
+"$FL_SIM" $ARGS --rounds 1 --out "$DIR/file/sub" >/dev/null 2>"$DIR/run.err" || rc=$?
+[ "$rc" -eq 1 ] || fail "--out FILE/sub: exit status $rc, not 1"
+grep -qx "fl_sim: --out: $DIR/file exists and is not a directory" "$DIR/run.err" ||
+    fail "--out FILE/sub: $(cat "$DIR/run.err")"
+echo "--out FILE: refused"
+
 echo "ok"

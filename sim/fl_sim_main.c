@@ -421,7 +421,7 @@ static int run_main(int argc, char **argv)
     progress pr = {cfg.progress == 1 || (cfg.progress == -1 && isatty(STDERR_FILENO)),
                    cfg.rounds, cfg.quiet, cfg.out[0] && g_rank == 0 ? cfg.out : NULL, NULL, 0, 0};
     if (pr.out && flsim_out_prepare(cfg.out, err, sizeof err) != FL_OK) {
-        fprintf(stderr, "fl_sim: --out %s\n", err);
+        fprintf(stderr, "fl_sim: --out: %s\n", err);
         return 1;
     }
     catch_stop_signals();

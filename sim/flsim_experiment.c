@@ -204,18 +204,27 @@ fl_status flsim_experiment_afd(const flsim_experiment *e, const fl_logger *log, 
     }
     base.quiet = 1;
     const uint32_t seeds = e->seeds ? e->seeds : 3;
+    const int r0 = rank0();
+    char path[FLSIM_STR + 128];
+    /* DIR/runs before the dataset loads (which may take a while): a --out that cannot hold the
+     * runs stops the experiment at once, on every rank. */
+    int mk = FL_OK;
+    snprintf(path, sizeof path, "%s/runs", e->out);
+    if (r0 && flsim_mkdirs(path, e2, sizeof e2) != 0) {
+        snprintf(err, errlen, "--out: %s", e2);
+        mk = FL_ERR_IO;
+    }
+    share_codes(&mk, 1);
+    if (mk != FL_OK) {
+        if (!r0)
+            snprintf(err, errlen, "rank 0: cannot create %s", path);
+        return (fl_status)mk;
+    }
     flsim_data data;
     fl_status st = flsim_data_load(&data, &base, e2, sizeof e2);
     if (st != FL_OK) {
         snprintf(err, errlen, "dataset: %s", e2);
         return st;
-    }
-    const int r0 = rank0();
-    char path[FLSIM_STR + 128];
-    if (r0 && flsim_mkdirs(e->out) != 0) {
-        snprintf(err, errlen, "cannot create %s", e->out);
-        flsim_data_free(&data);
-        return FL_ERR_IO;
     }
     run_out *runs = calloc((size_t)N_CONFIGS * seeds, sizeof *runs);
     if (!runs) {

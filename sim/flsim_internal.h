@@ -14,8 +14,9 @@ int flsim_parse_number(const char *s, double *out);
  * holds more than cap bytes. */
 fl_status flsim_read_file(const char *path, size_t cap, char **out, size_t *len);
 
-/* mkdir -p. 0 on success. */
-int flsim_mkdirs(const char *path);
+/* mkdir -p. 0 on success; -1 with errno set and, in err (may be NULL), "PATH exists and is not
+ * a directory" (for the component at fault) or "cannot create PATH: reason". */
+int flsim_mkdirs(const char *path, char *err, size_t errlen);
 
 /* The distribution / availability as text (the canonical option value). */
 void flsim_dist_format(const flsim_dist *d, char *buf, size_t cap);

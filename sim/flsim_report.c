@@ -11,22 +11,48 @@
 #include "flsim.h"
 #include "flsim_internal.h"
 
-int flsim_mkdirs(const char *path)
+/* One component: created, or already a directory. mkdir's EEXIST alone would accept a file
+ * there, and the failure would come later as a puzzling ENOTDIR or EIO under it. */
+static int mkdir_one(const char *dir, char *err, size_t errlen)
+{
+    if (mkdir(dir, 0777) == 0)
+        return 0;
+    const int e = errno;
+    struct stat st;
+    if (e == EEXIST && stat(dir, &st) == 0) {
+        if (S_ISDIR(st.st_mode))
+            return 0;
+        if (err && errlen)
+            snprintf(err, errlen, "%s exists and is not a directory", dir);
+        errno = ENOTDIR;
+        return -1;
+    }
+    if (err && errlen)
+        snprintf(err, errlen, "cannot create %s: %s", dir, strerror(e));
+    errno = e;
+    return -1;
+}
+
+int flsim_mkdirs(const char *path, char *err, size_t errlen)
 {
     char buf[1024];
-    if (snprintf(buf, sizeof buf, "%s", path) >= (int)sizeof buf)
+    if (snprintf(buf, sizeof buf, "%s", path) >= (int)sizeof buf) {
+        if (err && errlen)
+            snprintf(err, errlen, "cannot create %.64s...: path longer than %zu bytes", path,
+                     sizeof buf - 1);
+        errno = ENAMETOOLONG;
         return -1;
+    }
     for (char *p = buf + 1; *p; p++) {
-        if (*p != '/')
+        if (*p != '/' || p[-1] == '/')
             continue;
         *p = '\0';
-        if (mkdir(buf, 0777) != 0 && errno != EEXIST)
-            return -1;
+        const int r = mkdir_one(buf, err, errlen);
         *p = '/';
+        if (r != 0)
+            return -1;
     }
-    if (mkdir(buf, 0777) != 0 && errno != EEXIST)
-        return -1;
-    return 0;
+    return mkdir_one(buf, err, errlen);
 }
 
 /* %.17g, or null for NaN / infinities (JSON has neither). */
@@ -119,11 +145,8 @@ static fl_status begin_dir(const char *dir, char *err, size_t errlen)
 {
     char sum[1200];
     snprintf(sum, sizeof sum, "%s/summary.json", dir);
-    if (flsim_mkdirs(dir) != 0) {
-        if (err && errlen)
-            snprintf(err, errlen, "cannot create %s: %s", dir, strerror(errno));
+    if (flsim_mkdirs(dir, err, errlen) != 0)
         return FL_ERR_IO;
-    }
     if (remove(sum) != 0 && errno != ENOENT) {
         if (err && errlen)
             snprintf(err, errlen, "cannot remove the earlier run's %s: %s", sum, strerror(errno));
@@ -134,7 +157,9 @@ static fl_status begin_dir(const char *dir, char *err, size_t errlen)
 
 fl_status flsim_out_prepare(const char *dir, char *err, size_t errlen)
 {
-    const int e = flsim_mkdirs(dir) != 0 ? errno : fl_dir_writable(dir);
+    if (flsim_mkdirs(dir, err, errlen) != 0)
+        return FL_ERR_IO;
+    const int e = fl_dir_writable(dir);
     if (!e)
         return FL_OK;
     if (err && errlen)

@@ -993,6 +993,39 @@ static void test_outputs_unwritable(void **state)
     free(rec);
 }
 
+/* --out naming a file (or a path through one) is refused up front, saying so: not an EIO from
+ * deep inside a run after the dataset loaded. */
+static void test_out_not_a_directory(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/test_sim_notdirXXXXXX";
+    assert_non_null(mkdtemp(dir));
+    char file[100], sub[120], want[200], err[600];
+    snprintf(file, sizeof file, "%s/file", dir);
+    snprintf(sub, sizeof sub, "%s/file/sub", dir);
+    snprintf(want, sizeof want, "%s exists and is not a directory", file);
+    write_all(file, "x");
+    const char *outs[] = {file, sub};
+    for (size_t i = 0; i < 2; i++) {
+        err[0] = '\0';
+        assert_int_equal(flsim_out_prepare(outs[i], err, sizeof err), FL_ERR_IO);
+        if (strcmp(err, want) != 0)
+            fail_msg("out_prepare(%s): '%s', want '%s'", outs[i], err, want);
+    }
+    flsim_experiment e;
+    memset(&e, 0, sizeof e);
+    snprintf(e.preset, sizeof e.preset, "small");
+    snprintf(e.out, sizeof e.out, "%s", file);
+    e.seeds = 1;
+    e.overrides[0] = "dataset=idx:/nonexistent/x,/nonexistent/y"; /* never loaded: --out first */
+    err[0] = '\0';
+    assert_int_equal(flsim_experiment_afd(&e, NULL, err, sizeof err), FL_ERR_IO);
+    if (!strstr(err, want))
+        fail_msg("experiment: '%s', want '%s'", err, want);
+    unlink(file);
+    rmdir(dir);
+}
+
 #ifdef FLSIM_HAVE_JANSSON
 /* n[0..3]: events counted; n[4] > 0: ask to stop at the n[4]-th ROUND event. */
 static int count_events(void *user, const flsim_exp_event *ev)
@@ -1306,6 +1339,7 @@ int main(void)
         cmocka_unit_test(test_run_stops_when_asked),
         cmocka_unit_test(test_outputs_bad_files),
         cmocka_unit_test(test_outputs_unwritable),
+        cmocka_unit_test(test_out_not_a_directory),
 #ifdef FLSIM_HAVE_JANSSON
         cmocka_unit_test(test_experiment_resumes),
 #endif
