@@ -36,4 +36,19 @@ grep -qx "fl_sim: --out: $DIR/file exists and is not a directory" "$DIR/run.err"
     fail "--out FILE/sub: $(cat "$DIR/run.err")"
 echo "--out FILE: refused"
 
+# No update accepted in any round (a learning rate that diverges): a warning that says so and
+# points at the likely cause, the counts in summary.json, and still exit status 0 (the run did
+# what it was asked).
+rc=0
+"$FL_SIM" $ARGS --rounds 3 --lr 1e6 --out "$DIR/nolearn" >"$DIR/nolearn.out" 2>"$DIR/nolearn.err" || rc=$?
+[ "$rc" -eq 0 ] || fail "no update accepted: exit status $rc, not 0"
+grep -q "^fl_sim: warning: no client update was accepted in 3 rounds (12 failed, 0 late);.*--lr 1e+06" \
+    "$DIR/nolearn.err" || fail "no update accepted: no warning: $(grep -v '^warn\|^error' "$DIR/nolearn.err")"
+grep -q '"updates_accepted": 0,' "$DIR/nolearn/summary.json" &&
+    grep -q '"updates_failed": 12,' "$DIR/nolearn/summary.json" || fail "no update accepted: summary.json"
+"$FL_SIM" $ARGS --rounds 2 --progress lines --quiet 0 >"$DIR/plain.out" 2>"$DIR/plain.err"
+grep -q "^round 2 .* reported 4 late 0 failed 0$" "$DIR/plain.out" || fail "plain line: $(cat "$DIR/plain.out")"
+! grep -q "warning: no client update" "$DIR/plain.err" || fail "a run that learned warned: $(cat "$DIR/plain.err")"
+echo "no update accepted: warned, exit status 0"
+
 echo "ok"

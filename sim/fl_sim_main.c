@@ -149,13 +149,33 @@ static int on_round(void *user, const flsim_round_record *r, const flsim_result 
         bar_line(line);
     } else {
         printf("round %u vtime_s %.3f round_vtime_s %.3f wall_s %.3f bytes_down %llu bytes_up %llu "
-               "loss %.5f acc %s reported %u late %u\n",
+               "loss %.5f acc %s reported %u late %u failed %u\n",
                r->round, r->vtime_s, r->round_vtime_s, r->wall_s,
                (unsigned long long)r->bytes_down, (unsigned long long)r->bytes_up, r->mean_loss,
-               acc, r->reported, r->late);
+               acc, r->reported, r->late, r->failed);
         fflush(stdout);
     }
     return g_stop != 0;
+}
+
+/* A run in which no client update was accepted learned nothing, yet looks like any other run
+ * (exit status 0, a final accuracy): say so, with the likely causes. lr: NaN if not known here. */
+static void warn_no_update(const char *who, const flsim_result *res, double lr)
+{
+    if (res->rounds == 0 || res->updates_accepted > 0)
+        return;
+    char hint[160] = "";
+    char lrs[40] = "--lr";
+    if (!isnan(lr))
+        snprintf(lrs, sizeof lrs, "--lr %g", lr);
+    if (res->updates_failed > 0)
+        snprintf(hint, sizeof hint, "; local training failed or its update was refused: the "
+                 "learning rate (%s) or the data?", lrs);
+    else if (res->updates_late > 0)
+        snprintf(hint, sizeof hint, "; every update came after the round closed: --deadline?");
+    fprintf(stderr, "%s: warning: no client update was accepted in %u round%s (%llu failed, "
+            "%llu late)%s\n", who, res->rounds, res->rounds == 1 ? "" : "s",
+            (unsigned long long)res->updates_failed, (unsigned long long)res->updates_late, hint);
 }
 
 /* Splits argv into (name, value) pairs: --name value or --name=value. */
@@ -215,10 +235,13 @@ static void hms(char *buf, size_t cap, double s)
 static int on_exp(void *user, const flsim_exp_event *ev)
 {
     exp_progress *p = user;
-    if (p->quiet)
-        return g_stop != 0;
     char tag[64];
     snprintf(tag, sizeof tag, "run %u/%u %s seed %u", ev->run, ev->runs, ev->config, ev->seed);
+    if (p->quiet) {
+        if (ev->kind == FLSIM_EXP_RUN_DONE) /* a warning, not progress: --quiet keeps it */
+            warn_no_update(tag, ev->res, NAN);
+        return g_stop != 0;
+    }
     if (ev->kind == FLSIM_EXP_RUN_START) {
         if (ev->trained == 0)
             p->t0 = fl_time_mono_s();
@@ -260,6 +283,7 @@ static int on_exp(void *user, const flsim_exp_event *ev)
         fprintf(stderr, "%s: final acc %.4f, %u rounds, %.0f virtual s, %.1f MB, wall %.1f s\n",
                 tag, ev->res->final_test_acc, ev->res->rounds, ev->res->virtual_time_s,
                 (double)(ev->res->bytes_down + ev->res->bytes_up) / 1e6, ev->res->wall_s);
+    warn_no_update(tag, ev->res, NAN); /* the lr is the preset's, or an override's */
     return g_stop != 0;
 }
 
@@ -466,6 +490,8 @@ static int run_main(int argc, char **argv)
             else
                 printf("target %.4f not reached\n", cfg.target_acc);
         }
+        fflush(stdout); /* the warning below comes after the results it is about */
+        warn_no_update("fl_sim", &res, cfg.lr);
         /* An interrupted run's last round is evaluated after its line went out: rounds.csv is
          * written again whole (atomically), as a run of that many rounds would have it. */
         char werr[3000] = "";

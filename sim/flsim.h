@@ -273,6 +273,10 @@ typedef struct flsim_result {
     double peak_rss_mb;
     int interrupted;                     /* stopped by the round callback before its last round:
                                           * the figures are those of the rounds it finished */
+    /* Client updates over all rounds (the sums of rounds.csv's reported, failed, late): none
+     * accepted means the model never learned from a client (a learning rate that diverges...).
+     * A summary.json written before these existed reads back with them taken from rounds.csv. */
+    uint64_t updates_accepted, updates_failed, updates_late;
 } flsim_result;
 
 /* Datasets of a run, loaded once (the experiment shares them between runs). */

@@ -234,6 +234,13 @@ static int get_u64(json_t *o, const char *k, uint64_t max, uint64_t *out)
     return 1;
 }
 
+/* A count that summaries written before it existed lack: absent reads as 0. */
+static int opt_u64(json_t *o, const char *k, uint64_t *out)
+{
+    *out = 0;
+    return !json_object_get(o, k) || get_u64(o, k, INT64_MAX, out);
+}
+
 static int get_str(json_t *o, const char *k, char *buf, size_t cap)
 {
     json_t *v = json_object_get(o, k);
@@ -357,6 +364,12 @@ fl_status flsim_parse_summary(const char *text, size_t len, const flsim_config *
         bad = "peak_rss_mb";
     else if (json_object_get(o, "interrupted") && !json_is_boolean(json_object_get(o, "interrupted")))
         bad = "interrupted"; /* absent in summaries written before it existed: a finished run */
+    else if (!opt_u64(o, "updates_accepted", &res->updates_accepted))
+        bad = "updates_accepted";
+    else if (!opt_u64(o, "updates_failed", &res->updates_failed))
+        bad = "updates_failed";
+    else if (!opt_u64(o, "updates_late", &res->updates_late))
+        bad = "updates_late";
     else if (!json_is_object(conf))
         bad = "config";
     for (size_t i = 0; !bad && i < FL_SHA256_LEN; i++) {
@@ -482,13 +495,28 @@ fl_status flsim_load_outputs(const char *dir, const flsim_config *want, flsim_re
     if (st != FL_OK)
         return fl_errf(err, errlen, st, "%s: %s", path, why);
     const flsim_round_record *last = &(*rec)[*n_rec - 1];
+    uint64_t acc = 0, failed = 0, late = 0;
+    for (size_t i = 0; i < *n_rec; i++) {
+        acc += (*rec)[i].reported;
+        failed += (*rec)[i].failed;
+        late += (*rec)[i].late;
+    }
+    /* All three 0: a summary from before the counts existed (or a run that had no update at
+     * all, where the sums are 0 too). */
+    const int counted = res->updates_accepted || res->updates_failed || res->updates_late;
+    if (!counted) {
+        res->updates_accepted = acc;
+        res->updates_failed = failed;
+        res->updates_late = late;
+    }
     if (*n_rec != res->rounds || last->cum_bytes_down != res->bytes_down ||
-        last->cum_bytes_up != res->bytes_up) {
+        last->cum_bytes_up != res->bytes_up || res->updates_accepted != acc ||
+        res->updates_failed != failed || res->updates_late != late) {
         free(*rec);
         *rec = NULL;
         *n_rec = 0;
         return fl_errf(err, errlen, FL_ERR_RESULTS_FORMAT,
-                       "%s: rounds.csv and summary.json disagree (rounds or bytes)", dir);
+                       "%s: rounds.csv and summary.json disagree (rounds, bytes or updates)", dir);
     }
     return FL_OK;
 }

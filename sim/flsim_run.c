@@ -1681,6 +1681,9 @@ fl_status flsim_run(const flsim_config *cfg, const flsim_data *data_in, const fl
                     take_eval(res, cfg, r);
                 res->wall_s = fl_time_mono_s() - wall0;
                 res->train_wall_s += r->train_wall_s;
+                res->updates_accepted += r->reported;
+                res->updates_failed += r->failed;
+                res->updates_late += r->late;
                 int stop = cb ? cb(user, r, res) != 0 : 0;
 #ifdef FLSIM_HAVE_MPI
                 /* Every rank stops after the same round, whichever was asked to. */

@@ -626,7 +626,8 @@ static void test_small_run_learns(void **state)
     rmdir(dir);
     const char *keys[] = {"\"rounds\": 10", "\"final_test_acc\"", "\"virtual_time_s\"",
                           "\"bytes_down\"", "\"bytes_up\"", "\"wall_s\"", "\"model_sha256\"",
-                          "\"blas\"", "\"config\"", "\"policy\": \"afd-single\""};
+                          "\"blas\"", "\"config\"", "\"policy\": \"afd-single\"",
+                          "\"updates_accepted\"", "\"updates_failed\": 0,", "\"updates_late\""};
     for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
         if (!strstr(buf, keys[i]))
             fail_msg("summary.json lacks %s", keys[i]);
@@ -704,6 +705,18 @@ static void test_outputs_read_back(void **state)
     assert_true(got.bytes_up_to_target == res.bytes_up_to_target);
     assert_string_equal(got.arch, res.arch);
     assert_int_equal(got.n_params, res.n_params);
+    /* the update counts: the sums of the rounds', read back */
+    uint64_t acc = 0, failed = 0, late = 0;
+    for (size_t i = 0; i < n; i++) {
+        acc += rec[i].reported;
+        failed += rec[i].failed;
+        late += rec[i].late;
+    }
+    assert_true(acc > 0);
+    assert_true(res.updates_accepted == acc && res.updates_failed == failed &&
+                res.updates_late == late);
+    assert_true(got.updates_accepted == acc && got.updates_failed == failed &&
+                got.updates_late == late);
     /* rounds.csv: integers exactly, reals to its 9 significant digits */
     assert_int_equal(gn, n);
     for (size_t i = 0; i < n; i++) {
@@ -731,10 +744,34 @@ static void test_outputs_read_back(void **state)
                      FL_ERR_RESULTS_MISMATCH);
     assert_non_null(strstr(err, "'seed'"));
     assert_null(grec);
-    /* the two files must agree */
-    char path[300];
-    snprintf(path, sizeof path, "%s/rounds.csv", dir);
+    /* a summary written before the update counts existed: they come from rounds.csv; counts
+     * that rounds.csv does not add up to: refused */
+    char path[300], line[80];
+    snprintf(path, sizeof path, "%s/summary.json", dir);
     size_t len;
+    char *sum = read_all(path, &len);
+    assert_non_null(sum);
+    snprintf(line, sizeof line, "  \"updates_accepted\": %llu,\n", (unsigned long long)acc);
+    char *at = strstr(sum, line);
+    assert_non_null(at);
+    char *end = strstr(at, "\"config\"");
+    assert_non_null(end);
+    memmove(at + 2, end, strlen(end) + 1); /* "  " stays: the indent of "config" */
+    write_all(path, sum);
+    assert_int_equal(flsim_load_outputs(dir, &c, &got, &grec, &gn, err, sizeof err), FL_OK);
+    assert_true(got.updates_accepted == acc && got.updates_failed == failed &&
+                got.updates_late == late);
+    free(grec);
+    res.updates_failed++;
+    assert_int_equal(flsim_write_summary(dir, &c, &res, NULL, 0), FL_OK);
+    assert_int_equal(flsim_load_outputs(dir, &c, &got, &grec, &gn, err, sizeof err),
+                     FL_ERR_RESULTS_FORMAT);
+    assert_non_null(strstr(err, "disagree"));
+    res.updates_failed--;
+    assert_int_equal(flsim_write_summary(dir, &c, &res, NULL, 0), FL_OK);
+    free(sum);
+    /* the two files must agree */
+    snprintf(path, sizeof path, "%s/rounds.csv", dir);
     char *csv = read_all(path, &len);
     assert_non_null(csv);
     *strrchr(csv, '\n') = '\0';
@@ -951,6 +988,33 @@ static void test_outputs_bad_files(void **state)
     free(good);
     free(bad);
 #endif
+}
+
+/* A learning rate that diverges: every update fails, none is accepted, and the result says so
+ * (fl_sim warns from these counts). */
+static void test_no_update_accepted(void **state)
+{
+    (void)state;
+    flsim_config c = small_config();
+    c.rounds = 3;
+    c.lr = 1e6;
+    flsim_result res;
+    flsim_round_record *rec = NULL;
+    size_t n = 0;
+    run_ok(&c, &res, &rec, &n);
+    assert_int_equal(n, 3);
+    assert_true(res.updates_accepted == 0);
+    assert_true(res.updates_failed == 3 * (uint64_t)c.per_round);
+    for (size_t i = 0; i < n; i++)
+        assert_int_equal(rec[i].reported, 0);
+    const size_t need = flsim_summary_json(&c, &res, NULL, 0) + 1;
+    char *js = malloc(need);
+    assert_non_null(js);
+    flsim_summary_json(&c, &res, js, need);
+    assert_non_null(strstr(js, "\"updates_accepted\": 0,"));
+    assert_non_null(strstr(js, "\"updates_failed\": 24,"));
+    free(js);
+    free(rec);
 }
 
 /* An output that cannot be written (a directory in its place) costs that file alone, and the
@@ -1339,6 +1403,7 @@ int main(void)
         cmocka_unit_test(test_run_stops_when_asked),
         cmocka_unit_test(test_outputs_bad_files),
         cmocka_unit_test(test_outputs_unwritable),
+        cmocka_unit_test(test_no_update_accepted),
         cmocka_unit_test(test_out_not_a_directory),
 #ifdef FLSIM_HAVE_JANSSON
         cmocka_unit_test(test_experiment_resumes),
