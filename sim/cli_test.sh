@@ -51,4 +51,14 @@ grep -q "^round 2 .* reported 4 late 0 failed 0$" "$DIR/plain.out" || fail "plai
 ! grep -q "warning: no client update" "$DIR/plain.err" || fail "a run that learned warned: $(cat "$DIR/plain.err")"
 echo "no update accepted: warned, exit status 0"
 
+# Where a named dataset is looked for, as --help says: $FEDROP_DATA_DIR/NAME, then the variable's
+# directory itself (and not /usr/share/datasets when it is set).
+"$FL_SIM" --help | grep -q 'FEDROP_DATA_DIR/NAME' || fail "--help does not say where datasets are"
+rc=0
+FEDROP_DATA_DIR="$DIR/nodata" "$FL_SIM" --dataset mnist --rounds 1 --quiet 1 >/dev/null 2>"$DIR/data.err" || rc=$?
+[ "$rc" -ne 0 ] || fail "a dataset that is not there: exit status 0"
+grep -q "not found in $DIR/nodata/mnist or $DIR/nodata\$" "$DIR/data.err" ||
+    fail "missing dataset: $(cat "$DIR/data.err")"
+echo "datasets: looked for where --help says"
+
 echo "ok"
