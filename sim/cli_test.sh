@@ -61,4 +61,13 @@ grep -q "not found in $DIR/nodata/mnist or $DIR/nodata\$" "$DIR/data.err" ||
     fail "missing dataset: $(cat "$DIR/data.err")"
 echo "datasets: looked for where --help says"
 
+# An option the other settings make inert is named in a warning (the run goes on); the same
+# option where it matters is not.
+"$FL_SIM" $ARGS --rounds 1 --keep 0.5 >/dev/null 2>"$DIR/keep.err" || fail "--keep under full: $(cat "$DIR/keep.err")"
+grep -qx "fl_sim: warning: --keep has no effect here: --policy full trains the whole model" "$DIR/keep.err" ||
+    fail "--keep under full: no warning: $(cat "$DIR/keep.err")"
+"$FL_SIM" $ARGS --rounds 1 --keep 0.5 --policy fd >/dev/null 2>"$DIR/keepfd.err"
+! grep -q "warning" "$DIR/keepfd.err" || fail "--keep under fd: $(cat "$DIR/keepfd.err")"
+echo "inert options: warned"
+
 echo "ok"

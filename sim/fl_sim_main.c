@@ -190,6 +190,78 @@ static void warn_no_update(const char *who, const flsim_result *res, double lr)
             (unsigned long long)res->updates_failed, (unsigned long long)res->updates_late, hint);
 }
 
+/* Options the command line gave as flags ("per_round" stored as "per-round"). */
+typedef struct given_opts {
+    int n;
+    char name[64][32];
+} given_opts;
+
+static void given_add(given_opts *g, const char *name)
+{
+    if (g->n >= 64)
+        return;
+    snprintf(g->name[g->n], sizeof g->name[0], "%.31s", name); /* longer: no option */
+    for (char *c = g->name[g->n]; *c; c++)
+        if (*c == '_')
+            *c = '-';
+    g->n++;
+}
+
+static int given_has(const given_opts *g, const char *name)
+{
+    for (int i = 0; i < g->n; i++)
+        if (!strcmp(g->name[i], name))
+            return 1;
+    return 0;
+}
+
+static int dist_equal(const flsim_dist *a, const flsim_dist *b)
+{
+    return a->kind == b->kind && a->median == b->median && a->sigma == b->sigma;
+}
+
+/* An option set (as a flag, or in the YAML file to other than its default) that the run's other
+ * settings make inert, such as --keep under --policy full: the library accepts the combination
+ * (the value is recorded in summary.json), but a user who gave it expected it to matter. */
+static void warn_inert(const flsim_config *cfg, const given_opts *g)
+{
+    const flsim_config d = flsim_config_default();
+    const fls_policy_kind pol = cfg->policy;
+    const int afd = pol == FLS_POLICY_AFD_SINGLE || pol == FLS_POLICY_AFD_MULTI;
+    const int named = !strcmp(cfg->dataset, "fashion-mnist") || !strcmp(cfg->dataset, "mnist");
+    const struct {
+        const char *name;
+        int set, inert;
+        const char *why;
+    } t[] = {
+        {"keep", cfg->keep != d.keep, pol == FLS_POLICY_FULL,
+         "--policy full trains the whole model"},
+        {"agg-dilute", cfg->agg_dilute != d.agg_dilute, pol == FLS_POLICY_FULL,
+         "under --policy full every client trains every coordinate"},
+        {"score-accumulate", cfg->score_accumulate != d.score_accumulate, !afd,
+         "it applies to the afd-single and afd-multi policies"},
+        {"eps-rel", cfg->eps_rel != d.eps_rel, !afd,
+         "it applies to the afd-single and afd-multi policies"},
+        {"loss-unweighted", cfg->loss_unweighted != d.loss_unweighted,
+         pol != FLS_POLICY_AFD_SINGLE, "it applies to the afd-single policy"},
+        {"flops", !dist_equal(&cfg->flops, &d.flops), cfg->trace[0] != '\0',
+         "--trace replaces it"},
+        {"down-bps", !dist_equal(&cfg->down_bps, &d.down_bps), cfg->trace[0] != '\0',
+         "--trace replaces it"},
+        {"up-bps", !dist_equal(&cfg->up_bps, &d.up_bps), cfg->trace[0] != '\0',
+         "--trace replaces it"},
+        {"availability", cfg->avail.kind != d.avail.kind || cfg->avail.p != d.avail.p ||
+                         cfg->avail.p_min != d.avail.p_min || cfg->avail.p_max != d.avail.p_max ||
+                         cfg->avail.period_s != d.avail.period_s,
+         cfg->trace[0] != '\0', "--trace replaces it"},
+        {"test-frac", cfg->test_frac != d.test_frac, named || cfg->test_dataset[0] != '\0',
+         named ? "the named dataset has its own test split" : "--test-dataset is the test set"},
+    };
+    for (size_t i = 0; i < sizeof t / sizeof t[0]; i++)
+        if (t[i].inert && (t[i].set || given_has(g, t[i].name)))
+            fprintf(stderr, "fl_sim: warning: --%s has no effect here: %s\n", t[i].name, t[i].why);
+}
+
 /* Splits argv into (name, value) pairs: --name value or --name=value. */
 static int next_opt(int argc, char **argv, int *i, const char **name, const char **value,
                     char *buf, size_t cap)
@@ -425,6 +497,7 @@ static int run_main(int argc, char **argv)
         return run_experiment(argc, argv, 3);
     }
     flsim_config cfg = flsim_config_default();
+    given_opts given = {0};
     char err[512];
     /* The config file first, whatever its position: flags override it. */
     for (int i = 1; i < argc; i++) {
@@ -449,11 +522,14 @@ static int run_main(int argc, char **argv)
             fprintf(stderr, "fl_sim: %s\n", err);
             return 2;
         }
+        given_add(&given, name);
     }
     if (flsim_config_validate(&cfg, err, sizeof err) != FL_OK) {
         fprintf(stderr, "fl_sim: %s\n", err);
         return 2;
     }
+    if (g_rank == 0)
+        warn_inert(&cfg, &given);
     progress pr = {cfg.progress == 1 || (cfg.progress == -1 && isatty(STDERR_FILENO)),
                    cfg.rounds, cfg.quiet, cfg.out[0] && g_rank == 0 ? cfg.out : NULL, NULL, 0, 0};
     if (pr.out && flsim_out_prepare(cfg.out, err, sizeof err) != FL_OK) {
