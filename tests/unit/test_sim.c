@@ -990,6 +990,42 @@ static void test_outputs_bad_files(void **state)
 #endif
 }
 
+/* sim/example_config.yaml runs as it stands on an ordinary machine: valid, and the residuals
+ * its top-k uplink keeps (one model per client that trains) within 2 GB (the cnn's 26 GB at
+ * 1,000 clients was refused on a 24 GB machine). */
+static void test_example_config_fits(void **state)
+{
+    (void)state;
+#ifdef FLSIM_HAVE_YAML
+    const char *root = getenv("FEDROP_SOURCE_ROOT");
+    if (!root)
+        skip();
+    char path[1024], err[512];
+    snprintf(path, sizeof path, "%s/sim/example_config.yaml", root);
+    flsim_config c = flsim_config_default();
+    if (flsim_config_load_yaml(&c, path, err, sizeof err) != FL_OK)
+        fail_msg("%s", err);
+    assert_int_equal(flsim_config_validate(&c, err, sizeof err), FL_OK);
+    assert_string_equal(c.dataset, "fashion-mnist");
+    /* the spec flsim_run makes of "mlp" / "cnn" for Fashion-MNIST (28x28x1, 10 classes) */
+    char spec[FLSIM_STR];
+    if (!strcmp(c.model, "mlp"))
+        snprintf(spec, sizeof spec, "mlp:784-200-200-10");
+    else if (!strcmp(c.model, "cnn"))
+        snprintf(spec, sizeof spec, "cnn:10:28x28x1");
+    else
+        snprintf(spec, sizeof spec, "%s", c.model);
+    flm_arch a;
+    assert_int_equal(flm_arch_parse(spec, &a, err, sizeof err), FL_OK);
+    const double trained = fmin((double)c.clients, (double)c.per_round * c.rounds);
+    const double resid = strstr(c.up_codec, "topk") ? trained * (double)a.n_params * 4 : 0;
+    if (resid > 2e9)
+        fail_msg("example_config.yaml: %.1f GB of residuals", resid / 1e9);
+#else
+    skip();
+#endif
+}
+
 /* A learning rate that diverges: every update fails, none is accepted, and the result says so
  * (fl_sim warns from these counts). */
 static void test_no_update_accepted(void **state)
@@ -1404,6 +1440,7 @@ int main(void)
         cmocka_unit_test(test_outputs_bad_files),
         cmocka_unit_test(test_outputs_unwritable),
         cmocka_unit_test(test_no_update_accepted),
+        cmocka_unit_test(test_example_config_fits),
         cmocka_unit_test(test_out_not_a_directory),
 #ifdef FLSIM_HAVE_JANSSON
         cmocka_unit_test(test_experiment_resumes),
