@@ -70,4 +70,10 @@ grep -qx "fl_sim: warning: --keep has no effect here: --policy full trains the w
 ! grep -q "warning" "$DIR/keepfd.err" || fail "--keep under fd: $(cat "$DIR/keepfd.err")"
 echo "inert options: warned"
 
+# --model lstm: listed in --help, and it runs on the token data the help names.
+"$FL_SIM" --help | grep -q "lstm = lstm:80:8:256:2:80" || fail "--help does not list --model lstm"
+"$FL_SIM" --dataset synth-tokens:200:80:80 --model lstm --clients 10 --per-round 2 --rounds 1 \
+    --partition iid --threads 1 --quiet 1 >/dev/null 2>"$DIR/lstm.err" || fail "--model lstm: $(cat "$DIR/lstm.err")"
+echo "--model lstm: listed, runs"
+
 echo "ok"

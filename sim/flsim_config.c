@@ -53,7 +53,9 @@ static const flsim_option_doc g_docs[] = {
     {"test-dataset", "SPEC", "test set spec; default: the named test split, else hold out --test-frac"},
     {"test-frac", "F", "fraction held out as the test set when the dataset has no test split (1/7)"},
     {"train-samples", "N", "use only the first N training samples (all if the set is smaller); 0 = all (0)"},
-    {"model", "mlp|cnn|SPEC", "architecture; mlp = mlp:D-200-200-K, cnn = cnn:K for the dataset (mlp)"},
+    {"model", "NAME|SPEC", "mlp = mlp:D-200-200-K, cnn = cnn:K (sized for the dataset), lstm = "
+                           "lstm:80:8:256:2:80 (LEAF Shakespeare: token data of 80 steps, e.g. "
+                           "shakespeare:DIR or synth-tokens:N:80:80), or an flm_arch spec (mlp)"},
     {"clients", "N", "virtual clients, 1 .. 1000000 (1000)"},
     {"per-round", "N", "clients per round = the quorum (50)"},
     {"rounds", "N", "rounds to run (100)"},
