@@ -101,6 +101,16 @@ static void usage(FILE *f)
         "  mpirun -n 4 --hostfile hosts fl_sim --config run.yaml --out run2\n");
 }
 
+/* A duration as 1h02m or 3m07s. */
+static void hms(char *buf, size_t cap, double s)
+{
+    const long t = (long)(s + 0.5);
+    if (t >= 3600)
+        snprintf(buf, cap, "%ldh%02ldm", t / 3600, t / 60 % 60);
+    else
+        snprintf(buf, cap, "%ldm%02lds", t / 60, t % 60);
+}
+
 /* Redraws the progress bar's line in place, cut to the terminal's width: a line that wrapped
  * would leave a stale copy behind at every redraw. */
 static void bar_line(const char *line)
@@ -121,6 +131,7 @@ typedef struct progress {
     FILE *log;       /* DIR/rounds.csv, written as the run goes from its first round on */
     int log_failed;
     int dropped;     /* stopped by a signal before its first round was written: nothing kept */
+    double rounds_wall; /* wall time of the rounds so far (not the loading): the ETA's rate */
 } progress;
 
 static int on_round(void *user, const flsim_round_record *r, const flsim_result *sofar)
@@ -152,12 +163,20 @@ static int on_round(void *user, const flsim_round_record *r, const flsim_result 
     if (r->evaluated)
         snprintf(acc, sizeof acc, "%.4f", r->test_acc);
     if (p->bar) {
-        const int width = 30;
+        /* Most useful first: a narrow terminal cuts the line's end (bar_line), so the round and
+         * the time left come before the bar, the bytes last. */
+        p->rounds_wall += r->wall_s;
+        const int width = 12;
         const int fill = p->total ? (int)((double)r->round / p->total * width) : width;
+        char left[32], failed[32] = "";
+        hms(left, sizeof left, p->rounds_wall / r->round * (p->total - r->round));
+        if (sofar->updates_failed)
+            snprintf(failed, sizeof failed, "  failed %llu", (unsigned long long)sofar->updates_failed);
         char line[256];
-        snprintf(line, sizeof line, "[%.*s%*s] %u/%u  acc %s  vtime %.0fs  down %.1f MB  up %.1f MB  wall %.1fs",
-                 fill, "==============================", width - fill, "", r->round, p->total, acc,
-                 r->vtime_s, sofar->bytes_down / 1e6, sofar->bytes_up / 1e6, sofar->wall_s);
+        snprintf(line, sizeof line, "%u/%u ~%s left [%.*s%*s] acc %s%s  wall %.1fs  vtime %.0fs  "
+                 "down %.1f MB  up %.1f MB",
+                 r->round, p->total, left, fill, "============", width - fill, "", acc, failed,
+                 sofar->wall_s, r->vtime_s, sofar->bytes_down / 1e6, sofar->bytes_up / 1e6);
         bar_line(line);
     } else {
         printf("round %u vtime_s %.3f round_vtime_s %.3f wall_s %.3f bytes_down %llu bytes_up %llu "
@@ -307,15 +326,6 @@ typedef struct exp_progress {
     double acc;         /* the current run's last test accuracy (NaN: none yet) */
 } exp_progress;
 
-static void hms(char *buf, size_t cap, double s)
-{
-    const long t = (long)(s + 0.5);
-    if (t >= 3600)
-        snprintf(buf, cap, "%ldh%02ldm", t / 3600, t / 60 % 60);
-    else
-        snprintf(buf, cap, "%ldm%02lds", t / 60, t % 60);
-}
-
 static int on_exp(void *user, const flsim_exp_event *ev)
 {
     exp_progress *p = user;
@@ -344,17 +354,20 @@ static int on_exp(void *user, const flsim_exp_event *ev)
         char left[32], el[32];
         hms(left, sizeof left, this_left + per_run * (ev->to_train - ev->trained - 1));
         hms(el, sizeof el, run_s);
-        const int width = 20;
+        const int width = 10;
         const int fill = (int)((double)ev->round->round / ev->rounds * width);
         if (ev->round->evaluated)
             p->acc = ev->round->test_acc;
         char acc[16] = "-";
         if (!isnan(p->acc))
             snprintf(acc, sizeof acc, "%.4f", p->acc);
+        /* The experiment's time left right after the run count, the bar last: a narrow terminal
+         * cuts the line's end (bar_line), and the round count already says what the bar does.
+         * The longest config, 100 rounds: 76 columns before the bar. */
         char line[256];
-        snprintf(line, sizeof line, "%s [%.*s%*s] %u/%u acc %s, %s; experiment done in ~%s", tag,
-                 fill, "====================", width - fill, "", ev->round->round, ev->rounds, acc,
-                 el, left);
+        snprintf(line, sizeof line, "run %u/%u, all done in ~%s: %s seed %u, %u/%u, acc %s, %s "
+                 "[%.*s%*s]", ev->run, ev->runs, left, ev->config, ev->seed, ev->round->round,
+                 ev->rounds, acc, el, fill, "==========", width - fill, "");
         bar_line(line);
         return g_stop != 0;
     }
@@ -531,7 +544,8 @@ static int run_main(int argc, char **argv)
     if (g_rank == 0)
         warn_inert(&cfg, &given);
     progress pr = {cfg.progress == 1 || (cfg.progress == -1 && isatty(STDERR_FILENO)),
-                   cfg.rounds, cfg.quiet, cfg.out[0] && g_rank == 0 ? cfg.out : NULL, NULL, 0, 0};
+                   cfg.rounds, cfg.quiet, cfg.out[0] && g_rank == 0 ? cfg.out : NULL, NULL, 0, 0,
+                   0.0};
     if (pr.out && flsim_out_prepare(cfg.out, err, sizeof err) != FL_OK) {
         fprintf(stderr, "fl_sim: --out: %s\n", err);
         return 1;
