@@ -25,10 +25,25 @@ static int g_rank = 0;
 /* The signal that asked a run to stop (SIGINT, SIGTERM), 0 if none. */
 static volatile sig_atomic_t g_stop = 0;
 
+/* A single run (not the experiment) that has not yet handed out its first round: a stop then has
+ * nothing to keep (a run interrupted before its first round writes nothing), so the process ends
+ * at once rather than finishing that round and its evaluation (loading and one round of a large
+ * model can take minutes). Cleared by on_round before it writes anything. */
+static volatile sig_atomic_t g_quit_now = 0;
+
 static void on_signal(int sig)
 {
     static const char msg[] =
         "\nfl_sim: stopping after the round in progress (Ctrl-C again to quit at once)\n";
+    static const char quit[] =
+        "\nfl_sim: interrupted before the first round was done: nothing written\n";
+    if (g_quit_now) {
+        if (g_rank == 0) {
+            const ssize_t w = write(STDERR_FILENO, quit, sizeof quit - 1);
+            (void)w;
+        }
+        _exit(128 + sig);
+    }
     g_stop = sig;
     if (g_rank == 0) {
         const ssize_t w = write(STDERR_FILENO, msg, sizeof msg - 1); /* async-signal-safe */
@@ -137,6 +152,7 @@ typedef struct progress {
 static int on_round(void *user, const flsim_round_record *r, const flsim_result *sofar)
 {
     progress *p = user;
+    g_quit_now = 0; /* from here on a stop is taken after the round in progress */
     /* DIR/rounds.csv starts with the first round, not before: a run that fails while it loads
      * its data or builds its partition leaves an earlier run's results in DIR untouched. */
     /* Interrupted before the first round came out (while loading, or in round 1): nothing is
@@ -550,6 +566,7 @@ static int run_main(int argc, char **argv)
         fprintf(stderr, "fl_sim: --out: %s\n", err);
         return 1;
     }
+    g_quit_now = 1;
     catch_stop_signals();
     const fl_logger lg = {fl_log_to_file, stderr, FL_LOG_WARN};
     flsim_result res;

@@ -78,6 +78,32 @@ echo "a failed start left the earlier run's results alone ($(head -c 60 "$DIR/ba
 start term 2
 stop_check TERM 143 term
 
+# Stopped before its first round came out (here: while round 1 trains, which takes many minutes: 1000
+# epochs of a wide mlp): it ends at once, not after the round and its evaluation, and leaves an
+# earlier run's results alone.
+cp "$DIR/short/summary.json" "$DIR/short.summary" && cp "$DIR/short/rounds.csv" "$DIR/short.rounds"
+"$FL_SIM" $ARGS --model mlp:64-4096-4096-4 --epochs 1000 --rounds 5 --out "$DIR/short" \
+    >/dev/null 2>"$DIR/early.err" &
+pid=$!
+sleep 1
+kill -0 "$pid" 2>/dev/null || fail "the slow run ended within 1 s: $(cat "$DIR/early.err")"
+kill -INT "$pid"
+i=0
+while kill -0 "$pid" 2>/dev/null; do
+    i=$((i + 1))
+    [ "$i" -le 600 ] || fail "early SIGINT: still running 60 s later (finishing its first round?)"
+    sleep 0.1
+done
+rc=0
+wait "$pid" || rc=$?
+pid=
+[ "$rc" -eq 130 ] || fail "early SIGINT: exit status $rc, not 130 ($(cat "$DIR/early.err"))"
+grep -q "interrupted before the first round was done: nothing written" "$DIR/early.err" ||
+    fail "early SIGINT: $(cat "$DIR/early.err")"
+cmp -s "$DIR/short/summary.json" "$DIR/short.summary" && cmp -s "$DIR/short/rounds.csv" "$DIR/short.rounds" ||
+    fail "early SIGINT: the earlier results in --out changed"
+echo "early SIGINT: ended before its first round, exit status 130, nothing written"
+
 # SIGKILL, in the directory of the interrupted run: its summary.json must not survive. (Its
 # rounds.csv is moved away only so that start() counts the new run's rounds.)
 mv "$DIR/int/rounds.csv" "$DIR/int.rounds.csv"
