@@ -157,13 +157,17 @@ fl_status flsim_trace_parse(flsim_trace **out, const char *text, size_t len, cha
     flsim_trace *t = NULL;
     if (st == FL_OK) {
         qsort(ents, n, sizeof *ents, cmp_entry);
-        for (size_t i = 0; i < n && st == FL_OK; i++) {
-            if (i > 0 && ents[i].id == ents[i - 1].id) {
+        /* A repeated id first: it also leaves a gap, and the repeat is the mistake to name. */
+        for (size_t i = 1; i < n && st == FL_OK; i++) {
+            if (ents[i].id == ents[i - 1].id) {
                 if (err && errlen)
                     snprintf(err, errlen, "line %zu: client %u already given on line %zu",
                              ents[i].line, ents[i].id, ents[i - 1].line);
                 st = FL_ERR_TRACE_FORMAT;
-            } else if (ents[i].id != (uint32_t)i) {
+            }
+        }
+        for (size_t i = 0; i < n && st == FL_OK; i++) {
+            if (ents[i].id != (uint32_t)i) {
                 if (err && errlen)
                     snprintf(err, errlen, "client %zu missing (ids must be 0 .. %zu, each once)",
                              i, n - 1);

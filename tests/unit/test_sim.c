@@ -227,6 +227,8 @@ static void test_trace_bad_rows_have_line_numbers(void **state)
         {"client,flops,down_bps,up_bps,availability\n0,1e9,1e6,1e6,1\n-1,1e9,1e6,1e6,1\n", "line 3: client"},
         {"client,flops,down_bps,up_bps,availability\n0,1e9,1e6,1e6,1\n1,1e9,1e6,1e6,1\n0,2e9,1e6,1e6,1\n", "line 4: client 0 already given on line 2"},
         {"client,flops,down_bps,up_bps,availability\n0,1e9,1e6,1e6,1\n2,1e9,1e6,1e6,1\n", "client 1 missing"},
+        /* a repeat that leaves a gap is named as the repeat */
+        {"client,flops,down_bps,up_bps,availability\n0,1e9,1e6,1e6,1\n2,1e9,1e6,1e6,1\n2,1e9,1e6,1e6,1\n", "line 4: client 2 already given on line 3"},
         {"client,flops,down_bps,up_bps,availability\n0, 1e9,1e6,1e6,1\n", "line 2: flops"},
         {"client,flops,down_bps,up_bps,availability\n0,1e9x,1e6,1e6,1\n", "line 2: flops"},
         {"client,flops,down_bps,up_bps,availability\n0,1e999,1e6,1e6,1\n", "line 2: flops"},
