@@ -75,7 +75,8 @@ static void usage(FILE *f)
         "with device and network profiles, a virtual clock, worker threads (and MPI ranks under\n"
         "mpirun). Writes DIR/rounds.csv and DIR/summary.json with --out DIR.\n"
         "\n"
-        "Options (a YAML --config file takes the same names as keys; flags override it):\n");
+        "Options (a YAML --config file takes the same names as keys; flags override it; relative\n"
+        "paths of its trace and dataset files are taken beside the file, its out where fl_sim runs):\n");
     for (const flsim_option_doc *d = flsim_option_docs(); d->name; d++)
         fprintf(f, "  --%-14s %-16s %s\n", d->name, d->arg, d->help);
     fprintf(f,

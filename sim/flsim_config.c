@@ -515,6 +515,39 @@ fl_status flsim_config_parse_yaml(flsim_config *c, const char *text, size_t len,
 }
 #endif
 
+/* The file paths of a dataset spec that a config file named (idx:A,B, femnist:P[,P...],
+ * shakespeare:P[,P...]; named and synthetic datasets have none): each relative one is rewritten
+ * as the config's neighbour, as a trace is. Returns 0, or -1 if the result would not fit. */
+static int rebase_spec(char *spec, size_t cap, const char *dir, int dirlen)
+{
+    static const char *const with_paths[] = {"idx:", "femnist:", "shakespeare:"};
+    size_t pre = 0;
+    for (size_t i = 0; i < sizeof with_paths / sizeof with_paths[0] && !pre; i++)
+        if (strncmp(spec, with_paths[i], strlen(with_paths[i])) == 0)
+            pre = strlen(with_paths[i]);
+    if (!pre)
+        return 0;
+    char out[FLSIM_STR];
+    size_t o = (size_t)snprintf(out, sizeof out, "%.*s", (int)pre, spec);
+    for (const char *p = spec + pre; o < sizeof out;) {
+        const char *comma = strchr(p, ',');
+        const int len = comma ? (int)(comma - p) : (int)strlen(p);
+        const int rel = len > 0 && p[0] != '/';
+        const int w = snprintf(out + o, sizeof out - o, "%s%.*s%s%.*s", p == spec + pre ? "" : ",",
+                               rel ? dirlen : 0, dir, rel ? "/" : "", len, p);
+        if (w < 0 || (size_t)w >= sizeof out - o)
+            return -1;
+        o += (size_t)w;
+        if (!comma)
+            break;
+        p = comma + 1;
+    }
+    if (o >= sizeof out || o >= cap)
+        return -1;
+    memcpy(spec, out, o + 1);
+    return 0;
+}
+
 fl_status flsim_config_load_yaml(flsim_config *c, const char *path, char *err, size_t errlen)
 {
     FILE *f = fopen(path, "rb");
@@ -539,9 +572,29 @@ fl_status flsim_config_load_yaml(flsim_config *c, const char *path, char *err, s
             snprintf(err, errlen, "%s: %s", path, bad ? "read error" : "larger than 1 MiB");
         st = bad ? FL_ERR_IO : FL_ERR_CONFIG;
     } else {
-        char before[sizeof c->trace];
+        char before[sizeof c->trace], ds_before[sizeof c->dataset],
+            tds_before[sizeof c->test_dataset];
         memcpy(before, c->trace, sizeof before);
+        memcpy(ds_before, c->dataset, sizeof ds_before);
+        memcpy(tds_before, c->test_dataset, sizeof tds_before);
         st = flsim_config_parse_yaml(c, buf, n, path, err, errlen);
+        /* So are the files of a dataset it names (out: stays where fl_sim runs: an output). */
+        const char *sl = strrchr(path, '/');
+        if (st == FL_OK && sl) {
+            char *const specs[2] = {c->dataset, c->test_dataset};
+            const char *const was[2] = {ds_before, tds_before};
+            static const char *const key[2] = {"dataset", "test_dataset"};
+            for (int i = 0; i < 2 && st == FL_OK; i++) {
+                if (strcmp(was[i], specs[i]) == 0)
+                    continue;
+                if (rebase_spec(specs[i], FLSIM_STR, path, (int)(sl - path)) != 0) {
+                    if (err && errlen)
+                        snprintf(err, errlen, "%s: %s: the paths beside the config are longer "
+                                 "than %d characters", path, key[i], FLSIM_STR - 1);
+                    st = FL_ERR_CONFIG;
+                }
+            }
+        }
         /* A trace file the config names by a relative path is the config's neighbour, wherever
          * fl_sim runs from (as the config's author wrote it). */
         const char *slash = strrchr(path, '/');

@@ -402,6 +402,19 @@ static void test_options_and_yaml(void **state)
     snprintf(y.trace, sizeof y.trace, "here.csv");
     assert_int_equal(yaml_load_text(&y, path, "clients: 300\n", err, sizeof err), FL_OK);
     assert_string_equal(y.trace, "here.csv");
+    /* So are the files of a dataset spec the file names; named and synthetic ones have none. */
+    y = flsim_config_default();
+    assert_int_equal(yaml_load_text(&y, path, "dataset: idx:data/x.gz,/abs/y.gz\n"
+                                    "test_dataset: femnist:leaf\n", err, sizeof err), FL_OK);
+    assert_string_equal(y.dataset, "idx:/tmp/data/x.gz,/abs/y.gz");
+    assert_string_equal(y.test_dataset, "femnist:/tmp/leaf");
+    y = flsim_config_default();
+    assert_int_equal(yaml_load_text(&y, path, "dataset: synth-images:100:1x8x8:4\n", err,
+                                    sizeof err), FL_OK);
+    assert_string_equal(y.dataset, "synth-images:100:1x8x8:4");
+    y = flsim_config_default();
+    assert_int_equal(yaml_load_text(&y, path, "dataset: mnist\n", err, sizeof err), FL_OK);
+    assert_string_equal(y.dataset, "mnist");
     unlink(path);
 }
 
