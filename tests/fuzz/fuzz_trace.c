@@ -2,9 +2,14 @@
  * trace CSV (flsim_trace_parse) and the YAML run configuration (flsim_config_parse_yaml); every
  * input goes to both. Trace: FL_OK with a well-formed trace (ids 0..n-1, positive finite rates,
  * availability in [0, 1]) or FL_ERR_TRACE_FORMAT with a reason that names a line or a missing
- * client. YAML: FL_OK with a configuration that still renders, or an error with a reason. Never a
- * crash, a leak or an unbounded allocation. */
+ * client. YAML: FL_OK with a configuration that still renders, or an error with a reason; read
+ * from a file too (flsim_config_load_yaml, through a memfd), which rewrites the relative paths it
+ * names beside the file. Never a crash, a leak or an unbounded allocation. */
+#define _GNU_SOURCE /* memfd_create */
 #include <math.h>
+#include <stdio.h>
+#include <sys/mman.h>
+#include <unistd.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -43,5 +48,23 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     char js[16384];
     if (flsim_config_json(&c, js, sizeof js) == 0)
         abort();
+    /* The same bytes as a file, whose directory (/proc/self/fd) relative paths are joined to. */
+    static int fd = -2;
+    if (fd == -2)
+        fd = memfd_create("fuzz.yaml", 0);
+    if (fd >= 0 && ftruncate(fd, 0) == 0 && pwrite(fd, data, size, 0) == (ssize_t)size) {
+        char path[64];
+        snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
+        flsim_config f = flsim_config_default();
+        err[0] = '\0';
+        const fl_status fs = flsim_config_load_yaml(&f, path, err, sizeof err);
+        if (fs != FL_OK && fs != FL_ERR_UNSUPPORTED && !err[0])
+            abort();
+        if (fs == FL_OK && (strlen(f.dataset) >= sizeof f.dataset ||
+                            strlen(f.test_dataset) >= sizeof f.test_dataset))
+            abort();
+        if (flsim_config_json(&f, js, sizeof js) == 0)
+            abort();
+    }
     return 0;
 }
