@@ -822,11 +822,12 @@ static int handle(flc_client *c, flp_msg *m, int *owned)
             if (st == FL_OK)
                 c->stats.bytes_down += m->chunk.payload_len;
         }
+        const int refused_before = m->type == FLP_TASK && c->refused_round == m->round + 1;
         if (m->type == FLP_TASK)
             c->refused_round = st != FL_OK ? m->round + 1 : 0;
         if (st != FL_OK && m->type == FLP_TASK) {
             send_task_refused(c, m, st); /* the core logged why */
-            c->stats.rounds_failed++;
+            c->stats.rounds_failed += !refused_before; /* a Task sent again: the same round */
         } else if (st != FL_OK && !(m->type == FLP_CHUNK && c->refused_round == m->round + 1))
             fl_log(&c->log, FL_LOG_WARN, "round %llu: %s refused: %s", (unsigned long long)m->round,
                    flp_type_name(m->type), fl_strerror(st));

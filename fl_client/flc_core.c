@@ -542,7 +542,7 @@ static fl_status train_encode(flc_core *c, char *why, size_t whycap)
         /* The built-in trainer returns it only for a stop; a plug-in may return it a moment
          * before the device calls flc_client_stop, or without one (flc.h: the round is then not
          * reported, and the server waits for its deadline). */
-        if (c->train_fn && !c->builtin_ran)
+        if (c->train_fn && !c->builtin_ran && !(c->cancel && atomic_load(c->cancel)))
             snprintf(why, whycap, "the plug-in trainer cancelled local training "
                      "(FLC_ERR_CANCELLED, which flc.h keeps for a stop: the server is not told, "
                      "and waits for this round's deadline)");

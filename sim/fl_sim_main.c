@@ -22,6 +22,7 @@
 #endif
 
 static int g_rank = 0;
+static int g_ranks = 1; /* MPI ranks (1 without a launcher) */
 /* The signal that asked a run to stop (SIGINT, SIGTERM), 0 if none. */
 static volatile sig_atomic_t g_stop = 0;
 
@@ -567,7 +568,10 @@ static int run_main(int argc, char **argv)
         fprintf(stderr, "fl_sim: --out: %s\n", err);
         return 1;
     }
-    g_quit_now = 1;
+    /* Not under MPI with several ranks: each clears the flag at its own first round, so a signal
+     * passed to all of them as round 1 ends could end one rank while rank 0 has begun writing;
+     * there the ranks agree on the stop after the round (flsim_run), as from round 2 on. */
+    g_quit_now = g_ranks == 1;
     catch_stop_signals();
     const fl_logger lg = {fl_log_to_file, stderr, FL_LOG_WARN};
     flsim_result res;
@@ -646,6 +650,7 @@ int main(int argc, char **argv)
         int provided = 0;
         MPI_Init_thread(&argc, &argv, MPI_THREAD_FUNNELED, &provided);
         MPI_Comm_rank(MPI_COMM_WORLD, &g_rank);
+        MPI_Comm_size(MPI_COMM_WORLD, &g_ranks);
     }
 #endif
     /* Every round allocates and frees model-sized buffers (tasks, updates, client cores): keep

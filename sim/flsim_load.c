@@ -310,10 +310,14 @@ static fl_status same_config(json_t *saved, const flsim_config *want, char *err,
     return st;
 }
 
-fl_status flsim_parse_summary(const char *text, size_t len, const flsim_config *want,
-                              flsim_result *res, char *err, size_t errlen)
+/* flsim_parse_summary; *counted (may be NULL) says whether the three update counts were given
+ * (a summary from before they existed has none: a count of 0 is not the same thing). */
+static fl_status parse_summary(const char *text, size_t len, const flsim_config *want,
+                               flsim_result *res, int *counted, char *err, size_t errlen)
 {
     memset(res, 0, sizeof *res);
+    if (counted)
+        *counted = 0;
     json_error_t je;
     json_t *o = json_loadb(text, len, JSON_REJECT_DUPLICATES, &je);
     if (!o)
@@ -399,11 +403,28 @@ fl_status flsim_parse_summary(const char *text, size_t len, const flsim_config *
         st = fl_errf(err, errlen, FL_ERR_RESULTS_FORMAT, "missing or invalid %s", bad);
     else if (want)
         st = same_config(conf, want, err, errlen);
+    if (counted)
+        *counted = json_object_get(o, "updates_accepted") && json_object_get(o, "updates_failed") &&
+                   json_object_get(o, "updates_late");
     json_decref(o);
     return st;
 }
 
+fl_status flsim_parse_summary(const char *text, size_t len, const flsim_config *want,
+                              flsim_result *res, char *err, size_t errlen)
+{
+    return parse_summary(text, len, want, res, NULL, err, errlen);
+}
+
 #else
+
+static fl_status parse_summary(const char *text, size_t len, const flsim_config *want,
+                               flsim_result *res, int *counted, char *err, size_t errlen)
+{
+    if (counted)
+        *counted = 0;
+    return flsim_parse_summary(text, len, want, res, err, errlen);
+}
 
 fl_status flsim_parse_summary(const char *text, size_t len, const flsim_config *want,
                               flsim_result *res, char *err, size_t errlen)
@@ -463,6 +484,14 @@ fl_status flsim_read_file(const char *path, size_t cap, char **out, size_t *len)
     return FL_OK;
 }
 
+/* a and b agree to the 9 significant digits rounds.csv keeps (both NaN: no figure) */
+static int near9(double a, double b)
+{
+    if (isnan(a) || isnan(b))
+        return isnan(a) && isnan(b);
+    return fabs(a - b) <= 1e-8 * fmax(fabs(a), fabs(b));
+}
+
 fl_status flsim_load_outputs(const char *dir, const flsim_config *want, flsim_result *res,
                              flsim_round_record **rec, size_t *n_rec, char *err, size_t errlen)
 {
@@ -478,7 +507,8 @@ fl_status flsim_load_outputs(const char *dir, const flsim_config *want, flsim_re
     if (st != FL_OK)
         return fl_errf(err, errlen, st, "%s: %s", path,
                        st == FL_ERR_RESULTS_FORMAT ? "larger than 1 MiB" : fl_strerror(st));
-    st = flsim_parse_summary(text, len, want, res, why, sizeof why);
+    int counted = 0;
+    st = parse_summary(text, len, want, res, &counted, why, sizeof why);
     free(text);
     if (st != FL_OK)
         return fl_errf(err, errlen, st, "%s: %s", path, why);
@@ -501,22 +531,28 @@ fl_status flsim_load_outputs(const char *dir, const flsim_config *want, flsim_re
         failed += (*rec)[i].failed;
         late += (*rec)[i].late;
     }
-    /* All three 0: a summary from before the counts existed (or a run that had no update at
-     * all, where the sums are 0 too). */
-    const int counted = res->updates_accepted || res->updates_failed || res->updates_late;
+    /* A summary from before the counts existed: they come from rounds.csv. */
     if (!counted) {
         res->updates_accepted = acc;
         res->updates_failed = failed;
         res->updates_late = late;
     }
+    /* The last round is the evaluated one whose figures are the summary's final ones (the run
+     * evaluates its last round), to 9 digits (rounds.csv's %.9g): what tells apart two runs of
+     * the same counts and bytes, say of other learning rates, should the pair come from two
+     * runs (a rounds.csv that could not be rewritten beside a new summary). */
+    const int final_same = !last->evaluated ||
+                           (near9(last->test_acc, res->final_test_acc) &&
+                            near9(last->test_loss, res->final_test_loss));
     if (*n_rec != res->rounds || last->cum_bytes_down != res->bytes_down ||
         last->cum_bytes_up != res->bytes_up || res->updates_accepted != acc ||
-        res->updates_failed != failed || res->updates_late != late) {
+        res->updates_failed != failed || res->updates_late != late || !final_same) {
         free(*rec);
         *rec = NULL;
         *n_rec = 0;
         return fl_errf(err, errlen, FL_ERR_RESULTS_FORMAT,
-                       "%s: rounds.csv and summary.json disagree (rounds, bytes or updates)", dir);
+                       "%s: rounds.csv and summary.json disagree (rounds, bytes, updates or the "
+                       "final test accuracy and loss)", dir);
     }
     return FL_OK;
 }

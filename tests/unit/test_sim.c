@@ -783,7 +783,26 @@ static void test_outputs_read_back(void **state)
                      FL_ERR_RESULTS_FORMAT);
     assert_non_null(strstr(err, "disagree"));
     res.updates_failed--;
+    /* counts given as 0 are counts, not a summary from before them: checked, not filled in */
+    if (acc > 0) {
+        flsim_result zero = res;
+        zero.updates_accepted = zero.updates_failed = zero.updates_late = 0;
+        assert_int_equal(flsim_write_summary(dir, &c, &zero, NULL, 0), FL_OK);
+        assert_int_equal(flsim_load_outputs(dir, &c, &got, &grec, &gn, err, sizeof err),
+                         FL_ERR_RESULTS_FORMAT);
+        assert_non_null(strstr(err, "disagree"));
+    }
+    /* the same counts and bytes but another final accuracy (a rounds.csv of another run, of
+     * another learning rate, beside this summary): they disagree */
+    flsim_result other = res;
+    other.final_test_acc = res.final_test_acc + 0.01;
+    assert_int_equal(flsim_write_summary(dir, &c, &other, NULL, 0), FL_OK);
+    assert_int_equal(flsim_load_outputs(dir, &c, &got, &grec, &gn, err, sizeof err),
+                     FL_ERR_RESULTS_FORMAT);
+    assert_non_null(strstr(err, "final test accuracy"));
     assert_int_equal(flsim_write_summary(dir, &c, &res, NULL, 0), FL_OK);
+    assert_int_equal(flsim_load_outputs(dir, &c, &got, &grec, &gn, err, sizeof err), FL_OK);
+    free(grec);
     free(sum);
     /* the two files must agree */
     snprintf(path, sizeof path, "%s/rounds.csv", dir);
