@@ -577,6 +577,14 @@ static int run_main(int argc, char **argv)
     flsim_result res;
     flsim_round_record *recs = NULL;
     size_t n = 0;
+    if (pr.bar && !pr.quiet && g_rank == 0) {
+        /* Until the first round is over (loading, the population, a round of a large model can
+         * take a while) the line says what is going on; the first round's line replaces it. */
+        char line[400];
+        snprintf(line, sizeof line, "0/%u  loading %.200s, then round 1 of %u clients ...",
+                 cfg.rounds, cfg.dataset, cfg.per_round);
+        bar_line(line);
+    }
     const fl_status st = flsim_run(&cfg, NULL, &lg, on_round, &pr, &res, &recs, &n, err, sizeof err);
     /* rounds.csv complete on disk: the end writes only the summary beside it */
     int log_ok = 0;
