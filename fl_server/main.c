@@ -167,7 +167,7 @@ static void usage(FILE *f)
     fprintf(f,
             "\nSignals: SIGTERM/SIGINT stop (a checkpoint when checkpoint.path is set, Bye "
             "\"restart\", exit 0);\n"
-            "         SIGHUP re-reads the allow-list.\n"
+            "         SIGHUP re-reads the allow-list and reopens run.metrics.\n"
             "         During start-up: SIGTERM/SIGINT exit 0 once it is over (no round, no "
             "checkpoint),\n"
             "         a second one at once; SIGHUP waits.\n"

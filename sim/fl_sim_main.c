@@ -484,7 +484,7 @@ static int run_experiment(int argc, char **argv, int first)
     if (!e.out[0])
         snprintf(e.out, sizeof e.out, "results/afd-%s", e.preset);
     if (e.seeds < 3 && g_rank == 0)
-        fprintf(stderr, "fl_sim experiment: warning: %u seed%s: AFD.md asks for at least 3 (no "
+        fprintf(stderr, "fl_sim experiment: warning: %u seed%s: docs/AFD.md asks for at least 3 (no "
                 "spread to compare configurations by)\n", e.seeds, e.seeds == 1 ? "" : "s");
     const fl_logger lg = {fl_log_to_file, stderr, FL_LOG_WARN};
     char err[512];

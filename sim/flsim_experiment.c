@@ -1,4 +1,4 @@
-/* flsim_experiment.c: `fl_sim experiment afd`, the comparison of shared AFD.md ("Measuring it"):
+/* flsim_experiment.c: `fl_sim experiment afd`, the comparison of docs/AFD.md ("Measuring it"):
  * full, fd, afd-single, afd-multi, each without and with compression, over several seeds, with a
  * table of ratios to uncompressed FedAvg and plots of accuracy against virtual time and bytes. */
 #include <errno.h>

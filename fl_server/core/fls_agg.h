@@ -1,4 +1,4 @@
-/* fls_agg.h: streaming, order-independent aggregation of client updates (shared AFD.md,
+/* fls_agg.h: streaming, order-independent aggregation of client updates (docs/AFD.md,
  * "Aggregation over submodels"). IO-free: no sockets, clocks or files.
  *
  * Each coordinate is averaged over the clients that trained it, weighted by sample count:

@@ -1,4 +1,4 @@
-/* fls_policy.h: submodel selection policies of the server core (shared AFD.md, "Policies").
+/* fls_policy.h: submodel selection policies of the server core (docs/AFD.md, "Policies").
  *
  *   full        every client gets the whole model (FedAvg)
  *   fd          uniform random keep-set: one per round (shared) or one per client (per-client)
