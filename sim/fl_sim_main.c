@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <math.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -130,6 +131,8 @@ static void hms(char *buf, size_t cap, double s)
 
 /* Redraws the progress bar's line in place, cut to the terminal's width: a line that wrapped
  * would leave a stale copy behind at every redraw. */
+static atomic_int g_bar_open; /* a progress line is on the terminal without its newline */
+
 static void bar_line(const char *line)
 {
     struct winsize ws;
@@ -138,6 +141,16 @@ static void bar_line(const char *line)
         cols = ws.ws_col;
     fprintf(stderr, "\r%.*s\033[K", cols - 1, line);
     fflush(stderr);
+    atomic_store(&g_bar_open, 1);
+}
+
+/* The library's warnings (fl_log_to_file's format), each on a line of its own: one logged while
+ * the progress line is up starts below it rather than after its text. */
+static void log_below_bar(void *user, fl_log_level level, const char *msg)
+{
+    if (atomic_exchange(&g_bar_open, 0))
+        fputc('\n', stderr);
+    fl_log_to_file(user, level, msg);
 }
 
 typedef struct progress {
@@ -486,7 +499,7 @@ static int run_experiment(int argc, char **argv, int first)
     if (e.seeds < 3 && g_rank == 0)
         fprintf(stderr, "fl_sim experiment: warning: %u seed%s: docs/AFD.md asks for at least 3 (no "
                 "spread to compare configurations by)\n", e.seeds, e.seeds == 1 ? "" : "s");
-    const fl_logger lg = {fl_log_to_file, stderr, FL_LOG_WARN};
+    const fl_logger lg = {log_below_bar, stderr, FL_LOG_WARN};
     char err[512];
     exp_progress ep = {pmode == 1 || (pmode == -1 && isatty(STDERR_FILENO)), quiet, 0.0, NAN};
     if (g_rank == 0) {
@@ -573,7 +586,7 @@ static int run_main(int argc, char **argv)
      * there the ranks agree on the stop after the round (flsim_run), as from round 2 on. */
     g_quit_now = g_ranks == 1;
     catch_stop_signals();
-    const fl_logger lg = {fl_log_to_file, stderr, FL_LOG_WARN};
+    const fl_logger lg = {log_below_bar, stderr, FL_LOG_WARN};
     flsim_result res;
     flsim_round_record *recs = NULL;
     size_t n = 0;
