@@ -84,7 +84,10 @@ static int is_z85_key(const char *s, size_t n)
     return 1;
 }
 
-static int read_key(const char *path, char out[41])
+/* want: "public" (--server-key) or "secret" (--key). A file that `fl_server keygen` wrote says
+ * which it holds on its first line: the other kind is refused here, rather than by a handshake
+ * that fails with a hint about the allow-list or the server's key. */
+static int read_key(const char *path, const char *want, const char *opt, char out[41])
 {
     FILE *f = fopen(path, "r");
     if (!f) {
@@ -94,6 +97,15 @@ static int read_key(const char *path, char out[41])
     char line[512];
     int found = 0;
     while (!found && fgets(line, sizeof line, f)) {
+        char kind[16];
+        if (sscanf(line, "# fedrop CURVE %15s key", kind) == 1 && strcmp(kind, want) != 0) {
+            fprintf(stderr, "fl_client: %s: %s is a %s key file; %s takes %s\n", opt, path, kind,
+                    opt, strcmp(want, "secret") == 0
+                             ? "this client's secret key (its .secret file)"
+                             : "the server's public key (server.pub)");
+            fclose(f);
+            return -1;
+        }
         const size_t n = strcspn(line, " \t\r\n");
         if (is_z85_key(line, n)) {
             memcpy(out, line, 40);
@@ -210,7 +222,8 @@ int main(int argc, char **argv)
         return 1;
     }
     char spk[41], sk[41];
-    if (!insecure && (read_key(server_key, spk) != 0 || read_key(key, sk) != 0))
+    if (!insecure && (read_key(server_key, "public", "--server-key", spk) != 0 ||
+                      read_key(key, "secret", "--key", sk) != 0))
         return 1;
     char idbuf[64];
     if (!id) {

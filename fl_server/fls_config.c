@@ -1,6 +1,7 @@
 /* fls_config.c: fls_options, its key table (one place defines every key's type, default, range
  * and help), the YAML reader (libyaml events; outside bytes: strict, bounded) and the conversion
  * to the round engine's fls_config. */
+#include <ctype.h>
 #include <errno.h>
 #include <math.h>
 #include <stdarg.h>
@@ -8,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <yaml.h>
 
 #include "flm_arch.h"
@@ -232,10 +234,10 @@ static int parse_f64(const char *s, double *out)
 static int parse_bool(const char *s, int *out)
 {
     static const char *yes[] = {"true", "yes", "on", "1"}, *no[] = {"false", "no", "off", "0"};
-    for (size_t i = 0; i < 4; i++) {
-        if (strcmp(s, yes[i]) == 0)
+    for (size_t i = 0; i < 4; i++) { /* any case, as YAML's True / FALSE */
+        if (strcasecmp(s, yes[i]) == 0)
             return *out = 1, 1;
-        if (strcmp(s, no[i]) == 0)
+        if (strcasecmp(s, no[i]) == 0)
             return *out = 0, 1;
     }
     return 0;
@@ -323,7 +325,7 @@ static fl_status key_set(fls_options *o, const key_def *k, const char *v, int ap
     }
     case K_BOOL:
         if (!parse_bool(v, (int *)base))
-            return fail(err, errlen, "%s: '%s' is not a boolean (true/false)", k->key, v);
+            return fail(err, errlen, "%s: '%s' is not a boolean (true/false, yes/no, on/off or 1/0)", k->key, v);
         return FL_OK;
     case K_STR:
         if (strlen(v) >= k->size)
@@ -364,6 +366,21 @@ static fl_status key_set(fls_options *o, const key_def *k, const char *v, int ap
             return fail(err, errlen, "%s: '%s' is not a tcp:// or ipc:// endpoint", k->key, v);
         if (strlen(v) == 6)
             return fail(err, errlen, "%s: '%s' has no address", k->key, v);
+        if (strncmp(v, "tcp://", 6) == 0) {
+            /* HOST:PORT, PORT a number in 0..65535 (0 or *: one the system picks). libzmq takes
+             * 99999 as port 34463 (mod 2^16) and a missing port as "Invalid argument" at bind. */
+            const char *colon = strrchr(v + 6, ':');
+            if (!colon || colon == v + 6)
+                return fail(err, errlen, "%s: '%s' is not HOST:PORT (e.g. tcp://*:5555)", k->key, v);
+            const char *port = colon + 1;
+            char *end = NULL;
+            errno = 0;
+            const long n = strcmp(port, "*") == 0 ? 0 : strtol(port, &end, 10);
+            if (strcmp(port, "*") != 0 && (!*port || *end || errno || n < 0 || n > 65535 ||
+                                           !isdigit((unsigned char)*port)))
+                return fail(err, errlen, "%s: '%s': port '%s' is not a number in 0..65535 (0 or "
+                            "*: any free port)", k->key, v, port);
+        }
         snprintf(o->endpoints[o->n_endpoints++], FLS_ENDPOINT_MAX, "%s", v);
         return FL_OK;
     }

@@ -1866,7 +1866,9 @@ static fl_status reload_allow(fls_server *s)
     }
     fls_allow_clear(&s->allow);
     s->allow = a;
-    fl_log(&s->log, FL_LOG_INFO, "allow-list %s: %zu keys", s->opt.allow_list, a.n);
+    fl_log(&s->log, a.n ? FL_LOG_INFO : FL_LOG_WARN, "allow-list %s: %zu keys%s",
+           s->opt.allow_list, a.n, a.n ? "" : ": no client can join until keys are added (SIGHUP "
+           "reloads it)");
     release_removed_keys(s);
     return FL_OK;
 }
@@ -2380,7 +2382,9 @@ static fl_status server_init(fls_server *s, char *err, size_t errlen)
         if ((st = fls_allow_load(&s->allow, s->opt.allow_list, why2, sizeof why2)) != FL_OK)
             return fls_options_errf(&s->opt, err, errlen, st, "server.allow_list", NULL,
                                     "server.allow_list: %s", why2);
-        fl_log(&s->log, FL_LOG_INFO, "allow-list %s: %zu keys", s->opt.allow_list, s->allow.n);
+        fl_log(&s->log, s->allow.n ? FL_LOG_INFO : FL_LOG_WARN, "allow-list %s: %zu keys%s",
+               s->opt.allow_list, s->allow.n, s->allow.n ? "" : ": no client can join until keys "
+               "are added (SIGHUP reloads it)");
         owners_rebuild(s);
     }
     const int metrics_file = s->opt.metrics_path[0] && strcmp(s->opt.metrics_path, "-") != 0;

@@ -458,6 +458,15 @@ def test_unknown_key(h):
           % (time.monotonic() - t0, brc))
     check('refused this client\'s key' in h.read('intruder.log'),
           'the intruder logs that the server refused its key')
+    # key files of the wrong kind (the .pub for --key, the .secret for --server-key): refused
+    # before any handshake, naming the file, rather than by the server with a misleading hint
+    for k, sp, what in ((h.path('keys', 'a.pub'), spub, '--key: '),
+                        (h.path('keys', 'a.secret'), sk, '--server-key: ')):
+        sw = h.client(srv.endpoint, 0, 3, log='swapped.log', key=(k, sp))
+        check(h.wait_exit(sw, 20, 'fl_client with a swapped key file') == 1,
+              'a swapped key file is bad usage (exit 1)')
+        check(what in h.read('swapped.log') and 'key file;' in h.read('swapped.log'),
+              'it names the option and the kind of file (%s)' % what.strip())
     h.client(srv.endpoint, 0, 3, log='a.log', key=(h.path('keys', 'a.secret'), spub))
     h.client(srv.endpoint, 1, 3, log='b.log', key=(h.path('keys', 'b.secret'), spub))
     rc = h.wait_exit(srv, 90, 'fl_server')

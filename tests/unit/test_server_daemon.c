@@ -318,7 +318,14 @@ static void test_config_structure_errors(void **state)
         {"policy:\n  kind: bogus\n", "policy.kind: 'bogus' is not one of full|fd|afd-single|afd-multi"},
         {"train:\n  lr: 1e999\n", "train.lr: '1e999' is not a finite number"},
         {"server:\n  endpoints: [udp://x:1]\n", "'udp://x:1' is not a tcp:// or ipc:// endpoint"},
-        {"server:\n  insecure: maybe\n", "server.insecure: 'maybe' is not a boolean"},
+        /* a port libzmq would take mod 2^16 (99999 -> 34463), or none: refused here */
+        {"server:\n  endpoints: ['tcp://127.0.0.1:99999']\n",
+         "t.yaml:2: server.endpoints: 'tcp://127.0.0.1:99999': port '99999' is not a number in 0..65535"},
+        {"server:\n  endpoints: ['tcp://127.0.0.1:-1']\n", "port '-1' is not a number"},
+        {"server:\n  endpoints: ['tcp://127.0.0.1:5x']\n", "port '5x' is not a number"},
+        {"server:\n  endpoints: ['tcp://127.0.0.1']\n", "'tcp://127.0.0.1' is not HOST:PORT"},
+        {"server:\n  endpoints: ['tcp://:5555']\n", "'tcp://:5555' is not HOST:PORT"},
+        {"server:\n  insecure: maybe\n", "server.insecure: 'maybe' is not a boolean (true/false, yes/no, on/off or 1/0)"},
         {"? [a]\n: b\n", "section names must be plain names"},
         /* YAML null is no path (nor any other value): a file named "~" or "null" before */
         {"run:\n  metrics: ~\n", "t.yaml:2: run.metrics: null is not a path; leave the key out "
