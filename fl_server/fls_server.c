@@ -2344,7 +2344,11 @@ static fl_status server_init(fls_server *s, char *err, size_t errlen)
         if (s->opt.resume && exists) {
             st = fls_core_restore_file(s->core, s->opt.ckpt_path);
             if (st != FL_OK) {
-                snprintf(err, errlen, "resume from %s: %s", s->opt.ckpt_path, fl_strerror(st));
+                const int damaged = st == FL_ERR_CHECKPOINT_FORMAT ||
+                                    st == FL_ERR_CHECKPOINT_CHECKSUM;
+                snprintf(err, errlen, "resume from %s: %s%s", s->opt.ckpt_path, fl_strerror(st),
+                         damaged ? " (restore it from a backup, or move it aside to start a fresh "
+                                   "run)" : "");
                 return st;
             }
             fl_log(&s->log, FL_LOG_INFO, "%s %s at round %llu (model version %llu, run %016llx)",
