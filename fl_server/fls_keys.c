@@ -250,6 +250,10 @@ static fl_status write_key(const char *path, const char *what, const char *z85, 
                            char *err, size_t errlen)
 {
     const int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode);
+    if (fd < 0 && errno == EEXIST)
+        return kfail(FL_ERR_IO, err, errlen, "%s exists: keygen never overwrites a key (to "
+                     "rotate, remove the old pair yourself or write the new one under another "
+                     "NAME)", path);
     if (fd < 0)
         return kfail(FL_ERR_IO, err, errlen, "%s: %s", path, strerror(errno));
     char text[256];

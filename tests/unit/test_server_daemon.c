@@ -928,7 +928,7 @@ static void test_keygen(void **state)
     assert_string_equal(derived, pub);
     /* never overwrite a secret */
     assert_int_equal(fls_keygen(g_tmp, "node1", err, sizeof err), FLS_ERR_IO);
-    assert_non_null(strstr(err, "exists"));
+    assert_non_null(strstr(err, "node1.secret exists: keygen never overwrites a key (to rotate"));
     assert_int_equal(fls_keygen(g_tmp, "a/b", err, sizeof err), FLS_ERR_INVALID_ARG);
     assert_string_equal(err, "key name 'a/b' must be non-empty and contain no '/'");
     assert_int_equal(fls_keygen(g_tmp, "", err, sizeof err), FLS_ERR_INVALID_ARG);
