@@ -985,6 +985,21 @@ static fl_status write_snapshot(fls_server *s, const fl_logger *log)
     return st != FL_OK ? st : s->snap_err;
 }
 
+/* One try of write_snapshot for write_periodic and write_final. *no_fd: it failed for want of a
+ * file descriptor (EMFILE, ENFILE) with a state that can be kept, the one failure they try
+ * again. A quiet try (a retry) passes no logger to fls_ckpt_write and says here any other
+ * failure of the file. */
+static fl_status try_write(fls_server *s, int quiet, int *no_fd)
+{
+    const fl_status st = write_snapshot(s, quiet ? NULL : &s->log);
+    const int e = errno; /* fls_ckpt_write's, on FL_ERR_IO */
+    *no_fd = st == FL_ERR_IO && !s->snap_written && s->snap_err == FL_OK &&
+             (e == EMFILE || e == ENFILE);
+    if (quiet && st == FL_ERR_IO && !*no_fd)
+        fl_log(&s->log, FL_LOG_ERROR, "checkpoint %s: %s", s->opt.ckpt_path, strerror(e));
+    return st;
+}
+
 /* A periodic checkpoint. One that finds no file descriptor free (EMFILE, ENFILE: a storm of
  * connections can fill the process's table for moments, server.idle_connection_s) is tried again
  * 1 s later, then at doubling waits up to 30 s, for up to CKPT_FD_RETRY_S while the run goes on:
@@ -994,8 +1009,8 @@ static fl_status write_snapshot(fls_server *s, const fl_logger *log)
 static fl_status write_periodic(fls_server *s, double now)
 {
     const int retry = s->ckpt_retry_since > 0;
-    const fl_status st = write_snapshot(s, retry ? NULL : &s->log);
-    const int e = errno; /* fls_ckpt_write's, on FL_ERR_IO */
+    int no_fd;
+    const fl_status st = try_write(s, retry, &no_fd);
     if (st == FL_OK) {
         if (retry)
             fl_log(&s->log, FL_LOG_INFO, "checkpoint %s written, %.0f s after the first try that "
@@ -1003,12 +1018,8 @@ static fl_status write_periodic(fls_server *s, double now)
         s->ckpt_retry_since = 0;
         return FL_OK;
     }
-    /* a state the core refused (snap_err) stops the run at once, as any other failure */
-    if (st != FL_ERR_IO || s->snap_written || s->snap_err != FL_OK || (e != EMFILE && e != ENFILE)) {
-        if (retry && st == FL_ERR_IO)
-            fl_log(&s->log, FL_LOG_ERROR, "checkpoint %s: %s", s->opt.ckpt_path, strerror(e));
+    if (!no_fd) /* a state the core refused (snap_err) stops the run at once, as any failure */
         return st;
-    }
     if (!retry) {
         s->ckpt_retry_since = now;
         s->ckpt_retry_wait = 1;
@@ -1033,13 +1044,10 @@ static fl_status write_final(fls_server *s)
 {
     fl_status st;
     for (int i = 0;; i++) {
-        st = write_snapshot(s, i ? NULL : &s->log);
-        const int e = errno;
-        if (st != FL_ERR_IO || s->snap_written || s->snap_err != FL_OK ||
-            (e != EMFILE && e != ENFILE)) {
-            if (i && st == FL_ERR_IO)
-                fl_log(&s->log, FL_LOG_ERROR, "checkpoint %s: %s", s->opt.ckpt_path, strerror(e));
-            else if (i && st == FL_OK)
+        int no_fd;
+        st = try_write(s, i > 0, &no_fd);
+        if (!no_fd) {
+            if (i && st == FL_OK)
                 fl_log(&s->log, FL_LOG_INFO, "checkpoint %s written at try %d", s->opt.ckpt_path,
                        i + 1);
             break;
