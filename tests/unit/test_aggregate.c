@@ -263,7 +263,22 @@ static void test_submodel_mean_cnn_lstm(void **state)
     check_vs_reference("lstm:12:4:6:2:3", 6, 0.5, 0, 22);
 }
 
-/* The same updates in shuffled orders with random chunkings give the same bits. */
+/* Plants, at random places, the values where the fold kernels' paths part: around the AVX-512
+ * kernel's 32-bit bound 2^(31-S) = 8 (S = 28), large ones up to the range bound 2^10, ties of
+ * the fixed-point rounding (k + 1/2 units of 2^-28: to even), subnormals and signed zeros. */
+static void plant_edges(upd *u, uint64_t seed)
+{
+    const float edge[] = {8.0f, -8.0f, 7.9999995f, -7.9999995f, 8.000001f, 1023.9f, -1024.0f,
+                          0x1p-29f, -0x1p-29f, 0x3p-29f, 0x5p-29f, -0x7p-29f, 1e-40f, -1e-40f,
+                          0.0f, -0.0f, 0x1.fffffep2f, 0x1.fffffep-1f};
+    const size_t ne = sizeof edge / sizeof edge[0];
+    fl_rng r = fl_rng_stream(seed, 4, 0, FL_RNG_TEST);
+    for (size_t j = 0; j < u->n / 7 + 1; j++)
+        u->d[fl_rng_below(&r, (uint32_t)u->n)] = edge[fl_rng_below(&r, (uint32_t)ne)];
+}
+
+/* The same updates in shuffled orders with random chunkings give the same bits, whichever
+ * kernel folds them. */
 static void check_invariance(const char *spec, int K, double p, uint64_t seed, double clip)
 {
     fls_agg_options base = fls_agg_options_default();
@@ -283,9 +298,12 @@ static void check_invariance(const char *spec, int K, double p, uint64_t seed, d
     parse(&a, spec);
     const size_t N = a.n_params;
     upd *u = calloc((size_t)K, sizeof *u);
-    for (int k = 0; k < K; k++)
+    for (int k = 0; k < K; k++) {
         /* large values, and small ones whose fixed-point conversion really rounds */
         make_upd(&u[k], &a, (uint32_t)k, p, (k & 1) ? 0.002f : 3.0f, seed);
+        if (k % 3 == 2)
+            plant_edges(&u[k], seed + (uint64_t)k);
+    }
     float *d0 = malloc(N * sizeof(float)), *d1 = malloc(N * sizeof(float));
     uint8_t *h0 = malloc(N), *h1 = malloc(N);
     for (int trial = 0; trial < 7; trial++) {
