@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -13,7 +14,19 @@ int fl_dir_writable(const char *dir)
         return errno;
     if (!S_ISDIR(sb.st_mode))
         return ENOTDIR;
-    return access(dir, W_OK | X_OK) == 0 ? 0 : errno;
+    if (access(dir, W_OK | X_OK) != 0)
+        return errno;
+    /* access() answers from the mode bits, which root passes everywhere: /proc, a directory
+     * marked immutable, a root-squashed NFS export. Making (and removing) a file says for sure. */
+    char probe[4096];
+    if (snprintf(probe, sizeof probe, "%s/.fl-probe-XXXXXX", dir) >= (int)sizeof probe)
+        return ENAMETOOLONG;
+    const int fd = mkstemp(probe);
+    if (fd < 0)
+        return errno == ENOENT ? EACCES : errno; /* /proc says ENOENT: no file can be made */
+    close(fd);
+    unlink(probe);
+    return 0;
 }
 
 int fl_parent_writable(const char *path)

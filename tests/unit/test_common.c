@@ -9,7 +9,11 @@
 #include <cmocka.h>
 
 #include <stdlib.h>
+#include <errno.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
+#include "fl_fs.h"
 #include "fl_log.h"
 #include "fl_mem.h"
 #include "fl_rng.h"
@@ -255,6 +259,30 @@ static void test_index_new(void **state)
     free(t);
 }
 
+/* fl_dir_writable: a real directory, a missing one, a file, and /proc, where access() lets root
+ * pass but no file can be made; the probe leaves nothing behind. */
+static void test_dir_writable(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/fl-test-fs-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    assert_int_equal(fl_dir_writable(dir), 0);
+    char path[256];
+    snprintf(path, sizeof path, "%s/run.ckpt", dir);
+    assert_int_equal(fl_parent_writable(path), 0);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fclose(f);
+    assert_int_equal(fl_dir_writable(path), ENOTDIR);
+    assert_int_equal(unlink(path), 0);
+    assert_int_equal(rmdir(dir), 0); /* empty: the probes were removed */
+    assert_int_equal(fl_dir_writable(dir), ENOENT);
+    assert_int_equal(fl_parent_writable(path), ENOENT);
+    struct stat sb;
+    if (stat("/proc/self", &sb) == 0)
+        assert_int_not_equal(fl_dir_writable("/proc"), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -263,6 +291,7 @@ int main(void)
         cmocka_unit_test(test_sha256),         cmocka_unit_test(test_client_keys),
         cmocka_unit_test(test_logging),
         cmocka_unit_test(test_time_monotonic), cmocka_unit_test(test_grow), cmocka_unit_test(test_index_new),
+        cmocka_unit_test(test_dir_writable),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
