@@ -41,3 +41,43 @@ int fl_parent_writable(const char *path)
         return ENAMETOOLONG;
     return fl_dir_writable(dir);
 }
+
+fl_status fl_file_read(const char *path, size_t max, char **out, size_t *len, char *err,
+                       size_t errlen)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return fl_errf(err, errlen, FL_ERR_IO, "%s: %s", path, strerror(errno));
+    size_t cap = 4096, n = 0;
+    char *buf = malloc(cap);
+    while (buf) {
+        if (n == cap) {
+            if (cap > max)
+                break;
+            char *nb = realloc(buf, cap * 2);
+            if (!nb) {
+                free(buf);
+                buf = NULL;
+                break;
+            }
+            buf = nb;
+            cap *= 2;
+        }
+        const size_t r = fread(buf + n, 1, cap - n, f);
+        n += r;
+        if (r == 0)
+            break;
+    }
+    const int bad = ferror(f);
+    fclose(f);
+    if (!buf)
+        return fl_errf(err, errlen, FL_ERR_NOMEM, "%s: out of memory", path);
+    if (bad || n > max) {
+        free(buf);
+        return fl_errf(err, errlen, FL_ERR_IO, "%s: %s", path,
+                       bad ? "read error" : "file too large");
+    }
+    *out = buf;
+    *len = n;
+    return FL_OK;
+}

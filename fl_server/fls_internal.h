@@ -12,6 +12,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "fl_keyfile.h"
 #include "fl_log.h"
 #include "fl_status.h"
 #include "fls.h"
@@ -20,7 +21,7 @@
 #define FLS_MAX_ENDPOINTS 8
 #define FLS_ENDPOINT_MAX 256
 #define FLS_PATH_MAX 1024
-#define FLS_Z85_LEN 40 /* a CURVE key in Z85 text */
+#define FLS_Z85_LEN FL_KEY_Z85_LEN /* a CURVE key in Z85 text */
 #define FLS_CONFIG_MAX_BYTES (1u << 20)
 #define FLS_N_KEYS 63                /* rows of the key table (fls_config.c checks it) */
 #define FLS_ORIGIN_MAX 192           /* "fl.yaml:7", "--arch x": longer ones are shortened */
@@ -86,15 +87,7 @@ static inline fls_status fls_status_of(fl_status s) { return (fls_status)s; }
 
 /* ---- keys (fls_keys.c) ---------------------------------------------------------------------- */
 
-/* Which key a key file must hold. fls_keygen's header comment names it ("# fedrop CURVE public
- * key ..."); a file without that header (written by hand) passes as either. */
-typedef enum fls_key_kind { FLS_KEY_ANY = 0, FLS_KEY_PUBLIC = 1, FLS_KEY_SECRET = 2 } fls_key_kind;
-
-/* Reads the first key line of a key file written by fls_keygen ('#' comments and blank lines
- * skipped, surrounding blanks trimmed) into z85[41]. FL_OK, FL_ERR_IO, FL_ERR_AUTH (no key, not
- * a 40-character Z85 key, or a header naming the other kind than want; reason in err). */
-fl_status fls_key_file_read(const char *path, fls_key_kind want, char z85[FLS_Z85_LEN + 1],
-                            char *err, size_t errlen);
+/* Key files are read by common's fl_key_file_read (fl_keyfile.h), as fl_client reads them. */
 
 /* A sorted set of 32-byte CURVE public keys. */
 typedef struct fls_allow {

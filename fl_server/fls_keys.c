@@ -1,9 +1,9 @@
-/* fls_keys.c: CURVE key files (fls_keygen writes them, fls_key_file_read reads them) and the ZAP
- * allow-list (a sorted array of 32-byte public keys, parsed strictly: a bad line refuses the
- * whole file, so a typo never silently locks clients out or lets anyone in). */
+/* fls_keys.c: CURVE key files (fls_keygen writes them, common's fl_key_file_read reads them) and
+ * the ZAP allow-list (a sorted array of 32-byte public keys, parsed strictly with the key-file
+ * reader's line and Z85 rules: a bad line refuses the whole file, so a typo never silently locks
+ * clients out or lets anyone in). */
 #include <errno.h>
 #include <fcntl.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,159 +11,13 @@
 #include <unistd.h>
 #include <zmq.h>
 
+#include "fl_fs.h"
+#include "fl_keyfile.h"
 #include "fls_internal.h"
 
 #define ALLOW_MAX_BYTES (64u << 20)
 
 #define kfail(st, err, errlen, ...) fl_errf(err, errlen, st, __VA_ARGS__)
-
-static int z85_char(char c)
-{
-    static const char *alpha =
-        "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ.-:+=^!/*?&<>()[]{}@%$#";
-    return c && strchr(alpha, c) != NULL;
-}
-
-/* Decodes a 40-character Z85 key into 32 bytes; 0 if it is not one. */
-static int z85_key(const char *s, size_t len, uint8_t out[32])
-{
-    if (len != FLS_Z85_LEN)
-        return 0;
-    char tmp[FLS_Z85_LEN + 1];
-    for (size_t i = 0; i < len; i++) {
-        if (!z85_char(s[i]))
-            return 0;
-        tmp[i] = s[i];
-    }
-    tmp[len] = 0;
-    /* 5 Z85 characters encode a 32-bit group: values above 2^32-1 are not valid encodings. */
-    return zmq_z85_decode(out, tmp) != NULL;
-}
-
-/* Iterates over the logical lines of text: fills [*a, *b) with the line's content (comments and
- * surrounding blanks stripped). Returns 0 at the end. */
-static int next_line(const char *text, size_t len, size_t *pos, size_t *a, size_t *b)
-{
-    if (*pos >= len)
-        return 0;
-    size_t s = *pos, e = s;
-    while (e < len && text[e] != '\n')
-        e++;
-    *pos = e + 1;
-    /* '#' is also a Z85 character: a comment starts the line or follows a blank. A key never
-     * starts with '#' (Z85 digit 84 cannot lead a group: 84 * 85^4 > 2^32 - 1) and holds no
-     * blank, so no key is ever mistaken for a comment. */
-    size_t hash = s;
-    while (hash < e && !(text[hash] == '#' &&
-                         (hash == s || text[hash - 1] == ' ' || text[hash - 1] == '\t')))
-        hash++;
-    e = hash;
-    while (s < e && (text[s] == ' ' || text[s] == '\t' || text[s] == '\r'))
-        s++;
-    while (e > s && (text[e - 1] == ' ' || text[e - 1] == '\t' || text[e - 1] == '\r'))
-        e--;
-    *a = s;
-    *b = e;
-    return 1;
-}
-
-static fl_status read_all(const char *path, size_t max, char **out, size_t *len, char *err,
-                          size_t errlen)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return kfail(FL_ERR_IO, err, errlen, "%s: %s", path, strerror(errno));
-    size_t cap = 4096, n = 0;
-    char *buf = malloc(cap);
-    while (buf) {
-        if (n == cap) {
-            if (cap > max)
-                break;
-            char *nb = realloc(buf, cap * 2);
-            if (!nb) {
-                free(buf);
-                buf = NULL;
-                break;
-            }
-            buf = nb;
-            cap *= 2;
-        }
-        const size_t r = fread(buf + n, 1, cap - n, f);
-        n += r;
-        if (r == 0)
-            break;
-    }
-    const int bad = ferror(f);
-    fclose(f);
-    if (!buf)
-        return FL_ERR_NOMEM;
-    if (bad || n > max) {
-        free(buf);
-        return kfail(FL_ERR_IO, err, errlen, "%s: %s", path, bad ? "read error" : "file too large");
-    }
-    *out = buf;
-    *len = n;
-    return FL_OK;
-}
-
-/* The kind a comment line of fls_keygen's header names ("# fedrop CURVE secret key (Z85). ..."),
- * FLS_KEY_ANY for any other line. */
-static fls_key_kind header_kind(const char *line, size_t len)
-{
-    char buf[256];
-    const size_t n = len < sizeof buf - 1 ? len : sizeof buf - 1;
-    memcpy(buf, line, n);
-    buf[n] = 0;
-    const char *hash = strchr(buf, '#');
-    if (!hash)
-        return FLS_KEY_ANY;
-    if (strstr(hash, "CURVE public key"))
-        return FLS_KEY_PUBLIC;
-    if (strstr(hash, "CURVE secret key"))
-        return FLS_KEY_SECRET;
-    return FLS_KEY_ANY;
-}
-
-fl_status fls_key_file_read(const char *path, fls_key_kind want, char z85[FLS_Z85_LEN + 1],
-                            char *err, size_t errlen)
-{
-    if (!path || !z85)
-        return FL_ERR_INVALID_ARG;
-    char *text = NULL;
-    size_t len = 0;
-    fl_status st = read_all(path, 64 * 1024, &text, &len, err, errlen);
-    if (st != FL_OK)
-        return st;
-    size_t pos = 0, a, b, line = 0;
-    fls_key_kind said = FLS_KEY_ANY;
-    st = kfail(FL_ERR_AUTH, err, errlen, "%s: no key in the file", path);
-    for (size_t start = pos; next_line(text, len, &pos, &a, &b); start = pos) {
-        line++;
-        if (a == b) {
-            const fls_key_kind k = header_kind(text + start, (pos < len ? pos : len) - start);
-            if (k != FLS_KEY_ANY)
-                said = k;
-            continue;
-        }
-        uint8_t raw[32];
-        if (!z85_key(text + a, b - a, raw)) {
-            st = kfail(FL_ERR_AUTH, err, errlen, "%s:%zu: not a 40-character Z85 key", path, line);
-        } else if (want != FLS_KEY_ANY && said != FLS_KEY_ANY && said != want) {
-            /* Any 32 bytes are a valid secret key: a public key taken for one would start a
-             * server with another identity that no client can authenticate. */
-            st = kfail(FL_ERR_AUTH, err, errlen, "%s: a %s key file (its header says so), where a "
-                       "%s key is needed", path, said == FLS_KEY_PUBLIC ? "public" : "secret",
-                       want == FLS_KEY_PUBLIC ? "public" : "secret");
-        } else {
-            memcpy(z85, text + a, FLS_Z85_LEN);
-            z85[FLS_Z85_LEN] = 0;
-            st = FL_OK;
-        }
-        break;
-    }
-    free(text);
-    return st;
-}
 
 static int key_cmp(const void *a, const void *b)
 {
@@ -186,19 +40,20 @@ fl_status fls_allow_parse(fls_allow *out, const char *text, size_t len, const ch
     if (!keys)
         return FL_ERR_NOMEM;
     size_t n = 0, pos = 0, a, b, line = 0;
-    for (size_t start = pos; next_line(text, len, &pos, &a, &b); start = pos) {
+    for (size_t start = pos; fl_key_next_line(text, len, &pos, &a, &b); start = pos) {
         line++;
         if (a == b) {
             /* a secret key file (fl_server keygen's header) given as the allow-list: its key
              * would parse, admit nobody, and put a secret where public keys belong */
-            if (header_kind(text + start, (pos < len ? pos : len) - start) == FLS_KEY_SECRET) {
+            if (fl_key_header_kind(text + start, (pos < len ? pos : len) - start) ==
+                FL_KEY_SECRET) {
                 free(keys);
                 return kfail(FL_ERR_AUTH, err, errlen, "%s:%zu: a secret key file (its header "
                              "says so), where public keys are needed", name, line);
             }
             continue;
         }
-        if (n == cap || !z85_key(text + a, b - a, keys[n])) {
+        if (n == cap || !fl_z85_key_decode(keys[n], text + a, b - a)) {
             free(keys);
             return kfail(FL_ERR_AUTH, err, errlen, "%s:%zu: not a 40-character Z85 public key",
                          name, line);
@@ -222,7 +77,7 @@ fl_status fls_allow_load(fls_allow *out, const char *path, char *err, size_t err
         return FL_ERR_INVALID_ARG;
     char *text = NULL;
     size_t len = 0;
-    fl_status st = read_all(path, ALLOW_MAX_BYTES, &text, &len, err, errlen);
+    fl_status st = fl_file_read(path, ALLOW_MAX_BYTES, &text, &len, err, errlen);
     if (st != FL_OK)
         return st;
     st = fls_allow_parse(out, text, len, path, err, errlen);

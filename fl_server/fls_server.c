@@ -1956,8 +1956,8 @@ static fl_status load_eval(fls_server *s, char *err, size_t errlen)
 static fl_status load_key(fls_server *s, char *err, size_t errlen)
 {
     char why[512];
-    const fl_status st = fls_key_file_read(s->opt.secret_key_file, FLS_KEY_SECRET, s->sec_z85,
-                                           why, sizeof why);
+    const fl_status st = fl_key_file_read(s->opt.secret_key_file, FL_KEY_SECRET, s->sec_z85,
+                                          NULL, why, sizeof why);
     if (st != FL_OK)
         return fls_options_errf(&s->opt, err, errlen, st == FL_ERR_IO ? FL_ERR_IO : FL_ERR_AUTH,
                                 "server.secret_key_file", NULL, "server.secret_key_file: %s", why);

@@ -843,7 +843,7 @@ static void test_cli_signal_during_startup(void **state)
     char err[512], pub[41], path[400], text[128];
     assert_int_equal(fls_keygen(g_tmp, "su", err, sizeof err), FLS_OK);
     snprintf(path, sizeof path, "%s/su.pub", g_tmp);
-    assert_int_equal(fls_key_file_read(path, FLS_KEY_PUBLIC, pub, err, sizeof err), FL_OK);
+    assert_int_equal(fl_key_file_read(path, FL_KEY_PUBLIC, pub, NULL, err, sizeof err), FL_OK);
     snprintf(path, sizeof path, "%s/su.allow", g_tmp);
     snprintf(text, sizeof text, "%s\n", pub);
     write_file(path, text);
@@ -919,11 +919,11 @@ static void test_keygen(void **state)
     snprintf(path, sizeof path, "%s/node1.secret", g_tmp);
     assert_int_equal(stat(path, &sb), 0);
     assert_int_equal(sb.st_mode & 0777, 0600);
-    assert_int_equal(fls_key_file_read(path, FLS_KEY_SECRET, sec, err, sizeof err), FL_OK);
+    assert_int_equal(fl_key_file_read(path, FL_KEY_SECRET, sec, NULL, err, sizeof err), FL_OK);
     snprintf(path, sizeof path, "%s/node1.pub", g_tmp);
     assert_int_equal(stat(path, &sb), 0);
     assert_int_equal(sb.st_mode & 0077, 0044 & sb.st_mode);
-    assert_int_equal(fls_key_file_read(path, FLS_KEY_PUBLIC, pub, err, sizeof err), FL_OK);
+    assert_int_equal(fl_key_file_read(path, FL_KEY_PUBLIC, pub, NULL, err, sizeof err), FL_OK);
     assert_int_equal(zmq_curve_public(derived, sec), 0);
     assert_string_equal(derived, pub);
     /* never overwrite a secret */
@@ -938,24 +938,24 @@ static void test_keygen(void **state)
     /* a damaged key file */
     snprintf(path, sizeof path, "%s/bad.pub", g_tmp);
     write_file(path, "# comment\nnot-a-key\n");
-    assert_int_equal(fls_key_file_read(path, FLS_KEY_PUBLIC, pub, err, sizeof err), FL_ERR_AUTH);
+    assert_int_equal(fl_key_file_read(path, FL_KEY_PUBLIC, pub, NULL, err, sizeof err), FL_ERR_AUTH);
     assert_non_null(strstr(err, "bad.pub:2"));
     write_file(path, "# only comments\n\n");
-    assert_int_equal(fls_key_file_read(path, FLS_KEY_PUBLIC, pub, err, sizeof err), FL_ERR_AUTH);
+    assert_int_equal(fl_key_file_read(path, FL_KEY_PUBLIC, pub, NULL, err, sizeof err), FL_ERR_AUTH);
     /* keygen's header names the kind: a public key is never taken for a secret, nor back */
     snprintf(path, sizeof path, "%s/node1.pub", g_tmp);
-    assert_int_equal(fls_key_file_read(path, FLS_KEY_SECRET, sec, err, sizeof err), FL_ERR_AUTH);
+    assert_int_equal(fl_key_file_read(path, FL_KEY_SECRET, sec, NULL, err, sizeof err), FL_ERR_AUTH);
     assert_non_null(strstr(err, "node1.pub: a public key file"));
     assert_non_null(strstr(err, "a secret key is needed"));
     snprintf(path, sizeof path, "%s/node1.secret", g_tmp);
-    assert_int_equal(fls_key_file_read(path, FLS_KEY_PUBLIC, pub, err, sizeof err), FL_ERR_AUTH);
+    assert_int_equal(fl_key_file_read(path, FL_KEY_PUBLIC, pub, NULL, err, sizeof err), FL_ERR_AUTH);
     assert_non_null(strstr(err, "node1.secret: a secret key file"));
-    assert_int_equal(fls_key_file_read(path, FLS_KEY_ANY, sec, err, sizeof err), FL_OK);
+    assert_int_equal(fl_key_file_read(path, FL_KEY_ANY, sec, NULL, err, sizeof err), FL_OK);
     /* a hand-written file without the header passes as either */
     snprintf(path, sizeof path, "%s/plain.key", g_tmp);
     snprintf(text, sizeof text, "# mine\n%s", pub); /* no final newline either */
     write_file(path, text);
-    assert_int_equal(fls_key_file_read(path, FLS_KEY_SECRET, sec, err, sizeof err), FL_OK);
+    assert_int_equal(fl_key_file_read(path, FL_KEY_SECRET, sec, NULL, err, sizeof err), FL_OK);
     assert_string_equal(sec, pub);
 }
 
@@ -1030,7 +1030,7 @@ static void test_server_check(void **state)
     char err[512], allow[300], pub[41], text[128];
     assert_int_equal(fls_keygen(g_tmp, "chk", err, sizeof err), FLS_OK);
     snprintf(allow, sizeof allow, "%s/chk.pub", g_tmp);
-    assert_int_equal(fls_key_file_read(allow, FLS_KEY_PUBLIC, pub, err, sizeof err), FL_OK);
+    assert_int_equal(fl_key_file_read(allow, FL_KEY_PUBLIC, pub, NULL, err, sizeof err), FL_OK);
     snprintf(allow, sizeof allow, "%s/chk.allow", g_tmp);
     snprintf(text, sizeof text, "%s\n", pub);
     write_file(allow, text);
@@ -1817,7 +1817,7 @@ static void test_reactor_curve(void **state)
     char err[512], path[512], spub[41];
     assert_int_equal(fls_keygen(g_tmp, "srv", err, sizeof err), FLS_OK);
     snprintf(path, sizeof path, "%s/srv.pub", g_tmp);
-    assert_int_equal(fls_key_file_read(path, FLS_KEY_PUBLIC, spub, err, sizeof err), FL_OK);
+    assert_int_equal(fl_key_file_read(path, FL_KEY_PUBLIC, spub, NULL, err, sizeof err), FL_OK);
     char ka[41], sa[41], kb[41], sb[41], kc[41], sc[41];
     assert_int_equal(zmq_curve_keypair(ka, sa), 0);
     assert_int_equal(zmq_curve_keypair(kb, sb), 0);
@@ -1930,7 +1930,7 @@ static fls_server *curve_server(const char *name, const char *allow_text, const 
     char err[512], path[512], yaml[2048];
     assert_int_equal(fls_keygen(g_tmp, name, err, sizeof err), FLS_OK);
     snprintf(path, sizeof path, "%s/%s.pub", g_tmp, name);
-    assert_int_equal(fls_key_file_read(path, FLS_KEY_PUBLIC, spub, err, sizeof err), FL_OK);
+    assert_int_equal(fl_key_file_read(path, FL_KEY_PUBLIC, spub, NULL, err, sizeof err), FL_OK);
     snprintf(allow, 300, "%s/%s_allowed", g_tmp, name);
     write_file(allow, allow_text);
     snprintf(ep, 300, "ipc://%s/%s.sock", g_tmp, name);
