@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fl_keyfile.h"
 #include "flc.h"
 #include "flm_blas.h"
 #include "flm_data.h"
@@ -70,55 +71,26 @@ static void usage(FILE *f)
             INT_MAX);
 }
 
-/* A key file holds one Z85 key (40 characters) on a line of its own; other lines are comments
- * ("# ..."). A 40-character Z85 line is a key even when it starts with '#', which Z85 allows. */
-static int is_z85_key(const char *s, size_t n)
+/* Reads the key --server-key (want FL_KEY_PUBLIC) or --key (FL_KEY_SECRET) names, with the
+ * reader fl_server uses. A file that `fl_server keygen` wrote says which kind it holds: the other
+ * kind is refused here, naming the option, rather than by a handshake that fails with a hint
+ * about the allow-list or the server's key. */
+static int read_key(const char *path, fl_key_kind want, const char *opt,
+                    char out[FL_KEY_Z85_LEN + 1])
 {
-    static const char z85[] = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
-                              ".-:+=^!/*?&<>()[]{}@%$#";
-    if (n != 40)
+    char err[512];
+    fl_key_kind said = FL_KEY_ANY;
+    const fl_status st = fl_key_file_read(path, want, out, &said, err, sizeof err);
+    if (st == FL_OK)
         return 0;
-    for (size_t i = 0; i < n; i++)
-        if (!strchr(z85, s[i]) || !s[i])
-            return 0;
-    return 1;
-}
-
-/* want: "public" (--server-key) or "secret" (--key). A file that `fl_server keygen` wrote says
- * which it holds on its first line: the other kind is refused here, rather than by a handshake
- * that fails with a hint about the allow-list or the server's key. */
-static int read_key(const char *path, const char *want, const char *opt, char out[41])
-{
-    FILE *f = fopen(path, "r");
-    if (!f) {
-        fprintf(stderr, "fl_client: cannot open key file %s\n", path);
-        return -1;
-    }
-    char line[512];
-    int found = 0;
-    while (!found && fgets(line, sizeof line, f)) {
-        char kind[16];
-        if (sscanf(line, "# fedrop CURVE %15s key", kind) == 1 && strcmp(kind, want) != 0) {
-            fprintf(stderr, "fl_client: %s: %s is a %s key file; %s takes %s\n", opt, path, kind,
-                    opt, strcmp(want, "secret") == 0
-                             ? "this client's secret key (its .secret file)"
-                             : "the server's public key (server.pub)");
-            fclose(f);
-            return -1;
-        }
-        const size_t n = strcspn(line, " \t\r\n");
-        if (is_z85_key(line, n)) {
-            memcpy(out, line, 40);
-            out[40] = '\0';
-            found = 1;
-        }
-    }
-    fclose(f);
-    if (!found) {
-        fprintf(stderr, "fl_client: %s holds no 40-character Z85 key\n", path);
-        return -1;
-    }
-    return 0;
+    if (said != FL_KEY_ANY && said != want)
+        fprintf(stderr, "fl_client: %s: %s is a %s key file; %s takes %s\n", opt, path,
+                fl_key_kind_name(said), opt, want == FL_KEY_SECRET
+                                                 ? "this client's secret key (its .secret file)"
+                                                 : "the server's public key (server.pub)");
+    else
+        fprintf(stderr, "fl_client: %s: %s\n", opt, err[0] ? err : fl_strerror(st));
+    return -1;
 }
 
 static void log_stderr(void *user, flc_log_level level, const char *msg)
@@ -221,9 +193,9 @@ int main(int argc, char **argv)
                         "insecure server)\n");
         return 1;
     }
-    char spk[41], sk[41];
-    if (!insecure && (read_key(server_key, "public", "--server-key", spk) != 0 ||
-                      read_key(key, "secret", "--key", sk) != 0))
+    char spk[FL_KEY_Z85_LEN + 1], sk[FL_KEY_Z85_LEN + 1];
+    if (!insecure && (read_key(server_key, FL_KEY_PUBLIC, "--server-key", spk) != 0 ||
+                      read_key(key, FL_KEY_SECRET, "--key", sk) != 0))
         return 1;
     char idbuf[64];
     if (!id) {
