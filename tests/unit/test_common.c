@@ -1,4 +1,4 @@
-/* Unit tests for common/: status names, the Philox streams, SHA-256, logging. */
+/* Unit tests for common/: status names, the Philox streams, SHA-256, logging, key files. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "fl_fs.h"
+#include "fl_keyfile.h"
 #include "fl_log.h"
 #include "fl_mem.h"
 #include "fl_rng.h"
@@ -283,6 +284,182 @@ static void test_dir_writable(void **state)
         assert_int_not_equal(fl_dir_writable("/proc"), 0);
 }
 
+/* ---- key files (fl_keyfile.h) --------------------------------------------------------------- */
+
+/* "HelloWorld" is the Z85 spec's (ZeroMQ RFC 32) test vector: 86 4F D2 6F B5 59 F7 5B. */
+#define KEY_A "HelloWorldHelloWorldHelloWorldHelloWorld"
+#define KEY_B "rq:rM>}U?@Lns47E1%kR.o@n%FcmmsL/@{H8]yf7" /* libzmq's zmq_curve example */
+#define HDR_PUB "# fedrop CURVE public key (Z85). Written by fl_server keygen.\n"
+#define HDR_SEC "# fedrop CURVE secret key (Z85). Written by fl_server keygen.\n"
+
+static char g_keydir[64];
+
+/* Writes text to g_keydir/name; the path into path[256]. */
+static const char *key_file(char path[256], const char *name, const char *text)
+{
+    snprintf(path, 256, "%s/%s", g_keydir, name);
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    assert_int_equal(fwrite(text, 1, strlen(text), f), strlen(text));
+    assert_int_equal(fclose(f), 0);
+    return path;
+}
+
+static int keydir_setup(void **state)
+{
+    (void)state;
+    snprintf(g_keydir, sizeof g_keydir, "/tmp/fl_keyfile_XXXXXX");
+    return mkdtemp(g_keydir) ? 0 : -1;
+}
+
+static int keydir_teardown(void **state)
+{
+    (void)state;
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", g_keydir);
+    return system(cmd) == 0 ? 0 : -1;
+}
+
+static void test_z85_key_decode(void **state)
+{
+    (void)state;
+    uint8_t k[32];
+    static const uint8_t hello[8] = {0x86, 0x4F, 0xD2, 0x6F, 0xB5, 0x59, 0xF7, 0x5B};
+    assert_int_equal(fl_z85_key_decode(k, KEY_A, 40), 1);
+    for (int i = 0; i < 4; i++)
+        assert_memory_equal(k + 8 * i, hello, 8);
+    /* each 5-character group is at most 2^32 - 1 ("%nSc0"); "%nSc1" would be 2^32 */
+    char s[41];
+    memcpy(s, KEY_A, 41);
+    memcpy(s + 35, "%nSc0", 5);
+    assert_int_equal(fl_z85_key_decode(k, s, 40), 1);
+    assert_memory_equal(k + 28, "\xff\xff\xff\xff", 4);
+    memcpy(s + 35, "%nSc1", 5);
+    assert_int_equal(fl_z85_key_decode(k, s, 40), 0);
+    memcpy(s, "#", 1); /* digit 84 never leads a group */
+    assert_int_equal(fl_z85_key_decode(k, s, 40), 0);
+    /* lengths other than 40, characters outside the alphabet (a blank, '"', ',', a NUL) */
+    assert_int_equal(fl_z85_key_decode(k, KEY_A, 39), 0);
+    assert_int_equal(fl_z85_key_decode(k, KEY_A "x", 41), 0);
+    static const char bad[] = {' ', '"', ',', '\'', '\\', '~', '`', ';', '_', '|', 0};
+    for (size_t i = 0; i < sizeof bad; i++) {
+        memcpy(s, KEY_A, 41);
+        s[17] = bad[i];
+        assert_int_equal(fl_z85_key_decode(k, s, 40), 0);
+    }
+    assert_int_equal(fl_z85_key_decode(k, KEY_B, 40), 1);
+}
+
+static void test_key_file_good(void **state)
+{
+    (void)state;
+    char path[256], z[41], err[512];
+    fl_key_kind said = FL_KEY_SECRET;
+    key_file(path, "good.pub", HDR_PUB KEY_A "\n");
+    assert_int_equal(fl_key_file_read(path, FL_KEY_PUBLIC, z, &said, err, sizeof err), FL_OK);
+    assert_string_equal(z, KEY_A);
+    assert_int_equal(said, FL_KEY_PUBLIC);
+    assert_int_equal(fl_key_file_read(path, FL_KEY_ANY, z, NULL, err, sizeof err), FL_OK);
+    key_file(path, "good.secret", HDR_SEC KEY_B "\n");
+    assert_int_equal(fl_key_file_read(path, FL_KEY_SECRET, z, &said, err, sizeof err), FL_OK);
+    assert_string_equal(z, KEY_B);
+    assert_int_equal(said, FL_KEY_SECRET);
+    /* hand-written, no header: either kind; no final newline; blanks around the key */
+    key_file(path, "plain.key", "# mine\n\n  \t" KEY_B " ");
+    assert_int_equal(fl_key_file_read(path, FL_KEY_SECRET, z, &said, err, sizeof err), FL_OK);
+    assert_string_equal(z, KEY_B);
+    assert_int_equal(said, FL_KEY_ANY);
+    assert_int_equal(fl_key_file_read(path, FL_KEY_PUBLIC, z, &said, err, sizeof err), FL_OK);
+    /* CRLF line endings (a file edited on Windows) */
+    key_file(path, "crlf.pub", "# fedrop CURVE public key (Z85). Written by fl_server keygen.\r\n"
+                               KEY_A "\r\n");
+    assert_int_equal(fl_key_file_read(path, FL_KEY_PUBLIC, z, &said, err, sizeof err), FL_OK);
+    assert_string_equal(z, KEY_A);
+    assert_int_equal(said, FL_KEY_PUBLIC);
+    key_file(path, "crlf.secret", HDR_PUB KEY_A "\r\n");
+    assert_int_equal(fl_key_file_read(path, FL_KEY_SECRET, z, NULL, err, sizeof err), FL_ERR_AUTH);
+    /* a comment after the key and a blank; only the first key counts */
+    key_file(path, "comment.pub", HDR_PUB KEY_A "  # laptop\n" KEY_B "\n");
+    assert_int_equal(fl_key_file_read(path, FL_KEY_PUBLIC, z, NULL, err, sizeof err), FL_OK);
+    assert_string_equal(z, KEY_A);
+    key_file(path, "tab.pub", KEY_B "\t#\tserver\n");
+    assert_int_equal(fl_key_file_read(path, FL_KEY_PUBLIC, z, NULL, err, sizeof err), FL_OK);
+    assert_string_equal(z, KEY_B);
+    /* the same from memory, named by the caller */
+    const char text[] = HDR_SEC KEY_B "\n";
+    assert_int_equal(fl_key_text_parse(text, sizeof text - 1, "mem", FL_KEY_SECRET, z, &said,
+                                       err, sizeof err), FL_OK);
+    assert_string_equal(z, KEY_B);
+}
+
+static void test_key_file_refused(void **state)
+{
+    (void)state;
+    char path[256], z[41], err[512], want[512];
+    fl_key_kind said = FL_KEY_ANY;
+    /* the other kind, by keygen's header: refused, z85 untouched, said tells which */
+    key_file(path, "swap.pub", HDR_PUB KEY_A "\n");
+    memset(z, 'z', sizeof z);
+    assert_int_equal(fl_key_file_read(path, FL_KEY_SECRET, z, &said, err, sizeof err), FL_ERR_AUTH);
+    snprintf(want, sizeof want, "%s: a public key file (its header says so), where a secret key "
+             "is needed", path);
+    assert_string_equal(err, want);
+    assert_int_equal(said, FL_KEY_PUBLIC);
+    assert_int_equal(z[0], 'z');
+    key_file(path, "swap.secret", HDR_SEC KEY_B "\n");
+    assert_int_equal(fl_key_file_read(path, FL_KEY_PUBLIC, z, &said, err, sizeof err), FL_ERR_AUTH);
+    assert_non_null(strstr(err, "swap.secret: a secret key file (its header says so), where a "
+                                "public key is needed"));
+    assert_int_equal(said, FL_KEY_SECRET);
+    /* no key at all */
+    static const char *const none[] = {"", "\n\n", "# only comments\n  # and more\r\n", HDR_PUB};
+    for (size_t i = 0; i < sizeof none / sizeof *none; i++) {
+        key_file(path, "none.pub", none[i]);
+        assert_int_equal(fl_key_file_read(path, FL_KEY_ANY, z, &said, err, sizeof err),
+                         FL_ERR_AUTH);
+        snprintf(want, sizeof want, "%s: no key in the file", path);
+        assert_string_equal(err, want);
+    }
+    /* a bad key line, named by its line number; a later good key does not rescue it */
+    static const struct {
+        const char *text;
+        int line;
+    } bad[] = {
+        {"# comment\n\nnot-a-key\n" KEY_A "\n", 3},
+        {HDR_PUB KEY_A "x\n", 2},                          /* 41 characters */
+        {HDR_PUB "HelloWorldHelloWorldHelloWorldHelloWorl\n", 2}, /* 39 */
+        {KEY_A " extra\n", 1},                             /* no '#' after the blank */
+        {KEY_A "# no blank before the comment\n", 1},
+        {"\n\n\nHelloWorldHelloWorldHelloWorldHello%nSc1\n", 4}, /* a group above 2^32 - 1 */
+        {"Hello World HelloWorldHelloWorldHelloWorld\n", 1},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        key_file(path, "bad.pub", bad[i].text);
+        assert_int_equal(fl_key_file_read(path, FL_KEY_PUBLIC, z, NULL, err, sizeof err),
+                         FL_ERR_AUTH);
+        snprintf(want, sizeof want, "%s:%d: not a 40-character Z85 key", path, bad[i].line);
+        assert_string_equal(err, want);
+    }
+    /* a file that is missing, or not a key file's size */
+    snprintf(path, sizeof path, "%s/missing.pub", g_keydir);
+    assert_int_equal(fl_key_file_read(path, FL_KEY_PUBLIC, z, &said, err, sizeof err), FL_ERR_IO);
+    snprintf(want, sizeof want, "%s: No such file or directory", path);
+    assert_string_equal(err, want);
+    assert_int_equal(said, FL_KEY_ANY);
+    char *big = malloc(FL_KEYFILE_MAX_BYTES + 2);
+    assert_non_null(big);
+    memset(big, '\n', FL_KEYFILE_MAX_BYTES + 1);
+    big[FL_KEYFILE_MAX_BYTES + 1] = 0;
+    key_file(path, "big.pub", big);
+    free(big);
+    assert_int_equal(fl_key_file_read(path, FL_KEY_PUBLIC, z, NULL, err, sizeof err), FL_ERR_IO);
+    assert_non_null(strstr(err, "big.pub: file too large"));
+    assert_int_equal(fl_key_file_read(NULL, FL_KEY_PUBLIC, z, NULL, err, sizeof err),
+                     FL_ERR_INVALID_ARG);
+    assert_int_equal(fl_key_text_parse(NULL, 1, "x", FL_KEY_ANY, z, NULL, err, sizeof err),
+                     FL_ERR_INVALID_ARG);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -292,6 +469,9 @@ int main(void)
         cmocka_unit_test(test_logging),
         cmocka_unit_test(test_time_monotonic), cmocka_unit_test(test_grow), cmocka_unit_test(test_index_new),
         cmocka_unit_test(test_dir_writable),
+        cmocka_unit_test(test_z85_key_decode),
+        cmocka_unit_test_setup_teardown(test_key_file_good, keydir_setup, keydir_teardown),
+        cmocka_unit_test_setup_teardown(test_key_file_refused, keydir_setup, keydir_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
