@@ -515,9 +515,20 @@ fl_status flsim_config_parse_yaml(flsim_config *c, const char *text, size_t len,
 }
 #endif
 
+/* One path p (its first len bytes) a config file named, as seen from where fl_sim runs, into dst
+ * (cap bytes): a relative one is the config's neighbour, joined to dir (its first dirlen bytes:
+ * the config file's directory); an absolute or empty one is kept. Returns the length written, or
+ * -1 if it would not fit (never a truncated path). */
+static int path_beside(char *dst, size_t cap, const char *dir, int dirlen, const char *p, int len)
+{
+    const int rel = len > 0 && p[0] != '/';
+    const int w = snprintf(dst, cap, "%.*s%s%.*s", rel ? dirlen : 0, dir, rel ? "/" : "", len, p);
+    return w < 0 || (size_t)w >= cap ? -1 : w;
+}
+
 /* The file paths of a dataset spec that a config file named (idx:A,B, femnist:P[,P...],
- * shakespeare:P[,P...]; named and synthetic datasets have none): each relative one is rewritten
- * as the config's neighbour, as a trace is. Returns 0, or -1 if the result would not fit. */
+ * shakespeare:P[,P...]; named and synthetic datasets have none), each through path_beside.
+ * Returns 0, or -1 if the result would not fit in cap. */
 static int rebase_spec(char *spec, size_t cap, const char *dir, int dirlen)
 {
     static const char *const with_paths[] = {"idx:", "femnist:", "shakespeare:"};
@@ -528,22 +539,25 @@ static int rebase_spec(char *spec, size_t cap, const char *dir, int dirlen)
     if (!pre)
         return 0;
     char out[FLSIM_STR];
-    size_t o = (size_t)snprintf(out, sizeof out, "%.*s", (int)pre, spec);
-    for (const char *p = spec + pre; o < sizeof out;) {
+    const size_t lim = cap < sizeof out ? cap : sizeof out;
+    if (pre >= lim)
+        return -1;
+    memcpy(out, spec, pre);
+    size_t o = pre;
+    for (const char *p = spec + pre;;) {
         const char *comma = strchr(p, ',');
         const int len = comma ? (int)(comma - p) : (int)strlen(p);
-        const int rel = len > 0 && p[0] != '/';
-        const int w = snprintf(out + o, sizeof out - o, "%s%.*s%s%.*s", p == spec + pre ? "" : ",",
-                               rel ? dirlen : 0, dir, rel ? "/" : "", len, p);
-        if (w < 0 || (size_t)w >= sizeof out - o)
+        const int w = path_beside(out + o, lim - o, dir, dirlen, p, len);
+        if (w < 0)
             return -1;
         o += (size_t)w;
         if (!comma)
             break;
+        if (o + 1 >= lim)
+            return -1;
+        out[o++] = ',';
         p = comma + 1;
     }
-    if (o >= sizeof out || o >= cap)
-        return -1;
     memcpy(spec, out, o + 1);
     return 0;
 }
@@ -578,31 +592,31 @@ fl_status flsim_config_load_yaml(flsim_config *c, const char *path, char *err, s
         memcpy(ds_before, c->dataset, sizeof ds_before);
         memcpy(tds_before, c->test_dataset, sizeof tds_before);
         st = flsim_config_parse_yaml(c, buf, n, path, err, errlen);
-        /* So are the files of a dataset it names (out: stays where fl_sim runs: an output). */
+        /* What the file names to be read (a trace, a dataset's files) is the file's neighbour,
+         * wherever fl_sim runs from (as the config's author wrote it); out stays where fl_sim
+         * runs: an output. A value the file did not change (set before it) is left alone. */
         const char *sl = strrchr(path, '/');
+        const int dirlen = sl ? (int)(sl - path) : 0;
         if (st == FL_OK && sl) {
             char *const specs[2] = {c->dataset, c->test_dataset};
+            const size_t caps[2] = {sizeof c->dataset, sizeof c->test_dataset};
             const char *const was[2] = {ds_before, tds_before};
             static const char *const key[2] = {"dataset", "test_dataset"};
             for (int i = 0; i < 2 && st == FL_OK; i++) {
                 if (strcmp(was[i], specs[i]) == 0)
                     continue;
-                if (rebase_spec(specs[i], FLSIM_STR, path, (int)(sl - path)) != 0) {
+                if (rebase_spec(specs[i], caps[i], path, dirlen) != 0) {
                     if (err && errlen)
                         snprintf(err, errlen, "%s: %s: the paths beside the config are longer "
-                                 "than %d characters", path, key[i], FLSIM_STR - 1);
+                                 "than %zu characters", path, key[i], caps[i] - 1);
                     st = FL_ERR_CONFIG;
                 }
             }
         }
-        /* A trace file the config names by a relative path is the config's neighbour, wherever
-         * fl_sim runs from (as the config's author wrote it). */
-        const char *slash = strrchr(path, '/');
-        if (st == FL_OK && slash && c->trace[0] && c->trace[0] != '/' &&
-            strcmp(before, c->trace) != 0) {
+        if (st == FL_OK && sl && strcmp(before, c->trace) != 0) {
             char joined[sizeof c->trace];
-            if (snprintf(joined, sizeof joined, "%.*s/%s", (int)(slash - path), path, c->trace) >=
-                (int)sizeof joined) {
+            if (path_beside(joined, sizeof joined, path, dirlen, c->trace,
+                            (int)strlen(c->trace)) < 0) {
                 if (err && errlen)
                     snprintf(err, errlen, "%s: trace: the path beside the config is longer than "
                              "%zu characters", path, sizeof joined - 1);

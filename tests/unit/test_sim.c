@@ -415,6 +415,59 @@ static void test_options_and_yaml(void **state)
     y = flsim_config_default();
     assert_int_equal(yaml_load_text(&y, path, "dataset: mnist\n", err, sizeof err), FL_OK);
     assert_string_equal(y.dataset, "mnist");
+    /* A path that no longer fits once joined to the config's directory ("/tmp/", 5 characters)
+     * is an error that names the key, never a path cut short: up to 255 characters fit. */
+    char text[1024], name[2][260], want[400];
+    for (int over = 0; over < 2; over++) {
+        memset(name[0], 'a', 250 + (size_t)over);
+        name[0][250 + over] = '\0';
+        snprintf(text, sizeof text, "trace: %s\n", name[0]);
+        y = flsim_config_default();
+        err[0] = '\0';
+        st = yaml_load_text(&y, path, text, err, sizeof err);
+        if (!over) {
+            assert_int_equal(st, FL_OK);
+            assert_int_equal(strlen(y.trace), 255);
+            assert_int_equal(strncmp(y.trace, "/tmp/aaa", 8), 0);
+            continue;
+        }
+        assert_int_equal(st, FL_ERR_CONFIG);
+        snprintf(want, sizeof want, "%s: trace: the path beside the config is longer than 255 "
+                 "characters", path);
+        assert_string_equal(err, want);
+    }
+    /* Each path of a spec is joined (2 x 5 characters more here): 255 fit, 256 do not, for
+     * either spec key; an absolute path next to them is not lengthened. */
+    static const char *const spec_keys[2] = {"dataset", "test_dataset"};
+    for (int k = 0; k < 2; k++)
+        for (int over = 0; over < 2; over++) {
+            memset(name[0], 'i', 120 + (size_t)over);
+            name[0][120 + over] = '\0';
+            memset(name[1], 'l', 120);
+            name[1][120] = '\0';
+            snprintf(text, sizeof text, "%s: idx:%s,%s\n", spec_keys[k], name[0], name[1]);
+            y = flsim_config_default();
+            err[0] = '\0';
+            st = yaml_load_text(&y, path, text, err, sizeof err);
+            const char *got = k ? y.test_dataset : y.dataset;
+            if (!over) {
+                assert_int_equal(st, FL_OK);
+                assert_int_equal(strlen(got), 255);
+                assert_int_equal(strncmp(got, "idx:/tmp/iii", 12), 0);
+                assert_non_null(strstr(got, ",/tmp/lll"));
+                continue;
+            }
+            assert_int_equal(st, FL_ERR_CONFIG);
+            snprintf(want, sizeof want, "%s: %s: the paths beside the config are longer than 255 "
+                     "characters", path, spec_keys[k]);
+            assert_string_equal(err, want);
+        }
+    memset(name[0], 'i', 200);
+    name[0][200] = '\0';
+    snprintf(text, sizeof text, "dataset: idx:/%s,/l\n", name[0]);
+    y = flsim_config_default();
+    assert_int_equal(yaml_load_text(&y, path, text, err, sizeof err), FL_OK);
+    assert_int_equal(strlen(y.dataset), 4 + 1 + 200 + 3);
     unlink(path);
 }
 
