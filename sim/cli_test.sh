@@ -61,6 +61,23 @@ grep -q "not found in $DIR/nodata/mnist or $DIR/nodata\$" "$DIR/data.err" ||
     fail "missing dataset: $(cat "$DIR/data.err")"
 echo "datasets: looked for where --help says"
 
+# An experiment whose dataset does not load says why, exits 1, and leaves no directory it made
+# (--out DIR, however deep, and DIR/runs); a DIR/runs that was there, with a run in it, stays.
+rc=0
+FEDROP_DATA_DIR="$DIR/nodata" "$FL_SIM" experiment afd --seeds 1 --out "$DIR/expnd/deep" \
+    >/dev/null 2>"$DIR/expnd.err" || rc=$?
+[ "$rc" -eq 1 ] || fail "experiment, missing dataset: exit status $rc, not 1"
+grep -q "^fl_sim experiment: dataset: .*not found in $DIR/nodata/fashion-mnist or $DIR/nodata\$" \
+    "$DIR/expnd.err" || fail "experiment, missing dataset: $(cat "$DIR/expnd.err")"
+[ ! -e "$DIR/expnd" ] || fail "experiment, missing dataset: left $(find "$DIR/expnd" | tr '\n' ' ')"
+mkdir -p "$DIR/expold/runs/full-s1"
+rc=0
+FEDROP_DATA_DIR="$DIR/nodata" "$FL_SIM" experiment afd --seeds 1 --out "$DIR/expold" \
+    >/dev/null 2>"$DIR/expold.err" || rc=$?
+[ "$rc" -eq 1 ] || fail "experiment, missing dataset, earlier runs: exit status $rc, not 1"
+[ -d "$DIR/expold/runs/full-s1" ] || fail "experiment, missing dataset: an earlier run was removed"
+echo "experiment, missing dataset: refused, no directory left"
+
 # An option the other settings make inert is named in a warning (the run goes on); the same
 # option where it matters is not.
 "$FL_SIM" $ARGS --rounds 1 --keep 0.5 >/dev/null 2>"$DIR/keep.err" || fail "--keep under full: $(cat "$DIR/keep.err")"

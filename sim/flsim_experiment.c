@@ -205,30 +205,35 @@ fl_status flsim_experiment_afd(const flsim_experiment *e, const fl_logger *log, 
     base.quiet = 1;
     const uint32_t seeds = e->seeds ? e->seeds : 3;
     const int r0 = rank0();
-    char path[FLSIM_STR + 128];
+    char path[FLSIM_STR + 128], runs_dir[FLSIM_STR + 16];
     /* DIR/runs before the dataset loads (which may take a while): a --out that cannot hold the
-     * runs stops the experiment at once, on every rank. */
+     * runs stops the experiment at once, on every rank. What rank 0 creates (made stays 0 on the
+     * others) is removed again if the experiment fails while it is still empty: runs finished
+     * earlier are never touched. */
     int mk = FL_OK;
-    snprintf(path, sizeof path, "%s/runs", e->out);
-    if (r0 && flsim_mkdirs(path, e2, sizeof e2) != 0) {
+    size_t made = 0;
+    snprintf(runs_dir, sizeof runs_dir, "%s/runs", e->out);
+    if (r0 && flsim_mkdirs(runs_dir, &made, e2, sizeof e2) != 0) {
         snprintf(err, errlen, "--out: %s", e2);
         mk = FL_ERR_IO;
     }
     share_codes(&mk, 1);
     if (mk != FL_OK) {
         if (!r0)
-            snprintf(err, errlen, "rank 0: cannot create %s", path);
+            snprintf(err, errlen, "rank 0: cannot create %s", runs_dir);
         return (fl_status)mk;
     }
     flsim_data data;
     fl_status st = flsim_data_load(&data, &base, e2, sizeof e2);
     if (st != FL_OK) {
         snprintf(err, errlen, "dataset: %s", e2);
+        flsim_rmdirs_made(runs_dir, made);
         return st;
     }
     run_out *runs = calloc((size_t)N_CONFIGS * seeds, sizeof *runs);
     if (!runs) {
         flsim_data_free(&data);
+        flsim_rmdirs_made(runs_dir, made);
         return FL_ERR_NOMEM;
     }
     /* Pass 1 (rank 0): read back the runs finished earlier under this --out with the same
@@ -551,5 +556,7 @@ fl_status flsim_experiment_afd(const flsim_experiment *e, const fl_logger *log, 
         free(runs[i].rec);
     free(runs);
     flsim_data_free(&data);
+    if (st != FL_OK)
+        flsim_rmdirs_made(runs_dir, made);
     return st;
 }

@@ -14,9 +14,16 @@ int flsim_parse_number(const char *s, double *out);
  * holds more than cap bytes. */
 fl_status flsim_read_file(const char *path, size_t cap, char **out, size_t *len);
 
-/* mkdir -p. 0 on success; -1 with errno set and, in err (may be NULL), "PATH exists and is not
- * a directory" (for the component at fault) or "cannot create PATH: reason". */
-int flsim_mkdirs(const char *path, char *err, size_t errlen);
+/* mkdir -p. 0 on success, and *made (made may be NULL) = the length of the prefix of path from
+ * which on every directory is one this call created, 0 if path itself existed; -1 with errno
+ * set and, in err (may be NULL), "PATH exists and is not a directory" (for the component at
+ * fault) or "cannot create PATH: reason", having removed the directories it created. */
+int flsim_mkdirs(const char *path, size_t *made, char *err, size_t errlen);
+
+/* Undoes flsim_mkdirs(path, &made) after a failed start: removes the directories it created,
+ * deepest first, each only while empty (one that holds anything stays, with those above it).
+ * A directory that existed before is never touched; made = 0 does nothing. */
+void flsim_rmdirs_made(const char *path, size_t made);
 
 /* The distribution / availability as text (the canonical option value). */
 void flsim_dist_format(const flsim_dist *d, char *buf, size_t cap);

@@ -11,12 +11,12 @@
 #include "flsim.h"
 #include "flsim_internal.h"
 
-/* One component: created, or already a directory. mkdir's EEXIST alone would accept a file
- * there, and the failure would come later as a puzzling ENOTDIR or EIO under it. */
+/* One component: 1 created, 0 already a directory, -1 an error. mkdir's EEXIST alone would
+ * accept a file there, and the failure would come later as a puzzling ENOTDIR or EIO under it. */
 static int mkdir_one(const char *dir, char *err, size_t errlen)
 {
     if (mkdir(dir, 0777) == 0)
-        return 0;
+        return 1;
     const int e = errno;
     struct stat st;
     if (e == EEXIST && stat(dir, &st) == 0) {
@@ -33,9 +33,11 @@ static int mkdir_one(const char *dir, char *err, size_t errlen)
     return -1;
 }
 
-int flsim_mkdirs(const char *path, char *err, size_t errlen)
+int flsim_mkdirs(const char *path, size_t *made, char *err, size_t errlen)
 {
     char buf[1024];
+    if (made)
+        *made = 0;
     if (snprintf(buf, sizeof buf, "%s", path) >= (int)sizeof buf) {
         if (err && errlen)
             snprintf(err, errlen, "cannot create %.64s...: path longer than %zu bytes", path,
@@ -43,16 +45,62 @@ int flsim_mkdirs(const char *path, char *err, size_t errlen)
         errno = ENAMETOOLONG;
         return -1;
     }
-    for (char *p = buf + 1; *p; p++) {
-        if (*p != '/' || p[-1] == '/')
+    /* The length of the first component of the run of created ones that ends the path. One
+     * that existed ends a run: "a/new/../old" created a/new, but old (a/old) is not ours. */
+    size_t first = 0;
+    int r = 0;
+    char *p = buf + (buf[0] != '\0');
+    for (;; p++) {
+        if (*p && (*p != '/' || p[-1] == '/'))
             continue;
+        if (!*p && p > buf && p[-1] == '/') /* "a/b/": done at "a/b" */
+            break;
+        const char was = *p;
         *p = '\0';
-        const int r = mkdir_one(buf, err, errlen);
-        *p = '/';
-        if (r != 0)
-            return -1;
+        r = mkdir_one(buf, err, errlen);
+        *p = was;
+        if (r < 0)
+            break;
+        if (r == 1 && !first)
+            first = (size_t)(p - buf);
+        else if (r == 0)
+            first = 0;
+        if (!was)
+            break;
     }
-    return mkdir_one(buf, err, errlen);
+    if (r < 0) { /* leave no empty directory behind a failure: those above the one at fault */
+        const int e = errno;
+        while (p > buf && p[-1] != '/')
+            p--;
+        *p = '\0';
+        flsim_rmdirs_made(buf, first);
+        errno = e;
+        return -1;
+    }
+    if (made)
+        *made = first;
+    return 0;
+}
+
+void flsim_rmdirs_made(const char *path, size_t made)
+{
+    char buf[1024];
+    if (!made || snprintf(buf, sizeof buf, "%s", path) >= (int)sizeof buf)
+        return;
+    size_t n = strlen(buf);
+    while (n > made && buf[n - 1] == '/') /* "a/b/" was made as "a/b" */
+        buf[--n] = '\0';
+    /* Deepest first; rmdir removes only an empty directory, and one that is not stops the walk
+     * (so are the ones above it). */
+    while (n >= made) {
+        if (rmdir(buf) != 0)
+            return;
+        while (n > 0 && buf[n - 1] != '/') /* up one component */
+            n--;
+        while (n > 0 && buf[n - 1] == '/')
+            n--;
+        buf[n] = '\0';
+    }
 }
 
 /* %.17g, or null for NaN / infinities (JSON has neither). */
@@ -147,7 +195,7 @@ static fl_status begin_dir(const char *dir, char *err, size_t errlen)
 {
     char sum[1200];
     snprintf(sum, sizeof sum, "%s/summary.json", dir);
-    if (flsim_mkdirs(dir, err, errlen) != 0)
+    if (flsim_mkdirs(dir, NULL, err, errlen) != 0)
         return FL_ERR_IO;
     if (remove(sum) != 0 && errno != ENOENT) {
         if (err && errlen)
@@ -159,7 +207,7 @@ static fl_status begin_dir(const char *dir, char *err, size_t errlen)
 
 fl_status flsim_out_prepare(const char *dir, char *err, size_t errlen)
 {
-    if (flsim_mkdirs(dir, err, errlen) != 0)
+    if (flsim_mkdirs(dir, NULL, err, errlen) != 0)
         return FL_ERR_IO;
     const int e = fl_dir_writable(dir);
     if (!e)

@@ -1213,6 +1213,64 @@ static void test_out_not_a_directory(void **state)
     rmdir(dir);
 }
 
+/* An experiment whose dataset does not load fails with the dataset's reason, and leaves no
+ * directory it created behind (--out DIR and DIR/runs, however deep); one that was there before
+ * stays, empty or not. */
+static void test_experiment_failed_start_leaves_no_dirs(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/test_sim_failstartXXXXXX";
+    assert_non_null(mkdtemp(dir));
+    char out[200], p[260], err[1200];
+    flsim_experiment e;
+    memset(&e, 0, sizeof e);
+    snprintf(e.preset, sizeof e.preset, "small");
+    e.seeds = 1;
+    e.overrides[0] = "dataset=idx:/nonexistent/x,/nonexistent/y";
+    /* 0: a fresh --out two levels down; 1: --out there before, empty; 2: DIR/runs there before,
+     * empty; 3: DIR/runs there before, with a run in it. */
+    for (int c = 0; c < 4; c++) {
+        snprintf(out, sizeof out, "%s/o%d%s", dir, c, c == 0 ? "/deep" : "");
+        if (c == 1)
+            assert_int_equal(mkdir(out, 0777), 0);
+        if (c >= 2) {
+            assert_int_equal(mkdir(out, 0777), 0);
+            snprintf(p, sizeof p, "%s/runs", out);
+            assert_int_equal(mkdir(p, 0777), 0);
+        }
+        if (c == 3) {
+            snprintf(p, sizeof p, "%s/runs/full-s1", out);
+            assert_int_equal(mkdir(p, 0777), 0);
+        }
+        snprintf(e.out, sizeof e.out, "%s", out);
+        err[0] = '\0';
+        assert_int_not_equal(flsim_experiment_afd(&e, NULL, err, sizeof err), FL_OK);
+        if (strncmp(err, "dataset: ", 9) != 0 || !strstr(err, "/nonexistent/"))
+            fail_msg("--out %s: '%s'", out, err);
+        struct stat sb;
+        snprintf(p, sizeof p, "%s/o%d", dir, c);
+        if (c == 0) {
+            if (stat(p, &sb) == 0)
+                fail_msg("%s was created and left behind", p);
+            continue;
+        }
+        assert_int_equal(stat(out, &sb), 0); /* there before: stays */
+        snprintf(p, sizeof p, "%s/runs", out);
+        if (c == 1 && stat(p, &sb) == 0)
+            fail_msg("%s was created and left behind", p);
+        if (c >= 2)
+            assert_int_equal(stat(p, &sb), 0);
+        snprintf(p, sizeof p, "%s/runs/full-s1", out);
+        if (c == 3)
+            assert_int_equal(stat(p, &sb), 0);
+        rmdir(p);
+        snprintf(p, sizeof p, "%s/runs", out);
+        rmdir(p);
+        rmdir(out);
+    }
+    assert_int_equal(rmdir(dir), 0); /* nothing else was left in it */
+}
+
 #ifdef FLSIM_HAVE_JANSSON
 /* n[0..3]: events counted; n[4] > 0: ask to stop at the n[4]-th ROUND event. */
 static int count_events(void *user, const flsim_exp_event *ev)
@@ -1529,6 +1587,7 @@ int main(void)
         cmocka_unit_test(test_no_update_accepted),
         cmocka_unit_test(test_example_config_fits),
         cmocka_unit_test(test_out_not_a_directory),
+        cmocka_unit_test(test_experiment_failed_start_leaves_no_dirs),
 #ifdef FLSIM_HAVE_JANSSON
         cmocka_unit_test(test_experiment_resumes),
 #endif
