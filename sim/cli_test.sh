@@ -61,6 +61,20 @@ grep -q "not found in $DIR/nodata/mnist or $DIR/nodata\$" "$DIR/data.err" ||
     fail "missing dataset: $(cat "$DIR/data.err")"
 echo "datasets: looked for where --help says"
 
+# A run whose dataset does not load leaves no --out directory it made, however deep; one that was
+# there stays, with what it holds.
+rc=0
+FEDROP_DATA_DIR="$DIR/nodata" "$FL_SIM" --dataset mnist --rounds 1 --quiet 1 --out "$DIR/runnd/deep" \
+    >/dev/null 2>"$DIR/runnd.err" || rc=$?
+[ "$rc" -eq 1 ] || fail "run, missing dataset: exit status $rc, not 1"
+[ ! -e "$DIR/runnd" ] || fail "run, missing dataset: left $(find "$DIR/runnd" | tr '\n' ' ')"
+mkdir -p "$DIR/runold/deep" && touch "$DIR/runold/keep"
+FEDROP_DATA_DIR="$DIR/nodata" "$FL_SIM" --dataset mnist --rounds 1 --quiet 1 --out "$DIR/runold/deep" \
+    >/dev/null 2>&1 && fail "run, missing dataset, existing --out: exit status 0"
+[ -d "$DIR/runold/deep" ] && [ -e "$DIR/runold/keep" ] ||
+    fail "run, missing dataset: an --out that existed was removed"
+echo "run, missing dataset: no directory left"
+
 # An experiment whose dataset does not load says why, exits 1, and leaves no directory it made
 # (--out DIR, however deep, and DIR/runs); a DIR/runs that was there, with a run in it, stays.
 rc=0

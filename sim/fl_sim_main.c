@@ -577,7 +577,8 @@ static int run_main(int argc, char **argv)
     progress pr = {cfg.progress == 1 || (cfg.progress == -1 && isatty(STDERR_FILENO)),
                    cfg.rounds, cfg.quiet, cfg.out[0] && g_rank == 0 ? cfg.out : NULL, NULL, 0, 0,
                    0.0};
-    if (pr.out && flsim_out_prepare(cfg.out, err, sizeof err) != FL_OK) {
+    size_t out_made = 0; /* what flsim_out_prepare created: removed again if nothing is written */
+    if (pr.out && flsim_out_prepare(cfg.out, &out_made, err, sizeof err) != FL_OK) {
         fprintf(stderr, "fl_sim: --out: %s\n", err);
         return 1;
     }
@@ -607,10 +608,14 @@ static int run_main(int argc, char **argv)
         fputc('\n', stderr);
     if (st != FL_OK && st != FL_ERR_CANCELLED) {
         fprintf(stderr, "fl_sim: %s\n", err[0] ? err : fl_strerror(st));
+        if (pr.out)
+            flsim_out_unprepare(cfg.out, out_made); /* only what is still empty */
         free(recs);
         return 1;
     }
     if (st == FL_ERR_CANCELLED && pr.dropped) {
+        if (pr.out)
+            flsim_out_unprepare(cfg.out, out_made);
         if (g_rank == 0)
             fprintf(stderr, "fl_sim: interrupted before the first round was done: nothing written%s%s%s\n",
                     cfg.out[0] ? " (" : "", cfg.out[0] ? cfg.out : "", cfg.out[0] ? " as it was)" : "");

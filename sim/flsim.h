@@ -316,8 +316,14 @@ fl_status flsim_run(const flsim_config *cfg, const flsim_data *data, const fl_lo
 fl_status flsim_rounds_start(const char *dir, FILE **out, char *err, size_t errlen);
 /* Creates DIR (and its parents) and checks that it is a directory this process may write in;
  * touches nothing inside it, so that a run which fails before its first round leaves an earlier
- * run's results there as they were. FL_OK, or FL_ERR_IO with the reason in err. */
-fl_status flsim_out_prepare(const char *dir, char *err, size_t errlen);
+ * run's results there as they were. made (may be NULL): what flsim_out_unprepare needs to remove
+ * the directories this call created. FL_OK, or FL_ERR_IO with the reason in err (nothing created
+ * is left then). */
+fl_status flsim_out_prepare(const char *dir, size_t *made, char *err, size_t errlen);
+/* After a run that failed or was stopped before writing anything: removes the directories
+ * flsim_out_prepare(dir, &made) created, deepest first, each only while it is empty (a directory
+ * that existed before, or that holds anything, is kept, and so are those above it). */
+void flsim_out_unprepare(const char *dir, size_t made);
 fl_status flsim_rounds_put(FILE *f, const flsim_round_record *r);
 fl_status flsim_rounds_finish(FILE *f);
 

@@ -320,9 +320,13 @@ fl_status flsim_experiment_afd(const flsim_experiment *e, const fl_logger *log, 
         st = flsim_run(&cfg, &data, log, r0 && e->progress ? on_round : NULL, &cb, &ro->res,
                        &ro->rec, &ro->n, e2, sizeof e2);
         if (st == FL_ERR_CANCELLED) { /* half a run: not saved, the next experiment trains it */
-            snprintf(err, errlen, "stopped during %s seed %u (%s); %zu of %zu runs are saved under "
-                     "%s/runs, and the same command resumes from them", g_cfgs[c].name, s + 1, e2,
-                     n_done + ev.trained, n_runs, e->out);
+            if (n_done + ev.trained == 0) /* DIR/runs is removed below if this made it */
+                snprintf(err, errlen, "stopped during %s seed %u (%s); no run was finished, so "
+                         "none is saved", g_cfgs[c].name, s + 1, e2);
+            else
+                snprintf(err, errlen, "stopped during %s seed %u (%s); %zu of %zu runs are saved "
+                         "under %s/runs, and the same command resumes from them", g_cfgs[c].name,
+                         s + 1, e2, n_done + ev.trained, n_runs, e->out);
             break;
         }
         if (st != FL_OK) {

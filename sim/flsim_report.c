@@ -205,16 +205,28 @@ static fl_status begin_dir(const char *dir, char *err, size_t errlen)
     return FL_OK;
 }
 
-fl_status flsim_out_prepare(const char *dir, char *err, size_t errlen)
+fl_status flsim_out_prepare(const char *dir, size_t *made, char *err, size_t errlen)
 {
-    if (flsim_mkdirs(dir, NULL, err, errlen) != 0)
+    size_t m = 0;
+    if (made)
+        *made = 0;
+    if (flsim_mkdirs(dir, &m, err, errlen) != 0)
         return FL_ERR_IO;
     const int e = fl_dir_writable(dir);
-    if (!e)
+    if (!e) {
+        if (made)
+            *made = m;
         return FL_OK;
+    }
+    flsim_rmdirs_made(dir, m);
     if (err && errlen)
         snprintf(err, errlen, "%s: %s", dir, strerror(e));
     return FL_ERR_IO;
+}
+
+void flsim_out_unprepare(const char *dir, size_t made)
+{
+    flsim_rmdirs_made(dir, made);
 }
 
 fl_status flsim_rounds_start(const char *dir, FILE **out, char *err, size_t errlen)
