@@ -22,11 +22,15 @@ int fl_dir_writable(const char *dir)
     if (snprintf(probe, sizeof probe, "%s/.fl-probe-XXXXXX", dir) >= (int)sizeof probe)
         return ENAMETOOLONG;
     const int fd = mkstemp(probe);
-    if (fd < 0)
-        return errno == ENOENT ? EACCES : errno; /* /proc says ENOENT: no file can be made */
+    if (fd < 0) {
+        const int e = errno;
+        /* /proc says ENOENT, though it is there: no file can be made in it */
+        return e == ENOENT && stat(dir, &sb) == 0 ? EACCES : e;
+    }
     close(fd);
-    unlink(probe);
-    return 0;
+    /* A directory where files can be made but not removed (chattr +a) cannot take an atomic
+     * replace either: refused, rather than leaving a probe behind at every start. */
+    return unlink(probe) == 0 ? 0 : errno;
 }
 
 int fl_parent_writable(const char *path)
@@ -48,6 +52,10 @@ fl_status fl_file_read(const char *path, size_t max, char **out, size_t *len, ch
     FILE *f = fopen(path, "rb");
     if (!f)
         return fl_errf(err, errlen, FL_ERR_IO, "%s: %s", path, strerror(errno));
+    /* Unbuffered: fread fills buf directly, so no stdio buffer is left holding the text (a
+     * secret key's) when the stream is freed. */
+    setvbuf(f, NULL, _IONBF, 0);
+    int read_errno = 0;
     size_t cap = 4096, n = 0;
     char *buf = malloc(cap);
     while (buf) {
@@ -63,10 +71,13 @@ fl_status fl_file_read(const char *path, size_t max, char **out, size_t *len, ch
             buf = nb;
             cap *= 2;
         }
+        errno = 0;
         const size_t r = fread(buf + n, 1, cap - n, f);
         n += r;
-        if (r == 0)
+        if (r == 0) {
+            read_errno = errno;
             break;
+        }
     }
     const int bad = ferror(f);
     fclose(f);
@@ -75,7 +86,7 @@ fl_status fl_file_read(const char *path, size_t max, char **out, size_t *len, ch
     if (bad || n > max) {
         free(buf);
         return fl_errf(err, errlen, FL_ERR_IO, "%s: %s", path,
-                       bad ? "read error" : "file too large");
+                       !bad ? "file too large" : read_errno ? strerror(read_errno) : "read error");
     }
     *out = buf;
     *len = n;

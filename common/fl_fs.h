@@ -6,9 +6,10 @@
 
 #include "fl_status.h"
 
-/* 0 if dir is a directory in which this process can create files (stat, S_ISDIR, access W|X,
- * then a probe file made and removed at once, since access() lets root pass where no file can be
- * made); otherwise the errno that says why (ENOTDIR when it is something else). */
+/* 0 if dir is a directory in which this process can create and remove files (stat, S_ISDIR,
+ * access W|X, then a probe file ".fl-probe-XXXXXX" made and removed at once, since access() lets
+ * root pass where no file can be made); otherwise the errno that says why (ENOTDIR when it is
+ * something else). The probe changes the directory's mtime. */
 int fl_dir_writable(const char *dir);
 
 /* fl_dir_writable of the directory that would hold the file `path` ("." without a '/'). */

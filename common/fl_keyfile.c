@@ -65,16 +65,17 @@ int fl_key_next_line(const char *text, size_t len, size_t *pos, size_t *a, size_
 
 fl_key_kind fl_key_header_kind(const char *line, size_t len)
 {
-    char buf[256];
-    const size_t n = len < sizeof buf - 1 ? len : sizeof buf - 1;
-    memcpy(buf, line, n);
-    buf[n] = 0;
-    const char *hash = strchr(buf, '#');
-    if (!hash)
-        return FL_KEY_ANY;
-    if (strstr(hash, "CURVE public key"))
+    /* keygen's header only: "# fedrop CURVE public key ..." after any blanks. A comment of one's
+     * own that mentions a public key ("its CURVE public key is in x.pub") says nothing. */
+    static const char pub[] = "# fedrop CURVE public key", sec[] = "# fedrop CURVE secret key";
+    size_t i = 0;
+    while (i < len && (line[i] == ' ' || line[i] == '\t'))
+        i++;
+    line += i;
+    len -= i;
+    if (len >= sizeof pub - 1 && memcmp(line, pub, sizeof pub - 1) == 0)
         return FL_KEY_PUBLIC;
-    if (strstr(hash, "CURVE secret key"))
+    if (len >= sizeof sec - 1 && memcmp(line, sec, sizeof sec - 1) == 0)
         return FL_KEY_SECRET;
     return FL_KEY_ANY;
 }

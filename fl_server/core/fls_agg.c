@@ -12,6 +12,7 @@
  */
 #include "fls_agg.h"
 
+#include <fenv.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -796,12 +797,17 @@ typedef struct fold_ctx {
 } fold_ctx;
 
 /* The SIMD kernels' 32-bit fast-path bound for these terms: min(2^(31-S), the float above thr)
- * where scale is exactly 2^S and w < 2^31 (a clipped update's scale is usually not a power of
- * two); 0 otherwise. */
+ * where scale is exactly 2^S, w < 2^31 and the rounding mode is the default (a clipped
+ * update's scale is usually not a power of two); 0 otherwise. */
 static float fast_bound(double scale, float thr, uint64_t w)
 {
     int e;
     if (w >= (UINT64_C(1) << 31) || frexp(scale, &e) != 0.5 || e - 1 > 40 || e - 1 < 0)
+        return 0.0f;
+    /* The magic-number rounding follows the rounding mode, the fast path's conversion rounds to
+     * nearest: they agree only in the default mode (an embedder's fesetround would otherwise fold
+     * an element one way and undo it the other). */
+    if (fegetround() != FE_TONEAREST)
         return 0.0f;
     const float f = ldexpf(1.0f, 31 - (e - 1));
     const float t = nextafterf(thr, INFINITY);

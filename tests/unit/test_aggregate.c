@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fenv.h>
 #include <math.h>
 #include <cmocka.h>
 
@@ -345,6 +346,25 @@ static void check_invariance(const char *spec, int K, double p, uint64_t seed, d
     for (int k = 0; k < K; k++)
         upd_free(&u[k]);
     free(u);
+}
+
+/* Under another rounding mode (an embedder's fesetround) every kernel still gives the bits of
+ * the portable one, and an undo still cancels its fold. */
+static void test_invariance_rounding_modes(void **state)
+{
+    (void)state;
+    const int modes[] = {FE_UPWARD, FE_DOWNWARD, FE_TOWARDZERO};
+    for (int m = 0; m < 3; m++) {
+        assert_int_equal(fesetround(modes[m]), 0);
+        check_invariance("mlp:30-17-13-4", 11, 0.6, 35 + (uint64_t)m, 0.0);
+        assert_int_equal(fesetround(FE_TONEAREST), 0);
+    }
+}
+
+static int restore_rounding(void **state)
+{
+    (void)state;
+    return fesetround(FE_TONEAREST); /* after a failure too: the later tests need the default */
 }
 
 static void test_order_and_chunking_invariance(void **state)
@@ -993,6 +1013,7 @@ int main(void)
         cmocka_unit_test(test_submodel_mean_mlp),
         cmocka_unit_test(test_submodel_mean_cnn_lstm),
         cmocka_unit_test(test_order_and_chunking_invariance),
+        cmocka_unit_test_teardown(test_invariance_rounding_modes, restore_rounding),
         cmocka_unit_test(test_abort_leaves_no_trace),
         cmocka_unit_test(test_fold_early_guards),
         cmocka_unit_test(test_chunk_errors_and_state),

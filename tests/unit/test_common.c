@@ -385,6 +385,12 @@ static void test_key_file_good(void **state)
     key_file(path, "tab.pub", KEY_B "\t#\tserver\n");
     assert_int_equal(fl_key_file_read(path, FL_KEY_PUBLIC, z, NULL, err, sizeof err), FL_OK);
     assert_string_equal(z, KEY_B);
+    /* a comment of one's own that mentions the other kind is no keygen header */
+    key_file(path, "own.secret", "# laptop-7 secret; its CURVE public key is in laptop-7.pub\n"
+                                 KEY_B "  # fedrop CURVE public key: not a header here\n");
+    assert_int_equal(fl_key_file_read(path, FL_KEY_SECRET, z, &said, err, sizeof err), FL_OK);
+    assert_string_equal(z, KEY_B);
+    assert_int_equal(said, FL_KEY_ANY);
     /* the same from memory, named by the caller */
     const char text[] = HDR_SEC KEY_B "\n";
     assert_int_equal(fl_key_text_parse(text, sizeof text - 1, "mem", FL_KEY_SECRET, z, &said,
