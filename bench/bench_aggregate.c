@@ -2,7 +2,11 @@
  * beside plain streaming `acc += w * x` loops over the same number of floats in the same run
  * (the memory-bandwidth limit for touching each delta once).
  *
- *   bench_aggregate [--updates U] [--keep P] [--spec ARCH] [--reps R] [--cpu-time]
+ *   bench_aggregate [--updates U] [--keep P] [--spec ARCH] [--reps R] [--subnormal F] [--cpu-time]
+ *
+ * --subnormal F makes that fraction of the deltas subnormal: a client chooses its bytes, and a
+ * fold with a slow path on such values (a float multiply of a subnormal takes microcode on the
+ * development CPU) would let it slow the server down; the figure should not move.
  *
  * Each update is a random keep-set at keep P of ARCH (default cnn: 6,603,710 params; keep >= 1
  * sends full-model updates). Its delta is decoded in place into the aggregator's staging buffer
@@ -93,7 +97,7 @@ static void peer_f64(double *restrict acc, const float *restrict x, double w, si
 int main(int argc, char **argv)
 {
     int U = 10, R = 0;
-    double keep = 0.75;
+    double keep = 0.75, subnormal = 0.0;
     const char *spec = "cnn";
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--updates") && i + 1 < argc)
@@ -104,15 +108,18 @@ int main(int argc, char **argv)
             spec = argv[++i];
         else if (!strcmp(argv[i], "--reps") && i + 1 < argc)
             R = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--subnormal") && i + 1 < argc)
+            subnormal = atof(argv[++i]);
         else if (!strcmp(argv[i], "--cpu-time"))
             use_cpu_time = 1;
         else {
-            fprintf(stderr, "usage: %s [--updates U] [--keep P] [--spec ARCH] [--reps R] [--cpu-time]\n", argv[0]);
+            fprintf(stderr, "usage: %s [--updates U] [--keep P] [--spec ARCH] [--reps R] "
+                    "[--subnormal F] [--cpu-time]\n", argv[0]);
             return 2;
         }
     }
-    if (U < 1 || keep <= 0.0) {
-        fprintf(stderr, "bench_aggregate: --updates >= 1, --keep > 0\n");
+    if (U < 1 || keep <= 0.0 || !(subnormal >= 0.0 && subnormal <= 1.0)) {
+        fprintf(stderr, "bench_aggregate: --updates >= 1, --keep > 0, 0 <= --subnormal <= 1\n");
         return 2;
     }
     if (R <= 0)
@@ -158,6 +165,11 @@ int main(int argc, char **argv)
     fl_rng r = fl_rng_stream(7, 0, 0, FL_RNG_TEST);
     for (size_t i = 0; i < N; i++)
         src[i] = 0.01f * (2.0f * fl_rng_uniform(&r) - 1.0f);
+    /* --subnormal F: that fraction of the deltas subnormal, spread evenly (a client chooses its
+     * bytes: a fold with a slow path on such values would be a lever to slow the server) */
+    if (subnormal > 0.0)
+        for (double p = 0.0; p < (double)N; p += 1.0 / subnormal)
+            src[(size_t)p] = ((size_t)p & 1 ? -1e-40f : 3e-41f);
     memcpy(px, src, max_sub * sizeof(float));
 
     fls_agg *agg;
@@ -260,8 +272,9 @@ int main(int argc, char **argv)
 
     const double pps = (double)folded / best_fold;
     const double lim = (double)folded / best_peer;
-    printf("arch=%s n_params=%zu updates=%d keep=%.2f reps=%d folded_per_round=%zu held=%zu clock=%s\n",
-           a.spec, N, U, keep, R, folded, n_held, use_cpu_time ? "thread-cpu" : "wall");
+    printf("arch=%s n_params=%zu updates=%d keep=%.2f subnormal=%.2f reps=%d folded_per_round=%zu "
+           "held=%zu clock=%s\n", a.spec, N, U, keep, subnormal, R, folded, n_held,
+           use_cpu_time ? "thread-cpu" : "wall");
     printf("memory_bytes=%zu (accumulator 8 B/param + staging 4 B/param + weight cells)\n",
            fls_agg_memory_bytes(&a, N, NULL, 0));
     printf("fold_in_place_s=%.4f copy_add_fold_s=%.4f peer_f64_s=%.4f peer_f32_s=%.4f "

@@ -566,6 +566,13 @@ void fls_agg_update_discard(fls_agg_update *h)
 
 /* ---- the fold kernels ---------------------------------------------------------------------- */
 
+static inline uint32_t float_bits(float f)
+{
+    uint32_t b;
+    memcpy(&b, &f, sizeof b);
+    return b;
+}
+
 static inline uint64_t to_fixed(float x, double scale)
 {
     const double t = (double)x * scale + MAGIC_D;
@@ -614,18 +621,19 @@ static int fold_avx2(uint64_t *acc, const float *x, size_t len, uint64_t w, doub
         _mm256_storeu_si256((__m256i *)(acc + i + (OFF)), s);                                 \
     } while (0)
     if (fast > 0.0f) { /* fold_avx512's 32-bit fast path, 8 lanes at a time (see there) */
-        const __m256 vsf = _mm256_set1_ps((float)scale);
-        const __m256 vfast = _mm256_set1_ps(fast);
-        const __m256 absm8 = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+        const __m256i vfast = _mm256_set1_epi32((int)float_bits(fast));
+        const __m256i absm8 = _mm256_set1_epi32(0x7fffffff);
+        const __m256i vexp = _mm256_set1_epi32(ilogb(scale) << 23);
         for (; i + 8 <= len; i += 8) {
-            const __m256 xf = _mm256_loadu_ps(x + i);
-            if (_mm256_movemask_ps(_mm256_cmp_ps(_mm256_and_ps(xf, absm8), vfast, _CMP_LT_OQ)) !=
-                0xff) {
+            const __m256i xb = _mm256_loadu_si256((const __m256i *)(x + i));
+            if (_mm256_movemask_epi8(_mm256_cmpgt_epi32(vfast, _mm256_and_si256(xb, absm8))) !=
+                -1) {
                 FOLD4(0);
                 FOLD4(4);
                 continue;
             }
-            const __m256i q = _mm256_cvtps_epi32(_mm256_mul_ps(xf, vsf));
+            const __m256i xs = _mm256_add_epi32(xb, vexp); /* x * 2^S: see fold_avx512 */
+            const __m256i q = _mm256_cvtps_epi32(_mm256_castsi256_ps(xs));
             const __m128i q0 = _mm256_castsi256_si128(q), q1 = _mm256_extracti128_si256(q, 1);
             const __m256i p0 = _mm256_mul_epi32(_mm256_cvtepi32_epi64(q0), vw);
             const __m256i p1 = _mm256_mul_epi32(_mm256_cvtepi32_epi64(q1), vw);
@@ -673,9 +681,13 @@ static inline __m256 fold8_avx512(uint64_t *acc, const float *x, __m512d vs, __m
 
 /* fold_avx512 with a 32-bit fast path, 16 lanes at a time, for scale = 2^S and w < 2^31: where
  * all 16 values are in range (|x| <= thr) and |x| < 2^(31-S), x * 2^S is exact in float and
- * round(x * 2^S) fits an int32, so a float multiply, a 32-bit conversion (rounding to nearest
- * even, as the magic-number addition does) and a signed 32x32->64 multiply give the very same
- * product as the 64-bit path, in about half the micro-ops (the 64-bit multiply alone is three).
+ * round(x * 2^S) fits an int32, so S added to the exponent field, a 32-bit conversion (rounding
+ * to nearest even, as the magic-number addition does in the default mode, the only one where
+ * fast_bound allows this path) and a signed 32x32->64 multiply give the very same product as the
+ * 64-bit path, in about half the micro-ops (the 64-bit multiply alone is three). No float
+ * arithmetic touches x: a float multiply of a subnormal takes a microcode slow path on this CPU
+ * (a fold 10x slower with a fifth of the values subnormal, which a client could send); the range
+ * check compares the bits as integers (for |x| they order as the floats do; NaN's are above).
  * Deltas of a local round are far below 2^(31-S) (8 at the default S = 28), so the 64-bit path
  * runs only for a vector holding a large, bad or NaN value: the same bits either way. fast is
  * the float bound min(2^(31-S), the float just above thr). */
@@ -689,16 +701,21 @@ static int fold_avx512(uint64_t *acc, const float *x, size_t len, uint64_t w, do
     __m256 bad = _mm256_setzero_ps();
     size_t i = 0;
     if (fast > 0.0f) {
-        const __m512 vsf = _mm512_set1_ps((float)scale);
-        const __m512 vfast = _mm512_set1_ps(fast);
+        const __m512i vfast = _mm512_set1_epi32((int)float_bits(fast));
+        const __m512i absm = _mm512_set1_epi32(0x7fffffff);
+        const __m512i vexp = _mm512_set1_epi32(ilogb(scale) << 23);
         for (; i + 16 <= len; i += 16) {
-            const __m512 xf = _mm512_loadu_ps(x + i);
-            if (_mm512_cmp_ps_mask(_mm512_abs_ps(xf), vfast, _CMP_LT_OQ) != 0xffff) {
+            const __m512i xb = _mm512_loadu_si512((const void *)(x + i));
+            if (_mm512_cmplt_epi32_mask(_mm512_and_si512(xb, absm), vfast) != 0xffff) {
                 bad = _mm256_or_ps(bad, fold8_avx512(acc + i, x + i, vs, vw, vthr, neg));
                 bad = _mm256_or_ps(bad, fold8_avx512(acc + i + 8, x + i + 8, vs, vw, vthr, neg));
                 continue;
             }
-            const __m512i q = _mm512_cvt_roundps_epi32(_mm512_mul_ps(xf, vsf),
+            /* x * 2^S by the exponent field: exact for a normal x; a zero or subnormal one (field
+             * 0) becomes a float below 2^(S-126) <= 2^-86 in magnitude, which rounds to 0 as
+             * round(x 2^S) does */
+            const __m512i xs = _mm512_add_epi32(xb, vexp);
+            const __m512i q = _mm512_cvt_roundps_epi32(_mm512_castsi512_ps(xs),
                                                        _MM_FROUND_TO_NEAREST_INT |
                                                            _MM_FROUND_NO_EXC);
             const __m256i q0 = _mm512_castsi512_si256(q), q1 = _mm512_extracti64x4_epi64(q, 1);
