@@ -136,12 +136,16 @@ fl_status flz_encode_diff(flz_ctx *ctx, const flz_spec *spec, const flz_params *
  * FL_ERR_CODEC_LENGTH (a valid header for another element count); FL_ERR_CODEC_CORRUPT (the body
  * does not decode: zstd error or checksum, bad index list, bad block range, non-finite result);
  * FL_ERR_NOMEM. On error out[] may have been overwritten (use flz_decode_axpy to keep a target
- * intact). Not thread-safe per ctx. */
+ * intact). Not thread-safe per ctx. On x86 it runs with subnormals flushed to zero (MXCSR FTZ and
+ * DAZ, the caller's MXCSR restored before it returns): a decoded value below FLT_MIN in magnitude
+ * is 0, so that no payload can steer the arithmetic into the CPU's slow path for subnormals. */
 fl_status flz_decode(flz_ctx *ctx, const uint8_t *src, size_t len, float *out, size_t n_expected);
 
 /* out[i] += alpha * decoded[i] for the payload, all or nothing: on any error out[] is untouched.
  * For top-k payloads only the k kept coordinates are read and written (no dense pass). Same
- * returns as flz_decode; FL_ERR_INVALID_ARG for a non-finite alpha. Not thread-safe per ctx. */
+ * returns as flz_decode; FL_ERR_INVALID_ARG for a non-finite alpha. Not thread-safe per ctx.
+ * The decoding flushes subnormals as flz_decode does (the same decoded values); the axpy itself
+ * runs in the caller's floating-point mode. */
 fl_status flz_decode_axpy(flz_ctx *ctx, const uint8_t *src, size_t len, float alpha, float *out,
                           size_t n_expected);
 

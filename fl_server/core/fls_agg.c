@@ -907,11 +907,15 @@ typedef struct store_ctx {
     float c;
 } store_ctx;
 
+/* x * c in double, rounded once to float: the product of two floats is exact in double, so this
+ * is the bits of the float product x * c, without the float multiply's microcode slow path on a
+ * subnormal x (values a client sends: 3.6-5.9x slower commits in the robust modes). */
 static void store_run(void *user, size_t full_index, size_t sub_index, size_t len)
 {
     const store_ctx *s = user;
+    const double c = s->c;
     for (size_t i = 0; i < len; i++)
-        s->dst[full_index + i] = s->src[sub_index + i] * s->c + 0.0f; /* -0 -> +0 */
+        s->dst[full_index + i] = (float)((double)s->src[sub_index + i] * c + 0.0); /* -0 -> +0 */
 }
 
 static fl_status classify_bad(const fls_agg *a, const float *x, size_t n, double c)

@@ -1097,8 +1097,11 @@ static fl_status on_update(fls_core *c, uint32_t key, const flp_msg *m, double n
     s->up_base[0] = 0;
     for (uint32_t i = 0; i < u->n_tensors; i++) {
         const flp_tensor_header *h = &u->tensors[i];
+        /* the chunking the Task used (codec.chunk_elems): a client that chose its own, say 4
+         * elements a chunk, would make the server pay a message's fixed costs (unpack, checks,
+         * decode call, Ack) 16384 times over per chunk, holding an upload slot 20x longer */
         if (h->numel != sub->tensors[i].numel || !h->name ||
-            strcmp(h->name, sub->tensors[i].name) != 0 || h->chunk_elems == 0)
+            strcmp(h->name, sub->tensors[i].name) != 0 || h->chunk_elems != c->cfg.chunk_elems)
             return FL_ERR_WIRE_SHAPE;
         s->up_chunk_elems[i] = h->chunk_elems;
         s->up_base[i + 1] = s->up_base[i] + h->n_chunks;

@@ -771,6 +771,53 @@ static void check_robust(fls_agg_mode mode, double trim, int dilute)
     free(h0);
 }
 
+/* The robust modes store each value as the float product x * c (c < 1 when clipped) plus +0:
+ * the same bits for subnormal x (computed without a float multiply, whose slow path a client
+ * could choose), for -0 (stored as +0) and for normal x. One update's median is its values. */
+static void test_robust_store_bits(void **state)
+{
+    (void)state;
+    flm_arch a;
+    parse(&a, "mlp:30-17-13-4");
+    const size_t N = a.n_params;
+    float *x = malloc(N * sizeof(float)), *d = malloc(N * sizeof(float));
+    fl_rng r = fl_rng_stream(77, 0, 0, FL_RNG_TEST);
+    for (size_t i = 0; i < N; i++) {
+        const float u = 2.0f * fl_rng_uniform(&r) - 1.0f;
+        switch (i % 4) {
+        case 0: x[i] = u * 1e-39f; break;                  /* subnormal */
+        case 1: x[i] = u * 3e-38f; break;                  /* normal; x * c may be subnormal */
+        case 2: x[i] = (i & 8) ? -0.0f : 0x1p-149f; break; /* -0, the least subnormal */
+        default: x[i] = u * 0.5f; break;
+        }
+    }
+    for (int clip = 0; clip < 2; clip++) {
+        fls_agg_options o = fls_agg_options_default();
+        o.mode = FLS_AGG_MEDIAN;
+        o.clip_norm = clip ? 0.25 : 0.0;
+        fls_agg *agg;
+        assert_int_equal(fls_agg_new(&a, &o, &agg), FL_OK);
+        fls_agg_update *h;
+        assert_int_equal(fls_agg_update_begin(agg, 5, NULL, &h), FL_OK);
+        assert_int_equal(fls_agg_update_add(h, 0, x, N), FL_OK);
+        assert_int_equal(fls_agg_update_commit(h), FL_OK);
+        fls_agg_stats st;
+        fls_agg_get_stats(agg, &st);
+        const float c = clip ? (float)(0.25 / st.max_norm) : 1.0f;
+        assert_true(clip ? c < 1.0f && st.n_clipped == 1 : st.n_clipped == 0);
+        assert_int_equal(fls_agg_finalize(agg, d, NULL), FL_OK);
+        for (size_t i = 0; i < N; i++) {
+            const float want = x[i] * c + 0.0f;
+            if (memcmp(&want, &d[i], sizeof want) != 0)
+                fail_msg("clip %d: x[%zu] = %a: stored %a, want %a", clip, i, (double)x[i],
+                         (double)d[i], (double)want);
+        }
+        fls_agg_free(agg);
+    }
+    free(x);
+    free(d);
+}
+
 static void test_trimmed_mean_and_median(void **state)
 {
     (void)state;
@@ -1020,6 +1067,7 @@ int main(void)
         cmocka_unit_test(test_fixed_point_range),
         cmocka_unit_test(test_clipping),
         cmocka_unit_test(test_trimmed_mean_and_median),
+        cmocka_unit_test(test_robust_store_bits),
         cmocka_unit_test(test_merge),
         cmocka_unit_test(test_optimizers_vs_formula),
         cmocka_unit_test(test_agg_then_opt),

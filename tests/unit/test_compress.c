@@ -10,6 +10,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <cmocka.h>
+#include <float.h>
+#if defined(__x86_64__) || defined(__i386__)
+#include <xmmintrin.h>
+#endif
 
 #include "fl_rng.h"
 #include "flz.h"
@@ -802,6 +806,47 @@ static void test_encode_diff(void **state)
     free(a), free(b), free(d), free(p1), free(p2);
 }
 
+/* Decoding flushes subnormals (x86): deltas a sender made tiny (values around 1e-39, and normal
+ * ones of 1e-37 whose block ranges, rotations and sums underflow) decode to 0 or to |y| >=
+ * FLT_MIN, so the decode arithmetic never meets the CPU's slow path for subnormals; the caller's
+ * MXCSR is as it was after every call, failed ones included; honest values decode as before. */
+static void test_subnormals_flushed(void **state)
+{
+    (void)state;
+#if defined(__x86_64__) || defined(__i386__)
+    const size_t n = 5000;
+    fix f;
+    fix_init(&f, n);
+    const unsigned csr = _mm_getcsr();
+    for (size_t p = 0; p < NPIPE; p++) {
+        for (int kind = 0; kind < 2; kind++) {
+            fill_gauss(f.x, n, 40 + p);
+            for (size_t i = 0; i < n; i++)
+                f.x[i] *= kind ? 1e-34f : 1e-36f; /* N(0, 1e-3) -> around 1e-37, 1e-39 */
+            const size_t w = enc(&f, pipelines[p], f.x, n, 3);
+            assert_int_equal(flz_decode(f.c, f.buf, w, f.y, n), FL_OK);
+            assert_int_equal(_mm_getcsr(), csr);
+            const flz_spec sp = spec_of(pipelines[p]);
+            /* float32 and bfloat16 values are moved as bits, with no arithmetic (and no slow
+             * path): their subnormals pass as sent unless a rotation or subsampling computes */
+            const int arithmetic = (sp.value != FLZ_VALUE_F32 && sp.value != FLZ_VALUE_BF16) ||
+                                   sp.rot_log2 || sp.sub != 0.0f;
+            for (size_t i = 0; i < n && arithmetic; i++)
+                if (!(f.y[i] == 0.0f || fabsf(f.y[i]) >= FLT_MIN))
+                    fail_msg("%s: y[%zu] = %g is subnormal", pipelines[p], i, (double)f.y[i]);
+            memset(f.y, 0, n * sizeof(float));
+            assert_int_equal(flz_decode_axpy(f.c, f.buf, w, 1.0f, f.y, n), FL_OK);
+            assert_int_equal(_mm_getcsr(), csr);
+            assert_int_equal(flz_decode(f.c, f.buf, w - 1, f.y, n), FL_ERR_CODEC_HEADER);
+            assert_int_equal(_mm_getcsr(), csr);
+        }
+    }
+    fix_free(&f);
+#else
+    skip();
+#endif
+}
+
 static void test_reserve_and_isa(void **state)
 {
     (void)state;
@@ -835,6 +880,7 @@ int main(void)
         cmocka_unit_test(test_axpy),
         cmocka_unit_test(test_encode_diff),
         cmocka_unit_test(test_reserve_and_isa),
+        cmocka_unit_test(test_subnormals_flushed),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -536,7 +536,8 @@ typedef struct simdata {
 
 /* What a simulated client does with its Task: fetch and decode every chunk, rebuild the
  * submodel, train it on d (or, without data, add a scripted delta), and queue its Update and the
- * delta's chunks (uplink codec, up_chunk elements each) on out. */
+ * delta's chunks (uplink codec, up_chunk elements each: 0 = the Task's chunking, the only one a
+ * server accepts) on out. */
 static void client_work(fls_core *core, uint32_t key, const simdata *d, float scripted,
                         double scripted_loss, uint32_t up_chunk, ulist *out)
 {
@@ -608,6 +609,8 @@ static void client_work(fls_core *core, uint32_t key, const simdata *d, float sc
         w[j] -= w0[j]; /* the delta */
     flz_spec up;
     assert_int_equal(flz_spec_parse(tk->up_codec, &up, NULL, 0), FL_OK);
+    if (up_chunk == 0)
+        up_chunk = tk->tensors[0].chunk_elems;
     flp_tensor_header *h = calloc((size_t)sub->n_tensors, sizeof *h);
     for (int t = 0; t < sub->n_tensors; t++) {
         h[t].name = strdup(sub->tensors[t].name);
@@ -794,7 +797,7 @@ static void test_engine_quorum_and_late(void **state)
     assert_int_equal(n, 4);
     ulist l = {0};
     for (size_t i = 0; i < n; i++)
-        client_work(core, keys[i], NULL, 0.01f * (float)(i + 1), 1.0, 5, &l);
+        client_work(core, keys[i], NULL, 0.01f * (float)(i + 1), 1.0, 0, &l);
     /* Three complete updates close the round at quorum; the fourth is late. */
     for (size_t i = 0; i < 3; i++)
         assert_int_equal(deliver(core, &l, keys[i], 2.0), FL_OK);
@@ -948,7 +951,7 @@ static void test_engine_forget(void **state)
     assert_int_equal(fls_core_client_join(core, keys[0], 7, 2.5), FL_OK);
     assert_int_equal(fls_core_clients_known(core), 3);
     ulist l = {0};
-    client_work(core, keys[1], NULL, 0.01f, 1.0, 5, &l);
+    client_work(core, keys[1], NULL, 0.01f, 1.0, 0, &l);
     assert_int_equal(deliver(core, &l, keys[1], 3.0), FL_OK);
     assert_false(fls_core_round_open(core)); /* exhausted: the other selected one left */
     ulist_free(&l);
@@ -1081,7 +1084,7 @@ static void test_engine_client_error(void **state)
     /* keys[0] reports, the other three fail: the round closes at the last failure, since no
      * selected client can still report (not at its deadline). */
     ulist l = {0};
-    client_work(core, keys[0], NULL, 0.01f, 1.0, 5, &l);
+    client_work(core, keys[0], NULL, 0.01f, 1.0, 0, &l);
     assert_int_equal(deliver(core, &l, keys[0], 2.0), FL_OK);
     assert_int_equal(fls_core_on_message(core, keys[0], &e, 2.0), FL_ERR_STATE); /* delivered */
     for (int i = 1; i < 4; i++) {
@@ -1101,6 +1104,31 @@ static void test_engine_client_error(void **state)
     assert_int_equal(m->failed, 3);
     assert_true(m->t_end == 5.0);
     assert_int_equal(fls_core_connected(core), 6); /* nobody left */
+    ulist_free(&l);
+    fls_core_free(core);
+}
+
+/* An Update must chunk its tensors as the Task did (codec.chunk_elems): a client choosing tiny
+ * chunks would multiply the server's fixed cost per message. Refused at the header with
+ * FL_ERR_WIRE_SHAPE, before any chunk; the client may still send its update chunked as told. */
+static void test_engine_update_chunking(void **state)
+{
+    (void)state;
+    const fls_config cfg = small_config(); /* chunk_elems 7 */
+    fls_core *core = core_with_clients(&cfg, 6);
+    assert_int_equal(fls_core_tick(core, 1.0), FL_OK);
+    uint32_t keys[16];
+    assert_int_equal(take_tasks(core, keys, 16, NULL, NULL), 4);
+    for (uint32_t ce = 1; ce <= 8; ce += 7) { /* smaller and larger than the Task's */
+        ulist bad = {0};
+        client_work(core, keys[0], NULL, 0.01f, 1.0, ce, &bad);
+        assert_int_equal(bad.v[0].m.type, FLP_UPDATE);
+        assert_int_equal(fls_core_on_message(core, keys[0], &bad.v[0].m, 2.0), FL_ERR_WIRE_SHAPE);
+        ulist_free(&bad);
+    }
+    ulist l = {0};
+    client_work(core, keys[0], NULL, 0.01f, 1.0, 0, &l);
+    assert_int_equal(deliver(core, &l, keys[0], 2.5), FL_OK);
     ulist_free(&l);
     fls_core_free(core);
 }
@@ -1197,7 +1225,7 @@ static void test_engine_deadline(void **state)
     assert_int_equal(fls_core_tick(core, 10.0), FL_OK);
     const size_t n = take_tasks(core, keys, 16, NULL, NULL);
     ulist l = {0};
-    client_work(core, keys[0], NULL, 0.01f, 2.0, 1000, &l);
+    client_work(core, keys[0], NULL, 0.01f, 2.0, 0, &l);
     assert_int_equal(deliver(core, &l, keys[0], 11.0), FL_OK);
     assert_true(fls_core_deadline(core) == 70.0);
     assert_int_equal(fls_core_tick(core, 69.9), FL_OK);
@@ -1265,7 +1293,7 @@ static void test_engine_rejections(void **state)
     }
     assert_true(other != 0);
     ulist l = {0};
-    client_work(core, keys[0], NULL, 0.01f, 1.0, 4, &l);
+    client_work(core, keys[0], NULL, 0.01f, 1.0, 0, &l);
     assert_int_equal(fls_core_on_message(core, other, &l.v[0].m, 0.5), FL_ERR_NOT_SELECTED);
     assert_int_equal(fls_core_on_message(core, 999, &l.v[0].m, 0.5), FL_ERR_UNKNOWN_CLIENT);
     flp_msg task;
@@ -1304,7 +1332,7 @@ static void test_engine_rejections(void **state)
                      FL_ERR_DUPLICATE_UPDATE);
     /* An update whose tensors do not match the Task. */
     ulist l2 = {0};
-    client_work(core, keys[1], NULL, 0.01f, 1.0, 4, &l2);
+    client_work(core, keys[1], NULL, 0.01f, 1.0, 0, &l2);
     flp_msg bad = l2.v[0].m;
     bad.update.n_tensors--;
     assert_int_equal(fls_core_on_message(core, keys[1], &bad, 0.5), FL_ERR_WIRE_SHAPE);
@@ -1336,12 +1364,12 @@ static void test_engine_absurd_loss(void **state)
     assert_int_equal(fls_core_tick(core, 0.0), FL_OK);
     assert_int_equal(take_tasks(core, keys, 16, NULL, NULL), 4);
     ulist l = {0};
-    client_work(core, keys[0], NULL, 0.01f, 1.0, 4, &l);
+    client_work(core, keys[0], NULL, 0.01f, 1.0, 0, &l);
     /* Refused at the header: that client's update fails, no chunk of it is taken. */
     const double bad[] = {-1e308, FLS_UPDATE_LOSS_MAX * 1.0000001, 1e308};
     for (size_t i = 0; i < 3; i++) {
         ulist b = {0};
-        client_work(core, keys[i + 1], NULL, 0.01f, bad[i], 4, &b);
+        client_work(core, keys[i + 1], NULL, 0.01f, bad[i], 0, &b);
         assert_int_equal(fls_core_on_message(core, keys[i + 1], &b.v[0].m, 0.5),
                          FL_ERR_WIRE_FIELD);
         assert_int_equal(fls_core_on_message(core, keys[i + 1], &b.v[1].m, 0.5), FL_ERR_STATE);
@@ -1367,7 +1395,7 @@ static void test_engine_absurd_loss(void **state)
     assert_int_equal(take_tasks(core, keys, 16, NULL, NULL), 4);
     for (int i = 0; i < 3; i++) {
         ulist g = {0};
-        client_work(core, keys[i], NULL, 0.01f, FLS_UPDATE_LOSS_MAX, 4, &g);
+        client_work(core, keys[i], NULL, 0.01f, FLS_UPDATE_LOSS_MAX, 0, &g);
         assert_int_equal(deliver(core, &g, keys[i], 0.5), FL_OK);
         ulist_free(&g);
     }
@@ -1422,7 +1450,7 @@ static fl_status header_with_samples(const fls_config *cfg, uint64_t ds, uint64_
     uint32_t keys[4];
     assert_int_equal(take_tasks(core, keys, 4, NULL, NULL), 1);
     ulist l = {0};
-    client_work(core, keys[0], NULL, 0.01f, 1.0, 4, &l);
+    client_work(core, keys[0], NULL, 0.01f, 1.0, 0, &l);
     l.v[0].m.update.n_samples = n;
     const fl_status st = fls_core_on_message(core, keys[0], &l.v[0].m, 0.5);
     ulist_free(&l);
@@ -1443,7 +1471,7 @@ static void test_engine_n_samples_bound(void **state)
     assert_int_equal(fls_core_tick(core, 0.0), FL_OK);
     assert_int_equal(take_tasks(core, keys, 16, NULL, NULL), 4);
     ulist l = {0};
-    client_work(core, keys[3], NULL, 0.01f, 1.0, 4, &l);
+    client_work(core, keys[3], NULL, 0.01f, 1.0, 0, &l);
     flp_msg m = l.v[0].m;
     m.update.n_samples = UINT64_C(1) << 24; /* the audit's: the round's whole weight */
     assert_int_equal(fls_core_on_message(core, keys[3], &m, 0.5), FL_ERR_WIRE_LIMIT);
@@ -1452,7 +1480,7 @@ static void test_engine_n_samples_bound(void **state)
     ulist_free(&l);
     for (int i = 0; i < 3; i++) {
         ulist h = {0};
-        client_work(core, keys[i], NULL, 0.01f, 1.0, 4, &h);
+        client_work(core, keys[i], NULL, 0.01f, 1.0, 0, &h);
         h.v[0].m.update.n_samples = 100; /* all it holds */
         assert_int_equal(deliver(core, &h, keys[i], 0.5), FL_OK);
         ulist_free(&h);
@@ -1521,7 +1549,7 @@ static void one_round_with_fourth(int fourth, float *out, fls_round_metrics *met
     memset(out, 0, 200 * sizeof *out);
     ulist l = {0};
     for (size_t i = 0; i < 4; i++)
-        client_work(core, keys[i], NULL, 0.01f * (float)(i + 1), 1.0 + (double)i, 5, &l);
+        client_work(core, keys[i], NULL, 0.01f * (float)(i + 1), 1.0 + (double)i, 0, &l);
     for (size_t i = 0; i < 3; i++)
         assert_int_equal(deliver(core, &l, keys[i], 1.0), FL_OK);
     assert_true(fls_core_round_open(core));
@@ -1670,7 +1698,7 @@ static void test_engine_archs(void **state)
             free(d);
             flm_submodel_free(sm);
             flm_keepset_free(&ks);
-            client_work(core, keys[i], NULL, step, 1.0, 1000, &l);
+            client_work(core, keys[i], NULL, step, 1.0, 0, &l);
         }
         assert_int_equal(deliver(core, &l, 0, 1.0), FL_OK);
         assert_false(fls_core_round_open(core));
@@ -1799,7 +1827,7 @@ static void sim_rounds(fls_core *core, const simworld *w, uint64_t until, uint64
         assert_true(n > 0);
         ulist l = {0};
         for (size_t i = 0; i < n; i++)
-            client_work(core, keys[i], &w->clients[keys[i] - 1], 0, 0, 50, &l);
+            client_work(core, keys[i], &w->clients[keys[i] - 1], 0, 0, 0, &l);
         if (shuffle_seed) {
             /* Updates first (a chunk needs its header), then everything else shuffled. */
             size_t nu = 0;
@@ -2378,6 +2406,7 @@ int main(void)
         cmocka_unit_test(test_engine_forget),
         cmocka_unit_test(test_engine_start_and_shared_chunks),
         cmocka_unit_test(test_engine_client_error),
+        cmocka_unit_test(test_engine_update_chunking),
         cmocka_unit_test(test_engine_client_table),
         cmocka_unit_test(test_engine_deadline),
         cmocka_unit_test(test_engine_rejections),
