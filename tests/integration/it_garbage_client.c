@@ -28,6 +28,7 @@
 #include <time.h>
 #include <zmq.h>
 
+#include "fl_keyfile.h"
 #include "flp_wire.h"
 
 static volatile sig_atomic_t g_stop;
@@ -50,23 +51,14 @@ static double now_s(void)
     return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
-static int read_key(const char *path, char out[41])
+/* Key files as fl_server keygen writes them, read by the project's one reader. */
+static int read_key(const char *path, fl_key_kind want, char out[41])
 {
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return -1;
-    char line[512];
-    int found = 0;
-    while (!found && fgets(line, sizeof line, f)) {
-        size_t n = strcspn(line, " \t\r\n");
-        if (n == 40) {
-            memcpy(out, line, 40);
-            out[40] = '\0';
-            found = 1;
-        }
-    }
-    fclose(f);
-    return found ? 0 : -1;
+    char err[512];
+    if (fl_key_file_read(path, want, out, NULL, err, sizeof err) == FL_OK)
+        return 0;
+    fprintf(stderr, "it_garbage_client: %s\n", err);
+    return -1;
 }
 
 typedef struct drv {
@@ -471,8 +463,8 @@ int main(int argc, char **argv)
         else if (!strcmp(a, "--seed")) g_rng ^= strtoull(v, NULL, 10) * 0xff51afd7ed558ccdull;
         else { fprintf(stderr, "it_garbage_client: unknown option %s\n", a); return 1; }
     }
-    if (!d.ep || !key || !skey || !d.id || read_key(key, d.sk) || read_key(skey, d.spk) ||
-        zmq_curve_public(d.pk, d.sk) != 0) {
+    if (!d.ep || !key || !skey || !d.id || read_key(key, FL_KEY_SECRET, d.sk) ||
+        read_key(skey, FL_KEY_PUBLIC, d.spk) || zmq_curve_public(d.pk, d.sk) != 0) {
         fprintf(stderr, "it_garbage_client: need --server, --key, --server-key (readable Z85 key "
                         "files) and --id\n");
         return 1;
