@@ -24,6 +24,7 @@ struct flc_core {
     const flm_samples *data;
     flc_core_train_fn train_fn;
     void *train_user;
+    int wraps_builtin;                    /* flc_core_set_trainer_wraps_builtin */
     const atomic_int *cancel; /* cfg.cancel */
     fl_logger log;
     size_t max_params;
@@ -34,6 +35,8 @@ struct flc_core {
     /* the current task */
     int have_task, ready, trained, taken; /* taken: the payload was handed out */
     int failed;                           /* this task's training failed: not trained again */
+    int w_lazy;                           /* w not filled yet: its values are ref's (borrowed
+                                           * weights; the built-in trainer starts from ref) */
     int builtin_ran;                      /* the plug-in of this training called the built-in
                                            * trainer (the simulator's timing wrapper): its
                                            * failure is the built-in's, worded as such */
@@ -166,6 +169,11 @@ static void rewind_residual(flc_core *c, uint64_t round)
     c->snap_valid = 0;
 }
 
+void flc_core_set_trainer_wraps_builtin(flc_core *c, int on)
+{
+    c->wraps_builtin = on != 0;
+}
+
 void flc_core_set_max_params(flc_core *c, size_t n)
 {
     c->max_params = n ? n : (size_t)1 << 28;
@@ -194,6 +202,7 @@ static void drop_task(flc_core *c)
     flp_msg_tracker_free(c->trk);
     c->trk = NULL;
     c->have_task = c->ready = c->trained = c->taken = c->failed = 0;
+    c->w_lazy = 0;
     c->ref = NULL;
     c->got_chunk = 0;
     c->n_chunks = 0;
@@ -331,6 +340,7 @@ static fl_status on_task(flc_core *c, const flp_msg *m)
     c->task_run_id = t->run_id;
     c->have_task = 1;
     c->ref = c->w0;
+    c->w_lazy = 0;
     c->got_chunk = 0;
     memset(&c->stats, 0, sizeof c->stats);
     c->stats.round = m->round;
@@ -483,9 +493,16 @@ fl_status flc_core_builtin_train(flc_core *c, const flc_core_job *job, float *pa
                        job->train->prox_mu};
     fl_rng order = fl_rng_stream(job->seed, (uint32_t)job->round, c->key, FL_RNG_BATCH);
     *n_samples = view.n;
-    return flm_train_local_cancellable(c->model, params,
-                                       job->train->prox_mu > 0 ? job->w_global : NULL, &view,
-                                       (int)job->train->epochs, &o, &order, loss, c->cancel);
+    /* Working weights not filled yet (borrowed ones): the first step reads the received weights
+     * and writes the working ones, instead of a copy first. */
+    const float *init = params;
+    if (params == c->w && c->w_lazy) {
+        init = c->ref;
+        c->w_lazy = 0;
+    }
+    return flm_train_local_from(c->model, params, init,
+                                job->train->prox_mu > 0 ? job->w_global : NULL, &view,
+                                (int)job->train->epochs, &o, &order, loss, c->cancel);
 }
 
 /* Error feedback: gathers / scatters the global residual over one chunk's runs. */
@@ -536,8 +553,16 @@ static fl_status train_encode(flc_core *c, char *why, size_t whycap)
     uint64_t n_samples = 0;
     double loss = NAN;
     c->builtin_ran = 0;
+    if (c->w_lazy && c->train_fn && !c->wraps_builtin) { /* a plug-in trains in a copy */
+        memcpy(c->w, c->ref, n * sizeof(float));
+        c->w_lazy = 0;
+    }
     fl_status st = c->train_fn ? c->train_fn(c->train_user, &job, c->w, &n_samples, &loss)
                                : flc_core_builtin_train(c, &job, c->w, &n_samples, &loss);
+    if (c->w_lazy) { /* the built-in trainer was not reached: the weights are the received ones */
+        memcpy(c->w, c->ref, n * sizeof(float));
+        c->w_lazy = 0;
+    }
     if (st == FL_ERR_CANCELLED) {
         /* The built-in trainer returns it only for a stop; a plug-in may return it a moment
          * before the device calls flc_client_stop, or without one (flc.h: the round is then not
@@ -779,8 +804,9 @@ fl_status flc_core_set_weights_borrowed(flc_core *c, const float *w_sub, uint64_
         return FL_ERR_INVALID_ARG;
     if (!c->have_task || c->ready || c->got_chunk)
         return FL_ERR_STATE;
-    const size_t n = flm_submodel_arch(c->sm)->n_params;
-    memcpy(c->w, w_sub, n * sizeof(float));
+    /* The working weights are filled by the first step of the built-in trainer (or copied before
+     * a plug-in trainer runs): no copy here. */
+    c->w_lazy = 1;
     c->ref = w_sub;
     c->stats.bytes_down = bytes_down;
     c->ready = 1;

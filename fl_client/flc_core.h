@@ -96,6 +96,13 @@ fl_status flc_core_rebind(flc_core *c, const flc_core_config *cfg);
  * default is 2^28 floats (1 GiB); 0 restores it. */
 void flc_core_set_max_params(flc_core *c, size_t n);
 
+/* on: the plug-in trainer only wraps flc_core_builtin_train (to time it, to log), calling it with
+ * the params it got. After flc_core_set_weights_borrowed those params are then not filled before
+ * the call: the built-in trainer starts from the borrowed weights itself, without a copy (if the
+ * plug-in returns without calling it, the core fills them afterwards). Off (the default): params
+ * always hold the received weights when the plug-in is called. Kept across flc_core_rebind. */
+void flc_core_set_trainer_wraps_builtin(flc_core *c, int on);
+
 /* What the core holds for a task's submodel, estimated: flm_train_memory_need (models/flm_arch.h;
  * the server's selection uses the same estimate). */
 #define FLC_CORE_BYTES_PER_PARAM FLM_TRAIN_BYTES_PER_PARAM
@@ -192,9 +199,11 @@ const float *flc_core_weights(const flc_core *c);
  * (a shared keep-set: the simulator): after the Task, instead of its chunks, the weights those
  * chunks decode to (the submodel's n_params floats, e.g. flc_core_weights of a core that decoded
  * them), borrowed: they must stay valid and unchanged until flc_core_train has returned. The core
- * copies them into its working weights and reads them in place as the received weights (the
- * delta's reference, FedProx's anchor): one copy instead of a decode and a copy per client, and
- * the same bits. bytes_down: what the chunks weighed, for the stats. The core is then ready.
+ * reads them in place as the received weights (the delta's reference, FedProx's anchor), and its
+ * working weights start as a copy of them: the built-in trainer's first step reads them and writes
+ * the working weights (flm_train_local_from), so they are not copied at all (a plug-in trainer
+ * gets a copy, unless flc_core_set_trainer_wraps_builtin): no decode and no copy per client, and the same
+ * bits. bytes_down: what the chunks weighed, for the stats. The core is then ready.
  * FL_ERR_STATE without a task, or once a chunk was accepted or the task is complete. */
 fl_status flc_core_set_weights_borrowed(flc_core *c, const float *w_sub, uint64_t bytes_down);
 const flm_arch *flc_core_sub_arch(const flc_core *c);

@@ -171,7 +171,7 @@ typedef struct par_ctx {
     int nparts;
     /* the fused dense backward: columns N of W (OC, N), dinp (M, N), x (M, N), dout (M, OC) */
     float *dinp, *W;
-    const float *dout, *x;
+    const float *Wsrc, *dout, *x; /* W before the step: W itself, or another buffer */
     int OC;
     float decay;
 } par_ctx;
@@ -396,15 +396,16 @@ static FLM_AVX512 void skinny_nn(int M, int N, int K, float alpha, const float *
     }
 }
 
-/* Fused dense backward + SGD step (flm_dense_bwd_update) for a batch of MB <= 10 rows, over rows
- * [0, rb) of W starting at W (row stride C). For every 16-column chunk c: x[:, c] and the
- * dinp[:, c] accumulators stay in registers while the rb rows stream through once:
- *   acc_i += dout[i, k] * W[k, c]               (dinp, with W before the update)
- *   W[k, c] = decay * W[k, c] + sum_i sa[k][i] x[i, c]   (sa = alpha * dout^T)
+/* Fused dense backward + SGD step (flm_dense_bwd_update_from) for a batch of MB <= 10 rows, over
+ * rows [0, rb) of W starting at W and Ws (row stride C). For every 16-column chunk c: x[:, c] and
+ * the dinp[:, c] accumulators stay in registers while the rb rows stream through once:
+ *   acc_i += dout[i, k] * Ws[k, c]              (dinp, with W before the update)
+ *   W[k, c] = decay * Ws[k, c] + sum_i sa[k][i] x[i, c]   (sa = alpha * dout^T)
+ * (Ws == W: the step in place.)
  * d[k][i] = dout[i, r0 + k] and sa[k][i] are small transposed copies made by the caller. */
 static inline __attribute__((always_inline)) FLM_AVX512 void
-dbu_block(const int MB, int rb, int Cn, int C, float *W, float *dinp, const float *x,
-          const float *d, const float *sa, float decay, int first)
+dbu_block(const int MB, int rb, int Cn, int C, float *W, const float *Ws, float *dinp,
+          const float *x, const float *d, const float *sa, float decay, int first)
 {
     /* Cn columns of row stride C */
     const __m512 vdecay = _mm512_set1_ps(decay);
@@ -418,8 +419,9 @@ dbu_block(const int MB, int rb, int Cn, int C, float *W, float *dinp, const floa
         }
         for (int k = 0; k < rb; k++) {
             float *wk = W + (size_t)k * C + c;
-            _mm_prefetch((const char *)(wk + 128), _MM_HINT_T0);
-            const __m512 w = _mm512_maskz_loadu_ps(m, wk);
+            const float *wsk = Ws + (size_t)k * C + c;
+            _mm_prefetch((const char *)(wsk + 128), _MM_HINT_T0);
+            const __m512 w = _mm512_maskz_loadu_ps(m, wsk);
             const float *dk = d + k * MB, *sk = sa + k * MB;
             if (dinp)
                 for (int i = 0; i < MB; i++)
@@ -442,12 +444,14 @@ dbu_block(const int MB, int rb, int Cn, int C, float *W, float *dinp, const floa
 #define DBU_ROWS 64
 #define DBU_CASE(MB)                                                                           \
     case MB:                                                                                   \
-        dbu_block(MB, rb, Cn, C, W + (size_t)r0 * C, dinp, x, d, sa, decay, r0 == 0);          \
+        dbu_block(MB, rb, Cn, C, W + (size_t)r0 * C, Ws + (size_t)r0 * C, dinp, x, d, sa, decay, \
+                  r0 == 0);                                                                    \
         break;
 
 /* Columns [0, Cn) of W (row stride C), dinp and x (pointers already at the first column). */
-static FLM_AVX512 void dbu_avx512(float *dinp, float *W, const float *dout, const float *x, int B,
-                                  int Cn, int C, int OC, float alpha, float decay)
+static FLM_AVX512 void dbu_avx512(float *dinp, float *W, const float *Ws, const float *dout,
+                                  const float *x, int B, int Cn, int C, int OC, float alpha,
+                                  float decay)
 {
     float d[DBU_ROWS * 10], sa[DBU_ROWS * 10];
     for (int r0 = 0; r0 < OC; r0 += DBU_ROWS) {
@@ -502,8 +506,8 @@ static FLM_AVX512 void par_run_part(const par_ctx *c, int part)
                   c->C + j0, c->ldc);
         break;
     default:
-        dbu_avx512(c->dinp ? c->dinp + j0 : NULL, c->W + j0, c->dout, c->x + j0, c->M, j1 - j0,
-                   c->N, c->OC, c->alpha, c->decay);
+        dbu_avx512(c->dinp ? c->dinp + j0 : NULL, c->W + j0, c->Wsrc + j0, c->dout, c->x + j0,
+                   c->M, j1 - j0, c->N, c->OC, c->alpha, c->decay);
         break;
     }
 }
@@ -552,7 +556,7 @@ static int skinny_gemm(int transA, int transB, int M, int N, int K, float alpha,
         return 0;
     if (M <= SKINNY_MAX && !transA && (size_t)N * K >= SKINNY_MIN_WORK) {
         par_ctx c = {transB ? 0 : 1, M, N, K, lda, ldb, ldc, transB ? 4 : 32, alpha, beta,
-                     A, B, C, par_threads((size_t)N * K), NULL, NULL, NULL, NULL, 0, 0.0f};
+                     A, B, C, par_threads((size_t)N * K), NULL, NULL, NULL, NULL, NULL, 0, 0.0f};
         par_run(&c);
         return 1;
     }
@@ -611,22 +615,31 @@ void flm_sgemm_ref(int transA, int transB, int M, int N, int K, float alpha, con
 void flm_dense_bwd_update(float *dinp, float *W, const float *dout, const float *x, int B, int C,
                           int OC, float alpha, float decay)
 {
+    flm_dense_bwd_update_from(dinp, W, W, dout, x, B, C, OC, alpha, decay);
+}
+
+void flm_dense_bwd_update_from(float *dinp, float *W, const float *Wsrc, const float *dout,
+                               const float *x, int B, int C, int OC, float alpha, float decay)
+{
     if (B <= 0 || C <= 0 || OC <= 0)
         return;
     pthread_once(&g_once, blas_load);
     if (g_blas.avx512 && B <= 10 && (size_t)C * OC >= SKINNY_MIN_WORK) {
         par_ctx c = {2, B, C, 0, 0, 0, 0, 16, alpha, 0.0f, NULL, NULL, NULL,
-                     par_threads((size_t)C * OC), dinp, W, dout, x, OC, decay};
+                     par_threads((size_t)C * OC), dinp, W, Wsrc, dout, x, OC, decay};
         par_run(&c);
         return;
     }
     /* Two GEMMs per block of rows: the block is read from memory by the first and is still in
-     * cache for the second. */
+     * cache for the second (and for the copy from Wsrc before them, when the step is not in
+     * place: the GEMMs read W as it was before the step, so they run on the copy). */
     int RB = 65536 / C;
     RB = RB < 8 ? 8 : RB > 256 ? 256 : RB;
     for (int r0 = 0; r0 < OC; r0 += RB) {
         const int rb = OC - r0 < RB ? OC - r0 : RB;
         float *wr = W + (size_t)r0 * C;
+        if (Wsrc != W)
+            memcpy(wr, Wsrc + (size_t)r0 * C, (size_t)rb * C * sizeof *wr);
         /* dinp (B, C) (+)= dout[:, r0 : r0+rb] (B, rb) @ W[r0 : r0+rb, :] (rb, C) */
         if (dinp)
             flm_sgemm(0, 0, B, C, rb, 1.0f, dout + r0, OC, wr, C, r0 ? 1.0f : 0.0f, dinp, C);

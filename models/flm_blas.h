@@ -25,6 +25,12 @@ void flm_sgemm_ref(int transA, int transB, int M, int N, int K, float alpha, con
  * otherwise two flm_sgemm calls per block of rows. Same arithmetic up to float rounding. */
 void flm_dense_bwd_update(float *dinp, float *W, const float *dout, const float *x, int B, int C,
                           int OC, float alpha, float decay);
+/* The same step out of other weights: reads W as it was before the step from Wsrc and writes the
+ * stepped weights to W (Wsrc == W: flm_dense_bwd_update). The same bits as copying Wsrc into W
+ * and stepping in place, without the copy: a local round's first step can read the weights as
+ * received and write the working ones. Wsrc and W must not otherwise overlap. */
+void flm_dense_bwd_update_from(float *dinp, float *W, const float *Wsrc, const float *dout,
+                               const float *x, int B, int C, int OC, float alpha, float decay);
 
 /* Kernel selection (flm_blas.c). OpenBLAS is not linked at build time: the first call of any
  * function below or of flm_sgemm detects the CPU (AVX-512 -> "SkylakeX", AVX2+FMA -> "Haswell"),

@@ -294,6 +294,7 @@ const float *flm_model_logits(const flm_model *m)
 /* The update a fused backward applies, or NULL for a plain backward. */
 typedef struct fused_sgd {
     float lr, wd;
+    const float *src; /* the weights before the step, when not params themselves (else NULL) */
 } fused_sgd;
 
 /* params[t] -= lr * (g[t] + wd * params[t]) over tensor range [t0, t0 + nt). */
@@ -330,6 +331,11 @@ static fl_status backward(flm_model *m, float *params, float *grads, const fused
         float *dinp = i > 0 ? m->dact[i - 1] : NULL;
         const float *dout = m->dact[i];
         const flm_tensor *t0 = &a->tensors[l->tensor0];
+        /* a step out of other weights: a layer other than dense reads and steps its weights in
+         * place, so they are copied in first (dense layers read them from src) */
+        if (f && f->src && l->n_tensors > 0 && l->op != FLM_OP_DENSE)
+            for (int k = 0; k < l->n_tensors; k++)
+                memcpy(params + t0[k].offset, f->src + t0[k].offset, t0[k].numel * sizeof(float));
         /* gradients of a fused step go to the scratch gradient buffer, zeroed per layer */
         if (f && l->n_tensors > 0 && l->op != FLM_OP_DENSE)
             for (int k = 0; k < l->n_tensors; k++)
@@ -344,12 +350,15 @@ static fl_status backward(flm_model *m, float *params, float *grads, const fused
                 break;
             }
             /* dinp with the old weights and w = (1 - lr wd) w - lr dout^T inp, one pass */
-            flm_dense_bwd_update(dinp, w, dout, inp, n, C, OC, -f->lr, 1.0f - f->lr * f->wd);
+            const float *ws = f->src ? f->src + t0[0].offset : w;
+            const float *bs = f->src ? f->src + t0[1].offset : b;
+            flm_dense_bwd_update_from(dinp, w, ws, dout, inp, n, C, OC, -f->lr,
+                                      1.0f - f->lr * f->wd);
             for (int o = 0; o < OC; o++) {
                 float s = 0.0f;
                 for (int j = 0; j < n; j++)
                     s += dout[(size_t)j * OC + o];
-                b[o] -= f->lr * (s + f->wd * b[o]);
+                b[o] = bs[o] - f->lr * (s + f->wd * bs[o]);
             }
             break;
         }
@@ -411,7 +420,32 @@ fl_status flm_model_backward_sgd(flm_model *m, float *params, float lr, float we
 {
     if (!m)
         return FL_ERR_INVALID_ARG;
-    const fused_sgd f = {lr, weight_decay};
+    const fused_sgd f = {lr, weight_decay, NULL};
+    return backward(m, params, m->grads, &f);
+}
+
+/* 1 when the layers' tensors cover all of the parameters (every built-in architecture). */
+static int layers_cover_params(const flm_arch *a)
+{
+    size_t n = 0;
+    for (int i = 0; i < a->n_layers; i++)
+        for (int k = 0; k < a->layers[i].n_tensors; k++)
+            n += a->tensors[a->layers[i].tensor0 + k].numel;
+    return n == a->n_params;
+}
+
+fl_status flm_model_backward_sgd_from(flm_model *m, float *params, const float *src, float lr,
+                                      float weight_decay)
+{
+    if (!m || !params || !src)
+        return FL_ERR_INVALID_ARG;
+    if (src == params)
+        return flm_model_backward_sgd(m, params, lr, weight_decay);
+    const fused_sgd f = {lr, weight_decay, src};
+    if (!layers_cover_params(&m->a)) {
+        memcpy(params, src, m->a.n_params * sizeof *params);
+        return flm_model_backward_sgd(m, params, lr, weight_decay);
+    }
     return backward(m, params, m->grads, &f);
 }
 

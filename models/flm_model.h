@@ -79,6 +79,13 @@ fl_status flm_model_backward(flm_model *m, const float *params, float *grads);
  * writes straight into the weights). Same result as flm_model_backward on a zeroed gradient
  * followed by flm_sgd_step, up to float rounding. Uses the model's gradient buffer as scratch. */
 fl_status flm_model_backward_sgd(flm_model *m, float *params, float lr, float weight_decay);
+/* The same step out of other weights: src (n_params) are the weights before the step, those of
+ * the forward, and params receive the stepped weights (src == params: flm_model_backward_sgd).
+ * The same bits as copying src into params and stepping in place, with the copy folded into the
+ * step where it can be (dense layers read src and write params in one pass). src and params must
+ * not overlap otherwise. On FL_ERR_STATE / FL_ERR_UNSUPPORTED params may be partly written. */
+fl_status flm_model_backward_sgd_from(flm_model *m, float *params, const float *src, float lr,
+                                      float weight_decay);
 
 /* Mean loss and accuracy (fraction of argmax == label) over all samples of s, in batches of B.
  * Either output may be NULL. FL_ERR_INVALID_ARG for an empty view. */

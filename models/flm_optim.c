@@ -45,7 +45,16 @@ fl_status flm_train_local_cancellable(flm_model *m, float *params, const float *
                                       const flm_samples *data, int epochs, const flm_sgd *o,
                                       fl_rng *order, double *mean_loss, const atomic_int *cancel)
 {
-    if (!m || !params || !data || !order || epochs < 1 || data->n == 0 ||
+    return flm_train_local_from(m, params, params, w_global, data, epochs, o, order, mean_loss,
+                                cancel);
+}
+
+fl_status flm_train_local_from(flm_model *m, float *params, const float *init,
+                               const float *w_global, const flm_samples *data, int epochs,
+                               const flm_sgd *o, fl_rng *order, double *mean_loss,
+                               const atomic_int *cancel)
+{
+    if (!m || !params || !init || !data || !order || epochs < 1 || data->n == 0 ||
         data->n > UINT32_MAX || flm_sgd_validate(o) != FL_OK || (o->mu > 0.0f && !w_global))
         return FL_ERR_INVALID_ARG;
     const flm_arch *a = flm_model_arch(m);
@@ -56,11 +65,20 @@ fl_status flm_train_local_cancellable(flm_model *m, float *params, const float *
     if (!perm || (o->momentum != 0.0f && !vel)) {
         free(perm);
         free(vel);
+        if (init != params)
+            memcpy(params, init, P * sizeof *params);
         return FL_ERR_NOMEM;
     }
     /* Plain SGD (with or without weight decay) fuses the step into the backward; momentum and
      * the proximal term need the whole gradient first. */
     const int fused = o->momentum == 0.0f && o->mu == 0.0f;
+    /* The weights before the next step: init until the first step has written params. The
+     * unfused step (momentum, proximal term) works in place, so it starts from a copy. */
+    const float *cur = init;
+    if (init != params && !fused) {
+        memcpy(params, init, P * sizeof *params);
+        cur = params;
+    }
     float *grads = flm_model_grads(m);
     flm_samples view = *data;
     view.index = perm;
@@ -83,7 +101,7 @@ fl_status flm_train_local_cancellable(flm_model *m, float *params, const float *
             }
             const int n = N - start < (size_t)B ? (int)(N - start) : B;
             float L;
-            st = flm_model_forward_samples(m, params, &view, start, n, &L);
+            st = flm_model_forward_samples(m, cur, &view, start, n, &L);
             if (st != FL_OK)
                 break;
             if (!isfinite(L)) {
@@ -92,7 +110,9 @@ fl_status flm_train_local_cancellable(flm_model *m, float *params, const float *
             }
             epoch_loss += (double)L * n;
             if (fused) {
-                st = flm_model_backward_sgd(m, params, o->lr, o->weight_decay);
+                st = flm_model_backward_sgd_from(m, params, cur, o->lr, o->weight_decay);
+                if (st == FL_OK)
+                    cur = params;
             } else {
                 memset(grads, 0, P * sizeof *grads);
                 st = flm_model_backward(m, params, grads);
@@ -105,6 +125,8 @@ fl_status flm_train_local_cancellable(flm_model *m, float *params, const float *
     }
     free(perm);
     free(vel);
+    if (cur != params) /* stopped before the first step: params are the initial weights */
+        memcpy(params, init, P * sizeof *params);
     if (st == FL_OK && mean_loss)
         *mean_loss = epoch_loss / (double)N;
     return st;

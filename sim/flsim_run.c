@@ -438,6 +438,9 @@ static void run_client(sim *S, worker *w, int si)
     const flc_core_config cc = {id, k, S->cfg->seed, &view, timed_train, w, lg, NULL};
     fl_status st = w->core ? flc_core_rebind(w->core, &cc) : flc_core_new(&cc, &w->core);
     flc_core *c = w->core;
+    if (st == FL_OK) /* timed_train only wraps the built-in trainer: it may start from borrowed
+                      * weights without a copy */
+        flc_core_set_trainer_wraps_builtin(c, 1);
     if (st == FL_OK)
         st = flc_core_on_message(c, &s->task);
     /* The round's shared chunks decode to the same weights for every client: once decoded by

@@ -144,8 +144,10 @@ static void test_dense_bwd_update(void **state)
         flm_sgemm_ref(0, 0, B, C, OC, 1.0f, dout, OC, w_ref, C, 0.0f, dinp_ref, C);
         flm_sgemm_ref(1, 0, OC, C, B, alpha, dout, OC, x, C, decay, w_ref, C);
         for (int with_dinp = 0; with_dinp < 2; with_dinp++) {
-            float *w2 = malloc(nw * 4);
+            float *w2 = malloc(nw * 4), *w3 = malloc(nw * 4), *w_keep = malloc(nw * 4);
+            float *dinp3 = malloc((size_t)B * C * 4);
             memcpy(w2, w, nw * 4);
+            memcpy(w_keep, w, nw * 4);
             flm_dense_bwd_update(with_dinp ? dinp : NULL, w2, dout, x, B, C, OC, alpha, decay);
             for (size_t i = 0; i < nw; i++)
                 if (fabs(w2[i] - w_ref[i]) > 1e-5 * (1 + B))
@@ -155,7 +157,19 @@ static void test_dense_bwd_update(void **state)
                     if (fabs(dinp[i] - dinp_ref[i]) > 1e-5 * OC)
                         fail_msg("B=%d C=%d OC=%d: dinp[%d] %g vs %g", B, C, OC, i, dinp[i],
                                  dinp_ref[i]);
+            /* the step out of other weights: the in-place step's bits, the source untouched */
+            for (size_t i = 0; i < nw; i++)
+                w3[i] = NAN;
+            flm_dense_bwd_update_from(with_dinp ? dinp3 : NULL, w3, w, dout, x, B, C, OC, alpha,
+                                      decay);
+            assert_memory_equal(w3, w2, nw * 4);
+            assert_memory_equal(w, w_keep, nw * 4);
+            if (with_dinp)
+                assert_memory_equal(dinp3, dinp, (size_t)B * C * 4);
             free(w2);
+            free(w3);
+            free(w_keep);
+            free(dinp3);
         }
         free(w); free(w_ref); free(x); free(dout); free(dinp); free(dinp_ref);
     }
@@ -980,6 +994,64 @@ static void test_train_local(void **state)
     free(wg);
 }
 
+/* flm_train_local_from: the bits of copying init into params and training in place, init
+ * untouched, for the fused step (dense layers out of init, others copied) and the unfused one
+ * (momentum), and init's values when no step was taken. */
+static void test_train_local_from(void **state)
+{
+    (void)state;
+    static const char *specs[] = {"mlp:784-200-200-10", "cnn:10"};
+    enum { N = 23 };
+    float *x = malloc((size_t)N * 784 * 4);
+    int32_t y[N];
+    fl_rng dr = fl_rng_stream(31, 0, 0, FL_RNG_DATA);
+    fill_uniform(x, (size_t)N * 784, 0, 1, &dr);
+    for (int i = 0; i < N; i++)
+        y[i] = (i * 7) % 10;
+    const flm_samples s = {x, NULL, y, NULL, N};
+    for (size_t k = 0; k < sizeof specs / sizeof specs[0]; k++) {
+        flm_arch a;
+        assert_int_equal(flm_arch_parse(specs[k], &a, NULL, 0), FL_OK);
+        flm_model *m;
+        assert_int_equal(flm_model_new(&a, 10, &m), FL_OK);
+        const size_t P = a.n_params;
+        float *init = malloc(P * 4), *keep = malloc(P * 4), *w_ref = malloc(P * 4);
+        float *w = malloc(P * 4);
+        fl_rng ir = fl_rng_stream(31, 0, 0, FL_RNG_INIT);
+        flm_model_init_params(&a, init, &ir);
+        memcpy(keep, init, P * 4);
+        const flm_sgd opts[] = {{0.05f, 0, 0, 0}, {0.05f, 0, 1e-3f, 0}, {0.05f, 0.9f, 0, 0}};
+        for (size_t o = 0; o < sizeof opts / sizeof opts[0]; o++) {
+            double l_ref, l;
+            memcpy(w_ref, init, P * 4);
+            fl_rng or1 = fl_rng_stream(31, 1, 0, FL_RNG_BATCH), or2 = or1;
+            assert_int_equal(flm_train_local(m, w_ref, NULL, &s, 2, &opts[o], &or1, &l_ref), FL_OK);
+            for (size_t i = 0; i < P; i++)
+                w[i] = NAN;
+            assert_int_equal(flm_train_local_from(m, w, init, NULL, &s, 2, &opts[o], &or2, &l,
+                                                  NULL), FL_OK);
+            if (memcmp(w, w_ref, P * 4) != 0)
+                fail_msg("%s, options %zu: not the bits of training a copy", specs[k], o);
+            assert_memory_equal(init, keep, P * 4);
+            assert_true(l == l_ref);
+        }
+        /* stopped before the first step: params hold init's values */
+        atomic_int stop = 1;
+        for (size_t i = 0; i < P; i++)
+            w[i] = NAN;
+        fl_rng or3 = fl_rng_stream(31, 1, 0, FL_RNG_BATCH);
+        assert_int_equal(flm_train_local_from(m, w, init, NULL, &s, 1, &opts[0], &or3, NULL, &stop),
+                         FL_ERR_CANCELLED);
+        assert_memory_equal(w, init, P * 4);
+        flm_model_free(m);
+        free(init);
+        free(keep);
+        free(w_ref);
+        free(w);
+    }
+    free(x);
+}
+
 /* Same seed, same bits, whatever the number of OpenBLAS threads (the full cnn, whose conv GEMMs
  * are big enough for OpenBLAS to split them over threads). */
 static void test_threads_same_bits(void **state)
@@ -1146,6 +1218,7 @@ int main(void)
         cmocka_unit_test(test_fused_sgd_matches),
         cmocka_unit_test(test_model_errors),
         cmocka_unit_test(test_train_local),
+        cmocka_unit_test(test_train_local_from),
         cmocka_unit_test(test_threads_same_bits),
         cmocka_unit_test(test_init_params),
     };
