@@ -730,9 +730,36 @@ static void test_update_of_another_run_refused(void **state)
     fls_core_free(b);
 }
 
+/* Plug-in trainers of test_borrowed_weights: mode 0 checks that params hold the received weights
+ * and calls the built-in trainer, mode 1 calls it straight (a wrapper), modes 2 and 3 train
+ * nothing. */
+typedef struct borrow_plugin {
+    flc_core *core;
+    int mode;
+    const float *expect;
+    size_t n;
+    int filled;
+} borrow_plugin;
+
+static fl_status borrow_train(void *user, const flc_core_job *job, float *params,
+                              uint64_t *n_samples, double *loss)
+{
+    borrow_plugin *p = user;
+    if (p->mode == 0)
+        p->filled = memcmp(params, p->expect, p->n * sizeof(float)) == 0;
+    if (p->mode <= 1)
+        return flc_core_builtin_train(p->core, job, params, n_samples, loss);
+    *n_samples = 1;
+    *loss = 0.5;
+    return FL_OK;
+}
+
 /* A core given the received weights borrowed (flc_core_set_weights_borrowed, as the simulator
  * does for shared keep-sets) produces the same update bytes as one that decoded the chunks, with
- * and without FedProx (whose anchor is the received weights); and the call's states. */
+ * and without FedProx (whose anchor is the received weights); and the call's states. Its built-in
+ * trainer starts from the borrowed weights without a copy; a plug-in gets them copied, unless it
+ * only wraps the built-in one (flc_core_set_trainer_wraps_builtin); one that then trains nothing
+ * sends the update of the received weights. */
 static void test_borrowed_weights(void **state)
 {
     (void)state;
@@ -766,8 +793,6 @@ static void test_borrowed_weights(void **state)
             uint8_t *a = update_bytes(dec, &la), *b = update_bytes(bor, &lb);
             assert_int_equal(la, lb);
             assert_memory_equal(a, b, la);
-            free(a);
-            free(b);
             /* once a chunk came, the weights come as chunks */
             assert_int_equal(flc_core_on_message(bor, &task), FL_OK);
             const size_t cap = fls_core_task_chunk_bound(srv);
@@ -778,6 +803,33 @@ static void test_borrowed_weights(void **state)
             assert_int_equal(flc_core_on_message(bor, &cm), FL_OK);
             assert_int_equal(flc_core_set_weights_borrowed(bor, w, 1), FL_ERR_STATE);
             free(buf);
+            /* plug-in trainers: 0 and 1 give the built-in trainer's bytes, 2 (a wrapper that
+             * trains nothing) those of 3 (a plug-in that trains nothing) */
+            uint8_t *pb[4];
+            size_t pl[4];
+            for (int mode = 0; mode < 4; mode++) {
+                borrow_plugin bp = {NULL, mode, w, flc_core_sub_arch(dec)->n_params, 0};
+                const flc_core_config pc = {id, k, 11, &f.views[k], borrow_train, &bp, {0}, NULL};
+                assert_int_equal(flc_core_new(&pc, &bp.core), FL_OK);
+                flc_core_set_trainer_wraps_builtin(bp.core, mode == 1 || mode == 2);
+                assert_int_equal(flc_core_on_message(bp.core, &task), FL_OK);
+                assert_int_equal(flc_core_set_weights_borrowed(bp.core, w, 1), FL_OK);
+                assert_int_equal(flc_core_train(bp.core), FL_OK);
+                pb[mode] = update_bytes(bp.core, &pl[mode]);
+                if (mode == 0)
+                    assert_true(bp.filled);
+                flc_core_free(bp.core);
+            }
+            for (int mode = 0; mode < 2; mode++) {
+                assert_int_equal(pl[mode], la);
+                assert_memory_equal(pb[mode], a, la);
+            }
+            assert_int_equal(pl[2], pl[3]);
+            assert_memory_equal(pb[2], pb[3], pl[2]);
+            for (int mode = 0; mode < 4; mode++)
+                free(pb[mode]);
+            free(a);
+            free(b);
             flc_core_free(dec);
             flc_core_free(bor);
         }
