@@ -10,7 +10,7 @@
 #include "fls_bytes.h"
 
 #define POLICY_MAGIC 0x50534c46u /* "FLSP" little-endian */
-#define POLICY_VERSION 1u
+#define POLICY_VERSION 2u /* 1 (still read): every score map and keep-set written out in full */
 
 struct key_idx {
     double key;
@@ -26,7 +26,8 @@ struct report {
 /* The AFD state of one model: afd-single has one, afd-multi one per client. */
 typedef struct afd_state {
     uint32_t client;
-    double *S;            /* n_units scores, >= 0 */
+    double *S;            /* n_units scores, >= 0; afd-multi: NULL while all are 0 (a client
+                           * whose submodel never helped yet: most of a large population) */
     int has_prev;
     double l_prev;
     flm_keepset A;
@@ -132,10 +133,10 @@ static fl_status draw_weighted(fls_policy *p, flm_keepset *out, const double *S,
                                uint32_t client)
 {
     double smax = 0.0;
-    for (size_t u = 0; u < p->n_units; u++)
+    for (size_t u = 0; S && u < p->n_units; u++)
         if (S[u] > smax)
             smax = S[u];
-    if (smax <= 0.0)
+    if (smax <= 0.0) /* all zero (or no map yet) */
         return draw_uniform(p, out, round, client);
     const double eps = p->cfg.eps_rel * smax;
     flm_keepset ks;
@@ -403,8 +404,7 @@ fl_status fls_policy_keepset(fls_policy *p, uint32_t client, const flm_keepset *
             if (!s)
                 return FL_ERR_NOMEM;
             s->client = client;
-            s->S = calloc(p->n_units ? p->n_units : 1, sizeof *s->S);
-            st = s->S ? draw_uniform(p, &s->A, p->round, client) : FL_ERR_NOMEM;
+            st = draw_uniform(p, &s->A, p->round, client); /* scores all 0: no map yet */
             if (st == FL_OK)
                 st = multi_insert(p, s);
             if (st != FL_OK) {
@@ -466,6 +466,8 @@ static fl_status afd_step(fls_policy *p, afd_state *s, double lt, uint32_t clien
         /* The submodel helped: exploit. l_prev > 0 for any non-negative loss; the fallback keeps
          * the gain positive and finite for exotic negative losses. */
         const double gain = s->l_prev > 0.0 ? (s->l_prev - lt) / s->l_prev : (s->l_prev - lt);
+        if (!s->S && !(s->S = calloc(p->n_units ? p->n_units : 1, sizeof *s->S)))
+            return FL_ERR_NOMEM;
         for (int d = 0; d < s->A.n_drop; d++)
             for (int j = 0; j < s->A.count[d]; j++) {
                 const size_t u = (size_t)p->unit_off[d] + s->A.idx[s->A.offset[d] + j];
@@ -518,6 +520,11 @@ static void score_stats(const fls_policy *p, fls_policy_info *info)
     const size_t maps = p->cfg.kind == FLS_POLICY_AFD_SINGLE ? 1 : p->n_multi;
     for (size_t m = 0; m < maps; m++) {
         const double *S = p->cfg.kind == FLS_POLICY_AFD_SINGLE ? p->single.S : p->multi[m]->S;
+        if (!S) { /* all zero */
+            zero += p->n_units;
+            n += p->n_units;
+            continue;
+        }
         for (size_t u = 0; u < p->n_units; u++) {
             smax = S[u] > smax ? S[u] : smax;
             sum += S[u];
@@ -533,7 +540,7 @@ static void score_stats(const fls_policy *p, fls_policy_info *info)
         return;
     for (size_t m = 0; m < maps; m++) {
         const double *S = p->cfg.kind == FLS_POLICY_AFD_SINGLE ? p->single.S : p->multi[m]->S;
-        for (size_t u = 0; u < p->n_units; u++) {
+        for (size_t u = 0; S && u < p->n_units; u++) {
             /* Not finite (only exotic losses through the API: the core bounds them) has no bin:
              * (int)NaN would index anywhere. */
             if (!(S[u] > 0.0) || !isfinite(S[u] / smax))
@@ -597,17 +604,23 @@ fl_status fls_policy_scores(const fls_policy *p, uint32_t client, double *out, s
     if (!p || (!out && n))
         return FL_ERR_INVALID_ARG;
     const double *S = NULL;
-    if (p->cfg.kind == FLS_POLICY_AFD_SINGLE)
+    int found = 0;
+    if (p->cfg.kind == FLS_POLICY_AFD_SINGLE) {
         S = p->single.S;
-    else if (p->cfg.kind == FLS_POLICY_AFD_MULTI) {
+        found = S != NULL;
+    } else if (p->cfg.kind == FLS_POLICY_AFD_MULTI) {
         const afd_state *s = multi_find(p, client);
         S = s ? s->S : NULL;
+        found = s != NULL;
     }
-    if (!S)
+    if (!found)
         return FL_ERR_NOT_FOUND;
     if (n != p->n_units)
         return FL_ERR_INVALID_ARG;
-    memcpy(out, S, n * sizeof *out);
+    if (S)
+        memcpy(out, S, n * sizeof *out);
+    else
+        memset(out, 0, n * sizeof *out); /* +0.0 */
     return FL_OK;
 }
 
@@ -628,12 +641,37 @@ const flm_keepset *fls_policy_current(const fls_policy *p, uint32_t client)
 
 /* ---- export / import -------------------------------------------------------------------------- */
 
-static void w_keepset(fls_wbuf *w, const flm_keepset *ks)
+/* Version 2. A state is: client u32, has_prev u8, l_prev f64 (+0.0 without), flags u8 (bit 0: a
+ * score map follows, bit 1: a keep-set follows; no other bits), the score map (n_units f64, only
+ * when some score is not 0: an all-zero map is never written), the keep-set (per droppable layer
+ * d, a bitmap of drop_units[d] bits in ceil(drop_units[d] / 8) bytes, unit j at bit j % 8 of byte
+ * j / 8, exactly keep_k[d] bits set and none past the last unit). So a client whose submodel never
+ * helped costs 14 bytes and the bitmaps (about 290 bytes on the cnn), not 23 KB. Version 1 wrote
+ * every map in full and each keep-set as a u32 count and u32 indexes (no flags byte: a u8 1/0 for
+ * the keep-set after the map); it is still read. */
+#define ST_SCORES 1u
+#define ST_KEEPSET 2u
+
+static int scores_zero(const fls_policy *p, const double *S)
+{
+    for (size_t u = 0; S && u < p->n_units; u++)
+        if (S[u] != 0.0)
+            return 0;
+    return 1;
+}
+
+static void w_keepset(fls_wbuf *w, const fls_policy *p, const flm_keepset *ks)
 {
     for (int d = 0; d < ks->n_drop; d++) {
-        fls_w_u32(w, (uint32_t)ks->count[d]);
-        for (int j = 0; j < ks->count[d]; j++)
-            fls_w_u32(w, ks->idx[ks->offset[d] + j]);
+        const uint32_t *idx = ks->idx + ks->offset[d]; /* sorted */
+        const uint32_t nb = ((uint32_t)p->arch.drop_units[d] + 7) / 8;
+        int j = 0;
+        for (uint32_t b = 0; b < nb; b++) {
+            uint8_t byte = 0;
+            for (; j < ks->count[d] && idx[j] / 8 == b; j++)
+                byte |= (uint8_t)(1u << (idx[j] % 8));
+            fls_w_u8(w, byte);
+        }
     }
 }
 
@@ -642,11 +680,12 @@ static void w_state(fls_wbuf *w, const fls_policy *p, const afd_state *s)
     fls_w_u32(w, s->client);
     fls_w_u8(w, (uint8_t)s->has_prev);
     fls_w_f64(w, s->has_prev ? s->l_prev : 0.0);
-    for (size_t u = 0; u < p->n_units; u++)
+    const int scores = !scores_zero(p, s->S);
+    fls_w_u8(w, (uint8_t)((scores ? ST_SCORES : 0) | (s->A.idx ? ST_KEEPSET : 0)));
+    for (size_t u = 0; scores && u < p->n_units; u++)
         fls_w_f64(w, s->S[u]);
-    fls_w_u8(w, s->A.idx != NULL);
     if (s->A.idx)
-        w_keepset(w, &s->A);
+        w_keepset(w, p, &s->A);
 }
 
 /* 1 when fls_policy_import would take s back: a finite l_prev, finite non-negative scores. */
@@ -654,7 +693,7 @@ static int state_ok(const fls_policy *p, const afd_state *s)
 {
     if (s->has_prev && !isfinite(s->l_prev))
         return 0;
-    for (size_t u = 0; u < p->n_units; u++)
+    for (size_t u = 0; s->S && u < p->n_units; u++)
         if (!(s->S[u] >= 0.0) || !isfinite(s->S[u]))
             return 0;
     return 1;
@@ -698,7 +737,43 @@ fl_status fls_policy_export(const fls_policy *p, uint8_t **buf, size_t *len)
     return FL_OK;
 }
 
-/* Reads a keep-set of the policy's shape: counts must equal keep_k, indexes sorted and unique. */
+/* Reads a version 2 keep-set (bitmaps): exactly keep_k[d] bits of layer d set, none past its last
+ * unit. */
+static fl_status r_keepset_bits(fls_rbuf *r, const fls_policy *p, flm_keepset *ks)
+{
+    size_t need = 0;
+    for (int d = 0; d < p->n_drop; d++)
+        need += ((size_t)p->arch.drop_units[d] + 7) / 8;
+    if (need > r->len - r->pos) /* before allocating */
+        return FL_ERR_CHECKPOINT_FORMAT;
+    fl_status st = ks_alloc(ks, p->n_drop, p->keep_k);
+    if (st != FL_OK)
+        return st;
+    for (int d = 0; d < p->n_drop; d++) {
+        const uint32_t units = (uint32_t)p->arch.drop_units[d];
+        int j = 0;
+        for (uint32_t b = 0; b < (units + 7) / 8; b++) {
+            const uint8_t v = fls_r_u8(r);
+            for (uint32_t i = 0; i < 8; i++) {
+                if (!(v & (1u << i)))
+                    continue;
+                if (8 * b + i >= units || j >= p->keep_k[d])
+                    goto bad;
+                ks->idx[ks->offset[d] + j++] = 8 * b + i;
+            }
+        }
+        if (j != p->keep_k[d])
+            goto bad;
+    }
+    if (r->bad)
+        goto bad;
+    return FL_OK;
+bad:
+    ks_release(ks);
+    return FL_ERR_CHECKPOINT_FORMAT;
+}
+
+/* Reads a version 1 keep-set: counts must equal keep_k, indexes sorted and unique. */
 static fl_status r_keepset(fls_rbuf *r, const fls_policy *p, flm_keepset *ks)
 {
     fl_status st = ks_alloc(ks, p->n_drop, p->keep_k);
@@ -723,7 +798,8 @@ bad:
     return FL_ERR_CHECKPOINT_FORMAT;
 }
 
-static fl_status r_state(fls_rbuf *r, const fls_policy *p, afd_state *s)
+/* Reads a state of the given version. An all-zero map comes back as none (S NULL). */
+static fl_status r_state(fls_rbuf *r, const fls_policy *p, afd_state *s, uint32_t version)
 {
     memset(s, 0, sizeof *s);
     s->client = fls_r_u32(r);
@@ -734,22 +810,39 @@ static fl_status r_state(fls_rbuf *r, const fls_policy *p, afd_state *s)
         (!hp && (s->l_prev != 0.0 || signbit(s->l_prev))))
         return FL_ERR_CHECKPOINT_FORMAT;
     s->has_prev = hp;
-    /* Bound the allocation by what the buffer can hold before making it. */
-    if (p->n_units > (r->len - r->pos) / 8)
+    const uint8_t flags = version >= 2 ? fls_r_u8(r) : ST_SCORES;
+    if (r->bad || (flags & ~(ST_SCORES | ST_KEEPSET)))
         return FL_ERR_CHECKPOINT_FORMAT;
-    s->S = malloc((p->n_units ? p->n_units : 1) * sizeof *s->S);
-    if (!s->S)
-        return FL_ERR_NOMEM;
-    for (size_t u = 0; u < p->n_units; u++) {
-        s->S[u] = fls_r_f64(r);
-        if (!(s->S[u] >= 0.0) || !isfinite(s->S[u]))
-            goto bad;
+    if (flags & ST_SCORES) {
+        /* Bound the allocation by what the buffer can hold before making it. */
+        if (p->n_units > (r->len - r->pos) / 8)
+            return FL_ERR_CHECKPOINT_FORMAT;
+        s->S = malloc((p->n_units ? p->n_units : 1) * sizeof *s->S);
+        if (!s->S)
+            return FL_ERR_NOMEM;
+        for (size_t u = 0; u < p->n_units; u++) {
+            s->S[u] = fls_r_f64(r);
+            if (!(s->S[u] >= 0.0) || !isfinite(s->S[u]))
+                goto bad;
+        }
+        if (scores_zero(p, s->S)) {
+            if (version >= 2) /* never written so: one state, one encoding */
+                goto bad;
+            free(s->S);
+            s->S = NULL;
+        }
     }
-    const uint8_t hasA = fls_r_u8(r);
-    if (r->bad || hasA > 1)
-        goto bad;
+    int hasA;
+    if (version >= 2) {
+        hasA = (flags & ST_KEEPSET) != 0;
+    } else {
+        const uint8_t b = fls_r_u8(r);
+        if (r->bad || b > 1)
+            goto bad;
+        hasA = b;
+    }
     if (hasA) {
-        fl_status st = r_keepset(r, p, &s->A);
+        fl_status st = version >= 2 ? r_keepset_bits(r, p, &s->A) : r_keepset(r, p, &s->A);
         if (st != FL_OK) {
             free(s->S);
             s->S = NULL;
@@ -770,7 +863,7 @@ fl_status fls_policy_import(fls_policy *p, const uint8_t *buf, size_t len)
     fls_rbuf r = {buf, len, 0, 0};
     const uint32_t magic = fls_r_u32(&r), version = fls_r_u32(&r);
     const uint32_t kind = fls_r_u32(&r), n_drop = fls_r_u32(&r);
-    if (r.bad || magic != POLICY_MAGIC || version != POLICY_VERSION)
+    if (r.bad || magic != POLICY_MAGIC || version < 1 || version > POLICY_VERSION)
         return FL_ERR_CHECKPOINT_FORMAT;
     if (kind != (uint32_t)p->cfg.kind || n_drop != (uint32_t)p->n_drop)
         return FL_ERR_CHECKPOINT_MISMATCH;
@@ -784,9 +877,11 @@ fl_status fls_policy_import(fls_policy *p, const uint8_t *buf, size_t len)
     fl_status st = FL_OK;
     if (p->cfg.kind == FLS_POLICY_AFD_SINGLE) {
         afd_state s;
-        st = r_state(&r, p, &s);
+        st = r_state(&r, p, &s, version);
         if (st == FL_OK && (s.client != FLS_POLICY_SHARED_CLIENT || r.pos != r.len))
             st = FL_ERR_CHECKPOINT_FORMAT;
+        if (st == FL_OK && !s.S && !(s.S = calloc(p->n_units ? p->n_units : 1, sizeof *s.S)))
+            st = FL_ERR_NOMEM; /* afd-single keeps its map allocated */
         if (st != FL_OK) {
             free(s.S);
             ks_release(&s.A);
@@ -810,7 +905,7 @@ fl_status fls_policy_import(fls_policy *p, const uint8_t *buf, size_t len)
                 st = FL_ERR_NOMEM;
                 break;
             }
-            st = r_state(&r, p, m[i]);
+            st = r_state(&r, p, m[i], version);
             if (st == FL_OK && (!m[i]->A.idx || (i > 0 && m[i]->client <= m[i - 1]->client)))
                 st = FL_ERR_CHECKPOINT_FORMAT;
             if (st != FL_OK) {

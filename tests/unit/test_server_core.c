@@ -453,6 +453,103 @@ static void test_policy_afd_multi(void **state)
     fls_policy_free(wrong);
 }
 
+/* afd-multi's export (version 2): a client whose submodel never helped has no score map in memory
+ * or in the export (14 bytes and its keep-set's bitmaps); a map is written only when some score is
+ * not 0, so an all-zero one, a bitmap with a bit past the last unit or with the wrong number of bits
+ * are refused; version 1 is still read, an all-zero map of it becoming none. */
+static void test_policy_export_compact(void **state)
+{
+    (void)state;
+    const flm_arch a = arch_of("mlp:20-16-12-3"); /* droppable: 16 and 12 units, keep 12 and 9 */
+    fls_policy *p = policy_of(FLS_POLICY_AFD_MULTI, &a, 5, NULL);
+    assert_int_equal(fls_policy_begin_round(p, 0), FL_OK);
+    for (uint32_t c = 1; c <= 3; c++) {
+        flm_keepset ks = get_ks(p, c);
+        flm_keepset_free(&ks);
+        assert_int_equal(fls_policy_report(p, c, 1.0, 1), FL_OK);
+    }
+    fls_policy_info info;
+    assert_int_equal(fls_policy_end_round(p, &info), FL_OK);
+    assert_int_equal(info.score_zero, 3 * 28);
+    double S[28];
+    assert_int_equal(fls_policy_scores(p, 2, S, 28), FL_OK);
+    for (int u = 0; u < 28; u++)
+        assert_true(S[u] == 0.0 && !signbit(S[u]));
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    assert_int_equal(fls_policy_export(p, &buf, &len), FL_OK);
+    /* magic, version, kind, n_drop, 2 x (units, k), count; 3 x (client, has_prev, l_prev, flags,
+     * 2 + 2 bitmap bytes) */
+    assert_int_equal(len, 36 + 3 * (14 + 4));
+    assert_int_equal(buf[4], 2);
+    fls_policy *q = policy_of(FLS_POLICY_AFD_MULTI, &a, 5, NULL);
+    assert_int_equal(fls_policy_import(q, buf, len), FL_OK);
+    const size_t st0 = 36; /* the first state */
+    assert_int_equal(buf[st0 + 13], 2); /* flags: a keep-set, no map */
+    /* bitmaps: the 16-unit layer with none of its 12 bits, the 12-unit one with bits past 11 */
+    uint8_t *bad = malloc(len + 28 * 8);
+    memcpy(bad, buf, len);
+    bad[st0 + 14] = bad[st0 + 15] = 0;
+    assert_int_equal(fls_policy_import(q, bad, len), FL_ERR_CHECKPOINT_FORMAT);
+    memcpy(bad, buf, len);
+    uint8_t *lo = bad + st0 + 16, *hi = bad + st0 + 17; /* the 12-unit layer: units 0-7, 8-11 */
+    if (*lo)
+        *lo &= (uint8_t)(*lo - 1); /* one unit less... */
+    else
+        *hi &= (uint8_t)(*hi - 1);
+    *hi |= 0x80;                  /* ...and unit 15 of 12 instead: the same bit count */
+    assert_int_equal(fls_policy_import(q, bad, len), FL_ERR_CHECKPOINT_FORMAT);
+    /* an all-zero map written out: refused in version 2 (one state, one encoding)... */
+    memcpy(bad, buf, st0 + 13);
+    bad[st0 + 13] = 3;
+    memset(bad + st0 + 14, 0, 28 * 8);
+    memcpy(bad + st0 + 14 + 28 * 8, buf + st0 + 14, len - st0 - 14);
+    assert_int_equal(fls_policy_import(q, bad, len + 28 * 8), FL_ERR_CHECKPOINT_FORMAT);
+    /* ...and read as none in version 1, re-exported as version 2 */
+    fls_policy *one = policy_of(FLS_POLICY_AFD_MULTI, &a, 5, NULL);
+    uint8_t v1[512];
+    size_t o = 0;
+    o = put_u32(v1, o, 0x50534c46u);
+    o = put_u32(v1, o, 1);
+    o = put_u32(v1, o, FLS_POLICY_AFD_MULTI);
+    o = put_u32(v1, o, 2);
+    o = put_u32(v1, o, 16);
+    o = put_u32(v1, o, 12);
+    o = put_u32(v1, o, 12);
+    o = put_u32(v1, o, 9);
+    o = put_u32(v1, o, 1); /* one client */
+    o = put_u32(v1, o, 7);
+    v1[o++] = 0;
+    o = put_f64(v1, o, 0.0);
+    for (int u = 0; u < 28; u++)
+        o = put_f64(v1, o, 0.0);
+    v1[o++] = 1;
+    o = put_u32(v1, o, 12);
+    for (uint32_t u = 0; u < 12; u++)
+        o = put_u32(v1, o, u + 4); /* units 4..15 */
+    o = put_u32(v1, o, 9);
+    for (uint32_t u = 0; u < 9; u++)
+        o = put_u32(v1, o, u); /* units 0..8 */
+    assert_int_equal(fls_policy_import(one, v1, o), FL_OK);
+    uint8_t *v2 = NULL;
+    size_t n2 = 0;
+    assert_int_equal(fls_policy_export(one, &v2, &n2), FL_OK);
+    assert_int_equal(n2, 36 + 14 + 4);
+    assert_int_equal(v2[36 + 13], 2);
+    const uint8_t bits[4] = {0xf0, 0xff, 0xff, 0x01};
+    assert_memory_equal(v2 + 36 + 14, bits, 4);
+    const flm_keepset *cur = fls_policy_current(one, 7);
+    assert_non_null(cur);
+    assert_int_equal(cur->idx[0], 4);
+    assert_int_equal(cur->idx[cur->offset[1] + 8], 8);
+    free(v2);
+    free(bad);
+    free(buf);
+    fls_policy_free(p);
+    fls_policy_free(q);
+    fls_policy_free(one);
+}
+
 static void test_policy_config(void **state)
 {
     (void)state;
@@ -2400,6 +2497,7 @@ int main(void)
         cmocka_unit_test(test_policy_afd_options),
         cmocka_unit_test(test_policy_afd_proportional),
         cmocka_unit_test(test_policy_afd_multi),
+        cmocka_unit_test(test_policy_export_compact),
         cmocka_unit_test(test_config_digest),
         cmocka_unit_test(test_engine_quorum_and_late),
         cmocka_unit_test(test_engine_memory_selection),
