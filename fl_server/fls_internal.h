@@ -107,4 +107,49 @@ fl_status fls_allow_load(fls_allow *out, const char *path, char *err, size_t err
 int fls_allow_has(const fls_allow *a, const uint8_t key[32]);
 void fls_allow_clear(fls_allow *a);
 
+/* ---- the client-id journal (fls_ids.c; README.md "Client ids across restarts") ------------- */
+
+/* The bindings of client ids survive a restart in CHECKPOINT.ids: a first line FLS_IDS_MAGIC,
+ * then records, one a line, each with a checksum (the format: fls_ids.c). */
+#define FLS_IDS_MAGIC "fedrop client ids 1"
+#define FLS_IDS_SUFFIX ".ids"
+#define FLS_IDS_ID_MAX 1024        /* an id's bytes at most (the wire's limit for strings) */
+#define FLS_IDS_LINE_MAX 1200      /* a record's bytes at most, its '\n' included */
+#define FLS_IDS_KEYS 4             /* an id's keys: derived (0) and alternates 1-3 */
+
+/* One binding: the id, its engine key (key number j of the id: fl_client_key_of), and under
+ * CURVE the public key that owns it. */
+typedef struct fls_ids_rec {
+    char *id;
+    uint32_t key;
+    uint8_t j;
+    int has_pub;
+    uint8_t pub[32];
+} fls_ids_rec;
+
+/* A journal read back: its live bindings, oldest first (the idle order). */
+typedef struct fls_ids {
+    fls_ids_rec *r;
+    size_t n;
+    size_t records;                /* complete records read (the first line not counted) */
+    size_t torn_bytes;             /* bytes after the last '\n': a write cut short, ignored */
+} fls_ids;
+
+/* Replays the journal in buf[0..len) into *out (owned by the caller: fls_ids_clear). A last line
+ * without its '\n' is a torn write: left out and counted in out->torn_bytes (not an error; a
+ * file without a complete first line is an empty table). Any other fault (a first line that is
+ * not FLS_IDS_MAGIC, a checksum that does not match, a record that does not parse, a key that is
+ * not the id's, an id or key bound twice, a forget of a binding that is not there) is
+ * FL_ERR_CHECKPOINT_FORMAT with "NAME:LINE: reason" in err. Also FL_ERR_NOMEM, FL_ERR_INVALID_ARG
+ * and a digest's failure. On error *out holds no binding (torn_bytes is set). Reentrant. */
+fl_status fls_ids_parse(fls_ids *out, const uint8_t *buf, size_t len, const char *name, char *err,
+                        size_t errlen);
+void fls_ids_clear(fls_ids *t);    /* NULL is a no-op */
+/* One record's line (its '\n' included, no NUL) into dst[0..cap): "b" binds id to key (its key
+ * number j; pub NULL: no owner), "f" forgets it. Returns its length; 0 when id is not a valid id
+ * (see fls_ids_parse), j is out of range, cap is too small or the digest failed. */
+size_t fls_ids_format_bind(char *dst, size_t cap, const char *id, uint32_t key, unsigned j,
+                           const uint8_t *pub);
+size_t fls_ids_format_forget(char *dst, size_t cap, const char *id, uint32_t key);
+
 #endif
