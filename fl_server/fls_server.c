@@ -228,6 +228,14 @@ struct fls_server {
     bind_list idle;             /* the idle list (binding.all) */
     bind_owner *owners;         /* CURVE: one per row of allow (fls_allow keeps them sorted) */
     uint64_t n_forgotten;       /* idle ids forgotten to admit new ones */
+    /* The journal of the bindings, CHECKPOINT.ids (ids_load; NULL without checkpoint.path):
+     * a record appended per change, a new id's fdatasync'd before its Hello is answered. */
+    char *ids_path;
+    int ids_fd;                 /* open for appending; -1: none yet */
+    size_t ids_records;         /* records in the file: rewritten at 2 x the table (+64) */
+    int ids_mute;               /* changes are not appended (loading; a batch rewrites after) */
+    int ids_bad;                /* an append failed (the file may end in part of a record, or
+                                 * miss one): the next change rewrites the file whole */
     double forgot_said;         /* when that was last said at info level */
     double next_timers;
     double rl_start;
@@ -599,6 +607,206 @@ static void bind_detach(fls_server *s, binding *b, double now)
     }
 }
 
+/* ---- the journal of the bindings (CHECKPOINT.ids; README.md "Client ids across restarts") ----
+ *
+ * Why a journal and not the checkpoint: a binding must be on disk before its Hello is answered
+ * (else a crash forgets it and another key may take the id), and bindings change rarely, while a
+ * checkpoint is the model, written every few rounds. Each new binding is one short record
+ * appended and fdatasync'd; a forgotten one is appended without a sync (losing it in a crash
+ * only keeps an id that was let go, and the next synced record carries it anyway). The file is
+ * rewritten whole (temporary file, fsync, rename, fsync of the directory) at start and when it
+ * holds twice the table's records, so it stays small and a torn last record never stays. */
+
+/* Key number j of b's id that is b's key (fl_client_key_of): 0 for the derived key. */
+static fl_status bind_keyno(const binding *b, unsigned *j)
+{
+    for (unsigned k = 0; k < FLS_IDS_KEYS; k++) {
+        uint32_t kk;
+        const fl_status st = fl_client_key_of(b->id, k, &kk);
+        if (st != FL_OK)
+            return st;
+        if (kk == b->key && (k == 0 || kk != 0)) {
+            *j = k;
+            return FL_OK;
+        }
+    }
+    return FL_ERR_NOT_FOUND;
+}
+
+static int write_all(int fd, const char *p, size_t n)
+{
+    while (n) {
+        const ssize_t w = write(fd, p, n);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0) {
+            if (w == 0)
+                errno = ENOSPC;
+            return -1;
+        }
+        p += w;
+        n -= (size_t)w;
+    }
+    return 0;
+}
+
+/* b's "b" record into line; its length, 0 on failure. */
+static size_t bind_record(const binding *b, char line[FLS_IDS_LINE_MAX])
+{
+    unsigned j = 0;
+    if (bind_keyno(b, &j) != FL_OK)
+        return 0;
+    return fls_ids_format_bind(line, FLS_IDS_LINE_MAX, b->id, b->key, j,
+                               b->has_pub ? b->pub : NULL);
+}
+
+/* Writes the table whole to the journal, atomically, and keeps the new file open for appending.
+ * The idle ids first, least recently seen first, then those with a session: the order a restart
+ * restores. FL_OK, or FL_ERR_IO / FL_ERR_NOMEM / a digest's failure (logged; the old file stays,
+ * and so does ids_bad). */
+static fl_status ids_rewrite(fls_server *s)
+{
+    if (!s->ids_path || s->check_only)
+        return FL_OK;
+    const size_t pl = strlen(s->ids_path);
+    char *tmp = malloc(pl + 16), *dir = malloc(pl + 2), *buf = malloc(1 << 16);
+    int fd = -1, dfd = -1;
+    const char *what = "";
+    fl_status st = FL_ERR_IO;
+    if (!tmp || !dir || !buf) {
+        st = FL_ERR_NOMEM;
+        what = "out of memory";
+        goto out;
+    }
+    snprintf(tmp, pl + 16, "%s.tmp.XXXXXX", s->ids_path);
+    const char *slash = strrchr(s->ids_path, '/');
+    if (!slash)
+        snprintf(dir, pl + 2, ".");
+    else if (slash == s->ids_path)
+        snprintf(dir, pl + 2, "/");
+    else
+        snprintf(dir, pl + 2, "%.*s", (int)(slash - s->ids_path), s->ids_path);
+    if ((fd = mkstemp(tmp)) < 0) {
+        what = "cannot create a temporary file";
+        tmp[0] = 0;
+        goto out;
+    }
+    fcntl(fd, F_SETFD, FD_CLOEXEC);
+    if ((dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0) {
+        what = "cannot open its directory";
+        goto out;
+    }
+    size_t used = (size_t)snprintf(buf, 1 << 16, "%s\n", FLS_IDS_MAGIC);
+    size_t n = 0;
+    /* idle ones in their order, then the live ones */
+    for (int pass = 0; pass < 2; pass++) {
+        uint32_t i = pass == 0 ? s->idle.head : 0;
+        for (;;) {
+            if (pass == 0 ? i == NIL : i >= s->n_slots)
+                break;
+            const binding *b = &s->bind[i];
+            const uint32_t next = pass == 0 ? b->all.next : i + 1;
+            if (pass == 0 || (b->id && b->live)) {
+                if ((1 << 16) - used < FLS_IDS_LINE_MAX) {
+                    if (write_all(fd, buf, used) != 0) {
+                        what = "cannot write";
+                        goto out;
+                    }
+                    used = 0;
+                }
+                const size_t m = bind_record(b, buf + used);
+                if (!m) {
+                    st = FL_ERR_NOMEM;
+                    what = "cannot make a record (out of memory)";
+                    goto out;
+                }
+                used += m;
+                n++;
+            }
+            i = next;
+        }
+    }
+    if (write_all(fd, buf, used) != 0) {
+        what = "cannot write";
+        goto out;
+    }
+    if (fsync(fd) != 0) {
+        what = "cannot fsync";
+        goto out;
+    }
+    if (rename(tmp, s->ids_path) != 0) {
+        what = "cannot rename the temporary file onto it";
+        goto out;
+    }
+    tmp[0] = 0;
+    if (fsync(dfd) != 0) {
+        what = "cannot fsync its directory";
+        goto out;
+    }
+    if (fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_APPEND) != 0) {
+        what = "cannot append to it";
+        goto out;
+    }
+    if (s->ids_fd >= 0)
+        close(s->ids_fd);
+    s->ids_fd = fd;
+    fd = -1;
+    s->ids_records = n;
+    s->ids_bad = 0;
+    st = FL_OK;
+out:
+    if (st != FL_OK)
+        fl_log(&s->log, FL_LOG_ERROR, "client ids %s not rewritten: %s%s%s", s->ids_path, what,
+               st == FL_ERR_IO ? ": " : "", st == FL_ERR_IO ? strerror(errno) : "");
+    if (fd >= 0)
+        close(fd);
+    if (dfd >= 0)
+        close(dfd);
+    if (tmp && tmp[0])
+        unlink(tmp);
+    free(tmp);
+    free(dir);
+    free(buf);
+    return st;
+}
+
+/* Appends one record (line[0..n)), fdatasync'd when sync; a file that took an append badly, or a
+ * record that could not be made (n 0), is rewritten whole instead (the table already holds the
+ * change). FL_OK when the change is on disk (for sync) or written. */
+static fl_status ids_append(fls_server *s, const char *line, size_t n, int sync)
+{
+    if (!s->ids_path || s->ids_mute || s->check_only)
+        return FL_OK;
+    if (s->ids_bad || s->ids_fd < 0 || n == 0)
+        return ids_rewrite(s);
+    if (write_all(s->ids_fd, line, n) != 0 || (sync && fdatasync(s->ids_fd) != 0)) {
+        fl_log(&s->log, FL_LOG_ERROR, "client ids %s: cannot append a record: %s; rewriting it",
+               s->ids_path, strerror(errno));
+        s->ids_bad = 1;
+        return ids_rewrite(s);
+    }
+    s->ids_records++;
+    if (s->ids_records > 2 * s->n_bind + 64)
+        (void)ids_rewrite(s); /* the record is in: a failure here loses nothing (logged) */
+    return FL_OK;
+}
+
+static fl_status ids_note_bind(fls_server *s, const binding *b)
+{
+    if (!s->ids_path || s->ids_mute)
+        return FL_OK;
+    char line[FLS_IDS_LINE_MAX];
+    return ids_append(s, line, bind_record(b, line), 1);
+}
+
+static void ids_note_forget(fls_server *s, const binding *b)
+{
+    if (!s->ids_path || s->ids_mute)
+        return;
+    char line[FLS_IDS_LINE_MAX];
+    (void)ids_append(s, line, fls_ids_format_forget(line, sizeof line, b->id, b->key), 0);
+}
+
 /* Binds id (its key) to a free slot, idle until bind_attach; pub (NULL in plain text) owns it. */
 static binding *bind_add(fls_server *s, uint32_t key, const char *id, const uint8_t *pub,
                          double now)
@@ -643,6 +851,7 @@ static void bind_forget(fls_server *s, binding *b)
     if (st != FL_OK)
         fl_log(&s->log, FL_LOG_DEBUG, "client id %s: the round engine keeps its record (%s)",
                b->id, fl_strerror(st));
+    ids_note_forget(s, b);
     const uint32_t i = bind_slot(s, b);
     bidx_del(s, i);
     if (!b->live)
@@ -1314,6 +1523,20 @@ static void on_hello(fls_server *s, sess *x, const uint8_t *rid, size_t rid_len,
             send_error(s, rid, rid_len, 0, FL_ERR_NOMEM, NULL);
             return;
         }
+        /* On disk before the Hello is answered: a crash after the Ack must not forget whose
+         * id this is. If it cannot be, the id is not bound (the client tries again later). */
+        if (ids_note_bind(s, b) != FL_OK) {
+            s->ids_mute = 1;
+            bind_forget(s, b);
+            s->ids_mute = 0;
+            s->ids_bad = 1;
+            log_bad(s, "hello from %s refused: its binding could not be recorded in %s",
+                    h->client_id, s->ids_path);
+            send_error(s, rid, rid_len, 0, FL_ERR_IO,
+                       "the server could not record the client id; try again");
+            s->st.refused++;
+            return;
+        }
     }
     /* The same client on another connection (it restarted): the old session is over. */
     sess *old = sess_by_key(s, key);
@@ -1847,6 +2070,7 @@ static void release_removed_keys(fls_server *s)
         }
     }
     size_t released = 0;
+    s->ids_mute = 1; /* one rewrite of the journal for all of them, below */
     for (uint32_t i = 0; i < s->n_slots; i++) {
         binding *b = &s->bind[i];
         if (!b->id || !b->has_pub || fls_allow_has(&s->allow, b->pub))
@@ -1858,6 +2082,9 @@ static void release_removed_keys(fls_server *s)
     }
     if (released > 10)
         fl_log(&s->log, FL_LOG_INFO, "%zu more client ids released", released - 10);
+    s->ids_mute = 0;
+    if (released && ids_rewrite(s) != FL_OK)
+        s->ids_bad = 1; /* the file still holds them: a restart drops them again (ids_load) */
     owners_rebuild(s);
 }
 
@@ -2303,6 +2530,132 @@ zfail:
     return FL_ERR_TRANSPORT;
 }
 
+/* fls_core_forget_unknown's question: is key bound in the table? */
+static int key_bound(void *user, uint32_t key)
+{
+    return bind_find(user, key) != NULL;
+}
+
+/* The bindings of the journal beside the checkpoint (CHECKPOINT.ids), with or without --resume:
+ * whose id is whose is about devices, not about one run. Ids of keys off the allow-list (or
+ * without a key, under CURVE) are released as a SIGHUP would release them; server.max_clients and
+ * server.ids_per_key hold (the least recently seen go first). Then the file is rewritten with what
+ * was kept (a torn last record is gone with it), and kept open for appending. A resumed run also
+ * forgets the afd-multi states its checkpoint holds for keys the table does not hold: their ids
+ * were forgotten after that checkpoint, or before it without the engine hearing of it. */
+static fl_status ids_load(fls_server *s, int resumed, char *err, size_t errlen)
+{
+    const size_t pl = strlen(s->opt.ckpt_path) + sizeof FLS_IDS_SUFFIX;
+    if (!(s->ids_path = malloc(pl)))
+        return FL_ERR_NOMEM;
+    snprintf(s->ids_path, pl, "%s%s", s->opt.ckpt_path, FLS_IDS_SUFFIX);
+    struct stat sb;
+    if (stat(s->ids_path, &sb) != 0) {
+        if (errno != ENOENT) {
+            snprintf(err, errlen, "client ids %s: %s", s->ids_path, strerror(errno));
+            return FL_ERR_IO;
+        }
+        fl_log(&s->log, FL_LOG_INFO, "client ids %s: no file yet, %s", s->ids_path,
+               s->check_only ? "none to restore" : "made now");
+        return ids_rewrite(s) == FL_OK ? FL_OK
+               : (snprintf(err, errlen, "client ids %s: cannot be written (see above)",
+                           s->ids_path), FL_ERR_IO);
+    }
+    char *text = NULL;
+    size_t len = 0;
+    char why[512];
+    fl_status st = fl_file_read(s->ids_path, (size_t)1 << 30, &text, &len, why, sizeof why);
+    if (st != FL_OK) {
+        snprintf(err, errlen, "client ids: %s", why);
+        return st;
+    }
+    fls_ids t;
+    st = fls_ids_parse(&t, (const uint8_t *)text, len, s->ids_path, why, sizeof why);
+    free(text);
+    if (st != FL_OK) {
+        /* a damaged file's reason starts with "PATH:LINE: " */
+        if (st == FL_ERR_CHECKPOINT_FORMAT)
+            snprintf(err, errlen, "client ids %s (restore the file from a backup, or move it "
+                     "aside: the server then forgets which key registered which id)", why);
+        else
+            snprintf(err, errlen, "client ids %s: %s", s->ids_path, why[0] ? why : fl_strerror(st));
+        return st;
+    }
+    if (t.torn_bytes)
+        fl_log(&s->log, FL_LOG_WARN, "client ids %s: its last record was cut short (%zu bytes: "
+               "a write that a crash interrupted, its Hello never answered): ignored",
+               s->ids_path, t.torn_bytes);
+    /* From the newest back: what server.max_clients and server.ids_per_key let stay. */
+    unsigned char *keep = t.n ? calloc(t.n, 1) : NULL;
+    uint32_t *per = s->curve && s->allow.n ? calloc(s->allow.n, sizeof *per) : NULL;
+    if ((t.n && !keep) || (s->curve && s->allow.n && !per)) {
+        free(keep);
+        free(per);
+        fls_ids_clear(&t);
+        return FL_ERR_NOMEM;
+    }
+    size_t kept = 0, released = 0, over = 0;
+    for (size_t k = t.n; k-- > 0;) {
+        const fls_ids_rec *r = &t.r[k];
+        uint32_t row = NIL;
+        if (s->curve) {
+            const uint8_t *hit = r->has_pub && s->allow.n
+                                     ? bsearch(r->pub, s->allow.keys, s->allow.n, 32, key32_cmp)
+                                     : NULL;
+            if (!hit) {
+                if (++released <= 10)
+                    fl_log(&s->log, FL_LOG_INFO, "client id %s released: %s", r->id,
+                           r->has_pub ? "its key left the allow-list"
+                                      : "bound without a key (plain text)");
+                continue;
+            }
+            row = (uint32_t)((size_t)(hit - (const uint8_t *)s->allow.keys) / 32);
+        }
+        if (kept >= s->opt.max_clients ||
+            (row != NIL && s->opt.ids_per_key && per[row] >= s->opt.ids_per_key)) {
+            over++;
+            continue;
+        }
+        keep[k] = 1;
+        kept++;
+        if (row != NIL)
+            per[row]++;
+    }
+    free(per);
+    if (released > 10)
+        fl_log(&s->log, FL_LOG_INFO, "%zu more client ids released", released - 10);
+    const double now = fl_time_mono_s();
+    s->ids_mute = 1;
+    for (size_t k = 0; k < t.n && st == FL_OK; k++)
+        if (keep[k] && !bind_add(s, t.r[k].key, t.r[k].id, t.r[k].has_pub ? t.r[k].pub : NULL,
+                                 now))
+            st = FL_ERR_NOMEM;
+    s->ids_mute = 0;
+    free(keep);
+    const size_t records = t.records;
+    fls_ids_clear(&t);
+    if (st != FL_OK)
+        return st;
+    fl_log(&s->log, FL_LOG_INFO, "client ids %s: %zu bound%s (%zu records read, %zu released, "
+           "%zu over server.max_clients or server.ids_per_key)", s->ids_path, kept,
+           s->check_only ? "" : ", each still its key's", records, released, over);
+    if (over)
+        fl_log(&s->log, FL_LOG_WARN, "client ids %s: %zu ids dropped (the least recently seen): "
+               "more than server.max_clients (%u) or server.ids_per_key (%u) allow", s->ids_path,
+               over, s->opt.max_clients, s->opt.ids_per_key);
+    if (resumed) {
+        size_t dropped = 0;
+        if (fls_core_forget_unknown(s->core, key_bound, s, &dropped) == FL_OK && dropped)
+            fl_log(&s->log, FL_LOG_INFO, "%zu afd-multi client states of the checkpoint "
+                   "dropped: their ids are no longer bound", dropped);
+    }
+    if (ids_rewrite(s) != FL_OK) {
+        snprintf(err, errlen, "client ids %s: cannot be written (see above)", s->ids_path);
+        return FL_ERR_IO;
+    }
+    return FL_OK;
+}
+
 /* A fresh run's id: random, never 0 (0 means "not told" on the wire). */
 static uint64_t fresh_run_id(void)
 {
@@ -2406,6 +2759,8 @@ static fl_status server_init(fls_server *s, char *err, size_t errlen)
                "are added (SIGHUP reloads it)");
         owners_rebuild(s);
     }
+    if (s->opt.ckpt_path[0] && (st = ids_load(s, resumed, err, errlen)) != FL_OK)
+        return st;
     const int metrics_file = s->opt.metrics_path[0] && strcmp(s->opt.metrics_path, "-") != 0;
     if (metrics_file) {
         /* What fopen(..., "a") needs, without making the file: it is opened only once every
@@ -2475,6 +2830,7 @@ static fls_status server_create(const fls_options *o, const fls_host *host, int 
     s->idle_said = s->over_said = -1e9; /* the first closing is said at once */
     s->bind_free = NIL;
     s->idle = (bind_list){NIL, NIL};
+    s->ids_fd = -1;
     s->log.fn = log_bridge;
     s->log.user = s;
     s->log.min_level = (fl_log_level)s->opt.log_level;
@@ -2545,6 +2901,9 @@ void fls_server_free(fls_server *s)
         free(s->bind[i].id);
     free(s->bind);
     free(s->bidx);
+    if (s->ids_fd >= 0)
+        close(s->ids_fd);
+    free(s->ids_path);
     free(s->owners);
     explicit_bzero(s->sec_z85, sizeof s->sec_z85);
     fls_allow_clear(&s->allow);

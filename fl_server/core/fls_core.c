@@ -635,6 +635,35 @@ fl_status fls_core_client_forget(fls_core *c, uint32_t key)
     return FL_OK;
 }
 
+typedef struct unknown_ctx {
+    const fls_core *c;
+    int (*known)(void *user, uint32_t client);
+    void *user;
+} unknown_ctx;
+
+static int keep_known(void *user, uint32_t key)
+{
+    const unknown_ctx *u = user;
+    client_rec *cr;
+    return client_lookup(u->c, key, &cr) == FL_OK || u->known(u->user, key);
+}
+
+fl_status fls_core_forget_unknown(fls_core *c, int (*known)(void *user, uint32_t client),
+                                  void *user, size_t *dropped)
+{
+    if (dropped)
+        *dropped = 0;
+    if (!c || !known)
+        return FL_ERR_INVALID_ARG;
+    if (c->open)
+        return FL_ERR_STATE;
+    unknown_ctx u = {c, known, user};
+    const size_t n = fls_policy_prune(c->pol, keep_known, &u);
+    if (dropped)
+        *dropped = n;
+    return FL_OK;
+}
+
 size_t fls_core_clients_known(const fls_core *c)
 {
     return c ? c->n_clients - c->n_gone : 0;

@@ -167,6 +167,13 @@ fl_status fls_core_client_memory(fls_core *core, uint32_t client, uint64_t bytes
  * is a client seen for the first time. The round engine otherwise keeps a record of every key it
  * ever saw. FL_OK; FL_ERR_STATE while it is connected; FL_ERR_UNKNOWN_CLIENT. */
 fl_status fls_core_client_forget(fls_core *core, uint32_t client);
+/* Drops the policy state (afd-multi) of every client that has no record in the engine (it has
+ * not joined since the engine was made or restored) and for which known(user, client) is 0: a
+ * host that restored a checkpoint and then learnt which clients it still knows (fl_server: its
+ * table of client ids) forgets the states of the others, as fls_core_client_forget would have.
+ * Only between rounds: FL_ERR_STATE while one is open. *dropped (may be NULL): how many. */
+fl_status fls_core_forget_unknown(fls_core *core, int (*known)(void *user, uint32_t client),
+                                  void *user, size_t *dropped);
 /* Clients the engine keeps a record of (joined and not forgotten). */
 size_t fls_core_clients_known(const fls_core *core);
 /* What a client needs to train this run's submodel: flm_train_memory_need of the policy's keep

@@ -353,6 +353,23 @@ void fls_policy_forget(fls_policy *p, uint32_t client)
     }
 }
 
+size_t fls_policy_prune(fls_policy *p, int (*keep)(void *user, uint32_t client), void *user)
+{
+    if (!p || !keep)
+        return 0;
+    size_t m = 0, dropped = 0;
+    for (size_t i = 0; i < p->n_multi; i++) {
+        if (keep(user, p->multi[i]->client)) {
+            p->multi[m++] = p->multi[i];
+        } else {
+            afd_state_free(p->multi[i]);
+            dropped++;
+        }
+    }
+    p->n_multi = m;
+    return dropped;
+}
+
 /* ---- rounds ----------------------------------------------------------------------------------- */
 
 fl_status fls_policy_begin_round(fls_policy *p, uint32_t round)

@@ -118,6 +118,10 @@ size_t fls_policy_units(const fls_policy *p);
 /* Drops what the policy keeps about client (afd-multi: its scores, loss and keep-set): it will be
  * a client seen for the first time. Not for a client selected in the round under way. */
 void fls_policy_forget(fls_policy *p, uint32_t client);
+/* fls_policy_forget of every client whose state the policy keeps (afd-multi) and for which
+ * keep(user, client) is 0: the states a checkpoint restored for clients the host no longer
+ * knows. Not while a round is under way. Returns the number dropped. */
+size_t fls_policy_prune(fls_policy *p, int (*keep)(void *user, uint32_t client), void *user);
 /* The units every keep-set of this policy keeps per droppable layer, into counts[0..n_drop): the
  * same for every client and round (all of them for `full`). */
 void fls_policy_keep_counts(const fls_policy *p, int *counts);
