@@ -8,6 +8,8 @@
  * credit-paced chunks, Update, Ack, Bye "done", checkpoint) driven by the client core, then a
  * resume from that checkpoint. */
 #include <dirent.h>
+#include <fcntl.h>
+#include <signal.h>
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -1231,7 +1233,8 @@ static flp_msg *peer_recv(fls_server *s, peer *p, double max_s)
 {
     const double t0 = fl_time_mono_s();
     while (fl_time_mono_s() - t0 < max_s) {
-        fls_server_step(s, 2);
+        if (s) /* NULL: a server in another process */
+            fls_server_step(s, 2);
         zmq_pollitem_t it = {p->sock, 0, ZMQ_POLLIN, 0};
         if (zmq_poll(&it, 1, 2) <= 0)
             continue;
@@ -3804,6 +3807,247 @@ static void test_reactor_second_update_header(void **state)
     two_free(s, lb, p, c);
 }
 
+
+/* ---- client ids across restarts (CHECKPOINT.ids) -------------------------------------------- */
+
+/* Starts the real fl_server with --config cfg (and --resume), its output into logpath, and waits
+ * (bounded) until it says "listening on". Returns its pid. */
+static pid_t spawn_server(const char *root, const char *cfg, const char *logpath)
+{
+    char bin[512];
+    snprintf(bin, sizeof bin, "%s/fl_server/fl_server", root);
+    write_file(logpath, ""); /* there before the child writes, for the polls below */
+    const pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        const int fd = open(logpath, O_WRONLY | O_APPEND);
+        if (fd >= 0) {
+            dup2(fd, 1);
+            dup2(fd, 2);
+        }
+        execl(bin, bin, "--config", cfg, "--resume", (char *)NULL);
+        _exit(127);
+    }
+    char text[8192];
+    for (int i = 0; i < 400; i++) {
+        read_small(logpath, text, sizeof text);
+        if (strstr(text, "listening on"))
+            return pid;
+        if (waitpid(pid, NULL, WNOHANG) == pid)
+            fail_msg("fl_server exited at start: %s", text);
+        usleep(25000);
+    }
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+    fail_msg("fl_server did not start: %s", text);
+    return -1;
+}
+
+/* (a) Under CURVE an id stays its key's across a crash: key A registers dev-x; the server is
+ * killed (SIGKILL, no stop of any kind) and started again with --resume; key B's Hello with
+ * dev-x is refused (FL_ERR_AUTH) and key A's accepted. Before CHECKPOINT.ids the table was
+ * forgotten and B took dev-x, locking A's device out for good. */
+static void test_ids_owner_survives_sigkill(void **state)
+{
+    (void)state;
+    const char *root = getenv("FEDROP_BUILD_ROOT");
+    if (!root)
+        skip();
+    char err[512], path[512], spub[41], ka[41], sa[41], kb[41], sb[41];
+    assert_int_equal(fls_keygen(g_tmp, "idk", err, sizeof err), FLS_OK);
+    snprintf(path, sizeof path, "%s/idk.pub", g_tmp);
+    assert_int_equal(fl_key_file_read(path, FL_KEY_PUBLIC, spub, NULL, err, sizeof err), FL_OK);
+    assert_int_equal(zmq_curve_keypair(ka, sa), 0);
+    assert_int_equal(zmq_curve_keypair(kb, sb), 0);
+    char allow[400], text[256], cfg[400], ep[400], yaml[2048], log1[400], log2[400];
+    snprintf(allow, sizeof allow, "%s/idk_allowed", g_tmp);
+    snprintf(text, sizeof text, "%s\n%s\n", ka, kb);
+    write_file(allow, text);
+    snprintf(ep, sizeof ep, "ipc://%s/idk.sock", g_tmp);
+    snprintf(yaml, sizeof yaml,
+             "server:\n  endpoints: ['%s']\n  secret_key_file: '%s/idk.secret'\n"
+             "  allow_list: '%s'\nmodel:\n  arch: \"mlp:6-5-3\"\nround:\n  clients: 3\n"
+             "checkpoint:\n  path: '%s/idk.ckpt'\n", ep, g_tmp, allow, g_tmp);
+    snprintf(cfg, sizeof cfg, "%s/idk.yaml", g_tmp);
+    write_file(cfg, yaml);
+    snprintf(log1, sizeof log1, "%s/idk1.log", g_tmp);
+    snprintf(log2, sizeof log2, "%s/idk2.log", g_tmp);
+
+    pid_t pid = spawn_server(root, cfg, log1);
+    peer a;
+    peer_open(&a, ep, spub, ka, sa);
+    flp_msg h = hello_msg("dev-x");
+    peer_send(&a, &h);
+    expect_ack_hello(NULL, &a);
+    peer_close(&a);
+    kill(pid, SIGKILL);
+    assert_int_equal(waitpid(pid, NULL, 0), pid);
+
+    pid = spawn_server(root, cfg, log2);
+    peer b;
+    peer_open(&b, ep, spub, kb, sb);
+    peer_send(&b, &h);
+    flp_msg *r = peer_recv(NULL, &b, 10);
+    const int refused = r && r->type == FLP_ERROR && r->error.code == FL_ERR_AUTH &&
+                        strstr(r->error.message, "registered with another key");
+    flp_msg_free(r);
+    peer_close(&b);
+    peer_open(&a, ep, spub, ka, sa);
+    peer_send(&a, &h);
+    r = peer_recv(NULL, &a, 10);
+    const int admitted = r && r->type == FLP_ACK && r->ack.of_type == FLP_HELLO && !r->ack.status;
+    flp_msg_free(r);
+    peer_close(&a);
+    kill(pid, SIGTERM);
+    assert_int_equal(waitpid(pid, NULL, 0), pid);
+    char said[8192];
+    read_small(log2, said, sizeof said);
+    if (!refused || !admitted)
+        fail_msg("after a SIGKILL and --resume: key B's Hello with dev-x %s, key A's %s; "
+                 "server said: %s", refused ? "refused" : "NOT refused",
+                 admitted ? "accepted" : "NOT accepted", said);
+}
+
+/* A plain-text server of mlp:6-5-3, 2 clients a round, checkpointing to TMP/NAME.ckpt (its
+ * CHECKPOINT.ids beside it), with --resume; on ipc://TMP/NAME.sock (in ep). */
+static fls_server *ids_server(const char *name, char ep[300], logbuf **lb, fls_status want)
+{
+    char yaml[1024];
+    snprintf(ep, 300, "ipc://%s/%s.sock", g_tmp, name);
+    snprintf(yaml, sizeof yaml,
+             "server:\n  insecure: true\n  endpoints: ['%s']\nmodel:\n  arch: \"mlp:6-5-3\"\n"
+             "run:\n  resume: true\nround:\n  clients: 2\n  overcommit: 1\n"
+             "checkpoint:\n  path: '%s/%s.ckpt'\n", ep, g_tmp, name);
+    fls_options *o = opts_from(yaml);
+    *lb = calloc(1, sizeof **lb);
+    assert_non_null(*lb);
+    fls_host host = {log_collect, *lb, NULL, NULL, NULL};
+    fls_server *s = NULL;
+    assert_int_equal(fls_server_new(o, &host, &s), want);
+    fls_options_free(o);
+    return s;
+}
+
+/* (b) Two ids with one derived key keep their keys across a restart, whatever order they come
+ * back in: dev-74558 (bound second: the alternate) says Hello first after the restart and still
+ * gets its alternate in its Task (Task.client_key), dev-13708 its derived key. Before, the first
+ * to come back took the derived key, and with it the other's afd-multi state. */
+static void test_ids_colliding_keys_survive_restart(void **state)
+{
+    (void)state;
+    const char *const ids[2] = {"dev-13708", "dev-74558"};
+    const uint32_t alt = fl_client_key_alt(ids[1], 1);
+    char ep[300];
+    logbuf *lb;
+    fls_server *s = ids_server("idc", ep, &lb, FLS_OK);
+    peer p[2];
+    for (int k = 0; k < 2; k++) {
+        peer_open(&p[k], ep, NULL, NULL, NULL);
+        flp_msg h = hello_msg(ids[k]);
+        peer_send(&p[k], &h);
+        expect_ack_hello(s, &p[k]);
+    }
+    assert_non_null(strstr(lb->text, "client dev-74558: its key collides"));
+    fls_server_free(s);
+    free(lb);
+    for (int k = 0; k < 2; k++)
+        peer_close(&p[k]);
+
+    s = ids_server("idc", ep, &lb, FLS_OK);
+    for (int k = 1; k >= 0; k--) { /* the other order */
+        peer_open(&p[k], ep, NULL, NULL, NULL);
+        flp_msg h = hello_msg(ids[k]);
+        peer_send(&p[k], &h);
+        expect_ack_hello(s, &p[k]);
+    }
+    assert_null(strstr(lb->text, "its key collides")); /* nobody was given a new key */
+    for (int k = 0; k < 2; k++) {
+        flp_msg *t = peer_recv(s, &p[k], 10);
+        assert_non_null(t);
+        assert_int_equal(t->type, FLP_TASK);
+        if (t->task.client_key != (k ? alt : 0))
+            fail_msg("%s's Task names key %08x after the restart, want %08x", ids[k],
+                     t->task.client_key, k ? alt : 0);
+        flp_msg_free(t);
+    }
+    fls_server_free(s);
+    free(lb);
+    for (int k = 0; k < 2; k++)
+        peer_close(&p[k]);
+}
+
+/* (c) A torn last record (a crash in the middle of an append) is left out with a warning, and
+ * the bindings before it stay; a damaged record in the middle fails the start, naming the file
+ * and the line (fl_server --check: exit 3). */
+static void test_ids_torn_and_damaged(void **state)
+{
+    (void)state;
+    char ep[300], ids[400], text[8192], msg[600];
+    logbuf *lb;
+    fls_server *s = ids_server("idt", ep, &lb, FLS_OK);
+    peer p;
+    peer_open(&p, ep, NULL, NULL, NULL);
+    const char *const names[3] = {"t-one", "t-two", "t-three"};
+    for (int k = 0; k < 3; k++) {
+        flp_msg h = hello_msg(names[k]);
+        peer_send(&p, &h);
+        expect_ack_hello(s, &p);
+    }
+    fls_server_free(s);
+    free(lb);
+    peer_close(&p);
+    snprintf(ids, sizeof ids, "%s/idt.ckpt.ids", g_tmp);
+    read_small(ids, text, sizeof text);
+    assert_int_equal(count_of(text, "\n"), 4); /* the first line and 3 records */
+
+    /* torn: part of a fourth record, no newline */
+    FILE *f = fopen(ids, "a");
+    assert_non_null(f);
+    fputs("1c6cd127 b aef6", f);
+    fclose(f);
+    s = ids_server("idt", ep, &lb, FLS_OK);
+    assert_non_null(strstr(lb->text, "its last record was cut short (15 bytes"));
+    fls_server_stats st;
+    fls_server_stats_get(s, &st);
+    assert_int_equal(st.ids, 3);
+    fls_server_free(s);
+    free(lb);
+    read_small(ids, text, sizeof text); /* rewritten at start: the torn part is gone */
+    assert_int_equal(count_of(text, "\n"), 4);
+    assert_int_equal(text[strlen(text) - 1], '\n');
+
+    /* damaged: one byte of t-two's record (line 3) changed */
+    char *two = strstr(text, "t-two");
+    assert_non_null(two);
+    two[2] = 'X';
+    write_file(ids, text);
+    s = ids_server("idt", ep, &lb, fls_status_of(FL_ERR_CHECKPOINT_FORMAT));
+    assert_null(s);
+    snprintf(msg, sizeof msg, "client ids %s:3: checksum mismatch", ids);
+    if (!strstr(lb->text, msg))
+        fail_msg("a damaged record was reported as: %s", lb->text);
+    free(lb);
+    const char *root = getenv("FEDROP_BUILD_ROOT");
+    if (root) {
+        char cmd[1400], cfg[400], yaml[1024];
+        snprintf(yaml, sizeof yaml,
+                 "server:\n  insecure: true\n  endpoints: ['%s']\nmodel:\n  arch: \"mlp:6-5-3\"\n"
+                 "round:\n  clients: 2\ncheckpoint:\n  path: '%s/idt.ckpt'\n", ep, g_tmp);
+        snprintf(cfg, sizeof cfg, "%s/idt.yaml", g_tmp);
+        write_file(cfg, yaml);
+        snprintf(cmd, sizeof cmd, "'%s/fl_server/fl_server' --config '%s' --check 2>&1; "
+                 "echo \"rc=$?\"", root, cfg);
+        FILE *pp = popen(cmd, "r");
+        assert_non_null(pp);
+        char line[1024], all[8192] = "";
+        while (fgets(line, sizeof line, pp))
+            strncat(all, line, sizeof all - strlen(all) - 1);
+        pclose(pp);
+        if (!strstr(all, msg) || !strstr(all, "rc=3\n"))
+            fail_msg("fl_server --check on a damaged %s said: %s", ids, all);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -3850,7 +4094,12 @@ int main(void)
         cmocka_unit_test(test_reactor_connection_limit),
         cmocka_unit_test(test_reactor_forgotten_state_not_inherited),
         cmocka_unit_test(test_reactor_metrics_lost),
+        cmocka_unit_test(test_ids_owner_survives_sigkill),
+        cmocka_unit_test(test_ids_colliding_keys_survive_restart),
+        cmocka_unit_test(test_ids_torn_and_damaged),
         cmocka_unit_test_teardown(test_reactor_checkpoint_no_fds, reset_wraps),
     };
+    if (getenv("FLS_TEST_FILTER")) /* e.g. "test_ids_*": a few tests while working on them */
+        cmocka_set_test_filter(getenv("FLS_TEST_FILTER"));
     return cmocka_run_group_tests(tests, setup_tmp, teardown_tmp);
 }
