@@ -15,7 +15,8 @@
  * that never said Hello get no state at all. Every id that said Hello keeps a binding (its key,
  * its CURVE public key) after its session ends, at most server.max_clients of them (and
  * server.ids_per_key per public key): a new id beyond that takes the place of the one idle
- * longest, if idle for server.id_idle_s, else it is refused.
+ * longest, if idle for server.id_idle_s, else it is refused. With checkpoint.path the table is
+ * also kept on disk (CHECKPOINT.ids, ids_load): a restart forgets no binding.
  *
  * Uplink flow control (PROTOCOL.md step 3): at most `upload_slots` clients send update chunks at
  * once; an accepted Update header beyond that waits in a FIFO (its client just heartbeats). A
