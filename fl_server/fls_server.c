@@ -2540,8 +2540,9 @@ static int key_bound(void *user, uint32_t key)
 /* The bindings of the journal beside the checkpoint (CHECKPOINT.ids), with or without --resume:
  * whose id is whose is about devices, not about one run. Ids of keys off the allow-list (or
  * without a key, under CURVE) are released as a SIGHUP would release them; server.max_clients and
- * server.ids_per_key hold (the least recently seen go first). Then the file is rewritten with what
- * was kept (a torn last record is gone with it), and kept open for appending. A resumed run also
+ * server.ids_per_key hold (the least recently seen go first). server_init then rewrites the file
+ * with what was kept (a torn last record is gone with it) once the endpoints are bound (a start
+ * that fails makes no file), and keeps it open for appending. A resumed run also
  * forgets the afd-multi states its checkpoint holds for keys the table does not hold: their ids
  * were forgotten after that checkpoint, or before it without the engine hearing of it. */
 static fl_status ids_load(fls_server *s, int resumed, char *err, size_t errlen)
@@ -2556,11 +2557,9 @@ static fl_status ids_load(fls_server *s, int resumed, char *err, size_t errlen)
             snprintf(err, errlen, "client ids %s: %s", s->ids_path, strerror(errno));
             return FL_ERR_IO;
         }
-        fl_log(&s->log, FL_LOG_INFO, "client ids %s: no file yet, %s", s->ids_path,
-               s->check_only ? "none to restore" : "made now");
-        return ids_rewrite(s) == FL_OK ? FL_OK
-               : (snprintf(err, errlen, "client ids %s: cannot be written (see above)",
-                           s->ids_path), FL_ERR_IO);
+        fl_log(&s->log, FL_LOG_INFO, "client ids %s: no file yet%s", s->ids_path,
+               s->check_only ? "" : ": made once the endpoints are bound");
+        return FL_OK;
     }
     char *text = NULL;
     size_t len = 0;
@@ -2650,11 +2649,7 @@ static fl_status ids_load(fls_server *s, int resumed, char *err, size_t errlen)
             fl_log(&s->log, FL_LOG_INFO, "%zu afd-multi client states of the checkpoint "
                    "dropped: their ids are no longer bound", dropped);
     }
-    if (ids_rewrite(s) != FL_OK) {
-        snprintf(err, errlen, "client ids %s: cannot be written (see above)", s->ids_path);
-        return FL_ERR_IO;
-    }
-    return FL_OK;
+    return FL_OK; /* written (server_init: ids_rewrite) once the endpoints are bound */
 }
 
 /* A fresh run's id: random, never 0 (0 means "not told" on the wire). */
@@ -2804,6 +2799,9 @@ static fl_status server_init(fls_server *s, char *err, size_t errlen)
     if (metrics_file && !(s->metrics = fopen(s->opt.metrics_path, "a")))
         return fls_options_errf(&s->opt, err, errlen, FL_ERR_IO, "run.metrics", NULL,
                                 "run.metrics %s: %s", s->opt.metrics_path, strerror(errno));
+    if (s->ids_path && ids_rewrite(s) != FL_OK)
+        return fls_options_errf(&s->opt, err, errlen, FL_ERR_IO, "checkpoint.path", NULL,
+                                "client ids %s: cannot be written (see above)", s->ids_path);
     if (s->curve)
         fl_log(&s->log, FL_LOG_INFO, "CURVE on; server public key %s", s->pub_z85);
     s->next_timers = fl_time_mono_s();
