@@ -373,6 +373,12 @@ static void test_policy_afd_proportional(void **state)
     fls_policy_free(p);
 }
 
+static int keep_only_30(void *user, uint32_t client)
+{
+    (void)user;
+    return client == 30;
+}
+
 static void test_policy_afd_multi(void **state)
 {
     (void)state;
@@ -444,6 +450,13 @@ static void test_policy_afd_multi(void **state)
     assert_int_equal(fls_policy_export(p, &buf, &len2), FL_OK);
     assert_true(len2 < len);
     free(buf);
+    /* fls_policy_prune: the states of the clients `keep` refuses go (a restored checkpoint's, of
+     * ids the host no longer knows), the others stay as they were. */
+    assert_int_equal(fls_policy_prune(q, keep_only_30, NULL), 2);
+    assert_int_equal(fls_policy_scores(q, 10, S, U), FL_ERR_NOT_FOUND);
+    assert_null(fls_policy_current(q, 20));
+    assert_true(flm_keepset_equal(fls_policy_current(q, 30), &c1));
+    assert_int_equal(fls_policy_prune(q, keep_only_30, NULL), 0);
     flm_keepset *all[] = {&a0, &b0, &fa, &a1, &b1, &c1};
     for (size_t i = 0; i < 6; i++)
         flm_keepset_free(all[i]);
