@@ -2636,9 +2636,9 @@ static fl_status ids_load(fls_server *s, int resumed, char *err, size_t errlen)
     fls_ids_clear(&t);
     if (st != FL_OK)
         return st;
-    fl_log(&s->log, FL_LOG_INFO, "client ids %s: %zu bound%s (%zu records read, %zu released, "
-           "%zu over server.max_clients or server.ids_per_key)", s->ids_path, kept,
-           s->check_only ? "" : ", each still its key's", records, released, over);
+    fl_log(&s->log, FL_LOG_INFO, "client ids %s: %zu ids %sbound as before the restart (%zu "
+           "records read, %zu released, %zu over server.max_clients or server.ids_per_key)",
+           s->ids_path, kept, s->check_only ? "would be " : "", records, released, over);
     if (over)
         fl_log(&s->log, FL_LOG_WARN, "client ids %s: %zu ids dropped (the least recently seen): "
                "more than server.max_clients (%u) or server.ids_per_key (%u) allow", s->ids_path,
