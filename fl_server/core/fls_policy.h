@@ -125,9 +125,10 @@ size_t fls_policy_prune(fls_policy *p, int (*keep)(void *user, uint32_t client),
 /* The units every keep-set of this policy keeps per droppable layer, into counts[0..n_drop): the
  * same for every client and round (all of them for `full`). */
 void fls_policy_keep_counts(const fls_policy *p, int *counts);
-/* The keep-set AFD will use next (afd-single: A; afd-multi: client's A), NULL if none. Owned by
- * the policy, valid until the next mutating call. */
-const flm_keepset *fls_policy_current(const fls_policy *p, uint32_t client);
+/* The keep-set AFD will use next (afd-single: A; afd-multi: client's A; full and shared fd: the
+ * round's), copied into *out (release with flm_keepset_free). FL_OK, FL_ERR_NOT_FOUND (none:
+ * *out is then empty), FL_ERR_NOMEM, FL_ERR_INVALID_ARG. */
+fl_status fls_policy_current(const fls_policy *p, uint32_t client, flm_keepset *out);
 
 /* Serialises the policy's state (kind, scores, l_prev, keep-sets; between rounds) to a new buffer
  * *buf of *len bytes, owned by the caller (free()). Little-endian, self-describing, versioned.
