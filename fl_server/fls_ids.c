@@ -281,8 +281,13 @@ fl_status fls_ids_parse(fls_ids *out, const uint8_t *buf, size_t len, const char
     while (end > 0 && t[end - 1] != '\n')
         end--;
     out->torn_bytes = len - end;
+    /* The first line is never appended: the file is made whole by a rename of a synced temporary
+     * file, so a file without it (empty, or cut inside it) is damage, not a crash, and taking it
+     * for an empty table would hand every id to whichever key says Hello first. */
     if (end == 0)
-        return FL_OK; /* not even the first line made it: an empty table */
+        return fail(err, errlen, FL_ERR_CHECKPOINT_FORMAT,
+                    "%s:1: %s: not a client-id file (its first line should be '%s')", name,
+                    len ? "its first line is cut short" : "the file is empty", FLS_IDS_MAGIC);
     const size_t ml = strlen(FLS_IDS_MAGIC);
     if (end < ml + 1 || memcmp(t, FLS_IDS_MAGIC, ml) != 0 || t[ml] != '\n')
         return fail(err, errlen, FL_ERR_CHECKPOINT_FORMAT,

@@ -137,8 +137,9 @@ typedef struct fls_ids {
 
 /* Replays the journal in buf[0..len) into *out (owned by the caller: fls_ids_clear). A last line
  * without its '\n' is a torn write: left out and counted in out->torn_bytes (not an error; a
- * file without a complete first line is an empty table). Any other fault (a first line that is
- * not FLS_IDS_MAGIC, a checksum that does not match, a record that does not parse, a key that is
+ * file without a complete first line, the empty file included, is damaged: the server writes
+ * that line only by renaming a whole, synced file). Any other fault (a first line that is not
+ * FLS_IDS_MAGIC, a checksum that does not match, a record that does not parse, a key that is
  * not the id's, an id or key bound twice, a forget of a binding that is not there) is
  * FL_ERR_CHECKPOINT_FORMAT with "NAME:LINE: reason" in err. Also FL_ERR_NOMEM, FL_ERR_INVALID_ARG
  * and a digest's failure. On error *out holds no binding (torn_bytes is set). Reentrant. */

@@ -4048,6 +4048,40 @@ static void test_ids_torn_and_damaged(void **state)
     }
 }
 
+/* (d) A file without its complete first line is damage, never a crash (the server makes the
+ * file only by renaming a whole, synced one): empty, or cut inside its first line, it fails the
+ * start naming line 1. Before, it was read as an empty table: every id was free for the first
+ * key to say Hello (a takeover), and a resume dropped every afd-multi state. */
+static void test_ids_empty_file_refused(void **state)
+{
+    (void)state;
+    char ep[300], ids[400], text[8192], msg[600];
+    logbuf *lb;
+    fls_server *s = ids_server("ide", ep, &lb, FLS_OK);
+    peer p;
+    peer_open(&p, ep, NULL, NULL, NULL);
+    flp_msg h = hello_msg("e-one");
+    peer_send(&p, &h);
+    expect_ack_hello(s, &p);
+    fls_server_free(s);
+    free(lb);
+    peer_close(&p);
+    snprintf(ids, sizeof ids, "%s/ide.ckpt.ids", g_tmp);
+    read_small(ids, text, sizeof text);
+    assert_non_null(strstr(text, " e-one\n"));
+    const char *const damaged[2] = {"", "fedrop cli"};
+    for (int k = 0; k < 2; k++) {
+        write_file(ids, damaged[k]);
+        s = ids_server("ide", ep, &lb, fls_status_of(FL_ERR_CHECKPOINT_FORMAT));
+        snprintf(msg, sizeof msg, "client ids %s:1: ", ids);
+        if (s || !strstr(lb->text, msg))
+            fail_msg("a client-id file holding '%s' %s: %s", damaged[k],
+                     s ? "was taken for an empty table" : "was refused without naming line 1",
+                     lb->text);
+        free(lb);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -4097,6 +4131,7 @@ int main(void)
         cmocka_unit_test(test_ids_owner_survives_sigkill),
         cmocka_unit_test(test_ids_colliding_keys_survive_restart),
         cmocka_unit_test(test_ids_torn_and_damaged),
+        cmocka_unit_test(test_ids_empty_file_refused),
         cmocka_unit_test_teardown(test_reactor_checkpoint_no_fds, reset_wraps),
     };
     if (getenv("FLS_TEST_FILTER")) /* e.g. "test_ids_*": a few tests while working on them */
