@@ -800,12 +800,15 @@ static fl_status ids_note_bind(fls_server *s, const binding *b)
     return ids_append(s, line, bind_record(b, line), 1);
 }
 
-static void ids_note_forget(fls_server *s, const binding *b)
+/* After the binding of id (key) left the table: the rewrite an append may set off writes the
+ * table, which must no longer hold it (else the file binds it again, and a later binding of the
+ * same id or key makes the file one that no start reads). */
+static void ids_note_forget(fls_server *s, const char *id, uint32_t key)
 {
     if (!s->ids_path || s->ids_mute)
         return;
     char line[FLS_IDS_LINE_MAX];
-    (void)ids_append(s, line, fls_ids_format_forget(line, sizeof line, b->id, b->key), 0);
+    (void)ids_append(s, line, fls_ids_format_forget(line, sizeof line, id, key), 0);
 }
 
 /* Binds id (its key) to a free slot, idle until bind_attach; pub (NULL in plain text) owns it. */
@@ -852,18 +855,20 @@ static void bind_forget(fls_server *s, binding *b)
     if (st != FL_OK)
         fl_log(&s->log, FL_LOG_DEBUG, "client id %s: the round engine keeps its record (%s)",
                b->id, fl_strerror(st));
-    ids_note_forget(s, b);
     const uint32_t i = bind_slot(s, b);
     bidx_del(s, i);
     if (!b->live)
         idle_unlink(s, b);
     if (b->owner != NIL)
         s->owners[b->owner].n_ids--;
-    free(b->id);
+    char *id = b->id;
+    const uint32_t key = b->key;
     memset(b, 0, sizeof *b);
     b->all.next = s->bind_free;
     s->bind_free = i;
     s->n_bind--;
+    ids_note_forget(s, id, key);
+    free(id);
 }
 
 /* After the allow-list changed (its rows moved): every key's ids counted again, and its idle ones

@@ -4082,6 +4082,80 @@ static void test_ids_empty_file_refused(void **state)
     }
 }
 
+/* A plain-text server with server.max_clients 2 and id_idle_s 1, checkpointing to TMP/NAME.ckpt;
+ * peer p (opened here, closed by the caller) says Hello with the new ids NAME-0 .. NAME-(n-1),
+ * each after the one before has been idle 2 s by the skewed clock: each forgets the one before
+ * last and binds itself, 2 records, so the file's compaction (above 2 x 2 + 64 records) comes
+ * at a forget, at about the 35th id. */
+static fls_server *ids_churn(const char *name, fls_options **o, logbuf *lb, peer *p, int n)
+{
+    char yaml[1024], ep[300];
+    snprintf(ep, sizeof ep, "ipc://%s/%s.sock", g_tmp, name);
+    snprintf(yaml, sizeof yaml,
+             "server:\n  insecure: true\n  endpoints: ['%s']\n  max_clients: 2\n"
+             "  id_idle_s: 1\nmodel:\n  arch: \"mlp:6-5-3\"\nrun:\n  resume: true\n"
+             "round:\n  clients: 2\n  overcommit: 1\ncheckpoint:\n  path: '%s/%s.ckpt'\n",
+             ep, g_tmp, name);
+    fls_host host = {log_collect, lb, NULL, NULL, NULL};
+    *o = opts_from(yaml);
+    fls_server *s = NULL;
+    assert_int_equal(fls_server_new(*o, &host, &s), FLS_OK);
+    peer_open(p, ep, NULL, NULL, NULL);
+    char id[32];
+    for (int k = 0; k < n; k++) {
+        snprintf(id, sizeof id, "%s-%d", name, k);
+        flp_msg h = hello_msg(id);
+        peer_send(p, &h);
+        expect_ack_hello(s, p);
+        g_clock_skew += 2;
+    }
+    return s;
+}
+
+/* A restart of the server of o: FLS_OK, or the failure with what it logged. */
+static void ids_restart_ok(const fls_options *o, fls_server_stats *st, const char *what)
+{
+    logbuf *lb = calloc(1, sizeof *lb);
+    assert_non_null(lb);
+    fls_host host = {log_collect, lb, NULL, NULL, NULL};
+    fls_server *s = NULL;
+    const fls_status rc = fls_server_new(o, &host, &s);
+    if (rc != FLS_OK)
+        fail_msg("the restart after %s failed: %s", what, lb->text);
+    fls_server_stats_get(s, st);
+    fls_server_free(s);
+    free(lb);
+}
+
+/* (e) The compaction set off by a forget record wrote the table while it still held the id being
+ * forgotten (the record came first, the table after): the file bound the id again, and when that
+ * id came back later the file bound it twice, and every later start failed (exit 3, "the id is
+ * bound twice"). */
+static void test_ids_compaction_at_forget(void **state)
+{
+    (void)state;
+    fls_options *o;
+    logbuf *lb = calloc(1, sizeof *lb);
+    assert_non_null(lb);
+    peer p;
+    fls_server *s = ids_churn("idg", &o, lb, &p, 37); /* one of 30-34 forgotten at it */
+    char id[32];
+    for (int k = 30; k <= 34; k++) { /* and back */
+        snprintf(id, sizeof id, "idg-%d", k);
+        flp_msg h = hello_msg(id);
+        peer_send(&p, &h);
+        expect_ack_hello(s, &p);
+        g_clock_skew += 2;
+    }
+    fls_server_free(s);
+    peer_close(&p);
+    fls_server_stats st;
+    ids_restart_ok(o, &st, "a compaction at a forget");
+    assert_int_equal(st.ids, 2);
+    fls_options_free(o);
+    free(lb);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -4132,6 +4206,7 @@ int main(void)
         cmocka_unit_test(test_ids_colliding_keys_survive_restart),
         cmocka_unit_test(test_ids_torn_and_damaged),
         cmocka_unit_test(test_ids_empty_file_refused),
+        cmocka_unit_test_teardown(test_ids_compaction_at_forget, reset_wraps),
         cmocka_unit_test_teardown(test_reactor_checkpoint_no_fds, reset_wraps),
     };
     if (getenv("FLS_TEST_FILTER")) /* e.g. "test_ids_*": a few tests while working on them */
