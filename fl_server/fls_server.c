@@ -663,8 +663,9 @@ static size_t bind_record(const binding *b, char line[FLS_IDS_LINE_MAX])
 
 /* Writes the table whole to the journal, atomically, and keeps the new file open for appending.
  * The idle ids first, least recently seen first, then those with a session: the order a restart
- * restores. FL_OK, or FL_ERR_IO / FL_ERR_NOMEM / a digest's failure (logged; the old file stays,
- * and so does ids_bad). */
+ * restores. FL_OK, or FL_ERR_IO / FL_ERR_NOMEM / a digest's failure (logged). A failure before
+ * the rename leaves the old file (and ids_bad) as they were; one after it (the directory's fsync)
+ * leaves no file open and ids_bad set, so the next change rewrites again. */
 static fl_status ids_rewrite(fls_server *s)
 {
     if (!s->ids_path || s->check_only)
@@ -740,6 +741,12 @@ static fl_status ids_rewrite(fls_server *s)
         goto out;
     }
     tmp[0] = 0;
+    /* From here on the path names the new file: the one open for appending is unlinked, and a
+     * record appended to it would be acknowledged and then lost at the next start. */
+    if (s->ids_fd >= 0)
+        close(s->ids_fd);
+    s->ids_fd = -1;
+    s->ids_bad = 1; /* until the new file is named durably and open: the next change rewrites */
     if (fsync(dfd) != 0) {
         what = "cannot fsync its directory";
         goto out;
@@ -748,8 +755,6 @@ static fl_status ids_rewrite(fls_server *s)
         what = "cannot append to it";
         goto out;
     }
-    if (s->ids_fd >= 0)
-        close(s->ids_fd);
     s->ids_fd = fd;
     fd = -1;
     s->ids_records = n;

@@ -2411,6 +2411,23 @@ double __wrap_fl_time_mono_s(void)
     return __real_fl_time_mono_s() + g_clock_skew;
 }
 
+/* fsync as the server sees it (-Wl,--wrap=fsync): while g_dir_fsync_fails is not 0, each fsync
+ * of a directory fails with EIO (one fewer each time), as on a disk that reports an error. */
+int __real_fsync(int fd);
+int __wrap_fsync(int fd);
+static int g_dir_fsync_fails;
+
+int __wrap_fsync(int fd)
+{
+    struct stat sb;
+    if (g_dir_fsync_fails && fstat(fd, &sb) == 0 && S_ISDIR(sb.st_mode)) {
+        g_dir_fsync_fails--;
+        errno = EIO;
+        return -1;
+    }
+    return __real_fsync(fd);
+}
+
 static uint64_t ckpt_round_of(const char *path)
 {
     fls_ckpt c;
@@ -2427,6 +2444,7 @@ static int reset_wraps(void **state)
     (void)state;
     g_mkstemp_fails = 0;
     g_clock_skew = 0;
+    g_dir_fsync_fails = 0;
     return 0;
 }
 
@@ -4156,6 +4174,59 @@ static void test_ids_compaction_at_forget(void **state)
     free(lb);
 }
 
+/* (f) The compaction renames a new file over the old one and then syncs the directory. When that
+ * sync failed, the file kept open for appending was the old one, unlinked: new ids were
+ * acknowledged with their record in a file no start reads, under a name never synced. Now a new
+ * id is refused (Error FL_ERR_IO) until the file is written whole again, and then kept. */
+static void test_ids_compaction_dir_fsync_fails(void **state)
+{
+    (void)state;
+    fls_options *o;
+    logbuf *lb = calloc(1, sizeof *lb);
+    assert_non_null(lb);
+    peer p;
+    fls_server *s = ids_churn("idf", &o, lb, &p, 2);
+    g_dir_fsync_fails = 1000; /* every sync of a directory from now on */
+    char id[32];
+    int k = 2;
+    for (; k < 80; k++) {
+        snprintf(id, sizeof id, "idf-%d", k);
+        flp_msg h = hello_msg(id);
+        peer_send(&p, &h);
+        flp_msg *r = peer_recv(s, &p, 10);
+        assert_non_null(r);
+        /* a compaction's sync failed, before this Hello or while it was taken */
+        const int failed = g_dir_fsync_fails < 1000;
+        const int refused = r->type == FLP_ERROR && r->error.code == FL_ERR_IO;
+        const int acked = r->type == FLP_ACK && r->ack.status == 0;
+        flp_msg_free(r);
+        if (failed && !refused)
+            fail_msg("%s was %s after the client-id file's directory could not be synced (its "
+                     "record went to an unlinked file)", id, acked ? "acknowledged" : "answered");
+        if (!failed && !acked)
+            fail_msg("%s was refused before any sync failed", id);
+        g_clock_skew += 2;
+        if (failed)
+            break;
+    }
+    assert_true(k < 80); /* a compaction came */
+    g_dir_fsync_fails = 0;
+    flp_msg h = hello_msg("idf-next");
+    peer_send(&p, &h);
+    expect_ack_hello(s, &p);
+    fls_server_free(s);
+    peer_close(&p);
+    char ids[400], text[65536];
+    snprintf(ids, sizeof ids, "%s/idf.ckpt.ids", g_tmp);
+    read_small(ids, text, sizeof text);
+    assert_non_null(strstr(text, " idf-next\n"));
+    fls_server_stats st;
+    ids_restart_ok(o, &st, "a failed sync of the directory");
+    assert_int_equal(st.ids, 2);
+    fls_options_free(o);
+    free(lb);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -4207,6 +4278,7 @@ int main(void)
         cmocka_unit_test(test_ids_torn_and_damaged),
         cmocka_unit_test(test_ids_empty_file_refused),
         cmocka_unit_test_teardown(test_ids_compaction_at_forget, reset_wraps),
+        cmocka_unit_test_teardown(test_ids_compaction_dir_fsync_fails, reset_wraps),
         cmocka_unit_test_teardown(test_reactor_checkpoint_no_fds, reset_wraps),
     };
     if (getenv("FLS_TEST_FILTER")) /* e.g. "test_ids_*": a few tests while working on them */
