@@ -2,6 +2,7 @@
 """fedrop integration tests: real fl_server / fl_client processes on loopback.
 
     fl_it.py TEST        TEST in: learn, client_kill, server_resume, server_resume_topk,
+                         server_resume_afd_multi,
                          new_run_topk, unknown_key, garbage,
                          train_failure, small_device, server_full, revoked, key_rotation,
                          twin_ids, colliding_ids, fd_limit
@@ -326,14 +327,14 @@ def test_client_kill(h):
 # four clients selected every round (quorum 4, overcommit 1, min_clients 4), client ids -> keys,
 # fixed iid partitions (same partition seed), local seeds derived from the ids, exact fixed-point
 # aggregation, and the checkpoint (round counter + state; every draw is keyed by the round).
-def run_resume(h, tag, kill, up_codec='rot+q4+zstd'):
+def run_resume(h, tag, kill, up_codec='rot+q4+zstd', policy='afd-single', rounds=4):
     m = h.path('metrics-%s.jsonl' % tag)
     ck = h.path('ck-%s.ckpt' % tag)
     port = free_port()
     ep = 'tcp://127.0.0.1:%d' % port
-    args = SMALL + ['--insecure', '--rounds', '4', '--clients', '4', '--overcommit', '1',
+    args = SMALL + ['--insecure', '--rounds', str(rounds), '--clients', '4', '--overcommit', '1',
                     '--up-codec', up_codec, '--seed', '7', '--metrics', m, '--checkpoint', ck,
-                    '--checkpoint-every', '1', '--resume']
+                    '--checkpoint-every', '1', '--resume', '--policy', policy]
     slog = 'server-%s.log' % tag
     srv = h.server(args, log=slog, endpoint=ep)
     # Client 0 uploads round r only once the file gate<r> exists (FEDROP_TEST_UPLOAD_GATE, a
@@ -352,14 +353,15 @@ def run_resume(h, tag, kill, up_codec='rot+q4+zstd'):
         check(len(metrics(m)) == 2, '[%s] killed after 2 rounds' % tag)
         srv = h.server(args, log=slog + '.2', endpoint=ep)
         h.wait_log(slog + '.2', r'resumed from .* at round 2', 5, srv)
-    open(gate + '2', 'w').close()
-    open(gate + '3', 'w').close()
+    for r in range(2, rounds):
+        open(gate + str(r), 'w').close()
     rc = h.wait_exit(srv, 150, 'fl_server')
     check(rc == 0, '[%s] server exits 0 (rc=%d)' % (tag, rc))
     for p in cl:
         h.wait_exit(p, 30, 'fl_client')
     rows = metrics(m)
-    check([r['round'] for r in rows] == [0, 1, 2, 3], '[%s] rounds 0..3 each recorded once' % tag)
+    check([r['round'] for r in rows] == list(range(rounds)),
+          '[%s] rounds 0..%d each recorded once' % (tag, rounds - 1))
     check(all(r['reported'] == 4 for r in rows), '[%s] 4/4 updates every round' % tag)
     return ckpt_model_sha256(ck)[0]
 
@@ -376,6 +378,20 @@ def test_server_resume(h):
 # residuals have moved on; the resumed server replays round 2, and libflclient restores each
 # residual to its state before round 2 (flc_core_keep_rewind_point). Without that the model
 # differs from the uninterrupted run's.
+# The same with afd-multi: every client's own scores, loss and keep-set go through the checkpoint
+# (the policy section's version 2: maps only once a submodel helped, keep-sets as bitmaps, and the
+# states at rest as bitmaps in memory), and the resumed run trains the same keep-sets (a resume
+# that lost them fails this). Whether the scores came back too shows only when a client's loss
+# rises after the resume, which these runs do not make happen: test_server_core's policy tests
+# check the maps' round trip.
+def test_server_resume_afd_multi(h):
+    ref = run_resume(h, 'ref', False, policy='afd-multi')
+    got = run_resume(h, 'killed', True, policy='afd-multi')
+    print('final model sha256 (afd-multi): uninterrupted %s, killed+resumed %s' % (ref, got),
+          flush=True)
+    check(ref == got, 'killed and resumed afd-multi run ends with the uninterrupted model, byte for byte')
+
+
 def test_server_resume_topk(h):
     ref = run_resume(h, 'ref', False, 'topk0.1+q8+zstd')
     got = run_resume(h, 'killed', True, 'topk0.1+q8+zstd')
@@ -849,6 +865,7 @@ TESTS = {
     'client_kill': test_client_kill,
     'server_resume': test_server_resume,
     'server_resume_topk': test_server_resume_topk,
+    'server_resume_afd_multi': test_server_resume_afd_multi,
     'new_run_topk': test_new_run_topk,
     'unknown_key': test_unknown_key,
     'garbage': test_garbage,
