@@ -584,6 +584,83 @@ static void test_policy_export_compact(void **state)
     fls_policy_free(one);
 }
 
+/* The score metrics of a round's end, which keep each map's share until the map changes, equal
+ * the ones computed afresh over every score of every map (fls_policy_scores), round after round:
+ * maps that change, that do not, that appear, and a forgotten one holding score_max. */
+static void test_policy_score_stats(void **state)
+{
+    (void)state;
+    const flm_arch a = arch_of("mlp:20-16-12-3");
+    for (int acc = 0; acc < 2; acc++) {
+        fls_policy_config cfg = fls_policy_config_default();
+        cfg.kind = FLS_POLICY_AFD_MULTI;
+        cfg.score_accumulate = acc;
+        fls_policy *p = NULL;
+        assert_int_equal(fls_policy_new(&cfg, &a, 3, &p), FL_OK);
+        const size_t U = fls_policy_units(p);
+        double S[28];
+        int known[8] = {0};
+        fl_rng r = fl_rng_stream(9, 0, 0, FL_RNG_TEST);
+        for (uint32_t round = 0; round < 24; round++) {
+            assert_int_equal(fls_policy_begin_round(p, round), FL_OK);
+            for (uint32_t c = 0; c < 8; c++) {
+                if (fl_rng_below(&r, 3) == 0 && round > 0)
+                    continue; /* not selected this round */
+                flm_keepset ks = get_ks(p, c);
+                flm_keepset_free(&ks);
+                known[c] = 1;
+                assert_int_equal(fls_policy_report(p, c, 0.2 + 0.1 * fl_rng_below(&r, 10), 1), FL_OK);
+            }
+            if (round == 14) { /* the client holding score_max goes: the maximum moves down */
+                double best = -1;
+                uint32_t who = 0;
+                for (uint32_t c = 0; c < 8; c++)
+                    if (known[c] && fls_policy_scores(p, c, S, U) == FL_OK)
+                        for (size_t u = 0; u < U; u++)
+                            if (S[u] > best) {
+                                best = S[u];
+                                who = c;
+                            }
+                fls_policy_info skip;
+                assert_int_equal(fls_policy_end_round(p, &skip), FL_OK);
+                fls_policy_forget(p, who);
+                known[who] = 0;
+                assert_int_equal(fls_policy_begin_round(p, round + 100), FL_OK);
+            }
+            fls_policy_info info;
+            assert_int_equal(fls_policy_end_round(p, &info), FL_OK);
+            double smax = 0.0, sum = 0.0;
+            uint64_t n = 0, zero = 0, hist[FLS_POLICY_HIST_BINS] = {0};
+            for (uint32_t c = 0; c < 8; c++) {
+                if (!known[c])
+                    continue;
+                assert_int_equal(fls_policy_scores(p, c, S, U), FL_OK);
+                for (size_t u = 0; u < U; u++) {
+                    smax = S[u] > smax ? S[u] : smax;
+                    sum += S[u];
+                    zero += S[u] == 0.0;
+                    n++;
+                }
+            }
+            for (uint32_t c = 0; c < 8 && smax > 0; c++) {
+                if (!known[c])
+                    continue;
+                assert_int_equal(fls_policy_scores(p, c, S, U), FL_OK);
+                for (size_t u = 0; u < U; u++)
+                    if (S[u] > 0.0) {
+                        int b = (int)(S[u] / smax * FLS_POLICY_HIST_BINS);
+                        hist[b >= FLS_POLICY_HIST_BINS ? FLS_POLICY_HIST_BINS - 1 : b]++;
+                    }
+            }
+            assert_true(info.score_max == smax);
+            assert_int_equal(info.score_zero, zero);
+            assert_true(fabs(info.score_mean - sum / (double)n) <= 1e-12 * (1 + sum / (double)n));
+            assert_memory_equal(info.hist, hist, sizeof hist);
+        }
+        fls_policy_free(p);
+    }
+}
+
 static void test_policy_config(void **state)
 {
     (void)state;
@@ -2532,6 +2609,7 @@ int main(void)
         cmocka_unit_test(test_policy_afd_proportional),
         cmocka_unit_test(test_policy_afd_multi),
         cmocka_unit_test(test_policy_export_compact),
+        cmocka_unit_test(test_policy_score_stats),
         cmocka_unit_test(test_config_digest),
         cmocka_unit_test(test_engine_quorum_and_late),
         cmocka_unit_test(test_engine_memory_selection),
