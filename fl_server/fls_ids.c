@@ -12,29 +12,16 @@
  * holds no newline. Replaying the records in order gives the table; the order of the "b" records
  * that stay is the idle order (least recently seen first).
  */
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <zmq.h>
 
 #include "fl_keyfile.h"
+#include "fl_status.h"
 #include "fl_sha256.h"
 #include "flp_wire.h"
 #include "fls_internal.h"
-
-static fl_status fail(char *err, size_t errlen, fl_status st, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-static fl_status fail(char *err, size_t errlen, fl_status st, const char *fmt, ...)
-{
-    if (err && errlen) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, errlen, fmt, ap);
-        va_end(ap);
-    }
-    return st;
-}
 
 static const char HEX[] = "0123456789abcdef";
 
@@ -175,35 +162,35 @@ static fl_status record(replay *p, const char *line, size_t n, const char *name,
 {
     uint32_t sum, want;
     if (n < 9 || line[8] != ' ' || unhex32(line, &sum) != 0)
-        return fail(err, errlen, FL_ERR_CHECKPOINT_FORMAT,
+        return fl_errf(err, errlen, FL_ERR_CHECKPOINT_FORMAT,
                     "%s:%zu: not a record (it should start with 8 hex digits and a blank)",
                     name, ln);
     const char *rest = line + 9;
     const size_t rn = n - 9;
     fl_status st = sum_of(rest, rn, &want);
     if (st != FL_OK)
-        return fail(err, errlen, st, "%s:%zu: cannot compute its checksum", name, ln);
+        return fl_errf(err, errlen, st, "%s:%zu: cannot compute its checksum", name, ln);
     if (sum != want)
-        return fail(err, errlen, FL_ERR_CHECKPOINT_FORMAT,
+        return fl_errf(err, errlen, FL_ERR_CHECKPOINT_FORMAT,
                     "%s:%zu: checksum mismatch: the record is damaged", name, ln);
     if (rn < 11 || (rest[0] != 'b' && rest[0] != 'f') || rest[1] != ' ' || rest[10] != ' ')
-        return fail(err, errlen, FL_ERR_CHECKPOINT_FORMAT, "%s:%zu: unknown record", name, ln);
+        return fl_errf(err, errlen, FL_ERR_CHECKPOINT_FORMAT, "%s:%zu: unknown record", name, ln);
     uint32_t key;
     if (unhex32(rest + 2, &key) != 0)
-        return fail(err, errlen, FL_ERR_CHECKPOINT_FORMAT, "%s:%zu: bad key", name, ln);
+        return fl_errf(err, errlen, FL_ERR_CHECKPOINT_FORMAT, "%s:%zu: bad key", name, ln);
     if (rest[0] == 'f') {
         const char *id = rest + 11;
         const size_t idn = rn - 11;
         const size_t i = find(p, key);
         if (i == (size_t)-1 || strlen(p->r[i].id) != idn || memcmp(p->r[i].id, id, idn) != 0)
-            return fail(err, errlen, FL_ERR_CHECKPOINT_FORMAT,
+            return fl_errf(err, errlen, FL_ERR_CHECKPOINT_FORMAT,
                         "%s:%zu: forgets a binding that is not there", name, ln);
         p->dead[i] = 1;
         return FL_OK;
     }
     /* b KKKKKKKK J PUB ID */
     if (rn < 15 || rest[11] < '0' || rest[11] >= '0' + FLS_IDS_KEYS || rest[12] != ' ')
-        return fail(err, errlen, FL_ERR_CHECKPOINT_FORMAT, "%s:%zu: bad key number", name, ln);
+        return fl_errf(err, errlen, FL_ERR_CHECKPOINT_FORMAT, "%s:%zu: bad key number", name, ln);
     const unsigned j = (unsigned)(rest[11] - '0');
     fls_ids_rec r = {0};
     r.key = key;
@@ -214,17 +201,17 @@ static fl_status record(replay *p, const char *line, size_t n, const char *name,
         q++;
     } else {
         if (end - q < FL_KEY_Z85_LEN || !fl_z85_key_decode(r.pub, q, FL_KEY_Z85_LEN))
-            return fail(err, errlen, FL_ERR_CHECKPOINT_FORMAT, "%s:%zu: bad public key", name,
+            return fl_errf(err, errlen, FL_ERR_CHECKPOINT_FORMAT, "%s:%zu: bad public key", name,
                         ln);
         r.has_pub = 1;
         q += FL_KEY_Z85_LEN;
     }
     if (q >= end || *q != ' ')
-        return fail(err, errlen, FL_ERR_CHECKPOINT_FORMAT, "%s:%zu: bad public key", name, ln);
+        return fl_errf(err, errlen, FL_ERR_CHECKPOINT_FORMAT, "%s:%zu: bad public key", name, ln);
     q++;
     const size_t idn = (size_t)(end - q);
     if (!id_ok(q, idn))
-        return fail(err, errlen, FL_ERR_CHECKPOINT_FORMAT,
+        return fl_errf(err, errlen, FL_ERR_CHECKPOINT_FORMAT,
                     "%s:%zu: bad client id (empty, too long, or not UTF-8 text)", name, ln);
     r.id = malloc(idn + 1);
     if (!r.id)
@@ -237,28 +224,28 @@ static fl_status record(replay *p, const char *line, size_t n, const char *name,
         uint32_t kk;
         if ((st = fl_client_key_of(r.id, k, &kk)) != FL_OK) {
             free(r.id);
-            return fail(err, errlen, st, "%s:%zu: cannot derive the id's keys", name, ln);
+            return fl_errf(err, errlen, st, "%s:%zu: cannot derive the id's keys", name, ln);
         }
         if (k == j && kk != key) {
             free(r.id);
-            return fail(err, errlen, FL_ERR_CHECKPOINT_FORMAT,
+            return fl_errf(err, errlen, FL_ERR_CHECKPOINT_FORMAT,
                         "%s:%zu: key %08x is not key %u of the id", name, ln, key, j);
         }
         const size_t o = find(p, kk);
         if (o != (size_t)-1 && strcmp(p->r[o].id, r.id) == 0) {
             free(r.id);
-            return fail(err, errlen, FL_ERR_CHECKPOINT_FORMAT,
+            return fl_errf(err, errlen, FL_ERR_CHECKPOINT_FORMAT,
                         "%s:%zu: the id is bound twice", name, ln);
         }
     }
     if (j > 0 && key == 0) {
         free(r.id);
-        return fail(err, errlen, FL_ERR_CHECKPOINT_FORMAT,
+        return fl_errf(err, errlen, FL_ERR_CHECKPOINT_FORMAT,
                     "%s:%zu: an alternate key 0 (never given)", name, ln);
     }
     if (find(p, key) != (size_t)-1) {
         free(r.id);
-        return fail(err, errlen, FL_ERR_CHECKPOINT_FORMAT,
+        return fl_errf(err, errlen, FL_ERR_CHECKPOINT_FORMAT,
                     "%s:%zu: key %08x is bound twice", name, ln, key);
     }
     p->r[p->n] = r;
@@ -285,12 +272,12 @@ fl_status fls_ids_parse(fls_ids *out, const uint8_t *buf, size_t len, const char
      * file, so a file without it (empty, or cut inside it) is damage, not a crash, and taking it
      * for an empty table would hand every id to whichever key says Hello first. */
     if (end == 0)
-        return fail(err, errlen, FL_ERR_CHECKPOINT_FORMAT,
+        return fl_errf(err, errlen, FL_ERR_CHECKPOINT_FORMAT,
                     "%s:1: %s: not a client-id file (its first line should be '%s')", name,
                     len ? "its first line is cut short" : "the file is empty", FLS_IDS_MAGIC);
     const size_t ml = strlen(FLS_IDS_MAGIC);
     if (end < ml + 1 || memcmp(t, FLS_IDS_MAGIC, ml) != 0 || t[ml] != '\n')
-        return fail(err, errlen, FL_ERR_CHECKPOINT_FORMAT,
+        return fl_errf(err, errlen, FL_ERR_CHECKPOINT_FORMAT,
                     "%s:1: not a client-id file (its first line should be '%s')", name,
                     FLS_IDS_MAGIC);
     size_t lines = 0;
@@ -315,7 +302,7 @@ fl_status fls_ids_parse(fls_ids *out, const uint8_t *buf, size_t len, const char
         const size_t n = (size_t)(nl - (t + a));
         ln++;
         if (n > FLS_IDS_LINE_MAX) {
-            st = fail(err, errlen, FL_ERR_CHECKPOINT_FORMAT, "%s:%zu: record too long", name, ln);
+            st = fl_errf(err, errlen, FL_ERR_CHECKPOINT_FORMAT, "%s:%zu: record too long", name, ln);
             goto out;
         }
         if ((st = record(&p, t + a, n, name, ln, err, errlen)) != FL_OK)
