@@ -27,7 +27,11 @@ struct report {
 typedef struct afd_state {
     uint32_t client;
     double *S;            /* n_units scores, >= 0; afd-multi: NULL while all are 0 (a client
-                           * whose submodel never helped yet: most of a large population) */
+                           * whose submodel never helped yet: most of a large population), or
+                           * while the map rests as codes (below) */
+    uint8_t *code;        /* afd-multi at rest: S[u] = pal[code[u]] (map_compact); S then NULL */
+    double *pal;          /* npal distinct values (bit patterns), in order of first use */
+    unsigned npal;
     int has_prev;
     double l_prev;
     flm_keepset A;        /* afd-multi: held between the rounds that select the client as bits */
@@ -280,6 +284,8 @@ static void afd_state_free(afd_state *s)
     if (!s)
         return;
     free(s->S);
+    free(s->code);
+    free(s->pal);
     ks_release(&s->A);
     free(s->bits);
     free(s);
@@ -321,6 +327,98 @@ static fl_status bits_to_keepset(const fls_policy *p, const uint8_t *bits, flm_k
             if (unit_bit(bits, (size_t)p->unit_off[d] + (size_t)i))
                 ks->idx[ks->offset[d] + j++] = (uint32_t)i;
     }
+    return FL_OK;
+}
+
+/* ---- score maps at rest ------------------------------------------------------------------
+ * A map holds few distinct values: without score_accumulate, every gain sets the kept units to
+ * that gain, so k gains leave at most k + 1 values. At rest a map with at most MAP_PAL distinct
+ * values (as bit patterns) is a code byte per unit and its palette, in order of first use (on the
+ * cnn about 2.2 KB instead of 17 KB); the same doubles come back, bit for bit. */
+#define MAP_PAL 255
+
+static inline double map_val(const afd_state *s, size_t u)
+{
+    return s->S ? s->S[u] : s->code ? s->pal[s->code[u]] : 0.0;
+}
+
+static int has_map(const afd_state *s)
+{
+    return s->S || s->code;
+}
+
+static uint64_t dbits(double v)
+{
+    uint64_t b;
+    memcpy(&b, &v, sizeof b);
+    return b;
+}
+
+/* The palette of s's map in first-use order into pal (MAP_PAL); its size, or 0 when the map has
+ * more than MAP_PAL distinct values. codes (may be NULL) receives each unit's code. */
+static unsigned map_palette(const fls_policy *p, const afd_state *s, double *pal, uint8_t *codes)
+{
+    unsigned n = 0, last = 0;
+    for (size_t u = 0; u < p->n_units; u++) {
+        const double v = map_val(s, u);
+        const uint64_t b = dbits(v);
+        unsigned c = last;
+        if (n == 0 || dbits(pal[c]) != b) { /* runs of one value are common: try the last first */
+            for (c = 0; c < n && dbits(pal[c]) != b; c++)
+                ;
+            if (c == n) {
+                if (n == MAP_PAL)
+                    return 0;
+                pal[n++] = v;
+            }
+        }
+        last = c;
+        if (codes)
+            codes[u] = (uint8_t)c;
+    }
+    return n;
+}
+
+/* An afd-multi map at rest as codes and palette (best effort: without memory, or with more than
+ * MAP_PAL values, S stays). */
+static void map_compact(const fls_policy *p, afd_state *s)
+{
+    if (!s->S)
+        return;
+    double pal[MAP_PAL];
+    uint8_t *code = malloc(p->n_units ? p->n_units : 1);
+    if (!code)
+        return;
+    const unsigned n = map_palette(p, s, pal, code);
+    double *pc = n ? malloc(n * sizeof *pc) : NULL;
+    if (!pc) {
+        free(code);
+        return;
+    }
+    memcpy(pc, pal, n * sizeof *pc);
+    free(s->S);
+    s->S = NULL;
+    s->code = code;
+    s->pal = pc;
+    s->npal = n;
+}
+
+/* The map as doubles again, for the AFD rule to read and write. */
+static fl_status map_expand(const fls_policy *p, afd_state *s)
+{
+    if (!s->code)
+        return FL_OK;
+    double *S = malloc((p->n_units ? p->n_units : 1) * sizeof *S);
+    if (!S)
+        return FL_ERR_NOMEM;
+    for (size_t u = 0; u < p->n_units; u++)
+        S[u] = s->pal[s->code[u]];
+    free(s->code);
+    free(s->pal);
+    s->code = NULL;
+    s->pal = NULL;
+    s->npal = 0;
+    s->S = S;
     return FL_OK;
 }
 
@@ -543,6 +641,9 @@ fl_status fls_policy_report(fls_policy *p, uint32_t client, double loss, uint64_
 /* Applies one step of the rule to s with the round's loss lt; draws with key (round+1, client). */
 static fl_status afd_step(fls_policy *p, afd_state *s, double lt, uint32_t client, int *kept)
 {
+    fl_status est = map_expand(p, s);
+    if (est != FL_OK)
+        return est;
     if (s->has_prev && lt < s->l_prev) {
         /* The submodel helped: exploit. l_prev > 0 for any non-negative loss; the fallback keeps
          * the gain positive and finite for exotic negative losses. */
@@ -607,9 +708,8 @@ static void score_stats(fls_policy *p, fls_policy_info *info)
     const size_t maps = p->cfg.kind == FLS_POLICY_AFD_SINGLE ? 1 : p->n_multi;
     for (size_t m = 0; m < maps; m++) {
         afd_state *st = p->cfg.kind == FLS_POLICY_AFD_SINGLE ? &p->single : p->multi[m];
-        const double *S = st->S;
         n += p->n_units;
-        if (!S) { /* all zero */
+        if (!has_map(st)) { /* all zero */
             zero += p->n_units;
             continue;
         }
@@ -617,9 +717,10 @@ static void score_stats(fls_policy *p, fls_policy_info *info)
             double mx = 0.0, sm = 0.0;
             uint64_t z = 0;
             for (size_t u = 0; u < p->n_units; u++) {
-                mx = S[u] > mx ? S[u] : mx;
-                sm += S[u];
-                z += S[u] == 0.0;
+                const double v = map_val(st, u);
+                mx = v > mx ? v : mx;
+                sm += v;
+                z += v == 0.0;
             }
             st->cmax = mx;
             st->csum = sm;
@@ -639,17 +740,17 @@ static void score_stats(fls_policy *p, fls_policy_info *info)
         return;
     for (size_t m = 0; m < maps; m++) {
         afd_state *st = p->cfg.kind == FLS_POLICY_AFD_SINGLE ? &p->single : p->multi[m];
-        const double *S = st->S;
-        if (!S)
+        if (!has_map(st))
             continue;
         if (st->hist_ref != smax) {
             memset(st->chist, 0, sizeof st->chist);
             for (size_t u = 0; u < p->n_units; u++) {
                 /* Not finite (only exotic losses through the API: the core bounds them) has no
                  * bin: (int)NaN would index anywhere. */
-                if (!(S[u] > 0.0) || !isfinite(S[u] / smax))
+                const double v = map_val(st, u);
+                if (!(v > 0.0) || !isfinite(v / smax))
                     continue;
-                int b = (int)(S[u] / smax * FLS_POLICY_HIST_BINS);
+                int b = (int)(v / smax * FLS_POLICY_HIST_BINS);
                 if (b >= FLS_POLICY_HIST_BINS)
                     b = FLS_POLICY_HIST_BINS - 1;
                 st->chist[b]++;
@@ -698,8 +799,10 @@ fl_status fls_policy_end_round(fls_policy *p, fls_policy_info *info)
             in.resampled += (uint32_t)!kept;
             s->reported = 0;
         }
-        for (size_t i = 0; i < p->n_multi; i++) /* the round's keep-sets go back to rest */
+        for (size_t i = 0; i < p->n_multi; i++) { /* the round's states go back to rest */
             state_compact(p, p->multi[i]);
+            map_compact(p, p->multi[i]);
+        }
         in.clients = (uint32_t)p->n_multi;
     }
     if (in.afd)
@@ -715,24 +818,17 @@ fl_status fls_policy_scores(const fls_policy *p, uint32_t client, double *out, s
 {
     if (!p || (!out && n))
         return FL_ERR_INVALID_ARG;
-    const double *S = NULL;
-    int found = 0;
-    if (p->cfg.kind == FLS_POLICY_AFD_SINGLE) {
-        S = p->single.S;
-        found = S != NULL;
-    } else if (p->cfg.kind == FLS_POLICY_AFD_MULTI) {
-        const afd_state *s = multi_find(p, client);
-        S = s ? s->S : NULL;
-        found = s != NULL;
-    }
-    if (!found)
+    const afd_state *s = NULL;
+    if (p->cfg.kind == FLS_POLICY_AFD_SINGLE)
+        s = p->single.S ? &p->single : NULL;
+    else if (p->cfg.kind == FLS_POLICY_AFD_MULTI)
+        s = multi_find(p, client);
+    if (!s)
         return FL_ERR_NOT_FOUND;
     if (n != p->n_units)
         return FL_ERR_INVALID_ARG;
-    if (S)
-        memcpy(out, S, n * sizeof *out);
-    else
-        memset(out, 0, n * sizeof *out); /* +0.0 */
+    for (size_t u = 0; u < n; u++)
+        out[u] = map_val(s, u); /* no map: +0.0 */
     return FL_OK;
 }
 
@@ -761,20 +857,27 @@ fl_status fls_policy_current(const fls_policy *p, uint32_t client, flm_keepset *
 /* ---- export / import -------------------------------------------------------------------------- */
 
 /* Version 2. A state is: client u32, has_prev u8, l_prev f64 (+0.0 without), flags u8 (bit 0: a
- * score map follows, bit 1: a keep-set follows; no other bits), the score map (n_units f64, only
- * when some score is not 0: an all-zero map is never written), the keep-set (per droppable layer
- * d, a bitmap of drop_units[d] bits in ceil(drop_units[d] / 8) bytes, unit j at bit j % 8 of byte
- * j / 8, exactly keep_k[d] bits set and none past the last unit). So a client whose submodel never
- * helped costs 14 bytes and the bitmaps (about 290 bytes on the cnn), not 23 KB. Version 1 wrote
- * every map in full and each keep-set as a u32 count and u32 indexes (no flags byte: a u8 1/0 for
- * the keep-set after the map); it is still read. */
+ * score map in full follows, bit 2: a score map as a palette follows, bit 1: a keep-set follows;
+ * no other bits, not bits 0 and 2 together), the score map, the keep-set.
+ * - The score map is written only when some score is not 0 (an all-zero map never is). With at
+ *   most 255 distinct values (as bit patterns) it is a palette: u8 P (1..255), P f64 values in
+ *   order of first use along the units, then a u8 code per unit (n_units); with more, in full:
+ *   n_units f64. Any other spelling (a palette out of first-use order, a full map that fits a
+ *   palette) is refused: one state, one encoding.
+ * - The keep-set: per droppable layer d, a bitmap of drop_units[d] bits in ceil(drop_units[d] / 8)
+ *   bytes, unit j at bit j % 8 of byte j / 8, exactly keep_k[d] bits set, none past the last unit.
+ * So a client whose submodel never helped costs 14 bytes and the bitmaps (about 290 bytes on the
+ * cnn), one whose submodel helped a few times about 2.5 KB more, not 23 KB. Version 1 wrote every
+ * map in full and each keep-set as a u32 count and u32 indexes (no flags byte: a u8 1/0 for the
+ * keep-set after the map); it is still read. */
 #define ST_SCORES 1u
 #define ST_KEEPSET 2u
+#define ST_PALETTE 4u
 
-static int scores_zero(const fls_policy *p, const double *S)
+static int scores_zero(const fls_policy *p, const afd_state *s)
 {
-    for (size_t u = 0; S && u < p->n_units; u++)
-        if (S[u] != 0.0)
+    for (size_t u = 0; has_map(s) && u < p->n_units; u++)
+        if (map_val(s, u) != 0.0)
             return 0;
     return 1;
 }
@@ -813,10 +916,35 @@ static void w_state(fls_wbuf *w, const fls_policy *p, const afd_state *s)
     fls_w_u32(w, s->client);
     fls_w_u8(w, (uint8_t)s->has_prev);
     fls_w_f64(w, s->has_prev ? s->l_prev : 0.0);
-    const int scores = !scores_zero(p, s->S);
-    fls_w_u8(w, (uint8_t)((scores ? ST_SCORES : 0) | (s->A.idx || s->bits ? ST_KEEPSET : 0)));
-    for (size_t u = 0; scores && u < p->n_units; u++)
-        fls_w_f64(w, s->S[u]);
+    const int scores = !scores_zero(p, s);
+    double pal[MAP_PAL];
+    unsigned np = 0;
+    if (scores && s->code) {
+        np = s->npal;
+        memcpy(pal, s->pal, np * sizeof *pal);
+    } else if (scores) {
+        np = map_palette(p, s, pal, NULL);
+    }
+    const unsigned map = !scores ? 0 : np ? ST_PALETTE : ST_SCORES;
+    fls_w_u8(w, (uint8_t)(map | (s->A.idx || s->bits ? ST_KEEPSET : 0)));
+    if (map == ST_SCORES)
+        for (size_t u = 0; u < p->n_units; u++)
+            fls_w_f64(w, map_val(s, u));
+    if (map == ST_PALETTE) {
+        fls_w_u8(w, (uint8_t)np);
+        for (unsigned i = 0; i < np; i++)
+            fls_w_f64(w, pal[i]);
+        unsigned c = 0;
+        for (size_t u = 0; u < p->n_units; u++) {
+            if (s->code) {
+                c = s->code[u];
+            } else if (dbits(pal[c]) != dbits(map_val(s, u))) { /* runs: the last code first */
+                for (c = 0; dbits(pal[c]) != dbits(map_val(s, u)); c++)
+                    ;
+            }
+            fls_w_u8(w, (uint8_t)c);
+        }
+    }
     if (s->bits)
         w_keepset_bits(w, p, s->bits);
     else if (s->A.idx)
@@ -828,8 +956,8 @@ static int state_ok(const fls_policy *p, const afd_state *s)
 {
     if (s->has_prev && !isfinite(s->l_prev))
         return 0;
-    for (size_t u = 0; s->S && u < p->n_units; u++)
-        if (!(s->S[u] >= 0.0) || !isfinite(s->S[u]))
+    for (size_t u = 0; has_map(s) && u < p->n_units; u++)
+        if (!(map_val(s, u) >= 0.0) || !isfinite(map_val(s, u)))
             return 0;
     return 1;
 }
@@ -933,7 +1061,53 @@ bad:
     return FL_ERR_CHECKPOINT_FORMAT;
 }
 
-/* Reads a state of the given version. An all-zero map comes back as none (S NULL). */
+/* Reads a version 2 palette map (ST_PALETTE) into s->code / s->pal, checking that it is the one
+ * spelling w_state writes: 1..255 distinct finite non-negative values in first-use order, every
+ * one used, not all zero. */
+static fl_status r_palette(fls_rbuf *r, const fls_policy *p, afd_state *s)
+{
+    const unsigned np = fls_r_u8(r);
+    if (r->bad || np == 0 || (size_t)np * 8 + p->n_units > r->len - r->pos)
+        return FL_ERR_CHECKPOINT_FORMAT; /* before allocating */
+    s->pal = malloc(np * sizeof *s->pal);
+    s->code = malloc(p->n_units ? p->n_units : 1);
+    if (!s->pal || !s->code)
+        return FL_ERR_NOMEM; /* the caller frees */
+    s->npal = np;
+    for (unsigned i = 0; i < np; i++) {
+        const double v = fls_r_f64(r);
+        if (!(v >= 0.0) || !isfinite(v))
+            return FL_ERR_CHECKPOINT_FORMAT;
+        for (unsigned j = 0; j < i; j++)
+            if (dbits(s->pal[j]) == dbits(v))
+                return FL_ERR_CHECKPOINT_FORMAT;
+        s->pal[i] = v;
+    }
+    if (np == 1 && s->pal[0] == 0.0) /* all zero: never written */
+        return FL_ERR_CHECKPOINT_FORMAT;
+    unsigned seen = 0;
+    for (size_t u = 0; u < p->n_units; u++) {
+        const unsigned c = fls_r_u8(r);
+        if (c > seen || c >= np) /* first use in order */
+            return FL_ERR_CHECKPOINT_FORMAT;
+        seen += c == seen;
+        s->code[u] = (uint8_t)c;
+    }
+    return r->bad || seen != np ? FL_ERR_CHECKPOINT_FORMAT : FL_OK;
+}
+
+static void map_free(afd_state *s)
+{
+    free(s->S);
+    free(s->code);
+    free(s->pal);
+    s->S = NULL;
+    s->code = NULL;
+    s->pal = NULL;
+    s->npal = 0;
+}
+
+/* Reads a state of the given version. An all-zero map comes back as none (no S, no code). */
 static fl_status r_state(fls_rbuf *r, const fls_policy *p, afd_state *s, uint32_t version)
 {
     memset(s, 0, sizeof *s);
@@ -946,8 +1120,15 @@ static fl_status r_state(fls_rbuf *r, const fls_policy *p, afd_state *s, uint32_
         return FL_ERR_CHECKPOINT_FORMAT;
     s->has_prev = hp;
     const uint8_t flags = version >= 2 ? fls_r_u8(r) : ST_SCORES;
-    if (r->bad || (flags & ~(ST_SCORES | ST_KEEPSET)))
+    if (r->bad || (flags & ~(ST_SCORES | ST_KEEPSET | ST_PALETTE)) ||
+        (flags & (ST_SCORES | ST_PALETTE)) == (ST_SCORES | ST_PALETTE))
         return FL_ERR_CHECKPOINT_FORMAT;
+    fl_status st = FL_OK;
+    if (flags & ST_PALETTE) {
+        st = r_palette(r, p, s);
+        if (st != FL_OK)
+            goto fail;
+    }
     if (flags & ST_SCORES) {
         /* Bound the allocation by what the buffer can hold before making it. */
         if (p->n_units > (r->len - r->pos) / 8)
@@ -960,11 +1141,14 @@ static fl_status r_state(fls_rbuf *r, const fls_policy *p, afd_state *s, uint32_
             if (!(s->S[u] >= 0.0) || !isfinite(s->S[u]))
                 goto bad;
         }
-        if (scores_zero(p, s->S)) {
+        if (scores_zero(p, s)) {
             if (version >= 2) /* never written so: one state, one encoding */
                 goto bad;
-            free(s->S);
-            s->S = NULL;
+            map_free(s);
+        } else if (version >= 2) {
+            double pal[MAP_PAL];
+            if (map_palette(p, s, pal, NULL) != 0) /* it fits a palette: written as one */
+                goto bad;
         }
     }
     int hasA;
@@ -977,18 +1161,16 @@ static fl_status r_state(fls_rbuf *r, const fls_policy *p, afd_state *s, uint32_
         hasA = b;
     }
     if (hasA) {
-        fl_status st = version >= 2 ? r_keepset_bits(r, p, &s->A) : r_keepset(r, p, &s->A);
-        if (st != FL_OK) {
-            free(s->S);
-            s->S = NULL;
-            return st;
-        }
+        st = version >= 2 ? r_keepset_bits(r, p, &s->A) : r_keepset(r, p, &s->A);
+        if (st != FL_OK)
+            goto fail;
     }
     return FL_OK;
 bad:
-    free(s->S);
-    s->S = NULL;
-    return FL_ERR_CHECKPOINT_FORMAT;
+    st = FL_ERR_CHECKPOINT_FORMAT;
+fail:
+    map_free(s);
+    return st;
 }
 
 fl_status fls_policy_import(fls_policy *p, const uint8_t *buf, size_t len)
@@ -1015,14 +1197,16 @@ fl_status fls_policy_import(fls_policy *p, const uint8_t *buf, size_t len)
         st = r_state(&r, p, &s, version);
         if (st == FL_OK && (s.client != FLS_POLICY_SHARED_CLIENT || r.pos != r.len))
             st = FL_ERR_CHECKPOINT_FORMAT;
+        if (st == FL_OK) /* afd-single keeps its map as doubles, allocated */
+            st = map_expand(p, &s);
         if (st == FL_OK && !s.S && !(s.S = calloc(p->n_units ? p->n_units : 1, sizeof *s.S)))
-            st = FL_ERR_NOMEM; /* afd-single keeps its map allocated */
+            st = FL_ERR_NOMEM;
         if (st != FL_OK) {
-            free(s.S);
+            map_free(&s);
             ks_release(&s.A);
             return st;
         }
-        free(p->single.S);
+        map_free(&p->single);
         ks_release(&p->single.A);
         p->single = s;
     } else if (p->cfg.kind == FLS_POLICY_AFD_MULTI) {
@@ -1062,8 +1246,10 @@ fl_status fls_policy_import(fls_policy *p, const uint8_t *buf, size_t len)
         p->multi = m;
         p->n_multi = n;
         p->cap_multi = n ? n : 1;
-        for (size_t j = 0; j < n; j++) /* between rounds: every keep-set at rest */
+        for (size_t j = 0; j < n; j++) { /* between rounds: every state at rest */
             state_compact(p, p->multi[j]);
+            map_compact(p, p->multi[j]);
+        }
     } else if (r.pos != r.len) {
         return FL_ERR_CHECKPOINT_FORMAT;
     }

@@ -584,6 +584,98 @@ static void test_policy_export_compact(void **state)
     fls_policy_free(one);
 }
 
+/* Score maps at rest and in the export: one with at most 255 distinct values is a palette in
+ * first-use order, one with more is written in full; each comes back bit for bit, and the other
+ * spellings (a full map that fits a palette, a palette out of order, with an unused or a repeated
+ * value) are refused. Built from a version-1 export of two clients over 300 units. */
+static void test_policy_palette(void **state)
+{
+    (void)state;
+    const flm_arch a = arch_of("mlp:20-300-3"); /* one droppable layer: 300 units, keep 225 */
+    enum { U = 300, K = 225 };
+    uint8_t *v1 = malloc(64 + 2 * (40 + U * 8 + K * 4));
+    size_t o = 0;
+    o = put_u32(v1, o, 0x50534c46u);
+    o = put_u32(v1, o, 1);
+    o = put_u32(v1, o, FLS_POLICY_AFD_MULTI);
+    o = put_u32(v1, o, 1);
+    o = put_u32(v1, o, U);
+    o = put_u32(v1, o, K);
+    o = put_u32(v1, o, 2);
+    double want[2][U];
+    for (uint32_t c = 0; c < 2; c++) {
+        o = put_u32(v1, o, c + 1);
+        v1[o++] = 1;
+        o = put_f64(v1, o, 1.0);
+        for (int u = 0; u < U; u++) {
+            /* client 1: 300 distinct values; client 2: two, the first use of 0.25 at unit 3 */
+            want[c][u] = c == 0 ? 0.5 + 0.001 * u : (u % 4 == 3 ? 0.25 : 0.0);
+            o = put_f64(v1, o, want[c][u]);
+        }
+        v1[o++] = 1;
+        o = put_u32(v1, o, K);
+        for (uint32_t j = 0; j < K; j++)
+            o = put_u32(v1, o, j);
+    }
+    fls_policy *p = policy_of(FLS_POLICY_AFD_MULTI, &a, 5, NULL);
+    assert_int_equal(fls_policy_import(p, v1, o), FL_OK);
+    double S[U];
+    for (uint32_t c = 0; c < 2; c++) {
+        assert_int_equal(fls_policy_scores(p, c + 1, S, U), FL_OK);
+        assert_memory_equal(S, want[c], sizeof S);
+    }
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    assert_int_equal(fls_policy_export(p, &buf, &len), FL_OK);
+    const size_t s1 = 28, bm = (U + 7) / 8, s2 = s1 + 14 + U * 8 + bm;
+    assert_int_equal(buf[s1 + 13], 1 | 2);                 /* in full, a keep-set */
+    assert_int_equal(buf[s2 + 13], 4 | 2);                 /* a palette, a keep-set */
+    assert_int_equal(buf[s2 + 14], 2);                     /* P: 0.0, then 0.25 */
+    assert_int_equal(len, s2 + 14 + 1 + 2 * 8 + U + bm);
+    const size_t codes = s2 + 14 + 1 + 16;
+    assert_int_equal(buf[codes + 2], 0);
+    assert_int_equal(buf[codes + 3], 1);
+    fls_policy *q = policy_of(FLS_POLICY_AFD_MULTI, &a, 5, NULL);
+    assert_int_equal(fls_policy_import(q, buf, len), FL_OK);
+    uint8_t *buf2 = NULL;
+    size_t len2 = 0;
+    assert_int_equal(fls_policy_export(q, &buf2, &len2), FL_OK);
+    assert_int_equal(len2, len);
+    assert_memory_equal(buf2, buf, len);
+    for (uint32_t c = 0; c < 2; c++) {
+        assert_int_equal(fls_policy_scores(q, c + 1, S, U), FL_OK);
+        assert_memory_equal(S, want[c], sizeof S);
+    }
+    uint8_t *bad = malloc(len);
+    /* a palette whose first code is not 0 (out of first-use order) */
+    memcpy(bad, buf, len);
+    bad[codes] = 1;
+    assert_int_equal(fls_policy_import(q, bad, len), FL_ERR_CHECKPOINT_FORMAT);
+    /* a value never used: every code 0 */
+    memcpy(bad, buf, len);
+    memset(bad + codes, 0, U);
+    assert_int_equal(fls_policy_import(q, bad, len), FL_ERR_CHECKPOINT_FORMAT);
+    /* the same value twice */
+    memcpy(bad, buf, len);
+    memcpy(bad + s2 + 15 + 8, bad + s2 + 15, 8);
+    assert_int_equal(fls_policy_import(q, bad, len), FL_ERR_CHECKPOINT_FORMAT);
+    /* a full map of two values (it fits a palette) */
+    memcpy(bad, buf, len);
+    for (int u = 0; u < U; u++)
+        put_f64(bad, s1 + 14 + (size_t)u * 8, u % 2 ? 0.5 : 0.75);
+    assert_int_equal(fls_policy_import(q, bad, len), FL_ERR_CHECKPOINT_FORMAT);
+    /* ...and bits 0 and 2 together */
+    memcpy(bad, buf, len);
+    bad[s1 + 13] = 1 | 2 | 4;
+    assert_int_equal(fls_policy_import(q, bad, len), FL_ERR_CHECKPOINT_FORMAT);
+    free(bad);
+    free(buf);
+    free(buf2);
+    free(v1);
+    fls_policy_free(p);
+    fls_policy_free(q);
+}
+
 /* The score metrics of a round's end, which keep each map's share until the map changes, equal
  * the ones computed afresh over every score of every map (fls_policy_scores), round after round:
  * maps that change, that do not, that appear, and a forgotten one holding score_max. */
@@ -2610,6 +2702,7 @@ int main(void)
         cmocka_unit_test(test_policy_afd_multi),
         cmocka_unit_test(test_policy_export_compact),
         cmocka_unit_test(test_policy_score_stats),
+        cmocka_unit_test(test_policy_palette),
         cmocka_unit_test(test_config_digest),
         cmocka_unit_test(test_engine_quorum_and_late),
         cmocka_unit_test(test_engine_memory_selection),
