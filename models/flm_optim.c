@@ -54,10 +54,15 @@ fl_status flm_train_local_from(flm_model *m, float *params, const float *init,
                                const flm_sgd *o, fl_rng *order, double *mean_loss,
                                const atomic_int *cancel)
 {
-    if (!m || !params || !init || !data || !order || epochs < 1 || data->n == 0 ||
-        data->n > UINT32_MAX || flm_sgd_validate(o) != FL_OK || (o->mu > 0.0f && !w_global))
+    if (!m || !params || !init)
         return FL_ERR_INVALID_ARG;
     const flm_arch *a = flm_model_arch(m);
+    if (!data || !order || epochs < 1 || data->n == 0 || data->n > UINT32_MAX ||
+        flm_sgd_validate(o) != FL_OK || (o->mu > 0.0f && !w_global)) {
+        if (init != params) /* no step taken: params are the initial weights */
+            memcpy(params, init, a->n_params * sizeof *params);
+        return FL_ERR_INVALID_ARG;
+    }
     const size_t P = a->n_params, N = data->n;
     const int B = flm_model_max_batch(m);
     uint32_t *perm = malloc(N * sizeof *perm);

@@ -58,7 +58,8 @@ fl_status flm_train_local_cancellable(flm_model *m, float *params, const float *
  * as copying init into params first, without the copy: the first step reads init and writes
  * params (flm_model_backward_sgd_from). For a host whose received weights must stay as they are
  * (the delta's reference). On an early stop or error params hold the part-trained weights, or
- * init's values if no step was taken. init and params must not overlap unless equal. */
+ * init's values if no step was taken (with m, params or init NULL nothing is written). init and
+ * params must not overlap unless equal. */
 fl_status flm_train_local_from(flm_model *m, float *params, const float *init,
                                const float *w_global, const flm_samples *data, int epochs,
                                const flm_sgd *o, fl_rng *order, double *mean_loss,

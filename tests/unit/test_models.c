@@ -1043,6 +1043,12 @@ static void test_train_local_from(void **state)
         assert_int_equal(flm_train_local_from(m, w, init, NULL, &s, 1, &opts[0], &or3, NULL, &stop),
                          FL_ERR_CANCELLED);
         assert_memory_equal(w, init, P * 4);
+        /* refused arguments (0 epochs): no step either */
+        for (size_t i = 0; i < P; i++)
+            w[i] = NAN;
+        assert_int_equal(flm_train_local_from(m, w, init, NULL, &s, 0, &opts[0], &or3, NULL, NULL),
+                         FL_ERR_INVALID_ARG);
+        assert_memory_equal(w, init, P * 4);
         flm_model_free(m);
         free(init);
         free(keep);
