@@ -197,7 +197,7 @@ static fl_status record(replay *p, const char *line, size_t n, const char *name,
     r.j = (uint8_t)j;
     const char *q = rest + 13;
     const char *end = rest + rn;
-    if (*q == '-') {
+    if (*q == '-' && end - q >= 2 && q[1] == ' ') { /* "-": no key (a Z85 key may begin with '-') */
         q++;
     } else {
         if (end - q < FL_KEY_Z85_LEN || !fl_z85_key_decode(r.pub, q, FL_KEY_Z85_LEN))

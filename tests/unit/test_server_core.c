@@ -646,14 +646,17 @@ static void test_policy_palette(void **state)
         assert_int_equal(fls_policy_scores(q, c + 1, S, U), FL_OK);
         assert_memory_equal(S, want[c], sizeof S);
     }
+    assert_true(len >= codes + U);
     uint8_t *bad = malloc(len);
+    assert_non_null(bad);
     /* a palette whose first code is not 0 (out of first-use order) */
     memcpy(bad, buf, len);
     bad[codes] = 1;
     assert_int_equal(fls_policy_import(q, bad, len), FL_ERR_CHECKPOINT_FORMAT);
     /* a value never used: every code 0 */
     memcpy(bad, buf, len);
-    memset(bad + codes, 0, U);
+    for (size_t u = 0; u < U; u++)
+        bad[codes + u] = 0;
     assert_int_equal(fls_policy_import(q, bad, len), FL_ERR_CHECKPOINT_FORMAT);
     /* the same value twice */
     memcpy(bad, buf, len);
