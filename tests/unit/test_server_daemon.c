@@ -1751,29 +1751,34 @@ static void test_reactor_ipc_in_use(void **state)
 static void test_reactor_failed_start_no_metrics(void **state)
 {
     (void)state;
-    /* port 44731 held here (or by someone else: in use either way) */
+    /* a port held here, listening (a fixed port number could be some connection's local port
+     * for a while, which an SO_REUSEADDR bind may share: the start then succeeded) */
     const int fd = socket(AF_INET, SOCK_STREAM, 0);
     assert_true(fd >= 0);
     struct sockaddr_in sa;
     memset(&sa, 0, sizeof sa);
     sa.sin_family = AF_INET;
-    sa.sin_port = htons(44731);
+    sa.sin_port = 0;
     sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (bind(fd, (const struct sockaddr *)&sa, sizeof sa) == 0)
-        assert_int_equal(listen(fd, 1), 0);
-    char yaml[1024], metrics[300], sock[300];
+    assert_int_equal(bind(fd, (const struct sockaddr *)&sa, sizeof sa), 0);
+    assert_int_equal(listen(fd, 1), 0);
+    socklen_t sl = sizeof sa;
+    assert_int_equal(getsockname(fd, (struct sockaddr *)&sa, &sl), 0);
+    const int port = ntohs(sa.sin_port);
+    char yaml[1024], metrics[300], sock[300], held[64];
     snprintf(metrics, sizeof metrics, "%s/failed-start.jsonl", g_tmp);
     snprintf(sock, sizeof sock, "%s/failed-start.sock", g_tmp);
+    snprintf(held, sizeof held, "bind tcp://127.0.0.1:%d", port);
     snprintf(yaml, sizeof yaml,
-             "server:\n  insecure: true\n  endpoints: ['ipc://%s', 'tcp://127.0.0.1:44731']\n"
-             "model:\n  arch: \"mlp:6-5-3\"\nrun:\n  metrics: '%s'\n", sock, metrics);
+             "server:\n  insecure: true\n  endpoints: ['ipc://%s', 'tcp://127.0.0.1:%d']\n"
+             "model:\n  arch: \"mlp:6-5-3\"\nrun:\n  metrics: '%s'\n", sock, port, metrics);
     fls_options *o = opts_from(yaml);
     logbuf *lb = calloc(1, sizeof *lb);
     fls_host host = {log_collect, lb, NULL, NULL, NULL};
     fls_server *s = NULL;
     assert_int_equal(fls_server_new(o, &host, &s), FLS_ERR_TRANSPORT);
     assert_null(s);
-    assert_non_null(strstr(lb->text, "bind tcp://127.0.0.1:44731"));
+    assert_non_null(strstr(lb->text, held));
     assert_null(strstr(lb->text, "listening"));
     struct stat sb;
     if (stat(metrics, &sb) == 0)
@@ -1786,8 +1791,8 @@ static void test_reactor_failed_start_no_metrics(void **state)
     if (root) {
         char cmd[1024];
         snprintf(cmd, sizeof cmd, "timeout 20 '%s/fl_server/fl_server' --insecure --endpoint "
-                 "'ipc://%s' --endpoint tcp://127.0.0.1:44731 --metrics '%s' >/dev/null 2>&1",
-                 root, sock, metrics);
+                 "'ipc://%s' --endpoint tcp://127.0.0.1:%d --metrics '%s' >/dev/null 2>&1",
+                 root, sock, port, metrics);
         const int rc = system(cmd);
         assert_true(WIFEXITED(rc) && WEXITSTATUS(rc) == 3);
         if (stat(metrics, &sb) == 0 || stat(sock, &sb) == 0)
