@@ -1083,7 +1083,12 @@ static fl_status r_palette(fls_rbuf *r, const fls_policy *p, afd_state *s)
                 return FL_ERR_CHECKPOINT_FORMAT;
         s->pal[i] = v;
     }
-    if (np == 1 && s->pal[0] == 0.0) /* all zero: never written */
+    /* All zero, +0.0 and -0.0 alike (two bit patterns, one value: scores_zero's view), is never
+     * written: such a map would come back as none, and export differently. */
+    int nonzero = 0;
+    for (unsigned i = 0; i < np; i++)
+        nonzero |= s->pal[i] != 0.0;
+    if (!nonzero)
         return FL_ERR_CHECKPOINT_FORMAT;
     unsigned seen = 0;
     for (size_t u = 0; u < p->n_units; u++) {

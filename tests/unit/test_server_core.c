@@ -667,6 +667,10 @@ static void test_policy_palette(void **state)
     for (int u = 0; u < U; u++)
         put_f64(bad, s1 + 14 + (size_t)u * 8, u % 2 ? 0.5 : 0.75);
     assert_int_equal(fls_policy_import(q, bad, len), FL_ERR_CHECKPOINT_FORMAT);
+    /* a palette of +0.0 and -0.0: every score is 0, a map that is never written */
+    memcpy(bad, buf, len);
+    put_f64(bad, s2 + 15 + 8, -0.0);
+    assert_int_equal(fls_policy_import(q, bad, len), FL_ERR_CHECKPOINT_FORMAT);
     /* ...and bits 0 and 2 together */
     memcpy(bad, buf, len);
     bad[s1 + 13] = 1 | 2 | 4;
