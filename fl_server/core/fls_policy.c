@@ -442,6 +442,8 @@ void fls_policy_free(fls_policy *p)
     ks_release(&p->shared);
     ks_release(&p->scratch);
     free(p->single.S);
+    free(p->single.code); /* afd-single's map stays doubles; freed all the same */
+    free(p->single.pal);
     ks_release(&p->single.A);
     for (size_t i = 0; i < p->n_multi; i++)
         afd_state_free(p->multi[i]);
