@@ -55,6 +55,8 @@ struct fls_policy {
     size_t n_units;
     int n_drop;
     int unit_off[FLM_MAX_LAYERS];  /* first unit of droppable layer d in a score map */
+    size_t bits_off[FLM_MAX_LAYERS]; /* first byte of layer d in a keep-set bitmap */
+    size_t bits_len;               /* a keep-set bitmap's bytes */
     int keep_k[FLM_MAX_LAYERS];    /* units kept in layer d */
     uint32_t round;
     int in_round;
@@ -244,6 +246,8 @@ fl_status fls_policy_new(const fls_policy_config *cfg, const flm_arch *a, uint64
         }
         p->unit_off[d] = (int)p->n_units;
         p->n_units += (size_t)a->drop_units[d];
+        p->bits_off[d] = p->bits_len;
+        p->bits_len += ((size_t)a->drop_units[d] + 7) / 8;
         const double pd = cfg->keep_p_layer[d] > 0.0 ? cfg->keep_p_layer[d] : cfg->keep_p;
         p->keep_k[d] = cfg->kind == FLS_POLICY_FULL ? a->drop_units[d]
                                                      : flm_keep_count(pd, a->drop_units[d]);
@@ -291,43 +295,61 @@ static void afd_state_free(afd_state *s)
     free(s);
 }
 
-/* An afd-multi state's keep-set at rest: a bitmap of the droppable units instead of the index
- * list (on the cnn 272 bytes instead of 6.4 KB; most of a large population is at rest). Best
- * effort: without memory for the bitmap the list stays, which is as correct. */
-static void state_compact(const fls_policy *p, afd_state *s)
+/* Keep-set bitmaps: the one layout of a keep-set at rest in memory and in the export. Per
+ * droppable layer d, ceil(drop_units[d] / 8) bytes from bits_off[d], unit j of the layer at bit
+ * j % 8 of its byte j / 8. */
+static void keepset_to_bits(const fls_policy *p, const flm_keepset *ks, uint8_t *bits)
 {
-    if (!s->A.idx)
-        return;
-    uint8_t *b = calloc((p->n_units + 7) / 8 + 1, 1);
-    if (!b)
-        return;
-    for (int d = 0; d < s->A.n_drop; d++)
-        for (int j = 0; j < s->A.count[d]; j++) {
-            const size_t u = (size_t)p->unit_off[d] + s->A.idx[s->A.offset[d] + j];
-            b[u / 8] |= (uint8_t)(1u << (u % 8));
+    memset(bits, 0, p->bits_len);
+    for (int d = 0; d < ks->n_drop; d++)
+        for (int j = 0; j < ks->count[d]; j++) {
+            const uint32_t u = ks->idx[ks->offset[d] + j];
+            bits[p->bits_off[d] + u / 8] |= (uint8_t)(1u << (u % 8));
         }
-    ks_release(&s->A);
-    s->bits = b;
 }
 
-static int unit_bit(const uint8_t *bits, size_t u)
-{
-    return (bits[u / 8] >> (u % 8)) & 1;
-}
-
-/* The keep-set of a state at rest as an index list into *ks (allocated). */
+/* The keep-set of a bitmap as an index list into *ks (allocated): FL_OK, FL_ERR_NOMEM, or
+ * FL_ERR_CHECKPOINT_FORMAT (nothing allocated) unless layer d has exactly keep_k[d] bits set and
+ * none past its last unit (a bitmap read from a checkpoint). */
 static fl_status bits_to_keepset(const fls_policy *p, const uint8_t *bits, flm_keepset *ks)
 {
     fl_status st = ks_alloc(ks, p->n_drop, p->keep_k);
     if (st != FL_OK)
         return st;
     for (int d = 0; d < p->n_drop; d++) {
+        const uint32_t units = (uint32_t)p->arch.drop_units[d];
+        const uint8_t *b = bits + p->bits_off[d];
         int j = 0;
-        for (int i = 0; i < p->arch.drop_units[d] && j < p->keep_k[d]; i++)
-            if (unit_bit(bits, (size_t)p->unit_off[d] + (size_t)i))
-                ks->idx[ks->offset[d] + j++] = (uint32_t)i;
+        for (uint32_t i = 0; i < (units + 7) / 8 * 8; i++) {
+            if (!(b[i / 8] & (1u << (i % 8))))
+                continue;
+            if (i >= units || j >= p->keep_k[d]) {
+                ks_release(ks);
+                return FL_ERR_CHECKPOINT_FORMAT;
+            }
+            ks->idx[ks->offset[d] + j++] = i;
+        }
+        if (j != p->keep_k[d]) {
+            ks_release(ks);
+            return FL_ERR_CHECKPOINT_FORMAT;
+        }
     }
     return FL_OK;
+}
+
+/* An afd-multi state's keep-set at rest: a bitmap instead of the index list (on the cnn about
+ * 280 bytes instead of 6.4 KB; most of a large population is at rest). Best effort: without
+ * memory for the bitmap the list stays, which is as correct. */
+static void state_compact(const fls_policy *p, afd_state *s)
+{
+    if (!s->A.idx)
+        return;
+    uint8_t *b = malloc(p->bits_len ? p->bits_len : 1);
+    if (!b)
+        return;
+    keepset_to_bits(p, &s->A, b);
+    ks_release(&s->A);
+    s->bits = b;
 }
 
 /* ---- score maps at rest ------------------------------------------------------------------
@@ -886,33 +908,21 @@ static int scores_zero(const fls_policy *p, const afd_state *s)
     return 1;
 }
 
-/* A state's keep-set at rest (bits over all units) as the export's per-layer bitmaps. */
-static void w_keepset_bits(fls_wbuf *w, const fls_policy *p, const uint8_t *bits)
+/* s's keep-set as the export's bitmaps: its own at rest, else made from its index list. */
+static void w_keepset(fls_wbuf *w, const fls_policy *p, const afd_state *s)
 {
-    for (int d = 0; d < p->n_drop; d++) {
-        const uint32_t units = (uint32_t)p->arch.drop_units[d];
-        for (uint32_t b = 0; b < (units + 7) / 8; b++) {
-            uint8_t byte = 0;
-            for (uint32_t i = 0; i < 8 && 8 * b + i < units; i++)
-                byte |= (uint8_t)(unit_bit(bits, (size_t)p->unit_off[d] + 8 * b + i) << i);
-            fls_w_u8(w, byte);
-        }
+    if (s->bits) {
+        fls_w_bytes(w, s->bits, p->bits_len);
+        return;
     }
-}
-
-static void w_keepset(fls_wbuf *w, const fls_policy *p, const flm_keepset *ks)
-{
-    for (int d = 0; d < ks->n_drop; d++) {
-        const uint32_t *idx = ks->idx + ks->offset[d]; /* sorted */
-        const uint32_t nb = ((uint32_t)p->arch.drop_units[d] + 7) / 8;
-        int j = 0;
-        for (uint32_t b = 0; b < nb; b++) {
-            uint8_t byte = 0;
-            for (; j < ks->count[d] && idx[j] / 8 == b; j++)
-                byte |= (uint8_t)(1u << (idx[j] % 8));
-            fls_w_u8(w, byte);
-        }
+    uint8_t *b = malloc(p->bits_len ? p->bits_len : 1);
+    if (!b) {
+        w->failed = 1;
+        return;
     }
+    keepset_to_bits(p, &s->A, b);
+    fls_w_bytes(w, b, p->bits_len);
+    free(b);
 }
 
 static void w_state(fls_wbuf *w, const fls_policy *p, const afd_state *s)
@@ -949,10 +959,8 @@ static void w_state(fls_wbuf *w, const fls_policy *p, const afd_state *s)
             fls_w_u8(w, (uint8_t)c);
         }
     }
-    if (s->bits)
-        w_keepset_bits(w, p, s->bits);
-    else if (s->A.idx)
-        w_keepset(w, p, &s->A);
+    if (s->bits || s->A.idx)
+        w_keepset(w, p, s);
 }
 
 /* 1 when fls_policy_import would take s back: a finite l_prev, finite non-negative scores. */
@@ -1004,40 +1012,11 @@ fl_status fls_policy_export(const fls_policy *p, uint8_t **buf, size_t *len)
     return FL_OK;
 }
 
-/* Reads a version 2 keep-set (bitmaps): exactly keep_k[d] bits of layer d set, none past its last
- * unit. */
+/* Reads a version 2 keep-set (bitmaps; bits_to_keepset checks them). */
 static fl_status r_keepset_bits(fls_rbuf *r, const fls_policy *p, flm_keepset *ks)
 {
-    size_t need = 0;
-    for (int d = 0; d < p->n_drop; d++)
-        need += ((size_t)p->arch.drop_units[d] + 7) / 8;
-    if (need > r->len - r->pos) /* before allocating */
-        return FL_ERR_CHECKPOINT_FORMAT;
-    fl_status st = ks_alloc(ks, p->n_drop, p->keep_k);
-    if (st != FL_OK)
-        return st;
-    for (int d = 0; d < p->n_drop; d++) {
-        const uint32_t units = (uint32_t)p->arch.drop_units[d];
-        int j = 0;
-        for (uint32_t b = 0; b < (units + 7) / 8; b++) {
-            const uint8_t v = fls_r_u8(r);
-            for (uint32_t i = 0; i < 8; i++) {
-                if (!(v & (1u << i)))
-                    continue;
-                if (8 * b + i >= units || j >= p->keep_k[d])
-                    goto bad;
-                ks->idx[ks->offset[d] + j++] = 8 * b + i;
-            }
-        }
-        if (j != p->keep_k[d])
-            goto bad;
-    }
-    if (r->bad)
-        goto bad;
-    return FL_OK;
-bad:
-    ks_release(ks);
-    return FL_ERR_CHECKPOINT_FORMAT;
+    const uint8_t *bits = fls_r_take(r, p->bits_len);
+    return bits ? bits_to_keepset(p, bits, ks) : FL_ERR_CHECKPOINT_FORMAT;
 }
 
 /* Reads a version 1 keep-set: counts must equal keep_k, indexes sorted and unique. */
