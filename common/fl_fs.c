@@ -33,17 +33,24 @@ int fl_dir_writable(const char *dir)
     return unlink(probe) == 0 ? 0 : errno;
 }
 
+int fl_path_dir(const char *path, char *dir, size_t cap)
+{
+    const char *slash = strrchr(path, '/');
+    int n;
+    if (!slash)
+        n = snprintf(dir, cap, ".");
+    else if (slash == path)
+        n = snprintf(dir, cap, "/");
+    else
+        n = snprintf(dir, cap, "%.*s", (int)(slash - path), path);
+    return n < 0 || (size_t)n >= cap ? ENAMETOOLONG : 0;
+}
+
 int fl_parent_writable(const char *path)
 {
     char dir[4096];
-    const char *slash = strrchr(path, '/');
-    if (!slash)
-        snprintf(dir, sizeof dir, ".");
-    else if (slash == path)
-        snprintf(dir, sizeof dir, "/");
-    else if (snprintf(dir, sizeof dir, "%.*s", (int)(slash - path), path) >= (int)sizeof dir)
-        return ENAMETOOLONG;
-    return fl_dir_writable(dir);
+    const int e = fl_path_dir(path, dir, sizeof dir);
+    return e ? e : fl_dir_writable(dir);
 }
 
 fl_status fl_file_read(const char *path, size_t max, char **out, size_t *len, char *err,

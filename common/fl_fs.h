@@ -12,7 +12,11 @@
  * something else). The probe changes the directory's mtime. */
 int fl_dir_writable(const char *dir);
 
-/* fl_dir_writable of the directory that would hold the file `path` ("." without a '/'). */
+/* The directory that holds the file `path` into dir (cap bytes): its part before the last '/',
+ * "/" for a file at the root, "." without a '/'. 0, or ENAMETOOLONG when it does not fit. */
+int fl_path_dir(const char *path, char *dir, size_t cap);
+
+/* fl_dir_writable of the directory that would hold the file `path` (fl_path_dir). */
 int fl_parent_writable(const char *path);
 
 /* Reads the whole file at path (a FIFO too) into *out, a malloc'd buffer the caller frees, and its

@@ -681,13 +681,7 @@ static fl_status ids_rewrite(fls_server *s)
         goto out;
     }
     snprintf(tmp, pl + 16, "%s.tmp.XXXXXX", s->ids_path);
-    const char *slash = strrchr(s->ids_path, '/');
-    if (!slash)
-        snprintf(dir, pl + 2, ".");
-    else if (slash == s->ids_path)
-        snprintf(dir, pl + 2, "/");
-    else
-        snprintf(dir, pl + 2, "%.*s", (int)(slash - s->ids_path), s->ids_path);
+    fl_path_dir(s->ids_path, dir, pl + 2); /* it fits */
     if ((fd = mkstemp(tmp)) < 0) {
         what = "cannot create a temporary file";
         tmp[0] = 0;

@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "fl_fs.h"
 #include "fls_bytes.h"
 
 static const uint8_t CKPT_MAGIC[8] = {'F', 'L', 'S', 'C', 'K', 'P', 'T', 0};
@@ -409,14 +410,7 @@ fl_status fls_ckpt_write(const char *path, const fls_ckpt *c, const fl_logger *l
         return FL_ERR_NOMEM;
     }
     snprintf(tmp, pl + 16, "%s.tmp.XXXXXX", path);
-    /* The directory to fsync after the rename: path up to its last '/', or ".". */
-    const char *slash = strrchr(path, '/');
-    if (!slash)
-        snprintf(dir, pl + 2, ".");
-    else if (slash == path)
-        snprintf(dir, pl + 2, "/");
-    else
-        snprintf(dir, pl + 2, "%.*s", (int)(slash - path), path);
+    fl_path_dir(path, dir, pl + 2); /* the directory to fsync after the rename: it fits */
 
     /* Both descriptors first, before any work: a process out of descriptors (EMFILE, a storm of
      * connections) fails here at once, without serializing the model for nothing. */

@@ -260,6 +260,22 @@ static void test_index_new(void **state)
     free(t);
 }
 
+/* fl_path_dir: the part before the last '/', "/" at the root, "." without one; too long refused. */
+static void test_path_dir(void **state)
+{
+    (void)state;
+    char d[16];
+    assert_int_equal(fl_path_dir("/var/lib/x.ckpt", d, sizeof d), 0);
+    assert_string_equal(d, "/var/lib");
+    assert_int_equal(fl_path_dir("/x.ckpt", d, sizeof d), 0);
+    assert_string_equal(d, "/");
+    assert_int_equal(fl_path_dir("x.ckpt", d, sizeof d), 0);
+    assert_string_equal(d, ".");
+    assert_int_equal(fl_path_dir("rel/dir/x", d, sizeof d), 0);
+    assert_string_equal(d, "rel/dir");
+    assert_int_equal(fl_path_dir("/a/very/long/directory/x", d, sizeof d), ENAMETOOLONG);
+}
+
 /* fl_dir_writable: a real directory, a missing one, a file, and /proc, where access() lets root
  * pass but no file can be made; the probe leaves nothing behind. */
 static void test_dir_writable(void **state)
@@ -474,6 +490,7 @@ int main(void)
         cmocka_unit_test(test_sha256),         cmocka_unit_test(test_client_keys),
         cmocka_unit_test(test_logging),
         cmocka_unit_test(test_time_monotonic), cmocka_unit_test(test_grow), cmocka_unit_test(test_index_new),
+        cmocka_unit_test(test_path_dir),
         cmocka_unit_test(test_dir_writable),
         cmocka_unit_test(test_z85_key_decode),
         cmocka_unit_test_setup_teardown(test_key_file_good, keydir_setup, keydir_teardown),
