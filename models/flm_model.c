@@ -424,16 +424,6 @@ fl_status flm_model_backward_sgd(flm_model *m, float *params, float lr, float we
     return backward(m, params, m->grads, &f);
 }
 
-/* 1 when the layers' tensors cover all of the parameters (every built-in architecture). */
-static int layers_cover_params(const flm_arch *a)
-{
-    size_t n = 0;
-    for (int i = 0; i < a->n_layers; i++)
-        for (int k = 0; k < a->layers[i].n_tensors; k++)
-            n += a->tensors[a->layers[i].tensor0 + k].numel;
-    return n == a->n_params;
-}
-
 fl_status flm_model_backward_sgd_from(flm_model *m, float *params, const float *src, float lr,
                                       float weight_decay)
 {
@@ -441,11 +431,9 @@ fl_status flm_model_backward_sgd_from(flm_model *m, float *params, const float *
         return FL_ERR_INVALID_ARG;
     if (src == params)
         return flm_model_backward_sgd(m, params, lr, weight_decay);
+    /* Every tensor belongs to a layer (flm_arch adds them with theirs), so the layers' steps
+     * write all of params. */
     const fused_sgd f = {lr, weight_decay, src};
-    if (!layers_cover_params(&m->a)) {
-        memcpy(params, src, m->a.n_params * sizeof *params);
-        return flm_model_backward_sgd(m, params, lr, weight_decay);
-    }
     return backward(m, params, m->grads, &f);
 }
 
