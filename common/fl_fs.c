@@ -1,9 +1,12 @@
 #include "fl_fs.h"
 
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -98,4 +101,161 @@ fl_status fl_file_read(const char *path, size_t max, char **out, size_t *len, ch
     *out = buf;
     *len = n;
     return FL_OK;
+}
+
+int fl_write_all(int fd, const void *p, size_t n)
+{
+    const char *c = p;
+    while (n) {
+        const ssize_t w = write(fd, c, n);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0) {
+            if (w == 0)
+                errno = ENOSPC;
+            return -1;
+        }
+        c += w;
+        n -= (size_t)w;
+    }
+    return 0;
+}
+
+/* ---- atomic replacement ----------------------------------------------------------------------- */
+
+static int atomic_fail(fl_atomic *a, const char *what)
+{
+    a->what = what;
+    return errno ? errno : EIO;
+}
+
+int fl_atomic_open(fl_atomic *a, const char *path, mode_t mode)
+{
+    *a = (fl_atomic){.fd = -1, .dfd = -1, .what = ""};
+    const size_t pl = strlen(path);
+    char *dir = malloc(pl + 2);
+    a->tmp = malloc(pl + sizeof ".tmp.XXXXXX");
+    if (!dir || !a->tmp) {
+        free(dir);
+        errno = ENOMEM;
+        return atomic_fail(a, "out of memory");
+    }
+    snprintf(a->tmp, pl + sizeof ".tmp.XXXXXX", "%s.tmp.XXXXXX", path);
+    fl_path_dir(path, dir, pl + 2); /* it fits */
+    /* The directory first: a process out of descriptors (EMFILE) fails before making a file. */
+    a->dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    free(dir);
+    if (a->dfd < 0)
+        return atomic_fail(a, "cannot open its directory");
+    if ((a->fd = mkstemp(a->tmp)) < 0) {
+        a->tmp[0] = 0; /* nothing to remove */
+        return atomic_fail(a, "cannot create a temporary file");
+    }
+    fcntl(a->fd, F_SETFD, FD_CLOEXEC);
+    if (fchmod(a->fd, mode) != 0)
+        return atomic_fail(a, "cannot set the temporary file's mode");
+    return 0;
+}
+
+int fl_atomic_write(fl_atomic *a, const void *p, size_t n)
+{
+    return fl_write_all(a->fd, p, n) == 0 ? 0 : atomic_fail(a, "cannot write");
+}
+
+int fl_atomic_commit(fl_atomic *a, const char *path, int keep_open)
+{
+    if (fsync(a->fd) != 0)
+        return atomic_fail(a, "cannot fsync");
+    if (!keep_open) {
+        const int r = close(a->fd);
+        a->fd = -1;
+        if (r != 0)
+            return atomic_fail(a, "cannot close");
+    }
+    if (rename(a->tmp, path) != 0)
+        return atomic_fail(a, "cannot rename the temporary file onto it");
+    a->renamed = 1;
+    if (fsync(a->dfd) != 0)
+        return atomic_fail(a, "cannot fsync its directory");
+    return 0;
+}
+
+void fl_atomic_end(fl_atomic *a)
+{
+    const int e = errno; /* the caller's report may still want it */
+    if (a->fd >= 0)
+        close(a->fd);
+    if (a->dfd >= 0)
+        close(a->dfd);
+    if (a->tmp && a->tmp[0] && !a->renamed)
+        unlink(a->tmp);
+    free(a->tmp);
+    *a = (fl_atomic){.fd = -1, .dfd = -1, .renamed = a->renamed, .what = a->what};
+    errno = e;
+}
+
+size_t fl_atomic_sweep(const char *path)
+{
+    char dir[4096];
+    if (fl_path_dir(path, dir, sizeof dir) != 0)
+        return 0;
+    const char *slash = strrchr(path, '/');
+    const char *base = slash ? slash + 1 : path;
+    const size_t bl = strlen(base);
+    DIR *d = opendir(dir);
+    if (!d)
+        return 0;
+    size_t removed = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        /* base ".tmp." XXXXXX, exactly: mkstemp's six characters are letters and digits */
+        const char *n = e->d_name;
+        if (strlen(n) != bl + 11 || memcmp(n, base, bl) != 0 || memcmp(n + bl, ".tmp.", 5) != 0)
+            continue;
+        int ok = 1;
+        for (size_t i = bl + 5; i < bl + 11; i++)
+            ok &= (n[i] >= 'a' && n[i] <= 'z') || (n[i] >= 'A' && n[i] <= 'Z') ||
+                  (n[i] >= '0' && n[i] <= '9');
+        struct stat sb;
+        if (!ok || fstatat(dirfd(d), n, &sb, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISREG(sb.st_mode))
+            continue;
+        if (unlinkat(dirfd(d), n, 0) == 0)
+            removed++;
+    }
+    closedir(d);
+    return removed;
+}
+
+/* ---- one process per path -------------------------------------------------------------------- */
+
+int fl_lock_path(const char *lock_path, int *fd, long *holder)
+{
+    *fd = -1;
+    *holder = 0;
+    const int f = open(lock_path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (f < 0)
+        return errno;
+    if (flock(f, LOCK_EX | LOCK_NB) != 0) {
+        const int e = errno;
+        if (e == EWOULDBLOCK) {
+            char text[32] = "";
+            const ssize_t n = pread(f, text, sizeof text - 1, 0);
+            if (n > 0) {
+                text[n] = 0;
+                char *end = NULL;
+                const long pid = strtol(text, &end, 10);
+                *holder = end != text && pid > 0 ? pid : 0;
+            }
+        }
+        close(f);
+        return e;
+    }
+    char text[32];
+    const int n = snprintf(text, sizeof text, "%ld\n", (long)getpid());
+    /* The pid is for the message of the process that finds the lock taken; failing to write it
+     * does not weaken the lock. */
+    const int said = ftruncate(f, 0) == 0 && pwrite(f, text, (size_t)n, 0) == n;
+    (void)said;
+    *fd = f;
+    return 0;
 }

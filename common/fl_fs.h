@@ -3,6 +3,7 @@
 #define FL_FS_H
 
 #include <stddef.h>
+#include <sys/types.h>
 
 #include "fl_status.h"
 
@@ -25,5 +26,61 @@ int fl_parent_writable(const char *path);
  * *out and *len are written only on FL_OK. */
 fl_status fl_file_read(const char *path, size_t max, char **out, size_t *len, char *err,
                        size_t errlen);
+
+/* Writes all n bytes of p to fd (retrying short writes and EINTR): 0, or -1 with errno set
+ * (ENOSPC for a write that wrote nothing). */
+int fl_write_all(int fd, const void *p, size_t n);
+
+/* An atomic replacement of the file at a path: the new contents go to a temporary file beside it
+ * ("PATH.tmp.XXXXXX", made with mkstemp), which is fsync'd, renamed over PATH, and the directory
+ * fsync'd. A reader sees the old file or the new one, never a part of either; a crash leaves the
+ * old file and, at worst, a temporary that fl_atomic_sweep removes.
+ *
+ *     fl_atomic a;
+ *     int e = fl_atomic_open(&a, path, 0644);
+ *     if (!e) e = fl_atomic_write(&a, buf, len);
+ *     if (!e) e = fl_atomic_commit(&a, path, 0);
+ *     if (e) ... a.what says which step failed, e its errno ...
+ *     fl_atomic_end(&a);
+ *
+ * Each call returns 0 or the errno of the call that failed, and sets `what` to a phrase for a
+ * message ("cannot fsync"). */
+typedef struct fl_atomic {
+    int fd;           /* the temporary file, open for writing (O_CLOEXEC); -1 when closed */
+    int dfd;          /* its directory, opened first (a process out of descriptors fails early) */
+    int renamed;      /* 1 once the rename is done: PATH names the new file, whatever followed */
+    const char *what; /* the step that failed ("" while none did) */
+    char *tmp;        /* the temporary's name (malloc'd); removed by fl_atomic_end unless renamed */
+} fl_atomic;
+
+/* Makes the temporary (mode: its permission bits) and opens the directory. On failure nothing
+ * is left behind (fl_atomic_end is still safe to call). */
+int fl_atomic_open(fl_atomic *a, const char *path, mode_t mode);
+
+/* fl_write_all to the temporary. */
+int fl_atomic_write(fl_atomic *a, const void *p, size_t n);
+
+/* fsync the temporary, rename it over path, fsync the directory. keep_open: the descriptor stays
+ * open in a->fd (for appending to the new file; the caller takes it and sets a->fd = -1);
+ * otherwise it is closed before the rename (a failed close is reported: NFS says ENOSPC there).
+ * a->renamed says whether the rename happened: after a failed directory fsync it did, and PATH
+ * already names the new file, though not yet durably. */
+int fl_atomic_commit(fl_atomic *a, const char *path, int keep_open);
+
+/* Closes what is open and removes the temporary unless it was renamed; frees. Idempotent. */
+void fl_atomic_end(fl_atomic *a);
+
+/* Removes the temporaries that fl_atomic_open made for path ("PATH.tmp." and six characters) and
+ * that an interrupted process left behind. Only for the one process that owns path (see
+ * fl_lock_path): another writer's temporary would be removed under it. The number removed; the
+ * errno of a failed unlink is not reported (the file is then left as it was). */
+size_t fl_atomic_sweep(const char *path);
+
+/* Takes an exclusive advisory lock (flock) on the file lock_path, made if missing (mode 0644),
+ * and writes this process's pid into it: *fd holds the lock until closed or until the process
+ * ends (a crash releases it; no stale lock is left). 0; EWOULDBLOCK when another process holds
+ * it, with its pid in *holder (0 when the file does not say); or the errno of open/flock.
+ * The descriptor is O_CLOEXEC: a child the process starts does not keep the lock. */
+int fl_lock_path(const char *lock_path, int *fd, long *holder);
 
 #endif

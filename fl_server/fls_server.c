@@ -233,6 +233,7 @@ struct fls_server {
      * a record appended per change, a new id's fdatasync'd before its Hello is answered. */
     char *ids_path;
     int ids_fd;                 /* open for appending; -1: none yet */
+    int lock_fd;                /* CHECKPOINT.lock, flock'd for the server's life; -1: none */
     size_t ids_records;         /* records in the file: rewritten at 2 x the table (+64) */
     int ids_mute;               /* changes are not appended (loading; a batch rewrites after) */
     int ids_bad;                /* an append failed (the file may end in part of a record, or
@@ -634,23 +635,6 @@ static fl_status bind_keyno(const binding *b, unsigned *j)
     return FL_ERR_NOT_FOUND;
 }
 
-static int write_all(int fd, const char *p, size_t n)
-{
-    while (n) {
-        const ssize_t w = write(fd, p, n);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0) {
-            if (w == 0)
-                errno = ENOSPC;
-            return -1;
-        }
-        p += w;
-        n -= (size_t)w;
-    }
-    return 0;
-}
-
 /* b's "b" record into line; its length, 0 on failure. */
 static size_t bind_record(const binding *b, char line[FLS_IDS_LINE_MAX])
 {
@@ -670,28 +654,13 @@ static fl_status ids_rewrite(fls_server *s)
 {
     if (!s->ids_path || s->check_only)
         return FL_OK;
-    const size_t pl = strlen(s->ids_path);
-    char *tmp = malloc(pl + 16), *dir = malloc(pl + 2), *buf = malloc(1 << 16);
-    int fd = -1, dfd = -1;
-    const char *what = "";
+    char *buf = malloc(1 << 16);
+    fl_atomic a;
+    int e = buf ? fl_atomic_open(&a, s->ids_path, 0644) : ENOMEM;
+    const char *what = buf ? "" : "out of memory";
     fl_status st = FL_ERR_IO;
-    if (!tmp || !dir || !buf) {
-        st = FL_ERR_NOMEM;
-        what = "out of memory";
+    if (e)
         goto out;
-    }
-    snprintf(tmp, pl + 16, "%s.tmp.XXXXXX", s->ids_path);
-    fl_path_dir(s->ids_path, dir, pl + 2); /* it fits */
-    if ((fd = mkstemp(tmp)) < 0) {
-        what = "cannot create a temporary file";
-        tmp[0] = 0;
-        goto out;
-    }
-    fcntl(fd, F_SETFD, FD_CLOEXEC);
-    if ((dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0) {
-        what = "cannot open its directory";
-        goto out;
-    }
     size_t used = (size_t)snprintf(buf, 1 << 16, "%s\n", FLS_IDS_MAGIC);
     size_t n = 0;
     /* idle ones in their order, then the live ones */
@@ -704,15 +673,13 @@ static fl_status ids_rewrite(fls_server *s)
             const uint32_t next = pass == 0 ? b->all.next : i + 1;
             if (pass == 0 || (b->id && b->live)) {
                 if ((1 << 16) - used < FLS_IDS_LINE_MAX) {
-                    if (write_all(fd, buf, used) != 0) {
-                        what = "cannot write";
+                    if ((e = fl_atomic_write(&a, buf, used)) != 0)
                         goto out;
-                    }
                     used = 0;
                 }
                 const size_t m = bind_record(b, buf + used);
                 if (!m) {
-                    st = FL_ERR_NOMEM;
+                    e = ENOMEM;
                     what = "cannot make a record (out of memory)";
                     goto out;
                 }
@@ -722,50 +689,37 @@ static fl_status ids_rewrite(fls_server *s)
             i = next;
         }
     }
-    if (write_all(fd, buf, used) != 0) {
-        what = "cannot write";
-        goto out;
+    if ((e = fl_atomic_write(&a, buf, used)) == 0)
+        e = fl_atomic_commit(&a, s->ids_path, 1);
+    if (a.renamed) {
+        /* From here on the path names the new file: the one open for appending is unlinked, and
+         * a record appended to it would be acknowledged and then lost at the next start. */
+        if (s->ids_fd >= 0)
+            close(s->ids_fd);
+        s->ids_fd = -1;
+        s->ids_bad = 1; /* until the new file is named durably and open: the next change rewrites */
     }
-    if (fsync(fd) != 0) {
-        what = "cannot fsync";
+    if (e)
         goto out;
-    }
-    if (rename(tmp, s->ids_path) != 0) {
-        what = "cannot rename the temporary file onto it";
-        goto out;
-    }
-    tmp[0] = 0;
-    /* From here on the path names the new file: the one open for appending is unlinked, and a
-     * record appended to it would be acknowledged and then lost at the next start. */
-    if (s->ids_fd >= 0)
-        close(s->ids_fd);
-    s->ids_fd = -1;
-    s->ids_bad = 1; /* until the new file is named durably and open: the next change rewrites */
-    if (fsync(dfd) != 0) {
-        what = "cannot fsync its directory";
-        goto out;
-    }
-    if (fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_APPEND) != 0) {
+    if (fcntl(a.fd, F_SETFL, fcntl(a.fd, F_GETFL) | O_APPEND) != 0) {
+        e = errno;
         what = "cannot append to it";
         goto out;
     }
-    s->ids_fd = fd;
-    fd = -1;
+    s->ids_fd = a.fd;
+    a.fd = -1;
     s->ids_records = n;
     s->ids_bad = 0;
     st = FL_OK;
 out:
+    if (e == ENOMEM)
+        st = FL_ERR_NOMEM;
     if (st != FL_OK)
-        fl_log(&s->log, FL_LOG_ERROR, "client ids %s not rewritten: %s%s%s", s->ids_path, what,
-               st == FL_ERR_IO ? ": " : "", st == FL_ERR_IO ? strerror(errno) : "");
-    if (fd >= 0)
-        close(fd);
-    if (dfd >= 0)
-        close(dfd);
-    if (tmp && tmp[0])
-        unlink(tmp);
-    free(tmp);
-    free(dir);
+        fl_log(&s->log, FL_LOG_ERROR, "client ids %s not rewritten: %s%s%s", s->ids_path,
+               what[0] ? what : a.what, st == FL_ERR_IO ? ": " : "",
+               st == FL_ERR_IO ? strerror(e) : "");
+    if (buf)
+        fl_atomic_end(&a);
     free(buf);
     return st;
 }
@@ -779,7 +733,7 @@ static fl_status ids_append(fls_server *s, const char *line, size_t n, int sync)
         return FL_OK;
     if (s->ids_bad || s->ids_fd < 0 || n == 0)
         return ids_rewrite(s);
-    if (write_all(s->ids_fd, line, n) != 0 || (sync && fdatasync(s->ids_fd) != 0)) {
+    if (fl_write_all(s->ids_fd, line, n) != 0 || (sync && fdatasync(s->ids_fd) != 0)) {
         fl_log(&s->log, FL_LOG_ERROR, "client ids %s: cannot append a record: %s; rewriting it",
                s->ids_path, strerror(errno));
         s->ids_bad = 1;
@@ -2665,6 +2619,46 @@ static uint64_t fresh_run_id(void)
     return id ? id : 1;
 }
 
+/* One server per checkpoint: two that wrote the same files would interleave their rounds and
+ * their client ids. CHECKPOINT.lock is flock'd for the server's life (a crash releases it; the
+ * file stays, harmless). Once it is held, the temporaries that a killed server left behind
+ * (CHECKPOINT.tmp.*, CHECKPOINT.ids.tmp.*: a write cut short before its rename) are removed:
+ * no other process can be writing them. --check takes no lock: it reads, and may run beside the
+ * server it checks. */
+static fl_status ckpt_lock(fls_server *s, char *err, size_t errlen)
+{
+    const size_t pl = strlen(s->opt.ckpt_path) + sizeof FLS_IDS_SUFFIX + sizeof ".lock";
+    char *p = malloc(pl);
+    if (!p)
+        return FL_ERR_NOMEM;
+    snprintf(p, pl, "%s.lock", s->opt.ckpt_path);
+    long holder = 0;
+    const int e = fl_lock_path(p, &s->lock_fd, &holder);
+    fl_status st = FL_OK;
+    if (e == EWOULDBLOCK) {
+        char pid[48] = "";
+        if (holder)
+            snprintf(pid, sizeof pid, " (pid %ld)", holder);
+        st = fls_options_errf(&s->opt, err, errlen, FL_ERR_IO, "checkpoint.path", NULL,
+                              "checkpoint.path %s: in use by another fl_server%s, which holds %s; "
+                              "stop it first, or give this one another checkpoint.path",
+                              s->opt.ckpt_path, pid, p);
+    } else if (e) {
+        st = fls_options_errf(&s->opt, err, errlen, FL_ERR_IO, "checkpoint.path", NULL,
+                              "checkpoint.path %s: cannot lock %s: %s", s->opt.ckpt_path, p,
+                              strerror(e));
+    } else {
+        size_t n = fl_atomic_sweep(s->opt.ckpt_path);
+        snprintf(p, pl, "%s%s", s->opt.ckpt_path, FLS_IDS_SUFFIX);
+        n += fl_atomic_sweep(p);
+        if (n)
+            fl_log(&s->log, FL_LOG_INFO, "checkpoint.path %s: removed %zu temporary file%s that "
+                   "an interrupted write left behind", s->opt.ckpt_path, n, n == 1 ? "" : "s");
+    }
+    free(p);
+    return st;
+}
+
 static fl_status server_init(fls_server *s, char *err, size_t errlen)
 {
     char why[1024];
@@ -2709,6 +2703,8 @@ static fl_status server_init(fls_server *s, char *err, size_t errlen)
         if (exists && S_ISDIR(sb.st_mode))
             return fls_options_errf(&s->opt, err, errlen, FL_ERR_IO, "checkpoint.path", NULL,
                                     "checkpoint.path %s: is a directory", s->opt.ckpt_path);
+        if (!s->check_only && (st = ckpt_lock(s, err, errlen)) != FL_OK)
+            return st;
         if (s->opt.resume && exists) {
             st = fls_core_restore_file(s->core, s->opt.ckpt_path);
             if (st != FL_OK) {
@@ -2834,6 +2830,7 @@ static fls_status server_create(const fls_options *o, const fls_host *host, int 
     s->bind_free = NIL;
     s->idle = (bind_list){NIL, NIL};
     s->ids_fd = -1;
+    s->lock_fd = -1;
     s->log.fn = log_bridge;
     s->log.user = s;
     s->log.min_level = (fl_log_level)s->opt.log_level;
@@ -2906,6 +2903,8 @@ void fls_server_free(fls_server *s)
     free(s->bidx);
     if (s->ids_fd >= 0)
         close(s->ids_fd);
+    if (s->lock_fd >= 0)
+        close(s->lock_fd); /* last: the files are closed before another server may take them */
     free(s->ids_path);
     free(s->owners);
     explicit_bzero(s->sec_z85, sizeof s->sec_z85);

@@ -256,34 +256,36 @@ fl_status flsim_rounds_put(FILE *f, const flsim_round_record *r)
     return fflush(f) != 0 || ferror(f) ? FL_ERR_IO : FL_OK;
 }
 
-/* Writes path.tmp through fn, then renames it over path: a reader never sees half a file.
- * FL_OK, or FL_ERR_IO with "cannot write PATH: reason" in err (which may be NULL). */
+/* Writes path through fn atomically (fl_atomic: a temporary beside it, fsync, rename, fsync of the
+ * directory): a reader never sees half a file, a crash leaves the old one. FL_OK, or FL_ERR_IO
+ * with "cannot write PATH: reason" in err (which may be NULL). */
 static fl_status write_atomic(const char *path, int (*fn)(FILE *f, const void *a, const void *b,
                                                            size_t n),
                               const void *a, const void *b, size_t n, char *err, size_t errlen)
 {
-    char tmp[1300];
-    if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp) {
-        if (err && errlen)
-            snprintf(err, errlen, "cannot write %s: path too long", path);
-        return FL_ERR_IO;
+    char *text = NULL;
+    size_t len = 0;
+    FILE *m = open_memstream(&text, &len);
+    int bad = !m;
+    if (m) {
+        bad = fn(m, a, b, n);
+        bad |= fclose(m) != 0;
     }
-    errno = 0;
-    FILE *f = fopen(tmp, "w");
-    int bad = !f;
-    if (f) {
-        bad = fn(f, a, b, n);
-        bad |= fflush(f) != 0 || fsync(fileno(f)) != 0;
-        bad |= fclose(f) != 0;
-        bad = bad || rename(tmp, path) != 0; /* e.g. EISDIR: a directory in the file's place */
+    int e = bad ? ENOMEM : 0;
+    if (!e) {
+        fl_atomic w;
+        e = fl_atomic_open(&w, path, 0644);
+        if (!e)
+            e = fl_atomic_write(&w, text, len);
+        if (!e)
+            e = fl_atomic_commit(&w, path, 0); /* EISDIR: a directory in the file's place */
+        fl_atomic_end(&w);
     }
-    if (!bad)
+    free(text);
+    if (!e)
         return FL_OK;
-    const int e = errno; /* remove() below may change it */
-    if (f)
-        remove(tmp);
     if (err && errlen)
-        snprintf(err, errlen, "cannot write %s: %s", path, e ? strerror(e) : "write error");
+        snprintf(err, errlen, "cannot write %s: %s", path, strerror(e));
     return FL_ERR_IO;
 }
 

@@ -389,95 +389,36 @@ fl_status fls_ckpt_check_digest(const fls_ckpt *c, const uint8_t digest[FL_SHA25
 
 /* ---- files ------------------------------------------------------------------------------------ */
 
-/* Logs the failed call (errno's text) and keeps its errno in *err for the caller. */
-static fl_status io_fail(const fl_logger *log, const char *what, const char *path, int *err)
-{
-    *err = errno;
-    fl_log(log, FL_LOG_ERROR, "checkpoint: %s %s: %s", what, path, strerror(*err));
-    return FL_ERR_IO;
-}
-
 fl_status fls_ckpt_write(const char *path, const fls_ckpt *c, const fl_logger *log)
 {
     if (!path || !*path || !c)
         return FL_ERR_INVALID_ARG;
-    const size_t pl = strlen(path);
-    char *tmp = malloc(pl + 16);
-    char *dir = malloc(pl + 2);
-    if (!tmp || !dir) {
-        free(tmp);
-        free(dir);
-        return FL_ERR_NOMEM;
-    }
-    snprintf(tmp, pl + 16, "%s.tmp.XXXXXX", path);
-    fl_path_dir(path, dir, pl + 2); /* the directory to fsync after the rename: it fits */
-
-    /* Both descriptors first, before any work: a process out of descriptors (EMFILE, a storm of
-     * connections) fails here at once, without serializing the model for nothing. */
+    /* The temporary and the directory first, before any work: a process out of descriptors
+     * (EMFILE, a storm of connections) fails here at once, without serializing the model. */
+    fl_atomic a;
     uint8_t *buf = NULL;
     size_t len = 0;
-    int err = 0, dfd = -1;
     fl_status st = FL_OK;
-    int fd = mkstemp(tmp);
-    if (fd < 0) {
-        st = io_fail(log, "cannot create temporary file for", path, &err);
+    int e = fl_atomic_open(&a, path, 0644);
+    if (!e && (st = fls_ckpt_serialize(c, &buf, &len)) != FL_OK)
         goto out;
+    if (!e)
+        e = fl_atomic_write(&a, buf, len);
+    if (!e)
+        e = fl_atomic_commit(&a, path, 0);
+    if (e) {
+        st = e == ENOMEM ? FL_ERR_NOMEM : FL_ERR_IO;
+        /* after the rename, PATH is the new checkpoint: only its durability failed */
+        fl_log(log, FL_LOG_ERROR, "checkpoint %s: %s: %s", path, a.what, strerror(e));
+    } else {
+        fl_log(log, FL_LOG_INFO, "checkpoint: wrote %s (%zu bytes, next round %llu)", path, len,
+               (unsigned long long)c->round);
     }
-    if ((dfd = open(dir, O_RDONLY | O_DIRECTORY)) < 0) {
-        st = io_fail(log, "cannot open directory", dir, &err);
-        goto out_fd;
-    }
-    if (fchmod(fd, 0644) != 0) {
-        st = io_fail(log, "cannot chmod", tmp, &err);
-        goto out_fd;
-    }
-    if ((st = fls_ckpt_serialize(c, &buf, &len)) != FL_OK)
-        goto out_fd;
-    for (size_t off = 0; off < len;) {
-        const ssize_t n = write(fd, buf + off, len - off);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0) {
-            if (n == 0)
-                errno = ENOSPC;
-            st = io_fail(log, "cannot write", tmp, &err);
-            goto out_fd;
-        }
-        off += (size_t)n;
-    }
-    if (fsync(fd) != 0) {
-        st = io_fail(log, "cannot fsync", tmp, &err);
-        goto out_fd;
-    }
-    if (close(fd) != 0) {
-        fd = -1;
-        st = io_fail(log, "cannot close", tmp, &err);
-        goto out_unlink;
-    }
-    fd = -1;
-    if (rename(tmp, path) != 0) {
-        st = io_fail(log, "cannot rename onto", path, &err);
-        goto out_unlink;
-    }
-    if (fsync(dfd) != 0) {
-        st = io_fail(log, "cannot fsync directory", dir, &err);
-        goto out; /* the new file is in place; durability of the rename is what failed */
-    }
-    fl_log(log, FL_LOG_INFO, "checkpoint: wrote %s (%zu bytes, next round %llu)", path, len,
-           (unsigned long long)c->round);
-    goto out;
-out_fd:
-    close(fd);
-out_unlink:
-    unlink(tmp);
 out:
-    if (dfd >= 0)
-        close(dfd);
     free(buf);
-    free(tmp);
-    free(dir);
-    if (st == FL_ERR_IO)
-        errno = err; /* the failed call's, whatever the clean-up did */
+    fl_atomic_end(&a);
+    if (e)
+        errno = e; /* the failed call's, whatever the clean-up did */
     return st;
 }
 

@@ -96,10 +96,10 @@ fl_status fls_ckpt_parse(const uint8_t *buf, size_t len, fls_ckpt *out, char *er
  * FL_ERR_CHECKPOINT_MISMATCH. */
 fl_status fls_ckpt_check_digest(const fls_ckpt *c, const uint8_t digest[FL_SHA256_LEN]);
 
-/* Writes c to path atomically: a temporary file in the same directory, write, fsync, rename over
- * path, fsync of the directory. A crash leaves either the old file or the new one, never a mix.
- * Its two descriptors (the temporary file, the directory) are opened before the model is
- * serialized. Returns FL_OK, FL_ERR_IO (with errno's text logged through log, which may be NULL,
+/* Writes c to path atomically (fl_atomic: a temporary file in the same directory, write, fsync,
+ * rename over path, fsync of the directory). A crash leaves either the old file or the new one,
+ * never a mix. Its two descriptors (the temporary file, the directory) are opened before the model
+ * is serialized. Returns FL_OK, FL_ERR_NOMEM, FL_ERR_IO (with errno's text logged through log, which may be NULL,
  * and errno left as the failed call set it: EMFILE when the process is out of descriptors), or a
  * serialize error. */
 fl_status fls_ckpt_write(const char *path, const fls_ckpt *c, const fl_logger *log);

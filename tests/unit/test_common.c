@@ -10,6 +10,8 @@
 
 #include <stdlib.h>
 #include <errno.h>
+#include <dirent.h>
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -276,6 +278,152 @@ static void test_path_dir(void **state)
     assert_int_equal(fl_path_dir("/a/very/long/directory/x", d, sizeof d), ENAMETOOLONG);
 }
 
+/* Number of entries in dir besides . and .. */
+static int dir_entries(const char *dir)
+{
+    DIR *d = opendir(dir);
+    assert_non_null(d);
+    int n = 0;
+    for (struct dirent *e; (e = readdir(d)) != NULL;)
+        n += strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0;
+    closedir(d);
+    return n;
+}
+
+/* fl_atomic: the new contents replace the old whole, with the mode asked for and no temporary
+ * left; a rename that fails (a directory in the file's place) says which step, leaves the
+ * directory as it was, and removes the temporary. keep_open leaves a descriptor on the new file. */
+static void test_atomic_write(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/fl-test-atomic-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    char path[256], *text = NULL;
+    size_t len = 0;
+    snprintf(path, sizeof path, "%s/f", dir);
+    for (int round = 0; round < 2; round++) {
+        fl_atomic a;
+        const char *want = round ? "second, longer contents\n" : "first\n";
+        assert_int_equal(fl_atomic_open(&a, path, 0600), 0);
+        assert_int_equal(fl_atomic_write(&a, want, strlen(want)), 0);
+        assert_int_equal(dir_entries(dir), round + 1); /* the temporary beside the old file */
+        assert_int_equal(fl_atomic_commit(&a, path, 0), 0);
+        assert_int_equal(a.renamed, 1);
+        fl_atomic_end(&a);
+        assert_int_equal(fl_file_read(path, 1024, &text, &len, NULL, 0), FL_OK);
+        assert_int_equal(len, strlen(want));
+        assert_memory_equal(text, want, len);
+        free(text);
+        struct stat sb;
+        assert_int_equal(stat(path, &sb), 0);
+        assert_int_equal(sb.st_mode & 0777, 0600);
+        assert_int_equal(dir_entries(dir), 1);
+    }
+    /* keep_open: the descriptor writes to the file that path now names */
+    fl_atomic a;
+    assert_int_equal(fl_atomic_open(&a, path, 0644), 0);
+    assert_int_equal(fl_atomic_write(&a, "a", 1), 0);
+    assert_int_equal(fl_atomic_commit(&a, path, 1), 0);
+    assert_true(a.fd >= 0);
+    assert_int_equal(fl_write_all(a.fd, "b", 1), 0);
+    fl_atomic_end(&a); /* closes it */
+    assert_int_equal(fl_file_read(path, 1024, &text, &len, NULL, 0), FL_OK);
+    assert_int_equal(len, 2);
+    assert_memory_equal(text, "ab", 2);
+    free(text);
+    /* a directory where the file should be: the rename fails, nothing else changes */
+    char sub[300];
+    snprintf(sub, sizeof sub, "%s/d", dir);
+    assert_int_equal(mkdir(sub, 0755), 0);
+    assert_int_equal(fl_atomic_open(&a, sub, 0644), 0);
+    assert_int_equal(fl_atomic_write(&a, "x", 1), 0);
+    assert_int_equal(fl_atomic_commit(&a, sub, 0), EISDIR);
+    assert_string_equal(a.what, "cannot rename the temporary file onto it");
+    assert_int_equal(a.renamed, 0);
+    fl_atomic_end(&a);
+    fl_atomic_end(&a); /* idempotent */
+    assert_int_equal(dir_entries(dir), 2); /* f and d: the temporary is gone */
+    /* a directory that is not there: refused at open, nothing made */
+    char gone[300];
+    snprintf(gone, sizeof gone, "%s/missing/f", dir);
+    assert_int_equal(fl_atomic_open(&a, gone, 0644), ENOENT);
+    assert_string_equal(a.what, "cannot open its directory");
+    fl_atomic_end(&a);
+    assert_int_equal(rmdir(sub), 0);
+    assert_int_equal(unlink(path), 0);
+    assert_int_equal(rmdir(dir), 0);
+}
+
+/* fl_atomic_sweep removes the temporaries of that one path (name.tmp. and six letters or digits,
+ * regular files) and nothing else: not another path's, not a longer suffix, not a directory. */
+static void test_atomic_sweep(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/fl-test-sweep-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    static const char *const doomed[] = {"run.ckpt.tmp.Ab3xYz", "run.ckpt.tmp.000000"};
+    static const char *const kept[] = {"run.ckpt", "run.ckpt.ids", "run.ckpt.ids.tmp.Ab3xYz",
+                                       "run.ckpt.tmp.Ab3xY", "run.ckpt.tmp.Ab3xYz7",
+                                       "run.ckpt.tmp.Ab-xYz", "other.tmp.Ab3xYz", "run.ckpt.lock"};
+    char p[300];
+    for (size_t i = 0; i < 2; i++) {
+        snprintf(p, sizeof p, "%s/%s", dir, doomed[i]);
+        FILE *f = fopen(p, "w");
+        assert_non_null(f);
+        fclose(f);
+    }
+    for (size_t i = 0; i < sizeof kept / sizeof *kept; i++) {
+        snprintf(p, sizeof p, "%s/%s", dir, kept[i]);
+        FILE *f = fopen(p, "w");
+        assert_non_null(f);
+        fclose(f);
+    }
+    snprintf(p, sizeof p, "%s/run.ckpt.tmp.dirdir", dir);
+    assert_int_equal(mkdir(p, 0755), 0);
+    char path[300];
+    snprintf(path, sizeof path, "%s/run.ckpt", dir);
+    assert_int_equal(fl_atomic_sweep(path), 2);
+    assert_int_equal(fl_atomic_sweep(path), 0);
+    assert_int_equal(dir_entries(dir), (int)(sizeof kept / sizeof *kept) + 1);
+    assert_int_equal(rmdir(p), 0);
+    snprintf(path, sizeof path, "%s/run.ckpt.ids", dir);
+    assert_int_equal(fl_atomic_sweep(path), 1); /* run.ckpt.ids.tmp.Ab3xYz, kept[2] */
+    assert_int_equal(dir_entries(dir), (int)(sizeof kept / sizeof *kept) - 1);
+    for (size_t i = 0; i < sizeof kept / sizeof *kept; i++) {
+        snprintf(p, sizeof p, "%s/%s", dir, kept[i]);
+            assert_int_equal(unlink(p), i == 2 ? -1 : 0);
+    }
+    assert_int_equal(rmdir(dir), 0);
+}
+
+/* fl_lock_path: one holder at a time (flock conflicts between two opens, even in one process);
+ * the other learns the holder's pid; closing releases it. */
+static void test_lock_path(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/fl-test-lock-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    char p[300];
+    snprintf(p, sizeof p, "%s/run.ckpt.lock", dir);
+    int fd = -1, fd2 = -1;
+    long holder = -1;
+    assert_int_equal(fl_lock_path(p, &fd, &holder), 0);
+    assert_true(fd >= 0);
+    assert_int_equal(holder, 0);
+    assert_int_equal(fl_lock_path(p, &fd2, &holder), EWOULDBLOCK);
+    assert_int_equal(fd2, -1);
+    assert_int_equal(holder, (long)getpid());
+    assert_int_not_equal(fcntl(fd, F_GETFD) & FD_CLOEXEC, 0);
+    close(fd);
+    assert_int_equal(fl_lock_path(p, &fd2, &holder), 0);
+    close(fd2);
+    snprintf(p, sizeof p, "%s/missing/run.ckpt.lock", dir);
+    assert_int_equal(fl_lock_path(p, &fd, &holder), ENOENT);
+    snprintf(p, sizeof p, "%s/run.ckpt.lock", dir);
+    assert_int_equal(unlink(p), 0);
+    assert_int_equal(rmdir(dir), 0);
+}
+
 /* fl_dir_writable: a real directory, a missing one, a file, and /proc, where access() lets root
  * pass but no file can be made; the probe leaves nothing behind. */
 static void test_dir_writable(void **state)
@@ -492,6 +640,9 @@ int main(void)
         cmocka_unit_test(test_time_monotonic), cmocka_unit_test(test_grow), cmocka_unit_test(test_index_new),
         cmocka_unit_test(test_path_dir),
         cmocka_unit_test(test_dir_writable),
+        cmocka_unit_test(test_atomic_write),
+        cmocka_unit_test(test_atomic_sweep),
+        cmocka_unit_test(test_lock_path),
         cmocka_unit_test(test_z85_key_decode),
         cmocka_unit_test_setup_teardown(test_key_file_good, keydir_setup, keydir_teardown),
         cmocka_unit_test_setup_teardown(test_key_file_refused, keydir_setup, keydir_teardown),

@@ -1745,6 +1745,85 @@ static void test_reactor_ipc_in_use(void **state)
     free(lb);
 }
 
+/* One server per checkpoint.path: a second one is refused before it reads or writes anything
+ * (the first's pid named, exit 3 from fl_server), --check still runs beside it, and the
+ * temporaries that a killed server left (CHECKPOINT.tmp.*, CHECKPOINT.ids.tmp.*) are removed by the
+ * next start; a lookalike of another name is not. Once the first is gone, the next one starts. */
+static void test_reactor_checkpoint_in_use(void **state)
+{
+    (void)state;
+    char yaml[1024], ckpt[300], stale[3][340];
+    snprintf(ckpt, sizeof ckpt, "%s/in-use.ckpt", g_tmp);
+    snprintf(stale[0], sizeof stale[0], "%s.tmp.Ab3xYz", ckpt);
+    snprintf(stale[1], sizeof stale[1], "%s.ids.tmp.000001", ckpt);
+    snprintf(stale[2], sizeof stale[2], "%s.tmp.Ab3xYz.keep", ckpt); /* not a temporary of ours */
+    for (int i = 0; i < 3; i++) {
+        FILE *f = fopen(stale[i], "w");
+        assert_non_null(f);
+        fputs("half a write", f);
+        fclose(f);
+    }
+    snprintf(yaml, sizeof yaml,
+             "server:\n  insecure: true\n  endpoints: ['ipc://%s/in-use-a.sock']\n"
+             "model:\n  arch: \"mlp:6-5-3\"\ncheckpoint:\n  path: '%s'\n", g_tmp, ckpt);
+    fls_options *o = opts_from(yaml);
+    logbuf *lb = calloc(1, sizeof *lb);
+    fls_host host = {log_collect, lb, NULL, NULL, NULL};
+    fls_server *a = NULL, *b = NULL;
+    assert_int_equal(fls_server_new(o, &host, &a), FLS_OK);
+    if (!strstr(lb->text, "removed 2 temporary files that an interrupted write left behind"))
+        fail_msg("log '%s' does not say the two temporaries were removed", lb->text);
+    struct stat sb;
+    assert_int_not_equal(stat(stale[0], &sb), 0);
+    assert_int_not_equal(stat(stale[1], &sb), 0);
+    assert_int_equal(stat(stale[2], &sb), 0);
+
+    char ep[300], want[1024];
+    snprintf(ep, sizeof ep, "ipc://%s/in-use-b.sock", g_tmp);
+    assert_int_equal(fls_options_set(o, "server.endpoints", ep, yaml, sizeof yaml), FLS_OK);
+    lb->len = 0;
+    lb->text[0] = 0;
+    assert_int_equal(fls_server_new(o, &host, &b), FLS_ERR_IO);
+    assert_null(b);
+    snprintf(want, sizeof want, "checkpoint.path %s: in use by another fl_server (pid %ld), which "
+             "holds %s.lock", ckpt, (long)getpid(), ckpt);
+    if (!strstr(lb->text, want))
+        fail_msg("log '%s' lacks '%s'", lb->text, want);
+    assert_null(strstr(lb->text, "listening"));
+
+    const char *root = getenv("FEDROP_BUILD_ROOT");
+    if (root) {
+        char cmd[1400], line[2048];
+        /* the daemon: exit 3, the same message */
+        snprintf(cmd, sizeof cmd, "timeout 20 '%s/fl_server/fl_server' --insecure --endpoint '%s' "
+                 "--arch mlp:6-5-3 --checkpoint '%s' 2>&1", root, ep, ckpt);
+        FILE *pp = popen(cmd, "r");
+        assert_non_null(pp);
+        int named = 0;
+        while (fgets(line, sizeof line, pp))
+            named |= strstr(line, want) != NULL;
+        int rc = pclose(pp);
+        if (!WIFEXITED(rc) || WEXITSTATUS(rc) != 3 || !named)
+            fail_msg("second fl_server: exit %d, message %s", WIFEXITED(rc) ? WEXITSTATUS(rc) : -1,
+                     named ? "given" : "missing");
+        /* --check reads and takes no lock */
+        snprintf(cmd, sizeof cmd, "timeout 20 '%s/fl_server/fl_server' --check --insecure "
+                 "--endpoint '%s' --arch mlp:6-5-3 --checkpoint '%s' >/dev/null 2>&1", root, ep,
+                 ckpt);
+        rc = system(cmd);
+        assert_true(WIFEXITED(rc) && WEXITSTATUS(rc) == 0);
+    }
+    fls_server_free(a);
+    lb->len = 0;
+    lb->text[0] = 0;
+    assert_int_equal(fls_server_new(o, &host, &b), FLS_OK);
+    assert_null(strstr(lb->text, "temporary file"));
+    fls_server_free(b);
+    unlink(stale[2]);
+    fls_options_free(o);
+    free(lb);
+}
+
 /* A start that fails at the bind (a TCP port in use: exit 3) makes no file: run.metrics is
  * created only once every endpoint is bound (it was created, empty, before the bind), and the
  * socket file of an ipc:// endpoint bound before the failing one is removed. */
@@ -4293,6 +4372,7 @@ int main(void)
         cmocka_unit_test(test_reactor_idle_ids),
         cmocka_unit_test(test_reactor_ipc_in_use),
         cmocka_unit_test(test_reactor_failed_start_no_metrics),
+        cmocka_unit_test(test_reactor_checkpoint_in_use),
         cmocka_unit_test(test_reactor_curve),
         cmocka_unit_test(test_reactor_key_rotation),
         cmocka_unit_test(test_reactor_ids_per_key),
