@@ -1489,6 +1489,11 @@ static void on_hello(fls_server *s, sess *x, const uint8_t *rid, size_t rid_len,
             bind_forget(s, b);
             s->ids_mute = 0;
             s->ids_bad = 1;
+            /* The record may still be in the file: appended before a failed fdatasync, or in a
+             * rewrite renamed into place before its directory's fsync failed. Rewritten at once
+             * without it (a crash before the next change would bind the id it refused); when
+             * that fails too, the next change tries again. */
+            (void)ids_rewrite(s);
             log_bad(s, "hello from %s refused: its binding could not be recorded in %s",
                     h->client_id, s->ids_path);
             send_error(s, rid, rid_len, 0, FL_ERR_IO,

@@ -4323,6 +4323,15 @@ static void test_ids_compaction_dir_fsync_fails(void **state)
         if (failed && !refused)
             fail_msg("%s was %s after the client-id file's directory could not be synced (its "
                      "record went to an unlinked file)", id, acked ? "acknowledged" : "answered");
+        if (refused) {
+            /* and the file that the path names does not bind it: a crash now keeps it unbound */
+            char ids[400], text[65536], rec[64];
+            snprintf(ids, sizeof ids, "%s/idf.ckpt.ids", g_tmp);
+            read_small(ids, text, sizeof text);
+            snprintf(rec, sizeof rec, " %s\n", id);
+            if (strstr(text, rec))
+                fail_msg("%s was refused, but %s binds it:\n%s", id, ids, text);
+        }
         if (!failed && !acked)
             fail_msg("%s was refused before any sync failed", id);
         g_clock_skew += 2;
