@@ -23,6 +23,7 @@
 #include "fl_sha256.h"
 #include "fl_status.h"
 #include "fl_time.h"
+#include "test_dirs.h"
 
 static void test_status_strings(void **state)
 {
@@ -276,18 +277,6 @@ static void test_path_dir(void **state)
     assert_int_equal(fl_path_dir("rel/dir/x", d, sizeof d), 0);
     assert_string_equal(d, "rel/dir");
     assert_int_equal(fl_path_dir("/a/very/long/directory/x", d, sizeof d), ENAMETOOLONG);
-}
-
-/* Number of entries in dir besides . and .. */
-static int dir_entries(const char *dir)
-{
-    DIR *d = opendir(dir);
-    assert_non_null(d);
-    int n = 0;
-    for (struct dirent *e; (e = readdir(d)) != NULL;)
-        n += strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0;
-    closedir(d);
-    return n;
 }
 
 /* fl_atomic: the new contents replace the old whole, with the mode asked for and no temporary

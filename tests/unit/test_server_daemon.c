@@ -38,6 +38,7 @@
 #include "fls_ckpt.h"
 #include "fls_core.h"
 #include "fls_internal.h"
+#include "test_dirs.h"
 
 /* ---- helpers -------------------------------------------------------------------------------- */
 
@@ -959,18 +960,6 @@ static void test_keygen(void **state)
     write_file(path, text);
     assert_int_equal(fl_key_file_read(path, FL_KEY_SECRET, sec, NULL, err, sizeof err), FL_OK);
     assert_string_equal(sec, pub);
-}
-
-/* Entries in dir, "." and ".." aside. */
-static int dir_entries(const char *dir)
-{
-    DIR *d = opendir(dir);
-    assert_non_null(d);
-    int n = 0;
-    for (struct dirent *e; (e = readdir(d)) != NULL;)
-        n += strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0;
-    closedir(d);
-    return n;
 }
 
 /* fl_server keygen --help (or -h, anywhere after keygen) prints keygen's usage and exits 0; any
