@@ -101,6 +101,19 @@ grep -qx "fl_sim: warning: --keep has no effect here: --policy full trains the w
 ! grep -q "warning" "$DIR/keepfd.err" || fail "--keep under fd: $(cat "$DIR/keepfd.err")"
 echo "inert options: warned"
 
+# Rates that are > 0 but so small that a client's arrival overflows the virtual clock: refused
+# with the client and its rates named, not waited for forever (it used to spin at 100% CPU).
+printf 'client,flops,down_bps,up_bps,availability\n0,1e-307,1e6,1e6,1\n' >"$DIR/tiny.csv"
+for how in "--flops 1e-307" "--trace $DIR/tiny.csv" "--flops 1e-307 --batch-feed 1"; do
+    rc=0
+    timeout 60 "$FL_SIM" $ARGS --rounds 1 $how --out "$DIR/tiny" >/dev/null 2>"$DIR/tiny.err" || rc=$?
+    [ "$rc" -eq 1 ] || fail "$how: exit status $rc, not 1: $(cat "$DIR/tiny.err")"
+    grep -q "^fl_sim: round 1: client [0-9]* would reach the server at a virtual time that is not finite (1e-307 FLOP/s," \
+        "$DIR/tiny.err" || fail "$how: $(cat "$DIR/tiny.err")"
+    [ ! -e "$DIR/tiny" ] || fail "$how: left $DIR/tiny"
+done
+echo "tiny rates: refused, not waited for"
+
 # --model lstm: listed in --help, and it runs on the token data the help names.
 "$FL_SIM" --help | grep -q "lstm = lstm:80:8:256:2:80" || fail "--help does not list --model lstm"
 "$FL_SIM" --dataset synth-tokens:200:80:80 --model lstm --clients 10 --per-round 2 --rounds 1 \

@@ -823,6 +823,19 @@ static double finish_time(const sim *S, const job *j, double t0)
     return t0 + (ok ? tm.total : tm.t_down + tm.t_compute);
 }
 
+/* A job whose estimated or actual arrival is not finite: rates that are > 0 but tiny (--flops
+ * 1e-307, or such a rate in a trace row) overflow the virtual clock. Such an update could never be fed
+ * in (arrival, client) order, so the round would wait for it forever; the run stops instead. */
+static const job *nonfinite_job(const sim *S)
+{
+    for (size_t i = 0; i < S->n_jobs; i++) {
+        const job *j = &S->jobs[i];
+        if (!isfinite(j->est) || (j->trained && !isfinite(j->finish)))
+            return j;
+    }
+    return NULL;
+}
+
 /* Feeds job j to the server core at its finish time: the deadline tick first if it passed, then
  * the Update and its chunks (late or refused ones are counted), or a leave + rejoin if its
  * training failed. */
@@ -1095,6 +1108,8 @@ static fl_status client_phase(sim *S, round_acc *ra, int pipelined)
             job *j = &S->jobs[S->done_q[i]];
             j->trained = 1;
             j->finish = finish_time(S, j, ra->t0);
+            if (!isfinite(j->finish) && st == FL_OK)
+                st = FL_ERR_NUMERIC; /* never fed: see nonfinite_job */
             n_trained++;
             if (up_fixed && !up_known && j->st == FL_OK) {
                 up_known = 1;
@@ -1156,6 +1171,8 @@ static fl_status feed_phase(sim *S, round_acc *ra)
     for (size_t i = 0; i < S->n_jobs; i++) {
         S->jobs[i].trained = 1;
         S->jobs[i].finish = finish_time(S, &S->jobs[i], ra->t0);
+        if (!isfinite(S->jobs[i].finish))
+            return FL_ERR_NUMERIC; /* never fed: see nonfinite_job */
     }
     int did = 0;
     const fl_status st = feed_ready(S, ra, 1, &did);
@@ -1729,6 +1746,8 @@ fl_status flsim_run(const flsim_config *cfg, const flsim_data *data_in, const fl
             ra.last_fed = -INFINITY;
             const int pipelined = S.size == 1 && !cfg->batch_feed;
             st = prepare_jobs(&S, &ra);
+            if (st == FL_OK && nonfinite_job(&S))
+                st = FL_ERR_NUMERIC;
             if (st == FL_OK)
                 st = client_phase(&S, &ra, pipelined);
             train_wall = ra.train_wall;
@@ -1747,6 +1766,13 @@ fl_status flsim_run(const flsim_config *cfg, const flsim_data *data_in, const fl
             pending.client_pre_cpu_s = ra.pre_cpu;
             pending.client_post_cpu_s = ra.post_cpu;
             pending.feed_cpu_s = ra.feed_cpu;
+            const job *nf = st == FL_ERR_NUMERIC ? nonfinite_job(&S) : NULL;
+            if (nf && err && errlen)
+                snprintf(err, errlen, "round %u: client %u would reach the server at a virtual "
+                         "time that is not finite (%g FLOP/s, %g bit/s down, %g bit/s up): "
+                         "rates too small for the clock (see --flops, --down-bps, --up-bps, "
+                         "--trace)", res->rounds + 1, nf->key, nf->prof.flops, nf->prof.down_bps,
+                         nf->prof.up_bps);
             if (st != FL_OK)
                 break;
             /* The round is closed at ra.t_close; its metrics become final at ROUND_END (after
