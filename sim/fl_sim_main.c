@@ -32,6 +32,10 @@ static volatile sig_atomic_t g_stop = 0;
  * at once rather than finishing that round and its evaluation (loading and one round of a large
  * model can take minutes). Cleared by on_round before it writes anything. */
 static volatile sig_atomic_t g_quit_now = 0;
+/* The --out directories this run made (flsim_out_prepare), which a stop under g_quit_now removes
+ * again, as a run that fails before its first round does: DIR is left as it was. */
+static const char *volatile g_out_dir = NULL;
+static volatile size_t g_out_made = 0;
 
 static void on_signal(int sig)
 {
@@ -40,6 +44,8 @@ static void on_signal(int sig)
     static const char quit[] =
         "\nfl_sim: interrupted before the first round was done: nothing written\n";
     if (g_quit_now) {
+        if (g_out_dir)
+            flsim_out_unprepare(g_out_dir, g_out_made); /* only what is still empty */
         if (g_rank == 0) {
             const ssize_t w = write(STDERR_FILENO, quit, sizeof quit - 1);
             (void)w;
@@ -585,6 +591,10 @@ static int run_main(int argc, char **argv)
     /* Not under MPI with several ranks: each clears the flag at its own first round, so a signal
      * passed to all of them as round 1 ends could end one rank while rank 0 has begun writing;
      * there the ranks agree on the stop after the round (flsim_run), as from round 2 on. */
+    if (pr.out) {
+        g_out_made = out_made;
+        g_out_dir = cfg.out;
+    }
     g_quit_now = g_ranks == 1;
     catch_stop_signals();
     const fl_logger lg = {log_below_bar, stderr, FL_LOG_WARN};

@@ -322,7 +322,9 @@ fl_status flsim_rounds_start(const char *dir, FILE **out, char *err, size_t errl
 fl_status flsim_out_prepare(const char *dir, size_t *made, char *err, size_t errlen);
 /* After a run that failed or was stopped before writing anything: removes the directories
  * flsim_out_prepare(dir, &made) created, deepest first, each only while it is empty (a directory
- * that existed before, or that holds anything, is kept, and so are those above it). */
+ * that existed before, or that holds anything, is kept, and so are those above it).
+ * Async-signal-safe (rmdir and string copies only): a signal handler that ends the process
+ * before the first round may call it. */
 void flsim_out_unprepare(const char *dir, size_t made);
 fl_status flsim_rounds_put(FILE *f, const flsim_round_record *r);
 fl_status flsim_rounds_finish(FILE *f);

@@ -84,10 +84,12 @@ int flsim_mkdirs(const char *path, size_t *made, char *err, size_t errlen)
 
 void flsim_rmdirs_made(const char *path, size_t made)
 {
+    /* Only strlen, memcpy and rmdir: async-signal-safe (flsim_out_unprepare's contract). */
     char buf[1024];
-    if (!made || snprintf(buf, sizeof buf, "%s", path) >= (int)sizeof buf)
+    size_t n = made ? strlen(path) : 0;
+    if (!made || n >= sizeof buf)
         return;
-    size_t n = strlen(buf);
+    memcpy(buf, path, n + 1);
     while (n > made && buf[n - 1] == '/') /* "a/b/" was made as "a/b" */
         buf[--n] = '\0';
     /* Deepest first; rmdir removes only an empty directory, and one that is not stops the walk

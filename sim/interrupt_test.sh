@@ -104,6 +104,21 @@ cmp -s "$DIR/short/summary.json" "$DIR/short.summary" && cmp -s "$DIR/short/roun
     fail "early SIGINT: the earlier results in --out changed"
 echo "early SIGINT: ended before its first round, exit status 130, nothing written"
 
+# The same into an --out that did not exist: the directories it made are removed again (as after
+# a run that fails before its first round), not left empty behind.
+"$FL_SIM" $ARGS --model mlp:64-4096-4096-4 --epochs 1000 --rounds 5 --out "$DIR/made/deep" \
+    >/dev/null 2>"$DIR/made.err" &
+pid=$!
+sleep 1
+kill -0 "$pid" 2>/dev/null || fail "the slow run ended within 1 s: $(cat "$DIR/made.err")"
+kill -INT "$pid"
+rc=0
+wait "$pid" || rc=$?
+pid=
+[ "$rc" -eq 130 ] || fail "early SIGINT, new --out: exit status $rc, not 130 ($(cat "$DIR/made.err"))"
+[ ! -e "$DIR/made" ] || fail "early SIGINT: left the --out it made: $(find "$DIR/made" | tr '\n' ' ')"
+echo "early SIGINT: the --out it made is gone"
+
 # SIGKILL, in the directory of the interrupted run: its summary.json must not survive. (Its
 # rounds.csv is moved away only so that start() counts the new run's rounds.)
 mv "$DIR/int/rounds.csv" "$DIR/int.rounds.csv"
