@@ -101,6 +101,13 @@ grep -qx "fl_sim: warning: --keep has no effect here: --policy full trains the w
 ! grep -q "warning" "$DIR/keepfd.err" || fail "--keep under fd: $(cat "$DIR/keepfd.err")"
 echo "inert options: warned"
 
+# --config naming a directory: the reason, not a bare "read error".
+rc=0
+"$FL_SIM" --config "$DIR" >/dev/null 2>"$DIR/cfgdir.err" || rc=$?
+[ "$rc" -eq 2 ] || fail "--config DIR: exit status $rc, not 2"
+grep -qx "fl_sim: $DIR: Is a directory" "$DIR/cfgdir.err" || fail "--config DIR: $(cat "$DIR/cfgdir.err")"
+echo "--config DIR: says it is a directory"
+
 # Rates that are > 0 but so small that a client's arrival overflows the virtual clock: refused
 # with the client and its rates named, not waited for forever (it used to spin at 100% CPU).
 printf 'client,flops,down_bps,up_bps,availability\n0,1e-307,1e6,1e6,1\n' >"$DIR/tiny.csv"

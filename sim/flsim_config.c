@@ -577,13 +577,16 @@ fl_status flsim_config_load_yaml(flsim_config *c, const char *path, char *err, s
         fclose(f);
         return FL_ERR_NOMEM;
     }
+    errno = 0;
     const size_t n = fread(buf, 1, CAP, f);
     const int too_big = n == CAP, bad = ferror(f);
+    const int read_errno = errno; /* a directory opens, then fails to read: EISDIR */
     fclose(f);
     fl_status st;
     if (bad || too_big) {
         if (err && errlen)
-            snprintf(err, errlen, "%s: %s", path, bad ? "read error" : "larger than 1 MiB");
+            snprintf(err, errlen, "%s: %s", path,
+                     !bad ? "larger than 1 MiB" : read_errno ? strerror(read_errno) : "read error");
         st = bad ? FL_ERR_IO : FL_ERR_CONFIG;
     } else {
         char before[sizeof c->trace], ds_before[sizeof c->dataset],
