@@ -415,7 +415,7 @@ fl_status flsim_config_parse_yaml(flsim_config *c, const char *text, size_t len,
         return FL_ERR_NOMEM;
     yaml_parser_set_input_string(&p, (const unsigned char *)(text ? text : ""), len);
     fl_status st = FL_OK;
-    int depth = 0, done = 0, in_map = 0;
+    int depth = 0, done = 0, in_map = 0, docs = 0;
     char key[128] = "";
     int have_key = 0;
     /* the keys seen so far, and their lines: a key given twice is an error, not "the last wins" */
@@ -437,6 +437,15 @@ fl_status flsim_config_parse_yaml(flsim_config *c, const char *text, size_t len,
         switch (ev.type) {
         case YAML_STREAM_END_EVENT:
             done = 1;
+            break;
+        case YAML_DOCUMENT_START_EVENT:
+            /* A second document ('---') is neither a nested mapping nor a second set of values. */
+            if (docs++ != 0) {
+                if (err && errlen)
+                    snprintf(err, errlen, "%s:%zu: a second YAML document ('---'): the file must "
+                             "be one mapping of option names to values", name, line);
+                st = FL_ERR_CONFIG;
+            }
             break;
         case YAML_MAPPING_START_EVENT:
             if (depth++ != 0 || in_map) {

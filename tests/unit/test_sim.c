@@ -372,6 +372,11 @@ static void test_options_and_yaml(void **state)
     assert_int_equal(yaml_load_text(&y, path, "clients: 300\nnested:\n  a: 1\n", err, sizeof err),
                      FL_ERR_CONFIG);
     assert_non_null(strstr(err, ":3: nested"));
+    /* A second document is named as such (it used to be called a nested mapping). */
+    assert_int_equal(yaml_load_text(&y, path, "clients: 300\n---\nclients: 3\n", err, sizeof err),
+                     FL_ERR_CONFIG);
+    assert_non_null(strstr(err, ":2: a second YAML document"));
+    assert_int_equal(yaml_load_text(&y, path, "---\nclients: 300\n...\n", err, sizeof err), FL_OK);
     assert_int_equal(yaml_load_text(&y, path, "clients: 300\nkeep: 7\n", err, sizeof err),
                      FL_ERR_INVALID_ARG);
     assert_non_null(strstr(err, ":2:"));
