@@ -98,6 +98,12 @@ fl_status flsim_trace_parse(flsim_trace **out, const char *text, size_t len, cha
         memcpy(buf, s, l);
         buf[l] = '\0';
         if (!have_header) {
+            /* What a spreadsheet's "CSV UTF-8" export puts first: the header then looks right. */
+            if (memcmp(buf, "\xEF\xBB\xBF", 3) == 0 && strcmp(buf + 3, TRACE_HEADER) == 0) {
+                st = bad(err, errlen, line, "the header starts with a UTF-8 byte order mark (EF BB "
+                         "BF): save the file without it, as '%s'", TRACE_HEADER);
+                break;
+            }
             if (strcmp(buf, TRACE_HEADER) != 0) {
                 st = bad(err, errlen, line, "the header must be exactly '%s'", TRACE_HEADER);
                 break;
@@ -132,8 +138,12 @@ fl_status flsim_trace_parse(flsim_trace **out, const char *text, size_t len, cha
         static const char *names[] = {"flops", "down_bps", "up_bps", "availability"};
         double v[4];
         for (int i = 0; i < 4 && st == FL_OK; i++) {
-            if (!field_double(f[i + 1], &v[i]))
-                st = bad(err, errlen, line, "%s is not a finite number", names[i]);
+            if (!field_double(f[i + 1], &v[i])) {
+                /* The field as given: ' 1e9' and '1 ' look like numbers until quoted. */
+                char what[80];
+                snprintf(what, sizeof what, "%s '%.40s'", names[i], f[i + 1]);
+                st = bad(err, errlen, line, "%s is not a finite number (no spaces, no units)", what);
+            }
             else if (i < 3 && !(v[i] > 0))
                 st = bad(err, errlen, line, "%s must be > 0", names[i]);
             else if (i == 3 && !(v[i] >= 0 && v[i] <= 1))

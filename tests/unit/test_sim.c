@@ -229,7 +229,10 @@ static void test_trace_bad_rows_have_line_numbers(void **state)
         {"client,flops,down_bps,up_bps,availability\n0,1e9,1e6,1e6,1\n2,1e9,1e6,1e6,1\n", "client 1 missing"},
         /* a repeat that leaves a gap is named as the repeat */
         {"client,flops,down_bps,up_bps,availability\n0,1e9,1e6,1e6,1\n2,1e9,1e6,1e6,1\n2,1e9,1e6,1e6,1\n", "line 4: client 2 already given on line 3"},
-        {"client,flops,down_bps,up_bps,availability\n0, 1e9,1e6,1e6,1\n", "line 2: flops"},
+        {"client,flops,down_bps,up_bps,availability\n0, 1e9,1e6,1e6,1\n", "line 2: flops ' 1e9' is not a finite number"},
+        {"client,flops,down_bps,up_bps,availability\n0,1e9,1e6,1e6,1 \n", "line 2: availability '1 ' is not"},
+        {"client,flops,down_bps,up_bps,availability\n0,5G,1e6,1e6,1\n", "line 2: flops '5G' is not"},
+        {"\xEF\xBB\xBF" "client,flops,down_bps,up_bps,availability\n0,1e9,1e6,1e6,1\n", "line 1: the header starts with a UTF-8 byte order mark"},
         {"client,flops,down_bps,up_bps,availability\n0,1e9x,1e6,1e6,1\n", "line 2: flops"},
         {"client,flops,down_bps,up_bps,availability\n0,1e999,1e6,1e6,1\n", "line 2: flops"},
     };
