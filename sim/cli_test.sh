@@ -107,6 +107,11 @@ rc=0
 [ "$rc" -eq 2 ] || fail "--config DIR: exit status $rc, not 2"
 grep -qx "fl_sim: $DIR: Is a directory" "$DIR/cfgdir.err" || fail "--config DIR: $(cat "$DIR/cfgdir.err")"
 echo "--config DIR: says it is a directory"
+rc=0
+"$FL_SIM" --config= >/dev/null 2>"$DIR/cfgempty.err" || rc=$?
+[ "$rc" -eq 2 ] || fail "--config=: exit status $rc, not 2"
+grep -qx "fl_sim: --config is empty (want a YAML file)" "$DIR/cfgempty.err" || fail "--config=: $(cat "$DIR/cfgempty.err")"
+echo "--config=: says it is empty"
 
 # Rates that are > 0 but so small that a client's arrival overflows the virtual clock: refused
 # with the client and its rates named, not waited for forever (it used to spin at 100% CPU).

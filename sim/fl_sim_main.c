@@ -556,6 +556,10 @@ static int run_main(int argc, char **argv)
             path = argv[i + 1];
         else if (!strncmp(argv[i], "--config=", 9))
             path = argv[i] + 9;
+        if (path && !path[0]) {
+            fprintf(stderr, "fl_sim: --config is empty (want a YAML file)\n");
+            return 2;
+        }
         if (path && flsim_config_load_yaml(&cfg, path, err, sizeof err) != FL_OK) {
             fprintf(stderr, "fl_sim: %s\n", err);
             return 2;
