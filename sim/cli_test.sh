@@ -126,6 +126,12 @@ for how in "--flops 1e-307" "--trace $DIR/tiny.csv" "--flops 1e-307 --batch-feed
 done
 echo "tiny rates: refused, not waited for"
 
+# --help's option table: every description starts in the same column, long names included.
+bad=$("$FL_SIM" --help | sed -n '/^Options/,/^  --help/p' | grep '^  --' |
+      awk '{ if (substr($0, 36, 1) != " " || substr($0, 37, 1) == " ") print }')
+[ -z "$bad" ] || fail "--help: misaligned option lines: $bad"
+echo "--help: one column for the descriptions"
+
 # --model lstm: listed in --help, and it runs on the token data the help names.
 "$FL_SIM" --help | grep -q "lstm = lstm:80:8:256:2:80" || fail "--help does not list --model lstm"
 "$FL_SIM" --dataset synth-tokens:200:80:80 --model lstm --clients 10 --per-round 2 --rounds 1 \

@@ -85,10 +85,15 @@ static void usage(FILE *f)
         "\n"
         "Options (a YAML --config file takes the same names as keys; flags override it; relative\n"
         "paths of its trace and dataset files are taken beside the file, its out where fl_sim runs):\n");
-    for (const flsim_option_doc *d = flsim_option_docs(); d->name; d++)
-        fprintf(f, "  --%-14s %-16s %s\n", d->name, d->arg, d->help);
+    for (const flsim_option_doc *d = flsim_option_docs(); d->name; d++) {
+        /* name and argument padded together: a name longer than its column (--score-accumulate)
+         * shifts its argument, not every column after it */
+        char lhs[80];
+        snprintf(lhs, sizeof lhs, "--%-14s %s", d->name, d->arg);
+        fprintf(f, "  %-33s %s\n", lhs, d->help);
+    }
     fprintf(f,
-        "  --help                          this text\n"
+        "  --help                            this text\n"
         "\n"
         "Datasets (--dataset): fashion-mnist and mnist are read from the directory\n"
         "$FEDROP_DATA_DIR/NAME, else $FEDROP_DATA_DIR itself, when that variable is set;\n"
