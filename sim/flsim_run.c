@@ -1108,8 +1108,11 @@ static fl_status client_phase(sim *S, round_acc *ra, int pipelined)
             job *j = &S->jobs[S->done_q[i]];
             j->trained = 1;
             j->finish = finish_time(S, j, ra->t0);
-            if (!isfinite(j->finish) && st == FL_OK)
-                st = FL_ERR_NUMERIC; /* never fed: see nonfinite_job */
+            /* never fed: see nonfinite_job. Under MPI only this rank knows of it here, and a
+             * rank that stopped alone would leave the others waiting in the exchange: there
+             * feed_phase stops every rank alike, after it. */
+            if (!isfinite(j->finish) && st == FL_OK && pipelined)
+                st = FL_ERR_NUMERIC;
             n_trained++;
             if (up_fixed && !up_known && j->st == FL_OK) {
                 up_known = 1;
