@@ -89,7 +89,9 @@ typedef struct flsim_trace {
  * exponent floats (no SI suffixes); blank lines and lines starting with '#' are skipped; "\r\n"
  * line ends are accepted. At most FLSIM_MAX_CLIENTS rows and FLSIM_TRACE_MAX_LINE bytes per line.
  * A bad row gives FL_ERR_TRACE_FORMAT and err = "line N: reason" (1-based line numbers); a missing
- * id is reported as "client K missing" after the whole text was read. Memory grows with the rows
+ * id is reported as "client K missing" after the whole text was read, and a trace where every
+ * availability is 0 (no round could ever start) as "every client's availability is 0: ...".
+ * Memory grows with the rows
  * actually read. The caller owns *out (flsim_trace_free). Thread-safe. */
 fl_status flsim_trace_parse(flsim_trace **out, const char *text, size_t len, char *err,
                             size_t errlen);

@@ -186,6 +186,19 @@ fl_status flsim_trace_parse(flsim_trace **out, const char *text, size_t len, cha
         }
     }
     if (st == FL_OK) {
+        /* Every availability 0: no round could ever start (found at load, not after the run's
+         * 10,000 idle steps). */
+        size_t on = 0;
+        for (size_t i = 0; i < n; i++)
+            on += ents[i].row.availability > 0;
+        if (!on) {
+            if (err && errlen)
+                snprintf(err, errlen, "every client's availability is 0: no client could ever "
+                         "take part");
+            st = FL_ERR_TRACE_FORMAT;
+        }
+    }
+    if (st == FL_OK) {
         t = calloc(1, sizeof *t);
         if (t)
             t->rows = malloc(n * sizeof *t->rows);

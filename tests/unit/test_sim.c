@@ -218,6 +218,7 @@ static void test_trace_bad_rows_have_line_numbers(void **state)
         {"", "line 1:"},
         {"client,flops,down_bps,up_bps,availability\n", "no client rows"},
         {"client,flops,down_bps,up_bps,availability\n0,1e9,1e6,1e6,1\n1,1e9,1e6,1e6,1.5\n", "line 3: availability"},
+        {"client,flops,down_bps,up_bps,availability\n0,1e9,1e6,1e6,0\n1,1e9,1e6,1e6,0\n", "every client's availability is 0"},
         {"client,flops,down_bps,up_bps,availability\n0,1e9,1e6,1e6,1\n\n# c\n1,fast,1e6,1e6,1\n", "line 5: flops"},
         {"client,flops,down_bps,up_bps,availability\n0,1e9,1e6,1e6\n", "line 2: want 5"},
         {"client,flops,down_bps,up_bps,availability\n0,1e9,1e6,1e6,1,7\n", "line 2: want 5"},
