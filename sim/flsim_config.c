@@ -169,7 +169,7 @@ fl_status flsim_config_set(flsim_config *c, const char *key, const char *v, char
     STR("test-dataset", test_dataset);
     DBL("test-frac", test_frac, 1e-6, 0.9, "a fraction in (0, 0.9]");
     STR("model", model);
-    U32("train-samples", train_samples, 0, 0xFFFFFFFFu, "a sample count (0 = all)");
+    U32("train-samples", train_samples, 0, 0xFFFFFFFFu, "a sample count in 0 .. 4294967295 (0 = all)");
     U32("clients", clients, 1, FLSIM_MAX_CLIENTS, "a client count in 1 .. 1000000");
     U32("per-round", per_round, 1, FLSIM_MAX_CLIENTS, "a count in 1 .. 1000000");
     U32("rounds", rounds, 1, 100000000, "a round count in 1 .. 100000000");
