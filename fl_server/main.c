@@ -92,12 +92,41 @@ static void raise_nofile(void)
     log_main(FLS_LOG_INFO, msg);
 }
 
+/* run.metrics "-": the lines go to stdout, written here (the library prints nothing). A line that
+ * cannot be written (a closed pipe, a full disk behind a redirection) is said as the library says
+ * it for a file: once until a line gets through again, the losses counted, and in all at exit. */
+static struct {
+    unsigned long long lost, lost_from, lost_all;
+} g_stdout_metrics;
+
 static void on_round(void *user, const char *json, const char *summary)
 {
     (void)summary; /* already logged by the library at info level */
-    if (user) {
-        fprintf(stdout, "%s\n", json);
-        fflush(stdout);
+    if (!user)
+        return;
+    unsigned long long round = 0;
+    if (sscanf(json, "{\"round\":%llu", &round) != 1)
+        round = 0;
+    errno = 0;
+    const int bad = fprintf(stdout, "%s\n", json) < 0 || fflush(stdout) != 0;
+    const int e = errno;
+    clearerr(stdout);
+    char msg[256];
+    if (bad) {
+        if (!g_stdout_metrics.lost) {
+            g_stdout_metrics.lost_from = round;
+            snprintf(msg, sizeof msg, "run.metrics - (stdout): %s: round %llu's line is lost",
+                     e ? strerror(e) : "write error", round);
+            log_main(FLS_LOG_ERROR, msg);
+        }
+        g_stdout_metrics.lost++;
+        g_stdout_metrics.lost_all++;
+    } else if (g_stdout_metrics.lost) {
+        snprintf(msg, sizeof msg, "run.metrics - (stdout) takes lines again from round %llu: %llu "
+                 "lost (rounds %llu to %llu), %llu in all", round, g_stdout_metrics.lost,
+                 g_stdout_metrics.lost_from, round - 1, g_stdout_metrics.lost_all);
+        log_main(FLS_LOG_WARN, msg);
+        g_stdout_metrics.lost = 0;
     }
 }
 
@@ -406,6 +435,15 @@ int main(int argc, char **argv)
             (unsigned long long)stats.checkpoints, stats.ids,
             (unsigned long long)stats.engine_clients, stats.connections_peak,
             (unsigned long long)stats.idle_closed, (unsigned long long)stats.over_limit_closed);
+    if (g_stdout_metrics.lost_all) {
+        char msg[192], tail[96] = "";
+        if (g_stdout_metrics.lost)
+            snprintf(tail, sizeof tail, ", the last %llu from round %llu on",
+                     g_stdout_metrics.lost, g_stdout_metrics.lost_from);
+        snprintf(msg, sizeof msg, "run.metrics - (stdout): %llu line%s lost in all%s",
+                 g_stdout_metrics.lost_all, g_stdout_metrics.lost_all == 1 ? "" : "s", tail);
+        log_main(FLS_LOG_WARN, msg);
+    }
     g_server = NULL;
     fls_server_free(srv);
     if (rs == FLS_OK || rs == FLS_ERR_CANCELLED)

@@ -785,6 +785,44 @@ static void test_cli_log_level(void **state)
     }
 }
 
+/* run.metrics "-" writes the lines to stdout (fl_server's main, not the library). A line that
+ * cannot be written there (stdout on a full disk, a pipe whose reader left) was lost without a
+ * word, where a file's are said and counted (test_reactor_metrics_lost): now stdout's are too. A
+ * real fl_server and fl_client over ipc, fl_server's stdout on /dev/full. */
+static void test_cli_metrics_stdout_lost(void **state)
+{
+    (void)state;
+    const char *root = getenv("FEDROP_BUILD_ROOT");
+    struct stat sb;
+    if (!root || stat("/dev/full", &sb) != 0)
+        skip();
+    char cmd[2048], line[1024], all[8192] = "";
+    snprintf(cmd, sizeof cmd,
+             "'%s/fl_server/fl_server' --insecure --endpoint 'ipc://%s/ms.sock' --arch mlp:784-4-10 "
+             "--rounds 2 --clients 1 --overcommit 1 --metrics - > /dev/full 2> '%s/ms.log' & p=$!; "
+             "'%s/fl_client/fl_client' --server 'ipc://%s/ms.sock' --insecure "
+             "--dataset synth-images:40:1x28x28:10 > /dev/null 2>&1 & c=$!; "
+             "i=0; while kill -0 $p 2>/dev/null && [ $i -lt 1200 ]; do sleep 0.05; i=$((i+1)); done; "
+             "kill -TERM $p $c 2>/dev/null; wait $p; echo \"rc=$?\"; wait $c; cat '%s/ms.log'",
+             root, g_tmp, g_tmp, root, g_tmp, g_tmp);
+    FILE *p = popen(cmd, "r");
+    assert_non_null(p);
+    while (fgets(line, sizeof line, p))
+        if (strlen(all) + strlen(line) < sizeof all)
+            strcat(all, line);
+    pclose(p);
+    if (!strstr(all, "rc=0\n") || !strstr(all, "run done: 2 rounds"))
+        fail_msg("fl_server did not finish its 2 rounds: '%s'", all);
+    static const char *want[] = {
+        " fl_server error: run.metrics - (stdout): No space left on device: round 0's line is lost",
+        " fl_server warn: run.metrics - (stdout): 2 lines lost in all, the last 2 from round 0 on",
+    };
+    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++)
+        if (!strstr(all, want[i]))
+            fail_msg("fl_server's log lacks '%s': '%s'", want[i], all);
+    assert_null(strstr(all, "round 1's line is lost")); /* said once */
+}
+
 /* Without checkpoint.path a SIGTERM writes nothing: the start says so as a warning (the real
  * start and --check alike), and --help promises a checkpoint only when checkpoint.path is set. */
 static void test_cli_no_checkpoint_warning(void **state)
@@ -4357,6 +4395,7 @@ int main(void)
         cmocka_unit_test(test_cli_flags_override),
         cmocka_unit_test(test_cli_origin),
         cmocka_unit_test(test_cli_log_level),
+        cmocka_unit_test(test_cli_metrics_stdout_lost),
         cmocka_unit_test(test_cli_signal_during_startup),
         cmocka_unit_test(test_cli_no_checkpoint_warning),
         cmocka_unit_test(test_example_yaml),
