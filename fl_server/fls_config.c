@@ -1092,13 +1092,14 @@ fls_status fls_options_load_file(fls_options *o, const char *path, char *err, si
         fclose(f);
         return FLS_ERR_NOMEM;
     }
+    errno = 0;
     const size_t n = fread(buf, 1, FLS_CONFIG_MAX_BYTES + 1, f);
-    const int bad = ferror(f);
+    const int bad = ferror(f), read_errno = errno; /* EISDIR: --config names a directory */
     fclose(f);
     fls_status st;
     if (bad) {
         if (err && errlen)
-            snprintf(err, errlen, "%s: read error", path);
+            snprintf(err, errlen, "%s: %s", path, read_errno ? strerror(read_errno) : "read error");
         st = FLS_ERR_IO;
     } else {
         st = fls_options_load_mem(o, buf, n, path, err, errlen);

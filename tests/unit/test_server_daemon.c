@@ -359,6 +359,12 @@ static void test_config_structure_errors(void **state)
     assert_int_equal(fls_options_load_mem(o, "a\0b", 3, "n.yaml", err, sizeof err), FLS_ERR_CONFIG);
     assert_non_null(strstr(err, "NUL"));
     assert_int_equal(fls_options_load_file(o, "/nonexistent/fl.yaml", err, sizeof err), FLS_ERR_IO);
+    assert_string_equal(err, "/nonexistent/fl.yaml: No such file or directory");
+    /* a directory opens, and its read fails: said as such, not as a bare "read error" */
+    assert_int_equal(fls_options_load_file(o, g_tmp, err, sizeof err), FLS_ERR_IO);
+    char want[300];
+    snprintf(want, sizeof want, "%s: Is a directory", g_tmp);
+    assert_string_equal(err, want);
     fls_options_free(o);
 }
 
