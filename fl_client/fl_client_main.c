@@ -67,7 +67,8 @@ static void usage(FILE *f)
 "or 3 failed CURVE handshakes: a wrong --server-key, or --insecure against a server that\n"
 "runs CURVE),\n"
 "4 transport error. A server with no room (server.max_clients, server.ids_per_key) is retried\n"
-"with backoff.\n",
+"with backoff; so is an endpoint where no server answers (not started yet, restarting), for\n"
+"ever: the log says \"no connection to EP\" until one does.\n",
             INT_MAX);
 }
 

@@ -916,6 +916,7 @@ static void wait_training(flc_client *c)
 /* One connection's life. */
 static int session(flc_client *c)
 {
+    const unsigned hs_at_start = c->hs_count; /* none since: nothing answered at the endpoint */
     send_hello(c);
     c->last_recv_ns = fl_time_mono_ns();
     while (!atomic_load(&c->stop) && !c->hs_failed) {
@@ -980,8 +981,14 @@ static int session(flc_client *c)
         if (c->registered && now - c->last_sent_ns > (uint64_t)c->cfg.heartbeat_ms * 1000000ull)
             send_simple(c, FLP_HEARTBEAT, 0);
         if (now - c->last_recv_ns > (uint64_t)c->cfg.liveness_ms * 1000000ull) {
-            fl_log(&c->log, FL_LOG_WARN, "no word from %s for %d ms: reconnecting", c->endpoint,
-                   c->cfg.liveness_ms);
+            /* A server that is not there (not started, a wrong address or port) makes no
+             * handshake: say that, not the silence of a server that was heard from. */
+            if (c->hs_count == hs_at_start)
+                fl_log(&c->log, FL_LOG_WARN, "no connection to %s in %d ms: is a server running "
+                       "there? retrying", c->endpoint, c->cfg.liveness_ms);
+            else
+                fl_log(&c->log, FL_LOG_WARN, "no word from %s for %d ms: reconnecting",
+                       c->endpoint, c->cfg.liveness_ms);
             return RECONNECT;
         }
     }

@@ -691,6 +691,41 @@ static void test_one_hello_after_server_down(void **state)
     logbuf_free(lb);
 }
 
+/* A client pointed at an address where no server runs said "no word from EP for N ms", as if a
+ * server had been heard from and then fell silent: it now says that no connection was made, and
+ * keeps retrying (a server may come up later). */
+static void test_no_server_at_endpoint_said(void **state)
+{
+    (void)state;
+    char ep[256];
+    dead_endpoint(ep, sizeof ep);
+    logbuf *lb = logbuf_new();
+    flc_config cfg = base_config(ep, train_plus_quarter, lb);
+    cfg.heartbeat_ms = 20;
+    cfg.liveness_ms = 150;
+    cfg.reconnect_min_ms = 10;
+    cfg.reconnect_max_ms = 20;
+    flc_client *c = NULL;
+    assert_int_equal(flc_client_new(&cfg, &c), FLC_OK);
+    runner r;
+    run_start(&r, c);
+    const double end = fl_time_mono_s() + 10.0;
+    while (log_count(lb, "retrying") < 2 && fl_time_mono_s() < end) {
+        const struct timespec ts = {0, 10 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+    flc_client_stop(c);
+    assert_true(run_wait(&r, 5.0));
+    assert_int_equal(r.st, FLC_ERR_CANCELLED); /* retried until stopped, not given up */
+    char want[320];
+    snprintf(want, sizeof want, "no connection to %s in 150 ms: is a server running there? "
+             "retrying", ep);
+    if (log_count(lb, want) < 2 || log_count(lb, "no word from"))
+        fail_msg("log lacks '%s' twice (or says 'no word from'):\n%s", want, lb->text);
+    flc_client_free(c);
+    logbuf_free(lb);
+}
+
 /* ---- flc_stats.reconnects counts every new start ---------------------------------------------- */
 
 /* The server loses a registered client two ways: it forgets it (restarted behind a link ZeroMQ
@@ -1210,6 +1245,7 @@ int main(void)
         cmocka_unit_test(test_plugin_task_sub_arch),
         cmocka_unit_test(test_plain_client_curve_server),
         cmocka_unit_test(test_one_hello_after_server_down),
+        cmocka_unit_test(test_no_server_at_endpoint_said),
         cmocka_unit_test(test_reconnects_counts_each_new_start),
         cmocka_unit_test(test_train_failure_reported_and_bye),
         cmocka_unit_test(test_unfit_samples_end_run),
