@@ -778,8 +778,15 @@ static int handle(flc_client *c, flp_msg *m, int *owned)
         }
         return GO_ON;
     case FLP_ERROR:
-        fl_log(&c->log, FL_LOG_WARN, "server error %u (%s): %s", m->error.code,
-               fl_strerror((fl_status)m->error.code), m->error.message);
+        /* Error(unknown client) is how a restarted server meets a registered client: said
+         * below, once, as the new start it is. The messages that were queued towards the old
+         * server meet it too, each answered so: those are noise, and kept at debug level. */
+        if (m->error.code != FL_ERR_UNKNOWN_CLIENT)
+            fl_log(&c->log, FL_LOG_WARN, "server error %u (%s): %s", m->error.code,
+                   fl_strerror((fl_status)m->error.code), m->error.message);
+        else if (!c->registered)
+            fl_log(&c->log, FL_LOG_DEBUG, "server error %u (%s): %s", m->error.code,
+                   fl_strerror((fl_status)m->error.code), m->error.message);
         /* Refused (its id taken by another key) or revoked (the operator took its key off the
          * allow-list and reloaded it): the server answers everything with this from now on. */
         if (m->error.code == FL_ERR_AUTH)
@@ -790,6 +797,8 @@ static int handle(flc_client *c, flp_msg *m, int *owned)
              * Error with a Hello at once ping-ponged at network speed: 60,000 messages a second
              * against a server that refused the Hello). */
             if (c->registered) {
+                fl_log(&c->log, FL_LOG_INFO, "the server no longer knows this client (it "
+                       "restarted, or timed the client out): registering again");
                 c->registered = 0;
                 c->stats.reconnects++; /* a new start, on the same connection (flc.h) */
                 send_hello(c);
