@@ -64,8 +64,8 @@ static void usage(FILE *f)
 "samples do not fit the server's model, e.g. another input size or more classes),\n"
 "3 refused by the server (its key not on the allow-list, or taken off it while connected;\n"
 "its id registered with another key, or colliding with another id's key: use another --id;\n"
-"or 3 failed CURVE handshakes: a wrong --server-key, or --insecure against a server that\n"
-"runs CURVE),\n"
+"or 3 failed CURVE handshakes: a wrong --server-key, --insecure against a server that\n"
+"runs CURVE, or keys against one that runs --insecure),\n"
 "4 transport error. A server with no room (server.max_clients, server.ids_per_key) is retried\n"
 "with backoff; so is an endpoint where no server answers (not started yet, restarting), for\n"
 "ever: the log says \"no connection to EP\" until one does.\n",

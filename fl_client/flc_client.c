@@ -48,6 +48,7 @@ struct flc_client {
     int hs_failed;             /* this connection's handshake was refused */
     int hs_refusals;           /* refused handshakes in a row (reset by one that succeeds) */
     int hs_ever_ok;            /* a handshake succeeded once: the server key is right */
+    int hs_mismatch;           /* a CURVE handshake met a plain-text server (said once) */
     uint64_t hello_ns;         /* when the last Hello went out, or a link came up since */
     unsigned hs_count;         /* handshakes that succeeded on this client's sockets */
     unsigned hello_hs;         /* hs_count when the last Hello went out */
@@ -405,12 +406,33 @@ static void drain_monitor(flc_client *c)
             }
             if (!c->server_pub || (event == ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL && c->hs_ever_ok))
                 break;
+            if (event == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL &&
+                value == ZMQ_PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH) {
+                /* CURVE against a plain-text server: its key is not the question. */
+                if (!c->hs_mismatch)
+                    fl_log(&c->log, FL_LOG_WARN, "%s speaks another security mechanism than "
+                           "this CURVE client: it runs plain text (fl_server --insecure)? then "
+                           "connect without keys (no server_public_key, no secret_key)",
+                           c->endpoint);
+                c->hs_mismatch = 1;
+                c->hs_failed = 1;
+                break;
+            }
+            /* The plain-text server often closes before its greeting is read: a broken pipe
+             * then, which is no news about the key once the mismatch was seen. */
+            if (c->hs_mismatch) {
+                c->hs_failed = 1;
+                break;
+            }
             if (event == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL)
                 fl_log(&c->log, FL_LOG_WARN, "CURVE handshake with %s failed (protocol error "
                        "0x%x): is server_public_key the server's key?", c->endpoint, value);
             else
+                /* A wrong key, or a plain-text server that hung up before its greeting was
+                 * read: from here the two look the same. */
                 fl_log(&c->log, FL_LOG_WARN, "CURVE handshake with %s failed (%s): is "
-                       "server_public_key the server's key?", c->endpoint, zmq_strerror((int)value));
+                       "server_public_key the server's key? (or the server runs plain text, "
+                       "fl_server --insecure)", c->endpoint, zmq_strerror((int)value));
             c->hs_failed = 1;
             break;
         default:

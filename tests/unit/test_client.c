@@ -652,6 +652,42 @@ static void test_plain_client_curve_server(void **state)
     logbuf_free(lb);
 }
 
+/* The other way round: a CURVE client against a plain-text server (fl_server --insecure). It
+ * gives up as for a refused key, and says the mechanisms differ; it used to ask "is
+ * server_public_key the server's key?", which no key could fix. */
+static void test_curve_client_plain_server(void **state)
+{
+    (void)state;
+    char spub[41], ssec[41], cpub[41], csec[41];
+    assert_int_equal(zmq_curve_keypair(spub, ssec), 0);
+    assert_int_equal(zmq_curve_keypair(cpub, csec), 0);
+    fake f;
+    fake_open(&f, NULL);
+    /* The client sees the mismatch only when it reads the server's greeting before the server
+     * hangs up (else a broken pipe, which proves nothing): a few clients, until one has. */
+    int seen = 0;
+    for (int k = 0; k < 20 && !seen; k++) {
+        logbuf *lb = logbuf_new();
+        flc_config cfg = base_config(f.ep, train_plus_quarter, lb);
+        cfg.server_public_key = spub;
+        cfg.secret_key = csec;
+        cfg.reconnect_min_ms = 20;
+        assert_int_equal(run_to_end(&cfg, "a CURVE client against a plain-text server"),
+                         FLC_ERR_AUTH);
+        seen = log_count(lb, "another security mechanism than this CURVE client: it runs plain "
+                         "text (fl_server --insecure)?");
+        /* once said, no later failure of the run asks about the key */
+        const char *at = strstr(lb->text, "another security mechanism");
+        if (seen > 1 || (at && strstr(at, "is server_public_key the server's key?")))
+            fail_msg("log:\n%s", lb->text);
+        if (!seen && log_count(lb, "protocol error"))
+            fail_msg("a mismatch said as a key problem; log:\n%s", lb->text);
+        logbuf_free(lb);
+    }
+    assert_true(seen);
+    fake_close(&f);
+}
+
 /* A client started while the server is down sends it one Hello when it comes up: the retry of
  * an unanswered Hello waits for a link (Hellos queued while the server was down all reached it
  * when it came back, each starting the client afresh there). */
@@ -1250,6 +1286,7 @@ int main(void)
         cmocka_unit_test(test_refused_key),
         cmocka_unit_test(test_plugin_task_sub_arch),
         cmocka_unit_test(test_plain_client_curve_server),
+        cmocka_unit_test(test_curve_client_plain_server),
         cmocka_unit_test(test_one_hello_after_server_down),
         cmocka_unit_test(test_no_server_at_endpoint_said),
         cmocka_unit_test(test_reconnects_counts_each_new_start),
