@@ -9,6 +9,7 @@
  * is plain text, for a server started with --insecure. Ctrl-C stops it (flc_client_stop is
  * async-signal-safe). Built with the project (build/fl_client/device); outside it:
  *   cc device.c $(pkg-config --cflags --libs libflclient) -o device */
+#define _POSIX_C_SOURCE 200809L /* sigaction: POSIX, not C11 (cc -std=c11 hides it otherwise) */
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
