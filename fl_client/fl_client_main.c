@@ -9,18 +9,34 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "fl_keyfile.h"
 #include "flc.h"
 #include "flm_blas.h"
 #include "flm_data.h"
 
-static flc_client *g_client;
+/* The client, once made: the handlers stop it (flc_client_run then says Bye and returns).
+ * g_phase: 0 start-up, 1 running (g_client set), 2 run over (being freed: nothing to do). */
+static flc_client *volatile g_client;
+static volatile sig_atomic_t g_phase;
 
 static void on_signal(int sig)
 {
     (void)sig;
-    flc_client_stop(g_client);
+    if (g_phase == 2)
+        return;
+    if (g_phase == 1) {
+        flc_client_stop(g_client);
+        return;
+    }
+    /* Start-up (the key files, the dataset: a slow disk, a FIFO): nothing connected and nothing
+     * to save, so it ends here, with the status --help gives a stop (0), and says so. */
+    static const char msg[] = "fl_client: stopped during start-up\n";
+    if (write(STDERR_FILENO, msg, sizeof msg - 1) < 0) {
+        /* nowhere to say it */
+    }
+    _exit(0);
 }
 
 static void usage(FILE *f)
@@ -108,6 +124,14 @@ int main(int argc, char **argv)
     unsigned long long part_seed = 1, seed = 0, memory = 0;
     int insecure = 0;
     flc_log_level level = FLC_LOG_INFO;
+    /* From the first moment: a SIGTERM while the dataset loads used to kill the process with
+     * the default action (exit 143), not the 0 of a stop. */
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
     enum { O_SERVER = 256, O_SKEY, O_KEY, O_INSECURE, O_ID, O_DATASET, O_DATADIR, O_PART, O_NUM,
            O_INDEX, O_PSEED, O_MAXR, O_THREADS, O_SEED, O_LOG, O_MEM };
     static const struct option opts[] = {
@@ -259,19 +283,17 @@ int main(int argc, char **argv)
     cfg.log = log_stderr;
     cfg.log_user = (void *)id;
     cfg.log_level = level;
-    flc_status cs = flc_client_new(&cfg, &g_client);
+    flc_client *client = NULL;
+    flc_status cs = flc_client_new(&cfg, &client);
     if (cs != FLC_OK) {
         fprintf(stderr, "fl_client: %s\n", flc_strerror(cs));
         flm_dataset_free(mine);
         return cs == FLC_ERR_INVALID_ARG ? 1 : 4;
     }
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_signal;
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
-    cs = flc_client_run(g_client);
-    const flc_stats *s = flc_client_stats(g_client);
+    g_client = client;
+    g_phase = 1; /* from here a signal stops it: run returns FLC_ERR_CANCELLED */
+    cs = flc_client_run(client);
+    const flc_stats *s = flc_client_stats(client);
     fprintf(stderr, "[%s] info  %llu rounds trained, %llu failed here, %llu updates sent, %llu "
             "accepted, %llu late, %llu reconnects, %.1f MB down, %.1f MB up: %s\n", id,
             (unsigned long long)s->rounds_trained, (unsigned long long)s->rounds_failed,
@@ -279,7 +301,8 @@ int main(int argc, char **argv)
             (unsigned long long)s->updates_accepted, (unsigned long long)s->updates_late,
             (unsigned long long)s->reconnects, s->bytes_down / 1e6, s->bytes_up / 1e6,
             cs == FLC_ERR_CANCELLED ? "stopped" : flc_strerror(cs));
-    flc_client_free(g_client);
+    g_phase = 2;
+    flc_client_free(client);
     flm_dataset_free(mine);
     switch (cs) {
     case FLC_OK:

@@ -762,6 +762,35 @@ static void test_no_server_at_endpoint_said(void **state)
     logbuf_free(lb);
 }
 
+/* fl_client stopped by SIGTERM while it loads its dataset (here: blocked reading a FIFO) exits 0,
+ * the status --help gives a stop, and says so. The handler came only after the dataset, so such
+ * a stop was the default action: exit 143, without a word. */
+static void test_cli_stop_during_startup(void **state)
+{
+    (void)state;
+    const char *root = getenv("FEDROP_BUILD_ROOT");
+    if (!root)
+        skip();
+    char dir[] = "/tmp/fedrop-client-test-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    char cmd[2048], out[1024] = "", line[256];
+    /* the shell opens the FIFO for writing once fl_client opened it for reading (so its handlers
+     * are in), and writes nothing: fl_client waits in its read when the SIGTERM comes */
+    snprintf(cmd, sizeof cmd,
+             "mkfifo '%s/img' && { '%s/fl_client/fl_client' --server tcp://127.0.0.1:1 --insecure "
+             "--dataset 'idx:%s/img,%s/img' 2>&1 & p=$!; exec 3>'%s/img'; kill -TERM $p; wait $p; "
+             "echo \"rc=$?\"; exec 3>&-; }; rm -rf '%s'",
+             dir, root, dir, dir, dir, dir);
+    FILE *p = popen(cmd, "r");
+    assert_non_null(p);
+    while (fgets(line, sizeof line, p))
+        if (strlen(out) + strlen(line) < sizeof out)
+            strcat(out, line);
+    pclose(p);
+    if (!strstr(out, "fl_client: stopped during start-up\n") || !strstr(out, "rc=0\n"))
+        fail_msg("fl_client stopped during start-up said '%s'", out);
+}
+
 /* ---- flc_stats.reconnects counts every new start ---------------------------------------------- */
 
 /* The server loses a registered client two ways: it forgets it (restarted behind a link ZeroMQ
@@ -1289,6 +1318,7 @@ int main(void)
         cmocka_unit_test(test_curve_client_plain_server),
         cmocka_unit_test(test_one_hello_after_server_down),
         cmocka_unit_test(test_no_server_at_endpoint_said),
+        cmocka_unit_test(test_cli_stop_during_startup),
         cmocka_unit_test(test_reconnects_counts_each_new_start),
         cmocka_unit_test(test_train_failure_reported_and_bye),
         cmocka_unit_test(test_unfit_samples_end_run),
