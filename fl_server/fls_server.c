@@ -2996,9 +2996,13 @@ static fls_status finish_ckpt_failed(fls_server *s, fl_status st)
 {
     send_bye_all(s, "restart");
     s->run = RUN_FAILED;
-    char last[64] = "none yet";
-    if (s->ckpt_round)
+    char last[160] = "none yet";
+    struct stat sb;
+    if (s->ckpt_round && stat(s->opt.ckpt_path, &sb) == 0)
         snprintf(last, sizeof last, "next round %llu", (unsigned long long)s->ckpt_round);
+    else if (s->ckpt_round) /* removed under the server (its directory with it): say so */
+        snprintf(last, sizeof last, "none (the one of next round %llu is gone: %s)",
+                 (unsigned long long)s->ckpt_round, strerror(errno));
     if (s->snap_err != FL_OK && st == s->snap_err) /* the state, not the file (write_snapshot) */
         fl_log(&s->log, FL_LOG_ERROR, "stopping: the server's state at round %llu cannot be "
                "checkpointed (%s); the last checkpoint in %s: %s. Clients will reconnect; "

@@ -2687,6 +2687,28 @@ static void test_reactor_checkpoint_no_fds(void **state)
     assert_non_null(strstr(lb->text, "the last one on disk: next round 3"));
     fls_server_free(s);
 
+    /* the same, the checkpoint removed under the server (an operator's rm -r of its directory):
+     * the stop line no longer points at a file that is gone */
+    lb->len = 0;
+    lb->text[0] = 0;
+    assert_int_equal(fls_server_new(o, &host, &s), FLS_OK);
+    peer_close(&p);
+    peer_open(&p, ep, NULL, NULL, NULL);
+    peer_send(&p, &h);
+    expect_ack_hello(s, &p);
+    assert_int_equal(unlink(ckpt), 0);
+    g_mkstemp_errno = ENOENT;
+    g_mkstemp_fails = -1;
+    assert_int_equal(play_round(s, &p, c, 8, &max_inflight, 0), 0);
+    for (int i = 0; i < 500 && !strstr(lb->text, "stopping: "); i++)
+        fls_server_step(s, 2);
+    g_mkstemp_fails = 0;
+    assert_int_equal(fls_server_step(s, 0), FLS_ERR_INTERNAL);
+    if (!strstr(lb->text, "the last one on disk: none (the one of next round 3 is gone: No such "
+                          "file or directory)"))
+        fail_msg("log: %s", lb->text);
+    fls_server_free(s);
+
     fls_options_free(o);
     flc_core_free(c);
     peer_close(&p);
