@@ -51,6 +51,7 @@ struct flc_client {
     int hs_mismatch;           /* a CURVE handshake met a plain-text server (said once) */
     uint64_t hello_ns;         /* when the last Hello went out, or a link came up since */
     unsigned hs_count;         /* handshakes that succeeded on this client's sockets */
+    unsigned conn_count;       /* connections made (TCP/IPC up, before any handshake) */
     unsigned hello_hs;         /* hs_count when the last Hello went out */
     flc_core *core;
     flm_samples samples;
@@ -378,6 +379,9 @@ static void drain_monitor(flc_client *c)
             zmq_msg_close(&addr);
         }
         switch (event) {
+        case ZMQ_EVENT_CONNECTED:
+            c->conn_count++;
+            break;
         case ZMQ_EVENT_HANDSHAKE_SUCCEEDED:
             c->hs_refusals = 0;
             c->hs_ever_ok = 1;
@@ -596,7 +600,8 @@ static int open_socket(flc_client *c)
     char mon_ep[128];
     snprintf(mon_ep, sizeof mon_ep, "inproc://flc-monitor-%p-%u-%llu", (void *)c, c->mon_seq++,
              (unsigned long long)fl_time_mono_ns());
-    const int events = ZMQ_EVENT_HANDSHAKE_SUCCEEDED | ZMQ_EVENT_HANDSHAKE_FAILED_AUTH |
+    const int events = ZMQ_EVENT_CONNECTED | ZMQ_EVENT_HANDSHAKE_SUCCEEDED |
+                       ZMQ_EVENT_HANDSHAKE_FAILED_AUTH |
                        ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL | ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL;
     if (zmq_socket_monitor(c->sock, mon_ep, events) != 0 ||
         !(c->mon = zmq_socket(c->ctx, ZMQ_PAIR)) ||
@@ -947,7 +952,8 @@ static void wait_training(flc_client *c)
 /* One connection's life. */
 static int session(flc_client *c)
 {
-    const unsigned hs_at_start = c->hs_count; /* none since: nothing answered at the endpoint */
+    /* none since: nothing answered at the endpoint, or nothing that completed a handshake */
+    const unsigned hs_at_start = c->hs_count, conn_at_start = c->conn_count;
     send_hello(c);
     c->last_recv_ns = fl_time_mono_ns();
     while (!atomic_load(&c->stop) && !c->hs_failed) {
@@ -1012,11 +1018,19 @@ static int session(flc_client *c)
         if (c->registered && now - c->last_sent_ns > (uint64_t)c->cfg.heartbeat_ms * 1000000ull)
             send_simple(c, FLP_HEARTBEAT, 0);
         if (now - c->last_recv_ns > (uint64_t)c->cfg.liveness_ms * 1000000ull) {
-            /* A server that is not there (not started, a wrong address or port) makes no
-             * handshake: say that, not the silence of a server that was heard from. */
-            if (c->hs_count == hs_at_start)
+            /* A server that is not there (not started, a wrong address or port) takes no
+             * connection; one whose handshakes fail (a server key changed since this client's
+             * first handshake: such failures are not counted as refusals then, a network error
+             * looks the same) takes connections only. Say which, not the silence of a server
+             * that was heard from. */
+            if (c->conn_count == conn_at_start)
                 fl_log(&c->log, FL_LOG_WARN, "no connection to %s in %d ms: is a server running "
                        "there? retrying", c->endpoint, c->cfg.liveness_ms);
+            else if (c->hs_count == hs_at_start)
+                fl_log(&c->log, FL_LOG_WARN, "connected to %s, but no handshake completed in %d "
+                       "ms: %s retrying", c->endpoint, c->cfg.liveness_ms,
+                       c->server_pub ? "is server_public_key still the server's key?"
+                                     : "is it a fedrop server, without CURVE?");
             else
                 fl_log(&c->log, FL_LOG_WARN, "no word from %s for %d ms: reconnecting",
                        c->endpoint, c->cfg.liveness_ms);

@@ -13,6 +13,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <cmocka.h>
 #include <zmq.h>
 
@@ -753,11 +757,48 @@ static void test_no_server_at_endpoint_said(void **state)
     flc_client_stop(c);
     assert_true(run_wait(&r, 5.0));
     assert_int_equal(r.st, FLC_ERR_CANCELLED); /* retried until stopped, not given up */
-    char want[320];
+    char want[512];
     snprintf(want, sizeof want, "no connection to %s in 150 ms: is a server running there? "
              "retrying", ep);
     if (log_count(lb, want) < 2 || log_count(lb, "no word from"))
         fail_msg("log lacks '%s' twice (or says 'no word from'):\n%s", want, lb->text);
+    flc_client_free(c);
+    logbuf_free(lb);
+
+    /* Something takes the connection but completes no handshake (here a TCP socket that only
+     * listens; in the field a server whose key changed since this client's first handshake):
+     * "connected, but no handshake", not "no connection". */
+    const int fd = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(fd >= 0);
+    struct sockaddr_in sin;
+    memset(&sin, 0, sizeof sin);
+    sin.sin_family = AF_INET;
+    sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t sl = sizeof sin;
+    assert_int_equal(bind(fd, (struct sockaddr *)&sin, sizeof sin), 0);
+    assert_int_equal(listen(fd, 16), 0);
+    assert_int_equal(getsockname(fd, (struct sockaddr *)&sin, &sl), 0);
+    snprintf(ep, sizeof ep, "tcp://127.0.0.1:%d", ntohs(sin.sin_port));
+    lb = logbuf_new();
+    cfg = base_config(ep, train_plus_quarter, lb);
+    cfg.heartbeat_ms = 20;
+    cfg.liveness_ms = 150;
+    cfg.reconnect_min_ms = 10;
+    cfg.reconnect_max_ms = 20;
+    assert_int_equal(flc_client_new(&cfg, &c), FLC_OK);
+    run_start(&r, c);
+    const double end2 = fl_time_mono_s() + 10.0;
+    while (log_count(lb, "retrying") < 2 && fl_time_mono_s() < end2) {
+        const struct timespec ts = {0, 10 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+    flc_client_stop(c);
+    assert_true(run_wait(&r, 5.0));
+    close(fd);
+    snprintf(want, sizeof want, "connected to %s, but no handshake completed in 150 ms: is it a "
+             "fedrop server, without CURVE? retrying", ep);
+    if (log_count(lb, want) < 2 || log_count(lb, "no connection to"))
+        fail_msg("log lacks '%s' twice (or says 'no connection to'):\n%s", want, lb->text);
     flc_client_free(c);
     logbuf_free(lb);
 }
