@@ -22,6 +22,20 @@ tail -n 1 "$DIR/rs.err" | grep -qx "fl_sim: cannot write $DIR/rs/rounds.csv: Is 
 grep -q '"rounds": 2,' "$DIR/rs/summary.json" || fail "unwritable rounds.csv: no summary.json"
 echo "unwritable rounds.csv: summary.json kept, exit status 1"
 
+# A misspelt option as the last argument is named as unknown, not as missing its value; a known
+# one without its value says so. Exit status 2 either way.
+for c in "--bogus|unknown option 'bogus'" "--rounds 1 --roundz|unknown option 'roundz'" \
+         "--rounds|--rounds needs a value" "experiment afd --bogus|unknown option 'bogus'" \
+         "experiment afd --seeds|--seeds needs a value"; do
+    args=${c%%|*}
+    want=${c#*|}
+    rc=0
+    "$FL_SIM" $args >/dev/null 2>"$DIR/opt.err" || rc=$?
+    [ "$rc" -eq 2 ] || fail "$args: exit status $rc, not 2"
+    grep -qF -- "$want" "$DIR/opt.err" || fail "$args: $(cat "$DIR/opt.err")"
+done
+echo "last-argument options: unknown named as unknown"
+
 # --out naming a file: refused before anything loads, saying what is wrong with it.
 : >"$DIR/file"
 rc=0

@@ -343,7 +343,16 @@ static int next_opt(int argc, char **argv, int *i, const char **name, const char
     }
     *name = a;
     if (*i + 1 >= argc) {
-        fprintf(stderr, "fl_sim: --%s needs a value (see --help)\n", a);
+        /* The last argument: a misspelt option is named as such, not as one missing its value. */
+        static const char *const own[] = {"config", "preset", "seeds", "fresh"};
+        int known = 0;
+        for (size_t k = 0; k < sizeof own / sizeof own[0]; k++)
+            known |= strcmp(a, own[k]) == 0;
+        flsim_config probe = flsim_config_default();
+        if (!known && flsim_config_set(&probe, a, "", NULL, 0) == FL_ERR_NOT_FOUND)
+            fprintf(stderr, "fl_sim: unknown option '%s' (see --help)\n", a);
+        else
+            fprintf(stderr, "fl_sim: --%s needs a value (see --help)\n", a);
         return -1;
     }
     *value = argv[*i + 1];
