@@ -184,7 +184,9 @@ int main(int argc, char **argv)
             else { fprintf(stderr, "fl_client: --log-level: expected debug, info, warn or error\n"); return 1; }
             break;
         case 'h': usage(stdout); return 0;
-        default: usage(stderr); return 1;
+        default: /* getopt said which option; the whole usage would bury that line */
+            fprintf(stderr, "fl_client: see fl_client --help for the options\n");
+            return 1;
         }
         if (end && *end) {
             fprintf(stderr, "fl_client: --%s: '%s' is not a number\n", opts[o - O_SERVER].name, optarg);
@@ -199,8 +201,18 @@ int main(int argc, char **argv)
         fprintf(stderr, "fl_client: --server is required (try --help)\n");
         return 1;
     }
-    if (num_clients < 1 || index < 0 || index >= num_clients || threads < 1 || threads > 1024) {
-        fprintf(stderr, "fl_client: need 0 <= --client-index < --num-clients, 1 <= --threads <= 1024\n");
+    if (num_clients < 1 || num_clients > INT_MAX) {
+        fprintf(stderr, "fl_client: --num-clients %ld: expected 1 <= N <= %d\n", num_clients,
+                INT_MAX);
+        return 1;
+    }
+    if (index < 0 || index >= num_clients) {
+        fprintf(stderr, "fl_client: --client-index %ld: expected 0 <= I < --num-clients (%ld)\n",
+                index, num_clients);
+        return 1;
+    }
+    if (threads < 1 || threads > 1024) {
+        fprintf(stderr, "fl_client: --threads %ld: expected 1 <= N <= 1024\n", threads);
         return 1;
     }
     /* flc_config.max_rounds is an int: a larger count must not wrap into a negative or small one. */

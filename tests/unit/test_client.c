@@ -832,6 +832,41 @@ static void test_cli_stop_during_startup(void **state)
         fail_msg("fl_client stopped during start-up said '%s'", out);
 }
 
+/* fl_client's refusals of its command line: one line each that names the option and the range
+ * (not the 40-line usage after getopt's line, nor one message for three options), exit 1. */
+static void test_cli_bad_options(void **state)
+{
+    (void)state;
+    const char *root = getenv("FEDROP_BUILD_ROOT");
+    if (!root)
+        skip();
+    static const struct {
+        const char *args, *want;
+    } cases[] = {
+        {"--bogus", "fl_client: see fl_client --help for the options\n"},
+        {"--server tcp://127.0.0.1:1 --num-clients 0", "--num-clients 0: expected 1 <= N"},
+        {"--server tcp://127.0.0.1:1 --num-clients 4 --client-index 4",
+         "--client-index 4: expected 0 <= I < --num-clients (4)"},
+        {"--server tcp://127.0.0.1:1 --threads -1", "--threads -1: expected 1 <= N <= 1024"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char cmd[1024], out[4096] = "", line[512];
+        snprintf(cmd, sizeof cmd, "'%s/fl_client/fl_client' %s 2>&1; echo \"rc=$?\"", root,
+                 cases[i].args);
+        FILE *p = popen(cmd, "r");
+        assert_non_null(p);
+        int lines = 0;
+        while (fgets(line, sizeof line, p)) {
+            lines++;
+            if (strlen(out) + strlen(line) < sizeof out)
+                strcat(out, line);
+        }
+        pclose(p);
+        if (!strstr(out, cases[i].want) || !strstr(out, "rc=1\n") || lines > 3)
+            fail_msg("fl_client %s said '%s'", cases[i].args, out);
+    }
+}
+
 /* ---- flc_stats.reconnects counts every new start ---------------------------------------------- */
 
 /* The server loses a registered client two ways: it forgets it (restarted behind a link ZeroMQ
@@ -1360,6 +1395,7 @@ int main(void)
         cmocka_unit_test(test_one_hello_after_server_down),
         cmocka_unit_test(test_no_server_at_endpoint_said),
         cmocka_unit_test(test_cli_stop_during_startup),
+        cmocka_unit_test(test_cli_bad_options),
         cmocka_unit_test(test_reconnects_counts_each_new_start),
         cmocka_unit_test(test_train_failure_reported_and_bye),
         cmocka_unit_test(test_unfit_samples_end_run),
