@@ -2673,9 +2673,17 @@ static fl_status server_init(fls_server *s, char *err, size_t errlen)
         return st;
     }
     s->curve = !s->opt.insecure;
-    if (!s->curve)
+    if (!s->curve) {
         fl_log(&s->log, FL_LOG_WARN,
                "--insecure: CURVE is off; traffic is plain text and any client may join");
+        /* keys set up for CURVE and then left unused by a --insecure on the command line */
+        const int k = s->opt.secret_key_file[0] != 0, a = s->opt.allow_list[0] != 0;
+        if (k || a)
+            fl_log(&s->log, FL_LOG_WARN, "--insecure: %s not used (CURVE's settings)",
+                   k && a ? "server.secret_key_file and server.allow_list are"
+                   : k    ? "server.secret_key_file is"
+                          : "server.allow_list is");
+    }
     else if (!zmq_has("curve")) {
         snprintf(err, errlen, "libzmq was built without CURVE");
         return FL_ERR_UNSUPPORTED;

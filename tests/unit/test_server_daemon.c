@@ -1411,6 +1411,39 @@ static void step_for(fls_server *const *s, int n, double secs)
             fls_server_step(s[i], 2);
 }
 
+/* CURVE's key file and allow-list left in a configuration that --insecure turns plain: said
+ * (they are not read: missing files do not stop the start). */
+static void test_reactor_insecure_keys_unused(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *keys, *want;
+    } cases[] = {
+        {"  secret_key_file: 'no/such.secret'\n  allow_list: 'no/such.list'\n",
+         "--insecure: server.secret_key_file and server.allow_list are not used (CURVE's settings)"},
+        {"  secret_key_file: 'no/such.secret'\n",
+         "--insecure: server.secret_key_file is not used (CURVE's settings)"},
+        {"  allow_list: 'no/such.list'\n",
+         "--insecure: server.allow_list is not used (CURVE's settings)"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char yaml[1024];
+        snprintf(yaml, sizeof yaml,
+                 "server:\n  insecure: true\n  endpoints: ['ipc://%s/keys-unused.sock']\n%s"
+                 "model:\n  arch: \"mlp:6-5-3\"\n", g_tmp, cases[i].keys);
+        fls_options *o = opts_from(yaml);
+        logbuf *lb = calloc(1, sizeof *lb);
+        fls_host host = {log_collect, lb, NULL, NULL, NULL};
+        fls_server *s = NULL;
+        assert_int_equal(fls_server_new(o, &host, &s), FLS_OK);
+        if (!strstr(lb->text, cases[i].want))
+            fail_msg("log '%s' lacks '%s'", lb->text, cases[i].want);
+        fls_server_free(s);
+        fls_options_free(o);
+        free(lb);
+    }
+}
+
 static void test_reactor_insecure(void **state)
 {
     (void)state;
@@ -1422,6 +1455,7 @@ static void test_reactor_insecure(void **state)
     assert_null(fls_server_public_key(s));
     assert_non_null(strstr(lb->text, "--insecure"));
     assert_non_null(strstr(lb->text, "listening on ipc://"));
+    assert_null(strstr(lb->text, "not used (CURVE's settings)"));
 
     peer a, b;
     peer_open(&a, ep, NULL, NULL, NULL);
@@ -4433,6 +4467,7 @@ int main(void)
         cmocka_unit_test(test_server_check),
         cmocka_unit_test(test_allow_list),
         cmocka_unit_test(test_reactor_insecure),
+        cmocka_unit_test(test_reactor_insecure_keys_unused),
         cmocka_unit_test(test_reactor_twin_warning),
         cmocka_unit_test(test_reactor_idle_ids),
         cmocka_unit_test(test_reactor_ipc_in_use),
