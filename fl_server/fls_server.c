@@ -202,6 +202,7 @@ struct fls_server {
     double ckpt_retry_next;     /* when it is tried again */
     double ckpt_retry_wait;     /* the wait after that try (1 s, doubling up to 30 s) */
     int ckpt_nofd;              /* the run gave the checkpoint up for want of a descriptor */
+    int ckpt_errno;             /* errno of the last checkpoint write that failed with FL_ERR_IO */
     int send_errno;             /* errno of the last failed send_to */
     int metrics_bad;            /* run.metrics failed or vanished: said once until it works */
     uint64_t metrics_lost;      /* lines lost since run.metrics last took one */
@@ -1148,7 +1149,9 @@ static fl_status write_snapshot(fls_server *s, const fl_logger *log)
             s->snap_written = 1;
             s->st.checkpoints++;
             s->ckpt_round = s->snap.round;
-        } /* else fls_ckpt_write logged why */
+        } else if (st == FL_ERR_IO) {
+            s->ckpt_errno = errno; /* fls_ckpt_write's; it logged why (unless quiet) */
+        }
     }
     return st != FL_OK ? st : s->snap_err;
 }
@@ -3025,7 +3028,8 @@ static fls_status finish_ckpt_failed(fls_server *s, fl_status st)
     else
         fl_log(&s->log, FL_LOG_ERROR, "stopping: checkpoint %s cannot be written (%s); the last "
                "one on disk: %s. Clients will reconnect; fix the path and restart with --resume",
-               s->opt.ckpt_path, fl_strerror(st), last);
+               s->opt.ckpt_path, st == FL_ERR_IO && s->ckpt_errno ? strerror(s->ckpt_errno)
+                                                                  : fl_strerror(st), last);
     return fls_status_of(st);
 }
 
