@@ -129,6 +129,15 @@ static int atomic_fail(fl_atomic *a, const char *what)
     return errno ? errno : EIO;
 }
 
+/* A failed fl_atomic_open: nothing left behind (its header), whether or not fl_atomic_end is
+ * called after; a->what and the errno returned say why. */
+static int atomic_open_fail(fl_atomic *a, const char *what)
+{
+    const int e = atomic_fail(a, what);
+    fl_atomic_end(a);
+    return e;
+}
+
 int fl_atomic_open(fl_atomic *a, const char *path, mode_t mode)
 {
     *a = (fl_atomic){.fd = -1, .dfd = -1, .what = ""};
@@ -136,9 +145,12 @@ int fl_atomic_open(fl_atomic *a, const char *path, mode_t mode)
     char *dir = malloc(pl + 2);
     a->tmp = malloc(pl + sizeof ".tmp.XXXXXX");
     if (!dir || !a->tmp) {
+        /* a->tmp, if it was allocated, names nothing yet: fl_atomic_end must not unlink it */
         free(dir);
+        free(a->tmp);
+        a->tmp = NULL;
         errno = ENOMEM;
-        return atomic_fail(a, "out of memory");
+        return atomic_open_fail(a, "out of memory");
     }
     snprintf(a->tmp, pl + sizeof ".tmp.XXXXXX", "%s.tmp.XXXXXX", path);
     fl_path_dir(path, dir, pl + 2); /* it fits */
@@ -146,14 +158,14 @@ int fl_atomic_open(fl_atomic *a, const char *path, mode_t mode)
     a->dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     free(dir);
     if (a->dfd < 0)
-        return atomic_fail(a, "cannot open its directory");
+        return atomic_open_fail(a, "cannot open its directory");
     if ((a->fd = mkstemp(a->tmp)) < 0) {
         a->tmp[0] = 0; /* nothing to remove */
-        return atomic_fail(a, "cannot create a temporary file");
+        return atomic_open_fail(a, "cannot create a temporary file");
     }
     fcntl(a->fd, F_SETFD, FD_CLOEXEC);
     if (fchmod(a->fd, mode) != 0)
-        return atomic_fail(a, "cannot set the temporary file's mode");
+        return atomic_open_fail(a, "cannot set the temporary file's mode");
     return 0;
 }
 

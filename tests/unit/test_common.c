@@ -343,6 +343,72 @@ static void test_atomic_write(void **state)
     assert_int_equal(rmdir(dir), 0);
 }
 
+/* malloc, wrapped (meson.build: --wrap=malloc) to play an allocation that fails: g_malloc_fail
+ * counts down the calls and fails the one that reaches 0; g_malloc_stale fills every block handed
+ * out meanwhile with that string, as recycled memory holds an old one. */
+void *__real_malloc(size_t n);
+void *__wrap_malloc(size_t n);
+static int g_malloc_fail;
+static const char *g_malloc_stale;
+
+void *__wrap_malloc(size_t n)
+{
+    if (g_malloc_fail > 0 && --g_malloc_fail == 0)
+        return NULL;
+    void *p = __real_malloc(n);
+    if (p && g_malloc_stale && n > strlen(g_malloc_stale))
+        memcpy(p, g_malloc_stale, strlen(g_malloc_stale) + 1);
+    return p;
+}
+
+static int open_fds(void)
+{
+    return dir_entries("/proc/self/fd");
+}
+
+/* A failed fl_atomic_open leaves nothing behind (its header), with or without fl_atomic_end, and
+ * fl_atomic_end then removes nothing that is not its own: out of memory for the directory's name
+ * (the temporary's name then was never written: a stale name in that memory named another file),
+ * and a temporary that cannot be made (its name too long) with the directory already open. */
+static void test_atomic_open_fails(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/fl-test-atomic-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    char victim[300], path[600];
+    snprintf(victim, sizeof victim, "%s/precious", dir);
+    FILE *f = fopen(victim, "w");
+    assert_non_null(f);
+    fclose(f);
+    snprintf(path, sizeof path, "%s/run.ckpt", dir);
+    fl_atomic a;
+    g_malloc_stale = victim;
+    g_malloc_fail = 1; /* the first of its two: the directory's name */
+    const int e = fl_atomic_open(&a, path, 0644);
+    g_malloc_fail = 0;
+    g_malloc_stale = NULL;
+    assert_int_equal(e, ENOMEM);
+    assert_string_equal(a.what, "out of memory");
+    fl_atomic_end(&a);
+    if (access(victim, F_OK) != 0)
+        fail_msg("fl_atomic_end after an fl_atomic_open out of memory removed %s", victim);
+    /* the temporary's name too long for the file system: the directory was opened first */
+    char name[300];
+    memset(name, 'n', 250);
+    name[250] = 0;
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    const int before = open_fds();
+    assert_int_equal(fl_atomic_open(&a, path, 0644), ENAMETOOLONG);
+    assert_string_equal(a.what, "cannot create a temporary file");
+    if (open_fds() != before)
+        fail_msg("a failed fl_atomic_open left %d descriptor(s) open", open_fds() - before);
+    fl_atomic_end(&a); /* still safe */
+    assert_int_equal(open_fds(), before);
+    assert_int_equal(dir_entries(dir), 1);
+    assert_int_equal(unlink(victim), 0);
+    assert_int_equal(rmdir(dir), 0);
+}
+
 /* fl_atomic_sweep removes the temporaries of that one path (name.tmp. and six letters or digits,
  * regular files) and nothing else: not another path's, not a longer suffix, not a directory. */
 static void test_atomic_sweep(void **state)
@@ -630,6 +696,7 @@ int main(void)
         cmocka_unit_test(test_path_dir),
         cmocka_unit_test(test_dir_writable),
         cmocka_unit_test(test_atomic_write),
+        cmocka_unit_test(test_atomic_open_fails),
         cmocka_unit_test(test_atomic_sweep),
         cmocka_unit_test(test_lock_path),
         cmocka_unit_test(test_z85_key_decode),
