@@ -2715,12 +2715,17 @@ static fl_status server_init(fls_server *s, char *err, size_t errlen)
                                     "checkpoint.path %s: cannot create files in its directory: %s",
                                     s->opt.ckpt_path, strerror(e));
         struct stat sb;
-        const int exists = stat(s->opt.ckpt_path, &sb) == 0;
+        int exists = stat(s->opt.ckpt_path, &sb) == 0;
         if (exists && S_ISDIR(sb.st_mode))
             return fls_options_errf(&s->opt, err, errlen, FL_ERR_IO, "checkpoint.path", NULL,
                                     "checkpoint.path %s: is a directory", s->opt.ckpt_path);
-        if (!s->check_only && (st = ckpt_lock(s, err, errlen)) != FL_OK)
-            return st;
+        if (!s->check_only) {
+            if ((st = ckpt_lock(s, err, errlen)) != FL_OK)
+                return st;
+            /* Looked at again under the lock: the server that held it until a moment ago may
+             * have written its first checkpoint since, which a fresh run would overwrite. */
+            exists = stat(s->opt.ckpt_path, &sb) == 0;
+        }
         if (s->opt.resume && exists) {
             st = fls_core_restore_file(s->core, s->opt.ckpt_path);
             if (st != FL_OK) {

@@ -2579,6 +2579,53 @@ int __wrap_fsync(int fd)
     return __real_fsync(fd);
 }
 
+/* flock as the server sees it (-Wl,--wrap=flock): with g_flock_writes set, the first call first
+ * writes that file (g_flock_text), as another server that held the lock until then would have
+ * written its first checkpoint before it exited. */
+int __real_flock(int fd, int op);
+int __wrap_flock(int fd, int op);
+static const char *g_flock_writes, *g_flock_text;
+
+int __wrap_flock(int fd, int op)
+{
+    if (g_flock_writes) {
+        write_file(g_flock_writes, g_flock_text);
+        g_flock_writes = NULL;
+    }
+    return __real_flock(fd, op);
+}
+
+/* Whether checkpoint.path holds a checkpoint is found under the lock: one written by a server that
+ * held the lock when this one looked, and has exited since, is resumed (here: refused, being no
+ * checkpoint), not overwritten by a fresh run that believed there was none. */
+static void test_reactor_checkpoint_looked_at_under_lock(void **state)
+{
+    (void)state;
+    char yaml[1024], ckpt[300];
+    snprintf(ckpt, sizeof ckpt, "%s/late.ckpt", g_tmp);
+    unlink(ckpt);
+    snprintf(yaml, sizeof yaml,
+             "server:\n  insecure: true\n  endpoints: ['ipc://%s/late.sock']\n"
+             "model:\n  arch: \"mlp:6-5-3\"\nrun:\n  resume: true\ncheckpoint:\n  path: '%s'\n",
+             g_tmp, ckpt);
+    fls_options *o = opts_from(yaml);
+    logbuf *lb = calloc(1, sizeof *lb);
+    assert_non_null(lb);
+    fls_host host = {log_collect, lb, NULL, NULL, NULL};
+    fls_server *s = NULL;
+    g_flock_writes = ckpt;
+    g_flock_text = "the other server's checkpoint\n";
+    const fls_status st = fls_server_new(o, &host, &s);
+    g_flock_writes = NULL;
+    fls_server_free(s);
+    if (st == FLS_OK || strstr(lb->text, "no checkpoint at") || !strstr(lb->text, "resume from"))
+        fail_msg("%s, written just before the lock was taken, was not resumed; the server (status %d) said:\n%s", ckpt,
+                 (int)st, lb->text);
+    unlink(ckpt);
+    fls_options_free(o);
+    free(lb);
+}
+
 static uint64_t ckpt_round_of(const char *path)
 {
     fls_ckpt c;
@@ -4476,6 +4523,7 @@ int main(void)
         cmocka_unit_test(test_reactor_ipc_in_use),
         cmocka_unit_test(test_reactor_failed_start_no_metrics),
         cmocka_unit_test(test_reactor_checkpoint_in_use),
+        cmocka_unit_test(test_reactor_checkpoint_looked_at_under_lock),
         cmocka_unit_test(test_reactor_curve),
         cmocka_unit_test(test_reactor_key_rotation),
         cmocka_unit_test(test_reactor_ids_per_key),
