@@ -138,6 +138,27 @@ static int atomic_open_fail(fl_atomic *a, const char *what)
     return e;
 }
 
+/* The process's umask, read without changing it (umask(2) can only set it, and setting it back
+ * races with other threads making files): /proc/self/status's "Umask:" line (Linux 4.7 on);
+ * otherwise set and restored. */
+static mode_t process_umask(void)
+{
+    FILE *f = fopen("/proc/self/status", "re");
+    if (f) {
+        char line[256];
+        unsigned m;
+        while (fgets(line, sizeof line, f))
+            if (sscanf(line, "Umask: %o", &m) == 1) {
+                fclose(f);
+                return (mode_t)(m & 0777);
+            }
+        fclose(f);
+    }
+    const mode_t m = umask(022);
+    umask(m);
+    return m;
+}
+
 int fl_atomic_open(fl_atomic *a, const char *path, mode_t mode)
 {
     *a = (fl_atomic){.fd = -1, .dfd = -1, .what = ""};
@@ -164,7 +185,8 @@ int fl_atomic_open(fl_atomic *a, const char *path, mode_t mode)
         return atomic_open_fail(a, "cannot create a temporary file");
     }
     fcntl(a->fd, F_SETFD, FD_CLOEXEC);
-    if (fchmod(a->fd, mode) != 0)
+    /* mkstemp makes 0600 whatever the umask; the file gets what open(2) would have given it */
+    if (fchmod(a->fd, mode & ~process_umask() & 07777) != 0)
         return atomic_open_fail(a, "cannot set the temporary file's mode");
     return 0;
 }

@@ -53,7 +53,8 @@ typedef struct fl_atomic {
     char *tmp;        /* the temporary's name (malloc'd); removed by fl_atomic_end unless renamed */
 } fl_atomic;
 
-/* Makes the temporary (mode: its permission bits) and opens the directory. On failure nothing
+/* Makes the temporary (mode: its permission bits, less the process's umask, as open(2) takes
+ * them) and opens the directory. On failure nothing
  * is left behind (fl_atomic_end is still safe to call). */
 int fl_atomic_open(fl_atomic *a, const char *path, mode_t mode);
 

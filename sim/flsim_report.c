@@ -276,7 +276,7 @@ static fl_status write_atomic(const char *path, int (*fn)(FILE *f, const void *a
     int e = bad ? ENOMEM : 0;
     if (!e) {
         fl_atomic w;
-        e = fl_atomic_open(&w, path, 0644);
+        e = fl_atomic_open(&w, path, 0666); /* as fopen makes a file: the umask decides */
         if (!e)
             e = fl_atomic_write(&w, text, len);
         if (!e)

@@ -308,6 +308,18 @@ static void test_atomic_write(void **state)
         assert_int_equal(sb.st_mode & 0777, 0600);
         assert_int_equal(dir_entries(dir), 1);
     }
+    /* the umask applies, as it does to open(2): 0666 under 027 is 0640 (fl_sim's files) */
+    const mode_t um = umask(027);
+    {
+        fl_atomic u;
+        assert_int_equal(fl_atomic_open(&u, path, 0666), 0);
+        assert_int_equal(fl_atomic_commit(&u, path, 0), 0);
+        fl_atomic_end(&u);
+        struct stat sb;
+        assert_int_equal(stat(path, &sb), 0);
+        assert_int_equal(sb.st_mode & 0777, 0640);
+    }
+    umask(um);
     /* keep_open: the descriptor writes to the file that path now names */
     fl_atomic a;
     assert_int_equal(fl_atomic_open(&a, path, 0644), 0);
