@@ -34,6 +34,7 @@ static volatile sig_atomic_t g_stop = 0;
 static volatile sig_atomic_t g_quit_now = 0;
 /* The --out directories this run made (flsim_out_prepare), which a stop under g_quit_now removes
  * again, as a run that fails before its first round does: DIR is left as it was. */
+static char g_out_buf[FLSIM_STR]; /* static: the handler may run after run_main returned */
 static const char *volatile g_out_dir = NULL;
 static volatile size_t g_out_made = 0;
 
@@ -610,8 +611,9 @@ static int run_main(int argc, char **argv)
      * passed to all of them as round 1 ends could end one rank while rank 0 has begun writing;
      * there the ranks agree on the stop after the round (flsim_run), as from round 2 on. */
     if (pr.out) {
+        memcpy(g_out_buf, cfg.out, sizeof g_out_buf);
         g_out_made = out_made;
-        g_out_dir = cfg.out;
+        g_out_dir = g_out_buf;
     }
     g_quit_now = g_ranks == 1;
     catch_stop_signals();
