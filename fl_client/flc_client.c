@@ -385,6 +385,7 @@ static void drain_monitor(flc_client *c)
         case ZMQ_EVENT_HANDSHAKE_SUCCEEDED:
             c->hs_refusals = 0;
             c->hs_ever_ok = 1;
+            c->hs_mismatch = 0; /* a CURVE server now: a later failure is news about the key */
             c->hs_count++;
             /* A Hello queued while the link was down goes out now: its answer is due from now. */
             c->hello_ns = fl_time_mono_ns();
