@@ -2651,6 +2651,12 @@ static fl_status ckpt_lock(fls_server *s, char *err, size_t errlen)
                               "checkpoint.path %s: in use by another fl_server%s, which holds %s; "
                               "stop it first, or give this one another checkpoint.path",
                               s->opt.ckpt_path, pid, p);
+    } else if (e == ENOLCK || e == EOPNOTSUPP) {
+        /* A file system without locks (an NFS mount without its lock daemon): the server runs as
+         * it did before it locked, unguarded, and removes no temporary (one may be another
+         * server's, mid-write). */
+        fl_log(&s->log, FL_LOG_WARN, "checkpoint.path %s: %s cannot be locked (%s): a second "
+               "server given this path would not be stopped", s->opt.ckpt_path, p, strerror(e));
     } else if (e) {
         st = fls_options_errf(&s->opt, err, errlen, FL_ERR_IO, "checkpoint.path", NULL,
                               "checkpoint.path %s: cannot lock %s: %s", s->opt.ckpt_path, p,

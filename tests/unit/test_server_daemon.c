@@ -2585,9 +2585,14 @@ int __wrap_fsync(int fd)
 int __real_flock(int fd, int op);
 int __wrap_flock(int fd, int op);
 static const char *g_flock_writes, *g_flock_text;
+static int g_flock_errno; /* not 0: flock fails with it (a file system without locks) */
 
 int __wrap_flock(int fd, int op)
 {
+    if (g_flock_errno) {
+        errno = g_flock_errno;
+        return -1;
+    }
     if (g_flock_writes) {
         write_file(g_flock_writes, g_flock_text);
         g_flock_writes = NULL;
@@ -2622,6 +2627,38 @@ static void test_reactor_checkpoint_looked_at_under_lock(void **state)
         fail_msg("%s, written just before the lock was taken, was not resumed; the server (status %d) said:\n%s", ckpt,
                  (int)st, lb->text);
     unlink(ckpt);
+    fls_options_free(o);
+    free(lb);
+}
+
+/* A file system without locks (flock: ENOLCK, an NFS mount without its lock daemon) does not stop
+ * the start, as it did not before the lock: a warning says the path is unguarded, and no
+ * temporary is removed (it may be another server's, mid-write). */
+static void test_reactor_checkpoint_no_locks(void **state)
+{
+    (void)state;
+    char yaml[1024], ckpt[300], stale[340];
+    snprintf(ckpt, sizeof ckpt, "%s/nolocks.ckpt", g_tmp);
+    snprintf(stale, sizeof stale, "%s.tmp.Zz9Zz9", ckpt);
+    write_file(stale, "another server's write in progress\n");
+    snprintf(yaml, sizeof yaml,
+             "server:\n  insecure: true\n  endpoints: ['ipc://%s/nolocks.sock']\n"
+             "model:\n  arch: \"mlp:6-5-3\"\ncheckpoint:\n  path: '%s'\n", g_tmp, ckpt);
+    fls_options *o = opts_from(yaml);
+    logbuf *lb = calloc(1, sizeof *lb);
+    fls_host host = {log_collect, lb, NULL, NULL, NULL};
+    fls_server *s = NULL;
+    g_flock_errno = ENOLCK;
+    const fls_status st = fls_server_new(o, &host, &s);
+    g_flock_errno = 0;
+    assert_int_equal(st, FLS_OK);
+    if (!strstr(lb->text, "cannot be locked (No locks available): a second server given this "
+                          "path would not be stopped"))
+        fail_msg("log lacks the warning:\n%s", lb->text);
+    struct stat sb;
+    assert_int_equal(stat(stale, &sb), 0);
+    fls_server_free(s);
+    unlink(stale);
     fls_options_free(o);
     free(lb);
 }
@@ -4524,6 +4561,7 @@ int main(void)
         cmocka_unit_test(test_reactor_failed_start_no_metrics),
         cmocka_unit_test(test_reactor_checkpoint_in_use),
         cmocka_unit_test(test_reactor_checkpoint_looked_at_under_lock),
+        cmocka_unit_test(test_reactor_checkpoint_no_locks),
         cmocka_unit_test(test_reactor_curve),
         cmocka_unit_test(test_reactor_key_rotation),
         cmocka_unit_test(test_reactor_ids_per_key),
