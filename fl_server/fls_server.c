@@ -256,8 +256,9 @@ static void log_bridge(void *user, fl_log_level level, const char *msg)
 }
 
 /* Malformed input is logged at most LOG_BURST times a second; the rest is counted and summed up. */
-static void log_bad(fls_server *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void log_bad(fls_server *s, const char *fmt, ...)
+static void log_bad_at(fls_server *s, fl_log_level level, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void log_bad_at(fls_server *s, fl_log_level level, const char *fmt, ...)
 {
     const double now = fl_time_mono_s();
     if (now - s->rl_start >= 1.0) {
@@ -274,9 +275,12 @@ static void log_bad(fls_server *s, const char *fmt, ...)
     s->rl_count++;
     va_list ap;
     va_start(ap, fmt);
-    fl_logv(&s->log, FL_LOG_WARN, fmt, ap);
+    fl_logv(&s->log, level, fmt, ap);
     va_end(ap);
 }
+
+/* Refused or malformed input, said as a warning at most LOG_BURST times a second. */
+#define log_bad(s, ...) log_bad_at((s), FL_LOG_WARN, __VA_ARGS__)
 
 const char *fls_strerror(fls_status st)
 {
@@ -1793,8 +1797,20 @@ static void handle_frame(fls_server *s, const uint8_t *rid, size_t rid_len, cons
             on_hello(s, x, rid, rid_len, m, pubp);
         } else if (m->type != FLP_BYE) {
             s->st.refused++;
-            log_bad(s, "%s: %s before Hello refused", peer_name(x, rid, rid_len, nbuf, sizeof nbuf),
-                    flp_type_name(m->type));
+            /* An id the table binds: a client of this server before its restart (or one it timed
+             * out), whose messages in flight meet a server that has no session for it yet. Its
+             * client says Hello again at the Error: news, not a warning. */
+            binding *kb = NULL;
+            uint32_t kk;
+            int ka;
+            const binding *kc;
+            if (m->sender[0] && id_key(s, m->sender, &kb, &kk, &ka, &kc) == FL_OK && kb)
+                log_bad_at(s, FL_LOG_INFO, "client %s: %s before Hello (a session of before a "
+                           "restart, or timed out): told to say Hello again", m->sender,
+                           flp_type_name(m->type));
+            else
+                log_bad(s, "%s: %s before Hello refused",
+                        peer_name(x, rid, rid_len, nbuf, sizeof nbuf), flp_type_name(m->type));
             send_error(s, rid, rid_len, m->round, FL_ERR_UNKNOWN_CLIENT, "say Hello first");
         }
         flp_msg_free(m);

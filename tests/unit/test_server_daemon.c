@@ -4441,6 +4441,46 @@ static void ids_restart_ok(const fls_options *o, fls_server_stats *st, const cha
     free(lb);
 }
 
+/* After a restart, the messages a bound client still had in flight (heartbeats, before it hears
+ * that the server forgot its session) are refused as before (Error unknown client, counted) but
+ * said as news, not as a warning; a sender the table does not bind is still a warning. */
+static void test_ids_restart_leftovers_said_as_news(void **state)
+{
+    (void)state;
+    fls_options *o;
+    logbuf *lb = calloc(1, sizeof *lb);
+    assert_non_null(lb);
+    peer p;
+    fls_server *s = ids_churn("rl", &o, lb, &p, 1);
+    fls_server_free(s);
+    peer_close(&p);
+    lb->len = 0;
+    lb->text[0] = 0;
+    fls_host host = {log_collect, lb, NULL, NULL, NULL};
+    assert_int_equal(fls_server_new(o, &host, &s), FLS_OK);
+    char ep[300];
+    snprintf(ep, sizeof ep, "ipc://%s/rl.sock", g_tmp);
+    peer_open(&p, ep, NULL, NULL, NULL);
+    flp_msg hb = flp_msg_header(FLP_HEARTBEAT, 0, "rl-0");
+    peer_send(&p, &hb);
+    expect_error(s, &p, FL_ERR_UNKNOWN_CLIENT);
+    if (!strstr(lb->text, "client rl-0: heartbeat before Hello (a session of before a restart, or "
+                          "timed out): told to say Hello again") ||
+        strstr(lb->text, "before Hello refused"))
+        fail_msg("the bound client's leftover heartbeat was said as:\n%s", lb->text);
+    flp_msg hb2 = flp_msg_header(FLP_HEARTBEAT, 0, "stranger");
+    peer_send(&p, &hb2);
+    expect_error(s, &p, FL_ERR_UNKNOWN_CLIENT);
+    assert_non_null(strstr(lb->text, "heartbeat before Hello refused"));
+    fls_server_stats st;
+    fls_server_stats_get(s, &st);
+    assert_int_equal(st.refused, 2);
+    fls_server_free(s);
+    peer_close(&p);
+    fls_options_free(o);
+    free(lb);
+}
+
 /* (e) The compaction set off by a forget record wrote the table while it still held the id being
  * forgotten (the record came first, the table after): the file bound the id again, and when that
  * id came back later the file bound it twice, and every later start failed (exit 3, "the id is
@@ -4590,6 +4630,7 @@ int main(void)
         cmocka_unit_test(test_ids_empty_file_refused),
         cmocka_unit_test_teardown(test_ids_compaction_at_forget, reset_wraps),
         cmocka_unit_test_teardown(test_ids_compaction_dir_fsync_fails, reset_wraps),
+        cmocka_unit_test_teardown(test_ids_restart_leftovers_said_as_news, reset_wraps),
         cmocka_unit_test_teardown(test_reactor_checkpoint_no_fds, reset_wraps),
     };
     if (getenv("FLS_TEST_FILTER")) /* e.g. "test_ids_*": a few tests while working on them */
