@@ -1797,14 +1797,16 @@ static void handle_frame(fls_server *s, const uint8_t *rid, size_t rid_len, cons
             on_hello(s, x, rid, rid_len, m, pubp);
         } else if (m->type != FLP_BYE) {
             s->st.refused++;
-            /* An id the table binds: a client of this server before its restart (or one it timed
-             * out), whose messages in flight meet a server that has no session for it yet. Its
-             * client says Hello again at the Error: news, not a warning. */
+            /* An id the table binds (under CURVE, to this key): a client of this server before
+             * its restart (or one it timed out), whose messages in flight meet a server that has
+             * no session for it yet. Its client says Hello again at the Error: news, not a
+             * warning. */
             binding *kb = NULL;
             uint32_t kk;
             int ka;
             const binding *kc;
-            if (m->sender[0] && id_key(s, m->sender, &kb, &kk, &ka, &kc) == FL_OK && kb)
+            if (m->sender[0] && id_key(s, m->sender, &kb, &kk, &ka, &kc) == FL_OK && kb &&
+                (!s->curve || (pubp && kb->has_pub && memcmp(kb->pub, pubp, 32) == 0)))
                 log_bad_at(s, FL_LOG_INFO, "client %s: %s before Hello (a session of before a "
                            "restart, or timed out): told to say Hello again", m->sender,
                            flp_type_name(m->type));
