@@ -242,7 +242,9 @@ struct fls_server {
     double forgot_said;         /* when that was last said at info level */
     double next_timers;
     double rl_start;
-    unsigned rl_count, rl_suppressed;
+    /* [0]: warnings, [1]: news (a bound id's leftovers after a restart): a burst each, so that
+     * news neither uses up the warnings' nor is summed up as a warning */
+    unsigned rl_count[2], rl_suppressed[2];
     fls_server_stats st;
 };
 
@@ -262,17 +264,21 @@ static void log_bad_at(fls_server *s, fl_log_level level, const char *fmt, ...)
 {
     const double now = fl_time_mono_s();
     if (now - s->rl_start >= 1.0) {
-        if (s->rl_suppressed)
-            fl_log(&s->log, FL_LOG_WARN, "%u more refused messages not logged", s->rl_suppressed);
+        for (int c = 0; c < 2; c++) {
+            if (s->rl_suppressed[c])
+                fl_log(&s->log, c ? FL_LOG_INFO : FL_LOG_WARN,
+                       "%u more refused messages not logged", s->rl_suppressed[c]);
+            s->rl_count[c] = 0;
+            s->rl_suppressed[c] = 0;
+        }
         s->rl_start = now;
-        s->rl_count = 0;
-        s->rl_suppressed = 0;
     }
-    if (s->rl_count >= LOG_BURST) {
-        s->rl_suppressed++;
+    const int c = level < FL_LOG_WARN;
+    if (s->rl_count[c] >= LOG_BURST) {
+        s->rl_suppressed[c]++;
         return;
     }
-    s->rl_count++;
+    s->rl_count[c]++;
     va_list ap;
     va_start(ap, fmt);
     fl_logv(&s->log, level, fmt, ap);

@@ -4481,6 +4481,66 @@ static void test_ids_restart_leftovers_said_as_news(void **state)
     free(lb);
 }
 
+/* log_collect, with "[W] " before the lines said at warn level or above */
+static void log_collect_lv(void *user, fls_log_level level, const char *msg)
+{
+    char line[2048];
+    snprintf(line, sizeof line, "%s%s", level >= FLS_LOG_WARN ? "[W] " : "", msg);
+    log_collect(user, level, line);
+}
+
+/* A restart of a fleet larger than the log's burst (10 lines a second): the leftovers are news,
+ * and they neither use up the burst of the warnings (a stranger's message in the same second is
+ * still said) nor come back as a warning ("N more refused messages not logged"). */
+static void test_ids_restart_many_leftovers_not_warned(void **state)
+{
+    (void)state;
+    fls_options *o;
+    logbuf *lb = calloc(1, sizeof *lb);
+    assert_non_null(lb);
+    peer p;
+    fls_server *s = ids_churn("rm", &o, lb, &p, 1);
+    fls_server_free(s);
+    peer_close(&p);
+    lb->len = 0;
+    lb->text[0] = 0;
+    fls_host host = {log_collect_lv, lb, NULL, NULL, NULL};
+    assert_int_equal(fls_server_new(o, &host, &s), FLS_OK);
+    char ep[300];
+    snprintf(ep, sizeof ep, "ipc://%s/rm.sock", g_tmp);
+    peer_open(&p, ep, NULL, NULL, NULL);
+    for (int k = 0; k < 15; k++) {
+        flp_msg hb = flp_msg_header(FLP_HEARTBEAT, 0, "rm-0");
+        peer_send(&p, &hb);
+        expect_error(s, &p, FL_ERR_UNKNOWN_CLIENT);
+    }
+    flp_msg hb2 = flp_msg_header(FLP_HEARTBEAT, 0, "stranger");
+    peer_send(&p, &hb2);
+    expect_error(s, &p, FL_ERR_UNKNOWN_CLIENT);
+    g_clock_skew += 2; /* the next second: what the last one held back is summed up */
+    peer_send(&p, &hb2);
+    expect_error(s, &p, FL_ERR_UNKNOWN_CLIENT);
+    int stranger_said = 0, warned_more = 0;
+    for (const char *l = lb->text; *l;) {
+        const char *nl = strchr(l, '\n');
+        const size_t n = nl ? (size_t)(nl - l) : strlen(l);
+        char line[2048];
+        snprintf(line, sizeof line, "%.*s", (int)(n < sizeof line ? n : sizeof line - 1), l);
+        if (!strncmp(line, "[W] ", 4) && strstr(line, "heartbeat before Hello refused"))
+            stranger_said++;
+        if (!strncmp(line, "[W] ", 4) && strstr(line, "more refused messages not logged"))
+            warned_more++;
+        l += n + (nl != NULL);
+    }
+    if (stranger_said != 2 || warned_more)
+        fail_msg("the leftovers hid the stranger's warning (%d of 2 said) or came back as one "
+                 "(%d):\n%s", stranger_said, warned_more, lb->text);
+    fls_server_free(s);
+    peer_close(&p);
+    fls_options_free(o);
+    free(lb);
+}
+
 /* (e) The compaction set off by a forget record wrote the table while it still held the id being
  * forgotten (the record came first, the table after): the file bound the id again, and when that
  * id came back later the file bound it twice, and every later start failed (exit 3, "the id is
@@ -4631,6 +4691,7 @@ int main(void)
         cmocka_unit_test_teardown(test_ids_compaction_at_forget, reset_wraps),
         cmocka_unit_test_teardown(test_ids_compaction_dir_fsync_fails, reset_wraps),
         cmocka_unit_test_teardown(test_ids_restart_leftovers_said_as_news, reset_wraps),
+        cmocka_unit_test_teardown(test_ids_restart_many_leftovers_not_warned, reset_wraps),
         cmocka_unit_test_teardown(test_reactor_checkpoint_no_fds, reset_wraps),
     };
     if (getenv("FLS_TEST_FILTER")) /* e.g. "test_ids_*": a few tests while working on them */
