@@ -3,6 +3,7 @@
  *   fl_client --server tcp://127.0.0.1:5555 --server-key keys/server.pub --key keys/c3.key \
  *             --dataset fashion-mnist --partition dirichlet:0.5 --client-index 3 --num-clients 100
  */
+#include <errno.h>
 #include <getopt.h>
 #include <limits.h>
 #include <signal.h>
@@ -147,6 +148,7 @@ int main(int argc, char **argv)
     int o;
     while ((o = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         char *end = NULL;
+        errno = 0; /* strtol's ERANGE: a count it clamped to LONG_MAX is not the one given */
         switch (o) {
         case O_SERVER: server = optarg; break;
         case O_SKEY: server_key = optarg; break;
@@ -190,6 +192,11 @@ int main(int argc, char **argv)
         }
         if (end && *end) {
             fprintf(stderr, "fl_client: --%s: '%s' is not a number\n", opts[o - O_SERVER].name, optarg);
+            return 1;
+        }
+        if (end && errno == ERANGE) {
+            fprintf(stderr, "fl_client: --%s: '%s' is out of range\n", opts[o - O_SERVER].name,
+                    optarg);
             return 1;
         }
     }

@@ -848,6 +848,12 @@ static void test_cli_bad_options(void **state)
         {"--server tcp://127.0.0.1:1 --num-clients 4 --client-index 4",
          "--client-index 4: expected 0 <= I < --num-clients (4)"},
         {"--server tcp://127.0.0.1:1 --threads -1", "--threads -1: expected 1 <= N <= 1024"},
+        /* past LONG_MAX: strtol's clamped count is not the one given (nor, where long is 32
+         * bits, above INT_MAX: it would pass as 2147483647 clients) */
+        {"--server tcp://127.0.0.1:1 --num-clients 99999999999999999999",
+         "--num-clients: '99999999999999999999' is out of range"},
+        {"--server tcp://127.0.0.1:1 --max-rounds 99999999999999999999",
+         "--max-rounds: '99999999999999999999' is out of range"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         char cmd[1024], out[4096] = "", line[512];
