@@ -848,6 +848,8 @@ static void test_cli_bad_options(void **state)
         {"--server tcp://127.0.0.1:1 --num-clients 4 --client-index 4",
          "--client-index 4: expected 0 <= I < --num-clients (4)"},
         {"--server tcp://127.0.0.1:1 --threads -1", "--threads -1: expected 1 <= N <= 1024"},
+        {"--server tcp://127.0.0.1:1 --seed -1", "--seed: '-1' is not a number"},
+        {"--server tcp://127.0.0.1:1 --partition-seed ' -5'", "--partition-seed: ' -5' is not a number"},
         /* past LONG_MAX: strtol's clamped count is not the one given (nor, where long is 32
          * bits, above INT_MAX: it would pass as 2147483647 clients) */
         {"--server tcp://127.0.0.1:1 --num-clients 99999999999999999999",
