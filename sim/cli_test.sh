@@ -146,6 +146,20 @@ bad=$("$FL_SIM" --help | sed -n '/^Options/,/^  --help/p' | grep '^  --' |
 [ -z "$bad" ] || fail "--help: misaligned option lines: $bad"
 echo "--help: one column for the descriptions"
 
+# A trace whose rows that --clients uses (client k takes row k mod n) are all unavailable: refused
+# before the run, not after 10,000 idle steps; with one more client (row 2 is available) it runs.
+printf 'client,flops,down_bps,up_bps,availability\n0,1e9,1e6,1e6,0\n1,1e9,1e6,1e6,0\n2,1e9,1e6,1e6,1\n' >"$DIR/off.csv"
+rc=0
+"$FL_SIM" --dataset synth-images:1200:1x8x8:4 --model mlp:64-16-4 --clients 2 --per-round 1 \
+    --rounds 1 --threads 1 --quiet 1 --trace "$DIR/off.csv" >/dev/null 2>"$DIR/off.err" || rc=$?
+[ "$rc" -eq 1 ] || fail "trace rows all off: exit status $rc, not 1: $(cat "$DIR/off.err")"
+grep -qF "every availability of rows 0 .. 1, the ones --clients 2 uses, is 0" "$DIR/off.err" ||
+    fail "trace rows all off: $(cat "$DIR/off.err")"
+"$FL_SIM" --dataset synth-images:1200:1x8x8:4 --model mlp:64-16-4 --clients 3 --per-round 1 \
+    --rounds 1 --threads 1 --quiet 1 --trace "$DIR/off.csv" >/dev/null 2>"$DIR/off.err" ||
+    fail "trace with row 2 on: $(cat "$DIR/off.err")"
+echo "trace rows that --clients uses all off: refused"
+
 # --model lstm: listed in --help, and it runs on the token data the help names.
 "$FL_SIM" --help | grep -q "lstm = lstm:80:8:256:2:80" || fail "--help does not list --model lstm"
 "$FL_SIM" --dataset synth-tokens:200:80:80 --model lstm --clients 10 --per-round 2 --rounds 1 \

@@ -1415,6 +1415,19 @@ static fl_status setup(sim *S, const flsim_config *cfg, const flsim_data *data,
             return st;
         }
         S->pop.trace = S->trace;
+        /* Client k takes row k mod n: with fewer clients than rows, only the first rows count,
+         * and rows that are all 0 would idle the run for 10,000 steps before it said so. */
+        const size_t used = cfg->clients < S->trace->n ? cfg->clients : S->trace->n;
+        size_t on = 0;
+        for (size_t k = 0; k < used; k++)
+            on += S->trace->rows[k].availability > 0;
+        if (!on) {
+            if (err && errlen)
+                snprintf(err, errlen, "--trace: every availability of rows 0 .. %zu, the ones "
+                         "--clients %u uses, is 0: no client could ever take part", used - 1,
+                         cfg->clients);
+            return FL_ERR_INVALID_ARG;
+        }
     }
     /* Partition: shards of the training set. */
     flm_partition_spec ps;
