@@ -26,7 +26,8 @@ echo "unwritable rounds.csv: summary.json kept, exit status 1"
 # one without its value says so. Exit status 2 either way.
 for c in "--bogus|unknown option 'bogus'" "--rounds 1 --roundz|unknown option 'roundz'" \
          "--rounds|--rounds needs a value" "experiment afd --bogus|unknown option 'bogus'" \
-         "experiment afd --seeds|--seeds needs a value"; do
+         "experiment afd --seeds|--seeds needs a value" "--preset|unknown option 'preset'" \
+         "experiment afd --preset|--preset needs a value"; do
     args=${c%%|*}
     want=${c#*|}
     rc=0

@@ -326,7 +326,7 @@ static void warn_inert(const flsim_config *cfg, const given_opts *g)
 
 /* Splits argv into (name, value) pairs: --name value or --name=value. */
 static int next_opt(int argc, char **argv, int *i, const char **name, const char **value,
-                    char *buf, size_t cap)
+                    char *buf, size_t cap, int experiment)
 {
     const char *a = argv[*i];
     if (strncmp(a, "--", 2) != 0) {
@@ -347,7 +347,7 @@ static int next_opt(int argc, char **argv, int *i, const char **name, const char
         /* The last argument: a misspelt option is named as such, not as one missing its value. */
         static const char *const own[] = {"config", "preset", "seeds", "fresh"};
         int known = 0;
-        for (size_t k = 0; k < sizeof own / sizeof own[0]; k++)
+        for (size_t k = 0; k < (experiment ? sizeof own / sizeof own[0] : 1); k++)
             known |= strcmp(a, own[k]) == 0;
         flsim_config probe = flsim_config_default();
         if (!known && flsim_config_set(&probe, a, "", NULL, 0) == FL_ERR_NOT_FOUND)
@@ -447,7 +447,7 @@ static int run_experiment(int argc, char **argv, int first)
     for (int i = first; i < argc;) {
         const char *name, *value;
         char buf[128];
-        if (next_opt(argc, argv, &i, &name, &value, buf, sizeof buf) != 0)
+        if (next_opt(argc, argv, &i, &name, &value, buf, sizeof buf, 1) != 0)
             return 2;
         if (!strcmp(name, "preset")) {
             if (strcmp(value, "small") && strcmp(value, "full")) {
@@ -583,7 +583,7 @@ static int run_main(int argc, char **argv)
     for (int i = 1; i < argc;) {
         const char *name, *value;
         char buf[128];
-        if (next_opt(argc, argv, &i, &name, &value, buf, sizeof buf) != 0)
+        if (next_opt(argc, argv, &i, &name, &value, buf, sizeof buf, 0) != 0)
             return 2;
         if (!strcmp(name, "config"))
             continue;
