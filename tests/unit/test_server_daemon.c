@@ -4441,6 +4441,25 @@ static void ids_restart_ok(const fls_options *o, fls_server_stats *st, const cha
     free(lb);
 }
 
+/* The id NAME-0 bound by a first server of the ids_churn configuration NAME, then that server
+ * gone and a second one started on the same files (its log through fn into lb, emptied), with p
+ * connected to it: a restart that the client NAME-0 has not heard of yet. */
+static fls_server *ids_restarted(const char *name, fls_options **o, logbuf *lb, peer *p,
+                                 fls_log_fn fn)
+{
+    fls_server *s = ids_churn(name, o, lb, p, 1);
+    fls_server_free(s);
+    peer_close(p);
+    lb->len = 0;
+    lb->text[0] = 0;
+    fls_host host = {fn, lb, NULL, NULL, NULL};
+    assert_int_equal(fls_server_new(*o, &host, &s), FLS_OK);
+    char ep[300];
+    snprintf(ep, sizeof ep, "ipc://%s/%s.sock", g_tmp, name);
+    peer_open(p, ep, NULL, NULL, NULL);
+    return s;
+}
+
 /* After a restart, the messages a bound client still had in flight (heartbeats, before it hears
  * that the server forgot its session) are refused as before (Error unknown client, counted) but
  * said as news, not as a warning; a sender the table does not bind is still a warning. */
@@ -4451,16 +4470,7 @@ static void test_ids_restart_leftovers_said_as_news(void **state)
     logbuf *lb = calloc(1, sizeof *lb);
     assert_non_null(lb);
     peer p;
-    fls_server *s = ids_churn("rl", &o, lb, &p, 1);
-    fls_server_free(s);
-    peer_close(&p);
-    lb->len = 0;
-    lb->text[0] = 0;
-    fls_host host = {log_collect, lb, NULL, NULL, NULL};
-    assert_int_equal(fls_server_new(o, &host, &s), FLS_OK);
-    char ep[300];
-    snprintf(ep, sizeof ep, "ipc://%s/rl.sock", g_tmp);
-    peer_open(&p, ep, NULL, NULL, NULL);
+    fls_server *s = ids_restarted("rl", &o, lb, &p, log_collect);
     flp_msg hb = flp_msg_header(FLP_HEARTBEAT, 0, "rl-0");
     peer_send(&p, &hb);
     expect_error(s, &p, FL_ERR_UNKNOWN_CLIENT);
@@ -4499,16 +4509,7 @@ static void test_ids_restart_many_leftovers_not_warned(void **state)
     logbuf *lb = calloc(1, sizeof *lb);
     assert_non_null(lb);
     peer p;
-    fls_server *s = ids_churn("rm", &o, lb, &p, 1);
-    fls_server_free(s);
-    peer_close(&p);
-    lb->len = 0;
-    lb->text[0] = 0;
-    fls_host host = {log_collect_lv, lb, NULL, NULL, NULL};
-    assert_int_equal(fls_server_new(o, &host, &s), FLS_OK);
-    char ep[300];
-    snprintf(ep, sizeof ep, "ipc://%s/rm.sock", g_tmp);
-    peer_open(&p, ep, NULL, NULL, NULL);
+    fls_server *s = ids_restarted("rm", &o, lb, &p, log_collect_lv);
     for (int k = 0; k < 15; k++) {
         flp_msg hb = flp_msg_header(FLP_HEARTBEAT, 0, "rm-0");
         peer_send(&p, &hb);
