@@ -23,11 +23,13 @@ grep -q '"rounds": 2,' "$DIR/rs/summary.json" || fail "unwritable rounds.csv: no
 echo "unwritable rounds.csv: summary.json kept, exit status 1"
 
 # A misspelt option as the last argument is named as unknown, not as missing its value; a known
-# one without its value says so. Exit status 2 either way.
+# one without its value says so; a --model that names no architecture is refused before the data
+# loads. Exit status 2 each time.
 for c in "--bogus|unknown option 'bogus'" "--rounds 1 --roundz|unknown option 'roundz'" \
          "--rounds|--rounds needs a value" "experiment afd --bogus|unknown option 'bogus'" \
          "experiment afd --seeds|--seeds needs a value" "--preset|unknown option 'preset'" \
-         "experiment afd --preset|--preset needs a value"; do
+         "experiment afd --preset|--preset needs a value" \
+         "--model bogus --rounds 1|--model: unknown architecture 'bogus'"; do
     args=${c%%|*}
     want=${c#*|}
     rc=0

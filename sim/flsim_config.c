@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "flm_arch.h"
 #include "flsim.h"
 #include "flsim_internal.h"
 #include "flz.h"
@@ -300,6 +301,14 @@ fl_status flsim_config_validate(const flsim_config *c, char *err, size_t errlen)
 #define FAIL(...) do { if (err && errlen) snprintf(err, errlen, __VA_ARGS__); return FL_ERR_CONFIG; } while (0)
     if (c->per_round > c->clients)
         FAIL("--per-round %u is larger than --clients %u", c->per_round, c->clients);
+    /* A spec that cannot name a model is found here, before the data loads (mlp and cnn are
+     * completed for the dataset's shape later, and its fit to the data is checked then). */
+    if (strcmp(c->model, "mlp") != 0 && strcmp(c->model, "cnn") != 0) {
+        flm_arch a;
+        char why[256];
+        if (flm_arch_parse(c->model, &a, why, sizeof why) != FL_OK)
+            FAIL("--model: %s", why);
+    }
     if (c->data_shards > c->clients)
         FAIL("--data-shards %u is larger than --clients %u", c->data_shards, c->clients);
     if (!c->dataset[0])
