@@ -258,50 +258,24 @@ fl_status flsim_rounds_put(FILE *f, const flsim_round_record *r)
     return fflush(f) != 0 || ferror(f) ? FL_ERR_IO : FL_OK;
 }
 
-/* Writes path through fn atomically (fl_atomic: a temporary beside it, fsync, rename, fsync of the
- * directory): a reader never sees half a file, a crash leaves the old one. FL_OK, or FL_ERR_IO
- * with "cannot write PATH: reason" in err (which may be NULL). */
-static fl_status write_atomic(const char *path, int (*fn)(FILE *f, const void *a, const void *b,
-                                                           size_t n),
-                              const void *a, const void *b, size_t n, char *err, size_t errlen)
+/* Writes text[0..len) to path atomically (fl_atomic: a temporary beside it, fsync, rename, fsync
+ * of the directory): a reader never sees half a file, a crash leaves the old one. FL_OK, or
+ * FL_ERR_IO with "cannot write PATH: reason" in err (which may be NULL). */
+static fl_status write_atomic(const char *path, const char *text, size_t len, char *err,
+                              size_t errlen)
 {
-    char *text = NULL;
-    size_t len = 0;
-    FILE *m = open_memstream(&text, &len);
-    int bad = !m;
-    if (m) {
-        bad = fn(m, a, b, n);
-        bad |= fclose(m) != 0;
-    }
-    int e = bad ? ENOMEM : 0;
-    if (!e) {
-        fl_atomic w;
-        e = fl_atomic_open(&w, path, 0666); /* as fopen makes a file: the umask decides */
-        if (!e)
-            e = fl_atomic_write(&w, text, len);
-        if (!e)
-            e = fl_atomic_commit(&w, path, 0); /* EISDIR: a directory in the file's place */
-        fl_atomic_end(&w);
-    }
-    free(text);
+    fl_atomic w;
+    int e = fl_atomic_open(&w, path, 0666); /* as fopen makes a file: the umask decides */
+    if (!e)
+        e = fl_atomic_write(&w, text, len);
+    if (!e)
+        e = fl_atomic_commit(&w, path, 0); /* EISDIR: a directory in the file's place */
+    fl_atomic_end(&w);
     if (!e)
         return FL_OK;
     if (err && errlen)
         snprintf(err, errlen, "cannot write %s: %s", path, strerror(e));
     return FL_ERR_IO;
-}
-
-static int put_rounds(FILE *f, const void *rec, const void *unused, size_t n)
-{
-    (void)unused;
-    return flsim_write_rounds_csv(f, rec, n);
-}
-
-static int put_text(FILE *f, const void *text, const void *unused, size_t n)
-{
-    (void)unused;
-    (void)n;
-    return fputs(text, f) < 0;
 }
 
 fl_status flsim_rounds_finish(FILE *f)
@@ -326,7 +300,7 @@ fl_status flsim_write_summary(const char *dir, const flsim_config *cfg, const fl
         return FL_ERR_NOMEM;
     }
     flsim_summary_json(cfg, res, buf, need);
-    const fl_status st = write_atomic(sum, put_text, buf, NULL, 0, err, errlen);
+    const fl_status st = write_atomic(sum, buf, need - 1, err, errlen);
     free(buf);
     return st;
 }
@@ -341,7 +315,18 @@ fl_status flsim_write_outputs(const char *dir, const flsim_config *cfg, const fl
         return FL_ERR_IO;
     char path[1200], e1[1400] = "", e2[1400] = "";
     snprintf(path, sizeof path, "%s/rounds.csv", dir);
-    const fl_status rs = write_atomic(path, put_rounds, records, NULL, n_records, e1, sizeof e1);
+    char *text = NULL;
+    size_t len = 0;
+    FILE *m = open_memstream(&text, &len);
+    int bad = !m;
+    if (m) {
+        bad = flsim_write_rounds_csv(m, records, n_records);
+        bad |= fclose(m) != 0;
+    }
+    const fl_status rs = bad ? FL_ERR_NOMEM : write_atomic(path, text, len, e1, sizeof e1);
+    if (bad)
+        snprintf(e1, sizeof e1, "cannot write %s: out of memory", path);
+    free(text);
     /* The summary even when rounds.csv failed: it alone holds the run's results, and a reader
      * cannot mistake it for a finished run's pair (flsim_load_outputs checks that rounds.csv
      * agrees with it). */
