@@ -40,6 +40,16 @@ static void on_signal(int sig)
     _exit(0);
 }
 
+/* A seed: strtoull, except that a sign is refused (*end left on it: "not a number"), where
+ * strtoull takes "-1" for 2^64 - 1. */
+static unsigned long long seed_of(const char *text, char **end)
+{
+    const unsigned long long v = strtoull(text, end, 10);
+    if (strchr(text, '-'))
+        *end = (char *)"-";
+    return v;
+}
+
 static void usage(FILE *f)
 {
     fprintf(f,
@@ -160,19 +170,10 @@ int main(int argc, char **argv)
         case O_PART: partition = optarg; break;
         case O_NUM: num_clients = strtol(optarg, &end, 10); break;
         case O_INDEX: index = strtol(optarg, &end, 10); break;
-        /* strtoull takes "-1" as 2^64 - 1: a seed is refused with a sign, as not a number */
-        case O_PSEED:
-            part_seed = strtoull(optarg, &end, 10);
-            if (strchr(optarg, '-'))
-                end = (char *)"-";
-            break;
+        case O_PSEED: part_seed = seed_of(optarg, &end); break;
         case O_MAXR: max_rounds = strtol(optarg, &end, 10); break;
         case O_THREADS: threads = strtol(optarg, &end, 10); break;
-        case O_SEED:
-            seed = strtoull(optarg, &end, 10);
-            if (strchr(optarg, '-'))
-                end = (char *)"-";
-            break;
+        case O_SEED: seed = seed_of(optarg, &end); break;
         case O_MEM:
             memory = strtoull(optarg, &end, 10);
             if (end != optarg && *end && !end[1] && strchr("KMG", *end)) {
