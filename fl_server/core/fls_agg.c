@@ -128,6 +128,8 @@ static fl_status norm_options(const fls_agg_options *in, fls_agg_options *o)
         return FL_ERR_INVALID_ARG;
     if (o->max_open > 4096 || o->max_updates > 1000000)
         return FL_ERR_INVALID_ARG;
+    if (o->par.parts > FLS_PAR_MAX || (o->par.parts > 1 && !o->par.run))
+        return FL_ERR_INVALID_ARG;
     return FL_OK;
 }
 
@@ -868,23 +870,79 @@ static void fold_run(void *user, size_t full_index, size_t sub_index, size_t len
 
 /* Early mode: folds the update's elements [sub_off, sub_off + n), read from x (x[0] is element
  * sub_off), with sign neg. */
-static void early_fold(fls_agg_update *h, size_t sub_off, size_t n, const float *x, int neg)
+static void fold_setup(fold_ctx *fc, const fls_agg_update *h, size_t sub_off, const float *x,
+                       int neg)
 {
     fls_agg *a = h->agg;
-    fold_ctx fc;
-    memset(&fc, 0, sizeof fc);
-    fc.a = a;
-    fc.src = x;
-    fc.base = sub_off;
-    fc.w = h->w;
-    fc.scale = a->scale;
-    fc.thr = a->maxabs;
-    fc.fast = fast_bound(fc.scale, fc.thr, fc.w);
-    fc.neg = neg;
+    memset(fc, 0, sizeof *fc);
+    fc->a = a;
+    fc->src = x;
+    fc->base = sub_off;
+    fc->w = h->w;
+    fc->scale = a->scale;
+    fc->thr = a->maxabs;
+    fc->fast = fast_bound(fc->scale, fc->thr, fc->w);
+    fc->neg = neg;
+}
+
+/* Folds the update's elements [sub_off, sub_off + n) with fc (set up for x at fc->base). */
+static void fold_range(fold_ctx *fc, const fls_agg_update *h, size_t sub_off, size_t n)
+{
     if (h->sm)
-        flm_submodel_runs(h->sm, sub_off, n, fold_run, &fc);
+        flm_submodel_runs(h->sm, sub_off, n, fold_run, fc);
     else
-        fold_now(&fc, sub_off, x, n);
+        fold_now(fc, sub_off, fc->src + (sub_off - fc->base), n);
+}
+
+/* One piece of a parallel early fold: pieces are disjoint in the update's layout, so disjoint in
+ * the accumulator and in the weight cells (a cell is counted by the run that holds its
+ * representative element, which lies in one piece); gap filling stays inside a piece. */
+typedef struct par_fold {
+    const fls_agg_update *h;
+    const float *x;
+    size_t sub_off, n;
+    unsigned parts;
+    int neg;
+    int bad[FLS_PAR_MAX];
+} par_fold;
+
+static void par_fold_piece(void *arg, unsigned i)
+{
+    par_fold *p = arg;
+    /* Piece bounds on 16-element (64-byte) steps of the update's layout. */
+    const size_t steps = (p->n + 15) / 16;
+    size_t lo = steps * i / p->parts * 16, hi = steps * (i + 1) / p->parts * 16;
+    if (hi > p->n)
+        hi = p->n;
+    if (lo >= hi)
+        return;
+    fold_ctx fc;
+    fold_setup(&fc, p->h, p->sub_off, p->x, p->neg);
+    fold_range(&fc, p->h, p->sub_off + lo, hi - lo);
+    p->bad[i] = fc.bad;
+}
+
+static void early_fold(fls_agg_update *h, size_t sub_off, size_t n, const float *x, int neg)
+{
+    const fls_par *par = &h->agg->o.par;
+    if (par->parts > 1 && n >= (par->min_elems ? par->min_elems : FLS_PAR_MIN_ELEMS) &&
+        fegetround() == FE_TONEAREST) {
+        par_fold p;
+        p.h = h;
+        p.x = x;
+        p.sub_off = sub_off;
+        p.n = n;
+        p.parts = par->parts;
+        p.neg = neg;
+        memset(p.bad, 0, sizeof p.bad);
+        par->run(par->pool, par_fold_piece, &p, p.parts);
+        for (unsigned i = 0; i < p.parts; i++)
+            h->bad |= p.bad[i];
+        return;
+    }
+    fold_ctx fc;
+    fold_setup(&fc, h, sub_off, x, neg);
+    fold_range(&fc, h, sub_off, n);
     h->bad |= fc.bad;
 }
 

@@ -12,6 +12,7 @@
 #include <string.h>
 #include <fenv.h>
 #include <math.h>
+#include <pthread.h>
 #include <cmocka.h>
 
 #include "fl_rng.h"
@@ -278,8 +279,51 @@ static void plant_edges(upd *u, uint64_t seed)
         u->d[fl_rng_below(&r, (uint32_t)u->n)] = edge[fl_rng_below(&r, (uint32_t)ne)];
 }
 
+/* A parallel-for for fls_par: every other piece on a thread of its own, the rest on the calling
+ * thread in reverse order, so that pieces run out of order and at once. */
+typedef struct par_call {
+    void (*fn)(void *arg, unsigned i);
+    void *arg;
+    unsigned i;
+} par_call;
+
+static void *par_thread(void *p)
+{
+    const par_call *c = p;
+    c->fn(c->arg, c->i);
+    return NULL;
+}
+
+static int g_par_calls; /* splits run: the parallel trials really split */
+
+static void par_run(void *pool, void (*fn)(void *arg, unsigned i), void *arg, unsigned n)
+{
+    (void)pool;
+    pthread_t th[FLS_PAR_MAX];
+    par_call c[FLS_PAR_MAX];
+    int started[FLS_PAR_MAX] = {0};
+    for (unsigned i = 0; i < n; i += 2) {
+        c[i] = (par_call){fn, arg, i};
+        started[i] = pthread_create(&th[i], NULL, par_thread, &c[i]) == 0;
+    }
+    for (unsigned k = n; k-- > 0;)
+        if (k % 2 || !started[k])
+            fn(arg, k);
+    for (unsigned i = 0; i < n; i += 2)
+        if (started[i])
+            pthread_join(th[i], NULL);
+    g_par_calls++;
+}
+
+static fls_agg_options with_par(fls_agg_options o, unsigned parts)
+{
+    o.fold_early = 1;
+    o.par = (fls_par){par_run, NULL, parts, 1};
+    return o;
+}
+
 /* The same updates in shuffled orders with random chunkings give the same bits, whichever
- * kernel folds them. */
+ * kernel folds them, on one thread or split over several. */
 static void check_invariance(const char *spec, int K, double p, uint64_t seed, double clip)
 {
     fls_agg_options base = fls_agg_options_default();
@@ -293,8 +337,11 @@ static void check_invariance(const char *spec, int K, double p, uint64_t seed, d
     fls_agg_options avx2 = base; /* trial 6: the AVX2 kernel where AVX-512 would run */
     avx2.no_avx512 = 1;
     /* trial 5: early folding with borrowed adds (pieces decoded in place are copied) */
-    const fls_agg_options *opts[7] = {&base, &base, &portable, &early, &early_portable, &early,
-                                      &avx2};
+    /* trials 7 and 8: early folds split over threads (8: borrowed, more pieces than most chunks
+     * have 16-element steps, so many pieces are empty) */
+    fls_agg_options par3 = with_par(base, 3), par64 = with_par(base, FLS_PAR_MAX);
+    const fls_agg_options *opts[9] = {&base, &base, &portable, &early, &early_portable, &early,
+                                      &avx2, &par3, &par64};
     flm_arch a;
     parse(&a, spec);
     const size_t N = a.n_params;
@@ -307,8 +354,10 @@ static void check_invariance(const char *spec, int K, double p, uint64_t seed, d
     }
     float *d0 = malloc(N * sizeof(float)), *d1 = malloc(N * sizeof(float));
     uint8_t *h0 = malloc(N), *h1 = malloc(N);
-    for (int trial = 0; trial < 7; trial++) {
-        g_add = trial == 5 ? fls_agg_update_add_borrowed : fls_agg_update_add;
+    const int trials = clip > 0 ? 7 : 9; /* clipping folds at commit, never early */
+    for (int trial = 0; trial < trials; trial++) {
+        g_add = trial == 5 || trial == 8 ? fls_agg_update_add_borrowed : fls_agg_update_add;
+        const int calls = g_par_calls;
         fls_agg *agg;
         /* trial 2 runs the portable kernel: the same bits as the AVX2 one */
         assert_int_equal(fls_agg_new(&a, opts[trial], &agg), FL_OK);
@@ -327,6 +376,8 @@ static void check_invariance(const char *spec, int K, double p, uint64_t seed, d
             assert_int_equal(feed(agg, &u[order[i]], trial ? seed * 100 + (uint64_t)(trial * K + i) : 0),
                              FL_OK);
         assert_int_equal(fls_agg_finalize(agg, trial ? d1 : d0, trial ? h1 : h0), FL_OK);
+        if (trial >= 7) /* split, unless the embedder's rounding mode keeps folds serial */
+            assert_true(fegetround() == FE_TONEAREST ? g_par_calls > calls : g_par_calls == calls);
         if (clip > 0) { /* clipping was really exercised */
             fls_agg_stats st;
             fls_agg_get_stats(agg, &st);
@@ -378,7 +429,7 @@ static void test_order_and_chunking_invariance(void **state)
 
 /* Aborted and rejected updates leave no trace: bit-identical to the round without them (with
  * early folding, the undo subtracts exactly what was folded). */
-static void check_abort_leaves_no_trace(int fold_early, int borrow)
+static void check_abort_leaves_no_trace(int fold_early, int borrow, unsigned parts)
 {
     flm_arch a;
     parse(&a, "mlp:20-16-12-5");
@@ -391,6 +442,8 @@ static void check_abort_leaves_no_trace(int fold_early, int borrow)
     fls_agg_options o = fls_agg_options_default();
     o.max_open = 3;
     o.fold_early = fold_early;
+    if (parts)
+        o = with_par(o, parts);
     assert_int_equal(fls_agg_new(&a, &o, &agg), FL_OK);
     assert_int_equal(feed(ref, &u[0], 1), FL_OK);
     assert_int_equal(feed(ref, &u[1], 2), FL_OK);
@@ -422,6 +475,12 @@ static void check_abort_leaves_no_trace(int fold_early, int borrow)
     assert_int_equal(fls_agg_update_begin(agg, u[4].w, u[4].sm, &h3), FL_OK);
     assert_int_equal(g_add(h3, 0, bad, u[4].n), FL_OK);
     assert_int_equal(fls_agg_update_commit(h3), FL_ERR_NUMERIC);
+    /* out of range in the FIRST element only (split folds: in the first piece alone) */
+    memcpy(bad, u[4].d, u[4].n * sizeof(float));
+    bad[0] = -5000.0f;
+    assert_int_equal(fls_agg_update_begin(agg, u[4].w, u[4].sm, &h3), FL_OK);
+    assert_int_equal(g_add(h3, 0, bad, u[4].n), FL_OK);
+    assert_int_equal(fls_agg_update_commit(h3), FL_ERR_AGG_RANGE);
     free(bad);
     assert_int_equal(feed(agg, &u[1], 4), FL_OK);
     g_add = fls_agg_update_add;
@@ -435,7 +494,7 @@ static void check_abort_leaves_no_trace(int fold_early, int borrow)
     fls_agg_stats st;
     fls_agg_get_stats(agg, &st);
     assert_int_equal(st.n_updates, 2);
-    assert_int_equal(st.n_aborted, 5);
+    assert_int_equal(st.n_aborted, 6);
     assert_int_equal(st.total_weight, u[0].w + u[1].w);
     free(d0);
     free(d1);
@@ -450,9 +509,12 @@ static void check_abort_leaves_no_trace(int fold_early, int borrow)
 static void test_abort_leaves_no_trace(void **state)
 {
     (void)state;
-    check_abort_leaves_no_trace(0, 0);
-    check_abort_leaves_no_trace(1, 0);
-    check_abort_leaves_no_trace(1, 1); /* the undo log in the caller's memory */
+    check_abort_leaves_no_trace(0, 0, 0);
+    check_abort_leaves_no_trace(1, 0, 0);
+    check_abort_leaves_no_trace(1, 1, 0); /* the undo log in the caller's memory */
+    /* folds and undos split over threads; the bad values sit in the first and last pieces */
+    check_abort_leaves_no_trace(1, 0, 5);
+    check_abort_leaves_no_trace(1, 1, 5);
 }
 
 /* Early folding's guards: folded but uncommitted values are never read; an in-place overwrite of
@@ -1052,10 +1114,26 @@ static void test_weight_cap(void **state)
     assert_true(fls_agg_weight_cap(NULL) == 0);
 }
 
+/* A split needs a parallel-for, and at most FLS_PAR_MAX pieces. */
+static void test_par_options(void **state)
+{
+    (void)state;
+    fls_agg *a = NULL;
+    fls_agg_options o = fls_agg_options_default();
+    o.par = (fls_par){NULL, NULL, 2, 0};
+    assert_int_equal(fls_agg_new_flat(4, &o, &a), FL_ERR_INVALID_ARG);
+    o.par = (fls_par){par_run, NULL, FLS_PAR_MAX + 1, 0};
+    assert_int_equal(fls_agg_new_flat(4, &o, &a), FL_ERR_INVALID_ARG);
+    o.par = (fls_par){NULL, NULL, 1, 0}; /* one piece: serial, run unused */
+    assert_int_equal(fls_agg_new_flat(4, &o, &a), FL_OK);
+    fls_agg_free(a);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_weight_cap),
+        cmocka_unit_test(test_par_options),
         cmocka_unit_test(test_hand_weighted_mean),
         cmocka_unit_test(test_submodel_mean_mlp),
         cmocka_unit_test(test_submodel_mean_cnn_lstm),
