@@ -93,7 +93,8 @@ fl_status flm_dataset_synth_tokens(flm_dataset **out, size_t N, int T, int vocab
 /* Loads an image file (IDX magic 0x00000803: N x rows x cols unsigned bytes) and its label file
  * (0x00000801: N unsigned bytes), each gzipped or not (detected from the content). Pixels become
  * floats p / 255 in [0, 1]; shape (1, rows, cols). Labels must be < classes (1..256).
- * Returns FL_OK, FL_ERR_DATASET_IO (cannot open or read), FL_ERR_DATASET_FORMAT (bad magic, bad
+ * Returns FL_OK, FL_ERR_DATASET_IO (cannot open or read: when neither file opens, err names
+ * both, the images first), FL_ERR_DATASET_FORMAT (bad magic, bad
  * dims, counts differ, truncated, trailing bytes, label out of range, a damaged or cut gzip
  * stream), FL_ERR_INVALID_ARG, FL_ERR_NOMEM. Bytes after the end of a gzip member that are not
  * another member are ignored (zlib's gzread behaviour). Caller owns *out. */

@@ -343,12 +343,21 @@ fl_status flm_idx_load(flm_dataset **out, const char *images_path, const char *l
     if (!images_path || !labels_path)
         return FL_ERR_INVALID_ARG;
     idx_src img, lab;
-    fl_status st = src_open_file(&lab, labels_path, err, errlen);
-    if (st != FL_OK)
-        return st;
-    st = src_open_file(&img, images_path, err, errlen);
+    /* The images first, as the caller names them; when they cannot be opened, the labels are
+     * tried all the same, so that a pair that is wrong on both counts is named whole rather than
+     * one fix at a time. */
+    fl_status st = src_open_file(&img, images_path, err, errlen);
     if (st != FL_OK) {
-        src_close(&lab);
+        char lerr[600];
+        if (src_open_file(&lab, labels_path, lerr, sizeof lerr) == FL_OK)
+            src_close(&lab);
+        else if (err && errlen && strlen(err) + 2 < errlen)
+            snprintf(err + strlen(err), errlen - strlen(err), "; %s", lerr);
+        return st;
+    }
+    st = src_open_file(&lab, labels_path, err, errlen);
+    if (st != FL_OK) {
+        src_close(&img);
         return st;
     }
     st = idx_parse(out, &img, &lab, classes, err, errlen);

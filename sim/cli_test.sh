@@ -78,6 +78,15 @@ grep -q "not found in $DIR/nodata/mnist or $DIR/nodata\$" "$DIR/data.err" ||
     fail "missing dataset: $(cat "$DIR/data.err")"
 echo "datasets: looked for where --help says"
 
+# idx:IMAGES,LABELS with neither file there: both are named, the images first (as the spec has
+# them), not only the labels.
+rc=0
+"$FL_SIM" --dataset "idx:$DIR/noimg,$DIR/nolab" --rounds 1 --quiet 1 >/dev/null 2>"$DIR/idx.err" || rc=$?
+[ "$rc" -eq 1 ] || fail "idx pair missing: exit status $rc, not 1"
+grep -qx "fl_sim: $DIR/noimg: cannot open: No such file or directory; $DIR/nolab: cannot open: No such file or directory" \
+    "$DIR/idx.err" || fail "idx pair missing: $(cat "$DIR/idx.err")"
+echo "idx pair missing: both files named"
+
 # A run whose dataset does not load leaves no --out directory it made, however deep; one that was
 # there stays, with what it holds.
 rc=0

@@ -1229,6 +1229,11 @@ static void test_load_spec(void **state)
                      FL_ERR_NOT_FOUND);
     assert_int_equal(flm_dataset_load_spec(&ds, "femnist:/nonexistent.json", 0, err, sizeof err),
                      FL_ERR_DATASET_IO);
+    /* An IDX pair with neither file there: both named, the images first. */
+    assert_int_equal(flm_dataset_load_spec(&ds, "idx:/nonexistent-i,/nonexistent-l", 0, err,
+                                           sizeof err), FL_ERR_DATASET_IO);
+    assert_string_equal(err, "/nonexistent-i: cannot open: No such file or directory; "
+                             "/nonexistent-l: cannot open: No such file or directory");
 }
 
 int main(void)
