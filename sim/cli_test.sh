@@ -127,6 +127,18 @@ grep -qx "fl_sim: warning: --keep has no effect here: --policy full trains the w
 ! grep -q "warning" "$DIR/keepfd.err" || fail "--keep under fd: $(cat "$DIR/keepfd.err")"
 echo "inert options: warned"
 
+# --target-acc with --eval-every 0: the target can only be found at the last round, which the
+# run says once at start (under --quiet too: a warning); the run goes on. With evaluations
+# every round it says nothing.
+"$FL_SIM" $ARGS --rounds 3 --target-acc 0.3 --eval-every 0 >"$DIR/tgt0.out" 2>"$DIR/tgt0.err" ||
+    fail "--target-acc, --eval-every 0: $(cat "$DIR/tgt0.err")"
+[ "$(grep -c "^fl_sim: warning: --target-acc 0.3 with --eval-every 0: the test set is evaluated only after the last round (3)," "$DIR/tgt0.err")" -eq 1 ] ||
+    fail "--target-acc, --eval-every 0: not warned once: $(cat "$DIR/tgt0.err")"
+grep -q "^rounds 3 " "$DIR/tgt0.out" || fail "--target-acc, --eval-every 0: the run did not go on"
+"$FL_SIM" $ARGS --rounds 3 --target-acc 0.3 --eval-every 1 >/dev/null 2>"$DIR/tgt1.err"
+! grep -q "warning" "$DIR/tgt1.err" || fail "--target-acc, --eval-every 1: $(cat "$DIR/tgt1.err")"
+echo "target with no evaluation before the last round: warned"
+
 # --config naming a directory: the reason, not a bare "read error".
 rc=0
 "$FL_SIM" --config "$DIR" >/dev/null 2>"$DIR/cfgdir.err" || rc=$?

@@ -324,6 +324,22 @@ static void warn_inert(const flsim_config *cfg, const given_opts *g)
             fprintf(stderr, "fl_sim: warning: --%s has no effect here: %s\n", t[i].name, t[i].why);
 }
 
+/* The target is checked where the test set is evaluated: with --eval-every 0 (or not below
+ * --rounds) only after the last round, so rounds, virtual time and bytes to it can only be the
+ * whole run's, or none, and the run cannot stop early at it. A legitimate, cheaper run, but not
+ * what the option's name promises: said once, at start. */
+static void warn_target_at_end(const flsim_config *cfg)
+{
+    if (cfg->target_acc <= 0 || cfg->rounds < 2 ||
+        (cfg->eval_every != 0 && cfg->eval_every < cfg->rounds))
+        return;
+    fprintf(stderr, "fl_sim: warning: --target-acc %g with --eval-every %u: the test set is "
+            "evaluated only after the last round (%u), so the target is found reached there or "
+            "not at all: rounds, virtual time and bytes to it are the whole run's%s\n",
+            cfg->target_acc, cfg->eval_every, cfg->rounds,
+            cfg->keep_going ? "" : ", and the run cannot stop early at it");
+}
+
 /* Splits argv into (name, value) pairs: --name value or --name=value. */
 static int next_opt(int argc, char **argv, int *i, const char **name, const char **value,
                     char *buf, size_t cap, int experiment)
@@ -597,8 +613,10 @@ static int run_main(int argc, char **argv)
         fprintf(stderr, "fl_sim: %s\n", err);
         return 2;
     }
-    if (g_rank == 0)
+    if (g_rank == 0) {
         warn_inert(&cfg, &given);
+        warn_target_at_end(&cfg);
+    }
     progress pr = {cfg.progress == 1 || (cfg.progress == -1 && isatty(STDERR_FILENO)),
                    cfg.rounds, cfg.quiet, cfg.out[0] && g_rank == 0 ? cfg.out : NULL, NULL, 0, 0,
                    0.0};

@@ -264,7 +264,8 @@ typedef struct flsim_result {
     double train_flops;
     uint8_t model_sha256[FL_SHA256_LEN];
     int target_reached;
-    uint32_t rounds_to_target;           /* when reached */
+    uint32_t rounds_to_target;           /* when reached: the first evaluated round at or above
+                                          * it (eval_every 0: only the last round is evaluated) */
     double vtime_to_target;
     uint64_t bytes_down_to_target, bytes_up_to_target;
     uint32_t empty_clients;              /* clients whose shard holds no sample (never online) */

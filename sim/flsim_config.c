@@ -85,7 +85,7 @@ static const flsim_option_doc g_docs[] = {
     {"chunk-elems", "N", "elements per wire chunk (65536)"},
     {"eval-every", "N", "evaluate every N rounds; 0 = only after the last (1)"},
     {"eval-samples", "N", "evaluate on the first N test samples (all if the set is smaller); 0 = all (0)"},
-    {"target-acc", "A", "stop once the test accuracy reaches A; 0 = none (0)"},
+    {"target-acc", "A", "stop once the test accuracy reaches A, as evaluated (--eval-every); 0 = none (0)"},
     {"batch-feed", "0|1", "feed updates after the whole round trained, not while clients train (same results; for checking) (0)"},
     {"keep-going", "0|1", "with --target-acc: record when it is reached but run every round (0)"},
     {"flops", "DIST", "client compute speed FLOP/s: V, const:V, lognormal:MEDIAN:SIGMA (lognormal:5G:0.5)"},
