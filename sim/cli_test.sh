@@ -151,6 +151,20 @@ rc=0
 grep -qx "fl_sim: --config is empty (want a YAML file)" "$DIR/cfgempty.err" || fail "--config=: $(cat "$DIR/cfgempty.err")"
 echo "--config=: says it is empty"
 
+# A second --config is refused (exit status 2) rather than merged over the first, key by key,
+# in whichever order they came; nothing runs.
+printf 'rounds: 2\n' >"$DIR/a.yaml"
+printf 'rounds: 3\n' >"$DIR/b.yaml"
+for how in "--config $DIR/a.yaml --config $DIR/b.yaml" "--config=$DIR/a.yaml --rounds 1 --config=$DIR/b.yaml"; do
+    rc=0
+    "$FL_SIM" $ARGS $how --out "$DIR/twocfg" >/dev/null 2>"$DIR/twocfg.err" || rc=$?
+    [ "$rc" -eq 2 ] || fail "$how: exit status $rc, not 2"
+    grep -qx "fl_sim: --config given twice ($DIR/a.yaml, then $DIR/b.yaml): a run reads one config file; give other settings as flags" \
+        "$DIR/twocfg.err" || fail "$how: $(cat "$DIR/twocfg.err")"
+    [ ! -e "$DIR/twocfg" ] || fail "$how: ran"
+done
+echo "--config twice: refused"
+
 # Rates that are > 0 but so small that a client's arrival overflows the virtual clock: refused
 # with the client and its rates named, not waited for forever (it used to spin at 100% CPU).
 printf 'client,flops,down_bps,up_bps,availability\n0,1e-307,1e6,1e6,1\n' >"$DIR/tiny.csv"

@@ -580,7 +580,9 @@ static int run_main(int argc, char **argv)
     flsim_config cfg = flsim_config_default();
     given_opts given = {0};
     char err[512];
-    /* The config file first, whatever its position: flags override it. */
+    /* The config file first, whatever its position: flags override it. One file: a second
+     * would be laid over the first key by key, its order on the command line deciding. */
+    const char *config = NULL;
     for (int i = 1; i < argc; i++) {
         const char *path = NULL;
         if (!strcmp(argv[i], "--config") && i + 1 < argc)
@@ -591,10 +593,17 @@ static int run_main(int argc, char **argv)
             fprintf(stderr, "fl_sim: --config is empty (want a YAML file)\n");
             return 2;
         }
-        if (path && flsim_config_load_yaml(&cfg, path, err, sizeof err) != FL_OK) {
-            fprintf(stderr, "fl_sim: %s\n", err);
+        if (path && config) {
+            fprintf(stderr, "fl_sim: --config given twice (%s, then %s): a run reads one config "
+                    "file; give other settings as flags\n", config, path);
             return 2;
         }
+        if (path)
+            config = path;
+    }
+    if (config && flsim_config_load_yaml(&cfg, config, err, sizeof err) != FL_OK) {
+        fprintf(stderr, "fl_sim: %s\n", err);
+        return 2;
     }
     for (int i = 1; i < argc;) {
         const char *name, *value;
