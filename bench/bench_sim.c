@@ -1,8 +1,8 @@
 /* bench_sim: the simulator at scale (sim/README.md, "Benchmark").
  *
  *   bench_sim [--clients 100000] [--per-round 1000] [--model mlp] [--rounds 3] [--warmup 1]
- *             [--threads 0] [--dataset fashion-mnist] [--data-shards 1000] [--up-codec none]
- *             [--down-codec none]
+ *             [--threads 0] [--fold-threads auto] [--dataset fashion-mnist] [--data-shards 1000]
+ *             [--up-codec none] [--down-codec none]
  *
  * Runs fl_sim's engine (flsim_run: server core, client cores on the thread pool, virtual clock)
  * and splits each round's wall time into the client phase (task decode, local training, update
@@ -11,7 +11,8 @@
  * The figures are the mean of --rounds rounds run after --warmup unmeasured ones (printed, not
  * counted: the first round also pays for first-touch allocations a long run pays once).
  * Peer, measured in the same run: the bare training of the same number of clients on the same
- * shards (flm_train_local on one model per thread, no cores, no codecs), i.e. the floor.
+ * shards (flm_train_local on one model per thread, no cores, no codecs), on the run's workers
+ * and fold helpers together (all online CPUs by default), i.e. the floor.
  * Last line: round_wall_s=<f> train_s=<f> overhead_frac=<f> peak_rss_mb=<f>
  */
 #include <pthread.h>
@@ -26,6 +27,7 @@
 #include "flm_model.h"
 #include "flm_optim.h"
 #include "flsim.h"
+#include "flsim_fold.h"
 
 typedef struct stats {
     double wall, phase, train_cpu, client_cpu, feed, sgd_cpu, proc_cpu, pre_cpu, post_cpu, feed_cpu;
@@ -154,7 +156,8 @@ int main(int argc, char **argv)
     }
     printf("data loaded in %.2f s: %zu train / %zu test samples\n", fl_time_mono_s() - t0,
            data.train->N, data.test->N);
-    const uint32_t threads = cfg.threads ? cfg.threads : (uint32_t)sysconf(_SC_NPROCESSORS_ONLN);
+    unsigned threads, helpers;
+    flsim_threads_resolve(&cfg, flsim_cpus(), &threads, &helpers);
     stats s = {0};
     s.threads = threads;
     s.warmup = warmup;
@@ -180,11 +183,14 @@ int main(int argc, char **argv)
     peer p = {data.train, NULL, &a, cfg.per_round, 0, PTHREAD_MUTEX_INITIALIZER, (int)cfg.batch,
               (int)cfg.epochs};
     flm_partition_make(&p.part, data.train, &ps, cfg.data_shards ? cfg.data_shards : cfg.clients, cfg.seed);
+    /* On as many threads as the run computes on: its workers and its fold helpers (with the
+     * default --threads 0, every online CPU). */
+    const unsigned peer_threads = threads + helpers;
     const double tp = fl_time_mono_s();
     pthread_t th[256];
-    for (uint32_t i = 0; i < threads && i < 256; i++)
+    for (uint32_t i = 0; i < peer_threads && i < 256; i++)
         pthread_create(&th[i], NULL, peer_worker, &p);
-    for (uint32_t i = 0; i < threads && i < 256; i++)
+    for (uint32_t i = 0; i < peer_threads && i < 256; i++)
         pthread_join(th[i], NULL);
     const double peer_s = fl_time_mono_s() - tp;
     flm_partition_free(p.part);
@@ -196,19 +202,20 @@ int main(int argc, char **argv)
      * many cores as workers) would otherwise count simulator work as training. */
     const double wall = s.wall / s.n, train = s.sgd_cpu / s.n / threads, phase = s.phase / s.n;
     const double sgd_wall = s.train_cpu / s.n / threads;
-    printf("\nfl_sim: %u clients, %u per round, %s (%zu params), %u threads, BLAS %s, codecs down %s up %s; "
-           "mean of %u rounds after %u warm-up round%s\n",
-           cfg.clients, cfg.per_round, res.arch, res.n_params, threads, res.blas, cfg.down_codec,
-           cfg.up_codec, s.n, warmup, warmup == 1 ? "" : "s");
+    printf("\nfl_sim: %u clients, %u per round, %s (%zu params), %u threads + %u fold helpers, BLAS %s, "
+           "codecs down %s up %s; mean of %u rounds after %u warm-up round%s\n",
+           cfg.clients, cfg.per_round, res.arch, res.n_params, threads, helpers, res.blas, cfg.down_codec, cfg.up_codec,
+           s.n, warmup, warmup == 1 ? "" : "s");
     printf("  per round: wall %.3f s; local training %.3f s (local SGD thread CPU, per thread; its "
            "wall time %.3f s); client phase %.3f s; everything else %.3f s (%.1f%%)\n",
            wall, train, sgd_wall, phase, wall - train, 100.0 * (wall - train) / wall);
     const double per = (double)s.n * cfg.per_round;
     printf("  per client: local SGD %.0f us (thread CPU); client core outside SGD (task decode, "
-           "delta, encode) %.0f us; server core ingest (decode, fold; main thread) %.0f us\n",
+           "delta, encode) %.0f us; server core ingest (decode, fold; main thread's wall) %.0f us\n",
            1e6 * s.sgd_cpu / per, 1e6 * (s.client_cpu - s.train_cpu) / per, 1e6 * s.feed / per);
     printf("  per client, thread CPU (not counting preemption): client core before training (task, "
-           "weights) %.0f us, after the SGD (delta, encode) %.0f us; server core ingest %.0f us\n",
+           "weights) %.0f us, after the SGD (delta, encode) %.0f us; server core ingest (main thread and "
+           "fold helpers) %.0f us\n",
            1e6 * s.pre_cpu / per, 1e6 * s.post_cpu / per, 1e6 * s.feed_cpu / per);
     const double client = s.client_cpu / s.n / threads;
     printf("  client cores as a whole (task decode + training + encoding + copy-out), per thread: "
@@ -217,8 +224,8 @@ int main(int argc, char **argv)
     printf("  CPU time (immune to other processes' load): process %.3f s a round, of which local SGD "
            "%.3f s (thread CPU); everything else %.1f%%\n", s.proc_cpu / s.n, s.sgd_cpu / s.n,
            100.0 * (s.proc_cpu - s.sgd_cpu) / s.proc_cpu);
-    printf("  peer (bare flm_train_local of %u clients, same shards, epochs and threads): %.3f s\n",
-           cfg.per_round, peer_s);
+    printf("  peer (bare flm_train_local of %u clients, same shards and epochs, %u threads: the "
+           "run's workers and fold helpers): %.3f s\n", cfg.per_round, peer_threads, peer_s);
     printf("  simulator round / bare training: %.2fx; peak RSS %.0f MB\n", wall / peer_s,
            flsim_peak_rss_mb());
     printf("round_wall_s=%.4f train_s=%.4f overhead_frac=%.4f peak_rss_mb=%.1f\n", wall, train,

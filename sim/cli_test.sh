@@ -29,7 +29,9 @@ for c in "--bogus|unknown option 'bogus'" "--rounds 1 --roundz|unknown option 'r
          "--rounds|--rounds needs a value" "experiment afd --bogus|unknown option 'bogus'" \
          "experiment afd --seeds|--seeds needs a value" "--preset|unknown option 'preset'" \
          "experiment afd --preset|--preset needs a value" \
-         "--model bogus --rounds 1|--model: unknown architecture 'bogus'"; do
+         "--model bogus --rounds 1|--model: unknown architecture 'bogus'" \
+         "--fold-threads 64|--fold-threads: '64' is not a thread count in 0 .. 63, or auto" \
+         "--fold-threads some|--fold-threads: 'some' is not a thread count in 0 .. 63, or auto"; do
     args=${c%%|*}
     want=${c#*|}
     rc=0

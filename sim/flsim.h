@@ -141,6 +141,9 @@ flsim_timing flsim_client_timing(const flsim_profile *p, uint64_t bytes_down, do
 
 /* ---- run configuration ---------------------------------------------------------------------- */
 
+#define FLSIM_FOLD_AUTO 0xFFFFFFFFu
+#define FLSIM_FOLD_MAX 63
+
 typedef struct flsim_config {
     char dataset[FLSIM_STR];       /* "fashion-mnist", "mnist", or an flm_dataset_load_spec spec */
     char test_dataset[FLSIM_STR];  /* "" = the named test split, else hold out test_frac */
@@ -162,6 +165,9 @@ typedef struct flsim_config {
     char down_codec[96], up_codec[96];
     uint64_t seed;
     uint32_t threads;              /* worker threads; 0 = online CPUs */
+    uint32_t fold_threads;         /* helpers that split the main thread's folds into the
+                                    * aggregate (results do not depend on it);
+                                    * FLSIM_FOLD_AUTO = from threads (flsim_fold_helpers) */
     uint32_t epochs, batch;
     double lr, momentum, weight_decay, prox_mu;
     double server_lr;
@@ -242,7 +248,8 @@ typedef struct flsim_round_record {
                                 * training (rebinding, the task, decoding or borrowing the weights) */
     double client_post_cpu_s;  /* summed over clients, thread CPU: flc_core_train outside the SGD
                                 * (the delta and the update's encoding) and taking the payload out */
-    double feed_cpu_s;         /* main-thread CPU time of the feeding (the server core's ingest) */
+    double feed_cpu_s;         /* CPU time of the feeding (the server core's ingest): the main
+                                * thread's, and the fold helpers' (their polling included) */
     double eval_wall_s;        /* of which the evaluation */
     uint64_t bytes_down, bytes_up;   /* payload bytes (after compression) of the round */
     uint64_t cum_bytes_down, cum_bytes_up;
@@ -351,7 +358,7 @@ fl_status flsim_write_outputs(const char *dir, const flsim_config *cfg, const fl
  * a malloc'ed *records (rounds.csv's fields: the wall-time split and CPU times it does not hold
  * are 0); FL_ERR_NOT_FOUND when DIR holds no summary.json, or that of an interrupted run (no
  * finished run there); FL_ERR_RESULTS_MISMATCH when want (if not NULL) differs from the saved
- * settings in anything but `threads`; FL_ERR_RESULTS_FORMAT for a malformed or inconsistent
+ * settings in anything but `threads` and `fold_threads`; FL_ERR_RESULTS_FORMAT for a malformed or inconsistent
  * file; FL_ERR_UNSUPPORTED when built without jansson; FL_ERR_IO, FL_ERR_NOMEM. The reason,
  * naming the file and line or field, goes to err. The two parsers take the files' bytes. */
 fl_status flsim_load_outputs(const char *dir, const flsim_config *want, flsim_result *res,

@@ -44,6 +44,7 @@ flsim_config flsim_config_default(void)
     c.up_bps = (flsim_dist){FLSIM_DIST_LOGNORMAL, 5e6, 0.5};
     c.avail = (flsim_avail){FLSIM_AVAIL_ALWAYS, 1.0, 0, 0, 86400.0};
     c.idle_step_s = 60.0;
+    c.fold_threads = FLSIM_FOLD_AUTO;
     c.progress = -1;
     return c;
 }
@@ -71,7 +72,9 @@ static const flsim_option_doc g_docs[] = {
     {"down-codec", "SPEC", "downlink codec pipeline, e.g. rot+q4+zstd (none)"},
     {"up-codec", "SPEC", "uplink codec pipeline, e.g. rot+q2+zstd or topk0.1+q8+zstd (none)"},
     {"seed", "N", "run seed: every random draw derives from it (1)"},
-    {"threads", "N", "worker threads training clients; 0 = online CPUs (0)"},
+    {"threads", "N", "worker threads training clients; 0 = the CPUs, less the fold helpers from 12 CPUs on (0)"},
+    {"fold-threads", "N|auto", "threads helping the main thread fold updates into the aggregate, 0 .. 63; "
+                               "auto = a quarter of the CPUs (or of --threads) from 12 on, else 0 (auto)"},
     {"epochs", "N", "local epochs (1)"},
     {"batch", "N", "local batch size (10)"},
     {"lr", "X", "client SGD learning rate (0.05)"},
@@ -176,6 +179,14 @@ fl_status flsim_config_set(flsim_config *c, const char *key, const char *v, char
     U32("rounds", rounds, 1, 100000000, "a round count in 1 .. 100000000");
     U32("data-shards", data_shards, 0, FLSIM_MAX_CLIENTS, "a shard count (0 = clients)");
     U32("threads", threads, 0, 1024, "a thread count in 0 .. 1024");
+    if (strcmp(key, "fold-threads") == 0) {
+        if (strcmp(v, "auto") == 0) {
+            c->fold_threads = FLSIM_FOLD_AUTO;
+            return FL_OK;
+        }
+        return parse_u32(v, 0, FLSIM_FOLD_MAX, &c->fold_threads)
+                   ? FL_OK : reason(err, errlen, key, v, "a thread count in 0 .. 63, or auto");
+    }
     U32("epochs", epochs, 1, 1000, "an epoch count in 1 .. 1000");
     U32("batch", batch, 1, 65536, "a batch size in 1 .. 65536");
     U32("chunk-elems", chunk_elems, 1, 1u << 20, "a chunk size in 1 .. 1048576");
@@ -389,13 +400,19 @@ size_t flsim_config_json(const flsim_config *c, char *buf, size_t cap)
         snprintf(ub, sizeof ub, "null");
         snprintf(av, sizeof av, "null");
     }
+    char ft[16];
+    if (c->fold_threads == FLSIM_FOLD_AUTO)
+        snprintf(ft, sizeof ft, "\"auto\"");
+    else
+        snprintf(ft, sizeof ft, "%u", c->fold_threads);
     const char *pol = c->policy == FLS_POLICY_FD && c->fd_per_client ? "fd-per-client"
                                                                       : fls_policy_kind_name(c->policy);
     return (size_t)snprintf(buf, cap,
         "{\"dataset\": %s, \"test_dataset\": %s, \"test_frac\": %.17g, \"train_samples\": %u, \"model\": %s, "
         "\"clients\": %u, \"per_round\": %u, \"rounds\": %u, \"data_shards\": %u, "
         "\"partition\": %s, \"policy\": \"%s\", \"keep\": %.17g, \"down_codec\": %s, "
-        "\"up_codec\": %s, \"seed\": %llu, \"threads\": %u, \"epochs\": %u, \"batch\": %u, "
+        "\"up_codec\": %s, \"seed\": %llu, \"threads\": %u, \"fold_threads\": %s, \"epochs\": %u, "
+        "\"batch\": %u, "
         "\"lr\": %.17g, \"momentum\": %.17g, \"weight_decay\": %.17g, \"prox_mu\": %.17g, "
         "\"server_lr\": %.17g, \"overcommit\": %.17g, \"deadline\": %.17g, \"latency\": %.17g, "
         "\"chunk_elems\": %u, \"eval_every\": %u, \"eval_samples\": %u, \"target_acc\": %.17g, "
@@ -404,7 +421,7 @@ size_t flsim_config_json(const flsim_config *c, char *buf, size_t cap)
         "\"score_accumulate\": %d, \"loss_unweighted\": %d, \"eps_rel\": %.17g, "
         "\"agg_dilute\": %d}",
         ds, tds, c->test_frac, c->train_samples, mo, c->clients, c->per_round, c->rounds, c->data_shards, pa, pol,
-        c->keep, dc, uc, (unsigned long long)c->seed, c->threads, c->epochs, c->batch, c->lr,
+        c->keep, dc, uc, (unsigned long long)c->seed, c->threads, ft, c->epochs, c->batch, c->lr,
         c->momentum, c->weight_decay, c->prox_mu, c->server_lr, c->overcommit, c->deadline_s,
         c->latency_s, c->chunk_elems, c->eval_every, c->eval_samples, c->target_acc,
         c->keep_going, fl, db, ub, av, tr, c->idle_step_s, c->score_accumulate,

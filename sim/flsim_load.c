@@ -261,7 +261,8 @@ static int hexval(char c)
 }
 
 /* The saved settings against those of this run: FL_OK, or FL_ERR_RESULTS_MISMATCH naming the
- * first setting that differs. `threads` is left out: results do not depend on it. */
+ * first setting that differs. `threads` and `fold_threads` are left out: results do not depend
+ * on them. */
 static fl_status same_config(json_t *saved, const flsim_config *want, char *err, size_t errlen)
 {
     char buf[16384];
@@ -280,7 +281,7 @@ static fl_status same_config(json_t *saved, const flsim_config *want, char *err,
     json_t *d = flsim_config_json(&def, dbuf, sizeof dbuf) < sizeof dbuf ? json_loads(dbuf, 0, &je)
                                                                          : NULL;
     json_object_foreach(w, k, v) {
-        if (!strcmp(k, "threads"))
+        if (!strcmp(k, "threads") || !strcmp(k, "fold_threads"))
             continue;
         json_t *s = json_object_get(saved, k);
         if (!s && d && json_object_get(d, k) && json_equal(json_object_get(d, k), v))

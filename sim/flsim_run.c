@@ -38,6 +38,7 @@
 #include "fl_rng.h"
 #include "fl_time.h"
 #include "flc_core.h"
+#include "flsim_fold.h"
 #include "flm_blas.h"
 #include "flm_model.h"
 #include "fls_core.h"
@@ -301,6 +302,8 @@ struct sim {
     fl_status eval_st;
 
     worker *workers;          /* threads of them */
+    flsim_fold_pool *fold;    /* helpers of the server core's folds, or NULL */
+    unsigned fold_helpers;    /* their number (flsim_threads_resolve) */
 
     /* shared keep-sets: the round's weight chunks, pulled once (fill_slot) */
     int sh_valid;
@@ -1323,6 +1326,8 @@ static void sim_free(sim *S)
 {
     fls_core_free(S->core); /* first: an update left open borrows a job's payload */
     S->core = NULL;
+    flsim_fold_pool_free(S->fold); /* after the core: nothing folds any more */
+    S->fold = NULL;
     free_jobs(S);
     free(S->jobs);
     if (S->slots)
@@ -1547,6 +1552,16 @@ static fl_status setup(sim *S, const flsim_config *cfg, const flsim_data *data,
         set_err(err, errlen, "%s%s", "--up-codec: ", e2);
         return st;
     }
+    /* The main thread feeds the updates one at a time; with many workers its folds bound the
+     * round, so helpers split each fold (the same bits: see fls_par). */
+    const unsigned helpers = S->fold_helpers;
+    if (helpers > 0) {
+        if ((st = flsim_fold_pool_new(helpers, &S->fold)) != FL_OK) {
+            set_err(err, errlen, "%s%s", "fold helper threads: ", fl_strerror(st));
+            return st;
+        }
+        sc.agg.par = (fls_par){flsim_fold_pool_run, S->fold, helpers + 1, 0};
+    }
     if ((st = fls_core_new(&sc, &S->core)) != FL_OK) {
         set_err(err, errlen, "%s%s", "server core: ", fl_strerror(st));
         return st;
@@ -1625,11 +1640,10 @@ fl_status flsim_run(const flsim_config *cfg, const flsim_data *data_in, const fl
     pthread_mutex_init(&S.mu, NULL);
     pthread_cond_init(&S.cv_ready, NULL);
     pthread_cond_init(&S.cv_main, NULL);
-    S.threads = cfg->threads;
-    if (S.threads == 0) {
-        const long n = sysconf(_SC_NPROCESSORS_ONLN);
-        S.threads = n > 0 ? (uint32_t)n : 1;
-    }
+    unsigned workers, helpers;
+    flsim_threads_resolve(cfg, flsim_cpus(), &workers, &helpers);
+    S.threads = workers;
+    S.fold_helpers = helpers;
     S.rank = 0;
     S.size = 1;
 #ifdef FLSIM_HAVE_MPI
@@ -1761,6 +1775,7 @@ fl_status flsim_run(const flsim_config *cfg, const flsim_data *data_in, const fl
             ra.t_close = -1.0;
             ra.last_fed = -INFINITY;
             const int pipelined = S.size == 1 && !cfg->batch_feed;
+            const double fold_cpu0 = flsim_fold_pool_cpu_s(S.fold);
             st = prepare_jobs(&S, &ra);
             if (st == FL_OK && nonfinite_job(&S))
                 st = FL_ERR_NUMERIC;
@@ -1781,7 +1796,7 @@ fl_status flsim_run(const flsim_config *cfg, const flsim_data *data_in, const fl
             pending.client_cpu_s = ra.client_cpu;
             pending.client_pre_cpu_s = ra.pre_cpu;
             pending.client_post_cpu_s = ra.post_cpu;
-            pending.feed_cpu_s = ra.feed_cpu;
+            pending.feed_cpu_s = ra.feed_cpu + (flsim_fold_pool_cpu_s(S.fold) - fold_cpu0);
             const job *nf = st == FL_ERR_NUMERIC ? nonfinite_job(&S) : NULL;
             if (nf && err && errlen)
                 snprintf(err, errlen, "round %u: client %u would reach the server at a virtual "

@@ -5,6 +5,7 @@
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,6 +17,7 @@
 
 #include "flm_arch.h"
 #include "flsim.h"
+#include "flsim_fold.h"
 #include "flz.h"
 
 /* A small, fast problem: 8x8 images of 4 classes, an mlp. */
@@ -40,6 +42,99 @@ static void run_ok(const flsim_config *c, flsim_result *res, flsim_round_record 
     const fl_status st = flsim_run(c, NULL, NULL, NULL, NULL, res, rec, n, err, sizeof err);
     if (st != FL_OK)
         fail_msg("flsim_run: %s (%s)", fl_strerror(st), err);
+}
+
+/* ---- fold helpers ------------------------------------------------------------------------------ */
+
+typedef struct pool_job {
+    _Atomic unsigned hits[64];
+} pool_job;
+
+static void pool_piece(void *arg, unsigned i)
+{
+    pool_job *j = arg;
+    atomic_fetch_add(&j->hits[i], 1);
+}
+
+/* Every piece runs once per call, whatever the helpers and the piece count, call after call. */
+static void test_fold_pool(void **state)
+{
+    (void)state;
+    const unsigned helpers[] = {0, 1, 3, 7};
+    for (size_t h = 0; h < sizeof helpers / sizeof helpers[0]; h++) {
+        flsim_fold_pool *p = NULL;
+        assert_int_equal(flsim_fold_pool_new(helpers[h], &p), FL_OK);
+        assert_int_equal(flsim_fold_pool_helpers(p), helpers[h]);
+        for (unsigned call = 0; call < 3000; call++) {
+            pool_job j;
+            for (int i = 0; i < 64; i++)
+                atomic_init(&j.hits[i], 0);
+            const unsigned n = 1 + call % 64;
+            flsim_fold_pool_run(p, pool_piece, &j, n);
+            for (unsigned i = 0; i < 64; i++)
+                if (atomic_load(&j.hits[i]) != (i < n ? 1u : 0u))
+                    fail_msg("%u helpers, call %u of %u pieces: piece %u ran %u times", helpers[h],
+                             call, n, i, atomic_load(&j.hits[i]));
+        }
+        assert_true(flsim_fold_pool_cpu_s(p) >= 0.0);
+        flsim_fold_pool_free(p);
+    }
+    flsim_fold_pool_run(NULL, pool_piece, &(pool_job){0}, 0); /* no pool, no pieces: nothing */
+}
+
+/* --threads and --fold-threads into workers and helpers. */
+static void test_threads_resolve(void **state)
+{
+    (void)state;
+    static const struct {
+        uint32_t threads, fold;
+        unsigned ncpu, workers, helpers;
+    } cases[] = {
+        {0, FLSIM_FOLD_AUTO, 2, 2, 0},   {0, FLSIM_FOLD_AUTO, 8, 8, 0},
+        {0, FLSIM_FOLD_AUTO, 11, 11, 0}, {0, FLSIM_FOLD_AUTO, 12, 9, 3},
+        {0, FLSIM_FOLD_AUTO, 16, 12, 4}, {0, FLSIM_FOLD_AUTO, 1000, 937, 63},
+        {16, FLSIM_FOLD_AUTO, 2, 16, 4}, {11, FLSIM_FOLD_AUTO, 64, 11, 0},
+        {0, 0, 16, 16, 0},               {2, 5, 2, 2, 5},
+        {0, 3, 0, 1, 3},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        flsim_config c = flsim_config_default();
+        c.threads = cases[i].threads;
+        c.fold_threads = cases[i].fold;
+        unsigned w = 0, h = 0;
+        flsim_threads_resolve(&c, cases[i].ncpu, &w, &h);
+        if (w != cases[i].workers || h != cases[i].helpers)
+            fail_msg("case %zu: %u workers + %u helpers, want %u + %u", i, w, h, cases[i].workers,
+                     cases[i].helpers);
+    }
+    assert_true(flsim_cpus() >= 1);
+}
+
+/* Folds split over helpers give the bits of folds on the main thread: full models and AFD
+ * submodels whose first tensor's chunks are large enough to split (mlp:64-128-4: 8192 and 6144
+ * elements). */
+static void test_fold_helpers_same_bits(void **state)
+{
+    (void)state;
+    static const char *setups[][2] = {{"full", "none"}, {"afd-multi", "topk0.3+q8+zstd"}};
+    static const uint32_t threads[3] = {1, 2, 3}, fold[3] = {0, 3, 9};
+    for (size_t s = 0; s < sizeof setups / sizeof setups[0]; s++) {
+        uint8_t sha[3][FL_SHA256_LEN];
+        for (int k = 0; k < 3; k++) {
+            flsim_config c = small_config();
+            assert_int_equal(flsim_config_set(&c, "model", "mlp:64-128-4", NULL, 0), FL_OK);
+            assert_int_equal(flsim_config_set(&c, "policy", setups[s][0], NULL, 0), FL_OK);
+            assert_int_equal(flsim_config_set(&c, "up-codec", setups[s][1], NULL, 0), FL_OK);
+            c.rounds = 4;
+            c.threads = threads[k];
+            c.fold_threads = fold[k];
+            flsim_result res;
+            run_ok(&c, &res, NULL, NULL);
+            memcpy(sha[k], res.model_sha256, FL_SHA256_LEN);
+        }
+        assert_memory_equal(sha[0], sha[1], FL_SHA256_LEN);
+        assert_memory_equal(sha[0], sha[2], FL_SHA256_LEN);
+    }
 }
 
 /* ---- virtual clock ----------------------------------------------------------------------------- */
@@ -1585,6 +1680,9 @@ int main(void)
         cmocka_unit_test(test_population),
         cmocka_unit_test(test_options_and_yaml),
         cmocka_unit_test(test_threads_same_bits),
+        cmocka_unit_test(test_fold_pool),
+        cmocka_unit_test(test_threads_resolve),
+        cmocka_unit_test(test_fold_helpers_same_bits),
         cmocka_unit_test(test_small_run_learns),
         cmocka_unit_test(test_availability_and_errors),
         cmocka_unit_test(test_log_lines_match_rounds),
