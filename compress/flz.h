@@ -28,6 +28,7 @@
 #include <stdint.h>
 
 #include "fl_log.h"
+#include "fl_par.h"
 #include "fl_status.h"
 
 /* Largest element count of one payload (one chunk). */
@@ -140,6 +141,15 @@ fl_status flz_encode_diff(flz_ctx *ctx, const flz_spec *spec, const flz_params *
  * DAZ, the caller's MXCSR restored before it returns): a decoded value below FLT_MIN in magnitude
  * is 0, so that no payload can steer the arithmetic into the CPU's slow path for subnormals. */
 fl_status flz_decode(flz_ctx *ctx, const uint8_t *src, size_t len, float *out, size_t n_expected);
+
+/* flz_decode, with the dense work of a quantised payload (dequantisation and the inverse
+ * rotation; no top-k, no subsampling) split over a lent parallel-for (fl_par.h) in pieces of
+ * whole quantisation and rotation blocks: the same status and, on success, the same bits as
+ * flz_decode. Payloads below par->min_elems elements (0: 16384), other pipelines, and par NULL or
+ * of fewer than 2 parts decode as flz_decode does. Not thread-safe per ctx; the pieces run on the
+ * lender's threads, each flushing subnormals as flz_decode does. */
+fl_status flz_decode_par(flz_ctx *ctx, const uint8_t *src, size_t len, float *out,
+                         size_t n_expected, const fl_par *par);
 
 /* out[i] += alpha * decoded[i] for the payload, all or nothing: on any error out[] is untouched.
  * For top-k payloads only the k kept coordinates are read and written (no dense pass). Same

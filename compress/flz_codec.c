@@ -369,22 +369,30 @@ static fl_status rnd_words(flz_ctx *c, const key *ky, uint32_t purpose, uint32_t
  * expansion into descending powers of two (so any length is rotated without padding).
  * forward (dst <- src): flip signs, transform, scale; inverse (in place on dst, src unused):
  * transform, scale, flip. The inverse returns FL_ERR_CODEC_CORRUPT on a non-finite result. */
-static fl_status rotate(flz_ctx *c, const key *ky, float *dst, const float *src, size_t len,
-                        unsigned lg, int forward)
+/* rotate over [p, end), p at a block boundary of the whole walk (0, or a multiple of 2^lg with
+ * end the whole length or a multiple of 2^lg): the same blocks, words and bits as the whole walk
+ * gives there. words: NULL = the context's scratch; else room for ROT_WORDS_MAX words. */
+#define ROT_WORDS_MAX ((((size_t)1 << 16) >> 7) * 4 + 8)
+static fl_status rotate_span(flz_ctx *c, const key *ky, float *dst, const float *src, size_t p,
+                             size_t end, unsigned lg, int forward, uint32_t *words)
 {
-    size_t p = 0;
-    while (p < len) {
+    while (p < end) {
         unsigned l = lg;
-        while (((size_t)1 << l) > len - p)
+        while (((size_t)1 << l) > end - p)
             l--;
         const size_t S = (size_t)1 << l;
         const uint32_t blk0 = (uint32_t)(p >> 7);
         const size_t bits_end = p + S;
         const size_t nwords = ((bits_end + 127) >> 7) * 4 - (size_t)blk0 * 4;
-        uint32_t *w;
-        const fl_status st = rnd_words(c, ky, FL_RNG_ROTATE, blk0, nwords, &w);
-        if (st != FL_OK)
-            return st;
+        uint32_t *w = words;
+        if (!w) {
+            const fl_status st = rnd_words(c, ky, FL_RNG_ROTATE, blk0, nwords, &w);
+            if (st != FL_OK)
+                return st;
+        } else {
+            c->k->philox_words(w, ky->k, ky->round, ky->client, FL_RNG_ROTATE, blk0,
+                               (nwords + 3) & ~(size_t)3);
+        }
         const size_t bitoff = p - (size_t)blk0 * 128;
         const float sc = (float)(1.0 / sqrt((double)S));
         if (forward) {
@@ -400,6 +408,12 @@ static fl_status rotate(flz_ctx *c, const key *ky, float *dst, const float *src,
         p += S;
     }
     return FL_OK;
+}
+
+static fl_status rotate(flz_ctx *c, const key *ky, float *dst, const float *src, size_t len,
+                        unsigned lg, int forward)
+{
+    return rotate_span(c, ky, dst, src, 0, len, lg, forward, NULL);
 }
 
 /* ---- top-k ---------------------------------------------------------------------------------- */
@@ -589,21 +603,32 @@ static fl_status quant_encode(flz_ctx *c, const key *ky, const flz_spec *s, uint
     return FL_OK;
 }
 
-static fl_status quant_decode(flz_ctx *c, const flz_spec *s, float *out, const uint8_t *in,
-                              size_t m)
+/* Quantised values: the padding check of the packed levels. */
+static fl_status quant_padding(const flz_spec *s, const uint8_t *in, size_t m)
 {
     const size_t B = (size_t)1 << s->q_log2;
     const unsigned q = s->q_bits;
-    const float L = (float)((1u << q) - 1);
     const size_t nb = (m + B - 1) / B;
-    const uint8_t *scales = in, *packed = in + nb * 8;
+    const uint8_t *packed = in + nb * 8;
     const size_t pbytes = (m * q + 7) / 8;
     if ((m * q) & 7) {
         const unsigned used = (unsigned)((m * q) & 7);
         if (packed[pbytes - 1] >> used)
             return FL_ERR_CODEC_CORRUPT; /* padding bits must be zero */
     }
-    for (size_t b = 0; b < nb; b++) {
+    return FL_OK;
+}
+
+/* Quantisation blocks [b0, b1) of m values into out. */
+static fl_status quant_blocks(const flz_ctx *c, const flz_spec *s, float *out, const uint8_t *in,
+                              size_t m, size_t b0, size_t b1)
+{
+    const size_t B = (size_t)1 << s->q_log2;
+    const unsigned q = s->q_bits;
+    const float L = (float)((1u << q) - 1);
+    const size_t nb = (m + B - 1) / B;
+    const uint8_t *scales = in, *packed = in + nb * 8;
+    for (size_t b = b0; b < b1; b++) {
         const float lo = flz_u2f(flz_get_u32(scales + b * 8));
         const float hi = flz_u2f(flz_get_u32(scales + b * 8 + 4));
         if (!flz_finite(lo) || !flz_finite(hi) || !(lo <= hi) || !flz_finite(hi - lo))
@@ -612,6 +637,16 @@ static fl_status quant_decode(flz_ctx *c, const flz_spec *s, float *out, const u
         c->k->dequant(out + i0, packed + i0 * q / 8, bl, q, lo, (hi - lo) / L);
     }
     return FL_OK;
+}
+
+static fl_status quant_decode(flz_ctx *c, const flz_spec *s, float *out, const uint8_t *in,
+                              size_t m)
+{
+    const fl_status st = quant_padding(s, in, m);
+    if (st != FL_OK)
+        return st;
+    const size_t B = (size_t)1 << s->q_log2;
+    return quant_blocks(c, s, out, in, m, 0, (m + B - 1) / B);
 }
 
 /* xb: NULL, or (plain float32 values only) the subtrahend: encodes x - xb. */
@@ -809,6 +844,95 @@ fl_status flz_decode(flz_ctx *c, const uint8_t *src, size_t len, float *out, siz
         for (size_t j = 0; j < k; j++)
             out[idx[j]] = v[j];
     }
+    return FL_OK;
+}
+
+/* ---- split decode (flz_decode_par) ------------------------------------------------------- */
+
+#define FLZ_PAR_MIN_ELEMS 16384
+
+typedef struct par_dec {
+    flz_ctx *c;
+    const flz_spec *s;
+    const key *ky;
+    const uint8_t *body;
+    float *out;
+    size_t n, unit, units;
+    unsigned parts;
+    fl_status st[FL_PAR_MAX];
+} par_dec;
+
+/* One piece: whole units (a multiple of both the quantisation and the rotation block) of the
+ * dense result, dequantised and rotated back on the calling thread, flushed as flz_decode is. */
+static void par_dec_piece(void *arg, unsigned i)
+{
+    par_dec *d = arg;
+    const size_t p0 = d->units * i / d->parts * d->unit;
+    size_t p1 = d->units * (i + 1) / d->parts * d->unit;
+    if (p1 > d->n)
+        p1 = d->n;
+    d->st[i] = FL_OK;
+    if (p0 >= p1)
+        return;
+    const unsigned m = flush_begin();
+    const size_t B = (size_t)1 << d->s->q_log2;
+    fl_status st = quant_blocks(d->c, d->s, d->out, d->body, d->n, p0 / B, (p1 + B - 1) / B);
+    if (st == FL_OK && d->s->rot_log2) {
+        uint32_t words[ROT_WORDS_MAX];
+        st = rotate_span(d->c, d->ky, d->out, NULL, p0, p1, d->s->rot_log2, 0, words);
+    }
+    flush_end(m);
+    d->st[i] = st;
+}
+
+fl_status flz_decode_par(flz_ctx *c, const uint8_t *src, size_t len, float *out, size_t n_expected,
+                         const fl_par *par)
+{
+    const size_t min = par && par->min_elems ? par->min_elems : FLZ_PAR_MIN_ELEMS;
+    if (!par || par->parts < 2 || !par->run || par->parts > FL_PAR_MAX || n_expected < min)
+        return flz_decode(c, src, len, out, n_expected);
+    flz_spec s;
+    key ky;
+    const uint8_t *body;
+    size_t raw;
+    if (!c || (!out && n_expected))
+        return FL_ERR_INVALID_ARG;
+    fl_status st = payload_open(c, src, len, n_expected, &s, &ky, &body, &raw);
+    if (st != FL_OK)
+        return st;
+    if (s.topk != 0.0f || s.sub != 0.0f || s.value != FLZ_VALUE_Q) {
+        size_t k = 0; /* the pipelines the split does not cover: as flz_decode */
+        const unsigned m = flush_begin();
+        st = body_decode(c, &s, &ky, body, raw, n_expected, out, &k);
+        flush_end(m);
+        if (st == FL_OK && s.topk != 0.0f) {
+            const uint32_t *idx = c->idx.p;
+            const float *v = c->vals.p;
+            memset(out, 0, n_expected * sizeof(float));
+            for (size_t j = 0; j < k; j++)
+                out[idx[j]] = v[j];
+        }
+        return st;
+    }
+    if (values_bytes(&s, n_expected) != raw)
+        return FL_ERR_CODEC_CORRUPT;
+    if ((st = quant_padding(&s, body, n_expected)) != FL_OK)
+        return st;
+    par_dec d;
+    d.c = c;
+    d.s = &s;
+    d.ky = &ky;
+    d.body = body;
+    d.out = out;
+    d.n = n_expected;
+    const size_t B = (size_t)1 << s.q_log2, R = s.rot_log2 ? (size_t)1 << s.rot_log2 : 1;
+    d.unit = B > R ? B : R; /* powers of two: a multiple of both */
+    d.units = (n_expected + d.unit - 1) / d.unit;
+    d.parts = par->parts;
+    par->run(par->pool, par_dec_piece, &d, d.parts);
+    for (unsigned i = 0; i < d.parts; i++)
+        if (d.st[i] != FL_OK)
+            return d.st[i];
     return FL_OK;
 }
 

@@ -1,4 +1,4 @@
-/* flsim_fold.c: the fold helpers, a parallel-for (fls_par) that the server core's aggregator
+/* flsim_fold.c: the fold helpers, a parallel-for (fl_par) that the server core's aggregator
  * uses to split each early fold over the main thread and a few helper threads.
  *
  * The main thread feeds updates to the server core one at a time, in virtual-time order, and

@@ -1,4 +1,4 @@
-/* flsim_fold.h: the fold helpers (flsim_fold.c): a parallel-for for the aggregator's fls_par. */
+/* flsim_fold.h: the fold helpers (flsim_fold.c): a parallel-for for the aggregator's fl_par. */
 #ifndef FLSIM_FOLD_H
 #define FLSIM_FOLD_H
 
@@ -25,7 +25,7 @@ void flsim_threads_resolve(const flsim_config *cfg, unsigned ncpu, unsigned *wor
 fl_status flsim_fold_pool_new(unsigned helpers, flsim_fold_pool **out);
 void flsim_fold_pool_free(flsim_fold_pool *p); /* joins the helpers; NULL no-op */
 
-/* fls_par.run: fn(arg, i) once for each i in [0, n), on the caller and the helpers; returns when
+/* fl_par.run: fn(arg, i) once for each i in [0, n), on the caller and the helpers; returns when
  * all are done. One caller at a time. */
 void flsim_fold_pool_run(void *pool, void (*fn)(void *arg, unsigned i), void *arg, unsigned n);
 

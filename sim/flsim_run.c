@@ -1553,14 +1553,14 @@ static fl_status setup(sim *S, const flsim_config *cfg, const flsim_data *data,
         return st;
     }
     /* The main thread feeds the updates one at a time; with many workers its folds bound the
-     * round, so helpers split each fold (the same bits: see fls_par). */
+     * round, so helpers split each fold (the same bits: see fl_par). */
     const unsigned helpers = S->fold_helpers;
     if (helpers > 0) {
         if ((st = flsim_fold_pool_new(helpers, &S->fold)) != FL_OK) {
             set_err(err, errlen, "%s%s", "fold helper threads: ", fl_strerror(st));
             return st;
         }
-        sc.agg.par = (fls_par){flsim_fold_pool_run, S->fold, helpers + 1, 0};
+        sc.agg.par = (fl_par){flsim_fold_pool_run, S->fold, helpers + 1, 0};
     }
     if ((st = fls_core_new(&sc, &S->core)) != FL_OK) {
         set_err(err, errlen, "%s%s", "server core: ", fl_strerror(st));

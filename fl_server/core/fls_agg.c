@@ -128,7 +128,7 @@ static fl_status norm_options(const fls_agg_options *in, fls_agg_options *o)
         return FL_ERR_INVALID_ARG;
     if (o->max_open > 4096 || o->max_updates > 1000000)
         return FL_ERR_INVALID_ARG;
-    if (o->par.parts > FLS_PAR_MAX || (o->par.parts > 1 && !o->par.run))
+    if (o->par.parts > FL_PAR_MAX || (o->par.parts > 1 && !o->par.run))
         return FL_ERR_INVALID_ARG;
     return FL_OK;
 }
@@ -903,7 +903,7 @@ typedef struct par_fold {
     size_t sub_off, n;
     unsigned parts;
     int neg;
-    int bad[FLS_PAR_MAX];
+    int bad[FL_PAR_MAX];
 } par_fold;
 
 static void par_fold_piece(void *arg, unsigned i)
@@ -924,7 +924,7 @@ static void par_fold_piece(void *arg, unsigned i)
 
 static void early_fold(fls_agg_update *h, size_t sub_off, size_t n, const float *x, int neg)
 {
-    const fls_par *par = &h->agg->o.par;
+    const fl_par *par = &h->agg->o.par;
     if (par->parts > 1 && n >= (par->min_elems ? par->min_elems : FLS_PAR_MIN_ELEMS) &&
         fegetround() == FE_TONEAREST) {
         par_fold p;

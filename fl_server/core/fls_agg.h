@@ -68,6 +68,7 @@
 #include <stdint.h>
 
 #include "fl_log.h"
+#include "fl_par.h"
 #include "fl_status.h"
 #include "flm_arch.h"
 #include "flm_submodel.h"
@@ -78,21 +79,11 @@ typedef enum fls_agg_mode {
     FLS_AGG_MEDIAN = 2,       /* coordinate-wise median over holders, unweighted */
 } fls_agg_mode;
 
-/* A parallel-for that an embedder may lend the aggregator (the simulator does; the daemon does
- * not). run(pool, fn, arg, n) must call fn(arg, i) exactly once for each i in [0, n), on any
- * threads (the calling one included), and return only when every call has returned; fn never
- * calls back into the aggregator. With parts >= 2, an early fold of at least min_elems elements
- * is split into `parts` disjoint pieces of the accumulator, one per call: the sums are
- * integers, so the result is the same bits as the serial fold. Only early folding uses it, and
- * only in the default rounding mode (a helper thread's mode is its own). */
-#define FLS_PAR_MAX 64
+/* With a parallel-for (fl_par.h) of parts >= 2, an early fold of at least par.min_elems elements
+ * (0: FLS_PAR_MIN_ELEMS) is split into `parts` disjoint pieces of the accumulator, one per call:
+ * the sums are integers, so the result is the same bits as the serial fold. Only early folding
+ * uses it, and only in the default rounding mode (a helper thread's mode is its own). */
 #define FLS_PAR_MIN_ELEMS 4096
-typedef struct fls_par {
-    void (*run)(void *pool, void (*fn)(void *arg, unsigned i), void *arg, unsigned n);
-    void *pool;
-    unsigned parts;     /* pieces per fold, <= FLS_PAR_MAX; 0 or 1 = serial, run unused */
-    unsigned min_elems; /* smallest fold split; 0 = FLS_PAR_MIN_ELEMS (a split costs a few us) */
-} fls_par;
 
 typedef struct fls_agg_options {
     fls_agg_mode mode;
@@ -107,7 +98,7 @@ typedef struct fls_agg_options {
     int no_avx512;       /* 1: at most the AVX2 kernel where AVX-512 exists (same bits, slower) */
     int fold_early;      /* 1: mean mode without clipping folds each added range at once (see
                             "Early folding" above); ignored in the other modes */
-    fls_par par;         /* zeroed = every fold on the calling thread */
+    fl_par par;          /* zeroed = every fold on the calling thread */
     fl_logger log;       /* copied; zeroed = silent */
 } fls_agg_options;
 

@@ -1204,7 +1204,9 @@ static fl_status stage_chunk(fls_core *c, sel *s, const flp_chunk *k, const flz_
     float *dst = fls_agg_update_stage(s->h, sub_off, k->count);
     if (!dst)
         return FL_ERR_WIRE_CHUNK_RANGE;
-    fl_status st = flz_decode(c->zctx, k->payload, k->payload_len, dst, k->count);
+    /* split over the embedder's parallel-for, if it lent one (the same bits) */
+    fl_status st = flz_decode_par(c->zctx, k->payload, k->payload_len, dst, k->count,
+                                  &c->cfg.agg.par);
     if (st == FL_OK)
         st = fls_agg_update_add(s->h, sub_off, dst, k->count);
     return st;
@@ -1233,7 +1235,7 @@ static fl_status commit_update(fls_core *c, sel *s)
                 st = FL_ERR_INTERNAL;
                 break;
             }
-            st = flz_decode(c->zctx, s->pay[i], s->pay_len[i], dst, cnt);
+            st = flz_decode_par(c->zctx, s->pay[i], s->pay_len[i], dst, cnt, &c->cfg.agg.par);
             if (st == FL_OK)
                 st = fls_agg_update_add(h, sub_off, dst, cnt);
         }

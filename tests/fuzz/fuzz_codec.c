@@ -6,7 +6,9 @@
  * set: the header checksum is recomputed first, so that mutated header fields get past it and
  * reach the field checks and the body decoders with odd parameters. Every
  * decode must return one of the documented codes; on success every output is finite and
- * flz_decode_axpy agrees with flz_decode. One context is reused across inputs, as a server would.
+ * flz_decode_axpy agrees with flz_decode, and flz_decode_par (split in 2-8 pieces by the mode's
+ * high bits, run in reverse order) gives flz_decode's status and, on success, its bits. One
+ * context is reused across inputs, as a server would.
  */
 #include <math.h>
 #include <stdint.h>
@@ -27,6 +29,14 @@ static void fix_checksum(uint8_t *h)
     h[48] = (uint8_t)x, h[49] = (uint8_t)(x >> 8), h[50] = (uint8_t)(x >> 16), h[51] = (uint8_t)(x >> 24);
 }
 
+/* A parallel-for that runs the pieces on this thread, last first. */
+static void run_reversed(void *pool, void (*fn)(void *arg, unsigned i), void *arg, unsigned n)
+{
+    (void)pool;
+    while (n-- > 0)
+        fn(arg, n);
+}
+
 static void check(int cond)
 {
     if (!cond)
@@ -36,7 +46,7 @@ static void check(int cond)
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     static flz_ctx *ctx;
-    static float out[CAP], acc[CAP];
+    static float out[CAP], acc[CAP], split[CAP];
     static uint8_t copy[MAXLEN];
     if (!ctx && flz_ctx_new(NULL, &ctx) != FL_OK)
         return 0;
@@ -63,6 +73,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
           st == FL_ERR_CODEC_LENGTH || st == FL_ERR_NOMEM);
     if (pst != FL_OK)
         check(st == FL_ERR_CODEC_HEADER);
+    const fl_par par = {run_reversed, NULL, 2 + (unsigned)(mode >> 4) % 7, 1};
+    const fl_status st3 = flz_decode_par(ctx, p, len, split, n, &par);
+    check(st3 == st);
+    if (st == FL_OK)
+        check(memcmp(split, out, n * sizeof(float)) == 0);
     for (size_t i = 0; i < n; i++)
         acc[i] = (float)i;
     const fl_status st2 = flz_decode_axpy(ctx, p, len, 2.0f, acc, n);

@@ -279,7 +279,7 @@ static void plant_edges(upd *u, uint64_t seed)
         u->d[fl_rng_below(&r, (uint32_t)u->n)] = edge[fl_rng_below(&r, (uint32_t)ne)];
 }
 
-/* A parallel-for for fls_par: every other piece on a thread of its own, the rest on the calling
+/* A parallel-for for fl_par: every other piece on a thread of its own, the rest on the calling
  * thread in reverse order, so that pieces run out of order and at once. */
 typedef struct par_call {
     void (*fn)(void *arg, unsigned i);
@@ -299,9 +299,9 @@ static int g_par_calls; /* splits run: the parallel trials really split */
 static void par_run(void *pool, void (*fn)(void *arg, unsigned i), void *arg, unsigned n)
 {
     (void)pool;
-    pthread_t th[FLS_PAR_MAX];
-    par_call c[FLS_PAR_MAX];
-    int started[FLS_PAR_MAX] = {0};
+    pthread_t th[FL_PAR_MAX];
+    par_call c[FL_PAR_MAX];
+    int started[FL_PAR_MAX] = {0};
     for (unsigned i = 0; i < n; i += 2) {
         c[i] = (par_call){fn, arg, i};
         started[i] = pthread_create(&th[i], NULL, par_thread, &c[i]) == 0;
@@ -318,7 +318,7 @@ static void par_run(void *pool, void (*fn)(void *arg, unsigned i), void *arg, un
 static fls_agg_options with_par(fls_agg_options o, unsigned parts)
 {
     o.fold_early = 1;
-    o.par = (fls_par){par_run, NULL, parts, 1};
+    o.par = (fl_par){par_run, NULL, parts, 1};
     return o;
 }
 
@@ -339,7 +339,7 @@ static void check_invariance(const char *spec, int K, double p, uint64_t seed, d
     /* trial 5: early folding with borrowed adds (pieces decoded in place are copied) */
     /* trials 7 and 8: early folds split over threads (8: borrowed, more pieces than most chunks
      * have 16-element steps, so many pieces are empty) */
-    fls_agg_options par3 = with_par(base, 3), par64 = with_par(base, FLS_PAR_MAX);
+    fls_agg_options par3 = with_par(base, 3), par64 = with_par(base, FL_PAR_MAX);
     const fls_agg_options *opts[9] = {&base, &base, &portable, &early, &early_portable, &early,
                                       &avx2, &par3, &par64};
     flm_arch a;
@@ -1114,17 +1114,17 @@ static void test_weight_cap(void **state)
     assert_true(fls_agg_weight_cap(NULL) == 0);
 }
 
-/* A split needs a parallel-for, and at most FLS_PAR_MAX pieces. */
+/* A split needs a parallel-for, and at most FL_PAR_MAX pieces. */
 static void test_par_options(void **state)
 {
     (void)state;
     fls_agg *a = NULL;
     fls_agg_options o = fls_agg_options_default();
-    o.par = (fls_par){NULL, NULL, 2, 0};
+    o.par = (fl_par){NULL, NULL, 2, 0};
     assert_int_equal(fls_agg_new_flat(4, &o, &a), FL_ERR_INVALID_ARG);
-    o.par = (fls_par){par_run, NULL, FLS_PAR_MAX + 1, 0};
+    o.par = (fl_par){par_run, NULL, FL_PAR_MAX + 1, 0};
     assert_int_equal(fls_agg_new_flat(4, &o, &a), FL_ERR_INVALID_ARG);
-    o.par = (fls_par){NULL, NULL, 1, 0}; /* one piece: serial, run unused */
+    o.par = (fl_par){NULL, NULL, 1, 0}; /* one piece: serial, run unused */
     assert_int_equal(fls_agg_new_flat(4, &o, &a), FL_OK);
     fls_agg_free(a);
 }

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <pthread.h>
 #include <cmocka.h>
 #include <float.h>
 #if defined(__x86_64__) || defined(__i386__)
@@ -684,6 +685,97 @@ static void test_bad_payloads(void **state)
     fix_free(&f);
 }
 
+/* A parallel-for on real threads: every other piece on a thread of its own, the rest on the
+ * caller, last first. */
+typedef struct par_call {
+    void (*fn)(void *arg, unsigned i);
+    void *arg;
+    unsigned i;
+} par_call;
+
+static void *par_thread(void *p)
+{
+    const par_call *c = p;
+    c->fn(c->arg, c->i);
+    return NULL;
+}
+
+static int g_par_calls;
+
+static void par_run(void *pool, void (*fn)(void *arg, unsigned i), void *arg, unsigned n)
+{
+    (void)pool;
+    pthread_t th[FL_PAR_MAX];
+    par_call c[FL_PAR_MAX];
+    int started[FL_PAR_MAX] = {0};
+    for (unsigned i = 0; i < n; i += 2) {
+        c[i] = (par_call){fn, arg, i};
+        started[i] = pthread_create(&th[i], NULL, par_thread, &c[i]) == 0;
+    }
+    for (unsigned k = n; k-- > 0;)
+        if (k % 2 || !started[k])
+            fn(arg, k);
+    for (unsigned i = 0; i < n; i += 2)
+        if (started[i])
+            pthread_join(th[i], NULL);
+    g_par_calls++;
+}
+
+/* flz_decode_par gives flz_decode's status and bits for every pipeline and length, split in 2,
+ * 3, 7 or 64 pieces on real threads; damaged bodies give the same status; the quantised
+ * pipelines are really split. */
+static void test_decode_split(void **state)
+{
+    (void)state;
+    const size_t lens[] = {1, 17, 1000, 4099, 20000, 70001};
+    const unsigned parts[] = {2, 3, 7, FL_PAR_MAX};
+    fix f;
+    fix_init(&f, 70001);
+    float *z = malloc(70001 * sizeof(float));
+    uint8_t *m = malloc(f.cap);
+    assert_non_null(z);
+    assert_non_null(m);
+    for (size_t p = 0; p < NPIPE; p++) {
+        const flz_spec sp = spec_of(pipelines[p]);
+        for (size_t li = 0; li < sizeof lens / sizeof lens[0]; li++) {
+            const size_t n = lens[li];
+            fill_gauss(f.x, n, 300 + li);
+            const size_t w = enc(&f, pipelines[p], f.x, n, 11);
+            assert_int_equal(flz_decode(f.c, f.buf, w, f.y, n), FL_OK);
+            for (size_t k = 0; k < sizeof parts / sizeof parts[0]; k++) {
+                const fl_par par = {par_run, NULL, parts[k], 1};
+                const int calls = g_par_calls;
+                assert_int_equal(flz_decode_par(f.c, f.buf, w, z, n, &par), FL_OK);
+                if (memcmp(z, f.y, n * sizeof(float)) != 0)
+                    fail_msg("%s n=%zu in %u pieces: other bits", pipelines[p], n, parts[k]);
+                const int split = sp.value == FLZ_VALUE_Q && sp.topk == 0.0f && sp.sub == 0.0f;
+                assert_int_equal(g_par_calls - calls, split);
+            }
+            /* damage: the same status as the serial decode */
+            for (size_t t = 0; t < 20 && w > FLZ_HEADER_SIZE; t++) {
+                memcpy(m, f.buf, w);
+                m[FLZ_HEADER_SIZE + (t * 7919) % (w - FLZ_HEADER_SIZE)] ^= (uint8_t)(1 + t * 37 % 255);
+                const fl_par par = {par_run, NULL, 3, 1};
+                const fl_status s1 = flz_decode(f.c, m, w, f.y, n);
+                assert_int_equal(flz_decode_par(f.c, m, w, z, n, &par), s1);
+                if (s1 == FL_OK)
+                    assert_memory_equal(z, f.y, n * sizeof(float));
+            }
+        }
+    }
+    /* below min_elems, or one part: serial, the parallel-for unused */
+    const size_t w = enc(&f, "rot+q4", f.x, 1000, 3);
+    const int calls = g_par_calls;
+    const fl_par big = {par_run, NULL, 4, 0}, one = {par_run, NULL, 1, 1};
+    assert_int_equal(flz_decode_par(f.c, f.buf, w, z, 1000, &big), FL_OK);
+    assert_int_equal(flz_decode_par(f.c, f.buf, w, z, 1000, &one), FL_OK);
+    assert_int_equal(flz_decode_par(f.c, f.buf, w, z, 1000, NULL), FL_OK);
+    assert_int_equal(g_par_calls, calls);
+    free(z);
+    free(m);
+    fix_free(&f);
+}
+
 static void test_encode_errors(void **state)
 {
     (void)state;
@@ -876,6 +968,7 @@ int main(void)
         cmocka_unit_test(test_determinism),
         cmocka_unit_test(test_isa_equivalence),
         cmocka_unit_test(test_bad_payloads),
+        cmocka_unit_test(test_decode_split),
         cmocka_unit_test(test_encode_errors),
         cmocka_unit_test(test_axpy),
         cmocka_unit_test(test_encode_diff),

@@ -110,19 +110,20 @@ static void test_threads_resolve(void **state)
     assert_true(flsim_cpus() >= 1);
 }
 
-/* Folds split over helpers give the bits of folds on the main thread: full models and AFD
- * submodels whose first tensor's chunks are large enough to split (mlp:64-128-4: 8192 and 6144
- * elements). */
+/* Folds and decodes split over helpers give the bits of the main thread's: full models and AFD
+ * submodels whose first tensor's chunks are large enough to split (mlp:64-256-4: 16384 elements,
+ * 12288 in a 0.75 submodel; a fold splits from 4096, a quantised decode from 16384). */
 static void test_fold_helpers_same_bits(void **state)
 {
     (void)state;
-    static const char *setups[][2] = {{"full", "none"}, {"afd-multi", "topk0.3+q8+zstd"}};
+    static const char *setups[][2] = {{"full", "none"}, {"afd-multi", "topk0.3+q8+zstd"},
+                                      {"full", "rot+q2+zstd"}};
     static const uint32_t threads[3] = {1, 2, 3}, fold[3] = {0, 3, 9};
     for (size_t s = 0; s < sizeof setups / sizeof setups[0]; s++) {
         uint8_t sha[3][FL_SHA256_LEN];
         for (int k = 0; k < 3; k++) {
             flsim_config c = small_config();
-            assert_int_equal(flsim_config_set(&c, "model", "mlp:64-128-4", NULL, 0), FL_OK);
+            assert_int_equal(flsim_config_set(&c, "model", "mlp:64-256-4", NULL, 0), FL_OK);
             assert_int_equal(flsim_config_set(&c, "policy", setups[s][0], NULL, 0), FL_OK);
             assert_int_equal(flsim_config_set(&c, "up-codec", setups[s][1], NULL, 0), FL_OK);
             c.rounds = 4;
