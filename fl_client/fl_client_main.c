@@ -95,7 +95,8 @@ static void usage(FILE *f)
 "runs CURVE, or keys against one that runs --insecure),\n"
 "4 transport error. A server with no room (server.max_clients, server.ids_per_key) is retried\n"
 "with backoff; so is an endpoint where no server answers (not started yet, restarting), for\n"
-"ever: the log says \"no connection to EP\" until one does.\n",
+"ever: the log says \"no connection to EP\" until one does; and so is a server whose CURVE\n"
+"handshakes fail after one succeeded: the log asks \"has the server's key changed?\".\n",
             INT_MAX);
 }
 

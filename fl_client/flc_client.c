@@ -30,6 +30,11 @@
 #define PENDING_MAX 4096
 /* Consecutive refused CURVE handshakes before flc_client_run gives up with FLC_ERR_AUTH (flc.h). */
 #define AUTH_TRIES 3
+/* Handshakes in a row that fail without detail, after one had succeeded, before the log asks
+ * whether the server's key changed: one is a network error as likely as anything; a server that
+ * takes connection after connection and fails each handshake (ZeroMQ retries every 100 ms) is
+ * what a server restarted under another key looks like. */
+#define KEY_HINT_FAILS 3
 /* How long one send may wait for room on the socket before it counts as failed; the wait is
  * cut short by flc_client_stop and by a failed handshake. */
 #define SEND_WAIT_MS 30000
@@ -49,6 +54,7 @@ struct flc_client {
     int hs_refusals;           /* refused handshakes in a row (reset by one that succeeds) */
     int hs_ever_ok;            /* a handshake succeeded once: the server key is right */
     int hs_mismatch;           /* a CURVE handshake met a plain-text server (said once) */
+    unsigned hs_fail_run;      /* handshakes failed without detail since one succeeded (CURVE) */
     uint64_t hello_ns;         /* when the last Hello went out, or a link came up since */
     unsigned hs_count;         /* handshakes that succeeded on this client's sockets */
     unsigned conn_count;       /* connections made (TCP/IPC up, before any handshake) */
@@ -355,7 +361,9 @@ flc_status flc_client_new(const flc_config *cfg, flc_client **out)
 /* Reads the socket monitor's pending events: a handshake that succeeded resets the count of
  * refusals; a refused one (the server's ZAP handler answered 400: our key is not on its
  * allow-list) or, over CURVE, one that failed otherwise (e.g. a wrong server key, which the server
- * cannot even answer) marks this connection as refused: the session then ends. */
+ * cannot even answer) marks this connection as refused: the session then ends. Once a handshake
+ * succeeded, failures without detail are retried as network errors; KEY_HINT_FAILS of them in a
+ * row ask whether the server's key changed. */
 static void drain_monitor(flc_client *c)
 {
     for (;;) {
@@ -386,6 +394,7 @@ static void drain_monitor(flc_client *c)
             c->hs_refusals = 0;
             c->hs_ever_ok = 1;
             c->hs_mismatch = 0; /* a CURVE server now: a later failure is news about the key */
+            c->hs_fail_run = 0;
             c->hs_count++;
             /* A Hello queued while the link was down goes out now: its answer is due from now. */
             c->hello_ns = fl_time_mono_ns();
@@ -409,8 +418,22 @@ static void drain_monitor(flc_client *c)
                 c->hs_failed = 1;
                 break;
             }
-            if (!c->server_pub || (event == ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL && c->hs_ever_ok))
+            if (!c->server_pub)
                 break;
+            if (event == ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL && c->hs_ever_ok) {
+                /* Not a refusal (a network error looks the same): ZeroMQ reconnects. But a
+                 * server restarted under another key fails every handshake just so (libzmq 4.3:
+                 * it cannot open our Hello and hangs up, EPIPE here), and "no word from EP"
+                 * after liveness_ms would blame the network. Said once a run; not after a
+                 * plain-text server was met, whose hang-ups look the same (said above). */
+                if (++c->hs_fail_run == KEY_HINT_FAILS && !c->hs_mismatch)
+                    fl_log(&c->log, FL_LOG_WARN, "%s: %d CURVE handshakes in a row failed (%s) "
+                           "where one had succeeded: has the server's key changed? "
+                           "server_public_key must be its public key now (or the server runs "
+                           "plain text now, fl_server --insecure); retrying", c->endpoint,
+                           KEY_HINT_FAILS, zmq_strerror((int)value));
+                break;
+            }
             if (event == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL &&
                 value == ZMQ_PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH) {
                 /* CURVE against a plain-text server: its key is not the question. */
