@@ -3,6 +3,7 @@
  * with a ZAP handler that refuses every key. The client runs on its own thread; the test thread
  * plays the server and checks what arrives and how soon flc_client_run returns. */
 #include <math.h>
+#include <poll.h>
 #include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -917,6 +918,103 @@ static void test_server_key_changed_said(void **state)
     logbuf_free(lb);
 }
 
+/* A TCP listener at a loopback port of its own, its endpoint in ep: for plain_greeting_serve. */
+static int plain_listener(char *ep, size_t cap)
+{
+    const int lfd = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(lfd >= 0);
+    struct sockaddr_in sin;
+    memset(&sin, 0, sizeof sin);
+    sin.sin_family = AF_INET;
+    sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t sl = sizeof sin;
+    assert_int_equal(bind(lfd, (struct sockaddr *)&sin, sizeof sin), 0);
+    assert_int_equal(listen(lfd, 16), 0);
+    assert_int_equal(getsockname(lfd, (struct sockaddr *)&sin, &sl), 0);
+    snprintf(ep, cap, "tcp://127.0.0.1:%d", ntohs(sin.sin_port));
+    return lfd;
+}
+
+/* Plays a plain-text server (fl_server --insecure) for one connection on listener lfd: answers
+ * the client's ZMTP greeting with one of the NULL mechanism and waits until the client hangs up.
+ * A real plain-text router often hangs up first, before the client reads its greeting (a broken
+ * pipe then, which says nothing of the mechanism); this one lets the client see the mismatch
+ * every time. Closes lfd, so that the next server can bind at its endpoint. */
+static void plain_greeting_serve(int lfd)
+{
+    struct pollfd p = {lfd, POLLIN, 0};
+    if (poll(&p, 1, 10000) != 1)
+        fail_msg("no connection to the plain-text server within 10 s");
+    const int fd = accept(lfd, NULL, NULL);
+    assert_true(fd >= 0);
+    /* ZMTP 3.0 greeting: signature (0xff, 8 bytes, 0x7f), version 3.0, mechanism "NULL" (20
+     * bytes), as-server 0, filler (31 bytes). */
+    uint8_t g[64] = {0xff, 0, 0, 0, 0, 0, 0, 0, 1, 0x7f, 3, 0, 'N', 'U', 'L', 'L'};
+    assert_int_equal(write(fd, g, sizeof g), (ssize_t)sizeof g);
+    char buf[256];
+    for (;;) { /* the client's greeting, until it hangs up */
+        struct pollfd q = {fd, POLLIN, 0};
+        if (poll(&q, 1, 10000) != 1)
+            fail_msg("the CURVE client did not hang up on a plain-text greeting within 10 s");
+        if (read(fd, buf, sizeof buf) <= 0)
+            break;
+    }
+    close(fd);
+    close(lfd);
+}
+
+/* One endpoint serves plain text, then CURVE, then CURVE under another key. The mismatch with the
+ * plain-text server is said, and keeps later broken pipes from asking about the key; the handshake
+ * with the CURVE server that follows clears it (hs_mismatch in flc_client.c), so that when the
+ * key changes the failures are news about the key again and the client asks whether it changed.
+ * Without the clearing a plain-text server met once kept that question unasked for good. */
+static void test_key_change_said_after_plain_server(void **state)
+{
+    (void)state;
+    char apub[41], asec[41], bpub[41], bsec[41], cpub[41], csec[41];
+    assert_int_equal(zmq_curve_keypair(apub, asec), 0);
+    assert_int_equal(zmq_curve_keypair(bpub, bsec), 0);
+    assert_int_equal(zmq_curve_keypair(cpub, csec), 0);
+    char ep[128];
+    const int lfd = plain_listener(ep, sizeof ep);
+    logbuf *lb = logbuf_new();
+    flc_config cfg = base_config(ep, train_plus_quarter, lb);
+    cfg.server_public_key = apub;
+    cfg.secret_key = csec;
+    cfg.heartbeat_ms = 100;
+    cfg.liveness_ms = 600000; /* no "no word from EP" while the test runs: the handshakes tell */
+    flc_client *c = NULL;
+    assert_int_equal(flc_client_new(&cfg, &c), FLC_OK);
+    runner r;
+    run_start(&r, c);
+    /* 1. plain text: the mismatch is said (one refusal; a second at most, should the client's
+     * next try reach the listener before it closes: 3 would end the run) */
+    plain_greeting_serve(lfd);
+    const char *mismatch = "another security mechanism than this CURVE client";
+    if (!log_wait(lb, mismatch, 10.0))
+        fail_msg("the mismatch with the plain-text server not said; log:\n%s", lb->text);
+    /* 2. CURVE with key A at the same endpoint: the handshake succeeds */
+    fake f;
+    fake_bind(&f, ep, asec);
+    flp_msg *h = fake_expect(&f, FLP_HELLO, 10000);
+    if (!h)
+        fail_msg("no Hello from the CURVE client within 10 s; log:\n%s", lb->text);
+    flp_msg_free(h);
+    fake_ack(&f, FLP_HELLO, 0, 0);
+    fake_close(&f);
+    /* 3. CURVE with key B: the key is the question again */
+    fake_bind(&f, ep, bsec);
+    if (!log_wait(lb, KEY_CHANGED_HINT, 10.0))
+        fail_msg("no '%s' within 10 s of the key change; log:\n%s", KEY_CHANGED_HINT, lb->text);
+    assert_false(atomic_load(&r.done));
+    flc_client_stop(c);
+    assert_true(run_wait(&r, 5.0));
+    assert_int_equal(r.st, FLC_ERR_CANCELLED);
+    flc_client_free(c);
+    fake_close(&f);
+    logbuf_free(lb);
+}
+
 /* fl_client stopped by SIGTERM while it loads its dataset (here: blocked reading a FIFO) exits 0,
  * the status --help gives a stop, and says so. The handler came only after the dataset, so such
  * a stop was the default action: exit 143, without a word. */
@@ -1517,6 +1615,7 @@ int main(void)
         cmocka_unit_test(test_one_hello_after_server_down),
         cmocka_unit_test(test_no_server_at_endpoint_said),
         cmocka_unit_test(test_server_key_changed_said),
+        cmocka_unit_test(test_key_change_said_after_plain_server),
         cmocka_unit_test(test_cli_stop_during_startup),
         cmocka_unit_test(test_cli_bad_options),
         cmocka_unit_test(test_reconnects_counts_each_new_start),
