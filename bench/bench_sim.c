@@ -12,7 +12,7 @@
  * counted: the first round also pays for first-touch allocations a long run pays once).
  * Peer, measured in the same run: the bare training of the same number of clients on the same
  * shards (flm_train_local on one model per thread, no cores, no codecs), on the run's workers
- * and fold helpers together (all online CPUs by default), i.e. the floor.
+ * and fold helpers together (every CPU the process may use, by default), i.e. the floor.
  * Last line: round_wall_s=<f> train_s=<f> overhead_frac=<f> peak_rss_mb=<f>
  */
 #include <pthread.h>

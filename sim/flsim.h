@@ -164,7 +164,7 @@ typedef struct flsim_config {
     int agg_dilute;                /* 1: coordinates a client did not hold count as zero deltas */
     char down_codec[96], up_codec[96];
     uint64_t seed;
-    uint32_t threads;              /* worker threads; 0 = online CPUs */
+    uint32_t threads;              /* worker threads; 0 = the CPUs (flsim_threads_resolve) */
     uint32_t fold_threads;         /* helpers that split the main thread's folds into the
                                     * aggregate (results do not depend on it);
                                     * FLSIM_FOLD_AUTO = from threads (flsim_fold_helpers) */

@@ -8,7 +8,7 @@
 typedef struct flsim_fold_pool flsim_fold_pool;
 
 /* The run's worker and fold helper counts from --threads and --fold-threads on a machine of
- * ncpu online CPUs. --threads 0 = ncpu workers, but from FLSIM_FOLD_FROM CPUs on a quarter of
+ * ncpu CPUs (flsim_cpus). --threads 0 = ncpu workers, but from FLSIM_FOLD_FROM CPUs on a quarter of
  * them fold instead (measured on 16 cores: 12 workers + 4 helpers ran a round of bench_sim in
  * 0.08-0.09 s, 16 workers alone in 0.19 s, the main thread's serial fold the bound; on 8 cores
  * and below helpers gained nothing). --fold-threads auto with --threads N: N / 4 helpers from
