@@ -147,7 +147,8 @@ fl_status flz_decode(flz_ctx *ctx, const uint8_t *src, size_t len, float *out, s
  * whole quantisation and rotation blocks: the same status and, on success, the same bits as
  * flz_decode. Payloads below par->min_elems elements (0: 16384), other pipelines, and par NULL or
  * of fewer than 2 parts decode as flz_decode does. Not thread-safe per ctx; the pieces run on the
- * lender's threads, each flushing subnormals as flz_decode does. */
+ * lender's threads, each in the floating-point mode flz_decode runs in, whatever mode those
+ * threads are in: the caller's rounding mode (on x86 its MXCSR), subnormals flushed. */
 fl_status flz_decode_par(flz_ctx *ctx, const uint8_t *src, size_t len, float *out,
                          size_t n_expected, const fl_par *par);
 

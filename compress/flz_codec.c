@@ -7,6 +7,7 @@
  *          q: ceil(m/B) x (f32 lo, f32 hi), then ceil(m q / 8) bytes of levels, low bits first
  * where m is the length entering the value stage (n, or k after topk, or the subsample size).
  */
+#include <fenv.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -810,6 +811,24 @@ static void flush_end(unsigned m)
 {
     _mm_setcsr(m);
 }
+/* A piece of a split decode, on whichever thread the lender runs it: this thread in the mode
+ * flz_decode gives the calling one, whose floating-point control is ctl (fp_ctl there), since a
+ * lender's threads keep the mode they started in and the bits must be the caller's. Here: the
+ * caller's MXCSR (rounding, masks) with FTZ and DAZ; this thread's status flags are kept. */
+static unsigned fp_ctl(void)
+{
+    return _mm_getcsr();
+}
+static unsigned piece_begin(unsigned ctl)
+{
+    const unsigned m = _mm_getcsr();
+    _mm_setcsr((ctl & ~0x3Fu) | (m & 0x3Fu) | 0x8040u);
+    return m;
+}
+static void piece_end(unsigned m)
+{
+    _mm_setcsr(m);
+}
 #else
 static unsigned flush_begin(void)
 {
@@ -818,6 +837,23 @@ static unsigned flush_begin(void)
 static void flush_end(unsigned m)
 {
     (void)m;
+}
+/* Elsewhere: the caller's rounding mode. */
+static unsigned fp_ctl(void)
+{
+    return (unsigned)fegetround();
+}
+static unsigned piece_begin(unsigned ctl)
+{
+    const int m = fegetround();
+    if (m != (int)ctl)
+        fesetround((int)ctl);
+    return (unsigned)m;
+}
+static void piece_end(unsigned m)
+{
+    if (fegetround() != (int)m)
+        fesetround((int)m);
 }
 #endif
 
@@ -859,11 +895,13 @@ typedef struct par_dec {
     float *out;
     size_t n, unit, units;
     unsigned parts;
+    unsigned ctl; /* the caller's floating-point control (fp_ctl) */
     fl_status st[FL_PAR_MAX];
 } par_dec;
 
 /* One piece: whole units (a multiple of both the quantisation and the rotation block) of the
- * dense result, dequantised and rotated back on the calling thread, flushed as flz_decode is. */
+ * dense result, dequantised and rotated back on the calling thread, in the floating-point mode
+ * flz_decode gives the caller's (flushed, the caller's rounding). */
 static void par_dec_piece(void *arg, unsigned i)
 {
     par_dec *d = arg;
@@ -874,14 +912,14 @@ static void par_dec_piece(void *arg, unsigned i)
     d->st[i] = FL_OK;
     if (p0 >= p1)
         return;
-    const unsigned m = flush_begin();
+    const unsigned m = piece_begin(d->ctl);
     const size_t B = (size_t)1 << d->s->q_log2;
     fl_status st = quant_blocks(d->c, d->s, d->out, d->body, d->n, p0 / B, (p1 + B - 1) / B);
     if (st == FL_OK && d->s->rot_log2) {
         uint32_t words[ROT_WORDS_MAX];
         st = rotate_span(d->c, d->ky, d->out, NULL, p0, p1, d->s->rot_log2, 0, words);
     }
-    flush_end(m);
+    piece_end(m);
     d->st[i] = st;
 }
 
@@ -929,6 +967,7 @@ fl_status flz_decode_par(flz_ctx *c, const uint8_t *src, size_t len, float *out,
     d.unit = B > R ? B : R; /* powers of two: a multiple of both */
     d.units = (n_expected + d.unit - 1) / d.unit;
     d.parts = par->parts;
+    d.ctl = fp_ctl();
     par->run(par->pool, par_dec_piece, &d, d.parts);
     for (unsigned i = 0; i < d.parts; i++)
         if (d.st[i] != FL_OK)

@@ -11,6 +11,7 @@
 #include <string.h>
 #include <pthread.h>
 #include <cmocka.h>
+#include <fenv.h>
 #include <float.h>
 #if defined(__x86_64__) || defined(__i386__)
 #include <xmmintrin.h>
@@ -776,6 +777,77 @@ static void test_decode_split(void **state)
     fix_free(&f);
 }
 
+/* A lender's threads keep the rounding mode they started in (fl_sim's helpers start before any
+ * run): on them, the pieces of a decode that the embedder runs in another mode. */
+static void *par_thread_default_mode(void *p)
+{
+    const par_call *c = p;
+    fesetround(FE_TONEAREST);
+    c->fn(c->arg, c->i);
+    return NULL;
+}
+
+static void par_run_default_mode(void *pool, void (*fn)(void *arg, unsigned i), void *arg,
+                                 unsigned n)
+{
+    (void)pool;
+    pthread_t th[FL_PAR_MAX];
+    par_call c[FL_PAR_MAX];
+    int started[FL_PAR_MAX] = {0};
+    for (unsigned i = 0; i < n; i++) {
+        c[i] = (par_call){fn, arg, i};
+        started[i] = pthread_create(&th[i], NULL, par_thread_default_mode, &c[i]) == 0;
+    }
+    for (unsigned i = 0; i < n; i++) {
+        if (started[i])
+            pthread_join(th[i], NULL);
+        else
+            fn(arg, i);
+    }
+}
+
+/* Under another rounding mode (an embedder's fesetround) flz_decode_par still gives
+ * flz_decode's bits, though the lender's threads round to nearest. */
+static int decode_split_rounding(void)
+{
+    const int modes[] = {FE_UPWARD, FE_DOWNWARD, FE_TOWARDZERO};
+    const char *const specs[] = {"rot+q4+zstd", "q8", "rot64+q2"};
+    const size_t n = 40000;
+    fix f;
+    fix_init(&f, n);
+    float *z = malloc(n * sizeof(float));
+    int bad = 0;
+    for (size_t s = 0; s < sizeof specs / sizeof specs[0]; s++) {
+        fill_gauss(f.x, n, 70 + s);
+        const size_t w = enc(&f, specs[s], f.x, n, 5);
+        for (size_t m = 0; m < sizeof modes / sizeof modes[0]; m++) {
+            const fl_par par = {par_run_default_mode, NULL, 4, 1};
+            if (fesetround(modes[m]) != 0)
+                continue;
+            const fl_status s1 = flz_decode(f.c, f.buf, w, f.y, n);
+            const fl_status s2 = flz_decode_par(f.c, f.buf, w, z, n, &par);
+            fesetround(FE_TONEAREST);
+            if (s1 != FL_OK || s2 != FL_OK || memcmp(z, f.y, n * sizeof(float)) != 0) {
+                print_error("%s, rounding mode %d: %s / %s, %s bits\n", specs[s], modes[m],
+                            fl_status_name(s1), fl_status_name(s2),
+                            memcmp(z, f.y, n * sizeof(float)) ? "other" : "the same");
+                bad = 1;
+            }
+        }
+    }
+    free(z);
+    fix_free(&f);
+    return bad;
+}
+
+static void test_decode_split_rounding(void **state)
+{
+    (void)state;
+    const int bad = decode_split_rounding(); /* the default mode restored before any assert */
+    assert_int_equal(fegetround(), FE_TONEAREST);
+    assert_false(bad);
+}
+
 static void test_encode_errors(void **state)
 {
     (void)state;
@@ -969,6 +1041,7 @@ int main(void)
         cmocka_unit_test(test_isa_equivalence),
         cmocka_unit_test(test_bad_payloads),
         cmocka_unit_test(test_decode_split),
+        cmocka_unit_test(test_decode_split_rounding),
         cmocka_unit_test(test_encode_errors),
         cmocka_unit_test(test_axpy),
         cmocka_unit_test(test_encode_diff),
