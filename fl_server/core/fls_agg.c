@@ -916,10 +916,18 @@ static void par_fold_piece(void *arg, unsigned i)
         hi = p->n;
     if (lo >= hi)
         return;
+    /* The caller folds in the default rounding mode (early_fold splits only then); a lender's
+     * thread may be in another, which would round these terms otherwise (and a piece undone on
+     * another thread than it was folded on would not cancel). */
+    const int mode = fegetround();
+    if (mode != FE_TONEAREST)
+        fesetround(FE_TONEAREST);
     fold_ctx fc;
     fold_setup(&fc, p->h, p->sub_off, p->x, p->neg);
     fold_range(&fc, p->h, p->sub_off + lo, hi - lo);
     p->bad[i] = fc.bad;
+    if (mode != FE_TONEAREST)
+        fesetround(mode);
 }
 
 static void early_fold(fls_agg_update *h, size_t sub_off, size_t n, const float *x, int neg)

@@ -82,7 +82,8 @@ typedef enum fls_agg_mode {
 /* With a parallel-for (fl_par.h) of parts >= 2, an early fold of at least par.min_elems elements
  * (0: FLS_PAR_MIN_ELEMS) is split into `parts` disjoint pieces of the accumulator, one per call:
  * the sums are integers, so the result is the same bits as the serial fold. Only early folding
- * uses it, and only in the default rounding mode (a helper thread's mode is its own). */
+ * uses it, and only when the calling thread is in the default rounding mode; each piece runs in
+ * that mode too, whatever the mode of the thread that runs it. */
 #define FLS_PAR_MIN_ELEMS 4096
 
 typedef struct fls_agg_options {

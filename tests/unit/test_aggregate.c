@@ -399,6 +399,85 @@ static void check_invariance(const char *spec, int K, double p, uint64_t seed, d
     free(u);
 }
 
+/* A lender whose threads run in a rounding mode of their own (started under an embedder's
+ * fesetround): every other piece on such a thread, the rest on the caller. */
+static void *par_thread_upward(void *p)
+{
+    const par_call *c = p;
+    fesetround(FE_UPWARD);
+    c->fn(c->arg, c->i);
+    return NULL;
+}
+
+static void par_run_upward(void *pool, void (*fn)(void *arg, unsigned i), void *arg, unsigned n)
+{
+    (void)pool;
+    pthread_t th[FL_PAR_MAX];
+    par_call c[FL_PAR_MAX];
+    int started[FL_PAR_MAX] = {0};
+    for (unsigned i = 0; i < n; i += 2) {
+        c[i] = (par_call){fn, arg, i};
+        started[i] = pthread_create(&th[i], NULL, par_thread_upward, &c[i]) == 0;
+    }
+    for (unsigned k = n; k-- > 0;)
+        if (k % 2 || !started[k])
+            fn(arg, k);
+    for (unsigned i = 0; i < n; i += 2)
+        if (started[i])
+            pthread_join(th[i], NULL);
+    g_par_calls++;
+}
+
+/* The caller folds in the default mode: a split fold gives its bits whatever mode the lender's
+ * threads are in (small deltas, whose fixed-point terms the mode would round otherwise), and a
+ * rejected update's undo still cancels its fold. */
+static void test_split_fold_lender_mode(void **state)
+{
+    (void)state;
+    flm_arch a;
+    parse(&a, "mlp:64-96-10");
+    enum { K = 6 };
+    upd u[K];
+    for (int k = 0; k < K; k++)
+        make_upd(&u[k], &a, (uint32_t)k, 0.7, 0.01f, 77);
+    const size_t N = a.n_params;
+    float *d[2] = {malloc(N * sizeof(float)), malloc(N * sizeof(float))};
+    float *bad = malloc(u[1].n * sizeof(float));
+    assert_non_null(d[0]);
+    assert_non_null(d[1]);
+    assert_non_null(bad);
+    memcpy(bad, u[1].d, u[1].n * sizeof(float));
+    bad[u[1].n - 1] = 1e9f; /* out of range in the last piece: rejected, undone */
+    const int calls = g_par_calls;
+    for (int t = 0; t < 2; t++) {
+        fls_agg_options o = fls_agg_options_default();
+        o.fold_early = 1;
+        if (t)
+            o.par = (fl_par){par_run_upward, NULL, 4, 1};
+        fls_agg *agg;
+        assert_int_equal(fls_agg_new(&a, &o, &agg), FL_OK);
+        for (int k = 0; k < K; k++) {
+            assert_int_equal(feed(agg, &u[k], 0), FL_OK);
+            if (k == 2) {
+                fls_agg_update *h;
+                assert_int_equal(fls_agg_update_begin(agg, u[1].w, u[1].sm, &h), FL_OK);
+                assert_int_equal(fls_agg_update_add(h, 0, bad, u[1].n), FL_OK);
+                assert_int_equal(fls_agg_update_commit(h), FL_ERR_AGG_RANGE);
+            }
+        }
+        assert_int_equal(fls_agg_finalize(agg, d[t], NULL), FL_OK);
+        fls_agg_free(agg);
+    }
+    assert_true(g_par_calls > calls); /* really split */
+    assert_int_equal(fegetround(), FE_TONEAREST);
+    assert_memory_equal(d[0], d[1], N * sizeof(float));
+    for (int k = 0; k < K; k++)
+        upd_free(&u[k]);
+    free(bad);
+    free(d[0]);
+    free(d[1]);
+}
+
 /* Under another rounding mode (an embedder's fesetround) every kernel still gives the bits of
  * the portable one, and an undo still cancels its fold. */
 static void test_invariance_rounding_modes(void **state)
@@ -1134,6 +1213,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_weight_cap),
         cmocka_unit_test(test_par_options),
+        cmocka_unit_test(test_split_fold_lender_mode),
         cmocka_unit_test(test_hand_weighted_mean),
         cmocka_unit_test(test_submodel_mean_mlp),
         cmocka_unit_test(test_submodel_mean_cnn_lstm),
