@@ -164,10 +164,11 @@ typedef struct flsim_config {
     int agg_dilute;                /* 1: coordinates a client did not hold count as zero deltas */
     char down_codec[96], up_codec[96];
     uint64_t seed;
-    uint32_t threads;              /* worker threads; 0 = the CPUs (flsim_threads_resolve) */
-    uint32_t fold_threads;         /* helpers that split the main thread's folds into the
-                                    * aggregate (results do not depend on it);
-                                    * FLSIM_FOLD_AUTO = from threads (flsim_fold_helpers) */
+    uint32_t threads;              /* worker threads; 0 = the CPUs (flsim_cpus), less the
+                                    * automatic fold helpers (flsim_threads_resolve) */
+    uint32_t fold_threads;         /* helpers that split the main thread's folds and decodes
+                                    * (results do not depend on it); FLSIM_FOLD_AUTO = from
+                                    * the CPUs or threads (flsim_threads_resolve) */
     uint32_t epochs, batch;
     double lr, momentum, weight_decay, prox_mu;
     double server_lr;
@@ -358,9 +359,10 @@ fl_status flsim_write_outputs(const char *dir, const flsim_config *cfg, const fl
  * a malloc'ed *records (rounds.csv's fields: the wall-time split and CPU times it does not hold
  * are 0); FL_ERR_NOT_FOUND when DIR holds no summary.json, or that of an interrupted run (no
  * finished run there); FL_ERR_RESULTS_MISMATCH when want (if not NULL) differs from the saved
- * settings in anything but `threads` and `fold_threads`; FL_ERR_RESULTS_FORMAT for a malformed or inconsistent
- * file; FL_ERR_UNSUPPORTED when built without jansson; FL_ERR_IO, FL_ERR_NOMEM. The reason,
- * naming the file and line or field, goes to err. The two parsers take the files' bytes. */
+ * settings in anything but `threads` and `fold_threads`; FL_ERR_RESULTS_FORMAT for a malformed
+ * or inconsistent file; FL_ERR_UNSUPPORTED when built without jansson; FL_ERR_IO, FL_ERR_NOMEM.
+ * The reason, naming the file and line or field, goes to err. The two parsers take the files'
+ * bytes. */
 fl_status flsim_load_outputs(const char *dir, const flsim_config *want, flsim_result *res,
                              flsim_round_record **records, size_t *n_records, char *err,
                              size_t errlen);

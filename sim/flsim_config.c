@@ -72,9 +72,10 @@ static const flsim_option_doc g_docs[] = {
     {"down-codec", "SPEC", "downlink codec pipeline, e.g. rot+q4+zstd (none)"},
     {"up-codec", "SPEC", "uplink codec pipeline, e.g. rot+q2+zstd or topk0.1+q8+zstd (none)"},
     {"seed", "N", "run seed: every random draw derives from it (1)"},
-    {"threads", "N", "worker threads training clients; 0 = the CPUs, less the fold helpers from 12 CPUs on (0)"},
-    {"fold-threads", "N|auto", "threads helping the main thread fold updates into the aggregate, 0 .. 63; "
-                               "auto = a quarter of the CPUs (or of --threads) from 12 on, else 0 (auto)"},
+    {"threads", "N", "worker threads training clients; 0 = the CPUs, less the automatic fold helpers from 12 CPUs on (0)"},
+    {"fold-threads", "N|auto", "threads helping the main thread decode and fold updates into the aggregate, 0 .. 63; "
+                               "auto = a quarter of the CPUs (or of --threads) from 12 on, else 0; a number N "
+                               "takes no CPU from --threads 0 (auto)"},
     {"epochs", "N", "local epochs (1)"},
     {"batch", "N", "local batch size (10)"},
     {"lr", "X", "client SGD learning rate (0.05)"},

@@ -95,7 +95,7 @@ static void test_threads_resolve(void **state)
         {0, FLSIM_FOLD_AUTO, 16, 12, 4}, {0, FLSIM_FOLD_AUTO, 1000, 937, 63},
         {16, FLSIM_FOLD_AUTO, 2, 16, 4}, {11, FLSIM_FOLD_AUTO, 64, 11, 0},
         {0, 0, 16, 16, 0},               {2, 5, 2, 2, 5},
-        {0, 3, 0, 1, 3},
+        {0, 3, 0, 1, 3},                 {0, 4, 16, 16, 4}, /* a number takes no CPU */
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         flsim_config c = flsim_config_default();
