@@ -857,30 +857,30 @@ static void piece_end(unsigned m)
 }
 #endif
 
-fl_status flz_decode(flz_ctx *c, const uint8_t *src, size_t len, float *out, size_t n_expected)
+/* The body into the dense out[0..n), subnormals flushed (the header was checked as flz_peek
+ * does): a top-k body's kept values scattered over zeros. */
+static fl_status body_decode_dense(flz_ctx *c, const flz_spec *s, const key *ky,
+                                   const uint8_t *body, size_t raw, size_t n, float *out)
 {
-    flz_spec s;
-    key ky;
-    const uint8_t *body;
-    size_t raw, k = 0;
-    if (!c || (!out && n_expected))
-        return FL_ERR_INVALID_ARG;
-    fl_status st = payload_open(c, src, len, n_expected, &s, &ky, &body, &raw);
-    if (st != FL_OK)
-        return st;
-    const unsigned m = flush_begin(); /* the body only: header checks as flz_peek does them */
-    st = body_decode(c, &s, &ky, body, raw, n_expected, out, &k);
+    size_t k = 0;
+    const unsigned m = flush_begin();
+    const fl_status st = body_decode(c, s, ky, body, raw, n, out, &k);
     flush_end(m);
     if (st != FL_OK)
         return st;
-    if (s.topk != 0.0f) {
+    if (s->topk != 0.0f) {
         const uint32_t *idx = c->idx.p;
         const float *v = c->vals.p;
-        memset(out, 0, n_expected * sizeof(float));
+        memset(out, 0, n * sizeof(float));
         for (size_t j = 0; j < k; j++)
             out[idx[j]] = v[j];
     }
     return FL_OK;
+}
+
+fl_status flz_decode(flz_ctx *c, const uint8_t *src, size_t len, float *out, size_t n_expected)
+{
+    return flz_decode_par(c, src, len, out, n_expected, NULL);
 }
 
 /* ---- split decode (flz_decode_par) ------------------------------------------------------- */
@@ -927,8 +927,8 @@ fl_status flz_decode_par(flz_ctx *c, const uint8_t *src, size_t len, float *out,
                          const fl_par *par)
 {
     const size_t min = par && par->min_elems ? par->min_elems : FLZ_PAR_MIN_ELEMS;
-    if (!par || par->parts < 2 || !par->run || par->parts > FL_PAR_MAX || n_expected < min)
-        return flz_decode(c, src, len, out, n_expected);
+    const int split = par && par->parts >= 2 && par->run && par->parts <= FL_PAR_MAX &&
+                      n_expected >= min;
     flz_spec s;
     key ky;
     const uint8_t *body;
@@ -938,20 +938,8 @@ fl_status flz_decode_par(flz_ctx *c, const uint8_t *src, size_t len, float *out,
     fl_status st = payload_open(c, src, len, n_expected, &s, &ky, &body, &raw);
     if (st != FL_OK)
         return st;
-    if (s.topk != 0.0f || s.sub != 0.0f || s.value != FLZ_VALUE_Q) {
-        size_t k = 0; /* the pipelines the split does not cover: as flz_decode */
-        const unsigned m = flush_begin();
-        st = body_decode(c, &s, &ky, body, raw, n_expected, out, &k);
-        flush_end(m);
-        if (st == FL_OK && s.topk != 0.0f) {
-            const uint32_t *idx = c->idx.p;
-            const float *v = c->vals.p;
-            memset(out, 0, n_expected * sizeof(float));
-            for (size_t j = 0; j < k; j++)
-                out[idx[j]] = v[j];
-        }
-        return st;
-    }
+    if (!split || s.topk != 0.0f || s.sub != 0.0f || s.value != FLZ_VALUE_Q)
+        return body_decode_dense(c, &s, &ky, body, raw, n_expected, out); /* on this thread */
     if (values_bytes(&s, n_expected) != raw)
         return FL_ERR_CODEC_CORRUPT;
     if ((st = quant_padding(&s, body, n_expected)) != FL_OK)

@@ -12,7 +12,6 @@
 #include <string.h>
 #include <fenv.h>
 #include <math.h>
-#include <pthread.h>
 #include <cmocka.h>
 
 #include "fl_rng.h"
@@ -21,6 +20,7 @@
 #include "flm_submodel.h"
 #include "fls_agg.h"
 #include "fls_opt.h"
+#include "test_par.h"
 
 /* ---- helpers -------------------------------------------------------------------------------- */
 
@@ -279,42 +279,6 @@ static void plant_edges(upd *u, uint64_t seed)
         u->d[fl_rng_below(&r, (uint32_t)u->n)] = edge[fl_rng_below(&r, (uint32_t)ne)];
 }
 
-/* A parallel-for for fl_par: every other piece on a thread of its own, the rest on the calling
- * thread in reverse order, so that pieces run out of order and at once. */
-typedef struct par_call {
-    void (*fn)(void *arg, unsigned i);
-    void *arg;
-    unsigned i;
-} par_call;
-
-static void *par_thread(void *p)
-{
-    const par_call *c = p;
-    c->fn(c->arg, c->i);
-    return NULL;
-}
-
-static int g_par_calls; /* splits run: the parallel trials really split */
-
-static void par_run(void *pool, void (*fn)(void *arg, unsigned i), void *arg, unsigned n)
-{
-    (void)pool;
-    pthread_t th[FL_PAR_MAX];
-    par_call c[FL_PAR_MAX];
-    int started[FL_PAR_MAX] = {0};
-    for (unsigned i = 0; i < n; i += 2) {
-        c[i] = (par_call){fn, arg, i};
-        started[i] = pthread_create(&th[i], NULL, par_thread, &c[i]) == 0;
-    }
-    for (unsigned k = n; k-- > 0;)
-        if (k % 2 || !started[k])
-            fn(arg, k);
-    for (unsigned i = 0; i < n; i += 2)
-        if (started[i])
-            pthread_join(th[i], NULL);
-    g_par_calls++;
-}
-
 static fls_agg_options with_par(fls_agg_options o, unsigned parts)
 {
     o.fold_early = 1;
@@ -400,33 +364,8 @@ static void check_invariance(const char *spec, int K, double p, uint64_t seed, d
 }
 
 /* A lender whose threads run in a rounding mode of their own (started under an embedder's
- * fesetround): every other piece on such a thread, the rest on the caller. */
-static void *par_thread_upward(void *p)
-{
-    const par_call *c = p;
-    fesetround(FE_UPWARD);
-    c->fn(c->arg, c->i);
-    return NULL;
-}
-
-static void par_run_upward(void *pool, void (*fn)(void *arg, unsigned i), void *arg, unsigned n)
-{
-    (void)pool;
-    pthread_t th[FL_PAR_MAX];
-    par_call c[FL_PAR_MAX];
-    int started[FL_PAR_MAX] = {0};
-    for (unsigned i = 0; i < n; i += 2) {
-        c[i] = (par_call){fn, arg, i};
-        started[i] = pthread_create(&th[i], NULL, par_thread_upward, &c[i]) == 0;
-    }
-    for (unsigned k = n; k-- > 0;)
-        if (k % 2 || !started[k])
-            fn(arg, k);
-    for (unsigned i = 0; i < n; i += 2)
-        if (started[i])
-            pthread_join(th[i], NULL);
-    g_par_calls++;
-}
+ * fesetround): every piece on such a thread. */
+static const int k_upward = FE_UPWARD;
 
 /* The caller folds in the default mode: a split fold gives its bits whatever mode the lender's
  * threads are in (small deltas, whose fixed-point terms the mode would round otherwise), and a
@@ -453,7 +392,7 @@ static void test_split_fold_lender_mode(void **state)
         fls_agg_options o = fls_agg_options_default();
         o.fold_early = 1;
         if (t)
-            o.par = (fl_par){par_run_upward, NULL, 4, 1};
+            o.par = (fl_par){par_run, (void *)&k_upward, 4, 1};
         fls_agg *agg;
         assert_int_equal(fls_agg_new(&a, &o, &agg), FL_OK);
         for (int k = 0; k < K; k++) {

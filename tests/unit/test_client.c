@@ -382,6 +382,18 @@ static void *zap_thread(void *p)
     return NULL;
 }
 
+/* f's router socket, no linger: plain text (secret NULL) or a CURVE server of that secret key. */
+static void fake_router(fake *f, const char *secret)
+{
+    f->router = zmq_socket(f->ctx, ZMQ_ROUTER);
+    const int linger = 0, on = 1;
+    zmq_setsockopt(f->router, ZMQ_LINGER, &linger, sizeof linger);
+    if (secret) {
+        assert_int_equal(zmq_setsockopt(f->router, ZMQ_CURVE_SERVER, &on, sizeof on), 0);
+        assert_int_equal(zmq_setsockopt(f->router, ZMQ_CURVE_SECRETKEY, secret, 40), 0);
+    }
+}
+
 /* secret: NULL for plain text; else the server's CURVE secret key, behind a refusing ZAP. */
 static void fake_open(fake *f, const char *secret)
 {
@@ -393,13 +405,7 @@ static void fake_open(fake *f, const char *secret)
         assert_int_equal(zmq_bind(f->zap, "inproc://zeromq.zap.01"), 0);
         assert_int_equal(pthread_create(&f->zap_thread, NULL, zap_thread, f), 0);
     }
-    f->router = zmq_socket(f->ctx, ZMQ_ROUTER);
-    const int linger = 0, on = 1;
-    zmq_setsockopt(f->router, ZMQ_LINGER, &linger, sizeof linger);
-    if (secret) {
-        assert_int_equal(zmq_setsockopt(f->router, ZMQ_CURVE_SERVER, &on, sizeof on), 0);
-        assert_int_equal(zmq_setsockopt(f->router, ZMQ_CURVE_SECRETKEY, secret, 40), 0);
-    }
+    fake_router(f, secret);
     assert_int_equal(zmq_bind(f->router, "tcp://127.0.0.1:*"), 0);
     size_t n = sizeof f->ep;
     assert_int_equal(zmq_getsockopt(f->router, ZMQ_LAST_ENDPOINT, f->ep, &n), 0);
@@ -413,18 +419,13 @@ static void fake_bind(fake *f, const char *ep, const char *secret)
     memset(f, 0, sizeof *f);
     f->ctx = zmq_ctx_new();
     assert_non_null(f->ctx);
-    f->router = zmq_socket(f->ctx, ZMQ_ROUTER);
-    const int linger = 0, on = 1;
-    zmq_setsockopt(f->router, ZMQ_LINGER, &linger, sizeof linger);
-    if (secret) {
-        assert_int_equal(zmq_setsockopt(f->router, ZMQ_CURVE_SERVER, &on, sizeof on), 0);
-        assert_int_equal(zmq_setsockopt(f->router, ZMQ_CURVE_SECRETKEY, secret, 40), 0);
-    }
+    fake_router(f, secret);
     assert_int_equal(zmq_socket_monitor(f->router, "inproc://fake-monitor",
                                         ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL |
                                         ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL), 0);
     f->mon = zmq_socket(f->ctx, ZMQ_PAIR);
     assert_non_null(f->mon);
+    const int linger = 0;
     zmq_setsockopt(f->mon, ZMQ_LINGER, &linger, sizeof linger);
     assert_int_equal(zmq_connect(f->mon, "inproc://fake-monitor"), 0);
     if (zmq_bind(f->router, ep) != 0)
@@ -783,6 +784,24 @@ static void test_one_hello_after_server_down(void **state)
     logbuf_free(lb);
 }
 
+/* A TCP listener at a loopback port of its own, its endpoint in ep (it accepts nothing itself:
+ * connections wait in its backlog). */
+static int plain_listener(char *ep, size_t cap)
+{
+    const int lfd = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(lfd >= 0);
+    struct sockaddr_in sin;
+    memset(&sin, 0, sizeof sin);
+    sin.sin_family = AF_INET;
+    sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t sl = sizeof sin;
+    assert_int_equal(bind(lfd, (struct sockaddr *)&sin, sizeof sin), 0);
+    assert_int_equal(listen(lfd, 16), 0);
+    assert_int_equal(getsockname(lfd, (struct sockaddr *)&sin, &sl), 0);
+    snprintf(ep, cap, "tcp://127.0.0.1:%d", ntohs(sin.sin_port));
+    return lfd;
+}
+
 /* A client pointed at an address where no server runs said "no word from EP for N ms", as if a
  * server had been heard from and then fell silent: it now says that no connection was made, and
  * keeps retrying (a server may come up later). */
@@ -820,17 +839,7 @@ static void test_no_server_at_endpoint_said(void **state)
     /* Something takes the connection but completes no handshake (here a TCP socket that only
      * listens; in the field a server whose key changed since this client's first handshake):
      * "connected, but no handshake", not "no connection". */
-    const int fd = socket(AF_INET, SOCK_STREAM, 0);
-    assert_true(fd >= 0);
-    struct sockaddr_in sin;
-    memset(&sin, 0, sizeof sin);
-    sin.sin_family = AF_INET;
-    sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t sl = sizeof sin;
-    assert_int_equal(bind(fd, (struct sockaddr *)&sin, sizeof sin), 0);
-    assert_int_equal(listen(fd, 16), 0);
-    assert_int_equal(getsockname(fd, (struct sockaddr *)&sin, &sl), 0);
-    snprintf(ep, sizeof ep, "tcp://127.0.0.1:%d", ntohs(sin.sin_port));
+    const int fd = plain_listener(ep, sizeof ep);
     lb = logbuf_new();
     cfg = base_config(ep, train_plus_quarter, lb);
     cfg.heartbeat_ms = 20;
@@ -870,6 +879,30 @@ static int log_wait(logbuf *lb, const char *needle, double timeout_s)
 #define KEY_CHANGED_HINT "CURVE handshakes in a row failed (Broken pipe) where one had " \
                          "succeeded: has the server's key changed?"
 
+/* Three CURVE key pairs: a and b for two servers in turn at one endpoint, c the client's. */
+typedef struct key_trio {
+    char apub[41], asec[41], bpub[41], bsec[41], cpub[41], csec[41];
+} key_trio;
+
+static void key_trio_new(key_trio *k)
+{
+    assert_int_equal(zmq_curve_keypair(k->apub, k->asec), 0);
+    assert_int_equal(zmq_curve_keypair(k->bpub, k->bsec), 0);
+    assert_int_equal(zmq_curve_keypair(k->cpub, k->csec), 0);
+}
+
+/* A CURVE client (key c) of the server of key a at ep, which retries its handshakes every 100 ms
+ * and never times the server out: what it logs about the handshakes is what the tests read. */
+static flc_config key_watch_config(const char *ep, key_trio *k, logbuf *lb)
+{
+    flc_config cfg = base_config(ep, train_plus_quarter, lb);
+    cfg.server_public_key = k->apub;
+    cfg.secret_key = k->csec;
+    cfg.heartbeat_ms = 100;
+    cfg.liveness_ms = 600000; /* no "no word from EP" while the test runs: the handshakes tell */
+    return cfg;
+}
+
 /* The server restarted at the same endpoint under another key, after this client registered.
  * With libzmq 4.3 each handshake then fails without detail (the server cannot open the client's
  * Hello and hangs up: EPIPE), which the client took for a network error: nothing was said until
@@ -878,20 +911,14 @@ static int log_wait(logbuf *lb, const char *needle, double timeout_s)
 static void test_server_key_changed_said(void **state)
 {
     (void)state;
-    char apub[41], asec[41], bpub[41], bsec[41], cpub[41], csec[41];
-    assert_int_equal(zmq_curve_keypair(apub, asec), 0);
-    assert_int_equal(zmq_curve_keypair(bpub, bsec), 0);
-    assert_int_equal(zmq_curve_keypair(cpub, csec), 0);
+    key_trio k;
+    key_trio_new(&k);
     char ep[128];
     dead_endpoint(ep, sizeof ep);
     fake f;
-    fake_bind(&f, ep, asec);
+    fake_bind(&f, ep, k.asec);
     logbuf *lb = logbuf_new();
-    flc_config cfg = base_config(ep, train_plus_quarter, lb);
-    cfg.server_public_key = apub;
-    cfg.secret_key = csec;
-    cfg.heartbeat_ms = 100;
-    cfg.liveness_ms = 600000; /* no "no word from EP" while the test runs: the handshakes tell */
+    flc_config cfg = key_watch_config(ep, &k, lb);
     flc_client *c = NULL;
     assert_int_equal(flc_client_new(&cfg, &c), FLC_OK);
     runner r;
@@ -902,7 +929,7 @@ static void test_server_key_changed_said(void **state)
     flp_msg_free(h);
     fake_ack(&f, FLP_HELLO, 0, 0);
     fake_close(&f);
-    fake_bind(&f, ep, bsec); /* restarted under another key */
+    fake_bind(&f, ep, k.bsec); /* restarted under another key */
     if (!log_wait(lb, KEY_CHANGED_HINT, 10.0))
         fail_msg("no '%s' within 10 s of the key change; log:\n%s", KEY_CHANGED_HINT, lb->text);
     /* said once, not at every failure: more fail meanwhile (ZeroMQ retries every 100 ms) */
@@ -916,23 +943,6 @@ static void test_server_key_changed_said(void **state)
     flc_client_free(c);
     fake_close(&f);
     logbuf_free(lb);
-}
-
-/* A TCP listener at a loopback port of its own, its endpoint in ep: for plain_greeting_serve. */
-static int plain_listener(char *ep, size_t cap)
-{
-    const int lfd = socket(AF_INET, SOCK_STREAM, 0);
-    assert_true(lfd >= 0);
-    struct sockaddr_in sin;
-    memset(&sin, 0, sizeof sin);
-    sin.sin_family = AF_INET;
-    sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t sl = sizeof sin;
-    assert_int_equal(bind(lfd, (struct sockaddr *)&sin, sizeof sin), 0);
-    assert_int_equal(listen(lfd, 16), 0);
-    assert_int_equal(getsockname(lfd, (struct sockaddr *)&sin, &sl), 0);
-    snprintf(ep, cap, "tcp://127.0.0.1:%d", ntohs(sin.sin_port));
-    return lfd;
 }
 
 /* Plays a plain-text server (fl_server --insecure) for one connection on listener lfd: answers
@@ -971,18 +981,12 @@ static void plain_greeting_serve(int lfd)
 static void test_key_change_said_after_plain_server(void **state)
 {
     (void)state;
-    char apub[41], asec[41], bpub[41], bsec[41], cpub[41], csec[41];
-    assert_int_equal(zmq_curve_keypair(apub, asec), 0);
-    assert_int_equal(zmq_curve_keypair(bpub, bsec), 0);
-    assert_int_equal(zmq_curve_keypair(cpub, csec), 0);
+    key_trio k;
+    key_trio_new(&k);
     char ep[128];
     const int lfd = plain_listener(ep, sizeof ep);
     logbuf *lb = logbuf_new();
-    flc_config cfg = base_config(ep, train_plus_quarter, lb);
-    cfg.server_public_key = apub;
-    cfg.secret_key = csec;
-    cfg.heartbeat_ms = 100;
-    cfg.liveness_ms = 600000; /* no "no word from EP" while the test runs: the handshakes tell */
+    flc_config cfg = key_watch_config(ep, &k, lb);
     flc_client *c = NULL;
     assert_int_equal(flc_client_new(&cfg, &c), FLC_OK);
     runner r;
@@ -995,7 +999,7 @@ static void test_key_change_said_after_plain_server(void **state)
         fail_msg("the mismatch with the plain-text server not said; log:\n%s", lb->text);
     /* 2. CURVE with key A at the same endpoint: the handshake succeeds */
     fake f;
-    fake_bind(&f, ep, asec);
+    fake_bind(&f, ep, k.asec);
     flp_msg *h = fake_expect(&f, FLP_HELLO, 10000);
     if (!h)
         fail_msg("no Hello from the CURVE client within 10 s; log:\n%s", lb->text);
@@ -1003,7 +1007,7 @@ static void test_key_change_said_after_plain_server(void **state)
     fake_ack(&f, FLP_HELLO, 0, 0);
     fake_close(&f);
     /* 3. CURVE with key B: the key is the question again */
-    fake_bind(&f, ep, bsec);
+    fake_bind(&f, ep, k.bsec);
     if (!log_wait(lb, KEY_CHANGED_HINT, 10.0))
         fail_msg("no '%s' within 10 s of the key change; log:\n%s", KEY_CHANGED_HINT, lb->text);
     assert_false(atomic_load(&r.done));

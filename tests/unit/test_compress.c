@@ -9,7 +9,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <pthread.h>
 #include <cmocka.h>
 #include <fenv.h>
 #include <float.h>
@@ -20,6 +19,7 @@
 #include "fl_rng.h"
 #include "flz.h"
 #include "flz_internal.h"
+#include "test_par.h"
 
 static const char *const pipelines[] = {
     "none", "zstd", "zstd-3", "f16", "bf16+zstd", "q1", "q2b16", "q4", "q8b1024+zstd3",
@@ -686,42 +686,6 @@ static void test_bad_payloads(void **state)
     fix_free(&f);
 }
 
-/* A parallel-for on real threads: every other piece on a thread of its own, the rest on the
- * caller, last first. */
-typedef struct par_call {
-    void (*fn)(void *arg, unsigned i);
-    void *arg;
-    unsigned i;
-} par_call;
-
-static void *par_thread(void *p)
-{
-    const par_call *c = p;
-    c->fn(c->arg, c->i);
-    return NULL;
-}
-
-static int g_par_calls;
-
-static void par_run(void *pool, void (*fn)(void *arg, unsigned i), void *arg, unsigned n)
-{
-    (void)pool;
-    pthread_t th[FL_PAR_MAX];
-    par_call c[FL_PAR_MAX];
-    int started[FL_PAR_MAX] = {0};
-    for (unsigned i = 0; i < n; i += 2) {
-        c[i] = (par_call){fn, arg, i};
-        started[i] = pthread_create(&th[i], NULL, par_thread, &c[i]) == 0;
-    }
-    for (unsigned k = n; k-- > 0;)
-        if (k % 2 || !started[k])
-            fn(arg, k);
-    for (unsigned i = 0; i < n; i += 2)
-        if (started[i])
-            pthread_join(th[i], NULL);
-    g_par_calls++;
-}
-
 /* flz_decode_par gives flz_decode's status and bits for every pipeline and length, split in 2,
  * 3, 7 or 64 pieces on real threads; damaged bodies give the same status; the quantised
  * pipelines are really split. */
@@ -779,32 +743,7 @@ static void test_decode_split(void **state)
 
 /* A lender's threads keep the rounding mode they started in (fl_sim's helpers start before any
  * run): on them, the pieces of a decode that the embedder runs in another mode. */
-static void *par_thread_default_mode(void *p)
-{
-    const par_call *c = p;
-    fesetround(FE_TONEAREST);
-    c->fn(c->arg, c->i);
-    return NULL;
-}
-
-static void par_run_default_mode(void *pool, void (*fn)(void *arg, unsigned i), void *arg,
-                                 unsigned n)
-{
-    (void)pool;
-    pthread_t th[FL_PAR_MAX];
-    par_call c[FL_PAR_MAX];
-    int started[FL_PAR_MAX] = {0};
-    for (unsigned i = 0; i < n; i++) {
-        c[i] = (par_call){fn, arg, i};
-        started[i] = pthread_create(&th[i], NULL, par_thread_default_mode, &c[i]) == 0;
-    }
-    for (unsigned i = 0; i < n; i++) {
-        if (started[i])
-            pthread_join(th[i], NULL);
-        else
-            fn(arg, i);
-    }
-}
+static const int k_nearest = FE_TONEAREST;
 
 /* Under another rounding mode (an embedder's fesetround) flz_decode_par still gives
  * flz_decode's bits, though the lender's threads round to nearest. */
@@ -821,7 +760,7 @@ static int decode_split_rounding(void)
         fill_gauss(f.x, n, 70 + s);
         const size_t w = enc(&f, specs[s], f.x, n, 5);
         for (size_t m = 0; m < sizeof modes / sizeof modes[0]; m++) {
-            const fl_par par = {par_run_default_mode, NULL, 4, 1};
+            const fl_par par = {par_run, (void *)&k_nearest, 4, 1};
             if (fesetround(modes[m]) != 0)
                 continue;
             const fl_status s1 = flz_decode(f.c, f.buf, w, f.y, n);
