@@ -281,6 +281,8 @@ typedef struct flsim_result {
     char arch[FLSIM_STR];
     char blas[64];
     int mpi_ranks;
+    uint32_t workers, fold_helpers; /* the threads the run used (flsim_threads_resolve), per rank;
+                                     * 0 in a summary.json written before they were recorded */
     double peak_rss_mb;
     int interrupted;                     /* stopped by the round callback before its last round:
                                           * the figures are those of the rounds it finished */

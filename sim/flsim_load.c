@@ -325,7 +325,7 @@ static fl_status parse_summary(const char *text, size_t len, const flsim_config 
         return fl_errf(err, errlen, FL_ERR_RESULTS_FORMAT, "line %d: %s", je.line, je.text);
     fl_status st = FL_OK;
     const char *bad = NULL;
-    uint64_t u = 0, ec = 0, tr = 0;
+    uint64_t u = 0, ec = 0, tr = 0, wk = 0, fh = 0;
     json_t *t = json_object_get(o, "target");
     json_t *conf = json_object_get(o, "config");
     char hex[2 * FL_SHA256_LEN + 1];
@@ -365,6 +365,10 @@ static fl_status parse_summary(const char *text, size_t len, const flsim_config 
         bad = "blas";
     else if (!get_u64(o, "mpi_ranks", INT32_MAX, &u) || (res->mpi_ranks = (int)u) < 1)
         bad = "mpi_ranks";
+    else if (!opt_u64(o, "workers", &wk) || wk > UINT32_MAX)
+        bad = "workers";
+    else if (!opt_u64(o, "fold_helpers", &fh) || fh > UINT32_MAX)
+        bad = "fold_helpers";
     else if (!get_num(o, "peak_rss_mb", 0, &res->peak_rss_mb))
         bad = "peak_rss_mb";
     else if (json_object_get(o, "interrupted") && !json_is_boolean(json_object_get(o, "interrupted")))
@@ -386,6 +390,8 @@ static fl_status parse_summary(const char *text, size_t len, const flsim_config 
     }
     if (!bad) {
         res->empty_clients = (uint32_t)ec;
+        res->workers = (uint32_t)wk;
+        res->fold_helpers = (uint32_t)fh;
         res->interrupted = json_is_true(json_object_get(o, "interrupted"));
         res->target_reached = json_is_true(json_object_get(t, "reached"));
         if (res->target_reached) {

@@ -1644,6 +1644,8 @@ fl_status flsim_run(const flsim_config *cfg, const flsim_data *data_in, const fl
     flsim_threads_resolve(cfg, flsim_cpus(), &workers, &helpers);
     S.threads = workers;
     S.fold_helpers = helpers;
+    res->workers = workers;
+    res->fold_helpers = helpers;
     S.rank = 0;
     S.size = 1;
 #ifdef FLSIM_HAVE_MPI

@@ -131,6 +131,8 @@ static void test_fold_helpers_same_bits(void **state)
             c.fold_threads = fold[k];
             flsim_result res;
             run_ok(&c, &res, NULL, NULL);
+            assert_int_equal(res.workers, threads[k]);
+            assert_int_equal(res.fold_helpers, fold[k]);
             memcpy(sha[k], res.model_sha256, FL_SHA256_LEN);
         }
         assert_memory_equal(sha[0], sha[1], FL_SHA256_LEN);
@@ -878,6 +880,11 @@ static void test_outputs_read_back(void **state)
     assert_true(got.bytes_up_to_target == res.bytes_up_to_target);
     assert_string_equal(got.arch, res.arch);
     assert_int_equal(got.n_params, res.n_params);
+    /* the threads the run used (small_config: 1 worker, automatic helpers: none) */
+    assert_int_equal(res.workers, 1);
+    assert_int_equal(res.fold_helpers, 0);
+    assert_int_equal(got.workers, res.workers);
+    assert_int_equal(got.fold_helpers, res.fold_helpers);
     /* the update counts: the sums of the rounds', read back */
     uint64_t acc = 0, failed = 0, late = 0;
     for (size_t i = 0; i < n; i++) {
