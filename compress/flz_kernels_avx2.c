@@ -103,6 +103,36 @@ AVX2 static int a_minmax(float *lo, float *hi, const float *x, size_t n)
     return ok;
 }
 
+/* The q bytes (q = 1, 2 or 4) that hold 8 levels, low level first (x86 is little-endian). A
+ * memcpy of a constant size each: one of a variable size is a library call per 8 levels (it was:
+ * 14% of a bench_sim round with rot+q2 uplinks went to dequantisation). */
+static inline void put_levels(uint8_t *dst, uint32_t word, unsigned q)
+{
+    if (q == 2) {
+        const uint16_t h = (uint16_t)word;
+        memcpy(dst, &h, 2);
+    } else if (q == 4) {
+        memcpy(dst, &word, 4);
+    } else {
+        dst[0] = (uint8_t)word;
+    }
+}
+
+static inline uint32_t get_levels(const uint8_t *src, unsigned q)
+{
+    if (q == 2) {
+        uint16_t h;
+        memcpy(&h, src, 2);
+        return h;
+    }
+    if (q == 4) {
+        uint32_t w;
+        memcpy(&w, src, 4);
+        return w;
+    }
+    return src[0];
+}
+
 /* Eight levels of x[0..8) with dithers from the 16-bit halves of dw[0..4). */
 AVX2 static inline __m256i levels8(const float *x, const uint32_t *dw, __m256 lo, __m256 inv,
                                    __m256i L)
@@ -141,8 +171,7 @@ AVX2 static void a_quant(uint8_t *dst, const float *x, size_t n, unsigned q, flo
             __m128i o = _mm_or_si128(_mm256_castsi256_si128(lv), _mm256_extracti128_si256(lv, 1));
             o = _mm_or_si128(o, _mm_shuffle_epi32(o, 0x4E));
             o = _mm_or_si128(o, _mm_shuffle_epi32(o, 0xB1));
-            const uint32_t word = (uint32_t)_mm_cvtsi128_si32(o);
-            memcpy(dst + i * q / 8, &word, q); /* q bytes hold 8 levels; x86 is little-endian */
+            put_levels(dst + i * q / 8, (uint32_t)_mm_cvtsi128_si32(o), q);
         }
     }
     if (i < n)
@@ -164,8 +193,7 @@ AVX2 static void a_dequant(float *out, const uint8_t *src, size_t n, unsigned q,
                                               _mm256_set1_epi32((int)q));
         const __m256i mask = _mm256_set1_epi32((int)((1u << q) - 1));
         for (; i + 8 <= n; i += 8) {
-            uint32_t word = 0;
-            memcpy(&word, src + i * q / 8, q);
+            const uint32_t word = get_levels(src + i * q / 8, q);
             const __m256i lv =
                 _mm256_and_si256(_mm256_srlv_epi32(_mm256_set1_epi32((int)word), sh), mask);
             _mm256_storeu_ps(out + i, _mm256_add_ps(vlo, _mm256_mul_ps(_mm256_cvtepi32_ps(lv), vs)));
