@@ -1,5 +1,6 @@
-/* flsim_fold.c: the fold helpers, a parallel-for (fl_par) that the server core's aggregator
- * uses to split each early fold over the main thread and a few helper threads.
+/* flsim_fold.c: the fold helpers, a parallel-for (fl_par) that the server core uses to split
+ * each early fold (fls_agg) and each quantised chunk's decode (flz_decode_par) over the main
+ * thread and a few helper threads.
  *
  * The main thread feeds updates to the server core one at a time, in virtual-time order, and
  * the core folds each chunk into the round's accumulator as it arrives. On a machine with many

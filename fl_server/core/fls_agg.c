@@ -868,8 +868,7 @@ static void fold_run(void *user, size_t full_index, size_t sub_index, size_t len
     cell_account(c->a, &c->ti, full_index, len, c->neg ? 0 - c->w : c->w);
 }
 
-/* Early mode: folds the update's elements [sub_off, sub_off + n), read from x (x[0] is element
- * sub_off), with sign neg. */
+/* fc for folding h's elements from x (x[0] is element sub_off) with sign neg. */
 static void fold_setup(fold_ctx *fc, const fls_agg_update *h, size_t sub_off, const float *x,
                        int neg)
 {
@@ -930,6 +929,8 @@ static void par_fold_piece(void *arg, unsigned i)
         fesetround(mode);
 }
 
+/* Early mode: folds the update's elements [sub_off, sub_off + n), read from x (x[0] is element
+ * sub_off), with sign neg: split over the lent parallel-for when there is one (fl_par). */
 static void early_fold(fls_agg_update *h, size_t sub_off, size_t n, const float *x, int neg)
 {
     const fl_par *par = &h->agg->o.par;
