@@ -33,7 +33,10 @@
 
 /* How long a helper polls for the next job before it sleeps, and how long the caller polls for
  * the last pieces before it sleeps: a round's folds come back to back (one per chunk), so a
- * helper that polls catches the next one without a wake-up. */
+ * helper that polls catches the next one without a wake-up. 15 us, tried on 16 cores beside 50
+ * (two alternated pairs): helpers' CPU 975-999 us a client against 1165-1281 with rot+q2+zstd
+ * uplinks, but rounds 0.107-0.112 s against 0.095-0.096 with plain ones (0.38-0.41 against
+ * 0.37-0.40 compressed). */
 #define POLL_S 50e-6
 
 struct flsim_fold_pool {
