@@ -184,7 +184,9 @@ echo "tiny rates: refused, not waited for"
 bad=$("$FL_SIM" --help | sed -n '/^Options/,/^  --help/p' | grep '^  --' |
       awk '{ if (substr($0, 36, 1) != " " || substr($0, 37, 1) == " ") print }')
 [ -z "$bad" ] || fail "--help: misaligned option lines: $bad"
-echo "--help: one column for the descriptions"
+long=$("$FL_SIM" --help | sed -n '/^Options/,/^  --help/p' | awk 'length($0) > 100')
+[ -z "$long" ] || fail "--help: option lines wider than 100 columns: $long"
+echo "--help: one column for the descriptions, wrapped at 100"
 
 # A trace whose rows that --clients uses (client k takes row k mod n) are all unavailable: refused
 # before the run, not after 10,000 idle steps; with one more client (row 2 is available) it runs.
@@ -201,7 +203,7 @@ grep -qF "every availability of rows 0 .. 1, the ones --clients 2 uses, is 0" "$
 echo "trace rows that --clients uses all off: refused"
 
 # --model lstm: listed in --help, and it runs on the token data the help names.
-"$FL_SIM" --help | grep -q "lstm = lstm:80:8:256:2:80" || fail "--help does not list --model lstm"
+"$FL_SIM" --help | grep -q "lstm:80:8:256:2:80" || fail "--help does not list --model lstm"
 "$FL_SIM" --dataset synth-tokens:200:80:80 --model lstm --clients 10 --per-round 2 --rounds 1 \
     --partition iid --threads 1 --quiet 1 >/dev/null 2>"$DIR/lstm.err" || fail "--model lstm: $(cat "$DIR/lstm.err")"
 echo "--model lstm: listed, runs"

@@ -91,7 +91,20 @@ static void usage(FILE *f)
          * shifts its argument, not every column after it */
         char lhs[80];
         snprintf(lhs, sizeof lhs, "--%-14s %s", d->name, d->arg);
-        fprintf(f, "  %-33s %s\n", lhs, d->help);
+        fprintf(f, "  %-33s ", lhs);
+        /* the description wrapped at spaces to 100 columns, continued under its column */
+        const char *t = d->help;
+        const int width = 100 - 36;
+        while ((int)strlen(t) > width) {
+            int cut = width;
+            while (cut > 0 && t[cut] != ' ')
+                cut--;
+            if (cut == 0) /* one word longer than the column: as it is */
+                break;
+            fprintf(f, "%.*s\n%36s", cut, t, "");
+            t += cut + 1;
+        }
+        fprintf(f, "%s\n", t);
     }
     fprintf(f,
         "  --help                            this text\n"
