@@ -78,25 +78,30 @@ echo "a failed start left the earlier run's results alone ($(head -c 60 "$DIR/ba
 start term 2
 stop_check TERM 143 term
 
-# Stopped before its first round came out (here: while round 1 trains, which takes many minutes: 1000
-# epochs of a wide mlp): it ends at once, not after the round and its evaluation, and leaves an
-# earlier run's results alone.
+# early_int OUT ERR: a run whose first round takes many minutes (1000 epochs of a wide mlp) into
+# --out OUT, stderr to ERR, sent SIGINT once it runs; rc = its exit status, within 60 s.
+early_int() {
+    "$FL_SIM" $ARGS --model mlp:64-4096-4096-4 --epochs 1000 --rounds 5 --out "$1" \
+        >/dev/null 2>"$2" &
+    pid=$!
+    sleep 1
+    kill -0 "$pid" 2>/dev/null || fail "the slow run ended within 1 s: $(cat "$2")"
+    kill -INT "$pid"
+    i=0
+    while kill -0 "$pid" 2>/dev/null; do
+        i=$((i + 1))
+        [ "$i" -le 600 ] || fail "early SIGINT: still running 60 s later (finishing its first round?)"
+        sleep 0.1
+    done
+    rc=0
+    wait "$pid" || rc=$?
+    pid=
+}
+
+# Stopped before its first round came out (while round 1 trains: early_int): it ends at once, not
+# after the round and its evaluation, and leaves an earlier run's results alone.
 cp "$DIR/short/summary.json" "$DIR/short.summary" && cp "$DIR/short/rounds.csv" "$DIR/short.rounds"
-"$FL_SIM" $ARGS --model mlp:64-4096-4096-4 --epochs 1000 --rounds 5 --out "$DIR/short" \
-    >/dev/null 2>"$DIR/early.err" &
-pid=$!
-sleep 1
-kill -0 "$pid" 2>/dev/null || fail "the slow run ended within 1 s: $(cat "$DIR/early.err")"
-kill -INT "$pid"
-i=0
-while kill -0 "$pid" 2>/dev/null; do
-    i=$((i + 1))
-    [ "$i" -le 600 ] || fail "early SIGINT: still running 60 s later (finishing its first round?)"
-    sleep 0.1
-done
-rc=0
-wait "$pid" || rc=$?
-pid=
+early_int "$DIR/short" "$DIR/early.err"
 [ "$rc" -eq 130 ] || fail "early SIGINT: exit status $rc, not 130 ($(cat "$DIR/early.err"))"
 grep -q "interrupted before the first round was done: nothing written" "$DIR/early.err" ||
     fail "early SIGINT: $(cat "$DIR/early.err")"
@@ -106,15 +111,7 @@ echo "early SIGINT: ended before its first round, exit status 130, nothing writt
 
 # The same into an --out that did not exist: the directories it made are removed again (as after
 # a run that fails before its first round), not left empty behind.
-"$FL_SIM" $ARGS --model mlp:64-4096-4096-4 --epochs 1000 --rounds 5 --out "$DIR/made/deep" \
-    >/dev/null 2>"$DIR/made.err" &
-pid=$!
-sleep 1
-kill -0 "$pid" 2>/dev/null || fail "the slow run ended within 1 s: $(cat "$DIR/made.err")"
-kill -INT "$pid"
-rc=0
-wait "$pid" || rc=$?
-pid=
+early_int "$DIR/made/deep" "$DIR/made.err"
 [ "$rc" -eq 130 ] || fail "early SIGINT, new --out: exit status $rc, not 130 ($(cat "$DIR/made.err"))"
 [ ! -e "$DIR/made" ] || fail "early SIGINT: left the --out it made: $(find "$DIR/made" | tr '\n' ' ')"
 echo "early SIGINT: the --out it made is gone"
