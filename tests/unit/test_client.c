@@ -145,25 +145,37 @@ static flc_config base_config(const char *endpoint, flc_train_fn train, logbuf *
     return cfg;
 }
 
+/* Three CURVE key pairs: a for the server (and b for one that follows it at the same endpoint),
+ * c for the client. */
+typedef struct key_trio {
+    char apub[41], asec[41], bpub[41], bsec[41], cpub[41], csec[41];
+} key_trio;
+
+static void key_trio_new(key_trio *k)
+{
+    assert_int_equal(zmq_curve_keypair(k->apub, k->asec), 0);
+    assert_int_equal(zmq_curve_keypair(k->bpub, k->bsec), 0);
+    assert_int_equal(zmq_curve_keypair(k->cpub, k->csec), 0);
+}
+
 /* ---- flc_client_new validation ---------------------------------------------------------------- */
 
 static void test_new_validation(void **state)
 {
     (void)state;
-    char spub[41], ssec[41], cpub[41], csec[41];
-    assert_int_equal(zmq_curve_keypair(spub, ssec), 0);
-    assert_int_equal(zmq_curve_keypair(cpub, csec), 0);
+    key_trio k;
+    key_trio_new(&k);
     char bad_char[41], overflow[41], short_key[41];
-    snprintf(bad_char, sizeof bad_char, "%s", spub);
+    snprintf(bad_char, sizeof bad_char, "%s", k.apub);
     bad_char[7] = '"';                      /* not a Z85 character */
     memset(overflow, '#', 40);              /* Z85, but "#####" is above 2^32 - 1 */
     overflow[40] = '\0';
-    snprintf(short_key, sizeof short_key, "%.20s", cpub);
+    snprintf(short_key, sizeof short_key, "%.20s", k.cpub);
 
     logbuf *lb = logbuf_new();
     const flc_config good = {
-        .server_endpoint = "tcp://127.0.0.1:1", .client_id = "dev", .server_public_key = spub,
-        .public_key = cpub, .secret_key = csec, .train = train_plus_quarter, .log = log_cb,
+        .server_endpoint = "tcp://127.0.0.1:1", .client_id = "dev", .server_public_key = k.apub,
+        .public_key = k.cpub, .secret_key = k.csec, .train = train_plus_quarter, .log = log_cb,
         .log_user = lb};
     flc_client *c = (flc_client *)&c; /* not NULL: new must set it */
     assert_int_equal(flc_client_new(&good, &c), FLC_OK);
@@ -190,7 +202,7 @@ static void test_new_validation(void **state)
         {"server_public_key is not a CURVE key", {.server_public_key = bad_char}},
         {"server_public_key is not a CURVE key", {.server_public_key = overflow}},
         {"secret_key is not a CURVE key", {.secret_key = short_key}},
-        {"public_key is not the public key of secret_key", {.public_key = spub}},
+        {"public_key is not the public key of secret_key", {.public_key = k.apub}},
         {"server_endpoint", {.server_endpoint = ""}},
         {"client_id", {.client_id = ""}},
         {"backend", {.backend = (flc_backend)9}},
@@ -673,15 +685,14 @@ static flc_status run_to_end(const flc_config *cfg, const char *stuck)
 static void test_refused_key(void **state)
 {
     (void)state;
-    char spub[41], ssec[41], cpub[41], csec[41];
-    assert_int_equal(zmq_curve_keypair(spub, ssec), 0);
-    assert_int_equal(zmq_curve_keypair(cpub, csec), 0);
+    key_trio k;
+    key_trio_new(&k);
     fake f;
-    fake_open(&f, ssec);
+    fake_open(&f, k.asec);
     logbuf *lb = logbuf_new();
     flc_config cfg = base_config(f.ep, train_plus_quarter, lb);
-    cfg.server_public_key = spub;
-    cfg.secret_key = csec;
+    cfg.server_public_key = k.apub;
+    cfg.secret_key = k.csec;
     cfg.reconnect_min_ms = 50;
     assert_int_equal(run_to_end(&cfg, "after the server refused its key"), FLC_ERR_AUTH);
     assert_true(atomic_load(&f.zap_refused) >= 1);
@@ -696,10 +707,10 @@ static void test_refused_key(void **state)
 static void test_plain_client_curve_server(void **state)
 {
     (void)state;
-    char spub[41], ssec[41];
-    assert_int_equal(zmq_curve_keypair(spub, ssec), 0);
+    key_trio k;
+    key_trio_new(&k);
     fake f;
-    fake_open(&f, ssec);
+    fake_open(&f, k.asec);
     logbuf *lb = logbuf_new();
     flc_config cfg = base_config(f.ep, train_plus_quarter, lb);
     cfg.reconnect_min_ms = 50;
@@ -715,19 +726,18 @@ static void test_plain_client_curve_server(void **state)
 static void test_curve_client_plain_server(void **state)
 {
     (void)state;
-    char spub[41], ssec[41], cpub[41], csec[41];
-    assert_int_equal(zmq_curve_keypair(spub, ssec), 0);
-    assert_int_equal(zmq_curve_keypair(cpub, csec), 0);
+    key_trio k;
+    key_trio_new(&k);
     fake f;
     fake_open(&f, NULL);
     /* The client sees the mismatch only when it reads the server's greeting before the server
      * hangs up (else a broken pipe, which proves nothing): a few clients, until one has. */
     int seen = 0;
-    for (int k = 0; k < 20 && !seen; k++) {
+    for (int t = 0; t < 20 && !seen; t++) {
         logbuf *lb = logbuf_new();
         flc_config cfg = base_config(f.ep, train_plus_quarter, lb);
-        cfg.server_public_key = spub;
-        cfg.secret_key = csec;
+        cfg.server_public_key = k.apub;
+        cfg.secret_key = k.csec;
         cfg.reconnect_min_ms = 20;
         assert_int_equal(run_to_end(&cfg, "a CURVE client against a plain-text server"),
                          FLC_ERR_AUTH);
@@ -878,18 +888,6 @@ static int log_wait(logbuf *lb, const char *needle, double timeout_s)
 /* What a CURVE client says when the server's key changed after its handshake succeeded. */
 #define KEY_CHANGED_HINT "CURVE handshakes in a row failed (Broken pipe) where one had " \
                          "succeeded: has the server's key changed?"
-
-/* Three CURVE key pairs: a and b for two servers in turn at one endpoint, c the client's. */
-typedef struct key_trio {
-    char apub[41], asec[41], bpub[41], bsec[41], cpub[41], csec[41];
-} key_trio;
-
-static void key_trio_new(key_trio *k)
-{
-    assert_int_equal(zmq_curve_keypair(k->apub, k->asec), 0);
-    assert_int_equal(zmq_curve_keypair(k->bpub, k->bsec), 0);
-    assert_int_equal(zmq_curve_keypair(k->cpub, k->csec), 0);
-}
 
 /* A CURVE client (key c) of the server of key a at ep, which retries its handshakes every 100 ms
  * and never times the server out: what it logs about the handshakes is what the tests read. */
