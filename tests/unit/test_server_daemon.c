@@ -4442,11 +4442,14 @@ static void ids_restart_ok(const fls_options *o, fls_server_stats *st, const cha
 }
 
 /* The id NAME-0 bound by a first server of the ids_churn configuration NAME, then that server
- * gone and a second one started on the same files (its log through fn into lb, emptied), with p
- * connected to it: a restart that the client NAME-0 has not heard of yet. */
-static fls_server *ids_restarted(const char *name, fls_options **o, logbuf *lb, peer *p,
+ * gone and a second one started on the same files (its log through fn into *lb, new and emptied),
+ * with p connected to it: a restart that the client NAME-0 has not heard of yet. Undone by
+ * ids_restarted_end. */
+static fls_server *ids_restarted(const char *name, fls_options **o, logbuf **lbp, peer *p,
                                  fls_log_fn fn)
 {
+    logbuf *lb = *lbp = calloc(1, sizeof *lb);
+    assert_non_null(lb);
     fls_server *s = ids_churn(name, o, lb, p, 1);
     fls_server_free(s);
     peer_close(p);
@@ -4460,6 +4463,14 @@ static fls_server *ids_restarted(const char *name, fls_options **o, logbuf *lb, 
     return s;
 }
 
+static void ids_restarted_end(fls_server *s, fls_options *o, logbuf *lb, peer *p)
+{
+    fls_server_free(s);
+    peer_close(p);
+    fls_options_free(o);
+    free(lb);
+}
+
 /* After a restart, the messages a bound client still had in flight (heartbeats, before it hears
  * that the server forgot its session) are refused as before (Error unknown client, counted) but
  * said as news, not as a warning; a sender the table does not bind is still a warning. */
@@ -4467,10 +4478,9 @@ static void test_ids_restart_leftovers_said_as_news(void **state)
 {
     (void)state;
     fls_options *o;
-    logbuf *lb = calloc(1, sizeof *lb);
-    assert_non_null(lb);
+    logbuf *lb;
     peer p;
-    fls_server *s = ids_restarted("rl", &o, lb, &p, log_collect);
+    fls_server *s = ids_restarted("rl", &o, &lb, &p, log_collect);
     flp_msg hb = flp_msg_header(FLP_HEARTBEAT, 0, "rl-0");
     peer_send(&p, &hb);
     expect_error(s, &p, FL_ERR_UNKNOWN_CLIENT);
@@ -4485,10 +4495,7 @@ static void test_ids_restart_leftovers_said_as_news(void **state)
     fls_server_stats st;
     fls_server_stats_get(s, &st);
     assert_int_equal(st.refused, 2);
-    fls_server_free(s);
-    peer_close(&p);
-    fls_options_free(o);
-    free(lb);
+    ids_restarted_end(s, o, lb, &p);
 }
 
 /* log_collect, with "[W] " before the lines said at warn level or above */
@@ -4506,10 +4513,9 @@ static void test_ids_restart_many_leftovers_not_warned(void **state)
 {
     (void)state;
     fls_options *o;
-    logbuf *lb = calloc(1, sizeof *lb);
-    assert_non_null(lb);
+    logbuf *lb;
     peer p;
-    fls_server *s = ids_restarted("rm", &o, lb, &p, log_collect_lv);
+    fls_server *s = ids_restarted("rm", &o, &lb, &p, log_collect_lv);
     for (int k = 0; k < 15; k++) {
         flp_msg hb = flp_msg_header(FLP_HEARTBEAT, 0, "rm-0");
         peer_send(&p, &hb);
@@ -4536,10 +4542,7 @@ static void test_ids_restart_many_leftovers_not_warned(void **state)
     if (stranger_said != 2 || warned_more)
         fail_msg("the leftovers hid the stranger's warning (%d of 2 said) or came back as one "
                  "(%d):\n%s", stranger_said, warned_more, lb->text);
-    fls_server_free(s);
-    peer_close(&p);
-    fls_options_free(o);
-    free(lb);
+    ids_restarted_end(s, o, lb, &p);
 }
 
 /* (e) The compaction set off by a forget record wrote the table while it still held the id being
