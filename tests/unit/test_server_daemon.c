@@ -68,6 +68,27 @@ static void write_file(const char *path, const char *text)
     fclose(f);
 }
 
+/* Runs cmd through sh: its exit status, or -1 if it did not exit. *said (said may be NULL): some
+ * line of its output holds want; all (may be NULL): its output, cut at cap. */
+static int sh_run(const char *cmd, const char *want, int *said, char *all, size_t cap)
+{
+    FILE *p = popen(cmd, "r");
+    assert_non_null(p);
+    char line[2048];
+    if (said)
+        *said = 0;
+    if (all && cap)
+        all[0] = '\0';
+    while (fgets(line, sizeof line, p)) {
+        if (said && want && strstr(line, want))
+            *said = 1;
+        if (all && cap)
+            strncat(all, line, cap - strlen(all) - 1);
+    }
+    const int rc = pclose(p);
+    return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
+}
+
 static fls_options *opts_from(const char *yaml)
 {
     fls_options *o = NULL;
@@ -592,13 +613,9 @@ static void test_cli_flags_override(void **state)
     assert_true(rounds && seed && clients);
 
     snprintf(cmd, sizeof cmd, "'%s' --config '%s' --clients zero --check 2>&1", bin, cfg);
-    p = popen(cmd, "r");
-    assert_non_null(p);
     int named = 0;
-    while (fgets(line, sizeof line, p))
-        named |= strstr(line, "round.clients: 'zero' is not an unsigned integer") != NULL;
-    const int rc = pclose(p);
-    assert_true(WIFEXITED(rc) && WEXITSTATUS(rc) == 2);
+    assert_int_equal(sh_run(cmd, "round.clients: 'zero' is not an unsigned integer", &named, NULL,
+                            0), 2);
     assert_true(named);
 }
 
@@ -802,7 +819,7 @@ static void test_cli_metrics_stdout_lost(void **state)
     struct stat sb;
     if (!root || stat("/dev/full", &sb) != 0)
         skip();
-    char cmd[2048], line[1024], all[8192] = "";
+    char cmd[2048], all[8192];
     snprintf(cmd, sizeof cmd,
              "'%s/fl_server/fl_server' --insecure --endpoint 'ipc://%s/ms.sock' --arch mlp:784-4-10 "
              "--rounds 2 --clients 1 --overcommit 1 --metrics - > /dev/full 2> '%s/ms.log' & p=$!; "
@@ -811,12 +828,7 @@ static void test_cli_metrics_stdout_lost(void **state)
              "i=0; while kill -0 $p 2>/dev/null && [ $i -lt 1200 ]; do sleep 0.05; i=$((i+1)); done; "
              "kill -TERM $p $c 2>/dev/null; wait $p; echo \"rc=$?\"; wait $c; cat '%s/ms.log'",
              root, g_tmp, g_tmp, root, g_tmp, g_tmp);
-    FILE *p = popen(cmd, "r");
-    assert_non_null(p);
-    while (fgets(line, sizeof line, p))
-        if (strlen(all) + strlen(line) < sizeof all)
-            strcat(all, line);
-    pclose(p);
+    sh_run(cmd, NULL, NULL, all, sizeof all);
     if (!strstr(all, "rc=0\n") || !strstr(all, "run done: 2 rounds"))
         fail_msg("fl_server did not finish its 2 rounds: '%s'", all);
     static const char *want[] = {
@@ -839,16 +851,11 @@ static void test_cli_no_checkpoint_warning(void **state)
         skip();
     static const char *want = " warn: no checkpoint.path: a stop or crash loses the run's progress";
     for (int with = 0; with < 2; with++) {
-        char cmd[1024], line[512];
+        char cmd[1024];
         snprintf(cmd, sizeof cmd, "'%s/fl_server/fl_server' --insecure %s%s%s --check 2>&1", root,
                  with ? "--checkpoint '" : "", with ? g_tmp : "", with ? "/w.ckpt'" : "");
-        FILE *p = popen(cmd, "r");
-        assert_non_null(p);
         int warned = 0;
-        while (fgets(line, sizeof line, p))
-            warned |= strstr(line, want) != NULL;
-        const int rc = pclose(p);
-        assert_true(WIFEXITED(rc) && WEXITSTATUS(rc) == 0);
+        assert_int_equal(sh_run(cmd, want, &warned, NULL, 0), 0);
         if (warned == with)
             fail_msg("checkpoint.path %s: the warning was %s", with ? "set" : "unset",
                      warned ? "given" : "missing");
@@ -867,14 +874,11 @@ static void test_cli_no_checkpoint_warning(void **state)
     fls_options_free(o);
     free(lb);
     /* --help: a checkpoint at SIGTERM only when checkpoint.path is set */
-    char cmd[600], line[512];
+    char cmd[600];
     snprintf(cmd, sizeof cmd, "'%s/fl_server/fl_server' --help", root);
-    FILE *p = popen(cmd, "r");
-    assert_non_null(p);
     int said = 0;
-    while (fgets(line, sizeof line, p))
-        said |= strstr(line, "SIGTERM/SIGINT stop (a checkpoint when checkpoint.path is set") != NULL;
-    assert_int_equal(pclose(p), 0);
+    assert_int_equal(sh_run(cmd, "SIGTERM/SIGINT stop (a checkpoint when checkpoint.path is set",
+                            &said, NULL, 0), 0);
     assert_true(said);
 }
 
@@ -1768,18 +1772,13 @@ static void test_reactor_ipc_in_use(void **state)
      * would run on) */
     const char *root = getenv("FEDROP_BUILD_ROOT");
     if (root) {
-        char cmd[1024], line[512];
+        char cmd[1024];
         snprintf(cmd, sizeof cmd,
                  "timeout 20 '%s/fl_server/fl_server' --insecure --endpoint '%s' 2>&1", root, ep);
-        FILE *pp = popen(cmd, "r");
-        assert_non_null(pp);
         int named = 0;
-        while (fgets(line, sizeof line, pp))
-            named |= strstr(line, want) != NULL;
-        const int rc = pclose(pp);
-        if (!WIFEXITED(rc) || WEXITSTATUS(rc) != 3 || !named)
-            fail_msg("second fl_server: exit %d, message %s", WIFEXITED(rc) ? WEXITSTATUS(rc) : -1,
-                     named ? "given" : "missing");
+        const int rc = sh_run(cmd, want, &named, NULL, 0);
+        if (rc != 3 || !named)
+            fail_msg("second fl_server: exit %d, message %s", rc, named ? "given" : "missing");
     }
     fls_server_free(a);
     fls_options_free(o);
@@ -1860,19 +1859,14 @@ static void test_reactor_checkpoint_in_use(void **state)
 
     const char *root = getenv("FEDROP_BUILD_ROOT");
     if (root) {
-        char cmd[1400], line[2048];
+        char cmd[1400];
         /* the daemon: exit 3, the same message */
         snprintf(cmd, sizeof cmd, "timeout 20 '%s/fl_server/fl_server' --insecure --endpoint '%s' "
                  "--arch mlp:6-5-3 --checkpoint '%s' 2>&1", root, ep, ckpt);
-        FILE *pp = popen(cmd, "r");
-        assert_non_null(pp);
         int named = 0;
-        while (fgets(line, sizeof line, pp))
-            named |= strstr(line, want) != NULL;
-        int rc = pclose(pp);
-        if (!WIFEXITED(rc) || WEXITSTATUS(rc) != 3 || !named)
-            fail_msg("second fl_server: exit %d, message %s", WIFEXITED(rc) ? WEXITSTATUS(rc) : -1,
-                     named ? "given" : "missing");
+        int rc = sh_run(cmd, want, &named, NULL, 0);
+        if (rc != 3 || !named)
+            fail_msg("second fl_server: exit %d, message %s", rc, named ? "given" : "missing");
         /* --check reads and takes no lock */
         snprintf(cmd, sizeof cmd, "timeout 20 '%s/fl_server/fl_server' --check --insecure "
                  "--endpoint '%s' --arch mlp:6-5-3 --checkpoint '%s' >/dev/null 2>&1", root, ep,
@@ -4351,12 +4345,8 @@ static void test_ids_torn_and_damaged(void **state)
         write_file(cfg, yaml);
         snprintf(cmd, sizeof cmd, "'%s/fl_server/fl_server' --config '%s' --check 2>&1; "
                  "echo \"rc=$?\"", root, cfg);
-        FILE *pp = popen(cmd, "r");
-        assert_non_null(pp);
-        char line[1024], all[8192] = "";
-        while (fgets(line, sizeof line, pp))
-            strncat(all, line, sizeof all - strlen(all) - 1);
-        pclose(pp);
+        char all[8192];
+        sh_run(cmd, NULL, NULL, all, sizeof all);
         if (!strstr(all, msg) || !strstr(all, "rc=3\n"))
             fail_msg("fl_server --check on a damaged %s said: %s", ids, all);
     }
