@@ -883,15 +883,19 @@ static int log_wait(logbuf *lb, const char *needle, double timeout_s)
                          "succeeded: has the server's key changed?"
 
 /* A CURVE client (key c) of the server of key a at ep, which retries its handshakes every 100 ms
- * and never times the server out: what it logs about the handshakes is what the tests read. */
-static flc_config key_watch_config(const char *ep, key_trio *k, logbuf *lb)
+ * and never times the server out, started on r: what it logs about the handshakes is what the
+ * tests read. */
+static flc_client *key_watch_start(const char *ep, key_trio *k, logbuf *lb, runner *r)
 {
     flc_config cfg = base_config(ep, train_plus_quarter, lb);
     cfg.server_public_key = k->apub;
     cfg.secret_key = k->csec;
     cfg.heartbeat_ms = 100;
     cfg.liveness_ms = 600000; /* no "no word from EP" while the test runs: the handshakes tell */
-    return cfg;
+    flc_client *c = NULL;
+    assert_int_equal(flc_client_new(&cfg, &c), FLC_OK);
+    run_start(r, c);
+    return c;
 }
 
 /* The server restarted at the same endpoint under another key, after this client registered.
@@ -909,11 +913,8 @@ static void test_server_key_changed_said(void **state)
     fake f;
     fake_bind(&f, ep, k.asec);
     logbuf *lb = logbuf_new();
-    flc_config cfg = key_watch_config(ep, &k, lb);
-    flc_client *c = NULL;
-    assert_int_equal(flc_client_new(&cfg, &c), FLC_OK);
     runner r;
-    run_start(&r, c);
+    flc_client *c = key_watch_start(ep, &k, lb, &r);
     flp_msg *h = fake_expect(&f, FLP_HELLO, 10000);
     if (!h)
         fail_msg("no Hello from the CURVE client within 10 s; log:\n%s", lb->text);
@@ -977,11 +978,8 @@ static void test_key_change_said_after_plain_server(void **state)
     char ep[128];
     const int lfd = plain_listener(ep, sizeof ep);
     logbuf *lb = logbuf_new();
-    flc_config cfg = key_watch_config(ep, &k, lb);
-    flc_client *c = NULL;
-    assert_int_equal(flc_client_new(&cfg, &c), FLC_OK);
     runner r;
-    run_start(&r, c);
+    flc_client *c = key_watch_start(ep, &k, lb, &r);
     /* 1. plain text: the mismatch is said (one refusal; a second at most, should the client's
      * next try reach the listener before it closes: 3 would end the run) */
     plain_greeting_serve(lfd);

@@ -2677,6 +2677,22 @@ static int reset_wraps(void **state)
     return 0;
 }
 
+/* A new server of o (its log into lb, emptied) after the last one was freed, p reconnected to ep
+ * and the client's Hello h acknowledged: the run resumed, its client back. */
+static fls_server *restarted_hello(const fls_options *o, const fls_host *host, logbuf *lb, peer *p,
+                                   const char *ep, const flp_msg *h)
+{
+    lb->len = 0;
+    lb->text[0] = 0;
+    fls_server *s = NULL;
+    assert_int_equal(fls_server_new(o, host, &s), FLS_OK);
+    peer_close(p);
+    peer_open(p, ep, NULL, NULL, NULL);
+    peer_send(p, h);
+    expect_ack_hello(s, p);
+    return s;
+}
+
 /* A checkpoint that finds no file descriptor free (EMFILE) does not end the run: the run goes on,
  * the write is tried again and then holds the latest state; a stop tries again for a few seconds;
  * after CKPT_FD_RETRY_S (600 s) without a descriptor the run stops as before, and any other error
@@ -2752,13 +2768,7 @@ static void test_reactor_checkpoint_no_fds(void **state)
     /* resumed at round 3, which ends with none free: 600 s later without one, the run stops */
     char err[256];
     assert_int_equal(fls_options_set(o, "run.resume", "true", err, sizeof err), FLS_OK);
-    lb->len = 0;
-    lb->text[0] = 0;
-    assert_int_equal(fls_server_new(o, &host, &s), FLS_OK);
-    peer_close(&p);
-    peer_open(&p, ep, NULL, NULL, NULL);
-    peer_send(&p, &h);
-    expect_ack_hello(s, &p);
+    s = restarted_hello(o, &host, lb, &p, ep, &h);
     g_mkstemp_fails = -1;
     const int had = lb->rounds;
     assert_int_equal(play_round(s, &p, c, 8, &max_inflight, 0), 0);
@@ -2779,13 +2789,7 @@ static void test_reactor_checkpoint_no_fds(void **state)
     fls_server_free(s);
 
     /* any other error stops the run at once, as before */
-    lb->len = 0;
-    lb->text[0] = 0;
-    assert_int_equal(fls_server_new(o, &host, &s), FLS_OK);
-    peer_close(&p);
-    peer_open(&p, ep, NULL, NULL, NULL);
-    peer_send(&p, &h);
-    expect_ack_hello(s, &p);
+    s = restarted_hello(o, &host, lb, &p, ep, &h);
     g_mkstemp_errno = EACCES;
     g_mkstemp_fails = -1;
     assert_int_equal(play_round(s, &p, c, 8, &max_inflight, 0), 0); /* it steps the server */
@@ -2803,13 +2807,7 @@ static void test_reactor_checkpoint_no_fds(void **state)
 
     /* the same, the checkpoint removed under the server (an operator's rm -r of its directory):
      * the stop line no longer points at a file that is gone */
-    lb->len = 0;
-    lb->text[0] = 0;
-    assert_int_equal(fls_server_new(o, &host, &s), FLS_OK);
-    peer_close(&p);
-    peer_open(&p, ep, NULL, NULL, NULL);
-    peer_send(&p, &h);
-    expect_ack_hello(s, &p);
+    s = restarted_hello(o, &host, lb, &p, ep, &h);
     assert_int_equal(unlink(ckpt), 0);
     g_mkstemp_errno = ENOENT;
     g_mkstemp_fails = -1;
