@@ -99,6 +99,10 @@ typedef struct sess {
     uint32_t ul_credit;         /* chunks the client may still send (granted, not yet received) */
     double ul_last;             /* when it got its slot or last sent a chunk */
     uint64_t err_round;         /* round of the last "chunk without update" Error (+1; 0 none) */
+    /* Its Hello's Ack waits for the sync of its id's record (ids_flush): nothing is sent to it
+     * before that sync (send_to) */
+    int ack_wait;
+    char *ack_detail;           /* the Ack's detail (NULL: none) */
 } sess;
 
 /* A client id the server has seen, and under CURVE the public key that owns it. Bindings live in
@@ -133,6 +137,7 @@ typedef struct binding {
     uint32_t twin_n;
     int twin_warned;
     uint64_t mem_said;          /* the memory its last Hello announced (warned about on a change) */
+    int unsynced;               /* its record is appended, not yet synced (ids_flush) */
 } binding;
 
 /* The ids one allow-listed key holds: bound ids, live or idle (forgotten ones no longer count),
@@ -239,6 +244,11 @@ struct fls_server {
     int ids_mute;               /* changes are not appended (loading; a batch rewrites after) */
     int ids_bad;                /* an append failed (the file may end in part of a record, or
                                  * miss one): the next change rewrites the file whole */
+    uint32_t *ids_pend;         /* slots of the bindings appended since the last sync (group
+                                 * commit: one fdatasync for a batch of new ids, ids_flush) */
+    size_t n_pend, cap_pend;
+    uint32_t n_ack_wait;        /* sessions whose Hello's Ack waits for that sync */
+    int ids_flushing;
     double forgot_said;         /* when that was last said at info level */
     double next_timers;
     double rl_start;
@@ -413,11 +423,23 @@ static void dl_forget(fls_server *s, sess *x)
 static binding *bind_find(const fls_server *s, uint32_t key);
 static void bind_detach(fls_server *s, binding *b, double now);
 
+/* x's Hello is no longer waiting for its Ack (answered, or the session is over). */
+static void ack_clear(fls_server *s, sess *x)
+{
+    if (x->ack_wait) {
+        x->ack_wait = 0;
+        s->n_ack_wait--;
+    }
+    free(x->ack_detail);
+    x->ack_detail = NULL;
+}
+
 /* Tells the core the client is gone and marks the session for removal. */
 static void sess_drop(fls_server *s, sess *x, const char *why)
 {
     if (x->dead)
         return;
+    ack_clear(s, x); /* never answered: its id's record may not be on disk */
     if (x->id) {
         binding *b = bind_find(s, x->key);
         if (b)
@@ -442,6 +464,7 @@ static void sess_compact(fls_server *s)
     for (size_t i = 0; i < s->n_ss; i++) {
         if (s->ss[i].dead) {
             free(s->ss[i].id);
+            free(s->ss[i].ack_detail);
             ul_end(s, &s->ss[i]);
         } else {
             s->ss[m++] = s->ss[i];
@@ -625,8 +648,10 @@ static void bind_detach(fls_server *s, binding *b, double now)
  * Why a journal and not the checkpoint: a binding must be on disk before its Hello is answered
  * (else a crash forgets it and another key may take the id), and bindings change rarely, while a
  * checkpoint is the model, written every few rounds. Each new binding is one short record
- * appended and fdatasync'd; a forgotten one is appended without a sync (losing it in a crash
- * only keeps an id that was let go, and the next synced record carries it anyway). The file is
+ * appended, and fdatasync'd before its Hello is answered: the Hellos of a batch of messages share
+ * one sync (group commit, ids_flush), so that a flood of new devices does not cost the reactor a
+ * disk flush each. A forgotten binding is appended without a sync (losing it in a crash only
+ * keeps an id that was let go, and the next synced record carries it anyway). The file is
  * rewritten whole (temporary file, fsync, rename, fsync of the directory) at start and when it
  * holds twice the table's records, so it stays small and a torn last record never stays. */
 
@@ -661,6 +686,15 @@ static size_t bind_record(const binding *b, char line[FLS_IDS_LINE_MAX])
  * restores. FL_OK, or FL_ERR_IO / FL_ERR_NOMEM / a digest's failure (logged). A failure before
  * the rename leaves the old file (and ids_bad) as they were; one after it (the directory's fsync)
  * leaves no file open and ids_bad set, so the next change rewrites again. */
+/* Every binding appended since the last sync is on disk now. */
+static void ids_pend_clear(fls_server *s)
+{
+    for (size_t k = 0; k < s->n_pend; k++)
+        if (s->ids_pend[k] < s->n_slots)
+            s->bind[s->ids_pend[k]].unsynced = 0;
+    s->n_pend = 0;
+}
+
 static fl_status ids_rewrite(fls_server *s)
 {
     if (!s->ids_path || s->check_only)
@@ -721,6 +755,7 @@ static fl_status ids_rewrite(fls_server *s)
     a.fd = -1;
     s->ids_records = n;
     s->ids_bad = 0;
+    ids_pend_clear(s); /* the table, whole and synced */
     st = FL_OK;
 out:
     if (e == ENOMEM)
@@ -756,12 +791,21 @@ static fl_status ids_append(fls_server *s, const char *line, size_t n, int sync)
     return FL_OK;
 }
 
-static fl_status ids_note_bind(fls_server *s, const binding *b)
+/* Appends new binding b's record; its sync waits for the end of the batch (ids_flush), unless
+ * there is no room to note that it waits (then it is synced at once). */
+static fl_status ids_note_bind(fls_server *s, binding *b)
 {
-    if (!s->ids_path || s->ids_mute)
+    if (!s->ids_path || s->ids_mute || s->check_only)
         return FL_OK;
     char line[FLS_IDS_LINE_MAX];
-    return ids_append(s, line, bind_record(b, line), 1);
+    const int group = fl_grow(&s->ids_pend, &s->cap_pend, s->n_pend + 1, sizeof *s->ids_pend,
+                              64) == FL_OK;
+    const fl_status st = ids_append(s, line, bind_record(b, line), !group);
+    if (st == FL_OK && group) {
+        b->unsynced = 1;
+        s->ids_pend[s->n_pend++] = bind_slot(s, b);
+    }
+    return st;
 }
 
 /* After the binding of id (key) left the table: the rewrite an append may set off writes the
@@ -912,10 +956,25 @@ static void twin_note(fls_server *s, binding *b)
 
 /* ---- sending -------------------------------------------------------------------------------- */
 
+static int ids_flush(fls_server *s);
+
 /* Encodes m and sends it to rid without blocking. 0 on success; -1 when it was dropped (queue
- * full, peer gone, or an encoding failure, which is a bug and logged). */
+ * full, peer gone, or an encoding failure, which is a bug and logged). To a session whose Hello
+ * waits for the sync of its id (ids_flush), the sync comes first, and with it the Ack: nothing
+ * tells a client that its id is bound before it is on disk; when the sync failed, the session
+ * is over and m is dropped. */
 static int send_to(fls_server *s, const uint8_t *rid, size_t rid_len, const flp_msg *m)
 {
+    if (s->n_ack_wait && !s->ids_flushing) {
+        const sess *x = sess_by_rid(s, rid, rid_len);
+        if (x && x->ack_wait) {
+            ids_flush(s);
+            if (x->dead) {
+                s->send_errno = EHOSTUNREACH;
+                return -1;
+            }
+        }
+    }
     size_t bound = 0;
     char err[FLP_ERRBUF];
     fl_status st = flp_encode_bound(&bound, m);
@@ -983,6 +1042,71 @@ static void send_ack(fls_server *s, sess *x, flp_type of, uint64_t round, fl_sta
     m.ack.status = (int32_t)status;
     m.ack.detail = detail ? detail : "";
     send_sess(s, x, &m);
+}
+
+/* Group commit of the client-id journal: the records appended since the last sync (the new ids
+ * of a batch of messages) made durable by one fdatasync, then the Hellos that waited for it
+ * answered. Run at the end of each batch (read_router), and before anything else is sent to a
+ * session that waits (send_to). When the sync fails, the file is rewritten whole (and synced);
+ * when that fails too, each id of the batch is refused as one was before: Error FL_ERR_IO, its
+ * session over, the id unbound, and the file rewritten without them (a crash then does not bind
+ * an id that was refused; when this rewrite fails as well, the next change tries again). Returns
+ * 1 when it ended a session (the round engine has events to drain). */
+static int ids_flush(fls_server *s)
+{
+    if ((!s->n_pend && !s->n_ack_wait) || s->ids_flushing)
+        return 0;
+    s->ids_flushing = 1;
+    int ok = 1, ended = 0;
+    if (s->n_pend && (s->ids_bad || s->ids_fd < 0 || fdatasync(s->ids_fd) != 0)) {
+        if (!s->ids_bad && s->ids_fd >= 0)
+            fl_log(&s->log, FL_LOG_ERROR, "client ids %s: cannot sync %zu new record%s: %s; "
+                   "rewriting it", s->ids_path, s->n_pend, s->n_pend == 1 ? "" : "s",
+                   strerror(errno));
+        s->ids_bad = 1;
+        ok = ids_rewrite(s) == FL_OK; /* the whole table, synced: the new ids with it */
+    }
+    if (ok) {
+        ids_pend_clear(s);
+    } else {
+        s->ids_mute = 1;
+        for (size_t k = 0; k < s->n_pend; k++) {
+            const uint32_t i = s->ids_pend[k];
+            if (i >= s->n_slots || !s->bind[i].id || !s->bind[i].unsynced)
+                continue;
+            binding *b = &s->bind[i];
+            b->unsynced = 0;
+            log_bad(s, "hello from %s refused: its binding could not be recorded in %s", b->id,
+                    s->ids_path);
+            sess *x = sess_by_key(s, b->key);
+            if (x) {
+                ack_clear(s, x);
+                send_error(s, x->rid, x->rid_len, 0, FL_ERR_IO,
+                           "the server could not record the client id; try again");
+                sess_drop(s, x, "its id could not be recorded");
+                s->st.refused++;
+                ended = 1;
+            }
+            bind_forget(s, b);
+        }
+        s->ids_mute = 0;
+        s->n_pend = 0;
+        /* The records may be in the file all the same: rewritten at once without them. */
+        s->ids_bad = 1;
+        (void)ids_rewrite(s);
+    }
+    for (size_t i = 0; s->n_ack_wait && i < s->n_ss; i++) {
+        sess *x = &s->ss[i];
+        if (!x->ack_wait || x->dead)
+            continue;
+        char *detail = x->ack_detail;
+        x->ack_detail = NULL;
+        ack_clear(s, x);
+        send_ack(s, x, FLP_HELLO, 0, FL_OK, detail);
+        free(detail);
+    }
+    s->ids_flushing = 0;
+    return ended;
 }
 
 static void send_bye_all(fls_server *s, const char *reason)
@@ -1410,6 +1534,11 @@ static void on_hello(fls_server *s, sess *x, const uint8_t *rid, size_t rid_len,
                      const uint8_t *pub)
 {
     const flp_hello *h = &m->hello;
+    if (x && x->ack_wait) { /* its last Hello is answered first (or refused, ending x) */
+        ids_flush(s);
+        if (x->dead)
+            x = NULL;
+    }
     if (FLP_VERSION < h->min_version || FLP_VERSION > h->max_version) {
         send_error(s, rid, rid_len, 0, FL_ERR_WIRE_VERSION, "this server speaks version 1 only");
         s->st.refused++;
@@ -1496,7 +1625,9 @@ static void on_hello(fls_server *s, sess *x, const uint8_t *rid, size_t rid_len,
             return;
         }
         /* On disk before the Hello is answered: a crash after the Ack must not forget whose
-         * id this is. If it cannot be, the id is not bound (the client tries again later). */
+         * id this is. If it cannot be, the id is not bound (the client tries again later). The
+         * record is appended here and synced with the batch's others (ids_flush); a failure
+         * to append it is said at once. */
         if (ids_note_bind(s, b) != FL_OK) {
             s->ids_mute = 1;
             bind_forget(s, b);
@@ -1576,7 +1707,19 @@ static void on_hello(fls_server *s, sess *x, const uint8_t *rid, size_t rid_len,
         snprintf(detail, sizeof detail, "memory_bytes %llu is below the about %llu bytes that a "
                  "submodel of %.63s needs: this client will not be selected",
                  (unsigned long long)h->memory_bytes, (unsigned long long)need, s->ccfg.arch);
-    send_ack(s, x, FLP_HELLO, 0, FL_OK, detail);
+    if (b->unsynced) { /* answered once its record is synced: ids_flush */
+        x->ack_wait = 1;
+        s->n_ack_wait++;
+        if (detail[0] && !(x->ack_detail = strdup(detail))) {
+            ack_clear(s, x);
+            ids_flush(s);
+            if (x->dead)
+                return; /* refused: its record could not be synced */
+            send_ack(s, x, FLP_HELLO, 0, FL_OK, detail);
+        }
+    } else {
+        send_ack(s, x, FLP_HELLO, 0, FL_OK, detail);
+    }
     fl_log(&s->log, FL_LOG_INFO, "client %s joined; %u connected", x->id,
            fls_core_connected(s->core));
     if (h->memory_bytes && h->memory_bytes < need && (fresh || b->mem_said != h->memory_bytes))
@@ -1909,7 +2052,7 @@ static void conn_of(fls_server *s, int fd, const uint8_t *rid, size_t rl)
 static void read_monitor(fls_server *s);
 
 /* Reads the messages waiting on the ROUTER, at most BATCH_IN; 1 when it stopped at that. */
-static int read_router(fls_server *s)
+static int read_batch(fls_server *s)
 {
     for (int n = 0; n < BATCH_IN; n++) {
         zmq_msg_t rid, body;
@@ -1978,6 +2121,17 @@ static int read_router(fls_server *s)
         }
     }
     return 1;
+}
+
+/* read_batch, then the batch's new ids synced and their Hellos answered (ids_flush). */
+static int read_router(fls_server *s)
+{
+    const int more = read_batch(s);
+    if (ids_flush(s) && drain_events(s) != FL_OK) {
+        s->run = RUN_FAILED;
+        return 0;
+    }
+    return more;
 }
 
 /* ---- ZAP (RFC 27) --------------------------------------------------------------------------- */
@@ -2944,10 +3098,12 @@ void fls_server_free(fls_server *s)
         close(s->pipe_wr);
     for (size_t i = 0; i < s->n_ss; i++) {
         free(s->ss[i].id);
+        free(s->ss[i].ack_detail);
         ul_reset(&s->ss[i]);
     }
     free(s->ss);
     free(s->hidx);
+    free(s->ids_pend);
     for (size_t i = 0; i < s->n_slots; i++)
         free(s->bind[i].id);
     free(s->bind);

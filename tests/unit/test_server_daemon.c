@@ -2573,6 +2573,29 @@ int __wrap_fsync(int fd)
     return __real_fsync(fd);
 }
 
+/* fdatasync as the server sees it (-Wl,--wrap=fdatasync): the syncs of a client-id file (a
+ * descriptor whose path ends in ".ids") are counted in g_ids_syncs, and while g_ids_sync_fails is
+ * not 0 each of them fails with EIO (one fewer each time), as on a disk that reports an error. */
+int __real_fdatasync(int fd);
+int __wrap_fdatasync(int fd);
+static int g_ids_syncs, g_ids_sync_fails;
+
+int __wrap_fdatasync(int fd)
+{
+    char link[64], path[512];
+    snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
+    const ssize_t n = readlink(link, path, sizeof path - 1);
+    if (n > 4 && memcmp(path + n - 4, ".ids", 4) == 0) {
+        g_ids_syncs++;
+        if (g_ids_sync_fails) {
+            g_ids_sync_fails--;
+            errno = EIO;
+            return -1;
+        }
+    }
+    return __real_fdatasync(fd);
+}
+
 /* flock as the server sees it (-Wl,--wrap=flock): with g_flock_writes set, the first call first
  * writes that file (g_flock_text), as another server that held the lock until then would have
  * written its first checkpoint before it exited. */
@@ -2674,6 +2697,7 @@ static int reset_wraps(void **state)
     g_mkstemp_fails = 0;
     g_clock_skew = 0;
     g_dir_fsync_fails = 0;
+    g_ids_sync_fails = 0;
     return 0;
 }
 
@@ -4624,6 +4648,177 @@ static void test_ids_compaction_dir_fsync_fails(void **state)
     free(lb);
 }
 
+/* A plain-text server journaling its client ids to TMP/NAME.ckpt.ids, with n peers connected to
+ * it (each its own connection) and each connection accepted; no round starts (it wants 100). */
+static fls_server *ids_flood_open(const char *name, fls_options **o, logbuf *lb, peer *p, int n)
+{
+    char yaml[1024], ep[300];
+    snprintf(ep, sizeof ep, "ipc://%s/%s.sock", g_tmp, name);
+    snprintf(yaml, sizeof yaml,
+             "server:\n  insecure: true\n  endpoints: ['%s']\n  max_clients: 1000\n"
+             "model:\n  arch: \"mlp:6-5-3\"\nround:\n  clients: 100\n"
+             "checkpoint:\n  path: '%s/%s.ckpt'\n", ep, g_tmp, name);
+    fls_host host = {log_collect, lb, NULL, NULL, NULL};
+    *o = opts_from(yaml);
+    fls_server *s = NULL;
+    assert_int_equal(fls_server_new(*o, &host, &s), FLS_OK);
+    for (int k = 0; k < n; k++)
+        peer_open(&p[k], ep, NULL, NULL, NULL);
+    fls_server_stats st;
+    const double t0 = fl_time_mono_s();
+    do {
+        fls_server_step(s, 5);
+        fls_server_stats_get(s, &st);
+    } while (st.connections < (uint32_t)n && fl_time_mono_s() - t0 < 10);
+    assert_int_equal(st.connections, n);
+    return s;
+}
+
+/* Each of the n peers says Hello with the new id NAME-k at once, and the messages are given time
+ * to reach the server's queue before it reads them: one batch. g_ids_syncs counts from here. */
+static void ids_flood_hello(const char *name, peer *p, int n)
+{
+    char id[32];
+    for (int k = 0; k < n; k++) {
+        snprintf(id, sizeof id, "%s-%d", name, k);
+        flp_msg h = hello_msg(id);
+        peer_send(&p[k], &h);
+    }
+    g_ids_syncs = 0;
+    usleep(200 * 1000);
+}
+
+/* The journal TMP/NAME.ckpt.ids binds id (a record ending in " id\n"). */
+static int ids_file_binds(const char *name, const char *id)
+{
+    char path[400], rec[64];
+    static char text[1 << 16];
+    snprintf(path, sizeof path, "%s/%s.ckpt.ids", g_tmp, name);
+    read_small(path, text, sizeof text);
+    snprintf(rec, sizeof rec, " %s\n", id);
+    return strstr(text, rec) != NULL;
+}
+
+/* Group commit: the Hellos of new ids that arrive together share one fdatasync of the journal
+ * (each had one of its own before: a flood of new devices held the reactor a disk flush each),
+ * and each is answered after it; every id is in the file, and a restart binds them all. */
+static void test_ids_group_commit(void **state)
+{
+    (void)state;
+    enum { N = 16 };
+    fls_options *o;
+    logbuf *lb = calloc(1, sizeof *lb);
+    assert_non_null(lb);
+    peer p[N];
+    fls_server *s = ids_flood_open("igc", &o, lb, p, N);
+    ids_flood_hello("igc", p, N);
+    for (int k = 0; k < N; k++)
+        expect_ack_hello(s, &p[k]);
+    if (g_ids_syncs < 1 || g_ids_syncs > N / 4)
+        fail_msg("%d new ids said Hello together: %d syncs of the journal (one a batch "
+                 "expected)", N, g_ids_syncs);
+    char id[32];
+    for (int k = 0; k < N; k++) {
+        snprintf(id, sizeof id, "igc-%d", k);
+        if (!ids_file_binds("igc", id))
+            fail_msg("%s was acknowledged but the journal does not bind it", id);
+    }
+    fls_server_free(s);
+    for (int k = 0; k < N; k++)
+        peer_close(&p[k]);
+    fls_server_stats st;
+    ids_restart_ok(o, &st, "a group commit");
+    assert_int_equal(st.ids, N);
+    fls_options_free(o);
+    free(lb);
+}
+
+/* The shared sync fails, and so does the rewrite of the whole file that follows (no descriptor
+ * for its temporary file): every Hello that waited for the sync is refused (Error FL_ERR_IO),
+ * none answered before the failure was known, and the file binds none of them; the same ids are
+ * accepted when they try again, and a restart binds them. */
+static void test_ids_group_sync_fails(void **state)
+{
+    (void)state;
+    enum { N = 6 };
+    fls_options *o;
+    logbuf *lb = calloc(1, sizeof *lb);
+    assert_non_null(lb);
+    peer p[N];
+    fls_server *s = ids_flood_open("igf", &o, lb, p, N);
+    g_ids_sync_fails = 1;
+    g_mkstemp_fails = 1;
+    g_mkstemp_errno = EMFILE;
+    ids_flood_hello("igf", p, N);
+    int refused = 0;
+    char id[32];
+    for (int k = 0; k < N; k++) {
+        snprintf(id, sizeof id, "igf-%d", k);
+        flp_msg *r = peer_recv(s, &p[k], 10);
+        assert_non_null(r);
+        const int io = r->type == FLP_ERROR && r->error.code == FL_ERR_IO;
+        const int acked = r->type == FLP_ACK && r->ack.status == 0;
+        if (io && !strstr(r->error.message, "could not record the client id"))
+            fail_msg("%s refused with '%s'", id, r->error.message);
+        flp_msg_free(r);
+        if (!io && !acked)
+            fail_msg("%s got neither an Ack nor Error FL_ERR_IO", id);
+        if (io && ids_file_binds("igf", id))
+            fail_msg("%s was refused, but the journal binds it", id);
+        if (acked && !ids_file_binds("igf", id))
+            fail_msg("%s was acknowledged, but the journal does not bind it", id);
+        refused += io;
+    }
+    assert_int_equal(g_ids_sync_fails, 0);
+    assert_int_equal(g_mkstemp_fails, 0);
+    if (refused < 2) /* one sync for the batch: all of it refused (one each: only one) */
+        fail_msg("the sync shared by %d Hellos failed, but %d of them %s refused", N, refused,
+                 refused == 1 ? "was" : "were");
+    if (!strstr(lb->text, "cannot sync"))
+        fail_msg("the failed sync was not said:\n%s", lb->text);
+    fls_server_stats st;
+    fls_server_stats_get(s, &st);
+    assert_int_equal(st.ids, N - refused);
+    ids_flood_hello("igf", p, N); /* again: the refused ones are new ids, the others known */
+    for (int k = 0; k < N; k++)
+        expect_ack_hello(s, &p[k]);
+    fls_server_free(s);
+    for (int k = 0; k < N; k++)
+        peer_close(&p[k]);
+    ids_restart_ok(o, &st, "a failed group sync");
+    assert_int_equal(st.ids, N);
+    fls_options_free(o);
+    free(lb);
+}
+
+/* The shared sync fails and the rewrite of the whole file that follows succeeds: every Hello of
+ * the batch is answered (the rewrite synced their records), as a single one was before. */
+static void test_ids_group_sync_fails_rewritten(void **state)
+{
+    (void)state;
+    enum { N = 6 };
+    fls_options *o;
+    logbuf *lb = calloc(1, sizeof *lb);
+    assert_non_null(lb);
+    peer p[N];
+    fls_server *s = ids_flood_open("igr", &o, lb, p, N);
+    g_ids_sync_fails = 1;
+    ids_flood_hello("igr", p, N);
+    for (int k = 0; k < N; k++)
+        expect_ack_hello(s, &p[k]);
+    assert_int_equal(g_ids_sync_fails, 0);
+    if (!strstr(lb->text, "cannot sync"))
+        fail_msg("the failed sync was not said:\n%s", lb->text);
+    fls_server_free(s);
+    for (int k = 0; k < N; k++)
+        peer_close(&p[k]);
+    fls_server_stats st;
+    ids_restart_ok(o, &st, "a failed group sync, rewritten");
+    assert_int_equal(st.ids, N);
+    fls_options_free(o);
+    free(lb);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -4684,6 +4879,9 @@ int main(void)
         cmocka_unit_test_teardown(test_ids_compaction_dir_fsync_fails, reset_wraps),
         cmocka_unit_test_teardown(test_ids_restart_leftovers_said_as_news, reset_wraps),
         cmocka_unit_test_teardown(test_ids_restart_many_leftovers_not_warned, reset_wraps),
+        cmocka_unit_test(test_ids_group_commit),
+        cmocka_unit_test_teardown(test_ids_group_sync_fails, reset_wraps),
+        cmocka_unit_test_teardown(test_ids_group_sync_fails_rewritten, reset_wraps),
         cmocka_unit_test_teardown(test_reactor_checkpoint_no_fds, reset_wraps),
     };
     if (getenv("FLS_TEST_FILTER")) /* e.g. "test_ids_*": a few tests while working on them */

@@ -1,0 +1,264 @@
+/* bench_ids: how fast fl_server takes a flood of new devices, its client-id journal on against
+ * off, in the same run.
+ *
+ *   bench_ids [--ids N] [--conns C] [--reps R] [--dir DIR]
+ *
+ * Ours: the server library (include/fls.h) in a thread of this process, plain text over ipc://,
+ * with checkpoint.path DIR/j.ckpt: each new id's record is appended to DIR/j.ckpt.ids and synced
+ * to disk before its Hello is answered (fl_server/README.md, "Client ids across restarts"). C
+ * connections (DEALER sockets) say Hello with N new ids in all, each connection one id after the
+ * other (the next when the last one's Ack came), as a fleet of devices coming online at once
+ * does. The window runs from the first Hello to the last Ack; best of R floods (new ids each).
+ * Peer: the same floods against the same server without checkpoint.path (no journal, nothing
+ * written), in the same run: the floor. ratio = hellos_per_s / nojournal_hellos_per_s.
+ * DIR (default: a new directory under the current one, removed at the end) must be on the disk
+ * to be measured: a tmpfs syncs for free (the last line names the file system).
+ * LAST line: hellos_per_s=<f> nojournal_hellos_per_s=<f> ratio=<f> fs=<name>
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/vfs.h>
+#include <time.h>
+#include <unistd.h>
+#include <zmq.h>
+
+#include "flp_wire.h"
+#include "fls.h"
+
+static double mono(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static void die(const char *what, const char *detail)
+{
+    fprintf(stderr, "bench_ids: %s%s%s\n", what, detail ? ": " : "", detail ? detail : "");
+    exit(1);
+}
+
+static void *serve(void *arg)
+{
+    fls_server_run(arg);
+    return NULL;
+}
+
+typedef struct flood {
+    void *ctx;
+    void **sock;
+    int conns;
+} flood;
+
+static void send_hello(void *sock, const char *id)
+{
+    flp_msg m = flp_msg_header(FLP_HELLO, 0, id);
+    m.hello.client_id = id;
+    m.hello.backend = FLP_BACKEND_CPU;
+    m.hello.dataset_size = 100;
+    m.hello.min_version = 1;
+    m.hello.max_version = 1;
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    if (flp_encode_alloc(&buf, &len, &m, NULL, NULL, 0) != FL_OK)
+        die("cannot encode a Hello", NULL);
+    if (zmq_send(sock, buf, len, 0) != (int)len)
+        die("zmq_send", zmq_strerror(zmq_errno()));
+    free(buf);
+}
+
+/* The next message on sock must be the Ack of a Hello. */
+static void expect_ack(void *sock)
+{
+    zmq_msg_t z;
+    zmq_msg_init(&z);
+    if (zmq_msg_recv(&z, sock, 0) < 0)
+        die("zmq_msg_recv", zmq_strerror(zmq_errno()));
+    flp_msg *m = NULL;
+    char err[FLP_ERRBUF];
+    if (flp_decode(&m, zmq_msg_data(&z), zmq_msg_size(&z), NULL, err, sizeof err) != FL_OK)
+        die("the server sent an undecodable message", err);
+    zmq_msg_close(&z);
+    if (m->type == FLP_ERROR)
+        die("a Hello was refused", m->error.message);
+    if (m->type != FLP_ACK || m->ack.of_type != FLP_HELLO || m->ack.status != 0)
+        die("the server answered a Hello with something other than its Ack", NULL);
+    flp_msg_free(m);
+}
+
+/* n Hellos of new ids named TAG-c-k over the connections, each one after the other; seconds. */
+static double run_flood(flood *f, const char *tag, int n)
+{
+    int *next = calloc((size_t)f->conns, sizeof *next);
+    zmq_pollitem_t *it = calloc((size_t)f->conns, sizeof *it);
+    if (!next || !it)
+        die("out of memory", NULL);
+    char id[96];
+    int sent = 0, done = 0;
+    const double t0 = mono();
+    for (int c = 0; c < f->conns && sent < n; c++, sent++) {
+        snprintf(id, sizeof id, "%s-%d-%d", tag, c, next[c]++);
+        send_hello(f->sock[c], id);
+    }
+    while (done < n) {
+        for (int c = 0; c < f->conns; c++)
+            it[c] = (zmq_pollitem_t){f->sock[c], 0, ZMQ_POLLIN, 0};
+        if (zmq_poll(it, f->conns, 30000) <= 0)
+            die("no answer from the server for 30 s", NULL);
+        for (int c = 0; c < f->conns; c++) {
+            if (!(it[c].revents & ZMQ_POLLIN))
+                continue;
+            expect_ack(f->sock[c]);
+            done++;
+            if (sent < n) {
+                snprintf(id, sizeof id, "%s-%d-%d", tag, c, next[c]++);
+                send_hello(f->sock[c], id);
+                sent++;
+            }
+        }
+    }
+    const double dt = mono() - t0;
+    free(next);
+    free(it);
+    return dt;
+}
+
+/* The best of reps floods of n new ids against a server with (journal) or without a journal. */
+static double measure(const char *dir, int journal, int n, int conns, int reps)
+{
+    char yaml[2048], ep[600];
+    snprintf(ep, sizeof ep, "ipc://%s/%c.sock", dir, journal ? 'j' : 'n');
+    int w = snprintf(yaml, sizeof yaml,
+                     "server:\n  insecure: true\n  endpoints: ['%s']\n  max_clients: 1000000\n"
+                     "model:\n  arch: \"mlp:6-5-3\"\nround:\n  clients: 1000000\n", ep);
+    if (journal)
+        snprintf(yaml + w, sizeof yaml - (size_t)w, "checkpoint:\n  path: '%s/j.ckpt'\n", dir);
+    fls_options *o = NULL;
+    char err[512];
+    if (fls_options_new(&o) != FLS_OK ||
+        fls_options_load_mem(o, yaml, strlen(yaml), "bench_ids", err, sizeof err) != FLS_OK)
+        die("bad server options", err);
+    fls_host host = {0};
+    fls_server *s = NULL;
+    const fls_status st = fls_server_new(o, &host, &s);
+    if (st != FLS_OK)
+        die("the server did not start", fls_strerror(st));
+    pthread_t th;
+    if (pthread_create(&th, NULL, serve, s) != 0)
+        die("pthread_create", NULL);
+    flood f = {zmq_ctx_new(), calloc((size_t)conns, sizeof(void *)), conns};
+    if (!f.ctx || !f.sock)
+        die("zmq_ctx_new", NULL);
+    for (int c = 0; c < conns; c++) {
+        const int zero = 0;
+        if (!(f.sock[c] = zmq_socket(f.ctx, ZMQ_DEALER)))
+            die("zmq_socket", zmq_strerror(zmq_errno()));
+        zmq_setsockopt(f.sock[c], ZMQ_LINGER, &zero, sizeof zero);
+        if (zmq_connect(f.sock[c], ep) != 0)
+            die("zmq_connect", zmq_strerror(zmq_errno()));
+    }
+    char tag[32];
+    snprintf(tag, sizeof tag, "%cw", journal ? 'j' : 'n');
+    run_flood(&f, tag, conns); /* warm-up: every connection made, one new id each */
+    double best = 0;
+    for (int r = 0; r < reps; r++) {
+        snprintf(tag, sizeof tag, "%c%d", journal ? 'j' : 'n', r);
+        const double dt = run_flood(&f, tag, n);
+        printf("  %s, flood %d: %d new ids in %.3f s (%.0f a second)\n",
+               journal ? "journal" : "no journal", r + 1, n, dt, n / dt);
+        fflush(stdout);
+        if (best == 0 || dt < best)
+            best = dt;
+    }
+    for (int c = 0; c < conns; c++)
+        zmq_close(f.sock[c]);
+    zmq_ctx_term(f.ctx);
+    free(f.sock);
+    fls_server_stop(s);
+    pthread_join(th, NULL);
+    fls_server_free(s);
+    fls_options_free(o);
+    return n / best;
+}
+
+static const char *fs_name(const char *dir)
+{
+    struct statfs sf;
+    if (statfs(dir, &sf) != 0)
+        return "unknown";
+    switch ((unsigned long)sf.f_type) {
+    case 0xEF53: return "ext4";
+    case 0x58465342: return "xfs";
+    case 0x9123683E: return "btrfs";
+    case 0x01021994: return "tmpfs";
+    case 0x794C7630: return "overlayfs";
+    default: return "other";
+    }
+}
+
+int main(int argc, char **argv)
+{
+    int n = 3000, conns = 64, reps = 3;
+    const char *dir_opt = NULL;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            printf("usage: %s [--ids N (3000)] [--conns C (64)] [--reps R (3)] [--dir DIR]\n"
+                   "Floods of N new client ids over C connections against fl_server with its\n"
+                   "client-id journal (in DIR, default a new directory here), and without.\n",
+                   argv[0]);
+            return 0;
+        }
+        if (i + 1 >= argc)
+            die("missing value after", a);
+        const char *v = argv[++i];
+        char *end;
+        const long x = strtol(v, &end, 10);
+        if (!strcmp(a, "--dir"))
+            dir_opt = v;
+        else if (*end || end == v || x < 1 || x > 10000000)
+            die("not a positive count", v);
+        else if (!strcmp(a, "--ids"))
+            n = (int)x;
+        else if (!strcmp(a, "--conns"))
+            conns = x > 1000 ? 1000 : (int)x;
+        else if (!strcmp(a, "--reps"))
+            reps = (int)x;
+        else
+            die("unknown option (see --help)", a);
+    }
+    char dir[512];
+    if (dir_opt) {
+        snprintf(dir, sizeof dir, "%s", dir_opt);
+    } else {
+        snprintf(dir, sizeof dir, "bench_ids.XXXXXX");
+        if (!mkdtemp(dir))
+            die("mkdtemp", strerror(errno));
+    }
+    const char *fs = fs_name(dir);
+    printf("bench_ids: %d new ids over %d connections, best of %d floods; journal in %s (%s)\n",
+           n, conns, reps, dir, fs);
+    const double with = measure(dir, 1, n, conns, reps);
+    const double without = measure(dir, 0, n, conns, reps);
+    if (!dir_opt) { /* the files the servers made (journal, lock, checkpoint, sockets) */
+        DIR *d = opendir(dir);
+        for (struct dirent *e; d && (e = readdir(d));) {
+            char path[1024];
+            snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+            if (strcmp(e->d_name, ".") && strcmp(e->d_name, ".."))
+                unlink(path);
+        }
+        if (d)
+            closedir(d);
+        if (rmdir(dir) != 0)
+            fprintf(stderr, "bench_ids: %s left behind: %s\n", dir, strerror(errno));
+    }
+    printf("hellos_per_s=%.0f nojournal_hellos_per_s=%.0f ratio=%.3f fs=%s\n", with, without,
+           with / without, fs);
+    return 0;
+}
