@@ -4648,10 +4648,13 @@ static void test_ids_compaction_dir_fsync_fails(void **state)
     free(lb);
 }
 
-/* A plain-text server journaling its client ids to TMP/NAME.ckpt.ids, with n peers connected to
- * it (each its own connection) and each connection accepted; no round starts (it wants 100). */
-static fls_server *ids_flood_open(const char *name, fls_options **o, logbuf *lb, peer *p, int n)
+/* A plain-text server journaling its client ids to TMP/NAME.ckpt.ids (its log into *lbp, new),
+ * with n peers connected to it (each its own connection) and each connection accepted; no round
+ * starts (it wants 100). Undone by ids_flood_end. */
+static fls_server *ids_flood_open(const char *name, fls_options **o, logbuf **lbp, peer *p, int n)
 {
+    logbuf *lb = *lbp = calloc(1, sizeof *lb);
+    assert_non_null(lb);
     char yaml[1024], ep[300];
     snprintf(ep, sizeof ep, "ipc://%s/%s.sock", g_tmp, name);
     snprintf(yaml, sizeof yaml,
@@ -4688,6 +4691,20 @@ static void ids_flood_hello(const char *name, peer *p, int n)
     usleep(200 * 1000);
 }
 
+/* The server and peers of ids_flood_open gone, a restart binds `ids` ids. */
+static void ids_flood_end(fls_server *s, fls_options *o, logbuf *lb, peer *p, int n, int ids,
+                          const char *what)
+{
+    fls_server_free(s);
+    for (int k = 0; k < n; k++)
+        peer_close(&p[k]);
+    fls_server_stats st;
+    ids_restart_ok(o, &st, what);
+    assert_int_equal(st.ids, ids);
+    fls_options_free(o);
+    free(lb);
+}
+
 /* The journal TMP/NAME.ckpt.ids binds id (a record ending in " id\n"). */
 static int ids_file_binds(const char *name, const char *id)
 {
@@ -4707,10 +4724,9 @@ static void test_ids_group_commit(void **state)
     (void)state;
     enum { N = 16 };
     fls_options *o;
-    logbuf *lb = calloc(1, sizeof *lb);
-    assert_non_null(lb);
+    logbuf *lb;
     peer p[N];
-    fls_server *s = ids_flood_open("igc", &o, lb, p, N);
+    fls_server *s = ids_flood_open("igc", &o, &lb, p, N);
     ids_flood_hello("igc", p, N);
     for (int k = 0; k < N; k++)
         expect_ack_hello(s, &p[k]);
@@ -4723,14 +4739,7 @@ static void test_ids_group_commit(void **state)
         if (!ids_file_binds("igc", id))
             fail_msg("%s was acknowledged but the journal does not bind it", id);
     }
-    fls_server_free(s);
-    for (int k = 0; k < N; k++)
-        peer_close(&p[k]);
-    fls_server_stats st;
-    ids_restart_ok(o, &st, "a group commit");
-    assert_int_equal(st.ids, N);
-    fls_options_free(o);
-    free(lb);
+    ids_flood_end(s, o, lb, p, N, N, "a group commit");
 }
 
 /* The shared sync fails, and so does the rewrite of the whole file that follows (no descriptor
@@ -4742,10 +4751,9 @@ static void test_ids_group_sync_fails(void **state)
     (void)state;
     enum { N = 6 };
     fls_options *o;
-    logbuf *lb = calloc(1, sizeof *lb);
-    assert_non_null(lb);
+    logbuf *lb;
     peer p[N];
-    fls_server *s = ids_flood_open("igf", &o, lb, p, N);
+    fls_server *s = ids_flood_open("igf", &o, &lb, p, N);
     g_ids_sync_fails = 1;
     g_mkstemp_fails = 1;
     g_mkstemp_errno = EMFILE;
@@ -4782,13 +4790,7 @@ static void test_ids_group_sync_fails(void **state)
     ids_flood_hello("igf", p, N); /* again: the refused ones are new ids, the others known */
     for (int k = 0; k < N; k++)
         expect_ack_hello(s, &p[k]);
-    fls_server_free(s);
-    for (int k = 0; k < N; k++)
-        peer_close(&p[k]);
-    ids_restart_ok(o, &st, "a failed group sync");
-    assert_int_equal(st.ids, N);
-    fls_options_free(o);
-    free(lb);
+    ids_flood_end(s, o, lb, p, N, N, "a failed group sync");
 }
 
 /* The shared sync fails and the rewrite of the whole file that follows succeeds: every Hello of
@@ -4798,10 +4800,9 @@ static void test_ids_group_sync_fails_rewritten(void **state)
     (void)state;
     enum { N = 6 };
     fls_options *o;
-    logbuf *lb = calloc(1, sizeof *lb);
-    assert_non_null(lb);
+    logbuf *lb;
     peer p[N];
-    fls_server *s = ids_flood_open("igr", &o, lb, p, N);
+    fls_server *s = ids_flood_open("igr", &o, &lb, p, N);
     g_ids_sync_fails = 1;
     ids_flood_hello("igr", p, N);
     for (int k = 0; k < N; k++)
@@ -4809,14 +4810,7 @@ static void test_ids_group_sync_fails_rewritten(void **state)
     assert_int_equal(g_ids_sync_fails, 0);
     if (!strstr(lb->text, "cannot sync"))
         fail_msg("the failed sync was not said:\n%s", lb->text);
-    fls_server_free(s);
-    for (int k = 0; k < N; k++)
-        peer_close(&p[k]);
-    fls_server_stats st;
-    ids_restart_ok(o, &st, "a failed group sync, rewritten");
-    assert_int_equal(st.ids, N);
-    fls_options_free(o);
-    free(lb);
+    ids_flood_end(s, o, lb, p, N, N, "a failed group sync, rewritten");
 }
 
 int main(void)
