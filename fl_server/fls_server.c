@@ -220,6 +220,9 @@ struct fls_server {
     size_t n_ss, cap_ss;
     int32_t *hidx;              /* open addressing over ss by routing id; -1 empty */
     size_t hcap;
+    int32_t *kidx;              /* open addressing over ss by client key (sessions with an id;
+                                 * an entry whose session has another key now is skipped); -1 */
+    size_t kcap, kused;
     int any_dead;
     uint32_t n_up_active;       /* sessions holding an upload slot */
     uint32_t dl_total;          /* weight chunks in flight over all clients (<= DL_BUDGET) */
@@ -359,11 +362,62 @@ static sess *sess_by_rid(const fls_server *s, const uint8_t *rid, size_t len)
     return NULL;
 }
 
+/* Where key's chain starts in kidx: mixed with the process's random seed, as bind_home. */
+static size_t key_home(const fls_server *s, uint32_t key)
+{
+    const uint64_t x = ((uint64_t)key ^ s->bseed) * 0x9E3779B97F4A7C15ull;
+    return (size_t)((x ^ (x >> 29)) >> 32) & (s->kcap - 1);
+}
+
+static void kidx_insert(fls_server *s, size_t i)
+{
+    size_t j = key_home(s, s->ss[i].key);
+    while (s->kidx[j] >= 0)
+        j = (j + 1) & (s->kcap - 1);
+    s->kidx[j] = (int32_t)i;
+    s->kused++;
+}
+
+/* The key index anew, for the sessions with an id, with room for want of them. */
+static fl_status kidx_rebuild(fls_server *s, size_t want)
+{
+    size_t cap = 64;
+    while (cap < 2 * want + 2)
+        cap *= 2;
+    int32_t *k = malloc(cap * sizeof *k);
+    if (!k)
+        return FL_ERR_NOMEM;
+    for (size_t j = 0; j < cap; j++)
+        k[j] = -1;
+    free(s->kidx);
+    s->kidx = k;
+    s->kcap = cap;
+    s->kused = 0;
+    for (size_t i = 0; i < s->n_ss; i++)
+        if (!s->ss[i].dead && s->ss[i].id)
+            kidx_insert(s, i);
+    return FL_OK;
+}
+
+/* Session x has its id and key now: indexed by that key. */
+static fl_status kidx_put(fls_server *s, const sess *x)
+{
+    if (2 * (s->kused + 1) + 2 > s->kcap) /* rebuilt with x in it, and without stale entries */
+        return kidx_rebuild(s, s->n_ss > s->kused + 1 ? s->n_ss : s->kused + 1);
+    kidx_insert(s, (size_t)(x - s->ss));
+    return FL_OK;
+}
+
+/* The live session of the client with this key (one at most: a Hello ends the other's). */
 static sess *sess_by_key(const fls_server *s, uint32_t key)
 {
-    for (size_t i = 0; i < s->n_ss; i++)
-        if (!s->ss[i].dead && s->ss[i].key == key)
-            return &s->ss[i];
+    if (!s->kcap)
+        return NULL;
+    for (size_t j = key_home(s, key); s->kidx[j] >= 0; j = (j + 1) & (s->kcap - 1)) {
+        sess *x = &s->ss[s->kidx[j]];
+        if (x->key == key && x->id && !x->dead)
+            return x;
+    }
     return NULL;
 }
 
@@ -472,7 +526,7 @@ static void sess_compact(fls_server *s)
     }
     s->n_ss = m;
     s->any_dead = 0;
-    if (hash_rebuild(s, s->cap_ss) != FL_OK)
+    if (hash_rebuild(s, s->cap_ss) != FL_OK || kidx_rebuild(s, s->n_ss) != FL_OK)
         s->run = RUN_FAILED; /* cannot index sessions any more: stop cleanly */
 }
 
@@ -1672,7 +1726,7 @@ static void on_hello(fls_server *s, sess *x, const uint8_t *rid, size_t rid_len,
     x->key = key;
     x->key_alt = alt;
     x->last_rx = fl_time_mono_s();
-    if (!x->id) {
+    if (!x->id || kidx_put(s, x) != FL_OK) {
         sess_drop(s, x, "out of memory");
         send_error(s, rid, rid_len, 0, FL_ERR_NOMEM, NULL);
         return;
@@ -3103,6 +3157,7 @@ void fls_server_free(fls_server *s)
     }
     free(s->ss);
     free(s->hidx);
+    free(s->kidx);
     free(s->ids_pend);
     for (size_t i = 0; i < s->n_slots; i++)
         free(s->bind[i].id);

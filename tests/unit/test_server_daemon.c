@@ -2573,6 +2573,92 @@ int __wrap_fsync(int fd)
     return __real_fsync(fd);
 }
 
+/* Hello as NAME-k from each of p[from..to), each acknowledged. */
+static void hellos(fls_server *s, peer *p, const char *name, int from, int to)
+{
+    char id[64];
+    for (int k = from; k < to; k++) {
+        snprintf(id, sizeof id, "%s-%d", name, k);
+        flp_msg h = hello_msg(id);
+        peer_send(&p[k], &h);
+        expect_ack_hello(s, &p[k]);
+    }
+}
+
+/* Bye from each of p[from..to); s stepped until it has `left` clients. */
+static void byes(fls_server *s, peer *p, int from, int to, uint32_t left)
+{
+    for (int k = from; k < to; k++) {
+        flp_msg bye = flp_msg_header(FLP_BYE, 0, NULL);
+        bye.bye.reason = "leaving";
+        peer_send(&p[k], &bye);
+    }
+    fls_server_stats st;
+    const double t0 = fl_time_mono_s();
+    do {
+        fls_server_step(s, 5);
+        fls_server_stats_get(s, &st);
+    } while (st.clients != left && fl_time_mono_s() - t0 < 10);
+    assert_int_equal(st.clients, left);
+}
+
+/* Sessions are found by their client's key through an index (the round engine names clients by
+ * key: each Task, each Hello's check for an older session of the id). It holds across what moves
+ * or renames sessions: 12 sessions gone (the table compacted), 8 clients saying Hello again with
+ * a new id on the same connection, the first session of the table gone (every later one moves),
+ * and one id taken over by a new connection. Then the 24th client says Hello, the round starts,
+ * and each of the 24 gets its Task. */
+static void test_reactor_sessions_by_key(void **state)
+{
+    (void)state;
+    enum { N = 38, FIRST = 37, TAKEN = 20 }; /* p[8..19] leave first, p[37] later */
+    char yaml[1024], ep[300];
+    snprintf(ep, sizeof ep, "ipc://%s/sk.sock", g_tmp);
+    snprintf(yaml, sizeof yaml,
+             "server:\n  insecure: true\n  endpoints: ['%s']\nmodel:\n  arch: \"mlp:6-5-3\"\n"
+             "round:\n  clients: 24\n  overcommit: 1\n", ep);
+    fls_options *o = opts_from(yaml);
+    logbuf *lb = calloc(1, sizeof *lb);
+    assert_non_null(lb);
+    fls_host host = {log_collect, lb, NULL, NULL, NULL};
+    fls_server *s = NULL;
+    assert_int_equal(fls_server_new(o, &host, &s), FLS_OK);
+    peer p[N];
+    for (int k = 0; k < N; k++)
+        peer_open(&p[k], ep, NULL, NULL, NULL);
+    hellos(s, p, "gone", 8, 20);
+    byes(s, p, 8, 20, 0);
+    hellos(s, p, "first", FIRST, FIRST + 1);
+    hellos(s, p, "sk", 0, 8);
+    hellos(s, p, "sk2", 0, 8); /* the same 8 connections, new ids */
+    hellos(s, p, "sk", 22, 36);
+    byes(s, p, FIRST, FIRST + 1, 22);
+    hellos(s, p, "sk", TAKEN, TAKEN + 1);
+    flp_msg h = hello_msg("sk-20"); /* again, on another connection */
+    peer_send(&p[TAKEN + 1], &h);
+    expect_ack_hello(s, &p[TAKEN + 1]);
+    hellos(s, p, "sk", 36, 37); /* the 24th */
+    int tasks = 0;
+    for (int k = 0; k < FIRST; k++) {
+        if ((k >= 8 && k < 20) || k == TAKEN)
+            continue;
+        flp_msg *t = peer_recv(s, &p[k], 10);
+        if (!t || t->type != FLP_TASK)
+            fail_msg("peer %d got %s, not its Task:\n%s", k, t ? flp_type_name(t->type) : "nothing",
+                     lb->text);
+        flp_msg_free(t);
+        tasks++;
+    }
+    assert_int_equal(tasks, 24);
+    if (strstr(lb->text, "without a session"))
+        fail_msg("a Task found no session:\n%s", lb->text);
+    fls_server_free(s);
+    for (int k = 0; k < N; k++)
+        peer_close(&p[k]);
+    fls_options_free(o);
+    free(lb);
+}
+
 /* fdatasync as the server sees it (-Wl,--wrap=fdatasync): the syncs of a client-id file (a
  * descriptor whose path ends in ".ids") are counted in g_ids_syncs, and while g_ids_sync_fails is
  * not 0 each of them fails with EIO (one fewer each time), as on a disk that reports an error. */
@@ -4873,6 +4959,7 @@ int main(void)
         cmocka_unit_test_teardown(test_ids_compaction_dir_fsync_fails, reset_wraps),
         cmocka_unit_test_teardown(test_ids_restart_leftovers_said_as_news, reset_wraps),
         cmocka_unit_test_teardown(test_ids_restart_many_leftovers_not_warned, reset_wraps),
+        cmocka_unit_test(test_reactor_sessions_by_key),
         cmocka_unit_test(test_ids_group_commit),
         cmocka_unit_test_teardown(test_ids_group_sync_fails, reset_wraps),
         cmocka_unit_test_teardown(test_ids_group_sync_fails_rewritten, reset_wraps),
