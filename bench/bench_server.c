@@ -2,7 +2,7 @@
  * beside raw ZeroMQ throughput for the same bytes on the same machine in the same run.
  *
  *   bench_server [--clients N] [--rounds R] [--arch SPEC] [--codecs LIST] [--chunk-elems E]
- *                [--server-env KEY=VALUE ...]   (environment of the server child only, e.g.
+ *                [--idle M] [--server-env KEY=VALUE ...]   (environment of the server child only, e.g.
  *                 MALLOC_MMAP_THRESHOLD_=1073741824 to see what fresh mmap'd chunk buffers cost)
  *
  * Default: N = 1, 8 and 64 (--clients N: that N only), arch cnn:62 (6,603,710 parameters), policy
@@ -28,6 +28,11 @@
  * client's encoded chunks until its update is complete, so with simultaneous uploads the server
  * holds up to N encoded updates (26.4 MB each in float32): see the printed peak against N.
  *
+ * --idle M: M more connections, each a session that said Hello (memory_bytes 1: never selected)
+ * and heartbeats, beside the N clients: what a fleet's idle devices cost the rounds (the
+ * reactor's work that grows with the sessions it holds). Also printed: the server process's CPU
+ * time over its whole life, per update.
+ *
  * LAST line (for the float32 codec and the last N):
  *   updates_per_s=<f> mb_per_s=<f> raw_zmq_mb_per_s=<f> ratio=<f> server_peak_rss_mb=<f>
  */
@@ -45,6 +50,7 @@
 
 #include "flc.h"
 #include "flm_arch.h"
+#include "flp_wire.h"
 #include "fls.h"
 
 static double mono(void)
@@ -121,7 +127,9 @@ static int role_server(int fd, const char *arch, const char *codec, int n, int r
     fls_server_free(s);
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
-    fprintf(g_out, "RSS %ld %d\n", ru.ru_maxrss, (int)st);
+    fprintf(g_out, "RSS %ld %d %.6f\n", ru.ru_maxrss, (int)st,
+            ru.ru_utime.tv_sec + ru.ru_utime.tv_usec * 1e-6 + ru.ru_stime.tv_sec +
+                ru.ru_stime.tv_usec * 1e-6);
     fclose(g_out);
     return st == FLS_OK ? 0 : 1;
 }
@@ -246,11 +254,118 @@ static void *cli_run(void *arg)
     return NULL;
 }
 
+/* ---- idle sessions (--idle M) -------------------------------------------------------------- */
+
+typedef struct idlers {
+    void *ctx;
+    void **sock;
+    int m;
+    volatile int stop;
+    pthread_t th;
+} idlers;
+
+static void idle_send(void *sock, flp_type type, const char *id)
+{
+    flp_msg msg = flp_msg_header(type, 0, id);
+    if (type == FLP_HELLO) {
+        msg.hello.client_id = id;
+        msg.hello.backend = FLP_BACKEND_CPU;
+        msg.hello.dataset_size = 1;
+        msg.hello.memory_bytes = 1; /* below any submodel: admitted, never selected */
+        msg.hello.min_version = 1;
+        msg.hello.max_version = 1;
+    }
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    if (flp_encode_alloc(&buf, &len, &msg, NULL, NULL, 0) != FL_OK)
+        die("cannot encode an idle client's message");
+    zmq_send(sock, buf, len, ZMQ_DONTWAIT);
+    free(buf);
+}
+
+/* Every 2 s each idle session heartbeats, and what came to it is read and dropped. */
+static void *idle_keep(void *arg)
+{
+    idlers *d = arg;
+    char id[32];
+    while (!d->stop) {
+        for (int i = 0; i < d->m; i++) {
+            char buf[256];
+            while (zmq_recv(d->sock[i], buf, sizeof buf, ZMQ_DONTWAIT) >= 0) {
+            }
+            snprintf(id, sizeof id, "idle-%d", i);
+            idle_send(d->sock[i], FLP_HEARTBEAT, id);
+        }
+        for (int t = 0; t < 20 && !d->stop; t++)
+            usleep(100 * 1000);
+    }
+    return NULL;
+}
+
+/* m sessions on ep, each acknowledged, then kept alive by a thread until idle_end. */
+static void idle_start(idlers *d, const char *ep, int m)
+{
+    memset(d, 0, sizeof *d);
+    d->m = m;
+    if (m == 0)
+        return;
+    d->ctx = zmq_ctx_new();
+    zmq_ctx_set(d->ctx, ZMQ_MAX_SOCKETS, m + 16);
+    d->sock = calloc((size_t)m, sizeof *d->sock);
+    if (!d->ctx || !d->sock)
+        die("idle sessions: out of memory");
+    char id[32];
+    for (int i = 0; i < m; i++) {
+        const int zero = 0;
+        if (!(d->sock[i] = zmq_socket(d->ctx, ZMQ_DEALER)))
+            die("idle sessions: zmq_socket (raise the descriptor limit, or fewer --idle)");
+        zmq_setsockopt(d->sock[i], ZMQ_LINGER, &zero, sizeof zero);
+        if (zmq_connect(d->sock[i], ep) != 0)
+            die("idle sessions: zmq_connect");
+        snprintf(id, sizeof id, "idle-%d", i);
+        idle_send(d->sock[i], FLP_HELLO, id);
+    }
+    for (int i = 0; i < m; i++) { /* each Hello's answer (heartbeats may come first) */
+        for (;;) {
+            zmq_msg_t z;
+            zmq_msg_init(&z);
+            if (zmq_msg_recv(&z, d->sock[i], 0) < 0)
+                die("idle sessions: recv");
+            flp_msg *r = NULL;
+            if (flp_decode(&r, zmq_msg_data(&z), zmq_msg_size(&z), NULL, NULL, 0) != FL_OK)
+                die("idle sessions: undecodable answer");
+            zmq_msg_close(&z);
+            const flp_type t = r->type;
+            const int ok = t == FLP_ACK && r->ack.status == 0;
+            flp_msg_free(r);
+            if (t == FLP_HEARTBEAT)
+                continue;
+            if (!ok)
+                die("idle sessions: a Hello was not acknowledged");
+            break;
+        }
+    }
+    pthread_create(&d->th, NULL, idle_keep, d);
+}
+
+static void idle_end(idlers *d)
+{
+    if (d->m == 0)
+        return;
+    d->stop = 1;
+    pthread_join(d->th, NULL);
+    for (int i = 0; i < d->m; i++)
+        zmq_close(d->sock[i]);
+    zmq_ctx_term(d->ctx);
+    free(d->sock);
+}
+
 typedef struct result {
-    double updates_per_s, mb_per_s, rss_mb, bytes_per_update, window_s;
+    double updates_per_s, mb_per_s, rss_mb, bytes_per_update, window_s, server_cpu_s;
 } result;
 
-static result run_ours(const char *arch, const char *codec, int n, int rounds, const char *ce)
+static result run_ours(const char *arch, const char *codec, int n, int rounds, const char *ce,
+                       int idle)
 {
     char nb[16], rb[16];
     snprintf(nb, sizeof nb, "%d", n);
@@ -262,6 +377,8 @@ static result run_ours(const char *arch, const char *codec, int n, int rounds, c
     char line[512], ep[256];
     if (!fgets(line, sizeof line, in) || sscanf(line, "EP %255s", ep) != 1)
         die("server child did not start");
+    idlers idl;
+    idle_start(&idl, ep, idle); /* before the clients: no round starts without them */
     bench b;
     memset(&b, 0, sizeof b);
     b.n = n;
@@ -290,6 +407,7 @@ static result run_ours(const char *arch, const char *codec, int n, int rounds, c
     }
     double window = 0, bytes = 0, reported = 0, best_w = 0, best_rep = 1, best_bytes = 0;
     long rss_kb = 0;
+    double cpu = 0;
     int r = 0;
     while (fgets(line, sizeof line, in)) {
         double t, by, rep;
@@ -310,7 +428,7 @@ static result run_ours(const char *arch, const char *codec, int n, int rounds, c
             bytes += by;
             reported += rep;
             r++;
-        } else if (sscanf(line, "RSS %ld %d", &kb, &st) == 2) {
+        } else if (sscanf(line, "RSS %ld %d %lf", &kb, &st, &cpu) == 3) {
             rss_kb = kb;
         }
     }
@@ -323,12 +441,13 @@ static result run_ours(const char *arch, const char *codec, int n, int rounds, c
         flc_client_free(cs[i].c);
     }
     zmq_ctx_term(ctx);
+    idle_end(&idl);
     free(cs);
     free(ids);
     if (r != rounds || reported != (double)n * rounds)
         die("the server did not finish every round with every update");
     result res = {best_rep / best_w, best_bytes / 1e6 / best_w, rss_kb / 1024.0,
-                  bytes / reported, best_w};
+                  bytes / reported, best_w, cpu};
     return res;
 }
 
@@ -426,7 +545,7 @@ int main(int argc, char **argv)
 {
     const char *arch = "cnn:62", *codecs = "rot+q4+zstd,none", *ce = "65536", *role = NULL;
     const char *codec = "none";
-    int only_n = 0, rounds = 3, fd = -1;
+    int only_n = 0, rounds = 3, fd = -1, idle = 0;
     unsigned long long raw_bytes = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -439,6 +558,7 @@ int main(int argc, char **argv)
         else if (!strcmp(a, "--codecs")) codecs = v;
         else if (!strcmp(a, "--codec")) codec = v;
         else if (!strcmp(a, "--chunk-elems")) ce = v;
+        else if (!strcmp(a, "--idle")) idle = atoi(v);
         else if (!strcmp(a, "--server-env") && g_n_server_env < 8 && strchr(v, '='))
             g_server_env[g_n_server_env++] = v;
         else if (!strcmp(a, "--role")) role = v;
@@ -450,8 +570,8 @@ int main(int argc, char **argv)
         return role_server(fd, arch, codec, only_n, rounds, ce);
     if (role && !strcmp(role, "raw"))
         return role_raw(fd, raw_bytes);
-    if (rounds < 1 || rounds > 60 || only_n < 0 || only_n > 1024)
-        die("--rounds 1..60, --clients 1..1024");
+    if (rounds < 1 || rounds > 60 || only_n < 0 || only_n > 1024 || idle < 0 || idle > 100000)
+        die("--rounds 1..60, --clients 1..1024, --idle 0..100000");
 
     flm_arch a;
     char err[256];
@@ -480,7 +600,7 @@ int main(int argc, char **argv)
     for (char *save = NULL, *c = strtok_r(list, ",", &save); c; c = strtok_r(NULL, ",", &save)) {
         for (int j = 0; j < nn; j++) {
             const int n = ns[j];
-            result res = run_ours(arch, c, n, rounds, ce);
+            result res = run_ours(arch, c, n, rounds, ce, idle);
             /* The peer sends exactly the bytes one update took, as k messages of equal share. */
             size_t *sizes = malloc(k * sizeof *sizes);
             const size_t per = (size_t)res.bytes_per_update;
@@ -498,10 +618,11 @@ int main(int argc, char **argv)
             free(sizes);
             printf("codec %-12s N=%-3d  ours: %8.2f updates/s %9.1f MB/s  (%.2f MB/update, best round "
                    "%.3f s)  raw zmq: %9.1f MB/s  ratio %.2f  server peak RSS %.1f MiB (bar %.1f: %s; "
-                   "raw receiver %.1f MiB)\n",
+                   "raw receiver %.1f MiB); server CPU %.2f ms an update%s\n",
                    c, n, res.updates_per_s, res.mb_per_s, res.bytes_per_update / 1e6, res.window_s,
                    raw, res.mb_per_s / raw, res.rss_mb, bar_mb,
-                   res.rss_mb <= bar_mb ? "within" : "ABOVE", raw_rss);
+                   res.rss_mb <= bar_mb ? "within" : "ABOVE", raw_rss,
+                   res.server_cpu_s * 1e3 / ((double)n * rounds), idle ? " (with the idle)" : "");
             fflush(stdout);
             last = res;
             last_raw = raw;

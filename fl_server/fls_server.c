@@ -105,6 +105,13 @@ typedef struct sess {
     char *ack_detail;           /* the Ack's detail (NULL: none) */
 } sess;
 
+/* An update waiting for an upload slot: its client's key and queue number (an entry whose
+ * session is no longer queued under that number is stale, skipped). */
+typedef struct ul_wait {
+    uint32_t key;
+    uint64_t seq;
+} ul_wait;
+
 /* A client id the server has seen, and under CURVE the public key that owns it. Bindings live in
  * slots whose index never changes while bound (a freed slot goes on a free list), so that the
  * lists below can link them by index:
@@ -228,6 +235,8 @@ struct fls_server {
     uint32_t dl_total;          /* weight chunks in flight over all clients (<= DL_BUDGET) */
     size_t dl_cursor;           /* round-robin start for handing out freed downlink budget */
     uint64_t up_seq;            /* next queue number */
+    ul_wait *ulq;               /* the upload queue, in queue order: [ulq_head, ulq_n) */
+    size_t ulq_head, ulq_n, ulq_cap;
     binding *bind;              /* slots, bound or free (see binding) */
     size_t n_bind;              /* ids bound (server.max_clients bounds it) */
     size_t n_slots, cap_bind;
@@ -1795,22 +1804,27 @@ static void ul_grant(fls_server *s, sess *x, uint32_t n)
     }
 }
 
-/* Hands free upload slots to the longest-waiting queued updates. */
+/* Hands free upload slots to the longest-waiting queued updates: the queue's first entries that
+ * are still queued (each update is queued once, in increasing number, so that is the smallest
+ * number queued; without the queue this was a walk over every session per slot). */
 static void ul_admit(fls_server *s)
 {
-    while (s->n_up_active < s->opt.upload_slots) {
-        sess *best = NULL;
-        for (size_t i = 0; i < s->n_ss; i++) {
-            sess *x = &s->ss[i];
-            if (!x->dead && x->ul_slot == SLOT_QUEUED && (!best || x->ul_seq < best->ul_seq))
-                best = x;
-        }
-        if (!best)
-            return;
-        best->ul_slot = SLOT_ACTIVE;
-        best->ul_last = fl_time_mono_s();
+    while (s->n_up_active < s->opt.upload_slots && s->ulq_head < s->ulq_n) {
+        const ul_wait w = s->ulq[s->ulq_head++];
+        sess *x = sess_by_key(s, w.key);
+        if (!x || x->ul_slot != SLOT_QUEUED || x->ul_seq != w.seq)
+            continue;
+        x->ul_slot = SLOT_ACTIVE;
+        x->ul_last = fl_time_mono_s();
         s->n_up_active++;
-        ul_grant(s, best, s->opt.credit);
+        ul_grant(s, x, s->opt.credit);
+    }
+    if (s->ulq_head == s->ulq_n) {
+        s->ulq_head = s->ulq_n = 0;
+    } else if (s->ulq_head >= 64 && s->ulq_head > s->ulq_n / 2) {
+        memmove(s->ulq, s->ulq + s->ulq_head, (s->ulq_n - s->ulq_head) * sizeof *s->ulq);
+        s->ulq_n -= s->ulq_head;
+        s->ulq_head = 0;
     }
 }
 
@@ -1870,7 +1884,10 @@ static void on_update(fls_server *s, sess *x, const flp_msg *m)
     ul_end(s, x);
     ul_admit(s);
     x->ul_round = m->round;
-    const fl_status st = fls_core_on_message(s->core, x->key, m, fl_time_mono_s());
+    /* its place in the upload queue first: nothing is left to undo when there is no room */
+    const fl_status st = fl_grow(&s->ulq, &s->ulq_cap, s->ulq_n + 1, sizeof *s->ulq, 64) != FL_OK
+                             ? FL_ERR_NOMEM
+                             : fls_core_on_message(s->core, x->key, m, fl_time_mono_s());
     if (st != FL_OK) {
         s->st.refused++;
         x->ul_state = UL_ANSWERED;
@@ -1888,6 +1905,7 @@ static void on_update(fls_server *s, sess *x, const flp_msg *m)
     x->ul_state = UL_RECEIVING;
     x->ul_slot = SLOT_QUEUED;
     x->ul_seq = s->up_seq++;
+    s->ulq[s->ulq_n++] = (ul_wait){x->key, x->ul_seq};
     ul_admit(s);
 }
 
@@ -3158,6 +3176,7 @@ void fls_server_free(fls_server *s)
     free(s->ss);
     free(s->hidx);
     free(s->kidx);
+    free(s->ulq);
     free(s->ids_pend);
     for (size_t i = 0; i < s->n_slots; i++)
         free(s->bind[i].id);

@@ -3112,13 +3112,11 @@ static void test_reactor_upload_slots(void **state)
     free(lb);
 }
 
-/* Client core c (peer p) sends its trained update against the server's credits and returns the
- * status of the server's Ack(of UPDATE); each chunk's codec payload names `key` as its client. */
-static int32_t upload_all(fls_server *s, peer *p, flc_core *c, uint32_t key)
+/* After client core c (peer p) sent its Update header: its chunks, against the server's credits;
+ * returns the status of the server's Ack(of UPDATE). Each chunk's codec payload names `key` as
+ * its client. */
+static int32_t upload_rest(fls_server *s, peer *p, flc_core *c, uint32_t key)
 {
-    flp_msg up;
-    assert_int_equal(flc_core_update(c, &up), FL_OK);
-    peer_send(p, &up);
     const uint32_t n = flc_core_update_chunks(c);
     uint32_t sent = 0;
     for (;;) {
@@ -3142,6 +3140,84 @@ static int32_t upload_all(fls_server *s, peer *p, flc_core *c, uint32_t key)
             peer_send(p, &cm);
         }
     }
+}
+
+/* Client core c (peer p) sends its trained update: its header, then upload_rest. */
+static int32_t upload_all(fls_server *s, peer *p, flc_core *c, uint32_t key)
+{
+    flp_msg up;
+    assert_int_equal(flc_core_update(c, &up), FL_OK);
+    peer_send(p, &up);
+    return upload_rest(s, p, c, key);
+}
+
+/* The upload queue is served in the order the Updates came: with one slot, held by u0, u2's
+ * Update and then u1's wait; when u0's update is in, u2 gets the slot (its credit), and u1 hears
+ * nothing until u2's update is in too. */
+static void test_reactor_upload_queue_order(void **state)
+{
+    (void)state;
+    char yaml[2048], ep[300];
+    snprintf(ep, sizeof ep, "ipc://%s/uq.sock", g_tmp);
+    snprintf(yaml, sizeof yaml,
+             "server:\n  insecure: true\n  endpoints: ['%s']\n  credit: 2\n  upload_slots: 1\n"
+             "model:\n  arch: \"mlp:6-5-3\"\nrun:\n  rounds: 1\n"
+             "round:\n  clients: 3\n  overcommit: 1\ncodec:\n  chunk_elems: 4\n", ep);
+    logbuf *lb;
+    fls_server *s = server_of(yaml, &lb);
+    const char *ids[3] = {"u0", "u1", "u2"};
+    peer p[3];
+    flc_core *c[3];
+    for (int k = 0; k < 3; k++) {
+        peer_open(&p[k], ep, NULL, NULL, NULL);
+        const flc_core_config cc = {ids[k], fls_client_key(ids[k]), 5, NULL, plus_quarter, NULL,
+                                    {0}, NULL};
+        assert_int_equal(flc_core_new(&cc, &c[k]), FL_OK);
+        flp_msg h = hello_msg(ids[k]);
+        peer_send(&p[k], &h);
+        expect_ack_hello(s, &p[k]);
+    }
+    for (int k = 0; k < 3; k++)
+        download_and_train(s, &p[k], c[k], ids[k]);
+    const double settle = fl_time_mono_s(); /* the last chunk Acks read */
+    while (fl_time_mono_s() - settle < 0.2)
+        fls_server_step(s, 2);
+    const int order[3] = {0, 2, 1}; /* the Updates' order */
+    for (int i = 0; i < 3; i++) {
+        /* each read by the server before the next is sent: a ROUTER takes its peers' messages
+         * in turn, not in the order they came */
+        fls_server_stats st;
+        fls_server_stats_get(s, &st);
+        const uint64_t in = st.msgs_in;
+        flp_msg up;
+        assert_int_equal(flc_core_update(c[order[i]], &up), FL_OK);
+        peer_send(&p[order[i]], &up);
+        const double t0 = fl_time_mono_s();
+        do {
+            fls_server_step(s, 2);
+            fls_server_stats_get(s, &st);
+        } while (st.msgs_in == in && fl_time_mono_s() - t0 < 10);
+        assert_true(st.msgs_in > in);
+    }
+    for (int i = 0; i < 3; i++) {
+        const int k = order[i];
+        /* the ones after k in the queue hear nothing while k uploads (only k has credits) */
+        assert_int_equal(upload_rest(s, &p[k], c[k], fls_client_key(ids[k])), 0);
+        for (int j = i + 2; j < 3; j++) {
+            flp_msg *m = peer_recv(NULL, &p[order[j]], 0.2); /* Heartbeats skipped */
+            if (m)
+                fail_msg("%s got %s (of %s, status %d) while %s was next in the upload queue:\n%s",
+                         ids[order[j]], flp_type_name(m->type),
+                         m->type == FLP_ACK ? flp_type_name(m->ack.of_type) : "-",
+                         m->type == FLP_ACK ? m->ack.status : 0, ids[order[i + 1]], lb->text);
+        }
+    }
+    fls_server_free(s);
+    for (int k = 0; k < 3; k++) {
+        flc_core_free(c[k]);
+        peer_close(&p[k]);
+    }
+    free(lb);
 }
 
 /* D8: dev-13708 and dev-74558 have the same derived key (the first 4 bytes of their ids'
@@ -4960,6 +5036,7 @@ int main(void)
         cmocka_unit_test_teardown(test_ids_restart_leftovers_said_as_news, reset_wraps),
         cmocka_unit_test_teardown(test_ids_restart_many_leftovers_not_warned, reset_wraps),
         cmocka_unit_test(test_reactor_sessions_by_key),
+        cmocka_unit_test(test_reactor_upload_queue_order),
         cmocka_unit_test(test_ids_group_commit),
         cmocka_unit_test_teardown(test_ids_group_sync_fails, reset_wraps),
         cmocka_unit_test_teardown(test_ids_group_sync_fails_rewritten, reset_wraps),
