@@ -337,16 +337,28 @@ static uint64_t rid_hash(const uint8_t *rid, size_t len)
     return h;
 }
 
+/* An empty open-addressing table of session indexes (-1: empty) with room for want entries at
+ * most half full; its size (a power of two) in *cap. NULL when out of memory. */
+static int32_t *slots_new(size_t want, size_t *cap)
+{
+    size_t c = 64;
+    while (c < 2 * want + 2)
+        c *= 2;
+    int32_t *t = malloc(c * sizeof *t);
+    if (!t)
+        return NULL;
+    for (size_t j = 0; j < c; j++)
+        t[j] = -1;
+    *cap = c;
+    return t;
+}
+
 static fl_status hash_rebuild(fls_server *s, size_t want)
 {
-    size_t cap = 64;
-    while (cap < 2 * want + 2)
-        cap *= 2;
-    int32_t *h = malloc(cap * sizeof *h);
+    size_t cap;
+    int32_t *h = slots_new(want, &cap);
     if (!h)
         return FL_ERR_NOMEM;
-    for (size_t i = 0; i < cap; i++)
-        h[i] = -1;
     for (size_t i = 0; i < s->n_ss; i++) {
         size_t j = rid_hash(s->ss[i].rid, s->ss[i].rid_len) & (cap - 1);
         while (h[j] >= 0)
@@ -390,14 +402,10 @@ static void kidx_insert(fls_server *s, size_t i)
 /* The key index anew, for the sessions with an id, with room for want of them. */
 static fl_status kidx_rebuild(fls_server *s, size_t want)
 {
-    size_t cap = 64;
-    while (cap < 2 * want + 2)
-        cap *= 2;
-    int32_t *k = malloc(cap * sizeof *k);
+    size_t cap;
+    int32_t *k = slots_new(want, &cap);
     if (!k)
         return FL_ERR_NOMEM;
-    for (size_t j = 0; j < cap; j++)
-        k[j] = -1;
     free(s->kidx);
     s->kidx = k;
     s->kcap = cap;

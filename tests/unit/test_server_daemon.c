@@ -2573,6 +2573,27 @@ int __wrap_fsync(int fd)
     return __real_fsync(fd);
 }
 
+/* Steps s until the uint32_t count at offset `field` of its stats is n (bounded: a broken count
+ * fails, never hangs). */
+static void await_count(fls_server *s, size_t field, uint32_t n)
+{
+    fls_server_stats st;
+    uint32_t v;
+    const double t0 = fl_time_mono_s();
+    do {
+        fls_server_step(s, 5);
+        fls_server_stats_get(s, &st);
+        memcpy(&v, (const char *)&st + field, sizeof v);
+    } while (v != n && fl_time_mono_s() - t0 < 10);
+    assert_int_equal(v, n);
+}
+
+/* Steps s until its connection count is n. */
+static void await_connections(fls_server *s, uint32_t n)
+{
+    await_count(s, offsetof(fls_server_stats, connections), n);
+}
+
 /* Hello as NAME-k from each of p[from..to), each acknowledged. */
 static void hellos(fls_server *s, peer *p, const char *name, int from, int to)
 {
@@ -2593,13 +2614,7 @@ static void byes(fls_server *s, peer *p, int from, int to, uint32_t left)
         bye.bye.reason = "leaving";
         peer_send(&p[k], &bye);
     }
-    fls_server_stats st;
-    const double t0 = fl_time_mono_s();
-    do {
-        fls_server_step(s, 5);
-        fls_server_stats_get(s, &st);
-    } while (st.clients != left && fl_time_mono_s() - t0 < 10);
-    assert_int_equal(st.clients, left);
+    await_count(s, offsetof(fls_server_stats, clients), left);
 }
 
 /* Sessions are found by their client's key through an index (the round engine names clients by
@@ -3363,18 +3378,6 @@ static void test_reactor_colliding_id_table_grows(void **state)
     peer_close(&p);
     peer_close(&q);
     free(lb);
-}
-
-/* Steps s until its connection count is n (bounded: a broken count fails, never hangs). */
-static void await_connections(fls_server *s, uint32_t n)
-{
-    fls_server_stats st;
-    const double t0 = fl_time_mono_s();
-    do {
-        fls_server_step(s, 5);
-        fls_server_stats_get(s, &st);
-    } while (st.connections != n && fl_time_mono_s() - t0 < 10);
-    assert_int_equal(st.connections, n);
 }
 
 /* D9 made visible: the reactor counts the connections open, whether or not they said Hello
@@ -4829,13 +4832,7 @@ static fls_server *ids_flood_open(const char *name, fls_options **o, logbuf **lb
     assert_int_equal(fls_server_new(*o, &host, &s), FLS_OK);
     for (int k = 0; k < n; k++)
         peer_open(&p[k], ep, NULL, NULL, NULL);
-    fls_server_stats st;
-    const double t0 = fl_time_mono_s();
-    do {
-        fls_server_step(s, 5);
-        fls_server_stats_get(s, &st);
-    } while (st.connections < (uint32_t)n && fl_time_mono_s() - t0 < 10);
-    assert_int_equal(st.connections, n);
+    await_connections(s, (uint32_t)n);
     return s;
 }
 
