@@ -4901,6 +4901,33 @@ static void test_ids_group_commit(void **state)
     ids_flood_end(s, o, lb, p, N, N, "a group commit");
 }
 
+/* Two Hellos of new ids on one connection in one batch: the second starts the client afresh, and
+ * the first's Ack, which waited for the sync, is sent before the second is taken. The client gets
+ * both Acks, in order, and the journal binds both ids. */
+static void test_ids_group_two_hellos_one_connection(void **state)
+{
+    (void)state;
+    fls_options *o;
+    logbuf *lb;
+    peer p[1];
+    fls_server *s = ids_flood_open("ig2", &o, &lb, p, 1);
+    const char *ids[2] = {"ig2-a", "ig2-b"};
+    for (int k = 0; k < 2; k++) {
+        flp_msg h = hello_msg(ids[k]);
+        peer_send(&p[0], &h);
+    }
+    usleep(200 * 1000); /* both in the server's queue: one batch */
+    for (int k = 0; k < 2; k++) {
+        expect_ack_hello(s, &p[0]);
+        if (!ids_file_binds("ig2", ids[k]))
+            fail_msg("%s was acknowledged but the journal does not bind it", ids[k]);
+    }
+    flp_msg *r = peer_recv(s, &p[0], 0.3);
+    if (r)
+        fail_msg("a third answer to two Hellos: %s", flp_type_name(r->type));
+    ids_flood_end(s, o, lb, p, 1, 2, "two Hellos on one connection");
+}
+
 /* The shared sync fails, and so does the rewrite of the whole file that follows (no descriptor
  * for its temporary file): every Hello that waited for the sync is refused (Error FL_ERR_IO),
  * none answered before the failure was known, and the file binds none of them; the same ids are
@@ -5035,6 +5062,7 @@ int main(void)
         cmocka_unit_test(test_reactor_sessions_by_key),
         cmocka_unit_test(test_reactor_upload_queue_order),
         cmocka_unit_test(test_ids_group_commit),
+        cmocka_unit_test(test_ids_group_two_hellos_one_connection),
         cmocka_unit_test_teardown(test_ids_group_sync_fails, reset_wraps),
         cmocka_unit_test_teardown(test_ids_group_sync_fails_rewritten, reset_wraps),
         cmocka_unit_test_teardown(test_reactor_checkpoint_no_fds, reset_wraps),
