@@ -2245,6 +2245,22 @@ static fl_status plus_quarter(void *user, const flc_core_job *job, float *params
     return FL_OK;
 }
 
+/* n plain-text clients of s: peer p[k] connected to ep, client core c[k] (id ids[k], its derived
+ * key, trainer plus_quarter), each one's Hello acknowledged. */
+static void core_clients_join(fls_server *s, const char *ep, const char *const *ids, int n,
+                              peer *p, flc_core **c)
+{
+    for (int k = 0; k < n; k++) {
+        peer_open(&p[k], ep, NULL, NULL, NULL);
+        const flc_core_config cc = {ids[k], fls_client_key(ids[k]), 5, NULL, plus_quarter, NULL,
+                                    {0}, NULL};
+        assert_int_equal(flc_core_new(&cc, &c[k]), FL_OK);
+        flp_msg h = hello_msg(ids[k]);
+        peer_send(&p[k], &h);
+        expect_ack_hello(s, &p[k]);
+    }
+}
+
 /* Plays one client through a whole round: Task, chunks acked one by one (the server must keep at
  * most `credit` in flight), training, Update, chunks, Ack(UPDATE). Returns the Ack status. */
 static int32_t play_round(fls_server *s, peer *p, flc_core *c, uint32_t credit, int *max_inflight,
@@ -3049,15 +3065,7 @@ static void test_reactor_upload_slots(void **state)
     const char *ids[2] = {"u0", "u1"};
     peer p[2];
     flc_core *c[2];
-    for (int k = 0; k < 2; k++) {
-        peer_open(&p[k], ep, NULL, NULL, NULL);
-        const flc_core_config cc = {ids[k], fls_client_key(ids[k]), 5, NULL, plus_quarter, NULL,
-                                    {0}, NULL};
-        assert_int_equal(flc_core_new(&cc, &c[k]), FL_OK);
-        flp_msg h = hello_msg(ids[k]);
-        peer_send(&p[k], &h);
-        expect_ack_hello(s, &p[k]);
-    }
+    core_clients_join(s, ep, ids, 2, p, c);
     /* both download their task, acking every chunk, and train */
     uint64_t round = 0;
     for (int k = 0; k < 2; k++)
@@ -3183,15 +3191,7 @@ static void test_reactor_upload_queue_order(void **state)
     const char *ids[3] = {"u0", "u1", "u2"};
     peer p[3];
     flc_core *c[3];
-    for (int k = 0; k < 3; k++) {
-        peer_open(&p[k], ep, NULL, NULL, NULL);
-        const flc_core_config cc = {ids[k], fls_client_key(ids[k]), 5, NULL, plus_quarter, NULL,
-                                    {0}, NULL};
-        assert_int_equal(flc_core_new(&cc, &c[k]), FL_OK);
-        flp_msg h = hello_msg(ids[k]);
-        peer_send(&p[k], &h);
-        expect_ack_hello(s, &p[k]);
-    }
+    core_clients_join(s, ep, ids, 3, p, c);
     for (int k = 0; k < 3; k++)
         download_and_train(s, &p[k], c[k], ids[k]);
     const double settle = fl_time_mono_s(); /* the last chunk Acks read */
@@ -3965,15 +3965,7 @@ static uint64_t two_trained(const char *sock, fls_server **s, logbuf **lb, peer 
     fls_host host = {log_collect, *lb, NULL, round_collect, *lb};
     assert_int_equal(fls_server_new(o, &host, s), FLS_OK);
     fls_options_free(o);
-    for (int k = 0; k < 2; k++) {
-        peer_open(&p[k], ep, NULL, NULL, NULL);
-        const flc_core_config cc = {ids[k], fls_client_key(ids[k]), 5, NULL, plus_quarter, NULL,
-                                    {0}, NULL};
-        assert_int_equal(flc_core_new(&cc, &c[k]), FL_OK);
-        flp_msg h = hello_msg(ids[k]);
-        peer_send(&p[k], &h);
-        expect_ack_hello(*s, &p[k]);
-    }
+    core_clients_join(*s, ep, ids, 2, p, c);
     uint64_t round = 0;
     for (int k = 0; k < 2; k++)
         round = download_and_train(*s, &p[k], c[k], ids[k]);
