@@ -260,6 +260,9 @@ struct fls_server {
                                  * commit: one fdatasync for a batch of new ids, ids_flush) */
     size_t n_pend, cap_pend;
     uint32_t n_ack_wait;        /* sessions whose Hello's Ack waits for that sync */
+    uint32_t *ack_keys;         /* their keys, in the order their Hellos came (an entry whose
+                                 * session no longer waits is skipped): no walk of every session */
+    size_t n_ack_keys, cap_ack_keys;
     int ids_flushing;
     double forgot_said;         /* when that was last said at info level */
     double next_timers;
@@ -1166,9 +1169,9 @@ static int ids_flush(fls_server *s)
         s->ids_bad = 1;
         (void)ids_rewrite(s);
     }
-    for (size_t i = 0; s->n_ack_wait && i < s->n_ss; i++) {
-        sess *x = &s->ss[i];
-        if (!x->ack_wait || x->dead)
+    for (size_t i = 0; i < s->n_ack_keys; i++) {
+        sess *x = sess_by_key(s, s->ack_keys[i]);
+        if (!x || !x->ack_wait)
             continue;
         char *detail = x->ack_detail;
         x->ack_detail = NULL;
@@ -1176,6 +1179,7 @@ static int ids_flush(fls_server *s)
         send_ack(s, x, FLP_HELLO, 0, FL_OK, detail);
         free(detail);
     }
+    s->n_ack_keys = 0;
     s->ids_flushing = 0;
     return ended;
 }
@@ -1779,10 +1783,14 @@ static void on_hello(fls_server *s, sess *x, const uint8_t *rid, size_t rid_len,
                  "submodel of %.63s needs: this client will not be selected",
                  (unsigned long long)h->memory_bytes, (unsigned long long)need, s->ccfg.arch);
     if (b->unsynced) { /* answered once its record is synced: ids_flush */
-        x->ack_wait = 1;
-        s->n_ack_wait++;
-        if (detail[0] && !(x->ack_detail = strdup(detail))) {
-            ack_clear(s, x);
+        const int held = fl_grow(&s->ack_keys, &s->cap_ack_keys, s->n_ack_keys + 1,
+                                 sizeof *s->ack_keys, 64) == FL_OK &&
+                         (!detail[0] || (x->ack_detail = strdup(detail)));
+        if (held) {
+            x->ack_wait = 1;
+            s->n_ack_wait++;
+            s->ack_keys[s->n_ack_keys++] = x->key;
+        } else { /* no room to hold it: synced now */
             ids_flush(s);
             if (x->dead)
                 return; /* refused: its record could not be synced */
@@ -3185,6 +3193,7 @@ void fls_server_free(fls_server *s)
     free(s->hidx);
     free(s->kidx);
     free(s->ulq);
+    free(s->ack_keys);
     free(s->ids_pend);
     for (size_t i = 0; i < s->n_slots; i++)
         free(s->bind[i].id);
