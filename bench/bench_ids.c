@@ -30,6 +30,7 @@
 #include <unistd.h>
 #include <zmq.h>
 
+#include "bench_wire.h"
 #include "flp_wire.h"
 #include "fls.h"
 
@@ -68,19 +69,9 @@ static double cpu_s(clockid_t c)
 
 static void send_hello(void *sock, const char *id)
 {
-    flp_msg m = flp_msg_header(FLP_HELLO, 0, id);
-    m.hello.client_id = id;
-    m.hello.backend = FLP_BACKEND_CPU;
-    m.hello.dataset_size = 100;
-    m.hello.min_version = 1;
-    m.hello.max_version = 1;
-    uint8_t *buf = NULL;
-    size_t len = 0;
-    if (flp_encode_alloc(&buf, &len, &m, NULL, NULL, 0) != FL_OK)
-        die("cannot encode a Hello", NULL);
-    if (zmq_send(sock, buf, len, 0) != (int)len)
-        die("zmq_send", zmq_strerror(zmq_errno()));
-    free(buf);
+    const flp_msg m = bench_hello(id, 0);
+    if (bench_send(sock, &m, 0) != 0)
+        die("cannot send a Hello", zmq_strerror(zmq_errno()));
 }
 
 /* The next message on sock must be the Ack of a Hello (1), or a Heartbeat (0: the server beats

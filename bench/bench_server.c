@@ -48,6 +48,7 @@
 #include <unistd.h>
 #include <zmq.h>
 
+#include "bench_wire.h"
 #include "flc.h"
 #include "flm_arch.h"
 #include "flp_wire.h"
@@ -264,23 +265,12 @@ typedef struct idlers {
     pthread_t th;
 } idlers;
 
+/* memory_bytes 1 in a Hello: below any submodel, so the session is admitted, never selected. */
 static void idle_send(void *sock, flp_type type, const char *id)
 {
-    flp_msg msg = flp_msg_header(type, 0, id);
-    if (type == FLP_HELLO) {
-        msg.hello.client_id = id;
-        msg.hello.backend = FLP_BACKEND_CPU;
-        msg.hello.dataset_size = 1;
-        msg.hello.memory_bytes = 1; /* below any submodel: admitted, never selected */
-        msg.hello.min_version = 1;
-        msg.hello.max_version = 1;
-    }
-    uint8_t *buf = NULL;
-    size_t len = 0;
-    if (flp_encode_alloc(&buf, &len, &msg, NULL, NULL, 0) != FL_OK)
-        die("cannot encode an idle client's message");
-    zmq_send(sock, buf, len, ZMQ_DONTWAIT);
-    free(buf);
+    const flp_msg m = type == FLP_HELLO ? bench_hello(id, 1) : flp_msg_header(type, 0, id);
+    if (bench_send(sock, &m, ZMQ_DONTWAIT) != 0 && type == FLP_HELLO)
+        die("idle sessions: cannot send a Hello");
 }
 
 /* Every 2 s each idle session heartbeats, and what came to it is read and dropped. */

@@ -2648,12 +2648,8 @@ static void test_reactor_sessions_by_key(void **state)
     snprintf(yaml, sizeof yaml,
              "server:\n  insecure: true\n  endpoints: ['%s']\nmodel:\n  arch: \"mlp:6-5-3\"\n"
              "round:\n  clients: 24\n  overcommit: 1\n", ep);
-    fls_options *o = opts_from(yaml);
-    logbuf *lb = calloc(1, sizeof *lb);
-    assert_non_null(lb);
-    fls_host host = {log_collect, lb, NULL, NULL, NULL};
-    fls_server *s = NULL;
-    assert_int_equal(fls_server_new(o, &host, &s), FLS_OK);
+    logbuf *lb;
+    fls_server *s = server_of(yaml, &lb);
     peer p[N];
     for (int k = 0; k < N; k++)
         peer_open(&p[k], ep, NULL, NULL, NULL);
@@ -2686,7 +2682,6 @@ static void test_reactor_sessions_by_key(void **state)
     fls_server_free(s);
     for (int k = 0; k < N; k++)
         peer_close(&p[k]);
-    fls_options_free(o);
     free(lb);
 }
 
@@ -4856,6 +4851,21 @@ static void ids_flood_end(fls_server *s, fls_options *o, logbuf *lb, peer *p, in
     free(lb);
 }
 
+/* ids_flood_open, then the next sync of the journal made to fail (and the rewrite that follows
+ * too, when rewrite_fails: no descriptor for its temporary file), then ids_flood_hello. */
+static fls_server *ids_flood_sync_fails(const char *name, fls_options **o, logbuf **lbp, peer *p,
+                                        int n, int rewrite_fails)
+{
+    fls_server *s = ids_flood_open(name, o, lbp, p, n);
+    g_ids_sync_fails = 1;
+    if (rewrite_fails) {
+        g_mkstemp_fails = 1;
+        g_mkstemp_errno = EMFILE;
+    }
+    ids_flood_hello(name, p, n);
+    return s;
+}
+
 /* The journal TMP/NAME.ckpt.ids binds id (a record ending in " id\n"). */
 static int ids_file_binds(const char *name, const char *id)
 {
@@ -4931,11 +4941,7 @@ static void test_ids_group_sync_fails(void **state)
     fls_options *o;
     logbuf *lb;
     peer p[N];
-    fls_server *s = ids_flood_open("igf", &o, &lb, p, N);
-    g_ids_sync_fails = 1;
-    g_mkstemp_fails = 1;
-    g_mkstemp_errno = EMFILE;
-    ids_flood_hello("igf", p, N);
+    fls_server *s = ids_flood_sync_fails("igf", &o, &lb, p, N, 1);
     int refused = 0;
     char id[32];
     for (int k = 0; k < N; k++) {
@@ -4980,9 +4986,7 @@ static void test_ids_group_sync_fails_rewritten(void **state)
     fls_options *o;
     logbuf *lb;
     peer p[N];
-    fls_server *s = ids_flood_open("igr", &o, &lb, p, N);
-    g_ids_sync_fails = 1;
-    ids_flood_hello("igr", p, N);
+    fls_server *s = ids_flood_sync_fails("igr", &o, &lb, p, N, 0);
     for (int k = 0; k < N; k++)
         expect_ack_hello(s, &p[k]);
     assert_int_equal(g_ids_sync_fails, 0);
