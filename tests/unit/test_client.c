@@ -867,6 +867,123 @@ static void test_no_server_at_endpoint_said(void **state)
     logbuf_free(lb);
 }
 
+/* ---- no ZeroMQ heartbeats on the client's connection -------------------------------------- */
+
+/* n bytes from fd into buf within the deadline (CLOCK_MONOTONIC seconds); 1 if all came. */
+static int read_full(int fd, uint8_t *buf, size_t n, double deadline)
+{
+    size_t got = 0;
+    while (got < n) {
+        const double left = deadline - fl_time_mono_s();
+        struct pollfd p = {fd, POLLIN, 0};
+        if (left <= 0 || poll(&p, 1, (int)(left * 1000) + 1) <= 0)
+            return 0;
+        const ssize_t k = read(fd, buf + got, n - got);
+        if (k <= 0)
+            return 0;
+        got += (size_t)k;
+    }
+    return 1;
+}
+
+/* One ZMTP 3.1 frame from fd (RFC 37): its flags in *flags and its body in body (up to cap bytes,
+ * the rest skipped), its full size in *size; 0 if none came by the deadline. */
+static int zmtp_frame(int fd, uint8_t *flags, uint8_t *body, size_t cap, uint64_t *size,
+                      double deadline)
+{
+    uint8_t h[8];
+    if (!read_full(fd, flags, 1, deadline))
+        return 0;
+    const int lng = *flags & 0x02;
+    if (!read_full(fd, h, lng ? 8 : 1, deadline))
+        return 0;
+    uint64_t n = 0;
+    for (int i = 0; i < (lng ? 8 : 1); i++)
+        n = n << 8 | h[i];
+    *size = n;
+    for (uint64_t done = 0; done < n;) {
+        uint8_t skip[256];
+        uint8_t *dst = done < cap ? body + done : skip;
+        size_t want = done < cap ? cap - (size_t)done : sizeof skip;
+        if (want > n - done)
+            want = (size_t)(n - done);
+        if (!read_full(fd, dst, want, deadline))
+            return 0;
+        done += want;
+    }
+    return 1;
+}
+
+/* The client's connection carries no ZeroMQ heartbeats: the protocol's Heartbeats and liveness_ms
+ * find dead links on both sides, and ZeroMQ's PINGs cost the server a PING and a PONG a second
+ * on each connection, their TTL a timer each message cancels by a linear walk
+ * (bench/bench_idle: 58 us of server CPU an idle client-second with them, 25 without). A TCP
+ * listener here speaks ZMTP 3.1 with the NULL mechanism by hand, so that it sees the frames
+ * libzmq hides (commands): the client says Hello, and then, unanswered, must send no command at
+ * all for 10 of its heartbeat_ms (with ZMQ_HEARTBEAT_IVL = heartbeat_ms it sent a PING each). */
+static void test_no_zeromq_heartbeats(void **state)
+{
+    (void)state;
+    char ep[128];
+    const int lfd = plain_listener(ep, sizeof ep);
+    logbuf *lb = logbuf_new();
+    flc_config cfg = base_config(ep, train_plus_quarter, lb);
+    cfg.heartbeat_ms = 50;
+    cfg.liveness_ms = 60000; /* no reconnection while the test listens */
+    flc_client *c = NULL;
+    assert_int_equal(flc_client_new(&cfg, &c), FLC_OK);
+    runner r;
+    run_start(&r, c);
+    const double t0 = fl_time_mono_s();
+    struct pollfd pl = {lfd, POLLIN, 0};
+    assert_int_equal(poll(&pl, 1, 10000), 1);
+    const int fd = accept(lfd, NULL, NULL);
+    assert_true(fd >= 0);
+    /* Greeting: signature, version 3.1, mechanism NULL, as-server 1, filler. */
+    uint8_t greet[64] = {0xff, 0, 0, 0, 0, 0, 0, 0, 0, 0x7f, 3, 1, 'N', 'U', 'L', 'L'};
+    greet[32] = 1;
+    assert_int_equal(write(fd, greet, sizeof greet), (ssize_t)sizeof greet);
+    uint8_t theirs[64];
+    assert_true(read_full(fd, theirs, sizeof theirs, t0 + 10));
+    assert_int_equal(theirs[0], 0xff);
+    assert_int_equal(theirs[10], 3);
+    assert_memory_equal(theirs + 12, "NULL", 4);
+    /* READY with Socket-Type ROUTER, as a fedrop server's. */
+    static const uint8_t ready[] = {0x04, 28, 5, 'R', 'E', 'A', 'D', 'Y', 11, 'S', 'o', 'c', 'k',
+                                    'e', 't', '-', 'T', 'y', 'p', 'e', 0, 0, 0, 6, 'R', 'O', 'U',
+                                    'T', 'E', 'R'};
+    assert_int_equal(sizeof ready, 2 + 28); /* flags, size, then the 28 bytes it says */
+    assert_int_equal(write(fd, ready, sizeof ready), (ssize_t)sizeof ready);
+    uint8_t flags, body[256];
+    uint64_t size;
+    assert_true(zmtp_frame(fd, &flags, body, sizeof body, &size, t0 + 10));
+    assert_true((flags & 0x04) && size >= 6 && !memcmp(body, "\x05READY", 6));
+    /* Then the Hello, and nothing but messages for 10 heartbeats. */
+    int messages = 0, commands = 0;
+    char first_command[16] = "";
+    double until = 0;
+    while (zmtp_frame(fd, &flags, body, sizeof body, &size, until ? until : t0 + 10)) {
+        if (flags & 0x04) {
+            if (commands++ == 0)
+                snprintf(first_command, sizeof first_command, "%.*s",
+                         size > 0 && body[0] < sizeof first_command && body[0] < size
+                             ? (int)body[0] : 0, (const char *)body + 1);
+        } else if (messages++ == 0) {
+            until = fl_time_mono_s() + 10 * cfg.heartbeat_ms / 1000.0;
+        }
+    }
+    close(fd);
+    close(lfd);
+    flc_client_stop(c);
+    assert_true(run_wait(&r, 5.0));
+    flc_client_free(c);
+    if (messages < 1 || commands != 0)
+        fail_msg("over 10 heartbeats after its Hello the client sent %d messages and %d ZeroMQ "
+                 "commands (the first: '%s'); log:\n%s", messages, commands, first_command,
+                 lb->text);
+    logbuf_free(lb);
+}
+
 /* Waits up to timeout_s for the log to hold needle; 1 if it does. */
 static int log_wait(logbuf *lb, const char *needle, double timeout_s)
 {
@@ -1607,6 +1724,7 @@ int main(void)
         cmocka_unit_test(test_curve_client_plain_server),
         cmocka_unit_test(test_one_hello_after_server_down),
         cmocka_unit_test(test_no_server_at_endpoint_said),
+        cmocka_unit_test(test_no_zeromq_heartbeats),
         cmocka_unit_test(test_server_key_changed_said),
         cmocka_unit_test(test_key_change_said_after_plain_server),
         cmocka_unit_test(test_cli_stop_during_startup),
