@@ -77,6 +77,11 @@ static const key_def KEYS[] = {
      "over) before the server closes it: connections that never say Hello would otherwise hold "
      "a file descriptor each for good; a live session is never affected (it sends at least once "
      "per server.liveness_ms; a value below twice that is raised to it, logged); 0: never closed"},
+    {"server.listen_backlog", K_U32, OFF(backlog), 0, 1, 65535, NULL, "4096",
+     "connections waiting to be accepted on each tcp:// or ipc:// endpoint (ZMQ_BACKLOG; Linux "
+     "caps it at net.core.somaxconn): when a fleet reconnects at once, as after a restart, "
+     "connection attempts beyond it are dropped and retried by the clients' kernels seconds "
+     "later"},
     {"server.max_msg_bytes", K_U64, OFF(max_msg_bytes), 0, 4096, 1073741824.0, NULL, "16777216",
      "largest message accepted (ZMQ_MAXMSGSIZE and the wire decoder's cap)"},
     /* model */

@@ -23,7 +23,7 @@
 #define FLS_PATH_MAX 1024
 #define FLS_Z85_LEN FL_KEY_Z85_LEN /* a CURVE key in Z85 text */
 #define FLS_CONFIG_MAX_BYTES (1u << 20)
-#define FLS_N_KEYS 63                /* rows of the key table (fls_config.c checks it) */
+#define FLS_N_KEYS 64                /* rows of the key table (fls_config.c checks it) */
 #define FLS_ORIGIN_MAX 192           /* "fl.yaml:7", "--arch x": longer ones are shortened */
 
 struct fls_options {
@@ -43,6 +43,7 @@ struct fls_options {
     uint32_t id_idle_s;            /* an id without a session this long may be forgotten (0: never) */
     uint32_t ids_per_key;          /* ids one CURVE key may hold (0: no limit) */
     uint32_t idle_conn_s;          /* a connection without a session this long is closed (0: never) */
+    uint32_t backlog;              /* ZMQ_BACKLOG of the ROUTER's listeners */
     uint32_t upload_slots;         /* clients sending update chunks at once (the others queue) */
     uint64_t max_msg_bytes;
     /* evaluation */
