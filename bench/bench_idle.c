@@ -2,24 +2,25 @@
  * connections set up as libflclient sets them (no ZeroMQ heartbeats) against the same fleet
  * setting ZeroMQ heartbeats as libflclient did before 2026-11-30, in the same run.
  *
- *   bench_idle [--sessions M (8000)] [--secs S (10)] [--per-proc P (8000)] [--reps R (1)]
+ *   bench_idle [--sessions M (8000)] [--secs S (10)] [--heartbeat-ms H (1000)] [--per-proc P]
+ *              [--reps R (1)]
  *
  * Server: the library (include/fls.h) in a child process of its own, plain text over tcp on
- * 127.0.0.1, heartbeat_ms and liveness_ms at their defaults (1000, 10000). Its CPU time is read
+ * 127.0.0.1, heartbeat_ms H and liveness_ms 10 H (the defaults at H = 1000). Its CPU time is read
  * from /proc/PID/task/TID/stat (ticks of 10 ms), split between its reactor (the thread that runs
  * fls_server_run) and libzmq's I/O thread (ZMQbg/IO/0: sockets, framing, ZeroMQ heartbeats).
  * Fleet: M sessions over ceil(M / P) child processes (a DEALER socket takes two descriptors, so P
  * stays under the descriptor limit). Each session is one connection that said Hello with
  * memory_bytes 1 (admitted, never selected: it stays idle, as bench_server --idle) and then
- * sends a Heartbeat every second, as an idle libflclient does at its default heartbeat_ms; the
- * sessions' phases are spread over the second, as a fleet's are. What the server sends them is
+ * sends a Heartbeat every H ms, as an idle libflclient does at heartbeat_ms H; the sessions'
+ * phases are spread over the interval, as a fleet's are. What the server sends them is
  * read and dropped.
  * Window: S seconds, once every session has its Ack and 2 s have passed.
  * Ours: the fleet's DEALER sockets with no ZeroMQ heartbeat options, as libflclient's
  * open_socket (fl_client/flc_client.c; test_client's test_no_zeromq_heartbeats keeps it so).
- * Peer: the same fleet with ZMQ_HEARTBEAT_IVL 1000 ms, ZMQ_HEARTBEAT_TIMEOUT and
- * ZMQ_HEARTBEAT_TTL 10000 ms on each socket (libflclient's options before; any ZMTP 3.1 client
- * may set them): libzmq then exchanges a PING and a PONG on each connection each second, and the
+ * Peer: the same fleet with ZMQ_HEARTBEAT_IVL H, ZMQ_HEARTBEAT_TIMEOUT and ZMQ_HEARTBEAT_TTL
+ * 10 H on each socket (libflclient's options before: heartbeat_ms, liveness_ms; any ZMTP 3.1 client
+ * may set them): libzmq then exchanges a PING and a PONG on each connection every H, and the
  * TTL has the server's libzmq keep a timer per connection, cancelled by a walk of all its timers
  * (libzmq 4.3.4, poller_base_t::cancel_timer) at the connection's next message.
  * ratio = ours / peer (server CPU; below 1: ours costs less). R > 1 alternates ours and the peer
@@ -72,6 +73,7 @@ static void sleep_until(double t)
 
 /* ---- the server child ----------------------------------------------------------------------- */
 
+static int g_hb_ms = 1000; /* --heartbeat-ms: both sides' heartbeat_ms; liveness_ms 10 times it */
 static fls_server *volatile g_srv;
 static volatile sig_atomic_t g_stop;
 
@@ -98,9 +100,10 @@ static int server_child(int wfd, int sessions)
     char yaml[1024];
     snprintf(yaml, sizeof yaml,
              "server:\n  insecure: true\n  endpoints: ['tcp://127.0.0.1:0']\n"
-             "  max_clients: %d\nmodel:\n  arch: \"mlp:784-200-200-10\"\n"
+             "  max_clients: %d\n  heartbeat_ms: %d\n  liveness_ms: %d\n"
+             "model:\n  arch: \"mlp:784-200-200-10\"\n"
              "round:\n  clients: 8\neval:\n  dataset: none\nrun:\n  log_level: error\n",
-             sessions + 64);
+             sessions + 64, g_hb_ms, 10 * g_hb_ms);
     fls_options *o = NULL;
     char err[512];
     if (fls_options_new(&o) != FLS_OK ||
@@ -136,7 +139,7 @@ static int fleet_child(int wfd, const char *ep, int from, int n, int zmq_hb)
         die("out of memory", NULL);
     zmq_ctx_set(ctx, ZMQ_MAX_SOCKETS, n + 16);
     for (int i = 0; i < n; i++) {
-        const int zero = 0, ivl = 1000, timeout = 10000;
+        const int zero = 0, ivl = g_hb_ms, timeout = 10 * g_hb_ms;
         snprintf(ids[i], 32, "idle-%d", from + i);
         if (!(sock[i] = zmq_socket(ctx, ZMQ_DEALER)))
             die("zmq_socket", zmq_strerror(zmq_errno()));
@@ -179,7 +182,7 @@ static int fleet_child(int wfd, const char *ep, int from, int n, int zmq_hb)
     close(wfd);
     const double t0 = mono();
     for (long slice = 0; !g_stop; slice++) {
-        sleep_until(t0 + (double)slice * 0.01);
+        sleep_until(t0 + (double)slice * g_hb_ms / 100000.0);
         for (int i = (int)(slice % 100); i < n; i += 100) {
             char buf[512];
             while (zmq_recv(sock[i], buf, sizeof buf, ZMQ_DONTWAIT) >= 0) {
@@ -361,8 +364,8 @@ int main(int argc, char **argv)
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-            printf("usage: %s [--sessions M (8000)] [--secs S (10)] [--per-proc P (8000)] "
-                   "[--reps R (1)]\n"
+            printf("usage: %s [--sessions M (8000)] [--secs S (10)] [--heartbeat-ms H (1000)]\n"
+                   "       [--per-proc P (8000)] [--reps R (1)]\n"
                    "fl_server's CPU a second with M idle sessions, their connections without\n"
                    "ZeroMQ heartbeats (as libflclient's) and with them (the peer).\n", argv[0]);
             return 0;
@@ -378,6 +381,10 @@ int main(int argc, char **argv)
             m = (int)x;
         else if (!strcmp(a, "--secs"))
             secs = (double)x;
+        else if (!strcmp(a, "--heartbeat-ms") && (x < 10 || x > 100000))
+            die("--heartbeat-ms takes 10..100000", v);
+        else if (!strcmp(a, "--heartbeat-ms"))
+            g_hb_ms = (int)x;
         else if (!strcmp(a, "--per-proc"))
             per_proc = (int)x;
         else if (!strcmp(a, "--reps"))
@@ -404,8 +411,9 @@ int main(int argc, char **argv)
     }
     if ((m + per_proc - 1) / per_proc > MAX_PROCS)
         die("too many fleet processes: raise --per-proc", NULL);
-    printf("bench_idle: %d idle sessions, each heartbeating once a second; server CPU over %.0f s "
-           "windows, %d of each kind, alternated\n", m, secs, reps);
+    printf("bench_idle: %d idle sessions, heartbeat_ms %d both ways (liveness_ms %d); server CPU "
+           "over %.0f s windows, %d of each kind, alternated\n", m, g_hb_ms, 10 * g_hb_ms, secs,
+           reps);
     double ours[50], peer[50], ack[50];
     window lo = {0}, lp = {0};
     for (int r = 0; r < reps; r++) {

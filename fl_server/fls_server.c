@@ -225,6 +225,13 @@ struct fls_server {
     size_t chunk_cap;
     sess *ss;
     size_t n_ss, cap_ss;
+    /* due[i]: no timer of ss[i] fires before then (timers' liveness and heartbeat checks); never
+     * later than the truth, for the times it is taken from only grow (last_rx, last_tx, dl_last)
+     * except where sess_wake lowers it. The 20 Hz sweep reads this array, not every session. */
+    double *due;
+    size_t cap_due;
+    int dl_none;                /* no session is downloading (dl_pump_all has nothing to walk) */
+    int ul_none;                /* no session is receiving an update (ul_sweep likewise) */
     int32_t *hidx;              /* open addressing over ss by routing id; -1 empty */
     size_t hcap;
     int32_t *kidx;              /* open addressing over ss by client key (sessions with an id;
@@ -441,10 +448,18 @@ static sess *sess_by_key(const fls_server *s, uint32_t key)
     return NULL;
 }
 
+/* x's timers are looked at in the next sweep: a time they are due at may have come nearer. */
+static void sess_wake(fls_server *s, const sess *x)
+{
+    s->due[x - s->ss] = 0;
+}
+
 static sess *sess_add(fls_server *s, const uint8_t *rid, size_t len)
 {
-    if (fl_grow(&s->ss, &s->cap_ss, s->n_ss + 1, sizeof *s->ss, 64) != FL_OK)
+    if (fl_grow(&s->ss, &s->cap_ss, s->n_ss + 1, sizeof *s->ss, 64) != FL_OK ||
+        fl_grow(&s->due, &s->cap_due, s->n_ss + 1, sizeof *s->due, 64) != FL_OK)
         return NULL;
+    s->due[s->n_ss] = 0; /* its first sweep looks at it */
     sess *x = &s->ss[s->n_ss++];
     memset(x, 0, sizeof *x);
     memcpy(x->rid, rid, len);
@@ -541,6 +556,7 @@ static void sess_compact(fls_server *s)
             free(s->ss[i].ack_detail);
             ul_end(s, &s->ss[i]);
         } else {
+            s->due[m] = s->due[i];
             s->ss[m++] = s->ss[i];
         }
     }
@@ -1210,14 +1226,22 @@ static uint32_t dl_cap(const fls_server *s, const sess *x)
  * most DL_BUDGET_PER_CREDIT x credit encoded weight chunks in ZeroMQ's queues, whatever N. */
 static void dl_pump_all(fls_server *s)
 {
+    if (s->dl_none)
+        return;
     const size_t n = s->n_ss;
-    for (size_t k = 0; k < n && s->dl_total < DL_BUDGET_PER_CREDIT * s->opt.credit; k++) {
+    size_t k = 0;
+    int any = 0;
+    for (; k < n && s->dl_total < DL_BUDGET_PER_CREDIT * s->opt.credit; k++) {
         sess *x = &s->ss[(s->dl_cursor + k) % n];
+        any |= !x->dead && x->dl_active;
         if (!x->dead && x->dl_active && x->dl_inflight < dl_cap(s, x)) {
             dl_pump(s, x);
             s->dl_cursor = (s->dl_cursor + k + 1) % n;
         }
     }
+    /* A whole walk found no download: none until the next Task (start_task) */
+    if (k == n && !any)
+        s->dl_none = 1;
 }
 
 static void dl_pump(fls_server *s, sess *x)
@@ -1282,6 +1306,8 @@ static void start_task(fls_server *s, uint32_t key, uint64_t round)
         return;
     }
     x->dl_active = 1;
+    s->dl_none = 0;
+    sess_wake(s, x); /* its downlink liveness */
     x->dl_round = m.round;
     x->dl_nt = m.task.n_tensors;
     for (uint32_t t = 0; t < x->dl_nt; t++)
@@ -1747,6 +1773,7 @@ static void on_hello(fls_server *s, sess *x, const uint8_t *rid, size_t rid_len,
     x->key = key;
     x->key_alt = alt;
     x->last_rx = fl_time_mono_s();
+    sess_wake(s, x); /* the sweep skipped it without an id */
     if (!x->id || kidx_put(s, x) != FL_OK) {
         sess_drop(s, x, "out of memory");
         send_error(s, rid, rid_len, 0, FL_ERR_NOMEM, NULL);
@@ -1860,10 +1887,14 @@ static void ul_answer(fls_server *s, sess *x, uint64_t r, fl_status st)
  * or it failed there) are answered, so their slots and queue places free up. */
 static void ul_sweep(fls_server *s)
 {
+    if (s->ul_none)
+        return;
+    int any = 0;
     for (size_t i = 0; i < s->n_ss; i++) {
         sess *x = &s->ss[i];
         if (x->dead || !x->id || x->ul_state != UL_RECEIVING)
             continue;
+        any = 1;
         const fls_update_state us = fls_core_update_state(s->core, x->key, x->ul_round);
         if (us == FLS_UPDATE_RECEIVING && x->ul_slot == SLOT_ACTIVE &&
             fl_time_mono_s() - x->ul_last > s->opt.liveness_ms / 1000.0) {
@@ -1881,6 +1912,8 @@ static void ul_sweep(fls_server *s)
                   : us == FLS_UPDATE_FAILED  ? FL_ERR_WIRE_CHUNK_MISSING
                                              : FL_ERR_ROUND_CLOSED);
     }
+    if (!any) /* none until the next Update header (on_update) */
+        s->ul_none = 1;
 }
 
 static void on_update(fls_server *s, sess *x, const flp_msg *m)
@@ -1919,6 +1952,7 @@ static void on_update(fls_server *s, sess *x, const flp_msg *m)
         x->ul_trk = NULL;
     }
     x->ul_state = UL_RECEIVING;
+    s->ul_none = 0;
     x->ul_slot = SLOT_QUEUED;
     x->ul_seq = s->up_seq++;
     s->ulq[s->ulq_n++] = (ul_wait){x->key, x->ul_seq};
@@ -3195,6 +3229,7 @@ void fls_server_free(fls_server *s)
         ul_reset(&s->ss[i]);
     }
     free(s->ss);
+    free(s->due);
     free(s->hidx);
     free(s->kidx);
     free(s->ulq);
@@ -3228,9 +3263,13 @@ static void timers(fls_server *s, double now)
     flp_msg m = flp_msg_header(FLP_HEARTBEAT, 0, NULL);
     int taken = 0;
     for (size_t i = 0; i < s->n_ss; i++) {
-        sess *x = &s->ss[i];
-        if (x->dead || !x->id)
+        if (s->due[i] > now)
             continue;
+        sess *x = &s->ss[i];
+        if (x->dead || !x->id) {
+            s->due[i] = INFINITY; /* until its Hello (sess_wake) */
+            continue;
+        }
         if (now - x->last_rx > live) {
             sess_drop(s, x, "silent for longer than the liveness timeout");
             continue;
@@ -3255,6 +3294,12 @@ static void timers(fls_server *s, double now)
             m.heartbeat.sender_time_us = (uint64_t)(now * 1e6);
             send_sess(s, x, &m);
         }
+        double d = x->last_rx + live;
+        if (x->last_tx + hb < d)
+            d = x->last_tx + hb;
+        if (x->dl_inflight > 0 && x->dl_last + live < d)
+            d = x->dl_last + live;
+        s->due[i] = x->dead ? INFINITY : d;
     }
     if (taken)
         dl_pump_all(s);

@@ -3447,6 +3447,81 @@ static fls_server_stats beat_for(fls_server *s, peer *p, const char *id, double 
     return st;
 }
 
+/* Heartbeats received on p (drained without waiting), the other messages dropped. */
+static int heartbeats_in(peer *p)
+{
+    int n = 0;
+    for (;;) {
+        zmq_msg_t z;
+        zmq_msg_init(&z);
+        if (zmq_msg_recv(&z, p->sock, ZMQ_DONTWAIT) < 0) {
+            zmq_msg_close(&z);
+            return n;
+        }
+        flp_msg *m = NULL;
+        assert_int_equal(flp_decode(&m, zmq_msg_data(&z), zmq_msg_size(&z), NULL, NULL, 0), FL_OK);
+        zmq_msg_close(&z);
+        n += m->type == FLP_HEARTBEAT;
+        flp_msg_free(m);
+    }
+}
+
+/* The 20 Hz sweep looks only at the sessions whose earliest timer is due (a time kept per
+ * session, never later than the truth) instead of every session. Its duties hold: a client that
+ * beats but hears nothing else gets the server's Heartbeat about every heartbeat_ms (50 ms here:
+ * at least 8 in 1.5 s, nominally 15-30; when the due time left the heartbeat out, it came once
+ * a liveness_ms, 3-4 times), and a client that falls silent is dropped, not before liveness_ms
+ * (400 ms) of silence, while the one that beats stays. */
+static void test_reactor_sweep_timers(void **state)
+{
+    (void)state;
+    char ep[300];
+    logbuf *lb;
+    fls_server *s = plain_server_with("sweep.sock", "  heartbeat_ms: 50\n  liveness_ms: 400\n",
+                                      ep, sizeof ep, &lb);
+    peer p[2];
+    for (int k = 0; k < 2; k++)
+        peer_open(&p[k], ep, NULL, NULL, NULL);
+    hellos(s, p, "sw", 0, 2);
+    heartbeats_in(&p[0]);
+    const flp_msg hb0 = flp_msg_header(FLP_HEARTBEAT, 0, "sw-0");
+    const flp_msg hb1 = flp_msg_header(FLP_HEARTBEAT, 0, "sw-1");
+    const double t0 = fl_time_mono_s();
+    double last = 0, silent_from = 0, dropped_at = 0;
+    int beats = 0;
+    while (fl_time_mono_s() - t0 < 1.5) {
+        const double now = fl_time_mono_s();
+        if (now - last >= 0.03) {
+            peer_send(&p[0], &hb0);
+            if (now - t0 < 0.3) /* sw-1 beats for 0.3 s, then falls silent */
+                peer_send(&p[1], &hb1);
+            else if (!silent_from)
+                silent_from = last;
+            last = now;
+        }
+        fls_server_step(s, 5);
+        beats += heartbeats_in(&p[0]);
+        if (!dropped_at && strstr(lb->text, "client sw-1 left"))
+            dropped_at = fl_time_mono_s();
+    }
+    fls_server_stats st;
+    fls_server_stats_get(s, &st);
+    if (beats < 8)
+        fail_msg("the beating client got %d server Heartbeats in 1.5 s at heartbeat_ms 50", beats);
+    if (!dropped_at || !strstr(lb->text, "client sw-1 left (silent for longer than the liveness "
+                                         "timeout)"))
+        fail_msg("the silent client was not dropped within 1.2 s of silence; log:\n%s", lb->text);
+    if (dropped_at - silent_from < 0.4)
+        fail_msg("the silent client was dropped after %.3f s of silence, liveness_ms is 400",
+                 dropped_at - silent_from);
+    assert_null(strstr(lb->text, "client sw-0 left"));
+    assert_int_equal(st.clients, 1);
+    for (int k = 0; k < 2; k++)
+        peer_close(&p[k]);
+    fls_server_free(s);
+    free(lb);
+}
+
 /* The backlog of the listening TCP socket on 127.0.0.1:port as the kernel holds it (netlink
  * sock_diag: a listener's idiag_wqueue), or -1 if there is none or diag cannot be asked. */
 static int listen_backlog_of(int port)
@@ -4155,6 +4230,63 @@ static void test_reactor_refused_chunks_lose_slot(void **state)
     assert_true(u1_credit);       /* and the waiting client got the slot */
     assert_non_null(strstr(lb->text, "while holding an upload slot"));
     two_free(s, lb, p, c);
+}
+
+/* More clients download than the shared budget holds chunks (credit 1: 2 chunks in flight in all,
+ * 4 clients of 15 chunks each): the ones left out when their Tasks went get chunks as budget
+ * frees up (dl_pump_all's round-robin), and every client gets its whole task. dl_pump_all returns
+ * at once while no session downloads; a Task must end that (start_task), or the clients left out
+ * waited for good. */
+static void test_reactor_downlink_shared_budget(void **state)
+{
+    (void)state;
+    char yaml[2048], ep[300];
+    snprintf(ep, sizeof ep, "ipc://%s/dlshare.sock", g_tmp);
+    snprintf(yaml, sizeof yaml,
+             "server:\n  insecure: true\n  endpoints: ['%s']\n  credit: 1\n"
+             "model:\n  arch: \"mlp:6-5-3\"\nrun:\n  rounds: 1\n"
+             "round:\n  clients: 4\n  overcommit: 1\ncodec:\n  chunk_elems: 4\n", ep);
+    logbuf *lb;
+    fls_server *s = server_of(yaml, &lb);
+    const char *ids[4] = {"d0", "d1", "d2", "d3"};
+    peer p[4];
+    for (int k = 0; k < 4; k++) {
+        peer_open(&p[k], ep, NULL, NULL, NULL);
+        flp_msg h = hello_msg(ids[k]);
+        peer_send(&p[k], &h);
+        expect_ack_hello(s, &p[k]);
+    }
+    uint32_t want[4] = {0}, got[4] = {0};
+    int done = 0;
+    const double t0 = fl_time_mono_s();
+    while (done < 4 && fl_time_mono_s() - t0 < 10) {
+        beat_and_step(s, p, ids, 4);
+        done = 0;
+        for (int k = 0; k < 4; k++) {
+            flp_msg *m;
+            while ((m = peer_poll(&p[k])) != NULL) {
+                if (m->type == FLP_TASK) {
+                    for (uint32_t t = 0; t < m->task.n_tensors; t++)
+                        want[k] += m->task.tensors[t].n_chunks;
+                } else if (m->type == FLP_CHUNK) {
+                    got[k]++;
+                    const flp_msg ack = chunk_ack(ids[k], m->round);
+                    peer_send(&p[k], &ack);
+                }
+                flp_msg_free(m);
+            }
+            done += want[k] > 0 && got[k] == want[k];
+        }
+    }
+    for (int k = 0; k < 4; k++)
+        if (!want[k] || got[k] != want[k])
+            fail_msg("client %s got %u of %u weight chunks in 10 s (the others: %u/%u %u/%u "
+                     "%u/%u %u/%u)", ids[k], got[k], want[k], got[0], want[0], got[1], want[1],
+                     got[2], want[2], got[3], want[3]);
+    for (int k = 0; k < 4; k++)
+        peer_close(&p[k]);
+    fls_server_free(s);
+    free(lb);
 }
 
 /* D1: clients that heartbeat but never Ack a weight chunk must not starve the others' downloads
@@ -5111,6 +5243,7 @@ int main(void)
         cmocka_unit_test(test_reactor_upload_slots),
         cmocka_unit_test(test_reactor_refused_chunks_lose_slot),
         cmocka_unit_test(test_reactor_noack_downlink),
+        cmocka_unit_test(test_reactor_downlink_shared_budget),
         cmocka_unit_test(test_reactor_second_update_header),
         cmocka_unit_test(test_reactor_stop_keeps_checkpoint),
         cmocka_unit_test(test_reactor_colliding_ids),
@@ -5120,6 +5253,7 @@ int main(void)
         cmocka_unit_test(test_reactor_connections),
         cmocka_unit_test(test_reactor_idle_connections),
         cmocka_unit_test(test_reactor_listen_backlog),
+        cmocka_unit_test(test_reactor_sweep_timers),
         cmocka_unit_test(test_reactor_idle_connections_no_srcfd),
         cmocka_unit_test(test_reactor_flood_then_hangup),
         cmocka_unit_test(test_reactor_receive_queue_bounded),
