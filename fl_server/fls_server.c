@@ -85,6 +85,7 @@ typedef struct sess {
     /* downlink: the Task's chunks, tensor-major */
     int dl_active;
     uint64_t dl_round;
+    uint64_t dl_seq;            /* its task's number (the dlr entry that lists it) */
     uint32_t dl_nt, dl_t, dl_i, dl_inflight;
     uint32_t dl_nchunks[FLM_MAX_TENSORS];
     int dl_acked;               /* it Acked a chunk of this task: its full credit, else 1 chunk */
@@ -230,8 +231,13 @@ struct fls_server {
      * except where sess_wake lowers it. The 20 Hz sweep reads this array, not every session. */
     double *due;
     size_t cap_due;
-    int dl_none;                /* no session is downloading (dl_pump_all has nothing to walk) */
-    int ul_none;                /* no session is receiving an update (ul_sweep likewise) */
+    /* The sessions downloading a Task and those receiving an update, as (key, that task's or
+     * update's number) in the order they started; an entry whose session is gone or moved on is
+     * stale, skipped and dropped (dl_list_compact, ul_sweep). dl_pump_all and ul_sweep walk
+     * these, not every session. */
+    ul_wait *dlr, *ulr;
+    size_t dlr_n, dlr_cap, ulr_n, ulr_cap;
+    uint64_t dl_seq;
     int32_t *hidx;              /* open addressing over ss by routing id; -1 empty */
     size_t hcap;
     int32_t *kidx;              /* open addressing over ss by client key (sessions with an id;
@@ -240,7 +246,7 @@ struct fls_server {
     int any_dead;
     uint32_t n_up_active;       /* sessions holding an upload slot */
     uint32_t dl_total;          /* weight chunks in flight over all clients (<= DL_BUDGET) */
-    size_t dl_cursor;           /* round-robin start for handing out freed downlink budget */
+    size_t dl_cursor;           /* round-robin start in dlr for handing out freed budget */
     uint64_t up_seq;            /* next queue number */
     ul_wait *ulq;               /* the upload queue, in queue order: [ulq_head, ulq_n) */
     size_t ulq_head, ulq_n, ulq_cap;
@@ -1224,24 +1230,38 @@ static uint32_t dl_cap(const fls_server *s, const sess *x)
 
 /* Hands freed downlink budget to the clients still downloading, round-robin: the server holds at
  * most DL_BUDGET_PER_CREDIT x credit encoded weight chunks in ZeroMQ's queues, whatever N. */
+/* The downloading session of dlr entry w, or NULL when the entry is stale. */
+static sess *dl_listed(const fls_server *s, ul_wait w)
+{
+    sess *x = sess_by_key(s, w.key);
+    return x && x->dl_active && x->dl_seq == w.seq ? x : NULL;
+}
+
 static void dl_pump_all(fls_server *s)
 {
-    if (s->dl_none)
-        return;
-    const size_t n = s->n_ss;
-    size_t k = 0;
-    int any = 0;
-    for (; k < n && s->dl_total < DL_BUDGET_PER_CREDIT * s->opt.credit; k++) {
-        sess *x = &s->ss[(s->dl_cursor + k) % n];
-        any |= !x->dead && x->dl_active;
-        if (!x->dead && x->dl_active && x->dl_inflight < dl_cap(s, x)) {
+    const size_t n = s->dlr_n;
+    for (size_t k = 0; k < n && s->dl_total < DL_BUDGET_PER_CREDIT * s->opt.credit; k++) {
+        const size_t i = (s->dl_cursor + k) % n;
+        sess *x = dl_listed(s, s->dlr[i]);
+        if (x && x->dl_inflight < dl_cap(s, x)) {
             dl_pump(s, x);
-            s->dl_cursor = (s->dl_cursor + k + 1) % n;
+            s->dl_cursor = (i + 1) % n;
         }
     }
-    /* A whole walk found no download: none until the next Task (start_task) */
-    if (k == n && !any)
-        s->dl_none = 1;
+}
+
+/* dlr without its stale entries (each timer tick: they are skipped meanwhile). */
+static void dl_list_compact(fls_server *s)
+{
+    size_t m = 0, cursor = 0;
+    for (size_t i = 0; i < s->dlr_n; i++) {
+        if (i == s->dl_cursor)
+            cursor = m;
+        if (dl_listed(s, s->dlr[i]))
+            s->dlr[m++] = s->dlr[i];
+    }
+    s->dlr_n = m;
+    s->dl_cursor = cursor < m ? cursor : 0;
 }
 
 static void dl_pump(fls_server *s, sess *x)
@@ -1292,7 +1312,10 @@ static void start_task(fls_server *s, uint32_t key, uint64_t round)
     }
     flp_msg m;
     memset(&m, 0, sizeof m);
-    fl_status st = fls_core_task(s->core, key, &m);
+    /* its place in the download list first: nothing is left to undo when there is no room */
+    fl_status st = fl_grow(&s->dlr, &s->dlr_cap, s->dlr_n + 1, sizeof *s->dlr, 64) != FL_OK
+                       ? FL_ERR_NOMEM
+                       : fls_core_task(s->core, key, &m);
     if (st != FL_OK) {
         fl_log(&s->log, FL_LOG_ERROR, "client %s: task: %s", x->id, fl_strerror(st));
         return;
@@ -1306,7 +1329,8 @@ static void start_task(fls_server *s, uint32_t key, uint64_t round)
         return;
     }
     x->dl_active = 1;
-    s->dl_none = 0;
+    x->dl_seq = ++s->dl_seq;
+    s->dlr[s->dlr_n++] = (ul_wait){x->key, x->dl_seq};
     sess_wake(s, x); /* its downlink liveness */
     x->dl_round = m.round;
     x->dl_nt = m.task.n_tensors;
@@ -1887,14 +1911,13 @@ static void ul_answer(fls_server *s, sess *x, uint64_t r, fl_status st)
  * or it failed there) are answered, so their slots and queue places free up. */
 static void ul_sweep(fls_server *s)
 {
-    if (s->ul_none)
-        return;
-    int any = 0;
-    for (size_t i = 0; i < s->n_ss; i++) {
-        sess *x = &s->ss[i];
-        if (x->dead || !x->id || x->ul_state != UL_RECEIVING)
-            continue;
-        any = 1;
+    size_t m = 0;
+    for (size_t i = 0; i < s->ulr_n; i++) {
+        const ul_wait w = s->ulr[i];
+        sess *x = sess_by_key(s, w.key);
+        if (!x || x->ul_state != UL_RECEIVING || x->ul_seq != w.seq)
+            continue; /* stale: dropped from the list */
+        s->ulr[m++] = w;
         const fls_update_state us = fls_core_update_state(s->core, x->key, x->ul_round);
         if (us == FLS_UPDATE_RECEIVING && x->ul_slot == SLOT_ACTIVE &&
             fl_time_mono_s() - x->ul_last > s->opt.liveness_ms / 1000.0) {
@@ -1903,6 +1926,7 @@ static void ul_sweep(fls_server *s)
             log_bad(s, "client %s: no chunk for %u ms while holding an upload slot: update dropped",
                     x->id, s->opt.liveness_ms);
             ul_answer(s, x, x->ul_round, FL_ERR_TIMEOUT);
+            m--;
             continue;
         }
         if (us == FLS_UPDATE_RECEIVING)
@@ -1911,9 +1935,9 @@ static void ul_sweep(fls_server *s)
                   us == FLS_UPDATE_COMMITTED ? FL_OK
                   : us == FLS_UPDATE_FAILED  ? FL_ERR_WIRE_CHUNK_MISSING
                                              : FL_ERR_ROUND_CLOSED);
+        m--;
     }
-    if (!any) /* none until the next Update header (on_update) */
-        s->ul_none = 1;
+    s->ulr_n = m;
 }
 
 static void on_update(fls_server *s, sess *x, const flp_msg *m)
@@ -1934,7 +1958,9 @@ static void on_update(fls_server *s, sess *x, const flp_msg *m)
     ul_admit(s);
     x->ul_round = m->round;
     /* its place in the upload queue first: nothing is left to undo when there is no room */
-    const fl_status st = fl_grow(&s->ulq, &s->ulq_cap, s->ulq_n + 1, sizeof *s->ulq, 64) != FL_OK
+    const fl_status st = fl_grow(&s->ulq, &s->ulq_cap, s->ulq_n + 1, sizeof *s->ulq, 64) != FL_OK ||
+                                 fl_grow(&s->ulr, &s->ulr_cap, s->ulr_n + 1, sizeof *s->ulr, 64) !=
+                                     FL_OK
                              ? FL_ERR_NOMEM
                              : fls_core_on_message(s->core, x->key, m, fl_time_mono_s());
     if (st != FL_OK) {
@@ -1952,10 +1978,10 @@ static void on_update(fls_server *s, sess *x, const flp_msg *m)
         x->ul_trk = NULL;
     }
     x->ul_state = UL_RECEIVING;
-    s->ul_none = 0;
     x->ul_slot = SLOT_QUEUED;
     x->ul_seq = s->up_seq++;
     s->ulq[s->ulq_n++] = (ul_wait){x->key, x->ul_seq};
+    s->ulr[s->ulr_n++] = (ul_wait){x->key, x->ul_seq};
     ul_admit(s);
 }
 
@@ -3233,6 +3259,8 @@ void fls_server_free(fls_server *s)
     free(s->hidx);
     free(s->kidx);
     free(s->ulq);
+    free(s->ulr);
+    free(s->dlr);
     free(s->ack_keys);
     free(s->ids_pend);
     for (size_t i = 0; i < s->n_slots; i++)
@@ -3437,6 +3465,7 @@ fls_status fls_server_step(fls_server *s, int timeout_ms)
         s->next_timers = now + TIMER_PERIOD;
         timers(s, now);
         sess_compact(s);
+        dl_list_compact(s);
         ul_admit(s);
         dl_pump_all(s);
         const fl_status st = fls_core_tick(s->core, now);
