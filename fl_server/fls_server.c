@@ -2772,6 +2772,17 @@ static fl_status setup_socket(fls_server *s, char *err, size_t errlen)
      * reconnected at once: 8000 connections at once took 4.5-8.6 s to be acknowledged, 0.9 s at
      * 4096 (bench/bench_idle), the rest waiting for their kernels' SYN retries (1 s, 3 s, 7 s). */
     const int backlog = (int)s->opt.backlog;
+    FILE *somax_f = fopen("/proc/sys/net/core/somaxconn", "r");
+    int somax = 0;
+    if (somax_f) {
+        if (fscanf(somax_f, "%d", &somax) != 1)
+            somax = 0;
+        fclose(somax_f);
+    }
+    if (somax > 0 && backlog > somax)
+        fl_log(&s->log, FL_LOG_WARN, "server.listen_backlog %d is cut to %d by the kernel "
+               "(net.core.somaxconn): raise that (sysctl -w net.core.somaxconn=%d) for a fleet "
+               "that connects at once", backlog, somax, backlog);
     if (zmq_setsockopt(s->router, ZMQ_ROUTER_MANDATORY, &one, sizeof one) ||
         zmq_setsockopt(s->router, ZMQ_LINGER, &linger, sizeof linger) ||
         zmq_setsockopt(s->router, ZMQ_TCP_KEEPALIVE, &one, sizeof one) ||

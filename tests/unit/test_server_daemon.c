@@ -3596,6 +3596,20 @@ static void test_reactor_listen_backlog(void **state)
         if (got != want[i])
             fail_msg("%s: the listener's backlog is %d, not %d", names[i], got, want[i]);
     }
+    /* Above net.core.somaxconn the kernel cuts it: said, with the sysctl that raises it. */
+    if (somax < 65535) {
+        logbuf *lb;
+        fls_server *s = server_of("server:\n  insecure: true\n  endpoints: ['tcp://127.0.0.1:0']\n"
+                                  "  listen_backlog: 65535\nmodel:\n  arch: \"mlp:6-5-3\"\n", &lb);
+        char want_log[160];
+        snprintf(want_log, sizeof want_log, "server.listen_backlog 65535 is cut to %d by the "
+                 "kernel (net.core.somaxconn): raise that (sysctl -w net.core.somaxconn=65535)",
+                 somax);
+        if (!strstr(lb->text, want_log))
+            fail_msg("log lacks '%s':\n%s", want_log, lb->text);
+        fls_server_free(s);
+        free(lb);
+    }
 }
 
 /* D9 closed: connections that carry no session for server.idle_connection_s (1 s here) are
