@@ -48,6 +48,7 @@
 #include "fl_log.h"
 #include "fl_mem.h"
 #include "fl_sha256.h"
+#include "fl_siphash.h"
 #include "fl_time.h"
 #include "flm_data.h"
 #include "flm_model.h"
@@ -226,6 +227,7 @@ struct fls_server {
     size_t chunk_cap;
     sess *ss;
     size_t n_ss, cap_ss;
+    uint8_t rid_key[16];        /* rid_hash's key, random per process */
     /* due[i]: no timer of ss[i] fires before then (timers' liveness and heartbeat checks); never
      * later than the truth, for the times it is taken from only grow (last_rx, last_tx, dl_last)
      * except where sess_wake lowers it. The 20 Hz sweep reads this array, not every session. */
@@ -345,12 +347,14 @@ static const char *peer_name(const sess *ss, const uint8_t *rid, size_t rid_len,
 
 /* ---- sessions ------------------------------------------------------------------------------- */
 
-static uint64_t rid_hash(const uint8_t *rid, size_t len)
+/* A peer may choose its routing id (ZMQ_ROUTING_ID on its socket): with an unkeyed hash it could
+ * open connections whose ids all fall in one bucket and make each lookup walk them. SipHash under
+ * a key drawn at start (rid_key) leaves nothing to aim at. It also spreads libzmq's own ids
+ * (0 and a 32-bit counter) better than the FNV-1a used until then: 8000 of them took 4793 of
+ * 16384 buckets with it, 1.82 probes a lookup (random placement: about 1.3). */
+static uint64_t rid_hash(const fls_server *s, const uint8_t *rid, size_t len)
 {
-    uint64_t h = 1469598103934665603ull;
-    for (size_t i = 0; i < len; i++)
-        h = (h ^ rid[i]) * 1099511628211ull;
-    return h;
+    return fl_siphash24(s->rid_key, rid, len);
 }
 
 /* An empty open-addressing table of session indexes (-1: empty) with room for want entries at
@@ -376,7 +380,7 @@ static fl_status hash_rebuild(fls_server *s, size_t want)
     if (!h)
         return FL_ERR_NOMEM;
     for (size_t i = 0; i < s->n_ss; i++) {
-        size_t j = rid_hash(s->ss[i].rid, s->ss[i].rid_len) & (cap - 1);
+        size_t j = rid_hash(s, s->ss[i].rid, s->ss[i].rid_len) & (cap - 1);
         while (h[j] >= 0)
             j = (j + 1) & (cap - 1);
         h[j] = (int32_t)i;
@@ -391,7 +395,7 @@ static sess *sess_by_rid(const fls_server *s, const uint8_t *rid, size_t len)
 {
     if (!s->hcap)
         return NULL;
-    for (size_t j = rid_hash(rid, len) & (s->hcap - 1); s->hidx[j] >= 0; j = (j + 1) & (s->hcap - 1)) {
+    for (size_t j = rid_hash(s, rid, len) & (s->hcap - 1); s->hidx[j] >= 0; j = (j + 1) & (s->hcap - 1)) {
         sess *x = &s->ss[s->hidx[j]];
         if (x->rid_len == len && memcmp(x->rid, rid, len) == 0 && !x->dead)
             return x;
@@ -477,7 +481,7 @@ static sess *sess_add(fls_server *s, const uint8_t *rid, size_t len)
             return NULL;
         }
     } else {
-        size_t j = rid_hash(rid, len) & (s->hcap - 1);
+        size_t j = rid_hash(s, rid, len) & (s->hcap - 1);
         while (s->hidx[j] >= 0)
             j = (j + 1) & (s->hcap - 1);
         s->hidx[j] = (int32_t)(s->n_ss - 1);
@@ -3187,6 +3191,10 @@ static fls_status server_create(const fls_options *o, const fls_host *host, int 
     s->opt = *o;
     s->check_only = check_only;
     s->bseed = fresh_run_id();
+    for (int i = 0; i < 2; i++) {
+        const uint64_t k = fresh_run_id();
+        memcpy(s->rid_key + 8 * i, &k, sizeof k);
+    }
     /* An evaluation set with no interval means "evaluate every round": an operator who names a
      * test set expects to see accuracy. */
     if (s->opt.eval_dataset != FLS_EVAL_NONE && s->opt.core.eval_every == 0)
