@@ -44,6 +44,7 @@
 
 struct flc_client {
     flc_config cfg;            /* strings below are our copies */
+    uint64_t jitter;           /* xorshift state of the reconnect jitter (never 0) */
     char *endpoint, *id, *server_pub, *pub, *sec;
     void *ctx;
     int own_ctx;
@@ -292,6 +293,11 @@ flc_status flc_client_new(const flc_config *cfg, flc_client **out)
     if (!c->cfg.liveness_ms) c->cfg.liveness_ms = 10000;
     if (!c->cfg.reconnect_min_ms) c->cfg.reconnect_min_ms = 200;
     if (!c->cfg.reconnect_max_ms) c->cfg.reconnect_max_ms = 10000;
+    /* The jitter's randomness is the kernel's, not the seed's: devices of one image and seed must
+     * still wait different times. */
+    if (getentropy(&c->jitter, sizeof c->jitter) != 0)
+        c->jitter = fl_time_mono_ns() ^ ((uint64_t)getpid() << 32);
+    c->jitter |= 1;
     fl_status st = FL_ERR_NOMEM;
     if (!c->endpoint || !c->id || (cfg->secret_key && (!c->sec || !c->pub)) ||
         (cfg->server_public_key && !c->server_pub)) {
@@ -1134,8 +1140,16 @@ flc_status flc_client_run(flc_client *c)
             c->backoff_reset = 0;
         }
         c->stats.reconnects++;
-        fl_log(&c->log, FL_LOG_INFO, "reconnecting in %d ms", backoff);
-        sleep_ms_interruptible(c, backoff);
+        /* Half the backoff, and up to as much again at random ("equal jitter"): a fleet that
+         * lost its server at one instant (a restart says Bye "restart" to all) would otherwise
+         * come back in one wave at each doubling, each a burst of connections the server's
+         * listen queue must hold. */
+        c->jitter ^= c->jitter << 13;
+        c->jitter ^= c->jitter >> 7;
+        c->jitter ^= c->jitter << 17;
+        const int wait = backoff / 2 + (int)(c->jitter % (uint64_t)(backoff - backoff / 2 + 1));
+        fl_log(&c->log, FL_LOG_INFO, "reconnecting in %d ms", wait);
+        sleep_ms_interruptible(c, wait);
         backoff = backoff * 2 > c->cfg.reconnect_max_ms ? c->cfg.reconnect_max_ms : backoff * 2;
     }
 }

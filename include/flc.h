@@ -167,7 +167,8 @@ typedef struct flc_config {
     int heartbeat_ms;              /* default 1000 */
     int liveness_ms;               /* silence before the server is considered gone; default 10000 */
     int reconnect_min_ms;          /* backoff starts here (default 200) ... */
-    int reconnect_max_ms;          /* ... and doubles up to this (default 10000) */
+    int reconnect_max_ms;          /* ... and doubles up to this (default 10000); each wait is
+                                    * half the backoff plus up to as much at random */
     int max_rounds;                /* return after this many uploaded updates (flc_stats.updates_sent;
                                     * and the server's answer to the last one); 0: until
                                     * Bye("done"); < 0: invalid */
@@ -239,7 +240,8 @@ flc_status flc_client_new(const flc_config *cfg, flc_client **out);
  * another key; or later: the key was taken off the allow-list) also gives FLC_ERR_AUTH, at once.
  *
  * Lost connections are retried with exponential backoff (from reconnect_min_ms again once the
- * client registered); a server restart is survived. So, for ever, are CURVE handshakes that fail
+ * client registered), each wait drawn between half the backoff and all of it, so that a fleet
+ * does not come back at one instant; a server restart is survived. So, for ever, are CURVE handshakes that fail
  * without a refusal after one had succeeded (as network errors); 3 in a row are logged (warn) as
  * a server whose key may have changed: server_public_key must then be its new one. Whenever it
  * returns while registered (done, max_rounds, stop, unfit samples) it first says Bye, so the

@@ -867,6 +867,51 @@ static void test_no_server_at_endpoint_said(void **state)
     logbuf_free(lb);
 }
 
+/* Reconnection waits are jittered: each between half the backoff and all of it, so that a fleet
+ * that lost its server at one instant does not come back in one wave. With the backoff pinned
+ * at 200 ms (min = max) and nothing at the endpoint, the waits said ("reconnecting in N ms")
+ * must all lie in [100, 200] and not all be equal (without jitter: 200 each time). */
+static void test_reconnect_jitter(void **state)
+{
+    (void)state;
+    char ep[128];
+    dead_endpoint(ep, sizeof ep);
+    logbuf *lb = logbuf_new();
+    flc_config cfg = base_config(ep, train_plus_quarter, lb);
+    cfg.heartbeat_ms = 20;
+    cfg.liveness_ms = 100;
+    cfg.reconnect_min_ms = 200;
+    cfg.reconnect_max_ms = 200;
+    flc_client *c = NULL;
+    assert_int_equal(flc_client_new(&cfg, &c), FLC_OK);
+    runner r;
+    run_start(&r, c);
+    const double end = fl_time_mono_s() + 20.0;
+    while (log_count(lb, "reconnecting in") < 6 && fl_time_mono_s() < end) {
+        const struct timespec ts = {0, 10 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+    flc_client_stop(c);
+    assert_true(run_wait(&r, 5.0));
+    flc_client_free(c);
+    int waits[64], n = 0;
+    pthread_mutex_lock(&lb->mu);
+    for (const char *p = lb->text; n < 64 && (p = strstr(p, "reconnecting in ")); p++)
+        waits[n++] = atoi(p + strlen("reconnecting in "));
+    pthread_mutex_unlock(&lb->mu);
+    if (n < 6)
+        fail_msg("%d reconnections in 20 s; log:\n%s", n, lb->text);
+    int distinct = 0;
+    for (int i = 0; i < n; i++) {
+        if (waits[i] < 100 || waits[i] > 200)
+            fail_msg("a wait of %d ms with the backoff at 200 ms; log:\n%s", waits[i], lb->text);
+        distinct += i > 0 && waits[i] != waits[0];
+    }
+    if (!distinct)
+        fail_msg("%d waits of %d ms each: no jitter; log:\n%s", n, waits[0], lb->text);
+    logbuf_free(lb);
+}
+
 /* ---- no ZeroMQ heartbeats on the client's connection -------------------------------------- */
 
 /* n bytes from fd into buf within the deadline (CLOCK_MONOTONIC seconds); 1 if all came. */
@@ -1725,6 +1770,7 @@ int main(void)
         cmocka_unit_test(test_one_hello_after_server_down),
         cmocka_unit_test(test_no_server_at_endpoint_said),
         cmocka_unit_test(test_no_zeromq_heartbeats),
+        cmocka_unit_test(test_reconnect_jitter),
         cmocka_unit_test(test_server_key_changed_said),
         cmocka_unit_test(test_key_change_said_after_plain_server),
         cmocka_unit_test(test_cli_stop_during_startup),
