@@ -1232,8 +1232,6 @@ static uint32_t dl_cap(const fls_server *s, const sess *x)
     return x->dl_acked ? s->opt.credit : 1;
 }
 
-/* Hands freed downlink budget to the clients still downloading, round-robin: the server holds at
- * most DL_BUDGET_PER_CREDIT x credit encoded weight chunks in ZeroMQ's queues, whatever N. */
 /* The downloading session of dlr entry w, or NULL when the entry is stale. */
 static sess *dl_listed(const fls_server *s, ul_wait w)
 {
@@ -1241,6 +1239,9 @@ static sess *dl_listed(const fls_server *s, ul_wait w)
     return x && x->dl_active && x->dl_seq == w.seq ? x : NULL;
 }
 
+/* Hands freed downlink budget to the clients still downloading (dlr), round-robin: the server
+ * holds at most DL_BUDGET_PER_CREDIT x credit encoded weight chunks in ZeroMQ's queues,
+ * whatever N. */
 static void dl_pump_all(fls_server *s)
 {
     const size_t n = s->dlr_n;
