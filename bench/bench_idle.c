@@ -2,11 +2,12 @@
  * connections set up as libflclient sets them (no ZeroMQ heartbeats) against the same fleet
  * setting ZeroMQ heartbeats as libflclient did before 2026-11-30, in the same run.
  *
- *   bench_idle [--sessions M (8000)] [--secs S (10)] [--heartbeat-ms H (1000)] [--per-proc P]
- *              [--reps R (1)]
+ *   bench_idle [--sessions M (8000)] [--secs S (10)] [--heartbeat-ms H (1000)] [--curve 0|1]
+ *              [--per-proc P] [--reps R (1)]
  *
  * Server: the library (include/fls.h) in a child process of its own, plain text over tcp on
- * 127.0.0.1, heartbeat_ms H and liveness_ms 10 H (the defaults at H = 1000). Its CPU time is read
+ * 127.0.0.1 (--curve 1: CURVE, as in production, every session with one client key on the
+ * allow-list), heartbeat_ms H and liveness_ms 10 H (the defaults at H = 1000). Its CPU time is read
  * from /proc/PID/task/TID/stat (ticks of 10 ms), split between its reactor (the thread that runs
  * fls_server_run) and libzmq's I/O thread (ZMQbg/IO/0: sockets, framing, ZeroMQ heartbeats).
  * Fleet: M sessions over ceil(M / P) child processes (a DEALER socket takes two descriptors, so P
@@ -74,6 +75,11 @@ static void sleep_until(double t)
 /* ---- the server child ----------------------------------------------------------------------- */
 
 static int g_hb_ms = 1000; /* --heartbeat-ms: both sides' heartbeat_ms; liveness_ms 10 times it */
+/* --curve: the server's keys and the one client key every session uses, and the files the
+ * server reads them from (in g_keydir) */
+static int g_curve;
+static char g_srv_pub[41], g_srv_sec[41], g_cli_pub[41], g_cli_sec[41];
+static char g_keydir[64] = "bench_idle.XXXXXX", g_sec_path[128], g_allow_path[128];
 static fls_server *volatile g_srv;
 static volatile sig_atomic_t g_stop;
 
@@ -97,13 +103,16 @@ static void catch_term(void)
 static int server_child(int wfd, int sessions)
 {
     catch_term();
-    char yaml[1024];
+    char yaml[1024], sec[512] = "  insecure: true\n";
+    if (g_curve) /* one key for every session: no limit of ids per key */
+        snprintf(sec, sizeof sec, "  secret_key_file: '%s'\n  allow_list: '%s'\n  ids_per_key: 0\n",
+                 g_sec_path, g_allow_path);
     snprintf(yaml, sizeof yaml,
-             "server:\n  insecure: true\n  endpoints: ['tcp://127.0.0.1:0']\n"
+             "server:\n%s  endpoints: ['tcp://127.0.0.1:0']\n"
              "  max_clients: %d\n  heartbeat_ms: %d\n  liveness_ms: %d\n"
              "model:\n  arch: \"mlp:784-200-200-10\"\n"
              "round:\n  clients: 8\neval:\n  dataset: none\nrun:\n  log_level: error\n",
-             sessions + 64, g_hb_ms, 10 * g_hb_ms);
+             sec, sessions + 64, g_hb_ms, 10 * g_hb_ms);
     fls_options *o = NULL;
     char err[512];
     if (fls_options_new(&o) != FLS_OK ||
@@ -148,6 +157,10 @@ static int fleet_child(int wfd, const char *ep, int from, int n, int zmq_hb)
                        zmq_setsockopt(sock[i], ZMQ_HEARTBEAT_TIMEOUT, &timeout, sizeof timeout) ||
                        zmq_setsockopt(sock[i], ZMQ_HEARTBEAT_TTL, &timeout, sizeof timeout)))
             die("ZeroMQ heartbeat options", zmq_strerror(zmq_errno()));
+        if (g_curve && (zmq_setsockopt(sock[i], ZMQ_CURVE_SERVERKEY, g_srv_pub, 41) ||
+                        zmq_setsockopt(sock[i], ZMQ_CURVE_PUBLICKEY, g_cli_pub, 41) ||
+                        zmq_setsockopt(sock[i], ZMQ_CURVE_SECRETKEY, g_cli_sec, 41)))
+            die("CURVE options", zmq_strerror(zmq_errno()));
         if (zmq_connect(sock[i], ep) != 0)
             die("zmq_connect", zmq_strerror(zmq_errno()));
         const flp_msg m = bench_hello(ids[i], 1);
@@ -365,7 +378,7 @@ int main(int argc, char **argv)
         const char *a = argv[i];
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
             printf("usage: %s [--sessions M (8000)] [--secs S (10)] [--heartbeat-ms H (1000)]\n"
-                   "       [--per-proc P (8000)] [--reps R (1)]\n"
+                   "       [--curve 0|1 (0)] [--per-proc P (8000)] [--reps R (1)]\n"
                    "fl_server's CPU a second with M idle sessions, their connections without\n"
                    "ZeroMQ heartbeats (as libflclient's) and with them (the peer).\n", argv[0]);
             return 0;
@@ -375,12 +388,14 @@ int main(int argc, char **argv)
         const char *v = argv[++i];
         char *end;
         const long x = strtol(v, &end, 10);
-        if (*end || end == v || x < 1 || x > 1000000)
+        if (*end || end == v || x < 0 || x > 1000000 || (x == 0 && strcmp(a, "--curve")))
             die("not a positive count", v);
         if (!strcmp(a, "--sessions"))
             m = (int)x;
         else if (!strcmp(a, "--secs"))
             secs = (double)x;
+        else if (!strcmp(a, "--curve") && (x == 0 || x == 1))
+            g_curve = (int)x;
         else if (!strcmp(a, "--heartbeat-ms") && (x < 10 || x > 100000))
             die("--heartbeat-ms takes 10..100000", v);
         else if (!strcmp(a, "--heartbeat-ms"))
@@ -411,9 +426,25 @@ int main(int argc, char **argv)
     }
     if ((m + per_proc - 1) / per_proc > MAX_PROCS)
         die("too many fleet processes: raise --per-proc", NULL);
-    printf("bench_idle: %d idle sessions, heartbeat_ms %d both ways (liveness_ms %d); server CPU "
-           "over %.0f s windows, %d of each kind, alternated\n", m, g_hb_ms, 10 * g_hb_ms, secs,
-           reps);
+    if (g_curve) { /* keys made here, the server's secret and the allow-list written to files */
+        if (zmq_curve_keypair(g_srv_pub, g_srv_sec) != 0 ||
+            zmq_curve_keypair(g_cli_pub, g_cli_sec) != 0)
+            die("zmq_curve_keypair (libzmq without CURVE?)", zmq_strerror(zmq_errno()));
+        if (!mkdtemp(g_keydir))
+            die("mkdtemp", strerror(errno));
+        snprintf(g_sec_path, sizeof g_sec_path, "%s/server.secret", g_keydir);
+        snprintf(g_allow_path, sizeof g_allow_path, "%s/allowed", g_keydir);
+        FILE *f = fopen(g_sec_path, "w"), *g = fopen(g_allow_path, "w");
+        if (!f || !g)
+            die("cannot write the key files", strerror(errno));
+        fprintf(f, "%s\n", g_srv_sec);
+        fprintf(g, "%s\n", g_cli_pub);
+        fclose(f);
+        fclose(g);
+    }
+    printf("bench_idle: %d idle sessions, heartbeat_ms %d both ways (liveness_ms %d), %s; server "
+           "CPU over %.0f s windows, %d of each kind, alternated\n", m, g_hb_ms, 10 * g_hb_ms,
+           g_curve ? "CURVE" : "plain text", secs, reps);
     double ours[50], peer[50], ack[50];
     window lo = {0}, lp = {0};
     for (int r = 0; r < reps; r++) {
@@ -422,6 +453,11 @@ int main(int argc, char **argv)
         ours[r] = lo.total_ms_s;
         ack[r] = lo.ack_s;
         peer[r] = lp.total_ms_s;
+    }
+    if (g_curve) {
+        unlink(g_sec_path);
+        unlink(g_allow_path);
+        rmdir(g_keydir);
     }
     const double o = median(ours, reps), p = median(peer, reps), a = median(ack, reps);
     printf("sessions=%d server_cpu_ms_per_s=%.1f peer_server_cpu_ms_per_s=%.1f ratio=%.3f "
