@@ -27,9 +27,11 @@
  * ratio = ours / peer (server CPU; below 1: ours costs less). R > 1 alternates ours and the peer
  * and prints each window; the last line has the medians.
  * Also timed: the fleet (ours) connecting at once, as after a server restart, from its start to
- * every Hello acknowledged (ack_s; server.listen_backlog sizes the listen queue it meets).
+ * every Hello acknowledged (ack_s; server.listen_backlog sizes the listen queue it meets), and
+ * the server's CPU meanwhile, a session (admit_ms: accepting the connection, its handshake, the
+ * Hello and its id).
  * LAST line: sessions=M server_cpu_ms_per_s=<f> peer_server_cpu_ms_per_s=<f> ratio=<f>
- *            us_per_session_s=<f> peer_us_per_session_s=<f> ack_s=<f>
+ *            us_per_session_s=<f> peer_us_per_session_s=<f> ack_s=<f> admit_ms=<f>
  */
 #include <dirent.h>
 #include <errno.h>
@@ -298,6 +300,7 @@ static void cpu_ticks(pid_t pid, unsigned long long *io, unsigned long long *oth
 typedef struct window {
     double total_ms_s, reactor_ms_s, io_ms_s;
     double ack_s; /* from the fleet's start to every Hello acknowledged */
+    double admit_ms; /* the server's CPU meanwhile, a session (connection, handshake, Hello) */
 } window;
 
 /* A server and a fleet of m sessions (zmq_hb: with ZeroMQ heartbeats); the server's CPU over
@@ -314,6 +317,8 @@ static window measure(int m, int per_proc, double secs, int zmq_hb)
     pid_t fl[MAX_PROCS];
     int fl_fd[MAX_PROCS];
     fleet_arg fa[MAX_PROCS];
+    unsigned long long aio0, aot0, aio1, aot1;
+    cpu_ticks(srv, &aio0, &aot0);
     const double t0 = mono();
     for (int p = 0; p < procs; p++) {
         const int from = p * per_proc;
@@ -327,8 +332,13 @@ static window measure(int m, int per_proc, double secs, int zmq_hb)
         close(fl_fd[p]);
     }
     const double ack_s = mono() - t0;
-    printf("  %s: %d sessions acknowledged in %.1f s (%d processes);", zmq_hb ?
-           "peer (ZeroMQ heartbeats)" : "ours (no ZeroMQ heartbeats)", m, ack_s, procs);
+    cpu_ticks(srv, &aio1, &aot1);
+    const double tick_ms = 1000.0 / (double)sysconf(_SC_CLK_TCK);
+    const double admit_ms = (double)(aio1 + aot1 - aio0 - aot0) * tick_ms / m;
+    printf("  %s: %d sessions acknowledged in %.1f s (%d processes; server CPU %.3f ms a "
+           "session, %.0f%% of it libzmq I/O);", zmq_hb ? "peer (ZeroMQ heartbeats)"
+           : "ours (no ZeroMQ heartbeats)", m, ack_s, procs, admit_ms,
+           100.0 * (double)(aio1 - aio0) / (double)(aio1 + aot1 - aio0 - aot0 + 1));
     fflush(stdout);
     sleep_until(mono() + 2.0);
     unsigned long long io0, ot0, io1, ot1;
@@ -336,12 +346,13 @@ static window measure(int m, int per_proc, double secs, int zmq_hb)
     const double w0 = mono();
     sleep_until(w0 + secs);
     cpu_ticks(srv, &io1, &ot1);
-    const double dt = mono() - w0, tick_ms = 1000.0 / (double)sysconf(_SC_CLK_TCK);
+    const double dt = mono() - w0;
     window w;
     w.io_ms_s = (double)(io1 - io0) * tick_ms / dt;
     w.reactor_ms_s = (double)(ot1 - ot0) * tick_ms / dt;
     w.total_ms_s = w.io_ms_s + w.reactor_ms_s;
     w.ack_s = ack_s;
+    w.admit_ms = admit_ms;
     printf(" server CPU %.1f ms a second (reactor %.1f, libzmq I/O %.1f): %.2f us a "
            "session-second\n", w.total_ms_s, w.reactor_ms_s, w.io_ms_s,
            w.total_ms_s * 1e3 / m);
@@ -445,13 +456,14 @@ int main(int argc, char **argv)
     printf("bench_idle: %d idle sessions, heartbeat_ms %d both ways (liveness_ms %d), %s; server "
            "CPU over %.0f s windows, %d of each kind, alternated\n", m, g_hb_ms, 10 * g_hb_ms,
            g_curve ? "CURVE" : "plain text", secs, reps);
-    double ours[50], peer[50], ack[50];
+    double ours[50], peer[50], ack[50], admit[50];
     window lo = {0}, lp = {0};
     for (int r = 0; r < reps; r++) {
         lo = measure(m, per_proc, secs, 0);
         lp = measure(m, per_proc, secs, 1);
         ours[r] = lo.total_ms_s;
         ack[r] = lo.ack_s;
+        admit[r] = lo.admit_ms;
         peer[r] = lp.total_ms_s;
     }
     if (g_curve) {
@@ -460,8 +472,9 @@ int main(int argc, char **argv)
         rmdir(g_keydir);
     }
     const double o = median(ours, reps), p = median(peer, reps), a = median(ack, reps);
+    const double ad = median(admit, reps);
     printf("sessions=%d server_cpu_ms_per_s=%.1f peer_server_cpu_ms_per_s=%.1f ratio=%.3f "
-           "us_per_session_s=%.2f peer_us_per_session_s=%.2f ack_s=%.2f\n", m, o, p,
-           p > 0 ? o / p : 0, o * 1e3 / m, p * 1e3 / m, a);
+           "us_per_session_s=%.2f peer_us_per_session_s=%.2f ack_s=%.2f admit_ms=%.3f\n", m, o,
+           p, p > 0 ? o / p : 0, o * 1e3 / m, p * 1e3 / m, a, ad);
     return 0;
 }
