@@ -812,23 +812,24 @@ static int plain_listener(char *ep, size_t cap)
     return lfd;
 }
 
-/* A client of ep with 20 ms heartbeats, 150 ms liveness and 10-20 ms reconnects, run until it
- * has said "retrying" twice (10 s at most) and stopped: it must still have been retrying, not
- * given up. Its log, for the caller to read and free. */
-static logbuf *retrying_twice(const char *ep)
+/* A client of ep with 20 ms heartbeats, liveness_ms and reconnects of rmin..rmax ms, run until
+ * its log holds needle count times (secs at most) and stopped: it must still have been retrying,
+ * not given up. Its log, for the caller to read and free. */
+static logbuf *retrying(const char *ep, int liveness_ms, int rmin, int rmax, const char *needle,
+                        int count, double secs)
 {
     logbuf *lb = logbuf_new();
     flc_config cfg = base_config(ep, train_plus_quarter, lb);
     cfg.heartbeat_ms = 20;
-    cfg.liveness_ms = 150;
-    cfg.reconnect_min_ms = 10;
-    cfg.reconnect_max_ms = 20;
+    cfg.liveness_ms = liveness_ms;
+    cfg.reconnect_min_ms = rmin;
+    cfg.reconnect_max_ms = rmax;
     flc_client *c = NULL;
     assert_int_equal(flc_client_new(&cfg, &c), FLC_OK);
     runner r;
     run_start(&r, c);
-    const double end = fl_time_mono_s() + 10.0;
-    while (log_count(lb, "retrying") < 2 && fl_time_mono_s() < end) {
+    const double end = fl_time_mono_s() + secs;
+    while (log_count(lb, needle) < count && fl_time_mono_s() < end) {
         const struct timespec ts = {0, 10 * 1000 * 1000};
         nanosleep(&ts, NULL);
     }
@@ -837,6 +838,12 @@ static logbuf *retrying_twice(const char *ep)
     assert_int_equal(r.st, FLC_ERR_CANCELLED); /* retried until stopped, not given up */
     flc_client_free(c);
     return lb;
+}
+
+/* 150 ms liveness, 10-20 ms reconnects, until "retrying" was said twice (10 s at most). */
+static logbuf *retrying_twice(const char *ep)
+{
+    return retrying(ep, 150, 10, 20, "retrying", 2, 10.0);
 }
 
 /* A client pointed at an address where no server runs said "no word from EP for N ms", as if a
@@ -876,24 +883,7 @@ static void test_reconnect_jitter(void **state)
     (void)state;
     char ep[128];
     dead_endpoint(ep, sizeof ep);
-    logbuf *lb = logbuf_new();
-    flc_config cfg = base_config(ep, train_plus_quarter, lb);
-    cfg.heartbeat_ms = 20;
-    cfg.liveness_ms = 100;
-    cfg.reconnect_min_ms = 200;
-    cfg.reconnect_max_ms = 200;
-    flc_client *c = NULL;
-    assert_int_equal(flc_client_new(&cfg, &c), FLC_OK);
-    runner r;
-    run_start(&r, c);
-    const double end = fl_time_mono_s() + 20.0;
-    while (log_count(lb, "reconnecting in") < 6 && fl_time_mono_s() < end) {
-        const struct timespec ts = {0, 10 * 1000 * 1000};
-        nanosleep(&ts, NULL);
-    }
-    flc_client_stop(c);
-    assert_true(run_wait(&r, 5.0));
-    flc_client_free(c);
+    logbuf *lb = retrying(ep, 100, 200, 200, "reconnecting in", 6, 20.0);
     int waits[64], n = 0;
     pthread_mutex_lock(&lb->mu);
     for (const char *p = lb->text; n < 64 && (p = strstr(p, "reconnecting in ")); p++)
