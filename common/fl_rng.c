@@ -1,6 +1,10 @@
 #include "fl_rng.h"
 
 #include <math.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "fl_time.h"
 
 #define PHILOX_M0 0xD2511F53u
 #define PHILOX_M1 0xCD9E8D57u
@@ -108,4 +112,16 @@ void fl_rng_fill_u32(fl_rng *r, uint32_t *out, size_t n)
     }
     while (i < n)
         out[i++] = fl_rng_u32(r);
+}
+
+uint64_t fl_entropy_u64(void)
+{
+    uint64_t x = 0;
+    if (getentropy(&x, sizeof x) != 0) { /* no kernel randomness: mixed, as SplitMix64 does */
+        x = fl_time_mono_ns() ^ ((uint64_t)getpid() << 40) ^ ((uint64_t)time(NULL) << 20);
+        x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+        x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+        x ^= x >> 31;
+    }
+    return x ? x : 1;
 }

@@ -26,6 +26,7 @@ typedef enum fl_rng_purpose {
     FL_RNG_AVAIL = 10,          /* simulated availability */
     FL_RNG_DATA = 11,           /* synthetic datasets */
     FL_RNG_TEST = 12,           /* tests */
+    FL_RNG_NET = 13,            /* a client's reconnection jitter (seeded by fl_entropy_u64) */
 } fl_rng_purpose;
 
 typedef struct fl_rng {
@@ -53,6 +54,11 @@ uint32_t fl_rng_below(fl_rng *r, uint32_t n);
 double fl_rng_normal(fl_rng *r);
 /* Fills out[0..n) with uniform 32-bit words, 4 per Philox block (the fast path). */
 void fl_rng_fill_u32(fl_rng *r, uint32_t *out, size_t n);
+
+/* 64 bits from the kernel's randomness (getentropy), never 0; without it, the clock and the
+ * process id and the wall clock mixed, still distinct per start. For the few draws that must NOT be reproducible
+ * from the run seed: a run's id, hash-table keys against chosen inputs, a device's jitter. */
+uint64_t fl_entropy_u64(void);
 
 /* The raw Philox4x32-10 block function: out = philox(key, ctr). Exposed for tests and for
  * vectorised users that manage their own counters. */

@@ -21,6 +21,7 @@
 #include <zmq.h>
 
 #include "fl_log.h"
+#include "fl_rng.h"
 #include "fl_sha256.h"
 #include "fl_time.h"
 #include "flc_core.h"
@@ -44,7 +45,7 @@
 
 struct flc_client {
     flc_config cfg;            /* strings below are our copies */
-    uint64_t jitter;           /* xorshift state of the reconnect jitter (never 0) */
+    fl_rng jitter;             /* the reconnect waits' draws (FL_RNG_NET) */
     char *endpoint, *id, *server_pub, *pub, *sec;
     void *ctx;
     int own_ctx;
@@ -295,9 +296,7 @@ flc_status flc_client_new(const flc_config *cfg, flc_client **out)
     if (!c->cfg.reconnect_max_ms) c->cfg.reconnect_max_ms = 10000;
     /* The jitter's randomness is the kernel's, not the seed's: devices of one image and seed must
      * still wait different times. */
-    if (getentropy(&c->jitter, sizeof c->jitter) != 0)
-        c->jitter = fl_time_mono_ns() ^ ((uint64_t)getpid() << 32);
-    c->jitter |= 1;
+    c->jitter = fl_rng_stream(fl_entropy_u64(), 0, 0, FL_RNG_NET);
     fl_status st = FL_ERR_NOMEM;
     if (!c->endpoint || !c->id || (cfg->secret_key && (!c->sec || !c->pub)) ||
         (cfg->server_public_key && !c->server_pub)) {
@@ -1144,10 +1143,8 @@ flc_status flc_client_run(flc_client *c)
          * lost its server at one instant (a restart says Bye "restart" to all) would otherwise
          * come back in one wave at each doubling, each a burst of connections the server's
          * listen queue must hold. */
-        c->jitter ^= c->jitter << 13;
-        c->jitter ^= c->jitter >> 7;
-        c->jitter ^= c->jitter << 17;
-        const int wait = backoff / 2 + (int)(c->jitter % (uint64_t)(backoff - backoff / 2 + 1));
+        const int wait =
+            backoff / 2 + (int)fl_rng_below(&c->jitter, (uint32_t)(backoff - backoff / 2 + 1));
         fl_log(&c->log, FL_LOG_INFO, "reconnecting in %d ms", wait);
         sleep_ms_interruptible(c, wait);
         backoff = backoff * 2 > c->cfg.reconnect_max_ms ? c->cfg.reconnect_max_ms : backoff * 2;

@@ -582,7 +582,7 @@ static size_t bind_home(const fls_server *s, uint32_t key)
 {
     /* Keys are SHA-256 bits, but a client picks its id: with the bucket a fixed function of the
      * key, 2^17 hashes an id find ids that all land in one bucket of a 100000-id table, and every
-     * lookup walks them. The process's random seed (fresh_run_id's source) takes that away; the
+     * lookup walks them. The process's random seed (fl_entropy_u64) takes that away; the
      * multiply spreads the mixed key into the bits taken. */
     const uint64_t x = ((uint64_t)key ^ s->bseed) * 0x9E3779B97F4A7C15ull;
     return (size_t)((x ^ (x >> 29)) >> 32) & s->bmask;
@@ -2965,15 +2965,6 @@ static fl_status ids_load(fls_server *s, int resumed, char *err, size_t errlen)
     return FL_OK; /* written (server_init: ids_rewrite) once the endpoints are bound */
 }
 
-/* A fresh run's id: random, never 0 (0 means "not told" on the wire). */
-static uint64_t fresh_run_id(void)
-{
-    uint64_t id = 0;
-    if (getentropy(&id, sizeof id) != 0) /* no kernel randomness: still distinct per start */
-        id = fl_time_mono_ns() ^ ((uint64_t)getpid() << 40) ^ (uint64_t)time(NULL) << 20;
-    return id ? id : 1;
-}
-
 /* One server per checkpoint: two that wrote the same files would interleave their rounds and
  * their client ids. CHECKPOINT.lock is flock'd for the server's life (a crash releases it; the
  * file stays, harmless). Once it is held, the temporaries that a killed server left behind
@@ -3058,7 +3049,8 @@ static fl_status server_init(fls_server *s, char *err, size_t errlen)
         snprintf(err, errlen, "round engine: %s", fl_strerror(st));
         return st == FL_ERR_NOMEM ? st : FL_ERR_CONFIG;
     }
-    fls_core_set_run_id(s->core, fresh_run_id()); /* a resumed checkpoint's replaces it */
+    /* random, never 0 (0 means "not told" on the wire); a resumed checkpoint's replaces it */
+    fls_core_set_run_id(s->core, fl_entropy_u64());
     int resumed = 0;
     if (s->opt.ckpt_path[0]) {
         /* Found now rather than at the first checkpoint, rounds of work later. */
@@ -3191,9 +3183,9 @@ static fls_status server_create(const fls_options *o, const fls_host *host, int 
         return FLS_ERR_NOMEM;
     s->opt = *o;
     s->check_only = check_only;
-    s->bseed = fresh_run_id();
+    s->bseed = fl_entropy_u64();
     for (int i = 0; i < 2; i++) {
-        const uint64_t k = fresh_run_id();
+        const uint64_t k = fl_entropy_u64();
         memcpy(s->rid_key + 8 * i, &k, sizeof k);
     }
     /* An evaluation set with no interval means "evaluate every round": an operator who names a

@@ -241,12 +241,12 @@ flc_status flc_client_new(const flc_config *cfg, flc_client **out);
  *
  * Lost connections are retried with exponential backoff (from reconnect_min_ms again once the
  * client registered), each wait drawn between half the backoff and all of it, so that a fleet
- * does not come back at one instant; a server restart is survived. So, for ever, are CURVE handshakes that fail
- * without a refusal after one had succeeded (as network errors); 3 in a row are logged (warn) as
- * a server whose key may have changed: server_public_key must then be its new one. Whenever it
- * returns while registered (done, max_rounds, stop, unfit samples) it first says Bye, so the
- * server drops the client at once instead of waiting out its liveness timeout. Blocks the
- * calling thread.
+ * does not come back at one instant; a server restart is survived. So, for ever, are CURVE
+ * handshakes that fail without a refusal after one had succeeded (as network errors); 3 in a row
+ * are logged (warn) as a server whose key may have changed: server_public_key must then be its
+ * new one. Whenever it returns while registered (done, max_rounds, stop, unfit samples) it first
+ * says Bye, so the server drops the client at once instead of waiting out its liveness timeout.
+ * Blocks the calling thread.
  *
  * Threads: each local training runs on a thread the library starts for it (one per task, joined
  * when it ends), so that heartbeats and stop go on while it trains. The plug-in trainer is called

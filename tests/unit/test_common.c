@@ -108,6 +108,18 @@ static void test_siphash24(void **state)
     EVP_MAC_free(mac);
 }
 
+/* fl_entropy_u64: the kernel's randomness, never 0, and not one value over and over. */
+static void test_entropy(void **state)
+{
+    (void)state;
+    uint64_t v[4];
+    for (int i = 0; i < 4; i++) {
+        v[i] = fl_entropy_u64();
+        assert_true(v[i] != 0);
+    }
+    assert_false(v[0] == v[1] && v[1] == v[2] && v[2] == v[3]);
+}
+
 static void test_philox_kat(void **state)
 {
     (void)state;
@@ -766,6 +778,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_status_strings), cmocka_unit_test(test_philox_kat),
         cmocka_unit_test(test_siphash24),
+        cmocka_unit_test(test_entropy),
         cmocka_unit_test(test_rng_streams),    cmocka_unit_test(test_rng_distributions),
         cmocka_unit_test(test_sha256),         cmocka_unit_test(test_client_keys),
         cmocka_unit_test(test_logging),
