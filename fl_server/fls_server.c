@@ -1922,7 +1922,6 @@ static void ul_sweep(fls_server *s)
         sess *x = sess_by_key(s, w.key);
         if (!x || x->ul_state != UL_RECEIVING || x->ul_seq != w.seq)
             continue; /* stale: dropped from the list */
-        s->ulr[m++] = w;
         const fls_update_state us = fls_core_update_state(s->core, x->key, x->ul_round);
         if (us == FLS_UPDATE_RECEIVING && x->ul_slot == SLOT_ACTIVE &&
             fl_time_mono_s() - x->ul_last > s->opt.liveness_ms / 1000.0) {
@@ -1931,16 +1930,14 @@ static void ul_sweep(fls_server *s)
             log_bad(s, "client %s: no chunk for %u ms while holding an upload slot: update dropped",
                     x->id, s->opt.liveness_ms);
             ul_answer(s, x, x->ul_round, FL_ERR_TIMEOUT);
-            m--;
-            continue;
+        } else if (us != FLS_UPDATE_RECEIVING) {
+            ul_answer(s, x, x->ul_round,
+                      us == FLS_UPDATE_COMMITTED ? FL_OK
+                      : us == FLS_UPDATE_FAILED  ? FL_ERR_WIRE_CHUNK_MISSING
+                                                 : FL_ERR_ROUND_CLOSED);
         }
-        if (us == FLS_UPDATE_RECEIVING)
-            continue;
-        ul_answer(s, x, x->ul_round,
-                  us == FLS_UPDATE_COMMITTED ? FL_OK
-                  : us == FLS_UPDATE_FAILED  ? FL_ERR_WIRE_CHUNK_MISSING
-                                             : FL_ERR_ROUND_CLOSED);
-        m--;
+        if (x->ul_state == UL_RECEIVING) /* still receiving: kept (an answered one is dropped) */
+            s->ulr[m++] = w;
     }
     s->ulr_n = m;
 }
