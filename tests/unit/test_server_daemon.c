@@ -1296,6 +1296,21 @@ static flp_msg *peer_recv(fls_server *s, peer *p, double max_s)
     return NULL;
 }
 
+/* The next message already received on p, of any type, decoded; NULL when none waits. */
+static flp_msg *peer_next(peer *p)
+{
+    zmq_msg_t z;
+    zmq_msg_init(&z);
+    if (zmq_msg_recv(&z, p->sock, ZMQ_DONTWAIT) < 0) {
+        zmq_msg_close(&z);
+        return NULL;
+    }
+    flp_msg *m = NULL;
+    assert_int_equal(flp_decode(&m, zmq_msg_data(&z), zmq_msg_size(&z), NULL, NULL, 0), FL_OK);
+    zmq_msg_close(&z);
+    return m;
+}
+
 static flp_msg hello_msg(const char *id)
 {
     flp_msg m;
@@ -3451,19 +3466,11 @@ static fls_server_stats beat_for(fls_server *s, peer *p, const char *id, double 
 static int heartbeats_in(peer *p)
 {
     int n = 0;
-    for (;;) {
-        zmq_msg_t z;
-        zmq_msg_init(&z);
-        if (zmq_msg_recv(&z, p->sock, ZMQ_DONTWAIT) < 0) {
-            zmq_msg_close(&z);
-            return n;
-        }
-        flp_msg *m = NULL;
-        assert_int_equal(flp_decode(&m, zmq_msg_data(&z), zmq_msg_size(&z), NULL, NULL, 0), FL_OK);
-        zmq_msg_close(&z);
+    for (flp_msg *m; (m = peer_next(p));) {
         n += m->type == FLP_HEARTBEAT;
         flp_msg_free(m);
     }
+    return n;
 }
 
 /* The 20 Hz sweep looks only at the sessions whose earliest timer is due (a time kept per
@@ -4148,20 +4155,10 @@ static void two_free(fls_server *s, logbuf *lb, peer p[2], flc_core *c[2])
 /* Receives what the server sent to p without waiting; NULL when nothing (heartbeats skipped). */
 static flp_msg *peer_poll(peer *p)
 {
-    for (;;) {
-        zmq_msg_t z;
-        zmq_msg_init(&z);
-        if (zmq_msg_recv(&z, p->sock, ZMQ_DONTWAIT) < 0) {
-            zmq_msg_close(&z);
-            return NULL;
-        }
-        flp_msg *m = NULL;
-        assert_int_equal(flp_decode(&m, zmq_msg_data(&z), zmq_msg_size(&z), NULL, NULL, 0), FL_OK);
-        zmq_msg_close(&z);
-        if (m->type != FLP_HEARTBEAT)
-            return m;
+    flp_msg *m;
+    while ((m = peer_next(p)) && m->type == FLP_HEARTBEAT)
         flp_msg_free(m);
-    }
+    return m;
 }
 
 /* Every one of the n peers sends a Heartbeat (so none is dropped for silence), then the server
@@ -4262,14 +4259,11 @@ static void test_reactor_downlink_shared_budget(void **state)
              "round:\n  clients: 4\n  overcommit: 1\ncodec:\n  chunk_elems: 4\n", ep);
     logbuf *lb;
     fls_server *s = server_of(yaml, &lb);
-    const char *ids[4] = {"d0", "d1", "d2", "d3"};
+    const char *ids[4] = {"d-0", "d-1", "d-2", "d-3"};
     peer p[4];
-    for (int k = 0; k < 4; k++) {
+    for (int k = 0; k < 4; k++)
         peer_open(&p[k], ep, NULL, NULL, NULL);
-        flp_msg h = hello_msg(ids[k]);
-        peer_send(&p[k], &h);
-        expect_ack_hello(s, &p[k]);
-    }
+    hellos(s, p, "d", 0, 4);
     uint32_t want[4] = {0}, got[4] = {0};
     int done = 0;
     const double t0 = fl_time_mono_s();
