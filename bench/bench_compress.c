@@ -1,6 +1,7 @@
 /* bench_compress: codec pipelines on a model delta, single-threaded, beside plain zstd.
  *
- *   bench_compress [--input FILE] [--n N] [--pipeline SPEC]... [--reps R] [--isa portable|avx2]
+ *   bench_compress [--input FILE] [--n N] [--pipeline SPEC]... [--reps R]
+ *                  [--isa portable|avx2|avx512]
  *
  * FILE holds raw little-endian float32 (e.g. a cnn delta written by the models engine). Without
  * it: a synthetic Gaussian vector of N = 6,603,710 floats (the cnn size), sigma 1e-3, with 64
@@ -9,8 +10,11 @@
  * the difference between consecutive rows. Times are the best of R runs, in thread CPU time (the
  * machine may be shared; wall-clock figures are printed beside). Figures: ratio = float32
  * bytes / payload bytes; GB/s = float32 input bytes / s; rel_l2 = ||decode - x|| / ||x||. The peer,
- * measured in the same run, is plain zstd level 3 on the raw float32 bytes.
- * The LAST line is `ratio=.. encode_gbps=.. decode_gbps=.. rel_l2=..` for the last pipeline.
+ * measured in the same run, is plain zstd level 3 on the raw float32 bytes. A second peer: each
+ * whole pipeline again with the next narrower kernel set (AVX2 beside AVX-512, portable beside
+ * AVX2), which gives the same bytes, so the ratio is the kernels' speed-up alone.
+ * The LAST line is `ratio=.. encode_gbps=.. decode_gbps=.. rel_l2=..` for the last pipeline,
+ * then `kernels=.. peer_kernels=.. encode_x=.. decode_x=..`: its speed over the narrower set's.
  */
 #include <math.h>
 #include <stdio.h>
@@ -119,7 +123,7 @@ int main(int argc, char **argv)
             isa = argv[++i];
         else {
             fprintf(stderr, "usage: %s [--input FILE] [--n N] [--pipeline SPEC]... [--reps R] "
-                            "[--isa portable|avx2]\n", argv[0]);
+                            "[--isa portable|avx2|avx512]\n", argv[0]);
             return 2;
         }
     }
@@ -168,13 +172,25 @@ int main(int argc, char **argv)
     flz_ctx *c;
     if (!y || !buf || flz_ctx_new(NULL, &c) != FL_OK)
         return 1;
-    if (isa && flz_ctx_set_isa(c, !strcmp(isa, "avx2") ? FLZ_ISA_AVX2 : FLZ_ISA_PORTABLE) != FL_OK) {
-        fprintf(stderr, "isa %s not available\n", isa);
-        return 1;
+    static const char *const isa_name[] = {"portable", "avx2", "avx512"};
+    if (isa) {
+        int k = 0;
+        while (k < 3 && strcmp(isa, isa_name[k]))
+            k++;
+        if (k == 3 || flz_ctx_set_isa(c, (flz_isa)k) != FL_OK) {
+            fprintf(stderr, "isa %s not available (portable, avx2 or avx512, as the CPU has)\n",
+                    isa);
+            return 1;
+        }
     }
+    const flz_isa kisa = flz_ctx_isa(c);
+    /* the narrower kernel set, on a context of its own */
+    flz_ctx *nc = NULL;
+    if (kisa != FLZ_ISA_PORTABLE &&
+        (flz_ctx_new(NULL, &nc) != FL_OK || flz_ctx_set_isa(nc, (flz_isa)(kisa - 1)) != FL_OK))
+        return 1;
     printf("bench_compress: %zu floats (%s), %d reps (best), kernels %s, single thread\n", n,
-           input ? input : "synthetic gaussian + outliers", reps,
-           flz_ctx_isa(c) == FLZ_ISA_AVX2 ? "avx2" : "portable");
+           input ? input : "synthetic gaussian + outliers", reps, isa_name[kisa]);
 
     /* the peer: zstd -3 on raw float32 */
     {
@@ -200,7 +216,7 @@ int main(int argc, char **argv)
         print_row("zstd -3 on raw float32", &f);
     }
 
-    fig last = {0, 0, 0, 0, 0, 0};
+    fig last = {0, 0, 0, 0, 0, 0}, narrow = {0, 0, 0, 0, 0, 0};
     for (int s = 0; s < nspecs; s++) {
         printf("pipeline %s:\n", specs[s]);
         /* every prefix, so that consecutive rows give each stage's cost */
@@ -222,9 +238,22 @@ int main(int argc, char **argv)
                 break;
             p = plus + 1;
         }
+        if (nc) {
+            if (run_spec(nc, specs[s], x, n, y, buf, reps, &narrow) != 0)
+                return 1;
+            char label[300];
+            snprintf(label, sizeof label, "(kernels %s)", isa_name[kisa - 1]);
+            print_row(label, &narrow);
+        }
     }
-    printf("ratio=%.3f encode_gbps=%.3f decode_gbps=%.3f rel_l2=%.4e\n", last.ratio,
+    printf("ratio=%.3f encode_gbps=%.3f decode_gbps=%.3f rel_l2=%.4e", last.ratio,
            last.enc_gbps, last.dec_gbps, last.rel_l2);
+    if (nc)
+        printf(" kernels=%s peer_kernels=%s encode_x=%.3f decode_x=%.3f", isa_name[kisa],
+               isa_name[kisa - 1], last.enc_gbps / narrow.enc_gbps,
+               last.dec_gbps / narrow.dec_gbps);
+    printf("\n");
+    flz_ctx_free(nc);
     flz_ctx_free(c);
     free(x);
     free(y);

@@ -83,6 +83,8 @@ typedef struct flz_params {
 typedef enum flz_isa {
     FLZ_ISA_PORTABLE = 0, /* plain C */
     FLZ_ISA_AVX2 = 1,     /* AVX2 + FMA + F16C kernels (x86-64, selected at runtime) */
+    FLZ_ISA_AVX512 = 2,   /* AVX-512 F/BW/DQ/VL where it pays, AVX2 elsewhere (the default where
+                           * the CPU has it) */
 } flz_isa;
 
 /* Parses spec string s into *out. Returns FL_OK, or FL_ERR_CODEC_SPEC with a readable reason
@@ -104,7 +106,8 @@ fl_status flz_spec_check(const flz_spec *spec, char *err, size_t errlen);
 size_t flz_encode_bound(const flz_spec *spec, size_t n);
 
 /* A codec context with no scratch memory yet. log may be NULL (the logger is copied). Returns
- * FL_OK or FL_ERR_NOMEM. Picks AVX2 kernels when the CPU has them. The caller owns *out. */
+ * FL_OK or FL_ERR_NOMEM. Picks the AVX-512 kernels, else the AVX2 ones, when the CPU has them
+ * (the same bits as the portable ones). The caller owns *out. */
 fl_status flz_ctx_new(const fl_logger *log, flz_ctx **out);
 /* Frees ctx and its scratch. NULL is a no-op. */
 void flz_ctx_free(flz_ctx *ctx);

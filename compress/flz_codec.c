@@ -36,6 +36,7 @@ struct flz_ctx {
     fl_logger log;
     const flz_kernels *k;
     flz_isa isa;
+    flz_kernels wide; /* FLZ_ISA_AVX512: the AVX2 table with the AVX-512 kernels over it */
     ZSTD_CCtx *zc;
     ZSTD_DCtx *zd;
     buf ef;    /* float[n]: x + residual */
@@ -146,10 +147,8 @@ fl_status flz_ctx_new(const fl_logger *log, flz_ctx **out)
         c->log = *log;
     c->k = &flz_kernels_portable;
     c->isa = FLZ_ISA_PORTABLE;
-    if (flz_cpu_has_avx2() && flz_kernels_avx2()) {
-        c->k = flz_kernels_avx2();
-        c->isa = FLZ_ISA_AVX2;
-    }
+    if (flz_ctx_set_isa(c, FLZ_ISA_AVX512) != FL_OK)
+        flz_ctx_set_isa(c, FLZ_ISA_AVX2);
     c->zc = ZSTD_createCCtx();
     c->zd = ZSTD_createDCtx();
     if (!c->zc || !c->zd) {
@@ -188,6 +187,12 @@ fl_status flz_ctx_set_isa(flz_ctx *c, flz_isa isa)
         if (!flz_cpu_has_avx2() || !flz_kernels_avx2())
             return FL_ERR_UNSUPPORTED;
         c->k = flz_kernels_avx2();
+    } else if (isa == FLZ_ISA_AVX512) {
+        if (!flz_cpu_has_avx512() || !flz_kernels_avx2())
+            return FL_ERR_UNSUPPORTED;
+        c->wide = *flz_kernels_avx2();
+        flz_kernels_avx512_over(&c->wide);
+        c->k = &c->wide;
     } else {
         return FL_ERR_INVALID_ARG;
     }

@@ -56,6 +56,10 @@ extern const flz_kernels flz_kernels_portable;
 /* NULL when not built for x86-64; usable only if flz_cpu_has_avx2(). */
 const flz_kernels *flz_kernels_avx2(void);
 int flz_cpu_has_avx2(void);
+/* The AVX-512 kernels (F, BW, DQ, VL) over a copy of the AVX2 table: they replace the
+ * compute-bound entries and keep AVX2's elsewhere. Usable only if flz_cpu_has_avx512(). */
+void flz_kernels_avx512_over(flz_kernels *k);
+int flz_cpu_has_avx512(void);
 
 static inline uint32_t flz_f2u(float f)
 {

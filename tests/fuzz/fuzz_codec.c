@@ -67,7 +67,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if ((mode & 1) && pst == FL_OK && info.n <= CAP)
         n = info.n;
     if (mode & 2) /* alternate the kernel set, when there is a choice */
-        flz_ctx_set_isa(ctx, (mode & 4) ? FLZ_ISA_AVX2 : FLZ_ISA_PORTABLE);
+        flz_ctx_set_isa(ctx, !(mode & 4) ? FLZ_ISA_PORTABLE
+                                 : (mode & 0x80) ? FLZ_ISA_AVX512 : FLZ_ISA_AVX2);
     const fl_status st = flz_decode(ctx, p, len, out, n);
     check(st == FL_OK || st == FL_ERR_CODEC_HEADER || st == FL_ERR_CODEC_CORRUPT ||
           st == FL_ERR_CODEC_LENGTH || st == FL_ERR_NOMEM);

@@ -539,79 +539,195 @@ static void test_determinism(void **state)
     fix_free(&f);
 }
 
-/* The AVX2 kernels must give the portable kernels' bits, payload for payload. */
+/* The kernel table of an instruction set, or NULL where this CPU or build lacks it. */
+static const flz_kernels *isa_kernels(flz_isa isa, flz_kernels *wide)
+{
+    flz_ctx *c;
+    assert_int_equal(flz_ctx_new(NULL, &c), FL_OK);
+    const int ok = flz_ctx_set_isa(c, isa) == FL_OK;
+    flz_ctx_free(c);
+    if (!ok)
+        return NULL;
+    if (isa == FLZ_ISA_AVX2)
+        return flz_kernels_avx2();
+    *wide = *flz_kernels_avx2();
+    flz_kernels_avx512_over(wide);
+    return wide;
+}
+
+static const flz_isa wide_isas[] = {FLZ_ISA_AVX2, FLZ_ISA_AVX512};
+static const char *const isa_names[] = {"portable", "AVX2", "AVX-512"};
+
+/* Pipelines beyond `pipelines` for the kernel sets: every rotation block size class (the tail of
+ * 20000 splits into blocks 16384 ... 32) and every level width at short blocks. */
+static const char *const isa_pipelines[] = {
+    "rot2+q1", "rot4+q2b16", "rot8+q4b16", "rot32+q8b16", "rot128+q1b32", "rot256+q2",
+    "rot2048+q4b1024", "rot65536+q2b16+zstd", "rot512+sub0.7+q1b64",
+};
+#define NISAPIPE (sizeof isa_pipelines / sizeof isa_pipelines[0])
+
+/* The AVX2 and AVX-512 kernels must give the portable kernels' bits, payload for payload. */
 static void test_isa_equivalence(void **state)
 {
     (void)state;
-    flz_ctx *pc, *ac;
-    assert_int_equal(flz_ctx_new(NULL, &pc), FL_OK);
-    assert_int_equal(flz_ctx_new(NULL, &ac), FL_OK);
-    assert_int_equal(flz_ctx_set_isa(pc, FLZ_ISA_PORTABLE), FL_OK);
-    if (flz_ctx_set_isa(ac, FLZ_ISA_AVX2) != FL_OK) {
+    int tested = 0;
+    for (size_t wi = 0; wi < sizeof wide_isas / sizeof wide_isas[0]; wi++) {
+        const flz_isa isa = wide_isas[wi];
+        flz_kernels wide;
+        const flz_kernels *K = isa_kernels(isa, &wide);
+        if (!K)
+            continue;
+        tested++;
+        flz_ctx *pc, *ac;
+        assert_int_equal(flz_ctx_new(NULL, &pc), FL_OK);
+        assert_int_equal(flz_ctx_new(NULL, &ac), FL_OK);
+        assert_int_equal(flz_ctx_set_isa(pc, FLZ_ISA_PORTABLE), FL_OK);
+        assert_int_equal(flz_ctx_set_isa(ac, isa), FL_OK);
+        assert_int_equal(flz_ctx_isa(ac), isa);
+        /* Philox: both kernels equal the common stream, at every length up to 200 words */
+        uint32_t a[200], b[200], c[200];
+        const uint32_t key[2] = {0x12345678u, 0x9abcdef0u};
+        fl_rng r = fl_rng_stream(0x9abcdef012345678ull, 3, 4, FL_RNG_QUANT);
+        fl_rng_seek(&r, 20);
+        for (int i = 0; i < 200; i++)
+            c[i] = fl_rng_u32(&r);
+        for (size_t nw = 4; nw <= 200; nw += 4) {
+            flz_kernels_portable.philox_words(a, key, 3, 4, FL_RNG_QUANT, 5, nw);
+            K->philox_words(b, key, 3, 4, FL_RNG_QUANT, 5, nw);
+            assert_memory_equal(a, c, nw * sizeof *a);
+            if (memcmp(b, c, nw * sizeof *b) != 0)
+                fail_msg("%s philox: %zu words differ from the stream", isa_names[isa], nw);
+        }
+        /* f16 / bf16 casts over a sweep of bit patterns incl. subnormals, ties and overflow */
+        const size_t N = 1 << 16;
+        float *x = malloc(N * sizeof(float)), *y1 = malloc(N * sizeof(float)),
+              *y2 = malloc(N * sizeof(float));
+        uint8_t *h1 = malloc(2 * N), *h2 = malloc(2 * N);
+        for (size_t i = 0; i < N; i++)
+            x[i] = flz_u2f((uint32_t)(i * 0x9E3779B1u) & 0xbfffffffu) * 0x1p-60f;
+        for (size_t i = 0; i < N; i += 2)
+            x[i] = flz_u2f(0x33000000u + (uint32_t)(i << 9)); /* dense near the f16 subnormals */
+        int ok1 = flz_kernels_portable.to_f16(h1, x, N), ok2 = K->to_f16(h2, x, N);
+        assert_int_equal(ok1, ok2);
+        assert_memory_equal(h1, h2, 2 * N);
+        ok1 = flz_kernels_portable.from_f16(y1, h1, N);
+        ok2 = K->from_f16(y2, h1, N);
+        assert_int_equal(ok1, ok2);
+        assert_memory_equal(y1, y2, N * sizeof(float));
+        ok1 = flz_kernels_portable.to_bf16(h1, x, N);
+        ok2 = K->to_bf16(h2, x, N);
+        assert_int_equal(ok1, ok2);
+        assert_memory_equal(h1, h2, 2 * N);
+        free(x), free(y1), free(y2), free(h1), free(h2);
+
+        /* whole pipelines, all lengths */
+        const size_t n = 20000;
+        float *v = malloc(n * sizeof(float)), *d1 = malloc(n * sizeof(float)),
+              *d2 = malloc(n * sizeof(float));
+        const size_t cap = 16 * n + 4096;
+        uint8_t *p1 = malloc(cap), *p2 = malloc(cap);
+        for (size_t p = 0; p < NPIPE + NISAPIPE; p++) {
+            const char *name = p < NPIPE ? pipelines[p] : isa_pipelines[p - NPIPE];
+            const flz_spec sp = spec_of(name);
+            for (size_t li = 0; li < NLEN; li++) {
+                const size_t len = lengths[li];
+                fill_gauss(v, len, li + 30);
+                const flz_params prm = {li, 1, 2, NULL};
+                size_t w1, w2;
+                assert_int_equal(flz_encode(pc, &sp, &prm, v, len, p1, cap, &w1), FL_OK);
+                assert_int_equal(flz_encode(ac, &sp, &prm, v, len, p2, cap, &w2), FL_OK);
+                assert_int_equal(w1, w2);
+                if (memcmp(p1, p2, w1) != 0)
+                    fail_msg("%s n=%zu: portable and %s payloads differ", name, len,
+                             isa_names[isa]);
+                assert_int_equal(flz_decode(pc, p1, w1, d1, len), FL_OK);
+                assert_int_equal(flz_decode(ac, p1, w1, d2, len), FL_OK);
+                if (len && memcmp(d1, d2, len * sizeof(float)) != 0)
+                    fail_msg("%s n=%zu: portable and %s decodes differ", name, len,
+                             isa_names[isa]);
+            }
+        }
+        free(v), free(d1), free(d2), free(p1), free(p2);
         flz_ctx_free(pc);
         flz_ctx_free(ac);
+    }
+    if (!tested)
         skip();
-    }
-    /* Philox: both kernels equal the common stream */
-    uint32_t a[200], b[200], c[200];
-    const uint32_t key[2] = {0x12345678u, 0x9abcdef0u};
-    flz_kernels_portable.philox_words(a, key, 3, 4, FL_RNG_QUANT, 5, 200);
-    flz_kernels_avx2()->philox_words(b, key, 3, 4, FL_RNG_QUANT, 5, 200);
-    fl_rng r = fl_rng_stream(0x9abcdef012345678ull, 3, 4, FL_RNG_QUANT);
-    fl_rng_seek(&r, 20);
-    for (int i = 0; i < 200; i++)
-        c[i] = fl_rng_u32(&r);
-    assert_memory_equal(a, c, sizeof a);
-    assert_memory_equal(b, c, sizeof b);
-    /* f16 / bf16 casts over a sweep of bit patterns incl. subnormals, ties and overflow */
-    const size_t N = 1 << 16;
-    float *x = malloc(N * sizeof(float)), *y1 = malloc(N * sizeof(float)),
-          *y2 = malloc(N * sizeof(float));
-    uint8_t *h1 = malloc(2 * N), *h2 = malloc(2 * N);
-    for (size_t i = 0; i < N; i++)
-        x[i] = flz_u2f((uint32_t)(i * 0x9E3779B1u) & 0xbfffffffu) * 0x1p-60f;
-    for (size_t i = 0; i < N; i += 2)
-        x[i] = flz_u2f(0x33000000u + (uint32_t)(i << 9)); /* dense near the f16 subnormals */
-    int ok1 = flz_kernels_portable.to_f16(h1, x, N), ok2 = flz_kernels_avx2()->to_f16(h2, x, N);
-    assert_int_equal(ok1, ok2);
-    assert_memory_equal(h1, h2, 2 * N);
-    ok1 = flz_kernels_portable.from_f16(y1, h1, N);
-    ok2 = flz_kernels_avx2()->from_f16(y2, h1, N);
-    assert_int_equal(ok1, ok2);
-    assert_memory_equal(y1, y2, N * sizeof(float));
-    ok1 = flz_kernels_portable.to_bf16(h1, x, N);
-    ok2 = flz_kernels_avx2()->to_bf16(h2, x, N);
-    assert_int_equal(ok1, ok2);
-    assert_memory_equal(h1, h2, 2 * N);
-    free(x), free(y1), free(y2), free(h1), free(h2);
+}
 
-    /* whole pipelines, all lengths */
-    const size_t n = 20000;
-    float *v = malloc(n * sizeof(float)), *d1 = malloc(n * sizeof(float)),
-          *d2 = malloc(n * sizeof(float));
-    const size_t cap = 16 * n + 4096;
-    uint8_t *p1 = malloc(cap), *p2 = malloc(cap);
-    for (size_t p = 0; p < NPIPE; p++) {
-        const flz_spec sp = spec_of(pipelines[p]);
-        for (size_t li = 0; li < NLEN; li++) {
-            const size_t len = lengths[li];
-            fill_gauss(v, len, li + 30);
-            const flz_params prm = {li, 1, 2, NULL};
-            size_t w1, w2;
-            assert_int_equal(flz_encode(pc, &sp, &prm, v, len, p1, cap, &w1), FL_OK);
-            assert_int_equal(flz_encode(ac, &sp, &prm, v, len, p2, cap, &w2), FL_OK);
-            assert_int_equal(w1, w2);
-            if (memcmp(p1, p2, w1) != 0)
-                fail_msg("%s n=%zu: portable and AVX2 payloads differ", pipelines[p], len);
-            assert_int_equal(flz_decode(pc, p1, w1, d1, len), FL_OK);
-            assert_int_equal(flz_decode(ac, p1, w1, d2, len), FL_OK);
-            if (len && memcmp(d1, d2, len * sizeof(float)) != 0)
-                fail_msg("%s n=%zu: portable and AVX2 decodes differ", pipelines[p], len);
+/* Kernel by kernel, each wide kernel against the portable one over the shapes the codec hands
+ * it: every Hadamard size, every level width at every length up to 300 (the wide loops and
+ * their tails), bit offsets of the sign flips, and values that end a payload (non-finite inputs
+ * to the finiteness checks; levels clamped at both ends). */
+static void test_isa_kernels(void **state)
+{
+    (void)state;
+    int tested = 0;
+    const flz_kernels *P = &flz_kernels_portable;
+    fl_rng r = fl_rng_stream(11, 0, 0, FL_RNG_TEST);
+    for (size_t wi = 0; wi < sizeof wide_isas / sizeof wide_isas[0]; wi++) {
+        flz_kernels wide;
+        const flz_kernels *K = isa_kernels(wide_isas[wi], &wide);
+        if (!K)
+            continue;
+        tested++;
+        const char *nm = isa_names[wide_isas[wi]];
+        for (unsigned l = 1; l <= 16; l++) {
+            const size_t n = (size_t)1 << l;
+            float *a = malloc(n * sizeof *a), *b = malloc(n * sizeof *b);
+            for (size_t i = 0; i < n; i++)
+                a[i] = b[i] = (float)fl_rng_normal(&r);
+            P->fwht(a, l, 0.7f);
+            K->fwht(b, l, 0.7f);
+            if (memcmp(a, b, n * sizeof *a) != 0)
+                fail_msg("%s fwht 2^%u differs", nm, l);
+            free(a), free(b);
         }
+        enum { M = 300 };
+        float x[M], y1[M], y2[M];
+        uint32_t d[M / 2 + 8], bits[(M + 64) / 32 + 1];
+        uint8_t o1[M], o2[M];
+        for (unsigned q = 1; q <= 8; q *= 2)
+            for (size_t n = 1; n <= M; n++) {
+                for (size_t i = 0; i < n; i++)
+                    x[i] = (float)fl_rng_normal(&r);
+                for (size_t i = 0; i < sizeof d / sizeof d[0]; i++)
+                    d[i] = fl_rng_u32(&r);
+                for (size_t i = 0; i < sizeof bits / sizeof bits[0]; i++)
+                    bits[i] = fl_rng_u32(&r);
+                float lo1, hi1, lo2, hi2;
+                assert_int_equal(P->minmax(&lo1, &hi1, x, n), 1);
+                assert_int_equal(K->minmax(&lo2, &hi2, x, n), 1);
+                assert_true(flz_f2u(lo1) == flz_f2u(lo2) && flz_f2u(hi1) == flz_f2u(hi2));
+                /* inv a little above the codec's, so that the top level clamps */
+                const float L = (float)((1u << q) - 1), inv = 1.01f * L / (hi1 - lo1);
+                memset(o1, 0xa5, sizeof o1);
+                memset(o2, 0xa5, sizeof o2);
+                P->quant(o1, x, n, q, lo1, inv, d);
+                K->quant(o2, x, n, q, lo1, inv, d);
+                if (memcmp(o1, o2, sizeof o1) != 0) /* the bytes past nb untouched as well */
+                    fail_msg("%s quant q%u n=%zu differs", nm, q, n);
+                P->dequant(y1, o1, n, q, lo1, (hi1 - lo1) / L);
+                K->dequant(y2, o1, n, q, lo1, (hi1 - lo1) / L);
+                if (memcmp(y1, y2, n * sizeof *y1) != 0)
+                    fail_msg("%s dequant q%u n=%zu differs", nm, q, n);
+                for (size_t off = 0; off <= 64 && q == 1; off += 4) {
+                    if (n % 50 == 0)
+                        x[n / 2] = (off & 8) ? INFINITY : NAN; /* ends with a bad value */
+                    const int f1 = P->flip(y1, x, n, bits, off), f2 = K->flip(y2, x, n, bits, off);
+                    assert_int_equal(f1, f2);
+                    if (memcmp(y1, y2, n * sizeof *y1) != 0)
+                        fail_msg("%s flip n=%zu bitoff=%zu differs", nm, n, off);
+                    if (n % 50 == 0) {
+                        assert_int_equal(f1, 0);
+                        assert_int_equal(P->minmax(&lo1, &hi1, x, n), 0);
+                        assert_int_equal(K->minmax(&lo2, &hi2, x, n), 0);
+                    }
+                }
+            }
     }
-    free(v), free(d1), free(d2), free(p1), free(p2);
-    flz_ctx_free(pc);
-    flz_ctx_free(ac);
+    if (!tested)
+        skip();
 }
 
 /* ---- damaged payloads ----------------------------------------------------------------------- */
@@ -978,6 +1094,7 @@ int main(void)
         cmocka_unit_test(test_error_feedback),
         cmocka_unit_test(test_determinism),
         cmocka_unit_test(test_isa_equivalence),
+        cmocka_unit_test(test_isa_kernels),
         cmocka_unit_test(test_bad_payloads),
         cmocka_unit_test(test_decode_split),
         cmocka_unit_test(test_decode_split_rounding),
