@@ -408,6 +408,28 @@ static void test_subsample_unbiased(void **state)
     fix_free(&f);
 }
 
+/* A kept value that the 1/p rescaling takes past float range (a sender's choice: the payload
+ * holds it unscaled) fails the decode instead of putting an Inf in the caller's output; with the
+ * kept coordinates anywhere, in a long vector (the decode walks it in chunks). */
+static void test_subsample_overflow(void **state)
+{
+    (void)state;
+    const size_t n = 70000;
+    fix f;
+    fix_init(&f, n);
+    for (size_t at = 0; at < n; at += 9999) {
+        fill_gauss(f.x, n, 4);
+        for (size_t i = at; i < n && i < at + 64; i++)
+            f.x[i] = 3e38f; /* finite; times 4 is not */
+        const size_t w = enc(&f, "sub0.25", f.x, n, 7);
+        assert_int_equal(flz_decode(f.c, f.buf, w, f.y, n), FL_ERR_CODEC_CORRUPT);
+    }
+    fill_gauss(f.x, n, 4);
+    const size_t w = enc(&f, "sub0.25", f.x, n, 7);
+    assert_int_equal(flz_decode(f.c, f.buf, w, f.y, n), FL_OK);
+    fix_free(&f);
+}
+
 /* ---- top-k and error feedback --------------------------------------------------------------- */
 
 static int cmp_desc(const void *a, const void *b)
@@ -1090,6 +1112,7 @@ int main(void)
         cmocka_unit_test(test_f16_bf16),
         cmocka_unit_test(test_quant_unbiased),
         cmocka_unit_test(test_subsample_unbiased),
+        cmocka_unit_test(test_subsample_overflow),
         cmocka_unit_test(test_topk_exact),
         cmocka_unit_test(test_error_feedback),
         cmocka_unit_test(test_determinism),
