@@ -371,16 +371,49 @@ static fl_status rnd_words(flz_ctx *c, const key *ky, uint32_t purpose, uint32_t
     return FL_OK;
 }
 
+/* One forward rotation block of S = 2^l: dst = fwht(flip(a - b)) (b NULL: flip(a)), through the
+ * kernel set's fused kernel where it has one. */
+static void rot_block_fwd(const flz_kernels *k, float *dst, const float *a, const float *b,
+                          unsigned l, float sc, const uint32_t *w, size_t bitoff)
+{
+    if (k->rot_fwd) {
+        k->rot_fwd(dst, a, b, l, sc, w, bitoff);
+        return;
+    }
+    const size_t S = (size_t)1 << l;
+    if (b) {
+        for (size_t i = 0; i < S; i++)
+            dst[i] = a[i] - b[i];
+        a = dst;
+    }
+    k->flip(dst, a, S, w, bitoff);
+    if (l >= 1)
+        k->fwht(dst, l, sc);
+}
+
+/* The inverse, in place: 0 if some output is not finite. */
+static int rot_block_inv(const flz_kernels *k, float *x, unsigned l, float sc, const uint32_t *w,
+                         size_t bitoff)
+{
+    if (k->rot_inv)
+        return k->rot_inv(x, l, sc, w, bitoff);
+    if (l >= 1)
+        k->fwht(x, l, sc);
+    return k->flip(x, x, (size_t)1 << l, w, bitoff);
+}
+
 /* Walks [0..len) in Hadamard blocks: full blocks of 2^lg, then the tail split by its binary
  * expansion into descending powers of two (so any length is rotated without padding).
- * forward (dst <- src): flip signs, transform, scale; inverse (in place on dst, src unused):
- * transform, scale, flip. The inverse returns FL_ERR_CODEC_CORRUPT on a non-finite result. */
+ * forward (dst <- src, or src - sub where sub is not NULL): flip signs, transform, scale; inverse
+ * (in place on dst, src and sub unused): transform, scale, flip. The inverse returns
+ * FL_ERR_CODEC_CORRUPT on a non-finite result. */
 /* rotate over [p, end), p at a block boundary of the whole walk (0, or a multiple of 2^lg with
  * end the whole length or a multiple of 2^lg): the same blocks, words and bits as the whole walk
  * gives there. words: NULL = the context's scratch; else room for ROT_WORDS_MAX words. */
 #define ROT_WORDS_MAX ((((size_t)1 << 16) >> 7) * 4 + 8)
-static fl_status rotate_span(flz_ctx *c, const key *ky, float *dst, const float *src, size_t p,
-                             size_t end, unsigned lg, int forward, uint32_t *words)
+static fl_status rotate_span(flz_ctx *c, const key *ky, float *dst, const float *src,
+                             const float *sub, size_t p, size_t end, unsigned lg, int forward,
+                             uint32_t *words)
 {
     while (p < end) {
         unsigned l = lg;
@@ -401,16 +434,10 @@ static fl_status rotate_span(flz_ctx *c, const key *ky, float *dst, const float 
         }
         const size_t bitoff = p - (size_t)blk0 * 128;
         const float sc = (float)(1.0 / sqrt((double)S));
-        if (forward) {
-            c->k->flip(dst + p, src + p, S, w, bitoff);
-            if (l >= 1)
-                c->k->fwht(dst + p, l, sc);
-        } else {
-            if (l >= 1)
-                c->k->fwht(dst + p, l, sc);
-            if (!c->k->flip(dst + p, dst + p, S, w, bitoff))
-                return FL_ERR_CODEC_CORRUPT;
-        }
+        if (forward)
+            rot_block_fwd(c->k, dst + p, src + p, sub ? sub + p : NULL, l, sc, w, bitoff);
+        else if (!rot_block_inv(c->k, dst + p, l, sc, w, bitoff))
+            return FL_ERR_CODEC_CORRUPT;
         p += S;
     }
     return FL_OK;
@@ -419,7 +446,7 @@ static fl_status rotate_span(flz_ctx *c, const key *ky, float *dst, const float 
 static fl_status rotate(flz_ctx *c, const key *ky, float *dst, const float *src, size_t len,
                         unsigned lg, int forward)
 {
-    return rotate_span(c, ky, dst, src, 0, len, lg, forward, NULL);
+    return rotate_span(c, ky, dst, src, NULL, 0, len, lg, forward, NULL);
 }
 
 /* ---- top-k ---------------------------------------------------------------------------------- */
@@ -923,7 +950,7 @@ static void par_dec_piece(void *arg, unsigned i)
     fl_status st = quant_blocks(d->c, d->s, d->out, d->body, d->n, p0 / B, (p1 + B - 1) / B);
     if (st == FL_OK && d->s->rot_log2) {
         uint32_t words[ROT_WORDS_MAX];
-        st = rotate_span(d->c, d->ky, d->out, NULL, p0, p1, d->s->rot_log2, 0, words);
+        st = rotate_span(d->c, d->ky, d->out, NULL, NULL, p0, p1, d->s->rot_log2, 0, words);
     }
     piece_end(m);
     d->st[i] = st;
@@ -1008,8 +1035,9 @@ fl_status flz_decode_axpy(flz_ctx *c, const uint8_t *src, size_t len, float alph
 
 /* ---- encode --------------------------------------------------------------------------------- */
 
-/* flz_encode of x, or of x - xb when xb != NULL: then the spec is plain float32 (no top-k,
- * rotation or subsampling, no residual), so x reaches values_encode as it is. */
+/* flz_encode of x, or of x - xb when xb != NULL: then there is no top-k and no residual, so x
+ * reaches the rotation (which forms the difference block by block) or, with no rotation and no
+ * subsampling, values_encode (plain float32, formed as it is written) as it is. */
 static fl_status encode(flz_ctx *c, const flz_spec *s, const flz_params *params, const float *x,
                         const float *xb, size_t n, uint8_t *dst, size_t cap, size_t *written)
 {
@@ -1073,7 +1101,8 @@ static fl_status encode(flz_ctx *c, const flz_spec *s, const flz_params *params,
     if (s->rot_log2) {
         if (grow(&c->vals, len * sizeof(float) + 4))
             return FL_ERR_NOMEM;
-        st = rotate(c, &ky, c->vals.p, cur, len, s->rot_log2, 1);
+        st = rotate_span(c, &ky, c->vals.p, cur, cur == x ? xb : NULL, 0, len, s->rot_log2, 1,
+                         NULL);
         if (st != FL_OK)
             return st;
         cur = c->vals.p;
@@ -1181,9 +1210,11 @@ fl_status flz_encode_diff(flz_ctx *c, const flz_spec *s, const flz_params *param
 {
     if (!c || !s || (n && (!a || !b)))
         return FL_ERR_INVALID_ARG;
-    const int plain = s->value == FLZ_VALUE_F32 && s->topk == 0.0f && !s->rot_log2 &&
-                      s->sub == 0.0f && !(params && params->residual);
-    if (plain)
+    /* Plain float32 forms the difference as it writes the values; a rotation first, block by
+     * block as it flips the signs (no pass over a difference vector). */
+    const int no_first = s->topk == 0.0f && !(params && params->residual);
+    const int plain = s->value == FLZ_VALUE_F32 && !s->rot_log2 && s->sub == 0.0f;
+    if (no_first && (plain || s->rot_log2))
         return encode(c, s, params, a, b, n, dst, cap, written);
     /* Other pipelines transform the whole vector first: form the difference, then encode. */
     if (grow(&c->diff, n * sizeof(float) + 4))

@@ -261,27 +261,29 @@ AVX512 static inline void radix8(float *p, size_t h, __m512 sc, int last)
     _mm512_storeu_ps(p + 7 * h, v7);
 }
 
-AVX512 static void w_fwht(float *x, unsigned log2, float scale)
+/* The 16 sign bits of elements [bit, bit + 16) of the little-endian bit string (bit a multiple
+ * of 8). */
+static inline __mmask16 sign_bits16(const uint32_t *words, size_t bit)
 {
-    if (log2 < 4) {
-        avx2()->fwht(x, log2, scale);
-        return;
-    }
+    uint16_t m;
+    memcpy(&m, (const uint8_t *)words + (bit >> 3), 2);
+    return m;
+}
+
+/* Stages h = 1, 2, 4, 8 of one vector of 16. */
+AVX512 static inline __m512 stages16(__m512 v)
+{
+    v = STAGE(v, _mm512_permute_ps(v, 0xB1), 0xAAAA);
+    v = STAGE(v, _mm512_permute_ps(v, 0x4E), 0xCCCC);
+    v = STAGE(v, _mm512_shuffle_f32x4(v, v, 0xB1), 0xF0F0);
+    return STAGE(v, _mm512_shuffle_f32x4(v, v, 0x4E), 0xFF00);
+}
+
+/* Stages h = 16 ... n/2 of x[0..n), n = 2^log2 >= 32: three (h, 2h, 4h) per pass over the block
+ * while three are left, then two or one; the last pass multiplies by the scale. */
+AVX512 static inline void stages_wide(float *x, unsigned log2, __m512 vs)
+{
     const size_t n = (size_t)1 << log2;
-    const __m512 vs = _mm512_set1_ps(scale);
-    /* stages h = 1, 2, 4, 8 inside one vector */
-    for (size_t i = 0; i < n; i += 16) {
-        __m512 v = _mm512_loadu_ps(x + i);
-        v = STAGE(v, _mm512_permute_ps(v, 0xB1), 0xAAAA);
-        v = STAGE(v, _mm512_permute_ps(v, 0x4E), 0xCCCC);
-        v = STAGE(v, _mm512_shuffle_f32x4(v, v, 0xB1), 0xF0F0);
-        v = STAGE(v, _mm512_shuffle_f32x4(v, v, 0x4E), 0xFF00);
-        if (n == 16)
-            v = _mm512_mul_ps(v, vs);
-        _mm512_storeu_ps(x + i, v);
-    }
-    /* three stages (h, 2h, 4h) per pass over the block while three are left, then two or one;
-     * the scale rides on the last pass */
     size_t h = 16;
     while (h < n) {
         const unsigned left = log2 - (unsigned)__builtin_ctzll(h);
@@ -302,12 +304,31 @@ AVX512 static void w_fwht(float *x, unsigned log2, float scale)
     }
 }
 
-/* Sign flips, 16 elements a step, their 16 bits read as one mask; a bit offset that is not a
- * multiple of 16 goes to the AVX2 kernel (multiples of 8) or the portable one. */
+AVX512 static void w_fwht(float *x, unsigned log2, float scale)
+{
+    if (log2 < 4) {
+        avx2()->fwht(x, log2, scale);
+        return;
+    }
+    const size_t n = (size_t)1 << log2;
+    const __m512 vs = _mm512_set1_ps(scale);
+    for (size_t i = 0; i < n; i += 16) {
+        __m512 v = stages16(_mm512_loadu_ps(x + i));
+        if (n == 16)
+            v = _mm512_mul_ps(v, vs);
+        _mm512_storeu_ps(x + i, v);
+    }
+    if (n > 16)
+        stages_wide(x, log2, vs);
+}
+
+/* Sign flips, 16 elements a step, their 16 bits read as one mask (two bytes from the bit
+ * string); a bit offset that is not a multiple of 8 goes to the AVX2 kernel, which hands it to
+ * the portable one. */
 AVX512 static int w_flip(float *dst, const float *src, size_t n, const uint32_t *words,
                          size_t bitoff)
 {
-    if ((bitoff & 15) || n < 16)
+    if ((bitoff & 7) || n < 16)
         return avx2()->flip(dst, src, n, words, bitoff);
     const uint8_t *bytes = (const uint8_t *)words; /* little-endian bit string */
     const __m512i sb = _mm512_set1_epi32((int)0x80000000u);
@@ -328,6 +349,40 @@ AVX512 static int w_flip(float *dst, const float *src, size_t n, const uint32_t 
     return ok;
 }
 
+/* A forward rotation block in one pass fewer: the difference and the sign flips ride on the
+ * first pass of the transform (the same operations on the same values as a - b, flip, fwht). */
+AVX512 static void w_rot_fwd(float *dst, const float *a, const float *b, unsigned log2,
+                             float scale, const uint32_t *words, size_t bitoff)
+{
+    const size_t n = (size_t)1 << log2;
+    if (log2 < 4 || (bitoff & 7)) {
+        if (b) {
+            for (size_t i = 0; i < n; i++)
+                dst[i] = a[i] - b[i];
+            a = dst;
+        }
+        w_flip(dst, a, n, words, bitoff);
+        if (log2 >= 1)
+            w_fwht(dst, log2, scale);
+        return;
+    }
+    const __m512 vs = _mm512_set1_ps(scale);
+    const __m512i sb = _mm512_set1_epi32((int)0x80000000u);
+    for (size_t i = 0; i < n; i += 16) {
+        __m512 v = _mm512_loadu_ps(a + i);
+        if (b)
+            v = _mm512_sub_ps(v, _mm512_loadu_ps(b + i));
+        const __m512i s = _mm512_castps_si512(v);
+        v = _mm512_castsi512_ps(_mm512_mask_xor_epi32(s, sign_bits16(words, bitoff + i), s, sb));
+        v = stages16(v);
+        if (n == 16)
+            v = _mm512_mul_ps(v, vs);
+        _mm512_storeu_ps(dst + i, v);
+    }
+    if (n > 16)
+        stages_wide(dst, log2, vs);
+}
+
 void flz_kernels_avx512_over(flz_kernels *k)
 {
     k->philox_words = w_philox_words;
@@ -336,6 +391,7 @@ void flz_kernels_avx512_over(flz_kernels *k)
     k->dequant = w_dequant;
     k->fwht = w_fwht;
     k->flip = w_flip;
+    k->rot_fwd = w_rot_fwd; /* the inverse's flips stay a pass of their own (rot_inv NULL) */
 }
 
 #else

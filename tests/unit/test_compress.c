@@ -705,6 +705,34 @@ static void test_isa_kernels(void **state)
                 fail_msg("%s fwht 2^%u differs", nm, l);
             free(a), free(b);
         }
+        /* the fused rotation block against the portable flip and transform, with and without
+         * a subtrahend, for every size and the bit offsets a walk gives (multiples of the block
+         * below 128) and others */
+        if (K->rot_fwd)
+            for (unsigned l = 0; l <= 12; l++) {
+                const size_t n = (size_t)1 << l;
+                float *a = malloc(n * sizeof *a), *b = malloc(n * sizeof *b);
+                float *r1 = malloc(n * sizeof *r1), *r2 = malloc(n * sizeof *r2);
+                uint32_t *wd = malloc((n / 32 + 8) * sizeof *wd);
+                for (size_t i = 0; i < n / 32 + 8; i++)
+                    wd[i] = fl_rng_u32(&r);
+                for (size_t i = 0; i < n; i++) {
+                    a[i] = (float)fl_rng_normal(&r);
+                    b[i] = (float)fl_rng_normal(&r);
+                }
+                for (size_t off = 0; off < 128; off += 4)
+                    for (int sub = 0; sub < 2; sub++) {
+                        for (size_t i = 0; i < n; i++)
+                            r1[i] = sub ? a[i] - b[i] : a[i];
+                        P->flip(r1, r1, n, wd, off);
+                        if (l)
+                            P->fwht(r1, l, 0.3f);
+                        K->rot_fwd(r2, a, sub ? b : NULL, l, 0.3f, wd, off);
+                        if (memcmp(r1, r2, n * sizeof *r1) != 0)
+                            fail_msg("%s rot_fwd 2^%u bitoff=%zu sub=%d differs", nm, l, off, sub);
+                    }
+                free(a), free(b), free(r1), free(r2), free(wd);
+            }
         enum { M = 300 };
         float x[M], y1[M], y2[M];
         uint32_t d[M / 2 + 8], bits[(M + 64) / 32 + 1];
@@ -1007,13 +1035,20 @@ static void test_encode_diff(void **state)
     const size_t n = 20000, cap = 16 * n + 4096;
     float *a = malloc(n * sizeof(float)), *b = malloc(n * sizeof(float)), *d = malloc(n * sizeof(float));
     uint8_t *p1 = malloc(cap), *p2 = malloc(cap);
-    flz_ctx *cx[2];
+    flz_ctx *cx[3];
     assert_int_equal(flz_ctx_new(NULL, &cx[0]), FL_OK);
-    assert_int_equal(flz_ctx_new(NULL, &cx[1]), FL_OK);
     assert_int_equal(flz_ctx_set_isa(cx[0], FLZ_ISA_PORTABLE), FL_OK);
-    const int n_ctx = flz_ctx_set_isa(cx[1], FLZ_ISA_AVX2) == FL_OK ? 2 : 1;
-    for (size_t p = 0; p < NPIPE; p++) {
-        const flz_spec sp = spec_of(pipelines[p]);
+    int n_ctx = 1;
+    for (size_t wi = 0; wi < sizeof wide_isas / sizeof wide_isas[0]; wi++) {
+        assert_int_equal(flz_ctx_new(NULL, &cx[n_ctx]), FL_OK);
+        if (flz_ctx_set_isa(cx[n_ctx], wide_isas[wi]) == FL_OK)
+            n_ctx++;
+        else
+            flz_ctx_free(cx[n_ctx]);
+    }
+    for (size_t p = 0; p < NPIPE + NISAPIPE; p++) {
+        const char *name = p < NPIPE ? pipelines[p] : isa_pipelines[p - NPIPE];
+        const flz_spec sp = spec_of(name);
         for (size_t li = 0; li < NLEN; li++) {
             const size_t len = lengths[li];
             fill_gauss(a, len, li + 70);
@@ -1027,23 +1062,29 @@ static void test_encode_diff(void **state)
                 assert_int_equal(flz_encode_diff(cx[k], &sp, &prm, a, b, len, p2, cap, &w2), FL_OK);
                 assert_int_equal(w1, w2);
                 if (memcmp(p1, p2, w1) != 0)
-                    fail_msg("%s n=%zu isa %d: encode_diff differs from encode", pipelines[p], len, k);
+                    fail_msg("%s n=%zu isa %d: encode_diff differs from encode", name, len, k);
             }
         }
     }
-    const flz_spec none = spec_of("none");
-    for (int k = 0; k < n_ctx; k++)
-        for (size_t at = 0; at < 40; at += 13) { /* in the vector body and in the tail */
-            fill_gauss(a, 40, 5);
-            fill_gauss(b, 40, 6);
-            a[at] = INFINITY;
-            size_t w;
-            assert_int_equal(flz_encode_diff(cx[k], &none, NULL, a, b, 40, p1, cap, &w), FL_ERR_NUMERIC);
-        }
+    /* a non-finite difference, in the vector body and in the tail, plain and rotated first */
+    static const char *const bad_specs[] = {"none", "rot", "rot16+q4b16"};
+    for (size_t bs = 0; bs < sizeof bad_specs / sizeof bad_specs[0]; bs++) {
+        const flz_spec sp = spec_of(bad_specs[bs]);
+        for (int k = 0; k < n_ctx; k++)
+            for (size_t at = 0; at < 40; at += 13) {
+                fill_gauss(a, 40, 5);
+                fill_gauss(b, 40, 6);
+                a[at] = INFINITY;
+                size_t w;
+                assert_int_equal(flz_encode_diff(cx[k], &sp, NULL, a, b, 40, p1, cap, &w),
+                                 FL_ERR_NUMERIC);
+            }
+    }
     size_t w;
+    const flz_spec none = spec_of("none");
     assert_int_equal(flz_encode_diff(cx[0], &none, NULL, NULL, b, 4, p1, cap, &w), FL_ERR_INVALID_ARG);
-    flz_ctx_free(cx[0]);
-    flz_ctx_free(cx[1]);
+    for (int k = 0; k < n_ctx; k++)
+        flz_ctx_free(cx[k]);
     free(a), free(b), free(d), free(p1), free(p2);
 }
 
