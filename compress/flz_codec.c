@@ -395,8 +395,6 @@ static void rot_block_fwd(const flz_kernels *k, float *dst, const float *a, cons
 static int rot_block_inv(const flz_kernels *k, float *x, unsigned l, float sc, const uint32_t *w,
                          size_t bitoff)
 {
-    if (k->rot_inv)
-        return k->rot_inv(x, l, sc, w, bitoff);
     if (l >= 1)
         k->fwht(x, l, sc);
     return k->flip(x, x, (size_t)1 << l, w, bitoff);

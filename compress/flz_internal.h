@@ -50,13 +50,11 @@ typedef struct flz_kernels {
     int (*get_f32)(float *out, const uint8_t *src, size_t n);
     /* y[i] += a * x[i] (multiply then add, no fused rounding). */
     void (*axpy)(float *y, const float *x, size_t n, float a);
-    /* A rotation block of 2^log2 (log2 >= 0) in one call, or NULL: the codec then composes it
-     * from flip and fwht (flz_codec.c, rot_block_fwd / _inv), which these must equal bit for bit.
-     * rot_fwd: dst = fwht(flip(a - b)) * scale (flip(a) when b is NULL; dst may be a);
-     * rot_inv: x = flip(fwht(x) * scale) in place, 0 if some output is not finite, else 1. */
+    /* A forward rotation block of 2^log2 (log2 >= 0) in one call, or NULL: the codec then
+     * composes it from flip and fwht (flz_codec.c, rot_block_fwd), which it must equal bit for
+     * bit: dst = fwht(flip(a - b)) * scale (flip(a) when b is NULL; dst may be a). */
     void (*rot_fwd)(float *dst, const float *a, const float *b, unsigned log2, float scale,
                     const uint32_t *words, size_t bitoff);
-    int (*rot_inv)(float *x, unsigned log2, float scale, const uint32_t *words, size_t bitoff);
 } flz_kernels;
 
 extern const flz_kernels flz_kernels_portable;

@@ -391,7 +391,7 @@ void flz_kernels_avx512_over(flz_kernels *k)
     k->dequant = w_dequant;
     k->fwht = w_fwht;
     k->flip = w_flip;
-    k->rot_fwd = w_rot_fwd; /* the inverse's flips stay a pass of their own (rot_inv NULL) */
+    k->rot_fwd = w_rot_fwd;
 }
 
 #else
