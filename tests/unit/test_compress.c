@@ -1134,6 +1134,11 @@ static void test_reserve_and_isa(void **state)
     (void)state;
     flz_ctx *c;
     assert_int_equal(flz_ctx_new(NULL, &c), FL_OK);
+    /* a new context takes the widest kernel set this CPU has */
+    const flz_isa widest = flz_cpu_has_avx512()  ? FLZ_ISA_AVX512
+                           : flz_cpu_has_avx2() ? FLZ_ISA_AVX2
+                                                : FLZ_ISA_PORTABLE;
+    assert_int_equal(flz_ctx_isa(c), widest);
     const flz_spec sp = spec_of("topk0.1+rot+sub0.5+q4+zstd");
     assert_int_equal(flz_ctx_reserve(c, &sp, 100000), FL_OK);
     assert_int_equal(flz_ctx_set_isa(c, FLZ_ISA_PORTABLE), FL_OK);
