@@ -376,19 +376,10 @@ static fl_status rnd_words(flz_ctx *c, const key *ky, uint32_t purpose, uint32_t
 static void rot_block_fwd(const flz_kernels *k, float *dst, const float *a, const float *b,
                           unsigned l, float sc, const uint32_t *w, size_t bitoff)
 {
-    if (k->rot_fwd) {
+    if (k->rot_fwd)
         k->rot_fwd(dst, a, b, l, sc, w, bitoff);
-        return;
-    }
-    const size_t S = (size_t)1 << l;
-    if (b) {
-        for (size_t i = 0; i < S; i++)
-            dst[i] = a[i] - b[i];
-        a = dst;
-    }
-    k->flip(dst, a, S, w, bitoff);
-    if (l >= 1)
-        k->fwht(dst, l, sc);
+    else
+        flz_rot_fwd_composed(k->flip, k->fwht, dst, a, b, l, sc, w, bitoff);
 }
 
 /* The inverse, in place: 0 if some output is not finite. */

@@ -59,6 +59,26 @@ typedef struct flz_kernels {
                     const uint32_t *words, size_t bitoff);
 } flz_kernels;
 
+/* A forward rotation block composed of a kernel set's flip and fwht: dst = fwht(flip(a - b))
+ * (flip(a) when b is NULL), what every rot_fwd must equal. For the codec where a set has no
+ * rot_fwd, and for a set's own shapes that its fused loop does not cover. */
+static inline void flz_rot_fwd_composed(int (*flip)(float *, const float *, size_t,
+                                                    const uint32_t *, size_t),
+                                        void (*fwht)(float *, unsigned, float), float *dst,
+                                        const float *a, const float *b, unsigned log2,
+                                        float scale, const uint32_t *words, size_t bitoff)
+{
+    const size_t n = (size_t)1 << log2;
+    if (b) {
+        for (size_t i = 0; i < n; i++)
+            dst[i] = a[i] - b[i];
+        a = dst;
+    }
+    flip(dst, a, n, words, bitoff);
+    if (log2 >= 1)
+        fwht(dst, log2, scale);
+}
+
 extern const flz_kernels flz_kernels_portable;
 /* NULL when not built for x86-64; usable only if flz_cpu_has_avx2(). */
 const flz_kernels *flz_kernels_avx2(void);

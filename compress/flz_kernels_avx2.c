@@ -305,14 +305,7 @@ AVX2 static void a_rot_fwd(float *dst, const float *a, const float *b, unsigned 
 {
     const size_t n = (size_t)1 << log2;
     if (log2 < 3 || (bitoff & 7)) {
-        if (b) {
-            for (size_t i = 0; i < n; i++)
-                dst[i] = a[i] - b[i];
-            a = dst;
-        }
-        a_flip(dst, a, n, words, bitoff);
-        if (log2 >= 1)
-            a_fwht(dst, log2, scale);
+        flz_rot_fwd_composed(a_flip, a_fwht, dst, a, b, log2, scale, words, bitoff);
         return;
     }
     const uint8_t *bytes = (const uint8_t *)words;

@@ -311,14 +311,7 @@ AVX512 static void w_rot_fwd(float *dst, const float *a, const float *b, unsigne
 {
     const size_t n = (size_t)1 << log2;
     if (log2 < 4 || (bitoff & 7)) {
-        if (b) {
-            for (size_t i = 0; i < n; i++)
-                dst[i] = a[i] - b[i];
-            a = dst;
-        }
-        w_flip(dst, a, n, words, bitoff);
-        if (log2 >= 1)
-            w_fwht(dst, log2, scale);
+        flz_rot_fwd_composed(w_flip, w_fwht, dst, a, b, log2, scale, words, bitoff);
         return;
     }
     const __m512 sc = _mm512_set1_ps(scale);
