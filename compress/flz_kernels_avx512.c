@@ -70,8 +70,10 @@ AVX512 static void w_philox_words(uint32_t *out, const uint32_t key[2], uint32_t
         const __m512i u0 = _mm512_unpacklo_epi64(t0, t2), u1 = _mm512_unpackhi_epi64(t0, t2);
         const __m512i u2 = _mm512_unpacklo_epi64(t1, t3), u3 = _mm512_unpackhi_epi64(t1, t3);
         /* then blocks in order: [u0.k, u1.k, u2.k, u3.k] for k = 0..3 */
-        const __m512i a01 = _mm512_shuffle_i32x4(u0, u1, 0x44), a23 = _mm512_shuffle_i32x4(u2, u3, 0x44);
-        const __m512i b01 = _mm512_shuffle_i32x4(u0, u1, 0xEE), b23 = _mm512_shuffle_i32x4(u2, u3, 0xEE);
+        const __m512i a01 = _mm512_shuffle_i32x4(u0, u1, 0x44);
+        const __m512i a23 = _mm512_shuffle_i32x4(u2, u3, 0x44);
+        const __m512i b01 = _mm512_shuffle_i32x4(u0, u1, 0xEE);
+        const __m512i b23 = _mm512_shuffle_i32x4(u2, u3, 0xEE);
         _mm512_storeu_si512(out + i, _mm512_shuffle_i32x4(a01, a23, 0x88));
         _mm512_storeu_si512(out + i + 16, _mm512_shuffle_i32x4(a01, a23, 0xDD));
         _mm512_storeu_si512(out + i + 32, _mm512_shuffle_i32x4(b01, b23, 0x88));
