@@ -28,6 +28,7 @@
 #include "flm_optim.h"
 #include "flsim.h"
 #include "flsim_fold.h"
+#include "flz.h"
 
 typedef struct stats {
     double wall, phase, train_cpu, client_cpu, feed, sgd_cpu, proc_cpu, pre_cpu, post_cpu, feed_cpu;
@@ -67,6 +68,18 @@ static int on_round(void *user, const flsim_round_record *r, const flsim_result 
     s->feed_cpu += r->feed_cpu_s;
     s->n++;
     return 0;
+}
+
+/* The codec's kernel set on this CPU (what every client and the server core use), reported
+ * beside the BLAS core: compressed rounds depend on it as the training does on the BLAS. */
+static const char *codec_kernels(void)
+{
+    flz_ctx *c;
+    if (flz_ctx_new(NULL, &c) != FL_OK)
+        return "unknown";
+    const flz_isa isa = flz_ctx_isa(c);
+    flz_ctx_free(c);
+    return isa == FLZ_ISA_AVX512 ? "avx512" : isa == FLZ_ISA_AVX2 ? "avx2" : "portable";
 }
 
 /* The peer: bare local training of `per` shards on `threads` threads. */
@@ -203,9 +216,9 @@ int main(int argc, char **argv)
     const double wall = s.wall / s.n, train = s.sgd_cpu / s.n / threads, phase = s.phase / s.n;
     const double sgd_wall = s.train_cpu / s.n / threads;
     printf("\nfl_sim: %u clients, %u per round, %s (%zu params), %u threads + %u fold helpers, BLAS %s, "
-           "codecs down %s up %s; mean of %u rounds after %u warm-up round%s\n",
+           "codecs down %s up %s (kernels %s); mean of %u rounds after %u warm-up round%s\n",
            cfg.clients, cfg.per_round, res.arch, res.n_params, threads, helpers, res.blas, cfg.down_codec, cfg.up_codec,
-           s.n, warmup, warmup == 1 ? "" : "s");
+           codec_kernels(), s.n, warmup, warmup == 1 ? "" : "s");
     printf("  per round: wall %.3f s; local training %.3f s (local SGD thread CPU, per thread; its "
            "wall time %.3f s); client phase %.3f s; everything else %.3f s (%.1f%%)\n",
            wall, train, sgd_wall, phase, wall - train, 100.0 * (wall - train) / wall);
