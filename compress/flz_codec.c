@@ -36,7 +36,7 @@ struct flz_ctx {
     fl_logger log;
     const flz_kernels *k;
     flz_isa isa;
-    flz_kernels wide; /* FLZ_ISA_AVX512: the AVX2 table with the AVX-512 kernels over it */
+    flz_kernels kt; /* k's table: the ISA's kernels, the portable ones where it has none */
     ZSTD_CCtx *zc;
     ZSTD_DCtx *zd;
     buf ef;    /* float[n]: x + residual */
@@ -145,10 +145,8 @@ fl_status flz_ctx_new(const fl_logger *log, flz_ctx **out)
         return FL_ERR_NOMEM;
     if (log)
         c->log = *log;
-    c->k = &flz_kernels_portable;
-    c->isa = FLZ_ISA_PORTABLE;
-    if (flz_ctx_set_isa(c, FLZ_ISA_AVX512) != FL_OK)
-        flz_ctx_set_isa(c, FLZ_ISA_AVX2);
+    if (flz_ctx_set_isa(c, FLZ_ISA_AVX512) != FL_OK && flz_ctx_set_isa(c, FLZ_ISA_AVX2) != FL_OK)
+        flz_ctx_set_isa(c, FLZ_ISA_PORTABLE);
     c->zc = ZSTD_createCCtx();
     c->zd = ZSTD_createDCtx();
     if (!c->zc || !c->zd) {
@@ -181,21 +179,22 @@ fl_status flz_ctx_set_isa(flz_ctx *c, flz_isa isa)
 {
     if (!c)
         return FL_ERR_INVALID_ARG;
-    if (isa == FLZ_ISA_PORTABLE) {
-        c->k = &flz_kernels_portable;
-    } else if (isa == FLZ_ISA_AVX2) {
-        if (!flz_cpu_has_avx2() || !flz_kernels_avx2())
-            return FL_ERR_UNSUPPORTED;
-        c->k = flz_kernels_avx2();
-    } else if (isa == FLZ_ISA_AVX512) {
-        if (!flz_cpu_has_avx512() || !flz_kernels_avx2())
-            return FL_ERR_UNSUPPORTED;
-        c->wide = *flz_kernels_avx2();
-        flz_kernels_avx512_over(&c->wide);
-        c->k = &c->wide;
-    } else {
+    if (isa != FLZ_ISA_PORTABLE && isa != FLZ_ISA_AVX2 && isa != FLZ_ISA_AVX512)
         return FL_ERR_INVALID_ARG;
-    }
+    if (isa != FLZ_ISA_PORTABLE && (!flz_cpu_has_avx2() || !flz_kernels_avx2()))
+        return FL_ERR_UNSUPPORTED;
+    if (isa == FLZ_ISA_AVX512 && !flz_cpu_has_avx512())
+        return FL_ERR_UNSUPPORTED;
+    /* the context's own table: the set's kernels (AVX-512 over AVX2), and the portable ones
+     * where a set has none of its own */
+    c->kt = isa == FLZ_ISA_PORTABLE ? flz_kernels_portable : *flz_kernels_avx2();
+    if (isa == FLZ_ISA_AVX512)
+        flz_kernels_avx512_over(&c->kt);
+    if (!c->kt.sub_keep)
+        c->kt.sub_keep = flz_kernels_portable.sub_keep;
+    if (!c->kt.sub_fill)
+        c->kt.sub_fill = flz_kernels_portable.sub_fill;
+    c->k = &c->kt;
     c->isa = isa;
     return FL_OK;
 }
@@ -757,19 +756,7 @@ static fl_status body_decode(flz_ctx *c, const flz_spec *s, const key *ky, const
             st = rnd_words(c, ky, FL_RNG_SUBSAMPLE, (uint32_t)(c0 / 4), cl, &w);
             if (st != FL_OK)
                 return st;
-            /* Without branches: which coordinates were kept is a coin flip each (a branch on
-             * it mispredicted about once in three at p = 0.25, most of the decode's time). A
-             * coordinate reads value min(j, m), the slot past the values being a zero; more
-             * kept coordinates than values is found once the walk is over. */
-            uint32_t bad = 0;
-            for (size_t i = 0; i < cl; i++) {
-                const uint32_t keep = w[i] < T;
-                const float v = vdst[j < m ? j : m] * inv_p;
-                bad |= keep & ((flz_f2u(v) & 0x7f800000u) == 0x7f800000u);
-                tgt[c0 + i] = flz_u2f(flz_f2u(v) & (0u - keep)); /* +0.0f where dropped */
-                j += keep;
-            }
-            if (bad || j > m)
+            if (!c->k->sub_fill(tgt + c0, cl, vdst, m, &j, w, T, inv_p))
                 return FL_ERR_CODEC_CORRUPT;
         }
         if (j != m)
@@ -1108,13 +1095,9 @@ static fl_status encode(flz_ctx *c, const flz_spec *s, const flz_params *params,
             st = rnd_words(c, &ky, FL_RNG_SUBSAMPLE, (uint32_t)(c0 / 4), cl, &rw);
             if (st != FL_OK)
                 return st;
-            uint32_t bad = 0; /* dropped values must be finite too */
-            for (size_t i = 0; i < cl; i++) {
-                v2[m] = cur[c0 + i];
-                bad |= (flz_f2u(cur[c0 + i]) & 0x7f800000u) == 0x7f800000u;
-                m += rw[i] < T;
-            }
-            if (bad)
+            int finite;
+            m += c->k->sub_keep(v2 + m, cur + c0, cl, rw, T, &finite);
+            if (!finite)
                 return FL_ERR_NUMERIC;
         }
         flz_put_u32(body + w, (uint32_t)m);

@@ -57,6 +57,17 @@ typedef struct flz_kernels {
      * (0.82 against 0.79 cycles an element, blocks of 1024, AVX-512). */
     void (*rot_fwd)(float *dst, const float *a, const float *b, unsigned log2, float scale,
                     const uint32_t *words, size_t bitoff);
+    /* The subsampling walks; a set may leave them NULL (flz_ctx_set_isa then takes the
+     * portable ones). Encode: copies the x[i] with w[i] < T to out[0..m), in order, and returns m
+     * (out has room for n); *finite = 0 if some x[i], kept or not, is not finite, else 1. */
+    size_t (*sub_keep)(float *out, const float *x, size_t n, const uint32_t *w, uint32_t T,
+                       int *finite);
+    /* Subsampling, decode: out[i] = v[j++] * inv_p where w[i] < T, else +0.0f, for i < n, with
+     * *j the next value (v holds m; v[m] is readable and 0). 0 if more coordinates are kept
+     * than values are left (out and *j then unspecified) or a kept output is not finite; else 1,
+     * *j advanced. */
+    int (*sub_fill)(float *out, size_t n, const float *v, size_t m, size_t *j, const uint32_t *w,
+                    uint32_t T, float inv_p);
 } flz_kernels;
 
 /* A forward rotation block composed of a kernel set's flip and fwht: dst = fwht(flip(a - b))

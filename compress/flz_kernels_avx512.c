@@ -329,6 +329,65 @@ AVX512 static void w_rot_fwd(float *dst, const float *a, const float *b, unsigne
     wide_stages(dst, log2, sc);
 }
 
+/* Subsampling, encode: the kept values of 16 lanes compressed into the low lanes of a register,
+ * stored whole at out + m: m <= i, so the store ends within out[0..n), and the lanes past the
+ * kept ones are overwritten by the next store or lie past the result. */
+AVX512 static size_t w_sub_keep(float *out, const float *x, size_t n, const uint32_t *w,
+                                uint32_t T, int *finite)
+{
+    const __m512i vT = _mm512_set1_epi32((int)T);
+    const __m512i e = _mm512_set1_epi32(0x7f800000);
+    __mmask16 bad = 0;
+    size_t m = 0, i = 0;
+    for (; i + 16 <= n; i += 16) {
+        const __m512i xi = _mm512_loadu_si512((const void *)(x + i));
+        bad |= _mm512_cmpeq_epi32_mask(_mm512_and_si512(xi, e), e);
+        const __mmask16 keep =
+            _mm512_cmplt_epu32_mask(_mm512_loadu_si512((const void *)(w + i)), vT);
+        _mm512_storeu_si512((void *)(out + m), _mm512_maskz_compress_epi32(keep, xi));
+        m += (size_t)__builtin_popcount(keep);
+    }
+    int fin = bad == 0;
+    if (i < n) {
+        int f2;
+        m += flz_kernels_portable.sub_keep(out + m, x + i, n - i, w + i, T, &f2);
+        fin &= f2;
+    }
+    *finite = fin;
+    return m;
+}
+
+/* Subsampling, decode: the next values expanded into the kept lanes of 16 (zeros elsewhere),
+ * times 1/p; a vector that would read past the m values ends the walk (0). */
+AVX512 static int w_sub_fill(float *out, size_t n, const float *v, size_t m, size_t *j,
+                             const uint32_t *w, uint32_t T, float inv_p)
+{
+    const __m512i vT = _mm512_set1_epi32((int)T);
+    const __m512 vp = _mm512_set1_ps(inv_p);
+    const __m512i e = _mm512_set1_epi32(0x7f800000);
+    __mmask16 bad = 0;
+    size_t k = *j, i = 0;
+    for (; i + 16 <= n; i += 16) {
+        const __mmask16 keep =
+            _mm512_cmplt_epu32_mask(_mm512_loadu_si512((const void *)(w + i)), vT);
+        const unsigned cnt = (unsigned)__builtin_popcount(keep);
+        if (k + cnt > m)
+            return 0;
+        /* kept lanes: v[k] * inv_p, as the portable kernel; dropped ones: +0.0f (0 * inv_p
+         * is +0.0f for the finite, positive inv_p) */
+        const __m512 x = _mm512_mul_ps(_mm512_maskz_expandloadu_ps(keep, v + k), vp);
+        bad |= _mm512_mask_cmpeq_epi32_mask(keep, _mm512_and_si512(_mm512_castps_si512(x), e), e);
+        _mm512_storeu_ps(out + i, x);
+        k += cnt;
+    }
+    if (bad)
+        return 0;
+    *j = k;
+    if (i < n)
+        return flz_kernels_portable.sub_fill(out + i, n - i, v, m, j, w + i, T, inv_p);
+    return 1;
+}
+
 void flz_kernels_avx512_over(flz_kernels *k)
 {
     k->philox_words = w_philox_words;
@@ -337,6 +396,8 @@ void flz_kernels_avx512_over(flz_kernels *k)
     k->fwht = w_fwht;
     k->flip = w_flip;
     k->rot_fwd = w_rot_fwd;
+    k->sub_keep = w_sub_keep;
+    k->sub_fill = w_sub_fill;
 }
 
 #else

@@ -733,6 +733,59 @@ static void test_isa_kernels(void **state)
                     }
                 free(a), free(b), free(r1), free(r2), free(wd);
             }
+        /* the subsampling walks, where the set has its own: every length up to 300, three keep
+         * probabilities, a non-finite input (dropped or kept), too few values for the kept
+         * coordinates, and a kept value that 1/p takes past float range */
+        if (K->sub_keep && K->sub_fill) {
+            enum { N = 300 };
+            static const uint32_t Ts[] = {429496730u, 2147483648u, 3865470566u};
+            float x[N + 1], o1[N + 1], o2[N + 1];
+            uint32_t w[N];
+            for (size_t ti = 0; ti < 3; ti++)
+                for (size_t n = 1; n <= N; n++) {
+                    const uint32_t T = Ts[ti];
+                    for (size_t i = 0; i < n; i++) {
+                        x[i] = (float)fl_rng_normal(&r);
+                        w[i] = fl_rng_u32(&r);
+                    }
+                    if (n % 37 == 0)
+                        x[n / 3] = n % 2 ? INFINITY : NAN;
+                    int f1, f2;
+                    const size_t m1 = P->sub_keep(o1, x, n, w, T, &f1);
+                    const size_t m2 = K->sub_keep(o2, x, n, w, T, &f2);
+                    assert_int_equal(m1, m2);
+                    assert_int_equal(f1, f2);
+                    assert_int_equal(f1, n % 37 != 0);
+                    if (memcmp(o1, o2, m1 * sizeof *o1) != 0)
+                        fail_msg("%s sub_keep n=%zu differs", nm, n);
+                    if (!f1)
+                        continue;
+                    /* decode what was kept: all of it, then with one value short, then with a
+                     * value too large for 1/p */
+                    const float inv_p = (float)(4294967296.0 / (double)T);
+                    for (int cse = 0; cse < 3; cse++) {
+                        size_t m = m1;
+                        float v[N + 1];
+                        memcpy(v, o1, m * sizeof *v);
+                        if (cse == 1 && m)
+                            m--;
+                        if (cse == 2 && m)
+                            v[m / 2] = FLT_MAX;
+                        v[m] = 0.0f;
+                        size_t j1 = 0, j2 = 0;
+                        const int r1 = P->sub_fill(o1, n, v, m, &j1, w, T, inv_p);
+                        const int r2 = K->sub_fill(o2, n, v, m, &j2, w, T, inv_p);
+                        assert_int_equal(r1, r2);
+                        assert_int_equal(r1, cse == 0 || m1 == 0);
+                        if (r1) {
+                            assert_int_equal(j1, j2);
+                            assert_int_equal(j1, m);
+                            if (memcmp(o1, o2, n * sizeof *o1) != 0)
+                                fail_msg("%s sub_fill n=%zu differs", nm, n);
+                        }
+                    }
+                }
+        }
         enum { M = 300 };
         float x[M], y1[M], y2[M];
         uint32_t d[M / 2 + 8], bits[(M + 64) / 32 + 1];
