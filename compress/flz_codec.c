@@ -911,6 +911,29 @@ typedef struct par_dec {
 /* One piece: whole units (a multiple of both the quantisation and the rotation block) of the
  * dense result, dequantised and rotated back on the calling thread, in the floating-point mode
  * flz_decode gives the caller's (flushed, the caller's rounding). */
+/* Dequantises and rotates back [p0, p1) of a quantised body's dense result out[0..n) (p0 a
+ * multiple of unit, a power of two that both blocks divide; p1 too, or n), a group of units at
+ * a time: each group's values are still in L1/L2 when the inverse rotation reads them, where
+ * the whole span dequantised first would be back from L3 (or memory). words: room for
+ * ROT_WORDS_MAX. */
+#define QROT_GROUP 4096 /* floats: 16 KB */
+static fl_status qrot_span(flz_ctx *c, const flz_spec *s, const key *ky, float *out,
+                           const uint8_t *body, size_t n, size_t p0, size_t p1, size_t unit,
+                           uint32_t *words)
+{
+    const size_t B = (size_t)1 << s->q_log2;
+    const size_t g = unit > QROT_GROUP ? unit : QROT_GROUP; /* a multiple of unit */
+    for (size_t p = p0; p < p1; p += g) {
+        const size_t e = p1 - p < g ? p1 : p + g;
+        fl_status st = quant_blocks(c, s, out, body, n, p / B, (e + B - 1) / B);
+        if (st == FL_OK && s->rot_log2)
+            st = rotate_span(c, ky, out, NULL, NULL, p, e, s->rot_log2, 0, words);
+        if (st != FL_OK)
+            return st;
+    }
+    return FL_OK;
+}
+
 static void par_dec_piece(void *arg, unsigned i)
 {
     par_dec *d = arg;
@@ -922,14 +945,9 @@ static void par_dec_piece(void *arg, unsigned i)
     if (p0 >= p1)
         return;
     const unsigned m = piece_begin(d->ctl);
-    const size_t B = (size_t)1 << d->s->q_log2;
-    fl_status st = quant_blocks(d->c, d->s, d->out, d->body, d->n, p0 / B, (p1 + B - 1) / B);
-    if (st == FL_OK && d->s->rot_log2) {
-        uint32_t words[ROT_WORDS_MAX];
-        st = rotate_span(d->c, d->ky, d->out, NULL, NULL, p0, p1, d->s->rot_log2, 0, words);
-    }
+    uint32_t words[ROT_WORDS_MAX];
+    d->st[i] = qrot_span(d->c, d->s, d->ky, d->out, d->body, d->n, p0, p1, d->unit, words);
     piece_end(m);
-    d->st[i] = st;
 }
 
 fl_status flz_decode_par(flz_ctx *c, const uint8_t *src, size_t len, float *out, size_t n_expected,
@@ -947,12 +965,21 @@ fl_status flz_decode_par(flz_ctx *c, const uint8_t *src, size_t len, float *out,
     fl_status st = payload_open(c, src, len, n_expected, &s, &ky, &body, &raw);
     if (st != FL_OK)
         return st;
-    if (!split || s.topk != 0.0f || s.sub != 0.0f || s.value != FLZ_VALUE_Q)
+    if (s.topk != 0.0f || s.sub != 0.0f || s.value != FLZ_VALUE_Q)
         return body_decode_dense(c, &s, &ky, body, raw, n_expected, out); /* on this thread */
     if (values_bytes(&s, n_expected) != raw)
         return FL_ERR_CODEC_CORRUPT;
     if ((st = quant_padding(&s, body, n_expected)) != FL_OK)
         return st;
+    const size_t B = (size_t)1 << s.q_log2, R = s.rot_log2 ? (size_t)1 << s.rot_log2 : 1;
+    const size_t unit = B > R ? B : R; /* powers of two: a multiple of both */
+    if (!split) { /* on this thread, flushed as body_decode_dense */
+        uint32_t words[ROT_WORDS_MAX];
+        const unsigned m = flush_begin();
+        st = qrot_span(c, &s, &ky, out, body, n_expected, 0, n_expected, unit, words);
+        flush_end(m);
+        return st;
+    }
     par_dec d;
     d.c = c;
     d.s = &s;
@@ -960,8 +987,7 @@ fl_status flz_decode_par(flz_ctx *c, const uint8_t *src, size_t len, float *out,
     d.body = body;
     d.out = out;
     d.n = n_expected;
-    const size_t B = (size_t)1 << s.q_log2, R = s.rot_log2 ? (size_t)1 << s.rot_log2 : 1;
-    d.unit = B > R ? B : R; /* powers of two: a multiple of both */
+    d.unit = unit;
     d.units = (n_expected + d.unit - 1) / d.unit;
     d.parts = par->parts;
     d.ctl = fp_ctl();
