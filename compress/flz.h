@@ -19,7 +19,7 @@
  * Guarantees: encode rejects non-finite input (FL_ERR_NUMERIC); decode validates every header field
  * against its buffer and against the expected length, and never writes a non-finite value (a
  * payload that would decode to one is FL_ERR_CODEC_CORRUPT). Same key, same input, same spec: the
- * same bytes, whichever instruction set (portable C or AVX2) ran it.
+ * same bytes, whichever instruction set (portable C, AVX2 or AVX-512) ran it.
  */
 #ifndef FLZ_H
 #define FLZ_H
