@@ -36,7 +36,7 @@ struct flz_ctx {
     fl_logger log;
     const flz_kernels *k;
     flz_isa isa;
-    flz_kernels kt; /* k's table: the ISA's kernels, the portable ones where it has none */
+    flz_kernels wide; /* FLZ_ISA_AVX512: the AVX2 table with the AVX-512 kernels over it */
     ZSTD_CCtx *zc;
     ZSTD_DCtx *zd;
     buf ef;    /* float[n]: x + residual */
@@ -185,16 +185,13 @@ fl_status flz_ctx_set_isa(flz_ctx *c, flz_isa isa)
         return FL_ERR_UNSUPPORTED;
     if (isa == FLZ_ISA_AVX512 && !flz_cpu_has_avx512())
         return FL_ERR_UNSUPPORTED;
-    /* the context's own table: the set's kernels (AVX-512 over AVX2), and the portable ones
-     * where a set has none of its own */
-    c->kt = isa == FLZ_ISA_PORTABLE ? flz_kernels_portable : *flz_kernels_avx2();
-    if (isa == FLZ_ISA_AVX512)
-        flz_kernels_avx512_over(&c->kt);
-    if (!c->kt.sub_keep)
-        c->kt.sub_keep = flz_kernels_portable.sub_keep;
-    if (!c->kt.sub_fill)
-        c->kt.sub_fill = flz_kernels_portable.sub_fill;
-    c->k = &c->kt;
+    if (isa == FLZ_ISA_AVX512) { /* the context's own table: AVX-512 over AVX2 */
+        c->wide = *flz_kernels_avx2();
+        flz_kernels_avx512_over(&c->wide);
+        c->k = &c->wide;
+    } else {
+        c->k = isa == FLZ_ISA_PORTABLE ? &flz_kernels_portable : flz_kernels_avx2();
+    }
     c->isa = isa;
     return FL_OK;
 }
@@ -370,17 +367,6 @@ static fl_status rnd_words(flz_ctx *c, const key *ky, uint32_t purpose, uint32_t
     return FL_OK;
 }
 
-/* One forward rotation block of S = 2^l: dst = fwht(flip(a - b)) (b NULL: flip(a)), through the
- * kernel set's fused kernel where it has one. */
-static void rot_block_fwd(const flz_kernels *k, float *dst, const float *a, const float *b,
-                          unsigned l, float sc, const uint32_t *w, size_t bitoff)
-{
-    if (k->rot_fwd)
-        k->rot_fwd(dst, a, b, l, sc, w, bitoff);
-    else
-        flz_rot_fwd_composed(k->flip, k->fwht, dst, a, b, l, sc, w, bitoff);
-}
-
 /* The inverse, in place: 0 if some output is not finite. */
 static int rot_block_inv(const flz_kernels *k, float *x, unsigned l, float sc, const uint32_t *w,
                          size_t bitoff)
@@ -423,7 +409,7 @@ static fl_status rotate_span(flz_ctx *c, const key *ky, float *dst, const float 
         const size_t bitoff = p - (size_t)blk0 * 128;
         const float sc = (float)(1.0 / sqrt((double)S));
         if (forward)
-            rot_block_fwd(c->k, dst + p, src + p, sub ? sub + p : NULL, l, sc, w, bitoff);
+            c->k->rot_fwd(dst + p, src + p, sub ? sub + p : NULL, l, sc, w, bitoff);
         else if (!rot_block_inv(c->k, dst + p, l, sc, w, bitoff))
             return FL_ERR_CODEC_CORRUPT;
         p += S;

@@ -50,15 +50,14 @@ typedef struct flz_kernels {
     int (*get_f32)(float *out, const uint8_t *src, size_t n);
     /* y[i] += a * x[i] (multiply then add, no fused rounding). */
     void (*axpy)(float *y, const float *x, size_t n, float a);
-    /* A forward rotation block of 2^log2 (log2 >= 0) in one call, or NULL: the codec then
-     * composes it from flip and fwht (flz_codec.c, rot_block_fwd), which it must equal bit for
-     * bit: dst = fwht(flip(a - b)) * scale (flip(a) when b is NULL; dst may be a). The inverse
-     * stays fwht then flip: folding the flips into the transform's last pass measured no faster
-     * (0.82 against 0.79 cycles an element, blocks of 1024, AVX-512). */
+    /* A forward rotation block of 2^log2 (log2 >= 0): dst = fwht(flip(a - b)) * scale (flip(a)
+     * when b is NULL; dst may be a), bit for bit flz_rot_fwd_composed of the set's own flip and
+     * fwht (the portable set's is just that). The inverse stays fwht then flip: folding the flips
+     * into the transform's last pass measured no faster (0.82 against 0.79 cycles an element,
+     * blocks of 1024, AVX-512). */
     void (*rot_fwd)(float *dst, const float *a, const float *b, unsigned log2, float scale,
                     const uint32_t *words, size_t bitoff);
-    /* The subsampling walks; a set may leave them NULL (flz_ctx_set_isa then takes the
-     * portable ones). Encode: copies the x[i] with w[i] < T to out[0..m), in order, and returns m
+    /* Subsampling, encode: copies the x[i] with w[i] < T to out[0..m), in order, and returns m
      * (out has room for n); *finite = 0 if some x[i], kept or not, is not finite, else 1. */
     size_t (*sub_keep)(float *out, const float *x, size_t n, const uint32_t *w, uint32_t T,
                        int *finite);
@@ -71,8 +70,8 @@ typedef struct flz_kernels {
 } flz_kernels;
 
 /* A forward rotation block composed of a kernel set's flip and fwht: dst = fwht(flip(a - b))
- * (flip(a) when b is NULL), what every rot_fwd must equal. For the codec where a set has no
- * rot_fwd, and for a set's own shapes that its fused loop does not cover. */
+ * (flip(a) when b is NULL), what every rot_fwd must equal: the portable rot_fwd, and the wide
+ * ones' shapes that their fused loops do not cover. */
 static inline void flz_rot_fwd_composed(int (*flip)(float *, const float *, size_t,
                                                     const uint32_t *, size_t),
                                         void (*fwht)(float *, unsigned, float), float *dst,
@@ -91,6 +90,12 @@ static inline void flz_rot_fwd_composed(int (*flip)(float *, const float *, size
 }
 
 extern const flz_kernels flz_kernels_portable;
+/* The portable subsampling walks (flz_kernels_portable's), which the AVX2 set uses as they are
+ * (nothing to gain without a compress instruction) and the AVX-512 ones for their tails. */
+size_t flz_sub_keep_c(float *out, const float *x, size_t n, const uint32_t *w, uint32_t T,
+                      int *finite);
+int flz_sub_fill_c(float *out, size_t n, const float *v, size_t m, size_t *j, const uint32_t *w,
+                   uint32_t T, float inv_p);
 /* NULL when not built for x86-64; usable only if flz_cpu_has_avx2(). */
 const flz_kernels *flz_kernels_avx2(void);
 int flz_cpu_has_avx2(void);

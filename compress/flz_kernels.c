@@ -249,8 +249,8 @@ static void p_axpy(float *y, const float *x, size_t n, float a)
         y[i] += a * x[i];
 }
 
-static size_t p_sub_keep(float *out, const float *x, size_t n, const uint32_t *w, uint32_t T,
-                         int *finite)
+size_t flz_sub_keep_c(float *out, const float *x, size_t n, const uint32_t *w, uint32_t T,
+                      int *finite)
 {
     size_t m = 0;
     uint32_t bad = 0; /* dropped values must be finite too */
@@ -263,8 +263,8 @@ static size_t p_sub_keep(float *out, const float *x, size_t n, const uint32_t *w
     return m;
 }
 
-static int p_sub_fill(float *out, size_t n, const float *v, size_t m, size_t *j,
-                      const uint32_t *w, uint32_t T, float inv_p)
+int flz_sub_fill_c(float *out, size_t n, const float *v, size_t m, size_t *j,
+                   const uint32_t *w, uint32_t T, float inv_p)
 {
     /* Without branches: which coordinates were kept is a coin flip each (a branch on it
      * mispredicted about once in three at p = 0.25, most of the decode's time). A coordinate
@@ -283,6 +283,12 @@ static int p_sub_fill(float *out, size_t n, const float *v, size_t m, size_t *j,
     return !bad && k <= m;
 }
 
+static void p_rot_fwd(float *dst, const float *a, const float *b, unsigned log2, float scale,
+                      const uint32_t *words, size_t bitoff)
+{
+    flz_rot_fwd_composed(p_flip, p_fwht, dst, a, b, log2, scale, words, bitoff);
+}
+
 const flz_kernels flz_kernels_portable = {
     .philox_words = p_philox_words,
     .minmax = p_minmax,
@@ -298,6 +304,7 @@ const flz_kernels flz_kernels_portable = {
     .put_f32_diff = p_put_f32_diff,
     .get_f32 = p_get_f32,
     .axpy = p_axpy,
-    .sub_keep = p_sub_keep,
-    .sub_fill = p_sub_fill,
+    .rot_fwd = p_rot_fwd,
+    .sub_keep = flz_sub_keep_c,
+    .sub_fill = flz_sub_fill_c,
 };

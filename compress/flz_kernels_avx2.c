@@ -470,6 +470,8 @@ static const flz_kernels avx2_kernels = {
     .get_f32 = a_get_f32,
     .axpy = a_axpy,
     .rot_fwd = a_rot_fwd,
+    .sub_keep = flz_sub_keep_c,
+    .sub_fill = flz_sub_fill_c,
 };
 
 const flz_kernels *flz_kernels_avx2(void)

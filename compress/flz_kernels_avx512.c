@@ -350,7 +350,7 @@ AVX512 static size_t w_sub_keep(float *out, const float *x, size_t n, const uint
     int fin = bad == 0;
     if (i < n) {
         int f2;
-        m += flz_kernels_portable.sub_keep(out + m, x + i, n - i, w + i, T, &f2);
+        m += flz_sub_keep_c(out + m, x + i, n - i, w + i, T, &f2);
         fin &= f2;
     }
     *finite = fin;
@@ -384,7 +384,7 @@ AVX512 static int w_sub_fill(float *out, size_t n, const float *v, size_t m, siz
         return 0;
     *j = k;
     if (i < n)
-        return flz_kernels_portable.sub_fill(out + i, n - i, v, m, j, w + i, T, inv_p);
+        return flz_sub_fill_c(out + i, n - i, v, m, j, w + i, T, inv_p);
     return 1;
 }
 

@@ -587,6 +587,13 @@ static const char *const isa_pipelines[] = {
     "rot2048+q4b1024", "rot65536+q2b16+zstd", "rot512+sub0.7+q1b64",
 };
 #define NISAPIPE (sizeof isa_pipelines / sizeof isa_pipelines[0])
+#define NALLPIPE (NPIPE + NISAPIPE)
+
+/* Pipeline p of `pipelines` followed by `isa_pipelines`, p < NALLPIPE. */
+static const char *any_pipeline(size_t p)
+{
+    return p < NPIPE ? pipelines[p] : isa_pipelines[p - NPIPE];
+}
 
 /* The AVX2 and AVX-512 kernels must give the portable kernels' bits, payload for payload. */
 static void test_isa_equivalence(void **state)
@@ -648,8 +655,8 @@ static void test_isa_equivalence(void **state)
               *d2 = malloc(n * sizeof(float));
         const size_t cap = 16 * n + 4096;
         uint8_t *p1 = malloc(cap), *p2 = malloc(cap);
-        for (size_t p = 0; p < NPIPE + NISAPIPE; p++) {
-            const char *name = p < NPIPE ? pipelines[p] : isa_pipelines[p - NPIPE];
+        for (size_t p = 0; p < NALLPIPE; p++) {
+            const char *name = any_pipeline(p);
             const flz_spec sp = spec_of(name);
             for (size_t li = 0; li < NLEN; li++) {
                 const size_t len = lengths[li];
@@ -708,35 +715,34 @@ static void test_isa_kernels(void **state)
         /* the fused rotation block against the portable flip and transform, with and without
          * a subtrahend, for every size and the bit offsets a walk gives (multiples of the block
          * below 128) and others */
-        if (K->rot_fwd)
-            for (unsigned l = 0; l <= 12; l++) {
-                const size_t n = (size_t)1 << l;
-                float *a = malloc(n * sizeof *a), *b = malloc(n * sizeof *b);
-                float *r1 = malloc(n * sizeof *r1), *r2 = malloc(n * sizeof *r2);
-                uint32_t *wd = malloc((n / 32 + 8) * sizeof *wd);
-                for (size_t i = 0; i < n / 32 + 8; i++)
-                    wd[i] = fl_rng_u32(&r);
-                for (size_t i = 0; i < n; i++) {
-                    a[i] = (float)fl_rng_normal(&r);
-                    b[i] = (float)fl_rng_normal(&r);
-                }
-                for (size_t off = 0; off < 128; off += 4)
-                    for (int sub = 0; sub < 2; sub++) {
-                        for (size_t i = 0; i < n; i++)
-                            r1[i] = sub ? a[i] - b[i] : a[i];
-                        P->flip(r1, r1, n, wd, off);
-                        if (l)
-                            P->fwht(r1, l, 0.3f);
-                        K->rot_fwd(r2, a, sub ? b : NULL, l, 0.3f, wd, off);
-                        if (memcmp(r1, r2, n * sizeof *r1) != 0)
-                            fail_msg("%s rot_fwd 2^%u bitoff=%zu sub=%d differs", nm, l, off, sub);
-                    }
-                free(a), free(b), free(r1), free(r2), free(wd);
+        for (unsigned l = 0; l <= 12; l++) {
+            const size_t n = (size_t)1 << l;
+            float *a = malloc(n * sizeof *a), *b = malloc(n * sizeof *b);
+            float *r1 = malloc(n * sizeof *r1), *r2 = malloc(n * sizeof *r2);
+            uint32_t *wd = malloc((n / 32 + 8) * sizeof *wd);
+            for (size_t i = 0; i < n / 32 + 8; i++)
+                wd[i] = fl_rng_u32(&r);
+            for (size_t i = 0; i < n; i++) {
+                a[i] = (float)fl_rng_normal(&r);
+                b[i] = (float)fl_rng_normal(&r);
             }
-        /* the subsampling walks, where the set has its own: every length up to 300, three keep
-         * probabilities, a non-finite input (dropped or kept), too few values for the kept
-         * coordinates, and a kept value that 1/p takes past float range */
-        if (K->sub_keep && K->sub_fill) {
+            for (size_t off = 0; off < 128; off += 4)
+                for (int sub = 0; sub < 2; sub++) {
+                    for (size_t i = 0; i < n; i++)
+                        r1[i] = sub ? a[i] - b[i] : a[i];
+                    P->flip(r1, r1, n, wd, off);
+                    if (l)
+                        P->fwht(r1, l, 0.3f);
+                    K->rot_fwd(r2, a, sub ? b : NULL, l, 0.3f, wd, off);
+                    if (memcmp(r1, r2, n * sizeof *r1) != 0)
+                        fail_msg("%s rot_fwd 2^%u bitoff=%zu sub=%d differs", nm, l, off, sub);
+                }
+            free(a), free(b), free(r1), free(r2), free(wd);
+        }
+        /* the subsampling walks (the AVX2 set's are the portable ones): every length up to 300,
+         * three keep probabilities, a non-finite input (dropped or kept), too few values for the
+         * kept coordinates, and a kept value that 1/p takes past float range */
+        {
             enum { N = 300 };
             static const uint32_t Ts[] = {429496730u, 2147483648u, 3865470566u};
             float x[N + 1], o1[N + 1], o2[N + 1];
@@ -1099,8 +1105,8 @@ static void test_encode_diff(void **state)
         else
             flz_ctx_free(cx[n_ctx]);
     }
-    for (size_t p = 0; p < NPIPE + NISAPIPE; p++) {
-        const char *name = p < NPIPE ? pipelines[p] : isa_pipelines[p - NPIPE];
+    for (size_t p = 0; p < NALLPIPE; p++) {
+        const char *name = any_pipeline(p);
         const flz_spec sp = spec_of(name);
         for (size_t li = 0; li < NLEN; li++) {
             const size_t len = lengths[li];
