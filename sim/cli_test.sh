@@ -11,16 +11,37 @@ ARGS="--dataset synth-images:1200:1x8x8:4 --model mlp:64-16-4 --clients 20 --per
 
 fail() { echo "FAIL: $*"; exit 1; }
 
-# rounds.csv cannot be written (a directory in its place): summary.json is written all the
-# same, the error names rounds.csv and the reason, and the exit status is 1.
+# A directory where rounds.csv goes: refused before the run (exit status 1, the path named),
+# not found out after the training; nothing is written.
 mkdir -p "$DIR/rs/rounds.csv"
 rc=0
 "$FL_SIM" $ARGS --rounds 2 --out "$DIR/rs" >/dev/null 2>"$DIR/rs.err" || rc=$?
-[ "$rc" -eq 1 ] || fail "unwritable rounds.csv: exit status $rc, not 1"
-tail -n 1 "$DIR/rs.err" | grep -qx "fl_sim: cannot write $DIR/rs/rounds.csv: Is a directory" ||
-    fail "unwritable rounds.csv: $(cat "$DIR/rs.err")"
-grep -q '"rounds": 2,' "$DIR/rs/summary.json" || fail "unwritable rounds.csv: no summary.json"
-echo "unwritable rounds.csv: summary.json kept, exit status 1"
+[ "$rc" -eq 1 ] || fail "rounds.csv a directory: exit status $rc, not 1"
+grep -qx "fl_sim: --out: $DIR/rs/rounds.csv is a directory, where the run writes a file" "$DIR/rs.err" ||
+    fail "rounds.csv a directory: $(cat "$DIR/rs.err")"
+[ ! -e "$DIR/rs/summary.json" ] || fail "rounds.csv a directory: a summary.json was written"
+rmdir "$DIR/rs/rounds.csv"
+mkdir -p "$DIR/rs/summary.json"
+rc=0
+"$FL_SIM" $ARGS --rounds 2 --out "$DIR/rs" >/dev/null 2>"$DIR/rs.err" || rc=$?
+[ "$rc" -eq 1 ] || fail "summary.json a directory: exit status $rc, not 1"
+grep -q "summary.json is a directory" "$DIR/rs.err" || fail "summary.json a directory: $(cat "$DIR/rs.err")"
+[ ! -e "$DIR/rs/rounds.csv" ] || fail "summary.json a directory: a rounds.csv was written"
+echo "a directory in an output's place: refused before the run"
+
+# rounds.csv cannot be written as the run goes (a full disk: /dev/full): the run goes on, says
+# so, and writes it whole at the end, beside summary.json.
+rm -r "$DIR/rs"
+mkdir "$DIR/rs"
+ln -s /dev/full "$DIR/rs/rounds.csv"
+rc=0
+"$FL_SIM" $ARGS --rounds 2 --out "$DIR/rs" >/dev/null 2>"$DIR/rs.err" || rc=$?
+[ "$rc" -eq 0 ] || fail "rounds.csv on a full disk: exit status $rc, not 0 ($(cat "$DIR/rs.err"))"
+grep -qx "fl_sim: cannot write $DIR/rs/rounds.csv: No space left on device (trying again at the end)" \
+    "$DIR/rs.err" || fail "rounds.csv on a full disk: $(cat "$DIR/rs.err")"
+[ "$(wc -l <"$DIR/rs/rounds.csv")" -eq 3 ] || fail "rounds.csv on a full disk: not written at the end"
+grep -q '"rounds": 2,' "$DIR/rs/summary.json" || fail "rounds.csv on a full disk: no summary.json"
+echo "rounds.csv on a full disk: written at the end"
 
 # A misspelt option as the last argument is named as unknown, not as missing its value; a known
 # one without its value says so; a --model that names no architecture is refused before the data

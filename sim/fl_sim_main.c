@@ -32,45 +32,76 @@ static volatile sig_atomic_t g_stop = 0;
  * at once rather than finishing that round and its evaluation (loading and one round of a large
  * model can take minutes). Cleared by on_round before it writes anything. */
 static volatile sig_atomic_t g_quit_now = 0;
+static volatile sig_atomic_t g_experiment = 0; /* fl_sim experiment, not a single run */
 /* The --out directories this run made (flsim_out_prepare), which a stop under g_quit_now removes
  * again, as a run that fails before its first round does: DIR is left as it was. */
 static char g_out_buf[FLSIM_STR]; /* static: the handler may run after run_main returned */
 static const char *volatile g_out_dir = NULL;
 static volatile size_t g_out_made = 0;
 
-static void on_signal(int sig)
+static void say(const char *s)
 {
-    static const char msg[] =
-        "\nfl_sim: stopping after the round in progress (Ctrl-C again to quit at once)\n";
-    static const char quit[] =
-        "\nfl_sim: interrupted before the first round was done: nothing written\n";
-    if (g_quit_now) {
-        if (g_out_dir)
-            flsim_out_unprepare(g_out_dir, g_out_made); /* only what is still empty */
-        if (g_rank == 0) {
-            const ssize_t w = write(STDERR_FILENO, quit, sizeof quit - 1);
-            (void)w;
-        }
-        _exit(128 + sig);
-    }
-    g_stop = sig;
     if (g_rank == 0) {
-        const ssize_t w = write(STDERR_FILENO, msg, sizeof msg - 1); /* async-signal-safe */
+        const ssize_t w = write(STDERR_FILENO, s, strlen(s)); /* async-signal-safe */
         (void)w;
     }
 }
 
-/* The first Ctrl-C (or SIGTERM) stops the run after the round in progress, with its results
- * written; SA_RESETHAND gives the second one its default action (an immediate end). */
+/* Ends the process as the signal's default action would (so that a shell or a script sees it
+ * killed by that signal), after saying so. */
+static void die_of(int sig)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = SIG_DFL;
+    sigemptyset(&sa.sa_mask);
+    sigaction(sig, &sa, NULL);
+    raise(sig);
+    _exit(128 + sig); /* a signal whose default is not to end the process: none caught here */
+}
+
+static void on_signal(int sig)
+{
+    const char *name = sig == SIGINT ? "Ctrl-C" : sig == SIGTERM ? "SIGTERM" : "SIGUSR1";
+    if (g_quit_now) {
+        if (g_out_dir)
+            flsim_out_unprepare(g_out_dir, g_out_made); /* only what is still empty */
+        say("\nfl_sim: interrupted before the first round was done: nothing written\n");
+        die_of(sig);
+    }
+    if (g_stop) { /* the second one: at once, and say what stays */
+        say(g_experiment ? "\nfl_sim experiment: quitting at once: the runs finished stay saved"
+                         : "\nfl_sim: quitting at once: no summary.json");
+        if (g_out_dir) {
+            say("; ");
+            say(g_out_dir);
+            say("/rounds.csv keeps the rounds finished");
+        }
+        say("\n");
+        die_of(sig);
+    }
+    g_stop = sig;
+    say("\nfl_sim: stopping after the round in progress (");
+    say(name);
+    say(" again to quit at once)\n");
+}
+
+/* The first Ctrl-C, SIGTERM or SIGUSR1 stops the run after the round in progress, with its
+ * results written; the second one ends it at once. SIGUSR1 is for mpirun, which ends the ranks
+ * itself on Ctrl-C and SIGTERM (SIGTERM to them, SIGKILL about a second later) but passes SIGUSR1
+ * on to every rank. */
 static void catch_stop_signals(void)
 {
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_signal;
-    sa.sa_flags = SA_RESETHAND;
     sigemptyset(&sa.sa_mask);
+    sigaddset(&sa.sa_mask, SIGINT); /* one handler at a time: the second waits for the first */
+    sigaddset(&sa.sa_mask, SIGTERM);
+    sigaddset(&sa.sa_mask, SIGUSR1);
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGUSR1, &sa, NULL);
 }
 
 static void usage(FILE *f)
@@ -132,10 +163,12 @@ static void usage(FILE *f)
         "  --preset full    cnn:10 on Fashion-MNIST, 1,000 clients, 50 per round, 200 rounds\n"
         "\n"
         "Interrupting: rounds.csv grows a line per round, so a crash keeps every finished round.\n"
-        "Ctrl-C (or SIGTERM) stops a run after the round in progress and writes its results, with\n"
-        "\"interrupted\": true in summary.json (exit status 130, 143 for SIGTERM); a second Ctrl-C\n"
-        "ends it at once. An experiment stops the same way, drops the run in progress and keeps\n"
-        "the runs it finished: the same command resumes from them.\n"
+        "Ctrl-C (or SIGTERM, SIGUSR1) stops a run after the round in progress and writes its results,\n"
+        "with \"interrupted\": true in summary.json (exit status 130; 143 for SIGTERM, 138 for SIGUSR1);\n"
+        "a second one ends it at once. An experiment stops the same way, drops the run in progress\n"
+        "and keeps the runs it finished: the same command resumes from them. Under mpirun, which ends\n"
+        "the ranks itself on Ctrl-C (the round in progress and the summary are lost), stop with\n"
+        "kill -USR1 <mpirun's pid>: mpirun passes SIGUSR1 on to every rank.\n"
         "\n"
         "Examples:\n"
         "  fl_sim --dataset fashion-mnist --model cnn --clients 1000 --per-round 50 --rounds 100 \\\n"
@@ -556,6 +589,7 @@ static int run_experiment(int argc, char **argv, int first)
         e.progress = on_exp;
         e.progress_user = &ep;
     }
+    g_experiment = 1;
     catch_stop_signals();
     const fl_status st = flsim_experiment_afd(&e, &lg, err, sizeof err);
     if (st == FL_ERR_CANCELLED) {

@@ -328,7 +328,8 @@ fl_status flsim_run(const flsim_config *cfg, const flsim_data *data, const fl_lo
  * with what failed in err, which may be NULL). */
 fl_status flsim_rounds_start(const char *dir, FILE **out, char *err, size_t errlen);
 /* Creates DIR (and its parents) and checks that it is a directory this process may write in (a
- * probe file made and removed: fl_dir_writable); leaves nothing inside it, so that a run which fails before its first round leaves an earlier
+ * probe file made and removed: fl_dir_writable) where DIR/rounds.csv and DIR/summary.json are
+ * files or absent (a directory there is refused before the run, not after it); leaves nothing inside it, so that a run which fails before its first round leaves an earlier
  * run's results there as they were. made (may be NULL): what flsim_out_unprepare needs to remove
  * the directories this call created. FL_OK, or FL_ERR_IO with the reason in err (nothing created
  * is left then). */

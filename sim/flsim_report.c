@@ -217,15 +217,30 @@ fl_status flsim_out_prepare(const char *dir, size_t *made, char *err, size_t err
     if (flsim_mkdirs(dir, &m, err, errlen) != 0)
         return FL_ERR_IO;
     const int e = fl_dir_writable(dir);
-    if (!e) {
-        if (made)
-            *made = m;
-        return FL_OK;
+    if (e) {
+        flsim_rmdirs_made(dir, m);
+        if (err && errlen)
+            snprintf(err, errlen, "%s: %s", dir, strerror(e));
+        return FL_ERR_IO;
     }
-    flsim_rmdirs_made(dir, m);
-    if (err && errlen)
-        snprintf(err, errlen, "%s: %s", dir, strerror(e));
-    return FL_ERR_IO;
+    /* A run's files are written when its first round ends (rounds.csv) and at its end (the
+     * summary): something other than a file in their place (a directory) would fail there, after
+     * the training, so it is refused now, before any. */
+    static const char *const outputs[] = {"rounds.csv", "summary.json"};
+    for (size_t i = 0; i < sizeof outputs / sizeof outputs[0]; i++) {
+        char path[1200];
+        struct stat st;
+        snprintf(path, sizeof path, "%s/%s", dir, outputs[i]);
+        if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) {
+            flsim_rmdirs_made(dir, m); /* a directory it made holds nothing */
+            if (err && errlen)
+                snprintf(err, errlen, "%s is a directory, where the run writes a file", path);
+            return FL_ERR_IO;
+        }
+    }
+    if (made)
+        *made = m;
+    return FL_OK;
 }
 
 void flsim_out_unprepare(const char *dir, size_t made)

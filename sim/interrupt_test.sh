@@ -1,6 +1,7 @@
 #!/bin/sh
 # sim_interrupt (suite integration): a real fl_sim process, stopped from outside.
-# - Ctrl-C (SIGINT) and SIGTERM stop it after the round in progress: exit status 130 / 143,
+# - Ctrl-C (SIGINT), SIGTERM and SIGUSR1 stop it after the round in progress: exit status 130 /
+#   143 / 138,
 #   summary.json marked "interrupted": true for the rounds in rounds.csv, and the model, final
 #   accuracy and rounds.csv of a run that had only those rounds, bit for bit.
 # - A run that fails before its first round leaves an earlier run's results in --out alone.
@@ -77,6 +78,38 @@ echo "a failed start left the earlier run's results alone ($(head -c 60 "$DIR/ba
 
 start term 2
 stop_check TERM 143 term
+# SIGUSR1 (what mpirun passes on to its ranks, where it ends them itself on Ctrl-C) stops the
+# same way.
+start usr1 2
+stop_check USR1 138 usr1
+
+# A second signal while the first waits for the round in progress ends the run at once, killed by
+# that signal, and says what is kept: no summary.json, rounds.csv with the rounds finished. Rounds
+# of a few seconds here; should the round end between the two signals (the run then stops after
+# it, as after one), it is tried again.
+EXTRA="--model mlp:64-1024-1024-4 --epochs 60"
+try=0
+while :; do
+    try=$((try + 1))
+    rm -rf "$DIR/twice"
+    start twice 1
+    kill -INT "$pid"
+    sleep 0.1
+    kill -INT "$pid" 2>/dev/null || true
+    rc=0
+    wait "$pid" || rc=$?
+    pid=
+    grep -q "quitting at once" "$DIR/twice.err" && break
+    [ "$try" -lt 3 ] || fail "second SIGINT: the run was not ended at once: $(cat "$DIR/twice.err")"
+done
+EXTRA=
+[ "$rc" -eq 130 ] || fail "second SIGINT: exit status $rc, not 130"
+grep -q "fl_sim: quitting at once: no summary.json; $DIR/twice/rounds.csv keeps the rounds finished" \
+    "$DIR/twice.err" || fail "second SIGINT: $(cat "$DIR/twice.err")"
+[ ! -e "$DIR/twice/summary.json" ] || fail "second SIGINT: a summary.json was written"
+lines=$(($(wc -l <"$DIR/twice/rounds.csv") - 1))
+[ "$lines" -ge 1 ] || fail "second SIGINT: rounds.csv lost the finished round"
+echo "second SIGINT: ended at once, rounds.csv kept $lines rounds"
 
 # early_int OUT ERR: a run whose first round takes many minutes (1000 epochs of a wide mlp) into
 # --out OUT, stderr to ERR, sent SIGINT once it runs; rc = its exit status, within 60 s.

@@ -1,7 +1,7 @@
 #!/bin/sh
 # sim_mpi (suite integration): the same small run as 1 process and as 2 MPI ranks must give the
-# same final model, bit for bit (model_sha256 in summary.json); and the experiment resumes under 2
-# ranks.
+# same final model, bit for bit (model_sha256 in summary.json); the experiment resumes under 2
+# ranks; SIGUSR1 to mpirun stops the run after a round, with its summary.
 #   mpi_test.sh MPIRUN FL_SIM
 set -eu
 MPIRUN=$1
@@ -39,4 +39,26 @@ ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0" \
 cmp -s "$DIR/full1.json" "$DIR/exp/runs/full-s1/summary.json" || { echo "FAIL: a finished run was run again"; exit 1; }
 cmp -s "$DIR/table1.csv" "$DIR/exp/table.csv" || { echo "FAIL: the resumed table differs"; exit 1; }
 echo "experiment resumed under 2 ranks: same table"
+
+# kill -USR1 to mpirun (which passes SIGUSR1 on to every rank) stops the run after a round the
+# ranks agree on: a summary marked interrupted for exactly the rounds in rounds.csv.
+ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0" \
+    "$MPIRUN" --allow-run-as-root --oversubscribe -x ASAN_OPTIONS -n 2 "$FL_SIM" $ARGS \
+    --rounds 1000000 --eval-every 1000 --out "$DIR/usr1" >/dev/null 2>"$DIR/usr1.err" &
+pid=$!
+i=0
+until [ "$(($(cat "$DIR/usr1/rounds.csv" 2>/dev/null | wc -l) - 1))" -ge 3 ]; do
+    i=$((i + 1))
+    [ "$i" -le 1200 ] || { kill -9 "$pid"; echo "FAIL: no 3 rounds under mpirun in 120 s"; exit 1; }
+    sleep 0.1
+done
+kill -USR1 "$pid"
+rc=0
+wait "$pid" || rc=$?
+[ "$rc" -eq 138 ] || { echo "FAIL: SIGUSR1 under mpirun: exit status $rc, not 138: $(cat "$DIR/usr1.err")"; exit 1; }
+grep -q '"interrupted": true' "$DIR/usr1/summary.json" || { echo "FAIL: SIGUSR1 under mpirun: summary not marked interrupted"; exit 1; }
+rounds=$(sed -n 's/^  "rounds": \([0-9]*\),$/\1/p' "$DIR/usr1/summary.json")
+lines=$(($(wc -l <"$DIR/usr1/rounds.csv") - 1))
+[ "$rounds" = "$lines" ] || { echo "FAIL: SIGUSR1 under mpirun: summary.json says $rounds rounds, rounds.csv holds $lines"; exit 1; }
+echo "SIGUSR1 to mpirun: stopped after round $rounds, exit status 138"
 echo "OK"
