@@ -488,11 +488,20 @@ fl_status flsim_config_parse_yaml(flsim_config *c, const char *text, size_t len,
         case YAML_SEQUENCE_START_EVENT:
         case YAML_ALIAS_EVENT:
             if (err && errlen)
-                snprintf(err, errlen, "%s:%zu: only scalar values are options", name, line);
+                snprintf(err, errlen, depth == 0 ? "%s:%zu: the file must be one mapping of option "
+                                                   "names to values"
+                                                 : "%s:%zu: only scalar values are options",
+                         name, line);
             st = FL_ERR_CONFIG;
             break;
         case YAML_SCALAR_EVENT: {
             const char *val = (const char *)ev.data.scalar.value;
+            /* YAML's null (a plain ~ or null) as a value is no value, as an empty one is: the
+             * option's default (a quoted "~" stays the string) */
+            if (have_key && ev.data.scalar.style == YAML_PLAIN_SCALAR_STYLE &&
+                (!strcmp(val, "~") || !strcmp(val, "null") || !strcmp(val, "Null") ||
+                 !strcmp(val, "NULL")))
+                val = "";
             if (depth != 1) {
                 if (err && errlen)
                     snprintf(err, errlen, "%s:%zu: the file must be one mapping of option names to values", name, line);

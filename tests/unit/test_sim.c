@@ -496,6 +496,21 @@ static void test_options_and_yaml(void **state)
     assert_int_equal(yaml_load_text(&y, path, "per_round: 30\nclients: 300\nper-round: 20\n", err,
                                     sizeof err), FL_ERR_CONFIG);
     assert_non_null(strstr(err, ":3: 'per-round' is given twice (first on line 1)"));
+    /* YAML's null (plain ~ or null) is no value, as an empty one is: no trace; a quoted "~" is
+     * the file of that name. A list as the whole file is named as not being a mapping. */
+    y = flsim_config_default();
+    assert_int_equal(yaml_load_text(&y, path, "trace: ~\n", err, sizeof err), FL_OK);
+    assert_string_equal(y.trace, "");
+    assert_int_equal(yaml_load_text(&y, path, "trace: null\n", err, sizeof err), FL_OK);
+    assert_string_equal(y.trace, "");
+    assert_int_equal(yaml_load_text(&y, path, "trace: \"~\"\n", err, sizeof err), FL_OK);
+    assert_string_equal(y.trace, "/tmp/~");
+    assert_int_equal(yaml_load_text(&y, path, "- clients\n- 300\n", err, sizeof err),
+                     FL_ERR_CONFIG);
+    assert_non_null(strstr(err, ":1: the file must be one mapping of option names to values"));
+    assert_int_equal(yaml_load_text(&y, path, "clients: [1, 2]\n", err, sizeof err),
+                     FL_ERR_CONFIG);
+    assert_non_null(strstr(err, ":1: only scalar values are options"));
     /* A relative trace path in the file is the file's neighbour; an absolute one stays; one set
      * before the file (a flag) and not named by it is left alone. */
     y = flsim_config_default();
