@@ -152,9 +152,10 @@ typedef struct flc_config {
      * client for a run whose submodel needs more by the estimate below (fedrop's server; it logs
      * that). The client also keeps to it:
      * a Task whose submodel would need more, estimated at 16 bytes per submodel parameter (the
-     * received and working weights, the gradient, the encoded update) plus 4 per model parameter
-     * with a top-k up codec (its error-feedback residual), is refused before anything is
-     * allocated, and the server is told at once (an Error of that round, "task refused: ...").
+     * received and working weights, the gradient, the encoded update) plus 8 per model parameter
+     * with a top-k up codec (its error-feedback residual and the residual's rewind copy, see
+     * Memory above), is refused before anything is allocated, and the server is told at once (an
+     * Error of that round, "task refused: ...").
      * Batch activations and the optimizer's momentum come on top: leave room for them. */
     uint64_t memory_bytes;
     double flops;

@@ -543,5 +543,5 @@ int flm_keep_count(double p, int n)
 uint64_t flm_train_memory_need(size_t sub_params, size_t full_params, int residual)
 {
     return FLM_TRAIN_BYTES_PER_PARAM * (uint64_t)sub_params +
-           (residual ? sizeof(float) * (uint64_t)full_params : 0);
+           (residual ? FLM_RESIDUAL_BYTES_PER_PARAM * (uint64_t)full_params : 0);
 }

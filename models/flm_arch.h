@@ -128,10 +128,13 @@ int flm_keep_count(double p, int n);
 
 /* What a client holds per parameter of the submodel it trains, estimated: the received and the
  * working weights, the gradient and the encoded update (4 float-sized buffers); an up codec with
- * error feedback (top-k) adds its residual, one float per parameter of the full model. Batch
- * activations and the optimizer's momentum come on top. The client refuses a Task above its
- * memory_bytes by this estimate, and the server does not select it for one. */
+ * error feedback (top-k) adds, per parameter of the full model, its residual and the copy of it
+ * from before the last training that libflclient keeps to replay a round exactly (two floats,
+ * FLM_RESIDUAL_BYTES_PER_PARAM). Batch activations and the optimizer's momentum come on top. The
+ * client refuses a Task above its memory_bytes by this estimate, and the server does not select
+ * it for one. */
 #define FLM_TRAIN_BYTES_PER_PARAM 16
+#define FLM_RESIDUAL_BYTES_PER_PARAM 8
 uint64_t flm_train_memory_need(size_t sub_params, size_t full_params, int residual);
 
 #endif

@@ -939,6 +939,37 @@ static void test_param_cap(void **state)
     fls_core_free(srv);
 }
 
+/* memory_bytes with a top-k uplink: the client keeps, per parameter of the full model, the
+ * error-feedback residual and its rewind copy (libflclient turns the rewind point on), 8 bytes, on
+ * top of 16 per submodel parameter. The limit at exactly that takes the Task, a byte less refuses
+ * it; the server's selection uses the same figure (fls_core_train_memory). An estimate of 4 bytes
+ * per full-model parameter took Tasks that need 4 more per parameter than the device said. */
+static void test_memory_limit_counts_rewind_copy(void **state)
+{
+    (void)state;
+    fls_core *srv = fd_round(1, "topk0.3+q8+zstd", 0.0f);
+    const size_t full = (size_t)FEAT * 16 + 16 + 16 * CLASSES + CLASSES;
+    const size_t sub = (size_t)FEAT * 8 + 8 + 8 * CLASSES + CLASSES; /* keep 0.5 of 16 */
+    const uint64_t need = 16 * (uint64_t)sub + 8 * (uint64_t)full;
+    assert_int_equal(flc_core_memory_need(sub, full, 1), need);
+    assert_int_equal(flc_core_memory_need(sub, full, 0), 16 * (uint64_t)sub);
+    assert_int_equal(fls_core_train_memory(srv), need);
+    flp_msg task;
+    assert_int_equal(fls_core_task(srv, 0, &task), FL_OK);
+    for (int k = 0; k < 2; k++) {
+        const flc_core_config cc = {"c0", 0, 11, NULL, plus_quarter, &(int){0}, {0}, NULL};
+        flc_core *c = NULL;
+        assert_int_equal(flc_core_new(&cc, &c), FL_OK);
+        flc_core_keep_rewind_point(c, 1);
+        flc_core_set_memory_limit(c, need - (k == 0));
+        assert_int_equal(flc_core_on_message(c, &task), k == 0 ? FL_ERR_MODEL_SPEC : FL_OK);
+        if (k == 0 && !strstr(flc_core_task_error(c), "needs about"))
+            fail_msg("refusal '%s'", flc_core_task_error(c));
+        flc_core_free(c);
+    }
+    fls_core_free(srv);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -953,6 +984,7 @@ int main(void)
         cmocka_unit_test(test_borrowed_weights),
         cmocka_unit_test(test_fuzz_seed),
         cmocka_unit_test(test_param_cap),
+        cmocka_unit_test(test_memory_limit_counts_rewind_copy),
         cmocka_unit_test(test_rounds_afd_learn),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1162,13 +1162,13 @@ static void test_engine_memory_selection(void **state)
         assert_int_equal(keys[i], able[i]);
     fls_core_free(core);
 
-    /* fd keeping 3 of the 6 hidden units: 8*3+3 + 3*3+3 = 39 parameters; top-k adds the residual,
-     * one float per parameter of the full model */
+    /* fd keeping 3 of the 6 hidden units: 8*3+3 + 3*3+3 = 39 parameters; top-k adds the residual
+     * and its rewind copy, two floats per parameter of the full model */
     cfg.policy.kind = FLS_POLICY_FD;
     cfg.policy.keep_p = 0.5;
     snprintf(cfg.up_codec, sizeof cfg.up_codec, "topk0.1+q8");
     assert_int_equal(fls_core_new(&cfg, &core), FL_OK);
-    assert_int_equal(fls_core_train_memory(core), 16 * 39 + 4 * 75);
+    assert_int_equal(fls_core_train_memory(core), 16 * 39 + 8 * 75);
     fls_core_free(core);
 
     /* A round waits while too few clients can take its Tasks; the count follows leaves, joins
