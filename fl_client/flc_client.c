@@ -4,6 +4,12 @@
  * and flow-control acks keep flowing while a long local epoch computes. The client core is only
  * ever touched by one thread at a time: the socket thread hands it to the trainer and takes it
  * back when the trainer is done (messages that arrive meanwhile wait in a small queue).
+ *
+ * A training belongs to the session its task came in (c->epoch): once that session is over (the
+ * connection ends, or the server no longer knows the client) its update has no one to go to. The
+ * built-in trainer is then cancelled (c->cancel) and joined at once; a plug-in trainer cannot be,
+ * so its thread outlives the session while the socket thread reconnects, and what it returns is
+ * dropped (finish_training).
  */
 #include "flc.h"
 
@@ -72,8 +78,13 @@ struct flc_client {
     /* training thread */
     pthread_t thread;
     atomic_int training;       /* 1 while the trainer thread owns core */
-    int thread_live;
+    int thread_live;           /* a trainer thread not joined yet: messages for core are queued */
     fl_status train_status;
+    atomic_int cancel;         /* the built-in trainer stops before its next batch (the core's
+                                * cfg.cancel): flc_client_stop, or its session is over */
+    unsigned epoch;            /* counts sessions: a new connection, or a new registration on
+                                * the same one (Error(unknown client)) */
+    unsigned train_epoch;      /* epoch of the training running (its task's session) */
 
     /* messages that arrived while training */
     flp_msg *pending[PENDING_MAX];
@@ -319,7 +330,7 @@ flc_status flc_client_new(const flc_config *cfg, flc_client **out)
         c->samples = (flm_samples){cfg->samples->x, cfg->samples->tokens, cfg->samples->labels,
                                    NULL, cfg->samples->n};
     const flc_core_config cc = {c->id, c->key, seed, cfg->train ? NULL : &c->samples,
-                                cfg->train ? plugin_train : NULL, c, c->log, &c->stop};
+                                cfg->train ? plugin_train : NULL, c, c->log, &c->cancel};
     if ((st = flc_core_new(&cc, &c->core)) != FL_OK) {
         flc_client_free(c);
         return st == FL_ERR_INVALID_ARG ? FLC_ERR_INVALID_ARG : FLC_ERR_NOMEM;
@@ -795,6 +806,54 @@ static void training_done(flc_client *c, int send)
         c->unfit = 1;
 }
 
+static void drop_pending(flc_client *c)
+{
+    for (int i = 0; i < c->n_pending; i++)
+        flp_msg_free(c->pending[i]);
+    c->n_pending = 0;
+}
+
+static void wait_training(flc_client *c)
+{
+    if (c->thread_live) {
+        pthread_join(c->thread, NULL);
+        c->thread_live = 0;
+        atomic_store(&c->training, 0);
+        /* It finished after the session ended (stop, a lost link): counted, never sent. */
+        training_done(c, 0);
+    }
+}
+
+/* The session a training in progress belongs to is over (the connection ended, or the server no
+ * longer knows this client): its update has no one to go to, and the messages queued for the
+ * core are stale. The built-in trainer is cancelled (it stops before its next batch, the
+ * residual untouched: flc_core_train changes it only after a training that finished) and
+ * joined, which is no failure to report (FL_ERR_CANCELLED, not counted), so the client serves
+ * the server's next task at once instead of training on for nothing. A plug-in trainer cannot
+ * be stopped: it runs on, and finish_training drops what it returns. */
+static void session_over(flc_client *c)
+{
+    c->epoch++;
+    /* What was queued for the core came from that session: stale now. (Never called while
+     * finish_training replays the queue: only Tasks and Chunks are queued, and neither ends a
+     * session.) */
+    drop_pending(c);
+    if (!c->thread_live)
+        return;
+    const unsigned long long round = flc_core_round(c->core);
+    if (!c->cfg.train) {
+        if (atomic_load(&c->training) && !atomic_load(&c->stop))
+            fl_log(&c->log, FL_LOG_INFO, "round %llu: the session with the server this training "
+                   "belongs to is over: it is cancelled", round);
+        atomic_store(&c->cancel, 1);
+        wait_training(c);
+    } else if (atomic_load(&c->training) && !atomic_load(&c->stop)) {
+        fl_log(&c->log, FL_LOG_INFO, "round %llu: the session with the server this training "
+               "belongs to is over; the device's trainer runs on (the library cannot stop it) "
+               "and what it returns will not be sent", round);
+    }
+}
+
 /* What the session loop should do after a message. */
 enum { GO_ON = 0, DONE = 1, RECONNECT = 2, REFUSED = 3, HS_REFUSED = 4, UNFIT = 5 };
 
@@ -860,6 +919,7 @@ static int handle(flc_client *c, flp_msg *m, int *owned)
                        "restarted, or timed the client out): registering again");
                 c->registered = 0;
                 c->stats.reconnects++; /* a new start, on the same connection (flc.h) */
+                session_over(c);
                 send_hello(c);
             }
             return GO_ON;
@@ -875,11 +935,20 @@ static int handle(flc_client *c, flp_msg *m, int *owned)
         return strcmp(m->bye.reason, "done") == 0 ? DONE : RECONNECT;
     case FLP_TASK:
     case FLP_CHUNK: {
-        if (atomic_load(&c->training)) {
+        /* The trainer thread owns core until finish_training joins it (not just until it
+         * clears training: a message handled in between would meet a thread not yet joined). */
+        if (c->thread_live) {
             if (c->n_pending < PENDING_MAX) {
                 c->pending[c->n_pending++] = m;
                 *owned = 1;
             }
+            /* A Task replaces the task being trained (finish_training drops its result): the
+             * built-in trainer need not run on to the end for nothing. */
+            if (m->type == FLP_TASK && !c->cfg.train && atomic_load(&c->training) &&
+                !atomic_exchange(&c->cancel, 1))
+                fl_log(&c->log, FL_LOG_INFO, "round %llu: a new Task came in: the training of "
+                       "the task it replaces is cancelled",
+                       (unsigned long long)flc_core_round(c->core));
             return GO_ON;
         }
         if (m->type == FLP_TASK)
@@ -903,6 +972,12 @@ static int handle(flc_client *c, flp_msg *m, int *owned)
             fl_log(&c->log, FL_LOG_DEBUG, "round %llu: training a %zu-parameter submodel",
                    (unsigned long long)flc_core_round(c->core),
                    flc_core_sub_arch(c->core)->n_params);
+            /* Cleared before the new training: a flag left by the last one's session must not stop
+             * this one. Stop sets stop before cancel, so one that comes meanwhile is kept. */
+            atomic_store(&c->cancel, 0);
+            if (atomic_load(&c->stop))
+                atomic_store(&c->cancel, 1);
+            c->train_epoch = c->epoch;
             atomic_store(&c->training, 1);
             if (pthread_create(&c->thread, NULL, train_thread, c) != 0) {
                 atomic_store(&c->training, 0);
@@ -933,20 +1008,27 @@ static int task_pending(const flc_client *c)
  * new run or to replay the round after a resume): this training's Update or failure would answer
  * the new task's round with another task's training. The server could take it in the new task's
  * place, or refuse it with an Ack that, matched by round only, would end the new update's upload;
- * so it is not sent, as an upload in progress would end at that Task. */
+ * so it is not sent, as an upload in progress would end at that Task. Nor is a training whose
+ * session is over (a plug-in's that ran on while the client reconnected): its task was the old
+ * session's. */
 static int finish_training(flc_client *c)
 {
     pthread_join(c->thread, NULL);
     c->thread_live = 0;
     const int replaced = task_pending(c);
-    training_done(c, !replaced);
-    if (replaced)
+    const int orphaned = c->train_epoch != c->epoch;
+    training_done(c, !replaced && !orphaned);
+    if (orphaned)
+        fl_log(&c->log, FL_LOG_INFO, "round %llu: the device's trainer returned after its "
+               "session with the server ended: its result is not sent",
+               (unsigned long long)flc_core_round(c->core));
+    else if (replaced)
         fl_log(&c->log, FL_LOG_INFO, "round %llu: this training is not sent: its task was "
                "replaced by a Task that came in meanwhile",
                (unsigned long long)flc_core_round(c->core));
     int verdict = GO_ON;
     int i = 0;
-    for (; i < c->n_pending && !atomic_load(&c->training); i++) {
+    for (; i < c->n_pending && !c->thread_live; i++) {
         int owned;
         const int v = handle(c, c->pending[i], &owned);
         if (!owned)
@@ -961,24 +1043,6 @@ static int finish_training(flc_client *c)
     memmove(c->pending, c->pending + i, (size_t)(c->n_pending - i) * sizeof *c->pending);
     c->n_pending -= i;
     return verdict;
-}
-
-static void drop_pending(flc_client *c)
-{
-    for (int i = 0; i < c->n_pending; i++)
-        flp_msg_free(c->pending[i]);
-    c->n_pending = 0;
-}
-
-static void wait_training(flc_client *c)
-{
-    if (c->thread_live) {
-        pthread_join(c->thread, NULL);
-        c->thread_live = 0;
-        atomic_store(&c->training, 0);
-        /* It finished after the session ended (stop, a lost link): counted, never sent. */
-        training_done(c, 0);
-    }
 }
 
 /* One connection's life. */
@@ -1087,10 +1151,8 @@ static void sleep_ms_interruptible(flc_client *c, int ms)
     }
 }
 
-flc_status flc_client_run(flc_client *c)
+static flc_status run_sessions(flc_client *c)
 {
-    if (!c)
-        return FLC_ERR_INVALID_ARG;
     int backoff = c->cfg.reconnect_min_ms;
     c->hs_refusals = 0;
     for (;;) {
@@ -1099,7 +1161,9 @@ flc_status flc_client_run(flc_client *c)
         if (open_socket(c) != 0)
             return FLC_ERR_TRANSPORT;
         const int v = session(c);
-        wait_training(c);
+        /* A plug-in's training may outlive the session, into the next (finish_training there);
+         * when run returns, flc_client_run waits for it. */
+        session_over(c);
         if (v == DONE || v == UNFIT || atomic_load(&c->stop)) {
             if (c->registered) {
                 /* The server drops us at once instead of waiting out its liveness timeout. The
@@ -1151,11 +1215,23 @@ flc_status flc_client_run(flc_client *c)
     }
 }
 
+flc_status flc_client_run(flc_client *c)
+{
+    if (!c)
+        return FLC_ERR_INVALID_ARG;
+    const flc_status st = run_sessions(c);
+    /* However it returns (done, stop, a refusal, a socket that cannot be made), it returns once a
+     * plug-in training still running does (flc.h, flc_client_stop): none is left behind. */
+    wait_training(c);
+    return st;
+}
+
 void flc_client_stop(flc_client *c)
 {
     if (!c)
         return;
     atomic_store(&c->stop, 1);
+    atomic_store(&c->cancel, 1); /* after stop: a training that starts sees one or the other */
     const int e = errno; /* async-signal-safe: write(2) only, errno kept */
     if (c->wake[1] >= 0 && write(c->wake[1], "", 1) < 0) {
         /* full (an earlier stop's byte is unread): the waits see the flag anyway */

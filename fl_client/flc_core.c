@@ -572,7 +572,8 @@ static fl_status train_encode(flc_core *c, char *why, size_t whycap)
                      "(FLC_ERR_CANCELLED, which flc.h keeps for a stop: the server is not told, "
                      "and waits for this round's deadline)");
         else
-            snprintf(why, whycap, "local training stopped: the client is stopping");
+            snprintf(why, whycap, "local training stopped: cancelled (the client is stopping, or "
+                     "the session with the server its task came from is over)");
         return st;
     }
     if (st != FL_OK) {

@@ -249,6 +249,16 @@ flc_status flc_client_new(const flc_config *cfg, flc_client **out);
  * says Bye, so the server drops the client at once instead of waiting out its liveness timeout.
  * Blocks the calling thread.
  *
+ * A training in progress when its session with the server ends (the server says Bye, the
+ * connection is lost, or the server no longer knows the client: a restart) has no one to send
+ * its update to. The built-in trainer is then cancelled (before its next batch), which is no
+ * failed round: nothing is told to the server, flc_stats counts it neither in rounds_trained nor
+ * in rounds_failed, and the error-feedback residual stays as it was before that training; the
+ * client reconnects at once. A plug-in trainer cannot be cancelled: the client reconnects,
+ * registers and sends heartbeats while it runs on, and what it returns is not sent (a success
+ * counts in rounds_trained); a Task of the new session that came in meanwhile is trained once it
+ * has returned (one training at a time).
+ *
  * Threads: each local training runs on a thread the library starts for it (one per task, joined
  * when it ends), so that heartbeats and stop go on while it trains. The plug-in trainer is called
  * on that thread, not on the thread of flc_client_run; a trainer bound to one thread (a GPU or

@@ -573,6 +573,8 @@ enum { FAKE_RUN_ID = 0x5151 }; /* the fake server's run */
 /* Waits for the client's Hello, registers it, and sends it one Task of a small mlp with all of
  * its weight chunks (made by a real server core), asking for `epochs` local epochs (0: the
  * server's default). Returns the task's round. */
+static uint64_t fake_core_task(fake *f, fls_core **core, uint32_t epochs);
+
 static uint64_t fake_hello_and_task(fake *f, fls_core **core, uint32_t epochs)
 {
     flp_msg *h = fake_expect(f, FLP_HELLO, 5000);
@@ -580,7 +582,12 @@ static uint64_t fake_hello_and_task(fake *f, fls_core **core, uint32_t epochs)
         fail_msg("no Hello within 5 s");
     flp_msg_free(h);
     fake_ack(f, FLP_HELLO, 0, 0);
+    return fake_core_task(f, core, epochs);
+}
 
+/* fake_hello_and_task without the Hello: a new server core, and its Task sent to the client. */
+static uint64_t fake_core_task(fake *f, fls_core **core, uint32_t epochs)
+{
     fls_config cfg = fls_config_default();
     snprintf(cfg.arch, sizeof cfg.arch, "mlp:6-5-3");
     cfg.policy.kind = FLS_POLICY_FD;
@@ -1748,6 +1755,150 @@ static void test_replaced_task_not_uploaded(void **state)
     session_close(&s);
 }
 
+/* ---- a session that ends mid-training: the built-in trainer is cancelled, the client goes on --- */
+
+/* Samples for a built-in training of hours: 20,000 rows of mlp:6-5-3's input. */
+static void long_samples(float **x, int32_t **y, flc_samples *out)
+{
+    enum { N = 20000, F = 6 };
+    *x = malloc((size_t)N * F * sizeof **x);
+    *y = malloc(N * sizeof **y);
+    assert_non_null(*x);
+    assert_non_null(*y);
+    for (int i = 0; i < N; i++) {
+        (*y)[i] = i % 3;
+        for (int j = 0; j < F; j++)
+            (*x)[i * F + j] = (float)((i * 7 + j * 3) % 11) / 11.0f;
+    }
+    *out = (flc_samples){*x, NULL, *y, N, F};
+}
+
+/* Waits up to 30 s for the client's "training a " debug line (n of them), then 100 ms more. */
+static void wait_training_line(session *s, int n)
+{
+    const double until = fl_time_mono_s() + 30.0;
+    while (log_count(s->lb, "training a ") < n && fl_time_mono_s() < until) {
+        const struct timespec ts = {0, 10 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+    if (log_count(s->lb, "training a ") < n)
+        fail_msg("no training started; log:\n%s", s->lb->text);
+    const struct timespec ts = {0, 100 * 1000 * 1000};
+    nanosleep(&ts, NULL);
+}
+
+/* The server restarts while the built-in trainer is inside a training of hours (100,000 epochs):
+ * said by Bye("restart"), as fl_server says it, or found by Error(unknown client) on a link
+ * ZeroMQ restored. The training's session is over, and its update would go to no one: the client
+ * cancels it and registers with the restarted server at once, trains that server's task and
+ * uploads it, all within seconds. Before, it trained on until every epoch was done (here hours)
+ * before it said Hello again or looked at the new Task, then threw the result away. The cancelled
+ * training is no failed round: the server hears no Error, rounds_failed stays 0. Likewise a new
+ * Task on the same session (it replaces the task being trained, whose result is dropped): the
+ * training is cancelled and the new task trained. */
+static void test_session_end_cancels_builtin_training(void **state)
+{
+    (void)state;
+    const char *hows[] = {"Bye(restart)", "Error(unknown client)", "a new Task"};
+    for (int k = 0; k < 3; k++) {
+        float *x;
+        int32_t *y;
+        flc_samples samples;
+        long_samples(&x, &y, &samples);
+        session s;
+        session_open(&s);
+        flc_config cfg = base_config(s.f.ep, NULL, s.lb);
+        cfg.samples = &samples;
+        cfg.reconnect_min_ms = 50;
+        session_run(&s, &cfg, 100000);
+        wait_training_line(&s, 1);
+        assert_false(atomic_load(&s.r.done));
+        flp_msg m = flp_msg_header(k == 0 ? FLP_BYE : FLP_ERROR, 0, NULL);
+        if (k == 0) {
+            m.bye.reason = "restart";
+        } else {
+            m.error.code = FL_ERR_UNKNOWN_CLIENT;
+            m.error.message = "say Hello first";
+        }
+        if (k < 2)
+            fake_send(&s.f, &m);
+        /* The restarted server: Hello answered, a task of one epoch (milliseconds). Its Update
+         * comes within 20 s; the old training had hours to go. No Error before it. */
+        fls_core_free(s.core);
+        s.core = NULL;
+        s.round = k < 2 ? fake_hello_and_task(&s.f, &s.core, 1) : fake_core_task(&s.f, &s.core, 1);
+        const double end = fl_time_mono_s() + 20.0;
+        flp_msg *u = NULL;
+        int errors = 0;
+        while (!u && fl_time_mono_s() < end) {
+            flp_msg *r = fake_recv(&s.f, 100);
+            if (r && r->type == FLP_UPDATE)
+                u = r;
+            else if (r) {
+                errors += r->type == FLP_ERROR;
+                flp_msg_free(r);
+            }
+        }
+        if (!u)
+            fail_msg("after %s: no Update for the restarted server's task within 20 s; log:\n%s",
+                     hows[k], s.lb->text);
+        assert_int_equal(u->round, s.round);
+        flp_msg_free(u);
+        assert_int_equal(errors, 0);
+        flc_client_stop(s.c);
+        assert_true(run_wait(&s.r, 5.0));
+        const flc_stats *st = flc_client_stats(s.c);
+        assert_int_equal(st->rounds_trained, 1); /* the new task's; the cancelled one is not */
+        assert_int_equal(st->rounds_failed, 0);
+        assert_int_equal(log_count(s.lb, "local training stopped"), 1);
+        assert_int_equal(log_count(s.lb, k < 2 ? "belongs to is over: it is cancelled"
+                                               : "the task it replaces is cancelled"), 1);
+        session_close(&s);
+        free(x);
+        free(y);
+    }
+}
+
+/* A plug-in trainer cannot be cancelled: when the server restarts (Bye("restart")) during its
+ * training, the client reconnects and registers with the restarted server while the plug-in
+ * still runs (heartbeats and all), instead of sitting offline until it returns. What it returns
+ * then is not sent (its session is over); the restarted server's task, which came in meanwhile,
+ * is trained next and is the first Update the server sees (22 samples, not the held training's
+ * 11). */
+static void test_session_end_plugin_runs_on(void **state)
+{
+    (void)state;
+    session s;
+    session_open(&s);
+    plugin_flags pf = {0, 0};
+    flc_config cfg = base_config(s.f.ep, train_first_held, s.lb);
+    cfg.train_user = &pf;
+    cfg.reconnect_min_ms = 50;
+    session_run(&s, &cfg, 0);
+    wait_started(&pf, s.lb);
+    flp_msg m = flp_msg_header(FLP_BYE, 0, NULL);
+    m.bye.reason = "restart";
+    fake_send(&s.f, &m);
+    /* Registered again, and tasked, while the first training is still held. */
+    fls_core_free(s.core);
+    s.core = NULL;
+    s.round = fake_hello_and_task(&s.f, &s.core, 0);
+    assert_false(atomic_load(&pf.quit));
+    atomic_store(&pf.quit, 1);
+    flp_msg *u = session_expect(&s, FLP_UPDATE, 5000, "for the restarted server's task");
+    if (u->update.n_samples != 22)
+        fail_msg("the first Update is the held training's (%llu samples); log:\n%s",
+                 (unsigned long long)u->update.n_samples, s.lb->text);
+    flp_msg_free(u);
+    flc_client_stop(s.c);
+    assert_true(run_wait(&s.r, 5.0));
+    assert_int_equal(flc_client_stats(s.c)->rounds_trained, 2);
+    assert_int_equal(flc_client_stats(s.c)->rounds_failed, 0);
+    assert_int_equal(log_count(s.lb, "the device's trainer runs on"), 1);
+    assert_int_equal(log_count(s.lb, "its result is not sent"), 1);
+    session_close(&s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1776,6 +1927,8 @@ int main(void)
         cmocka_unit_test(test_stop_interrupts_training),
         cmocka_unit_test(test_stop_counts_finished_training),
         cmocka_unit_test(test_plugin_cancel_not_reported),
+        cmocka_unit_test(test_session_end_cancels_builtin_training),
+        cmocka_unit_test(test_session_end_plugin_runs_on),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

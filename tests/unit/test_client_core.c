@@ -4,6 +4,7 @@
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -615,6 +616,60 @@ static void test_rewind_replays_round(void **state)
     free_fixture(&f);
 }
 
+/* libflclient cancels the built-in trainer when the session its task came in is over (cfg.cancel):
+ * such a training changes nothing of the error-feedback residual, so the next training (a later
+ * round, rewind point off; or the round replayed, rewind point on as libflclient has it) sends
+ * the bytes of a client whose training was never cancelled. A cancelled task is not trained
+ * again (FL_ERR_CANCELLED, not ready), and is no training that finished. */
+static void test_cancel_keeps_residual(void **state)
+{
+    (void)state;
+    fixture f;
+    memset(&f, 0, sizeof f);
+    make_data(&f);
+    fls_core *srv = fd_round(1, "topk0.3+q8+zstd", 0.0f);
+    for (int rewind = 0; rewind < 2; rewind++) {
+        atomic_int cancel = 0;
+        const flc_core_config cc = {"c0", 0, 11, &f.views[0], NULL, NULL, {0}, &cancel};
+        flc_core *a = NULL, *b = NULL;
+        assert_int_equal(flc_core_new(&cc, &a), FL_OK);
+        assert_int_equal(flc_core_new(&cc, &b), FL_OK);
+        flc_core_keep_rewind_point(a, rewind);
+        flc_core_keep_rewind_point(b, rewind);
+        size_t la = 0, lb = 0, l1 = 0;
+        feed_and_train(srv, a, 0); /* a residual that is no longer zero */
+        uint8_t *b1 = update_bytes(a, &l1);
+        feed_and_train(srv, b, 0);
+        feed_task(srv, a, 0); /* the next task, its session over before the first batch */
+        atomic_store(&cancel, 1);
+        assert_int_equal(flc_core_train(a), FL_ERR_CANCELLED);
+        assert_non_null(strstr(flc_core_train_error(a), "local training stopped"));
+        assert_false(flc_core_ready(a));
+        assert_int_equal(flc_core_update_chunks(a), 0);
+        atomic_store(&cancel, 0);
+        feed_and_train(srv, a, 0);
+        feed_and_train(srv, b, 0);
+        uint8_t *ba = update_bytes(a, &la), *bb = update_bytes(b, &lb);
+        assert_int_equal(la, lb);
+        assert_memory_equal(ba, bb, la);
+        /* rewind: the round replayed gives the first bytes again; without, the residual carried
+         * over, so a cancelled training that reset it would show */
+        if (rewind) {
+            assert_int_equal(la, l1);
+            assert_memory_equal(ba, b1, l1);
+        } else {
+            assert_true(la != l1 || memcmp(ba, b1, l1) != 0);
+        }
+        free(b1);
+        free(ba);
+        free(bb);
+        flc_core_free(a);
+        flc_core_free(b);
+    }
+    fls_core_free(srv);
+    free_fixture(&f);
+}
+
 /* A residual the host swaps in (flc_core_swap_residual) is that host's: a Task for the round of
  * the snapshot the core took of its previous residual must not overwrite it. */
 static void test_rewind_after_swap(void **state)
@@ -978,6 +1033,7 @@ int main(void)
         cmocka_unit_test(test_rebind_and_take_payload),
         cmocka_unit_test(test_wrapped_builtin_failure_wording),
         cmocka_unit_test(test_rewind_replays_round),
+        cmocka_unit_test(test_cancel_keeps_residual),
         cmocka_unit_test(test_new_run_resets_residual),
         cmocka_unit_test(test_update_of_another_run_refused),
         cmocka_unit_test(test_rewind_after_swap),
