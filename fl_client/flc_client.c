@@ -48,6 +48,11 @@
 /* While a send waits for room on the socket (no connection yet, a full pipe), how often it tries
  * again; flc_client_stop and the socket monitor wake it at once. */
 #define SEND_RETRY_MS 250
+/* How long the socket may keep the Bye that flc_client_run says before it returns, once closed:
+ * a link that is up writes it out at once (a Bye is a few dozen bytes); what this bounds is the
+ * wait, in flc_client_free (or, with the caller's zmq_context, the caller's zmq_ctx_term), for a
+ * server that went away without the client seeing its link drop. With the link known down, 0. */
+#define BYE_LINGER_MS 200
 
 struct flc_client {
     flc_config cfg;            /* strings below are our copies */
@@ -66,6 +71,7 @@ struct flc_client {
     uint64_t hello_ns;         /* when the last Hello went out, or a link came up since */
     unsigned hs_count;         /* handshakes that succeeded on this client's sockets */
     unsigned conn_count;       /* connections made (TCP/IPC up, before any handshake) */
+    int link_up;               /* a handshake succeeded on this socket and no disconnect since */
     unsigned hello_hs;         /* hs_count when the last Hello went out */
     flc_core *core;
     flm_samples samples;
@@ -406,12 +412,16 @@ static void drain_monitor(flc_client *c)
         case ZMQ_EVENT_CONNECTED:
             c->conn_count++;
             break;
+        case ZMQ_EVENT_DISCONNECTED:
+            c->link_up = 0;
+            break;
         case ZMQ_EVENT_HANDSHAKE_SUCCEEDED:
             c->hs_refusals = 0;
             c->hs_ever_ok = 1;
             c->hs_mismatch = 0; /* a CURVE server now: a later failure is news about the key */
             c->hs_fail_run = 0;
             c->hs_count++;
+            c->link_up = 1;
             /* A Hello queued while the link was down goes out now: its answer is due from now. */
             c->hello_ns = fl_time_mono_ns();
             break;
@@ -609,6 +619,7 @@ static void close_socket(flc_client *c)
     }
     c->registered = 0;
     c->hs_failed = 0;
+    c->link_up = 0;
 }
 
 static int open_socket(flc_client *c)
@@ -643,8 +654,8 @@ static int open_socket(flc_client *c)
     char mon_ep[128];
     snprintf(mon_ep, sizeof mon_ep, "inproc://flc-monitor-%p-%u-%llu", (void *)c, c->mon_seq++,
              (unsigned long long)fl_time_mono_ns());
-    const int events = ZMQ_EVENT_CONNECTED | ZMQ_EVENT_HANDSHAKE_SUCCEEDED |
-                       ZMQ_EVENT_HANDSHAKE_FAILED_AUTH |
+    const int events = ZMQ_EVENT_CONNECTED | ZMQ_EVENT_DISCONNECTED |
+                       ZMQ_EVENT_HANDSHAKE_SUCCEEDED | ZMQ_EVENT_HANDSHAKE_FAILED_AUTH |
                        ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL | ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL;
     if (zmq_socket_monitor(c->sock, mon_ep, events) != 0 ||
         !(c->mon = zmq_socket(c->ctx, ZMQ_PAIR)) ||
@@ -1167,13 +1178,17 @@ static flc_status run_sessions(flc_client *c)
         if (v == DONE || v == UNFIT || atomic_load(&c->stop)) {
             if (c->registered) {
                 /* The server drops us at once instead of waiting out its liveness timeout. The
-                 * socket lingers a little (ZMQ_LINGER) so the Bye leaves before it closes. */
+                 * socket lingers a little (ZMQ_LINGER) so the Bye leaves before it closes; not
+                 * when the link is known down (the server went away): the Bye has nowhere to go,
+                 * and flc_client_free (or the caller's zmq_ctx_term) would wait for it. */
+                if (c->mon)
+                    drain_monitor(c);
                 flp_msg m = envelope(c, FLP_BYE, 0);
                 m.bye.reason = atomic_load(&c->stop) ? "client stopping"
                                : v == UNFIT          ? "the local samples do not fit the model"
                                                      : "done";
-                if (send_msg(c, &m) == 0) {
-                    const int linger = 1000;
+                if (c->link_up && send_msg(c, &m) == 0) {
+                    const int linger = BYE_LINGER_MS;
                     zmq_setsockopt(c->sock, ZMQ_LINGER, &linger, sizeof linger);
                 }
             }

@@ -246,7 +246,8 @@ flc_status flc_client_new(const flc_config *cfg, flc_client **out);
  * handshakes that fail without a refusal after one had succeeded (as network errors); 3 in a row
  * are logged (warn) as a server whose key may have changed: server_public_key must then be its
  * new one. Whenever it returns while registered (done, max_rounds, stop, unfit samples) it first
- * says Bye, so the server drops the client at once instead of waiting out its liveness timeout.
+ * says Bye, so the server drops the client at once instead of waiting out its liveness timeout
+ * (unless its link to the server is known to be down: see flc_client_free).
  * Blocks the calling thread.
  *
  * A training in progress when its session with the server ends (the server says Bye, the
@@ -284,7 +285,11 @@ void flc_client_stop(flc_client *c);
 const flc_stats *flc_client_stats(const flc_client *c);
 
 /* NULL is a no-op. Waits for a training still running, then releases everything. There is no
- * connection left to say Bye on: flc_client_run said it before returning. */
+ * connection left to say Bye on: flc_client_run said it before returning, and that Bye may keep
+ * the client's own ZeroMQ context here for at most 200 ms while it leaves (not at all when the
+ * link to the server was known to be down: the Bye is then not sent). With a caller's
+ * zmq_context (flc_config.zmq_context) that wait, if any, is in the caller's zmq_ctx_term
+ * instead. */
 void flc_client_free(flc_client *c);
 
 #ifdef __cplusplus

@@ -1755,6 +1755,45 @@ static void test_replaced_task_not_uploaded(void **state)
     session_close(&s);
 }
 
+/* ---- the Bye of a client whose server is gone does not hold free ------------------------------- */
+
+/* The server goes away (closed, as a killed one is) while the client is registered; then the
+ * device stops and frees the client. flc_client_free (its own context) or the caller's
+ * zmq_ctx_term (a shared one) returns within 0.5 s: the Bye had nowhere to go, and a linger of
+ * 1 s made them wait it out. The Bye to a server that is there still arrives
+ * (test_train_failure_reported_and_bye). */
+static void test_free_prompt_after_server_gone(void **state)
+{
+    (void)state;
+    for (int shared = 0; shared < 2; shared++) {
+        session s;
+        session_open(&s);
+        void *ctx = shared ? zmq_ctx_new() : NULL;
+        flc_config cfg = base_config(s.f.ep, train_plus_quarter, s.lb);
+        cfg.zmq_context = ctx;
+        session_run(&s, &cfg, 0);
+        flp_msg *u = session_expect(&s, FLP_UPDATE, 5000, ""); /* registered, and trained */
+        flp_msg_free(u);
+        fake_close(&s.f);
+        const struct timespec ts = {0, 300 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+        flc_client_stop(s.c);
+        if (!run_wait(&s.r, 5.0))
+            fail_msg("flc_client_run did not return; log:\n%s", s.lb->text);
+        assert_int_equal(s.r.st, FLC_ERR_CANCELLED);
+        const double t0 = fl_time_mono_s();
+        flc_client_free(s.c);
+        if (ctx)
+            zmq_ctx_term(ctx);
+        const double took = fl_time_mono_s() - t0;
+        if (took > 0.5)
+            fail_msg("%s took %.2f s after a stop with the server gone",
+                     shared ? "flc_client_free and zmq_ctx_term" : "flc_client_free", took);
+        fls_core_free(s.core);
+        logbuf_free(s.lb);
+    }
+}
+
 /* ---- a session that ends mid-training: the built-in trainer is cancelled, the client goes on --- */
 
 /* Samples for a built-in training of hours: 20,000 rows of mlp:6-5-3's input. */
@@ -1929,6 +1968,7 @@ int main(void)
         cmocka_unit_test(test_plugin_cancel_not_reported),
         cmocka_unit_test(test_session_end_cancels_builtin_training),
         cmocka_unit_test(test_session_end_plugin_runs_on),
+        cmocka_unit_test(test_free_prompt_after_server_gone),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
