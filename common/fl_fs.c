@@ -30,10 +30,18 @@ int fl_dir_writable(const char *dir)
         /* /proc says ENOENT, though it is there: no file can be made in it */
         return e == ENOENT && stat(dir, &sb) == 0 ? EACCES : e;
     }
-    close(fd);
+    /* A few bytes written too: a full file system (or a quota used up) still makes an empty
+     * file, and would fail only the first real write, once the caller has started. NFS may say
+     * ENOSPC or EDQUOT only at close. */
+    static const char bytes[] = "fedrop write probe\n";
+    int e = fl_write_all(fd, bytes, sizeof bytes - 1) == 0 ? 0 : errno;
+    if (close(fd) != 0 && !e)
+        e = errno;
     /* A directory where files can be made but not removed (chattr +a) cannot take an atomic
      * replace either: refused, rather than leaving a probe behind at every start. */
-    return unlink(probe) == 0 ? 0 : errno;
+    if (unlink(probe) != 0 && !e)
+        e = errno;
+    return e;
 }
 
 int fl_path_dir(const char *path, char *dir, size_t cap)

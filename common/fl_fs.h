@@ -7,10 +7,12 @@
 
 #include "fl_status.h"
 
-/* 0 if dir is a directory in which this process can create and remove files (stat, S_ISDIR,
- * access W|X, then a probe file ".fl-probe-XXXXXX" made and removed at once, since access() lets
- * root pass where no file can be made); otherwise the errno that says why (ENOTDIR when it is
- * something else). The probe changes the directory's mtime. */
+/* 0 if dir is a directory in which this process can create, write and remove files (stat,
+ * S_ISDIR, access W|X, then a probe file ".fl-probe-XXXXXX" made, written a few bytes, closed and
+ * removed at once, since access() lets root pass where no file can be made, and a full file
+ * system still makes an empty file); otherwise the errno that says why (ENOTDIR when it is
+ * something else; ENOSPC, EDQUOT or EIO from the write or the close). The probe is removed even
+ * when its write failed. It changes the directory's mtime. */
 int fl_dir_writable(const char *dir);
 
 /* The directory that holds the file `path` into dir (cap bytes): its part before the last '/',

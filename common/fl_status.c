@@ -14,6 +14,7 @@
     X(FL_ERR_NOT_FOUND, "not found") \
     X(FL_ERR_STATE, "operation not allowed in the current state") \
     X(FL_ERR_OVERFLOW, "size overflow") \
+    X(FL_ERR_IO_TRANSIENT, "input/output error that may pass (a full disk?)") \
     X(FL_ERR_WIRE_TOO_LARGE, "message larger than the size cap") \
     X(FL_ERR_WIRE_DECODE, "message is not a valid protobuf envelope") \
     X(FL_ERR_WIRE_VERSION, "unsupported protocol version") \

@@ -21,6 +21,9 @@ typedef enum fl_status {
     FL_ERR_NOT_FOUND = 7,      /* a named thing does not exist */
     FL_ERR_STATE = 8,          /* the call is not allowed in the object's current state */
     FL_ERR_OVERFLOW = 9,       /* a size computation would overflow */
+    FL_ERR_IO_TRANSIENT = 10,  /* a write failed for a cause that may pass without anyone's help
+                                * (a full disk, a quota, a device error: ENOSPC, EDQUOT, EIO):
+                                * the same call may succeed later */
     /* wire (proto/) */
     FL_ERR_WIRE_TOO_LARGE = 20,     /* message above the size cap, rejected before unpacking */
     FL_ERR_WIRE_DECODE = 21,        /* bytes are not a valid protobuf Envelope */

@@ -271,6 +271,7 @@ struct fls_server {
     int ids_mute;               /* changes are not appended (loading; a batch rewrites after) */
     int ids_bad;                /* an append failed (the file may end in part of a record, or
                                  * miss one): the next change rewrites the file whole */
+    int ids_errno;              /* the errno of ids_rewrite's last failure (0: none or not I/O) */
     uint32_t *ids_pend;         /* slots of the bindings appended since the last sync (group
                                  * commit: one fdatasync for a batch of new ids, ids_flush) */
     size_t n_pend, cap_pend;
@@ -860,6 +861,7 @@ static fl_status ids_rewrite(fls_server *s)
 out:
     if (e == ENOMEM)
         st = FL_ERR_NOMEM;
+    s->ids_errno = st == FL_ERR_IO ? e : 0;
     if (st != FL_OK)
         fl_log(&s->log, FL_LOG_ERROR, "client ids %s not rewritten: %s%s%s", s->ids_path,
                what[0] ? what : a.what, st == FL_ERR_IO ? ": " : "",
@@ -2962,6 +2964,42 @@ static fl_status ids_load(fls_server *s, int resumed, char *err, size_t errlen)
     return FL_OK; /* written (server_init: ids_rewrite) once the endpoints are bound */
 }
 
+/* A write at start that failed for a cause that may pass without anyone's help: a full file
+ * system, a used-up quota, a device error, a moment without memory or descriptors. The start then
+ * fails with FL_ERR_IO_TRANSIENT, not FL_ERR_IO, so that the daemon's supervisor tries it again
+ * (fl_server exits 1 for it, which systemd's Restart=on-failure restarts; 3 waits for the
+ * operator). A path that is wrong (EACCES, EROFS, ENOENT, ENOTDIR, ...) does need the operator. */
+static int io_transient(int e)
+{
+    switch (e) {
+    case ENOSPC:
+    case EDQUOT:
+    case EIO:
+    case ENOMEM:
+    case ENOBUFS:
+    case EMFILE:
+    case ENFILE:
+    case EAGAIN:
+    case EINTR:
+    case ETIMEDOUT:
+        return 1;
+    default:
+        return 0;
+    }
+}
+
+static fl_status io_status(int e)
+{
+    return io_transient(e) ? FL_ERR_IO_TRANSIENT : FL_ERR_IO;
+}
+
+/* The words after a start-up error whose cause may pass (io_transient), "" otherwise. */
+static const char *io_may_pass(int e)
+{
+    return io_transient(e) ? " (a cause that may pass: a full disk, a used-up quota, a device "
+                             "error; the start may be tried again)" : "";
+}
+
 /* One server per checkpoint: two that wrote the same files would interleave their rounds and
  * their client ids. CHECKPOINT.lock is flock'd for the server's life (a crash releases it; the
  * file stays, harmless). Once it is held, the temporaries that a killed server left behind
@@ -2993,9 +3031,9 @@ static fl_status ckpt_lock(fls_server *s, char *err, size_t errlen)
         fl_log(&s->log, FL_LOG_WARN, "checkpoint.path %s: %s cannot be locked (%s): a second "
                "server given this path would not be stopped", s->opt.ckpt_path, p, strerror(e));
     } else if (e) {
-        st = fls_options_errf(&s->opt, err, errlen, FL_ERR_IO, "checkpoint.path", NULL,
-                              "checkpoint.path %s: cannot lock %s: %s", s->opt.ckpt_path, p,
-                              strerror(e));
+        st = fls_options_errf(&s->opt, err, errlen, io_status(e), "checkpoint.path", NULL,
+                              "checkpoint.path %s: cannot lock %s: %s%s", s->opt.ckpt_path, p,
+                              strerror(e), io_may_pass(e));
     } else {
         size_t n = fl_atomic_sweep(s->opt.ckpt_path);
         snprintf(p, pl, "%s%s", s->opt.ckpt_path, FLS_IDS_SUFFIX);
@@ -3051,11 +3089,13 @@ static fl_status server_init(fls_server *s, char *err, size_t errlen)
     int resumed = 0;
     if (s->opt.ckpt_path[0]) {
         /* Found now rather than at the first checkpoint, rounds of work later. */
+        /* A probe file made, written and removed: a full disk still makes an empty file. */
         const int e = fl_parent_writable(s->opt.ckpt_path);
         if (e)
-            return fls_options_errf(&s->opt, err, errlen, FL_ERR_IO, "checkpoint.path", NULL,
-                                    "checkpoint.path %s: cannot create files in its directory: %s",
-                                    s->opt.ckpt_path, strerror(e));
+            return fls_options_errf(&s->opt, err, errlen, io_status(e), "checkpoint.path", NULL,
+                                    "checkpoint.path %s: cannot %s files in its directory: %s%s",
+                                    s->opt.ckpt_path, io_transient(e) ? "write" : "create",
+                                    strerror(e), io_may_pass(e));
         struct stat sb;
         int exists = stat(s->opt.ckpt_path, &sb) == 0;
         if (exists && S_ISDIR(sb.st_mode))
@@ -3130,8 +3170,9 @@ static fl_status server_init(fls_server *s, char *err, size_t errlen)
                              : access(s->opt.metrics_path, W_OK) == 0 ? 0 : errno)
                           : fl_parent_writable(s->opt.metrics_path);
         if (e)
-            return fls_options_errf(&s->opt, err, errlen, FL_ERR_IO, "run.metrics", NULL,
-                                    "run.metrics %s: %s", s->opt.metrics_path, strerror(e));
+            return fls_options_errf(&s->opt, err, errlen, io_status(e), "run.metrics", NULL,
+                                    "run.metrics %s: %s%s", s->opt.metrics_path, strerror(e),
+                                    io_may_pass(e));
     }
     if (s->check_only) {
         if (s->curve)
@@ -3159,12 +3200,16 @@ static fl_status server_init(fls_server *s, char *err, size_t errlen)
     }
     if ((st = setup_socket(s, err, errlen)) != FL_OK)
         return st;
-    if (metrics_file && !(s->metrics = fopen(s->opt.metrics_path, "a")))
-        return fls_options_errf(&s->opt, err, errlen, FL_ERR_IO, "run.metrics", NULL,
-                                "run.metrics %s: %s", s->opt.metrics_path, strerror(errno));
+    if (metrics_file && !(s->metrics = fopen(s->opt.metrics_path, "a"))) {
+        const int e = errno;
+        return fls_options_errf(&s->opt, err, errlen, io_status(e), "run.metrics", NULL,
+                                "run.metrics %s: %s%s", s->opt.metrics_path, strerror(e),
+                                io_may_pass(e));
+    }
     if (s->ids_path && ids_rewrite(s) != FL_OK)
-        return fls_options_errf(&s->opt, err, errlen, FL_ERR_IO, "checkpoint.path", NULL,
-                                "client ids %s: cannot be written (see above)", s->ids_path);
+        return fls_options_errf(&s->opt, err, errlen, io_status(s->ids_errno), "checkpoint.path",
+                                NULL, "client ids %s: cannot be written (see above)%s",
+                                s->ids_path, io_may_pass(s->ids_errno));
     if (s->curve)
         fl_log(&s->log, FL_LOG_INFO, "CURVE on; server public key %s", s->pub_z85);
     s->next_timers = fl_time_mono_s();

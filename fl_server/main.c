@@ -130,6 +130,25 @@ static void on_round(void *user, const char *json, const char *summary)
     }
 }
 
+/* The exit status of a start (or --check) that failed with st; the reason was logged. A write
+ * that failed for a cause that may pass (a full disk, a quota, a device error) is no start-up
+ * error for the operator: exit 1, which systemd's Restart=on-failure tries again (the unit's
+ * RestartPreventExitStatus=2 3 would leave a full disk's server down for good). */
+static int startup_exit(fls_status st, int check)
+{
+    if (st == FLS_ERR_CONFIG)
+        return EXIT_USAGE;
+    if (st == FLS_ERR_IO_TRANSIENT) {
+        log_main(FLS_LOG_ERROR, check ? "a start now would fail on a write that may succeed later "
+                                        "(a full disk, a quota, a device error): exit 1"
+                                      : "the start failed on a write that may succeed later (a full "
+                                        "disk, a quota, a device error): exit 1, which a "
+                                        "supervisor (systemd's Restart=on-failure) tries again");
+        return EXIT_RUNTIME;
+    }
+    return EXIT_STARTUP;
+}
+
 /* Flags that map to one key. A flag without a value sets a bool key to true. */
 static const struct flag {
     const char *flag, *key;
@@ -203,10 +222,14 @@ static void usage(FILE *f)
             "Exit codes: 0 run done (Bye \"done\" sent) or stopped by a signal (after its "
             "checkpoint when\n"
             "            checkpoint.path is set);\n"
-            "            1 failure while running (e.g. a checkpoint could not be written);\n"
+            "            1 failure while running (e.g. a checkpoint could not be written), or "
+            "a start-up\n"
+            "            write that may succeed later (a full disk, a quota, a device error: "
+            "ENOSPC,\n"
+            "            EDQUOT, EIO), which systemd's Restart=on-failure tries again;\n"
             "            2 usage or configuration error; 3 startup failure (keys, allow-list, "
             "dataset,\n"
-            "            checkpoint to resume, checkpoint or metrics not writable, bind).\n");
+            "            checkpoint to resume, checkpoint or metrics path not writable, bind).\n");
 }
 
 static void keygen_usage(FILE *f)
@@ -385,7 +408,7 @@ int main(int argc, char **argv)
         const fls_status cs = fls_server_check(o, &host);
         if (cs != FLS_OK) {
             fls_options_free(o); /* the reason was logged */
-            return cs == FLS_ERR_CONFIG ? EXIT_USAGE : EXIT_STARTUP;
+            return startup_exit(cs, 1);
         }
         const char *key;
         char val[4096];
@@ -406,7 +429,7 @@ int main(int argc, char **argv)
     fls_options_free(o);
     if (st != FLS_OK) {
         /* the reason was logged */
-        return st == FLS_ERR_CONFIG ? EXIT_USAGE : EXIT_STARTUP;
+        return startup_exit(st, 0);
     }
     g_server = srv; /* from here on the handlers reach it; a signal before is in the flags */
     if (g_startup_stop) {

@@ -42,6 +42,8 @@ typedef enum fls_status {
     FLS_ERR_UNSUPPORTED = 5,       /* e.g. libzmq built without CURVE */
     FLS_ERR_NOT_FOUND = 7,
     FLS_ERR_STATE = 8,
+    FLS_ERR_IO_TRANSIENT = 10,     /* a file could not be written for a cause that may pass (a
+                                    * full disk, a quota, a device error): try again later */
     FLS_ERR_MODEL = 60,            /* the architecture spec is invalid */
     FLS_ERR_DATASET = 63,          /* the evaluation dataset cannot be loaded */
     FLS_ERR_CHECKPOINT = 84,       /* a checkpoint is damaged, truncated or fails its checksum */

@@ -2821,14 +2821,151 @@ static uint64_t ckpt_round_of(const char *path)
     return r;
 }
 
+/* write as the server sees it (-Wl,--wrap=write): a descriptor whose path holds g_write_fail
+ * takes g_write_room more bytes (a write is cut short at them), then each write fails with
+ * g_write_errno (ENOSPC when 0), as on a file system that fills up. */
+ssize_t __real_write(int fd, const void *p, size_t n);
+ssize_t __wrap_write(int fd, const void *p, size_t n);
+static const char *g_write_fail;
+static size_t g_write_room;
+static int g_write_errno;
+
+ssize_t __wrap_write(int fd, const void *p, size_t n)
+{
+    if (g_write_fail) {
+        char link[64], path[512];
+        snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
+        const ssize_t k = readlink(link, path, sizeof path - 1);
+        if (k > 0) {
+            path[k] = 0;
+            if (strstr(path, g_write_fail)) {
+                if (!g_write_room) {
+                    errno = g_write_errno ? g_write_errno : ENOSPC;
+                    return -1;
+                }
+                if (n > g_write_room)
+                    n = g_write_room;
+                const ssize_t w = __real_write(fd, p, n);
+                if (w > 0)
+                    g_write_room -= (size_t)w;
+                return w;
+            }
+        }
+    }
+    return __real_write(fd, p, n);
+}
+
 static int reset_wraps(void **state)
 {
     (void)state;
     g_mkstemp_fails = 0;
+    g_write_fail = NULL;
+    g_write_room = 0;
+    g_write_errno = 0;
     g_clock_skew = 0;
     g_dir_fsync_fails = 0;
     g_ids_sync_fails = 0;
     return 0;
+}
+
+/* A full disk at start (writes fail with ENOSPC; making an empty file still works) is a failure
+ * that may pass: the start fails with FLS_ERR_IO_TRANSIENT, which fl_server exits 1 for (systemd
+ * restarts it), not with FLS_ERR_IO (exit 3, the operator's). Found by the probe of the
+ * checkpoint's directory, which writes a few bytes (by fls_server_check too: --check said all
+ * was well), or, when the disk fills after it, by the rewrite of CHECKPOINT.ids. A permanent
+ * error there (EROFS) stays FLS_ERR_IO. */
+static void test_reactor_start_disk_full(void **state)
+{
+    (void)state;
+    char yaml[1024], ckpt[300];
+    snprintf(ckpt, sizeof ckpt, "%s/full.ckpt", g_tmp);
+    snprintf(yaml, sizeof yaml,
+             "server:\n  insecure: true\n  endpoints: ['ipc://%s/full.sock']\n"
+             "model:\n  arch: \"mlp:6-5-3\"\nrun:\n  resume: true\ncheckpoint:\n  path: '%s'\n",
+             g_tmp, ckpt);
+    fls_options *o = opts_from(yaml);
+    logbuf *lb = calloc(1, sizeof *lb);
+    assert_non_null(lb);
+    fls_host host = {log_collect, lb, NULL, NULL, NULL};
+    static const char *const may_pass = "(a cause that may pass: a full disk";
+    for (int check = 1; check >= 0; check--) {
+        lb->len = 0;
+        lb->text[0] = 0;
+        g_write_fail = "/.fl-probe-";
+        fls_server *s = NULL;
+        const fls_status st = check ? fls_server_check(o, &host) : fls_server_new(o, &host, &s);
+        g_write_fail = NULL;
+        fls_server_free(s);
+        if (st != FLS_ERR_IO_TRANSIENT ||
+            !strstr(lb->text, "cannot write files in its directory: No space left on device") ||
+            !strstr(lb->text, may_pass))
+            fail_msg("%s on a full disk: status %d, log:\n%s", check ? "check" : "start", (int)st,
+                     lb->text);
+    }
+    /* the disk fills between the probe and the client-id file */
+    lb->len = 0;
+    lb->text[0] = 0;
+    g_write_fail = ".ids.tmp.";
+    fls_server *s = NULL;
+    fls_status st = fls_server_new(o, &host, &s);
+    g_write_fail = NULL;
+    fls_server_free(s);
+    if (st != FLS_ERR_IO_TRANSIENT || !strstr(lb->text, "not rewritten: cannot write: No space") ||
+        !strstr(lb->text, may_pass))
+        fail_msg("start, client ids on a full disk: status %d, log:\n%s", (int)st, lb->text);
+    /* a read-only file system needs the operator */
+    lb->len = 0;
+    lb->text[0] = 0;
+    g_write_fail = "/.fl-probe-";
+    g_write_errno = EROFS;
+    st = fls_server_new(o, &host, &s);
+    g_write_fail = NULL;
+    g_write_errno = 0;
+    fls_server_free(s);
+    if (st != FLS_ERR_IO || strstr(lb->text, may_pass))
+        fail_msg("start on a read-only file system: status %d, log:\n%s", (int)st, lb->text);
+    /* no probe left behind */
+    char cmd[400], out[256];
+    snprintf(cmd, sizeof cmd, "ls -A '%s' | grep -c fl-probe", g_tmp);
+    sh_run(cmd, NULL, NULL, out, sizeof out);
+    assert_string_equal(out, "0\n");
+    /* nothing else works without the write: a start that succeeds */
+    lb->len = 0;
+    lb->text[0] = 0;
+    assert_int_equal(fls_server_new(o, &host, &s), FLS_OK);
+    fls_server_free(s);
+    fls_options_free(o);
+    free(lb);
+}
+
+/* fl_server itself on a file system that is full (a tmpfs of 512 KiB filled, in a mount
+ * namespace of its own: skipped where unshare cannot make one): --check and the start both exit
+ * 1 (systemd's Restart=on-failure tries again; 3 would wait for the operator), saying why. */
+static void test_cli_start_disk_full(void **state)
+{
+    (void)state;
+    const char *root = getenv("FEDROP_BUILD_ROOT");
+    if (!root || geteuid() != 0 || system("unshare -m --propagation private true 2>/dev/null") != 0)
+        skip();
+    char mnt[300], cmd[2048], out[8192];
+    snprintf(mnt, sizeof mnt, "%s/fullfs", g_tmp);
+    mkdir(mnt, 0700);
+    snprintf(cmd, sizeof cmd,
+             "unshare -m --propagation private sh -c '"
+             "mount -t tmpfs -o size=512k tmpfs %s || exit 99; cat /dev/zero > %s/fill 2>/dev/null; "
+             "b=%s/fl_server/fl_server; a=\"--insecure --endpoint ipc://%s/fullfs.sock "
+             "--checkpoint %s/CK --resume\"; "
+             "$b $a --check > /dev/null 2>&1; echo check=$?; $b $a 2>&1; echo start=$?' 2>&1",
+             mnt, mnt, root, g_tmp, mnt);
+    const int rc = sh_run(cmd, NULL, NULL, out, sizeof out);
+    rmdir(mnt);
+    if (rc == 99)
+        skip();
+    if (!strstr(out, "check=1\n") || !strstr(out, "start=1\n") ||
+        !strstr(out, "No space left on device (a cause that may pass") ||
+        !strstr(out, "the start failed on a write that may succeed later") ||
+        strstr(out, "listening on"))
+        fail_msg("fl_server on a full file system:\n%s", out);
 }
 
 /* A new server of o (its log into lb, emptied) after the last one was freed, p reconnected to ep
@@ -5244,6 +5381,8 @@ int main(void)
         cmocka_unit_test(test_reactor_checkpoint_in_use),
         cmocka_unit_test(test_reactor_checkpoint_looked_at_under_lock),
         cmocka_unit_test(test_reactor_checkpoint_no_locks),
+        cmocka_unit_test_teardown(test_reactor_start_disk_full, reset_wraps),
+        cmocka_unit_test(test_cli_start_disk_full),
         cmocka_unit_test(test_reactor_curve),
         cmocka_unit_test(test_reactor_key_rotation),
         cmocka_unit_test(test_reactor_ids_per_key),
