@@ -204,7 +204,9 @@ struct fls_server {
     flm_dataset *eval_ds;
     flm_model *eval_model;
     flm_samples eval_view;
-    FILE *metrics;
+    int metrics_fd;             /* run.metrics, open for appending; -1: none */
+    int metrics_torn;           /* run.metrics ends in part of a line that could not be cut off:
+                                 * the next line starts with a '\n' */
     fls_ckpt snap;
     int have_snap;
     int snap_written;           /* the snapshot is what the file holds (written by us) */
@@ -1504,6 +1506,58 @@ static fl_status write_final(fls_server *s)
     return st;
 }
 
+/* Appends json[0..n) and a '\n' to run.metrics in one write (of the whole line at once, not
+ * through stdio, whose buffer kept the unwritten rest of a failed line and glued the next one
+ * onto it). A line that goes in only in part (a full disk) is cut back off the file, which then
+ * ends with its last complete line: a strict JSON-lines reader refuses a file with one broken
+ * line. Where that cut fails (not a regular file, or ftruncate refused) the part stays, said,
+ * and the next line starts on a line of its own. 0, or -1 with errno set (the line is lost). */
+static int metrics_write(fls_server *s, const char *json, size_t n)
+{
+    char buf[4098];
+    const size_t lead = s->metrics_torn ? 1 : 0;
+    if (lead)
+        buf[0] = '\n';
+    memcpy(buf + lead, json, n);
+    buf[lead + n] = '\n';
+    const size_t len = lead + n + 1;
+    const int fd = s->metrics_fd;
+    const off_t at = lseek(fd, 0, SEEK_END); /* where the line starts (O_APPEND writes there) */
+    size_t done = 0;
+    int e = 0;
+    while (done < len) {
+        const ssize_t w = write(fd, buf + done, len - done);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0) {
+            e = w < 0 ? errno : ENOSPC;
+            break;
+        }
+        done += (size_t)w;
+    }
+    if (!e) {
+        s->metrics_torn = 0;
+        return 0;
+    }
+    if (lead && done == lead)
+        s->metrics_torn = 0; /* the '\n' went in: the part before ends there */
+    if (done > lead) {
+        struct stat sb;
+        const int reg = fstat(fd, &sb) == 0 && S_ISREG(sb.st_mode);
+        if (reg && at >= 0 && ftruncate(fd, at + (off_t)lead) == 0) {
+            s->metrics_torn = 0; /* the lead '\n', if any, stays: it ends the older part */
+        } else {
+            const int te = reg ? errno : ESPIPE;
+            fl_log(&s->log, FL_LOG_ERROR, "run.metrics %s: %zu bytes of a line that failed are "
+                   "left in it (cannot cut them off: %s): the next line starts on a new line",
+                   s->opt.metrics_path, done - lead, reg && at < 0 ? "no offset" : strerror(te));
+            s->metrics_torn = 1;
+        }
+    }
+    errno = e;
+    return -1;
+}
+
 static void round_end(fls_server *s)
 {
     const fls_round_metrics *last = fls_core_last_metrics(s->core);
@@ -1537,16 +1591,17 @@ static void round_end(fls_server *s)
              loss, acc, (double)m->bytes_down / 1e6, (double)m->bytes_up / 1e6, m->duration_s,
              why[(unsigned)m->closed_by < 4 ? (unsigned)m->closed_by : 0]);
     fl_log(&s->log, FL_LOG_INFO, "%s", line);
-    if (s->metrics) {
+    if (s->metrics_fd >= 0) {
         /* A full disk or a file gone: said (once until it works again), never silent. */
+        const int bad = metrics_write(s, json, jl < sizeof json ? jl : sizeof json - 1);
+        const int e = errno;
         struct stat sb;
-        const int bad = fprintf(s->metrics, "%s\n", json) < 0 || fflush(s->metrics) != 0;
-        const int gone = !bad && fstat(fileno(s->metrics), &sb) == 0 && sb.st_nlink == 0;
+        const int gone = !bad && fstat(s->metrics_fd, &sb) == 0 && sb.st_nlink == 0;
         if ((bad || gone) && !s->metrics_bad)
             fl_log(&s->log, FL_LOG_ERROR, bad ? "run.metrics %s: %s: round %llu's line is lost"
                                               : "run.metrics %s was deleted or moved (%s): its lines from "
                                                 "round %llu on go nowhere; SIGHUP reopens it",
-                   s->opt.metrics_path, bad ? strerror(errno) : "no link left",
+                   s->opt.metrics_path, bad ? strerror(e) : "no link left",
                    (unsigned long long)m->round);
         if (bad || gone) {
             /* the later losses are counted, and said when a line gets through (or at the end) */
@@ -1563,7 +1618,6 @@ static void round_end(fls_server *s)
             s->metrics_lost = 0;
         }
         s->metrics_bad = bad || gone;
-        clearerr(s->metrics);
     }
     if (s->host.on_round)
         s->host.on_round(s->host.round_user, json, line);
@@ -2407,19 +2461,26 @@ static fl_status reload_allow(fls_server *s)
 
 /* SIGHUP: run.metrics is opened again (appending), so that a rotated or deleted file gets the
  * next lines; the old one keeps what it has. */
+static int metrics_open(const char *path)
+{
+    /* as fopen(path, "a"): mode 0666 less the umask */
+    return open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0666);
+}
+
 static void reopen_metrics(fls_server *s)
 {
-    if (!s->metrics || s->metrics == stdout)
+    if (s->metrics_fd < 0)
         return;
-    FILE *f = fopen(s->opt.metrics_path, "a");
-    if (!f) {
+    const int f = metrics_open(s->opt.metrics_path);
+    if (f < 0) {
         fl_log(&s->log, FL_LOG_ERROR, "run.metrics %s not reopened (the old file stays): %s",
                s->opt.metrics_path, strerror(errno));
         return;
     }
-    fclose(s->metrics);
-    s->metrics = f;
+    close(s->metrics_fd);
+    s->metrics_fd = f;
     s->metrics_bad = 0;
+    s->metrics_torn = 0; /* a new file, or one another program may have written since */
     fl_log(&s->log, FL_LOG_INFO, "run.metrics %s reopened", s->opt.metrics_path);
 }
 
@@ -3200,7 +3261,7 @@ static fl_status server_init(fls_server *s, char *err, size_t errlen)
     }
     if ((st = setup_socket(s, err, errlen)) != FL_OK)
         return st;
-    if (metrics_file && !(s->metrics = fopen(s->opt.metrics_path, "a"))) {
+    if (metrics_file && (s->metrics_fd = metrics_open(s->opt.metrics_path)) < 0) {
         const int e = errno;
         return fls_options_errf(&s->opt, err, errlen, io_status(e), "run.metrics", NULL,
                                 "run.metrics %s: %s%s", s->opt.metrics_path, strerror(e),
@@ -3243,6 +3304,7 @@ static fls_status server_create(const fls_options *o, const fls_host *host, int 
     s->idle = (bind_list){NIL, NIL};
     s->ids_fd = -1;
     s->lock_fd = -1;
+    s->metrics_fd = -1;
     s->log.fn = log_bridge;
     s->log.user = s;
     s->log.min_level = (fl_log_level)s->opt.log_level;
@@ -3332,8 +3394,8 @@ void fls_server_free(fls_server *s)
     fls_core_free(s->core);
     flm_model_free(s->eval_model);
     flm_dataset_free(s->eval_ds);
-    if (s->metrics)
-        fclose(s->metrics);
+    if (s->metrics_fd >= 0)
+        close(s->metrics_fd);
     fls_ckpt_clear(&s->snap);
     free(s->chunk_buf);
     free(s);

@@ -3193,6 +3193,76 @@ static void test_reactor_metrics_lost(void **state)
     free(lb);
 }
 
+/* A metrics line that goes in only in part (the disk fills after 40 of its bytes) is cut back off
+ * the file: the file ends with its last complete line, and the next round's line, once the disk
+ * takes it, is a line of its own. Before, the part stayed and the next line was glued onto it
+ * ("...\"t_sta{\"round\":2,...") and strict JSON-lines readers refused the file. */
+static void test_reactor_metrics_cut_back(void **state)
+{
+    (void)state;
+    char yaml[2048], ep[300], path[300];
+    snprintf(ep, sizeof ep, "ipc://%s/mcut.sock", g_tmp);
+    snprintf(path, sizeof path, "%s/mcut.jsonl", g_tmp);
+    unlink(path);
+    snprintf(yaml, sizeof yaml,
+             "server:\n  insecure: true\n  endpoints: ['%s']\nmodel:\n  arch: \"mlp:6-5-3\"\n"
+             "run:\n  rounds: 3\n  metrics: '%s'\nround:\n  clients: 1\n  overcommit: 1\n"
+             "codec:\n  chunk_elems: 4\n",
+             ep, path);
+    fls_options *o = opts_from(yaml);
+    logbuf *lb = calloc(1, sizeof *lb);
+    fls_host host = {log_collect, lb, NULL, round_collect, lb};
+    fls_server *s = NULL;
+    assert_int_equal(fls_server_new(o, &host, &s), FLS_OK);
+    fls_options_free(o);
+    peer p;
+    peer_open(&p, ep, NULL, NULL, NULL);
+    const flc_core_config cc = {"dev", fls_client_key("dev"), 5, NULL, plus_quarter, NULL, {0}, NULL};
+    flc_core *c = NULL;
+    assert_int_equal(flc_core_new(&cc, &c), FL_OK);
+    flp_msg h = hello_msg("dev");
+    peer_send(&p, &h);
+    expect_ack_hello(s, &p);
+    int max_inflight = 0;
+    for (int r = 0; r < 3; r++) {
+        if (r == 1) {
+            g_write_fail = "/mcut.jsonl";
+            g_write_room = 40;
+        }
+        assert_int_equal(play_round(s, &p, c, 8, &max_inflight, 0), 0);
+        while (lb->rounds < r + 1)
+            fls_server_step(s, 2);
+        g_write_fail = NULL;
+    }
+    flp_msg *bye = peer_recv(s, &p, 10);
+    assert_non_null(bye);
+    flp_msg_free(bye);
+    fls_server_free(s);
+    if (!strstr(lb->text, "round 1's line is lost") ||
+        !strstr(lb->text, "takes lines again from round 2"))
+        fail_msg("log:\n%s", lb->text);
+    char text[16384];
+    read_small(path, text, sizeof text);
+    /* two whole lines, rounds 0 and 2, each one JSON object */
+    const size_t n = strlen(text);
+    assert_true(n > 0 && text[n - 1] == '\n');
+    int lines = 0;
+    for (char *l = text, *nl; (nl = strchr(l, '\n')); l = nl + 1, lines++) {
+        *nl = 0;
+        char want[32];
+        snprintf(want, sizeof want, "{\"round\":%d,", lines == 0 ? 0 : 2);
+        if (strncmp(l, want, strlen(want)) != 0 || l[strlen(l) - 1] != '}' ||
+            strstr(l + 1, "{\"round\""))
+            fail_msg("line %d of %s is not round %s's whole line: '%s'", lines + 1, path,
+                     lines == 0 ? "0" : "2", l);
+    }
+    assert_int_equal(lines, 2);
+    flc_core_free(c);
+    peer_close(&p);
+    free(lb);
+    unlink(path);
+}
+
 /* Uplink slots: with one slot, a second client's Update waits (no credit) while the first
  * uploads; a slot holder that sends no chunk for the liveness timeout (heartbeats alone) loses its
  * slot (Ack(of UPDATE, FL_ERR_TIMEOUT)) and the waiting client gets its credits. */
@@ -5407,6 +5477,7 @@ int main(void)
         cmocka_unit_test(test_reactor_connection_limit),
         cmocka_unit_test(test_reactor_forgotten_state_not_inherited),
         cmocka_unit_test(test_reactor_metrics_lost),
+        cmocka_unit_test_teardown(test_reactor_metrics_cut_back, reset_wraps),
         cmocka_unit_test(test_ids_key_leading_dash),
         cmocka_unit_test(test_ids_owner_survives_sigkill),
         cmocka_unit_test(test_ids_colliding_keys_survive_restart),
