@@ -3449,6 +3449,24 @@ static void timers(fls_server *s, double now)
         dl_pump_all(s);
 }
 
+/* What checkpoint.path holds, for the lines of a checkpoint that could not be written, into
+ * buf: "next round K", "none yet", or "none (the one of next round K is gone: REASON)". Returns
+ * the next round the file holds, 0 for none. */
+static uint64_t ckpt_on_disk(const fls_server *s, char *buf, size_t cap)
+{
+    struct stat sb;
+    if (s->ckpt_round && stat(s->opt.ckpt_path, &sb) == 0) {
+        snprintf(buf, cap, "next round %llu", (unsigned long long)s->ckpt_round);
+        return s->ckpt_round;
+    }
+    if (s->ckpt_round) /* removed under the server (its directory with it): say so */
+        snprintf(buf, cap, "none (the one of next round %llu is gone: %s)",
+                 (unsigned long long)s->ckpt_round, strerror(errno));
+    else
+        snprintf(buf, cap, "none yet");
+    return 0;
+}
+
 static fls_status finish_stop(fls_server *s)
 {
     /* No more updates are taken: the reactor stops reading. The state between rounds is the last
@@ -3465,6 +3483,30 @@ static fls_status finish_stop(fls_server *s)
                "(%s); %s holds %s", (unsigned long long)fls_core_round(s->core), fl_strerror(st),
                s->opt.ckpt_path, held);
     }
+    /* The file could not be written (a full disk): say what the one on disk holds and what is
+     * lost, as the failure of a checkpoint during the run does; "stopped at round R" alone read
+     * as if round R were saved. */
+    char last[160] = "";
+    uint64_t on_disk = 0;
+    const uint64_t round = fls_core_round(s->core);
+    if (st != FL_OK)
+        on_disk = ckpt_on_disk(s, last, sizeof last);
+    if (st != FL_OK && st != s->snap_err) {
+        char lost[96] = "";
+        if (round == on_disk + 1)
+            snprintf(lost, sizeof lost, "; round %llu is lost", (unsigned long long)on_disk);
+        else if (round > on_disk)
+            snprintf(lost, sizeof lost, "; rounds %llu to %llu are lost",
+                     (unsigned long long)on_disk, (unsigned long long)(round - 1));
+        fl_log(&s->log, FL_LOG_ERROR, "stopping: checkpoint %s of round %llu cannot be written "
+               "(%s); the last one on disk: %s%s. Clients will reconnect; fix the path (free the "
+               "disk) and restart with --resume to continue from %s",
+               s->opt.ckpt_path, (unsigned long long)round,
+               st == FL_ERR_IO && s->ckpt_errno ? strerror(s->ckpt_errno)
+               : s->ckpt_nofd                   ? "no file descriptor free"
+                                                : fl_strerror(st),
+               last, lost, on_disk ? "it" : "the start (a fresh run)");
+    }
     if (s->opt.ckpt_path[0] && nothing_to_keep(s)) {
         struct stat sb;
         const int kept = stat(s->opt.ckpt_path, &sb) == 0;
@@ -3473,7 +3515,11 @@ static fls_status finish_stop(fls_server *s)
     }
     send_bye_all(s, "restart");
     s->run = RUN_STOPPED;
-    fl_log(&s->log, FL_LOG_INFO, "stopped at round %llu", (unsigned long long)fls_core_round(s->core));
+    if (st == FL_OK)
+        fl_log(&s->log, FL_LOG_INFO, "stopped at round %llu", (unsigned long long)round);
+    else
+        fl_log(&s->log, FL_LOG_INFO, "stopped at round %llu without its checkpoint (the one on "
+               "disk: %s)", (unsigned long long)round, last);
     return st == FL_OK ? FLS_ERR_CANCELLED : fls_status_of(st);
 }
 
@@ -3483,13 +3529,8 @@ static fls_status finish_ckpt_failed(fls_server *s, fl_status st)
 {
     send_bye_all(s, "restart");
     s->run = RUN_FAILED;
-    char last[160] = "none yet";
-    struct stat sb;
-    if (s->ckpt_round && stat(s->opt.ckpt_path, &sb) == 0)
-        snprintf(last, sizeof last, "next round %llu", (unsigned long long)s->ckpt_round);
-    else if (s->ckpt_round) /* removed under the server (its directory with it): say so */
-        snprintf(last, sizeof last, "none (the one of next round %llu is gone: %s)",
-                 (unsigned long long)s->ckpt_round, strerror(errno));
+    char last[160];
+    ckpt_on_disk(s, last, sizeof last);
     if (s->snap_err != FL_OK && st == s->snap_err) /* the state, not the file (write_snapshot) */
         fl_log(&s->log, FL_LOG_ERROR, "stopping: the server's state at round %llu cannot be "
                "checkpointed (%s); the last checkpoint in %s: %s. Clients will reconnect; "

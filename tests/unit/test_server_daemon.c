@@ -2968,6 +2968,64 @@ static void test_cli_start_disk_full(void **state)
         fail_msg("fl_server on a full file system:\n%s", out);
 }
 
+/* A checkpoint that cannot be written at a stop (SIGTERM on a full disk, checkpoint.every 2 after
+ * rounds 0-2) says what the file on disk holds (next round 2, written after round 1) and that
+ * round 2 is lost; the last line says the stop is without its checkpoint. Before, the stop said
+ * "checkpoint PATH: cannot write: ..." and "stopped at round 3", as if round 3 were saved. */
+static void test_reactor_stop_checkpoint_fails(void **state)
+{
+    (void)state;
+    char yaml[2048], ep[300], ckpt[300];
+    snprintf(ep, sizeof ep, "ipc://%s/stopfail.sock", g_tmp);
+    snprintf(ckpt, sizeof ckpt, "%s/stopfail.ckpt", g_tmp);
+    unlink(ckpt);
+    snprintf(yaml, sizeof yaml,
+             "server:\n  insecure: true\n  endpoints: ['%s']\nmodel:\n  arch: \"mlp:6-5-3\"\n"
+             "round:\n  clients: 1\n  overcommit: 1\ncodec:\n  chunk_elems: 4\n"
+             "checkpoint:\n  path: '%s'\n  every: 2\n",
+             ep, ckpt);
+    fls_options *o = opts_from(yaml);
+    logbuf *lb = calloc(1, sizeof *lb);
+    fls_host host = {log_collect, lb, NULL, round_collect, lb};
+    fls_server *s = NULL;
+    assert_int_equal(fls_server_new(o, &host, &s), FLS_OK);
+    peer p;
+    peer_open(&p, ep, NULL, NULL, NULL);
+    const flc_core_config cc = {"dev", fls_client_key("dev"), 5, NULL, plus_quarter, NULL, {0}, NULL};
+    flc_core *c = NULL;
+    assert_int_equal(flc_core_new(&cc, &c), FL_OK);
+    flp_msg h = hello_msg("dev");
+    peer_send(&p, &h);
+    expect_ack_hello(s, &p);
+    int max_inflight = 0;
+    for (int r = 0; r < 3; r++) {
+        assert_int_equal(play_round(s, &p, c, 8, &max_inflight, 0), 0);
+        while (lb->rounds < r + 1)
+            assert_int_equal(fls_server_step(s, 2), FLS_OK);
+    }
+    assert_int_equal(ckpt_round_of(ckpt), 2);
+    g_write_fail = "/stopfail.ckpt.tmp.";
+    fls_server_stop(s);
+    assert_int_equal(fls_server_step(s, 0), FLS_ERR_IO);
+    g_write_fail = NULL;
+    fls_server_free(s);
+    char want[600];
+    snprintf(want, sizeof want, "stopping: checkpoint %s of round 3 cannot be written (No space "
+             "left on device); the last one on disk: next round 2; round 2 is lost. Clients will "
+             "reconnect", ckpt);
+    if (!strstr(lb->text, want) ||
+        !strstr(lb->text, "stopped at round 3 without its checkpoint (the one on disk: next "
+                          "round 2)") ||
+        strstr(lb->text, "stopped at round 3\n"))
+        fail_msg("log lacks '%s' or the stop line:\n%s", want, lb->text);
+    assert_int_equal(ckpt_round_of(ckpt), 2);
+    flc_core_free(c);
+    peer_close(&p);
+    fls_options_free(o);
+    free(lb);
+    unlink(ckpt);
+}
+
 /* A new server of o (its log into lb, emptied) after the last one was freed, p reconnected to ep
  * and the client's Hello h acknowledged: the run resumed, its client back. */
 static fls_server *restarted_hello(const fls_options *o, const fls_host *host, logbuf *lb, peer *p,
@@ -5452,6 +5510,7 @@ int main(void)
         cmocka_unit_test(test_reactor_checkpoint_looked_at_under_lock),
         cmocka_unit_test(test_reactor_checkpoint_no_locks),
         cmocka_unit_test_teardown(test_reactor_start_disk_full, reset_wraps),
+        cmocka_unit_test_teardown(test_reactor_stop_checkpoint_fails, reset_wraps),
         cmocka_unit_test(test_cli_start_disk_full),
         cmocka_unit_test(test_reactor_curve),
         cmocka_unit_test(test_reactor_key_rotation),
