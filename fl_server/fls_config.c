@@ -40,7 +40,8 @@ typedef struct key_def {
 static const key_def KEYS[] = {
     /* server */
     {"server.endpoints", K_ENDPOINTS, OFF(endpoints), 0, 0, 0, NULL, "tcp://*:5555",
-     "endpoints to bind (tcp://HOST:PORT, ipc:///PATH); a YAML list, or comma-separated"},
+     "endpoints to bind (tcp://HOST:PORT, HOST * or an IP address ([::1]) or an interface "
+     "(lo, eth0), not a host name; ipc:///PATH); a YAML list, or comma-separated"},
     {"server.insecure", K_BOOL, OFF(insecure), 0, 0, 1, NULL, "false",
      "turn CURVE off: plain text, no client authentication (logged as a warning)"},
     {"server.secret_key_file", K_STR, OFF(secret_key_file), SZ(secret_key_file), 0, 0, NULL, "",

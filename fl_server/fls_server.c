@@ -40,6 +40,8 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <arpa/inet.h>
+#include <net/if.h>
 #include <time.h>
 #include <unistd.h>
 #include <zmq.h>
@@ -2803,6 +2805,66 @@ static void read_monitor(fls_server *s)
     }
 }
 
+/* The host of a tcp:// endpoint to bind, as libzmq's bind takes it: *, an IPv4 address, an IPv6
+ * one (bracketed or not; a %SCOPE after it), or the name of an interface of this machine (lo,
+ * eth0). libzmq resolves no DNS names for a bind: "localhost" fails with ENODEV ("No such
+ * device"), and an IPv6 address too unless ZMQ_IPV6 is set on the socket. */
+enum { EP_HOST_ANY = 0, EP_HOST_V6, EP_HOST_NAME };
+
+static int ep_host_kind(const char *ep, char *host, size_t cap)
+{
+    host[0] = 0;
+    if (strncmp(ep, "tcp://", 6) != 0)
+        return EP_HOST_ANY;
+    const char *h = ep + 6, *colon = strrchr(h, ':');
+    size_t n = colon ? (size_t)(colon - h) : strlen(h);
+    if (n >= 2 && h[0] == '[' && h[n - 1] == ']') {
+        h++;
+        n -= 2;
+    }
+    if (n >= cap)
+        n = cap - 1;
+    memcpy(host, h, n);
+    host[n] = 0;
+    char addr[INET6_ADDRSTRLEN + 64];
+    snprintf(addr, sizeof addr, "%s", host);
+    addr[strcspn(addr, "%")] = 0; /* fe80::1%eth0: the scope is libzmq's to read */
+    unsigned char buf[sizeof(struct in6_addr)];
+    if (inet_pton(AF_INET6, addr, buf) == 1)
+        return EP_HOST_V6;
+    if (strcmp(host, "*") == 0 || inet_pton(AF_INET, host, buf) == 1 || if_nametoindex(host) != 0)
+        return EP_HOST_ANY;
+    return EP_HOST_NAME;
+}
+
+/* A start-up check (--check makes it too): a tcp:// endpoint whose host is a name that no
+ * interface has, which libzmq would refuse at bind as "No such device". FL_OK or FL_ERR_CONFIG. */
+static fl_status check_endpoints(fls_server *s, char *err, size_t errlen)
+{
+    for (uint32_t i = 0; i < s->opt.n_endpoints; i++) {
+        const char *ep = s->opt.endpoints[i];
+        char host[FLS_ENDPOINT_MAX];
+        if (ep_host_kind(ep, host, sizeof host) != EP_HOST_NAME)
+            continue;
+        const char *port = strrchr(ep + 6, ':') + 1;
+        const int local = strcmp(host, "localhost") == 0 || strcmp(host, "localhost.") == 0 ||
+                          strcmp(host, "ip6-localhost") == 0;
+        char instead[3 * FLS_ENDPOINT_MAX + 256];
+        if (local)
+            snprintf(instead, sizeof instead, "for %s write 127.0.0.1 (tcp://127.0.0.1:%s), or "
+                     "[::1] for IPv6", host, port);
+        else
+            snprintf(instead, sizeof instead, "no interface of this machine is called '%s'; write "
+                     "the address this machine has for it (tcp://ADDRESS:%s) or * for all of them "
+                     "(tcp://*:%s)", host, port, port);
+        return fls_options_errf(&s->opt, err, errlen, FL_ERR_CONFIG, "server.endpoints", NULL,
+                                "server.endpoints: bind %s: the host of a bind endpoint is *, an "
+                                "IP address or an interface name (lo, eth0), not a host name: %s",
+                                ep, instead);
+    }
+    return FL_OK;
+}
+
 static fl_status setup_socket(fls_server *s, char *err, size_t errlen)
 {
     /* before any bind: a refused start leaves no endpoint of ours behind */
@@ -2880,8 +2942,17 @@ static fl_status setup_socket(fls_server *s, char *err, size_t errlen)
     if (setup_monitor(s) != 0)
         goto zfail;
     for (uint32_t i = 0; i < s->opt.n_endpoints; i++) {
+        /* libzmq takes an IPv6 address only with ZMQ_IPV6, which it reads at each bind: set for
+         * the endpoints that name one, so that a wildcard endpoint stays IPv4's 0.0.0.0 as before. */
+        char host[FLS_ENDPOINT_MAX];
+        const int v6 = ep_host_kind(s->opt.endpoints[i], host, sizeof host) == EP_HOST_V6;
+        if (zmq_setsockopt(s->router, ZMQ_IPV6, &v6, sizeof v6) != 0)
+            goto zfail;
         if (zmq_bind(s->router, s->opt.endpoints[i]) != 0) {
-            snprintf(err, errlen, "bind %s: %s", s->opt.endpoints[i], zmq_strerror(zmq_errno()));
+            const int ze = zmq_errno();
+            snprintf(err, errlen, "bind %s: %s%s", s->opt.endpoints[i], zmq_strerror(ze),
+                     ze == ENODEV ? " (the host of a bind endpoint is *, an IP address or an "
+                                    "interface name of this machine: lo, eth0)" : "");
             /* The start fails: the socket files of the ipc:// endpoints bound so far go too
              * (libzmq leaves them; ipc_in_use made sure no live process owned them). */
             for (size_t j = 0; j < s->n_ep; j++)
@@ -3115,6 +3186,8 @@ static fl_status server_init(fls_server *s, char *err, size_t errlen)
         snprintf(err, errlen, "%s", why);
         return st;
     }
+    if ((st = check_endpoints(s, err, errlen)) != FL_OK)
+        return st;
     s->curve = !s->opt.insecure;
     if (!s->curve) {
         fl_log(&s->log, FL_LOG_WARN,

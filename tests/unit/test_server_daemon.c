@@ -1404,6 +1404,65 @@ static fls_server *server_of(const char *yaml, logbuf **lb)
     return s;
 }
 
+/* The host of a tcp:// endpoint: libzmq's bind takes *, an IP address or an interface name, never a
+ * DNS name ("localhost" failed at bind as "No such device", exit 3, and --check passed it), and
+ * an IPv6 address only with ZMQ_IPV6 (tcp://[::1]:PORT failed the same way). Host names are now
+ * refused by the start-up checks (--check too) with what to write instead; IPv6 addresses bind,
+ * and a wildcard endpoint after one is still IPv4's 0.0.0.0 (ZMQ_IPV6 set per endpoint). */
+static void test_reactor_endpoint_hosts(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *ep, *want;
+    } bad[] = {
+        {"tcp://localhost:0", "server.endpoints: bind tcp://localhost:0: the host of a bind "
+                              "endpoint is *, an IP address or an interface name (lo, eth0), not "
+                              "a host name: for localhost write 127.0.0.1 (tcp://127.0.0.1:0)"},
+        {"tcp://myhost.example.com:5631", "not a host name: no interface of this machine is called "
+                                          "'myhost.example.com'; write the address this machine "
+                                          "has for it (tcp://ADDRESS:5631) or * for all of them"},
+    };
+    char yaml[1024];
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        snprintf(yaml, sizeof yaml, "server:\n  insecure: true\n  endpoints: ['%s']\n", bad[i].ep);
+        fls_options *o = opts_from(yaml);
+        logbuf *lb = calloc(1, sizeof *lb);
+        fls_host host = {log_collect, lb, NULL, NULL, NULL};
+        for (int check = 1; check >= 0; check--) {
+            lb->len = 0;
+            lb->text[0] = 0;
+            fls_server *s = NULL;
+            const fls_status st = check ? fls_server_check(o, &host) : fls_server_new(o, &host, &s);
+            fls_server_free(s);
+            if (st != FLS_ERR_CONFIG || !strstr(lb->text, bad[i].want))
+                fail_msg("%s (%s): status %d, log:\n%s", bad[i].ep, check ? "check" : "start",
+                         (int)st, lb->text);
+        }
+        fls_options_free(o);
+        free(lb);
+    }
+    /* an interface name binds as before */
+    logbuf *lb;
+    fls_server *s = server_of("server:\n  insecure: true\n  endpoints: ['tcp://lo:0']\n", &lb);
+    assert_int_equal(strncmp(fls_server_endpoint(s, 0), "tcp://127.0.0.1:", 16), 0);
+    fls_server_free(s);
+    free(lb);
+    /* IPv6, where this machine has ::1 */
+    const int fd = socket(AF_INET6, SOCK_STREAM, 0);
+    struct sockaddr_in6 a = {.sin6_family = AF_INET6, .sin6_addr = IN6ADDR_LOOPBACK_INIT};
+    const int have6 = fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof a) == 0;
+    if (fd >= 0)
+        close(fd);
+    if (!have6)
+        return;
+    s = server_of("server:\n  insecure: true\n  endpoints: ['tcp://[::1]:0', 'tcp://*:0']\n", &lb);
+    if (strncmp(fls_server_endpoint(s, 0), "tcp://[::1]:", 12) != 0 ||
+        strncmp(fls_server_endpoint(s, 1), "tcp://0.0.0.0:", 14) != 0)
+        fail_msg("bound %s and %s", fls_server_endpoint(s, 0), fls_server_endpoint(s, 1));
+    fls_server_free(s);
+    free(lb);
+}
+
 /* A plain-text server of a small mlp (mlp:6-5-3, 3 clients a round, room for 3 ids) on
  * ipc://TMP/sock, logging into *lb (the caller frees both); its endpoint in ep. server_keys: more
  * lines of its server section ("  id_idle_s: 1\n"), or "". */
@@ -5501,6 +5560,7 @@ int main(void)
         cmocka_unit_test(test_server_check),
         cmocka_unit_test(test_allow_list),
         cmocka_unit_test(test_reactor_insecure),
+        cmocka_unit_test(test_reactor_endpoint_hosts),
         cmocka_unit_test(test_reactor_insecure_keys_unused),
         cmocka_unit_test(test_reactor_twin_warning),
         cmocka_unit_test(test_reactor_idle_ids),
