@@ -138,7 +138,8 @@ typedef struct fls_server fls_server; /* opaque */
  * (restoring option checkpoint.path when run.resume is set and the file exists; the file's
  * directory must be writable), checks that run.metrics can be written, binds every endpoint
  * (logging "listening on ENDPOINT" for each) and only then opens (creates) the metrics file, so
- * that a start that fails makes no file. o may be freed afterwards. Returns FLS_OK, FLS_ERR_CONFIG, FLS_ERR_IO, FLS_ERR_AUTH (bad key or
+ * that a start that fails at the bind or before makes no file but CHECKPOINT.lock (with
+ * checkpoint.path set: taken first, and never removed, which would race with another server). o may be freed afterwards. Returns FLS_OK, FLS_ERR_CONFIG, FLS_ERR_IO, FLS_ERR_AUTH (bad key or
  * allow-list file), FLS_ERR_DATASET, FLS_ERR_CHECKPOINT / _MISMATCH (resume), FLS_ERR_TRANSPORT
  * (bind failed, ...), FLS_ERR_UNSUPPORTED (CURVE requested but libzmq lacks it), FLS_ERR_NOMEM. */
 fls_status fls_server_new(const fls_options *o, const fls_host *host, fls_server **out);

@@ -1962,9 +1962,12 @@ static void test_reactor_checkpoint_in_use(void **state)
     free(lb);
 }
 
-/* A start that fails at the bind (a TCP port in use: exit 3) makes no file: run.metrics is
- * created only once every endpoint is bound (it was created, empty, before the bind), and the
- * socket file of an ipc:// endpoint bound before the failing one is removed. */
+static void read_small(const char *path, char *buf, size_t cap);
+
+/* A start that fails at the bind (a TCP port in use: exit 3) makes no file but CHECKPOINT.lock
+ * (never removed: that would race with another server; README says so, where it said "no file"):
+ * run.metrics is created only once every endpoint is bound (it was created, empty, before the
+ * bind), and the socket file of an ipc:// endpoint bound before the failing one is removed. */
 static void test_reactor_failed_start_no_metrics(void **state)
 {
     (void)state;
@@ -1982,13 +1985,17 @@ static void test_reactor_failed_start_no_metrics(void **state)
     socklen_t sl = sizeof sa;
     assert_int_equal(getsockname(fd, (struct sockaddr *)&sa, &sl), 0);
     const int port = ntohs(sa.sin_port);
-    char yaml[1024], metrics[300], sock[300], held[64];
+    char yaml[2048], metrics[300], sock[300], held[64], ckpt[300], lock[320], ids[320];
     snprintf(metrics, sizeof metrics, "%s/failed-start.jsonl", g_tmp);
+    snprintf(ckpt, sizeof ckpt, "%s/failed-start.ckpt", g_tmp);
+    snprintf(lock, sizeof lock, "%s.lock", ckpt);
+    snprintf(ids, sizeof ids, "%s.ids", ckpt);
     snprintf(sock, sizeof sock, "%s/failed-start.sock", g_tmp);
     snprintf(held, sizeof held, "bind tcp://127.0.0.1:%d", port);
     snprintf(yaml, sizeof yaml,
              "server:\n  insecure: true\n  endpoints: ['ipc://%s', 'tcp://127.0.0.1:%d']\n"
-             "model:\n  arch: \"mlp:6-5-3\"\nrun:\n  metrics: '%s'\n", sock, port, metrics);
+             "model:\n  arch: \"mlp:6-5-3\"\nrun:\n  metrics: '%s'\ncheckpoint:\n  path: '%s'\n",
+             sock, port, metrics, ckpt);
     fls_options *o = opts_from(yaml);
     logbuf *lb = calloc(1, sizeof *lb);
     fls_host host = {log_collect, lb, NULL, NULL, NULL};
@@ -2002,6 +2009,20 @@ static void test_reactor_failed_start_no_metrics(void **state)
         fail_msg("a failed start left %s behind (%lld bytes)", metrics, (long long)sb.st_size);
     if (stat(sock, &sb) == 0)
         fail_msg("a failed start left %s behind", sock);
+    if (stat(ckpt, &sb) == 0 || stat(ids, &sb) == 0)
+        fail_msg("a failed start left %s or %s behind", ckpt, ids);
+    assert_int_equal(stat(lock, &sb), 0); /* the one file it leaves, and the guide says so */
+    const char *src = getenv("FEDROP_SOURCE_ROOT");
+    if (src) {
+        char path[512];
+        static char text[200000];
+        snprintf(path, sizeof path, "%s/fl_server/README.md", src);
+        read_small(path, text, sizeof text);
+        if (strstr(text, "(exit 2 or 3) makes no file:") ||
+            !strstr(text, "A start that fails (exit 1, 2 or 3) makes no file but one: with "
+                          "`checkpoint.path` set,\n  `CHECKPOINT.lock`"))
+            fail_msg("README.md does not say that a failed start leaves CHECKPOINT.lock");
+    }
 
     /* fl_server: exit 3, and no file either */
     const char *root = getenv("FEDROP_BUILD_ROOT");
