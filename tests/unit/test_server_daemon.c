@@ -885,8 +885,8 @@ static void test_cli_no_checkpoint_warning(void **state)
     assert_true(said);
 }
 
-/* Signals during start-up (here: fl_server blocked reading its secret key from a FIFO, as it
- * could be loading a large evaluation set) are caught, not fatal: SIGHUP waits, SIGTERM ends the
+/* Signals during start-up (here: fl_server blocked reading its allow-list from a FIFO, as it
+ * could be loading a large evaluation set; a secret key file must be a regular file) are caught, not fatal: SIGHUP waits, SIGTERM ends the
  * daemon once the start-up is over, with exit 0, "stopped during start-up" and no checkpoint. */
 static void test_cli_signal_during_startup(void **state)
 {
@@ -902,21 +902,21 @@ static void test_cli_signal_during_startup(void **state)
     snprintf(text, sizeof text, "%s\n", pub);
     write_file(path, text);
     char fifo[400], ckpt[400];
-    snprintf(fifo, sizeof fifo, "%s/su-fifo.secret", g_tmp);
+    snprintf(fifo, sizeof fifo, "%s/su-fifo.allow", g_tmp);
     snprintf(ckpt, sizeof ckpt, "%s/su.ckpt", g_tmp);
     assert_int_equal(mkfifo(fifo, 0600), 0);
-    /* SIGHUP then SIGTERM once both handlers are in (SigCgt bits 1 and 15) while the key read
-     * blocks; then the key goes into the FIFO (bounded: a killed server never opens it). */
+    /* SIGHUP then SIGTERM once both handlers are in (SigCgt bits 1 and 15) while the allow-list
+     * read blocks; then the list goes into the FIFO (bounded: a killed server never opens it). */
     char cmd[4096];
     snprintf(cmd, sizeof cmd,
-             "'%s/fl_server/fl_server' --secret-key '%s' --allow-list '%s/su.allow' "
+             "'%s/fl_server/fl_server' --secret-key '%s/su.secret' --allow-list '%s' "
              "--endpoint tcp://127.0.0.1:0 --checkpoint '%s' 2>&1 & p=$!; i=0; "
              "while [ $i -lt 200 ]; do "
              "m=$(sed -n 's/^SigCgt:[[:space:]]*//p' /proc/$p/status 2>/dev/null); "
              "[ -n \"$m\" ] && [ $((0x$m & 0x4001)) -eq $((0x4001)) ] && break; "
              "sleep 0.05; i=$((i+1)); done; kill -HUP $p; sleep 0.2; kill -TERM $p; sleep 0.2; "
-             "timeout 10 sh -c \"cat '%s/su.secret' > '%s'\"; wait $p; echo \"rc=$?\"",
-             root, fifo, g_tmp, ckpt, g_tmp, fifo);
+             "timeout 10 sh -c \"cat '%s/su.allow' > '%s'\"; wait $p; echo \"rc=$?\"",
+             root, g_tmp, fifo, ckpt, g_tmp, fifo);
     FILE *p = popen(cmd, "r");
     assert_non_null(p);
     char line[512], all[8192] = "";
@@ -938,7 +938,7 @@ static void test_cli_signal_during_startup(void **state)
     unlink(fifo);
     assert_int_equal(mkfifo(fifo, 0600), 0);
     snprintf(cmd, sizeof cmd,
-             "'%s/fl_server/fl_server' --secret-key '%s' --allow-list '%s/su.allow' "
+             "'%s/fl_server/fl_server' --secret-key '%s/su.secret' --allow-list '%s' "
              "--endpoint tcp://127.0.0.1:0 2>&1 & p=$!; i=0; "
              "while [ $i -lt 200 ]; do "
              "m=$(sed -n 's/^SigCgt:[[:space:]]*//p' /proc/$p/status 2>/dev/null); "
@@ -946,7 +946,7 @@ static void test_cli_signal_during_startup(void **state)
              "sleep 0.05; i=$((i+1)); done; kill -TERM $p; sleep 0.2; kill -TERM $p; "
              "( sleep 10; kill -KILL $p 2>/dev/null ) & w=$!; wait $p; echo \"rc=$?\"; "
              "kill $w 2>/dev/null",
-             root, fifo, g_tmp);
+             root, g_tmp, fifo);
     p = popen(cmd, "r");
     assert_non_null(p);
     all[0] = '\0';
@@ -963,6 +963,52 @@ static void test_cli_signal_during_startup(void **state)
 }
 
 /* ---- keys and allow-lists ------------------------------------------------------------------- */
+
+/* A secret key file that is a FIFO (or a directory, a device) is refused at once, by --check and
+ * by the start, without blocking: it used to hang both, waiting for a writer. */
+static void test_secret_key_not_regular(void **state)
+{
+    (void)state;
+    char fifo[400], yaml[1024];
+    snprintf(fifo, sizeof fifo, "%s/nr-fifo.secret", g_tmp);
+    unlink(fifo);
+    assert_int_equal(mkfifo(fifo, 0600), 0);
+    static const struct {
+        const char *path, *what;
+    } cases[] = {{NULL, "a FIFO"}, {"/dev/null", "a device"}, {"/", "a directory"}};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        const char *path = cases[i].path ? cases[i].path : fifo;
+        snprintf(yaml, sizeof yaml, "server:\n  secret_key_file: '%s'\n  allow_list: '%s/x.allow'\n"
+                 "  endpoints: ['ipc://%s/nr.sock']\n", path, g_tmp, g_tmp);
+        fls_options *o = opts_from(yaml);
+        logbuf *lb = calloc(1, sizeof *lb);
+        fls_host host = {log_collect, lb, NULL, NULL, NULL};
+        fls_server *s = NULL;
+        for (int check = 1; check >= 0; check--) {
+            lb->len = 0;
+            lb->text[0] = 0;
+            const fls_status st = check ? fls_server_check(o, &host) : fls_server_new(o, &host, &s);
+            char want[600];
+            snprintf(want, sizeof want, "server.secret_key_file: %s: %s; the secret key must be a "
+                     "regular file", path, cases[i].what);
+            if (st != FLS_ERR_IO || !strstr(lb->text, want))
+                fail_msg("%s: status %d, log:\n%s", path, (int)st, lb->text);
+        }
+        fls_options_free(o);
+        free(lb);
+    }
+    /* fl_server --check: exit 3 at once (timeout's 124 if it hung) */
+    const char *root = getenv("FEDROP_BUILD_ROOT");
+    if (root) {
+        char cmd[1024];
+        snprintf(cmd, sizeof cmd, "timeout 10 '%s/fl_server/fl_server' --check --secret-key '%s' "
+                 "--allow-list '%s/x.allow' >/dev/null 2>&1", root, fifo, g_tmp);
+        const int rc = system(cmd);
+        assert_true(WIFEXITED(rc));
+        assert_int_equal(WEXITSTATUS(rc), 3);
+    }
+    unlink(fifo);
+}
 
 static void test_keygen(void **state)
 {
@@ -5579,6 +5625,7 @@ int main(void)
         cmocka_unit_test(test_keygen),
         cmocka_unit_test(test_cli_keygen),
         cmocka_unit_test(test_server_check),
+        cmocka_unit_test(test_secret_key_not_regular),
         cmocka_unit_test(test_allow_list),
         cmocka_unit_test(test_reactor_insecure),
         cmocka_unit_test(test_reactor_endpoint_hosts),
