@@ -152,10 +152,21 @@ fls_status fls_keygen(const char *dir, const char *name, char *err, size_t errle
     /* The key directory is made if it is missing (one level, private: it holds secrets). */
     if (mkdir(dir, 0700) != 0 && errno != EEXIST)
         return fls_status_of(kfail(FL_ERR_IO, err, errlen, "%s: %s", dir, strerror(errno)));
-    /* The secret first, exclusively: never overwrite a key pair in use. */
+    /* Neither file may exist: a NAME.pub left alone (its secret deleted) may still be on the
+     * other side's allow-list or be the only copy of that public key; keygen never overwrites
+     * (the usage promises exit 1 when a file of the pair exists). */
+    struct stat sb;
+    const char *there = lstat(spath, &sb) == 0 ? spath : lstat(ppath, &sb) == 0 ? ppath : NULL;
+    if (there) {
+        explicit_bzero(sec, sizeof sec);
+        return fls_status_of(kfail(FL_ERR_IO, err, errlen, "%s exists: keygen never overwrites "
+                                   "a key (to rotate, remove the old pair yourself or write the "
+                                   "new one under another NAME)", there));
+    }
+    /* Then each file exclusively (O_EXCL), the secret first: a pair in use is never overwritten,
+     * even by a keygen run beside this one. */
     fl_status st = write_key(spath, "secret", sec, 0600, err, errlen);
     if (st == FL_OK) {
-        unlink(ppath); /* a public key without its secret is useless: replace it */
         st = write_key(ppath, "public", pub, 0644, err, errlen);
         if (st != FL_OK)
             unlink(spath);

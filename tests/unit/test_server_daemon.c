@@ -964,6 +964,8 @@ static void test_cli_signal_during_startup(void **state)
 
 /* ---- keys and allow-lists ------------------------------------------------------------------- */
 
+static void read_small(const char *path, char *buf, size_t cap);
+
 /* A secret key file that is a FIFO (or a directory, a device) is refused at once, by --check and
  * by the start, without blocking: it used to hang both, waiting for a writer. */
 static void test_secret_key_not_regular(void **state)
@@ -1029,6 +1031,30 @@ static void test_keygen(void **state)
     /* never overwrite a secret */
     assert_int_equal(fls_keygen(g_tmp, "node1", err, sizeof err), FLS_ERR_IO);
     assert_non_null(strstr(err, "node1.secret exists: keygen never overwrites a key (to rotate"));
+    /* nor a public key whose secret was deleted (it was replaced, exit 0): the same refusal */
+    char kept[600];
+    snprintf(path, sizeof path, "%s/node1.secret", g_tmp);
+    snprintf(kept, sizeof kept, "%s.kept", path);
+    assert_int_equal(rename(path, kept), 0); /* as if deleted; back below */
+    char pub_before[600], pub_after[600];
+    snprintf(path, sizeof path, "%s/node1.pub", g_tmp);
+    read_small(path, pub_before, sizeof pub_before);
+    assert_int_equal(fls_keygen(g_tmp, "node1", err, sizeof err), FLS_ERR_IO);
+    assert_non_null(strstr(err, "node1.pub exists: keygen never overwrites a key (to rotate"));
+    read_small(path, pub_after, sizeof pub_after);
+    assert_string_equal(pub_before, pub_after);
+    snprintf(path, sizeof path, "%s/node1.secret", g_tmp);
+    assert_int_not_equal(stat(path, &sb), 0); /* and no secret made */
+    const char *root = getenv("FEDROP_BUILD_ROOT");
+    if (root) { /* fl_server keygen: exit 1, as its usage says */
+        char cmd[1024];
+        snprintf(cmd, sizeof cmd, "'%s/fl_server/fl_server' keygen '%s' node1 >/dev/null 2>&1",
+                 root, g_tmp);
+        const int rc = system(cmd);
+        assert_true(WIFEXITED(rc) && WEXITSTATUS(rc) == 1);
+        assert_int_not_equal(stat(path, &sb), 0);
+    }
+    assert_int_equal(rename(kept, path), 0);
     assert_int_equal(fls_keygen(g_tmp, "a/b", err, sizeof err), FLS_ERR_INVALID_ARG);
     assert_string_equal(err, "key name 'a/b' must be non-empty and contain no '/'");
     assert_int_equal(fls_keygen(g_tmp, "", err, sizeof err), FLS_ERR_INVALID_ARG);
@@ -2007,8 +2033,6 @@ static void test_reactor_checkpoint_in_use(void **state)
     fls_options_free(o);
     free(lb);
 }
-
-static void read_small(const char *path, char *buf, size_t cap);
 
 /* A start that fails at the bind (a TCP port in use: exit 3) makes no file but CHECKPOINT.lock
  * (never removed: that would race with another server; README says so, where it said "no file"):
