@@ -550,6 +550,24 @@ fls_status fls_options_set(fls_options *o, const char *key, const char *value, c
     return fls_options_set_from(o, key, value, NULL, err, errlen);
 }
 
+uint32_t fls_options_idle_conn_s(const fls_options *o)
+{
+    /* A session's connection is renewed by its messages only while the session lives, and the
+     * liveness timeout drops a silent one: below twice that, a client that pauses within its
+     * liveness could lose its connection first. */
+    const uint32_t live2 = (uint32_t)(((uint64_t)o->liveness_ms * 2 + 999) / 1000);
+    return o->idle_conn_s && o->idle_conn_s < live2 ? live2 : o->idle_conn_s;
+}
+
+fls_status fls_options_get_effective(const fls_options *o, const char *key, char *buf,
+                                     size_t cap)
+{
+    const fls_status st = fls_options_get(o, key, buf, cap);
+    if (st == FLS_OK && strcmp(key, "server.idle_connection_s") == 0)
+        snprintf(buf, cap, "%u", fls_options_idle_conn_s(o));
+    return st;
+}
+
 fls_status fls_options_get(const fls_options *o, const char *key, char *buf, size_t cap)
 {
     if (!o || !key || !buf || !cap)

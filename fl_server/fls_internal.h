@@ -67,6 +67,11 @@ struct fls_options {
 
 enum { FLS_EVAL_NONE = 0, FLS_EVAL_SYNTHETIC = 1, FLS_EVAL_MNIST = 2, FLS_EVAL_FASHION = 3 };
 
+/* The seconds a connection without a session is kept that the server applies: 0 (never), or
+ * server.idle_connection_s raised to twice server.liveness_ms (rounded up) when below it. The
+ * one place of that rule (the reactor, fls_options_get_effective). */
+uint32_t fls_options_idle_conn_s(const fls_options *o);
+
 /* The core's configuration of o (optimizer defaults of its kind filled in), logger left zeroed. */
 fls_config fls_options_core_config(const fls_options *o);
 

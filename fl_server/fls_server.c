@@ -2688,13 +2688,9 @@ static int setup_monitor(fls_server *s)
                "and the connection limit need one)", io);
     }
     if (s->opt.idle_conn_s && !s->multi_io) {
-        /* A session's connection is renewed by its messages only while the session lives, and
-         * the liveness timeout drops a silent one: below that, or near it, a client that pauses
-         * within its liveness could lose its connection first. */
-        const double live2 = 2.0 * s->opt.liveness_ms / 1000.0;
-        s->idle_s = s->opt.idle_conn_s;
-        if (s->idle_s < live2) {
-            s->idle_s = ceil(live2);
+        /* raised to twice server.liveness_ms (fls_options_idle_conn_s says why) */
+        s->idle_s = fls_options_idle_conn_s(&s->opt);
+        if (s->idle_s != s->opt.idle_conn_s) {
             fl_log(&s->log, FL_LOG_INFO, "server.idle_connection_s (%u s) is below twice "
                    "server.liveness_ms (%u ms): connections without a session are closed after "
                    "%.0f s", s->opt.idle_conn_s, s->opt.liveness_ms, s->idle_s);

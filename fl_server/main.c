@@ -411,10 +411,15 @@ int main(int argc, char **argv)
             return startup_exit(cs, 1);
         }
         const char *key;
-        char val[4096];
+        char val[4096], eff[4096];
         for (size_t i = 0; fls_options_key(i, &key, NULL, NULL, NULL); i++) {
             fls_options_get(o, key, val, sizeof val);
-            printf("%s = %s\n", key, val);
+            fls_options_get_effective(o, key, eff, sizeof eff);
+            /* the value the server applies, and the one given when the server adjusts it */
+            if (strcmp(val, eff) != 0)
+                printf("%s = %s (given %s: raised at start, see --help)\n", key, eff, val);
+            else
+                printf("%s = %s\n", key, val);
         }
         fls_options_free(o);
         return EXIT_DONE;

@@ -101,6 +101,12 @@ fls_status fls_options_set_from(fls_options *o, const char *key, const char *val
  * FLS_OK, FLS_ERR_NOT_FOUND (no such key), FLS_ERR_INVALID_ARG. */
 fls_status fls_options_get(const fls_options *o, const char *key, char *buf, size_t cap);
 
+/* As fls_options_get, but the value the server will apply where it adjusts one at start:
+ * server.idle_connection_s below twice server.liveness_ms is raised to that (rounded up to whole
+ * seconds). fl_server --check prints these. */
+fls_status fls_options_get_effective(const fls_options *o, const char *key, char *buf,
+                                     size_t cap);
+
 /* Checks the options as a whole (architecture and codec specs parse, ranges, keys needed by other
  * keys: CURVE needs server.secret_key_file and server.allow_list, evaluation needs a dataset,
  * run.resume needs checkpoint.path). FLS_OK or FLS_ERR_CONFIG with the reason in err, after where

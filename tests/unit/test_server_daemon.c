@@ -885,6 +885,44 @@ static void test_cli_no_checkpoint_warning(void **state)
     assert_true(said);
 }
 
+/* server.idle_connection_s below twice server.liveness_ms is raised at start (to 20 s at the
+ * default 10000 ms): --check printed the value given (5) as the setting, while the server used
+ * 20. fls_options_get_effective gives what the server applies, and --check prints it with the
+ * value given; a value the server keeps prints as before. */
+static void test_cli_check_effective_idle(void **state)
+{
+    (void)state;
+    fls_options *o = opts_from("server:\n  idle_connection_s: 5\n");
+    char v[64];
+    assert_int_equal(fls_options_get_effective(o, "server.idle_connection_s", v, sizeof v), FLS_OK);
+    assert_string_equal(v, "20");
+    assert_int_equal(fls_options_get(o, "server.idle_connection_s", v, sizeof v), FLS_OK);
+    assert_string_equal(v, "5");
+    assert_int_equal(fls_options_set(o, "server.liveness_ms", "1250", v, sizeof v), FLS_OK);
+    assert_int_equal(fls_options_get_effective(o, "server.idle_connection_s", v, sizeof v), FLS_OK);
+    assert_string_equal(v, "5");
+    assert_int_equal(fls_options_set(o, "server.idle_connection_s", "2", v, sizeof v), FLS_OK);
+    assert_int_equal(fls_options_get_effective(o, "server.idle_connection_s", v, sizeof v), FLS_OK);
+    assert_string_equal(v, "3"); /* 2.5 s, rounded up as the reactor does */
+    assert_int_equal(fls_options_set(o, "server.idle_connection_s", "0", v, sizeof v), FLS_OK);
+    assert_int_equal(fls_options_get_effective(o, "server.idle_connection_s", v, sizeof v), FLS_OK);
+    assert_string_equal(v, "0");
+    fls_options_free(o);
+    const char *root = getenv("FEDROP_BUILD_ROOT");
+    if (!root)
+        return;
+    char cmd[1024];
+    int said = 0;
+    snprintf(cmd, sizeof cmd, "'%s/fl_server/fl_server' --insecure --check --set "
+             "server.idle_connection_s=5 2>/dev/null", root);
+    assert_int_equal(sh_run(cmd, "server.idle_connection_s = 20 (given 5: raised at start, see "
+                            "--help)\n", &said, NULL, 0), 0);
+    assert_true(said);
+    snprintf(cmd, sizeof cmd, "'%s/fl_server/fl_server' --insecure --check 2>/dev/null", root);
+    assert_int_equal(sh_run(cmd, "server.idle_connection_s = 60\n", &said, NULL, 0), 0);
+    assert_true(said);
+}
+
 /* Signals during start-up (here: fl_server blocked reading its allow-list from a FIFO, as it
  * could be loading a large evaluation set; a secret key file must be a regular file) are caught, not fatal: SIGHUP waits, SIGTERM ends the
  * daemon once the start-up is over, with exit 0, "stopped during start-up" and no checkpoint. */
@@ -5643,6 +5681,7 @@ int main(void)
         cmocka_unit_test(test_cli_log_level),
         cmocka_unit_test(test_cli_metrics_stdout_lost),
         cmocka_unit_test(test_cli_signal_during_startup),
+        cmocka_unit_test(test_cli_check_effective_idle),
         cmocka_unit_test(test_cli_no_checkpoint_warning),
         cmocka_unit_test(test_example_yaml),
         cmocka_unit_test(test_readme_metrics),
