@@ -145,7 +145,9 @@ typedef struct fls_server fls_server; /* opaque */
  * directory must be writable), checks that run.metrics can be written, binds every endpoint
  * (logging "listening on ENDPOINT" for each) and only then opens (creates) the metrics file, so
  * that a start that fails at the bind or before makes no file but CHECKPOINT.lock (with
- * checkpoint.path set: taken first, and never removed, which would race with another server). o may be freed afterwards. Returns FLS_OK, FLS_ERR_CONFIG, FLS_ERR_IO, FLS_ERR_AUTH (bad key or
+ * checkpoint.path set: taken first, and never removed, which would race with another server). o may be freed afterwards. Returns FLS_OK, FLS_ERR_CONFIG (also a tcp:// endpoint whose host is a name, which a bind does not
+ * resolve), FLS_ERR_IO, FLS_ERR_IO_TRANSIENT (a start-up write failed for a cause that may pass:
+ * a full disk, a quota, a device error; worth trying again later), FLS_ERR_AUTH (bad key or
  * allow-list file), FLS_ERR_DATASET, FLS_ERR_CHECKPOINT / _MISMATCH (resume), FLS_ERR_TRANSPORT
  * (bind failed, ...), FLS_ERR_UNSUPPORTED (CURVE requested but libzmq lacks it), FLS_ERR_NOMEM. */
 fls_status fls_server_new(const fls_options *o, const fls_host *host, fls_server **out);
@@ -153,7 +155,8 @@ fls_status fls_server_new(const fls_options *o, const fls_host *host, fls_server
 /* Runs every startup check of fls_server_new that needs no socket and makes no file: validates
  * o, reads the secret key (and logs the public key), the allow-list and the evaluation dataset
  * (which must fit the architecture), builds the round engine, reads the checkpoint to resume,
- * and checks that checkpoint.path's directory and run.metrics are writable. Binds nothing and
+ * and checks that checkpoint.path's directory takes a write (a probe file made, written and
+ * removed) and that run.metrics is writable. Binds nothing and
  * starts no round. Returns what fls_server_new would, with the same message logged. */
 fls_status fls_server_check(const fls_options *o, const fls_host *host);
 
