@@ -207,6 +207,16 @@ static flc_status check_config(const flc_config *cfg, const fl_logger *lg)
                       return FLC_ERR_INVALID_ARG; } while (0)
     if (!cfg->server_endpoint || !cfg->server_endpoint[0])
         BAD("server_endpoint is required");
+    if (strncmp(cfg->server_endpoint, "tcp://", 6) == 0) {
+        /* libzmq takes port 99999 as 34463 (mod 2^16) and would try that one for ever */
+        const char *colon = strrchr(cfg->server_endpoint + 6, ':');
+        const char *port = colon ? colon + 1 : "";
+        size_t digits = strspn(port, "0123456789");
+        const long n = digits && digits <= 5 && !port[digits] ? strtol(port, NULL, 10) : 0;
+        if (!colon || colon == cfg->server_endpoint + 6 || n < 1 || n > 65535)
+            BAD("server_endpoint '%s' is not tcp://HOST:PORT with a PORT in 1..65535",
+                cfg->server_endpoint);
+    }
     if (!cfg->client_id || !cfg->client_id[0])
         BAD("client_id is required");
     if (!cfg->train && (!cfg->samples || !cfg->samples->labels || cfg->samples->n == 0 ||
