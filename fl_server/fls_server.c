@@ -1053,8 +1053,9 @@ static void twin_note(fls_server *s, binding *b)
     b->twin_n++;
     if (b->twin_n >= TWIN_WARN_AT && (!b->twin_warned || now - b->twin_said >= TWIN_WINDOW_S)) {
         fl_log(&s->log, FL_LOG_WARN, "client %s: two connections take turns with this id (%u times "
-               "in the last minute): two devices with one id? Give each device its own id%s",
-               b->id, b->twin_n, b->has_pub ? " and its own key" : "");
+               "in the last minute): two devices with one id (give each its own id%s), or one that "
+               "keeps restarting (its log says why)?",
+               b->id, b->twin_n, b->has_pub ? " and key" : "");
         b->twin_warned = 1;
         b->twin_said = now;
     }
@@ -1913,8 +1914,17 @@ static void on_hello(fls_server *s, sess *x, const uint8_t *rid, size_t rid_len,
     } else {
         send_ack(s, x, FLP_HELLO, 0, FL_OK, detail);
     }
-    fl_log(&s->log, FL_LOG_INFO, "client %s joined; %u connected", x->id,
-           fls_core_connected(s->core));
+    /* Short of what a round needs to start: say so, and what to change, so that an operator
+     * whose fleet is smaller than round.clients does not wait for a round that will not come. */
+    const uint32_t conn = fls_core_connected(s->core);
+    const uint32_t start_at =
+        s->opt.core.min_clients ? s->opt.core.min_clients : s->opt.core.clients_per_round;
+    if (conn < start_at && !fls_core_round_open(s->core) && !fls_core_done(s->core))
+        fl_log(&s->log, FL_LOG_INFO, "client %s joined; %u connected: a round starts at %u (%s)",
+               x->id, conn, start_at,
+               s->opt.core.min_clients ? "round.min_clients" : "round.clients");
+    else
+        fl_log(&s->log, FL_LOG_INFO, "client %s joined; %u connected", x->id, conn);
     if (h->memory_bytes && h->memory_bytes < need && (fresh || b->mem_said != h->memory_bytes))
         fl_log(&s->log, FL_LOG_WARN, "client %s announced %llu bytes of memory, less than a "
                "submodel of %s needs (about %llu): it will not be selected", x->id,
