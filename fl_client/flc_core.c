@@ -474,7 +474,14 @@ fl_status flc_core_builtin_train(flc_core *c, const flc_core_job *job, float *pa
         return FL_ERR_INVALID_ARG;
     if (c->row_len && !data_fits(c, job->full))
         return FL_ERR_DATASET_FORMAT;
-    const int B = (int)job->train->batch_size;
+    flm_samples view = *c->data;
+    if (job->train->max_samples && view.n > job->train->max_samples)
+        view.n = (size_t)job->train->max_samples;
+    /* A batch never holds more than the local samples: the runtime's activations are sized for
+     * no more (a server's batch of 100,000 on 2,000 samples cost 386 MB instead of 20 MB, none
+     * of it in the memory_bytes estimate). The same batches, the same bits. */
+    const int B = view.n && view.n < (size_t)job->train->batch_size ? (int)view.n
+                                                                    : (int)job->train->batch_size;
     if (!c->model || c->model_B != B || strcmp(c->model_spec, job->sub->spec) != 0 ||
         c->model_params != job->sub->n_params) {
         flm_model_free(c->model);
@@ -486,9 +493,6 @@ fl_status flc_core_builtin_train(flc_core *c, const flc_core_job *job, float *pa
         c->model_params = job->sub->n_params;
         snprintf(c->model_spec, sizeof c->model_spec, "%s", job->sub->spec);
     }
-    flm_samples view = *c->data;
-    if (job->train->max_samples && view.n > job->train->max_samples)
-        view.n = (size_t)job->train->max_samples;
     const flm_sgd o = {job->train->lr, job->train->momentum, job->train->weight_decay,
                        job->train->prox_mu};
     fl_rng order = fl_rng_stream(job->seed, (uint32_t)job->round, c->key, FL_RNG_BATCH);

@@ -999,6 +999,60 @@ static void test_param_cap(void **state)
  * top of 16 per submodel parameter. The limit at exactly that takes the Task, a byte less refuses
  * it; the server's selection uses the same figure (fls_core_train_memory). An estimate of 4 bytes
  * per full-model parameter took Tasks that need 4 more per parameter than the device said. */
+/* A Task whose batch is above the client's samples (a server's 100,000 on 60, or any uint32 the
+ * wire allows) trains one batch of the samples, as a batch of exactly that many does, to the same
+ * bytes; the training runtime is sized for the samples, not for the batch (a batch of 2^32 - 1
+ * cannot be allocated at all). */
+static void test_batch_above_samples(void **state)
+{
+    (void)state;
+    fixture f;
+    memset(&f, 0, sizeof f);
+    make_data(&f);
+    fls_core *srv = fd_round(1, "none", 0.0f); /* max_samples 60 */
+    uint8_t *want = NULL;
+    size_t want_len = 0;
+    const uint32_t batches[] = {60, 100000, UINT32_MAX};
+    for (int b = 0; b < 3; b++) {
+        const flc_core_config cc = {"c0", 0, 11, &f.views[0], NULL, NULL, {0}, NULL};
+        flc_core *c = NULL;
+        assert_int_equal(flc_core_new(&cc, &c), FL_OK);
+        flp_msg task;
+        assert_int_equal(fls_core_task(srv, 0, &task), FL_OK);
+        task.task.train.batch_size = batches[b];
+        assert_int_equal(flc_core_on_message(c, &task), FL_OK);
+        const size_t cap = fls_core_task_chunk_bound(srv);
+        uint8_t *buf = malloc(cap);
+        for (uint32_t t = 0; t < task.task.n_tensors; t++)
+            for (uint32_t i = 0; i < task.task.tensors[t].n_chunks; i++) {
+                flp_msg cm = {.version = FLP_VERSION, .type = FLP_CHUNK, .round = task.round,
+                              .sender = ""};
+                size_t len;
+                assert_int_equal(fls_core_task_chunk(srv, 0, t, i, buf, cap, &len, &cm.chunk),
+                                 FL_OK);
+                assert_int_equal(flc_core_on_message(c, &cm), FL_OK);
+            }
+        free(buf);
+        if (flc_core_train(c) != FL_OK)
+            fail_msg("batch %u: %s", batches[b], flc_core_train_error(c));
+        assert_int_equal(flc_core_last_stats(c)->n_samples, 60);
+        size_t len = 0;
+        uint8_t *got = update_bytes(c, &len);
+        if (!want) {
+            want = got;
+            want_len = len;
+        } else {
+            assert_int_equal(len, want_len);
+            assert_memory_equal(got, want, want_len);
+            free(got);
+        }
+        flc_core_free(c);
+    }
+    free(want);
+    fls_core_free(srv);
+    free_fixture(&f);
+}
+
 static void test_memory_limit_counts_rewind_copy(void **state)
 {
     (void)state;
@@ -1041,6 +1095,7 @@ int main(void)
         cmocka_unit_test(test_fuzz_seed),
         cmocka_unit_test(test_param_cap),
         cmocka_unit_test(test_memory_limit_counts_rewind_copy),
+        cmocka_unit_test(test_batch_above_samples),
         cmocka_unit_test(test_rounds_afd_learn),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
