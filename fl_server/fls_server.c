@@ -102,6 +102,8 @@ typedef struct sess {
     uint64_t ul_seq;            /* queue order */
     uint32_t ul_credit;         /* chunks the client may still send (granted, not yet received) */
     double ul_last;             /* when it got its slot or last sent a chunk */
+    double ul_since;            /* when it got its slot */
+    int ul_long_said;           /* the slot held long while others wait was logged (this update) */
     uint64_t err_round;         /* round of the last "chunk without update" Error (+1; 0 none) */
     /* Its Hello's Ack waits for the sync of its id's record (ids_flush): nothing is sent to it
      * before that sync (send_to) */
@@ -1955,7 +1957,8 @@ static void ul_admit(fls_server *s)
         if (!x || x->ul_slot != SLOT_QUEUED || x->ul_seq != w.seq)
             continue;
         x->ul_slot = SLOT_ACTIVE;
-        x->ul_last = fl_time_mono_s();
+        x->ul_last = x->ul_since = fl_time_mono_s();
+        x->ul_long_said = 0;
         s->n_up_active++;
         ul_grant(s, x, s->opt.credit);
     }
@@ -1998,6 +2001,18 @@ static void ul_sweep(fls_server *s)
             log_bad(s, "client %s: no chunk for %u ms while holding an upload slot: update dropped",
                     x->id, s->opt.liveness_ms);
             ul_answer(s, x, x->ul_round, FL_ERR_TIMEOUT);
+        } else if (us == FLS_UPDATE_RECEIVING && x->ul_slot == SLOT_ACTIVE && !x->ul_long_said &&
+                   s->ulq_head < s->ulq_n &&
+                   fl_time_mono_s() - x->ul_since > 3.0 * s->opt.liveness_ms / 1000.0) {
+            /* Chunks keep coming, each within the liveness, but the upload has held its slot for
+             * three liveness periods while others wait: a slow link, or a client that trickles
+             * (a hostile one can hold a slot so for up to a liveness period a chunk). Said once
+             * per update, so that the operator can see who holds the round up. */
+            x->ul_long_said = 1;
+            fl_log(&s->log, FL_LOG_WARN, "client %s has held an upload slot for %.0f s while "
+                   "other updates wait for one: a slow link, or a client that sends its chunks "
+                   "slowly on purpose; more server.upload_slots let others upload beside it",
+                   x->id, fl_time_mono_s() - x->ul_since);
         } else if (us != FLS_UPDATE_RECEIVING) {
             ul_answer(s, x, x->ul_round,
                       us == FLS_UPDATE_COMMITTED ? FL_OK

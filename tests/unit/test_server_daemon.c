@@ -4700,6 +4700,51 @@ static void test_reactor_refused_chunks_lose_slot(void **state)
     two_free(s, lb, p, c);
 }
 
+/* A slot holder that trickles its chunks, each within the liveness (400 ms here), keeps its slot
+ * (it is not silent); once it has held it for three liveness periods while another update waits,
+ * the operator is told who holds the round up, once; the upload still completes. */
+static void test_reactor_slow_upload_named(void **state)
+{
+    (void)state;
+    const char *const ids[2] = {"u0", "u1"};
+    fls_server *s = NULL;
+    logbuf *lb = NULL;
+    peer p[2];
+    flc_core *c[2];
+    two_trained("slowup.sock", &s, &lb, p, c, ids);
+    flp_msg up;
+    upload_opened(s, &p[0], c[0], &up); /* u0 holds the slot: its 2 credits */
+    assert_int_equal(flc_core_update(c[1], &up), FL_OK); /* u1 waits for the slot */
+    peer_send(&p[1], &up);
+    const uint32_t n = flc_core_update_chunks(c[0]);
+    assert_true(n >= 8); /* 15 chunks of 4 elems: longer than 3 x 400 ms at one per 250 ms */
+    int u0_status = -1;
+    for (uint32_t i = 0; i < n && u0_status < 0; i++) {
+        flp_msg cm;
+        assert_int_equal(flc_core_update_chunk(c[0], i, &cm), FL_OK);
+        peer_send(&p[0], &cm);
+        const double t0 = fl_time_mono_s();
+        while (fl_time_mono_s() - t0 < 0.25) {
+            beat_and_step(s, p, ids, 2);
+            flp_msg *m;
+            while ((m = peer_poll(&p[0])) != NULL) {
+                if (m->type == FLP_ACK && m->ack.of_type == FLP_UPDATE)
+                    u0_status = m->ack.status;
+                flp_msg_free(m);
+            }
+            while ((m = peer_poll(&p[1])) != NULL)
+                flp_msg_free(m);
+        }
+    }
+    assert_int_equal(u0_status, FL_OK); /* slow, not silent: committed */
+    if (count_of(lb->text, "client u0 has held an upload slot for ") != 1 ||
+        !strstr(lb->text, "while other updates wait for one: a slow link, or a client that sends "
+                          "its chunks slowly on purpose; more server.upload_slots"))
+        fail_msg("want one warning naming u0:\n%s", lb->text);
+    assert_null(strstr(lb->text, "while holding an upload slot")); /* never reclaimed */
+    two_free(s, lb, p, c);
+}
+
 /* More clients download than the shared budget holds chunks (credit 1: 2 chunks in flight in all,
  * 4 clients of 15 chunks each): the ones left out when their Tasks went get chunks as budget
  * frees up (dl_pump_all's round-robin), and every client gets its whole task. dl_pump_all returns
@@ -5713,6 +5758,7 @@ int main(void)
         cmocka_unit_test(test_reactor_round_and_resume),
         cmocka_unit_test(test_reactor_upload_slots),
         cmocka_unit_test(test_reactor_refused_chunks_lose_slot),
+        cmocka_unit_test(test_reactor_slow_upload_named),
         cmocka_unit_test(test_reactor_noack_downlink),
         cmocka_unit_test(test_reactor_downlink_shared_budget),
         cmocka_unit_test(test_reactor_second_update_header),
