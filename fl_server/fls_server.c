@@ -82,6 +82,8 @@ typedef struct sess {
     char *id;                   /* from the Hello */
     uint32_t key;               /* fls_client_key(id), or an alternate (id_key) */
     int key_alt;                /* key is an alternate: its Tasks carry it (Task.client_key) */
+    uint8_t pub[32];            /* CURVE: the public key that said its Hello */
+    int has_pub;
     double last_rx, last_tx;
     int fd;                     /* its connection's descriptor (ZMQ_SRCFD of its last message; -1) */
     uint64_t hb_seq;
@@ -1862,6 +1864,9 @@ static void on_hello(fls_server *s, sess *x, const uint8_t *rid, size_t rid_len,
     x->id = strdup(h->client_id);
     x->key = key;
     x->key_alt = alt;
+    x->has_pub = pub != NULL;
+    if (pub)
+        memcpy(x->pub, pub, sizeof x->pub);
     x->last_rx = fl_time_mono_s();
     sess_wake(s, x); /* the sweep skipped it without an id */
     if (!x->id || kidx_put(s, x) != FL_OK) {
@@ -2197,6 +2202,16 @@ static void handle_frame(fls_server *s, const uint8_t *rid, size_t rid_len, cons
                         peer_name(x, rid, rid_len, nbuf, sizeof nbuf), flp_type_name(m->type));
             send_error(s, rid, rid_len, m->round, FL_ERR_UNKNOWN_CLIENT, "say Hello first");
         }
+        flp_msg_free(m);
+        return;
+    }
+    if (pubp && x->has_pub && m->type != FLP_HELLO && memcmp(pubp, x->pub, 32) != 0) {
+        /* Another allowed key on this session's routing id (a peer that chose it with
+         * ZMQ_ROUTING_ID once the session's own connection was gone): the session is the key's
+         * that said its Hello, and no other key may act as it. A Hello starts its own. */
+        s->st.auth_refused++;
+        log_bad(s, "client %s: message from another public key than its Hello's refused", x->id);
+        send_error(s, rid, rid_len, m->round, FL_ERR_AUTH, "session of another key");
         flp_msg_free(m);
         return;
     }

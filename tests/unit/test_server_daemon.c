@@ -2353,6 +2353,52 @@ static void test_reactor_key_rotation(void **state)
     free(lb);
 }
 
+/* A session belongs to the key that said its Hello: another allowed key that reaches it (a peer
+ * choosing the session's routing id with ZMQ_ROUTING_ID, once the first connection is gone) and
+ * names its id is refused (Error auth), and the session is not its to use. */
+static void test_reactor_session_key_bound(void **state)
+{
+    (void)state;
+    char ka[41], sa[41], kb[41], sb[41];
+    assert_int_equal(zmq_curve_keypair(ka, sa), 0);
+    assert_int_equal(zmq_curve_keypair(kb, sb), 0);
+    char allow[300], text[256], ep[300], spub[41];
+    snprintf(text, sizeof text, "%s\n%s\n", ka, kb);
+    logbuf *lb;
+    fls_server *s = curve_server("sesskey", text, "", ep, spub, allow, &lb);
+    peer p[2];
+    const char *pubs[2] = {ka, kb}, *secs[2] = {sa, sb};
+    for (int k = 0; k < 2; k++) {
+        p[k].ctx = zmq_ctx_new();
+        p[k].sock = zmq_socket(p[k].ctx, ZMQ_DEALER);
+        const int zero = 0;
+        zmq_setsockopt(p[k].sock, ZMQ_LINGER, &zero, sizeof zero);
+        assert_int_equal(zmq_setsockopt(p[k].sock, ZMQ_ROUTING_ID, "victim-rid", 10), 0);
+        assert_int_equal(zmq_setsockopt(p[k].sock, ZMQ_CURVE_SERVERKEY, spub, 41), 0);
+        assert_int_equal(zmq_setsockopt(p[k].sock, ZMQ_CURVE_PUBLICKEY, pubs[k], 41), 0);
+        assert_int_equal(zmq_setsockopt(p[k].sock, ZMQ_CURVE_SECRETKEY, secs[k], 41), 0);
+        if (k == 0) { /* A says Hello, then its connection goes */
+            assert_int_equal(zmq_connect(p[0].sock, ep), 0);
+            flp_msg h = hello_msg("dev9");
+            peer_send(&p[0], &h);
+            expect_ack_hello(s, &p[0]);
+            peer_close(&p[0]);
+            for (int i = 0; i < 20; i++)
+                fls_server_step(s, 5);
+        }
+    }
+    /* B on the routing id A had, acting as dev9 */
+    assert_int_equal(zmq_connect(p[1].sock, ep), 0);
+    flp_msg hb = flp_msg_header(FLP_HEARTBEAT, 0, "dev9");
+    peer_send(&p[1], &hb);
+    expect_error_text(s, &p[1], FL_ERR_AUTH, "session of another key");
+    if (!strstr(lb->text, "client dev9: message from another public key than its Hello's refused"))
+        fail_msg("log:\n%s", lb->text);
+    fls_server_free(s);
+    peer_close(&p[1]);
+    free(lb);
+}
+
 /* D7 under CURVE: server.ids_per_key (2 here) keeps one key from taking the whole table. A key
  * holding that many ids is refused a new one ("this key holds 2 ids"), another key is not; the
  * count follows the key when a reload moves it to another row of the allow-list; one of the key's
@@ -5739,6 +5785,7 @@ int main(void)
         cmocka_unit_test(test_server_check),
         cmocka_unit_test(test_secret_key_not_regular),
         cmocka_unit_test(test_allow_list),
+        cmocka_unit_test(test_reactor_session_key_bound),
         cmocka_unit_test(test_reactor_insecure),
         cmocka_unit_test(test_reactor_endpoint_hosts),
         cmocka_unit_test(test_reactor_insecure_keys_unused),
