@@ -1502,16 +1502,27 @@ static uint64_t download_and_train(fls_server *s, peer *p, flc_core *c, const ch
 }
 
 /* A server of the configuration text yaml, logging into *lb (the caller frees both). */
-static fls_server *server_of(const char *yaml, logbuf **lb)
+static fls_server *server_host(const char *yaml, logbuf **lb, int rounds)
 {
     fls_options *o = opts_from(yaml);
     *lb = calloc(1, sizeof **lb);
     assert_non_null(*lb);
-    fls_host host = {log_collect, *lb, NULL, NULL, NULL};
+    fls_host host = {log_collect, *lb, NULL, rounds ? round_collect : NULL, rounds ? *lb : NULL};
     fls_server *s = NULL;
     assert_int_equal(fls_server_new(o, &host, &s), FLS_OK);
     fls_options_free(o);
     return s;
+}
+
+static fls_server *server_of(const char *yaml, logbuf **lb)
+{
+    return server_host(yaml, lb, 0);
+}
+
+/* server_of, with each round's metrics line collected into *lb too (round_collect). */
+static fls_server *server_rounds_of(const char *yaml, logbuf **lb)
+{
+    return server_host(yaml, lb, 1);
 }
 
 /* The host of a tcp:// endpoint: libzmq's bind takes *, an IP address or an interface name, never a
@@ -2517,6 +2528,20 @@ static void core_clients_join(fls_server *s, const char *ep, const char *const *
     }
 }
 
+/* Client "dev" (its core training plus_quarter) on peer p, connected in plain text to ep: it
+ * says Hello (*h, kept for a caller that says it again) and the server s Acks it. */
+static flc_core *dev_joined(fls_server *s, peer *p, const char *ep, flp_msg *h)
+{
+    peer_open(p, ep, NULL, NULL, NULL);
+    const flc_core_config cc = {"dev", fls_client_key("dev"), 5, NULL, plus_quarter, NULL, {0}, NULL};
+    flc_core *c = NULL;
+    assert_int_equal(flc_core_new(&cc, &c), FL_OK);
+    *h = hello_msg("dev");
+    peer_send(p, h);
+    expect_ack_hello(s, p);
+    return c;
+}
+
 /* Plays one client through a whole round: Task, chunks acked one by one (the server must keep at
  * most `credit` in flight), training, Update, chunks, Ack(UPDATE). Returns the Ack status. */
 static int32_t play_round(fls_server *s, peer *p, flc_core *c, uint32_t credit, int *max_inflight,
@@ -2656,13 +2681,8 @@ static void test_reactor_round_and_resume(void **state)
     assert_int_equal(fls_server_new(o, &host, &s), FLS_OK);
 
     peer p;
-    peer_open(&p, ep, NULL, NULL, NULL);
-    const flc_core_config cc = {"dev", fls_client_key("dev"), 5, NULL, plus_quarter, NULL, {0}, NULL};
-    flc_core *c = NULL;
-    assert_int_equal(flc_core_new(&cc, &c), FL_OK);
-    flp_msg h = hello_msg("dev");
-    peer_send(&p, &h);
-    expect_ack_hello(s, &p);
+    flp_msg h;
+    flc_core *c = dev_joined(s, &p, ep, &h);
     int max_inflight = 0;
     assert_int_equal(play_round(s, &p, c, 3, &max_inflight, 1), 0);
     assert_int_equal(max_inflight, 3); /* mlp:6-5-3 in chunks of 4: far more than 3 chunks */
@@ -2774,13 +2794,8 @@ static void test_reactor_stop_keeps_checkpoint(void **state)
     lb->text[0] = 0;
     assert_int_equal(fls_server_new(o, &host, &s), FLS_OK);
     peer p;
-    peer_open(&p, ep, NULL, NULL, NULL);
-    const flc_core_config cc = {"dev", fls_client_key("dev"), 5, NULL, plus_quarter, NULL, {0}, NULL};
-    flc_core *c = NULL;
-    assert_int_equal(flc_core_new(&cc, &c), FL_OK);
-    flp_msg h = hello_msg("dev");
-    peer_send(&p, &h);
-    expect_ack_hello(s, &p);
+    flp_msg h;
+    flc_core *c = dev_joined(s, &p, ep, &h);
     int max_inflight = 0;
     assert_int_equal(play_round(s, &p, c, 8, &max_inflight, 0), 0);
     while (lb->rounds < 1)
@@ -3222,19 +3237,11 @@ static void test_reactor_stop_checkpoint_fails(void **state)
              "round:\n  clients: 1\n  overcommit: 1\ncodec:\n  chunk_elems: 4\n"
              "checkpoint:\n  path: '%s'\n  every: 2\n",
              ep, ckpt);
-    fls_options *o = opts_from(yaml);
-    logbuf *lb = calloc(1, sizeof *lb);
-    fls_host host = {log_collect, lb, NULL, round_collect, lb};
-    fls_server *s = NULL;
-    assert_int_equal(fls_server_new(o, &host, &s), FLS_OK);
+    logbuf *lb;
+    fls_server *s = server_rounds_of(yaml, &lb);
     peer p;
-    peer_open(&p, ep, NULL, NULL, NULL);
-    const flc_core_config cc = {"dev", fls_client_key("dev"), 5, NULL, plus_quarter, NULL, {0}, NULL};
-    flc_core *c = NULL;
-    assert_int_equal(flc_core_new(&cc, &c), FL_OK);
-    flp_msg h = hello_msg("dev");
-    peer_send(&p, &h);
-    expect_ack_hello(s, &p);
+    flp_msg h;
+    flc_core *c = dev_joined(s, &p, ep, &h);
     int max_inflight = 0;
     for (int r = 0; r < 3; r++) {
         assert_int_equal(play_round(s, &p, c, 8, &max_inflight, 0), 0);
@@ -3259,7 +3266,6 @@ static void test_reactor_stop_checkpoint_fails(void **state)
     assert_int_equal(ckpt_round_of(ckpt), 2);
     flc_core_free(c);
     peer_close(&p);
-    fls_options_free(o);
     free(lb);
     unlink(ckpt);
 }
@@ -3301,13 +3307,8 @@ static void test_reactor_checkpoint_no_fds(void **state)
     fls_server *s = NULL;
     assert_int_equal(fls_server_new(o, &host, &s), FLS_OK);
     peer p;
-    peer_open(&p, ep, NULL, NULL, NULL);
-    const flc_core_config cc = {"dev", fls_client_key("dev"), 5, NULL, plus_quarter, NULL, {0}, NULL};
-    flc_core *c = NULL;
-    assert_int_equal(flc_core_new(&cc, &c), FL_OK);
-    flp_msg h = hello_msg("dev");
-    peer_send(&p, &h);
-    expect_ack_hello(s, &p);
+    flp_msg h;
+    flc_core *c = dev_joined(s, &p, ep, &h);
     int max_inflight = 0;
     struct stat sb;
 
@@ -3434,20 +3435,11 @@ static void test_reactor_metrics_lost(void **state)
              "run:\n  rounds: 4\n  metrics: '%s'\nround:\n  clients: 1\n  overcommit: 1\n"
              "codec:\n  chunk_elems: 4\n",
              ep, link);
-    fls_options *o = opts_from(yaml);
-    logbuf *lb = calloc(1, sizeof *lb);
-    fls_host host = {log_collect, lb, NULL, round_collect, lb};
-    fls_server *s = NULL;
-    assert_int_equal(fls_server_new(o, &host, &s), FLS_OK);
-    fls_options_free(o);
+    logbuf *lb;
+    fls_server *s = server_rounds_of(yaml, &lb);
     peer p;
-    peer_open(&p, ep, NULL, NULL, NULL);
-    const flc_core_config cc = {"dev", fls_client_key("dev"), 5, NULL, plus_quarter, NULL, {0}, NULL};
-    flc_core *c = NULL;
-    assert_int_equal(flc_core_new(&cc, &c), FL_OK);
-    flp_msg h = hello_msg("dev");
-    peer_send(&p, &h);
-    expect_ack_hello(s, &p);
+    flp_msg h;
+    flc_core *c = dev_joined(s, &p, ep, &h);
     int max_inflight = 0;
     for (int r = 0; r < 4; r++) {
         if (r == 2) {
@@ -3505,20 +3497,11 @@ static void test_reactor_metrics_cut_back(void **state)
              "run:\n  rounds: 3\n  metrics: '%s'\nround:\n  clients: 1\n  overcommit: 1\n"
              "codec:\n  chunk_elems: 4\n",
              ep, path);
-    fls_options *o = opts_from(yaml);
-    logbuf *lb = calloc(1, sizeof *lb);
-    fls_host host = {log_collect, lb, NULL, round_collect, lb};
-    fls_server *s = NULL;
-    assert_int_equal(fls_server_new(o, &host, &s), FLS_OK);
-    fls_options_free(o);
+    logbuf *lb;
+    fls_server *s = server_rounds_of(yaml, &lb);
     peer p;
-    peer_open(&p, ep, NULL, NULL, NULL);
-    const flc_core_config cc = {"dev", fls_client_key("dev"), 5, NULL, plus_quarter, NULL, {0}, NULL};
-    flc_core *c = NULL;
-    assert_int_equal(flc_core_new(&cc, &c), FL_OK);
-    flp_msg h = hello_msg("dev");
-    peer_send(&p, &h);
-    expect_ack_hello(s, &p);
+    flp_msg h;
+    flc_core *c = dev_joined(s, &p, ep, &h);
     int max_inflight = 0;
     for (int r = 0; r < 3; r++) {
         if (r == 1) {
@@ -3572,12 +3555,8 @@ static void test_reactor_upload_slots(void **state)
              "  liveness_ms: 400\n  heartbeat_ms: 50\n"
              "model:\n  arch: \"mlp:6-5-3\"\nrun:\n  rounds: 1\n"
              "round:\n  clients: 2\n  overcommit: 1\ncodec:\n  chunk_elems: 4\n", ep);
-    fls_options *o = opts_from(yaml);
-    logbuf *lb = calloc(1, sizeof *lb);
-    fls_host host = {log_collect, lb, NULL, round_collect, lb};
-    fls_server *s = NULL;
-    assert_int_equal(fls_server_new(o, &host, &s), FLS_OK);
-    fls_options_free(o);
+    logbuf *lb;
+    fls_server *s = server_rounds_of(yaml, &lb);
     const char *ids[2] = {"u0", "u1"};
     peer p[2];
     flc_core *c[2];
@@ -3771,12 +3750,8 @@ static void test_reactor_colliding_ids(void **state)
              "model:\n  arch: \"mlp:6-5-3\"\nrun:\n  rounds: 1\n"
              "round:\n  clients: 2\n  overcommit: 1\ncodec:\n  up: rot\n  chunk_elems: 8\n"
              "checkpoint:\n  path: '%s'\n  every: 1\n", ep, ckpt);
-    fls_options *o = opts_from(yaml);
-    logbuf *lb = calloc(1, sizeof *lb);
-    fls_host host = {log_collect, lb, NULL, round_collect, lb};
-    fls_server *s = NULL;
-    assert_int_equal(fls_server_new(o, &host, &s), FLS_OK);
-    fls_options_free(o);
+    logbuf *lb;
+    fls_server *s = server_rounds_of(yaml, &lb);
     peer p[2];
     flc_core *c[2];
     for (int k = 0; k < 2; k++) {
@@ -4859,13 +4834,8 @@ static void test_reactor_noack_downlink(void **state)
              "  liveness_ms: 400\n  heartbeat_ms: 50\n"
              "model:\n  arch: \"mlp:6-5-3\"\nrun:\n  rounds: 1\n"
              "round:\n  clients: 3\n  overcommit: 1\ncodec:\n  chunk_elems: 4\n", ep);
-    fls_options *o = opts_from(yaml);
-    logbuf *lb = calloc(1, sizeof *lb);
-    assert_non_null(lb);
-    fls_host host = {log_collect, lb, NULL, round_collect, lb};
-    fls_server *s = NULL;
-    assert_int_equal(fls_server_new(o, &host, &s), FLS_OK);
-    fls_options_free(o);
+    logbuf *lb;
+    fls_server *s = server_rounds_of(yaml, &lb);
     const char *ids[3] = {"n0", "n1", "h"}; /* the non-ackers say Hello first */
     peer p[3];
     for (int k = 0; k < 3; k++) {
