@@ -860,6 +860,30 @@ def test_example_device(h):
           'its exit line counts 2 rounds trained and accepted')
 
 
+EXAMPLE_EMBED = os.path.join(BUILD, 'fl_server', 'embed')
+
+
+def test_example_embed(h):
+    """fl_server/examples/embed.c, linked against the shared libflserver as a program of one's own
+    would be: it runs a 2-round run for a real fl_client, prints each round's summary, ends 0."""
+    cfg = h.path('embed.yaml')
+    with open(cfg, 'w') as f:
+        f.write('server:\n  insecure: true\n  endpoints: ["tcp://127.0.0.1:0"]\n'
+                '  heartbeat_ms: 200\nmodel:\n  arch: "mlp:784-64-10"\n'
+                'round:\n  clients: 1\n  overcommit: 1\ntrain:\n  max_samples: 300\n'
+                'eval:\n  dataset: none\n')
+    srv = h.spawn([EXAMPLE_EMBED, cfg, 'run.rounds=2'], 'embed.log')
+    ep = h.wait_log('embed.log', r'server: listening on (tcp://[0-9.]+:[0-9]+)', 30, srv).group(1)
+    cl = h.client(ep, 0, 1)
+    check(h.wait_exit(srv, 100, 'embed') == 0, 'the embedding program runs its 2 rounds, exit 0')
+    check(h.wait_exit(cl, 30, 'fl_client') == 0, 'the client ends with the run')
+    log = h.read('embed.log')
+    check(len(re.findall(r'^round [01]\b', log, re.M)) == 2, 'a summary line per round:\n' + log)
+    check('embed: run done' in log, 'it says the run is done')
+    rc = h.wait_exit(h.spawn([EXAMPLE_EMBED, cfg, 'no.such.key=1'], 'embed_bad.log'), 30, 'embed')
+    check(rc == 1 and 'no.such.key' in h.read('embed_bad.log'), 'a bad key: exit 1, named')
+
+
 TESTS = {
     'learn': test_learn,
     'client_kill': test_client_kill,
@@ -878,6 +902,7 @@ TESTS = {
     'colliding_ids': test_colliding_ids,
     'fd_limit': test_fd_limit,
     'example_device': test_example_device,
+    'example_embed': test_example_embed,
 }
 
 
