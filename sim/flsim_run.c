@@ -192,7 +192,10 @@ typedef struct job {
     flsim_profile prof;
     uint64_t shard_n;
     double flops_est;         /* 6 * forward FLOPs of the submodel * samples * epochs */
-    double lb;                /* a lower bound of finish: t0 + latencies + download + compute */
+    double lb;                /* a lower bound of finish: t0 + latencies + download + compute
+                               * (+ upload once known): job_lb of the byte counts below */
+    double lb_down_bytes;     /* a lower bound of its download's bytes (exact once produced) */
+    double lb_up_bytes;       /* ... of its upload's (0 until a same-size update is known) */
     double est;               /* an estimate of finish, for the processing order */
     size_t sub_params;        /* parameters of its submodel */
     double train_s;           /* wall time of its local SGD (inside flc_core_train) */
@@ -201,7 +204,7 @@ typedef struct job {
     double pre_cpu_s;         /* thread CPU of its client core before the training */
     double post_cpu_s;        /* thread CPU of flc_core_train outside the SGD, and take_update */
     int produced, trained, fed;
-    int lb_down;              /* lb includes the download */
+    int lb_down;              /* lb_down_bytes is the download's exact size */
 } job;
 
 typedef struct slot {
@@ -342,16 +345,33 @@ static fl_status check_residual_memory(const sim *S, const flsim_config *cfg, si
     const double trained = fmin(share, picked * (double)cfg->rounds);
     const double need = trained * (double)n_params * sizeof(float);
     const long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGE_SIZE);
-    const double have = pages > 0 && page > 0 ? (double)pages * (double)page : 0.0;
+    const double total = pages > 0 && page > 0 ? (double)pages * (double)page : 0.0;
+    /* What the machine can give now (MemAvailable: free memory and the caches it can drop), not
+     * its total: other processes' memory, and this run's own (the data, the models, the updates
+     * of a round), is not the residuals' to take. */
+    double have = total;
+    FILE *mi = fopen("/proc/meminfo", "r");
+    if (mi) {
+        char line[128];
+        unsigned long long kb;
+        while (fgets(line, sizeof line, mi))
+            if (sscanf(line, "MemAvailable: %llu kB", &kb) == 1) {
+                if ((double)kb * 1024.0 < have || have <= 0.0)
+                    have = (double)kb * 1024.0;
+                break;
+            }
+        fclose(mi);
+    }
     if (have <= 0.0 || need <= have)
         return FL_OK;
     snprintf(why, whylen,
              "%s keeps an error-feedback residual of the model's %zu parameters for every client "
-             "that trains, up to %.0f clients%s here: %.1f GB, more than this machine's %.1f GB "
-             "of memory. Fewer --clients or --rounds, an uplink without topk, or MPI ranks on more "
-             "machines (each keeps its share of the clients) would fit",
+             "that trains, up to %.0f clients%s here: %.1f GB, more than the %.1f GB of memory "
+             "available on this machine now (of %.1f GB). Fewer --clients or --rounds, an uplink "
+             "without topk, or MPI ranks on more machines (each keeps its share of the clients) "
+             "would fit",
              cfg->up_codec, n_params, trained, S->size > 1 ? " on this rank" : "", need / 1e9,
-             have / 1e9);
+             have / 1e9, total / 1e9);
     return FL_ERR_NOMEM;
 }
 
@@ -758,13 +778,37 @@ static int cmp_est(const void *a, const void *b)
     return (x->key > y->key) - (x->key < y->key);
 }
 
+/* Job j's lower bound of its finish: the round's start, the latencies, its compute time (a hair
+ * under, against rounding) and the transfer times of the lower bounds of its bytes. */
+static double job_lb(const sim *S, const job *j, double t0)
+{
+    return t0 + 2.0 * S->cfg->latency_s + j->flops_est * (1.0 - 1e-9) / j->prof.flops +
+           j->lb_down_bytes * 8.0 / j->prof.down_bps + j->lb_up_bytes * 8.0 / j->prof.up_bps;
+}
+
+/* A lower bound of the bytes that n values take through pipeline s, before its task is encoded:
+ * without zstd, subsampling or top-k, every value takes its fixed width (the headers and the
+ * quantisation blocks' ranges come on top); otherwise nothing is known (0). With it in the lower
+ * bounds, per-client keep-sets (whose download is known only once each task is made) still let
+ * updates be fed while later clients train, instead of holding every update of the round. */
+static double codec_bytes_lb(const flz_spec *s, size_t n)
+{
+    if (s->zstd || s->sub != 0.0f || s->topk != 0.0f)
+        return 0.0;
+    const double bits = s->value == FLZ_VALUE_Q                                  ? s->q_bits
+                        : s->value == FLZ_VALUE_F16 || s->value == FLZ_VALUE_BF16 ? 16.0
+                                                                                  : 32.0;
+    return floor((double)n * bits / 8.0);
+}
+
 /* What is known of each job before training: profile, samples, FLOPs of its submodel, a lower
  * bound of its finish time, and the order to process the jobs in (earliest estimated finish
  * first, so that updates can be fed while later clients still train). */
 static fl_status prepare_jobs(sim *S, round_acc *ra)
 {
     const flm_arch *full = fls_core_arch(S->core);
-    const double lat2 = 2.0 * S->cfg->latency_s;
+    flz_spec downs;
+    const int down_ok = flz_spec_parse(S->cfg->down_codec, &downs, NULL, 0) == FL_OK;
     ra->deadline = S->cfg->deadline_s > 0 ? ra->t0 + S->cfg->deadline_s : INFINITY;
     ra->quorum = S->n_jobs < S->cfg->per_round ? (uint32_t)S->n_jobs : S->cfg->per_round;
     size_t *ord = realloc(S->order, (S->n_jobs ? S->n_jobs : 1) * sizeof *ord);
@@ -796,12 +840,16 @@ static fl_status prepare_jobs(sim *S, round_acc *ra)
         if ((st = flm_arch_sub(full, units, &sub)) != FL_OK)
             return st;
         j->flops_est = 6.0 * flm_arch_forward_flops(&sub) * (double)n * S->cfg->epochs;
-        /* Below the true finish: no download time yet (unknown before the task is encoded),
-         * and a hair under the compute time against rounding. */
-        j->lb = ra->t0 + lat2 + j->flops_est * (1.0 - 1e-9) / j->prof.flops;
+        /* Below the true finish: the download's fixed-width bytes at most (its exact size is
+         * known once the task is encoded), no upload yet, a hair under the compute time. */
+        j->lb_down_bytes = down_ok ? codec_bytes_lb(&downs, sub.n_params) : 0.0;
+        j->lb_up_bytes = 0.0;
+        j->lb = job_lb(S, j, ra->t0);
         const double bytes = 4.0 * (double)sub.n_params;
         j->sub_params = sub.n_params;
-        j->est = j->lb + bytes * 8.0 / j->prof.down_bps + bytes * 8.0 / j->prof.up_bps;
+        /* the processing order's estimate: as if both transfers were of float32 */
+        j->est = ra->t0 + 2.0 * S->cfg->latency_s + j->flops_est * (1.0 - 1e-9) / j->prof.flops +
+                 bytes * 8.0 / j->prof.down_bps + bytes * 8.0 / j->prof.up_bps;
     }
     est_ent *e = malloc((S->n_jobs ? S->n_jobs : 1) * sizeof *e);
     if (!e)
@@ -1080,16 +1128,18 @@ static fl_status client_phase(sim *S, round_acc *ra, int pipelined)
                         break;
                     job *j = &S->jobs[ji];
                     if (!j->lb_down) {
-                        j->lb += (double)j->bytes_down * 8.0 / j->prof.down_bps;
+                        j->lb_down_bytes = (double)j->bytes_down;
                         j->lb_down = 1;
+                        j->lb = job_lb(S, j, ra->t0);
                     }
                     if (shared && !shared_known) {
                         /* Every client of the round downloads the same bytes. */
                         shared_known = 1;
                         for (size_t i = 0; i < S->n_jobs; i++)
                             if (!S->jobs[i].lb_down) {
-                                S->jobs[i].lb += (double)j->bytes_down * 8.0 / S->jobs[i].prof.down_bps;
+                                S->jobs[i].lb_down_bytes = (double)j->bytes_down;
                                 S->jobs[i].lb_down = 1;
+                                S->jobs[i].lb = job_lb(S, &S->jobs[i], ra->t0);
                             }
                     }
                     did = 1;
@@ -1121,8 +1171,10 @@ static fl_status client_phase(sim *S, round_acc *ra, int pipelined)
                 up_known = 1;
                 for (size_t i = 0; i < S->n_jobs; i++) {
                     job *u = &S->jobs[i];
-                    if (!u->trained && u->sub_params == j->sub_params)
-                        u->lb += (double)j->bytes_up * 8.0 / u->prof.up_bps;
+                    if (!u->trained && u->sub_params == j->sub_params) {
+                        u->lb_up_bytes = (double)j->bytes_up;
+                        u->lb = job_lb(S, u, ra->t0);
+                    }
                 }
             }
         }
