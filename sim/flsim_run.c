@@ -205,7 +205,6 @@ typedef struct job {
     double post_cpu_s;        /* thread CPU of flc_core_train outside the SGD, and take_update */
     int produced, trained, fed;
     int lb_down;              /* lb_down_bytes is the download's exact size */
-    int lb_up;                /* lb_up_bytes is the upload's exact size, should it succeed */
 } job;
 
 typedef struct slot {
@@ -271,7 +270,6 @@ struct sim {
     float **resid;            /* per client, only for top-k uplinks (NULL until first trained) */
     size_t *resid_n;
     int need_resid;
-    int flops_inexact;        /* a trained job's FLOPs were not its estimate: no exact bounds */
     uint8_t *online;          /* per client: joined the core */
     uint8_t *empty;           /* per client: its shard holds no sample */
 
@@ -1014,22 +1012,6 @@ static fl_status feed_one(sim *S, round_acc *ra, job *j)
     return FL_OK;
 }
 
-/* For an untrained job whose every input is known exactly (its download's bytes, its upload's
- * from a same-size update through a fixed-rate codec, its FLOPs: the estimate is the very
- * expression the client core reports), its finish should it succeed, computed as finish_time
- * does: the same bits. Then a tie with a trained job's finish (identical profiles and shards
- * make every finish of a round equal) is settled by client number, as the feed order settles it,
- * instead of holding every update until the round's last training. NAN when not exact. */
-static double exact_lb(const sim *S, const job *j, double t0)
-{
-    if (!j->lb_down || !j->lb_up || S->flops_inexact)
-        return NAN;
-    const flsim_timing tm = flsim_client_timing(&j->prof, (uint64_t)j->lb_down_bytes,
-                                                j->flops_est, (uint64_t)j->lb_up_bytes,
-                                                S->cfg->latency_s);
-    return t0 + tm.total;
-}
-
 /* Feeds the jobs that can go to the server core now, in order of (finish, key): a trained,
  * unfed job goes if it cannot be preceded by any job still training (its finish is below every
  * untrained job's lower bound) and feeding it cannot close the round while a worker may still
@@ -1041,21 +1023,12 @@ static double exact_lb(const sim *S, const job *j, double t0)
 static fl_status feed_ready(sim *S, round_acc *ra, int all_taken, int *did)
 {
     double horizon = INFINITY;
-    /* the smallest (finish, key) an untrained job with exact inputs can arrive at */
-    double ex_t = INFINITY;
-    uint32_t ex_k = UINT32_MAX;
     size_t m = 0;
     for (size_t i = 0; i < S->n_jobs; i++) {
         const job *j = &S->jobs[i];
         if (!j->trained) {
-            const double e = exact_lb(S, j, ra->t0);
-            if (isnan(e)) {
-                if (j->lb < horizon)
-                    horizon = j->lb;
-            } else if (e < ex_t || (e == ex_t && j->key < ex_k)) {
-                ex_t = e;
-                ex_k = j->key;
-            }
+            if (j->lb < horizon)
+                horizon = j->lb;
         } else if (!j->fed) {
             S->cand[m++] = (est_ent){j->finish, j->key, i};
         }
@@ -1069,8 +1042,7 @@ static fl_status feed_ready(sim *S, round_acc *ra, int all_taken, int *did)
     fl_status st = FL_OK;
     for (size_t k = 0; k < m && st == FL_OK; k++) {
         job *b = &S->jobs[S->cand[k].ji];
-        if (!(b->finish < horizon) ||
-            !(b->finish < ex_t || (b->finish == ex_t && b->key < ex_k)))
+        if (!(b->finish < horizon))
             break;
         if (!all_taken && (ra->committed + 1 >= ra->quorum || b->finish > ra->deadline))
             break;
@@ -1193,8 +1165,6 @@ static fl_status client_phase(sim *S, round_acc *ra, int pipelined)
             job *j = &S->jobs[S->done_q[i]];
             j->trained = 1;
             j->finish = finish_time(S, j, ra->t0);
-            if (j->st == FL_OK && j->flops != j->flops_est)
-                S->flops_inexact = 1; /* exact_lb's premise: never seen, checked all the same */
             /* never fed: see nonfinite_job. Under MPI only this rank knows of it here, and a
              * rank that stopped alone would leave the others waiting in the exchange: there
              * feed_phase stops every rank alike, after it. */
@@ -1207,7 +1177,6 @@ static fl_status client_phase(sim *S, round_acc *ra, int pipelined)
                     job *u = &S->jobs[i];
                     if (!u->trained && u->sub_params == j->sub_params) {
                         u->lb_up_bytes = (double)j->bytes_up;
-                        u->lb_up = 1;
                         u->lb = job_lb(S, u, ra->t0);
                     }
                 }
