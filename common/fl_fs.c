@@ -64,12 +64,10 @@ int fl_parent_writable(const char *path)
     return e ? e : fl_dir_writable(dir);
 }
 
-fl_status fl_file_read(const char *path, size_t max, char **out, size_t *len, char *err,
-                       size_t errlen)
+/* Reads f to its end (and closes it): fl_file_read's loop, for a stream already open. */
+static fl_status read_stream(FILE *f, const char *path, size_t max, char **out, size_t *len,
+                             char *err, size_t errlen)
 {
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return fl_errf(err, errlen, FL_ERR_IO, "%s: %s", path, strerror(errno));
     /* Unbuffered: fread fills buf directly, so no stdio buffer is left holding the text (a
      * secret key's) when the stream is freed. */
     setvbuf(f, NULL, _IONBF, 0);
@@ -109,6 +107,46 @@ fl_status fl_file_read(const char *path, size_t max, char **out, size_t *len, ch
     *out = buf;
     *len = n;
     return FL_OK;
+}
+
+fl_status fl_file_read(const char *path, size_t max, char **out, size_t *len, char *err,
+                       size_t errlen)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return fl_errf(err, errlen, FL_ERR_IO, "%s: %s", path, strerror(errno));
+    return read_stream(f, path, max, out, len, err, errlen);
+}
+
+fl_status fl_file_read_regular(const char *path, size_t max, char **out, size_t *len, char *err,
+                               size_t errlen)
+{
+    /* O_NONBLOCK: opening a FIFO without a writer (or some devices) would wait for good */
+    const int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
+    if (fd < 0)
+        return fl_errf(err, errlen, FL_ERR_IO, "%s: %s", path, strerror(errno));
+    struct stat st;
+    if (fstat(fd, &st) != 0) {
+        const int e = errno;
+        close(fd);
+        return fl_errf(err, errlen, FL_ERR_IO, "%s: %s", path, strerror(e));
+    }
+    if (!S_ISREG(st.st_mode)) {
+        close(fd);
+        return fl_errf(err, errlen, FL_ERR_IO, "%s: %s, not a regular file", path,
+                       S_ISFIFO(st.st_mode)                            ? "a FIFO"
+                       : S_ISDIR(st.st_mode)                           ? "a directory"
+                       : S_ISCHR(st.st_mode) || S_ISBLK(st.st_mode) ? "a device"
+                       : S_ISSOCK(st.st_mode)                          ? "a socket"
+                                                                       : "something else");
+    }
+    FILE *f = fdopen(fd, "rb");
+    if (!f) {
+        const int e = errno;
+        close(fd);
+        return fl_errf(err, errlen, FL_ERR_IO, "%s: %s", path, strerror(e));
+    }
+    return read_stream(f, path, max, out, len, err, errlen);
 }
 
 int fl_write_all(int fd, const void *p, size_t n)

@@ -29,6 +29,12 @@ int fl_parent_writable(const char *path);
 fl_status fl_file_read(const char *path, size_t max, char **out, size_t *len, char *err,
                        size_t errlen);
 
+/* fl_file_read for a file that must be a regular one (a key file): opened without blocking and
+ * refused before a byte is read when it is anything else ("PATH: a FIFO, not a regular file";
+ * a FIFO given by mistake would otherwise hang its reader for good). */
+fl_status fl_file_read_regular(const char *path, size_t max, char **out, size_t *len, char *err,
+                               size_t errlen);
+
 /* Writes all n bytes of p to fd (retrying short writes and EINTR): 0, or -1 with errno set
  * (ENOSPC for a write that wrote nothing). */
 int fl_write_all(int fd, const void *p, size_t n);

@@ -137,7 +137,7 @@ fl_status fl_key_file_read(const char *path, fl_key_kind want, char z85[FL_KEY_Z
         return FL_ERR_INVALID_ARG;
     char *text = NULL;
     size_t len = 0;
-    fl_status st = fl_file_read(path, FL_KEYFILE_MAX_BYTES, &text, &len, err, errlen);
+    fl_status st = fl_file_read_regular(path, FL_KEYFILE_MAX_BYTES, &text, &len, err, errlen);
     if (st != FL_OK)
         return st;
     st = fl_key_text_parse(text, len, path, want, z85, said, err, errlen);

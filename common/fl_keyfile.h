@@ -29,7 +29,8 @@ typedef enum fl_key_kind { FL_KEY_ANY = 0, FL_KEY_PUBLIC = 1, FL_KEY_SECRET = 2 
  * the kind needed; a file whose keygen header names the other kind is refused. said (may be
  * NULL): the kind the file's header named before the key line, FL_KEY_ANY when none did; set on
  * failure too, so that a caller can word a wrong-kind refusal for its own users. Returns FL_OK;
- * FL_ERR_IO (cannot be read, or larger than FL_KEYFILE_MAX_BYTES: "PATH: reason" in err);
+ * FL_ERR_IO (cannot be read, not a regular file, or larger than FL_KEYFILE_MAX_BYTES: "PATH:
+ * reason" in err; a FIFO is refused without waiting for a writer: fl_file_read_regular);
  * FL_ERR_AUTH ("PATH: no key in the file", "PATH:LINE: not a 40-character Z85 key", or "PATH: a
  * public key file (its header says so), where a secret key is needed"); FL_ERR_NOMEM;
  * FL_ERR_INVALID_ARG for a NULL path or z85. z85 is written only on FL_OK. */

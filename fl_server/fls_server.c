@@ -2579,78 +2579,19 @@ static fl_status load_eval(fls_server *s, char *err, size_t errlen)
     return st;
 }
 
-/* Reads the secret key into s->sec_z85 and derives s->pub_z85. */
-/* The secret key file's text (at most FL_KEYFILE_MAX_BYTES) into buf, *len its length. Only a
- * regular file: it is opened without blocking (O_NONBLOCK: a FIFO with no writer, a device) and
- * anything else is refused before a byte is read, so that a FIFO given by mistake does not hang
- * the start, and --check, for good. 0, or an errno with what in *what. */
-static int read_key_file(const char *path, char *buf, size_t cap, size_t *len, struct stat *sb,
-                         const char **what)
-{
-    *what = "";
-    const int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
-    if (fd < 0)
-        return errno;
-    int e = 0;
-    if (fstat(fd, sb) != 0) {
-        e = errno;
-    } else if (!S_ISREG(sb->st_mode)) {
-        *what = S_ISFIFO(sb->st_mode)  ? "a FIFO"
-                : S_ISDIR(sb->st_mode) ? "a directory"
-                : S_ISCHR(sb->st_mode) || S_ISBLK(sb->st_mode) ? "a device"
-                : S_ISSOCK(sb->st_mode) ? "a socket" : "not a regular file";
-        e = EINVAL;
-    } else if ((size_t)sb->st_size >= cap) {
-        *what = "larger than a key file can be";
-        e = EFBIG;
-    } else {
-        *len = 0;
-        for (;;) {
-            const ssize_t r = read(fd, buf + *len, cap - *len);
-            if (r < 0 && errno == EINTR)
-                continue;
-            if (r < 0) {
-                e = errno;
-                break;
-            }
-            if (r == 0)
-                break;
-            *len += (size_t)r;
-            if (*len == cap) {
-                *what = "larger than a key file can be";
-                e = EFBIG;
-                break;
-            }
-        }
-    }
-    close(fd);
-    return e;
-}
-
+/* Reads the secret key into s->sec_z85 and derives s->pub_z85. A FIFO, a directory or a device
+ * is refused at once (fl_key_file_read reads regular files only), so that a FIFO given by
+ * mistake does not hang the start, and --check, for good. */
 static fl_status load_key(fls_server *s, char *err, size_t errlen)
 {
-    char why[512], text[FL_KEYFILE_MAX_BYTES];
-    size_t len = 0;
-    struct stat sb;
-    const char *what;
-    const int e = read_key_file(s->opt.secret_key_file, text, sizeof text, &len, &sb, &what);
-    if (e) {
-        explicit_bzero(text, sizeof text);
-        if (*what)
-            return fls_options_errf(&s->opt, err, errlen, FL_ERR_IO, "server.secret_key_file",
-                                    NULL, "server.secret_key_file: %s: %s; the secret key must be "
-                                    "a regular file", s->opt.secret_key_file, what);
-        return fls_options_errf(&s->opt, err, errlen, FL_ERR_IO, "server.secret_key_file", NULL,
-                                "server.secret_key_file: %s: %s", s->opt.secret_key_file,
-                                strerror(e));
-    }
-    const fl_status st = fl_key_text_parse(text, len, s->opt.secret_key_file, FL_KEY_SECRET,
-                                           s->sec_z85, NULL, why, sizeof why);
-    explicit_bzero(text, sizeof text);
+    char why[512];
+    const fl_status st = fl_key_file_read(s->opt.secret_key_file, FL_KEY_SECRET, s->sec_z85,
+                                          NULL, why, sizeof why);
     if (st != FL_OK)
         return fls_options_errf(&s->opt, err, errlen, st == FL_ERR_IO ? FL_ERR_IO : FL_ERR_AUTH,
                                 "server.secret_key_file", NULL, "server.secret_key_file: %s", why);
-    if (sb.st_mode & 077)
+    struct stat sb;
+    if (stat(s->opt.secret_key_file, &sb) == 0 && (sb.st_mode & 077))
         fl_log(&s->log, FL_LOG_WARN, "%s is readable by others (chmod 600 it)",
                s->opt.secret_key_file);
     if (zmq_curve_public(s->pub_z85, s->sec_z85) != 0)

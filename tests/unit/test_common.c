@@ -692,6 +692,16 @@ static void test_key_file_good(void **state)
     key_file(path, "tab.pub", KEY_B "\t#\tserver\n");
     assert_int_equal(fl_key_file_read(path, FL_KEY_PUBLIC, z, NULL, err, sizeof err), FL_OK);
     assert_string_equal(z, KEY_B);
+    /* A FIFO (no writer: a blocking open would wait for good) and a directory are refused at
+     * once, naming what they are. */
+    snprintf(path, 256, "%s/key.fifo", g_keydir);
+    unlink(path);
+    assert_int_equal(mkfifo(path, 0600), 0);
+    assert_int_equal(fl_key_file_read(path, FL_KEY_SECRET, z, NULL, err, sizeof err), FL_ERR_IO);
+    assert_non_null(strstr(err, ": a FIFO, not a regular file"));
+    unlink(path);
+    assert_int_equal(fl_key_file_read(g_keydir, FL_KEY_SECRET, z, NULL, err, sizeof err), FL_ERR_IO);
+    assert_non_null(strstr(err, ": a directory, not a regular file"));
     /* a comment of one's own that mentions the other kind is no keygen header */
     key_file(path, "own.secret", "# laptop-7 secret; its CURVE public key is in laptop-7.pub\n"
                                  KEY_B "  # fedrop CURVE public key: not a header here\n");
