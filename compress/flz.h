@@ -105,6 +105,16 @@ fl_status flz_spec_check(const flz_spec *spec, char *err, size_t errlen);
  * is invalid or n > FLZ_MAX_N. Thread-safe. */
 size_t flz_encode_bound(const flz_spec *spec, size_t n);
 
+/* 1 when every payload of spec for n elements has the same size, whatever the values and the RNG
+ * key (rotation and the value stages are fixed-rate); 0 with zstd (the values decide), subsampling
+ * (a Bernoulli number of values is kept) or top-k (the index bytes follow the gaps). */
+int flz_spec_fixed_rate(const flz_spec *spec);
+
+/* The fewest payload bytes n elements take through spec: for a fixed-rate pipeline its one
+ * size (flz_encode_bound, header included; several payloads of n elements in all take at least
+ * this many), else 0 (nothing certain). Thread-safe. */
+size_t flz_encode_size_min(const flz_spec *spec, size_t n);
+
 /* A codec context with no scratch memory yet. log may be NULL (the logger is copied). Returns
  * FL_OK or FL_ERR_NOMEM. Picks the AVX-512 kernels, else the AVX2 ones, when the CPU has them
  * (the same bits as the portable ones). The caller owns *out. */

@@ -133,6 +133,16 @@ size_t flz_encode_bound(const flz_spec *spec, size_t n)
     return FLZ_HEADER_SIZE + (spec->zstd ? ZSTD_compressBound((size_t)raw) : (size_t)raw);
 }
 
+int flz_spec_fixed_rate(const flz_spec *spec)
+{
+    return spec && !spec->zstd && spec->sub == 0.0f && spec->topk == 0.0f;
+}
+
+size_t flz_encode_size_min(const flz_spec *spec, size_t n)
+{
+    return flz_spec_fixed_rate(spec) ? flz_encode_bound(spec, n) : 0;
+}
+
 /* ---- context -------------------------------------------------------------------------------- */
 
 fl_status flz_ctx_new(const fl_logger *log, flz_ctx **out)

@@ -786,21 +786,6 @@ static double job_lb(const sim *S, const job *j, double t0)
            j->lb_down_bytes * 8.0 / j->prof.down_bps + j->lb_up_bytes * 8.0 / j->prof.up_bps;
 }
 
-/* A lower bound of the bytes that n values take through pipeline s, before its task is encoded:
- * without zstd, subsampling or top-k, every value takes its fixed width (the headers and the
- * quantisation blocks' ranges come on top); otherwise nothing is known (0). With it in the lower
- * bounds, per-client keep-sets (whose download is known only once each task is made) still let
- * updates be fed while later clients train, instead of holding every update of the round. */
-static double codec_bytes_lb(const flz_spec *s, size_t n)
-{
-    if (s->zstd || s->sub != 0.0f || s->topk != 0.0f)
-        return 0.0;
-    const double bits = s->value == FLZ_VALUE_Q                                  ? s->q_bits
-                        : s->value == FLZ_VALUE_F16 || s->value == FLZ_VALUE_BF16 ? 16.0
-                                                                                  : 32.0;
-    return floor((double)n * bits / 8.0);
-}
-
 /* What is known of each job before training: profile, samples, FLOPs of its submodel, a lower
  * bound of its finish time, and the order to process the jobs in (earliest estimated finish
  * first, so that updates can be fed while later clients still train). */
@@ -840,9 +825,11 @@ static fl_status prepare_jobs(sim *S, round_acc *ra)
         if ((st = flm_arch_sub(full, units, &sub)) != FL_OK)
             return st;
         j->flops_est = 6.0 * flm_arch_forward_flops(&sub) * (double)n * S->cfg->epochs;
-        /* Below the true finish: the download's fixed-width bytes at most (its exact size is
-         * known once the task is encoded), no upload yet, a hair under the compute time. */
-        j->lb_down_bytes = down_ok ? codec_bytes_lb(&downs, sub.n_params) : 0.0;
+        /* Below the true finish: the fewest bytes its download can take (flz_encode_size_min:
+         * with it, per-client keep-sets, whose download is known only once each task is made,
+         * still let updates be fed while later clients train), no upload yet, a hair under the
+         * compute time. */
+        j->lb_down_bytes = down_ok ? (double)flz_encode_size_min(&downs, sub.n_params) : 0.0;
         j->lb_up_bytes = 0.0;
         j->lb = job_lb(S, j, ra->t0);
         const double bytes = 4.0 * (double)sub.n_params;
@@ -1094,15 +1081,13 @@ static fl_status client_phase(sim *S, round_acc *ra, int pipelined)
     int all_produced = 0, shared_known = 0;
     const int shared = shared_keepsets(S->cfg);
     double feed_busy = 0.0;
-    /* Without zstd, subsampling or top-k an update's size depends only on its length (rotation
-     * and the value stages are fixed-rate): once one client's update is known, so is every
-     * same-size one's, and the lower bounds can include the upload. Subsampling keeps a
-     * Bernoulli number of values and top-k's index bytes vary with the gaps: with either, one
-     * client's size says nothing certain of another's (a bound taken from it let a smaller
-     * update arrive below it: "fed out of virtual-time order", the run failed). */
+    /* A fixed-rate uplink (flz_spec_fixed_rate): once one client's update is known, so is every
+     * same-size one's, and the lower bounds can include the upload. Not with subsampling or
+     * top-k: a bound taken from one client's size let a smaller update arrive below it ("fed out
+     * of virtual-time order", the run failed). */
     flz_spec ups;
-    const int up_fixed = flz_spec_parse(S->cfg->up_codec, &ups, NULL, 0) == FL_OK && !ups.zstd &&
-                         ups.sub == 0.0f && ups.topk == 0.0f;
+    const int up_fixed =
+        flz_spec_parse(S->cfg->up_codec, &ups, NULL, 0) == FL_OK && flz_spec_fixed_rate(&ups);
     int up_known = 0;
     while (st == FL_OK) {
         int did = 0;

@@ -189,6 +189,9 @@ static size_t enc(fix *f, const char *spec, const float *x, size_t n, uint64_t s
     if (st != FL_OK)
         fail_msg("encode %s n=%zu: %s", spec, n, fl_status_name(st));
     assert_true(w <= flz_encode_bound(&sp, n));
+    /* a fixed-rate pipeline has one size (what fl_sim's arrival bounds rest on); others 0 */
+    if (flz_spec_fixed_rate(&sp) ? w != flz_encode_size_min(&sp, n) : flz_encode_size_min(&sp, n) != 0)
+        fail_msg("%s n=%zu: %zu bytes, size_min %zu", spec, n, w, flz_encode_size_min(&sp, n));
     return w;
 }
 
