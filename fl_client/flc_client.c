@@ -26,6 +26,7 @@
 #include <unistd.h>
 #include <zmq.h>
 
+#include "fl_endpoint.h"
 #include "fl_log.h"
 #include "fl_rng.h"
 #include "fl_sha256.h"
@@ -209,11 +210,10 @@ static flc_status check_config(const flc_config *cfg, const fl_logger *lg)
         BAD("server_endpoint is required");
     if (strncmp(cfg->server_endpoint, "tcp://", 6) == 0) {
         /* libzmq takes port 99999 as 34463 (mod 2^16) and would try that one for ever */
-        const char *colon = strrchr(cfg->server_endpoint + 6, ':');
-        const char *port = colon ? colon + 1 : "";
-        size_t digits = strspn(port, "0123456789");
-        const long n = digits && digits <= 5 && !port[digits] ? strtol(port, NULL, 10) : 0;
-        if (!colon || colon == cfg->server_endpoint + 6 || n < 1 || n > 65535)
+        const char *host, *port;
+        size_t host_len;
+        if (!fl_tcp_split(cfg->server_endpoint, &host, &host_len, &port) ||
+            fl_port_number(port) < 1)
             BAD("server_endpoint '%s' is not tcp://HOST:PORT with a PORT in 1..65535",
                 cfg->server_endpoint);
     }

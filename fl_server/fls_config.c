@@ -13,6 +13,7 @@
 #include <yaml.h>
 
 #include "flm_arch.h"
+#include "fl_endpoint.h"
 #include "fls_internal.h"
 #include "flz.h"
 
@@ -375,15 +376,11 @@ static fl_status key_set(fls_options *o, const key_def *k, const char *v, int ap
         if (strncmp(v, "tcp://", 6) == 0) {
             /* HOST:PORT, PORT a number in 0..65535 (0 or *: one the system picks). libzmq takes
              * 99999 as port 34463 (mod 2^16) and a missing port as "Invalid argument" at bind. */
-            const char *colon = strrchr(v + 6, ':');
-            if (!colon || colon == v + 6)
+            const char *host, *port;
+            size_t host_len;
+            if (!fl_tcp_split(v, &host, &host_len, &port))
                 return fail(err, errlen, "%s: '%s' is not HOST:PORT (e.g. tcp://*:5555)", k->key, v);
-            const char *port = colon + 1;
-            char *end = NULL;
-            errno = 0;
-            const long n = strcmp(port, "*") == 0 ? 0 : strtol(port, &end, 10);
-            if (strcmp(port, "*") != 0 && (!*port || *end || errno || n < 0 || n > 65535 ||
-                                           !isdigit((unsigned char)*port)))
+            if (strcmp(port, "*") != 0 && fl_port_number(port) < 0)
                 return fail(err, errlen, "%s: '%s': port '%s' is not a number in 0..65535 (0 or "
                             "*: any free port)", k->key, v, port);
         }

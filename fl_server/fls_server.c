@@ -46,6 +46,7 @@
 #include <unistd.h>
 #include <zmq.h>
 
+#include "fl_endpoint.h"
 #include "fl_fs.h"
 #include "fl_log.h"
 #include "fl_mem.h"
@@ -2852,10 +2853,10 @@ enum { EP_HOST_ANY = 0, EP_HOST_V6, EP_HOST_NAME };
 static int ep_host_kind(const char *ep, char *host, size_t cap)
 {
     host[0] = 0;
-    if (strncmp(ep, "tcp://", 6) != 0)
+    const char *h, *port;
+    size_t n;
+    if (!fl_tcp_split(ep, &h, &n, &port)) /* not tcp://, or refused by the configuration */
         return EP_HOST_ANY;
-    const char *h = ep + 6, *colon = strrchr(h, ':');
-    size_t n = colon ? (size_t)(colon - h) : strlen(h);
     if (n >= 2 && h[0] == '[' && h[n - 1] == ']') {
         h++;
         n -= 2;

@@ -17,6 +17,7 @@
 #include <openssl/core_names.h>
 #include <openssl/evp.h>
 
+#include "fl_endpoint.h"
 #include "fl_fs.h"
 #include "fl_keyfile.h"
 #include "fl_log.h"
@@ -783,9 +784,36 @@ static void test_key_file_refused(void **state)
                      FL_ERR_INVALID_ARG);
 }
 
+/* tcp://HOST:PORT as the server's configuration and the client library read it. */
+static void test_endpoint_parts(void **state)
+{
+    (void)state;
+    const char *h, *p;
+    size_t hl;
+    assert_true(fl_tcp_split("tcp://127.0.0.1:5555", &h, &hl, &p));
+    assert_int_equal(hl, 9);
+    assert_memory_equal(h, "127.0.0.1", 9);
+    assert_string_equal(p, "5555");
+    assert_true(fl_tcp_split("tcp://[::1]:80", &h, &hl, &p));
+    assert_int_equal(hl, 5);
+    assert_string_equal(p, "80");
+    assert_true(fl_tcp_split("tcp://*:*", &h, &hl, &p));
+    assert_string_equal(p, "*");
+    assert_false(fl_tcp_split("tcp://:5555", &h, &hl, &p));
+    assert_false(fl_tcp_split("tcp://host", &h, &hl, &p));
+    assert_false(fl_tcp_split("ipc:///tmp/x:1", &h, &hl, &p));
+    assert_int_equal(fl_port_number("0"), 0);
+    assert_int_equal(fl_port_number("65535"), 65535);
+    const char *bad[] = {"", "65536", "99999", "-1", "+5", " 5", "5x", "*", "000001"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        if (fl_port_number(bad[i]) != -1)
+            fail_msg("'%s' taken as port %ld", bad[i], fl_port_number(bad[i]));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_endpoint_parts),
         cmocka_unit_test(test_status_strings), cmocka_unit_test(test_philox_kat),
         cmocka_unit_test(test_siphash24),
         cmocka_unit_test(test_entropy),

@@ -1,0 +1,17 @@
+/* fl_endpoint.h: the parts of a ZeroMQ "tcp://HOST:PORT" endpoint, as the server's
+ * configuration, its start-up checks and the client library read them. */
+#ifndef FL_ENDPOINT_H
+#define FL_ENDPOINT_H
+
+#include <stddef.h>
+
+/* Splits ep at the last ':' after "tcp://": 1 with *host (host_len bytes, an IPv6 address's
+ * brackets kept) and *port (the rest of ep, possibly empty); 0 when ep is not tcp:// or has no
+ * ':' after a non-empty host. */
+int fl_tcp_split(const char *ep, const char **host, size_t *host_len, const char **port);
+
+/* PORT as a number: 0..65535, or -1 when it is not one (empty, a sign, a blank, another
+ * character, above 65535: libzmq would take 99999 as 34463). "*" is not a number here. */
+long fl_port_number(const char *port);
+
+#endif
