@@ -595,6 +595,35 @@ static void test_options_and_yaml(void **state)
 
 /* ---- runs --------------------------------------------------------------------------------------- */
 
+/* Run c on 2 threads feeding while later clients train and feeding after the round: the same
+ * model, virtual times and counts, round by round. *late and *deadline count the late updates and
+ * the rounds closed by the deadline, *rounds the rounds. */
+static void pipelined_equals_batch(flsim_config c, uint32_t *late, uint32_t *deadline,
+                                   uint32_t *rounds)
+{
+    flsim_result r[2];
+    flsim_round_record *rec[2];
+    size_t n[2];
+    c.threads = 2;
+    for (int b = 0; b < 2; b++) {
+        c.batch_feed = b;
+        run_ok(&c, &r[b], &rec[b], &n[b]);
+    }
+    assert_memory_equal(r[0].model_sha256, r[1].model_sha256, FL_SHA256_LEN);
+    assert_int_equal(n[0], n[1]);
+    *late = *deadline = 0;
+    *rounds = (uint32_t)n[0];
+    for (size_t i = 0; i < n[0]; i++) {
+        assert_float_equal(rec[0][i].vtime_s, rec[1][i].vtime_s, 0);
+        assert_int_equal(rec[0][i].reported, rec[1][i].reported);
+        assert_int_equal(rec[0][i].late, rec[1][i].late);
+        *late += rec[0][i].late;
+        *deadline += rec[0][i].closed_by == 2;
+    }
+    free(rec[0]);
+    free(rec[1]);
+}
+
 static void test_threads_same_bits(void **state)
 {
     (void)state;
@@ -630,72 +659,38 @@ static void test_threads_same_bits(void **state)
     /* Feeding while later clients train gives what feeding after the round gives, with lognormal
      * profiles, latency, over-commit and a deadline that cuts some rounds short. */
     for (int fd = 0; fd < 2; fd++) {
-        flsim_result r[2];
-        flsim_round_record *rec[2];
-        size_t n[2];
-        for (int b = 0; b < 2; b++) {
-            flsim_config c = small_config();
-            c.overcommit = 1.5;
-            c.latency_s = 0.001;
-            c.deadline_s = fd ? 0.0099 : 0.0125;
-            c.threads = 2;
-            c.batch_feed = b;
-            if (fd)
-                assert_int_equal(flsim_config_set(&c, "policy", "afd-multi", NULL, 0), FL_OK);
-            assert_int_equal(flsim_config_set(&c, "up-bps", "lognormal:5M:1", NULL, 0), FL_OK);
-            assert_int_equal(flsim_config_set(&c, "up-codec", fd ? "rot+q4+zstd" : "q8", NULL, 0), FL_OK);
-            run_ok(&c, &r[b], &rec[b], &n[b]);
-        }
-        assert_memory_equal(r[0].model_sha256, r[1].model_sha256, FL_SHA256_LEN);
-        assert_int_equal(n[0], n[1]);
-        uint32_t late = 0, deadline = 0;
-        for (size_t i = 0; i < n[0]; i++) {
-            assert_float_equal(rec[0][i].vtime_s, rec[1][i].vtime_s, 0);
-            assert_int_equal(rec[0][i].reported, rec[1][i].reported);
-            assert_int_equal(rec[0][i].late, rec[1][i].late);
-            late += rec[0][i].late;
-            deadline += rec[0][i].closed_by == 2;
-        }
+        flsim_config c = small_config();
+        c.overcommit = 1.5;
+        c.latency_s = 0.001;
+        c.deadline_s = fd ? 0.0099 : 0.0125;
+        if (fd)
+            assert_int_equal(flsim_config_set(&c, "policy", "afd-multi", NULL, 0), FL_OK);
+        assert_int_equal(flsim_config_set(&c, "up-bps", "lognormal:5M:1", NULL, 0), FL_OK);
+        assert_int_equal(flsim_config_set(&c, "up-codec", fd ? "rot+q4+zstd" : "q8", NULL, 0), FL_OK);
+        uint32_t late = 0, deadline = 0, rounds = 0;
+        pipelined_equals_batch(c, &late, &deadline, &rounds);
         print_message("pipelined = batch feeding: %u late updates, %u rounds closed by the deadline\n",
                       late, deadline);
         assert_true(late > 0);
-        assert_true(deadline > 0 && deadline < n[0]);
-        free(rec[0]);
-        free(rec[1]);
+        assert_true(deadline > 0 && deadline < rounds);
     }
     /* Uplinks whose size varies from client to client (Bernoulli subsampling, top-k's index
      * bytes: a bound taken from one client's update let a smaller one arrive below it, and the run
      * failed "fed out of virtual-time order"), and clients that all finish at the same virtual
-     * time (constant profiles, equal iid shards: ties settled by client number), with
-     * over-commit: feeding while others train = feeding after the round. */
+     * time (constant profiles, equal iid shards), with over-commit. */
     static const char *const varied[][2] = {
         {"rot+sub0.3+q8", ""}, {"sub0.5", ""}, {"topk0.3+q8", ""}, {"none", "same"}, {"q4", "same"}};
     for (size_t v = 0; v < sizeof varied / sizeof varied[0]; v++) {
-        flsim_result r[2];
-        flsim_round_record *rec[2];
-        size_t n[2];
-        for (int b = 0; b < 2; b++) {
-            flsim_config c = small_config();
-            c.overcommit = 1.3;
-            c.threads = 2;
-            c.batch_feed = b;
-            assert_int_equal(flsim_config_set(&c, "up-codec", varied[v][0], NULL, 0), FL_OK);
-            if (varied[v][1][0]) {
-                assert_int_equal(flsim_config_set(&c, "flops", "1e9", NULL, 0), FL_OK);
-                assert_int_equal(flsim_config_set(&c, "down-bps", "1e7", NULL, 0), FL_OK);
-                assert_int_equal(flsim_config_set(&c, "up-bps", "5e6", NULL, 0), FL_OK);
-            }
-            run_ok(&c, &r[b], &rec[b], &n[b]);
+        flsim_config c = small_config();
+        c.overcommit = 1.3;
+        assert_int_equal(flsim_config_set(&c, "up-codec", varied[v][0], NULL, 0), FL_OK);
+        if (varied[v][1][0]) {
+            assert_int_equal(flsim_config_set(&c, "flops", "1e9", NULL, 0), FL_OK);
+            assert_int_equal(flsim_config_set(&c, "down-bps", "1e7", NULL, 0), FL_OK);
+            assert_int_equal(flsim_config_set(&c, "up-bps", "5e6", NULL, 0), FL_OK);
         }
-        assert_memory_equal(r[0].model_sha256, r[1].model_sha256, FL_SHA256_LEN);
-        assert_int_equal(n[0], n[1]);
-        for (size_t i = 0; i < n[0]; i++) {
-            assert_float_equal(rec[0][i].vtime_s, rec[1][i].vtime_s, 0);
-            assert_int_equal(rec[0][i].reported, rec[1][i].reported);
-            assert_int_equal(rec[0][i].late, rec[1][i].late);
-        }
-        free(rec[0]);
-        free(rec[1]);
+        uint32_t late, deadline, rounds;
+        pipelined_equals_batch(c, &late, &deadline, &rounds);
     }
     /* Another seed is another run. */
     flsim_config c = small_config();
