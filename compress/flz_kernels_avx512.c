@@ -329,6 +329,12 @@ AVX512 static void w_rot_fwd(float *dst, const float *a, const float *b, unsigne
     wide_stages(dst, log2, sc);
 }
 
+/* A 16-lane mask's set bits. Through _cvtmask16_u32, not __builtin_popcount(mask): GCC 12.2 under
+ * -fsanitize=thread spilled the mask with a 16-bit kmovw and counted it with a 32-bit popcnt
+ * from the stack slot, so stack garbage in the upper half was counted as kept lanes (a sub0.5
+ * encode claimed more values than it had; test_compress failed in that build). */
+#define MASK16_COUNT(k) ((unsigned)__builtin_popcount(_cvtmask16_u32(k)))
+
 /* Subsampling, encode: the kept values of 16 lanes compressed into the low lanes of a register,
  * stored whole at out + m: m <= i, so the store ends within out[0..n), and the lanes past the
  * kept ones are overwritten by the next store or lie past the result. */
@@ -345,7 +351,7 @@ AVX512 static size_t w_sub_keep(float *out, const float *x, size_t n, const uint
         const __mmask16 keep =
             _mm512_cmplt_epu32_mask(_mm512_loadu_si512((const void *)(w + i)), vT);
         _mm512_storeu_si512((void *)(out + m), _mm512_maskz_compress_epi32(keep, xi));
-        m += (size_t)__builtin_popcount(keep);
+        m += MASK16_COUNT(keep);
     }
     int fin = bad == 0;
     if (i < n) {
@@ -370,7 +376,7 @@ AVX512 static int w_sub_fill(float *out, size_t n, const float *v, size_t m, siz
     for (; i + 16 <= n; i += 16) {
         const __mmask16 keep =
             _mm512_cmplt_epu32_mask(_mm512_loadu_si512((const void *)(w + i)), vT);
-        const unsigned cnt = (unsigned)__builtin_popcount(keep);
+        const unsigned cnt = MASK16_COUNT(keep);
         if (k + cnt > m)
             return 0;
         /* kept lanes: v[k] * inv_p, as the portable kernel; dropped ones: +0.0f (0 * inv_p

@@ -28,7 +28,10 @@
 #elif defined(__GNUC__)
 #pragma GCC optimize("no-trapping-math", "fp-contract=off")
 #endif
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
+/* Not under ThreadSanitizer: the ifunc resolver runs during relocation, before its runtime is up,
+ * and its instrumented prologue crashes there. */
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__) && \
+    !defined(__SANITIZE_THREAD__)
 #define FLM_CELL_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
 #else
 #define FLM_CELL_CLONES
