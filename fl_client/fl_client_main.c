@@ -268,7 +268,7 @@ int main(int argc, char **argv)
     if (data_dir)
         setenv("FEDROP_DATA_DIR", data_dir, 1);
     flm_dataset *all = NULL, *mine = NULL;
-    fl_status st = flm_dataset_load_spec(&all, spec, part_seed, err, sizeof err);
+    fl_status st = flm_dataset_load_spec(&all, spec, part_seed, FLM_SPLIT_TRAIN, err, sizeof err);
     if (st != FL_OK) {
         fprintf(stderr, "fl_client: dataset %s: %s\n", spec, err[0] ? err : fl_strerror(st));
         return 2;

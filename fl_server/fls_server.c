@@ -2537,10 +2537,11 @@ static fl_status load_eval(fls_server *s, char *err, size_t errlen)
     if (ds == FLS_EVAL_SYNTHETIC) {
         if (a->token_input)
             st = flm_dataset_synth_tokens(&s->eval_ds, s->opt.eval_synth_samples, a->in_H,
-                                          a->classes, 0.1f, s->opt.core.seed);
+                                          a->classes, 0.1f, s->opt.core.seed, FLM_SPLIT_HELDOUT);
         else
             st = flm_dataset_synth_images(&s->eval_ds, s->opt.eval_synth_samples, a->in_C, a->in_H,
-                                          a->in_W, a->classes, 0.3f, s->opt.core.seed);
+                                          a->in_W, a->classes, 0.3f, s->opt.core.seed,
+                                          FLM_SPLIT_HELDOUT);
         if (st != FL_OK)
             snprintf(err, errlen, "synthetic evaluation data: %s", fl_strerror(st));
     } else {

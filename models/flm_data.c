@@ -140,11 +140,12 @@ void flm_dataset_label_counts(const flm_dataset *ds, size_t *counts)
 /* ---- synthetic ------------------------------------------------------------------------------ */
 
 /* Stream layout under purpose FL_RNG_DATA: round 0 holds the dataset-level draws (centres,
- * successor table), round 1 one stream per sample (client field = sample index), so a sample is
- * reproducible alone. Samples beyond 2^32 reuse streams; N is far below that in practice. */
+ * successor table), round 1 one stream per training sample and round 2 one per held-out sample
+ * (client field = sample index), so a sample is reproducible alone. N is at most 2^32 - 1. */
+#define SYNTH_SAMPLE_ROUND(split) ((split) == FLM_SPLIT_HELDOUT ? 2u : 1u)
 
 fl_status flm_dataset_synth_images(flm_dataset **out, size_t N, int C, int H, int W, int classes,
-                                   float sigma, uint64_t seed)
+                                   float sigma, uint64_t seed, flm_split split)
 {
     if (!out)
         return FL_ERR_INVALID_ARG;
@@ -169,7 +170,7 @@ fl_status flm_dataset_synth_images(flm_dataset **out, size_t N, int C, int H, in
     for (size_t j = 0; j < (size_t)classes * L; j++)
         centre[j] = 0.2f + 0.6f * fl_rng_uniform(&r);
     for (size_t i = 0; i < N; i++) {
-        fl_rng s = fl_rng_stream(seed, 1, (uint32_t)i, FL_RNG_DATA);
+        fl_rng s = fl_rng_stream(seed, SYNTH_SAMPLE_ROUND(split), (uint32_t)i, FL_RNG_DATA);
         const int c = (int)(i % (size_t)classes);
         ds->y[i] = c;
         const float *m = centre + (size_t)c * L;
@@ -185,7 +186,7 @@ fl_status flm_dataset_synth_images(flm_dataset **out, size_t N, int C, int H, in
 }
 
 fl_status flm_dataset_synth_tokens(flm_dataset **out, size_t N, int T, int vocab, float noise,
-                                   uint64_t seed)
+                                   uint64_t seed, flm_split split)
 {
     if (!out)
         return FL_ERR_INVALID_ARG;
@@ -214,7 +215,7 @@ fl_status flm_dataset_synth_tokens(flm_dataset **out, size_t N, int T, int vocab
     const uint32_t thresh = (uint32_t)((double)noise * 4294967296.0 > 4294967295.0
                                            ? 4294967295.0 : (double)noise * 4294967296.0);
     for (size_t i = 0; i < N; i++) {
-        fl_rng s = fl_rng_stream(seed, 1, (uint32_t)i, FL_RNG_DATA);
+        fl_rng s = fl_rng_stream(seed, SYNTH_SAMPLE_ROUND(split), (uint32_t)i, FL_RNG_DATA);
         int32_t *tk = ds->tokens + i * (size_t)T;
         int32_t cur = (int32_t)fl_rng_below(&s, (uint32_t)vocab);
         for (int t = 0; t <= T; t++) {
@@ -340,8 +341,8 @@ static int parse_opt_float(const char *p, float *v)
     return 0;
 }
 
-fl_status flm_dataset_load_spec(flm_dataset **out, const char *spec, uint64_t seed, char *err,
-                                size_t errlen)
+fl_status flm_dataset_load_spec(flm_dataset **out, const char *spec, uint64_t seed, flm_split split,
+                                char *err, size_t errlen)
 {
     if (!out)
         return FL_ERR_INVALID_ARG;
@@ -412,7 +413,7 @@ fl_status flm_dataset_load_spec(flm_dataset **out, const char *spec, uint64_t se
         if (parse_opt_float(p, &sigma) != 0)
             goto bad;
         const fl_status st = flm_dataset_synth_images(out, N, (int)C, (int)H, (int)W, (int)K,
-                                                      sigma, seed);
+                                                      sigma, seed, split);
         if (st == FL_ERR_INVALID_ARG)
             goto bad;
         return st;
@@ -426,7 +427,7 @@ fl_status flm_dataset_load_spec(flm_dataset **out, const char *spec, uint64_t se
         float noise = 0.1f;
         if (parse_opt_float(p, &noise) != 0)
             goto bad;
-        const fl_status st = flm_dataset_synth_tokens(out, N, (int)T, (int)V, noise, seed);
+        const fl_status st = flm_dataset_synth_tokens(out, N, (int)T, (int)V, noise, seed, split);
         if (st == FL_ERR_INVALID_ARG)
             goto bad;
         return st;

@@ -74,19 +74,27 @@ void flm_dataset_label_counts(const flm_dataset *ds, size_t *counts);
 
 /* ---- synthetic data (tests, smoke runs), seeded by fl_rng streams of purpose FL_RNG_DATA ------ */
 
+/* Which samples a synthetic set holds. Both splits pose the same task (the seed's class centres,
+ * its successor table) with disjoint samples: a test or evaluation set drawn HELDOUT never
+ * repeats a training sample of the same seed, whatever the two sizes. Other datasets ignore it. */
+typedef enum flm_split {
+    FLM_SPLIT_TRAIN = 0,
+    FLM_SPLIT_HELDOUT = 1,
+} flm_split;
+
 /* Gaussian class clusters: class c has a centre drawn uniformly in [0.2, 0.8]^(C*H*W); sample i
  * has label i % classes and features centre + sigma * N(0, 1), clamped to [0, 1]. Learnable
- * (nearest centre is Bayes-optimal) and balanced. Sample i depends only on (seed, i): the first
- * n samples are the same whatever N. Caller owns *out. */
+ * (nearest centre is Bayes-optimal) and balanced. Sample i depends only on (seed, split, i): the
+ * first n samples are the same whatever N. Caller owns *out. */
 fl_status flm_dataset_synth_images(flm_dataset **out, size_t N, int C, int H, int W, int classes,
-                                   float sigma, uint64_t seed);
+                                   float sigma, uint64_t seed, flm_split split);
 
 /* Token sequences for next-token prediction over a vocabulary of `vocab` ids: a hidden successor
  * table succ[] (drawn from the seed) drives each sequence, t_{j+1} = succ[t_j] with probability
  * 1 - noise and a uniform id otherwise; the label follows the same rule from the last token.
- * T tokens per sample (H = T). Caller owns *out. */
+ * T tokens per sample (H = T); sample i depends only on (seed, split, i). Caller owns *out. */
 fl_status flm_dataset_synth_tokens(flm_dataset **out, size_t N, int T, int vocab, float noise,
-                                   uint64_t seed);
+                                   uint64_t seed, flm_split split);
 
 /* ---- IDX (MNIST, Fashion-MNIST) ----------------------------------------------------------- */
 
@@ -157,10 +165,11 @@ fl_status flm_leaf_load_mem(flm_dataset **out, flm_leaf_kind kind, const uint8_t
  *   shakespeare:PATH[,PATH...]                   directory stands for its *.json files, sorted
  *   synth-images:N:CxHxW:CLASSES[:SIGMA]         flm_dataset_synth_images, SIGMA default 0.3
  *   synth-tokens:N:T:VOCAB[:NOISE]               flm_dataset_synth_tokens, NOISE default 0.1
- * Paths cannot contain ','. seed is used by synth-* only. Returns FL_ERR_INVALID_ARG with a reason
- * in err for a spec that does not parse, else what the loader returns. Caller owns *out. */
-fl_status flm_dataset_load_spec(flm_dataset **out, const char *spec, uint64_t seed, char *err,
-                                size_t errlen);
+ * Paths cannot contain ','. seed and split are used by synth-* only (a test set: FLM_SPLIT_HELDOUT).
+ * Returns FL_ERR_INVALID_ARG with a reason in err for a spec that does not parse, else what the
+ * loader returns. Caller owns *out. */
+fl_status flm_dataset_load_spec(flm_dataset **out, const char *spec, uint64_t seed, flm_split split,
+                                char *err, size_t errlen);
 
 /* ---- partitioners --------------------------------------------------------------------------- */
 

@@ -89,6 +89,46 @@ static fl_status truncate_train(flsim_data *d, const flsim_config *cfg)
     return FL_OK;
 }
 
+/* The held-out split of a spec without one: idx[0..N-nt) the training samples, idx[N-nt..N) the
+ * test samples, each in file order, nt in *nt. Without users, the last floor(frac * N) samples;
+ * with users, the last floor(frac * n_u) of each user's n_u samples (a user of fewer than 1/frac
+ * samples keeps them all for training). */
+static fl_status held_out_split(const flm_dataset *all, double frac, uint32_t *idx, size_t *nt_out)
+{
+    const size_t N = all->N;
+    size_t nt = 0;
+    if (!all->user) {
+        nt = (size_t)floor(frac * (double)N);
+        *nt_out = nt > N ? N : nt;
+        for (size_t i = 0; i < N; i++)
+            idx[i] = (uint32_t)i;
+        return FL_OK;
+    }
+    size_t *left = calloc(all->n_users ? all->n_users : 1, sizeof *left);
+    if (!left)
+        return FL_ERR_NOMEM;
+    for (size_t i = 0; i < N; i++)
+        left[all->user[i]]++;
+    for (size_t u = 0; u < all->n_users; u++) {
+        const size_t t = (size_t)floor(frac * (double)left[u]);
+        nt += t;
+        left[u] -= t; /* now: the user's training samples still to come */
+    }
+    size_t tr = 0, te = N - nt;
+    for (size_t i = 0; i < N; i++) {
+        size_t *l = &left[all->user[i]];
+        if (*l) {
+            (*l)--;
+            idx[tr++] = (uint32_t)i;
+        } else {
+            idx[te++] = (uint32_t)i;
+        }
+    }
+    free(left);
+    *nt_out = nt;
+    return FL_OK;
+}
+
 fl_status flsim_data_load(flsim_data *d, const flsim_config *cfg, char *err, size_t errlen)
 {
     memset(d, 0, sizeof *d);
@@ -98,14 +138,14 @@ fl_status flsim_data_load(flsim_data *d, const flsim_config *cfg, char *err, siz
     fl_status st;
     if (named_dataset(cfg->dataset)) {
         snprintf(spec, sizeof spec, "%s:train", cfg->dataset);
-        st = flm_dataset_load_spec(&d->train, spec, data_seed, err, errlen);
+        st = flm_dataset_load_spec(&d->train, spec, data_seed, FLM_SPLIT_TRAIN, err, errlen);
         if (st != FL_OK)
             return st;
         if (!cfg->test_dataset[0])
             snprintf(spec, sizeof spec, "%s:test", cfg->dataset);
         else
             snprintf(spec, sizeof spec, "%s", cfg->test_dataset);
-        st = flm_dataset_load_spec(&d->test, spec, data_seed, err, errlen);
+        st = flm_dataset_load_spec(&d->test, spec, data_seed, FLM_SPLIT_HELDOUT, err, errlen);
         if (st == FL_OK)
             st = truncate_train(d, cfg);
         if (st != FL_OK)
@@ -113,36 +153,36 @@ fl_status flsim_data_load(flsim_data *d, const flsim_config *cfg, char *err, siz
         return st;
     }
     flm_dataset *all = NULL;
-    st = flm_dataset_load_spec(&all, cfg->dataset, data_seed, err, errlen);
+    st = flm_dataset_load_spec(&all, cfg->dataset, data_seed, FLM_SPLIT_TRAIN, err, errlen);
     if (st != FL_OK)
         return st;
     if (cfg->test_dataset[0]) {
         d->train = all;
-        st = flm_dataset_load_spec(&d->test, cfg->test_dataset, data_seed, err, errlen);
+        st = flm_dataset_load_spec(&d->test, cfg->test_dataset, data_seed, FLM_SPLIT_HELDOUT,
+                                   err, errlen);
         if (st == FL_OK)
             st = truncate_train(d, cfg);
         if (st != FL_OK)
             flsim_data_free(d);
         return st;
     }
-    /* Hold out the last test_frac of the samples. */
-    size_t nt = (size_t)floor(cfg->test_frac * (double)all->N);
-    if (nt < 1 || nt >= all->N) {
-        if (err && errlen)
-            snprintf(err, errlen, "dataset %s: %zu samples cannot give a test split of %.3g",
-                     cfg->dataset, all->N, cfg->test_frac);
-        flm_dataset_free(all);
-        return FL_ERR_INVALID_ARG;
-    }
+    /* Hold out the last test_frac of the samples; with users (LEAF), the last test_frac of each
+     * user's samples, as LEAF splits, so that every user keeps its first samples for training
+     * (a tail of the file would be whole users: clients with nothing to train on, tested on
+     * writers no client has). */
     uint32_t *idx = malloc(all->N * sizeof *idx);
-    if (!idx) {
-        flm_dataset_free(all);
-        return FL_ERR_NOMEM;
+    size_t nt = 0;
+    st = idx ? held_out_split(all, cfg->test_frac, idx, &nt) : FL_ERR_NOMEM;
+    if (st == FL_OK && (nt < 1 || nt >= all->N)) {
+        if (err && errlen)
+            snprintf(err, errlen, "dataset %s: %zu samples cannot give a test split of %.3g%s",
+                     cfg->dataset, all->N, cfg->test_frac,
+                     all->user ? " (taken from each user's samples)" : "");
+        st = FL_ERR_INVALID_ARG;
     }
-    for (size_t i = 0; i < all->N; i++)
-        idx[i] = (uint32_t)i;
     const size_t ntr = all->N - nt;
-    st = flm_dataset_subset(&d->train, all, idx, ntr);
+    if (st == FL_OK)
+        st = flm_dataset_subset(&d->train, all, idx, ntr);
     if (st == FL_OK)
         st = flm_dataset_subset(&d->test, all, idx + ntr, nt);
     free(idx);

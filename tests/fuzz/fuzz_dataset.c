@@ -97,7 +97,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         flm_partition_spec ps;
         if (flm_partition_spec_parse(spec, &ps, err, sizeof err) != FL_OK)
             return 0;
-        if (flm_dataset_synth_images(&ds, 60, 1, 2, 2, 3, 0.1f, 7) != FL_OK)
+        if (flm_dataset_synth_images(&ds, 60, 1, 2, 2, 3, 0.1f, 7, FLM_SPLIT_TRAIN) != FL_OK)
             abort();
         /* A user table so that "natural" has something to split. */
         ds->user = calloc(ds->N, sizeof *ds->user);

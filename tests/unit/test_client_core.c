@@ -49,8 +49,10 @@ typedef struct fixture {
 
 static void make_data(fixture *f)
 {
-    assert_int_equal(flm_dataset_synth_images(&f->train, 2000, 1, 8, 8, CLASSES, 0.35f, 7), FL_OK);
-    assert_int_equal(flm_dataset_synth_images(&f->test, 400, 1, 8, 8, CLASSES, 0.35f, 7), FL_OK);
+    assert_int_equal(
+        flm_dataset_synth_images(&f->train, 2000, 1, 8, 8, CLASSES, 0.35f, 7, FLM_SPLIT_TRAIN), FL_OK);
+    assert_int_equal(flm_dataset_synth_images(&f->test, 400, 1, 8, 8, CLASSES, 0.35f, 7,
+                                              FLM_SPLIT_HELDOUT), FL_OK);
     for (int k = 0; k < K; k++) {
         f->idx[k] = malloc(500 * sizeof(uint32_t));
         for (int i = 0; i < 500; i++)

@@ -690,7 +690,7 @@ static void test_synth_images(void **state)
     const size_t N = 2000;
     const int D = 64, classes = 10;
     flm_dataset *ds = NULL, *again = NULL, *prefix = NULL, *other = NULL;
-    assert_int_equal(flm_dataset_synth_images(&ds, N, 1, 8, 8, classes, 0.25f, 11), FL_OK);
+    assert_int_equal(flm_dataset_synth_images(&ds, N, 1, 8, 8, classes, 0.25f, 11, FLM_SPLIT_TRAIN), FL_OK);
     assert_int_equal(ds->N, N);
     assert_int_equal(ds->sample_len, (size_t)D);
     for (size_t k = 0; k < N * D; k++)
@@ -700,11 +700,11 @@ static void test_synth_images(void **state)
     for (int c = 0; c < classes; c++)
         assert_int_equal(counts[c], N / classes);
     /* Deterministic, and sample i depends only on (seed, i). */
-    assert_int_equal(flm_dataset_synth_images(&again, N, 1, 8, 8, classes, 0.25f, 11), FL_OK);
+    assert_int_equal(flm_dataset_synth_images(&again, N, 1, 8, 8, classes, 0.25f, 11, FLM_SPLIT_TRAIN), FL_OK);
     assert_memory_equal(ds->x, again->x, N * D * sizeof(float));
-    assert_int_equal(flm_dataset_synth_images(&prefix, 100, 1, 8, 8, classes, 0.25f, 11), FL_OK);
+    assert_int_equal(flm_dataset_synth_images(&prefix, 100, 1, 8, 8, classes, 0.25f, 11, FLM_SPLIT_TRAIN), FL_OK);
     assert_memory_equal(ds->x, prefix->x, 100 * D * sizeof(float));
-    assert_int_equal(flm_dataset_synth_images(&other, 100, 1, 8, 8, classes, 0.25f, 12), FL_OK);
+    assert_int_equal(flm_dataset_synth_images(&other, 100, 1, 8, 8, classes, 0.25f, 12, FLM_SPLIT_TRAIN), FL_OK);
     assert_memory_not_equal(ds->x, other->x, 100 * D * sizeof(float));
     /* Learnable: nearest class mean, fitted on the first half, classifies the second half. */
     double mean[10][64] = {{0}};
@@ -727,12 +727,38 @@ static void test_synth_images(void **state)
         right += best == ds->y[i];
     }
     assert_true(right > N / 2 * 9 / 10);
+    /* A held-out set poses the same task with other samples: the means fitted on training
+     * samples classify it as well, and no sample repeats a training one (a test set drawn from
+     * the training seed used to be the training set's first samples). */
+    flm_dataset *held = NULL;
+    assert_int_equal(
+        flm_dataset_synth_images(&held, N / 2, 1, 8, 8, classes, 0.25f, 11, FLM_SPLIT_HELDOUT),
+        FL_OK);
+    right = 0;
+    for (size_t i = 0; i < N / 2; i++) {
+        assert_int_equal(held->y[i], ds->y[i]); /* labels cycle through the classes alike */
+        assert_memory_not_equal(held->x + i * D, ds->x + i * D, D * sizeof(float));
+        int best = -1;
+        double bd = INFINITY;
+        for (int c = 0; c < classes; c++) {
+            double d = 0;
+            for (int j = 0; j < D; j++)
+                d += (held->x[i * D + j] - mean[c][j]) * (held->x[i * D + j] - mean[c][j]);
+            if (d < bd) {
+                bd = d;
+                best = c;
+            }
+        }
+        right += best == held->y[i];
+    }
+    assert_true(right > N / 2 * 9 / 10);
+    flm_dataset_free(held);
     flm_dataset_free(ds);
     flm_dataset_free(again);
     flm_dataset_free(prefix);
     flm_dataset_free(other);
-    assert_int_equal(flm_dataset_synth_images(&ds, 10, 0, 8, 8, 10, 0.1f, 1), FL_ERR_INVALID_ARG);
-    assert_int_equal(flm_dataset_synth_images(&ds, 10, 1, 8, 8, 10, NAN, 1), FL_ERR_INVALID_ARG);
+    assert_int_equal(flm_dataset_synth_images(&ds, 10, 0, 8, 8, 10, 0.1f, 1, FLM_SPLIT_TRAIN), FL_ERR_INVALID_ARG);
+    assert_int_equal(flm_dataset_synth_images(&ds, 10, 1, 8, 8, 10, NAN, 1, FLM_SPLIT_TRAIN), FL_ERR_INVALID_ARG);
     assert_null(ds);
 }
 
@@ -742,7 +768,7 @@ static void test_synth_tokens(void **state)
     const size_t N = 3000;
     const int T = 20, V = 30;
     flm_dataset *ds = NULL, *again = NULL;
-    assert_int_equal(flm_dataset_synth_tokens(&ds, N, T, V, 0.1f, 5), FL_OK);
+    assert_int_equal(flm_dataset_synth_tokens(&ds, N, T, V, 0.1f, 5, FLM_SPLIT_TRAIN), FL_OK);
     assert_int_equal(ds->kind, FLM_DATA_TOKENS);
     assert_int_equal(ds->H, T);
     assert_int_equal(ds->C, 1);
@@ -750,7 +776,7 @@ static void test_synth_tokens(void **state)
     assert_int_equal(ds->classes, V);
     for (size_t k = 0; k < N * T; k++)
         assert_true(ds->tokens[k] >= 0 && ds->tokens[k] < V);
-    assert_int_equal(flm_dataset_synth_tokens(&again, N, T, V, 0.1f, 5), FL_OK);
+    assert_int_equal(flm_dataset_synth_tokens(&again, N, T, V, 0.1f, 5, FLM_SPLIT_TRAIN), FL_OK);
     assert_memory_equal(ds->tokens, again->tokens, N * T * sizeof(int32_t));
     assert_memory_equal(ds->y, again->y, N * sizeof(int32_t));
     /* Learnable: the most frequent successor of each token (bigram counts over the sequences)
@@ -770,10 +796,28 @@ static void test_synth_tokens(void **state)
         right += best == ds->y[i];
     }
     assert_true(right > N * 85 / 100);
+    /* Held out: the same successor table (the training bigrams predict it as well), other
+     * sequences. */
+    flm_dataset *held = NULL;
+    assert_int_equal(flm_dataset_synth_tokens(&held, N, T, V, 0.1f, 5, FLM_SPLIT_HELDOUT), FL_OK);
+    right = 0;
+    size_t same = 0;
+    for (size_t i = 0; i < N; i++) {
+        same += memcmp(held->tokens + i * T, ds->tokens + i * T, T * sizeof(int32_t)) == 0;
+        const int32_t last = held->tokens[i * T + T - 1];
+        int best = 0;
+        for (int v = 1; v < V; v++)
+            if (big[last][v] > big[last][best])
+                best = v;
+        right += best == held->y[i];
+    }
+    assert_true(right > N * 85 / 100);
+    assert_true(same < N / 100); /* equal only when both start alike and never leave the table */
+    flm_dataset_free(held);
     flm_dataset_free(ds);
     flm_dataset_free(again);
-    assert_int_equal(flm_dataset_synth_tokens(&ds, 10, 5, 1, 0.1f, 1), FL_ERR_INVALID_ARG);
-    assert_int_equal(flm_dataset_synth_tokens(&ds, 10, 5, 8, 1.5f, 1), FL_ERR_INVALID_ARG);
+    assert_int_equal(flm_dataset_synth_tokens(&ds, 10, 5, 1, 0.1f, 1, FLM_SPLIT_TRAIN), FL_ERR_INVALID_ARG);
+    assert_int_equal(flm_dataset_synth_tokens(&ds, 10, 5, 8, 1.5f, 1, FLM_SPLIT_TRAIN), FL_ERR_INVALID_ARG);
 }
 
 /* ---- partitioners --------------------------------------------------------------------------- */
@@ -923,7 +967,7 @@ static void test_partition_iid(void **state)
 {
     (void)state;
     flm_dataset *ds = NULL;
-    assert_int_equal(flm_dataset_synth_images(&ds, 1003, 1, 2, 2, 10, 0.1f, 1), FL_OK);
+    assert_int_equal(flm_dataset_synth_images(&ds, 1003, 1, 2, 2, 10, 0.1f, 1, FLM_SPLIT_TRAIN), FL_OK);
     static const size_t Ks[] = {1, 7, 100, 1003, 2000};
     for (size_t t = 0; t < sizeof Ks / sizeof Ks[0]; t++) {
         flm_partition *p = make_part(ds, "iid", Ks[t], 42);
@@ -960,7 +1004,7 @@ static void test_partition_dirichlet(void **state)
 {
     (void)state;
     flm_dataset *ds = NULL;
-    assert_int_equal(flm_dataset_synth_images(&ds, 10000, 1, 1, 1, 10, 0.1f, 2), FL_OK);
+    assert_int_equal(flm_dataset_synth_images(&ds, 10000, 1, 1, 1, 10, 0.1f, 2, FLM_SPLIT_TRAIN), FL_OK);
     flm_partition *iid = make_part(ds, "iid", 20, 7);
     flm_partition *sk = make_part(ds, "dirichlet:0.1", 20, 7);
     flm_partition *mid = make_part(ds, "dirichlet:1", 20, 7);
@@ -993,7 +1037,7 @@ static void test_partition_shards(void **state)
     (void)state;
     flm_dataset *ds = NULL;
     /* 10 classes x 100 samples, 50 clients x 2 shards of 10: shard edges on class edges. */
-    assert_int_equal(flm_dataset_synth_images(&ds, 1000, 1, 1, 1, 10, 0.1f, 3), FL_OK);
+    assert_int_equal(flm_dataset_synth_images(&ds, 1000, 1, 1, 1, 10, 0.1f, 3, FLM_SPLIT_TRAIN), FL_OK);
     flm_partition *p = make_part(ds, "shards:2", 50, 5);
     size_t two = 0;
     for (size_t k = 0; k < p->K; k++) {
@@ -1044,7 +1088,7 @@ static void test_partition_natural(void **state)
     flm_partition_free(p);
     /* Fewer clients than users: whole users per client. */
     flm_dataset *many = NULL;
-    assert_int_equal(flm_dataset_synth_images(&many, 500, 1, 1, 1, 5, 0.1f, 4), FL_OK);
+    assert_int_equal(flm_dataset_synth_images(&many, 500, 1, 1, 1, 5, 0.1f, 4, FLM_SPLIT_TRAIN), FL_OK);
     many->user = malloc(500 * sizeof *many->user);
     many->users = calloc(50, sizeof *many->users);
     assert_non_null(many->user);
@@ -1068,7 +1112,7 @@ static void test_partition_natural(void **state)
     assert_int_equal(flm_partition_make(&p, many, &ps, 51, 1), FL_ERR_INVALID_ARG);
     flm_dataset_free(many);
     flm_dataset *plain = NULL;
-    assert_int_equal(flm_dataset_synth_images(&plain, 10, 1, 1, 1, 2, 0.1f, 4), FL_OK);
+    assert_int_equal(flm_dataset_synth_images(&plain, 10, 1, 1, 1, 2, 0.1f, 4, FLM_SPLIT_TRAIN), FL_OK);
     assert_int_equal(flm_partition_make(&p, plain, &ps, 2, 1), FL_ERR_INVALID_ARG);
     flm_dataset_free(plain);
     flm_dataset_free(ds);
@@ -1123,21 +1167,21 @@ static void test_load_spec(void **state)
     (void)state;
     char err[512] = "", spec[1200];
     flm_dataset *ds = NULL;
-    assert_int_equal(flm_dataset_load_spec(&ds, "synth-images:100:1x4x4:5", 9, err, sizeof err),
+    assert_int_equal(flm_dataset_load_spec(&ds, "synth-images:100:1x4x4:5", 9, FLM_SPLIT_TRAIN, err, sizeof err),
                      FL_OK);
     assert_int_equal(ds->N, 100);
     assert_int_equal(ds->H, 4);
     assert_int_equal(ds->classes, 5);
     flm_dataset *same = NULL;
-    assert_int_equal(flm_dataset_synth_images(&same, 100, 1, 4, 4, 5, 0.3f, 9), FL_OK);
+    assert_int_equal(flm_dataset_synth_images(&same, 100, 1, 4, 4, 5, 0.3f, 9, FLM_SPLIT_TRAIN), FL_OK);
     assert_memory_equal(ds->x, same->x, 100 * 16 * sizeof(float));
     flm_dataset_free(same);
     flm_dataset_free(ds);
-    assert_int_equal(flm_dataset_load_spec(&ds, "synth-images:10:3x2x2:4:0.05", 9, err, sizeof err),
+    assert_int_equal(flm_dataset_load_spec(&ds, "synth-images:10:3x2x2:4:0.05", 9, FLM_SPLIT_TRAIN, err, sizeof err),
                      FL_OK);
     assert_int_equal(ds->C, 3);
     flm_dataset_free(ds);
-    assert_int_equal(flm_dataset_load_spec(&ds, "synth-tokens:50:10:20", 9, err, sizeof err), FL_OK);
+    assert_int_equal(flm_dataset_load_spec(&ds, "synth-tokens:50:10:20", 9, FLM_SPLIT_TRAIN, err, sizeof err), FL_OK);
     assert_int_equal(ds->kind, FLM_DATA_TOKENS);
     assert_int_equal(ds->H, 10);
     assert_int_equal(ds->classes, 20);
@@ -1148,7 +1192,7 @@ static void test_load_spec(void **state)
     fixture_path(fem, sizeof fem, "femnist_tiny.json");
     fixture_path(shk, sizeof shk, "shakespeare_tiny.json");
     snprintf(spec, sizeof spec, "shakespeare:%s", shk);
-    assert_int_equal(flm_dataset_load_spec(&ds, spec, 0, err, sizeof err), FL_OK);
+    assert_int_equal(flm_dataset_load_spec(&ds, spec, 0, FLM_SPLIT_TRAIN, err, sizeof err), FL_OK);
     assert_int_equal(ds->N, 5);
     flm_dataset_free(ds);
     char dir[300], a[400], b[400];
@@ -1168,7 +1212,7 @@ static void test_load_spec(void **state)
     snprintf(notes, sizeof notes, "%s/notes.txt", dir);
     write_file(notes, (const uint8_t *)"x", 1, 0);
     snprintf(spec, sizeof spec, "femnist:%s", dir);
-    const fl_status st = flm_dataset_load_spec(&ds, spec, 0, err, sizeof err);
+    const fl_status st = flm_dataset_load_spec(&ds, spec, 0, FLM_SPLIT_TRAIN, err, sizeof err);
     if (st != FL_OK)
         fail_msg("%s: %s", fl_status_name(st), err);
     assert_int_equal(ds->N, 6);
@@ -1176,7 +1220,7 @@ static void test_load_spec(void **state)
     assert_string_equal(ds->users[0], "zz");   /* a.json first */
     flm_dataset_free(ds);
     snprintf(spec, sizeof spec, "femnist:%s,%s", fem, b);
-    assert_int_equal(flm_dataset_load_spec(&ds, spec, 0, err, sizeof err), FL_OK);
+    assert_int_equal(flm_dataset_load_spec(&ds, spec, 0, FLM_SPLIT_TRAIN, err, sizeof err), FL_OK);
     assert_int_equal(ds->n_users, 4);
     assert_string_equal(ds->users[3], "zz");
     flm_dataset_free(ds);
@@ -1191,16 +1235,16 @@ static void test_load_spec(void **state)
     write_file(ip, p.img, p.img_len, 1);
     write_file(lp, p.lab, p.lab_len, 1);
     snprintf(spec, sizeof spec, "idx:%s,%s", ip, lp);
-    assert_int_equal(flm_dataset_load_spec(&ds, spec, 0, err, sizeof err), FL_OK);
+    assert_int_equal(flm_dataset_load_spec(&ds, spec, 0, FLM_SPLIT_TRAIN, err, sizeof err), FL_OK);
     check_idx_content(ds, 9, 28, 28);
     flm_dataset_free(ds);
     const char *old = getenv("FEDROP_DATA_DIR");
     char *saved = old ? strdup(old) : NULL;
     setenv("FEDROP_DATA_DIR", g_tmpdir, 1);
-    assert_int_equal(flm_dataset_load_spec(&ds, "fashion-mnist:train", 0, err, sizeof err), FL_OK);
+    assert_int_equal(flm_dataset_load_spec(&ds, "fashion-mnist:train", 0, FLM_SPLIT_TRAIN, err, sizeof err), FL_OK);
     check_idx_content(ds, 9, 28, 28);
     flm_dataset_free(ds);
-    assert_int_equal(flm_dataset_load_spec(&ds, "fashion-mnist:test", 0, err, sizeof err),
+    assert_int_equal(flm_dataset_load_spec(&ds, "fashion-mnist:test", 0, FLM_SPLIT_TRAIN, err, sizeof err),
                      FL_ERR_DATASET_IO);
     assert_non_null(strstr(err, g_tmpdir));
     if (saved) {
@@ -1219,18 +1263,18 @@ static void test_load_spec(void **state)
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         ds = (flm_dataset *)(uintptr_t)1;
-        const fl_status s2 = flm_dataset_load_spec(&ds, bad[i], 0, err, sizeof err);
+        const fl_status s2 = flm_dataset_load_spec(&ds, bad[i], 0, FLM_SPLIT_TRAIN, err, sizeof err);
         if (s2 != FL_ERR_INVALID_ARG)
             fail_msg("\"%s\": %s", bad[i], fl_status_name(s2));
         assert_null(ds);
         assert_non_null(strstr(err, "does not parse"));
     }
-    assert_int_equal(flm_dataset_load_spec(&ds, "mnist:valid", 0, err, sizeof err),
+    assert_int_equal(flm_dataset_load_spec(&ds, "mnist:valid", 0, FLM_SPLIT_TRAIN, err, sizeof err),
                      FL_ERR_NOT_FOUND);
-    assert_int_equal(flm_dataset_load_spec(&ds, "femnist:/nonexistent.json", 0, err, sizeof err),
+    assert_int_equal(flm_dataset_load_spec(&ds, "femnist:/nonexistent.json", 0, FLM_SPLIT_TRAIN, err, sizeof err),
                      FL_ERR_DATASET_IO);
     /* An IDX pair with neither file there: both named, the images first. */
-    assert_int_equal(flm_dataset_load_spec(&ds, "idx:/nonexistent-i,/nonexistent-l", 0, err,
+    assert_int_equal(flm_dataset_load_spec(&ds, "idx:/nonexistent-i,/nonexistent-l", FLM_SPLIT_TRAIN, 0, err,
                                            sizeof err), FL_ERR_DATASET_IO);
     assert_string_equal(err, "/nonexistent-i: cannot open: No such file or directory; "
                              "/nonexistent-l: cannot open: No such file or directory");

@@ -364,6 +364,47 @@ static void test_trace_bad_rows_have_line_numbers(void **state)
     assert_int_equal(flsim_trace_load(&t, "/nonexistent/trace.csv", err, sizeof err), FL_ERR_IO);
 }
 
+/* ---- data --------------------------------------------------------------------------------- */
+
+/* The test split of a spec without one. LEAF data: the last --test-frac of each user's samples
+ * (the tail of the file used to be whole users: clients with nothing to train on). A synthetic
+ * --test-dataset: samples of the same task that are not the training samples (it used to be
+ * them, drawn from the same seed). */
+static void test_test_split(void **state)
+{
+    (void)state;
+    const char *root = getenv("FEDROP_SOURCE_ROOT");
+    char err[512];
+    flsim_config c = small_config();
+    /* shakespeare_tiny.json: ALLS_WELL_HELENA 3 samples, then HAMLET_HAMLET 2 */
+    snprintf(c.dataset, sizeof c.dataset, "shakespeare:%s/tests/fixtures/datasets/shakespeare_tiny.json",
+             root ? root : ".");
+    c.test_frac = 0.5;
+    flsim_data d;
+    if (flsim_data_load(&d, &c, err, sizeof err) != FL_OK)
+        fail_msg("%s", err);
+    assert_int_equal(d.train->N, 3);
+    assert_int_equal(d.test->N, 2);
+    const uint32_t train_users[] = {0, 0, 1}, test_users[] = {0, 1};
+    for (size_t i = 0; i < 3; i++)
+        assert_int_equal(d.train->user[i], train_users[i]);
+    for (size_t i = 0; i < 2; i++)
+        assert_int_equal(d.test->user[i], test_users[i]);
+    flsim_data_free(&d);
+    c.test_frac = 0.2; /* no user has 5 samples: no test sample */
+    assert_int_equal(flsim_data_load(&d, &c, err, sizeof err), FL_ERR_INVALID_ARG);
+    assert_non_null(strstr(err, "cannot give a test split of 0.2 (taken from each user's samples)"));
+
+    c = small_config();
+    assert_int_equal(flsim_config_set(&c, "test-dataset", "synth-images:200:1x8x8:4", NULL, 0),
+                     FL_OK);
+    assert_int_equal(flsim_data_load(&d, &c, err, sizeof err), FL_OK);
+    assert_int_equal(d.test->N, 200);
+    for (size_t i = 0; i < 200; i++)
+        assert_memory_not_equal(d.test->x + i * 64, d.train->x + i * 64, 64 * sizeof(float));
+    flsim_data_free(&d);
+}
+
 /* ---- population --------------------------------------------------------------------------- */
 
 static void test_population(void **state)
@@ -1723,6 +1764,7 @@ static void test_availability_and_errors(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_test_split),
         cmocka_unit_test(test_clock_hand_computed),
         cmocka_unit_test(test_clock_round_is_slowest_client),
         cmocka_unit_test(test_clock_deadline_and_overcommit),
