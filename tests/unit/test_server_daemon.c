@@ -972,7 +972,12 @@ static void test_cli_signal_during_startup(void **state)
     assert_null(strstr(all, "exiting")); /* it never ran */
 
     /* A start-up that hangs (the FIFO is never written): the first SIGTERM is noted and said,
-     * the second ends the process at once (a hung daemon must still be stoppable). */
+     * the second ends the process at once (a hung daemon must still be stoppable). Not under
+     * ThreadSanitizer: its runtime delivers signals itself, and the handler's raise() after
+     * SIG_DFL did not end the process blocked in open() (the watchdog's SIGKILL did, rc 137). */
+#ifdef __SANITIZE_THREAD__
+    return;
+#endif
     unlink(fifo);
     assert_int_equal(mkfifo(fifo, 0600), 0);
     snprintf(cmd, sizeof cmd,
