@@ -223,6 +223,26 @@ grep -qF "every availability of rows 0 .. 1, the ones --clients 2 uses, is 0" "$
     fail "trace with row 2 on: $(cat "$DIR/off.err")"
 echo "trace rows that --clients uses all off: refused"
 
+# Some rows available, but fewer clients that can ever come online than --per-round (clients 0,
+# 1 and 3 take the rows at 0): refused before the run, naming --trace and the counts, not after
+# 10,000 idle steps under --availability's name.
+rc=0
+"$FL_SIM" --dataset synth-images:1200:1x8x8:4 --model mlp:64-16-4 --clients 4 --per-round 2 \
+    --rounds 1 --threads 1 --quiet 1 --trace "$DIR/off.csv" >/dev/null 2>"$DIR/few.err" || rc=$?
+[ "$rc" -eq 1 ] || fail "trace with too few clients on: exit status $rc, not 1: $(cat "$DIR/few.err")"
+grep -qxF "fl_sim: --trace: only 1 of the 4 clients that hold samples can come online (an availability above 0: client k takes row k mod 3 of $DIR/off.csv), fewer than --per-round 2: no round could ever start" \
+    "$DIR/few.err" || fail "trace with too few clients on: $(cat "$DIR/few.err")"
+# Availabilities above 0 but too low to ever gather a round: only the run finds that out, and
+# it names --trace too.
+printf 'client,flops,down_bps,up_bps,availability\n0,1e9,1e6,1e6,1e-12\n1,1e9,1e6,1e6,1e-12\n' >"$DIR/rare.csv"
+rc=0
+"$FL_SIM" --dataset synth-images:1200:1x8x8:4 --model mlp:64-16-4 --clients 2 --per-round 2 \
+    --rounds 1 --threads 1 --quiet 1 --trace "$DIR/rare.csv" >/dev/null 2>"$DIR/rare.err" || rc=$?
+[ "$rc" -eq 1 ] || fail "trace too rarely on: exit status $rc, not 1: $(cat "$DIR/rare.err")"
+grep -qF "no round could start: fewer than --per-round 2 of the 2 clients with an availability above 0 in --trace $DIR/rare.csv were online for 10,000 idle steps" \
+    "$DIR/rare.err" || fail "trace too rarely on: $(cat "$DIR/rare.err")"
+echo "trace with fewer clients that can come online than --per-round: refused, --trace named"
+
 # --model lstm: listed in --help, and it runs on the token data the help names.
 "$FL_SIM" --help | grep -q "lstm:80:8:256:2:80" || fail "--help does not list --model lstm"
 "$FL_SIM" --dataset synth-tokens:200:80:80 --model lstm --clients 10 --per-round 2 --rounds 1 \

@@ -312,6 +312,7 @@ struct sim {
     int need_resid;
     uint8_t *online;          /* per client: joined the core */
     uint8_t *empty;           /* per client: its shard holds no sample */
+    uint32_t can_online;      /* clients that hold samples and may ever be online */
 
     /* the round's jobs */
     job *jobs;
@@ -1501,19 +1502,6 @@ static fl_status setup(sim *S, const flsim_config *cfg, const flsim_data *data,
             return st;
         }
         S->pop.trace = S->trace;
-        /* Client k takes row k mod n: with fewer clients than rows, only the first rows count,
-         * and rows that are all 0 would idle the run for 10,000 steps before it said so. */
-        const size_t used = cfg->clients < S->trace->n ? cfg->clients : S->trace->n;
-        size_t on = 0;
-        for (size_t k = 0; k < used; k++)
-            on += S->trace->rows[k].availability > 0;
-        if (!on) {
-            if (err && errlen)
-                snprintf(err, errlen, "--trace: every availability of rows 0 .. %zu, the ones "
-                         "--clients %u uses, is 0: no client could ever take part", used - 1,
-                         cfg->clients);
-            return FL_ERR_INVALID_ARG;
-        }
     }
     /* Partition: shards of the training set. */
     flm_partition_spec ps;
@@ -1557,6 +1545,36 @@ static fl_status setup(sim *S, const flsim_config *cfg, const flsim_data *data,
                  nonempty, cfg->clients, cfg->per_round);
         set_err(err, errlen, "%s%s", "", e2);
         return FL_ERR_CONFIG;
+    }
+    /* With a trace, who can ever come online is known now: client k takes row k mod n, and a
+     * run in which fewer clients that hold samples have an availability above 0 than a round
+     * needs would idle for 10,000 steps (20 s at 100,000 clients) before it said so. */
+    S->can_online = nonempty;
+    if (S->trace) {
+        const size_t n = S->trace->n;
+        uint32_t on = 0;
+        for (uint32_t k = 0; k < cfg->clients; k++)
+            on += !S->empty[k] && S->trace->rows[k % n].availability > 0;
+        S->can_online = on;
+        const size_t used = cfg->clients < n ? cfg->clients : n;
+        size_t rows_on = 0;
+        for (size_t r = 0; r < used; r++)
+            rows_on += S->trace->rows[r].availability > 0;
+        if (!rows_on) {
+            if (err && errlen)
+                snprintf(err, errlen, "--trace: every availability of rows 0 .. %zu, the ones "
+                         "--clients %u uses, is 0: no client could ever take part", used - 1,
+                         cfg->clients);
+            return FL_ERR_INVALID_ARG;
+        }
+        if (on < cfg->per_round) {
+            if (err && errlen)
+                snprintf(err, errlen, "--trace: only %u of the %u clients that hold samples can "
+                         "come online (an availability above 0: client k takes row k mod %zu of "
+                         "%s), fewer than --per-round %u: no round could ever start", on,
+                         nonempty, n, cfg->trace, cfg->per_round);
+            return FL_ERR_INVALID_ARG;
+        }
     }
     /* The server core. */
     fls_config sc = fls_config_default();
@@ -1915,8 +1933,15 @@ fl_status flsim_run(const flsim_config *cfg, const flsim_data *data_in, const fl
             /* Too few clients online: wait (virtually) for more. */
             vt += cfg->idle_step_s;
             if (++idle > 10000) {
-                set_err(err, errlen, "%s%s", "no round could start: too few clients online ",
-                        "for 10,000 idle steps (see --availability, --idle-step)");
+                if (!S.trace)
+                    set_err(err, errlen, "%s%s", "no round could start: too few clients online ",
+                            "for 10,000 idle steps (see --availability, --idle-step)");
+                else if (err && errlen)
+                    snprintf(err, errlen, "no round could start: fewer than --per-round %u of "
+                             "the %u clients with an availability above 0 in --trace %s were "
+                             "online for 10,000 idle steps: their availabilities are too low "
+                             "(see --trace, --idle-step)", cfg->per_round, S.can_online,
+                             cfg->trace);
                 st = FL_ERR_CONFIG;
             }
         }
