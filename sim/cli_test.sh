@@ -188,18 +188,31 @@ for how in "--config $DIR/a.yaml --config $DIR/b.yaml" "--config=$DIR/a.yaml --r
 done
 echo "--config twice: refused"
 
-# Rates that are > 0 but so small that a client's arrival overflows the virtual clock: refused
-# with the client and its rates named, not waited for forever (it used to spin at 100% CPU).
-printf 'client,flops,down_bps,up_bps,availability\n0,1e-307,1e6,1e6,1\n' >"$DIR/tiny.csv"
-for how in "--flops 1e-307" "--trace $DIR/tiny.csv" "--flops 1e-307 --batch-feed 1"; do
+# Rates that are > 0 but so small that a client's arrival could overflow the virtual clock
+# (1e-300 FLOP/s did at round 5; it used to spin at 100% CPU before that was caught at run time):
+# refused before the run, a trace's with its line, below the documented floor of 1; a subnormal
+# one (strtod's ERANGE) as too small, not as "not a finite number".
+printf 'client,flops,down_bps,up_bps,availability\n0,1e9,1e6,1e6,1\n1,1e-300,1e6,1e6,1\n' >"$DIR/tiny.csv"
+printf 'client,flops,down_bps,up_bps,availability\n0,1e9,5e-324,1e6,1\n' >"$DIR/sub.csv"
+for c in "--flops 1e-300|2|fl_sim: --flops: '1e-300' is below 1 (FLOP/s or bit/s), the least rate fl_sim takes" \
+         "--up-bps lognormal:0.5:1|2|fl_sim: --up-bps: 'lognormal:0.5:1': the median is below 1 (FLOP/s or bit/s)" \
+         "--trace $DIR/tiny.csv|1|fl_sim: --trace: $DIR/tiny.csv: line 3: flops '1e-300' is below 1 FLOP/s, the least rate fl_sim takes" \
+         "--trace $DIR/sub.csv|1|fl_sim: --trace: $DIR/sub.csv: line 2: down_bps '5e-324' is below 1 bit/s, the least rate fl_sim takes"; do
+    how=${c%%|*}
+    rest=${c#*|}
+    want_rc=${rest%%|*}
+    want=${rest#*|}
     rc=0
-    timeout 60 "$FL_SIM" $ARGS --rounds 1 $how --out "$DIR/tiny" >/dev/null 2>"$DIR/tiny.err" || rc=$?
-    [ "$rc" -eq 1 ] || fail "$how: exit status $rc, not 1: $(cat "$DIR/tiny.err")"
-    grep -q "^fl_sim: round 1: client [0-9]* would reach the server at a virtual time that is not finite (1e-307 FLOP/s," \
-        "$DIR/tiny.err" || fail "$how: $(cat "$DIR/tiny.err")"
+    timeout 60 "$FL_SIM" $ARGS --rounds 5 $how --out "$DIR/tiny" >/dev/null 2>"$DIR/tiny.err" || rc=$?
+    [ "$rc" -eq "$want_rc" ] || fail "$how: exit status $rc, not $want_rc: $(cat "$DIR/tiny.err")"
+    grep -qF "$want" "$DIR/tiny.err" || fail "$how: $(cat "$DIR/tiny.err")"
     [ ! -e "$DIR/tiny" ] || fail "$how: left $DIR/tiny"
 done
-echo "tiny rates: refused, not waited for"
+# At the floor itself a run goes through.
+printf 'client,flops,down_bps,up_bps,availability\n0,1,1,1,1\n' >"$DIR/one.csv"
+"$FL_SIM" $ARGS --rounds 2 --trace "$DIR/one.csv" >/dev/null 2>"$DIR/one.err" ||
+    fail "rates of 1: $(cat "$DIR/one.err")"
+echo "tiny rates: refused before the run"
 
 # --help's option table: every description starts in the same column, long names included.
 bad=$("$FL_SIM" --help | sed -n '/^Options/,/^  --help/p' | grep '^  --' |

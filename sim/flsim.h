@@ -34,6 +34,12 @@
 
 /* ---- distributions of device / network parameters ------------------------------------------ */
 
+/* The least rate a client may have: compute speed in FLOP/s and bandwidths in bit/s alike, in a
+ * trace row or as the value of a const distribution or the median of a lognormal one. Smaller
+ * rates let a client's round trip overflow the virtual clock (1e-300 FLOP/s does by round 5); at
+ * 1 or more, a round trip of 2^64 bytes each way and 1e30 FLOPs stays finite. */
+#define FLSIM_RATE_MIN 1.0
+
 typedef enum flsim_dist_kind {
     FLSIM_DIST_CONST = 0,      /* always `median` */
     FLSIM_DIST_LOGNORMAL = 1,  /* median * exp(sigma * N(0, 1)) */
@@ -45,8 +51,9 @@ typedef struct flsim_dist {
     double sigma;    /* >= 0 (lognormal) */
 } flsim_dist;
 
-/* Parses "V" or "const:V" (V > 0) or "lognormal:MEDIAN:SIGMA" (MEDIAN > 0, 0 <= SIGMA <= 10);
- * numbers accept SI suffixes k, M, G, T (10^3 ..). FL_OK or FL_ERR_INVALID_ARG (reason in err). */
+/* Parses "V" or "const:V" (V >= FLSIM_RATE_MIN) or "lognormal:MEDIAN:SIGMA" (MEDIAN >=
+ * FLSIM_RATE_MIN, 0 <= SIGMA <= 10); numbers accept SI suffixes k, M, G, T (10^3 ..). FL_OK or
+ * FL_ERR_INVALID_ARG (reason in err). */
 fl_status flsim_dist_parse(const char *s, flsim_dist *out, char *err, size_t errlen);
 
 typedef enum flsim_avail_kind {
@@ -70,9 +77,9 @@ fl_status flsim_avail_parse(const char *s, flsim_avail *out, char *err, size_t e
 
 /* One client's row of a trace. */
 typedef struct flsim_trace_row {
-    double flops;        /* training speed, FLOP/s, > 0 */
-    double down_bps;     /* download bandwidth, bit/s, > 0 */
-    double up_bps;       /* upload bandwidth, bit/s, > 0 */
+    double flops;        /* training speed, FLOP/s, >= FLSIM_RATE_MIN */
+    double down_bps;     /* download bandwidth, bit/s, >= FLSIM_RATE_MIN */
+    double up_bps;       /* upload bandwidth, bit/s, >= FLSIM_RATE_MIN */
     double availability; /* probability of being online in a round, [0, 1] */
 } flsim_trace_row;
 
@@ -86,7 +93,9 @@ typedef struct flsim_trace {
  *     client,flops,down_bps,up_bps,availability      (this header, exactly, on the first line)
  *     0,2.5e9,20e6,5e6,0.9
  * One row per client id 0 .. n-1, in any order, each id exactly once; numbers are C decimal or
- * exponent floats (no SI suffixes); blank lines and lines starting with '#' are skipped; "\r\n"
+ * exponent floats (no SI suffixes) that a double holds (a value strtod under- or overflows is
+ * refused as out of range, not taken as its rounding), rates at least FLSIM_RATE_MIN;
+ * blank lines and lines starting with '#' are skipped; "\r\n"
  * line ends are accepted. At most FLSIM_MAX_CLIENTS rows and FLSIM_TRACE_MAX_LINE bytes per line.
  * A bad row gives FL_ERR_TRACE_FORMAT and err = "line N: reason" (1-based line numbers); a missing
  * id is reported as "client K missing" after the whole text was read, and a trace where every
@@ -213,7 +222,8 @@ fl_status flsim_config_load_yaml(flsim_config *c, const char *path, char *err, s
 fl_status flsim_config_parse_yaml(flsim_config *c, const char *text, size_t len,
                                   const char *name, char *err, size_t errlen);
 
-/* Cross-field checks (per_round <= clients, ...). FL_OK or FL_ERR_CONFIG (reason in err). */
+/* Cross-field checks (per_round <= clients, rates of at least FLSIM_RATE_MIN unless a trace
+ * replaces them, ...). FL_OK or FL_ERR_CONFIG (reason in err). */
 fl_status flsim_config_validate(const flsim_config *c, char *err, size_t errlen);
 
 /* Writes the configuration as a JSON object (no newline) into buf; returns the full length. */

@@ -92,7 +92,8 @@ static const flsim_option_doc g_docs[] = {
     {"target-acc", "A", "stop once the test accuracy reaches A, as evaluated (--eval-every); 0 = none (0)"},
     {"batch-feed", "0|1", "feed updates after the whole round trained, not while clients train (same results; for checking) (0)"},
     {"keep-going", "0|1", "with --target-acc: record when it is reached but run every round (0)"},
-    {"flops", "DIST", "client compute speed FLOP/s: V, const:V, lognormal:MEDIAN:SIGMA (lognormal:5G:0.5)"},
+    {"flops", "DIST", "client compute speed FLOP/s: V, const:V, lognormal:MEDIAN:SIGMA; V, MEDIAN >= 1 "
+                      "(lognormal:5G:0.5)"},
     {"down-bps", "DIST", "client download bandwidth, bit/s (lognormal:20M:0.5)"},
     {"up-bps", "DIST", "client upload bandwidth, bit/s (lognormal:5M:0.5)"},
     {"availability", "SPEC", "always, p:P, diurnal:PMIN:PMAX[:PERIOD_S] (always)"},
@@ -329,6 +330,13 @@ fl_status flsim_config_validate(const flsim_config *c, char *err, size_t errlen)
         FAIL("--model is empty");
     if (c->target_acc == 0 && c->keep_going)
         FAIL("--keep-going needs --target-acc");
+    /* flsim_dist_parse refuses these; a program may fill the struct itself */
+    const flsim_dist *rates[3] = {&c->flops, &c->down_bps, &c->up_bps};
+    static const char *const rate_opt[3] = {"flops", "down-bps", "up-bps"};
+    for (int i = 0; i < 3 && !c->trace[0]; i++)
+        if (!(rates[i]->median >= FLSIM_RATE_MIN) || !isfinite(rates[i]->median))
+            FAIL("--%s: %g: a rate must be finite and at least 1 (FLOP/s or bit/s), or the "
+                 "virtual clock can overflow", rate_opt[i], rates[i]->median);
 #undef FAIL
     return FL_OK;
 }

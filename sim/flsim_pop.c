@@ -67,10 +67,18 @@ fl_status flsim_dist_parse(const char *s, flsim_dist *out, char *err, size_t err
         ok = flsim_parse_number(f[1], &d.median) && d.median > 0 &&
              flsim_parse_number(f[2], &d.sigma) && d.sigma >= 0 && d.sigma <= 10;
     }
+    if (ok && d.median < FLSIM_RATE_MIN) {
+        /* > 0, but the clock could overflow: said now, not at the round it happens in */
+        if (err && errlen)
+            snprintf(err, errlen, "'%s'%s is below 1 (FLOP/s or bit/s), the least rate fl_sim "
+                     "takes (a smaller one can overflow the virtual clock)", s,
+                     d.kind == FLSIM_DIST_LOGNORMAL ? ": the median" : "");
+        return FL_ERR_INVALID_ARG;
+    }
     if (!ok) {
         if (err && errlen)
             snprintf(err, errlen, "'%s' is not a distribution: want V, const:V or "
-                     "lognormal:MEDIAN:SIGMA with V, MEDIAN > 0 and 0 <= SIGMA <= 10", s);
+                     "lognormal:MEDIAN:SIGMA with V, MEDIAN >= 1 and 0 <= SIGMA <= 10", s);
         return FL_ERR_INVALID_ARG;
     }
     *out = d;

@@ -904,7 +904,9 @@ static double finish_time(const sim *S, const job *j, double t0)
 
 /* A job whose estimated or actual arrival is not finite: rates that are > 0 but tiny (--flops
  * 1e-307, or such a rate in a trace row) overflow the virtual clock. Such an update could never be fed
- * in (arrival, client) order, so the round would wait for it forever; the run stops instead. */
+ * in (arrival, client) order, so the round would wait for it forever; the run stops instead. Rates
+ * below FLSIM_RATE_MIN are refused before the run (options, validation, trace rows), so this is
+ * the guard behind that floor, should a profile ever come out smaller than it lets through. */
 static const job *nonfinite_job(const sim *S)
 {
     for (size_t i = 0; i < S->n_jobs; i++) {

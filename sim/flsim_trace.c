@@ -20,14 +20,16 @@ typedef struct entry {
 static fl_status bad(char *err, size_t errlen, size_t line, const char *fmt, const char *what)
 {
     if (err && errlen) {
-        char msg[160];
+        char msg[256];
         snprintf(msg, sizeof msg, fmt, what);
         snprintf(err, errlen, "line %zu: %s", line, msg);
     }
     return FL_ERR_TRACE_FORMAT;
 }
 
-/* A strict float field: the whole field, finite. */
+/* A strict float field: the whole field, finite. 1 on success; 0 if it is no number; -1 if it is
+ * one too small for a double (strtod's ERANGE on underflow: 5e-324, 1e-400), -2 if too large
+ * (1e999). */
 static int field_double(const char *s, double *out)
 {
     if (!*s || *s == ' ' || *s == '\t')
@@ -35,7 +37,11 @@ static int field_double(const char *s, double *out)
     errno = 0;
     char *end = NULL;
     const double v = strtod(s, &end);
-    if (end == s || *end || errno == ERANGE || !isfinite(v))
+    if (end == s || *end)
+        return 0;
+    if (errno == ERANGE)
+        return fabs(v) < 1.0 ? -1 : -2;
+    if (!isfinite(v))
         return 0;
     *out = v;
     return 1;
@@ -136,13 +142,27 @@ fl_status flsim_trace_parse(flsim_trace **out, const char *text, size_t len, cha
             break;
         }
         static const char *names[] = {"flops", "down_bps", "up_bps", "availability"};
+        static const char *units[] = {"FLOP/s", "bit/s", "bit/s"};
         double v[4];
         for (int i = 0; i < 4 && st == FL_OK; i++) {
-            if (!field_double(f[i + 1], &v[i])) {
-                /* The field as given: ' 1e9' and '1 ' look like numbers until quoted. */
-                char what[80];
-                snprintf(what, sizeof what, "%s '%.40s'", names[i], f[i + 1]);
+            /* The field as given: ' 1e9' and '1 ' look like numbers until quoted. */
+            char what[80];
+            snprintf(what, sizeof what, "%s '%.40s'", names[i], f[i + 1]);
+            const int got = field_double(f[i + 1], &v[i]);
+            if (got == 0)
                 st = bad(err, errlen, line, "%s is not a finite number (no spaces, no units)", what);
+            else if (got == -2)
+                st = bad(err, errlen, line, "%s is out of range (beyond 1.8e308)", what);
+            else if (got == -1 && i == 3)
+                st = bad(err, errlen, line, "%s is too small for a double (below 2.2e-308): write "
+                         "0 for never online", what);
+            else if (i < 3 && (got == -1 || (v[i] > 0 && v[i] < FLSIM_RATE_MIN))) {
+                /* > 0, but a round trip at this rate could overflow the virtual clock: refused
+                 * here, with its line, not at the round whose time stops being finite */
+                char msg[200];
+                snprintf(msg, sizeof msg, "%s is below 1 %s, the least rate fl_sim takes (a "
+                         "smaller one can overflow the virtual clock)", what, units[i]);
+                st = bad(err, errlen, line, "%s", msg);
             }
             else if (i < 3 && !(v[i] > 0))
                 st = bad(err, errlen, line, "%s must be > 0", names[i]);
@@ -235,7 +255,7 @@ fl_status flsim_trace_load(flsim_trace **out, const char *path, char *err, size_
                      : rs == FL_ERR_IO && e ? strerror(e) : fl_strerror(rs));
         return rs == FL_ERR_NOMEM ? rs : FL_ERR_IO;
     }
-    char inner[256];
+    char inner[384];
     const fl_status st = flsim_trace_parse(out, buf, n, inner, sizeof inner);
     free(buf);
     if (st != FL_OK && err && errlen)

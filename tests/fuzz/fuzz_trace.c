@@ -1,7 +1,7 @@
 /* fuzz_trace: the simulator's parsers of outside bytes (sim/flsim.h): the device / availability
  * trace CSV (flsim_trace_parse) and the YAML run configuration (flsim_config_parse_yaml); every
- * input goes to both. Trace: FL_OK with a well-formed trace (ids 0..n-1, positive finite rates,
- * availability in [0, 1], some client's above 0) or FL_ERR_TRACE_FORMAT with a reason that names a
+ * input goes to both. Trace: FL_OK with a well-formed trace (ids 0..n-1, finite rates of at least
+ * FLSIM_RATE_MIN, availability in [0, 1], some client's above 0) or FL_ERR_TRACE_FORMAT with a reason that names a
  * line, a missing client, or says that no client is ever available. YAML: FL_OK with a configuration that still renders, or an error with a reason; read
  * from a file too (flsim_config_load_yaml, through a memfd), which rewrites the relative paths it
  * names beside the file. Never a crash, a leak or an unbounded allocation. */
@@ -28,7 +28,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         for (size_t i = 0; i < t->n; i++) {
             const flsim_trace_row *r = &t->rows[i];
             some_on |= r->availability > 0;
-            if (!(r->flops > 0) || !(r->down_bps > 0) || !(r->up_bps > 0) || !isfinite(r->flops) ||
+            if (!(r->flops >= FLSIM_RATE_MIN) || !(r->down_bps >= FLSIM_RATE_MIN) ||
+                !(r->up_bps >= FLSIM_RATE_MIN) || !isfinite(r->flops) ||
                 !isfinite(r->down_bps) || !isfinite(r->up_bps) || !(r->availability >= 0) ||
                 !(r->availability <= 1))
                 abort();

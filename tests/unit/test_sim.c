@@ -304,6 +304,11 @@ static void test_trace_good(void **state)
     assert_float_equal(p.down_bps, 1e6, 0);
     flsim_trace_free(t);
     flsim_trace_free(NULL);
+    /* The least rates, 1 FLOP/s and 1 bit/s, are rates. */
+    const char *floor_text = "client,flops,down_bps,up_bps,availability\n0,1,1,1.0,1\n";
+    assert_int_equal(flsim_trace_parse(&t, floor_text, strlen(floor_text), err, sizeof err), FL_OK);
+    assert_float_equal(t->rows[0].up_bps, FLSIM_RATE_MIN, 0);
+    flsim_trace_free(t);
 }
 
 static void test_trace_bad_rows_have_line_numbers(void **state)
@@ -333,7 +338,13 @@ static void test_trace_bad_rows_have_line_numbers(void **state)
         {"client,flops,down_bps,up_bps,availability\n0,5G,1e6,1e6,1\n", "line 2: flops '5G' is not"},
         {"\xEF\xBB\xBF" "client,flops,down_bps,up_bps,availability\n0,1e9,1e6,1e6,1\n", "line 1: the header starts with a UTF-8 byte order mark"},
         {"client,flops,down_bps,up_bps,availability\n0,1e9x,1e6,1e6,1\n", "line 2: flops"},
-        {"client,flops,down_bps,up_bps,availability\n0,1e999,1e6,1e6,1\n", "line 2: flops"},
+        {"client,flops,down_bps,up_bps,availability\n0,1e999,1e6,1e6,1\n", "line 2: flops '1e999' is out of range"},
+        /* > 0 but below the floor of 1: a round trip could overflow the clock (1e-300 FLOP/s did
+         * at round 5); a subnormal (strtod's ERANGE) is too small, not "not a finite number" */
+        {"client,flops,down_bps,up_bps,availability\n0,1e9,1e6,1e6,1\n1,1e-300,1e6,1e6,1\n", "line 3: flops '1e-300' is below 1 FLOP/s"},
+        {"client,flops,down_bps,up_bps,availability\n0,1e9,5e-324,1e6,1\n", "line 2: down_bps '5e-324' is below 1 bit/s"},
+        {"client,flops,down_bps,up_bps,availability\n0,1e9,1e6,0.5,1\n", "line 2: up_bps '0.5' is below 1 bit/s"},
+        {"client,flops,down_bps,up_bps,availability\n0,1e9,1e6,1e6,5e-324\n", "line 2: availability '5e-324' is too small for a double"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         flsim_trace *t = NULL;
@@ -420,6 +431,22 @@ static void test_population(void **state)
     const char *bad[] = {"", "0", "-1", "lognormal:1", "lognormal:1:-1", "const:x", "7Q", "normal:1:1"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
         assert_int_equal(flsim_dist_parse(bad[i], &d, err, sizeof err), FL_ERR_INVALID_ARG);
+    /* Rates below 1 (FLOP/s, bit/s) could overflow the virtual clock: refused, saying so. */
+    const char *tiny[] = {"1e-300", "const:0.5", "lognormal:1e-300:0.5"};
+    for (size_t i = 0; i < sizeof tiny / sizeof tiny[0]; i++) {
+        assert_int_equal(flsim_dist_parse(tiny[i], &d, err, sizeof err), FL_ERR_INVALID_ARG);
+        if (!strstr(err, "is below 1 (FLOP/s or bit/s)"))
+            fail_msg("%s: %s", tiny[i], err);
+    }
+    assert_int_equal(flsim_dist_parse("const:1", &d, NULL, 0), FL_OK);
+    assert_int_equal(flsim_dist_parse("lognormal:1:10", &d, NULL, 0), FL_OK);
+    /* ... and set in the struct by a program, by validation (unless a trace replaces them) */
+    flsim_config vc = small_config();
+    vc.up_bps = (flsim_dist){FLSIM_DIST_CONST, 1e-300, 0};
+    assert_int_equal(flsim_config_validate(&vc, err, sizeof err), FL_ERR_CONFIG);
+    assert_non_null(strstr(err, "--up-bps: 1e-300: a rate must be finite and at least 1"));
+    snprintf(vc.trace, sizeof vc.trace, "t.csv");
+    assert_int_equal(flsim_config_validate(&vc, err, sizeof err), FL_OK);
     flsim_avail av;
     assert_int_equal(flsim_avail_parse("p:0.3", &av, NULL, 0), FL_OK);
     assert_int_equal(flsim_avail_parse("diurnal:0.1:0.9:3600", &av, NULL, 0), FL_OK);
