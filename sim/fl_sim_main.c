@@ -188,6 +188,17 @@ static void hms(char *buf, size_t cap, double s)
         snprintf(buf, cap, "%ldm%02lds", t / 60, t % 60);
 }
 
+/* A virtual time for the progress: `decimals` places (as ever) below 1e9 s, beyond that (31
+ * years: slow trace rows, long idle steps) six significant digits, so that the line stays short
+ * (%.3f of 1e20 s is 24 digits; of the 1e300 a tiny rate once made, 300). */
+static void vtime_str(char *buf, size_t cap, double s, int decimals)
+{
+    if (fabs(s) < 1e9)
+        snprintf(buf, cap, "%.*f", decimals, s);
+    else
+        snprintf(buf, cap, "%.6g", s);
+}
+
 /* Redraws the progress bar's line in place, cut to the terminal's width: a line that wrapped
  * would leave a stale copy behind at every redraw. */
 static atomic_int g_bar_open; /* a progress line is on the terminal without its newline */
@@ -262,16 +273,20 @@ static int on_round(void *user, const flsim_round_record *r, const flsim_result 
         hms(left, sizeof left, p->rounds_wall / r->round * (p->total - r->round));
         if (sofar->updates_failed)
             snprintf(failed, sizeof failed, "  failed %llu", (unsigned long long)sofar->updates_failed);
-        char line[256];
-        snprintf(line, sizeof line, "%u/%u ~%s left [%.*s%*s] acc %s%s  wall %.1fs  vtime %.0fs  "
+        char line[256], vt[32];
+        vtime_str(vt, sizeof vt, r->vtime_s, 0);
+        snprintf(line, sizeof line, "%u/%u ~%s left [%.*s%*s] acc %s%s  wall %.1fs  vtime %ss  "
                  "down %.1f MB  up %.1f MB",
                  r->round, p->total, left, fill, "============", width - fill, "", acc, failed,
-                 sofar->wall_s, r->vtime_s, sofar->bytes_down / 1e6, sofar->bytes_up / 1e6);
+                 sofar->wall_s, vt, sofar->bytes_down / 1e6, sofar->bytes_up / 1e6);
         bar_line(line);
     } else {
-        printf("round %u vtime_s %.3f round_vtime_s %.3f wall_s %.3f bytes_down %llu bytes_up %llu "
+        char vt[32], rvt[32];
+        vtime_str(vt, sizeof vt, r->vtime_s, 3);
+        vtime_str(rvt, sizeof rvt, r->round_vtime_s, 3);
+        printf("round %u vtime_s %s round_vtime_s %s wall_s %.3f bytes_down %llu bytes_up %llu "
                "loss %.5f acc %s reported %u late %u failed %u\n",
-               r->round, r->vtime_s, r->round_vtime_s, r->wall_s,
+               r->round, vt, rvt, r->wall_s,
                (unsigned long long)r->bytes_down, (unsigned long long)r->bytes_up, r->mean_loss,
                acc, r->reported, r->late, r->failed);
         fflush(stdout);
