@@ -1479,6 +1479,17 @@ static fl_status update_availability(sim *S, uint32_t round, uint32_t attempt, d
     return FL_OK;
 }
 
+/* A dataset's samples in words: "floats 1x8x8 (CxHxW), 4 classes", "tokens of length 80, 80
+ * classes". */
+static void samples_str(char *buf, size_t cap, const flm_dataset *ds)
+{
+    if (ds->kind == FLM_DATA_TOKENS)
+        snprintf(buf, cap, "tokens of length %d, %d classes", ds->H, ds->classes);
+    else
+        snprintf(buf, cap, "floats %dx%dx%d (CxHxW), %d classes", ds->C, ds->H, ds->W,
+                 ds->classes);
+}
+
 static fl_status setup(sim *S, const flsim_config *cfg, const flsim_data *data,
                        flsim_result *res, char *err, size_t errlen)
 {
@@ -1486,8 +1497,19 @@ static fl_status setup(sim *S, const flsim_config *cfg, const flsim_data *data,
     S->train = data->train;
     S->test = data->test;
     if (S->train->kind != S->test->kind || S->train->sample_len != S->test->sample_len) {
-        set_err(err, errlen, "%s%s: the test set's samples do not match the training set's",
-                "", cfg->dataset);
+        /* Both sets' samples in words, and what differs: "tokens of length 40" against 80 is
+         * the mistake to see, not only that there is one. */
+        char te[96], tr[96];
+        samples_str(te, sizeof te, S->test);
+        samples_str(tr, sizeof tr, S->train);
+        const char *what = S->train->kind != S->test->kind ? "the kind (floats or tokens)"
+                           : S->train->kind == FLM_DATA_TOKENS ? "the sequence length"
+                                                               : "the shape";
+        if (err && errlen)
+            snprintf(err, errlen, "%s%s: the test set's samples (%s) do not match the training "
+                     "set's (%s, --dataset %s): %s differs", cfg->test_dataset[0] ?
+                     "--test-dataset " : "the test split of ", cfg->test_dataset[0] ?
+                     cfg->test_dataset : cfg->dataset, te, tr, cfg->dataset, what);
         return FL_ERR_CONFIG;
     }
     /* Population. */

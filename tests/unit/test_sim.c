@@ -1749,6 +1749,30 @@ static void test_availability_and_errors(void **state)
     assert_int_equal(flsim_config_set(&c, "test-dataset", "synth-images:100:1x8x8:6", NULL, 0), FL_OK);
     assert_int_equal(flsim_run(&c, NULL, NULL, NULL, NULL, &res, NULL, NULL, err, sizeof err), FL_ERR_CONFIG);
     assert_non_null(strstr(err, "--model: the model mlp:64-32-4 has 4 classes, fewer than the 6 of the test set (--test-dataset)"));
+    /* a test set whose samples are not the training set's: both described, what differs named */
+    static const struct {
+        const char *train, *test, *model, *want;
+    } mismatch[] = {
+        {"synth-tokens:200:80:80", "synth-tokens:50:40:80", "lstm",
+         "--test-dataset synth-tokens:50:40:80: the test set's samples (tokens of length 40, 80 "
+         "classes) do not match the training set's (tokens of length 80, 80 classes, --dataset "
+         "synth-tokens:200:80:80): the sequence length differs"},
+        {"synth-tokens:200:80:80", "synth-images:50:1x8x8:4", "lstm",
+         "(floats 1x8x8 (CxHxW), 4 classes) do not match the training set's (tokens of length 80, "
+         "80 classes, --dataset synth-tokens:200:80:80): the kind (floats or tokens) differs"},
+        {"synth-images:2400:1x8x8:4", "synth-images:50:3x8x8:4", "mlp",
+         "(floats 3x8x8 (CxHxW), 4 classes) do not match the training set's (floats 1x8x8 (CxHxW), "
+         "4 classes, --dataset synth-images:2400:1x8x8:4): the shape differs"},
+    };
+    for (size_t i = 0; i < sizeof mismatch / sizeof mismatch[0]; i++) {
+        c = small_config();
+        assert_int_equal(flsim_config_set(&c, "dataset", mismatch[i].train, NULL, 0), FL_OK);
+        assert_int_equal(flsim_config_set(&c, "test-dataset", mismatch[i].test, NULL, 0), FL_OK);
+        assert_int_equal(flsim_config_set(&c, "model", mismatch[i].model, NULL, 0), FL_OK);
+        assert_int_equal(flsim_run(&c, NULL, NULL, NULL, NULL, &res, NULL, NULL, err, sizeof err), FL_ERR_CONFIG);
+        if (!strstr(err, mismatch[i].want))
+            fail_msg("train %s, test %s: '%s'", mismatch[i].train, mismatch[i].test, err);
+    }
     c = small_config();
     assert_int_equal(flsim_config_set(&c, "partition", "natural", NULL, 0), FL_OK);
     assert_int_equal(flsim_run(&c, NULL, NULL, NULL, NULL, &res, NULL, NULL, err, sizeof err), FL_ERR_CONFIG);
