@@ -208,12 +208,15 @@ flsim_config flsim_config_default(void);
 
 /* Sets one option by its long name without dashes ("per-round", "down-codec", ...) from a string:
  * the one entry point of the command line and the YAML file. FL_OK, FL_ERR_NOT_FOUND (unknown
- * name), FL_ERR_INVALID_ARG (bad value); the reason is in err. */
+ * name), FL_ERR_INVALID_ARG (bad value, an empty dataset or model included); the reason is in
+ * err. */
 fl_status flsim_config_set(flsim_config *c, const char *key, const char *value, char *err,
                            size_t errlen);
 
 /* Reads a YAML file holding one mapping of option names to scalars (flsim_config_set for each).
- * A relative `trace` path in the file is taken relative to the file's directory.
+ * A null value (a plain ~, null, Null, NULL or nothing) leaves the option as it stands (fl_sim
+ * reads the file before the flags: its default), except for trace and test_dataset, which it sets
+ * to none (""). A relative `trace` path in the file is taken relative to the file's directory.
  * FL_ERR_IO, FL_ERR_CONFIG (not a flat mapping of scalars; line in err), or what set returns.
  * FL_ERR_UNSUPPORTED when built without libyaml. */
 fl_status flsim_config_load_yaml(flsim_config *c, const char *path, char *err, size_t errlen);

@@ -171,6 +171,12 @@ fl_status flsim_config_set(flsim_config *c, const char *key, const char *v, char
 #define STR(name, field) \
     if (strcmp(key, name) == 0) \
         return copy_str(c->field, sizeof c->field, v) ? FL_OK : too_long(err, errlen, key, sizeof c->field)
+    if ((strcmp(key, "dataset") == 0 || strcmp(key, "model") == 0) && !*v) {
+        /* here, not only in flsim_config_validate: a config file's line is known now */
+        if (err && errlen)
+            snprintf(err, errlen, "--%s is empty", key);
+        return FL_ERR_INVALID_ARG;
+    }
     STR("dataset", dataset);
     STR("test-dataset", test_dataset);
     DBL("test-frac", test_frac, 1e-6, 0.9, "a fraction in (0, 0.9]");
@@ -504,11 +510,15 @@ fl_status flsim_config_parse_yaml(flsim_config *c, const char *text, size_t len,
             break;
         case YAML_SCALAR_EVENT: {
             const char *val = (const char *)ev.data.scalar.value;
-            /* YAML's null (a plain ~ or null) as a value is no value, as an empty one is: the
-             * option's default (a quoted "~" stays the string) */
-            if (have_key && ev.data.scalar.style == YAML_PLAIN_SCALAR_STYLE &&
-                (!strcmp(val, "~") || !strcmp(val, "null") || !strcmp(val, "Null") ||
-                 !strcmp(val, "NULL")))
+            /* YAML's null as a value (a plain ~, null, Null, NULL, or nothing after the colon; a
+             * quoted "~" or "" is a string) leaves the option as it stands, which in fl_sim (the
+             * file is read before the flags) is its default. trace and test_dataset, whose
+             * default is no value, are set to none (""), so that a null there also undoes a
+             * value set before the file. */
+            const int is_null = have_key && ev.data.scalar.style == YAML_PLAIN_SCALAR_STYLE &&
+                                (!val[0] || !strcmp(val, "~") || !strcmp(val, "null") ||
+                                 !strcmp(val, "Null") || !strcmp(val, "NULL"));
+            if (is_null)
                 val = "";
             if (depth != 1) {
                 if (err && errlen)
@@ -537,6 +547,17 @@ fl_status flsim_config_parse_yaml(flsim_config *c, const char *text, size_t len,
                     if (err && errlen)
                         snprintf(err, errlen, "%s:%zu: config files do not nest", name, line);
                     st = FL_ERR_CONFIG;
+                } else if (is_null && strcmp(key, "trace") != 0 &&
+                           strcmp(key, "test-dataset") != 0) {
+                    int known = 0;
+                    for (const flsim_option_doc *d = g_docs; d->name && !known; d++)
+                        known = strcmp(d->name, key) == 0;
+                    if (!known) {
+                        if (err && errlen)
+                            snprintf(err, errlen, "%s:%zu: unknown option '%s' (see --help)",
+                                     name, line, key);
+                        st = FL_ERR_NOT_FOUND;
+                    }
                 } else if ((st = flsim_config_set(c, key, val, e2, sizeof e2)) != FL_OK) {
                     if (err && errlen)
                         snprintf(err, errlen, "%s:%zu: %s", name, line, e2);

@@ -573,6 +573,42 @@ static void test_options_and_yaml(void **state)
     assert_string_equal(y.trace, "");
     assert_int_equal(yaml_load_text(&y, path, "trace: \"~\"\n", err, sizeof err), FL_OK);
     assert_string_equal(y.trace, "/tmp/~");
+    y = flsim_config_default();
+    snprintf(y.test_dataset, sizeof y.test_dataset, "synth-images:50:1x8x8:4");
+    assert_int_equal(yaml_load_text(&y, path, "test_dataset: ~\n", err, sizeof err), FL_OK);
+    assert_string_equal(y.test_dataset, "");
+    /* For every other key a null leaves the option as it stands: its default, as the file is read
+     * before the flags (dataset: ~ once became "" and failed later as "--dataset is empty",
+     * without the file's line). An unknown key with a null is still unknown, and an empty string
+     * where a dataset or model must be is refused at its line. */
+    y = flsim_config_default();
+    assert_int_equal(yaml_load_text(&y, path, "dataset: ~\nmodel: null\nclients:\nper_round: 7\n"
+                                    "out: NULL\nflops: Null\nquiet: ~\n", err, sizeof err), FL_OK);
+    {
+        const flsim_config d = flsim_config_default();
+        assert_string_equal(y.dataset, d.dataset);
+        assert_string_equal(y.model, d.model);
+        assert_int_equal(y.clients, d.clients);
+        assert_string_equal(y.out, "");
+        assert_memory_equal(&y.flops, &d.flops, sizeof d.flops);
+        assert_int_equal(y.quiet, d.quiet);
+        assert_int_equal(y.per_round, 7);
+        assert_int_equal(flsim_config_validate(&y, err, sizeof err), FL_OK);
+    }
+    snprintf(y.model, sizeof y.model, "cnn");
+    assert_int_equal(yaml_load_text(&y, path, "model: ~\n", err, sizeof err), FL_OK);
+    assert_string_equal(y.model, "cnn");
+    assert_int_equal(yaml_load_text(&y, path, "clients: 5\nbogus: ~\n", err, sizeof err),
+                     FL_ERR_NOT_FOUND);
+    assert_non_null(strstr(err, ":2: unknown option 'bogus'"));
+    assert_int_equal(yaml_load_text(&y, path, "model: ~\nmodel: mlp\n", err, sizeof err),
+                     FL_ERR_CONFIG);
+    assert_non_null(strstr(err, ":2: 'model' is given twice (first on line 1)"));
+    assert_int_equal(yaml_load_text(&y, path, "clients: 5\ndataset: \"\"\n", err, sizeof err),
+                     FL_ERR_INVALID_ARG);
+    assert_non_null(strstr(err, ":2: --dataset is empty"));
+    assert_int_equal(yaml_load_text(&y, path, "model: ''\n", err, sizeof err), FL_ERR_INVALID_ARG);
+    assert_non_null(strstr(err, ":1: --model is empty"));
     assert_int_equal(yaml_load_text(&y, path, "- clients\n- 300\n", err, sizeof err),
                      FL_ERR_CONFIG);
     assert_non_null(strstr(err, ":1: the file must be one mapping of option names to values"));
