@@ -71,7 +71,8 @@ static void usage(FILE *f)
 "                         synth-images:N:CxHxW:CLASSES[:SIGMA] | synth-tokens:N:T:VOCAB[:NOISE]\n"
 "                         (default fashion-mnist; the train split)\n"
 "  --data-dir DIR         where fashion-mnist / mnist live (default /usr/share/datasets/<name>)\n"
-"  --partition SPEC       iid | dirichlet:ALPHA | shards:S | natural   (default iid)\n"
+"  --partition SPEC       iid | dirichlet:ALPHA | shards:S | natural   (default iid); natural\n"
+"                         takes a LEAF dataset's users (femnist, shakespeare), at least N of them\n"
 "  --num-clients N        clients the dataset is partitioned over (default 1)\n"
 "  --client-index K       this client's partition, 0 <= K < N (default 0)\n"
 "  --partition-seed S     seed of the partition; every client of a run must use the same (default 1)\n"
@@ -281,8 +282,16 @@ int main(int argc, char **argv)
         fprintf(stderr, "fl_client: --partition %s: %s\n", partition, err);
         return 1;
     }
-    if ((st = flm_partition_make(&part, all, &ps, (size_t)num_clients, part_seed)) != FL_OK ||
-        (st = flm_partition_client(part, (size_t)index, &idx, &n)) != FL_OK ||
+    err[0] = '\0';
+    if ((st = flm_partition_make_err(&part, all, &ps, (size_t)num_clients, part_seed, err,
+                                     sizeof err)) != FL_OK) {
+        /* the limit that was hit, in fl_sim's words (flm_partition_make_err) */
+        fprintf(stderr, "fl_client: --partition: %s; --dataset %s over --num-clients %ld\n",
+                err[0] ? err : fl_strerror(st), spec, num_clients);
+        flm_dataset_free(all);
+        return 2;
+    }
+    if ((st = flm_partition_client(part, (size_t)index, &idx, &n)) != FL_OK ||
         (st = flm_dataset_subset(&mine, all, idx, n)) != FL_OK) {
         fprintf(stderr, "fl_client: partition %s of %s over %ld clients: %s\n", partition, spec,
                 num_clients, fl_strerror(st));

@@ -219,6 +219,15 @@ typedef struct flm_partition {
 fl_status flm_partition_make(flm_partition **out, const flm_dataset *ds,
                              const flm_partition_spec *spec, size_t K, uint64_t seed);
 
+/* The same, and for FL_ERR_INVALID_ARG the limit that was hit in err (when not NULL), for the
+ * programs to show after naming the spec and K in their own terms, e.g. "natural: the dataset
+ * has no per-user split (LEAF datasets have one: femnist, shakespeare)", "natural: 20 users
+ * cannot fill 21 shards (a shard takes whole users, at least one)", "shards:2: 100 samples cannot
+ * fill 2 shards for each of 60 clients (...)". err is "" on FL_OK and FL_ERR_NOMEM. Thread-safe. */
+fl_status flm_partition_make_err(flm_partition **out, const flm_dataset *ds,
+                                 const flm_partition_spec *spec, size_t K, uint64_t seed,
+                                 char *err, size_t errlen);
+
 /* Client k's samples: *idx points into p (valid while p lives), *n their count. Returns
  * FL_ERR_INVALID_ARG if k >= p->K. O(1), thread-safe. */
 fl_status flm_partition_client(const flm_partition *p, size_t k, const uint32_t **idx, size_t *n);

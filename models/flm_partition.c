@@ -324,38 +324,54 @@ out:
     return st;
 }
 
-fl_status flm_partition_make(flm_partition **out, const flm_dataset *ds,
-                             const flm_partition_spec *spec, size_t K, uint64_t seed)
+fl_status flm_partition_make_err(flm_partition **out, const flm_dataset *ds,
+                                 const flm_partition_spec *spec, size_t K, uint64_t seed,
+                                 char *err, size_t errlen)
 {
+    if (err && errlen)
+        err[0] = '\0';
     if (!out)
         return FL_ERR_INVALID_ARG;
     *out = NULL;
-    if (!ds || !spec || ds->N > UINT32_MAX)
-        return FL_ERR_INVALID_ARG;
+#define REFUSE(...) return fl_errf(err, errlen, FL_ERR_INVALID_ARG, __VA_ARGS__)
+    if (!ds || !spec)
+        REFUSE("no dataset or no partition spec");
+    if (ds->N > UINT32_MAX)
+        REFUSE("%zu samples: at most 4294967295 can be partitioned", ds->N);
     switch (spec->kind) {
     case FLM_PART_IID:
         break;
     case FLM_PART_DIRICHLET:
         if (!(spec->alpha > 0.0) || !isfinite(spec->alpha))
-            return FL_ERR_INVALID_ARG;
+            REFUSE("dirichlet: alpha %g is not a finite number > 0", spec->alpha);
         break;
     case FLM_PART_SHARDS:
-        if (spec->shards < 1 || K > ds->N / (size_t)spec->shards)
-            return FL_ERR_INVALID_ARG;
+        if (spec->shards < 1)
+            REFUSE("shards: %d shards a client, want at least 1", spec->shards);
+        if (K > ds->N / (size_t)spec->shards)
+            REFUSE("shards:%d: %zu samples cannot fill %d shards for each of %zu clients (at "
+                   "least one sample a shard)", spec->shards, ds->N, spec->shards, K);
         break;
     case FLM_PART_NATURAL:
-        if (!ds->user || ds->n_users == 0 || ds->n_users > UINT32_MAX)
-            return FL_ERR_INVALID_ARG;
+        if (!ds->user || ds->n_users == 0)
+            REFUSE("natural: the dataset has no per-user split (LEAF datasets have one: "
+                   "femnist, shakespeare)");
+        if (ds->n_users > UINT32_MAX)
+            REFUSE("natural: %zu users, more than 4294967295", ds->n_users);
         if (K == 0)
             K = ds->n_users;
         if (K > ds->n_users)
-            return FL_ERR_INVALID_ARG;
+            REFUSE("natural: %zu users cannot fill %zu shards (a shard takes whole users, at "
+                   "least one)", ds->n_users, K);
         break;
     default:
-        return FL_ERR_INVALID_ARG;
+        REFUSE("unknown partition kind %d", (int)spec->kind);
     }
-    if (K == 0 || K > UINT32_MAX)
-        return FL_ERR_INVALID_ARG;
+    if (K == 0)
+        REFUSE("no clients to partition over (K = 0)");
+    if (K > UINT32_MAX)
+        REFUSE("%zu clients, more than 4294967295", K);
+#undef REFUSE
     flm_partition *p;
     fl_status st = part_alloc(&p, K, ds->N);
     if (st != FL_OK)
@@ -368,11 +384,23 @@ fl_status flm_partition_make(flm_partition **out, const flm_dataset *ds,
     default: st = part_natural(p, ds, &r); break;
     }
     if (st != FL_OK) {
+        /* what the partitioners refuse: a sample they cannot place */
+        if (st == FL_ERR_INVALID_ARG && spec->kind == FLM_PART_NATURAL)
+            set_err(err, errlen, "natural: a sample's user is not one of the dataset's %zu users",
+                    ds->n_users);
+        else if (st == FL_ERR_INVALID_ARG)
+            set_err(err, errlen, "a sample's label is outside [0, %d)", ds->classes);
         flm_partition_free(p);
         return st;
     }
     *out = p;
     return FL_OK;
+}
+
+fl_status flm_partition_make(flm_partition **out, const flm_dataset *ds,
+                             const flm_partition_spec *spec, size_t K, uint64_t seed)
+{
+    return flm_partition_make_err(out, ds, spec, K, seed, NULL, 0);
 }
 
 fl_status flm_partition_client(const flm_partition *p, size_t k, const uint32_t **idx, size_t *n)

@@ -1532,22 +1532,20 @@ static fl_status setup(sim *S, const flsim_config *cfg, const flsim_data *data,
     e2[0] = '\0'; /* empty unless the parse or the split says why */
     fl_status st = flm_partition_spec_parse(cfg->partition, &ps, e2, sizeof e2);
     const uint32_t K = cfg->data_shards ? cfg->data_shards : cfg->clients;
+    const int parsed = st == FL_OK;
     if (st == FL_OK)
-        st = flm_partition_make(&S->part, S->train, &ps, K, cfg->seed);
+        st = flm_partition_make_err(&S->part, S->train, &ps, K, cfg->seed, e2, sizeof e2);
     if (st != FL_OK) {
-        /* flm_partition_make says only "invalid argument": name the limit that was hit */
-        if (st == FL_ERR_INVALID_ARG && e2[0] == '\0') {
-            if (ps.kind != FLM_PART_NATURAL)
-                snprintf(e2, sizeof e2, "cannot split %zu samples into %u shards (see "
-                         "--data-shards)", S->train->N, K);
-            else if (!S->train->n_users)
-                snprintf(e2, sizeof e2, "natural: %s has no per-user split (LEAF datasets have: "
-                         "femnist, shakespeare)", cfg->dataset);
-            else
-                snprintf(e2, sizeof e2, "natural: %zu users cannot fill %u shards (at most one "
-                         "shard per user: see --data-shards, --clients)", S->train->n_users, K);
-        }
-        set_err(err, errlen, "%s%s", "--partition: ", st == FL_ERR_NOMEM ? "out of memory" : e2);
+        /* The limit that was hit (flm_partition_make_err's words, which fl_client shows too),
+         * then the dataset and the shard count as this program's options set them. */
+        if (st == FL_ERR_NOMEM)
+            set_err(err, errlen, "%s%s", "--partition: ", "out of memory");
+        else if (!parsed)
+            set_err(err, errlen, "%s%s", "--partition: ", e2);
+        else if (err && errlen)
+            snprintf(err, errlen, "--partition: %s; --dataset %s over %u shards (%s %u)", e2,
+                     cfg->dataset, K, cfg->data_shards ? "--data-shards" : "one per client: "
+                     "--clients", K);
         return st == FL_ERR_NOMEM ? st : FL_ERR_CONFIG;
     }
     S->online = calloc(cfg->clients, 1);

@@ -1244,6 +1244,54 @@ static void test_cli_bad_options(void **state)
     }
 }
 
+/* A partition fl_client cannot make says why, in fl_sim's words (flm_partition_make_err), not
+ * "invalid argument": a dataset without users under --partition natural, a LEAF one with fewer
+ * users than --num-clients. Exit status 2, before any connection. */
+static void test_cli_partition_reasons(void **state)
+{
+    (void)state;
+    const char *root = getenv("FEDROP_BUILD_ROOT"), *src = getenv("FEDROP_SOURCE_ROOT");
+    if (!root || !src)
+        skip();
+    char leaf[1024];
+    snprintf(leaf, sizeof leaf, "shakespeare:%.900s/tests/fixtures/datasets/shakespeare_tiny.json",
+             src);
+    struct {
+        char args[1200], want[1400];
+    } cases[3];
+    snprintf(cases[0].args, sizeof cases[0].args,
+             "--dataset synth-tokens:100:80:80 --partition natural --num-clients 2");
+    snprintf(cases[0].want, sizeof cases[0].want,
+             "fl_client: --partition: natural: the dataset has no per-user split (LEAF datasets "
+             "have one: femnist, shakespeare); --dataset synth-tokens:100:80:80 over "
+             "--num-clients 2\n");
+    /* the LEAF fixture has 2 users */
+    snprintf(cases[1].args, sizeof cases[1].args,
+             "--dataset '%s' --partition natural --num-clients 3", leaf);
+    snprintf(cases[1].want, sizeof cases[1].want,
+             "fl_client: --partition: natural: 2 users cannot fill 3 shards (a shard takes whole "
+             "users, at least one); --dataset %s over --num-clients 3\n", leaf);
+    snprintf(cases[2].args, sizeof cases[2].args,
+             "--dataset synth-images:100:1x8x8:4 --partition shards:2 --num-clients 60");
+    snprintf(cases[2].want, sizeof cases[2].want,
+             "fl_client: --partition: shards:2: 100 samples cannot fill 2 shards for each of 60 "
+             "clients (at least one sample a shard); --dataset synth-images:100:1x8x8:4 over "
+             "--num-clients 60\n");
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char cmd[4096], out[4096] = "", line[1024];
+        snprintf(cmd, sizeof cmd, "'%.1024s/fl_client/fl_client' --server tcp://127.0.0.1:1 "
+                 "--insecure %.1200s 2>&1; echo \"rc=$?\"", root, cases[i].args);
+        FILE *p = popen(cmd, "r");
+        assert_non_null(p);
+        while (fgets(line, sizeof line, p))
+            if (strlen(out) + strlen(line) < sizeof out)
+                strcat(out, line);
+        pclose(p);
+        if (!strstr(out, cases[i].want) || !strstr(out, "rc=2\n"))
+            fail_msg("fl_client %s said '%s'", cases[i].args, out);
+    }
+}
+
 /* ---- flc_stats.reconnects counts every new start ---------------------------------------------- */
 
 /* The server loses a registered client two ways: it forgets it (restarted behind a link ZeroMQ
@@ -1960,6 +2008,7 @@ int main(void)
         cmocka_unit_test(test_key_change_said_after_plain_server),
         cmocka_unit_test(test_cli_stop_during_startup),
         cmocka_unit_test(test_cli_bad_options),
+        cmocka_unit_test(test_cli_partition_reasons),
         cmocka_unit_test(test_reconnects_counts_each_new_start),
         cmocka_unit_test(test_train_failure_reported_and_bye),
         cmocka_unit_test(test_unfit_samples_end_run),

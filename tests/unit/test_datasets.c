@@ -996,6 +996,13 @@ static void test_partition_iid(void **state)
     flm_partition_spec ps = {FLM_PART_IID, 0, 0};
     assert_int_equal(flm_partition_make(&p, ds, &ps, 0, 1), FL_ERR_INVALID_ARG);
     assert_null(p);
+    char err[256];
+    assert_int_equal(flm_partition_make_err(&p, ds, &ps, 0, 1, err, sizeof err), FL_ERR_INVALID_ARG);
+    assert_string_equal(err, "no clients to partition over (K = 0)");
+    assert_null(p);
+    assert_int_equal(flm_partition_make_err(&p, ds, &ps, 4, 1, err, sizeof err), FL_OK);
+    assert_string_equal(err, "");
+    flm_partition_free(p);
     flm_partition_free(NULL);
     flm_dataset_free(ds);
 }
@@ -1029,6 +1036,10 @@ static void test_partition_dirichlet(void **state)
     flm_partition_spec ps = {FLM_PART_DIRICHLET, 0.5, 0};
     flm_partition *p = NULL;
     assert_int_equal(flm_partition_make(&p, ds, &ps, 4, 1), FL_ERR_INVALID_ARG);
+    char err[256];
+    assert_int_equal(flm_partition_make_err(&p, ds, &ps, 4, 1, err, sizeof err), FL_ERR_INVALID_ARG);
+    assert_string_equal(err, "a sample's label is outside [0, 10)");
+    assert_null(p);
     flm_dataset_free(ds);
 }
 
@@ -1063,6 +1074,10 @@ static void test_partition_shards(void **state)
     flm_partition_free(p);
     flm_partition_spec ps = {FLM_PART_SHARDS, 0, 2};
     assert_int_equal(flm_partition_make(&p, ds, &ps, 501, 1), FL_ERR_INVALID_ARG);
+    char err[256];
+    assert_int_equal(flm_partition_make_err(&p, ds, &ps, 501, 1, err, sizeof err), FL_ERR_INVALID_ARG);
+    if (!strstr(err, "shards:2: ") || !strstr(err, " samples cannot fill 2 shards for each of 501 clients"))
+        fail_msg("%s", err);
     flm_dataset_free(ds);
 }
 
@@ -1110,10 +1125,18 @@ static void test_partition_natural(void **state)
     flm_partition_free(p);
     flm_partition_spec ps = {FLM_PART_NATURAL, 0, 0};
     assert_int_equal(flm_partition_make(&p, many, &ps, 51, 1), FL_ERR_INVALID_ARG);
+    /* the reasons fl_sim and fl_client show (flm_partition_make says only "invalid argument") */
+    assert_int_equal(flm_partition_make_err(&p, many, &ps, 51, 1, err, sizeof err), FL_ERR_INVALID_ARG);
+    assert_string_equal(err, "natural: 50 users cannot fill 51 shards (a shard takes whole users, "
+                             "at least one)");
+    assert_null(p);
     flm_dataset_free(many);
     flm_dataset *plain = NULL;
     assert_int_equal(flm_dataset_synth_images(&plain, 10, 1, 1, 1, 2, 0.1f, 4, FLM_SPLIT_TRAIN), FL_OK);
     assert_int_equal(flm_partition_make(&p, plain, &ps, 2, 1), FL_ERR_INVALID_ARG);
+    assert_int_equal(flm_partition_make_err(&p, plain, &ps, 2, 1, err, sizeof err), FL_ERR_INVALID_ARG);
+    assert_string_equal(err, "natural: the dataset has no per-user split (LEAF datasets have one: "
+                             "femnist, shakespeare)");
     flm_dataset_free(plain);
     flm_dataset_free(ds);
 }
