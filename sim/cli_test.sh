@@ -286,4 +286,19 @@ grep -Eq '^run 6/8, all done in ~[0-9hms]+: afd-single\+c seed 1, 2/2, acc 0\.[0
     fail "experiment progress: $(cat -v "$DIR/expbar.txt")"
 echo "progress: round and time left first"
 
+# Without a loadable OpenBLAS (every name it is looked up by a broken file) the run trains on the
+# reference GEMM, finishes, and says so at the start, as fl_client does; the summary says
+# "reference".
+mkdir "$DIR/noblas"
+for n in libopenblas.so.0 libopenblas.so libopenblasp-r0.3.21.so; do
+    echo "not a library" >"$DIR/noblas/$n"
+done
+rc=0
+LD_LIBRARY_PATH="$DIR/noblas" "$FL_SIM" $ARGS --rounds 1 --out "$DIR/nb" >/dev/null 2>"$DIR/nb.err" || rc=$?
+[ "$rc" -eq 0 ] || fail "no OpenBLAS: exit status $rc ($(cat "$DIR/nb.err"))"
+grep -q "OpenBLAS cannot be loaded: local training runs on fedrop's reference GEMM" "$DIR/nb.err" ||
+    fail "no OpenBLAS: no warning ($(cat "$DIR/nb.err"))"
+grep -q '"blas": "reference"' "$DIR/nb/summary.json" || fail "no OpenBLAS: summary.json's blas"
+echo "no OpenBLAS: runs on the reference GEMM and says so"
+
 echo "ok"

@@ -51,7 +51,7 @@ flsim_config flsim_config_default(void)
 
 static const flsim_option_doc g_docs[] = {
     {"config", "FILE", "read options from a YAML mapping (name: value); one file, flags override it"},
-    {"dataset", "NAME|SPEC", "fashion-mnist, mnist (where: see Datasets below), or a spec (idx:I,L, femnist:DIR, ...)"},
+    {"dataset", "NAME|SPEC", "fashion-mnist (the default), mnist (where: see Datasets below), or a spec (idx:I,L, femnist:DIR, ...)"},
     {"test-dataset", "SPEC", "test set spec; default: the named test split, else hold out --test-frac"},
     {"test-frac", "F", "fraction held out as the test set when the dataset has no test split (1/7)"},
     {"train-samples", "N", "use only the first N training samples (all if the set is smaller); 0 = all (0)"},

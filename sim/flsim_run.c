@@ -1749,7 +1749,7 @@ fl_status flsim_run(const flsim_config *cfg, const flsim_data *data_in, const fl
         data = &own;
     }
     /* Every GEMM of a run is single-threaded on the run's own threads: no OpenBLAS pool. */
-    flm_blas_init_threads(1);
+    const int blas_ok = flm_blas_init_threads(1) == FL_OK;
     flm_blas_set_threads(1);
     snprintf(res->blas, sizeof res->blas, "%s", flm_blas_corename());
 
@@ -1758,6 +1758,9 @@ fl_status flsim_run(const flsim_config *cfg, const flsim_data *data_in, const fl
     S.cfg = cfg;
     if (log)
         S.log = *log;
+    if (!blas_ok) /* as libflclient says it: the run's figures are not OpenBLAS's */
+        fl_log(&S.log, FL_LOG_WARN, "OpenBLAS cannot be loaded: local training runs on fedrop's "
+               "reference GEMM (slow; summary.json says blas \"reference\")");
     pthread_mutex_init(&S.mu, NULL);
     pthread_cond_init(&S.cv_ready, NULL);
     pthread_cond_init(&S.cv_main, NULL);
