@@ -213,6 +213,10 @@ static int lex_string(jr *r)
             } else if (cp >= 0xdc00 && cp < 0xe000) {
                 jr_fail(r, FL_ERR_DATASET_FORMAT, "unpaired UTF-16 surrogate in a string");
                 return -1;
+            } else if (cp == 0) { /* strings end at a NUL here: "A\u0000x" would read as "A" */
+                jr_fail(r, FL_ERR_DATASET_FORMAT, "\\u0000 (NUL) in a string: no LEAF "
+                        "field holds one");
+                return -1;
             }
             break;
         default:
@@ -350,7 +354,12 @@ static int jr_next(jr *r)
             r->tok = TK_NUMBER;
             return lex_number(r, c);
         }
-        jr_fail(r, FL_ERR_DATASET_FORMAT, "unexpected character 0x%02x", c);
+        /* the first byte of a file that is not JSON as it stands */
+        jr_fail(r, FL_ERR_DATASET_FORMAT, "unexpected character 0x%02x%s", c,
+                r->tok_off != 0 ? ""
+                : c == 0xef ? " (a UTF-8 byte-order mark: save the file without it)"
+                : c == 0x1f ? " (a gzip file: LEAF JSON is read uncompressed, gunzip it)"
+                            : "");
         return -1;
     }
 }
@@ -1061,7 +1070,7 @@ fl_status flm_leaf_load(flm_dataset **out, flm_leaf_kind kind, const char *const
         jr r;
         memset(&r, 0, sizeof r);
         r.name = paths[i];
-        r.line = 1;
+        r.line = r.tok_line = 1;
         r.buf = buf;
         r.data = buf;
         r.err = err;
@@ -1098,7 +1107,7 @@ fl_status flm_leaf_load_mem(flm_dataset **out, flm_leaf_kind kind, const uint8_t
     jr r;
     memset(&r, 0, sizeof r);
     r.name = "json";
-    r.line = 1;
+    r.line = r.tok_line = 1;
     r.data = json;
     r.len = len;
     r.err = err;
