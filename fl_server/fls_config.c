@@ -14,6 +14,7 @@
 
 #include "flm_arch.h"
 #include "fl_endpoint.h"
+#include "fl_fs.h"
 #include "fls_internal.h"
 #include "flz.h"
 
@@ -1102,29 +1103,14 @@ fls_status fls_options_load_file(fls_options *o, const char *path, char *err, si
         err[0] = 0;
     if (!o || !path)
         return FLS_ERR_INVALID_ARG;
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        if (err && errlen)
-            snprintf(err, errlen, "%s: %s", path, strerror(errno));
-        return FLS_ERR_IO;
-    }
-    char *buf = malloc(FLS_CONFIG_MAX_BYTES + 1);
-    if (!buf) {
-        fclose(f);
-        return FLS_ERR_NOMEM;
-    }
-    errno = 0;
-    const size_t n = fread(buf, 1, FLS_CONFIG_MAX_BYTES + 1, f);
-    const int bad = ferror(f), read_errno = errno; /* EISDIR: --config names a directory */
-    fclose(f);
-    fls_status st;
-    if (bad) {
-        if (err && errlen)
-            snprintf(err, errlen, "%s: %s", path, read_errno ? strerror(read_errno) : "read error");
-        st = FLS_ERR_IO;
-    } else {
-        st = fls_options_load_mem(o, buf, n, path, err, errlen);
-    }
+    /* A regular file only: a FIFO (no writer) would block the start, and --check, for good; a
+     * directory or a device is no configuration either. */
+    char *buf = NULL;
+    size_t n = 0;
+    const fl_status rs = fl_file_read_regular(path, FLS_CONFIG_MAX_BYTES, &buf, &n, err, errlen);
+    if (rs != FL_OK)
+        return fls_status_of(rs);
+    const fls_status st = fls_options_load_mem(o, buf, n, path, err, errlen);
     free(buf);
     return st;
 }

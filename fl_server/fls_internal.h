@@ -107,7 +107,8 @@ typedef struct fls_allow {
  * untouched on error. FL_OK, FL_ERR_AUTH (a bad line), FL_ERR_NOMEM. */
 fl_status fls_allow_parse(fls_allow *out, const char *text, size_t len, const char *name,
                           char *err, size_t errlen);
-/* Reads the file (at most 64 MiB) and parses it. FL_ERR_IO when it cannot be read. */
+/* Reads the file (at most 64 MiB; a regular file: a FIFO, a device or a directory is refused at
+ * once, "PATH: a FIFO, not a regular file") and parses it. FL_ERR_IO when it cannot be read. */
 fl_status fls_allow_load(fls_allow *out, const char *path, char *err, size_t errlen);
 /* 1 if key (32 bytes) is in a. */
 int fls_allow_has(const fls_allow *a, const uint8_t key[32]);

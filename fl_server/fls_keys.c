@@ -77,7 +77,9 @@ fl_status fls_allow_load(fls_allow *out, const char *path, char *err, size_t err
         return FL_ERR_INVALID_ARG;
     char *text = NULL;
     size_t len = 0;
-    fl_status st = fl_file_read(path, ALLOW_MAX_BYTES, &text, &len, err, errlen);
+    /* a regular file only: a FIFO would block the start, --check, or (SIGHUP) the reactor for
+     * good */
+    fl_status st = fl_file_read_regular(path, ALLOW_MAX_BYTES, &text, &len, err, errlen);
     if (st != FL_OK)
         return st;
     st = fls_allow_parse(out, text, len, path, err, errlen);

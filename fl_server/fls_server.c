@@ -2504,20 +2504,36 @@ static fl_status reload_allow(fls_server *s)
 
 /* SIGHUP: run.metrics is opened again (appending), so that a rotated or deleted file gets the
  * next lines; the old one keeps what it has. */
-static int metrics_open(const char *path)
+static int metrics_open(const char *path, int nonblock)
 {
-    /* as fopen(path, "a"): mode 0666 less the umask */
-    return open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0666);
+    /* as fopen(path, "a"): mode 0666 less the umask. A FIFO: the open waits for a process that
+     * reads it, unless nonblock (then ENXIO at once when there is none). */
+    const int f = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOCTTY |
+                                 (nonblock ? O_NONBLOCK : 0), 0666);
+    if (f >= 0 && nonblock) {
+        /* the lines are written as before: a FIFO's reader paces them */
+        const int fl = fcntl(f, F_GETFL);
+        if (fl < 0 || fcntl(f, F_SETFL, fl & ~O_NONBLOCK) != 0) {
+            const int e = errno;
+            close(f);
+            errno = e;
+            return -1;
+        }
+    }
+    return f;
 }
 
 static void reopen_metrics(fls_server *s)
 {
     if (s->metrics_fd < 0)
         return;
-    const int f = metrics_open(s->opt.metrics_path);
+    /* Not waiting for a FIFO's reader: the reactor would wait with it, for good (SIGTERM
+     * unheard). */
+    const int f = metrics_open(s->opt.metrics_path, 1);
     if (f < 0) {
+        const int e = errno;
         fl_log(&s->log, FL_LOG_ERROR, "run.metrics %s not reopened (the old file stays): %s",
-               s->opt.metrics_path, strerror(errno));
+               s->opt.metrics_path, e == ENXIO ? "a FIFO that no process reads" : strerror(e));
         return;
     }
     close(s->metrics_fd);
@@ -3048,7 +3064,8 @@ static fl_status ids_load(fls_server *s, int resumed, char *err, size_t errlen)
     char *text = NULL;
     size_t len = 0;
     char why[512];
-    fl_status st = fl_file_read(s->ids_path, (size_t)1 << 30, &text, &len, why, sizeof why);
+    fl_status st = fl_file_read_regular(s->ids_path, (size_t)1 << 30, &text, &len, why,
+                                        sizeof why);
     if (st != FL_OK) {
         snprintf(err, errlen, "client ids: %s", why);
         return st;
@@ -3275,6 +3292,15 @@ static fl_status server_init(fls_server *s, char *err, size_t errlen)
         if (exists && S_ISDIR(sb.st_mode))
             return fls_options_errf(&s->opt, err, errlen, FL_ERR_IO, "checkpoint.path", NULL,
                                     "checkpoint.path %s: is a directory", s->opt.ckpt_path);
+        /* A FIFO would block the resume's read for good; a device is no checkpoint either. */
+        if (exists && !S_ISREG(sb.st_mode))
+            return fls_options_errf(&s->opt, err, errlen, FL_ERR_IO, "checkpoint.path", NULL,
+                                    "checkpoint.path %s: %s, not a regular file",
+                                    s->opt.ckpt_path,
+                                    S_ISFIFO(sb.st_mode)                            ? "a FIFO"
+                                    : S_ISCHR(sb.st_mode) || S_ISBLK(sb.st_mode) ? "a device"
+                                    : S_ISSOCK(sb.st_mode)                          ? "a socket"
+                                                                                    : "not a file");
         if (!s->check_only) {
             if ((st = ckpt_lock(s, err, errlen)) != FL_OK)
                 return st;
@@ -3374,7 +3400,8 @@ static fl_status server_init(fls_server *s, char *err, size_t errlen)
     }
     if ((st = setup_socket(s, err, errlen)) != FL_OK)
         return st;
-    if (metrics_file && (s->metrics_fd = metrics_open(s->opt.metrics_path)) < 0) {
+    /* A FIFO waits here for its reader (a start-up signal is heard meanwhile: fl_server). */
+    if (metrics_file && (s->metrics_fd = metrics_open(s->opt.metrics_path, 0)) < 0) {
         const int e = errno;
         return fls_options_errf(&s->opt, err, errlen, io_status(e), "run.metrics", NULL,
                                 "run.metrics %s: %s%s", s->opt.metrics_path, strerror(e),

@@ -119,7 +119,9 @@ fl_status flm_idx_load_mem(flm_dataset **out, const uint8_t *images, size_t imag
  * files {train,t10k}-{images-idx3,labels-idx1}-ubyte[.gz]. Directory: dir if not NULL, else
  * $FEDROP_DATA_DIR/<name> or $FEDROP_DATA_DIR when that variable is set, else
  * /usr/share/datasets/<name> (Debian's dataset-fashion-mnist). Returns FL_ERR_NOT_FOUND for an
- * unknown name or split, FL_ERR_DATASET_IO when the files are not there, else as flm_idx_load. */
+ * unknown name or split, FL_ERR_DATASET_IO when the files are not there or one found is not a
+ * regular file ("PATH: a FIFO, not a regular file": a FIFO would block the read for good), else
+ * as flm_idx_load. */
 fl_status flm_dataset_load_named(flm_dataset **out, const char *name, const char *split,
                                  const char *dir, char *err, size_t errlen);
 

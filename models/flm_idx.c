@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <zlib.h>
 
 #define IDX_MAX_SIDE 65535u             /* rows, cols */
@@ -392,23 +393,27 @@ fl_status flm_idx_load_mem(flm_dataset **out, const uint8_t *images, size_t imag
 
 /* ---- named datasets ------------------------------------------------------------------------- */
 
-static int file_exists(const char *p)
+/* 1: p is a regular file (or a link to one); 0: nothing there; -1: something else (a FIFO, which
+ * an open would wait on for good, a directory, a device). Looked at, never opened. */
+static int file_kind(const char *p, mode_t *mode)
 {
-    FILE *f = fopen(p, "rb");
-    if (!f)
+    struct stat sb;
+    if (stat(p, &sb) != 0)
         return 0;
-    fclose(f);
-    return 1;
+    *mode = sb.st_mode;
+    return S_ISREG(sb.st_mode) ? 1 : -1;
 }
 
-/* Finds dir/base or dir/base.gz; 0 if neither exists. */
-static int find_file(char *buf, size_t cap, const char *dir, const char *base)
+/* Finds dir/base or dir/base.gz: 1, with its path in buf; 0 if neither is there; -1 when the
+ * first one there is no regular file (its path in buf, its mode in *mode). */
+static int find_file(char *buf, size_t cap, const char *dir, const char *base, mode_t *mode)
 {
     static const char *const ext[] = {".gz", ""};
     for (int e = 0; e < 2; e++) {
         const int n = snprintf(buf, cap, "%s/%s%s", dir, base, ext[e]);
-        if (n > 0 && (size_t)n < cap && file_exists(buf))
-            return 1;
+        const int k = n > 0 && (size_t)n < cap ? file_kind(buf, mode) : 0;
+        if (k)
+            return k;
     }
     return 0;
 }
@@ -451,8 +456,18 @@ fl_status flm_dataset_load_named(flm_dataset **out, const char *name, const char
     snprintf(ibase, sizeof ibase, "%s-images-idx3-ubyte", prefix);
     snprintf(lbase, sizeof lbase, "%s-labels-idx1-ubyte", prefix);
     for (int d = 0; d < nd; d++) {
-        if (find_file(ipath, sizeof ipath, dirs[d], ibase) &&
-            find_file(lpath, sizeof lpath, dirs[d], lbase))
+        mode_t mode = 0;
+        const int fi = find_file(ipath, sizeof ipath, dirs[d], ibase, &mode);
+        const int fl = fi ? find_file(lpath, sizeof lpath, dirs[d], lbase, &mode) : 0;
+        if (fi < 0 || fl < 0) {
+            set_err(err, errlen, "%s: %s, not a regular file", fi < 0 ? ipath : lpath,
+                    S_ISFIFO(mode)                      ? "a FIFO"
+                    : S_ISDIR(mode)                     ? "a directory"
+                    : S_ISCHR(mode) || S_ISBLK(mode) ? "a device"
+                                                        : "something else");
+            return FL_ERR_DATASET_IO;
+        }
+        if (fi && fl)
             return flm_idx_load(out, ipath, lpath, 10, err, errlen);
     }
     set_err(err, errlen, "%s %s: %s[.gz] and %s[.gz] not found in %s%s%s", name, split, ibase,

@@ -430,13 +430,19 @@ fl_status fls_ckpt_read(const char *path, size_t max_bytes, fls_ckpt *out, char 
     memset(out, 0, sizeof *out);
     if (max_bytes == 0)
         max_bytes = (size_t)16 << 30;
-    const int fd = open(path, O_RDONLY);
+    /* O_NONBLOCK: a FIFO put in its place would otherwise block the open for good; anything but
+     * a regular file is refused before a byte is read */
+    const int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
     if (fd < 0)
         return fail(err, errlen, FL_ERR_IO, "cannot open %s: %s", path, strerror(errno));
     struct stat sb;
     if (fstat(fd, &sb) != 0 || sb.st_size < 0) {
         close(fd);
         return fail(err, errlen, FL_ERR_IO, "cannot stat %s", path);
+    }
+    if (!S_ISREG(sb.st_mode)) {
+        close(fd);
+        return fail(err, errlen, FL_ERR_IO, "%s is not a regular file", path);
     }
     if ((uint64_t)sb.st_size > max_bytes) {
         close(fd);

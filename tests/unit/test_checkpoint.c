@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <cmocka.h>
 
@@ -227,6 +228,16 @@ static void test_files(void **state)
     fclose(f);
     assert_int_equal(fls_ckpt_read(path, 0, &back, err, sizeof err), FL_ERR_CHECKPOINT_CHECKSUM);
     unlink(path);
+    /* A FIFO in its place is refused at once (an open of it waited for a writer for good; the
+     * guard alarm makes a hang a failure), and so is a directory. */
+    assert_int_equal(mkfifo(path, 0600), 0);
+    alarm(20);
+    assert_int_equal(fls_ckpt_read(path, 0, &back, err, sizeof err), FL_ERR_IO);
+    alarm(0);
+    assert_non_null(strstr(err, "is not a regular file"));
+    unlink(path);
+    assert_int_equal(fls_ckpt_read(dir, 0, &back, err, sizeof err), FL_ERR_IO);
+    assert_non_null(strstr(err, "is not a regular file"));
     rmdir(dir);
     free(s);
 }

@@ -265,6 +265,18 @@ static void test_idx_named_dir(void **state)
                      FL_OK);
     check_idx_content(ds, 12, 28, 28);
     flm_dataset_free(ds);
+    /* a FIFO in a file's place is refused at once, named (an open of it waited for good for a
+     * writer: fl_server's start, a client's); the guard alarm makes a hang a failure */
+    unlink(lp);
+    assert_int_equal(mkfifo(lp, 0600), 0);
+    alarm(20);
+    assert_int_equal(flm_dataset_load_named(&ds, "fashion-mnist", "test", g_tmpdir, err,
+                                            sizeof err),
+                     FL_ERR_DATASET_IO);
+    alarm(0);
+    char want[400];
+    snprintf(want, sizeof want, "%s: a FIFO, not a regular file", lp);
+    assert_string_equal(err, want);
     unlink(ip);
     unlink(lp);
     free_idx(&p);

@@ -384,10 +384,11 @@ static void test_config_structure_errors(void **state)
     assert_non_null(strstr(err, "NUL"));
     assert_int_equal(fls_options_load_file(o, "/nonexistent/fl.yaml", err, sizeof err), FLS_ERR_IO);
     assert_string_equal(err, "/nonexistent/fl.yaml: No such file or directory");
-    /* a directory opens, and its read fails: said as such, not as a bare "read error" */
+    /* a directory is said as such, not as a bare "read error" (a FIFO: the test of operator
+     * files) */
     assert_int_equal(fls_options_load_file(o, g_tmp, err, sizeof err), FLS_ERR_IO);
     char want[300];
-    snprintf(want, sizeof want, "%s: Is a directory", g_tmp);
+    snprintf(want, sizeof want, "%s: a directory, not a regular file", g_tmp);
     assert_string_equal(err, want);
     fls_options_free(o);
 }
@@ -923,38 +924,33 @@ static void test_cli_check_effective_idle(void **state)
     assert_true(said);
 }
 
-/* Signals during start-up (here: fl_server blocked reading its allow-list from a FIFO, as it
- * could be loading a large evaluation set; a secret key file must be a regular file) are caught, not fatal: SIGHUP waits, SIGTERM ends the
- * daemon once the start-up is over, with exit 0, "stopped during start-up" and no checkpoint. */
+/* Signals during start-up (here: fl_server blocked opening run.metrics, a FIFO that no process
+ * reads yet, as it could be loading a large evaluation set; the files it reads must be regular
+ * ones and cannot block it) are caught, not fatal: SIGHUP waits, SIGTERM ends the daemon once the
+ * start-up is over, with exit 0, "stopped during start-up" and no checkpoint. */
 static void test_cli_signal_during_startup(void **state)
 {
     (void)state;
     const char *root = getenv("FEDROP_BUILD_ROOT");
     if (!root)
         skip();
-    char err[512], pub[41], path[400], text[128];
-    assert_int_equal(fls_keygen(g_tmp, "su", err, sizeof err), FLS_OK);
-    snprintf(path, sizeof path, "%s/su.pub", g_tmp);
-    assert_int_equal(fl_key_file_read(path, FL_KEY_PUBLIC, pub, NULL, err, sizeof err), FL_OK);
-    snprintf(path, sizeof path, "%s/su.allow", g_tmp);
-    snprintf(text, sizeof text, "%s\n", pub);
-    write_file(path, text);
     char fifo[400], ckpt[400];
-    snprintf(fifo, sizeof fifo, "%s/su-fifo.allow", g_tmp);
+    snprintf(fifo, sizeof fifo, "%s/su-fifo.jsonl", g_tmp);
     snprintf(ckpt, sizeof ckpt, "%s/su.ckpt", g_tmp);
     assert_int_equal(mkfifo(fifo, 0600), 0);
-    /* SIGHUP then SIGTERM once both handlers are in (SigCgt bits 1 and 15) while the allow-list
-     * read blocks; then the list goes into the FIFO (bounded: a killed server never opens it). */
+    /* SIGHUP then SIGTERM once both handlers are in (SigCgt bits 1 and 15) while the open of
+     * run.metrics waits for a reader; then a reader comes (bounded: a killed server never
+     * opens it). */
     char cmd[4096];
     snprintf(cmd, sizeof cmd,
-             "'%s/fl_server/fl_server' --secret-key '%s/su.secret' --allow-list '%s' "
+             "'%s/fl_server/fl_server' --insecure --metrics '%s' "
              "--endpoint tcp://127.0.0.1:0 --checkpoint '%s' 2>&1 & p=$!; i=0; "
              "while [ $i -lt 200 ]; do "
              "m=$(sed -n 's/^SigCgt:[[:space:]]*//p' /proc/$p/status 2>/dev/null); "
              "[ -n \"$m\" ] && [ $((0x$m & 0x4001)) -eq $((0x4001)) ] && break; "
              "sleep 0.05; i=$((i+1)); done; kill -HUP $p; sleep 0.2; kill -TERM $p; sleep 0.2; "
-             "timeout 10 sh -c \"cat '%s/su.allow' > '%s'\"; wait $p; echo \"rc=$?\"",
-             root, g_tmp, fifo, ckpt, g_tmp, fifo);
+             "timeout 10 sh -c \"cat '%s' >/dev/null\"; wait $p; echo \"rc=$?\"",
+             root, fifo, ckpt, fifo);
     FILE *p = popen(cmd, "r");
     assert_non_null(p);
     char line[512], all[8192] = "";
@@ -971,17 +967,16 @@ static void test_cli_signal_during_startup(void **state)
     assert_int_not_equal(stat(ckpt, &sb), 0);
     assert_null(strstr(all, "exiting")); /* it never ran */
 
-    /* A start-up that hangs (the FIFO is never written): the first SIGTERM is noted and said,
-     * the second ends the process at once (a hung daemon must still be stoppable). Not under
+    /* A start-up that hangs (the FIFO is never read): the first SIGTERM is noted and said, the
+     * second ends the process at once (a hung daemon must still be stoppable). Not under
      * ThreadSanitizer: its runtime delivers signals itself, and the handler's raise() after
      * SIG_DFL did not end the process blocked in open() (the watchdog's SIGKILL did, rc 137). */
 #ifdef __SANITIZE_THREAD__
+    unlink(fifo);
     return;
 #endif
-    unlink(fifo);
-    assert_int_equal(mkfifo(fifo, 0600), 0);
     snprintf(cmd, sizeof cmd,
-             "'%s/fl_server/fl_server' --secret-key '%s/su.secret' --allow-list '%s' "
+             "'%s/fl_server/fl_server' --insecure --metrics '%s' "
              "--endpoint tcp://127.0.0.1:0 2>&1 & p=$!; i=0; "
              "while [ $i -lt 200 ]; do "
              "m=$(sed -n 's/^SigCgt:[[:space:]]*//p' /proc/$p/status 2>/dev/null); "
@@ -989,7 +984,7 @@ static void test_cli_signal_during_startup(void **state)
              "sleep 0.05; i=$((i+1)); done; kill -TERM $p; sleep 0.2; kill -TERM $p; "
              "( sleep 10; kill -KILL $p 2>/dev/null ) & w=$!; wait $p; echo \"rc=$?\"; "
              "kill $w 2>/dev/null",
-             root, g_tmp, fifo);
+             root, fifo);
     p = popen(cmd, "r");
     assert_non_null(p);
     all[0] = '\0';
@@ -1053,6 +1048,159 @@ static void test_secret_key_not_regular(void **state)
         assert_int_equal(WEXITSTATUS(rc), 3);
     }
     unlink(fifo);
+}
+
+/* Every file the server reads from a path the operator gave must be a regular one: a FIFO (with
+ * no writer) would block its reader for good. The allow-list, the configuration file, the
+ * checkpoint to resume and CHECKPOINT.ids beside it are refused at once, by --check and by the
+ * start (they used to hang both), each naming what the path is. A guard alarm turns a hang into
+ * a failure. */
+static void test_operator_files_not_regular(void **state)
+{
+    (void)state;
+    char err[512], fifo[400], yaml[1024], want[800];
+    assert_int_equal(fls_keygen(g_tmp, "nra", err, sizeof err), FLS_OK);
+    snprintf(fifo, sizeof fifo, "%s/nr-fifo", g_tmp);
+    unlink(fifo);
+    assert_int_equal(mkfifo(fifo, 0600), 0);
+    alarm(60);
+    /* the allow-list: a FIFO, a device, a directory */
+    static const struct {
+        const char *path, *what;
+    } cases[] = {{NULL, "a FIFO"}, {"/dev/null", "a device"}, {"/", "a directory"}};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        const char *path = cases[i].path ? cases[i].path : fifo;
+        snprintf(yaml, sizeof yaml, "server:\n  secret_key_file: '%s/nra.secret'\n"
+                 "  allow_list: '%s'\n  endpoints: ['ipc://%s/nra.sock']\n", g_tmp, path, g_tmp);
+        fls_options *o = opts_from(yaml);
+        logbuf *lb = calloc(1, sizeof *lb);
+        fls_host host = {log_collect, lb, NULL, NULL, NULL};
+        fls_server *s = NULL;
+        for (int check = 1; check >= 0; check--) {
+            lb->len = 0;
+            lb->text[0] = 0;
+            const fls_status st = check ? fls_server_check(o, &host) : fls_server_new(o, &host, &s);
+            snprintf(want, sizeof want, "server.allow_list: %s: %s, not a regular file", path,
+                     cases[i].what);
+            if (st != FLS_ERR_IO || !strstr(lb->text, want))
+                fail_msg("allow-list %s (%s): status %d, log:\n%s", path,
+                         check ? "check" : "start", (int)st, lb->text);
+            assert_null(s);
+        }
+        fls_options_free(o);
+        free(lb);
+    }
+    /* the configuration file */
+    fls_options *o = NULL;
+    assert_int_equal(fls_options_new(&o), FLS_OK);
+    assert_int_equal(fls_options_load_file(o, fifo, err, sizeof err), FLS_ERR_IO);
+    snprintf(want, sizeof want, "%s: a FIFO, not a regular file", fifo);
+    assert_string_equal(err, want);
+    fls_options_free(o);
+    /* the checkpoint to resume, and the client-id file beside a checkpoint */
+    char ckpt[400], ids[420];
+    snprintf(ckpt, sizeof ckpt, "%s/nr.ckpt", g_tmp);
+    snprintf(ids, sizeof ids, "%s.ids", ckpt);
+    for (int which = 0; which < 2; which++) {
+        unlink(ckpt);
+        unlink(ids);
+        assert_int_equal(mkfifo(which == 0 ? ckpt : ids, 0600), 0);
+        snprintf(yaml, sizeof yaml, "server:\n  insecure: true\n  endpoints: ['ipc://%s/nrc.sock']\n"
+                 "model:\n  arch: \"mlp:6-5-3\"\nrun:\n  resume: true\ncheckpoint:\n  path: '%s'\n",
+                 g_tmp, ckpt);
+        o = opts_from(yaml);
+        logbuf *lb = calloc(1, sizeof *lb);
+        fls_host host = {log_collect, lb, NULL, NULL, NULL};
+        fls_server *s = NULL;
+        for (int check = 1; check >= 0; check--) {
+            lb->len = 0;
+            lb->text[0] = 0;
+            const fls_status st = check ? fls_server_check(o, &host) : fls_server_new(o, &host, &s);
+            if (which == 0)
+                snprintf(want, sizeof want, "checkpoint.path %s: a FIFO, not a regular file", ckpt);
+            else
+                snprintf(want, sizeof want, "client ids: %s: a FIFO, not a regular file", ids);
+            if (st != FLS_ERR_IO || !strstr(lb->text, want))
+                fail_msg("%s a FIFO (%s): status %d, log:\n%s", which ? ids : ckpt,
+                         check ? "check" : "start", (int)st, lb->text);
+            assert_null(s);
+        }
+        fls_options_free(o);
+        free(lb);
+    }
+    unlink(ckpt);
+    unlink(ids);
+    /* fl_server: --check exits at once (timeout's 124 if it hung): 3 for the allow-list, 2 for
+     * the configuration file */
+    const char *root = getenv("FEDROP_BUILD_ROOT");
+    if (root) {
+        char cmd[1400];
+        snprintf(cmd, sizeof cmd, "timeout 10 '%s/fl_server/fl_server' --check --secret-key "
+                 "'%s/nra.secret' --allow-list '%s' 2>&1", root, g_tmp, fifo);
+        int said = 0;
+        snprintf(want, sizeof want, "%s: a FIFO, not a regular file", fifo);
+        int rc = sh_run(cmd, want, &said, NULL, 0);
+        if (rc != 3 || !said)
+            fail_msg("fl_server --check --allow-list FIFO: exit %d, message %s", rc,
+                     said ? "given" : "missing");
+        snprintf(cmd, sizeof cmd, "timeout 10 '%s/fl_server/fl_server' --check --config '%s' 2>&1",
+                 root, fifo);
+        rc = sh_run(cmd, want, &said, NULL, 0);
+        if (rc != 2 || !said)
+            fail_msg("fl_server --check --config FIFO: exit %d, message %s", rc,
+                     said ? "given" : "missing");
+    }
+    alarm(0);
+    unlink(fifo);
+}
+
+/* SIGHUP finds the allow-list replaced by a FIFO: the list is refused and logged, the old one
+ * stays in force, and the daemon still stops at SIGTERM (exit 0). The reload used to block on
+ * the FIFO for good, in the reactor thread, and only SIGKILL ended the daemon. run.metrics
+ * replaced by a FIFO without a reader is not reopened either (its open would wait for a
+ * reader): the old file stays, said. */
+static void test_cli_reload_fifo(void **state)
+{
+    (void)state;
+    const char *root = getenv("FEDROP_BUILD_ROOT");
+    if (!root)
+        skip();
+    char err[512], pub[41], path[400], text[128], allow[300], metrics[300], log[300];
+    assert_int_equal(fls_keygen(g_tmp, "rf", err, sizeof err), FLS_OK);
+    snprintf(path, sizeof path, "%s/rf.pub", g_tmp);
+    assert_int_equal(fl_key_file_read(path, FL_KEY_PUBLIC, pub, NULL, err, sizeof err), FL_OK);
+    snprintf(allow, sizeof allow, "%s/rf.allow", g_tmp);
+    snprintf(metrics, sizeof metrics, "%s/rf.jsonl", g_tmp);
+    snprintf(log, sizeof log, "%s/rf.log", g_tmp);
+    snprintf(text, sizeof text, "%s\n", pub);
+    write_file(allow, text);
+    /* started; once it listens, both files become FIFOs; SIGHUP; then SIGTERM, which must end
+     * it (a watchdog SIGKILLs it after 10 s: exit 137) */
+    char cmd[8192];
+    snprintf(cmd, sizeof cmd,
+             "'%s/fl_server/fl_server' --secret-key '%s/rf.secret' --allow-list '%s' "
+             "--metrics '%s' --endpoint 'ipc://%s/rf.sock' >'%s' 2>&1 & p=$!; i=0; "
+             "while [ $i -lt 200 ] && ! grep -q 'listening on' '%s'; do sleep 0.05; i=$((i+1)); "
+             "done; rm -f '%s' '%s'; mkfifo '%s' '%s'; kill -HUP $p; i=0; "
+             "while [ $i -lt 100 ] && ! grep -q 'not reopened' '%s'; do sleep 0.05; "
+             "i=$((i+1)); done; kill -TERM $p; "
+             "( sleep 10; kill -KILL $p 2>/dev/null ) & w=$!; wait $p; echo \"rc=$?\"; "
+             "kill $w 2>/dev/null; cat '%s'",
+             root, g_tmp, allow, metrics, g_tmp, log, log, allow, metrics, allow, metrics, log, log);
+    char all[16384];
+    int said = 0;
+    sh_run(cmd, "rc=0", &said, all, sizeof all);
+    char want[600];
+    snprintf(want, sizeof want, "allow-list not reloaded (the old one stays): %s: a FIFO, not a "
+             "regular file", allow);
+    if (!said || !strstr(all, want) || !strstr(all, "exiting"))
+        fail_msg("SIGHUP with FIFOs, then SIGTERM: '%s' (want rc=0 and '%s')", all, want);
+    snprintf(want, sizeof want, "run.metrics %s not reopened (the old file stays): a FIFO that no "
+             "process reads", metrics);
+    if (!strstr(all, want))
+        fail_msg("log '%s' lacks '%s'", all, want);
+    unlink(allow);
+    unlink(metrics);
 }
 
 static void test_keygen(void **state)
@@ -2282,6 +2430,25 @@ static void test_reactor_curve(void **state)
     assert_null(peer_recv(s, &b, 0.3)); /* a heartbeat gets no answer, and no Error */
     fls_server_stats_get(s, &st);
     assert_int_equal(st.clients, 1);
+    /* so does a reload that finds a FIFO there, at once (it blocked the reactor for good) */
+    assert_int_equal(unlink(allow), 0);
+    assert_int_equal(mkfifo(allow, 0600), 0);
+    lb->len = 0;
+    lb->text[0] = 0;
+    alarm(20);
+    fls_server_reload(s);
+    fls_server_step(s, 0);
+    alarm(0);
+    char want[600];
+    snprintf(want, sizeof want, "allow-list not reloaded (the old one stays): %s: a FIFO, not a "
+             "regular file", allow);
+    if (!strstr(lb->text, want))
+        fail_msg("log '%s' lacks '%s'", lb->text, want);
+    peer_send(&b, &hb);
+    assert_null(peer_recv(s, &b, 0.3));
+    fls_server_stats_get(s, &st);
+    assert_int_equal(st.clients, 1);
+    unlink(allow);
 
     fls_server_free(s);
     peer_close(&a);
@@ -5759,6 +5926,8 @@ int main(void)
         cmocka_unit_test(test_cli_keygen),
         cmocka_unit_test(test_server_check),
         cmocka_unit_test(test_secret_key_not_regular),
+        cmocka_unit_test(test_operator_files_not_regular),
+        cmocka_unit_test(test_cli_reload_fifo),
         cmocka_unit_test(test_allow_list),
         cmocka_unit_test(test_reactor_session_key_bound),
         cmocka_unit_test(test_reactor_insecure),
