@@ -178,7 +178,8 @@ static const key_def KEYS[] = {
      "none", "test set the server evaluates the global model on"},
     {"eval.split", K_ENUM, OFF(eval_split), 0, 0, 0, "test|train", "test", "which split"},
     {"eval.dir", K_STR, OFF(eval_dir), SZ(eval_dir), 0, 0, NULL, "",
-     "dataset directory (default $FEDROP_DATA_DIR or /usr/share/datasets/NAME)"},
+     "where the dataset lives: DIR/NAME or DIR, the first that holds it (as $FEDROP_DATA_DIR "
+     "and fl_client --data-dir; default $FEDROP_DATA_DIR, else /usr/share/datasets/NAME)"},
     {"eval.max_samples", K_U64, OFF(eval_max_samples), 0, 0, BIG, NULL, "0",
      "evaluate on the first N samples only (0: all)"},
     {"eval.batch", K_U32, OFF(eval_batch), 0, 1, 65536, NULL, "256", "evaluation batch size"},

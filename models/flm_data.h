@@ -116,9 +116,10 @@ fl_status flm_idx_load_mem(flm_dataset **out, const uint8_t *images, size_t imag
                            size_t errlen);
 
 /* Loads a known dataset by name: "fashion-mnist" or "mnist", split "train" or "test", from the
- * files {train,t10k}-{images-idx3,labels-idx1}-ubyte[.gz]. Directory: dir if not NULL, else
- * $FEDROP_DATA_DIR/<name> or $FEDROP_DATA_DIR when that variable is set, else
- * /usr/share/datasets/<name> (Debian's dataset-fashion-mnist). Returns FL_ERR_NOT_FOUND for an
+ * files {train,t10k}-{images-idx3,labels-idx1}-ubyte[.gz]. Directory: dir/<name> or dir (the
+ * first that holds both files) if dir is not NULL, else $FEDROP_DATA_DIR/<name> or
+ * $FEDROP_DATA_DIR when that variable is set, else /usr/share/datasets/<name> (Debian's
+ * dataset-fashion-mnist): DIR may be the parent of the datasets' directories or the dataset's own. Returns FL_ERR_NOT_FOUND for an
  * unknown name or split, FL_ERR_DATASET_IO when the files are not there or one found is not a
  * regular file ("PATH: a FIFO, not a regular file": a FIFO would block the read for good), else
  * as flm_idx_load. */

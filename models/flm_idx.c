@@ -439,18 +439,17 @@ fl_status flm_dataset_load_named(flm_dataset **out, const char *name, const char
         set_err(err, errlen, "unknown split \"%s\" (train or test)", split);
         return FL_ERR_NOT_FOUND;
     }
-    char dirs[3][2048];
+    char dirs[2][2048];
     int nd = 0;
-    if (dir) {
-        snprintf(dirs[nd++], sizeof dirs[0], "%s", dir);
+    /* A directory given, or $FEDROP_DATA_DIR: the parent of the datasets' directories
+     * (/usr/share/datasets) or the dataset's own, tried in that order. */
+    const char *env = getenv("FEDROP_DATA_DIR");
+    const char *base = dir ? dir : env && *env ? env : NULL;
+    if (base) {
+        snprintf(dirs[nd++], sizeof dirs[0], "%s/%s", base, name);
+        snprintf(dirs[nd++], sizeof dirs[0], "%s", base);
     } else {
-        const char *env = getenv("FEDROP_DATA_DIR");
-        if (env && *env) {
-            snprintf(dirs[nd++], sizeof dirs[0], "%s/%s", env, name);
-            snprintf(dirs[nd++], sizeof dirs[0], "%s", env);
-        } else {
-            snprintf(dirs[nd++], sizeof dirs[0], "/usr/share/datasets/%s", name);
-        }
+        snprintf(dirs[nd++], sizeof dirs[0], "/usr/share/datasets/%s", name);
     }
     char ibase[64], lbase[64], ipath[2200], lpath[2200];
     snprintf(ibase, sizeof ibase, "%s-images-idx3-ubyte", prefix);

@@ -282,6 +282,51 @@ static void test_idx_named_dir(void **state)
     free_idx(&p);
 }
 
+/* An explicit directory is looked up as $FEDROP_DATA_DIR is: DIR/<name> first, then DIR, so the
+ * parent of the dataset directories works as well as the dataset's own (fl_server's eval.dir took
+ * only the latter, fl_client's --data-dir both). */
+static void test_idx_named_parent_dir(void **state)
+{
+    (void)state;
+    idx_pair p = make_idx(12, 28, 28), q = make_idx(7, 28, 28);
+    char sub[300], ip[400], lp[400], qi[300], ql[300];
+    tmp_path(sub, sizeof sub, "fashion-mnist");
+    assert_int_equal(mkdir(sub, 0700), 0);
+    snprintf(ip, sizeof ip, "%s/t10k-images-idx3-ubyte", sub);
+    snprintf(lp, sizeof lp, "%s/t10k-labels-idx1-ubyte.gz", sub);
+    write_file(ip, p.img, p.img_len, 0);
+    write_file(lp, p.lab, p.lab_len, 1);
+    flm_dataset *ds = NULL;
+    char err[512] = "";
+    assert_int_equal(flm_dataset_load_named(&ds, "fashion-mnist", "test", g_tmpdir, err, sizeof err),
+                     FL_OK);
+    check_idx_content(ds, 12, 28, 28);
+    flm_dataset_free(ds);
+    /* files in DIR itself as well: DIR/<name> wins, as for $FEDROP_DATA_DIR */
+    tmp_path(qi, sizeof qi, "t10k-images-idx3-ubyte");
+    tmp_path(ql, sizeof ql, "t10k-labels-idx1-ubyte");
+    write_file(qi, q.img, q.img_len, 0);
+    write_file(ql, q.lab, q.lab_len, 0);
+    assert_int_equal(flm_dataset_load_named(&ds, "fashion-mnist", "test", g_tmpdir, err, sizeof err),
+                     FL_OK);
+    assert_int_equal(ds->N, 12);
+    flm_dataset_free(ds);
+    unlink(qi);
+    unlink(ql);
+    /* in neither place: both named */
+    assert_int_equal(flm_dataset_load_named(&ds, "mnist", "test", g_tmpdir, err, sizeof err),
+                     FL_ERR_DATASET_IO);
+    char want[700];
+    snprintf(want, sizeof want, "not found in %s/mnist or %s", g_tmpdir, g_tmpdir);
+    if (!strstr(err, want))
+        fail_msg("'%s' lacks '%s'", err, want);
+    unlink(ip);
+    unlink(lp);
+    rmdir(sub);
+    free_idx(&p);
+    free_idx(&q);
+}
+
 static void test_fashion_mnist_real(void **state)
 {
     (void)state;
@@ -1328,6 +1373,7 @@ int main(void)
         cmocka_unit_test(test_idx_roundtrip),
         cmocka_unit_test(test_idx_malformed),
         cmocka_unit_test(test_idx_named_dir),
+        cmocka_unit_test(test_idx_named_parent_dir),
         cmocka_unit_test(test_fashion_mnist_real),
         cmocka_unit_test(test_leaf_alphabet),
         cmocka_unit_test(test_leaf_femnist_fixture),

@@ -675,6 +675,77 @@ static void test_cli_origin(void **state)
     }
 }
 
+/* eval.dir is read as $FEDROP_DATA_DIR and fl_client --data-dir are: DIR/NAME, then DIR. It took
+ * only the dataset's own directory: `--eval-dir /usr/share/datasets` failed (exit 3) where
+ * FEDROP_DATA_DIR=/usr/share/datasets worked. An MNIST-shaped test split of 5 images. */
+static void test_eval_dir_parent(void **state)
+{
+    (void)state;
+    char ds[300], own[320], path[400];
+    snprintf(ds, sizeof ds, "%s/evds", g_tmp);
+    snprintf(own, sizeof own, "%s/mnist", ds);
+    assert_int_equal(mkdir(ds, 0700), 0);
+    assert_int_equal(mkdir(own, 0700), 0);
+    enum { N = 5 };
+    static uint8_t img[16 + N * 784], lab[8 + N];
+    const uint8_t ih[16] = {0, 0, 8, 3, 0, 0, 0, N, 0, 0, 0, 28, 0, 0, 0, 28};
+    const uint8_t lh[8] = {0, 0, 8, 1, 0, 0, 0, N};
+    memcpy(img, ih, sizeof ih);
+    memcpy(lab, lh, sizeof lh);
+    for (size_t i = 0; i < N; i++)
+        lab[8 + i] = (uint8_t)i;
+    const struct {
+        const char *name;
+        const uint8_t *p;
+        size_t n;
+    } files[] = {{"t10k-images-idx3-ubyte", img, sizeof img},
+                 {"t10k-labels-idx1-ubyte", lab, sizeof lab}};
+    for (size_t i = 0; i < 2; i++) {
+        snprintf(path, sizeof path, "%s/%s", own, files[i].name);
+        FILE *f = fopen(path, "wb");
+        assert_non_null(f);
+        assert_int_equal(fwrite(files[i].p, 1, files[i].n, f), files[i].n);
+        fclose(f);
+    }
+    for (int parent = 1; parent >= 0; parent--) {
+        char yaml[1024];
+        snprintf(yaml, sizeof yaml, "server:\n  insecure: true\n  endpoints: ['ipc://%s/ev.sock']\n"
+                 "model:\n  arch: \"mlp:784-10\"\neval:\n  dataset: mnist\n  dir: '%s'\n", g_tmp,
+                 parent ? ds : own);
+        fls_options *o = opts_from(yaml);
+        logbuf *lb = calloc(1, sizeof *lb);
+        fls_host host = {log_collect, lb, NULL, NULL, NULL};
+        const fls_status st = fls_server_check(o, &host);
+        if (st != FLS_OK || !strstr(lb->text, "evaluating on 5 samples"))
+            fail_msg("eval.dir %s: status %d, log:\n%s", parent ? ds : own, (int)st, lb->text);
+        fls_options_free(o);
+        free(lb);
+    }
+    const char *root = getenv("FEDROP_BUILD_ROOT");
+    if (root) {
+        char cmd[1400];
+        snprintf(cmd, sizeof cmd, "timeout 20 '%s/fl_server/fl_server' --insecure --arch mlp:784-10 "
+                 "--eval-dataset mnist --eval-dir '%s' --check 2>&1", root, ds);
+        int said = 0;
+        const int rc = sh_run(cmd, "evaluating on 5 samples", &said, NULL, 0);
+        if (rc != 0 || !said)
+            fail_msg("fl_server --eval-dir PARENT --check: exit %d", rc);
+        /* where it is in neither place, both are named */
+        snprintf(cmd, sizeof cmd, "timeout 20 '%s/fl_server/fl_server' --insecure --arch mlp:784-10 "
+                 "--eval-dataset fashion-mnist --eval-dir '%s' --check 2>&1", root, ds);
+        char want[800];
+        snprintf(want, sizeof want, "not found in %s/fashion-mnist or %s;", ds, ds);
+        if (sh_run(cmd, want, &said, NULL, 0) != 3 || !said)
+            fail_msg("fl_server --eval-dir without the dataset: not exit 3 naming '%s'", want);
+    }
+    for (size_t i = 0; i < 2; i++) {
+        snprintf(path, sizeof path, "%s/%s", own, files[i].name);
+        unlink(path);
+    }
+    rmdir(own);
+    rmdir(ds);
+}
+
 /* fl_server.example.yaml claims every key, each at its default unless its comment says
  * "default: ...": it loads, names every key of the table (set or commented out), and a value
  * that differs from the default says so on its line. */
@@ -5927,6 +5998,7 @@ int main(void)
         cmocka_unit_test(test_server_check),
         cmocka_unit_test(test_secret_key_not_regular),
         cmocka_unit_test(test_operator_files_not_regular),
+        cmocka_unit_test(test_eval_dir_parent),
         cmocka_unit_test(test_cli_reload_fifo),
         cmocka_unit_test(test_allow_list),
         cmocka_unit_test(test_reactor_session_key_bound),
