@@ -128,9 +128,10 @@ static const key_def KEYS[] = {
      "afd: exploration weight eps = eps_rel * max score"},
     /* codec */
     {"codec.down", K_STR, OFF(core.down_codec), SZ(core.down_codec), 0, 0, NULL, "none",
-     "codec pipeline for the weights sent to clients (compress/README.md)"},
+     "codec pipeline for the weights sent to clients (grammar: compress/README.md, installed "
+     "as share/doc/fedrop/codecs.md)"},
     {"codec.up", K_STR, OFF(core.up_codec), SZ(core.up_codec), 0, 0, NULL, "none",
-     "codec pipeline clients use for their deltas"},
+     "codec pipeline clients use for their deltas (the same grammar)"},
     {"codec.chunk_elems", K_U32, OFF(core.chunk_elems), 0, 1, 1048576, NULL, "65536",
      "elements per chunk message"},
     /* optimizer */

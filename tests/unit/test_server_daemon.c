@@ -92,6 +92,8 @@ static int sh_run(const char *cmd, const char *want, int *said, char *all, size_
     return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
 }
 
+static void read_small(const char *path, char *buf, size_t cap);
+
 static fls_options *opts_from(const char *yaml)
 {
     fls_options *o = NULL;
@@ -746,6 +748,44 @@ static void test_eval_dir_parent(void **state)
     rmdir(ds);
 }
 
+/* The installed documents name paths that exist where they are read: PROTOCOL.md (installed
+ * beside fl_server.md, under share/doc/fedrop, where README.md is the project's README) names the
+ * server guide as fl_server/README.md, never as a bare README.md; the codec spec grammar that
+ * fl_server --help points at (compress/README.md) is installed, as codecs.md, and the help names
+ * both paths. */
+static void test_installed_doc_names(void **state)
+{
+    (void)state;
+    const char *src = getenv("FEDROP_SOURCE_ROOT");
+    if (!src)
+        skip();
+    static char text[200000];
+    char path[512];
+    snprintf(path, sizeof path, "%s/meson.build", src);
+    read_small(path, text, sizeof text);
+    assert_non_null(strstr(text, "install_data('compress/README.md', install_dir : docdir, "
+                                 "rename : 'codecs.md')"));
+    assert_non_null(strstr(text, "install_data('fl_server/README.md', install_dir : docdir, "
+                                 "rename : 'fl_server.md')"));
+    assert_non_null(strstr(text, "install_data('fl_server/PROTOCOL.md', install_dir : docdir"));
+    snprintf(path, sizeof path, "%s/fl_server/PROTOCOL.md", src);
+    read_small(path, text, sizeof text);
+    assert_non_null(strstr(text, "`fl_server/README.md` in the source tree, installed beside this "
+                                 "file as\n`share/doc/fedrop/fl_server.md`"));
+    for (const char *p = text; (p = strstr(p, "README.md")) != NULL; p++)
+        if (p - text < 10 || strncmp(p - 10, "fl_server/", 10) != 0)
+            fail_msg("PROTOCOL.md names a bare README.md: '%.60s'", p > text + 30 ? p - 30 : p);
+    const char *root = getenv("FEDROP_BUILD_ROOT");
+    if (root) {
+        char cmd[600];
+        snprintf(cmd, sizeof cmd, "'%s/fl_server/fl_server' --help", root);
+        int said = 0;
+        assert_int_equal(sh_run(cmd, "(grammar: compress/README.md, installed as "
+                                     "share/doc/fedrop/codecs.md)", &said, NULL, 0), 0);
+        assert_true(said);
+    }
+}
+
 /* fl_server.example.yaml claims every key, each at its default unless its comment says
  * "default: ...": it loads, names every key of the table (set or commented out), and a value
  * that differs from the default says so on its line. */
@@ -1072,8 +1112,6 @@ static void test_cli_signal_during_startup(void **state)
 }
 
 /* ---- keys and allow-lists ------------------------------------------------------------------- */
-
-static void read_small(const char *path, char *buf, size_t cap);
 
 /* A secret key file that is a FIFO (or a directory, a device) is refused at once, by --check and
  * by the start, without blocking: it used to hang both, waiting for a writer. */
@@ -5999,6 +6037,7 @@ int main(void)
         cmocka_unit_test(test_secret_key_not_regular),
         cmocka_unit_test(test_operator_files_not_regular),
         cmocka_unit_test(test_eval_dir_parent),
+        cmocka_unit_test(test_installed_doc_names),
         cmocka_unit_test(test_cli_reload_fifo),
         cmocka_unit_test(test_allow_list),
         cmocka_unit_test(test_reactor_session_key_bound),
