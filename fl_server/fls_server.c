@@ -3189,12 +3189,27 @@ static const char *io_may_pass(int e)
                              "error; the start may be tried again)" : "";
 }
 
+/* Whether checkpoint.path's directory takes files: a probe file made, written a few bytes and
+ * removed (fl_parent_writable; a full disk still makes an empty file). FL_OK, or the error (said
+ * in err: "cannot create files in its directory", "cannot write ..." for a cause that may pass). */
+static fl_status probe_ckpt_dir(fls_server *s, char *err, size_t errlen)
+{
+    const int e = fl_parent_writable(s->opt.ckpt_path);
+    if (!e)
+        return FL_OK;
+    return fls_options_errf(&s->opt, err, errlen, io_status(e), "checkpoint.path", NULL,
+                            "checkpoint.path %s: cannot %s files in its directory: %s%s",
+                            s->opt.ckpt_path, io_transient(e) ? "write" : "create", strerror(e),
+                            io_may_pass(e));
+}
+
 /* One server per checkpoint: two that wrote the same files would interleave their rounds and
  * their client ids. CHECKPOINT.lock is flock'd for the server's life (a crash releases it; the
- * file stays, harmless). Once it is held, the temporaries that a killed server left behind
- * (CHECKPOINT.tmp.*, CHECKPOINT.ids.tmp.*: a write cut short before its rename) are removed:
- * no other process can be writing them. --check takes no lock: it reads, and may run beside the
- * server it checks. */
+ * file stays, harmless), taken before any other file is read or written. Once it is held, the
+ * temporaries that a killed server left behind (CHECKPOINT.tmp.*, CHECKPOINT.ids.tmp.*: a write
+ * cut short before its rename) are removed: no other process can be writing them. A lock file
+ * that cannot be made is said as the probe of the directory says it (a directory missing, not
+ * writable, full). --check takes no lock: it reads, and may run beside the server it checks. */
 static fl_status ckpt_lock(fls_server *s, char *err, size_t errlen)
 {
     const size_t pl = strlen(s->opt.ckpt_path) + sizeof FLS_IDS_SUFFIX + sizeof ".lock";
@@ -3220,9 +3235,12 @@ static fl_status ckpt_lock(fls_server *s, char *err, size_t errlen)
         fl_log(&s->log, FL_LOG_WARN, "checkpoint.path %s: %s cannot be locked (%s): a second "
                "server given this path would not be stopped", s->opt.ckpt_path, p, strerror(e));
     } else if (e) {
-        st = fls_options_errf(&s->opt, err, errlen, io_status(e), "checkpoint.path", NULL,
-                              "checkpoint.path %s: cannot lock %s: %s%s", s->opt.ckpt_path, p,
-                              strerror(e), io_may_pass(e));
+        /* the directory's own fault first (missing, read-only, full: what --check says too) */
+        st = probe_ckpt_dir(s, err, errlen);
+        if (st == FL_OK)
+            st = fls_options_errf(&s->opt, err, errlen, io_status(e), "checkpoint.path", NULL,
+                                  "checkpoint.path %s: cannot lock %s: %s%s", s->opt.ckpt_path,
+                                  p, strerror(e), io_may_pass(e));
     } else {
         size_t n = fl_atomic_sweep(s->opt.ckpt_path);
         snprintf(p, pl, "%s%s", s->opt.ckpt_path, FLS_IDS_SUFFIX);
@@ -3245,6 +3263,17 @@ static fl_status server_init(fls_server *s, char *err, size_t errlen)
     }
     if ((st = check_endpoints(s, err, errlen)) != FL_OK)
         return st;
+    /* One server per checkpoint: the lock is taken before any other file is read or written (the
+     * secret key, the probe of the directory below), so that a second server stops at once. A
+     * directory there gets no lock file beside it. */
+    if (s->opt.ckpt_path[0] && !s->check_only) {
+        struct stat sb;
+        if (stat(s->opt.ckpt_path, &sb) == 0 && S_ISDIR(sb.st_mode))
+            return fls_options_errf(&s->opt, err, errlen, FL_ERR_IO, "checkpoint.path", NULL,
+                                    "checkpoint.path %s: is a directory", s->opt.ckpt_path);
+        if ((st = ckpt_lock(s, err, errlen)) != FL_OK)
+            return st;
+    }
     s->curve = !s->opt.insecure;
     if (!s->curve) {
         fl_log(&s->log, FL_LOG_WARN,
@@ -3279,16 +3308,14 @@ static fl_status server_init(fls_server *s, char *err, size_t errlen)
     fls_core_set_run_id(s->core, fl_entropy_u64());
     int resumed = 0;
     if (s->opt.ckpt_path[0]) {
-        /* Found now rather than at the first checkpoint, rounds of work later. */
-        /* A probe file made, written and removed: a full disk still makes an empty file. */
-        const int e = fl_parent_writable(s->opt.ckpt_path);
-        if (e)
-            return fls_options_errf(&s->opt, err, errlen, io_status(e), "checkpoint.path", NULL,
-                                    "checkpoint.path %s: cannot %s files in its directory: %s%s",
-                                    s->opt.ckpt_path, io_transient(e) ? "write" : "create",
-                                    strerror(e), io_may_pass(e));
+        /* Found now rather than at the first checkpoint, rounds of work later (under the lock,
+         * taken above, when this is a start). */
+        if ((st = probe_ckpt_dir(s, err, errlen)) != FL_OK)
+            return st;
+        /* Looked at under the lock: the server that held it until a moment ago may have written
+         * its first checkpoint since, which a fresh run would overwrite. */
         struct stat sb;
-        int exists = stat(s->opt.ckpt_path, &sb) == 0;
+        const int exists = stat(s->opt.ckpt_path, &sb) == 0;
         if (exists && S_ISDIR(sb.st_mode))
             return fls_options_errf(&s->opt, err, errlen, FL_ERR_IO, "checkpoint.path", NULL,
                                     "checkpoint.path %s: is a directory", s->opt.ckpt_path);
@@ -3301,13 +3328,6 @@ static fl_status server_init(fls_server *s, char *err, size_t errlen)
                                     : S_ISCHR(sb.st_mode) || S_ISBLK(sb.st_mode) ? "a device"
                                     : S_ISSOCK(sb.st_mode)                          ? "a socket"
                                                                                     : "not a file");
-        if (!s->check_only) {
-            if ((st = ckpt_lock(s, err, errlen)) != FL_OK)
-                return st;
-            /* Looked at again under the lock: the server that held it until a moment ago may
-             * have written its first checkpoint since, which a fresh run would overwrite. */
-            exists = stat(s->opt.ckpt_path, &sb) == 0;
-        }
         if (s->opt.resume && exists) {
             st = fls_core_restore_file(s->core, s->opt.ckpt_path);
             if (st != FL_OK) {

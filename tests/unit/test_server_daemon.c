@@ -2279,6 +2279,8 @@ static void test_reactor_ipc_in_use(void **state)
  * (the first's pid named, exit 3 from fl_server), --check still runs beside it, and the
  * temporaries that a killed server left (CHECKPOINT.tmp.*, CHECKPOINT.ids.tmp.*) are removed by the
  * next start; a lookalike of another name is not. Once the first is gone, the next one starts. */
+static int g_mkstemp_fails, g_mkstemp_errno; /* __wrap_mkstemp64, below */
+
 static void test_reactor_checkpoint_in_use(void **state)
 {
     (void)state;
@@ -2320,6 +2322,30 @@ static void test_reactor_checkpoint_in_use(void **state)
     if (!strstr(lb->text, want))
         fail_msg("log '%s' lacks '%s'", lb->text, want);
     assert_null(strstr(lb->text, "listening"));
+    /* ... before it reads or writes anything else (fl_server/README.md): not the secret key
+     * (here one that is missing), not the probe of the checkpoint's directory (here one that
+     * would fail: no temporary file can be made). The probe and the key came first, and said
+     * why they failed instead. */
+    char sk[280], yc[2048];
+    snprintf(sk, sizeof sk, "%s/none.secret", g_tmp);
+    snprintf(yc, sizeof yc,
+             "server:\n  endpoints: ['%s']\n  secret_key_file: '%s'\n  allow_list: '%s'\n"
+             "model:\n  arch: \"mlp:6-5-3\"\ncheckpoint:\n  path: '%s'\n", ep, sk, sk, ckpt);
+    fls_options *oc = opts_from(yc);
+    for (int probe_fails = 0; probe_fails < 2; probe_fails++) {
+        lb->len = 0;
+        lb->text[0] = 0;
+        g_mkstemp_fails = probe_fails ? -1 : 0;
+        g_mkstemp_errno = EMFILE;
+        const fls_status st = fls_server_new(probe_fails ? o : oc, &host, &b);
+        g_mkstemp_fails = 0;
+        if (st != FLS_ERR_IO || !strstr(lb->text, want))
+            fail_msg("second server (%s): status %d, log '%s', want '%s'",
+                     probe_fails ? "no temporary file can be made" : "no secret key", (int)st,
+                     lb->text, want);
+        assert_null(b);
+    }
+    fls_options_free(oc);
 
     const char *root = getenv("FEDROP_BUILD_ROOT");
     if (root) {
@@ -3100,7 +3126,6 @@ static void test_reactor_stop_keeps_checkpoint(void **state)
  * g_mkstemp_errno, as in a process out of descriptors (EMFILE). */
 int __real_mkstemp64(char *tmpl);
 int __wrap_mkstemp64(char *tmpl);
-static int g_mkstemp_fails, g_mkstemp_errno;
 
 int __wrap_mkstemp64(char *tmpl)
 {
