@@ -1405,7 +1405,11 @@ static void test_cli_keygen(void **state)
         {"--help", 0, "usage: fl_server keygen DIR [NAME]"},
         {"-h", 0, "usage: fl_server keygen DIR [NAME]"},
         {"keys --help", 0, "usage: fl_server keygen DIR [NAME]"},
+        /* what the usage says of a DIR starting with '-' is what keygen does (below) */
+        {"--help", 0, "DIR and NAME cannot start with '-' (exit 2):"},
+        {"--help", 0, "write ./-DIR for a directory whose name does."},
         {"-x", 2, "fl_server keygen: unknown option '-x'"},
+        {"-kd", 2, "fl_server keygen: unknown option '-kd'"},
         {"keys -n", 2, "fl_server keygen: unknown option '-n'"},
         {"", 2, "usage: fl_server keygen DIR [NAME]"},
     };
@@ -1433,6 +1437,12 @@ static void test_cli_keygen(void **state)
     assert_int_equal(system(cmd), 0);
     snprintf(path, sizeof path, "%s/keys/node.secret", dir);
     struct stat sb;
+    assert_int_equal(stat(path, &sb), 0);
+    /* the way the usage gives for a directory whose name starts with '-' */
+    snprintf(cmd, sizeof cmd, "cd '%s' && '%s/fl_server/fl_server' keygen ./-kd node >/dev/null",
+             dir, root);
+    assert_int_equal(system(cmd), 0);
+    snprintf(path, sizeof path, "%s/-kd/node.secret", dir);
     assert_int_equal(stat(path, &sb), 0);
 }
 
