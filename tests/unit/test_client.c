@@ -1292,6 +1292,30 @@ static void test_cli_partition_reasons(void **state)
     }
 }
 
+/* fl_client --help says how --data-dir is read: as $FEDROP_DATA_DIR (which it sets), DIR/<name>
+ * then DIR, so that the parent of the datasets' directories works as well as the dataset's own;
+ * and that the variable is honoured without the flag. It said only "(default
+ * /usr/share/datasets/<name>)". */
+static void test_cli_help_data_dir(void **state)
+{
+    (void)state;
+    const char *root = getenv("FEDROP_BUILD_ROOT");
+    if (!root)
+        skip();
+    char cmd[1024], out[16384] = "", line[512];
+    snprintf(cmd, sizeof cmd, "'%s/fl_client/fl_client' --help 2>&1", root);
+    FILE *p = popen(cmd, "r");
+    assert_non_null(p);
+    while (fgets(line, sizeof line, p))
+        if (strlen(out) + strlen(line) < sizeof out)
+            strcat(out, line);
+    assert_int_equal(pclose(p), 0);
+    if (!strstr(out, "  --data-dir DIR         where fashion-mnist / mnist live: DIR/<name> or DIR,\n"
+                     "                         the first that holds it (default $FEDROP_DATA_DIR, read\n"
+                     "                         the same way, else /usr/share/datasets/<name>)\n"))
+        fail_msg("fl_client --help on --data-dir: '%s'", out);
+}
+
 /* ---- flc_stats.reconnects counts every new start ---------------------------------------------- */
 
 /* The server loses a registered client two ways: it forgets it (restarted behind a link ZeroMQ
@@ -2009,6 +2033,7 @@ int main(void)
         cmocka_unit_test(test_cli_stop_during_startup),
         cmocka_unit_test(test_cli_bad_options),
         cmocka_unit_test(test_cli_partition_reasons),
+        cmocka_unit_test(test_cli_help_data_dir),
         cmocka_unit_test(test_reconnects_counts_each_new_start),
         cmocka_unit_test(test_train_failure_reported_and_bye),
         cmocka_unit_test(test_unfit_samples_end_run),
