@@ -568,6 +568,26 @@ fls_status fls_options_get_effective(const fls_options *o, const char *key, char
     return st;
 }
 
+/* x in the fewest significant digits that read back as x (strtod; strtof for a float32 key):
+ * 0.1, not %.17g's 0.10000000000000001, and 0.05 for a float32 0.05, not 0.0500000007, which is
+ * what --check printed of `lr: 0.05`. No exponent where the full form has none: 600, not 6e+02.
+ * (A float32 key's parser reads a double and rounds it to float: the same float for these
+ * digits.) */
+static int fmt_shortest(char *buf, size_t cap, double x, int is_f32)
+{
+    char full[64];
+    snprintf(full, sizeof full, "%.*g", is_f32 ? 9 : 17, x);
+    const int exp_ok = strchr(full, 'e') != NULL;
+    int n = 0;
+    for (int digits = 1; digits <= (is_f32 ? 9 : 17); digits++) {
+        n = snprintf(buf, cap, "%.*g", digits, x);
+        const int same = is_f32 ? strtof(buf, NULL) == (float)x : strtod(buf, NULL) == x;
+        if (same && (exp_ok || !strchr(buf, 'e')))
+            break;
+    }
+    return n;
+}
+
 fls_status fls_options_get(const fls_options *o, const char *key, char *buf, size_t cap)
 {
     if (!o || !key || !buf || !cap)
@@ -585,14 +605,14 @@ fls_status fls_options_get(const fls_options *o, const char *key, char *buf, siz
         snprintf(buf, cap, "%llu", (unsigned long long)*(const uint64_t *)base);
         break;
     case K_F64:
-        snprintf(buf, cap, "%.17g", *(const double *)base);
+        fmt_shortest(buf, cap, *(const double *)base, 0);
         break;
     case K_F64_OPT:
         if (!isnan(*(const double *)base))
-            snprintf(buf, cap, "%.17g", *(const double *)base);
+            fmt_shortest(buf, cap, *(const double *)base, 0);
         break;
     case K_F32:
-        snprintf(buf, cap, "%.9g", (double)*(const float *)base);
+        fmt_shortest(buf, cap, *(const float *)base, 1);
         break;
     case K_BOOL:
         snprintf(buf, cap, "%s", *(const int *)base ? "true" : "false");
@@ -618,9 +638,13 @@ fls_status fls_options_get(const fls_options *o, const char *key, char *buf, siz
     }
     case K_KEEP_LAYERS: {
         size_t used = 0;
-        for (size_t i = 0; i < o->n_keep_layers && used < cap; i++)
-            used += (size_t)snprintf(buf + used, cap - used, "%s%g", i ? "," : "",
-                                     o->core.policy.keep_p_layer[i]);
+        for (size_t i = 0; i < o->n_keep_layers && used < cap; i++) {
+            if (i)
+                used += (size_t)snprintf(buf + used, cap - used, ",");
+            if (used < cap)
+                used += (size_t)fmt_shortest(buf + used, cap - used,
+                                             o->core.policy.keep_p_layer[i], 0);
+        }
         break;
     }
     }

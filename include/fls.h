@@ -99,8 +99,9 @@ fls_status fls_options_set(fls_options *o, const char *key, const char *value, c
 fls_status fls_options_set_from(fls_options *o, const char *key, const char *value,
                                 const char *origin, char *err, size_t errlen);
 
-/* The current value of key in text form into buf (NUL-terminated, truncated to cap).
- * FLS_OK, FLS_ERR_NOT_FOUND (no such key), FLS_ERR_INVALID_ARG. */
+/* The current value of key in text form into buf (NUL-terminated, truncated to cap); a number in
+ * the fewest digits that set the key back to the same value ("0.05" for a float32 0.05, not
+ * "0.0500000007"). FLS_OK, FLS_ERR_NOT_FOUND (no such key), FLS_ERR_INVALID_ARG. */
 fls_status fls_options_get(const fls_options *o, const char *key, char *buf, size_t cap);
 
 /* As fls_options_get, but the value the server will apply where it adjusts one at start:

@@ -260,6 +260,58 @@ static void test_config_good(void **state)
 }
 
 /* Every key refuses a value of the wrong type with a message naming the key and the line. */
+/* A number key reads back (fls_options_get, fl_server --check) in the shortest text that sets it
+ * to the same value: train.lr 0.05 (a float32) printed as 0.0500000007, optimizer.lr 0.1 (a
+ * double) as 0.10000000000000001, and a keep_layers value with %g's 6 digits, which did not set
+ * it back. */
+static void test_config_float_text(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *key, *value, *want;
+    } cases[] = {
+        {"train.lr", "0.05", "0.05"},
+        {"train.lr", "1e-7", "1e-07"},
+        {"train.lr", "0.333333333333", "0.33333334"}, /* the float nearest, in 8 digits */
+        {"train.momentum", "0.9", "0.9"},
+        {"train.prox_mu", "0", "0"},
+        {"optimizer.lr", "0.1", "0.1"},
+        {"optimizer.lr", "0.3333333333333333", "0.3333333333333333"},
+        {"round.overcommit", "1.3", "1.3"},
+        {"round.deadline_s", "600", "600"},
+        {"policy.eps_rel", "0.001", "0.001"},
+        {"eval.target_accuracy", "0.8", "0.8"},
+        {"policy.keep_layers", "0.1234567,0.5", "0.1234567,0.5"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        fls_options *o = opts_from("model:\n  arch: \"mlp:6-5-4-3\"\n");
+        fls_options *back = opts_from("model:\n  arch: \"mlp:6-5-4-3\"\n");
+        char err[256], got[256], again[256];
+        if (fls_options_set(o, cases[i].key, cases[i].value, err, sizeof err) != FLS_OK)
+            fail_msg("%s = %s: %s", cases[i].key, cases[i].value, err);
+        assert_int_equal(fls_options_get(o, cases[i].key, got, sizeof got), FLS_OK);
+        if (strcmp(got, cases[i].want) != 0)
+            fail_msg("%s = %s reads back as '%s', want '%s'", cases[i].key, cases[i].value, got,
+                     cases[i].want);
+        /* and the text sets the very value it was printed from */
+        assert_int_equal(fls_options_set(back, cases[i].key, got, err, sizeof err), FLS_OK);
+        assert_int_equal(fls_options_get(back, cases[i].key, again, sizeof again), FLS_OK);
+        assert_string_equal(again, got);
+        fls_options_free(o);
+        fls_options_free(back);
+    }
+    const char *root = getenv("FEDROP_BUILD_ROOT");
+    if (root) {
+        char cmd[600];
+        snprintf(cmd, sizeof cmd, "'%s/fl_server/fl_server' --insecure --check --server-lr 0.1 "
+                 "2>/dev/null", root);
+        char out[16384];
+        assert_int_equal(sh_run(cmd, NULL, NULL, out, sizeof out), 0);
+        if (!strstr(out, "\ntrain.lr = 0.05\n") || !strstr(out, "\noptimizer.lr = 0.1\n"))
+            fail_msg("fl_server --check printed:\n%s", out);
+    }
+}
+
 static void test_config_every_key_bad(void **state)
 {
     (void)state;
@@ -6052,6 +6104,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_config_good),
+        cmocka_unit_test(test_config_float_text),
         cmocka_unit_test(test_config_every_key_bad),
         cmocka_unit_test(test_config_structure_errors),
         cmocka_unit_test(test_config_validate),
