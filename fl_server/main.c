@@ -204,7 +204,7 @@ static void usage(FILE *f)
             "Settings come from the YAML file, then from flags, in order: a later one wins.\n"
             "\n"
             "Flags:\n"
-            "  --config FILE          YAML configuration (sections and keys below)\n"
+            "  --config FILE          YAML configuration (sections and keys below); one only\n"
             "  --set KEY=VALUE        set any key below\n");
     for (size_t i = 0; i < N_FLAGS; i++)
         fprintf(f, "  %-22s sets %s%s\n", FLAGS[i].flag, FLAGS[i].key,
@@ -298,7 +298,10 @@ int main(int argc, char **argv)
     }
     char err[1024];
     int check = 0;
-    /* The file first, so that every flag overrides it whatever the order on the line. */
+    /* The file first, so that every flag overrides it whatever the order on the line. One file,
+     * as fl_sim takes: a second would be laid over the first key by key, silently, its order on
+     * the line deciding. */
+    const char *config = NULL;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
             usage(stdout);
@@ -311,6 +314,14 @@ int main(int argc, char **argv)
                 fls_options_free(o);
                 return EXIT_USAGE;
             }
+            if (config) {
+                fprintf(stderr, "fl_server: --config given twice (%s, then %s): a run reads one "
+                        "configuration file; give other settings as flags (--set KEY=VALUE)\n",
+                        config, argv[i + 1]);
+                fls_options_free(o);
+                return EXIT_USAGE;
+            }
+            config = argv[i + 1];
             if (fls_options_load_file(o, argv[++i], err, sizeof err) != FLS_OK) {
                 fprintf(stderr, "fl_server: %s\n", err);
                 fls_options_free(o);

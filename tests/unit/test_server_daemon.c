@@ -675,6 +675,20 @@ static void test_cli_flags_override(void **state)
     assert_int_equal(sh_run(cmd, "round.clients: 'zero' is not an unsigned integer", &named, NULL,
                             0), 2);
     assert_true(named);
+
+    /* One configuration file, as fl_sim: a second --config was laid over the first key by key,
+     * silently, the order on the line deciding. Refused, exit 2, naming both. */
+    char cfg2[300], want[800];
+    snprintf(cfg2, sizeof cfg2, "%s/cli2.yaml", g_tmp);
+    write_file(cfg2, "run:\n  rounds: 5\n");
+    snprintf(cmd, sizeof cmd, "'%s' --config '%s' --rounds 2 --config '%s' --check 2>&1", bin, cfg,
+             cfg2);
+    snprintf(want, sizeof want, "fl_server: --config given twice (%s, then %s): a run reads one "
+             "configuration file; give other settings as flags (--set KEY=VALUE)", cfg, cfg2);
+    char out[8192];
+    const int rc = sh_run(cmd, want, &named, out, sizeof out);
+    if (rc != 2 || !named || strstr(out, "run.rounds ="))
+        fail_msg("two --config: exit %d, output '%s'", rc, out);
 }
 
 /* The CLI: a check made once every file and flag is in names the file and line of the value, or
