@@ -66,7 +66,6 @@
 #define TIMER_PERIOD 0.05  /* seconds between timer sweeps (heartbeats, liveness, tick) */
 #define CKPT_FD_RETRY_S 600 /* a checkpoint with no descriptor free is tried again this long */
 #define LOG_BURST 10       /* malformed-input log lines per second before suppression */
-#define DL_BUDGET_PER_CREDIT 2 /* weight chunks in flight over all clients: 2 x server.credit */
 #define TWIN_WINDOW_S 60.0 /* an id's evictions by another connection are counted per window */
 #define TWIN_WARN_AT 3     /* and said once a window from this many: a restart makes only one */
 #define FORGET_SAY_S 60.0  /* forgotten idle ids are said at info level at most once a minute */
@@ -256,7 +255,7 @@ struct fls_server {
     size_t kcap, kused;
     int any_dead;
     uint32_t n_up_active;       /* sessions holding an upload slot */
-    uint32_t dl_total;          /* weight chunks in flight over all clients (<= DL_BUDGET) */
+    uint32_t dl_total;          /* weight chunks in flight over all clients (<= dl_budget) */
     size_t dl_cursor;           /* round-robin start in dlr for handing out freed budget */
     uint64_t up_seq;            /* next queue number */
     ul_wait *ulq;               /* the upload queue, in queue order: [ulq_head, ulq_n) */
@@ -1236,6 +1235,20 @@ static void send_bye_all(fls_server *s, const char *reason)
 
 static void dl_pump(fls_server *s, sess *x);
 
+/* Weight chunks the server keeps in flight over all clients: 2 x credit + 1, so two clients, each
+ * at its cap (dl_cap), never hold the whole budget, however they Ack: one chunk at least is always
+ * left to the other downloads (a freed one goes round-robin, dl_pump_all). At 2 x credit, two
+ * clients that Acked one chunk and then stopped (or Acked just within the liveness timeout, a slow
+ * link) could take it all: at credit 1 at once, at a higher credit whenever they could fill up to
+ * their cap (while they were the only downloads, say, and then a later round's Tasks found the
+ * budget held), and every download with no chunk in flight waited for the liveness timeout, or
+ * for as long as the slow ones took to download their whole task. More clients than two can still hold it all between
+ * them (k x credit >= the budget) until the liveness timeout takes back their chunks. */
+static uint32_t dl_budget(const fls_server *s)
+{
+    return 2 * s->opt.credit + 1;
+}
+
 /* Chunks x may have in flight: `credit` once it Acked one of this task, 1 before. A client that
  * never Acks thus holds one chunk of the shared budget, not a whole credit (two of them held all
  * 2 x credit and starved every other download), until the liveness timeout takes it back. */
@@ -1252,12 +1265,11 @@ static sess *dl_listed(const fls_server *s, ul_wait w)
 }
 
 /* Hands freed downlink budget to the clients still downloading (dlr), round-robin: the server
- * holds at most DL_BUDGET_PER_CREDIT x credit encoded weight chunks in ZeroMQ's queues,
- * whatever N. */
+ * holds at most dl_budget (2 x credit + 1) encoded weight chunks in ZeroMQ's queues, whatever N. */
 static void dl_pump_all(fls_server *s)
 {
     const size_t n = s->dlr_n;
-    for (size_t k = 0; k < n && s->dl_total < DL_BUDGET_PER_CREDIT * s->opt.credit; k++) {
+    for (size_t k = 0; k < n && s->dl_total < dl_budget(s); k++) {
         const size_t i = (s->dl_cursor + k) % n;
         sess *x = dl_listed(s, s->dlr[i]);
         if (x && x->dl_inflight < dl_cap(s, x)) {
@@ -1283,8 +1295,7 @@ static void dl_list_compact(fls_server *s)
 
 static void dl_pump(fls_server *s, sess *x)
 {
-    while (x->dl_active && x->dl_inflight < dl_cap(s, x) &&
-           s->dl_total < DL_BUDGET_PER_CREDIT * s->opt.credit) {
+    while (x->dl_active && x->dl_inflight < dl_cap(s, x) && s->dl_total < dl_budget(s)) {
         if (x->dl_t >= x->dl_nt) {
             x->dl_active = 0;
             break;

@@ -5148,7 +5148,7 @@ static void test_reactor_slow_upload_named(void **state)
     two_free(s, lb, p, c);
 }
 
-/* More clients download than the shared budget holds chunks (credit 1: 2 chunks in flight in all,
+/* More clients download than the shared budget holds chunks (credit 1: 3 chunks in flight in all,
  * 4 clients of 15 chunks each): the ones left out when their Tasks went get chunks as budget
  * frees up (dl_pump_all's round-robin), and every client gets its whole task. dl_pump_all returns
  * at once while no session downloads; a Task must end that (start_task), or the clients left out
@@ -5203,7 +5203,7 @@ static void test_reactor_downlink_shared_budget(void **state)
 }
 
 /* D1: clients that heartbeat but never Ack a weight chunk must not starve the others' downloads
- * (the downlink budget of 2 x credit chunks is shared): before its first Ack a client has one
+ * (the downlink budget of 2 x credit + 1 chunks is shared): before its first Ack a client has one
  * chunk in flight, and chunks not Acked within the liveness timeout are taken back (its task
  * dropped). Two non-ackers and one honest client, credit 2: the honest one gets its whole task. */
 static void test_reactor_noack_downlink(void **state)
@@ -5299,6 +5299,84 @@ static void test_reactor_noack_downlink(void **state)
     for (int k = 0; k < 3; k++)
         peer_close(&p[k]);
     free(lb);
+}
+
+/* Two clients that Ack their first weight chunk and then no more (a slow link, or on purpose),
+ * while heartbeating, must not starve the others' downloads. With a budget of 2 x credit they
+ * could hold all of it: at credit 1 at once (two chunks), and then every download that had no
+ * chunk in flight waited for the liveness timeout (here far beyond the test's bound, so only the
+ * budget's spare chunk, 2 x credit + 1, passes). At a higher credit the honest downloads already
+ * started go on (each Ack's freed chunk goes back to its own client first): those rows guard it.
+ * Each row: credit, honest clients (each Acks every one of its 15 chunks), plus the two slow. */
+static void test_reactor_slow_ackers_downlink(void **state)
+{
+    (void)state;
+    static const struct {
+        uint32_t credit;
+        int honest;
+    } rows[] = {{1, 2}, {1, 4}, {1, 8}, {2, 4}, {2, 8}, {4, 8}, {8, 20}};
+    for (size_t r = 0; r < sizeof rows / sizeof rows[0]; r++) {
+        enum { MAXP = 2 + 20 };
+        const int n = 2 + rows[r].honest;
+        char yaml[2048], ep[300], names[MAXP][8];
+        const char *ids[MAXP];
+        snprintf(ep, sizeof ep, "ipc://%s/slowack%zu.sock", g_tmp, r);
+        snprintf(yaml, sizeof yaml,
+                 "server:\n  insecure: true\n  endpoints: ['%s']\n  credit: %u\n"
+                 "  liveness_ms: 60000\n  heartbeat_ms: 50\n"
+                 "model:\n  arch: \"mlp:6-5-3\"\nrun:\n  rounds: 1\n"
+                 "round:\n  clients: %d\n  overcommit: 1\ncodec:\n  chunk_elems: 4\n",
+                 ep, rows[r].credit, n);
+        logbuf *lb;
+        fls_server *s = server_of(yaml, &lb);
+        peer p[MAXP];
+        for (int k = 0; k < n; k++) { /* s0, s1: the slow ones */
+            snprintf(names[k], sizeof names[k], k < 2 ? "s%d" : "h%d", k);
+            ids[k] = names[k];
+            peer_open(&p[k], ep, NULL, NULL, NULL);
+            flp_msg h = hello_msg(ids[k]);
+            peer_send(&p[k], &h);
+            expect_ack_hello(s, &p[k]);
+        }
+        uint32_t want[MAXP] = {0}, got[MAXP] = {0};
+        int done = 0;
+        const double t0 = fl_time_mono_s();
+        while (done < rows[r].honest && fl_time_mono_s() - t0 < 5) {
+            beat_and_step(s, p, ids, n);
+            done = 0;
+            for (int k = 0; k < n; k++) {
+                flp_msg *m;
+                while ((m = peer_poll(&p[k])) != NULL) {
+                    if (m->type == FLP_TASK) {
+                        for (uint32_t t = 0; t < m->task.n_tensors; t++)
+                            want[k] += m->task.tensors[t].n_chunks;
+                    } else if (m->type == FLP_CHUNK && (++got[k] == 1 || k >= 2)) {
+                        /* the slow ones Ack their first chunk only */
+                        const flp_msg ack = chunk_ack(ids[k], m->round);
+                        peer_send(&p[k], &ack);
+                    }
+                    flp_msg_free(m);
+                }
+                done += k >= 2 && want[k] > 0 && got[k] == want[k];
+            }
+        }
+        if (done < rows[r].honest) {
+            char line[1024];
+            size_t at = 0;
+            for (int k = 0; k < n && at < sizeof line; k++)
+                at += (size_t)snprintf(line + at, sizeof line - at, " %s %u/%u", ids[k], got[k],
+                                       want[k]);
+            fail_msg("credit %u: %d of %d honest clients got their whole task in 5 s; weight "
+                     "chunks received:%s", rows[r].credit, done, rows[r].honest, line);
+        }
+        fls_server_stats st;
+        fls_server_stats_get(s, &st);
+        assert_int_equal(st.clients, (uint32_t)n); /* nobody dropped: not the liveness timeout */
+        for (int k = 0; k < n; k++)
+            peer_close(&p[k]);
+        fls_server_free(s);
+        free(lb);
+    }
 }
 
 /* D6: a second Update header while the client's update is open ends that update (aborted in the
@@ -6164,6 +6242,7 @@ int main(void)
         cmocka_unit_test(test_reactor_refused_chunks_lose_slot),
         cmocka_unit_test(test_reactor_slow_upload_named),
         cmocka_unit_test(test_reactor_noack_downlink),
+        cmocka_unit_test(test_reactor_slow_ackers_downlink),
         cmocka_unit_test(test_reactor_downlink_shared_budget),
         cmocka_unit_test(test_reactor_second_update_header),
         cmocka_unit_test(test_reactor_stop_keeps_checkpoint),
