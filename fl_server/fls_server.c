@@ -3221,6 +3221,13 @@ static fl_status probe_ckpt_dir(fls_server *s, char *err, size_t errlen)
  * cut short before its rename) are removed: no other process can be writing them. A lock file
  * that cannot be made is said as the probe of the directory says it (a directory missing, not
  * writable, full). --check takes no lock: it reads, and may run beside the server it checks. */
+/* The owner of path when that is another user than this process's, else -1. */
+static long other_owner(const char *path)
+{
+    struct stat sb;
+    return stat(path, &sb) == 0 && sb.st_uid != geteuid() ? (long)sb.st_uid : -1;
+}
+
 static fl_status ckpt_lock(fls_server *s, char *err, size_t errlen)
 {
     const size_t pl = strlen(s->opt.ckpt_path) + sizeof FLS_IDS_SUFFIX + sizeof ".lock";
@@ -3245,6 +3252,14 @@ static fl_status ckpt_lock(fls_server *s, char *err, size_t errlen)
          * server's, mid-write). */
         fl_log(&s->log, FL_LOG_WARN, "checkpoint.path %s: %s cannot be locked (%s): a second "
                "server given this path would not be stopped", s->opt.ckpt_path, p, strerror(e));
+    } else if ((e == EACCES || e == EPERM) && other_owner(p) >= 0) {
+        /* another user's server made it (the smoke configuration's fixed /tmp path, say): that
+         * server may be gone, but its lock file stays, and it is not this user's to take */
+        const long uid = other_owner(p);
+        st = fls_options_errf(&s->opt, err, errlen, FL_ERR_IO, "checkpoint.path", NULL,
+                              "checkpoint.path %s: %s belongs to another user (uid %ld), whose "
+                              "fl_server uses this checkpoint.path; give this one a "
+                              "checkpoint.path of its own", s->opt.ckpt_path, p, uid);
     } else if (e) {
         /* the directory's own fault first (missing, read-only, full: what --check says too) */
         st = probe_ckpt_dir(s, err, errlen);

@@ -1454,6 +1454,40 @@ static void test_keygen(void **state)
 /* fl_server keygen --help (or -h, anywhere after keygen) prints keygen's usage and exits 0; any
  * other argument starting with '-' is refused (exit 2). Neither makes a file or a directory (a
  * directory named "--help" with keys in it, before). DIR NAME still writes the pair. */
+/* Another user's lock file (the smoke configuration's fixed /tmp path after someone else's run)
+ * is named as such, with what to do, not as "cannot lock ...: Permission denied": fl_server run
+ * as nobody beside root's CHECKPOINT.lock in a sticky, world-writable directory. Where root and
+ * setpriv are not at hand, skipped. */
+static void test_cli_lock_of_another_user(void **state)
+{
+    (void)state;
+    const char *root = getenv("FEDROP_BUILD_ROOT");
+    if (!root || geteuid() != 0 || system("setpriv --reuid=nobody --regid=nogroup --clear-groups "
+                                          "true 2>/dev/null") != 0)
+        skip();
+    char dir[] = "/tmp/fedrop-lock-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    assert_int_equal(chmod(dir, 01777), 0);
+    char lock[300], cmd[2048], want[600];
+    snprintf(lock, sizeof lock, "%s/s.ckpt.lock", dir);
+    write_file(lock, "1\n");
+    assert_int_equal(chmod(lock, 0644), 0);
+    snprintf(cmd, sizeof cmd,
+             "timeout 20 setpriv --reuid=nobody --regid=nogroup --clear-groups "
+             "'%s/fl_server/fl_server' --insecure --arch mlp:4-2 --endpoint tcp://127.0.0.1:0 "
+             "--checkpoint '%s/s.ckpt' 2>&1", root, dir);
+    snprintf(want, sizeof want, "checkpoint.path %s/s.ckpt: %s belongs to another user (uid 0), "
+             "whose fl_server uses this checkpoint.path; give this one a checkpoint.path of its "
+             "own", dir, lock);
+    int said = 0;
+    char out[4096];
+    const int rc = sh_run(cmd, want, &said, out, sizeof out);
+    unlink(lock);
+    rmdir(dir);
+    if (rc != 3 || !said)
+        fail_msg("fl_server beside another user's lock file: exit %d, said:\n%s", rc, out);
+}
+
 static void test_cli_keygen(void **state)
 {
     (void)state;
@@ -6212,6 +6246,7 @@ int main(void)
         cmocka_unit_test(test_example_yaml),
         cmocka_unit_test(test_readme_metrics),
         cmocka_unit_test(test_keygen),
+        cmocka_unit_test(test_cli_lock_of_another_user),
         cmocka_unit_test(test_cli_keygen),
         cmocka_unit_test(test_server_check),
         cmocka_unit_test(test_secret_key_not_regular),
