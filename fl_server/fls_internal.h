@@ -79,6 +79,13 @@ fls_config fls_options_core_config(const fls_options *o);
  * value set without an origin. Points into o. */
 const char *fls_options_origin(const fls_options *o, const char *key);
 
+/* Each setting given (a flag or a file line: an origin) at other than its default that the other
+ * settings make inert, such as policy.keep under policy.kind full: the server accepts it, but
+ * whoever wrote it expected it to matter. say(u, key, origin, why) for each, in key order. */
+void fls_options_inert(const fls_options *o,
+                       void (*say)(void *u, const char *key, const char *origin, const char *why),
+                       void *u);
+
 /* An error about key's value, found once every file and flag is in: writes the message into err,
  * after "ORIGIN: " when the value came from a file or a flag ("fl.yaml:7: model.arch: ..."), and
  * returns st. other (NULL: none) is a key the value was checked against: its origin stands

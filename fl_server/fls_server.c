@@ -3279,6 +3279,12 @@ static fl_status ckpt_lock(fls_server *s, char *err, size_t errlen)
     return st;
 }
 
+static void say_inert(void *u, const char *key, const char *origin, const char *why)
+{
+    fls_server *s = u;
+    fl_log(&s->log, FL_LOG_WARN, "%s (%s) has no effect here: %s", key, origin, why);
+}
+
 static fl_status server_init(fls_server *s, char *err, size_t errlen)
 {
     char why[1024];
@@ -3287,6 +3293,7 @@ static fl_status server_init(fls_server *s, char *err, size_t errlen)
         snprintf(err, errlen, "%s", why);
         return st;
     }
+    fls_options_inert(&s->opt, say_inert, s);
     if ((st = check_endpoints(s, err, errlen)) != FL_OK)
         return st;
     /* One server per checkpoint: the lock is taken before any other file is read or written (the

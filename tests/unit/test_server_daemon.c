@@ -1454,6 +1454,38 @@ static void test_keygen(void **state)
 /* fl_server keygen --help (or -h, anywhere after keygen) prints keygen's usage and exits 0; any
  * other argument starting with '-' is refused (exit 2). Neither makes a file or a directory (a
  * directory named "--help" with keys in it, before). DIR NAME still writes the pair. */
+/* A setting given at other than its default that the others make inert (policy.keep under
+ * policy.kind full, an fd-only switch under afd-multi, trim_frac under mean) is said, with where
+ * it was given, at the start and by --check; a value written out at its default (the example
+ * configuration lists them) and one that applies are not. */
+static void test_inert_settings_said(void **state)
+{
+    (void)state;
+    fls_options *o = opts_from("server:\n  insecure: true\n"
+                               "policy:\n  kind: full\n  keep: 0.5\n  fd_per_client: false\n"
+                               "aggregation:\n  mode: mean\n  trim_frac: 0.1\n  max_updates: 0\n"
+                               "optimizer:\n  kind: fedavgm\n  momentum: 0.5\n  beta2: 0.9\n");
+    logbuf *lb = calloc(1, sizeof *lb);
+    assert_non_null(lb);
+    fls_host host = {log_collect, lb, NULL, NULL, NULL};
+    assert_int_equal(fls_server_check(o, &host), FLS_OK);
+    static const char *const said[] = {
+        "policy.keep (t.yaml:5) has no effect here: policy.kind full trains the whole model",
+        "aggregation.trim_frac (t.yaml:9) has no effect here: it applies to aggregation.mode "
+        "trimmed-mean",
+        "optimizer.beta2 (t.yaml:14) has no effect here: it applies to optimizer.kind fedadam and "
+        "fedyogi",
+    };
+    for (size_t i = 0; i < sizeof said / sizeof said[0]; i++)
+        if (!strstr(lb->text, said[i]))
+            fail_msg("not said: '%s'; the log:\n%s", said[i], lb->text);
+    assert_null(strstr(lb->text, "fd_per_client ("));   /* at its default */
+    assert_null(strstr(lb->text, "max_updates ("));     /* at its default */
+    assert_null(strstr(lb->text, "momentum ("));        /* applies to fedavgm */
+    fls_options_free(o);
+    free(lb);
+}
+
 /* Another user's lock file (the smoke configuration's fixed /tmp path after someone else's run)
  * is named as such, with what to do, not as "cannot lock ...: Permission denied": fl_server run
  * as nobody beside root's CHECKPOINT.lock in a sticky, world-writable directory. Where root and
@@ -6246,6 +6278,7 @@ int main(void)
         cmocka_unit_test(test_example_yaml),
         cmocka_unit_test(test_readme_metrics),
         cmocka_unit_test(test_keygen),
+        cmocka_unit_test(test_inert_settings_said),
         cmocka_unit_test(test_cli_lock_of_another_user),
         cmocka_unit_test(test_cli_keygen),
         cmocka_unit_test(test_server_check),
