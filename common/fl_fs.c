@@ -118,6 +118,15 @@ fl_status fl_file_read(const char *path, size_t max, char **out, size_t *len, ch
     return read_stream(f, path, max, out, len, err, errlen);
 }
 
+const char *fl_mode_what(mode_t mode)
+{
+    return S_ISFIFO(mode)                     ? "a FIFO"
+           : S_ISDIR(mode)                    ? "a directory"
+           : S_ISCHR(mode) || S_ISBLK(mode) ? "a device"
+           : S_ISSOCK(mode)                   ? "a socket"
+                                              : "something else";
+}
+
 fl_status fl_file_read_regular(const char *path, size_t max, char **out, size_t *len, char *err,
                                size_t errlen)
 {
@@ -134,11 +143,7 @@ fl_status fl_file_read_regular(const char *path, size_t max, char **out, size_t 
     if (!S_ISREG(st.st_mode)) {
         close(fd);
         return fl_errf(err, errlen, FL_ERR_IO, "%s: %s, not a regular file", path,
-                       S_ISFIFO(st.st_mode)                            ? "a FIFO"
-                       : S_ISDIR(st.st_mode)                           ? "a directory"
-                       : S_ISCHR(st.st_mode) || S_ISBLK(st.st_mode) ? "a device"
-                       : S_ISSOCK(st.st_mode)                          ? "a socket"
-                                                                       : "something else");
+                       fl_mode_what(st.st_mode));
     }
     FILE *f = fdopen(fd, "rb");
     if (!f) {

@@ -15,6 +15,10 @@
  * when its write failed. It changes the directory's mtime. */
 int fl_dir_writable(const char *dir);
 
+/* A file type in words, for "PATH: <it>, not a regular file": "a FIFO", "a directory", "a
+ * device", "a socket", "something else" (also for a regular file: ask S_ISREG first). */
+const char *fl_mode_what(mode_t mode);
+
 /* The directory that holds the file `path` into dir (cap bytes): its part before the last '/',
  * "/" for a file at the root, "." without a '/'. 0, or ENAMETOOLONG when it does not fit. */
 int fl_path_dir(const char *path, char *dir, size_t cap);

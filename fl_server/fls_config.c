@@ -616,11 +616,10 @@ fls_status fls_options_get_effective(const fls_options *o, const char *key, char
     return st;
 }
 
-/* x in the fewest significant digits that read back as x (strtod; strtof for a float32 key):
- * 0.1, not %.17g's 0.10000000000000001, and 0.05 for a float32 0.05, not 0.0500000007, which is
- * what --check printed of `lr: 0.05`. No exponent where the full form has none: 600, not 6e+02.
- * (A float32 key's parser reads a double and rounds it to float: the same float for these
- * digits.) */
+/* x in the fewest significant digits that read back as x, as the key's parser reads them (a
+ * double; for a float32 key a double rounded to float): 0.1, not %.17g's 0.10000000000000001,
+ * and 0.05 for a float32 0.05, not 0.0500000007, which is what --check printed of `lr: 0.05`.
+ * No exponent where the full form has none: 600, not 6e+02. */
 static int fmt_shortest(char *buf, size_t cap, double x, int is_f32)
 {
     char full[64];
@@ -629,7 +628,8 @@ static int fmt_shortest(char *buf, size_t cap, double x, int is_f32)
     int n = 0;
     for (int digits = 1; digits <= (is_f32 ? 9 : 17); digits++) {
         n = snprintf(buf, cap, "%.*g", digits, x);
-        const int same = is_f32 ? strtof(buf, NULL) == (float)x : strtod(buf, NULL) == x;
+        const double back = strtod(buf, NULL);
+        const int same = is_f32 ? (float)back == (float)x : back == x;
         if (same && (exp_ok || !strchr(buf, 'e')))
             break;
     }

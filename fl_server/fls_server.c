@@ -3214,13 +3214,6 @@ static fl_status probe_ckpt_dir(fls_server *s, char *err, size_t errlen)
                             io_may_pass(e));
 }
 
-/* One server per checkpoint: two that wrote the same files would interleave their rounds and
- * their client ids. CHECKPOINT.lock is flock'd for the server's life (a crash releases it; the
- * file stays, harmless), taken before any other file is read or written. Once it is held, the
- * temporaries that a killed server left behind (CHECKPOINT.tmp.*, CHECKPOINT.ids.tmp.*: a write
- * cut short before its rename) are removed: no other process can be writing them. A lock file
- * that cannot be made is said as the probe of the directory says it (a directory missing, not
- * writable, full). --check takes no lock: it reads, and may run beside the server it checks. */
 /* The owner of path when that is another user than this process's, else -1. */
 static long other_owner(const char *path)
 {
@@ -3228,6 +3221,13 @@ static long other_owner(const char *path)
     return stat(path, &sb) == 0 && sb.st_uid != geteuid() ? (long)sb.st_uid : -1;
 }
 
+/* One server per checkpoint: two that wrote the same files would interleave their rounds and
+ * their client ids. CHECKPOINT.lock is flock'd for the server's life (a crash releases it; the
+ * file stays, harmless), taken before any other file is read or written. Once it is held, the
+ * temporaries that a killed server left behind (CHECKPOINT.tmp.*, CHECKPOINT.ids.tmp.*: a write
+ * cut short before its rename) are removed: no other process can be writing them. A lock file
+ * that cannot be made is said as the probe of the directory says it (a directory missing, not
+ * writable, full). --check takes no lock: it reads, and may run beside the server it checks. */
 static fl_status ckpt_lock(fls_server *s, char *err, size_t errlen)
 {
     const size_t pl = strlen(s->opt.ckpt_path) + sizeof FLS_IDS_SUFFIX + sizeof ".lock";
@@ -3235,7 +3235,7 @@ static fl_status ckpt_lock(fls_server *s, char *err, size_t errlen)
     if (!p)
         return FL_ERR_NOMEM;
     snprintf(p, pl, "%s.lock", s->opt.ckpt_path);
-    long holder = 0;
+    long holder = 0, owner = -1;
     const int e = fl_lock_path(p, &s->lock_fd, &holder);
     fl_status st = FL_OK;
     if (e == EWOULDBLOCK) {
@@ -3252,14 +3252,13 @@ static fl_status ckpt_lock(fls_server *s, char *err, size_t errlen)
          * server's, mid-write). */
         fl_log(&s->log, FL_LOG_WARN, "checkpoint.path %s: %s cannot be locked (%s): a second "
                "server given this path would not be stopped", s->opt.ckpt_path, p, strerror(e));
-    } else if ((e == EACCES || e == EPERM) && other_owner(p) >= 0) {
+    } else if ((e == EACCES || e == EPERM) && (owner = other_owner(p)) >= 0) {
         /* another user's server made it (the smoke configuration's fixed /tmp path, say): that
          * server may be gone, but its lock file stays, and it is not this user's to take */
-        const long uid = other_owner(p);
         st = fls_options_errf(&s->opt, err, errlen, FL_ERR_IO, "checkpoint.path", NULL,
-                              "checkpoint.path %s: %s belongs to another user (uid %ld), whose "
-                              "fl_server uses this checkpoint.path; give this one a "
-                              "checkpoint.path of its own", s->opt.ckpt_path, p, uid);
+                              "checkpoint.path %s: %s was made by another user's fl_server (uid "
+                              "%ld), running or not: the path is theirs; give this one a "
+                              "checkpoint.path of its own", s->opt.ckpt_path, p, owner);
     } else if (e) {
         /* the directory's own fault first (missing, read-only, full: what --check says too) */
         st = probe_ckpt_dir(s, err, errlen);
@@ -3356,11 +3355,7 @@ static fl_status server_init(fls_server *s, char *err, size_t errlen)
         if (exists && !S_ISREG(sb.st_mode))
             return fls_options_errf(&s->opt, err, errlen, FL_ERR_IO, "checkpoint.path", NULL,
                                     "checkpoint.path %s: %s, not a regular file",
-                                    s->opt.ckpt_path,
-                                    S_ISFIFO(sb.st_mode)                            ? "a FIFO"
-                                    : S_ISCHR(sb.st_mode) || S_ISBLK(sb.st_mode) ? "a device"
-                                    : S_ISSOCK(sb.st_mode)                          ? "a socket"
-                                                                                    : "not a file");
+                                    s->opt.ckpt_path, fl_mode_what(sb.st_mode));
         if (s->opt.resume && exists) {
             st = fls_core_restore_file(s->core, s->opt.ckpt_path);
             if (st != FL_OK) {

@@ -5,6 +5,7 @@
  * 16-byte file claiming 2^31 images costs nothing.
  */
 #include "flm_data.h"
+#include "fl_fs.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -457,13 +458,10 @@ fl_status flm_dataset_load_named(flm_dataset **out, const char *name, const char
     for (int d = 0; d < nd; d++) {
         mode_t mode = 0;
         const int fi = find_file(ipath, sizeof ipath, dirs[d], ibase, &mode);
-        const int fl = fi ? find_file(lpath, sizeof lpath, dirs[d], lbase, &mode) : 0;
+        const int fl = fi > 0 ? find_file(lpath, sizeof lpath, dirs[d], lbase, &mode) : 0;
         if (fi < 0 || fl < 0) {
             set_err(err, errlen, "%s: %s, not a regular file", fi < 0 ? ipath : lpath,
-                    S_ISFIFO(mode)                      ? "a FIFO"
-                    : S_ISDIR(mode)                     ? "a directory"
-                    : S_ISCHR(mode) || S_ISBLK(mode) ? "a device"
-                                                        : "something else");
+                    fl_mode_what(mode));
             return FL_ERR_DATASET_IO;
         }
         if (fi && fl)

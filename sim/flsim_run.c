@@ -107,8 +107,13 @@ static fl_status held_out_split(const flm_dataset *all, double frac, uint32_t *i
     size_t *left = calloc(all->n_users ? all->n_users : 1, sizeof *left);
     if (!left)
         return FL_ERR_NOMEM;
-    for (size_t i = 0; i < N; i++)
+    for (size_t i = 0; i < N; i++) {
+        if (all->user[i] >= all->n_users) { /* as the natural partition checks it */
+            free(left);
+            return FL_ERR_INVALID_ARG;
+        }
         left[all->user[i]]++;
+    }
     for (size_t u = 0; u < all->n_users; u++) {
         const size_t t = (size_t)floor(frac * (double)left[u]);
         nt += t;
@@ -173,6 +178,9 @@ fl_status flsim_data_load(flsim_data *d, const flsim_config *cfg, char *err, siz
     uint32_t *idx = malloc(all->N * sizeof *idx);
     size_t nt = 0;
     st = idx ? held_out_split(all, cfg->test_frac, idx, &nt) : FL_ERR_NOMEM;
+    if (st == FL_ERR_INVALID_ARG && err && errlen)
+        snprintf(err, errlen, "dataset %s: a sample's user lies outside its user table",
+                 cfg->dataset);
     if (st == FL_OK && (nt < 1 || nt >= all->N)) {
         if (err && errlen)
             snprintf(err, errlen, "dataset %s: %zu samples cannot give a test split of %.3g%s",

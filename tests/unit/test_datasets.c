@@ -277,6 +277,19 @@ static void test_idx_named_dir(void **state)
     char want[400];
     snprintf(want, sizeof want, "%s: a FIFO, not a regular file", lp);
     assert_string_equal(err, want);
+    /* the images file a FIFO, the labels file regular: the images file is the one named, as a
+     * FIFO (the labels' lookup once ran on and said "something else") */
+    unlink(lp);
+    write_file(lp, p.lab, p.lab_len, 0);
+    unlink(ip);
+    assert_int_equal(mkfifo(ip, 0600), 0);
+    alarm(20);
+    assert_int_equal(flm_dataset_load_named(&ds, "fashion-mnist", "test", g_tmpdir, err,
+                                            sizeof err),
+                     FL_ERR_DATASET_IO);
+    alarm(0);
+    snprintf(want, sizeof want, "%s: a FIFO, not a regular file", ip);
+    assert_string_equal(err, want);
     unlink(ip);
     unlink(lp);
     free_idx(&p);
@@ -1361,8 +1374,9 @@ static void test_load_spec(void **state)
     assert_int_equal(flm_dataset_load_spec(&ds, "femnist:/nonexistent.json", 0, FLM_SPLIT_TRAIN, err, sizeof err),
                      FL_ERR_DATASET_IO);
     /* An IDX pair with neither file there: both named, the images first. */
-    assert_int_equal(flm_dataset_load_spec(&ds, "idx:/nonexistent-i,/nonexistent-l", FLM_SPLIT_TRAIN, 0, err,
-                                           sizeof err), FL_ERR_DATASET_IO);
+    assert_int_equal(flm_dataset_load_spec(&ds, "idx:/nonexistent-i,/nonexistent-l", 0,
+                                           FLM_SPLIT_TRAIN, err, sizeof err),
+                     FL_ERR_DATASET_IO);
     assert_string_equal(err, "/nonexistent-i: cannot open: No such file or directory; "
                              "/nonexistent-l: cannot open: No such file or directory");
 }

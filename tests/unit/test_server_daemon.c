@@ -259,7 +259,6 @@ static void test_config_good(void **state)
     fls_options_free(o);
 }
 
-/* Every key refuses a value of the wrong type with a message naming the key and the line. */
 /* A number key reads back (fls_options_get, fl_server --check) in the shortest text that sets it
  * to the same value: train.lr 0.05 (a float32) printed as 0.0500000007, optimizer.lr 0.1 (a
  * double) as 0.10000000000000001, and a keep_layers value with %g's 6 digits, which did not set
@@ -312,6 +311,7 @@ static void test_config_float_text(void **state)
     }
 }
 
+/* Every key refuses a value of the wrong type with a message naming the key and the line. */
 static void test_config_every_key_bad(void **state)
 {
     (void)state;
@@ -1451,13 +1451,11 @@ static void test_keygen(void **state)
     assert_string_equal(sec, pub);
 }
 
-/* fl_server keygen --help (or -h, anywhere after keygen) prints keygen's usage and exits 0; any
- * other argument starting with '-' is refused (exit 2). Neither makes a file or a directory (a
- * directory named "--help" with keys in it, before). DIR NAME still writes the pair. */
 /* A setting given at other than its default that the others make inert (policy.keep under
- * policy.kind full, an fd-only switch under afd-multi, trim_frac under mean) is said, with where
- * it was given, at the start and by --check; a value written out at its default (the example
- * configuration lists them) and one that applies are not. */
+ * policy.kind full, trim_frac under mean, beta2 under fedavgm; fd_per_client under afd-multi) is
+ * said, with where it was given, by --check (fls_server_check) and by the start (fls_server_new);
+ * a value written out at its default (the example configuration lists them) and one that
+ * applies are not. */
 static void test_inert_settings_said(void **state)
 {
     (void)state;
@@ -1482,6 +1480,19 @@ static void test_inert_settings_said(void **state)
     assert_null(strstr(lb->text, "fd_per_client ("));   /* at its default */
     assert_null(strstr(lb->text, "max_updates ("));     /* at its default */
     assert_null(strstr(lb->text, "momentum ("));        /* applies to fedavgm */
+    fls_options_free(o);
+
+    /* the start says it too: an fd-only switch under afd-multi, and keep applies there */
+    o = opts_from("server:\n  insecure: true\n  endpoints: [tcp://127.0.0.1:0]\n"
+                  "policy:\n  kind: afd-multi\n  keep: 0.5\n  fd_per_client: true\n");
+    memset(lb, 0, sizeof *lb);
+    fls_server *srv = NULL;
+    assert_int_equal(fls_server_new(o, &host, &srv), FLS_OK);
+    if (!strstr(lb->text, "policy.fd_per_client (t.yaml:7) has no effect here: it applies to "
+                          "policy.kind fd"))
+        fail_msg("the start did not say it; the log:\n%s", lb->text);
+    assert_null(strstr(lb->text, "policy.keep ("));
+    fls_server_free(srv);
     fls_options_free(o);
     free(lb);
 }
@@ -1508,9 +1519,9 @@ static void test_cli_lock_of_another_user(void **state)
              "timeout 20 setpriv --reuid=nobody --regid=nogroup --clear-groups "
              "'%s/fl_server/fl_server' --insecure --arch mlp:4-2 --endpoint tcp://127.0.0.1:0 "
              "--checkpoint '%s/s.ckpt' 2>&1", root, dir);
-    snprintf(want, sizeof want, "checkpoint.path %s/s.ckpt: %s belongs to another user (uid 0), "
-             "whose fl_server uses this checkpoint.path; give this one a checkpoint.path of its "
-             "own", dir, lock);
+    snprintf(want, sizeof want, "checkpoint.path %s/s.ckpt: %s was made by another user's "
+             "fl_server (uid 0), running or not: the path is theirs; give this one a "
+             "checkpoint.path of its own", dir, lock);
     int said = 0;
     char out[4096];
     const int rc = sh_run(cmd, want, &said, out, sizeof out);
@@ -1520,6 +1531,9 @@ static void test_cli_lock_of_another_user(void **state)
         fail_msg("fl_server beside another user's lock file: exit %d, said:\n%s", rc, out);
 }
 
+/* fl_server keygen --help (or -h, anywhere after keygen) prints keygen's usage and exits 0; any
+ * other argument starting with '-' is refused (exit 2). Neither makes a file or a directory (a
+ * directory named "--help" with keys in it, before). DIR NAME still writes the pair. */
 static void test_cli_keygen(void **state)
 {
     (void)state;
