@@ -1799,6 +1799,22 @@ static flc_status train_first_held(const flc_task *task, flc_update *out, void *
     return st;
 }
 
+/* Lets train_first_held's held first training end, then: the first Update the server hears is
+ * the second training's (22 samples), not the first's (11: `held`, e.g. "the held training's"),
+ * and the client, stopped, counts two trainings. */
+static void release_held_expect_second(session *s, plugin_flags *pf, const char *held)
+{
+    atomic_store(&pf->quit, 1);
+    flp_msg *u = session_expect(s, FLP_UPDATE, 5000, "for the second task");
+    if (u->update.n_samples != 22)
+        fail_msg("the first Update is %s (%llu samples); log:\n%s", held,
+                 (unsigned long long)u->update.n_samples, s->lb->text);
+    flp_msg_free(u);
+    flc_client_stop(s->c);
+    assert_true(run_wait(&s->r, 5.0));
+    assert_int_equal(flc_client_stats(s->c)->rounds_trained, 2);
+}
+
 /* The server tasks the client again while it trains (it was restarted, for a new run or resumed
  * to replay the round, and the client re-registered in the same session): that Task replaces the
  * one being trained (PROTOCOL.md), so the training's Update never goes out. Sent, it would answer
@@ -1819,15 +1835,7 @@ static void test_replaced_task_not_uploaded(void **state)
     fake_task(&s.f, s.core); /* queued by the client while it trains */
     const struct timespec ts = {0, 100 * 1000 * 1000};
     nanosleep(&ts, NULL);
-    atomic_store(&pf.quit, 1);
-    flp_msg *u = session_expect(&s, FLP_UPDATE, 5000, "");
-    if (u->update.n_samples != 22)
-        fail_msg("the first Update answers the replaced task (%llu samples); log:\n%s",
-                 (unsigned long long)u->update.n_samples, s.lb->text);
-    flp_msg_free(u);
-    flc_client_stop(s.c);
-    assert_true(run_wait(&s.r, 5.0));
-    assert_int_equal(flc_client_stats(s.c)->rounds_trained, 2);
+    release_held_expect_second(&s, &pf, "the replaced task's");
     assert_int_equal(log_count(s.lb, "replaced by a Task that came in meanwhile"), 1);
     session_close(&s);
 }
@@ -2000,15 +2008,7 @@ static void test_session_end_plugin_runs_on(void **state)
     s.core = NULL;
     s.round = fake_hello_and_task(&s.f, &s.core, 0);
     assert_false(atomic_load(&pf.quit));
-    atomic_store(&pf.quit, 1);
-    flp_msg *u = session_expect(&s, FLP_UPDATE, 5000, "for the restarted server's task");
-    if (u->update.n_samples != 22)
-        fail_msg("the first Update is the held training's (%llu samples); log:\n%s",
-                 (unsigned long long)u->update.n_samples, s.lb->text);
-    flp_msg_free(u);
-    flc_client_stop(s.c);
-    assert_true(run_wait(&s.r, 5.0));
-    assert_int_equal(flc_client_stats(s.c)->rounds_trained, 2);
+    release_held_expect_second(&s, &pf, "the held training's");
     assert_int_equal(flc_client_stats(s.c)->rounds_failed, 0);
     assert_int_equal(log_count(s.lb, "the device's trainer runs on"), 1);
     assert_int_equal(log_count(s.lb, "its result is not sent"), 1);

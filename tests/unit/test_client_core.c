@@ -578,6 +578,18 @@ static flc_core *topk_client(fixture *f, fls_core **srv)
     return c;
 }
 
+/* A replayed round's update bytes b equal the first ones a with a rewind point, and differ
+ * without one (the residual moved on). */
+static void same_iff_rewind(int rewind, const uint8_t *a, size_t la, const uint8_t *b, size_t lb)
+{
+    if (rewind) {
+        assert_int_equal(lb, la);
+        assert_memory_equal(b, a, la);
+    } else {
+        assert_true(lb != la || memcmp(a, b, la) != 0);
+    }
+}
+
 /* A server that goes back to its checkpoint replays the open round: with a rewind point, the core
  * restores its error-feedback residual for the replayed task and sends the same bytes again (the
  * resumed run stays bit-exact); without one the residual has moved on and the bytes differ (which
@@ -601,14 +613,9 @@ static void test_rewind_replays_round(void **state)
         uint8_t *b2 = update_bytes(c, &len2);
         feed_and_train(srv, c, 0); /* ... once more */
         uint8_t *b3 = update_bytes(c, &len3);
-        if (rewind) {
-            assert_int_equal(len2, len1);
-            assert_memory_equal(b2, b1, len1);
-            assert_int_equal(len3, len1);
-            assert_memory_equal(b3, b1, len1);
-        } else {
-            assert_true(len2 != len1 || memcmp(b1, b2, len1) != 0);
-        }
+        same_iff_rewind(rewind, b1, len1, b2, len2);
+        if (rewind)
+            same_iff_rewind(rewind, b1, len1, b3, len3);
         free(b1);
         free(b2);
         free(b3);
@@ -656,12 +663,7 @@ static void test_cancel_keeps_residual(void **state)
         assert_memory_equal(ba, bb, la);
         /* rewind: the round replayed gives the first bytes again; without, the residual carried
          * over, so a cancelled training that reset it would show */
-        if (rewind) {
-            assert_int_equal(la, l1);
-            assert_memory_equal(ba, b1, l1);
-        } else {
-            assert_true(la != l1 || memcmp(ba, b1, l1) != 0);
-        }
+        same_iff_rewind(rewind, b1, l1, ba, la);
         free(b1);
         free(ba);
         free(bb);
