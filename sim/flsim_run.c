@@ -1582,14 +1582,14 @@ static fl_status setup(sim *S, const flsim_config *cfg, const flsim_data *data,
     S->can_online = nonempty;
     if (S->trace) {
         const size_t n = S->trace->n;
-        uint32_t on = 0;
-        for (uint32_t k = 0; k < cfg->clients; k++)
-            on += !S->empty[k] && S->trace->rows[k % n].availability > 0;
+        uint32_t on = 0, rows_on = 0; /* rows_on: of the rows the clients use, 0 .. used - 1 */
+        for (uint32_t k = 0; k < cfg->clients; k++) {
+            const int avail = S->trace->rows[k % n].availability > 0;
+            on += !S->empty[k] && avail;
+            rows_on += k < n && avail;
+        }
         S->can_online = on;
         const size_t used = cfg->clients < n ? cfg->clients : n;
-        size_t rows_on = 0;
-        for (size_t r = 0; r < used; r++)
-            rows_on += S->trace->rows[r].availability > 0;
         if (!rows_on) {
             if (err && errlen)
                 snprintf(err, errlen, "--trace: every availability of rows 0 .. %zu, the ones "
