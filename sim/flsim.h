@@ -191,6 +191,10 @@ typedef struct flsim_config {
     int keep_going;                /* 1: record when the target is reached but run every round */
     int batch_feed;                /* 1: feed a round's updates only after all trained (as under
                                     * MPI) instead of while later clients train; same results */
+    uint32_t feed_group;           /* updates fed to the server core at once, their chunks
+                                    * interleaved (the accumulator stays in the cache); 1: one by
+                                    * one; 0: the default (8), at most 64; same results. Not an
+                                    * option: for tests and benchmarks */
     flsim_dist flops, down_bps, up_bps;
     flsim_avail avail;
     char trace[FLSIM_STR];         /* trace CSV path, "" = none */

@@ -699,33 +699,42 @@ static void test_options_and_yaml(void **state)
 
 /* ---- runs --------------------------------------------------------------------------------------- */
 
-/* Run c on 2 threads feeding while later clients train and feeding after the round: the same
- * model, virtual times and counts, round by round. *late and *deadline count the late updates and
- * the rounds closed by the deadline, *rounds the rounds. */
+/* Run c on 2 threads feeding while later clients train and feeding after the round, and feeding
+ * while they train with the updates one by one instead of in groups with their chunks interleaved
+ * (feed_group 1): the same model, virtual times and counts, round by round. *late and *deadline
+ * count the late updates and the rounds closed by the deadline, *rounds the rounds. */
 static void pipelined_equals_batch(flsim_config c, uint32_t *late, uint32_t *deadline,
                                    uint32_t *rounds)
 {
-    flsim_result r[2];
-    flsim_round_record *rec[2];
-    size_t n[2];
+    flsim_result r[3];
+    flsim_round_record *rec[3];
+    size_t n[3];
     c.threads = 2;
-    for (int b = 0; b < 2; b++) {
-        c.batch_feed = b;
+    for (int b = 0; b < 3; b++) {
+        c.batch_feed = b == 1;
+        c.feed_group = b == 2 ? 1 : 0;
         run_ok(&c, &r[b], &rec[b], &n[b]);
     }
-    assert_memory_equal(r[0].model_sha256, r[1].model_sha256, FL_SHA256_LEN);
-    assert_int_equal(n[0], n[1]);
     *late = *deadline = 0;
     *rounds = (uint32_t)n[0];
+    for (int b = 1; b < 3; b++) {
+        assert_memory_equal(r[0].model_sha256, r[b].model_sha256, FL_SHA256_LEN);
+        assert_int_equal(n[0], n[b]);
+        for (size_t i = 0; i < n[0]; i++) {
+            assert_float_equal(rec[0][i].vtime_s, rec[b][i].vtime_s, 0);
+            assert_int_equal(rec[0][i].reported, rec[b][i].reported);
+            assert_int_equal(rec[0][i].late, rec[b][i].late);
+            assert_int_equal(rec[0][i].failed, rec[b][i].failed);
+            assert_int_equal(rec[0][i].bytes_up, rec[b][i].bytes_up);
+            assert_memory_equal(&rec[0][i].mean_loss, &rec[b][i].mean_loss, sizeof(double));
+        }
+    }
     for (size_t i = 0; i < n[0]; i++) {
-        assert_float_equal(rec[0][i].vtime_s, rec[1][i].vtime_s, 0);
-        assert_int_equal(rec[0][i].reported, rec[1][i].reported);
-        assert_int_equal(rec[0][i].late, rec[1][i].late);
         *late += rec[0][i].late;
         *deadline += rec[0][i].closed_by == 2;
     }
-    free(rec[0]);
-    free(rec[1]);
+    for (int b = 0; b < 3; b++)
+        free(rec[b]);
 }
 
 static void test_threads_same_bits(void **state)
