@@ -3,6 +3,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -127,23 +128,31 @@ const char *fl_mode_what(mode_t mode)
                                               : "something else";
 }
 
-fl_status fl_file_read_regular(const char *path, size_t max, char **out, size_t *len, char *err,
-                               size_t errlen)
+/* Opens path without blocking (a FIFO without a writer, or some devices, would wait for good)
+ * and stats it: FL_OK with *fd and *st, else FL_ERR_IO ("PATH: reason"). */
+static fl_status open_nonblocking(const char *path, int *fd, struct stat *st, char *err,
+                                  size_t errlen)
 {
-    /* O_NONBLOCK: opening a FIFO without a writer (or some devices) would wait for good */
-    const int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
-    if (fd < 0)
+    *fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
+    if (*fd < 0)
         return fl_errf(err, errlen, FL_ERR_IO, "%s: %s", path, strerror(errno));
-    struct stat st;
-    if (fstat(fd, &st) != 0) {
+    if (fstat(*fd, st) != 0) {
         const int e = errno;
-        close(fd);
+        close(*fd);
         return fl_errf(err, errlen, FL_ERR_IO, "%s: %s", path, strerror(e));
     }
-    if (!S_ISREG(st.st_mode)) {
+    return FL_OK;
+}
+
+/* Reads the regular file fd (from open_nonblocking; closed here) to its end, or refuses (and
+ * closes) fd of another kind. */
+static fl_status read_regular_fd(int fd, const struct stat *st, const char *path, size_t max,
+                                 char **out, size_t *len, char *err, size_t errlen)
+{
+    if (!S_ISREG(st->st_mode)) {
         close(fd);
         return fl_errf(err, errlen, FL_ERR_IO, "%s: %s, not a regular file", path,
-                       fl_mode_what(st.st_mode));
+                       fl_mode_what(st->st_mode));
     }
     FILE *f = fdopen(fd, "rb");
     if (!f) {
@@ -152,6 +161,99 @@ fl_status fl_file_read_regular(const char *path, size_t max, char **out, size_t 
         return fl_errf(err, errlen, FL_ERR_IO, "%s: %s", path, strerror(e));
     }
     return read_stream(f, path, max, out, len, err, errlen);
+}
+
+fl_status fl_file_read_regular(const char *path, size_t max, char **out, size_t *len, char *err,
+                               size_t errlen)
+{
+    int fd;
+    struct stat st;
+    const fl_status s = open_nonblocking(path, &fd, &st, err, errlen);
+    return s != FL_OK ? s : read_regular_fd(fd, &st, path, max, out, len, err, errlen);
+}
+
+/* Reads the FIFO or pipe fd (opened without blocking; closed here) to its end, waiting at most
+ * wait_s at a time for its writer (fl_file_read_wait). A read that returns 0 means "no writer
+ * now": the end once a writer has been there (bytes came, or poll saw it hang up), else a writer
+ * still to come. poll only reports a hang-up of a writer that came after the open, so a pipe
+ * whose writer finished before it is read is ended by its bytes' end. */
+static fl_status read_fifo(int fd, const char *path, size_t max, double wait_s, char **out,
+                           size_t *len, char *err, size_t errlen)
+{
+    size_t cap = 4096, n = 0;
+    char *buf = malloc(cap);
+    fl_status st = FL_OK;
+    int hup = 0;
+    const int wait_ms = wait_s <= 0.0 ? 0 : wait_s >= 3600.0 ? 3600000 : (int)(wait_s * 1000.0);
+    while (buf) {
+        if (n == cap) {
+            if (cap > max) {
+                st = fl_errf(err, errlen, FL_ERR_IO, "%s: file too large", path);
+                break;
+            }
+            char *nb = realloc(buf, cap * 2);
+            if (!nb) {
+                free(buf);
+                buf = NULL;
+                break;
+            }
+            buf = nb;
+            cap *= 2;
+        }
+        const ssize_t r = read(fd, buf + n, cap - n);
+        if (r > 0) {
+            n += (size_t)r;
+            continue;
+        }
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
+            st = fl_errf(err, errlen, FL_ERR_IO, "%s: %s", path, strerror(errno));
+            break;
+        }
+        if (r == 0 && (n > 0 || hup))
+            break; /* the end */
+        struct pollfd p = {fd, POLLIN, 0};
+        int pr;
+        do
+            pr = poll(&p, 1, wait_ms);
+        while (pr < 0 && errno == EINTR);
+        if (pr < 0) {
+            st = fl_errf(err, errlen, FL_ERR_IO, "%s: %s", path, strerror(errno));
+            break;
+        }
+        if (pr == 0) {
+            st = fl_errf(err, errlen, FL_ERR_IO, "%s: a FIFO that no process %s within %g s", path,
+                         n ? "finished writing" : "wrote to", wait_s);
+            break;
+        }
+        hup |= (p.revents & POLLHUP) != 0;
+    }
+    close(fd);
+    if (!buf)
+        return fl_errf(err, errlen, FL_ERR_NOMEM, "%s: out of memory", path);
+    if (st == FL_OK && n > max)
+        st = fl_errf(err, errlen, FL_ERR_IO, "%s: file too large", path);
+    if (st != FL_OK) {
+        free(buf);
+        return st;
+    }
+    *out = buf;
+    *len = n;
+    return FL_OK;
+}
+
+fl_status fl_file_read_wait(const char *path, size_t max, double wait_s, char **out, size_t *len,
+                            char *err, size_t errlen)
+{
+    int fd;
+    struct stat st;
+    const fl_status s = open_nonblocking(path, &fd, &st, err, errlen);
+    if (s != FL_OK)
+        return s;
+    if (S_ISFIFO(st.st_mode))
+        return read_fifo(fd, path, max, wait_s, out, len, err, errlen);
+    return read_regular_fd(fd, &st, path, max, out, len, err, errlen);
 }
 
 int fl_write_all(int fd, const void *p, size_t n)

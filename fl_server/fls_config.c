@@ -1177,11 +1177,14 @@ fls_status fls_options_load_file(fls_options *o, const char *path, char *err, si
         err[0] = 0;
     if (!o || !path)
         return FLS_ERR_INVALID_ARG;
-    /* A regular file only: a FIFO (no writer) would block the start, and --check, for good; a
-     * directory or a device is no configuration either. */
+    /* A regular file, or a FIFO or pipe (`--config <(envsubst < fl.yaml.in)`) whose writer is
+     * waited for FLS_CONFIG_FIFO_WAIT_S at most: one without a writer would otherwise block the
+     * start, and --check, for good. A directory or a device is no configuration. The file is
+     * read once: a reload (SIGHUP) does not read it again. */
     char *buf = NULL;
     size_t n = 0;
-    const fl_status rs = fl_file_read_regular(path, FLS_CONFIG_MAX_BYTES, &buf, &n, err, errlen);
+    const fl_status rs = fl_file_read_wait(path, FLS_CONFIG_MAX_BYTES, FLS_CONFIG_FIFO_WAIT_S, &buf,
+                                           &n, err, errlen);
     if (rs != FL_OK)
         return fls_status_of(rs);
     const fls_status st = fls_options_load_mem(o, buf, n, path, err, errlen);

@@ -23,6 +23,8 @@
 #define FLS_PATH_MAX 1024
 #define FLS_Z85_LEN FL_KEY_Z85_LEN /* a CURVE key in Z85 text */
 #define FLS_CONFIG_MAX_BYTES (1u << 20)
+/* How long a --config FIFO or pipe is waited for: its first bytes, each next ones, its end. */
+#define FLS_CONFIG_FIFO_WAIT_S 10.0
 #define FLS_N_KEYS 64                /* rows of the key table (fls_config.c checks it) */
 #define FLS_ORIGIN_MAX 192           /* "fl.yaml:7", "--arch x": longer ones are shortened */
 

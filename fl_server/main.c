@@ -204,7 +204,8 @@ static void usage(FILE *f)
             "Settings come from the YAML file, then from flags, in order: a later one wins.\n"
             "\n"
             "Flags:\n"
-            "  --config FILE          YAML configuration (sections and keys below); one only\n"
+            "  --config FILE          YAML configuration (sections and keys below); one only; a\n"
+            "                         file, or a pipe: --config <(envsubst < fl.yaml.in)\n"
             "  --set KEY=VALUE        set any key below\n");
     for (size_t i = 0; i < N_FLAGS; i++)
         fprintf(f, "  %-22s sets %s%s\n", FLAGS[i].flag, FLAGS[i].key,

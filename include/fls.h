@@ -77,10 +77,12 @@ void fls_options_free(fls_options *o); /* NULL is a no-op */
  * the file (name), line and key, e.g. "fl.yaml:12: round.clients: 'ten' is not an unsigned
  * integer". A YAML syntax error anywhere in the text is reported before any key is read, as
  * "fl.yaml:LINE:COLUMN: YAML syntax error: PROBLEM (CONTEXT at line L, column C)" (libyaml's
- * words). load_file also returns FLS_ERR_IO (cannot read; input capped at 1 MiB; the file must
- * be a regular one: a FIFO, a directory or a device is refused at once, "PATH: a FIFO, not a
- * regular file", since a FIFO without a writer would block the read for good). On error o
- * may hold some of the file's values: discard it. err may be NULL. */
+ * words). load_file also returns FLS_ERR_IO (cannot read; input capped at 1 MiB; a directory or
+ * a device is refused at once, "PATH: a directory, not a regular file"; a FIFO or a pipe, as a
+ * shell's `<(command)`, is read to its end, waiting at most 10 s at a time for its writer, and
+ * refused after that, "PATH: a FIFO that no process wrote to within 10 s", where a FIFO without
+ * a writer would block the read for good). On error o may hold some of the file's values:
+ * discard it. err may be NULL. */
 fls_status fls_options_load_file(fls_options *o, const char *path, char *err, size_t errlen);
 fls_status fls_options_load_mem(fls_options *o, const char *buf, size_t len, const char *name,
                                 char *err, size_t errlen);

@@ -12,6 +12,8 @@
 #include <errno.h>
 #include <dirent.h>
 #include <fcntl.h>
+#include <signal.h>
+#include <sys/wait.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <openssl/core_names.h>
@@ -810,6 +812,102 @@ static void test_endpoint_parts(void **state)
             fail_msg("'%s' taken as port %ld", bad[i], fl_port_number(bad[i]));
 }
 
+/* A child that opens path for writing, then writes each of the n parts after `gap` seconds
+ * (keep_open: then holds the FIFO open without writing for good, until killed). */
+static pid_t fifo_writer(const char *path, const char *const *parts, int n, double gap, int keep_open)
+{
+    const pid_t pid = fork();
+    if (pid == 0) {
+        const int fd = open(path, O_WRONLY);
+        for (int i = 0; fd >= 0 && i < n; i++) {
+            usleep((useconds_t)(gap * 1e6));
+            if (write(fd, parts[i], strlen(parts[i])) < 0)
+                _exit(1);
+        }
+        while (keep_open)
+            pause();
+        _exit(fd >= 0 ? 0 : 1);
+    }
+    return pid;
+}
+
+/* fl_file_read_wait (fl_server's --config): a regular file as fl_file_read_regular reads it; a
+ * FIFO or a pipe read to its end whatever its writer's pace, whether the writer comes after the
+ * open or finished before it; a FIFO that no process writes to, or whose writer stops without
+ * closing it, is refused after the wait, where a blocking read would wait for good and a read
+ * without waiting would take it for an empty file. */
+static void test_file_read_wait(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/fl-test-readwait-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    char path[256], fifo[256], err[512], *text = NULL;
+    size_t len = 0;
+    snprintf(path, sizeof path, "%s/regular", dir);
+    snprintf(fifo, sizeof fifo, "%s/fifo", dir);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs("run:\n  seed: 3\n", f);
+    fclose(f);
+    assert_int_equal(fl_file_read_wait(path, 1024, 0.2, &text, &len, err, sizeof err), FL_OK);
+    assert_int_equal(len, 15);
+    assert_memory_equal(text, "run:\n  seed: 3\n", len);
+    free(text);
+    assert_int_equal(fl_file_read_wait(dir, 1024, 0.2, &text, &len, err, sizeof err), FL_ERR_IO);
+    assert_non_null(strstr(err, ": a directory, not a regular file"));
+    assert_int_equal(fl_file_read_wait("/dev/null", 1024, 0.2, &text, &len, err, sizeof err),
+                     FL_ERR_IO);
+    assert_string_equal(err, "/dev/null: a device, not a regular file");
+    assert_int_equal(mkfifo(fifo, 0600), 0);
+    /* no writer: refused after the wait (not read as an empty file) */
+    double t0 = fl_time_mono_s();
+    assert_int_equal(fl_file_read_wait(fifo, 1024, 0.3, &text, &len, err, sizeof err), FL_ERR_IO);
+    char want[400];
+    snprintf(want, sizeof want, "%s: a FIFO that no process wrote to within 0.3 s", fifo);
+    assert_string_equal(err, want);
+    assert_true(fl_time_mono_s() - t0 >= 0.25);
+    /* a writer that comes after the open and writes in three parts, a pause before each */
+    static const char *const parts[] = {"model:\n", "  arch: mlp:4-3-2\n", "run:\n  seed: 9\n"};
+    pid_t w = fifo_writer(fifo, parts, 3, 0.1, 0);
+    assert_int_equal(fl_file_read_wait(fifo, 1024, 5.0, &text, &len, err, sizeof err), FL_OK);
+    assert_int_equal(len, 40);
+    assert_memory_equal(text, "model:\n  arch: mlp:4-3-2\nrun:\n  seed: 9\n", len);
+    free(text);
+    int ws;
+    assert_int_equal(waitpid(w, &ws, 0), w);
+    /* a writer that stops without closing: refused after the wait, as such */
+    w = fifo_writer(fifo, parts, 1, 0.0, 1);
+    assert_int_equal(fl_file_read_wait(fifo, 1024, 0.3, &text, &len, err, sizeof err), FL_ERR_IO);
+    snprintf(want, sizeof want, "%s: a FIFO that no process finished writing within 0.3 s", fifo);
+    assert_string_equal(err, want);
+    kill(w, SIGKILL);
+    waitpid(w, &ws, 0);
+    /* more than max bytes: refused */
+    static const char *const big[] = {"0123456789abcdef0123456789abcdef"};
+    w = fifo_writer(fifo, big, 1, 0.0, 0);
+    assert_int_equal(fl_file_read_wait(fifo, 16, 5.0, &text, &len, err, sizeof err), FL_ERR_IO);
+    assert_non_null(strstr(err, ": file too large"));
+    waitpid(w, &ws, 0);
+    /* a pipe (a shell's <(command): /dev/fd/N) whose writer finished and closed before the read:
+     * its bytes, then the end (poll sees no hang-up of a writer that left before the open) */
+    int p[2];
+    assert_int_equal(pipe(p), 0);
+    assert_int_equal(write(p[1], "a: 1\n", 5), 5);
+    close(p[1]);
+    char devfd[64];
+    snprintf(devfd, sizeof devfd, "/dev/fd/%d", p[0]);
+    t0 = fl_time_mono_s();
+    assert_int_equal(fl_file_read_wait(devfd, 1024, 5.0, &text, &len, err, sizeof err), FL_OK);
+    assert_true(fl_time_mono_s() - t0 < 2.0);
+    assert_int_equal(len, 5);
+    assert_memory_equal(text, "a: 1\n", 5);
+    free(text);
+    close(p[0]);
+    unlink(fifo);
+    unlink(path);
+    rmdir(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -824,6 +922,7 @@ int main(void)
         cmocka_unit_test(test_path_dir),
         cmocka_unit_test(test_dir_writable),
         cmocka_unit_test(test_atomic_write),
+        cmocka_unit_test(test_file_read_wait),
         cmocka_unit_test(test_atomic_open_fails),
         cmocka_unit_test(test_atomic_sweep),
         cmocka_unit_test(test_lock_path),

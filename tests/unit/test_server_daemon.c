@@ -1225,11 +1225,11 @@ static void test_secret_key_not_regular(void **state)
     unlink(fifo);
 }
 
-/* Every file the server reads from a path the operator gave must be a regular one: a FIFO (with
- * no writer) would block its reader for good. The allow-list, the configuration file, the
- * checkpoint to resume and CHECKPOINT.ids beside it are refused at once, by --check and by the
- * start (they used to hang both), each naming what the path is. A guard alarm turns a hang into
- * a failure. */
+/* Every file the server reads again, from a path the operator gave, must be a regular one: a
+ * FIFO (with no writer) would block its reader for good. The allow-list, the checkpoint to resume
+ * and CHECKPOINT.ids beside it are refused at once, by --check and by the start (they used to hang
+ * both), each naming what the path is. The configuration file, read once, may be a FIFO with a
+ * writer. A guard alarm turns a hang into a failure. */
 static void test_operator_files_not_regular(void **state)
 {
     (void)state;
@@ -1265,12 +1265,31 @@ static void test_operator_files_not_regular(void **state)
         fls_options_free(o);
         free(lb);
     }
-    /* the configuration file */
+    /* the configuration file: a directory or a device is refused; a FIFO is read once a
+     * process writes it (`--config <(envsubst < fl.yaml.in)`; one that no process writes is
+     * refused after a wait: test_common's test_file_read_wait) */
     fls_options *o = NULL;
     assert_int_equal(fls_options_new(&o), FLS_OK);
-    assert_int_equal(fls_options_load_file(o, fifo, err, sizeof err), FLS_ERR_IO);
-    snprintf(want, sizeof want, "%s: a FIFO, not a regular file", fifo);
-    assert_string_equal(err, want);
+    assert_int_equal(fls_options_load_file(o, "/", err, sizeof err), FLS_ERR_IO);
+    assert_string_equal(err, "/: a directory, not a regular file");
+    assert_int_equal(fls_options_load_file(o, "/dev/null", err, sizeof err), FLS_ERR_IO);
+    assert_string_equal(err, "/dev/null: a device, not a regular file");
+    const pid_t w = fork();
+    if (w == 0) {
+        FILE *f = fopen(fifo, "w");
+        _exit(f && fputs("run:\n  seed: 77\n", f) >= 0 && fclose(f) == 0 ? 0 : 1);
+    }
+    if (fls_options_load_file(o, fifo, err, sizeof err) != FLS_OK) {
+        kill(w, SIGKILL); /* it waits in its open for a reader */
+        waitpid(w, NULL, 0);
+        fail_msg("--config FIFO with a writer: %s", err);
+    }
+    char seed[32];
+    assert_int_equal(fls_options_get(o, "run.seed", seed, sizeof seed), FLS_OK);
+    assert_string_equal(seed, "77");
+    int ws;
+    assert_int_equal(waitpid(w, &ws, 0), w);
+    assert_true(WIFEXITED(ws) && WEXITSTATUS(ws) == 0);
     fls_options_free(o);
     /* the checkpoint to resume, and the client-id file beside a checkpoint */
     char ckpt[400], ids[420];
@@ -1305,8 +1324,8 @@ static void test_operator_files_not_regular(void **state)
     }
     unlink(ckpt);
     unlink(ids);
-    /* fl_server: --check exits at once (timeout's 124 if it hung): 3 for the allow-list, 2 for
-     * the configuration file */
+    /* fl_server: --check exits at once (timeout's 124 if it hung): 3 for the allow-list; a
+     * configuration from a shell's <(...) is read */
     const char *root = getenv("FEDROP_BUILD_ROOT");
     if (root) {
         char cmd[1400];
@@ -1318,11 +1337,11 @@ static void test_operator_files_not_regular(void **state)
         if (rc != 3 || !said)
             fail_msg("fl_server --check --allow-list FIFO: exit %d, message %s", rc,
                      said ? "given" : "missing");
-        snprintf(cmd, sizeof cmd, "timeout 10 '%s/fl_server/fl_server' --check --config '%s' 2>&1",
-                 root, fifo);
-        rc = sh_run(cmd, want, &said, NULL, 0);
-        if (rc != 2 || !said)
-            fail_msg("fl_server --check --config FIFO: exit %d, message %s", rc,
+        snprintf(cmd, sizeof cmd, "timeout 10 bash -c \"'%s/fl_server/fl_server' --check "
+                 "--insecure --config <(printf 'run:\\n  seed: 41\\n')\" 2>&1", root);
+        rc = sh_run(cmd, "run.seed = 41", &said, NULL, 0);
+        if (rc != 0 || !said)
+            fail_msg("fl_server --check --config <(...): exit %d, run.seed %s", rc,
                      said ? "given" : "missing");
     }
     alarm(0);
