@@ -1,4 +1,5 @@
 #include "fl_fs.h"
+#include "fl_time.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -174,9 +175,11 @@ fl_status fl_file_read_regular(const char *path, size_t max, char **out, size_t 
 
 /* Reads the FIFO or pipe fd (opened without blocking; closed here) to its end, waiting at most
  * wait_s at a time for its writer (fl_file_read_wait). A read that returns 0 means "no writer
- * now": the end once a writer has been there (bytes came, or poll saw it hang up), else a writer
- * still to come. poll only reports a hang-up of a writer that came after the open, so a pipe
- * whose writer finished before it is read is ended by its bytes' end. */
+ * now": the end once a writer has been there (bytes came, or poll saw a hang-up), else a writer
+ * still to come. On a named FIFO poll reports only the hang-up of a writer that came after the
+ * open; a pipe reopened through /dev/fd/N (a shell's <(command)) reports it also when its writer
+ * left before the open. Either way the bytes come first, and the end after them. A signal does
+ * not restart the wait: it ends wait_s after the last bytes (or the open). */
 static fl_status read_fifo(int fd, const char *path, size_t max, double wait_s, char **out,
                            size_t *len, char *err, size_t errlen)
 {
@@ -184,7 +187,11 @@ static fl_status read_fifo(int fd, const char *path, size_t max, double wait_s, 
     char *buf = malloc(cap);
     fl_status st = FL_OK;
     int hup = 0;
-    const int wait_ms = wait_s <= 0.0 ? 0 : wait_s >= 3600.0 ? 3600000 : (int)(wait_s * 1000.0);
+    if (!(wait_s >= 0.0)) /* NaN too */
+        wait_s = 0.0;
+    if (wait_s > 3600.0)
+        wait_s = 3600.0;
+    double until = fl_time_mono_s() + wait_s;
     while (buf) {
         if (n == cap) {
             if (cap > max) {
@@ -203,6 +210,7 @@ static fl_status read_fifo(int fd, const char *path, size_t max, double wait_s, 
         const ssize_t r = read(fd, buf + n, cap - n);
         if (r > 0) {
             n += (size_t)r;
+            until = fl_time_mono_s() + wait_s;
             continue;
         }
         if (r < 0 && errno == EINTR)
@@ -215,9 +223,10 @@ static fl_status read_fifo(int fd, const char *path, size_t max, double wait_s, 
             break; /* the end */
         struct pollfd p = {fd, POLLIN, 0};
         int pr;
-        do
-            pr = poll(&p, 1, wait_ms);
-        while (pr < 0 && errno == EINTR);
+        do {
+            const double left = until - fl_time_mono_s();
+            pr = poll(&p, 1, left <= 0.0 ? 0 : (int)(left * 1000.0) + 1);
+        } while (pr < 0 && errno == EINTR);
         if (pr < 0) {
             st = fl_errf(err, errlen, FL_ERR_IO, "%s: %s", path, strerror(errno));
             break;

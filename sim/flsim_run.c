@@ -1040,11 +1040,11 @@ static fl_status feed_start(sim *S, round_acc *ra, job *j, feed_cur *c)
     return FL_OK;
 }
 
-/* The next chunk of c's update, if one is left and none was refused: 1 if one went (or an
- * internal error is in *st), else 0. */
-static int feed_chunk(sim *S, feed_cur *c, fl_status *st)
+/* The next chunk of c's update, if one is left and none was refused (and, with hold_last, it is
+ * not the update's last one): 1 if one went (or an internal error is in *st), else 0. */
+static int feed_chunk(sim *S, feed_cur *c, int hold_last, fl_status *st)
 {
-    if (!c->sending || c->ms != FL_OK)
+    if (!c->sending || c->ms != FL_OK || (hold_last && c->ci + 1 >= c->j->n_chunks))
         return 0;
     while (c->t < c->n_tensors && c->i >= c->hdr[c->t].n_chunks) {
         c->t++;
@@ -1105,8 +1105,8 @@ static fl_status feed_end(sim *S, round_acc *ra, feed_cur *c)
  * i + 1. The fold of a chunk is an integer sum into its slice of the accumulator, the same bits in
  * any order (fls_agg.c), and a slice folded n times in a row stays in the cache, where one job
  * after the other would bring the whole accumulator in again for every job. The caller makes sure
- * that none of these updates can close the round (feed_ready): the updates commit in this order,
- * at their last chunks, as they would one by one. */
+ * that none of these updates can close the round (feed_ready); the last chunks go in this order,
+ * so the updates commit in it, as they would one by one. */
 static fl_status feed_group(sim *S, round_acc *ra, job **g, size_t n)
 {
     feed_cur *cur = S->fcur;
@@ -1117,10 +1117,17 @@ static fl_status feed_group(sim *S, round_acc *ra, job **g, size_t n)
     for (int more = 1; more && st == FL_OK;) {
         more = 0;
         for (size_t k = 0; k < started && st == FL_OK; k++)
-            more |= feed_chunk(S, &cur[k], &st);
+            more |= feed_chunk(S, &cur[k], n > 1, &st);
     }
+    /* The last chunks, which commit the updates, in the group's order whatever their chunk
+     * counts (the weight cap and max_updates make the order of commits matter). */
+    for (size_t k = 0; k < started && st == FL_OK; k++)
+        while (feed_chunk(S, &cur[k], 0, &st) && st == FL_OK)
+            ;
     for (size_t k = 0; k < started && st == FL_OK; k++)
         st = feed_end(S, ra, &cur[k]);
+    /* An error here ends the run: updates of the group left receiving keep borrowing their
+     * payloads, which sim_free frees only after the server core. */
     return st;
 }
 
@@ -1780,8 +1787,8 @@ static fl_status setup(sim *S, const flsim_config *cfg, const flsim_data *data,
     snprintf(sc.down_codec, sizeof sc.down_codec, "%s", cfg->down_codec);
     snprintf(sc.up_codec, sizeof sc.up_codec, "%s", cfg->up_codec);
     sc.chunk_elems = cfg->chunk_elems;
-    /* a staging buffer for each update of a feed_group (allocated on first use; a borrowed
-     * float32 payload is folded in place and never touches it) */
+    /* a staging buffer for each update of a feed_group (allocated on first use, not zeroed: a
+     * borrowed float32 payload is folded in place, and the buffer's pages are never touched) */
     S->feed_group = !cfg->feed_group ? FEED_GROUP
                     : cfg->feed_group > FEED_GROUP_MAX ? FEED_GROUP_MAX : cfg->feed_group;
     sc.agg.max_open = (int)S->feed_group;

@@ -812,20 +812,23 @@ static void test_endpoint_parts(void **state)
             fail_msg("'%s' taken as port %ld", bad[i], fl_port_number(bad[i]));
 }
 
-/* A child that opens path for writing, then writes each of the n parts after `gap` seconds
- * (keep_open: then holds the FIFO open without writing for good, until killed). */
-static pid_t fifo_writer(const char *path, const char *const *parts, int n, double gap, int keep_open)
+/* A child that opens path for writing, then writes each of the n parts after `gap` seconds;
+ * then, with sync >= 0, writes a byte to sync and holds the FIFO open without writing (until
+ * killed). An alarm ends it after 20 s whatever happens (a reader that never came). */
+static pid_t fifo_writer(const char *path, const char *const *parts, int n, double gap, int sync)
 {
     const pid_t pid = fork();
     if (pid == 0) {
+        alarm(20);
         const int fd = open(path, O_WRONLY);
         for (int i = 0; fd >= 0 && i < n; i++) {
             usleep((useconds_t)(gap * 1e6));
             if (write(fd, parts[i], strlen(parts[i])) < 0)
                 _exit(1);
         }
-        while (keep_open)
-            pause();
+        if (sync >= 0 && write(sync, "s", 1) == 1)
+            for (;;)
+                pause();
         _exit(fd >= 0 ? 0 : 1);
     }
     return pid;
@@ -868,28 +871,45 @@ static void test_file_read_wait(void **state)
     assert_true(fl_time_mono_s() - t0 >= 0.25);
     /* a writer that comes after the open and writes in three parts, a pause before each */
     static const char *const parts[] = {"model:\n", "  arch: mlp:4-3-2\n", "run:\n  seed: 9\n"};
-    pid_t w = fifo_writer(fifo, parts, 3, 0.1, 0);
+    pid_t w = fifo_writer(fifo, parts, 3, 0.1, -1);
     assert_int_equal(fl_file_read_wait(fifo, 1024, 5.0, &text, &len, err, sizeof err), FL_OK);
     assert_int_equal(len, 40);
     assert_memory_equal(text, "model:\n  arch: mlp:4-3-2\nrun:\n  seed: 9\n", len);
     free(text);
     int ws;
     assert_int_equal(waitpid(w, &ws, 0), w);
-    /* a writer that stops without closing: refused after the wait, as such */
-    w = fifo_writer(fifo, parts, 1, 0.0, 1);
-    assert_int_equal(fl_file_read_wait(fifo, 1024, 0.3, &text, &len, err, sizeof err), FL_ERR_IO);
-    snprintf(want, sizeof want, "%s: a FIFO that no process finished writing within 0.3 s", fifo);
-    assert_string_equal(err, want);
+    /* a writer that stops without closing: refused after the wait, as such (a reader of our own
+     * lets the writer's open through, and its part is in the FIFO before the read begins) */
+    int sync[2];
+    assert_int_equal(pipe(sync), 0);
+    const int held = open(fifo, O_RDONLY | O_NONBLOCK);
+    assert_true(held >= 0);
+    w = fifo_writer(fifo, parts, 1, 0.0, sync[1]);
+    char c;
+    assert_int_equal(read(sync[0], &c, 1), 1);
+    const fl_status stalled = fl_file_read_wait(fifo, 1024, 0.3, &text, &len, err, sizeof err);
     kill(w, SIGKILL);
     waitpid(w, &ws, 0);
+    close(held);
+    close(sync[0]);
+    close(sync[1]);
+    assert_int_equal(stalled, FL_ERR_IO);
+    snprintf(want, sizeof want, "%s: a FIFO that no process finished writing within 0.3 s", fifo);
+    assert_string_equal(err, want);
     /* more than max bytes: refused */
     static const char *const big[] = {"0123456789abcdef0123456789abcdef"};
-    w = fifo_writer(fifo, big, 1, 0.0, 0);
+    w = fifo_writer(fifo, big, 1, 0.0, -1);
     assert_int_equal(fl_file_read_wait(fifo, 16, 5.0, &text, &len, err, sizeof err), FL_ERR_IO);
     assert_non_null(strstr(err, ": file too large"));
     waitpid(w, &ws, 0);
+    /* exactly max bytes: read */
+    w = fifo_writer(fifo, big, 1, 0.0, -1);
+    assert_int_equal(fl_file_read_wait(fifo, 32, 5.0, &text, &len, err, sizeof err), FL_OK);
+    assert_int_equal(len, 32);
+    free(text);
+    waitpid(w, &ws, 0);
     /* a pipe (a shell's <(command): /dev/fd/N) whose writer finished and closed before the read:
-     * its bytes, then the end (poll sees no hang-up of a writer that left before the open) */
+     * its bytes, then the end at once */
     int p[2];
     assert_int_equal(pipe(p), 0);
     assert_int_equal(write(p[1], "a: 1\n", 5), 5);
