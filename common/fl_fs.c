@@ -66,6 +66,23 @@ int fl_parent_writable(const char *path)
     return e ? e : fl_dir_writable(dir);
 }
 
+/* A full read buffer *buf of *cap bytes doubled: 0; 1 when it already holds more than max (left
+ * as it is: the file is too large); -1 out of memory (*buf freed and NULL). */
+static int room(char **buf, size_t *cap, size_t max)
+{
+    if (*cap > max)
+        return 1;
+    char *nb = realloc(*buf, *cap * 2);
+    if (!nb) {
+        free(*buf);
+        *buf = NULL;
+        return -1;
+    }
+    *buf = nb;
+    *cap *= 2;
+    return 0;
+}
+
 /* Reads f to its end (and closes it): fl_file_read's loop, for a stream already open. */
 static fl_status read_stream(FILE *f, const char *path, size_t max, char **out, size_t *len,
                              char *err, size_t errlen)
@@ -77,18 +94,8 @@ static fl_status read_stream(FILE *f, const char *path, size_t max, char **out, 
     size_t cap = 4096, n = 0;
     char *buf = malloc(cap);
     while (buf) {
-        if (n == cap) {
-            if (cap > max)
-                break;
-            char *nb = realloc(buf, cap * 2);
-            if (!nb) {
-                free(buf);
-                buf = NULL;
-                break;
-            }
-            buf = nb;
-            cap *= 2;
-        }
+        if (n == cap && room(&buf, &cap, max) != 0)
+            break;
         errno = 0;
         const size_t r = fread(buf + n, 1, cap - n, f);
         n += r;
@@ -193,19 +200,10 @@ static fl_status read_fifo(int fd, const char *path, size_t max, double wait_s, 
         wait_s = 3600.0;
     double until = fl_time_mono_s() + wait_s;
     while (buf) {
-        if (n == cap) {
-            if (cap > max) {
+        if (n == cap && room(&buf, &cap, max) != 0) {
+            if (buf)
                 st = fl_errf(err, errlen, FL_ERR_IO, "%s: file too large", path);
-                break;
-            }
-            char *nb = realloc(buf, cap * 2);
-            if (!nb) {
-                free(buf);
-                buf = NULL;
-                break;
-            }
-            buf = nb;
-            cap *= 2;
+            break;
         }
         const ssize_t r = read(fd, buf + n, cap - n);
         if (r > 0) {
