@@ -178,8 +178,26 @@ echo "target with no evaluation before the last round: warned"
 rc=0
 "$FL_SIM" --config "$DIR" >/dev/null 2>"$DIR/cfgdir.err" || rc=$?
 [ "$rc" -eq 2 ] || fail "--config DIR: exit status $rc, not 2"
-grep -qx "fl_sim: $DIR: Is a directory" "$DIR/cfgdir.err" || fail "--config DIR: $(cat "$DIR/cfgdir.err")"
+grep -qx "fl_sim: $DIR: a directory, not a regular file" "$DIR/cfgdir.err" ||
+    fail "--config DIR: $(cat "$DIR/cfgdir.err")"
 echo "--config DIR: says it is a directory"
+# --config a FIFO (as a shell's <(...) gives a pipe): read once its writer comes; its relative
+# paths are taken from where fl_sim runs (a pipe has no directory), as its output is.
+mkfifo "$DIR/cfg.fifo"
+printf 'rounds: 2\nout: %s/fifo-run\n' "$DIR" >"$DIR/cfg.fifo" &
+rc=0
+"$FL_SIM" $ARGS --config "$DIR/cfg.fifo" >/dev/null 2>"$DIR/cfgfifo.err" || rc=$?
+wait
+[ "$rc" -eq 0 ] || fail "--config FIFO: exit status $rc ($(cat "$DIR/cfgfifo.err"))"
+grep -q '"rounds": 2,' "$DIR/fifo-run/summary.json" || fail "--config FIFO: not read"
+printf 'trace: nowhere.csv\n' >"$DIR/cfg.fifo" &
+rc=0
+"$FL_SIM" $ARGS --config "$DIR/cfg.fifo" >/dev/null 2>"$DIR/cfgfifo.err" || rc=$?
+wait
+[ "$rc" -ne 0 ] || fail "--config FIFO naming a missing trace: exit status 0"
+grep -q "nowhere.csv" "$DIR/cfgfifo.err" && ! grep -q "$DIR/nowhere.csv" "$DIR/cfgfifo.err" ||
+    fail "--config FIFO: its trace taken beside it: $(cat "$DIR/cfgfifo.err")"
+echo "--config FIFO: read, its paths from where fl_sim runs"
 rc=0
 "$FL_SIM" --config= >/dev/null 2>"$DIR/cfgempty.err" || rc=$?
 [ "$rc" -eq 2 ] || fail "--config=: exit status $rc, not 2"

@@ -5,8 +5,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "flm_arch.h"
+#include "fl_fs.h"
 #include "flsim.h"
 #include "flsim_internal.h"
 #include "flz.h"
@@ -638,31 +640,14 @@ static int rebase_spec(char *spec, size_t cap, const char *dir, int dirlen)
 
 fl_status flsim_config_load_yaml(flsim_config *c, const char *path, char *err, size_t errlen)
 {
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        if (err && errlen)
-            snprintf(err, errlen, "%s: %s", path, strerror(errno));
-        return FL_ERR_IO;
-    }
-    /* Config files are small: a hard cap keeps a wrong path (a dataset) from being slurped. */
-    enum { CAP = 1 << 20 };
-    char *buf = malloc(CAP);
-    if (!buf) {
-        fclose(f);
-        return FL_ERR_NOMEM;
-    }
-    errno = 0;
-    const size_t n = fread(buf, 1, CAP, f);
-    const int too_big = n == CAP, bad = ferror(f);
-    const int read_errno = errno; /* a directory opens, then fails to read: EISDIR */
-    fclose(f);
-    fl_status st;
-    if (bad || too_big) {
-        if (err && errlen)
-            snprintf(err, errlen, "%s: %s", path,
-                     !bad ? "larger than 1 MiB" : read_errno ? strerror(read_errno) : "read error");
-        st = bad ? FL_ERR_IO : FL_ERR_CONFIG;
-    } else {
+    /* Config files are small: a hard cap keeps a wrong path (a dataset) from being slurped. A
+     * regular file, or a FIFO or pipe (`--config <(envsubst < run.yaml.in)`) whose writer is
+     * waited for 10 s at most at a time: a FIFO without a writer used to hang the start. */
+    enum { CAP = (1 << 20) - 1 };
+    char *buf = NULL;
+    size_t n = 0;
+    fl_status st = fl_file_read_wait(path, CAP, 10.0, &buf, &n, err, errlen);
+    if (st == FL_OK) {
         char before[sizeof c->trace], ds_before[sizeof c->dataset],
             tds_before[sizeof c->test_dataset];
         memcpy(before, c->trace, sizeof before);
@@ -671,8 +656,11 @@ fl_status flsim_config_load_yaml(flsim_config *c, const char *path, char *err, s
         st = flsim_config_parse_yaml(c, buf, n, path, err, errlen);
         /* What the file names to be read (a trace, a dataset's files) is the file's neighbour,
          * wherever fl_sim runs from (as the config's author wrote it); out stays where fl_sim
-         * runs: an output. A value the file did not change (set before it) is left alone. */
-        const char *sl = strrchr(path, '/');
+         * runs: an output. A value the file did not change (set before it) is left alone. A
+         * pipe has no neighbours (/dev/fd/63): its paths are taken from where fl_sim runs. */
+        struct stat sb;
+        const int piped = stat(path, &sb) == 0 && S_ISFIFO(sb.st_mode);
+        const char *sl = piped ? NULL : strrchr(path, '/');
         const int dirlen = sl ? (int)(sl - path) : 0;
         if (st == FL_OK && sl) {
             char *const specs[2] = {c->dataset, c->test_dataset};
