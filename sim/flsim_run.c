@@ -250,6 +250,7 @@ typedef struct job {
                                * (+ upload once known): job_lb of the byte counts below */
     double lb_down_bytes;     /* a lower bound of its download's bytes (exact once produced) */
     double lb_up_bytes;       /* ... of its upload's (0 until a same-size update is known) */
+    uint64_t up_fixed_bytes;  /* its update's bytes under a fixed-rate uplink codec, else 0 */
     double est;               /* an estimate of finish, for the processing order */
     size_t sub_params;        /* parameters of its submodel */
     double train_s;           /* wall time of its local SGD (inside flc_core_train) */
@@ -850,8 +851,10 @@ static double job_lb(const sim *S, const job *j, double t0)
 static fl_status prepare_jobs(sim *S, round_acc *ra)
 {
     const flm_arch *full = fls_core_arch(S->core);
-    flz_spec downs;
+    flz_spec downs, ups;
     const int down_ok = flz_spec_parse(S->cfg->down_codec, &downs, NULL, 0) == FL_OK;
+    const int up_fixed =
+        flz_spec_parse(S->cfg->up_codec, &ups, NULL, 0) == FL_OK && flz_spec_fixed_rate(&ups);
     ra->deadline = S->cfg->deadline_s > 0 ? ra->t0 + S->cfg->deadline_s : INFINITY;
     ra->quorum = S->n_jobs < S->cfg->per_round ? (uint32_t)S->n_jobs : S->cfg->per_round;
     size_t *ord = realloc(S->order, (S->n_jobs ? S->n_jobs : 1) * sizeof *ord);
@@ -889,6 +892,16 @@ static fl_status prepare_jobs(sim *S, round_acc *ra)
          * compute time. */
         j->lb_down_bytes = down_ok ? (double)flz_encode_size_min(&downs, sub.n_params) : 0.0;
         j->lb_up_bytes = 0.0;
+        /* A fixed-rate uplink's update size, chunk by chunk as the Task chunks it (the bytes a
+         * trained same-size update will have: the bounds count them once one is known; a
+         * failure is reported after them, finish_time) */
+        j->up_fixed_bytes = 0;
+        for (uint32_t t = 0; up_fixed && t < task.task.n_tensors; t++) {
+            const flp_tensor_header *h = &task.task.tensors[t];
+            for (uint64_t off = 0; off < h->numel; off += h->chunk_elems)
+                j->up_fixed_bytes += flz_encode_size_min(
+                    &ups, (size_t)(h->numel - off < h->chunk_elems ? h->numel - off : h->chunk_elems));
+        }
         j->lb = job_lb(S, j, ra->t0);
         const double bytes = 4.0 * (double)sub.n_params;
         j->sub_params = sub.n_params;
@@ -909,14 +922,20 @@ static fl_status prepare_jobs(sim *S, round_acc *ra)
 }
 
 /* The virtual time at which job j's update (or its failure) reaches the server. A client whose
- * training fails reports after its download and compute. */
+ * training fails reports when its update would have arrived: after its download, its compute, a
+ * latency and, with a fixed-rate uplink codec, the upload time of its update's size. (The real
+ * client's Error is short and comes sooner; but the lower bounds that let updates be fed while
+ * other clients train count a latency each way and, once a same-size update is known, the
+ * upload: an earlier failure could fall before updates already fed, and the run stopped, "fed
+ * out of virtual-time order".) */
 static double finish_time(const sim *S, const job *j, double t0)
 {
     const int ok = j->st == FL_OK;
     const flsim_timing tm = flsim_client_timing(&j->prof, j->bytes_down,
                                                 ok ? j->flops : j->flops_est,
-                                                ok ? j->bytes_up : 0, S->cfg->latency_s);
-    return t0 + (ok ? tm.total : tm.t_down + tm.t_compute);
+                                                ok ? j->bytes_up : j->up_fixed_bytes,
+                                                S->cfg->latency_s);
+    return t0 + tm.total;
 }
 
 /* A job whose estimated or actual arrival is not finite: rates that are > 0 but tiny (--flops

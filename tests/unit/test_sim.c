@@ -704,7 +704,7 @@ static void test_options_and_yaml(void **state)
  * (feed_group 1): the same model, virtual times and counts, round by round. *late and *deadline
  * count the late updates and the rounds closed by the deadline, *rounds the rounds. */
 static void pipelined_equals_batch(flsim_config c, uint32_t *late, uint32_t *deadline,
-                                   uint32_t *rounds)
+                                   uint32_t *rounds, uint32_t *failed)
 {
     flsim_result r[3];
     flsim_round_record *rec[3];
@@ -729,9 +729,13 @@ static void pipelined_equals_batch(flsim_config c, uint32_t *late, uint32_t *dea
             assert_memory_equal(&rec[0][i].mean_loss, &rec[b][i].mean_loss, sizeof(double));
         }
     }
+    if (failed)
+        *failed = 0;
     for (size_t i = 0; i < n[0]; i++) {
         *late += rec[0][i].late;
         *deadline += rec[0][i].closed_by == 2;
+        if (failed)
+            *failed += rec[0][i].failed;
     }
     for (int b = 0; b < 3; b++)
         free(rec[b]);
@@ -781,7 +785,7 @@ static void test_threads_same_bits(void **state)
         assert_int_equal(flsim_config_set(&c, "up-bps", "lognormal:5M:1", NULL, 0), FL_OK);
         assert_int_equal(flsim_config_set(&c, "up-codec", fd ? "rot+q4+zstd" : "q8", NULL, 0), FL_OK);
         uint32_t late = 0, deadline = 0, rounds = 0;
-        pipelined_equals_batch(c, &late, &deadline, &rounds);
+        pipelined_equals_batch(c, &late, &deadline, &rounds, NULL);
         print_message("pipelined = batch feeding: %u late updates, %u rounds closed by the deadline\n",
                       late, deadline);
         assert_true(late > 0);
@@ -803,7 +807,7 @@ static void test_threads_same_bits(void **state)
             assert_int_equal(flsim_config_set(&c, "up-bps", "5e6", NULL, 0), FL_OK);
         }
         uint32_t late, deadline, rounds;
-        pipelined_equals_batch(c, &late, &deadline, &rounds);
+        pipelined_equals_batch(c, &late, &deadline, &rounds, NULL);
     }
     /* Another seed is another run. */
     flsim_config c = small_config();
@@ -1382,6 +1386,36 @@ static void test_example_config_fits(void **state)
 #endif
 }
 
+/* Clients whose training fails (a diverging lr) beside a fixed-rate uplink and a latency. The
+ * lower bounds that let updates be fed while other clients train count a latency each way and,
+ * once a same-size update is known, the upload; a failure was reported after the download and
+ * compute alone, so it could fall before an update already fed, and the run stopped: "fed out of
+ * virtual-time order" (here: client 1465's failure, round 1). A failure is now reported when its
+ * update would have arrived: the run goes on, and feeding while others train gives what feeding
+ * after the round gives. Needs Fashion-MNIST (the synthetic sets did not make the case). */
+static void test_failures_keep_feed_order(void **state)
+{
+    (void)state;
+    flsim_config c = flsim_config_default();
+    char err[512];
+    flsim_data d;
+    if (flsim_data_load(&d, &c, err, sizeof err) != FL_OK)
+        skip();
+    flsim_data_free(&d);
+    static const char *const kv[][2] = {
+        {"clients", "2000"},   {"per-round", "300"},  {"rounds", "1"},
+        {"lr", "2"},           {"overcommit", "1.3"}, {"latency", "0.05"},
+        {"up-codec", "q8"},    {"flops", "lognormal:5e9:1.5"},
+        {"eval-every", "0"},   {"eval-samples", "100"}, {"quiet", "1"}};
+    for (size_t i = 0; i < sizeof kv / sizeof kv[0]; i++)
+        if (flsim_config_set(&c, kv[i][0], kv[i][1], err, sizeof err) != FL_OK)
+            fail_msg("%s", err);
+    uint32_t late, deadline, rounds, failed;
+    pipelined_equals_batch(c, &late, &deadline, &rounds, &failed);
+    print_message("%u clients failed their training in %u round(s)\n", failed, rounds);
+    assert_true(failed > 0);
+}
+
 /* A learning rate that diverges: every update fails, none is accepted, and the result says so
  * (fl_sim warns from these counts). */
 static void test_no_update_accepted(void **state)
@@ -1873,6 +1907,7 @@ int main(void)
         cmocka_unit_test(test_population),
         cmocka_unit_test(test_options_and_yaml),
         cmocka_unit_test(test_threads_same_bits),
+        cmocka_unit_test(test_failures_keep_feed_order),
         cmocka_unit_test(test_fold_pool),
         cmocka_unit_test(test_threads_resolve),
         cmocka_unit_test(test_fold_helpers_same_bits),
