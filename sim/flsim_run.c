@@ -249,7 +249,7 @@ typedef struct job {
     double lb;                /* a lower bound of finish: t0 + latencies + download + compute
                                * (+ upload once known): job_lb of the byte counts below */
     double lb_down_bytes;     /* a lower bound of its download's bytes (exact once produced) */
-    double lb_up_bytes;       /* ... of its upload's (0 until a same-size update is known) */
+    double lb_up_bytes;       /* ... of its upload's (up_fixed_bytes) */
     uint64_t up_fixed_bytes;  /* its update's bytes under a fixed-rate uplink codec, else 0 */
     double est;               /* an estimate of finish, for the processing order */
     size_t sub_params;        /* parameters of its submodel */
@@ -837,12 +837,18 @@ static int cmp_est(const void *a, const void *b)
     return (x->key > y->key) - (x->key < y->key);
 }
 
-/* Job j's lower bound of its finish: the round's start, the latencies, its compute time (a hair
- * under, against rounding) and the transfer times of the lower bounds of its bytes. */
+/* Job j's lower bound of its finish: finish_time's very arithmetic (flsim_client_timing) on the
+ * lower bounds of its bytes and its FLOPs (what its client reports: 6 x forward FLOPs x samples x
+ * epochs, for a failure too). Each term is at most finish_time's and IEEE arithmetic is monotone,
+ * so lb <= finish exactly, and a job whose finish equals another's lb goes first by client
+ * number (feed_ready): no margin, so that clients of equal profiles need not wait for the last
+ * training of the round. */
 static double job_lb(const sim *S, const job *j, double t0)
 {
-    return t0 + 2.0 * S->cfg->latency_s + j->flops_est * (1.0 - 1e-9) / j->prof.flops +
-           j->lb_down_bytes * 8.0 / j->prof.down_bps + j->lb_up_bytes * 8.0 / j->prof.up_bps;
+    const flsim_timing tm =
+        flsim_client_timing(&j->prof, (uint64_t)j->lb_down_bytes, j->flops_est,
+                            (uint64_t)j->lb_up_bytes, S->cfg->latency_s);
+    return t0 + tm.total;
 }
 
 /* What is known of each job before training: profile, samples, FLOPs of its submodel, a lower
@@ -891,10 +897,11 @@ static fl_status prepare_jobs(sim *S, round_acc *ra)
          * still let updates be fed while later clients train), no upload yet, a hair under the
          * compute time. */
         j->lb_down_bytes = down_ok ? (double)flz_encode_size_min(&downs, sub.n_params) : 0.0;
-        j->lb_up_bytes = 0.0;
-        /* A fixed-rate uplink's update size, chunk by chunk as the Task chunks it (the bytes a
-         * trained same-size update will have: the bounds count them once one is known; a
-         * failure is reported after them, finish_time) */
+        /* A fixed-rate uplink's (flz_spec_fixed_rate) update size, chunk by chunk as the Task
+         * chunks it: exact, so the bound counts the upload from the start (and a failure is
+         * reported after it, finish_time). Not with subsampling, top-k or zstd: the size varies
+         * from client to client (a bound taken from one client's size let a smaller update
+         * arrive below it, and the run failed "fed out of virtual-time order"). */
         j->up_fixed_bytes = 0;
         for (uint32_t t = 0; up_fixed && t < task.task.n_tensors; t++) {
             const flp_tensor_header *h = &task.task.tensors[t];
@@ -902,6 +909,7 @@ static fl_status prepare_jobs(sim *S, round_acc *ra)
                 j->up_fixed_bytes += flz_encode_size_min(
                     &ups, (size_t)(h->numel - off < h->chunk_elems ? h->numel - off : h->chunk_elems));
         }
+        j->lb_up_bytes = (double)j->up_fixed_bytes;
         j->lb = job_lb(S, j, ra->t0);
         const double bytes = 4.0 * (double)sub.n_params;
         j->sub_params = sub.n_params;
@@ -1156,8 +1164,8 @@ static fl_status feed_one(sim *S, round_acc *ra, job *j)
 }
 
 /* Feeds the jobs that can go to the server core now, in order of (finish, key): a trained,
- * unfed job goes if it cannot be preceded by any job still training (its finish is below every
- * untrained job's lower bound) and feeding it cannot close the round while a worker may still
+ * unfed job goes if it cannot be preceded by any job still training (its (finish, key) is below
+ * every untrained job's (lower bound, key)) and feeding it cannot close the round while a worker may still
  * read a task from the core (the clients were sent their tasks at the round's start; a task lives
  * in the core while the round is open); the first that may not go stops the rest. all_taken:
  * every task was produced and decoded. Feeding changes neither the lower bounds nor which jobs
@@ -1165,13 +1173,18 @@ static fl_status feed_one(sim *S, round_acc *ra, job *j)
  * *did: set when one was fed. */
 static fl_status feed_ready(sim *S, round_acc *ra, int all_taken, int *did)
 {
+    /* The least (lower bound, key) of the jobs still training: an untrained job finishes at or
+     * after its lb (job_lb), and at lb itself it goes after the jobs of smaller keys. */
     double horizon = INFINITY;
+    uint32_t hkey = UINT32_MAX;
     size_t m = 0;
     for (size_t i = 0; i < S->n_jobs; i++) {
         const job *j = &S->jobs[i];
         if (!j->trained) {
-            if (j->lb < horizon)
+            if (j->lb < horizon || (j->lb == horizon && j->key < hkey)) {
                 horizon = j->lb;
+                hkey = j->key;
+            }
         } else if (!j->fed) {
             S->cand[m++] = (est_ent){j->finish, j->key, i};
         }
@@ -1179,9 +1192,6 @@ static fl_status feed_ready(sim *S, round_acc *ra, int all_taken, int *did)
     if (m == 0)
         return FL_OK;
     qsort(S->cand, m, sizeof *S->cand, cmp_est);
-    /* A margin far above the rounding of the sums behind lb and finish (1e-16 relative). */
-    if (isfinite(horizon))
-        horizon -= 1e-9 * (1.0 + fabs(horizon));
     /* Jobs fed together (feed_group): updates that cannot close the round, as long as another
      * job of the round stays unfed after them (the core closes it once every selected client
      * has reported or failed) and they keep the committed count below the quorum. */
@@ -1194,7 +1204,7 @@ static fl_status feed_ready(sim *S, round_acc *ra, int all_taken, int *did)
     fl_status st = FL_OK;
     for (size_t k = 0; k < m && st == FL_OK; k++) {
         job *b = &S->jobs[S->cand[k].ji];
-        if (!(b->finish < horizon))
+        if (!(b->finish < horizon || (b->finish == horizon && b->key < hkey)))
             break;
         if (!all_taken && (ra->committed + gn + 1 >= ra->quorum || b->finish > ra->deadline))
             break;
@@ -1267,14 +1277,6 @@ static fl_status client_phase(sim *S, round_acc *ra, int pipelined)
     int all_produced = 0, shared_known = 0;
     const int shared = shared_keepsets(S->cfg);
     double feed_busy = 0.0;
-    /* A fixed-rate uplink (flz_spec_fixed_rate): once one client's update is known, so is every
-     * same-size one's, and the lower bounds can include the upload. Not with subsampling or
-     * top-k: a bound taken from one client's size let a smaller update arrive below it ("fed out
-     * of virtual-time order", the run failed). */
-    flz_spec ups;
-    const int up_fixed =
-        flz_spec_parse(S->cfg->up_codec, &ups, NULL, 0) == FL_OK && flz_spec_fixed_rate(&ups);
-    int up_known = 0;
     while (st == FL_OK) {
         int did = 0;
         /* Fill every free slot. */
@@ -1341,17 +1343,19 @@ static fl_status client_phase(sim *S, round_acc *ra, int pipelined)
              * feed_phase stops every rank alike, after it. */
             if (!isfinite(j->finish) && st == FL_OK && pipelined)
                 st = FL_ERR_NUMERIC;
-            n_trained++;
-            if (up_fixed && !up_known && j->st == FL_OK) {
-                up_known = 1;
-                for (size_t i = 0; i < S->n_jobs; i++) {
-                    job *u = &S->jobs[i];
-                    if (!u->trained && u->sub_params == j->sub_params) {
-                        u->lb_up_bytes = (double)j->bytes_up;
-                        u->lb = job_lb(S, u, ra->t0);
-                    }
-                }
+            /* Its lower bound's terms were its FLOPs and, with a fixed-rate uplink, its
+             * update's size to the byte: anything else would let it arrive below the bound
+             * (a bug, said at once rather than found as a feed out of order) */
+            if (j->st == FL_OK && st == FL_OK &&
+                (j->flops < j->flops_est ||
+                 (j->up_fixed_bytes && j->bytes_up != j->up_fixed_bytes))) {
+                fl_log(&S->log, FL_LOG_ERROR, "client %u: %.17g FLOPs and %llu bytes up, below "
+                       "its bound of %.17g and %llu", j->key, j->flops,
+                       (unsigned long long)j->bytes_up, j->flops_est,
+                       (unsigned long long)j->up_fixed_bytes);
+                st = FL_ERR_INTERNAL;
             }
+            n_trained++;
         }
         S->done_len = 0;
         if (S->phase_st != FL_OK)
