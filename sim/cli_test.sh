@@ -184,20 +184,26 @@ echo "--config DIR: says it is a directory"
 # --config a FIFO (as a shell's <(...) gives a pipe): read once its writer comes; its relative
 # paths are taken from where fl_sim runs (a pipe has no directory), as its output is.
 mkfifo "$DIR/cfg.fifo"
-printf 'rounds: 2\nout: %s/fifo-run\n' "$DIR" >"$DIR/cfg.fifo" &
+# (the writers give up after 20 s: a fl_sim that never opens the FIFO fails the test, not hangs it)
+timeout 20 sh -c 'printf "rounds: 2\nout: %s/fifo-run\n" "$1" >"$1/cfg.fifo"' sh "$DIR" &
 rc=0
 "$FL_SIM" $ARGS --config "$DIR/cfg.fifo" >/dev/null 2>"$DIR/cfgfifo.err" || rc=$?
 wait
 [ "$rc" -eq 0 ] || fail "--config FIFO: exit status $rc ($(cat "$DIR/cfgfifo.err"))"
 grep -q '"rounds": 2,' "$DIR/fifo-run/summary.json" || fail "--config FIFO: not read"
-printf 'trace: nowhere.csv\n' >"$DIR/cfg.fifo" &
+timeout 20 sh -c 'printf "trace: nowhere.csv\n" >"$1/cfg.fifo"' sh "$DIR" &
 rc=0
 "$FL_SIM" $ARGS --config "$DIR/cfg.fifo" >/dev/null 2>"$DIR/cfgfifo.err" || rc=$?
 wait
 [ "$rc" -ne 0 ] || fail "--config FIFO naming a missing trace: exit status 0"
 grep -q "nowhere.csv" "$DIR/cfgfifo.err" && ! grep -q "$DIR/nowhere.csv" "$DIR/cfgfifo.err" ||
     fail "--config FIFO: its trace taken beside it: $(cat "$DIR/cfgfifo.err")"
-echo "--config FIFO: read, its paths from where fl_sim runs"
+printf 'trace: nowhere.csv\n' >"$DIR/stdin.yaml"
+rc=0
+"$FL_SIM" $ARGS --config /dev/stdin <"$DIR/stdin.yaml" >/dev/null 2>"$DIR/cfgstdin.err" || rc=$?
+[ "$rc" -ne 0 ] && grep -q "nowhere.csv" "$DIR/cfgstdin.err" && ! grep -q "/dev/nowhere.csv" "$DIR/cfgstdin.err" ||
+    fail "--config /dev/stdin: its trace taken beside it: $(cat "$DIR/cfgstdin.err")"
+echo "--config FIFO or /dev/stdin: read, its paths from where fl_sim runs"
 rc=0
 "$FL_SIM" --config= >/dev/null 2>"$DIR/cfgempty.err" || rc=$?
 [ "$rc" -eq 2 ] || fail "--config=: exit status $rc, not 2"

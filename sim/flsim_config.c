@@ -657,9 +657,11 @@ fl_status flsim_config_load_yaml(flsim_config *c, const char *path, char *err, s
         /* What the file names to be read (a trace, a dataset's files) is the file's neighbour,
          * wherever fl_sim runs from (as the config's author wrote it); out stays where fl_sim
          * runs: an output. A value the file did not change (set before it) is left alone. A
-         * pipe has no neighbours (/dev/fd/63): its paths are taken from where fl_sim runs. */
+         * pipe (/dev/fd/63) has no neighbours, nor has a descriptor's name (--config /dev/stdin
+         * < run.yaml): their paths are taken from where fl_sim runs. */
         struct stat sb;
-        const int piped = stat(path, &sb) == 0 && S_ISFIFO(sb.st_mode);
+        const int piped = (stat(path, &sb) == 0 && S_ISFIFO(sb.st_mode)) ||
+                          strncmp(path, "/dev/", 5) == 0 || strncmp(path, "/proc/", 6) == 0;
         const char *sl = piped ? NULL : strrchr(path, '/');
         const int dirlen = sl ? (int)(sl - path) : 0;
         if (st == FL_OK && sl) {

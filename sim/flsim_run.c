@@ -247,7 +247,7 @@ typedef struct job {
     uint64_t shard_n;
     double flops_est;         /* 6 * forward FLOPs of the submodel * samples * epochs */
     double lb;                /* a lower bound of finish: t0 + latencies + download + compute
-                               * (+ upload once known): job_lb of the byte counts below */
+                               * + a fixed-rate upload: job_lb of the byte counts below */
     double lb_down_bytes;     /* a lower bound of its download's bytes (exact once produced) */
     double lb_up_bytes;       /* ... of its upload's (up_fixed_bytes) */
     uint64_t up_fixed_bytes;  /* its update's bytes under a fixed-rate uplink codec, else 0 */
@@ -892,10 +892,9 @@ static fl_status prepare_jobs(sim *S, round_acc *ra)
         if ((st = flm_arch_sub(full, units, &sub)) != FL_OK)
             return st;
         j->flops_est = 6.0 * flm_arch_forward_flops(&sub) * (double)n * S->cfg->epochs;
-        /* Below the true finish: the fewest bytes its download can take (flz_encode_size_min:
-         * with it, per-client keep-sets, whose download is known only once each task is made,
-         * still let updates be fed while later clients train), no upload yet, a hair under the
-         * compute time. */
+        /* At most the true finish (job_lb): the fewest bytes its download can take
+         * (flz_encode_size_min: with it, per-client keep-sets, whose download is known only once
+         * each task is made, still let updates be fed while later clients train), and below. */
         j->lb_down_bytes = down_ok ? (double)flz_encode_size_min(&downs, sub.n_params) : 0.0;
         /* A fixed-rate uplink's (flz_spec_fixed_rate) update size, chunk by chunk as the Task
          * chunks it: exact, so the bound counts the upload from the start (and a failure is
@@ -933,9 +932,9 @@ static fl_status prepare_jobs(sim *S, round_acc *ra)
  * training fails reports when its update would have arrived: after its download, its compute, a
  * latency and, with a fixed-rate uplink codec, the upload time of its update's size. (The real
  * client's Error is short and comes sooner; but the lower bounds that let updates be fed while
- * other clients train count a latency each way and, once a same-size update is known, the
- * upload: an earlier failure could fall before updates already fed, and the run stopped, "fed
- * out of virtual-time order".) */
+ * other clients train count a latency each way and a fixed-rate upload: an earlier failure
+ * could fall before updates already fed, and the run stopped, "fed out of virtual-time
+ * order".) */
 static double finish_time(const sim *S, const job *j, double t0)
 {
     const int ok = j->st == FL_OK;
@@ -1304,6 +1303,16 @@ static fl_status client_phase(sim *S, round_acc *ra, int pipelined)
                     if (st != FL_OK)
                         break;
                     job *j = &S->jobs[ji];
+                    /* The bound counted at most these bytes (a round's first download, or
+                     * the codec's fewest): fewer would let it arrive below its bound (a bug,
+                     * said at once rather than found as a feed out of order) */
+                    if (j->lb_down && (double)j->bytes_down < j->lb_down_bytes) {
+                        fl_log(&S->log, FL_LOG_ERROR, "client %u: %llu bytes down, where its "
+                               "bound counted %.0f", j->key, (unsigned long long)j->bytes_down,
+                               j->lb_down_bytes);
+                        st = FL_ERR_INTERNAL;
+                        break;
+                    }
                     if (!j->lb_down) {
                         j->lb_down_bytes = (double)j->bytes_down;
                         j->lb_down = 1;
@@ -1349,8 +1358,8 @@ static fl_status client_phase(sim *S, round_acc *ra, int pipelined)
             if (j->st == FL_OK && st == FL_OK &&
                 (j->flops < j->flops_est ||
                  (j->up_fixed_bytes && j->bytes_up != j->up_fixed_bytes))) {
-                fl_log(&S->log, FL_LOG_ERROR, "client %u: %.17g FLOPs and %llu bytes up, below "
-                       "its bound of %.17g and %llu", j->key, j->flops,
+                fl_log(&S->log, FL_LOG_ERROR, "client %u: %.17g FLOPs and %llu bytes up, where "
+                       "its bound counted %.17g and %llu", j->key, j->flops,
                        (unsigned long long)j->bytes_up, j->flops_est,
                        (unsigned long long)j->up_fixed_bytes);
                 st = FL_ERR_INTERNAL;

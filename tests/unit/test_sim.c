@@ -1387,8 +1387,8 @@ static void test_example_config_fits(void **state)
 }
 
 /* Clients whose training fails (a diverging lr) beside a fixed-rate uplink and a latency. The
- * lower bounds that let updates be fed while other clients train count a latency each way and,
- * once a same-size update is known, the upload; a failure was reported after the download and
+ * lower bounds that let updates be fed while other clients train count a latency each way and
+ * (then once a same-size update was known) the upload; a failure was reported after the download and
  * compute alone, so it could fall before an update already fed, and the run stopped: "fed out of
  * virtual-time order" (here: client 1465's failure, round 1). A failure is now reported when its
  * update would have arrived: the run goes on, and feeding while others train gives what feeding
