@@ -892,9 +892,10 @@ static fl_status prepare_jobs(sim *S, round_acc *ra)
         if ((st = flm_arch_sub(full, units, &sub)) != FL_OK)
             return st;
         j->flops_est = 6.0 * flm_arch_forward_flops(&sub) * (double)n * S->cfg->epochs;
-        /* At most the true finish (job_lb): the fewest bytes its download can take
+        /* At most the true finish (job_lb): its download counted at the fewest bytes it can take
          * (flz_encode_size_min: with it, per-client keep-sets, whose download is known only once
-         * each task is made, still let updates be fed while later clients train), and below. */
+         * each task is made, still let updates be fed while later clients train), its upload as
+         * below. */
         j->lb_down_bytes = down_ok ? (double)flz_encode_size_min(&downs, sub.n_params) : 0.0;
         /* A fixed-rate uplink's (flz_spec_fixed_rate) update size, chunk by chunk as the Task
          * chunks it: exact, so the bound counts the upload from the start (and a failure is
