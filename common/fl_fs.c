@@ -251,16 +251,18 @@ static fl_status read_fifo(int fd, const char *path, size_t max, double wait_s, 
 }
 
 fl_status fl_file_read_wait(const char *path, size_t max, double wait_s, char **out, size_t *len,
-                            char *err, size_t errlen)
+                            mode_t *mode, char *err, size_t errlen)
 {
     int fd;
     struct stat st;
-    const fl_status s = open_nonblocking(path, &fd, &st, err, errlen);
+    fl_status s = open_nonblocking(path, &fd, &st, err, errlen);
     if (s != FL_OK)
         return s;
-    if (S_ISFIFO(st.st_mode))
-        return read_fifo(fd, path, max, wait_s, out, len, err, errlen);
-    return read_regular_fd(fd, &st, path, max, out, len, err, errlen);
+    s = S_ISFIFO(st.st_mode) ? read_fifo(fd, path, max, wait_s, out, len, err, errlen)
+                             : read_regular_fd(fd, &st, path, max, out, len, err, errlen);
+    if (s == FL_OK && mode)
+        *mode = st.st_mode;
+    return s;
 }
 
 int fl_write_all(int fd, const void *p, size_t n)

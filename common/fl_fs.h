@@ -44,9 +44,10 @@ fl_status fl_file_read_regular(const char *path, size_t max, char **out, size_t 
  * and for its end. A FIFO that no process writes to is thus refused after wait_s ("PATH: a FIFO
  * that no process wrote to within 10 s"), where a blocking read would wait for good, and a read
  * without waiting would take it for an empty file. Other kinds of file are refused as by
- * fl_file_read_regular. For a file read once (a configuration), not one read again on a reload. */
+ * fl_file_read_regular. *mode (may be NULL) gets the file's st_mode, on FL_OK. For a file read
+ * once (a configuration), not one read again on a reload. */
 fl_status fl_file_read_wait(const char *path, size_t max, double wait_s, char **out, size_t *len,
-                            char *err, size_t errlen);
+                            mode_t *mode, char *err, size_t errlen);
 
 /* Writes all n bytes of p to fd (retrying short writes and EINTR): 0, or -1 with errno set
  * (ENOSPC for a write that wrote nothing). */

@@ -1184,7 +1184,7 @@ fls_status fls_options_load_file(fls_options *o, const char *path, char *err, si
     char *buf = NULL;
     size_t n = 0;
     const fl_status rs = fl_file_read_wait(path, FLS_CONFIG_MAX_BYTES, FLS_CONFIG_FIFO_WAIT_S, &buf,
-                                           &n, err, errlen);
+                                           &n, NULL, err, errlen);
     if (rs != FL_OK)
         return fls_status_of(rs);
     const fls_status st = fls_options_load_mem(o, buf, n, path, err, errlen);

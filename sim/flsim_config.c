@@ -646,7 +646,8 @@ fl_status flsim_config_load_yaml(flsim_config *c, const char *path, char *err, s
     enum { CAP = (1 << 20) - 1 };
     char *buf = NULL;
     size_t n = 0;
-    fl_status st = fl_file_read_wait(path, CAP, 10.0, &buf, &n, err, errlen);
+    mode_t mode = 0;
+    fl_status st = fl_file_read_wait(path, CAP, 10.0, &buf, &n, &mode, err, errlen);
     if (st == FL_OK) {
         char before[sizeof c->trace], ds_before[sizeof c->dataset],
             tds_before[sizeof c->test_dataset];
@@ -659,9 +660,8 @@ fl_status flsim_config_load_yaml(flsim_config *c, const char *path, char *err, s
          * runs: an output. A value the file did not change (set before it) is left alone. A
          * pipe (/dev/fd/63) has no neighbours, nor has a descriptor's name (--config /dev/stdin
          * < run.yaml): their paths are taken from where fl_sim runs. */
-        struct stat sb;
-        const int piped = (stat(path, &sb) == 0 && S_ISFIFO(sb.st_mode)) ||
-                          strncmp(path, "/dev/", 5) == 0 || strncmp(path, "/proc/", 6) == 0;
+        const int piped = S_ISFIFO(mode) || strncmp(path, "/dev/", 5) == 0 ||
+                          strncmp(path, "/proc/", 6) == 0;
         const char *sl = piped ? NULL : strrchr(path, '/');
         const int dirlen = sl ? (int)(sl - path) : 0;
         if (st == FL_OK && sl) {

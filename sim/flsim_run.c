@@ -1177,9 +1177,10 @@ static fl_status feed_ready(sim *S, round_acc *ra, int all_taken, int *did)
      * after its lb (job_lb), and at lb itself it goes after the jobs of smaller keys. */
     double horizon = INFINITY;
     uint32_t hkey = UINT32_MAX;
-    size_t m = 0;
+    size_t m = 0, unfed = 0;
     for (size_t i = 0; i < S->n_jobs; i++) {
         const job *j = &S->jobs[i];
+        unfed += !j->fed;
         if (!j->trained) {
             if (j->lb < horizon || (j->lb == horizon && j->key < hkey)) {
                 horizon = j->lb;
@@ -1195,9 +1196,6 @@ static fl_status feed_ready(sim *S, round_acc *ra, int all_taken, int *did)
     /* Jobs fed together (feed_group): updates that cannot close the round, as long as another
      * job of the round stays unfed after them (the core closes it once every selected client
      * has reported or failed) and they keep the committed count below the quorum. */
-    size_t unfed = 0;
-    for (size_t i = 0; i < S->n_jobs; i++)
-        unfed += !S->jobs[i].fed;
     job **g = S->fjobs;
     size_t gn = 0;
     const size_t gmax = S->feed_group;

@@ -852,19 +852,21 @@ static void test_file_read_wait(void **state)
     assert_non_null(f);
     fputs("run:\n  seed: 3\n", f);
     fclose(f);
-    assert_int_equal(fl_file_read_wait(path, 1024, 0.2, &text, &len, err, sizeof err), FL_OK);
+    mode_t mode = 0;
+    assert_int_equal(fl_file_read_wait(path, 1024, 0.2, &text, &len, &mode, err, sizeof err), FL_OK);
+    assert_true(S_ISREG(mode));
     assert_int_equal(len, 15);
     assert_memory_equal(text, "run:\n  seed: 3\n", len);
     free(text);
-    assert_int_equal(fl_file_read_wait(dir, 1024, 0.2, &text, &len, err, sizeof err), FL_ERR_IO);
+    assert_int_equal(fl_file_read_wait(dir, 1024, 0.2, &text, &len, NULL, err, sizeof err), FL_ERR_IO);
     assert_non_null(strstr(err, ": a directory, not a regular file"));
-    assert_int_equal(fl_file_read_wait("/dev/null", 1024, 0.2, &text, &len, err, sizeof err),
+    assert_int_equal(fl_file_read_wait("/dev/null", 1024, 0.2, &text, &len, NULL, err, sizeof err),
                      FL_ERR_IO);
     assert_string_equal(err, "/dev/null: a device, not a regular file");
     assert_int_equal(mkfifo(fifo, 0600), 0);
     /* no writer: refused after the wait (not read as an empty file) */
     double t0 = fl_time_mono_s();
-    assert_int_equal(fl_file_read_wait(fifo, 1024, 0.3, &text, &len, err, sizeof err), FL_ERR_IO);
+    assert_int_equal(fl_file_read_wait(fifo, 1024, 0.3, &text, &len, NULL, err, sizeof err), FL_ERR_IO);
     char want[400];
     snprintf(want, sizeof want, "%s: a FIFO that no process wrote to within 0.3 s", fifo);
     assert_string_equal(err, want);
@@ -872,7 +874,8 @@ static void test_file_read_wait(void **state)
     /* a writer that comes after the open and writes in three parts, a pause before each */
     static const char *const parts[] = {"model:\n", "  arch: mlp:4-3-2\n", "run:\n  seed: 9\n"};
     pid_t w = fifo_writer(fifo, parts, 3, 0.1, -1);
-    assert_int_equal(fl_file_read_wait(fifo, 1024, 5.0, &text, &len, err, sizeof err), FL_OK);
+    assert_int_equal(fl_file_read_wait(fifo, 1024, 5.0, &text, &len, &mode, err, sizeof err), FL_OK);
+    assert_true(S_ISFIFO(mode));
     assert_int_equal(len, 40);
     assert_memory_equal(text, "model:\n  arch: mlp:4-3-2\nrun:\n  seed: 9\n", len);
     free(text);
@@ -887,7 +890,7 @@ static void test_file_read_wait(void **state)
     w = fifo_writer(fifo, parts, 1, 0.0, sync[1]);
     char c;
     assert_int_equal(read(sync[0], &c, 1), 1);
-    const fl_status stalled = fl_file_read_wait(fifo, 1024, 0.3, &text, &len, err, sizeof err);
+    const fl_status stalled = fl_file_read_wait(fifo, 1024, 0.3, &text, &len, NULL, err, sizeof err);
     kill(w, SIGKILL);
     waitpid(w, &ws, 0);
     close(held);
@@ -899,12 +902,12 @@ static void test_file_read_wait(void **state)
     /* more than max bytes: refused */
     static const char *const big[] = {"0123456789abcdef0123456789abcdef"};
     w = fifo_writer(fifo, big, 1, 0.0, -1);
-    assert_int_equal(fl_file_read_wait(fifo, 16, 5.0, &text, &len, err, sizeof err), FL_ERR_IO);
+    assert_int_equal(fl_file_read_wait(fifo, 16, 5.0, &text, &len, NULL, err, sizeof err), FL_ERR_IO);
     assert_non_null(strstr(err, ": file too large"));
     waitpid(w, &ws, 0);
     /* exactly max bytes: read */
     w = fifo_writer(fifo, big, 1, 0.0, -1);
-    assert_int_equal(fl_file_read_wait(fifo, 32, 5.0, &text, &len, err, sizeof err), FL_OK);
+    assert_int_equal(fl_file_read_wait(fifo, 32, 5.0, &text, &len, NULL, err, sizeof err), FL_OK);
     assert_int_equal(len, 32);
     free(text);
     waitpid(w, &ws, 0);
@@ -917,7 +920,7 @@ static void test_file_read_wait(void **state)
     char devfd[64];
     snprintf(devfd, sizeof devfd, "/dev/fd/%d", p[0]);
     t0 = fl_time_mono_s();
-    assert_int_equal(fl_file_read_wait(devfd, 1024, 5.0, &text, &len, err, sizeof err), FL_OK);
+    assert_int_equal(fl_file_read_wait(devfd, 1024, 5.0, &text, &len, NULL, err, sizeof err), FL_OK);
     assert_true(fl_time_mono_s() - t0 < 2.0);
     assert_int_equal(len, 5);
     assert_memory_equal(text, "a: 1\n", 5);

@@ -132,6 +132,29 @@ static void log_collect(void *user, fls_log_level level, const char *msg)
         fprintf(stderr, "  [server] %s\n", msg);
 }
 
+/* The options of yaml are refused by --check and by the start alike, neither of them blocking:
+ * status `want_st`, the log saying `want`, and no server. `what` names the case in a failure. */
+static void refused_at_check_and_start(const char *yaml, fls_status want_st, const char *want,
+                                       const char *what)
+{
+    fls_options *o = opts_from(yaml);
+    logbuf *lb = calloc(1, sizeof *lb);
+    assert_non_null(lb);
+    fls_host host = {log_collect, lb, NULL, NULL, NULL};
+    for (int check = 1; check >= 0; check--) {
+        lb->len = 0;
+        lb->text[0] = 0;
+        fls_server *s = NULL;
+        const fls_status st = check ? fls_server_check(o, &host) : fls_server_new(o, &host, &s);
+        fls_server_free(s);
+        if (st != want_st || !strstr(lb->text, want) || s)
+            fail_msg("%s (%s): status %d, log:\n%s", what, check ? "check" : "start", (int)st,
+                     lb->text);
+    }
+    fls_options_free(o);
+    free(lb);
+}
+
 static void round_collect(void *user, const char *json, const char *summary)
 {
     logbuf *b = user;
@@ -1195,22 +1218,10 @@ static void test_secret_key_not_regular(void **state)
         const char *path = cases[i].path ? cases[i].path : fifo;
         snprintf(yaml, sizeof yaml, "server:\n  secret_key_file: '%s'\n  allow_list: '%s/x.allow'\n"
                  "  endpoints: ['ipc://%s/nr.sock']\n", path, g_tmp, g_tmp);
-        fls_options *o = opts_from(yaml);
-        logbuf *lb = calloc(1, sizeof *lb);
-        fls_host host = {log_collect, lb, NULL, NULL, NULL};
-        fls_server *s = NULL;
-        for (int check = 1; check >= 0; check--) {
-            lb->len = 0;
-            lb->text[0] = 0;
-            const fls_status st = check ? fls_server_check(o, &host) : fls_server_new(o, &host, &s);
-            char want[600];
-            snprintf(want, sizeof want, "server.secret_key_file: %s: %s, not a regular file",
-                     path, cases[i].what);
-            if (st != FLS_ERR_IO || !strstr(lb->text, want))
-                fail_msg("%s: status %d, log:\n%s", path, (int)st, lb->text);
-        }
-        fls_options_free(o);
-        free(lb);
+        char want[600];
+        snprintf(want, sizeof want, "server.secret_key_file: %s: %s, not a regular file", path,
+                 cases[i].what);
+        refused_at_check_and_start(yaml, FLS_ERR_IO, want, path);
     }
     /* fl_server --check: exit 3 at once (timeout's 124 if it hung) */
     const char *root = getenv("FEDROP_BUILD_ROOT");
@@ -1247,23 +1258,9 @@ static void test_operator_files_not_regular(void **state)
         const char *path = cases[i].path ? cases[i].path : fifo;
         snprintf(yaml, sizeof yaml, "server:\n  secret_key_file: '%s/nra.secret'\n"
                  "  allow_list: '%s'\n  endpoints: ['ipc://%s/nra.sock']\n", g_tmp, path, g_tmp);
-        fls_options *o = opts_from(yaml);
-        logbuf *lb = calloc(1, sizeof *lb);
-        fls_host host = {log_collect, lb, NULL, NULL, NULL};
-        fls_server *s = NULL;
-        for (int check = 1; check >= 0; check--) {
-            lb->len = 0;
-            lb->text[0] = 0;
-            const fls_status st = check ? fls_server_check(o, &host) : fls_server_new(o, &host, &s);
-            snprintf(want, sizeof want, "server.allow_list: %s: %s, not a regular file", path,
-                     cases[i].what);
-            if (st != FLS_ERR_IO || !strstr(lb->text, want))
-                fail_msg("allow-list %s (%s): status %d, log:\n%s", path,
-                         check ? "check" : "start", (int)st, lb->text);
-            assert_null(s);
-        }
-        fls_options_free(o);
-        free(lb);
+        snprintf(want, sizeof want, "server.allow_list: %s: %s, not a regular file", path,
+                 cases[i].what);
+        refused_at_check_and_start(yaml, FLS_ERR_IO, want, path);
     }
     /* the configuration file: a directory or a device is refused; a FIFO is read once a
      * process writes it (`--config <(envsubst < fl.yaml.in)`; one that no process writes is
@@ -1302,25 +1299,11 @@ static void test_operator_files_not_regular(void **state)
         snprintf(yaml, sizeof yaml, "server:\n  insecure: true\n  endpoints: ['ipc://%s/nrc.sock']\n"
                  "model:\n  arch: \"mlp:6-5-3\"\nrun:\n  resume: true\ncheckpoint:\n  path: '%s'\n",
                  g_tmp, ckpt);
-        o = opts_from(yaml);
-        logbuf *lb = calloc(1, sizeof *lb);
-        fls_host host = {log_collect, lb, NULL, NULL, NULL};
-        fls_server *s = NULL;
-        for (int check = 1; check >= 0; check--) {
-            lb->len = 0;
-            lb->text[0] = 0;
-            const fls_status st = check ? fls_server_check(o, &host) : fls_server_new(o, &host, &s);
-            if (which == 0)
-                snprintf(want, sizeof want, "checkpoint.path %s: a FIFO, not a regular file", ckpt);
-            else
-                snprintf(want, sizeof want, "client ids: %s: a FIFO, not a regular file", ids);
-            if (st != FLS_ERR_IO || !strstr(lb->text, want))
-                fail_msg("%s a FIFO (%s): status %d, log:\n%s", which ? ids : ckpt,
-                         check ? "check" : "start", (int)st, lb->text);
-            assert_null(s);
-        }
-        fls_options_free(o);
-        free(lb);
+        if (which == 0)
+            snprintf(want, sizeof want, "checkpoint.path %s: a FIFO, not a regular file", ckpt);
+        else
+            snprintf(want, sizeof want, "client ids: %s: a FIFO, not a regular file", ids);
+        refused_at_check_and_start(yaml, FLS_ERR_IO, want, which ? ids : ckpt);
     }
     unlink(ckpt);
     unlink(ids);
@@ -1983,21 +1966,7 @@ static void test_reactor_endpoint_hosts(void **state)
     char yaml[1024];
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         snprintf(yaml, sizeof yaml, "server:\n  insecure: true\n  endpoints: ['%s']\n", bad[i].ep);
-        fls_options *o = opts_from(yaml);
-        logbuf *lb = calloc(1, sizeof *lb);
-        fls_host host = {log_collect, lb, NULL, NULL, NULL};
-        for (int check = 1; check >= 0; check--) {
-            lb->len = 0;
-            lb->text[0] = 0;
-            fls_server *s = NULL;
-            const fls_status st = check ? fls_server_check(o, &host) : fls_server_new(o, &host, &s);
-            fls_server_free(s);
-            if (st != FLS_ERR_CONFIG || !strstr(lb->text, bad[i].want))
-                fail_msg("%s (%s): status %d, log:\n%s", bad[i].ep, check ? "check" : "start",
-                         (int)st, lb->text);
-        }
-        fls_options_free(o);
-        free(lb);
+        refused_at_check_and_start(yaml, FLS_ERR_CONFIG, bad[i].want, bad[i].ep);
     }
     /* an interface name binds as before */
     logbuf *lb;
