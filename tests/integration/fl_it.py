@@ -841,23 +841,29 @@ def z85_of(path):
 
 
 def test_example_device(h):
+    """fl_client/examples/device.c, linked against the shared libflclient and against
+    libflclient.a (build/fl_client/device-static), each for a 2-round run of a real server."""
     sk, spub = h.keygen('server')
     dsec, _ = h.keygen('dev')
     allow = h.allow_list(['dev'])
-    m = h.path('metrics.jsonl')
-    srv = h.server(SMALL + ['--secret-key', sk, '--allow-list', allow, '--rounds', '2',
-                            '--clients', '1', '--overcommit', '1', '--metrics', m])
-    dev = h.spawn([EXAMPLE_DEVICE, srv.endpoint, 'dev-1', z85_of(spub), z85_of(dsec)], 'device.log')
-    check(h.wait_exit(srv, 100, 'fl_server') == 0, 'the server runs its 2 rounds')
-    check(h.wait_exit(dev, 30, 'device') == 0, 'the device program exits 0')
-    rows = metrics(m)
-    check([r['reported'] for r in rows] == [1, 1], 'both rounds got its update (%s)'
-          % [r['reported'] for r in rows])
-    log = h.read('device.log')
-    check(re.search(r'round 0: a submodel mlp:784-150-10 of mlp:784-200-10, \d+ parameters in 4 '
-                    r'tensors', log) is not None, 'its plug-in is told the submodel (keep 0.75)')
-    check('2 rounds trained, 0 failed, 2 updates accepted: success' in log,
-          'its exit line counts 2 rounds trained and accepted')
+    for prog in (EXAMPLE_DEVICE, EXAMPLE_DEVICE + '-static'):
+        kind = os.path.basename(prog)
+        m = h.path(kind + '-metrics.jsonl')
+        srv = h.server(SMALL + ['--secret-key', sk, '--allow-list', allow, '--rounds', '2',
+                                '--clients', '1', '--overcommit', '1', '--metrics', m],
+                       log=kind + '-server.log')
+        dev = h.spawn([prog, srv.endpoint, 'dev-1', z85_of(spub), z85_of(dsec)], kind + '.log')
+        check(h.wait_exit(srv, 100, 'fl_server') == 0, kind + ': the server runs its 2 rounds')
+        check(h.wait_exit(dev, 30, kind) == 0, kind + ': the device program exits 0')
+        rows = metrics(m)
+        check([r['reported'] for r in rows] == [1, 1], kind + ': both rounds got its update (%s)'
+              % [r['reported'] for r in rows])
+        log = h.read(kind + '.log')
+        check(re.search(r'round 0: a submodel mlp:784-150-10 of mlp:784-200-10, \d+ parameters '
+                        r'in 4 tensors', log) is not None,
+              kind + ': its plug-in is told the submodel (keep 0.75)')
+        check('2 rounds trained, 0 failed, 2 updates accepted: success' in log,
+              kind + ': its exit line counts 2 rounds trained and accepted')
 
 
 EXAMPLE_EMBED = os.path.join(BUILD, 'fl_server', 'embed')
@@ -865,23 +871,29 @@ EXAMPLE_EMBED = os.path.join(BUILD, 'fl_server', 'embed')
 
 def test_example_embed(h):
     """fl_server/examples/embed.c, linked against the shared libflserver as a program of one's own
-    would be: it runs a 2-round run for a real fl_client, prints each round's summary, ends 0."""
+    would be, and against libflserver.a (build/fl_server/embed-static): each runs a 2-round run for
+    a real fl_client, prints each round's summary, ends 0, and names a bad key."""
     cfg = h.path('embed.yaml')
     with open(cfg, 'w') as f:
         f.write('server:\n  insecure: true\n  endpoints: ["tcp://127.0.0.1:0"]\n'
                 '  heartbeat_ms: 200\nmodel:\n  arch: "mlp:784-64-10"\n'
                 'round:\n  clients: 1\n  overcommit: 1\ntrain:\n  max_samples: 300\n'
                 'eval:\n  dataset: none\n')
-    srv = h.spawn([EXAMPLE_EMBED, cfg, 'run.rounds=2'], 'embed.log')
-    ep = h.wait_log('embed.log', r'server: listening on (tcp://[0-9.]+:[0-9]+)', 30, srv).group(1)
-    cl = h.client(ep, 0, 1)
-    check(h.wait_exit(srv, 100, 'embed') == 0, 'the embedding program runs its 2 rounds, exit 0')
-    check(h.wait_exit(cl, 30, 'fl_client') == 0, 'the client ends with the run')
-    log = h.read('embed.log')
-    check(len(re.findall(r'^round [01]\b', log, re.M)) == 2, 'a summary line per round:\n' + log)
-    check('embed: run done' in log, 'it says the run is done')
-    rc = h.wait_exit(h.spawn([EXAMPLE_EMBED, cfg, 'no.such.key=1'], 'embed_bad.log'), 30, 'embed')
-    check(rc == 1 and 'no.such.key' in h.read('embed_bad.log'), 'a bad key: exit 1, named')
+    for prog in (EXAMPLE_EMBED, EXAMPLE_EMBED + '-static'):
+        kind = os.path.basename(prog)
+        srv = h.spawn([prog, cfg, 'run.rounds=2'], kind + '.log')
+        ep = h.wait_log(kind + '.log', r'server: listening on (tcp://[0-9.]+:[0-9]+)', 30,
+                        srv).group(1)
+        cl = h.client(ep, 0, 1, log=kind + '-client.log')
+        check(h.wait_exit(srv, 100, kind) == 0, kind + ': it runs its 2 rounds, exit 0')
+        check(h.wait_exit(cl, 30, 'fl_client') == 0, kind + ': the client ends with the run')
+        log = h.read(kind + '.log')
+        check(len(re.findall(r'^round [01]\b', log, re.M)) == 2,
+              kind + ': a summary line per round:\n' + log)
+        check('embed: run done' in log, kind + ': it says the run is done')
+        rc = h.wait_exit(h.spawn([prog, cfg, 'no.such.key=1'], kind + '-bad.log'), 30, kind)
+        check(rc == 1 and 'no.such.key' in h.read(kind + '-bad.log'),
+              kind + ': a bad key: exit 1, named')
 
 
 TESTS = {
