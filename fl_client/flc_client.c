@@ -217,6 +217,12 @@ static flc_status check_config(const flc_config *cfg, const fl_logger *lg)
             BAD("server_endpoint '%s' is not tcp://HOST:PORT with a PORT in 1..65535",
                 cfg->server_endpoint);
     }
+    /* inproc:// reaches only a socket bound on the same ZeroMQ context: with a context of the
+     * client's own nothing ever can be, and the connection would be retried for ever. */
+    if (strncmp(cfg->server_endpoint, "inproc://", 9) == 0 && !cfg->zmq_context)
+        BAD("server_endpoint '%s' is inproc://, which reaches only a server on the same ZeroMQ "
+            "context: pass that context in zmq_context (or use tcp:// or ipc://)",
+            cfg->server_endpoint);
     if (!cfg->client_id || !cfg->client_id[0])
         BAD("client_id is required");
     if (!cfg->train && (!cfg->samples || !cfg->samples->labels || cfg->samples->n == 0 ||
@@ -1237,7 +1243,8 @@ static flc_status run_sessions(flc_client *c)
             backoff / 2 + (int)fl_rng_below(&c->jitter, (uint32_t)(backoff - backoff / 2 + 1));
         fl_log(&c->log, FL_LOG_INFO, "reconnecting in %d ms", wait);
         sleep_ms_interruptible(c, wait);
-        backoff = backoff * 2 > c->cfg.reconnect_max_ms ? c->cfg.reconnect_max_ms : backoff * 2;
+        /* (doubled without overflow: reconnect_max_ms may be up to INT_MAX) */
+        backoff = backoff > c->cfg.reconnect_max_ms / 2 ? c->cfg.reconnect_max_ms : backoff * 2;
     }
 }
 

@@ -582,10 +582,14 @@ static fl_status train_encode(flc_core *c, char *why, size_t whycap)
     }
     if (st != FL_OK) {
         /* A plug-in's status is the device's word, not fedrop's: FL_ERR_INTERNAL from it is no
-         * "bug in fedrop", so its text is left out. */
+         * "bug in fedrop", so its text is left out; FLC_ERR_DATASET is flc.h's "the local dataset
+         * cannot be used", not a "malformed dataset file" (the device may have no file). */
         const int plugin = c->train_fn && !c->builtin_ran;
         if (plugin && st == FL_ERR_INTERNAL)
             snprintf(why, whycap, "the plug-in trainer failed with status %d", (int)st);
+        else if (plugin && st == FL_ERR_DATASET_FORMAT)
+            snprintf(why, whycap, "the plug-in trainer failed with status %d (the local dataset "
+                     "cannot be used)", (int)st);
         else if (plugin)
             snprintf(why, whycap, "the plug-in trainer failed with status %d (%s)", (int)st,
                      fl_strerror(st));
@@ -597,6 +601,13 @@ static fl_status train_encode(flc_core *c, char *why, size_t whycap)
     }
     if (n_samples == 0) {
         snprintf(why, whycap, "the trainer reported 0 samples");
+        return FL_ERR_NUMERIC;
+    }
+    /* The update's weight in the server's average may not exceed what the Task allowed: the
+     * server would refuse it at its header (fls_core.h), after the client had sent it. */
+    if (c->train.max_samples && n_samples > c->train.max_samples) {
+        snprintf(why, whycap, "the trainer reported %llu samples, above the task's max_samples %llu",
+                 (unsigned long long)n_samples, (unsigned long long)c->train.max_samples);
         return FL_ERR_NUMERIC;
     }
     if (!isfinite(loss)) {

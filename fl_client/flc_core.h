@@ -135,8 +135,8 @@ uint64_t flc_core_round(const flc_core *c);
 uint64_t flc_core_task_run_id(const flc_core *c);
 
 /* Trains the ready task and encodes the update. FL_ERR_STATE (not ready), the trainer's status,
- * FL_ERR_NUMERIC (the trainer reported 0 samples or a non-finite loss, or a weight is non-finite
- * after training), codec errors, FL_ERR_NOMEM, FL_ERR_CANCELLED (the built-in trainer saw
+ * FL_ERR_NUMERIC (the trainer reported 0 samples, more than the task's max_samples or a
+ * non-finite loss, or a weight is non-finite after training), codec errors, FL_ERR_NOMEM, FL_ERR_CANCELLED (the built-in trainer saw
  * cfg.cancel, or a plug-in trainer returned it). A failure (other than FL_ERR_STATE) is logged
  * once, at error level (a cancellation at info level), with what went wrong
  * (flc_core_train_error); either way the task is not trained again. */

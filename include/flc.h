@@ -108,8 +108,9 @@ typedef struct flc_update {
 } flc_update;
 
 /* Returns FLC_OK, or an error status. On an error, and also when the trainer returns FLC_OK but
- * reports n_samples 0, a non-finite loss or non-finite weights (FLC_ERR_NUMERIC), the library logs
- * the failure once and tells the server this round failed: it sends an Error message whose round
+ * reports n_samples 0 or above task->max_samples (when that is not 0), a non-finite loss or
+ * non-finite weights (FLC_ERR_NUMERIC), the library logs the failure once and tells the server
+ * this round failed: it sends an Error message whose round
  * and run id are the task's and whose code is that status (e.g. 4 for FLC_ERR_INTERNAL), so the
  * server need not wait for an update that will never come (a server started afresh meanwhile, a
  * new run, ignores it). The client then waits for its next task.

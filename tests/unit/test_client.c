@@ -209,6 +209,7 @@ static void test_new_validation(void **state)
         {"PORT in 1..65535", {.server_endpoint = "tcp://127.0.0.1"}},
         {"PORT in 1..65535", {.server_endpoint = "tcp://:5555"}},
         {"PORT in 1..65535", {.server_endpoint = "tcp://host:55x"}},
+        {"is inproc://", {.server_endpoint = "inproc://fedrop"}}, /* no zmq_context given */
         {"client_id", {.client_id = ""}},
         {"backend", {.backend = (flc_backend)9}},
         {"samples", {.train = NULL, .samples = &no_x}},
@@ -248,6 +249,17 @@ static void test_new_validation(void **state)
         const flc_status st = flc_client_new(&cfg, &c);
         if (st != FLC_ERR_INVALID_ARG || c != NULL || !strstr(lb->text, rows[i].what))
             fail_msg("row %zu (%s): status %d, log '%s'", i, rows[i].what, (int)st, lb->text);
+    }
+    /* inproc:// is taken with a context of the caller's, where a server of the process can be. */
+    {
+        void *ctx = zmq_ctx_new();
+        flc_config cfg = good;
+        cfg.server_endpoint = "inproc://fedrop";
+        cfg.zmq_context = ctx;
+        c = NULL;
+        assert_int_equal(flc_client_new(&cfg, &c), FLC_OK);
+        flc_client_free(c);
+        zmq_ctx_term(ctx);
     }
     /* Keys without the server's: refused (the device meant CURVE); no key at all: plain text. */
     for (int k = 0; k < 3; k++) {

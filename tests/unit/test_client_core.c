@@ -405,6 +405,67 @@ static void test_wrapped_builtin_failure_wording(void **state)
     fls_core_free(srv);
 }
 
+/* A plug-in whose output the server would refuse (more samples than the Task's max_samples) or
+ * that says its samples cannot be used: the round fails on the device, worded as flc.h has it. */
+typedef struct odd_plugin {
+    fl_status st;
+    uint64_t n;
+} odd_plugin;
+
+static fl_status odd_trainer(void *user, const flc_core_job *job, float *params,
+                             uint64_t *n_samples, double *loss)
+{
+    const odd_plugin *p = user;
+    (void)job;
+    (void)params;
+    *n_samples = p->n;
+    *loss = 0.5;
+    return p->st;
+}
+
+static void test_plugin_odd_outputs(void **state)
+{
+    (void)state;
+    fls_config cfg = fls_config_default();
+    snprintf(cfg.arch, sizeof cfg.arch, "mlp:6-5-3");
+    cfg.clients_per_round = 1;
+    cfg.overcommit = 1.0;
+    cfg.train.max_samples = 2;
+    fls_core *srv = NULL;
+    assert_int_equal(fls_core_new(&cfg, &srv), FL_OK);
+    assert_int_equal(fls_core_client_join(srv, 9, 3, 0.0), FL_OK);
+    assert_int_equal(fls_core_tick(srv, 0.0), FL_OK);
+    fls_event ev;
+    while (fls_core_poll(srv, &ev))
+        ;
+    const struct {
+        odd_plugin p;
+        fl_status want;
+        const char *says, *not_says;
+    } rows[] = {
+        {{FL_OK, 0}, FL_ERR_NUMERIC, "reported 0 samples", NULL},
+        {{FL_OK, 3}, FL_ERR_NUMERIC, "reported 3 samples, above the task's max_samples 2", NULL},
+        {{FL_OK, UINT64_MAX}, FL_ERR_NUMERIC, "above the task's max_samples 2", NULL},
+        {{FL_ERR_DATASET_FORMAT, 1}, FL_ERR_DATASET_FORMAT,
+         "failed with status 63 (the local dataset cannot be used)", "dataset file"},
+        {{FL_ERR_INTERNAL, 1}, FL_ERR_INTERNAL, "failed with status 4", "bug in fedrop"},
+        {{FL_OK, 2}, FL_OK, NULL, NULL},
+    };
+    for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
+        const flc_core_config cc = {"dev", 9, 5, NULL, odd_trainer, (void *)&rows[i].p, {0}, NULL};
+        flc_core *c = NULL;
+        assert_int_equal(flc_core_new(&cc, &c), FL_OK);
+        feed_task(srv, c, 9);
+        const fl_status st = flc_core_train(c);
+        const char *why = flc_core_train_error(c);
+        if (st != rows[i].want || (rows[i].says && !strstr(why, rows[i].says)) ||
+            (rows[i].not_says && strstr(why, rows[i].not_says)))
+            fail_msg("row %zu: status %d, error '%s'", i, (int)st, why);
+        flc_core_free(c);
+    }
+    fls_core_free(srv);
+}
+
 /* A task whose training failed is not trained a second time (its weights were trained in place,
  * and the server was told the round failed): the core is no longer ready until the next task. */
 static void test_failed_task_not_retrained(void **state)
@@ -1088,6 +1149,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_plugin_trainer_and_errors),
         cmocka_unit_test(test_failed_task_not_retrained),
+        cmocka_unit_test(test_plugin_odd_outputs),
         cmocka_unit_test(test_rebind_and_take_payload),
         cmocka_unit_test(test_wrapped_builtin_failure_wording),
         cmocka_unit_test(test_rewind_replays_round),
