@@ -341,12 +341,11 @@ static int parse_opt_float(const char *p, float *v)
     return 0;
 }
 
-fl_status flm_dataset_load_spec(flm_dataset **out, const char *spec, uint64_t seed, flm_split split,
-                                char *err, size_t errlen)
+/* flm_dataset_load_spec, or with dry set its parse alone (flm_dataset_spec_check): nothing is
+ * read or made, and out is not touched. */
+static fl_status load_spec(flm_dataset **out, const char *spec, uint64_t seed, flm_split split,
+                           int dry, char *err, size_t errlen)
 {
-    if (!out)
-        return FL_ERR_INVALID_ARG;
-    *out = NULL;
     if (!spec) {
         set_err(err, errlen, "no dataset spec");
         return FL_ERR_INVALID_ARG;
@@ -361,12 +360,16 @@ fl_status flm_dataset_load_spec(flm_dataset **out, const char *spec, uint64_t se
         char name[16];
         memcpy(name, spec, kl);
         name[kl] = '\0';
-        return flm_dataset_load_named(out, name, arg, NULL, err, errlen);
+        if (dry && strcmp(arg, "train") != 0 && strcmp(arg, "test") != 0)
+            goto bad;
+        return dry ? FL_OK : flm_dataset_load_named(out, name, arg, NULL, err, errlen);
     }
     if (KIND_IS("idx")) {
         const char *comma = strchr(arg, ',');
         if (!comma || comma == arg || !comma[1] || strchr(comma + 1, ','))
             goto bad;
+        if (dry)
+            return FL_OK;
         char *img = strndup(arg, (size_t)(comma - arg));
         if (!img)
             return FL_ERR_NOMEM;
@@ -384,6 +387,12 @@ fl_status flm_dataset_load_spec(flm_dataset **out, const char *spec, uint64_t se
                 strlist_free(&l);
                 goto bad;
             }
+            if (dry) { /* the paths are looked at when they are loaded */
+                if (!e)
+                    break;
+                p = e + 1;
+                continue;
+            }
             char *one = strndup(p, n);
             if (!one) {
                 st = FL_ERR_NOMEM;
@@ -394,6 +403,10 @@ fl_status flm_dataset_load_spec(flm_dataset **out, const char *spec, uint64_t se
             if (!e)
                 break;
             p = e + 1;
+        }
+        if (st == FL_OK && dry) {
+            strlist_free(&l);
+            return FL_OK;
         }
         if (st == FL_OK)
             st = flm_leaf_load(out, KIND_IS("femnist") ? FLM_LEAF_FEMNIST : FLM_LEAF_SHAKESPEARE,
@@ -412,6 +425,8 @@ fl_status flm_dataset_load_spec(flm_dataset **out, const char *spec, uint64_t se
         float sigma = 0.3f;
         if (parse_opt_float(p, &sigma) != 0)
             goto bad;
+        if (dry)
+            return FL_OK;
         const fl_status st = flm_dataset_synth_images(out, N, (int)C, (int)H, (int)W, (int)K,
                                                       sigma, seed, split);
         if (st == FL_ERR_INVALID_ARG)
@@ -427,6 +442,8 @@ fl_status flm_dataset_load_spec(flm_dataset **out, const char *spec, uint64_t se
         float noise = 0.1f;
         if (parse_opt_float(p, &noise) != 0)
             goto bad;
+        if (dry)
+            return FL_OK;
         const fl_status st = flm_dataset_synth_tokens(out, N, (int)T, (int)V, noise, seed, split);
         if (st == FL_ERR_INVALID_ARG)
             goto bad;
@@ -439,4 +456,18 @@ bad:
             "idx:IMAGES,LABELS, femnist:PATH[,PATH], shakespeare:PATH[,PATH], "
             "synth-images:N:CxHxW:CLASSES[:SIGMA], synth-tokens:N:T:VOCAB[:NOISE])", spec);
     return FL_ERR_INVALID_ARG;
+}
+
+fl_status flm_dataset_load_spec(flm_dataset **out, const char *spec, uint64_t seed, flm_split split,
+                                char *err, size_t errlen)
+{
+    if (!out)
+        return FL_ERR_INVALID_ARG;
+    *out = NULL;
+    return load_spec(out, spec, seed, split, 0, err, errlen);
+}
+
+fl_status flm_dataset_spec_check(const char *spec, char *err, size_t errlen)
+{
+    return load_spec(NULL, spec, 0, FLM_SPLIT_TRAIN, 1, err, errlen);
 }

@@ -174,6 +174,11 @@ fl_status flm_leaf_load_mem(flm_dataset **out, flm_leaf_kind kind, const uint8_t
 fl_status flm_dataset_load_spec(flm_dataset **out, const char *spec, uint64_t seed, flm_split split,
                                 char *err, size_t errlen);
 
+/* The parse of flm_dataset_load_spec alone, reading nothing: FL_OK, or FL_ERR_INVALID_ARG with
+ * the same reason in err, for a spec that does not parse (the split of a named set, too). A spec
+ * that parses may still fail to load (a missing file, a synth-* size the generator refuses). */
+fl_status flm_dataset_spec_check(const char *spec, char *err, size_t errlen);
+
 /* ---- partitioners --------------------------------------------------------------------------- */
 
 typedef enum flm_part_kind {

@@ -52,7 +52,11 @@ for c in "--bogus|unknown option 'bogus'" "--rounds 1 --roundz|unknown option 'r
          "experiment afd --preset|--preset needs a value" \
          "--model bogus --rounds 1|--model: unknown architecture 'bogus'" \
          "--fold-threads 64|--fold-threads: '64' is not a thread count in 0 .. 63, or auto" \
-         "--fold-threads some|--fold-threads: 'some' is not a thread count in 0 .. 63, or auto"; do
+         "--fold-threads some|--fold-threads: 'some' is not a thread count in 0 .. 63, or auto" \
+         "--dataset foo --rounds 1|--dataset: dataset spec \"foo\" does not parse" \
+         "--dataset synth-images:12:1x8 --rounds 1|--dataset: dataset spec" \
+         "--test-dataset mnist:val --rounds 1|--test-dataset: dataset spec \"mnist:val\"" \
+         "experiment afd --per-round 300|full: --per-round 300 is larger than --clients 200"; do
     args=${c%%|*}
     want=${c#*|}
     rc=0
@@ -152,6 +156,14 @@ FEDROP_DATA_DIR="$DIR/nodata" "$FL_SIM" experiment afd --seeds 1 --out "$DIR/exp
 [ "$rc" -eq 1 ] || fail "experiment, missing dataset, earlier runs: exit status $rc, not 1"
 [ -d "$DIR/expold/runs/full-s1" ] || fail "experiment, missing dataset: an earlier run was removed"
 echo "experiment, missing dataset: refused, no directory left"
+# --target-acc 0 (none) is taken by the experiment, whose presets set keep-going with their
+# target: the run gets as far as the (missing) dataset, not refused for --keep-going.
+rc=0
+FEDROP_DATA_DIR="$DIR/nodata" "$FL_SIM" experiment afd --seeds 1 --target-acc 0 --out "$DIR/expt0" \
+    >/dev/null 2>"$DIR/expt0.err" || rc=$?
+[ "$rc" -eq 1 ] && grep -q "^fl_sim experiment: dataset: " "$DIR/expt0.err" ||
+    fail "experiment --target-acc 0: exit status $rc: $(cat "$DIR/expt0.err")"
+echo "experiment --target-acc 0: taken"
 
 # An option the other settings make inert is named in a warning (the run goes on); the same
 # option where it matters is not.

@@ -62,7 +62,23 @@ static void die_of(int sig)
 
 static void on_signal(int sig)
 {
-    const char *name = sig == SIGINT ? "Ctrl-C" : sig == SIGTERM ? "SIGTERM" : "SIGUSR1";
+    const char *name = sig == SIGINT ? "Ctrl-C" : sig == SIGTERM ? "SIGTERM" :
+                       sig == SIGHUP ? "SIGHUP" : "SIGUSR1";
+    if (sig == SIGPIPE && !g_quit_now) {
+        /* The reader of stdout went away (fl_sim ... | head): the run stops after the round in
+         * progress with its results written, as for SIGTERM; the writes to stdout that follow
+         * fail quietly (EPIPE) instead of raising it again, so no second signal ends it. */
+        struct sigaction ign;
+        memset(&ign, 0, sizeof ign);
+        ign.sa_handler = SIG_IGN;
+        sigemptyset(&ign.sa_mask);
+        sigaction(SIGPIPE, &ign, NULL);
+        if (!g_stop) {
+            g_stop = sig;
+            say("\nfl_sim: stdout was closed (SIGPIPE): stopping after the round in progress\n");
+        }
+        return;
+    }
     if (g_quit_now) {
         if (g_out_dir)
             flsim_out_unprepare(g_out_dir, g_out_made); /* only what is still empty */
@@ -99,9 +115,13 @@ static void catch_stop_signals(void)
     sigaddset(&sa.sa_mask, SIGINT); /* one handler at a time: the second waits for the first */
     sigaddset(&sa.sa_mask, SIGTERM);
     sigaddset(&sa.sa_mask, SIGUSR1);
+    sigaddset(&sa.sa_mask, SIGHUP);
+    sigaddset(&sa.sa_mask, SIGPIPE);
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGUSR1, &sa, NULL);
+    sigaction(SIGHUP, &sa, NULL);
+    sigaction(SIGPIPE, &sa, NULL);
 }
 
 static void usage(FILE *f)
@@ -621,7 +641,7 @@ static int run_experiment(int argc, char **argv, int first)
     }
     if (st != FL_OK) {
         fprintf(stderr, "fl_sim experiment: %s\n", err[0] ? err : fl_strerror(st));
-        return 1;
+        return st == FL_ERR_CONFIG ? 2 : 1; /* an option or value: as a run's (sim/README.md) */
     }
     if (g_rank == 0) {
         char png[sizeof e.out + 32];

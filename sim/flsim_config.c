@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 
 #include "flm_arch.h"
+#include "flm_data.h"
 #include "fl_fs.h"
 #include "flsim.h"
 #include "flsim_internal.h"
@@ -54,7 +55,7 @@ flsim_config flsim_config_default(void)
 static const flsim_option_doc g_docs[] = {
     {"config", "FILE", "read options from a YAML mapping (name: value); one file, flags override it"},
     {"dataset", "NAME|SPEC", "fashion-mnist (the default), mnist (where: see Datasets below), or a spec (idx:I,L, femnist:DIR, ...)"},
-    {"test-dataset", "SPEC", "test set spec; default: the named test split, else hold out --test-frac"},
+    {"test-dataset", "SPEC", "test set spec (a name alone: its test split); default: the named set's test split, else hold out --test-frac"},
     {"test-frac", "F", "fraction held out as the test set when the dataset has no test split (1/7)"},
     {"train-samples", "N", "use only the first N training samples (all if the set is smaller); 0 = all (0)"},
     {"model", "NAME|SPEC", "mlp = mlp:D-200-200-K, cnn = cnn:K (sized for the dataset), lstm = "
@@ -334,6 +335,15 @@ fl_status flsim_config_validate(const flsim_config *c, char *err, size_t errlen)
         FAIL("--data-shards %u is larger than --clients %u", c->data_shards, c->clients);
     if (!c->dataset[0])
         FAIL("--dataset is empty");
+    /* A spec that does not parse is found here, before anything loads (flm_dataset_spec_check
+     * reads nothing); whether its files are there is found when they load. */
+    char why[512];
+    if (!flsim_named_dataset(c->dataset) &&
+        flm_dataset_spec_check(c->dataset, why, sizeof why) != FL_OK)
+        FAIL("--dataset: %s", why);
+    if (c->test_dataset[0] && !flsim_named_dataset(c->test_dataset) &&
+        flm_dataset_spec_check(c->test_dataset, why, sizeof why) != FL_OK)
+        FAIL("--test-dataset: %s", why);
     if (!c->model[0])
         FAIL("--model is empty");
     if (c->target_acc == 0 && c->keep_going)

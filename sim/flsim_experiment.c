@@ -202,7 +202,20 @@ fl_status flsim_experiment_afd(const flsim_experiment *e, const fl_logger *log, 
             return FL_ERR_CONFIG;
         }
     }
+    /* The presets' keep-going goes with their target: --target-acc 0 (none) drops both. */
+    if (base.target_acc == 0)
+        base.keep_going = 0;
     base.quiet = 1;
+    /* Every run's settings checked before anything loads: a value out of range is the caller's
+     * (FL_ERR_CONFIG), found at once, not when that run's turn comes. */
+    for (int c = 0; c < N_CONFIGS; c++) {
+        flsim_config cfg;
+        config_of(&base, c, 0, down_c, up_c, &cfg);
+        if (flsim_config_validate(&cfg, e2, sizeof e2) != FL_OK) {
+            snprintf(err, errlen, "%s: %s", g_cfgs[c].name, e2);
+            return FL_ERR_CONFIG;
+        }
+    }
     const uint32_t seeds = e->seeds ? e->seeds : 3;
     const int r0 = rank0();
     char path[FLSIM_STR + 128], runs_dir[FLSIM_STR + 16];

@@ -9,6 +9,10 @@
 /* A finite number with an optional SI suffix k, M, G, T; 1 on success. */
 int flsim_parse_number(const char *s, double *out);
 
+/* 1 for a --dataset or --test-dataset given by name alone (fashion-mnist, mnist): the training
+ * set is its train split, the test set its test split. */
+int flsim_named_dataset(const char *s);
+
 /* The whole file at path into a malloc'ed, NUL-terminated *out of *len bytes: FL_OK,
  * FL_ERR_NOT_FOUND (no such file), FL_ERR_IO, FL_ERR_NOMEM, or FL_ERR_RESULTS_FORMAT when it
  * holds more than cap bytes. */

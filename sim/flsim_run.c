@@ -69,9 +69,18 @@ double flsim_peak_rss_mb(void)
 
 /* ---- data ------------------------------------------------------------------------------------ */
 
-static int named_dataset(const char *s)
+int flsim_named_dataset(const char *s)
 {
     return strcmp(s, "fashion-mnist") == 0 || strcmp(s, "mnist") == 0;
+}
+
+/* The spec of the test set named by --test-dataset: a bare name is that set's test split. */
+static void test_spec(const flsim_config *cfg, char *spec, size_t cap)
+{
+    if (flsim_named_dataset(cfg->test_dataset))
+        snprintf(spec, cap, "%s:test", cfg->test_dataset);
+    else
+        snprintf(spec, cap, "%s", cfg->test_dataset);
 }
 
 /* --train-samples: keep the first n training samples (all of them if the set is smaller, as
@@ -147,7 +156,7 @@ fl_status flsim_data_load(flsim_data *d, const flsim_config *cfg, char *err, siz
     /* Synthetic data is part of the problem, not of the run: a fixed data seed. */
     const uint64_t data_seed = 1;
     fl_status st;
-    if (named_dataset(cfg->dataset)) {
+    if (flsim_named_dataset(cfg->dataset)) {
         snprintf(spec, sizeof spec, "%s:train", cfg->dataset);
         st = flm_dataset_load_spec(&d->train, spec, data_seed, FLM_SPLIT_TRAIN, err, errlen);
         if (st != FL_OK)
@@ -155,7 +164,7 @@ fl_status flsim_data_load(flsim_data *d, const flsim_config *cfg, char *err, siz
         if (!cfg->test_dataset[0])
             snprintf(spec, sizeof spec, "%s:test", cfg->dataset);
         else
-            snprintf(spec, sizeof spec, "%s", cfg->test_dataset);
+            test_spec(cfg, spec, sizeof spec);
         st = flm_dataset_load_spec(&d->test, spec, data_seed, FLM_SPLIT_HELDOUT, err, errlen);
         if (st == FL_OK)
             st = truncate_train(d, cfg);
@@ -169,8 +178,8 @@ fl_status flsim_data_load(flsim_data *d, const flsim_config *cfg, char *err, siz
         return st;
     if (cfg->test_dataset[0]) {
         d->train = all;
-        st = flm_dataset_load_spec(&d->test, cfg->test_dataset, data_seed, FLM_SPLIT_HELDOUT,
-                                   err, errlen);
+        test_spec(cfg, spec, sizeof spec);
+        st = flm_dataset_load_spec(&d->test, spec, data_seed, FLM_SPLIT_HELDOUT, err, errlen);
         if (st == FL_OK)
             st = truncate_train(d, cfg);
         if (st != FL_OK)

@@ -1,7 +1,7 @@
 #!/bin/sh
 # sim_interrupt (suite integration): a real fl_sim process, stopped from outside.
-# - Ctrl-C (SIGINT), SIGTERM and SIGUSR1 stop it after the round in progress: exit status 130 /
-#   143 / 138,
+# - Ctrl-C (SIGINT), SIGTERM, SIGUSR1, SIGHUP and a closed stdout (SIGPIPE) stop it after the
+#   round in progress: exit status 130 / 143 / 138 / 129 / 141,
 #   summary.json marked "interrupted": true for the rounds in rounds.csv, and the model, final
 #   accuracy and rounds.csv of a run that had only those rounds, bit for bit.
 # - A run that fails before its first round leaves an earlier run's results in --out alone.
@@ -82,6 +82,20 @@ stop_check TERM 143 term
 # same way.
 start usr1 2
 stop_check USR1 138 usr1
+# SIGHUP (the terminal closed) too.
+start hup 2
+stop_check HUP 129 hup
+# So does a closed stdout (fl_sim ... | head): SIGPIPE, exit status 141, the files written.
+(rc=0; "$FL_SIM" $ARGS --quiet 0 --rounds 1000000 --out "$DIR/pipe" 2>"$DIR/pipe.err" || rc=$?
+ echo "$rc" >"$DIR/pipe.rc") | head -n 3 >/dev/null
+[ "$(cat "$DIR/pipe.rc")" -eq 141 ] || fail "closed stdout: exit status $(cat "$DIR/pipe.rc"), not 141 ($(cat "$DIR/pipe.err"))"
+grep -q "stdout was closed (SIGPIPE): stopping after the round in progress" "$DIR/pipe.err" ||
+    fail "closed stdout: $(cat "$DIR/pipe.err")"
+grep -q '"interrupted": true' "$DIR/pipe/summary.json" || fail "closed stdout: no summary.json marked interrupted"
+rounds=$(sed -n 's/^  "rounds": \([0-9]*\),$/\1/p' "$DIR/pipe/summary.json")
+lines=$(($(wc -l <"$DIR/pipe/rounds.csv") - 1))
+[ "$rounds" = "$lines" ] || fail "closed stdout: summary.json says $rounds rounds, rounds.csv holds $lines"
+echo "closed stdout: stopped after round $rounds, exit status 141"
 
 # A second signal while the first waits for the round in progress ends the run at once, killed by
 # that signal, and says what is kept: no summary.json, rounds.csv with the rounds finished. Rounds

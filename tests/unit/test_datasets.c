@@ -1369,6 +1369,27 @@ static void test_load_spec(void **state)
         assert_null(ds);
         assert_non_null(strstr(err, "does not parse"));
     }
+    /* The parse alone (flm_dataset_spec_check) refuses the same, but for the sizes only the
+     * generators refuse, and the split of a named set as well; it reads no file. */
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        const int generator = strcmp(bad[i], "synth-images:10:0x4x4:5") == 0 ||
+                              strcmp(bad[i], "synth-tokens:10:5:1") == 0;
+        err[0] = '\0';
+        const fl_status s2 = flm_dataset_spec_check(bad[i], err, sizeof err);
+        if (s2 != (generator ? FL_OK : FL_ERR_INVALID_ARG) ||
+            (!generator && !strstr(err, "does not parse")))
+            fail_msg("check \"%s\": %s, '%s'", bad[i], fl_status_name(s2), err);
+    }
+    static const char *const parses[] = {
+        "fashion-mnist:train", "mnist:test", "idx:/nonexistent-i,/nonexistent-l",
+        "femnist:/nonexistent.json,/nonexistent-dir", "shakespeare:/x", "synth-images:100:1x4x4:5",
+        "synth-images:10:3x2x2:4:0.05", "synth-tokens:50:10:20:0.2",
+    };
+    for (size_t i = 0; i < sizeof parses / sizeof parses[0]; i++)
+        if (flm_dataset_spec_check(parses[i], err, sizeof err) != FL_OK)
+            fail_msg("check \"%s\": %s", parses[i], err);
+    assert_int_equal(flm_dataset_spec_check("mnist:valid", err, sizeof err), FL_ERR_INVALID_ARG);
+    assert_int_equal(flm_dataset_spec_check(NULL, err, sizeof err), FL_ERR_INVALID_ARG);
     assert_int_equal(flm_dataset_load_spec(&ds, "mnist:valid", 0, FLM_SPLIT_TRAIN, err, sizeof err),
                      FL_ERR_NOT_FOUND);
     assert_int_equal(flm_dataset_load_spec(&ds, "femnist:/nonexistent.json", 0, FLM_SPLIT_TRAIN, err, sizeof err),
