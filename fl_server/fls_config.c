@@ -15,6 +15,7 @@
 #include "flm_arch.h"
 #include "fl_endpoint.h"
 #include "fl_fs.h"
+#include "fl_text.h"
 #include "fls_internal.h"
 #include "flz.h"
 
@@ -852,18 +853,8 @@ static fl_status yfail(yctx *y, const yaml_event_t *ev, const char *fmt, ...)
 static fl_status ysyntax(yctx *y, const yaml_parser_t *p)
 {
     size_t line = p->problem_mark.line, col = p->problem_mark.column;
-    if (p->error == YAML_READER_ERROR) {
-        /* a bad byte (control character, invalid UTF-8): libyaml gives only its offset */
-        line = col = 0;
-        for (size_t i = 0; i < p->problem_offset && i < y->len; i++) {
-            if (y->buf[i] == '\n') {
-                line++;
-                col = 0;
-            } else if (((unsigned char)y->buf[i] & 0xC0) != 0x80) {
-                col++;
-            }
-        }
-    }
+    if (p->error == YAML_READER_ERROR) /* a bad byte: libyaml gives only its offset */
+        fl_text_line_col(y->buf, y->len, p->problem_offset, &line, &col);
     char ctx[128] = "";
     if (p->context && p->error != YAML_READER_ERROR)
         snprintf(ctx, sizeof ctx, " (%s at line %zu, column %zu)", p->context,

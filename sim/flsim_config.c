@@ -10,6 +10,7 @@
 #include "flm_arch.h"
 #include "flm_data.h"
 #include "fl_fs.h"
+#include "fl_text.h"
 #include "flsim.h"
 #include "flsim_internal.h"
 #include "flz.h"
@@ -480,8 +481,13 @@ fl_status flsim_config_parse_yaml(flsim_config *c, const char *text, size_t len,
     while (!done && st == FL_OK) {
         yaml_event_t ev;
         if (!yaml_parser_parse(&p, &ev)) {
+            /* libyaml's reader errors (a control character, invalid UTF-8) carry only an
+             * offset, their mark stays at the start */
+            size_t eline = (size_t)p.problem_mark.line, ecol = 0;
+            if (p.error == YAML_READER_ERROR)
+                fl_text_line_col(text ? text : "", len, p.problem_offset, &eline, &ecol);
             if (err && errlen)
-                snprintf(err, errlen, "%s:%zu: %s", name, (size_t)p.problem_mark.line + 1,
+                snprintf(err, errlen, "%s:%zu: %s", name, eline + 1,
                          p.problem ? p.problem : "YAML syntax error");
             st = FL_ERR_CONFIG;
             break;

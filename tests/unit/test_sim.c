@@ -546,6 +546,14 @@ static void test_options_and_yaml(void **state)
     assert_int_equal(yaml_load_text(&y, path, "clients: 300\n---\nclients: 3\n", err, sizeof err),
                      FL_ERR_CONFIG);
     assert_non_null(strstr(err, ":2: a second YAML document"));
+    /* A bad byte (invalid UTF-8, a control character) is placed on its own line, not on line 1:
+     * libyaml's reader gives only its offset. */
+    assert_int_equal(yaml_load_text(&y, path, "clients: 300\nrounds: 2\nlr: 0.\xff" "5\n", err,
+                                    sizeof err), FL_ERR_CONFIG);
+    assert_non_null(strstr(err, ":3: invalid leading UTF-8 octet"));
+    assert_int_equal(yaml_load_text(&y, path, "clients: 300\n\nrounds: 2\n\x01lr: 1\n", err,
+                                    sizeof err), FL_ERR_CONFIG);
+    assert_non_null(strstr(err, ":4: control characters are not allowed"));
     assert_int_equal(yaml_load_text(&y, path, "---\nclients: 300\n...\n", err, sizeof err), FL_OK);
     assert_int_equal(yaml_load_text(&y, path, "clients: 300\nkeep: 7\n", err, sizeof err),
                      FL_ERR_INVALID_ARG);
