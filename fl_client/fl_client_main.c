@@ -163,6 +163,12 @@ int main(int argc, char **argv)
     int o;
     while ((o = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         char *end = NULL;
+        if (o >= O_SERVER && optarg && strncmp(optarg, "--", 2) == 0) {
+            /* "--server --insecure": the value left out, the next option is not taken for it */
+            fprintf(stderr, "fl_client: --%s needs a value, and the next argument, %s, is an "
+                    "option\n", opts[o - O_SERVER].name, optarg);
+            return 1;
+        }
         errno = 0; /* strtol's ERANGE: a count it clamped to LONG_MAX is not the one given */
         switch (o) {
         case O_SERVER: server = optarg; break;

@@ -310,8 +310,10 @@ int main(int argc, char **argv)
             return EXIT_DONE;
         }
         if (strcmp(argv[i], "--config") == 0) {
-            if (i + 1 >= argc) {
-                fprintf(stderr, "fl_server: --config needs a FILE\n");
+            if (i + 1 >= argc || strncmp(argv[i + 1], "--", 2) == 0) {
+                fprintf(stderr, "fl_server: --config needs a FILE%s%s%s\n",
+                        i + 1 < argc ? " (the next argument, " : "", i + 1 < argc ? argv[i + 1] : "",
+                        i + 1 < argc ? ", is a flag)" : "");
                 fls_options_free(o);
                 return EXIT_USAGE;
             }
@@ -373,6 +375,14 @@ int main(int argc, char **argv)
                 val = "true";
             } else if (i + 1 >= argc) {
                 fprintf(stderr, "fl_server: %s needs a value\n", a);
+                fls_options_free(o);
+                return EXIT_USAGE;
+            } else if (strncmp(argv[i + 1], "--", 2) == 0) {
+                /* "--metrics --resume": the value left out, the next flag is not taken for it
+                 * (a metrics file named --resume, and a run started afresh over the checkpoint) */
+                fprintf(stderr, "fl_server: %s needs a value, and the next argument, %s, is a "
+                        "flag (a path that starts with '-' can be given as ./%s)\n", a,
+                        argv[i + 1], argv[i + 1]);
                 fls_options_free(o);
                 return EXIT_USAGE;
             } else {

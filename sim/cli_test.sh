@@ -56,7 +56,8 @@ for c in "--bogus|unknown option 'bogus'" "--rounds 1 --roundz|unknown option 'r
          "--dataset foo --rounds 1|--dataset: dataset spec \"foo\" does not parse" \
          "--dataset synth-images:12:1x8 --rounds 1|--dataset: dataset spec" \
          "--test-dataset mnist:val --rounds 1|--test-dataset: dataset spec \"mnist:val\"" \
-         "experiment afd --per-round 300|full: --per-round 300 is larger than --clients 200"; do
+         "experiment afd --per-round 300|full: --per-round 300 is larger than --clients 200" \
+         "--out --rounds 5|--out needs a value, and the next argument, --rounds, is an option"; do
     args=${c%%|*}
     want=${c#*|}
     rc=0

@@ -460,6 +460,11 @@ static int next_opt(int argc, char **argv, int *i, const char **name, const char
             fprintf(stderr, "fl_sim: --%s needs a value (see --help)\n", a);
         return -1;
     }
+    if (strncmp(argv[*i + 1], "--", 2) == 0) { /* "--out --rounds 5": the value left out */
+        fprintf(stderr, "fl_sim: --%s needs a value, and the next argument, %s, is an option (a "
+                "path that starts with '-' can be given as ./%s)\n", a, argv[*i + 1], argv[*i + 1]);
+        return -1;
+    }
     *value = argv[*i + 1];
     *i += 2;
     return 0;

@@ -1237,6 +1237,8 @@ static void test_cli_bad_options(void **state)
          "--num-clients: '99999999999999999999' is out of range"},
         {"--server tcp://127.0.0.1:1 --max-rounds 99999999999999999999",
          "--max-rounds: '99999999999999999999' is out of range"},
+        /* a value left out: the next option is not taken for it */
+        {"--server --insecure", "--server needs a value, and the next argument, --insecure, is an"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         char cmd[1024], out[4096] = "", line[512];

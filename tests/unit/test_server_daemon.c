@@ -712,6 +712,24 @@ static void test_cli_flags_override(void **state)
     const int rc = sh_run(cmd, want, &named, out, sizeof out);
     if (rc != 2 || !named || strstr(out, "run.rounds ="))
         fail_msg("two --config: exit %d, output '%s'", rc, out);
+
+    /* A path flag whose value was left out does not take the next flag for it: "--metrics
+     * --resume" made a metrics file named --resume and a fresh run over the checkpoint. */
+    static const struct { const char *flags, *want; } missing[] = {
+        {"--metrics --resume", "--metrics needs a value, and the next argument, --resume, is a flag"},
+        {"--checkpoint --insecure", "--checkpoint needs a value, and the next argument, --insecure"},
+        {"--config --check", "--config needs a FILE (the next argument, --check, is a flag)"},
+    };
+    for (size_t i = 0; i < sizeof missing / sizeof missing[0]; i++) {
+        snprintf(cmd, sizeof cmd, "'%s' --insecure %s --check 2>&1", bin, missing[i].flags);
+        const int r = sh_run(cmd, missing[i].want, &named, out, sizeof out);
+        if (r != 2 || !named)
+            fail_msg("%s: exit %d, output '%s'", missing[i].flags, r, out);
+    }
+    /* ... while ./--resume is a path like any other. */
+    snprintf(cmd, sizeof cmd, "'%s' --insecure --metrics ./--resume --check 2>&1", bin);
+    assert_int_equal(sh_run(cmd, "run.metrics = ./--resume", &named, out, sizeof out), 0);
+    assert_true(named);
 }
 
 /* The CLI: a check made once every file and flag is in names the file and line of the value, or
