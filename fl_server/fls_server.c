@@ -30,6 +30,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -2908,6 +2909,14 @@ static int ep_host_kind(const char *ep, char *host, size_t cap)
  * interface has, which libzmq would refuse at bind as "No such device". FL_OK or FL_ERR_CONFIG. */
 static fl_status check_endpoints(fls_server *s, char *err, size_t errlen)
 {
+    /* One endpoint twice: an ipc one was bound twice (the first listener orphaned, "listening"
+     * said twice), a tcp one failed its second bind as "Address already in use". */
+    for (uint32_t i = 0; i < s->opt.n_endpoints; i++)
+        for (uint32_t j = i + 1; j < s->opt.n_endpoints; j++)
+            if (strcmp(s->opt.endpoints[i], s->opt.endpoints[j]) == 0)
+                return fls_options_errf(&s->opt, err, errlen, FL_ERR_CONFIG, "server.endpoints",
+                                        NULL, "server.endpoints: %s is listed twice",
+                                        s->opt.endpoints[i]);
     for (uint32_t i = 0; i < s->opt.n_endpoints; i++) {
         const char *ep = s->opt.endpoints[i];
         char host[FLS_ENDPOINT_MAX];
@@ -2929,6 +2938,74 @@ static fl_status check_endpoints(fls_server *s, char *err, size_t errlen)
                                 "IP address or an interface name (lo, eth0), not a host name: %s",
                                 ep, instead);
     }
+    return FL_OK;
+}
+
+/* path as one name for its file, to tell two spellings of the same file apart from two files:
+ * the directory resolved (realpath), then the last component. A directory that does not resolve
+ * (not there yet) is kept as written. */
+static void canon_path(const char *path, char *out, size_t cap)
+{
+    const char *slash = strrchr(path, '/');
+    char dir[PATH_MAX], real[PATH_MAX];
+    if (!slash)
+        snprintf(dir, sizeof dir, ".");
+    else if (slash == path)
+        snprintf(dir, sizeof dir, "/");
+    else
+        snprintf(dir, sizeof dir, "%.*s", (int)(slash - path), path);
+    const char *base = slash ? slash + 1 : path;
+    snprintf(out, cap, "%s/%s", realpath(dir, real) ? real : dir, base);
+}
+
+/* 1 when paths a and b name one file: the same inode if both exist (a hard or symbolic link
+ * too), else the same canonical name. */
+static int same_file(const char *a, const char *b)
+{
+    struct stat sa, sb;
+    if (stat(a, &sa) == 0 && stat(b, &sb) == 0)
+        return sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
+    char ca[PATH_MAX + 256], cb[PATH_MAX + 256];
+    canon_path(a, ca, sizeof ca);
+    canon_path(b, cb, sizeof cb);
+    return strcmp(ca, cb) == 0;
+}
+
+/* The files the server writes (the checkpoint, its client-id journal and lock, the metrics) must
+ * be none of the files it reads or writes for another purpose: "--checkpoint keys/server.secret"
+ * replaced the server's secret key with the first checkpoint, and a metrics file that is the
+ * checkpoint lost every line. Found by --check and before the start takes the checkpoint lock. */
+static fl_status check_file_roles(fls_server *s, char *err, size_t errlen)
+{
+    enum { N = 6 };
+    char ids[FLS_PATH_MAX + 16] = "", lock[FLS_PATH_MAX + 16] = "";
+    if (s->opt.ckpt_path[0]) {
+        snprintf(ids, sizeof ids, "%s%s", s->opt.ckpt_path, FLS_IDS_SUFFIX);
+        snprintf(lock, sizeof lock, "%s.lock", s->opt.ckpt_path);
+    }
+    const int metrics_file = s->opt.metrics_path[0] && strcmp(s->opt.metrics_path, "-") != 0;
+    const struct {
+        const char *path, *key, *what;
+        int written;
+    } f[N] = {
+        {s->opt.ckpt_path, "checkpoint.path", "the checkpoint", 1},
+        {ids, "checkpoint.path", "the checkpoint's client-id journal", 1},
+        {lock, "checkpoint.path", "the checkpoint's lock file", 1},
+        {metrics_file ? s->opt.metrics_path : "", "run.metrics", "the metrics file", 1},
+        {s->opt.secret_key_file, "server.secret_key_file", "the server's secret key", 0},
+        {s->opt.allow_list, "server.allow_list", "the allow-list", 0},
+    };
+    for (int i = 0; i < N; i++)
+        for (int j = i + 1; j < N; j++) {
+            if (!f[i].path[0] || !f[j].path[0] || !(f[i].written || f[j].written) ||
+                !strcmp(f[i].key, f[j].key) || !same_file(f[i].path, f[j].path))
+                continue;
+            return fls_options_errf(&s->opt, err, errlen, FL_ERR_CONFIG, f[i].key, f[j].key,
+                                    "%s is both %s (%s %s) and %s (%s %s): one file cannot "
+                                    "be both", f[i].path, f[i].what, f[i].key,
+                                    f[i].key == f[0].key ? s->opt.ckpt_path : f[i].path,
+                                    f[j].what, f[j].key, f[j].path);
+        }
     return FL_OK;
 }
 
@@ -3294,6 +3371,8 @@ static fl_status server_init(fls_server *s, char *err, size_t errlen)
     }
     fls_options_inert(&s->opt, say_inert, s);
     if ((st = check_endpoints(s, err, errlen)) != FL_OK)
+        return st;
+    if ((st = check_file_roles(s, err, errlen)) != FL_OK)
         return st;
     /* One server per checkpoint: the lock is taken before any other file is read or written (the
      * secret key, the probe of the directory below), so that a second server stops at once. A

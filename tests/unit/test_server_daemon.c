@@ -1259,6 +1259,78 @@ static void test_secret_key_not_regular(void **state)
  * and CHECKPOINT.ids beside it are refused at once, by --check and by the start (they used to hang
  * both), each naming what the path is. The configuration file, read once, may be a FIFO with a
  * writer. A guard alarm turns a hang into a failure. */
+/* A file the server writes (the checkpoint, its .ids journal and .lock, the metrics) that is
+ * another of its files: "--checkpoint keys/server.secret" replaced the secret key with the first
+ * checkpoint (the CURVE identity gone), a metrics file that was the checkpoint lost every line.
+ * Refused by --check and the start (before the checkpoint lock is taken: no KEY.lock is made),
+ * whatever the spelling of the path; and one endpoint listed twice. */
+static void test_operator_files_distinct(void **state)
+{
+    (void)state;
+    char err[512], yaml[2048], want[1200], key[400], allow[400], lockp[420];
+    assert_int_equal(fls_keygen(g_tmp, "fda", err, sizeof err), FLS_OK);
+    snprintf(key, sizeof key, "%s/fda.secret", g_tmp);
+    snprintf(allow, sizeof allow, "%s/fda.allow", g_tmp);
+    char pubp[400], pub[256];
+    snprintf(pubp, sizeof pubp, "%s/fda.pub", g_tmp);
+    FILE *f = fopen(pubp, "r");
+    assert_non_null(f);
+    size_t n = fread(pub, 1, sizeof pub - 1, f);
+    pub[n] = 0;
+    fclose(f);
+    write_file(allow, pub);
+    static const struct {
+        const char *ckpt, *metrics, *is, *a, *b; /* @: g_tmp */
+    } cases[] = {
+        {"@/fda.secret", "", "@/fda.secret", "the checkpoint", "the server's secret key"},
+        {"@/../%s/fda.allow", "", "", "the checkpoint", "the allow-list"},
+        {"", "@/fda.secret", "@/fda.secret", "the metrics file", "the server's secret key"},
+        {"@/fdx", "@/fdx", "@/fdx", "the checkpoint", "the metrics file"},
+        {"@/fdx", "@/fdx.ids", "@/fdx.ids", "the checkpoint's client-id journal", "the metrics file"},
+        {"@/fdx", "@/./fdx.lock", "@/fdx.lock", "the checkpoint's lock file", "the metrics file"},
+    };
+    const char *base = strrchr(g_tmp, '/') + 1;
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char ck[500] = "", me[500] = "", is[500] = "";
+        const char *src[3] = {cases[i].ckpt, cases[i].metrics, cases[i].is};
+        char *dst[3] = {ck, me, is};
+        for (int k = 0; k < 3; k++)
+            if (src[k][0]) {
+                char tail[200];
+                snprintf(tail, sizeof tail, src[k] + 1, base);
+                snprintf(dst[k], 500, "%s%s", g_tmp, tail);
+            }
+        snprintf(yaml, sizeof yaml, "server:\n  secret_key_file: '%s'\n  allow_list: '%s'\n"
+                 "  endpoints: ['ipc://%s/fda.sock']\ncheckpoint:\n  path: '%s'\nrun:\n"
+                 "  metrics: '%s'\n", key, allow, g_tmp, ck, me);
+        snprintf(want, sizeof want, "%s is both %s (", is[0] ? is : ck, cases[i].a);
+        refused_at_check_and_start(yaml, FLS_ERR_CONFIG, want, ck[0] ? ck : me);
+        assert_non_null(strstr(want, cases[i].a));
+        snprintf(want, sizeof want, ") and %s (", cases[i].b);
+        refused_at_check_and_start(yaml, FLS_ERR_CONFIG, want, ck[0] ? ck : me);
+        if (ck[0]) {
+            snprintf(lockp, sizeof lockp, "%s.lock", ck);
+            if (access(lockp, F_OK) == 0 && strcmp(lockp, me) != 0)
+                fail_msg("case %zu: the lock %s was made", i, lockp);
+        }
+    }
+    /* the key is untouched, and a checkpoint beside it is taken */
+    snprintf(yaml, sizeof yaml, "server:\n  secret_key_file: '%s'\n  allow_list: '%s'\n"
+             "  endpoints: ['ipc://%s/fda.sock']\ncheckpoint:\n  path: '%s/fda.ckpt'\nrun:\n"
+             "  metrics: '%s/fda.metrics'\n", key, allow, g_tmp, g_tmp, g_tmp);
+    fls_options *o = opts_from(yaml);
+    assert_int_equal(fls_server_check(o, NULL), FLS_OK);
+    fls_options_free(o);
+    /* one endpoint twice */
+    snprintf(yaml, sizeof yaml, "server:\n  insecure: true\n  endpoints: ['ipc://%s/fdb.sock', "
+             "'ipc://%s/fdb.sock']\n", g_tmp, g_tmp);
+    snprintf(want, sizeof want, "server.endpoints: ipc://%s/fdb.sock is listed twice", g_tmp);
+    refused_at_check_and_start(yaml, FLS_ERR_CONFIG, want, "ipc twice");
+    refused_at_check_and_start("server:\n  insecure: true\n  endpoints: [tcp://127.0.0.1:6102, "
+                               "tcp://127.0.0.1:6102]\n", FLS_ERR_CONFIG,
+                               "tcp://127.0.0.1:6102 is listed twice", "tcp twice");
+}
+
 static void test_operator_files_not_regular(void **state)
 {
     (void)state;
@@ -6304,6 +6376,7 @@ int main(void)
         cmocka_unit_test(test_server_check),
         cmocka_unit_test(test_secret_key_not_regular),
         cmocka_unit_test(test_operator_files_not_regular),
+        cmocka_unit_test(test_operator_files_distinct),
         cmocka_unit_test(test_eval_dir_parent),
         cmocka_unit_test(test_installed_doc_names),
         cmocka_unit_test(test_cli_reload_fifo),
