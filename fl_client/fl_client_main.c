@@ -54,6 +54,7 @@ static void usage(FILE *f)
 {
     fprintf(f,
 "usage: fl_client --server ENDPOINT [options]\n"
+"       fl_client --version\n"
 "\n"
 "Joins a fedrop server, trains the submodels it sends on this client's partition of a dataset,\n"
 "and uploads the compressed updates, until the server ends the run.\n"
@@ -159,7 +160,7 @@ int main(int argc, char **argv)
         {"partition-seed", required_argument, 0, O_PSEED}, {"max-rounds", required_argument, 0, O_MAXR},
         {"threads", required_argument, 0, O_THREADS}, {"seed", required_argument, 0, O_SEED},
         {"log-level", required_argument, 0, O_LOG}, {"memory-bytes", required_argument, 0, O_MEM},
-        {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
+        {"help", no_argument, 0, 'h'}, {"version", no_argument, 0, 'V'}, {0, 0, 0, 0}};
     int o;
     while ((o = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         char *end = NULL;
@@ -207,6 +208,7 @@ int main(int argc, char **argv)
             else { fprintf(stderr, "fl_client: --log-level: expected debug, info, warn or error\n"); return 1; }
             break;
         case 'h': usage(stdout); return 0;
+        case 'V': printf("fl_client %s\n", FEDROP_VERSION); return 0;
         default: /* getopt said which option; the whole usage would bury that line */
             fprintf(stderr, "fl_client: see fl_client --help for the options\n");
             return 1;

@@ -2941,6 +2941,23 @@ static fl_status check_endpoints(fls_server *s, char *err, size_t errlen)
     return FL_OK;
 }
 
+/* The kernel caps a listen backlog at net.core.somaxconn: said by --check and the start. */
+static void warn_backlog(fls_server *s)
+{
+    const int backlog = (int)s->opt.backlog;
+    FILE *somax_f = fopen("/proc/sys/net/core/somaxconn", "r");
+    int somax = 0;
+    if (somax_f) {
+        if (fscanf(somax_f, "%d", &somax) != 1)
+            somax = 0;
+        fclose(somax_f);
+    }
+    if (somax > 0 && backlog > somax)
+        fl_log(&s->log, FL_LOG_WARN, "server.listen_backlog %d is cut to %d by the kernel "
+               "(net.core.somaxconn): raise that (sysctl -w net.core.somaxconn=%d) for a fleet "
+               "that connects at once", backlog, somax, backlog);
+}
+
 /* path as one name for its file, to tell two spellings of the same file apart from two files:
  * the directory resolved (realpath), then the last component. A directory that does not resolve
  * (not there yet) is kept as written. */
@@ -3043,17 +3060,6 @@ static fl_status setup_socket(fls_server *s, char *err, size_t errlen)
      * reconnected at once: 8000 connections at once took 4.5-8.6 s to be acknowledged, 0.9 s at
      * 4096 (bench/bench_idle), the rest waiting for their kernels' SYN retries (1 s, 3 s, 7 s). */
     const int backlog = (int)s->opt.backlog;
-    FILE *somax_f = fopen("/proc/sys/net/core/somaxconn", "r");
-    int somax = 0;
-    if (somax_f) {
-        if (fscanf(somax_f, "%d", &somax) != 1)
-            somax = 0;
-        fclose(somax_f);
-    }
-    if (somax > 0 && backlog > somax)
-        fl_log(&s->log, FL_LOG_WARN, "server.listen_backlog %d is cut to %d by the kernel "
-               "(net.core.somaxconn): raise that (sysctl -w net.core.somaxconn=%d) for a fleet "
-               "that connects at once", backlog, somax, backlog);
     if (zmq_setsockopt(s->router, ZMQ_ROUTER_MANDATORY, &one, sizeof one) ||
         zmq_setsockopt(s->router, ZMQ_LINGER, &linger, sizeof linger) ||
         zmq_setsockopt(s->router, ZMQ_TCP_KEEPALIVE, &one, sizeof one) ||
@@ -3374,6 +3380,7 @@ static fl_status server_init(fls_server *s, char *err, size_t errlen)
         return st;
     if ((st = check_file_roles(s, err, errlen)) != FL_OK)
         return st;
+    warn_backlog(s);
     /* One server per checkpoint: the lock is taken before any other file is read or written (the
      * secret key, the probe of the directory below), so that a second server stops at once. A
      * directory there gets no lock file beside it. */

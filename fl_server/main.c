@@ -50,9 +50,16 @@ static const char *LOG_NAMES[] = {"debug", "info", "warn", "error"};
 /* The library filters its own lines by run.log_level; main's lines go through log_main. */
 static fls_log_level g_log_min = FLS_LOG_INFO;
 
+/* The last error the library logged (its reactor logs from the thread in fls_server_run): the
+ * exit line names it, not the bare status ("input/output error" for a checkpoint that cannot
+ * be written). */
+static char g_last_error[512];
+
 static void log_stderr(void *user, fls_log_level level, const char *msg)
 {
     (void)user;
+    if (level == FLS_LOG_ERROR)
+        snprintf(g_last_error, sizeof g_last_error, "%s", msg);
     const char *const *names = LOG_NAMES;
     char ts[32];
     const time_t t = time(NULL);
@@ -194,6 +201,7 @@ static void usage(FILE *f)
             "usage: fl_server [--config FILE] [FLAGS] [--set KEY=VALUE ...]\n"
             "       fl_server keygen DIR [NAME]     write DIR/NAME.pub and DIR/NAME.secret "
             "(NAME: server)\n"
+            "       fl_server --version             print the version\n"
             "       fl_server --check [...]        run the startup checks (keys, allow-list, "
             "dataset,\n"
             "                                      checkpoint, metrics; no bind) and print the "
@@ -279,6 +287,10 @@ static int keygen(int argc, char **argv)
 
 int main(int argc, char **argv)
 {
+    if (argc == 2 && strcmp(argv[1], "--version") == 0) {
+        printf("fl_server %s\n", FEDROP_VERSION);
+        return EXIT_DONE;
+    }
     if (argc >= 2 && strcmp(argv[1], "keygen") == 0)
         return keygen(argc, argv);
     /* Before anything slow: a SIGTERM or SIGHUP while the evaluation set loads must not kill the
@@ -500,6 +512,9 @@ int main(int argc, char **argv)
     fls_server_free(srv);
     if (rs == FLS_OK || rs == FLS_ERR_CANCELLED)
         return EXIT_DONE;
-    fprintf(stderr, "fl_server: %s\n", fls_strerror(rs));
+    if (g_last_error[0])
+        fprintf(stderr, "fl_server: stopped (%s): %s\n", fls_strerror(rs), g_last_error);
+    else
+        fprintf(stderr, "fl_server: %s\n", fls_strerror(rs));
     return EXIT_RUNTIME;
 }

@@ -131,6 +131,7 @@ static void usage(FILE *f)
         "       fl_sim experiment afd [--preset small|full] [--seeds N] [--out DIR] [--fresh 0|1] [--OPTION VALUE]...\n"
         "       (the experiment takes any option below but --config, --policy, --seed and\n"
         "       --keep-going)\n"
+        "       fl_sim --version\n"
         "\n"
         "Simulates federated learning with fedrop's own server and client cores: virtual clients\n"
         "with device and network profiles, a virtual clock, worker threads (and MPI ranks under\n"
@@ -659,6 +660,11 @@ static int run_experiment(int argc, char **argv, int first)
 
 static int run_main(int argc, char **argv)
 {
+    if (argc == 2 && strcmp(argv[1], "--version") == 0) {
+        if (g_rank == 0)
+            printf("fl_sim %s\n", FEDROP_VERSION);
+        return 0;
+    }
     if (has_help(argc, argv)) {
         if (g_rank == 0)
             usage(stdout);

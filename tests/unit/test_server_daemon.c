@@ -726,6 +726,25 @@ static void test_cli_flags_override(void **state)
         if (r != 2 || !named)
             fail_msg("%s: exit %d, output '%s'", missing[i].flags, r, out);
     }
+    /* --check says what the kernel makes of a listen backlog above net.core.somaxconn, as the
+     * start does (it printed "= 8192" without a word). */
+    FILE *sf = fopen("/proc/sys/net/core/somaxconn", "r");
+    int somax = 0;
+    if (sf) {
+        if (fscanf(sf, "%d", &somax) != 1)
+            somax = 0;
+        fclose(sf);
+    }
+    if (somax > 0 && somax < 65535) {
+        char w[200];
+        snprintf(cmd, sizeof cmd, "'%s' --insecure --set server.listen_backlog=%d --check 2>&1", bin,
+                 somax + 1);
+        snprintf(w, sizeof w, "server.listen_backlog %d is cut to %d by the kernel", somax + 1,
+                 somax);
+        assert_int_equal(sh_run(cmd, w, &named, out, sizeof out), 0);
+        if (!named)
+            fail_msg("--check, backlog above somaxconn %d: '%s'", somax, out);
+    }
     /* ... while ./--resume is a path like any other. */
     snprintf(cmd, sizeof cmd, "'%s' --insecure --metrics ./--resume --check 2>&1", bin);
     assert_int_equal(sh_run(cmd, "run.metrics = ./--resume", &named, out, sizeof out), 0);
@@ -1718,8 +1737,11 @@ static void test_server_check(void **state)
          "eval.dataset mnist"},
         {{{"eval.dataset", "synthetic"}, {"model.arch", "lstm"}}, FLS_OK, "evaluating on 2000"},
         {{{"run.rounds", "0"}, {"codec.down", "zzz"}}, FLS_ERR_CONFIG, "codec.down: unknown stage \"zzz\""},
-        {{{"run.resume", "true"}, {"checkpoint.path", "@/chk.secret"}}, FLS_ERR_CHECKPOINT,
-         "resume from @/chk.secret"},
+        {{{"run.resume", "true"}, {"checkpoint.path", "@/chk.pub"}}, FLS_ERR_CHECKPOINT,
+         "resume from @/chk.pub"},
+        /* the secret key as the checkpoint: refused before it is read as one, or overwritten */
+        {{{"run.resume", "true"}, {"checkpoint.path", "@/chk.secret"}}, FLS_ERR_CONFIG,
+         "@/chk.secret is both the checkpoint"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         fls_options *o = opts_from("server:\n  endpoints: [tcp://127.0.0.1:1]\n");
