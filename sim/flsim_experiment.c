@@ -260,6 +260,9 @@ fl_status flsim_experiment_afd(const flsim_experiment *e, const fl_logger *log, 
         st = FL_ERR_NOMEM;
     if (err && errlen)
         err[0] = '\0';
+    char blas_here[64], other_blas[sizeof path + 80] = "";
+    size_t n_other_blas = 0;
+    flsim_blas_name(blas_here, sizeof blas_here);
     for (size_t i = 0; st == FL_OK && r0 && !e->fresh && i < n_runs; i++) {
         const int c = (int)(i / seeds);
         const uint32_t s = (uint32_t)(i % seeds);
@@ -272,6 +275,11 @@ fl_status flsim_experiment_afd(const flsim_experiment *e, const fl_logger *log, 
         if (ls == FL_OK) {
             done[i] = 1;
             n_done++;
+            /* A run trained with another BLAS kernel (another host, OPENBLAS_CORETYPE,
+             * FLM_NO_SKINNY) may differ in its last bits from one trained here: the table is
+             * then not quite an uninterrupted experiment's. Said once, not refused. */
+            if (strcmp(ro->res.blas, blas_here) != 0 && n_other_blas++ == 0)
+                snprintf(other_blas, sizeof other_blas, "%s (BLAS %s)", path, ro->res.blas);
         } else if (ls == FL_ERR_UNSUPPORTED) {
             if (log)
                 fl_log(log, FL_LOG_WARN, "%s: running every run again", e2);
@@ -292,6 +300,12 @@ fl_status flsim_experiment_afd(const flsim_experiment *e, const fl_logger *log, 
         if (st != FL_OK && err && errlen && !err[0])
             snprintf(err, errlen, "rank 0: %s", fl_strerror(st));
     }
+    if (n_other_blas && log)
+        fl_log(log, FL_LOG_WARN, "%zu saved run%s trained with another BLAS than this host's %s "
+               "(%s%s): %s results may differ in their last bits from runs trained here, so the "
+               "table may not be quite an uninterrupted experiment's (--fresh 1 trains every run "
+               "again)", n_other_blas, n_other_blas == 1 ? " was" : "s were", blas_here,
+               other_blas, n_other_blas > 1 ? ", ..." : "", n_other_blas == 1 ? "its" : "their");
     /* Pass 2: the remaining runs. */
     flsim_exp_event ev;
     memset(&ev, 0, sizeof ev);

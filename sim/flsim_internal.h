@@ -13,6 +13,11 @@ int flsim_parse_number(const char *s, double *out);
  * set is its train split, the test set its test split. */
 int flsim_named_dataset(const char *s);
 
+/* The run's BLAS set up (one thread: a run's GEMMs run on its own threads), and its name as
+ * summary.json's "blas" has it: OpenBLAS's core (or "reference" without the library: then
+ * FL_ERR_BLAS), "+FLM_NO_SKINNY" when that variable turns fedrop's AVX-512 kernels off. */
+fl_status flsim_blas_name(char *out, size_t cap);
+
 /* The whole file at path into a malloc'ed, NUL-terminated *out of *len bytes: FL_OK,
  * FL_ERR_NOT_FOUND (no such file), FL_ERR_IO, FL_ERR_NOMEM, or FL_ERR_RESULTS_FORMAT when it
  * holds more than cap bytes. */

@@ -69,6 +69,16 @@ double flsim_peak_rss_mb(void)
 
 /* ---- data ------------------------------------------------------------------------------------ */
 
+fl_status flsim_blas_name(char *out, size_t cap)
+{
+    /* Every GEMM of a run is single-threaded on the run's own threads: no OpenBLAS pool. */
+    const fl_status st = flm_blas_init_threads(1);
+    flm_blas_set_threads(1);
+    /* FLM_NO_SKINNY (models/README.md) changes the bits as the core does: said with it. */
+    snprintf(out, cap, "%s%s", flm_blas_corename(), getenv("FLM_NO_SKINNY") ? "+FLM_NO_SKINNY" : "");
+    return st;
+}
+
 int flsim_named_dataset(const char *s)
 {
     return strcmp(s, "fashion-mnist") == 0 || strcmp(s, "mnist") == 0;
@@ -1925,10 +1935,7 @@ fl_status flsim_run(const flsim_config *cfg, const flsim_data *data_in, const fl
             return st;
         data = &own;
     }
-    /* Every GEMM of a run is single-threaded on the run's own threads: no OpenBLAS pool. */
-    const int blas_ok = flm_blas_init_threads(1) == FL_OK;
-    flm_blas_set_threads(1);
-    snprintf(res->blas, sizeof res->blas, "%s", flm_blas_corename());
+    const int blas_ok = flsim_blas_name(res->blas, sizeof res->blas) == FL_OK;
 
     sim S;
     memset(&S, 0, sizeof S);
