@@ -277,7 +277,8 @@ typedef struct flsim_round_record {
     uint32_t online, selected, reported, late, failed; /* failed: training failed or the
                                 * server refused the update */
     int closed_by;             /* fls_close_reason */
-    double train_flops;        /* summed over the round's trained clients */
+    double train_flops;        /* summed over the round's clients that trained, as the virtual
+                                * clock charged them: a failed training's too (its estimate) */
 } flsim_round_record;
 
 typedef struct flsim_result {

@@ -1014,10 +1014,11 @@ static fl_status feed_start(sim *S, round_acc *ra, job *j, feed_cur *c)
     ra->last_key = j->key;
     j->fed = 1;
     ra->bytes_down += j->bytes_down;
-    if (j->st == FL_OK) {
+    /* the FLOPs the virtual clock charged it (finish_time): a failed training's too, which ran
+     * its course before its weights were found non-finite */
+    ra->flops += j->st == FL_OK ? j->flops : j->flops_est;
+    if (j->st == FL_OK)
         ra->bytes_up += j->bytes_up;
-        ra->flops += j->flops;
-    }
     ra->train_cpu += j->train_s;
     ra->sgd_cpu += j->sgd_cpu_s;
     ra->client_cpu += j->client_s;

@@ -1441,6 +1441,20 @@ static void test_no_update_accepted(void **state)
     assert_true(res.updates_failed == 3 * (uint64_t)c.per_round);
     for (size_t i = 0; i < n; i++)
         assert_int_equal(rec[i].reported, 0);
+    /* Their training is counted as the clock charged it: round 1 (the same clients and
+     * submodels at any lr) costs what it costs with a learning rate that does not diverge. */
+    flsim_config ok = c;
+    ok.lr = 0.05;
+    ok.rounds = 1;
+    flsim_result res_ok;
+    flsim_round_record *rec_ok = NULL;
+    size_t n_ok = 0;
+    run_ok(&ok, &res_ok, &rec_ok, &n_ok);
+    assert_true(rec_ok[0].reported > 0 && rec_ok[0].train_flops > 0);
+    assert_true(rec[0].train_flops == rec_ok[0].train_flops);
+    for (size_t i = 0; i < n; i++)
+        assert_true(rec[i].train_flops > 0);
+    free(rec_ok);
     const size_t need = flsim_summary_json(&c, &res, NULL, 0) + 1;
     char *js = malloc(need);
     assert_non_null(js);
