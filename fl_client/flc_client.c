@@ -228,6 +228,8 @@ static flc_status check_config(const flc_config *cfg, const fl_logger *lg)
     if (!cfg->train && (!cfg->samples || !cfg->samples->labels || cfg->samples->n == 0 ||
                         (!cfg->samples->x && !cfg->samples->tokens)))
         BAD("without a train callback, samples (x or tokens, labels, n > 0) are required");
+    if (cfg->samples && cfg->samples->x && cfg->samples->tokens)
+        BAD("samples: x (float inputs) and tokens are both set: give the one the model reads");
     if (!cfg->train && cfg->samples->row_len == 0)
         BAD("samples->row_len (floats, or tokens, per sample) is required: the library checks "
             "the server's model against it before it reads the samples");

@@ -127,7 +127,8 @@ typedef flc_status (*flc_train_fn)(const flc_task *task, flc_update *out, void *
  * or classes change), the library checks that the samples fit it (row_len, float or token inputs,
  * every label below its classes, every token below its vocabulary). When they do not, it tells
  * the server the round failed, logs why, says Bye and flc_client_run returns FLC_ERR_DATASET; it
- * never reads past n * row_len values. */
+ * never reads past n * row_len values. Exactly one of x and tokens is set (both: FLC_ERR_INVALID_ARG
+ * from flc_client_new). */
 typedef struct flc_samples {
     const float *x;
     const int32_t *tokens;
@@ -269,7 +270,10 @@ flc_status flc_client_new(const flc_config *cfg, flc_client **out);
  * called from the trainer.
  *
  * Once flc_client_stop was called the client stays stopped: a later flc_client_run returns
- * FLC_ERR_CANCELLED at once. To pause and resume, free the client and make a new one. */
+ * FLC_ERR_CANCELLED at once. To pause and resume, free the client and make a new one. A later
+ * flc_client_run after one that returned FLC_OK goes on with the same client and its statistics:
+ * one that ended at max_rounds updates returns FLC_OK at once (the count is the client's, not the
+ * call's); make a new client for max_rounds more. */
 flc_status flc_client_run(flc_client *c);
 
 /* Asks a running flc_client_run to return: it does at once (every wait of the library is woken

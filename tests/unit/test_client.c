@@ -187,6 +187,7 @@ static void test_new_validation(void **state)
     static const flc_samples no_x = {NULL, NULL, one_label, 1, 4};
     static const float one_x[4] = {0};
     static const flc_samples no_row_len = {one_x, NULL, one_label, 1, 0};
+    static const flc_samples both_inputs = {one_x, one_label, one_label, 1, 4};
     const struct {
         const char *what;   /* what the log must say */
         flc_config cfg;
@@ -214,6 +215,7 @@ static void test_new_validation(void **state)
         {"backend", {.backend = (flc_backend)9}},
         {"samples", {.train = NULL, .samples = &no_x}},
         {"samples->row_len", {.train = NULL, .samples = &no_row_len}},
+        {"x (float inputs) and tokens are both set", {.train = NULL, .samples = &both_inputs}},
         {"log_level 42 is not", {.log_level = (flc_log_level)42}},
         {"heartbeat_ms 5 is below 10", {.heartbeat_ms = 5}},
         {"liveness_ms 1000 is not above heartbeat_ms 5000", {.heartbeat_ms = 5000, .liveness_ms = 1000}},
