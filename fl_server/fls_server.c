@@ -2910,13 +2910,18 @@ static int ep_host_kind(const char *ep, char *host, size_t cap)
 static fl_status check_endpoints(fls_server *s, char *err, size_t errlen)
 {
     /* One endpoint twice: an ipc one was bound twice (the first listener orphaned, "listening"
-     * said twice), a tcp one failed its second bind as "Address already in use". */
-    for (uint32_t i = 0; i < s->opt.n_endpoints; i++)
-        for (uint32_t j = i + 1; j < s->opt.n_endpoints; j++)
-            if (strcmp(s->opt.endpoints[i], s->opt.endpoints[j]) == 0)
+     * said twice), a tcp one failed its second bind as "Address already in use". A port that
+     * ZeroMQ chooses (:0, :*) is another port each time: listed twice, two listeners. */
+    for (uint32_t i = 0; i < s->opt.n_endpoints; i++) {
+        const char *ep = s->opt.endpoints[i], *colon = strrchr(ep, ':');
+        const int chosen = strncmp(ep, "tcp://", 6) == 0 && colon &&
+                           (strcmp(colon, ":0") == 0 || strcmp(colon, ":*") == 0);
+        for (uint32_t j = i + 1; j < s->opt.n_endpoints && !chosen; j++)
+            if (strcmp(ep, s->opt.endpoints[j]) == 0)
                 return fls_options_errf(&s->opt, err, errlen, FL_ERR_CONFIG, "server.endpoints",
                                         NULL, "server.endpoints: %s is listed twice",
                                         s->opt.endpoints[i]);
+    }
     for (uint32_t i = 0; i < s->opt.n_endpoints; i++) {
         const char *ep = s->opt.endpoints[i];
         char host[FLS_ENDPOINT_MAX];

@@ -50,15 +50,16 @@ static const char *LOG_NAMES[] = {"debug", "info", "warn", "error"};
 /* The library filters its own lines by run.log_level; main's lines go through log_main. */
 static fls_log_level g_log_min = FLS_LOG_INFO;
 
-/* The last error the library logged (its reactor logs from the thread in fls_server_run): the
- * exit line names it, not the bare status ("input/output error" for a checkpoint that cannot
- * be written). */
+/* The last error the library logged while the run went on (its reactor logs from the thread in
+ * fls_server_run): the exit line of a run that failed repeats it, beside the bare status
+ * ("input/output error" for a checkpoint that cannot be written). */
+static int g_running;
 static char g_last_error[512];
 
 static void log_stderr(void *user, fls_log_level level, const char *msg)
 {
     (void)user;
-    if (level == FLS_LOG_ERROR)
+    if (level == FLS_LOG_ERROR && g_running)
         snprintf(g_last_error, sizeof g_last_error, "%s", msg);
     const char *const *names = LOG_NAMES;
     char ts[32];
@@ -484,7 +485,9 @@ int main(int argc, char **argv)
         fls_server_reload(srv);
     }
 
+    g_running = 1;
     const fls_status rs = fls_server_run(srv);
+    g_running = 0;
     fls_server_stats stats;
     fls_server_stats_get(srv, &stats);
     log_main(FLS_LOG_INFO, rs == FLS_OK ? "exiting: run done" : "exiting");
@@ -513,7 +516,8 @@ int main(int argc, char **argv)
     if (rs == FLS_OK || rs == FLS_ERR_CANCELLED)
         return EXIT_DONE;
     if (g_last_error[0])
-        fprintf(stderr, "fl_server: stopped (%s): %s\n", fls_strerror(rs), g_last_error);
+        fprintf(stderr, "fl_server: stopped: %s (the last error logged: %s)\n", fls_strerror(rs),
+                g_last_error);
     else
         fprintf(stderr, "fl_server: %s\n", fls_strerror(rs));
     return EXIT_RUNTIME;

@@ -137,6 +137,12 @@ fl_status flm_blas_set_threads(int n)
     return FL_OK;
 }
 
+int flm_blas_skinny_off(void)
+{
+    flm_blas_init(); /* sets g_blas.avx512, with or without OpenBLAS */
+    return have_avx512() && !g_blas.avx512;
+}
+
 int flm_blas_threads(void)
 {
     if (flm_blas_init() != FL_OK || !g_blas.get_threads)

@@ -62,5 +62,8 @@ const char *flm_blas_cpu_coretype(void);
  * FL_ERR_BLAS without OpenBLAS. */
 fl_status flm_blas_set_threads(int n);
 int flm_blas_threads(void);
+/* 1 when FLM_NO_SKINNY turned off the AVX-512 kernels this CPU would otherwise run (their
+ * results differ in the last bits from OpenBLAS's); 0 where it changes nothing. */
+int flm_blas_skinny_off(void);
 
 #endif

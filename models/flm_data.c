@@ -425,8 +425,11 @@ static fl_status load_spec(flm_dataset **out, const char *spec, uint64_t seed, f
         float sigma = 0.3f;
         if (parse_opt_float(p, &sigma) != 0)
             goto bad;
-        if (dry)
+        if (dry) { /* what flm_dataset_synth_images refuses, below, as not parsing */
+            if (!C || !H || !W || !K)
+                goto bad;
             return FL_OK;
+        }
         const fl_status st = flm_dataset_synth_images(out, N, (int)C, (int)H, (int)W, (int)K,
                                                       sigma, seed, split);
         if (st == FL_ERR_INVALID_ARG)
@@ -442,8 +445,11 @@ static fl_status load_spec(flm_dataset **out, const char *spec, uint64_t seed, f
         float noise = 0.1f;
         if (parse_opt_float(p, &noise) != 0)
             goto bad;
-        if (dry)
+        if (dry) { /* what flm_dataset_synth_tokens refuses, below, as not parsing */
+            if (!T || V < 2 || !(noise <= 1.0f))
+                goto bad;
             return FL_OK;
+        }
         const fl_status st = flm_dataset_synth_tokens(out, N, (int)T, (int)V, noise, seed, split);
         if (st == FL_ERR_INVALID_ARG)
             goto bad;

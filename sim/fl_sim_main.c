@@ -65,9 +65,10 @@ static void on_signal(int sig)
     const char *name = sig == SIGINT ? "Ctrl-C" : sig == SIGTERM ? "SIGTERM" :
                        sig == SIGHUP ? "SIGHUP" : "SIGUSR1";
     if (sig == SIGPIPE && !g_quit_now) {
-        /* The reader of stdout went away (fl_sim ... | head): the run stops after the round in
-         * progress with its results written, as for SIGTERM; the writes to stdout that follow
-         * fail quietly (EPIPE) instead of raising it again, so no second signal ends it. */
+        /* The reader of stdout went away (fl_sim ... | head), or of another pipe or socket: the
+         * run stops after the round in progress with its results written, as for SIGTERM; the
+         * writes that follow fail quietly (EPIPE) instead of raising it again, so no second
+         * signal ends it. */
         struct sigaction ign;
         memset(&ign, 0, sizeof ign);
         ign.sa_handler = SIG_IGN;
@@ -75,7 +76,8 @@ static void on_signal(int sig)
         sigaction(SIGPIPE, &ign, NULL);
         if (!g_stop) {
             g_stop = sig;
-            say("\nfl_sim: stdout was closed (SIGPIPE): stopping after the round in progress\n");
+            say("\nfl_sim: a write to a closed pipe (SIGPIPE; stdout closed?): stopping after the "
+                "round in progress\n");
         }
         return;
     }
@@ -120,8 +122,14 @@ static void catch_stop_signals(void)
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGUSR1, &sa, NULL);
-    sigaction(SIGHUP, &sa, NULL);
-    sigaction(SIGPIPE, &sa, NULL);
+    /* SIGHUP and SIGPIPE only where they are not ignored already: `nohup fl_sim ... &` ignores
+     * SIGHUP so that the run outlives the terminal, and a parent that ignores SIGPIPE means it. */
+    const int inherited[2] = {SIGHUP, SIGPIPE};
+    for (int i = 0; i < 2; i++) {
+        struct sigaction old;
+        if (sigaction(inherited[i], NULL, &old) == 0 && old.sa_handler != SIG_IGN)
+            sigaction(inherited[i], &sa, NULL);
+    }
 }
 
 static void usage(FILE *f)

@@ -74,8 +74,9 @@ fl_status flsim_blas_name(char *out, size_t cap)
     /* Every GEMM of a run is single-threaded on the run's own threads: no OpenBLAS pool. */
     const fl_status st = flm_blas_init_threads(1);
     flm_blas_set_threads(1);
-    /* FLM_NO_SKINNY (models/README.md) changes the bits as the core does: said with it. */
-    snprintf(out, cap, "%s%s", flm_blas_corename(), getenv("FLM_NO_SKINNY") ? "+FLM_NO_SKINNY" : "");
+    /* FLM_NO_SKINNY (models/README.md) changes the bits as the core does, where it turns the
+     * AVX-512 kernels off: said with it. */
+    snprintf(out, cap, "%s%s", flm_blas_corename(), flm_blas_skinny_off() ? "+FLM_NO_SKINNY" : "");
     return st;
 }
 

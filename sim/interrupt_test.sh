@@ -1,7 +1,7 @@
 #!/bin/sh
 # sim_interrupt (suite integration): a real fl_sim process, stopped from outside.
 # - Ctrl-C (SIGINT), SIGTERM, SIGUSR1, SIGHUP and a closed stdout (SIGPIPE) stop it after the
-#   round in progress: exit status 130 / 143 / 138 / 129 / 141,
+#   round in progress: exit status 130 / 143 / 138 / 129 / 141 (under nohup SIGHUP stays ignored),
 #   summary.json marked "interrupted": true for the rounds in rounds.csv, and the model, final
 #   accuracy and rounds.csv of a run that had only those rounds, bit for bit.
 # - A run that fails before its first round leaves an earlier run's results in --out alone.
@@ -89,13 +89,26 @@ stop_check HUP 129 hup
 (rc=0; "$FL_SIM" $ARGS --quiet 0 --rounds 1000000 --out "$DIR/pipe" 2>"$DIR/pipe.err" || rc=$?
  echo "$rc" >"$DIR/pipe.rc") | head -n 3 >/dev/null
 [ "$(cat "$DIR/pipe.rc")" -eq 141 ] || fail "closed stdout: exit status $(cat "$DIR/pipe.rc"), not 141 ($(cat "$DIR/pipe.err"))"
-grep -q "stdout was closed (SIGPIPE): stopping after the round in progress" "$DIR/pipe.err" ||
+grep -q "a write to a closed pipe (SIGPIPE; stdout closed?): stopping after the round" "$DIR/pipe.err" ||
     fail "closed stdout: $(cat "$DIR/pipe.err")"
 grep -q '"interrupted": true' "$DIR/pipe/summary.json" || fail "closed stdout: no summary.json marked interrupted"
 rounds=$(sed -n 's/^  "rounds": \([0-9]*\),$/\1/p' "$DIR/pipe/summary.json")
 lines=$(($(wc -l <"$DIR/pipe/rounds.csv") - 1))
 [ "$rounds" = "$lines" ] || fail "closed stdout: summary.json says $rounds rounds, rounds.csv holds $lines"
 echo "closed stdout: stopped after round $rounds, exit status 141"
+# Under nohup (SIGHUP ignored) a SIGHUP is left ignored: the run goes on.
+nohup "$FL_SIM" $ARGS --rounds 1000000 --out "$DIR/nohup" >"$DIR/nohup.out" 2>"$DIR/nohup.err" &
+pid=$!
+i=0
+until [ "$(($(cat "$DIR/nohup/rounds.csv" 2>/dev/null | wc -l) - 1))" -ge 2 ]; do
+    i=$((i + 1))
+    [ "$i" -le 600 ] || fail "nohup: no 2 rounds after 60 s: $(cat "$DIR/nohup.err")"
+    sleep 0.1
+done
+kill -HUP "$pid"
+sleep 1
+kill -0 "$pid" 2>/dev/null || fail "nohup: SIGHUP ended the run: $(cat "$DIR/nohup.err")"
+stop_check TERM 143 nohup
 
 # A second signal while the first waits for the round in progress ends the run at once, killed by
 # that signal, and says what is kept: no summary.json, rounds.csv with the rounds finished. Rounds

@@ -1369,16 +1369,23 @@ static void test_load_spec(void **state)
         assert_null(ds);
         assert_non_null(strstr(err, "does not parse"));
     }
-    /* The parse alone (flm_dataset_spec_check) refuses the same, but for the sizes only the
-     * generators refuse, and the split of a named set as well; it reads no file. */
-    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-        const int generator = strcmp(bad[i], "synth-images:10:0x4x4:5") == 0 ||
-                              strcmp(bad[i], "synth-tokens:10:5:1") == 0;
+    /* The parse alone (flm_dataset_spec_check) refuses the same (the sizes the generators
+     * refuse too), and the split of a named set as well; it reads no file. */
+    static const char *const bad_too[] = {
+        "synth-images:100:1x4x4:0", "synth-images:100:1x0x4:5", "synth-tokens:100:0:20",
+        "synth-tokens:100:5:20:1.5",
+    };
+    const size_t nb = sizeof bad / sizeof bad[0], nt = sizeof bad_too / sizeof bad_too[0];
+    for (size_t i = 0; i < nb + nt; i++) {
+        const char *spec = i < nb ? bad[i] : bad_too[i - nb];
         err[0] = '\0';
-        const fl_status s2 = flm_dataset_spec_check(bad[i], err, sizeof err);
-        if (s2 != (generator ? FL_OK : FL_ERR_INVALID_ARG) ||
-            (!generator && !strstr(err, "does not parse")))
-            fail_msg("check \"%s\": %s, '%s'", bad[i], fl_status_name(s2), err);
+        const fl_status s2 = flm_dataset_spec_check(spec, err, sizeof err);
+        if (s2 != FL_ERR_INVALID_ARG || !strstr(err, "does not parse"))
+            fail_msg("check \"%s\": %s, '%s'", spec, fl_status_name(s2), err);
+        ds = (flm_dataset *)(uintptr_t)1; /* and the real load says the same */
+        if (flm_dataset_load_spec(&ds, spec, 0, FLM_SPLIT_TRAIN, err, sizeof err) !=
+                FL_ERR_INVALID_ARG || ds || !strstr(err, "does not parse"))
+            fail_msg("load \"%s\": '%s'", spec, err);
     }
     static const char *const parses[] = {
         "fashion-mnist:train", "mnist:test", "idx:/nonexistent-i,/nonexistent-l",

@@ -1273,11 +1273,8 @@ static void test_secret_key_not_regular(void **state)
     unlink(fifo);
 }
 
-/* Every file the server reads again, from a path the operator gave, must be a regular one: a
- * FIFO (with no writer) would block its reader for good. The allow-list, the checkpoint to resume
- * and CHECKPOINT.ids beside it are refused at once, by --check and by the start (they used to hang
- * both), each naming what the path is. The configuration file, read once, may be a FIFO with a
- * writer. A guard alarm turns a hang into a failure. */
+static fls_server *server_of(const char *yaml, logbuf **lb);
+
 /* A file the server writes (the checkpoint, its .ids journal and .lock, the metrics) that is
  * another of its files: "--checkpoint keys/server.secret" replaced the secret key with the first
  * checkpoint (the CURVE identity gone), a metrics file that was the checkpoint lost every line.
@@ -1348,8 +1345,21 @@ static void test_operator_files_distinct(void **state)
     refused_at_check_and_start("server:\n  insecure: true\n  endpoints: [tcp://127.0.0.1:6102, "
                                "tcp://127.0.0.1:6102]\n", FLS_ERR_CONFIG,
                                "tcp://127.0.0.1:6102 is listed twice", "tcp twice");
+    /* ... but a port ZeroMQ chooses, twice, is two listeners on two ports */
+    logbuf *lb;
+    fls_server *srv = server_of("server:\n  insecure: true\n  endpoints: [tcp://127.0.0.1:0, "
+                               "tcp://127.0.0.1:0]\n", &lb);
+    assert_non_null(fls_server_endpoint(srv, 1));
+    assert_string_not_equal(fls_server_endpoint(srv, 0), fls_server_endpoint(srv, 1));
+    fls_server_free(srv);
+    free(lb);
 }
 
+/* Every file the server reads again, from a path the operator gave, must be a regular one: a
+ * FIFO (with no writer) would block its reader for good. The allow-list, the checkpoint to resume
+ * and CHECKPOINT.ids beside it are refused at once, by --check and by the start (they used to hang
+ * both), each naming what the path is. The configuration file, read once, may be a FIFO with a
+ * writer. A guard alarm turns a hang into a failure. */
 static void test_operator_files_not_regular(void **state)
 {
     (void)state;
