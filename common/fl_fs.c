@@ -133,6 +133,7 @@ const char *fl_mode_what(mode_t mode)
            : S_ISDIR(mode)                    ? "a directory"
            : S_ISCHR(mode) || S_ISBLK(mode) ? "a device"
            : S_ISSOCK(mode)                   ? "a socket"
+           : S_ISREG(mode)                    ? "a regular file"
                                               : "something else";
 }
 

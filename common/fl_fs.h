@@ -16,7 +16,7 @@
 int fl_dir_writable(const char *dir);
 
 /* A file type in words, for "PATH: <it>, not a regular file": "a FIFO", "a directory", "a
- * device", "a socket", "something else" (also for a regular file: ask S_ISREG first). */
+ * device", "a socket", "a regular file" (for "PATH: <it>, not a directory"), "something else". */
 const char *fl_mode_what(mode_t mode);
 
 /* The directory that holds the file `path` into dir (cap bytes): its part before the last '/',

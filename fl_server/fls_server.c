@@ -2575,6 +2575,12 @@ static fl_status load_eval(fls_server *s, char *err, size_t errlen)
     } else {
         const char *name = ds == FLS_EVAL_MNIST ? "mnist" : "fashion-mnist";
         char why[512];
+        /* a file given as the directory: said as such, not as a dataset missing from beneath it */
+        struct stat db;
+        if (s->opt.eval_dir[0] && stat(s->opt.eval_dir, &db) == 0 && !S_ISDIR(db.st_mode))
+            return fls_options_errf(&s->opt, err, errlen, FL_ERR_DATASET_IO, "eval.dir", NULL,
+                                    "eval.dir %s: %s, not a directory", s->opt.eval_dir,
+                                    fl_mode_what(db.st_mode));
         st = flm_dataset_load_named(&s->eval_ds, name, s->opt.eval_split ? "train" : "test",
                                     s->opt.eval_dir[0] ? s->opt.eval_dir : NULL, why, sizeof why);
         if (st != FL_OK)

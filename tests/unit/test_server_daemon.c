@@ -1745,6 +1745,8 @@ static void test_server_check(void **state)
         {{{"run.metrics", "@"}}, FLS_ERR_IO, "Is a directory"}, /* fopen(dir, "a") fails */
         {{{"eval.dataset", "mnist"}, {"eval.dir", "@/no/dir"}}, (fls_status)FL_ERR_DATASET_IO,
          "eval.dataset mnist"},
+        {{{"eval.dataset", "mnist"}, {"eval.dir", "@/chk.pub"}}, (fls_status)FL_ERR_DATASET_IO,
+         "eval.dir @/chk.pub: a regular file, not a directory"},
         {{{"eval.dataset", "synthetic"}, {"model.arch", "lstm"}}, FLS_OK, "evaluating on 2000"},
         {{{"run.rounds", "0"}, {"codec.down", "zzz"}}, FLS_ERR_CONFIG, "codec.down: unknown stage \"zzz\""},
         {{{"run.resume", "true"}, {"checkpoint.path", "@/chk.pub"}}, FLS_ERR_CHECKPOINT,
