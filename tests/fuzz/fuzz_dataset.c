@@ -5,6 +5,7 @@
  *       bytes (either part may be gzipped);
  *   'F' / 'S' a LEAF JSON document, FEMNIST / Shakespeare;
  *   'P' a partition spec string, then (if it parses) a partition of a small synthetic dataset;
+ *       the same string goes to the dry dataset-spec parser (flm_dataset_spec_check);
  *   anything else: the byte modulo 4 picks one of the above, so mutations of the selector still
  *   reach a parser.
  * Invariants checked on success (a violation aborts, which libFuzzer and the replay report): shapes
@@ -94,6 +95,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         const size_t n = size < sizeof spec - 1 ? size : sizeof spec - 1;
         memcpy(spec, data, n);
         spec[n] = '\0';
+        /* the same string as a dataset spec, parsed dry (no file read, nothing made): it parses,
+         * or it does not, and says so */
+        err[0] = '\0';
+        const fl_status ss = flm_dataset_spec_check(spec, err, sizeof err);
+        if (ss != FL_OK && (ss != FL_ERR_INVALID_ARG || !strstr(err, "does not parse")))
+            abort();
         flm_partition_spec ps;
         if (flm_partition_spec_parse(spec, &ps, err, sizeof err) != FL_OK)
             return 0;

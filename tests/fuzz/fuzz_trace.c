@@ -2,7 +2,7 @@
  * trace CSV (flsim_trace_parse) and the YAML run configuration (flsim_config_parse_yaml); every
  * input goes to both. Trace: FL_OK with a well-formed trace (ids 0..n-1, finite rates of at least
  * FLSIM_RATE_MIN, availability in [0, 1], some client's above 0) or FL_ERR_TRACE_FORMAT with a reason that names a
- * line, a missing client, or says that no client is ever available. YAML: FL_OK with a configuration that still renders, or an error with a reason; read
+ * line, a missing client, or says that no client is ever available. YAML: FL_OK with a configuration that still renders (and passes flsim_config_validate or fails it with a reason), or an error with a reason; read
  * from a file too (flsim_config_load_yaml, through a memfd), which rewrites the relative paths it
  * names beside the file. Never a crash, a leak or an unbounded allocation. */
 #define _GNU_SOURCE /* memfd_create */
@@ -51,6 +51,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     const fl_status ys = flsim_config_parse_yaml(&c, (const char *)data, size, "fuzz", err, sizeof err);
     if (ys != FL_OK && ys != FL_ERR_UNSUPPORTED && !err[0])
         abort();
+    /* The checks made before anything loads (the dataset specs parsed dry among them): a
+     * configuration error with a reason, or none; they read no file. */
+    if (ys == FL_OK) {
+        err[0] = '\0';
+        const fl_status vs = flsim_config_validate(&c, err, sizeof err);
+        if (vs != FL_OK && (vs != FL_ERR_CONFIG || !err[0]))
+            abort();
+    }
     char js[16384];
     if (flsim_config_json(&c, js, sizeof js) == 0)
         abort();
