@@ -354,11 +354,13 @@ static void feed_task(fls_core *srv, flc_core *c, uint32_t key)
     assert_true(flc_core_ready(c));
 }
 
-/* A server core for arch with client 9 (3 samples) joined and its round open (FedAvg). */
-static fls_core *one_client_round(const char *arch)
+/* A server core for arch with client 9 (3 samples) joined and its round open (FedAvg), its
+ * training configuration's max_samples as given. */
+static fls_core *one_client_round_max(const char *arch, uint64_t max_samples)
 {
     fls_config cfg = fls_config_default();
     snprintf(cfg.arch, sizeof cfg.arch, "%s", arch);
+    cfg.train.max_samples = max_samples;
     cfg.clients_per_round = 1;
     cfg.overcommit = 1.0;
     fls_core *srv = NULL;
@@ -369,6 +371,11 @@ static fls_core *one_client_round(const char *arch)
     while (fls_core_poll(srv, &ev))
         ;
     return srv;
+}
+
+static fls_core *one_client_round(const char *arch)
+{
+    return one_client_round_max(arch, 0);
 }
 
 /* A trainer that fails while *fail is set. */
@@ -426,18 +433,7 @@ static fl_status odd_trainer(void *user, const flc_core_job *job, float *params,
 static void test_plugin_odd_outputs(void **state)
 {
     (void)state;
-    fls_config cfg = fls_config_default();
-    snprintf(cfg.arch, sizeof cfg.arch, "mlp:6-5-3");
-    cfg.clients_per_round = 1;
-    cfg.overcommit = 1.0;
-    cfg.train.max_samples = 2;
-    fls_core *srv = NULL;
-    assert_int_equal(fls_core_new(&cfg, &srv), FL_OK);
-    assert_int_equal(fls_core_client_join(srv, 9, 3, 0.0), FL_OK);
-    assert_int_equal(fls_core_tick(srv, 0.0), FL_OK);
-    fls_event ev;
-    while (fls_core_poll(srv, &ev))
-        ;
+    fls_core *srv = one_client_round_max("mlp:6-5-3", 2);
     const struct {
         odd_plugin p;
         fl_status want;
