@@ -3315,6 +3315,15 @@ static long other_owner(const char *path)
     return stat(path, &sb) == 0 && sb.st_uid != geteuid() ? (long)sb.st_uid : -1;
 }
 
+static fl_status other_users_lock(const fls_server *s, const char *lock, long owner, char *err,
+                                  size_t errlen)
+{
+    return fls_options_errf(&s->opt, err, errlen, FL_ERR_IO, "checkpoint.path", NULL,
+                            "checkpoint.path %s: %s was made by another user's fl_server (uid "
+                            "%ld), running or not: the path is theirs; give this one a "
+                            "checkpoint.path of its own", s->opt.ckpt_path, lock, owner);
+}
+
 /* One server per checkpoint: two that wrote the same files would interleave their rounds and
  * their client ids. CHECKPOINT.lock is flock'd for the server's life (a crash releases it; the
  * file stays, harmless), taken before any other file is read or written. Once it is held, the
@@ -3349,10 +3358,7 @@ static fl_status ckpt_lock(fls_server *s, char *err, size_t errlen)
     } else if ((e == EACCES || e == EPERM) && (owner = other_owner(p)) >= 0) {
         /* another user's server made it (the smoke configuration's fixed /tmp path, say): that
          * server may be gone, but its lock file stays, and it is not this user's to take */
-        st = fls_options_errf(&s->opt, err, errlen, FL_ERR_IO, "checkpoint.path", NULL,
-                              "checkpoint.path %s: %s was made by another user's fl_server (uid "
-                              "%ld), running or not: the path is theirs; give this one a "
-                              "checkpoint.path of its own", s->opt.ckpt_path, p, owner);
+        st = other_users_lock(s, p, owner, err, errlen);
     } else if (e) {
         /* the directory's own fault first (missing, read-only, full: what --check says too) */
         st = probe_ckpt_dir(s, err, errlen);
@@ -3370,6 +3376,19 @@ static fl_status ckpt_lock(fls_server *s, char *err, size_t errlen)
     }
     free(p);
     return st;
+}
+
+/* --check takes no lock, but says what the start would of a lock file another user's server
+ * made (the start cannot open it for writing, and refuses it: ckpt_lock). */
+static fl_status ckpt_lock_probe(fls_server *s, char *err, size_t errlen)
+{
+    char p[FLS_PATH_MAX + 8];
+    snprintf(p, sizeof p, "%s.lock", s->opt.ckpt_path);
+    long owner;
+    if (access(p, F_OK) == 0 && access(p, W_OK) != 0 && (errno == EACCES || errno == EPERM) &&
+        (owner = other_owner(p)) >= 0)
+        return other_users_lock(s, p, owner, err, errlen);
+    return FL_OK;
 }
 
 static void say_inert(void *u, const char *key, const char *origin, const char *why)
@@ -3402,6 +3421,8 @@ static fl_status server_init(fls_server *s, char *err, size_t errlen)
                                     "checkpoint.path %s: is a directory", s->opt.ckpt_path);
         if ((st = ckpt_lock(s, err, errlen)) != FL_OK)
             return st;
+    } else if (s->opt.ckpt_path[0] && (st = ckpt_lock_probe(s, err, errlen)) != FL_OK) {
+        return st;
     }
     s->curve = !s->opt.insecure;
     if (!s->curve) {

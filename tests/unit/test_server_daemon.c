@@ -1620,8 +1620,8 @@ static void test_inert_settings_said(void **state)
 
 /* Another user's lock file (the smoke configuration's fixed /tmp path after someone else's run)
  * is named as such, with what to do, not as "cannot lock ...: Permission denied": fl_server run
- * as nobody beside root's CHECKPOINT.lock in a sticky, world-writable directory. Where root and
- * setpriv are not at hand, skipped. */
+ * as nobody beside root's CHECKPOINT.lock in a sticky, world-writable directory; --check says the
+ * same. Where root and setpriv are not at hand, skipped. */
 static void test_cli_lock_of_another_user(void **state)
 {
     (void)state;
@@ -1646,10 +1646,18 @@ static void test_cli_lock_of_another_user(void **state)
     int said = 0;
     char out[4096];
     const int rc = sh_run(cmd, want, &said, out, sizeof out);
+    /* --check takes no lock, but says the same, with the start's status (it passed, before) */
+    char cmd2[2100];
+    snprintf(cmd2, sizeof cmd2, "%.*s --check 2>&1", (int)(strlen(cmd) - 5), cmd);
+    int said2 = 0;
+    char out2[4096];
+    const int rc2 = sh_run(cmd2, want, &said2, out2, sizeof out2);
     unlink(lock);
     rmdir(dir);
     if (rc != 3 || !said)
         fail_msg("fl_server beside another user's lock file: exit %d, said:\n%s", rc, out);
+    if (rc2 != 3 || !said2)
+        fail_msg("fl_server --check beside another user's lock file: exit %d, said:\n%s", rc2, out2);
 }
 
 /* fl_server keygen --help (or -h, anywhere after keygen) prints keygen's usage and exits 0; any
