@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -455,4 +456,27 @@ int fl_lock_path(const char *lock_path, int *fd, long *holder)
     (void)said;
     *fd = f;
     return 0;
+}
+
+ssize_t fl_write_nosigpipe(int fd, const void *buf, size_t n)
+{
+    sigset_t pipe_set, old, pending;
+    sigemptyset(&pipe_set);
+    sigaddset(&pipe_set, SIGPIPE);
+    /* one raised before this call, for the thread's own reasons, is not ours to take */
+    const int was_pending = sigpending(&pending) == 0 && sigismember(&pending, SIGPIPE);
+    const int masked = pthread_sigmask(SIG_BLOCK, &pipe_set, &old) == 0;
+    const ssize_t w = write(fd, buf, n);
+    const int e = errno;
+    if (masked) {
+        if (w < 0 && e == EPIPE && !was_pending) {
+            /* the SIGPIPE that write raised for this thread, pending while blocked: taken */
+            const struct timespec zero = {0, 0};
+            while (sigtimedwait(&pipe_set, NULL, &zero) < 0 && errno == EINTR) {
+            }
+        }
+        pthread_sigmask(SIG_SETMASK, &old, NULL);
+    }
+    errno = e;
+    return w;
 }

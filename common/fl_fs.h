@@ -99,6 +99,12 @@ void fl_atomic_end(fl_atomic *a);
  * errno of a failed unlink is not reported (the file is then left as it was). */
 size_t fl_atomic_sweep(const char *path);
 
+/* write(2) to a pipe or FIFO whose reader may have gone, without the SIGPIPE that would end the
+ * host process (a library must not): SIGPIPE is blocked in the calling thread for the write, and
+ * the one it raises is taken; the write fails with EPIPE as it would with SIGPIPE ignored.
+ * Returns what write returns, errno as write sets it. */
+ssize_t fl_write_nosigpipe(int fd, const void *buf, size_t n);
+
 /* Takes an exclusive advisory lock (flock) on the file lock_path, made if missing (mode 0644),
  * and writes this process's pid into it: *fd holds the lock until closed or until the process
  * ends (a crash releases it; no stale lock is left). 0; EWOULDBLOCK when another process holds

@@ -97,8 +97,24 @@ fl_status fls_options_errf(const fls_options *o, char *err, size_t errlen, fl_st
                            const char *key, const char *other, const char *fmt, ...)
     __attribute__((format(printf, 7, 8)));
 
-/* fl_status <-> fls_status: the numbers are the same; unknown internal codes map to themselves. */
-static inline fls_status fls_status_of(fl_status s) { return (fls_status)s; }
+/* fl_status -> fls_status: the numbers are the same, but for the internal codes that fls.h folds
+ * into a listed one (a dataset file unreadable is FLS_ERR_DATASET, a checkpoint failing its
+ * checksum FLS_ERR_CHECKPOINT, a tensor shape the architecture refuses FLS_ERR_MODEL); other
+ * internal codes map to themselves. */
+static inline fls_status fls_status_of(fl_status s)
+{
+    switch (s) {
+    case FL_ERR_DATASET_IO:
+        return FLS_ERR_DATASET;
+    case FL_ERR_CHECKPOINT_FORMAT:
+    case FL_ERR_CHECKPOINT_CHECKSUM:
+        return FLS_ERR_CHECKPOINT;
+    case FL_ERR_MODEL_SHAPE:
+        return FLS_ERR_MODEL;
+    default:
+        return (fls_status)s;
+    }
+}
 
 /* ---- keys (fls_keys.c) ---------------------------------------------------------------------- */
 

@@ -1546,7 +1546,8 @@ static int metrics_write(fls_server *s, const char *json, size_t n)
     size_t done = 0;
     int e = 0;
     while (done < len) {
-        const ssize_t w = write(fd, buf + done, len - done);
+        /* a FIFO whose reader left: EPIPE, not a SIGPIPE that ends the host (fls.h) */
+        const ssize_t w = fl_write_nosigpipe(fd, buf + done, len - done);
         if (w < 0 && errno == EINTR)
             continue;
         if (w <= 0) {

@@ -18,8 +18,12 @@
  *
  * Thread-safety: an fls_options or fls_server is used by one thread at a time. fls_server_stop and
  * fls_server_reload are async-signal-safe and may be called from any thread or a signal handler.
- * The library has no global state; it never exits, aborts or prints: it logs through the callback
- * of fls_host.
+ * The library keeps no global state of its own, with one exception: the first model evaluation
+ * or aggregation that needs a GEMM loads OpenBLAS once per process (dlopen), and before that load
+ * sets OPENBLAS_CORETYPE (and OPENBLAS_NUM_THREADS) in the environment when the host has not set
+ * them, so a host whose other threads read the environment should set them itself first. It never
+ * exits, aborts or prints: it logs through the callback of fls_host. Nor does a write to a
+ * run.metrics FIFO whose reader left raise SIGPIPE in the host: the line is lost, and logged.
  */
 #ifndef FLS_H
 #define FLS_H
@@ -150,7 +154,10 @@ typedef struct fls_server fls_server; /* opaque */
  * directory must be writable), checks that run.metrics can be written, binds every endpoint
  * (logging "listening on ENDPOINT" for each) and only then opens (creates) the metrics file, so
  * that a start that fails at the bind or before makes no file but CHECKPOINT.lock (with
- * checkpoint.path set: taken first, and never removed, which would race with another server). o may be freed afterwards. Returns FLS_OK, FLS_ERR_CONFIG (also a tcp:// endpoint whose host is a name, which a bind does not
+ * checkpoint.path set: taken first, and never removed, which would race with another server).
+ * When run.metrics is a FIFO, the open waits for a process to read it (as the daemon documents),
+ * and nothing can cancel that wait: give a FIFO only with its reader running. o may be freed
+ * afterwards. Returns FLS_OK, FLS_ERR_CONFIG (also a tcp:// endpoint whose host is a name, which a bind does not
  * resolve), FLS_ERR_IO, FLS_ERR_IO_TRANSIENT (a start-up write failed for a cause that may pass:
  * a full disk, a quota, a device error; worth trying again later), FLS_ERR_AUTH (bad key or
  * allow-list file), FLS_ERR_DATASET, FLS_ERR_CHECKPOINT / _MISMATCH (resume), FLS_ERR_TRANSPORT

@@ -1726,6 +1726,12 @@ static void test_cli_keygen(void **state)
 static void test_server_check(void **state)
 {
     (void)state;
+    /* fls.h's codes: an unreadable dataset file is FLS_ERR_DATASET, a checkpoint that fails its
+     * checksum FLS_ERR_CHECKPOINT (they leaked out as 64 and 86) */
+    assert_int_equal(fls_status_of(FL_ERR_DATASET_IO), FLS_ERR_DATASET);
+    assert_int_equal(fls_status_of(FL_ERR_CHECKPOINT_CHECKSUM), FLS_ERR_CHECKPOINT);
+    assert_int_equal(fls_status_of(FL_ERR_MODEL_SHAPE), FLS_ERR_MODEL);
+    assert_int_equal(fls_status_of(FL_ERR_CONFIG), FLS_ERR_CONFIG);
     char err[512], allow[300], pub[41], text[128];
     assert_int_equal(fls_keygen(g_tmp, "chk", err, sizeof err), FLS_OK);
     snprintf(allow, sizeof allow, "%s/chk.pub", g_tmp);
@@ -1751,9 +1757,9 @@ static void test_server_check(void **state)
         {{{"checkpoint.path", "@"}}, FLS_ERR_IO, "is a directory"},
         {{{"run.metrics", "@/no/dir/m.jsonl"}}, FLS_ERR_IO, "run.metrics @/no/dir/m.jsonl: "},
         {{{"run.metrics", "@"}}, FLS_ERR_IO, "Is a directory"}, /* fopen(dir, "a") fails */
-        {{{"eval.dataset", "mnist"}, {"eval.dir", "@/no/dir"}}, (fls_status)FL_ERR_DATASET_IO,
+        {{{"eval.dataset", "mnist"}, {"eval.dir", "@/no/dir"}}, FLS_ERR_DATASET,
          "eval.dataset mnist"},
-        {{{"eval.dataset", "mnist"}, {"eval.dir", "@/chk.pub"}}, (fls_status)FL_ERR_DATASET_IO,
+        {{{"eval.dataset", "mnist"}, {"eval.dir", "@/chk.pub"}}, FLS_ERR_DATASET,
          "eval.dir @/chk.pub: a regular file, not a directory"},
         {{{"eval.dataset", "synthetic"}, {"model.arch", "lstm"}}, FLS_OK, "evaluating on 2000"},
         {{{"run.rounds", "0"}, {"codec.down", "zzz"}}, FLS_ERR_CONFIG, "codec.down: unknown stage \"zzz\""},
@@ -3850,6 +3856,54 @@ static void test_reactor_stop_checkpoint_fails(void **state)
     peer_close(&p);
     free(lb);
     unlink(ckpt);
+}
+
+/* run.metrics a FIFO whose reader leaves mid-run: the next line's write fails with EPIPE, said,
+ * and the run goes on; the library never lets the SIGPIPE through, which would end the host
+ * process (this test process: SIGPIPE at its default action), as it did. */
+static void test_reactor_metrics_fifo_reader_leaves(void **state)
+{
+    (void)state;
+    struct sigaction dfl, old;
+    memset(&dfl, 0, sizeof dfl);
+    dfl.sa_handler = SIG_DFL;
+    sigemptyset(&dfl.sa_mask);
+    assert_int_equal(sigaction(SIGPIPE, &dfl, &old), 0);
+    char yaml[2048], ep[300], fifo[300];
+    snprintf(ep, sizeof ep, "ipc://%s/mfifo.sock", g_tmp);
+    snprintf(fifo, sizeof fifo, "%s/mfifo.jsonl", g_tmp);
+    unlink(fifo);
+    assert_int_equal(mkfifo(fifo, 0600), 0);
+    const int rd = open(fifo, O_RDONLY | O_NONBLOCK); /* a reader first: the start opens it */
+    assert_true(rd >= 0);
+    snprintf(yaml, sizeof yaml,
+             "server:\n  insecure: true\n  endpoints: ['%s']\nmodel:\n  arch: \"mlp:6-5-3\"\n"
+             "round:\n  clients: 1\n  overcommit: 1\ncodec:\n  chunk_elems: 4\n"
+             "run:\n  metrics: '%s'\n", ep, fifo);
+    logbuf *lb;
+    fls_server *s = server_rounds_of(yaml, &lb);
+    peer p;
+    flp_msg h;
+    flc_core *c = dev_joined(s, &p, ep, &h);
+    int max_inflight = 0;
+    assert_int_equal(play_round(s, &p, c, 8, &max_inflight, 0), 0);
+    while (lb->rounds < 1)
+        assert_int_equal(fls_server_step(s, 2), FLS_OK);
+    char got[4096];
+    const ssize_t n = read(rd, got, sizeof got); /* round 0's line went through */
+    assert_true(n > 0 && got[n - 1] == '\n');
+    close(rd); /* the reader leaves */
+    assert_int_equal(play_round(s, &p, c, 8, &max_inflight, 0), 0);
+    while (lb->rounds < 2)
+        assert_int_equal(fls_server_step(s, 2), FLS_OK);
+    if (!strstr(lb->text, "Broken pipe"))
+        fail_msg("no EPIPE said for run.metrics:\n%s", lb->text);
+    flc_core_free(c);
+    peer_close(&p);
+    fls_server_free(s);
+    free(lb);
+    unlink(fifo);
+    sigaction(SIGPIPE, &old, NULL);
 }
 
 /* A new server of o (its log into lb, emptied) after the last one was freed, p reconnected to ep
@@ -6419,6 +6473,7 @@ int main(void)
         cmocka_unit_test(test_secret_key_not_regular),
         cmocka_unit_test(test_operator_files_not_regular),
         cmocka_unit_test(test_operator_files_distinct),
+        cmocka_unit_test(test_reactor_metrics_fifo_reader_leaves),
         cmocka_unit_test(test_eval_dir_parent),
         cmocka_unit_test(test_installed_doc_names),
         cmocka_unit_test(test_cli_reload_fifo),
