@@ -3249,6 +3249,16 @@ static int32_t play_round(fls_server *s, peer *p, flc_core *c, uint32_t credit, 
     return status;
 }
 
+/* play_round (credit 8, no stall), then steps s until the round's callback came: lb->rounds
+ * reaches want. */
+static void play_round_done(fls_server *s, peer *p, flc_core *c, logbuf *lb, int *max_inflight,
+                            int want)
+{
+    assert_int_equal(play_round(s, p, c, 8, max_inflight, 0), 0);
+    while (lb->rounds < want)
+        assert_int_equal(fls_server_step(s, 2), FLS_OK);
+}
+
 static void test_reactor_round_and_resume(void **state)
 {
     (void)state;
@@ -3386,9 +3396,7 @@ static void test_reactor_stop_keeps_checkpoint(void **state)
     flp_msg h;
     flc_core *c = dev_joined(s, &p, ep, &h);
     int max_inflight = 0;
-    assert_int_equal(play_round(s, &p, c, 8, &max_inflight, 0), 0);
-    while (lb->rounds < 1)
-        assert_int_equal(fls_server_step(s, 2), FLS_OK);
+    play_round_done(s, &p, c, lb, &max_inflight, 1);
     fls_server_stop(s);
     assert_int_equal(fls_server_step(s, 0), FLS_ERR_CANCELLED);
     fls_server_stats_get(s, &st);
@@ -3832,9 +3840,7 @@ static void test_reactor_stop_checkpoint_fails(void **state)
     flc_core *c = dev_joined(s, &p, ep, &h);
     int max_inflight = 0;
     for (int r = 0; r < 3; r++) {
-        assert_int_equal(play_round(s, &p, c, 8, &max_inflight, 0), 0);
-        while (lb->rounds < r + 1)
-            assert_int_equal(fls_server_step(s, 2), FLS_OK);
+        play_round_done(s, &p, c, lb, &max_inflight, r + 1);
     }
     assert_int_equal(ckpt_round_of(ckpt), 2);
     g_write_fail = "/stopfail.ckpt.tmp.";
@@ -3886,16 +3892,12 @@ static void test_reactor_metrics_fifo_reader_leaves(void **state)
     flp_msg h;
     flc_core *c = dev_joined(s, &p, ep, &h);
     int max_inflight = 0;
-    assert_int_equal(play_round(s, &p, c, 8, &max_inflight, 0), 0);
-    while (lb->rounds < 1)
-        assert_int_equal(fls_server_step(s, 2), FLS_OK);
+    play_round_done(s, &p, c, lb, &max_inflight, 1);
     char got[4096];
     const ssize_t n = read(rd, got, sizeof got); /* round 0's line went through */
     assert_true(n > 0 && got[n - 1] == '\n');
     close(rd); /* the reader leaves */
-    assert_int_equal(play_round(s, &p, c, 8, &max_inflight, 0), 0);
-    while (lb->rounds < 2)
-        assert_int_equal(fls_server_step(s, 2), FLS_OK);
+    play_round_done(s, &p, c, lb, &max_inflight, 2);
     if (!strstr(lb->text, "Broken pipe"))
         fail_msg("no EPIPE said for run.metrics:\n%s", lb->text);
     flc_core_free(c);
@@ -3952,9 +3954,7 @@ static void test_reactor_checkpoint_no_fds(void **state)
     g_mkstemp_errno = EMFILE;
     g_mkstemp_fails = -1;
     for (int r = 0; r < 2; r++) {
-        assert_int_equal(play_round(s, &p, c, 8, &max_inflight, 0), 0);
-        while (lb->rounds < r + 1)
-            assert_int_equal(fls_server_step(s, 2), FLS_OK);
+        play_round_done(s, &p, c, lb, &max_inflight, r + 1);
     }
     assert_int_equal(fls_server_step(s, 0), FLS_OK);
     assert_non_null(strstr(lb->text, "no file descriptor free (1 connections open); the run goes "
@@ -3976,9 +3976,7 @@ static void test_reactor_checkpoint_no_fds(void **state)
     /* round 2 ends with none free, and a stop comes while the write waits: the stop tries again
      * and writes round 2's state once a descriptor is free (the fourth try) */
     g_mkstemp_fails = -1;
-    assert_int_equal(play_round(s, &p, c, 8, &max_inflight, 0), 0);
-    while (lb->rounds < 3)
-        assert_int_equal(fls_server_step(s, 2), FLS_OK);
+    play_round_done(s, &p, c, lb, &max_inflight, 3);
     g_mkstemp_fails = 3;
     fls_server_stop(s);
     assert_int_equal(fls_server_step(s, 0), FLS_ERR_CANCELLED);
@@ -3995,9 +3993,7 @@ static void test_reactor_checkpoint_no_fds(void **state)
     s = restarted_hello(o, &host, lb, &p, ep, &h);
     g_mkstemp_fails = -1;
     const int had = lb->rounds;
-    assert_int_equal(play_round(s, &p, c, 8, &max_inflight, 0), 0);
-    while (lb->rounds < had + 1)
-        assert_int_equal(fls_server_step(s, 2), FLS_OK);
+    play_round_done(s, &p, c, lb, &max_inflight, had + 1);
     assert_int_equal(fls_server_step(s, 0), FLS_OK);
     g_clock_skew = 601;
     fls_status fs = FLS_OK;
