@@ -75,8 +75,9 @@ void fls_options_free(fls_options *o); /* NULL is a no-op */
 
 /* Reads a YAML configuration (a mapping of sections to mappings of keys, see fls_options_key and
  * fl_server/README.md) and sets every key it names; keys it does not name keep their value.
- * Unknown keys, duplicate keys, a section written twice, a null value (~, null or nothing:
- * leave the key out for its default), values of the wrong type or out of range, aliases and
+ * Unknown keys, duplicate keys, a section written twice, a key's null value (~, null or
+ * nothing: leave the key out for its default; a section with nothing under it, "round:", is an
+ * empty section and taken), values of the wrong type or out of range, aliases and
  * anything but a two-level mapping are refused with FLS_ERR_CONFIG and a message in err naming
  * the file (name), line and key, e.g. "fl.yaml:12: round.clients: 'ten' is not an unsigned
  * integer". A YAML syntax error anywhere in the text is reported before any key is read, as
