@@ -92,8 +92,10 @@ fls_status fls_options_load_file(fls_options *o, const char *path, char *err, si
 fls_status fls_options_load_mem(fls_options *o, const char *buf, size_t len, const char *name,
                                 char *err, size_t errlen);
 
-/* Sets one key from its text form, exactly as a YAML scalar would ("round.clients", "10"). List
- * keys (server.endpoints, policy.keep_layers) take comma-separated values. FLS_OK or
+/* Sets one key from its text form, checked as the same text in a YAML file would be
+ * ("round.clients", "10"), but taken as it is: no quoting, and "~" or "null" is that text (a
+ * path key takes it as a file name), not YAML's null. List keys (server.endpoints,
+ * policy.keep_layers) take comma-separated values. FLS_OK or
  * FLS_ERR_CONFIG with the reason in err. */
 fls_status fls_options_set(fls_options *o, const char *key, const char *value, char *err,
                            size_t errlen);
