@@ -480,3 +480,15 @@ ssize_t fl_write_nosigpipe(int fd, const void *buf, size_t n)
     errno = e;
     return w;
 }
+
+int fl_read_int_file(const char *path, int fallback)
+{
+    FILE *f = fopen(path, "r");
+    int v = fallback;
+    if (f) {
+        if (fscanf(f, "%d", &v) != 1)
+            v = fallback;
+        fclose(f);
+    }
+    return v;
+}

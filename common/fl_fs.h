@@ -99,6 +99,10 @@ void fl_atomic_end(fl_atomic *a);
  * errno of a failed unlink is not reported (the file is then left as it was). */
 size_t fl_atomic_sweep(const char *path);
 
+/* The integer a small text file starts with (a /proc/sys setting, say), or fallback when the file
+ * cannot be read or does not start with one. */
+int fl_read_int_file(const char *path, int fallback);
+
 /* write(2) to a pipe or FIFO whose reader may have gone, without the SIGPIPE that would end the
  * host process (a library must not): SIGPIPE is blocked in the calling thread for the write, and
  * the one it raises is taken; the write fails with EPIPE as it would with SIGPIPE ignored.

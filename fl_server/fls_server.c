@@ -2957,13 +2957,7 @@ static fl_status check_endpoints(fls_server *s, char *err, size_t errlen)
 static void warn_backlog(fls_server *s)
 {
     const int backlog = (int)s->opt.backlog;
-    FILE *somax_f = fopen("/proc/sys/net/core/somaxconn", "r");
-    int somax = 0;
-    if (somax_f) {
-        if (fscanf(somax_f, "%d", &somax) != 1)
-            somax = 0;
-        fclose(somax_f);
-    }
+    const int somax = fl_read_int_file("/proc/sys/net/core/somaxconn", 0);
     if (somax > 0 && backlog > somax)
         fl_log(&s->log, FL_LOG_WARN, "server.listen_backlog %d is cut to %d by the kernel "
                "(net.core.somaxconn): raise that (sysctl -w net.core.somaxconn=%d) for a fleet "

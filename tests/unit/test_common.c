@@ -839,6 +839,28 @@ static pid_t fifo_writer(const char *path, const char *const *parts, int n, doub
  * open or finished before it; a FIFO that no process writes to, or whose writer stops without
  * closing it, is refused after the wait, where a blocking read would wait for good and a read
  * without waiting would take it for an empty file. */
+/* fl_read_int_file: the leading integer, or the fallback for a file missing, empty or not a
+ * number. */
+static void test_read_int_file(void **state)
+{
+    (void)state;
+    char path[] = "/tmp/test_common_intXXXXXX";
+    const int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    static const struct { const char *text; int want; } cases[] = {
+        {"4096\n", 4096}, {"  -7 x\n", -7}, {"", 11}, {"x12\n", 11},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        assert_int_equal(ftruncate(fd, 0), 0);
+        const size_t n = strlen(cases[i].text);
+        assert_int_equal(pwrite(fd, cases[i].text, n, 0), (ssize_t)n);
+        assert_int_equal(fl_read_int_file(path, 11), cases[i].want);
+    }
+    close(fd);
+    unlink(path);
+    assert_int_equal(fl_read_int_file(path, 11), 11);
+}
+
 static void test_file_read_wait(void **state)
 {
     (void)state;
@@ -946,6 +968,7 @@ int main(void)
         cmocka_unit_test(test_dir_writable),
         cmocka_unit_test(test_atomic_write),
         cmocka_unit_test(test_file_read_wait),
+        cmocka_unit_test(test_read_int_file),
         cmocka_unit_test(test_atomic_open_fails),
         cmocka_unit_test(test_atomic_sweep),
         cmocka_unit_test(test_lock_path),

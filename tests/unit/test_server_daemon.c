@@ -32,6 +32,7 @@
 #include <zmq.h>
 #include <cmocka.h>
 
+#include "fl_fs.h"
 #include "fl_sha256.h"
 #include "fl_time.h"
 #include "flc_core.h"
@@ -728,13 +729,7 @@ static void test_cli_flags_override(void **state)
     }
     /* --check says what the kernel makes of a listen backlog above net.core.somaxconn, as the
      * start does (it printed "= 8192" without a word). */
-    FILE *sf = fopen("/proc/sys/net/core/somaxconn", "r");
-    int somax = 0;
-    if (sf) {
-        if (fscanf(sf, "%d", &somax) != 1)
-            somax = 0;
-        fclose(sf);
-    }
+    const int somax = fl_read_int_file("/proc/sys/net/core/somaxconn", 0);
     if (somax > 0 && somax < 65535) {
         char w[200];
         snprintf(cmd, sizeof cmd, "'%s' --insecure --set server.listen_backlog=%d --check 2>&1", bin,
@@ -4686,13 +4681,7 @@ static int listen_backlog_of(int port)
 static void test_reactor_listen_backlog(void **state)
 {
     (void)state;
-    FILE *f = fopen("/proc/sys/net/core/somaxconn", "r");
-    int somax = 4096;
-    if (f) {
-        if (fscanf(f, "%d", &somax) != 1)
-            somax = 4096;
-        fclose(f);
-    }
+    const int somax = fl_read_int_file("/proc/sys/net/core/somaxconn", 4096);
     const char *keys[] = {"  listen_backlog: 200\n", ""}, *names[] = {"listen_backlog 200", "default"};
     const int want[] = {200 < somax ? 200 : somax, 4096 < somax ? 4096 : somax};
     for (int i = 0; i < 2; i++) {
