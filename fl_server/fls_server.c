@@ -3340,10 +3340,18 @@ static fl_status ckpt_lock(fls_server *s, char *err, size_t errlen)
         char pid[48] = "";
         if (holder)
             snprintf(pid, sizeof pid, " (pid %ld)", holder);
+        /* The holder is this very process when a program embeds libflserver and makes a second
+         * server on a path its first still holds: "another fl_server (pid <our own>)" would
+         * send its author looking for a process that does not exist. */
+        const int self = holder == (long)getpid();
         st = fls_options_errf(&s->opt, err, errlen, FL_ERR_IO, "checkpoint.path", NULL,
-                              "checkpoint.path %s: in use by another fl_server%s, which holds %s; "
-                              "stop it first, or give this one another checkpoint.path",
-                              s->opt.ckpt_path, pid, p);
+                              self ? "checkpoint.path %s: in use by another server of this "
+                                     "process%s, which holds %s; free it first "
+                                     "(fls_server_free), or give this one another checkpoint.path"
+                                   : "checkpoint.path %s: in use by another fl_server%s, which "
+                                     "holds %s; stop it first, or give this one another "
+                                     "checkpoint.path",
+                              s->opt.ckpt_path, self ? "" : pid, p);
     } else if (e == ENOLCK || e == EOPNOTSUPP) {
         /* A file system without locks (an NFS mount without its lock daemon): the server runs as
          * it did before it locked, unguarded, and removes no temporary (one may be another

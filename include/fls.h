@@ -157,7 +157,9 @@ typedef struct fls_server fls_server; /* opaque */
  * directory must be writable), checks that run.metrics can be written, binds every endpoint
  * (logging "listening on ENDPOINT" for each) and only then opens (creates) the metrics file, so
  * that a start that fails at the bind or before makes no file but CHECKPOINT.lock (with
- * checkpoint.path set: taken first, and never removed, which would race with another server).
+ * checkpoint.path set: taken first, and never removed, which would race with another server;
+ * held until fls_server_free: a second server on the same path, in this process or another, is
+ * refused with FLS_ERR_IO, the log naming the holder).
  * When run.metrics is a FIFO, the open waits for a process to read it (as the daemon documents),
  * and nothing can cancel that wait: give a FIFO only with its reader running. o may be freed
  * afterwards. Returns FLS_OK, FLS_ERR_CONFIG (also a tcp:// endpoint whose host is a name, which a bind does not
