@@ -981,6 +981,45 @@ static const job *nonfinite_job(const sim *S)
     return NULL;
 }
 
+/* Job j's bytes down and up and its FLOPs, counted into the round. In full for a job that
+ * arrived by the round's close (t_close). A late one's work is counted as the daemon would have
+ * cut it at the close: the server sends no chunk of a closed round's Task, so of a download
+ * still under way only the bytes that left the server count, and the client, its Task
+ * incomplete, trains and sends nothing; a client that had its whole Task trains on (it is not
+ * told of the close: its FLOPs count), and its upload is refused at the close, so only the
+ * bytes that reached the server by then count (none when its Update came after it). On the
+ * virtual clock's lines (flsim_client_timing): the Task leaves the server from t0 at the
+ * client's download rate, the update reaches it from the upload's start + latency at the upload
+ * rate; chunks in flight at the close (at most server.credit each way) are not counted. Until
+ * 2026-11-30 a late client's whole download, training and upload were counted. */
+static void count_work(const sim *S, round_acc *ra, const job *j)
+{
+    const int ok = j->st == FL_OK;
+    /* the FLOPs the virtual clock charged it (finish_time): a failed training's too, which ran
+     * its course before its weights were found non-finite */
+    const double flops = ok ? j->flops : j->flops_est;
+    uint64_t down = j->bytes_down, up = ok ? j->bytes_up : 0;
+    double fl = flops;
+    if (ra->t_close >= 0.0 && j->finish > ra->t_close && !fls_core_round_open(S->core)) {
+        const double lat = S->cfg->latency_s, open_s = ra->t_close - ra->t0;
+        const flsim_timing tm = flsim_client_timing(&j->prof, j->bytes_down, flops,
+                                                    ok ? j->bytes_up : j->up_fixed_bytes, lat);
+        if (open_s < tm.t_down - lat) {
+            const double sent = open_s > 0.0 ? open_s * j->prof.down_bps / 8.0 : 0.0;
+            down = sent < (double)down ? (uint64_t)sent : down;
+            fl = 0.0;
+            up = 0;
+        } else if (up) {
+            const double from = ra->t0 + tm.t_down + tm.t_compute + lat;
+            const double got = ra->t_close > from ? (ra->t_close - from) * j->prof.up_bps / 8.0 : 0.0;
+            up = got < (double)up ? (uint64_t)got : up;
+        }
+    }
+    ra->bytes_down += down;
+    ra->flops += fl;
+    ra->bytes_up += up;
+}
+
 /* One job's update on its way into the server core: feed_start, then feed_chunk until it
  * returns 0, then feed_end. */
 struct feed_cur {
@@ -1014,12 +1053,6 @@ static fl_status feed_start(sim *S, round_acc *ra, job *j, feed_cur *c)
     ra->last_fed = now;
     ra->last_key = j->key;
     j->fed = 1;
-    ra->bytes_down += j->bytes_down;
-    /* the FLOPs the virtual clock charged it (finish_time): a failed training's too, which ran
-     * its course before its weights were found non-finite */
-    ra->flops += j->st == FL_OK ? j->flops : j->flops_est;
-    if (j->st == FL_OK)
-        ra->bytes_up += j->bytes_up;
     ra->train_cpu += j->train_s;
     ra->sgd_cpu += j->sgd_cpu_s;
     ra->client_cpu += j->client_s;
@@ -1036,6 +1069,7 @@ static fl_status feed_start(sim *S, round_acc *ra, job *j, feed_cur *c)
         if (was_open && !fls_core_round_open(S->core) && ra->t_close < 0)
             ra->t_close = ra->deadline;
     }
+    count_work(S, ra, j);
     if (j->st != FL_OK) {
         /* It sends an Error about the round, as libflclient does: the core counts it as failed
          * (if its update was still due) and may close the round. */

@@ -238,6 +238,93 @@ static void test_clock_deadline_and_overcommit(void **state)
     free(rec);
 }
 
+/* Runs one round of two clients from a trace (rows A, B: flops, down_bps, up_bps; always
+ * online), quorum 1 of 2 selected (over-commit 2), latency lat: A arrives first and B is late. */
+static void run_two_clients(double lat, const double a[3], const double b[3], flsim_round_record **rec)
+{
+    flsim_config c = small_config();
+    c.clients = 2;
+    c.per_round = 1;
+    c.overcommit = 2.0;
+    c.rounds = 1;
+    c.eval_every = 0;
+    c.latency_s = lat;
+    char trace[] = "/tmp/fedrop-test-cut-XXXXXX";
+    const int fd = mkstemp(trace);
+    assert_true(fd >= 0);
+    char text[512];
+    const int len = snprintf(text, sizeof text, "client,flops,down_bps,up_bps,availability\n"
+                             "0,%.17g,%.17g,%.17g,1\n1,%.17g,%.17g,%.17g,1\n", a[0], a[1], a[2],
+                             b[0], b[1], b[2]);
+    assert_int_equal(write(fd, text, (size_t)len), len);
+    close(fd);
+    snprintf(c.trace, sizeof c.trace, "%s", trace);
+    flsim_result res;
+    size_t n = 0;
+    run_ok(&c, &res, rec, &n);
+    unlink(trace);
+    assert_int_equal(n, 1);
+    assert_int_equal((*rec)[0].selected, 2);
+    assert_int_equal((*rec)[0].reported, 1);
+    assert_int_equal((*rec)[0].late, 1);
+}
+
+/* A late client's work is counted as the daemon cuts it at the close (sim/README.md, "Virtual
+ * clock"), by hand: A's round trip is 1 s + 2 latencies (transfers at 1 Tbit/s), which closes
+ * the round; B's download, training and upload are timed so that the close falls in each. */
+static void test_clock_late_work_cut_at_close(void **state)
+{
+    (void)state;
+    flm_arch a;
+    assert_int_equal(flm_arch_parse("mlp:64-32-4", &a, NULL, 0), FL_OK);
+    uint64_t bytes = 0; /* each way, codec none: a 52-byte header a chunk + 4 bytes a value */
+    for (int t = 0; t < a.n_tensors; t++) {
+        const size_t numel = a.tensors[t].numel, chunks = (numel + 65535) / 65536;
+        bytes += chunks * FLZ_HEADER_SIZE + 4 * numel;
+    }
+    const size_t n_train = 2400 - (size_t)floor(2400.0 / 7.0); /* the default test hold-out */
+    const double F = 6.0 * flm_arch_forward_flops(&a) * (double)(n_train / 2), fast = 1e12;
+    const double lat = 0.05, bits = 8.0 * (double)bytes;
+    const double A[3] = {F, fast, fast};
+    const double close = 2 * lat + 1.0 + 2 * bits / fast; /* A's arrival */
+    flsim_round_record *rec = NULL;
+
+    /* 1. the download cut: B's takes 2 s; what left the server by the close counts, and B
+     * trains and sends nothing */
+    const double B1[3] = {F, bits / 2.0, fast};
+    run_two_clients(lat, A, B1, &rec);
+    const uint64_t down1 = (uint64_t)(close * (bits / 2.0) / 8.0);
+    print_message("download cut: %llu of %llu bytes down\n", (unsigned long long)down1,
+                  (unsigned long long)bytes);
+    assert_true(down1 > bytes / 4 && down1 < bytes);
+    assert_int_equal(rec[0].bytes_down, bytes + down1);
+    assert_int_equal(rec[0].bytes_up, bytes);
+    assert_float_equal(rec[0].train_flops, F, 0);
+    free(rec);
+
+    /* 2. the upload cut: B trains 0.5 s, then uploads for 1 s; the bytes that reached the
+     * server by the close count */
+    const double B2[3] = {2.0 * F, fast, bits / 1.0};
+    run_two_clients(lat, A, B2, &rec);
+    const double from = lat + bits / fast + 0.5 + lat;
+    const uint64_t up2 = (uint64_t)((close - from) * (bits / 1.0) / 8.0);
+    print_message("upload cut: %llu of %llu bytes up\n", (unsigned long long)up2,
+                  (unsigned long long)bytes);
+    assert_true(up2 > bytes / 4 && up2 < bytes);
+    assert_int_equal(rec[0].bytes_down, 2 * bytes);
+    assert_int_equal(rec[0].bytes_up, bytes + up2);
+    assert_float_equal(rec[0].train_flops, 2 * F, 0);
+    free(rec);
+
+    /* 3. the update after the close: B trains 1.5 s; its FLOPs count, no byte of its update */
+    const double B3[3] = {F / 1.5, fast, fast};
+    run_two_clients(lat, A, B3, &rec);
+    assert_int_equal(rec[0].bytes_down, 2 * bytes);
+    assert_int_equal(rec[0].bytes_up, bytes);
+    assert_float_equal(rec[0].train_flops, 2 * F, 0);
+    free(rec);
+}
+
 /* ---- trace files ----------------------------------------------------------------------------- */
 
 /* A deadline that no round reaches changes nothing, also when over-committed stragglers finish
@@ -1923,6 +2010,7 @@ int main(void)
         cmocka_unit_test(test_clock_hand_computed),
         cmocka_unit_test(test_clock_round_is_slowest_client),
         cmocka_unit_test(test_clock_deadline_and_overcommit),
+        cmocka_unit_test(test_clock_late_work_cut_at_close),
         cmocka_unit_test(test_deadline_after_quorum),
         cmocka_unit_test(test_trace_good),
         cmocka_unit_test(test_trace_bad_rows_have_line_numbers),
