@@ -8,6 +8,7 @@
  * where m is the length entering the value stage (n, or k after topk, or the subsample size).
  */
 #include <fenv.h>
+#include <float.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1120,6 +1121,18 @@ static fl_status encode(flz_ctx *c, const flz_spec *s, const flz_params *params,
             int finite;
             m += c->k->sub_keep(v2 + m, cur + c0, cl, rw, T, &finite);
             if (!finite)
+                return FL_ERR_NUMERIC;
+        }
+        /* The decoder scales each kept value by 1/p (sub_fill, in float): a value near
+         * FLT_MAX * p would come out infinite there and the payload be refused as corrupt (and
+         * with error feedback, the encoder's own decode failed as an internal error). Refused
+         * here instead, as any input the encoded form cannot carry: with a margin for the value
+         * stage's rounding (bf16 and qN can round a value up, by well under 1%). */
+        float lo = 0.0f, hi = 0.0f;
+        if (m && c->k->minmax(&lo, &hi, v2, m)) {
+            const float inv_p = (float)(4294967296.0 / (double)T);
+            const double big = fmax(fabs((double)lo), fabs((double)hi)) * (double)inv_p;
+            if (big > (double)FLT_MAX / 1.01)
                 return FL_ERR_NUMERIC;
         }
         flz_put_u32(body + w, (uint32_t)m);

@@ -411,25 +411,34 @@ static void test_subsample_unbiased(void **state)
     fix_free(&f);
 }
 
-/* A kept value that the 1/p rescaling takes past float range (a sender's choice: the payload
- * holds it unscaled) fails the decode instead of putting an Inf in the caller's output; with the
- * kept coordinates anywhere, in a long vector (the decode walks it in chunks). */
+/* A kept value that the 1/p rescaling takes past float range fails the decode instead of putting
+ * an Inf in the caller's output, with the kept coordinates anywhere in a long vector (the decode
+ * walks it in chunks). fedrop's encoder refuses such input (FL_ERR_NUMERIC, test_encode_errors),
+ * so the payload is forged: "sub0.25" carries its kept values as raw floats after the header and
+ * the count m. */
 static void test_subsample_overflow(void **state)
 {
     (void)state;
     const size_t n = 70000;
     fix f;
     fix_init(&f, n);
-    for (size_t at = 0; at < n; at += 9999) {
-        fill_gauss(f.x, n, 4);
-        for (size_t i = at; i < n && i < at + 64; i++)
-            f.x[i] = 3e38f; /* finite; times 4 is not */
-        const size_t w = enc(&f, "sub0.25", f.x, n, 7);
-        assert_int_equal(flz_decode(f.c, f.buf, w, f.y, n), FL_ERR_CODEC_CORRUPT);
-    }
     fill_gauss(f.x, n, 4);
     const size_t w = enc(&f, "sub0.25", f.x, n, 7);
     assert_int_equal(flz_decode(f.c, f.buf, w, f.y, n), FL_OK);
+    uint32_t m;
+    memcpy(&m, f.buf + FLZ_HEADER_SIZE, 4); /* little-endian, as the hosts we build for */
+    assert_int_equal(w, FLZ_HEADER_SIZE + 4 + 4 * (size_t)m);
+    uint8_t *forged = malloc(w);
+    assert_non_null(forged);
+    for (size_t at = 0; at < m; at += 2499) {
+        memcpy(forged, f.buf, w);
+        for (size_t i = at; i < m && i < at + 16; i++) {
+            const float big = 3e38f; /* finite; times 4 is not */
+            memcpy(forged + FLZ_HEADER_SIZE + 4 + 4 * i, &big, 4);
+        }
+        assert_int_equal(flz_decode(f.c, forged, w, f.y, n), FL_ERR_CODEC_CORRUPT);
+    }
+    free(forged);
     fix_free(&f);
 }
 
@@ -1046,6 +1055,32 @@ static void test_encode_errors(void **state)
     /* a block whose range overflows float */
     f.x[0] = 3e38f, f.x[1] = -3e38f;
     assert_int_equal(flz_encode(f.c, &sp, NULL, f.x, n, f.buf, f.cap, &w), FL_ERR_NUMERIC);
+    /* A subsampled value that 1/p would scale past float in the decoder (it refused the payload
+     * as corrupt, and the encoder's own decode under error feedback failed as an internal error):
+     * refused at the encode. */
+    {
+        static const char *subs[] = {"sub0.5", "sub0.5+zstd", "rot+sub0.5+bf16", "sub0.01+q8"};
+        for (size_t i = 0; i < sizeof subs / sizeof *subs; i++) {
+            const flz_spec ss = spec_of(subs[i]);
+            float big[64];
+            for (int j = 0; j < 64; j++)
+                big[j] = i == 3 ? (j & 1 ? 4e36f : -4e36f) : 3e38f;
+            flz_residual *r = NULL;
+            assert_int_equal(flz_residual_new(64, &r), FL_OK);
+            const flz_params p1 = {.seed = 1}; /* seed 1 keeps some of the 64 under sub0.01 */
+            flz_params pr = {.seed = 1, .residual = r};
+            if (flz_encode(f.c, &ss, &p1, big, 64, f.buf, f.cap, &w) != FL_ERR_NUMERIC ||
+                flz_encode(f.c, &ss, &pr, big, 64, f.buf, f.cap, &w) != FL_ERR_NUMERIC)
+                fail_msg("%s: a value past FLT_MAX * p not refused as FL_ERR_NUMERIC", subs[i]);
+            flz_residual_free(r);
+            /* ... while a value the decoder can scale still goes, and decodes */
+            for (int j = 0; j < 64; j++)
+                big[j] = i == 3 ? (j & 1 ? 1e35f : -1e35f) : 1e37f;
+            assert_int_equal(flz_encode(f.c, &ss, &p1, big, 64, f.buf, f.cap, &w), FL_OK);
+            float back[64];
+            assert_int_equal(flz_decode(f.c, f.buf, w, back, 64), FL_OK);
+        }
+    }
     assert_int_equal(flz_encode(f.c, &sp, NULL, NULL, 5, f.buf, f.cap, &w), FL_ERR_INVALID_ARG);
     assert_int_equal(flz_encode(f.c, &sp, NULL, f.x, FLZ_MAX_N + 1, f.buf, f.cap, &w),
                      FL_ERR_INVALID_ARG);
