@@ -136,6 +136,25 @@ static void mean_sd(const double *x, int n, double *m, double *sd)
 /* Runs `gnuplot plots.gp` in dir, without a shell (dir is the user's --out, any bytes), its
  * output discarded. The plots of an earlier run in dir are removed first, so that none is left
  * looking current when gnuplot fails. 0 when gnuplot ran and wrote every plot. */
+/* Closes an output file that was written with stdio, whose fprintf calls were not checked one by
+ * one: FL_OK if every byte reached the file; else the file is removed (an empty or cut table
+ * must not pass for a result), *err says which and why, and FL_ERR_IO. A full disk made
+ * "table.md" empty while the experiment said it had written it, exit 0. */
+static fl_status out_close(FILE *f, const char *path, char *err, size_t errlen)
+{
+    int e = fflush(f) != 0 ? errno : 0;
+    if (!e && ferror(f))
+        e = EIO;
+    if (fclose(f) != 0 && !e)
+        e = errno;
+    if (!e)
+        return FL_OK;
+    unlink(path);
+    if (err && errlen)
+        snprintf(err, errlen, "cannot write %s: %s", path, strerror(e));
+    return FL_ERR_IO;
+}
+
 static int run_gnuplot(const char *dir)
 {
     static const char *const plots[4] = {"acc_vs_time.png", "acc_vs_bytes.png", "acc_vs_time.svg",
@@ -428,10 +447,11 @@ fl_status flsim_experiment_afd(const flsim_experiment *e, const fl_logger *log, 
             for (int q = 0; q < 3; q++)
                 ratio[c][q] = paired[c] ? sum[0][q] / sum[1][q] : NAN;
         }
+        char path_md[sizeof path];
         snprintf(path, sizeof path, "%s/table.csv", e->out);
         FILE *f = fopen(path, "w");
-        snprintf(path, sizeof path, "%s/table.md", e->out);
-        FILE *md = fopen(path, "w");
+        snprintf(path_md, sizeof path_md, "%s/table.md", e->out);
+        FILE *md = fopen(path_md, "w");
         if (!f || !md) {
             if (f)
                 fclose(f);
@@ -505,14 +525,14 @@ fl_status flsim_experiment_afd(const flsim_experiment *e, const fl_logger *log, 
                         g_cfgs[c].name, reached[c], seeds, a, b, d, du, fa, x1, x2, x3,
                         m_acc[c] - m_acc[0]);
             }
-            fclose(f);
-            fclose(md);
+            st = out_close(f, path, err, errlen);
+            const fl_status sm = out_close(md, path_md, err && st == FL_OK ? err : NULL, errlen);
+            if (st == FL_OK)
+                st = sm;
         }
         /* Curves: all runs, and the mean over seeds per round for the plots. */
         snprintf(path, sizeof path, "%s/curves.csv", e->out);
         f = st == FL_OK ? fopen(path, "w") : NULL;
-        if (st == FL_OK && !f)
-            st = FL_ERR_IO;
         if (f) {
             fprintf(f, "config,seed,round,vtime_s,cum_bytes,test_acc\n");
             for (int c = 0; c < N_CONFIGS; c++)
@@ -525,11 +545,12 @@ fl_status flsim_experiment_afd(const flsim_experiment *e, const fl_logger *log, 
                                     (unsigned long long)(ro->rec[i].cum_bytes_down + ro->rec[i].cum_bytes_up),
                                     ro->rec[i].test_acc);
                 }
-            fclose(f);
+            st = out_close(f, path, err, errlen);
             for (int c = 0; c < N_CONFIGS && st == FL_OK; c++) {
                 snprintf(path, sizeof path, "%s/mean-%s.dat", e->out, g_cfgs[c].name);
                 FILE *g = fopen(path, "w");
                 if (!g) {
+                    snprintf(err, errlen, "cannot write %s: %s", path, strerror(errno));
                     st = FL_ERR_IO;
                     break;
                 }
@@ -550,15 +571,19 @@ fl_status flsim_experiment_afd(const flsim_experiment *e, const fl_logger *log, 
                     if (k == seeds)
                         fprintf(g, "%zu %.6g %.6g %.6g\n", i + 1, vt / k, by / k / 1e6, acc / k);
                 }
-                fclose(g);
+                st = out_close(g, path, err, errlen);
             }
-            if (st != FL_OK)
-                snprintf(err, errlen, "cannot write curves under %s", e->out);
+        } else if (st == FL_OK) {
+            snprintf(err, errlen, "cannot write %s: %s", path, strerror(errno));
+            st = FL_ERR_IO;
         }
         if (st == FL_OK) {
             snprintf(path, sizeof path, "%s/plots.gp", e->out);
             FILE *g = fopen(path, "w");
-            if (g) {
+            if (!g) {
+                snprintf(err, errlen, "cannot write %s: %s", path, strerror(errno));
+                st = FL_ERR_IO;
+            } else {
                 fprintf(g, "# gnuplot script written by fl_sim experiment afd; run from this directory\n");
                 const char *xs[2] = {"acc_vs_time", "acc_vs_bytes"};
                 const char *xl[2] = {"virtual time (s)", "bytes down + up (MB)"};
@@ -577,8 +602,8 @@ fl_status flsim_experiment_afd(const flsim_experiment *e, const fl_logger *log, 
                                     g_cfgs[c].name, col[p], g_cfgs[c].compress ? 2 : 1, g_cfgs[c].name);
                         fprintf(g, "\nunset output\n");
                     }
-                fclose(g);
-                if (run_gnuplot(e->out) != 0 && log)
+                st = out_close(g, path, err, errlen);
+                if (st == FL_OK && run_gnuplot(e->out) != 0 && log)
                     fl_log(log, FL_LOG_WARN, "gnuplot failed or is not installed: no plots");
             }
         }

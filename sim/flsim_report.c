@@ -267,12 +267,48 @@ fl_status flsim_rounds_start(const char *dir, FILE **out, char *err, size_t errl
     return FL_OK;
 }
 
+/* The row is made in memory and written with write(2) after all that stdio holds is flushed: a
+ * row that does not fit (a full disk, a file size limit) is cut back off the file, so that
+ * rounds.csv keeps whole rounds only (a torn last line would read as a bad row), and stdio has
+ * none of it left to write at the close. Until 2026-11-30 a full disk left half a row. */
 fl_status flsim_rounds_put(FILE *f, const flsim_round_record *r)
 {
     if (!f || !r)
         return FL_ERR_INVALID_ARG;
-    put_row(f, r);
-    return fflush(f) != 0 || ferror(f) ? FL_ERR_IO : FL_OK;
+    if (fflush(f) != 0 || ferror(f))
+        return FL_ERR_IO;
+    char *row = NULL;
+    size_t len = 0;
+    FILE *m = open_memstream(&row, &len);
+    if (!m)
+        return FL_ERR_NOMEM;
+    put_row(m, r);
+    if (fclose(m) != 0 || !row) {
+        free(row);
+        errno = ENOMEM;
+        return FL_ERR_NOMEM;
+    }
+    const int fd = fileno(f);
+    const off_t at = lseek(fd, 0, SEEK_CUR);
+    size_t done = 0;
+    int e = 0;
+    while (done < len) {
+        const ssize_t w = write(fd, row + done, len - done);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0) {
+            e = w < 0 ? errno : EIO;
+            break;
+        }
+        done += (size_t)w;
+    }
+    free(row);
+    if (!e)
+        return FL_OK;
+    if (done && at >= 0 && ftruncate(fd, at) == 0)
+        (void)lseek(fd, at, SEEK_SET);
+    errno = e; /* what the caller says */
+    return FL_ERR_IO;
 }
 
 /* Writes text[0..len) to path atomically (fl_atomic: a temporary beside it, fsync, rename, fsync

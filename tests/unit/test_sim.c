@@ -11,6 +11,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <errno.h>
+#include <signal.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <cmocka.h>
@@ -1319,6 +1321,44 @@ static void test_run_stops_when_asked(void **state)
     assert_int_equal(flsim_load_outputs(dir, &c, &got, &grec, &gn, err, sizeof err), FL_ERR_NOT_FOUND);
     assert_non_null(strstr(err, "interrupted after round 3"));
     assert_null(grec);
+    /* a row that does not fit (here a file size limit: the write stops short, then EFBIG; a
+     * full disk alike) is cut back off, so rounds.csv keeps whole rounds, and the next row that
+     * fits follows the last whole one (until 2026-11-30 half a row stayed) */
+    if (n >= 2) {
+        char path_rounds[320];
+        snprintf(path_rounds, sizeof path_rounds, "%s/rounds.csv", dir);
+        FILE *lf = NULL;
+        assert_int_equal(flsim_rounds_start(dir, &lf, NULL, 0), FL_OK);
+        assert_int_equal(flsim_rounds_put(lf, &rec[0]), FL_OK);
+        struct stat sb;
+        assert_int_equal(fstat(fileno(lf), &sb), 0);
+        const off_t size1 = sb.st_size;
+        struct rlimit old, lim;
+        assert_int_equal(getrlimit(RLIMIT_FSIZE, &old), 0);
+        lim = old;
+        lim.rlim_cur = (rlim_t)size1 + 10;
+        void (*was)(int) = signal(SIGXFSZ, SIG_IGN);
+        assert_int_equal(setrlimit(RLIMIT_FSIZE, &lim), 0);
+        const fl_status cut = flsim_rounds_put(lf, &rec[1]);
+        const int e = errno;
+        assert_int_equal(setrlimit(RLIMIT_FSIZE, &old), 0);
+        signal(SIGXFSZ, was);
+        assert_int_equal(cut, FL_ERR_IO);
+        assert_int_equal(e, EFBIG);
+        assert_int_equal(fstat(fileno(lf), &sb), 0);
+        assert_int_equal(sb.st_size, size1);
+        assert_int_equal(flsim_rounds_put(lf, &rec[1]), FL_OK);
+        assert_int_equal(flsim_rounds_finish(lf), FL_OK);
+        size_t lc = 0;
+        char *text = read_all(path_rounds, &lc);
+        assert_non_null(text);
+        size_t lines = 0;
+        for (size_t i = 0; i < lc; i++)
+            lines += text[i] == '\n';
+        assert_int_equal(lines, 3);
+        assert_int_equal(text[lc - 1], '\n');
+        free(text);
+    }
     /* a finished run says so, and reads back: its rounds.csv written a round at a time, then
      * the summary alone (fl_sim's way) */
     res.interrupted = 0;
@@ -1799,6 +1839,28 @@ static void test_experiment_resumes(void **state)
         fail_msg("experiment after the stop: %s: %s", fl_status_name(st), err);
     assert_int_equal(counts[2], 2);
     assert_int_equal(counts[3], 6);
+    snprintf(path, sizeof path, "%s/table.csv", out);
+    table2 = read_all(path, &len);
+    assert_string_equal(table2, table);
+    free(table2);
+    /* an output that cannot be written to the end (a full disk: here a link to /dev/full) fails
+     * the experiment, naming it, and leaves no empty or cut file; until 2026-11-30 it said it had
+     * written the tables, exit 0 */
+    static const char *outs[] = {"table.md", "curves.csv", "mean-fd.dat", "plots.gp"};
+    for (size_t i = 0; i < sizeof outs / sizeof *outs && access("/dev/full", W_OK) == 0; i++) {
+        snprintf(path, sizeof path, "%s/%s", out, outs[i]);
+        unlink(path);
+        assert_int_equal(symlink("/dev/full", path), 0);
+        err[0] = '\0';
+        st = flsim_experiment_afd(&e, NULL, err, sizeof err);
+        char want[600];
+        snprintf(want, sizeof want, "cannot write %s: %s", path, strerror(ENOSPC));
+        if (st != FL_ERR_IO || strcmp(err, want) != 0)
+            fail_msg("%s full: %s '%s', want '%s'", outs[i], fl_status_name(st), err, want);
+        struct stat sb;
+        assert_int_not_equal(lstat(path, &sb), 0); /* removed */
+    }
+    assert_int_equal(flsim_experiment_afd(&e, NULL, err, sizeof err), FL_OK);
     snprintf(path, sizeof path, "%s/table.csv", out);
     table2 = read_all(path, &len);
     assert_string_equal(table2, table);
