@@ -1123,22 +1123,29 @@ static fl_status encode(flz_ctx *c, const flz_spec *s, const flz_params *params,
             if (!finite)
                 return FL_ERR_NUMERIC;
         }
-        /* The decoder scales each kept value by 1/p (sub_fill, in float): a value near
-         * FLT_MAX * p would come out infinite there and the payload be refused as corrupt (and
-         * with error feedback, the encoder's own decode failed as an internal error). Refused
-         * here instead, as any input the encoded form cannot carry: with a margin for the value
-         * stage's rounding (bf16 and qN can round a value up, by well under 1%). */
-        float lo = 0.0f, hi = 0.0f;
-        if (m && c->k->minmax(&lo, &hi, v2, m)) {
-            const float inv_p = (float)(4294967296.0 / (double)T);
-            const double big = fmax(fabs((double)lo), fabs((double)hi)) * (double)inv_p;
-            if (big > (double)FLT_MAX / 1.01)
-                return FL_ERR_NUMERIC;
-        }
         flz_put_u32(body + w, (uint32_t)m);
         w += 4;
         cur = v2;
         len = m;
+    }
+    /* What the decoder does after the value stage must stay within float: the 1/p scaling of a
+     * subsample (sub_fill, in float) and the inverse rotation, whose transform sums a block of
+     * 2^b values before it scales them (each of its b stages at most doubles the largest
+     * magnitude). A value that either could take past float made a payload that the decoder
+     * refused as corrupt (with error feedback, the encoder's own decode failed as an internal
+     * error): refused here, as input the encoded form cannot carry, with a margin for the value
+     * stage's rounding (bf16 and qN can round a value up, by well under 1%). */
+    if ((s->sub != 0.0f || s->rot_log2) && len) {
+        float lo = 0.0f, hi = 0.0f;
+        if (c->k->minmax(&lo, &hi, cur, len)) {
+            double big = fmax(fabs((double)lo), fabs((double)hi));
+            if (s->sub != 0.0f)
+                big *= (double)(float)(4294967296.0 / (double)sub_thresh(s->sub));
+            if (s->rot_log2)
+                big = ldexp(big, (int)s->rot_log2);
+            if (big > (double)FLT_MAX / 1.01)
+                return FL_ERR_NUMERIC;
+        }
     }
     st = values_encode(c, &ky, s, body + w, cur, cur == x ? xb : NULL, len);
     if (st != FL_OK)

@@ -31,6 +31,7 @@
 #include <fcntl.h>
 #include <math.h>
 #include <limits.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -3319,6 +3320,46 @@ static fl_status other_users_lock(const fls_server *s, const char *lock, long ow
                             "checkpoint.path of its own", s->opt.ckpt_path, lock, owner);
 }
 
+/* The checkpoint lock files this process holds (device and inode): a second server of the same
+ * process on a held path is told that it is its own; the pid in the lock file cannot tell (a
+ * server in another container sharing the volume may have this pid in its own namespace). */
+static pthread_mutex_t g_held_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct held_lock {
+    dev_t dev;
+    ino_t ino;
+} g_held[64];
+static size_t g_n_held;
+
+/* fd's file joins (on 1) or leaves (on 0) the held locks. */
+static void held_lock_mark(int fd, int on)
+{
+    struct stat sb;
+    if (fd < 0 || fstat(fd, &sb) != 0)
+        return;
+    pthread_mutex_lock(&g_held_mu);
+    size_t i = 0;
+    while (i < g_n_held && !(g_held[i].dev == sb.st_dev && g_held[i].ino == sb.st_ino))
+        i++;
+    if (on && i == g_n_held && g_n_held < sizeof g_held / sizeof *g_held)
+        g_held[g_n_held++] = (struct held_lock){sb.st_dev, sb.st_ino};
+    else if (!on && i < g_n_held)
+        g_held[i] = g_held[--g_n_held];
+    pthread_mutex_unlock(&g_held_mu);
+}
+
+static int held_lock_is_ours(const char *path)
+{
+    struct stat sb;
+    if (stat(path, &sb) != 0)
+        return 0;
+    pthread_mutex_lock(&g_held_mu);
+    int ours = 0;
+    for (size_t i = 0; i < g_n_held && !ours; i++)
+        ours = g_held[i].dev == sb.st_dev && g_held[i].ino == sb.st_ino;
+    pthread_mutex_unlock(&g_held_mu);
+    return ours;
+}
+
 /* One server per checkpoint: two that wrote the same files would interleave their rounds and
  * their client ids. CHECKPOINT.lock is flock'd for the server's life (a crash releases it; the
  * file stays, harmless), taken before any other file is read or written. Once it is held, the
@@ -3342,8 +3383,9 @@ static fl_status ckpt_lock(fls_server *s, char *err, size_t errlen)
             snprintf(pid, sizeof pid, " (pid %ld)", holder);
         /* The holder is this very process when a program embeds libflserver and makes a second
          * server on a path its first still holds: "another fl_server (pid <our own>)" would
-         * send its author looking for a process that does not exist. */
-        const int self = holder == (long)getpid();
+         * send its author looking for a process that does not exist. Known by the held locks'
+         * registry, not by the pid (see g_held). */
+        const int self = held_lock_is_ours(p);
         st = fls_options_errf(&s->opt, err, errlen, FL_ERR_IO, "checkpoint.path", NULL,
                               self ? "checkpoint.path %s: in use by another server of this "
                                      "process%s, which holds %s; free it first "
@@ -3370,6 +3412,7 @@ static fl_status ckpt_lock(fls_server *s, char *err, size_t errlen)
                                   "checkpoint.path %s: cannot lock %s: %s%s", s->opt.ckpt_path,
                                   p, strerror(e), io_may_pass(e));
     } else {
+        held_lock_mark(s->lock_fd, 1);
         size_t n = fl_atomic_sweep(s->opt.ckpt_path);
         snprintf(p, pl, "%s%s", s->opt.ckpt_path, FLS_IDS_SUFFIX);
         n += fl_atomic_sweep(p);
@@ -3694,8 +3737,10 @@ void fls_server_free(fls_server *s)
     free(s->bidx);
     if (s->ids_fd >= 0)
         close(s->ids_fd);
-    if (s->lock_fd >= 0)
+    if (s->lock_fd >= 0) {
+        held_lock_mark(s->lock_fd, 0);
         close(s->lock_fd); /* last: the files are closed before another server may take them */
+    }
     free(s->ids_path);
     free(s->owners);
     explicit_bzero(s->sec_z85, sizeof s->sec_z85);

@@ -465,6 +465,9 @@ int main(int argc, char **argv)
     host.on_round = on_round;
     host.round_user = strcmp(metrics, "-") == 0 ? (void *)stdout : NULL;
     signal(SIGPIPE, SIG_IGN);
+    /* a file size limit (ulimit -f): a checkpoint or metrics write fails with EFBIG and is said
+     * as any failed write, instead of SIGXFSZ killing the daemon mid-write */
+    signal(SIGXFSZ, SIG_IGN);
     raise_nofile();
     fls_server *srv = NULL;
     const fls_status st = fls_server_new(o, &host, &srv);

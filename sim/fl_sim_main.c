@@ -130,6 +130,9 @@ static void catch_stop_signals(void)
         if (sigaction(inherited[i], NULL, &old) == 0 && old.sa_handler != SIG_IGN)
             sigaction(inherited[i], &sa, NULL);
     }
+    /* A file size limit (ulimit -f) makes a write fail with EFBIG, said like a full disk (the
+     * row cut back off rounds.csv), instead of killing the run mid-row with SIGXFSZ. */
+    signal(SIGXFSZ, SIG_IGN);
 }
 
 static void usage(FILE *f)

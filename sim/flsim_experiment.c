@@ -133,9 +133,6 @@ static void mean_sd(const double *x, int n, double *m, double *sd)
     *sd = k > 1 ? sqrt(v / (k - 1)) : 0.0;
 }
 
-/* Runs `gnuplot plots.gp` in dir, without a shell (dir is the user's --out, any bytes), its
- * output discarded. The plots of an earlier run in dir are removed first, so that none is left
- * looking current when gnuplot fails. 0 when gnuplot ran and wrote every plot. */
 /* Closes an output file that was written with stdio, whose fprintf calls were not checked one by
  * one: FL_OK if every byte reached the file; else the file is removed (an empty or cut table
  * must not pass for a result), *err says which and why, and FL_ERR_IO. A full disk made
@@ -155,6 +152,9 @@ static fl_status out_close(FILE *f, const char *path, char *err, size_t errlen)
     return FL_ERR_IO;
 }
 
+/* Runs `gnuplot plots.gp` in dir, without a shell (dir is the user's --out, any bytes), its
+ * output discarded. The plots of an earlier run in dir are removed first, so that none is left
+ * looking current when gnuplot fails. 0 when gnuplot ran and wrote every plot. */
 static int run_gnuplot(const char *dir)
 {
     static const char *const plots[4] = {"acc_vs_time.png", "acc_vs_bytes.png", "acc_vs_time.svg",

@@ -1055,16 +1055,17 @@ static void test_encode_errors(void **state)
     /* a block whose range overflows float */
     f.x[0] = 3e38f, f.x[1] = -3e38f;
     assert_int_equal(flz_encode(f.c, &sp, NULL, f.x, n, f.buf, f.cap, &w), FL_ERR_NUMERIC);
-    /* A subsampled value that 1/p would scale past float in the decoder (it refused the payload
-     * as corrupt, and the encoder's own decode under error feedback failed as an internal error):
-     * refused at the encode. */
+    /* A value that the decoder's 1/p subsample scaling or its inverse rotation (which sums a
+     * block before it scales) would take past float: refused at the encode, FL_ERR_NUMERIC. The
+     * decoder refused such a payload as corrupt, and under error feedback the encoder's own
+     * decode failed as an internal error. */
     {
-        static const char *subs[] = {"sub0.5", "sub0.5+zstd", "rot+sub0.5+bf16", "sub0.01+q8"};
+        static const char *subs[] = {"sub0.5", "sub0.5+zstd", "sub0.01+q8"};
         for (size_t i = 0; i < sizeof subs / sizeof *subs; i++) {
             const flz_spec ss = spec_of(subs[i]);
             float big[64];
             for (int j = 0; j < 64; j++)
-                big[j] = i == 3 ? (j & 1 ? 4e36f : -4e36f) : 3e38f;
+                big[j] = i == 2 ? (j & 1 ? 4e36f : -4e36f) : 3e38f;
             flz_residual *r = NULL;
             assert_int_equal(flz_residual_new(64, &r), FL_OK);
             const flz_params p1 = {.seed = 1}; /* seed 1 keeps some of the 64 under sub0.01 */
@@ -1075,10 +1076,41 @@ static void test_encode_errors(void **state)
             flz_residual_free(r);
             /* ... while a value the decoder can scale still goes, and decodes */
             for (int j = 0; j < 64; j++)
-                big[j] = i == 3 ? (j & 1 ? 1e35f : -1e35f) : 1e37f;
+                big[j] = i == 2 ? (j & 1 ? 1e35f : -1e35f) : 1e37f;
             assert_int_equal(flz_encode(f.c, &ss, &p1, big, 64, f.buf, f.cap, &w), FL_OK);
             float back[64];
             assert_int_equal(flz_decode(f.c, f.buf, w, back, 64), FL_OK);
+        }
+        /* one large value in 1024 passes the forward rotation, but the inverse's sums (after the
+         * 1/p scaling) could pass float: for every seed, refused or decoded, never a payload the
+         * decoder refuses; with error feedback never an internal error */
+        static const char *rots[] = {"rot+sub0.01", "rot+sub0.05", "rot", "rot+q8"};
+        static const float mags[] = {FLT_MAX / 40, FLT_MAX / 40, FLT_MAX / 4, FLT_MAX / 4};
+        for (size_t i = 0; i < sizeof rots / sizeof *rots; i++) {
+            const flz_spec rs = spec_of(rots[i]);
+            float *one = calloc(1024, sizeof *one), *back = malloc(1024 * sizeof *back);
+            assert_true(one && back);
+            one[3] = mags[i];
+            int refused = 0;
+            for (uint64_t seed = 0; seed < 200; seed++) {
+                flz_residual *r = NULL;
+                assert_int_equal(flz_residual_new(1024, &r), FL_OK);
+                const flz_params p1 = {.seed = seed};
+                const flz_params pr = {.seed = seed, .residual = r};
+                const fl_status e1 = flz_encode(f.c, &rs, &p1, one, 1024, f.buf, f.cap, &w);
+                const fl_status d1 = e1 == FL_OK ? flz_decode(f.c, f.buf, w, back, 1024) : FL_OK;
+                const fl_status e2 = flz_encode(f.c, &rs, &pr, one, 1024, f.buf, f.cap, &w);
+                flz_residual_free(r);
+                if ((e1 != FL_OK && e1 != FL_ERR_NUMERIC) || d1 != FL_OK || e2 != e1)
+                    fail_msg("%s seed %llu: encode %s, decode %s, with error feedback %s", rots[i],
+                             (unsigned long long)seed, fl_status_name(e1), fl_status_name(d1),
+                             fl_status_name(e2));
+                refused += e1 == FL_ERR_NUMERIC;
+            }
+            print_message("%s, one value of %g in 1024: refused for %d of 200 seeds\n", rots[i],
+                          (double)mags[i], refused);
+            free(one);
+            free(back);
         }
     }
     assert_int_equal(flz_encode(f.c, &sp, NULL, NULL, 5, f.buf, f.cap, &w), FL_ERR_INVALID_ARG);

@@ -27,6 +27,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <sys/file.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #include <zmq.h>
@@ -2645,6 +2646,40 @@ static void test_reactor_checkpoint_in_use(void **state)
         assert_true(WIFEXITED(rc) && WEXITSTATUS(rc) == 0);
     }
     fls_server_free(a);
+    /* A holder that is another process but wrote this process's pid (a server in another
+     * container sharing the volume, whose pid namespace gives it ours): not taken for our own
+     * server, which the held locks tell, not the pid. */
+    {
+        char lockp[sizeof ckpt + 8];
+        snprintf(lockp, sizeof lockp, "%s.lock", ckpt);
+        int pfd[2];
+        assert_int_equal(pipe(pfd), 0);
+        const pid_t ch = fork();
+        assert_true(ch >= 0);
+        if (ch == 0) {
+            const int fd = open(lockp, O_RDWR | O_CREAT, 0644);
+            char t[32];
+            const int n = snprintf(t, sizeof t, "%ld\n", (long)getppid());
+            if (fd < 0 || flock(fd, LOCK_EX) != 0 || ftruncate(fd, 0) != 0 ||
+                pwrite(fd, t, (size_t)n, 0) != n || write(pfd[1], "x", 1) != 1)
+                _exit(1);
+            pause();
+            _exit(0);
+        }
+        char x;
+        assert_int_equal(read(pfd[0], &x, 1), 1);
+        lb->len = 0;
+        lb->text[0] = 0;
+        assert_int_equal(fls_server_new(o, &host, &b), FLS_ERR_IO);
+        kill(ch, SIGKILL);
+        waitpid(ch, NULL, 0);
+        close(pfd[0]);
+        close(pfd[1]);
+        snprintf(want, sizeof want, "checkpoint.path %s: in use by another fl_server (pid %ld), "
+                 "which holds %s.lock", ckpt, (long)getpid(), ckpt);
+        if (!strstr(lb->text, want))
+            fail_msg("log '%s' lacks '%s'", lb->text, want);
+    }
     lb->len = 0;
     lb->text[0] = 0;
     assert_int_equal(fls_server_new(o, &host, &b), FLS_OK);
