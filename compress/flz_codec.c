@@ -588,8 +588,10 @@ static fl_status topk_read(uint32_t *idx, const uint8_t *body, size_t raw, size_
 
 /* ---- value stage ---------------------------------------------------------------------------- */
 
+/* absmax (may be NULL): raised to the largest |lo| or |hi| of the blocks, which bound the values
+ * the decoder gives back (up to rounding). */
 static fl_status quant_encode(flz_ctx *c, const key *ky, const flz_spec *s, uint8_t *o,
-                              const float *x, size_t m)
+                              const float *x, size_t m, float *absmax)
 {
     const size_t B = (size_t)1 << s->q_log2;
     const unsigned q = s->q_bits;
@@ -610,6 +612,10 @@ static fl_status quant_encode(flz_ctx *c, const key *ky, const flz_spec *s, uint
             float lo, hi;
             if (!c->k->minmax(&lo, &hi, x + i0, bl) || !flz_finite(hi - lo))
                 return FL_ERR_NUMERIC;
+            if (absmax) {
+                const float a = fabsf(lo) > fabsf(hi) ? fabsf(lo) : fabsf(hi);
+                *absmax = a > *absmax ? a : *absmax;
+            }
             float inv = hi > lo ? L / (hi - lo) : 0.0f;
             if (!flz_finite(inv))
                 inv = 0.0f;
@@ -668,12 +674,21 @@ static fl_status quant_decode(flz_ctx *c, const flz_spec *s, float *out, const u
 }
 
 /* xb: NULL, or (plain float32 values only) the subtrahend: encodes x - xb. */
+/* absmax (may be NULL): set to the largest |value| sent (q: its blocks' largest |lo| or |hi|,
+ * known at no extra pass). */
 static fl_status values_encode(flz_ctx *c, const key *ky, const flz_spec *s, uint8_t *o,
-                               const float *x, const float *xb, size_t m)
+                               const float *x, const float *xb, size_t m, float *absmax)
 {
+    if (absmax)
+        *absmax = 0.0f;
+    if (absmax && s->value != FLZ_VALUE_Q && m) {
+        float lo, hi;
+        if (c->k->minmax(&lo, &hi, x, m)) /* a non-finite value is refused below */
+            *absmax = fabsf(lo) > fabsf(hi) ? fabsf(lo) : fabsf(hi);
+    }
     switch (s->value) {
     case FLZ_VALUE_Q:
-        return quant_encode(c, ky, s, o, x, m);
+        return quant_encode(c, ky, s, o, x, m, absmax);
     case FLZ_VALUE_F16:
         return c->k->to_f16(o, x, m) ? FL_OK : FL_ERR_NUMERIC;
     case FLZ_VALUE_BF16:
@@ -1128,28 +1143,29 @@ static fl_status encode(flz_ctx *c, const flz_spec *s, const flz_params *params,
         cur = v2;
         len = m;
     }
+    const int bounded = s->sub != 0.0f || s->rot_log2;
+    float absmax = 0.0f;
+    st = values_encode(c, &ky, s, body + w, cur, cur == x ? xb : NULL, len,
+                       bounded ? &absmax : NULL);
+    if (st != FL_OK)
+        return st;
     /* What the decoder does after the value stage must stay within float: the 1/p scaling of a
      * subsample (sub_fill, in float) and the inverse rotation, whose transform sums a block of
      * 2^b values before it scales them (each of its b stages at most doubles the largest
      * magnitude). A value that either could take past float made a payload that the decoder
      * refused as corrupt (with error feedback, the encoder's own decode failed as an internal
-     * error): refused here, as input the encoded form cannot carry, with a margin for the value
-     * stage's rounding (bf16 and qN can round a value up, by well under 1%). */
-    if ((s->sub != 0.0f || s->rot_log2) && len) {
-        float lo = 0.0f, hi = 0.0f;
-        if (c->k->minmax(&lo, &hi, cur, len)) {
-            double big = fmax(fabs((double)lo), fabs((double)hi));
-            if (s->sub != 0.0f)
-                big *= (double)(float)(4294967296.0 / (double)sub_thresh(s->sub));
-            if (s->rot_log2)
-                big = ldexp(big, (int)s->rot_log2);
-            if (big > (double)FLT_MAX / 1.01)
-                return FL_ERR_NUMERIC;
-        }
+     * error): refused here, before anything of the residual changes, as input the encoded form
+     * cannot carry, with a margin for the value stage's rounding (bf16 and qN can round a value
+     * up, by well under 1%). */
+    if (bounded) {
+        double big = (double)absmax;
+        if (s->sub != 0.0f)
+            big *= (double)(float)(4294967296.0 / (double)sub_thresh(s->sub));
+        if (s->rot_log2)
+            big = ldexp(big, (int)s->rot_log2);
+        if (big > (double)FLT_MAX / 1.01)
+            return FL_ERR_NUMERIC;
     }
-    st = values_encode(c, &ky, s, body + w, cur, cur == x ? xb : NULL, len);
-    if (st != FL_OK)
-        return st;
     w += (size_t)values_bytes(s, len);
 
     size_t blen = w;
