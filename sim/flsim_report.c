@@ -290,22 +290,11 @@ fl_status flsim_rounds_put(FILE *f, const flsim_round_record *r)
     }
     const int fd = fileno(f);
     const off_t at = lseek(fd, 0, SEEK_CUR);
-    size_t done = 0;
-    int e = 0;
-    while (done < len) {
-        const ssize_t w = write(fd, row + done, len - done);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0) {
-            e = w < 0 ? errno : EIO;
-            break;
-        }
-        done += (size_t)w;
-    }
+    const int e = fl_write_all(fd, row, len) == 0 ? 0 : errno;
     free(row);
     if (!e)
         return FL_OK;
-    if (done && at >= 0 && ftruncate(fd, at) == 0)
+    if (at >= 0 && ftruncate(fd, at) == 0)
         (void)lseek(fd, at, SEEK_SET);
     errno = e; /* what the caller says */
     return FL_ERR_IO;
