@@ -43,9 +43,9 @@ grep -qx "fl_sim: cannot write $DIR/rs/rounds.csv: No space left on device (tryi
 grep -q '"rounds": 2,' "$DIR/rs/summary.json" || fail "rounds.csv on a full disk: no summary.json"
 echo "rounds.csv on a full disk: written at the end"
 
-# A misspelt option as the last argument is named as unknown, not as missing its value; a known
-# one without its value says so; a --model that names no architecture is refused before the data
-# loads. Exit status 2 each time.
+# A misspelt option (the last argument, or one an option follows) is named as unknown, not as
+# missing its value; --version stands alone; a known one without its value says so; a --model
+# that names no architecture is refused before the data loads. Exit status 2 each time.
 for c in "--bogus|unknown option 'bogus'" "--rounds 1 --roundz|unknown option 'roundz'" \
          "--rounds|--rounds needs a value" "experiment afd --bogus|unknown option 'bogus'" \
          "experiment afd --seeds|--seeds needs a value" "--preset|unknown option 'preset'" \
@@ -57,7 +57,9 @@ for c in "--bogus|unknown option 'bogus'" "--rounds 1 --roundz|unknown option 'r
          "--dataset synth-images:12:1x8 --rounds 1|--dataset: dataset spec" \
          "--test-dataset mnist:val --rounds 1|--test-dataset: dataset spec \"mnist:val\"" \
          "experiment afd --per-round 300|full: --per-round 300 is larger than --clients 200" \
-         "--out --rounds 5|--out needs a value, and the next argument, --rounds, is an option"; do
+         "--out --rounds 5|--out needs a value, and the next argument, --rounds, is an option" \
+         "--roundz --out x|unknown option 'roundz'" \
+         "--version --rounds 1|--version stands alone" "--rounds 1 --version|--version stands alone"; do
     args=${c%%|*}
     want=${c#*|}
     rc=0

@@ -459,22 +459,24 @@ static int next_opt(int argc, char **argv, int *i, const char **name, const char
         return 0;
     }
     *name = a;
-    if (*i + 1 >= argc) {
-        /* The last argument: a misspelt option is named as such, not as one missing its value. */
+    const int last = *i + 1 >= argc;
+    if (last || strncmp(argv[*i + 1], "--", 2) == 0) {
+        /* No value follows: a misspelt option is named as such, not as one missing its value. */
         static const char *const own[] = {"config", "preset", "seeds", "fresh"};
         int known = 0;
         for (size_t k = 0; k < (experiment ? sizeof own / sizeof own[0] : 1); k++)
             known |= strcmp(a, own[k]) == 0;
         flsim_config probe = flsim_config_default();
-        if (!known && flsim_config_set(&probe, a, "", NULL, 0) == FL_ERR_NOT_FOUND)
+        if (!strcmp(a, "version"))
+            fprintf(stderr, "fl_sim: --version stands alone (fl_sim --version)\n");
+        else if (!known && flsim_config_set(&probe, a, "", NULL, 0) == FL_ERR_NOT_FOUND)
             fprintf(stderr, "fl_sim: unknown option '%s' (see --help)\n", a);
-        else
+        else if (last)
             fprintf(stderr, "fl_sim: --%s needs a value (see --help)\n", a);
-        return -1;
-    }
-    if (strncmp(argv[*i + 1], "--", 2) == 0) { /* "--out --rounds 5": the value left out */
-        fprintf(stderr, "fl_sim: --%s needs a value, and the next argument, %s, is an option (a "
-                "path that starts with '-' can be given as ./%s)\n", a, argv[*i + 1], argv[*i + 1]);
+        else /* "--out --rounds 5": the value left out */
+            fprintf(stderr, "fl_sim: --%s needs a value, and the next argument, %s, is an option "
+                    "(a path that starts with '-' can be given as ./%s)\n", a, argv[*i + 1],
+                    argv[*i + 1]);
         return -1;
     }
     *value = argv[*i + 1];
@@ -741,10 +743,17 @@ static int run_main(int argc, char **argv)
                    cfg.rounds, cfg.quiet, cfg.out[0] && g_rank == 0 ? cfg.out : NULL, NULL, 0, 0,
                    0.0};
     size_t out_made = 0; /* what flsim_out_prepare created: removed again if nothing is written */
-    if (pr.out && flsim_out_prepare(cfg.out, &out_made, err, sizeof err) != FL_OK) {
+    int prep_bad = pr.out && flsim_out_prepare(cfg.out, &out_made, err, sizeof err) != FL_OK;
+    if (prep_bad)
         fprintf(stderr, "fl_sim: --out: %s\n", err);
+#ifdef FLSIM_HAVE_MPI
+    /* Rank 0 alone prepares DIR: the other ranks must not go on into the run's exchanges,
+     * where they would wait for rank 0 forever. */
+    if (g_ranks > 1)
+        MPI_Allreduce(MPI_IN_PLACE, &prep_bad, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
+#endif
+    if (prep_bad)
         return 1;
-    }
     /* Not under MPI with several ranks: each clears the flag at its own first round, so a signal
      * passed to all of them as round 1 ends could end one rank while rank 0 has begun writing;
      * there the ranks agree on the stop after the round (flsim_run), as from round 2 on. */

@@ -18,6 +18,12 @@ int flsim_named_dataset(const char *s);
  * FL_ERR_BLAS), "+FLM_NO_SKINNY" when that variable turns fedrop's AVX-512 kernels off. */
 fl_status flsim_blas_name(char *out, size_t cap);
 
+/* Under MPI with several ranks, whether ok holds on every rank (a collective: every rank calls
+ * it at the same point); else ok. A step that can fail on one rank alone (a dataset missing on
+ * one host, a memory check against that host's MemAvailable) must end on every rank, or the
+ * others wait for it forever in the next exchange. */
+int flsim_ranks_all_ok(int ok);
+
 /* The whole file at path into a malloc'ed, NUL-terminated *out of *len bytes: FL_OK,
  * FL_ERR_NOT_FOUND (no such file), FL_ERR_IO, FL_ERR_NOMEM, or FL_ERR_RESULTS_FORMAT when it
  * holds more than cap bytes. */

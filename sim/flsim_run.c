@@ -1166,7 +1166,8 @@ static fl_status feed_end(sim *S, round_acc *ra, feed_cur *c)
     if (c->ms == FL_OK)
         ra->committed++;
     else
-        fl_log(&S->log, FL_LOG_WARN, "round %llu: client %u: chunk refused: %s",
+        /* DEBUG: the server core has said it already ("update of client N refused") */
+        fl_log(&S->log, FL_LOG_DEBUG, "round %llu: client %u: chunk refused: %s",
                (unsigned long long)c->round + 1, j->key, fl_strerror(c->ms));
     if (!fls_core_round_open(S->core) && ra->t_close < 0)
         ra->t_close = j->finish;
@@ -1946,6 +1947,22 @@ static fl_status setup(sim *S, const flsim_config *cfg, const flsim_data *data,
     return FL_OK;
 }
 
+int flsim_ranks_all_ok(int ok)
+{
+#ifdef FLSIM_HAVE_MPI
+    int inited = 0, size = 1;
+    MPI_Initialized(&inited);
+    if (inited)
+        MPI_Comm_size(MPI_COMM_WORLD, &size);
+    if (size > 1) {
+        int all = ok ? 1 : 0;
+        MPI_Allreduce(MPI_IN_PLACE, &all, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD);
+        return all;
+    }
+#endif
+    return ok;
+}
+
 fl_status flsim_run(const flsim_config *cfg, const flsim_data *data_in, const fl_logger *log,
                     flsim_round_fn cb, void *user, flsim_result *res,
                     flsim_round_record **records, size_t *n_records, char *err, size_t errlen)
@@ -1967,8 +1984,16 @@ fl_status flsim_run(const flsim_config *cfg, const flsim_data *data_in, const fl
     const flsim_data *data = data_in;
     if (!data) {
         st = flsim_data_load(&own, cfg, err, errlen);
-        if (st != FL_OK)
+        if (!flsim_ranks_all_ok(st == FL_OK)) {
+            if (st == FL_OK) { /* another rank's load failed: it says why */
+                flsim_data_free(&own);
+                if (err && errlen)
+                    snprintf(err, errlen, "another MPI rank could not load the data (its "
+                             "message says why)");
+                st = FL_ERR_IO;
+            }
             return st;
+        }
         data = &own;
     }
     const int blas_ok = flsim_blas_name(res->blas, sizeof res->blas) == FL_OK;
@@ -2002,6 +2027,12 @@ fl_status flsim_run(const flsim_config *cfg, const flsim_data *data_in, const fl
 #endif
     res->mpi_ranks = S.size;
     st = setup(&S, cfg, data, res, err, errlen);
+    if (!flsim_ranks_all_ok(st == FL_OK) && st == FL_OK) {
+        if (err && errlen)
+            snprintf(err, errlen, "another MPI rank could not set up the run (its message says "
+                     "why)");
+        st = FL_ERR_CONFIG;
+    }
     flsim_round_record *recs = NULL;
     size_t n_recs = 0, cap_recs = 0;
     double vt = 0.0;

@@ -61,4 +61,31 @@ rounds=$(sed -n 's/^  "rounds": \([0-9]*\),$/\1/p' "$DIR/usr1/summary.json")
 lines=$(($(wc -l <"$DIR/usr1/rounds.csv") - 1))
 [ "$rounds" = "$lines" ] || { echo "FAIL: SIGUSR1 under mpirun: summary.json says $rounds rounds, rounds.csv holds $lines"; exit 1; }
 echo "SIGUSR1 to mpirun: stopped after round $rounds, exit status 138"
+
+# A step that fails on one rank alone ends every rank with exit 1 (before, the others waited for
+# it in the run's first exchange forever): rank 0's --out that cannot be made, and a dataset that
+# one "host" does not have (FEDROP_DATA_DIR on one rank only, as on a host that lacks the files).
+T="--dataset synth-images:400:1x8x8:4 --model mlp:64-8-4 --clients 8 --per-round 2 --rounds 2
+   --threads 1 --quiet 1"
+rc=0
+ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0" timeout 120 \
+    "$MPIRUN" --allow-run-as-root --oversubscribe -x ASAN_OPTIONS -n 2 "$FL_SIM" $T \
+    --out /proc/fedrop-no >/dev/null 2>"$DIR/out.err" || rc=$?
+[ "$rc" -ne 124 ] || { echo "FAIL: an --out rank 0 cannot make hung the ranks"; exit 1; }
+[ "$rc" -ne 0 ] || { echo "FAIL: an --out rank 0 cannot make: exit status 0"; exit 1; }
+grep -q -- "--out" "$DIR/out.err" || { echo "FAIL: no --out error: $(cat "$DIR/out.err")"; exit 1; }
+mkdir "$DIR/nowhere"
+F="--dataset fashion-mnist --train-samples 400 --model mlp:784-8-10 --clients 8
+   --per-round 2 --rounds 2 --threads 1 --quiet 1 --out $DIR/nodata"
+rc=0
+ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0" timeout 120 \
+    "$MPIRUN" --allow-run-as-root --oversubscribe -x ASAN_OPTIONS -n 1 "$FL_SIM" $F : \
+    -x ASAN_OPTIONS -n 1 env FEDROP_DATA_DIR="$DIR/nowhere" "$FL_SIM" $F >/dev/null \
+    2>"$DIR/data.err" || rc=$?
+[ "$rc" -ne 124 ] || { echo "FAIL: a dataset one rank lacks hung the ranks"; exit 1; }
+[ "$rc" -ne 0 ] || { echo "FAIL: a dataset one rank lacks: exit status 0"; exit 1; }
+grep -q "another MPI rank could not load the data" "$DIR/data.err" ||
+    { echo "FAIL: rank 0 did not say why: $(cat "$DIR/data.err")"; exit 1; }
+[ ! -e "$DIR/nodata/summary.json" ] || { echo "FAIL: a summary for a run that never ran"; exit 1; }
+echo "a step failed on one rank: every rank ended (exit status $rc)"
 echo "OK"

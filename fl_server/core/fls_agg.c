@@ -1126,7 +1126,8 @@ counted:
     release(h);
     return FL_OK;
 fail:
-    fl_log(&a->o.log, FL_LOG_WARN, "aggregation: update of weight %llu rejected: %s",
+    /* DEBUG: the core that called says it, naming the client ("update of client N refused") */
+    fl_log(&a->o.log, FL_LOG_DEBUG, "aggregation: update of weight %llu rejected: %s",
            (unsigned long long)h->w, fl_strerror(s));
     a->st.n_aborted++;
     release(h);
