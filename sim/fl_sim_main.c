@@ -810,12 +810,12 @@ static int run_main(int argc, char **argv)
                res.blas, res.mpi_ranks, hex);
         if (cfg.target_acc > 0) {
             if (res.target_reached)
-                printf("target %.4f reached after %u rounds, %.1f virtual s, %llu bytes down, %llu up\n",
+                printf("target %.6g reached after %u rounds, %.1f virtual s, %llu bytes down, %llu up\n",
                        cfg.target_acc, res.rounds_to_target, res.vtime_to_target,
                        (unsigned long long)res.bytes_down_to_target,
                        (unsigned long long)res.bytes_up_to_target);
             else
-                printf("target %.4f not reached\n", cfg.target_acc);
+                printf("target %.6g not reached\n", cfg.target_acc);
         }
         fflush(stdout); /* the warning below comes after the results it is about */
         warn_no_update("fl_sim", &res, cfg.lr);

@@ -378,6 +378,37 @@ void flsim_avail_format(const flsim_avail *a, char *buf, size_t cap)
         snprintf(buf, cap, "always");
 }
 
+/* Bytes of the well-formed UTF-8 character at s (2 to 4; s[0] >= 0x80), 0 if it is not one
+ * (a stray continuation byte, an overlong form, a surrogate, above U+10FFFF, cut short). */
+static int utf8_char_len(const unsigned char *s)
+{
+    const unsigned c = s[0];
+    int n;
+    unsigned lo = 0x80, hi = 0xBF; /* the allowed range of the second byte */
+    if (c >= 0xC2 && c <= 0xDF)
+        n = 2;
+    else if (c >= 0xE0 && c <= 0xEF) {
+        n = 3;
+        if (c == 0xE0)
+            lo = 0xA0; /* overlong */
+        else if (c == 0xED)
+            hi = 0x9F; /* surrogates */
+    } else if (c >= 0xF0 && c <= 0xF4) {
+        n = 4;
+        if (c == 0xF0)
+            lo = 0x90; /* overlong */
+        else if (c == 0xF4)
+            hi = 0x8F; /* above U+10FFFF */
+    } else
+        return 0;
+    if (s[1] < lo || s[1] > hi)
+        return 0;
+    for (int i = 2; i < n; i++)
+        if ((s[i] & 0xC0) != 0x80)
+            return 0;
+    return n;
+}
+
 void flsim_json_str(char *buf, size_t cap, const char *s)
 {
     size_t o = 0;
@@ -392,8 +423,19 @@ void flsim_json_str(char *buf, size_t cap, const char *s)
         if (ch == '"' || ch == '\\') {
             buf[o++] = '\\';
             buf[o++] = (char)ch;
-        } else if (ch < 0x20) {
+        } else if (ch < 0x20 || ch == 0x7F) {
             o += (size_t)snprintf(buf + o, cap - o, "\\u%04x", ch);
+        } else if (ch >= 0x80) {
+            /* a path is bytes, JSON is UTF-8: a byte that starts no well-formed character is
+             * written as U+FFFD, so that the file stays JSON */
+            const int n = utf8_char_len((const unsigned char *)s);
+            if (n == 0) {
+                o += (size_t)snprintf(buf + o, cap - o, "\\ufffd");
+            } else {
+                memcpy(buf + o, s, (size_t)n);
+                o += (size_t)n;
+                s += n - 1;
+            }
         } else {
             buf[o++] = (char)ch;
         }

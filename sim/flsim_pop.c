@@ -9,10 +9,14 @@
 #include "flsim.h"
 #include "flsim_internal.h"
 
-/* A finite number with an optional SI suffix (k, M, G, T); the whole string must be used. */
+/* A finite decimal number with an optional SI suffix (k, M, G, T); the whole string must be used
+ * (no leading space, no hexadecimal float: what the trace parser takes too). */
 int flsim_parse_number(const char *s, double *out)
 {
     if (!s || !*s)
+        return 0;
+    const char *d = s + (*s == '+' || *s == '-');
+    if (!((*d >= '0' && *d <= '9') || *d == '.') || strpbrk(s, "xX"))
         return 0;
     errno = 0;
     char *end = NULL;
@@ -35,6 +39,8 @@ int flsim_parse_number(const char *s, double *out)
 /* Splits s at ':' into at most max fields (copied into buf). Returns the field count. */
 static int split_colon(const char *s, char *buf, size_t cap, char **f, int max)
 {
+    if (strlen(s) >= cap)
+        return max + 1; /* longer than any valid spec: refused, not cut */
     snprintf(buf, cap, "%s", s);
     int n = 0;
     char *p = buf;

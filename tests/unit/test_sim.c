@@ -518,7 +518,12 @@ static void test_population(void **state)
     assert_float_equal(d.median, 5e9, 0);
     assert_int_equal(flsim_dist_parse("12k", &d, NULL, 0), FL_OK);
     assert_float_equal(d.median, 12e3, 0);
-    const char *bad[] = {"", "0", "-1", "lognormal:1", "lognormal:1:-1", "const:x", "7Q", "normal:1:1"};
+    /* hexadecimal floats, a leading space and a spec cut at the parser's buffer are refused too
+     * (the last one was read as "const:1.000..." once cut to 127 characters, its Q lost) */
+    char longspec[160];
+    snprintf(longspec, sizeof longspec, "const:1.%0140dQ", 0);
+    const char *bad[] = {"", "0", "-1", "lognormal:1", "lognormal:1:-1", "const:x", "7Q",
+                         "normal:1:1", "0x1p4", " 12", "const: 5", "lognormal:1:0x1p-1", longspec};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
         assert_int_equal(flsim_dist_parse(bad[i], &d, err, sizeof err), FL_ERR_INVALID_ARG);
     /* Rates below 1 (FLOP/s, bit/s) could overflow the virtual clock: refused, saying so. */
@@ -658,6 +663,12 @@ static void test_options_and_yaml(void **state)
     flsim_config_json(&tc, js, sizeof js);
     assert_non_null(strstr(js, "\"flops\": null, \"down_bps\": null, \"up_bps\": null, "
                                "\"availability\": null, \"trace\": \"devices.csv\""));
+    /* A path is bytes and JSON is UTF-8: a byte that begins no well-formed character is written
+     * as U+FFFD (an overlong form, a surrogate, a cut sequence); good characters stay as they are. */
+    snprintf(tc.trace, sizeof tc.trace, "d\xe9v\xc3\xa9\xc0\xaf\xed\xa0\x80\xf0\x9f\x98\x80\xe2\x82");
+    flsim_config_json(&tc, js, sizeof js);
+    assert_non_null(strstr(js, "\"trace\": \"d\\ufffdv\xc3\xa9\\ufffd\\ufffd\\ufffd\\ufffd\\ufffd"
+                               "\xf0\x9f\x98\x80\\ufffd\\ufffd\""));
     /* A key given twice (in either spelling) is an error, not "the last one wins". */
     assert_int_equal(yaml_load_text(&y, path, "per_round: 30\nclients: 300\nper-round: 20\n", err,
                                     sizeof err), FL_ERR_CONFIG);
