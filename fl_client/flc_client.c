@@ -169,6 +169,16 @@ static fl_status plugin_train(void *user, const flc_core_job *job, float *params
     const flc_status st = c->cfg.train(&task, &up, c->cfg.train_user);
     *n_samples = up.n_samples;
     *loss = up.loss;
+    /* The trained weights are read from the buffer the library gave (flc.h): a trainer that
+     * pointed out->weights elsewhere, or changed n_params, would have its training dropped
+     * without a word and the unchanged weights sent as its update. */
+    if (st == FLC_OK && (up.weights != params || up.n_params != s->n_params)) {
+        fl_log(&c->log, FL_LOG_ERROR, "round %llu: the plug-in trainer changed out->%s: it must "
+               "write its %zu trained weights into the buffer out->weights points to",
+               (unsigned long long)job->round, up.weights != params ? "weights" : "n_params",
+               s->n_params);
+        return FL_ERR_INVALID_ARG;
+    }
     return (fl_status)st;
 }
 
@@ -656,6 +666,15 @@ static int open_socket(flc_client *c)
     const int64_t maxmsg = (int64_t)flp_limits_default().max_msg_bytes;
     zmq_setsockopt(c->sock, ZMQ_LINGER, &linger, sizeof linger);
     zmq_setsockopt(c->sock, ZMQ_MAXMSGSIZE, &maxmsg, sizeof maxmsg);
+    /* ZeroMQ retries a connection that is refused or lost by itself, every 100 ms by default
+     * (ZMQ_RECONNECT_IVL; no backoff): with the server down a device would try 5-10 times a
+     * second whatever reconnect_min_ms says, and a fleet would all come back within 100 ms of
+     * the server's return. Its own retries follow the backoff of flc.h instead: from
+     * reconnect_min_ms, doubled up to reconnect_max_ms (libzmq adds up to one interval of jitter
+     * to each). */
+    const int ivl = c->cfg.reconnect_min_ms, ivl_max = c->cfg.reconnect_max_ms;
+    zmq_setsockopt(c->sock, ZMQ_RECONNECT_IVL, &ivl, sizeof ivl);
+    zmq_setsockopt(c->sock, ZMQ_RECONNECT_IVL_MAX, &ivl_max, sizeof ivl_max);
     if (c->server_pub) {
         if (zmq_setsockopt(c->sock, ZMQ_CURVE_SERVERKEY, c->server_pub, 40) != 0 ||
             zmq_setsockopt(c->sock, ZMQ_CURVE_PUBLICKEY, c->pub, 40) != 0 ||

@@ -614,6 +614,15 @@ static fl_status train_encode(flc_core *c, char *why, size_t whycap)
         snprintf(why, whycap, "the trainer reported a non-finite loss (%g)", loss);
         return FL_ERR_NUMERIC;
     }
+    /* fedrop's server refuses an Update whose loss is outside [0, 1e40] (FLS_UPDATE_LOSS_MAX,
+     * fls_core.h: losses are cross-entropies) at its header, after the training: say so here, as
+     * a failed round the server hears of at once, not as an update refused for a "field out of
+     * bounds". */
+    if (loss < 0.0 || loss > 1e40) {
+        snprintf(why, whycap, "the trainer reported a %s loss (%g): the server takes a loss in "
+                 "[0, 1e40] (a cross-entropy)", loss < 0.0 ? "negative" : "too large", loss);
+        return FL_ERR_NUMERIC;
+    }
     const int ef = c->up.topk > 0;
     /* The delta w - w0 is formed chunk by chunk while encoding (no full-model pass). With error
      * feedback the residual changes chunk by chunk, so a non-finite delta is refused up front,

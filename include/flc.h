@@ -94,7 +94,10 @@ typedef struct flc_task {
     const int *full_units;         /* units of the full layer */
     uint32_t epochs, batch_size;   /* the server's training configuration */
     float lr, momentum, weight_decay, prox_mu;
-    uint64_t max_samples;          /* 0: all local samples */
+    uint64_t max_samples;          /* 0: all local samples. fedrop's server sets it to at most
+                                    * the samples one update may count (its round's weight cap
+                                    * over the clients per round, at most 2^20): train on no more
+                                    * (the built-in trainer takes the first max_samples) */
 } flc_task;
 
 /* What a plug-in trainer returns: the trained weights (same layout and length as task->weights;
@@ -108,10 +111,11 @@ typedef struct flc_update {
 } flc_update;
 
 /* Returns FLC_OK, or an error status. On an error, and also when the trainer returns FLC_OK but
- * reports n_samples 0 or above task->max_samples (when that is not 0), a non-finite loss or
- * non-finite weights (FLC_ERR_NUMERIC), the library logs the failure once and tells the server
- * this round failed: it sends an Error message whose round
- * and run id are the task's and whose code is that status (e.g. 4 for FLC_ERR_INTERNAL), so the
+ * reports n_samples 0 or above task->max_samples (when that is not 0), a non-finite loss or one
+ * outside [0, 1e40] (the server takes a cross-entropy), non-finite weights (FLC_ERR_NUMERIC), or
+ * changed out->weights or out->n_params (FLC_ERR_INVALID_ARG: the weights are read from that
+ * buffer), the library logs the failure once and tells the server this round failed: it sends
+ * an Error message whose round and run id are the task's and whose code is that status (e.g. 4 for FLC_ERR_INTERNAL), so the
  * server need not wait for an update that will never come (a server started afresh meanwhile, a
  * new run, ignores it). The client then waits for its next task.
  * FLC_ERR_CANCELLED is no failure to report: it says the device is stopping the client (see

@@ -13,6 +13,7 @@
 
 #include <dlfcn.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -54,7 +55,9 @@ const char *flm_blas_cpu_coretype(void)
 }
 
 static int have_avx512(void);
-static int g_init_threads; /* flm_blas_init_threads' count for the load, 0 = OpenBLAS's default */
+/* flm_blas_init_threads' count for the load, 0 = OpenBLAS's default. Atomic: clients made on
+ * several threads at once (flc.h: distinct clients are independent) each store theirs. */
+static atomic_int g_init_threads;
 
 static void blas_load(void)
 {
@@ -70,9 +73,10 @@ static void blas_load(void)
             g_blas.chosen = core;
     }
     const char *nt = getenv("OPENBLAS_NUM_THREADS");
-    if (!loaded && g_init_threads > 0 && (!nt || !*nt)) {
+    const int init_threads = atomic_load(&g_init_threads);
+    if (!loaded && init_threads > 0 && (!nt || !*nt)) {
         char b[16];
-        snprintf(b, sizeof b, "%d", g_init_threads);
+        snprintf(b, sizeof b, "%d", init_threads);
         (void)setenv("OPENBLAS_NUM_THREADS", b, 1);
     }
     static const char *const names[] = {"libopenblas.so.0", "libopenblas.so",
@@ -105,7 +109,7 @@ fl_status flm_blas_init_threads(int max_threads)
 {
     if (max_threads < 1)
         return FL_ERR_INVALID_ARG;
-    g_init_threads = max_threads; /* read by blas_load under pthread_once */
+    atomic_store(&g_init_threads, max_threads); /* read by blas_load under pthread_once */
     return flm_blas_init();
 }
 

@@ -85,6 +85,11 @@ int main(int argc, char **argv)
     fprintf(stderr, "%llu rounds trained, %llu failed, %llu updates accepted: %s\n",
             (unsigned long long)s->rounds_trained, (unsigned long long)s->rounds_failed,
             (unsigned long long)s->updates_accepted, flc_strerror(st));
+    /* The handlers go before the client does: a Ctrl-C during or after flc_client_free would
+     * otherwise call flc_client_stop on a freed client. */
+    sa.sa_handler = SIG_DFL;
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
     flc_client_free(g_client);
     return st == FLC_OK || st == FLC_ERR_CANCELLED ? 0 : 2;
 }

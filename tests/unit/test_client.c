@@ -1423,6 +1423,48 @@ static void test_train_failure_reported_and_bye(void **state)
     session_close(&s);
 }
 
+/* A plug-in writes its trained weights into out->weights: one that points it at a buffer of its
+ * own, or changes n_params, had its training dropped without a word (the unchanged weights went
+ * up as its update). The round fails instead, with the field named, and the server hears it. */
+static float g_own_weights[4096];
+
+static flc_status train_moves_weights(const flc_task *task, flc_update *out, void *user)
+{
+    const int *how = user;
+    if (*how == 0 && task->n_params <= sizeof g_own_weights / sizeof g_own_weights[0]) {
+        memcpy(g_own_weights, task->weights, task->n_params * sizeof(float));
+        out->weights = g_own_weights;
+    } else {
+        out->n_params = task->n_params - 1;
+    }
+    out->n_samples = 3;
+    out->loss = 1.5;
+    return FLC_OK;
+}
+
+static void test_plugin_moved_weights_refused(void **state)
+{
+    (void)state;
+    for (int how = 0; how < 2; how++) {
+        session s;
+        session_open(&s);
+        flc_config cfg = base_config(s.f.ep, train_moves_weights, s.lb);
+        cfg.train_user = &how;
+        session_run(&s, &cfg, 0);
+        flp_msg *e = session_expect(&s, FLP_ERROR, 5000, "after a trainer moved its weights");
+        assert_int_equal(e->round, s.round);
+        assert_int_equal(e->error.code, FLC_ERR_INVALID_ARG);
+        flp_msg_free(e);
+        const char *says = how == 0 ? "changed out->weights" : "changed out->n_params";
+        if (log_count(s.lb, says) != 1)
+            fail_msg("want one '%s'; log:\n%s", says, s.lb->text);
+        flc_client_stop(s.c);
+        assert_true(run_wait(&s.r, 5.0));
+        assert_int_equal(flc_client_stats(s.c)->rounds_failed, 1);
+        session_close(&s);
+    }
+}
+
 /* ---- samples that do not fit the server's model ------------------------------------------------ */
 
 /* The server picks the model (mlp:6-5-3 here): samples whose rows are narrower than its input,
@@ -2052,6 +2094,7 @@ int main(void)
         cmocka_unit_test(test_cli_help_data_dir),
         cmocka_unit_test(test_reconnects_counts_each_new_start),
         cmocka_unit_test(test_train_failure_reported_and_bye),
+        cmocka_unit_test(test_plugin_moved_weights_refused),
         cmocka_unit_test(test_unfit_samples_end_run),
         cmocka_unit_test(test_task_above_memory_refused),
         cmocka_unit_test(test_plugin_dataset_status_fails_round_only),

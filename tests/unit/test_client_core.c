@@ -417,6 +417,7 @@ static void test_wrapped_builtin_failure_wording(void **state)
 typedef struct odd_plugin {
     fl_status st;
     uint64_t n;
+    double loss; /* 0: 0.5 */
 } odd_plugin;
 
 static fl_status odd_trainer(void *user, const flc_core_job *job, float *params,
@@ -426,7 +427,7 @@ static fl_status odd_trainer(void *user, const flc_core_job *job, float *params,
     (void)job;
     (void)params;
     *n_samples = p->n;
-    *loss = 0.5;
+    *loss = p->loss != 0.0 ? p->loss : 0.5;
     return p->st;
 }
 
@@ -439,13 +440,16 @@ static void test_plugin_odd_outputs(void **state)
         fl_status want;
         const char *says, *not_says;
     } rows[] = {
-        {{FL_OK, 0}, FL_ERR_NUMERIC, "reported 0 samples", NULL},
-        {{FL_OK, 3}, FL_ERR_NUMERIC, "reported 3 samples, above the task's max_samples 2", NULL},
-        {{FL_OK, UINT64_MAX}, FL_ERR_NUMERIC, "above the task's max_samples 2", NULL},
-        {{FL_ERR_DATASET_FORMAT, 1}, FL_ERR_DATASET_FORMAT,
+        {{FL_OK, 0, 0}, FL_ERR_NUMERIC, "reported 0 samples", NULL},
+        {{FL_OK, 3, 0}, FL_ERR_NUMERIC, "reported 3 samples, above the task's max_samples 2", NULL},
+        {{FL_OK, UINT64_MAX, 0}, FL_ERR_NUMERIC, "above the task's max_samples 2", NULL},
+        {{FL_ERR_DATASET_FORMAT, 1, 0}, FL_ERR_DATASET_FORMAT,
          "failed with status 63 (the local dataset cannot be used)", "dataset file"},
-        {{FL_ERR_INTERNAL, 1}, FL_ERR_INTERNAL, "failed with status 4", "bug in fedrop"},
-        {{FL_OK, 2}, FL_OK, NULL, NULL},
+        {{FL_ERR_INTERNAL, 1, 0}, FL_ERR_INTERNAL, "failed with status 4", "bug in fedrop"},
+        /* the server refuses a loss below 0 at the Update header (FLS_UPDATE_LOSS_MAX) */
+        {{FL_OK, 2, -0.5}, FL_ERR_NUMERIC, "negative loss (-0.5)", NULL},
+        {{FL_OK, 2, 1e300}, FL_ERR_NUMERIC, "too large loss (1e+300)", NULL},
+        {{FL_OK, 2, 0}, FL_OK, NULL, NULL},
     };
     for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
         const flc_core_config cc = {"dev", 9, 5, NULL, odd_trainer, (void *)&rows[i].p, {0}, NULL};

@@ -1810,6 +1810,26 @@ static void test_engine_n_samples_bound(void **state)
     c.clients_per_round = 64;
     assert_int_equal(header_with_samples(&c, 0, UINT64_C(1) << 18), FL_OK);
     assert_int_equal(header_with_samples(&c, 0, (UINT64_C(1) << 18) + 1), FL_ERR_WIRE_LIMIT);
+    /* The Task says the bound (its max_samples), so that an honest client with more samples
+     * trains on no more than it may claim instead of having every update refused. */
+    {
+        fls_config t = small_config();
+        t.clients_per_round = 64;
+        t.min_clients = 1;
+        for (int k = 0; k < 2; k++) {
+            t.train.max_samples = k ? 1000 : 0; /* a smaller one of the operator's stays */
+            fls_core *tc = NULL;
+            assert_int_equal(fls_core_new(&t, &tc), FL_OK);
+            assert_int_equal(fls_core_client_join(tc, 10, 0, 0.0), FL_OK);
+            assert_int_equal(fls_core_tick(tc, 0.0), FL_OK);
+            uint32_t tk[4];
+            assert_int_equal(take_tasks(tc, tk, 4, NULL, NULL), 1);
+            flp_msg tm;
+            assert_int_equal(fls_core_task(tc, tk[0], &tm), FL_OK);
+            assert_int_equal(tm.task.train.max_samples, k ? 1000 : UINT64_C(1) << 18);
+            fls_core_free(tc);
+        }
+    }
     /* train.max_samples, and the Hello's dataset_size. */
     c = small_config();
     c.train.max_samples = 50;
