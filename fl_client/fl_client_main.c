@@ -345,10 +345,11 @@ int main(int argc, char **argv)
     cs = flc_client_run(client);
     const flc_stats *s = flc_client_stats(client);
     fprintf(stderr, "[%s] info  %llu rounds trained, %llu failed here, %llu updates sent, %llu "
-            "accepted, %llu late, %llu reconnects, %.1f MB down, %.1f MB up: %s\n", id,
+            "accepted, %llu late, %llu refused, %llu reconnects, %.1f MB down, %.1f MB up: %s\n", id,
             (unsigned long long)s->rounds_trained, (unsigned long long)s->rounds_failed,
             (unsigned long long)s->updates_sent,
             (unsigned long long)s->updates_accepted, (unsigned long long)s->updates_late,
+            (unsigned long long)s->updates_refused,
             (unsigned long long)s->reconnects, s->bytes_down / 1e6, s->bytes_up / 1e6,
             cs == FLC_ERR_CANCELLED ? "stopped" : flc_strerror(cs));
     g_phase = 2;

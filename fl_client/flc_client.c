@@ -939,6 +939,7 @@ static int handle(flc_client *c, flp_msg *m, int *owned)
                 fl_log(&c->log, FL_LOG_WARN, "round %llu: update dropped by the server: the round "
                        "had closed", (unsigned long long)m->ack.of_round);
             } else {
+                c->stats.updates_refused++;
                 fl_log(&c->log, FL_LOG_WARN, "round %llu: update refused: %s",
                        (unsigned long long)m->ack.of_round, fl_strerror((fl_status)m->ack.status));
             }

@@ -212,6 +212,9 @@ typedef struct flc_stats {
     uint64_t rounds_failed;        /* tasks that failed here and were reported to the server: a
                                     * training that failed (the trainer's status, or
                                     * FLC_ERR_NUMERIC) or a task refused (memory_bytes, caps) */
+    uint64_t updates_refused;      /* sent, and refused by the server for another reason than
+                                    * lateness (a value or count out of its bounds: the log says
+                                    * which); sent = accepted + late + refused once all are Acked */
 } flc_stats;
 
 typedef struct flc_client flc_client;

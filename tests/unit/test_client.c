@@ -1633,43 +1633,50 @@ static void test_plugin_task_sub_arch(void **state)
 
 /* ---- max_rounds waits for the last update's Ack ----------------------------------------------- */
 
+/* ... whatever the Ack says: accepted, late (the round had closed) or refused (a count above the
+ * server's bound, say), each counted as such, so a device that reads its stats can tell. */
 static void test_max_rounds_counts_last_ack(void **state)
 {
     (void)state;
-    session s;
-    session_open(&s);
-    flc_config cfg = base_config(s.f.ep, train_plus_quarter, s.lb);
-    cfg.max_rounds = 1;
-    session_run(&s, &cfg, 0);
+    const int32_t acks[] = {0, FL_ERR_WIRE_LIMIT, FL_ERR_ROUND_CLOSED};
+    for (size_t k = 0; k < sizeof acks / sizeof acks[0]; k++) {
+        session s;
+        session_open(&s);
+        flc_config cfg = base_config(s.f.ep, train_plus_quarter, s.lb);
+        cfg.max_rounds = 1;
+        session_run(&s, &cfg, 0);
 
-    flp_msg *u = session_expect(&s, FLP_UPDATE, 5000, "");
-    assert_int_equal(u->round, s.round);
-    uint32_t n = 0;
-    for (uint32_t t = 0; t < u->update.n_tensors; t++)
-        n += u->update.tensors[t].n_chunks;
-    flp_msg_free(u);
-    for (uint32_t i = 0; i < n; i++) /* credits for every chunk */
-        fake_ack(&s.f, FLP_CHUNK, s.round, 0);
-    for (uint32_t i = 0; i < n; i++) {
-        char when[48];
-        snprintf(when, sizeof when, "%u of %u", i, n);
-        flp_msg *cm = session_expect(&s, FLP_CHUNK, 5000, when);
-        flp_msg_free(cm);
+        flp_msg *u = session_expect(&s, FLP_UPDATE, 5000, "");
+        assert_int_equal(u->round, s.round);
+        uint32_t n = 0;
+        for (uint32_t t = 0; t < u->update.n_tensors; t++)
+            n += u->update.tensors[t].n_chunks;
+        flp_msg_free(u);
+        for (uint32_t i = 0; i < n; i++) /* credits for every chunk */
+            fake_ack(&s.f, FLP_CHUNK, s.round, 0);
+        for (uint32_t i = 0; i < n; i++) {
+            char when[48];
+            snprintf(when, sizeof when, "%u of %u", i, n);
+            flp_msg *cm = session_expect(&s, FLP_CHUNK, 5000, when);
+            flp_msg_free(cm);
+        }
+        /* The server takes its time to commit: the client must still be there to hear the Ack. */
+        const struct timespec ts = {0, 300 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+        assert_false(atomic_load(&s.r.done));
+        fake_ack(&s.f, FLP_UPDATE, s.round, acks[k]);
+        flp_msg *b = session_expect(&s, FLP_BYE, 3000, "after max_rounds");
+        flp_msg_free(b);
+        assert_true(run_wait(&s.r, 3.0));
+        assert_int_equal(s.r.st, FLC_OK);
+        const flc_stats *st = flc_client_stats(s.c);
+        assert_int_equal(st->rounds_trained, 1);
+        assert_int_equal(st->updates_sent, 1);
+        assert_int_equal(st->updates_accepted, acks[k] == 0);
+        assert_int_equal(st->updates_refused, acks[k] == FL_ERR_WIRE_LIMIT);
+        assert_int_equal(st->updates_late, acks[k] == FL_ERR_ROUND_CLOSED);
+        session_close(&s);
     }
-    /* The server takes its time to commit: the client must still be there to hear the Ack. */
-    const struct timespec ts = {0, 300 * 1000 * 1000};
-    nanosleep(&ts, NULL);
-    assert_false(atomic_load(&s.r.done));
-    fake_ack(&s.f, FLP_UPDATE, s.round, 0);
-    flp_msg *b = session_expect(&s, FLP_BYE, 3000, "after max_rounds");
-    flp_msg_free(b);
-    assert_true(run_wait(&s.r, 3.0));
-    assert_int_equal(s.r.st, FLC_OK);
-    const flc_stats *st = flc_client_stats(s.c);
-    assert_int_equal(st->rounds_trained, 1);
-    assert_int_equal(st->updates_sent, 1);
-    assert_int_equal(st->updates_accepted, 1);
-    session_close(&s);
 }
 
 /* ---- a trained round whose update never went out counts as trained, not sent ------------------ */
