@@ -173,10 +173,9 @@ static fl_status plugin_train(void *user, const flc_core_job *job, float *params
      * pointed out->weights elsewhere, or changed n_params, would have its training dropped
      * without a word and the unchanged weights sent as its update. */
     if (st == FLC_OK && (up.weights != params || up.n_params != s->n_params)) {
-        fl_log(&c->log, FL_LOG_ERROR, "round %llu: the plug-in trainer changed out->%s: it must "
-               "write its %zu trained weights into the buffer out->weights points to",
-               (unsigned long long)job->round, up.weights != params ? "weights" : "n_params",
-               s->n_params);
+        snprintf(job->why, job->whycap, "the plug-in trainer returned FLC_OK but changed "
+                 "out->%s: it must write its %zu trained weights into the buffer out->weights "
+                 "points to", up.weights != params ? "weights" : "n_params", s->n_params);
         return FL_ERR_INVALID_ARG;
     }
     return (fl_status)st;

@@ -37,6 +37,8 @@ struct flc_core {
     int failed;                           /* this task's training failed: not trained again */
     int w_lazy;                           /* w not filled yet: its values are ref's (borrowed
                                            * weights; the built-in trainer starts from ref) */
+    uint64_t cut_said;                    /* the max_samples whose cut of the local samples was
+                                           * last logged (said once, not every round) */
     int builtin_ran;                      /* the plug-in of this training called the built-in
                                            * trainer (the simulator's timing wrapper): its
                                            * failure is the built-in's, worded as such */
@@ -133,6 +135,7 @@ fl_status flc_core_rebind(flc_core *c, const flc_core_config *cfg)
     c->snap_valid = 0; /* another client's residual is swapped in by the host */
     c->run_id = 0;
     c->fit_ok = 0; /* other data: checked again (with the row width kept) */
+    c->cut_said = 0;
     memset(&c->stats, 0, sizeof c->stats);
     return FL_OK;
 }
@@ -475,8 +478,15 @@ fl_status flc_core_builtin_train(flc_core *c, const flc_core_job *job, float *pa
     if (c->row_len && !data_fits(c, job->full))
         return FL_ERR_DATASET_FORMAT;
     flm_samples view = *c->data;
-    if (job->train->max_samples && view.n > job->train->max_samples)
+    if (job->train->max_samples && view.n > job->train->max_samples) {
+        if (c->cut_said != job->train->max_samples) {
+            c->cut_said = job->train->max_samples;
+            fl_log(&c->log, FL_LOG_INFO, "training on the first %llu of the %zu local samples: "
+                   "the task's max_samples (the most one update may count)",
+                   (unsigned long long)job->train->max_samples, view.n);
+        }
         view.n = (size_t)job->train->max_samples;
+    }
     /* A batch never holds more than the local samples: the runtime's activations are sized for
      * no more (a server's batch of 100,000 on 2,000 samples cost 386 MB instead of 20 MB, none
      * of it in the memory_bytes estimate). The same batches, the same bits. */
@@ -553,7 +563,9 @@ static fl_status train_encode(flc_core *c, char *why, size_t whycap)
 {
     const flm_arch *sub = flm_submodel_arch(c->sm);
     const size_t n = sub->n_params;
-    const flc_core_job job = {c->round, &c->full, sub, &c->keep, &c->train, c->ref, c->seed};
+    why[0] = '\0';
+    const flc_core_job job = {c->round, &c->full, sub, &c->keep, &c->train, c->ref, c->seed,
+                              why, whycap};
     uint64_t n_samples = 0;
     double loss = NAN;
     c->builtin_ran = 0;
@@ -585,6 +597,8 @@ static fl_status train_encode(flc_core *c, char *why, size_t whycap)
          * "bug in fedrop", so its text is left out; FLC_ERR_DATASET is flc.h's "the local dataset
          * cannot be used", not a "malformed dataset file" (the device may have no file). */
         const int plugin = c->train_fn && !c->builtin_ran;
+        if (why[0]) /* the trainer's own words (flc_client: a plug-in that broke flc.h's rules) */
+            return st;
         if (plugin && st == FL_ERR_INTERNAL)
             snprintf(why, whycap, "the plug-in trainer failed with status %d", (int)st);
         else if (plugin && st == FL_ERR_DATASET_FORMAT)
@@ -614,11 +628,11 @@ static fl_status train_encode(flc_core *c, char *why, size_t whycap)
         snprintf(why, whycap, "the trainer reported a non-finite loss (%g)", loss);
         return FL_ERR_NUMERIC;
     }
-    /* fedrop's server refuses an Update whose loss is outside [0, 1e40] (FLS_UPDATE_LOSS_MAX,
-     * fls_core.h: losses are cross-entropies) at its header, after the training: say so here, as
+    /* fedrop's server refuses an Update whose loss is outside [0, FLP_LOSS_MAX] (losses are
+     * cross-entropies) at its header, after the training: say so here, as
      * a failed round the server hears of at once, not as an update refused for a "field out of
      * bounds". */
-    if (loss < 0.0 || loss > 1e40) {
+    if (loss < 0.0 || loss > FLP_LOSS_MAX) {
         snprintf(why, whycap, "the trainer reported a %s loss (%g): the server takes a loss in "
                  "[0, 1e40] (a cross-entropy)", loss < 0.0 ? "negative" : "too large", loss);
         return FL_ERR_NUMERIC;

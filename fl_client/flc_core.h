@@ -57,6 +57,10 @@ typedef struct flc_core_job {
     const flp_train_config *train;
     const float *w_global;         /* the weights as received (for a FedProx term) */
     uint64_t seed;                 /* the client's seed for its batch order this round */
+    char *why;                     /* a trainer that fails may say why here (whycap bytes, ""
+                                    * on entry); the round's failure is then logged in these
+                                    * words instead of "failed with status N" */
+    size_t whycap;
 } flc_core_job;
 
 typedef fl_status (*flc_core_train_fn)(void *user, const flc_core_job *job, float *params,

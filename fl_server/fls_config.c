@@ -174,7 +174,8 @@ static const key_def KEYS[] = {
     {"train.prox_mu", K_F32, OFF(core.train.prox_mu), 0, 0, 1e6, NULL, "0",
      "FedProx mu (0: plain SGD)"},
     {"train.max_samples", K_U64, OFF(core.train.max_samples), 0, 0, BIG, NULL, "0",
-     "local samples per round (0: the whole local dataset)"},
+     "local samples per round (0: the whole local dataset, up to the per-update share: "
+     "2^24 / round.clients, at most 2^20)"},
     /* eval */
     {"eval.dataset", K_ENUM, OFF(eval_dataset), 0, 0, 0, "none|synthetic|mnist|fashion-mnist",
      "none", "test set the server evaluates the global model on"},

@@ -24,6 +24,10 @@
 #define FLP_VERSION 1u  /* the Envelope version this build speaks */
 #define FLP_MAX_DIMS 4  /* tensor shapes have 1..FLP_MAX_DIMS dims */
 #define FLP_ERRBUF 160  /* a comfortable size for the err buffers below */
+/* The largest training loss an Update may carry: fedrop's server refuses one outside
+ * [0, FLP_LOSS_MAX] (fls_core.h, FLS_UPDATE_LOSS_MAX), and libflclient fails such a training
+ * before it is sent. */
+#define FLP_LOSS_MAX 1e40
 
 typedef enum flp_type {
     FLP_HELLO = 1,

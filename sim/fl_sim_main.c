@@ -714,10 +714,17 @@ static int run_main(int argc, char **argv)
         if (path)
             config = path;
     }
-    if (config && flsim_config_load_yaml(&cfg, config, err, sizeof err) != FL_OK) {
+    int cfg_bad = config && flsim_config_load_yaml(&cfg, config, err, sizeof err) != FL_OK;
+    if (cfg_bad)
         fprintf(stderr, "fl_sim: %s\n", err);
+#ifdef FLSIM_HAVE_MPI
+    /* Every rank reads the file on its own host: one that cannot must end them all, not leave
+     * the others in the next collective (--out's, below) while it waits in MPI_Finalize. */
+    if (g_ranks > 1)
+        MPI_Allreduce(MPI_IN_PLACE, &cfg_bad, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
+#endif
+    if (cfg_bad)
         return 2;
-    }
     for (int i = 1; i < argc;) {
         const char *name, *value;
         char buf[128];

@@ -397,6 +397,15 @@ fl_status flsim_experiment_afd(const flsim_experiment *e, const fl_logger *log, 
                 e->progress(e->progress_user, &ev);
             }
         }
+        /* Rank 0 alone saves the run: a failure there (a full disk, DIR/runs/X made unusable)
+         * must end every rank, or the others go on into the next run's collectives while rank 0
+         * returns and waits in MPI_Finalize (a hang). */
+        int saved = (int)st;
+        share_codes(&saved, 1);
+        if (saved != FL_OK && st == FL_OK)
+            snprintf(err, errlen, "%s seed %u: rank 0 could not save the run (its message says "
+                     "why)", g_cfgs[c].name, s + 1);
+        st = (fl_status)saved;
     }
     free(done);
     if (st == FL_OK && r0) {

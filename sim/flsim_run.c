@@ -1166,9 +1166,14 @@ static fl_status feed_end(sim *S, round_acc *ra, feed_cur *c)
     if (c->ms == FL_OK)
         ra->committed++;
     else
-        /* DEBUG: the server core has said it already ("update of client N refused") */
-        fl_log(&S->log, FL_LOG_DEBUG, "round %llu: client %u: chunk refused: %s",
-               (unsigned long long)c->round + 1, j->key, fl_strerror(c->ms));
+        /* An update the core refused while staging or committing it is failed (or its round
+         * closed by that), and the core has said so, naming the client: DEBUG. A chunk it
+         * refused before that (a payload header, a length, the codec: a bug here) leaves the
+         * update receiving and no word of the core's: WARN (and feed_end's error below). */
+        fl_log(&S->log, fls_core_update_state(S->core, j->key, c->round) == FLS_UPDATE_RECEIVING
+                            ? FL_LOG_WARN : FL_LOG_DEBUG,
+               "round %llu: client %u: chunk refused: %s", (unsigned long long)c->round + 1,
+               j->key, fl_strerror(c->ms));
     if (!fls_core_round_open(S->core) && ra->t_close < 0)
         ra->t_close = j->finish;
     /* The core borrowed the payload while the update was receiving: it must be done with it. */
@@ -2031,7 +2036,9 @@ fl_status flsim_run(const flsim_config *cfg, const flsim_data *data_in, const fl
         if (err && errlen)
             snprintf(err, errlen, "another MPI rank could not set up the run (its message says "
                      "why)");
-        st = FL_ERR_CONFIG;
+        /* not FL_ERR_CONFIG: an experiment exits 2 on it ("an option or value"), and the job
+         * takes the highest exit status: the failing rank's own decides */
+        st = FL_ERR_IO;
     }
     flsim_round_record *recs = NULL;
     size_t n_recs = 0, cap_recs = 0;

@@ -32,7 +32,9 @@ static fl_status bad(char *err, size_t errlen, size_t line, const char *fmt, con
  * (1e999). */
 static int field_double(const char *s, double *out)
 {
-    if (!*s || *s == ' ' || *s == '\t')
+    /* decimal only, as flsim_parse_number: no leading space, no hexadecimal float */
+    const char *d = s + (*s == '+' || *s == '-');
+    if (!((*d >= '0' && *d <= '9') || *d == '.') || strpbrk(s, "xX"))
         return 0;
     errno = 0;
     char *end = NULL;

@@ -74,12 +74,22 @@ ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0" timeout 120 \
 [ "$rc" -ne 124 ] || { echo "FAIL: an --out rank 0 cannot make hung the ranks"; exit 1; }
 [ "$rc" -ne 0 ] || { echo "FAIL: an --out rank 0 cannot make: exit status 0"; exit 1; }
 grep -q -- "--out" "$DIR/out.err" || { echo "FAIL: no --out error: $(cat "$DIR/out.err")"; exit 1; }
-mkdir "$DIR/nowhere"
+mkdir "$DIR/nowhere" "$DIR/fm" "$DIR/fm/fashion-mnist"
+# A tiny Fashion-MNIST of zeros (IDX: magic, count, 28 x 28) for rank 0, so that the test needs
+# no installed dataset (the suites that do report SKIP without it).
+idx() { # PREFIX COUNT-AS-4-BYTE-PRINTF-ESCAPES COUNT
+    { printf '\0\0\10\3'; printf "$2"; printf '\0\0\0\34\0\0\0\34'; head -c $(($3 * 784)) /dev/zero; } \
+        >"$DIR/fm/fashion-mnist/$1-images-idx3-ubyte"
+    { printf '\0\0\10\1'; printf "$2"; head -c "$3" /dev/zero; } >"$DIR/fm/fashion-mnist/$1-labels-idx1-ubyte"
+}
+idx train '\0\0\1\220' 400
+idx t10k '\0\0\0\144' 100
 F="--dataset fashion-mnist --train-samples 400 --model mlp:784-8-10 --clients 8
    --per-round 2 --rounds 2 --threads 1 --quiet 1 --out $DIR/nodata"
 rc=0
 ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0" timeout 120 \
-    "$MPIRUN" --allow-run-as-root --oversubscribe -x ASAN_OPTIONS -n 1 "$FL_SIM" $F : \
+    "$MPIRUN" --allow-run-as-root --oversubscribe -x ASAN_OPTIONS -n 1 \
+    env FEDROP_DATA_DIR="$DIR/fm" "$FL_SIM" $F : \
     -x ASAN_OPTIONS -n 1 env FEDROP_DATA_DIR="$DIR/nowhere" "$FL_SIM" $F >/dev/null \
     2>"$DIR/data.err" || rc=$?
 [ "$rc" -ne 124 ] || { echo "FAIL: a dataset one rank lacks hung the ranks"; exit 1; }
@@ -87,5 +97,24 @@ ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0" timeout 120 \
 grep -q "another MPI rank could not load the data" "$DIR/data.err" ||
     { echo "FAIL: rank 0 did not say why: $(cat "$DIR/data.err")"; exit 1; }
 [ ! -e "$DIR/nodata/summary.json" ] || { echo "FAIL: a summary for a run that never ran"; exit 1; }
+# A --config file one host lacks (rank 1 runs in a directory without it).
+mkdir "$DIR/c0" "$DIR/c1"
+printf 'rounds: 2\n' >"$DIR/c0/run.yaml"
+rc=0
+(ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0" timeout 120 \
+    "$MPIRUN" --allow-run-as-root --oversubscribe -x ASAN_OPTIONS -n 1 env -C "$DIR/c0" "$FL_SIM" \
+    --config run.yaml $T : -x ASAN_OPTIONS -n 1 env -C "$DIR/c1" "$FL_SIM" --config run.yaml $T \
+    >/dev/null 2>"$DIR/cfg.err") || rc=$?
+[ "$rc" -ne 124 ] || { echo "FAIL: a --config one rank lacks hung the ranks"; exit 1; }
+[ "$rc" -ne 0 ] || { echo "FAIL: a --config one rank lacks: exit status 0"; exit 1; }
+# Rank 0 cannot save an experiment's run (its directory is a dangling link): every rank ends.
+mkdir -p "$DIR/xs/runs"
+ln -s "$DIR/nowhere/gone/x" "$DIR/xs/runs/full+c-s1"
+rc=0
+ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0" timeout 120 \
+    "$MPIRUN" --allow-run-as-root --oversubscribe -x ASAN_OPTIONS -n 2 "$FL_SIM" experiment afd \
+    $EXP --out "$DIR/xs" >/dev/null 2>"$DIR/xs.err" || rc=$?
+[ "$rc" -ne 124 ] || { echo "FAIL: a run rank 0 could not save hung the ranks"; exit 1; }
+[ "$rc" -ne 0 ] || { echo "FAIL: a run rank 0 could not save: exit status 0"; exit 1; }
 echo "a step failed on one rank: every rank ended (exit status $rc)"
 echo "OK"

@@ -47,7 +47,10 @@ static flc_status train(const flc_task *task, flc_update *out, void *user)
         for (size_t k = 0; k < t->numel; k++)
             w[k] *= 0.99f;
     }
-    out->n_samples = 32; /* the samples it trained on: the server's weight for this update */
+    /* the samples it trained on (the server's weight for this update): at most max_samples,
+     * the most one update may count, when the server says one */
+    const uint64_t held = 32;
+    out->n_samples = task->max_samples && task->max_samples < held ? task->max_samples : held;
     out->loss = 1.0;
     return FLC_OK;
 }

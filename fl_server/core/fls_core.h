@@ -99,7 +99,7 @@ typedef struct fls_core fls_core; /* opaque */
  * counts as failed. Losses are cross-entropies (>= 0), and a float32 model's finite loss is below
  * 2 x FLT_MAX (about 6.8e38), so no honest client's loss is refused, a diverged one's included;
  * any sum of n_samples x loss over a round (at most 2^32 samples) stays far from overflowing. */
-#define FLS_UPDATE_LOSS_MAX 1e40
+#define FLS_UPDATE_LOSS_MAX FLP_LOSS_MAX
 
 /* The most samples (the aggregation weight) one Update may claim. An Update whose n_samples is
  * above the smallest of: FLS_UPDATE_SAMPLES_MAX; the aggregator's round weight cap (fls_agg.h,

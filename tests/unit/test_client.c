@@ -1456,8 +1456,9 @@ static void test_plugin_moved_weights_refused(void **state)
         assert_int_equal(e->error.code, FLC_ERR_INVALID_ARG);
         flp_msg_free(e);
         const char *says = how == 0 ? "changed out->weights" : "changed out->n_params";
-        if (log_count(s.lb, says) != 1)
-            fail_msg("want one '%s'; log:\n%s", says, s.lb->text);
+        if (log_count(s.lb, says) != 1 || log_count(s.lb, "failed with status") != 0)
+            fail_msg("want one '%s' and no 'failed with status' (the plug-in returned FLC_OK); "
+                     "log:\n%s", says, s.lb->text);
         flc_client_stop(s.c);
         assert_true(run_wait(&s.r, 5.0));
         assert_int_equal(flc_client_stats(s.c)->rounds_failed, 1);

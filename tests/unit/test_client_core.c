@@ -1068,9 +1068,19 @@ static void test_param_cap(void **state)
  * wire allows) trains one batch of the samples, as a batch of exactly that many does, to the same
  * bytes; the training runtime is sized for the samples, not for the batch (a batch of 2^32 - 1
  * cannot be allocated at all). */
+static int g_cut_lines;
+
+static void count_cut_lines(void *user, fl_log_level level, const char *msg)
+{
+    (void)user;
+    if (level == FL_LOG_INFO && strstr(msg, "training on the first 60 of the 500 local samples"))
+        g_cut_lines++;
+}
+
 static void test_batch_above_samples(void **state)
 {
     (void)state;
+    g_cut_lines = 0;
     fixture f;
     memset(&f, 0, sizeof f);
     make_data(&f);
@@ -1079,7 +1089,9 @@ static void test_batch_above_samples(void **state)
     size_t want_len = 0;
     const uint32_t batches[] = {60, 100000, UINT32_MAX};
     for (int b = 0; b < 3; b++) {
-        const flc_core_config cc = {"c0", 0, 11, &f.views[0], NULL, NULL, {0}, NULL};
+        /* the Task's max_samples (60) cuts the 500 samples: said once, at INFO */
+        const fl_logger lg = {count_cut_lines, NULL, FL_LOG_DEBUG};
+        const flc_core_config cc = {"c0", 0, 11, &f.views[0], NULL, NULL, lg, NULL};
         flc_core *c = NULL;
         assert_int_equal(flc_core_new(&cc, &c), FL_OK);
         flp_msg task;
@@ -1101,6 +1113,7 @@ static void test_batch_above_samples(void **state)
         if (flc_core_train(c) != FL_OK)
             fail_msg("batch %u: %s", batches[b], flc_core_train_error(c));
         assert_int_equal(flc_core_last_stats(c)->n_samples, 60);
+        assert_int_equal(g_cut_lines, b + 1);
         size_t len = 0;
         uint8_t *got = update_bytes(c, &len);
         if (!want) {
