@@ -428,6 +428,7 @@ static void test_trace_bad_rows_have_line_numbers(void **state)
         {"client,flops,down_bps,up_bps,availability\n0,5G,1e6,1e6,1\n", "line 2: flops '5G' is not"},
         {"\xEF\xBB\xBF" "client,flops,down_bps,up_bps,availability\n0,1e9,1e6,1e6,1\n", "line 1: the header starts with a UTF-8 byte order mark"},
         {"client,flops,down_bps,up_bps,availability\n0,1e9x,1e6,1e6,1\n", "line 2: flops"},
+        {"client,flops,down_bps,up_bps,availability\n0,0x1p30,1e6,1e6,1\n", "line 2: flops '0x1p30' is not a finite number"},
         {"client,flops,down_bps,up_bps,availability\n0,1e999,1e6,1e6,1\n", "line 2: flops '1e999' is out of range"},
         /* > 0 but below the floor of 1: a round trip could overflow the clock (1e-300 FLOP/s did
          * at round 5); a subnormal (strtod's ERANGE) is too small, not "not a finite number" */
