@@ -516,9 +516,13 @@ def run_garbage(h, tag, quiet):
     m = h.path('metrics-%s.jsonl' % tag)
     ck = h.path('final-%s.ckpt' % tag)
     slog = 'server-%s.log' % tag
+    # Client 0 says nothing while its upload waits at the gate (no heartbeats): a liveness far
+    # above the time the 10,000 frames take, so that the server does not time it out and close
+    # round 0 early when the machine is slow (ASan beside other work took over the 10 s default).
     srv = h.server(SMALL + ['--secret-key', sk, '--allow-list', allow, '--rounds', '2',
                             '--clients', '2', '--overcommit', '1.5', '--min-clients', '3',
                             '--up-codec', 'rot+q4+zstd', '--chunk-elems', '8192',
+                            '--set', 'server.liveness_ms=600000',
                             '--metrics', m, '--checkpoint', ck], log=slog)
     key = lambda i: (h.path('keys', names[i] + '.secret'), h.path('keys', 'server-%s.pub' % tag))
     g = h.spawn([GARBAGE, '--server', srv.endpoint, '--key', key(2)[0], '--server-key', key(2)[1],
