@@ -198,12 +198,7 @@ int main(int argc, char **argv)
                     for (uint32_t ti = 0; ti < t.task.n_tensors; ti++)
                         for (uint32_t ci = 0; ci < t.task.tensors[ti].n_chunks; ci++) {
                             size_t len = 0;
-                            flp_msg cm;
-                            memset(&cm, 0, sizeof cm);
-                            cm.version = FLP_VERSION;
-                            cm.type = FLP_CHUNK;
-                            cm.round = t.round;
-                            cm.sender = "";
+                            flp_msg cm = flp_msg_header(FLP_CHUNK, t.round, NULL);
                             if (fls_core_task_chunk(core, tasks[i], ti, ci, buf, sizeof buf, &len,
                                                     &cm.chunk) != FL_OK)
                                 abort();
