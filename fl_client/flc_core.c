@@ -634,7 +634,7 @@ static fl_status train_encode(flc_core *c, char *why, size_t whycap)
      * bounds". */
     if (loss < 0.0 || loss > FLP_LOSS_MAX) {
         snprintf(why, whycap, "the trainer reported a %s loss (%g): the server takes a loss in "
-                 "[0, 1e40] (a cross-entropy)", loss < 0.0 ? "negative" : "too large", loss);
+                 "[0, %g] (a cross-entropy)", loss < 0.0 ? "negative" : "too large", loss, FLP_LOSS_MAX);
         return FL_ERR_NUMERIC;
     }
     const int ef = c->up.topk > 0;

@@ -714,34 +714,39 @@ static int run_main(int argc, char **argv)
         if (path)
             config = path;
     }
+    /* The settings are read on every rank, from its own host's --config file: a rank that
+     * cannot read it, or whose settings do not hold, must end them all (agreed once all is read
+     * and checked), not leave the others in the next collective (--out's, below) while it waits
+     * in MPI_Finalize. */
     int cfg_bad = config && flsim_config_load_yaml(&cfg, config, err, sizeof err) != FL_OK;
     if (cfg_bad)
         fprintf(stderr, "fl_sim: %s\n", err);
+    for (int i = 1; !cfg_bad && i < argc;) {
+        const char *name, *value;
+        char buf[128];
+        if (next_opt(argc, argv, &i, &name, &value, buf, sizeof buf, 0) != 0) {
+            cfg_bad = 1;
+            break;
+        }
+        if (!strcmp(name, "config"))
+            continue;
+        if (flsim_config_set(&cfg, name, value, err, sizeof err) != FL_OK) {
+            fprintf(stderr, "fl_sim: %s\n", err);
+            cfg_bad = 1;
+            break;
+        }
+        given_add(&given, name);
+    }
+    if (!cfg_bad && flsim_config_validate(&cfg, err, sizeof err) != FL_OK) {
+        fprintf(stderr, "fl_sim: %s\n", err);
+        cfg_bad = 1;
+    }
 #ifdef FLSIM_HAVE_MPI
-    /* Every rank reads the file on its own host: one that cannot must end them all, not leave
-     * the others in the next collective (--out's, below) while it waits in MPI_Finalize. */
     if (g_ranks > 1)
         MPI_Allreduce(MPI_IN_PLACE, &cfg_bad, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
 #endif
     if (cfg_bad)
         return 2;
-    for (int i = 1; i < argc;) {
-        const char *name, *value;
-        char buf[128];
-        if (next_opt(argc, argv, &i, &name, &value, buf, sizeof buf, 0) != 0)
-            return 2;
-        if (!strcmp(name, "config"))
-            continue;
-        if (flsim_config_set(&cfg, name, value, err, sizeof err) != FL_OK) {
-            fprintf(stderr, "fl_sim: %s\n", err);
-            return 2;
-        }
-        given_add(&given, name);
-    }
-    if (flsim_config_validate(&cfg, err, sizeof err) != FL_OK) {
-        fprintf(stderr, "fl_sim: %s\n", err);
-        return 2;
-    }
     if (g_rank == 0) {
         warn_inert(&cfg, &given);
         warn_target_at_end(&cfg);

@@ -68,7 +68,7 @@ echo "SIGUSR1 to mpirun: stopped after round $rounds, exit status 138"
 T="--dataset synth-images:400:1x8x8:4 --model mlp:64-8-4 --clients 8 --per-round 2 --rounds 2
    --threads 1 --quiet 1"
 rc=0
-ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0" timeout 120 \
+ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0" timeout -k 10 120 \
     "$MPIRUN" --allow-run-as-root --oversubscribe -x ASAN_OPTIONS -n 2 "$FL_SIM" $T \
     --out /proc/fedrop-no >/dev/null 2>"$DIR/out.err" || rc=$?
 [ "$rc" -ne 124 ] || { echo "FAIL: an --out rank 0 cannot make hung the ranks"; exit 1; }
@@ -87,7 +87,7 @@ idx t10k '\0\0\0\144' 100
 F="--dataset fashion-mnist --train-samples 400 --model mlp:784-8-10 --clients 8
    --per-round 2 --rounds 2 --threads 1 --quiet 1 --out $DIR/nodata"
 rc=0
-ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0" timeout 120 \
+ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0" timeout -k 10 120 \
     "$MPIRUN" --allow-run-as-root --oversubscribe -x ASAN_OPTIONS -n 1 \
     env FEDROP_DATA_DIR="$DIR/fm" "$FL_SIM" $F : \
     -x ASAN_OPTIONS -n 1 env FEDROP_DATA_DIR="$DIR/nowhere" "$FL_SIM" $F >/dev/null \
@@ -101,17 +101,29 @@ grep -q "another MPI rank could not load the data" "$DIR/data.err" ||
 mkdir "$DIR/c0" "$DIR/c1"
 printf 'rounds: 2\n' >"$DIR/c0/run.yaml"
 rc=0
-(ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0" timeout 120 \
+(ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0" timeout -k 10 120 \
     "$MPIRUN" --allow-run-as-root --oversubscribe -x ASAN_OPTIONS -n 1 env -C "$DIR/c0" "$FL_SIM" \
     --config run.yaml $T : -x ASAN_OPTIONS -n 1 env -C "$DIR/c1" "$FL_SIM" --config run.yaml $T \
     >/dev/null 2>"$DIR/cfg.err") || rc=$?
 [ "$rc" -ne 124 ] || { echo "FAIL: a --config one rank lacks hung the ranks"; exit 1; }
 [ "$rc" -ne 0 ] || { echo "FAIL: a --config one rank lacks: exit status 0"; exit 1; }
+# ... and a --config whose settings do not hold on one host (its per_round above its clients)
+printf 'clients: 8\nper_round: 2\n' >"$DIR/c0/run.yaml"
+printf 'clients: 8\n' >"$DIR/c1/run.yaml" # the default per_round, 50
+T2="--dataset synth-images:400:1x8x8:4 --model mlp:64-8-4 --rounds 2 --threads 1 --quiet 1"
+rc=0
+(ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0" timeout -k 10 120 \
+    "$MPIRUN" --allow-run-as-root --oversubscribe -x ASAN_OPTIONS -n 1 env -C "$DIR/c0" "$FL_SIM" \
+    --config run.yaml $T2 : -x ASAN_OPTIONS -n 1 env -C "$DIR/c1" "$FL_SIM" --config run.yaml $T2 \
+    >/dev/null 2>"$DIR/cfg2.err") || rc=$?
+[ "$rc" -ne 124 ] || { echo "FAIL: a --config that does not hold on one rank hung the ranks"; exit 1; }
+[ "$rc" -eq 2 ] || { echo "FAIL: a --config that does not hold on one rank: exit status $rc, not 2"; exit 1; }
+grep -q "is larger than --clients" "$DIR/cfg2.err" || { echo "FAIL: no reason: $(cat "$DIR/cfg2.err")"; exit 1; }
 # Rank 0 cannot save an experiment's run (its directory is a dangling link): every rank ends.
 mkdir -p "$DIR/xs/runs"
 ln -s "$DIR/nowhere/gone/x" "$DIR/xs/runs/full+c-s1"
 rc=0
-ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0" timeout 120 \
+ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0" timeout -k 10 120 \
     "$MPIRUN" --allow-run-as-root --oversubscribe -x ASAN_OPTIONS -n 2 "$FL_SIM" experiment afd \
     $EXP --out "$DIR/xs" >/dev/null 2>"$DIR/xs.err" || rc=$?
 [ "$rc" -ne 124 ] || { echo "FAIL: a run rank 0 could not save hung the ranks"; exit 1; }
