@@ -17,6 +17,7 @@
 #include "fl_log.h"
 #include "fl_time.h"
 #include "flsim.h"
+#include "flsim_internal.h"
 
 #ifdef FLSIM_HAVE_MPI
 #include <mpi.h>
@@ -741,11 +742,7 @@ static int run_main(int argc, char **argv)
         fprintf(stderr, "fl_sim: %s\n", err);
         cfg_bad = 1;
     }
-#ifdef FLSIM_HAVE_MPI
-    if (g_ranks > 1)
-        MPI_Allreduce(MPI_IN_PLACE, &cfg_bad, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
-#endif
-    if (cfg_bad)
+    if (!flsim_ranks_all_ok(!cfg_bad))
         return 2;
     if (g_rank == 0) {
         warn_inert(&cfg, &given);
@@ -758,13 +755,9 @@ static int run_main(int argc, char **argv)
     int prep_bad = pr.out && flsim_out_prepare(cfg.out, &out_made, err, sizeof err) != FL_OK;
     if (prep_bad)
         fprintf(stderr, "fl_sim: --out: %s\n", err);
-#ifdef FLSIM_HAVE_MPI
     /* Rank 0 alone prepares DIR: the other ranks must not go on into the run's exchanges,
      * where they would wait for rank 0 forever. */
-    if (g_ranks > 1)
-        MPI_Allreduce(MPI_IN_PLACE, &prep_bad, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
-#endif
-    if (prep_bad)
+    if (!flsim_ranks_all_ok(!prep_bad))
         return 1;
     /* Not under MPI with several ranks: each clears the flag at its own first round, so a signal
      * passed to all of them as round 1 ends could end one rank while rank 0 has begun writing;

@@ -97,28 +97,28 @@ ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0" timeout -k 10 120 \
 grep -q "another MPI rank could not load the data" "$DIR/data.err" ||
     { echo "FAIL: rank 0 did not say why: $(cat "$DIR/data.err")"; exit 1; }
 [ ! -e "$DIR/nodata/summary.json" ] || { echo "FAIL: a summary for a run that never ran"; exit 1; }
-# A --config file one host lacks (rank 1 runs in a directory without it).
+# Each rank runs in its own directory (c0, c1), reading its own run.yaml, as on two hosts:
+# configs ARGS... runs them, its exit status in $rc and its stderr in $DIR/cfg.err.
+configs() {
+    rc=0
+    (ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0" timeout -k 10 120 \
+        "$MPIRUN" --allow-run-as-root --oversubscribe -x ASAN_OPTIONS -n 1 env -C "$DIR/c0" \
+        "$FL_SIM" --config run.yaml "$@" : -x ASAN_OPTIONS -n 1 env -C "$DIR/c1" "$FL_SIM" \
+        --config run.yaml "$@" >/dev/null 2>"$DIR/cfg.err") || rc=$?
+}
+# A --config file one host lacks.
 mkdir "$DIR/c0" "$DIR/c1"
 printf 'rounds: 2\n' >"$DIR/c0/run.yaml"
-rc=0
-(ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0" timeout -k 10 120 \
-    "$MPIRUN" --allow-run-as-root --oversubscribe -x ASAN_OPTIONS -n 1 env -C "$DIR/c0" "$FL_SIM" \
-    --config run.yaml $T : -x ASAN_OPTIONS -n 1 env -C "$DIR/c1" "$FL_SIM" --config run.yaml $T \
-    >/dev/null 2>"$DIR/cfg.err") || rc=$?
+configs $T
 [ "$rc" -ne 124 ] || { echo "FAIL: a --config one rank lacks hung the ranks"; exit 1; }
 [ "$rc" -ne 0 ] || { echo "FAIL: a --config one rank lacks: exit status 0"; exit 1; }
 # ... and a --config whose settings do not hold on one host (its per_round above its clients)
 printf 'clients: 8\nper_round: 2\n' >"$DIR/c0/run.yaml"
 printf 'clients: 8\n' >"$DIR/c1/run.yaml" # the default per_round, 50
-T2="--dataset synth-images:400:1x8x8:4 --model mlp:64-8-4 --rounds 2 --threads 1 --quiet 1"
-rc=0
-(ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0" timeout -k 10 120 \
-    "$MPIRUN" --allow-run-as-root --oversubscribe -x ASAN_OPTIONS -n 1 env -C "$DIR/c0" "$FL_SIM" \
-    --config run.yaml $T2 : -x ASAN_OPTIONS -n 1 env -C "$DIR/c1" "$FL_SIM" --config run.yaml $T2 \
-    >/dev/null 2>"$DIR/cfg2.err") || rc=$?
+configs --dataset synth-images:400:1x8x8:4 --model mlp:64-8-4 --rounds 2 --threads 1 --quiet 1
 [ "$rc" -ne 124 ] || { echo "FAIL: a --config that does not hold on one rank hung the ranks"; exit 1; }
 [ "$rc" -eq 2 ] || { echo "FAIL: a --config that does not hold on one rank: exit status $rc, not 2"; exit 1; }
-grep -q "is larger than --clients" "$DIR/cfg2.err" || { echo "FAIL: no reason: $(cat "$DIR/cfg2.err")"; exit 1; }
+grep -q "is larger than --clients" "$DIR/cfg.err" || { echo "FAIL: no reason: $(cat "$DIR/cfg.err")"; exit 1; }
 # Rank 0 cannot save an experiment's run (its directory is a dangling link): every rank ends.
 mkdir -p "$DIR/xs/runs"
 ln -s "$DIR/nowhere/gone/x" "$DIR/xs/runs/full+c-s1"
