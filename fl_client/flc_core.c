@@ -629,12 +629,12 @@ static fl_status train_encode(flc_core *c, char *why, size_t whycap)
         return FL_ERR_NUMERIC;
     }
     /* fedrop's server refuses an Update whose loss is outside [0, FLP_LOSS_MAX] (losses are
-     * cross-entropies) at its header, after the training: say so here, as
-     * a failed round the server hears of at once, not as an update refused for a "field out of
-     * bounds". */
+     * cross-entropies) at its header, after the training: say so here, as a failed round the
+     * server hears of at once, not as an update refused for a "field out of bounds". */
     if (loss < 0.0 || loss > FLP_LOSS_MAX) {
         snprintf(why, whycap, "the trainer reported a %s loss (%g): the server takes a loss in "
-                 "[0, %g] (a cross-entropy)", loss < 0.0 ? "negative" : "too large", loss, FLP_LOSS_MAX);
+                 "[0, %g] (a cross-entropy)", loss < 0.0 ? "negative" : "too large", loss,
+                 FLP_LOSS_MAX);
         return FL_ERR_NUMERIC;
     }
     const int ef = c->up.topk > 0;

@@ -316,7 +316,9 @@ typedef struct flsim_data {
     int owns_test;  /* test is a subset made here (freed with the data) */
 } flsim_data;
 
-/* Loads cfg's train and test sets. FL_OK or the loader's status (reason in err). */
+/* Loads cfg's train and test sets. FL_OK or the loader's status (reason in err). Under MPI with
+ * several ranks a collective call (every rank calls it at the same point): a rank that could not
+ * load ends them all, the others with FL_ERR_IO, "another MPI rank could not load the data". */
 fl_status flsim_data_load(flsim_data *d, const flsim_config *cfg, char *err, size_t errlen);
 void flsim_data_free(flsim_data *d);
 

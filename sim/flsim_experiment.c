@@ -257,11 +257,6 @@ fl_status flsim_experiment_afd(const flsim_experiment *e, const fl_logger *log, 
     }
     flsim_data data;
     fl_status st = flsim_data_load(&data, &base, e2, sizeof e2);
-    if (!flsim_ranks_all_ok(st == FL_OK) && st == FL_OK) { /* another rank's: it says why */
-        flsim_data_free(&data);
-        snprintf(e2, sizeof e2, "another MPI rank could not load the data (its message says why)");
-        st = FL_ERR_IO;
-    }
     if (st != FL_OK) {
         snprintf(err, errlen, "dataset: %s", e2);
         flsim_rmdirs_made(runs_dir, made);

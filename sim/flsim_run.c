@@ -160,7 +160,7 @@ static fl_status held_out_split(const flm_dataset *all, double frac, uint32_t *i
     return FL_OK;
 }
 
-fl_status flsim_data_load(flsim_data *d, const flsim_config *cfg, char *err, size_t errlen)
+static fl_status data_load_here(flsim_data *d, const flsim_config *cfg, char *err, size_t errlen)
 {
     memset(d, 0, sizeof *d);
     char spec[FLSIM_STR + 16];
@@ -225,6 +225,19 @@ fl_status flsim_data_load(flsim_data *d, const flsim_config *cfg, char *err, siz
         st = truncate_train(d, cfg);
     if (st != FL_OK)
         flsim_data_free(d);
+    return st;
+}
+
+fl_status flsim_data_load(flsim_data *d, const flsim_config *cfg, char *err, size_t errlen)
+{
+    fl_status st = data_load_here(d, cfg, err, errlen);
+    if (!flsim_ranks_all_ok(st == FL_OK) && st == FL_OK) { /* another rank's: it says why */
+        flsim_data_free(d);
+        if (err && errlen)
+            snprintf(err, errlen, "another MPI rank could not load the data (its message says "
+                     "why)");
+        st = FL_ERR_IO;
+    }
     return st;
 }
 
@@ -1988,17 +2001,8 @@ fl_status flsim_run(const flsim_config *cfg, const flsim_data *data_in, const fl
     flsim_data own = {0};
     const flsim_data *data = data_in;
     if (!data) {
-        st = flsim_data_load(&own, cfg, err, errlen);
-        if (!flsim_ranks_all_ok(st == FL_OK)) {
-            if (st == FL_OK) { /* another rank's load failed: it says why */
-                flsim_data_free(&own);
-                if (err && errlen)
-                    snprintf(err, errlen, "another MPI rank could not load the data (its "
-                             "message says why)");
-                st = FL_ERR_IO;
-            }
+        if ((st = flsim_data_load(&own, cfg, err, errlen)) != FL_OK)
             return st;
-        }
         data = &own;
     }
     const int blas_ok = flsim_blas_name(res->blas, sizeof res->blas) == FL_OK;
