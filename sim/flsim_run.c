@@ -36,6 +36,7 @@
 
 #include "fl_mem.h"
 #include "fl_rng.h"
+#include "fl_sha256.h"
 #include "fl_time.h"
 #include "flc_core.h"
 #include "flsim_fold.h"
@@ -1981,6 +1982,111 @@ int flsim_ranks_all_ok(int ok)
     return ok;
 }
 
+#ifdef FLSIM_HAVE_MPI
+static int hash_dataset(fl_sha256 *h, const flm_dataset *d)
+{
+    const uint64_t shape[7] = {(uint64_t)d->kind, d->N, (uint64_t)d->C, (uint64_t)d->H,
+                               (uint64_t)d->W, (uint64_t)d->classes, d->user ? 1u : 0u};
+    const size_t n = d->N * d->sample_len;
+    return fl_sha256_update(h, shape, sizeof shape) == FL_OK &&
+           (!d->x || fl_sha256_update(h, d->x, n * sizeof *d->x) == FL_OK) &&
+           (!d->tokens || fl_sha256_update(h, d->tokens, n * sizeof *d->tokens) == FL_OK) &&
+           fl_sha256_update(h, d->y, d->N * sizeof *d->y) == FL_OK &&
+           (!d->user || fl_sha256_update(h, d->user, d->N * sizeof *d->user) == FL_OK);
+}
+
+/* The text every rank must hold alike for the ranks' exchanges to mean anything: the settings
+ * (flsim_config_json) less those that do not change the results (threads, fold threads; --out,
+ * --progress and --quiet are not in it) and less the paths of the dataset, test set and trace,
+ * which may differ from host to host: their contents are compared instead (SHA-256 of the loaded
+ * samples and of the trace's rows). 0 if it does not fit buf (FINGERPRINT_MAX bytes: never with
+ * the dataset paths left out) or a digest fails. */
+#define FINGERPRINT_MAX 8192
+static int run_fingerprint(const sim *S, const flsim_config *cfg, char buf[FINGERPRINT_MAX])
+{
+    flsim_config c = *cfg;
+    c.threads = 0;
+    c.fold_threads = FLSIM_FOLD_AUTO;
+    c.dataset[0] = c.test_dataset[0] = '\0';
+    if (c.trace[0])
+        snprintf(c.trace, sizeof c.trace, "(a trace)");
+    fl_sha256 *h = NULL;
+    uint8_t dd[FL_SHA256_LEN], td[FL_SHA256_LEN];
+    int ok = fl_sha256_new(&h) == FL_OK && hash_dataset(h, S->train) &&
+             hash_dataset(h, S->test) && fl_sha256_final(h, dd) == FL_OK;
+    fl_sha256_free(h);
+    h = NULL;
+    ok = ok && fl_sha256_new(&h) == FL_OK &&
+         (!S->trace || fl_sha256_update(h, S->trace->rows, S->trace->n * sizeof *S->trace->rows) ==
+                           FL_OK) &&
+         fl_sha256_final(h, td) == FL_OK;
+    fl_sha256_free(h);
+    const size_t n = flsim_config_json(&c, buf, FINGERPRINT_MAX);
+    if (!ok || n + 256 > FINGERPRINT_MAX)
+        return 0;
+    char dh[2 * FL_SHA256_LEN + 1], th[2 * FL_SHA256_LEN + 1];
+    fl_sha256_hex(dh, dd);
+    fl_sha256_hex(th, td);
+    snprintf(buf + n - 1, FINGERPRINT_MAX - (n - 1), ", \"data (train and test samples)\": "
+             "\"%s\", \"trace rows\": \"%s\"}", dh, th);
+    return 1;
+}
+
+/* The setting at byte at of a flsim_config_json text: `"key": value`, into out (cut short). Keys
+ * begin after "{" or ", " with a quote that is not escaped (a quote inside a string value is
+ * written \"); a value ends before the next such ", \"" or the closing brace. */
+static void setting_at(const char *s, size_t at, char *out, size_t cap)
+{
+    size_t b = at;
+    while (b > 0 && !(s[b] == '"' && (s[b - 1] == '{' || (b >= 2 && s[b - 1] == ' ' &&
+                                                             s[b - 2] == ','))))
+        b--;
+    size_t e = at;
+    while (s[e] && !(s[e] == ',' && s[e + 1] == ' ' && s[e + 2] == '"') && s[e + 1])
+        e++;
+    size_t len = e - b;
+    if (len > 150)
+        len = 150;
+    snprintf(out, cap, "%.*s%s", (int)len, s + b, e - b > len ? "..." : "");
+}
+
+/* Every rank compares its fingerprint with rank 0's (a collective call). FL_OK when all agree;
+ * else FL_ERR_CONFIG on a rank that differs, naming the first setting that does, and FL_ERR_IO on
+ * the others. */
+static fl_status ranks_same_run(const sim *S, const flsim_config *cfg, char *err, size_t errlen)
+{
+    static char mine[FINGERPRINT_MAX], theirs[FINGERPRINT_MAX]; /* the main thread's alone */
+    const int ok = run_fingerprint(S, cfg, mine);
+    memcpy(theirs, mine, sizeof theirs);
+    MPI_Bcast(theirs, FINGERPRINT_MAX, MPI_CHAR, 0, MPI_COMM_WORLD);
+    fl_status st = FL_OK;
+    if (!ok) {
+        set_err(err, errlen, "%s%s", "", "could not digest the data to compare the MPI ranks' "
+                "settings");
+        st = FL_ERR_NOMEM;
+    } else if (strcmp(mine, theirs) != 0) {
+        size_t at = 0;
+        while (mine[at] && mine[at] == theirs[at])
+            at++;
+        char here[200], there[200];
+        setting_at(mine, at, here, sizeof here);
+        setting_at(theirs, at, there, sizeof there);
+        if (err && errlen)
+            snprintf(err, errlen, "MPI rank %d's settings differ from rank 0's: %s here, %s on "
+                     "rank 0 (each rank reads its own --config and flags: they may differ only "
+                     "in --threads, --fold-threads, --out, --progress, --quiet and the paths of "
+                     "files whose contents are the same)", S->rank, here, there);
+        st = FL_ERR_CONFIG;
+    }
+    if (!flsim_ranks_all_ok(st == FL_OK) && st == FL_OK) {
+        set_err(err, errlen, "%s%s", "", "another MPI rank's settings differ from rank 0's (its "
+                "message says which)");
+        st = FL_ERR_IO;
+    }
+    return st;
+}
+#endif
+
 fl_status flsim_run(const flsim_config *cfg, const flsim_data *data_in, const fl_logger *log,
                     flsim_round_fn cb, void *user, flsim_result *res,
                     flsim_round_record **records, size_t *n_records, char *err, size_t errlen)
@@ -2044,6 +2150,10 @@ fl_status flsim_run(const flsim_config *cfg, const flsim_data *data_in, const fl
          * takes the highest exit status: the failing rank's own decides */
         st = FL_ERR_IO;
     }
+#ifdef FLSIM_HAVE_MPI
+    if (st == FL_OK && S.size > 1)
+        st = ranks_same_run(&S, cfg, err, errlen);
+#endif
     flsim_round_record *recs = NULL;
     size_t n_recs = 0, cap_recs = 0;
     double vt = 0.0;

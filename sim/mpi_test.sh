@@ -119,6 +119,19 @@ configs --dataset synth-images:400:1x8x8:4 --model mlp:64-8-4 --rounds 2 --threa
 [ "$rc" -ne 124 ] || { echo "FAIL: a --config that does not hold on one rank hung the ranks"; exit 1; }
 [ "$rc" -eq 2 ] || { echo "FAIL: a --config that does not hold on one rank: exit status $rc, not 2"; exit 1; }
 grep -q "is larger than --clients" "$DIR/cfg.err" || { echo "FAIL: no reason: $(cat "$DIR/cfg.err")"; exit 1; }
+# Settings that each hold but differ between the hosts' files (the learning rate) end every rank,
+# the differing one naming the setting; a thread count of each host's own does not.
+printf 'clients: 8\nper_round: 2\nlr: 0.05\n' >"$DIR/c0/run.yaml"
+printf 'clients: 8\nper_round: 2\nlr: 0.1\n' >"$DIR/c1/run.yaml"
+configs --dataset synth-images:400:1x8x8:4 --model mlp:64-8-4 --rounds 2 --threads 1 --quiet 1
+[ "$rc" -ne 124 ] || { echo "FAIL: settings that differ between the ranks hung them"; exit 1; }
+[ "$rc" -ne 0 ] || { echo "FAIL: settings that differ between the ranks: exit status 0"; exit 1; }
+grep -q 'rank 1.s settings differ from rank 0.s: "lr": 0.10000000000000001 here, "lr": 0.050000000000000003 on rank 0' "$DIR/cfg.err" ||
+    { echo "FAIL: the differing setting not named: $(cat "$DIR/cfg.err")"; exit 1; }
+printf 'clients: 8\nper_round: 2\nthreads: 2\n' >"$DIR/c1/run.yaml"
+printf 'clients: 8\nper_round: 2\nthreads: 1\n' >"$DIR/c0/run.yaml"
+configs --dataset synth-images:400:1x8x8:4 --model mlp:64-8-4 --rounds 2 --quiet 1
+[ "$rc" -eq 0 ] || { echo "FAIL: thread counts that differ between the ranks refused: $(cat "$DIR/cfg.err")"; exit 1; }
 # Rank 0 cannot save an experiment's run (its directory is a dangling link): every rank ends.
 mkdir -p "$DIR/xs/runs"
 ln -s "$DIR/nowhere/gone/x" "$DIR/xs/runs/full+c-s1"
