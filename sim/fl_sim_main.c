@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <math.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,6 +26,43 @@
 
 static int g_rank = 0;
 static int g_ranks = 1; /* MPI ranks (1 without a launcher) */
+
+/* Under MPI with several ranks, what is wrong with the settings is held (g_hold) until the ranks
+ * have agreed that one failed (flsim_ranks_all_ok), then said once: by rank 0, and by another
+ * rank only when its own message differs from rank 0's (a file or flag of that host's). Without
+ * it every rank printed the same line. */
+static int g_hold;
+static char g_held[1024];
+
+static void complain(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void complain(const char *fmt, ...)
+{
+    char line[sizeof g_held];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    if (!g_hold || g_ranks <= 1)
+        fputs(line, stderr);
+    else if (!g_held[0]) /* the first reason: the one that stopped the settings */
+        memcpy(g_held, line, sizeof g_held);
+}
+
+/* After the ranks agreed that the settings failed (every rank calls it: a collective call). */
+static void complaints_said(void)
+{
+#ifdef FLSIM_HAVE_MPI
+    if (g_hold && g_ranks > 1) {
+        static char first[sizeof g_held];
+        memcpy(first, g_held, sizeof first);
+        MPI_Bcast(first, (int)sizeof first, MPI_CHAR, 0, MPI_COMM_WORLD);
+        if (g_held[0] && (g_rank == 0 || strcmp(g_held, first) != 0))
+            fputs(g_held, stderr);
+    }
+#endif
+    g_hold = 0;
+    g_held[0] = '\0';
+}
 /* The signal that asked a run to stop (SIGINT, SIGTERM), 0 if none. */
 static volatile sig_atomic_t g_stop = 0;
 
@@ -447,7 +485,7 @@ static int next_opt(int argc, char **argv, int *i, const char **name, const char
 {
     const char *a = argv[*i];
     if (strncmp(a, "--", 2) != 0) {
-        fprintf(stderr, "fl_sim: unexpected argument '%s' (options start with --; see --help)\n", a);
+        complain("fl_sim: unexpected argument '%s' (options start with --; see --help)\n", a);
         return -1;
     }
     a += 2;
@@ -469,13 +507,13 @@ static int next_opt(int argc, char **argv, int *i, const char **name, const char
             known |= strcmp(a, own[k]) == 0;
         flsim_config probe = flsim_config_default();
         if (!strcmp(a, "version"))
-            fprintf(stderr, "fl_sim: --version stands alone (fl_sim --version)\n");
+            complain("fl_sim: --version stands alone (fl_sim --version)\n");
         else if (!known && flsim_config_set(&probe, a, "", NULL, 0) == FL_ERR_NOT_FOUND)
-            fprintf(stderr, "fl_sim: unknown option '%s' (see --help)\n", a);
+            complain("fl_sim: unknown option '%s' (see --help)\n", a);
         else if (last)
-            fprintf(stderr, "fl_sim: --%s needs a value (see --help)\n", a);
+            complain("fl_sim: --%s needs a value (see --help)\n", a);
         else /* "--out --rounds 5": the value left out */
-            fprintf(stderr, "fl_sim: --%s needs a value, and the next argument, %s, is an option "
+            complain("fl_sim: --%s needs a value, and the next argument, %s, is an option "
                     "(a path that starts with '-' can be given as ./%s)\n", a, argv[*i + 1],
                     argv[*i + 1]);
         return -1;
@@ -697,31 +735,33 @@ static int run_main(int argc, char **argv)
     /* The config file first, whatever its position: flags override it. One file: a second
      * would be laid over the first key by key, its order on the command line deciding. */
     const char *config = NULL;
-    for (int i = 1; i < argc; i++) {
+    g_hold = 1; /* until the ranks agree on the settings: complain() */
+    int cfg_bad = 0;
+    for (int i = 1; !cfg_bad && i < argc; i++) {
         const char *path = NULL;
         if (!strcmp(argv[i], "--config") && i + 1 < argc)
             path = argv[i + 1];
         else if (!strncmp(argv[i], "--config=", 9))
             path = argv[i] + 9;
         if (path && !path[0]) {
-            fprintf(stderr, "fl_sim: --config is empty (want a YAML file)\n");
-            return 2;
-        }
-        if (path && config) {
-            fprintf(stderr, "fl_sim: --config given twice (%s, then %s): a run reads one config "
-                    "file; give other settings as flags\n", config, path);
-            return 2;
-        }
-        if (path)
+            complain("fl_sim: --config is empty (want a YAML file)\n");
+            cfg_bad = 1;
+        } else if (path && config) {
+            complain("fl_sim: --config given twice (%s, then %s): a run reads one config file; "
+                     "give other settings as flags\n", config, path);
+            cfg_bad = 1;
+        } else if (path) {
             config = path;
+        }
     }
     /* The settings are read on every rank, from its own host's --config file: a rank that
      * cannot read it, or whose settings do not hold, must end them all (agreed once all is read
      * and checked), not leave the others in the next collective (--out's, below) while it waits
      * in MPI_Finalize. */
-    int cfg_bad = config && flsim_config_load_yaml(&cfg, config, err, sizeof err) != FL_OK;
-    if (cfg_bad)
-        fprintf(stderr, "fl_sim: %s\n", err);
+    if (!cfg_bad && config && flsim_config_load_yaml(&cfg, config, err, sizeof err) != FL_OK) {
+        complain("fl_sim: %s\n", err);
+        cfg_bad = 1;
+    }
     for (int i = 1; !cfg_bad && i < argc;) {
         const char *name, *value;
         char buf[128];
@@ -732,17 +772,21 @@ static int run_main(int argc, char **argv)
         if (!strcmp(name, "config"))
             continue;
         if (flsim_config_set(&cfg, name, value, err, sizeof err) != FL_OK) {
-            fprintf(stderr, "fl_sim: %s\n", err);
+            complain("fl_sim: %s\n", err);
             cfg_bad = 1;
             break;
         }
         given_add(&given, name);
     }
     if (!cfg_bad && flsim_config_validate(&cfg, err, sizeof err) != FL_OK) {
-        fprintf(stderr, "fl_sim: %s\n", err);
+        complain("fl_sim: %s\n", err);
         cfg_bad = 1;
     }
-    if (!flsim_ranks_all_ok(!cfg_bad))
+    const int cfg_ok = flsim_ranks_all_ok(!cfg_bad);
+    if (!cfg_ok)
+        complaints_said();
+    g_hold = 0;
+    if (!cfg_ok)
         return 2;
     if (g_rank == 0) {
         warn_inert(&cfg, &given);

@@ -119,6 +119,20 @@ configs --dataset synth-images:400:1x8x8:4 --model mlp:64-8-4 --rounds 2 --threa
 [ "$rc" -ne 124 ] || { echo "FAIL: a --config that does not hold on one rank hung the ranks"; exit 1; }
 [ "$rc" -eq 2 ] || { echo "FAIL: a --config that does not hold on one rank: exit status $rc, not 2"; exit 1; }
 grep -q "is larger than --clients" "$DIR/cfg.err" || { echo "FAIL: no reason: $(cat "$DIR/cfg.err")"; exit 1; }
+# A bad flag given to every rank is said once, not once a rank; a rank's own reason beside it.
+rc=0
+ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0" timeout -k 10 120 \
+    "$MPIRUN" --allow-run-as-root --oversubscribe -x ASAN_OPTIONS -n 2 "$FL_SIM" $T --roundz 3 \
+    >/dev/null 2>"$DIR/flag.err" || rc=$?
+[ "$rc" -eq 2 ] || { echo "FAIL: a bad flag under 2 ranks: exit status $rc, not 2"; exit 1; }
+[ "$(grep -c "unknown option 'roundz'" "$DIR/flag.err")" -eq 1 ] ||
+    { echo "FAIL: a bad flag not said exactly once: $(cat "$DIR/flag.err")"; exit 1; }
+printf 'rounds: 0\n' >"$DIR/c1/run.yaml"
+printf 'rounds: 2\nrounds: 3\n' >"$DIR/c0/run.yaml"
+configs $T
+[ "$rc" -eq 2 ] || { echo "FAIL: two bad --config files: exit status $rc, not 2"; exit 1; }
+grep -q "given twice" "$DIR/cfg.err" && grep -q "round count" "$DIR/cfg.err" ||
+    { echo "FAIL: each rank's own reason not said: $(cat "$DIR/cfg.err")"; exit 1; }
 # Settings that each hold but differ between the hosts' files (the learning rate) end every rank,
 # the differing one naming the setting; a thread count of each host's own does not.
 printf 'clients: 8\nper_round: 2\nlr: 0.05\n' >"$DIR/c0/run.yaml"
