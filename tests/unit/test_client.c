@@ -928,6 +928,48 @@ static void test_reconnect_jitter(void **state)
     logbuf_free(lb);
 }
 
+/* libzmq's own reconnection follows reconnect_min_ms (ZMQ_RECONNECT_IVL, doubled up to
+ * reconnect_max_ms): without it, something at the endpoint that drops each connection (a server
+ * restarting, a load balancer without a backend) saw a new one every 100 ms, libzmq's default,
+ * whatever the client was set to. Here a TCP listener closes every connection it accepts, for
+ * 2.5 s, while the client (reconnect_min_ms 1000, its own liveness far off) waits for a
+ * handshake: 1 + about 2 connections, not the 20-25 of a 100 ms interval. */
+static void test_reconnect_interval_followed(void **state)
+{
+    (void)state;
+    char ep[128];
+    const int lfd = plain_listener(ep, sizeof ep);
+    logbuf *lb = logbuf_new();
+    flc_config cfg = base_config(ep, train_plus_quarter, lb);
+    cfg.liveness_ms = 60000;
+    cfg.reconnect_min_ms = 1000;
+    cfg.reconnect_max_ms = 1000;
+    flc_client *c = NULL;
+    assert_int_equal(flc_client_new(&cfg, &c), FLC_OK);
+    runner r;
+    run_start(&r, c);
+    int accepted = 0;
+    const double end = fl_time_mono_s() + 2.5;
+    for (double left; (left = end - fl_time_mono_s()) > 0;) {
+        struct pollfd p = {lfd, POLLIN, 0};
+        if (poll(&p, 1, (int)(left * 1000) + 1) == 1) {
+            const int fd = accept(lfd, NULL, NULL);
+            if (fd >= 0) {
+                accepted++;
+                close(fd);
+            }
+        }
+    }
+    flc_client_stop(c);
+    assert_true(run_wait(&r, 5.0));
+    close(lfd);
+    flc_client_free(c);
+    if (accepted < 1 || accepted > 6)
+        fail_msg("%d connections in 2.5 s with reconnect_min_ms 1000 (want 1 to 6); log:\n%s",
+                 accepted, lb->text);
+    logbuf_free(lb);
+}
+
 /* ---- no ZeroMQ heartbeats on the client's connection -------------------------------------- */
 
 /* n bytes from fd into buf within the deadline (CLOCK_MONOTONIC seconds); 1 if all came. */
@@ -2094,6 +2136,7 @@ int main(void)
         cmocka_unit_test(test_no_server_at_endpoint_said),
         cmocka_unit_test(test_no_zeromq_heartbeats),
         cmocka_unit_test(test_reconnect_jitter),
+        cmocka_unit_test(test_reconnect_interval_followed),
         cmocka_unit_test(test_server_key_changed_said),
         cmocka_unit_test(test_key_change_said_after_plain_server),
         cmocka_unit_test(test_cli_stop_during_startup),
