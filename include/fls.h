@@ -136,7 +136,7 @@ int fls_options_key(size_t i, const char **key, const char **type, const char **
 
 /* What the embedding program provides. Every field may be zero. */
 typedef struct fls_host {
-    fls_log_fn log;               /* NULL: silent; the level threshold is option log.level */
+    fls_log_fn log;               /* NULL: silent; the level threshold is option run.log_level */
     void *log_user;
     void *zmq_context;            /* NULL: the server makes and owns its own. A shared context
                                    * may have no other ZAP handler bound (one per context), and
