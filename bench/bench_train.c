@@ -343,7 +343,9 @@ int main(int argc, char **argv)
                 printf("ratio fedrop/pytorch: %.2fx samples/s wall, %.2fx per cpu s\n", ratio,
                        tcps > 0 ? spc / tcps : 0.0);
             } else {
-                fprintf(stderr, "bench_train: PyTorch peer gave no result (%s)\n", last);
+                fprintf(stderr, "bench_train: PyTorch peer gave no result (%s)%s\n", last,
+                        strstr(last, "No module named") ? "; scripts/install-deps --bench "
+                        "installs python3-torch, or run with --no-torch" : "");
             }
         }
     }
