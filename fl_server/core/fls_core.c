@@ -801,6 +801,7 @@ static fl_status start_round(fls_core *c, double now)
         return st;
     }
     memset(&c->cur, 0, sizeof c->cur);
+    c->reached_acc = -1.0; /* training on (the target raised or off): the run has not ended */
     c->cur.round = c->round;
     c->cur.connected = c->n_connected;
     c->cur.selected = m;
@@ -1474,8 +1475,11 @@ fl_status fls_core_checkpoint(const fls_core *c, fls_ckpt *out)
                    (unsigned long long)c->round);
         return pst;
     }
-    out->target_reached = c->target_reached;
-    out->target_acc = c->target_reached ? c->reached_acc : 0.0;
+    /* Reached in this run, or in the resumed checkpoint's with no round trained since: a
+     * checkpoint written before the first tick of a resume (fl_server's at start-up, kept when
+     * the run ends at that tick) must keep saying so, or the next resume would train on. */
+    out->target_reached = c->reached_acc >= 0.0;
+    out->target_acc = c->reached_acc >= 0.0 ? c->reached_acc : 0.0;
     out->run_id = c->run_id;
     return FL_OK;
 nomem:

@@ -2389,6 +2389,12 @@ static void test_resume_after_target(void **state)
         cfg.target_accuracy = targets[i];
         fls_core *b = core_with_clients(&cfg, 6);
         assert_int_equal(fls_core_restore(b, &k), FL_OK);
+        /* before its first tick its checkpoint (fl_server writes one at start-up, and keeps it
+         * when the run ends at that tick) still says so: else a second resume trained on */
+        fls_ckpt k1;
+        assert_int_equal(fls_core_checkpoint(b, &k1), FL_OK);
+        assert_true(k1.target_reached && k1.target_acc == 0.75);
+        fls_ckpt_clear(&k1);
         assert_int_equal(fls_core_tick(b, 1.0), FL_OK);
         int done = 0;
         fls_event ev;
