@@ -311,19 +311,25 @@ static void log_bridge(void *user, fl_log_level level, const char *msg)
 /* Malformed input is logged at most LOG_BURST times a second; the rest is counted and summed up. */
 static void log_bad_at(fls_server *s, fl_log_level level, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+/* Says how many refusals went unlogged since the window began, and opens a new window. Also at
+ * the end of fls_server_run: the last burst's count was said only when a later one came. */
+static void log_bad_flush(fls_server *s, double now)
+{
+    for (int c = 0; c < 2; c++) {
+        if (s->rl_suppressed[c])
+            fl_log(&s->log, c ? FL_LOG_INFO : FL_LOG_WARN,
+                   "%u more refused messages not logged", s->rl_suppressed[c]);
+        s->rl_count[c] = 0;
+        s->rl_suppressed[c] = 0;
+    }
+    s->rl_start = now;
+}
+
 static void log_bad_at(fls_server *s, fl_log_level level, const char *fmt, ...)
 {
     const double now = fl_time_mono_s();
-    if (now - s->rl_start >= 1.0) {
-        for (int c = 0; c < 2; c++) {
-            if (s->rl_suppressed[c])
-                fl_log(&s->log, c ? FL_LOG_INFO : FL_LOG_WARN,
-                       "%u more refused messages not logged", s->rl_suppressed[c]);
-            s->rl_count[c] = 0;
-            s->rl_suppressed[c] = 0;
-        }
-        s->rl_start = now;
-    }
+    if (now - s->rl_start >= 1.0)
+        log_bad_flush(s, now);
     const int c = level < FL_LOG_WARN;
     if (s->rl_count[c] >= LOG_BURST) {
         s->rl_suppressed[c]++;
@@ -557,8 +563,16 @@ static void sess_drop(fls_server *s, sess *x, const char *why)
         const fl_status st = fls_core_client_leave(s->core, x->key, fl_time_mono_s());
         if (st != FL_OK && st != FL_ERR_UNKNOWN_CLIENT)
             fl_log(&s->log, FL_LOG_ERROR, "client %s: leave: %s", x->id, fl_strerror(st));
-        fl_log(&s->log, FL_LOG_INFO, "client %s left (%s); %u connected", x->id, why,
-               fls_core_connected(s->core));
+        /* Below what a round needs to start: the server now waits, silent, for clients. */
+        const uint32_t conn = fls_core_connected(s->core);
+        const uint32_t start_at =
+            s->opt.core.min_clients ? s->opt.core.min_clients : s->opt.core.clients_per_round;
+        if (conn < start_at && !fls_core_done(s->core))
+            fl_log(&s->log, FL_LOG_INFO, "client %s left (%s); %u connected: a round starts at "
+                   "%u (%s)", x->id, why, conn, start_at,
+                   s->opt.core.min_clients ? "round.min_clients" : "round.clients");
+        else
+            fl_log(&s->log, FL_LOG_INFO, "client %s left (%s); %u connected", x->id, why, conn);
     }
     ul_release(s, x);
     dl_forget(s, x);
@@ -3473,7 +3487,8 @@ static fl_status server_init(fls_server *s, char *err, size_t errlen)
     s->curve = !s->opt.insecure;
     if (!s->curve) {
         fl_log(&s->log, FL_LOG_WARN,
-               "--insecure: CURVE is off; traffic is plain text and any client may join");
+               "server.insecure (--insecure): CURVE is off; traffic is plain text and any "
+               "client may join");
         /* keys set up for CURVE and then left unused by a --insecure on the command line */
         const int k = s->opt.secret_key_file[0] != 0, a = s->opt.allow_list[0] != 0;
         if (k || a)
@@ -3911,9 +3926,16 @@ static fls_status finish_done(fls_server *s)
     if (st != FL_OK)
         return finish_ckpt_failed(s, st);
     send_bye_all(s, "done");
-    fl_log(&s->log, FL_LOG_INFO, "run done: %llu rounds%s",
+    /* The model's fingerprint (as fl_sim's model_sha256: SHA-256 of the float32 parameters), so
+     * that an operator can compare two runs, or a resumed run with one that was not stopped. */
+    uint8_t d[FL_SHA256_LEN];
+    char hex[2 * FL_SHA256_LEN + 1] = "unknown";
+    if (fl_sha256_digest(d, fls_core_params(s->core),
+                         fls_core_arch(s->core)->n_params * sizeof(float)) == FL_OK)
+        fl_sha256_hex(hex, d);
+    fl_log(&s->log, FL_LOG_INFO, "run done: %llu rounds%s; model sha256 %s",
            (unsigned long long)fls_core_round(s->core),
-           fls_core_target_reached(s->core) ? ", target accuracy reached" : "");
+           fls_core_target_reached(s->core) ? ", target accuracy reached" : "", hex);
     return FLS_ERR_STATE;
 }
 
@@ -4006,6 +4028,7 @@ fls_status fls_server_run(fls_server *s)
     fls_status st;
     while ((st = fls_server_step(s, 1000)) == FLS_OK) {
     }
+    log_bad_flush(s, fl_time_mono_s());
     return st == FLS_ERR_STATE ? FLS_OK : st;
 }
 

@@ -249,7 +249,8 @@ static void keygen_usage(FILE *f)
                "\n"
                "Writes a CURVE key pair: DIR/NAME.pub (the public key, for the other side) and\n"
                "DIR/NAME.secret (mode 0600, never overwritten). NAME defaults to server; DIR is\n"
-               "made (mode 0700) if it is missing. DIR and NAME cannot start with '-' (exit 2):\n"
+               "made (mode 0700) if it is missing (its parent must exist).\n"
+               "DIR and NAME cannot start with '-' (exit 2):\n"
                "write ./-DIR for a directory whose name does.\n"
                "Exit status: 0 written, 1 not written (a file of the pair exists, or I/O),\n"
                "2 bad usage.\n");

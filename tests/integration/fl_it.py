@@ -363,7 +363,12 @@ def run_resume(h, tag, kill, up_codec='rot+q4+zstd', policy='afd-single', rounds
     check([r['round'] for r in rows] == list(range(rounds)),
           '[%s] rounds 0..%d each recorded once' % (tag, rounds - 1))
     check(all(r['reported'] == 4 for r in rows), '[%s] 4/4 updates every round' % tag)
-    return ckpt_model_sha256(ck)[0]
+    digest = ckpt_model_sha256(ck)[0]
+    said = re.findall(r'run done: \d+ rounds.*; model sha256 ([0-9a-f]{64})',
+                      h.read(slog + ('.2' if kill else '')))
+    check(said == [digest], '[%s] the run-done line names the final model\'s sha256 (%s), as the '
+          'checkpoint holds it (%s)' % (tag, said, digest))
+    return digest
 
 
 def test_server_resume(h):

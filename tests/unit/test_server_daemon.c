@@ -2186,6 +2186,39 @@ static void test_reactor_insecure_keys_unused(void **state)
     }
 }
 
+/* Refusals beyond the log's burst are summed up ("N more refused messages not logged") when
+ * the next second's first one comes, and, for the last burst, when fls_server_run ends: before,
+ * a burst just before the end was never said. Every refusal is said, one by one or in a sum. */
+static void test_reactor_refusals_summed_at_end(void **state)
+{
+    (void)state;
+    char ep[300];
+    logbuf *lb;
+    fls_server *s = plain_server("burst.sock", ep, sizeof ep, &lb);
+    peer a;
+    peer_open(&a, ep, NULL, NULL, NULL);
+    for (int i = 0; i < 30; i++) {
+        assert_int_equal(zmq_send(a.sock, "x", 1, 0), 1);
+        expect_error(s, &a, FL_ERR_WIRE_DECODE);
+    }
+    fls_server_stop(s);
+    (void)fls_server_run(s); /* stopped: returns at once */
+    int said = 0, summed = 0;
+    for (const char *p = lb->text; (p = strstr(p, "malformed message (")); p++)
+        said++;
+    for (const char *p = lb->text; (p = strstr(p, " more refused messages not logged")); p++) {
+        const char *q = p;
+        while (q > lb->text && q[-1] >= '0' && q[-1] <= '9')
+            q--;
+        summed += atoi(q);
+    }
+    if (said + summed != 30)
+        fail_msg("%d refusals said and %d summed, not 30:\n%s", said, summed, lb->text);
+    fls_server_free(s);
+    peer_close(&a);
+    free(lb);
+}
+
 static void test_reactor_insecure(void **state)
 {
     (void)state;
@@ -2337,7 +2370,8 @@ static void test_reactor_twin_warning(void **state)
     expect_ack_hello(s, &a);
     peer_send(&b, &h);
     expect_ack_hello(s, &b);
-    assert_non_null(strstr(lb->text, "client solo left (reconnected)"));
+    assert_non_null(strstr(lb->text, "client solo left (reconnected); 0 connected: a round "
+                                     "starts at 3 (round.clients)"));
     assert_null(strstr(lb->text, warn));
     /* short of round.clients (3): the join says what a round waits for */
     assert_non_null(strstr(lb->text, "client solo joined; 1 connected: a round starts at 3 "
@@ -6506,6 +6540,7 @@ int main(void)
         cmocka_unit_test(test_reactor_endpoint_hosts),
         cmocka_unit_test(test_reactor_insecure_keys_unused),
         cmocka_unit_test(test_reactor_twin_warning),
+        cmocka_unit_test(test_reactor_refusals_summed_at_end),
         cmocka_unit_test(test_reactor_idle_ids),
         cmocka_unit_test(test_reactor_ipc_in_use),
         cmocka_unit_test(test_reactor_failed_start_no_metrics),
