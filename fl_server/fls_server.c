@@ -1646,11 +1646,16 @@ static void round_end(fls_server *s)
             s->metrics_lost++;
             s->metrics_lost_all++;
         } else if (s->metrics_lost) {
+            char which[64];
+            if (s->metrics_lost_from + 1 == m->round)
+                snprintf(which, sizeof which, "round %llu", (unsigned long long)m->round - 1);
+            else
+                snprintf(which, sizeof which, "rounds %llu to %llu",
+                         (unsigned long long)s->metrics_lost_from, (unsigned long long)m->round - 1);
             fl_log(&s->log, FL_LOG_WARN, "run.metrics %s takes lines again from round %llu: "
-                   "%llu lost (rounds %llu to %llu), %llu in all",
-                   s->opt.metrics_path, (unsigned long long)m->round,
-                   (unsigned long long)s->metrics_lost, (unsigned long long)s->metrics_lost_from,
-                   (unsigned long long)m->round - 1, (unsigned long long)s->metrics_lost_all);
+                   "%llu lost (%s), %llu in all", s->opt.metrics_path,
+                   (unsigned long long)m->round, (unsigned long long)s->metrics_lost, which,
+                   (unsigned long long)s->metrics_lost_all);
             s->metrics_lost = 0;
         }
         s->metrics_bad = bad || gone;

@@ -130,9 +130,15 @@ static void on_round(void *user, const char *json, const char *summary)
         g_stdout_metrics.lost++;
         g_stdout_metrics.lost_all++;
     } else if (g_stdout_metrics.lost) {
+        char which[64];
+        if (g_stdout_metrics.lost_from + 1 == round)
+            snprintf(which, sizeof which, "round %llu", round - 1);
+        else
+            snprintf(which, sizeof which, "rounds %llu to %llu", g_stdout_metrics.lost_from,
+                     round - 1);
         snprintf(msg, sizeof msg, "run.metrics - (stdout) takes lines again from round %llu: %llu "
-                 "lost (rounds %llu to %llu), %llu in all", round, g_stdout_metrics.lost,
-                 g_stdout_metrics.lost_from, round - 1, g_stdout_metrics.lost_all);
+                 "lost (%s), %llu in all", round, g_stdout_metrics.lost, which,
+                 g_stdout_metrics.lost_all);
         log_main(FLS_LOG_WARN, msg);
         g_stdout_metrics.lost = 0;
     }
