@@ -1396,8 +1396,12 @@ static fl_status on_message(fls_core *c, uint32_t key, const flp_msg *m, double 
         break;
     }
     /* A client's Error is its word, not bad input: one about a round already closed (a device
-     * whose training failed after the quorum) is no rejected message. */
-    if (st != FL_OK && m->type != FLP_ERROR) {
+     * whose training failed after the quorum) is no rejected message. Nor is the upload of an
+     * update that came after its round closed (an over-committed round's stragglers: each is
+     * that round's `late` already); it is refused all the same. */
+    const int straggler = st == FL_ERR_ROUND_CLOSED && m->round < c->round &&
+                          (m->type == FLP_UPDATE || m->type == FLP_CHUNK);
+    if (st != FL_OK && m->type != FLP_ERROR && !straggler) {
         if (c->open)
             c->cur.rejected++;
         else

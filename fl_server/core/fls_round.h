@@ -95,7 +95,8 @@ typedef struct fls_round_metrics {
     uint32_t reported;             /* updates committed to the aggregate */
     uint32_t late;                 /* selected, still connected, no update by the close */
     uint32_t failed;               /* left mid-round or sent an update that was refused */
-    uint32_t rejected;             /* messages refused during the round (any reason) */
+    uint32_t rejected;             /* messages refused during the round (any reason, but for the
+                                    * uploads of an earlier round's late clients: its `late`) */
     uint64_t bytes_down;           /* Task chunk payload bytes produced for clients */
     uint64_t bytes_up;             /* Update chunk payload bytes accepted */
     uint64_t samples;              /* sum of the committed updates' sample counts */
