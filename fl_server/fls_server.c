@@ -311,8 +311,9 @@ static void log_bridge(void *user, fl_log_level level, const char *msg)
 /* Malformed input is logged at most LOG_BURST times a second; the rest is counted and summed up. */
 static void log_bad_at(fls_server *s, fl_log_level level, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
-/* Says how many refusals went unlogged since the window began, and opens a new window. Also at
- * the end of fls_server_run: the last burst's count was said only when a later one came. */
+/* Says how many refusals went unlogged since the window began, and opens a new window. Also when
+ * the run ends or is stopped (fls_server_step): the last burst's count was said only when a later
+ * one came. */
 static void log_bad_flush(fls_server *s, double now)
 {
     for (int c = 0; c < 2; c++) {
@@ -567,7 +568,7 @@ static void sess_drop(fls_server *s, sess *x, const char *why)
         const uint32_t conn = fls_core_connected(s->core);
         const uint32_t start_at =
             s->opt.core.min_clients ? s->opt.core.min_clients : s->opt.core.clients_per_round;
-        if (conn < start_at && !fls_core_done(s->core))
+        if (conn < start_at && !fls_core_done(s->core) && strcmp(why, "reconnected") != 0)
             fl_log(&s->log, FL_LOG_INFO, "client %s left (%s); %u connected: a round starts at "
                    "%u (%s)", x->id, why, conn, start_at,
                    s->opt.core.min_clients ? "round.min_clients" : "round.clients");
@@ -3843,6 +3844,7 @@ static uint64_t ckpt_on_disk(const fls_server *s, char *buf, size_t cap)
 
 static fls_status finish_stop(fls_server *s)
 {
+    log_bad_flush(s, fl_time_mono_s());
     /* No more updates are taken: the reactor stops reading. The state between rounds is the last
      * snapshot (a round in flight is dropped and replayed on resume). */
     if (!fls_core_round_open(s->core))
@@ -3926,6 +3928,7 @@ static fls_status finish_ckpt_failed(fls_server *s, fl_status st)
 
 static fls_status finish_done(fls_server *s)
 {
+    log_bad_flush(s, fl_time_mono_s()); /* the last burst's count: said when the next came */
     snapshot(s);
     const fl_status st = write_final(s);
     if (st != FL_OK)
@@ -4033,7 +4036,6 @@ fls_status fls_server_run(fls_server *s)
     fls_status st;
     while ((st = fls_server_step(s, 1000)) == FLS_OK) {
     }
-    log_bad_flush(s, fl_time_mono_s());
     return st == FLS_ERR_STATE ? FLS_OK : st;
 }
 

@@ -28,9 +28,9 @@ static int g_rank = 0;
 static int g_ranks = 1; /* MPI ranks (1 without a launcher) */
 
 /* Under MPI with several ranks, what is wrong with the settings is held (g_hold) until the ranks
- * have agreed that one failed (flsim_ranks_all_ok), then said once: by rank 0, and by another
- * rank only when its own message differs from rank 0's (a file or flag of that host's). Without
- * it every rank printed the same line. */
+ * have agreed that one failed (flsim_ranks_all_ok), then said once: by the lowest rank that
+ * failed, and by another only when its own message differs from that one (a file or flag of its
+ * host's). Without it every rank printed the same line. */
 static int g_hold;
 static char g_held[1024];
 
@@ -53,10 +53,14 @@ static void complaints_said(void)
 {
 #ifdef FLSIM_HAVE_MPI
     if (g_hold && g_ranks > 1) {
+        /* the lowest rank that has something to say says it; the others only what differs */
+        int from = g_held[0] ? g_rank : g_ranks;
+        MPI_Allreduce(MPI_IN_PLACE, &from, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD);
         static char first[sizeof g_held];
         memcpy(first, g_held, sizeof first);
-        MPI_Bcast(first, (int)sizeof first, MPI_CHAR, 0, MPI_COMM_WORLD);
-        if (g_held[0] && (g_rank == 0 || strcmp(g_held, first) != 0))
+        if (from < g_ranks)
+            MPI_Bcast(first, (int)sizeof first, MPI_CHAR, from, MPI_COMM_WORLD);
+        if (g_held[0] && (g_rank == from || strcmp(g_held, first) != 0))
             fputs(g_held, stderr);
     }
 #endif

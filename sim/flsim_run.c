@@ -2022,7 +2022,7 @@ static int run_fingerprint(const sim *S, const flsim_config *cfg, char buf[FINGE
          fl_sha256_final(h, td) == FL_OK;
     fl_sha256_free(h);
     const size_t n = flsim_config_json(&c, buf, FINGERPRINT_MAX);
-    if (!ok || n + 256 > FINGERPRINT_MAX)
+    if (!ok || n == 0 || n > FINGERPRINT_MAX - 256)
         return 0;
     char dh[2 * FL_SHA256_LEN + 1], th[2 * FL_SHA256_LEN + 1];
     fl_sha256_hex(dh, dd);
@@ -2057,6 +2057,8 @@ static fl_status ranks_same_run(const sim *S, const flsim_config *cfg, char *err
 {
     static char mine[FINGERPRINT_MAX], theirs[FINGERPRINT_MAX]; /* the main thread's alone */
     const int ok = run_fingerprint(S, cfg, mine);
+    if (!ok)
+        mine[0] = '\0'; /* rank 0's: nothing to compare with (its own failure ends the ranks) */
     memcpy(theirs, mine, sizeof theirs);
     MPI_Bcast(theirs, FINGERPRINT_MAX, MPI_CHAR, 0, MPI_COMM_WORLD);
     fl_status st = FL_OK;
@@ -2064,7 +2066,7 @@ static fl_status ranks_same_run(const sim *S, const flsim_config *cfg, char *err
         set_err(err, errlen, "%s%s", "", "could not digest the data to compare the MPI ranks' "
                 "settings");
         st = FL_ERR_NOMEM;
-    } else if (strcmp(mine, theirs) != 0) {
+    } else if (theirs[0] && strcmp(mine, theirs) != 0) {
         size_t at = 0;
         while (mine[at] && mine[at] == theirs[at])
             at++;
@@ -2073,9 +2075,8 @@ static fl_status ranks_same_run(const sim *S, const flsim_config *cfg, char *err
         setting_at(theirs, at, there, sizeof there);
         if (err && errlen)
             snprintf(err, errlen, "MPI rank %d's settings differ from rank 0's: %s here, %s on "
-                     "rank 0 (each rank reads its own --config and flags: they may differ only "
-                     "in --threads, --fold-threads, --out, --progress, --quiet and the paths of "
-                     "files whose contents are the same)", S->rank, here, there);
+                     "rank 0 (only --threads, --fold-threads, --out, --progress, --quiet and "
+                     "paths may differ)", S->rank, here, there);
         st = FL_ERR_CONFIG;
     }
     if (!flsim_ranks_all_ok(st == FL_OK) && st == FL_OK) {

@@ -98,6 +98,8 @@ struct fls_core {
     fls_round_metrics cur, last;
     int have_last;
     uint32_t rejected_between;
+    uint32_t *late_keys; /* the clients late at the last close, sorted (sels are): their uploads */
+    size_t n_late, late_cap; /* after it are stragglers', not rejected input */
     fls_event *ev;
     size_t ev_head, ev_len, ev_cap;
 };
@@ -453,6 +455,7 @@ void fls_core_free(fls_core *c)
     round_release(c);
     free(c->params);
     free(c->delta);
+    free(c->late_keys);
     free(c->held);
     free(c->tmp);
     fls_agg_free(c->agg);
@@ -851,10 +854,21 @@ static fl_status close_round(fls_core *c, fls_close_reason why, double now)
 {
     if (!c->open)
         return FL_ERR_STATE;
+    c->n_late = 0;
+    if (c->late_cap < c->n_sel) { /* on failure none is remembered: they count as rejected */
+        uint32_t *k = realloc(c->late_keys, c->n_sel * sizeof *k);
+        if (k) {
+            c->late_keys = k;
+            c->late_cap = c->n_sel;
+        }
+    }
     for (size_t i = 0; i < c->n_sel; i++) {
         sel *s = &c->sels[i];
-        if (s->state == CS_TASKED || s->state == CS_RECEIVING)
+        if (s->state == CS_TASKED || s->state == CS_RECEIVING) {
             c->cur.late++;
+            if (c->n_late < c->late_cap)
+                c->late_keys[c->n_late++] = s->key;
+        }
         sel_release_update(c, s);
     }
     /* The round's delta goes into an idle staging buffer of the aggregator (every update is
@@ -870,8 +884,18 @@ static fl_status close_round(fls_core *c, fls_close_reason why, double now)
         delta = c->delta;
     }
     fl_status st = delta ? fls_agg_finalize(c->agg, delta, c->held) : FL_ERR_NOMEM;
-    if (st == FL_OK)
+    if (st == FL_OK) {
         st = fls_opt_step(c->opt, c->params, delta, c->held);
+        if (st == FL_ERR_NUMERIC) {
+            /* Only from a model or optimizer state near the float range (a checkpoint's
+             * extreme values): the model stays as it was, finite, and the server up. */
+            fl_log(&c->cfg.log, FL_LOG_ERROR, "round %llu: the server step would take the model "
+                   "or the optimizer state out of the finite floats: step skipped, the model "
+                   "unchanged (was the run resumed from a checkpoint with extreme values?)",
+                   (unsigned long long)c->round);
+            st = FL_OK;
+        }
+    }
     fls_agg_update_abort(scratch);
     /* Losses to the policy and the metrics, in client-key order (sels are sorted). */
     double swl = 0.0;
@@ -1365,6 +1389,24 @@ fls_update_state fls_core_update_state(const fls_core *c, uint32_t key, uint64_t
     }
 }
 
+/* m is the upload (Update or Chunk) of a client that was late when the last round closed, for
+ * that round and run. */
+static int late_at_last_close(const fls_core *c, uint32_t key, const flp_msg *m)
+{
+    if ((m->type != FLP_UPDATE && m->type != FLP_CHUNK) || m->round + 1 != c->round ||
+        (m->type == FLP_UPDATE && other_run(c, m->update.run_id)))
+        return 0;
+    size_t lo = 0, hi = c->n_late;
+    while (lo < hi) {
+        const size_t mid = lo + (hi - lo) / 2;
+        if (c->late_keys[mid] < key)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo < c->n_late && c->late_keys[lo] == key;
+}
+
 static fl_status on_message(fls_core *c, uint32_t key, const flp_msg *m, double now, int borrowed)
 {
     if (!c || !m)
@@ -1399,8 +1441,7 @@ static fl_status on_message(fls_core *c, uint32_t key, const flp_msg *m, double 
      * whose training failed after the quorum) is no rejected message. Nor is the upload of an
      * update that came after its round closed (an over-committed round's stragglers: each is
      * that round's `late` already); it is refused all the same. */
-    const int straggler = st == FL_ERR_ROUND_CLOSED && m->round < c->round &&
-                          (m->type == FLP_UPDATE || m->type == FLP_CHUNK);
+    const int straggler = st == FL_ERR_ROUND_CLOSED && late_at_last_close(c, key, m);
     if (st != FL_OK && m->type != FLP_ERROR && !straggler) {
         if (c->open)
             c->cur.rejected++;
@@ -1559,6 +1600,16 @@ fl_status fls_core_restore(fls_core *c, const fls_ckpt *k)
             return FL_ERR_CHECKPOINT_MISMATCH;
         }
     }
+    /* The adaptive optimizers' v is a sum of squares: a negative one (a file made by hand) would
+     * make the first step's square root NaN. */
+    for (size_t i = 0; i < k->n_opt; i++)
+        if (!strcmp(k->opt[i].name, "v"))
+            for (size_t j = 0; j < k->opt[i].n; j++)
+                if (!(k->opt[i].data[j] >= 0.0f)) {
+                    fl_log(lg, FL_LOG_ERROR, "checkpoint: optimizer state v[%zu] is negative "
+                           "(%g): a sum of squares cannot be", j, (double)k->opt[i].data[j]);
+                    return FL_ERR_CHECKPOINT_FORMAT;
+                }
     /* A host without ids (0: the simulator) keeps none. */
     const uint64_t run_id = k->run_id ? k->run_id : c->run_id ? unnamed_run_id(k) : 0;
     /* The only step that can still fail; it leaves the policy unchanged on error. */

@@ -278,7 +278,8 @@ fl_status fls_core_checkpoint_write(const fls_core *core, const char *path);
 /* Restores the state of a checkpoint (which must come from a configuration with the same digest:
  * FL_ERR_CHECKPOINT_MISMATCH otherwise, and for another architecture, parameter count, optimizer
  * kind or state shape, or policy kind). All or nothing: on error the core is unchanged. Only
- * between rounds (FL_ERR_STATE). Errors: FL_ERR_CHECKPOINT_FORMAT (policy state damaged). A
+ * between rounds (FL_ERR_STATE). Errors: FL_ERR_CHECKPOINT_FORMAT (policy state damaged, or an
+ * adaptive optimizer's v negative). A
  * digest mismatch is logged with the settings that changed (fls_config_canon_diff) when the
  * checkpoint holds its configuration's text, else with the list of the settings that enter the
  * digest. */

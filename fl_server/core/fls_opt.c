@@ -132,63 +132,82 @@ void fls_opt_reset(fls_opt *opt)
 
 /* The per-kind loops are written out so that each vectorizes; `held` is applied as a select so
  * that an unheld coordinate keeps its exact bits. */
+/* Coordinate i's step: the new parameter, m and v from the old ones (m, v may be NULL for the
+ * kinds without them). */
+static inline void step_one(const fls_opt_config *c, float x, float d, float m, float v,
+                            float *xo, float *mo, float *vo)
+{
+    const float lr = c->lr;
+    switch (c->kind) {
+    case FLS_OPT_FEDAVG:
+        *xo = x + lr * d;
+        *mo = m;
+        *vo = v;
+        return;
+    case FLS_OPT_FEDAVGM: {
+        const float mi = c->momentum * m + d;
+        *xo = x + lr * mi;
+        *mo = mi;
+        *vo = v;
+        return;
+    }
+    default: {
+        const float b1 = c->beta1, b2 = c->beta2;
+        const float d2 = d * d;
+        const float mi = b1 * m + (1.0f - b1) * d;
+        float vi = v;
+        if (c->kind == FLS_OPT_FEDADAGRAD) {
+            vi = vi + d2;
+        } else if (c->kind == FLS_OPT_FEDADAM) {
+            vi = b2 * vi + (1.0f - b2) * d2;
+        } else {
+            const float diff = vi - d2;
+            const float sgn = diff > 0.0f ? 1.0f : (diff < 0.0f ? -1.0f : 0.0f);
+            vi = vi - (1.0f - b2) * d2 * sgn;
+        }
+        *xo = x + lr * mi / (sqrtf(vi) + c->tau);
+        *mo = mi;
+        *vo = vi;
+        return;
+    }
+    }
+}
+
 fl_status fls_opt_step(fls_opt *opt, float *params, const float *delta, const uint8_t *held)
 {
     if (!opt || !params || !delta)
         return FL_ERR_INVALID_ARG;
     const size_t N = opt->n;
     const fls_opt_config *c = &opt->cfg;
-    const float lr = c->lr;
+    if ((unsigned)c->kind > FLS_OPT_FEDYOGI)
+        return FL_ERR_INVALID_ARG;
     float *restrict x = params;
     const float *restrict d = delta;
     float *restrict m = opt->m;
     float *restrict v = opt->v;
-    switch (c->kind) {
-    case FLS_OPT_FEDAVG:
-        for (size_t i = 0; i < N; i++)
-            if (!held || held[i])
-                x[i] += lr * d[i];
-        break;
-    case FLS_OPT_FEDAVGM: {
-        const float mu = c->momentum;
-        for (size_t i = 0; i < N; i++) {
-            if (held && !held[i])
-                continue;
-            const float mi = mu * m[i] + d[i];
-            m[i] = mi;
-            x[i] += lr * mi;
-        }
-        break;
+    /* First the step is computed and checked, nothing written: a model or state that would
+     * leave the finite floats (a checkpoint's extreme values, an overflow) is refused whole, the
+     * model and state as they were. Then it is written. */
+    int bad = 0;
+    for (size_t i = 0; i < N; i++) {
+        if (held && !held[i])
+            continue;
+        float xo, mo, vo;
+        step_one(c, x[i], d[i], m ? m[i] : 0.0f, v ? v[i] : 0.0f, &xo, &mo, &vo);
+        bad |= !isfinite(xo) || !isfinite(mo) || !isfinite(vo) || vo < 0.0f;
     }
-    case FLS_OPT_FEDADAGRAD:
-    case FLS_OPT_FEDADAM:
-    case FLS_OPT_FEDYOGI: {
-        const float b1 = c->beta1, b2 = c->beta2, tau = c->tau;
-        const fls_opt_kind k = c->kind;
-        for (size_t i = 0; i < N; i++) {
-            if (held && !held[i])
-                continue;
-            const float di = d[i];
-            const float d2 = di * di;
-            const float mi = b1 * m[i] + (1.0f - b1) * di;
-            float vi = v[i];
-            if (k == FLS_OPT_FEDADAGRAD) {
-                vi = vi + d2;
-            } else if (k == FLS_OPT_FEDADAM) {
-                vi = b2 * vi + (1.0f - b2) * d2;
-            } else {
-                const float diff = vi - d2;
-                const float sgn = diff > 0.0f ? 1.0f : (diff < 0.0f ? -1.0f : 0.0f);
-                vi = vi - (1.0f - b2) * d2 * sgn;
-            }
-            m[i] = mi;
-            v[i] = vi;
-            x[i] += lr * mi / (sqrtf(vi) + tau);
-        }
-        break;
-    }
-    default:
-        return FL_ERR_INVALID_ARG;
+    if (bad)
+        return FL_ERR_NUMERIC;
+    for (size_t i = 0; i < N; i++) {
+        if (held && !held[i])
+            continue;
+        float xo, mo, vo;
+        step_one(c, x[i], d[i], m ? m[i] : 0.0f, v ? v[i] : 0.0f, &xo, &mo, &vo);
+        x[i] = xo;
+        if (m)
+            m[i] = mo;
+        if (v)
+            v[i] = vo;
     }
     opt->steps++;
     return FL_OK;

@@ -60,7 +60,9 @@ fl_status fls_opt_new(const fls_opt_config *cfg, size_t n_params, fls_opt **out)
 void fls_opt_free(fls_opt *opt); /* NULL is a no-op */
 
 /* One server step: params[n_params] updated in place from delta[n_params]; held may be NULL
- * (every coordinate). Returns FL_OK or FL_ERR_INVALID_ARG (NULL buffers). */
+ * (every coordinate). Returns FL_OK, FL_ERR_INVALID_ARG (NULL buffers), or FL_ERR_NUMERIC when
+ * the step would make a parameter or state value non-finite (or v negative): then nothing is
+ * changed, the step not counted. */
 fl_status fls_opt_step(fls_opt *opt, float *params, const float *delta, const uint8_t *held);
 
 const fls_opt_config *fls_opt_get_config(const fls_opt *opt);

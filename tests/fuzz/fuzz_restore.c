@@ -3,7 +3,8 @@
  * the parser lets through (fls_core_restore, then rounds from the restored round number, model
  * version, optimizer state, policy state, target and run id).
  *
- * Input: byte 0 = setup (bits 0-1 policy kind, bits 2-4 server optimizer); then, each read while
+ * Input: byte 0 = setup (bits 0-1 policy kind, bits 2-4 server optimizer, bits 5-6 the resumed
+ * server's target accuracy: none, 0.5, 0.9, 1.0); then, each read while
  * bytes remain, little-endian: u64 round, u64 model version, u64 optimizer steps, u8 target
  * reached, f64 target accuracy, u64 run id, u8 what the rest is (bit 0: the policy state's bytes,
  * else f32 values laid over the model's parameters then the optimizer's arrays).
@@ -12,7 +13,9 @@
  * a fresh core restores it. Invariants: no crash, leak or UB; a refused restore leaves the core
  * as it was (it still runs from round 0); a restored core goes on from the checkpoint's round and
  * version, and two honest rounds of three clients each close with every update committed, unless
- * the restored run had already ended (its target).
+ * the restored run had already ended: exactly when the checkpoint says its target was reached at
+ * an accuracy at or above the resumed server's target. The model stays finite throughout (a step
+ * that would leave the floats is refused by the server optimizer).
  */
 #include <math.h>
 #include <stdint.h>
@@ -28,9 +31,12 @@
 
 static const uint32_t KEYS[4] = {10, 20, 30, 40};
 
-static fls_core *setup(uint8_t mode)
+static const double TARGETS[4] = {0.0, 0.5, 0.9, 1.0};
+
+static fls_core *setup(uint8_t mode, double target)
 {
     fls_config c = fls_config_default();
+    c.target_accuracy = target;
     snprintf(c.arch, sizeof c.arch, "mlp:8-6-3");
     c.seed = 42;
     c.policy.kind = (fls_policy_kind)(mode & 3);
@@ -164,7 +170,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     const uint8_t mode = data[0];
     data++;
     size--;
-    fls_core *ref = setup(mode);
+    fls_core *ref = setup(mode, 0.0);
     double now = 1.0;
     if (honest_round(ref, &now) <= 0)
         abort();
@@ -216,7 +222,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (!parses)
         return 0;
 
-    fls_core *core = setup(mode);
+    const double target = TARGETS[(mode >> 5) & 3];
+    fls_core *core = setup(mode, target);
     const fl_status st = fls_core_restore(core, &back);
     if (st != FL_OK) { /* all or nothing: the core runs as a fresh one */
         if (fls_core_round(core) != 0)
@@ -224,15 +231,21 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     } else if (fls_core_round(core) != back.round) {
         abort();
     }
+    const int ended = st == FL_OK && back.target_reached && target > 0.0 &&
+                      back.target_acc >= target;
     for (int r = 0; r < 2; r++) {
         const uint64_t round = fls_core_round(core);
-        if (honest_round(core, &now) < 0) { /* no round started: only a restored run that ended */
-            if (st != FL_OK || !back.target_reached)
-                abort();
+        const int ran = honest_round(core, &now) >= 0;
+        if (ran == ended) /* a round ran in an ended run, or none in a run that goes on */
+            abort();
+        if (!ran)
             break;
-        }
         if (fls_core_round(core) != round + 1)
             abort();
+        const float *p = fls_core_params(core);
+        for (size_t i = 0; i < fls_core_arch(core)->n_params; i++)
+            if (!isfinite(p[i]))
+                abort();
     }
     fls_ckpt_clear(&back);
     fls_core_free(core);

@@ -986,6 +986,36 @@ static void test_merge(void **state)
 
 /* ---- server optimizers ---------------------------------------------------------------------- */
 
+/* A step that would leave the finite floats (a model or state near the float range, as a
+ * checkpoint made by hand can hold) is refused whole: FL_ERR_NUMERIC, nothing written, the step
+ * not counted. Before, FedAvgM wrote inf into the model and FedAdam a NaN from a negative v. */
+static void test_optimizer_step_refused_whole(void **state)
+{
+    (void)state;
+    for (int k = FLS_OPT_FEDAVG; k <= FLS_OPT_FEDYOGI; k++) {
+        const fls_opt_config c = fls_opt_config_default((fls_opt_kind)k);
+        fls_opt *o = NULL;
+        assert_int_equal(fls_opt_new(&c, 4, &o), FL_OK);
+        float x[4] = {1.0f, 2.0f, 3.0f, 3e38f}, d[4] = {0.5f, 0.5f, 0.5f, 3e38f};
+        for (size_t a = 0; a < fls_opt_n_state(o); a++) {
+            size_t n = 0;
+            const char *name = NULL;
+            float *s = fls_opt_state(o, a, &name, &n);
+            for (size_t i = 0; i < n; i++)
+                s[i] = !strcmp(name, "v") ? 0.0f : 3e38f;
+        }
+        const float before[4] = {x[0], x[1], x[2], x[3]};
+        assert_int_equal(fls_opt_step(o, x, d, NULL), FL_ERR_NUMERIC);
+        assert_memory_equal(x, before, sizeof x);
+        assert_int_equal(fls_opt_steps(o), 0);
+        /* the same without the extreme coordinate: taken */
+        const uint8_t held[4] = {1, 1, 1, 0};
+        if (k == FLS_OPT_FEDAVG)
+            assert_int_equal(fls_opt_step(o, x, d, held), FL_OK);
+        fls_opt_free(o);
+    }
+}
+
 static void test_optimizers_vs_formula(void **state)
 {
     (void)state;
@@ -1167,6 +1197,7 @@ int main(void)
         cmocka_unit_test(test_robust_store_bits),
         cmocka_unit_test(test_merge),
         cmocka_unit_test(test_optimizers_vs_formula),
+        cmocka_unit_test(test_optimizer_step_refused_whole),
         cmocka_unit_test(test_agg_then_opt),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
