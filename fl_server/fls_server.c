@@ -3633,7 +3633,17 @@ static fl_status server_init(fls_server *s, char *err, size_t errlen)
     }
     if ((st = setup_socket(s, err, errlen)) != FL_OK)
         return st;
-    /* A FIFO waits here for its reader (a start-up signal is heard meanwhile: fl_server). */
+    /* A FIFO waits here for its reader (a start-up signal is heard meanwhile: fl_server): said
+     * first, when none is there yet, or the server would seem to hang after "listening". */
+    struct stat fst;
+    if (metrics_file && stat(s->opt.metrics_path, &fst) == 0 && S_ISFIFO(fst.st_mode)) {
+        const int probe = metrics_open(s->opt.metrics_path, 1);
+        if (probe >= 0)
+            close(probe);
+        else if (errno == ENXIO)
+            fl_log(&s->log, FL_LOG_INFO, "run.metrics %s is a FIFO that no process reads yet: "
+                   "waiting for its reader before the first round", s->opt.metrics_path);
+    }
     if (metrics_file && (s->metrics_fd = metrics_open(s->opt.metrics_path, 0)) < 0) {
         const int e = errno;
         return fls_options_errf(&s->opt, err, errlen, io_status(e), "run.metrics", NULL,

@@ -11,6 +11,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <math.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -18,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <arpa/inet.h>
 #include <linux/inet_diag.h>
 #include <linux/netlink.h>
@@ -3939,6 +3941,44 @@ static void test_reactor_stop_checkpoint_fails(void **state)
     unlink(ckpt);
 }
 
+/* run.metrics a FIFO that nothing reads yet: the start waits for a reader, and says so first
+ * (before, the log ended at "listening on ..." and the server seemed to hang). */
+static void *open_reader_later(void *path)
+{
+    const struct timespec ts = {0, 300 * 1000 * 1000};
+    nanosleep(&ts, NULL);
+    return (void *)(intptr_t)open(path, O_RDONLY);
+}
+
+static void test_reactor_metrics_fifo_waits_said(void **state)
+{
+    (void)state;
+    char yaml[2048], ep[300], fifo[300];
+    snprintf(ep, sizeof ep, "ipc://%s/mfw.sock", g_tmp);
+    snprintf(fifo, sizeof fifo, "%s/mfw.jsonl", g_tmp);
+    unlink(fifo);
+    assert_int_equal(mkfifo(fifo, 0600), 0);
+    snprintf(yaml, sizeof yaml,
+             "server:\n  insecure: true\n  endpoints: ['%s']\nmodel:\n  arch: \"mlp:6-5-3\"\n"
+             "run:\n  metrics: '%s'\n", ep, fifo);
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, open_reader_later, fifo), 0);
+    logbuf *lb;
+    fls_server *s = server_rounds_of(yaml, &lb);
+    void *rd = NULL;
+    pthread_join(t, &rd);
+    assert_true((intptr_t)rd >= 0);
+    char want[512];
+    snprintf(want, sizeof want, "run.metrics %s is a FIFO that no process reads yet: waiting for "
+             "its reader before the first round", fifo);
+    if (!strstr(lb->text, want))
+        fail_msg("log lacks '%s':\n%s", want, lb->text);
+    fls_server_free(s);
+    close((int)(intptr_t)rd);
+    free(lb);
+    unlink(fifo);
+}
+
 /* run.metrics a FIFO whose reader leaves mid-run: the next line's write fails with EPIPE, said,
  * and the run goes on; the library never lets the SIGPIPE through, which would end the host
  * process (this test process: SIGPIPE at its default action), as it did. */
@@ -3963,6 +4003,7 @@ static void test_reactor_metrics_fifo_reader_leaves(void **state)
              "run:\n  metrics: '%s'\n", ep, fifo);
     logbuf *lb;
     fls_server *s = server_rounds_of(yaml, &lb);
+    assert_null(strstr(lb->text, "waiting for its reader")); /* it had one */
     peer p;
     flp_msg h;
     flc_core *c = dev_joined(s, &p, ep, &h);
@@ -6539,6 +6580,7 @@ int main(void)
         cmocka_unit_test(test_operator_files_not_regular),
         cmocka_unit_test(test_operator_files_distinct),
         cmocka_unit_test(test_reactor_metrics_fifo_reader_leaves),
+        cmocka_unit_test(test_reactor_metrics_fifo_waits_said),
         cmocka_unit_test(test_eval_dir_parent),
         cmocka_unit_test(test_installed_doc_names),
         cmocka_unit_test(test_cli_reload_fifo),
