@@ -3572,9 +3572,6 @@ static fl_status server_init(fls_server *s, char *err, size_t errlen)
         fl_log(&s->log, FL_LOG_WARN, "no checkpoint.path: a stop or crash loses the run's "
                "progress");
     }
-    if (!resumed && !s->check_only)
-        fl_log(&s->log, FL_LOG_INFO, "a fresh run: id %016llx (clients drop error-feedback state "
-               "of other runs)", (unsigned long long)fls_core_run_id(s->core));
     if ((st = load_eval(s, err, errlen)) != FL_OK)
         return st;
     s->chunk_cap = fls_core_task_chunk_bound(s->core);
@@ -3633,6 +3630,10 @@ static fl_status server_init(fls_server *s, char *err, size_t errlen)
     }
     if ((st = setup_socket(s, err, errlen)) != FL_OK)
         return st;
+    /* said once the endpoints are bound: a start that fails there announced a run it never ran */
+    if (!resumed && !s->check_only)
+        fl_log(&s->log, FL_LOG_INFO, "a fresh run: id %016llx (clients drop error-feedback state "
+               "of other runs)", (unsigned long long)fls_core_run_id(s->core));
     /* A FIFO waits here for its reader (a start-up signal is heard meanwhile: fl_server): said
      * first, when none is there yet, or the server would seem to hang after "listening". */
     struct stat fst;
