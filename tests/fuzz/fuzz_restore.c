@@ -28,6 +28,7 @@
 #include "flp_wire.h"
 #include "fls_ckpt.h"
 #include "fls_core.h"
+#include "fuzz_honest.h"
 
 static const uint32_t KEYS[4] = {10, 20, 30, 40};
 
@@ -54,38 +55,17 @@ static fls_core *setup(uint8_t mode, double target)
     return core;
 }
 
-static fl_status touch(void *user, const flc_core_job *job, float *params, uint64_t *n,
-                       double *loss)
-{
-    (void)user;
-    for (size_t i = 0; i < job->sub->n_params; i++)
-        params[i] += 0.01f * (float)(i % 5);
-    *n = 10;
-    *loss = 0.7;
-    return FL_OK;
-}
-
-/* Hands m to the client through the wire (encode, decode). */
+/* Hands m to the client through the wire. */
 static void to_client(flc_core *cl, const flp_msg *m)
 {
-    static uint8_t b[1 << 16];
-    size_t len = 0;
-    flp_msg *d = NULL;
-    if (flp_encode(b, sizeof b, &len, m, NULL, NULL, 0) != FL_OK ||
-        flp_decode(&d, b, len, NULL, NULL, 0) != FL_OK)
-        abort();
+    flp_msg *d = honest_wire(m);
     flc_core_on_message(cl, d);
     flp_msg_free(d);
 }
 
 static void to_server(fls_core *core, uint32_t key, const flp_msg *m, double now)
 {
-    static uint8_t b[1 << 16];
-    size_t len = 0;
-    flp_msg *d = NULL;
-    if (flp_encode(b, sizeof b, &len, m, NULL, NULL, 0) != FL_OK ||
-        flp_decode(&d, b, len, NULL, NULL, 0) != FL_OK)
-        abort();
+    flp_msg *d = honest_wire(m);
     fls_core_on_message(core, key, d, now);
     flp_msg_free(d);
 }
@@ -109,7 +89,7 @@ static int honest_round(fls_core *core, double *now)
     if (!fls_core_round_open(core))
         return -1;
     for (size_t i = 0; i < nt; i++) {
-        const flc_core_config cc = {"dev", tasks[i], 5, NULL, touch, NULL, {0}, NULL};
+        const flc_core_config cc = {"dev", tasks[i], 5, NULL, honest_touch, NULL, {0}, NULL};
         flp_msg t;
         if (flc_core_new(&cc, &cl[i]) != FL_OK || fls_core_task(core, tasks[i], &t) != FL_OK)
             abort();

@@ -122,17 +122,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 }
 #else
 #include "flc_core.h"
-
-static fl_status touch(void *user, const flc_core_job *job, float *params, uint64_t *n,
-                       double *loss)
-{
-    (void)user;
-    for (size_t i = 0; i < job->sub->n_params; i++)
-        params[i] += 0.01f * (float)(i % 5);
-    *n = 10;
-    *loss = 0.7;
-    return FL_OK;
-}
+#include "fuzz_honest.h"
 
 static FILE *out;
 
@@ -151,15 +141,9 @@ static void put(uint8_t sel, const flp_msg *m)
 /* Hands msg to the client through the wire (encode, decode). */
 static void to_client(flc_core *cl, const flp_msg *m)
 {
-    uint8_t *b = NULL;
-    size_t len = 0;
-    flp_msg *d = NULL;
-    if (flp_encode_alloc(&b, &len, m, NULL, NULL, 0) != FL_OK ||
-        flp_decode(&d, b, len, NULL, NULL, 0) != FL_OK)
-        abort();
+    flp_msg *d = honest_wire(m);
     flc_core_on_message(cl, d);
     flp_msg_free(d);
-    free(b);
 }
 
 int main(int argc, char **argv)
@@ -186,7 +170,8 @@ int main(int argc, char **argv)
                     uint8_t sel = 0;
                     while (KEYS[sel] != tasks[i])
                         sel++;
-                    const flc_core_config cc = {"dev", tasks[i], 5, NULL, touch, NULL, {0}, NULL};
+                    const flc_core_config cc = {"dev", tasks[i], 5,    NULL,
+                                                honest_touch, NULL, {0}, NULL};
                     flc_core *cl = NULL;
                     if (flc_core_new(&cc, &cl) != FL_OK)
                         abort();
