@@ -2,6 +2,7 @@
 #include "fls_opt.h"
 
 #include <math.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -132,45 +133,66 @@ void fls_opt_reset(fls_opt *opt)
 
 /* The per-kind loops are written out so that each vectorizes; `held` is applied as a select so
  * that an unheld coordinate keeps its exact bits. */
-/* Coordinate i's step: the new parameter, m and v from the old ones (m, v may be NULL for the
- * kinds without them). */
-static inline void step_one(const fls_opt_config *c, float x, float d, float m, float v,
-                            float *xo, float *mo, float *vo)
+/* 1 if f is an infinity or a NaN (its exponent all ones): integer operations, so that the check
+ * loops vectorize as the steps do. */
+static inline uint32_t nonfinite(float f)
 {
+    uint32_t u;
+    memcpy(&u, &f, sizeof u);
+    return (u & 0x7f800000u) == 0x7f800000u;
+}
+
+/* The adaptive kinds' v after one step (Adagrad, Adam, Yogi). */
+static inline float adaptive_v(fls_opt_kind k, float b2, float vi, float d2)
+{
+    if (k == FLS_OPT_FEDADAGRAD)
+        return vi + d2;
+    if (k == FLS_OPT_FEDADAM)
+        return b2 * vi + (1.0f - b2) * d2;
+    const float diff = vi - d2;
+    const float sgn = diff > 0.0f ? 1.0f : (diff < 0.0f ? -1.0f : 0.0f);
+    return vi - (1.0f - b2) * d2 * sgn;
+}
+
+/* Whether the step would leave the finite floats (or make v negative) on a coordinate it
+ * changes: the same expressions as the step, nothing written. */
+static int step_would_fail(const fls_opt *opt, const float *restrict x, const float *restrict d,
+                           const uint8_t *held)
+{
+    const size_t N = opt->n;
+    const fls_opt_config *c = &opt->cfg;
     const float lr = c->lr;
+    const float *restrict m = opt->m;
+    const float *restrict v = opt->v;
+    uint32_t bad = 0;
     switch (c->kind) {
     case FLS_OPT_FEDAVG:
-        *xo = x + lr * d;
-        *mo = m;
-        *vo = v;
-        return;
+        for (size_t i = 0; i < N; i++)
+            bad |= (held ? held[i] != 0 : 1u) & nonfinite(x[i] + lr * d[i]);
+        break;
     case FLS_OPT_FEDAVGM: {
-        const float mi = c->momentum * m + d;
-        *xo = x + lr * mi;
-        *mo = mi;
-        *vo = v;
-        return;
+        const float mu = c->momentum;
+        for (size_t i = 0; i < N; i++) {
+            const float mi = mu * m[i] + d[i];
+            bad |= (held ? held[i] != 0 : 1u) & (nonfinite(mi) | nonfinite(x[i] + lr * mi));
+        }
+        break;
     }
     default: {
-        const float b1 = c->beta1, b2 = c->beta2;
-        const float d2 = d * d;
-        const float mi = b1 * m + (1.0f - b1) * d;
-        float vi = v;
-        if (c->kind == FLS_OPT_FEDADAGRAD) {
-            vi = vi + d2;
-        } else if (c->kind == FLS_OPT_FEDADAM) {
-            vi = b2 * vi + (1.0f - b2) * d2;
-        } else {
-            const float diff = vi - d2;
-            const float sgn = diff > 0.0f ? 1.0f : (diff < 0.0f ? -1.0f : 0.0f);
-            vi = vi - (1.0f - b2) * d2 * sgn;
+        const float b1 = c->beta1, b2 = c->beta2, tau = c->tau;
+        const fls_opt_kind k = c->kind;
+        for (size_t i = 0; i < N; i++) {
+            const float di = d[i];
+            const float mi = b1 * m[i] + (1.0f - b1) * di;
+            const float vi = adaptive_v(k, b2, v[i], di * di);
+            const float xo = x[i] + lr * mi / (sqrtf(vi) + tau);
+            bad |= (held ? held[i] != 0 : 1u) &
+                   (nonfinite(mi) | nonfinite(vi) | (uint32_t)(vi < 0.0f) | nonfinite(xo));
         }
-        *xo = x + lr * mi / (sqrtf(vi) + c->tau);
-        *mo = mi;
-        *vo = vi;
-        return;
+        break;
     }
     }
+    return bad != 0;
 }
 
 fl_status fls_opt_step(fls_opt *opt, float *params, const float *delta, const uint8_t *held)
@@ -181,33 +203,48 @@ fl_status fls_opt_step(fls_opt *opt, float *params, const float *delta, const ui
     const fls_opt_config *c = &opt->cfg;
     if ((unsigned)c->kind > FLS_OPT_FEDYOGI)
         return FL_ERR_INVALID_ARG;
+    /* First the step is checked, nothing written: a model or state that would leave the finite
+     * floats (a checkpoint's extreme values, an overflow) is refused whole, the model and state
+     * as they were. Then it is taken. */
+    if (step_would_fail(opt, params, delta, held))
+        return FL_ERR_NUMERIC;
+    const float lr = c->lr;
     float *restrict x = params;
     const float *restrict d = delta;
     float *restrict m = opt->m;
     float *restrict v = opt->v;
-    /* First the step is computed and checked, nothing written: a model or state that would
-     * leave the finite floats (a checkpoint's extreme values, an overflow) is refused whole, the
-     * model and state as they were. Then it is written. */
-    int bad = 0;
-    for (size_t i = 0; i < N; i++) {
-        if (held && !held[i])
-            continue;
-        float xo, mo, vo;
-        step_one(c, x[i], d[i], m ? m[i] : 0.0f, v ? v[i] : 0.0f, &xo, &mo, &vo);
-        bad |= !isfinite(xo) || !isfinite(mo) || !isfinite(vo) || vo < 0.0f;
+    switch (c->kind) {
+    case FLS_OPT_FEDAVG:
+        for (size_t i = 0; i < N; i++)
+            if (!held || held[i])
+                x[i] += lr * d[i];
+        break;
+    case FLS_OPT_FEDAVGM: {
+        const float mu = c->momentum;
+        for (size_t i = 0; i < N; i++) {
+            if (held && !held[i])
+                continue;
+            const float mi = mu * m[i] + d[i];
+            m[i] = mi;
+            x[i] += lr * mi;
+        }
+        break;
     }
-    if (bad)
-        return FL_ERR_NUMERIC;
-    for (size_t i = 0; i < N; i++) {
-        if (held && !held[i])
-            continue;
-        float xo, mo, vo;
-        step_one(c, x[i], d[i], m ? m[i] : 0.0f, v ? v[i] : 0.0f, &xo, &mo, &vo);
-        x[i] = xo;
-        if (m)
-            m[i] = mo;
-        if (v)
-            v[i] = vo;
+    default: {
+        const float b1 = c->beta1, b2 = c->beta2, tau = c->tau;
+        const fls_opt_kind k = c->kind;
+        for (size_t i = 0; i < N; i++) {
+            if (held && !held[i])
+                continue;
+            const float di = d[i];
+            const float mi = b1 * m[i] + (1.0f - b1) * di;
+            const float vi = adaptive_v(k, b2, v[i], di * di);
+            m[i] = mi;
+            v[i] = vi;
+            x[i] += lr * mi / (sqrtf(vi) + tau);
+        }
+        break;
+    }
     }
     opt->steps++;
     return FL_OK;
