@@ -551,6 +551,13 @@ static void ack_clear(fls_server *s, sess *x)
     x->ack_detail = NULL;
 }
 
+/* The connected clients a round waits for to start, and the setting that says so. */
+static uint32_t round_start_at(const fls_server *s, const char **setting)
+{
+    *setting = s->opt.core.min_clients ? "round.min_clients" : "round.clients";
+    return s->opt.core.min_clients ? s->opt.core.min_clients : s->opt.core.clients_per_round;
+}
+
 /* Tells the core the client is gone and marks the session for removal. */
 static void sess_drop(fls_server *s, sess *x, const char *why)
 {
@@ -566,12 +573,11 @@ static void sess_drop(fls_server *s, sess *x, const char *why)
             fl_log(&s->log, FL_LOG_ERROR, "client %s: leave: %s", x->id, fl_strerror(st));
         /* Below what a round needs to start: the server now waits, silent, for clients. */
         const uint32_t conn = fls_core_connected(s->core);
-        const uint32_t start_at =
-            s->opt.core.min_clients ? s->opt.core.min_clients : s->opt.core.clients_per_round;
+        const char *setting;
+        const uint32_t start_at = round_start_at(s, &setting);
         if (conn < start_at && !fls_core_done(s->core) && strcmp(why, "reconnected") != 0)
             fl_log(&s->log, FL_LOG_INFO, "client %s left (%s); %u connected: a round starts at "
-                   "%u (%s)", x->id, why, conn, start_at,
-                   s->opt.core.min_clients ? "round.min_clients" : "round.clients");
+                   "%u (%s)", x->id, why, conn, start_at, setting);
         else
             fl_log(&s->log, FL_LOG_INFO, "client %s left (%s); %u connected", x->id, why, conn);
     }
@@ -1959,12 +1965,11 @@ static void on_hello(fls_server *s, sess *x, const uint8_t *rid, size_t rid_len,
     /* Short of what a round needs to start: say so, and what to change, so that an operator
      * whose fleet is smaller than round.clients does not wait for a round that will not come. */
     const uint32_t conn = fls_core_connected(s->core);
-    const uint32_t start_at =
-        s->opt.core.min_clients ? s->opt.core.min_clients : s->opt.core.clients_per_round;
+    const char *setting;
+    const uint32_t start_at = round_start_at(s, &setting);
     if (conn < start_at && !fls_core_round_open(s->core) && !fls_core_done(s->core))
         fl_log(&s->log, FL_LOG_INFO, "client %s joined; %u connected: a round starts at %u (%s)",
-               x->id, conn, start_at,
-               s->opt.core.min_clients ? "round.min_clients" : "round.clients");
+               x->id, conn, start_at, setting);
     else
         fl_log(&s->log, FL_LOG_INFO, "client %s joined; %u connected", x->id, conn);
     if (h->memory_bytes && h->memory_bytes < need && (fresh || b->mem_said != h->memory_bytes))

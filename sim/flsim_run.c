@@ -229,6 +229,62 @@ static fl_status data_load_here(flsim_data *d, const flsim_config *cfg, char *er
     return st;
 }
 
+#ifdef FLSIM_HAVE_MPI
+static int hash_dataset(fl_sha256 *h, const flm_dataset *d)
+{
+    const uint64_t shape[7] = {(uint64_t)d->kind, d->N, (uint64_t)d->C, (uint64_t)d->H,
+                               (uint64_t)d->W, (uint64_t)d->classes, d->user ? 1u : 0u};
+    const size_t n = d->N * d->sample_len;
+    return fl_sha256_update(h, shape, sizeof shape) == FL_OK &&
+           (!d->x || fl_sha256_update(h, d->x, n * sizeof *d->x) == FL_OK) &&
+           (!d->tokens || fl_sha256_update(h, d->tokens, n * sizeof *d->tokens) == FL_OK) &&
+           fl_sha256_update(h, d->y, d->N * sizeof *d->y) == FL_OK &&
+           (!d->user || fl_sha256_update(h, d->user, d->N * sizeof *d->user) == FL_OK);
+}
+
+/* Under MPI with several ranks, each compares the SHA-256 of what it loaded with rank 0's (a
+ * collective call; the paths may differ from host to host, the samples may not). FL_OK when all
+ * agree; else FL_ERR_CONFIG on a rank that differs and FL_ERR_IO on the others. */
+static fl_status ranks_same_data(const flsim_data *d, char *err, size_t errlen)
+{
+    int inited = 0, size = 1, rank = 0;
+    MPI_Initialized(&inited);
+    if (inited) {
+        MPI_Comm_size(MPI_COMM_WORLD, &size);
+        MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    }
+    if (size < 2)
+        return FL_OK;
+    fl_sha256 *h = NULL;
+    uint8_t mine[FL_SHA256_LEN + 1] = {0}, theirs[FL_SHA256_LEN + 1];
+    mine[FL_SHA256_LEN] = fl_sha256_new(&h) == FL_OK && hash_dataset(h, d->train) &&
+                          hash_dataset(h, d->test) && fl_sha256_final(h, mine) == FL_OK;
+    fl_sha256_free(h);
+    memcpy(theirs, mine, sizeof theirs);
+    MPI_Bcast(theirs, (int)sizeof theirs, MPI_BYTE, 0, MPI_COMM_WORLD);
+    fl_status st = FL_OK;
+    if (!mine[FL_SHA256_LEN]) {
+        if (err && errlen)
+            snprintf(err, errlen, "could not digest the data to compare it with the other MPI "
+                     "ranks'");
+        st = FL_ERR_NOMEM;
+    } else if (theirs[FL_SHA256_LEN] && memcmp(mine, theirs, FL_SHA256_LEN) != 0) {
+        if (err && errlen)
+            snprintf(err, errlen, "MPI rank %d's data differ from rank 0's (SHA-256 of the loaded "
+                     "training and test samples): every host must hold the same dataset "
+                     "(--dataset, --test-dataset, FEDROP_DATA_DIR)", rank);
+        st = FL_ERR_CONFIG;
+    }
+    if (!flsim_ranks_all_ok(st == FL_OK) && st == FL_OK) {
+        if (err && errlen)
+            snprintf(err, errlen, "another MPI rank's data differ from rank 0's (its message says "
+                     "how)");
+        st = FL_ERR_IO;
+    }
+    return st;
+}
+#endif
+
 fl_status flsim_data_load(flsim_data *d, const flsim_config *cfg, char *err, size_t errlen)
 {
     fl_status st = data_load_here(d, cfg, err, errlen);
@@ -239,6 +295,11 @@ fl_status flsim_data_load(flsim_data *d, const flsim_config *cfg, char *err, siz
                      "why)");
         st = FL_ERR_IO;
     }
+#ifdef FLSIM_HAVE_MPI
+    /* here, once a load (an experiment's runs share one), not in every run */
+    if (st == FL_OK && (st = ranks_same_data(d, err, errlen)) != FL_OK)
+        flsim_data_free(d);
+#endif
     return st;
 }
 
@@ -1983,24 +2044,12 @@ int flsim_ranks_all_ok(int ok)
 }
 
 #ifdef FLSIM_HAVE_MPI
-static int hash_dataset(fl_sha256 *h, const flm_dataset *d)
-{
-    const uint64_t shape[7] = {(uint64_t)d->kind, d->N, (uint64_t)d->C, (uint64_t)d->H,
-                               (uint64_t)d->W, (uint64_t)d->classes, d->user ? 1u : 0u};
-    const size_t n = d->N * d->sample_len;
-    return fl_sha256_update(h, shape, sizeof shape) == FL_OK &&
-           (!d->x || fl_sha256_update(h, d->x, n * sizeof *d->x) == FL_OK) &&
-           (!d->tokens || fl_sha256_update(h, d->tokens, n * sizeof *d->tokens) == FL_OK) &&
-           fl_sha256_update(h, d->y, d->N * sizeof *d->y) == FL_OK &&
-           (!d->user || fl_sha256_update(h, d->user, d->N * sizeof *d->user) == FL_OK);
-}
-
 /* The text every rank must hold alike for the ranks' exchanges to mean anything: the settings
  * (flsim_config_json) less those that do not change the results (threads, fold threads; --out,
  * --progress and --quiet are not in it) and less the paths of the dataset, test set and trace,
- * which may differ from host to host: their contents are compared instead (SHA-256 of the loaded
- * samples and of the trace's rows). 0 if it does not fit buf (FINGERPRINT_MAX bytes: never with
- * the dataset paths left out) or a digest fails. */
+ * which may differ from host to host: the trace's rows are compared instead (SHA-256), the
+ * samples by flsim_data_load. 0 if it does not fit buf (FINGERPRINT_MAX bytes: never with the
+ * dataset paths left out) or the digest fails. */
 #define FINGERPRINT_MAX 8192
 static int run_fingerprint(const sim *S, const flsim_config *cfg, char buf[FINGERPRINT_MAX])
 {
@@ -2010,25 +2059,15 @@ static int run_fingerprint(const sim *S, const flsim_config *cfg, char buf[FINGE
     c.dataset[0] = c.test_dataset[0] = '\0';
     if (c.trace[0])
         snprintf(c.trace, sizeof c.trace, "(a trace)");
-    fl_sha256 *h = NULL;
-    uint8_t dd[FL_SHA256_LEN], td[FL_SHA256_LEN];
-    int ok = fl_sha256_new(&h) == FL_OK && hash_dataset(h, S->train) &&
-             hash_dataset(h, S->test) && fl_sha256_final(h, dd) == FL_OK;
-    fl_sha256_free(h);
-    h = NULL;
-    ok = ok && fl_sha256_new(&h) == FL_OK &&
-         (!S->trace || fl_sha256_update(h, S->trace->rows, S->trace->n * sizeof *S->trace->rows) ==
-                           FL_OK) &&
-         fl_sha256_final(h, td) == FL_OK;
-    fl_sha256_free(h);
+    uint8_t td[FL_SHA256_LEN];
+    const int ok = fl_sha256_digest(td, S->trace ? (const void *)S->trace->rows : "",
+                                    S->trace ? S->trace->n * sizeof *S->trace->rows : 0) == FL_OK;
     const size_t n = flsim_config_json(&c, buf, FINGERPRINT_MAX);
-    if (!ok || n == 0 || n > FINGERPRINT_MAX - 256)
+    if (!ok || n == 0 || n > FINGERPRINT_MAX - 128)
         return 0;
-    char dh[2 * FL_SHA256_LEN + 1], th[2 * FL_SHA256_LEN + 1];
-    fl_sha256_hex(dh, dd);
+    char th[2 * FL_SHA256_LEN + 1];
     fl_sha256_hex(th, td);
-    snprintf(buf + n - 1, FINGERPRINT_MAX - (n - 1), ", \"data (train and test samples)\": "
-             "\"%s\", \"trace rows\": \"%s\"}", dh, th);
+    snprintf(buf + n - 1, FINGERPRINT_MAX - (n - 1), ", \"trace rows\": \"%s\"}", th);
     return 1;
 }
 
@@ -2063,7 +2102,7 @@ static fl_status ranks_same_run(const sim *S, const flsim_config *cfg, char *err
     MPI_Bcast(theirs, FINGERPRINT_MAX, MPI_CHAR, 0, MPI_COMM_WORLD);
     fl_status st = FL_OK;
     if (!ok) {
-        set_err(err, errlen, "%s%s", "", "could not digest the data to compare the MPI ranks' "
+        set_err(err, errlen, "%s%s", "", "could not digest the trace to compare the MPI ranks' "
                 "settings");
         st = FL_ERR_NOMEM;
     } else if (theirs[0] && strcmp(mine, theirs) != 0) {

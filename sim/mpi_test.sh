@@ -97,6 +97,18 @@ ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0" timeout -k 10 120 \
 grep -q "another MPI rank could not load the data" "$DIR/data.err" ||
     { echo "FAIL: rank 0 did not say why: $(cat "$DIR/data.err")"; exit 1; }
 [ ! -e "$DIR/nodata/summary.json" ] || { echo "FAIL: a summary for a run that never ran"; exit 1; }
+# ... and a host whose copy of the dataset differs (one label): named by that rank, exit 1.
+cp -r "$DIR/fm" "$DIR/fm2"
+printf '\1' | dd of="$DIR/fm2/fashion-mnist/train-labels-idx1-ubyte" bs=1 seek=20 conv=notrunc 2>/dev/null
+rc=0
+ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0" timeout -k 10 120 \
+    "$MPIRUN" --allow-run-as-root --oversubscribe -x ASAN_OPTIONS -n 1 \
+    env FEDROP_DATA_DIR="$DIR/fm" "$FL_SIM" $F : \
+    -x ASAN_OPTIONS -n 1 env FEDROP_DATA_DIR="$DIR/fm2" "$FL_SIM" $F >/dev/null \
+    2>"$DIR/data2.err" || rc=$?
+[ "$rc" -eq 1 ] || { echo "FAIL: a dataset that differs on one rank: exit status $rc, not 1"; exit 1; }
+grep -q "MPI rank 1's data differ from rank 0's" "$DIR/data2.err" ||
+    { echo "FAIL: the differing data not said: $(cat "$DIR/data2.err")"; exit 1; }
 # Each rank runs in its own directory (c0, c1), reading its own run.yaml, as on two hosts:
 # configs ARGS... runs them, its exit status in $rc and its stderr in $DIR/cfg.err.
 configs() {

@@ -131,8 +131,6 @@ void fls_opt_reset(fls_opt *opt)
     }
 }
 
-/* The per-kind loops are written out so that each vectorizes; `held` is applied as a select so
- * that an unheld coordinate keeps its exact bits. */
 /* 1 if f is an infinity or a NaN (its exponent all ones): integer operations, so that the check
  * loops vectorize as the steps do. */
 static inline uint32_t nonfinite(float f)
@@ -195,6 +193,8 @@ static int step_would_fail(const fls_opt *opt, const float *restrict x, const fl
     return bad != 0;
 }
 
+/* The per-kind loops are written out so that each vectorizes; `held` is applied as a select so
+ * that an unheld coordinate keeps its exact bits. */
 fl_status fls_opt_step(fls_opt *opt, float *params, const float *delta, const uint8_t *held)
 {
     if (!opt || !params || !delta)
