@@ -2420,6 +2420,23 @@ static void send_bye(peer *p, const char *id)
     peer_send(p, &bye);
 }
 
+/* Bye as id on p, and s stepped until the session has ended (its client count one less; bounded
+ * at 10 s): an id's idle time counts from there, so a test that then waits for server.id_idle_s
+ * must not start its wait at the send (under TSan on a loaded host the Bye is read late). */
+static void bye_seen(fls_server *s, peer *p, const char *id)
+{
+    fls_server_stats st;
+    fls_server_stats_get(s, &st);
+    const uint32_t before = st.clients;
+    send_bye(p, id);
+    const double t0 = fl_time_mono_s();
+    do {
+        fls_server_step(s, 5);
+        fls_server_stats_get(s, &st);
+    } while (st.clients == before && fl_time_mono_s() - t0 < 10);
+    assert_int_equal(st.clients, before - 1);
+}
+
 /* Hellos of ids PREFIX0 .. PREFIX(n-1) on p, in turn, each Acked: p keeps the last one's session,
  * the others are left without one. */
 static void hello_ids(fls_server *s, peer *p, const char *prefix, int n)
@@ -2503,7 +2520,7 @@ static void test_reactor_idle_ids(void **state)
 
     /* m2's session ends: once it has been idle 1 s, the forgotten m0 comes back in its place (a
      * new client to the round engine) */
-    send_bye(&m[1], "m2");
+    bye_seen(s[1], &m[1], "m2");
     step_for(&s[1], 1, 1.2);
     const flp_msg h0 = hello_msg("m0");
     peer_send(&y, &h0);
@@ -3122,7 +3139,7 @@ static void test_reactor_ids_per_key(void **state)
     expect_error_text(s, &a[2], FL_ERR_STATE, "this key holds 2 ids (server.ids_per_key)");
 
     /* a0's session ends; idle for 1 s, it gives way to A's new id */
-    send_bye(&a[0], "a0");
+    bye_seen(s, &a[0], "a0");
     step_for(&s, 1, 1.2);
     peer_send(&a[2], &h2);
     expect_ack_hello(s, &a[2]);
@@ -3142,7 +3159,7 @@ static void test_reactor_ids_per_key(void **state)
     /* The table is full (max_clients 4). Under CURVE an id is never forgotten for another key's
      * new id: b0, idle for 1 s, stays B's, and C (no id yet) is refused. Forgotten, b0 could be
      * registered by C next and B's device refused for good. */
-    send_bye(&b[0], "b0");
+    bye_seen(s, &b[0], "b0");
     step_for(&s, 1, 1.2);
     peer c;
     peer_open(&c, ep, spub, kc, sc);
@@ -5230,7 +5247,7 @@ static void test_reactor_colliding_id_after_forgetting(void **state)
     flp_msg h = hello_msg("dev-13708");
     peer_send(&a, &h);
     expect_ack_hello(s, &a);
-    send_bye(&a, "dev-13708");
+    bye_seen(s, &a, "dev-13708");
     h = hello_msg("x");
     peer_send(&x, &h);
     expect_ack_hello(s, &x);
@@ -5306,18 +5323,18 @@ static void test_reactor_forgotten_state_not_inherited(void **state)
     uint32_t ua[64], ub[64];
     uint64_t ra, rb;
     const uint32_t na = task_units(s, &a, ua, &ra);
-    send_bye(&a, "dev-13708");
+    bye_seen(s, &a, "dev-13708");
     step_for(&s, 1, 1.3);
     h = hello_msg("c"); /* dev-13708 forgotten, its round still open */
     peer_send(&c, &h);
     expect_ack_hello(s, &c);
-    send_bye(&c, "c");
+    bye_seen(s, &c, "c");
     step_for(&s, 1, 1.3);
     h = hello_msg("dev-74558"); /* c forgotten: dev-74558 takes K */
     peer_send(&b, &h);
     expect_ack_hello(s, &b);
     assert_null(strstr(lb->text, "its key collides"));
-    send_bye(&x, "x"); /* round 0 exhausted */
+    bye_seen(s, &x, "x"); /* round 0 exhausted */
     step_for(&s, 1, 0.3);
     h = hello_msg("x");
     peer_send(&x2, &h);
