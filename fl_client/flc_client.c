@@ -998,6 +998,9 @@ static int handle(flc_client *c, flp_msg *m, int *owned)
                 fl_log(&c->log, FL_LOG_INFO, "round %llu: a new Task came in: the training of "
                        "the task it replaces is cancelled",
                        (unsigned long long)flc_core_round(c->core));
+            else if (m->type == FLP_TASK && *owned)
+                fl_log(&c->log, FL_LOG_DEBUG, "round %llu: a Task came in while the trainer runs: "
+                       "kept for when it returns", (unsigned long long)m->round);
             return GO_ON;
         }
         if (m->type == FLP_TASK)

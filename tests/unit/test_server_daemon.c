@@ -46,6 +46,7 @@
 #include "fls_core.h"
 #include "fls_internal.h"
 #include "test_dirs.h"
+#include "test_slow.h"
 
 /* ---- helpers -------------------------------------------------------------------------------- */
 
@@ -2039,6 +2040,8 @@ static flp_msg chunk_ack(const char *sender, uint64_t round)
 
 /* Client `id` on peer p downloads its task into core c, acking every weight chunk, and trains
  * it. Returns the task's round. */
+static unsigned g_chunk_acks; /* weight chunk Acks download_and_train sent, in all */
+
 static uint64_t download_and_train(fls_server *s, peer *p, flc_core *c, const char *id)
 {
     uint64_t round = 0;
@@ -2050,6 +2053,7 @@ static uint64_t download_and_train(fls_server *s, peer *p, flc_core *c, const ch
         if (m->type == FLP_CHUNK) {
             const flp_msg ack = chunk_ack(id, m->round);
             peer_send(p, &ack);
+            g_chunk_acks++;
         }
         flp_msg_free(m);
     }
@@ -2383,7 +2387,7 @@ static void test_reactor_twin_warning(void **state)
     peer_send(&b, &bye);
     const char *left = "client solo left (shutting down); 0 connected: a round starts at 3 "
                        "(round.clients)";
-    for (int i = 0; i < 200 && !strstr(lb->text, left); i++)
+    for (const double t0 = fl_time_mono_s(); !strstr(lb->text, left) && fl_time_mono_s() - t0 < 10;)
         fls_server_step(s, 10);
     assert_non_null(strstr(lb->text, left));
 
@@ -4317,9 +4321,9 @@ static void test_reactor_upload_slots(void **state)
     snprintf(ep, sizeof ep, "ipc://%s/slots.sock", g_tmp);
     snprintf(yaml, sizeof yaml,
              "server:\n  insecure: true\n  endpoints: ['%s']\n  credit: 2\n  upload_slots: 1\n"
-             "  liveness_ms: 400\n  heartbeat_ms: 50\n"
+             "  liveness_ms: %d\n  heartbeat_ms: 50\n"
              "model:\n  arch: \"mlp:6-5-3\"\nrun:\n  rounds: 1\n"
-             "round:\n  clients: 2\n  overcommit: 1\ncodec:\n  chunk_elems: 4\n", ep);
+             "round:\n  clients: 2\n  overcommit: 1\ncodec:\n  chunk_elems: 4\n", ep, 400 * TS);
     logbuf *lb;
     fls_server *s = server_rounds_of(yaml, &lb);
     const char *ids[2] = {"u0", "u1"};
@@ -4452,11 +4456,19 @@ static void test_reactor_upload_queue_order(void **state)
     peer p[3];
     flc_core *c[3];
     core_clients_join(s, ep, ids, 3, p, c);
+    const unsigned acks0 = g_chunk_acks;
     for (int k = 0; k < 3; k++)
         download_and_train(s, &p[k], c[k], ids[k]);
-    const double settle = fl_time_mono_s(); /* the last chunk Acks read */
-    while (fl_time_mono_s() - settle < 0.2)
+    /* every chunk Ack read (3 Hellos and the Acks: all the peers sent), so that the next message
+     * the server reads is the Update just sent */
+    const uint64_t sent = 3 + (g_chunk_acks - acks0);
+    fls_server_stats st0;
+    const double settle = fl_time_mono_s();
+    do {
         fls_server_step(s, 2);
+        fls_server_stats_get(s, &st0);
+    } while (st0.msgs_in < sent && fl_time_mono_s() - settle < 10);
+    assert_int_equal(st0.msgs_in, sent);
     const int order[3] = {0, 2, 1}; /* the Updates' order */
     for (int i = 0; i < 3; i++) {
         /* each read by the server before the next is sent: a ROUTER takes its peers' messages
@@ -4721,14 +4733,16 @@ static int heartbeats_in(peer *p)
  * beats but hears nothing else gets the server's Heartbeat about every heartbeat_ms (50 ms here:
  * at least 8 in 1.5 s, nominally 15-30; when the due time left the heartbeat out, it came once
  * a liveness_ms, 3-4 times), and a client that falls silent is dropped, not before liveness_ms
- * (400 ms) of silence, while the one that beats stays. */
+ * (400 ms) of silence, while the one that beats stays. Every time here is TS times that under
+ * the sanitizers. */
 static void test_reactor_sweep_timers(void **state)
 {
     (void)state;
     char ep[300];
     logbuf *lb;
-    fls_server *s = plain_server_with("sweep.sock", "  heartbeat_ms: 50\n  liveness_ms: 400\n",
-                                      ep, sizeof ep, &lb);
+    char keys[128];
+    snprintf(keys, sizeof keys, "  heartbeat_ms: %d\n  liveness_ms: %d\n", 50 * TS, 400 * TS);
+    fls_server *s = plain_server_with("sweep.sock", keys, ep, sizeof ep, &lb);
     peer p[2];
     for (int k = 0; k < 2; k++)
         peer_open(&p[k], ep, NULL, NULL, NULL);
@@ -4739,11 +4753,11 @@ static void test_reactor_sweep_timers(void **state)
     const double t0 = fl_time_mono_s();
     double last = 0, silent_from = 0, dropped_at = 0;
     int beats = 0;
-    while (fl_time_mono_s() - t0 < 1.5) {
+    while (fl_time_mono_s() - t0 < 1.5 * TS) {
         const double now = fl_time_mono_s();
-        if (now - last >= 0.03) {
+        if (now - last >= 0.03 * TS) {
             peer_send(&p[0], &hb0);
-            if (now - t0 < 0.3) /* sw-1 beats for 0.3 s, then falls silent */
+            if (now - t0 < 0.3 * TS) /* sw-1 beats for 0.3 s, then falls silent */
                 peer_send(&p[1], &hb1);
             else if (!silent_from)
                 silent_from = last;
@@ -4757,13 +4771,15 @@ static void test_reactor_sweep_timers(void **state)
     fls_server_stats st;
     fls_server_stats_get(s, &st);
     if (beats < 8)
-        fail_msg("the beating client got %d server Heartbeats in 1.5 s at heartbeat_ms 50", beats);
+        fail_msg("the beating client got %d server Heartbeats in %.1f s at heartbeat_ms %d", beats,
+                 1.5 * TS, 50 * TS);
     if (!dropped_at || !strstr(lb->text, "client sw-1 left (silent for longer than the liveness "
                                          "timeout)"))
-        fail_msg("the silent client was not dropped within 1.2 s of silence; log:\n%s", lb->text);
-    if (dropped_at - silent_from < 0.4)
-        fail_msg("the silent client was dropped after %.3f s of silence, liveness_ms is 400",
-                 dropped_at - silent_from);
+        fail_msg("the silent client was not dropped within %.1f s of silence; log:\n%s", 1.2 * TS,
+                 lb->text);
+    if (dropped_at - silent_from < 0.4 * TS)
+        fail_msg("the silent client was dropped after %.3f s of silence, liveness_ms is %d",
+                 dropped_at - silent_from, 400 * TS);
     assert_null(strstr(lb->text, "client sw-0 left"));
     assert_int_equal(st.clients, 1);
     for (int k = 0; k < 2; k++)
@@ -4865,10 +4881,10 @@ static void test_reactor_idle_connections(void **state)
     (void)state;
     char ep[300];
     logbuf *lb;
-    fls_server *s = plain_server_with("idleconn.sock",
-                                      "  heartbeat_ms: 100\n  liveness_ms: 500\n"
-                                      "  idle_connection_s: 1\n",
-                                      ep, sizeof ep, &lb);
+    char keys[128];
+    snprintf(keys, sizeof keys, "  heartbeat_ms: 100\n  liveness_ms: %d\n  idle_connection_s: %d\n",
+             500 * TS, TS);
+    fls_server *s = plain_server_with("idleconn.sock", keys, ep, sizeof ep, &lb);
     peer live, silent, left;
     peer_open_once(&live, ep);
     peer_open_once(&silent, ep);
@@ -4882,16 +4898,19 @@ static void test_reactor_idle_connections(void **state)
     expect_ack_hello(s, &left);
     send_bye(&left, "gone");
     /* at least 3 s: three times the limit for the live one */
-    fls_server_stats st = beat_for(s, &live, "dev", 3.0, 1);
+    fls_server_stats st = beat_for(s, &live, "dev", 3.0 * TS, 1);
     assert_int_equal(st.connections, 1);
     assert_int_equal(st.idle_closed, 2);
     assert_int_equal(st.clients, 1); /* dev's session is intact */
     /* said at the first closing (the two may fall in different scans; the next line waits a
      * minute) */
-    assert_true(strstr(lb->text, "closed 2 connections that carried no client session for 1 s "
-                                 "(server.idle_connection_s; 2 in all)") ||
-                strstr(lb->text, "closed 1 connection that carried no client session for 1 s "
-                                 "(server.idle_connection_s; 1 in all)"));
+    char said2[160], said1[160];
+    snprintf(said2, sizeof said2, "closed 2 connections that carried no client session for %d s "
+             "(server.idle_connection_s; 2 in all)", TS);
+    snprintf(said1, sizeof said1, "closed 1 connection that carried no client session for %d s "
+             "(server.idle_connection_s; 1 in all)", TS);
+    if (!strstr(lb->text, said2) && !strstr(lb->text, said1))
+        fail_msg("no closing said:\n%s", lb->text);
     beat_for(s, &live, "dev", 0, -1); /* and it still gets through: no Error */
     assert_null(peer_recv(s, &live, 0.3));
     fls_server_free(s);
@@ -5104,10 +5123,10 @@ static void test_reactor_idle_connections_no_srcfd(void **state)
     char ep[300];
     logbuf *lb;
     g_no_srcfd = 1;
-    fls_server *s = plain_server_with("nosrcfd.sock",
-                                      "  heartbeat_ms: 100\n  liveness_ms: 500\n"
-                                      "  idle_connection_s: 1\n",
-                                      ep, sizeof ep, &lb);
+    char keys[128];
+    snprintf(keys, sizeof keys, "  heartbeat_ms: 100\n  liveness_ms: %d\n  idle_connection_s: %d\n",
+             500 * TS, TS);
+    fls_server *s = plain_server_with("nosrcfd.sock", keys, ep, sizeof ep, &lb);
     peer live, silent;
     peer_open_once(&live, ep);
     peer_open_once(&silent, ep);
@@ -5115,7 +5134,7 @@ static void test_reactor_idle_connections_no_srcfd(void **state)
     const flp_msg h = hello_msg("dev");
     peer_send(&live, &h);
     expect_ack_hello(s, &live);
-    fls_server_stats st = beat_for(s, &live, "dev", 2.5, -1);
+    fls_server_stats st = beat_for(s, &live, "dev", 2.5 * TS, -1);
     assert_int_equal(st.connections, 2);
     assert_int_equal(st.idle_closed, 0);
     assert_int_equal(st.clients, 1);
@@ -5363,9 +5382,9 @@ static uint64_t two_trained(const char *sock, fls_server **s, logbuf **lb, peer 
     snprintf(ep, sizeof ep, "ipc://%s/%s", g_tmp, sock);
     snprintf(yaml, sizeof yaml,
              "server:\n  insecure: true\n  endpoints: ['%s']\n  credit: 2\n  upload_slots: 1\n"
-             "  liveness_ms: 400\n  heartbeat_ms: 50\n"
+             "  liveness_ms: %d\n  heartbeat_ms: 50\n"
              "model:\n  arch: \"mlp:6-5-3\"\nrun:\n  rounds: 1\n"
-             "round:\n  clients: 2\n  overcommit: 1\ncodec:\n  chunk_elems: 4\n", ep);
+             "round:\n  clients: 2\n  overcommit: 1\ncodec:\n  chunk_elems: 4\n", ep, 400 * TS);
     fls_options *o = opts_from(yaml);
     *lb = calloc(1, sizeof **lb);
     assert_non_null(*lb);
@@ -5497,14 +5516,14 @@ static void test_reactor_slow_upload_named(void **state)
     assert_int_equal(flc_core_update(c[1], &up), FL_OK); /* u1 waits for the slot */
     peer_send(&p[1], &up);
     const uint32_t n = flc_core_update_chunks(c[0]);
-    assert_true(n >= 8); /* 15 chunks of 4 elems: longer than 3 x 400 ms at one per 250 ms */
+    assert_true(n >= 8); /* 15 chunks of 4 elems: longer than 3 x 400 ms at one per 250 ms (x TS) */
     int u0_status = -1;
     for (uint32_t i = 0; i < n && u0_status < 0; i++) {
         flp_msg cm;
         assert_int_equal(flc_core_update_chunk(c[0], i, &cm), FL_OK);
         peer_send(&p[0], &cm);
         const double t0 = fl_time_mono_s();
-        while (fl_time_mono_s() - t0 < 0.25) {
+        while (fl_time_mono_s() - t0 < 0.25 * TS) {
             beat_and_step(s, p, ids, 2);
             flp_msg *m;
             while ((m = peer_poll(&p[0])) != NULL) {
@@ -5590,9 +5609,9 @@ static void test_reactor_noack_downlink(void **state)
     snprintf(ep, sizeof ep, "ipc://%s/noack.sock", g_tmp);
     snprintf(yaml, sizeof yaml,
              "server:\n  insecure: true\n  endpoints: ['%s']\n  credit: 2\n"
-             "  liveness_ms: 400\n  heartbeat_ms: 50\n"
+             "  liveness_ms: %d\n  heartbeat_ms: 50\n"
              "model:\n  arch: \"mlp:6-5-3\"\nrun:\n  rounds: 1\n"
-             "round:\n  clients: 3\n  overcommit: 1\ncodec:\n  chunk_elems: 4\n", ep);
+             "round:\n  clients: 3\n  overcommit: 1\ncodec:\n  chunk_elems: 4\n", ep, 400 * TS);
     logbuf *lb;
     fls_server *s = server_rounds_of(yaml, &lb);
     const char *ids[3] = {"n0", "n1", "h"}; /* the non-ackers say Hello first */
@@ -5718,7 +5737,7 @@ static void test_reactor_slow_ackers_downlink(void **state)
         uint32_t want[MAXP] = {0}, got[MAXP] = {0};
         int done = 0;
         const double t0 = fl_time_mono_s();
-        while (done < rows[r].honest && fl_time_mono_s() - t0 < 5) {
+        while (done < rows[r].honest && fl_time_mono_s() - t0 < 30) {
             beat_and_step(s, p, ids, n);
             done = 0;
             for (int k = 0; k < n; k++) {
@@ -5743,7 +5762,7 @@ static void test_reactor_slow_ackers_downlink(void **state)
             for (int k = 0; k < n && at < sizeof line; k++)
                 at += (size_t)snprintf(line + at, sizeof line - at, " %s %u/%u", ids[k], got[k],
                                        want[k]);
-            fail_msg("credit %u: %d of %d honest clients got their whole task in 5 s; weight "
+            fail_msg("credit %u: %d of %d honest clients got their whole task in 30 s; weight "
                      "chunks received:%s", rows[r].credit, done, rows[r].honest, line);
         }
         fls_server_stats st;
@@ -6408,7 +6427,7 @@ static void ids_flood_hello(const char *name, peer *p, int n)
         peer_send(&p[k], &h);
     }
     g_ids_syncs = 0;
-    usleep(200 * 1000);
+    usleep(200 * 1000 * TS);
 }
 
 /* The server and peers of ids_flood_open gone, a restart binds `ids` ids. */
@@ -6492,7 +6511,7 @@ static void test_ids_group_two_hellos_one_connection(void **state)
         flp_msg h = hello_msg(ids[k]);
         peer_send(&p[0], &h);
     }
-    usleep(200 * 1000); /* both in the server's queue: one batch */
+    usleep(200 * 1000 * TS); /* both in the server's queue: one batch */
     for (int k = 0; k < 2; k++) {
         expect_ack_hello(s, &p[0]);
         if (!ids_file_binds("ig2", ids[k]))
