@@ -66,6 +66,10 @@ static void usage(FILE *f)
 "                         on the server's allow-list\n"
 "  --insecure             no encryption (only against a server started with --insecure)\n"
 "  --id ID                client id (default: client-<index>)\n"
+"  --heartbeat-ms N       a Heartbeat after N ms without sending anything (default 1000); keep it\n"
+"                         well under the server's server.liveness_ms, which drops a silent client\n"
+"  --liveness-ms N        the server is taken for gone after N ms without a word from it, and\n"
+"                         the client reconnects (default 10000; above --heartbeat-ms)\n"
 "\n"
 "Data (the built-in CPU trainer):\n"
 "  --dataset SPEC         fashion-mnist | mnist | idx:IMAGES,LABELS | femnist:PATH | shakespeare:PATH |\n"
@@ -137,7 +141,7 @@ int main(int argc, char **argv)
 {
     const char *server = NULL, *server_key = NULL, *key = NULL, *id = NULL;
     const char *dataset = "fashion-mnist", *data_dir = NULL, *partition = "iid";
-    long num_clients = 1, index = 0, max_rounds = 0, threads = 1;
+    long num_clients = 1, index = 0, max_rounds = 0, threads = 1, heartbeat = 0, liveness = 0;
     unsigned long long part_seed = 1, seed = 0, memory = 0;
     int insecure = 0;
     flc_log_level level = FLC_LOG_INFO;
@@ -150,7 +154,7 @@ int main(int argc, char **argv)
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
     enum { O_SERVER = 256, O_SKEY, O_KEY, O_INSECURE, O_ID, O_DATASET, O_DATADIR, O_PART, O_NUM,
-           O_INDEX, O_PSEED, O_MAXR, O_THREADS, O_SEED, O_LOG, O_MEM };
+           O_INDEX, O_PSEED, O_MAXR, O_THREADS, O_SEED, O_LOG, O_MEM, O_HB, O_LIVE };
     static const struct option opts[] = {
         {"server", required_argument, 0, O_SERVER}, {"server-key", required_argument, 0, O_SKEY},
         {"key", required_argument, 0, O_KEY}, {"insecure", no_argument, 0, O_INSECURE},
@@ -160,6 +164,7 @@ int main(int argc, char **argv)
         {"partition-seed", required_argument, 0, O_PSEED}, {"max-rounds", required_argument, 0, O_MAXR},
         {"threads", required_argument, 0, O_THREADS}, {"seed", required_argument, 0, O_SEED},
         {"log-level", required_argument, 0, O_LOG}, {"memory-bytes", required_argument, 0, O_MEM},
+        {"heartbeat-ms", required_argument, 0, O_HB}, {"liveness-ms", required_argument, 0, O_LIVE},
         {"help", no_argument, 0, 'h'}, {"version", no_argument, 0, 'V'}, {0, 0, 0, 0}};
     int o;
     while ((o = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
@@ -186,6 +191,8 @@ int main(int argc, char **argv)
         case O_MAXR: max_rounds = strtol(optarg, &end, 10); break;
         case O_THREADS: threads = strtol(optarg, &end, 10); break;
         case O_SEED: seed = seed_of(optarg, &end); break;
+        case O_HB: heartbeat = strtol(optarg, &end, 10); break;
+        case O_LIVE: liveness = strtol(optarg, &end, 10); break;
         case O_MEM:
             memory = strtoull(optarg, &end, 10);
             if (end != optarg && *end && !end[1] && strchr("KMG", *end)) {
@@ -248,6 +255,22 @@ int main(int argc, char **argv)
     /* flc_config.max_rounds is an int: a larger count must not wrap into a negative or small one. */
     if (max_rounds < 0 || max_rounds > INT_MAX) {
         fprintf(stderr, "fl_client: --max-rounds %ld: expected 0 <= N <= %d\n", max_rounds, INT_MAX);
+        return 1;
+    }
+    /* flc_config's timing fields are ints (0: the default, 1000 and 10000 ms) */
+    if (heartbeat && (heartbeat < 10 || heartbeat > INT_MAX)) {
+        fprintf(stderr, "fl_client: --heartbeat-ms %ld: expected 10 <= N <= %d\n", heartbeat,
+                INT_MAX);
+        return 1;
+    }
+    if (liveness && (liveness < 1 || liveness > INT_MAX)) {
+        fprintf(stderr, "fl_client: --liveness-ms %ld: expected 1 <= N <= %d\n", liveness, INT_MAX);
+        return 1;
+    }
+    if ((liveness ? liveness : 10000) <= (heartbeat ? heartbeat : 1000)) {
+        fprintf(stderr, "fl_client: --liveness-ms %ld is not above --heartbeat-ms %ld: the server "
+                "would seem gone between two heartbeats\n", liveness ? liveness : 10000,
+                heartbeat ? heartbeat : 1000);
         return 1;
     }
     if (insecure && (server_key || key)) {
@@ -330,6 +353,8 @@ int main(int argc, char **argv)
     cfg.seed = seed;
     cfg.max_rounds = (int)max_rounds;
     cfg.memory_bytes = memory;
+    cfg.heartbeat_ms = (int)heartbeat;
+    cfg.liveness_ms = (int)liveness;
     cfg.log = log_stderr;
     cfg.log_user = (void *)id;
     cfg.log_level = level;

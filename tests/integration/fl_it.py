@@ -281,7 +281,7 @@ def run_kill(h, tag, pause_after):
     slog = 'server-%s.log' % tag
     srv = h.server(SMALL + ['--insecure', '--rounds', '2', '--clients', '3', '--overcommit', '1',
                             '--min-clients', '3', '--up-codec', 'none', '--chunk-elems', '4096',
-                            '--set', 'server.liveness_ms=3000', '--deadline', '60',
+                            '--set', 'server.liveness_ms=5000', '--deadline', '60',
                             '--metrics', m, '--checkpoint', ck], log=slog)
     c0 = h.client(srv.endpoint, 0, 3, log='c0-%s.log' % tag)
     c1 = h.client(srv.endpoint, 1, 3, log='c1-%s.log' % tag)
@@ -812,8 +812,10 @@ def test_fd_limit(h):
                        r'Hello\), near the about 48 that the file descriptor limit '
                        r'\(RLIMIT_NOFILE 80\) allows', 30, srv)
         check(int(m.group(1)) >= 44, 'the server warns at %s silent connections' % m.group(1))
-        a = h.client(srv.endpoint, 0, 2)
-        b = h.client(srv.endpoint, 1, 2)
+        # liveness 1000 ms (idle_connection_s is at least twice it): the clients beat every 250 ms,
+        # not after 1 s of silence as by default, which the server would take for gone
+        a = h.client(srv.endpoint, 0, 2, ['--heartbeat-ms', '250'])
+        b = h.client(srv.endpoint, 1, 2, ['--heartbeat-ms', '250'])
         h.wait_log('server.log', r'closed \d+ new connections? at once: \d+ open, more than the '
                    r'48 the file descriptor limit \(RLIMIT_NOFILE 80\) allows with 32 kept', 30,
                    srv)
@@ -834,6 +836,8 @@ def test_fd_limit(h):
           '(%s)' % ((m.groups() if m else 'none'),))
     check(h.wait_exit(a, 30, 'fl_client 0') == 0 and h.wait_exit(b, 30, 'fl_client 1') == 0,
           'both clients exit 0')
+    check('silent for longer than the liveness timeout' not in h.read('server.log'),
+          'no client dropped for silence (fl_client --heartbeat-ms 250 against liveness 1000 ms)')
 
 
 # ---- the device program of fl_client/README.md ------------------------------------------------

@@ -1284,6 +1284,12 @@ static void test_cli_bad_options(void **state)
          "--max-rounds: '99999999999999999999' is out of range"},
         /* a value left out: the next option is not taken for it */
         {"--server --insecure", "--server needs a value, and the next argument, --insecure, is an"},
+        {"--server tcp://127.0.0.1:1 --heartbeat-ms 5", "--heartbeat-ms 5: expected 10 <= N"},
+        {"--server tcp://127.0.0.1:1 --liveness-ms -1", "--liveness-ms -1: expected 1 <= N"},
+        {"--server tcp://127.0.0.1:1 --heartbeat-ms 20000",
+         "--liveness-ms 10000 is not above --heartbeat-ms 20000"},
+        {"--server tcp://127.0.0.1:1 --heartbeat-ms 500 --liveness-ms 500",
+         "--liveness-ms 500 is not above --heartbeat-ms 500"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         char cmd[1024], out[4096] = "", line[512];
