@@ -14,6 +14,7 @@
 #include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -1211,16 +1212,20 @@ static void test_cli_signal_during_startup(void **state)
     unlink(fifo);
     return;
 #endif
+    /* the second SIGTERM once the first was said (sent before the first was taken, the two
+     * would be one pending signal) */
     snprintf(cmd, sizeof cmd,
              "'%s/fl_server/fl_server' --insecure --metrics '%s' "
-             "--endpoint tcp://127.0.0.1:0 2>&1 & p=$!; i=0; "
+             "--endpoint tcp://127.0.0.1:0 >'%s/su-out' 2>&1 & p=$!; i=0; "
              "while [ $i -lt 200 ]; do "
              "m=$(sed -n 's/^SigCgt:[[:space:]]*//p' /proc/$p/status 2>/dev/null); "
              "[ -n \"$m\" ] && [ $((0x$m & 0x4001)) -eq $((0x4001)) ] && break; "
-             "sleep 0.05; i=$((i+1)); done; kill -TERM $p; sleep 0.2; kill -TERM $p; "
-             "( sleep 10; kill -KILL $p 2>/dev/null ) & w=$!; wait $p; echo \"rc=$?\"; "
-             "kill $w 2>/dev/null",
-             root, fifo);
+             "sleep 0.05; i=$((i+1)); done; kill -TERM $p; i=0; "
+             "while [ $i -lt 200 ] && ! grep -q 'stopping once start-up is over' '%s/su-out'; "
+             "do sleep 0.05; i=$((i+1)); done; kill -TERM $p; "
+             "( sleep 10; kill -KILL $p 2>/dev/null ) & w=$!; wait $p; rc=$?; cat '%s/su-out'; "
+             "echo \"rc=$rc\"; kill $w 2>/dev/null",
+             root, fifo, g_tmp, g_tmp, g_tmp);
     p = popen(cmd, "r");
     assert_non_null(p);
     all[0] = '\0';
@@ -3964,10 +3969,26 @@ static void test_reactor_stop_checkpoint_fails(void **state)
 
 /* run.metrics a FIFO that nothing reads yet: the start waits for a reader, and says so first
  * (before, the log ended at "listening on ..." and the server seemed to hang). */
+/* Set by fifo_wait_log once the server said it waits for the FIFO's reader. */
+static atomic_int g_fifo_wait_said;
+
+static void fifo_wait_log(void *user, fls_log_level level, const char *msg)
+{
+    log_collect(user, level, msg);
+    if (strstr(msg, "no process reads yet"))
+        atomic_store(&g_fifo_wait_said, 1);
+}
+
+/* Opens the FIFO path for reading once the server said that it waits for a reader (not after a
+ * fixed time: a reader already blocked in open() when the server probes the FIFO counts as there,
+ * and the wait is rightly not said); after 10 s without that line, at once. */
 static void *open_reader_later(void *path)
 {
-    const struct timespec ts = {0, 300 * 1000 * 1000};
-    nanosleep(&ts, NULL);
+    const double t0 = fl_time_mono_s();
+    while (!atomic_load(&g_fifo_wait_said) && fl_time_mono_s() - t0 < 10) {
+        const struct timespec ts = {0, 5 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
     return (void *)(intptr_t)open(path, O_RDONLY);
 }
 
@@ -3982,10 +4003,16 @@ static void test_reactor_metrics_fifo_waits_said(void **state)
     snprintf(yaml, sizeof yaml,
              "server:\n  insecure: true\n  endpoints: ['%s']\nmodel:\n  arch: \"mlp:6-5-3\"\n"
              "run:\n  metrics: '%s'\n", ep, fifo);
+    atomic_store(&g_fifo_wait_said, 0);
     pthread_t t;
     assert_int_equal(pthread_create(&t, NULL, open_reader_later, fifo), 0);
-    logbuf *lb;
-    fls_server *s = server_rounds_of(yaml, &lb);
+    logbuf *lb = calloc(1, sizeof *lb);
+    assert_non_null(lb);
+    fls_options *o = opts_from(yaml);
+    const fls_host host = {fifo_wait_log, lb, NULL, round_collect, lb};
+    fls_server *s = NULL;
+    assert_int_equal(fls_server_new(o, &host, &s), FLS_OK);
+    fls_options_free(o);
     void *rd = NULL;
     pthread_join(t, &rd);
     assert_true((intptr_t)rd >= 0);
