@@ -2990,6 +2990,24 @@ static void warn_backlog(fls_server *s)
                "that connects at once", backlog, somax, backlog);
 }
 
+/* libflclient sends a Heartbeat once heartbeat_ms (1000 by default) passed without a message and
+ * looks every heartbeat_ms / 2: an idle client on the defaults is heard about every 1-1.5 s. A
+ * server.liveness_ms near that drops such clients for silence again and again (each comes back:
+ * a reconnection, a new session, its download lost), and nothing else says why. */
+#define CLIENT_DEFAULT_HEARTBEAT_MS 1000u
+
+static void warn_liveness(fls_server *s)
+{
+    if (s->opt.liveness_ms >= 3 * CLIENT_DEFAULT_HEARTBEAT_MS)
+        return;
+    const char *origin = fls_options_origin(&s->opt, "server.liveness_ms");
+    fl_log(&s->log, FL_LOG_WARN, "server.liveness_ms %u%s%s%s is under 3 times libflclient's "
+           "default heartbeat (a Heartbeat after %u ms without a message): clients on the default "
+           "will be dropped for silence and reconnect; give them heartbeat_ms (fl_client "
+           "--heartbeat-ms) at most a third of it, or raise it", s->opt.liveness_ms,
+           origin[0] ? " (" : "", origin, origin[0] ? ")" : "", CLIENT_DEFAULT_HEARTBEAT_MS);
+}
+
 /* path as one name for its file, to tell two spellings of the same file apart from two files:
  * the directory resolved (realpath), then the last component. A directory that does not resolve
  * (not there yet) is kept as written. */
@@ -3482,6 +3500,7 @@ static fl_status server_init(fls_server *s, char *err, size_t errlen)
     if ((st = check_file_roles(s, err, errlen)) != FL_OK)
         return st;
     warn_backlog(s);
+    warn_liveness(s);
     /* One server per checkpoint: the lock is taken before any other file is read or written (the
      * secret key, the probe of the directory below), so that a second server stops at once. A
      * directory there gets no lock file beside it. */

@@ -4899,6 +4899,36 @@ static void test_reactor_listen_backlog(void **state)
     }
 }
 
+/* A server.liveness_ms under 3 s would drop libflclient's clients on their default heartbeat
+ * (after 1 s without a message) for silence, again and again: said at start, with what to do;
+ * not at 3 s or at the default. */
+static void test_reactor_liveness_under_client_heartbeat(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *keys;
+        int warned;
+    } cases[] = {{"  liveness_ms: 1500\n", 1}, {"  liveness_ms: 3000\n", 0}, {"", 0}};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char ep[300], sock[32];
+        logbuf *lb;
+        snprintf(sock, sizeof sock, "live%zu.sock", i);
+        fls_server *s = plain_server_with(sock, cases[i].keys, ep, sizeof ep, &lb);
+        const char *w = strstr(lb->text, "is under 3 times libflclient's default heartbeat (a "
+                                         "Heartbeat after 1000 ms without a message): clients on "
+                                         "the default will be dropped for silence and reconnect; "
+                                         "give them heartbeat_ms (fl_client --heartbeat-ms) at "
+                                         "most a third of it, or raise it");
+        if (!w != !cases[i].warned)
+            fail_msg("'%s': want %s warning:\n%s", cases[i].keys, cases[i].warned ? "a" : "no",
+                     lb->text);
+        if (w)
+            assert_non_null(strstr(lb->text, "server.liveness_ms 1500 ("));
+        fls_server_free(s);
+        free(lb);
+    }
+}
+
 /* D9 closed: connections that carry no session for server.idle_connection_s (1 s here) are
  * closed by the server: one that never says Hello, one whose session ended (Bye); one whose
  * session lives (it heartbeats) keeps its connection, over several times that. Without the
@@ -6680,6 +6710,7 @@ int main(void)
         cmocka_unit_test(test_reactor_colliding_id_after_forgetting),
         cmocka_unit_test(test_reactor_keys_unavailable),
         cmocka_unit_test(test_reactor_connections),
+        cmocka_unit_test(test_reactor_liveness_under_client_heartbeat),
         cmocka_unit_test(test_reactor_idle_connections),
         cmocka_unit_test(test_reactor_listen_backlog),
         cmocka_unit_test(test_reactor_sweep_timers),
