@@ -73,6 +73,8 @@ struct flc_client {
     unsigned hs_count;         /* handshakes that succeeded on this client's sockets */
     unsigned conn_count;       /* connections made (TCP/IPC up, before any handshake) */
     int link_up;               /* a handshake succeeded on this socket and no disconnect since */
+    int prelink_drop;          /* a connection of this socket was lost before its handshake */
+    int prelink_said;          /* such a loss was said (warn) since the last handshake */
     unsigned hello_hs;         /* hs_count when the last Hello went out */
     flc_core *core;
     flm_samples samples;
@@ -440,6 +442,8 @@ static void drain_monitor(flc_client *c)
             c->conn_count++;
             break;
         case ZMQ_EVENT_DISCONNECTED:
+            if (!c->link_up)
+                c->prelink_drop = 1;
             c->link_up = 0;
             break;
         case ZMQ_EVENT_HANDSHAKE_SUCCEEDED:
@@ -447,6 +451,7 @@ static void drain_monitor(flc_client *c)
             c->hs_ever_ok = 1;
             c->hs_mismatch = 0; /* a CURVE server now: a later failure is news about the key */
             c->hs_fail_run = 0;
+            c->prelink_said = 0;
             c->hs_count++;
             c->link_up = 1;
             /* A Hello queued while the link was down goes out now: its answer is due from now. */
@@ -647,6 +652,7 @@ static void close_socket(flc_client *c)
     c->registered = 0;
     c->hs_failed = 0;
     c->link_up = 0;
+    c->prelink_drop = 0;
 }
 
 static int open_socket(flc_client *c)
@@ -670,7 +676,9 @@ static int open_socket(flc_client *c)
      * second whatever reconnect_min_ms says, and a fleet would all come back within 100 ms of
      * the server's return. Its own retries follow the backoff of flc.h instead: from
      * reconnect_min_ms, doubled up to reconnect_max_ms (libzmq adds up to one interval of jitter
-     * to each). */
+     * to each). libzmq doubles only over connections refused outright: one taken and closed
+     * before a handshake restarts its interval, and session() ends such a session instead
+     * (test_reconnect_backoff_doubles). */
     const int ivl = c->cfg.reconnect_min_ms, ivl_max = c->cfg.reconnect_max_ms;
     zmq_setsockopt(c->sock, ZMQ_RECONNECT_IVL, &ivl, sizeof ivl);
     zmq_setsockopt(c->sock, ZMQ_RECONNECT_IVL_MAX, &ivl_max, sizeof ivl_max);
@@ -1124,6 +1132,21 @@ static int session(flc_client *c)
             drain_monitor(c);
             if (c->hs_failed)
                 break;
+            /* Something at the endpoint took the connection and closed it before a handshake
+             * completed (a server starting up or over its connection limit, a load balancer
+             * with no server behind it, a server whose key changed), and no handshake succeeded
+             * in this session. libzmq would connect again after reconnect_min_ms each time, never
+             * backing off (its interval doubles only over connections refused outright): the
+             * session ends here, and the next waits out the backoff. A session that reached the
+             * server keeps libzmq's reconnection (a training goes on across a short outage). */
+            if (c->prelink_drop && c->hs_count == hs_at_start) {
+                fl_log(&c->log, c->prelink_said ? FL_LOG_DEBUG : FL_LOG_WARN, "%s closed the "
+                       "connection before a handshake completed (a server starting up or over "
+                       "its connection limit, a proxy with no server behind it, or not a fedrop "
+                       "server): retrying with backoff", c->endpoint);
+                c->prelink_said = 1;
+                return RECONNECT;
+            }
         }
         const uint64_t now = fl_time_mono_ns();
         if (c->thread_live && !atomic_load(&c->training)) {
