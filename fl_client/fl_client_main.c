@@ -69,7 +69,9 @@ static void usage(FILE *f)
 "  --heartbeat-ms N       a Heartbeat after N ms without sending anything (default 1000); keep it\n"
 "                         well under the server's server.liveness_ms, which drops a silent client\n"
 "  --liveness-ms N        the server is taken for gone after N ms without a word from it, and\n"
-"                         the client reconnects (default 10000; above --heartbeat-ms)\n"
+"                         the client reconnects (default 10000; above --heartbeat-ms, and\n"
+"                         several times the server's server.heartbeat_ms, 1000 by default:\n"
+"                         its Heartbeats are what an idle client hears)\n"
 "\n"
 "Data (the built-in CPU trainer):\n"
 "  --dataset SPEC         fashion-mnist | mnist | idx:IMAGES,LABELS | femnist:PATH | shakespeare:PATH |\n"
@@ -369,10 +371,11 @@ int main(int argc, char **argv)
     g_phase = 1; /* from here a signal stops it: run returns FLC_ERR_CANCELLED */
     cs = flc_client_run(client);
     const flc_stats *s = flc_client_stats(client);
-    fprintf(stderr, "[%s] info  %llu rounds trained, %llu failed here, %llu updates sent, %llu "
-            "accepted, %llu late, %llu refused, %llu reconnects, %.1f MB down, %.1f MB up: %s\n", id,
+    fprintf(stderr, "[%s] info  %llu rounds trained, %llu failed here, %llu not sent (the "
+            "server had moved on), %llu updates sent, %llu accepted, %llu late, %llu refused, "
+            "%llu reconnects, %.1f MB down, %.1f MB up: %s\n", id,
             (unsigned long long)s->rounds_trained, (unsigned long long)s->rounds_failed,
-            (unsigned long long)s->updates_sent,
+            (unsigned long long)s->trainings_unsent, (unsigned long long)s->updates_sent,
             (unsigned long long)s->updates_accepted, (unsigned long long)s->updates_late,
             (unsigned long long)s->updates_refused,
             (unsigned long long)s->reconnects, s->bytes_down / 1e6, s->bytes_up / 1e6,

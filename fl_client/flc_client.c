@@ -13,6 +13,7 @@
  */
 #include "flc.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
@@ -210,6 +211,25 @@ static flp_msg hello_of(const flc_config *cfg, const char *id)
     m.hello.min_version = FLP_VERSION;
     m.hello.max_version = FLP_VERSION;
     return m;
+}
+
+/* 1 when ep is tcp:// with a host name (not an IP address): libzmq resolves it at each attempt,
+ * and a name that does not resolve looks just like a server that is not running. */
+static int tcp_host_is_name(const char *ep)
+{
+    const char *host, *port;
+    size_t len;
+    if (!fl_tcp_split(ep, &host, &len, &port) || len == 0 || len >= 256)
+        return 0;
+    char h[256];
+    memcpy(h, host, len);
+    h[len] = '\0';
+    if (h[0] == '[' && len > 2 && h[len - 1] == ']') { /* [IPv6] */
+        h[len - 1] = '\0';
+        memmove(h, h + 1, len - 1);
+    }
+    unsigned char a[16];
+    return inet_pton(AF_INET, h, a) != 1 && inet_pton(AF_INET6, h, a) != 1;
 }
 
 /* FLC_OK, or FLC_ERR_INVALID_ARG after logging which field is wrong. */
@@ -844,8 +864,10 @@ static void upload_pump(flc_client *c)
  * (flc.h, flc_client_stop). */
 static void training_done(flc_client *c, int send)
 {
-    if (c->train_status == FL_OK)
+    if (c->train_status == FL_OK) {
         c->stats.rounds_trained++;
+        c->stats.trainings_unsent += !send;
+    }
     if (!send)
         return;
     if (c->train_status == FL_OK)
@@ -1196,12 +1218,19 @@ static int session(flc_client *c)
              * that was heard from. */
             if (c->conn_count == conn_at_start)
                 fl_log(&c->log, FL_LOG_WARN, "no connection to %s in %d ms: is a server running "
-                       "there? retrying", c->endpoint, c->cfg.liveness_ms);
+                       "there%s? retrying", c->endpoint, c->cfg.liveness_ms,
+                       tcp_host_is_name(c->endpoint) ? ", and does its host name resolve here" : "");
             else if (c->hs_count == hs_at_start)
                 fl_log(&c->log, FL_LOG_WARN, "connected to %s, but no handshake completed in %d "
                        "ms: %s retrying", c->endpoint, c->cfg.liveness_ms,
                        c->server_pub ? "is server_public_key still the server's key?"
                                      : "is it a fedrop server, without CURVE?");
+            else if (c->cfg.liveness_ms < 3000)
+                /* the server's Heartbeats come every server.heartbeat_ms, 1 s by default */
+                fl_log(&c->log, FL_LOG_WARN, "no word from %s for %d ms: reconnecting (an idle "
+                       "client hears the server's Heartbeats, one each server.heartbeat_ms, 1000 "
+                       "ms by default: keep liveness_ms several times that)", c->endpoint,
+                       c->cfg.liveness_ms);
             else
                 fl_log(&c->log, FL_LOG_WARN, "no word from %s for %d ms: reconnecting",
                        c->endpoint, c->cfg.liveness_ms);

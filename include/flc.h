@@ -55,7 +55,7 @@ typedef enum flc_status {
     FLC_ERR_TRANSPORT = 101,    /* a ZeroMQ call failed */
     FLC_ERR_AUTH = 102,         /* the server refused this client's key or id */
     FLC_ERR_REMOTE = 103,       /* the server answered with an Error */
-    FLC_ERR_CANCELLED = 104,    /* flc_client_stop was called */
+    FLC_ERR_CANCELLED = 104     /* flc_client_stop was called */
 } flc_status;
 
 /* A static, readable message for any status (also for codes not listed above). Never NULL. */
@@ -132,7 +132,11 @@ typedef flc_status (*flc_train_fn)(const flc_task *task, flc_update *out, void *
  * every label below its classes, every token below its vocabulary). When they do not, it tells
  * the server the round failed, logs why, says Bye and flc_client_run returns FLC_ERR_DATASET; it
  * never reads past n * row_len values. Exactly one of x and tokens is set (both: FLC_ERR_INVALID_ARG
- * from flc_client_new). */
+ * from flc_client_new).
+ * n is also what the client tells the server it holds (its Hello), with either trainer: the
+ * server refuses an update that claims more samples than that. A plug-in device tells it the
+ * same way, with samples pointing at {NULL, NULL, NULL, n, 0} (only n read); without samples it
+ * tells 0, "not said", and only the Task's max_samples caps its updates' n_samples. */
 typedef struct flc_samples {
     const float *x;
     const int32_t *tokens;
@@ -172,7 +176,11 @@ typedef struct flc_config {
     uint64_t seed;                 /* local randomness (batch order, codec dither); 0: from id */
     /* Timing (milliseconds; 0: default; negative: FLC_ERR_INVALID_ARG). */
     int heartbeat_ms;              /* default 1000 */
-    int liveness_ms;               /* silence before the server is considered gone; default 10000 */
+    int liveness_ms;               /* silence before the server is considered gone; default 10000.
+                                    * An idle client hears the server's Heartbeats, one each
+                                    * server.heartbeat_ms (1000 by default): keep it several
+                                    * times that (a shorter one reconnects again and again,
+                                    * said with the reason) */
     int reconnect_min_ms;          /* backoff starts here (default 200) ... */
     int reconnect_max_ms;          /* ... and doubles up to this (default 10000); each wait is
                                     * half the backoff plus up to as much at random */
@@ -215,6 +223,13 @@ typedef struct flc_stats {
     uint64_t updates_refused;      /* sent, and refused by the server for another reason than
                                     * lateness (a value or count out of its bounds: the log says
                                     * which); sent = accepted + late + refused once all are Acked */
+    uint64_t trainings_unsent;     /* trainings that finished (rounds_trained) whose update was
+                                    * not sent: a newer Task came in meanwhile (the server closed
+                                    * that round without this client, or restarted), the session
+                                    * ended first, or the client was stopped. A device slower
+                                    * than its server's rounds shows here, where the server
+                                    * counts it late (updates_late counts only updates the
+                                    * server answered late) */
 } flc_stats;
 
 typedef struct flc_client flc_client;

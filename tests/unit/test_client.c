@@ -891,6 +891,14 @@ static void test_no_server_at_endpoint_said(void **state)
         fail_msg("log lacks '%s' twice (or says 'no word from'):\n%s", want, lb->text);
     logbuf_free(lb);
 
+    /* a host name: whether it resolves is the other question (a device maker's typo looked
+     * just like a server not running) */
+    lb = retrying_twice("tcp://no-such-host.invalid:5555");
+    if (log_count(lb, "is a server running there, and does its host name resolve here? "
+                      "retrying") < 2)
+        fail_msg("log:\n%s", lb->text);
+    logbuf_free(lb);
+
     /* Something takes the connection but completes no handshake (here a TCP socket that only
      * listens; in the field a server whose key changed since this client's first handshake):
      * "connected, but no handshake", not "no connection". */
@@ -1135,6 +1143,27 @@ static int log_wait(logbuf *lb, const char *needle, double timeout_s)
         nanosleep(&ts, NULL);
     }
     return log_count(lb, needle) > 0;
+}
+
+/* A liveness_ms under 3 s, against a server that falls silent: the "no word from" line says what
+ * an idle client hears (the server's Heartbeats, one each server.heartbeat_ms) and that
+ * liveness_ms must be several times that (a device maker reconnected again and again at 600 ms,
+ * the log blaming only the silence). */
+static void test_short_liveness_said(void **state)
+{
+    (void)state;
+    session s;
+    session_open(&s);
+    flc_config cfg = base_config(s.f.ep, train_plus_quarter, s.lb);
+    cfg.liveness_ms = 600;
+    session_run(&s, &cfg, 0);
+    if (!log_wait(s.lb, "reconnecting (an idle client hears the server's Heartbeats, one each "
+                        "server.heartbeat_ms, 1000 ms by default: keep liveness_ms several times "
+                        "that)", 10))
+        fail_msg("log:\n%s", s.lb->text);
+    flc_client_stop(s.c);
+    assert_true(run_wait(&s.r, 5.0));
+    session_close(&s);
 }
 
 /* What a CURVE client says when the server's key changed after its handshake succeeded. */
@@ -1989,6 +2018,7 @@ static void test_replaced_task_not_uploaded(void **state)
     if (!log_wait(s.lb, "a Task came in while the trainer runs: kept for when it returns", 10))
         fail_msg("the client did not say it kept the Task; log:\n%s", s.lb->text);
     release_held_expect_second(&s, &pf, "the replaced task's");
+    assert_int_equal(flc_client_stats(s.c)->trainings_unsent, 1); /* the replaced one */
     assert_int_equal(log_count(s.lb, "replaced by a Task that came in meanwhile"), 1);
     session_close(&s);
 }
@@ -2165,6 +2195,7 @@ static void test_session_end_plugin_runs_on(void **state)
     assert_int_equal(flc_client_stats(s.c)->rounds_failed, 0);
     assert_int_equal(log_count(s.lb, "the device's trainer runs on"), 1);
     assert_int_equal(log_count(s.lb, "its result is not sent"), 1);
+    assert_int_equal(flc_client_stats(s.c)->trainings_unsent, 1); /* the orphaned one */
     session_close(&s);
 }
 
@@ -2181,6 +2212,7 @@ int main(void)
         cmocka_unit_test(test_no_server_at_endpoint_said),
         cmocka_unit_test(test_no_zeromq_heartbeats),
         cmocka_unit_test(test_reconnect_jitter),
+        cmocka_unit_test(test_short_liveness_said),
         cmocka_unit_test(test_reconnect_interval_followed),
         cmocka_unit_test(test_reconnect_backoff_doubles),
         cmocka_unit_test(test_server_key_changed_said),
