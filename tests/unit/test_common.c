@@ -283,6 +283,35 @@ static void test_logging(void **state)
     assert_int_equal(c.calls, 1);
 }
 
+static void keep_whole(void *user, fl_log_level level, const char *msg)
+{
+    (void)level;
+    snprintf(user, 8192, "%s", msg);
+}
+
+/* A line naming a client id of 1024 bytes (the wire's longest) comes whole; a line longer than
+ * the buffer is cut before a character, never inside a UTF-8 sequence, and ends in "...". */
+static void test_logging_long_lines(void **state)
+{
+    (void)state;
+    static char got[8192], id[1025], big[6001];
+    memset(id, 'a', 1024);
+    const fl_logger lg = {keep_whole, got, FL_LOG_INFO};
+    fl_log(&lg, FL_LOG_INFO, "registered as %s", id);
+    assert_int_equal(strlen(got), strlen("registered as ") + 1024);
+    for (int i = 0; i + 2 <= 6000; i += 2)
+        memcpy(big + i, "\xc3\xa9", 2); /* e-acute, 2 bytes each */
+    for (int shift = 0; shift < 2; shift++) {
+        fl_log(&lg, FL_LOG_INFO, "%.*s%s", shift, "x", big);
+        const size_t n = strlen(got);
+        assert_true(n < 4096 && n > 4000);
+        assert_string_equal(got + n - 3, "...");
+        const size_t body = n - 3 - (size_t)shift; /* the e-acutes kept: whole ones */
+        assert_int_equal(body % 2, 0);
+        assert_int_equal((unsigned char)got[n - 4], 0xa9);
+    }
+}
+
 static void test_time_monotonic(void **state)
 {
     (void)state;
@@ -963,6 +992,7 @@ int main(void)
         cmocka_unit_test(test_rng_streams),    cmocka_unit_test(test_rng_distributions),
         cmocka_unit_test(test_sha256),         cmocka_unit_test(test_client_keys),
         cmocka_unit_test(test_logging),
+        cmocka_unit_test(test_logging_long_lines),
         cmocka_unit_test(test_time_monotonic), cmocka_unit_test(test_grow), cmocka_unit_test(test_index_new),
         cmocka_unit_test(test_path_dir),
         cmocka_unit_test(test_dir_writable),
