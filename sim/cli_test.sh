@@ -69,6 +69,21 @@ for c in "--bogus|unknown option 'bogus'" "--rounds 1 --roundz|unknown option 'r
 done
 echo "last-argument options: unknown named as unknown"
 
+# A flag given again: the last value counts (a script's common flags, then an override), said.
+"$FL_SIM" $ARGS --rounds 1 --per-round 2 >/dev/null 2>"$DIR/twice.err" ||
+    fail "a flag given again: $(cat "$DIR/twice.err")"
+grep -qx "fl_sim: warning: --per-round is given more than once: the last, '2', is used" \
+    "$DIR/twice.err" || fail "a flag given again: $(cat "$DIR/twice.err")"
+grep -q "quiet" "$DIR/twice.err" && fail "a flag given once said: $(cat "$DIR/twice.err")"
+echo "a flag given again: said"
+
+# An empty --trace (an unset $TRACE in a script) is refused, not run without the trace.
+rc=0
+"$FL_SIM" --trace "" --rounds 1 >/dev/null 2>"$DIR/opt.err" || rc=$?
+[ "$rc" -eq 2 ] && grep -qF -- "--trace is empty (leave it out, or write ~ in a config file, for none)" \
+    "$DIR/opt.err" || fail "--trace '': exit status $rc: $(cat "$DIR/opt.err")"
+echo "an empty --trace refused"
+
 # --out naming a file: refused before anything loads, saying what is wrong with it.
 : >"$DIR/file"
 rc=0

@@ -420,6 +420,23 @@ static int given_has(const given_opts *g, const char *name)
     return 0;
 }
 
+/* A flag given again (either spelling, per_round or per-round) is said, with the value that
+ * counts: the last one silently won ("--preset small ... --preset full" ran the 4-hour preset).
+ * Not refused: a script's common flags followed by an override ("$ARGS --quiet 0") is a way of
+ * writing what to run. Then name is in g. */
+static void given_again(given_opts *g, const char *name, const char *value, const char *who)
+{
+    given_opts one = {0};
+    given_add(&one, name);
+    if (given_has(g, one.name[0])) {
+        if (g_rank == 0)
+            fprintf(stderr, "%s: warning: --%s is given more than once: the last, '%s', is "
+                    "used\n", who, one.name[0], value);
+        return;
+    }
+    given_add(g, name);
+}
+
 static int dist_equal(const flsim_dist *a, const flsim_dist *b)
 {
     return a->kind == b->kind && a->median == b->median && a->sigma == b->sigma;
@@ -610,11 +627,13 @@ static int run_experiment(int argc, char **argv, int first)
     e.seeds = 3;
     int n_over = 0, quiet = 0, pmode = -1;
     static char store[64][FLSIM_STR + 64];
+    given_opts seen = {0};
     for (int i = first; i < argc;) {
         const char *name, *value;
         char buf[128];
         if (next_opt(argc, argv, &i, &name, &value, buf, sizeof buf, 1) != 0)
             return 2;
+        given_again(&seen, name, value, "fl_sim experiment");
         if (!strcmp(name, "preset")) {
             if (strcmp(value, "small") && strcmp(value, "full")) {
                 fprintf(stderr, "fl_sim: --preset: '%s' is not small or full\n", value);
@@ -780,7 +799,7 @@ static int run_main(int argc, char **argv)
             cfg_bad = 1;
             break;
         }
-        given_add(&given, name);
+        given_again(&given, name, value, "fl_sim");
     }
     if (!cfg_bad && flsim_config_validate(&cfg, err, sizeof err) != FL_OK) {
         complain("fl_sim: %s\n", err);

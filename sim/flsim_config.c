@@ -181,6 +181,13 @@ fl_status flsim_config_set(flsim_config *c, const char *key, const char *v, char
             snprintf(err, errlen, "--%s is empty", key);
         return FL_ERR_INVALID_ARG;
     }
+    if ((strcmp(key, "trace") == 0 || strcmp(key, "test-dataset") == 0) && !*v) {
+        /* an unset $TRACE in a script or an envsubst'ed config: say so, not run without it */
+        if (err && errlen)
+            snprintf(err, errlen, "--%s is empty (leave it out, or write ~ in a config file, for "
+                     "none)", key);
+        return FL_ERR_INVALID_ARG;
+    }
     STR("dataset", dataset);
     STR("test-dataset", test_dataset);
     DBL("test-frac", test_frac, 1e-6, 0.9, "a fraction in (0, 0.9]");
@@ -578,6 +585,10 @@ fl_status flsim_config_parse_yaml(flsim_config *c, const char *text, size_t len,
             const int is_null = have_key && ev.data.scalar.style == YAML_PLAIN_SCALAR_STYLE &&
                                 (!val[0] || !strcmp(val, "~") || !strcmp(val, "null") ||
                                  !strcmp(val, "Null") || !strcmp(val, "NULL"));
+            /* Nothing after the colon of trace or test_dataset is refused, not read as none:
+             * that is what `trace: $TRACE` through envsubst gives when TRACE is unset, and a run
+             * without the trace it was meant to have is a wrong result, not an error seen. */
+            const int none_word = is_null && val[0];
             if (is_null)
                 val = "";
             if (depth != 1) {
@@ -607,6 +618,9 @@ fl_status flsim_config_parse_yaml(flsim_config *c, const char *text, size_t len,
                     if (err && errlen)
                         snprintf(err, errlen, "%s:%zu: config files do not nest", name, line);
                     st = FL_ERR_CONFIG;
+                } else if (is_null && none_word &&
+                           (strcmp(key, "trace") == 0 || strcmp(key, "test-dataset") == 0)) {
+                    (strcmp(key, "trace") == 0 ? c->trace : c->test_dataset)[0] = '\0';
                 } else if (is_null && strcmp(key, "trace") != 0 &&
                            strcmp(key, "test-dataset") != 0) {
                     int known = 0;

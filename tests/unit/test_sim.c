@@ -687,6 +687,20 @@ static void test_options_and_yaml(void **state)
     snprintf(y.test_dataset, sizeof y.test_dataset, "synth-images:50:1x8x8:4");
     assert_int_equal(yaml_load_text(&y, path, "test_dataset: ~\n", err, sizeof err), FL_OK);
     assert_string_equal(y.test_dataset, "");
+    /* ... but nothing after the colon of those two, or an empty string, is refused at its line
+     * (what `trace: $TRACE` through envsubst gives with TRACE unset: the run would have gone on
+     * without its trace), as is an empty --trace or --test-dataset */
+    static const char *const empty[] = {"trace:\n", "trace: ''\n", "test_dataset:\n",
+                                        "test_dataset: \"\"\n"};
+    for (size_t i = 0; i < sizeof empty / sizeof empty[0]; i++) {
+        y = flsim_config_default();
+        assert_int_equal(yaml_load_text(&y, path, empty[i], err, sizeof err), FL_ERR_INVALID_ARG);
+        if (!strstr(err, ":1: --") || !strstr(err, " is empty (leave it out, or write ~ in a config "
+                                                     "file, for none)"))
+            fail_msg("'%s': %s", empty[i], err);
+    }
+    assert_int_equal(flsim_config_set(&y, "trace", "", err, sizeof err), FL_ERR_INVALID_ARG);
+    assert_int_equal(flsim_config_set(&y, "test-dataset", "", err, sizeof err), FL_ERR_INVALID_ARG);
     /* For every other key a null leaves the option as it stands: its default, as the file is read
      * before the flags (dataset: ~ once became "" and failed later as "--dataset is empty",
      * without the file's line). An unknown key with a null is still unknown, and an empty string
