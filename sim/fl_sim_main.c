@@ -553,12 +553,15 @@ static int has_help(int argc, char **argv)
 }
 
 /* The experiment's progress: on a terminal a bar for the current run (with the experiment's
- * estimated time left), else one line as each run begins and ends; always a line per finished or
- * read-back run. */
+ * estimated time left), else one line as each run begins and ends and, within a run, one at most
+ * every EXP_LINE_S of wall time (a full-preset run takes 7-17 minutes: a log had nothing to say
+ * meanwhile); always a line per finished or read-back run. */
+#define EXP_LINE_S 30.0
 typedef struct exp_progress {
     int bar, quiet;
     double t0;          /* when the first run trained here began */
     double acc;         /* the current run's last test accuracy (NaN: none yet) */
+    double said;        /* when the last line within the current run was written (lines mode) */
 } exp_progress;
 
 static int on_exp(void *user, const flsim_exp_event *ev)
@@ -575,15 +578,18 @@ static int on_exp(void *user, const flsim_exp_event *ev)
         if (ev->trained == 0)
             p->t0 = fl_time_mono_s();
         p->acc = NAN;
+        p->said = fl_time_mono_s();
         if (!p->bar)
             fprintf(stderr, "%s: training (%u of %u to train)\n", tag, ev->trained + 1, ev->to_train);
         return g_stop != 0;
     }
     if (ev->kind == FLSIM_EXP_ROUND) {
-        if (!p->bar)
+        const double now = fl_time_mono_s(), run_s = ev->res->wall_s;
+        if (ev->round->evaluated)
+            p->acc = ev->round->test_acc;
+        if (!p->bar && now - p->said < EXP_LINE_S)
             return g_stop != 0;
         /* time left: this run's rate, and the runs still to train after it at the mean so far */
-        const double now = fl_time_mono_s(), run_s = ev->res->wall_s;
         const double this_left = run_s / ev->round->round * (ev->rounds - ev->round->round);
         const double per_run = (now - p->t0 + this_left) / (ev->trained + 1);
         char left[32], el[32];
@@ -591,11 +597,15 @@ static int on_exp(void *user, const flsim_exp_event *ev)
         hms(el, sizeof el, run_s);
         const int width = 10;
         const int fill = (int)((double)ev->round->round / ev->rounds * width);
-        if (ev->round->evaluated)
-            p->acc = ev->round->test_acc;
         char acc[16] = "-";
         if (!isnan(p->acc))
             snprintf(acc, sizeof acc, "%.4f", p->acc);
+        if (!p->bar) {
+            p->said = now;
+            fprintf(stderr, "%s: round %u/%u, acc %s, wall %s; all done in ~%s\n", tag,
+                    ev->round->round, ev->rounds, acc, el, left);
+            return g_stop != 0;
+        }
         /* The experiment's time left right after the run count, the bar last: a narrow terminal
          * cuts the line's end (bar_line), and the round count already says what the bar does.
          * The longest config, 100 rounds: 76 columns before the bar. */
@@ -707,7 +717,7 @@ static int run_experiment(int argc, char **argv, int first)
                 "spread to compare configurations by)\n", e.seeds, e.seeds == 1 ? "" : "s");
     const fl_logger lg = {log_below_bar, stderr, FL_LOG_WARN};
     char err[512];
-    exp_progress ep = {pmode == 1 || (pmode == -1 && isatty(STDERR_FILENO)), quiet, 0.0, NAN};
+    exp_progress ep = {pmode == 1 || (pmode == -1 && isatty(STDERR_FILENO)), quiet, 0.0, NAN, 0.0};
     if (g_rank == 0) {
         e.progress = on_exp;
         e.progress_user = &ep;
