@@ -209,6 +209,12 @@ grep -qx "fl_sim: warning: --keep has no effect here: --policy full trains the w
     fail "--keep under full: no warning: $(cat "$DIR/keep.err")"
 "$FL_SIM" $ARGS --rounds 1 --keep 0.5 --policy fd >/dev/null 2>"$DIR/keepfd.err"
 ! grep -q "warning" "$DIR/keepfd.err" || fail "--keep under fd: $(cat "$DIR/keepfd.err")"
+"$FL_SIM" $ARGS --rounds 1 --keep 1 --policy fd --idle-step 5 >/dev/null 2>"$DIR/keep1.err" ||
+    fail "--keep 1 under fd: $(cat "$DIR/keep1.err")"
+grep -qx "fl_sim: warning: --keep 1 keeps every unit: --policy fd then trains the whole model, as \
+--policy full does" "$DIR/keep1.err" || fail "--keep 1 under fd: no warning: $(cat "$DIR/keep1.err")"
+grep -q "warning: --idle-step has no effect here: with --availability always" "$DIR/keep1.err" ||
+    fail "--idle-step, always online: no warning: $(cat "$DIR/keep1.err")"
 echo "inert options: warned"
 
 # --target-acc with --eval-every 0: the target can only be found at the last round, which the

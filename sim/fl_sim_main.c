@@ -478,10 +478,16 @@ static void warn_inert(const flsim_config *cfg, const given_opts *g)
          cfg->trace[0] != '\0', "--trace replaces it"},
         {"test-frac", cfg->test_frac != d.test_frac, named || cfg->test_dataset[0] != '\0',
          named ? "the named dataset has its own test split" : "--test-dataset is the test set"},
+        {"idle-step", cfg->idle_step_s != d.idle_step_s,
+         cfg->avail.kind == FLSIM_AVAIL_ALWAYS && cfg->trace[0] == '\0',
+         "with --availability always every client is online, so no round waits for clients"},
     };
     for (size_t i = 0; i < sizeof t / sizeof t[0]; i++)
         if (t[i].inert && (t[i].set || given_has(g, t[i].name)))
             fprintf(stderr, "fl_sim: warning: --%s has no effect here: %s\n", t[i].name, t[i].why);
+    if (pol != FLS_POLICY_FULL && cfg->keep >= 1.0)
+        fprintf(stderr, "fl_sim: warning: --keep 1 keeps every unit: --policy %s then trains the "
+                "whole model, as --policy full does\n", fls_policy_kind_name(pol));
 }
 
 /* The target is checked where the test set is evaluated: with --eval-every 0 (or not below
@@ -701,6 +707,9 @@ static int run_experiment(int argc, char **argv, int first)
                 fprintf(stderr, "fl_sim: %s\n", err);
                 return 2;
             }
+            if (!strcmp(name, "keep") && probe.keep >= 1.0 && g_rank == 0)
+                fprintf(stderr, "fl_sim experiment: warning: --keep %s keeps every unit: fd and "
+                        "afd then train the whole model, as full does\n", value);
             if (n_over >= 63) {
                 fprintf(stderr, "fl_sim: too many options\n");
                 return 2;
