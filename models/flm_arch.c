@@ -370,18 +370,23 @@ fl_status flm_arch_parse(const char *spec, flm_arch *out, char *err, size_t errl
     flm_arch a;
     memset(&a, 0, sizeof a);
     fl_status st;
-    if (strncmp(spec, "mlp", 3) == 0) {
+    /* the family's name whole, then ':' or the end: "mlpx" is an unknown architecture, not an
+     * mlp without its sizes */
+#define FAMILY(name) (strncmp(spec, name, sizeof name - 1) == 0 && \
+                      (spec[sizeof name - 1] == ':' || spec[sizeof name - 1] == '\0'))
+    if (FAMILY("mlp")) {
         st = parse_mlp(&a, spec + 3, err, errlen);
         snprintf(a.family, sizeof a.family, "mlp");
-    } else if (strncmp(spec, "cnn", 3) == 0) {
+    } else if (FAMILY("cnn")) {
         st = parse_cnn(&a, spec + 3, err, errlen);
         snprintf(a.family, sizeof a.family, "cnn");
-    } else if (strncmp(spec, "lstm", 4) == 0) {
+    } else if (FAMILY("lstm")) {
         st = parse_lstm(&a, spec + 4, err, errlen);
         snprintf(a.family, sizeof a.family, "lstm");
     } else {
         return spec_error(err, errlen, "unknown architecture '%s' (expected mlp, cnn or lstm)", spec);
     }
+#undef FAMILY
     if (st != FL_OK)
         return st;
     link_arch(&a);

@@ -188,6 +188,16 @@ fl_status flsim_config_set(flsim_config *c, const char *key, const char *v, char
                      "none)", key);
         return FL_ERR_INVALID_ARG;
     }
+    if (strcmp(key, "model") == 0 && strcmp(v, "mlp") != 0 && strcmp(v, "cnn") != 0) {
+        /* here too, not only in flsim_config_validate: a config file's line is known now */
+        flm_arch a;
+        char why[256];
+        if (flm_arch_parse(v, &a, why, sizeof why) != FL_OK) {
+            if (err && errlen)
+                snprintf(err, errlen, "--model: %s", why);
+            return FL_ERR_CONFIG;
+        }
+    }
     STR("dataset", dataset);
     STR("test-dataset", test_dataset);
     DBL("test-frac", test_frac, 1e-6, 0.9, "a fraction in (0, 0.9]");

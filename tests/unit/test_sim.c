@@ -699,6 +699,12 @@ static void test_options_and_yaml(void **state)
                                                      "file, for none)"))
             fail_msg("'%s': %s", empty[i], err);
     }
+    /* a model that no family names is refused at its line ("mlpx" was "mlp needs sizes") */
+    y = flsim_config_default();
+    assert_int_equal(yaml_load_text(&y, path, "rounds: 2\nmodel: mlpx\n", err, sizeof err),
+                     FL_ERR_CONFIG);
+    if (!strstr(err, ":2: --model: unknown architecture 'mlpx' (expected mlp, cnn or lstm)"))
+        fail_msg("%s", err);
     assert_int_equal(flsim_config_set(&y, "trace", "", err, sizeof err), FL_ERR_INVALID_ARG);
     assert_int_equal(flsim_config_set(&y, "test-dataset", "", err, sizeof err), FL_ERR_INVALID_ARG);
     /* For every other key a null leaves the option as it stands: its default, as the file is read
