@@ -561,5 +561,25 @@ fl_status flsim_load_outputs(const char *dir, const flsim_config *want, flsim_re
                        "%s: rounds.csv and summary.json disagree (rounds, bytes, updates or the "
                        "final test accuracy and loss)", dir);
     }
+    /* The target's figures are rounds.csv's first evaluated round at or above it (take_eval):
+     * the experiment's table is made of them, so a summary whose "target" says otherwise (edited,
+     * or paired with another run's rounds.csv) is not read back. */
+    const flsim_round_record *hit = NULL;
+    for (size_t i = 0; want && want->target_acc > 0 && !hit && i < *n_rec; i++)
+        if ((*rec)[i].evaluated && (*rec)[i].test_acc >= want->target_acc)
+            hit = &(*rec)[i];
+    if (want && want->target_acc > 0 &&
+        (!!res->target_reached != !!hit ||
+         (hit && (res->rounds_to_target != hit->round || !near9(res->vtime_to_target, hit->vtime_s) ||
+                  res->bytes_down_to_target != hit->cum_bytes_down ||
+                  res->bytes_up_to_target != hit->cum_bytes_up)))) {
+        free(*rec);
+        *rec = NULL;
+        *n_rec = 0;
+        return fl_errf(err, errlen, FL_ERR_RESULTS_FORMAT,
+                       "%s: summary.json's target (%s) is not what rounds.csv shows (%s at round "
+                       "%u)", dir, res->target_reached ? "reached" : "not reached",
+                       hit ? "reached" : "not reached", hit ? hit->round : 0);
+    }
     return FL_OK;
 }

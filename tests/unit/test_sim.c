@@ -1256,6 +1256,23 @@ static void test_outputs_read_back(void **state)
     assert_int_equal(flsim_load_outputs(dir, &c, &got, &grec, &gn, err, sizeof err),
                      FL_ERR_RESULTS_FORMAT);
     assert_non_null(strstr(err, "final test accuracy"));
+    /* a target block that is not rounds.csv's (a summary edited: rounds to target 71 -> 50 went
+     * into the experiment's table) */
+    flsim_result tg = res;
+    if (tg.target_reached) {
+        tg.rounds_to_target = tg.rounds_to_target > 1 ? tg.rounds_to_target - 1 : 2;
+    } else {
+        tg.target_reached = 1;
+        tg.rounds_to_target = 1;
+        tg.vtime_to_target = rec[0].vtime_s;
+        tg.bytes_down_to_target = rec[0].cum_bytes_down;
+        tg.bytes_up_to_target = rec[0].cum_bytes_up;
+    }
+    assert_int_equal(flsim_write_summary(dir, &c, &tg, NULL, 0), FL_OK);
+    assert_int_equal(flsim_load_outputs(dir, &c, &got, &grec, &gn, err, sizeof err),
+                     FL_ERR_RESULTS_FORMAT);
+    if (!strstr(err, "summary.json's target"))
+        fail_msg("%s", err);
     assert_int_equal(flsim_write_summary(dir, &c, &res, NULL, 0), FL_OK);
     assert_int_equal(flsim_load_outputs(dir, &c, &got, &grec, &gn, err, sizeof err), FL_OK);
     free(grec);
