@@ -193,8 +193,16 @@ int main(int argc, char **argv)
         case O_MAXR: max_rounds = strtol(optarg, &end, 10); break;
         case O_THREADS: threads = strtol(optarg, &end, 10); break;
         case O_SEED: seed = seed_of(optarg, &end); break;
-        case O_HB: heartbeat = strtol(optarg, &end, 10); break;
-        case O_LIVE: liveness = strtol(optarg, &end, 10); break;
+        case O_HB:
+        case O_LIVE:
+            /* 0 or nothing is not a count here (flc_config's 0 means its default) */
+            if (!*optarg || strtol(optarg, &end, 10) == 0) {
+                fprintf(stderr, "fl_client: --%s '%s': expected %s <= N <= %d\n",
+                        opts[o - O_SERVER].name, optarg, o == O_HB ? "10" : "1", INT_MAX);
+                return 1;
+            }
+            *(o == O_HB ? &heartbeat : &liveness) = strtol(optarg, &end, 10);
+            break;
         case O_MEM:
             memory = strtoull(optarg, &end, 10);
             if (end != optarg && *end && !end[1] && strchr("KMG", *end)) {
@@ -371,11 +379,11 @@ int main(int argc, char **argv)
     g_phase = 1; /* from here a signal stops it: run returns FLC_ERR_CANCELLED */
     cs = flc_client_run(client);
     const flc_stats *s = flc_client_stats(client);
-    fprintf(stderr, "[%s] info  %llu rounds trained, %llu failed here, %llu not sent (the "
-            "server had moved on), %llu updates sent, %llu accepted, %llu late, %llu refused, "
-            "%llu reconnects, %.1f MB down, %.1f MB up: %s\n", id,
-            (unsigned long long)s->rounds_trained, (unsigned long long)s->rounds_failed,
-            (unsigned long long)s->trainings_unsent, (unsigned long long)s->updates_sent,
+    fprintf(stderr, "[%s] info  %llu rounds trained, %llu failed here, %llu tasks dropped (a "
+            "newer task, the session's end or a stop came first), %llu updates sent, %llu "
+            "accepted, %llu late, %llu refused, %llu reconnects, %.1f MB down, %.1f MB up: %s\n",
+            id, (unsigned long long)s->rounds_trained, (unsigned long long)s->rounds_failed,
+            (unsigned long long)s->tasks_dropped, (unsigned long long)s->updates_sent,
             (unsigned long long)s->updates_accepted, (unsigned long long)s->updates_late,
             (unsigned long long)s->updates_refused,
             (unsigned long long)s->reconnects, s->bytes_down / 1e6, s->bytes_up / 1e6,

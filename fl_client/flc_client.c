@@ -74,7 +74,8 @@ struct flc_client {
     unsigned hs_count;         /* handshakes that succeeded on this client's sockets */
     unsigned conn_count;       /* connections made (TCP/IPC up, before any handshake) */
     int link_up;               /* a handshake succeeded on this socket and no disconnect since */
-    int prelink_drop;          /* a connection of this socket was lost before its handshake */
+    int prelink_drops;         /* connections of this socket lost before their handshake, since
+                                * the last handshake that succeeded */
     int prelink_said;          /* such a loss was said (warn) since the last handshake */
     unsigned hello_hs;         /* hs_count when the last Hello went out */
     flc_core *core;
@@ -463,7 +464,7 @@ static void drain_monitor(flc_client *c)
             break;
         case ZMQ_EVENT_DISCONNECTED:
             if (!c->link_up)
-                c->prelink_drop = 1;
+                c->prelink_drops++;
             c->link_up = 0;
             break;
         case ZMQ_EVENT_HANDSHAKE_SUCCEEDED:
@@ -472,6 +473,7 @@ static void drain_monitor(flc_client *c)
             c->hs_mismatch = 0; /* a CURVE server now: a later failure is news about the key */
             c->hs_fail_run = 0;
             c->prelink_said = 0;
+            c->prelink_drops = 0;
             c->hs_count++;
             c->link_up = 1;
             /* A Hello queued while the link was down goes out now: its answer is due from now. */
@@ -672,7 +674,7 @@ static void close_socket(flc_client *c)
     c->registered = 0;
     c->hs_failed = 0;
     c->link_up = 0;
-    c->prelink_drop = 0;
+    c->prelink_drops = 0;
 }
 
 static int open_socket(flc_client *c)
@@ -805,15 +807,29 @@ static void test_pause_arm(flc_client *c) { (void)c; }
 static int test_pause_here(flc_client *c) { (void)c; return 0; }
 #endif
 
+/* The update being sent will not be sent in full (a new Task, the session's end, a send that
+ * failed): a task dropped (flc_stats.tasks_dropped). */
+static void drop_upload(flc_client *c)
+{
+    if (c->up_active) {
+        c->up_active = 0;
+        c->stats.tasks_dropped++;
+    }
+}
+
 static void upload(flc_client *c)
 {
     flp_msg m;
-    if (flc_core_update(c->core, &m) != FL_OK)
+    if (flc_core_update(c->core, &m) != FL_OK) {
+        c->stats.tasks_dropped++;
         return;
+    }
     const flc_core_stats *s = flc_core_last_stats(c->core);
     test_upload_gate(c, s->round);
-    if (send_msg(c, &m) != 0)
+    if (send_msg(c, &m) != 0) {
+        c->stats.tasks_dropped++;
         return;
+    }
     /* The chunks follow only against the server's credits (Ack(of CHUNK, this round)): see
      * upload_pump. */
     c->up_active = 1;
@@ -833,7 +849,7 @@ static void upload_pump(flc_client *c)
             return;
         flp_msg cm;
         if (flc_core_update_chunk(c->core, c->up_next, &cm) != FL_OK || send_msg(c, &cm) != 0) {
-            c->up_active = 0;
+            drop_upload(c);
             return;
         }
         c->up_credit--;
@@ -864,10 +880,11 @@ static void upload_pump(flc_client *c)
  * (flc.h, flc_client_stop). */
 static void training_done(flc_client *c, int send)
 {
-    if (c->train_status == FL_OK) {
+    if (c->train_status == FL_OK)
         c->stats.rounds_trained++;
-        c->stats.trainings_unsent += !send;
-    }
+    /* finished but not to be sent, or cut short (a new Task, the session's end, a stop) */
+    if ((c->train_status == FL_OK && !send) || c->train_status == FL_ERR_CANCELLED)
+        c->stats.tasks_dropped++;
     if (!send)
         return;
     if (c->train_status == FL_OK)
@@ -1034,7 +1051,7 @@ static int handle(flc_client *c, flp_msg *m, int *owned)
             return GO_ON;
         }
         if (m->type == FLP_TASK)
-            c->up_active = 0; /* a new task replaces the update still being sent */
+            drop_upload(c); /* a new task replaces the update still being sent */
         const fl_status st = flc_core_on_message(c->core, m);
         if (m->type == FLP_CHUNK) {
             send_simple_ack(c, m->round);
@@ -1156,12 +1173,14 @@ static int session(flc_client *c)
                 break;
             /* Something at the endpoint took the connection and closed it before a handshake
              * completed (a server starting up or over its connection limit, a load balancer
-             * with no server behind it, a server whose key changed), and no handshake succeeded
-             * in this session. libzmq would connect again after reconnect_min_ms each time, never
-             * backing off (its interval doubles only over connections refused outright): the
-             * session ends here, and the next waits out the backoff. A session that reached the
-             * server keeps libzmq's reconnection (a training goes on across a short outage). */
-            if (c->prelink_drop && c->hs_count == hs_at_start) {
+             * with no server behind it, a server whose key changed). libzmq would connect again
+             * after reconnect_min_ms each time, never backing off (its interval doubles only over
+             * connections refused outright): the session ends here, and the next waits out the
+             * backoff. At the first such loss when no handshake succeeded in this session; at the
+             * second since the link went down in one that reached the server (a server killed
+             * and restarted over its connection limit forgot the session anyway; one loss alone
+             * may be a server still starting, and a training goes on across that). */
+            if (c->prelink_drops && (c->hs_count == hs_at_start || c->prelink_drops >= 2)) {
                 fl_log(&c->log, c->prelink_said ? FL_LOG_DEBUG : FL_LOG_WARN, "%s closed the "
                        "connection before a handshake completed (a server starting up or over "
                        "its connection limit, a proxy with no server behind it, or not a fedrop "
@@ -1289,7 +1308,7 @@ static flc_status run_sessions(flc_client *c)
         c->ack_wait = 0;
         close_socket(c);
         drop_pending(c);
-        c->up_active = 0;
+        drop_upload(c);
         if (atomic_load(&c->stop))
             return FLC_ERR_CANCELLED;
         if (v == DONE)

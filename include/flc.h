@@ -223,13 +223,14 @@ typedef struct flc_stats {
     uint64_t updates_refused;      /* sent, and refused by the server for another reason than
                                     * lateness (a value or count out of its bounds: the log says
                                     * which); sent = accepted + late + refused once all are Acked */
-    uint64_t trainings_unsent;     /* trainings that finished (rounds_trained) whose update was
-                                    * not sent: a newer Task came in meanwhile (the server closed
+    uint64_t tasks_dropped;        /* tasks whose update did not reach the server in full: a
+                                    * training finished but not sent, or cut short, or an upload
+                                    * cut short, because a newer Task came in (the server closed
                                     * that round without this client, or restarted), the session
-                                    * ended first, or the client was stopped. A device slower
-                                    * than its server's rounds shows here, where the server
-                                    * counts it late (updates_late counts only updates the
-                                    * server answered late) */
+                                    * ended, a send failed, or the client was stopped. A device
+                                    * slower than its server's rounds shows here, where the server
+                                    * counts it late (updates_late counts only the updates the
+                                    * server answered late). Since 0.2.1 (appended) */
 } flc_stats;
 
 typedef struct flc_client flc_client;
@@ -261,12 +262,18 @@ flc_status flc_client_new(const flc_config *cfg, flc_client **out);
  * is retried with the reconnect backoff;
  * after 3 such failures in a row, with no successful handshake between them, flc_client_run
  * returns FLC_ERR_AUTH. The few retries leave room for an allow-list the server reloads, without
- * retrying forever. An Error(auth) from the server (answering the Hello: the id is taken by
+ * retrying forever. Before its first successful handshake a CURVE client cannot tell a server
+ * that hangs up on every new connection (one over its connection limit, a proxy with no server
+ * behind it) from a wrong server_public_key: the same 3 failures give FLC_ERR_AUTH; a device
+ * that starts while its server is overloaded calls flc_client_run again later. An Error(auth) from the server (answering the Hello: the id is taken by
  * another key; or later: the key was taken off the allow-list) also gives FLC_ERR_AUTH, at once.
  *
  * Lost connections are retried with exponential backoff (from reconnect_min_ms again once the
  * client registered), each wait drawn between half the backoff and all of it, so that a fleet
- * does not come back at one instant; a server restart is survived. So, for ever, are CURVE
+ * does not come back at one instant; a server restart is survived. A connection that something at
+ * the endpoint takes and closes before a handshake ends the attempt and the backoff applies (at
+ * the first such loss in a session that never reached the server, at the second since its link
+ * was lost in one that did). So, for ever, are CURVE
  * handshakes that fail without a refusal after one had succeeded (as network errors); 3 in a row
  * are logged (warn) as a server whose key may have changed: server_public_key must then be its
  * new one. Whenever it returns while registered (done, max_rounds, stop, unfit samples) it first

@@ -590,8 +590,8 @@ fl_status flsim_config_parse_yaml(flsim_config *c, const char *text, size_t len,
             /* YAML's null as a value (a plain ~, null, Null, NULL, or nothing after the colon; a
              * quoted "~" or "" is a string) leaves the option as it stands, which in fl_sim (the
              * file is read before the flags) is its default. trace and test_dataset, whose
-             * default is no value, are set to none (""), so that a null there also undoes a
-             * value set before the file. */
+             * default is no value, are set to none by ~ or null, so that a null there also undoes
+             * a value set before the file; nothing after their colon is refused (below). */
             const int is_null = have_key && ev.data.scalar.style == YAML_PLAIN_SCALAR_STYLE &&
                                 (!val[0] || !strcmp(val, "~") || !strcmp(val, "null") ||
                                  !strcmp(val, "Null") || !strcmp(val, "NULL"));

@@ -2,6 +2,7 @@
  * that speaks the wire protocol by hand (tasks from a real server core), optionally behind CURVE
  * with a ZAP handler that refuses every key. The client runs on its own thread; the test thread
  * plays the server and checks what arrives and how soon flc_client_run returns. */
+#include <dlfcn.h>
 #include <math.h>
 #include <poll.h>
 #include <pthread.h>
@@ -71,6 +72,16 @@ static int log_count(logbuf *b, const char *needle)
         n++;
     pthread_mutex_unlock(&b->mu);
     return n;
+}
+
+static int log_wait(logbuf *lb, const char *needle, double timeout_s)
+{
+    const double end = fl_time_mono_s() + timeout_s;
+    while (!log_count(lb, needle) && fl_time_mono_s() < end) {
+        const struct timespec ts = {0, 10 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+    return log_count(lb, needle) > 0;
 }
 
 /* ---- the client on its own thread ------------------------------------------------------------- */
@@ -940,27 +951,10 @@ static void test_reconnect_jitter(void **state)
     logbuf_free(lb);
 }
 
-/* libzmq's own reconnection follows reconnect_min_ms (ZMQ_RECONNECT_IVL, doubled up to
- * reconnect_max_ms): without it, something at the endpoint that drops each connection (a server
- * restarting, a load balancer without a backend) saw a new one every 100 ms, libzmq's default,
- * whatever the client was set to. Here a TCP listener closes every connection it accepts, for
- * 2.5 s, while the client (reconnect_min_ms 1000, its own liveness far off) waits for a
- * handshake: 1 + about 2 connections, not the 20-25 of a 100 ms interval. */
-/* Connections a client (reconnect_min_ms rmin, reconnect_max_ms rmax) makes in secs to a TCP
- * listener that closes each at once; their times since the first in t[] (up to cap). */
-static int connections_dropped(int rmin, int rmax, double secs, double *t, int cap)
+/* Accepts and closes at once every connection to the listener lfd for secs: how many, their
+ * times since the first in t[] (up to cap). */
+static int accept_and_close(int lfd, double secs, double *t, int cap)
 {
-    char ep[128];
-    const int lfd = plain_listener(ep, sizeof ep);
-    logbuf *lb = logbuf_new();
-    flc_config cfg = base_config(ep, train_plus_quarter, lb);
-    cfg.liveness_ms = 60000;
-    cfg.reconnect_min_ms = rmin;
-    cfg.reconnect_max_ms = rmax;
-    flc_client *c = NULL;
-    assert_int_equal(flc_client_new(&cfg, &c), FLC_OK);
-    runner r;
-    run_start(&r, c);
     int accepted = 0;
     double first = 0;
     const double end = fl_time_mono_s() + secs;
@@ -979,6 +973,25 @@ static int connections_dropped(int rmin, int rmax, double secs, double *t, int c
             }
         }
     }
+    return accepted;
+}
+
+/* Connections a client (reconnect_min_ms rmin, reconnect_max_ms rmax) makes in secs to a TCP
+ * listener that closes each at once; their times since the first in t[] (up to cap). */
+static int connections_dropped(int rmin, int rmax, double secs, double *t, int cap)
+{
+    char ep[128];
+    const int lfd = plain_listener(ep, sizeof ep);
+    logbuf *lb = logbuf_new();
+    flc_config cfg = base_config(ep, train_plus_quarter, lb);
+    cfg.liveness_ms = 60000;
+    cfg.reconnect_min_ms = rmin;
+    cfg.reconnect_max_ms = rmax;
+    flc_client *c = NULL;
+    assert_int_equal(flc_client_new(&cfg, &c), FLC_OK);
+    runner r;
+    run_start(&r, c);
+    const int accepted = accept_and_close(lfd, secs, t, cap);
     flc_client_stop(c);
     assert_true(run_wait(&r, 5.0));
     close(lfd);
@@ -987,13 +1000,56 @@ static int connections_dropped(int rmin, int rmax, double secs, double *t, int c
     return accepted;
 }
 
+/* connect(2) as libzmq calls it from this process: the calls to 127.0.0.1:g_count_port are
+ * counted (the connection attempts of a client to a port where nothing listens, which no
+ * listener can see). This definition takes the place of libc's for the shared libzmq. */
+static atomic_int g_count_port, g_port_connects;
+
+int connect(int fd, const struct sockaddr *addr, socklen_t len)
+{
+    static int (*real)(int, const struct sockaddr *, socklen_t);
+    if (!real)
+        *(void **)&real = dlsym(RTLD_NEXT, "connect");
+    const int port = atomic_load(&g_count_port);
+    if (port && addr && addr->sa_family == AF_INET &&
+        ntohs(((const struct sockaddr_in *)addr)->sin_port) == port)
+        atomic_fetch_add(&g_port_connects, 1);
+    return real(fd, addr, len);
+}
+
+/* libzmq's own reconnection inside a session follows reconnect_min_ms (ZMQ_RECONNECT_IVL, doubled
+ * up to reconnect_max_ms): without it a client whose server is down tried every 100 ms, libzmq's
+ * default, whatever it was set to. Here nothing listens at the port for 2.5 s, and the client
+ * (reconnect_min_ms 1000, its own liveness far off) tries 1 + about 2 times, not the 20-25 of a
+ * 100 ms interval (with the two setsockopts taken out, 17). */
 static void test_reconnect_interval_followed(void **state)
 {
     (void)state;
-    double t[64];
-    const int n = connections_dropped(1000, 1000, 2.5, t, 64);
+    char ep[128];
+    const int lfd = plain_listener(ep, sizeof ep); /* a port where nothing listens after this */
+    close(lfd);
+    atomic_store(&g_port_connects, 0);
+    atomic_store(&g_count_port, atoi(strrchr(ep, ':') + 1));
+    logbuf *lb = logbuf_new();
+    flc_config cfg = base_config(ep, train_plus_quarter, lb);
+    cfg.liveness_ms = 60000;
+    cfg.reconnect_min_ms = 1000;
+    cfg.reconnect_max_ms = 1000;
+    flc_client *c = NULL;
+    assert_int_equal(flc_client_new(&cfg, &c), FLC_OK);
+    runner r;
+    run_start(&r, c);
+    const struct timespec ts = {2, 500 * 1000 * 1000};
+    nanosleep(&ts, NULL);
+    flc_client_stop(c);
+    assert_true(run_wait(&r, 5.0));
+    flc_client_free(c);
+    atomic_store(&g_count_port, 0);
+    const int n = atomic_load(&g_port_connects);
     if (n < 1 || n > 6)
-        fail_msg("%d connections in 2.5 s with reconnect_min_ms 1000 (want 1 to 6)", n);
+        fail_msg("%d connection attempts in 2.5 s to a port where nothing listens, with "
+                 "reconnect_min_ms 1000 (want 1 to 6); log:\n%s", n, lb->text);
+    logbuf_free(lb);
 }
 
 /* ... and doubled up to reconnect_max_ms. libzmq doubles its interval only over connections
@@ -1011,10 +1067,64 @@ static void test_reconnect_backoff_doubles(void **state)
     if (n < 2 || n > 8)
         fail_msg("%d connections in %.0f s with reconnect_min_ms %d, max %d (want 2 to 8)", n,
                  3.0 * TS, 100 * TS, 1600 * TS);
+    /* one quick reconnection of libzmq's own (the monitor read late) is let pass */
+    int quick = 0;
     for (int k = 4; k < n; k++)
-        if (t[k] - t[k - 1] < 0.4 * TS)
+        if (t[k] - t[k - 1] < 0.4 * TS && (t[k] - t[k - 1] >= 0.2 * TS || quick++))
             fail_msg("retry %d came %.3f s after the one before (want at least %.1f s: doubled "
                      "from %.1f s)", k, t[k] - t[k - 1], 0.4 * TS, 0.1 * TS);
+}
+
+/* The same after a session that reached the server: the server killed, and something at its
+ * address that takes each connection and closes it (the server back over its connection limit).
+ * libzmq's reconnection inside the session is kept for one such loss (a server still starting);
+ * the second ends the session, and the backoff applies: from 100 ms (x TS) at most 10
+ * connections in 3 s, where libzmq alone made one every 100-200 ms for the whole liveness_ms. */
+static void test_reconnect_backoff_after_link(void **state)
+{
+    (void)state;
+    char ep[128];
+    const int probe = plain_listener(ep, sizeof ep); /* a free port, for the server and then */
+    close(probe);
+    fake f;
+    fake_bind(&f, ep, NULL);
+    logbuf *lb = logbuf_new();
+    flc_config cfg = base_config(ep, train_plus_quarter, lb);
+    cfg.liveness_ms = 60000;
+    cfg.reconnect_min_ms = 100 * TS;
+    cfg.reconnect_max_ms = 1600 * TS;
+    flc_client *c = NULL;
+    assert_int_equal(flc_client_new(&cfg, &c), FLC_OK);
+    runner r;
+    run_start(&r, c);
+    flp_msg *h = fake_expect(&f, FLP_HELLO, 5000);
+    assert_non_null(h);
+    flp_msg_free(h);
+    fake_ack(&f, FLP_HELLO, 0, 0);
+    if (!log_wait(lb, "registered", 5))
+        fail_msg("not registered; log:\n%s", lb->text);
+    fake_close(&f); /* the server gone; a listener at its port that drops every connection */
+    const int lfd = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(lfd >= 0);
+    const int one = 1;
+    setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    struct sockaddr_in sin;
+    memset(&sin, 0, sizeof sin);
+    sin.sin_family = AF_INET;
+    sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    sin.sin_port = htons((uint16_t)atoi(strrchr(ep, ':') + 1));
+    assert_int_equal(bind(lfd, (struct sockaddr *)&sin, sizeof sin), 0);
+    assert_int_equal(listen(lfd, 16), 0);
+    double t[64];
+    const int n = accept_and_close(lfd, 3.0 * TS, t, 64);
+    flc_client_stop(c);
+    assert_true(run_wait(&r, 5.0));
+    close(lfd);
+    flc_client_free(c);
+    if (n < 2 || n > 10)
+        fail_msg("%d connections in %.0f s after the server went (want 2 to 10); log:\n%s", n,
+                 3.0 * TS, lb->text);
+    logbuf_free(lb);
 }
 
 /* ---- no ZeroMQ heartbeats on the client's connection -------------------------------------- */
@@ -1135,15 +1245,6 @@ static void test_no_zeromq_heartbeats(void **state)
 }
 
 /* Waits up to timeout_s for the log to hold needle; 1 if it does. */
-static int log_wait(logbuf *lb, const char *needle, double timeout_s)
-{
-    const double end = fl_time_mono_s() + timeout_s;
-    while (!log_count(lb, needle) && fl_time_mono_s() < end) {
-        const struct timespec ts = {0, 10 * 1000 * 1000};
-        nanosleep(&ts, NULL);
-    }
-    return log_count(lb, needle) > 0;
-}
 
 /* A liveness_ms under 3 s, against a server that falls silent: the "no word from" line says what
  * an idle client hears (the server's Heartbeats, one each server.heartbeat_ms) and that
@@ -1155,7 +1256,7 @@ static void test_short_liveness_said(void **state)
     session s;
     session_open(&s);
     flc_config cfg = base_config(s.f.ep, train_plus_quarter, s.lb);
-    cfg.liveness_ms = 600;
+    cfg.liveness_ms = 600 * TS; /* under 3 s still */
     session_run(&s, &cfg, 0);
     if (!log_wait(s.lb, "reconnecting (an idle client hears the server's Heartbeats, one each "
                         "server.heartbeat_ms, 1000 ms by default: keep liveness_ms several times "
@@ -1180,6 +1281,9 @@ static flc_client *key_watch_start(const char *ep, key_trio *k, logbuf *lb, runn
     cfg.secret_key = k->csec;
     cfg.heartbeat_ms = 100;
     cfg.liveness_ms = 600000; /* no "no word from EP" while the test runs: the handshakes tell */
+    /* failed handshakes end the session after the second and are retried with backoff: kept
+     * short (100-200 ms), so that many fail while the test watches */
+    cfg.reconnect_max_ms = 200;
     flc_client *c = NULL;
     assert_int_equal(flc_client_new(&cfg, &c), FLC_OK);
     run_start(r, c);
@@ -1220,7 +1324,7 @@ static void test_server_key_changed_said(void **state)
     runner r;
     flc_client *c = key_watch_start(ep, &k, lb, &r);
     hello_then_key_b(&f, ep, &k, lb);
-    /* said once, not at every failure: more fail meanwhile (ZeroMQ retries every 100 ms) */
+    /* said once, not at every failure: more fail meanwhile (retried every 100-200 ms) */
     assert_true(fake_wait_failed_handshakes(&f, 10, 10.0));
     if (log_count(lb, "has the server's key changed?") != 1)
         fail_msg("the key hint not said exactly once; log:\n%s", lb->text);
@@ -1352,6 +1456,7 @@ static void test_cli_bad_options(void **state)
         /* a value left out: the next option is not taken for it */
         {"--server --insecure", "--server needs a value, and the next argument, --insecure, is an"},
         {"--server tcp://127.0.0.1:1 --heartbeat-ms 5", "--heartbeat-ms 5: expected 10 <= N"},
+        {"--server tcp://127.0.0.1:1 --heartbeat-ms 0", "--heartbeat-ms '0': expected 10 <= N"},
         {"--server tcp://127.0.0.1:1 --liveness-ms -1", "--liveness-ms -1: expected 1 <= N"},
         {"--server tcp://127.0.0.1:1 --heartbeat-ms 20000",
          "--liveness-ms 10000 is not above --heartbeat-ms 20000"},
@@ -2018,7 +2123,9 @@ static void test_replaced_task_not_uploaded(void **state)
     if (!log_wait(s.lb, "a Task came in while the trainer runs: kept for when it returns", 10))
         fail_msg("the client did not say it kept the Task; log:\n%s", s.lb->text);
     release_held_expect_second(&s, &pf, "the replaced task's");
-    assert_int_equal(flc_client_stats(s.c)->trainings_unsent, 1); /* the replaced one */
+    assert_int_equal(flc_client_stats(s.c)->tasks_dropped, 2); /* the replaced training, and the
+                                                                  * second's upload, cut by the stop
+                                                                  * (no credits came) */
     assert_int_equal(log_count(s.lb, "replaced by a Task that came in meanwhile"), 1);
     session_close(&s);
 }
@@ -2157,6 +2264,8 @@ static void test_session_end_cancels_builtin_training(void **state)
         const flc_stats *st = flc_client_stats(s.c);
         assert_int_equal(st->rounds_trained, 1); /* the new task's; the cancelled one is not */
         assert_int_equal(st->rounds_failed, 0);
+        /* the cancelled training, and the new task's upload, cut by the stop (no credits) */
+        assert_int_equal(st->tasks_dropped, 2);
         assert_int_equal(log_count(s.lb, "local training stopped"), 1);
         assert_int_equal(log_count(s.lb, k < 2 ? "belongs to is over: it is cancelled"
                                                : "the task it replaces is cancelled"), 1);
@@ -2195,7 +2304,9 @@ static void test_session_end_plugin_runs_on(void **state)
     assert_int_equal(flc_client_stats(s.c)->rounds_failed, 0);
     assert_int_equal(log_count(s.lb, "the device's trainer runs on"), 1);
     assert_int_equal(log_count(s.lb, "its result is not sent"), 1);
-    assert_int_equal(flc_client_stats(s.c)->trainings_unsent, 1); /* the orphaned one */
+    assert_int_equal(flc_client_stats(s.c)->tasks_dropped, 2); /* the orphaned training, and the
+                                                                  * second's upload, cut by the stop
+                                                                  * (no credits came) */
     session_close(&s);
 }
 
@@ -2215,6 +2326,7 @@ int main(void)
         cmocka_unit_test(test_short_liveness_said),
         cmocka_unit_test(test_reconnect_interval_followed),
         cmocka_unit_test(test_reconnect_backoff_doubles),
+        cmocka_unit_test(test_reconnect_backoff_after_link),
         cmocka_unit_test(test_server_key_changed_said),
         cmocka_unit_test(test_key_change_said_after_plain_server),
         cmocka_unit_test(test_cli_stop_during_startup),
