@@ -6,6 +6,16 @@
 #ifndef TEST_SLOW_H
 #define TEST_SLOW_H
 
+/* gcc says which sanitizer with __SANITIZE_*__; clang (before 16 for TSan) with __has_feature */
+#if defined(__has_feature)
+#if __has_feature(thread_sanitizer) && !defined(__SANITIZE_THREAD__)
+#define __SANITIZE_THREAD__ 1
+#endif
+#if __has_feature(address_sanitizer) && !defined(__SANITIZE_ADDRESS__)
+#define __SANITIZE_ADDRESS__ 1
+#endif
+#endif
+
 #if defined(__SANITIZE_THREAD__)
 #define TS 3
 #elif defined(__SANITIZE_ADDRESS__)
