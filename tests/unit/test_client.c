@@ -853,6 +853,23 @@ static int plain_listener(char *ep, size_t cap)
     return lfd;
 }
 
+/* A client of ep (heartbeat_ms hb, 0: the tests' default; liveness_ms live; reconnects of
+ * rmin..rmax ms) logging into lb, started on r. */
+static flc_client *client_started(const char *ep, logbuf *lb, int hb, int live, int rmin, int rmax,
+                                  runner *r)
+{
+    flc_config cfg = base_config(ep, train_plus_quarter, lb);
+    if (hb)
+        cfg.heartbeat_ms = hb;
+    cfg.liveness_ms = live;
+    cfg.reconnect_min_ms = rmin;
+    cfg.reconnect_max_ms = rmax;
+    flc_client *c = NULL;
+    assert_int_equal(flc_client_new(&cfg, &c), FLC_OK);
+    run_start(r, c);
+    return c;
+}
+
 /* A client of ep with 20 ms heartbeats, liveness_ms and reconnects of rmin..rmax ms, run until
  * its log holds needle count times (secs at most) and stopped: it must still have been retrying,
  * not given up. Its log, for the caller to read and free. */
@@ -860,15 +877,8 @@ static logbuf *retrying(const char *ep, int liveness_ms, int rmin, int rmax, con
                         int count, double secs)
 {
     logbuf *lb = logbuf_new();
-    flc_config cfg = base_config(ep, train_plus_quarter, lb);
-    cfg.heartbeat_ms = 20;
-    cfg.liveness_ms = liveness_ms;
-    cfg.reconnect_min_ms = rmin;
-    cfg.reconnect_max_ms = rmax;
-    flc_client *c = NULL;
-    assert_int_equal(flc_client_new(&cfg, &c), FLC_OK);
     runner r;
-    run_start(&r, c);
+    flc_client *c = client_started(ep, lb, 20, liveness_ms, rmin, rmax, &r);
     const double end = fl_time_mono_s() + secs;
     while (log_count(lb, needle) < count && fl_time_mono_s() < end) {
         const struct timespec ts = {0, 10 * 1000 * 1000};
@@ -983,14 +993,8 @@ static int connections_dropped(int rmin, int rmax, double secs, double *t, int c
     char ep[128];
     const int lfd = plain_listener(ep, sizeof ep);
     logbuf *lb = logbuf_new();
-    flc_config cfg = base_config(ep, train_plus_quarter, lb);
-    cfg.liveness_ms = 60000;
-    cfg.reconnect_min_ms = rmin;
-    cfg.reconnect_max_ms = rmax;
-    flc_client *c = NULL;
-    assert_int_equal(flc_client_new(&cfg, &c), FLC_OK);
     runner r;
-    run_start(&r, c);
+    flc_client *c = client_started(ep, lb, 0, 60000, rmin, rmax, &r);
     const int accepted = accept_and_close(lfd, secs, t, cap);
     flc_client_stop(c);
     assert_true(run_wait(&r, 5.0));
@@ -1026,19 +1030,12 @@ static void test_reconnect_interval_followed(void **state)
 {
     (void)state;
     char ep[128];
-    const int lfd = plain_listener(ep, sizeof ep); /* a port where nothing listens after this */
-    close(lfd);
+    dead_endpoint(ep, sizeof ep);
     atomic_store(&g_port_connects, 0);
     atomic_store(&g_count_port, atoi(strrchr(ep, ':') + 1));
     logbuf *lb = logbuf_new();
-    flc_config cfg = base_config(ep, train_plus_quarter, lb);
-    cfg.liveness_ms = 60000;
-    cfg.reconnect_min_ms = 1000;
-    cfg.reconnect_max_ms = 1000;
-    flc_client *c = NULL;
-    assert_int_equal(flc_client_new(&cfg, &c), FLC_OK);
     runner r;
-    run_start(&r, c);
+    flc_client *c = client_started(ep, lb, 0, 60000, 1000, 1000, &r);
     const struct timespec ts = {2, 500 * 1000 * 1000};
     nanosleep(&ts, NULL);
     flc_client_stop(c);
@@ -1084,19 +1081,12 @@ static void test_reconnect_backoff_after_link(void **state)
 {
     (void)state;
     char ep[128];
-    const int probe = plain_listener(ep, sizeof ep); /* a free port, for the server and then */
-    close(probe);
+    dead_endpoint(ep, sizeof ep); /* a free port, for the server and then its successor */
     fake f;
     fake_bind(&f, ep, NULL);
     logbuf *lb = logbuf_new();
-    flc_config cfg = base_config(ep, train_plus_quarter, lb);
-    cfg.liveness_ms = 60000;
-    cfg.reconnect_min_ms = 100 * TS;
-    cfg.reconnect_max_ms = 1600 * TS;
-    flc_client *c = NULL;
-    assert_int_equal(flc_client_new(&cfg, &c), FLC_OK);
     runner r;
-    run_start(&r, c);
+    flc_client *c = client_started(ep, lb, 0, 60000, 100 * TS, 1600 * TS, &r);
     flp_msg *h = fake_expect(&f, FLP_HELLO, 5000);
     assert_non_null(h);
     flp_msg_free(h);
