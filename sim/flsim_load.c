@@ -573,13 +573,14 @@ fl_status flsim_load_outputs(const char *dir, const flsim_config *want, flsim_re
          (hit && (res->rounds_to_target != hit->round || !near9(res->vtime_to_target, hit->vtime_s) ||
                   res->bytes_down_to_target != hit->cum_bytes_down ||
                   res->bytes_up_to_target != hit->cum_bytes_up)))) {
+        const uint32_t at = hit ? hit->round : 0; /* hit points into *rec */
         free(*rec);
         *rec = NULL;
         *n_rec = 0;
         return fl_errf(err, errlen, FL_ERR_RESULTS_FORMAT,
                        "%s: summary.json's target (%s) is not what rounds.csv shows (%s at round "
                        "%u)", dir, res->target_reached ? "reached" : "not reached",
-                       hit ? "reached" : "not reached", hit ? hit->round : 0);
+                       at ? "reached" : "not reached", at);
     }
     return FL_OK;
 }
