@@ -2066,17 +2066,25 @@ static uint64_t download_and_train(fls_server *s, peer *p, flc_core *c, const ch
     return round;
 }
 
-/* A server of the configuration text yaml, logging into *lb (the caller frees both). */
-static fls_server *server_host(const char *yaml, logbuf **lb, int rounds)
+/* A server of the configuration text yaml, logging into *lb through log_fn (NULL: log_collect;
+ * the caller frees both). */
+static fls_server *server_host_log(const char *yaml, logbuf **lb, int rounds,
+                                   void (*log_fn)(void *, fls_log_level, const char *))
 {
     fls_options *o = opts_from(yaml);
     *lb = calloc(1, sizeof **lb);
     assert_non_null(*lb);
-    fls_host host = {log_collect, *lb, NULL, rounds ? round_collect : NULL, rounds ? *lb : NULL};
+    fls_host host = {log_fn ? log_fn : log_collect, *lb, NULL, rounds ? round_collect : NULL,
+                     rounds ? *lb : NULL};
     fls_server *s = NULL;
     assert_int_equal(fls_server_new(o, &host, &s), FLS_OK);
     fls_options_free(o);
     return s;
+}
+
+static fls_server *server_host(const char *yaml, logbuf **lb, int rounds)
+{
+    return server_host_log(yaml, lb, rounds, NULL);
 }
 
 static fls_server *server_of(const char *yaml, logbuf **lb)
@@ -4006,13 +4014,8 @@ static void test_reactor_metrics_fifo_waits_said(void **state)
     atomic_store(&g_fifo_wait_said, 0);
     pthread_t t;
     assert_int_equal(pthread_create(&t, NULL, open_reader_later, fifo), 0);
-    logbuf *lb = calloc(1, sizeof *lb);
-    assert_non_null(lb);
-    fls_options *o = opts_from(yaml);
-    const fls_host host = {fifo_wait_log, lb, NULL, round_collect, lb};
-    fls_server *s = NULL;
-    assert_int_equal(fls_server_new(o, &host, &s), FLS_OK);
-    fls_options_free(o);
+    logbuf *lb;
+    fls_server *s = server_host_log(yaml, &lb, 1, fifo_wait_log);
     void *rd = NULL;
     pthread_join(t, &rd);
     assert_true((intptr_t)rd >= 0);
