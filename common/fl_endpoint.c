@@ -1,6 +1,8 @@
 #include "fl_endpoint.h"
 
+#include <stdio.h>
 #include <string.h>
+#include <arpa/inet.h>
 
 int fl_tcp_split(const char *ep, const char **host, size_t *host_len, const char **port)
 {
@@ -24,4 +26,34 @@ long fl_port_number(const char *port)
     for (size_t i = 0; i < digits; i++)
         n = n * 10 + (port[i] - '0');
     return n <= 65535 ? n : -1;
+}
+
+int fl_tcp_host(const char *ep, char *host, size_t cap)
+{
+    const char *h, *port;
+    size_t n;
+    if (cap)
+        host[0] = '\0';
+    if (!cap || !fl_tcp_split(ep, &h, &n, &port))
+        return 0;
+    if (n >= 2 && h[0] == '[' && h[n - 1] == ']') {
+        h++;
+        n -= 2;
+    }
+    if (n >= cap)
+        n = cap - 1;
+    memcpy(host, h, n);
+    host[n] = '\0';
+    return 1;
+}
+
+int fl_ip_literal(const char *host)
+{
+    char addr[INET6_ADDRSTRLEN + 64];
+    snprintf(addr, sizeof addr, "%s", host);
+    addr[strcspn(addr, "%")] = '\0'; /* fe80::1%eth0 */
+    unsigned char buf[sizeof(struct in6_addr)];
+    if (inet_pton(AF_INET6, addr, buf) == 1)
+        return 6;
+    return inet_pton(AF_INET, host, buf) == 1 ? 4 : 0;
 }

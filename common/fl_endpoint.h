@@ -10,6 +10,14 @@
  * ':' after a non-empty host. */
 int fl_tcp_split(const char *ep, const char **host, size_t *host_len, const char **port);
 
+/* The host of a tcp:// endpoint into host (cap bytes, cut to fit), an IPv6 address without its
+ * brackets: 1, or 0 (host "") when ep is not tcp://HOST:PORT as fl_tcp_split reads it. */
+int fl_tcp_host(const char *ep, char *host, size_t cap);
+
+/* 4 for an IPv4 address, 6 for an IPv6 one (a "%scope" after it allowed: libzmq reads it), 0
+ * for anything else (a host name, an interface name, "*"). */
+int fl_ip_literal(const char *host);
+
 /* PORT as a number: 0..65535, or -1 when it is not one (empty, a sign, a blank, another
  * character, above 65535: libzmq would take 99999 as 34463). "*" is not a number here. */
 long fl_port_number(const char *port);

@@ -196,12 +196,11 @@ int main(int argc, char **argv)
         case O_HB:
         case O_LIVE:
             /* 0 or nothing is not a count here (flc_config's 0 means its default) */
-            if (!*optarg || strtol(optarg, &end, 10) == 0) {
+            if ((*(o == O_HB ? &heartbeat : &liveness) = strtol(optarg, &end, 10)) == 0) {
                 fprintf(stderr, "fl_client: --%s '%s': expected %s <= N <= %d\n",
                         opts[o - O_SERVER].name, optarg, o == O_HB ? "10" : "1", INT_MAX);
                 return 1;
             }
-            *(o == O_HB ? &heartbeat : &liveness) = strtol(optarg, &end, 10);
             break;
         case O_MEM:
             memory = strtoull(optarg, &end, 10);

@@ -13,7 +13,6 @@
  */
 #include "flc.h"
 
-#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
@@ -218,19 +217,8 @@ static flp_msg hello_of(const flc_config *cfg, const char *id)
  * and a name that does not resolve looks just like a server that is not running. */
 static int tcp_host_is_name(const char *ep)
 {
-    const char *host, *port;
-    size_t len;
-    if (!fl_tcp_split(ep, &host, &len, &port) || len == 0 || len >= 256)
-        return 0;
     char h[256];
-    memcpy(h, host, len);
-    h[len] = '\0';
-    if (h[0] == '[' && len > 2 && h[len - 1] == ']') { /* [IPv6] */
-        h[len - 1] = '\0';
-        memmove(h, h + 1, len - 1);
-    }
-    unsigned char a[16];
-    return inet_pton(AF_INET, h, a) != 1 && inet_pton(AF_INET6, h, a) != 1;
+    return fl_tcp_host(ep, h, sizeof h) && h[0] && !fl_ip_literal(h);
 }
 
 /* FLC_OK, or FLC_ERR_INVALID_ARG after logging which field is wrong. */

@@ -42,7 +42,6 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
-#include <arpa/inet.h>
 #include <net/if.h>
 #include <time.h>
 #include <unistd.h>
@@ -2914,26 +2913,12 @@ enum { EP_HOST_ANY = 0, EP_HOST_V6, EP_HOST_NAME };
 
 static int ep_host_kind(const char *ep, char *host, size_t cap)
 {
-    host[0] = 0;
-    const char *h, *port;
-    size_t n;
-    if (!fl_tcp_split(ep, &h, &n, &port)) /* not tcp://, or refused by the configuration */
+    if (!fl_tcp_host(ep, host, cap)) /* not tcp://, or refused by the configuration */
         return EP_HOST_ANY;
-    if (n >= 2 && h[0] == '[' && h[n - 1] == ']') {
-        h++;
-        n -= 2;
-    }
-    if (n >= cap)
-        n = cap - 1;
-    memcpy(host, h, n);
-    host[n] = 0;
-    char addr[INET6_ADDRSTRLEN + 64];
-    snprintf(addr, sizeof addr, "%s", host);
-    addr[strcspn(addr, "%")] = 0; /* fe80::1%eth0: the scope is libzmq's to read */
-    unsigned char buf[sizeof(struct in6_addr)];
-    if (inet_pton(AF_INET6, addr, buf) == 1)
+    const int ip = fl_ip_literal(host); /* fe80::1%eth0: the scope is libzmq's to read */
+    if (ip == 6)
         return EP_HOST_V6;
-    if (strcmp(host, "*") == 0 || inet_pton(AF_INET, host, buf) == 1 || if_nametoindex(host) != 0)
+    if (strcmp(host, "*") == 0 || ip == 4 || if_nametoindex(host) != 0)
         return EP_HOST_ANY;
     return EP_HOST_NAME;
 }

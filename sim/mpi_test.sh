@@ -86,12 +86,16 @@ idx train '\0\0\1\220' 400
 idx t10k '\0\0\0\144' 100
 F="--dataset fashion-mnist --train-samples 400 --model mlp:784-8-10 --clients 8
    --per-round 2 --rounds 2 --threads 1 --quiet 1 --out $DIR/nodata"
-rc=0
-ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0" timeout -k 10 120 \
-    "$MPIRUN" --allow-run-as-root --oversubscribe -x ASAN_OPTIONS -n 1 \
-    env FEDROP_DATA_DIR="$DIR/fm" "$FL_SIM" $F : \
-    -x ASAN_OPTIONS -n 1 env FEDROP_DATA_DIR="$DIR/nowhere" "$FL_SIM" $F >/dev/null \
-    2>"$DIR/data.err" || rc=$?
+# two_hosts DATA0 DATA1 ERR: fl_sim $F on two ranks, each reading the dataset from its own
+# FEDROP_DATA_DIR (as two hosts would); its exit status in $rc, its stderr in ERR.
+two_hosts() {
+    rc=0
+    ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0" timeout -k 10 120 \
+        "$MPIRUN" --allow-run-as-root --oversubscribe -x ASAN_OPTIONS -n 1 \
+        env FEDROP_DATA_DIR="$1" "$FL_SIM" $F : \
+        -x ASAN_OPTIONS -n 1 env FEDROP_DATA_DIR="$2" "$FL_SIM" $F >/dev/null 2>"$3" || rc=$?
+}
+two_hosts "$DIR/fm" "$DIR/nowhere" "$DIR/data.err"
 [ "$rc" -ne 124 ] || { echo "FAIL: a dataset one rank lacks hung the ranks"; exit 1; }
 [ "$rc" -ne 0 ] || { echo "FAIL: a dataset one rank lacks: exit status 0"; exit 1; }
 grep -q "another MPI rank could not load the data" "$DIR/data.err" ||
@@ -100,12 +104,7 @@ grep -q "another MPI rank could not load the data" "$DIR/data.err" ||
 # ... and a host whose copy of the dataset differs (one label): named by that rank, exit 1.
 cp -r "$DIR/fm" "$DIR/fm2"
 printf '\1' | dd of="$DIR/fm2/fashion-mnist/train-labels-idx1-ubyte" bs=1 seek=20 conv=notrunc 2>/dev/null
-rc=0
-ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0" timeout -k 10 120 \
-    "$MPIRUN" --allow-run-as-root --oversubscribe -x ASAN_OPTIONS -n 1 \
-    env FEDROP_DATA_DIR="$DIR/fm" "$FL_SIM" $F : \
-    -x ASAN_OPTIONS -n 1 env FEDROP_DATA_DIR="$DIR/fm2" "$FL_SIM" $F >/dev/null \
-    2>"$DIR/data2.err" || rc=$?
+two_hosts "$DIR/fm" "$DIR/fm2" "$DIR/data2.err"
 [ "$rc" -eq 1 ] || { echo "FAIL: a dataset that differs on one rank: exit status $rc, not 1"; exit 1; }
 grep -q "MPI rank 1's data differ from rank 0's" "$DIR/data2.err" ||
     { echo "FAIL: the differing data not said: $(cat "$DIR/data2.err")"; exit 1; }

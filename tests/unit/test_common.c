@@ -839,6 +839,18 @@ static void test_endpoint_parts(void **state)
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
         if (fl_port_number(bad[i]) != -1)
             fail_msg("'%s' taken as port %ld", bad[i], fl_port_number(bad[i]));
+    char host[16];
+    assert_true(fl_tcp_host("tcp://[fe80::1%lo]:80", host, sizeof host));
+    assert_string_equal(host, "fe80::1%lo");
+    assert_int_equal(fl_ip_literal(host), 6);
+    assert_true(fl_tcp_host("tcp://127.0.0.1:5555", host, sizeof host));
+    assert_int_equal(fl_ip_literal(host), 4);
+    assert_true(fl_tcp_host("tcp://a-long-host-name.example:1", host, sizeof host));
+    assert_string_equal(host, "a-long-host-nam"); /* cut to fit */
+    assert_int_equal(fl_ip_literal(host), 0);
+    assert_int_equal(fl_ip_literal("*"), 0);
+    assert_false(fl_tcp_host("ipc:///tmp/x:1", host, sizeof host));
+    assert_string_equal(host, "");
 }
 
 /* A child that opens path for writing, then writes each of the n parts after `gap` seconds;
