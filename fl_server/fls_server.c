@@ -34,6 +34,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -198,6 +199,8 @@ struct fls_server {
     uint32_t over_open;         /* the connections open at the last of them */
     int pipe_rd, pipe_wr;
     volatile sig_atomic_t stop_req, reload_req;
+    int stop_said;              /* a stop waiting for the evaluation was said */
+    atomic_uint stop_calls;     /* fls_server_stop calls: a second one does not wait for it */
     int run;
     char ep[FLS_MAX_ENDPOINTS][FLS_ENDPOINT_MAX];
     size_t n_ep;
@@ -211,6 +214,19 @@ struct fls_server {
     flm_dataset *eval_ds;
     flm_model *eval_model;
     flm_samples eval_view;
+    /* The evaluation runs on a thread of its own (eval_start), so that the reactor goes on
+     * meanwhile: heartbeats, Hellos, liveness, Acks. A big model on a full test set takes longer
+     * than a client's liveness timeout (the cnn on Fashion-MNIST's 10,000 test images: 5 s with
+     * OpenBLAS's SkylakeX kernel, 13 s with its Prescott one), and every client reconnected. The
+     * thread reads fls_core_params, which the core leaves alone while an evaluation is pending,
+     * the model and the view; it writes eval_st/loss/acc and then eval_done. */
+    pthread_t eval_thread;
+    int eval_live;              /* eval_thread started and not yet joined */
+    uint64_t eval_round;
+    double eval_t0;
+    atomic_int eval_done, eval_cancel;
+    fl_status eval_st;
+    double eval_loss, eval_acc;
     int metrics_fd;             /* run.metrics, open for appending; -1: none */
     int metrics_torn;           /* run.metrics ends in part of a line that could not be cut off:
                                  * the next line starts with a '\n' */
@@ -1396,11 +1412,8 @@ static void start_task(fls_server *s, uint32_t key, uint64_t round)
 
 /* ---- round events --------------------------------------------------------------------------- */
 
-static fl_status evaluate(fls_server *s, uint64_t round)
+static fl_status eval_report(fls_server *s, uint64_t round, fl_status st, double loss, double acc)
 {
-    double loss = NAN, acc = 0;
-    fl_status st = flm_model_evaluate(s->eval_model, fls_core_params(s->core), &s->eval_view,
-                                      &loss, &acc);
     if (st != FL_OK) {
         fl_log(&s->log, FL_LOG_ERROR, "round %llu: evaluation failed: %s",
                (unsigned long long)round, fl_strerror(st));
@@ -1409,6 +1422,65 @@ static fl_status evaluate(fls_server *s, uint64_t round)
     if (!(acc >= 0 && acc <= 1))
         acc = 0;
     return fls_core_report_eval(s->core, round, acc, loss, fl_time_mono_s());
+}
+
+static void *eval_main(void *arg)
+{
+    fls_server *s = arg;
+    double loss = NAN, acc = 0;
+    s->eval_st = flm_model_evaluate_cancel(s->eval_model, fls_core_params(s->core), &s->eval_view,
+                                           &s->eval_cancel, &loss, &acc);
+    s->eval_loss = loss;
+    s->eval_acc = acc;
+    atomic_store(&s->eval_done, 1);
+    const char c = 'e'; /* wakes the reactor's poll; a full pipe wakes it as well */
+    ssize_t r = write(s->pipe_wr, &c, 1);
+    (void)r;
+    return NULL;
+}
+
+/* FLS_EV_EVALUATE: the evaluation starts on its thread; the reactor reports it (eval_poll) when it
+ * is done. Without a thread (pthread_create failed), it runs here, as it did before. */
+static fl_status eval_start(fls_server *s, uint64_t round)
+{
+    s->eval_round = round;
+    s->eval_t0 = fl_time_mono_s();
+    atomic_store(&s->eval_done, 0);
+    atomic_store(&s->eval_cancel, 0);
+    if (s->pipe_wr >= 0 && pthread_create(&s->eval_thread, NULL, eval_main, s) == 0) {
+        s->eval_live = 1;
+        fl_log(&s->log, FL_LOG_DEBUG, "round %llu: evaluating on %zu samples", 
+               (unsigned long long)round, s->eval_view.n);
+        return FL_OK;
+    }
+    double loss = NAN, acc = 0;
+    const fl_status st = flm_model_evaluate(s->eval_model, fls_core_params(s->core),
+                                            &s->eval_view, &loss, &acc);
+    return eval_report(s, round, st, loss, acc);
+}
+
+/* The evaluation's thread joined, its result dropped (cancel: stopped between two batches): for
+ * every way out of the run, and fls_server_free. */
+static void eval_join(fls_server *s, int cancel)
+{
+    if (!s->eval_live)
+        return;
+    if (cancel)
+        atomic_store(&s->eval_cancel, 1);
+    pthread_join(s->eval_thread, NULL);
+    s->eval_live = 0;
+}
+
+/* The evaluation finished: its result goes to the core (whose ROUND_END and DONE follow through
+ * drain_events). FL_OK when none was in flight or it is still running. */
+static fl_status eval_poll(fls_server *s)
+{
+    if (!s->eval_live || !atomic_load(&s->eval_done))
+        return FL_OK;
+    eval_join(s, 0);
+    fl_log(&s->log, FL_LOG_DEBUG, "round %llu: evaluated in %.2f s",
+           (unsigned long long)s->eval_round, fl_time_mono_s() - s->eval_t0);
+    return eval_report(s, s->eval_round, s->eval_st, s->eval_loss, s->eval_acc);
 }
 
 static void snapshot(fls_server *s)
@@ -1685,7 +1757,7 @@ static fl_status drain_events(fls_server *s)
             start_task(s, ev.client, ev.round);
             break;
         case FLS_EV_EVALUATE:
-            if ((st = evaluate(s, ev.round)) != FL_OK)
+            if ((st = eval_start(s, ev.round)) != FL_OK)
                 return st;
             break;
         case FLS_EV_ROUND_END:
@@ -3733,6 +3805,7 @@ void fls_server_free(fls_server *s)
 {
     if (!s)
         return;
+    eval_join(s, 1); /* a host that frees the server in the middle of a run (RUN_FAILED too) */
     if (s->metrics_lost_all) {
         char tail[96] = "";
         if (s->metrics_lost)
@@ -3864,6 +3937,10 @@ static uint64_t ckpt_on_disk(const fls_server *s, char *buf, size_t cap)
 
 static fls_status finish_stop(fls_server *s)
 {
+    /* An evaluation in flight (a second stop cancels it): its round is dropped, as an open round
+     * is, though the core has counted it closed. */
+    const uint64_t round = s->eval_live ? s->eval_round : fls_core_round(s->core);
+    eval_join(s, 1);
     log_bad_flush(s, fl_time_mono_s());
     /* No more updates are taken: the reactor stops reading. The state between rounds is the last
      * snapshot (a round in flight is dropped and replayed on resume). */
@@ -3884,7 +3961,6 @@ static fls_status finish_stop(fls_server *s)
      * as if round R were saved. */
     char last[160] = "";
     uint64_t on_disk = 0;
-    const uint64_t round = fls_core_round(s->core);
     if (st != FL_OK)
         on_disk = ckpt_on_disk(s, last, sizeof last);
     if (st != FL_OK && st != s->snap_err) {
@@ -3923,6 +3999,7 @@ static fls_status finish_stop(fls_server *s)
  * rounds since the last checkpoint are not on disk), and the run ends with the write's status. */
 static fls_status finish_ckpt_failed(fls_server *s, fl_status st)
 {
+    eval_join(s, 1);
     send_bye_all(s, "restart");
     s->run = RUN_FAILED;
     char last[160];
@@ -3977,7 +4054,7 @@ fls_status fls_server_step(fls_server *s, int timeout_ms)
         return FLS_ERR_CANCELLED;
     if (s->run == RUN_FAILED)
         return FLS_ERR_INTERNAL;
-    if (s->stop_req)
+    if (s->stop_req && !s->eval_live)
         return finish_stop(s);
     double now = fl_time_mono_s();
     double wait = s->next_timers - now;
@@ -4007,8 +4084,23 @@ fls_status fls_server_step(fls_server *s, int timeout_ms)
         reload_allow(s);
         reopen_metrics(s);
     }
-    if (s->stop_req)
+    if (s->stop_req && !s->eval_live)
         return finish_stop(s);
+    if (s->stop_req && !s->stop_said) {
+        /* The round is trained and aggregated: its evaluation is let finish so that the round
+         * ends and is checkpointed, rather than dropped with its clients' work; the reactor
+         * serves the clients meanwhile. */
+        s->stop_said = 1;
+        fl_log(&s->log, FL_LOG_INFO, "stopping once the evaluation of round %llu is over "
+               "(running for %.1f s; stop again to stop now and drop the round)",
+               (unsigned long long)s->eval_round, fl_time_mono_s() - s->eval_t0);
+    }
+    if (s->stop_req && atomic_load(&s->stop_calls) >= 2 && !atomic_load(&s->eval_done)) {
+        fl_log(&s->log, FL_LOG_WARN, "stopping now: the evaluation of round %llu is cancelled "
+               "and the round dropped (a resumed run trains it again)",
+               (unsigned long long)s->eval_round);
+        return finish_stop(s);
+    }
     if (it[2].revents & ZMQ_POLLIN)
         read_monitor(s);
     if (n_it == 4 && (it[3].revents & ZMQ_POLLIN))
@@ -4022,6 +4114,12 @@ fls_status fls_server_step(fls_server *s, int timeout_ms)
         close_idle_conns(s, now);
     if (s->ckpt_retry_since > 0 && now >= s->ckpt_retry_next && !s->ckpt_failed)
         s->ckpt_failed = write_periodic(s, now);
+    if (s->eval_live && atomic_load(&s->eval_done) && s->run == RUN_ON) {
+        if (eval_poll(s) != FL_OK || drain_events(s) != FL_OK)
+            s->run = RUN_FAILED;
+        else if (s->stop_req && s->ckpt_failed == FL_OK && s->run == RUN_ON)
+            return finish_stop(s); /* before the next round starts */
+    }
     if (now >= s->next_timers && s->run == RUN_ON) {
         s->next_timers = now + TIMER_PERIOD;
         timers(s, now);
@@ -4063,6 +4161,7 @@ void fls_server_stop(fls_server *s)
 {
     if (!s)
         return;
+    atomic_fetch_add(&s->stop_calls, 1); /* lock-free, so signal-safe */
     s->stop_req = 1;
     if (s->pipe_wr >= 0) {
         const char c = 's';

@@ -440,12 +440,22 @@ fl_status flm_model_backward_sgd_from(flm_model *m, float *params, const float *
 fl_status flm_model_evaluate(flm_model *m, const float *params, const flm_samples *s,
                              double *loss, double *accuracy)
 {
+    return flm_model_evaluate_cancel(m, params, s, NULL, loss, accuracy);
+}
+
+fl_status flm_model_evaluate_cancel(flm_model *m, const float *params, const flm_samples *s,
+                                    const atomic_int *cancel, double *loss, double *accuracy)
+{
     if (!m || !params || !s || s->n == 0)
         return FL_ERR_INVALID_ARG;
     const int V = m->a.classes;
     double lsum = 0.0;
     size_t correct = 0;
     for (size_t start = 0; start < s->n; start += (size_t)m->Bmax) {
+        if (cancel && atomic_load_explicit(cancel, memory_order_relaxed)) {
+            m->have_labels = 0;
+            return FL_ERR_CANCELLED;
+        }
         const size_t left = s->n - start;
         const int n = left < (size_t)m->Bmax ? (int)left : m->Bmax;
         float L;

@@ -18,6 +18,7 @@
 #ifndef FLM_MODEL_H
 #define FLM_MODEL_H
 
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -91,5 +92,11 @@ fl_status flm_model_backward_sgd_from(flm_model *m, float *params, const float *
  * Either output may be NULL. FL_ERR_INVALID_ARG for an empty view. */
 fl_status flm_model_evaluate(flm_model *m, const float *params, const flm_samples *s,
                              double *loss, double *accuracy);
+
+/* flm_model_evaluate, stopped between two batches once *cancel is non-zero (another thread may
+ * set it): then FL_ERR_CANCELLED and the outputs untouched. cancel NULL: never. The same bits as
+ * flm_model_evaluate when it runs to the end. */
+fl_status flm_model_evaluate_cancel(flm_model *m, const float *params, const flm_samples *s,
+                                    const atomic_int *cancel, double *loss, double *accuracy);
 
 #endif

@@ -9,7 +9,9 @@
  *
  *   FLS_EV_TASK       send client its Task: fls_core_task() fills the message, then
  *                     fls_core_task_chunk() encodes each weight chunk when the host pulls it
- *   FLS_EV_EVALUATE   evaluate fls_core_params() on the test set, then fls_core_report_eval()
+ *   FLS_EV_EVALUATE   evaluate fls_core_params() on the test set, then fls_core_report_eval();
+ *                     the core writes no parameter until then, so the host may evaluate them on
+ *                     another thread while it goes on calling the core from its own
  *   FLS_EV_ROUND_END  a round is over: fls_core_last_metrics() (print it, checkpoint, ...)
  *   FLS_EV_DONE       the run is over (max_rounds or target_accuracy reached)
  *

@@ -3455,6 +3455,126 @@ static void test_reactor_round_and_resume(void **state)
     free(lb);
 }
 
+/* A server whose evaluation takes a while (a 2.9-million-parameter mlp on 3,000 synthetic
+ * images: 0.3-1 s here, far more under the sanitizers), one round of quorum 1 and at most
+ * `rounds` rounds, log at debug; the client "dev" joined on *p (*c its core). */
+static fls_server *slow_eval_server(const char *name, int rounds, peer *p, flc_core **c,
+                                    logbuf **lb, char *ep, size_t epcap, char *ckpt,
+                                    size_t ckcap)
+{
+    snprintf(ep, epcap, "ipc://%s/%s.sock", g_tmp, name);
+    snprintf(ckpt, ckcap, "%s/%s.ckpt", g_tmp, name);
+    char yaml[1024];
+    snprintf(yaml, sizeof yaml,
+             "server:\n  insecure: true\n  endpoints: ['%s']\n  heartbeat_ms: 50\n"
+             "model:\n  arch: \"mlp:16-1700-1700-10\"\nrun:\n  rounds: %d\n  log_level: debug\n"
+             "round:\n  clients: 1\n  overcommit: 1\n"
+             "eval:\n  dataset: synthetic\n  synthetic_samples: 20000\n  every: 1\n"
+             "checkpoint:\n  path: '%s'\n  every: 1\n", ep, rounds, ckpt);
+    fls_server *s = server_rounds_of(yaml, lb);
+    flp_msg h;
+    *c = dev_joined(s, p, ep, &h);
+    int max_inflight = 0;
+    assert_int_equal(play_round(s, p, *c, 8, &max_inflight, 0), 0);
+    return s;
+}
+
+/* The evaluation runs beside the reactor, not in it: the cnn on Fashion-MNIST's 10,000 test images
+ * took 13 s with OpenBLAS's Prescott kernel, during which the server sent no Heartbeat and read
+ * nothing, and every client reconnected (their 10 s liveness), or was dropped for silence. Between
+ * the round's last update and its end (the round callback, after the evaluation), the server must
+ * still send Heartbeats and answer a Hello. Under the evaluation in the reactor, neither came
+ * before the round ended. */
+static void test_reactor_serves_during_eval(void **state)
+{
+    (void)state;
+    char ep[300], ckpt[300];
+    peer p, q;
+    flc_core *c;
+    logbuf *lb;
+    fls_server *s = slow_eval_server("evalside", 2, &p, &c, &lb, ep, sizeof ep, ckpt, sizeof ckpt);
+    const double t0 = fl_time_mono_s(); /* the round's update is in: its evaluation comes next */
+    peer_open(&q, ep, NULL, NULL, NULL);
+    const flp_msg h2 = hello_msg("dev2");
+    peer_send(&q, &h2);
+    int beats = 0, hello_acked = 0;
+    while (lb->rounds == 0 && fl_time_mono_s() - t0 < 120) {
+        assert_int_equal(fls_server_step(s, 2), FLS_OK);
+        flp_msg *m;
+        while ((m = peer_next(&p))) {
+            beats += m->type == FLP_HEARTBEAT && lb->rounds == 0 &&
+                     m->heartbeat.sender_time_us > (uint64_t)(t0 * 1e6);
+            flp_msg_free(m);
+        }
+        while ((m = peer_next(&q))) {
+            hello_acked |= m->type == FLP_ACK && m->ack.of_type == FLP_HELLO && lb->rounds == 0;
+            flp_msg_free(m);
+        }
+    }
+    assert_int_equal(lb->rounds, 1);
+    const char *took = strstr(lb->text, "round 0: evaluated in ");
+    if (!took || beats < 1 || !hello_acked)
+        fail_msg("while round 0 was evaluated: %d Heartbeats, Hello %s; log:\n%s", beats,
+                 hello_acked ? "answered" : "not answered", lb->text);
+    print_message("round 0 evaluated in %.2f s; %d Heartbeats meanwhile\n",
+                  strtod(took + strlen("round 0: evaluated in "), NULL), beats);
+    assert_non_null(strstr(lb->last_json, "\"test_accuracy\":"));
+    assert_null(strstr(lb->last_json, "\"test_accuracy\":null"));
+    fls_server_free(s);
+    flc_core_free(c);
+    peer_close(&p);
+    peer_close(&q);
+    free(lb);
+}
+
+/* A stop during the evaluation waits for it: the round is trained and aggregated, so it ends and
+ * is checkpointed (stopped at round 1, not 0). A second stop does not wait: the evaluation is
+ * cancelled between two batches, the round dropped (the checkpoint holds none of it). */
+static void test_reactor_stop_during_eval(void **state)
+{
+    (void)state;
+    for (int twice = 0; twice < 2; twice++) {
+        char ep[300], ckpt[300];
+        peer p;
+        flc_core *c;
+        logbuf *lb;
+        fls_server *s = slow_eval_server(twice ? "evalstop2" : "evalstop1", 3, &p, &c, &lb, ep,
+                                         sizeof ep, ckpt, sizeof ckpt);
+        const double t0 = fl_time_mono_s();
+        while (!strstr(lb->text, "round 0: evaluating on") && fl_time_mono_s() - t0 < 60)
+            assert_int_equal(fls_server_step(s, 2), FLS_OK);
+        assert_non_null(strstr(lb->text, "round 0: evaluating on"));
+        fls_server_stop(s);
+        if (twice)
+            fls_server_stop(s);
+        fls_status st;
+        while ((st = fls_server_step(s, 2)) == FLS_OK && fl_time_mono_s() - t0 < 120) {
+        }
+        assert_int_equal(st, FLS_ERR_CANCELLED);
+        if (!twice && (lb->rounds != 1 || !strstr(lb->text, "stopping once the evaluation of "
+                                                            "round 0 is over") ||
+                       !strstr(lb->text, "stopped at round 1")))
+            fail_msg("one stop during the evaluation: %d rounds ended; log:\n%s", lb->rounds,
+                     lb->text + (lb->len > 600 ? lb->len - 600 : 0));
+        if (twice && (lb->rounds != 0 || !strstr(lb->text, "the evaluation of round 0 is "
+                                                           "cancelled and the round dropped") ||
+                      !strstr(lb->text, "stopped at round 0")))
+            fail_msg("two stops during the evaluation: %d rounds ended; log:\n%s", lb->rounds,
+                     lb->text + (lb->len > 600 ? lb->len - 600 : 0));
+        fls_server_free(s);
+        /* what the checkpoint holds: round 1 after the first case; nothing of this run after the
+         * second (a fresh run that finished no round writes none) */
+        struct stat sb;
+        if (twice)
+            assert_int_not_equal(stat(ckpt, &sb), 0);
+        else
+            assert_int_equal(stat(ckpt, &sb), 0);
+        flc_core_free(c);
+        peer_close(&p);
+        free(lb);
+    }
+}
+
 static void read_small(const char *path, char *buf, size_t cap)
 {
     FILE *f = fopen(path, "rb");
@@ -6698,6 +6818,8 @@ int main(void)
         cmocka_unit_test(test_reactor_key_rotation),
         cmocka_unit_test(test_reactor_ids_per_key),
         cmocka_unit_test(test_reactor_round_and_resume),
+        cmocka_unit_test(test_reactor_serves_during_eval),
+        cmocka_unit_test(test_reactor_stop_during_eval),
         cmocka_unit_test(test_reactor_upload_slots),
         cmocka_unit_test(test_reactor_refused_chunks_lose_slot),
         cmocka_unit_test(test_reactor_slow_upload_named),
