@@ -200,6 +200,7 @@ struct fls_server {
     int pipe_rd, pipe_wr;
     volatile sig_atomic_t stop_req, reload_req;
     int stop_said;              /* a stop waiting for the evaluation was said */
+    double backlog_since;       /* messages have waited unread since (0: the last read took all) */
     atomic_uint stop_calls;     /* fls_server_stop calls: a second one does not wait for it */
     int run;
     char ep[FLS_MAX_ENDPOINTS][FLS_ENDPOINT_MAX];
@@ -3872,6 +3873,12 @@ void fls_server_free(fls_server *s)
 static void timers(fls_server *s, double now)
 {
     const double hb = s->opt.heartbeat_ms / 1000.0, live = s->opt.liveness_ms / 1000.0;
+    /* Silence is judged only against a read queue emptied since the reactor was last busy: after
+     * a stall (a slow checkpoint write, a host that stepped late), a batch reads BATCH_IN messages
+     * and the timers run, while other sessions' messages of that time still wait to be read. Those
+     * sessions are not silent. A backlog that lasts a liveness period (an overloaded reactor)
+     * judges again, so that dead sessions still go. */
+    const int judge = !s->backlog_since || now - s->backlog_since > live;
     flp_msg m = flp_msg_header(FLP_HEARTBEAT, 0, NULL);
     int taken = 0;
     for (size_t i = 0; i < s->n_ss; i++) {
@@ -3882,11 +3889,11 @@ static void timers(fls_server *s, double now)
             s->due[i] = INFINITY; /* until its Hello (sess_wake) */
             continue;
         }
-        if (now - x->last_rx > live) {
+        if (judge && now - x->last_rx > live) {
             sess_drop(s, x, "silent for longer than the liveness timeout");
             continue;
         }
-        if (x->dl_inflight > 0 && now - x->dl_last > live) {
+        if (judge && x->dl_inflight > 0 && now - x->dl_last > live) {
             /* It heartbeats but Acks no weight chunk: its task is dropped and its share of the
              * downlink budget goes to the others. */
             log_bad(s, "client %s: no Ack of a weight chunk for %u ms: task of round %llu dropped",
@@ -4110,6 +4117,10 @@ fls_status fls_server_step(fls_server *s, int timeout_ms)
      * connections every 5 s). */
     const int backlog = (it[0].revents & ZMQ_POLLIN) && read_router(s);
     now = fl_time_mono_s();
+    if (!backlog)
+        s->backlog_since = 0;
+    else if (!s->backlog_since)
+        s->backlog_since = now;
     if (s->idle_s > 0 && s->mon && now - s->idle_scan >= (backlog ? 5.0 : 1.0))
         close_idle_conns(s, now);
     if (s->ckpt_retry_since > 0 && now >= s->ckpt_retry_next && !s->ckpt_failed)

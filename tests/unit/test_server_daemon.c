@@ -5050,6 +5050,68 @@ static void test_reactor_liveness_under_client_heartbeat(void **state)
     }
 }
 
+/* A reactor that was busy (here: a host that did not step it for longer than the liveness
+ * timeout) finds more messages waiting than one batch reads (BATCH_IN, 512), and its timers run
+ * after that batch. The sessions whose Heartbeats are among the rest are not silent: none may be
+ * dropped. They were (88 of 600 here), each for "silent for longer than the liveness timeout"
+ * with its Heartbeat unread in the queue. */
+static void test_reactor_backlog_not_silence(void **state)
+{
+    (void)state;
+    enum { N = 600 };
+    char ep[300], yaml[1024];
+    snprintf(ep, sizeof ep, "ipc://%s/backlog.sock", g_tmp);
+    const unsigned live_ms = 2000 * TS;
+    snprintf(yaml, sizeof yaml,
+             "server:\n  insecure: true\n  endpoints: ['%s']\n  heartbeat_ms: 100\n"
+             "  liveness_ms: %u\nmodel:\n  arch: \"mlp:6-5-3\"\nround:\n  clients: 1000\n", ep,
+             live_ms);
+    logbuf *lb;
+    fls_server *s = server_of(yaml, &lb);
+    void *ctx = zmq_ctx_new();
+    assert_non_null(ctx);
+    peer *p = calloc(N, sizeof *p);
+    assert_non_null(p);
+    char id[N][16];
+    for (int i = 0; i < N; i++) {
+        p[i].ctx = ctx;
+        p[i].sock = zmq_socket(ctx, ZMQ_DEALER);
+        assert_non_null(p[i].sock);
+        const int zero = 0;
+        zmq_setsockopt(p[i].sock, ZMQ_LINGER, &zero, sizeof zero);
+        assert_int_equal(zmq_connect(p[i].sock, ep), 0);
+        snprintf(id[i], sizeof id[i], "bl%d", i);
+        const flp_msg h = hello_msg(id[i]);
+        peer_send(&p[i], &h);
+    }
+    await_count(s, offsetof(fls_server_stats, clients), N);
+    /* The stall: no step for longer than the liveness timeout, every client's Heartbeat sent in
+     * its last part, so that all of them wait in the server's queue when it steps again. */
+    usleep(live_ms * 1000 + 200000);
+    for (int i = 0; i < N; i++) {
+        const flp_msg hb = flp_msg_header(FLP_HEARTBEAT, 0, id[i]);
+        peer_send(&p[i], &hb);
+    }
+    usleep(300000);
+    fls_server_stats st;
+    for (int k = 0; k < 20; k++)
+        assert_int_equal(fls_server_step(s, 5), FLS_OK);
+    fls_server_stats_get(s, &st);
+    if (st.clients != N || strstr(lb->text, "silent for longer than the liveness timeout")) {
+        const char *d = strstr(lb->text, "left (silent");
+        while (d && d > lb->text && d[-1] != '\n')
+            d--;
+        fail_msg("after the stall: %u of %d sessions left; the first drop: %.100s", st.clients, N,
+                 d ? d : "(none logged)");
+    }
+    for (int i = 0; i < N; i++)
+        zmq_close(p[i].sock);
+    zmq_ctx_term(ctx);
+    free(p);
+    fls_server_free(s);
+    free(lb);
+}
+
 /* D9 closed: connections that carry no session for server.idle_connection_s (1 s here) are
  * closed by the server: one that never says Hello, one whose session ended (Bye); one whose
  * session lives (it heartbeats) keeps its connection, over several times that. Without the
@@ -6818,6 +6880,7 @@ int main(void)
         cmocka_unit_test(test_reactor_key_rotation),
         cmocka_unit_test(test_reactor_ids_per_key),
         cmocka_unit_test(test_reactor_round_and_resume),
+        cmocka_unit_test(test_reactor_backlog_not_silence),
         cmocka_unit_test(test_reactor_serves_during_eval),
         cmocka_unit_test(test_reactor_stop_during_eval),
         cmocka_unit_test(test_reactor_upload_slots),
