@@ -57,3 +57,21 @@ int fl_ip_literal(const char *host)
         return 6;
     return inet_pton(AF_INET, host, buf) == 1 ? 4 : 0;
 }
+
+int fl_connect_endpoint_ok(const char *ep, char *why, size_t cap)
+{
+    if (strncmp(ep, "tcp://", 6) == 0) {
+        /* libzmq takes port 99999 as 34463 (mod 2^16) and would try that one for ever */
+        const char *host, *port;
+        size_t host_len;
+        if (fl_tcp_split(ep, &host, &host_len, &port) && fl_port_number(port) >= 1)
+            return 1;
+        snprintf(why, cap, "is not tcp://HOST:PORT with a PORT in 1..65535");
+        return 0;
+    }
+    if ((strncmp(ep, "ipc://", 6) == 0 && ep[6]) || (strncmp(ep, "inproc://", 9) == 0 && ep[9]))
+        return 1;
+    snprintf(why, cap, "is not tcp://HOST:PORT, ipc://PATH or inproc://NAME (for example "
+             "tcp://127.0.0.1:5555)");
+    return 0;
+}

@@ -3,6 +3,7 @@
  *   fl_client --server tcp://127.0.0.1:5555 --server-key keys/server.pub --key keys/c3.key \
  *             --dataset fashion-mnist --partition dirichlet:0.5 --client-index 3 --num-clients 100
  */
+#include <ctype.h>
 #include <errno.h>
 #include <getopt.h>
 #include <limits.h>
@@ -12,6 +13,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "fl_endpoint.h"
 #include "fl_keyfile.h"
 #include "flc.h"
 #include "flm_blas.h"
@@ -133,10 +135,44 @@ static int read_key(const char *path, fl_key_kind want, const char *opt,
     return -1;
 }
 
+/* The library's lines name flc_config's fields ("is server_public_key the server's key?"): a
+ * command-line user set them through flags, so the fields are said as the flags. Whole words only
+ * (server.heartbeat_ms is the server's setting, kept). */
+static void say_as_flags(const char *msg, char *out, size_t cap)
+{
+    static const char *const map[][2] = {
+        {"server_public_key", "--server-key"}, {"secret_key", "--key"},
+        {"memory_bytes", "--memory-bytes"},    {"heartbeat_ms", "--heartbeat-ms"},
+        {"liveness_ms", "--liveness-ms"},      {"max_rounds", "--max-rounds"},
+        {"client_id", "--id"}};
+    size_t o = 0;
+    for (const char *p = msg; *p && o + 1 < cap;) {
+        const int start = p == msg || !(isalnum((unsigned char)p[-1]) || p[-1] == '_' ||
+                                         p[-1] == '.' || p[-1] == '-');
+        size_t i = 0, n = 0;
+        for (; start && i < sizeof map / sizeof map[0]; i++) {
+            n = strlen(map[i][0]);
+            if (strncmp(p, map[i][0], n) == 0 && !isalnum((unsigned char)p[n]) && p[n] != '_')
+                break;
+        }
+        if (start && i < sizeof map / sizeof map[0]) {
+            o += (size_t)snprintf(out + o, cap - o, "%s", map[i][1]);
+            if (o >= cap)
+                o = cap - 1;
+            p += n;
+        } else {
+            out[o++] = *p++;
+        }
+    }
+    out[o] = '\0';
+}
+
 static void log_stderr(void *user, flc_log_level level, const char *msg)
 {
     static const char *names[] = {"debug", "info", "warn", "error"};
-    fprintf(stderr, "[%s] %-5s %s\n", (const char *)user, names[level & 3], msg);
+    char line[4200];
+    say_as_flags(msg, line, sizeof line);
+    fprintf(stderr, "[%s] %-5s %s\n", (const char *)user, names[level & 3], line);
 }
 
 int main(int argc, char **argv)
@@ -145,7 +181,7 @@ int main(int argc, char **argv)
     const char *dataset = "fashion-mnist", *data_dir = NULL, *partition = "iid";
     long num_clients = 1, index = 0, max_rounds = 0, threads = 1, heartbeat = 0, liveness = 0;
     unsigned long long part_seed = 1, seed = 0, memory = 0;
-    int insecure = 0;
+    int insecure = 0, index_given = 0;
     flc_log_level level = FLC_LOG_INFO;
     /* From the first moment: a SIGTERM while the dataset loads used to kill the process with
      * the default action (exit 143), not the 0 of a stop. */
@@ -188,7 +224,7 @@ int main(int argc, char **argv)
         case O_DATADIR: data_dir = optarg; break;
         case O_PART: partition = optarg; break;
         case O_NUM: num_clients = strtol(optarg, &end, 10); break;
-        case O_INDEX: index = strtol(optarg, &end, 10); break;
+        case O_INDEX: index = strtol(optarg, &end, 10); index_given = 1; break;
         case O_PSEED: part_seed = seed_of(optarg, &end); break;
         case O_MAXR: max_rounds = strtol(optarg, &end, 10); break;
         case O_THREADS: threads = strtol(optarg, &end, 10); break;
@@ -247,6 +283,16 @@ int main(int argc, char **argv)
         fprintf(stderr, "fl_client: --server is required (try --help)\n");
         return 1;
     }
+    char why[128];
+    if (!fl_connect_endpoint_ok(server, why, sizeof why)) { /* before the dataset loads */
+        fprintf(stderr, "fl_client: --server %s %s\n", server, why);
+        return 1;
+    }
+    if (strncmp(server, "inproc://", 9) == 0) {
+        fprintf(stderr, "fl_client: --server %s: inproc:// reaches only a server in the same "
+                "process; give tcp://HOST:PORT or ipc://PATH\n", server);
+        return 1;
+    }
     if (num_clients < 1 || num_clients > INT_MAX) {
         fprintf(stderr, "fl_client: --num-clients %ld: expected 1 <= N <= %d\n", num_clients,
                 INT_MAX);
@@ -297,6 +343,13 @@ int main(int argc, char **argv)
                       read_key(key, FL_KEY_SECRET, "--key", sk) != 0))
         return 1;
     char idbuf[64];
+    /* Every process of a fleet started the same way would be client-0 on partition 0: the
+     * server sees one id on several connections and each client is told, again and again, that
+     * the server no longer knows it. */
+    if (num_clients > 1 && !index_given)
+        fprintf(stderr, "fl_client: warning: --num-clients %ld without --client-index: this is "
+                "client 0 (partition 0%s); give each process its own --client-index\n",
+                num_clients, id ? "" : ", id client-0");
     if (!id) {
         snprintf(idbuf, sizeof idbuf, "client-%ld", index);
         id = idbuf;

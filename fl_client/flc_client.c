@@ -228,15 +228,9 @@ static flc_status check_config(const flc_config *cfg, const fl_logger *lg)
                       return FLC_ERR_INVALID_ARG; } while (0)
     if (!cfg->server_endpoint || !cfg->server_endpoint[0])
         BAD("server_endpoint is required");
-    if (strncmp(cfg->server_endpoint, "tcp://", 6) == 0) {
-        /* libzmq takes port 99999 as 34463 (mod 2^16) and would try that one for ever */
-        const char *host, *port;
-        size_t host_len;
-        if (!fl_tcp_split(cfg->server_endpoint, &host, &host_len, &port) ||
-            fl_port_number(port) < 1)
-            BAD("server_endpoint '%s' is not tcp://HOST:PORT with a PORT in 1..65535",
-                cfg->server_endpoint);
-    }
+    char why[128];
+    if (!fl_connect_endpoint_ok(cfg->server_endpoint, why, sizeof why))
+        BAD("server_endpoint '%s' %s", cfg->server_endpoint, why);
     /* inproc:// reaches only a socket bound on the same ZeroMQ context: with a context of the
      * client's own nothing ever can be, and the connection would be retried for ever. */
     if (strncmp(cfg->server_endpoint, "inproc://", 9) == 0 && !cfg->zmq_context)

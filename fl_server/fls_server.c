@@ -3574,9 +3574,12 @@ static fl_status server_init(fls_server *s, char *err, size_t errlen)
     }
     s->curve = !s->opt.insecure;
     if (!s->curve) {
+        /* where it was set: the flag, or the file's line (fl_server.smoke.yaml's was named as
+         * --insecure); a library host's fls_options_set leaves no origin */
+        const char *origin = fls_options_origin(&s->opt, "server.insecure");
         fl_log(&s->log, FL_LOG_WARN,
-               "server.insecure (--insecure): CURVE is off; traffic is plain text and any "
-               "client may join");
+               "server.insecure%s%s%s: CURVE is off; traffic is plain text and any client may join",
+               origin[0] ? " (" : "", origin, origin[0] ? ")" : "");
         /* keys set up for CURVE and then left unused by a --insecure on the command line */
         const int k = s->opt.secret_key_file[0] != 0, a = s->opt.allow_list[0] != 0;
         if (k || a)

@@ -256,7 +256,9 @@ static void usage(FILE *f)
         "  fl_sim --dataset fashion-mnist --model cnn --clients 1000 --per-round 50 --rounds 100 \\\n"
         "         --partition dirichlet:0.3 --policy afd-single --keep 0.75 \\\n"
         "         --down-codec rot+q4+zstd --up-codec rot+q2+zstd --seed 1 --threads 2 --out run1\n"
-        "  mpirun -n 4 --hostfile hosts fl_sim --config run.yaml --out run2\n");
+        "  fl_sim --config sim/example_config.yaml --rounds 20 --out run2   (a YAML file of these\n"
+        "         options, in the source tree; flags override it)\n"
+        "  mpirun -n 4 --hostfile hosts fl_sim --config sim/example_config.yaml --out run-mpi\n");
 }
 
 /* A duration as 1h02m or 3m07s. */

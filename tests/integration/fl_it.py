@@ -638,7 +638,8 @@ def test_small_device(h):
     check(h.wait_exit(good, 30, 'fl_client 0') == 0, 'the good client exits 0')
     check('0 rounds trained, 0 failed here' in h.read('client1.log'),
           'the small device trained nothing (and was given no task to fail)')
-    check(re.search(r'the server says: memory_bytes 65536 is below the about \d+ bytes that a '
+    # (the library's field, memory_bytes, said as fl_client's flag)
+    check(re.search(r'the server says: --memory-bytes 65536 is below the about \d+ bytes that a '
                     r'submodel of mlp:784-200-10 needs: this client will not be selected',
                     h.read('client1.log')) is not None,
           'the small device is told it will not be selected')

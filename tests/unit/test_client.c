@@ -223,6 +223,10 @@ static void test_new_validation(void **state)
         {"PORT in 1..65535", {.server_endpoint = "tcp://:5555"}},
         {"PORT in 1..65535", {.server_endpoint = "tcp://host:55x"}},
         {"is inproc://", {.server_endpoint = "inproc://fedrop"}}, /* no zmq_context given */
+        /* no scheme: libzmq said "Invalid argument" at the connect, exit 4 of a transport error */
+        {"is not tcp://HOST:PORT, ipc://PATH or inproc://NAME", {.server_endpoint = "localhost:5555"}},
+        {"is not tcp://HOST:PORT, ipc://PATH or inproc://NAME", {.server_endpoint = "http://a:80"}},
+        {"is not tcp://HOST:PORT, ipc://PATH or inproc://NAME", {.server_endpoint = "ipc://"}},
         {"client_id", {.client_id = ""}},
         {"backend", {.backend = (flc_backend)9}},
         {"samples", {.train = NULL, .samples = &no_x}},
@@ -1452,6 +1456,12 @@ static void test_cli_bad_options(void **state)
          "--liveness-ms 10000 is not above --heartbeat-ms 20000"},
         {"--server tcp://127.0.0.1:1 --heartbeat-ms 500 --liveness-ms 500",
          "--liveness-ms 500 is not above --heartbeat-ms 500"},
+        /* said before the dataset loads (it was libzmq's "Invalid argument" after it, exit 4) */
+        {"--server localhost:5555 --insecure",
+         "--server localhost:5555 is not tcp://HOST:PORT, ipc://PATH or inproc://NAME"},
+        {"--server tcp://127.0.0.1 --insecure",
+         "--server tcp://127.0.0.1 is not tcp://HOST:PORT with a PORT in 1..65535"},
+        {"--server inproc://fl --insecure", "inproc:// reaches only a server in the same process"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         char cmd[1024], out[4096] = "", line[512];
@@ -1468,6 +1478,33 @@ static void test_cli_bad_options(void **state)
         pclose(p);
         if (!strstr(out, cases[i].want) || !strstr(out, "rc=1\n") || lines > 3)
             fail_msg("fl_client %s said '%s'", cases[i].args, out);
+    }
+}
+
+/* --num-clients N without --client-index: every process would be client-0 on partition 0 (two
+ * clients with one id take turns at the server): said at start. With --client-index, nothing. */
+static void test_cli_index_missing_said(void **state)
+{
+    (void)state;
+    const char *root = getenv("FEDROP_BUILD_ROOT");
+    if (!root)
+        skip();
+    for (int given = 0; given < 2; given++) {
+        char cmd[1024], out[4096] = "", line[512];
+        /* a data directory with nothing in it ends the run (exit 2) right after the check */
+        snprintf(cmd, sizeof cmd, "'%s/fl_client/fl_client' --server tcp://127.0.0.1:1 --insecure "
+                 "--num-clients 3 %s --data-dir /nonexistent-fedrop 2>&1; echo \"rc=$?\"", root,
+                 given ? "--client-index 2" : "");
+        FILE *p = popen(cmd, "r");
+        assert_non_null(p);
+        while (fgets(line, sizeof line, p))
+            if (strlen(out) + strlen(line) < sizeof out)
+                strcat(out, line);
+        pclose(p);
+        const int said = strstr(out, "--num-clients 3 without --client-index: this is client 0 "
+                                     "(partition 0, id client-0)") != NULL;
+        if (said == given || !strstr(out, "rc=2\n"))
+            fail_msg("fl_client --num-clients 3%s said '%s'", given ? " --client-index 2" : "", out);
     }
 }
 
@@ -2321,6 +2358,7 @@ int main(void)
         cmocka_unit_test(test_key_change_said_after_plain_server),
         cmocka_unit_test(test_cli_stop_during_startup),
         cmocka_unit_test(test_cli_bad_options),
+        cmocka_unit_test(test_cli_index_missing_said),
         cmocka_unit_test(test_cli_partition_reasons),
         cmocka_unit_test(test_cli_help_data_dir),
         cmocka_unit_test(test_reconnects_counts_each_new_start),

@@ -851,6 +851,20 @@ static void test_endpoint_parts(void **state)
     assert_int_equal(fl_ip_literal("*"), 0);
     assert_false(fl_tcp_host("ipc:///tmp/x:1", host, sizeof host));
     assert_string_equal(host, "");
+    /* a client's endpoint (fl_connect_endpoint_ok) */
+    char why[128];
+    const char *ok[] = {"tcp://127.0.0.1:5555", "tcp://[::1]:1", "tcp://h.example:65535",
+                        "ipc:///tmp/fl.sock", "inproc://fl"};
+    for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++)
+        if (!fl_connect_endpoint_ok(ok[i], why, sizeof why))
+            fail_msg("'%s' refused: %s", ok[i], why);
+    const char *no[] = {"localhost:5555", "http://a:80", "tcp://a", "tcp://a:0", "tcp://a:99999",
+                        "ipc://", "inproc://", "", "TCP://a:1"};
+    for (size_t i = 0; i < sizeof no / sizeof no[0]; i++) {
+        why[0] = 0;
+        if (fl_connect_endpoint_ok(no[i], why, sizeof why) || strncmp(why, "is not tcp://", 13))
+            fail_msg("'%s' taken (or said '%s')", no[i], why);
+    }
 }
 
 /* A child that opens path for writing, then writes each of the n parts after `gap` seconds;

@@ -333,6 +333,21 @@ static void test_idx_named_parent_dir(void **state)
     snprintf(want, sizeof want, "not found in %s/mnist or %s", g_tmpdir, g_tmpdir);
     if (!strstr(err, want))
         fail_msg("'%s' lacks '%s'", err, want);
+    assert_null(strstr(err, "FEDROP_DATA_DIR")); /* a directory given: no hint */
+    /* none given: the default place, and how to point elsewhere (Debian has no MNIST package) */
+    const char *env = getenv("FEDROP_DATA_DIR");
+    char *saved = env ? strdup(env) : NULL;
+    unsetenv("FEDROP_DATA_DIR");
+    struct stat sb;
+    if (stat("/usr/share/datasets/mnist", &sb) != 0) {
+        assert_int_equal(flm_dataset_load_named(&ds, "mnist", "test", NULL, err, sizeof err),
+                         FL_ERR_DATASET_IO);
+        if (!strstr(err, "not found in /usr/share/datasets/mnist (set FEDROP_DATA_DIR"))
+            fail_msg("no hint: '%s'", err);
+    }
+    if (saved)
+        setenv("FEDROP_DATA_DIR", saved, 1);
+    free(saved);
     unlink(ip);
     unlink(lp);
     rmdir(sub);

@@ -2247,7 +2247,7 @@ static void test_reactor_insecure(void **state)
     assert_string_equal(fls_server_endpoint(s, 0), ep);
     assert_null(fls_server_endpoint(s, 1));
     assert_null(fls_server_public_key(s));
-    assert_non_null(strstr(lb->text, "--insecure"));
+    assert_non_null(strstr(lb->text, "server.insecure (t.yaml:2): CURVE is off"));
     assert_non_null(strstr(lb->text, "listening on ipc://"));
     assert_null(strstr(lb->text, "not used (CURVE's settings)"));
 
@@ -5045,6 +5045,8 @@ static void test_reactor_liveness_under_client_heartbeat(void **state)
                      lb->text);
         if (w)
             assert_non_null(strstr(lb->text, "server.liveness_ms 1500 ("));
+        /* where CURVE was turned off: the file's line (it was always "(--insecure)") */
+        assert_non_null(strstr(lb->text, "server.insecure (t.yaml:2): CURVE is off"));
         fls_server_free(s);
         free(lb);
     }
