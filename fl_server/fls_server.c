@@ -1460,8 +1460,8 @@ static fl_status eval_start(fls_server *s, uint64_t round)
     return eval_report(s, round, st, loss, acc);
 }
 
-/* The evaluation's thread joined, its result dropped (cancel: stopped between two batches): for
- * every way out of the run, and fls_server_free. */
+/* The evaluation's thread joined (cancel: told to stop between two batches first, its result
+ * dropped): when it is done, and in fls_server_free. */
 static void eval_join(fls_server *s, int cancel)
 {
     if (!s->eval_live)
@@ -1470,6 +1470,14 @@ static void eval_join(fls_server *s, int cancel)
         atomic_store(&s->eval_cancel, 1);
     pthread_join(s->eval_thread, NULL);
     s->eval_live = 0;
+}
+
+/* An evaluation in flight is told to stop at its next batch, and left to do so: the run is
+ * over (a stop, a failure), nothing reads its result, and fls_server_free joins it. */
+static void eval_cancel(fls_server *s)
+{
+    if (s->eval_live)
+        atomic_store(&s->eval_cancel, 1);
 }
 
 /* The evaluation finished: its result goes to the core (whose ROUND_END and DONE follow through
@@ -2710,7 +2718,7 @@ static fl_status load_eval(fls_server *s, char *err, size_t errlen)
     if (st != FL_OK)
         snprintf(err, errlen, "evaluation model: %s", fl_strerror(st));
     else
-        fl_log(&s->log, FL_LOG_INFO, "evaluating on %zu samples", s->eval_view.n);
+        fl_log(&s->log, FL_LOG_INFO, "evaluation set: %zu samples", s->eval_view.n);
     return st;
 }
 
@@ -3809,7 +3817,12 @@ void fls_server_free(fls_server *s)
 {
     if (!s)
         return;
-    eval_join(s, 1); /* a host that frees the server in the middle of a run (RUN_FAILED too) */
+    /* a cancelled evaluation (a stop) stops at its next batch; a host that frees the server in
+     * the middle of a run (RUN_FAILED too) cancels it here */
+    if (s->eval_live && !atomic_load(&s->eval_done))
+        fl_log(&s->log, FL_LOG_INFO, "waiting for the cancelled evaluation's current batch to "
+               "end (eval.batch %u samples)", s->opt.eval_batch);
+    eval_join(s, 1);
     if (s->metrics_lost_all) {
         char tail[96] = "";
         if (s->metrics_lost)
@@ -3950,7 +3963,7 @@ static fls_status finish_stop(fls_server *s)
     /* An evaluation in flight (a second stop cancels it): its round is dropped, as an open round
      * is, though the core has counted it closed. */
     const uint64_t round = s->eval_live ? s->eval_round : fls_core_round(s->core);
-    eval_join(s, 1);
+    eval_cancel(s);
     log_bad_flush(s, fl_time_mono_s());
     /* No more updates are taken: the reactor stops reading. The state between rounds is the last
      * snapshot (a round in flight is dropped and replayed on resume). */
@@ -4009,7 +4022,7 @@ static fls_status finish_stop(fls_server *s)
  * rounds since the last checkpoint are not on disk), and the run ends with the write's status. */
 static fls_status finish_ckpt_failed(fls_server *s, fl_status st)
 {
-    eval_join(s, 1);
+    eval_cancel(s);
     send_bye_all(s, "restart");
     s->run = RUN_FAILED;
     char last[160];
@@ -4096,20 +4109,30 @@ fls_status fls_server_step(fls_server *s, int timeout_ms)
     }
     if (s->stop_req && !s->eval_live)
         return finish_stop(s);
-    if (s->stop_req && !s->stop_said) {
-        /* The round is trained and aggregated: its evaluation is let finish so that the round
-         * ends and is checkpointed, rather than dropped with its clients' work; the reactor
-         * serves the clients meanwhile. */
-        s->stop_said = 1;
-        fl_log(&s->log, FL_LOG_INFO, "stopping once the evaluation of round %llu is over "
-               "(running for %.1f s; stop again to stop now and drop the round)",
-               (unsigned long long)s->eval_round, fl_time_mono_s() - s->eval_t0);
-    }
-    if (s->stop_req && atomic_load(&s->stop_calls) >= 2 && !atomic_load(&s->eval_done)) {
-        fl_log(&s->log, FL_LOG_WARN, "stopping now: the evaluation of round %llu is cancelled "
-               "and the round dropped (a resumed run trains it again)",
-               (unsigned long long)s->eval_round);
-        return finish_stop(s);
+    if (s->stop_req && !atomic_load(&s->eval_done)) {
+        /* The round is trained and aggregated: with a checkpoint to keep it in, its evaluation
+         * is let finish so that the round ends and is checkpointed, rather than dropped with its
+         * clients' work; the reactor serves the clients meanwhile. A second stop, or none to
+         * keep, stops now (finish_stop: the thread is told to stop, and joined only by
+         * fls_server_free, so that a long batch holds up nothing the clients see). */
+        const int keep = s->opt.ckpt_path[0] != 0;
+        if (!keep || atomic_load(&s->stop_calls) >= 2) {
+            if (keep)
+                fl_log(&s->log, FL_LOG_WARN, "stopping now: the evaluation of round %llu is "
+                       "cancelled and the round dropped (a resumed run trains it again)",
+                       (unsigned long long)s->eval_round);
+            else
+                fl_log(&s->log, FL_LOG_INFO, "stopping now: the evaluation of round %llu is "
+                       "cancelled (no checkpoint.path: the run is not kept)",
+                       (unsigned long long)s->eval_round);
+            return finish_stop(s);
+        }
+        if (!s->stop_said) {
+            s->stop_said = 1;
+            fl_log(&s->log, FL_LOG_INFO, "stopping once the evaluation of round %llu is over, "
+                   "to checkpoint the round (running for %.1f s; stop again to stop now and drop "
+                   "the round)", (unsigned long long)s->eval_round, fl_time_mono_s() - s->eval_t0);
+        }
     }
     if (it[2].revents & ZMQ_POLLIN)
         read_monitor(s);

@@ -844,7 +844,7 @@ static void test_eval_dir_parent(void **state)
         logbuf *lb = calloc(1, sizeof *lb);
         fls_host host = {log_collect, lb, NULL, NULL, NULL};
         const fls_status st = fls_server_check(o, &host);
-        if (st != FLS_OK || !strstr(lb->text, "evaluating on 5 samples"))
+        if (st != FLS_OK || !strstr(lb->text, "evaluation set: 5 samples"))
             fail_msg("eval.dir %s: status %d, log:\n%s", parent ? ds : own, (int)st, lb->text);
         fls_options_free(o);
         free(lb);
@@ -855,7 +855,7 @@ static void test_eval_dir_parent(void **state)
         snprintf(cmd, sizeof cmd, "timeout 20 '%s/fl_server/fl_server' --insecure --arch mlp:784-10 "
                  "--eval-dataset mnist --eval-dir '%s' --check 2>&1", root, ds);
         int said = 0;
-        const int rc = sh_run(cmd, "evaluating on 5 samples", &said, NULL, 0);
+        const int rc = sh_run(cmd, "evaluation set: 5 samples", &said, NULL, 0);
         if (rc != 0 || !said)
             fail_msg("fl_server --eval-dir PARENT --check: exit %d", rc);
         /* where it is in neither place, both are named */
@@ -1765,7 +1765,7 @@ static void test_server_check(void **state)
          "eval.dataset mnist"},
         {{{"eval.dataset", "mnist"}, {"eval.dir", "@/chk.pub"}}, FLS_ERR_DATASET,
          "eval.dir @/chk.pub: a regular file, not a directory"},
-        {{{"eval.dataset", "synthetic"}, {"model.arch", "lstm"}}, FLS_OK, "evaluating on 2000"},
+        {{{"eval.dataset", "synthetic"}, {"model.arch", "lstm"}}, FLS_OK, "evaluation set: 2000 samples"},
         {{{"run.rounds", "0"}, {"codec.down", "zzz"}}, FLS_ERR_CONFIG, "codec.down: unknown stage \"zzz\""},
         {{{"run.resume", "true"}, {"checkpoint.path", "@/chk.pub"}}, FLS_ERR_CHECKPOINT,
          "resume from @/chk.pub"},
@@ -3462,15 +3462,22 @@ static fls_server *slow_eval_server(const char *name, int rounds, peer *p, flc_c
                                     logbuf **lb, char *ep, size_t epcap, char *ckpt,
                                     size_t ckcap)
 {
+    /* a name starting with '-': no checkpoint.path (ckpt "") */
+    const int none = name[0] == '-';
+    name += none;
     snprintf(ep, epcap, "ipc://%s/%s.sock", g_tmp, name);
-    snprintf(ckpt, ckcap, "%s/%s.ckpt", g_tmp, name);
-    char yaml[1024];
+    snprintf(ckpt, ckcap, "%s/%s.ckpt", g_tmp, none ? "" : name);
+    if (none)
+        ckpt[0] = 0;
+    char yaml[1024], ck[400] = "";
+    if (ckpt[0])
+        snprintf(ck, sizeof ck, "checkpoint:\n  path: '%s'\n  every: 1\n", ckpt);
     snprintf(yaml, sizeof yaml,
              "server:\n  insecure: true\n  endpoints: ['%s']\n  heartbeat_ms: 50\n"
              "model:\n  arch: \"mlp:16-1700-1700-10\"\nrun:\n  rounds: %d\n  log_level: debug\n"
              "round:\n  clients: 1\n  overcommit: 1\n"
-             "eval:\n  dataset: synthetic\n  synthetic_samples: 20000\n  every: 1\n"
-             "checkpoint:\n  path: '%s'\n  every: 1\n", ep, rounds, ckpt);
+             "eval:\n  dataset: synthetic\n  synthetic_samples: 20000\n  every: 1\n%s", ep,
+             rounds, ck);
     fls_server *s = server_rounds_of(yaml, lb);
     flp_msg h;
     *c = dev_joined(s, p, ep, &h);
@@ -3529,45 +3536,52 @@ static void test_reactor_serves_during_eval(void **state)
 
 /* A stop during the evaluation waits for it: the round is trained and aggregated, so it ends and
  * is checkpointed (stopped at round 1, not 0). A second stop does not wait: the evaluation is
- * cancelled between two batches, the round dropped (the checkpoint holds none of it). */
+ * cancelled, the round dropped (the checkpoint holds none of it). Without checkpoint.path there is
+ * nothing to keep the round in: the first stop does not wait. */
 static void test_reactor_stop_during_eval(void **state)
 {
     (void)state;
-    for (int twice = 0; twice < 2; twice++) {
+    for (int k = 0; k < 3; k++) {
         char ep[300], ckpt[300];
         peer p;
         flc_core *c;
         logbuf *lb;
-        fls_server *s = slow_eval_server(twice ? "evalstop2" : "evalstop1", 3, &p, &c, &lb, ep,
-                                         sizeof ep, ckpt, sizeof ckpt);
+        static const char *const names[] = {"evalstop1", "evalstop2", "-evalstop3"};
+        fls_server *s = slow_eval_server(names[k], 3, &p, &c, &lb, ep, sizeof ep, ckpt,
+                                         sizeof ckpt);
         const double t0 = fl_time_mono_s();
         while (!strstr(lb->text, "round 0: evaluating on") && fl_time_mono_s() - t0 < 60)
             assert_int_equal(fls_server_step(s, 2), FLS_OK);
         assert_non_null(strstr(lb->text, "round 0: evaluating on"));
         fls_server_stop(s);
-        if (twice)
+        if (k == 1)
             fls_server_stop(s);
         fls_status st;
         while ((st = fls_server_step(s, 2)) == FLS_OK && fl_time_mono_s() - t0 < 120) {
         }
         assert_int_equal(st, FLS_ERR_CANCELLED);
-        if (!twice && (lb->rounds != 1 || !strstr(lb->text, "stopping once the evaluation of "
+        if (!k && (lb->rounds != 1 || !strstr(lb->text, "stopping once the evaluation of "
                                                             "round 0 is over") ||
                        !strstr(lb->text, "stopped at round 1")))
             fail_msg("one stop during the evaluation: %d rounds ended; log:\n%s", lb->rounds,
                      lb->text + (lb->len > 600 ? lb->len - 600 : 0));
-        if (twice && (lb->rounds != 0 || !strstr(lb->text, "the evaluation of round 0 is "
-                                                           "cancelled and the round dropped") ||
-                      !strstr(lb->text, "stopped at round 0")))
+        if (k == 1 && (lb->rounds != 0 || !strstr(lb->text, "the evaluation of round 0 is "
+                                                                "cancelled and the round dropped") ||
+                           !strstr(lb->text, "stopped at round 0")))
             fail_msg("two stops during the evaluation: %d rounds ended; log:\n%s", lb->rounds,
+                     lb->text + (lb->len > 600 ? lb->len - 600 : 0));
+        if (k == 2 && (lb->rounds != 0 || !strstr(lb->text, "the evaluation of round 0 is "
+                                                                "cancelled (no checkpoint.path") ||
+                           strstr(lb->text, "stopping once the evaluation")))
+            fail_msg("one stop without checkpoint.path: %d rounds ended; log:\n%s", lb->rounds,
                      lb->text + (lb->len > 600 ? lb->len - 600 : 0));
         fls_server_free(s);
         /* what the checkpoint holds: round 1 after the first case; nothing of this run after the
          * second (a fresh run that finished no round writes none) */
         struct stat sb;
-        if (twice)
+        if (k == 1)
             assert_int_not_equal(stat(ckpt, &sb), 0);
-        else
+        else if (k == 0)
             assert_int_equal(stat(ckpt, &sb), 0);
         flc_core_free(c);
         peer_close(&p);
