@@ -147,12 +147,14 @@ static void say_as_flags(const char *msg, char *out, size_t cap)
         {"client_id", "--id"}};
     size_t o = 0;
     for (const char *p = msg; *p && o + 1 < cap;) {
-        const int start = p == msg || !(isalnum((unsigned char)p[-1]) || p[-1] == '_' ||
-                                         p[-1] == '.' || p[-1] == '-');
+        /* a word of its own: not part of a name, a path or a setting (server.heartbeat_ms,
+         * /tmp/heartbeat_ms.sock, client_id-x) */
+        const int start = p == msg || !(isalnum((unsigned char)p[-1]) || strchr("_.-/", p[-1]));
         size_t i = 0, n = 0;
         for (; start && i < sizeof map / sizeof map[0]; i++) {
             n = strlen(map[i][0]);
-            if (strncmp(p, map[i][0], n) == 0 && !isalnum((unsigned char)p[n]) && p[n] != '_')
+            if (strncmp(p, map[i][0], n) == 0 && !isalnum((unsigned char)p[n]) &&
+                (!p[n] || !strchr("_.-/", p[n])))
                 break;
         }
         if (start && i < sizeof map / sizeof map[0]) {

@@ -1448,9 +1448,17 @@ static fl_status eval_start(fls_server *s, uint64_t round)
     s->eval_t0 = fl_time_mono_s();
     atomic_store(&s->eval_done, 0);
     atomic_store(&s->eval_cancel, 0);
-    if (s->pipe_wr >= 0 && pthread_create(&s->eval_thread, NULL, eval_main, s) == 0) {
+    /* The thread blocks every signal: the host's handlers (fl_server's SIGTERM, SIGHUP) run on
+     * its own threads, never on ours. */
+    sigset_t all, old;
+    sigfillset(&all);
+    const int masked = pthread_sigmask(SIG_SETMASK, &all, &old) == 0;
+    const int made = s->pipe_wr >= 0 && pthread_create(&s->eval_thread, NULL, eval_main, s) == 0;
+    if (masked)
+        pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (made) {
         s->eval_live = 1;
-        fl_log(&s->log, FL_LOG_DEBUG, "round %llu: evaluating on %zu samples", 
+        fl_log(&s->log, FL_LOG_DEBUG, "round %llu: evaluating on %zu samples",
                (unsigned long long)round, s->eval_view.n);
         return FL_OK;
     }
@@ -2108,6 +2116,22 @@ static void ul_answer(fls_server *s, sess *x, uint64_t r, fl_status st)
     ul_admit(s);
 }
 
+/* 1 when a message last heard at `last` (a session's, an upload's chunks, a download's Acks) is
+ * older than the liveness timeout. Silence is judged only against a read queue emptied since the
+ * reactor was last busy: after a stall (a slow checkpoint write, a host that stepped late), one
+ * batch reads BATCH_IN messages and the timers run while other sessions' messages of that time
+ * still wait to be read; those sessions are not silent. A backlog that lasts a liveness period (an
+ * overloaded reactor) judges everything again, and silence of two liveness periods is judged
+ * whatever the queue (a flood that leaves it full at each sweep and empties it between them), so
+ * that dead sessions still go. */
+static int silent_since(const fls_server *s, double last, double now)
+{
+    const double live = s->opt.liveness_ms / 1000.0;
+    if (now - last <= live)
+        return 0;
+    return !s->backlog_since || now - s->backlog_since > live || now - last > 2.0 * live;
+}
+
 /* After the round engine ran: updates that are no longer receiving in the core (the round closed,
  * or it failed there) are answered, so their slots and queue places free up. */
 static void ul_sweep(fls_server *s)
@@ -2120,7 +2144,7 @@ static void ul_sweep(fls_server *s)
             continue; /* stale: dropped from the list */
         const fls_update_state us = fls_core_update_state(s->core, x->key, x->ul_round);
         if (us == FLS_UPDATE_RECEIVING && x->ul_slot == SLOT_ACTIVE &&
-            fl_time_mono_s() - x->ul_last > s->opt.liveness_ms / 1000.0) {
+            silent_since(s, x->ul_last, fl_time_mono_s())) {
             /* It holds a slot but sends no chunks (heartbeats alone do not keep a slot): the
              * others must not wait for it. Its update is dropped (counted as failed). */
             log_bad(s, "client %s: no chunk for %u ms while holding an upload slot: update dropped",
@@ -3820,8 +3844,9 @@ void fls_server_free(fls_server *s)
     /* a cancelled evaluation (a stop) stops at its next batch; a host that frees the server in
      * the middle of a run (RUN_FAILED too) cancels it here */
     if (s->eval_live && !atomic_load(&s->eval_done))
-        fl_log(&s->log, FL_LOG_INFO, "waiting for the cancelled evaluation's current batch to "
-               "end (eval.batch %u samples)", s->opt.eval_batch);
+        fl_log(&s->log, FL_LOG_INFO, "the evaluation of round %llu is cancelled: waiting for its "
+               "current batch to end (eval.batch %u samples)", (unsigned long long)s->eval_round,
+               s->opt.eval_batch);
     eval_join(s, 1);
     if (s->metrics_lost_all) {
         char tail[96] = "";
@@ -3889,12 +3914,6 @@ void fls_server_free(fls_server *s)
 static void timers(fls_server *s, double now)
 {
     const double hb = s->opt.heartbeat_ms / 1000.0, live = s->opt.liveness_ms / 1000.0;
-    /* Silence is judged only against a read queue emptied since the reactor was last busy: after
-     * a stall (a slow checkpoint write, a host that stepped late), a batch reads BATCH_IN messages
-     * and the timers run, while other sessions' messages of that time still wait to be read. Those
-     * sessions are not silent. A backlog that lasts a liveness period (an overloaded reactor)
-     * judges again, so that dead sessions still go. */
-    const int judge = !s->backlog_since || now - s->backlog_since > live;
     flp_msg m = flp_msg_header(FLP_HEARTBEAT, 0, NULL);
     int taken = 0;
     for (size_t i = 0; i < s->n_ss; i++) {
@@ -3905,11 +3924,11 @@ static void timers(fls_server *s, double now)
             s->due[i] = INFINITY; /* until its Hello (sess_wake) */
             continue;
         }
-        if (judge && now - x->last_rx > live) {
+        if (silent_since(s, x->last_rx, now)) {
             sess_drop(s, x, "silent for longer than the liveness timeout");
             continue;
         }
-        if (judge && x->dl_inflight > 0 && now - x->dl_last > live) {
+        if (x->dl_inflight > 0 && silent_since(s, x->dl_last, now)) {
             /* It heartbeats but Acks no weight chunk: its task is dropped and its share of the
              * downlink budget goes to the others. */
             log_bad(s, "client %s: no Ack of a weight chunk for %u ms: task of round %llu dropped",
@@ -4119,8 +4138,8 @@ fls_status fls_server_step(fls_server *s, int timeout_ms)
         if (!keep || atomic_load(&s->stop_calls) >= 2) {
             if (keep)
                 fl_log(&s->log, FL_LOG_WARN, "stopping now: the evaluation of round %llu is "
-                       "cancelled and the round dropped (a resumed run trains it again)",
-                       (unsigned long long)s->eval_round);
+                       "cancelled and the round dropped%s", (unsigned long long)s->eval_round,
+                       nothing_to_keep(s) ? "" : " (a resumed run trains it again)");
             else
                 fl_log(&s->log, FL_LOG_INFO, "stopping now: the evaluation of round %llu is "
                        "cancelled (no checkpoint.path: the run is not kept)",
@@ -4157,7 +4176,7 @@ fls_status fls_server_step(fls_server *s, int timeout_ms)
         else if (s->stop_req && s->ckpt_failed == FL_OK && s->run == RUN_ON)
             return finish_stop(s); /* before the next round starts */
     }
-    if (now >= s->next_timers && s->run == RUN_ON) {
+    if (now >= s->next_timers && s->run == RUN_ON && s->ckpt_failed == FL_OK) {
         s->next_timers = now + TIMER_PERIOD;
         timers(s, now);
         sess_compact(s);

@@ -4,9 +4,10 @@
  * The server binds a ZeroMQ ROUTER on tcp:// and/or ipc:// endpoints, speaks the session protocol
  * of fl_server/PROTOCOL.md (CURVE-encrypted, with a ZAP allow-list of client public keys, by
  * default), drives the IO-free round engine from a single-threaded reactor, evaluates the global
- * model on a test set when asked (on a thread of its own, started for each evaluation and joined
- * before the next round, a stop or fls_server_free: the reactor serves the clients meanwhile),
- * reports per-round metrics, and checkpoints.
+ * model on a test set when asked (on a thread of its own, started for each evaluation, with every
+ * signal blocked: the reactor serves the clients meanwhile; the thread is joined before the next
+ * round, or, when a stop or a failure cancels the evaluation, by fls_server_free, which then waits
+ * for the current batch), reports per-round metrics, and checkpoints.
  *
  * Three objects:
  *   fls_options  every setting of a run, from a YAML file, memory or "key = value" pairs (flags);
@@ -190,8 +191,8 @@ void fls_server_free(fls_server *s);
  *     round is abandoned and replayed on resume) when checkpoint.path is set and the run has
  *     finished a round or was resumed (a fresh run stopped before its first round keeps the file
  *     already there), sends Bye("restart") and returns FLS_ERR_CANCELLED. A stop during an
- *     evaluation waits for it (its round ends and is checkpointed); a second fls_server_stop
- *     cancels it and drops the round.
+ *     evaluation waits for it when checkpoint.path is set (its round ends and is checkpointed);
+ *     a second fls_server_stop, or one without checkpoint.path, cancels it and drops the round.
  * Other statuses are failures (FLS_ERR_IO for a checkpoint that could not be written, ...). */
 fls_status fls_server_run(fls_server *s);
 

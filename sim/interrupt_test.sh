@@ -22,7 +22,10 @@ fail() { echo "FAIL: $*"; exit 1; }
 # for the sanitizer builds (under TSan on 2 cores the wide model's first round once took over the
 # 60 s this waited before, beside another test; a plain build takes a few seconds).
 start() {
-    "$FL_SIM" $ARGS ${EXTRA:-} --rounds 1000000 --out "$DIR/$1" >"$DIR/$1.out" 2>"$DIR/$1.err" &
+    # SIGHUP at its default: fl_sim leaves an ignored SIGHUP ignored (nohup, below), and a test
+    # run started under nohup passed that on, so the SIGHUP case waited for ever.
+    env --default-signal=HUP "$FL_SIM" $ARGS ${EXTRA:-} --rounds 1000000 --out "$DIR/$1" \
+        >"$DIR/$1.out" 2>"$DIR/$1.err" &
     pid=$!
     i=0
     while :; do
@@ -38,6 +41,12 @@ start() {
 # Stops the run with signal $1 and checks the exit status $2 and what it wrote into $DIR/$3.
 stop_check() {
     kill "-$1" "$pid"
+    i=0
+    while kill -0 "$pid" 2>/dev/null; do # bounded: a signal not acted on fails, never hangs
+        i=$((i + 1))
+        [ "$i" -le 1200 ] || { kill -9 "$pid"; fail "SIG$1: fl_sim still runs 120 s after it"; }
+        sleep 0.1
+    done
     rc=0
     wait "$pid" || rc=$?
     pid=
