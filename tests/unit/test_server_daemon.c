@@ -2479,9 +2479,13 @@ static void test_reactor_idle_ids(void **state)
 {
     (void)state;
     /* the same flood against three servers: ids never forgotten, after 1 s, after an hour */
-    static const char *const keys[3] = {"  id_idle_s: 0\n  ids_per_key: 1\n",
-                                        "  id_idle_s: 1\n  ids_per_key: 1\n",
-                                        "  id_idle_s: 3600\n  ids_per_key: 1\n"};
+    /* liveness 60 s: m2, h and x say nothing for seconds (more under TSan); no round may start
+     * (3 sessions are round.clients): a Task queued on m, h or x would stand in for what a later
+     * read of theirs expects (test_reactor_ids_per_key's flake) */
+    static const char *const keys[3] = {"  id_idle_s: 0\n  ids_per_key: 1\n  liveness_ms: 60000\n",
+                                        "  id_idle_s: 1\n  ids_per_key: 1\n  liveness_ms: 60000\n",
+                                        "  id_idle_s: 3600\n  ids_per_key: 1\n  liveness_ms: 60000\n"};
+    g_hello_memory = 1;
     fls_server *s[3];
     logbuf *lb[3];
     peer m[3], h[3];
@@ -5614,8 +5618,10 @@ static void test_reactor_forgotten_state_not_inherited(void **state)
     (void)state;
     char ep[300];
     logbuf *lb;
-    fls_server *s = server_with("inherit.sock", "  max_clients: 2\n  id_idle_s: 1\n",
-                                "mlp:6-64-3",
+    /* liveness 60 s: x holds an un-Acked chunk and says nothing until its Bye; a liveness drop
+     * on a slow host would close round 0 early and b would read round 2's Task */
+    fls_server *s = server_with("inherit.sock", "  max_clients: 2\n  id_idle_s: 1\n"
+                                "  liveness_ms: 60000\n", "mlp:6-64-3",
                                 "round:\n  clients: 2\n  overcommit: 1\n  deadline_s: 600\n"
                                 "policy:\n  kind: afd-multi\n  keep: 0.5\n", ep, sizeof ep, &lb);
     peer a, x, c, b, x2;
@@ -6916,7 +6922,7 @@ int main(void)
         cmocka_unit_test(test_reactor_insecure_keys_unused),
         cmocka_unit_test(test_reactor_twin_warning),
         cmocka_unit_test(test_reactor_refusals_summed_at_end),
-        cmocka_unit_test(test_reactor_idle_ids),
+        cmocka_unit_test_teardown(test_reactor_idle_ids, hello_memory_reset),
         cmocka_unit_test(test_reactor_ipc_in_use),
         cmocka_unit_test(test_reactor_failed_start_no_metrics),
         cmocka_unit_test(test_reactor_checkpoint_in_use),
