@@ -1394,6 +1394,20 @@ static void test_key_change_said_after_plain_server(void **state)
     logbuf_free(lb);
 }
 
+/* Runs cmd through sh, its output (stdout; cmd says 2>&1 for stderr) into out (cap bytes, what
+ * does not fit dropped). */
+static void sh_collect(const char *cmd, char *out, size_t cap)
+{
+    char line[512];
+    out[0] = 0;
+    FILE *p = popen(cmd, "r");
+    assert_non_null(p);
+    while (fgets(line, sizeof line, p))
+        if (strlen(out) + strlen(line) < cap)
+            strcat(out, line);
+    pclose(p);
+}
+
 /* fl_client stopped by SIGTERM while it loads its dataset (here: blocked reading a FIFO) exits 0,
  * the status --help gives a stop, and says so. The handler came only after the dataset, so such
  * a stop was the default action: exit 143, without a word. */
@@ -1405,7 +1419,7 @@ static void test_cli_stop_during_startup(void **state)
         skip();
     char dir[] = "/tmp/fedrop-client-test-XXXXXX";
     assert_non_null(mkdtemp(dir));
-    char cmd[2048], out[1024] = "", line[256];
+    char cmd[2048], out[1024];
     /* the shell opens the FIFO for writing once fl_client opened it for reading (so its handlers
      * are in), and writes nothing: fl_client waits in its read when the SIGTERM comes */
     snprintf(cmd, sizeof cmd,
@@ -1413,12 +1427,7 @@ static void test_cli_stop_during_startup(void **state)
              "--dataset 'idx:%s/img,%s/img' 2>&1 & p=$!; exec 3>'%s/img'; kill -TERM $p; wait $p; "
              "echo \"rc=$?\"; exec 3>&-; }; rm -rf '%s'",
              dir, root, dir, dir, dir, dir);
-    FILE *p = popen(cmd, "r");
-    assert_non_null(p);
-    while (fgets(line, sizeof line, p))
-        if (strlen(out) + strlen(line) < sizeof out)
-            strcat(out, line);
-    pclose(p);
+    sh_collect(cmd, out, sizeof out);
     if (!strstr(out, "fl_client: stopped during start-up\n") || !strstr(out, "rc=0\n"))
         fail_msg("fl_client stopped during start-up said '%s'", out);
 }
@@ -1490,17 +1499,12 @@ static void test_cli_index_missing_said(void **state)
     if (!root)
         skip();
     for (int given = 0; given < 2; given++) {
-        char cmd[1024], out[4096] = "", line[512];
+        char cmd[1024], out[4096];
         /* a data directory with nothing in it ends the run (exit 2) right after the check */
         snprintf(cmd, sizeof cmd, "'%s/fl_client/fl_client' --server tcp://127.0.0.1:1 --insecure "
                  "--num-clients 3 %s --data-dir /nonexistent-fedrop 2>&1; echo \"rc=$?\"", root,
                  given ? "--client-index 2" : "");
-        FILE *p = popen(cmd, "r");
-        assert_non_null(p);
-        while (fgets(line, sizeof line, p))
-            if (strlen(out) + strlen(line) < sizeof out)
-                strcat(out, line);
-        pclose(p);
+        sh_collect(cmd, out, sizeof out);
         const int said = strstr(out, "--num-clients 3 without --client-index: this is client 0 "
                                      "(partition 0, id client-0)") != NULL;
         if (said == given || !strstr(out, "rc=2\n"))
