@@ -2754,9 +2754,22 @@ static fl_status load_key(fls_server *s, char *err, size_t errlen)
     char why[512];
     const fl_status st = fl_key_file_read(s->opt.secret_key_file, FL_KEY_SECRET, s->sec_z85,
                                           NULL, why, sizeof why);
-    if (st != FL_OK)
+    if (st != FL_OK) {
+        /* Not there: say where a relative path was looked for (the example configuration's
+         * keys/server.secret, from another directory) and what makes one. */
+        char hint[PATH_MAX + 128] = "";
+        struct stat kb;
+        if (stat(s->opt.secret_key_file, &kb) != 0 && errno == ENOENT) {
+            char cwd[PATH_MAX];
+            const int rel = s->opt.secret_key_file[0] != '/' && getcwd(cwd, sizeof cwd);
+            snprintf(hint, sizeof hint,
+                     " (%s%s%sfl_server keygen DIR NAME makes DIR/NAME.secret)", rel ? "a relative path is taken from the directory fl_server runs in, " : "",
+                     rel ? cwd : "", rel ? "; " : "");
+        }
         return fls_options_errf(&s->opt, err, errlen, st == FL_ERR_IO ? FL_ERR_IO : FL_ERR_AUTH,
-                                "server.secret_key_file", NULL, "server.secret_key_file: %s", why);
+                                "server.secret_key_file", NULL, "server.secret_key_file: %s%s",
+                                why, hint);
+    }
     struct stat sb;
     if (stat(s->opt.secret_key_file, &sb) == 0 && (sb.st_mode & 077))
         fl_log(&s->log, FL_LOG_WARN, "%s is readable by others (chmod 600 it)",

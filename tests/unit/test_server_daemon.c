@@ -1754,6 +1754,12 @@ static void test_server_check(void **state)
         {{{"server.secret_key_file", "@/none.secret"}}, FLS_ERR_IO,
          "server.secret_key_file: @/none.secret: "},
         {{{"server.allow_list", "@/none.allow"}}, FLS_ERR_IO, "server.allow_list: @/none.allow: "},
+        /* a relative key path: where it was looked for, and what makes one */
+        {{{"server.secret_key_file", "no-such-dir/server.secret"}}, FLS_ERR_IO,
+         "No such file or directory (a relative path is taken from the directory fl_server runs "
+         "in, /"},
+        {{{"server.secret_key_file", "@/none.secret"}}, FLS_ERR_IO,
+         "No such file or directory (fl_server keygen DIR NAME makes DIR/NAME.secret)"},
         {{{"server.allow_list", "@/chk.secret"}}, FLS_ERR_AUTH,
          "server.allow_list: @/chk.secret:1: a secret key file"},
         {{{"checkpoint.path", "@/no/dir/run.ckpt"}}, FLS_ERR_IO,
