@@ -2762,8 +2762,8 @@ static fl_status load_key(fls_server *s, char *err, size_t errlen)
         if (stat(s->opt.secret_key_file, &kb) != 0 && errno == ENOENT) {
             char cwd[PATH_MAX];
             const int rel = s->opt.secret_key_file[0] != '/' && getcwd(cwd, sizeof cwd);
-            snprintf(hint, sizeof hint,
-                     " (%s%s%sfl_server keygen DIR NAME makes DIR/NAME.secret)", rel ? "a relative path is taken from the directory fl_server runs in, " : "",
+            snprintf(hint, sizeof hint, " (%s%s%sfl_server keygen DIR NAME makes DIR/NAME.secret)",
+                     rel ? "a relative path is taken from the directory fl_server runs in, " : "",
                      rel ? cwd : "", rel ? "; " : "");
         }
         return fls_options_errf(&s->opt, err, errlen, st == FL_ERR_IO ? FL_ERR_IO : FL_ERR_AUTH,
