@@ -198,10 +198,12 @@ struct fls_server {
     uint64_t over_unsaid;       /* closed since */
     uint32_t over_open;         /* the connections open at the last of them */
     int pipe_rd, pipe_wr;
-    volatile sig_atomic_t stop_req, reload_req;
+    volatile sig_atomic_t reload_req;
     int stop_said;              /* a stop waiting for the evaluation was said */
     double backlog_since;       /* messages have waited unread since (0: the last read took all) */
-    atomic_uint stop_calls;     /* fls_server_stop calls: a second one does not wait for it */
+    atomic_uint stop_calls;     /* fls_server_stop calls (lock-free, so signal-safe): the
+                                 * first asks for a stop, a second does not wait for the
+                                 * evaluation */
     int run;
     char ep[FLS_MAX_ENDPOINTS][FLS_ENDPOINT_MAX];
     size_t n_ep;
@@ -1462,10 +1464,8 @@ static fl_status eval_start(fls_server *s, uint64_t round)
                (unsigned long long)round, s->eval_view.n);
         return FL_OK;
     }
-    double loss = NAN, acc = 0;
-    const fl_status st = flm_model_evaluate(s->eval_model, fls_core_params(s->core),
-                                            &s->eval_view, &loss, &acc);
-    return eval_report(s, round, st, loss, acc);
+    eval_main(s); /* here instead: its byte on the self-pipe only wakes the reactor once more */
+    return eval_report(s, round, s->eval_st, s->eval_loss, s->eval_acc);
 }
 
 /* The evaluation's thread joined (cancel: told to stop between two batches first, its result
@@ -1478,6 +1478,12 @@ static void eval_join(fls_server *s, int cancel)
         atomic_store(&s->eval_cancel, 1);
     pthread_join(s->eval_thread, NULL);
     s->eval_live = 0;
+}
+
+/* fls_server_stop was called (from a signal handler, another thread, or the host). */
+static int stop_asked(fls_server *s)
+{
+    return atomic_load(&s->stop_calls) > 0;
 }
 
 /* An evaluation in flight is told to stop at its next batch, and left to do so: the run is
@@ -4109,7 +4115,7 @@ fls_status fls_server_step(fls_server *s, int timeout_ms)
         return FLS_ERR_CANCELLED;
     if (s->run == RUN_FAILED)
         return FLS_ERR_INTERNAL;
-    if (s->stop_req && !s->eval_live)
+    if (stop_asked(s) && !s->eval_live)
         return finish_stop(s);
     double now = fl_time_mono_s();
     double wait = s->next_timers - now;
@@ -4139,9 +4145,9 @@ fls_status fls_server_step(fls_server *s, int timeout_ms)
         reload_allow(s);
         reopen_metrics(s);
     }
-    if (s->stop_req && !s->eval_live)
+    if (stop_asked(s) && !s->eval_live)
         return finish_stop(s);
-    if (s->stop_req && !atomic_load(&s->eval_done)) {
+    if (stop_asked(s) && !atomic_load(&s->eval_done)) {
         /* The round is trained and aggregated: with a checkpoint to keep it in, its evaluation
          * is let finish so that the round ends and is checkpointed, rather than dropped with its
          * clients' work; the reactor serves the clients meanwhile. A second stop, or none to
@@ -4186,7 +4192,7 @@ fls_status fls_server_step(fls_server *s, int timeout_ms)
     if (s->eval_live && atomic_load(&s->eval_done) && s->run == RUN_ON) {
         if (eval_poll(s) != FL_OK || drain_events(s) != FL_OK)
             s->run = RUN_FAILED;
-        else if (s->stop_req && s->ckpt_failed == FL_OK && s->run == RUN_ON)
+        else if (stop_asked(s) && s->ckpt_failed == FL_OK && s->run == RUN_ON)
             return finish_stop(s); /* before the next round starts */
     }
     if (now >= s->next_timers && s->run == RUN_ON && s->ckpt_failed == FL_OK) {
@@ -4230,8 +4236,7 @@ void fls_server_stop(fls_server *s)
 {
     if (!s)
         return;
-    atomic_fetch_add(&s->stop_calls, 1); /* lock-free, so signal-safe */
-    s->stop_req = 1;
+    atomic_fetch_add(&s->stop_calls, 1);
     if (s->pipe_wr >= 0) {
         const char c = 's';
         ssize_t r = write(s->pipe_wr, &c, 1);

@@ -1395,17 +1395,17 @@ static void test_key_change_said_after_plain_server(void **state)
 }
 
 /* Runs cmd through sh, its output (stdout; cmd says 2>&1 for stderr) into out (cap bytes, what
- * does not fit dropped). */
-static void sh_collect(const char *cmd, char *out, size_t cap)
+ * does not fit dropped). Returns pclose's status. */
+static int sh_collect(const char *cmd, char *out, size_t cap)
 {
-    char line[512];
+    char line[1024];
     out[0] = 0;
     FILE *p = popen(cmd, "r");
     assert_non_null(p);
     while (fgets(line, sizeof line, p))
         if (strlen(out) + strlen(line) < cap)
             strcat(out, line);
-    pclose(p);
+    return pclose(p);
 }
 
 /* fl_client stopped by SIGTERM while it loads its dataset (here: blocked reading a FIFO) exits 0,
@@ -1546,15 +1546,10 @@ static void test_cli_partition_reasons(void **state)
              "clients (at least one sample a shard); --dataset synth-images:100:1x8x8:4 over "
              "--num-clients 60\n");
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        char cmd[4096], out[4096] = "", line[1024];
+        char cmd[4096], out[4096];
         snprintf(cmd, sizeof cmd, "'%.1024s/fl_client/fl_client' --server tcp://127.0.0.1:1 "
                  "--insecure %.1200s 2>&1; echo \"rc=$?\"", root, cases[i].args);
-        FILE *p = popen(cmd, "r");
-        assert_non_null(p);
-        while (fgets(line, sizeof line, p))
-            if (strlen(out) + strlen(line) < sizeof out)
-                strcat(out, line);
-        pclose(p);
+        sh_collect(cmd, out, sizeof out);
         if (!strstr(out, cases[i].want) || !strstr(out, "rc=2\n"))
             fail_msg("fl_client %s said '%s'", cases[i].args, out);
     }
@@ -1570,14 +1565,9 @@ static void test_cli_help_data_dir(void **state)
     const char *root = getenv("FEDROP_BUILD_ROOT");
     if (!root)
         skip();
-    char cmd[1024], out[16384] = "", line[512];
+    char cmd[1024], out[16384];
     snprintf(cmd, sizeof cmd, "'%s/fl_client/fl_client' --help 2>&1", root);
-    FILE *p = popen(cmd, "r");
-    assert_non_null(p);
-    while (fgets(line, sizeof line, p))
-        if (strlen(out) + strlen(line) < sizeof out)
-            strcat(out, line);
-    assert_int_equal(pclose(p), 0);
+    assert_int_equal(sh_collect(cmd, out, sizeof out), 0);
     if (!strstr(out, "  --data-dir DIR         where fashion-mnist / mnist live: DIR/<name> or DIR,\n"
                      "                         the first that holds it (default $FEDROP_DATA_DIR, read\n"
                      "                         the same way, else /usr/share/datasets/<name>)\n"))
