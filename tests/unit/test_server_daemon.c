@@ -5175,6 +5175,140 @@ static void test_reactor_backlog_not_silence(void **state)
     free(lb);
 }
 
+/* A server for the two tests below (liveness_ms live_ms, heartbeats every 100 ms, no round:
+ * 1000 clients wanted) on ipc://TMP/sock, with "quiet" and "flood" said Hello and acknowledged
+ * on *quiet and *flood. server.credit 1024 lets the server queue 4096 messages of one
+ * connection (4 x credit), eight batches, so that flood alone can keep a backlog. */
+static fls_server *backlog_pair(const char *sock, unsigned live_ms, peer *quiet, peer *flood,
+                                logbuf **lb)
+{
+    char ep[300], yaml[1024];
+    snprintf(ep, sizeof ep, "ipc://%s/%s", g_tmp, sock);
+    snprintf(yaml, sizeof yaml,
+             "server:\n  insecure: true\n  endpoints: ['%s']\n  heartbeat_ms: 100\n"
+             "  liveness_ms: %u\n  credit: 1024\nmodel:\n  arch: \"mlp:6-5-3\"\nround:\n"
+             "  clients: 1000\n", ep, live_ms);
+    fls_server *s = server_of(yaml, lb);
+    peer_open(quiet, ep, NULL, NULL, NULL);
+    peer_open(flood, ep, NULL, NULL, NULL);
+    flp_msg h = hello_msg("quiet");
+    peer_send(quiet, &h);
+    expect_ack_hello(s, quiet);
+    h = hello_msg("flood");
+    peer_send(flood, &h);
+    expect_ack_hello(s, flood);
+    return s;
+}
+
+/* Up to n copies of the encoded message buf (len bytes) sent on p without waiting: it stops at
+ * the first its queue does not take. */
+static void flood_send(peer *p, const uint8_t *buf, size_t len, int n)
+{
+    for (int i = 0; i < n && zmq_send(p->sock, buf, len, ZMQ_DONTWAIT) == (int)len; i++) {
+    }
+}
+
+/* After a backlog test: quiet was dropped for its silence, flood (which never stopped sending)
+ * was not. */
+static void expect_quiet_dropped(fls_server *s, const logbuf *lb, const char *when)
+{
+    fls_server_stats st;
+    fls_server_stats_get(s, &st);
+    if (!strstr(lb->text, "client quiet left (silent for longer than the liveness timeout)") ||
+        strstr(lb->text, "client flood left") || st.clients != 1)
+        fail_msg("%s: %u sessions; want quiet dropped for its silence and flood kept:\n%s", when,
+                 st.clients, lb->text);
+}
+
+/* The gate of test_reactor_backlog_not_silence has a bound: a backlog that lasts a liveness
+ * period (an overloaded reactor) judges silence again. Here flood keeps the server's queue deeper
+ * than a batch at every step, from before quiet's last message on; quiet, silent for the liveness
+ * timeout, must be dropped by 1.7 times it. Without the bound it stayed until twice the timeout,
+ * kept only by the other bound (test_reactor_flood_silence_bounded). */
+static void test_reactor_backlog_lasting(void **state)
+{
+    (void)state;
+    const unsigned live_ms = 1500 * TS;
+    peer quiet, flood;
+    logbuf *lb;
+    fls_server *s = backlog_pair("backlog_lasting.sock", live_ms, &quiet, &flood, &lb);
+    const flp_msg hb = flp_msg_header(FLP_HEARTBEAT, 0, "flood");
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    char err[FLP_ERRBUF];
+    assert_int_equal(flp_encode_alloc(&buf, &len, &hb, NULL, err, sizeof err), FL_OK);
+    /* the server's queue of flood's connection filled before it is read from: 200 ms */
+    for (int k = 0; k < 20; k++) {
+        flood_send(&flood, buf, len, 4096);
+        usleep(10000);
+    }
+    fls_server_step(s, 0); /* a batch read, more waiting: the backlog begins */
+    const flp_msg qh = flp_msg_header(FLP_HEARTBEAT, 0, "quiet");
+    const double t0 = fl_time_mono_s(); /* quiet is last heard no earlier than this */
+    peer_send(&quiet, &qh);
+    /* Each step reads 512 of the thousands waiting, and flood sends more than that between two;
+     * the sweep (every 50 ms) finds a backlog each time. quiet is due to go at the first sweep
+     * after the liveness timeout; the last step starts before 1.7 times it, far enough from
+     * twice it that the other bound cannot be what dropped quiet. */
+    fls_server_stats st;
+    do {
+        flood_send(&flood, buf, len, 1024);
+        usleep(10000);
+        fls_server_step(s, 0);
+        fls_server_stats_get(s, &st);
+    } while (st.clients == 2 && fl_time_mono_s() - t0 < 1.7 * live_ms / 1000.0);
+    expect_quiet_dropped(s, lb, "a backlog for longer than the liveness timeout");
+    free(buf);
+    peer_close(&quiet);
+    peer_close(&flood);
+    /* what flood left queued read, so that the server's close does not wait out its linger (2 s)
+     * on that connection */
+    for (uint64_t was = st.msgs_in + 1; was != st.msgs_in;) {
+        was = st.msgs_in;
+        fls_server_step(s, 50);
+        fls_server_stats_get(s, &st);
+    }
+    fls_server_free(s);
+    free(lb);
+}
+
+/* The gate's other bound: a flood that leaves the queue deeper than a batch at each sweep and
+ * lets it empty between sweeps keeps every backlog younger than the liveness timeout (the first
+ * bound never acts), yet a session silent for twice the timeout is dropped whatever the queue.
+ * Each cycle: 600 Heartbeats from flood; 60 ms for them to reach the server's queue and for the
+ * sweep to fall due; a step that reads 512 (a backlog begins, and the sweep runs with it); at
+ * once a step that reads the rest (no backlog; the sweep is not due again for 50 ms). quiet,
+ * silent since its Hello, is due to go after twice the liveness timeout; it is given three.
+ * Without the bound it stayed as long as the flood went on. */
+static void test_reactor_flood_silence_bounded(void **state)
+{
+    (void)state;
+    const unsigned live_ms = 1000 * TS;
+    peer quiet, flood;
+    logbuf *lb;
+    const double t0 = fl_time_mono_s(); /* quiet's Hello is read after this */
+    fls_server *s = backlog_pair("flood_silence.sock", live_ms, &quiet, &flood, &lb);
+    const flp_msg hb = flp_msg_header(FLP_HEARTBEAT, 0, "flood");
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    char err[FLP_ERRBUF];
+    assert_int_equal(flp_encode_alloc(&buf, &len, &hb, NULL, err, sizeof err), FL_OK);
+    fls_server_stats st;
+    do {
+        flood_send(&flood, buf, len, 600);
+        usleep(60000);
+        fls_server_step(s, 0);
+        fls_server_step(s, 0);
+        fls_server_stats_get(s, &st);
+    } while (st.clients == 2 && fl_time_mono_s() - t0 < 3.0 * live_ms / 1000.0);
+    expect_quiet_dropped(s, lb, "a flood that empties between sweeps");
+    free(buf);
+    peer_close(&quiet);
+    peer_close(&flood);
+    fls_server_free(s);
+    free(lb);
+}
+
 /* D9 closed: connections that carry no session for server.idle_connection_s (1 s here) are
  * closed by the server: one that never says Hello, one whose session ended (Bye); one whose
  * session lives (it heartbeats) keeps its connection, over several times that. Without the
@@ -6946,6 +7080,8 @@ int main(void)
         cmocka_unit_test_teardown(test_reactor_ids_per_key, hello_memory_reset),
         cmocka_unit_test(test_reactor_round_and_resume),
         cmocka_unit_test(test_reactor_backlog_not_silence),
+        cmocka_unit_test(test_reactor_backlog_lasting),
+        cmocka_unit_test(test_reactor_flood_silence_bounded),
         cmocka_unit_test(test_reactor_serves_during_eval),
         cmocka_unit_test(test_reactor_stop_during_eval),
         cmocka_unit_test(test_reactor_upload_slots),
