@@ -2631,6 +2631,25 @@ static void release_removed_keys(fls_server *s)
     owners_rebuild(s);
 }
 
+/* The end of the error of a file the server could not open, into hint (cap bytes; PATH_MAX + 128
+ * holds any): where path is not there, " (a relative path is taken from the directory fl_server
+ * runs in, CWD; MAKES)", the first part for a relative path only, the second when makes is not
+ * NULL; else "". A new user who ran the example configuration from another directory got
+ * "keys/server.secret: No such file or directory" and nothing more. */
+static void missing_hint(char *hint, size_t cap, const char *path, const char *makes)
+{
+    hint[0] = 0;
+    struct stat sb;
+    if (stat(path, &sb) == 0 || errno != ENOENT)
+        return;
+    char cwd[PATH_MAX];
+    const int rel = path[0] != '/' && getcwd(cwd, sizeof cwd);
+    if (rel || makes)
+        snprintf(hint, cap, " (%s%s%s%s)",
+                 rel ? "a relative path is taken from the directory fl_server runs in, " : "",
+                 rel ? cwd : "", rel && makes ? "; " : "", makes ? makes : "");
+}
+
 static fl_status reload_allow(fls_server *s)
 {
     if (!s->curve)
@@ -2639,7 +2658,10 @@ static fl_status reload_allow(fls_server *s)
     fls_allow a = {0};
     const fl_status st = fls_allow_load(&a, s->opt.allow_list, err, sizeof err);
     if (st != FL_OK) {
-        fl_log(&s->log, FL_LOG_ERROR, "allow-list not reloaded (the old one stays): %s", err);
+        char hint[PATH_MAX + 128];
+        missing_hint(hint, sizeof hint, s->opt.allow_list, NULL);
+        fl_log(&s->log, FL_LOG_ERROR, "allow-list not reloaded (the old one stays): %s%s", err,
+               hint);
         return st;
     }
     fls_allow_clear(&s->allow);
@@ -2720,9 +2742,13 @@ static fl_status load_eval(fls_server *s, char *err, size_t errlen)
                                     fl_mode_what(db.st_mode));
         st = flm_dataset_load_named(&s->eval_ds, name, s->opt.eval_split ? "train" : "test",
                                     s->opt.eval_dir[0] ? s->opt.eval_dir : NULL, why, sizeof why);
-        if (st != FL_OK)
+        if (st != FL_OK) {
+            char hint[PATH_MAX + 128] = "";
+            if (s->opt.eval_dir[0])
+                missing_hint(hint, sizeof hint, s->opt.eval_dir, NULL);
             fls_options_errf(&s->opt, err, errlen, st, "eval.dataset", "eval.dir",
-                             "eval.dataset %s: %s", name, why);
+                             "eval.dataset %s: %s%s", name, why, hint);
+        }
     }
     if (st != FL_OK)
         return st;
@@ -2761,17 +2787,9 @@ static fl_status load_key(fls_server *s, char *err, size_t errlen)
     const fl_status st = fl_key_file_read(s->opt.secret_key_file, FL_KEY_SECRET, s->sec_z85,
                                           NULL, why, sizeof why);
     if (st != FL_OK) {
-        /* Not there: say where a relative path was looked for (the example configuration's
-         * keys/server.secret, from another directory) and what makes one. */
-        char hint[PATH_MAX + 128] = "";
-        struct stat kb;
-        if (stat(s->opt.secret_key_file, &kb) != 0 && errno == ENOENT) {
-            char cwd[PATH_MAX];
-            const int rel = s->opt.secret_key_file[0] != '/' && getcwd(cwd, sizeof cwd);
-            snprintf(hint, sizeof hint, " (%s%s%sfl_server keygen DIR NAME makes DIR/NAME.secret)",
-                     rel ? "a relative path is taken from the directory fl_server runs in, " : "",
-                     rel ? cwd : "", rel ? "; " : "");
-        }
+        char hint[PATH_MAX + 128];
+        missing_hint(hint, sizeof hint, s->opt.secret_key_file,
+                     "fl_server keygen DIR NAME makes DIR/NAME.secret");
         return fls_options_errf(&s->opt, err, errlen, st == FL_ERR_IO ? FL_ERR_IO : FL_ERR_AUTH,
                                 "server.secret_key_file", NULL, "server.secret_key_file: %s%s",
                                 why, hint);
@@ -3450,10 +3468,13 @@ static fl_status probe_ckpt_dir(fls_server *s, char *err, size_t errlen)
     const int e = fl_parent_writable(s->opt.ckpt_path);
     if (!e)
         return FL_OK;
+    char hint[PATH_MAX + 128] = "";
+    if (e == ENOENT)
+        missing_hint(hint, sizeof hint, s->opt.ckpt_path, NULL);
     return fls_options_errf(&s->opt, err, errlen, io_status(e), "checkpoint.path", NULL,
-                            "checkpoint.path %s: cannot %s files in its directory: %s%s",
+                            "checkpoint.path %s: cannot %s files in its directory: %s%s%s",
                             s->opt.ckpt_path, io_transient(e) ? "write" : "create", strerror(e),
-                            io_may_pass(e));
+                            hint, io_may_pass(e));
 }
 
 /* The owner of path when that is another user than this process's, else -1. */
@@ -3716,9 +3737,12 @@ static fl_status server_init(fls_server *s, char *err, size_t errlen)
         return FL_ERR_NOMEM;
     if (s->curve) {
         char why2[512];
-        if ((st = fls_allow_load(&s->allow, s->opt.allow_list, why2, sizeof why2)) != FL_OK)
+        if ((st = fls_allow_load(&s->allow, s->opt.allow_list, why2, sizeof why2)) != FL_OK) {
+            char hint[PATH_MAX + 128];
+            missing_hint(hint, sizeof hint, s->opt.allow_list, NULL);
             return fls_options_errf(&s->opt, err, errlen, st, "server.allow_list", NULL,
-                                    "server.allow_list: %s", why2);
+                                    "server.allow_list: %s%s", why2, hint);
+        }
         fl_log(&s->log, s->allow.n ? FL_LOG_INFO : FL_LOG_WARN, "allow-list %s: %zu keys%s",
                s->opt.allow_list, s->allow.n, s->allow.n ? "" : ": no client can join until keys "
                "are added (SIGHUP reloads it)");
@@ -3735,10 +3759,14 @@ static fl_status server_init(fls_server *s, char *err, size_t errlen)
                           ? (S_ISDIR(sb.st_mode) ? EISDIR
                              : access(s->opt.metrics_path, W_OK) == 0 ? 0 : errno)
                           : fl_parent_writable(s->opt.metrics_path);
-        if (e)
+        if (e) {
+            char hint[PATH_MAX + 128] = "";
+            if (e == ENOENT)
+                missing_hint(hint, sizeof hint, s->opt.metrics_path, NULL);
             return fls_options_errf(&s->opt, err, errlen, io_status(e), "run.metrics", NULL,
-                                    "run.metrics %s: %s%s", s->opt.metrics_path, strerror(e),
-                                    io_may_pass(e));
+                                    "run.metrics %s: %s%s%s", s->opt.metrics_path, strerror(e),
+                                    hint, io_may_pass(e));
+        }
     }
     if (s->check_only) {
         if (s->curve)

@@ -1760,6 +1760,22 @@ static void test_server_check(void **state)
          "in, /"},
         {{{"server.secret_key_file", "@/none.secret"}}, FLS_ERR_IO,
          "No such file or directory (fl_server keygen DIR NAME makes DIR/NAME.secret)"},
+        /* the other files the server opens: where a relative path was looked for, for a
+         * relative path only */
+        {{{"server.allow_list", "no-such-dir/clients.allow"}}, FLS_ERR_IO,
+         "server.allow_list: no-such-dir/clients.allow: No such file or directory (a relative "
+         "path is taken from the directory fl_server runs in, /"},
+        {{{"server.allow_list", "@/none.allow"}}, FLS_ERR_IO,
+         "server.allow_list: @/none.allow: No such file or directory\n"},
+        {{{"checkpoint.path", "no-such-dir/run.ckpt"}}, FLS_ERR_IO,
+         "its directory: No such file or directory (a relative path is taken from the directory "
+         "fl_server runs in, /"},
+        {{{"run.metrics", "no-such-dir/m.jsonl"}}, FLS_ERR_IO,
+         "run.metrics no-such-dir/m.jsonl: No such file or directory (a relative path is taken "
+         "from the directory fl_server runs in, /"},
+        {{{"eval.dataset", "mnist"}, {"eval.dir", "no-such-dir"}}, FLS_ERR_DATASET,
+         "not found in no-such-dir/mnist or no-such-dir (a relative path is taken from the "
+         "directory fl_server runs in, /"},
         {{{"server.allow_list", "@/chk.secret"}}, FLS_ERR_AUTH,
          "server.allow_list: @/chk.secret:1: a secret key file"},
         {{{"checkpoint.path", "@/no/dir/run.ckpt"}}, FLS_ERR_IO,
