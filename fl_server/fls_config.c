@@ -90,7 +90,7 @@ static const key_def KEYS[] = {
      "largest message accepted (ZMQ_MAXMSGSIZE and the wire decoder's cap)"},
     /* model */
     {"model.arch", K_STR, OFF(core.arch), SZ(core.arch), 0, 0, NULL, "mlp:784-200-200-10",
-     "architecture spec: mlp:784-200-200-10, cnn:10:28x28x1, lstm, ..."},
+     "architecture spec: mlp:784-200-200-10, cnn:10:28x28x1, lstm, moge, ..."},
     /* run */
     {"run.seed", K_U64, OFF(core.seed), 0, 0, BIG, NULL, "1",
      "run seed: every random draw (sampling, keep-sets, init) derives from it"},

@@ -1,4 +1,5 @@
 #include "flm_arch.h"
+#include "flm_moge.h"
 
 #include <errno.h>
 #include <math.h>
@@ -176,6 +177,35 @@ static int add_lstm(builder *b, int idx, int Hd)
     return 0;
 }
 
+/* A mixture of N = G * E grouped experts, each C -> C, K used per group (flm_moge.h). */
+static int add_moge(builder *b, int idx, int G, int E, int K)
+{
+    if (b->H != 1 || b->W != 1)
+        return -1;
+    flm_layer *l = push(b, FLM_OP_MOGE);
+    if (!l)
+        return -1;
+    const int N = G * E, OC = b->C;
+    l->experts = N;
+    l->groups = G;
+    l->topk = K;
+    char nm[24];
+    snprintf(nm, sizeof nm, "moge%d.gate_w", idx);
+    flm_tensor *gw = add_tensor(b->a, l, nm, FLM_ROLE_W, 2, N, b->C, 1, 1);
+    snprintf(nm, sizeof nm, "moge%d.gate_b", idx);
+    flm_tensor *gb = add_tensor(b->a, l, nm, FLM_ROLE_B, 1, N, 1, 1, 1);
+    snprintf(nm, sizeof nm, "moge%d.w", idx);
+    flm_tensor *w = add_tensor(b->a, l, nm, FLM_ROLE_EXPERT_W, 2, OC * N, b->C, 1, 1);
+    snprintf(nm, sizeof nm, "moge%d.b", idx);
+    flm_tensor *bb = add_tensor(b->a, l, nm, FLM_ROLE_EXPERT_B, 1, OC * N, 1, 1, 1);
+    if (!gw || !gb || !w || !bb)
+        return -1;
+    gw->cols = b->C;
+    w->cols = b->C;
+    finish(b, l, OC, 1, 1);
+    return 0;
+}
+
 /* Marks droppable layers, then fills offsets and the row/column coupling of every tensor. */
 static void link_arch(flm_arch *a)
 {
@@ -188,11 +218,12 @@ static void link_arch(flm_arch *a)
     for (int i = 0; i < a->n_layers; i++) {
         flm_layer *l = &a->layers[i];
         const int droppable = (l->op == FLM_OP_DENSE || l->op == FLM_OP_CONV2D ||
-                               l->op == FLM_OP_LSTM) && i != last_param;
+                               l->op == FLM_OP_LSTM || l->op == FLM_OP_MOGE) && i != last_param;
         if (droppable) {
             l->drop = a->n_drop;
             a->drop_layer[a->n_drop] = i;
-            a->drop_units[a->n_drop] = l->OC;
+            a->drop_units[a->n_drop] = l->op == FLM_OP_MOGE ? l->experts : l->OC;
+            a->drop_groups[a->n_drop] = l->op == FLM_OP_MOGE ? l->groups : 1;
             a->n_drop++;
         }
     }
@@ -206,9 +237,13 @@ static void link_arch(flm_arch *a)
             flm_tensor *t = &a->tensors[l->tensor0 + k];
             if (l->drop >= 0) {
                 t->row_drop = l->drop;
-                t->row_blocks = l->op == FLM_OP_LSTM ? 4 : 1;
+                t->row_blocks = l->op == FLM_OP_LSTM ? 4
+                                : t->role == FLM_ROLE_EXPERT_W || t->role == FLM_ROLE_EXPERT_B
+                                    ? l->OC
+                                    : 1;
             }
-            if (t->role == FLM_ROLE_W || t->role == FLM_ROLE_W_IH) {
+            if (t->role == FLM_ROLE_W || t->role == FLM_ROLE_W_IH ||
+                t->role == FLM_ROLE_EXPERT_W) {
                 if (l->op != FLM_OP_EMBEDDING && prev_drop >= 0) {
                     t->col_drop = prev_drop;
                     if (l->op == FLM_OP_DENSE) {
@@ -228,6 +263,10 @@ static void link_arch(flm_arch *a)
         case FLM_OP_CONV2D:
         case FLM_OP_LSTM:
             prev_drop = l->drop;
+            inner_after = 1;
+            break;
+        case FLM_OP_MOGE: /* dropping experts keeps every output: nothing to cut after it */
+            prev_drop = -1;
             inner_after = 1;
             break;
         default:
@@ -359,6 +398,39 @@ static fl_status parse_lstm(flm_arch *a, const char *p, char *err, size_t errlen
     return FL_OK;
 }
 
+static fl_status parse_moge(flm_arch *a, const char *p, char *err, size_t errlen)
+{
+    int IN = 784, Hd = 128, G = 4, E = 4, K = 1, classes = 10;
+    if (*p == ':') {
+        p++;
+        int *f[6] = {&IN, &Hd, &G, &E, &K, &classes};
+        for (int i = 0; i < 6; i++) {
+            if (parse_int(&p, f[i]) != 0)
+                return spec_error(err, errlen,
+                                  "moge: expected moge:IN:HIDDEN:GROUPS:EXPERTS:TOPK:CLASSES");
+            if (i < 5 && *p++ != ':')
+                return spec_error(err, errlen,
+                                  "moge: expected moge:IN:HIDDEN:GROUPS:EXPERTS:TOPK:CLASSES");
+        }
+    }
+    if (*p != '\0')
+        return spec_error(err, errlen, "moge: unexpected '%s'", p);
+    if (G > 64 || E > 256)
+        return spec_error(err, errlen, "moge: %d groups of %d experts out of range (at most 64 of 256)",
+                          G, E);
+    if (K > E)
+        return spec_error(err, errlen, "moge: top-%d of %d experts a group", K, E);
+    a->in_C = IN;
+    a->in_H = a->in_W = 1;
+    builder b = {a, IN, 1, 1};
+    if (add_dense(&b, 0, Hd) || add_simple(&b, FLM_OP_RELU, 0) || add_moge(&b, 0, G, E, K) ||
+        add_simple(&b, FLM_OP_RELU, 0) || add_dense(&b, 1, classes))
+        return spec_error(err, errlen, "moge: too many layers");
+    a->classes = classes;
+    snprintf(a->spec, sizeof a->spec, "moge:%d:%d:%d:%d:%d:%d", IN, Hd, G, E, K, classes);
+    return FL_OK;
+}
+
 fl_status flm_arch_parse(const char *spec, flm_arch *out, char *err, size_t errlen)
 {
     if (err && errlen)
@@ -383,8 +455,12 @@ fl_status flm_arch_parse(const char *spec, flm_arch *out, char *err, size_t errl
     } else if (FAMILY("lstm")) {
         st = parse_lstm(&a, spec + 4, err, errlen);
         snprintf(a.family, sizeof a.family, "lstm");
+    } else if (FAMILY("moge")) {
+        st = parse_moge(&a, spec + 4, err, errlen);
+        snprintf(a.family, sizeof a.family, "moge");
     } else {
-        return spec_error(err, errlen, "unknown architecture '%s' (expected mlp, cnn or lstm)", spec);
+        return spec_error(err, errlen, "unknown architecture '%s' (expected mlp, cnn, lstm or moge)",
+                          spec);
     }
 #undef FAMILY
     if (st != FL_OK)
@@ -399,7 +475,8 @@ fl_status flm_arch_parse(const char *spec, flm_arch *out, char *err, size_t errl
 fl_status flm_arch_sub(const flm_arch *full, const int *units, flm_arch *out)
 {
     for (int d = 0; d < full->n_drop; d++)
-        if (units[d] < 1 || units[d] > full->drop_units[d])
+        if (units[d] < 1 || units[d] > full->drop_units[d] ||
+            (full->drop_groups[d] > 1 && units[d] % full->drop_groups[d] != 0))
             return FL_ERR_KEEPSET;
     flm_arch a = *full;
     /* Replay the shapes with reduced unit counts. */
@@ -412,8 +489,13 @@ fl_status flm_arch_sub(const flm_arch *full, const int *units, flm_arch *out)
             l->C = C;
         l->H = H;
         l->W = W;
-        const int OC = l->drop >= 0 ? units[l->drop] : l->OC;
+        /* U: the layer's units (its outputs, or a MoGE layer's experts) */
+        const int U = l->drop >= 0 ? units[l->drop] : l->op == FLM_OP_MOGE ? l->experts : l->OC;
+        const int OC = l->op == FLM_OP_MOGE ? l->OC : U;
         switch (l->op) {
+        case FLM_OP_MOGE:
+            l->experts = U;
+            break;
         case FLM_OP_DENSE:
         case FLM_OP_CONV2D:
         case FLM_OP_LSTM:
@@ -434,7 +516,7 @@ fl_status flm_arch_sub(const flm_arch *full, const int *units, flm_arch *out)
         W = l->OW;
         for (int k = 0; k < l->n_tensors; k++) {
             flm_tensor *t = &a.tensors[l->tensor0 + k];
-            const int rows = l->op == FLM_OP_EMBEDDING ? t->shape[0] : OC * t->row_blocks;
+            const int rows = l->op == FLM_OP_EMBEDDING ? t->shape[0] : U * t->row_blocks;
             t->shape[0] = rows;
             t->rows = rows;
             if (t->rank >= 2) {
@@ -518,6 +600,10 @@ double flm_arch_forward_flops(const flm_arch *a)
         case FLM_OP_LSTM:
             f += (double)l->H * 4.0 * l->OC * (l->C + l->OC);
             break;
+        case FLM_OP_MOGE: /* the gate, and the experts a sample runs */
+            f += (double)l->experts * l->C +
+                 (double)l->groups * flm_moge_active(l->experts, l->groups, l->topk) * l->OC * l->C;
+            break;
         default:
             break;
         }
@@ -543,6 +629,12 @@ int flm_keep_count(double p, int n)
     if (k > n)
         k = n;
     return (int)k;
+}
+
+int flm_arch_keep_units(const flm_arch *a, int d, double p)
+{
+    const int G = a->drop_groups[d] > 0 ? a->drop_groups[d] : 1;
+    return G * flm_keep_count(p, a->drop_units[d] / G);
 }
 
 uint64_t flm_train_memory_need(size_t sub_params, size_t full_params, int residual)

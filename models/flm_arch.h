@@ -16,13 +16,19 @@
  *                                LEAF Shakespeare: embedding VOCABxEMB, LAYERS stacked LSTMs of
  *                                HIDDEN units over SEQ steps, last step, dense VOCAB.
  *                                Default 80:8:256:2:80.
+ *   moge |  moge:IN:HIDDEN:GROUPS:EXPERTS:TOPK:CLASSES
+ *                                dense HIDDEN + relu, a mixture of grouped experts (flm_moge.h):
+ *                                GROUPS groups of EXPERTS experts, each HIDDEN -> HIDDEN, TOPK used
+ *                                per group and sample, + relu, dense CLASSES.
+ *                                Default 784:128:4:4:1:10 (368,026 parameters).
  *
  * Shapes: an image sample is (C, H, W), channel-major; a sequence sample is (T, C) with T stored in
  * the H field (W = 1); a feature vector is (C) with H = W = 1. Flatten keeps channel-major order:
  * element (c, h, w) goes to c*H*W + h*W + w.
  *
  * Droppable units (see shared AFD.md): dense output neurons, conv filters, LSTM hidden units of
- * every parametrised layer except the last (the logits). Embedding and input never drop.
+ * every parametrised layer except the last (the logits); a MoGE layer's experts, the same number
+ * in every group (drop_groups). Embedding and input never drop.
  */
 #ifndef FLM_ARCH_H
 #define FLM_ARCH_H
@@ -47,6 +53,8 @@ typedef enum flm_op {
     FLM_OP_LSTM = 7,      /* (T, C) -> (T, OC): w_ih (4*OC, C), w_hh (4*OC, OC), b (4*OC);
                              gate blocks in PyTorch order i, f, g, o; b = PyTorch b_ih + b_hh */
     FLM_OP_LAST_STEP = 8, /* (T, C) -> (C): the last time step */
+    FLM_OP_MOGE = 9,      /* (C) -> (OC): mixture of grouped experts (flm_moge.h); gate_w (N, C),
+                             gate_b (N), w (OC*N, C), b (OC*N); N = experts; units are experts */
 } flm_op;
 
 typedef enum flm_role {
@@ -54,6 +62,8 @@ typedef enum flm_role {
     FLM_ROLE_B = 1,    /* bias */
     FLM_ROLE_W_IH = 2, /* LSTM input-to-hidden */
     FLM_ROLE_W_HH = 3, /* LSTM hidden-to-hidden */
+    FLM_ROLE_EXPERT_W = 4, /* MoGE experts' weights */
+    FLM_ROLE_EXPERT_B = 5, /* MoGE experts' biases */
 } flm_role;
 
 typedef struct flm_layer {
@@ -65,6 +75,9 @@ typedef struct flm_layer {
     int drop;          /* index among droppable layers, or -1 if this layer never drops */
     int tensor0;       /* first parameter tensor of this layer in arch.tensors */
     int n_tensors;     /* its number of parameter tensors (0 for relu, pool, flatten, last) */
+    int experts;       /* MoGE: experts N (its units), a multiple of groups; 0 otherwise */
+    int groups;        /* MoGE: groups G; 0 otherwise */
+    int topk;          /* MoGE: experts a sample uses per group (at most N / G of them run) */
 } flm_layer;
 
 /* How a parameter tensor is cut when units are dropped. A tensor is viewed as a row-major 2-D
@@ -81,13 +94,13 @@ typedef struct flm_tensor {
     size_t numel;
     int rows, cols, inner;
     int row_drop;      /* droppable layer whose units select rows, or -1 */
-    int row_blocks;    /* rows = row_blocks * units (4 for LSTM gates, else 1) */
+    int row_blocks;    /* rows = row_blocks * units (4 for LSTM gates, OC for MoGE experts, else 1) */
     int col_drop;      /* droppable layer whose units select columns, or -1 */
 } flm_tensor;
 
 typedef struct flm_arch {
     char spec[FLM_ARCH_DESC_MAX]; /* canonical spec string (a submodel's: see flm_arch_sub) */
-    char family[8];               /* "mlp", "cnn", "lstm" */
+    char family[8];               /* "mlp", "cnn", "lstm", "moge" */
     int in_C, in_H, in_W;         /* per-sample input shape; lstm: in_H = T tokens */
     int classes;                  /* logits per sample */
     int token_input;              /* 1: inputs are int token ids (lstm), 0: floats */
@@ -98,6 +111,9 @@ typedef struct flm_arch {
     int n_drop;                   /* droppable layers */
     int drop_layer[FLM_MAX_LAYERS];  /* layer index of droppable layer d */
     int drop_units[FLM_MAX_LAYERS];  /* full unit count of droppable layer d */
+    int drop_groups[FLM_MAX_LAYERS]; /* groups of droppable layer d: a keep-set keeps the same
+                                        count of units in each (unit j in group j / (units / G));
+                                        1 but for a MoGE layer */
     size_t n_params;              /* total floats in the flat buffer */
 } flm_arch;
 
@@ -125,6 +141,9 @@ size_t flm_arch_activation_floats(const flm_arch *a);
 
 /* round(p * n), at least 1 and at most n: the unit count a keep fraction p gives (AFD.md). */
 int flm_keep_count(double p, int n);
+/* The units droppable layer d keeps at keep fraction p: flm_keep_count(p, units / G) in each of its
+ * G groups (G = 1 but for MoGE: flm_keep_count(p, units)). Pure. */
+int flm_arch_keep_units(const flm_arch *a, int d, double p);
 
 /* What a client holds per parameter of the submodel it trains, estimated: the received and the
  * working weights, the gradient and the encoded update (4 float-sized buffers); an up codec with

@@ -6,6 +6,7 @@
 
 #include "flm_blas.h"
 #include "flm_layers.h"
+#include "flm_moge.h"
 #ifdef FLM_HAVE_LSTM
 #include "flm_lstm.h"
 #endif
@@ -28,9 +29,9 @@ struct flm_model {
     float *act[FLM_MAX_LAYERS];
     float *dact[FLM_MAX_LAYERS];
     int fused_relu[FLM_MAX_LAYERS]; /* conv / dense whose next layer is a relu: fused */
-    int32_t *arg[FLM_MAX_LAYERS];   /* maxpool argmax */
-    float *cache[FLM_MAX_LAYERS];   /* conv im2col / LSTM cache */
-    float *scratch;                 /* conv / LSTM backward scratch, max over layers */
+    int32_t *arg[FLM_MAX_LAYERS];   /* maxpool argmax / MoGE routing */
+    float *cache[FLM_MAX_LAYERS];   /* conv im2col / LSTM / MoGE cache */
+    float *scratch;                 /* conv / LSTM / MoGE scratch, max over layers */
     float *grads;                   /* (n_params) */
     size_t bytes;
     void *blocks[4 * FLM_MAX_LAYERS + 8];
@@ -122,6 +123,16 @@ fl_status flm_model_new(const flm_arch *a, int B, flm_model **out)
             ok &= (m->cache[i] = model_alloc(
                        m, flm_conv2d_col_floats(B, l->C, l->K, l->OH, l->OW) * sizeof(float))) != NULL;
             const size_t s = flm_conv2d_scratch_floats(B, l->C, l->OC, l->K, l->OH, l->OW);
+            scratch = s > scratch ? s : scratch;
+        }
+        if (l->op == FLM_OP_MOGE) {
+            ok &= (m->cache[i] = model_alloc(m, flm_moge_cache_floats(B, l->experts, l->groups,
+                                                                      l->topk, l->OC) *
+                                                    sizeof(float))) != NULL;
+            ok &= (m->arg[i] = model_alloc(m, flm_moge_route_ints(B, l->experts, l->groups,
+                                                                  l->topk) *
+                                                  sizeof(int32_t))) != NULL;
+            const size_t s = flm_moge_scratch_floats(B, l->C, l->experts, l->OC);
             scratch = s > scratch ? s : scratch;
         }
 #ifdef FLM_HAVE_LSTM
@@ -240,6 +251,12 @@ fl_status flm_model_forward(flm_model *m, const float *params, const float *x,
             break;
         case FLM_OP_LAST_STEP:
             flm_last_step_forward(out, inp, n, l->H, l->C);
+            break;
+        case FLM_OP_MOGE:
+            flm_moge_forward(out, m->cache[i], m->arg[i], m->scratch, inp,
+                             tensor(m, params, l, 0), tensor(m, params, l, 1),
+                             tensor(m, params, l, 2), tensor(m, params, l, 3), n, l->C,
+                             l->experts, l->groups, l->topk, l->OC);
             break;
 #ifdef FLM_HAVE_LSTM
         case FLM_OP_EMBEDDING:
@@ -390,6 +407,13 @@ static fl_status backward(flm_model *m, float *params, float *grads, const fused
         case FLM_OP_LAST_STEP:
             if (dinp)
                 flm_last_step_backward(dinp, dout, n, l->H, l->C);
+            break;
+        case FLM_OP_MOGE:
+            flm_moge_backward(dinp, grads + t0[0].offset, grads + t0[1].offset,
+                              grads + t0[2].offset, grads + t0[3].offset, m->scratch, m->arg[i],
+                              dout, m->cache[i], inp, params + t0[0].offset,
+                              params + t0[2].offset, n, l->C, l->experts, l->groups, l->topk,
+                              l->OC);
             break;
 #ifdef FLM_HAVE_LSTM
         case FLM_OP_EMBEDDING:

@@ -17,6 +17,12 @@
 /* ------------------------------------------------------------------------------------------ */
 /* keep-sets                                                                                    */
 
+/* The groups of droppable layer d (at least 1: an flm_arch filled by hand may leave them 0). */
+static int groups_of(const flm_arch *a, int d)
+{
+    return a->drop_groups[d] > 1 ? a->drop_groups[d] : 1;
+}
+
 static size_t keepset_total(const flm_keepset *ks)
 {
     size_t n = 0;
@@ -78,7 +84,7 @@ fl_status flm_keepset_random(flm_keepset *ks, const flm_arch *a, double p, fl_rn
     int counts[FLM_MAX_LAYERS];
     int maxn = 1;
     for (int d = 0; d < a->n_drop; d++) {
-        counts[d] = flm_keep_count(p, a->drop_units[d]);
+        counts[d] = flm_arch_keep_units(a, d, p);
         if (a->drop_units[d] > maxn)
             maxn = a->drop_units[d];
     }
@@ -90,21 +96,25 @@ fl_status flm_keepset_random(flm_keepset *ks, const flm_arch *a, double p, fl_rn
         flm_keepset_free(ks);
         return FL_ERR_NOMEM;
     }
-    /* Partial Fisher-Yates: the first k slots become a uniform k-subset, drawn layer by layer
-     * from the one stream so that the keep-set is a pure function of the stream's key. */
+    /* Partial Fisher-Yates: the first k slots become a uniform k-subset, drawn layer by layer (and
+     * group by group) from the one stream so that the keep-set is a pure function of the stream's
+     * key. */
     for (int d = 0; d < a->n_drop; d++) {
-        const uint32_t n = (uint32_t)a->drop_units[d], k = (uint32_t)counts[d];
-        for (uint32_t i = 0; i < n; i++)
-            perm[i] = i;
-        for (uint32_t i = 0; i < k; i++) {
-            const uint32_t j = i + fl_rng_below(r, n - i);
-            const uint32_t t = perm[i];
-            perm[i] = perm[j];
-            perm[j] = t;
-        }
+        const uint32_t G = (uint32_t)groups_of(a, d);
+        const uint32_t n = (uint32_t)a->drop_units[d] / G, k = (uint32_t)counts[d] / G;
         uint32_t *dst = ks->idx + ks->offset[d];
-        memcpy(dst, perm, (size_t)k * sizeof *dst);
-        qsort(dst, k, sizeof *dst, cmp_u32);
+        for (uint32_t g = 0; g < G; g++) {
+            for (uint32_t i = 0; i < n; i++)
+                perm[i] = g * n + i;
+            for (uint32_t i = 0; i < k; i++) {
+                const uint32_t j = i + fl_rng_below(r, n - i);
+                const uint32_t t = perm[i];
+                perm[i] = perm[j];
+                perm[j] = t;
+            }
+            memcpy(dst + g * k, perm, (size_t)k * sizeof *dst);
+            qsort(dst + g * k, k, sizeof *dst, cmp_u32);
+        }
     }
     free(perm);
     return FL_OK;
@@ -129,6 +139,17 @@ fl_status flm_keepset_validate(const flm_keepset *ks, const flm_arch *a)
                 return FL_ERR_KEEPSET;
             if (j > 0 && u[j] <= u[j - 1]) /* unsorted or duplicated */
                 return FL_ERR_KEEPSET;
+        }
+        /* grouped units (MoGE experts): the same count kept in every group, so that the submodel
+         * is again G groups of equal size; being sorted, group g's are the g-th k / G of them */
+        const int G = groups_of(a, d);
+        if (G > 1) {
+            const uint32_t n = (uint32_t)a->drop_units[d] / (uint32_t)G;
+            if (k % G != 0)
+                return FL_ERR_KEEPSET;
+            for (int j = 0; j < k; j++)
+                if (u[j] / n != (uint32_t)(j / (k / G)))
+                    return FL_ERR_KEEPSET;
         }
         off += k;
     }

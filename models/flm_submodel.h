@@ -33,11 +33,12 @@ fl_status flm_keepset_full(flm_keepset *ks, const flm_arch *a);
 /* Layer d keeps counts[d] units, indexes left for the caller to fill in ks->idx (zeroed).
  * FL_ERR_KEEPSET if a count is outside [1, full units], so a hostile count never allocates. */
 fl_status flm_keepset_alloc(flm_keepset *ks, const flm_arch *a, const int *counts);
-/* Uniform random: flm_keep_count(p, n) units per layer, drawn without replacement from r (partial
- * Fisher-Yates with fl_rng_below, layer 0 first, then sorted): a pure function of r's position.
- * FL_ERR_INVALID_ARG unless 0 < p <= 1. */
+/* Uniform random: flm_arch_keep_units(a, d, p) units per layer, drawn without replacement from r
+ * (partial Fisher-Yates with fl_rng_below, layer 0 first, a grouped layer group by group, then
+ * sorted): a pure function of r's position. FL_ERR_INVALID_ARG unless 0 < p <= 1. */
 fl_status flm_keepset_random(flm_keepset *ks, const flm_arch *a, double p, fl_rng *r);
-/* FL_OK, or FL_ERR_KEEPSET if a layer is empty, unsorted, duplicated or out of range. */
+/* FL_OK, or FL_ERR_KEEPSET if a layer is empty, unsorted, duplicated or out of range, or keeps
+ * unequal counts in the groups of a grouped layer (MoGE experts, flm_arch.drop_groups). */
 fl_status flm_keepset_validate(const flm_keepset *ks, const flm_arch *a);
 /* A deep copy into dst (which must not own anything yet). FL_OK, FL_ERR_NOMEM. */
 fl_status flm_keepset_copy(flm_keepset *dst, const flm_keepset *src);

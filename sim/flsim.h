@@ -158,7 +158,7 @@ typedef struct flsim_config {
     char test_dataset[FLSIM_STR];  /* "" = the named test split, else hold out test_frac */
     double test_frac;              /* held-out fraction when no test split exists */
     uint32_t train_samples;        /* 0: every training sample, else only the first n */
-    char model[FLSIM_STR];         /* "mlp", "cnn" or a full architecture spec */
+    char model[FLSIM_STR];         /* "mlp", "cnn", "moge" or a full architecture spec */
     uint32_t clients, per_round, rounds;
     uint32_t data_shards;          /* 0 = clients: the partition's client count; client k uses
                                     * shard k mod data_shards */

@@ -61,7 +61,9 @@ static const flsim_option_doc g_docs[] = {
     {"train-samples", "N", "use only the first N training samples (all if the set is smaller); 0 = all (0)"},
     {"model", "NAME|SPEC", "mlp = mlp:D-200-200-K, cnn = cnn:K (sized for the dataset), lstm = "
                            "lstm:80:8:256:2:80 (LEAF Shakespeare: token data of 80 steps, e.g. "
-                           "shakespeare:DIR or synth-tokens:N:80:80), or an flm_arch spec (mlp)"},
+                           "shakespeare:DIR or synth-tokens:N:80:80), moge = moge:D:128:4:4:1:K "
+                           "(mixture of 4 groups of 4 experts, top 1 of each group, sized for the "
+                           "dataset), or an flm_arch spec (mlp)"},
     {"clients", "N", "virtual clients, 1 .. 1000000 (1000)"},
     {"per-round", "N", "clients per round = the quorum (50)"},
     {"rounds", "N", "rounds to run (100)"},
@@ -188,7 +190,8 @@ fl_status flsim_config_set(flsim_config *c, const char *key, const char *v, char
                      "none)", key);
         return FL_ERR_INVALID_ARG;
     }
-    if (strcmp(key, "model") == 0 && strcmp(v, "mlp") != 0 && strcmp(v, "cnn") != 0) {
+    if (strcmp(key, "model") == 0 && strcmp(v, "mlp") != 0 && strcmp(v, "cnn") != 0 &&
+        strcmp(v, "moge") != 0) {
         /* here too, not only in flsim_config_validate: a config file's line is known now */
         flm_arch a;
         char why[256];
@@ -343,7 +346,8 @@ fl_status flsim_config_validate(const flsim_config *c, char *err, size_t errlen)
         FAIL("--per-round %u is larger than --clients %u", c->per_round, c->clients);
     /* A spec that cannot name a model is found here, before the data loads (mlp and cnn are
      * completed for the dataset's shape later, and its fit to the data is checked then). */
-    if (strcmp(c->model, "mlp") != 0 && strcmp(c->model, "cnn") != 0) {
+    if (strcmp(c->model, "mlp") != 0 && strcmp(c->model, "cnn") != 0 &&
+        strcmp(c->model, "moge") != 0) {
         flm_arch a;
         char why[256];
         if (flm_arch_parse(c->model, &a, why, sizeof why) != FL_OK)

@@ -312,13 +312,15 @@ void flsim_data_free(flsim_data *d)
     memset(d, 0, sizeof *d);
 }
 
-/* "mlp" / "cnn" completed for the dataset's shape, else the spec as given. */
+/* "mlp" / "cnn" / "moge" completed for the dataset's shape, else the spec as given. */
 static void model_spec(const flsim_config *cfg, const flm_dataset *ds, char *out, size_t cap)
 {
     if (strcmp(cfg->model, "mlp") == 0)
         snprintf(out, cap, "mlp:%zu-200-200-%d", ds->sample_len, ds->classes);
     else if (strcmp(cfg->model, "cnn") == 0)
         snprintf(out, cap, "cnn:%d:%dx%dx%d", ds->classes, ds->H, ds->W, ds->C);
+    else if (strcmp(cfg->model, "moge") == 0)
+        snprintf(out, cap, "moge:%zu:128:4:4:1:%d", ds->sample_len, ds->classes);
     else
         snprintf(out, cap, "%s", cfg->model);
 }

@@ -107,6 +107,12 @@ static int cmp_u32(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
+/* The groups of droppable layer d, at least 1 (MoGE experts: a keep-set keeps as many of each). */
+static int groups_of(const flm_arch *a, int d)
+{
+    return a->drop_groups[d] > 1 ? a->drop_groups[d] : 1;
+}
+
 /* Descending key, then ascending index: a total order, so qsort's instability is harmless. */
 static int cmp_key_desc(const void *a, const void *b)
 {
@@ -125,18 +131,22 @@ static fl_status draw_uniform(fls_policy *p, flm_keepset *out, uint32_t round, u
         return st;
     fl_rng r = fl_rng_stream(p->seed, round, client, FL_RNG_KEEPSET);
     for (int d = 0; d < p->n_drop; d++) {
-        const uint32_t n = (uint32_t)p->arch.drop_units[d], k = (uint32_t)p->keep_k[d];
-        for (uint32_t i = 0; i < n; i++)
-            p->perm[i] = i;
-        for (uint32_t i = 0; i < k; i++) {
-            const uint32_t j = i + fl_rng_below(&r, n - i);
-            const uint32_t t = p->perm[i];
-            p->perm[i] = p->perm[j];
-            p->perm[j] = t;
-        }
+        /* group by group (MoGE experts; one group elsewhere): the same count from each */
+        const uint32_t G = (uint32_t)groups_of(&p->arch, d);
+        const uint32_t n = (uint32_t)p->arch.drop_units[d] / G, k = (uint32_t)p->keep_k[d] / G;
         uint32_t *dst = ks.idx + ks.offset[d];
-        memcpy(dst, p->perm, k * sizeof *dst);
-        qsort(dst, k, sizeof *dst, cmp_u32);
+        for (uint32_t g = 0; g < G; g++) {
+            for (uint32_t i = 0; i < n; i++)
+                p->perm[i] = g * n + i;
+            for (uint32_t i = 0; i < k; i++) {
+                const uint32_t j = i + fl_rng_below(&r, n - i);
+                const uint32_t t = p->perm[i];
+                p->perm[i] = p->perm[j];
+                p->perm[j] = t;
+            }
+            memcpy(dst + g * k, p->perm, k * sizeof *dst);
+            qsort(dst + g * k, k, sizeof *dst, cmp_u32);
+        }
     }
     ks_release(out);
     *out = ks;
@@ -168,10 +178,15 @@ static fl_status draw_weighted(fls_policy *p, flm_keepset *out, const double *S,
             p->keys[i].key = log(U) / (Sd[i] + eps);
             p->keys[i].idx = i;
         }
-        qsort(p->keys, n, sizeof *p->keys, cmp_key_desc);
+        /* the k / G best of each group (MoGE experts; one group elsewhere): the same count from
+         * each, each group's draw weighted as the whole layer's would be */
+        const uint32_t G = (uint32_t)groups_of(&p->arch, d), ng = n / G, kg = k / G;
         uint32_t *dst = ks.idx + ks.offset[d];
-        for (uint32_t i = 0; i < k; i++)
-            dst[i] = p->keys[i].idx;
+        for (uint32_t g = 0; g < G; g++) {
+            qsort(p->keys + g * ng, ng, sizeof *p->keys, cmp_key_desc);
+            for (uint32_t i = 0; i < kg; i++)
+                dst[g * kg + i] = p->keys[g * ng + i].idx;
+        }
         qsort(dst, k, sizeof *dst, cmp_u32);
     }
     ks_release(out);
@@ -250,7 +265,7 @@ fl_status fls_policy_new(const fls_policy_config *cfg, const flm_arch *a, uint64
         p->bits_len += ((size_t)a->drop_units[d] + 7) / 8;
         const double pd = cfg->keep_p_layer[d] > 0.0 ? cfg->keep_p_layer[d] : cfg->keep_p;
         p->keep_k[d] = cfg->kind == FLS_POLICY_FULL ? a->drop_units[d]
-                                                     : flm_keep_count(pd, a->drop_units[d]);
+                                                     : flm_arch_keep_units(a, d, pd);
         if (a->drop_units[d] > umax)
             umax = a->drop_units[d];
     }
@@ -333,6 +348,10 @@ static fl_status bits_to_keepset(const fls_policy *p, const uint8_t *bits, flm_k
             ks_release(ks);
             return FL_ERR_CHECKPOINT_FORMAT;
         }
+    }
+    if (flm_keepset_validate(ks, &p->arch) != FL_OK) { /* a grouped layer's groups kept unevenly */
+        ks_release(ks);
+        return FL_ERR_CHECKPOINT_FORMAT;
     }
     return FL_OK;
 }
@@ -1036,7 +1055,7 @@ static fl_status r_keepset(fls_rbuf *r, const fls_policy *p, flm_keepset *ks)
             ks->idx[ks->offset[d] + j] = v;
         }
     }
-    if (r->bad)
+    if (r->bad || flm_keepset_validate(ks, &p->arch) != FL_OK) /* uneven groups, too */
         goto bad;
     return FL_OK;
 bad:

@@ -34,6 +34,7 @@
 #include "flm_blas.h"
 #include "flm_layers.h"
 #include "flm_model.h"
+#include "flm_moge.h"
 #include "flm_optim.h"
 
 /* ---- helpers -------------------------------------------------------------------------------- */
@@ -643,6 +644,117 @@ static void test_arch_grad_lstm(void **state)
     check_arch_grad("lstm:20:4:8:2:6", 3, 1e-2f, 1);
 }
 
+/* The MoGE layer against a naive per-sample reference in double, written from flm_moge.h's
+ * formulas: softmax over all experts, per group the K' of largest gate logit (ties to the lower
+ * index, by a stable sort here rather than repeated selection), experts read from the
+ * (OC, N, C) layout. Table-driven over shapes, including K > E (clipped to E) and tied logits;
+ * a sample's output does not depend on the rest of its batch. */
+static void moge_ref(double *out, const float *x, const float *gw, const float *gb,
+                     const float *w, const float *b, int C, int N, int G, int K, int OC)
+{
+    const int E = N / G, Ka = K < E ? K : E;
+    double z[64], p[64], m = -INFINITY, sum = 0.0;
+    for (int e = 0; e < N; e++) {
+        z[e] = gb[e];
+        for (int c = 0; c < C; c++)
+            z[e] += (double)gw[e * C + c] * x[c];
+        m = fmax(m, z[e]);
+    }
+    for (int e = 0; e < N; e++)
+        sum += p[e] = exp(z[e] - m);
+    for (int o = 0; o < OC; o++)
+        out[o] = 0.0;
+    for (int g = 0; g < G; g++) {
+        int order[64];
+        for (int j = 0; j < E; j++)
+            order[j] = g * E + j;
+        for (int i = 1; i < E; i++) /* insertion sort, descending z: stable, ties keep index order */
+            for (int j = i; j > 0 && z[order[j]] > z[order[j - 1]]; j--) {
+                const int t = order[j];
+                order[j] = order[j - 1];
+                order[j - 1] = t;
+            }
+        for (int s = 0; s < Ka; s++) {
+            const int e = order[s];
+            for (int o = 0; o < OC; o++) {
+                double h = b[o * N + e];
+                for (int c = 0; c < C; c++)
+                    h += (double)w[((size_t)o * N + e) * C + c] * x[c];
+                out[o] += p[e] / sum * h;
+            }
+        }
+    }
+}
+
+static void test_moge_layer_reference(void **state)
+{
+    (void)state;
+    static const struct { int B, C, N, G, K, OC, tie; } rows[] = {
+        {7, 5, 6, 2, 2, 4, 0}, {5, 9, 12, 3, 1, 6, 0}, {4, 3, 4, 1, 4, 2, 0},
+        {3, 4, 6, 3, 5, 3, 0}, /* K 5 > E 2: every expert runs */
+        {6, 5, 8, 2, 1, 3, 1}, /* experts 0 and 1 tied: 0 wins */
+    };
+    fl_rng r = fl_rng_stream(21, 0, 0, FL_RNG_TEST);
+    for (size_t ri = 0; ri < sizeof rows / sizeof rows[0]; ri++) {
+        const int B = rows[ri].B, C = rows[ri].C, N = rows[ri].N, G = rows[ri].G,
+                  K = rows[ri].K, OC = rows[ri].OC;
+        float *x = malloc((size_t)B * C * 4), *gw = malloc((size_t)N * C * 4);
+        float *gb = malloc((size_t)N * 4), *w = malloc((size_t)OC * N * C * 4);
+        float *b = malloc((size_t)OC * N * 4), *out = malloc((size_t)B * OC * 4);
+        float *out1 = malloc((size_t)OC * 4);
+        float *cache = malloc(flm_moge_cache_floats(B, N, G, K, OC) * 4);
+        int32_t *route = malloc(flm_moge_route_ints(B, N, G, K) * 4);
+        float *scratch = malloc(flm_moge_scratch_floats(B, C, N, OC) * 4);
+        assert_true(x && gw && gb && w && b && out && out1 && cache && route && scratch);
+        float *vs[] = {x, gw, gb, w, b};
+        const size_t ns[] = {(size_t)B * C, (size_t)N * C, (size_t)N, (size_t)OC * N * C,
+                             (size_t)OC * N};
+        for (int v = 0; v < 5; v++)
+            for (size_t i = 0; i < ns[v]; i++)
+                vs[v][i] = fl_rng_uniform(&r) * 2.0f - 1.0f;
+        if (rows[ri].tie) { /* expert 1's gate = expert 0's, and both above the rest of group 0 */
+            for (int c = 0; c < C; c++)
+                gw[C + c] = gw[c];
+            gb[0] = gb[1] = 10.0f;
+        }
+        flm_moge_forward(out, cache, route, scratch, x, gw, gb, w, b, B, C, N, G, K, OC);
+        for (int i = 0; i < B; i++) {
+            double want[64];
+            moge_ref(want, x + (size_t)i * C, gw, gb, w, b, C, N, G, K, OC);
+            for (int o = 0; o < OC; o++)
+                if (fabs(out[i * OC + o] - want[o]) > 1e-5 * (1.0 + fabs(want[o])))
+                    fail_msg("row %zu sample %d out[%d]: %.8g, reference %.8g", ri, i, o,
+                             out[i * OC + o], want[o]);
+            if (rows[ri].tie) {
+                const int Ka = flm_moge_active(N, G, K);
+                assert_int_equal(route[i * G * Ka], 0); /* group 0's pick: the lower index */
+            }
+            /* alone in its batch: the same values (to rounding: another GEMM shape may run
+             * another kernel) */
+            flm_moge_forward(out1, cache, route, scratch, x + (size_t)i * C, gw, gb, w, b, 1, C,
+                             N, G, K, OC);
+            for (int o = 0; o < OC; o++)
+                assert_true(fabs(out1[o] - out[i * OC + o]) <= 1e-6 * (1.0 + fabs(out1[o])));
+        }
+        float *all[] = {x, gw, gb, w, b, out, out1, cache, scratch};
+        for (size_t k = 0; k < sizeof all / sizeof all[0]; k++)
+            free(all[k]);
+        free(route);
+    }
+}
+
+/* A mixture of grouped experts: 3 groups of 4 experts, top 2 of each group. The top-k routing is
+ * piecewise constant in the weights (a coordinate that flips a choice has one-sided slopes that
+ * disagree, and is skipped like a relu kink); the gate's softmax and the experts are smooth. */
+static void test_arch_grad_moge(void **state)
+{
+    (void)state;
+    check_arch_grad("moge:12:9:3:4:2:5", 6, 1e-3f, 0);
+    check_arch_grad("moge:10:6:1:5:5:4", 3, 1e-3f, 0); /* one group, every expert used */
+    static const int keep[2] = {7, 6};                  /* dense0 units; 2 experts of each group */
+    check_arch_grad_sub("moge:12:9:3:4:2:5", keep, 6, 1e-3f, 0);
+}
+
 /* ---- golden values from PyTorch ------------------------------------------------------------- */
 
 typedef struct golden {
@@ -872,8 +984,8 @@ static void test_sgd_step(void **state)
 static void test_fused_sgd_matches(void **state)
 {
     (void)state;
-    const char *specs[] = {"mlp:20-16-5", "cnn:6:8x8x1", "lstm:12:4:6:1:5"};
-    for (size_t s = 0; s < 3; s++) {
+    const char *specs[] = {"mlp:20-16-5", "cnn:6:8x8x1", "lstm:12:4:6:1:5", "moge:10:8:2:3:2:4"};
+    for (size_t s = 0; s < sizeof specs / sizeof specs[0]; s++) {
         arch_case c;
         arch_case_new(&c, specs[s], 4, 21);
         const size_t P = c.a.n_params;
@@ -1063,36 +1175,39 @@ static void test_train_local_from(void **state)
 static void test_threads_same_bits(void **state)
 {
     (void)state;
-    flm_arch a;
-    assert_int_equal(flm_arch_parse("cnn:10", &a, NULL, 0), FL_OK);
-    enum { N = 30 };
-    float *x = malloc((size_t)N * 784 * 4);
-    int32_t y[N];
-    fl_rng dr = fl_rng_stream(77, 0, 0, FL_RNG_DATA);
-    fill_uniform(x, (size_t)N * 784, 0, 1, &dr);
-    for (int i = 0; i < N; i++)
-        y[i] = i % 10;
-    flm_samples s = {x, NULL, y, NULL, N};
-    float *w[2];
-    for (int t = 0; t < 2; t++) {
-        assert_int_equal(flm_blas_set_threads(t + 1), FL_OK);
-        assert_int_equal(flm_blas_threads(), t + 1); /* the 2-thread run really has 2 */
-        flm_model *m;
-        assert_int_equal(flm_model_new(&a, 10, &m), FL_OK);
-        w[t] = malloc(a.n_params * 4);
-        fl_rng ir = fl_rng_stream(77, 0, 0, FL_RNG_INIT);
-        flm_model_init_params(&a, w[t], &ir);
-        fl_rng order = fl_rng_stream(77, 0, 0, FL_RNG_BATCH);
-        const flm_sgd o = {0.05f, 0, 0, 0};
-        double loss;
-        assert_int_equal(flm_train_local(m, w[t], NULL, &s, 1, &o, &order, &loss), FL_OK);
-        flm_model_free(m);
+    static const char *specs[] = {"cnn:10", "moge:784:64:4:4:2:10"};
+    for (size_t si = 0; si < sizeof specs / sizeof specs[0]; si++) {
+        flm_arch a;
+        assert_int_equal(flm_arch_parse(specs[si], &a, NULL, 0), FL_OK);
+        enum { N = 30 };
+        float *x = malloc((size_t)N * 784 * 4);
+        int32_t y[N];
+        fl_rng dr = fl_rng_stream(77, 0, 0, FL_RNG_DATA);
+        fill_uniform(x, (size_t)N * 784, 0, 1, &dr);
+        for (int i = 0; i < N; i++)
+            y[i] = i % 10;
+        flm_samples s = {x, NULL, y, NULL, N};
+        float *w[2];
+        for (int t = 0; t < 2; t++) {
+            assert_int_equal(flm_blas_set_threads(t + 1), FL_OK);
+            assert_int_equal(flm_blas_threads(), t + 1); /* the 2-thread run really has 2 */
+            flm_model *m;
+            assert_int_equal(flm_model_new(&a, 10, &m), FL_OK);
+            w[t] = malloc(a.n_params * 4);
+            fl_rng ir = fl_rng_stream(77, 0, 0, FL_RNG_INIT);
+            flm_model_init_params(&a, w[t], &ir);
+            fl_rng order = fl_rng_stream(77, 0, 0, FL_RNG_BATCH);
+            const flm_sgd o = {0.05f, 0, 0, 0};
+            double loss;
+            assert_int_equal(flm_train_local(m, w[t], NULL, &s, 1, &o, &order, &loss), FL_OK);
+            flm_model_free(m);
+        }
+        assert_int_equal(flm_blas_set_threads(1), FL_OK);
+        assert_memory_equal(w[0], w[1], a.n_params * 4);
+        free(w[0]);
+        free(w[1]);
+        free(x);
     }
-    assert_int_equal(flm_blas_set_threads(1), FL_OK);
-    assert_memory_equal(w[0], w[1], a.n_params * 4);
-    free(w[0]);
-    free(w[1]);
-    free(x);
 }
 
 static void test_init_params(void **state)
@@ -1218,6 +1333,8 @@ int main(void)
         cmocka_unit_test(test_arch_grad_mlp),
         cmocka_unit_test(test_arch_grad_cnn),
         cmocka_unit_test(test_arch_grad_lstm),
+        cmocka_unit_test(test_arch_grad_moge),
+        cmocka_unit_test(test_moge_layer_reference),
         cmocka_unit_test(test_arch_grad_submodels),
         cmocka_unit_test(test_golden_pytorch),
         cmocka_unit_test(test_sgd_step),

@@ -340,6 +340,88 @@ static size_t put_f64(uint8_t *b, size_t o, double v)
 }
 
 /* Exploration draws each unit with probability proportional to S + eps (k = 1 of 4). */
+/* 1 when layer d of ks keeps the same number of units in each of its G groups of n / G. */
+static int groups_even(const flm_keepset *ks, int d, int n, int G)
+{
+    int per[64] = {0};
+    for (int j = 0; j < ks->count[d]; j++)
+        per[ks->idx[ks->offset[d] + j] / (uint32_t)(n / G)]++;
+    for (int g = 1; g < G; g++)
+        if (per[g] != per[0])
+            return 0;
+    return per[0] * G == ks->count[d];
+}
+
+/* MoGE experts drop group by group (shared AFD.md: "the same number of experts is dropped in
+ * every group"): uniform draws (fd, a first AFD round) and weighted ones (AFD exploring) alike. */
+static void test_policy_moge_groups(void **state)
+{
+    (void)state;
+    const flm_arch a = arch_of("moge:6:4:3:4:1:2"); /* 12 experts in 3 groups of 4 */
+    fls_policy *fd = policy_of(FLS_POLICY_FD, &a, 5, tweak_per_client);
+    assert_int_equal(fls_policy_begin_round(fd, 0), FL_OK);
+    int seen[12] = {0};
+    for (uint32_t c = 0; c < 300; c++) {
+        flm_keepset ks = get_ks(fd, c);
+        assert_int_equal(ks.count[1], 9); /* round(0.75 * 4) = 3 of each group */
+        assert_true(groups_even(&ks, 1, 12, 3));
+        assert_int_equal(flm_keepset_validate(&ks, &a), FL_OK);
+        for (int j = 0; j < 9; j++)
+            seen[ks.idx[ks.offset[1] + j]]++;
+        flm_keepset_free(&ks);
+    }
+    for (int e = 0; e < 12; e++) /* 225 expected, sd 7.5 */
+        assert_true(seen[e] > 180 && seen[e] < 270);
+    fls_policy_free(fd);
+
+    /* Weighted: every expert of group 0 scores 1, the others 0 (eps). A draw over the whole layer
+     * would keep all four of group 0; group by group it keeps three of each. */
+    fls_policy *p = policy_of(FLS_POLICY_AFD_SINGLE, &a, 7, NULL);
+    uint8_t buf[512];
+    size_t o = 0;
+    o = put_u32(buf, o, 0x50534c46u);
+    o = put_u32(buf, o, 1);
+    o = put_u32(buf, o, FLS_POLICY_AFD_SINGLE);
+    o = put_u32(buf, o, 2);     /* n_drop */
+    o = put_u32(buf, o, 4);     /* dense0: units, k */
+    o = put_u32(buf, o, 3);
+    o = put_u32(buf, o, 12);    /* experts: units, k */
+    o = put_u32(buf, o, 9);
+    o = put_u32(buf, o, FLS_POLICY_SHARED_CLIENT);
+    buf[o++] = 1;               /* has_prev */
+    o = put_f64(buf, o, 1.0);   /* l_prev */
+    for (int u = 0; u < 4 + 12; u++)
+        o = put_f64(buf, o, u < 4 ? 0.1 : u < 8 ? 1.0 : 0.0);
+    buf[o++] = 1;               /* has A */
+    o = put_u32(buf, o, 3);
+    for (uint32_t u = 0; u < 3; u++)
+        o = put_u32(buf, o, u);
+    o = put_u32(buf, o, 9);
+    const size_t a_at = o;
+    static const uint32_t A_ok[9] = {0, 1, 2, 4, 5, 6, 8, 9, 10};
+    for (int j = 0; j < 9; j++)
+        o = put_u32(buf, o, A_ok[j]);
+    fls_policy_info info;
+    for (uint32_t t = 0; t < 50; t++) {
+        assert_int_equal(fls_policy_import(p, buf, o), FL_OK);
+        assert_int_equal(fls_policy_begin_round(p, t), FL_OK);
+        assert_int_equal(fls_policy_report(p, 1, 2.0, 8), FL_OK); /* worse: explore */
+        assert_int_equal(fls_policy_end_round(p, &info), FL_OK);
+        assert_int_equal(info.resampled, 1);
+        flm_keepset A;
+        assert_int_equal(fls_policy_current(p, 0, &A), FL_OK);
+        assert_true(groups_even(&A, 1, 12, 3));
+        assert_int_equal(flm_keepset_validate(&A, &a), FL_OK);
+        flm_keepset_free(&A);
+    }
+    /* a checkpoint whose keep-set keeps the groups unevenly (4, 2, 3) is refused */
+    static const uint32_t A_bad[9] = {0, 1, 2, 3, 4, 5, 8, 9, 10};
+    for (int j = 0; j < 9; j++)
+        put_u32(buf, a_at + 4 * (size_t)j, A_bad[j]);
+    assert_int_equal(fls_policy_import(p, buf, o), FL_ERR_CHECKPOINT_FORMAT);
+    fls_policy_free(p);
+}
+
 static void test_policy_afd_proportional(void **state)
 {
     (void)state;
@@ -2001,8 +2083,8 @@ static void test_engine_refused_update(void **state)
 static void test_engine_archs(void **state)
 {
     (void)state;
-    const char *archs[] = {"cnn:10:8x8x1", "lstm:20:4:16:2:5"};
-    for (size_t ai = 0; ai < 2; ai++) {
+    const char *archs[] = {"cnn:10:8x8x1", "lstm:20:4:16:2:5", "moge:12:9:3:4:2:5"};
+    for (size_t ai = 0; ai < sizeof archs / sizeof archs[0]; ai++) {
         fls_config cfg = small_config();
         snprintf(cfg.arch, sizeof cfg.arch, "%s", archs[ai]);
         cfg.policy.kind = FLS_POLICY_FD;
@@ -2753,6 +2835,7 @@ int main(void)
         cmocka_unit_test(test_policy_afd_single_rule),
         cmocka_unit_test(test_policy_afd_options),
         cmocka_unit_test(test_policy_afd_proportional),
+        cmocka_unit_test(test_policy_moge_groups),
         cmocka_unit_test(test_policy_afd_multi),
         cmocka_unit_test(test_policy_export_compact),
         cmocka_unit_test(test_policy_score_stats),

@@ -566,14 +566,14 @@ static void test_config_origin(void **state)
     assert_string_equal(fls_options_origin(o, "run.rounds"), "");
     assert_int_equal(fls_options_validate(o, err, sizeof err), FLS_ERR_CONFIG);
     assert_string_equal(err, "fl.yaml:7: model.arch: unknown architecture 'bogus' (expected mlp, "
-                             "cnn or lstm)");
+                             "cnn, lstm or moge)");
     /* a flag overrides the file's value and its origin */
     assert_int_equal(fls_options_set_from(o, "model.arch", "bogus2", "--set model.arch=bogus2",
                                           err, sizeof err),
                      FLS_OK);
     assert_int_equal(fls_options_validate(o, err, sizeof err), FLS_ERR_CONFIG);
     assert_string_equal(err, "--set model.arch=bogus2: model.arch: unknown architecture 'bogus2' "
-                             "(expected mlp, cnn or lstm)");
+                             "(expected mlp, cnn, lstm or moge)");
     /* two keys: the first one's origin leads, the other's follows */
     assert_int_equal(fls_options_set_from(o, "model.arch", "mlp:784-100-10", "--arch mlp:784-100-10",
                                           err, sizeof err),
@@ -766,7 +766,7 @@ static void test_cli_origin(void **state)
     static const struct {
         const char *flags, *want; /* want: "@" stands for the file's path */
     } cases[] = {
-        {"", "fl_server: @:8: model.arch: unknown architecture 'bogus' (expected mlp, cnn or lstm)"},
+        {"", "fl_server: @:8: model.arch: unknown architecture 'bogus' (expected mlp, cnn, lstm or moge)"},
         {"--set model.arch=bogus2",
          "fl_server: --set model.arch=bogus2: model.arch: unknown architecture 'bogus2' "},
         {"--arch bogus3", "fl_server: --arch bogus3: model.arch: unknown architecture 'bogus3' "},

@@ -703,7 +703,7 @@ static void test_options_and_yaml(void **state)
     y = flsim_config_default();
     assert_int_equal(yaml_load_text(&y, path, "rounds: 2\nmodel: mlpx\n", err, sizeof err),
                      FL_ERR_CONFIG);
-    if (!strstr(err, ":2: --model: unknown architecture 'mlpx' (expected mlp, cnn or lstm)"))
+    if (!strstr(err, ":2: --model: unknown architecture 'mlpx' (expected mlp, cnn, lstm or moge)"))
         fail_msg("%s", err);
     assert_int_equal(flsim_config_set(&y, "trace", "", err, sizeof err), FL_ERR_INVALID_ARG);
     assert_int_equal(flsim_config_set(&y, "test-dataset", "", err, sizeof err), FL_ERR_INVALID_ARG);

@@ -73,6 +73,22 @@ static void test_arch_counts(void **state)
     a = parse_ok("lstm:20:4:8:2:6");
     assert_int_equal(a.n_params, 20 * 4 + (32 * (4 + 8) + 32) + (32 * (8 + 8) + 32) + 20 * 8 + 20);
 
+    /* MoGE: dense IN*H + H; gate N*H + N; experts N*(H*H + H); dense CLASSES*H + CLASSES. */
+    a = parse_ok("moge");
+    assert_string_equal(a.spec, "moge:784:128:4:4:1:10");
+    assert_int_equal(a.n_params, 368026);
+    assert_int_equal(a.n_params, (784 * 128 + 128) + (16 * 128 + 16) + 16 * (128 * 128 + 128) +
+                                     (10 * 128 + 10));
+    assert_int_equal(a.n_drop, 2);
+    assert_int_equal(a.drop_units[0], 128);
+    assert_int_equal(a.drop_groups[0], 1);
+    assert_int_equal(a.drop_units[1], 16); /* experts */
+    assert_int_equal(a.drop_groups[1], 4);
+    assert_int_equal(flm_arch_keep_units(&a, 1, 0.75), 12); /* 3 of 4 in each group */
+    assert_int_equal(flm_arch_keep_units(&a, 1, 0.6), 8);   /* round(2.4) = 2 of each */
+    assert_int_equal(flm_arch_keep_units(&a, 1, 0.01), 4);  /* at least one of each */
+    assert_int_equal(flm_arch_keep_units(&a, 0, 0.75), 96);
+
     /* A single dense layer has nothing to drop. */
     a = parse_ok("mlp:5-3");
     assert_int_equal(a.n_drop, 0);
@@ -137,6 +153,9 @@ static void test_arch_bad_specs(void **state)
         "mlp:65536-65536-65536",                                              /* > 2^31 params */
         "mlp: 5-3", "mlp:+5-3", "mlp:5- 3", "cnn: 10", "cnn:10: 12x12x1", "lstm:80: 8:256:2:80",
         "mlp:5-3 ", "cnn:10:12x 12x1",
+        "moge:", "moge:784:128:4:4:1", "moge:784:128:4:4:1:10:1", "moge:784:128:4:4:5:10",
+        "moge:784:128:65:4:1:10", "moge:784:128:4:257:1:10", "moge:784:128:0:4:1:10",
+        "moge:784:128:4:4:0:10", "mogex", "moge:784: 128:4:4:1:10",
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         flm_arch a;
@@ -185,7 +204,8 @@ static void test_arch_spec_mutations(void **state)
 {
     (void)state;
     static const char *seeds[] = {"mlp:784-200-200-10", "cnn:62:28x28x1", "lstm:80:8:256:2:80",
-                                  "cnn:10:12x12x1", "lstm:20:4:8:2:6", "mlp:5-3"};
+                                  "cnn:10:12x12x1", "lstm:20:4:8:2:6", "mlp:5-3",
+                                  "moge:784:128:4:4:1:10"};
     static const char alphabet[] = "0123456789:-x mlpcnst+\t.";
     fl_rng r = fl_rng_stream(13, 0, 0, FL_RNG_TEST);
     int accepted = 0;
@@ -797,10 +817,132 @@ static void check_submodel(const flm_arch *a, const flm_keepset *ks, const refma
     flm_submodel_free(sm);
 }
 
+/* moge:IN:HD:G:E:K:CLASSES: dense HD, experts N = G E of HD -> HD, dense CLASSES. An expert's
+ * weights are row o*N + e of w (HD*N, HD), its bias b[o*N + e] (flm_moge.h). */
+static refmap ref_moge(int IN, int HD, int N, int classes, const flm_keepset *ks)
+{
+    refmap r = {0};
+    const uint32_t *u = keep(ks, 0), *x = keep(ks, 1);
+    const size_t k = (size_t)ks->count[0], kx = (size_t)ks->count[1], Hd = (size_t)HD;
+    for (size_t o = 0; o < k; o++) /* dense0.w: kept rows, every input */
+        for (size_t c = 0; c < (size_t)IN; c++)
+            emit(&r, u[o] * (size_t)IN + c);
+    r.foff += Hd * (size_t)IN;
+    for (size_t o = 0; o < k; o++)
+        emit(&r, u[o]);
+    r.foff += Hd;
+    for (size_t e = 0; e < kx; e++) /* gate_w: kept experts x kept inputs */
+        for (size_t c = 0; c < k; c++)
+            emit(&r, x[e] * Hd + u[c]);
+    r.foff += (size_t)N * Hd;
+    for (size_t e = 0; e < kx; e++)
+        emit(&r, x[e]);
+    r.foff += (size_t)N;
+    for (size_t o = 0; o < Hd; o++) /* w: every output, kept experts, kept inputs */
+        for (size_t e = 0; e < kx; e++)
+            for (size_t c = 0; c < k; c++)
+                emit(&r, (o * (size_t)N + x[e]) * Hd + u[c]);
+    r.foff += Hd * (size_t)N * Hd;
+    for (size_t o = 0; o < Hd; o++)
+        for (size_t e = 0; e < kx; e++)
+            emit(&r, o * (size_t)N + x[e]);
+    r.foff += Hd * (size_t)N;
+    for (size_t i = 0; i < (size_t)classes * Hd + (size_t)classes; i++) /* dense1: whole */
+        emit(&r, i);
+    r.foff += (size_t)classes * Hd + (size_t)classes;
+    return r;
+}
+
+static void test_moge_reference(void **state)
+{
+    (void)state;
+    fl_rng r = fl_rng_stream(10, 0, 0, FL_RNG_TEST);
+    const flm_arch a = parse_ok("moge:12:9:3:4:2:5");
+    const double ps[] = {0.75, 0.5, 0.2, 1.0};
+    for (size_t i = 0; i < sizeof ps / sizeof ps[0]; i++) {
+        flm_keepset ks;
+        assert_int_equal(flm_keepset_random(&ks, &a, ps[i], &r), FL_OK);
+        refmap ref = ref_moge(12, 9, 12, 5, &ks);
+        check_submodel(&a, &ks, &ref, &r);
+        /* the submodel is a MoGE layer of the same groups, fewer experts in each */
+        flm_submodel *sm;
+        assert_int_equal(flm_submodel_new(&a, &ks, &sm), FL_OK);
+        const flm_layer *l = &flm_submodel_arch(sm)->layers[2];
+        assert_int_equal(l->op, FLM_OP_MOGE);
+        assert_int_equal(l->groups, 3);
+        assert_int_equal(l->experts, ks.count[1]);
+        assert_int_equal(l->OC, 9);
+        flm_submodel_free(sm);
+        free(ref.m);
+        flm_keepset_free(&ks);
+    }
+}
+
+/* A grouped layer's keep-set keeps as many experts of every group (shared AFD.md, "Units"): the
+ * draw does, and validation refuses any other. */
+static void test_keepset_groups(void **state)
+{
+    (void)state;
+    const flm_arch a = parse_ok("moge:6:4:3:4:1:2"); /* experts 0-3, 4-7, 8-11 */
+    fl_rng r = fl_rng_stream(13, 0, 0, FL_RNG_TEST);
+    int freq[12] = {0};
+    for (int t = 0; t < 3000; t++) {
+        flm_keepset ks;
+        assert_int_equal(flm_keepset_random(&ks, &a, 0.5, &r), FL_OK);
+        assert_int_equal(ks.count[1], 6);
+        const uint32_t *x = keep(&ks, 1);
+        for (int j = 0; j < 6; j++) {
+            assert_int_equal(x[j] / 4, (uint32_t)j / 2); /* two of each group, in order */
+            freq[x[j]]++;
+        }
+        assert_int_equal(flm_keepset_validate(&ks, &a), FL_OK);
+        flm_keepset_free(&ks);
+    }
+    for (int e = 0; e < 12; e++) /* each expert kept half the time: 1500, sd ~27 */
+        if (freq[e] < 1350 || freq[e] > 1650)
+            fail_msg("expert %d kept %d of 3000 times", e, freq[e]);
+
+    static const struct {
+        int count;
+        uint32_t idx[8];
+        fl_status want;
+    } rows[] = {
+        {6, {0, 1, 4, 7, 9, 10}, FL_OK},
+        {6, {0, 1, 2, 4, 8, 9}, FL_ERR_KEEPSET},   /* 3, 1, 2 */
+        {6, {0, 1, 2, 3, 4, 5}, FL_ERR_KEEPSET},   /* 4, 2, 0 */
+        {5, {0, 4, 5, 8, 9}, FL_ERR_KEEPSET},      /* not a multiple of 3 groups */
+        {3, {3, 7, 11}, FL_OK},
+        {3, {3, 6, 7}, FL_ERR_KEEPSET},
+        {12, {0}, FL_OK},                          /* filled with all below */
+    };
+    for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
+        const int counts[2] = {4, rows[i].count};
+        flm_keepset ks;
+        assert_int_equal(flm_keepset_alloc(&ks, &a, counts), FL_OK);
+        for (int j = 0; j < 4; j++)
+            ks.idx[j] = (uint32_t)j;
+        for (int j = 0; j < rows[i].count; j++)
+            ks.idx[4 + j] = rows[i].count == 12 ? (uint32_t)j : rows[i].idx[j];
+        if (flm_keepset_validate(&ks, &a) != rows[i].want)
+            fail_msg("row %zu: validate gave %s", i, fl_status_name(flm_keepset_validate(&ks, &a)));
+        flm_submodel *sm = NULL;
+        assert_int_equal(flm_submodel_new(&a, &ks, &sm), rows[i].want);
+        flm_submodel_free(sm);
+        flm_keepset_free(&ks);
+    }
+    /* flm_arch_sub refuses unit counts that do not split into the groups */
+    flm_arch sub;
+    assert_int_equal(flm_arch_sub(&a, (const int[]){4, 5}, &sub), FL_ERR_KEEPSET);
+    assert_int_equal(flm_arch_sub(&a, (const int[]){4, 9}, &sub), FL_OK);
+    assert_int_equal(sub.layers[2].experts, 9);
+    assert_string_equal(sub.spec, "moge:6:4:3:4:1:2/4,9");
+}
+
 static void test_full_is_identity(void **state)
 {
     (void)state;
-    static const char *specs[] = {"mlp:784-200-200-10", "cnn:10:12x12x1", "lstm:20:4:8:2:6", "mlp:5-3"};
+    static const char *specs[] = {"mlp:784-200-200-10", "cnn:10:12x12x1", "lstm:20:4:8:2:6", "mlp:5-3",
+                                  "moge:12:9:3:4:2:5"};
     fl_rng r = fl_rng_stream(3, 0, 0, FL_RNG_TEST);
     for (size_t i = 0; i < sizeof specs / sizeof specs[0]; i++) {
         const flm_arch a = parse_ok(specs[i]);
@@ -1106,6 +1248,8 @@ int main(void)
         cmocka_unit_test(test_mlp_reference),
         cmocka_unit_test(test_cnn_reference),
         cmocka_unit_test(test_lstm_reference),
+        cmocka_unit_test(test_moge_reference),
+        cmocka_unit_test(test_keepset_groups),
         cmocka_unit_test(test_full_size),
         cmocka_unit_test(test_step_equivalence),
     };

@@ -1,0 +1,56 @@
+/* flm_moge.h: a mixture-of-grouped-experts (MoGE) layer, forward and backward (llm.c style).
+ *
+ * N experts in G groups of E = N / G; expert e belongs to group e / E. Each expert is a dense map
+ * (C) -> (OC). A gate scores every expert, and each sample is routed to the K experts of highest
+ * score IN EACH GROUP (so every group does the same share of the work, the point of grouping):
+ *
+ *   z (N)  = gate_w x + gate_b                 gate_w (N, C), gate_b (N)
+ *   p (N)  = softmax(z) over all N experts
+ *   S      = per group, the K experts of largest z (ties to the lower index); K' = min(K, E)
+ *   out    = sum over e in S of p[e] (W_e x + b_e)
+ *
+ * The expert weights are stored with the expert index INSIDE the output row, so that dropping
+ * expert e removes one row of every block as an LSTM gate block does (flm_tensor's row_blocks):
+ *   w (OC, N, C): W_e[o][c] = w[(o N + e) C + c]    (a (OC, C) matrix of row stride N*C)
+ *   b (OC, N):    b_e[o]    = b[o N + e]
+ * A submodel that keeps the same number of experts in every group is again a MoGE layer of the
+ * same G with fewer experts per group (shared AFD.md, "Units").
+ *
+ * Each expert runs one GEMM over the samples routed to it (gathered), so the work is that of the
+ * G K' selected experts, not of all N. The gradient through the routing is that of the softmax
+ * (the unselected experts' p[e] still move through the normalisation); the top-K choice itself is
+ * piecewise constant. Pure functions: no allocation, no globals; thread-safe on distinct buffers.
+ * Every GEMM goes through flm_sgemm.
+ */
+#ifndef FLM_MOGE_H
+#define FLM_MOGE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* K', the experts a sample uses in each group: min(K, N / G). Pure. */
+int flm_moge_active(int N, int G, int K);
+
+/* Floats the forward stores for the backward: p (B, N), then the selected experts' outputs
+ * (B, G K', OC). Pure. */
+size_t flm_moge_cache_floats(int B, int N, int G, int K, int OC);
+/* int32s the forward stores: the selected experts (B, G K'), then two routing lists of B. Pure. */
+size_t flm_moge_route_ints(int B, int N, int G, int K);
+/* Scratch floats the forward and the backward need: B (N + 2 C + OC). Pure. */
+size_t flm_moge_scratch_floats(int B, int C, int N, int OC);
+
+/* out (B, OC) = MoGE(inp (B, C)); fills cache and route (sizes above); scratch is clobbered.
+ * N, G >= 1 with N a multiple of G; K >= 1. No buffer may overlap another. */
+void flm_moge_forward(float *out, float *cache, int32_t *route, float *scratch, const float *inp,
+                      const float *gate_w, const float *gate_b, const float *w, const float *b,
+                      int B, int C, int N, int G, int K, int OC);
+
+/* Given dout (B, OC): accumulates (+=) dgate_w, dgate_b, dw, db; overwrites dinp (B, C) unless it
+ * is NULL. cache, route and inp are those of the matching forward and must be unchanged since;
+ * scratch is clobbered. No buffer may overlap another. */
+void flm_moge_backward(float *dinp, float *dgate_w, float *dgate_b, float *dw, float *db,
+                       float *scratch, int32_t *route, const float *dout, const float *cache,
+                       const float *inp, const float *gate_w, const float *w, int B, int C, int N,
+                       int G, int K, int OC);
+
+#endif
