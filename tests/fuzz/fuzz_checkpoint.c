@@ -13,8 +13,10 @@
 
 static void try_policy(const uint8_t *buf, size_t len)
 {
-    /* The corpus' policy sections come from these architectures and kinds (keep_p 0.75). */
-    static const char *const archs[] = {"mlp:6-5-4-3", "mlp:5-4-2"};
+    /* The corpus' policy sections come from these architectures and kinds (keep_p 0.75); the
+     * moge one has grouped units (12 experts in 3 groups), whose keep-sets must keep as many of
+     * each group. */
+    static const char *const archs[] = {"mlp:6-5-4-3", "mlp:5-4-2", "moge:6:4:3:4:1:2"};
     for (size_t a = 0; a < sizeof archs / sizeof archs[0]; a++) {
         flm_arch arch;
         if (flm_arch_parse(archs[a], &arch, NULL, 0) != FL_OK)
