@@ -353,9 +353,11 @@ static fl_status backward(flm_model *m, float *params, float *grads, const fused
         if (f && f->src && l->n_tensors > 0 && l->op != FLM_OP_DENSE)
             for (int k = 0; k < l->n_tensors; k++)
                 memcpy(params + t0[k].offset, f->src + t0[k].offset, t0[k].numel * sizeof(float));
-        /* gradients of a fused step go to the scratch gradient buffer, zeroed per layer */
+        /* gradients of a fused step go to the scratch gradient buffer, zeroed per layer (a MoGE
+         * layer's gate only: its experts step in place) */
+        const int stepped = l->op == FLM_OP_MOGE ? 2 : l->n_tensors;
         if (f && l->n_tensors > 0 && l->op != FLM_OP_DENSE)
-            for (int k = 0; k < l->n_tensors; k++)
+            for (int k = 0; k < stepped; k++)
                 memset(grads + t0[k].offset, 0, t0[k].numel * sizeof(float));
         switch (l->op) {
         case FLM_OP_DENSE: {
@@ -409,11 +411,18 @@ static fl_status backward(flm_model *m, float *params, float *grads, const fused
                 flm_last_step_backward(dinp, dout, n, l->H, l->C);
             break;
         case FLM_OP_MOGE:
-            flm_moge_backward(dinp, grads + t0[0].offset, grads + t0[1].offset,
-                              grads + t0[2].offset, grads + t0[3].offset, m->scratch, m->arg[i],
-                              dout, m->cache[i], inp, params + t0[0].offset,
-                              params + t0[2].offset, n, l->C, l->experts, l->groups, l->topk,
-                              l->OC);
+            if (f)
+                flm_moge_backward_step(dinp, grads + t0[0].offset, grads + t0[1].offset,
+                                       params + t0[2].offset, params + t0[3].offset, m->scratch,
+                                       m->arg[i], dout, m->cache[i], inp, params + t0[0].offset,
+                                       n, l->C, l->experts, l->groups, l->topk, l->OC, -f->lr,
+                                       1.0f - f->lr * f->wd);
+            else
+                flm_moge_backward(dinp, grads + t0[0].offset, grads + t0[1].offset,
+                                  grads + t0[2].offset, grads + t0[3].offset, m->scratch,
+                                  m->arg[i], dout, m->cache[i], inp, params + t0[0].offset,
+                                  params + t0[2].offset, n, l->C, l->experts, l->groups, l->topk,
+                                  l->OC);
             break;
 #ifdef FLM_HAVE_LSTM
         case FLM_OP_EMBEDDING:
@@ -429,7 +438,7 @@ static fl_status backward(flm_model *m, float *params, float *grads, const fused
             return FL_ERR_UNSUPPORTED;
         }
         if (f && l->n_tensors > 0 && l->op != FLM_OP_DENSE)
-            apply_sgd(a, params, grads, l->tensor0, l->n_tensors, f);
+            apply_sgd(a, params, grads, l->tensor0, stepped, f);
     }
     return FL_OK;
 }

@@ -111,10 +111,12 @@ void flm_moge_forward(float *out, float *cache, int32_t *route, float *scratch, 
     }
 }
 
-void flm_moge_backward(float *dinp, float *dgate_w, float *dgate_b, float *dw, float *db,
-                       float *scratch, int32_t *route, const float *dout, const float *cache,
-                       const float *inp, const float *gate_w, const float *w, int B, int C, int N,
-                       int G, int K, int OC)
+/* The backward; the experts' part either accumulates their gradient into dw/db (alpha 1, decay 1)
+ * or, for a fused SGD step, updates the weights in place: w = decay w + alpha grad (dw == w). */
+static void backward(float *dinp, float *dgate_w, float *dgate_b, float *dw, float *db,
+                     float *scratch, int32_t *route, const float *dout, const float *cache,
+                     const float *inp, const float *gate_w, const float *w, int B, int C, int N,
+                     int G, int K, int OC, float alpha, float decay)
 {
     const int GK = G * flm_moge_active(N, G, K);
     const float *P = cache, *Hs = cache + (size_t)B * N;
@@ -148,8 +150,6 @@ void flm_moge_backward(float *dinp, float *dgate_w, float *dgate_b, float *dw, f
     flm_dense_backward(dinp, dgate_w, dgate_b, dZ, inp, gate_w, B, C, N);
     for (int e = 0; e < N; e++) {
         const int n = routed(rows, slots, sel, B, GK, e);
-        if (n == 0)
-            continue;
         for (int r = 0; r < n; r++) {
             const int i = rows[r];
             const float pe = P[(size_t)i * N + e];
@@ -159,21 +159,50 @@ void flm_moge_backward(float *dinp, float *dgate_w, float *dgate_b, float *dw, f
             for (int o = 0; o < OC; o++)
                 dh[o] = pe * d[o];
         }
-        /* dW_e (OC, C) += dHe^T Xe, in place in the strided layout */
-        flm_sgemm(1, 0, OC, C, n, 1.0f, dHe, OC, Xe, C, 1.0f, dw + (size_t)e * C, N * C);
-        for (int r = 0; r < n; r++) {
-            const float *dh = dHe + (size_t)r * OC;
-            for (int o = 0; o < OC; o++)
-                db[(size_t)o * N + e] += dh[o];
+        /* dinp first: it reads W_e as it was before a fused step writes it */
+        if (dinp && n > 0) {
+            flm_sgemm(0, 0, n, C, OC, 1.0f, dHe, OC, w + (size_t)e * C, N * C, 0.0f, dXe, C);
+            for (int r = 0; r < n; r++) {
+                float *dx = dinp + (size_t)rows[r] * C;
+                const float *s = dXe + (size_t)r * C;
+                for (int c = 0; c < C; c++)
+                    dx[c] += s[c];
+            }
         }
-        if (!dinp)
+        if (decay != 1.0f) /* weight decay reaches the experts no sample chose, too */
+            for (int o = 0; o < OC; o++) {
+                float *we = dw + ((size_t)o * N + e) * C;
+                for (int c = 0; c < C; c++)
+                    we[c] *= decay;
+                db[(size_t)o * N + e] *= decay;
+            }
+        if (n == 0)
             continue;
-        flm_sgemm(0, 0, n, C, OC, 1.0f, dHe, OC, w + (size_t)e * C, N * C, 0.0f, dXe, C);
-        for (int r = 0; r < n; r++) {
-            float *dx = dinp + (size_t)rows[r] * C;
-            const float *s = dXe + (size_t)r * C;
-            for (int c = 0; c < C; c++)
-                dx[c] += s[c];
+        /* W_e (OC, C) += alpha dHe^T Xe, in place in the strided layout */
+        flm_sgemm(1, 0, OC, C, n, alpha, dHe, OC, Xe, C, 1.0f, dw + (size_t)e * C, N * C);
+        for (int o = 0; o < OC; o++) {
+            float sum = 0.0f;
+            for (int r = 0; r < n; r++)
+                sum += dHe[(size_t)r * OC + o];
+            db[(size_t)o * N + e] += alpha * sum;
         }
     }
+}
+
+void flm_moge_backward(float *dinp, float *dgate_w, float *dgate_b, float *dw, float *db,
+                       float *scratch, int32_t *route, const float *dout, const float *cache,
+                       const float *inp, const float *gate_w, const float *w, int B, int C, int N,
+                       int G, int K, int OC)
+{
+    backward(dinp, dgate_w, dgate_b, dw, db, scratch, route, dout, cache, inp, gate_w, w, B, C, N,
+             G, K, OC, 1.0f, 1.0f);
+}
+
+void flm_moge_backward_step(float *dinp, float *dgate_w, float *dgate_b, float *w, float *b,
+                            float *scratch, int32_t *route, const float *dout, const float *cache,
+                            const float *inp, const float *gate_w, int B, int C, int N, int G,
+                            int K, int OC, float alpha, float decay)
+{
+    backward(dinp, dgate_w, dgate_b, w, b, scratch, route, dout, cache, inp, gate_w, w, B, C, N, G,
+             K, OC, alpha, decay);
 }

@@ -53,4 +53,14 @@ void flm_moge_backward(float *dinp, float *dgate_w, float *dgate_b, float *dw, f
                        const float *inp, const float *gate_w, const float *w, int B, int C, int N,
                        int G, int K, int OC);
 
+/* The same backward fused with the experts' SGD step, in place: w = decay w + alpha dw and
+ * b = decay b + alpha db (alpha = -lr, decay = 1 - lr wd), without the experts' gradient ever
+ * stored (the experts hold most of the layer's weights). The gate's gradient accumulates into
+ * dgate_w / dgate_b as above, for the caller to step. dinp uses the weights as they were before
+ * the step. The same arithmetic as flm_moge_backward and a step, up to float rounding. */
+void flm_moge_backward_step(float *dinp, float *dgate_w, float *dgate_b, float *w, float *b,
+                            float *scratch, int32_t *route, const float *dout, const float *cache,
+                            const float *inp, const float *gate_w, int B, int C, int N, int G,
+                            int K, int OC, float alpha, float decay);
+
 #endif
