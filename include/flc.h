@@ -80,9 +80,10 @@ typedef struct flc_task {
     uint64_t round;
     const char *arch;              /* the global architecture spec, e.g. "cnn:10:28x28x1" */
     const char *sub_arch;          /* the submodel's own spec: for an mlp a spec of the kept
-                                    * widths ("mlp:784-150-150-10"); for a cnn or an lstm the
-                                    * full spec, '/', and the units each droppable layer keeps
-                                    * ("cnn:10:28x28x1/24,48,1536"); with nothing dropped, arch.
+                                    * widths ("mlp:784-150-150-10"); for a cnn, an lstm or a
+                                    * moge the full spec, '/', and the units each droppable layer
+                                    * keeps ("cnn:10:28x28x1/24,48,1536"; a moge's second count is
+                                    * experts, as many of each group); with nothing dropped, arch.
                                     * Two submodels of other shapes never share one. The shapes
                                     * themselves are in tensors. */
     int n_tensors;
