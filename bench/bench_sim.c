@@ -184,13 +184,11 @@ int main(int argc, char **argv)
     /* Peer: the same number of clients' bare training. */
     flm_arch a;
     char spec[300];
-    if (strcmp(cfg.model, "mlp") == 0)
-        snprintf(spec, sizeof spec, "mlp:%zu-200-200-%d", data.train->sample_len, data.train->classes);
-    else if (strcmp(cfg.model, "cnn") == 0)
-        snprintf(spec, sizeof spec, "cnn:%d", data.train->classes);
-    else
-        snprintf(spec, sizeof spec, "%s", cfg.model);
-    flm_arch_parse(spec, &a, NULL, 0);
+    flsim_model_spec(&cfg, data.train, spec, sizeof spec); /* the run's own model */
+    if (flm_arch_parse(spec, &a, err, sizeof err) != FL_OK) {
+        fprintf(stderr, "bench_sim: --model: %s\n", err);
+        return 1;
+    }
     flm_partition_spec ps;
     flm_partition_spec_parse(cfg.partition, &ps, NULL, 0);
     peer p = {data.train, NULL, &a, cfg.per_round, 0, PTHREAD_MUTEX_INITIALIZER, (int)cfg.batch,

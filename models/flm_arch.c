@@ -418,8 +418,9 @@ static fl_status parse_moge(flm_arch *a, const char *p, char *err, size_t errlen
     if (G > 64 || E > 256)
         return spec_error(err, errlen, "moge: %d groups of %d experts out of range (at most 64 of 256)",
                           G, E);
-    if (K > E)
-        return spec_error(err, errlen, "moge: top-%d of %d experts a group", K, E);
+    if (K > E || K > 16)
+        return spec_error(err, errlen, "moge: top-%d of %d experts a group (at most 16, and at most "
+                          "the group's experts)", K, E);
     a->in_C = IN;
     a->in_H = a->in_W = 1;
     builder b = {a, IN, 1, 1};
@@ -600,10 +601,13 @@ double flm_arch_forward_flops(const flm_arch *a)
         case FLM_OP_LSTM:
             f += (double)l->H * 4.0 * l->OC * (l->C + l->OC);
             break;
-        case FLM_OP_MOGE: /* the gate, and the experts a sample runs */
-            f += (double)l->experts * l->C +
-                 (double)l->groups * flm_moge_active(l->experts, l->groups, l->topk) * l->OC * l->C;
+        case FLM_OP_MOGE: { /* the gate, the experts a sample runs, and its routing (K' scans
+                             * of every expert's logit) */
+            const double Ka = flm_moge_active(l->experts, l->groups, l->topk);
+            f += (double)l->experts * l->C + (double)l->groups * Ka * l->OC * l->C +
+                 (double)l->experts * Ka;
             break;
+        }
         default:
             break;
         }

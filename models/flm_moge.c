@@ -21,7 +21,7 @@ size_t flm_moge_cache_floats(int B, int N, int G, int K, int OC)
 size_t flm_moge_route_ints(int B, int N, int G, int K)
 {
     const size_t GK = (size_t)G * flm_moge_active(N, G, K);
-    return (size_t)B * GK + 2 * (size_t)B;
+    return 3 * (size_t)B * GK + (size_t)N + 1;
 }
 
 size_t flm_moge_scratch_floats(int B, int C, int N, int OC)
@@ -29,20 +29,28 @@ size_t flm_moge_scratch_floats(int B, int C, int N, int OC)
     return (size_t)B * ((size_t)N + 2 * (size_t)C + (size_t)OC);
 }
 
-/* The samples routed to expert e: rows[r] the sample, slots[r] where e sits in its selection.
- * Returns their number. A sample selects an expert at most once (one group, distinct picks). */
-static int routed(int32_t *rows, int32_t *slots, const int32_t *sel, int B, int GK, int e)
+/* The gate's order: a before b when its logit is larger, or equal and its index lower; a NaN
+ * logit counts as -inf, so that the order is total and the picks distinct whatever z holds. */
+static int before(const float *z, int a, int b)
 {
-    int n = 0;
-    for (int i = 0; i < B; i++)
-        for (int s = 0; s < GK; s++)
-            if (sel[(size_t)i * GK + s] == e) {
-                rows[n] = i;
-                slots[n] = s;
-                n++;
-                break;
-            }
-    return n;
+    const float za = isnan(z[a]) ? -INFINITY : z[a], zb = isnan(z[b]) ? -INFINITY : z[b];
+    return za > zb || (za == zb && a < b);
+}
+
+/* route: sel (B, GK), then the samples of each expert in a counting sort of sel: expert e's are
+ * entries [off[e], off[e+1]) of rows / slots (the sample, and where e sits in its selection). */
+typedef struct routing {
+    int32_t *sel, *off, *rows, *slots;
+} routing;
+
+static routing routing_of(int32_t *route, int B, int N, int GK)
+{
+    routing r;
+    r.sel = route;
+    r.off = route + (size_t)B * GK;
+    r.rows = r.off + N + 1;
+    r.slots = r.rows + (size_t)B * GK;
+    return r;
 }
 
 void flm_moge_forward(float *out, float *cache, int32_t *route, float *scratch, const float *inp,
@@ -52,26 +60,22 @@ void flm_moge_forward(float *out, float *cache, int32_t *route, float *scratch, 
     const int E = N / G, Ka = flm_moge_active(N, G, K), GK = G * Ka;
     float *P = cache;                         /* (B, N): z, then softmax(z) */
     float *Hs = cache + (size_t)B * N;        /* (B, GK, OC) */
-    int32_t *sel = route;                     /* (B, GK) */
-    int32_t *rows = route + (size_t)B * GK, *slots = rows + B;
+    const routing rt = routing_of(route, B, N, GK);
     float *Xe = scratch, *He = scratch + (size_t)B * C; /* (n, C), (n, OC) */
 
     flm_dense_forward(P, inp, gate_w, gate_b, B, C, N, 0);
     for (int i = 0; i < B; i++) {
         float *z = P + (size_t)i * N;
-        int32_t *si = sel + (size_t)i * GK;
-        /* per group, the Ka largest z by selection (Ka and E are small); ties to the lower
-         * index; the picks stay distinct even where z holds a NaN */
+        int32_t *si = rt.sel + (size_t)i * GK;
+        /* per group, the Ka first in the gate's order: each pick is the first of those after the
+         * previous one, Ka scans of the group's E logits */
         for (int g = 0; g < G; g++)
             for (int s = 0; s < Ka; s++) {
                 int best = -1;
-                for (int j = g * E; j < (g + 1) * E; j++) {
-                    int taken = 0;
-                    for (int t = 0; t < s; t++)
-                        taken |= si[g * Ka + t] == j;
-                    if (!taken && (best < 0 || z[j] > z[best]))
+                for (int j = g * E; j < (g + 1) * E; j++)
+                    if ((s == 0 || before(z, si[g * Ka + s - 1], j)) &&
+                        (best < 0 || before(z, j, best)))
                         best = j;
-                }
                 si[g * Ka + s] = best;
             }
         float m = z[0];
@@ -86,10 +90,27 @@ void flm_moge_forward(float *out, float *cache, int32_t *route, float *scratch, 
         for (int j = 0; j < N; j++)
             z[j] *= inv;
     }
+    /* bucket the (sample, slot) pairs by expert, samples in increasing order within each */
+    memset(rt.off, 0, ((size_t)N + 1) * sizeof *rt.off);
+    for (size_t q = 0; q < (size_t)B * GK; q++)
+        rt.off[rt.sel[q] + 1]++;
+    for (int e = 0; e < N; e++)
+        rt.off[e + 1] += rt.off[e];
+    for (int i = 0; i < B; i++)
+        for (int s = 0; s < GK; s++) {
+            const int e = rt.sel[(size_t)i * GK + s];
+            const int32_t at = rt.off[e]++;
+            rt.rows[at] = i;
+            rt.slots[at] = s;
+        }
+    for (int e = N; e > 0; e--) /* the fill moved every start to the next expert's */
+        rt.off[e] = rt.off[e - 1];
+    rt.off[0] = 0;
     memset(out, 0, (size_t)B * OC * sizeof *out);
     /* expert by expert, in index order: the sum's order is fixed, so the same bits every run */
     for (int e = 0; e < N; e++) {
-        const int n = routed(rows, slots, sel, B, GK, e);
+        const int32_t *rows = rt.rows + rt.off[e], *slots = rt.slots + rt.off[e];
+        const int n = rt.off[e + 1] - rt.off[e];
         if (n == 0)
             continue;
         for (int r = 0; r < n; r++) {
@@ -114,14 +135,14 @@ void flm_moge_forward(float *out, float *cache, int32_t *route, float *scratch, 
 /* The backward; the experts' part either accumulates their gradient into dw/db (alpha 1, decay 1)
  * or, for a fused SGD step, updates the weights in place: w = decay w + alpha grad (dw == w). */
 static void backward(float *dinp, float *dgate_w, float *dgate_b, float *dw, float *db,
-                     float *scratch, int32_t *route, const float *dout, const float *cache,
+                     float *scratch, const int32_t *route, const float *dout, const float *cache,
                      const float *inp, const float *gate_w, const float *w, int B, int C, int N,
                      int G, int K, int OC, float alpha, float decay)
 {
     const int GK = G * flm_moge_active(N, G, K);
     const float *P = cache, *Hs = cache + (size_t)B * N;
-    const int32_t *sel = route;
-    int32_t *rows = route + (size_t)B * GK, *slots = rows + B;
+    const routing rt = routing_of((int32_t *)route, B, N, GK);
+    const int32_t *sel = rt.sel;
     float *dZ = scratch;                                /* (B, N) */
     float *Xe = dZ + (size_t)B * N;                     /* (n, C) */
     float *dXe = Xe + (size_t)B * C;                    /* (n, C) */
@@ -149,7 +170,8 @@ static void backward(float *dinp, float *dgate_w, float *dgate_b, float *dw, flo
     /* the gate: overwrites dinp, which the experts then add to */
     flm_dense_backward(dinp, dgate_w, dgate_b, dZ, inp, gate_w, B, C, N);
     for (int e = 0; e < N; e++) {
-        const int n = routed(rows, slots, sel, B, GK, e);
+        const int32_t *rows = rt.rows + rt.off[e];
+        const int n = rt.off[e + 1] - rt.off[e];
         for (int r = 0; r < n; r++) {
             const int i = rows[r];
             const float pe = P[(size_t)i * N + e];
@@ -190,7 +212,7 @@ static void backward(float *dinp, float *dgate_w, float *dgate_b, float *dw, flo
 }
 
 void flm_moge_backward(float *dinp, float *dgate_w, float *dgate_b, float *dw, float *db,
-                       float *scratch, int32_t *route, const float *dout, const float *cache,
+                       float *scratch, const int32_t *route, const float *dout, const float *cache,
                        const float *inp, const float *gate_w, const float *w, int B, int C, int N,
                        int G, int K, int OC)
 {
@@ -199,9 +221,9 @@ void flm_moge_backward(float *dinp, float *dgate_w, float *dgate_b, float *dw, f
 }
 
 void flm_moge_backward_step(float *dinp, float *dgate_w, float *dgate_b, float *w, float *b,
-                            float *scratch, int32_t *route, const float *dout, const float *cache,
-                            const float *inp, const float *gate_w, int B, int C, int N, int G,
-                            int K, int OC, float alpha, float decay)
+                            float *scratch, const int32_t *route, const float *dout,
+                            const float *cache, const float *inp, const float *gate_w, int B,
+                            int C, int N, int G, int K, int OC, float alpha, float decay)
 {
     backward(dinp, dgate_w, dgate_b, w, b, scratch, route, dout, cache, inp, gate_w, w, B, C, N, G,
              K, OC, alpha, decay);

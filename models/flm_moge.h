@@ -6,7 +6,8 @@
  *
  *   z (N)  = gate_w x + gate_b                 gate_w (N, C), gate_b (N)
  *   p (N)  = softmax(z) over all N experts
- *   S      = per group, the K experts of largest z (ties to the lower index); K' = min(K, E)
+ *   S      = per group, the K experts of largest z (ties to the lower index, a NaN last);
+ *            K' = min(K, E)
  *   out    = sum over e in S of p[e] (W_e x + b_e)
  *
  * The expert weights are stored with the expert index INSIDE the output row, so that dropping
@@ -17,10 +18,11 @@
  * same G with fewer experts per group (shared AFD.md, "Units").
  *
  * Each expert runs one GEMM over the samples routed to it (gathered), so the work is that of the
- * G K' selected experts, not of all N. The gradient through the routing is that of the softmax
- * (the unselected experts' p[e] still move through the normalisation); the top-K choice itself is
- * piecewise constant. Pure functions: no allocation, no globals; thread-safe on distinct buffers.
- * Every GEMM goes through flm_sgemm.
+ * G K' selected experts, not of all N. Routing a sample costs O(N K') comparisons (K' scans of
+ * each group; flm_arch caps K at 16) and the batch one counting sort of its picks by expert. The
+ * gradient through the routing is that of the softmax (the unselected experts' p[e] still move
+ * through the normalisation); the top-K choice itself is piecewise constant. Pure functions: no
+ * allocation, no globals; thread-safe on distinct buffers. Every GEMM goes through flm_sgemm.
  */
 #ifndef FLM_MOGE_H
 #define FLM_MOGE_H
@@ -34,7 +36,8 @@ int flm_moge_active(int N, int G, int K);
 /* Floats the forward stores for the backward: p (B, N), then the selected experts' outputs
  * (B, G K', OC). Pure. */
 size_t flm_moge_cache_floats(int B, int N, int G, int K, int OC);
-/* int32s the forward stores: the selected experts (B, G K'), then two routing lists of B. Pure. */
+/* int32s the forward stores: the selected experts (B, G K'), and the same pairs bucketed by expert
+ * (N + 1 offsets, then two lists of B G K'), which the backward reuses. Pure. */
 size_t flm_moge_route_ints(int B, int N, int G, int K);
 /* Scratch floats the forward and the backward need: B (N + 2 C + OC). Pure. */
 size_t flm_moge_scratch_floats(int B, int C, int N, int OC);
@@ -49,7 +52,7 @@ void flm_moge_forward(float *out, float *cache, int32_t *route, float *scratch, 
  * is NULL. cache, route and inp are those of the matching forward and must be unchanged since;
  * scratch is clobbered. No buffer may overlap another. */
 void flm_moge_backward(float *dinp, float *dgate_w, float *dgate_b, float *dw, float *db,
-                       float *scratch, int32_t *route, const float *dout, const float *cache,
+                       float *scratch, const int32_t *route, const float *dout, const float *cache,
                        const float *inp, const float *gate_w, const float *w, int B, int C, int N,
                        int G, int K, int OC);
 
@@ -59,8 +62,8 @@ void flm_moge_backward(float *dinp, float *dgate_w, float *dgate_b, float *dw, f
  * dgate_w / dgate_b as above, for the caller to step. dinp uses the weights as they were before
  * the step. The same arithmetic as flm_moge_backward and a step, up to float rounding. */
 void flm_moge_backward_step(float *dinp, float *dgate_w, float *dgate_b, float *w, float *b,
-                            float *scratch, int32_t *route, const float *dout, const float *cache,
-                            const float *inp, const float *gate_w, int B, int C, int N, int G,
-                            int K, int OC, float alpha, float decay);
+                            float *scratch, const int32_t *route, const float *dout,
+                            const float *cache, const float *inp, const float *gate_w, int B,
+                            int C, int N, int G, int K, int OC, float alpha, float decay);
 
 #endif

@@ -322,6 +322,11 @@ typedef struct flsim_data {
 fl_status flsim_data_load(flsim_data *d, const flsim_config *cfg, char *err, size_t errlen);
 void flsim_data_free(flsim_data *d);
 
+/* The architecture spec cfg->model names on the dataset ds: "mlp", "cnn" and "moge" completed
+ * for its shape (mlp:D-200-200-K, cnn:K:HxWxC, moge:D:128:4:4:1:K), else the spec as given.
+ * Writes at most cap bytes (NUL-terminated). Pure. */
+void flsim_model_spec(const flsim_config *cfg, const flm_dataset *ds, char *out, size_t cap);
+
 /* Called after every round (from the thread that called flsim_run). Returns 0 to go on, nonzero
  * to stop the run there (fl_sim's Ctrl-C): the run ends after that round as if it were its last. */
 typedef int (*flsim_round_fn)(void *user, const flsim_round_record *r, const flsim_result *sofar);

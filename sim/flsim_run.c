@@ -312,8 +312,7 @@ void flsim_data_free(flsim_data *d)
     memset(d, 0, sizeof *d);
 }
 
-/* "mlp" / "cnn" / "moge" completed for the dataset's shape, else the spec as given. */
-static void model_spec(const flsim_config *cfg, const flm_dataset *ds, char *out, size_t cap)
+void flsim_model_spec(const flsim_config *cfg, const flm_dataset *ds, char *out, size_t cap)
 {
     if (strcmp(cfg->model, "mlp") == 0)
         snprintf(out, cap, "mlp:%zu-200-200-%d", ds->sample_len, ds->classes);
@@ -1896,7 +1895,7 @@ static fl_status setup(sim *S, const flsim_config *cfg, const flsim_data *data,
     /* The server core. */
     fls_config sc = fls_config_default();
     char arch[FLSIM_STR];
-    model_spec(cfg, S->train, arch, sizeof arch);
+    flsim_model_spec(cfg, S->train, arch, sizeof arch);
     if (strlen(arch) >= sizeof sc.arch) {
         set_err(err, errlen, "%s%s", "--model: too long: ", arch);
         return FL_ERR_CONFIG;

@@ -718,6 +718,9 @@ static void test_moge_layer_reference(void **state)
             gb[0] = gb[1] = 10.0f;
         }
         flm_moge_forward(out, cache, route, scratch, x, gw, gb, w, b, B, C, N, G, K, OC);
+        if (rows[ri].tie) /* every sample's pick in group 0: the lower index of the tied two */
+            for (int i = 0; i < B; i++)
+                assert_int_equal(route[i * G * flm_moge_active(N, G, K)], 0);
         for (int i = 0; i < B; i++) {
             double want[64];
             moge_ref(want, x + (size_t)i * C, gw, gb, w, b, C, N, G, K, OC);
@@ -725,10 +728,6 @@ static void test_moge_layer_reference(void **state)
                 if (fabs(out[i * OC + o] - want[o]) > 1e-5 * (1.0 + fabs(want[o])))
                     fail_msg("row %zu sample %d out[%d]: %.8g, reference %.8g", ri, i, o,
                              out[i * OC + o], want[o]);
-            if (rows[ri].tie) {
-                const int Ka = flm_moge_active(N, G, K);
-                assert_int_equal(route[i * G * Ka], 0); /* group 0's pick: the lower index */
-            }
             /* alone in its batch: the same values (to rounding: another GEMM shape may run
              * another kernel) */
             flm_moge_forward(out1, cache, route, scratch, x + (size_t)i * C, gw, gb, w, b, 1, C,
@@ -736,6 +735,19 @@ static void test_moge_layer_reference(void **state)
             for (int o = 0; o < OC; o++)
                 assert_true(fabs(out1[o] - out[i * OC + o]) <= 1e-6 * (1.0 + fabs(out1[o])));
         }
+        /* a NaN logit ranks last: expert 1 never picked while its group has another */
+        gb[1] = NAN;
+        flm_moge_forward(out, cache, route, scratch, x, gw, gb, w, b, B, C, N, G, K, OC);
+        const int Ka = flm_moge_active(N, G, K), E = N / G;
+        for (int i = 0; i < B; i++)
+            for (int t = 0; t < Ka; t++) {
+                const int32_t e = route[i * G * Ka + t];
+                assert_true(e >= 0 && e < E);
+                if (Ka < E)
+                    assert_int_not_equal(e, 1);
+                for (int u = 0; u < t; u++) /* distinct picks */
+                    assert_int_not_equal(route[i * G * Ka + u], e);
+            }
         float *all[] = {x, gw, gb, w, b, out, out1, cache, scratch};
         for (size_t k = 0; k < sizeof all / sizeof all[0]; k++)
             free(all[k]);
@@ -1112,7 +1124,7 @@ static void test_train_local(void **state)
 static void test_train_local_from(void **state)
 {
     (void)state;
-    static const char *specs[] = {"mlp:784-200-200-10", "cnn:10"};
+    static const char *specs[] = {"mlp:784-200-200-10", "cnn:10", "moge:784:64:4:4:2:10"};
     enum { N = 23 };
     float *x = malloc((size_t)N * 784 * 4);
     int32_t y[N];
@@ -1175,7 +1187,8 @@ static void test_train_local_from(void **state)
 static void test_threads_same_bits(void **state)
 {
     (void)state;
-    static const char *specs[] = {"cnn:10", "moge:784:64:4:4:2:10"};
+    /* moge at 1536 hidden: each expert GEMM (1536 x 1536, strided) is large enough to split */
+    static const char *specs[] = {"cnn:10", "moge:784:1536:2:2:1:10"};
     for (size_t si = 0; si < sizeof specs / sizeof specs[0]; si++) {
         flm_arch a;
         assert_int_equal(flm_arch_parse(specs[si], &a, NULL, 0), FL_OK);

@@ -339,7 +339,6 @@ static size_t put_f64(uint8_t *b, size_t o, double v)
     return put_u32(b, o, (uint32_t)(u >> 32));
 }
 
-/* Exploration draws each unit with probability proportional to S + eps (k = 1 of 4). */
 /* 1 when layer d of ks keeps the same number of units in each of its G groups of n / G. */
 static int groups_even(const flm_keepset *ks, int d, int n, int G)
 {
@@ -422,6 +421,7 @@ static void test_policy_moge_groups(void **state)
     fls_policy_free(p);
 }
 
+/* Exploration draws each unit with probability proportional to S + eps (k = 1 of 4). */
 static void test_policy_afd_proportional(void **state)
 {
     (void)state;

@@ -88,8 +88,10 @@ static void test_arch_counts(void **state)
     assert_int_equal(flm_arch_keep_units(&a, 1, 0.6), 8);   /* round(2.4) = 2 of each */
     assert_int_equal(flm_arch_keep_units(&a, 1, 0.01), 4);  /* at least one of each */
     assert_int_equal(flm_arch_keep_units(&a, 0, 0.75), 96);
-    /* a forward runs the gate over all 16 experts but only the top 1 of each of the 4 groups */
-    assert_true(flm_arch_forward_flops(&a) == 784.0 * 128 + 16.0 * 128 + 4.0 * 128 * 128 + 128.0 * 10);
+    /* a forward runs the gate over all 16 experts but only the top 1 of each of the 4 groups, and
+     * routes (one scan of the 16 logits for K = 1) */
+    assert_true(flm_arch_forward_flops(&a) ==
+                784.0 * 128 + 16.0 * 128 + 4.0 * 128 * 128 + 128.0 * 10 + 16.0 * 1);
 
     /* A single dense layer has nothing to drop. */
     a = parse_ok("mlp:5-3");
