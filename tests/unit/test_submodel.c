@@ -159,7 +159,7 @@ static void test_arch_bad_specs(void **state)
         "mlp:5-3 ", "cnn:10:12x 12x1",
         "moge:", "moge:784:128:4:4:1", "moge:784:128:4:4:1:10:1", "moge:784:128:4:4:5:10",
         "moge:784:128:65:4:1:10", "moge:784:128:4:257:1:10", "moge:784:128:0:4:1:10",
-        "moge:784:128:4:4:0:10", "mogex", "moge:784: 128:4:4:1:10",
+        "moge:784:128:4:4:0:10", "mogex", "moge:784: 128:4:4:1:10", "moge:784:128:2:32:17:10",
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         flm_arch a;
