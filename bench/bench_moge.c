@@ -18,26 +18,13 @@
 #include <string.h>
 #include <time.h>
 
+#include "bench_clock.h"
 #include "fl_rng.h"
 #include "flm_arch.h"
 #include "flm_blas.h"
 #include "flm_data.h"
 #include "flm_model.h"
 #include "flm_optim.h"
-
-static double wall(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
-
-static double cpu(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
 
 static int cmp_double(const void *a, const void *b)
 {
@@ -77,9 +64,9 @@ static int runner_rep(runner *r, int rep, const flm_samples *tr, const flm_sgd *
 {
     memcpy(r->w, r->init, r->a.n_params * sizeof(float));
     fl_rng order = fl_rng_stream(seed, 0, 0, FL_RNG_BATCH);
-    const double t0 = wall(), c0 = cpu();
+    const double t0 = bench_wall_s(), c0 = bench_cpu_s();
     const fl_status st = flm_train_local(r->m, r->w, NULL, tr, 1, o, &order, &r->loss);
-    const double dt = wall() - t0, dc = cpu() - c0;
+    const double dt = bench_wall_s() - t0, dc = bench_cpu_s() - c0;
     if (st != FL_OK) {
         fprintf(stderr, "bench_moge: %s: training failed: %s\n", r->name, fl_strerror(st));
         return -1;

@@ -19,26 +19,13 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench_clock.h"
 #include "fl_rng.h"
 #include "flm_arch.h"
 #include "flm_blas.h"
 #include "flm_data.h"
 #include "flm_model.h"
 #include "flm_optim.h"
-
-static double wall(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
-
-static double cpu(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
 
 /* kB of a /proc/self/status field (VmRSS, VmHWM), or -1. */
 static long proc_kb(const char *field)
@@ -79,9 +66,9 @@ static double gemm_gflops(int ta, int tb, int M, int N, int K, float beta, doubl
     int reps = 0;
     while (spent < min_s || reps < 3) {
         /* CPU time with one thread: the machine is shared, and a descheduled GEMM is not slow */
-        const double t = single ? cpu() : wall();
+        const double t = single ? bench_cpu_s() : bench_wall_s();
         flm_sgemm(ta, tb, M, N, K, 1.0f, A, lda, B, ldb, beta, C, N);
-        const double dt = (single ? cpu() : wall()) - t;
+        const double dt = (single ? bench_cpu_s() : bench_wall_s()) - t;
         best = dt < best ? dt : best;
         spent += dt;
         reps++;
@@ -113,9 +100,9 @@ static double fused_gflops(int B, int C, int OC, double min_s, int single)
     double best = 1e30, spent = 0;
     int reps = 0;
     while (spent < min_s || reps < 3) {
-        const double t = single ? cpu() : wall();
+        const double t = single ? bench_cpu_s() : bench_wall_s();
         flm_dense_bwd_update(dinp, W, dout, x, B, C, OC, -1e-6f, 1.0f);
-        const double dt = (single ? cpu() : wall()) - t;
+        const double dt = (single ? bench_cpu_s() : bench_wall_s()) - t;
         best = dt < best ? dt : best;
         spent += dt;
         reps++;
@@ -231,9 +218,9 @@ int main(int argc, char **argv)
             flm_model_backward(m, w, flm_model_grads(m));
     }
     double mean = 0;
-    const double t0 = wall(), c0 = cpu();
+    const double t0 = bench_wall_s(), c0 = bench_cpu_s();
     const fl_status st = flm_train_local(m, w, NULL, &tr, 1, &o, &order, &mean);
-    const double dt = wall() - t0, dc = cpu() - c0;
+    const double dt = bench_wall_s() - t0, dc = bench_cpu_s() - c0;
     const long hwm = proc_kb("VmHWM");
     if (st != FL_OK) {
         fprintf(stderr, "bench_train: training failed: %s\n", fl_strerror(st));

@@ -339,6 +339,19 @@ static size_t put_f64(uint8_t *b, size_t o, double v)
     return put_u32(b, o, (uint32_t)(u >> 32));
 }
 
+/* A version 1 policy state's head: magic, version, kind, then per droppable layer its units and
+ * kept count (n_drop pairs in uk: units, k, units, k, ...). Returns the offset after it. */
+static size_t put_policy_head(uint8_t *b, uint32_t kind, int n_drop, const uint32_t *uk)
+{
+    size_t o = put_u32(b, 0, 0x50534c46u);
+    o = put_u32(b, o, 1);
+    o = put_u32(b, o, kind);
+    o = put_u32(b, o, (uint32_t)n_drop);
+    for (int d = 0; d < 2 * n_drop; d++)
+        o = put_u32(b, o, uk[d]);
+    return o;
+}
+
 /* 1 when layer d of ks keeps the same number of units in each of its G groups of n / G. */
 static int groups_even(const flm_keepset *ks, int d, int n, int G)
 {
@@ -377,15 +390,8 @@ static void test_policy_moge_groups(void **state)
      * would keep all four of group 0; group by group it keeps three of each. */
     fls_policy *p = policy_of(FLS_POLICY_AFD_SINGLE, &a, 7, NULL);
     uint8_t buf[512];
-    size_t o = 0;
-    o = put_u32(buf, o, 0x50534c46u);
-    o = put_u32(buf, o, 1);
-    o = put_u32(buf, o, FLS_POLICY_AFD_SINGLE);
-    o = put_u32(buf, o, 2);     /* n_drop */
-    o = put_u32(buf, o, 4);     /* dense0: units, k */
-    o = put_u32(buf, o, 3);
-    o = put_u32(buf, o, 12);    /* experts: units, k */
-    o = put_u32(buf, o, 9);
+    /* dense0: 4 units, 3 kept; experts: 12, 9 kept */
+    size_t o = put_policy_head(buf, FLS_POLICY_AFD_SINGLE, 2, (const uint32_t[]){4, 3, 12, 9});
     o = put_u32(buf, o, FLS_POLICY_SHARED_CLIENT);
     buf[o++] = 1;               /* has_prev */
     o = put_f64(buf, o, 1.0);   /* l_prev */
@@ -429,13 +435,7 @@ static void test_policy_afd_proportional(void **state)
     fls_policy *p = policy_of(FLS_POLICY_AFD_SINGLE, &a, 99, tweak_k1);
     const double S[4] = {0.4, 0.3, 0.2, 0.0};
     uint8_t buf[256];
-    size_t o = 0;
-    o = put_u32(buf, o, 0x50534c46u);
-    o = put_u32(buf, o, 1);
-    o = put_u32(buf, o, FLS_POLICY_AFD_SINGLE);
-    o = put_u32(buf, o, 1);     /* n_drop */
-    o = put_u32(buf, o, 4);     /* units */
-    o = put_u32(buf, o, 1);     /* k */
+    size_t o = put_policy_head(buf, FLS_POLICY_AFD_SINGLE, 1, (const uint32_t[]){4, 1});
     o = put_u32(buf, o, FLS_POLICY_SHARED_CLIENT);
     buf[o++] = 1;               /* has_prev */
     o = put_f64(buf, o, 1.0);   /* l_prev */
@@ -623,15 +623,7 @@ static void test_policy_export_compact(void **state)
     /* ...and read as none in version 1, re-exported as version 2 */
     fls_policy *one = policy_of(FLS_POLICY_AFD_MULTI, &a, 5, NULL);
     uint8_t v1[512];
-    size_t o = 0;
-    o = put_u32(v1, o, 0x50534c46u);
-    o = put_u32(v1, o, 1);
-    o = put_u32(v1, o, FLS_POLICY_AFD_MULTI);
-    o = put_u32(v1, o, 2);
-    o = put_u32(v1, o, 16);
-    o = put_u32(v1, o, 12);
-    o = put_u32(v1, o, 12);
-    o = put_u32(v1, o, 9);
+    size_t o = put_policy_head(v1, FLS_POLICY_AFD_MULTI, 2, (const uint32_t[]){16, 12, 12, 9});
     o = put_u32(v1, o, 1); /* one client */
     o = put_u32(v1, o, 7);
     v1[o++] = 0;
@@ -676,13 +668,7 @@ static void test_policy_palette(void **state)
     const flm_arch a = arch_of("mlp:20-300-3"); /* one droppable layer: 300 units, keep 225 */
     enum { U = 300, K = 225 };
     uint8_t *v1 = malloc(64 + 2 * (40 + U * 8 + K * 4));
-    size_t o = 0;
-    o = put_u32(v1, o, 0x50534c46u);
-    o = put_u32(v1, o, 1);
-    o = put_u32(v1, o, FLS_POLICY_AFD_MULTI);
-    o = put_u32(v1, o, 1);
-    o = put_u32(v1, o, U);
-    o = put_u32(v1, o, K);
+    size_t o = put_policy_head(v1, FLS_POLICY_AFD_MULTI, 1, (const uint32_t[]){U, K});
     o = put_u32(v1, o, 2);
     double want[2][U];
     for (uint32_t c = 0; c < 2; c++) {
