@@ -2038,7 +2038,8 @@ static void on_hello(fls_server *s, sess *x, const uint8_t *rid, size_t rid_len,
     if (h->memory_bytes && h->memory_bytes < need)
         snprintf(detail, sizeof detail, "memory_bytes %llu is below the about %llu bytes that a "
                  "submodel of %.63s needs: this client will not be selected",
-                 (unsigned long long)h->memory_bytes, (unsigned long long)need, s->ccfg.arch);
+                 (unsigned long long)h->memory_bytes, (unsigned long long)need,
+                 fls_core_arch(s->core)->spec);
     if (b->unsynced) { /* answered once its record is synced: ids_flush */
         const int held = fl_grow(&s->ack_keys, &s->cap_ack_keys, s->n_ack_keys + 1,
                                  sizeof *s->ack_keys, 64) == FL_OK &&
@@ -2069,7 +2070,7 @@ static void on_hello(fls_server *s, sess *x, const uint8_t *rid, size_t rid_len,
     if (h->memory_bytes && h->memory_bytes < need && (fresh || b->mem_said != h->memory_bytes))
         fl_log(&s->log, FL_LOG_WARN, "client %s announced %llu bytes of memory, less than a "
                "submodel of %s needs (about %llu): it will not be selected", x->id,
-               (unsigned long long)h->memory_bytes, s->ccfg.arch,
+               (unsigned long long)h->memory_bytes, fls_core_arch(s->core)->spec,
                (unsigned long long)need);
     b->mem_said = h->memory_bytes;
 }

@@ -401,13 +401,20 @@ static fl_status parse_lstm(flm_arch *a, const char *p, char *err, size_t errlen
 static fl_status parse_moge(flm_arch *a, const char *p, char *err, size_t errlen)
 {
     int IN = 784, Hd = 128, G = 4, E = 4, K = 1, classes = 10;
+    static const char *const name[6] = {"IN", "HIDDEN", "GROUPS", "EXPERTS", "TOPK", "CLASSES"};
+    static const int most[6] = {MAX_DIM, MAX_DIM, 64, 256, 16, MAX_DIM};
     if (*p == ':') {
         p++;
         int *f[6] = {&IN, &Hd, &G, &E, &K, &classes};
         for (int i = 0; i < 6; i++) {
-            if (parse_int(&p, f[i]) != 0)
+            if (parse_int(&p, f[i]) != 0) {
+                const int digits = (int)strspn(p, "0123456789");
+                if (digits > 0) /* a number, out of range: say which */
+                    return spec_error(err, errlen, "moge: %s must be 1 to %d, not %.*s", name[i],
+                                      most[i], digits < 12 ? digits : 12, p);
                 return spec_error(err, errlen,
                                   "moge: expected moge:IN:HIDDEN:GROUPS:EXPERTS:TOPK:CLASSES");
+            }
             if (i < 5 && *p++ != ':')
                 return spec_error(err, errlen,
                                   "moge: expected moge:IN:HIDDEN:GROUPS:EXPERTS:TOPK:CLASSES");
@@ -415,12 +422,14 @@ static fl_status parse_moge(flm_arch *a, const char *p, char *err, size_t errlen
     }
     if (*p != '\0')
         return spec_error(err, errlen, "moge: unexpected '%s'", p);
-    if (G > 64 || E > 256)
-        return spec_error(err, errlen, "moge: %d groups of %d experts out of range (at most 64 of 256)",
-                          G, E);
-    if (K > E || K > 16)
-        return spec_error(err, errlen, "moge: top-%d of %d experts a group (at most 16, and at most "
-                          "the group's experts)", K, E);
+    const int vals[3] = {G, E, K};
+    for (int i = 0; i < 3; i++)
+        if (vals[i] > most[2 + i])
+            return spec_error(err, errlen, "moge: %s must be 1 to %d, not %d", name[2 + i],
+                              most[2 + i], vals[i]);
+    if (K > E)
+        return spec_error(err, errlen, "moge: TOPK must be at most EXPERTS (a group's, %d), not %d",
+                          E, K);
     a->in_C = IN;
     a->in_H = a->in_W = 1;
     builder b = {a, IN, 1, 1};

@@ -20,7 +20,8 @@
  *                                dense HIDDEN + relu, a mixture of grouped experts (flm_moge.h):
  *                                GROUPS groups of EXPERTS experts, each HIDDEN -> HIDDEN, TOPK used
  *                                per group and sample, + relu, dense CLASSES.
- *                                Default 784:128:4:4:1:10 (368,026 parameters).
+ *                                Default 784:128:4:4:1:10 (368,026 parameters). GROUPS 1-64,
+ *                                EXPERTS (a group's) 1-256, TOPK 1-16 and at most EXPERTS.
  *
  * Shapes: an image sample is (C, H, W), channel-major; a sequence sample is (T, C) with T stored in
  * the H field (W = 1); a feature vector is (C) with H = W = 1. Flatten keeps channel-major order:

@@ -169,6 +169,20 @@ static void test_arch_bad_specs(void **state)
             fail_msg("'%s' gave %s", bad[i], fl_status_name(st));
         assert_true(strlen(err) > 0);
     }
+    /* a moge field out of range is named, with its range */
+    static const struct { const char *spec, *want; } said[] = {
+        {"moge:784:0:2:8:2:10", "moge: HIDDEN must be 1 to 65536, not 0"},
+        {"moge:784:128:100000:4:1:10", "moge: GROUPS must be 1 to 64, not 100000"},
+        {"moge:784:128:4:300:1:10", "moge: EXPERTS must be 1 to 256, not 300"},
+        {"moge:784:128:2:40:17:10", "moge: TOPK must be 1 to 16, not 17"},
+        {"moge:784:128:4:4:5:10", "moge: TOPK must be at most EXPERTS (a group's, 4), not 5"},
+    };
+    for (size_t i = 0; i < sizeof said / sizeof said[0]; i++) {
+        flm_arch m;
+        char err[128] = "";
+        assert_int_equal(flm_arch_parse(said[i].spec, &m, err, sizeof err), FL_ERR_MODEL_SPEC);
+        assert_string_equal(err, said[i].want);
+    }
     flm_arch a;
     assert_int_equal(flm_arch_parse(NULL, &a, NULL, 0), FL_ERR_MODEL_SPEC);
 }
