@@ -45,6 +45,17 @@ static void fill_uniform(float *x, size_t n, float lo, float hi, fl_rng *r)
         x[i] = lo + (hi - lo) * fl_rng_uniform(r);
 }
 
+/* N uniform 28x28 images into x (N * 784 floats) from seed's data stream, label (i * step) % 10
+ * into y: a batch of Fashion-MNIST's shape for tests that need no real data. */
+static flm_samples synth_images(float *x, int32_t *y, int N, uint64_t seed, int step)
+{
+    fl_rng dr = fl_rng_stream(seed, 0, 0, FL_RNG_DATA);
+    fill_uniform(x, (size_t)N * 784, 0, 1, &dr);
+    for (int i = 0; i < N; i++)
+        y[i] = (i * step) % 10;
+    return (flm_samples){x, NULL, y, NULL, (size_t)N};
+}
+
 /* Values bounded away from 0 (relu kinks): |x| in [0.05, 1]. */
 static void fill_away_from_zero(float *x, size_t n, fl_rng *r)
 {
@@ -1128,11 +1139,7 @@ static void test_train_local_from(void **state)
     enum { N = 23 };
     float *x = malloc((size_t)N * 784 * 4);
     int32_t y[N];
-    fl_rng dr = fl_rng_stream(31, 0, 0, FL_RNG_DATA);
-    fill_uniform(x, (size_t)N * 784, 0, 1, &dr);
-    for (int i = 0; i < N; i++)
-        y[i] = (i * 7) % 10;
-    const flm_samples s = {x, NULL, y, NULL, N};
+    const flm_samples s = synth_images(x, y, N, 31, 7);
     for (size_t k = 0; k < sizeof specs / sizeof specs[0]; k++) {
         flm_arch a;
         assert_int_equal(flm_arch_parse(specs[k], &a, NULL, 0), FL_OK);
@@ -1195,11 +1202,7 @@ static void test_threads_same_bits(void **state)
         enum { N = 30 };
         float *x = malloc((size_t)N * 784 * 4);
         int32_t y[N];
-        fl_rng dr = fl_rng_stream(77, 0, 0, FL_RNG_DATA);
-        fill_uniform(x, (size_t)N * 784, 0, 1, &dr);
-        for (int i = 0; i < N; i++)
-            y[i] = i % 10;
-        flm_samples s = {x, NULL, y, NULL, N};
+        flm_samples s = synth_images(x, y, N, 77, 1);
         float *w[2];
         for (int t = 0; t < 2; t++) {
             assert_int_equal(flm_blas_set_threads(t + 1), FL_OK);
