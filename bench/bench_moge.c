@@ -6,7 +6,8 @@
  *                          [--batch 10] [--momentum 0] [--data-dir DIR]
  *
  * The peer of moge:IN:H:G:E:K:CLS is mlp:IN-H-W-CLS with W chosen so that H*W + W*CLS matches the
- * mixture's gate and G*K experts (H*(G*E) + G*K*H*H) plus its output layer. Each rep trains one
+ * mixture's gate and G*K' experts (H*(G*E) + G*K'*H*H, K' = min(K, E)) plus its output layer;
+ * the routing's comparisons (G*E*K' a sample) are printed beside, not matched. Each rep trains one
  * epoch of each model from the same initial weights, alternating which goes first; the figures
  * are the median over reps of samples per CPU second (the machine is shared: CPU seconds, with
  * wall seconds beside them). momentum 0 runs both on the fused backward-and-step path; momentum
@@ -24,6 +25,7 @@
 #include "flm_blas.h"
 #include "flm_data.h"
 #include "flm_model.h"
+#include "flm_moge.h"
 #include "flm_optim.h"
 
 static int cmp_double(const void *a, const void *b)
@@ -122,10 +124,13 @@ int main(int argc, char **argv)
         fprintf(stderr, "bench_moge: --spec %s: %s\n", spec, err[0] ? err : "not a moge spec");
         return 2;
     }
-    /* the peer's middle width W: H*W + W*CLS = the mixture's active MACs + its output layer's */
+    /* the peer's middle width W: H*W + W*CLS = the mixture's active multiply-accumulates (the
+     * gate over all N experts, the G K' experts a sample runs) + its output layer's */
     const flm_layer *mx = &ma.layers[2];
     const int H = mx->C, CLS = ma.classes;
-    const double mixture = flm_arch_forward_flops(&ma) - (double)ma.in_C * H - (double)H * CLS;
+    const double mixture = (double)mx->experts * H +
+                           (double)mx->groups * flm_moge_active(mx->experts, mx->groups, mx->topk) *
+                               H * H;
     const int Wd = (int)((mixture + (double)H * CLS) / (double)(H + CLS) + 0.5);
     char peer[64];
     snprintf(peer, sizeof peer, "mlp:%d-%d-%d-%d", ma.in_C, H, Wd, CLS);
@@ -154,9 +159,13 @@ int main(int argc, char **argv)
     printf("kernel: %s, 1 thread, batch %d, lr %g, momentum %g (%s path), %ld samples, %d reps\n",
            flm_blas_corename(), B, lr, momentum, momentum == 0.0 ? "fused step" : "plain backward",
            samples, reps);
+    const double macs[2] = {(double)ma.in_C * H + mixture + (double)H * CLS,
+                            flm_arch_forward_flops(&r[1].a)};
     for (int k = 0; k < 2; k++)
         printf("%-5s %-24s %9zu parameters, %8.0f multiply-accumulates a sample forward\n",
-               r[k].name, r[k].a.spec, r[k].a.n_params, flm_arch_forward_flops(&r[k].a));
+               r[k].name, r[k].a.spec, r[k].a.n_params, macs[k]);
+    printf("(moge's routing besides: %.0f comparisons a sample)\n",
+           flm_arch_forward_flops(&r[0].a) - macs[0]);
     /* warm-up: kernel load and first touch, untimed */
     if (runner_rep(&r[0], 0, &tr, &o, seed) || runner_rep(&r[1], 0, &tr, &o, seed))
         return 1;

@@ -410,8 +410,9 @@ static fl_status parse_moge(flm_arch *a, const char *p, char *err, size_t errlen
             if (parse_int(&p, f[i]) != 0) {
                 const int digits = (int)strspn(p, "0123456789");
                 if (digits > 0) /* a number, out of range: say which */
-                    return spec_error(err, errlen, "moge: %s must be 1 to %d, not %.*s", name[i],
-                                      most[i], digits < 12 ? digits : 12, p);
+                    return spec_error(err, errlen, "moge: %s must be 1 to %d, not %.*s%s",
+                                      name[i], most[i], digits < 12 ? digits : 12, p,
+                                      digits > 12 ? "..." : "");
                 return spec_error(err, errlen,
                                   "moge: expected moge:IN:HIDDEN:GROUPS:EXPERTS:TOPK:CLASSES");
             }

@@ -6,7 +6,7 @@
  *
  *   z (N)  = gate_w x + gate_b                 gate_w (N, C), gate_b (N)
  *   p (N)  = softmax(z) over all N experts
- *   S      = per group, the K experts of largest z (ties to the lower index, a NaN last);
+ *   S      = per group, the K experts of largest z (ties to the lower index; a NaN as -inf);
  *            K' = min(K, E)
  *   out    = sum over e in S of p[e] (W_e x + b_e)
  *

@@ -746,19 +746,23 @@ static void test_moge_layer_reference(void **state)
             for (int o = 0; o < OC; o++)
                 assert_true(fabs(out1[o] - out[i * OC + o]) <= 1e-6 * (1.0 + fabs(out1[o])));
         }
-        /* a NaN logit ranks last: expert 1 never picked while its group has another */
-        gb[1] = NAN;
+        /* a NaN logit ranks as -inf: expert 0 (NaN) never picked while its group has a finite
+         * one, expert 1 (+inf) always first */
+        gb[0] = NAN;
+        gb[1] = INFINITY;
         flm_moge_forward(out, cache, route, scratch, x, gw, gb, w, b, B, C, N, G, K, OC);
         const int Ka = flm_moge_active(N, G, K), E = N / G;
-        for (int i = 0; i < B; i++)
+        for (int i = 0; i < B; i++) {
+            assert_int_equal(route[i * G * Ka], 1);
             for (int t = 0; t < Ka; t++) {
                 const int32_t e = route[i * G * Ka + t];
                 assert_true(e >= 0 && e < E);
                 if (Ka < E)
-                    assert_int_not_equal(e, 1);
+                    assert_int_not_equal(e, 0);
                 for (int u = 0; u < t; u++) /* distinct picks */
                     assert_int_not_equal(route[i * G * Ka + u], e);
             }
+        }
         float *all[] = {x, gw, gb, w, b, out, out1, cache, scratch};
         for (size_t k = 0; k < sizeof all / sizeof all[0]; k++)
             free(all[k]);
@@ -1194,8 +1198,9 @@ static void test_train_local_from(void **state)
 static void test_threads_same_bits(void **state)
 {
     (void)state;
-    /* moge at 1536 hidden: each expert GEMM (1536 x 1536, strided) is large enough to split */
-    static const char *specs[] = {"cnn:10", "moge:784:1536:2:2:1:10"};
+    /* moge at 1536 hidden: each expert GEMM (1536 x 1536, strided) is large enough to split;
+     * two picks of three experts a sample */
+    static const char *specs[] = {"cnn:10", "moge:784:1536:1:3:2:10"};
     for (size_t si = 0; si < sizeof specs / sizeof specs[0]; si++) {
         flm_arch a;
         assert_int_equal(flm_arch_parse(specs[si], &a, NULL, 0), FL_OK);
