@@ -5191,12 +5191,20 @@ static void test_reactor_backlog_not_silence(void **state)
     free(lb);
 }
 
-/* A server for the two tests below (liveness_ms live_ms, heartbeats every 100 ms, no round:
- * 1000 clients wanted) on ipc://TMP/sock, with "quiet" and "flood" said Hello and acknowledged
- * on *quiet and *flood. server.credit 1024 lets the server queue 4096 messages of one
- * connection (4 x credit), eight batches, so that flood alone can keep a backlog. */
-static fls_server *backlog_pair(const char *sock, unsigned live_ms, peer *quiet, peer *flood,
-                                logbuf **lb)
+/* The two tests below: a server (liveness_ms live_ms, heartbeats every 100 ms, no round: 1000
+ * clients wanted) on ipc://TMP/sock, with "quiet" and "flood" said Hello and acknowledged, and
+ * flood's Heartbeat encoded once (hb, hb_len) for it to send by the thousand. server.credit 1024
+ * lets the server queue 4096 messages of one connection (4 x credit), eight batches, so that
+ * flood alone can keep a backlog. */
+typedef struct backlog_case {
+    fls_server *s;
+    peer quiet, flood;
+    logbuf *lb;
+    uint8_t *hb;
+    size_t hb_len;
+} backlog_case;
+
+static void backlog_open(backlog_case *c, const char *sock, unsigned live_ms)
 {
     char ep[300], yaml[1024];
     snprintf(ep, sizeof ep, "ipc://%s/%s", g_tmp, sock);
@@ -5204,16 +5212,37 @@ static fls_server *backlog_pair(const char *sock, unsigned live_ms, peer *quiet,
              "server:\n  insecure: true\n  endpoints: ['%s']\n  heartbeat_ms: 100\n"
              "  liveness_ms: %u\n  credit: 1024\nmodel:\n  arch: \"mlp:6-5-3\"\nround:\n"
              "  clients: 1000\n", ep, live_ms);
-    fls_server *s = server_of(yaml, lb);
-    peer_open(quiet, ep, NULL, NULL, NULL);
-    peer_open(flood, ep, NULL, NULL, NULL);
+    c->s = server_of(yaml, &c->lb);
+    peer_open(&c->quiet, ep, NULL, NULL, NULL);
+    peer_open(&c->flood, ep, NULL, NULL, NULL);
     flp_msg h = hello_msg("quiet");
-    peer_send(quiet, &h);
-    expect_ack_hello(s, quiet);
+    peer_send(&c->quiet, &h);
+    expect_ack_hello(c->s, &c->quiet);
     h = hello_msg("flood");
-    peer_send(flood, &h);
-    expect_ack_hello(s, flood);
-    return s;
+    peer_send(&c->flood, &h);
+    expect_ack_hello(c->s, &c->flood);
+    const flp_msg hb = flp_msg_header(FLP_HEARTBEAT, 0, "flood");
+    char err[FLP_ERRBUF];
+    c->hb = NULL;
+    assert_int_equal(flp_encode_alloc(&c->hb, &c->hb_len, &hb, NULL, err, sizeof err), FL_OK);
+}
+
+/* Closes the peers, reads what flood left queued (so that the server's close does not wait out
+ * its linger, 2 s, on that connection), frees everything. */
+static void backlog_close(backlog_case *c)
+{
+    peer_close(&c->quiet);
+    peer_close(&c->flood);
+    fls_server_stats st;
+    fls_server_stats_get(c->s, &st);
+    for (uint64_t was = st.msgs_in + 1; was != st.msgs_in;) {
+        was = st.msgs_in;
+        fls_server_step(c->s, 50);
+        fls_server_stats_get(c->s, &st);
+    }
+    fls_server_free(c->s);
+    free(c->lb);
+    free(c->hb);
 }
 
 /* Up to n copies of the encoded message buf (len bytes) sent on p without waiting: it stops at
@@ -5245,47 +5274,30 @@ static void test_reactor_backlog_lasting(void **state)
 {
     (void)state;
     const unsigned live_ms = 1500 * TS;
-    peer quiet, flood;
-    logbuf *lb;
-    fls_server *s = backlog_pair("backlog_lasting.sock", live_ms, &quiet, &flood, &lb);
-    const flp_msg hb = flp_msg_header(FLP_HEARTBEAT, 0, "flood");
-    uint8_t *buf = NULL;
-    size_t len = 0;
-    char err[FLP_ERRBUF];
-    assert_int_equal(flp_encode_alloc(&buf, &len, &hb, NULL, err, sizeof err), FL_OK);
+    backlog_case c;
+    backlog_open(&c, "backlog_lasting.sock", live_ms);
     /* the server's queue of flood's connection filled before it is read from: 200 ms */
     for (int k = 0; k < 20; k++) {
-        flood_send(&flood, buf, len, 4096);
+        flood_send(&c.flood, c.hb, c.hb_len, 4096);
         usleep(10000);
     }
-    fls_server_step(s, 0); /* a batch read, more waiting: the backlog begins */
+    fls_server_step(c.s, 0); /* a batch read, more waiting: the backlog begins */
     const flp_msg qh = flp_msg_header(FLP_HEARTBEAT, 0, "quiet");
     const double t0 = fl_time_mono_s(); /* quiet is last heard no earlier than this */
-    peer_send(&quiet, &qh);
+    peer_send(&c.quiet, &qh);
     /* Each step reads 512 of the thousands waiting, and flood sends more than that between two;
      * the sweep (every 50 ms) finds a backlog each time. quiet is due to go at the first sweep
      * after the liveness timeout; the last step starts before 1.7 times it, far enough from
      * twice it that the other bound cannot be what dropped quiet. */
     fls_server_stats st;
     do {
-        flood_send(&flood, buf, len, 1024);
+        flood_send(&c.flood, c.hb, c.hb_len, 1024);
         usleep(10000);
-        fls_server_step(s, 0);
-        fls_server_stats_get(s, &st);
+        fls_server_step(c.s, 0);
+        fls_server_stats_get(c.s, &st);
     } while (st.clients == 2 && fl_time_mono_s() - t0 < 1.7 * live_ms / 1000.0);
-    expect_quiet_dropped(s, lb, "a backlog for longer than the liveness timeout");
-    free(buf);
-    peer_close(&quiet);
-    peer_close(&flood);
-    /* what flood left queued read, so that the server's close does not wait out its linger (2 s)
-     * on that connection */
-    for (uint64_t was = st.msgs_in + 1; was != st.msgs_in;) {
-        was = st.msgs_in;
-        fls_server_step(s, 50);
-        fls_server_stats_get(s, &st);
-    }
-    fls_server_free(s);
-    free(lb);
+    expect_quiet_dropped(c.s, c.lb, "a backlog for longer than the liveness timeout");
+    backlog_close(&c);
 }
 
 /* The gate's other bound: a flood that leaves the queue deeper than a batch at each sweep and
@@ -5300,29 +5312,19 @@ static void test_reactor_flood_silence_bounded(void **state)
 {
     (void)state;
     const unsigned live_ms = 1000 * TS;
-    peer quiet, flood;
-    logbuf *lb;
+    backlog_case c;
     const double t0 = fl_time_mono_s(); /* quiet's Hello is read after this */
-    fls_server *s = backlog_pair("flood_silence.sock", live_ms, &quiet, &flood, &lb);
-    const flp_msg hb = flp_msg_header(FLP_HEARTBEAT, 0, "flood");
-    uint8_t *buf = NULL;
-    size_t len = 0;
-    char err[FLP_ERRBUF];
-    assert_int_equal(flp_encode_alloc(&buf, &len, &hb, NULL, err, sizeof err), FL_OK);
+    backlog_open(&c, "flood_silence.sock", live_ms);
     fls_server_stats st;
     do {
-        flood_send(&flood, buf, len, 600);
+        flood_send(&c.flood, c.hb, c.hb_len, 600);
         usleep(60000);
-        fls_server_step(s, 0);
-        fls_server_step(s, 0);
-        fls_server_stats_get(s, &st);
+        fls_server_step(c.s, 0);
+        fls_server_step(c.s, 0);
+        fls_server_stats_get(c.s, &st);
     } while (st.clients == 2 && fl_time_mono_s() - t0 < 3.0 * live_ms / 1000.0);
-    expect_quiet_dropped(s, lb, "a flood that empties between sweeps");
-    free(buf);
-    peer_close(&quiet);
-    peer_close(&flood);
-    fls_server_free(s);
-    free(lb);
+    expect_quiet_dropped(c.s, c.lb, "a flood that empties between sweeps");
+    backlog_close(&c);
 }
 
 /* D9 closed: connections that carry no session for server.idle_connection_s (1 s here) are
