@@ -487,7 +487,7 @@ fl_status flm_arch_sub(const flm_arch *full, const int *units, flm_arch *out)
 {
     for (int d = 0; d < full->n_drop; d++)
         if (units[d] < 1 || units[d] > full->drop_units[d] ||
-            (full->drop_groups[d] > 1 && units[d] % full->drop_groups[d] != 0))
+            units[d] % flm_arch_groups(full, d) != 0)
             return FL_ERR_KEEPSET;
     flm_arch a = *full;
     /* Replay the shapes with reduced unit counts. */
@@ -645,9 +645,14 @@ int flm_keep_count(double p, int n)
     return (int)k;
 }
 
+int flm_arch_groups(const flm_arch *a, int d)
+{
+    return a->drop_groups[d] > 1 ? a->drop_groups[d] : 1;
+}
+
 int flm_arch_keep_units(const flm_arch *a, int d, double p)
 {
-    const int G = a->drop_groups[d] > 0 ? a->drop_groups[d] : 1;
+    const int G = flm_arch_groups(a, d);
     return G * flm_keep_count(p, a->drop_units[d] / G);
 }
 

@@ -142,6 +142,9 @@ size_t flm_arch_activation_floats(const flm_arch *a);
 
 /* round(p * n), at least 1 and at most n: the unit count a keep fraction p gives (AFD.md). */
 int flm_keep_count(double p, int n);
+/* The groups of droppable layer d: drop_groups[d], or 1 where it is 0 (an flm_arch filled by
+ * hand). Pure. */
+int flm_arch_groups(const flm_arch *a, int d);
 /* The units droppable layer d keeps at keep fraction p: flm_keep_count(p, units / G) in each of its
  * G groups (G = 1 but for MoGE: flm_keep_count(p, units)). Pure. */
 int flm_arch_keep_units(const flm_arch *a, int d, double p);

@@ -17,12 +17,6 @@
 /* ------------------------------------------------------------------------------------------ */
 /* keep-sets                                                                                    */
 
-/* The groups of droppable layer d (at least 1: an flm_arch filled by hand may leave them 0). */
-static int groups_of(const flm_arch *a, int d)
-{
-    return a->drop_groups[d] > 1 ? a->drop_groups[d] : 1;
-}
-
 static size_t keepset_total(const flm_keepset *ks)
 {
     size_t n = 0;
@@ -99,25 +93,29 @@ fl_status flm_keepset_random(flm_keepset *ks, const flm_arch *a, double p, fl_rn
     /* Partial Fisher-Yates: the first k slots become a uniform k-subset, drawn layer by layer (and
      * group by group) from the one stream so that the keep-set is a pure function of the stream's
      * key. */
-    for (int d = 0; d < a->n_drop; d++) {
-        const uint32_t G = (uint32_t)groups_of(a, d);
-        const uint32_t n = (uint32_t)a->drop_units[d] / G, k = (uint32_t)counts[d] / G;
-        uint32_t *dst = ks->idx + ks->offset[d];
-        for (uint32_t g = 0; g < G; g++) {
-            for (uint32_t i = 0; i < n; i++)
-                perm[i] = g * n + i;
-            for (uint32_t i = 0; i < k; i++) {
-                const uint32_t j = i + fl_rng_below(r, n - i);
-                const uint32_t t = perm[i];
-                perm[i] = perm[j];
-                perm[j] = t;
-            }
-            memcpy(dst + g * k, perm, (size_t)k * sizeof *dst);
-            qsort(dst + g * k, k, sizeof *dst, cmp_u32);
-        }
-    }
+    for (int d = 0; d < a->n_drop; d++)
+        flm_keepset_draw_layer(ks->idx + ks->offset[d], perm, a, d, counts[d], r);
     free(perm);
     return FL_OK;
+}
+
+void flm_keepset_draw_layer(uint32_t *dst, uint32_t *perm, const flm_arch *a, int d, int count,
+                            fl_rng *r)
+{
+    const uint32_t G = (uint32_t)flm_arch_groups(a, d);
+    const uint32_t n = (uint32_t)a->drop_units[d] / G, k = (uint32_t)count / G;
+    for (uint32_t g = 0; g < G; g++) {
+        for (uint32_t i = 0; i < n; i++)
+            perm[i] = g * n + i;
+        for (uint32_t i = 0; i < k; i++) {
+            const uint32_t j = i + fl_rng_below(r, n - i);
+            const uint32_t t = perm[i];
+            perm[i] = perm[j];
+            perm[j] = t;
+        }
+        memcpy(dst + g * k, perm, (size_t)k * sizeof *dst);
+        qsort(dst + g * k, k, sizeof *dst, cmp_u32);
+    }
 }
 
 fl_status flm_keepset_validate(const flm_keepset *ks, const flm_arch *a)
@@ -142,7 +140,7 @@ fl_status flm_keepset_validate(const flm_keepset *ks, const flm_arch *a)
         }
         /* grouped units (MoGE experts): the same count kept in every group, so that the submodel
          * is again G groups of equal size; being sorted, group g's are the g-th k / G of them */
-        const int G = groups_of(a, d);
+        const int G = flm_arch_groups(a, d);
         if (G > 1) {
             const uint32_t n = (uint32_t)a->drop_units[d] / (uint32_t)G;
             if (k % G != 0)

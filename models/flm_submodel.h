@@ -37,6 +37,11 @@ fl_status flm_keepset_alloc(flm_keepset *ks, const flm_arch *a, const int *count
  * (partial Fisher-Yates with fl_rng_below, layer 0 first, a grouped layer group by group, then
  * sorted): a pure function of r's position. FL_ERR_INVALID_ARG unless 0 < p <= 1. */
 fl_status flm_keepset_random(flm_keepset *ks, const flm_arch *a, double p, fl_rng *r);
+/* One layer of that draw: count units of droppable layer d (count / G from each of its G groups,
+ * each group's sorted) into dst, drawn from r; perm is scratch of drop_units[d] entries. The
+ * server's policy draws its uniform keep-sets layer by layer with it too. Never allocates. */
+void flm_keepset_draw_layer(uint32_t *dst, uint32_t *perm, const flm_arch *a, int d, int count,
+                            fl_rng *r);
 /* FL_OK, or FL_ERR_KEEPSET if a layer is empty, unsorted, duplicated or out of range, or keeps
  * unequal counts in the groups of a grouped layer (MoGE experts, flm_arch.drop_groups). */
 fl_status flm_keepset_validate(const flm_keepset *ks, const flm_arch *a);

@@ -107,12 +107,6 @@ static int cmp_u32(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
-/* The groups of droppable layer d, at least 1 (MoGE experts: a keep-set keeps as many of each). */
-static int groups_of(const flm_arch *a, int d)
-{
-    return a->drop_groups[d] > 1 ? a->drop_groups[d] : 1;
-}
-
 /* Descending key, then ascending index: a total order, so qsort's instability is harmless. */
 static int cmp_key_desc(const void *a, const void *b)
 {
@@ -130,24 +124,8 @@ static fl_status draw_uniform(fls_policy *p, flm_keepset *out, uint32_t round, u
     if (st != FL_OK)
         return st;
     fl_rng r = fl_rng_stream(p->seed, round, client, FL_RNG_KEEPSET);
-    for (int d = 0; d < p->n_drop; d++) {
-        /* group by group (MoGE experts; one group elsewhere): the same count from each */
-        const uint32_t G = (uint32_t)groups_of(&p->arch, d);
-        const uint32_t n = (uint32_t)p->arch.drop_units[d] / G, k = (uint32_t)p->keep_k[d] / G;
-        uint32_t *dst = ks.idx + ks.offset[d];
-        for (uint32_t g = 0; g < G; g++) {
-            for (uint32_t i = 0; i < n; i++)
-                p->perm[i] = g * n + i;
-            for (uint32_t i = 0; i < k; i++) {
-                const uint32_t j = i + fl_rng_below(&r, n - i);
-                const uint32_t t = p->perm[i];
-                p->perm[i] = p->perm[j];
-                p->perm[j] = t;
-            }
-            memcpy(dst + g * k, p->perm, k * sizeof *dst);
-            qsort(dst + g * k, k, sizeof *dst, cmp_u32);
-        }
-    }
+    for (int d = 0; d < p->n_drop; d++) /* group by group for MoGE experts */
+        flm_keepset_draw_layer(ks.idx + ks.offset[d], p->perm, &p->arch, d, p->keep_k[d], &r);
     ks_release(out);
     *out = ks;
     return FL_OK;
@@ -180,7 +158,7 @@ static fl_status draw_weighted(fls_policy *p, flm_keepset *out, const double *S,
         }
         /* the k / G best of each group (MoGE experts; one group elsewhere): the same count from
          * each, each group's draw weighted as the whole layer's would be */
-        const uint32_t G = (uint32_t)groups_of(&p->arch, d), ng = n / G, kg = k / G;
+        const uint32_t G = (uint32_t)flm_arch_groups(&p->arch, d), ng = n / G, kg = k / G;
         uint32_t *dst = ks.idx + ks.offset[d];
         for (uint32_t g = 0; g < G; g++) {
             qsort(p->keys + g * ng, ng, sizeof *p->keys, cmp_key_desc);
