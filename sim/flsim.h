@@ -387,15 +387,17 @@ fl_status flsim_write_outputs(const char *dir, const flsim_config *cfg, const fl
  * a malloc'ed *records (rounds.csv's fields: the wall-time split and CPU times it does not hold
  * are 0); FL_ERR_NOT_FOUND when DIR holds no summary.json, or that of an interrupted run (no
  * finished run there); FL_ERR_RESULTS_MISMATCH when want (if not NULL) differs from the saved
- * settings in anything but `threads` and `fold_threads`; FL_ERR_RESULTS_FORMAT for a malformed
+ * settings in anything but `threads` and `fold_threads` (and `model` as written, when want_arch,
+ * if not NULL, equals the saved run's canonical arch: `mlp` and its full spec are the same model);
+ * FL_ERR_RESULTS_FORMAT for a malformed
  * or inconsistent file; FL_ERR_UNSUPPORTED when built without jansson; FL_ERR_IO, FL_ERR_NOMEM.
  * The reason, naming the file and line or field, goes to err. The two parsers take the files'
  * bytes. */
-fl_status flsim_load_outputs(const char *dir, const flsim_config *want, flsim_result *res,
-                             flsim_round_record **records, size_t *n_records, char *err,
-                             size_t errlen);
+fl_status flsim_load_outputs(const char *dir, const flsim_config *want, const char *want_arch,
+                             flsim_result *res, flsim_round_record **records, size_t *n_records,
+                             char *err, size_t errlen);
 fl_status flsim_parse_summary(const char *text, size_t len, const flsim_config *want,
-                              flsim_result *res, char *err, size_t errlen);
+                              const char *want_arch, flsim_result *res, char *err, size_t errlen);
 fl_status flsim_parse_rounds_csv(const char *text, size_t len, flsim_round_record **records,
                                  size_t *n_records, char *err, size_t errlen);
 

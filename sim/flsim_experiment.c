@@ -10,6 +10,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "flm_arch.h"
 #include "flsim.h"
 #include "flsim_internal.h"
 
@@ -262,6 +263,13 @@ fl_status flsim_experiment_afd(const flsim_experiment *e, const fl_logger *log, 
         flsim_rmdirs_made(runs_dir, made);
         return st;
     }
+    /* The model's canonical spec: a saved run of `--model mlp` is the same as one of its full
+     * spec (or the reverse). A spec that does not parse fails in its first run, as without runs
+     * saved. */
+    flm_arch arch;
+    char spec[FLSIM_STR];
+    flsim_model_spec(&base, data.train, spec, sizeof spec);
+    const char *want_arch = flm_arch_parse(spec, &arch, NULL, 0) == FL_OK ? arch.spec : NULL;
     run_out *runs = calloc((size_t)N_CONFIGS * seeds, sizeof *runs);
     if (!runs) {
         flsim_data_free(&data);
@@ -289,7 +297,7 @@ fl_status flsim_experiment_afd(const flsim_experiment *e, const fl_logger *log, 
         config_of(&base, c, s, down_c, up_c, &cfg);
         run_out *ro = &runs[i];
         snprintf(path, sizeof path, "%s/runs/%s-s%u", e->out, g_cfgs[c].name, s + 1);
-        const fl_status ls = flsim_load_outputs(path, &cfg, &ro->res, &ro->rec, &ro->n, e2,
+        const fl_status ls = flsim_load_outputs(path, &cfg, want_arch, &ro->res, &ro->rec, &ro->n, e2,
                                                 sizeof e2);
         if (ls == FL_OK) {
             done[i] = 1;

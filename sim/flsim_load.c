@@ -262,8 +262,10 @@ static int hexval(char c)
 
 /* The saved settings against those of this run: FL_OK, or FL_ERR_RESULTS_MISMATCH naming the
  * first setting that differs. `threads` and `fold_threads` are left out: results do not depend
- * on them. */
-static fl_status same_config(json_t *saved, const flsim_config *want, char *err, size_t errlen)
+ * on them. `model` as written may differ where both name the same architecture (saved_arch, the
+ * saved run's canonical spec, equals want_arch): `mlp` and its full spec train the same model. */
+static fl_status same_config(json_t *saved, const char *saved_arch, const flsim_config *want,
+                             const char *want_arch, char *err, size_t errlen)
 {
     char buf[16384];
     if (flsim_config_json(want, buf, sizeof buf) >= sizeof buf)
@@ -286,12 +288,18 @@ static fl_status same_config(json_t *saved, const flsim_config *want, char *err,
         json_t *s = json_object_get(saved, k);
         if (!s && d && json_object_get(d, k) && json_equal(json_object_get(d, k), v))
             continue;
+        if (!strcmp(k, "model") && want_arch && saved_arch && !strcmp(saved_arch, want_arch))
+            continue;
         if (!s || !json_equal(s, v)) {
             char *a = s ? json_dumps(s, JSON_ENCODE_ANY | JSON_COMPACT) : NULL;
             char *b = json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT);
+            /* the model: its canonical specs too, where the caller knows them */
+            const int arch = !strcmp(k, "model") && want_arch && saved_arch;
             st = fl_errf(err, errlen, FL_ERR_RESULTS_MISMATCH,
-                         "setting '%s' differs: saved %.60s, this run %.60s", k,
-                         a ? a : "(absent)", b ? b : "?");
+                         "setting '%s' differs: saved %.60s%s%.60s%s, this run %.60s%s%.60s%s", k,
+                         a ? a : "(absent)", arch ? " (" : "", arch ? saved_arch : "",
+                         arch ? ")" : "", b ? b : "?", arch ? " (" : "", arch ? want_arch : "",
+                         arch ? ")" : "");
             free(a);
             free(b);
             break;
@@ -314,7 +322,8 @@ static fl_status same_config(json_t *saved, const flsim_config *want, char *err,
 /* flsim_parse_summary; *counted (may be NULL) says whether the three update counts were given
  * (a summary from before they existed has none: a count of 0 is not the same thing). */
 static fl_status parse_summary(const char *text, size_t len, const flsim_config *want,
-                               flsim_result *res, int *counted, char *err, size_t errlen)
+                               const char *want_arch, flsim_result *res, int *counted, char *err,
+                               size_t errlen)
 {
     memset(res, 0, sizeof *res);
     if (counted)
@@ -409,7 +418,7 @@ static fl_status parse_summary(const char *text, size_t len, const flsim_config 
     if (bad)
         st = fl_errf(err, errlen, FL_ERR_RESULTS_FORMAT, "missing or invalid %s", bad);
     else if (want)
-        st = same_config(conf, want, err, errlen);
+        st = same_config(conf, res->arch, want, want_arch, err, errlen);
     if (counted)
         *counted = json_object_get(o, "updates_accepted") && json_object_get(o, "updates_failed") &&
                    json_object_get(o, "updates_late");
@@ -418,27 +427,29 @@ static fl_status parse_summary(const char *text, size_t len, const flsim_config 
 }
 
 fl_status flsim_parse_summary(const char *text, size_t len, const flsim_config *want,
-                              flsim_result *res, char *err, size_t errlen)
+                              const char *want_arch, flsim_result *res, char *err, size_t errlen)
 {
-    return parse_summary(text, len, want, res, NULL, err, errlen);
+    return parse_summary(text, len, want, want_arch, res, NULL, err, errlen);
 }
 
 #else
 
 static fl_status parse_summary(const char *text, size_t len, const flsim_config *want,
-                               flsim_result *res, int *counted, char *err, size_t errlen)
+                               const char *want_arch, flsim_result *res, int *counted, char *err,
+                               size_t errlen)
 {
     if (counted)
         *counted = 0;
-    return flsim_parse_summary(text, len, want, res, err, errlen);
+    return flsim_parse_summary(text, len, want, want_arch, res, err, errlen);
 }
 
 fl_status flsim_parse_summary(const char *text, size_t len, const flsim_config *want,
-                              flsim_result *res, char *err, size_t errlen)
+                              const char *want_arch, flsim_result *res, char *err, size_t errlen)
 {
     (void)text;
     (void)len;
     (void)want;
+    (void)want_arch;
     memset(res, 0, sizeof *res);
     return fl_errf(err, errlen, FL_ERR_UNSUPPORTED, "built without jansson: cannot read summary.json");
 }
@@ -499,8 +510,9 @@ static int near9(double a, double b)
     return fabs(a - b) <= 1e-8 * fmax(fabs(a), fabs(b));
 }
 
-fl_status flsim_load_outputs(const char *dir, const flsim_config *want, flsim_result *res,
-                             flsim_round_record **rec, size_t *n_rec, char *err, size_t errlen)
+fl_status flsim_load_outputs(const char *dir, const flsim_config *want, const char *want_arch,
+                             flsim_result *res, flsim_round_record **rec, size_t *n_rec, char *err,
+                             size_t errlen)
 {
     *rec = NULL;
     *n_rec = 0;
@@ -515,7 +527,7 @@ fl_status flsim_load_outputs(const char *dir, const flsim_config *want, flsim_re
         return fl_errf(err, errlen, st, "%s: %s", path,
                        st == FL_ERR_RESULTS_FORMAT ? "larger than 1 MiB" : fl_strerror(st));
     int counted = 0;
-    st = parse_summary(text, len, want, res, &counted, why, sizeof why);
+    st = parse_summary(text, len, want, want_arch, res, &counted, why, sizeof why);
     free(text);
     if (st != FL_OK)
         return fl_errf(err, errlen, st, "%s: %s", path, why);

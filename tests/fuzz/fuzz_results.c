@@ -41,7 +41,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     const flsim_config c = flsim_config_default();
     flsim_result res;
     err[0] = '\0';
-    st = flsim_parse_summary((const char *)data, size, &c, &res, err, sizeof err);
+    st = flsim_parse_summary((const char *)data, size, &c, NULL, &res, err, sizeof err);
     if (st != FL_OK && st != FL_ERR_RESULTS_FORMAT && st != FL_ERR_RESULTS_MISMATCH &&
         st != FL_ERR_UNSUPPORTED && st != FL_ERR_NOMEM)
         abort();

@@ -1010,12 +1010,12 @@ static void test_afd_alternatives(void **state)
     text = older;
     flsim_result back;
     char why[512] = "";
-    const fl_status st = flsim_parse_summary(text, strlen(text), &c, &back, why, sizeof why);
+    const fl_status st = flsim_parse_summary(text, strlen(text), &c, NULL, &back, why, sizeof why);
     if (st != FL_OK)
         fail_msg("a summary without the new settings: %s", why);
     flsim_config d = c;
     d.agg_dilute = 1;
-    assert_int_equal(flsim_parse_summary(text, strlen(text), &d, &back, why, sizeof why),
+    assert_int_equal(flsim_parse_summary(text, strlen(text), &d, NULL, &back, why, sizeof why),
                      FL_ERR_RESULTS_MISMATCH);
     assert_non_null(strstr(why, "agg_dilute"));
     free(text);
@@ -1152,9 +1152,9 @@ static void test_outputs_read_back(void **state)
     flsim_result got;
     flsim_round_record *grec = NULL;
     size_t gn = 0;
-    assert_int_equal(flsim_load_outputs(dir, &c, &got, &grec, &gn, err, sizeof err), FL_ERR_NOT_FOUND);
+    assert_int_equal(flsim_load_outputs(dir, &c, NULL, &got, &grec, &gn, err, sizeof err), FL_ERR_NOT_FOUND);
     assert_int_equal(flsim_write_outputs(dir, &c, &res, rec, n, NULL, 0), FL_OK);
-    const fl_status st = flsim_load_outputs(dir, &c, &got, &grec, &gn, err, sizeof err);
+    const fl_status st = flsim_load_outputs(dir, &c, NULL, &got, &grec, &gn, err, sizeof err);
     if (st != FL_OK)
         fail_msg("load: %s: %s", fl_status_name(st), err);
     /* summary.json holds the result exactly (%.17g) */
@@ -1208,12 +1208,28 @@ static void test_outputs_read_back(void **state)
     /* threads do not change results: still the same run; the seed does */
     flsim_config c2 = c;
     c2.threads = 2;
-    assert_int_equal(flsim_load_outputs(dir, &c2, &got, &grec, &gn, err, sizeof err), FL_OK);
+    assert_int_equal(flsim_load_outputs(dir, &c2, NULL, &got, &grec, &gn, err, sizeof err), FL_OK);
     free(grec);
     c2.seed = 9;
-    assert_int_equal(flsim_load_outputs(dir, &c2, &got, &grec, &gn, err, sizeof err),
+    assert_int_equal(flsim_load_outputs(dir, &c2, NULL, &got, &grec, &gn, err, sizeof err),
                      FL_ERR_RESULTS_MISMATCH);
     assert_non_null(strstr(err, "'seed'"));
+    assert_null(grec);
+    /* the model as written: another spelling of the saved arch is the same run when the caller
+     * gives this run's canonical arch (the experiment does); literally compared without it */
+    c2 = c;
+    assert_int_equal(flsim_config_set(&c2, "model", "mlp:064-32-4", NULL, 0), FL_OK);
+    assert_string_not_equal(c2.model, c.model);
+    assert_int_equal(flsim_load_outputs(dir, &c2, NULL, &got, &grec, &gn, err, sizeof err),
+                     FL_ERR_RESULTS_MISMATCH);
+    assert_non_null(strstr(err, "'model'"));
+    assert_int_equal(flsim_load_outputs(dir, &c2, res.arch, &got, &grec, &gn, err, sizeof err),
+                     FL_OK);
+    free(grec);
+    assert_int_equal(flsim_load_outputs(dir, &c2, "mlp:64-16-4", &got, &grec, &gn, err, sizeof err),
+                     FL_ERR_RESULTS_MISMATCH);
+    assert_non_null(strstr(err, "/summary.json: setting 'model' differs: saved \"mlp:64-32-4\" "
+                                "(mlp:64-32-4), this run \"mlp:064-32-4\" (mlp:64-16-4)"));
     assert_null(grec);
     /* a summary written before the update counts existed: they come from rounds.csv; counts
      * that rounds.csv does not add up to: refused */
@@ -1229,13 +1245,13 @@ static void test_outputs_read_back(void **state)
     assert_non_null(end);
     memmove(at + 2, end, strlen(end) + 1); /* "  " stays: the indent of "config" */
     write_all(path, sum);
-    assert_int_equal(flsim_load_outputs(dir, &c, &got, &grec, &gn, err, sizeof err), FL_OK);
+    assert_int_equal(flsim_load_outputs(dir, &c, NULL, &got, &grec, &gn, err, sizeof err), FL_OK);
     assert_true(got.updates_accepted == acc && got.updates_failed == failed &&
                 got.updates_late == late);
     free(grec);
     res.updates_failed++;
     assert_int_equal(flsim_write_summary(dir, &c, &res, NULL, 0), FL_OK);
-    assert_int_equal(flsim_load_outputs(dir, &c, &got, &grec, &gn, err, sizeof err),
+    assert_int_equal(flsim_load_outputs(dir, &c, NULL, &got, &grec, &gn, err, sizeof err),
                      FL_ERR_RESULTS_FORMAT);
     assert_non_null(strstr(err, "disagree"));
     res.updates_failed--;
@@ -1244,7 +1260,7 @@ static void test_outputs_read_back(void **state)
         flsim_result zero = res;
         zero.updates_accepted = zero.updates_failed = zero.updates_late = 0;
         assert_int_equal(flsim_write_summary(dir, &c, &zero, NULL, 0), FL_OK);
-        assert_int_equal(flsim_load_outputs(dir, &c, &got, &grec, &gn, err, sizeof err),
+        assert_int_equal(flsim_load_outputs(dir, &c, NULL, &got, &grec, &gn, err, sizeof err),
                          FL_ERR_RESULTS_FORMAT);
         assert_non_null(strstr(err, "disagree"));
     }
@@ -1253,7 +1269,7 @@ static void test_outputs_read_back(void **state)
     flsim_result other = res;
     other.final_test_acc = res.final_test_acc + 0.01;
     assert_int_equal(flsim_write_summary(dir, &c, &other, NULL, 0), FL_OK);
-    assert_int_equal(flsim_load_outputs(dir, &c, &got, &grec, &gn, err, sizeof err),
+    assert_int_equal(flsim_load_outputs(dir, &c, NULL, &got, &grec, &gn, err, sizeof err),
                      FL_ERR_RESULTS_FORMAT);
     assert_non_null(strstr(err, "final test accuracy"));
     /* a target block that is not rounds.csv's (a summary edited: rounds to target 71 -> 50 went
@@ -1269,12 +1285,12 @@ static void test_outputs_read_back(void **state)
         tg.bytes_up_to_target = rec[0].cum_bytes_up;
     }
     assert_int_equal(flsim_write_summary(dir, &c, &tg, NULL, 0), FL_OK);
-    assert_int_equal(flsim_load_outputs(dir, &c, &got, &grec, &gn, err, sizeof err),
+    assert_int_equal(flsim_load_outputs(dir, &c, NULL, &got, &grec, &gn, err, sizeof err),
                      FL_ERR_RESULTS_FORMAT);
     if (!strstr(err, "summary.json's target"))
         fail_msg("%s", err);
     assert_int_equal(flsim_write_summary(dir, &c, &res, NULL, 0), FL_OK);
-    assert_int_equal(flsim_load_outputs(dir, &c, &got, &grec, &gn, err, sizeof err), FL_OK);
+    assert_int_equal(flsim_load_outputs(dir, &c, NULL, &got, &grec, &gn, err, sizeof err), FL_OK);
     free(grec);
     free(sum);
     /* the two files must agree */
@@ -1285,7 +1301,7 @@ static void test_outputs_read_back(void **state)
     *(strrchr(csv, '\n') + 1) = '\0'; /* drop the last round */
     write_all(path, csv);
     free(csv);
-    assert_int_equal(flsim_load_outputs(dir, &c, &got, &grec, &gn, err, sizeof err),
+    assert_int_equal(flsim_load_outputs(dir, &c, NULL, &got, &grec, &gn, err, sizeof err),
                      FL_ERR_RESULTS_FORMAT);
     assert_non_null(strstr(err, "disagree"));
     rm_run(dir);
@@ -1368,7 +1384,7 @@ static void test_run_stops_when_asked(void **state)
     flsim_result got;
     flsim_round_record *grec = NULL;
     size_t gn = 0;
-    assert_int_equal(flsim_load_outputs(dir, &c, &got, &grec, &gn, err, sizeof err), FL_ERR_NOT_FOUND);
+    assert_int_equal(flsim_load_outputs(dir, &c, NULL, &got, &grec, &gn, err, sizeof err), FL_ERR_NOT_FOUND);
     assert_non_null(strstr(err, "interrupted after round 3"));
     assert_null(grec);
     /* a row that does not fit (here a file size limit: the write stops short, then EFBIG; a
@@ -1420,7 +1436,7 @@ static void test_run_stops_when_asked(void **state)
     sum = read_all(path, &len_whole);
     assert_non_null(strstr(sum, "\"interrupted\": false"));
     free(sum);
-    assert_int_equal(flsim_load_outputs(dir, &c, &got, &grec, &gn, err, sizeof err), FL_OK);
+    assert_int_equal(flsim_load_outputs(dir, &c, NULL, &got, &grec, &gn, err, sizeof err), FL_OK);
     assert_false(got.interrupted);
     assert_int_equal(gn, n);
     free(grec);
@@ -1503,7 +1519,7 @@ static void test_outputs_bad_files(void **state)
     assert_non_null(bad);
     flsim_summary_json(&c, &res, good, need);
     flsim_result got;
-    assert_int_equal(flsim_parse_summary(good, strlen(good), &c, &got, err, sizeof err), FL_OK);
+    assert_int_equal(flsim_parse_summary(good, strlen(good), &c, NULL, &got, err, sizeof err), FL_OK);
     static const struct {
         const char *from, *to, *want;
         fl_status st;
@@ -1523,12 +1539,12 @@ static void test_outputs_bad_files(void **state)
         assert_non_null(at);
         snprintf(bad, need + 64, "%.*s%s%s", (int)(at - good), good, sc[i].to, at + strlen(sc[i].from));
         err[0] = '\0';
-        const fl_status st = flsim_parse_summary(bad, strlen(bad), &c, &got, err, sizeof err);
+        const fl_status st = flsim_parse_summary(bad, strlen(bad), &c, NULL, &got, err, sizeof err);
         if (st != sc[i].st || !strstr(err, sc[i].want))
             fail_msg("summary case %zu: %s '%s', want %s '%s'", i, fl_status_name(st), err,
                      fl_status_name(sc[i].st), sc[i].want);
     }
-    assert_int_equal(flsim_parse_summary(good, strlen(good) / 2, &c, &got, err, sizeof err),
+    assert_int_equal(flsim_parse_summary(good, strlen(good) / 2, &c, NULL, &got, err, sizeof err),
                      FL_ERR_RESULTS_FORMAT);
     free(good);
     free(bad);
