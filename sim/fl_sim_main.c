@@ -460,6 +460,8 @@ static void warn_inert(const flsim_config *cfg, const given_opts *g)
     } t[] = {
         {"keep", cfg->keep != d.keep, pol == FLS_POLICY_FULL,
          "--policy full trains the whole model"},
+        {"keep-layers", cfg->n_keep_layers != 0, pol == FLS_POLICY_FULL,
+         "--policy full trains the whole model"},
         {"agg-dilute", cfg->agg_dilute != d.agg_dilute, pol == FLS_POLICY_FULL,
          "under --policy full every client trains every coordinate"},
         {"score-accumulate", cfg->score_accumulate != d.score_accumulate, !afd,
@@ -487,7 +489,10 @@ static void warn_inert(const flsim_config *cfg, const given_opts *g)
     for (size_t i = 0; i < sizeof t / sizeof t[0]; i++)
         if (t[i].inert && (t[i].set || given_has(g, t[i].name)))
             fprintf(stderr, "fl_sim: warning: --%s has no effect here: %s\n", t[i].name, t[i].why);
-    if (pol != FLS_POLICY_FULL && cfg->keep >= 1.0)
+    int every = cfg->keep >= 1.0; /* every droppable layer keeps all its units */
+    for (uint32_t i = 0; i < cfg->n_keep_layers; i++)
+        every &= cfg->keep_layers[i] == 0.0 || cfg->keep_layers[i] >= 1.0;
+    if (pol != FLS_POLICY_FULL && every)
         fprintf(stderr, "fl_sim: warning: --keep 1 keeps every unit: --policy %s then trains the "
                 "whole model, as --policy full does\n", fls_policy_kind_name(pol));
 }

@@ -166,6 +166,10 @@ typedef struct flsim_config {
     fls_policy_kind policy;
     int fd_per_client;
     double keep;
+    double keep_layers[FLM_MAX_LAYERS]; /* per droppable layer, in order: 0 = keep; the layers
+                                         * past n_keep_layers take keep (fl_server's
+                                         * policy.keep_layers) */
+    uint32_t n_keep_layers;
     /* AFD.md's named alternatives (fl_server's policy.* and aggregation.dilute): */
     int score_accumulate;          /* afd: 0 "S[u] = gain" (AFD.md), 1 "S[u] += gain" */
     int loss_unweighted;           /* afd-single: 0 loss weighted by samples, 1 plain mean */

@@ -71,6 +71,8 @@ static const flsim_option_doc g_docs[] = {
     {"data-shards", "N", "partition the data into N shards, client k trains shard k mod N (default: one per client)"},
     {"policy", "NAME", "full, fd, fd-per-client, afd-single, afd-multi (full)"},
     {"keep", "P", "keep fraction of each droppable layer, (0, 1] (0.75)"},
+    {"keep-layers", "P,P,...", "keep fraction of each droppable layer in order, overriding --keep; "
+                               "0 = --keep for that layer, later layers take --keep (none)"},
     {"score-accumulate", "0|1", "afd: S[u] += gain instead of S[u] = gain (0)"},
     {"loss-unweighted", "0|1", "afd-single: the round's loss as a plain mean, not by samples (0)"},
     {"eps-rel", "E", "afd: exploration floor eps = E * max score, (0, 1] (0.001)"},
@@ -225,6 +227,47 @@ fl_status flsim_config_set(flsim_config *c, const char *key, const char *v, char
     U32("eval-every", eval_every, 0, 100000000, "a round count in 0 .. 100000000 (0 = only at the end)");
     U32("eval-samples", eval_samples, 0, 1u << 31, "a sample count in 0 .. 2147483648");
     DBL("keep", keep, 1e-9, 1.0, "a keep fraction in (0, 1]");
+    if (strcmp(key, "keep-layers") == 0) {
+        /* P,P,...: each in (0, 1], or 0 for --keep; empty = none */
+        double vals[FLM_MAX_LAYERS];
+        uint32_t n = 0;
+        const char *q = v;
+        while (*q) {
+            const char *comma = strchr(q, ',');
+            const size_t l = comma ? (size_t)(comma - q) : strlen(q);
+            char one[64];
+            if (n == FLM_MAX_LAYERS) {
+                if (err && errlen)
+                    snprintf(err, errlen, "--keep-layers: more than %d values", FLM_MAX_LAYERS);
+                return FL_ERR_INVALID_ARG;
+            }
+            if (l >= sizeof one)
+                return reason(err, errlen, key, v, "a list of keep fractions in [0, 1], e.g. 0.5,0.75");
+            memcpy(one, q, l);
+            one[l] = '\0';
+            char *t = one;
+            while (*t == ' ')
+                t++;
+            for (char *e = t + strlen(t); e > t && e[-1] == ' ';)
+                *--e = '\0';
+            if (!parse_dbl(t, 0.0, 1.0, &vals[n])) {
+                if (err && errlen)
+                    snprintf(err, errlen, "--keep-layers: '%s' (value %u) is not a keep fraction "
+                             "in [0, 1] (0: --keep for that layer)", t, n + 1);
+                return FL_ERR_INVALID_ARG;
+            }
+            n++;
+            if (!comma)
+                break;
+            q = comma + 1;
+            if (!*q)
+                return reason(err, errlen, key, v, "a list of keep fractions in [0, 1], e.g. 0.5,0.75");
+        }
+        memset(c->keep_layers, 0, sizeof c->keep_layers);
+        memcpy(c->keep_layers, vals, n * sizeof vals[0]);
+        c->n_keep_layers = n;
+        return FL_OK;
+    }
     DBL("lr", lr, 1e-12, 1e6, "a learning rate in (0, 1e6]");
     DBL("momentum", momentum, 0.0, 0.999999, "a momentum in [0, 1)");
     DBL("weight-decay", weight_decay, 0.0, 1e6, "a weight decay in [0, 1e6]");
@@ -498,10 +541,15 @@ size_t flsim_config_json(const flsim_config *c, char *buf, size_t cap)
         snprintf(ft, sizeof ft, "%u", c->fold_threads);
     const char *pol = c->policy == FLS_POLICY_FD && c->fd_per_client ? "fd-per-client"
                                                                       : fls_policy_kind_name(c->policy);
+    char kl[FLM_MAX_LAYERS * 26 + 3];
+    size_t kn = (size_t)snprintf(kl, sizeof kl, "[");
+    for (uint32_t i = 0; i < c->n_keep_layers && i < FLM_MAX_LAYERS; i++)
+        kn += (size_t)snprintf(kl + kn, sizeof kl - kn, "%s%.17g", i ? ", " : "", c->keep_layers[i]);
+    snprintf(kl + kn, sizeof kl - kn, "]");
     return (size_t)snprintf(buf, cap,
         "{\"dataset\": %s, \"test_dataset\": %s, \"test_frac\": %.17g, \"train_samples\": %u, \"model\": %s, "
         "\"clients\": %u, \"per_round\": %u, \"rounds\": %u, \"data_shards\": %u, "
-        "\"partition\": %s, \"policy\": \"%s\", \"keep\": %.17g, \"down_codec\": %s, "
+        "\"partition\": %s, \"policy\": \"%s\", \"keep\": %.17g, \"keep_layers\": %s, \"down_codec\": %s, "
         "\"up_codec\": %s, \"seed\": %llu, \"threads\": %u, \"fold_threads\": %s, \"epochs\": %u, "
         "\"batch\": %u, "
         "\"lr\": %.17g, \"momentum\": %.17g, \"weight_decay\": %.17g, \"prox_mu\": %.17g, "
@@ -512,7 +560,7 @@ size_t flsim_config_json(const flsim_config *c, char *buf, size_t cap)
         "\"score_accumulate\": %d, \"loss_unweighted\": %d, \"eps_rel\": %.17g, "
         "\"agg_dilute\": %d}",
         ds, tds, c->test_frac, c->train_samples, mo, c->clients, c->per_round, c->rounds, c->data_shards, pa, pol,
-        c->keep, dc, uc, (unsigned long long)c->seed, c->threads, ft, c->epochs, c->batch, c->lr,
+        c->keep, kl, dc, uc, (unsigned long long)c->seed, c->threads, ft, c->epochs, c->batch, c->lr,
         c->momentum, c->weight_decay, c->prox_mu, c->server_lr, c->overcommit, c->deadline_s,
         c->latency_s, c->chunk_elems, c->eval_every, c->eval_samples, c->target_acc,
         c->keep_going, fl, db, ub, av, tr, c->idle_step_s, c->score_accumulate,
@@ -534,7 +582,8 @@ fl_status flsim_config_parse_yaml(flsim_config *c, const char *text, size_t len,
     fl_status st = FL_OK;
     int depth = 0, done = 0, in_map = 0, docs = 0;
     char key[128] = "";
-    int have_key = 0;
+    int have_key = 0, in_seq = 0;
+    char seq[FLM_MAX_LAYERS * 32]; /* keep-layers given as a YAML list, joined by commas */
     /* the keys seen so far, and their lines: a key given twice is an error, not "the last wins" */
     enum { MAX_KEYS = 256 }; /* more than there are options: a longer file has an unknown one */
     char (*seen)[128] = calloc(MAX_KEYS, sizeof *seen);
@@ -581,6 +630,13 @@ fl_status flsim_config_parse_yaml(flsim_config *c, const char *text, size_t len,
             depth--;
             break;
         case YAML_SEQUENCE_START_EVENT:
+            /* keep-layers: [0.5, 0.75] (as fl_server's policy.keep_layers), or 0.5,0.75 */
+            if (depth == 1 && have_key && !in_seq && strcmp(key, "keep-layers") == 0) {
+                in_seq = 1;
+                seq[0] = '\0';
+                break;
+            }
+            /* fall through */
         case YAML_ALIAS_EVENT:
             if (err && errlen)
                 snprintf(err, errlen, depth == 0 ? "%s:%zu: the file must be one mapping of option "
@@ -589,8 +645,29 @@ fl_status flsim_config_parse_yaml(flsim_config *c, const char *text, size_t len,
                          name, line);
             st = FL_ERR_CONFIG;
             break;
+        case YAML_SEQUENCE_END_EVENT:
+            if (in_seq) {
+                char e2[256];
+                in_seq = 0;
+                have_key = 0;
+                if ((st = flsim_config_set(c, key, seq, e2, sizeof e2)) != FL_OK && err && errlen)
+                    snprintf(err, errlen, "%s:%zu: %s", name, line, e2);
+            }
+            break;
         case YAML_SCALAR_EVENT: {
             const char *val = (const char *)ev.data.scalar.value;
+            if (in_seq) { /* one value of keep-layers' list */
+                const size_t have = strlen(seq), add = strlen(val);
+                if (!add || have + add + 2 > sizeof seq) {
+                    if (err && errlen)
+                        snprintf(err, errlen, "%s:%zu: --%s: '%s' is not a keep fraction in "
+                                 "[0, 1]", name, line, key, val);
+                    st = FL_ERR_CONFIG;
+                    break;
+                }
+                snprintf(seq + have, sizeof seq - have, "%s%s", have ? "," : "", val);
+                break;
+            }
             /* YAML's null as a value (a plain ~, null, Null, NULL, or nothing after the colon; a
              * quoted "~" or "" is a string) leaves the option as it stands, which in fl_sim (the
              * file is read before the flags) is its default. trace and test_dataset, whose

@@ -490,13 +490,19 @@ fl_status flsim_experiment_afd(const flsim_experiment *e, const fl_logger *log, 
                 snprintf(evs, sizeof evs, "The test set is evaluated every %u rounds: figures to "
                          "the target are read at those rounds, and the target may have been "
                          "reached sooner, between two of them.", ev);
+            char kls[FLM_MAX_LAYERS * 10 + 32] = "";
+            for (uint32_t d = 0, n = 0; d < base.n_keep_layers; d++)
+                n += (uint32_t)snprintf(kls + n, sizeof kls - n, "%s%.2f", d ? ", " : " (by layer: ",
+                                        base.keep_layers[d] > 0 ? base.keep_layers[d] : base.keep);
+            if (base.n_keep_layers)
+                strncat(kls, ")", sizeof kls - strlen(kls) - 1);
             fprintf(md, "Preset `%s`: %s, model %s (%zu parameters), %u clients, %u per round, %u rounds, "
-                        "partition %s, keep %.2f; compression (+c): down %s, up %s; %u seeds; "
+                        "partition %s, keep %.2f%s; compression (+c): down %s, up %s; %u seeds; "
                         "target accuracy %.2f. Mean (sd) over seeds that reached the target; "
                         "ratios are to uncompressed FedAvg (`full`) over the seeds both reached, < 1 "
                         "is better for rounds, time and bytes. %s\n\n",
                     e->preset, base.dataset, runs[0].res.arch, runs[0].res.n_params, base.clients,
-                    base.per_round, base.rounds, base.partition, base.keep, down_c, up_c, seeds,
+                    base.per_round, base.rounds, base.partition, base.keep, kls, down_c, up_c, seeds,
                     base.target_acc, evs);
             fprintf(md, "| config | reached | rounds to target | virtual time to target (s) | bytes to target (MB) | of which down / up (MB) | final acc | x rounds | x time | x bytes | acc - full |\n");
             fprintf(md, "|---|---|---|---|---|---|---|---|---|---|---|\n");

@@ -1933,6 +1933,16 @@ static fl_status setup(sim *S, const flsim_config *cfg, const flsim_data *data,
     sc.policy.kind = cfg->policy;
     sc.policy.fd_per_client = cfg->fd_per_client;
     sc.policy.keep_p = cfg->keep;
+    /* --keep-layers: checked against the model here, where its droppable layers are known (a
+     * value past the last one would be ignored) */
+    if (cfg->n_keep_layers > (uint32_t)a.n_drop) {
+        if (err && errlen)
+            snprintf(err, errlen, "--keep-layers: %u values, but the model %s has %d droppable "
+                     "layer%s", cfg->n_keep_layers, a.spec, a.n_drop, a.n_drop == 1 ? "" : "s");
+        return FL_ERR_CONFIG;
+    }
+    for (uint32_t d = 0; d < cfg->n_keep_layers; d++)
+        sc.policy.keep_p_layer[d] = cfg->keep_layers[d];
     sc.policy.score_accumulate = cfg->score_accumulate;
     sc.policy.loss_unweighted = cfg->loss_unweighted;
     sc.policy.eps_rel = cfg->eps_rel;

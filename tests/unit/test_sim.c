@@ -1023,6 +1023,104 @@ static void test_afd_alternatives(void **state)
     rmdir(dir);
 }
 
+/* --keep-layers: fl_server's policy.keep_layers in the simulator. Values by droppable layer, 0 for
+ * --keep; the same keep given per layer is the same run; a list longer than the model's droppable
+ * layers is refused with both counts. */
+static void test_keep_layers(void **state)
+{
+    (void)state;
+    char err[256], sj[16384];
+    flsim_config c = small_config();
+    assert_int_equal(flsim_config_set(&c, "model", "mlp:64-32-16-4", NULL, 0), FL_OK);
+    assert_int_equal(flsim_config_set(&c, "policy", "fd", NULL, 0), FL_OK);
+    c.rounds = 3;
+    flsim_config_json(&c, sj, sizeof sj);
+    assert_non_null(strstr(sj, "\"keep\": 0.75, \"keep_layers\": [], "));
+    flsim_config k = c;
+    assert_int_equal(flsim_config_set(&k, "keep-layers", " 0.5 , 0", err, sizeof err), FL_OK);
+    assert_int_equal(k.n_keep_layers, 2);
+    assert_true(k.keep_layers[0] == 0.5 && k.keep_layers[1] == 0.0);
+    flsim_config_json(&k, sj, sizeof sj);
+    assert_non_null(strstr(sj, "\"keep_layers\": [0.5, 0], "));
+    const char *bad[][2] = {
+        {"1.5", "--keep-layers: '1.5' (value 1) is not a keep fraction in [0, 1] (0: --keep for that layer)"},
+        {"0.5,x", "--keep-layers: 'x' (value 2) is not a keep fraction in [0, 1] (0: --keep for that layer)"},
+        {",0.5", "--keep-layers: '' (value 1) is not a keep fraction in [0, 1] (0: --keep for that layer)"},
+        {"0.5,", "--keep-layers: '0.5,' is not a list of keep fractions in [0, 1], e.g. 0.5,0.75"},
+        {"1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1", "--keep-layers: more than 24 values"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        flsim_config b = k;
+        assert_int_equal(flsim_config_set(&b, "keep-layers", bad[i][0], err, sizeof err),
+                         FL_ERR_INVALID_ARG);
+        assert_string_equal(err, bad[i][1]);
+        assert_int_equal(b.n_keep_layers, 2); /* a refused value changes nothing */
+    }
+    flsim_config e = k;
+    assert_int_equal(flsim_config_set(&e, "keep-layers", "", err, sizeof err), FL_OK);
+    assert_int_equal(e.n_keep_layers, 0);
+#ifdef FLSIM_HAVE_YAML
+    static const char y[] = "keep_layers: [0.5, 0.25]\n";
+    flsim_config yc = c;
+    assert_int_equal(flsim_config_parse_yaml(&yc, y, strlen(y), "k.yaml", err, sizeof err), FL_OK);
+    assert_int_equal(yc.n_keep_layers, 2);
+    assert_true(yc.keep_layers[0] == 0.5 && yc.keep_layers[1] == 0.25);
+    static const char yb[] = "rounds: 2\nkeep_layers: [0.5, 2]\n";
+    assert_int_not_equal(flsim_config_parse_yaml(&yc, yb, strlen(yb), "k.yaml", err, sizeof err),
+                         FL_OK);
+    assert_string_equal(err, "k.yaml:2: --keep-layers: '2' (value 2) is not a keep fraction in "
+                             "[0, 1] (0: --keep for that layer)");
+#endif
+    /* the runs: --keep 0.75 alone; --keep 0.5 with 0.75 for both layers is the same run */
+    flsim_result a, res;
+    run_ok(&c, &a, NULL, NULL);
+    flsim_config same = c;
+    same.keep = 0.5;
+    assert_int_equal(flsim_config_set(&same, "keep-layers", "0.75,0.75", NULL, 0), FL_OK);
+    run_ok(&same, &res, NULL, NULL);
+    assert_memory_equal(res.model_sha256, a.model_sha256, sizeof a.model_sha256);
+    assert_true(res.bytes_down == a.bytes_down && res.bytes_up == a.bytes_up);
+    /* 0 is --keep; a smaller second layer sends fewer bytes and trains another model */
+    flsim_config less = c;
+    assert_int_equal(flsim_config_set(&less, "keep-layers", "0,0.25", NULL, 0), FL_OK);
+    run_ok(&less, &res, NULL, NULL);
+    assert_true(res.bytes_down < a.bytes_down && res.bytes_up < a.bytes_up);
+    assert_memory_not_equal(res.model_sha256, a.model_sha256, sizeof a.model_sha256);
+    /* three values for two droppable layers */
+    flsim_config over = c;
+    assert_int_equal(flsim_config_set(&over, "keep-layers", "0.5,0.5,0.5", NULL, 0), FL_OK);
+    char e2[512];
+    assert_int_equal(flsim_run(&over, NULL, NULL, NULL, NULL, &res, NULL, NULL, e2, sizeof e2),
+                     FL_ERR_CONFIG);
+    assert_string_equal(e2, "--keep-layers: 3 values, but the model mlp:64-32-16-4 has 2 "
+                            "droppable layers");
+    /* a summary saved before the setting existed: its config has no keep_layers, i.e. none */
+    char dir[] = "/tmp/test_sim_klXXXXXX";
+    assert_non_null(mkdtemp(dir));
+    assert_int_equal(flsim_write_summary(dir, &c, &a, NULL, 0), FL_OK);
+    char path[512];
+    snprintf(path, sizeof path, "%s/summary.json", dir);
+    size_t len = 0;
+    char *text = read_all(path, &len);
+    assert_non_null(text);
+    static const char added[] = " \"keep_layers\": [],";
+    const char *at = strstr(text, added);
+    assert_non_null(at);
+    char *older = malloc(len + 1);
+    assert_non_null(older);
+    snprintf(older, len + 1, "%.*s%s", (int)(at - text), text, at + strlen(added));
+    flsim_result back;
+    assert_int_equal(flsim_parse_summary(older, strlen(older), &c, NULL, &back, err, sizeof err),
+                     FL_OK);
+    assert_int_equal(flsim_parse_summary(older, strlen(older), &less, NULL, &back, err, sizeof err),
+                     FL_ERR_RESULTS_MISMATCH);
+    assert_non_null(strstr(err, "'keep_layers'"));
+    free(older);
+    free(text);
+    unlink(path);
+    rmdir(dir);
+}
+
 static void test_small_run_learns(void **state)
 {
     (void)state;
@@ -2157,6 +2255,7 @@ int main(void)
         cmocka_unit_test(test_availability_and_errors),
         cmocka_unit_test(test_log_lines_match_rounds),
         cmocka_unit_test(test_afd_alternatives),
+        cmocka_unit_test(test_keep_layers),
         cmocka_unit_test(test_outputs_read_back),
         cmocka_unit_test(test_run_stops_when_asked),
         cmocka_unit_test(test_outputs_bad_files),
