@@ -1567,7 +1567,16 @@ fl_status fls_core_restore(fls_core *c, const fls_ckpt *k)
     if (c->open || c->eval_pending)
         return FL_ERR_STATE;
     const fl_logger *lg = &c->cfg.log;
-    if (fls_ckpt_check_digest(k, c->digest) != FL_OK) {
+    if (fls_ckpt_check_digest(k, c->digest) != FL_OK &&
+        fls_config_canon_same_effect(k->config, k->config_len, c->canon, c->canon_len)) {
+        /* Only settings without effect here changed (those fl_server warns about at start, such
+         * as policy.keep under policy.kind full): the run is the same, so it resumes. */
+        char diff[1024];
+        fls_config_canon_diff(k->config, k->config_len, c->canon, c->canon_len, diff, sizeof diff);
+        fl_log(lg, FL_LOG_WARN, "checkpoint: written with other values of settings that have no "
+               "effect under this configuration (the checkpoint's value -> this one's): %s; "
+               "resuming", diff[0] ? diff : "(none named)");
+    } else if (fls_ckpt_check_digest(k, c->digest) != FL_OK) {
         /* Say what changed when the file holds its configuration's text; else (a file of an
          * older build: only the digest) what could have. */
         char diff[1024];

@@ -309,6 +309,75 @@ size_t fls_config_canon_diff(const char *was, size_t was_len, const char *now, s
     return n;
 }
 
+/* Whether canonical line `name` (nl bytes) has no effect under the settings of text t. */
+static int canon_inert(const char *t, size_t n, const char *name, size_t nl)
+{
+    const char *v = NULL;
+    size_t vl = 0;
+#define IS(key, val) (canon_find(t, n, key, strlen(key), &v, &vl) && vl == strlen(val) && \
+                      memcmp(v, val, vl) == 0)
+#define NAME(s) (nl == strlen(s) && memcmp(name, s, nl) == 0)
+    const int full = IS("policy", "full"), fd = IS("policy", "fd");
+    const int afd = IS("policy", "afd-single") || IS("policy", "afd-multi");
+    const int avgm = IS("opt", "fedavgm");
+    const int adam_yogi = IS("opt", "fedadam") || IS("opt", "fedyogi");
+    const int adaptive = adam_yogi || IS("opt", "fedadagrad");
+    const int mean = IS("agg_mode", "0"), trimmed = IS("agg_mode", "1");
+    const int layer = nl > 12 && memcmp(name, "keep_p_layer", 12) == 0;
+    if (NAME("keep_p") || layer || NAME("agg_dilute"))
+        return full;
+    if (NAME("fd_per_client"))
+        return !fd;
+    if (NAME("score_accumulate") || NAME("eps_rel"))
+        return !afd;
+    if (NAME("loss_unweighted"))
+        return !IS("policy", "afd-single");
+    if (NAME("opt_momentum"))
+        return !avgm;
+    if (NAME("opt_beta1") || NAME("opt_tau") || NAME("opt_v0"))
+        return !adaptive;
+    if (NAME("opt_beta2"))
+        return !adam_yogi;
+    if (NAME("agg_trim"))
+        return !trimmed;
+    if (NAME("agg_max_updates"))
+        return mean;
+    return 0;
+#undef IS
+#undef NAME
+}
+
+/* Every line of a[0..an) that is not inert under `now` is in b[0..bn) with the same value. */
+static int canon_lines_in(const char *a, size_t an, const char *b, size_t bn, const char *now,
+                          size_t now_len)
+{
+    for (size_t p = 0; p < an;) {
+        const char *nlc = memchr(a + p, '\n', an - p);
+        const size_t e = nlc ? (size_t)(nlc - a) : an;
+        const char *eq = memchr(a + p, '=', e - p);
+        if (!eq)
+            return 0; /* not a canonical line */
+        const size_t nl = (size_t)(eq - (a + p));
+        const char *v = NULL;
+        size_t vl = 0;
+        if (!canon_inert(now, now_len, a + p, nl) &&
+            (!canon_find(b, bn, a + p, nl, &v, &vl) || vl != e - p - nl - 1 ||
+             memcmp(v, eq + 1, vl) != 0))
+            return 0;
+        p = e + 1;
+    }
+    return 1;
+}
+
+int fls_config_canon_same_effect(const char *was, size_t was_len, const char *now,
+                                 size_t now_len)
+{
+    if (!was || !now)
+        return 0;
+    return canon_lines_in(was, was_len, now, now_len, now, now_len) &&
+           canon_lines_in(now, now_len, was, was_len, now, now_len);
+}
+
 static void jnum(canon *c, const char *key, double v)
 {
     if (isfinite(v))

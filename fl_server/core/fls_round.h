@@ -78,6 +78,16 @@ fl_status fls_config_canon(const fls_config *cfg, char *buf, size_t cap, size_t 
 size_t fls_config_canon_diff(const char *was, size_t was_len, const char *now, size_t now_len,
                              char *out, size_t cap);
 
+/* 1 when two canonical texts (was: a checkpoint's, now: this configuration's) differ at most in
+ * settings that have no effect under now's (and so was's: what decides that is compared) policy,
+ * optimizer and aggregation mode: policy.keep and keep_layers and aggregation.dilute under
+ * policy full, the afd settings under other policies, fd_per_client outside fd, the optimizer's
+ * settings of other kinds, trim_frac outside trimmed-mean, max_updates under mean. The settings
+ * fl_server warns about at start as having no effect. Results do not depend on them, so such a
+ * checkpoint resumes. 0 otherwise (NULL texts included). */
+int fls_config_canon_same_effect(const char *was, size_t was_len, const char *now,
+                                 size_t now_len);
+
 typedef enum fls_close_reason {
     FLS_CLOSE_QUORUM = 1,    /* clients_per_round updates committed */
     FLS_CLOSE_DEADLINE = 2,  /* the round's deadline passed */

@@ -2625,6 +2625,82 @@ static void corelog_fn(void *user, fl_log_level level, const char *msg)
         b->len += (size_t)n;
 }
 
+/* A checkpoint resumes under settings that differ only where they have no effect (those
+ * fl_server warns about at start: policy.keep under policy.kind full, the afd settings under fd,
+ * an optimizer's settings of another kind), with a warning that names them; a difference that
+ * matters is still refused, by name. */
+static void test_resume_inert_settings(void **state)
+{
+    (void)state;
+    corelog *lg = calloc(1, sizeof *lg);
+    assert_non_null(lg);
+    for (int pass = 0; pass < 2; pass++) {
+        fls_config cfg = small_config();
+        cfg.policy.kind = pass == 0 ? FLS_POLICY_FULL : FLS_POLICY_FD;
+        fls_core *a = core_with_clients(&cfg, 6);
+        fls_ckpt k;
+        assert_int_equal(fls_core_checkpoint(a, &k), FL_OK);
+        fls_core_free(a);
+        /* inert: under full, keep and a layer's keep; under both, eps_rel and momentum (fedavg) */
+        fls_config other = cfg;
+        if (pass == 0) {
+            other.policy.keep_p = 0.5;
+            other.policy.keep_p_layer[0] = 0.3;
+        }
+        other.policy.eps_rel = 0.25;
+        other.opt.momentum = 0.5f;
+        other.log.fn = corelog_fn;
+        other.log.user = lg;
+        other.log.min_level = FL_LOG_DEBUG;
+        lg->len = 0;
+        lg->text[0] = 0;
+        fls_core *b = core_with_clients(&other, 6);
+        uint8_t dk[FL_SHA256_LEN];
+        assert_int_equal(fls_config_digest(&other, dk), FL_OK);
+        assert_memory_not_equal(dk, k.config_digest, FL_SHA256_LEN);
+        if (fls_core_restore(b, &k) != FL_OK)
+            fail_msg("pass %d: refused:\n%s", pass, lg->text);
+        if (!strstr(lg->text, "settings that have no effect under this configuration") ||
+            !strstr(lg->text, "policy.eps_rel 0.001 -> 0.25") ||
+            !strstr(lg->text, "optimizer.momentum 0.9 -> 0.5") ||
+            (pass == 0 && !strstr(lg->text, "policy.keep 0.75 -> 0.5")) ||
+            (pass == 0 && !strstr(lg->text, "policy.keep_layers[0] 0.75 -> 0.3")))
+            fail_msg("pass %d: the warning lacks a setting:\n%s", pass, lg->text);
+        fls_core_free(b);
+        /* under fd a layer's keep value matters: refused, named as such; one setting: "it" */
+        if (pass == 1) {
+            other = cfg;
+            other.policy.keep_p_layer[0] = 0.5;
+            other.log.fn = corelog_fn;
+            other.log.user = lg;
+            other.log.min_level = FL_LOG_DEBUG;
+        other.log.min_level = FL_LOG_DEBUG;
+            lg->len = 0;
+            lg->text[0] = 0;
+            b = core_with_clients(&other, 6);
+            assert_int_equal(fls_core_restore(b, &k), FL_ERR_CHECKPOINT_MISMATCH);
+            if (!strstr(lg->text, "1 setting changed since (the checkpoint's value -> this one's): "
+                                  "policy.keep_layers[0] 0.75 -> 0.5. Set it back to resume"))
+                fail_msg("log lacks the layer's keep value:\n%s", lg->text);
+            fls_core_free(b);
+        }
+        /* the policy itself always matters, and with it what it makes inert */
+        other = cfg;
+        other.policy.kind = pass == 0 ? FLS_POLICY_FD : FLS_POLICY_FULL;
+        other.log.fn = corelog_fn;
+        other.log.user = lg;
+        other.log.min_level = FL_LOG_DEBUG;
+        lg->len = 0;
+        lg->text[0] = 0;
+        b = core_with_clients(&other, 6);
+        assert_int_equal(fls_core_restore(b, &k), FL_ERR_CHECKPOINT_MISMATCH);
+        assert_non_null(strstr(lg->text, "policy.kind"));
+        fls_core_free(b);
+        fls_ckpt_clear(&k);
+    }
+    free(lg);
+}
+
 /* A resume refused for another configuration names the settings that changed, with both values
  * as an operator writes them: the checkpoint keeps its configuration's text (an optional CONFIG
  * section whose SHA-256 must be the digest in META). A file without it (earlier builds) gets the
@@ -2678,19 +2754,6 @@ static void test_resume_mismatch_names_settings(void **state)
     assert_null(strstr(lg->text, "keep_layers")); /* it follows policy.keep: said there */
 
     fls_core_free(b);
-    /* a layer's own keep value is named as such; one setting: "it" */
-    lg->len = 0;
-    lg->text[0] = 0;
-    other = cfg;
-    other.policy.keep_p_layer[0] = 0.5;
-    other.log.fn = corelog_fn;
-    other.log.user = lg;
-    b = core_with_clients(&other, 6);
-    assert_int_equal(fls_core_restore(b, &back), FL_ERR_CHECKPOINT_MISMATCH);
-    if (!strstr(lg->text, "1 setting changed since (the checkpoint's value -> this one's): "
-                          "policy.keep_layers[0] 0.75 -> 0.5. Set it back to resume"))
-        fail_msg("log lacks the layer's keep value:\n%s", lg->text);
-
     /* a file without the text (an earlier build): the settings that enter the digest */
     lg->len = 0;
     lg->text[0] = 0;
@@ -2699,6 +2762,7 @@ static void test_resume_mismatch_names_settings(void **state)
     drop_config(&k);
     through_bytes(&k, &back, &buf, &len);
     assert_null(back.config);
+    b = core_with_clients(&other, 6);
     assert_int_equal(fls_core_restore(b, &back), FL_ERR_CHECKPOINT_MISMATCH);
     if (!strstr(lg->text, "the file holds only the digest") ||
         !strstr(lg->text, "model.arch, run.seed, policy.*, optimizer.*, aggregation.*, "
@@ -2847,6 +2911,7 @@ int main(void)
         cmocka_unit_test(test_resume_after_target),
         cmocka_unit_test(test_run_id),
         cmocka_unit_test(test_resume_mismatch_names_settings),
+        cmocka_unit_test(test_resume_inert_settings),
         cmocka_unit_test(test_resume_exact),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
