@@ -4177,28 +4177,32 @@ fls_status fls_server_step(fls_server *s, int timeout_ms)
     if (stop_asked(s) && !s->eval_live)
         return finish_stop(s);
     if (stop_asked(s) && !atomic_load(&s->eval_done)) {
-        /* The round is trained and aggregated: with a checkpoint to keep it in, its evaluation
-         * is let finish so that the round ends and is checkpointed, rather than dropped with its
-         * clients' work; the reactor serves the clients meanwhile. A second stop, or none to
-         * keep, stops now (finish_stop: the thread is told to stop, and joined only by
-         * fls_server_free, so that a long batch holds up nothing the clients see). */
+        /* The round is trained and aggregated: its evaluation is let finish so that the round
+         * ends (its log line, its metrics line, its round callback with the accuracy) and is
+         * checkpointed, rather than dropped with its clients' work; the reactor serves the
+         * clients meanwhile. Without checkpoint.path too: the last round's accuracy is what a
+         * run without one keeps. A second stop stops now (finish_stop: the thread is told to
+         * stop, and joined only by fls_server_free, so that a long batch holds up nothing the
+         * clients see). */
         const int keep = s->opt.ckpt_path[0] != 0;
-        if (!keep || atomic_load(&s->stop_calls) >= 2) {
+        if (atomic_load(&s->stop_calls) >= 2) {
             if (keep)
                 fl_log(&s->log, FL_LOG_WARN, "stopping now: the evaluation of round %llu is "
                        "cancelled and the round dropped%s", (unsigned long long)s->eval_round,
                        nothing_to_keep(s) ? "" : " (a resumed run trains it again)");
             else
-                fl_log(&s->log, FL_LOG_INFO, "stopping now: the evaluation of round %llu is "
-                       "cancelled (no checkpoint.path: the run is not kept)",
-                       (unsigned long long)s->eval_round);
+                fl_log(&s->log, FL_LOG_WARN, "stopping now: the evaluation of round %llu is "
+                       "cancelled and the round dropped (no checkpoint.path: the run is not "
+                       "kept)", (unsigned long long)s->eval_round);
             return finish_stop(s);
         }
         if (!s->stop_said) {
             s->stop_said = 1;
             fl_log(&s->log, FL_LOG_INFO, "stopping once the evaluation of round %llu is over, "
-                   "to checkpoint the round (running for %.1f s; stop again to stop now and drop "
-                   "the round)", (unsigned long long)s->eval_round, fl_time_mono_s() - s->eval_t0);
+                   "to %s (running for %.1f s; stop again to stop now and drop the round)",
+                   (unsigned long long)s->eval_round,
+                   keep ? "checkpoint the round" : "end the round with its accuracy",
+                   fl_time_mono_s() - s->eval_t0);
         }
     }
     if (it[2].revents & ZMQ_POLLIN)

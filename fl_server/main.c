@@ -232,8 +232,8 @@ static void usage(FILE *f)
     fprintf(f,
             "\nSignals: SIGTERM/SIGINT stop (a checkpoint when checkpoint.path is set, Bye "
             "\"restart\", exit 0);\n"
-            "         during an evaluation, with checkpoint.path set, the stop waits for it\n"
-            "         (its round is checkpointed); a second one cancels it and drops the round.\n"
+            "         during an evaluation the stop waits for it (its round ends, and is\n"
+            "         checkpointed); a second one cancels it and drops the round.\n"
             "         SIGHUP re-reads the allow-list and reopens run.metrics.\n"
             "         During start-up: SIGTERM/SIGINT exit 0 once it is over (no round, no "
             "checkpoint),\n"
