@@ -198,11 +198,14 @@ fl_status flsim_trace_parse(flsim_trace **out, const char *text, size_t len, cha
                 st = FL_ERR_TRACE_FORMAT;
             }
         }
+        /* No repeats, so a gap means an id at or above n: the largest, whose row is named by
+         * its line, as every other bad row is (ids 1 .. n, counted from 1, is the usual case). */
         for (size_t i = 0; i < n && st == FL_OK; i++) {
             if (ents[i].id != (uint32_t)i) {
                 if (err && errlen)
-                    snprintf(err, errlen, "client %zu missing (ids must be 0 .. %zu, each once)",
-                             i, n - 1);
+                    snprintf(err, errlen, "line %zu: client %u is beyond the %zu rows (ids must "
+                             "be 0 .. %zu, each once): client %zu is missing",
+                             ents[n - 1].line, ents[n - 1].id, n, n - 1, i);
                 st = FL_ERR_TRACE_FORMAT;
             }
         }

@@ -420,7 +420,10 @@ static void test_trace_bad_rows_have_line_numbers(void **state)
         {"client,flops,down_bps,up_bps,availability\n0,1e9,1e6,nan,1\n", "line 2: up_bps"},
         {"client,flops,down_bps,up_bps,availability\n0,1e9,1e6,1e6,1\n-1,1e9,1e6,1e6,1\n", "line 3: client"},
         {"client,flops,down_bps,up_bps,availability\n0,1e9,1e6,1e6,1\n1,1e9,1e6,1e6,1\n0,2e9,1e6,1e6,1\n", "line 4: client 0 already given on line 2"},
-        {"client,flops,down_bps,up_bps,availability\n0,1e9,1e6,1e6,1\n2,1e9,1e6,1e6,1\n", "client 1 missing"},
+        {"client,flops,down_bps,up_bps,availability\n0,1e9,1e6,1e6,1\n2,1e9,1e6,1e6,1\n", "line 3: client 2 is beyond the 2 rows (ids must be 0 .. 1, each once): client 1 is missing"},
+        /* an id out of range is named by its line, wherever it stands; ids counted from 1 */
+        {"client,flops,down_bps,up_bps,availability\n0,1e9,1e6,1e6,1\n7,1e9,1e6,1e6,1\n1,1e9,1e6,1e6,1\n", "line 3: client 7 is beyond the 3 rows (ids must be 0 .. 2, each once): client 2 is missing"},
+        {"client,flops,down_bps,up_bps,availability\n1,1e9,1e6,1e6,1\n# c\n2,1e9,1e6,1e6,1\n", "line 4: client 2 is beyond the 2 rows (ids must be 0 .. 1, each once): client 0 is missing"},
         /* a repeat that leaves a gap is named as the repeat */
         {"client,flops,down_bps,up_bps,availability\n0,1e9,1e6,1e6,1\n2,1e9,1e6,1e6,1\n2,1e9,1e6,1e6,1\n", "line 4: client 2 already given on line 3"},
         {"client,flops,down_bps,up_bps,availability\n0, 1e9,1e6,1e6,1\n", "line 2: flops ' 1e9' is not a finite number"},
