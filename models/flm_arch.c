@@ -409,7 +409,8 @@ static fl_status parse_moge(flm_arch *a, const char *p, char *err, size_t errlen
         for (int i = 0; i < 6; i++) {
             if (parse_int(&p, f[i]) != 0) {
                 const int digits = (int)strspn(p, "0123456789");
-                if (digits > 0) /* a number, out of range: say which */
+                /* a whole field of digits, out of range: say which ("0x80" is no number) */
+                if (digits > 0 && p[digits] == (i < 5 ? ':' : '\0'))
                     return spec_error(err, errlen, "moge: %s must be 1 to %d, not %.*s%s",
                                       name[i], most[i], digits < 12 ? digits : 12, p,
                                       digits > 12 ? "..." : "");

@@ -160,6 +160,7 @@ static void test_arch_bad_specs(void **state)
         "moge:", "moge:784:128:4:4:1", "moge:784:128:4:4:1:10:1", "moge:784:128:4:4:5:10",
         "moge:784:128:65:4:1:10", "moge:784:128:4:257:1:10", "moge:784:128:0:4:1:10",
         "moge:784:128:4:4:0:10", "mogex", "moge:784: 128:4:4:1:10", "moge:784:128:2:32:17:10",
+        "moge:0x310:128:4:4:1:10", "moge:784:128:4:4:1:0x0a",
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         flm_arch a;
@@ -176,6 +177,11 @@ static void test_arch_bad_specs(void **state)
         {"moge:784:128:4:300:1:10", "moge: EXPERTS must be 1 to 256, not 300"},
         {"moge:784:128:2:40:17:10", "moge: TOPK must be 1 to 16, not 17"},
         {"moge:784:128:4:4:5:10", "moge: TOPK must be at most EXPERTS (a group's, 4), not 5"},
+        {"moge:784:128:4:4:1:0", "moge: CLASSES must be 1 to 65536, not 0"},
+        /* a field that is not a number is not said to be one out of range ("not 0") */
+        {"moge:0x310:128:4:4:1:10", "moge: expected moge:IN:HIDDEN:GROUPS:EXPERTS:TOPK:CLASSES"},
+        {"moge:784:0x80:4:4:1:10", "moge: expected moge:IN:HIDDEN:GROUPS:EXPERTS:TOPK:CLASSES"},
+        {"moge:784:128:4:4:1:0x0a", "moge: expected moge:IN:HIDDEN:GROUPS:EXPERTS:TOPK:CLASSES"},
     };
     for (size_t i = 0; i < sizeof said / sizeof said[0]; i++) {
         flm_arch m;
