@@ -635,7 +635,7 @@ static int on_exp(void *user, const flsim_exp_event *ev)
         fprintf(stderr, "%s: final acc %.4f, %u rounds (read back from %s)\n", tag,
                 ev->res->final_test_acc, ev->res->rounds, ev->dir);
     else
-        fprintf(stderr, "%s: final acc %.4f, %u rounds, %.0f virtual s, %.1f MB, wall %.1f s\n",
+        fprintf(stderr, "%s: final acc %.4f, %u rounds, %.1f virtual s, %.1f MB, wall %.1f s\n",
                 tag, ev->res->final_test_acc, ev->res->rounds, ev->res->virtual_time_s,
                 (double)(ev->res->bytes_down + ev->res->bytes_up) / 1e6, ev->res->wall_s);
     warn_no_update(tag, ev->res, NAN); /* the lr is the preset's, or an override's */
@@ -732,7 +732,7 @@ static int run_experiment(int argc, char **argv, int first)
         fprintf(stderr, "fl_sim experiment: warning: %u seed%s: docs/AFD.md asks for at least 3 (no "
                 "spread to compare configurations by)\n", e.seeds, e.seeds == 1 ? "" : "s");
     const fl_logger lg = {log_below_bar, stderr, FL_LOG_WARN};
-    char err[512];
+    char err[2560]; /* the experiment's own e2 (2048) and what it adds to it */
     exp_progress ep = {pmode == 1 || (pmode == -1 && isatty(STDERR_FILENO)), quiet, 0.0, NAN, 0.0};
     if (g_rank == 0) {
         e.progress = on_exp;

@@ -497,12 +497,12 @@ fl_status flsim_experiment_afd(const flsim_experiment *e, const fl_logger *log, 
             if (base.n_keep_layers)
                 strncat(kls, ")", sizeof kls - strlen(kls) - 1);
             fprintf(md, "Preset `%s`: %s, model %s (%zu parameters), %u clients, %u per round, %u rounds, "
-                        "partition %s, keep %.2f%s; compression (+c): down %s, up %s; %u seeds; "
+                        "partition %s, keep %.2f%s; compression (+c): down %s, up %s; %u seed%s; "
                         "target accuracy %.2f. Mean (sd) over seeds that reached the target; "
                         "ratios are to uncompressed FedAvg (`full`) over the seeds both reached, < 1 "
                         "is better for rounds, time and bytes. %s\n\n",
                     e->preset, base.dataset, runs[0].res.arch, runs[0].res.n_params, base.clients,
-                    base.per_round, base.rounds, base.partition, base.keep, kls, down_c, up_c, seeds,
+                    base.per_round, base.rounds, base.partition, base.keep, kls, down_c, up_c, seeds, seeds == 1 ? "" : "s",
                     base.target_acc, evs);
             fprintf(md, "| config | reached | rounds to target | virtual time to target (s) | bytes to target (MB) | of which down / up (MB) | final acc | x rounds | x time | x bytes | acc - full |\n");
             fprintf(md, "|---|---|---|---|---|---|---|---|---|---|---|\n");
@@ -577,7 +577,8 @@ fl_status flsim_experiment_afd(const flsim_experiment *e, const fl_logger *log, 
                     st = FL_ERR_IO;
                     break;
                 }
-                fprintf(g, "# round vtime_s MB test_acc (means over %u seeds)\n", seeds);
+                fprintf(g, "# round vtime_s MB test_acc (means over %u seed%s)\n", seeds,
+                        seeds == 1 ? "" : "s");
                 const size_t nr = runs[c * seeds].n;
                 for (size_t i = 0; i < nr; i++) {
                     double vt = 0, by = 0, acc = 0;
@@ -615,8 +616,8 @@ fl_status flsim_experiment_afd(const flsim_experiment *e, const fl_logger *log, 
                 for (int t = 0; t < 2; t++)
                     for (int p = 0; p < 2; p++) {
                         fprintf(g, "set terminal %s\nset output '%s.%s'\n", terms[t][0], xs[p], terms[t][1]);
-                        fprintf(g, "set title 'AFD experiment (%s preset): test accuracy, mean of %u seeds'\n",
-                                e->preset, seeds);
+                        fprintf(g, "set title 'AFD experiment (%s preset): test accuracy, mean of %u seed%s'\n",
+                                e->preset, seeds, seeds == 1 ? "" : "s");
                         fprintf(g, "set xlabel '%s'\nset ylabel 'test accuracy'\nset key bottom right\nset grid\n%s",
                                 xl[p], "set logscale x\n");
                         fprintf(g, "plot ");

@@ -1915,8 +1915,8 @@ static fl_status setup(sim *S, const flsim_config *cfg, const flsim_data *data,
         return FL_ERR_CONFIG;
     }
     if (S->test->classes > a.classes) { /* checked now, not at the first evaluation */
-        snprintf(e2, sizeof e2, "the model %s has %d classes, fewer than the %d of the test set%s",
-                 a.spec, a.classes, S->test->classes,
+        snprintf(e2, sizeof e2, "the model %s has %d class%s, fewer than the %d of the test set%s",
+                 a.spec, a.classes, a.classes == 1 ? "" : "es", S->test->classes,
                  cfg->test_dataset[0] ? " (--test-dataset)" : "");
         set_err(err, errlen, "%s%s", "--model: ", e2);
         return FL_ERR_CONFIG;
