@@ -13,6 +13,7 @@
 #include "fl_text.h"
 #include "flsim.h"
 #include "flsim_internal.h"
+#include "fls_round.h"
 #include "flz.h"
 
 #ifdef FLSIM_HAVE_YAML
@@ -351,6 +352,11 @@ fl_status flsim_config_set(flsim_config *c, const char *key, const char *v, char
         if (flz_spec_parse(v, &zs, e2, sizeof e2) != FL_OK) {
             if (err && errlen)
                 snprintf(err, errlen, "--%s: %s", key, e2);
+            return FL_ERR_INVALID_ARG;
+        }
+        if (key[0] == 'd' && fls_down_codec_refusal(&zs)) {
+            if (err && errlen)
+                snprintf(err, errlen, "--%s: %s: %s", key, v, fls_down_codec_refusal(&zs));
             return FL_ERR_INVALID_ARG;
         }
         char *dst = key[0] == 'd' ? c->down_codec : c->up_codec;

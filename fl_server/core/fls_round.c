@@ -48,6 +48,9 @@ fl_status fls_config_validate(const fls_config *cfg, char *err, size_t errlen)
     if (memchr(cfg->down_codec, 0, sizeof cfg->down_codec) == NULL ||
         flz_spec_parse(cfg->down_codec, &sp, why, sizeof why) != FL_OK)
         return cfg_fail(err, errlen, "down_codec: %s", why);
+    const char *no = fls_down_codec_refusal(&sp);
+    if (no)
+        return cfg_fail(err, errlen, "down_codec: %s", no);
     if (memchr(cfg->up_codec, 0, sizeof cfg->up_codec) == NULL ||
         flz_spec_parse(cfg->up_codec, &sp, why, sizeof why) != FL_OK)
         return cfg_fail(err, errlen, "up_codec: %s", why);
@@ -120,6 +123,19 @@ static void put(canon *c, const char *fmt, ...)
         c->overflow = 1;
     else
         c->len += (size_t)n;
+}
+
+const char *fls_down_codec_refusal(const flz_spec *spec)
+{
+    if (spec && spec->topk > 0)
+        return "topk keeps only the largest weights and zeroes the rest of the model the clients "
+               "train (the downlink carries weights, with no error feedback): use a quantizer "
+               "(q8, rot+q4, f16) and zstd; top-k is for the uplink";
+    if (spec && spec->sub > 0)
+        return "sub zeroes weights at random and scales the rest of the model the clients train "
+               "(the downlink carries weights, not an unbiased update): use a quantizer (q8, "
+               "rot+q4, f16) and zstd; subsampling is for the uplink";
+    return NULL;
 }
 
 fl_status fls_config_canon(const fls_config *cfg, char *buf, size_t cap, size_t *len)

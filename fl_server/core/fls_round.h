@@ -17,6 +17,7 @@
 #include "fls_agg.h"
 #include "fls_opt.h"
 #include "fls_policy.h"
+#include "flz.h"
 
 #define FLS_CODEC_STRLEN 96
 
@@ -54,6 +55,12 @@ fls_config fls_config_default(void);
 /* FL_OK, or FL_ERR_CONFIG with the reason in err (NUL-terminated, may be NULL). Checks every field
  * (architecture and codec specs parse, ranges of counts, rates and options). */
 fl_status fls_config_validate(const fls_config *cfg, char *err, size_t errlen);
+
+/* NULL when spec may encode the downlink, else why not: the downlink carries the model's weights,
+ * not an update, with no error feedback to carry what a stage drops, so top-k (which zeroes all
+ * but the largest weights) and random subsampling (which zeroes weights at random and scales the
+ * rest by 1/p) would hand clients a broken model. */
+const char *fls_down_codec_refusal(const flz_spec *spec);
 
 /* SHA-256 over a canonical text serialisation of the fields that determine the run's results:
  * arch, seed, policy, opt, agg (not its logger), clients_per_round, overcommit, train, codecs,

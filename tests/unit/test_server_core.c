@@ -1142,6 +1142,21 @@ static void test_config_digest(void **state)
     b = a;
     snprintf(b.down_codec, sizeof b.down_codec, "q3");
     assert_int_equal(fls_config_validate(&b, err, sizeof err), FL_ERR_CONFIG);
+    /* the downlink carries weights: no stage that zeroes some of them; the uplink takes both */
+    static const char *const no_down[] = {"topk0.1", "topk0.5+q8+zstd", "sub0.5", "rot+sub0.3+q8"};
+    for (size_t i = 0; i < sizeof no_down / sizeof no_down[0]; i++) {
+        b = a;
+        snprintf(b.down_codec, sizeof b.down_codec, "%s", no_down[i]);
+        assert_int_equal(fls_config_validate(&b, err, sizeof err), FL_ERR_CONFIG);
+        assert_non_null(strstr(err, no_down[i][0] == 't' ? "down_codec: topk keeps only the "
+                                                           "largest weights"
+                                                         : "down_codec: sub zeroes weights"));
+        b = a;
+        snprintf(b.up_codec, sizeof b.up_codec, "%s", no_down[i]);
+        assert_int_equal(fls_config_validate(&b, err, sizeof err), FL_OK);
+    }
+    b = a;
+    snprintf(b.down_codec, sizeof b.down_codec, "topk0.1");
     fls_core *core = NULL;
     assert_int_equal(fls_core_new(&b, &core), FL_ERR_CONFIG);
     assert_null(core);

@@ -607,7 +607,8 @@ static void test_options_and_yaml(void **state)
     assert_non_null(strstr(err, "nonsense"));
     const char *bad[][2] = {{"clients", "0"}, {"clients", "-3"}, {"clients", "12x"},
                             {"keep", "1.5"}, {"keep", "0"}, {"policy", "random"},
-                            {"down-codec", "q3"}, {"partition", "dirichlet:-1"},
+                            {"down-codec", "q3"}, {"down-codec", "topk0.1+q8"},
+                            {"down-codec", "sub0.5"}, {"partition", "dirichlet:-1"},
                             {"overcommit", "0.5"}, {"availability", "p:2"}, {"seed", "-1"},
                             {"progress", "maybe"}};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
