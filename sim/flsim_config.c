@@ -514,6 +514,18 @@ void flsim_json_str(char *buf, size_t cap, const char *s)
     buf[o] = '\0';
 }
 
+/* v in the fewest significant digits (up to 17) that read back as v: 0.05, not
+ * 0.050000000000000003; into b (32 bytes). */
+static const char *num(char *b, double v)
+{
+    for (int p = 15; p <= 17; p++) {
+        snprintf(b, 32, "%.*g", p, v);
+        if (strtod(b, NULL) == v)
+            break;
+    }
+    return b;
+}
+
 size_t flsim_config_json(const flsim_config *c, char *buf, size_t cap)
 {
     char ds[2 * FLSIM_STR], tds[2 * FLSIM_STR], mo[2 * FLSIM_STR], tr[2 * FLSIM_STR], pa[160];
@@ -525,7 +537,7 @@ size_t flsim_config_json(const flsim_config *c, char *buf, size_t cap)
     flsim_json_str(pa, sizeof pa, c->partition);
     flsim_json_str(dc, sizeof dc, c->down_codec);
     flsim_json_str(uc, sizeof uc, c->up_codec);
-    char t[128];
+    char t[128], nb[13][32];
     flsim_dist_format(&c->flops, t, sizeof t);
     flsim_json_str(fl, sizeof fl, t);
     flsim_dist_format(&c->down_bps, t, sizeof t);
@@ -550,27 +562,31 @@ size_t flsim_config_json(const flsim_config *c, char *buf, size_t cap)
     char kl[FLM_MAX_LAYERS * 26 + 3];
     size_t kn = (size_t)snprintf(kl, sizeof kl, "[");
     for (uint32_t i = 0; i < c->n_keep_layers && i < FLM_MAX_LAYERS; i++)
-        kn += (size_t)snprintf(kl + kn, sizeof kl - kn, "%s%.17g", i ? ", " : "", c->keep_layers[i]);
+        {
+        char one[32];
+        kn += (size_t)snprintf(kl + kn, sizeof kl - kn, "%s%s", i ? ", " : "",
+                               num(one, c->keep_layers[i]));
+    }
     snprintf(kl + kn, sizeof kl - kn, "]");
     return (size_t)snprintf(buf, cap,
-        "{\"dataset\": %s, \"test_dataset\": %s, \"test_frac\": %.17g, \"train_samples\": %u, \"model\": %s, "
+        "{\"dataset\": %s, \"test_dataset\": %s, \"test_frac\": %s, \"train_samples\": %u, \"model\": %s, "
         "\"clients\": %u, \"per_round\": %u, \"rounds\": %u, \"data_shards\": %u, "
-        "\"partition\": %s, \"policy\": \"%s\", \"keep\": %.17g, \"keep_layers\": %s, \"down_codec\": %s, "
+        "\"partition\": %s, \"policy\": \"%s\", \"keep\": %s, \"keep_layers\": %s, \"down_codec\": %s, "
         "\"up_codec\": %s, \"seed\": %llu, \"threads\": %u, \"fold_threads\": %s, \"epochs\": %u, "
         "\"batch\": %u, "
-        "\"lr\": %.17g, \"momentum\": %.17g, \"weight_decay\": %.17g, \"prox_mu\": %.17g, "
-        "\"server_lr\": %.17g, \"overcommit\": %.17g, \"deadline\": %.17g, \"latency\": %.17g, "
-        "\"chunk_elems\": %u, \"eval_every\": %u, \"eval_samples\": %u, \"target_acc\": %.17g, "
+        "\"lr\": %s, \"momentum\": %s, \"weight_decay\": %s, \"prox_mu\": %s, "
+        "\"server_lr\": %s, \"overcommit\": %s, \"deadline\": %s, \"latency\": %s, "
+        "\"chunk_elems\": %u, \"eval_every\": %u, \"eval_samples\": %u, \"target_acc\": %s, "
         "\"keep_going\": %d, \"flops\": %s, \"down_bps\": %s, \"up_bps\": %s, "
-        "\"availability\": %s, \"trace\": %s, \"idle_step\": %.17g, "
-        "\"score_accumulate\": %d, \"loss_unweighted\": %d, \"eps_rel\": %.17g, "
+        "\"availability\": %s, \"trace\": %s, \"idle_step\": %s, "
+        "\"score_accumulate\": %d, \"loss_unweighted\": %d, \"eps_rel\": %s, "
         "\"agg_dilute\": %d}",
-        ds, tds, c->test_frac, c->train_samples, mo, c->clients, c->per_round, c->rounds, c->data_shards, pa, pol,
-        c->keep, kl, dc, uc, (unsigned long long)c->seed, c->threads, ft, c->epochs, c->batch, c->lr,
-        c->momentum, c->weight_decay, c->prox_mu, c->server_lr, c->overcommit, c->deadline_s,
-        c->latency_s, c->chunk_elems, c->eval_every, c->eval_samples, c->target_acc,
-        c->keep_going, fl, db, ub, av, tr, c->idle_step_s, c->score_accumulate,
-        c->loss_unweighted, c->eps_rel, c->agg_dilute);
+        ds, tds, num(nb[0], c->test_frac), c->train_samples, mo, c->clients, c->per_round, c->rounds, c->data_shards, pa, pol,
+        num(nb[1], c->keep), kl, dc, uc, (unsigned long long)c->seed, c->threads, ft, c->epochs, c->batch, num(nb[2], c->lr),
+        num(nb[3], c->momentum), num(nb[4], c->weight_decay), num(nb[5], c->prox_mu), num(nb[6], c->server_lr), num(nb[7], c->overcommit), num(nb[8], c->deadline_s),
+        num(nb[9], c->latency_s), c->chunk_elems, c->eval_every, c->eval_samples, num(nb[10], c->target_acc),
+        c->keep_going, fl, db, ub, av, tr, num(nb[11], c->idle_step_s), c->score_accumulate,
+        c->loss_unweighted, num(nb[12], c->eps_rel), c->agg_dilute);
 }
 
 #ifdef FLSIM_HAVE_YAML

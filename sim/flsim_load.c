@@ -260,6 +260,22 @@ static int hexval(char c)
     return -1;
 }
 
+/* A value as a message shows it (malloc'ed): a real in the fewest digits that read back as it
+ * (0.05, where jansson writes 0.050000000000000003). */
+static char *dump_value(const json_t *v)
+{
+    if (!json_is_real(v))
+        return json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT);
+    char *b = malloc(32);
+    const double x = json_real_value(v);
+    for (int p = 15; b && p <= 17; p++) {
+        snprintf(b, 32, "%.*g", p, x);
+        if (strtod(b, NULL) == x)
+            break;
+    }
+    return b;
+}
+
 /* The saved settings against those of this run: FL_OK, or FL_ERR_RESULTS_MISMATCH naming the
  * first setting that differs. `threads` and `fold_threads` are left out: results do not depend
  * on them. `model` as written may differ where both name the same architecture (saved_arch, the
@@ -291,8 +307,8 @@ static fl_status same_config(json_t *saved, const char *saved_arch, const flsim_
         if (!strcmp(k, "model") && want_arch && saved_arch && !strcmp(saved_arch, want_arch))
             continue;
         if (!s || !json_equal(s, v)) {
-            char *a = s ? json_dumps(s, JSON_ENCODE_ANY | JSON_COMPACT) : NULL;
-            char *b = json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT);
+            char *a = s ? dump_value(s) : NULL;
+            char *b = dump_value(v);
             /* the model: its canonical specs too, where the caller knows them */
             const int arch = !strcmp(k, "model") && want_arch && saved_arch;
             st = fl_errf(err, errlen, FL_ERR_RESULTS_MISMATCH,

@@ -1317,6 +1317,12 @@ static void test_outputs_read_back(void **state)
                      FL_ERR_RESULTS_MISMATCH);
     assert_non_null(strstr(err, "'seed'"));
     assert_null(grec);
+    /* reals in the fewest digits that read back (not 0.050000000000000003) */
+    c2 = c;
+    c2.lr = 0.05;
+    assert_int_equal(flsim_load_outputs(dir, &c2, NULL, &got, &grec, &gn, err, sizeof err),
+                     FL_ERR_RESULTS_MISMATCH);
+    assert_non_null(strstr(err, "setting 'lr' differs: saved 0.1, this run 0.05"));
     /* the model as written: another spelling of the saved arch is the same run when the caller
      * gives this run's canonical arch (the experiment does); literally compared without it */
     c2 = c;
