@@ -347,8 +347,8 @@ static int on_round(void *user, const flsim_round_record *r, const flsim_result 
     if (r->evaluated)
         snprintf(acc, sizeof acc, "%.4f", r->test_acc);
     if (p->bar) {
-        /* Most useful first: a narrow terminal cuts the line's end (bar_line), so the round and
-         * the time left come before the bar, the bytes last. */
+        /* Most useful first: a narrow terminal cuts the line's end (bar_line), so the round, the
+         * time left and the accuracy come before the bar, the bytes last. */
         p->rounds_wall += r->wall_s;
         const int width = 12;
         const int fill = p->total ? (int)((double)r->round / p->total * width) : width;
@@ -358,9 +358,9 @@ static int on_round(void *user, const flsim_round_record *r, const flsim_result 
             snprintf(failed, sizeof failed, "  failed %llu", (unsigned long long)sofar->updates_failed);
         char line[256], vt[32];
         vtime_str(vt, sizeof vt, r->vtime_s, 0);
-        snprintf(line, sizeof line, "%u/%u ~%s left [%.*s%*s] acc %s%s  wall %.1fs  vtime %ss  "
+        snprintf(line, sizeof line, "%u/%u ~%s left  acc %s [%.*s%*s]%s  wall %.1fs  vtime %ss  "
                  "down %.1f MB  up %.1f MB",
-                 r->round, p->total, left, fill, "============", width - fill, "", acc, failed,
+                 r->round, p->total, left, acc, fill, "============", width - fill, "", failed,
                  sofar->wall_s, vt, sofar->bytes_down / 1e6, sofar->bytes_up / 1e6);
         bar_line(line);
     } else {
