@@ -354,16 +354,16 @@ echo "trace with fewer clients that can come online than --per-round: refused, -
 echo "--model lstm: listed, runs"
 
 # The progress bar, cut to 80 columns when stderr is no terminal (as on an 80-column one): the
-# round count and the time left come first and survive; so does the experiment's time left and
+# round count, the time left and the accuracy come first and survive; so does the experiment's time left and
 # the accuracy, with the longest configuration name.
 "$FL_SIM" $ARGS --rounds 3 --progress bar --quiet 0 2>&1 >/dev/null | tr '\r' '\n' >"$DIR/bar.txt"
-grep -Eq '^3/3 ~[0-9]+m[0-9]+s left \[=+\] acc 0\.[0-9]{4}  wall ' "$DIR/bar.txt" ||
+grep -Eq '^3/3 ~[0-9]+m[0-9]+s left  acc 0\.[0-9]{4} \[=+\]  wall ' "$DIR/bar.txt" ||
     fail "progress bar: $(cat -v "$DIR/bar.txt")"
 "$FL_SIM" experiment afd --seeds 1 $ARGS --rounds 2 --progress bar --quiet 0 --out "$DIR/expbar" \
     2>&1 >/dev/null | tr '\r' '\n' >"$DIR/expbar.txt"
 grep -Eq '^run 6/8, all done in ~[0-9hms]+: afd-single\+c seed 1, 2/2, acc 0\.[0-9]{4}, ' "$DIR/expbar.txt" ||
     fail "experiment progress: $(cat -v "$DIR/expbar.txt")"
-echo "progress: round and time left first"
+echo "progress: round, time left and accuracy first"
 
 # Without a loadable OpenBLAS (every name it is looked up by a broken file) the run trains on the
 # reference GEMM, finishes, and says so at the start, as fl_client does; the summary says
