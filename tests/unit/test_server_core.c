@@ -2640,6 +2640,17 @@ static void corelog_fn(void *user, fl_log_level level, const char *msg)
         b->len += (size_t)n;
 }
 
+/* A core of cfg (its log into lg, emptied first, every level) with 6 clients joined. */
+static fls_core *core_logged(fls_config *cfg, corelog *lg)
+{
+    cfg->log.fn = corelog_fn;
+    cfg->log.user = lg;
+    cfg->log.min_level = FL_LOG_DEBUG;
+    lg->len = 0;
+    lg->text[0] = 0;
+    return core_with_clients(cfg, 6);
+}
+
 /* A checkpoint resumes under settings that differ only where they have no effect (those
  * fl_server warns about at start: policy.keep under policy.kind full, the afd settings under fd,
  * an optimizer's settings of another kind), with a warning that names them; a difference that
@@ -2664,12 +2675,7 @@ static void test_resume_inert_settings(void **state)
         }
         other.policy.eps_rel = 0.25;
         other.opt.momentum = 0.5f;
-        other.log.fn = corelog_fn;
-        other.log.user = lg;
-        other.log.min_level = FL_LOG_DEBUG;
-        lg->len = 0;
-        lg->text[0] = 0;
-        fls_core *b = core_with_clients(&other, 6);
+        fls_core *b = core_logged(&other, lg);
         uint8_t dk[FL_SHA256_LEN];
         assert_int_equal(fls_config_digest(&other, dk), FL_OK);
         assert_memory_not_equal(dk, k.config_digest, FL_SHA256_LEN);
@@ -2686,13 +2692,7 @@ static void test_resume_inert_settings(void **state)
         if (pass == 1) {
             other = cfg;
             other.policy.keep_p_layer[0] = 0.5;
-            other.log.fn = corelog_fn;
-            other.log.user = lg;
-            other.log.min_level = FL_LOG_DEBUG;
-        other.log.min_level = FL_LOG_DEBUG;
-            lg->len = 0;
-            lg->text[0] = 0;
-            b = core_with_clients(&other, 6);
+            b = core_logged(&other, lg);
             assert_int_equal(fls_core_restore(b, &k), FL_ERR_CHECKPOINT_MISMATCH);
             if (!strstr(lg->text, "1 setting changed since (the checkpoint's value -> this one's): "
                                   "policy.keep_layers[0] 0.75 -> 0.5. Set it back to resume"))
@@ -2702,12 +2702,7 @@ static void test_resume_inert_settings(void **state)
         /* the policy itself always matters, and with it what it makes inert */
         other = cfg;
         other.policy.kind = pass == 0 ? FLS_POLICY_FD : FLS_POLICY_FULL;
-        other.log.fn = corelog_fn;
-        other.log.user = lg;
-        other.log.min_level = FL_LOG_DEBUG;
-        lg->len = 0;
-        lg->text[0] = 0;
-        b = core_with_clients(&other, 6);
+        b = core_logged(&other, lg);
         assert_int_equal(fls_core_restore(b, &k), FL_ERR_CHECKPOINT_MISMATCH);
         assert_non_null(strstr(lg->text, "policy.kind"));
         fls_core_free(b);

@@ -957,6 +957,30 @@ static char *read_all(const char *path, size_t *len);
 /* AFD.md's named alternatives reach the server core: each changes the run (another model),
  * the default settings are today's, and a summary saved before these settings existed (no
  * such keys) still matches a run at their defaults. */
+/* The summary.json of (c, r) as a version before some settings existed wrote it: without the
+ * text `added` (which must be in it). Malloc'ed; the file written on the way is removed. */
+static char *older_summary(const flsim_config *c, const flsim_result *r, const char *added)
+{
+    char dir[] = "/tmp/test_sim_oldXXXXXX";
+    assert_non_null(mkdtemp(dir));
+    assert_int_equal(flsim_write_summary(dir, c, r, NULL, 0), FL_OK);
+    char path[512];
+    snprintf(path, sizeof path, "%s/summary.json", dir);
+    size_t len = 0;
+    char *text = read_all(path, &len);
+    assert_non_null(text);
+    unlink(path);
+    rmdir(dir);
+    const char *at = strstr(text, added);
+    if (!at)
+        fail_msg("summary.json lacks '%s'", added);
+    char *older = malloc(len + 1);
+    assert_non_null(older);
+    snprintf(older, len + 1, "%.*s%s", (int)(at - text), text, at + strlen(added));
+    free(text);
+    return older;
+}
+
 static void test_afd_alternatives(void **state)
 {
     (void)state;
@@ -995,23 +1019,8 @@ static void test_afd_alternatives(void **state)
     assert_int_equal(flsim_config_set(&c, "eps-rel", "0", err, sizeof err), FL_ERR_INVALID_ARG);
     assert_int_equal(flsim_config_set(&c, "agg-dilute", "2", err, sizeof err), FL_ERR_INVALID_ARG);
     /* an older summary: its config without the four keys, as written before they existed */
-    char dir[] = "/tmp/test_sim_altXXXXXX";
-    assert_non_null(mkdtemp(dir));
-    assert_int_equal(flsim_write_summary(dir, &c, &res, NULL, 0), FL_OK);
-    char path[512];
-    snprintf(path, sizeof path, "%s/summary.json", dir);
-    size_t len = 0;
-    char *text = read_all(path, &len);
-    assert_non_null(text);
-    static const char added[] = ", \"score_accumulate\": 0, \"loss_unweighted\": 0, "
-                                "\"eps_rel\": 0.001, \"agg_dilute\": 0";
-    const char *at = strstr(text, added);
-    assert_non_null(at);
-    char *older = malloc(len + 1);
-    assert_non_null(older);
-    snprintf(older, len + 1, "%.*s%s", (int)(at - text), text, at + strlen(added));
-    free(text);
-    text = older;
+    char *text = older_summary(&c, &res, ", \"score_accumulate\": 0, \"loss_unweighted\": 0, "
+                                         "\"eps_rel\": 0.001, \"agg_dilute\": 0");
     flsim_result back;
     char why[512] = "";
     const fl_status st = flsim_parse_summary(text, strlen(text), &c, NULL, &back, why, sizeof why);
@@ -1023,8 +1032,6 @@ static void test_afd_alternatives(void **state)
                      FL_ERR_RESULTS_MISMATCH);
     assert_non_null(strstr(why, "agg_dilute"));
     free(text);
-    unlink(path);
-    rmdir(dir);
 }
 
 /* --keep-layers: fl_server's policy.keep_layers in the simulator. Values by droppable layer, 0 for
@@ -1099,20 +1106,7 @@ static void test_keep_layers(void **state)
     assert_string_equal(e2, "--keep-layers: 3 values, but the model mlp:64-32-16-4 has 2 "
                             "droppable layers");
     /* a summary saved before the setting existed: its config has no keep_layers, i.e. none */
-    char dir[] = "/tmp/test_sim_klXXXXXX";
-    assert_non_null(mkdtemp(dir));
-    assert_int_equal(flsim_write_summary(dir, &c, &a, NULL, 0), FL_OK);
-    char path[512];
-    snprintf(path, sizeof path, "%s/summary.json", dir);
-    size_t len = 0;
-    char *text = read_all(path, &len);
-    assert_non_null(text);
-    static const char added[] = " \"keep_layers\": [],";
-    const char *at = strstr(text, added);
-    assert_non_null(at);
-    char *older = malloc(len + 1);
-    assert_non_null(older);
-    snprintf(older, len + 1, "%.*s%s", (int)(at - text), text, at + strlen(added));
+    char *older = older_summary(&c, &a, " \"keep_layers\": [],");
     flsim_result back;
     assert_int_equal(flsim_parse_summary(older, strlen(older), &c, NULL, &back, err, sizeof err),
                      FL_OK);
@@ -1120,9 +1114,6 @@ static void test_keep_layers(void **state)
                      FL_ERR_RESULTS_MISMATCH);
     assert_non_null(strstr(err, "'keep_layers'"));
     free(older);
-    free(text);
-    unlink(path);
-    rmdir(dir);
 }
 
 static void test_small_run_learns(void **state)
