@@ -315,6 +315,7 @@ typedef struct progress {
     int log_failed;
     int dropped;     /* stopped by a signal before its first round was written: nothing kept */
     double rounds_wall; /* wall time of the rounds so far (not the loading): the ETA's rate */
+    int resuming;       /* --resume: an earlier run's resume file is this run's */
 } progress;
 
 static int on_round(void *user, const flsim_round_record *r, const flsim_result *sofar)
@@ -325,7 +326,8 @@ static int on_round(void *user, const flsim_round_record *r, const flsim_result 
      * its data or builds its partition leaves an earlier run's results in DIR untouched. */
     /* Interrupted before the first round came out (while loading, or in round 1): nothing is
      * written, so that DIR keeps an earlier run's results, as when setup fails. */
-    if (r->round == 1 && g_stop && r->round < p->total) { /* a 1-round run is complete: kept */
+    if (r->round == 1 && g_stop && r->round < p->total && !r->restored) { /* a 1-round run is
+                                                                          * complete: kept */
         p->dropped = 1;
         return 1;
     }
@@ -340,6 +342,20 @@ static int on_round(void *user, const flsim_round_record *r, const flsim_result 
         p->log_failed = 1; /* said once; flsim_write_outputs writes it whole at the end */
         fprintf(stderr, "%sfl_sim: cannot append to %s/rounds.csv: %s (writing it at the end)\n",
                 p->bar && !p->quiet ? "\n" : "", p->out, strerror(errno));
+    }
+    /* A fresh run in a DIR that holds an earlier run's resume file: that file is not this run's
+     * (rounds.csv has just been started anew), so a later --resume must not take it. */
+    if (p->out && r->round == 1 && !r->restored && !p->resuming) {
+        char rf[FLSIM_STR + 32];
+        snprintf(rf, sizeof rf, "%s/resume.fls", p->out);
+        (void)unlink(rf);
+    }
+    if (r->restored) { /* read back by --resume: written to rounds.csv above, said once */
+        p->rounds_wall += r->wall_s; /* the time-left estimate's rate counts them */
+        if (r->round == sofar->resumed_after && !p->quiet && g_rank == 0)
+            fprintf(stderr, "fl_sim: resuming %s after round %u of %u (%s/resume.fls)\n",
+                    p->out ? p->out : "the run", r->round, p->total, p->out ? p->out : ".");
+        return 0; /* a stop asked meanwhile is taken after the next round */
     }
     if (p->quiet || g_rank != 0)
         return g_stop != 0;
@@ -695,6 +711,11 @@ static int run_experiment(int argc, char **argv, int first)
                 quiet = probe.quiet;
             else
                 pmode = probe.progress;
+        } else if (!strcmp(name, "resume") || !strcmp(name, "checkpoint-every")) {
+            fprintf(stderr, "fl_sim experiment: --%s: the experiment resumes by whole runs (the "
+                    "same command again reads back the runs it finished); --%s is for a single "
+                    "fl_sim run\n", name, name);
+            return 2;
         } else if (!strcmp(name, "policy") || !strcmp(name, "seed") || !strcmp(name, "config") ||
                    !strcmp(name, "keep-going")) {
             /* The experiment sets these itself: an override would be silently replaced (or, for
@@ -843,7 +864,7 @@ static int run_main(int argc, char **argv)
     }
     progress pr = {cfg.progress == 1 || (cfg.progress == -1 && isatty(STDERR_FILENO)),
                    cfg.rounds, cfg.quiet, cfg.out[0] && g_rank == 0 ? cfg.out : NULL, NULL, 0, 0,
-                   0.0};
+                   0.0, cfg.resume};
     size_t out_made = 0; /* what flsim_out_prepare created: removed again if nothing is written */
     int prep_bad = pr.out && flsim_out_prepare(cfg.out, &out_made, err, sizeof err) != FL_OK;
     if (prep_bad)

@@ -204,6 +204,10 @@ typedef struct flsim_config {
     char trace[FLSIM_STR];         /* trace CSV path, "" = none */
     double idle_step_s;            /* virtual wait when too few clients are online */
     char out[FLSIM_STR];           /* output directory, "" = none */
+    uint32_t checkpoint_every;     /* with out: DIR/resume.fls every N rounds (and at the end or a
+                                    * stop); 0: none. Not a setting of the results */
+    int resume;                    /* 1: continue the run DIR/resume.fls holds (a fresh start
+                                    * when there is none) */
     int progress;                  /* -1 auto (isatty), 0 plain lines, 1 bar */
     int quiet;
 } flsim_config;
@@ -281,6 +285,8 @@ typedef struct flsim_round_record {
     uint32_t online, selected, reported, late, failed; /* failed: training failed or the
                                 * server refused the update */
     int closed_by;             /* fls_close_reason */
+    int restored;              /* read back from DIR/resume.fls (--resume): the callback sees the
+                                * rounds finished before, once, ahead of the new ones */
     double train_flops;        /* summed over the round's clients that trained, as the virtual
                                 * clock charged them: a failed training's too (its estimate) */
 } flsim_round_record;
@@ -312,6 +318,7 @@ typedef struct flsim_result {
      * accepted means the model never learned from a client (a learning rate that diverges...).
      * A summary.json written before these existed reads back with them taken from rounds.csv. */
     uint64_t updates_accepted, updates_failed, updates_late;
+    uint32_t resumed_after;              /* --resume: the rounds read back (0: a fresh run) */
 } flsim_result;
 
 /* Datasets of a run, loaded once (the experiment shares them between runs). */

@@ -51,6 +51,7 @@ flsim_config flsim_config_default(void)
     c.idle_step_s = 60.0;
     c.fold_threads = FLSIM_FOLD_AUTO;
     c.progress = -1;
+    c.checkpoint_every = 10;
     return c;
 }
 
@@ -109,6 +110,10 @@ static const flsim_option_doc g_docs[] = {
     {"trace", "FILE", "device trace CSV (client,flops,down_bps,up_bps,availability); replaces the four above"},
     {"idle-step", "SECONDS", "virtual wait when too few clients are online to start a round (60)"},
     {"out", "DIR", "write DIR/rounds.csv and DIR/summary.json"},
+    {"checkpoint-every", "N", "with --out: save the run's state to DIR/resume.fls every N rounds, "
+                              "at the end and when stopped; 0 = never (10)"},
+    {"resume", "0|1", "continue the run saved in --out DIR (DIR/resume.fls) where it stopped, "
+                      "to --rounds; a fresh start when DIR holds none (0)"},
     {"progress", "auto|bar|lines", "progress display (auto: a bar on a terminal)"},
     {"quiet", "0|1", "no per-round output (0)"},
     {NULL, NULL, NULL},
@@ -225,6 +230,7 @@ fl_status flsim_config_set(flsim_config *c, const char *key, const char *v, char
     U32("epochs", epochs, 1, 1000, "an epoch count in 1 .. 1000");
     U32("batch", batch, 1, 65536, "a batch size in 1 .. 65536");
     U32("chunk-elems", chunk_elems, 1, 1u << 20, "a chunk size in 1 .. 1048576");
+    U32("checkpoint-every", checkpoint_every, 0, 100000000, "a round count in 0 .. 100000000 (0 = never)");
     U32("eval-every", eval_every, 0, 100000000, "a round count in 0 .. 100000000 (0 = only at the end)");
     U32("eval-samples", eval_samples, 0, 1u << 31, "a sample count in 0 .. 2147483648");
     DBL("keep", keep, 1e-9, 1.0, "a keep fraction in (0, 1]");
@@ -304,6 +310,7 @@ fl_status flsim_config_set(flsim_config *c, const char *key, const char *v, char
                 : !strcmp(key, "keep-going")      ? &c->keep_going
                 : !strcmp(key, "batch-feed")      ? &c->batch_feed
                 : !strcmp(key, "quiet")           ? &c->quiet
+                : !strcmp(key, "resume")          ? &c->resume
                                                   : NULL;
     if (flag) {
         if (!strcmp(v, "1") || !strcmp(v, "true") || !strcmp(v, "yes"))
@@ -419,6 +426,8 @@ fl_status flsim_config_validate(const flsim_config *c, char *err, size_t errlen)
         FAIL("--model is empty");
     if (c->target_acc == 0 && c->keep_going)
         FAIL("--keep-going needs --target-acc");
+    if (c->resume && !c->out[0])
+        FAIL("--resume needs --out DIR: the run to continue is the one saved there");
     /* flsim_dist_parse refuses these; a program may fill the struct itself */
     const flsim_dist *rates[3] = {&c->flops, &c->down_bps, &c->up_bps};
     static const char *const rate_opt[3] = {"flops", "down-bps", "up-bps"};

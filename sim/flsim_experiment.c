@@ -109,6 +109,10 @@ static void config_of(const flsim_config *base, int c, uint32_t s, const char *d
     cfg->seed = s + 1;
     snprintf(cfg->down_codec, sizeof cfg->down_codec, "%s", g_cfgs[c].compress ? down_c : "none");
     snprintf(cfg->up_codec, sizeof cfg->up_codec, "%s", g_cfgs[c].compress ? up_c : "none");
+    /* a run is kept whole or trained again (runs/), never resumed in the middle */
+    cfg->out[0] = '\0';
+    cfg->checkpoint_every = 0;
+    cfg->resume = 0;
 }
 
 typedef struct run_out {

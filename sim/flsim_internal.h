@@ -55,4 +55,51 @@ int flsim_write_rounds_csv(FILE *f, const flsim_round_record *rec, size_t n);
 extern const char flsim_rounds_header[];
 extern const char *const flsim_close_names[4];
 
+/* ---- resuming a run (flsim_resume.c) ---------------------------------------------------------
+ * DIR/resume.fls, written atomically between rounds (every --checkpoint-every rounds, at the end,
+ * and when the run is stopped), little-endian:
+ *   magic "FLSIMRS\0" | u32 version (1) | u32 n (rounds finished) | u64 json_len | the run's
+ *   settings (flsim_config_json) | f64 virtual time | u64 bytes down | u64 bytes up | f64 FLOPs
+ *   | f64 wall seconds so far | n round records (each field, in flsim_round_record's order:
+ *   u32 / u64 / f64 by type, int as u32) | u64 ckpt_len | the server core's checkpoint
+ *   (fls_ckpt_serialize: model, optimizer, policy state, next round = n) | SHA-256 of all before. */
+#include "fls_ckpt.h"
+
+#define FLSIM_RESUME_FILE "resume.fls"
+
+typedef struct flsim_resume_state {
+    double vt;                  /* virtual time after the last round finished */
+    uint64_t cum_down, cum_up;  /* bytes so far */
+    double cum_flops;           /* training FLOPs so far */
+    double wall_s;              /* wall time so far, over every process that ran the rounds */
+} flsim_resume_state;
+
+typedef struct flsim_resume_file {
+    char *config_json;          /* NUL-terminated */
+    flsim_round_record *records;
+    size_t n_records;
+    flsim_resume_state state;
+    fls_ckpt ckpt;
+} flsim_resume_file;
+
+/* Writes DIR/resume.fls atomically (a crash leaves the old file or the new one). FL_OK, or
+ * FL_ERR_IO / FL_ERR_NOMEM / a checkpoint's serialize error with the reason in err. */
+fl_status flsim_resume_write(const char *dir, const flsim_config *cfg, const fls_ckpt *k,
+                             const flsim_resume_state *s, const flsim_round_record *recs,
+                             size_t n, char *err, size_t errlen);
+/* Parses a resume file's bytes (outside input: checked whole, checksum first) into *out (free it
+ * with flsim_resume_free, also after an error: it is zeroed then). FL_OK, FL_ERR_RESULTS_FORMAT
+ * with what is wrong in err, FL_ERR_NOMEM. The settings are not compared here
+ * (flsim_config_matches). */
+fl_status flsim_resume_parse(const uint8_t *buf, size_t len, flsim_resume_file *out, char *err,
+                             size_t errlen);
+void flsim_resume_free(flsim_resume_file *f);
+
+/* Whether saved settings (a run's config JSON) are those of want, as flsim_load_outputs compares
+ * them (threads and fold_threads left out; with any_rounds, rounds too: a resumed run may run
+ * more or fewer). FL_OK, FL_ERR_RESULTS_MISMATCH naming the setting, FL_ERR_RESULTS_FORMAT,
+ * FL_ERR_UNSUPPORTED without jansson. */
+fl_status flsim_config_matches(const char *json, const flsim_config *want, int any_rounds,
+                               char *err, size_t errlen);
+
 #endif

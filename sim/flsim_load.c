@@ -281,7 +281,7 @@ static char *dump_value(const json_t *v)
  * on them. `model` as written may differ where both name the same architecture (saved_arch, the
  * saved run's canonical spec, equals want_arch): `mlp` and its full spec train the same model. */
 static fl_status same_config(json_t *saved, const char *saved_arch, const flsim_config *want,
-                             const char *want_arch, char *err, size_t errlen)
+                             const char *want_arch, int any_rounds, char *err, size_t errlen)
 {
     char buf[16384];
     if (flsim_config_json(want, buf, sizeof buf) >= sizeof buf)
@@ -299,7 +299,8 @@ static fl_status same_config(json_t *saved, const char *saved_arch, const flsim_
     json_t *d = flsim_config_json(&def, dbuf, sizeof dbuf) < sizeof dbuf ? json_loads(dbuf, 0, &je)
                                                                          : NULL;
     json_object_foreach(w, k, v) {
-        if (!strcmp(k, "threads") || !strcmp(k, "fold_threads"))
+        if (!strcmp(k, "threads") || !strcmp(k, "fold_threads") ||
+            (any_rounds && !strcmp(k, "rounds")))
             continue;
         json_t *s = json_object_get(saved, k);
         if (!s && d && json_object_get(d, k) && json_equal(json_object_get(d, k), v))
@@ -434,10 +435,25 @@ static fl_status parse_summary(const char *text, size_t len, const flsim_config 
     if (bad)
         st = fl_errf(err, errlen, FL_ERR_RESULTS_FORMAT, "missing or invalid %s", bad);
     else if (want)
-        st = same_config(conf, res->arch, want, want_arch, err, errlen);
+        st = same_config(conf, res->arch, want, want_arch, 0, err, errlen);
     if (counted)
         *counted = json_object_get(o, "updates_accepted") && json_object_get(o, "updates_failed") &&
                    json_object_get(o, "updates_late");
+    json_decref(o);
+    return st;
+}
+
+fl_status flsim_config_matches(const char *json, const flsim_config *want, int any_rounds,
+                               char *err, size_t errlen)
+{
+    json_error_t je;
+    json_t *o = json_loads(json, JSON_REJECT_DUPLICATES, &je);
+    if (!o || !json_is_object(o)) {
+        json_decref(o);
+        return fl_errf(err, errlen, FL_ERR_RESULTS_FORMAT, "its settings: %s",
+                       o ? "not a JSON object" : je.text);
+    }
+    const fl_status st = same_config(o, NULL, want, NULL, any_rounds, err, errlen);
     json_decref(o);
     return st;
 }
@@ -457,6 +473,16 @@ static fl_status parse_summary(const char *text, size_t len, const flsim_config 
     if (counted)
         *counted = 0;
     return flsim_parse_summary(text, len, want, want_arch, res, err, errlen);
+}
+
+fl_status flsim_config_matches(const char *json, const flsim_config *want, int any_rounds,
+                               char *err, size_t errlen)
+{
+    (void)json;
+    (void)want;
+    (void)any_rounds;
+    return fl_errf(err, errlen, FL_ERR_UNSUPPORTED, "built without jansson: cannot compare a "
+                   "saved run's settings");
 }
 
 fl_status flsim_parse_summary(const char *text, size_t len, const flsim_config *want,

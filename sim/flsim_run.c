@@ -2138,6 +2138,68 @@ static fl_status ranks_same_run(const sim *S, const flsim_config *cfg, char *err
 }
 #endif
 
+/* A finished round into the run's results (as it ends, or read back by --resume). */
+static void account_round(flsim_result *res, const flsim_config *cfg, const flsim_round_record *r,
+                          double cum_flops)
+{
+    res->rounds = r->round;
+    res->virtual_time_s = r->vtime_s;
+    res->bytes_down = r->cum_bytes_down;
+    res->bytes_up = r->cum_bytes_up;
+    res->train_flops = cum_flops;
+    if (r->evaluated)
+        take_eval(res, cfg, r);
+    res->train_wall_s += r->train_wall_s;
+    res->updates_accepted += r->reported;
+    res->updates_failed += r->failed;
+    res->updates_late += r->late;
+}
+
+/* --resume: reads DIR/resume.fls (every rank), checks that it is this run's (its settings but
+ * --rounds, threads; no top-k uplink, whose residuals it does not hold) and restores the server
+ * core from it. *found 0 (and FL_OK): no file, a fresh start. */
+static fl_status resume_read(sim *S, const flsim_config *cfg, flsim_resume_file *rf, int *found,
+                             char *err, size_t errlen)
+{
+    *found = 0;
+    char path[FLSIM_STR + 32], why[1024];
+    snprintf(path, sizeof path, "%s/%s", cfg->out, FLSIM_RESUME_FILE);
+    char *buf = NULL;
+    size_t len = 0;
+    fl_status st = flsim_read_file(path, (size_t)1 << 40, &buf, &len);
+    if (st == FL_ERR_NOT_FOUND)
+        return FL_OK;
+    if (st != FL_OK) {
+        if (err && errlen)
+            snprintf(err, errlen, "--resume: cannot read %s: %s", path,
+                     st == FL_ERR_IO ? strerror(errno) : fl_strerror(st));
+        return st == FL_ERR_NOMEM ? st : FL_ERR_IO;
+    }
+    st = flsim_resume_parse((const uint8_t *)buf, len, rf, why, sizeof why);
+    free(buf);
+    if (st == FL_OK && S->need_resid)
+        st = FL_ERR_UNSUPPORTED, snprintf(why, sizeof why, "the run uses a top-k uplink (--up-codec "
+                                          "%s), whose clients' error-feedback residuals a resume "
+                                          "file does not hold", cfg->up_codec);
+    if (st == FL_OK)
+        st = flsim_config_matches(rf->config_json, cfg, 1, why, sizeof why);
+    if (st == FL_OK && rf->n_records > cfg->rounds)
+        st = FL_ERR_CONFIG, snprintf(why, sizeof why, "it holds %zu rounds, more than --rounds %u",
+                                     rf->n_records, cfg->rounds);
+    if (st == FL_OK && fls_core_restore(S->core, &rf->ckpt) != FL_OK)
+        st = FL_ERR_CHECKPOINT_MISMATCH, snprintf(why, sizeof why, "the server core refused its "
+                                                  "checkpoint (the log says why)");
+    if (st != FL_OK) {
+        if (err && errlen)
+            snprintf(err, errlen, "--resume: %s: %s (remove it, or run without --resume, to start "
+                     "afresh)", path, why);
+        flsim_resume_free(rf);
+        return st == FL_ERR_NOMEM ? st : st == FL_ERR_RESULTS_MISMATCH ? FL_ERR_CONFIG : st;
+    }
+    *found = 1;
+    return FL_OK;
+}
+
 fl_status flsim_run(const flsim_config *cfg, const flsim_data *data_in, const fl_logger *log,
                     flsim_round_fn cb, void *user, flsim_result *res,
                     flsim_round_record **records, size_t *n_records, char *err, size_t errlen)
@@ -2154,7 +2216,7 @@ fl_status flsim_run(const flsim_config *cfg, const flsim_data *data_in, const fl
     fl_status st = flsim_config_validate(cfg, err, errlen);
     if (st != FL_OK)
         return st;
-    const double wall0 = fl_time_mono_s();
+    double wall0 = fl_time_mono_s();
     flsim_data own = {0};
     const flsim_data *data = data_in;
     if (!data) {
@@ -2210,23 +2272,69 @@ fl_status flsim_run(const flsim_config *cfg, const flsim_data *data_in, const fl
     double vt = 0.0;
     uint64_t cum_down = 0, cum_up = 0;
     double cum_flops = 0;
+    /* --resume: the rounds DIR/resume.fls holds, the server core as they left it, the clock and
+     * totals; the callback sees those rounds first (marked restored). Every rank reads it. */
+    int resumed = 0;
+    if (st == FL_OK && cfg->resume) {
+        flsim_resume_file rf;
+        memset(&rf, 0, sizeof rf);
+        st = resume_read(&S, cfg, &rf, &resumed, err, errlen);
+        if (!flsim_ranks_all_ok(st == FL_OK) && st == FL_OK) {
+            if (err && errlen)
+                snprintf(err, errlen, "another MPI rank could not read the run to resume (its "
+                         "message says why)");
+            st = FL_ERR_IO;
+        }
+        if (st == FL_OK && resumed) {
+            recs = rf.records;
+            n_recs = cap_recs = rf.n_records;
+            rf.records = NULL;
+            vt = rf.state.vt;
+            cum_down = rf.state.cum_down;
+            cum_up = rf.state.cum_up;
+            wall0 -= rf.state.wall_s; /* the wall time counts every process that ran the rounds */
+            res->resumed_after = (uint32_t)n_recs;
+            res->wall_s = fl_time_mono_s() - wall0;
+            /* each round's results as they stood after it, as the callback saw them first (a
+             * stop asked meanwhile is taken after the next round) */
+            double flops = 0;
+            for (size_t i = 0; i < n_recs; i++) {
+                flops += recs[i].train_flops;
+                recs[i].restored = 1;
+                account_round(res, cfg, &recs[i], flops);
+                if (cb)
+                    (void)cb(user, &recs[i], res);
+            }
+            cum_flops = rf.state.cum_flops;
+            res->train_flops = cum_flops;
+        }
+        flsim_resume_free(&rf);
+    }
     if (st == FL_OK)
-        st = update_availability(&S, 0, 0, vt, 1);
+        st = update_availability(&S, (uint32_t)fls_core_round(S.core), 0, vt, 1);
+    const int ckpt_on = cfg->out[0] && cfg->checkpoint_every && !S.need_resid && S.rank == 0;
+    int ckpt_said = 0;
     int done = 0;
     uint64_t idle = 0;
     round_acc ra = {0};
     double round_wall0 = fl_time_mono_s(), train_wall = 0, round_cpu0 = process_cpu_s();
     flsim_round_record pending;
     memset(&pending, 0, sizeof pending);
+    /* drain: the round just closed; its events (evaluation, end, done) are taken before the next
+     * tick, so that the round ends (and DIR/resume.fls is written) with the core between rounds,
+     * not after the tick has opened the next one */
+    int drain = 0;
     while (st == FL_OK && !done) {
-        /* While idle (too few online to start), each step draws who is online afresh: the same
-         * draw again would wait in vain. */
-        const uint32_t next = (uint32_t)fls_core_round(S.core);
-        if ((st = update_availability(&S, next, (uint32_t)idle, vt, 0)) != FL_OK)
-            break;
         const double t_tick = fl_time_mono_s(), cpu_tick = process_cpu_s();
-        if ((st = fls_core_tick(S.core, vt)) != FL_OK)
-            break;
+        if (!drain) {
+            /* While idle (too few online to start), each step draws who is online afresh: the
+             * same draw again would wait in vain. */
+            const uint32_t next = (uint32_t)fls_core_round(S.core);
+            if ((st = update_availability(&S, next, (uint32_t)idle, vt, 0)) != FL_OK)
+                break;
+            if ((st = fls_core_tick(S.core, vt)) != FL_OK)
+                break;
+        }
         fls_event ev;
         int any = 0;
         free_jobs(&S);
@@ -2271,18 +2379,8 @@ fl_status flsim_run(const flsim_config *cfg, const flsim_data *data_in, const fl
                 if ((st = fl_grow(&recs, &cap_recs, n_recs + 1, sizeof *recs, 64)) != FL_OK)
                     break;
                 recs[n_recs++] = *r;
-                res->rounds = r->round;
-                res->virtual_time_s = r->vtime_s;
-                res->bytes_down = r->cum_bytes_down;
-                res->bytes_up = r->cum_bytes_up;
-                res->train_flops = cum_flops;
-                if (r->evaluated)
-                    take_eval(res, cfg, r);
+                account_round(res, cfg, r, cum_flops);
                 res->wall_s = fl_time_mono_s() - wall0;
-                res->train_wall_s += r->train_wall_s;
-                res->updates_accepted += r->reported;
-                res->updates_failed += r->failed;
-                res->updates_late += r->late;
                 int stop = cb ? cb(user, r, res) != 0 : 0;
 #ifdef FLSIM_HAVE_MPI
                 /* Every rank stops after the same round, whichever was asked to. */
@@ -2290,6 +2388,27 @@ fl_status flsim_run(const flsim_config *cfg, const flsim_data *data_in, const fl
                     MPI_Allreduce(MPI_IN_PLACE, &stop, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
 #endif
                 const uint32_t finished = r->round;
+                /* DIR/resume.fls: every --checkpoint-every rounds, at the last and at a stop
+                 * (before a stop's extra evaluation: the rounds as a run that goes on has them).
+                 * A failure is said once; the run goes on. */
+                if (ckpt_on && (stop || finished % cfg->checkpoint_every == 0 ||
+                                finished >= cfg->rounds || fls_core_done(S.core))) {
+                    fls_ckpt k;
+                    char ce[FLSIM_STR + 300] = "";
+                    const flsim_resume_state rs = {vt, cum_down, cum_up, cum_flops,
+                                                   fl_time_mono_s() - wall0};
+                    fl_status cs = fls_core_checkpoint(S.core, &k);
+                    if (cs == FL_OK) {
+                        cs = flsim_resume_write(cfg->out, cfg, &k, &rs, recs, n_recs, ce, sizeof ce);
+                        fls_ckpt_clear(&k);
+                    } else {
+                        snprintf(ce, sizeof ce, "cannot checkpoint the server core: %s",
+                                 fl_strerror(cs));
+                    }
+                    if (cs != FL_OK && !ckpt_said++)
+                        fl_log(&S.log, FL_LOG_WARN, "after round %u: %s; the run goes on (a "
+                               "--resume would start from the last state saved)", finished, ce);
+                }
                 memset(&pending, 0, sizeof pending);
                 /* A stop asked at the run's last round (max_rounds, or the target reached:
                  * the core is done) is just its end. */
@@ -2318,6 +2437,10 @@ fl_status flsim_run(const flsim_config *cfg, const flsim_data *data_in, const fl
         }
         if (st != FL_OK || done)
             break;
+        if (drain) {
+            drain = 0;
+            continue;
+        }
         if (S.n_jobs > 0) {
             memset(&ra, 0, sizeof ra);
             ra.t0 = vt;
@@ -2371,6 +2494,7 @@ fl_status flsim_run(const flsim_config *cfg, const flsim_data *data_in, const fl
             pending.train_wall_s = train_wall;
             free_jobs(&S);
             idle = 0;
+            drain = 1;
             continue;
         }
         if (fls_core_round_open(S.core)) {

@@ -151,7 +151,7 @@ printf 'clients: 8\nper_round: 2\nlr: 0.1\n' >"$DIR/c1/run.yaml"
 configs --dataset synth-images:400:1x8x8:4 --model mlp:64-8-4 --rounds 2 --threads 1 --quiet 1
 [ "$rc" -ne 124 ] || { echo "FAIL: settings that differ between the ranks hung them"; exit 1; }
 [ "$rc" -eq 1 ] || { echo "FAIL: settings that differ between the ranks: exit status $rc, not 1"; exit 1; }
-grep -q 'rank 1.s settings differ from rank 0.s: "lr": 0.10000000000000001 here, "lr": 0.050000000000000003 on rank 0' "$DIR/cfg.err" ||
+grep -q 'rank 1.s settings differ from rank 0.s: "lr": 0.1 here, "lr": 0.05 on rank 0' "$DIR/cfg.err" ||
     { echo "FAIL: the differing setting not named: $(cat "$DIR/cfg.err")"; exit 1; }
 printf 'clients: 8\nper_round: 2\nthreads: 2\n' >"$DIR/c1/run.yaml"
 printf 'clients: 8\nper_round: 2\nthreads: 1\n' >"$DIR/c0/run.yaml"

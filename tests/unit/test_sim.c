@@ -1425,6 +1425,131 @@ static int stop_cb(void *user, const flsim_round_record *r, const flsim_result *
     return r->round >= s->after;
 }
 
+/* --resume: a run stopped after some rounds (DIR/resume.fls written at the stop, and every
+ * --checkpoint-every rounds) and resumed gives the same model, bit for bit, and the same rounds
+ * as one that never stopped: AFD state, deadline and over-commit, availability, evaluation every
+ * few rounds, another thread count for the rest. What does not fit the saved run is refused by
+ * name: other settings, fewer --rounds than it holds, a top-k uplink, a damaged file. */
+typedef struct resume_cb {
+    uint32_t after, restored, calls;
+} resume_cb;
+
+static int resume_stop_cb(void *user, const flsim_round_record *r, const flsim_result *sofar)
+{
+    resume_cb *s = user;
+    s->calls++;
+    s->restored += r->restored != 0;
+    assert_int_equal(sofar->rounds, r->round);
+    return !r->restored && r->round >= s->after;
+}
+
+static void test_resume_same_bits(void **state)
+{
+    (void)state;
+    for (int v = 0; v < 2; v++) {
+        flsim_config c = small_config();
+        c.rounds = 9;
+        c.eval_every = 4;
+        c.checkpoint_every = 3;
+        if (v == 0) {
+            assert_int_equal(flsim_config_set(&c, "policy", "afd-multi", NULL, 0), FL_OK);
+        } else {
+            assert_int_equal(flsim_config_set(&c, "policy", "fd-per-client", NULL, 0), FL_OK);
+            assert_int_equal(flsim_config_set(&c, "availability", "p:0.8", NULL, 0), FL_OK);
+            c.deadline_s = 0.5;
+            c.overcommit = 1.5;
+        }
+        flsim_result whole, res;
+        flsim_round_record *wrec = NULL, *rec = NULL;
+        size_t wn = 0, n = 0;
+        run_ok(&c, &whole, &wrec, &wn);
+        char dir[] = "/tmp/test_sim_resumeXXXXXX";
+        assert_non_null(mkdtemp(dir));
+        snprintf(c.out, sizeof c.out, "%s", dir);
+        char err[1024], path[600];
+        snprintf(path, sizeof path, "%s/resume.fls", dir);
+        /* stopped after round 5 (not a multiple of 3: the stop writes the file) */
+        resume_cb s = {5, 0, 0};
+        assert_int_equal(flsim_run(&c, NULL, NULL, resume_stop_cb, &s, &res, &rec, &n, err,
+                                   sizeof err), FL_ERR_CANCELLED);
+        free(rec);
+        assert_int_equal(access(path, F_OK), 0);
+        /* the rest, on two threads */
+        flsim_config r = c;
+        r.resume = 1;
+        r.threads = 2;
+        s = (resume_cb){100, 0, 0};
+        const fl_status st = flsim_run(&r, NULL, NULL, resume_stop_cb, &s, &res, &rec, &n, err,
+                                       sizeof err);
+        if (st != FL_OK)
+            fail_msg("resume: %s: %s", fl_status_name(st), err);
+        assert_int_equal(res.resumed_after, 5);
+        assert_int_equal(s.restored, 5);
+        assert_int_equal(s.calls, 9);
+        assert_memory_equal(res.model_sha256, whole.model_sha256, sizeof whole.model_sha256);
+        assert_true(res.virtual_time_s == whole.virtual_time_s && res.bytes_up == whole.bytes_up &&
+                    res.bytes_down == whole.bytes_down && res.train_flops == whole.train_flops);
+        assert_true(res.final_test_acc == whole.final_test_acc);
+        assert_true(res.updates_accepted == whole.updates_accepted &&
+                    res.updates_late == whole.updates_late &&
+                    res.updates_failed == whole.updates_failed);
+        assert_int_equal(n, wn);
+        for (size_t i = 0; i < n; i++) {
+            assert_int_equal(rec[i].round, wrec[i].round);
+            assert_int_equal(rec[i].restored, i < 5);
+            assert_true(rec[i].vtime_s == wrec[i].vtime_s);
+            assert_true(rec[i].cum_bytes_up == wrec[i].cum_bytes_up);
+            assert_int_equal(rec[i].evaluated, wrec[i].evaluated); /* round 5: not evaluated */
+            assert_int_equal(rec[i].reported, wrec[i].reported);
+            assert_int_equal(rec[i].late, wrec[i].late);
+        }
+        free(rec);
+        free(wrec);
+        if (v == 1) {
+            /* what does not fit the saved run */
+            flsim_config b = r;
+            b.lr = 0.2;
+            assert_int_equal(flsim_run(&b, NULL, NULL, NULL, NULL, &res, NULL, NULL, err, sizeof err),
+                             FL_ERR_CONFIG);
+            assert_non_null(strstr(err, "--resume: "));
+            assert_non_null(strstr(err, "setting 'lr' differs: saved 0.1, this run 0.2"));
+            b = r;
+            b.rounds = 4;
+            assert_int_equal(flsim_run(&b, NULL, NULL, NULL, NULL, &res, NULL, NULL, err, sizeof err),
+                             FL_ERR_CONFIG);
+            assert_non_null(strstr(err, "it holds 9 rounds, more than --rounds 4"));
+            b = r;
+            assert_int_equal(flsim_config_set(&b, "up-codec", "topk0.5", NULL, 0), FL_OK);
+            assert_int_equal(flsim_run(&b, NULL, NULL, NULL, NULL, &res, NULL, NULL, err, sizeof err),
+                             FL_ERR_UNSUPPORTED);
+            assert_non_null(strstr(err, "top-k uplink"));
+            /* a damaged file: refused whole, by its checksum */
+            size_t len = 0;
+            char *bytes = read_all(path, &len);
+            assert_non_null(bytes);
+            bytes[len / 2] ^= 1;
+            FILE *f = fopen(path, "wb");
+            assert_non_null(f);
+            assert_int_equal(fwrite(bytes, 1, len, f), len);
+            assert_int_equal(fclose(f), 0);
+            free(bytes);
+            assert_int_equal(flsim_run(&r, NULL, NULL, NULL, NULL, &res, NULL, NULL, err, sizeof err),
+                             FL_ERR_RESULTS_FORMAT);
+            assert_non_null(strstr(err, "checksum does not match"));
+            /* no file: a fresh start, the same run */
+            unlink(path);
+            s = (resume_cb){100, 0, 0};
+            assert_int_equal(flsim_run(&r, NULL, NULL, resume_stop_cb, &s, &res, NULL, NULL, err,
+                                       sizeof err), FL_OK);
+            assert_int_equal(s.restored, 0);
+            assert_int_equal(res.resumed_after, 0);
+            assert_memory_equal(res.model_sha256, whole.model_sha256, sizeof whole.model_sha256);
+        }
+        unlink(path);
+        rmdir(dir);
+    }
+}
+
 static void test_run_stops_when_asked(void **state)
 {
     (void)state;
@@ -2259,6 +2384,7 @@ int main(void)
         cmocka_unit_test(test_keep_layers),
         cmocka_unit_test(test_outputs_read_back),
         cmocka_unit_test(test_run_stops_when_asked),
+        cmocka_unit_test(test_resume_same_bits),
         cmocka_unit_test(test_outputs_bad_files),
         cmocka_unit_test(test_outputs_unwritable),
         cmocka_unit_test(test_no_update_accepted),

@@ -1,0 +1,305 @@
+/* flsim_resume.c: a run's resume file (DIR/resume.fls): the server core's checkpoint and what the
+ * simulator adds to it between rounds, so that `fl_sim --resume 1` continues a stopped or crashed
+ * run as if it had not stopped (see flsim_internal.h for the layout).
+ *
+ * The bytes are outside input when read back: every field is checked, and the file's SHA-256
+ * ends it, so that a cut or altered file is refused as a whole. */
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fl_fs.h"
+#include "fl_sha256.h"
+#include "flsim.h"
+#include "flsim_internal.h"
+
+static const uint8_t MAGIC[8] = {'F', 'L', 'S', 'I', 'M', 'R', 'S', 0};
+#define RESUME_VERSION 1u
+#define RESUME_CONFIG_MAX (64u << 10)
+#define RESUME_RECORDS_MAX 100000000u
+
+typedef struct wbuf {
+    uint8_t *p;
+    size_t len, cap;
+    int bad;
+} wbuf;
+
+static void put(wbuf *w, const void *src, size_t n)
+{
+    if (w->bad)
+        return;
+    if (w->len + n > w->cap) {
+        size_t c = w->cap ? w->cap : 4096;
+        while (c < w->len + n)
+            c *= 2;
+        uint8_t *q = realloc(w->p, c);
+        if (!q) {
+            w->bad = 1;
+            return;
+        }
+        w->p = q;
+        w->cap = c;
+    }
+    memcpy(w->p + w->len, src, n);
+    w->len += n;
+}
+
+static void put_u32(wbuf *w, uint32_t v)
+{
+    uint8_t b[4];
+    for (int i = 0; i < 4; i++)
+        b[i] = (uint8_t)(v >> (8 * i));
+    put(w, b, 4);
+}
+
+static void put_u64(wbuf *w, uint64_t v)
+{
+    uint8_t b[8];
+    for (int i = 0; i < 8; i++)
+        b[i] = (uint8_t)(v >> (8 * i));
+    put(w, b, 8);
+}
+
+static void put_f64(wbuf *w, double v)
+{
+    uint64_t u;
+    memcpy(&u, &v, 8);
+    put_u64(w, u);
+}
+
+typedef struct rbuf {
+    const uint8_t *p;
+    size_t len, at;
+    int bad;
+} rbuf;
+
+static const uint8_t *take(rbuf *r, size_t n)
+{
+    if (r->bad || r->len - r->at < n) {
+        r->bad = 1;
+        return NULL;
+    }
+    const uint8_t *q = r->p + r->at;
+    r->at += n;
+    return q;
+}
+
+static uint32_t get_u32(rbuf *r)
+{
+    const uint8_t *b = take(r, 4);
+    uint32_t v = 0;
+    for (int i = 0; b && i < 4; i++)
+        v |= (uint32_t)b[i] << (8 * i);
+    return v;
+}
+
+static uint64_t get_u64(rbuf *r)
+{
+    const uint8_t *b = take(r, 8);
+    uint64_t v = 0;
+    for (int i = 0; b && i < 8; i++)
+        v |= (uint64_t)b[i] << (8 * i);
+    return v;
+}
+
+static double get_f64(rbuf *r)
+{
+    const uint64_t u = get_u64(r);
+    double v;
+    memcpy(&v, &u, 8);
+    return v;
+}
+
+/* A round record's fields, in the file's order: (u32, f64, u64, i32 as u32) by kind. */
+#define REC_FIELDS(X) \
+    X(U32, round) X(F64, vtime_s) X(F64, round_vtime_s) X(F64, wall_s) X(F64, train_wall_s) \
+    X(F64, feed_wall_s) X(F64, train_cpu_s) X(F64, sgd_thread_cpu_s) X(F64, proc_cpu_s) \
+    X(F64, client_cpu_s) X(F64, client_pre_cpu_s) X(F64, client_post_cpu_s) X(F64, feed_cpu_s) \
+    X(F64, eval_wall_s) X(U64, bytes_down) X(U64, bytes_up) X(U64, cum_bytes_down) \
+    X(U64, cum_bytes_up) X(F64, mean_loss) X(I32, evaluated) X(F64, test_acc) X(F64, test_loss) \
+    X(U32, online) X(U32, selected) X(U32, reported) X(U32, late) X(U32, failed) \
+    X(I32, closed_by) X(F64, train_flops)
+
+#define PUT_U32(f) put_u32(w, r->f);
+#define PUT_U64(f) put_u64(w, r->f);
+#define PUT_F64(f) put_f64(w, r->f);
+#define PUT_I32(f) put_u32(w, (uint32_t)r->f);
+#define PUT(kind, f) PUT_##kind(f)
+
+static void put_record(wbuf *w, const flsim_round_record *r)
+{
+    REC_FIELDS(PUT)
+}
+
+#define GET_U32(f) r->f = get_u32(b);
+#define GET_U64(f) r->f = get_u64(b);
+#define GET_F64(f) r->f = get_f64(b);
+#define GET_I32(f) r->f = (int)get_u32(b);
+#define GET(kind, f) GET_##kind(f)
+
+static void get_record(rbuf *b, flsim_round_record *r)
+{
+    memset(r, 0, sizeof *r);
+    REC_FIELDS(GET)
+}
+
+fl_status flsim_resume_write(const char *dir, const flsim_config *cfg, const fls_ckpt *k,
+                             const flsim_resume_state *s, const flsim_round_record *recs,
+                             size_t n, char *err, size_t errlen)
+{
+    char path[FLSIM_STR + 32];
+    snprintf(path, sizeof path, "%s/%s", dir, FLSIM_RESUME_FILE);
+    char *json = malloc(RESUME_CONFIG_MAX);
+    uint8_t *ck = NULL;
+    size_t ck_len = 0;
+    fl_status st = json ? FL_OK : FL_ERR_NOMEM;
+    size_t jl = 0;
+    if (st == FL_OK && (jl = flsim_config_json(cfg, json, RESUME_CONFIG_MAX)) >= RESUME_CONFIG_MAX)
+        st = FL_ERR_INTERNAL;
+    if (st == FL_OK)
+        st = fls_ckpt_serialize(k, &ck, &ck_len);
+    wbuf w = {0};
+    if (st == FL_OK) {
+        put(&w, MAGIC, sizeof MAGIC);
+        put_u32(&w, RESUME_VERSION);
+        put_u32(&w, (uint32_t)n);
+        put_u64(&w, jl);
+        put(&w, json, jl);
+        put_f64(&w, s->vt);
+        put_u64(&w, s->cum_down);
+        put_u64(&w, s->cum_up);
+        put_f64(&w, s->cum_flops);
+        put_f64(&w, s->wall_s);
+        for (size_t i = 0; i < n; i++)
+            put_record(&w, &recs[i]);
+        put_u64(&w, ck_len);
+        put(&w, ck, ck_len);
+        uint8_t d[FL_SHA256_LEN];
+        if (!w.bad && fl_sha256_digest(d, w.p, w.len) != FL_OK)
+            w.bad = 1;
+        put(&w, d, sizeof d);
+        if (w.bad)
+            st = FL_ERR_NOMEM;
+    }
+    free(json);
+    free(ck);
+    if (st != FL_OK) {
+        free(w.p);
+        if (err && errlen)
+            snprintf(err, errlen, "cannot make %s: %s", path, fl_strerror(st));
+        return st;
+    }
+    fl_atomic a;
+    int e = fl_atomic_open(&a, path, 0666);
+    if (!e)
+        e = fl_atomic_write(&a, w.p, w.len);
+    if (!e)
+        e = fl_atomic_commit(&a, path, 0);
+    fl_atomic_end(&a);
+    free(w.p);
+    if (!e)
+        return FL_OK;
+    if (err && errlen)
+        snprintf(err, errlen, "cannot write %s: %s", path, strerror(e));
+    return FL_ERR_IO;
+}
+
+void flsim_resume_free(flsim_resume_file *f)
+{
+    if (!f)
+        return;
+    free(f->config_json);
+    free(f->records);
+    fls_ckpt_clear(&f->ckpt);
+    memset(f, 0, sizeof *f);
+}
+
+static fl_status bad_file(char *err, size_t errlen, const char *what)
+{
+    if (err && errlen)
+        snprintf(err, errlen, "not a resume file of this version: %s", what);
+    return FL_ERR_RESULTS_FORMAT;
+}
+
+fl_status flsim_resume_parse(const uint8_t *buf, size_t len, flsim_resume_file *out, char *err,
+                             size_t errlen)
+{
+    memset(out, 0, sizeof *out);
+    if (!buf || len < sizeof MAGIC + FL_SHA256_LEN || memcmp(buf, MAGIC, sizeof MAGIC) != 0)
+        return bad_file(err, errlen, "no fl_sim resume header");
+    uint8_t d[FL_SHA256_LEN];
+    if (fl_sha256_digest(d, buf, len - FL_SHA256_LEN) != FL_OK)
+        return FL_ERR_NOMEM;
+    if (memcmp(d, buf + len - FL_SHA256_LEN, FL_SHA256_LEN) != 0)
+        return bad_file(err, errlen, "its checksum does not match (cut short or altered)");
+    rbuf r = {buf, len - FL_SHA256_LEN, sizeof MAGIC, 0};
+    if (get_u32(&r) != RESUME_VERSION)
+        return bad_file(err, errlen, "another format version");
+    const uint32_t n = get_u32(&r);
+    const uint64_t jl = get_u64(&r);
+    if (r.bad || jl == 0 || jl > RESUME_CONFIG_MAX || jl > r.len - r.at || n > RESUME_RECORDS_MAX)
+        return bad_file(err, errlen, "a size out of range");
+    const uint8_t *j = take(&r, (size_t)jl);
+    if (!j || memchr(j, 0, (size_t)jl))
+        return bad_file(err, errlen, "its settings");
+    flsim_resume_state *s = &out->state;
+    s->vt = get_f64(&r);
+    s->cum_down = get_u64(&r);
+    s->cum_up = get_u64(&r);
+    s->cum_flops = get_f64(&r);
+    s->wall_s = get_f64(&r);
+    if (r.bad || !isfinite(s->vt) || s->vt < 0 || !isfinite(s->cum_flops) || s->cum_flops < 0 ||
+        !isfinite(s->wall_s) || s->wall_s < 0)
+        return bad_file(err, errlen, "its clock or totals");
+    /* each record takes at least 4 bytes: a count beyond what is left is refused before any
+     * allocation */
+    if ((uint64_t)n * 4 > r.len - r.at)
+        return bad_file(err, errlen, "a record count beyond the file");
+    out->config_json = malloc((size_t)jl + 1);
+    out->records = n ? calloc(n, sizeof *out->records) : NULL;
+    if (!out->config_json || (n && !out->records)) {
+        flsim_resume_free(out);
+        return FL_ERR_NOMEM;
+    }
+    memcpy(out->config_json, j, (size_t)jl);
+    out->config_json[jl] = '\0';
+    out->n_records = n;
+    for (uint32_t i = 0; i < n && !r.bad; i++) {
+        flsim_round_record *rec = &out->records[i];
+        get_record(&r, rec);
+        const uint64_t before_down = i ? out->records[i - 1].cum_bytes_down : 0;
+        const uint64_t before_up = i ? out->records[i - 1].cum_bytes_up : 0;
+        if (!r.bad && (rec->round != i + 1 || !isfinite(rec->vtime_s) || rec->vtime_s < 0 ||
+                       rec->cum_bytes_down != before_down + rec->bytes_down ||
+                       rec->cum_bytes_up != before_up + rec->bytes_up ||
+                       (i && rec->vtime_s < out->records[i - 1].vtime_s))) {
+            flsim_resume_free(out);
+            return bad_file(err, errlen, "its rounds do not follow each other");
+        }
+    }
+    const uint64_t cl = get_u64(&r);
+    if (r.bad || cl != r.len - r.at) {
+        flsim_resume_free(out);
+        return bad_file(err, errlen, "its rounds or checkpoint are cut short");
+    }
+    if (n && (out->records[n - 1].cum_bytes_down != s->cum_down ||
+              out->records[n - 1].cum_bytes_up != s->cum_up)) {
+        flsim_resume_free(out);
+        return bad_file(err, errlen, "its totals are not its rounds'");
+    }
+    char why[256];
+    const fl_status cs = fls_ckpt_parse(r.p + r.at, (size_t)cl, &out->ckpt, why, sizeof why);
+    if (cs != FL_OK) {
+        flsim_resume_free(out);
+        if (cs == FL_ERR_NOMEM)
+            return cs;
+        return bad_file(err, errlen, why);
+    }
+    if (out->ckpt.round != n) {
+        flsim_resume_free(out);
+        return bad_file(err, errlen, "its checkpoint is of another round");
+    }
+    return FL_OK;
+}
