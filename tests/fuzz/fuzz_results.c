@@ -1,6 +1,8 @@
 /* fuzz_results: the readers of a saved simulator run (sim/flsim.h), which `fl_sim experiment afd`
  * uses to resume: rounds.csv (flsim_parse_rounds_csv) and summary.json (flsim_parse_summary,
- * against the default settings); every input goes to both. rounds.csv: FL_OK with rounds
+ * against the default settings); and a run's resume file (flsim_resume_parse, `fl_sim --resume`),
+ * as it is and with its trailing SHA-256 made to match, so that mutations reach the fields behind
+ * the checksum. Every input goes to all of them. rounds.csv: FL_OK with rounds
  * 1..n in order, cumulative bytes that add up and accuracies in [0, 1], or FL_ERR_RESULTS_FORMAT
  * with a reason that names a line (or says no rounds follow the header) and nothing returned.
  * summary.json: FL_OK, FL_ERR_RESULTS_FORMAT or FL_ERR_RESULTS_MISMATCH with a reason, or
@@ -10,7 +12,33 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fl_sha256.h"
 #include "flsim.h"
+#include "flsim_internal.h"
+
+/* flsim_resume_parse: FL_OK with rounds 1..n whose bytes add up and a checkpoint of round n, or
+ * a refusal with a reason and nothing kept. */
+static void resume_one(const uint8_t *data, size_t size)
+{
+    flsim_resume_file f;
+    char err[256] = "";
+    const fl_status st = flsim_resume_parse(data, size, &f, err, sizeof err);
+    if (st == FL_OK) {
+        if (!f.config_json || f.ckpt.round != f.n_records || (f.n_records && !f.records))
+            abort();
+        for (size_t i = 0; i < f.n_records; i++)
+            if (f.records[i].round != i + 1 ||
+                f.records[i].cum_bytes_up - (i ? f.records[i - 1].cum_bytes_up : 0) !=
+                    f.records[i].bytes_up)
+                abort();
+    } else {
+        if (f.config_json || f.records || f.n_records || f.ckpt.params)
+            abort();
+        if (st != FL_ERR_NOMEM && (st != FL_ERR_RESULTS_FORMAT || !err[0]))
+            abort();
+    }
+    flsim_resume_free(&f);
+}
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -37,6 +65,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (st != FL_ERR_NOMEM && (st != FL_ERR_RESULTS_FORMAT ||
                                    (strncmp(err, "line ", 5) != 0 && !strstr(err, "no rounds"))))
             abort();
+    }
+    resume_one(data, size);
+    if (size > FL_SHA256_LEN) {
+        uint8_t *fixed = malloc(size);
+        if (!fixed)
+            return 0;
+        memcpy(fixed, data, size);
+        if (fl_sha256_digest(fixed + size - FL_SHA256_LEN, fixed, size - FL_SHA256_LEN) == FL_OK)
+            resume_one(fixed, size);
+        free(fixed);
     }
     const flsim_config c = flsim_config_default();
     flsim_result res;
