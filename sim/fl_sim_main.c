@@ -352,9 +352,12 @@ static int on_round(void *user, const flsim_round_record *r, const flsim_result 
     }
     if (r->restored) { /* read back by --resume: written to rounds.csv above, said once */
         p->rounds_wall += r->wall_s; /* the time-left estimate's rate counts them */
-        if (r->round == sofar->resumed_after && !p->quiet && g_rank == 0)
+        if (r->round == sofar->resumed_after && g_rank == 0) { /* said under --quiet too */
+            if (atomic_exchange(&g_bar_open, 0))
+                fputc('\n', stderr);
             fprintf(stderr, "fl_sim: resuming %s after round %u of %u (%s/resume.fls)\n",
                     p->out ? p->out : "the run", r->round, p->total, p->out ? p->out : ".");
+        }
         return 0; /* a stop asked meanwhile is taken after the next round */
     }
     if (p->quiet || g_rank != 0)

@@ -221,4 +221,35 @@ grep -q "interrupted: stopped during full seed 1.*no run was finished, so none i
     fail "experiment: $(cat "$DIR/exp.err")"
 [ ! -e "$DIR/exp/runs/full-s1/summary.json" ] || fail "experiment: the stopped run was saved"
 echo "experiment: SIGINT stopped it, exit status 130"
+
+# A crash (SIGKILL) after some rounds, then --resume 1 with a finite --rounds (the killed run had
+# no end: --rounds may differ on a resume): the run goes on
+# from the last DIR/resume.fls (every 2 rounds here) and ends with the model and the rounds of a
+# run that never stopped; rounds.csv is rewritten from the file (the rounds after it are run
+# again).
+EXTRA="--checkpoint-every 2"
+start crash 5
+EXTRA=
+kill -KILL "$pid"
+wait "$pid" || true
+pid=
+[ -e "$DIR/crash/resume.fls" ] || fail "crash: no resume.fls after 5 rounds"
+R=$(($(wc -l <"$DIR/crash/rounds.csv") + 3)) # a few rounds past those finished before the kill
+"$FL_SIM" $ARGS --rounds "$R" --checkpoint-every 2 --resume 1 --out "$DIR/crash" >"$DIR/crash.out" \
+    2>"$DIR/crash.err" || fail "resume after a crash: $(cat "$DIR/crash.err")"
+grep -q "fl_sim: resuming $DIR/crash after round [0-9]* of $R" "$DIR/crash.err" ||
+    fail "resume after a crash: not said: $(cat "$DIR/crash.err")"
+"$FL_SIM" $ARGS --rounds "$R" --out "$DIR/whole" >/dev/null
+a=$(grep '"model_sha256"' "$DIR/crash/summary.json")
+b=$(grep '"model_sha256"' "$DIR/whole/summary.json")
+[ "$a" = "$b" ] || fail "resume after a crash: $a, not the uninterrupted run's $b"
+cut -d, -f1-3,6- "$DIR/crash/rounds.csv" >"$DIR/a.csv"
+cut -d, -f1-3,6- "$DIR/whole/rounds.csv" >"$DIR/b.csv"
+cmp -s "$DIR/a.csv" "$DIR/b.csv" || fail "resume after a crash: rounds.csv differs from the uninterrupted run's"
+# another setting: refused by name, the saved run left as it was
+rc=0
+"$FL_SIM" $ARGS --rounds "$R" --lr 0.3 --resume 1 --out "$DIR/crash" >/dev/null 2>"$DIR/crash2.err" || rc=$?
+[ "$rc" -eq 1 ] || fail "resume with another --lr: exit status $rc, not 1"
+grep -q "setting 'lr' differs" "$DIR/crash2.err" || fail "resume with another --lr: $(cat "$DIR/crash2.err")"
+echo "SIGKILL, then --resume 1: $(sed -n 's/.*resuming .* after round \([0-9]*\).*/\1/p' "$DIR/crash.err") rounds read back, the uninterrupted run's model and rounds"
 echo "ok"
