@@ -1579,14 +1579,19 @@ fl_status fls_core_restore(fls_core *c, const fls_ckpt *k)
     } else if (fls_ckpt_check_digest(k, c->digest) != FL_OK) {
         /* Say what changed when the file holds its configuration's text; else (a file of an
          * older build: only the digest) what could have. */
-        char diff[1024];
-        const size_t nd = fls_config_canon_diff(k->config, k->config_len, c->canon, c->canon_len,
-                                                diff, sizeof diff);
+        char diff[1024], inert[1024];
+        const size_t nd = fls_config_canon_diff_effect(k->config, k->config_len, c->canon,
+                                                       c->canon_len, 0, diff, sizeof diff);
+        /* those without effect here need not be set back: said apart, after */
+        const size_t ni = fls_config_canon_diff_effect(k->config, k->config_len, c->canon,
+                                                       c->canon_len, 1, inert, sizeof inert);
         if (nd)
             fl_log(lg, FL_LOG_ERROR, "checkpoint: written by another configuration: %zu setting%s "
                    "changed since (the checkpoint's value -> this one's): %s. Set %s back to "
-                   "resume, or start a fresh run", nd, nd == 1 ? "" : "s", diff,
-                   nd == 1 ? "it" : "them");
+                   "resume, or start a fresh run%s%s%s", nd, nd == 1 ? "" : "s", diff,
+                   nd == 1 ? "it" : "them",
+                   ni ? " (also changed, without effect under this configuration, so they may "
+                        "stay: " : "", ni ? inert : "", ni ? ")" : "");
         else
             fl_log(lg, FL_LOG_ERROR, "checkpoint: written by another configuration (digest "
                    "differs; the file holds only the digest, not the settings): one of model.arch, "

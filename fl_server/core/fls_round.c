@@ -213,22 +213,23 @@ fl_status fls_config_digest(const fls_config *cfg, uint8_t out[FL_SHA256_LEN])
  * agg_frac_bits and agg_max_abs_log2 have no key: fedrop's build sets them. */
 static const struct {
     const char *canon, *key;
-    int kind; /* 0: as written, 1: a %a double, 2: the aggregation mode's number */
+    int kind; /* 0: as written, 1: a %a double, 2: the aggregation mode's number, 3: a %a of a
+              * float32 setting, 4: a 0/1 bool */
 } CANON_KEYS[] = {
     {"arch", "model.arch", 0}, {"seed", "run.seed", 0}, {"policy", "policy.kind", 0},
-    {"fd_per_client", "policy.fd_per_client", 0}, {"score_accumulate", "policy.score_accumulate", 0},
-    {"loss_unweighted", "policy.loss_unweighted", 0}, {"keep_p", "policy.keep", 1},
-    {"eps_rel", "policy.eps_rel", 1}, {"opt", "optimizer.kind", 0}, {"opt_lr", "optimizer.lr", 1},
-    {"opt_momentum", "optimizer.momentum", 1}, {"opt_beta1", "optimizer.beta1", 1},
-    {"opt_beta2", "optimizer.beta2", 1}, {"opt_tau", "optimizer.tau", 1},
-    {"opt_v0", "optimizer.v0", 1}, {"agg_mode", "aggregation.mode", 2},
-    {"agg_dilute", "aggregation.dilute", 0}, {"agg_frac_bits", "aggregation frac_bits (built in)", 0},
+    {"fd_per_client", "policy.fd_per_client", 4}, {"score_accumulate", "policy.score_accumulate", 4},
+    {"loss_unweighted", "policy.loss_unweighted", 4}, {"keep_p", "policy.keep", 1},
+    {"eps_rel", "policy.eps_rel", 1}, {"opt", "optimizer.kind", 0}, {"opt_lr", "optimizer.lr", 3},
+    {"opt_momentum", "optimizer.momentum", 3}, {"opt_beta1", "optimizer.beta1", 3},
+    {"opt_beta2", "optimizer.beta2", 3}, {"opt_tau", "optimizer.tau", 3},
+    {"opt_v0", "optimizer.v0", 3}, {"agg_mode", "aggregation.mode", 2},
+    {"agg_dilute", "aggregation.dilute", 4}, {"agg_frac_bits", "aggregation frac_bits (built in)", 0},
     {"agg_max_abs_log2", "aggregation max_abs_log2 (built in)", 0}, {"agg_clip", "aggregation.clip_norm", 1},
     {"agg_trim", "aggregation.trim_frac", 1}, {"agg_max_updates", "aggregation.max_updates", 0},
     {"clients_per_round", "round.clients", 0}, {"overcommit", "round.overcommit", 1},
-    {"epochs", "train.epochs", 0}, {"batch", "train.batch", 0}, {"lr", "train.lr", 1},
-    {"momentum", "train.momentum", 1}, {"wd", "train.weight_decay", 1},
-    {"prox_mu", "train.prox_mu", 1}, {"max_samples", "train.max_samples", 0},
+    {"epochs", "train.epochs", 0}, {"batch", "train.batch", 0}, {"lr", "train.lr", 3},
+    {"momentum", "train.momentum", 3}, {"wd", "train.weight_decay", 3},
+    {"prox_mu", "train.prox_mu", 3}, {"max_samples", "train.max_samples", 0},
     {"down_codec", "codec.down", 0}, {"up_codec", "codec.up", 0},
     {"chunk_elems", "codec.chunk_elems", 0},
 };
@@ -250,17 +251,26 @@ static int canon_find(const char *t, size_t n, const char *name, size_t nl, cons
     return 0;
 }
 
-/* A canonical value as an operator wrote it: hex floats in %g, the mode by name. */
+/* A canonical value as an operator wrote it: hex floats in the fewest digits that read back as
+ * the same value (as a float32 for the float32 settings: 0.05, not 0.0500000007; 0.7500001, not
+ * %g's 0.75, which made "policy.keep 0.75 -> 0.75" of a real change), the mode by name, a bool
+ * as false / true. */
 static void canon_show(char *out, size_t cap, const char *v, size_t vl, int kind)
 {
     char raw[96];
     snprintf(raw, sizeof raw, "%.*s", (int)(vl < 95 ? vl : 95), v);
     static const char *const modes[] = {"mean", "trimmed-mean", "median"};
     char *end = NULL;
-    if (kind == 1) {
+    if (kind == 1 || kind == 3) {
         const double d = strtod(raw, &end);
         if (end && !*end && end != raw) {
-            snprintf(out, cap, "%g", d);
+            const int f32 = kind == 3;
+            for (int digits = 1; digits <= (f32 ? 9 : 17); digits++) {
+                snprintf(out, cap, "%.*g", digits, d);
+                const double back = strtod(out, NULL);
+                if (f32 ? (float)back == (float)d : back == d)
+                    break;
+            }
             return;
         }
     } else if (kind == 2) {
@@ -269,12 +279,19 @@ static void canon_show(char *out, size_t cap, const char *v, size_t vl, int kind
             snprintf(out, cap, "%s", modes[m]);
             return;
         }
+    } else if (kind == 4 && (!strcmp(raw, "0") || !strcmp(raw, "1"))) {
+        snprintf(out, cap, "%s", raw[0] == '1' ? "true" : "false");
+        return;
     }
     snprintf(out, cap, "%s", raw[0] ? raw : "(none)");
 }
 
-size_t fls_config_canon_diff(const char *was, size_t was_len, const char *now, size_t now_len,
-                             char *out, size_t cap)
+static int canon_inert(const char *t, size_t n, const char *name, size_t nl);
+
+/* fls_config_canon_diff, of the settings without effect under `now` (inert 1), of the others
+ * (inert 0), or of all (inert -1). */
+static size_t canon_diff(const char *was, size_t was_len, const char *now, size_t now_len,
+                         char *out, size_t cap, int inert)
 {
     if (out && cap)
         out[0] = 0;
@@ -303,6 +320,8 @@ size_t fls_config_canon_diff(const char *was, size_t was_len, const char *now, s
             continue;
         if (ha && hb && al == bl && memcmp(a, b, al) == 0)
             continue;
+        if (inert >= 0 && !!canon_inert(now, now_len, name, nl) != inert)
+            continue;
         if (i >= sizeof CANON_KEYS / sizeof CANON_KEYS[0] && ha && hb) {
             /* a layer without its own keep value follows policy.keep: said once, there */
             const char *pa = NULL, *pb = NULL;
@@ -323,6 +342,18 @@ size_t fls_config_canon_diff(const char *was, size_t was_len, const char *now, s
         }
     }
     return n;
+}
+
+size_t fls_config_canon_diff(const char *was, size_t was_len, const char *now, size_t now_len,
+                             char *out, size_t cap)
+{
+    return canon_diff(was, was_len, now, now_len, out, cap, -1);
+}
+
+size_t fls_config_canon_diff_effect(const char *was, size_t was_len, const char *now,
+                                    size_t now_len, int inert, char *out, size_t cap)
+{
+    return canon_diff(was, was_len, now, now_len, out, cap, inert ? 1 : 0);
 }
 
 /* Whether canonical line `name` (nl bytes) has no effect under the settings of text t. */

@@ -85,6 +85,11 @@ fl_status fls_config_canon(const fls_config *cfg, char *buf, size_t cap, size_t 
 size_t fls_config_canon_diff(const char *was, size_t was_len, const char *now, size_t now_len,
                              char *out, size_t cap);
 
+/* fls_config_canon_diff of only the settings that have no effect under now's configuration
+ * (inert 1: those fls_config_canon_same_effect passes over), or of only the others (inert 0). */
+size_t fls_config_canon_diff_effect(const char *was, size_t was_len, const char *now,
+                                    size_t now_len, int inert, char *out, size_t cap);
+
 /* 1 when two canonical texts (was: a checkpoint's, now: this configuration's) differ at most in
  * settings that have no effect under now's (and so was's: what decides that is compared) policy,
  * optimizer and aggregation mode: policy.keep and keep_layers and aggregation.dilute under

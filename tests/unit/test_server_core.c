@@ -2699,6 +2699,40 @@ static void test_resume_inert_settings(void **state)
                 fail_msg("log lacks the layer's keep value:\n%s", lg->text);
             fls_core_free(b);
         }
+        /* a refusal counts and asks back only the settings that matter; those without effect
+         * here are said apart (they may stay). Values read back as given: 0.7500001 is not
+         * "0.75" (the %g of before: "policy.keep 0.75 -> 0.75"), a float32 lr 0.05 not
+         * 0.0500000007, a bool false / true */
+        other = cfg;
+        other.policy.eps_rel = 0.25;        /* inert: no afd policy */
+        other.policy.fd_per_client = 1;     /* inert under full, matters under fd */
+        other.train.lr = 0.0500001f;        /* matters */
+        other.log.fn = corelog_fn;
+        other.log.user = lg;
+        other.log.min_level = FL_LOG_DEBUG;
+        if (pass == 0)
+            other.policy.keep_p = 0.7500001; /* inert under full */
+        else
+            other.policy.keep_p = cfg.policy.keep_p + 1e-7; /* matters under fd */
+        lg->len = 0;
+        lg->text[0] = 0;
+        b = core_with_clients(&other, 6);
+        assert_int_equal(fls_core_restore(b, &k), FL_ERR_CHECKPOINT_MISMATCH);
+        char want[256];
+        snprintf(want, sizeof want, "train.lr %g -> 0.0500001", (double)cfg.train.lr);
+        const char *also = strstr(lg->text, "also changed, without effect under this "
+                                            "configuration, so they may stay: ");
+        if (!also || !strstr(lg->text, want) || strstr(also, "train.lr") ||
+            !strstr(also, "policy.eps_rel 0.001 -> 0.25") ||
+            (pass == 0 && (!strstr(lg->text, "1 setting changed since") ||
+                           !strstr(also, "policy.keep 0.75 -> 0.7500001") ||
+                           !strstr(also, "policy.fd_per_client false -> true"))) ||
+            (pass == 1 && (!strstr(lg->text, "3 settings changed since") ||
+                           !strstr(lg->text, "policy.fd_per_client false -> true") ||
+                           strstr(also, "policy.fd_per_client") || strstr(also, "policy.keep"))))
+            fail_msg("pass %d: the refusal does not tell the settings apart:\n%s", pass,
+                     lg->text);
+        fls_core_free(b);
         /* the policy itself always matters, and with it what it makes inert */
         other = cfg;
         other.policy.kind = pass == 0 ? FLS_POLICY_FD : FLS_POLICY_FULL;
@@ -2753,8 +2787,10 @@ static void test_resume_mismatch_names_settings(void **state)
     fls_core *b = core_with_clients(&other, 6);
     assert_int_equal(fls_core_restore(b, &back), FL_ERR_CHECKPOINT_MISMATCH);
     static const char *const want[] = {
-        "written by another configuration: 3 settings changed since",
-        "policy.keep 0.75 -> 0.5", "round.clients 3 -> 4",
+        /* policy.keep has no effect under policy.kind full: said apart, not counted */
+        "written by another configuration: 2 settings changed since",
+        "without effect under this configuration, so they may stay: policy.keep 0.75 -> 0.5)",
+        "round.clients 3 -> 4",
         "codec.up none -> q8b256", /* specs in canonical form */
     };
     for (size_t i = 0; i < sizeof want / sizeof want[0]; i++)
