@@ -306,6 +306,10 @@ static fl_status key_set(fls_options *o, const key_def *k, const char *v, int ap
     case K_U32:
     case K_U64: {
         uint64_t x;
+        if (!parse_u64(v, &x) && *v && v[strspn(v, "0123456789")] == 0)
+            /* all digits, beyond 2^64: an unsigned integer all the same, out of range */
+            return fail(err, errlen, "%s: %s is out of range [%.0f, %.0f]", k->key, v, k->min,
+                        k->max);
         if (!parse_u64(v, &x))
             return fail(err, errlen, "%s: '%s' is not an unsigned integer", k->key, v);
         if ((double)x < k->min || (double)x > k->max)

@@ -3718,8 +3718,8 @@ static fl_status server_init(fls_server *s, char *err, size_t errlen)
             s->resumed = 1;
             s->ckpt_round = fls_core_round(s->core); /* what the file holds, for the stop lines */
         } else if (s->opt.resume) {
-            fl_log(&s->log, FL_LOG_INFO, "no checkpoint at %s yet: starting a fresh run",
-                   s->opt.ckpt_path);
+            fl_log(&s->log, FL_LOG_INFO, "no checkpoint at %s yet: %s a fresh run",
+                   s->opt.ckpt_path, s->check_only ? "would start" : "starting");
         } else if (exists) {
             fl_log(&s->log, FL_LOG_WARN, "%s exists and will be overwritten once this fresh run "
                    "finishes a round (--resume continues it)", s->opt.ckpt_path);

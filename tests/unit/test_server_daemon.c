@@ -397,6 +397,10 @@ static void test_config_structure_errors(void **state)
         {"round:\n  clientz: 3\n", "t.yaml:2: unknown key 'round.clientz'"},
         {"round:\n  clients: ten\n", "t.yaml:2: round.clients: 'ten' is not an unsigned integer"},
         {"round:\n  clients: 0\n", "t.yaml:2: round.clients: 0 is out of range"},
+        /* digits beyond 2^64 are a number out of range, not "not an unsigned integer" */
+        {"round:\n  clients: 99999999999999999999\n",
+         "t.yaml:2: round.clients: 99999999999999999999 is out of range [1, 1000000]"},
+        {"run:\n  seed: 18446744073709551616\n", "run.seed: 18446744073709551616 is out of range"},
         {"round:\n  overcommit: 0.5\n", "round.overcommit: 0.5 is out of range"},
         {"round:\n  clients: 3\n  clients: 4\n", "t.yaml:3: round.clients: duplicate key"},
         /* a repeated section, even with other keys, is refused at its second line */
