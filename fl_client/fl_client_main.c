@@ -401,8 +401,9 @@ int main(int argc, char **argv)
         return 2;
     }
     flm_blas_init_threads((int)threads); /* loaded with its pool this size, for the line below */
-    fprintf(stderr, "[%s] info  %zu local samples (%s, %s, partition %ld of %ld); BLAS kernel %s\n",
-            id, mine->N, spec, partition, index, num_clients, flm_blas_corename());
+    if (level <= FLC_LOG_INFO) /* an info line: --log-level warn and error leave it out */
+        fprintf(stderr, "[%s] info  %zu local samples (%s, %s, partition %ld of %ld); BLAS kernel "
+                "%s\n", id, mine->N, spec, partition, index, num_clients, flm_blas_corename());
 
     const flc_samples samples = {mine->x, mine->tokens, mine->y, mine->N, mine->sample_len};
     flc_config cfg;
@@ -433,15 +434,20 @@ int main(int argc, char **argv)
     g_phase = 1; /* from here a signal stops it: run returns FLC_ERR_CANCELLED */
     cs = flc_client_run(client);
     const flc_stats *s = flc_client_stats(client);
-    fprintf(stderr, "[%s] info  %llu rounds trained, %llu failed here, %llu tasks dropped (a "
-            "newer task, the session's end or a stop came first), %llu updates sent, %llu "
-            "accepted, %llu late, %llu refused, %llu reconnects, %.1f MB down, %.1f MB up: %s\n",
-            id, (unsigned long long)s->rounds_trained, (unsigned long long)s->rounds_failed,
-            (unsigned long long)s->tasks_dropped, (unsigned long long)s->updates_sent,
-            (unsigned long long)s->updates_accepted, (unsigned long long)s->updates_late,
-            (unsigned long long)s->updates_refused,
-            (unsigned long long)s->reconnects, s->bytes_down / 1e6, s->bytes_up / 1e6,
-            cs == FLC_ERR_CANCELLED ? "stopped" : flc_strerror(cs));
+    /* the exit line, at info; said at any level when the run ends in an error (its status) */
+    if (level <= FLC_LOG_INFO || (cs != FLC_OK && cs != FLC_ERR_CANCELLED)) {
+        fprintf(stderr, "[%s] %s %llu rounds trained, %llu failed here, %llu tasks dropped (a "
+                "newer task, the session's end or a stop came first), %llu updates sent, "
+                "%llu accepted, %llu late, %llu refused, %llu reconnects, %.1f MB down, %.1f MB "
+                "up: %s\n",
+                id, cs != FLC_OK && cs != FLC_ERR_CANCELLED ? "error" : "info ",
+                (unsigned long long)s->rounds_trained, (unsigned long long)s->rounds_failed,
+                (unsigned long long)s->tasks_dropped, (unsigned long long)s->updates_sent,
+                (unsigned long long)s->updates_accepted, (unsigned long long)s->updates_late,
+                (unsigned long long)s->updates_refused,
+                (unsigned long long)s->reconnects, s->bytes_down / 1e6, s->bytes_up / 1e6,
+                cs == FLC_ERR_CANCELLED ? "stopped" : flc_strerror(cs));
+    }
     g_phase = 2;
     flc_client_free(client);
     flm_dataset_free(mine);

@@ -1574,6 +1574,30 @@ static void test_cli_help_data_dir(void **state)
         fail_msg("fl_client --help on --data-dir: '%s'", out);
 }
 
+/* fl_client's own two info lines (its local samples at start, its counts at exit) honour
+ * --log-level as the library's lines do: at warn they are left out (they were printed at every
+ * level); at info both are there, the exit line as "stopped" after a SIGTERM. */
+static void test_cli_log_level_own_lines(void **state)
+{
+    (void)state;
+    const char *root = getenv("FEDROP_BUILD_ROOT");
+    if (!root)
+        skip();
+    for (int warn = 0; warn < 2; warn++) {
+        char cmd[1024], out[8192];
+        snprintf(cmd, sizeof cmd, "'%s/fl_client/fl_client' --server tcp://127.0.0.1:1 --insecure "
+                 "--dataset synth-images:100:1x8x8:4 --log-level %s 2>&1 & p=$!; sleep 1; "
+                 "kill $p; wait $p; echo \"rc=$?\"", root, warn ? "warn" : "info");
+        sh_collect(cmd, out, sizeof out);
+        const int samples = strstr(out, "] info  100 local samples") != NULL;
+        const int counts = strstr(out, "] info  0 rounds trained") != NULL &&
+                           strstr(out, "MB up: stopped\n") != NULL;
+        if (!strstr(out, "rc=0\n") || (warn ? samples || counts || strstr(out, "] info ")
+                                            : !samples || !counts))
+            fail_msg("fl_client --log-level %s said '%s'", warn ? "warn" : "info", out);
+    }
+}
+
 /* ---- flc_stats.reconnects counts every new start ---------------------------------------------- */
 
 /* The server loses a registered client two ways: it forgets it (restarted behind a link ZeroMQ
@@ -2355,6 +2379,7 @@ int main(void)
         cmocka_unit_test(test_cli_index_missing_said),
         cmocka_unit_test(test_cli_partition_reasons),
         cmocka_unit_test(test_cli_help_data_dir),
+        cmocka_unit_test(test_cli_log_level_own_lines),
         cmocka_unit_test(test_reconnects_counts_each_new_start),
         cmocka_unit_test(test_train_failure_reported_and_bye),
         cmocka_unit_test(test_plugin_moved_weights_refused),
