@@ -246,6 +246,10 @@ static void usage(FILE *f)
         "and keeps the runs it finished: the same command resumes from them. Under mpirun, which ends\n"
         "the ranks itself on Ctrl-C (the round in progress and the summary are lost), stop with\n"
         "kill -USR1 <mpirun's pid>: mpirun passes SIGUSR1 on to every rank.\n"
+        "Resuming: with --out DIR the run's state goes to DIR/resume.fls every --checkpoint-every\n"
+        "rounds (10), at the end and when stopped; the same command with --resume 1 continues from\n"
+        "it, after a stop or a crash, with the same results bit for bit (also to a larger --rounds;\n"
+        "not with a top-k uplink).\n"
         "\n"
         "Exit status: 0 done; 2 an option or value that does not parse or is out of range (found\n"
         "before anything loads); 1 anything found later, said on stderr: the data, settings that do\n"
@@ -258,6 +262,8 @@ static void usage(FILE *f)
         "         --down-codec rot+q4+zstd --up-codec rot+q2+zstd --seed 1 --threads 2 --out run1\n"
         "  fl_sim --config sim/example_config.yaml --rounds 20 --out run2   (a YAML file of these\n"
         "         options, in the source tree; flags override it)\n"
+        "  fl_sim --config sim/example_config.yaml --rounds 40 --out run2 --resume 1   (run2 goes on\n"
+        "         to round 40)\n"
         "  mpirun -n 4 --hostfile hosts fl_sim --config sim/example_config.yaml --out run-mpi\n");
 }
 
