@@ -2186,6 +2186,20 @@ static fl_status resume_read(sim *S, const flsim_config *cfg, flsim_resume_file 
     if (st == FL_OK && rf->n_records > cfg->rounds)
         st = FL_ERR_CONFIG, snprintf(why, sizeof why, "it holds %zu rounds, more than --rounds %u",
                                      rf->n_records, cfg->rounds);
+    /* A finished run taken further (a larger --rounds): its last round was evaluated because it
+     * was the last (off the --eval-every schedule), which that round of a run of the new --rounds
+     * is not. That evaluation is dropped, with the target the core may have found reached by it,
+     * so that the run goes on as one that never stopped: the same rounds, the same model. */
+    if (st == FL_OK && rf->n_records && rf->n_records < cfg->rounds) {
+        flsim_round_record *last = &rf->records[rf->n_records - 1];
+        if (last->evaluated && (cfg->eval_every == 0 || rf->n_records % cfg->eval_every != 0)) {
+            last->evaluated = 0;
+            last->test_acc = last->test_loss = NAN;
+            last->eval_wall_s = 0;
+            rf->ckpt.target_reached = 0;
+            rf->ckpt.target_acc = 0;
+        }
+    }
     if (st == FL_OK && fls_core_restore(S->core, &rf->ckpt) != FL_OK)
         st = FL_ERR_CHECKPOINT_MISMATCH, snprintf(why, sizeof why, "the server core refused its "
                                                   "checkpoint (the log says why)");

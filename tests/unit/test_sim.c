@@ -1550,6 +1550,66 @@ static void test_resume_same_bits(void **state)
     }
 }
 
+/* A finished run of 4 rounds taken on to 9 (--eval-every 3: its round 4 was evaluated only as
+ * its last): the rounds and model of a run of 9, whose round 4 is not evaluated, and whose target
+ * (here the 4-round run's own last accuracy) is judged by its own evaluations only. */
+static void test_resume_finished_run_further(void **state)
+{
+    (void)state;
+    flsim_config c = small_config();
+    c.eval_every = 3;
+    c.rounds = 4;
+    flsim_result four;
+    flsim_round_record *rec = NULL, *wrec = NULL;
+    size_t n = 0, wn = 0;
+    run_ok(&c, &four, &rec, &n);
+    free(rec);
+    rec = NULL;
+    assert_true(four.final_test_acc > 0.0);
+    char dir[] = "/tmp/test_sim_furtherXXXXXX", path[600], err[1024];
+    assert_non_null(mkdtemp(dir));
+    snprintf(path, sizeof path, "%s/resume.fls", dir);
+    for (int keep_going = 1; keep_going >= 0; keep_going--) {
+        flsim_config w = c;
+        w.rounds = 9;
+        w.target_acc = four.final_test_acc;
+        w.keep_going = keep_going;
+        flsim_result whole, res;
+        run_ok(&w, &whole, &wrec, &wn);
+        flsim_config f = w;
+        f.rounds = 4;
+        snprintf(f.out, sizeof f.out, "%s", dir);
+        run_ok(&f, &res, NULL, NULL);
+        assert_int_equal(access(path, F_OK), 0);
+        flsim_config r = w;
+        snprintf(r.out, sizeof r.out, "%s", dir);
+        r.resume = 1;
+        const fl_status st = flsim_run(&r, NULL, NULL, NULL, NULL, &res, &rec, &n, err, sizeof err);
+        if (st != FL_OK)
+            fail_msg("resume: %s: %s", fl_status_name(st), err);
+        assert_int_equal(res.resumed_after, 4);
+        assert_int_equal(res.rounds, whole.rounds);
+        assert_memory_equal(res.model_sha256, whole.model_sha256, sizeof whole.model_sha256);
+        assert_int_equal(res.target_reached, whole.target_reached);
+        assert_int_equal(res.rounds_to_target, whole.rounds_to_target);
+        assert_true(res.final_test_acc == whole.final_test_acc);
+        assert_int_equal(n, wn);
+        for (size_t i = 0; i < n; i++) {
+            assert_int_equal(rec[i].evaluated, wrec[i].evaluated); /* round 4: not evaluated */
+            assert_true(rec[i].vtime_s == wrec[i].vtime_s);
+            if (rec[i].evaluated)
+                assert_true(rec[i].test_acc == wrec[i].test_acc);
+            else
+                assert_true(isnan(rec[i].test_acc) && isnan(wrec[i].test_acc));
+        }
+        free(rec);
+        free(wrec);
+        rec = wrec = NULL;
+        unlink(path);
+    }
+    rmdir(dir);
+}
+
 static void test_run_stops_when_asked(void **state)
 {
     (void)state;
@@ -2385,6 +2445,7 @@ int main(void)
         cmocka_unit_test(test_outputs_read_back),
         cmocka_unit_test(test_run_stops_when_asked),
         cmocka_unit_test(test_resume_same_bits),
+        cmocka_unit_test(test_resume_finished_run_further),
         cmocka_unit_test(test_outputs_bad_files),
         cmocka_unit_test(test_outputs_unwritable),
         cmocka_unit_test(test_no_update_accepted),
