@@ -335,7 +335,7 @@ static int on_round(void *user, const flsim_round_record *r, const flsim_result 
     if (r->round == 1 && g_stop && r->round < p->total && !r->restored) { /* a 1-round run is
                                                                           * complete: kept */
         p->dropped = 1;
-        return 1;
+        return FLSIM_STOP_DISCARD; /* nor DIR/resume.fls: an earlier run's stays */
     }
     char why[1400];
     if (p->out && !p->log && !p->log_failed &&

@@ -339,7 +339,10 @@ void flsim_data_free(flsim_data *d);
 void flsim_model_spec(const flsim_config *cfg, const flm_dataset *ds, char *out, size_t cap);
 
 /* Called after every round (from the thread that called flsim_run). Returns 0 to go on, nonzero
- * to stop the run there (fl_sim's Ctrl-C): the run ends after that round as if it were its last. */
+ * to stop the run there (fl_sim's Ctrl-C): the run ends after that round as if it were its last.
+ * FLSIM_STOP_DISCARD stops it too, and the caller keeps nothing of it (fl_sim's stop before the
+ * first round was done): no cfg->out/resume.fls is written then, so that an earlier run's stays. */
+#define FLSIM_STOP_DISCARD 2
 typedef int (*flsim_round_fn)(void *user, const flsim_round_record *r, const flsim_result *sofar);
 
 /* Runs the simulation described by cfg on data (NULL: loaded here). Fills *res; *records (may be

@@ -2395,17 +2395,20 @@ fl_status flsim_run(const flsim_config *cfg, const flsim_data *data_in, const fl
                 recs[n_recs++] = *r;
                 account_round(res, cfg, r, cum_flops);
                 res->wall_s = fl_time_mono_s() - wall0;
-                int stop = cb ? cb(user, r, res) != 0 : 0;
+                const int said = cb ? cb(user, r, res) : 0;
+                int stop = said == FLSIM_STOP_DISCARD ? 2 : said != 0;
 #ifdef FLSIM_HAVE_MPI
                 /* Every rank stops after the same round, whichever was asked to. */
                 if (S.size > 1)
                     MPI_Allreduce(MPI_IN_PLACE, &stop, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
 #endif
+                /* the caller discards the run (nothing of it is kept): no resume file either */
+                const int discard = stop == 2;
                 const uint32_t finished = r->round;
                 /* DIR/resume.fls: every --checkpoint-every rounds, at the last and at a stop
                  * (before a stop's extra evaluation: the rounds as a run that goes on has them).
                  * A failure is said once; the run goes on. */
-                if (ckpt_on && (stop || finished % cfg->checkpoint_every == 0 ||
+                if (ckpt_on && !discard && (stop || finished % cfg->checkpoint_every == 0 ||
                                 finished >= cfg->rounds || fls_core_done(S.core))) {
                     fls_ckpt k;
                     char ce[FLSIM_STR + 300] = "";

@@ -1443,6 +1443,14 @@ static int resume_stop_cb(void *user, const flsim_round_record *r, const flsim_r
     return !r->restored && r->round >= s->after;
 }
 
+static int discard_cb(void *user, const flsim_round_record *r, const flsim_result *sofar)
+{
+    (void)user;
+    (void)r;
+    (void)sofar;
+    return FLSIM_STOP_DISCARD;
+}
+
 static void test_resume_same_bits(void **state)
 {
     (void)state;
@@ -1552,7 +1560,8 @@ static void test_resume_same_bits(void **state)
 
 /* A finished run of 4 rounds taken on to 9 (--eval-every 3: its round 4 was evaluated only as
  * its last): the rounds and model of a run of 9, whose round 4 is not evaluated, and whose target
- * (here the 4-round run's own last accuracy) is judged by its own evaluations only. */
+ * (here the 4-round run's own last accuracy) is judged by its own evaluations only. A stop
+ * before the first round was done that the caller discards writes no resume file. */
 static void test_resume_finished_run_further(void **state)
 {
     (void)state;
@@ -1607,6 +1616,20 @@ static void test_resume_finished_run_further(void **state)
         rec = wrec = NULL;
         unlink(path);
     }
+    /* discarded at round 1: an earlier run's resume file stays as it was */
+    write_all(path, "an earlier run's");
+    flsim_config d = c;
+    snprintf(d.out, sizeof d.out, "%s", dir);
+    d.checkpoint_every = 1;
+    flsim_result res;
+    assert_int_equal(flsim_run(&d, NULL, NULL, discard_cb, NULL, &res, NULL, NULL, err, sizeof err),
+                     FL_ERR_CANCELLED);
+    size_t len = 0;
+    char *bytes = read_all(path, &len);
+    assert_non_null(bytes);
+    assert_int_equal(len, strlen("an earlier run's"));
+    free(bytes);
+    unlink(path);
     rmdir(dir);
 }
 
