@@ -1529,8 +1529,15 @@ static void test_resume_same_bits(void **state)
             b = r;
             assert_int_equal(flsim_config_set(&b, "up-codec", "topk0.5", NULL, 0), FL_OK);
             assert_int_equal(flsim_run(&b, NULL, NULL, NULL, NULL, &res, NULL, NULL, err, sizeof err),
-                             FL_ERR_UNSUPPORTED);
+                             FL_ERR_CONFIG);
             assert_non_null(strstr(err, "top-k uplink"));
+            /* and without a file too: not a fresh start over the rounds DIR holds */
+            char moved[700];
+            snprintf(moved, sizeof moved, "%s.moved", path);
+            assert_int_equal(rename(path, moved), 0);
+            assert_int_equal(flsim_config_validate(&b, err, sizeof err), FL_ERR_CONFIG);
+            assert_non_null(strstr(err, "cannot resume"));
+            assert_int_equal(rename(moved, path), 0);
             /* a damaged file: refused whole, by its checksum */
             size_t len = 0;
             char *bytes = read_all(path, &len);
