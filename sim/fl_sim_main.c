@@ -895,6 +895,13 @@ static int run_main(int argc, char **argv)
         g_out_made = out_made;
         g_out_dir = g_out_buf;
     }
+    if (pr.out && cfg.resume) { /* said under --quiet too, as the resume itself */
+        char rf[FLSIM_STR + 32];
+        snprintf(rf, sizeof rf, "%s/%s", cfg.out, FLSIM_RESUME_FILE);
+        if (access(rf, F_OK) != 0 && errno == ENOENT)
+            fprintf(stderr, "fl_sim: --resume: %s holds no %s (none written yet, or another "
+                    "DIR?): a fresh start\n", cfg.out, FLSIM_RESUME_FILE);
+    }
     g_quit_now = g_ranks == 1;
     catch_stop_signals();
     const fl_logger lg = {log_below_bar, stderr, FL_LOG_WARN};

@@ -251,5 +251,11 @@ rc=0
 "$FL_SIM" $ARGS --rounds "$R" --lr 0.3 --resume 1 --out "$DIR/crash" >/dev/null 2>"$DIR/crash2.err" || rc=$?
 [ "$rc" -eq 1 ] || fail "resume with another --lr: exit status $rc, not 1"
 grep -q "setting 'lr' differs" "$DIR/crash2.err" || fail "resume with another --lr: $(cat "$DIR/crash2.err")"
+# --resume 1 in a DIR without the file: a fresh start, said (a mistyped DIR, or a crash before the
+# first file was written, is not taken for a resume)
+"$FL_SIM" $ARGS --rounds 2 --resume 1 --quiet 1 --out "$DIR/fresh" >/dev/null 2>"$DIR/fresh.err" ||
+    fail "--resume 1 without a file: $(cat "$DIR/fresh.err")"
+grep -q "fl_sim: --resume: $DIR/fresh holds no resume.fls.*: a fresh start" "$DIR/fresh.err" ||
+    fail "--resume 1 without a file: not said: $(cat "$DIR/fresh.err")"
 echo "SIGKILL, then --resume 1: $(sed -n 's/.*resuming .* after round \([0-9]*\).*/\1/p' "$DIR/crash.err") rounds read back, the uninterrupted run's model and rounds"
 echo "ok"
