@@ -97,9 +97,10 @@ void flsim_resume_free(flsim_resume_file *f);
 
 /* Whether saved settings (a run's config JSON) are those of want, as flsim_load_outputs compares
  * them (threads and fold_threads left out; with any_rounds, rounds too: a resumed run may run
- * more or fewer). FL_OK, FL_ERR_RESULTS_MISMATCH naming the setting, FL_ERR_RESULTS_FORMAT,
- * FL_ERR_UNSUPPORTED without jansson. */
-fl_status flsim_config_matches(const char *json, const flsim_config *want, int any_rounds,
-                               char *err, size_t errlen);
+ * more or fewer; the model as written may differ where saved_arch and want_arch, the canonical
+ * specs, both given, are the same). FL_OK, FL_ERR_RESULTS_MISMATCH naming the setting,
+ * FL_ERR_RESULTS_FORMAT, FL_ERR_UNSUPPORTED without jansson. */
+fl_status flsim_config_matches(const char *json, const char *saved_arch, const flsim_config *want,
+                               const char *want_arch, int any_rounds, char *err, size_t errlen);
 
 #endif

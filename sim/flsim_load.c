@@ -443,8 +443,8 @@ static fl_status parse_summary(const char *text, size_t len, const flsim_config 
     return st;
 }
 
-fl_status flsim_config_matches(const char *json, const flsim_config *want, int any_rounds,
-                               char *err, size_t errlen)
+fl_status flsim_config_matches(const char *json, const char *saved_arch, const flsim_config *want,
+                               const char *want_arch, int any_rounds, char *err, size_t errlen)
 {
     json_error_t je;
     json_t *o = json_loads(json, JSON_REJECT_DUPLICATES, &je);
@@ -453,7 +453,7 @@ fl_status flsim_config_matches(const char *json, const flsim_config *want, int a
         return fl_errf(err, errlen, FL_ERR_RESULTS_FORMAT, "its settings: %s",
                        o ? "not a JSON object" : je.text);
     }
-    const fl_status st = same_config(o, NULL, want, NULL, any_rounds, err, errlen);
+    const fl_status st = same_config(o, saved_arch, want, want_arch, any_rounds, err, errlen);
     json_decref(o);
     return st;
 }
@@ -475,10 +475,12 @@ static fl_status parse_summary(const char *text, size_t len, const flsim_config 
     return flsim_parse_summary(text, len, want, want_arch, res, err, errlen);
 }
 
-fl_status flsim_config_matches(const char *json, const flsim_config *want, int any_rounds,
-                               char *err, size_t errlen)
+fl_status flsim_config_matches(const char *json, const char *saved_arch, const flsim_config *want,
+                               const char *want_arch, int any_rounds, char *err, size_t errlen)
 {
     (void)json;
+    (void)saved_arch;
+    (void)want_arch;
     (void)want;
     (void)any_rounds;
     return fl_errf(err, errlen, FL_ERR_UNSUPPORTED, "built without jansson: cannot compare a "

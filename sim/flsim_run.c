@@ -2182,7 +2182,8 @@ static fl_status resume_read(sim *S, const flsim_config *cfg, flsim_resume_file 
                                           "%s), whose clients' error-feedback residuals a resume "
                                           "file does not hold", cfg->up_codec);
     if (st == FL_OK)
-        st = flsim_config_matches(rf->config_json, cfg, 1, why, sizeof why);
+        st = flsim_config_matches(rf->config_json, rf->ckpt.arch, cfg, fls_core_arch(S->core)->spec,
+                                  1, why, sizeof why);
     if (st == FL_OK && rf->n_records > cfg->rounds)
         st = FL_ERR_CONFIG, snprintf(why, sizeof why, "it holds %zu rounds, more than --rounds %u",
                                      rf->n_records, cfg->rounds);
