@@ -1538,6 +1538,12 @@ static void test_resume_same_bits(void **state)
             assert_int_equal(flsim_config_validate(&b, err, sizeof err), FL_ERR_CONFIG);
             assert_non_null(strstr(err, "cannot resume"));
             assert_int_equal(rename(moved, path), 0);
+            /* the model spelled otherwise (the same architecture): taken, the same run */
+            b = r;
+            assert_int_equal(flsim_config_set(&b, "model", "mlp:064-32-4", NULL, 0), FL_OK);
+            assert_int_equal(flsim_run(&b, NULL, NULL, NULL, NULL, &res, NULL, NULL, err, sizeof err),
+                             FL_OK);
+            assert_memory_equal(res.model_sha256, whole.model_sha256, sizeof whole.model_sha256);
             /* a damaged file: refused whole, by its checksum */
             size_t len = 0;
             char *bytes = read_all(path, &len);
