@@ -47,6 +47,11 @@ void flsim_avail_format(const flsim_avail *a, char *buf, size_t cap);
 /* JSON string escaping of s into buf (with the quotes). */
 void flsim_json_str(char *buf, size_t cap, const char *s);
 
+/* len bytes to path atomically (fl_atomic: a crash leaves the old file or the new one). FL_OK, or
+ * FL_ERR_IO with "cannot write PATH: reason" in err (may be NULL). */
+fl_status flsim_write_atomic(const char *path, const void *text, size_t len, char *err,
+                             size_t errlen);
+
 /* rounds.csv of a run into f. 0 or -1 (write error). */
 #include <stdio.h>
 int flsim_write_rounds_csv(FILE *f, const flsim_round_record *rec, size_t n);

@@ -303,8 +303,8 @@ fl_status flsim_rounds_put(FILE *f, const flsim_round_record *r)
 /* Writes text[0..len) to path atomically (fl_atomic: a temporary beside it, fsync, rename, fsync
  * of the directory): a reader never sees half a file, a crash leaves the old one. FL_OK, or
  * FL_ERR_IO with "cannot write PATH: reason" in err (which may be NULL). */
-static fl_status write_atomic(const char *path, const char *text, size_t len, char *err,
-                              size_t errlen)
+fl_status flsim_write_atomic(const char *path, const void *text, size_t len, char *err,
+                             size_t errlen)
 {
     fl_atomic w;
     int e = fl_atomic_open(&w, path, 0666); /* as fopen makes a file: the umask decides */
@@ -342,7 +342,7 @@ fl_status flsim_write_summary(const char *dir, const flsim_config *cfg, const fl
         return FL_ERR_NOMEM;
     }
     flsim_summary_json(cfg, res, buf, need);
-    const fl_status st = write_atomic(sum, buf, need - 1, err, errlen);
+    const fl_status st = flsim_write_atomic(sum, buf, need - 1, err, errlen);
     free(buf);
     return st;
 }
@@ -365,7 +365,7 @@ fl_status flsim_write_outputs(const char *dir, const flsim_config *cfg, const fl
         bad = flsim_write_rounds_csv(m, records, n_records);
         bad |= fclose(m) != 0;
     }
-    const fl_status rs = bad ? FL_ERR_NOMEM : write_atomic(path, text, len, e1, sizeof e1);
+    const fl_status rs = bad ? FL_ERR_NOMEM : flsim_write_atomic(path, text, len, e1, sizeof e1);
     if (bad)
         snprintf(e1, sizeof e1, "cannot write %s: out of memory", path);
     free(text);

@@ -4,13 +4,11 @@
  *
  * The bytes are outside input when read back: every field is checked, and the file's SHA-256
  * ends it, so that a cut or altered file is refused as a whole. */
-#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "fl_fs.h"
 #include "fl_sha256.h"
 #include "flsim.h"
 #include "flsim_internal.h"
@@ -191,19 +189,9 @@ fl_status flsim_resume_write(const char *dir, const flsim_config *cfg, const fls
             snprintf(err, errlen, "cannot make %s: %s", path, fl_strerror(st));
         return st;
     }
-    fl_atomic a;
-    int e = fl_atomic_open(&a, path, 0666);
-    if (!e)
-        e = fl_atomic_write(&a, w.p, w.len);
-    if (!e)
-        e = fl_atomic_commit(&a, path, 0);
-    fl_atomic_end(&a);
+    st = flsim_write_atomic(path, w.p, w.len, err, errlen);
     free(w.p);
-    if (!e)
-        return FL_OK;
-    if (err && errlen)
-        snprintf(err, errlen, "cannot write %s: %s", path, strerror(e));
-    return FL_ERR_IO;
+    return st;
 }
 
 void flsim_resume_free(flsim_resume_file *f)
