@@ -4,7 +4,8 @@
  * version, optimizer state, policy state, target and run id).
  *
  * Input: byte 0 = setup (bits 0-1 policy kind, bits 2-4 server optimizer, bits 5-6 the resumed
- * server's target accuracy: none, 0.5, 0.9, 1.0); then, each read while
+ * server's target accuracy: none, 0.5, 0.9, 1.0, bit 7 the model: mlp:8-6-3 or the mixture of
+ * grouped experts moge:8:6:2:2:1:3); then, each read while
  * bytes remain, little-endian: u64 round, u64 model version, u64 optimizer steps, u8 target
  * reached, f64 target accuracy, u64 run id, u8 what the rest is (bit 0: the policy state's bytes,
  * else f32 values laid over the model's parameters then the optimizer's arrays).
@@ -38,7 +39,7 @@ static fls_core *setup(uint8_t mode, double target)
 {
     fls_config c = fls_config_default();
     c.target_accuracy = target;
-    snprintf(c.arch, sizeof c.arch, "mlp:8-6-3");
+    snprintf(c.arch, sizeof c.arch, "%s", mode & 128 ? "moge:8:6:2:2:1:3" : "mlp:8-6-3");
     c.seed = 42;
     c.policy.kind = (fls_policy_kind)(mode & 3);
     c.opt.kind = (fls_opt_kind)(((mode >> 2) & 7) % 5);

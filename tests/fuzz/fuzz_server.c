@@ -2,7 +2,8 @@
  * bytes from clients, as the daemon feeds it: each message is decoded (flp_decode, default
  * limits) and handed to the core under the key of the connection it came on.
  *
- * Input: byte 0 = setup (bits 0-1 policy kind, bits 2-4 up codec, see CODECS); then records of
+ * Input: byte 0 = setup (bits 0-1 policy kind, bits 2-4 up codec, see CODECS, bit 5 the model:
+ * the mlp mlp:8-6-3, or the mixture of grouped experts moge:8:6:2:2:1:3); then records of
  * [selector][len lo][len hi][len bytes]. Selector bits 0-2: the connection (0-5 joined clients
  * 10..60, 6 key 70 never joined, 7 key 10 again); bits 3-4: 0 the bytes are a message from it,
  * 1 it disconnects and reconnects, 2 time passes the round deadline, 3 fls_core_update_abort.
@@ -30,7 +31,7 @@ static const uint32_t KEYS[8] = {10, 20, 30, 40, 50, 60, 70, 10};
 static fls_core *setup(uint8_t mode)
 {
     fls_config c = fls_config_default();
-    snprintf(c.arch, sizeof c.arch, "mlp:8-6-3");
+    snprintf(c.arch, sizeof c.arch, "%s", mode & 32 ? "moge:8:6:2:2:1:3" : "mlp:8-6-3");
     c.seed = 42;
     c.policy.kind = (fls_policy_kind)(mode & 3);
     c.clients_per_round = 3;
@@ -151,7 +152,7 @@ int main(int argc, char **argv)
     if (argc < 2)
         return 2;
     int files = 0;
-    for (unsigned mode = 0; mode < 32; mode++) {
+    for (unsigned mode = 0; mode < 64; mode++) {
         for (int rounds = 1; rounds <= 2; rounds++) {
             char path[4096];
             snprintf(path, sizeof path, "%s/gen-%02u-%d", argv[1], mode, rounds);
