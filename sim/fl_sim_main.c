@@ -895,10 +895,12 @@ static int run_main(int argc, char **argv)
         g_out_made = out_made;
         g_out_dir = g_out_buf;
     }
+    int resuming = 0; /* --resume with a file to resume from (rank 0) */
     if (pr.out && cfg.resume) { /* said under --quiet too, as the resume itself */
         char rf[FLSIM_STR + 32];
         snprintf(rf, sizeof rf, "%s/%s", cfg.out, FLSIM_RESUME_FILE);
-        if (access(rf, F_OK) != 0 && errno == ENOENT)
+        resuming = access(rf, F_OK) == 0 || errno != ENOENT;
+        if (!resuming)
             fprintf(stderr, "fl_sim: --resume: %s holds no %s (none written yet, or another "
                     "DIR?): a fresh start\n", cfg.out, FLSIM_RESUME_FILE);
     }
@@ -911,9 +913,13 @@ static int run_main(int argc, char **argv)
     if (pr.bar && !pr.quiet && g_rank == 0) {
         /* Until the first round is over (loading, the population, a round of a large model can
          * take a while) the line says what is going on; the first round's line replaces it. */
-        char line[400];
-        snprintf(line, sizeof line, "0/%u  loading %.200s, then round 1 of %u clients ...",
-                 cfg.rounds, cfg.dataset, cfg.per_round);
+        char line[600];
+        if (resuming)
+            snprintf(line, sizeof line, "0/%u  loading %.200s, then resuming %.200s ...",
+                     cfg.rounds, cfg.dataset, cfg.out);
+        else
+            snprintf(line, sizeof line, "0/%u  loading %.200s, then round 1 of %u clients ...",
+                     cfg.rounds, cfg.dataset, cfg.per_round);
         bar_line(line);
     }
     const fl_status st = flsim_run(&cfg, NULL, &lg, on_round, &pr, &res, &recs, &n, err, sizeof err);
