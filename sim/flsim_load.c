@@ -351,7 +351,7 @@ static fl_status parse_summary(const char *text, size_t len, const flsim_config 
         return fl_errf(err, errlen, FL_ERR_RESULTS_FORMAT, "line %d: %s", je.line, je.text);
     fl_status st = FL_OK;
     const char *bad = NULL;
-    uint64_t u = 0, ec = 0, tr = 0, wk = 0, fh = 0;
+    uint64_t u = 0, ec = 0, tr = 0, wk = 0, fh = 0, ra = 0;
     json_t *t = json_object_get(o, "target");
     json_t *conf = json_object_get(o, "config");
     char hex[2 * FL_SHA256_LEN + 1];
@@ -399,6 +399,8 @@ static fl_status parse_summary(const char *text, size_t len, const flsim_config 
         bad = "peak_rss_mb";
     else if (json_object_get(o, "interrupted") && !json_is_boolean(json_object_get(o, "interrupted")))
         bad = "interrupted"; /* absent in summaries written before it existed: a finished run */
+    else if (!opt_u64(o, "resumed_after", &ra) || ra > res->rounds)
+        bad = "resumed_after"; /* absent before --resume existed: 0, a run of one process */
     else if (!opt_u64(o, "updates_accepted", &res->updates_accepted))
         bad = "updates_accepted";
     else if (!opt_u64(o, "updates_failed", &res->updates_failed))
@@ -418,6 +420,7 @@ static fl_status parse_summary(const char *text, size_t len, const flsim_config 
         res->empty_clients = (uint32_t)ec;
         res->workers = (uint32_t)wk;
         res->fold_helpers = (uint32_t)fh;
+        res->resumed_after = (uint32_t)ra;
         res->interrupted = json_is_true(json_object_get(o, "interrupted"));
         res->target_reached = json_is_true(json_object_get(t, "reached"));
         if (res->target_reached) {

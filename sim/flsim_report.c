@@ -144,7 +144,8 @@ size_t flsim_summary_json(const flsim_config *cfg, const flsim_result *r, char *
         "  \"model_sha256\": \"%s\",\n  \"target\": %s,\n  \"arch\": %s,\n  \"n_params\": %zu,\n"
         "  \"empty_clients\": %u,\n  \"blas\": %s,\n  \"mpi_ranks\": %d,\n  \"workers\": %u,\n"
         "  \"fold_helpers\": %u,\n  \"peak_rss_mb\": %s,\n"
-        "  \"interrupted\": %s,\n  \"updates_accepted\": %llu,\n  \"updates_failed\": %llu,\n"
+        "  \"interrupted\": %s,\n  \"resumed_after\": %u,\n  \"updates_accepted\": %llu,\n"
+        "  \"updates_failed\": %llu,\n"
         "  \"updates_late\": %llu,\n  \"config\": %s\n}\n",
         r->rounds, num(c, sizeof c, r->final_test_acc), num(d, sizeof d, r->final_test_loss),
         num(e, sizeof e, r->virtual_time_s), (unsigned long long)r->bytes_down,
@@ -152,7 +153,7 @@ size_t flsim_summary_json(const flsim_config *cfg, const flsim_result *r, char *
         num(g, sizeof g, r->train_wall_s), num(b, sizeof b, r->train_flops), hex, target, arch,
         r->n_params, r->empty_clients, blas, r->mpi_ranks, r->workers, r->fold_helpers,
         num(a, sizeof a, r->peak_rss_mb),
-        r->interrupted ? "true" : "false", (unsigned long long)r->updates_accepted,
+        r->interrupted ? "true" : "false", r->resumed_after, (unsigned long long)r->updates_accepted,
         (unsigned long long)r->updates_failed, (unsigned long long)r->updates_late, conf);
 }
 

@@ -1493,6 +1493,19 @@ static void test_resume_same_bits(void **state)
             fail_msg("resume: %s: %s", fl_status_name(st), err);
         assert_int_equal(res.resumed_after, 5);
         assert_int_equal(s.restored, 5);
+        { /* summary.json says so, and reads back */
+            assert_int_equal(flsim_write_summary(dir, &r, &res, NULL, 0), FL_OK);
+            char sp[600];
+            snprintf(sp, sizeof sp, "%s/summary.json", dir);
+            size_t sl = 0;
+            char *text = read_all(sp, &sl);
+            assert_non_null(strstr(text, "\"resumed_after\": 5,"));
+            flsim_result back;
+            assert_int_equal(flsim_parse_summary(text, sl, &r, NULL, &back, err, sizeof err), FL_OK);
+            assert_int_equal(back.resumed_after, 5);
+            free(text);
+            unlink(sp);
+        }
         assert_int_equal(s.calls, 9);
         assert_memory_equal(res.model_sha256, whole.model_sha256, sizeof whole.model_sha256);
         assert_true(res.virtual_time_s == whole.virtual_time_s && res.bytes_up == whole.bytes_up &&
