@@ -1,8 +1,11 @@
-/* fl_text.h: positions in text read from outside (configuration files). */
+/* fl_text.h: positions in text read from outside (configuration files); numbers as people read
+ * them. */
 #ifndef FL_TEXT_H
 #define FL_TEXT_H
 
 #include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
 
 /* The 0-based line and column (in UTF-8 characters) of byte offset off of buf[0..len): for a
  * parser that reports only an offset (libyaml's reader errors: a control character, invalid
@@ -21,6 +24,20 @@ static inline void fl_text_line_col(const char *buf, size_t len, size_t off, siz
     }
     *line = l;
     *col = c;
+}
+
+/* v into out[cap] in the fewest significant digits that read back as v (0.05, not %.17g's
+ * 0.050000000000000003 nor %g's 0.75 for 0.7500001); with f32, as the float32 it is (0.05, not
+ * 0.0500000007). Returns out. */
+static inline const char *fl_text_shortest(char *out, size_t cap, double v, int f32)
+{
+    for (int digits = 1; digits <= (f32 ? 9 : 17); digits++) {
+        snprintf(out, cap, "%.*g", digits, v);
+        const double back = strtod(out, NULL);
+        if (f32 ? (float)back == (float)v : back == v)
+            break;
+    }
+    return out;
 }
 
 #endif

@@ -529,16 +529,11 @@ void flsim_json_str(char *buf, size_t cap, const char *s)
     buf[o] = '\0';
 }
 
-/* v in the fewest significant digits (up to 17) that read back as v: 0.05, not
- * 0.050000000000000003; into b (32 bytes). */
+/* v in the fewest significant digits that read back as v (fl_text_shortest), into b (32
+ * bytes). */
 static const char *num(char *b, double v)
 {
-    for (int p = 15; p <= 17; p++) {
-        snprintf(b, 32, "%.*g", p, v);
-        if (strtod(b, NULL) == v)
-            break;
-    }
-    return b;
+    return fl_text_shortest(b, 32, v, 0);
 }
 
 size_t flsim_config_json(const flsim_config *c, char *buf, size_t cap)

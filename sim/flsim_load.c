@@ -13,6 +13,7 @@
 
 #include "fl_mem.h"
 #include "flsim.h"
+#include "fl_text.h"
 #include "flsim_internal.h"
 
 /* ---- rounds.csv --------------------------------------------------------------------------- */
@@ -267,13 +268,7 @@ static char *dump_value(const json_t *v)
     if (!json_is_real(v))
         return json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT);
     char *b = malloc(32);
-    const double x = json_real_value(v);
-    for (int p = 15; b && p <= 17; p++) {
-        snprintf(b, 32, "%.*g", p, x);
-        if (strtod(b, NULL) == x)
-            break;
-    }
-    return b;
+    return b ? (char *)fl_text_shortest(b, 32, json_real_value(v), 0) : NULL;
 }
 
 /* The saved settings against those of this run: FL_OK, or FL_ERR_RESULTS_MISMATCH naming the

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fl_text.h"
 #include "flz.h"
 
 fls_config fls_config_default(void)
@@ -264,13 +265,7 @@ static void canon_show(char *out, size_t cap, const char *v, size_t vl, int kind
     if (kind == 1 || kind == 3) {
         const double d = strtod(raw, &end);
         if (end && !*end && end != raw) {
-            const int f32 = kind == 3;
-            for (int digits = 1; digits <= (f32 ? 9 : 17); digits++) {
-                snprintf(out, cap, "%.*g", digits, d);
-                const double back = strtod(out, NULL);
-                if (f32 ? (float)back == (float)d : back == d)
-                    break;
-            }
+            fl_text_shortest(out, cap, d, kind == 3);
             return;
         }
     } else if (kind == 2) {
