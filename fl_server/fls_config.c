@@ -486,51 +486,35 @@ const char *fls_options_origin(const fls_options *o, const char *key)
     return k ? o->origin[k - KEYS] : "";
 }
 
+/* fls_options_inert: the core's rule (fls_config_inert), of the keys set to other than their
+ * default */
+typedef struct inert_ctx {
+    const fls_options *o, *d;
+    void (*say)(void *u, const char *key, const char *origin, const char *why);
+    void *u;
+} inert_ctx;
+
+static void inert_one(void *u, const char *key, const char *why)
+{
+    inert_ctx *x = u;
+    /* a value written out at its default (the example configuration lists every key) is no
+     * request: only one that differs from the default is said */
+    const char *origin = fls_options_origin(x->o, key);
+    char v[256], dv[256];
+    if (origin[0] && fls_options_get(x->o, key, v, sizeof v) == FLS_OK &&
+        fls_options_get(x->d, key, dv, sizeof dv) == FLS_OK && strcmp(v, dv) != 0)
+        x->say(x->u, key, origin, why);
+}
+
 void fls_options_inert(const fls_options *o,
                        void (*say)(void *u, const char *key, const char *origin, const char *why),
                        void *u)
 {
-    const fls_policy_kind pol = o->core.policy.kind;
-    const int afd = pol == FLS_POLICY_AFD_SINGLE || pol == FLS_POLICY_AFD_MULTI;
-    const fls_opt_kind ok = o->core.opt.kind;
-    const int adaptive = ok == FLS_OPT_FEDADAGRAD || ok == FLS_OPT_FEDADAM || ok == FLS_OPT_FEDYOGI;
-    const struct {
-        const char *key;
-        int inert;
-        const char *why;
-    } t[] = {
-        {"policy.keep", pol == FLS_POLICY_FULL, "policy.kind full trains the whole model"},
-        {"policy.keep_layers", pol == FLS_POLICY_FULL, "policy.kind full trains the whole model"},
-        {"policy.fd_per_client", pol != FLS_POLICY_FD, "it applies to policy.kind fd"},
-        {"policy.score_accumulate", !afd, "it applies to policy.kind afd-single and afd-multi"},
-        {"policy.loss_unweighted", pol != FLS_POLICY_AFD_SINGLE,
-         "it applies to policy.kind afd-single"},
-        {"policy.eps_rel", !afd, "it applies to policy.kind afd-single and afd-multi"},
-        {"optimizer.momentum", ok != FLS_OPT_FEDAVGM, "it applies to optimizer.kind fedavgm"},
-        {"optimizer.beta1", !adaptive, "it applies to the adaptive optimizer.kinds"},
-        {"optimizer.beta2", ok != FLS_OPT_FEDADAM && ok != FLS_OPT_FEDYOGI,
-         "it applies to optimizer.kind fedadam and fedyogi"},
-        {"optimizer.tau", !adaptive, "it applies to the adaptive optimizer.kinds"},
-        {"optimizer.v0", !adaptive, "it applies to the adaptive optimizer.kinds"},
-        {"aggregation.trim_frac", o->core.agg.mode != FLS_AGG_TRIMMED_MEAN,
-         "it applies to aggregation.mode trimmed-mean"},
-        {"aggregation.max_updates", o->core.agg.mode == FLS_AGG_MEAN,
-         "it applies to the robust aggregation.modes"},
-        {"aggregation.dilute", pol == FLS_POLICY_FULL,
-         "under policy.kind full every client trains every coordinate"},
-    };
-    /* a value written out at its default (the example configuration lists every key) is no
-     * request: only one that differs from the default is said */
     fls_options *d = NULL;
     if (fls_options_new(&d) != FLS_OK)
         return;
-    for (size_t i = 0; i < sizeof t / sizeof t[0]; i++) {
-        const char *origin = fls_options_origin(o, t[i].key);
-        char v[256], dv[256];
-        if (t[i].inert && origin[0] && fls_options_get(o, t[i].key, v, sizeof v) == FLS_OK &&
-            fls_options_get(d, t[i].key, dv, sizeof dv) == FLS_OK && strcmp(v, dv) != 0)
-            say(u, t[i].key, origin, t[i].why);
-    }
+    inert_ctx x = {o, d, say, u};
+    (void)fls_config_inert(&o->core, inert_one, &x);
     fls_options_free(d);
 }
 

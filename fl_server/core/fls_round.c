@@ -281,7 +281,7 @@ static void canon_show(char *out, size_t cap, const char *v, size_t vl, int kind
     snprintf(out, cap, "%s", raw[0] ? raw : "(none)");
 }
 
-static int canon_inert(const char *t, size_t n, const char *name, size_t nl);
+static const char *canon_inert(const char *t, size_t n, const char *name, size_t nl);
 
 /* fls_config_canon_diff, of the settings without effect under `now` (inert 1), of the others
  * (inert 0), or of all (inert -1). */
@@ -315,7 +315,7 @@ static size_t canon_diff(const char *was, size_t was_len, const char *now, size_
             continue;
         if (ha && hb && al == bl && memcmp(a, b, al) == 0)
             continue;
-        if (inert >= 0 && !!canon_inert(now, now_len, name, nl) != inert)
+        if (inert >= 0 && (canon_inert(now, now_len, name, nl) != NULL) != inert)
             continue;
         if (i >= sizeof CANON_KEYS / sizeof CANON_KEYS[0] && ha && hb) {
             /* a layer without its own keep value follows policy.keep: said once, there */
@@ -351,14 +351,18 @@ size_t fls_config_canon_diff_effect(const char *was, size_t was_len, const char 
     return canon_diff(was, was_len, now, now_len, out, cap, inert ? 1 : 0);
 }
 
-/* Whether canonical line `name` (nl bytes) has no effect under the settings of text t. */
-static int canon_inert(const char *t, size_t n, const char *name, size_t nl)
+/* Why canonical line `name` (nl bytes) has no effect under the settings of text t (its policy,
+ * optimizer and aggregation mode), or NULL when it has one. The one rule: a resume passes over
+ * such a line (fls_config_canon_same_effect), and fl_server warns of such a key at start
+ * (fls_config_inert). */
+static const char *canon_inert(const char *t, size_t n, const char *name, size_t nl)
 {
     const char *v = NULL;
     size_t vl = 0;
 #define IS(key, val) (canon_find(t, n, key, strlen(key), &v, &vl) && vl == strlen(val) && \
                       memcmp(v, val, vl) == 0)
 #define NAME(s) (nl == strlen(s) && memcmp(name, s, nl) == 0)
+#define WHEN(cond, why) return (cond) ? (why) : NULL
     const int full = IS("policy", "full"), fd = IS("policy", "fd");
     const int afd = IS("policy", "afd-single") || IS("policy", "afd-multi");
     const int avgm = IS("opt", "fedavgm");
@@ -366,27 +370,50 @@ static int canon_inert(const char *t, size_t n, const char *name, size_t nl)
     const int adaptive = adam_yogi || IS("opt", "fedadagrad");
     const int mean = IS("agg_mode", "0"), trimmed = IS("agg_mode", "1");
     const int layer = nl > 12 && memcmp(name, "keep_p_layer", 12) == 0;
-    if (NAME("keep_p") || layer || NAME("agg_dilute"))
-        return full;
+    if (NAME("keep_p") || layer)
+        WHEN(full, "policy.kind full trains the whole model");
+    if (NAME("agg_dilute"))
+        WHEN(full, "under policy.kind full every client trains every coordinate");
     if (NAME("fd_per_client"))
-        return !fd;
+        WHEN(!fd, "it applies to policy.kind fd");
     if (NAME("score_accumulate") || NAME("eps_rel"))
-        return !afd;
+        WHEN(!afd, "it applies to policy.kind afd-single and afd-multi");
     if (NAME("loss_unweighted"))
-        return !IS("policy", "afd-single");
+        WHEN(!IS("policy", "afd-single"), "it applies to policy.kind afd-single");
     if (NAME("opt_momentum"))
-        return !avgm;
+        WHEN(!avgm, "it applies to optimizer.kind fedavgm");
     if (NAME("opt_beta1") || NAME("opt_tau") || NAME("opt_v0"))
-        return !adaptive;
+        WHEN(!adaptive, "it applies to the adaptive optimizer.kinds");
     if (NAME("opt_beta2"))
-        return !adam_yogi;
+        WHEN(!adam_yogi, "it applies to optimizer.kind fedadam and fedyogi");
     if (NAME("agg_trim"))
-        return !trimmed;
+        WHEN(!trimmed, "it applies to aggregation.mode trimmed-mean");
     if (NAME("agg_max_updates"))
-        return mean;
-    return 0;
+        WHEN(mean, "it applies to the robust aggregation.modes");
+    return NULL;
 #undef IS
 #undef NAME
+#undef WHEN
+}
+
+fl_status fls_config_inert(const fls_config *cfg,
+                           void (*say)(void *u, const char *key, const char *why), void *u)
+{
+    char *text = malloc(FLS_CONFIG_CANON_MAX);
+    if (!text)
+        return FL_ERR_NOMEM;
+    size_t n = 0;
+    const fl_status st = fls_config_canon(cfg, text, FLS_CONFIG_CANON_MAX, &n);
+    for (size_t i = 0; st == FL_OK && i < sizeof CANON_KEYS / sizeof CANON_KEYS[0]; i++) {
+        const char *name = CANON_KEYS[i].canon;
+        const char *why = canon_inert(text, n, name, strlen(name));
+        if (why)
+            say(u, CANON_KEYS[i].key, why);
+        if (why && !strcmp(name, "keep_p")) /* the layers' values follow the same rule */
+            say(u, "policy.keep_layers", why);
+    }
+    free(text);
+    return st;
 }
 
 /* Every line of a[0..an) that is not inert under `now` is in b[0..bn) with the same value. */

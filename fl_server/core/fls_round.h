@@ -90,6 +90,14 @@ size_t fls_config_canon_diff(const char *was, size_t was_len, const char *now, s
 size_t fls_config_canon_diff_effect(const char *was, size_t was_len, const char *now,
                                     size_t now_len, int inert, char *out, size_t cap);
 
+/* Calls say(u, fl_server key, why) for each setting that has no effect under cfg's policy,
+ * optimizer and aggregation mode (policy.keep and policy.keep_layers under policy.kind full, ...):
+ * the rule by which fls_config_canon_same_effect passes over a setting, so that fl_server warns at
+ * start of exactly the settings a resume may change. The caller chooses which to say (fl_server:
+ * those set to other than their default). FL_OK, FL_ERR_CONFIG, FL_ERR_NOMEM. */
+fl_status fls_config_inert(const fls_config *cfg,
+                           void (*say)(void *u, const char *key, const char *why), void *u);
+
 /* 1 when two canonical texts (was: a checkpoint's, now: this configuration's) differ at most in
  * settings that have no effect under now's (and so was's: what decides that is compared) policy,
  * optimizer and aggregation mode: policy.keep and keep_layers and aggregation.dilute under
