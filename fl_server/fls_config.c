@@ -784,9 +784,9 @@ fls_status fls_options_validate(const fls_options *o, char *err, size_t errlen)
     flz_spec sp;
     if (flz_spec_parse(o->core.down_codec, &sp, why, sizeof why) != FL_OK)
         return vfail(o, err, errlen, "codec.down", NULL, "codec.down: %s", why);
-    if (fls_down_codec_refusal(&sp))
-        return vfail(o, err, errlen, "codec.down", NULL, "codec.down: %s",
-                     fls_down_codec_refusal(&sp));
+    const char *no_down = fls_down_codec_refusal(&sp);
+    if (no_down)
+        return vfail(o, err, errlen, "codec.down", NULL, "codec.down: %s", no_down);
     if (flz_spec_parse(o->core.up_codec, &sp, why, sizeof why) != FL_OK)
         return vfail(o, err, errlen, "codec.up", NULL, "codec.up: %s", why);
     /* A keep_layers value past the model's last droppable layer would be ignored: refused. */

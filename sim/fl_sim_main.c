@@ -353,7 +353,7 @@ static int on_round(void *user, const flsim_round_record *r, const flsim_result 
      * (rounds.csv has just been started anew), so a later --resume must not take it. */
     if (p->out && r->round == 1 && !r->restored && !p->resuming) {
         char rf[FLSIM_STR + 32];
-        snprintf(rf, sizeof rf, "%s/resume.fls", p->out);
+        snprintf(rf, sizeof rf, "%s/%s", p->out, FLSIM_RESUME_FILE);
         (void)unlink(rf);
     }
     if (r->restored) { /* read back by --resume: written to rounds.csv above, said once */

@@ -361,9 +361,10 @@ fl_status flsim_config_set(flsim_config *c, const char *key, const char *v, char
                 snprintf(err, errlen, "--%s: %s", key, e2);
             return FL_ERR_INVALID_ARG;
         }
-        if (key[0] == 'd' && fls_down_codec_refusal(&zs)) {
+        const char *no = key[0] == 'd' ? fls_down_codec_refusal(&zs) : NULL;
+        if (no) {
             if (err && errlen)
-                snprintf(err, errlen, "--%s: %s: %s", key, v, fls_down_codec_refusal(&zs));
+                snprintf(err, errlen, "--%s: %s: %s", key, v, no);
             return FL_ERR_INVALID_ARG;
         }
         char *dst = key[0] == 'd' ? c->down_codec : c->up_codec;

@@ -44,27 +44,30 @@ static void put(wbuf *w, const void *src, size_t n)
     w->len += n;
 }
 
+/* n little-endian bytes of v */
+static void put_le(wbuf *w, uint64_t v, int n)
+{
+    uint8_t b[8];
+    for (int i = 0; i < n; i++)
+        b[i] = (uint8_t)(v >> (8 * i));
+    put(w, b, (size_t)n);
+}
+
 static void put_u32(wbuf *w, uint32_t v)
 {
-    uint8_t b[4];
-    for (int i = 0; i < 4; i++)
-        b[i] = (uint8_t)(v >> (8 * i));
-    put(w, b, 4);
+    put_le(w, v, 4);
 }
 
 static void put_u64(wbuf *w, uint64_t v)
 {
-    uint8_t b[8];
-    for (int i = 0; i < 8; i++)
-        b[i] = (uint8_t)(v >> (8 * i));
-    put(w, b, 8);
+    put_le(w, v, 8);
 }
 
 static void put_f64(wbuf *w, double v)
 {
     uint64_t u;
     memcpy(&u, &v, 8);
-    put_u64(w, u);
+    put_le(w, u, 8);
 }
 
 typedef struct rbuf {
@@ -84,22 +87,24 @@ static const uint8_t *take(rbuf *r, size_t n)
     return q;
 }
 
+/* n little-endian bytes (0 past the end: r->bad says so) */
+static uint64_t get_le(rbuf *r, int n)
+{
+    const uint8_t *b = take(r, (size_t)n);
+    uint64_t v = 0;
+    for (int i = 0; b && i < n; i++)
+        v |= (uint64_t)b[i] << (8 * i);
+    return v;
+}
+
 static uint32_t get_u32(rbuf *r)
 {
-    const uint8_t *b = take(r, 4);
-    uint32_t v = 0;
-    for (int i = 0; b && i < 4; i++)
-        v |= (uint32_t)b[i] << (8 * i);
-    return v;
+    return (uint32_t)get_le(r, 4);
 }
 
 static uint64_t get_u64(rbuf *r)
 {
-    const uint8_t *b = take(r, 8);
-    uint64_t v = 0;
-    for (int i = 0; b && i < 8; i++)
-        v |= (uint64_t)b[i] << (8 * i);
-    return v;
+    return get_le(r, 8);
 }
 
 static double get_f64(rbuf *r)
