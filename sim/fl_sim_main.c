@@ -354,7 +354,8 @@ static int on_round(void *user, const flsim_round_record *r, const flsim_result 
     if (p->out && r->round == 1 && !r->restored && !p->resuming) {
         char rf[FLSIM_STR + 32];
         snprintf(rf, sizeof rf, "%s/%s", p->out, FLSIM_RESUME_FILE);
-        (void)unlink(rf);
+        (void)unlink(rf); /* and its clients' residuals, if any */
+        (void)flsim_resid_sweep(p->out, (uint32_t)g_rank, (uint32_t)g_ranks, 0, 0);
     }
     if (r->restored) { /* read back by --resume: written to rounds.csv above, said once */
         p->rounds_wall += r->wall_s; /* the time-left estimate's rate counts them */
@@ -509,9 +510,6 @@ static void warn_inert(const flsim_config *cfg, const given_opts *g)
          named ? "the named dataset has its own test split" : "--test-dataset is the test set"},
         {"checkpoint-every", cfg->checkpoint_every != d.checkpoint_every, !cfg->out[0],
          "without --out nothing is saved"},
-        {"checkpoint-every", cfg->checkpoint_every != d.checkpoint_every,
-         cfg->out[0] && strstr(cfg->up_codec, "topk") != NULL,
-         "a top-k uplink's error-feedback residuals are not saved, so its runs cannot resume"},
         {"idle-step", cfg->idle_step_s != d.idle_step_s,
          cfg->avail.kind == FLSIM_AVAIL_ALWAYS && cfg->trace[0] == '\0',
          "with --availability always every client is online, so no round waits for clients"},

@@ -429,12 +429,6 @@ fl_status flsim_config_validate(const flsim_config *c, char *err, size_t errlen)
         FAIL("--keep-going needs --target-acc");
     if (c->resume && !c->out[0])
         FAIL("--resume needs --out DIR: the run to continue is the one saved there");
-    /* refused whether DIR holds a file or not: such a run never writes one, so --resume 1 would
-     * start it afresh each time, over the rounds DIR holds */
-    flz_spec up;
-    if (c->resume && flz_spec_parse(c->up_codec, &up, NULL, 0) == FL_OK && up.topk > 0)
-        FAIL("--resume: a run with a top-k uplink (--up-codec %s) cannot resume: its clients' "
-             "error-feedback residuals are not saved, so it writes no DIR/resume.fls", c->up_codec);
     /* flsim_dist_parse refuses these; a program may fill the struct itself */
     const flsim_dist *rates[3] = {&c->flops, &c->down_bps, &c->up_bps};
     static const char *const rate_opt[3] = {"flops", "down-bps", "up-bps"};

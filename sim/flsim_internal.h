@@ -63,10 +63,11 @@ extern const char *const flsim_close_names[4];
 /* ---- resuming a run (flsim_resume.c) ---------------------------------------------------------
  * DIR/resume.fls, written atomically between rounds (every --checkpoint-every rounds, at the end,
  * and when the run is stopped), little-endian:
- *   magic "FLSIMRS\0" | u32 version (1) | u32 n (rounds finished) | u64 json_len | the run's
- *   settings (flsim_config_json) | f64 virtual time | u64 bytes down | u64 bytes up | f64 FLOPs
- *   | f64 wall seconds so far | n round records (each field, in flsim_round_record's order:
- *   u32 / u64 / f64 by type, int as u32) | u64 ckpt_len | the server core's checkpoint
+ *   magic "FLSIMRS\0" | u32 version (2; 1 is read too) | u32 n (rounds finished) | u64 json_len
+ *   | the run's settings (flsim_config_json) | f64 virtual time | u64 bytes down | u64 bytes up
+ *   | f64 FLOPs | f64 wall seconds so far | u32 ranks of residual files (not in version 1; 0:
+ *   none) | n round records (each field, in flsim_round_record's order: u32 / u64 / f64 by
+ *   type, int as u32) | u64 ckpt_len | the server core's checkpoint
  *   (fls_ckpt_serialize: model, optimizer, policy state, next round = n) | SHA-256 of all before. */
 #include "fls_ckpt.h"
 
@@ -77,6 +78,8 @@ typedef struct flsim_resume_state {
     uint64_t cum_down, cum_up;  /* bytes so far */
     double cum_flops;           /* training FLOPs so far */
     double wall_s;              /* wall time so far, over every process that ran the rounds */
+    uint32_t resid_ranks;       /* top-k uplinks: the MPI ranks that each wrote a residual file
+                                 * for this round (flsim_resid_write); 0: none */
 } flsim_resume_state;
 
 typedef struct flsim_resume_file {
@@ -99,6 +102,42 @@ fl_status flsim_resume_write(const char *dir, const flsim_config *cfg, const fls
 fl_status flsim_resume_parse(const uint8_t *buf, size_t len, flsim_resume_file *out, char *err,
                              size_t errlen);
 void flsim_resume_free(flsim_resume_file *f);
+
+/* ---- the clients' error-feedback residuals (top-k uplinks) -----------------------------------
+ * Each MPI rank (one without MPI) keeps the residuals of its clients (key % ranks == rank) and
+ * writes them beside resume.fls at each checkpoint, before rank 0 writes resume.fls, which names
+ * their count of ranks; the files of a round are removed only once a later resume.fls is in
+ * place, so a crash at any point leaves a resume.fls whose residual files are there.
+ * DIR/resume-resid.rank<R>-of-<N>.round<r>.fls, little-endian:
+ *   magic "FLSIMRR\0" | u32 version (1) | u32 round | u32 rank | u32 ranks | u32 clients
+ *   | u64 n_params | u32 count | count x (u32 key, ascending | n_params f32) | SHA-256 of all before.
+ * A resumed run must have as many ranks as the one that wrote them. */
+#define FLSIM_RESID_FMT "resume-resid.rank%u-of-%u.round%u.fls"
+#define FLSIM_RESID_SCAN "resume-resid.rank%u-of-%u.round%u.fls"
+
+void flsim_resid_path(char *out, size_t cap, const char *dir, uint32_t rank, uint32_t ranks,
+                      uint32_t round);
+/* Writes this rank's residuals (resid[k] of resid_n[k] == n_params floats; the others are not
+ * written: the client core takes them as zeros) atomically, streamed (never a second copy in
+ * memory). FL_OK, FL_ERR_IO / FL_ERR_NOMEM with the reason in err. */
+fl_status flsim_resid_write(const char *dir, uint32_t round, uint32_t rank, uint32_t ranks,
+                            float *const *resid, const size_t *resid_n, uint32_t clients,
+                            size_t n_params, char *err, size_t errlen);
+/* Parses a residual file's bytes (outside input: checksum first, then every field against what
+ * is expected) into resid / resid_n (clients entries, those it fills NULL before: malloc'ed
+ * arrays the caller frees). All or nothing: after an error none is filled. FL_OK,
+ * FL_ERR_RESULTS_FORMAT with what is wrong in err, FL_ERR_NOMEM. */
+fl_status flsim_resid_parse(const uint8_t *buf, size_t len, uint32_t round, uint32_t rank,
+                            uint32_t ranks, uint32_t clients, size_t n_params, float **resid,
+                            size_t *resid_n, char *err, size_t errlen);
+/* The file of (round, rank, ranks) in dir, mapped and parsed. FL_OK, FL_ERR_NOT_FOUND, FL_ERR_IO,
+ * or flsim_resid_parse's errors; err names the file. */
+fl_status flsim_resid_read(const char *dir, uint32_t round, uint32_t rank, uint32_t ranks,
+                           uint32_t clients, size_t n_params, float **resid, size_t *resid_n,
+                           char *err, size_t errlen);
+/* Removes the residual files in dir of the ranks r with r % ranks == rank (all with ranks 0),
+ * but (keep) this rank's own of round. The number removed. */
+size_t flsim_resid_sweep(const char *dir, uint32_t rank, uint32_t ranks, int keep, uint32_t round);
 
 /* Whether saved settings (a run's config JSON) are those of want, as flsim_load_outputs compares
  * them (threads and fold_threads left out; with any_rounds, rounds too: a resumed run may run

@@ -4,17 +4,24 @@
  *
  * The bytes are outside input when read back: every field is checked, and the file's SHA-256
  * ends it, so that a cut or altered file is refused as a whole. */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
+#include "fl_fs.h"
 #include "fl_sha256.h"
 #include "flsim.h"
 #include "flsim_internal.h"
 
 static const uint8_t MAGIC[8] = {'F', 'L', 'S', 'I', 'M', 'R', 'S', 0};
-#define RESUME_VERSION 1u
+#define RESUME_VERSION 2u /* 1: without the residual files' rank count */
 #define RESUME_CONFIG_MAX (64u << 10)
 #define RESUME_RECORDS_MAX 100000000u
 
@@ -175,6 +182,7 @@ fl_status flsim_resume_write(const char *dir, const flsim_config *cfg, const fls
         put_u64(&w, s->cum_up);
         put_f64(&w, s->cum_flops);
         put_f64(&w, s->wall_s);
+        put_u32(&w, s->resid_ranks);
         for (size_t i = 0; i < n; i++)
             put_record(&w, &recs[i]);
         put_u64(&w, ck_len);
@@ -228,7 +236,8 @@ fl_status flsim_resume_parse(const uint8_t *buf, size_t len, flsim_resume_file *
     if (memcmp(d, buf + len - FL_SHA256_LEN, FL_SHA256_LEN) != 0)
         return bad_file(err, errlen, "its checksum does not match (cut short or altered)");
     rbuf r = {buf, len - FL_SHA256_LEN, sizeof MAGIC, 0};
-    if (get_u32(&r) != RESUME_VERSION)
+    const uint32_t version = get_u32(&r);
+    if (version != RESUME_VERSION && version != 1)
         return bad_file(err, errlen, "another format version");
     const uint32_t n = get_u32(&r);
     const uint64_t jl = get_u64(&r);
@@ -243,6 +252,7 @@ fl_status flsim_resume_parse(const uint8_t *buf, size_t len, flsim_resume_file *
     s->cum_up = get_u64(&r);
     s->cum_flops = get_f64(&r);
     s->wall_s = get_f64(&r);
+    s->resid_ranks = version >= 2 ? get_u32(&r) : 0;
     if (r.bad || !isfinite(s->vt) || s->vt < 0 || !isfinite(s->cum_flops) || s->cum_flops < 0 ||
         !isfinite(s->wall_s) || s->wall_s < 0)
         return bad_file(err, errlen, "its clock or totals");
@@ -295,4 +305,255 @@ fl_status flsim_resume_parse(const uint8_t *buf, size_t len, flsim_resume_file *
         return bad_file(err, errlen, "its checkpoint is of another round");
     }
     return FL_OK;
+}
+
+/* ---- the clients' error-feedback residuals (top-k uplinks) ------------------------------------ */
+
+static const uint8_t RESID_MAGIC[8] = {'F', 'L', 'S', 'I', 'M', 'R', 'R', 0};
+#define RESID_VERSION 1u
+#define RESID_HEADER (8 + 4 * 5 + 8 + 4) /* magic .. count */
+
+void flsim_resid_path(char *out, size_t cap, const char *dir, uint32_t rank, uint32_t ranks,
+                      uint32_t round)
+{
+    snprintf(out, cap, "%s/" FLSIM_RESID_FMT, dir, rank, ranks, round);
+}
+
+/* Whether name is a residual file's; its rank, ranks and round then. */
+static int resid_name(const char *name, uint32_t *rank, uint32_t *ranks, uint32_t *round)
+{
+    unsigned a, b, c;
+    int end = -1;
+    if (sscanf(name, FLSIM_RESID_SCAN "%n", &a, &b, &c, &end) != 3 || end < 0 || name[end])
+        return 0;
+    *rank = a;
+    *ranks = b;
+    *round = c;
+    return 1;
+}
+
+static void put_le_into(uint8_t *b, uint64_t v, int n)
+{
+    for (int i = 0; i < n; i++)
+        b[i] = (uint8_t)(v >> (8 * i));
+}
+
+static uint64_t le_at(const uint8_t *b, int n)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < n; i++)
+        v |= (uint64_t)b[i] << (8 * i);
+    return v;
+}
+
+/* n floats as little-endian bytes into b */
+static void floats_le(uint8_t *b, const float *x, size_t n)
+{
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    memcpy(b, x, n * sizeof(float));
+#else
+    for (size_t i = 0; i < n; i++) {
+        uint32_t u;
+        memcpy(&u, &x[i], 4);
+        put_le_into(b + 4 * i, u, 4);
+    }
+#endif
+}
+
+static void floats_from_le(float *x, const uint8_t *b, size_t n)
+{
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    memcpy(x, b, n * sizeof(float));
+#else
+    for (size_t i = 0; i < n; i++) {
+        const uint32_t u = (uint32_t)le_at(b + 4 * i, 4);
+        memcpy(&x[i], &u, 4);
+    }
+#endif
+}
+
+/* Appends n bytes to the file and the digest; 0 or an errno. */
+static int resid_out(fl_atomic *a, fl_sha256 *h, const void *p, size_t n)
+{
+    if (fl_sha256_update(h, p, n) != FL_OK)
+        return ENOMEM;
+    return fl_atomic_write(a, p, n);
+}
+
+fl_status flsim_resid_write(const char *dir, uint32_t round, uint32_t rank, uint32_t ranks,
+                            float *const *resid, const size_t *resid_n, uint32_t clients,
+                            size_t n_params, char *err, size_t errlen)
+{
+    char path[FLSIM_STR + 96];
+    flsim_resid_path(path, sizeof path, dir, rank, ranks, round);
+    /* A residual of another length is zeros to the client core (flc_core_swap_residual): like
+     * none, it is not written. */
+    uint32_t count = 0;
+    for (uint32_t k = 0; k < clients; k++)
+        count += resid[k] && resid_n[k] == n_params;
+    fl_sha256 *h = NULL;
+    uint8_t *buf = malloc(4 + n_params * sizeof(float));
+    if (!buf || fl_sha256_new(&h) != FL_OK) {
+        free(buf);
+        if (err && errlen)
+            snprintf(err, errlen, "cannot write %s: %s", path, fl_strerror(FL_ERR_NOMEM));
+        return FL_ERR_NOMEM;
+    }
+    uint8_t hd[RESID_HEADER];
+    memcpy(hd, RESID_MAGIC, 8);
+    put_le_into(hd + 8, RESID_VERSION, 4);
+    put_le_into(hd + 12, round, 4);
+    put_le_into(hd + 16, rank, 4);
+    put_le_into(hd + 20, ranks, 4);
+    put_le_into(hd + 24, clients, 4);
+    put_le_into(hd + 28, n_params, 8);
+    put_le_into(hd + 36, count, 4);
+    fl_atomic a;
+    int e = fl_atomic_open(&a, path, 0644);
+    if (!e)
+        e = resid_out(&a, h, hd, sizeof hd);
+    for (uint32_t k = 0; k < clients && !e; k++) {
+        if (!resid[k] || resid_n[k] != n_params)
+            continue;
+        put_le_into(buf, k, 4);
+        floats_le(buf + 4, resid[k], n_params);
+        e = resid_out(&a, h, buf, 4 + n_params * sizeof(float));
+    }
+    uint8_t d[FL_SHA256_LEN];
+    if (!e)
+        e = fl_sha256_final(h, d) == FL_OK ? fl_atomic_write(&a, d, sizeof d) : ENOMEM;
+    if (!e)
+        e = fl_atomic_commit(&a, path, 0);
+    if (e && err && errlen)
+        snprintf(err, errlen, "cannot write %s: %s%s%s", path, a.what && a.what[0] ? a.what : "",
+                 a.what && a.what[0] ? ": " : "", strerror(e));
+    fl_atomic_end(&a);
+    fl_sha256_free(h);
+    free(buf);
+    return e == 0 ? FL_OK : e == ENOMEM ? FL_ERR_NOMEM : FL_ERR_IO;
+}
+
+static fl_status bad_resid(char *err, size_t errlen, const char *what)
+{
+    if (err && errlen)
+        snprintf(err, errlen, "not a residual file of this run: %s", what);
+    return FL_ERR_RESULTS_FORMAT;
+}
+
+fl_status flsim_resid_parse(const uint8_t *buf, size_t len, uint32_t round, uint32_t rank,
+                            uint32_t ranks, uint32_t clients, size_t n_params, float **resid,
+                            size_t *resid_n, char *err, size_t errlen)
+{
+    if (ranks == 0 || rank >= ranks || !resid || !resid_n)
+        return FL_ERR_INVALID_ARG;
+    if (!buf || len < RESID_HEADER + FL_SHA256_LEN || memcmp(buf, RESID_MAGIC, 8) != 0)
+        return bad_resid(err, errlen, "no fl_sim residual header");
+    uint8_t d[FL_SHA256_LEN];
+    if (fl_sha256_digest(d, buf, len - FL_SHA256_LEN) != FL_OK)
+        return FL_ERR_NOMEM;
+    if (memcmp(d, buf + len - FL_SHA256_LEN, FL_SHA256_LEN) != 0)
+        return bad_resid(err, errlen, "its checksum does not match (cut short or altered)");
+    if (le_at(buf + 8, 4) != RESID_VERSION)
+        return bad_resid(err, errlen, "another format version");
+    if (le_at(buf + 12, 4) != round)
+        return bad_resid(err, errlen, "it is of another round");
+    if (le_at(buf + 16, 4) != rank || le_at(buf + 20, 4) != ranks)
+        return bad_resid(err, errlen, "it is another MPI rank's");
+    if (le_at(buf + 24, 4) != clients || le_at(buf + 28, 8) != n_params)
+        return bad_resid(err, errlen, "its clients or model size are another run's");
+    const uint64_t count = le_at(buf + 36, 4);
+    const size_t rec = 4 + n_params * sizeof(float);
+    const size_t body = len - FL_SHA256_LEN - RESID_HEADER;
+    if (n_params == 0 || count > clients || body / rec != count || body % rec != 0)
+        return bad_resid(err, errlen, "its length is not its count of residuals");
+    const uint8_t *p = buf + RESID_HEADER;
+    fl_status st = FL_OK;
+    uint32_t done = 0, prev = 0;
+    for (; done < count; done++, p += rec) {
+        const uint32_t k = (uint32_t)le_at(p, 4);
+        /* ascending keys, each of this rank's share */
+        if (k >= clients || k % ranks != rank || (done && k <= prev) || resid[k]) {
+            st = bad_resid(err, errlen, "a client out of range, another rank's, or twice");
+            break;
+        }
+        float *x = malloc(n_params * sizeof(float));
+        if (!x) {
+            st = FL_ERR_NOMEM;
+            break;
+        }
+        floats_from_le(x, p + 4, n_params);
+        resid[k] = x;
+        resid_n[k] = n_params;
+        prev = k;
+    }
+    if (st != FL_OK) { /* nothing of the file is kept */
+        p = buf + RESID_HEADER;
+        for (uint32_t i = 0; i < done; i++, p += rec) {
+            const uint32_t k = (uint32_t)le_at(p, 4);
+            free(resid[k]);
+            resid[k] = NULL;
+            resid_n[k] = 0;
+        }
+    }
+    return st;
+}
+
+fl_status flsim_resid_read(const char *dir, uint32_t round, uint32_t rank, uint32_t ranks,
+                           uint32_t clients, size_t n_params, float **resid, size_t *resid_n,
+                           char *err, size_t errlen)
+{
+    char path[FLSIM_STR + 96], why[512];
+    flsim_resid_path(path, sizeof path, dir, rank, ranks, round);
+    /* mapped, not read: the file is as large as the residuals it fills */
+    const int fd = open(path, O_RDONLY | O_CLOEXEC);
+    struct stat sb;
+    int e = fd < 0 ? errno : fstat(fd, &sb) != 0 ? errno : 0;
+    if (fd >= 0 && !e && !S_ISREG(sb.st_mode))
+        e = -1;
+    if (e) {
+        if (fd >= 0)
+            close(fd);
+        if (err && errlen)
+            snprintf(err, errlen, "cannot read %s: %s", path,
+                     e < 0 ? "not a regular file" : strerror(e));
+        return e == ENOENT ? FL_ERR_NOT_FOUND : FL_ERR_IO;
+    }
+    void *m = sb.st_size > 0 ? mmap(NULL, (size_t)sb.st_size, PROT_READ, MAP_PRIVATE, fd, 0)
+                             : MAP_FAILED;
+    const int me = errno;
+    close(fd);
+    if (m == MAP_FAILED) {
+        if (sb.st_size <= 0)
+            return bad_resid(err, errlen, "it is empty");
+        if (err && errlen)
+            snprintf(err, errlen, "cannot read %s: %s", path, strerror(me));
+        return FL_ERR_IO;
+    }
+    (void)madvise(m, (size_t)sb.st_size, MADV_SEQUENTIAL);
+    const fl_status st = flsim_resid_parse(m, (size_t)sb.st_size, round, rank, ranks, clients,
+                                           n_params, resid, resid_n, why, sizeof why);
+    munmap(m, (size_t)sb.st_size);
+    if (st == FL_ERR_RESULTS_FORMAT && err && errlen)
+        snprintf(err, errlen, "%s: %s", path, why);
+    return st;
+}
+
+size_t flsim_resid_sweep(const char *dir, uint32_t rank, uint32_t ranks, int keep, uint32_t round)
+{
+    DIR *dp = opendir(dir);
+    if (!dp)
+        return 0;
+    size_t n = 0;
+    struct dirent *de;
+    char path[FLSIM_STR + 300];
+    while ((de = readdir(dp)) != NULL) {
+        uint32_t r, rs, rd;
+        if (!resid_name(de->d_name, &r, &rs, &rd) || (ranks && r % ranks != rank) ||
+            (keep && r == rank && rs == ranks && rd == round))
+            continue;
+        snprintf(path, sizeof path, "%s/%s", dir, de->d_name);
+        n += unlink(path) == 0;
+    }
+    closedir(dp);
+    return n;
 }

@@ -2177,13 +2177,37 @@ static fl_status resume_read(sim *S, const flsim_config *cfg, flsim_resume_file 
     }
     st = flsim_resume_parse((const uint8_t *)buf, len, rf, why, sizeof why);
     free(buf);
-    if (st == FL_OK && S->need_resid)
-        st = FL_ERR_UNSUPPORTED, snprintf(why, sizeof why, "the run uses a top-k uplink (--up-codec "
-                                          "%s), whose clients' error-feedback residuals a resume "
-                                          "file does not hold", cfg->up_codec);
     if (st == FL_OK)
         st = flsim_config_matches(rf->config_json, rf->ckpt.arch, cfg, fls_core_arch(S->core)->spec,
                                   1, why, sizeof why);
+    /* A top-k uplink: each rank's clients' error-feedback residuals, from the file its rank wrote
+     * for the same round (as many ranks as then: a client's residual is on the rank that trains
+     * it). */
+    const uint32_t ranks = (uint32_t)S->size;
+    if (st == FL_OK && S->need_resid && rf->state.resid_ranks == 0)
+        st = FL_ERR_CHECKPOINT_FORMAT, snprintf(why, sizeof why, "it names no files of the "
+                                                "clients' error-feedback residuals");
+    if (st == FL_OK && S->need_resid && rf->state.resid_ranks != ranks) {
+        st = FL_ERR_CONFIG;
+        if (rf->state.resid_ranks == 1)
+            snprintf(why, sizeof why, "one process saved its clients' error-feedback residuals: "
+                     "resume it without mpirun (or with mpirun -n 1)");
+        else
+            snprintf(why, sizeof why, "%u MPI ranks saved the clients' error-feedback residuals, "
+                     "each its own clients': resume it with mpirun -n %u", rf->state.resid_ranks,
+                     rf->state.resid_ranks);
+    }
+    if (st == FL_OK && S->need_resid) {
+        char re[FLSIM_STR + 700];
+        st = flsim_resid_read(cfg->out, (uint32_t)rf->n_records, (uint32_t)S->rank, ranks,
+                              cfg->clients, fls_core_arch(S->core)->n_params, S->resid, S->resid_n,
+                              re, sizeof re);
+        if (st != FL_OK)
+            snprintf(why, sizeof why, "the clients' residuals: %s",
+                     st == FL_ERR_NOMEM ? "out of memory" : re);
+        if (st == FL_ERR_NOT_FOUND || st == FL_ERR_RESULTS_FORMAT)
+            st = FL_ERR_CHECKPOINT_FORMAT;
+    }
     if (st == FL_OK && rf->n_records > cfg->rounds)
         st = FL_ERR_CONFIG, snprintf(why, sizeof why, "it holds %zu rounds, more than --rounds %u",
                                      rf->n_records, cfg->rounds);
@@ -2327,7 +2351,8 @@ fl_status flsim_run(const flsim_config *cfg, const flsim_data *data_in, const fl
     }
     if (st == FL_OK)
         st = update_availability(&S, (uint32_t)fls_core_round(S.core), 0, vt, 1);
-    const int ckpt_on = cfg->out[0] && cfg->checkpoint_every && !S.need_resid && S.rank == 0;
+    /* every rank: with a top-k uplink each writes its clients' residuals */
+    const int ckpt_on = cfg->out[0] && cfg->checkpoint_every;
     int ckpt_said = 0;
     int done = 0;
     uint64_t idle = 0;
@@ -2412,16 +2437,45 @@ fl_status flsim_run(const flsim_config *cfg, const flsim_data *data_in, const fl
                 if (ckpt_on && !discard && (stop || finished % cfg->checkpoint_every == 0 ||
                                 finished >= cfg->rounds || fls_core_done(S.core))) {
                     fls_ckpt k;
-                    char ce[FLSIM_STR + 300] = "";
+                    char ce[FLSIM_STR + 400] = "";
+                    const uint32_t ranks = (uint32_t)S.size, me = (uint32_t)S.rank;
                     const flsim_resume_state rs = {vt, cum_down, cum_up, cum_flops,
-                                                   fl_time_mono_s() - wall0};
-                    fl_status cs = fls_core_checkpoint(S.core, &k);
-                    if (cs == FL_OK) {
-                        cs = flsim_resume_write(cfg->out, cfg, &k, &rs, recs, n_recs, ce, sizeof ce);
-                        fls_ckpt_clear(&k);
-                    } else {
-                        snprintf(ce, sizeof ce, "cannot checkpoint the server core: %s",
-                                 fl_strerror(cs));
+                                                   fl_time_mono_s() - wall0,
+                                                   S.need_resid ? ranks : 0};
+                    fl_status cs = FL_OK;
+                    /* first every rank's residuals, then resume.fls that names them */
+                    if (S.need_resid)
+                        cs = flsim_resid_write(cfg->out, finished, me, ranks, S.resid, S.resid_n,
+                                               cfg->clients, fls_core_arch(S.core)->n_params, ce,
+                                               sizeof ce);
+                    const int resid_ok = !S.need_resid || flsim_ranks_all_ok(cs == FL_OK);
+                    if (cs == FL_OK && !resid_ok) {
+                        cs = FL_ERR_IO;
+                        snprintf(ce, sizeof ce, "another MPI rank could not save its clients' "
+                                 "residuals (its message says why)");
+                    }
+                    if (cs == FL_OK && me == 0) {
+                        cs = fls_core_checkpoint(S.core, &k);
+                        if (cs == FL_OK) {
+                            cs = flsim_resume_write(cfg->out, cfg, &k, &rs, recs, n_recs, ce,
+                                                    sizeof ce);
+                            fls_ckpt_clear(&k);
+                        } else {
+                            snprintf(ce, sizeof ce, "cannot checkpoint the server core: %s",
+                                     fl_strerror(cs));
+                        }
+                    }
+                    /* once resume.fls names this round's residual files, the earlier ones go
+                     * (after a failure, this round's: the resume.fls in place names others) */
+                    if (S.need_resid) {
+                        const int saved = flsim_ranks_all_ok(me != 0 || cs == FL_OK);
+                        if (saved)
+                            (void)flsim_resid_sweep(cfg->out, me, ranks, 1, finished);
+                        else if (resid_ok) {
+                            char rp[FLSIM_STR + 96];
+                            flsim_resid_path(rp, sizeof rp, cfg->out, me, ranks, finished);
+                            (void)unlink(rp);
+                        }
                     }
                     if (cs != FL_OK && !ckpt_said++)
                         fl_log(&S.log, FL_LOG_WARN, "after round %u: %s; the run goes on (a "

@@ -24,10 +24,12 @@ echo "2 ranks:   $b ($r)"
 case "$r" in *2*) ;; *) echo "FAIL: the mpirun run did not use 2 ranks"; exit 1;; esac
 [ "$a" = "$b" ] || { echo "FAIL: models differ"; exit 1; }
 
-# --resume under 2 ranks (each reads DIR/resume.fls; rank 0 wrote it): 2 rounds, then on to 4,
-# the model of the 1-process run of 4 rounds (not with the top-k uplink above: its residuals are
-# not saved, and such a resume is refused).
-RARGS=$(echo "$ARGS" | sed 's/--up-codec topk0.3+q8+zstd/--up-codec q8/; s/--rounds 4//')
+# --resume under 2 ranks (each reads DIR/resume.fls; rank 0 wrote it; each rank its own clients'
+# top-k residuals): 2 rounds, then on to 4, the model of the 1-process run of 4 rounds ($DIR/r1),
+# without and with the top-k uplink.
+for up in q8 topk0.3+q8+zstd; do
+RARGS=$(echo "$ARGS" | sed "s/--up-codec topk0.3+q8+zstd/--up-codec $up/; s/--rounds 4//")
+rm -rf "$DIR/r1" "$DIR/r2"
 "$FL_SIM" $RARGS --rounds 4 --out "$DIR/r1" >/dev/null
 for n in 2 4; do
     ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0" \
@@ -38,8 +40,16 @@ done
 grep -q "resuming $DIR/r2 after round 2 of 4" "$DIR/r2.err" || { echo "FAIL: not resumed: $(cat "$DIR/r2.err")"; exit 1; }
 a=$(grep '"model_sha256"' "$DIR/r1/summary.json")
 b=$(grep '"model_sha256"' "$DIR/r2/summary.json")
-[ "$a" = "$b" ] || { echo "FAIL: resumed under 2 ranks: $b, not $a"; exit 1; }
-echo "--resume under 2 ranks: the 1-process model"
+[ "$a" = "$b" ] || { echo "FAIL: resumed under 2 ranks ($up): $b, not $a"; exit 1; }
+echo "--resume under 2 ranks, --up-codec $up: the 1-process model"
+done
+[ -f "$DIR/r2/resume-resid.rank1-of-2.round4.fls" ] || { echo "FAIL: no residuals of rank 1: $(ls "$DIR/r2")"; exit 1; }
+# residuals saved by 2 ranks are not taken by 1 process (each rank held its own clients')
+rc=0
+"$FL_SIM" $RARGS --rounds 5 --resume 1 --out "$DIR/r2" >/dev/null 2>"$DIR/r3.err" || rc=$?
+[ "$rc" -ne 0 ] && grep -q "2 MPI ranks saved the clients' error-feedback residuals.*mpirun -n 2" "$DIR/r3.err" ||
+    { echo "FAIL: 2 ranks' residuals resumed by 1 process (exit status $rc): $(cat "$DIR/r3.err")"; exit 1; }
+echo "2 ranks' residuals refused to 1 process"
 
 # The experiment under 2 ranks resumes: rank 0 reads back the finished runs and every rank skips
 # them (a disagreement would hang or fail the collective calls); the table comes out the same.

@@ -1,9 +1,9 @@
 /* fuzz_results: the readers of a saved simulator run (sim/flsim.h), which `fl_sim experiment afd`
  * uses to resume: rounds.csv (flsim_parse_rounds_csv) and summary.json (flsim_parse_summary,
- * against the default settings); and a run's resume file (flsim_resume_parse, `fl_sim --resume`),
- * as it is and with its trailing SHA-256 made to match, so that mutations reach the fields behind
- * the checksum. Every input goes to all of them. rounds.csv: FL_OK with rounds
- * 1..n in order, cumulative bytes that add up and accuracies in [0, 1], or FL_ERR_RESULTS_FORMAT
+ * against the default settings); and a run's resume file (flsim_resume_parse, `fl_sim --resume`)
+ * and its clients' residual file (flsim_resid_parse), each as it is and with its trailing SHA-256
+ * made to match, so that mutations reach the fields behind the checksum. Every input goes to
+ * all of them. rounds.csv: FL_OK with rounds 1..n in order, cumulative bytes that add up and accuracies in [0, 1], or FL_ERR_RESULTS_FORMAT
  * with a reason that names a line (or says no rounds follow the header) and nothing returned.
  * summary.json: FL_OK, FL_ERR_RESULTS_FORMAT or FL_ERR_RESULTS_MISMATCH with a reason, or
  * FL_ERR_UNSUPPORTED without jansson. Never a crash, a leak or an unbounded allocation. */
@@ -40,6 +40,44 @@ static void resume_one(const uint8_t *data, size_t size)
     flsim_resume_free(&f);
 }
 
+/* flsim_resid_parse, expecting the round, ranks and sizes the input's own header names (so that
+ * mutations get past them), within bounds: FL_OK with residuals of n_params floats, each of this
+ * rank's clients, or a refusal with a reason and none kept. */
+#define RESID_CLIENTS 64
+static void resid_one(const uint8_t *data, size_t size)
+{
+    uint32_t round = 3, rank = 0, ranks = 1, clients = 8;
+    uint64_t n_params = 16;
+    if (size >= 40) {
+        memcpy(&round, data + 12, 4);
+        memcpy(&rank, data + 16, 4);
+        memcpy(&ranks, data + 20, 4);
+        memcpy(&clients, data + 24, 4);
+        memcpy(&n_params, data + 28, 8);
+        if (ranks == 0 || ranks > 8 || rank >= ranks)
+            rank = 0, ranks = 1;
+        if (clients > RESID_CLIENTS)
+            clients = RESID_CLIENTS;
+        if (n_params > 4096)
+            n_params = 16;
+    }
+    float *resid[RESID_CLIENTS] = {0};
+    size_t resid_n[RESID_CLIENTS] = {0};
+    char err[256] = "";
+    const fl_status st = flsim_resid_parse(data, size, round, rank, ranks, clients,
+                                           (size_t)n_params, resid, resid_n, err, sizeof err);
+    for (uint32_t k = 0; k < RESID_CLIENTS; k++) {
+        if (resid[k] && (st != FL_OK || k >= clients || k % ranks != rank ||
+                         resid_n[k] != n_params))
+            abort();
+        if (!resid[k] && resid_n[k])
+            abort();
+        free(resid[k]);
+    }
+    if (st != FL_OK && st != FL_ERR_NOMEM && (st != FL_ERR_RESULTS_FORMAT || !err[0]))
+        abort();
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     char err[256] = "";
@@ -67,13 +105,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             abort();
     }
     resume_one(data, size);
+    resid_one(data, size);
     if (size > FL_SHA256_LEN) {
         uint8_t *fixed = malloc(size);
         if (!fixed)
             return 0;
         memcpy(fixed, data, size);
-        if (fl_sha256_digest(fixed + size - FL_SHA256_LEN, fixed, size - FL_SHA256_LEN) == FL_OK)
+        if (fl_sha256_digest(fixed + size - FL_SHA256_LEN, fixed, size - FL_SHA256_LEN) == FL_OK) {
             resume_one(fixed, size);
+            resid_one(fixed, size);
+        }
         free(fixed);
     }
     const flsim_config c = flsim_config_default();

@@ -1428,8 +1428,10 @@ static int stop_cb(void *user, const flsim_round_record *r, const flsim_result *
 /* --resume: a run stopped after some rounds (DIR/resume.fls written at the stop, and every
  * --checkpoint-every rounds) and resumed gives the same model, bit for bit, and the same rounds
  * as one that never stopped: AFD state, deadline and over-commit, availability, evaluation every
- * few rounds, another thread count for the rest. What does not fit the saved run is refused by
- * name: other settings, fewer --rounds than it holds, a top-k uplink, a damaged file. */
+ * few rounds, another thread count for the rest, a top-k uplink (its clients' error-feedback
+ * residuals saved beside resume.fls, only the last checkpoint's kept). What does not fit the
+ * saved run is refused by name: other settings (the uplink too), fewer --rounds than it holds, a
+ * damaged file, a damaged or missing residual file. */
 typedef struct resume_cb {
     uint32_t after, restored, calls;
 } resume_cb;
@@ -1454,13 +1456,17 @@ static int discard_cb(void *user, const flsim_round_record *r, const flsim_resul
 static void test_resume_same_bits(void **state)
 {
     (void)state;
-    for (int v = 0; v < 2; v++) {
+    for (int v = 0; v < 3; v++) {
         flsim_config c = small_config();
         c.rounds = 9;
         c.eval_every = 4;
         c.checkpoint_every = 3;
         if (v == 0) {
             assert_int_equal(flsim_config_set(&c, "policy", "afd-multi", NULL, 0), FL_OK);
+        } else if (v == 2) { /* a top-k uplink: the clients' error-feedback residuals go along */
+            assert_int_equal(flsim_config_set(&c, "policy", "afd-single", NULL, 0), FL_OK);
+            assert_int_equal(flsim_config_set(&c, "up-codec", "topk0.1+q8", NULL, 0), FL_OK);
+            c.clients = 20; /* each trains several times: its residual carries over */
         } else {
             assert_int_equal(flsim_config_set(&c, "policy", "fd-per-client", NULL, 0), FL_OK);
             assert_int_equal(flsim_config_set(&c, "availability", "p:0.8", NULL, 0), FL_OK);
@@ -1482,6 +1488,12 @@ static void test_resume_same_bits(void **state)
                                    sizeof err), FL_ERR_CANCELLED);
         free(rec);
         assert_int_equal(access(path, F_OK), 0);
+        char rp[700], rp3[700];
+        snprintf(rp, sizeof rp, "%s/resume-resid.rank0-of-1.round5.fls", dir);
+        snprintf(rp3, sizeof rp3, "%s/resume-resid.rank0-of-1.round3.fls", dir);
+        /* the stop's residuals are there, round 3's went once resume.fls named round 5 */
+        assert_int_equal(access(rp, F_OK), v == 2 ? 0 : -1);
+        assert_int_equal(access(rp3, F_OK), -1);
         /* the rest, on two threads */
         flsim_config r = c;
         r.resume = 1;
@@ -1543,14 +1555,7 @@ static void test_resume_same_bits(void **state)
             assert_int_equal(flsim_config_set(&b, "up-codec", "topk0.5", NULL, 0), FL_OK);
             assert_int_equal(flsim_run(&b, NULL, NULL, NULL, NULL, &res, NULL, NULL, err, sizeof err),
                              FL_ERR_CONFIG);
-            assert_non_null(strstr(err, "top-k uplink"));
-            /* and without a file too: not a fresh start over the rounds DIR holds */
-            char moved[700];
-            snprintf(moved, sizeof moved, "%s.moved", path);
-            assert_int_equal(rename(path, moved), 0);
-            assert_int_equal(flsim_config_validate(&b, err, sizeof err), FL_ERR_CONFIG);
-            assert_non_null(strstr(err, "cannot resume"));
-            assert_int_equal(rename(moved, path), 0);
+            assert_non_null(strstr(err, "setting 'up_codec' differs"));
             /* the model spelled otherwise (the same architecture): taken, the same run */
             b = r;
             assert_int_equal(flsim_config_set(&b, "model", "mlp:064-32-4", NULL, 0), FL_OK);
@@ -1578,6 +1583,54 @@ static void test_resume_same_bits(void **state)
             assert_int_equal(s.restored, 0);
             assert_int_equal(res.resumed_after, 0);
             assert_memory_equal(res.model_sha256, whole.model_sha256, sizeof whole.model_sha256);
+        }
+        if (v == 2) {
+            /* the end's residuals replaced the stop's */
+            snprintf(rp3, sizeof rp3, "%s/resume-resid.rank0-of-1.round9.fls", dir);
+            assert_int_equal(access(rp, F_OK), -1);
+            assert_int_equal(access(rp3, F_OK), 0);
+            flsim_config b = r;
+            /* taken again: the finished run, its residuals read back whole */
+            assert_int_equal(flsim_run(&b, NULL, NULL, NULL, NULL, &res, NULL, NULL, err,
+                                       sizeof err), FL_OK);
+            assert_int_equal(res.resumed_after, 9);
+            assert_memory_equal(res.model_sha256, whole.model_sha256, sizeof whole.model_sha256);
+            /* a damaged residual file: refused whole, by its checksum */
+            size_t len = 0;
+            char *bytes = read_all(rp3, &len);
+            assert_non_null(bytes);
+            assert_true(len > 1000);
+            bytes[len / 2] ^= 4;
+            FILE *f = fopen(rp3, "wb");
+            assert_non_null(f);
+            assert_int_equal(fwrite(bytes, 1, len, f), len);
+            assert_int_equal(fclose(f), 0);
+            b.rounds = 12;
+            assert_int_equal(flsim_run(&b, NULL, NULL, NULL, NULL, &res, NULL, NULL, err,
+                                       sizeof err), FL_ERR_CHECKPOINT_FORMAT);
+            assert_non_null(strstr(err, "the clients' residuals: "));
+            assert_non_null(strstr(err, "checksum does not match"));
+            /* a missing one: refused, not a run without them */
+            assert_int_equal(unlink(rp3), 0);
+            assert_int_equal(flsim_run(&b, NULL, NULL, NULL, NULL, &res, NULL, NULL, err,
+                                       sizeof err), FL_ERR_CHECKPOINT_FORMAT);
+            assert_non_null(strstr(err, "No such file"));
+            /* put back intact: taken again */
+            bytes[len / 2] ^= 4;
+            snprintf(rp, sizeof rp, "%s/resume-resid.rank0-of-1.round9.fls", dir);
+            f = fopen(rp, "wb");
+            assert_non_null(f);
+            assert_int_equal(fwrite(bytes, 1, len, f), len);
+            assert_int_equal(fclose(f), 0);
+            assert_int_equal(flsim_run(&b, NULL, NULL, NULL, NULL, &res, NULL, NULL, err,
+                                       sizeof err), FL_OK);
+            assert_int_equal(res.resumed_after, 9);
+            free(bytes);
+        }
+        /* whatever residual files the run left (v 2: those of its end) */
+        for (int i = 1; i <= 12; i++) {
+            snprintf(rp, sizeof rp, "%s/resume-resid.rank0-of-1.round%d.fls", dir, i);
+            unlink(rp);
         }
         unlink(path);
         rmdir(dir);
