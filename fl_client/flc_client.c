@@ -167,7 +167,7 @@ static fl_status plugin_train(void *user, const flc_core_job *job, float *params
     const flc_task task = {job->round, job->full->spec, s->spec, s->n_tensors, tensors,
                            s->n_params, job->w_global, job->full->n_drop, kept, full,
                            tc->epochs, tc->batch_size, tc->lr, tc->momentum, tc->weight_decay,
-                           tc->prox_mu, tc->max_samples};
+                           tc->prox_mu, tc->max_samples, &c->cancel};
     flc_update up = {params, s->n_params, 0, 0.0};
     const flc_status st = c->cfg.train(&task, &up, c->cfg.train_user);
     *n_samples = up.n_samples;
@@ -182,6 +182,24 @@ static fl_status plugin_train(void *user, const flc_core_job *job, float *params
         return FL_ERR_INVALID_ARG;
     }
     return (fl_status)st;
+}
+
+int flc_task_cancelled(const flc_task *task)
+{
+    /* lib_state is the training client's cancel flag (plugin_train): set by a stop, the session's
+     * end or a replacing Task, and cleared only when the next training starts, which waits for
+     * this one to return */
+    return task && task->lib_state ? atomic_load((const atomic_int *)task->lib_state) != 0 : 0;
+}
+
+const char *flc_version(void)
+{
+    return FEDROP_VERSION;
+}
+
+int flc_version_number(void)
+{
+    return FLC_VERSION_NUMBER;
 }
 
 /* Before the client exists, validation logs straight through the caller's callback. */

@@ -624,6 +624,14 @@ static fl_status train_encode(flc_core *c, char *why, size_t whycap)
                  (unsigned long long)n_samples, (unsigned long long)c->train.max_samples);
         return FL_ERR_NUMERIC;
     }
+    /* nor above what this client told the server it holds (the Hello's dataset_size): the
+     * server refuses that too (a trainer that counts a sample once per epoch, say) */
+    if (c->data && c->data->n && n_samples > c->data->n) {
+        snprintf(why, whycap, "the trainer reported %llu samples, above the %llu this client told "
+                 "the server it holds (flc_samples.n): n_samples counts each sample once, however "
+                 "many epochs", (unsigned long long)n_samples, (unsigned long long)c->data->n);
+        return FL_ERR_NUMERIC;
+    }
     if (!isfinite(loss)) {
         snprintf(why, whycap, "the trainer reported a non-finite loss (%g)", loss);
         return FL_ERR_NUMERIC;

@@ -2207,7 +2207,14 @@ static void on_update(fls_server *s, sess *x, const flp_msg *m)
     if (st != FL_OK) {
         s->st.refused++;
         x->ul_state = UL_ANSWERED;
-        if (st != FL_ERR_ROUND_CLOSED)
+        const char *from = "";
+        const uint64_t lim = st == FL_ERR_WIRE_LIMIT
+                                 ? fls_core_update_samples_max(s->core, x->key, &from) : 0;
+        if (lim && m->update.n_samples > lim) /* say which bound: an embedder's trainer is wrong */
+            log_bad(s, "client %s: update of round %llu refused: %s (it claims %llu samples, "
+                    "above %s, %llu)", x->id, (unsigned long long)m->round, fl_strerror(st),
+                    (unsigned long long)m->update.n_samples, from, (unsigned long long)lim);
+        else if (st != FL_ERR_ROUND_CLOSED)
             log_bad(s, "client %s: update of round %llu refused: %s", x->id,
                     (unsigned long long)m->round, fl_strerror(st));
         send_ack(s, x, FLP_UPDATE, m->round, st, fl_strerror(st));

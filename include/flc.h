@@ -61,6 +61,17 @@ typedef enum flc_status {
 /* A static, readable message for any status (also for codes not listed above). Never NULL. */
 const char *flc_strerror(flc_status s);
 
+/* The version of this header, and of the library a program runs with (flc_version, e.g.
+ * "0.3.1"): a program that reads a field appended since some version (flc_stats.tasks_dropped:
+ * 0.2.1; flc_task.lib_state and flc_task_cancelled: 0.3.1) checks flc_version_number() against
+ * it when it may run with an older libflclient.so.0.2. Since 0.3.1. */
+#define FLC_VERSION_MAJOR 0
+#define FLC_VERSION_MINOR 3
+#define FLC_VERSION_PATCH 1
+#define FLC_VERSION_NUMBER (FLC_VERSION_MAJOR * 10000 + FLC_VERSION_MINOR * 100 + FLC_VERSION_PATCH)
+const char *flc_version(void);
+int flc_version_number(void); /* MAJOR * 10000 + MINOR * 100 + PATCH, as FLC_VERSION_NUMBER */
+
 typedef enum flc_log_level { FLC_LOG_DEBUG = 0, FLC_LOG_INFO, FLC_LOG_WARN, FLC_LOG_ERROR } flc_log_level;
 typedef void (*flc_log_fn)(void *user, flc_log_level level, const char *msg);
 
@@ -99,7 +110,18 @@ typedef struct flc_task {
                                     * the samples one update may count (its round's weight cap
                                     * over the clients per round, at most 2^20): train on no more
                                     * (the built-in trainer takes the first max_samples) */
+    const void *lib_state;         /* the library's (flc_task_cancelled reads it): not for the
+                                    * trainer (since 0.3.1) */
 } flc_task;
+
+/* 1 once the training of task will not be used: the client is stopping (flc_client_stop), its
+ * session with the server is over (the link was lost, the server restarted), or a Task that came
+ * in meanwhile replaced this one; else 0. A plug-in trainer that runs long (an NPU's many
+ * batches) polls it between steps and, once it is 1, returns FLC_ERR_CANCELLED, saving the
+ * device's time and battery (the library never sends the result of such a training). Call it only
+ * from the trainer, during the call that got task (0 for NULL or a task the library did not
+ * make). Cheap (one atomic load) and thread-safe. Since 0.3.1. */
+int flc_task_cancelled(const flc_task *task);
 
 /* What a plug-in trainer returns: the trained weights (same layout and length as task->weights;
  * the library provides the buffer, initialised to a copy of task->weights), the number of local
@@ -310,8 +332,8 @@ flc_status flc_client_run(flc_client *c);
  * by it). A local training in progress is cut short too: the built-in trainer stops before its
  * next batch (so within one batch's forward and backward). A plug-in trainer (flc_config.train)
  * is the device's code, which the library cannot stop: run returns once it does. A plug-in that
- * may run long should watch the device's own reason for calling stop and return
- * FLC_ERR_CANCELLED. A training cut short is not reported to the server as a failure: the Bye
+ * may run long should poll flc_task_cancelled (or watch the device's own reason for calling
+ * stop) and return FLC_ERR_CANCELLED. A training cut short is not reported to the server as a failure: the Bye
  * that follows drops the client, and its round counts the update as missing. Async-signal-safe
  * and thread-safe. An idle client wakes about twice per heartbeat_ms, not more often. */
 void flc_client_stop(flc_client *c);

@@ -58,7 +58,7 @@ typedef enum fls_status {
     FLS_ERR_CONFIG = 87,           /* a configuration key or value is invalid */
     FLS_ERR_TRANSPORT = 101,       /* a ZeroMQ call failed (bind, socket options, ...) */
     FLS_ERR_AUTH = 102,            /* key or allow-list problem */
-    FLS_ERR_CANCELLED = 104,       /* fls_server_run returned because of fls_server_stop */
+    FLS_ERR_CANCELLED = 104        /* fls_server_run returned because of fls_server_stop */
 } fls_status;
 
 /* A static, readable message for any status (also for codes not listed above). Never NULL. */

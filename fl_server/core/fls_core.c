@@ -563,6 +563,20 @@ static uint32_t too_small(const fls_core *c, const client_rec *cr)
     return cr->memory && cr->memory < c->train_need;
 }
 
+uint64_t fls_core_update_samples_max(const fls_core *c, uint32_t key, const char **from)
+{
+    const client_rec *cr = client_find(c, key);
+    const char *f = "the per-update weight cap";
+    uint64_t lim = c->samples_cap;
+    if (c->cfg.train.max_samples && c->cfg.train.max_samples < lim)
+        lim = c->cfg.train.max_samples, f = "train.max_samples";
+    if (cr && cr->dataset_size && cr->dataset_size < lim)
+        lim = cr->dataset_size, f = "its Hello's dataset_size";
+    if (from)
+        *from = f;
+    return cr ? lim : 0;
+}
+
 fl_status fls_core_client_join(fls_core *c, uint32_t key, uint64_t dataset_size, double now)
 {
     (void)now;

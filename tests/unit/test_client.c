@@ -2114,6 +2114,55 @@ static void test_plugin_cancel_not_reported(void **state)
     session_close(&s);
 }
 
+/* A plug-in that polls flc_task_cancelled (flc.h) between its steps; quit says it saw it. It
+ * would run forever otherwise. */
+static flc_status train_until_task_cancelled(const flc_task *task, flc_update *out, void *user)
+{
+    (void)out;
+    plugin_flags *pf = user;
+    if (flc_task_cancelled(task)) /* not at the start */
+        return FLC_ERR_INTERNAL;
+    atomic_store(&pf->started, 1);
+    while (!flc_task_cancelled(task)) {
+        const struct timespec ts = {0, 2 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+    atomic_store(&pf->quit, 1);
+    return FLC_ERR_CANCELLED;
+}
+
+/* flc_client_stop while a plug-in trains: flc_task_cancelled turns 1, the plug-in returns, and
+ * flc_client_run with it; the server hears Bye, no Error. The version the library says is the
+ * header's. */
+static void test_plugin_polls_task_cancelled(void **state)
+{
+    (void)state;
+    char v[32];
+    snprintf(v, sizeof v, "%d.%d.%d", FLC_VERSION_MAJOR, FLC_VERSION_MINOR, FLC_VERSION_PATCH);
+    assert_string_equal(flc_version(), v);
+    assert_int_equal(flc_version_number(), FLC_VERSION_NUMBER);
+    assert_int_equal(flc_task_cancelled(NULL), 0);
+    session s;
+    session_open(&s);
+    plugin_flags pf = {0, 0};
+    flc_config cfg = base_config(s.f.ep, train_until_task_cancelled, s.lb);
+    cfg.train_user = &pf;
+    session_run(&s, &cfg, 0);
+    wait_started(&pf, s.lb);
+    flc_client_stop(s.c);
+    if (!run_wait(&s.r, 5.0))
+        fail_msg("flc_client_run did not return; log:\n%s", s.lb->text);
+    assert_int_equal(s.r.st, FLC_ERR_CANCELLED);
+    assert_int_equal(atomic_load(&pf.quit), 1);
+    int errors, byes;
+    session_drain(&s, &errors, &byes);
+    if (errors)
+        fail_msg("the server was told the round failed; log:\n%s", s.lb->text);
+    assert_int_equal(byes, 1);
+    assert_int_equal(flc_client_stats(s.c)->tasks_dropped, 1);
+    session_close(&s);
+}
+
 /* ---- a Task that came in while training replaces the task being trained ---------------------- */
 
 /* Its first training waits for the test's go (quit), then reports 11 samples; later ones train at
@@ -2392,6 +2441,7 @@ int main(void)
         cmocka_unit_test(test_stop_interrupts_training),
         cmocka_unit_test(test_stop_counts_finished_training),
         cmocka_unit_test(test_plugin_cancel_not_reported),
+        cmocka_unit_test(test_plugin_polls_task_cancelled),
         cmocka_unit_test(test_session_end_cancels_builtin_training),
         cmocka_unit_test(test_session_end_plugin_runs_on),
         cmocka_unit_test(test_free_prompt_after_server_gone),

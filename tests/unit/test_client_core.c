@@ -466,6 +466,32 @@ static void test_plugin_odd_outputs(void **state)
     fls_core_free(srv);
 }
 
+/* A plug-in that reports more samples than the client declared (flc_samples.n, the Hello's
+ * dataset_size: the server refuses that update at its header) fails the round on the device. */
+static void test_plugin_above_declared_samples(void **state)
+{
+    (void)state;
+    fls_core *srv = one_client_round("mlp:6-5-3");
+    const flm_samples declared = {NULL, NULL, NULL, NULL, 4}; /* the count alone */
+    for (uint64_t n = 4; n <= 5; n++) {
+        odd_plugin p = {FL_OK, n, 0};
+        const flc_core_config cc = {"dev", 9, 5, &declared, odd_trainer, &p, {0}, NULL};
+        flc_core *c = NULL;
+        assert_int_equal(flc_core_new(&cc, &c), FL_OK);
+        feed_task(srv, c, 9);
+        const fl_status st = flc_core_train(c);
+        if (n == 4) {
+            assert_int_equal(st, FL_OK);
+        } else {
+            assert_int_equal(st, FL_ERR_NUMERIC);
+            assert_non_null(strstr(flc_core_train_error(c), "reported 5 samples, above the 4 this "
+                                   "client told the server it holds (flc_samples.n)"));
+        }
+        flc_core_free(c);
+    }
+    fls_core_free(srv);
+}
+
 /* A task whose training failed is not trained a second time (its weights were trained in place,
  * and the server was told the round failed): the core is no longer ready until the next task. */
 static void test_failed_task_not_retrained(void **state)
@@ -1163,6 +1189,7 @@ int main(void)
         cmocka_unit_test(test_plugin_trainer_and_errors),
         cmocka_unit_test(test_failed_task_not_retrained),
         cmocka_unit_test(test_plugin_odd_outputs),
+        cmocka_unit_test(test_plugin_above_declared_samples),
         cmocka_unit_test(test_rebind_and_take_payload),
         cmocka_unit_test(test_wrapped_builtin_failure_wording),
         cmocka_unit_test(test_rewind_replays_round),

@@ -1941,6 +1941,21 @@ static void test_engine_n_samples_bound(void **state)
     assert_int_equal(header_with_samples(&c, 0, 51), FL_ERR_WIRE_LIMIT);
     assert_int_equal(header_with_samples(&c, 40, 41), FL_ERR_WIRE_LIMIT);
     assert_int_equal(header_with_samples(&c, 40, 40), FL_OK);
+    /* which bound it is, for the host's message (fls_core_update_samples_max) */
+    for (int k = 0; k < 3; k++) {
+        fls_config b = small_config();
+        b.train.max_samples = k == 2 ? 0 : 50;
+        fls_core *bc = NULL;
+        assert_int_equal(fls_core_new(&b, &bc), FL_OK);
+        assert_int_equal(fls_core_client_join(bc, 10, k == 0 ? 40 : 0, 0.0), FL_OK);
+        const char *from = NULL;
+        const uint64_t lim = fls_core_update_samples_max(bc, 10, &from);
+        assert_int_equal(lim, k == 0 ? 40 : k == 1 ? 50 : FLS_UPDATE_SAMPLES_MAX);
+        assert_string_equal(from, k == 0 ? "its Hello's dataset_size" : k == 1 ? "train.max_samples"
+                                                         : "the per-update weight cap");
+        assert_int_equal(fls_core_update_samples_max(bc, 11, &from), 0); /* never joined */
+        fls_core_free(bc);
+    }
 }
 
 /* The core's log lines of one_round_with_fourth, and the host's names for its clients. */
