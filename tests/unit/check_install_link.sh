@@ -52,3 +52,17 @@ for prog in fl_client/examples/device.c:libflclient fl_server/examples/embed.c:l
 done
 [ "$n" -eq 4 ] || fail "$n of 4 programs checked"
 echo "check_install_link: 4 programs built from an install and run"
+
+# The installed guides (share/doc/fedrop): each relative link names a file or directory there.
+doc=$(dirname "$(find "$tmp/root" -path '*doc/fedrop/fl_client.md')")
+[ -d "$doc" ] || fail "no share/doc/fedrop/fl_client.md installed"
+links=0
+for md in "$doc"/*.md; do
+    for t in $(grep -o '\]([^)[:space:]]*)' "$md" | sed 's/^](//; s/)$//; s/#.*//'); do
+        case "$t" in *://* | '') continue ;; esac
+        [ -e "$doc/$t" ] || fail "$(basename "$md") links to $t, not installed beside it"
+        links=$((links + 1))
+    done
+done
+[ "$links" -ge 10 ] || fail "only $links links checked in the installed guides"
+echo "check_install_link: the installed guides' $links relative links resolve"
