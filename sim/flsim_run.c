@@ -2353,6 +2353,17 @@ fl_status flsim_run(const flsim_config *cfg, const flsim_data *data_in, const fl
         st = update_availability(&S, (uint32_t)fls_core_round(S.core), 0, vt, 1);
     /* every rank: with a top-k uplink each writes its clients' residuals */
     const int ckpt_on = cfg->out[0] && cfg->checkpoint_every;
+    if (st == FL_OK && ckpt_on && S.need_resid && S.rank == 0) {
+        /* each checkpoint writes every residual so far: said up front when that is a lot */
+        const double picked = ceil((double)cfg->per_round * fmax(cfg->overcommit, 1.0));
+        const double most = fmin((double)cfg->clients, picked * (double)cfg->rounds) *
+                            (double)fls_core_arch(S.core)->n_params * sizeof(float);
+        if (most >= 1e9)
+            fl_log(&S.log, FL_LOG_WARN, "each save of %s/resume.fls (--checkpoint-every %u) also "
+                   "writes the clients' error-feedback residuals (--up-codec %s): up to %.1f GB "
+                   "by the end of this run; --checkpoint-every 0 saves none", cfg->out,
+                   cfg->checkpoint_every, cfg->up_codec, most / 1e9);
+    }
     int ckpt_said = 0;
     int done = 0;
     uint64_t idle = 0;
