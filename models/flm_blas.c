@@ -28,6 +28,8 @@ typedef void (*set_threads_fn)(int n);
 typedef int (*get_threads_fn)(void);
 typedef char *(*get_corename_fn)(void);
 
+#define GEMM_THREADS_MAX 64
+
 static pthread_once_t g_once = PTHREAD_ONCE_INIT;
 /* Written once inside pthread_once, read-only afterwards: pthread_once orders the writes before
  * every later reader. */
@@ -58,6 +60,11 @@ static int have_avx512(void);
 /* flm_blas_init_threads' count for the load, 0 = OpenBLAS's default. Atomic: clients made on
  * several threads at once (flc.h: distinct clients are independent) each store theirs. */
 static atomic_int g_init_threads;
+/* The threads of later GEMMs (flm_blas_set_threads). OpenBLAS itself always runs one: its own
+ * threading partitions a GEMM by the thread count, and with some of its kernels (Haswell's, seen
+ * on an AMD EPYC) the partition changes the rounding, so 1 and 2 threads gave other weights. The
+ * GEMMs are split here instead, by their shape alone (gemm_blocks). */
+static atomic_int g_threads = 1;
 
 static void blas_load(void)
 {
@@ -74,11 +81,11 @@ static void blas_load(void)
     }
     const char *nt = getenv("OPENBLAS_NUM_THREADS");
     const int init_threads = atomic_load(&g_init_threads);
-    if (!loaded && init_threads > 0 && (!nt || !*nt)) {
-        char b[16];
-        snprintf(b, sizeof b, "%d", init_threads);
-        (void)setenv("OPENBLAS_NUM_THREADS", b, 1);
-    }
+    /* A host that names its count (flm_blas_init_threads) loads OpenBLAS without a pool: its
+     * threads would only spin beside those of gemm_blocks. The count is ours (g_threads). */
+    const int named = init_threads > 0 && (!nt || !*nt);
+    if (!loaded && named)
+        (void)setenv("OPENBLAS_NUM_THREADS", "1", 1);
     static const char *const names[] = {"libopenblas.so.0", "libopenblas.so",
                                          "libopenblasp-r0.3.21.so"};
     void *h = NULL;
@@ -97,6 +104,11 @@ static void blas_load(void)
     *(void **)&g_blas.corename = dlsym(h, "openblas_get_corename");
     g_blas.handle = h;
     g_blas.sgemm = sg;
+    /* else OpenBLAS's own count: OPENBLAS_NUM_THREADS, or one per CPU */
+    const int t = named ? init_threads : g_blas.get_threads ? g_blas.get_threads() : 1;
+    atomic_store(&g_threads, t < 1 ? 1 : t > GEMM_THREADS_MAX ? GEMM_THREADS_MAX : t);
+    if (g_blas.set_threads)
+        g_blas.set_threads(1);
 }
 
 fl_status flm_blas_init(void)
@@ -136,8 +148,7 @@ fl_status flm_blas_set_threads(int n)
     const fl_status st = flm_blas_init();
     if (st != FL_OK)
         return st;
-    if (g_blas.set_threads)
-        g_blas.set_threads(n);
+    atomic_store(&g_threads, n > GEMM_THREADS_MAX ? GEMM_THREADS_MAX : n);
     return FL_OK;
 }
 
@@ -149,9 +160,9 @@ int flm_blas_skinny_off(void)
 
 int flm_blas_threads(void)
 {
-    if (flm_blas_init() != FL_OK || !g_blas.get_threads)
+    if (flm_blas_init() != FL_OK)
         return 1;
-    return g_blas.get_threads();
+    return atomic_load(&g_threads);
 }
 
 /* ---- skinny GEMMs ---------------------------------------------------------------------------
@@ -531,7 +542,7 @@ static void *par_main(void *arg)
 
 static int par_threads(size_t work)
 {
-    int t = g_blas.get_threads ? g_blas.get_threads() : 1;
+    int t = atomic_load(&g_threads);
     const size_t cap = work / PAR_MIN_WORK;
     if ((size_t)t > cap)
         t = (int)cap;
@@ -589,6 +600,79 @@ static int skinny_gemm(int transA, int transB, int M, int N, int K, float alpha,
 }
 #endif
 
+/* ---- OpenBLAS's GEMMs over threads, the same bits whatever their number -------------------
+ * A GEMM with at least 2 GEMM_BLOCK_WORK multiply-adds is cut into blocks of rows of C (or of
+ * columns, when C has more of them), how many by its shape alone: at most GEMM_BLOCKS_MAX, each
+ * of at least GEMM_BLOCK_WORK and a multiple of GEMM_BLOCK_ALIGN rows (columns) but the last.
+ * Each block is one single-threaded OpenBLAS call, whichever thread makes it, so the bits do not
+ * depend on the number of threads; the blocks are shared out among min(threads, blocks) threads,
+ * created per call (tens of microseconds against milliseconds of work). */
+#define GEMM_BLOCK_WORK (1u << 22)
+#define GEMM_BLOCKS_MAX 16
+#define GEMM_BLOCK_ALIGN 16
+
+typedef struct gemm_job {
+    int transA, transB, M, N, K, by_rows, units, blocks;
+    float alpha, beta;
+    const float *A, *B;
+    float *C;
+    int lda, ldb, ldc;
+    atomic_int next;
+} gemm_job;
+
+static void gemm_block(const gemm_job *g, int b)
+{
+    const int u0 = (int)((long)g->units * b / g->blocks);
+    const int u1 = (int)((long)g->units * (b + 1) / g->blocks);
+    const int all = g->by_rows ? g->M : g->N;
+    const int i0 = u0 * GEMM_BLOCK_ALIGN, i1 = u1 * GEMM_BLOCK_ALIGN < all ? u1 * GEMM_BLOCK_ALIGN
+                                                                            : all;
+    if (i1 <= i0)
+        return;
+    const int ta = g->transA ? CBLAS_TRANS : CBLAS_NO_TRANS;
+    const int tb = g->transB ? CBLAS_TRANS : CBLAS_NO_TRANS;
+    if (g->by_rows) /* rows i0..i1 of op(A) and of C */
+        g_blas.sgemm(CBLAS_ROW_MAJOR, ta, tb, i1 - i0, g->N, g->K, g->alpha,
+                     g->A + (g->transA ? (size_t)i0 : (size_t)i0 * g->lda), g->lda, g->B, g->ldb,
+                     g->beta, g->C + (size_t)i0 * g->ldc, g->ldc);
+    else /* columns i0..i1 of op(B) and of C */
+        g_blas.sgemm(CBLAS_ROW_MAJOR, ta, tb, g->M, i1 - i0, g->K, g->alpha, g->A, g->lda,
+                     g->B + (g->transB ? (size_t)i0 * g->ldb : (size_t)i0), g->ldb, g->beta,
+                     g->C + i0, g->ldc);
+}
+
+static void *gemm_worker(void *arg)
+{
+    gemm_job *g = arg;
+    for (int b; (b = atomic_fetch_add(&g->next, 1)) < g->blocks;)
+        gemm_block(g, b);
+    return NULL;
+}
+
+static void gemm_blocks(int transA, int transB, int M, int N, int K, float alpha, const float *A,
+                        int lda, const float *B, int ldb, float beta, float *C, int ldc)
+{
+    gemm_job g = {transA, transB, M, N, K, M >= N, 0, 1, alpha, beta, A, B, C, lda, ldb, ldc, 0};
+    const int along = g.by_rows ? M : N;
+    g.units = (along + GEMM_BLOCK_ALIGN - 1) / GEMM_BLOCK_ALIGN;
+    const double work = (double)M * N * (K > 0 ? K : 1);
+    const double fit = work / GEMM_BLOCK_WORK;
+    g.blocks = fit >= GEMM_BLOCKS_MAX ? GEMM_BLOCKS_MAX : fit >= 2 ? (int)fit : 1;
+    if (g.blocks > g.units)
+        g.blocks = g.units;
+    int t = atomic_load(&g_threads);
+    if (t > g.blocks)
+        t = g.blocks;
+    pthread_t th[GEMM_BLOCKS_MAX];
+    int started[GEMM_BLOCKS_MAX] = {0};
+    for (int i = 1; i < t; i++)
+        started[i] = pthread_create(&th[i], NULL, gemm_worker, &g) == 0;
+    gemm_worker(&g); /* this thread too; it takes what a thread that did not start would have */
+    for (int i = 1; i < t; i++)
+        if (started[i])
+            pthread_join(th[i], NULL);
+}
+
 void flm_sgemm(int transA, int transB, int M, int N, int K, float alpha, const float *A, int lda,
                const float *B, int ldb, float beta, float *C, int ldc)
 {
@@ -598,9 +682,7 @@ void flm_sgemm(int transA, int transB, int M, int N, int K, float alpha, const f
     if (K > 0 && skinny_gemm(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc))
         return;
     if (g_blas.sgemm) {
-        g_blas.sgemm(CBLAS_ROW_MAJOR, transA ? CBLAS_TRANS : CBLAS_NO_TRANS,
-                     transB ? CBLAS_TRANS : CBLAS_NO_TRANS, M, N, K, alpha, A, lda, B, ldb, beta,
-                     C, ldc);
+        gemm_blocks(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
         return;
     }
     flm_sgemm_ref(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);

@@ -43,11 +43,10 @@ void flm_dense_bwd_update_from(float *dinp, float *W, const float *Wsrc, const f
 /* Loads OpenBLAS. FL_OK, or FL_ERR_BLAS when it cannot be loaded: flm_sgemm then runs
  * flm_sgemm_ref (correct, slow). Idempotent. */
 fl_status flm_blas_init(void);
-/* flm_blas_init, and if this call is the one that loads OpenBLAS, it starts with at most
- * max_threads threads (OPENBLAS_NUM_THREADS, set only when the environment names no count).
- * OpenBLAS creates its pool at load time and each pool thread busy-waits (sched_yield) for a
- * while before sleeping; a host that only runs single-threaded GEMMs on its own threads (the
- * simulator's workers) loads it with 1 and has no pool spinning beside its workers.
+/* flm_blas_init, and if this call is the one that loads OpenBLAS: GEMMs start with max_threads
+ * threads, and OpenBLAS is loaded without a thread pool (OPENBLAS_NUM_THREADS=1, set only when
+ * the environment names no count; OpenBLAS creates its pool at load time and each pool thread
+ * busy-waits for a while before sleeping, beside threads that would not use it).
  * FL_ERR_INVALID_ARG for max_threads < 1. */
 fl_status flm_blas_init_threads(int max_threads);
 /* The kernel that runs: openblas_get_corename() ("SkylakeX", "Haswell", "Prescott", ...), or
@@ -58,8 +57,13 @@ const char *flm_blas_corename(void);
 const char *flm_blas_coretype_set(void);
 /* What the CPU detection picks: "SkylakeX", "Haswell", or NULL. Pure. */
 const char *flm_blas_cpu_coretype(void);
-/* OpenBLAS worker threads for later GEMMs (process-wide). FL_ERR_INVALID_ARG for n < 1,
- * FL_ERR_BLAS without OpenBLAS. */
+/* Threads for later GEMMs (process-wide; at most 64; by default OpenBLAS's count at load:
+ * OPENBLAS_NUM_THREADS, else one per CPU). OpenBLAS itself always runs single-threaded: a large
+ * GEMM is cut into blocks by its shape alone, each one OpenBLAS call, shared out among these
+ * threads, so that the bits never depend on their number (OpenBLAS's own threading partitions by
+ * the thread count, and some of its kernels round differently then). FL_ERR_INVALID_ARG for
+ * n < 1, FL_ERR_BLAS without OpenBLAS. A program with several copies of fedrop's models (one in
+ * libflclient.so, one of its own) has a count in each. */
 fl_status flm_blas_set_threads(int n);
 int flm_blas_threads(void);
 /* 1 when FLM_NO_SKINNY turned off the AVX-512 kernels this CPU would otherwise run (their
