@@ -13,6 +13,8 @@
  *   - golden (PyTorch float64): logits and loss 1e-4 relative to the largest magnitude; gradients
  *     and parameters after 3 SGD steps 2e-3 (gradients) / 1e-4 (parameters) relative to the
  *     tensor's largest magnitude.
+ *   - the mlp, cnn and lstm forward passes as fl_client/README.md states them (double, plain
+ *     loops): each logit within 1e-4 of its sample's largest logit magnitude, + 1e-7.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -782,6 +784,294 @@ static void test_arch_grad_moge(void **state)
     check_arch_grad_sub("moge:12:9:3:4:2:5", keep, 6, 1e-3f, 0);
 }
 
+/* ---- the forward pass as fl_client/README.md states it ------------------------------------- */
+
+/* This section checks fl_client/README.md ("A plug-in trainer"): the mlp, cnn and lstm forward
+ * passes that a device maker's own trainer (an NPU) must reproduce. The reference below is written
+ * from that text alone, in plain loops with double accumulation: each tensor's name, shape and
+ * place in the flat buffer (in the order the guide lists them), the layer equations, and the sizes
+ * a submodel's kept units give. If fedrop's layout or computation changes, the guide and this
+ * code change together. The sizes come from the spec string and the kept units, never from the
+ * flm_arch, whose tensor shapes are compared with the guide's instead. */
+
+typedef struct doc_walk {
+    const flm_arch *a;
+    const float *p;
+    size_t next; /* where the next tensor must start: tensors lie in the guide's order */
+} doc_walk;
+
+/* The tensor `name` of w's weights, after checking that it has the guide's shape (the leading
+ * non-zero dimensions of d0..d3) and follows the previous one in the flat buffer. */
+static const float *doc_tensor(doc_walk *w, const char *name, int d0, int d1, int d2, int d3)
+{
+    const int t = flm_arch_find_tensor(w->a, name);
+    if (t < 0)
+        fail_msg("%s: no tensor %s", w->a->spec, name);
+    const flm_tensor *ten = &w->a->tensors[t];
+    const int want[4] = {d0, d1, d2, d3};
+    int rank = 0;
+    while (rank < 4 && want[rank] > 0)
+        rank++;
+    if (ten->rank != rank)
+        fail_msg("%s %s: rank %d, the guide says %d", w->a->spec, name, ten->rank, rank);
+    for (int k = 0; k < rank; k++)
+        if (ten->shape[k] != want[k])
+            fail_msg("%s %s: shape[%d] %d, the guide says %d", w->a->spec, name, k,
+                     ten->shape[k], want[k]);
+    if (ten->offset != w->next)
+        fail_msg("%s %s: at offset %zu, the guide's order puts it at %zu", w->a->spec, name,
+                 ten->offset, w->next);
+    w->next += ten->numel;
+    return w->p + ten->offset;
+}
+
+static double *doc_alloc(size_t n)
+{
+    double *x = calloc(n, sizeof *x);
+    assert_non_null(x);
+    return x;
+}
+
+/* y (out) = W x + b, W (out, in) row-major; relu != 0: max(0, .) after. */
+static void doc_dense(double *y, doc_walk *w, int L, const double *x, int in, int out, int relu)
+{
+    char nw[24], nb[24];
+    snprintf(nw, sizeof nw, "dense%d.w", L);
+    snprintf(nb, sizeof nb, "dense%d.b", L);
+    const float *W = doc_tensor(w, nw, out, in, 0, 0), *b = doc_tensor(w, nb, out, 0, 0, 0);
+    for (int o = 0; o < out; o++) {
+        double s = b[o];
+        for (int i = 0; i < in; i++)
+            s += (double)W[(size_t)o * in + i] * x[i];
+        y[o] = relu && s < 0 ? 0 : s;
+    }
+}
+
+/* mlp:IN-H1-...-Hn-CLASSES with dims[0 .. n+1] = IN, the kept widths, CLASSES. */
+static void doc_mlp(double *z, doc_walk w, const float *x, const int *dims, int nd)
+{
+    double h[64], y[64];
+    for (int i = 0; i < dims[0]; i++)
+        h[i] = x[i];
+    for (int L = 0; L + 1 < nd; L++) {
+        assert_true(dims[L + 1] <= 64);
+        doc_dense(y, &w, L, h, dims[L], dims[L + 1], L + 2 < nd);
+        memcpy(h, y, (size_t)dims[L + 1] * sizeof *h);
+    }
+    memcpy(z, h, (size_t)dims[nd - 1] * sizeof *z);
+    assert_int_equal(w.next, w.a->n_params);
+}
+
+/* conv: cross-correlation, 5x5, stride 1, zero padding 2: x (C, H, W) -> y (O, H, W), relu. */
+static void doc_conv_relu(double *y, doc_walk *w, int L, const double *x, int C, int H, int W,
+                          int O)
+{
+    char nw[24], nb[24];
+    snprintf(nw, sizeof nw, "conv%d.w", L);
+    snprintf(nb, sizeof nb, "conv%d.b", L);
+    const float *k = doc_tensor(w, nw, O, C, 5, 5), *b = doc_tensor(w, nb, O, 0, 0, 0);
+    for (int o = 0; o < O; o++)
+        for (int i = 0; i < H; i++)
+            for (int j = 0; j < W; j++) {
+                double s = b[o];
+                for (int c = 0; c < C; c++)
+                    for (int u = 0; u < 5; u++)
+                        for (int v = 0; v < 5; v++) {
+                            const int ii = i + u - 2, jj = j + v - 2;
+                            if (ii >= 0 && ii < H && jj >= 0 && jj < W)
+                                s += (double)k[((o * C + c) * 5 + u) * 5 + v] *
+                                     x[((size_t)c * H + ii) * W + jj];
+                        }
+                y[((size_t)o * H + i) * W + j] = s > 0 ? s : 0;
+            }
+}
+
+/* max pool 2x2, stride 2: (C, H, W) -> (C, H/2, W/2), floors. */
+static void doc_pool(double *y, const double *x, int C, int H, int W)
+{
+    const int OH = H / 2, OW = W / 2;
+    for (int c = 0; c < C; c++)
+        for (int i = 0; i < OH; i++)
+            for (int j = 0; j < OW; j++) {
+                double m = -INFINITY;
+                for (int u = 0; u < 2; u++)
+                    for (int v = 0; v < 2; v++)
+                        m = fmax(m, x[((size_t)c * H + 2 * i + u) * W + 2 * j + v]);
+                y[((size_t)c * OH + i) * OW + j] = m;
+            }
+}
+
+/* cnn:CLASSES:HxWxC with kept units u = F0, F1, D; x (C, H, W). */
+static void doc_cnn(double *z, doc_walk w, const float *x, int classes, int H, int W, int C,
+                    const int *u)
+{
+    const int F0 = u[0], F1 = u[1], D = u[2], H1 = H / 2, W1 = W / 2, H2 = H1 / 2, W2 = W1 / 2;
+    double *in = doc_alloc((size_t)C * H * W), *c0 = doc_alloc((size_t)F0 * H * W);
+    double *p0 = doc_alloc((size_t)F0 * H1 * W1), *c1 = doc_alloc((size_t)F1 * H1 * W1);
+    double *p1 = doc_alloc((size_t)F1 * H2 * W2), *flat = doc_alloc((size_t)F1 * H2 * W2);
+    double *d0 = doc_alloc((size_t)D);
+    for (size_t i = 0; i < (size_t)C * H * W; i++)
+        in[i] = x[i];
+    doc_conv_relu(c0, &w, 0, in, C, H, W, F0);
+    doc_pool(p0, c0, F0, H, W);
+    doc_conv_relu(c1, &w, 1, p0, F0, H1, W1, F1);
+    doc_pool(p1, c1, F1, H1, W1);
+    for (int c = 0; c < F1; c++)
+        for (int i = 0; i < H2; i++)
+            for (int j = 0; j < W2; j++)
+                flat[(size_t)c * H2 * W2 + i * W2 + j] = p1[((size_t)c * H2 + i) * W2 + j];
+    doc_dense(d0, &w, 0, flat, F1 * H2 * W2, D, 1);
+    doc_dense(z, &w, 1, d0, D, classes, 0);
+    assert_int_equal(w.next, w.a->n_params);
+    double *all[] = {in, c0, p0, c1, p1, flat, d0};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+        free(all[i]);
+}
+
+static double doc_sigmoid(double a)
+{
+    return 1.0 / (1.0 + exp(-a));
+}
+
+/* lstm:V:E:HIDDEN:LAYERS:T with kept units U[l] per layer; tok (T). */
+static void doc_lstm(double *z, doc_walk w, const int32_t *tok, int V, int E, int layers, int T,
+                     const int *U)
+{
+    enum { MAXT = 16, MAXU = 16 };
+    assert_true(T <= MAXT && E <= MAXU);
+    double seq[MAXT][MAXU], h[MAXU], c[MAXU], a[4 * MAXU];
+    const float *emb = doc_tensor(&w, "embed.w", V, E, 0, 0);
+    for (int t = 0; t < T; t++)
+        for (int e = 0; e < E; e++)
+            seq[t][e] = emb[(size_t)tok[t] * E + e];
+    int I = E;
+    for (int l = 0; l < layers; l++) {
+        const int N = U[l];
+        assert_true(N <= MAXU);
+        char n_ih[24], n_hh[24], n_b[24];
+        snprintf(n_ih, sizeof n_ih, "lstm%d.w_ih", l);
+        snprintf(n_hh, sizeof n_hh, "lstm%d.w_hh", l);
+        snprintf(n_b, sizeof n_b, "lstm%d.b", l);
+        const float *wih = doc_tensor(&w, n_ih, 4 * N, I, 0, 0);
+        const float *whh = doc_tensor(&w, n_hh, 4 * N, N, 0, 0);
+        const float *b = doc_tensor(&w, n_b, 4 * N, 0, 0, 0);
+        for (int j = 0; j < N; j++)
+            h[j] = c[j] = 0;
+        for (int t = 0; t < T; t++) {
+            for (int r = 0; r < 4 * N; r++) {
+                double s = b[r];
+                for (int k = 0; k < I; k++)
+                    s += (double)wih[(size_t)r * I + k] * seq[t][k];
+                for (int k = 0; k < N; k++)
+                    s += (double)whh[(size_t)r * N + k] * h[k];
+                a[r] = s;
+            }
+            for (int j = 0; j < N; j++) { /* gate blocks i, f, g, o */
+                const double ig = doc_sigmoid(a[j]), fg = doc_sigmoid(a[N + j]);
+                const double gg = tanh(a[2 * N + j]), og = doc_sigmoid(a[3 * N + j]);
+                c[j] = fg * c[j] + ig * gg;
+                h[j] = og * tanh(c[j]);
+                seq[t][j] = h[j]; /* the next layer's x_t (this step's input is read above) */
+            }
+        }
+        I = N;
+    }
+    doc_dense(z, &w, 0, seq[T - 1], I, V, 0);
+    assert_int_equal(w.next, w.a->n_params);
+}
+
+static void test_forward_as_documented(void **state)
+{
+    (void)state;
+    /* keep[0] == 0: the full model; sub: the submodel's spec the guide gives (sub_arch) */
+    static const struct { const char *spec; int keep[3]; const char *sub; } rows[] = {
+        {"mlp:7-6-5-3", {0}, "mlp:7-6-5-3"},
+        {"mlp:7-6-5-3", {4, 2}, "mlp:7-4-2-3"},
+        {"cnn:3:10x13x2", {0}, "cnn:3:10x13x2"},          /* odd pooled rows, H != W, C > 1 */
+        {"cnn:3:10x13x2", {3, 4, 5}, "cnn:3:10x13x2/3,4,5"},
+        {"lstm:11:3:5:2:4", {0}, "lstm:11:3:5:2:4"},
+        {"lstm:11:3:5:2:4", {4, 2}, "lstm:11:3:5:2:4/4,2"},
+    };
+    enum { B = 3 };
+    for (size_t ri = 0; ri < sizeof rows / sizeof rows[0]; ri++) {
+        const char *spec = rows[ri].spec;
+        const int *keep = rows[ri].keep[0] ? rows[ri].keep : NULL;
+        flm_arch full, a;
+        char err[128];
+        assert_int_equal(flm_arch_parse(spec, &full, err, sizeof err), FL_OK);
+        a = full;
+        if (keep)
+            assert_int_equal(flm_arch_sub(&full, keep, &a), FL_OK);
+        assert_string_equal(a.spec, rows[ri].sub);
+        flm_model *m;
+        assert_int_equal(flm_model_new(&a, B, &m), FL_OK);
+        float *params = malloc(a.n_params * sizeof *params);
+        assert_non_null(params);
+        fl_rng r = fl_rng_stream(31, ri, 0, FL_RNG_TEST);
+        flm_model_init_params(&a, params, &r);
+        const doc_walk w0 = {&a, params, 0};
+        double want[B][16];
+        float *x = NULL;
+        int32_t *tok = NULL;
+        int classes = 0;
+        if (strncmp(spec, "mlp:", 4) == 0) {
+            int dims[8], nd = 0;
+            for (const char *p = spec + 4; *p; p += *p == '-') {
+                char *end;
+                dims[nd++] = (int)strtol(p, &end, 10);
+                p = end;
+            }
+            for (int d = 1; keep && d + 1 < nd; d++)
+                dims[d] = keep[d - 1];
+            classes = dims[nd - 1];
+            x = malloc((size_t)B * dims[0] * sizeof *x);
+            assert_non_null(x);
+            fill_uniform(x, (size_t)B * dims[0], -1, 1, &r);
+            for (int i = 0; i < B; i++)
+                doc_mlp(want[i], w0, x + (size_t)i * dims[0], dims, nd);
+        } else if (strncmp(spec, "cnn:", 4) == 0) {
+            int H, W, C;
+            assert_int_equal(sscanf(spec, "cnn:%d:%dx%dx%d", &classes, &H, &W, &C), 4);
+            const int fullu[3] = {32, 64, 2048};
+            const size_t D = (size_t)C * H * W;
+            x = malloc(B * D * sizeof *x);
+            assert_non_null(x);
+            fill_uniform(x, B * D, -1, 1, &r);
+            for (int i = 0; i < B; i++)
+                doc_cnn(want[i], w0, x + i * D, classes, H, W, C, keep ? keep : fullu);
+        } else {
+            int V, E, Hd, L, T;
+            assert_int_equal(sscanf(spec, "lstm:%d:%d:%d:%d:%d", &V, &E, &Hd, &L, &T), 5);
+            int U[8];
+            for (int l = 0; l < L; l++)
+                U[l] = keep ? keep[l] : Hd;
+            classes = V;
+            tok = malloc((size_t)B * T * sizeof *tok);
+            assert_non_null(tok);
+            for (int i = 0; i < B * T; i++)
+                tok[i] = (int32_t)fl_rng_below(&r, (uint32_t)V);
+            for (int i = 0; i < B; i++)
+                doc_lstm(want[i], w0, tok + (size_t)i * T, V, E, L, T, U);
+        }
+        assert_int_equal(a.classes, classes);
+        assert_int_equal(flm_model_forward(m, params, x, tok, NULL, B, NULL), FL_OK);
+        const float *z = flm_model_logits(m);
+        for (int i = 0; i < B; i++) {
+            double scale = 0;
+            for (int k = 0; k < classes; k++)
+                scale = fmax(scale, fabs(want[i][k]));
+            for (int k = 0; k < classes; k++)
+                if (fabs(z[i * classes + k] - want[i][k]) > 1e-4 * scale + 1e-7)
+                    fail_msg("%s sample %d logit %d: fedrop %.8g, the guide's %.8g", rows[ri].sub,
+                             i, k, z[i * classes + k], want[i][k]);
+        }
+        flm_model_free(m);
+        free(params);
+        free(x);
+        free(tok);
+    }
+}
+
 /* ---- golden values from PyTorch ------------------------------------------------------------- */
 
 typedef struct golden {
@@ -1356,6 +1646,7 @@ int main(void)
         cmocka_unit_test(test_arch_grad_lstm),
         cmocka_unit_test(test_arch_grad_moge),
         cmocka_unit_test(test_moge_layer_reference),
+        cmocka_unit_test(test_forward_as_documented),
         cmocka_unit_test(test_arch_grad_submodels),
         cmocka_unit_test(test_golden_pytorch),
         cmocka_unit_test(test_sgd_step),
