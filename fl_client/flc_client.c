@@ -27,6 +27,7 @@
 #include <zmq.h>
 
 #include "fl_endpoint.h"
+#include "fl_keyfile.h"
 #include "fl_log.h"
 #include "fl_rng.h"
 #include "fl_sha256.h"
@@ -190,6 +191,17 @@ int flc_task_cancelled(const flc_task *task)
      * end or a replacing Task, and cleared only when the next training starts, which waits for
      * this one to return */
     return task && task->lib_state ? atomic_load((const atomic_int *)task->lib_state) != 0 : 0;
+}
+
+flc_status flc_key_file_read(const char *path, int secret, char z85[41], char *why, size_t whylen)
+{
+    char e[512] = "";
+    const fl_status st = fl_key_file_read(path, secret ? FL_KEY_SECRET : FL_KEY_PUBLIC, z85, NULL,
+                                          e, sizeof e);
+    if (st != FL_OK && why && whylen)
+        snprintf(why, whylen, "%s", e[0] ? e : fl_strerror(st));
+    return st == FL_OK ? FLC_OK : st == FL_ERR_IO ? FLC_ERR_IO : st == FL_ERR_AUTH ? FLC_ERR_AUTH
+                                 : st == FL_ERR_NOMEM ? FLC_ERR_NOMEM : FLC_ERR_INVALID_ARG;
 }
 
 const char *flc_version(void)

@@ -72,6 +72,17 @@ const char *flc_strerror(flc_status s);
 const char *flc_version(void);
 int flc_version_number(void); /* MAJOR * 10000 + MINOR * 100 + PATCH, as FLC_VERSION_NUMBER */
 
+/* Reads a CURVE key file as `fl_server keygen` writes them (a '#' comment line naming the kind
+ * of key, then the key: 40 characters of Z85) into z85 (40 characters and a NUL), for
+ * flc_config's server_public_key, public_key or secret_key. secret: 1 for a secret key file, 0
+ * for a public one; a file whose keygen header names the other kind is refused (a hand-written
+ * file without it is taken as either). Blank lines, other comments and a '\r' are skipped. FLC_OK;
+ * FLC_ERR_IO (cannot be read, not a regular file, above 64 KiB), FLC_ERR_AUTH (no key, a line
+ * that is not a Z85 key, the other kind of key), FLC_ERR_INVALID_ARG (NULL path or z85);
+ * why (may be NULL) then says what, naming the file. z85 is written only on FLC_OK. The library
+ * prints nothing. Since 0.3.1. */
+flc_status flc_key_file_read(const char *path, int secret, char z85[41], char *why, size_t whylen);
+
 typedef enum flc_log_level { FLC_LOG_DEBUG = 0, FLC_LOG_INFO, FLC_LOG_WARN, FLC_LOG_ERROR } flc_log_level;
 typedef void (*flc_log_fn)(void *user, flc_log_level level, const char *msg);
 

@@ -2165,6 +2165,48 @@ static void test_plugin_polls_task_cancelled(void **state)
     session_close(&s);
 }
 
+/* flc_key_file_read: keygen's files read back, the other kind refused, and what is wrong said
+ * with the file's name. */
+static void test_key_file_read(void **state)
+{
+    (void)state;
+    key_trio k;
+    key_trio_new(&k);
+    char dir[] = "/tmp/test_client_keysXXXXXX";
+    assert_non_null(mkdtemp(dir));
+    char pub[600], sec[600], bad[600], z[41], why[600];
+    snprintf(pub, sizeof pub, "%s/dev.pub", dir);
+    snprintf(sec, sizeof sec, "%s/dev.secret", dir);
+    snprintf(bad, sizeof bad, "%s/bad.pub", dir);
+    FILE *f = fopen(pub, "w");
+    assert_non_null(f);
+    fprintf(f, "# fedrop CURVE public key (Z85). Written by fl_server keygen.\n%s\n", k.cpub);
+    fclose(f);
+    f = fopen(sec, "w");
+    assert_non_null(f);
+    fprintf(f, "# fedrop CURVE secret key (Z85). Written by fl_server keygen.\r\n\n%s\r\n", k.csec);
+    fclose(f);
+    f = fopen(bad, "w");
+    assert_non_null(f);
+    fprintf(f, "# a note\nnot a key\n");
+    fclose(f);
+    assert_int_equal(flc_key_file_read(pub, 0, z, why, sizeof why), FLC_OK);
+    assert_string_equal(z, k.cpub);
+    assert_int_equal(flc_key_file_read(sec, 1, z, why, sizeof why), FLC_OK);
+    assert_string_equal(z, k.csec);
+    assert_int_equal(flc_key_file_read(sec, 0, z, why, sizeof why), FLC_ERR_AUTH);
+    assert_non_null(strstr(why, sec));
+    assert_int_equal(flc_key_file_read(bad, 0, z, why, sizeof why), FLC_ERR_AUTH);
+    assert_non_null(strstr(why, "not a 40-character Z85 key"));
+    assert_int_equal(flc_key_file_read("/nonexistent/x.pub", 0, z, why, sizeof why), FLC_ERR_IO);
+    assert_non_null(strstr(why, "/nonexistent/x.pub"));
+    assert_int_equal(flc_key_file_read(NULL, 0, z, NULL, 0), FLC_ERR_INVALID_ARG);
+    unlink(pub);
+    unlink(sec);
+    unlink(bad);
+    rmdir(dir);
+}
+
 /* ---- a Task that came in while training replaces the task being trained ---------------------- */
 
 /* Its first training waits for the test's go (quit), then reports 11 samples; later ones train at
@@ -2444,6 +2486,7 @@ int main(void)
         cmocka_unit_test(test_stop_counts_finished_training),
         cmocka_unit_test(test_plugin_cancel_not_reported),
         cmocka_unit_test(test_plugin_polls_task_cancelled),
+        cmocka_unit_test(test_key_file_read),
         cmocka_unit_test(test_session_end_cancels_builtin_training),
         cmocka_unit_test(test_session_end_plugin_runs_on),
         cmocka_unit_test(test_free_prompt_after_server_gone),
