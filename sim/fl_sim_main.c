@@ -355,7 +355,7 @@ static int on_round(void *user, const flsim_round_record *r, const flsim_result 
         char rf[FLSIM_STR + 32];
         snprintf(rf, sizeof rf, "%s/%s", p->out, FLSIM_RESUME_FILE);
         (void)unlink(rf); /* and its clients' residuals, if any */
-        (void)flsim_resid_sweep(p->out, (uint32_t)g_rank, (uint32_t)g_ranks, 0, 0);
+        (void)flsim_resid_sweep(p->out, (uint32_t)g_rank, (uint32_t)g_ranks, FLSIM_SWEEP_ALL, 0);
     }
     if (r->restored) { /* read back by --resume: written to rounds.csv above, said once */
         p->rounds_wall += r->wall_s; /* the time-left estimate's rate counts them */
@@ -978,9 +978,11 @@ static int run_main(int argc, char **argv)
     }
     if (st == FL_ERR_CANCELLED) {
         if (g_rank == 0)
-            fprintf(stderr, "fl_sim: interrupted: %s%s%s\n", err,
+            fprintf(stderr, "fl_sim: interrupted: %s%s%s%s\n", err,
                     cfg.out[0] ? "; the results of those rounds are in " : "",
-                    cfg.out[0] ? cfg.out : "");
+                    cfg.out[0] ? cfg.out : "",
+                    cfg.out[0] && cfg.checkpoint_every
+                        ? " (the same command with --resume 1 goes on from there)" : "");
         if (rc == 0)
             rc = 128 + (g_stop ? (int)g_stop : SIGINT);
     }

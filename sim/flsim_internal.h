@@ -65,8 +65,8 @@ extern const char *const flsim_close_names[4];
  * and when the run is stopped), little-endian:
  *   magic "FLSIMRS\0" | u32 version (2; 1 is read too) | u32 n (rounds finished) | u64 json_len
  *   | the run's settings (flsim_config_json) | f64 virtual time | u64 bytes down | u64 bytes up
- *   | f64 FLOPs | f64 wall seconds so far | u32 ranks of residual files (not in version 1; 0:
- *   none) | n round records (each field, in flsim_round_record's order: u32 / u64 / f64 by
+ *   | f64 FLOPs | f64 wall seconds so far | u32 ranks of residual files R (not in version 1; 0:
+ *   none) | R x 32 bytes: each rank's residual file's SHA-256 | n round records (each field, in flsim_round_record's order: u32 / u64 / f64 by
  *   type, int as u32) | u64 ckpt_len | the server core's checkpoint
  *   (fls_ckpt_serialize: model, optimizer, policy state, next round = n) | SHA-256 of all before. */
 #include "fls_ckpt.h"
@@ -80,6 +80,9 @@ typedef struct flsim_resume_state {
     double wall_s;              /* wall time so far, over every process that ran the rounds */
     uint32_t resid_ranks;       /* top-k uplinks: the MPI ranks that each wrote a residual file
                                  * for this round (flsim_resid_write); 0: none */
+    uint8_t *resid_sha;         /* (resid_ranks x 32) each rank's file's SHA-256, by rank: the
+                                 * caller's when writing; malloc'ed by flsim_resume_parse (freed
+                                 * by flsim_resume_free) */
 } flsim_resume_state;
 
 typedef struct flsim_resume_file {
@@ -119,25 +122,31 @@ void flsim_resid_path(char *out, size_t cap, const char *dir, uint32_t rank, uin
                       uint32_t round);
 /* Writes this rank's residuals (resid[k] of resid_n[k] == n_params floats; the others are not
  * written: the client core takes them as zeros) atomically, streamed (never a second copy in
- * memory). FL_OK, FL_ERR_IO / FL_ERR_NOMEM with the reason in err. */
+ * memory); sha (may be NULL): the file's SHA-256 (its last 32 bytes), for resume.fls to name.
+ * FL_OK, FL_ERR_IO / FL_ERR_NOMEM with the reason in err. */
 fl_status flsim_resid_write(const char *dir, uint32_t round, uint32_t rank, uint32_t ranks,
                             float *const *resid, const size_t *resid_n, uint32_t clients,
-                            size_t n_params, char *err, size_t errlen);
-/* Parses a residual file's bytes (outside input: checksum first, then every field against what
- * is expected) into resid / resid_n (clients entries, those it fills NULL before: malloc'ed
- * arrays the caller frees). All or nothing: after an error none is filled. FL_OK,
- * FL_ERR_RESULTS_FORMAT with what is wrong in err, FL_ERR_NOMEM. */
+                            size_t n_params, uint8_t sha[32], char *err, size_t errlen);
+/* Parses a residual file's bytes (outside input: checksum first, which must be want_sha unless
+ * that is NULL, then every field against what is expected) into resid / resid_n (clients
+ * entries, those it fills NULL before: malloc'ed arrays the caller frees). All or nothing: after
+ * an error none is filled. FL_OK, FL_ERR_RESULTS_FORMAT with what is wrong in err,
+ * FL_ERR_NOMEM, FL_ERR_INVALID_ARG (ranks 0, rank >= ranks, NULL arrays). */
 fl_status flsim_resid_parse(const uint8_t *buf, size_t len, uint32_t round, uint32_t rank,
-                            uint32_t ranks, uint32_t clients, size_t n_params, float **resid,
-                            size_t *resid_n, char *err, size_t errlen);
+                            uint32_t ranks, uint32_t clients, size_t n_params,
+                            const uint8_t *want_sha, float **resid, size_t *resid_n, char *err,
+                            size_t errlen);
 /* The file of (round, rank, ranks) in dir, mapped and parsed. FL_OK, FL_ERR_NOT_FOUND, FL_ERR_IO,
  * or flsim_resid_parse's errors; err names the file. */
 fl_status flsim_resid_read(const char *dir, uint32_t round, uint32_t rank, uint32_t ranks,
-                           uint32_t clients, size_t n_params, float **resid, size_t *resid_n,
-                           char *err, size_t errlen);
-/* Removes the residual files in dir of the ranks r with r % ranks == rank (all with ranks 0),
- * but (keep) this rank's own of round. The number removed. */
-size_t flsim_resid_sweep(const char *dir, uint32_t rank, uint32_t ranks, int keep, uint32_t round);
+                           uint32_t clients, size_t n_params, const uint8_t *want_sha,
+                           float **resid, size_t *resid_n, char *err, size_t errlen);
+/* Removes residual files in dir of the ranks r with r % ranks == rank (all with ranks 0):
+ * FLSIM_SWEEP_TMP the temporaries a crash left; FLSIM_SWEEP_BUT those and every file but this
+ * rank's own of round; FLSIM_SWEEP_ALL all. Only for the one process that owns dir (another
+ * writer's temporary would go). The number removed. */
+enum { FLSIM_SWEEP_TMP = 0, FLSIM_SWEEP_BUT = 1, FLSIM_SWEEP_ALL = 2 };
+size_t flsim_resid_sweep(const char *dir, uint32_t rank, uint32_t ranks, int what, uint32_t round);
 
 /* Whether saved settings (a run's config JSON) are those of want, as flsim_load_outputs compares
  * them (threads and fold_threads left out; with any_rounds, rounds too: a resumed run may run

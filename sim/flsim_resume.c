@@ -24,6 +24,7 @@ static const uint8_t MAGIC[8] = {'F', 'L', 'S', 'I', 'M', 'R', 'S', 0};
 #define RESUME_VERSION 2u /* 1: without the residual files' rank count */
 #define RESUME_CONFIG_MAX (64u << 10)
 #define RESUME_RECORDS_MAX 100000000u
+#define RESUME_RANKS_MAX 65536u
 
 typedef struct wbuf {
     uint8_t *p;
@@ -183,6 +184,8 @@ fl_status flsim_resume_write(const char *dir, const flsim_config *cfg, const fls
         put_f64(&w, s->cum_flops);
         put_f64(&w, s->wall_s);
         put_u32(&w, s->resid_ranks);
+        if (s->resid_ranks)
+            put(&w, s->resid_sha, (size_t)s->resid_ranks * FL_SHA256_LEN);
         for (size_t i = 0; i < n; i++)
             put_record(&w, &recs[i]);
         put_u64(&w, ck_len);
@@ -213,6 +216,7 @@ void flsim_resume_free(flsim_resume_file *f)
         return;
     free(f->config_json);
     free(f->records);
+    free(f->state.resid_sha);
     fls_ckpt_clear(&f->ckpt);
     memset(f, 0, sizeof *f);
 }
@@ -253,6 +257,13 @@ fl_status flsim_resume_parse(const uint8_t *buf, size_t len, flsim_resume_file *
     s->cum_flops = get_f64(&r);
     s->wall_s = get_f64(&r);
     s->resid_ranks = version >= 2 ? get_u32(&r) : 0;
+    const uint8_t *sha = NULL;
+    if (!r.bad && s->resid_ranks) {
+        if (s->resid_ranks > RESUME_RANKS_MAX ||
+            (uint64_t)s->resid_ranks * FL_SHA256_LEN > r.len - r.at)
+            return bad_file(err, errlen, "a rank count out of range");
+        sha = take(&r, (size_t)s->resid_ranks * FL_SHA256_LEN);
+    }
     if (r.bad || !isfinite(s->vt) || s->vt < 0 || !isfinite(s->cum_flops) || s->cum_flops < 0 ||
         !isfinite(s->wall_s) || s->wall_s < 0)
         return bad_file(err, errlen, "its clock or totals");
@@ -262,7 +273,9 @@ fl_status flsim_resume_parse(const uint8_t *buf, size_t len, flsim_resume_file *
         return bad_file(err, errlen, "a record count beyond the file");
     out->config_json = malloc((size_t)jl + 1);
     out->records = n ? calloc(n, sizeof *out->records) : NULL;
-    if (!out->config_json || (n && !out->records)) {
+    if (sha && (s->resid_sha = malloc((size_t)s->resid_ranks * FL_SHA256_LEN)) != NULL)
+        memcpy(s->resid_sha, sha, (size_t)s->resid_ranks * FL_SHA256_LEN);
+    if (!out->config_json || (n && !out->records) || (sha && !s->resid_sha)) {
         flsim_resume_free(out);
         return FL_ERR_NOMEM;
     }
@@ -319,17 +332,20 @@ void flsim_resid_path(char *out, size_t cap, const char *dir, uint32_t rank, uin
     snprintf(out, cap, "%s/" FLSIM_RESID_FMT, dir, rank, ranks, round);
 }
 
-/* Whether name is a residual file's; its rank, ranks and round then. */
+/* Whether name is a residual file's (1) or a temporary one of fl_atomic_open's that a crash
+ * left ("NAME.tmp." and six characters: 2); its rank, ranks and round then. 0: neither. */
 static int resid_name(const char *name, uint32_t *rank, uint32_t *ranks, uint32_t *round)
 {
     unsigned a, b, c;
     int end = -1;
-    if (sscanf(name, FLSIM_RESID_SCAN "%n", &a, &b, &c, &end) != 3 || end < 0 || name[end])
+    if (sscanf(name, FLSIM_RESID_SCAN "%n", &a, &b, &c, &end) != 3 || end < 0)
         return 0;
     *rank = a;
     *ranks = b;
     *round = c;
-    return 1;
+    if (!name[end])
+        return 1;
+    return strncmp(name + end, ".tmp.", 5) == 0 && strlen(name + end + 5) == 6 ? 2 : 0;
 }
 
 static void put_le_into(uint8_t *b, uint64_t v, int n)
@@ -382,7 +398,7 @@ static int resid_out(fl_atomic *a, fl_sha256 *h, const void *p, size_t n)
 
 fl_status flsim_resid_write(const char *dir, uint32_t round, uint32_t rank, uint32_t ranks,
                             float *const *resid, const size_t *resid_n, uint32_t clients,
-                            size_t n_params, char *err, size_t errlen)
+                            size_t n_params, uint8_t sha[FL_SHA256_LEN], char *err, size_t errlen)
 {
     char path[FLSIM_STR + 96];
     flsim_resid_path(path, sizeof path, dir, rank, ranks, round);
@@ -422,6 +438,8 @@ fl_status flsim_resid_write(const char *dir, uint32_t round, uint32_t rank, uint
     uint8_t d[FL_SHA256_LEN];
     if (!e)
         e = fl_sha256_final(h, d) == FL_OK ? fl_atomic_write(&a, d, sizeof d) : ENOMEM;
+    if (!e && sha)
+        memcpy(sha, d, sizeof d);
     if (!e)
         e = fl_atomic_commit(&a, path, 0);
     if (e && err && errlen)
@@ -441,8 +459,9 @@ static fl_status bad_resid(char *err, size_t errlen, const char *what)
 }
 
 fl_status flsim_resid_parse(const uint8_t *buf, size_t len, uint32_t round, uint32_t rank,
-                            uint32_t ranks, uint32_t clients, size_t n_params, float **resid,
-                            size_t *resid_n, char *err, size_t errlen)
+                            uint32_t ranks, uint32_t clients, size_t n_params,
+                            const uint8_t *want_sha, float **resid, size_t *resid_n, char *err,
+                            size_t errlen)
 {
     if (ranks == 0 || rank >= ranks || !resid || !resid_n)
         return FL_ERR_INVALID_ARG;
@@ -453,6 +472,10 @@ fl_status flsim_resid_parse(const uint8_t *buf, size_t len, uint32_t round, uint
         return FL_ERR_NOMEM;
     if (memcmp(d, buf + len - FL_SHA256_LEN, FL_SHA256_LEN) != 0)
         return bad_resid(err, errlen, "its checksum does not match (cut short or altered)");
+    /* whole, but is it the one resume.fls was written with? (another run's, copied in) */
+    if (want_sha && memcmp(want_sha, buf + len - FL_SHA256_LEN, FL_SHA256_LEN) != 0)
+        return bad_resid(err, errlen, "its checksum is not the one resume.fls names (another "
+                         "run's file, or another save's)");
     if (le_at(buf + 8, 4) != RESID_VERSION)
         return bad_resid(err, errlen, "another format version");
     if (le_at(buf + 12, 4) != round)
@@ -499,8 +522,8 @@ fl_status flsim_resid_parse(const uint8_t *buf, size_t len, uint32_t round, uint
 }
 
 fl_status flsim_resid_read(const char *dir, uint32_t round, uint32_t rank, uint32_t ranks,
-                           uint32_t clients, size_t n_params, float **resid, size_t *resid_n,
-                           char *err, size_t errlen)
+                           uint32_t clients, size_t n_params, const uint8_t *want_sha,
+                           float **resid, size_t *resid_n, char *err, size_t errlen)
 {
     char path[FLSIM_STR + 96], why[512];
     flsim_resid_path(path, sizeof path, dir, rank, ranks, round);
@@ -523,22 +546,25 @@ fl_status flsim_resid_read(const char *dir, uint32_t round, uint32_t rank, uint3
     const int me = errno;
     close(fd);
     if (m == MAP_FAILED) {
-        if (sb.st_size <= 0)
-            return bad_resid(err, errlen, "it is empty");
+        if (sb.st_size <= 0) {
+            if (err && errlen)
+                snprintf(err, errlen, "%s: not a residual file of this run: it is empty", path);
+            return FL_ERR_RESULTS_FORMAT;
+        }
         if (err && errlen)
             snprintf(err, errlen, "cannot read %s: %s", path, strerror(me));
         return FL_ERR_IO;
     }
     (void)madvise(m, (size_t)sb.st_size, MADV_SEQUENTIAL);
     const fl_status st = flsim_resid_parse(m, (size_t)sb.st_size, round, rank, ranks, clients,
-                                           n_params, resid, resid_n, why, sizeof why);
+                                           n_params, want_sha, resid, resid_n, why, sizeof why);
     munmap(m, (size_t)sb.st_size);
     if (st == FL_ERR_RESULTS_FORMAT && err && errlen)
         snprintf(err, errlen, "%s: %s", path, why);
     return st;
 }
 
-size_t flsim_resid_sweep(const char *dir, uint32_t rank, uint32_t ranks, int keep, uint32_t round)
+size_t flsim_resid_sweep(const char *dir, uint32_t rank, uint32_t ranks, int what, uint32_t round)
 {
     DIR *dp = opendir(dir);
     if (!dp)
@@ -548,8 +574,12 @@ size_t flsim_resid_sweep(const char *dir, uint32_t rank, uint32_t ranks, int kee
     char path[FLSIM_STR + 300];
     while ((de = readdir(dp)) != NULL) {
         uint32_t r, rs, rd;
-        if (!resid_name(de->d_name, &r, &rs, &rd) || (ranks && r % ranks != rank) ||
-            (keep && r == rank && rs == ranks && rd == round))
+        const int kind = resid_name(de->d_name, &r, &rs, &rd);
+        if (!kind || (ranks && r % ranks != rank))
+            continue;
+        /* temporaries always (a crash left them: this process writes none while it sweeps) */
+        if (kind == 1 && (what == FLSIM_SWEEP_TMP ||
+                          (what == FLSIM_SWEEP_BUT && r == rank && rs == ranks && rd == round)))
             continue;
         snprintf(path, sizeof path, "%s/%s", dir, de->d_name);
         n += unlink(path) == 0;

@@ -36,6 +36,7 @@
 
 #include "fl_mem.h"
 #include "fl_rng.h"
+#include "fl_fs.h"
 #include "fl_sha256.h"
 #include "fl_time.h"
 #include "flc_core.h"
@@ -2200,8 +2201,9 @@ static fl_status resume_read(sim *S, const flsim_config *cfg, flsim_resume_file 
     if (st == FL_OK && S->need_resid) {
         char re[FLSIM_STR + 700];
         st = flsim_resid_read(cfg->out, (uint32_t)rf->n_records, (uint32_t)S->rank, ranks,
-                              cfg->clients, fls_core_arch(S->core)->n_params, S->resid, S->resid_n,
-                              re, sizeof re);
+                              cfg->clients, fls_core_arch(S->core)->n_params,
+                              rf->state.resid_sha + (size_t)S->rank * FL_SHA256_LEN, S->resid,
+                              S->resid_n, re, sizeof re);
         if (st != FL_OK)
             snprintf(why, sizeof why, "the clients' residuals: %s",
                      st == FL_ERR_NOMEM ? "out of memory" : re);
@@ -2230,8 +2232,8 @@ static fl_status resume_read(sim *S, const flsim_config *cfg, flsim_resume_file 
                                                   "checkpoint (the log says why)");
     if (st != FL_OK) {
         if (err && errlen)
-            snprintf(err, errlen, "--resume: %s: %s (remove it, or run without --resume, to start "
-                     "afresh)", path, why);
+            snprintf(err, errlen, "--resume: %s: %s (remove %s, or run without --resume, to "
+                     "start afresh)", path, why, path);
         flsim_resume_free(rf);
         return st == FL_ERR_NOMEM ? st : st == FL_ERR_RESULTS_MISMATCH ? FL_ERR_CONFIG : st;
     }
@@ -2311,6 +2313,16 @@ fl_status flsim_run(const flsim_config *cfg, const flsim_data *data_in, const fl
     double vt = 0.0;
     uint64_t cum_down = 0, cum_up = 0;
     double cum_flops = 0;
+    /* What a crash in the middle of a save left in DIR (temporaries of resume.fls and of the
+     * residual files; up to a model per client each): nothing writes them now. */
+    if (st == FL_OK && cfg->out[0]) {
+        if (S.rank == 0) {
+            char rp[FLSIM_STR + 32];
+            snprintf(rp, sizeof rp, "%s/%s", cfg->out, FLSIM_RESUME_FILE);
+            (void)fl_atomic_sweep(rp);
+        }
+        (void)flsim_resid_sweep(cfg->out, (uint32_t)S.rank, (uint32_t)S.size, FLSIM_SWEEP_TMP, 0);
+    }
     /* --resume: the rounds DIR/resume.fls holds, the server core as they left it, the clock and
      * totals; the callback sees those rounds first (marked restored). Every rank reads it. */
     int resumed = 0;
@@ -2361,8 +2373,9 @@ fl_status flsim_run(const flsim_config *cfg, const flsim_data *data_in, const fl
         if (most >= 1e9)
             fl_log(&S.log, FL_LOG_WARN, "each save of %s/resume.fls (--checkpoint-every %u) also "
                    "writes the clients' error-feedback residuals (--up-codec %s): up to %.1f GB "
-                   "by the end of this run; --checkpoint-every 0 saves none", cfg->out,
-                   cfg->checkpoint_every, cfg->up_codec, most / 1e9);
+                   "by the end of this run, twice that on disk while a save replaces the last; "
+                   "--checkpoint-every 0 saves nothing (and the run cannot be resumed)",
+                   cfg->out, cfg->checkpoint_every, cfg->up_codec, most / 1e9);
     }
     int ckpt_said = 0;
     int done = 0;
@@ -2450,20 +2463,34 @@ fl_status flsim_run(const flsim_config *cfg, const flsim_data *data_in, const fl
                     fls_ckpt k;
                     char ce[FLSIM_STR + 400] = "";
                     const uint32_t ranks = (uint32_t)S.size, me = (uint32_t)S.rank;
+                    /* each rank's residual file's SHA-256, gathered by rank 0 */
+                    uint8_t *shas = S.need_resid ? calloc(ranks, FL_SHA256_LEN) : NULL;
+                    uint8_t mine[FL_SHA256_LEN] = {0};
                     const flsim_resume_state rs = {vt, cum_down, cum_up, cum_flops,
                                                    fl_time_mono_s() - wall0,
-                                                   S.need_resid ? ranks : 0};
-                    fl_status cs = FL_OK;
+                                                   S.need_resid ? ranks : 0, shas};
+                    fl_status cs = S.need_resid && !shas ? FL_ERR_NOMEM : FL_OK;
+                    if (cs != FL_OK)
+                        snprintf(ce, sizeof ce, "out of memory");
                     /* first every rank's residuals, then resume.fls that names them */
-                    if (S.need_resid)
+                    if (S.need_resid && cs == FL_OK)
                         cs = flsim_resid_write(cfg->out, finished, me, ranks, S.resid, S.resid_n,
-                                               cfg->clients, fls_core_arch(S.core)->n_params, ce,
-                                               sizeof ce);
+                                               cfg->clients, fls_core_arch(S.core)->n_params,
+                                               mine, ce, sizeof ce);
                     const int resid_ok = !S.need_resid || flsim_ranks_all_ok(cs == FL_OK);
                     if (cs == FL_OK && !resid_ok) {
                         cs = FL_ERR_IO;
                         snprintf(ce, sizeof ce, "another MPI rank could not save its clients' "
                                  "residuals (its message says why)");
+                    }
+                    if (S.need_resid && resid_ok) {
+#ifdef FLSIM_HAVE_MPI
+                        if (S.size > 1)
+                            MPI_Gather(mine, FL_SHA256_LEN, MPI_BYTE, shas, FL_SHA256_LEN,
+                                       MPI_BYTE, 0, MPI_COMM_WORLD);
+                        else
+#endif
+                            memcpy(shas, mine, FL_SHA256_LEN);
                     }
                     if (cs == FL_OK && me == 0) {
                         cs = fls_core_checkpoint(S.core, &k);
@@ -2481,13 +2508,15 @@ fl_status flsim_run(const flsim_config *cfg, const flsim_data *data_in, const fl
                     if (S.need_resid) {
                         const int saved = flsim_ranks_all_ok(me != 0 || cs == FL_OK);
                         if (saved)
-                            (void)flsim_resid_sweep(cfg->out, me, ranks, 1, finished);
+                            (void)flsim_resid_sweep(cfg->out, me, ranks, FLSIM_SWEEP_BUT,
+                                                    finished);
                         else if (resid_ok) {
                             char rp[FLSIM_STR + 96];
                             flsim_resid_path(rp, sizeof rp, cfg->out, me, ranks, finished);
                             (void)unlink(rp);
                         }
                     }
+                    free(shas);
                     if (cs != FL_OK && !ckpt_said++)
                         fl_log(&S.log, FL_LOG_WARN, "after round %u: %s; the run goes on (a "
                                "--resume would start from the last state saved)", finished, ce);

@@ -65,7 +65,8 @@ static void resid_one(const uint8_t *data, size_t size)
     size_t resid_n[RESID_CLIENTS] = {0};
     char err[256] = "";
     const fl_status st = flsim_resid_parse(data, size, round, rank, ranks, clients,
-                                           (size_t)n_params, resid, resid_n, err, sizeof err);
+                                           (size_t)n_params, NULL, resid, resid_n, err,
+                                           sizeof err);
     for (uint32_t k = 0; k < RESID_CLIENTS; k++) {
         if (resid[k] && (st != FL_OK || k >= clients || k % ranks != rank ||
                          resid_n[k] != n_params))

@@ -17,6 +17,7 @@
 #include <unistd.h>
 #include <cmocka.h>
 
+#include "fl_sha256.h"
 #include "flm_arch.h"
 #include "flsim.h"
 #include "flsim_fold.h"
@@ -1615,16 +1616,39 @@ static void test_resume_same_bits(void **state)
             assert_int_equal(flsim_run(&b, NULL, NULL, NULL, NULL, &res, NULL, NULL, err,
                                        sizeof err), FL_ERR_CHECKPOINT_FORMAT);
             assert_non_null(strstr(err, "No such file"));
-            /* put back intact: taken again */
-            bytes[len / 2] ^= 4;
+            /* whole in itself but not the file resume.fls was written with (another run's, say:
+             * here a residual changed and the file's checksum made to match): refused */
             snprintf(rp, sizeof rp, "%s/resume-resid.rank0-of-1.round9.fls", dir);
+            assert_int_equal(fl_sha256_digest((uint8_t *)bytes + len - FL_SHA256_LEN, bytes,
+                                              len - FL_SHA256_LEN), FL_OK);
             f = fopen(rp, "wb");
             assert_non_null(f);
             assert_int_equal(fwrite(bytes, 1, len, f), len);
             assert_int_equal(fclose(f), 0);
             assert_int_equal(flsim_run(&b, NULL, NULL, NULL, NULL, &res, NULL, NULL, err,
+                                       sizeof err), FL_ERR_CHECKPOINT_FORMAT);
+            assert_non_null(strstr(err, "its checksum is not the one resume.fls names"));
+            /* put back intact: taken again; the temporaries a crash mid-save left go */
+            bytes[len / 2] ^= 4;
+            assert_int_equal(fl_sha256_digest((uint8_t *)bytes + len - FL_SHA256_LEN, bytes,
+                                              len - FL_SHA256_LEN), FL_OK);
+            f = fopen(rp, "wb");
+            assert_non_null(f);
+            assert_int_equal(fwrite(bytes, 1, len, f), len);
+            assert_int_equal(fclose(f), 0);
+            char t1[700], t2[700];
+            snprintf(t1, sizeof t1, "%s/resume-resid.rank0-of-1.round11.fls.tmp.AbC123", dir);
+            snprintf(t2, sizeof t2, "%s/resume.fls.tmp.XyZ789", dir);
+            for (int t = 0; t < 2; t++) {
+                f = fopen(t ? t2 : t1, "wb");
+                assert_non_null(f);
+                assert_int_equal(fclose(f), 0);
+            }
+            assert_int_equal(flsim_run(&b, NULL, NULL, NULL, NULL, &res, NULL, NULL, err,
                                        sizeof err), FL_OK);
             assert_int_equal(res.resumed_after, 9);
+            assert_int_equal(access(t1, F_OK), -1);
+            assert_int_equal(access(t2, F_OK), -1);
             free(bytes);
         }
         /* whatever residual files the run left (v 2: those of its end) */
