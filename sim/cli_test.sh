@@ -29,6 +29,25 @@ grep -q "summary.json is a directory" "$DIR/rs.err" || fail "summary.json a dire
 [ ! -e "$DIR/rs/rounds.csv" ] || fail "summary.json a directory: a rounds.csv was written"
 echo "a directory in an output's place: refused before the run"
 
+# A DIR another run holds (its lock on the directory, here flock(1)'s): refused before the run,
+# exit status 1, nothing of it touched.
+mkdir -p "$DIR/held"
+flock -F "$DIR/held" sleep 30 & # -F: sleep itself holds it, and its kill frees it
+holder=$!
+i=0
+until ! flock -n "$DIR/held" true 2>/dev/null || [ $i -ge 50 ]; do sleep 0.1; i=$((i + 1)); done
+rc=0
+"$FL_SIM" $ARGS --rounds 2 --out "$DIR/held" >/dev/null 2>"$DIR/held.err" || rc=$?
+kill "$holder" 2>/dev/null || true
+wait "$holder" 2>/dev/null || true
+[ "$rc" -eq 1 ] || fail "a DIR in use: exit status $rc, not 1 ($(cat "$DIR/held.err"))"
+grep -q "fl_sim: --out $DIR/held is in use by another fl_sim run" "$DIR/held.err" ||
+    fail "a DIR in use: $(cat "$DIR/held.err")"
+[ -z "$(ls -A "$DIR/held")" ] || fail "a DIR in use: written to: $(ls -A "$DIR/held")"
+"$FL_SIM" $ARGS --rounds 2 --out "$DIR/held" >/dev/null 2>"$DIR/held.err" ||
+    fail "a DIR no longer in use: $(cat "$DIR/held.err")"
+echo "a DIR another run holds: refused before the run, taken once free"
+
 # rounds.csv cannot be written as the run goes (a full disk: /dev/full): the run goes on, says
 # so, and writes it whole at the end, beside summary.json.
 rm -r "$DIR/rs"
