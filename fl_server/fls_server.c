@@ -2210,7 +2210,7 @@ static void on_update(fls_server *s, sess *x, const flp_msg *m)
         const char *from = "";
         const uint64_t lim = st == FL_ERR_WIRE_LIMIT
                                  ? fls_core_update_samples_max(s->core, x->key, &from) : 0;
-        if (lim && m->update.n_samples > lim) /* say which bound: an embedder's trainer is wrong */
+        if (st == FL_ERR_WIRE_LIMIT && m->update.n_samples > lim) /* which bound: say it */
             log_bad(s, "client %s: update of round %llu refused: %s (it claims %llu samples, "
                     "above %s, %llu)", x->id, (unsigned long long)m->round, fl_strerror(st),
                     (unsigned long long)m->update.n_samples, from, (unsigned long long)lim);

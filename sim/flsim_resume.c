@@ -52,12 +52,26 @@ static void put(wbuf *w, const void *src, size_t n)
     w->len += n;
 }
 
+/* v as n little-endian bytes at b, and back */
+static void put_le_into(uint8_t *b, uint64_t v, int n)
+{
+    for (int i = 0; i < n; i++)
+        b[i] = (uint8_t)(v >> (8 * i));
+}
+
+static uint64_t le_at(const uint8_t *b, int n)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < n; i++)
+        v |= (uint64_t)b[i] << (8 * i);
+    return v;
+}
+
 /* n little-endian bytes of v */
 static void put_le(wbuf *w, uint64_t v, int n)
 {
     uint8_t b[8];
-    for (int i = 0; i < n; i++)
-        b[i] = (uint8_t)(v >> (8 * i));
+    put_le_into(b, v, n);
     put(w, b, (size_t)n);
 }
 
@@ -99,10 +113,17 @@ static const uint8_t *take(rbuf *r, size_t n)
 static uint64_t get_le(rbuf *r, int n)
 {
     const uint8_t *b = take(r, (size_t)n);
-    uint64_t v = 0;
-    for (int i = 0; b && i < n; i++)
-        v |= (uint64_t)b[i] << (8 * i);
-    return v;
+    return b ? le_at(b, n) : 0;
+}
+
+/* 1 when buf ends with the SHA-256 of what comes before it (len >= FL_SHA256_LEN), 0 when not,
+ * -1 when the digest could not be made (no memory). */
+static int sealed(const uint8_t *buf, size_t len)
+{
+    uint8_t d[FL_SHA256_LEN];
+    if (fl_sha256_digest(d, buf, len - FL_SHA256_LEN) != FL_OK)
+        return -1;
+    return memcmp(d, buf + len - FL_SHA256_LEN, FL_SHA256_LEN) == 0;
 }
 
 static uint32_t get_u32(rbuf *r)
@@ -234,10 +255,10 @@ fl_status flsim_resume_parse(const uint8_t *buf, size_t len, flsim_resume_file *
     memset(out, 0, sizeof *out);
     if (!buf || len < sizeof MAGIC + FL_SHA256_LEN || memcmp(buf, MAGIC, sizeof MAGIC) != 0)
         return bad_file(err, errlen, "no fl_sim resume header");
-    uint8_t d[FL_SHA256_LEN];
-    if (fl_sha256_digest(d, buf, len - FL_SHA256_LEN) != FL_OK)
+    const int ok = sealed(buf, len);
+    if (ok < 0)
         return FL_ERR_NOMEM;
-    if (memcmp(d, buf + len - FL_SHA256_LEN, FL_SHA256_LEN) != 0)
+    if (!ok)
         return bad_file(err, errlen, "its checksum does not match (cut short or altered)");
     rbuf r = {buf, len - FL_SHA256_LEN, sizeof MAGIC, 0};
     const uint32_t version = get_u32(&r);
@@ -348,20 +369,6 @@ static int resid_name(const char *name, uint32_t *rank, uint32_t *ranks, uint32_
     return strncmp(name + end, ".tmp.", 5) == 0 && strlen(name + end + 5) == 6 ? 2 : 0;
 }
 
-static void put_le_into(uint8_t *b, uint64_t v, int n)
-{
-    for (int i = 0; i < n; i++)
-        b[i] = (uint8_t)(v >> (8 * i));
-}
-
-static uint64_t le_at(const uint8_t *b, int n)
-{
-    uint64_t v = 0;
-    for (int i = 0; i < n; i++)
-        v |= (uint64_t)b[i] << (8 * i);
-    return v;
-}
-
 /* n floats as little-endian bytes into b */
 static void floats_le(uint8_t *b, const float *x, size_t n)
 {
@@ -415,19 +422,20 @@ fl_status flsim_resid_write(const char *dir, uint32_t round, uint32_t rank, uint
             snprintf(err, errlen, "cannot write %s: %s", path, fl_strerror(FL_ERR_NOMEM));
         return FL_ERR_NOMEM;
     }
-    uint8_t hd[RESID_HEADER];
-    memcpy(hd, RESID_MAGIC, 8);
-    put_le_into(hd + 8, RESID_VERSION, 4);
-    put_le_into(hd + 12, round, 4);
-    put_le_into(hd + 16, rank, 4);
-    put_le_into(hd + 20, ranks, 4);
-    put_le_into(hd + 24, clients, 4);
-    put_le_into(hd + 28, n_params, 8);
-    put_le_into(hd + 36, count, 4);
+    wbuf hd = {0};
+    put(&hd, RESID_MAGIC, sizeof RESID_MAGIC);
+    put_u32(&hd, RESID_VERSION);
+    put_u32(&hd, round);
+    put_u32(&hd, rank);
+    put_u32(&hd, ranks);
+    put_u32(&hd, clients);
+    put_u64(&hd, n_params);
+    put_u32(&hd, count);
     fl_atomic a;
     int e = fl_atomic_open(&a, path, 0644);
     if (!e)
-        e = resid_out(&a, h, hd, sizeof hd);
+        e = hd.bad ? ENOMEM : resid_out(&a, h, hd.p, hd.len);
+    free(hd.p);
     for (uint32_t k = 0; k < clients && !e; k++) {
         if (!resid[k] || resid_n[k] != n_params)
             continue;
@@ -465,26 +473,27 @@ fl_status flsim_resid_parse(const uint8_t *buf, size_t len, uint32_t round, uint
 {
     if (ranks == 0 || rank >= ranks || !resid || !resid_n)
         return FL_ERR_INVALID_ARG;
-    if (!buf || len < RESID_HEADER + FL_SHA256_LEN || memcmp(buf, RESID_MAGIC, 8) != 0)
+    if (!buf || len < RESID_HEADER + FL_SHA256_LEN || memcmp(buf, RESID_MAGIC, sizeof RESID_MAGIC) != 0)
         return bad_resid(err, errlen, "no fl_sim residual header");
-    uint8_t d[FL_SHA256_LEN];
-    if (fl_sha256_digest(d, buf, len - FL_SHA256_LEN) != FL_OK)
+    const int ok = sealed(buf, len);
+    if (ok < 0)
         return FL_ERR_NOMEM;
-    if (memcmp(d, buf + len - FL_SHA256_LEN, FL_SHA256_LEN) != 0)
+    if (!ok)
         return bad_resid(err, errlen, "its checksum does not match (cut short or altered)");
     /* whole, but is it the one resume.fls was written with? (another run's, copied in) */
     if (want_sha && memcmp(want_sha, buf + len - FL_SHA256_LEN, FL_SHA256_LEN) != 0)
         return bad_resid(err, errlen, "its checksum is not the one resume.fls names (another "
                          "run's file, or another save's)");
-    if (le_at(buf + 8, 4) != RESID_VERSION)
+    rbuf h = {buf, RESID_HEADER, sizeof RESID_MAGIC, 0}; /* the length was checked above */
+    if (get_u32(&h) != RESID_VERSION)
         return bad_resid(err, errlen, "another format version");
-    if (le_at(buf + 12, 4) != round)
+    if (get_u32(&h) != round)
         return bad_resid(err, errlen, "it is of another round");
-    if (le_at(buf + 16, 4) != rank || le_at(buf + 20, 4) != ranks)
+    if (get_u32(&h) != rank || get_u32(&h) != ranks)
         return bad_resid(err, errlen, "it is another MPI rank's");
-    if (le_at(buf + 24, 4) != clients || le_at(buf + 28, 8) != n_params)
+    if (get_u32(&h) != clients || get_u64(&h) != n_params)
         return bad_resid(err, errlen, "its clients or model size are another run's");
-    const uint64_t count = le_at(buf + 36, 4);
+    const uint64_t count = get_u32(&h);
     const size_t rec = 4 + n_params * sizeof(float);
     const size_t body = len - FL_SHA256_LEN - RESID_HEADER;
     if (n_params == 0 || count > clients || body / rec != count || body % rec != 0)

@@ -490,15 +490,20 @@ static void set_err(char *err, size_t errlen, const char *fmt, const char *a, co
  * to hold (every client of its share, or every selection of every round, whichever is fewer)
  * must fit this machine's memory: found now, rather than by running out of memory hours into the
  * run. FL_OK, or FL_ERR_NOMEM with the reason in why. */
+/* The most clients of `of` that can come to hold a residual over the run (every one, or every
+ * selection of every round, whichever is fewer). */
+static double resid_clients_most(const flsim_config *cfg, double of)
+{
+    const double picked = ceil((double)cfg->per_round * fmax(cfg->overcommit, 1.0));
+    return fmin(of, picked * (double)cfg->rounds);
+}
+
 static fl_status check_residual_memory(const sim *S, const flsim_config *cfg, size_t n_params,
                                        char *why, size_t whylen)
 {
     if (!S->need_resid)
         return FL_OK;
-    const double share = ceil((double)cfg->clients / (double)S->size);
-    const double picked = ceil((double)cfg->per_round * (cfg->overcommit > 1.0 ? cfg->overcommit
-                                                                              : 1.0));
-    const double trained = fmin(share, picked * (double)cfg->rounds);
+    const double trained = resid_clients_most(cfg, ceil((double)cfg->clients / (double)S->size));
     const double need = trained * (double)n_params * sizeof(float);
     const long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGE_SIZE);
     const double total = pages > 0 && page > 0 ? (double)pages * (double)page : 0.0;
@@ -2241,6 +2246,69 @@ static fl_status resume_read(sim *S, const flsim_config *cfg, flsim_resume_file 
     return FL_OK;
 }
 
+/* DIR/resume.fls after round `finished` (every rank calls it: with a top-k uplink, each first
+ * writes its clients' residuals, whose SHA-256s rank 0 gathers for resume.fls to name; once that
+ * is in place the earlier residual files go, and after a failure this round's do, since the
+ * resume.fls in place names others). base: the clock and totals. FL_OK, or the failure with the
+ * reason in ce (the rank's own, or that another rank failed). */
+static fl_status save_point(sim *S, uint32_t finished, const flsim_resume_state *base,
+                            const flsim_round_record *recs, size_t n_recs, char *ce,
+                            size_t celen)
+{
+    const flsim_config *cfg = S->cfg;
+    const uint32_t ranks = (uint32_t)S->size, me = (uint32_t)S->rank;
+    flsim_resume_state rs = *base;
+    uint8_t mine[FL_SHA256_LEN] = {0};
+    fl_status cs = FL_OK;
+    if (S->need_resid) {
+        rs.resid_ranks = ranks;
+        if (!(rs.resid_sha = calloc(ranks, FL_SHA256_LEN))) {
+            cs = FL_ERR_NOMEM;
+            snprintf(ce, celen, "out of memory");
+        }
+        if (cs == FL_OK)
+            cs = flsim_resid_write(cfg->out, finished, me, ranks, S->resid, S->resid_n,
+                                   cfg->clients, fls_core_arch(S->core)->n_params, mine, ce,
+                                   celen);
+    }
+    const int resid_ok = !S->need_resid || flsim_ranks_all_ok(cs == FL_OK);
+    if (cs == FL_OK && !resid_ok) {
+        cs = FL_ERR_IO;
+        snprintf(ce, celen, "another MPI rank could not save its clients' residuals (its "
+                 "message says why)");
+    }
+    if (S->need_resid && resid_ok) {
+#ifdef FLSIM_HAVE_MPI
+        if (S->size > 1)
+            MPI_Gather(mine, FL_SHA256_LEN, MPI_BYTE, rs.resid_sha, FL_SHA256_LEN, MPI_BYTE, 0,
+                       MPI_COMM_WORLD);
+        else
+#endif
+            memcpy(rs.resid_sha, mine, FL_SHA256_LEN);
+    }
+    if (cs == FL_OK && me == 0) {
+        fls_ckpt k;
+        cs = fls_core_checkpoint(S->core, &k);
+        if (cs == FL_OK) {
+            cs = flsim_resume_write(cfg->out, cfg, &k, &rs, recs, n_recs, ce, celen);
+            fls_ckpt_clear(&k);
+        } else {
+            snprintf(ce, celen, "cannot checkpoint the server core: %s", fl_strerror(cs));
+        }
+    }
+    if (S->need_resid) {
+        if (flsim_ranks_all_ok(me != 0 || cs == FL_OK)) {
+            (void)flsim_resid_sweep(cfg->out, me, ranks, FLSIM_SWEEP_BUT, finished);
+        } else if (resid_ok) {
+            char rp[FLSIM_STR + 96];
+            flsim_resid_path(rp, sizeof rp, cfg->out, me, ranks, finished);
+            (void)unlink(rp);
+        }
+    }
+    free(rs.resid_sha);
+    return cs;
+}
+
 fl_status flsim_run(const flsim_config *cfg, const flsim_data *data_in, const fl_logger *log,
                     flsim_round_fn cb, void *user, flsim_result *res,
                     flsim_round_record **records, size_t *n_records, char *err, size_t errlen)
@@ -2367,8 +2435,7 @@ fl_status flsim_run(const flsim_config *cfg, const flsim_data *data_in, const fl
     const int ckpt_on = cfg->out[0] && cfg->checkpoint_every;
     if (st == FL_OK && ckpt_on && S.need_resid && S.rank == 0) {
         /* each checkpoint writes every residual so far: said up front when that is a lot */
-        const double picked = ceil((double)cfg->per_round * fmax(cfg->overcommit, 1.0));
-        const double most = fmin((double)cfg->clients, picked * (double)cfg->rounds) *
+        const double most = resid_clients_most(cfg, (double)cfg->clients) *
                             (double)fls_core_arch(S.core)->n_params * sizeof(float);
         if (most >= 1e9)
             fl_log(&S.log, FL_LOG_WARN, "each save of %s/resume.fls (--checkpoint-every %u) also "
@@ -2460,64 +2527,11 @@ fl_status flsim_run(const flsim_config *cfg, const flsim_data *data_in, const fl
                  * A failure is said once; the run goes on. */
                 if (ckpt_on && !discard && (stop || finished % cfg->checkpoint_every == 0 ||
                                 finished >= cfg->rounds || fls_core_done(S.core))) {
-                    fls_ckpt k;
                     char ce[FLSIM_STR + 400] = "";
-                    const uint32_t ranks = (uint32_t)S.size, me = (uint32_t)S.rank;
-                    /* each rank's residual file's SHA-256, gathered by rank 0 */
-                    uint8_t *shas = S.need_resid ? calloc(ranks, FL_SHA256_LEN) : NULL;
-                    uint8_t mine[FL_SHA256_LEN] = {0};
                     const flsim_resume_state rs = {vt, cum_down, cum_up, cum_flops,
-                                                   fl_time_mono_s() - wall0,
-                                                   S.need_resid ? ranks : 0, shas};
-                    fl_status cs = S.need_resid && !shas ? FL_ERR_NOMEM : FL_OK;
-                    if (cs != FL_OK)
-                        snprintf(ce, sizeof ce, "out of memory");
-                    /* first every rank's residuals, then resume.fls that names them */
-                    if (S.need_resid && cs == FL_OK)
-                        cs = flsim_resid_write(cfg->out, finished, me, ranks, S.resid, S.resid_n,
-                                               cfg->clients, fls_core_arch(S.core)->n_params,
-                                               mine, ce, sizeof ce);
-                    const int resid_ok = !S.need_resid || flsim_ranks_all_ok(cs == FL_OK);
-                    if (cs == FL_OK && !resid_ok) {
-                        cs = FL_ERR_IO;
-                        snprintf(ce, sizeof ce, "another MPI rank could not save its clients' "
-                                 "residuals (its message says why)");
-                    }
-                    if (S.need_resid && resid_ok) {
-#ifdef FLSIM_HAVE_MPI
-                        if (S.size > 1)
-                            MPI_Gather(mine, FL_SHA256_LEN, MPI_BYTE, shas, FL_SHA256_LEN,
-                                       MPI_BYTE, 0, MPI_COMM_WORLD);
-                        else
-#endif
-                            memcpy(shas, mine, FL_SHA256_LEN);
-                    }
-                    if (cs == FL_OK && me == 0) {
-                        cs = fls_core_checkpoint(S.core, &k);
-                        if (cs == FL_OK) {
-                            cs = flsim_resume_write(cfg->out, cfg, &k, &rs, recs, n_recs, ce,
-                                                    sizeof ce);
-                            fls_ckpt_clear(&k);
-                        } else {
-                            snprintf(ce, sizeof ce, "cannot checkpoint the server core: %s",
-                                     fl_strerror(cs));
-                        }
-                    }
-                    /* once resume.fls names this round's residual files, the earlier ones go
-                     * (after a failure, this round's: the resume.fls in place names others) */
-                    if (S.need_resid) {
-                        const int saved = flsim_ranks_all_ok(me != 0 || cs == FL_OK);
-                        if (saved)
-                            (void)flsim_resid_sweep(cfg->out, me, ranks, FLSIM_SWEEP_BUT,
-                                                    finished);
-                        else if (resid_ok) {
-                            char rp[FLSIM_STR + 96];
-                            flsim_resid_path(rp, sizeof rp, cfg->out, me, ranks, finished);
-                            (void)unlink(rp);
-                        }
-                    }
-                    free(shas);
-                    if (cs != FL_OK && !ckpt_said++)
+                                                   fl_time_mono_s() - wall0, 0, NULL};
+                    if (save_point(&S, finished, &rs, recs, n_recs, ce, sizeof ce) != FL_OK &&
+                        !ckpt_said++)
                         fl_log(&S.log, FL_LOG_WARN, "after round %u: %s; the run goes on (a "
                                "--resume would start from the last state saved)", finished, ce);
                 }

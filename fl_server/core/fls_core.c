@@ -574,7 +574,7 @@ uint64_t fls_core_update_samples_max(const fls_core *c, uint32_t key, const char
         lim = cr->dataset_size, f = "its Hello's dataset_size";
     if (from)
         *from = f;
-    return cr ? lim : 0;
+    return lim;
 }
 
 fl_status fls_core_client_join(fls_core *c, uint32_t key, uint64_t dataset_size, double now)
@@ -1162,10 +1162,7 @@ static fl_status on_update(fls_core *c, uint32_t key, const flp_msg *m, double n
     /* n_samples is the update's aggregation weight: a client may not claim more samples than it
      * said it holds, than the Task let it train on, or than its share of the round's weight
      * (else one update could use up the round's weight cap and the honest ones fail). */
-    const client_rec *cr = client_find(c, key);
-    if (u->n_samples > c->samples_cap ||
-        (c->cfg.train.max_samples && u->n_samples > c->cfg.train.max_samples) ||
-        (cr && cr->dataset_size && u->n_samples > cr->dataset_size)) {
+    if (u->n_samples > fls_core_update_samples_max(c, key, NULL)) {
         const fl_status cs = sel_fail(c, s, now);
         return cs != FL_OK ? cs : FL_ERR_WIRE_LIMIT;
     }

@@ -111,9 +111,9 @@ typedef struct fls_core fls_core; /* opaque */
  * update counts as failed. */
 #define FLS_UPDATE_SAMPLES_MAX (UINT64_C(1) << 20)
 
-/* That smallest bound for a client (0: it never joined), for a refusal's message; *from: which
- * bound it is ("its Hello's dataset_size", "train.max_samples" or "its share of the round's
- * weight cap"). */
+/* That smallest bound for a client (one that never joined: without a dataset_size), the one the
+ * Update header is held to; *from (may be NULL): which bound it is ("its Hello's dataset_size",
+ * "train.max_samples" or "the per-update weight cap"), for a refusal's message. */
 uint64_t fls_core_update_samples_max(const fls_core *core, uint32_t client, const char **from);
 
 /* A stable 32-bit key for a client id string (the first 4 bytes of its SHA-256, little-endian).

@@ -2038,6 +2038,16 @@ static void wait_started(plugin_flags *pf, logbuf *lb)
         fail_msg("the plug-in trainer never started; log:\n%s", lb->text);
 }
 
+/* A session whose client trains with plug-in fn (user pf), once fn has started its first task. */
+static void session_with_plugin(session *s, plugin_flags *pf, flc_train_fn fn)
+{
+    session_open(s);
+    flc_config cfg = base_config(s->f.ep, fn, s->lb);
+    cfg.train_user = pf;
+    session_run(s, &cfg, 0);
+    wait_started(pf, s->lb);
+}
+
 /* A plug-in that ignores stop: trains for 0.6 s whatever happens, then succeeds. */
 static flc_status train_slowly(const flc_task *task, flc_update *out, void *user)
 {
@@ -2054,12 +2064,8 @@ static void test_stop_counts_finished_training(void **state)
 {
     (void)state;
     session s;
-    session_open(&s);
     plugin_flags pf = {0, 0};
-    flc_config cfg = base_config(s.f.ep, train_slowly, s.lb);
-    cfg.train_user = &pf;
-    session_run(&s, &cfg, 0);
-    wait_started(&pf, s.lb);
+    session_with_plugin(&s, &pf, train_slowly);
     flc_client_stop(s.c); /* the plug-in is mid-training: run returns once it does */
     if (!run_wait(&s.r, 5.0))
         fail_msg("flc_client_run did not return; log:\n%s", s.lb->text);
@@ -2094,12 +2100,8 @@ static void test_plugin_cancel_not_reported(void **state)
 {
     (void)state;
     session s;
-    session_open(&s);
     plugin_flags pf = {0, 0};
-    flc_config cfg = base_config(s.f.ep, train_until_quit, s.lb);
-    cfg.train_user = &pf;
-    session_run(&s, &cfg, 0);
-    wait_started(&pf, s.lb);
+    session_with_plugin(&s, &pf, train_until_quit);
     atomic_store(&pf.quit, 1); /* the device's reason to stop ... */
     const struct timespec ts = {0, 200 * 1000 * 1000};
     nanosleep(&ts, NULL);
@@ -2145,12 +2147,8 @@ static void test_plugin_polls_task_cancelled(void **state)
     assert_int_equal(flc_version_number(), FLC_VERSION_NUMBER);
     assert_int_equal(flc_task_cancelled(NULL), 0);
     session s;
-    session_open(&s);
     plugin_flags pf = {0, 0};
-    flc_config cfg = base_config(s.f.ep, train_until_task_cancelled, s.lb);
-    cfg.train_user = &pf;
-    session_run(&s, &cfg, 0);
-    wait_started(&pf, s.lb);
+    session_with_plugin(&s, &pf, train_until_task_cancelled);
     flc_client_stop(s.c);
     if (!run_wait(&s.r, 5.0))
         fail_msg("flc_client_run did not return; log:\n%s", s.lb->text);
@@ -2251,12 +2249,8 @@ static void test_replaced_task_not_uploaded(void **state)
 {
     (void)state;
     session s;
-    session_open(&s);
     plugin_flags pf = {0, 0};
-    flc_config cfg = base_config(s.f.ep, train_first_held, s.lb);
-    cfg.train_user = &pf;
-    session_run(&s, &cfg, 0);
-    wait_started(&pf, s.lb);
+    session_with_plugin(&s, &pf, train_first_held);
     fake_task(&s.f, s.core); /* queued by the client while it trains */
     if (!log_wait(s.lb, "a Task came in while the trainer runs: kept for when it returns", 10))
         fail_msg("the client did not say it kept the Task; log:\n%s", s.lb->text);

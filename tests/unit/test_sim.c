@@ -1209,12 +1209,24 @@ static char *read_all(const char *path, size_t *len)
     return b;
 }
 
-static void write_all(const char *path, const char *text)
+static void write_bytes(const char *path, const void *p, size_t n)
 {
     FILE *f = fopen(path, "wb");
     assert_non_null(f);
-    assert_int_equal(fputs(text, f) >= 0, 1);
+    assert_int_equal(fwrite(p, 1, n, f), n);
     assert_int_equal(fclose(f), 0);
+}
+
+/* Makes a file's trailing SHA-256 match its bytes again (after a change behind it). */
+static void reseal(char *bytes, size_t len)
+{
+    assert_int_equal(fl_sha256_digest((uint8_t *)bytes + len - FL_SHA256_LEN, bytes,
+                                      len - FL_SHA256_LEN), FL_OK);
+}
+
+static void write_all(const char *path, const char *text)
+{
+    write_bytes(path, text, strlen(text));
 }
 
 static void rm_run(const char *dir)
@@ -1568,10 +1580,7 @@ static void test_resume_same_bits(void **state)
             char *bytes = read_all(path, &len);
             assert_non_null(bytes);
             bytes[len / 2] ^= 1;
-            FILE *f = fopen(path, "wb");
-            assert_non_null(f);
-            assert_int_equal(fwrite(bytes, 1, len, f), len);
-            assert_int_equal(fclose(f), 0);
+            write_bytes(path, bytes, len);
             free(bytes);
             assert_int_equal(flsim_run(&r, NULL, NULL, NULL, NULL, &res, NULL, NULL, err, sizeof err),
                              FL_ERR_RESULTS_FORMAT);
@@ -1602,10 +1611,7 @@ static void test_resume_same_bits(void **state)
             assert_non_null(bytes);
             assert_true(len > 1000);
             bytes[len / 2] ^= 4;
-            FILE *f = fopen(rp3, "wb");
-            assert_non_null(f);
-            assert_int_equal(fwrite(bytes, 1, len, f), len);
-            assert_int_equal(fclose(f), 0);
+            write_bytes(rp3, bytes, len);
             b.rounds = 12;
             assert_int_equal(flsim_run(&b, NULL, NULL, NULL, NULL, &res, NULL, NULL, err,
                                        sizeof err), FL_ERR_CHECKPOINT_FORMAT);
@@ -1619,31 +1625,20 @@ static void test_resume_same_bits(void **state)
             /* whole in itself but not the file resume.fls was written with (another run's, say:
              * here a residual changed and the file's checksum made to match): refused */
             snprintf(rp, sizeof rp, "%s/resume-resid.rank0-of-1.round9.fls", dir);
-            assert_int_equal(fl_sha256_digest((uint8_t *)bytes + len - FL_SHA256_LEN, bytes,
-                                              len - FL_SHA256_LEN), FL_OK);
-            f = fopen(rp, "wb");
-            assert_non_null(f);
-            assert_int_equal(fwrite(bytes, 1, len, f), len);
-            assert_int_equal(fclose(f), 0);
+            reseal(bytes, len);
+            write_bytes(rp, bytes, len);
             assert_int_equal(flsim_run(&b, NULL, NULL, NULL, NULL, &res, NULL, NULL, err,
                                        sizeof err), FL_ERR_CHECKPOINT_FORMAT);
             assert_non_null(strstr(err, "its checksum is not the one resume.fls names"));
             /* put back intact: taken again; the temporaries a crash mid-save left go */
             bytes[len / 2] ^= 4;
-            assert_int_equal(fl_sha256_digest((uint8_t *)bytes + len - FL_SHA256_LEN, bytes,
-                                              len - FL_SHA256_LEN), FL_OK);
-            f = fopen(rp, "wb");
-            assert_non_null(f);
-            assert_int_equal(fwrite(bytes, 1, len, f), len);
-            assert_int_equal(fclose(f), 0);
+            reseal(bytes, len);
+            write_bytes(rp, bytes, len);
             char t1[700], t2[700];
             snprintf(t1, sizeof t1, "%s/resume-resid.rank0-of-1.round11.fls.tmp.AbC123", dir);
             snprintf(t2, sizeof t2, "%s/resume.fls.tmp.XyZ789", dir);
-            for (int t = 0; t < 2; t++) {
-                f = fopen(t ? t2 : t1, "wb");
-                assert_non_null(f);
-                assert_int_equal(fclose(f), 0);
-            }
+            write_all(t1, "");
+            write_all(t2, "");
             assert_int_equal(flsim_run(&b, NULL, NULL, NULL, NULL, &res, NULL, NULL, err,
                                        sizeof err), FL_OK);
             assert_int_equal(res.resumed_after, 9);
