@@ -69,15 +69,18 @@ static void complaints_said(void)
     g_hold = 0;
     g_held[0] = '\0';
 }
-/* The signal that asked a run to stop (SIGINT, SIGTERM), 0 if none. */
-static volatile sig_atomic_t g_stop = 0;
+/* The signal that asked a run to stop (SIGINT, SIGTERM), 0 if none. The flags the handler
+ * shares are lock-free atomics, not volatile sig_atomic_t: the handler may run on another thread
+ * than the one that reads them (under mpirun, OpenMPI's own threads take signals too). */
+static atomic_int g_stop;
+_Static_assert(ATOMIC_INT_LOCK_FREE == 2, "the signal handler's flags must be lock-free");
 
 /* A single run (not the experiment) that has not yet handed out its first round: a stop then has
  * nothing to keep (a run interrupted before its first round writes nothing), so the process ends
  * at once rather than finishing that round and its evaluation (loading and one round of a large
  * model can take minutes). Cleared by on_round before it writes anything. */
-static volatile sig_atomic_t g_quit_now = 0;
-static volatile sig_atomic_t g_experiment = 0; /* fl_sim experiment, not a single run */
+static atomic_int g_quit_now;
+static atomic_int g_experiment; /* fl_sim experiment, not a single run */
 /* The --out directories this run made (flsim_out_prepare), which a stop under g_quit_now removes
  * again, as a run that fails before its first round does: DIR is left as it was. */
 static char g_out_buf[FLSIM_STR]; /* static: the handler may run after run_main returned */
@@ -105,7 +108,17 @@ static void die_of(int sig)
     _exit(128 + sig); /* a signal whose default is not to end the process: none caught here */
 }
 
+static void on_signal_body(int sig);
+
+/* Keeps errno as the interrupted code had it (say() and sigaction may set it). */
 static void on_signal(int sig)
+{
+    const int saved = errno;
+    on_signal_body(sig);
+    errno = saved;
+}
+
+static void on_signal_body(int sig)
 {
     const char *name = sig == SIGINT ? "Ctrl-C" : sig == SIGTERM ? "SIGTERM" :
                        sig == SIGHUP ? "SIGHUP" : "SIGUSR1";
