@@ -38,15 +38,20 @@ i=0
 until ! flock -n "$DIR/held" true 2>/dev/null || [ $i -ge 50 ]; do sleep 0.1; i=$((i + 1)); done
 rc=0
 "$FL_SIM" $ARGS --rounds 2 --out "$DIR/held" >/dev/null 2>"$DIR/held.err" || rc=$?
+erc=0 # an experiment alike
+"$FL_SIM" experiment afd --seeds 1 $ARGS --out "$DIR/held" >/dev/null 2>"$DIR/held-exp.err" || erc=$?
 kill "$holder" 2>/dev/null || true
 wait "$holder" 2>/dev/null || true
 [ "$rc" -eq 1 ] || fail "a DIR in use: exit status $rc, not 1 ($(cat "$DIR/held.err"))"
 grep -q "fl_sim: --out $DIR/held is in use by another fl_sim run" "$DIR/held.err" ||
     fail "a DIR in use: $(cat "$DIR/held.err")"
+[ "$erc" -eq 1 ] || fail "a DIR in use: experiment exit status $erc, not 1 ($(cat "$DIR/held-exp.err"))"
+grep -qx "fl_sim experiment: --out $DIR/held is in use by another fl_sim run (one run or experiment at a time writes a DIR: wait for it to end, or choose another DIR)" \
+    "$DIR/held-exp.err" || fail "a DIR in use: experiment: $(cat "$DIR/held-exp.err")"
 [ -z "$(ls -A "$DIR/held")" ] || fail "a DIR in use: written to: $(ls -A "$DIR/held")"
 "$FL_SIM" $ARGS --rounds 2 --out "$DIR/held" >/dev/null 2>"$DIR/held.err" ||
     fail "a DIR no longer in use: $(cat "$DIR/held.err")"
-echo "a DIR another run holds: refused before the run, taken once free"
+echo "a DIR another run holds: refused before a run or an experiment, taken once free"
 
 # rounds.csv cannot be written as the run goes (a full disk: /dev/full): the run goes on, says
 # so, and writes it whole at the end, beside summary.json.

@@ -896,22 +896,13 @@ static int run_main(int argc, char **argv)
     int prep_bad = pr.out && flsim_out_prepare(cfg.out, &out_made, err, sizeof err) != FL_OK;
     if (prep_bad)
         fprintf(stderr, "fl_sim: --out: %s\n", err);
-    /* One run at a time in DIR: a second would interleave rounds.csv, replace the first's
-     * resume.fls and sweep its temporaries (flsim_run). An advisory lock on the directory itself
-     * (no file left in DIR), held until this process ends; a filesystem without flock on
-     * directories (some NFS) goes on without it. */
-    if (pr.out && !prep_bad) {
-        const int dfd = open(cfg.out, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        if (dfd >= 0 && flock(dfd, LOCK_EX | LOCK_NB) != 0) {
-            if (errno == EWOULDBLOCK) {
-                fprintf(stderr, "fl_sim: --out %s is in use by another fl_sim run (one run at a "
-                        "time writes a DIR: wait for it to end, or choose another DIR)\n",
-                        cfg.out);
-                prep_bad = 1;
-            }
-            close(dfd);
-        } /* else held (dfd stays open) or not available */
+    /* One run at a time in DIR (flsim_out_lock), held until this process ends. */
+    int lock_fd = -1;
+    if (pr.out && !prep_bad && flsim_out_lock(cfg.out, &lock_fd, err, sizeof err) != FL_OK) {
+        fprintf(stderr, "fl_sim: %s\n", err);
+        prep_bad = 1;
     }
+    (void)lock_fd; /* held until this process ends */
     /* Rank 0 alone prepares DIR: the other ranks must not go on into the run's exchanges,
      * where they would wait for rank 0 forever. */
     if (!flsim_ranks_all_ok(!prep_bad))

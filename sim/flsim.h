@@ -379,6 +379,14 @@ fl_status flsim_out_prepare(const char *dir, size_t *made, char *err, size_t err
  * Async-signal-safe (rmdir and string copies only): a signal handler that ends the process
  * before the first round may call it. */
 void flsim_out_unprepare(const char *dir, size_t made);
+/* One fl_sim process at a time writes an --out DIR (a run or an experiment): a second would
+ * interleave rounds.csv, replace the first's resume.fls and sweep its temporaries. Takes an
+ * advisory lock (flock) on the directory itself, so that no file is left in DIR, and hands back
+ * its descriptor in *fd: the lock is held until close(*fd) or the process ends. *fd is -1 where
+ * the filesystem has no flock on directories (some NFS): the call then succeeds without a lock.
+ * FL_OK; FL_ERR_STATE when another process holds DIR ("--out DIR is in use by another fl_sim run
+ * ...", in err); FL_ERR_IO when DIR cannot be opened. */
+fl_status flsim_out_lock(const char *dir, int *fd, char *err, size_t errlen);
 fl_status flsim_rounds_put(FILE *f, const flsim_round_record *r);
 fl_status flsim_rounds_finish(FILE *f);
 
@@ -462,7 +470,8 @@ typedef struct flsim_experiment {
  * (unless fresh): an interrupted experiment resumes, and more seeds add to fewer; a saved run
  * with other settings, or a damaged one, stops it with FL_ERR_RESULTS_MISMATCH or
  * FL_ERR_RESULTS_FORMAT before anything is overwritten. FL_ERR_CANCELLED when progress asked to
- * stop (err says how many runs are saved). */
+ * stop (err says how many runs are saved). FL_ERR_STATE when another fl_sim process holds DIR
+ * (flsim_out_lock: the experiment holds it too, until it returns). */
 fl_status flsim_experiment_afd(const flsim_experiment *e, const fl_logger *log, char *err,
                                size_t errlen);
 

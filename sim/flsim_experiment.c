@@ -197,8 +197,9 @@ static int run_gnuplot(const char *dir)
     return 0;
 }
 
-fl_status flsim_experiment_afd(const flsim_experiment *e, const fl_logger *log, char *err,
-                               size_t errlen)
+/* flsim_experiment_afd, holding DIR's lock in *lock (rank 0) once it has it */
+static fl_status experiment_afd(const flsim_experiment *e, const fl_logger *log, char *err,
+                                size_t errlen, int *lock)
 {
     const char **preset = strcmp(e->preset, "full") == 0 ? g_full : g_small;
     flsim_config base = flsim_config_default();
@@ -253,11 +254,15 @@ fl_status flsim_experiment_afd(const flsim_experiment *e, const fl_logger *log, 
     if (r0 && flsim_mkdirs(runs_dir, &made, e2, sizeof e2) != 0) {
         snprintf(err, errlen, "--out: %s", e2);
         mk = FL_ERR_IO;
+    } else if (r0 && (mk = flsim_out_lock(e->out, lock, e2, sizeof e2)) != FL_OK) {
+        snprintf(err, errlen, "%s", e2); /* another run's DIR: left as it was */
+        flsim_rmdirs_made(runs_dir, made);
     }
     share_codes(&mk, 1);
     if (mk != FL_OK) {
         if (!r0)
-            snprintf(err, errlen, "rank 0: cannot create %s", runs_dir);
+            snprintf(err, errlen, "rank 0: cannot %s %s", mk == FL_ERR_STATE ? "take" : "create",
+                     mk == FL_ERR_STATE ? e->out : runs_dir);
         return (fl_status)mk;
     }
     flsim_data data;
@@ -642,5 +647,15 @@ fl_status flsim_experiment_afd(const flsim_experiment *e, const fl_logger *log, 
     flsim_data_free(&data);
     if (st != FL_OK)
         flsim_rmdirs_made(runs_dir, made);
+    return st;
+}
+
+fl_status flsim_experiment_afd(const flsim_experiment *e, const fl_logger *log, char *err,
+                               size_t errlen)
+{
+    int lock = -1;
+    const fl_status st = experiment_afd(e, log, err, errlen, &lock);
+    if (lock >= 0)
+        close(lock);
     return st;
 }

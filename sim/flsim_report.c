@@ -1,9 +1,11 @@
 /* flsim_report.c: rounds.csv and summary.json of a run. */
 #include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -242,6 +244,29 @@ fl_status flsim_out_prepare(const char *dir, size_t *made, char *err, size_t err
     if (made)
         *made = m;
     return FL_OK;
+}
+
+fl_status flsim_out_lock(const char *dir, int *fd, char *err, size_t errlen)
+{
+    *fd = -1;
+    const int d = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (d < 0) {
+        if (err && errlen)
+            snprintf(err, errlen, "%s: %s", dir, strerror(errno));
+        return FL_ERR_IO;
+    }
+    if (flock(d, LOCK_EX | LOCK_NB) == 0) {
+        *fd = d;
+        return FL_OK;
+    }
+    const int e = errno;
+    close(d);
+    if (e != EWOULDBLOCK)
+        return FL_OK; /* no flock here: go on without */
+    if (err && errlen)
+        snprintf(err, errlen, "--out %s is in use by another fl_sim run (one run or experiment at "
+                 "a time writes a DIR: wait for it to end, or choose another DIR)", dir);
+    return FL_ERR_STATE;
 }
 
 void flsim_out_unprepare(const char *dir, size_t made)
