@@ -30,11 +30,12 @@ static int g_rank = 0;
 static int g_ranks = 1; /* MPI ranks (1 without a launcher) */
 
 /* Under MPI with several ranks, what is wrong with the settings is held (g_hold) until the ranks
- * have agreed that one failed (flsim_ranks_all_ok), then said once: by the lowest rank that
+ * have agreed that one failed (flsim_ranks_all_ok; inside a run, flsim_result.err_agreed),
+ * then said once: by the lowest rank that
  * failed, and by another only when its own message differs from that one (a file or flag of its
  * host's). Without it every rank printed the same line. */
 static int g_hold;
-static char g_held[1024];
+static char g_held[4096];
 
 static void complain(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static void complain(const char *fmt, ...)
@@ -950,7 +951,14 @@ static int run_main(int argc, char **argv)
     if (pr.bar && !cfg.quiet && g_rank == 0)
         fputc('\n', stderr);
     if (st != FL_OK && st != FL_ERR_CANCELLED) {
-        fprintf(stderr, "fl_sim: %s\n", err[0] ? err : fl_strerror(st));
+        if (res.err_agreed) { /* every rank is here: said once, by the lowest rank it is from */
+            g_hold = 1;
+            if (res.err_agreed == 1)
+                complain("fl_sim: %s\n", err[0] ? err : fl_strerror(st));
+            complaints_said();
+        } else {
+            fprintf(stderr, "fl_sim: %s\n", err[0] ? err : fl_strerror(st));
+        }
         if (pr.out)
             flsim_out_unprepare(cfg.out, out_made); /* only what is still empty */
         free(recs);

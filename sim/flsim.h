@@ -319,6 +319,10 @@ typedef struct flsim_result {
      * A summary.json written before these existed reads back with them taken from rounds.csv. */
     uint64_t updates_accepted, updates_failed, updates_late;
     uint32_t resumed_after;              /* --resume: the rounds read back (0: a fresh run) */
+    /* After a failed run: 0, or where every rank returned the failure from the same point (under
+     * MPI, agreed by a collective call; the ranks may then make one more to say it once) 1 when
+     * the failure (err) is this rank's own, 2 when it is another rank's (err says only that). */
+    int err_agreed;
 } flsim_result;
 
 /* Datasets of a run, loaded once (the experiment shares them between runs). */

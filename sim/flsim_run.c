@@ -230,6 +230,25 @@ static fl_status data_load_here(flsim_data *d, const flsim_config *cfg, char *er
     return st;
 }
 
+/* A collective call under MPI with several ranks (every rank calls it at the same point): the
+ * ranks agree whether *st failed on any. Where one did, every rank leaves failed, with its own
+ * status or with FL_ERR_IO and `other` ("another MPI rank ... (its message says why)") in err,
+ * and *said (may be NULL) tells which: 1 its own, 2 another's (flsim_result.err_agreed). 1 when
+ * every rank is ok. */
+static int agree(fl_status *st, const char *other, char *err, size_t errlen, int *said)
+{
+    if (flsim_ranks_all_ok(*st == FL_OK))
+        return 1;
+    if (said)
+        *said = *st == FL_OK ? 2 : 1;
+    if (*st == FL_OK) {
+        if (err && errlen)
+            snprintf(err, errlen, "%s", other);
+        *st = FL_ERR_IO;
+    }
+    return 0;
+}
+
 #ifdef FLSIM_HAVE_MPI
 static int hash_dataset(fl_sha256 *h, const flm_dataset *d)
 {
@@ -246,7 +265,7 @@ static int hash_dataset(fl_sha256 *h, const flm_dataset *d)
 /* Under MPI with several ranks, each compares the SHA-256 of what it loaded with rank 0's (a
  * collective call; the paths may differ from host to host, the samples may not). FL_OK when all
  * agree; else FL_ERR_CONFIG on a rank that differs and FL_ERR_IO on the others. */
-static fl_status ranks_same_data(const flsim_data *d, char *err, size_t errlen)
+static fl_status ranks_same_data(const flsim_data *d, char *err, size_t errlen, int *said)
 {
     int inited = 0, size = 1, rank = 0;
     MPI_Initialized(&inited);
@@ -276,32 +295,35 @@ static fl_status ranks_same_data(const flsim_data *d, char *err, size_t errlen)
                      "(--dataset, --test-dataset, FEDROP_DATA_DIR)", rank);
         st = FL_ERR_CONFIG;
     }
-    if (!flsim_ranks_all_ok(st == FL_OK) && st == FL_OK) {
-        if (err && errlen)
-            snprintf(err, errlen, "another MPI rank's data differ from rank 0's (its message says "
-                     "how)");
-        st = FL_ERR_IO;
-    }
+    agree(&st, "another MPI rank's data differ from rank 0's (its message says how)", err, errlen,
+          said);
     return st;
 }
 #endif
 
-fl_status flsim_data_load(flsim_data *d, const flsim_config *cfg, char *err, size_t errlen)
+/* flsim_data_load; *said (may be NULL) as agree's */
+static fl_status data_load(flsim_data *d, const flsim_config *cfg, char *err, size_t errlen,
+                           int *said)
 {
     fl_status st = data_load_here(d, cfg, err, errlen);
-    if (!flsim_ranks_all_ok(st == FL_OK) && st == FL_OK) { /* another rank's: it says why */
-        flsim_data_free(d);
-        if (err && errlen)
-            snprintf(err, errlen, "another MPI rank could not load the data (its message says "
-                     "why)");
-        st = FL_ERR_IO;
+    const int loaded = st == FL_OK;
+    if (!agree(&st, "another MPI rank could not load the data (its message says why)", err,
+               errlen, said)) {
+        if (loaded)
+            flsim_data_free(d);
+        return st;
     }
 #ifdef FLSIM_HAVE_MPI
     /* here, once a load (an experiment's runs share one), not in every run */
-    if (st == FL_OK && (st = ranks_same_data(d, err, errlen)) != FL_OK)
+    if ((st = ranks_same_data(d, err, errlen, said)) != FL_OK)
         flsim_data_free(d);
 #endif
     return st;
+}
+
+fl_status flsim_data_load(flsim_data *d, const flsim_config *cfg, char *err, size_t errlen)
+{
+    return data_load(d, cfg, err, errlen, NULL);
 }
 
 void flsim_data_free(flsim_data *d)
@@ -419,6 +441,7 @@ struct sim {
     flsim_trace *trace;
     uint32_t threads;
     int rank, size;
+    int *mpi_counts, *mpi_displs; /* exchange's, per rank (MPI with several ranks) */
     float **resid;            /* per client, only for top-k uplinks (NULL until first trained) */
     size_t *resid_n;
     int need_resid;
@@ -823,21 +846,32 @@ typedef struct wire_job {
     double loss, flops;
 } wire_job;
 
-static fl_status exchange(sim *S)
+/* Every rank takes part in the collective calls whatever happened before (st_in: the round so
+ * far on this rank) or in it: a rank that failed sends a count of -1, and one that cannot hold
+ * the gathered updates says so before the last call, so that no rank is left waiting in a
+ * collective call that another has given up. A failure seen by every rank here sets *agreed on
+ * each: 1 where it is this rank's own, 2 where it is another's (FL_ERR_IO). A failure after the
+ * last collective call (a copy that cannot be allocated) leaves *agreed 0: the ranks agree on it
+ * after the feed. */
+static fl_status exchange(sim *S, fl_status st_in, int *agreed)
 {
+    *agreed = 0;
+    fl_status st = st_in;
     size_t mine = 0;
-    for (size_t i = 0; i < S->n_jobs; i++)
-        if (S->jobs[i].mine) {
-            const job *j = &S->jobs[i];
-            mine += sizeof(wire_job) + j->n_chunks * sizeof(uint32_t) + j->pay_len;
-        }
-    if (mine > (size_t)1 << 30)
-        return FL_ERR_OVERFLOW;
-    uint8_t *out = malloc(mine ? mine : 1);
-    if (!out)
-        return FL_ERR_NOMEM;
+    uint8_t *out = NULL;
+    if (st == FL_OK) {
+        for (size_t i = 0; i < S->n_jobs; i++)
+            if (S->jobs[i].mine) {
+                const job *j = &S->jobs[i];
+                mine += sizeof(wire_job) + j->n_chunks * sizeof(uint32_t) + j->pay_len;
+            }
+        if (mine > (size_t)1 << 30)
+            st = FL_ERR_OVERFLOW;
+        else if (!(out = malloc(mine ? mine : 1)))
+            st = FL_ERR_NOMEM;
+    }
     size_t o = 0;
-    for (size_t i = 0; i < S->n_jobs; i++) {
+    for (size_t i = 0; st == FL_OK && i < S->n_jobs; i++) {
         job *j = &S->jobs[i];
         if (!j->mine)
             continue;
@@ -850,27 +884,32 @@ static fl_status exchange(sim *S)
         memcpy(out + o, j->pay, j->pay_len);
         o += j->pay_len;
     }
-    int *counts = malloc((size_t)S->size * sizeof *counts);
-    int *displs = malloc((size_t)S->size * sizeof *displs);
-    int my = (int)mine;
-    fl_status st = counts && displs ? FL_OK : FL_ERR_NOMEM;
+    int *counts = S->mpi_counts, *displs = S->mpi_displs;
+    int my = st == FL_OK ? (int)mine : -1;
     uint8_t *all = NULL;
     size_t total = 0;
-    if (st == FL_OK && MPI_Allgather(&my, 1, MPI_INT, counts, 1, MPI_INT, MPI_COMM_WORLD) != MPI_SUCCESS)
-        st = FL_ERR_INTERNAL;
-    if (st == FL_OK) {
-        for (int r = 0; r < S->size; r++) {
-            displs[r] = (int)total;
-            total += (size_t)counts[r];
-        }
+    int ok = MPI_Allgather(&my, 1, MPI_INT, counts, 1, MPI_INT, MPI_COMM_WORLD) == MPI_SUCCESS;
+    for (int r = 0; ok && r < S->size; r++) {
+        ok = counts[r] >= 0;
+        displs[r] = (int)total;
+        total += ok ? (size_t)counts[r] : 0;
+    }
+    if (ok) { /* every rank saw the same counts: each says whether it can hold them all */
         if (total > (size_t)1 << 31)
             st = FL_ERR_OVERFLOW;
         else if (!(all = malloc(total ? total : 1)))
             st = FL_ERR_NOMEM;
+        ok = st == FL_OK;
+        MPI_Allreduce(MPI_IN_PLACE, &ok, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD);
     }
-    if (st == FL_OK && MPI_Allgatherv(out, my, MPI_BYTE, all, counts, displs, MPI_BYTE,
-                                      MPI_COMM_WORLD) != MPI_SUCCESS)
+    if (ok && MPI_Allgatherv(out, my, MPI_BYTE, all, counts, displs, MPI_BYTE,
+                             MPI_COMM_WORLD) != MPI_SUCCESS)
         st = FL_ERR_INTERNAL;
+    if (!ok) {
+        *agreed = st == FL_OK ? 2 : 1;
+        if (st == FL_OK)
+            st = FL_ERR_IO;
+    }
     for (size_t p = 0; st == FL_OK && p < total;) {
         wire_job w;
         memcpy(&w, all + p, sizeof w);
@@ -903,8 +942,6 @@ static fl_status exchange(sim *S)
     }
     free(all);
     free(out);
-    free(counts);
-    free(displs);
     return st;
 }
 #endif
@@ -1712,6 +1749,8 @@ static void sim_free(sim *S)
     S->fold = NULL;
     free_jobs(S);
     free(S->jobs);
+    free(S->mpi_counts);
+    free(S->mpi_displs);
     if (S->slots)
         for (int i = 0; i < S->n_slots; i++) {
             free(S->slots[i].buf);
@@ -1811,6 +1850,12 @@ static fl_status setup(sim *S, const flsim_config *cfg, const flsim_data *data,
                      "--test-dataset " : "the test split of ", cfg->test_dataset[0] ?
                      cfg->test_dataset : cfg->dataset, te, tr, cfg->dataset, what);
         return FL_ERR_CONFIG;
+    }
+    if (S->size > 1) {
+        S->mpi_counts = malloc((size_t)S->size * sizeof *S->mpi_counts);
+        S->mpi_displs = malloc((size_t)S->size * sizeof *S->mpi_displs);
+        if (!S->mpi_counts || !S->mpi_displs)
+            return FL_ERR_NOMEM;
     }
     /* Population. */
     S->pop.seed = cfg->seed;
@@ -2109,7 +2154,8 @@ static void setting_at(const char *s, size_t at, char *out, size_t cap)
 /* Every rank compares its fingerprint with rank 0's (a collective call). FL_OK when all agree;
  * else FL_ERR_CONFIG on a rank that differs, naming the first setting that does, and FL_ERR_IO on
  * the others. */
-static fl_status ranks_same_run(const sim *S, const flsim_config *cfg, char *err, size_t errlen)
+static fl_status ranks_same_run(const sim *S, const flsim_config *cfg, char *err, size_t errlen,
+                                int *said)
 {
     static char mine[FINGERPRINT_MAX], theirs[FINGERPRINT_MAX]; /* the main thread's alone */
     const int ok = run_fingerprint(S, cfg, mine);
@@ -2135,11 +2181,8 @@ static fl_status ranks_same_run(const sim *S, const flsim_config *cfg, char *err
                      "paths may differ)", S->rank, here, there);
         st = FL_ERR_CONFIG;
     }
-    if (!flsim_ranks_all_ok(st == FL_OK) && st == FL_OK) {
-        set_err(err, errlen, "%s%s", "", "another MPI rank's settings differ from rank 0's (its "
-                "message says which)");
-        st = FL_ERR_IO;
-    }
+    agree(&st, "another MPI rank's settings differ from rank 0's (its message says which)", err,
+          errlen, said);
     return st;
 }
 #endif
@@ -2329,7 +2372,7 @@ fl_status flsim_run(const flsim_config *cfg, const flsim_data *data_in, const fl
     flsim_data own = {0};
     const flsim_data *data = data_in;
     if (!data) {
-        if ((st = flsim_data_load(&own, cfg, err, errlen)) != FL_OK)
+        if ((st = data_load(&own, cfg, err, errlen, &res->err_agreed)) != FL_OK)
             return st;
         data = &own;
     }
@@ -2364,17 +2407,13 @@ fl_status flsim_run(const flsim_config *cfg, const flsim_data *data_in, const fl
 #endif
     res->mpi_ranks = S.size;
     st = setup(&S, cfg, data, res, err, errlen);
-    if (!flsim_ranks_all_ok(st == FL_OK) && st == FL_OK) {
-        if (err && errlen)
-            snprintf(err, errlen, "another MPI rank could not set up the run (its message says "
-                     "why)");
-        /* not FL_ERR_CONFIG: an experiment exits 2 on it ("an option or value"), and the job
-         * takes the highest exit status: the failing rank's own decides */
-        st = FL_ERR_IO;
-    }
+    /* another rank's failure is FL_ERR_IO, not FL_ERR_CONFIG: an experiment exits 2 on that ("an
+     * option or value"), and the job takes the highest exit status: the failing rank's decides */
+    agree(&st, "another MPI rank could not set up the run (its message says why)", err, errlen,
+          &res->err_agreed);
 #ifdef FLSIM_HAVE_MPI
     if (st == FL_OK && S.size > 1)
-        st = ranks_same_run(&S, cfg, err, errlen);
+        st = ranks_same_run(&S, cfg, err, errlen, &res->err_agreed);
 #endif
     flsim_round_record *recs = NULL;
     size_t n_recs = 0, cap_recs = 0;
@@ -2398,12 +2437,8 @@ fl_status flsim_run(const flsim_config *cfg, const flsim_data *data_in, const fl
         flsim_resume_file rf;
         memset(&rf, 0, sizeof rf);
         st = resume_read(&S, cfg, &rf, &resumed, err, errlen);
-        if (!flsim_ranks_all_ok(st == FL_OK) && st == FL_OK) {
-            if (err && errlen)
-                snprintf(err, errlen, "another MPI rank could not read the run to resume (its "
-                         "message says why)");
-            st = FL_ERR_IO;
-        }
+        agree(&st, "another MPI rank could not read the run to resume (its message says why)",
+              err, errlen, &res->err_agreed);
         if (st == FL_OK && resumed) {
             recs = rf.records;
             n_recs = cap_recs = rf.n_records;
@@ -2581,13 +2616,29 @@ fl_status flsim_run(const flsim_config *cfg, const flsim_data *data_in, const fl
                 st = client_phase(&S, &ra, pipelined);
             train_wall = ra.train_wall;
 #ifdef FLSIM_HAVE_MPI
-            if (st == FL_OK && S.size > 1)
-                st = exchange(&S);
+            /* Under MPI every rank takes part in the exchange, and then in the agreement after
+             * the feed unless the exchange already agreed on a failure, whatever failed on it:
+             * a rank that gave up must not leave the others waiting in a collective call. */
+            char other[96];
+            snprintf(other, sizeof other, "another MPI rank failed in round %u (its message "
+                     "says why)", res->rounds + 1);
+            int agreed = 0;
+            if (S.size > 1) {
+                st = exchange(&S, st, &agreed);
+                if (agreed == 2 && err && errlen)
+                    snprintf(err, errlen, "%s", other);
+            }
 #endif
             if (st == FL_OK && !pipelined)
                 st = feed_phase(&S, &ra);
             if (st == FL_OK)
                 st = finish_feed(&S, &ra);
+#ifdef FLSIM_HAVE_MPI
+            if (S.size > 1 && !agreed)
+                agree(&st, other, err, errlen, &res->err_agreed);
+            else if (agreed)
+                res->err_agreed = agreed;
+#endif
             pending.feed_wall_s = ra.feed_wall;
             pending.train_cpu_s = ra.train_cpu;
             pending.sgd_thread_cpu_s = ra.sgd_cpu;
