@@ -1,5 +1,6 @@
 #include "flc_core.h"
 
+#include <limits.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -477,6 +478,11 @@ fl_status flc_core_builtin_train(flc_core *c, const flc_core_job *job, float *pa
         return FL_ERR_INVALID_ARG;
     if (c->row_len && !data_fits(c, job->full))
         return FL_ERR_DATASET_FORMAT;
+    if (job->train->epochs > INT_MAX) { /* the wire allows any; fedrop's server sends <= 100,000 */
+        fl_log(&c->log, FL_LOG_WARN, "the task asks for %u local epochs, more than the built-in "
+               "trainer runs (%d)", (unsigned)job->train->epochs, INT_MAX);
+        return FL_ERR_INVALID_ARG;
+    }
     flm_samples view = *c->data;
     if (job->train->max_samples && view.n > job->train->max_samples) {
         if (c->cut_said != job->train->max_samples) {

@@ -335,11 +335,17 @@ static void test_plugin_trainer_and_errors(void **state)
     fls_core_free(srv);
 }
 
-/* Feeds client key's task of the open round to core c (in order, no wire): ready to train. */
-static void feed_task(fls_core *srv, flc_core *c, uint32_t key)
+/* Feeds client key's task of the open round to core c (in order, no wire): ready to train. Its
+ * batch size and epochs as the server sent them, or as given where not 0. */
+static void feed_task_with(fls_core *srv, flc_core *c, uint32_t key, uint32_t batch,
+                           uint32_t epochs)
 {
     flp_msg task;
     assert_int_equal(fls_core_task(srv, key, &task), FL_OK);
+    if (batch)
+        task.task.train.batch_size = batch;
+    if (epochs)
+        task.task.train.epochs = epochs;
     assert_int_equal(flc_core_on_message(c, &task), FL_OK);
     const size_t cap = fls_core_task_chunk_bound(srv);
     uint8_t *buf = malloc(cap);
@@ -352,6 +358,11 @@ static void feed_task(fls_core *srv, flc_core *c, uint32_t key)
         }
     free(buf);
     assert_true(flc_core_ready(c));
+}
+
+static void feed_task(fls_core *srv, flc_core *c, uint32_t key)
+{
+    feed_task_with(srv, c, key, 0, 0);
 }
 
 /* A server core for arch with client 9 (3 samples) joined and its round open (FedAvg), its
@@ -1120,22 +1131,7 @@ static void test_batch_above_samples(void **state)
         const flc_core_config cc = {"c0", 0, 11, &f.views[0], NULL, NULL, lg, NULL};
         flc_core *c = NULL;
         assert_int_equal(flc_core_new(&cc, &c), FL_OK);
-        flp_msg task;
-        assert_int_equal(fls_core_task(srv, 0, &task), FL_OK);
-        task.task.train.batch_size = batches[b];
-        assert_int_equal(flc_core_on_message(c, &task), FL_OK);
-        const size_t cap = fls_core_task_chunk_bound(srv);
-        uint8_t *buf = malloc(cap);
-        for (uint32_t t = 0; t < task.task.n_tensors; t++)
-            for (uint32_t i = 0; i < task.task.tensors[t].n_chunks; i++) {
-                flp_msg cm = {.version = FLP_VERSION, .type = FLP_CHUNK, .round = task.round,
-                              .sender = ""};
-                size_t len;
-                assert_int_equal(fls_core_task_chunk(srv, 0, t, i, buf, cap, &len, &cm.chunk),
-                                 FL_OK);
-                assert_int_equal(flc_core_on_message(c, &cm), FL_OK);
-            }
-        free(buf);
+        feed_task_with(srv, c, 0, batches[b], 0);
         if (flc_core_train(c) != FL_OK)
             fail_msg("batch %u: %s", batches[b], flc_core_train_error(c));
         assert_int_equal(flc_core_last_stats(c)->n_samples, 60);
@@ -1153,6 +1149,38 @@ static void test_batch_above_samples(void **state)
         flc_core_free(c);
     }
     free(want);
+    fls_core_free(srv);
+    free_fixture(&f);
+}
+
+static int g_epoch_lines;
+
+static void count_epoch_lines(void *user, fl_log_level level, const char *msg)
+{
+    (void)user;
+    if (level == FL_LOG_WARN && strstr(msg, "the task asks for 2147483648 local epochs, more than "
+                                       "the built-in trainer runs (2147483647)"))
+        g_epoch_lines++;
+}
+
+/* The wire takes any epoch count; the built-in trainer counts them in an int: a Task above that
+ * fails its training with a reason, not as a negative count's "invalid argument" alone. */
+static void test_epochs_above_int_max(void **state)
+{
+    (void)state;
+    g_epoch_lines = 0;
+    fixture f;
+    memset(&f, 0, sizeof f);
+    make_data(&f);
+    fls_core *srv = fd_round(1, "none", 0.0f);
+    const fl_logger lg = {count_epoch_lines, NULL, FL_LOG_DEBUG};
+    const flc_core_config cc = {"c0", 0, 11, &f.views[0], NULL, NULL, lg, NULL};
+    flc_core *c = NULL;
+    assert_int_equal(flc_core_new(&cc, &c), FL_OK);
+    feed_task_with(srv, c, 0, 0, 0x80000000u);
+    assert_int_not_equal(flc_core_train(c), FL_OK);
+    assert_int_equal(g_epoch_lines, 1);
+    flc_core_free(c);
     fls_core_free(srv);
     free_fixture(&f);
 }
@@ -1192,6 +1220,7 @@ int main(void)
         cmocka_unit_test(test_plugin_above_declared_samples),
         cmocka_unit_test(test_rebind_and_take_payload),
         cmocka_unit_test(test_wrapped_builtin_failure_wording),
+        cmocka_unit_test(test_epochs_above_int_max),
         cmocka_unit_test(test_rewind_replays_round),
         cmocka_unit_test(test_cancel_keeps_residual),
         cmocka_unit_test(test_new_run_resets_residual),
