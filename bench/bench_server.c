@@ -395,7 +395,7 @@ static result run_ours(const char *arch, const char *codec, int n, int rounds, c
             die("flc_client_new");
         pthread_create(&cs[i].th, NULL, cli_run, &cs[i]);
     }
-    double window = 0, bytes = 0, reported = 0, best_w = 0, best_rep = 1, best_bytes = 0;
+    double bytes = 0, reported = 0, best_w = 0, best_rep = 1, best_bytes = 0;
     long rss_kb = 0;
     double cpu = 0;
     int r = 0;
@@ -414,7 +414,6 @@ static result run_ours(const char *arch, const char *codec, int n, int rounds, c
                 best_rep = rep;
                 best_bytes = by;
             }
-            window += t - rel;
             bytes += by;
             reported += rep;
             r++;

@@ -16,6 +16,7 @@
 #include "flm_arch.h"
 #include "flm_data.h"
 #include "flp_wire.h"
+#include "fuzz_feed.h"
 #include "flz.h"
 
 static fl_status touch(void *user, const flc_core_job *job, float *params, uint64_t *n, double *loss)
@@ -82,30 +83,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         return 0;
     flc_core_set_max_params(c, (size_t)1 << 20);
     flc_core_keep_rewind_point(c, 1); /* as libflclient runs it: replayed rounds restore */
-    flp_limits lim = flp_limits_default();
-    lim.max_msg_bytes = 1 << 16;
-    while (size >= 2) {
-        size_t len = (size_t)data[0] | (size_t)data[1] << 8;
-        data += 2;
-        size -= 2;
-        if (len > size)
-            len = size;
-        flp_msg *m = NULL;
-        if (flp_decode(&m, data, len, &lim, NULL, 0) == FL_OK) {
-            flc_core_on_message(c, m);
-            if (flc_core_ready(c) && flc_core_train(c) == FL_OK) {
-                flp_msg up;
-                if (flc_core_update(c, &up) != FL_OK)
-                    abort();
-                for (uint32_t i = 0; i < flc_core_update_chunks(c); i++)
-                    if (flc_core_update_chunk(c, i, &up) != FL_OK)
-                        abort();
-            }
-            flp_msg_free(m);
-        }
-        data += len;
-        size -= len;
-    }
+    fuzz_feed_client(c, data, size, 0);
     flc_core_free(c);
     return 0;
 }

@@ -25,6 +25,7 @@
 
 #include "flc_core.h"
 #include "flp_wire.h"
+#include "fuzz_feed.h"
 
 #define ROWS 6
 #define FLOATS 16 /* mlp:16-..., cnn:K:4x4x1, moge:16:... */
@@ -48,7 +49,6 @@ static int run(const uint8_t *data, size_t size)
 {
     if (size < 1)
         return 0;
-    int trained = 0;
     make_samples();
     const int tokens = data[0] & 1;
     data++;
@@ -61,33 +61,8 @@ static int run(const uint8_t *data, size_t size)
     if (flc_core_set_row_len(c, tokens ? TOKENS : FLOATS) != FL_OK)
         abort();
     flc_core_set_max_params(c, (size_t)1 << 18);
-    flp_limits lim = flp_limits_default();
-    lim.max_msg_bytes = 1 << 16;
-    while (size >= 2) {
-        size_t len = (size_t)data[0] | (size_t)data[1] << 8;
-        data += 2;
-        size -= 2;
-        if (len > size)
-            len = size;
-        flp_msg *m = NULL;
-        if (flp_decode(&m, data, len, &lim, NULL, 0) == FL_OK) {
-            if (m->type == FLP_TASK && m->task.train.epochs > 2)
-                m->task.train.epochs = 2;
-            flc_core_on_message(c, m);
-            if (flc_core_ready(c) && flc_core_train(c) == FL_OK) {
-                flp_msg up;
-                if (flc_core_update(c, &up) != FL_OK)
-                    abort();
-                for (uint32_t i = 0; i < flc_core_update_chunks(c); i++)
-                    if (flc_core_update_chunk(c, i, &up) != FL_OK)
-                        abort();
-                trained++;
-            }
-            flp_msg_free(m);
-        }
-        data += len;
-        size -= len;
-    }
+    flc_core_keep_rewind_point(c, 1); /* as libflclient runs it */
+    const int trained = fuzz_feed_client(c, data, size, 2);
     flc_core_free(c);
     return trained;
 }
