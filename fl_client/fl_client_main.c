@@ -95,7 +95,8 @@ static void usage(FILE *f)
 "  --memory-bytes N[K|M|G] memory this client may use for a task, told to the server (default 0:\n"
 "                         no limit); the server does not select it for a submodel that needs\n"
 "                         more (about 16 bytes a submodel parameter, and 8 more a model\n"
-"                         parameter with a top-k uplink), and such a task is refused\n"
+"                         parameter with a top-k uplink), and such a task is refused; a\n"
+"                         device it will never select is told so, and says it as it exits\n"
 "  --seed S               local randomness (default: derived from the id)\n"
 "  --log-level LEVEL      debug | info | warn | error (default info)\n"
 "  -h, --help             this text\n"
@@ -448,6 +449,10 @@ int main(int argc, char **argv)
                 (unsigned long long)s->reconnects, s->bytes_down / 1e6, s->bytes_up / 1e6,
                 cs == FLC_ERR_CANCELLED ? "stopped" : flc_strerror(cs));
     }
+    if (s->memory_needed) /* the whole run, at any level: why this device trained nothing */
+        fprintf(stderr, "[%s] warn  the server did not select this device: --memory-bytes %llu "
+                "is below the about %llu bytes that its model needs\n", id,
+                (unsigned long long)cfg.memory_bytes, (unsigned long long)s->memory_needed);
     g_phase = 2;
     flc_client_free(client);
     flm_dataset_free(mine);

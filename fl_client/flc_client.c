@@ -975,6 +975,7 @@ static int handle(flc_client *c, flp_msg *m, int *owned)
                 c->backoff_reset = 1; /* the next outage starts from reconnect_min_ms again */
                 fl_log(&c->log, FL_LOG_INFO, "registered with %s as %s", c->endpoint, c->id);
                 /* an admitted client the server will not select (too little memory_bytes) */
+                c->stats.memory_needed = m->ack.memory_needed;
                 if (m->ack.detail && m->ack.detail[0])
                     fl_log(&c->log, FL_LOG_WARN, "the server says: %s", m->ack.detail);
             }

@@ -113,6 +113,7 @@ typedef struct sess {
      * before that sync (send_to) */
     int ack_wait;
     char *ack_detail;           /* the Ack's detail (NULL: none) */
+    uint64_t ack_need;          /* the Ack's memory_needed */
 } sess;
 
 /* An update waiting for an upload slot: its client's key and queue number (an entry whose
@@ -1185,15 +1186,22 @@ static void send_error(fls_server *s, const uint8_t *rid, size_t rid_len, uint64
     send_to(s, rid, rid_len, &m);
 }
 
-static void send_ack(fls_server *s, sess *x, flp_type of, uint64_t round, fl_status status,
-                     const char *detail)
+static void send_ack_need(fls_server *s, sess *x, flp_type of, uint64_t round, fl_status status,
+                          const char *detail, uint64_t memory_needed)
 {
     flp_msg m = flp_msg_header(FLP_ACK, round, NULL);
     m.ack.of_type = of;
     m.ack.of_round = round;
     m.ack.status = (int32_t)status;
     m.ack.detail = detail ? detail : "";
+    m.ack.memory_needed = memory_needed;
     send_sess(s, x, &m);
+}
+
+static void send_ack(fls_server *s, sess *x, flp_type of, uint64_t round, fl_status status,
+                     const char *detail)
+{
+    send_ack_need(s, x, of, round, status, detail, 0);
 }
 
 /* Group commit of the client-id journal: the records appended since the last sync (the new ids
@@ -1252,9 +1260,10 @@ static int ids_flush(fls_server *s)
         if (!x || !x->ack_wait)
             continue;
         char *detail = x->ack_detail;
+        const uint64_t need = x->ack_need;
         x->ack_detail = NULL;
         ack_clear(s, x);
-        send_ack(s, x, FLP_HELLO, 0, FL_OK, detail);
+        send_ack_need(s, x, FLP_HELLO, 0, FL_OK, detail, need);
         free(detail);
     }
     s->n_ack_keys = 0;
@@ -2031,11 +2040,13 @@ static void on_hello(fls_server *s, sess *x, const uint8_t *rid, size_t rid_len,
         fl_log(&s->log, FL_LOG_INFO, "client %s: its key collides with client %s's; known by an "
                "alternate key (%08x)", x->id, holder->id, key);
     /* A device too small for any submodel is admitted (it counts as connected, and a later
-     * configuration may fit it) but never selected: its Ack says so in the detail, so that the
-     * device can tell its owner instead of waiting without a word. */
+     * configuration may fit it) but never selected: its Ack says so in the detail and, for a
+     * program, in memory_needed, so that the device can tell its owner instead of waiting
+     * without a word. */
     const uint64_t need = fls_core_train_memory(s->core);
+    const uint64_t short_of = h->memory_bytes && h->memory_bytes < need ? need : 0;
     char detail[256] = "";
-    if (h->memory_bytes && h->memory_bytes < need)
+    if (short_of)
         snprintf(detail, sizeof detail, "memory_bytes %llu is below the about %llu bytes that a "
                  "submodel of %.63s needs: this client will not be selected",
                  (unsigned long long)h->memory_bytes, (unsigned long long)need,
@@ -2045,6 +2056,7 @@ static void on_hello(fls_server *s, sess *x, const uint8_t *rid, size_t rid_len,
                                  sizeof *s->ack_keys, 64) == FL_OK &&
                          (!detail[0] || (x->ack_detail = strdup(detail)));
         if (held) {
+            x->ack_need = short_of;
             x->ack_wait = 1;
             s->n_ack_wait++;
             s->ack_keys[s->n_ack_keys++] = x->key;
@@ -2052,10 +2064,10 @@ static void on_hello(fls_server *s, sess *x, const uint8_t *rid, size_t rid_len,
             ids_flush(s);
             if (x->dead)
                 return; /* refused: its record could not be synced */
-            send_ack(s, x, FLP_HELLO, 0, FL_OK, detail);
+            send_ack_need(s, x, FLP_HELLO, 0, FL_OK, detail, short_of);
         }
     } else {
-        send_ack(s, x, FLP_HELLO, 0, FL_OK, detail);
+        send_ack_need(s, x, FLP_HELLO, 0, FL_OK, detail, short_of);
     }
     /* Short of what a round needs to start: say so, and what to change, so that an operator
      * whose fleet is smaller than round.clients does not wait for a round that will not come. */

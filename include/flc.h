@@ -62,12 +62,13 @@ typedef enum flc_status {
 const char *flc_strerror(flc_status s);
 
 /* The version of this header, and of the library a program runs with (flc_version, e.g.
- * "0.3.1"): a program that reads a field appended since some version (flc_stats.tasks_dropped:
- * 0.2.1; flc_task.lib_state and flc_task_cancelled: 0.3.1) checks flc_version_number() against
- * it when it may run with an older libflclient.so.0.2. Since 0.3.1. */
+ * "0.3.2"): a program that reads a field appended since some version (flc_stats.tasks_dropped:
+ * 0.2.1; flc_task.lib_state and flc_task_cancelled: 0.3.1; flc_stats.memory_needed: 0.3.2)
+ * checks flc_version_number() against it when it may run with an older libflclient.so.0.2.
+ * Since 0.3.1. */
 #define FLC_VERSION_MAJOR 0
 #define FLC_VERSION_MINOR 3
-#define FLC_VERSION_PATCH 1
+#define FLC_VERSION_PATCH 2
 #define FLC_VERSION_NUMBER (FLC_VERSION_MAJOR * 10000 + FLC_VERSION_MINOR * 100 + FLC_VERSION_PATCH)
 const char *flc_version(void);
 int flc_version_number(void); /* MAJOR * 10000 + MINOR * 100 + PATCH, as FLC_VERSION_NUMBER */
@@ -267,6 +268,14 @@ typedef struct flc_stats {
                                     * slower than its server's rounds shows here, where the server
                                     * counts it late (updates_late counts only the updates the
                                     * server answered late). Since 0.2.1 (appended) */
+    uint64_t memory_needed;        /* the server's answer to the last Hello: the memory (bytes,
+                                    * about) that a submodel of its model needs, where
+                                    * memory_bytes is below it: the server admits this client
+                                    * but will not select it, and says so ("the server says:
+                                    * ..." at warn); 0 when it fits, or from a server before
+                                    * 0.3.2. Set before that warning is logged, on
+                                    * flc_client_run's thread: a log callback may read it there
+                                    * and call flc_client_stop to give up. Since 0.3.2 (appended) */
 } flc_stats;
 
 typedef struct flc_client flc_client;

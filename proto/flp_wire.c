@@ -749,7 +749,7 @@ static fl_status convert(owned_msg *o, const flp_limits *lim, char *err, size_t 
     case FLP_ACK:
         flp_str_fix(e->ack->detail);
         m->ack = (flp_ack){(flp_type)e->ack->of_type, e->ack->of_round, e->ack->status,
-                           e->ack->detail};
+                           e->ack->detail, e->ack->memory_needed};
         break;
     case FLP_ERROR:
         flp_str_fix(e->error->message);
@@ -966,6 +966,7 @@ static fl_status build(pb_build *b, const flp_msg *m)
         b->body.ack.of_round = m->ack.of_round;
         b->body.ack.status = m->ack.status;
         b->body.ack.detail = wstr(m->ack.detail);
+        b->body.ack.memory_needed = m->ack.memory_needed;
         b->env.body_case = FEDROP__V1__ENVELOPE__BODY_ACK;
         b->env.ack = &b->body.ack;
         break;
@@ -1149,7 +1150,8 @@ bool flp_msg_equal(const flp_msg *a, const flp_msg *b)
     }
     case FLP_ACK:
         return a->ack.of_type == b->ack.of_type && a->ack.of_round == b->ack.of_round &&
-               a->ack.status == b->ack.status && str_eq(a->ack.detail, b->ack.detail);
+               a->ack.status == b->ack.status && str_eq(a->ack.detail, b->ack.detail) &&
+               a->ack.memory_needed == b->ack.memory_needed;
     case FLP_ERROR:
         return a->error.code == b->error.code && str_eq(a->error.message, b->error.message) &&
                a->error.run_id == b->error.run_id;

@@ -155,6 +155,9 @@ typedef struct flp_ack {
     uint64_t of_round;
     int32_t status;           /* an fl_status number, >= 0; 0 = accepted */
     const char *detail;
+    uint64_t memory_needed;   /* Ack of a Hello: the memory (bytes, about) a submodel of the run
+                               * needs, where the Hello's memory_bytes is below it (admitted, not
+                               * selected); 0 otherwise (and from a server before 0.3.2) */
 } flp_ack;
 
 typedef struct flp_error {

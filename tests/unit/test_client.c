@@ -1849,6 +1849,71 @@ static void test_task_above_memory_refused(void **state)
     }
 }
 
+/* A device the server admits but will not select (its memory_bytes is below what a submodel
+ * needs): the Hello's Ack says how much it needs, in flc_stats.memory_needed, set before the
+ * warning, so a log callback can read it there and give up (flc_client_stop), as flc.h says. */
+typedef struct gives_up {
+    logbuf *lb;
+    flc_client *c;
+    uint64_t seen; /* memory_needed as the warning's callback saw it */
+} gives_up;
+
+static void log_gives_up(void *user, flc_log_level level, const char *msg)
+{
+    gives_up *g = user;
+    log_cb(g->lb, level, msg);
+    if (level == FLC_LOG_WARN && strstr(msg, "this client will not be selected")) {
+        g->seen = flc_client_stats(g->c)->memory_needed;
+        flc_client_stop(g->c);
+    }
+}
+
+static void test_unselectable_told(void **state)
+{
+    (void)state;
+    fake f;
+    fake_open(&f, NULL);
+    gives_up g = {logbuf_new(), NULL, 0};
+    flc_config cfg = base_config(f.ep, train_plus_quarter, g.lb);
+    cfg.log = log_gives_up;
+    cfg.log_user = &g;
+    cfg.memory_bytes = 1000;
+    assert_int_equal(flc_client_new(&cfg, &g.c), FLC_OK);
+    runner r;
+    run_start(&r, g.c);
+    flp_msg *h = fake_expect(&f, FLP_HELLO, 5000);
+    if (!h)
+        fail_msg("no Hello within 5 s");
+    assert_int_equal(h->hello.memory_bytes, 1000);
+    flp_msg_free(h);
+    flp_msg a = flp_msg_header(FLP_ACK, 0, NULL);
+    a.ack.of_type = FLP_HELLO;
+    a.ack.detail = "memory_bytes 1000 is below the about 4096 bytes that a submodel of mlp:6-5-3 "
+                   "needs: this client will not be selected";
+    a.ack.memory_needed = 4096;
+    fake_send(&f, &a);
+    assert_true(run_wait(&r, 5.0));
+    assert_int_equal(r.st, FLC_ERR_CANCELLED);
+    assert_int_equal(g.seen, 4096);
+    assert_int_equal(flc_client_stats(g.c)->memory_needed, 4096);
+    flc_client_free(g.c);
+    /* a device that fits reads 0 (an Ack without the field, as from a server before 0.3.2) */
+    g.c = NULL;
+    assert_int_equal(flc_client_new(&cfg, &g.c), FLC_OK);
+    run_start(&r, g.c);
+    h = fake_expect(&f, FLP_HELLO, 5000);
+    assert_non_null(h);
+    flp_msg_free(h);
+    fake_ack(&f, FLP_HELLO, 0, 0);
+    assert_true(log_wait(g.lb, "registered with", 5.0));
+    assert_int_equal(flc_client_stats(g.c)->memory_needed, 0);
+    flc_client_stop(g.c);
+    assert_true(run_wait(&r, 5.0));
+    flc_client_free(g.c);
+    fake_close(&f);
+    logbuf_free(g.lb);
+}
+
 /* ---- what a plug-in trainer is told ----------------------------------------------------------- */
 
 typedef struct seen_task {
@@ -2472,6 +2537,7 @@ int main(void)
         cmocka_unit_test(test_plugin_moved_weights_refused),
         cmocka_unit_test(test_unfit_samples_end_run),
         cmocka_unit_test(test_task_above_memory_refused),
+        cmocka_unit_test(test_unselectable_told),
         cmocka_unit_test(test_plugin_dataset_status_fails_round_only),
         cmocka_unit_test(test_max_rounds_counts_last_ack),
         cmocka_unit_test(test_trained_not_sent),

@@ -71,7 +71,7 @@ static flp_msg sample(flp_type t)
         m.chunk = (flp_chunk){FLP_DIR_UP, 0, 2, 32, 16, sizeof payload, payload};
         break;
     case FLP_ACK:
-        m.ack = (flp_ack){FLP_UPDATE, 17, 0, "stored"};
+        m.ack = (flp_ack){FLP_UPDATE, 17, 0, "stored", 0x123456789ull};
         break;
     case FLP_ERROR:
         m.error = (flp_error){FL_ERR_ROUND_CLOSED, "round 17 is closed", 0x5eed};
@@ -194,6 +194,16 @@ static void test_roundtrip_fields(void **state)
     memcpy(other_payload, payload, sizeof payload);
     other_payload[5] ^= 1;
     m.chunk.payload = other_payload;
+    assert_false(flp_msg_equal(&m, d));
+    flp_msg_free(d);
+
+    m = sample(FLP_ACK);
+    buf = encode_ok(&m, &len);
+    assert_int_equal(flp_decode(&d, buf, len, NULL, NULL, 0), FL_OK);
+    free(buf);
+    assert_true(d->ack.memory_needed == 0x123456789ull);
+    assert_true(flp_msg_equal(&m, d));
+    m.ack.memory_needed = 0;
     assert_false(flp_msg_equal(&m, d));
     flp_msg_free(d);
 

@@ -2037,6 +2037,12 @@ static void expect_ack_hello(fls_server *s, peer *p)
                  r->type == FLP_ERROR ? r->error.message : "");
     assert_int_equal(r->ack.of_type, FLP_HELLO);
     assert_int_equal(r->ack.status, 0);
+    /* the Hellos' memory_bytes is 0 (not said: fits) or 1 byte (too small for any submodel:
+     * admitted, and told how much it needs) */
+    if (g_hello_memory)
+        assert_true(r->ack.memory_needed > g_hello_memory && r->ack.detail[0]);
+    else
+        assert_true(r->ack.memory_needed == 0 && !r->ack.detail[0]);
     flp_msg_free(r);
 }
 
