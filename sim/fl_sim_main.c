@@ -789,6 +789,8 @@ static int run_experiment(int argc, char **argv, int first)
     }
     g_experiment = 1;
     catch_stop_signals();
+    int agreed = 0;
+    e.err_agreed = &agreed;
     const fl_status st = flsim_experiment_afd(&e, &lg, err, sizeof err);
     if (st == FL_ERR_CANCELLED) {
         if (g_rank == 0)
@@ -796,7 +798,14 @@ static int run_experiment(int argc, char **argv, int first)
         return 128 + (g_stop ? (int)g_stop : SIGINT);
     }
     if (st != FL_OK) {
-        fprintf(stderr, "fl_sim experiment: %s\n", err[0] ? err : fl_strerror(st));
+        if (agreed) { /* every rank is here: said once, by the lowest rank it is from */
+            g_hold = 1;
+            if (agreed == 1)
+                complain("fl_sim experiment: %s\n", err[0] ? err : fl_strerror(st));
+            complaints_said();
+        } else {
+            fprintf(stderr, "fl_sim experiment: %s\n", err[0] ? err : fl_strerror(st));
+        }
         return st == FL_ERR_CONFIG ? 2 : 1; /* an option or value: as a run's (sim/README.md) */
     }
     if (g_rank == 0) {

@@ -465,6 +465,9 @@ typedef struct flsim_experiment {
                             * itself prints nothing) */
     void *progress_user;
     const char *overrides[64]; /* "key=value" option settings applied after the preset, NULL-terminated */
+    int *err_agreed;     /* NULL, or set after a failure as flsim_result.err_agreed: 1 or 2 where
+                          * every rank returned it from the same collective call (1: this rank's
+                          * own failure, 2: another's), 0 otherwise */
 } flsim_experiment;
 
 /* Runs the comparison of AFD.md (8 configurations x seeds), writes DIR/table.md, DIR/table.csv,

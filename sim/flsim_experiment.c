@@ -199,7 +199,7 @@ static int run_gnuplot(const char *dir)
 
 /* flsim_experiment_afd, holding DIR's lock in *lock (rank 0) once it has it */
 static fl_status experiment_afd(const flsim_experiment *e, const fl_logger *log, char *err,
-                                size_t errlen, int *lock)
+                                size_t errlen, int *lock, int *said)
 {
     const char **preset = strcmp(e->preset, "full") == 0 ? g_full : g_small;
     flsim_config base = flsim_config_default();
@@ -263,10 +263,11 @@ static fl_status experiment_afd(const flsim_experiment *e, const fl_logger *log,
         if (!r0)
             snprintf(err, errlen, "rank 0: cannot %s %s", mk == FL_ERR_STATE ? "take" : "create",
                      mk == FL_ERR_STATE ? e->out : runs_dir);
+        *said = r0 ? 1 : 2;
         return (fl_status)mk;
     }
     flsim_data data;
-    fl_status st = flsim_data_load(&data, &base, e2, sizeof e2);
+    fl_status st = flsim_data_load_said(&data, &base, e2, sizeof e2, said);
     if (st != FL_OK) {
         snprintf(err, errlen, "dataset: %s", e2);
         flsim_rmdirs_made(runs_dir, made);
@@ -335,6 +336,8 @@ static fl_status experiment_afd(const flsim_experiment *e, const fl_logger *log,
         st = (fl_status)done[n_runs];
         if (st != FL_OK && err && errlen && !err[0])
             snprintf(err, errlen, "rank 0: %s", fl_strerror(st));
+        if (st != FL_OK)
+            *said = r0 ? 1 : 2;
     }
     if (n_other_blas && log)
         fl_log(log, FL_LOG_WARN, "%zu saved run%s trained with another BLAS than this host's %s "
@@ -394,6 +397,7 @@ static fl_status experiment_afd(const flsim_experiment *e, const fl_logger *log,
         }
         if (st != FL_OK) {
             snprintf(err, errlen, "%s seed %u: %s", g_cfgs[c].name, s + 1, e2);
+            *said = ro->res.err_agreed;
             break;
         }
         ev.trained++;
@@ -417,6 +421,8 @@ static fl_status experiment_afd(const flsim_experiment *e, const fl_logger *log,
         if (saved != FL_OK && st == FL_OK)
             snprintf(err, errlen, "%s seed %u: rank 0 could not save the run (its message says "
                      "why)", g_cfgs[c].name, s + 1);
+        if (saved != FL_OK)
+            *said = r0 ? 1 : 2;
         st = (fl_status)saved;
     }
     free(done);
@@ -653,9 +659,11 @@ static fl_status experiment_afd(const flsim_experiment *e, const fl_logger *log,
 fl_status flsim_experiment_afd(const flsim_experiment *e, const fl_logger *log, char *err,
                                size_t errlen)
 {
-    int lock = -1;
-    const fl_status st = experiment_afd(e, log, err, errlen, &lock);
+    int lock = -1, said = 0;
+    const fl_status st = experiment_afd(e, log, err, errlen, &lock, &said);
     if (lock >= 0)
         close(lock);
+    if (e->err_agreed)
+        *e->err_agreed = st != FL_OK && st != FL_ERR_CANCELLED ? said : 0;
     return st;
 }

@@ -29,6 +29,10 @@ int flsim_ranks_all_ok(int ok);
  * holds more than cap bytes. */
 fl_status flsim_read_file(const char *path, size_t cap, char **out, size_t *len);
 
+/* flsim_data_load; on a failure the ranks agreed on, *said (may be NULL) is set as
+ * flsim_result.err_agreed is (1: this rank's own, 2: another rank's). */
+fl_status flsim_data_load_said(flsim_data *d, const flsim_config *cfg, char *err, size_t errlen,
+                               int *said);
 /* mkdir -p. 0 on success, and *made (made may be NULL) = the length of the prefix of path from
  * which on every directory is one this call created, 0 if path itself existed; -1 with errno
  * set and, in err (may be NULL), "PATH exists and is not a directory" (for the component at

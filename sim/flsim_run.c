@@ -301,9 +301,8 @@ static fl_status ranks_same_data(const flsim_data *d, char *err, size_t errlen, 
 }
 #endif
 
-/* flsim_data_load; *said (may be NULL) as agree's */
-static fl_status data_load(flsim_data *d, const flsim_config *cfg, char *err, size_t errlen,
-                           int *said)
+fl_status flsim_data_load_said(flsim_data *d, const flsim_config *cfg, char *err, size_t errlen,
+                               int *said)
 {
     fl_status st = data_load_here(d, cfg, err, errlen);
     const int loaded = st == FL_OK;
@@ -323,7 +322,7 @@ static fl_status data_load(flsim_data *d, const flsim_config *cfg, char *err, si
 
 fl_status flsim_data_load(flsim_data *d, const flsim_config *cfg, char *err, size_t errlen)
 {
-    return data_load(d, cfg, err, errlen, NULL);
+    return flsim_data_load_said(d, cfg, err, errlen, NULL);
 }
 
 void flsim_data_free(flsim_data *d)
@@ -2372,7 +2371,7 @@ fl_status flsim_run(const flsim_config *cfg, const flsim_data *data_in, const fl
     flsim_data own = {0};
     const flsim_data *data = data_in;
     if (!data) {
-        if ((st = data_load(&own, cfg, err, errlen, &res->err_agreed)) != FL_OK)
+        if ((st = flsim_data_load_said(&own, cfg, err, errlen, &res->err_agreed)) != FL_OK)
             return st;
         data = &own;
     }

@@ -208,5 +208,8 @@ ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0" timeout -k 10 120 \
     $EXP --out "$DIR/xs" >/dev/null 2>"$DIR/xs.err" || rc=$?
 [ "$rc" -ne 124 ] || { echo "FAIL: a run rank 0 could not save hung the ranks"; exit 1; }
 [ "$rc" -ne 0 ] || { echo "FAIL: a run rank 0 could not save: exit status 0"; exit 1; }
+# said once, by rank 0 (rank 1, which has nothing to add, says nothing)
+[ "$(grep -c "^fl_sim experiment: full+c seed 1: " "$DIR/xs.err")" -eq 1 ] && ! grep -q "rank 0 could not save" "$DIR/xs.err" ||
+    { echo "FAIL: a run rank 0 could not save: not said once: $(cat "$DIR/xs.err")"; exit 1; }
 echo "a step failed on one rank: every rank ended (exit status $rc)"
 echo "OK"
