@@ -716,6 +716,16 @@ static int open_socket(flc_client *c)
     const int ivl = c->cfg.reconnect_min_ms, ivl_max = c->cfg.reconnect_max_ms;
     zmq_setsockopt(c->sock, ZMQ_RECONNECT_IVL, &ivl, sizeof ivl);
     zmq_setsockopt(c->sock, ZMQ_RECONNECT_IVL_MAX, &ivl_max, sizeof ivl_max);
+    /* libzmq connects to an IPv6 address (tcp://[::1]:5555, which fl_server binds) only with
+     * ZMQ_IPV6 set, and without it fails each attempt silently: the client said "no connection
+     * ... is a server running there?" for ever. Set for IPv6 addresses alone: with it a host
+     * name resolves to its IPv6 address first ("localhost" to ::1), and a server bound to
+     * 127.0.0.1 would no longer be reached. */
+    char host[256];
+    if (fl_tcp_host(c->endpoint, host, sizeof host) && fl_ip_literal(host) == 6) {
+        const int v6 = 1;
+        zmq_setsockopt(c->sock, ZMQ_IPV6, &v6, sizeof v6);
+    }
     if (c->server_pub) {
         if (zmq_setsockopt(c->sock, ZMQ_CURVE_SERVERKEY, c->server_pub, 40) != 0 ||
             zmq_setsockopt(c->sock, ZMQ_CURVE_PUBLICKEY, c->pub, 40) != 0 ||

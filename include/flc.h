@@ -181,7 +181,7 @@ typedef struct flc_samples {
 } flc_samples;
 
 typedef struct flc_config {
-    const char *server_endpoint;   /* "tcp://host:5555" or "ipc:///path" (required) */
+    const char *server_endpoint;   /* "tcp://host:5555", "tcp://[::1]:5555" or "ipc:///path" (required) */
     const char *client_id;         /* this device's stable id (required) */
     /* CURVE keys, Z85 text (40 characters that decode to 32 bytes). server_public_key NULL: plain
      * text (the server must run --insecure), and then public_key and secret_key must be NULL

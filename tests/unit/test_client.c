@@ -939,6 +939,47 @@ static void test_no_server_at_endpoint_said(void **state)
     logbuf_free(lb);
 }
 
+/* fl_server binds IPv6 addresses (server.endpoints tcp://[::1]:PORT), and the client reaches
+ * them: libzmq connects to one only with ZMQ_IPV6 set, and the client without it said "no
+ * connection ... is a server running there?" for ever, a server listening there. */
+static void test_ipv6_endpoint_reached(void **state)
+{
+    (void)state;
+    const int fd = socket(AF_INET6, SOCK_STREAM, 0);
+    struct sockaddr_in6 a = {.sin6_family = AF_INET6, .sin6_addr = IN6ADDR_LOOPBACK_INIT};
+    const int have6 = fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof a) == 0;
+    if (fd >= 0)
+        close(fd);
+    if (!have6)
+        skip(); /* no ::1 on this machine */
+    fake f;
+    memset(&f, 0, sizeof f);
+    f.ctx = zmq_ctx_new();
+    assert_non_null(f.ctx);
+    fake_router(&f, NULL);
+    const int on = 1;
+    assert_int_equal(zmq_setsockopt(f.router, ZMQ_IPV6, &on, sizeof on), 0);
+    assert_int_equal(zmq_bind(f.router, "tcp://[::1]:*"), 0);
+    size_t n = sizeof f.ep;
+    assert_int_equal(zmq_getsockopt(f.router, ZMQ_LAST_ENDPOINT, f.ep, &n), 0);
+    logbuf *lb = logbuf_new();
+    flc_config cfg = base_config(f.ep, train_plus_quarter, lb);
+    flc_client *c = NULL;
+    assert_int_equal(flc_client_new(&cfg, &c), FLC_OK);
+    runner r;
+    run_start(&r, c);
+    flp_msg *h = fake_recv(&f, 5000);
+    const int hello = h && h->type == FLP_HELLO;
+    flp_msg_free(h);
+    flc_client_stop(c);
+    assert_true(run_wait(&r, 10.0));
+    if (!hello)
+        fail_msg("no Hello from a client of %s in 5 s; log:\n%s", f.ep, lb->text);
+    flc_client_free(c);
+    fake_close(&f);
+    logbuf_free(lb);
+}
+
 /* Reconnection waits are jittered: each between half the backoff and all of it, so that a fleet
  * that lost its server at one instant does not come back in one wave. With the backoff pinned
  * at 200 ms (min = max) and nothing at the endpoint, the waits said ("reconnecting in N ms")
@@ -2518,6 +2559,7 @@ int main(void)
         cmocka_unit_test(test_curve_client_plain_server),
         cmocka_unit_test(test_one_hello_after_server_down),
         cmocka_unit_test(test_no_server_at_endpoint_said),
+        cmocka_unit_test(test_ipv6_endpoint_reached),
         cmocka_unit_test(test_no_zeromq_heartbeats),
         cmocka_unit_test(test_reconnect_jitter),
         cmocka_unit_test(test_short_liveness_said),
