@@ -419,23 +419,42 @@ static fl_status key_set(fls_options *o, const key_def *k, const char *v, int ap
     return FL_ERR_INTERNAL;
 }
 
-/* Sets a key from text: list keys split on commas. */
+/* Sets a key from text: list keys split on commas. A list may also be written as in the YAML
+ * file, [a, b] with its items quoted or not (--help calls these keys lists): the brackets and a
+ * pair of quotes around each item are taken off, where the first item, '[tcp:...', used to be
+ * refused as no endpoint. */
 static fl_status key_set_text(fls_options *o, const key_def *k, const char *v, char *err,
                               size_t errlen)
 {
     if (k->type != K_ENDPOINTS && k->type != K_KEEP_LAYERS)
         return key_set(o, k, v, 0, err, errlen);
     fl_status st = key_set(o, k, "", 0, err, errlen); /* clear */
-    const char *p = v;
-    while (st == FL_OK && *p) {
-        const char *comma = strchr(p, ',');
-        const size_t len = comma ? (size_t)(comma - p) : strlen(p);
+    const char *p = v, *end = v + strlen(v);
+    while (*p == ' ' || *p == '\t')
+        p++;
+    while (end > p && (end[-1] == ' ' || end[-1] == '\t'))
+        end--;
+    const int flow = *p == '[';
+    if (flow) {
+        if (end - p < 2 || end[-1] != ']')
+            return fail(err, errlen, "%s: '%s' opens a list with '[' but does not end with ']'",
+                        k->key, v);
+        p++;
+        end--;
+    }
+    while (st == FL_OK && p < end) {
+        const char *comma = memchr(p, ',', (size_t)(end - p));
+        const size_t len = comma ? (size_t)(comma - p) : (size_t)(end - p);
         char item[FLS_ENDPOINT_MAX + 1];
         size_t a = 0, b = len;
         while (a < b && (p[a] == ' ' || p[a] == '\t'))
             a++;
         while (b > a && (p[b - 1] == ' ' || p[b - 1] == '\t'))
             b--;
+        if (flow && b - a >= 2 && (p[a] == '"' || p[a] == '\'') && p[b - 1] == p[a]) {
+            a++;
+            b--;
+        }
         if (b - a >= sizeof item)
             return fail(err, errlen, "%s: list item too long", k->key);
         memcpy(item, p + a, b - a);
@@ -444,7 +463,7 @@ static fl_status key_set_text(fls_options *o, const key_def *k, const char *v, c
             return fail(err, errlen, "%s: empty list item", k->key);
         st = key_set(o, k, item, 1, err, errlen);
         p = comma ? comma + 1 : p + len;
-        if (comma && !*p)
+        if (comma && p >= end)
             return fail(err, errlen, "%s: empty list item", k->key);
     }
     return st;

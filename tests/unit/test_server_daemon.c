@@ -264,6 +264,19 @@ static void test_config_good(void **state)
                                      sizeof err), FLS_OK);
     check_value(o, "round.clients", "7");
     check_value(o, "server.endpoints", "tcp://*:1,ipc:///tmp/y");
+    /* a list written as in the YAML file (--help calls it a list): '[tcp:...' was refused */
+    assert_int_equal(fls_options_set(o, "server.endpoints", " [\"tcp://*:2\", 'ipc:///tmp/z'] ",
+                                     err, sizeof err), FLS_OK);
+    check_value(o, "server.endpoints", "tcp://*:2,ipc:///tmp/z");
+    assert_int_equal(fls_options_set(o, "policy.keep_layers", "[0.5, 0]", err, sizeof err),
+                     FLS_OK);
+    check_value(o, "policy.keep_layers", "0.5,0");
+    assert_int_equal(fls_options_set(o, "server.endpoints", "[tcp://*:3", err, sizeof err),
+                     FLS_ERR_CONFIG);
+    assert_non_null(strstr(err, "opens a list with '[' but does not end with ']'"));
+    assert_int_equal(fls_options_set(o, "server.endpoints", "[tcp://*:3,]", err, sizeof err),
+                     FLS_ERR_CONFIG);
+    assert_non_null(strstr(err, "empty list item"));
     assert_int_equal(fls_options_set(o, "round.nope", "1", err, sizeof err), FLS_ERR_CONFIG);
     assert_non_null(strstr(err, "unknown key 'round.nope'"));
     assert_int_equal(fls_options_get(o, "round.nope", err, sizeof err), FLS_ERR_NOT_FOUND);
