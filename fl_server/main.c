@@ -387,6 +387,27 @@ int main(int argc, char **argv)
             for (size_t k = 0; k < N_FLAGS && !f; k++)
                 if (strcmp(a, FLAGS[k].flag) == 0)
                     f = &FLAGS[k];
+            /* "--rounds=5": the flag is known, its value goes after a blank */
+            const char *eq = !f && strncmp(a, "--", 2) == 0 ? strchr(a, '=') : NULL;
+            if (eq) {
+                const size_t n = (size_t)(eq - a);
+                const struct flag *g = NULL;
+                for (size_t k = 0; k < N_FLAGS && !g; k++)
+                    if (strlen(FLAGS[k].flag) == n && strncmp(a, FLAGS[k].flag, n) == 0)
+                        g = &FLAGS[k];
+                const int takes = (g && !g->boolean) || (n == 5 && strncmp(a, "--set", 5) == 0) ||
+                                  (n == 8 && strncmp(a, "--config", 8) == 0);
+                if (takes || g) {
+                    if (takes)
+                        fprintf(stderr, "fl_server: unknown argument '%s': write %.*s %s (the "
+                                "value after a blank, not '=')\n", a, (int)n, a, eq + 1);
+                    else
+                        fprintf(stderr, "fl_server: unknown argument '%s': %.*s takes no value "
+                                "(or write --set %s=%s)\n", a, (int)n, a, g->key, eq + 1);
+                    fls_options_free(o);
+                    return EXIT_USAGE;
+                }
+            }
             if (!f) {
                 fprintf(stderr, "fl_server: unknown argument '%s' (see --help)\n", a);
                 fls_options_free(o);

@@ -742,6 +742,10 @@ static void test_cli_flags_override(void **state)
         {"--metrics --resume", "--metrics needs a value, and the next argument, --resume, is a flag"},
         {"--checkpoint --insecure", "--checkpoint needs a value, and the next argument, --insecure"},
         {"--config --check", "--config needs a FILE (the next argument, --check, is a flag)"},
+        /* FLAG=VALUE, as many tools take it: said how to write it, not "unknown argument" alone */
+        {"--rounds=5", "unknown argument '--rounds=5': write --rounds 5 (the value after a blank"},
+        {"--set=round.clients=3", "write --set round.clients=3 (the value after a blank"},
+        {"--resume=true", "--resume takes no value (or write --set run.resume=true)"},
     };
     for (size_t i = 0; i < sizeof missing / sizeof missing[0]; i++) {
         snprintf(cmd, sizeof cmd, "'%s' --insecure %s --check 2>&1", bin, missing[i].flags);
