@@ -4112,7 +4112,16 @@ static fls_status finish_ckpt_failed(fls_server *s, fl_status st)
     send_bye_all(s, "restart");
     s->run = RUN_FAILED;
     char last[160];
-    ckpt_on_disk(s, last, sizeof last);
+    const uint64_t on_disk = ckpt_on_disk(s, last, sizeof last);
+    /* the rounds a restart trains again, as a stop's failed checkpoint says them (the file
+     * that failed is of the state before round s->snap.round) */
+    char lost[96] = "";
+    const uint64_t next = s->have_snap ? s->snap.round : 0;
+    if (next == on_disk + 1)
+        snprintf(lost, sizeof lost, "; round %llu is lost", (unsigned long long)on_disk);
+    else if (next > on_disk + 1)
+        snprintf(lost, sizeof lost, "; rounds %llu to %llu are lost",
+                 (unsigned long long)on_disk, (unsigned long long)(next - 1));
     if (s->snap_err != FL_OK && st == s->snap_err) /* the state, not the file (write_snapshot) */
         fl_log(&s->log, FL_LOG_ERROR, "stopping: the server's state at round %llu cannot be "
                "checkpointed (%s); the last checkpoint in %s: %s. Clients will reconnect; "
@@ -4126,9 +4135,9 @@ static fls_status finish_ckpt_failed(fls_server *s, fl_status st)
                "and restart with --resume", s->opt.ckpt_path, last);
     else
         fl_log(&s->log, FL_LOG_ERROR, "stopping: checkpoint %s cannot be written (%s); the last "
-               "one on disk: %s. Clients will reconnect; fix the path and restart with --resume",
+               "one on disk: %s%s. Clients will reconnect; fix the path and restart with --resume",
                s->opt.ckpt_path, st == FL_ERR_IO && s->ckpt_errno ? strerror(s->ckpt_errno)
-                                                                  : fl_strerror(st), last);
+                                                                  : fl_strerror(st), last, lost);
     return fls_status_of(st);
 }
 

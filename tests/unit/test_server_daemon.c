@@ -4399,6 +4399,10 @@ static void test_reactor_checkpoint_no_fds(void **state)
     /* the stop line gives the cause itself, not "input/output error" */
     assert_non_null(strstr(lb->text, "cannot be written (Permission denied)"));
     assert_non_null(strstr(lb->text, "the last one on disk: next round 3"));
+    /* and which rounds a restart trains again, as a stop's failed checkpoint says them */
+    if (!strstr(lb->text, "the last one on disk: next round 3; round 3 is lost. Clients will "
+                          "reconnect"))
+        fail_msg("log: %s", lb->text);
     fls_server_free(s);
 
     /* the same, the checkpoint removed under the server (an operator's rm -r of its directory):
