@@ -21,6 +21,9 @@ static volatile sig_atomic_t g_startup_stop, g_startup_hup;
 
 static void on_signal(int sig)
 {
+    /* fls_server_stop and _reload write to the reactor's wake-up pipe: a write that fails (the
+     * pipe full of earlier signals: EAGAIN) must not change errno under the code interrupted */
+    const int saved_errno = errno;
     fls_server *s = g_server;
     if (sig == SIGHUP) {
         if (s)
@@ -43,6 +46,7 @@ static void on_signal(int sig)
         signal(sig, SIG_DFL);
         raise(sig);
     }
+    errno = saved_errno;
 }
 
 static const char *LOG_NAMES[] = {"debug", "info", "warn", "error"};
