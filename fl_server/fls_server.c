@@ -2857,8 +2857,8 @@ static int ipc_in_use(const char *ep)
  * its ROUTER through a socket monitor: it counts the connections open (accepted, not yet
  * disconnected; fls_server_stats.connections), warns when they near what the limit allows, and
  * warns at start when the limit is below what the configuration needs. Only ACCEPTED and
- * DISCONNECTED are asked for (two events a connection): ACCEPT_FAILED would arrive as fast as the
- * I/O thread spins. The PAIR end has no high-water mark, so libzmq's I/O thread never waits on
+ * DISCONNECTED are asked for (two events a connection), and HANDSHAKE_FAILED_PROTOCOL (at most one
+ * a connection): ACCEPT_FAILED would arrive as fast as the I/O thread spins. The PAIR end has no high-water mark, so libzmq's I/O thread never waits on
  * this loop to deliver an event (with one, a full queue would stall every connection). */
 
 #define FD_RESERVE 32 /* descriptors the process holds besides connections (zmq, files, stdio) */
@@ -2869,7 +2869,13 @@ static int setup_monitor(fls_server *s)
     snprintf(ep, sizeof ep, "inproc://fls-connections-%p-%llu", (void *)s,
              (unsigned long long)fl_time_mono_ns());
     const int zero = 0;
-    if (zmq_socket_monitor(s->router, ep, ZMQ_EVENT_ACCEPTED | ZMQ_EVENT_DISCONNECTED) != 0 ||
+    /* and the handshakes that fail for a protocol error, said (rate-limited): a client with
+     * another server key, or of the other mechanism, was told so in its own log only, and the
+     * server's said nothing. (HANDSHAKE_FAILED_NO_DETAIL is not asked for: a peer that hangs up
+     * mid-handshake, EPIPE, tells nothing of why.) */
+    const int events = ZMQ_EVENT_ACCEPTED | ZMQ_EVENT_DISCONNECTED |
+                       ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL;
+    if (zmq_socket_monitor(s->router, ep, events) != 0 ||
         !(s->mon = zmq_socket(s->ctx, ZMQ_PAIR)) ||
         zmq_setsockopt(s->mon, ZMQ_RCVHWM, &zero, sizeof zero) != 0 ||
         zmq_setsockopt(s->mon, ZMQ_LINGER, &zero, sizeof zero) != 0 ||
@@ -3038,6 +3044,20 @@ static void read_monitor(fls_server *s)
                 s->conns--;
             if (fd < s->fdt_cap)
                 s->fdt[fd].open = 0; /* shut stays until a connection is accepted on it */
+        } else if (event == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL) {
+            /* the value is libzmq's protocol error (ZMQ_PROTOCOL_ERROR_*) */
+            if (fd == ZMQ_PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH)
+                log_bad(s, "a handshake failed: the peer %s", s->curve
+                        ? "speaks plain text, and this server runs CURVE (a client without "
+                          "--server-key and --key, or with --insecure?)"
+                        : "runs CURVE, and this server plain text (server.insecure: a client "
+                          "given --server-key and --key?)");
+            else if (s->curve && fd == ZMQ_PROTOCOL_ERROR_ZMTP_CRYPTOGRAPHIC)
+                log_bad(s, "a CURVE handshake failed (its HELLO does not open with this server's "
+                        "key): a client given another server public key than this server's "
+                        "(logged at start)?");
+            else
+                log_bad(s, "a handshake failed (ZeroMQ protocol error 0x%x)", fd);
         }
     }
     if (!s->conn_cap)

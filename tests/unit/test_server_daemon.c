@@ -2977,11 +2977,28 @@ static void test_reactor_curve(void **state)
     assert_true(st.auth_refused >= 1);
     assert_null(peer_recv(s, &c, 0.2));
     assert_int_equal(st.clients, 1);
-    /* a plain-text peer gets nowhere either */
+    /* a plain-text peer gets nowhere either; the server's log says why (it said nothing) */
     peer_open(&plain, ep, NULL, NULL, NULL);
     h = hello_msg("dev-p");
     peer_send(&plain, &h);
     assert_null(peer_recv(s, &plain, 0.5));
+    for (int i = 0; i < 100 && !strstr(lb->text, "the peer speaks plain text"); i++)
+        fls_server_step(s, 20);
+    if (!strstr(lb->text, "a handshake failed: the peer speaks plain text, and this server runs "
+                          "CURVE"))
+        fail_msg("log: %s", lb->text);
+    /* ... nor one given another server's key (an allowed client key), said as such */
+    peer wk;
+    peer_open(&wk, ep, kc, ka, sa);
+    h = hello_msg("dev-a");
+    peer_send(&wk, &h);
+    assert_null(peer_recv(s, &wk, 0.5));
+    for (int i = 0; i < 100 && !strstr(lb->text, "does not open with this server's key"); i++)
+        fls_server_step(s, 20);
+    if (!strstr(lb->text, "a CURVE handshake failed (its HELLO does not open with this server's "
+                          "key): a client given another server public key"))
+        fail_msg("log: %s", lb->text);
+    peer_close(&wk);
 
     /* an allowed key claiming an id bound to another key: Error AUTH */
     peer_open(&b, ep, spub, kb, sb);
