@@ -449,10 +449,10 @@ int main(int argc, char **argv)
                 (unsigned long long)s->reconnects, s->bytes_down / 1e6, s->bytes_up / 1e6,
                 cs == FLC_ERR_CANCELLED ? "stopped" : flc_strerror(cs));
     }
-    if (s->memory_needed) /* the whole run, at any level: why this device trained nothing */
-        fprintf(stderr, "[%s] warn  the server did not select this device: --memory-bytes %llu "
-                "is below the about %llu bytes that its model needs\n", id,
-                (unsigned long long)cfg.memory_bytes, (unsigned long long)s->memory_needed);
+    if (s->memory_needed) /* at any level: why this device trains nothing there */
+        fprintf(stderr, "[%s] warn  the server's last answer: it does not select this device, "
+                "whose --memory-bytes %llu is below the about %llu bytes that its model needs\n",
+                id, (unsigned long long)cfg.memory_bytes, (unsigned long long)s->memory_needed);
     g_phase = 2;
     flc_client_free(client);
     flm_dataset_free(mine);

@@ -70,6 +70,22 @@ static void complaints_said(void)
     g_hold = 0;
     g_held[0] = '\0';
 }
+/* After a failure the ranks did not agree on (flsim_result.err_agreed 0), said by this rank: the
+ * others may wait for it in a collective call for ever, so under MPI with several ranks the job
+ * ends here (MPI_Abort: mpirun ends every rank and names this one). */
+static void end_job_alone(int rc)
+{
+#ifdef FLSIM_HAVE_MPI
+    if (g_ranks > 1) {
+        fflush(stdout);
+        fflush(stderr);
+        MPI_Abort(MPI_COMM_WORLD, rc);
+    }
+#else
+    (void)rc;
+#endif
+}
+
 /* The signal that asked a run to stop (SIGINT, SIGTERM), 0 if none. The flags the handler
  * shares are lock-free atomics, not volatile sig_atomic_t: the handler may run on another thread
  * than the one that reads them (under mpirun, OpenMPI's own threads take signals too). */
@@ -805,6 +821,7 @@ static int run_experiment(int argc, char **argv, int first)
             complaints_said();
         } else {
             fprintf(stderr, "fl_sim experiment: %s\n", err[0] ? err : fl_strerror(st));
+            end_job_alone(st == FL_ERR_CONFIG ? 2 : 1);
         }
         return st == FL_ERR_CONFIG ? 2 : 1; /* an option or value: as a run's (sim/README.md) */
     }
@@ -960,6 +977,8 @@ static int run_main(int argc, char **argv)
     if (pr.bar && !cfg.quiet && g_rank == 0)
         fputc('\n', stderr);
     if (st != FL_OK && st != FL_ERR_CANCELLED) {
+        if (pr.out)
+            flsim_out_unprepare(cfg.out, out_made); /* only what is still empty */
         if (res.err_agreed) { /* every rank is here: said once, by the lowest rank it is from */
             g_hold = 1;
             if (res.err_agreed == 1)
@@ -967,9 +986,8 @@ static int run_main(int argc, char **argv)
             complaints_said();
         } else {
             fprintf(stderr, "fl_sim: %s\n", err[0] ? err : fl_strerror(st));
+            end_job_alone(1);
         }
-        if (pr.out)
-            flsim_out_unprepare(cfg.out, out_made); /* only what is still empty */
         free(recs);
         return 1;
     }

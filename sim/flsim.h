@@ -321,7 +321,9 @@ typedef struct flsim_result {
     uint32_t resumed_after;              /* --resume: the rounds read back (0: a fresh run) */
     /* After a failed run: 0, or where every rank returned the failure from the same point (under
      * MPI, agreed by a collective call; the ranks may then make one more to say it once) 1 when
-     * the failure (err) is this rank's own, 2 when it is another rank's (err says only that). */
+     * the failure (err) is this rank's own, 2 when it is another rank's (err says only that).
+     * Under MPI, 0 means the other ranks may wait for this one in a collective call (a failure in
+     * the core's tick or event handling): the caller ends the job (MPI_Abort). */
     int err_agreed;
 } flsim_result;
 
@@ -387,9 +389,9 @@ void flsim_out_unprepare(const char *dir, size_t made);
  * interleave rounds.csv, replace the first's resume.fls and sweep its temporaries. Takes an
  * advisory lock (flock) on the directory itself, so that no file is left in DIR, and hands back
  * its descriptor in *fd: the lock is held until close(*fd) or the process ends. *fd is -1 where
- * the filesystem has no flock on directories (some NFS): the call then succeeds without a lock.
- * FL_OK; FL_ERR_STATE when another process holds DIR ("--out DIR is in use by another fl_sim run
- * ...", in err); FL_ERR_IO when DIR cannot be opened. */
+ * the filesystem has no flock on directories (some NFS) or DIR cannot be opened for reading: the
+ * call then succeeds without a lock. FL_OK, or FL_ERR_STATE when another process holds DIR
+ * ("--out DIR is in use by another fl_sim run ...", in err). */
 fl_status flsim_out_lock(const char *dir, int *fd, char *err, size_t errlen);
 fl_status flsim_rounds_put(FILE *f, const flsim_round_record *r);
 fl_status flsim_rounds_finish(FILE *f);

@@ -1671,7 +1671,35 @@ static void *eval_worker(void *arg)
     return NULL;
 }
 
-static fl_status evaluate(sim *S, double *acc, double *loss)
+#ifdef FLSIM_TEST_HOOKS
+/* FEDROP_TEST_SIM_FAIL=RANK:SITE:N, read by the tests' own fl_sim (built with FLSIM_TEST_HOOKS,
+ * never installed: sim/meson.build): the Nth time (from 1) that rank RANK passes SITE ("tick",
+ * "client", "feed" or "eval"), a failure there as if memory had run out. sim_mpi injects one on a
+ * single rank to check that every rank still ends. */
+static int test_fail(const sim *S, const char *site)
+{
+    static unsigned passed; /* the main thread's alone */
+    const char *v = getenv("FEDROP_TEST_SIM_FAIL");
+    int rank;
+    char name[16];
+    unsigned n;
+    if (!v || sscanf(v, "%d:%15[a-z]:%u", &rank, name, &n) != 3 || rank != S->rank ||
+        strcmp(name, site) != 0)
+        return 0;
+    return ++passed == n;
+}
+#else
+static int test_fail(const sim *S, const char *site)
+{
+    (void)S;
+    (void)site;
+    return 0;
+}
+#endif
+
+/* The test set's accuracy and loss. Under MPI a collective call, made whatever failed here: a
+ * failure on any rank is every rank's, and *said is set as agree() sets it. */
+static fl_status evaluate(sim *S, double *acc, double *loss, char *err, size_t errlen, int *said)
 {
     S->eval_params = fls_core_params(S->core);
     S->eval_next = 0;
@@ -1686,11 +1714,13 @@ static fl_status evaluate(sim *S, double *acc, double *loss)
     for (; started < T; started++)
         if (pthread_create(&th[started], NULL, eval_worker, S) != 0)
             break;
-    if (!started)
-        return FL_ERR_INTERNAL;
     for (uint32_t i = 0; i < started; i++)
         pthread_join(th[i], NULL);
-    fl_status st = S->eval_st;
+    fl_status st = started ? S->eval_st : FL_ERR_INTERNAL;
+    if (st == FL_OK && test_fail(S, "eval"))
+        st = FL_ERR_NOMEM;
+    if (!started)
+        set_err(err, errlen, "%s%s", "could not start a thread to evaluate the model", "");
 #ifdef FLSIM_HAVE_MPI
     if (S->size > 1) {
         /* Each block is non-zero on exactly one rank: the sums are exact. */
@@ -1698,9 +1728,17 @@ static fl_status evaluate(sim *S, double *acc, double *loss)
         MPI_Allreduce(&ok, &all_ok, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD);
         MPI_Allreduce(MPI_IN_PLACE, S->blk_correct, (int)S->eval_blocks, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD);
         MPI_Allreduce(MPI_IN_PLACE, S->blk_loss, (int)S->eval_blocks, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD);
-        if (st == FL_OK && !all_ok)
-            st = FL_ERR_INTERNAL;
+        if (!all_ok) {
+            *said = st == FL_OK ? 2 : 1;
+            if (st == FL_OK) {
+                set_err(err, errlen, "%s%s", "another MPI rank could not evaluate the model (its ",
+                        "message says why)");
+                st = FL_ERR_IO;
+            }
+        }
     }
+#else
+    (void)said;
 #endif
     if (st != FL_OK)
         return st;
@@ -2128,7 +2166,10 @@ static int run_fingerprint(const sim *S, const flsim_config *cfg, char buf[FINGE
         return 0;
     char th[2 * FL_SHA256_LEN + 1];
     fl_sha256_hex(th, td);
-    snprintf(buf + n - 1, FINGERPRINT_MAX - (n - 1), ", \"trace rows\": \"%s\"}", th);
+    /* --out's path may differ from host to host, not whether there is one: each checkpoint of a
+     * run with one is a collective call (save_point) */
+    snprintf(buf + n - 1, FINGERPRINT_MAX - (n - 1), ", \"trace rows\": \"%s\", \"--out given\": "
+             "%s}", th, cfg->out[0] ? "true" : "false");
     return 1;
 }
 
@@ -2176,8 +2217,9 @@ static fl_status ranks_same_run(const sim *S, const flsim_config *cfg, char *err
         setting_at(theirs, at, there, sizeof there);
         if (err && errlen)
             snprintf(err, errlen, "MPI rank %d's settings differ from rank 0's: %s here, %s on "
-                     "rank 0 (only --threads, --fold-threads, --out, --progress, --quiet and "
-                     "paths may differ)", S->rank, here, there);
+                     "rank 0 (only --threads, --fold-threads, --progress, --quiet and paths, "
+                     "--out's too, may differ: --out is given to every rank or to none)",
+                     S->rank, here, there);
         st = FL_ERR_CONFIG;
     }
     agree(&st, "another MPI rank's settings differ from rank 0's (its message says which)", err,
@@ -2497,8 +2539,10 @@ fl_status flsim_run(const flsim_config *cfg, const flsim_data *data_in, const fl
             const uint32_t next = (uint32_t)fls_core_round(S.core);
             if ((st = update_availability(&S, next, (uint32_t)idle, vt, 0)) != FL_OK)
                 break;
-            if ((st = fls_core_tick(S.core, vt)) != FL_OK)
+            if ((st = fls_core_tick(S.core, vt)) != FL_OK || test_fail(&S, "tick")) {
+                st = st != FL_OK ? st : FL_ERR_NOMEM;
                 break;
+            }
         }
         fls_event ev;
         int any = 0;
@@ -2519,7 +2563,7 @@ fl_status flsim_run(const flsim_config *cfg, const flsim_data *data_in, const fl
             } else if (ev.kind == FLS_EV_EVALUATE) {
                 double acc = NAN, loss = NAN;
                 const double te = fl_time_mono_s();
-                st = evaluate(&S, &acc, &loss);
+                st = evaluate(&S, &acc, &loss, err, errlen, &res->err_agreed);
                 pending.eval_wall_s = fl_time_mono_s() - te;
                 if (st == FL_OK)
                     st = fls_core_report_eval(S.core, ev.round, acc, isfinite(loss) ? loss : NAN, vt);
@@ -2580,7 +2624,7 @@ fl_status flsim_run(const flsim_config *cfg, const flsim_data *data_in, const fl
                     if (!last->evaluated) {
                         double acc = NAN, loss = NAN;
                         const double te = fl_time_mono_s();
-                        if ((st = evaluate(&S, &acc, &loss)) != FL_OK)
+                        if ((st = evaluate(&S, &acc, &loss, err, errlen, &res->err_agreed)) != FL_OK)
                             break;
                         last->eval_wall_s = fl_time_mono_s() - te;
                         last->evaluated = 1;
@@ -2613,6 +2657,8 @@ fl_status flsim_run(const flsim_config *cfg, const flsim_data *data_in, const fl
                 st = FL_ERR_NUMERIC;
             if (st == FL_OK)
                 st = client_phase(&S, &ra, pipelined);
+            if (st == FL_OK && test_fail(&S, "client"))
+                st = FL_ERR_NOMEM;
             train_wall = ra.train_wall;
 #ifdef FLSIM_HAVE_MPI
             /* Under MPI every rank takes part in the exchange, and then in the agreement after
@@ -2632,6 +2678,8 @@ fl_status flsim_run(const flsim_config *cfg, const flsim_data *data_in, const fl
                 st = feed_phase(&S, &ra);
             if (st == FL_OK)
                 st = finish_feed(&S, &ra);
+            if (st == FL_OK && test_fail(&S, "feed"))
+                st = FL_ERR_NOMEM;
 #ifdef FLSIM_HAVE_MPI
             if (S.size > 1 && !agreed)
                 agree(&st, other, err, errlen, &res->err_agreed);

@@ -2,10 +2,11 @@
 # sim_mpi (suite integration): the same small run as 1 process and as 2 MPI ranks must give the
 # same final model, bit for bit (model_sha256 in summary.json); the experiment resumes under 2
 # ranks; SIGUSR1 to mpirun stops the run after a round, with its summary.
-#   mpi_test.sh MPIRUN FL_SIM
+#   mpi_test.sh MPIRUN FL_SIM FL_SIM_HOOKS
 set -eu
 MPIRUN=$1
 FL_SIM=$2
+FL_SIM_HOOKS=$3 # fl_sim built with FLSIM_TEST_HOOKS: FEDROP_TEST_SIM_FAIL injects a failure
 DIR=$(mktemp -d)
 trap 'rm -rf "$DIR"' EXIT
 ARGS="--dataset synth-images:1200:1x8x8:4 --model mlp:64-32-4 --clients 40 --per-round 8 --rounds 4
@@ -212,4 +213,24 @@ ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0" timeout -k 10 120 \
 [ "$(grep -c "^fl_sim experiment: full+c seed 1: " "$DIR/xs.err")" -eq 1 ] && ! grep -q "rank 0 could not save" "$DIR/xs.err" ||
     { echo "FAIL: a run rank 0 could not save: not said once: $(cat "$DIR/xs.err")"; exit 1; }
 echo "a step failed on one rank: every rank ended (exit status $rc)"
+
+# A failure injected on one rank in the middle of a run (as if memory ran out there) ends every
+# rank, none left waiting in a collective call: in the client phase or after the feed (agreed at
+# the exchange or after the feed: exit 1, said once, by that rank), in the evaluation (agreed
+# there), and in the core's tick (not agreed: that rank ends the job, MPI_Abort).
+for at in 1:client:2 0:feed:2 1:eval:2 1:tick:3; do
+    rc=0
+    ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0" FEDROP_TEST_SIM_FAIL=$at \
+        timeout -k 10 120 "$MPIRUN" --allow-run-as-root --oversubscribe -x ASAN_OPTIONS \
+        -x FEDROP_TEST_SIM_FAIL -n 2 "$FL_SIM_HOOKS" $ARGS --eval-every 1 --rounds 5 \
+        --out "$DIR/inj" >/dev/null 2>"$DIR/inj.err" || rc=$?
+    [ "$rc" -ne 124 ] && [ "$rc" -ne 137 ] || { echo "FAIL: a failure at $at hung the ranks: $(cat "$DIR/inj.err")"; exit 1; }
+    [ "$rc" -ne 0 ] || { echo "FAIL: a failure at $at: exit status 0"; exit 1; }
+    [ "$(grep -c "^fl_sim: simulation failed: out of memory" "$DIR/inj.err")" -eq 1 ] &&
+        ! grep -q "another MPI rank" "$DIR/inj.err" ||
+        { echo "FAIL: a failure at $at not said once, by its rank: $(cat "$DIR/inj.err")"; exit 1; }
+    [ ! -e "$DIR/inj/summary.json" ] || { echo "FAIL: a failure at $at: a summary written"; exit 1; }
+    echo "a failure at $at: every rank ended (exit status $rc), said once"
+    rm -rf "$DIR/inj"
+done
 echo "OK"

@@ -643,8 +643,9 @@ def test_small_device(h):
                     r'submodel of mlp:784-200-10 needs: this client will not be selected',
                     h.read('client1.log')) is not None,
           'the small device is told it will not be selected')
-    check(re.search(r'warn  the server did not select this device: --memory-bytes 65536 is below '
-                    r'the about \d+ bytes that its model needs', h.read('client1.log')) is not None,
+    check(re.search(r"warn  the server's last answer: it does not select this device, whose "
+                    r'--memory-bytes 65536 is below the about \d+ bytes that its model needs',
+                    h.read('client1.log')) is not None,
           'the small device says at its end why it trained nothing')
 
 
