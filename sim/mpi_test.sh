@@ -200,6 +200,12 @@ printf 'clients: 8\nper_round: 2\nthreads: 2\n' >"$DIR/c1/run.yaml"
 printf 'clients: 8\nper_round: 2\nthreads: 1\n' >"$DIR/c0/run.yaml"
 configs --dataset synth-images:400:1x8x8:4 --model mlp:64-8-4 --rounds 2 --quiet 1
 [ "$rc" -eq 0 ] || { echo "FAIL: thread counts that differ between the ranks refused: $(cat "$DIR/cfg.err")"; exit 1; }
+# --out on one host only: each checkpoint is a collective call, so it is refused up front
+printf 'clients: 8\nper_round: 2\nout: %s\n' "$DIR/o0" >"$DIR/c0/run.yaml"
+printf 'clients: 8\nper_round: 2\n' >"$DIR/c1/run.yaml"
+configs --dataset synth-images:400:1x8x8:4 --model mlp:64-8-4 --rounds 2 --threads 1 --quiet 1
+[ "$rc" -eq 1 ] && grep -q 'rank 1.s settings differ from rank 0.s: "--out given": false here, "--out given": true on rank 0' "$DIR/cfg.err" ||
+    { echo "FAIL: --out on one rank only: exit status $rc: $(cat "$DIR/cfg.err")"; exit 1; }
 # Rank 0 cannot save an experiment's run (its directory is a dangling link): every rank ends.
 mkdir -p "$DIR/xs/runs"
 ln -s "$DIR/nowhere/gone/x" "$DIR/xs/runs/full+c-s1"
