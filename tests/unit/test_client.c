@@ -17,8 +17,6 @@
 #include <time.h>
 #include <unistd.h>
 #include <arpa/inet.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
 #include <cmocka.h>
 #include <zmq.h>
 
@@ -29,6 +27,7 @@
 #include "flm_blas.h"
 #include "flp_wire.h"
 #include "fls_core.h"
+#include "test_net.h"
 #include "test_slow.h"
 
 /* ---- a log the client writes to (from its socket and trainer threads) -------------------------- */
@@ -945,12 +944,7 @@ static void test_no_server_at_endpoint_said(void **state)
 static void test_ipv6_endpoint_reached(void **state)
 {
     (void)state;
-    const int fd = socket(AF_INET6, SOCK_STREAM, 0);
-    struct sockaddr_in6 a = {.sin6_family = AF_INET6, .sin6_addr = IN6ADDR_LOOPBACK_INIT};
-    const int have6 = fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof a) == 0;
-    if (fd >= 0)
-        close(fd);
-    if (!have6)
+    if (!have_ipv6_loopback())
         skip(); /* no ::1 on this machine */
     fake f;
     memset(&f, 0, sizeof f);

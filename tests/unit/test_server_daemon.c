@@ -47,6 +47,7 @@
 #include "fls_core.h"
 #include "fls_internal.h"
 #include "test_dirs.h"
+#include "test_net.h"
 #include "test_slow.h"
 
 /* ---- helpers -------------------------------------------------------------------------------- */
@@ -2181,12 +2182,7 @@ static void test_reactor_endpoint_hosts(void **state)
     fls_server_free(s);
     free(lb);
     /* IPv6, where this machine has ::1 */
-    const int fd = socket(AF_INET6, SOCK_STREAM, 0);
-    struct sockaddr_in6 a = {.sin6_family = AF_INET6, .sin6_addr = IN6ADDR_LOOPBACK_INIT};
-    const int have6 = fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof a) == 0;
-    if (fd >= 0)
-        close(fd);
-    if (!have6)
+    if (!have_ipv6_loopback())
         return;
     s = server_of("server:\n  insecure: true\n  endpoints: ['tcp://[::1]:0', 'tcp://*:0']\n", &lb);
     if (strncmp(fls_server_endpoint(s, 0), "tcp://[::1]:", 12) != 0 ||
