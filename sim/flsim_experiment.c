@@ -197,49 +197,68 @@ static int run_gnuplot(const char *dir)
     return 0;
 }
 
-/* flsim_experiment_afd, holding DIR's lock in *lock (rank 0) once it has it */
-static fl_status experiment_afd(const flsim_experiment *e, const fl_logger *log, char *err,
-                                size_t errlen, int *lock, int *said)
+/* The experiment's base settings (the preset, then the overrides) and its codecs in base, down_c
+ * and up_c (96 bytes each), every run's checked before anything loads: a value out of range is
+ * the caller's (FL_ERR_CONFIG), found at once, not when that run's turn comes. */
+static fl_status exp_settings(const flsim_experiment *e, flsim_config *base, char *down_c,
+                              char *up_c, char *err, size_t errlen)
 {
     const char **preset = strcmp(e->preset, "full") == 0 ? g_full : g_small;
-    flsim_config base = flsim_config_default();
-    char e2[2048]; /* room for two "cannot write PATH: reason" */
+    *base = flsim_config_default();
+    char e2[2048];
     for (int i = 0; preset[i]; i++)
-        if (apply(&base, preset[i], e2, sizeof e2) != FL_OK) {
+        if (apply(base, preset[i], e2, sizeof e2) != FL_OK) {
             snprintf(err, errlen, "preset: %s", e2);
             return FL_ERR_INTERNAL;
         }
     /* The compressed variants use these codecs unless overridden. */
-    char down_c[96], up_c[96];
-    snprintf(down_c, sizeof down_c, "%s", g_down_c);
-    snprintf(up_c, sizeof up_c, "%s", g_up_c);
+    snprintf(down_c, 96, "%s", g_down_c);
+    snprintf(up_c, 96, "%s", g_up_c);
     for (int i = 0; e->overrides[i]; i++) {
         if (!strncmp(e->overrides[i], "down-codec=", 11)) {
-            snprintf(down_c, sizeof down_c, "%s", e->overrides[i] + 11);
+            snprintf(down_c, 96, "%s", e->overrides[i] + 11);
             continue;
         }
         if (!strncmp(e->overrides[i], "up-codec=", 9)) {
-            snprintf(up_c, sizeof up_c, "%s", e->overrides[i] + 9);
+            snprintf(up_c, 96, "%s", e->overrides[i] + 9);
             continue;
         }
-        if (apply(&base, e->overrides[i], e2, sizeof e2) != FL_OK) {
+        if (apply(base, e->overrides[i], e2, sizeof e2) != FL_OK) {
             snprintf(err, errlen, "%s", e2);
             return FL_ERR_CONFIG;
         }
     }
     /* The presets' keep-going goes with their target: --target-acc 0 (none) drops both. */
-    if (base.target_acc == 0)
-        base.keep_going = 0;
-    base.quiet = 1;
-    /* Every run's settings checked before anything loads: a value out of range is the caller's
-     * (FL_ERR_CONFIG), found at once, not when that run's turn comes. */
+    if (base->target_acc == 0)
+        base->keep_going = 0;
+    base->quiet = 1;
     for (int c = 0; c < N_CONFIGS; c++) {
         flsim_config cfg;
-        config_of(&base, c, 0, down_c, up_c, &cfg);
+        config_of(base, c, 0, down_c, up_c, &cfg);
         if (flsim_config_validate(&cfg, e2, sizeof e2) != FL_OK) {
             snprintf(err, errlen, "%s: %s", g_cfgs[c].name, e2);
             return FL_ERR_CONFIG;
         }
+    }
+    return FL_OK;
+}
+
+/* flsim_experiment_afd, holding DIR's lock in *lock (rank 0) once it has it */
+static fl_status experiment_afd(const flsim_experiment *e, const fl_logger *log, char *err,
+                                size_t errlen, int *lock, int *said)
+{
+    flsim_config base;
+    char down_c[96], up_c[96];
+    char e2[2048]; /* room for two "cannot write PATH: reason" */
+    fl_status st0 = exp_settings(e, &base, down_c, up_c, err, errlen);
+    /* agreed (every rank checks them here), so that settings every rank refuses are said once */
+    if (!flsim_ranks_all_ok(st0 == FL_OK)) {
+        *said = st0 == FL_OK ? 2 : 1;
+        if (st0 == FL_OK) {
+            snprintf(err, errlen, "another MPI rank refused the settings (its message says why)");
+            st0 = FL_ERR_CONFIG;
+        }
+        return st0;
     }
     const uint32_t seeds = e->seeds ? e->seeds : 3;
     const int r0 = rank0();

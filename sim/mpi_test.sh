@@ -206,6 +206,14 @@ printf 'clients: 8\nper_round: 2\n' >"$DIR/c1/run.yaml"
 configs --dataset synth-images:400:1x8x8:4 --model mlp:64-8-4 --rounds 2 --threads 1 --quiet 1
 [ "$rc" -eq 1 ] && grep -q 'rank 1.s settings differ from rank 0.s: "--out given": false here, "--out given": true on rank 0' "$DIR/cfg.err" ||
     { echo "FAIL: --out on one rank only: exit status $rc: $(cat "$DIR/cfg.err")"; exit 1; }
+# Experiment settings every rank refuses: said once, exit 2 (agreed, not MPI_Abort).
+rc=0
+ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0" timeout -k 10 120 \
+    "$MPIRUN" --allow-run-as-root --oversubscribe -x ASAN_OPTIONS -n 2 "$FL_SIM" experiment afd \
+    --seeds 1 --clients 20 --per-round 30 --out "$DIR/xbad" >/dev/null 2>"$DIR/xbad.err" || rc=$?
+[ "$rc" -eq 2 ] && [ "$(grep -c "is larger than --clients 20" "$DIR/xbad.err")" -eq 1 ] &&
+    ! grep -q "MPI_ABORT" "$DIR/xbad.err" ||
+    { echo "FAIL: experiment settings refused under 2 ranks: exit status $rc: $(cat "$DIR/xbad.err")"; exit 1; }
 # Rank 0 cannot save an experiment's run (its directory is a dangling link): every rank ends.
 mkdir -p "$DIR/xs/runs"
 ln -s "$DIR/nowhere/gone/x" "$DIR/xs/runs/full+c-s1"
