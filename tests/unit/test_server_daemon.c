@@ -2973,16 +2973,31 @@ static void test_reactor_curve(void **state)
     assert_true(st.auth_refused >= 1);
     assert_null(peer_recv(s, &c, 0.2));
     assert_int_equal(st.clients, 1);
-    /* a plain-text peer gets nowhere either; the server's log says why (it said nothing) */
-    peer_open(&plain, ep, NULL, NULL, NULL);
+    /* Refusals are logged at most LOG_BURST (10) a second, and a refused peer's socket
+     * reconnects about 10 times a second, each refused again: c is closed, and a new second
+     * begins, before the next peer's refusal is looked for in the log (under ASan, c's own
+     * refusals used up the window and the next line was not logged). */
+    peer_close(&c);
+    for (const double tq = fl_time_mono_s(); fl_time_mono_s() - tq < 1.2;)
+        fls_server_step(s, 50);
+    /* a plain-text peer gets nowhere either; the server's log says why (it said nothing). Both
+     * ends see the mechanisms differ in the greetings: when the peer hangs up first, libzmq
+     * reports no protocol error on the server's end (a handshake failed without detail, not
+     * logged), so a few connections are tried (under ASan one in four or so went that way). */
     h = hello_msg("dev-p");
-    peer_send(&plain, &h);
-    assert_null(peer_recv(s, &plain, 0.5));
-    for (int i = 0; i < 100 && !strstr(lb->text, "the peer speaks plain text"); i++)
-        fls_server_step(s, 20);
+    for (int k = 0; k < 20 && !strstr(lb->text, "the peer speaks plain text"); k++) {
+        peer_open(&plain, ep, NULL, NULL, NULL);
+        peer_send(&plain, &h);
+        assert_null(peer_recv(s, &plain, 0.2));
+        for (int i = 0; i < 25 && !strstr(lb->text, "the peer speaks plain text"); i++)
+            fls_server_step(s, 20);
+        peer_close(&plain);
+    }
     if (!strstr(lb->text, "a handshake failed: the peer speaks plain text, and this server runs "
                           "CURVE"))
         fail_msg("log: %s", lb->text);
+    for (const double tq = fl_time_mono_s(); fl_time_mono_s() - tq < 1.2;)
+        fls_server_step(s, 50);
     /* ... nor one given another server's key (an allowed client key), said as such */
     peer wk;
     peer_open(&wk, ep, kc, ka, sa);
@@ -3049,8 +3064,6 @@ static void test_reactor_curve(void **state)
     fls_server_free(s);
     peer_close(&a);
     peer_close(&b);
-    peer_close(&c);
-    peer_close(&plain);
     free(lb);
 }
 
