@@ -981,11 +981,13 @@ static int handle(flc_client *c, flp_msg *m, int *owned)
     case FLP_ACK:
         if (m->ack.of_type == FLP_HELLO) {
             if (m->ack.status == 0) {
+                /* set before anything about this Ack is logged (flc.h): a log callback may read
+                 * it */
+                c->stats.memory_needed = m->ack.memory_needed;
                 c->registered = 1;
                 c->backoff_reset = 1; /* the next outage starts from reconnect_min_ms again */
                 fl_log(&c->log, FL_LOG_INFO, "registered with %s as %s", c->endpoint, c->id);
                 /* an admitted client the server will not select (too little memory_bytes) */
-                c->stats.memory_needed = m->ack.memory_needed;
                 if (m->ack.detail && m->ack.detail[0])
                     fl_log(&c->log, FL_LOG_WARN, "the server says: %s", m->ack.detail);
             }

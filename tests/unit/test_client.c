@@ -1932,7 +1932,10 @@ static void test_unselectable_told(void **state)
     assert_int_equal(g.seen, 4096);
     assert_int_equal(flc_client_stats(g.c)->memory_needed, 4096);
     flc_client_free(g.c);
-    /* a device that fits reads 0 (an Ack without the field, as from a server before 0.3.2) */
+    /* a device that fits reads 0 (an Ack without the field, as from a server before 0.3.2); a
+     * log of its own, so that "registered with" below is this client's */
+    logbuf_free(g.lb);
+    g.lb = logbuf_new();
     g.c = NULL;
     assert_int_equal(flc_client_new(&cfg, &g.c), FLC_OK);
     run_start(&r, g.c);
