@@ -86,6 +86,23 @@ static void end_job_alone(int rc)
 #endif
 }
 
+/* Says why a run or an experiment failed ("PROG: MSG"). A failure every rank returned from the
+ * same collective call (agreed 1: this rank's own, 2: another's) is said once, by the lowest rank
+ * it is from (a collective call: every rank is here); one the ranks did not agree on is said
+ * here, and then ends the job (end_job_alone) with exit status rc. */
+static void say_failure(const char *prog, int agreed, const char *msg, int rc)
+{
+    if (agreed) {
+        g_hold = 1;
+        if (agreed == 1)
+            complain("%s: %s\n", prog, msg);
+        complaints_said();
+    } else {
+        fprintf(stderr, "%s: %s\n", prog, msg);
+        end_job_alone(rc);
+    }
+}
+
 /* The signal that asked a run to stop (SIGINT, SIGTERM), 0 if none. The flags the handler
  * shares are lock-free atomics, not volatile sig_atomic_t: the handler may run on another thread
  * than the one that reads them (under mpirun, OpenMPI's own threads take signals too). */
@@ -814,16 +831,9 @@ static int run_experiment(int argc, char **argv, int first)
         return 128 + (g_stop ? (int)g_stop : SIGINT);
     }
     if (st != FL_OK) {
-        if (agreed) { /* every rank is here: said once, by the lowest rank it is from */
-            g_hold = 1;
-            if (agreed == 1)
-                complain("fl_sim experiment: %s\n", err[0] ? err : fl_strerror(st));
-            complaints_said();
-        } else {
-            fprintf(stderr, "fl_sim experiment: %s\n", err[0] ? err : fl_strerror(st));
-            end_job_alone(st == FL_ERR_CONFIG ? 2 : 1);
-        }
-        return st == FL_ERR_CONFIG ? 2 : 1; /* an option or value: as a run's (sim/README.md) */
+        const int rc = st == FL_ERR_CONFIG ? 2 : 1; /* an option or value: as a run's (README) */
+        say_failure("fl_sim experiment", agreed, err[0] ? err : fl_strerror(st), rc);
+        return rc;
     }
     if (g_rank == 0) {
         char png[sizeof e.out + 32];
@@ -979,15 +989,7 @@ static int run_main(int argc, char **argv)
     if (st != FL_OK && st != FL_ERR_CANCELLED) {
         if (pr.out)
             flsim_out_unprepare(cfg.out, out_made); /* only what is still empty */
-        if (res.err_agreed) { /* every rank is here: said once, by the lowest rank it is from */
-            g_hold = 1;
-            if (res.err_agreed == 1)
-                complain("fl_sim: %s\n", err[0] ? err : fl_strerror(st));
-            complaints_said();
-        } else {
-            fprintf(stderr, "fl_sim: %s\n", err[0] ? err : fl_strerror(st));
-            end_job_alone(1);
-        }
+        say_failure("fl_sim", res.err_agreed, err[0] ? err : fl_strerror(st), 1);
         free(recs);
         return 1;
     }
