@@ -2664,11 +2664,11 @@ fl_status flsim_run(const flsim_config *cfg, const flsim_data *data_in, const fl
             /* Under MPI every rank takes part in the exchange, and then in the agreement after
              * the feed unless the exchange already agreed on a failure, whatever failed on it:
              * a rank that gave up must not leave the others waiting in a collective call. */
-            char other[96];
-            snprintf(other, sizeof other, "another MPI rank failed in round %u (its message "
-                     "says why)", res->rounds + 1);
+            char other[96] = "";
             int agreed = 0;
             if (S.size > 1) {
+                snprintf(other, sizeof other, "another MPI rank failed in round %u (its message "
+                         "says why)", res->rounds + 1);
                 st = exchange(&S, st, &agreed);
                 if (agreed == 2 && err && errlen)
                     snprintf(err, errlen, "%s", other);
@@ -2739,6 +2739,11 @@ fl_status flsim_run(const flsim_config *cfg, const flsim_data *data_in, const fl
                              "(see --trace, --idle-step)", cfg->per_round, S.can_online,
                              cfg->trace);
                 st = FL_ERR_CONFIG;
+                /* The replicated core's decision, taken by every rank at this same step: a
+                 * collective call, so that it is said once and the job ends without MPI_Abort. */
+                if (S.size > 1)
+                    agree(&st, "another MPI rank found that no round could start", err, errlen,
+                          &res->err_agreed);
             }
         }
     }

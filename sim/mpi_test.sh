@@ -247,4 +247,14 @@ for at in 1:client:2 0:feed:2 1:eval:2 1:tick:3; do
     echo "a failure at $at: every rank ended (exit status $rc), said once"
     rm -rf "$DIR/inj"
 done
+# A run in which no round can ever start (the replicated core's decision, the same on every
+# rank at the same step): said once, exit 1, and the ranks agreed on it (no MPI_Abort).
+rc=0
+ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0" timeout -k 10 120 \
+    "$MPIRUN" --allow-run-as-root --oversubscribe -x ASAN_OPTIONS -n 2 "$FL_SIM" $ARGS \
+    --availability p:0.01 --out "$DIR/idle" >/dev/null 2>"$DIR/idle.err" || rc=$?
+[ "$rc" -eq 1 ] && [ "$(grep -c "no round could start" "$DIR/idle.err")" -eq 1 ] &&
+    ! grep -q "MPI_ABORT" "$DIR/idle.err" ||
+    { echo "FAIL: no round could start under 2 ranks: exit status $rc: $(cat "$DIR/idle.err")"; exit 1; }
+echo "no round could start under 2 ranks: said once (exit status $rc)"
 echo "OK"
