@@ -29,6 +29,8 @@
 
 #define FLSIM_MAX_CLIENTS 1000000u
 #define FLSIM_STR 256
+/* Room for a codec pipeline spec (--down-codec, --up-codec), with its NUL. */
+#define FLSIM_CODEC_STR 96
 /* Longest line of a trace file, bytes (longer: FL_ERR_TRACE_FORMAT). */
 #define FLSIM_TRACE_MAX_LINE 1024
 
@@ -175,7 +177,7 @@ typedef struct flsim_config {
     int loss_unweighted;           /* afd-single: 0 loss weighted by samples, 1 plain mean */
     double eps_rel;                /* afd: eps = eps_rel * max S (1e-3) */
     int agg_dilute;                /* 1: coordinates a client did not hold count as zero deltas */
-    char down_codec[96], up_codec[96];
+    char down_codec[FLSIM_CODEC_STR], up_codec[FLSIM_CODEC_STR];
     uint64_t seed;
     uint32_t threads;              /* worker threads; 0 = the CPUs (flsim_cpus), less the
                                     * automatic fold helpers (flsim_threads_resolve) */

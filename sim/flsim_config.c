@@ -368,7 +368,7 @@ fl_status flsim_config_set(flsim_config *c, const char *key, const char *v, char
             return FL_ERR_INVALID_ARG;
         }
         char *dst = key[0] == 'd' ? c->down_codec : c->up_codec;
-        return copy_str(dst, 96, v) ? FL_OK : reason(err, errlen, key, v, "short enough");
+        return copy_str(dst, FLSIM_CODEC_STR, v) ? FL_OK : reason(err, errlen, key, v, "short enough");
     }
     flsim_dist *d = !strcmp(key, "flops") ? &c->flops : !strcmp(key, "down-bps") ? &c->down_bps
                   : !strcmp(key, "up-bps") ? &c->up_bps : NULL;

@@ -198,7 +198,7 @@ static int run_gnuplot(const char *dir)
 }
 
 /* The experiment's base settings (the preset, then the overrides) and its codecs in base, down_c
- * and up_c (96 bytes each), every run's checked before anything loads: a value out of range is
+ * and up_c (FLSIM_CODEC_STR bytes each), every run's checked before anything loads: a value out of range is
  * the caller's (FL_ERR_CONFIG), found at once, not when that run's turn comes. */
 static fl_status exp_settings(const flsim_experiment *e, flsim_config *base, char *down_c,
                               char *up_c, char *err, size_t errlen)
@@ -212,15 +212,18 @@ static fl_status exp_settings(const flsim_experiment *e, flsim_config *base, cha
             return FL_ERR_INTERNAL;
         }
     /* The compressed variants use these codecs unless overridden. */
-    snprintf(down_c, 96, "%s", g_down_c);
-    snprintf(up_c, 96, "%s", g_up_c);
+    snprintf(down_c, FLSIM_CODEC_STR, "%s", g_down_c);
+    snprintf(up_c, FLSIM_CODEC_STR, "%s", g_up_c);
     for (int i = 0; e->overrides[i]; i++) {
-        if (!strncmp(e->overrides[i], "down-codec=", 11)) {
-            snprintf(down_c, 96, "%s", e->overrides[i] + 11);
-            continue;
-        }
-        if (!strncmp(e->overrides[i], "up-codec=", 9)) {
-            snprintf(up_c, 96, "%s", e->overrides[i] + 9);
+        const int down = !strncmp(e->overrides[i], "down-codec=", 11);
+        if (down || !strncmp(e->overrides[i], "up-codec=", 9)) {
+            /* checked as a run's would be (a spec, and one that fits), on a scratch copy */
+            flsim_config c = *base;
+            if (apply(&c, e->overrides[i], e2, sizeof e2) != FL_OK) {
+                snprintf(err, errlen, "%s", e2);
+                return FL_ERR_CONFIG;
+            }
+            snprintf(down ? down_c : up_c, FLSIM_CODEC_STR, "%s", down ? c.down_codec : c.up_codec);
             continue;
         }
         if (apply(base, e->overrides[i], e2, sizeof e2) != FL_OK) {
@@ -248,7 +251,7 @@ static fl_status experiment_afd(const flsim_experiment *e, const fl_logger *log,
                                 size_t errlen, int *lock, int *said)
 {
     flsim_config base;
-    char down_c[96], up_c[96];
+    char down_c[FLSIM_CODEC_STR], up_c[FLSIM_CODEC_STR];
     char e2[2048]; /* room for two "cannot write PATH: reason" */
     fl_status st0 = exp_settings(e, &base, down_c, up_c, err, errlen);
     /* agreed (every rank checks them here), so that settings every rank refuses are said once */
