@@ -398,9 +398,38 @@ static fl_status parse_lstm(flm_arch *a, const char *p, char *err, size_t errlen
     return FL_OK;
 }
 
+/* A decimal from 0 to 1 with at most 6 decimals ("0.01", "1", "0.5"), read exactly into
+ * millionths: its value, or -1 if the text at *p is not one (*p then unchanged). */
+static long parse_ppm(const char **p)
+{
+    const char *s = *p;
+    long whole = 0, frac = 0;
+    int wd = 0, fd = 0;
+    for (; *s >= '0' && *s <= '9'; s++)
+        if (++wd > 7 || (whole = whole * 10 + (*s - '0')) > 1)
+            return -1;
+    if (wd == 0)
+        return -1;
+    if (*s == '.') {
+        for (s++; *s >= '0' && *s <= '9'; s++)
+            if (++fd > 6 || (frac = frac * 10 + (*s - '0')) < 0)
+                return -1;
+        if (fd == 0)
+            return -1;
+    }
+    for (int i = fd; i < 6; i++)
+        frac *= 10;
+    const long v = whole * 1000000 + frac;
+    if (v > 1000000)
+        return -1;
+    *p = s;
+    return v;
+}
+
 static fl_status parse_moge(flm_arch *a, const char *p, char *err, size_t errlen)
 {
     int IN = 784, Hd = 128, G = 4, E = 4, K = 1, classes = 10;
+    long aux = 0;
     static const char *const name[6] = {"IN", "HIDDEN", "GROUPS", "EXPERTS", "TOPK", "CLASSES"};
     static const int most[6] = {MAX_DIM, MAX_DIM, 64, 256, 16, MAX_DIM};
     if (*p == ':') {
@@ -410,7 +439,7 @@ static fl_status parse_moge(flm_arch *a, const char *p, char *err, size_t errlen
             if (parse_int(&p, f[i]) != 0) {
                 const int digits = (int)strspn(p, "0123456789");
                 /* a whole field of digits, out of range: say which ("0x80" is no number) */
-                if (digits > 0 && p[digits] == (i < 5 ? ':' : '\0'))
+                if (digits > 0 && (p[digits] == ':' || (i == 5 && p[digits] == '\0')))
                     return spec_error(err, errlen, "moge: %s must be 1 to %d, not %.*s%s",
                                       name[i], most[i], digits < 12 ? digits : 12, p,
                                       digits > 12 ? "..." : "");
@@ -420,6 +449,14 @@ static fl_status parse_moge(flm_arch *a, const char *p, char *err, size_t errlen
             if (i < 5 && *p++ != ':')
                 return spec_error(err, errlen,
                                   "moge: expected moge:IN:HIDDEN:GROUPS:EXPERTS:TOPK:CLASSES");
+        }
+        if (*p == ':') {
+            const char *q = ++p;
+            if ((aux = parse_ppm(&p)) < 0 || *p != '\0')
+                return spec_error(err, errlen,
+                                  "moge: AUX (the load-balancing loss's coefficient) must be a "
+                                  "decimal from 0 to 1 with at most 6 decimals, like 0.01, not "
+                                  "'%.12s%s'", q, strlen(q) > 12 ? "..." : "");
         }
     }
     if (*p != '\0')
@@ -439,7 +476,19 @@ static fl_status parse_moge(flm_arch *a, const char *p, char *err, size_t errlen
         add_simple(&b, FLM_OP_RELU, 0) || add_dense(&b, 1, classes))
         return spec_error(err, errlen, "moge: too many layers");
     a->classes = classes;
-    snprintf(a->spec, sizeof a->spec, "moge:%d:%d:%d:%d:%d:%d", IN, Hd, G, E, K, classes);
+    for (int i = 0; i < a->n_layers; i++)
+        if (a->layers[i].op == FLM_OP_MOGE)
+            a->layers[i].aux_ppm = (int)aux;
+    char coef[16] = "";
+    if (aux == 1000000) {
+        snprintf(coef, sizeof coef, ":1");
+    } else if (aux > 0) { /* 0.DDDDDD without its trailing zeros */
+        snprintf(coef, sizeof coef, ":0.%06ld", aux);
+        size_t n = strlen(coef); /* 9, and coef[3..8] holds a nonzero digit */
+        while (n > 4 && coef[n - 1] == '0')
+            coef[--n] = '\0';
+    }
+    snprintf(a->spec, sizeof a->spec, "moge:%d:%d:%d:%d:%d:%d%s", IN, Hd, G, E, K, classes, coef);
     return FL_OK;
 }
 

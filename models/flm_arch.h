@@ -16,12 +16,16 @@
  *                                LEAF Shakespeare: embedding VOCABxEMB, LAYERS stacked LSTMs of
  *                                HIDDEN units over SEQ steps, last step, dense VOCAB.
  *                                Default 80:8:256:2:80.
- *   moge |  moge:IN:HIDDEN:GROUPS:EXPERTS:TOPK:CLASSES
+ *   moge |  moge:IN:HIDDEN:GROUPS:EXPERTS:TOPK:CLASSES[:AUX]
  *                                dense HIDDEN + relu, a mixture of grouped experts (flm_moge.h):
  *                                GROUPS groups of EXPERTS experts, each HIDDEN -> HIDDEN, TOPK used
  *                                per group and sample, + relu, dense CLASSES.
  *                                Default 784:128:4:4:1:10 (368,026 parameters). GROUPS 1-64,
- *                                EXPERTS (a group's) 1-256, TOPK 1-16 and at most EXPERTS.
+ *                                EXPERTS (a group's) 1-256, TOPK 1-16 and at most EXPERTS. AUX:
+ *                                the load-balancing loss's coefficient (flm_moge.h), a decimal
+ *                                from 0 to 1 with at most 6 decimals (0.01); 0 or absent: none.
+ *                                The canonical spec writes it without trailing zeros, and not
+ *                                at all when 0.
  *
  * Shapes: an image sample is (C, H, W), channel-major; a sequence sample is (T, C) with T stored in
  * the H field (W = 1); a feature vector is (C) with H = W = 1. Flatten keeps channel-major order:
@@ -79,6 +83,8 @@ typedef struct flm_layer {
     int experts;       /* MoGE: experts N (its units), a multiple of groups; 0 otherwise */
     int groups;        /* MoGE: groups G; 0 otherwise */
     int topk;          /* MoGE: experts a sample uses per group (at most N / G of them run) */
+    int aux_ppm;       /* MoGE: the load-balancing loss's coefficient in millionths (flm_moge.h;
+                        * 0: none); 0 otherwise */
 } flm_layer;
 
 /* How a parameter tensor is cut when units are dropped. A tensor is viewed as a row-major 2-D

@@ -16,6 +16,8 @@ struct flm_model {
     int Bmax;
     int n;               /* samples of the last forward */
     int have_labels;     /* the last forward had labels: backward allowed */
+    double last_ce;      /* the last labelled forward's mean cross-entropy (its loss less the
+                          * MoGE layers' load-balancing losses) */
     size_t D;            /* floats per float input sample */
     int T;               /* tokens per token sample */
     /* inputs of the last forward (the caller's or the staging buffers below) */
@@ -194,6 +196,12 @@ void flm_model_init_params(const flm_arch *a, float *params, fl_rng *r)
     }
 }
 
+/* A MoGE layer's load-balancing coefficient (flm_moge.h): its spec's AUX. */
+static float moge_aux(const flm_layer *l)
+{
+    return (float)(l->aux_ppm / 1e6);
+}
+
 static const float *tensor(const flm_model *m, const float *params, const flm_layer *l, int k)
 {
     return params + m->a.tensors[l->tensor0 + k].offset;
@@ -276,8 +284,16 @@ fl_status flm_model_forward(flm_model *m, const float *params, const float *x,
     if (labels) {
         m->have_labels = 1;
         const double L = flm_softmax_xent(NULL, m->act[a->n_layers - 1], labels, n, a->classes);
+        m->last_ce = L;
+        double aux = 0.0; /* the MoGE layers' load-balancing losses, part of what training minimises */
+        for (int i = 0; i < a->n_layers; i++) {
+            const flm_layer *l = &a->layers[i];
+            if (l->op == FLM_OP_MOGE && l->aux_ppm)
+                aux += flm_moge_aux_loss(m->cache[i], m->arg[i], n, l->experts, l->groups,
+                                         l->topk, moge_aux(l));
+        }
         if (loss)
-            *loss = (float)L;
+            *loss = (float)(L + aux);
     }
     return FL_OK;
 }
@@ -415,14 +431,14 @@ static fl_status backward(flm_model *m, float *params, float *grads, const fused
                 flm_moge_backward_step(dinp, grads + t0[0].offset, grads + t0[1].offset,
                                        params + t0[2].offset, params + t0[3].offset, m->scratch,
                                        m->arg[i], dout, m->cache[i], inp, params + t0[0].offset,
-                                       n, l->C, l->experts, l->groups, l->topk, l->OC, -f->lr,
-                                       1.0f - f->lr * f->wd);
+                                       n, l->C, l->experts, l->groups, l->topk, l->OC,
+                                       moge_aux(l), -f->lr, 1.0f - f->lr * f->wd);
             else
                 flm_moge_backward(dinp, grads + t0[0].offset, grads + t0[1].offset,
                                   grads + t0[2].offset, grads + t0[3].offset, m->scratch,
                                   m->arg[i], dout, m->cache[i], inp, params + t0[0].offset,
                                   params + t0[2].offset, n, l->C, l->experts, l->groups, l->topk,
-                                  l->OC);
+                                  l->OC, moge_aux(l));
             break;
 #ifdef FLM_HAVE_LSTM
         case FLM_OP_EMBEDDING:
@@ -491,11 +507,11 @@ fl_status flm_model_evaluate_cancel(flm_model *m, const float *params, const flm
         }
         const size_t left = s->n - start;
         const int n = left < (size_t)m->Bmax ? (int)left : m->Bmax;
-        float L;
-        const fl_status st = flm_model_forward_samples(m, params, s, start, n, &L);
+        const fl_status st = flm_model_forward_samples(m, params, s, start, n, NULL);
         if (st != FL_OK)
             return st;
-        lsum += (double)L * n;
+        /* the task's loss: a MoGE load-balancing loss is training's business, not the model's */
+        lsum += (double)(float)m->last_ce * n;
         const float *z = flm_model_logits(m);
         for (int i = 0; i < n; i++) {
             int best = 0;

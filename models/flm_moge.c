@@ -132,16 +132,36 @@ void flm_moge_forward(float *out, float *cache, int32_t *route, float *scratch, 
     }
 }
 
+double flm_moge_aux_loss(const float *cache, const int32_t *route, int B, int N, int G, int K,
+                         float aux)
+{
+    if (aux == 0.0f)
+        return 0.0;
+    const int GK = G * flm_moge_active(N, G, K);
+    const routing rt = routing_of((int32_t *)route, B, N, GK);
+    /* N sum_e f_e P_e = N / (B G K' B) sum_e picks_e sum_i p_i[e], in index order */
+    double s = 0.0;
+    for (int e = 0; e < N; e++) {
+        double pe = 0.0;
+        for (int i = 0; i < B; i++)
+            pe += cache[(size_t)i * N + e];
+        s += (double)(rt.off[e + 1] - rt.off[e]) * pe;
+    }
+    return (double)aux * N * s / ((double)B * GK * B);
+}
+
 /* The backward; the experts' part either accumulates their gradient into dw/db (alpha 1, decay 1)
  * or, for a fused SGD step, updates the weights in place: w = decay w + alpha grad (dw == w). */
 static void backward(float *dinp, float *dgate_w, float *dgate_b, float *dw, float *db,
                      float *scratch, const int32_t *route, const float *dout, const float *cache,
                      const float *inp, const float *gate_w, const float *w, int B, int C, int N,
-                     int G, int K, int OC, float alpha, float decay)
+                     int G, int K, int OC, float aux, float alpha, float decay)
 {
     const int GK = G * flm_moge_active(N, G, K);
     const float *P = cache, *Hs = cache + (size_t)B * N;
     const routing rt = routing_of((int32_t *)route, B, N, GK);
+    /* d L_aux / d p_i[e] = aux N f_e / B = gaux picks_e */
+    const double gaux = (double)aux * N / ((double)B * GK * B);
     const int32_t *sel = rt.sel;
     float *dZ = scratch;                                /* (B, N) */
     float *Xe = dZ + (size_t)B * N;                     /* (n, C) */
@@ -164,6 +184,12 @@ static void backward(float *dinp, float *dgate_w, float *dgate_b, float *dw, flo
             dz[e] = (float)dp;
             pdp += (double)p[e] * dp;
         }
+        if (aux != 0.0f) /* the load-balancing loss reaches every expert's p, picked or not */
+            for (int j = 0; j < N; j++) {
+                const double g = gaux * (double)(rt.off[j + 1] - rt.off[j]);
+                dz[j] = (float)((double)dz[j] + g);
+                pdp += (double)p[j] * g;
+            }
         for (int j = 0; j < N; j++)
             dz[j] = (float)((double)p[j] * ((double)dz[j] - pdp));
     }
@@ -214,17 +240,18 @@ static void backward(float *dinp, float *dgate_w, float *dgate_b, float *dw, flo
 void flm_moge_backward(float *dinp, float *dgate_w, float *dgate_b, float *dw, float *db,
                        float *scratch, const int32_t *route, const float *dout, const float *cache,
                        const float *inp, const float *gate_w, const float *w, int B, int C, int N,
-                       int G, int K, int OC)
+                       int G, int K, int OC, float aux)
 {
     backward(dinp, dgate_w, dgate_b, dw, db, scratch, route, dout, cache, inp, gate_w, w, B, C, N,
-             G, K, OC, 1.0f, 1.0f);
+             G, K, OC, aux, 1.0f, 1.0f);
 }
 
 void flm_moge_backward_step(float *dinp, float *dgate_w, float *dgate_b, float *w, float *b,
                             float *scratch, const int32_t *route, const float *dout,
                             const float *cache, const float *inp, const float *gate_w, int B,
-                            int C, int N, int G, int K, int OC, float alpha, float decay)
+                            int C, int N, int G, int K, int OC, float aux, float alpha,
+                            float decay)
 {
     backward(dinp, dgate_w, dgate_b, w, b, scratch, route, dout, cache, inp, gate_w, w, B, C, N, G,
-             K, OC, alpha, decay);
+             K, OC, aux, alpha, decay);
 }

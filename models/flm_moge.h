@@ -23,6 +23,16 @@
  * gradient through the routing is that of the softmax (the unselected experts' p[e] still move
  * through the normalisation); the top-K choice itself is piecewise constant. Pure functions: no
  * allocation, no globals; thread-safe on distinct buffers. Every GEMM goes through flm_sgemm.
+ *
+ * Load balance. The grouping balances the groups (every group runs G K' experts' share); within a
+ * group the gate may still favour a few experts. An auxiliary loss with coefficient aux (0: none)
+ * pushes it towards using them evenly, as in Switch Transformers and Pangu Pro MoE:
+ *
+ *   L_aux = aux N sum_e f_e P_e,  f_e = (picks of e in the batch) / (B G K'),  P_e = mean_i p_i[e]
+ *
+ * which is aux when every expert is picked and weighted evenly. f_e is piecewise constant (it
+ * counts picks), so the gradient flows through P_e: d L_aux / d p_i[e] = aux N f_e / B, then
+ * through the softmax with the task's gradient.
  */
 #ifndef FLM_MOGE_H
 #define FLM_MOGE_H
@@ -48,13 +58,19 @@ void flm_moge_forward(float *out, float *cache, int32_t *route, float *scratch, 
                       const float *gate_w, const float *gate_b, const float *w, const float *b,
                       int B, int C, int N, int G, int K, int OC);
 
-/* Given dout (B, OC): accumulates (+=) dgate_w, dgate_b, dw, db; overwrites dinp (B, C) unless it
- * is NULL. cache, route and inp are those of the matching forward and must be unchanged since;
- * scratch is clobbered. No buffer may overlap another. */
+/* L_aux of the last forward (above) for coefficient aux; 0 when aux is 0. cache and route are
+ * the forward's. Pure; the same bits every call. */
+double flm_moge_aux_loss(const float *cache, const int32_t *route, int B, int N, int G, int K,
+                         float aux);
+
+/* Given dout (B, OC), the gradient of the task's loss: accumulates (+=) dgate_w, dgate_b, dw, db
+ * of the task's loss plus L_aux with coefficient aux (0: the task's alone); overwrites dinp (B, C)
+ * unless it is NULL. cache, route and inp are those of the matching forward and must be
+ * unchanged since; scratch is clobbered. No buffer may overlap another. */
 void flm_moge_backward(float *dinp, float *dgate_w, float *dgate_b, float *dw, float *db,
                        float *scratch, const int32_t *route, const float *dout, const float *cache,
                        const float *inp, const float *gate_w, const float *w, int B, int C, int N,
-                       int G, int K, int OC);
+                       int G, int K, int OC, float aux);
 
 /* The same backward fused with the experts' SGD step, in place: w = decay w + alpha dw and
  * b = decay b + alpha db (alpha = -lr, decay = 1 - lr wd), without the experts' gradient ever
@@ -64,6 +80,7 @@ void flm_moge_backward(float *dinp, float *dgate_w, float *dgate_b, float *dw, f
 void flm_moge_backward_step(float *dinp, float *dgate_w, float *dgate_b, float *w, float *b,
                             float *scratch, const int32_t *route, const float *dout,
                             const float *cache, const float *inp, const float *gate_w, int B,
-                            int C, int N, int G, int K, int OC, float alpha, float decay);
+                            int C, int N, int G, int K, int OC, float aux, float alpha,
+                            float decay);
 
 #endif

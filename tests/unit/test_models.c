@@ -782,6 +782,73 @@ static void test_arch_grad_moge(void **state)
     check_arch_grad("moge:10:6:1:5:5:4", 3, 1e-3f, 0); /* one group, every expert used */
     static const int keep[2] = {7, 6};                  /* dense0 units; 2 experts of each group */
     check_arch_grad_sub("moge:12:9:3:4:2:5", keep, 6, 1e-3f, 0);
+    /* with the load-balancing loss, large enough to matter beside the task's */
+    check_arch_grad("moge:12:9:3:4:2:5:0.5", 6, 1e-3f, 0);
+    check_arch_grad("moge:10:6:1:5:2:4:1", 5, 1e-3f, 0);
+    check_arch_grad_sub("moge:12:9:3:4:2:5:0.5", keep, 6, 1e-3f, 0);
+}
+
+/* The load-balancing loss is part of what training minimises (the forward's loss: the task's plus
+ * L_aux, flm_moge.h's formula computed here in double from the gate alone) but not of the
+ * model's evaluation (the task's loss alone: the same bits as the model without AUX). */
+static void test_moge_aux_loss(void **state)
+{
+    (void)state;
+    const int B = 6, C = 9, N = 12, G = 3, E = 4, K = 2, Ka = 2;
+    arch_case plain, aux;
+    arch_case_new(&plain, "moge:12:9:3:4:2:5", B, 21);
+    arch_case_new(&aux, "moge:12:9:3:4:2:5:0.25", B, 21);
+    assert_int_equal(plain.a.n_params, aux.a.n_params);
+    assert_memory_equal(plain.params, aux.params, plain.a.n_params * 4);
+    const double l0 = arch_loss(&plain), l1 = arch_loss(&aux);
+    /* L_aux from the hidden activations: relu(dense0 x), the gate, its softmax and top-K' */
+    const flm_tensor *d0w = &aux.a.tensors[0], *d0b = &aux.a.tensors[1];
+    const flm_tensor *gw = &aux.a.tensors[2], *gb = &aux.a.tensors[3];
+    double P[12] = {0}, picks[12] = {0};
+    for (int i = 0; i < B; i++) {
+        double h[9], z[12], p[12], m = -INFINITY, sum = 0.0;
+        for (int c = 0; c < C; c++) {
+            h[c] = aux.params[d0b->offset + c];
+            for (int k = 0; k < 12; k++)
+                h[c] += (double)aux.params[d0w->offset + (size_t)c * 12 + k] * aux.x[i * 12 + k];
+            h[c] = h[c] > 0 ? h[c] : 0;
+        }
+        for (int e = 0; e < N; e++) {
+            z[e] = aux.params[gb->offset + e];
+            for (int c = 0; c < C; c++)
+                z[e] += (double)aux.params[gw->offset + (size_t)e * C + c] * h[c];
+            m = fmax(m, z[e]);
+        }
+        for (int e = 0; e < N; e++)
+            sum += p[e] = exp(z[e] - m);
+        for (int e = 0; e < N; e++)
+            P[e] += p[e] / sum / B;
+        for (int g = 0; g < G; g++) /* the Ka largest of the group (no ties in random data) */
+            for (int e = g * E; e < (g + 1) * E; e++) {
+                int above = 0;
+                for (int j = g * E; j < (g + 1) * E; j++)
+                    above += z[j] > z[e];
+                picks[e] += above < Ka;
+            }
+    }
+    double laux = 0.0;
+    for (int e = 0; e < N; e++)
+        laux += picks[e] / (B * G * Ka) * P[e];
+    laux *= 0.25 * N;
+    (void)K;
+    if (fabs((l1 - l0) - laux) > 1e-5)
+        fail_msg("forward loss %.8g - %.8g = %.8g, L_aux %.8g", l1, l0, l1 - l0, laux);
+    assert_true(laux > 0.2); /* at least aux, which even use would give */
+    /* evaluation: the task's loss alone, the same bits */
+    const flm_samples sp = {aux.x, NULL, aux.y, NULL, (size_t)B};
+    double e0, e1, a0, a1;
+    assert_int_equal(flm_model_evaluate(plain.m, plain.params, &sp, &e0, &a0), FL_OK);
+    assert_int_equal(flm_model_evaluate(aux.m, aux.params, &sp, &e1, &a1), FL_OK);
+    assert_memory_equal(&e0, &e1, sizeof e0);
+    assert_memory_equal(&a0, &a1, sizeof a0);
+    assert_true(fabs(e0 - l0) < 1e-6);
+    arch_case_free(&plain);
+    arch_case_free(&aux);
 }
 
 /* ---- the forward pass as fl_client/README.md states it ------------------------------------- */
@@ -1645,6 +1712,7 @@ int main(void)
         cmocka_unit_test(test_arch_grad_cnn),
         cmocka_unit_test(test_arch_grad_lstm),
         cmocka_unit_test(test_arch_grad_moge),
+        cmocka_unit_test(test_moge_aux_loss),
         cmocka_unit_test(test_moge_layer_reference),
         cmocka_unit_test(test_forward_as_documented),
         cmocka_unit_test(test_arch_grad_submodels),

@@ -88,6 +88,30 @@ static void test_arch_counts(void **state)
     assert_int_equal(flm_arch_keep_units(&a, 1, 0.6), 8);   /* round(2.4) = 2 of each */
     assert_int_equal(flm_arch_keep_units(&a, 1, 0.01), 4);  /* at least one of each */
     assert_int_equal(flm_arch_keep_units(&a, 0, 0.75), 96);
+    /* AUX, the load-balancing coefficient: the same model (no parameter of its own), and a
+     * canonical spec without trailing zeros, and without the field when it is 0 */
+    static const struct { const char *spec, *canon; int ppm; } aux[] = {
+        {"moge:784:128:4:4:1:10:0.01", "moge:784:128:4:4:1:10:0.01", 10000},
+        {"moge:784:128:4:4:1:10:0.0100", "moge:784:128:4:4:1:10:0.01", 10000},
+        {"moge:784:128:4:4:1:10:1", "moge:784:128:4:4:1:10:1", 1000000},
+        {"moge:784:128:4:4:1:10:1.000000", "moge:784:128:4:4:1:10:1", 1000000},
+        {"moge:784:128:4:4:1:10:0.000001", "moge:784:128:4:4:1:10:0.000001", 1},
+        {"moge:784:128:4:4:1:10:0.5", "moge:784:128:4:4:1:10:0.5", 500000},
+        {"moge:784:128:4:4:1:10:0", "moge:784:128:4:4:1:10", 0},
+        {"moge:784:128:4:4:1:10:0.000", "moge:784:128:4:4:1:10", 0},
+    };
+    for (size_t i = 0; i < sizeof aux / sizeof aux[0]; i++) {
+        const flm_arch m = parse_ok(aux[i].spec);
+        assert_string_equal(m.spec, aux[i].canon);
+        assert_int_equal(m.n_params, 368026);
+        int seen = 0;
+        for (int k = 0; k < m.n_layers; k++) {
+            assert_int_equal(m.layers[k].aux_ppm, m.layers[k].op == FLM_OP_MOGE ? aux[i].ppm : 0);
+            seen += m.layers[k].op == FLM_OP_MOGE;
+        }
+        assert_int_equal(seen, 1);
+        assert_string_equal(parse_ok(m.spec).spec, m.spec);
+    }
     /* a forward runs the gate over all 16 experts but only the top 1 of each of the 4 groups, and
      * routes (one scan of the 16 logits for K = 1) */
     assert_true(flm_arch_forward_flops(&a) ==
@@ -157,10 +181,16 @@ static void test_arch_bad_specs(void **state)
         "mlp:65536-65536-65536",                                              /* > 2^31 params */
         "mlp: 5-3", "mlp:+5-3", "mlp:5- 3", "cnn: 10", "cnn:10: 12x12x1", "lstm:80: 8:256:2:80",
         "mlp:5-3 ", "cnn:10:12x 12x1",
-        "moge:", "moge:784:128:4:4:1", "moge:784:128:4:4:1:10:1", "moge:784:128:4:4:5:10",
+        "moge:", "moge:784:128:4:4:1", "moge:784:128:4:4:1:10:2", "moge:784:128:4:4:5:10",
         "moge:784:128:65:4:1:10", "moge:784:128:4:257:1:10", "moge:784:128:0:4:1:10",
         "moge:784:128:4:4:0:10", "mogex", "moge:784: 128:4:4:1:10", "moge:784:128:2:32:17:10",
         "moge:0x310:128:4:4:1:10", "moge:784:128:4:4:1:0x0a",
+        /* AUX: a decimal from 0 to 1, at most 6 decimals */
+        "moge:784:128:4:4:1:10:", "moge:784:128:4:4:1:10:1.5", "moge:784:128:4:4:1:10:1.000001",
+        "moge:784:128:4:4:1:10:0.0000001", "moge:784:128:4:4:1:10:-0.1",
+        "moge:784:128:4:4:1:10:0.", "moge:784:128:4:4:1:10:.5", "moge:784:128:4:4:1:10: 0.1",
+        "moge:784:128:4:4:1:10:0.1:", "moge:784:128:4:4:1:10:1e-2", "moge:784:128:4:4:1:10:0x1",
+        "moge:784:128:4:4:1:10:00000001", "moge:784:128:4:4:1:10:nan", "moge:784:128:4:4:1:10:0,1",
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         flm_arch a;
@@ -182,6 +212,9 @@ static void test_arch_bad_specs(void **state)
         {"moge:0x310:128:4:4:1:10", "moge: expected moge:IN:HIDDEN:GROUPS:EXPERTS:TOPK:CLASSES"},
         {"moge:784:0x80:4:4:1:10", "moge: expected moge:IN:HIDDEN:GROUPS:EXPERTS:TOPK:CLASSES"},
         {"moge:784:128:4:4:1:0x0a", "moge: expected moge:IN:HIDDEN:GROUPS:EXPERTS:TOPK:CLASSES"},
+        {"moge:784:128:4:4:1:10:1.5", "moge: AUX (the load-balancing loss's coefficient) must be "
+                                      "a decimal from 0 to 1 with at most 6 decimals, like 0.01, "
+                                      "not '1.5'"},
     };
     for (size_t i = 0; i < sizeof said / sizeof said[0]; i++) {
         flm_arch m;
@@ -229,13 +262,13 @@ static void test_arch_spec_mutations(void **state)
     (void)state;
     static const char *seeds[] = {"mlp:784-200-200-10", "cnn:62:28x28x1", "lstm:80:8:256:2:80",
                                   "cnn:10:12x12x1", "lstm:20:4:8:2:6", "mlp:5-3",
-                                  "moge:784:128:4:4:1:10"};
+                                  "moge:784:128:4:4:1:10", "moge:12:9:3:4:2:5:0.25"};
     static const char alphabet[] = "0123456789:-x mlpcnst+\t.";
     fl_rng r = fl_rng_stream(13, 0, 0, FL_RNG_TEST);
     int accepted = 0;
     for (int it = 0; it < 6000; it++) {
         char buf[96];
-        snprintf(buf, sizeof buf, "%s", seeds[it % 6]);
+        snprintf(buf, sizeof buf, "%s", seeds[it % (int)(sizeof seeds / sizeof seeds[0])]);
         const int edits = 1 + (int)fl_rng_below(&r, 3);
         for (int e = 0; e < edits; e++) {
             const size_t len = strlen(buf);
@@ -263,8 +296,10 @@ static void test_arch_spec_mutations(void **state)
         if (st == FL_OK) {
             accepted++;
             check_arch_invariants(&a, 0);
-            /* No spaces or signs smuggled through. */
-            assert_null(strpbrk(buf, " \t+."));
+            /* No spaces or signs smuggled through; a point only in a moge's AUX. */
+            assert_null(strpbrk(buf, " \t+"));
+            if (strchr(buf, '.'))
+                assert_true(!strncmp(buf, "moge:", 5) && a.layers[2].aux_ppm > 0);
             if (a.n_params < 3000000) {
                 flm_keepset ks;
                 assert_int_equal(flm_keepset_random(&ks, &a, 0.5, &r), FL_OK);
