@@ -298,7 +298,7 @@ static void usage(FILE *f)
         "Resuming: with --out DIR the run's state goes to DIR/resume.fls every --checkpoint-every\n"
         "rounds (10), at the end and when stopped; the same command with --resume 1 continues from\n"
         "it, after a stop or a crash, with the same results bit for bit (also to a larger --rounds;\n"
-        "not with a top-k uplink).\n"
+        "a top-k uplink's residuals are saved beside it, and it resumes with as many MPI ranks).\n"
         "\n"
         "Exit status: 0 done; 2 an option or value that does not parse or is out of range (found\n"
         "before anything loads); 1 anything found later, said on stderr: the data, settings that do\n"
