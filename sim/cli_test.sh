@@ -239,6 +239,19 @@ grep -qx "fl_sim: warning: --keep 1 keeps every unit: --policy fd then trains th
 --policy full does" "$DIR/keep1.err" || fail "--keep 1 under fd: no warning: $(cat "$DIR/keep1.err")"
 grep -q "warning: --idle-step has no effect here: with --availability always" "$DIR/keep1.err" ||
     fail "--idle-step, always online: no warning: $(cat "$DIR/keep1.err")"
+# A model without droppable layers (a dense layer alone) trains whole under fd and afd: said.
+"$FL_SIM" $ARGS --rounds 1 --model mlp:64-4 --policy afd-single >/dev/null 2>"$DIR/nodrop.err" ||
+    fail "no droppable layer: $(cat "$DIR/nodrop.err")"
+grep -q "mlp:64-4 has no droppable layer: --policy afd-single then trains the whole model" \
+    "$DIR/nodrop.err" || fail "no droppable layer under afd-single: no warning: $(cat "$DIR/nodrop.err")"
+"$FL_SIM" $ARGS --rounds 1 --model mlp:64-4 >/dev/null 2>"$DIR/nodropfull.err"
+! grep -q "droppable" "$DIR/nodropfull.err" || fail "no droppable layer under full: $(cat "$DIR/nodropfull.err")"
+"$FL_SIM" experiment afd --seeds 1 $ARGS --rounds 1 --model mlp:64-4 --out "$DIR/expnodrop" \
+    >/dev/null 2>"$DIR/expnodrop.err" || fail "experiment, no droppable layer: $(cat "$DIR/expnodrop.err")"
+[ "$(grep -c "droppable" "$DIR/expnodrop.err")" -eq 1 ] &&
+    grep -qx "fl_sim experiment: warning: --model mlp:64-4 has no droppable layer: fd and afd then \
+train the whole model, as full does" "$DIR/expnodrop.err" ||
+    fail "experiment, no droppable layer: not warned once: $(cat "$DIR/expnodrop.err")"
 echo "inert options: warned"
 
 # --target-acc with --eval-every 0: the target can only be found at the last round, which the

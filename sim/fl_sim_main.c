@@ -19,6 +19,7 @@
 
 #include "fl_log.h"
 #include "fl_time.h"
+#include "flm_arch.h"
 #include "flsim.h"
 #include "flsim_internal.h"
 
@@ -519,6 +520,15 @@ static int dist_equal(const flsim_dist *a, const flsim_dist *b)
     return a->kind == b->kind && a->median == b->median && a->sigma == b->sigma;
 }
 
+/* Whether --model is an architecture spec without droppable layers (mlp:784-10, say): the whole
+ * model under every policy, so fd and afd runs equal full ones. The names (mlp, cnn, moge) are
+ * sized for the data later, and all have droppable layers. */
+static int model_drops_nothing(const char *model)
+{
+    flm_arch a;
+    return flm_arch_parse(model, &a, NULL, 0) == FL_OK && a.n_drop == 0;
+}
+
 /* An option set (as a flag, or in the YAML file to other than its default) that the run's other
  * settings make inert, such as --keep under --policy full: the library accepts the combination
  * (the value is recorded in summary.json), but a user who gave it expected it to matter. */
@@ -572,6 +582,10 @@ static void warn_inert(const flsim_config *cfg, const given_opts *g)
     if (pol != FLS_POLICY_FULL && every)
         fprintf(stderr, "fl_sim: warning: --keep 1 keeps every unit: --policy %s then trains the "
                 "whole model, as --policy full does\n", fls_policy_kind_name(pol));
+    else if (pol != FLS_POLICY_FULL && model_drops_nothing(cfg->model))
+        fprintf(stderr, "fl_sim: warning: --model %s has no droppable layer: --policy %s then "
+                "trains the whole model, as --policy full does\n", cfg->model,
+                cfg->fd_per_client ? "fd-per-client" : fls_policy_kind_name(pol));
 }
 
 /* The target is checked where the test set is evaluated: with --eval-every 0 (or not below
@@ -799,6 +813,9 @@ static int run_experiment(int argc, char **argv, int first)
             if (!strcmp(name, "keep") && probe.keep >= 1.0 && g_rank == 0)
                 fprintf(stderr, "fl_sim experiment: warning: --keep %s keeps every unit: fd and "
                         "afd then train the whole model, as full does\n", value);
+            if (!strcmp(name, "model") && model_drops_nothing(value) && g_rank == 0)
+                fprintf(stderr, "fl_sim experiment: warning: --model %s has no droppable layer: "
+                        "fd and afd then train the whole model, as full does\n", value);
             if (n_over >= 63) {
                 fprintf(stderr, "fl_sim: too many options\n");
                 return 2;
