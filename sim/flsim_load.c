@@ -271,6 +271,26 @@ static char *dump_value(const json_t *v)
     return b ? (char *)fl_text_shortest(b, 32, json_real_value(v), 0) : NULL;
 }
 
+/* Of a value v (a setting's, as dump_value writes it) the part a message shows: the whole of it
+ * up to 60 characters; of a longer one 60 from a little before `from`, where it first differs
+ * from the other value, with "..." where it is cut. Two paths that differ past their 60th
+ * character (a trace's file name under a long directory) then do not read the same. */
+static const char *value_shown(char *out, size_t cap, const char *v, size_t from)
+{
+    enum { SHOWN = 60, BEFORE = 20 };
+    const size_t n = strlen(v);
+    if (n <= SHOWN) {
+        snprintf(out, cap, "%s", v);
+        return out;
+    }
+    size_t start = from > BEFORE ? from - BEFORE : 0;
+    if (start > n - SHOWN)
+        start = n - SHOWN;
+    snprintf(out, cap, "%s%.*s%s", start ? "..." : "", (int)SHOWN, v + start,
+             start + SHOWN < n ? "..." : "");
+    return out;
+}
+
 /* The saved settings against those of this run: FL_OK, or FL_ERR_RESULTS_MISMATCH naming the
  * first setting that differs. `threads` and `fold_threads` are left out: results do not depend
  * on them. `model` as written may differ where both name the same architecture (saved_arch, the
@@ -307,11 +327,17 @@ static fl_status same_config(json_t *saved, const char *saved_arch, const flsim_
             char *b = dump_value(v);
             /* the model: its canonical specs too, where the caller knows them */
             const int arch = !strcmp(k, "model") && want_arch && saved_arch;
+            const char *sa = a ? a : "(absent)", *sb = b ? b : "?";
+            size_t same = 0; /* where the two first differ */
+            while (sa[same] && sa[same] == sb[same])
+                same++;
+            char va[80], vb[80];
             st = fl_errf(err, errlen, FL_ERR_RESULTS_MISMATCH,
-                         "setting '%s' differs: saved %.60s%s%.60s%s, this run %.60s%s%.60s%s", k,
-                         a ? a : "(absent)", arch ? " (" : "", arch ? saved_arch : "",
-                         arch ? ")" : "", b ? b : "?", arch ? " (" : "", arch ? want_arch : "",
-                         arch ? ")" : "");
+                         "setting '%s' differs: saved %s%s%.60s%s, this run %s%s%.60s%s", k,
+                         value_shown(va, sizeof va, sa, same), arch ? " (" : "",
+                         arch ? saved_arch : "", arch ? ")" : "",
+                         value_shown(vb, sizeof vb, sb, same), arch ? " (" : "",
+                         arch ? want_arch : "", arch ? ")" : "");
             free(a);
             free(b);
             break;

@@ -21,6 +21,7 @@
 #include "flm_arch.h"
 #include "flsim.h"
 #include "flsim_fold.h"
+#include "flsim_internal.h"
 #include "flz.h"
 
 /* A small, fast problem: 8x8 images of 4 classes, an mlp. */
@@ -1034,6 +1035,34 @@ static void test_afd_alternatives(void **state)
     assert_non_null(strstr(why, "agg_dilute"));
     free(text);
 }
+
+#ifdef FLSIM_HAVE_JANSSON
+/* A setting that differs is shown where it differs: two trace paths alike in their first 60
+ * characters (a long directory) read apart, not as the same cut text. */
+static void test_config_mismatch_long_values(void **state)
+{
+    (void)state;
+    static const char dir[] = "/home/researcher/experiments/federated/2026/device-traces/tiers/";
+    char saved_json[16384], err[512], p1[256], p2[256];
+    snprintf(p1, sizeof p1, "%sphones_v1.csv", dir);
+    snprintf(p2, sizeof p2, "%sphones_v2.csv", dir);
+    flsim_config a = small_config(), b = small_config();
+    assert_int_equal(flsim_config_set(&a, "trace", p1, NULL, 0), FL_OK);
+    assert_int_equal(flsim_config_set(&b, "trace", p2, NULL, 0), FL_OK);
+    flsim_config_json(&a, saved_json, sizeof saved_json);
+    assert_int_equal(flsim_config_matches(saved_json, NULL, &b, NULL, 0, err, sizeof err),
+                     FL_ERR_RESULTS_MISMATCH);
+    assert_non_null(strstr(err, "setting 'trace' differs: saved ..."));
+    assert_non_null(strstr(err, "phones_v1.csv\", this run ..."));
+    assert_non_null(strstr(err, "phones_v2.csv\""));
+    /* short values whole, as before */
+    b = a;
+    b.lr = 0.2;
+    assert_int_equal(flsim_config_matches(saved_json, NULL, &b, NULL, 0, err, sizeof err),
+                     FL_ERR_RESULTS_MISMATCH);
+    assert_string_equal(err, "setting 'lr' differs: saved 0.1, this run 0.2");
+}
+#endif
 
 /* --keep-layers: fl_server's policy.keep_layers in the simulator. Values by droppable layer, 0 for
  * --keep; the same keep given per layer is the same run; a list longer than the model's droppable
@@ -2575,6 +2604,7 @@ int main(void)
         cmocka_unit_test(test_experiment_failed_start_leaves_no_dirs),
 #ifdef FLSIM_HAVE_JANSSON
         cmocka_unit_test(test_experiment_resumes),
+        cmocka_unit_test(test_config_mismatch_long_values),
 #endif
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
