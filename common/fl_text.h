@@ -28,9 +28,14 @@ static inline void fl_text_line_col(const char *buf, size_t len, size_t off, siz
 
 /* v into out[cap] in the fewest significant digits that read back as v (0.05, not %.17g's
  * 0.050000000000000003 nor %g's 0.75 for 0.7500001); with f32, as the float32 it is (0.05, not
- * 0.0500000007). Returns out. */
+ * 0.0500000007). A whole number below 10^15 is written whole (60, not %.1g's 6e+01). Returns
+ * out. */
 static inline const char *fl_text_shortest(char *out, size_t cap, double v, int f32)
 {
+    if (v > -1e15 && v < 1e15 && v == (double)(long long)v) { /* (NaN fails the range) */
+        snprintf(out, cap, "%lld", (long long)v);
+        return out;
+    }
     for (int digits = 1; digits <= (f32 ? 9 : 17); digits++) {
         snprintf(out, cap, "%.*g", digits, v);
         const double back = strtod(out, NULL);

@@ -28,6 +28,7 @@
 #include "fl_sha256.h"
 #include "fl_siphash.h"
 #include "fl_status.h"
+#include "fl_text.h"
 #include "fl_time.h"
 #include "test_dirs.h"
 
@@ -1008,10 +1009,30 @@ static void test_file_read_wait(void **state)
     rmdir(dir);
 }
 
+/* fl_text_shortest: the fewest digits that read back, whole numbers written whole. */
+static void test_text_shortest(void **state)
+{
+    (void)state;
+    static const struct { double v; int f32; const char *want; } rows[] = {
+        {60, 0, "60"},          {100000, 0, "100000"}, {-3, 0, "-3"},     {0, 0, "0"},
+        {0.05, 0, "0.05"},      {0.05f, 1, "0.05"},    {0.7500001, 0, "0.7500001"},
+        {1.5, 0, "1.5"},        {1e15, 0, "1e+15"},    {1e20, 0, "1e+20"}, {1e-7, 0, "1e-07"},
+        {999999999999999.0, 0, "999999999999999"},     {16777216.0f, 1, "16777216"},
+    };
+    for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
+        char b[32];
+        assert_string_equal(fl_text_shortest(b, sizeof b, rows[i].v, rows[i].f32), rows[i].want);
+        assert_true(rows[i].f32 ? (float)strtod(b, NULL) == (float)rows[i].v
+                                : strtod(b, NULL) == rows[i].v);
+    }
+    char b[32];
+    assert_string_equal(fl_text_shortest(b, sizeof b, NAN, 0), "nan");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_endpoint_parts),
+        cmocka_unit_test(test_endpoint_parts), cmocka_unit_test(test_text_shortest),
         cmocka_unit_test(test_status_strings), cmocka_unit_test(test_philox_kat),
         cmocka_unit_test(test_siphash24),
         cmocka_unit_test(test_entropy),
