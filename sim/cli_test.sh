@@ -83,7 +83,9 @@ for c in "--bogus|unknown option 'bogus'" "--rounds 1 --roundz|unknown option 'r
          "experiment afd --per-round 300|full: --per-round 300 is larger than --clients 200" \
          "--out --rounds 5|--out needs a value, and the next argument, --rounds, is an option" \
          "--roundz --out x|unknown option 'roundz'" \
-         "--version --rounds 1|--version stands alone" "--rounds 1 --version|--version stands alone"; do
+         "--version --rounds 1|--version stands alone" "--rounds 1 --version|--version stands alone" \
+         "--rounds 1 --|'--' alone: fl_sim takes options only" "--help=1|--help takes no value" \
+         "--version=2|--version takes no value"; do
     args=${c%%|*}
     want=${c#*|}
     rc=0

@@ -614,7 +614,18 @@ static int next_opt(int argc, char **argv, int *i, const char **name, const char
         return -1;
     }
     a += 2;
+    if (!*a) {
+        complain("fl_sim: '--' alone: fl_sim takes options only, each --name value or "
+                 "--name=value (see --help)\n");
+        return -1;
+    }
     const char *eq = strchr(a, '=');
+    if (eq && ((eq - a == 4 && !strncmp(a, "help", 4)) ||
+               (eq - a == 7 && !strncmp(a, "version", 7)))) {
+        complain("fl_sim: --%.*s takes no value (fl_sim --%.*s)\n", (int)(eq - a), a,
+                 (int)(eq - a), a);
+        return -1;
+    }
     if (eq) {
         snprintf(buf, cap, "%.*s", (int)(eq - a), a);
         *name = buf;
