@@ -21,15 +21,22 @@
 #include "flm_model.h"
 #include "flm_optim.h"
 
+/* Fashion-MNIST's two splits (a failure fails the test, naming the split and why). */
+static void load_fmnist(flm_dataset **train, flm_dataset **test)
+{
+    char err[256] = "";
+    if (flm_dataset_load_named(train, "fashion-mnist", "train", NULL, err, sizeof err) != FL_OK)
+        fail_msg("Fashion-MNIST train split: %s", err);
+    if (flm_dataset_load_named(test, "fashion-mnist", "test", NULL, err, sizeof err) != FL_OK)
+        fail_msg("Fashion-MNIST test split: %s", err);
+}
+
 static void test_cnn_fashion_mnist_one_epoch(void **state)
 {
     (void)state;
     char err[256] = "";
     flm_dataset *train = NULL, *test = NULL;
-    if (flm_dataset_load_named(&train, "fashion-mnist", "train", NULL, err, sizeof err) != FL_OK)
-        fail_msg("Fashion-MNIST train split: %s", err);
-    if (flm_dataset_load_named(&test, "fashion-mnist", "test", NULL, err, sizeof err) != FL_OK)
-        fail_msg("Fashion-MNIST test split: %s", err);
+    load_fmnist(&train, &test);
     assert_int_equal(train->N, 60000);
     assert_int_equal(test->N, 10000);
     flm_arch a;
@@ -111,10 +118,7 @@ static void test_moge_aux_balances_experts(void **state)
     (void)state;
     char err[256] = "";
     flm_dataset *train = NULL, *test = NULL;
-    if (flm_dataset_load_named(&train, "fashion-mnist", "train", NULL, err, sizeof err) != FL_OK)
-        fail_msg("Fashion-MNIST train split: %s", err);
-    if (flm_dataset_load_named(&test, "fashion-mnist", "test", NULL, err, sizeof err) != FL_OK)
-        fail_msg("Fashion-MNIST test split: %s", err);
+    load_fmnist(&train, &test);
     static const char *specs[2] = {"moge:784:128:4:4:1:10", "moge:784:128:4:4:1:10:0.1"};
     double uneven[2], largest[2], acc[2];
     for (int k = 0; k < 2; k++) {
