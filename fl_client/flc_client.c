@@ -958,16 +958,19 @@ static void session_over(flc_client *c)
     if (!c->thread_live)
         return;
     const unsigned long long round = flc_core_round(c->core);
+    /* The built-in trainer sees it before its next batch; a plug-in through flc_task_cancelled
+     * (flc.h), if it polls it. */
+    atomic_store(&c->cancel, 1);
     if (!c->cfg.train) {
         if (atomic_load(&c->training) && !atomic_load(&c->stop))
             fl_log(&c->log, FL_LOG_INFO, "round %llu: the session with the server this training "
                    "belongs to is over: it is cancelled", round);
-        atomic_store(&c->cancel, 1);
         wait_training(c);
     } else if (atomic_load(&c->training) && !atomic_load(&c->stop)) {
         fl_log(&c->log, FL_LOG_INFO, "round %llu: the session with the server this training "
-               "belongs to is over; the device's trainer runs on (the library cannot stop it) "
-               "and what it returns will not be sent", round);
+               "belongs to is over; the device's trainer runs on until it returns (the library "
+               "cannot stop it: flc_task_cancelled is 1 now) and what it returns will not be "
+               "sent", round);
     }
 }
 
@@ -1064,9 +1067,11 @@ static int handle(flc_client *c, flp_msg *m, int *owned)
                 *owned = 1;
             }
             /* A Task replaces the task being trained (finish_training drops its result): the
-             * built-in trainer need not run on to the end for nothing. */
-            if (m->type == FLP_TASK && !c->cfg.train && atomic_load(&c->training) &&
-                !atomic_exchange(&c->cancel, 1))
+             * built-in trainer need not run on to the end for nothing, nor a plug-in that polls
+             * flc_task_cancelled (flc.h). */
+            const int cancels = m->type == FLP_TASK && atomic_load(&c->training) &&
+                                !atomic_exchange(&c->cancel, 1);
+            if (cancels && !c->cfg.train)
                 fl_log(&c->log, FL_LOG_INFO, "round %llu: a new Task came in: the training of "
                        "the task it replaces is cancelled",
                        (unsigned long long)flc_core_round(c->core));

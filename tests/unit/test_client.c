@@ -2365,6 +2365,68 @@ static void test_replaced_task_not_uploaded(void **state)
     session_close(&s);
 }
 
+/* Its first training polls flc_task_cancelled until it turns 1 (quit says it saw it), then
+ * returns FLC_ERR_CANCELLED; later ones train at once. */
+static flc_status train_first_until_cancelled(const flc_task *task, flc_update *out, void *user)
+{
+    plugin_flags *pf = user;
+    if (atomic_exchange(&pf->started, 1))
+        return train_plus_quarter(task, out, NULL);
+    const double end = fl_time_mono_s() + 20.0; /* not for ever, should the flag never turn */
+    while (!flc_task_cancelled(task) && fl_time_mono_s() < end) {
+        const struct timespec ts = {0, 2 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+    atomic_store(&pf->quit, flc_task_cancelled(task));
+    return FLC_ERR_CANCELLED;
+}
+
+/* flc_task_cancelled turns 1, without flc_client_stop, once the training's result will not be
+ * used (flc.h): its session is over (Bye("restart"), Error(unknown client)) or a Task came in
+ * that replaces it. A plug-in that polls it then stops within moments; before, the flag was set
+ * for a plug-in only by flc_client_stop, and it trained on to the end for nothing. That
+ * cancelled training is no failed round: the server hears no Error. */
+static void test_plugin_task_cancelled_when_dropped(void **state)
+{
+    (void)state;
+    const char *hows[] = {"Bye(restart)", "Error(unknown client)", "a new Task"};
+    for (int k = 0; k < 3; k++) {
+        session s;
+        plugin_flags pf = {0, 0};
+        session_with_plugin(&s, &pf, train_first_until_cancelled);
+        if (k < 2) {
+            flp_msg m = flp_msg_header(k == 0 ? FLP_BYE : FLP_ERROR, 0, NULL);
+            if (k == 0) {
+                m.bye.reason = "restart";
+            } else {
+                m.error.code = FL_ERR_UNKNOWN_CLIENT;
+                m.error.message = "say Hello first";
+            }
+            fake_send(&s.f, &m);
+        } else {
+            fake_task(&s.f, s.core);
+        }
+        const double end = fl_time_mono_s() + 5.0;
+        while (!atomic_load(&pf.quit) && fl_time_mono_s() < end) {
+            const struct timespec ts = {0, 5 * 1000 * 1000};
+            nanosleep(&ts, NULL);
+        }
+        if (!atomic_load(&pf.quit))
+            fail_msg("after %s, flc_task_cancelled stayed 0 for 5 s; log:\n%s", hows[k],
+                     s.lb->text);
+        flc_client_stop(s.c);
+        if (!run_wait(&s.r, 5.0))
+            fail_msg("flc_client_run did not return; log:\n%s", s.lb->text);
+        int errors, byes;
+        session_drain(&s, &errors, &byes);
+        if (errors)
+            fail_msg("after %s, the server was told a round failed; log:\n%s", hows[k],
+                     s.lb->text);
+        assert_int_equal(flc_client_stats(s.c)->rounds_failed, 0);
+        session_close(&s);
+    }
+}
+
 /* ---- the Bye of a client whose server is gone does not hold free ------------------------------- */
 
 /* The server goes away (closed, as a killed one is) while the client is registered; then the
@@ -2588,6 +2650,7 @@ int main(void)
         cmocka_unit_test(test_key_file_read),
         cmocka_unit_test(test_session_end_cancels_builtin_training),
         cmocka_unit_test(test_session_end_plugin_runs_on),
+        cmocka_unit_test(test_plugin_task_cancelled_when_dropped),
         cmocka_unit_test(test_free_prompt_after_server_gone),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
