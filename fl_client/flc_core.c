@@ -731,8 +731,20 @@ static fl_status train_encode(flc_core *c, char *why, size_t whycap)
                 st = flz_encode_diff(c->z, &c->up, &p, c->w + sub_off, c->ref + sub_off, cnt,
                                      c->pay + c->pay_len, c->pay_cap - c->pay_len, &len);
             }
-            if (st == FL_ERR_NUMERIC)
-                snprintf(why, whycap, "training produced non-finite weights");
+            if (st == FL_ERR_NUMERIC) {
+                /* The codec refuses a non-finite delta, and also a finite one its encoded form
+                 * cannot carry (f16 ends at 65504; a rotation sums 2^b values before it scales
+                 * them): "non-finite weights" sent a device looking for a NaN that was not
+                 * there. With error feedback the delta was found finite above. */
+                char spec[FLZ_SPEC_STRLEN];
+                flz_spec_format(&c->up, spec, sizeof spec);
+                if (!ef && !diff_finite(c->w + sub_off, c->ref + sub_off, cnt))
+                    snprintf(why, whycap, "training produced non-finite weights");
+                else
+                    snprintf(why, whycap, "the update of %s (trained minus received weights) is "
+                             "finite but too large for the server's up codec %s: its encoded "
+                             "form cannot carry it", sub->tensors[t].name, spec);
+            }
             if (st != FL_OK)
                 return st;
             if (ef) {

@@ -49,7 +49,8 @@ typedef enum flc_status {
     FLC_ERR_WIRE = 21,          /* the server sent bytes that are not a valid message */
     FLC_ERR_MODEL = 60,         /* the task names an architecture this client cannot build */
     FLC_ERR_DATASET = 63,       /* the local dataset cannot be used */
-    FLC_ERR_NUMERIC = 66,       /* training produced non-finite weights */
+    FLC_ERR_NUMERIC = 66,       /* training produced non-finite weights (or ones the
+                                 * up codec cannot carry) */
     FLC_ERR_ROUND_CLOSED = 80,  /* the server closed the round before the update arrived */
     FLC_ERR_TIMEOUT = 100,
     FLC_ERR_TRANSPORT = 101,    /* a ZeroMQ call failed */
@@ -147,8 +148,9 @@ typedef struct flc_update {
 
 /* Returns FLC_OK, or an error status. On an error, and also when the trainer returns FLC_OK but
  * reports n_samples 0 or above task->max_samples (when that is not 0), a non-finite loss or one
- * outside [0, 1e40] (the server takes a cross-entropy), non-finite weights (FLC_ERR_NUMERIC), or
- * changed out->weights or out->n_params (FLC_ERR_INVALID_ARG: the weights are read from that
+ * outside [0, 1e40] (the server takes a cross-entropy), non-finite weights or a change of the
+ * weights too large for the server's up codec to carry (e.g. above 65504 with f16)
+ * (FLC_ERR_NUMERIC), or changed out->weights or out->n_params (FLC_ERR_INVALID_ARG: the weights are read from that
  * buffer), the library logs the failure once and tells the server this round failed: it sends
  * an Error message whose round and run id are the task's and whose code is that status (e.g. 4 for FLC_ERR_INTERNAL), so the
  * server need not wait for an update that will never come (a server started afresh meanwhile, a

@@ -477,6 +477,61 @@ static void test_plugin_odd_outputs(void **state)
     fls_core_free(srv);
 }
 
+/* A plug-in that moves weight 0 by user's amount. */
+static fl_status moves_first(void *user, const flc_core_job *job, float *params,
+                             uint64_t *n_samples, double *loss)
+{
+    (void)job;
+    params[0] += *(const float *)user;
+    *n_samples = 1;
+    *loss = 0.5;
+    return FL_OK;
+}
+
+/* An update the up codec cannot carry fails the round (FL_ERR_NUMERIC), and the reason says
+ * which: a finite one too large for the codec (f16 ends at 65504; a rotation sums values) is
+ * not "non-finite weights", which sent a device looking for a NaN that was not there. */
+static void test_update_too_large_for_codec_said(void **state)
+{
+    (void)state;
+    const struct {
+        const char *codec;
+        float move;
+        const char *says;
+    } rows[] = {
+        {"f16", 1e6f, "finite but too large for the server's up codec f16"},
+        {"rot+q4+zstd", 3e38f, "finite but too large for the server's up codec rot"},
+        {"topk0.5+rot+q8", 3e38f, "finite but too large for the server's up codec"},
+        {"f16", NAN, "non-finite weights"},
+        {"none", INFINITY, "non-finite weights"},
+    };
+    for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
+        fls_config cfg = fls_config_default();
+        snprintf(cfg.arch, sizeof cfg.arch, "mlp:6-5-3");
+        snprintf(cfg.up_codec, sizeof cfg.up_codec, "%s", rows[i].codec);
+        cfg.clients_per_round = 1;
+        cfg.overcommit = 1.0;
+        fls_core *srv = NULL;
+        assert_int_equal(fls_core_new(&cfg, &srv), FL_OK);
+        assert_int_equal(fls_core_client_join(srv, 9, 3, 0.0), FL_OK);
+        assert_int_equal(fls_core_tick(srv, 0.0), FL_OK);
+        fls_event ev;
+        while (fls_core_poll(srv, &ev))
+            ;
+        const flc_core_config cc = {"dev", 9, 5, NULL, moves_first, (void *)&rows[i].move, {0},
+                                    NULL};
+        flc_core *c = NULL;
+        assert_int_equal(flc_core_new(&cc, &c), FL_OK);
+        feed_task(srv, c, 9);
+        const fl_status st = flc_core_train(c);
+        const char *why = flc_core_train_error(c);
+        if (st != FL_ERR_NUMERIC || !strstr(why, rows[i].says))
+            fail_msg("row %zu (%s): status %d, error '%s'", i, rows[i].codec, (int)st, why);
+        flc_core_free(c);
+        fls_core_free(srv);
+    }
+}
+
 /* A plug-in that reports more samples than the client declared (flc_samples.n, the Hello's
  * dataset_size: the server refuses that update at its header) fails the round on the device. */
 static void test_plugin_above_declared_samples(void **state)
@@ -1218,6 +1273,7 @@ int main(void)
         cmocka_unit_test(test_failed_task_not_retrained),
         cmocka_unit_test(test_plugin_odd_outputs),
         cmocka_unit_test(test_plugin_above_declared_samples),
+        cmocka_unit_test(test_update_too_large_for_codec_said),
         cmocka_unit_test(test_rebind_and_take_payload),
         cmocka_unit_test(test_wrapped_builtin_failure_wording),
         cmocka_unit_test(test_epochs_above_int_max),
