@@ -64,7 +64,15 @@ int fl_connect_endpoint_ok(const char *ep, char *why, size_t cap)
         /* libzmq takes port 99999 as 34463 (mod 2^16) and would try that one for ever */
         const char *host, *port;
         size_t host_len;
-        if (fl_tcp_split(ep, &host, &host_len, &port) && fl_port_number(port) >= 1)
+        const int split = fl_tcp_split(ep, &host, &host_len, &port);
+        /* A server's bind address copied into a client: libzmq's connect says only "Invalid
+         * argument" to it. */
+        if (split && host_len == 1 && host[0] == '*') {
+            snprintf(why, cap, "has host '*', which a server binds (every interface): give the "
+                     "server's address, e.g. tcp://127.0.0.1:%s", port);
+            return 0;
+        }
+        if (split && fl_port_number(port) >= 1)
             return 1;
         snprintf(why, cap, "is not tcp://HOST:PORT with a PORT in 1..65535");
         return 0;

@@ -22,8 +22,9 @@ int fl_ip_literal(const char *host);
  * character, above 65535: libzmq would take 99999 as 34463). "*" is not a number here. */
 long fl_port_number(const char *port);
 
-/* A client's endpoint as libzmq can connect to it: tcp://HOST:PORT (PORT in 1..65535),
- * ipc://PATH, or inproc://NAME. 1, or 0 with why it is not (cap bytes: "is not ..."). */
+/* A client's endpoint as libzmq can connect to it: tcp://HOST:PORT (PORT in 1..65535, HOST not
+ * a server's '*'), ipc://PATH, or inproc://NAME. 1, or 0 with why it is not (cap bytes: "is not
+ * ..." or "has host '*' ..."). */
 int fl_connect_endpoint_ok(const char *ep, char *why, size_t cap);
 
 #endif

@@ -866,6 +866,11 @@ static void test_endpoint_parts(void **state)
         if (fl_connect_endpoint_ok(no[i], why, sizeof why) || strncmp(why, "is not tcp://", 13))
             fail_msg("'%s' taken (or said '%s')", no[i], why);
     }
+    /* a server's bind address: libzmq's connect says only "Invalid argument" */
+    why[0] = 0;
+    assert_false(fl_connect_endpoint_ok("tcp://*:5555", why, sizeof why));
+    assert_non_null(strstr(why, "has host '*', which a server binds"));
+    assert_non_null(strstr(why, "tcp://127.0.0.1:5555"));
 }
 
 /* A child that opens path for writing, then writes each of the n parts after `gap` seconds;
