@@ -397,7 +397,9 @@ flc_status flc_client_new(const flc_config *cfg, flc_client **out)
     if (cfg->samples)
         c->samples = (flm_samples){cfg->samples->x, cfg->samples->tokens, cfg->samples->labels,
                                    NULL, cfg->samples->n};
-    const flc_core_config cc = {c->id, c->key, seed, cfg->train ? NULL : &c->samples,
+    /* A plug-in's samples too: only their n is read, which holds its updates' n_samples to what
+     * the Hello declared (flc.h), as the server will. */
+    const flc_core_config cc = {c->id, c->key, seed, cfg->samples ? &c->samples : NULL,
                                 cfg->train ? plugin_train : NULL, c, c->log, &c->cancel};
     if ((st = flc_core_new(&cc, &c->core)) != FL_OK) {
         flc_client_free(c);

@@ -72,7 +72,9 @@ typedef struct flc_core_config {
                                     * naming another (Task.client_key) overrides it for that
                                     * Task */
     uint64_t seed;                 /* the client's seed */
-    const flm_samples *data;       /* built-in trainer: the local samples (caller keeps them alive) */
+    const flm_samples *data;       /* built-in trainer: the local samples (caller keeps them
+                                    * alive); with a plug-in, only n is read (the most samples
+                                    * an update may claim), and NULL: no bound */
     flc_core_train_fn train;       /* plug-in trainer; NULL: the built-in one (needs data) */
     void *train_user;
     fl_logger log;                 /* copied */

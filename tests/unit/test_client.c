@@ -1769,6 +1769,33 @@ static void test_plugin_moved_weights_refused(void **state)
     }
 }
 
+/* A plug-in device declares its sample count the way flc.h says ({NULL, NULL, NULL, n, 0}: the
+ * Hello's dataset_size, which the server holds its updates to). A training that reports more
+ * fails the round on the device (FLC_ERR_NUMERIC, flc.h), and the server hears an Error at once;
+ * before, the library never held a plug-in to it, uploaded the update, and the server refused it
+ * ("count above its limit") after the device had sent every chunk. */
+static void test_plugin_above_declared_samples_fails_round(void **state)
+{
+    (void)state;
+    session s;
+    session_open(&s);
+    const flc_samples declared = {NULL, NULL, NULL, 2, 0};
+    flc_config cfg = base_config(s.f.ep, train_plus_quarter, s.lb); /* reports 3 samples */
+    cfg.samples = &declared;
+    session_run(&s, &cfg, 0);
+    flp_msg *m = session_expect(&s, FLP_ERROR, 5000, "for an update above the declared samples");
+    assert_int_equal(m->round, s.round);
+    assert_int_equal(m->error.code, FLC_ERR_NUMERIC);
+    if (!strstr(m->error.message, "above the 2 this client told the server it holds"))
+        fail_msg("the Error says '%s'", m->error.message);
+    flp_msg_free(m);
+    flc_client_stop(s.c);
+    assert_true(run_wait(&s.r, 5.0));
+    assert_int_equal(flc_client_stats(s.c)->rounds_failed, 1);
+    assert_int_equal(flc_client_stats(s.c)->updates_sent, 0);
+    session_close(&s);
+}
+
 /* ---- samples that do not fit the server's model ------------------------------------------------ */
 
 /* The server picks the model (mlp:6-5-3 here): samples whose rows are narrower than its input,
@@ -2636,6 +2663,7 @@ int main(void)
         cmocka_unit_test(test_reconnects_counts_each_new_start),
         cmocka_unit_test(test_train_failure_reported_and_bye),
         cmocka_unit_test(test_plugin_moved_weights_refused),
+        cmocka_unit_test(test_plugin_above_declared_samples_fails_round),
         cmocka_unit_test(test_unfit_samples_end_run),
         cmocka_unit_test(test_task_above_memory_refused),
         cmocka_unit_test(test_unselectable_told),
