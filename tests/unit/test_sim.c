@@ -1062,6 +1062,30 @@ static void test_config_mismatch_long_values(void **state)
                      FL_ERR_RESULTS_MISMATCH);
     assert_string_equal(err, "setting 'lr' differs: saved 0.1, this run 0.2");
 }
+
+/* A number saved in another form of the same value is the same setting: a summary.json or
+ * resume.fls written between 4c6f6fe and a25ebd3 holds "idle_step": 6e+01 (a JSON real), this
+ * version writes 60 (an integer); json_equal alone called them different ("saved 60, this run
+ * 60"). Another value still differs. */
+static void test_config_matches_number_forms(void **state)
+{
+    (void)state;
+    char saved_json[16384], err[512];
+    flsim_config a = small_config();
+    assert_true(a.idle_step_s == 60.0);
+    flsim_config_json(&a, saved_json, sizeof saved_json);
+    char *at = strstr(saved_json, "\"idle_step\": 60,");
+    assert_non_null(at);
+    char older[16384];
+    snprintf(older, sizeof older, "%.*s\"idle_step\": 6e+01,%s", (int)(at - saved_json),
+             saved_json, at + strlen("\"idle_step\": 60,"));
+    assert_int_equal(flsim_config_matches(older, NULL, &a, NULL, 0, err, sizeof err), FL_OK);
+    flsim_config b = a;
+    b.idle_step_s = 65.0;
+    assert_int_equal(flsim_config_matches(older, NULL, &b, NULL, 0, err, sizeof err),
+                     FL_ERR_RESULTS_MISMATCH);
+    assert_string_equal(err, "setting 'idle_step' differs: saved 60, this run 65");
+}
 #endif
 
 /* --keep-layers: fl_server's policy.keep_layers in the simulator. Values by droppable layer, 0 for
@@ -2605,6 +2629,7 @@ int main(void)
 #ifdef FLSIM_HAVE_JANSSON
         cmocka_unit_test(test_experiment_resumes),
         cmocka_unit_test(test_config_mismatch_long_values),
+        cmocka_unit_test(test_config_matches_number_forms),
 #endif
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
