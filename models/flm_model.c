@@ -16,8 +16,7 @@ struct flm_model {
     int Bmax;
     int n;               /* samples of the last forward */
     int have_labels;     /* the last forward had labels: backward allowed */
-    double last_ce;      /* the last labelled forward's mean cross-entropy (its loss less the
-                          * MoGE layers' load-balancing losses) */
+    double last_aux;     /* the last labelled forward's MoGE load-balancing losses, summed */
     size_t D;            /* floats per float input sample */
     int T;               /* tokens per token sample */
     /* inputs of the last forward (the caller's or the staging buffers below) */
@@ -284,16 +283,17 @@ fl_status flm_model_forward(flm_model *m, const float *params, const float *x,
     if (labels) {
         m->have_labels = 1;
         const double L = flm_softmax_xent(NULL, m->act[a->n_layers - 1], labels, n, a->classes);
-        m->last_ce = L;
-        double aux = 0.0; /* the MoGE layers' load-balancing losses, part of what training minimises */
+        /* the MoGE layers' load-balancing losses: minimised by the backward, not reported */
+        double aux = 0.0;
         for (int i = 0; i < a->n_layers; i++) {
             const flm_layer *l = &a->layers[i];
             if (l->op == FLM_OP_MOGE && l->aux_ppm)
                 aux += flm_moge_aux_loss(m->cache[i], m->arg[i], n, l->experts, l->groups,
                                          l->topk, moge_aux(l));
         }
+        m->last_aux = aux;
         if (loss)
-            *loss = (float)(L + aux);
+            *loss = (float)L;
     }
     return FL_OK;
 }
@@ -322,6 +322,11 @@ fl_status flm_model_forward_samples(flm_model *m, const float *params, const flm
 const float *flm_model_logits(const flm_model *m)
 {
     return m->act[m->a.n_layers - 1];
+}
+
+double flm_model_aux_loss(const flm_model *m)
+{
+    return m && m->have_labels ? m->last_aux : 0.0;
 }
 
 /* The update a fused backward applies, or NULL for a plain backward. */
@@ -507,11 +512,11 @@ fl_status flm_model_evaluate_cancel(flm_model *m, const float *params, const flm
         }
         const size_t left = s->n - start;
         const int n = left < (size_t)m->Bmax ? (int)left : m->Bmax;
-        const fl_status st = flm_model_forward_samples(m, params, s, start, n, NULL);
+        float L;
+        const fl_status st = flm_model_forward_samples(m, params, s, start, n, &L);
         if (st != FL_OK)
             return st;
-        /* the task's loss: a MoGE load-balancing loss is training's business, not the model's */
-        lsum += (double)(float)m->last_ce * n;
+        lsum += (double)L * n;
         const float *z = flm_model_logits(m);
         for (int i = 0; i < n; i++) {
             int best = 0;

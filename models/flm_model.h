@@ -58,8 +58,7 @@ float *flm_model_grads(flm_model *m);
 void flm_model_init_params(const flm_arch *a, float *params, fl_rng *r);
 
 /* Forward pass of n (1..B) samples: x (n, D) for float models or tokens (n, T) for token models
- * (the other NULL). With labels (n) it computes *loss (mean softmax cross-entropy, plus the
- * load-balancing loss of a MoGE layer whose spec sets AUX: what training minimises; may be NULL)
+ * (the other NULL). With labels (n) it computes *loss (mean softmax cross-entropy, may be NULL)
  * and makes flm_model_backward possible; without, only logits. x / tokens / labels must stay
  * valid and unchanged until the matching backward. FL_ERR_INVALID_ARG for a bad n, a missing
  * input, a token or label out of range. */
@@ -70,6 +69,11 @@ fl_status flm_model_forward_samples(flm_model *m, const float *params, const flm
                                     size_t start, int n, float *loss);
 /* Logits (n, classes) of the last forward; valid until the next forward or backward. */
 const float *flm_model_logits(const flm_model *m);
+/* The load-balancing losses (flm_moge.h) of the MoGE layers whose spec sets AUX, summed, for the
+ * last labelled forward; 0 without such a layer or labels. Training minimises *loss plus this
+ * (flm_model_backward's gradient is of the sum), but reports *loss alone: the task's loss, which
+ * the client sends and AFD scores submodels by, and which evaluation measures. */
+double flm_model_aux_loss(const flm_model *m);
 /* Backward of the last forward (which must have had labels): grads (n_params) += d loss / d
  * params. params must be those of the forward. grads may be flm_model_grads(m).
  * FL_ERR_STATE without a labelled forward. */
@@ -89,8 +93,8 @@ fl_status flm_model_backward_sgd(flm_model *m, float *params, float lr, float we
 fl_status flm_model_backward_sgd_from(flm_model *m, float *params, const float *src, float lr,
                                       float weight_decay);
 
-/* Mean loss (softmax cross-entropy, without a MoGE load-balancing loss) and accuracy (fraction
- * of argmax == label) over all samples of s, in batches of B.
+/* Mean loss (softmax cross-entropy) and accuracy (fraction of argmax == label) over all samples
+ * of s, in batches of B.
  * Either output may be NULL. FL_ERR_INVALID_ARG for an empty view. */
 fl_status flm_model_evaluate(flm_model *m, const float *params, const flm_samples *s,
                              double *loss, double *accuracy);

@@ -37,7 +37,8 @@ fl_status flm_sgd_validate(const flm_sgd *o);
  * last one smaller), forward, backward, step. params (arch n_params) is updated in place;
  * w_global (n_params) is the round's global model for the FedProx term, needed iff o->mu > 0.
  * With momentum the velocity starts at zero in every call. *mean_loss (may be NULL) = mean
- * training loss over the samples of the last epoch (without the proximal term).
+ * training loss over the samples of the last epoch (without the proximal term, nor a MoGE
+ * load-balancing loss: flm_model_forward's).
  * Allocates its permutation (and the velocity when momentum != 0) once per call, nothing per step.
  * Deterministic: same inputs and stream, same bits. FL_ERR_INVALID_ARG (bad args, empty view,
  * epochs < 1), FL_ERR_NUMERIC when the loss stops being finite, FL_ERR_NOMEM. */

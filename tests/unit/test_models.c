@@ -531,11 +531,12 @@ static void arch_case_free(arch_case *c)
     free(c->y);
 }
 
+/* What training minimises: the forward's loss plus a MoGE load-balancing loss (0 without). */
 static double arch_loss(arch_case *c)
 {
     float L;
     assert_int_equal(flm_model_forward(c->m, c->params, c->x, c->tok, c->y, c->B, &L), FL_OK);
-    return L;
+    return L + flm_model_aux_loss(c->m);
 }
 
 /* Per tensor: 6 of the 10 coordinates with the largest gradients, one at a time (a single
@@ -788,9 +789,9 @@ static void test_arch_grad_moge(void **state)
     check_arch_grad_sub("moge:12:9:3:4:2:5:0.5", keep, 6, 1e-3f, 0);
 }
 
-/* The load-balancing loss is part of what training minimises (the forward's loss: the task's plus
- * L_aux, flm_moge.h's formula computed here in double from the gate alone) but not of the
- * model's evaluation (the task's loss alone: the same bits as the model without AUX). */
+/* The load-balancing loss (flm_model_aux_loss: flm_moge.h's formula, computed here in double
+ * from the gate alone) is part of what training minimises but not of the loss reported: the
+ * forward's and the evaluation's are the task's alone, the same bits as the model without AUX. */
 static void test_moge_aux_loss(void **state)
 {
     (void)state;
@@ -836,9 +837,15 @@ static void test_moge_aux_loss(void **state)
         laux += picks[e] / (B * G * Ka) * P[e];
     laux *= 0.25 * N;
     (void)K;
+    /* arch_loss adds flm_model_aux_loss: 0 for the plain model */
     if (fabs((l1 - l0) - laux) > 1e-5)
-        fail_msg("forward loss %.8g - %.8g = %.8g, L_aux %.8g", l1, l0, l1 - l0, laux);
+        fail_msg("L_aux %.8g (%.8g - %.8g), in double %.8g", l1 - l0, l1, l0, laux);
+    assert_true(flm_model_aux_loss(plain.m) == 0.0);
     assert_true(laux > 0.2); /* at least aux, which even use would give */
+    float f0, f1; /* the forward's loss: the task's, the same bits */
+    assert_int_equal(flm_model_forward(plain.m, plain.params, plain.x, NULL, plain.y, B, &f0), FL_OK);
+    assert_int_equal(flm_model_forward(aux.m, aux.params, aux.x, NULL, aux.y, B, &f1), FL_OK);
+    assert_memory_equal(&f0, &f1, sizeof f0);
     /* evaluation: the task's loss alone, the same bits */
     const flm_samples sp = {aux.x, NULL, aux.y, NULL, (size_t)B};
     double e0, e1, a0, a1;
