@@ -253,7 +253,8 @@ typedef struct flc_stats {
                                     * timed the client out). A Hello sent again because the last
                                     * one went unanswered is no new start. */
     uint64_t bytes_down, bytes_up; /* payload bytes of weight / delta chunks */
-    double last_loss;
+    double last_loss;              /* the training loss of the last update sent in full
+                                    * (updates_sent); 0 before the first */
     uint64_t updates_sent;         /* updates sent in full (or cut short by the server's answer):
                                     * what max_rounds counts */
     uint64_t rounds_failed;        /* tasks that failed here and were reported to the server: a
