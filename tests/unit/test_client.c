@@ -572,6 +572,19 @@ static void fake_send(fake *f, const flp_msg *m)
     free(buf);
 }
 
+/* The fake server ends the client's session: how 0, Bye(restart); 1, Error(unknown client). */
+static void end_session(fake *f, int how)
+{
+    flp_msg m = flp_msg_header(how == 0 ? FLP_BYE : FLP_ERROR, 0, NULL);
+    if (how == 0) {
+        m.bye.reason = "restart";
+    } else {
+        m.error.code = FL_ERR_UNKNOWN_CLIENT;
+        m.error.message = "say Hello first";
+    }
+    fake_send(f, &m);
+}
+
 static void fake_ack(fake *f, flp_type of, uint64_t round, int32_t status)
 {
     flp_msg a = flp_msg_header(FLP_ACK, 0, NULL);
@@ -2422,14 +2435,7 @@ static void test_plugin_task_cancelled_when_dropped(void **state)
         plugin_flags pf = {0, 0};
         session_with_plugin(&s, &pf, train_first_until_cancelled);
         if (k < 2) {
-            flp_msg m = flp_msg_header(k == 0 ? FLP_BYE : FLP_ERROR, 0, NULL);
-            if (k == 0) {
-                m.bye.reason = "restart";
-            } else {
-                m.error.code = FL_ERR_UNKNOWN_CLIENT;
-                m.error.message = "say Hello first";
-            }
-            fake_send(&s.f, &m);
+            end_session(&s.f, k);
         } else {
             fake_task(&s.f, s.core);
         }
@@ -2551,15 +2557,8 @@ static void test_session_end_cancels_builtin_training(void **state)
         session_run(&s, &cfg, 100000);
         wait_training_line(&s, 1);
         assert_false(atomic_load(&s.r.done));
-        flp_msg m = flp_msg_header(k == 0 ? FLP_BYE : FLP_ERROR, 0, NULL);
-        if (k == 0) {
-            m.bye.reason = "restart";
-        } else {
-            m.error.code = FL_ERR_UNKNOWN_CLIENT;
-            m.error.message = "say Hello first";
-        }
         if (k < 2)
-            fake_send(&s.f, &m);
+            end_session(&s.f, k);
         /* The restarted server: Hello answered, a task of one epoch (milliseconds). Its Update
          * comes within 20 s; the old training had hours to go. No Error before it. */
         fls_core_free(s.core);

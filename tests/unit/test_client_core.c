@@ -366,11 +366,14 @@ static void feed_task(fls_core *srv, flc_core *c, uint32_t key)
 }
 
 /* A server core for arch with client 9 (3 samples) joined and its round open (FedAvg), its
- * training configuration's max_samples as given. */
-static fls_core *one_client_round_max(const char *arch, uint64_t max_samples)
+ * training configuration's max_samples and its up codec as given (NULL: the default). */
+static fls_core *one_client_round_with(const char *arch, uint64_t max_samples,
+                                       const char *up_codec)
 {
     fls_config cfg = fls_config_default();
     snprintf(cfg.arch, sizeof cfg.arch, "%s", arch);
+    if (up_codec)
+        snprintf(cfg.up_codec, sizeof cfg.up_codec, "%s", up_codec);
     cfg.train.max_samples = max_samples;
     cfg.clients_per_round = 1;
     cfg.overcommit = 1.0;
@@ -382,6 +385,11 @@ static fls_core *one_client_round_max(const char *arch, uint64_t max_samples)
     while (fls_core_poll(srv, &ev))
         ;
     return srv;
+}
+
+static fls_core *one_client_round_max(const char *arch, uint64_t max_samples)
+{
+    return one_client_round_with(arch, max_samples, NULL);
 }
 
 static fls_core *one_client_round(const char *arch)
@@ -506,18 +514,7 @@ static void test_update_too_large_for_codec_said(void **state)
         {"none", INFINITY, "non-finite weights"},
     };
     for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
-        fls_config cfg = fls_config_default();
-        snprintf(cfg.arch, sizeof cfg.arch, "mlp:6-5-3");
-        snprintf(cfg.up_codec, sizeof cfg.up_codec, "%s", rows[i].codec);
-        cfg.clients_per_round = 1;
-        cfg.overcommit = 1.0;
-        fls_core *srv = NULL;
-        assert_int_equal(fls_core_new(&cfg, &srv), FL_OK);
-        assert_int_equal(fls_core_client_join(srv, 9, 3, 0.0), FL_OK);
-        assert_int_equal(fls_core_tick(srv, 0.0), FL_OK);
-        fls_event ev;
-        while (fls_core_poll(srv, &ev))
-            ;
+        fls_core *srv = one_client_round_with("mlp:6-5-3", 0, rows[i].codec);
         const flc_core_config cc = {"dev", 9, 5, NULL, moves_first, (void *)&rows[i].move, {0},
                                     NULL};
         flc_core *c = NULL;
