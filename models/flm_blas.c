@@ -197,6 +197,44 @@ typedef struct par_ctx {
     float decay;
 } par_ctx;
 
+/* The one thread launcher of both splits below: runs fn(ctx, i) for i = 1 .. n-1 on threads
+ * created for this call (tens of microseconds against milliseconds of work) and fn(ctx, 0) here;
+ * a part whose thread could not start runs here too, after the others are joined. */
+#define RUN_PARTS_MAX 16
+
+typedef struct run_part {
+    void (*fn)(void *ctx, int part);
+    void *ctx;
+    int part;
+} run_part;
+
+static void *run_part_main(void *arg)
+{
+    const run_part *p = arg;
+    p->fn(p->ctx, p->part);
+    return NULL;
+}
+
+static void run_parts(int n, void (*fn)(void *ctx, int part), void *ctx)
+{
+    pthread_t th[RUN_PARTS_MAX];
+    run_part parts[RUN_PARTS_MAX];
+    int started[RUN_PARTS_MAX] = {0};
+    if (n > RUN_PARTS_MAX)
+        n = RUN_PARTS_MAX;
+    for (int p = 1; p < n; p++) {
+        parts[p] = (run_part){fn, ctx, p};
+        started[p] = pthread_create(&th[p], NULL, run_part_main, &parts[p]) == 0;
+    }
+    fn(ctx, 0);
+    for (int p = 1; p < n; p++) {
+        if (started[p])
+            pthread_join(th[p], NULL);
+        else
+            fn(ctx, p);
+    }
+}
+
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
 #define FLM_AVX512 __attribute__((target("avx512f,avx512dq,avx512vl,fma")))
@@ -499,18 +537,14 @@ static int have_avx512(void)
 /* ---- splitting the skinny kernels over threads --------------------------------------------
  * Each part owns a disjoint range of output columns and computes every one of its outputs with
  * exactly the arithmetic of the single-threaded kernel, so the bits do not depend on the number
- * of parts. Threads are created per call (tens of microseconds against milliseconds of work) and
- * only for calls big enough; their number follows flm_blas_set_threads. */
-#define PAR_MAX 16
+ * of parts. Threads are started per call (run_parts) and only for calls big enough; their number
+ * follows flm_blas_set_threads. */
+#define PAR_MAX RUN_PARTS_MAX
 #define PAR_MIN_WORK (1u << 20) /* elements of the big operand per thread */
 
-typedef struct par_part {
-    const par_ctx *c;
-    int part;
-} par_part;
-
-static FLM_AVX512 void par_run_part(const par_ctx *c, int part)
+static FLM_AVX512 void par_run_part(void *ctx, int part)
 {
+    const par_ctx *c = ctx;
     /* range [j0, j1) of the split dimension, in multiples of c->align */
     const int units = (c->N + c->align - 1) / c->align;
     const int u0 = (int)((long)units * part / c->nparts), u1 = (int)((long)units * (part + 1) / c->nparts);
@@ -533,13 +567,6 @@ static FLM_AVX512 void par_run_part(const par_ctx *c, int part)
     }
 }
 
-static void *par_main(void *arg)
-{
-    const par_part *p = arg;
-    par_run_part(p->c, p->part);
-    return NULL;
-}
-
 static int par_threads(size_t work)
 {
     int t = atomic_load(&g_threads);
@@ -549,24 +576,9 @@ static int par_threads(size_t work)
     return t < 1 ? 1 : t > PAR_MAX ? PAR_MAX : t;
 }
 
-/* Runs parts 1.. on new threads and part 0 here; a thread that cannot start runs here too. */
 static void par_run(par_ctx *c)
 {
-    pthread_t th[PAR_MAX];
-    par_part parts[PAR_MAX];
-    int started[PAR_MAX] = {0};
-    for (int p = 1; p < c->nparts; p++) {
-        parts[p].c = c;
-        parts[p].part = p;
-        started[p] = pthread_create(&th[p], NULL, par_main, &parts[p]) == 0;
-    }
-    par_run_part(c, 0);
-    for (int p = 1; p < c->nparts; p++) {
-        if (started[p])
-            pthread_join(th[p], NULL);
-        else
-            par_run_part(c, p);
-    }
+    run_parts(c->nparts, par_run_part, c);
 }
 
 /* 1 when a skinny kernel took the call. */
@@ -606,7 +618,7 @@ static int skinny_gemm(int transA, int transB, int M, int N, int K, float alpha,
  * of at least GEMM_BLOCK_WORK and a multiple of GEMM_BLOCK_ALIGN rows (columns) but the last.
  * Each block is one single-threaded OpenBLAS call, whichever thread makes it, so the bits do not
  * depend on the number of threads; the blocks are shared out among min(threads, blocks) threads,
- * created per call (tens of microseconds against milliseconds of work). */
+ * started per call (run_parts). */
 #define GEMM_BLOCK_WORK (1u << 22)
 #define GEMM_BLOCKS_MAX 16
 #define GEMM_BLOCK_ALIGN 16
@@ -641,12 +653,14 @@ static void gemm_block(const gemm_job *g, int b)
                      g->C + i0, g->ldc);
 }
 
-static void *gemm_worker(void *arg)
+/* Any thread takes the next block left; one that starts late (or runs in place of a thread that
+ * did not start) finds fewer or none. */
+static void gemm_worker(void *ctx, int part)
 {
-    gemm_job *g = arg;
+    (void)part;
+    gemm_job *g = ctx;
     for (int b; (b = atomic_fetch_add(&g->next, 1)) < g->blocks;)
         gemm_block(g, b);
-    return NULL;
 }
 
 static void gemm_blocks(int transA, int transB, int M, int N, int K, float alpha, const float *A,
@@ -663,14 +677,7 @@ static void gemm_blocks(int transA, int transB, int M, int N, int K, float alpha
     int t = atomic_load(&g_threads);
     if (t > g.blocks)
         t = g.blocks;
-    pthread_t th[GEMM_BLOCKS_MAX];
-    int started[GEMM_BLOCKS_MAX] = {0};
-    for (int i = 1; i < t; i++)
-        started[i] = pthread_create(&th[i], NULL, gemm_worker, &g) == 0;
-    gemm_worker(&g); /* this thread too; it takes what a thread that did not start would have */
-    for (int i = 1; i < t; i++)
-        if (started[i])
-            pthread_join(th[i], NULL);
+    run_parts(t, gemm_worker, &g);
 }
 
 void flm_sgemm(int transA, int transB, int M, int N, int K, float alpha, const float *A, int lda,
