@@ -1089,11 +1089,22 @@ fl_status fls_agg_update_commit(fls_agg_update *h)
             s = FL_ERR_STATE;
             goto fail;
         }
-        for (size_t i = 0; i < h->n_sub; i++)
+        /* The mean mode's range bound holds here too, on the value as stored: trimming and the
+         * median only outvote a value where a coordinate has holders enough (trim_frac 0, or
+         * fewer than 1 / trim_frac holders, or 1 or 2 for the median, trim nothing), and there
+         * an unbounded value was one client's to set, up to 3e38, in every coordinate it held. */
+        int range = 0;
+        for (size_t i = 0; i < h->n_sub; i++) {
             if (!isfinite(h->stage[i])) {
                 s = FL_ERR_NUMERIC;
                 goto fail;
             }
+            range |= !(fabsf((float)((double)h->stage[i] * (double)(float)c)) <= a->maxabs);
+        }
+        if (range) {
+            s = FL_ERR_AGG_RANGE;
+            goto fail;
+        }
         float *u = malloc(a->n * sizeof(float));
         if (!u) {
             s = FL_ERR_NOMEM;

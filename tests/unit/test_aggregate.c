@@ -777,7 +777,7 @@ static void check_robust(fls_agg_mode mode, double trim, int dilute)
     upd u[K];
     for (int k = 0; k < K; k++)
         make_upd(&u[k], &a, 4 * (uint32_t)k + 1, 0.6, 2.0f, 51); /* all submodels */
-    u[3].d[0] = 1e6f; /* a Byzantine value: robust modes ignore the range bound */
+    u[3].d[0] = 1000.0f; /* a Byzantine value within the range bound (test_robust_range) */
     fls_agg_options o = fls_agg_options_default();
     o.mode = mode;
     o.trim_frac = trim;
@@ -896,6 +896,70 @@ static void test_robust_store_bits(void **state)
     }
     free(x);
     free(d);
+}
+
+/* The robust modes hold every stored value to the mean mode's range (2^max_abs_log2, 1024 by
+ * default), as stored (x * c under clipping): with trim_frac 0, or with fewer holders than
+ * 1 / trim_frac, or 1 or 2 holders under the median, nothing is trimmed, and one client's 1e30
+ * went straight into the delta. A refused update leaves the round as it was. */
+static void test_robust_range(void **state)
+{
+    (void)state;
+    const fls_agg_mode modes[3] = {FLS_AGG_TRIMMED_MEAN, FLS_AGG_TRIMMED_MEAN, FLS_AGG_MEDIAN};
+    const double trims[3] = {0.0, 0.2, 0.0};
+    const float honest[3] = {0.5f, -0.25f, 1.0f};
+    for (int m = 0; m < 3; m++) {
+        fls_agg_options o = fls_agg_options_default();
+        o.mode = modes[m];
+        o.trim_frac = trims[m];
+        fls_agg *agg;
+        assert_int_equal(fls_agg_new_flat(3, &o, &agg), FL_OK);
+        fls_agg_update *h;
+        assert_int_equal(fls_agg_update_begin(agg, 10, NULL, &h), FL_OK);
+        assert_int_equal(fls_agg_update_add(h, 0, honest, 3), FL_OK);
+        assert_int_equal(fls_agg_update_commit(h), FL_OK);
+        float before[3], after[3];
+        assert_int_equal(fls_agg_finalize(agg, before, NULL), FL_OK);
+        const float bad[4][3] = {{0.5f, 1e30f, 1.0f}, {-1025.0f, 0.0f, 0.0f},
+                                 {0.0f, 0.0f, nextafterf(1024.0f, INFINITY)},
+                                 {-3e38f, 3e38f, 0.0f}};
+        for (int b = 0; b < 4; b++) {
+            assert_int_equal(fls_agg_update_begin(agg, 10, NULL, &h), FL_OK);
+            assert_int_equal(fls_agg_update_add(h, 0, bad[b], 3), FL_OK);
+            assert_int_equal(fls_agg_update_commit(h), FL_ERR_AGG_RANGE);
+        }
+        const float nan3[3] = {NAN, 2000.0f, 0.0f}; /* a NaN is said as such */
+        assert_int_equal(fls_agg_update_begin(agg, 10, NULL, &h), FL_OK);
+        assert_int_equal(fls_agg_update_add(h, 0, nan3, 3), FL_OK);
+        assert_int_equal(fls_agg_update_commit(h), FL_ERR_NUMERIC);
+        assert_int_equal(fls_agg_finalize(agg, after, NULL), FL_OK);
+        assert_memory_equal(before, after, sizeof before);
+        fls_agg_stats st;
+        fls_agg_get_stats(agg, &st);
+        assert_int_equal(st.n_updates, 1);
+        assert_int_equal(st.n_aborted, 5);
+        /* the bound itself passes */
+        const float edge[3] = {1024.0f, -1024.0f, 0.0f};
+        assert_int_equal(fls_agg_update_begin(agg, 10, NULL, &h), FL_OK);
+        assert_int_equal(fls_agg_update_add(h, 0, edge, 3), FL_OK);
+        assert_int_equal(fls_agg_update_commit(h), FL_OK);
+        fls_agg_free(agg);
+    }
+    /* under clipping the stored value counts: 2000 scaled to norm 1000 passes */
+    fls_agg_options o = fls_agg_options_default();
+    o.mode = FLS_AGG_MEDIAN;
+    o.clip_norm = 1000.0;
+    fls_agg *agg;
+    assert_int_equal(fls_agg_new_flat(3, &o, &agg), FL_OK);
+    fls_agg_update *h;
+    const float big[3] = {2000.0f, 0.0f, 0.0f};
+    assert_int_equal(fls_agg_update_begin(agg, 1, NULL, &h), FL_OK);
+    assert_int_equal(fls_agg_update_add(h, 0, big, 3), FL_OK);
+    assert_int_equal(fls_agg_update_commit(h), FL_OK);
+    float d[3];
+    assert_int_equal(fls_agg_finalize(agg, d, NULL), FL_OK);
+    assert_true(d[0] == 1000.0f && d[1] == 0.0f && d[2] == 0.0f);
+    fls_agg_free(agg);
 }
 
 static void test_trimmed_mean_and_median(void **state)
@@ -1194,6 +1258,7 @@ int main(void)
         cmocka_unit_test(test_fixed_point_range),
         cmocka_unit_test(test_clipping),
         cmocka_unit_test(test_trimmed_mean_and_median),
+        cmocka_unit_test(test_robust_range),
         cmocka_unit_test(test_robust_store_bits),
         cmocka_unit_test(test_merge),
         cmocka_unit_test(test_optimizers_vs_formula),
