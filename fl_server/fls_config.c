@@ -160,7 +160,7 @@ static const key_def KEYS[] = {
     {"aggregation.trim_frac", K_F64, OFF(core.agg.trim_frac), 0, 0, 0.499999, NULL, "0",
      "trimmed-mean: fraction dropped at each end"},
     {"aggregation.max_updates", K_U32, OFF(core.agg.max_updates), 0, 0, 1000000, NULL, "0",
-     "robust modes: updates kept per round (0: 256)"},
+     "robust modes: updates kept per round, at least round.clients (0: 256)"},
     /* train */
     {"train.epochs", K_U32, OFF(core.train.epochs), 0, 1, 100000, NULL, "1",
      "local epochs per round"},
@@ -791,6 +791,18 @@ fls_status fls_options_validate(const fls_options *o, char *err, size_t errlen)
         return vfail(o, err, errlen, "round.clients", "server.max_clients",
                      "round.clients (%u) exceeds server.max_clients (%u): no round could reach "
                      "its quorum", o->core.clients_per_round, o->max_clients);
+    /* The robust modes keep each update of a round until it closes, at most
+     * aggregation.max_updates of them: a quorum above that would fail every commit past it, each
+     * after a whole upload, and no round could close but by its deadline. */
+    const uint32_t kept = o->core.agg.max_updates > 0 ? (uint32_t)o->core.agg.max_updates : 256u;
+    if (o->core.agg.mode != FLS_AGG_MEAN && o->core.clients_per_round > kept)
+        return vfail(o, err, errlen, "aggregation.max_updates", "round.clients",
+                     "aggregation.max_updates (%u%s) is below round.clients (%u): %s keeps every "
+                     "update of a round, and a round could not reach its quorum; raise "
+                     "aggregation.max_updates to at least %u", kept,
+                     o->core.agg.max_updates > 0 ? "" : ", its default", o->core.clients_per_round,
+                     o->core.agg.mode == FLS_AGG_MEDIAN ? "median" : "trimmed-mean",
+                     o->core.clients_per_round);
     if (o->core.min_clients > o->max_clients)
         return vfail(o, err, errlen, "round.min_clients", "server.max_clients",
                      "round.min_clients (%u) exceeds server.max_clients (%u): no round could "

@@ -1132,6 +1132,16 @@ static void test_config_digest(void **state)
     b.agg.frac_bits = 99;
     assert_int_equal(fls_config_validate(&b, err, sizeof err), FL_ERR_CONFIG);
     assert_non_null(strstr(err, "agg"));
+    /* a robust mode keeps at most max_updates (0: 256) updates a round: not fewer than the
+     * quorum; the mean keeps none */
+    b = a;
+    b.clients_per_round = 257;
+    assert_int_equal(fls_config_validate(&b, err, sizeof err), FL_OK);
+    b.agg.mode = FLS_AGG_MEDIAN;
+    assert_int_equal(fls_config_validate(&b, err, sizeof err), FL_ERR_CONFIG);
+    assert_non_null(strstr(err, "agg.max_updates (256) is below clients_per_round (257)"));
+    b.agg.max_updates = 257;
+    assert_int_equal(fls_config_validate(&b, err, sizeof err), FL_OK);
     /* mlp:8-6-3 has one droppable layer: an override for a second one would be ignored */
     b = a;
     b.policy.keep_p_layer[0] = 0.5;

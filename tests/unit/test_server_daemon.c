@@ -539,6 +539,16 @@ static void test_config_validate(void **state)
         /* max_clients at its default: the line of the clients that outgrew it */
         {"server:\n  insecure: true\nround:\n  clients: 200000\n",
          "t.yaml:4: round.clients (200000) exceeds server.max_clients (100000)"},
+        /* a robust mode keeps at most max_updates updates a round: a larger quorum is never
+         * reached (every commit past it failed, after its whole upload) */
+        {"server:\n  insecure: true\nround:\n  clients: 300\naggregation:\n"
+         "  mode: trimmed-mean\n",
+         "t.yaml:4: aggregation.max_updates (256, its default) is below round.clients (300): "
+         "trimmed-mean keeps every update of a round, and a round could not reach its quorum; "
+         "raise aggregation.max_updates to at least 300"},
+        {"server:\n  insecure: true\nround:\n  clients: 40\naggregation:\n  mode: median\n"
+         "  max_updates: 39\n",
+         "t.yaml:7: aggregation.max_updates (39) is below round.clients (40): median keeps"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         fls_options *o = opts_from(cases[i].yaml);
@@ -548,10 +558,20 @@ static void test_config_validate(void **state)
             fail_msg("case %zu: status %d, message '%s', want '%s...'", i, st, err, cases[i].msg);
         fls_options_free(o);
     }
-    fls_options *o = opts_from("server:\n  insecure: true\n");
-    char err[256];
-    assert_int_equal(fls_options_validate(o, err, sizeof err), FLS_OK);
-    fls_options_free(o);
+    static const char *ok[] = {
+        "server:\n  insecure: true\n",
+        /* the mean folds as updates come and keeps none; a robust mode with room for all */
+        "server:\n  insecure: true\nround:\n  clients: 300\n",
+        "server:\n  insecure: true\nround:\n  clients: 300\naggregation:\n  mode: median\n"
+        "  max_updates: 300\n",
+    };
+    for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
+        fls_options *o = opts_from(ok[i]);
+        char err[256] = "";
+        if (fls_options_validate(o, err, sizeof err) != FLS_OK)
+            fail_msg("ok case %zu refused: %s", i, err);
+        fls_options_free(o);
+    }
 }
 
 /* Where a value came from, kept per key for the checks made once every file and flag is in: the
