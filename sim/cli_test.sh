@@ -298,6 +298,43 @@ rc=0
 [ "$rc" -ne 0 ] && grep -q "nowhere.csv" "$DIR/cfgstdin.err" && ! grep -q "/dev/nowhere.csv" "$DIR/cfgstdin.err" ||
     fail "--config /dev/stdin: its trace taken beside it: $(cat "$DIR/cfgstdin.err")"
 echo "--config FIFO or /dev/stdin: read, its paths from where fl_sim runs"
+
+# --resume from another directory than the run was started in, its trace named relatively: by a
+# config beside it, then by --trace. The saved settings name the trace by its absolute path, so
+# the resume is not refused ("setting 'trace' differs: saved "cfg/trace.csv", this run
+# "../cfg/trace.csv"") and gives the model of a run that never stopped, bit for bit.
+mkdir -p "$DIR/rel/cfg" "$DIR/rel/elsewhere"
+printf 'client,flops,down_bps,up_bps,availability\n0,1e9,2e7,5e6,1\n1,2e9,1e7,2e6,1\n' \
+    >"$DIR/rel/cfg/trace.csv"
+printf 'trace: trace.csv\n' >"$DIR/rel/cfg/run.yaml"
+(cd "$DIR/rel" && "$FL_SIM" $ARGS --config cfg/run.yaml --rounds 3 --out "$DIR/rel/whole") \
+    >/dev/null 2>"$DIR/rel.err" || fail "relative --config, whole run: $(cat "$DIR/rel.err")"
+grep -qF "\"trace\": \"$(cd "$DIR/rel/cfg" && pwd -P)/trace.csv\"" "$DIR/rel/whole/summary.json" ||
+    fail "relative --config: summary.json's trace not absolute: $(grep -o '"trace": "[^"]*"' "$DIR/rel/whole/summary.json")"
+want=$(grep -o '"model_sha256": "[0-9a-f]*"' "$DIR/rel/whole/summary.json")
+(cd "$DIR/rel" && "$FL_SIM" $ARGS --config cfg/run.yaml --rounds 2 --out "$DIR/rel/cf") \
+    >/dev/null 2>"$DIR/rel.err" || fail "relative --config, 2 rounds: $(cat "$DIR/rel.err")"
+(cd "$DIR/rel/elsewhere" && "$FL_SIM" $ARGS --config ../cfg/run.yaml --rounds 3 --out "$DIR/rel/cf" \
+    --resume 1) >/dev/null 2>"$DIR/rel.err" ||
+    fail "--resume from another directory, relative --config: $(cat "$DIR/rel.err")"
+grep -q "resuming $DIR/rel/cf after round 2 of 3" "$DIR/rel.err" ||
+    fail "--resume from another directory, relative --config: not resumed: $(cat "$DIR/rel.err")"
+grep -qF "$want" "$DIR/rel/cf/summary.json" ||
+    fail "--resume from another directory, relative --config: another model than a whole run's"
+(cd "$DIR/rel" && "$FL_SIM" $ARGS --trace cfg/trace.csv --rounds 2 --out "$DIR/rel/tr") \
+    >/dev/null 2>"$DIR/rel.err" || fail "relative --trace, 2 rounds: $(cat "$DIR/rel.err")"
+(cd "$DIR/rel/cfg" && "$FL_SIM" $ARGS --trace trace.csv --rounds 3 --out "$DIR/rel/tr" --resume 1) \
+    >/dev/null 2>"$DIR/rel.err" || fail "--resume from another directory, relative --trace: $(cat "$DIR/rel.err")"
+grep -qF "$want" "$DIR/rel/tr/summary.json" ||
+    fail "--resume from another directory, relative --trace: another model than a whole run's"
+# another file under the same relative name is another setting, still refused by name
+cp "$DIR/rel/cfg/trace.csv" "$DIR/rel/elsewhere/trace.csv"
+rc=0
+(cd "$DIR/rel/elsewhere" && "$FL_SIM" $ARGS --trace trace.csv --rounds 4 --out "$DIR/rel/tr" --resume 1) \
+    >/dev/null 2>"$DIR/rel.err" || rc=$?
+[ "$rc" -eq 1 ] && grep -q "setting 'trace' differs" "$DIR/rel.err" ||
+    fail "--resume with another trace file: exit status $rc: $(cat "$DIR/rel.err")"
+echo "--resume from another directory: relative trace and config paths name the same files"
 rc=0
 "$FL_SIM" --config= >/dev/null 2>"$DIR/cfgempty.err" || rc=$?
 [ "$rc" -eq 2 ] || fail "--config=: exit status $rc, not 2"

@@ -944,6 +944,11 @@ static int run_main(int argc, char **argv)
         complain("fl_sim: %s\n", err);
         cfg_bad = 1;
     }
+    /* The files the run reads, as absolute paths: what resume.fls and summary.json record then
+     * means the same from any directory, and --resume from another one is not refused for a
+     * relative --trace or --config. */
+    if (!cfg_bad)
+        flsim_config_paths_absolute(&cfg);
     const int cfg_ok = flsim_ranks_all_ok(!cfg_bad);
     if (!cfg_ok)
         complaints_said();

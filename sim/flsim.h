@@ -243,6 +243,15 @@ fl_status flsim_config_parse_yaml(flsim_config *c, const char *text, size_t len,
  * replaces them, ...). FL_OK or FL_ERR_CONFIG (reason in err). */
 fl_status flsim_config_validate(const flsim_config *c, char *err, size_t errlen);
 
+/* Names the files the run reads (trace, the files of a dataset or test_dataset spec such as
+ * idx:IMAGES,LABELS) as realpath(3) does: absolute, without symlinks, "." or "..". The settings a
+ * run saves (resume.fls, summary.json, an experiment's runs) then name the same files from any
+ * working directory, so a --resume or an experiment started elsewhere compares them as equal. A
+ * path that does not resolve (a file not there, which the load then reports) stays as given, as
+ * does one whose resolved form would not fit. Resolves against the working directory of the
+ * moment: not to be called while another thread changes it. */
+void flsim_config_paths_absolute(flsim_config *c);
+
 /* Writes the configuration as a JSON object (no newline) into buf; returns the full length. */
 size_t flsim_config_json(const flsim_config *c, char *buf, size_t cap);
 

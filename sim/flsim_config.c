@@ -1,6 +1,7 @@
 /* flsim_config.c: the simulator's options: defaults, one setter shared by the command line and
  * the YAML file, validation, JSON rendering, help text. */
 #include <errno.h>
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -792,9 +793,28 @@ static int path_beside(char *dst, size_t cap, const char *dir, int dirlen, const
     return w < 0 || (size_t)w >= cap ? -1 : w;
 }
 
-/* The file paths of a dataset spec that a config file named (idx:A,B, femnist:P[,P...],
- * shakespeare:P[,P...]; named and synthetic datasets have none), each through path_beside.
- * Returns 0, or -1 if the result would not fit in cap. */
+/* One path p (its first len bytes) as realpath(3) names it, into dst (cap bytes): absolute,
+ * without a symlink, "." or "..", so that the same file reads the same from any working
+ * directory. A path that does not resolve (not there: its load says so), or whose resolved form
+ * would not fit, is kept as given. Returns the length written, or -1 if even that does not fit. */
+static int path_absolute(char *dst, size_t cap, const char *p, int len)
+{
+    char given[PATH_MAX], real[PATH_MAX];
+    const char *use = NULL;
+    if (len > 0 && (size_t)len < sizeof given) {
+        memcpy(given, p, (size_t)len);
+        given[len] = '\0';
+        if (realpath(given, real) && strlen(real) < cap)
+            use = real;
+    }
+    const int w = use ? snprintf(dst, cap, "%s", use) : snprintf(dst, cap, "%.*s", len, p);
+    return w < 0 || (size_t)w >= cap ? -1 : w;
+}
+
+/* The file paths of a dataset spec (idx:A,B, femnist:P[,P...], shakespeare:P[,P...]; named and
+ * synthetic datasets have none), each through path_beside (a config file named them: dir is
+ * its directory) or, with dir NULL, through path_absolute. Returns 0, or -1 if the result would
+ * not fit in cap. */
 static int rebase_spec(char *spec, size_t cap, const char *dir, int dirlen)
 {
     static const char *const with_paths[] = {"idx:", "femnist:", "shakespeare:"};
@@ -813,7 +833,8 @@ static int rebase_spec(char *spec, size_t cap, const char *dir, int dirlen)
     for (const char *p = spec + pre;;) {
         const char *comma = strchr(p, ',');
         const int len = comma ? (int)(comma - p) : (int)strlen(p);
-        const int w = path_beside(out + o, lim - o, dir, dirlen, p, len);
+        const int w = dir ? path_beside(out + o, lim - o, dir, dirlen, p, len)
+                          : path_absolute(out + o, lim - o, p, len);
         if (w < 0)
             return -1;
         o += (size_t)w;
@@ -826,6 +847,16 @@ static int rebase_spec(char *spec, size_t cap, const char *dir, int dirlen)
     }
     memcpy(spec, out, o + 1);
     return 0;
+}
+
+void flsim_config_paths_absolute(flsim_config *c)
+{
+    char t[sizeof c->trace];
+    if (c->trace[0] && path_absolute(t, sizeof t, c->trace, (int)strlen(c->trace)) >= 0)
+        memcpy(c->trace, t, sizeof t);
+    /* on a spec that would not fit, each stays as it was (rebase_spec leaves it untouched) */
+    (void)rebase_spec(c->dataset, sizeof c->dataset, NULL, 0);
+    (void)rebase_spec(c->test_dataset, sizeof c->test_dataset, NULL, 0);
 }
 
 fl_status flsim_config_load_yaml(flsim_config *c, const char *path, char *err, size_t errlen)

@@ -304,6 +304,26 @@ static int same_value(json_t *a, json_t *b)
            json_number_value(a) == json_number_value(b);
 }
 
+/* A path setting (trace, dataset, test_dataset) saved as a relative path, before runs saved
+ * them absolute (flsim_config_paths_absolute): the same setting when, taken from the working
+ * directory, it names the files this run's names (a run resumed where it was started, as before
+ * the paths were saved absolute). */
+static int same_path_setting(const char *k, const json_t *s, const flsim_config *want)
+{
+    if (!json_is_string(s))
+        return 0;
+    flsim_config t = *want;
+    char *f = !strcmp(k, "trace") ? t.trace : !strcmp(k, "dataset") ? t.dataset
+            : !strcmp(k, "test_dataset") ? t.test_dataset : NULL;
+    const char *w = !strcmp(k, "trace") ? want->trace : !strcmp(k, "dataset") ? want->dataset
+                  : want->test_dataset;
+    if (!f || json_string_length(s) >= FLSIM_STR)
+        return 0;
+    memcpy(f, json_string_value(s), json_string_length(s) + 1);
+    flsim_config_paths_absolute(&t);
+    return strcmp(f, w) == 0;
+}
+
 /* The saved settings against those of this run: FL_OK, or FL_ERR_RESULTS_MISMATCH naming the
  * first setting that differs. `threads` and `fold_threads` are left out: results do not depend
  * on them. `model` as written may differ where both name the same architecture (saved_arch, the
@@ -334,6 +354,8 @@ static fl_status same_config(json_t *saved, const char *saved_arch, const flsim_
         if (!s && d && json_object_get(d, k) && json_equal(json_object_get(d, k), v))
             continue;
         if (!strcmp(k, "model") && want_arch && saved_arch && !strcmp(saved_arch, want_arch))
+            continue;
+        if (s && !same_value(s, v) && same_path_setting(k, s, want))
             continue;
         if (!s || !same_value(s, v)) {
             char *a = s ? dump_value(s) : NULL;

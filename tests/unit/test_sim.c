@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <errno.h>
+#include <limits.h>
 #include <signal.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -1085,6 +1086,78 @@ static void test_config_matches_number_forms(void **state)
     assert_int_equal(flsim_config_matches(older, NULL, &b, NULL, 0, err, sizeof err),
                      FL_ERR_RESULTS_MISMATCH);
     assert_string_equal(err, "setting 'idle_step' differs: saved 60, this run 65");
+}
+
+/* The files a run reads are saved by absolute paths (flsim_config_paths_absolute, which fl_sim
+ * applies to its settings), so that a --resume from another directory, naming them relatively
+ * from there, is not refused: "../a/t.csv" from b is "a/t.csv" from their parent. A file not
+ * there stays as given (its load names it). A run saved before, with a relative path, still
+ * matches from the directory it ran in, and not where the path names another file. */
+static void test_config_paths_absolute(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/test_sim_pathsXXXXXX", real[PATH_MAX], cwd[PATH_MAX], p[PATH_MAX + 64];
+    assert_non_null(mkdtemp(dir));
+    assert_non_null(realpath(dir, real));
+    assert_non_null(getcwd(cwd, sizeof cwd));
+    const char *const sub[] = {"a", "b"};
+    for (int i = 0; i < 2; i++) {
+        snprintf(p, sizeof p, "%s/%s", dir, sub[i]);
+        assert_int_equal(mkdir(p, 0700), 0);
+        snprintf(p, sizeof p, "%s/%s/t.csv", dir, sub[i]);
+        FILE *f = fopen(p, "w");
+        assert_non_null(f);
+        assert_int_equal(fclose(f), 0);
+    }
+    assert_int_equal(chdir(dir), 0);
+    char want[PATH_MAX + 64], saved[16384], err[512];
+    flsim_config a = small_config();
+    assert_int_equal(flsim_config_set(&a, "trace", "a/t.csv", NULL, 0), FL_OK);
+    assert_int_equal(flsim_config_set(&a, "test-dataset", "idx:./a/../a/t.csv,a/none", NULL, 0),
+                     FL_OK);
+    flsim_config old = a; /* as saved before the paths were made absolute */
+    flsim_config_paths_absolute(&a);
+    snprintf(want, sizeof want, "%s/a/t.csv", real);
+    assert_string_equal(a.trace, want);
+    snprintf(want, sizeof want, "idx:%s/a/t.csv,a/none", real);
+    assert_string_equal(a.test_dataset, want);
+    assert_string_equal(a.dataset, "synth-images:2400:1x8x8:4");
+    flsim_config_json(&a, saved, sizeof saved);
+
+    assert_int_equal(chdir("b"), 0);
+    flsim_config b = a;
+    assert_int_equal(flsim_config_set(&b, "trace", "../a/t.csv", NULL, 0), FL_OK);
+    assert_int_equal(flsim_config_set(&b, "test-dataset", "idx:../a/t.csv,a/none", NULL, 0), FL_OK);
+    flsim_config_paths_absolute(&b);
+    assert_int_equal(flsim_config_matches(saved, NULL, &b, NULL, 0, err, sizeof err), FL_OK);
+    assert_int_equal(flsim_config_set(&b, "trace", "t.csv", NULL, 0), FL_OK); /* b/t.csv */
+    flsim_config_paths_absolute(&b);
+    assert_int_equal(flsim_config_matches(saved, NULL, &b, NULL, 0, err, sizeof err),
+                     FL_ERR_RESULTS_MISMATCH);
+    assert_non_null(strstr(err, "setting 'trace' differs"));
+
+    /* an older save, its paths relative: the same files from where it ran, not from b */
+    flsim_config_json(&old, saved, sizeof saved);
+    assert_int_equal(flsim_config_matches(saved, NULL, &a, NULL, 0, err, sizeof err),
+                     FL_ERR_RESULTS_MISMATCH);
+    assert_non_null(strstr(err, "setting 'test_dataset' differs")); /* the first path setting */
+    assert_int_equal(chdir(".."), 0);
+    assert_int_equal(flsim_config_matches(saved, NULL, &a, NULL, 0, err, sizeof err), FL_OK);
+    b = a;
+    snprintf(want, sizeof want, "%s/b/t.csv", real);
+    assert_int_equal(flsim_config_set(&b, "trace", want, NULL, 0), FL_OK);
+    assert_int_equal(flsim_config_matches(saved, NULL, &b, NULL, 0, err, sizeof err),
+                     FL_ERR_RESULTS_MISMATCH);
+    assert_non_null(strstr(err, "setting 'trace' differs"));
+
+    assert_int_equal(chdir(cwd), 0);
+    for (int i = 0; i < 2; i++) {
+        snprintf(p, sizeof p, "%s/%s/t.csv", dir, sub[i]);
+        unlink(p);
+        snprintf(p, sizeof p, "%s/%s", dir, sub[i]);
+        rmdir(p);
+    }
+    rmdir(dir);
 }
 #endif
 
@@ -2630,6 +2703,7 @@ int main(void)
         cmocka_unit_test(test_experiment_resumes),
         cmocka_unit_test(test_config_mismatch_long_values),
         cmocka_unit_test(test_config_matches_number_forms),
+        cmocka_unit_test(test_config_paths_absolute),
 #endif
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
