@@ -389,6 +389,20 @@ long=$("$FL_SIM" --help | sed -n '/^Options/,/^  --help/p' | awk 'length($0) > 1
 [ -z "$long" ] || fail "--help: option lines wider than 100 columns: $long"
 echo "--help: one column for the descriptions, wrapped at 100"
 
+# The options --help's usage says the experiment does not take are those it refuses (exit status
+# 2, before anything runs), and it names every one it refuses: --resume and --checkpoint-every
+# were refused but not named, so the usage read as if the experiment took them.
+not_taken=$("$FL_SIM" --help | sed -n '/^usage:/,/^$/p' | tr '\n' ' ' |
+            sed -n 's/.*takes any option below but \([^)]*\)).*/\1/p' | tr -s ' ,' '\n\n' | grep '^--')
+for o in --config --policy --seed --keep-going --resume --checkpoint-every; do
+    echo "$not_taken" | grep -qx -- "$o" || fail "--help: the experiment refuses $o, its usage does not say so"
+    rc=0
+    "$FL_SIM" experiment afd --seeds 1 $ARGS "$o" 1 --out "$DIR/exp-refused" >/dev/null 2>&1 || rc=$?
+    [ "$rc" -eq 2 ] || fail "experiment $o 1: exit status $rc, not 2 (--help says it is not taken)"
+done
+[ ! -e "$DIR/exp-refused" ] || fail "experiment, a refused option: --out was written"
+echo "--help: the options the experiment does not take, as it refuses them"
+
 # A trace whose rows that --clients uses (client k takes row k mod n) are all unavailable: refused
 # before the run, not after 10,000 idle steps; with one more client (row 2 is available) it runs.
 printf 'client,flops,down_bps,up_bps,availability\n0,1e9,1e6,1e6,0\n1,1e9,1e6,1e6,0\n2,1e9,1e6,1e6,1\n' >"$DIR/off.csv"

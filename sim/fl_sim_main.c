@@ -233,8 +233,8 @@ static void usage(FILE *f)
     fprintf(f,
         "usage: fl_sim [--config FILE] [--OPTION VALUE | --OPTION=VALUE]...\n"
         "       fl_sim experiment afd [--preset small|full] [--seeds N] [--out DIR] [--fresh 0|1] [--OPTION VALUE]...\n"
-        "       (the experiment takes any option below but --config, --policy, --seed and\n"
-        "       --keep-going)\n"
+        "       (the experiment takes any option below but --config, --policy, --seed,\n"
+        "       --keep-going, --resume and --checkpoint-every)\n"
         "       fl_sim --version\n"
         "\n"
         "Simulates federated learning with fedrop's own server and client cores: virtual clients\n"
