@@ -248,7 +248,8 @@ fl_status flsim_config_validate(const flsim_config *c, char *err, size_t errlen)
  * run saves (resume.fls, summary.json, an experiment's runs) then name the same files from any
  * working directory, so a --resume or an experiment started elsewhere compares them as equal. A
  * path that does not resolve (a file not there, which the load then reports) stays as given, as
- * does one whose resolved form would not fit. Resolves against the working directory of the
+ * do a descriptor's name (/dev/stdin, /dev/fd/N, /proc/...) and one whose resolved form would not
+ * fit. Resolves against the working directory of the
  * moment: not to be called while another thread changes it. */
 void flsim_config_paths_absolute(flsim_config *c);
 

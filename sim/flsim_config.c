@@ -796,12 +796,16 @@ static int path_beside(char *dst, size_t cap, const char *dir, int dirlen, const
 /* One path p (its first len bytes) as realpath(3) names it, into dst (cap bytes): absolute,
  * without a symlink, "." or "..", so that the same file reads the same from any working
  * directory. A path that does not resolve (not there: its load says so), or whose resolved form
- * would not fit, is kept as given. Returns the length written, or -1 if even that does not fit. */
+ * would not fit, is kept as given; so is a descriptor's name (/dev/stdin, /dev/fd/N, /proc/...),
+ * which realpath would turn into the file behind this process's descriptor (--trace /dev/stdin
+ * < t.csv saved as t.csv's path). Returns the length written, or -1 if even that does not fit. */
 static int path_absolute(char *dst, size_t cap, const char *p, int len)
 {
     char given[PATH_MAX], real[PATH_MAX];
     const char *use = NULL;
-    if (len > 0 && (size_t)len < sizeof given) {
+    const int descriptor = (len >= 5 && strncmp(p, "/dev/", 5) == 0) ||
+                           (len >= 6 && strncmp(p, "/proc/", 6) == 0);
+    if (!descriptor && len > 0 && (size_t)len < sizeof given) {
         memcpy(given, p, (size_t)len);
         given[len] = '\0';
         if (realpath(given, real) && strlen(real) < cap)

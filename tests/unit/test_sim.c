@@ -1122,6 +1122,11 @@ static void test_config_paths_absolute(void **state)
     snprintf(want, sizeof want, "idx:%s/a/t.csv,a/none", real);
     assert_string_equal(a.test_dataset, want);
     assert_string_equal(a.dataset, "synth-images:2400:1x8x8:4");
+    /* a descriptor's name stays: not the file behind this process's stdin */
+    flsim_config d = a;
+    assert_int_equal(flsim_config_set(&d, "trace", "/dev/stdin", NULL, 0), FL_OK);
+    flsim_config_paths_absolute(&d);
+    assert_string_equal(d.trace, "/dev/stdin");
     flsim_config_json(&a, saved, sizeof saved);
 
     assert_int_equal(chdir("b"), 0);
