@@ -130,6 +130,18 @@ static void say(const char *s)
     }
 }
 
+/* A progress line is on the terminal without its newline (lock-free: the handler reads it). */
+static atomic_int g_bar_open;
+
+/* say(s) on a line of its own: below the progress line when one is up, else with no blank line
+ * before it (stderr a file or a pipe). */
+static void say_line(const char *s)
+{
+    if (atomic_exchange(&g_bar_open, 0))
+        say("\n");
+    say(s);
+}
+
 /* Ends the process as the signal's default action would (so that a shell or a script sees it
  * killed by that signal), after saying so. */
 static void die_of(int sig)
@@ -169,20 +181,20 @@ static void on_signal_body(int sig)
         sigaction(SIGPIPE, &ign, NULL);
         if (!g_stop) {
             g_stop = sig;
-            say("\nfl_sim: a write to a closed pipe (SIGPIPE; stdout closed?): stopping after the "
-                "round in progress\n");
+            say_line("fl_sim: a write to a closed pipe (SIGPIPE; stdout closed?): stopping after the "
+                     "round in progress\n");
         }
         return;
     }
     if (g_quit_now) {
         if (g_out_dir)
             flsim_out_unprepare(g_out_dir, g_out_made); /* only what is still empty */
-        say("\nfl_sim: interrupted before the first round was done: nothing written\n");
+        say_line("fl_sim: interrupted before the first round was done: nothing written\n");
         die_of(sig);
     }
     if (g_stop) { /* the second one: at once, and say what stays */
-        say(g_experiment ? "\nfl_sim experiment: quitting at once: the runs finished stay saved"
-                         : "\nfl_sim: quitting at once: no summary.json");
+        say_line(g_experiment ? "fl_sim experiment: quitting at once: the runs finished stay saved"
+                              : "fl_sim: quitting at once: no summary.json");
         if (g_out_dir) {
             say("; ");
             say(g_out_dir);
@@ -192,7 +204,7 @@ static void on_signal_body(int sig)
         die_of(sig);
     }
     g_stop = sig;
-    say("\nfl_sim: stopping after the round in progress (");
+    say_line("fl_sim: stopping after the round in progress (");
     say(name);
     say(" again to quit at once)\n");
 }
@@ -340,7 +352,6 @@ static void vtime_str(char *buf, size_t cap, double s, int decimals)
 
 /* Redraws the progress bar's line in place, cut to the terminal's width: a line that wrapped
  * would leave a stale copy behind at every redraw. */
-static atomic_int g_bar_open; /* a progress line is on the terminal without its newline */
 
 static void bar_line(const char *line)
 {

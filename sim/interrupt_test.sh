@@ -52,6 +52,7 @@ stop_check() {
     pid=
     [ "$rc" -eq "$2" ] || fail "SIG$1: exit status $rc, not $2 ($(cat "$DIR/$3.err"))"
     grep -q "interrupted: stopped after round" "$DIR/$3.err" || fail "SIG$1: no message: $(cat "$DIR/$3.err")"
+    ! grep -q '^$' "$DIR/$3.err" || fail "SIG$1: a blank line in stderr (no progress line to end): $(cat "$DIR/$3.err")"
     grep -q '"interrupted": true' "$DIR/$3/summary.json" || fail "SIG$1: summary.json not marked interrupted"
     rounds=$(sed -n 's/^  "rounds": \([0-9]*\),$/\1/p' "$DIR/$3/summary.json")
     lines=$(($(wc -l <"$DIR/$3/rounds.csv") - 1))
@@ -176,6 +177,8 @@ early_int "$DIR/short" "$DIR/early.err"
 [ "$rc" -eq 130 ] || fail "early SIGINT: exit status $rc, not 130 ($(cat "$DIR/early.err"))"
 grep -q "interrupted before the first round was done: nothing written" "$DIR/early.err" ||
     fail "early SIGINT: $(cat "$DIR/early.err")"
+# stderr is a file here, with no progress line to end: no blank line before the message
+! grep -q '^$' "$DIR/early.err" || fail "early SIGINT: a blank line in stderr: $(cat "$DIR/early.err")"
 cmp -s "$DIR/short/summary.json" "$DIR/short.summary" && cmp -s "$DIR/short/rounds.csv" "$DIR/short.rounds" ||
     fail "early SIGINT: the earlier results in --out changed"
 echo "early SIGINT: ended before its first round, exit status 130, nothing written"
