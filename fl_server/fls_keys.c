@@ -68,6 +68,9 @@ fl_status fls_allow_parse(fls_allow *out, const char *text, size_t len, const ch
     fls_allow_clear(out);
     out->keys = keys;
     out->n = m;
+    out->blank = 1;
+    for (size_t i = 0; i < len && out->blank; i++)
+        out->blank = text[i] == ' ' || text[i] == '\t' || text[i] == '\n' || text[i] == '\r';
     return FL_OK;
 }
 

@@ -2684,6 +2684,18 @@ static fl_status reload_allow(fls_server *s)
                hint);
         return st;
     }
+    if (a.blank && s->allow.n) {
+        /* An empty file is what a list caught mid-write leaves, or one a shell redirection cut
+         * short (grep -v KEY list > list): applied, it would end every session with Error auth,
+         * on which fl_client exits for good, and release every id. A list that takes every key
+         * off on purpose says so with a comment line. */
+        fl_log(&s->log, FL_LOG_ERROR, "allow-list not reloaded (the old one stays): %s is empty "
+               "(a file caught mid-write, or cut short by a shell redirection?); its %zu keys "
+               "stay in force. To take every key off, leave a comment line in it (# none) and "
+               "reload", s->opt.allow_list, s->allow.n);
+        fls_allow_clear(&a);
+        return FL_ERR_AUTH;
+    }
     fls_allow_clear(&s->allow);
     s->allow = a;
     fl_log(&s->log, a.n ? FL_LOG_INFO : FL_LOG_WARN, "allow-list %s: %zu keys%s",

@@ -3165,6 +3165,61 @@ static void test_reactor_key_rotation(void **state)
     free(lb);
 }
 
+/* A reload that finds the allow-list empty (a file caught mid-write, or emptied by a shell
+ * redirection: grep -v KEY list > list) keeps the list in force: applied, it ended every session
+ * with Error auth (fl_client exits 3 on it, for good) and released every id. A list that holds a
+ * comment and no key takes every key off, as asked. */
+static void test_reactor_allow_list_emptied(void **state)
+{
+    (void)state;
+    char ka[41], sa[41];
+    assert_int_equal(zmq_curve_keypair(ka, sa), 0);
+    char allow[300], text[256], ep[300], spub[41];
+    snprintf(text, sizeof text, "%s\n", ka);
+    logbuf *lb;
+    fls_server *s = curve_server("emptied", text, "", ep, spub, allow, &lb);
+    peer a;
+    peer_open(&a, ep, spub, ka, sa);
+    flp_msg h = hello_msg("dev1");
+    peer_send(&a, &h);
+    expect_ack_hello(s, &a);
+
+    for (int k = 0; k < 2; k++) {
+        write_file(allow, k ? "\n  \n" : "");
+        fls_server_reload(s);
+        fls_server_step(s, 0);
+        char want[600];
+        snprintf(want, sizeof want, "allow-list not reloaded (the old one stays): %s is empty",
+                 allow);
+        if (!strstr(lb->text, want))
+            fail_msg("log '%s' lacks '%s'", lb->text, want);
+        assert_null(strstr(lb->text, "released"));
+        flp_msg hb = flp_msg_header(FLP_HEARTBEAT, 0, "dev1");
+        peer_send(&a, &hb);
+        assert_null(peer_recv(s, &a, 0.3)); /* a heartbeat gets no answer, and no Error */
+        fls_server_stats st;
+        fls_server_stats_get(s, &st);
+        assert_int_equal(st.clients, 1);
+        lb->len = 0;
+        lb->text[0] = 0;
+    }
+
+    /* every key taken off on purpose: the session ends, the id is released */
+    write_file(allow, "# none\n");
+    fls_server_reload(s);
+    fls_server_step(s, 0);
+    expect_error(s, &a, FL_ERR_AUTH);
+    if (!strstr(lb->text, "0 keys") || !strstr(lb->text, "client id dev1 released"))
+        fail_msg("log: %s", lb->text);
+    fls_server_stats st;
+    fls_server_stats_get(s, &st);
+    assert_int_equal(st.clients, 0);
+
+    fls_server_free(s);
+    peer_close(&a);
+    free(lb);
+}
+
 /* A session belongs to the key that said its Hello: another allowed key that reaches it (a peer
  * choosing the session's routing id with ZMQ_ROUTING_ID, once the first connection is gone) and
  * names its id is refused (Error auth), and the session is not its to use. */
@@ -7173,6 +7228,7 @@ int main(void)
         cmocka_unit_test(test_cli_start_disk_full),
         cmocka_unit_test(test_reactor_curve),
         cmocka_unit_test(test_reactor_key_rotation),
+        cmocka_unit_test(test_reactor_allow_list_emptied),
         cmocka_unit_test_teardown(test_reactor_ids_per_key, hello_memory_reset),
         cmocka_unit_test(test_reactor_round_and_resume),
         cmocka_unit_test(test_reactor_backlog_not_silence),
