@@ -1715,6 +1715,9 @@ static void round_end(fls_server *s)
     struct timespec ts;
     if (clock_gettime(CLOCK_REALTIME, &ts) == 0)
         mt.time_unix = (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+    /* and the run's id: a fresh run's lines, appended to a file that holds another run's, start
+     * again at round 0; a resumed run's replayed rounds keep the id */
+    mt.run_id = fls_core_run_id(s->core);
     const fls_round_metrics *m = &mt;
     s->st.rounds_done++;
     char json[4096];

@@ -491,6 +491,8 @@ size_t fls_round_metrics_json(const fls_round_metrics *m, char *buf, size_t cap)
     jnum(c, "duration_s", m->duration_s);
     if (m->time_unix > 0 && isfinite(m->time_unix))
         put(c, ",\"time_unix\":%.3f", m->time_unix); /* milliseconds, not 9 digits */
+    if (m->run_id) /* as the log writes it: "a fresh run: id ..." */
+        put(c, ",\"run_id\":\"%016llx\"", (unsigned long long)m->run_id);
     if (m->afd.afd) {
         put(c, ",\"afd\":{\"kept\":%u,\"resampled\":%u,\"clients\":%u", m->afd.kept,
             m->afd.resampled, m->afd.clients);

@@ -138,6 +138,8 @@ typedef struct fls_round_metrics {
     double duration_s;             /* t_end - t_start */
     double time_unix;              /* calendar time of the close, seconds since 1970: set by a
                                     * host with a clock (the core reads none); 0: left out */
+    uint64_t run_id;               /* the run's id (fls_core_run_id: kept by a resume, new for a
+                                    * fresh run), set by the host; 0: left out */
     fls_policy_kind policy;
     fls_policy_info afd;           /* AFD state (kept/resampled, score histogram) */
 } fls_round_metrics;

@@ -1031,7 +1031,8 @@ static void test_readme_metrics(void **state)
     memset(&m, 0, sizeof m);
     m.closed_by = FLS_CLOSE_QUORUM;
     m.afd.afd = 1;
-    m.time_unix = 1.8e9; /* the daemon's own key, too */
+    m.time_unix = 1.8e9; /* the daemon's own keys, too */
+    m.run_id = 0x9d9199e1b7b948abull;
     char json[4096];
     assert_true(fls_round_metrics_json(&m, json, sizeof json) < sizeof json);
     int keys = 0;
@@ -3584,11 +3585,19 @@ static void test_reactor_round_and_resume(void **state)
     assert_true(st.checkpoints >= 1);
     assert_int_equal(st.malformed, 0);
     fls_server_free(s);
+    /* the line names the run, as the log does: a fresh run's lines appended to a file that
+     * holds another run's start again at round 0, and only the id tells them apart */
+    const char *idl = strstr(lb->text, "a fresh run: id ");
+    assert_non_null(idl);
+    char run_id[64];
+    snprintf(run_id, sizeof run_id, "\"run_id\":\"%.16s\"", idl + strlen("a fresh run: id "));
     FILE *f = fopen(metrics, "r");
     assert_non_null(f);
     char line[4096];
     assert_non_null(fgets(line, sizeof line, f));
     assert_non_null(strstr(line, "\"round\":0"));
+    if (!strstr(line, run_id))
+        fail_msg("metrics line '%s' lacks %s", line, run_id);
     fclose(f);
 
     /* resume: the same configuration with two rounds continues at round 1 */
@@ -3610,6 +3619,8 @@ static void test_reactor_round_and_resume(void **state)
     assert_string_equal(bye->bye.reason, "done");
     flp_msg_free(bye);
     assert_non_null(strstr(lb->last_json, "\"round\":1"));
+    if (!strstr(lb->last_json, run_id)) /* a resume keeps the run's id */
+        fail_msg("metrics line '%s' lacks %s", lb->last_json, run_id);
     fls_server_free(s);
 
     /* a checkpoint of another configuration is refused, naming what changed */
