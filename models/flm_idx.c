@@ -469,7 +469,9 @@ fl_status flm_dataset_load_named(flm_dataset **out, const char *name, const char
     }
     /* Without a directory given: where to get the files, and how to point at them. Debian
      * packages Fashion-MNIST only. */
-    const char *hint = base ? ""
+    /* The places came from the environment: said, since nothing on the command line or in the
+     * configuration names them (a unit's Environment=, a shell profile) */
+    const char *hint = base ? (dir ? "" : " (the directory of $FEDROP_DATA_DIR)")
                        : strcmp(name, "fashion-mnist") == 0
                            ? " (apt-get install dataset-fashion-mnist, or set FEDROP_DATA_DIR to "
                              "the directory that holds them)"

@@ -337,6 +337,16 @@ static void test_idx_named_parent_dir(void **state)
     /* none given: the default place, and how to point elsewhere (Debian has no MNIST package) */
     const char *env = getenv("FEDROP_DATA_DIR");
     char *saved = env ? strdup(env) : NULL;
+    /* $FEDROP_DATA_DIR's places are said to be its: nothing else on the line names them (an
+     * operator saw "not found in /nonexistent/fashion-mnist or /nonexistent" with --eval-dataset
+     * alone, the variable set in the environment) */
+    setenv("FEDROP_DATA_DIR", g_tmpdir, 1);
+    assert_int_equal(flm_dataset_load_named(&ds, "mnist", "test", NULL, err, sizeof err),
+                     FL_ERR_DATASET_IO);
+    snprintf(want, sizeof want, "not found in %s/mnist or %s (the directory of $FEDROP_DATA_DIR)",
+             g_tmpdir, g_tmpdir);
+    if (!strstr(err, want))
+        fail_msg("'%s' lacks '%s'", err, want);
     unsetenv("FEDROP_DATA_DIR");
     struct stat sb;
     if (stat("/usr/share/datasets/mnist", &sb) != 0) {
