@@ -4236,6 +4236,11 @@ fls_status fls_server_step(fls_server *s, int timeout_ms)
         s->reload_req = 0;
         reload_allow(s);
         reopen_metrics(s);
+        /* a SIGHUP (systemctl reload) that had nothing to act on: said, or the operator cannot
+         * tell a signal that was heard from one that was not */
+        if (!s->curve && s->metrics_fd < 0)
+            fl_log(&s->log, FL_LOG_INFO, "reload: nothing to reload (no allow-list: plain text; "
+                   "run.metrics is %s)", s->opt.metrics_path[0] ? "stdout" : "not set");
     }
     if (stop_asked(s) && !s->eval_live)
         return finish_stop(s);

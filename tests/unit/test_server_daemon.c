@@ -3221,6 +3221,28 @@ static void test_reactor_allow_list_emptied(void **state)
     free(lb);
 }
 
+/* A reload (SIGHUP, systemctl reload) of a plain-text server without a metrics file has nothing
+ * to act on: it says so, where it used to log nothing at all. */
+static void test_reactor_reload_nothing(void **state)
+{
+    (void)state;
+    char yaml[1024];
+    snprintf(yaml, sizeof yaml,
+             "server:\n  insecure: true\n  endpoints: ['ipc://%s/rnone.sock']\n"
+             "model:\n  arch: \"mlp:6-5-3\"\n", g_tmp);
+    logbuf *lb;
+    fls_server *s = server_of(yaml, &lb);
+    lb->len = 0;
+    lb->text[0] = 0;
+    fls_server_reload(s);
+    fls_server_step(s, 0);
+    if (!strstr(lb->text, "reload: nothing to reload (no allow-list: plain text; run.metrics is "
+                          "not set)"))
+        fail_msg("log: '%s'", lb->text);
+    fls_server_free(s);
+    free(lb);
+}
+
 /* A session belongs to the key that said its Hello: another allowed key that reaches it (a peer
  * choosing the session's routing id with ZMQ_ROUTING_ID, once the first connection is gone) and
  * names its id is refused (Error auth), and the session is not its to use. */
@@ -7240,6 +7262,7 @@ int main(void)
         cmocka_unit_test(test_reactor_curve),
         cmocka_unit_test(test_reactor_key_rotation),
         cmocka_unit_test(test_reactor_allow_list_emptied),
+        cmocka_unit_test(test_reactor_reload_nothing),
         cmocka_unit_test_teardown(test_reactor_ids_per_key, hello_memory_reset),
         cmocka_unit_test(test_reactor_round_and_resume),
         cmocka_unit_test(test_reactor_backlog_not_silence),
