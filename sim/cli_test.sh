@@ -323,10 +323,26 @@ grep -qF "$want" "$DIR/rel/cf/summary.json" ||
     fail "--resume from another directory, relative --config: another model than a whole run's"
 (cd "$DIR/rel" && "$FL_SIM" $ARGS --trace cfg/trace.csv --rounds 2 --out "$DIR/rel/tr") \
     >/dev/null 2>"$DIR/rel.err" || fail "relative --trace, 2 rounds: $(cat "$DIR/rel.err")"
+# The trace's rows edited before the resume (client 1's flops): the same path, another
+# population. Refused (exit status 1) naming the file, and resumed once the rows are put back.
+cp "$DIR/rel/cfg/trace.csv" "$DIR/rel/trace.orig"
+sed -i 's/^1,2e9,/1,3e9,/' "$DIR/rel/cfg/trace.csv"
+rc=0
+(cd "$DIR/rel" && "$FL_SIM" $ARGS --trace cfg/trace.csv --rounds 3 --out "$DIR/rel/tr" --resume 1) \
+    >/dev/null 2>"$DIR/rel.err" || rc=$?
+[ "$rc" -eq 1 ] && grep -qF "fl_sim: --resume: $DIR/rel/tr/resume.fls: --trace $(cd "$DIR/rel/cfg" && pwd -P)/trace.csv: its contents changed since the run was started" \
+    "$DIR/rel.err" || fail "--resume after the trace's rows changed: exit status $rc: $(cat "$DIR/rel.err")"
+cp "$DIR/rel/trace.orig" "$DIR/rel/cfg/trace.csv"
+echo "--resume after the trace's rows changed: refused, the file named"
 (cd "$DIR/rel/cfg" && "$FL_SIM" $ARGS --trace trace.csv --rounds 3 --out "$DIR/rel/tr" --resume 1) \
     >/dev/null 2>"$DIR/rel.err" || fail "--resume from another directory, relative --trace: $(cat "$DIR/rel.err")"
 grep -qF "$want" "$DIR/rel/tr/summary.json" ||
     fail "--resume from another directory, relative --trace: another model than a whole run's"
+# summary.json: the digest of the rows the runs read, the same for the whole run and the resumed
+tsha=$(grep -o '"trace_sha256": "[0-9a-f]\{64\}"' "$DIR/rel/whole/summary.json") ||
+    fail "summary.json of a run with a trace: no trace_sha256"
+grep -qF "$tsha" "$DIR/rel/tr/summary.json" ||
+    fail "resumed run: trace_sha256 not the whole run's: $(grep trace_sha256 "$DIR/rel/tr/summary.json")"
 # another file under the same relative name is another setting, still refused by name
 cp "$DIR/rel/cfg/trace.csv" "$DIR/rel/elsewhere/trace.csv"
 rc=0

@@ -109,6 +109,12 @@ fl_status flsim_trace_parse(flsim_trace **out, const char *text, size_t len, cha
 /* Reads a file and parses it (errors prefixed with the path). FL_ERR_IO if it cannot be read. */
 fl_status flsim_trace_load(flsim_trace **out, const char *path, char *err, size_t errlen);
 void flsim_trace_free(flsim_trace *t); /* NULL is a no-op */
+/* The SHA-256 of a parsed trace's rows (n x 4 doubles, in client order, as this host holds them)
+ * into out: what the run used, so comments, blank lines, the rows' order in the file and how a
+ * number is spelled do not change it, a changed value does. The MPI ranks compare it, resume.fls
+ * records it (a --resume refuses a trace whose rows changed) and summary.json shows it
+ * ("trace_sha256"). FL_OK, FL_ERR_INVALID_ARG (NULL), FL_ERR_NOMEM. Thread-safe. */
+fl_status flsim_trace_sha256(uint8_t out[FL_SHA256_LEN], const flsim_trace *t);
 
 /* ---- population ---------------------------------------------------------------------------- */
 
@@ -311,6 +317,10 @@ typedef struct flsim_result {
     double wall_s, train_wall_s;
     double train_flops;
     uint8_t model_sha256[FL_SHA256_LEN];
+    int has_trace_sha;                   /* a run with a trace: trace_sha256 holds its rows'
+                                          * SHA-256 (flsim_trace_sha256); 0 without one, and in a
+                                          * summary.json read back (flsim_parse_summary) */
+    uint8_t trace_sha256[FL_SHA256_LEN];
     int target_reached;
     uint32_t rounds_to_target;           /* when reached: the first evaluated round at or above
                                           * it (eval_every 0: only the last round is evaluated) */

@@ -67,12 +67,15 @@ extern const char *const flsim_close_names[4];
 /* ---- resuming a run (flsim_resume.c) ---------------------------------------------------------
  * DIR/resume.fls, written atomically between rounds (every --checkpoint-every rounds, at the end,
  * and when the run is stopped), little-endian:
- *   magic "FLSIMRS\0" | u32 version (2; 1 is read too) | u32 n (rounds finished) | u64 json_len
- *   | the run's settings (flsim_config_json) | f64 virtual time | u64 bytes down | u64 bytes up
- *   | f64 FLOPs | f64 wall seconds so far | u32 ranks of residual files R (not in version 1; 0:
- *   none) | R x 32 bytes: each rank's residual file's SHA-256 | n round records (each field, in flsim_round_record's order: u32 / u64 / f64 by
- *   type, int as u32) | u64 ckpt_len | the server core's checkpoint
- *   (fls_ckpt_serialize: model, optimizer, policy state, next round = n) | SHA-256 of all before. */
+ *   magic "FLSIMRS\0" | u32 version (3; 1 and 2 are read too) | u32 n (rounds finished)
+ *   | u64 json_len | the run's settings (flsim_config_json) | f64 virtual time | u64 bytes down
+ *   | u64 bytes up | f64 FLOPs | f64 wall seconds so far | u32 ranks of residual files R (not in
+ *   version 1; 0: none) | R x 32 bytes: each rank's residual file's SHA-256 | u32 traces T (not
+ *   in versions 1 and 2; 0: the run has no trace, else 1) | T x 32 bytes: the trace's
+ *   flsim_trace_sha256 as the run loaded it | n round records (each field, in
+ *   flsim_round_record's order: u32 / u64 / f64 by type, int as u32) | u64 ckpt_len | the server
+ *   core's checkpoint (fls_ckpt_serialize: model, optimizer, policy state, next round = n)
+ *   | SHA-256 of all before. */
 #include "fls_ckpt.h"
 
 #define FLSIM_RESUME_FILE "resume.fls"
@@ -87,6 +90,9 @@ typedef struct flsim_resume_state {
     uint8_t *resid_sha;         /* (resid_ranks x 32) each rank's file's SHA-256, by rank: the
                                  * caller's when writing; malloc'ed by flsim_resume_parse (freed
                                  * by flsim_resume_free) */
+    int has_trace_sha;          /* the run has a trace: trace_sha is its rows' digest
+                                 * (flsim_trace_sha256); 0 in a file of version 1 or 2 */
+    uint8_t trace_sha[FL_SHA256_LEN];
 } flsim_resume_state;
 
 typedef struct flsim_resume_file {

@@ -119,8 +119,13 @@ static const char *num(char *buf, size_t cap, double v)
 
 size_t flsim_summary_json(const flsim_config *cfg, const flsim_result *r, char *buf, size_t cap)
 {
-    char hex[2 * FL_SHA256_LEN + 1];
+    char hex[2 * FL_SHA256_LEN + 1], th[2 * FL_SHA256_LEN + 3] = "null";
     fl_sha256_hex(hex, r->model_sha256);
+    if (r->has_trace_sha) { /* null without a trace */
+        char t[2 * FL_SHA256_LEN + 1];
+        fl_sha256_hex(t, r->trace_sha256);
+        snprintf(th, sizeof th, "\"%s\"", t);
+    }
     char conf[8192];
     flsim_config_json(cfg, conf, sizeof conf);
     char a[40], b[40], c[40], d[40], e[40], f[40], g[40];
@@ -143,7 +148,7 @@ size_t flsim_summary_json(const flsim_config *cfg, const flsim_result *r, char *
         "{\n  \"rounds\": %u,\n  \"final_test_acc\": %s,\n  \"final_test_loss\": %s,\n"
         "  \"virtual_time_s\": %s,\n  \"bytes_down\": %llu,\n  \"bytes_up\": %llu,\n"
         "  \"wall_s\": %s,\n  \"train_wall_s\": %s,\n  \"train_flops\": %s,\n"
-        "  \"model_sha256\": \"%s\",\n  \"target\": %s,\n  \"arch\": %s,\n  \"n_params\": %zu,\n"
+        "  \"model_sha256\": \"%s\",\n  \"trace_sha256\": %s,\n  \"target\": %s,\n  \"arch\": %s,\n  \"n_params\": %zu,\n"
         "  \"empty_clients\": %u,\n  \"blas\": %s,\n  \"mpi_ranks\": %d,\n  \"workers\": %u,\n"
         "  \"fold_helpers\": %u,\n  \"peak_rss_mb\": %s,\n"
         "  \"interrupted\": %s,\n  \"resumed_after\": %u,\n  \"updates_accepted\": %llu,\n"
@@ -152,7 +157,7 @@ size_t flsim_summary_json(const flsim_config *cfg, const flsim_result *r, char *
         r->rounds, num(c, sizeof c, r->final_test_acc), num(d, sizeof d, r->final_test_loss),
         num(e, sizeof e, r->virtual_time_s), (unsigned long long)r->bytes_down,
         (unsigned long long)r->bytes_up, num(f, sizeof f, r->wall_s),
-        num(g, sizeof g, r->train_wall_s), num(b, sizeof b, r->train_flops), hex, target, arch,
+        num(g, sizeof g, r->train_wall_s), num(b, sizeof b, r->train_flops), hex, th, target, arch,
         r->n_params, r->empty_clients, blas, r->mpi_ranks, r->workers, r->fold_helpers,
         num(a, sizeof a, r->peak_rss_mb),
         r->interrupted ? "true" : "false", r->resumed_after, (unsigned long long)r->updates_accepted,

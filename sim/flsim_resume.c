@@ -21,7 +21,7 @@
 #include "flsim_internal.h"
 
 static const uint8_t MAGIC[8] = {'F', 'L', 'S', 'I', 'M', 'R', 'S', 0};
-#define RESUME_VERSION 2u /* 1: without the residual files' rank count */
+#define RESUME_VERSION 3u /* 2: without the trace's digest; 1: nor the residual files' rank count */
 #define RESUME_CONFIG_MAX (64u << 10)
 #define RESUME_RECORDS_MAX 100000000u
 #define RESUME_RANKS_MAX 65536u
@@ -207,6 +207,9 @@ fl_status flsim_resume_write(const char *dir, const flsim_config *cfg, const fls
         put_u32(&w, s->resid_ranks);
         if (s->resid_ranks)
             put(&w, s->resid_sha, (size_t)s->resid_ranks * FL_SHA256_LEN);
+        put_u32(&w, s->has_trace_sha ? 1 : 0);
+        if (s->has_trace_sha)
+            put(&w, s->trace_sha, FL_SHA256_LEN);
         for (size_t i = 0; i < n; i++)
             put_record(&w, &recs[i]);
         put_u64(&w, ck_len);
@@ -262,7 +265,7 @@ fl_status flsim_resume_parse(const uint8_t *buf, size_t len, flsim_resume_file *
         return bad_file(err, errlen, "its checksum does not match (cut short or altered)");
     rbuf r = {buf, len - FL_SHA256_LEN, sizeof MAGIC, 0};
     const uint32_t version = get_u32(&r);
-    if (version != RESUME_VERSION && version != 1)
+    if (version != RESUME_VERSION && version != 2 && version != 1)
         return bad_file(err, errlen, "another format version");
     const uint32_t n = get_u32(&r);
     const uint64_t jl = get_u64(&r);
@@ -284,6 +287,16 @@ fl_status flsim_resume_parse(const uint8_t *buf, size_t len, flsim_resume_file *
             (uint64_t)s->resid_ranks * FL_SHA256_LEN > r.len - r.at)
             return bad_file(err, errlen, "a rank count out of range");
         sha = take(&r, (size_t)s->resid_ranks * FL_SHA256_LEN);
+    }
+    if (version >= 3) {
+        const uint32_t traces = get_u32(&r);
+        if (!r.bad && traces > 1)
+            return bad_file(err, errlen, "a trace count out of range");
+        const uint8_t *td = traces ? take(&r, FL_SHA256_LEN) : NULL;
+        if (td) {
+            s->has_trace_sha = 1;
+            memcpy(s->trace_sha, td, FL_SHA256_LEN);
+        }
     }
     if (r.bad || !isfinite(s->vt) || s->vt < 0 || !isfinite(s->cum_flops) || s->cum_flops < 0 ||
         !isfinite(s->wall_s) || s->wall_s < 0)

@@ -438,6 +438,7 @@ struct sim {
     fls_core *core;
     flsim_population pop;
     flsim_trace *trace;
+    uint8_t trace_sha[FL_SHA256_LEN]; /* flsim_trace_sha256 of trace, when there is one */
     uint32_t threads;
     int rank, size;
     int *mpi_counts, *mpi_displs; /* exchange's, per rank (MPI with several ranks) */
@@ -1908,6 +1909,11 @@ static fl_status setup(sim *S, const flsim_config *cfg, const flsim_data *data,
             return st;
         }
         S->pop.trace = S->trace;
+        /* once: the MPI ranks compare it, resume.fls and summary.json record it */
+        if ((st = flsim_trace_sha256(S->trace_sha, S->trace)) != FL_OK) {
+            set_err(err, errlen, "%s%s", "--trace: cannot digest its rows: ", fl_strerror(st));
+            return st;
+        }
     }
     /* Partition: shards of the training set. */
     flm_partition_spec ps;
@@ -2159,8 +2165,9 @@ static int run_fingerprint(const sim *S, const flsim_config *cfg, char buf[FINGE
     if (c.trace[0])
         snprintf(c.trace, sizeof c.trace, "(a trace)");
     uint8_t td[FL_SHA256_LEN];
-    const int ok = fl_sha256_digest(td, S->trace ? (const void *)S->trace->rows : "",
-                                    S->trace ? S->trace->n * sizeof *S->trace->rows : 0) == FL_OK;
+    /* with a trace, its rows' digest as loaded (setup: flsim_trace_sha256) */
+    const int ok = S->trace ? (memcpy(td, S->trace_sha, sizeof td), 1)
+                            : fl_sha256_digest(td, "", 0) == FL_OK;
     const size_t n = flsim_config_json(&c, buf, FINGERPRINT_MAX);
     if (!ok || n == 0 || n > FINGERPRINT_MAX - 128)
         return 0;
@@ -2270,6 +2277,19 @@ static fl_status resume_read(sim *S, const flsim_config *cfg, flsim_resume_file 
     if (st == FL_OK)
         st = flsim_config_matches(rf->config_json, rf->ckpt.arch, cfg, fls_core_arch(S->core)->spec,
                                   1, why, sizeof why);
+    /* The same trace path (compared above) may hold other rows than when the run started: the
+     * rounds so far drew their clients from the saved rows, the rest would from these. A file
+     * of an fl_sim before the digest was saved has none: not checked. */
+    if (st == FL_OK && S->trace && rf->state.has_trace_sha &&
+        memcmp(rf->state.trace_sha, S->trace_sha, FL_SHA256_LEN) != 0) {
+        char was[2 * FL_SHA256_LEN + 1], now[2 * FL_SHA256_LEN + 1];
+        fl_sha256_hex(was, rf->state.trace_sha);
+        fl_sha256_hex(now, S->trace_sha);
+        st = FL_ERR_CONFIG;
+        snprintf(why, sizeof why, "--trace %s: its contents changed since the run was started "
+                 "(its rows' SHA-256 was %.16s..., is %.16s...): the rounds saved ran on the "
+                 "rows as they were (put them back to resume)", cfg->trace, was, now);
+    }
     /* A top-k uplink: each rank's clients' error-feedback residuals, from the file its rank wrote
      * for the same round (as many ranks as then: a client's residual is on the rank that trains
      * it). */
@@ -2342,6 +2362,10 @@ static fl_status save_point(sim *S, uint32_t finished, const flsim_resume_state 
     const flsim_config *cfg = S->cfg;
     const uint32_t ranks = (uint32_t)S->size, me = (uint32_t)S->rank;
     flsim_resume_state rs = *base;
+    if (S->trace) {
+        rs.has_trace_sha = 1;
+        memcpy(rs.trace_sha, S->trace_sha, sizeof rs.trace_sha);
+    }
     uint8_t mine[FL_SHA256_LEN] = {0};
     fl_status cs = FL_OK;
     if (S->need_resid) {
@@ -2448,6 +2472,10 @@ fl_status flsim_run(const flsim_config *cfg, const flsim_data *data_in, const fl
 #endif
     res->mpi_ranks = S.size;
     st = setup(&S, cfg, data, res, err, errlen);
+    if (S.trace) {
+        res->has_trace_sha = 1;
+        memcpy(res->trace_sha256, S.trace_sha, sizeof res->trace_sha256);
+    }
     /* another rank's failure is FL_ERR_IO, not FL_ERR_CONFIG: an experiment exits 2 on that ("an
      * option or value"), and the job takes the highest exit status: the failing rank's decides */
     agree(&st, "another MPI rank could not set up the run (its message says why)", err, errlen,
@@ -2606,8 +2634,9 @@ fl_status flsim_run(const flsim_config *cfg, const flsim_data *data_in, const fl
                 if (ckpt_on && !discard && (stop || finished % cfg->checkpoint_every == 0 ||
                                 finished >= cfg->rounds || fls_core_done(S.core))) {
                     char ce[FLSIM_STR + 400] = "";
-                    const flsim_resume_state rs = {vt, cum_down, cum_up, cum_flops,
-                                                   fl_time_mono_s() - wall0, 0, NULL};
+                    const flsim_resume_state rs = {.vt = vt, .cum_down = cum_down,
+                                                   .cum_up = cum_up, .cum_flops = cum_flops,
+                                                   .wall_s = fl_time_mono_s() - wall0};
                     if (save_point(&S, finished, &rs, recs, n_recs, ce, sizeof ce) != FL_OK &&
                         !ckpt_said++)
                         fl_log(&S.log, FL_LOG_WARN, "after round %u: %s; the run goes on (a "

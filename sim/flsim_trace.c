@@ -268,6 +268,13 @@ fl_status flsim_trace_load(flsim_trace **out, const char *path, char *err, size_
     return st;
 }
 
+fl_status flsim_trace_sha256(uint8_t out[FL_SHA256_LEN], const flsim_trace *t)
+{
+    if (!out || !t || (t->n && !t->rows))
+        return FL_ERR_INVALID_ARG;
+    return fl_sha256_digest(out, t->rows, t->n * sizeof *t->rows);
+}
+
 void flsim_trace_free(flsim_trace *t)
 {
     if (!t)

@@ -1862,6 +1862,124 @@ static void test_resume_finished_run_further(void **state)
     rmdir(dir);
 }
 
+/* A trace whose rows were edited between a run's start and its --resume: the same path (the
+ * settings match) but another population. resume.fls records the rows' SHA-256 as loaded
+ * (flsim_trace_sha256, summary.json's "trace_sha256"), and a resume against other rows is
+ * refused, naming the file, nothing of the run touched. Rows put back (a comment added, a number
+ * spelled otherwise: the same values) resume to the model of a run that never stopped. A
+ * resume.fls of an earlier fl_sim (version 2: no digest) is not checked, and still resumes. */
+static void test_resume_trace_changed(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/test_sim_tracedXXXXXX", tp[600], path[600], err[1024];
+    assert_non_null(mkdtemp(dir));
+    snprintf(tp, sizeof tp, "%s/t.csv", dir);
+    snprintf(path, sizeof path, "%s/resume.fls", dir);
+    static const char rows[] = "client,flops,down_bps,up_bps,availability\n"
+                               "0,1e9,2e7,5e6,1\n1,2e9,1e7,2e6,0.9\n2,3e9,3e7,4e6,1\n";
+    write_all(tp, rows);
+    flsim_config c = small_config();
+    c.rounds = 4;
+    assert_int_equal(flsim_config_set(&c, "trace", tp, NULL, 0), FL_OK);
+    flsim_result whole, res;
+    run_ok(&c, &whole, NULL, NULL);
+    flsim_trace *t = NULL;
+    uint8_t d[FL_SHA256_LEN];
+    assert_int_equal(flsim_trace_load(&t, tp, err, sizeof err), FL_OK);
+    assert_int_equal(flsim_trace_sha256(d, t), FL_OK);
+    flsim_trace_free(t);
+    assert_true(whole.has_trace_sha);
+    assert_memory_equal(whole.trace_sha256, d, sizeof d);
+    {
+        char text[16384], hex[2 * FL_SHA256_LEN + 1], want[128];
+        assert_true(flsim_summary_json(&c, &whole, text, sizeof text) < sizeof text);
+        fl_sha256_hex(hex, d);
+        snprintf(want, sizeof want, "\"trace_sha256\": \"%s\",", hex);
+        assert_non_null(strstr(text, want));
+        flsim_config nt = small_config();
+        flsim_result nr;
+        run_ok(&nt, &nr, NULL, NULL);
+        assert_false(nr.has_trace_sha);
+        assert_true(flsim_summary_json(&nt, &nr, text, sizeof text) < sizeof text);
+        assert_non_null(strstr(text, "\"trace_sha256\": null,"));
+    }
+    flsim_config f = c;
+    f.rounds = 2;
+    snprintf(f.out, sizeof f.out, "%s", dir);
+    run_ok(&f, &res, NULL, NULL);
+    size_t saved_len = 0;
+    char *saved = read_all(path, &saved_len);
+    assert_non_null(saved);
+    flsim_config r = c;
+    snprintf(r.out, sizeof r.out, "%s", dir);
+    r.resume = 1;
+    /* client 1's speed edited */
+    write_all(tp, "client,flops,down_bps,up_bps,availability\n"
+                  "0,1e9,2e7,5e6,1\n1,4e9,1e7,2e6,0.9\n2,3e9,3e7,4e6,1\n");
+    assert_int_equal(flsim_run(&r, NULL, NULL, NULL, NULL, &res, NULL, NULL, err, sizeof err),
+                     FL_ERR_CONFIG);
+    char want[1400];
+    snprintf(want, sizeof want, "--resume: %s: --trace %s: its contents changed since the run was "
+             "started", path, tp);
+    if (strncmp(err, want, strlen(want)) != 0)
+        fail_msg("refusal: %s", err);
+    size_t len = 0;
+    char *now = read_all(path, &len);
+    assert_int_equal(len, saved_len);
+    assert_memory_equal(now, saved, len);
+    free(now);
+    /* the same file as an fl_sim before the digest wrote it: version 2, no trace count and
+     * digest after the (empty) residual ranks, resealed; not checked, resumed on these rows */
+    {
+        uint64_t jl = 0;
+        memcpy(&jl, saved + 16, 8);
+        const size_t at = 24 + (size_t)jl + 5 * 8 + 4; /* past the residual ranks (0) */
+        uint32_t ver = 0, traces = 0;
+        memcpy(&ver, saved + 8, 4);
+        memcpy(&traces, saved + at, 4);
+        assert_int_equal(ver, 3);
+        assert_int_equal(traces, 1);
+        assert_memory_equal(saved + at + 4, d, sizeof d);
+        const size_t cut = 4 + FL_SHA256_LEN, ol = saved_len - cut;
+        char *old = malloc(ol);
+        assert_non_null(old);
+        memcpy(old, saved, at);
+        memcpy(old + at, saved + at + cut, saved_len - at - cut);
+        ver = 2;
+        memcpy(old + 8, &ver, 4);
+        reseal(old, ol);
+        flsim_resume_file rf;
+        assert_int_equal(flsim_resume_parse((const uint8_t *)old, ol, &rf, err, sizeof err),
+                         FL_OK);
+        assert_false(rf.state.has_trace_sha);
+        flsim_resume_free(&rf);
+        write_bytes(path, old, ol);
+        free(old);
+        const fl_status st = flsim_run(&r, NULL, NULL, NULL, NULL, &res, NULL, NULL, err,
+                                       sizeof err);
+        if (st != FL_OK)
+            fail_msg("resume of a version 2 file: %s: %s", fl_status_name(st), err);
+        assert_int_equal(res.resumed_after, 2);
+    }
+    /* the rows put back, with a comment and a number written otherwise: the same values */
+    write_bytes(path, saved, saved_len);
+    write_all(tp, "client,flops,down_bps,up_bps,availability\n# put back\n"
+                  "2,3e9,3e7,4e6,1\n0,1000000000,2e7,5e6,1\n1,2e9,1e7,2e6,0.9\n");
+    const fl_status st = flsim_run(&r, NULL, NULL, NULL, NULL, &res, NULL, NULL, err, sizeof err);
+    if (st != FL_OK)
+        fail_msg("resume, rows put back: %s: %s", fl_status_name(st), err);
+    assert_int_equal(res.resumed_after, 2);
+    assert_memory_equal(res.model_sha256, whole.model_sha256, sizeof whole.model_sha256);
+    assert_memory_equal(res.trace_sha256, d, sizeof d);
+    free(saved);
+    static const char *const files[] = {"t.csv", "resume.fls", "rounds.csv", "summary.json"};
+    for (size_t i = 0; i < sizeof files / sizeof *files; i++) {
+        snprintf(tp, sizeof tp, "%s/%s", dir, files[i]);
+        unlink(tp);
+    }
+    assert_int_equal(rmdir(dir), 0);
+}
+
 static void test_run_stops_when_asked(void **state)
 {
     (void)state;
@@ -2698,6 +2816,7 @@ int main(void)
         cmocka_unit_test(test_run_stops_when_asked),
         cmocka_unit_test(test_resume_same_bits),
         cmocka_unit_test(test_resume_finished_run_further),
+        cmocka_unit_test(test_resume_trace_changed),
         cmocka_unit_test(test_outputs_bad_files),
         cmocka_unit_test(test_outputs_unwritable),
         cmocka_unit_test(test_no_update_accepted),
