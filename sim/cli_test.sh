@@ -157,7 +157,7 @@ echo "long virtual times: short on the progress lines"
 rc=0
 FEDROP_DATA_DIR="$DIR/nodata" "$FL_SIM" --dataset mnist --rounds 1 --quiet 1 >/dev/null 2>"$DIR/data.err" || rc=$?
 [ "$rc" -ne 0 ] || fail "a dataset that is not there: exit status 0"
-grep -q "not found in $DIR/nodata/mnist or $DIR/nodata\$" "$DIR/data.err" ||
+grep -q "not found in $DIR/nodata/mnist or $DIR/nodata (the directory of \$FEDROP_DATA_DIR)\$" "$DIR/data.err" ||
     fail "missing dataset: $(cat "$DIR/data.err")"
 echo "datasets: looked for where --help says"
 
@@ -190,7 +190,7 @@ rc=0
 FEDROP_DATA_DIR="$DIR/nodata" "$FL_SIM" experiment afd --seeds 1 --out "$DIR/expnd/deep" \
     >/dev/null 2>"$DIR/expnd.err" || rc=$?
 [ "$rc" -eq 1 ] || fail "experiment, missing dataset: exit status $rc, not 1"
-grep -q "^fl_sim experiment: dataset: .*not found in $DIR/nodata/fashion-mnist or $DIR/nodata\$" \
+grep -q "^fl_sim experiment: dataset: .*not found in $DIR/nodata/fashion-mnist or $DIR/nodata (the directory of \$FEDROP_DATA_DIR)\$" \
     "$DIR/expnd.err" || fail "experiment, missing dataset: $(cat "$DIR/expnd.err")"
 [ ! -e "$DIR/expnd" ] || fail "experiment, missing dataset: left $(find "$DIR/expnd" | tr '\n' ' ')"
 mkdir -p "$DIR/expold/runs/full-s1"
