@@ -616,13 +616,69 @@ uint32_t fls_options_idle_conn_s(const fls_options *o)
     return o->idle_conn_s && o->idle_conn_s < live2 ? live2 : o->idle_conn_s;
 }
 
+static int fmt_shortest(char *buf, size_t cap, double x, int is_f32);
+
+/* An optimizer key left unset (fls_options_get gives ""): the float32 value the core uses in its
+ * place (fls_options_core_config; v0's -1 means tau^2, as fls_opt applies it) into *x, and 1; 0
+ * for any other key, or one given. */
+static int opt_unset_value(const fls_options *o, const key_def *k, float *x)
+{
+    if (k->type != K_F64_OPT || !isnan(*(const double *)((const char *)o + k->off)))
+        return 0;
+    const fls_opt_config c = fls_options_core_config(o).opt;
+    const size_t off = k->off;
+    *x = off == OFF(opt_lr) ? c.lr : off == OFF(opt_momentum) ? c.momentum
+       : off == OFF(opt_beta1) ? c.beta1 : off == OFF(opt_beta2) ? c.beta2
+       : off == OFF(opt_tau) ? c.tau : c.v0 < 0.0f ? c.tau * c.tau : c.v0;
+    return 1;
+}
+
 fls_status fls_options_get_effective(const fls_options *o, const char *key, char *buf,
                                      size_t cap)
 {
     const fls_status st = fls_options_get(o, key, buf, cap);
+    float x;
     if (st == FLS_OK && strcmp(key, "server.idle_connection_s") == 0)
         snprintf(buf, cap, "%u", fls_options_idle_conn_s(o));
+    else if (st == FLS_OK && opt_unset_value(o, key_find(key), &x))
+        fmt_shortest(buf, cap, x, 1);
     return st;
+}
+
+typedef struct inert_why {
+    const char *key, *why;
+} inert_why;
+
+static void inert_why_one(void *u, const char *key, const char *why)
+{
+    inert_why *x = u;
+    if (strcmp(x->key, key) == 0)
+        x->why = why;
+}
+
+fls_status fls_options_get_unset_note(const fls_options *o, const char *key, char *buf,
+                                      size_t cap)
+{
+    if (!o || !key || !buf || !cap)
+        return FLS_ERR_INVALID_ARG;
+    const key_def *k = key_find(key);
+    if (!k)
+        return FLS_ERR_NOT_FOUND;
+    buf[0] = 0;
+    float x;
+    if (!opt_unset_value(o, k, &x))
+        return FLS_OK;
+    /* the one rule of which optimizer key a kind uses: the one the start warns by */
+    inert_why w = {key, NULL};
+    (void)fls_config_inert(&o->core, inert_why_one, &w);
+    const char *kind = fls_opt_kind_name(o->core.opt.kind);
+    if (w.why)
+        snprintf(buf, cap, "the default; no effect under optimizer.kind %s: %s", kind, w.why);
+    else if (k->off == OFF(opt_v0))
+        snprintf(buf, cap, "tau^2, %s's default", kind);
+    else
+        snprintf(buf, cap, "%s's default", kind);
+    return FLS_OK;
 }
 
 /* x in the fewest significant digits that read back as x, as the key's parser reads them (a

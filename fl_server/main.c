@@ -482,12 +482,16 @@ int main(int argc, char **argv)
             return startup_exit(cs, 1);
         }
         const char *key;
-        char val[4096], eff[4096];
+        char val[4096], eff[4096], note[256];
         for (size_t i = 0; fls_options_key(i, &key, NULL, NULL, NULL); i++) {
             fls_options_get(o, key, val, sizeof val);
             fls_options_get_effective(o, key, eff, sizeof eff);
-            /* the value the server applies, and the one given when the server adjusts it */
-            if (strcmp(val, eff) != 0)
+            fls_options_get_unset_note(o, key, note, sizeof note);
+            /* the value the server applies, and the one given when the server adjusts it, or
+             * whose default stands in for a key left unset (optimizer.lr: it printed blank) */
+            if (note[0])
+                printf("%s = %s (unset: %s)\n", key, eff, note);
+            else if (strcmp(val, eff) != 0)
                 printf("%s = %s (given %s: raised at start, see --help)\n", key, eff, val);
             else
                 printf("%s = %s\n", key, val);

@@ -118,9 +118,19 @@ fls_status fls_options_get(const fls_options *o, const char *key, char *buf, siz
 
 /* As fls_options_get, but the value the server will apply where it adjusts one at start:
  * server.idle_connection_s below twice server.liveness_ms is raised to that (rounded up to whole
- * seconds). fl_server --check prints these. */
+ * seconds), and an optimizer key left unset (optimizer.lr, ...: fls_options_get gives "") reads
+ * as the default of optimizer.kind that stands in for it (optimizer.lr 1 under fedavg, 0.01 under
+ * the adaptive kinds; optimizer.v0 optimizer.tau squared). fl_server --check prints these. */
 fls_status fls_options_get_effective(const fls_options *o, const char *key, char *buf,
                                      size_t cap);
+
+/* For a key left unset whose value fls_options_get_effective derives (the optimizer's optional
+ * keys), whose default that value is, into buf: "fedavg's default", "tau^2, fedadam's default",
+ * or, for a key optimizer.kind does not use, "the default; no effect under optimizer.kind fedavg:
+ * it applies to optimizer.kind fedavgm". "" for any other key, and for one given. FLS_OK,
+ * FLS_ERR_NOT_FOUND (no such key), FLS_ERR_INVALID_ARG. */
+fls_status fls_options_get_unset_note(const fls_options *o, const char *key, char *buf,
+                                      size_t cap);
 
 /* Checks the options as a whole (architecture and codec specs parse, ranges, keys needed by other
  * keys: CURVE needs server.secret_key_file and server.allow_list, evaluation needs a dataset,

@@ -1203,6 +1203,67 @@ static void test_cli_check_effective_idle(void **state)
     assert_true(said);
 }
 
+/* --check printed the optimizer keys left unset blank (`optimizer.lr = `), where the server uses
+ * its kind's defaults: fls_options_get_effective gives that value, fls_options_get_unset_note
+ * whose default it is (or that the kind does not use the key), and --check prints both. A key
+ * given prints as before, with no note. */
+static void test_cli_check_effective_opt_unset(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *yaml, *key, *value, *note;
+    } cases[] = {
+        {"optimizer:\n  kind: fedavg\n", "optimizer.lr", "1", "fedavg's default"},
+        {"optimizer:\n  kind: fedavgm\n", "optimizer.lr", "1", "fedavgm's default"},
+        {"optimizer:\n  kind: fedavgm\n", "optimizer.momentum", "0.9", "fedavgm's default"},
+        {"optimizer:\n  kind: fedadam\n", "optimizer.lr", "0.01", "fedadam's default"},
+        {"optimizer:\n  kind: fedadagrad\n", "optimizer.lr", "0.01", "fedadagrad's default"},
+        {"optimizer:\n  kind: fedyogi\n", "optimizer.beta1", "0.9", "fedyogi's default"},
+        {"optimizer:\n  kind: fedyogi\n", "optimizer.beta2", "0.99", "fedyogi's default"},
+        {"optimizer:\n  kind: fedadam\n", "optimizer.tau", "0.001", "fedadam's default"},
+        {"optimizer:\n  kind: fedadam\n  tau: 0.01\n", "optimizer.v0", "0.0001",
+         "tau^2, fedadam's default"},
+        {"optimizer:\n  kind: fedavg\n", "optimizer.momentum", "0.9",
+         "the default; no effect under optimizer.kind fedavg: it applies to optimizer.kind "
+         "fedavgm"},
+        {"optimizer:\n  kind: fedadagrad\n", "optimizer.beta2", "0.99",
+         "the default; no effect under optimizer.kind fedadagrad: it applies to optimizer.kind "
+         "fedadam and fedyogi"},
+        /* given: the value as given, no note */
+        {"optimizer:\n  kind: fedadam\n  lr: 0.5\n", "optimizer.lr", "0.5", ""},
+        {"optimizer:\n  kind: fedadam\n  tau: 0.01\n", "optimizer.tau", "0.01", ""},
+        {"round:\n  clients: 3\n", "round.clients", "3", ""},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        fls_options *o = opts_from(cases[i].yaml);
+        char v[256], note[256];
+        assert_int_equal(fls_options_get_effective(o, cases[i].key, v, sizeof v), FLS_OK);
+        assert_int_equal(fls_options_get_unset_note(o, cases[i].key, note, sizeof note), FLS_OK);
+        if (strcmp(v, cases[i].value) != 0 || strcmp(note, cases[i].note) != 0)
+            fail_msg("case %zu %s: got '%s' (%s), want '%s' (%s)", i, cases[i].key, v, note,
+                     cases[i].value, cases[i].note);
+        fls_options_free(o);
+    }
+    const char *root = getenv("FEDROP_BUILD_ROOT");
+    if (!root)
+        return;
+    char cmd[1024], all[16384];
+    snprintf(cmd, sizeof cmd, "'%s/fl_server/fl_server' --insecure --check 2>/dev/null", root);
+    assert_int_equal(sh_run(cmd, NULL, NULL, all, sizeof all), 0);
+    assert_non_null(strstr(all, "\noptimizer.lr = 1 (unset: fedavg's default)\n"));
+    static const char *const opt_keys[] = {"lr", "momentum", "beta1", "beta2", "tau", "v0"};
+    for (size_t i = 0; i < sizeof opt_keys / sizeof opt_keys[0]; i++) {
+        char blank[64];
+        snprintf(blank, sizeof blank, "\noptimizer.%s = \n", opt_keys[i]);
+        assert_null(strstr(all, blank));
+    }
+    snprintf(cmd, sizeof cmd, "'%s/fl_server/fl_server' --insecure --check --set "
+             "optimizer.kind=fedadam --set optimizer.lr=0.02 2>/dev/null", root);
+    assert_int_equal(sh_run(cmd, NULL, NULL, all, sizeof all), 0);
+    assert_non_null(strstr(all, "\noptimizer.lr = 0.02\n"));
+    assert_non_null(strstr(all, "\noptimizer.beta2 = 0.99 (unset: fedadam's default)\n"));
+}
+
 /* Signals during start-up (here: fl_server blocked opening run.metrics, a FIFO that no process
  * reads yet, as it could be loading a large evaluation set; the files it reads must be regular
  * ones and cannot block it) are caught, not fatal: SIGHUP waits, SIGTERM ends the daemon once the
@@ -7227,6 +7288,7 @@ int main(void)
         cmocka_unit_test(test_cli_metrics_stdout_lost),
         cmocka_unit_test(test_cli_signal_during_startup),
         cmocka_unit_test(test_cli_check_effective_idle),
+        cmocka_unit_test(test_cli_check_effective_opt_unset),
         cmocka_unit_test(test_cli_no_checkpoint_warning),
         cmocka_unit_test(test_example_yaml),
         cmocka_unit_test(test_readme_metrics),
