@@ -295,6 +295,17 @@ static int has_control(const char *s)
     return 0;
 }
 
+/* An integer key's range as "[MIN, MAX]". The table holds its bounds as doubles, where 2^64 - 1
+ * rounds up to 2^64 (BIG): a bound at or past the largest value of the key's type is that value,
+ * 18446744073709551615, not %.0f's 18446744073709551616, which the key refuses. */
+static const char *int_range(char *buf, size_t cap, const key_def *k)
+{
+    const uint64_t top = k->type == K_U32 ? UINT32_MAX : UINT64_MAX;
+    const unsigned long long max = k->max >= (double)top ? top : (unsigned long long)k->max;
+    snprintf(buf, cap, "[%.0f, %llu]", k->min, max);
+    return buf;
+}
+
 /* Adds one item to a list key (append = 1) or sets the scalar. */
 static fl_status key_set(fls_options *o, const key_def *k, const char *v, int append, char *err,
                          size_t errlen)
@@ -306,15 +317,16 @@ static fl_status key_set(fls_options *o, const key_def *k, const char *v, int ap
     case K_U32:
     case K_U64: {
         uint64_t x;
+        char range[64];
         if (!parse_u64(v, &x) && *v && v[strspn(v, "0123456789")] == 0)
             /* all digits, beyond 2^64: an unsigned integer all the same, out of range */
-            return fail(err, errlen, "%s: %s is out of range [%.0f, %.0f]", k->key, v, k->min,
-                        k->max);
+            return fail(err, errlen, "%s: %s is out of range %s", k->key, v,
+                        int_range(range, sizeof range, k));
         if (!parse_u64(v, &x))
             return fail(err, errlen, "%s: '%s' is not an unsigned integer", k->key, v);
         if ((double)x < k->min || (double)x > k->max)
-            return fail(err, errlen, "%s: %s is out of range [%.0f, %.0f]", k->key, v, k->min,
-                        k->max);
+            return fail(err, errlen, "%s: %s is out of range %s", k->key, v,
+                        int_range(range, sizeof range, k));
         if (k->type == K_U32)
             *(uint32_t *)base = (uint32_t)x;
         else

@@ -414,7 +414,12 @@ static void test_config_structure_errors(void **state)
         /* digits beyond 2^64 are a number out of range, not "not an unsigned integer" */
         {"round:\n  clients: 99999999999999999999\n",
          "t.yaml:2: round.clients: 99999999999999999999 is out of range [1, 1000000]"},
-        {"run:\n  seed: 18446744073709551616\n", "run.seed: 18446744073709551616 is out of range"},
+        /* the upper bound said is the largest value taken (2^64 - 1), not 2^64 */
+        {"run:\n  seed: 18446744073709551616\n",
+         "run.seed: 18446744073709551616 is out of range [0, 18446744073709551615]"},
+        {"train:\n  max_samples: 99999999999999999999\n",
+         "train.max_samples: 99999999999999999999 is out of range [0, 18446744073709551615]"},
+        {"eval:\n  every: 4294967296\n", "eval.every: 4294967296 is out of range [0, 4294967295]"},
         {"round:\n  overcommit: 0.5\n", "round.overcommit: 0.5 is out of range"},
         {"round:\n  clients: 3\n  clients: 4\n", "t.yaml:3: round.clients: duplicate key"},
         /* a repeated section, even with other keys, is refused at its second line */
