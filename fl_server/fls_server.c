@@ -3771,6 +3771,14 @@ static fl_status server_init(fls_server *s, char *err, size_t errlen)
             resumed = 1;
             s->resumed = 1;
             s->ckpt_round = fls_core_round(s->core); /* what the file holds, for the stop lines */
+            /* the core ends such a run at once ("run done: R rounds"), which alone read as a
+             * run that trained */
+            const uint32_t limit = s->opt.core.max_rounds;
+            if (limit && s->ckpt_round >= limit)
+                fl_log(&s->log, FL_LOG_WARN, "run.rounds (%u) was already reached: the "
+                       "checkpoint has %llu rounds done; nothing to train (raise run.rounds "
+                       "above %llu to continue)", limit, (unsigned long long)s->ckpt_round,
+                       (unsigned long long)s->ckpt_round);
         } else if (s->opt.resume) {
             fl_log(&s->log, FL_LOG_INFO, "no checkpoint at %s yet: %s a fresh run",
                    s->opt.ckpt_path, s->check_only ? "would start" : "starting");

@@ -3711,6 +3711,34 @@ static void test_reactor_round_and_resume(void **state)
         fail_msg("metrics line '%s' lacks %s", lb->last_json, run_id);
     fls_server_free(s);
 
+    /* resumed with run.rounds at or below the rounds done: the run ends at once, and the log
+     * says why rather than "run done: 2 rounds" alone */
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(fls_options_set(o, "run.rounds", i ? "1" : "2", err, sizeof err), FLS_OK);
+        lb->len = 0;
+        lb->text[0] = 0;
+        assert_int_equal(fls_server_new(o, &host, &s), FLS_OK);
+        char want[160];
+        snprintf(want, sizeof want, "run.rounds (%d) was already reached: the checkpoint has 2 "
+                 "rounds done; nothing to train (raise run.rounds above 2 to continue)", i ? 1 : 2);
+        if (!strstr(lb->text, want))
+            fail_msg("no '%s' in:\n%s", want, lb->text);
+        fls_status rs = FLS_OK;
+        for (int k = 0; k < 100 && rs == FLS_OK; k++)
+            rs = fls_server_step(s, 10);
+        assert_int_equal(rs, FLS_ERR_STATE); /* done, as before: not a failure */
+        assert_non_null(strstr(lb->text, "run done: 2 rounds"));
+        fls_server_free(s);
+    }
+    /* a limit above the rounds done says nothing of it */
+    assert_int_equal(fls_options_set(o, "run.rounds", "3", err, sizeof err), FLS_OK);
+    lb->len = 0;
+    lb->text[0] = 0;
+    assert_int_equal(fls_server_new(o, &host, &s), FLS_OK);
+    assert_null(strstr(lb->text, "was already reached"));
+    fls_server_free(s);
+    assert_int_equal(fls_options_set(o, "run.rounds", "2", err, sizeof err), FLS_OK);
+
     /* a checkpoint of another configuration is refused, naming what changed */
     assert_int_equal(fls_options_set(o, "run.seed", "99", err, sizeof err), FLS_OK);
     lb->len = 0;
