@@ -546,6 +546,22 @@ void fls_options_inert(const fls_options *o,
         return;
     inert_ctx x = {o, d, say, u};
     (void)fls_config_inert(&o->core, inert_one, &x);
+    /* the evaluation's keys, which the core does not hold: what load_eval reads of each kind */
+    static const char *const none = "eval.dataset is none: the server evaluates nothing";
+    static const char *const synth = "eval.dataset synthetic generates its held-out samples from "
+                                     "run.seed: it reads no directory and has no splits";
+    static const char *const files = "it applies to eval.dataset synthetic";
+    if (o->eval_dataset == FLS_EVAL_NONE) {
+        static const char *const keys[] = {"eval.split", "eval.dir", "eval.max_samples",
+                                           "eval.batch", "eval.synthetic_samples"};
+        for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
+            inert_one(&x, keys[i], none);
+    } else if (o->eval_dataset == FLS_EVAL_SYNTHETIC) {
+        inert_one(&x, "eval.split", synth);
+        inert_one(&x, "eval.dir", synth);
+    } else {
+        inert_one(&x, "eval.synthetic_samples", files);
+    }
     fls_options_free(d);
 }
 

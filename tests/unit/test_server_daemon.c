@@ -1727,6 +1727,41 @@ static void test_inert_settings_said(void **state)
     assert_null(strstr(lb->text, "policy.keep ("));
     fls_server_free(srv);
     fls_options_free(o);
+
+    /* the evaluation's keys a dataset does not read were taken silently */
+    static const struct {
+        const char *eval, *said[3], *not_said;
+    } ev[] = {
+        {"  dataset: none\n  dir: /tmp\n  max_samples: 5\n  synthetic_samples: 9\n"
+         "  batch: 256\n",
+         {"eval.dir (t.yaml:5) has no effect here: eval.dataset is none: the server evaluates "
+          "nothing",
+          "eval.max_samples (t.yaml:6) has no effect here: eval.dataset is none",
+          "eval.synthetic_samples (t.yaml:7) has no effect here: eval.dataset is none"},
+         "eval.batch ("}, /* at its default */
+        {"  dataset: synthetic\n  dir: /tmp\n  split: train\n  max_samples: 5\n",
+         {"eval.dir (t.yaml:5) has no effect here: eval.dataset synthetic generates its held-out "
+          "samples from run.seed: it reads no directory and has no splits",
+          "eval.split (t.yaml:6) has no effect here: eval.dataset synthetic", NULL},
+         "eval.max_samples ("}, /* synthetic takes it */
+        {"  dataset: mnist\n  dir: /nonexistent\n  synthetic_samples: 9\n",
+         {"eval.synthetic_samples (t.yaml:6) has no effect here: it applies to eval.dataset "
+          "synthetic", NULL, NULL},
+         "eval.dir ("},
+    };
+    for (size_t i = 0; i < sizeof ev / sizeof ev[0]; i++) {
+        char yaml[512];
+        snprintf(yaml, sizeof yaml, "server:\n  insecure: true\neval:\n%s", ev[i].eval);
+        o = opts_from(yaml);
+        memset(lb, 0, sizeof *lb);
+        (void)fls_server_check(o, &host); /* mnist in /nonexistent fails, after the warnings */
+        for (size_t j = 0; j < 3 && ev[i].said[j]; j++)
+            if (!strstr(lb->text, ev[i].said[j]))
+                fail_msg("case %zu: not said: '%s'; the log:\n%s", i, ev[i].said[j], lb->text);
+        if (strstr(lb->text, ev[i].not_said))
+            fail_msg("case %zu: said '%s'; the log:\n%s", i, ev[i].not_said, lb->text);
+        fls_options_free(o);
+    }
     free(lb);
 }
 
