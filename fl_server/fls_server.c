@@ -2808,6 +2808,10 @@ static fl_status load_eval(fls_server *s, char *err, size_t errlen)
     st = flm_model_new(a, (int)s->opt.eval_batch, &s->eval_model);
     if (st != FL_OK)
         snprintf(err, errlen, "evaluation model: %s", fl_strerror(st));
+    else if (ds != FLS_EVAL_SYNTHETIC && s->opt.eval_split) /* synthetic: held out, whatever split */
+        fl_log(&s->log, FL_LOG_INFO, "evaluation set: %zu training samples (eval.split train: "
+               "the accuracy reported, test_accuracy in run.metrics too, is a training accuracy)",
+               s->eval_view.n);
     else
         fl_log(&s->log, FL_LOG_INFO, "evaluation set: %zu samples", s->eval_view.n);
     return st;

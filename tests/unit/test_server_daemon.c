@@ -874,8 +874,10 @@ static void test_eval_dir_parent(void **state)
         const uint8_t *p;
         size_t n;
     } files[] = {{"t10k-images-idx3-ubyte", img, sizeof img},
-                 {"t10k-labels-idx1-ubyte", lab, sizeof lab}};
-    for (size_t i = 0; i < 2; i++) {
+                 {"t10k-labels-idx1-ubyte", lab, sizeof lab},
+                 {"train-images-idx3-ubyte", img, sizeof img},
+                 {"train-labels-idx1-ubyte", lab, sizeof lab}};
+    for (size_t i = 0; i < 4; i++) {
         snprintf(path, sizeof path, "%s/%s", own, files[i].name);
         FILE *f = fopen(path, "wb");
         assert_non_null(f);
@@ -896,6 +898,24 @@ static void test_eval_dir_parent(void **state)
         fls_options_free(o);
         free(lb);
     }
+    {
+        /* the training split: the log says the accuracy is a training one ("evaluation set: 5
+         * samples" alone read as a test set) */
+        char yaml[1024];
+        snprintf(yaml, sizeof yaml, "server:\n  insecure: true\n  endpoints: ['ipc://%s/ev.sock']\n"
+                 "model:\n  arch: \"mlp:784-10\"\neval:\n  dataset: mnist\n  dir: '%s'\n"
+                 "  split: train\n", g_tmp, ds);
+        fls_options *o = opts_from(yaml);
+        logbuf *lb = calloc(1, sizeof *lb);
+        fls_host host = {log_collect, lb, NULL, NULL, NULL};
+        const fls_status st = fls_server_check(o, &host);
+        if (st != FLS_OK || !strstr(lb->text, "evaluation set: 5 training samples (eval.split "
+                                              "train: the accuracy reported, test_accuracy in "
+                                              "run.metrics too, is a training accuracy)"))
+            fail_msg("eval.split train: status %d, log:\n%s", (int)st, lb->text);
+        fls_options_free(o);
+        free(lb);
+    }
     const char *root = getenv("FEDROP_BUILD_ROOT");
     if (root) {
         char cmd[1400];
@@ -913,7 +933,7 @@ static void test_eval_dir_parent(void **state)
         if (sh_run(cmd, want, &said, NULL, 0) != 3 || !said)
             fail_msg("fl_server --eval-dir without the dataset: not exit 3 naming '%s'", want);
     }
-    for (size_t i = 0; i < 2; i++) {
+    for (size_t i = 0; i < 4; i++) {
         snprintf(path, sizeof path, "%s/%s", own, files[i].name);
         unlink(path);
     }
