@@ -2333,8 +2333,26 @@ static void handle_frame(fls_server *s, const uint8_t *rid, size_t rid_len, cons
         if (!user_id || strlen(user_id) != FLS_Z85_LEN || !zmq_z85_decode(pub, user_id) ||
             !fls_allow_has(&s->allow, pub)) {
             s->st.auth_refused++;
-            log_bad(s, "%s: public key not (or no longer) allowed",
-                    peer_name(x, rid, rid_len, nbuf, sizeof nbuf));
+            /* A routing id alone ("peer 006b8b456f") maps to nothing an operator has: the key
+             * (as the allow-list holds it), and the client id of the session, or, with none (the
+             * reload that removed the key ended it), the one its message names. */
+            const int valid = user_id && strlen(user_id) == FLS_Z85_LEN;
+            char named[FLS_IDS_ID_MAX + 48] = "";
+            flp_msg *rm = NULL;
+            if (!(x && x->id) && flp_decode(&rm, data, len, &s->lim, NULL, 0) == FL_OK) {
+                const char *cid = rm->sender[0] ? rm->sender
+                                : rm->type == FLP_HELLO ? rm->hello.client_id : "";
+                if (cid[0])
+                    snprintf(named, sizeof named, "; its message names client %s", cid);
+            }
+            flp_msg_free(rm);
+            if (x && x->id)
+                log_bad(s, "client %s (key %s): public key not (or no longer) allowed", x->id,
+                        valid ? user_id : "unknown");
+            else
+                log_bad(s, "%s (key %s%s): public key not (or no longer) allowed",
+                        peer_name(x, rid, rid_len, nbuf, sizeof nbuf),
+                        valid ? user_id : "unknown", named);
             send_error(s, rid, rid_len, 0, FL_ERR_AUTH, "public key not allowed");
             if (x)
                 sess_drop(s, x, "key no longer allowed");

@@ -3275,11 +3275,19 @@ static void test_reactor_key_rotation(void **state)
     expect_ack_hello(s, &b);
     fls_server_stats_get(s, &st);
     assert_int_equal(st.clients, 1);
-    /* and A, back with the same id, is refused and does not evict B */
+    /* and A, back with the same id, is refused and does not evict B; the log names its key and
+     * the client its message names, not only the routing id ("peer 006b8b456f: ...") */
+    lb->len = 0;
+    lb->text[0] = 0;
     peer_send(&a, &h);
     expect_error(s, &a, FL_ERR_AUTH);
     fls_server_stats_get(s, &st);
     assert_int_equal(st.clients, 1);
+    char want[200];
+    snprintf(want, sizeof want, " (key %s; its message names client dev7): public key not (or no "
+             "longer) allowed", ka);
+    if (!strstr(lb->text, want))
+        fail_msg("log lacks '%s':\n%s", want, lb->text);
 
     fls_server_free(s);
     peer_close(&a);
