@@ -1009,6 +1009,20 @@ static fl_status early_classify_bad(const fls_agg_update *h)
     return FL_ERR_AGG_RANGE;
 }
 
+/* The bound on |x| of an update clipped by c (1: not clipped) that keeps |x * c| <= 2^A: the
+ * largest float not above 2^A / c (c <= 1). Every mode tests a value by it, so that one update
+ * is taken or refused alike whatever aggregation.mode. */
+static float range_thr(const fls_agg *a, double c)
+{
+    if (!(c < 1.0))
+        return a->maxabs;
+    const double t = (double)a->maxabs / c;
+    float thr = t >= 3.0e38 ? 3.0e38f : (float)t;
+    if ((double)thr > t)
+        thr = nextafterf(thr, 0.0f);
+    return thr;
+}
+
 fl_status fls_agg_update_commit(fls_agg_update *h)
 {
     if (!h)
@@ -1052,15 +1066,8 @@ fl_status fls_agg_update_commit(fls_agg_update *h)
         if (norm > a->o.clip_norm)
             c = a->o.clip_norm / norm;
     }
+    const float thr = range_thr(a, c);
     if (a->o.mode == FLS_AGG_MEAN) {
-        /* |x| <= thr keeps |x * c| <= 2^A (c <= 1); thr rounds down so that the bound holds. */
-        float thr = a->maxabs;
-        if (c < 1.0) {
-            const double t = (double)a->maxabs / c;
-            thr = t >= 3.0e38 ? 3.0e38f : (float)t;
-            if ((double)thr > t)
-                thr = nextafterf(thr, 0.0f);
-        }
         fold_ctx fc;
         memset(&fc, 0, sizeof fc);
         fc.a = a;
@@ -1089,17 +1096,19 @@ fl_status fls_agg_update_commit(fls_agg_update *h)
             s = FL_ERR_STATE;
             goto fail;
         }
-        /* The mean mode's range bound holds here too, on the value as stored: trimming and the
-         * median only outvote a value where a coordinate has holders enough (trim_frac 0, or
-         * fewer than 1 / trim_frac holders, or 1 or 2 for the median, trim nothing), and there
-         * an unbounded value was one client's to set, up to 3e38, in every coordinate it held. */
+        /* The mean mode's range bound holds here too, by its very test (|x| <= thr: |x * c| <=
+         * 2^A in exact arithmetic; x * c rounded to float let values the mean mode refuses
+         * through by an ulp): trimming and the median only outvote a value where a coordinate
+         * has holders enough (trim_frac 0, or fewer than 1 / trim_frac holders, or 1 or 2 for
+         * the median, trim nothing), and there an unbounded value was one client's to set, up
+         * to 3e38, in every coordinate it held. */
         int range = 0;
         for (size_t i = 0; i < h->n_sub; i++) {
             if (!isfinite(h->stage[i])) {
                 s = FL_ERR_NUMERIC;
                 goto fail;
             }
-            range |= !(fabsf((float)((double)h->stage[i] * (double)(float)c)) <= a->maxabs);
+            range |= !(fabsf(h->stage[i]) <= thr);
         }
         if (range) {
             s = FL_ERR_AGG_RANGE;

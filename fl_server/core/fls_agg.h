@@ -46,8 +46,9 @@
  * reach about half of that (small gaps between runs are folded with zero deltas so that the write
  * stream stays contiguous).
  * Robust modes (trimmed mean, median) must keep every update's values: + 4 B/param per committed
- * update (max_updates cap); fls_agg_memory_bytes() says how much. They hold each stored value
- * (x * c) to the same range as the mean mode, |x * c| <= 2^max_abs_log2 (else FL_ERR_AGG_RANGE):
+ * update (max_updates cap); fls_agg_memory_bytes() says how much. They hold each value x, clipped
+ * by c, to the mean mode's range by the mean mode's test, |x * c| <= 2^max_abs_log2 exactly (else
+ * FL_ERR_AGG_RANGE; an update is taken or refused alike in every mode):
  * a coordinate with few holders is not trimmed (none with trim_frac 0, or fewer than 1/trim_frac
  * holders), so the bound is what limits one client there.
  *

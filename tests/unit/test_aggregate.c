@@ -962,6 +962,31 @@ static void test_robust_range(void **state)
     fls_agg_free(agg);
 }
 
+/* Under clipping the robust modes decide as the mean mode does, value for value: the mean mode
+ * takes x where |x| <= 2^A / c (the largest float not above it), so |x * c| <= 2^A exactly. Here
+ * x * c = 1024.0000137 (c = clip_norm / ||u||): the mean mode refuses it, and so must the robust
+ * modes, though x times the clip factor rounded to float (0.54407364, above c), rounded again
+ * to float, is 1024. */
+static void test_robust_range_clipped(void **state)
+{
+    (void)state;
+    const fls_agg_mode modes[3] = {FLS_AGG_MEAN, FLS_AGG_TRIMMED_MEAN, FLS_AGG_MEDIAN};
+    const float u[3] = {0x1.d6864ap+10f, 0x1.c73a06p+10f, 0.0f}; /* 1882.09827, 1820.90662 */
+    for (int m = 0; m < 3; m++) {
+        fls_agg_options o = fls_agg_options_default();
+        o.mode = modes[m];
+        o.trim_frac = 0.0;
+        o.clip_norm = 0x1.6433b0cd04676p+10; /* 1424.8076660674101 */
+        fls_agg *agg;
+        assert_int_equal(fls_agg_new_flat(3, &o, &agg), FL_OK);
+        fls_agg_update *h;
+        assert_int_equal(fls_agg_update_begin(agg, 1, NULL, &h), FL_OK);
+        assert_int_equal(fls_agg_update_add(h, 0, u, 3), FL_OK);
+        assert_int_equal(fls_agg_update_commit(h), FL_ERR_AGG_RANGE);
+        fls_agg_free(agg);
+    }
+}
+
 static void test_trimmed_mean_and_median(void **state)
 {
     (void)state;
@@ -1259,6 +1284,7 @@ int main(void)
         cmocka_unit_test(test_clipping),
         cmocka_unit_test(test_trimmed_mean_and_median),
         cmocka_unit_test(test_robust_range),
+        cmocka_unit_test(test_robust_range_clipped),
         cmocka_unit_test(test_robust_store_bits),
         cmocka_unit_test(test_merge),
         cmocka_unit_test(test_optimizers_vs_formula),
