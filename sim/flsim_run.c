@@ -2472,7 +2472,7 @@ fl_status flsim_run(const flsim_config *cfg, const flsim_data *data_in, const fl
 #endif
     res->mpi_ranks = S.size;
     st = setup(&S, cfg, data, res, err, errlen);
-    if (S.trace) {
+    if (st == FL_OK && S.trace) { /* a failed setup may hold the trace without its digest */
         res->has_trace_sha = 1;
         memcpy(res->trace_sha256, S.trace_sha, sizeof res->trace_sha256);
     }
