@@ -228,6 +228,27 @@ fi
     >/dev/null 2>"$DIR/expblas.err"
 ! grep -q "another BLAS" "$DIR/expblas.err" || fail "experiment, same BLAS: $(cat "$DIR/expblas.err")"
 
+# An experiment with a trace reads its saved runs back while the trace's rows are the same, and
+# trains them again, saying so once, when the rows were edited under the same --trace path (its
+# settings, which name the path only, still match).
+printf 'client,flops,down_bps,up_bps,availability\n0,1e9,2e7,5e6,1\n1,2e9,1e7,2e6,1\n' \
+    >"$DIR/exptr.csv"
+"$FL_SIM" experiment afd --seeds 1 $ARGS --rounds 2 --trace "$DIR/exptr.csv" --out "$DIR/exptr" \
+    >/dev/null 2>&1 || fail "experiment with a trace failed"
+"$FL_SIM" experiment afd --seeds 1 $ARGS --rounds 2 --trace "$DIR/exptr.csv" --out "$DIR/exptr" \
+    --quiet 0 --progress lines >/dev/null 2>"$DIR/exptr.err" || fail "experiment with a trace, again: $(cat "$DIR/exptr.err")"
+[ "$(grep -c "(read back from .*/exptr/runs/" "$DIR/exptr.err")" -eq 8 ] &&
+    ! grep -q "trace rows" "$DIR/exptr.err" ||
+    fail "experiment with the same trace: not every run read back: $(cat "$DIR/exptr.err")"
+sed -i 's/^1,2e9,/1,3e9,/' "$DIR/exptr.csv"
+"$FL_SIM" experiment afd --seeds 1 $ARGS --rounds 2 --trace "$DIR/exptr.csv" --out "$DIR/exptr" \
+    --quiet 0 --progress lines >/dev/null 2>"$DIR/exptr.err" || fail "experiment with an edited trace: $(cat "$DIR/exptr.err")"
+[ "$(grep -c "read back from" "$DIR/exptr.err")" -eq 0 ] &&
+    [ "$(grep -c "trace rows" "$DIR/exptr.err")" -eq 1 ] &&
+    grep -qF "/exptr/runs/full-s1 and 7 other saved runs: their trace rows differ from --trace $(cd "$DIR" && pwd -P)/exptr.csv's now: run again" \
+    "$DIR/exptr.err" || fail "experiment with an edited trace: $(cat "$DIR/exptr.err")"
+echo "experiment with a trace: runs read back while its rows are the same, run again once edited"
+
 # An option the other settings make inert is named in a warning (the run goes on); the same
 # option where it matters is not.
 "$FL_SIM" $ARGS --rounds 1 --keep 0.5 >/dev/null 2>"$DIR/keep.err" || fail "--keep under full: $(cat "$DIR/keep.err")"

@@ -319,7 +319,8 @@ typedef struct flsim_result {
     uint8_t model_sha256[FL_SHA256_LEN];
     int has_trace_sha;                   /* a run with a trace: trace_sha256 holds its rows'
                                           * SHA-256 (flsim_trace_sha256); 0 without one, and in a
-                                          * summary.json read back (flsim_parse_summary) */
+                                          * summary.json read back (flsim_parse_summary) whose
+                                          * trace_sha256 is null or absent (an older fl_sim) */
     uint8_t trace_sha256[FL_SHA256_LEN];
     int target_reached;
     uint32_t rounds_to_target;           /* when reached: the first evaluated round at or above
@@ -500,7 +501,9 @@ typedef struct flsim_experiment {
  * directory already holds a finished run with the same settings is read back, not run again
  * (unless fresh): an interrupted experiment resumes, and more seeds add to fewer; a saved run
  * with other settings, or a damaged one, stops it with FL_ERR_RESULTS_MISMATCH or
- * FL_ERR_RESULTS_FORMAT before anything is overwritten. FL_ERR_CANCELLED when progress asked to
+ * FL_ERR_RESULTS_FORMAT before anything is overwritten. With a trace, a saved run whose
+ * trace_sha256 is not that of the rows the trace file holds now (or that has none) is run again,
+ * with one warning through log. FL_ERR_CANCELLED when progress asked to
  * stop (err says how many runs are saved). FL_ERR_STATE when another fl_sim process holds DIR
  * (flsim_out_lock: the experiment holds it too, until it returns). */
 fl_status flsim_experiment_afd(const flsim_experiment *e, const fl_logger *log, char *err,

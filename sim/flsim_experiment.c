@@ -324,6 +324,23 @@ static fl_status experiment_afd(const flsim_experiment *e, const fl_logger *log,
     char blas_here[64], other_blas[sizeof path + 80] = "";
     size_t n_other_blas = 0;
     flsim_blas_name(blas_here, sizeof blas_here);
+    /* The trace's path is a setting, its rows are not: a saved run is read back only when its
+     * summary.json's trace_sha256 is the digest of the rows --trace holds now. One without it
+     * (null or absent: an fl_sim from before it was recorded) is trained again too, as nothing
+     * says its rows were these. */
+    uint8_t trace_sha[FL_SHA256_LEN];
+    char trace_moved[sizeof path + 32] = "", trace_unknown[sizeof path + 32] = "";
+    size_t n_trace_moved = 0, n_trace_unknown = 0;
+    const int check_trace = st == FL_OK && r0 && !e->fresh && base.trace[0];
+    if (check_trace) {
+        flsim_trace *t = NULL;
+        st = flsim_trace_load(&t, base.trace, e2, sizeof e2);
+        if (st == FL_OK && (st = flsim_trace_sha256(trace_sha, t)) != FL_OK)
+            snprintf(e2, sizeof e2, "cannot digest its rows: %s", fl_strerror(st));
+        if (st != FL_OK)
+            snprintf(err, errlen, "--trace: %s", e2);
+        flsim_trace_free(t);
+    }
     for (size_t i = 0; st == FL_OK && r0 && !e->fresh && i < n_runs; i++) {
         const int c = (int)(i / seeds);
         const uint32_t s = (uint32_t)(i % seeds);
@@ -333,7 +350,14 @@ static fl_status experiment_afd(const flsim_experiment *e, const fl_logger *log,
         snprintf(path, sizeof path, "%s/runs/%s-s%u", e->out, g_cfgs[c].name, s + 1);
         const fl_status ls = flsim_load_outputs(path, &cfg, want_arch, &ro->res, &ro->rec, &ro->n, e2,
                                                 sizeof e2);
-        if (ls == FL_OK) {
+        if (ls == FL_OK && check_trace &&
+            (!ro->res.has_trace_sha || memcmp(ro->res.trace_sha256, trace_sha, sizeof trace_sha))) {
+            const int moved = ro->res.has_trace_sha;
+            if ((moved ? n_trace_moved++ : n_trace_unknown++) == 0)
+                snprintf(moved ? trace_moved : trace_unknown, sizeof trace_moved, "%s", path);
+            free(ro->rec); /* trained again below */
+            memset(ro, 0, sizeof *ro);
+        } else if (ls == FL_OK) {
             done[i] = 1;
             n_done++;
             /* A run trained with another BLAS kernel (another host, OPENBLAS_CORETYPE,
@@ -369,6 +393,23 @@ static fl_status experiment_afd(const flsim_experiment *e, const fl_logger *log,
                "table may not be quite an uninterrupted experiment's (--fresh 1 trains every run "
                "again)", n_other_blas, n_other_blas == 1 ? " was" : "s were", blas_here,
                other_blas, n_other_blas > 1 ? ", ..." : "", n_other_blas == 1 ? "its" : "their");
+    /* said once each, naming the first such run and counting the others */
+    char others[64] = "";
+    if (n_trace_moved > 1)
+        snprintf(others, sizeof others, " and %zu other saved run%s", n_trace_moved - 1,
+                 n_trace_moved > 2 ? "s" : "");
+    if (n_trace_moved && log)
+        fl_log(log, FL_LOG_WARN, "%s%s: %s trace rows differ from --trace %s's now: run again",
+               trace_moved, others, n_trace_moved > 1 ? "their" : "its", base.trace);
+    others[0] = '\0';
+    if (n_trace_unknown > 1)
+        snprintf(others, sizeof others, " and %zu other saved run%s", n_trace_unknown - 1,
+                 n_trace_unknown > 2 ? "s" : "");
+    if (n_trace_unknown && log)
+        fl_log(log, FL_LOG_WARN, "%s%s: no trace_sha256 in %s summary.json (an older fl_sim), so "
+               "%s trace rows may differ from --trace %s's now: run again", trace_unknown, others,
+               n_trace_unknown > 1 ? "their" : "its", n_trace_unknown > 1 ? "their" : "its",
+               base.trace);
     /* Pass 2: the remaining runs. */
     flsim_exp_event ev;
     memset(&ev, 0, sizeof ev);

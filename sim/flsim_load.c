@@ -472,6 +472,21 @@ static fl_status parse_summary(const char *text, size_t len, const flsim_config 
         else
             res->model_sha256[i] = (uint8_t)(hi << 4 | lo);
     }
+    /* The trace's rows digest: null without a trace, absent in a summary written before it
+     * existed (both leave has_trace_sha 0). */
+    json_t *ts = json_object_get(o, "trace_sha256");
+    if (!bad && ts && !json_is_null(ts)) {
+        if (!get_str(o, "trace_sha256", hex, sizeof hex) || strlen(hex) != sizeof hex - 1)
+            bad = "trace_sha256";
+        for (size_t i = 0; !bad && i < FL_SHA256_LEN; i++) {
+            const int hi = hexval(hex[2 * i]), lo = hexval(hex[2 * i + 1]);
+            if (hi < 0 || lo < 0)
+                bad = "trace_sha256";
+            else
+                res->trace_sha256[i] = (uint8_t)(hi << 4 | lo);
+        }
+        res->has_trace_sha = !bad;
+    }
     if (!bad) {
         res->empty_clients = (uint32_t)ec;
         res->workers = (uint32_t)wk;

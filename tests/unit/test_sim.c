@@ -1896,12 +1896,23 @@ static void test_resume_trace_changed(void **state)
         fl_sha256_hex(hex, d);
         snprintf(want, sizeof want, "\"trace_sha256\": \"%s\",", hex);
         assert_non_null(strstr(text, want));
+#ifdef FLSIM_HAVE_JANSSON
+        /* read back as written: the experiment compares it with --trace's rows now */
+        flsim_result back;
+        assert_int_equal(flsim_parse_summary(text, strlen(text), NULL, NULL, &back, NULL, 0), FL_OK);
+        assert_true(back.has_trace_sha);
+        assert_memory_equal(back.trace_sha256, d, sizeof d);
+#endif
         flsim_config nt = small_config();
         flsim_result nr;
         run_ok(&nt, &nr, NULL, NULL);
         assert_false(nr.has_trace_sha);
         assert_true(flsim_summary_json(&nt, &nr, text, sizeof text) < sizeof text);
         assert_non_null(strstr(text, "\"trace_sha256\": null,"));
+#ifdef FLSIM_HAVE_JANSSON
+        assert_int_equal(flsim_parse_summary(text, strlen(text), NULL, NULL, &back, NULL, 0), FL_OK);
+        assert_false(back.has_trace_sha);
+#endif
     }
     flsim_config f = c;
     f.rounds = 2;
