@@ -38,6 +38,11 @@ int fl_z85_key_decode(uint8_t out[32], const char *s, size_t len)
     return 1;
 }
 
+size_t fl_key_text_start(const char *text, size_t len)
+{
+    return text && len >= 3 && memcmp(text, "\xEF\xBB\xBF", 3) == 0 ? 3 : 0;
+}
+
 int fl_key_next_line(const char *text, size_t len, size_t *pos, size_t *a, size_t *b)
 {
     if (*pos >= len)
@@ -95,7 +100,7 @@ fl_status fl_key_text_parse(const char *text, size_t len, const char *name, fl_k
         return FL_ERR_INVALID_ARG;
     if (!name)
         name = "key file";
-    size_t pos = 0, a, b, line = 0;
+    size_t pos = fl_key_text_start(text, len), a, b, line = 0;
     fl_key_kind header = FL_KEY_ANY;
     fl_status st = fl_errf(err, errlen, FL_ERR_AUTH, "%s: no key in the file", name);
     for (size_t start = pos; fl_key_next_line(text, len, &pos, &a, &b); start = pos) {

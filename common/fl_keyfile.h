@@ -50,6 +50,10 @@ fl_status fl_key_text_parse(const char *text, size_t len, const char *name, fl_k
  * (out is then unspecified). */
 int fl_z85_key_decode(uint8_t out[32], const char *s, size_t len);
 
+/* Where key text's first line starts: past a UTF-8 byte-order mark (EF BB BF, which an editor
+ * such as Windows Notepad writes at the start of a file), else 0. */
+size_t fl_key_text_start(const char *text, size_t len);
+
 /* Iterates over the logical lines of key text: from *pos, fills [*a, *b) with the next line's
  * content (comment and surrounding blanks stripped; a == b for a blank or comment line) and
  * moves *pos past the line's '\n'. Returns 0 at the end of the text. */

@@ -39,7 +39,8 @@ fl_status fls_allow_parse(fls_allow *out, const char *text, size_t len, const ch
     uint8_t(*keys)[32] = malloc(cap * 32);
     if (!keys)
         return FL_ERR_NOMEM;
-    size_t n = 0, pos = 0, a, b, line = 0;
+    const size_t text0 = fl_key_text_start(text, len);
+    size_t n = 0, pos = text0, a, b, line = 0;
     for (size_t start = pos; fl_key_next_line(text, len, &pos, &a, &b); start = pos) {
         line++;
         if (a == b) {
@@ -69,7 +70,7 @@ fl_status fls_allow_parse(fls_allow *out, const char *text, size_t len, const ch
     out->keys = keys;
     out->n = m;
     out->blank = 1;
-    for (size_t i = 0; i < len && out->blank; i++)
+    for (size_t i = text0; i < len && out->blank; i++)
         out->blank = text[i] == ' ' || text[i] == '\t' || text[i] == '\n' || text[i] == '\r';
     return FL_OK;
 }

@@ -718,6 +718,14 @@ static void test_key_file_good(void **state)
     assert_int_equal(said, FL_KEY_PUBLIC);
     key_file(path, "crlf.secret", HDR_PUB KEY_A "\r\n");
     assert_int_equal(fl_key_file_read(path, FL_KEY_SECRET, z, NULL, err, sizeof err), FL_ERR_AUTH);
+    /* a UTF-8 byte-order mark (Windows Notepad's) before the header, or before a bare key */
+    key_file(path, "bom.pub", "\xEF\xBB\xBF" HDR_PUB KEY_A "\r\n");
+    assert_int_equal(fl_key_file_read(path, FL_KEY_PUBLIC, z, &said, err, sizeof err), FL_OK);
+    assert_string_equal(z, KEY_A);
+    assert_int_equal(said, FL_KEY_PUBLIC);
+    key_file(path, "bom.key", "\xEF\xBB\xBF" KEY_B "\n");
+    assert_int_equal(fl_key_file_read(path, FL_KEY_SECRET, z, NULL, err, sizeof err), FL_OK);
+    assert_string_equal(z, KEY_B);
     /* a comment after the key and a blank; only the first key counts */
     key_file(path, "comment.pub", HDR_PUB KEY_A "  # laptop\n" KEY_B "\n");
     assert_int_equal(fl_key_file_read(path, FL_KEY_PUBLIC, z, NULL, err, sizeof err), FL_OK);

@@ -2042,6 +2042,17 @@ static void test_allow_list(void **state)
     assert_true(fls_allow_has(&al, ka));
     assert_true(fls_allow_has(&al, kb));
     assert_false(fls_allow_has(&al, ks));
+    /* a UTF-8 byte-order mark (a list saved by Windows Notepad) before the first line */
+    snprintf(text, sizeof text, "\xEF\xBB\xBF%s\r\n%s\r\n", a, b);
+    assert_int_equal(fls_allow_parse(&al, text, strlen(text), "al", err, sizeof err), FL_OK);
+    assert_int_equal(al.n, 2);
+    assert_true(fls_allow_has(&al, ka) && fls_allow_has(&al, kb));
+    snprintf(text, sizeof text, "\xEF\xBB\xBF\r\n"); /* and nothing else: an empty list */
+    assert_int_equal(fls_allow_parse(&al, text, strlen(text), "al", err, sizeof err), FL_OK);
+    assert_int_equal(al.n, 0);
+    assert_true(al.blank);
+    snprintf(text, sizeof text, "%s\n%s\n", a, b);
+    assert_int_equal(fls_allow_parse(&al, text, strlen(text), "al", err, sizeof err), FL_OK);
     /* a bad line refuses the whole file and leaves the old list in place */
     snprintf(text, sizeof text, "%s\n%.39s\n", b, a);
     assert_int_equal(fls_allow_parse(&al, text, strlen(text), "al", err, sizeof err), FL_ERR_AUTH);
