@@ -261,6 +261,21 @@ static int hexval(char c)
     return -1;
 }
 
+/* o[key] as a SHA-256 in 64 lowercase hex digits, into out: 1, or 0 if it is not one. */
+static int get_sha256(json_t *o, const char *key, uint8_t out[FL_SHA256_LEN])
+{
+    char hex[2 * FL_SHA256_LEN + 1];
+    if (!get_str(o, key, hex, sizeof hex) || strlen(hex) != sizeof hex - 1)
+        return 0;
+    for (size_t i = 0; i < FL_SHA256_LEN; i++) {
+        const int hi = hexval(hex[2 * i]), lo = hexval(hex[2 * i + 1]);
+        if (hi < 0 || lo < 0)
+            return 0;
+        out[i] = (uint8_t)(hi << 4 | lo);
+    }
+    return 1;
+}
+
 /* A value as a message shows it (malloc'ed): a real in the fewest digits that read back as it
  * (0.05, where jansson writes 0.050000000000000003). */
 static char *dump_value(const json_t *v)
@@ -410,7 +425,6 @@ static fl_status parse_summary(const char *text, size_t len, const flsim_config 
     uint64_t u = 0, ec = 0, tr = 0, wk = 0, fh = 0, ra = 0;
     json_t *t = json_object_get(o, "target");
     json_t *conf = json_object_get(o, "config");
-    char hex[2 * FL_SHA256_LEN + 1];
     if (!json_is_object(o))
         bad = "the document (not an object)";
     else if (!get_u64(o, "rounds", UINT32_MAX, &u) || (res->rounds = (uint32_t)u) == 0)
@@ -432,7 +446,7 @@ static fl_status parse_summary(const char *text, size_t len, const flsim_config 
         bad = "train_wall_s";
     else if (!get_num(o, "train_flops", 0, &res->train_flops))
         bad = "train_flops";
-    else if (!get_str(o, "model_sha256", hex, sizeof hex) || strlen(hex) != sizeof hex - 1)
+    else if (!get_sha256(o, "model_sha256", res->model_sha256))
         bad = "model_sha256";
     else if (!json_is_object(t) || !get_num(t, "accuracy", 0, &(double){0}) ||
              !json_is_boolean(json_object_get(t, "reached")))
@@ -465,26 +479,12 @@ static fl_status parse_summary(const char *text, size_t len, const flsim_config 
         bad = "updates_late";
     else if (!json_is_object(conf))
         bad = "config";
-    for (size_t i = 0; !bad && i < FL_SHA256_LEN; i++) {
-        const int hi = hexval(hex[2 * i]), lo = hexval(hex[2 * i + 1]);
-        if (hi < 0 || lo < 0)
-            bad = "model_sha256";
-        else
-            res->model_sha256[i] = (uint8_t)(hi << 4 | lo);
-    }
     /* The trace's rows digest: null without a trace, absent in a summary written before it
      * existed (both leave has_trace_sha 0). */
     json_t *ts = json_object_get(o, "trace_sha256");
     if (!bad && ts && !json_is_null(ts)) {
-        if (!get_str(o, "trace_sha256", hex, sizeof hex) || strlen(hex) != sizeof hex - 1)
+        if (!get_sha256(o, "trace_sha256", res->trace_sha256))
             bad = "trace_sha256";
-        for (size_t i = 0; !bad && i < FL_SHA256_LEN; i++) {
-            const int hi = hexval(hex[2 * i]), lo = hexval(hex[2 * i + 1]);
-            if (hi < 0 || lo < 0)
-                bad = "trace_sha256";
-            else
-                res->trace_sha256[i] = (uint8_t)(hi << 4 | lo);
-        }
         res->has_trace_sha = !bad;
     }
     if (!bad) {

@@ -902,6 +902,15 @@ static void test_robust_store_bits(void **state)
  * default), as stored (x * c under clipping): with trim_frac 0, or with fewer holders than
  * 1 / trim_frac, or 1 or 2 holders under the median, nothing is trimmed, and one client's 1e30
  * went straight into the delta. A refused update leaves the round as it was. */
+/* One whole-model update of weight w, x[0..n), added at once: the commit's status. */
+static fl_status commit_whole(fls_agg *agg, uint64_t w, const float *x, size_t n)
+{
+    fls_agg_update *h;
+    assert_int_equal(fls_agg_update_begin(agg, w, NULL, &h), FL_OK);
+    assert_int_equal(fls_agg_update_add(h, 0, x, n), FL_OK);
+    return fls_agg_update_commit(h);
+}
+
 static void test_robust_range(void **state)
 {
     (void)state;
@@ -914,24 +923,16 @@ static void test_robust_range(void **state)
         o.trim_frac = trims[m];
         fls_agg *agg;
         assert_int_equal(fls_agg_new_flat(3, &o, &agg), FL_OK);
-        fls_agg_update *h;
-        assert_int_equal(fls_agg_update_begin(agg, 10, NULL, &h), FL_OK);
-        assert_int_equal(fls_agg_update_add(h, 0, honest, 3), FL_OK);
-        assert_int_equal(fls_agg_update_commit(h), FL_OK);
+        assert_int_equal(commit_whole(agg, 10, honest, 3), FL_OK);
         float before[3], after[3];
         assert_int_equal(fls_agg_finalize(agg, before, NULL), FL_OK);
         const float bad[4][3] = {{0.5f, 1e30f, 1.0f}, {-1025.0f, 0.0f, 0.0f},
                                  {0.0f, 0.0f, nextafterf(1024.0f, INFINITY)},
                                  {-3e38f, 3e38f, 0.0f}};
-        for (int b = 0; b < 4; b++) {
-            assert_int_equal(fls_agg_update_begin(agg, 10, NULL, &h), FL_OK);
-            assert_int_equal(fls_agg_update_add(h, 0, bad[b], 3), FL_OK);
-            assert_int_equal(fls_agg_update_commit(h), FL_ERR_AGG_RANGE);
-        }
+        for (int b = 0; b < 4; b++)
+            assert_int_equal(commit_whole(agg, 10, bad[b], 3), FL_ERR_AGG_RANGE);
         const float nan3[3] = {NAN, 2000.0f, 0.0f}; /* a NaN is said as such */
-        assert_int_equal(fls_agg_update_begin(agg, 10, NULL, &h), FL_OK);
-        assert_int_equal(fls_agg_update_add(h, 0, nan3, 3), FL_OK);
-        assert_int_equal(fls_agg_update_commit(h), FL_ERR_NUMERIC);
+        assert_int_equal(commit_whole(agg, 10, nan3, 3), FL_ERR_NUMERIC);
         assert_int_equal(fls_agg_finalize(agg, after, NULL), FL_OK);
         assert_memory_equal(before, after, sizeof before);
         fls_agg_stats st;
@@ -940,9 +941,7 @@ static void test_robust_range(void **state)
         assert_int_equal(st.n_aborted, 5);
         /* the bound itself passes */
         const float edge[3] = {1024.0f, -1024.0f, 0.0f};
-        assert_int_equal(fls_agg_update_begin(agg, 10, NULL, &h), FL_OK);
-        assert_int_equal(fls_agg_update_add(h, 0, edge, 3), FL_OK);
-        assert_int_equal(fls_agg_update_commit(h), FL_OK);
+        assert_int_equal(commit_whole(agg, 10, edge, 3), FL_OK);
         fls_agg_free(agg);
     }
     /* under clipping the stored value counts: 2000 scaled to norm 1000 passes */
@@ -951,11 +950,8 @@ static void test_robust_range(void **state)
     o.clip_norm = 1000.0;
     fls_agg *agg;
     assert_int_equal(fls_agg_new_flat(3, &o, &agg), FL_OK);
-    fls_agg_update *h;
     const float big[3] = {2000.0f, 0.0f, 0.0f};
-    assert_int_equal(fls_agg_update_begin(agg, 1, NULL, &h), FL_OK);
-    assert_int_equal(fls_agg_update_add(h, 0, big, 3), FL_OK);
-    assert_int_equal(fls_agg_update_commit(h), FL_OK);
+    assert_int_equal(commit_whole(agg, 1, big, 3), FL_OK);
     float d[3];
     assert_int_equal(fls_agg_finalize(agg, d, NULL), FL_OK);
     assert_true(d[0] == 1000.0f && d[1] == 0.0f && d[2] == 0.0f);
@@ -979,10 +975,7 @@ static void test_robust_range_clipped(void **state)
         o.clip_norm = 0x1.6433b0cd04676p+10; /* 1424.8076660674101 */
         fls_agg *agg;
         assert_int_equal(fls_agg_new_flat(3, &o, &agg), FL_OK);
-        fls_agg_update *h;
-        assert_int_equal(fls_agg_update_begin(agg, 1, NULL, &h), FL_OK);
-        assert_int_equal(fls_agg_update_add(h, 0, u, 3), FL_OK);
-        assert_int_equal(fls_agg_update_commit(h), FL_ERR_AGG_RANGE);
+        assert_int_equal(commit_whole(agg, 1, u, 3), FL_ERR_AGG_RANGE);
         fls_agg_free(agg);
     }
 }
