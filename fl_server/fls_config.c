@@ -878,7 +878,7 @@ fls_status fls_options_validate(const fls_options *o, char *err, size_t errlen)
     /* The robust modes keep each update of a round until it closes, at most
      * aggregation.max_updates of them: a quorum above that would fail every commit past it, each
      * after a whole upload, and no round could close but by its deadline. */
-    const uint32_t kept = o->core.agg.max_updates > 0 ? (uint32_t)o->core.agg.max_updates : 256u;
+    const uint32_t kept = (uint32_t)fls_agg_updates_kept(&o->core.agg);
     if (o->core.agg.mode != FLS_AGG_MEAN && o->core.clients_per_round > kept)
         return vfail(o, err, errlen, "aggregation.max_updates", "round.clients",
                      "aggregation.max_updates (%u%s) is below round.clients (%u): %s keeps every "

@@ -130,7 +130,8 @@ typedef struct fls_allow {
 /* Parses an allow-list: one Z85 public key per line; blank lines and '#' comments (a whole line,
  * or after the key and a blank: '#' is also a Z85 character) ignored. Duplicates are merged. name
  * labels errors ("allow.txt:3: ..."). Into *out (owned by the caller: fls_allow_clear), which is
- * untouched on error; out->blank says the text was empty or blanks only. FL_OK, FL_ERR_AUTH (a bad line), FL_ERR_NOMEM. */
+ * untouched on error; out->blank says the text was empty or blanks only. FL_OK, FL_ERR_AUTH (a
+ * bad line), FL_ERR_NOMEM. */
 fl_status fls_allow_parse(fls_allow *out, const char *text, size_t len, const char *name,
                           char *err, size_t errlen);
 /* Reads the file (at most 64 MiB; a regular file: a FIFO, a device or a directory is refused at

@@ -101,8 +101,13 @@ fls_agg_options fls_agg_options_default(void)
     o.max_abs_log2 = 10;
     o.trim_frac = 0.1;
     o.max_open = 1;
-    o.max_updates = 256;
+    o.max_updates = fls_agg_updates_kept(&o);
     return o;
+}
+
+int fls_agg_updates_kept(const fls_agg_options *o)
+{
+    return o->max_updates > 0 ? o->max_updates : 256;
 }
 
 static fl_status norm_options(const fls_agg_options *in, fls_agg_options *o)
@@ -114,8 +119,7 @@ static fl_status norm_options(const fls_agg_options *in, fls_agg_options *o)
         o->max_abs_log2 = 10;
     if (o->max_open <= 0)
         o->max_open = 1;
-    if (o->max_updates <= 0)
-        o->max_updates = 256;
+    o->max_updates = fls_agg_updates_kept(o);
     if ((int)o->mode < FLS_AGG_MEAN || (int)o->mode > FLS_AGG_MEDIAN)
         return FL_ERR_INVALID_ARG;
     if (o->frac_bits < 8 || o->frac_bits > 40 || o->max_abs_log2 < -8 || o->max_abs_log2 > 20)

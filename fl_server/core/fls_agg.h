@@ -111,6 +111,10 @@ typedef struct fls_agg_options {
  * max_open 1, max_updates 256). */
 fls_agg_options fls_agg_options_default(void);
 
+/* The updates a robust mode keeps a round under o: o->max_updates, or 256 for 0. No round of a
+ * robust mode can commit more (a quorum above it is never reached). */
+int fls_agg_updates_kept(const fls_agg_options *o);
+
 typedef struct fls_agg fls_agg;               /* opaque */
 typedef struct fls_agg_update fls_agg_update; /* opaque, one open client update */
 

@@ -104,7 +104,7 @@ fl_status fls_config_validate(const fls_config *cfg, char *err, size_t errlen)
         return cfg_fail(err, errlen, "agg: an aggregation option is outside its domain");
     /* the robust modes keep each update of a round, at most max_updates: a quorum above that
      * could never be reached (every commit past it fails) */
-    const int kept = cfg->agg.max_updates > 0 ? cfg->agg.max_updates : 256;
+    const int kept = fls_agg_updates_kept(&cfg->agg);
     if (cfg->agg.mode != FLS_AGG_MEAN && cfg->clients_per_round > (uint32_t)kept)
         return cfg_fail(err, errlen, "agg.max_updates (%d) is below clients_per_round (%u): the "
                         "robust modes keep every update of a round", kept,
