@@ -359,9 +359,11 @@ static void bar_line(const char *line)
     int cols = 80;
     if (ioctl(STDERR_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 1)
         cols = ws.ws_col;
+    /* open before the text goes out: a signal's message between the two would otherwise follow
+     * the bar's text on its line (at worst, now, a message before the bar gets a blank line) */
+    atomic_store(&g_bar_open, 1);
     fprintf(stderr, "\r%.*s\033[K", cols - 1, line);
     fflush(stderr);
-    atomic_store(&g_bar_open, 1);
 }
 
 /* The library's warnings (fl_log_to_file's format), each on a line of its own: one logged while
