@@ -910,7 +910,12 @@ fls_status fls_options_validate(const fls_options *o, char *err, size_t errlen)
                      "policy.keep_layers: %u values, but model.arch %s has %d droppable layer%s",
                      o->n_keep_layers, a.spec, a.n_drop, a.n_drop == 1 ? "" : "s");
     const fls_config c = fls_options_core_config(o);
-    if (fls_config_validate(&c, why, sizeof why) != FL_OK)
+    /* The core checks the optimizer's and the aggregator's options by making them: out of
+     * memory there is no fault of the configuration's, and must not read as one. */
+    const fl_status cst = fls_config_validate(&c, why, sizeof why);
+    if (cst == FL_ERR_NOMEM)
+        return fls_status_of(fl_errf(err, errlen, cst, "out of memory"));
+    if (cst != FL_OK)
         return fls_status_of(fail(err, errlen, "%s", why)); /* names the core's fields, no key */
     /* A chunk must fit a message: raw floats are the worst case of every codec but zstd's
      * incompressible overhead, which a small margin covers. */

@@ -206,6 +206,7 @@ struct fls_server {
                                  * first asks for a stop, a second does not wait for the
                                  * evaluation */
     int run;
+    fl_status fail_st;          /* why the run failed (RUN_FAILED): what every later step says */
     char ep[FLS_MAX_ENDPOINTS][FLS_ENDPOINT_MAX];
     size_t n_ep;
     int curve;
@@ -317,6 +318,8 @@ struct fls_server {
     unsigned rl_count[2], rl_suppressed[2];
     fls_server_stats st;
 };
+
+static void run_fail(fls_server *s, fl_status st);
 
 /* ---- logging -------------------------------------------------------------------------------- */
 
@@ -623,8 +626,11 @@ static void sess_compact(fls_server *s)
     }
     s->n_ss = m;
     s->any_dead = 0;
-    if (hash_rebuild(s, s->cap_ss) != FL_OK || kidx_rebuild(s, s->n_ss) != FL_OK)
-        s->run = RUN_FAILED; /* cannot index sessions any more: stop cleanly */
+    fl_status st = hash_rebuild(s, s->cap_ss);
+    if (st == FL_OK)
+        st = kidx_rebuild(s, s->n_ss);
+    if (st != FL_OK)
+        run_fail(s, st); /* cannot index sessions any more: stop cleanly */
 }
 
 /* ---- client id bindings (id -> its public key; idle ids forgotten when the table is full) ---- */
@@ -2554,8 +2560,9 @@ static int read_batch(fls_server *s)
         }
         zmq_msg_close(&body);
         zmq_msg_close(&rid);
-        if (drain_events(s) != FL_OK) {
-            s->run = RUN_FAILED;
+        const fl_status st = drain_events(s);
+        if (st != FL_OK) {
+            run_fail(s, st);
             return 0;
         }
     }
@@ -2566,8 +2573,9 @@ static int read_batch(fls_server *s)
 static int read_router(fls_server *s)
 {
     const int more = read_batch(s);
-    if (ids_flush(s) && drain_events(s) != FL_OK) {
-        s->run = RUN_FAILED;
+    fl_status st;
+    if (ids_flush(s) && (st = drain_events(s)) != FL_OK) {
+        run_fail(s, st);
         return 0;
     }
     return more;
@@ -3954,6 +3962,8 @@ static fls_status server_create(const fls_options *o, const fls_host *host, int 
 
 fls_status fls_server_new(const fls_options *o, const fls_host *host, fls_server **out)
 {
+    if (out)
+        *out = NULL; /* as on every other failure (fls.h) */
     if (!o || !out)
         return FLS_ERR_INVALID_ARG;
     return server_create(o, host, 0, out);
@@ -4175,7 +4185,7 @@ static fls_status finish_ckpt_failed(fls_server *s, fl_status st)
 {
     eval_cancel(s);
     send_bye_all(s, "restart");
-    s->run = RUN_FAILED;
+    run_fail(s, st);
     char last[160];
     const uint64_t on_disk = ckpt_on_disk(s, last, sizeof last);
     /* the rounds a restart trains again, as a stop's failed checkpoint says them (the file
@@ -4227,6 +4237,30 @@ static fls_status finish_done(fls_server *s)
     return FLS_ERR_STATE;
 }
 
+/* The run cannot go on (RUN_FAILED) because of st. The first cause is kept: it is what
+ * fls_server_step returns from then on. */
+static void run_fail(fls_server *s, fl_status st)
+{
+    s->run = RUN_FAILED;
+    if (s->fail_st == FL_OK)
+        s->fail_st = st != FL_OK ? st : FL_ERR_INTERNAL;
+}
+
+/* What a failed run returns (fls.h, fls_server_run): out of memory, a file or ZeroMQ said as
+ * what they are; anything else is a fault of fedrop's (FLS_ERR_INTERNAL). */
+static fls_status run_failed_status(const fls_server *s)
+{
+    switch (s->fail_st) {
+    case FL_ERR_NOMEM:
+    case FL_ERR_IO:
+    case FL_ERR_IO_TRANSIENT:
+    case FL_ERR_TRANSPORT:
+        return fls_status_of(s->fail_st);
+    default:
+        return FLS_ERR_INTERNAL;
+    }
+}
+
 fls_status fls_server_step(fls_server *s, int timeout_ms)
 {
     if (!s)
@@ -4236,7 +4270,7 @@ fls_status fls_server_step(fls_server *s, int timeout_ms)
     if (s->run == RUN_STOPPED)
         return FLS_ERR_CANCELLED;
     if (s->run == RUN_FAILED)
-        return FLS_ERR_INTERNAL;
+        return run_failed_status(s);
     if (stop_asked(s) && !s->eval_live)
         return finish_stop(s);
     double now = fl_time_mono_s();
@@ -4254,7 +4288,7 @@ fls_status fls_server_step(fls_server *s, int timeout_ms)
     const int n_it = s->zap ? 4 : 3;
     if (zmq_poll(it, n_it, timeout_ms) < 0 && zmq_errno() != EINTR) {
         fl_log(&s->log, FL_LOG_ERROR, "zmq_poll: %s", zmq_strerror(zmq_errno()));
-        s->run = RUN_FAILED;
+        run_fail(s, FL_ERR_TRANSPORT);
         return FLS_ERR_TRANSPORT;
     }
     if (it[1].revents & ZMQ_POLLIN) {
@@ -4321,8 +4355,11 @@ fls_status fls_server_step(fls_server *s, int timeout_ms)
     if (s->ckpt_retry_since > 0 && now >= s->ckpt_retry_next && !s->ckpt_failed)
         s->ckpt_failed = write_periodic(s, now);
     if (s->eval_live && atomic_load(&s->eval_done) && s->run == RUN_ON) {
-        if (eval_poll(s) != FL_OK || drain_events(s) != FL_OK)
-            s->run = RUN_FAILED;
+        fl_status est = eval_poll(s);
+        if (est == FL_OK)
+            est = drain_events(s);
+        if (est != FL_OK)
+            run_fail(s, est);
         else if (stop_asked(s) && s->ckpt_failed == FL_OK && s->run == RUN_ON)
             return finish_stop(s); /* before the next round starts */
     }
@@ -4333,19 +4370,19 @@ fls_status fls_server_step(fls_server *s, int timeout_ms)
         dl_list_compact(s);
         ul_admit(s);
         dl_pump_all(s);
-        const fl_status st = fls_core_tick(s->core, now);
+        fl_status st = fls_core_tick(s->core, now);
         if (st != FL_OK) {
             fl_log(&s->log, FL_LOG_ERROR, "round engine: %s", fl_strerror(st));
-            s->run = RUN_FAILED;
-        } else if (drain_events(s) != FL_OK) {
-            s->run = RUN_FAILED;
+            run_fail(s, st);
+        } else if ((st = drain_events(s)) != FL_OK) {
+            run_fail(s, st);
         }
         ul_sweep(s);
     }
     sess_compact(s);
     s->st.round = fls_core_round(s->core);
     if (s->run == RUN_FAILED)
-        return FLS_ERR_INTERNAL;
+        return run_failed_status(s);
     if (s->ckpt_failed != FL_OK)
         return finish_ckpt_failed(s, s->ckpt_failed);
     if (s->run == RUN_DONE)
@@ -4399,8 +4436,12 @@ const char *fls_server_public_key(const fls_server *s)
 
 void fls_server_stats_get(const fls_server *s, fls_server_stats *out)
 {
-    if (!s || !out)
+    if (!out)
         return;
+    if (!s) {
+        *out = (fls_server_stats){0}; /* as flc_client_stats(NULL): never the caller's garbage */
+        return;
+    }
     *out = s->st;
     out->round = fls_core_round(s->core);
     out->clients = sessions_with_id(s);

@@ -136,7 +136,9 @@ fls_status fls_options_get_unset_note(const fls_options *o, const char *key, cha
  * keys: CURVE needs server.secret_key_file and server.allow_list, evaluation needs a dataset,
  * run.resume needs checkpoint.path). FLS_OK or FLS_ERR_CONFIG with the reason in err, after where
  * the value at fault came from when it was not a default: "fl.yaml:7: model.arch: unknown
- * architecture 'bogus' ...", "--arch bogus: model.arch: ..." (see fls_options_set_from). */
+ * architecture 'bogus' ...", "--arch bogus: model.arch: ..." (see fls_options_set_from).
+ * FLS_ERR_NOMEM when memory ran out (the optimizer and aggregator options are checked by making
+ * them): no verdict on the options. FLS_ERR_INVALID_ARG for o NULL. */
 fls_status fls_options_validate(const fls_options *o, char *err, size_t errlen);
 
 /* The documented key table, for --help and tools: key i's name ("round.clients"), a type word
@@ -179,7 +181,8 @@ typedef struct fls_server fls_server; /* opaque */
  * resolve), FLS_ERR_IO, FLS_ERR_IO_TRANSIENT (a start-up write failed for a cause that may pass:
  * a full disk, a quota, a device error; worth trying again later), FLS_ERR_AUTH (bad key or
  * allow-list file), FLS_ERR_DATASET, FLS_ERR_CHECKPOINT / _MISMATCH (resume), FLS_ERR_TRANSPORT
- * (bind failed, ...), FLS_ERR_UNSUPPORTED (CURVE requested but libzmq lacks it), FLS_ERR_NOMEM. */
+ * (bind failed, ...), FLS_ERR_UNSUPPORTED (CURVE requested but libzmq lacks it), FLS_ERR_NOMEM,
+ * FLS_ERR_INVALID_ARG (o or out NULL). *out is NULL on any failure. */
 fls_status fls_server_new(const fls_options *o, const fls_host *host, fls_server **out);
 
 /* Runs every startup check of fls_server_new that needs no socket and makes no file: validates
@@ -203,13 +206,17 @@ void fls_server_free(fls_server *s);
  *     already there), sends Bye("restart") and returns FLS_ERR_CANCELLED. A stop during an
  *     evaluation waits for it when checkpoint.path is set (its round ends and is checkpointed);
  *     a second fls_server_stop, or one without checkpoint.path, cancels it and drops the round.
- * Other statuses are failures (FLS_ERR_IO for a checkpoint that could not be written, ...). */
+ * Other statuses are failures: FLS_ERR_IO or FLS_ERR_IO_TRANSIENT (a checkpoint that could not be
+ * written, ...), FLS_ERR_NOMEM (memory ran out in the reactor or the round engine),
+ * FLS_ERR_TRANSPORT (a ZeroMQ call), FLS_ERR_INTERNAL (a fault of fedrop's); a later
+ * fls_server_run or fls_server_step returns the same status. FLS_ERR_INVALID_ARG for s NULL. */
 fls_status fls_server_run(fls_server *s);
 
-/* One reactor step: waits at most timeout_ms for input (0: none), handles what arrived, runs due
- * timers and the round engine. For hosts with their own loop and for tests. Returns FLS_OK while
- * the run goes on, FLS_ERR_CANCELLED once stopped (after the stop steps of fls_server_run),
- * FLS_ERR_STATE once done (after the done steps), or a failure. */
+/* One reactor step: waits at most timeout_ms for input (0: none; negative: until the reactor's
+ * next timer, within 50 ms), handles what arrived, runs due timers and the round engine. For
+ * hosts with their own loop and for tests. Returns FLS_OK while the run goes on,
+ * FLS_ERR_CANCELLED once stopped (after the stop steps of fls_server_run), FLS_ERR_STATE once
+ * done (after the done steps), or a failure (see fls_server_run). */
 fls_status fls_server_step(fls_server *s, int timeout_ms);
 
 /* Asks the reactor to stop (see fls_server_run). Async-signal-safe; any thread. */
@@ -247,6 +254,7 @@ typedef struct fls_server_stats {
     uint64_t over_limit_closed;   /* new connections closed at once: the file descriptor limit
                                    * (less 32 for the server's files) was reached */
 } fls_server_stats;
+/* The server's statistics into *out (all zero for s NULL; nothing for out NULL). */
 void fls_server_stats_get(const fls_server *s, fls_server_stats *out);
 
 /* ---- keys ----------------------------------------------------------------------------------- */

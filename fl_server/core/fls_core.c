@@ -379,10 +379,12 @@ fl_status fls_core_new(const fls_config *cfg, fls_core **out)
     if (!cfg || !out)
         return FL_ERR_INVALID_ARG;
     *out = NULL;
-    char err[200];
+    char err[200] = "";
     fl_status st = fls_config_validate(cfg, err, sizeof err);
     if (st != FL_OK) {
-        fl_log(&cfg->log, FL_LOG_ERROR, "server core: invalid configuration: %s", err);
+        /* out of memory writes no reason into err: said as what it is */
+        if (st != FL_ERR_NOMEM)
+            fl_log(&cfg->log, FL_LOG_ERROR, "server core: invalid configuration: %s", err);
         return st;
     }
     fls_core *c = calloc(1, sizeof *c);
@@ -396,7 +398,7 @@ fl_status fls_core_new(const fls_config *cfg, fls_core **out)
         (st = fls_config_canon(cfg, c->canon, sizeof c->canon, &c->canon_len)) != FL_OK ||
         (st = fl_sha256_digest(c->digest, c->canon, c->canon_len)) != FL_OK) {
         fls_core_free(c);
-        return FL_ERR_CONFIG;
+        return st == FL_ERR_NOMEM ? st : FL_ERR_CONFIG;
     }
     flz_spec_format(&c->up, c->up_canon, sizeof c->up_canon);
     const size_t n = c->arch.n_params;

@@ -4326,6 +4326,34 @@ ssize_t __wrap_write(int fd, const void *p, size_t n)
     return __real_write(fd, p, n);
 }
 
+/* Allocation failure (--wrap=malloc, --wrap=calloc): the g_alloc_fail-th allocation from here
+ * on fails (1: the next), counted over fedrop's code linked into this test (libzmq and libyaml
+ * allocate as they do); g_alloc_failed says one did. */
+void *__real_malloc(size_t n);
+void *__real_calloc(size_t k, size_t n);
+void *__wrap_malloc(size_t n);
+void *__wrap_calloc(size_t k, size_t n);
+static long g_alloc_fail;
+static int g_alloc_failed;
+
+void *__wrap_malloc(size_t n)
+{
+    if (g_alloc_fail > 0 && --g_alloc_fail == 0) {
+        g_alloc_failed = 1;
+        return NULL;
+    }
+    return __real_malloc(n);
+}
+
+void *__wrap_calloc(size_t k, size_t n)
+{
+    if (g_alloc_fail > 0 && --g_alloc_fail == 0) {
+        g_alloc_failed = 1;
+        return NULL;
+    }
+    return __real_calloc(k, n);
+}
+
 static int reset_wraps(void **state)
 {
     (void)state;
@@ -4336,7 +4364,98 @@ static int reset_wraps(void **state)
     g_clock_skew = 0;
     g_dir_fsync_fails = 0;
     g_ids_sync_fails = 0;
+    g_alloc_fail = 0;
     return 0;
+}
+
+/* Out of memory is said as such, one allocation failing in turn. fls_options_validate said
+ * FLS_ERR_CONFIG with an empty reason when the core's check could not make the optimizer or the
+ * aggregator (an operator would look for a bad key), fls_server_new the same, also for the
+ * round engine's config digest; a run whose round engine ran out of memory returned
+ * FLS_ERR_INTERNAL, "a bug in fedrop". */
+static void test_nomem_said(void **state)
+{
+    (void)state;
+    char ep[512], yaml[1024], err[512];
+    snprintf(ep, sizeof ep, "ipc://%s/nomem", g_tmp);
+    snprintf(yaml, sizeof yaml,
+             "server:\n  insecure: true\n  endpoints: ['%s']\nmodel:\n  arch: \"mlp:6-5-3\"\n"
+             "round:\n  clients: 1\n  min_clients: 1\n", ep);
+    fls_options *o = opts_from(yaml);
+    int nomem = 0;
+    for (long k = 1;; k++) {
+        g_alloc_failed = 0;
+        g_alloc_fail = k;
+        const fls_status st = fls_options_validate(o, err, sizeof err);
+        g_alloc_fail = 0;
+        if (!g_alloc_failed) {
+            assert_int_equal(st, FLS_OK);
+            break;
+        }
+        if (st != FLS_OK && st != FLS_ERR_NOMEM)
+            fail_msg("allocation %ld failed: fls_options_validate says %s ('%s')", k,
+                     fls_strerror(st), err);
+        nomem += st == FLS_ERR_NOMEM;
+    }
+    assert_true(nomem > 0);
+    nomem = 0;
+    for (long k = 1;; k++) {
+        logbuf *lb = calloc(1, sizeof *lb);
+        assert_non_null(lb);
+        fls_host host = {log_collect, lb, NULL, NULL, NULL};
+        fls_server *s = (fls_server *)lb; /* not NULL: a failure must set it so */
+        g_alloc_failed = 0;
+        g_alloc_fail = k;
+        const fls_status st = fls_server_new(o, &host, &s);
+        g_alloc_fail = 0;
+        const int failed = g_alloc_failed;
+        if (st != FLS_OK)
+            assert_null(s);
+        fls_server_free(s);
+        if (!failed) {
+            assert_int_equal(st, FLS_OK);
+            free(lb);
+            break;
+        }
+        if (st != FLS_OK && st != FLS_ERR_NOMEM)
+            fail_msg("allocation %ld failed: fls_server_new says %s; log:\n%s", k,
+                     fls_strerror(st), lb->text);
+        nomem += st == FLS_ERR_NOMEM;
+        free(lb);
+    }
+    assert_true(nomem > 0);
+    fls_options_free(o);
+    /* A run: a client joins, then an allocation fails; the first that ends the run ends it with
+     * FLS_ERR_NOMEM, said again by the next step (others are absorbed: a message not sent). */
+    fls_status ended = FLS_OK;
+    for (long k = 1; k <= 200 && ended == FLS_OK; k++) {
+        logbuf *lb;
+        fls_server *s = server_of(yaml, &lb);
+        peer p;
+        peer_open(&p, ep, NULL, NULL, NULL);
+        flp_msg h = hello_msg("a");
+        peer_send(&p, &h);
+        expect_ack_hello(s, &p);
+        g_alloc_failed = 0;
+        g_alloc_fail = k;
+        const double t0 = fl_time_mono_s();
+        while (ended == FLS_OK && fl_time_mono_s() - t0 < 0.5 && (g_alloc_fail || !g_alloc_failed))
+            ended = fls_server_step(s, 2);
+        for (int i = 0; i < 10 && ended == FLS_OK; i++) /* what the failure led to */
+            ended = fls_server_step(s, 2);
+        g_alloc_fail = 0;
+        if (ended != FLS_OK) {
+            if (ended != FLS_ERR_NOMEM)
+                fail_msg("allocation %ld failed: the run ends with %s; log:\n%s", k,
+                         fls_strerror(ended), lb->text);
+            assert_int_equal(fls_server_step(s, 0), FLS_ERR_NOMEM);
+            assert_int_equal(fls_server_run(s), FLS_ERR_NOMEM);
+        }
+        peer_close(&p);
+        fls_server_free(s);
+        free(lb);
+    }
+    assert_int_equal(ended, FLS_ERR_NOMEM);
 }
 
 /* A full disk at start (writes fail with ENOSPC; making an empty file still works) is a failure
@@ -4694,7 +4813,8 @@ static void test_reactor_checkpoint_no_fds(void **state)
     for (int i = 0; i < 500 && !strstr(lb->text, "stopping: "); i++)
         fls_server_step(s, 2);
     g_mkstemp_fails = 0;
-    assert_int_equal(fls_server_step(s, 0), FLS_ERR_INTERNAL); /* the run has failed */
+    /* the run has failed, and each later step says why (it said FLS_ERR_INTERNAL, "a bug") */
+    assert_int_equal(fls_server_step(s, 0), FLS_ERR_IO);
     assert_null(strstr(lb->text, "tried again"));
     assert_non_null(strstr(lb->text, "Permission denied"));
     assert_non_null(strstr(lb->text, "stopping: checkpoint"));
@@ -4717,7 +4837,7 @@ static void test_reactor_checkpoint_no_fds(void **state)
     for (int i = 0; i < 500 && !strstr(lb->text, "stopping: "); i++)
         fls_server_step(s, 2);
     g_mkstemp_fails = 0;
-    assert_int_equal(fls_server_step(s, 0), FLS_ERR_INTERNAL);
+    assert_int_equal(fls_server_step(s, 0), FLS_ERR_IO);
     if (!strstr(lb->text, "the last one on disk: none (the one of next round 3 is gone: No such "
                           "file or directory)") ||
         !strstr(lb->text, "cannot be written (No such file or directory)"))
@@ -7479,6 +7599,7 @@ int main(void)
         cmocka_unit_test_teardown(test_ids_group_sync_fails, reset_wraps),
         cmocka_unit_test_teardown(test_ids_group_sync_fails_rewritten, reset_wraps),
         cmocka_unit_test_teardown(test_reactor_checkpoint_no_fds, reset_wraps),
+        cmocka_unit_test_teardown(test_nomem_said, reset_wraps),
     };
     if (getenv("FLS_TEST_FILTER")) /* e.g. "test_ids_*": a few tests while working on them */
         cmocka_set_test_filter(getenv("FLS_TEST_FILTER"));
