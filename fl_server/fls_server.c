@@ -1140,17 +1140,23 @@ static int send_to(fls_server *s, const uint8_t *rid, size_t rid_len, const flp_
     if (st != FL_OK) {
         fl_log(&s->log, FL_LOG_ERROR, "cannot encode %s: %s", flp_type_name(m->type),
                fl_strerror(st));
+        /* for send_why, whose caller drops the session saying it: not a stale errno's text
+         * ("left (Success)") */
+        s->send_errno = st == FL_ERR_NOMEM ? ENOMEM : EPROTO;
         return -1;
     }
     zmq_msg_t z;
-    if (zmq_msg_init_size(&z, bound) != 0)
+    if (zmq_msg_init_size(&z, bound) != 0) {
+        s->send_errno = ENOMEM;
         return -1;
+    }
     size_t w = 0;
     st = flp_encode(zmq_msg_data(&z), bound, &w, m, &s->lim, err, sizeof err);
     if (st != FL_OK) {
         zmq_msg_close(&z);
         fl_log(&s->log, FL_LOG_ERROR, "cannot encode %s: %s (%s)", flp_type_name(m->type),
                fl_strerror(st), err);
+        s->send_errno = st == FL_ERR_NOMEM ? ENOMEM : EPROTO;
         return -1;
     }
     if (zmq_send(s->router, rid, rid_len, ZMQ_SNDMORE | ZMQ_DONTWAIT) != (int)rid_len ||
