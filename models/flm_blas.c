@@ -158,6 +158,12 @@ int flm_blas_skinny_off(void)
     return have_avx512() && !g_blas.avx512;
 }
 
+int flm_blas_skinny_on(void)
+{
+    flm_blas_init();
+    return g_blas.avx512;
+}
+
 int flm_blas_threads(void)
 {
     if (flm_blas_init() != FL_OK)

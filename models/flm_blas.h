@@ -69,5 +69,9 @@ int flm_blas_threads(void);
 /* 1 when FLM_NO_SKINNY turned off the AVX-512 kernels this CPU would otherwise run (their
  * results differ in the last bits from OpenBLAS's); 0 where it changes nothing. */
 int flm_blas_skinny_off(void);
+/* 1 when fedrop's own AVX-512 GEMM kernels run (the CPU has AVX-512, FLM_NO_SKINNY is unset),
+ * whatever core OpenBLAS runs: with OPENBLAS_CORETYPE=Haswell on an AVX-512 CPU they still do, so
+ * the core's name alone does not say which kernels computed. */
+int flm_blas_skinny_on(void);
 
 #endif

@@ -228,6 +228,24 @@ fi
     >/dev/null 2>"$DIR/expblas.err"
 ! grep -q "another BLAS" "$DIR/expblas.err" || fail "experiment, same BLAS: $(cat "$DIR/expblas.err")"
 
+# Two runs with the same "blas" must have used the same kernels. OPENBLAS_CORETYPE=Haswell names
+# OpenBLAS's core only: on an AVX-512 CPU fedrop's own AVX-512 kernels run beside it, on a CPU with
+# AVX2 alone they do not (as under FLM_NO_SKINNY here), and the bits differ; the bare "Haswell" is
+# what the AVX2 CPU says, so this one must say more. (mlp:64-512-4: a layer big enough for them.)
+BIG="--dataset synth-images:1200:1x8x8:4 --model mlp:64-512-4 --clients 20 --per-round 4
+     --partition iid --threads 1 --quiet 1 --rounds 1"
+with=$(env -u FLM_NO_SKINNY OPENBLAS_CORETYPE=Haswell "$FL_SIM" $BIG | grep -o 'blas .*')
+without=$(OPENBLAS_CORETYPE=Haswell FLM_NO_SKINNY=1 "$FL_SIM" $BIG | grep -o 'blas .*')
+if [ "${with##* }" != "${without##* }" ]; then
+    case $with in
+    "blas Haswell "*) fail "AVX-512 kernels beside OpenBLAS's Haswell, named as without: $with" ;;
+    "blas Haswell+AVX512 "*) echo "blas names fedrop's AVX-512 kernels beside OpenBLAS's Haswell" ;;
+    *) fail "OPENBLAS_CORETYPE=Haswell: $with" ;;
+    esac
+else # no AVX-512 here (or no OpenBLAS): the kernels are the same either way
+    echo "blas with and without FLM_NO_SKINNY: the same bits here, nothing to name"
+fi
+
 # An experiment with a trace reads its saved runs back while the trace's rows are the same, and
 # trains them again, saying so once, when the rows were edited under the same --trace path (its
 # settings, which name the path only, still match).
@@ -494,7 +512,7 @@ echo "progress: round, time left and accuracy first"
 
 # Without a loadable OpenBLAS (every name it is looked up by a broken file) the run trains on the
 # reference GEMM, finishes, and says so at the start, as fl_client does; the summary says
-# "reference".
+# "reference" (+AVX512 where fedrop's own AVX-512 kernels take the GEMMs they fit).
 mkdir "$DIR/noblas"
 for n in libopenblas.so.0 libopenblas.so libopenblasp-r0.3.21.so; do
     echo "not a library" >"$DIR/noblas/$n"
@@ -504,7 +522,8 @@ LD_LIBRARY_PATH="$DIR/noblas" "$FL_SIM" $ARGS --rounds 1 --out "$DIR/nb" >/dev/n
 [ "$rc" -eq 0 ] || fail "no OpenBLAS: exit status $rc ($(cat "$DIR/nb.err"))"
 grep -q "OpenBLAS cannot be loaded: local training runs on fedrop's reference GEMM" "$DIR/nb.err" ||
     fail "no OpenBLAS: no warning ($(cat "$DIR/nb.err"))"
-grep -q '"blas": "reference"' "$DIR/nb/summary.json" || fail "no OpenBLAS: summary.json's blas"
+grep -Eq '"blas": "reference(\+AVX512)?"' "$DIR/nb/summary.json" ||
+    fail "no OpenBLAS: summary.json's blas"
 echo "no OpenBLAS: runs on the reference GEMM and says so"
 
 echo "ok"

@@ -15,7 +15,9 @@ int flsim_named_dataset(const char *s);
 
 /* The run's BLAS set up (one thread: a run's GEMMs run on its own threads), and its name as
  * summary.json's "blas" has it: OpenBLAS's core (or "reference" without the library: then
- * FL_ERR_BLAS), "+FLM_NO_SKINNY" when that variable turns fedrop's AVX-512 kernels off. */
+ * FL_ERR_BLAS), "+FLM_NO_SKINNY" when that variable turns fedrop's AVX-512 kernels off,
+ * "+AVX512" when they run beside a core that is not an AVX-512 one (Haswell on an AVX-512 CPU).
+ * Two runs of one name used the same kernels. */
 fl_status flsim_blas_name(char *out, size_t cap);
 
 /* Under MPI with several ranks, whether ok holds on every rank (a collective: every rank calls
