@@ -2250,6 +2250,46 @@ static fl_status ranks_same_run(const sim *S, const flsim_config *cfg, char *err
           errlen, said);
     return st;
 }
+
+/* The ranks' BLAS names (a collective call). Each rank trains its own clients with its own
+ * kernels, so ranks on other kernels (hosts of two CPU generations, another OPENBLAS_CORETYPE in
+ * one rank's environment) give a model that no single process gives; summary.json's "blas", rank
+ * 0's name alone until then, named a kernel whose runs the model did not match. Where they
+ * differ, every rank's name becomes "mixed:" and the distinct names in rank order (cut with
+ * "..." where they do not fit), and rank 0 says so once; the run goes on, as the README allows
+ * mixed hosts. A rank that cannot take part (no memory) leaves its name as it was. */
+static void ranks_blas(const sim *S, char *blas, size_t cap)
+{
+    enum { L = sizeof ((flsim_result *)0)->blas };
+    char *all = malloc((size_t)S->size * L);
+    char mine[L];
+    snprintf(mine, sizeof mine, "%s", blas);
+    const int ok = all && MPI_Allgather(mine, L, MPI_CHAR, all, L, MPI_CHAR,
+                                        MPI_COMM_WORLD) == MPI_SUCCESS;
+    int mixed = 0;
+    for (int r = 1; ok && r < S->size; r++)
+        mixed |= strncmp(all + (size_t)r * L, all, L) != 0;
+    if (mixed) {
+        char out[L];
+        size_t n = (size_t)snprintf(out, sizeof out, "mixed:");
+        for (int r = 0; r < S->size && n < sizeof out; r++) {
+            const char *name = all + (size_t)r * L;
+            int seen = 0;
+            for (int q = 0; q < r && !seen; q++)
+                seen = strncmp(all + (size_t)q * L, name, L) == 0;
+            if (!seen)
+                n += (size_t)snprintf(out + n, sizeof out - n, "%s%.*s", r ? "/" : "", L, name);
+        }
+        if (n >= sizeof out)
+            memcpy(out + sizeof out - 4, "...", 4);
+        if (S->rank == 0)
+            fl_log(&S->log, FL_LOG_WARN, "the MPI ranks train with different BLAS kernels (%s): "
+                   "the model differs in its last bits from a single process's (summary.json "
+                   "says blas \"%s\")", out + 6, out);
+        snprintf(blas, cap, "%s", out);
+    }
+    free(all);
+}
 #endif
 
 /* A finished round into the run's results (as it ends, or read back by --resume). */
@@ -2500,6 +2540,8 @@ fl_status flsim_run(const flsim_config *cfg, const flsim_data *data_in, const fl
 #ifdef FLSIM_HAVE_MPI
     if (st == FL_OK && S.size > 1)
         st = ranks_same_run(&S, cfg, err, errlen, &res->err_agreed);
+    if (st == FL_OK && S.size > 1)
+        ranks_blas(&S, res->blas, sizeof res->blas);
 #endif
     flsim_round_record *recs = NULL;
     size_t n_recs = 0, cap_recs = 0;

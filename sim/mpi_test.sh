@@ -1,7 +1,8 @@
 #!/bin/sh
 # sim_mpi (suite integration): the same small run as 1 process and as 2 MPI ranks must give the
-# same final model, bit for bit (model_sha256 in summary.json); the experiment resumes under 2
-# ranks; SIGUSR1 to mpirun stops the run after a round, with its summary.
+# same final model, bit for bit (model_sha256 in summary.json); ranks of two BLAS kernels are
+# named in its "blas"; the experiment resumes under 2 ranks; SIGUSR1 to mpirun stops the run
+# after a round, with its summary.
 #   mpi_test.sh MPIRUN FL_SIM FL_SIM_HOOKS
 set -eu
 MPIRUN=$1
@@ -24,6 +25,30 @@ echo "1 process: $a"
 echo "2 ranks:   $b ($r)"
 case "$r" in *2*) ;; *) echo "FAIL: the mpirun run did not use 2 ranks"; exit 1;; esac
 [ "$a" = "$b" ] || { echo "FAIL: models differ"; exit 1; }
+
+# Ranks on other BLAS kernels (here another OPENBLAS_CORETYPE in each rank's environment; on a
+# cluster, hosts of two CPU generations) give a model no single process gives: summary.json's
+# "blas" names them all, "mixed:" and the names, rather than rank 0's alone, and that is said
+# once. Where the two cores are one here (no OpenBLAS: "reference"), there is nothing to name.
+k0=$(OPENBLAS_CORETYPE=Prescott "$FL_SIM" $ARGS --rounds 1 | grep -o 'blas [^ ]*')
+k1=$(OPENBLAS_CORETYPE=Sandybridge "$FL_SIM" $ARGS --rounds 1 | grep -o 'blas [^ ]*')
+if [ "$k0" != "$k1" ]; then
+    ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0" \
+        "$MPIRUN" --allow-run-as-root --oversubscribe -x ASAN_OPTIONS \
+        -n 1 -x OPENBLAS_CORETYPE=Prescott "$FL_SIM" $ARGS --out "$DIR/mixed" : \
+        -n 1 -x OPENBLAS_CORETYPE=Sandybridge "$FL_SIM" $ARGS --out "$DIR/mixed" \
+        >/dev/null 2>"$DIR/mixed.err" ||
+        { echo "FAIL: ranks of two BLAS: $(cat "$DIR/mixed.err")"; exit 1; }
+    want="mixed:${k0#blas }/${k1#blas }"
+    grep -q "\"blas\": \"$want\"" "$DIR/mixed/summary.json" ||
+        { echo "FAIL: ranks of two BLAS: $(grep '"blas"' "$DIR/mixed/summary.json"), not $want"
+          exit 1; }
+    [ "$(grep -c "MPI ranks train with different BLAS kernels" "$DIR/mixed.err")" -eq 1 ] ||
+        { echo "FAIL: ranks of two BLAS: not said once: $(cat "$DIR/mixed.err")"; exit 1; }
+    ! grep -q '"blas": "mixed' "$DIR/two/summary.json" ||
+        { echo "FAIL: ranks of one BLAS named mixed"; exit 1; }
+    echo "ranks of two BLAS kernels: $want, said once"
+fi
 
 # --resume under 2 ranks (each reads DIR/resume.fls; rank 0 wrote it; each rank its own clients'
 # top-k residuals): 2 rounds, then on to 4, the model of the 1-process run of 4 rounds ($DIR/r1),
