@@ -2507,7 +2507,7 @@ fl_status flsim_run(const flsim_config *cfg, const flsim_data *data_in, const fl
         S.log = *log;
     if (!blas_ok) /* as libflclient says it: the run's figures are not OpenBLAS's */
         fl_log(&S.log, FL_LOG_WARN, "OpenBLAS cannot be loaded: local training runs on fedrop's "
-               "reference GEMM (slow; summary.json says blas \"reference\")");
+               "reference GEMM (slow; summary.json says blas \"%s\")", res->blas);
     pthread_mutex_init(&S.mu, NULL);
     pthread_cond_init(&S.cv_ready, NULL);
     pthread_cond_init(&S.cv_main, NULL);
