@@ -2761,6 +2761,35 @@ static int metrics_open(const char *path, int nonblock)
     return f;
 }
 
+/* Whether the regular file open as fd (appending, at path) ends in part of a line: a write cut
+ * short by a crash, a power cut or an earlier server that could not cut its part off. The next
+ * line then starts with a '\n', or it would be glued onto that part and both lost to a JSON-lines
+ * reader. fd is write-only, so the last byte is read through path, if it is still that file. */
+static int metrics_ends_torn(const char *path, int fd)
+{
+    struct stat a, b;
+    if (fstat(fd, &a) != 0 || !S_ISREG(a.st_mode) || a.st_size == 0)
+        return 0;
+    const int r = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+    if (r < 0)
+        return 0; /* unreadable (mode 0200): nothing known, nothing added */
+    char c = '\n';
+    const int same = fstat(r, &b) == 0 && b.st_dev == a.st_dev && b.st_ino == a.st_ino;
+    const int torn = same && pread(r, &c, 1, a.st_size - 1) == 1 && c != '\n';
+    close(r);
+    return torn;
+}
+
+/* After metrics_open: a file that ends mid-line is said, and the next line starts on its own. */
+static void metrics_check_tail(fls_server *s)
+{
+    s->metrics_torn = metrics_ends_torn(s->opt.metrics_path, s->metrics_fd);
+    if (s->metrics_torn)
+        fl_log(&s->log, FL_LOG_WARN, "run.metrics %s ends in part of a line (a write cut short "
+               "by a crash?): it stays, and the next line starts on a line of its own",
+               s->opt.metrics_path);
+}
+
 static void reopen_metrics(fls_server *s)
 {
     if (s->metrics_fd < 0)
@@ -2777,7 +2806,7 @@ static void reopen_metrics(fls_server *s)
     close(s->metrics_fd);
     s->metrics_fd = f;
     s->metrics_bad = 0;
-    s->metrics_torn = 0; /* a new file, or one another program may have written since */
+    metrics_check_tail(s); /* a new file, or one another program may have written since */
     fl_log(&s->log, FL_LOG_INFO, "run.metrics %s reopened", s->opt.metrics_path);
 }
 
@@ -3914,6 +3943,8 @@ static fl_status server_init(fls_server *s, char *err, size_t errlen)
                                 "run.metrics %s: %s%s", s->opt.metrics_path, strerror(e),
                                 io_may_pass(e));
     }
+    if (s->metrics_fd >= 0)
+        metrics_check_tail(s);
     if (s->ids_path && ids_rewrite(s) != FL_OK)
         return fls_options_errf(&s->opt, err, errlen, io_status(s->ids_errno), "checkpoint.path",
                                 NULL, "client ids %s: cannot be written (see above)%s",

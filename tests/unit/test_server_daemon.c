@@ -4976,6 +4976,73 @@ static void test_reactor_metrics_cut_back(void **state)
     unlink(path);
 }
 
+/* A metrics file that already ends in part of a line (a write cut short by a crash or a power
+ * cut, before this server started or before SIGHUP reopened it) keeps that part, and the server's
+ * next line starts on a line of its own. Before, the first line was glued onto the part
+ * ("{\"round\":7,\"mod{\"round\":0,...") and a JSON-lines reader lost both. */
+static void test_reactor_metrics_torn_tail(void **state)
+{
+    (void)state;
+    char yaml[2048], ep[300], path[300], other[300], old[300];
+    snprintf(ep, sizeof ep, "ipc://%s/mtorn.sock", g_tmp);
+    snprintf(path, sizeof path, "%s/mtorn.jsonl", g_tmp);
+    snprintf(other, sizeof other, "%s/mtorn-new.jsonl", g_tmp);
+    snprintf(old, sizeof old, "%s/mtorn.jsonl.1", g_tmp);
+    const char *part[2] = {"{\"round\":7,\"mod", "{\"round\":9"};
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    assert_int_equal(fputs(part[0], f) >= 0 && fclose(f) == 0, 1);
+    snprintf(yaml, sizeof yaml,
+             "server:\n  insecure: true\n  endpoints: ['%s']\nmodel:\n  arch: \"mlp:6-5-3\"\n"
+             "run:\n  rounds: 2\n  metrics: '%s'\nround:\n  clients: 1\n  overcommit: 1\n"
+             "codec:\n  chunk_elems: 4\n",
+             ep, path);
+    logbuf *lb;
+    fls_server *s = server_rounds_of(yaml, &lb);
+    peer p;
+    flp_msg h;
+    flc_core *c = dev_joined(s, &p, ep, &h);
+    int max_inflight = 0;
+    for (int r = 0; r < 2; r++) {
+        if (r == 1) {
+            /* a rotation to a file that ends mid-line too (another program's), then SIGHUP */
+            f = fopen(other, "w");
+            assert_non_null(f);
+            assert_int_equal(fputs(part[1], f) >= 0 && fclose(f) == 0, 1);
+            assert_int_equal(rename(path, old), 0);
+            assert_int_equal(rename(other, path), 0);
+            fls_server_reload(s);
+        }
+        assert_int_equal(play_round(s, &p, c, 8, &max_inflight, 0), 0);
+        while (lb->rounds < r + 1)
+            fls_server_step(s, 2);
+    }
+    flp_msg *bye = peer_recv(s, &p, 10);
+    assert_non_null(bye);
+    flp_msg_free(bye);
+    fls_server_free(s);
+    char want[400];
+    snprintf(want, sizeof want, "run.metrics %s ends in part of a line", path);
+    if (!strstr(lb->text, want))
+        fail_msg("log lacks '%s':\n%s", want, lb->text);
+    /* each file: its part, then one whole line (round 0's in the first, 1's in the rotated) */
+    const char *files[2] = {old, path};
+    for (int i = 0; i < 2; i++) {
+        char text[16384], line[64];
+        read_small(files[i], text, sizeof text);
+        snprintf(line, sizeof line, "%s\n{\"round\":%d,", part[i], i);
+        const size_t n = strlen(text);
+        if (strncmp(text, line, strlen(line)) != 0 || text[n - 1] != '\n' || text[n - 2] != '}' ||
+            strchr(text + strlen(line), '\n') != text + n - 1)
+            fail_msg("%s is not its part, then round %d's line: '%s'", files[i], i, text);
+    }
+    flc_core_free(c);
+    peer_close(&p);
+    free(lb);
+    unlink(path);
+    unlink(old);
+}
+
 /* Uplink slots: with one slot, a second client's Update waits (no credit) while the first
  * uploads; a slot holder that sends no chunk for the liveness timeout (heartbeats alone) loses its
  * slot (Ack(of UPDATE, FL_ERR_TIMEOUT)) and the waiting client gets its credits. */
@@ -7582,6 +7649,7 @@ int main(void)
         cmocka_unit_test(test_reactor_connection_limit),
         cmocka_unit_test(test_reactor_forgotten_state_not_inherited),
         cmocka_unit_test(test_reactor_metrics_lost),
+        cmocka_unit_test(test_reactor_metrics_torn_tail),
         cmocka_unit_test_teardown(test_reactor_metrics_cut_back, reset_wraps),
         cmocka_unit_test(test_ids_key_leading_dash),
         cmocka_unit_test(test_ids_owner_survives_sigkill),
