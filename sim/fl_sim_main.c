@@ -1028,8 +1028,13 @@ static int run_main(int argc, char **argv)
     const fl_status st = flsim_run(&cfg, NULL, &lg, on_round, &pr, &res, &recs, &n, err, sizeof err);
     /* rounds.csv complete on disk: the end writes only the summary beside it */
     int log_ok = 0;
-    if (pr.log)
-        log_ok = flsim_rounds_finish(pr.log) == FL_OK && !pr.log_failed;
+    if (pr.log) {
+        const fl_status fs = flsim_rounds_finish(pr.log, cfg.out);
+        log_ok = fs == FL_OK && !pr.log_failed;
+        if (fs == FL_ERR_NOT_FOUND && (st == FL_OK || st == FL_ERR_CANCELLED) && g_rank == 0)
+            fprintf(stderr, "fl_sim: %s/rounds.csv was deleted or replaced during the run: it is "
+                    "written again whole\n", cfg.out);
+    }
     if (pr.bar && !cfg.quiet && g_rank == 0)
         fputc('\n', stderr);
     if (st != FL_OK && st != FL_ERR_CANCELLED) {

@@ -393,7 +393,9 @@ fl_status flsim_run(const flsim_config *cfg, const flsim_data *data, const fl_lo
  * round and flushes it to the kernel; flsim_rounds_finish syncs the file to disk and closes it
  * (it closes it whatever it returns). The run then ends with flsim_write_summary, not
  * flsim_write_outputs: the rounds are already on disk. FL_OK or FL_ERR_IO (flsim_rounds_start:
- * with what failed in err, which may be NULL). */
+ * with what failed in err, which may be NULL); flsim_rounds_finish, given DIR (or NULL: not
+ * checked), returns FL_ERR_NOT_FOUND when DIR/rounds.csv is no longer the file it wrote (deleted
+ * or replaced during the run): the rounds are then to be written whole (flsim_write_outputs). */
 fl_status flsim_rounds_start(const char *dir, FILE **out, char *err, size_t errlen);
 /* Creates DIR (and its parents) and checks that it is a directory this process may write in (a
  * probe file made and removed: fl_dir_writable) where DIR/rounds.csv and DIR/summary.json are
@@ -417,7 +419,7 @@ void flsim_out_unprepare(const char *dir, size_t made);
  * ("--out DIR is in use by another fl_sim run ...", in err). */
 fl_status flsim_out_lock(const char *dir, int *fd, char *err, size_t errlen);
 fl_status flsim_rounds_put(FILE *f, const flsim_round_record *r);
-fl_status flsim_rounds_finish(FILE *f);
+fl_status flsim_rounds_finish(FILE *f, const char *dir);
 
 /* Writes DIR/summary.json alone (atomically: a reader never sees half of it), after the rounds
  * went to DIR/rounds.csv. FL_OK, FL_ERR_IO or FL_ERR_NOMEM, with "cannot write PATH: reason" in

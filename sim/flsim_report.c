@@ -349,13 +349,25 @@ fl_status flsim_write_atomic(const char *path, const void *text, size_t len, cha
     return FL_ERR_IO;
 }
 
-fl_status flsim_rounds_finish(FILE *f)
+fl_status flsim_rounds_finish(FILE *f, const char *dir)
 {
     if (!f)
         return FL_ERR_INVALID_ARG;
     int bad = fflush(f) != 0 || ferror(f) || fsync(fileno(f)) != 0;
+    /* The rows went to the file opened at the start; if DIR/rounds.csv is no longer it (deleted,
+     * or DIR removed and made again, while the run went on) they went nowhere a reader looks,
+     * and a summary.json written alone beside them would mark a finished run without its
+     * rounds. */
+    int gone = 0;
+    if (!bad && dir) {
+        char path[1200];
+        snprintf(path, sizeof path, "%s/rounds.csv", dir);
+        struct stat a, b;
+        gone = fstat(fileno(f), &a) != 0 || stat(path, &b) != 0 || a.st_dev != b.st_dev ||
+               a.st_ino != b.st_ino;
+    }
     bad |= fclose(f) != 0;
-    return bad ? FL_ERR_IO : FL_OK;
+    return bad ? FL_ERR_IO : gone ? FL_ERR_NOT_FOUND : FL_OK;
 }
 
 fl_status flsim_write_summary(const char *dir, const flsim_config *cfg, const flsim_result *res,

@@ -261,4 +261,28 @@ grep -q "setting 'lr' differs" "$DIR/crash2.err" || fail "resume with another --
 grep -q "fl_sim: --resume: $DIR/fresh holds no resume.fls.*: a fresh start" "$DIR/fresh.err" ||
     fail "--resume 1 without a file: not said: $(cat "$DIR/fresh.err")"
 echo "SIGKILL, then --resume 1: $(sed -n 's/.*resuming .* after round \([0-9]*\).*/\1/p' "$DIR/crash.err") rounds read back, the uninterrupted run's model and rounds"
+# --out removed and made again while the run goes on (a clean-up script, an operator's rm -r):
+# the rows appended so far went to a file that is gone, so rounds.csv is written whole at the
+# end. Before, the run wrote summary.json alone beside no rounds.csv and exited 0.
+"$FL_SIM" $ARGS --rounds 4000 --out "$DIR/gone" >/dev/null 2>"$DIR/gone.err" &
+pid=$!
+i=0
+until [ "$(cat "$DIR/gone/rounds.csv" 2>/dev/null | wc -l)" -ge 3 ]; do
+    i=$((i + 1))
+    [ "$i" -le 3000 ] || fail "gone: no rounds in rounds.csv after 300 s"
+    sleep 0.1
+done
+kill -0 "$pid" 2>/dev/null || fail "gone: the run ended before its --out was removed (too fast?)"
+rm -rf "$DIR/gone"
+mkdir "$DIR/gone"
+rc=0
+wait "$pid" || rc=$?
+pid=
+[ "$rc" -eq 0 ] || fail "gone: exit status $rc, not 0 ($(cat "$DIR/gone.err"))"
+grep -q "fl_sim: $DIR/gone/rounds.csv was deleted or replaced during the run: it is written again whole" \
+    "$DIR/gone.err" || fail "gone: not said: $(cat "$DIR/gone.err")"
+[ -e "$DIR/gone/summary.json" ] || fail "gone: no summary.json"
+lines=$(($(wc -l <"$DIR/gone/rounds.csv" 2>/dev/null || echo 0) - 1))
+[ "$lines" -eq 4000 ] || fail "gone: rounds.csv holds $lines rounds beside summary.json, not 4000"
+echo "--out removed during the run: rounds.csv written whole at the end"
 echo "ok"

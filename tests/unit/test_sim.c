@@ -2014,7 +2014,7 @@ static void test_run_stops_when_asked(void **state)
     assert_int_equal(access(path, F_OK), -1);
     flsim_result res;
     const fl_status st = flsim_run(&c, NULL, NULL, stop_cb, &s, &res, &rec, &n, err, sizeof err);
-    assert_int_equal(flsim_rounds_finish(s.log), FL_OK);
+    assert_int_equal(flsim_rounds_finish(s.log, dir), FL_OK);
     assert_int_equal(st, FL_ERR_CANCELLED);
     assert_non_null(strstr(err, "after round 3 of 8"));
     assert_int_equal(s.calls, 3);
@@ -2079,7 +2079,7 @@ static void test_run_stops_when_asked(void **state)
         assert_int_equal(fstat(fileno(lf), &sb), 0);
         assert_int_equal(sb.st_size, size1);
         assert_int_equal(flsim_rounds_put(lf, &rec[1]), FL_OK);
-        assert_int_equal(flsim_rounds_finish(lf), FL_OK);
+        assert_int_equal(flsim_rounds_finish(lf, dir), FL_OK);
         size_t lc = 0;
         char *text = read_all(path_rounds, &lc);
         assert_non_null(text);
@@ -2090,13 +2090,27 @@ static void test_run_stops_when_asked(void **state)
         assert_int_equal(text[lc - 1], '\n');
         free(text);
     }
+    /* DIR/rounds.csv deleted, or DIR removed and made again, while the run went on: the rows
+     * went to a file no reader sees, and finish says so (fl_sim then writes rounds.csv whole);
+     * before, it returned FL_OK and fl_sim wrote a summary.json beside no rounds.csv, exit 0 */
+    for (int made_again = 0; made_again < 2; made_again++) {
+        char path_rounds[320];
+        snprintf(path_rounds, sizeof path_rounds, "%s/rounds.csv", dir);
+        FILE *lf = NULL;
+        assert_int_equal(flsim_rounds_start(dir, &lf, NULL, 0), FL_OK);
+        assert_int_equal(flsim_rounds_put(lf, &rec[0]), FL_OK);
+        assert_int_equal(unlink(path_rounds), 0);
+        if (made_again) /* another file of that name now */
+            write_all(path_rounds, flsim_rounds_header);
+        assert_int_equal(flsim_rounds_finish(lf, dir), FL_ERR_NOT_FOUND);
+    }
     /* a finished run says so, and reads back: its rounds.csv written a round at a time, then
      * the summary alone (fl_sim's way) */
     res.interrupted = 0;
     assert_int_equal(flsim_rounds_start(dir, &s.log, NULL, 0), FL_OK);
     for (size_t i = 0; i < n; i++)
         assert_int_equal(flsim_rounds_put(s.log, &rec[i]), FL_OK);
-    assert_int_equal(flsim_rounds_finish(s.log), FL_OK);
+    assert_int_equal(flsim_rounds_finish(s.log, dir), FL_OK);
     assert_int_equal(flsim_write_summary(dir, &c, &res, NULL, 0), FL_OK);
     sum = read_all(path, &len_whole);
     assert_non_null(strstr(sum, "\"interrupted\": false"));
