@@ -208,6 +208,18 @@ FEDROP_DATA_DIR="$DIR/nodata" "$FL_SIM" experiment afd --seeds 1 --target-acc 0 
 [ "$rc" -eq 1 ] && grep -q "^fl_sim experiment: dataset: " "$DIR/expt0.err" ||
     fail "experiment --target-acc 0: exit status $rc: $(cat "$DIR/expt0.err")"
 echo "experiment --target-acc 0: taken"
+# An experiment whose table.md cannot be written (here a directory in its place) names the file
+# and why, exits 1, and leaves no table.csv emptied beside it (it said "cannot write the tables
+# under DIR", and table.csv stayed, empty).
+mkdir -p "$DIR/exptab/table.md"
+rc=0
+"$FL_SIM" experiment afd --seeds 1 $ARGS --rounds 2 --out "$DIR/exptab" >/dev/null \
+    2>"$DIR/exptab.err" || rc=$?
+[ "$rc" -eq 1 ] || fail "experiment, table.md a directory: exit status $rc, not 1"
+grep -qx "fl_sim experiment: cannot write $DIR/exptab/table.md: Is a directory" "$DIR/exptab.err" ||
+    fail "experiment, table.md a directory: $(cat "$DIR/exptab.err")"
+[ ! -e "$DIR/exptab/table.csv" ] || fail "experiment, table.md a directory: table.csv left behind"
+echo "experiment, table.md cannot be written: named, exit status 1"
 
 # An experiment resumed with another BLAS (here FLM_NO_SKINNY, which summary.json's "blas" names
 # where it turns fedrop's AVX-512 kernels off) takes the saved runs, and says once that they may

@@ -548,13 +548,14 @@ static fl_status experiment_afd(const flsim_experiment *e, const fl_logger *log,
         snprintf(path, sizeof path, "%s/table.csv", e->out);
         FILE *f = fopen(path, "w");
         snprintf(path_md, sizeof path_md, "%s/table.md", e->out);
-        FILE *md = fopen(path_md, "w");
+        FILE *md = f ? fopen(path_md, "w") : NULL;
         if (!f || !md) {
-            if (f)
+            /* the file and why, and no table.csv left empty beside a table.md that failed */
+            snprintf(err, errlen, "cannot write %s: %s", f ? path_md : path, strerror(errno));
+            if (f) {
                 fclose(f);
-            if (md)
-                fclose(md);
-            snprintf(err, errlen, "cannot write the tables under %s", e->out);
+                unlink(path);
+            }
             st = FL_ERR_IO;
         } else {
             fprintf(f, "config,seeds,reached,rounds_to_target,rounds_to_target_sd,vtime_to_target_s,"
