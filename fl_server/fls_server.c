@@ -1567,6 +1567,12 @@ static fl_status write_snapshot(fls_server *s, const fl_logger *log)
         return FL_OK;
     fl_status st = FL_OK;
     if (s->have_snap && !s->snap_written) {
+        /* run.metrics' lines of the rounds in the checkpoint go to disk first: a restart after a
+         * power cut runs only the rounds after it again, so a line still in the page cache when
+         * the checkpoint got there would be lost for good. A file that cannot be synced (a FIFO,
+         * a failing disk) does not hold the checkpoint back: the state matters more. */
+        if (s->metrics_fd >= 0)
+            (void)fdatasync(s->metrics_fd);
         /* written even when a later state was refused (snap_err): it is older, but valid, and
          * the last that can be had */
         st = fls_ckpt_write(s->opt.ckpt_path, &s->snap, log);
