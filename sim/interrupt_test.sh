@@ -279,8 +279,8 @@ rc=0
 wait "$pid" || rc=$?
 pid=
 [ "$rc" -eq 0 ] || fail "gone: exit status $rc, not 0 ($(cat "$DIR/gone.err"))"
-grep -q "fl_sim: $DIR/gone/rounds.csv was deleted or replaced during the run: it is written again whole" \
-    "$DIR/gone.err" || fail "gone: not said: $(cat "$DIR/gone.err")"
+said="fl_sim: $DIR/gone/rounds.csv was deleted or replaced during the run: it is written again whole"
+grep -qx "$said" "$DIR/gone.err" || fail "gone: not said: $(cat "$DIR/gone.err")"
 [ -e "$DIR/gone/summary.json" ] || fail "gone: no summary.json"
 lines=$(($(wc -l <"$DIR/gone/rounds.csv" 2>/dev/null || echo 0) - 1))
 [ "$lines" -eq 4000 ] || fail "gone: rounds.csv holds $lines rounds beside summary.json, not 4000"
