@@ -236,9 +236,14 @@ else # no AVX-512 here: the variable changes nothing, and nothing is said
     ! grep -q "another BLAS" "$DIR/expblas.err" || fail "experiment, FLM_NO_SKINNY without AVX-512: $(cat "$DIR/expblas.err")"
     echo "experiment under FLM_NO_SKINNY without AVX-512: nothing to say"
 fi
+# (and a temporary that a crash while table.md was written left beside it is removed: the
+# tables are written whole to a temporary and renamed, never in place)
+printf '| config | reached' > "$DIR/expblas/table.md.tmp.Ab12Cd"
 (unset FLM_NO_SKINNY; "$FL_SIM" experiment afd --seeds 1 $ARGS --rounds 2 --out "$DIR/expblas") \
     >/dev/null 2>"$DIR/expblas.err"
 ! grep -q "another BLAS" "$DIR/expblas.err" || fail "experiment, same BLAS: $(cat "$DIR/expblas.err")"
+[ -z "$(ls "$DIR/expblas" | grep '\.tmp\.')" ] && [ "$(grep -c '^| ' "$DIR/expblas/table.md")" -eq 9 ] ||
+    fail "experiment tables: $(ls "$DIR/expblas"), $(cat "$DIR/expblas/table.md")"
 
 # Two runs with the same "blas" must have used the same kernels. OPENBLAS_CORETYPE=Haswell names
 # OpenBLAS's core only: on an AVX-512 CPU fedrop's own AVX-512 kernels run beside it, on a CPU with

@@ -10,6 +10,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "fl_fs.h"
 #include "flm_arch.h"
 #include "flsim.h"
 #include "flsim_internal.h"
@@ -138,23 +139,46 @@ static void mean_sd(const double *x, int n, double *m, double *sd)
     *sd = k > 1 ? sqrt(v / (k - 1)) : 0.0;
 }
 
-/* Closes an output file that was written with stdio, whose fprintf calls were not checked one by
- * one: FL_OK if every byte reached the file; else the file is removed (an empty or cut table
- * must not pass for a result), *err says which and why, and FL_ERR_IO. A full disk made
- * "table.md" empty while the experiment said it had written it, exit 0. */
-static fl_status out_close(FILE *f, const char *path, char *err, size_t errlen)
+/* The experiment's outputs (tables, curves, plot data and script) are written with stdio into
+ * memory, then each to its file atomically (flsim_write_atomic: a temporary, fsync, rename): a
+ * crash or a full disk leaves the file as it was or whole, never cut (they were written in
+ * place, and a kill mid-table left half a table that read as a result). */
+typedef struct out_file {
+    FILE *f;
+    char *buf;
+    size_t len;
+} out_file;
+
+/* o->f, the stream to fprintf to; NULL (errno set) when no memory. */
+static FILE *out_open(out_file *o)
 {
-    int e = fflush(f) != 0 ? errno : 0;
-    if (!e && ferror(f))
-        e = EIO;
-    if (fclose(f) != 0 && !e)
-        e = errno;
-    if (!e)
-        return FL_OK;
-    unlink(path);
-    if (err && errlen)
-        snprintf(err, errlen, "cannot write %s: %s", path, strerror(e));
-    return FL_ERR_IO;
+    o->buf = NULL;
+    o->len = 0;
+    o->f = open_memstream(&o->buf, &o->len);
+    return o->f;
+}
+
+/* Ends o's stream and, when every byte was formatted and write is set, writes the text to path
+ * atomically (removing what a crash mid-write left beside it first): FL_OK, or FL_ERR_NOMEM /
+ * FL_ERR_IO with "cannot write PATH: reason" in err (which may be NULL). */
+static fl_status out_commit(out_file *o, int write, const char *path, char *err, size_t errlen)
+{
+    int e = ferror(o->f) ? ENOMEM : 0;
+    if (fclose(o->f) != 0 && !e)
+        e = errno ? errno : ENOMEM;
+    o->f = NULL;
+    fl_status st = FL_OK;
+    if (e) {
+        if (err && errlen)
+            snprintf(err, errlen, "cannot write %s: %s", path, strerror(e));
+        st = e == ENOMEM ? FL_ERR_NOMEM : FL_ERR_IO;
+    } else if (write) {
+        (void)fl_atomic_sweep(path);
+        st = flsim_write_atomic(path, o->buf, o->len, err, errlen);
+    }
+    free(o->buf);
+    o->buf = NULL;
+    return st;
 }
 
 /* Runs `gnuplot plots.gp` in dir, without a shell (dir is the user's --out, any bytes), its
@@ -546,17 +570,15 @@ static fl_status experiment_afd(const flsim_experiment *e, const fl_logger *log,
         }
         char path_md[sizeof path];
         snprintf(path, sizeof path, "%s/table.csv", e->out);
-        FILE *f = fopen(path, "w");
         snprintf(path_md, sizeof path_md, "%s/table.md", e->out);
-        FILE *md = f ? fopen(path_md, "w") : NULL;
+        out_file fo, mdo;
+        FILE *f = out_open(&fo);
+        FILE *md = f ? out_open(&mdo) : NULL;
         if (!f || !md) {
-            /* the file and why, and no table.csv left empty beside a table.md that failed */
-            snprintf(err, errlen, "cannot write %s: %s", f ? path_md : path, strerror(errno));
-            if (f) {
-                fclose(f);
-                unlink(path);
-            }
-            st = FL_ERR_IO;
+            if (f)
+                (void)out_commit(&fo, 0, path, NULL, 0);
+            snprintf(err, errlen, "out of memory for the tables");
+            st = FL_ERR_NOMEM;
         } else {
             fprintf(f, "config,seeds,reached,rounds_to_target,rounds_to_target_sd,vtime_to_target_s,"
                        "vtime_to_target_sd,bytes_to_target,bytes_to_target_sd,final_acc,final_acc_sd,"
@@ -629,14 +651,15 @@ static fl_status experiment_afd(const flsim_experiment *e, const fl_logger *log,
                         g_cfgs[c].name, reached[c], seeds, a, b, d, du, fa, x1, x2, x3,
                         m_acc[c] - m_acc[0]);
             }
-            st = out_close(f, path, err, errlen);
-            const fl_status sm = out_close(md, path_md, err && st == FL_OK ? err : NULL, errlen);
+            /* table.md first: table.csv is not written beside a table.md that failed */
+            st = out_commit(&mdo, 1, path_md, err, errlen);
+            const fl_status sc = out_commit(&fo, st == FL_OK, path, err, errlen);
             if (st == FL_OK)
-                st = sm;
+                st = sc;
         }
         /* Curves: all runs, and the mean over seeds per round for the plots. */
         snprintf(path, sizeof path, "%s/curves.csv", e->out);
-        f = st == FL_OK ? fopen(path, "w") : NULL;
+        f = st == FL_OK ? out_open(&fo) : NULL;
         if (f) {
             fprintf(f, "config,seed,round,vtime_s,cum_bytes,test_acc\n");
             for (int c = 0; c < N_CONFIGS; c++)
@@ -649,13 +672,14 @@ static fl_status experiment_afd(const flsim_experiment *e, const fl_logger *log,
                                     (unsigned long long)(ro->rec[i].cum_bytes_down + ro->rec[i].cum_bytes_up),
                                     ro->rec[i].test_acc);
                 }
-            st = out_close(f, path, err, errlen);
+            st = out_commit(&fo, 1, path, err, errlen);
             for (int c = 0; c < N_CONFIGS && st == FL_OK; c++) {
                 snprintf(path, sizeof path, "%s/mean-%s.dat", e->out, g_cfgs[c].name);
-                FILE *g = fopen(path, "w");
+                out_file go;
+                FILE *g = out_open(&go);
                 if (!g) {
-                    snprintf(err, errlen, "cannot write %s: %s", path, strerror(errno));
-                    st = FL_ERR_IO;
+                    snprintf(err, errlen, "out of memory for %s", path);
+                    st = FL_ERR_NOMEM;
                     break;
                 }
                 fprintf(g, "# round vtime_s MB test_acc (means over %u seed%s)\n", seeds,
@@ -676,18 +700,19 @@ static fl_status experiment_afd(const flsim_experiment *e, const fl_logger *log,
                     if (k == seeds)
                         fprintf(g, "%zu %.6g %.6g %.6g\n", i + 1, vt / k, by / k / 1e6, acc / k);
                 }
-                st = out_close(g, path, err, errlen);
+                st = out_commit(&go, 1, path, err, errlen);
             }
         } else if (st == FL_OK) {
-            snprintf(err, errlen, "cannot write %s: %s", path, strerror(errno));
-            st = FL_ERR_IO;
+            snprintf(err, errlen, "out of memory for %s", path);
+            st = FL_ERR_NOMEM;
         }
         if (st == FL_OK) {
             snprintf(path, sizeof path, "%s/plots.gp", e->out);
-            FILE *g = fopen(path, "w");
+            out_file go;
+            FILE *g = out_open(&go);
             if (!g) {
-                snprintf(err, errlen, "cannot write %s: %s", path, strerror(errno));
-                st = FL_ERR_IO;
+                snprintf(err, errlen, "out of memory for %s", path);
+                st = FL_ERR_NOMEM;
             } else {
                 fprintf(g, "# gnuplot script written by fl_sim experiment afd; run from this directory\n");
                 const char *xs[2] = {"acc_vs_time", "acc_vs_bytes"};
@@ -707,7 +732,7 @@ static fl_status experiment_afd(const flsim_experiment *e, const fl_logger *log,
                                     g_cfgs[c].name, col[p], g_cfgs[c].compress ? 2 : 1, g_cfgs[c].name);
                         fprintf(g, "\nunset output\n");
                     }
-                st = out_close(g, path, err, errlen);
+                st = out_commit(&go, 1, path, err, errlen);
                 if (st == FL_OK && run_gnuplot(e->out) != 0 && log)
                     fl_log(log, FL_LOG_WARN, "gnuplot failed or is not installed: no plots");
             }
