@@ -19,7 +19,7 @@ text = open(unit).read()
 for want in (r'^ExecStart=\S+/fl_server --config /etc/fedrop/fl_server.yaml --resume$',
              r'^ExecReload=/bin/kill -HUP \$MAINPID$', r'^Restart=on-failure$',
              r'^RestartPreventExitStatus=2 3$', r'^LimitNOFILE=1048576$',
-             r'^StateDirectory=fedrop$', r'^User=fedrop$'):
+             r'^StateDirectory=fedrop$', r'^StateDirectoryMode=0700$', r'^User=fedrop$'):
     if not re.search(want, text, re.M):
         print('%s: no line /%s/' % (unit, want))
         sys.exit(1)
