@@ -443,6 +443,7 @@ static void test_policy_afd_proportional(void **state)
         o = put_f64(buf, o, S[u]);
     buf[o++] = 1;               /* has A */
     o = put_u32(buf, o, 1);
+    const size_t unit_at = o;   /* A's one unit */
     o = put_u32(buf, o, 0);
     const int trials = 6000;
     int hits[4] = {0};
@@ -469,7 +470,7 @@ static void test_policy_afd_proportional(void **state)
     /* Truncations and a bad keep-set are refused and leave the state alone. */
     for (size_t n = 0; n < o; n++)
         assert_int_not_equal(fls_policy_import(p, buf, n), FL_OK);
-    buf[o - 4] = 7; /* unit 7 of a 4-unit layer */
+    put_u32(buf, unit_at, 7); /* unit 7 of a 4-unit layer */
     assert_int_equal(fls_policy_import(p, buf, o), FL_ERR_CHECKPOINT_FORMAT);
     buf[8] = FLS_POLICY_AFD_MULTI;
     assert_int_equal(fls_policy_import(p, buf, o), FL_ERR_CHECKPOINT_MISMATCH);

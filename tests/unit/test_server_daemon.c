@@ -1415,7 +1415,7 @@ static fls_server *server_of(const char *yaml, logbuf **lb);
 static void test_operator_files_distinct(void **state)
 {
     (void)state;
-    char err[512], yaml[2048], want[1200], key[400], allow[400], lockp[420];
+    char err[512], yaml[2560], want[1200], key[400], allow[400], lockp[510];
     assert_int_equal(fls_keygen(g_tmp, "fda", err, sizeof err), FLS_OK);
     snprintf(key, sizeof key, "%s/fda.secret", g_tmp);
     snprintf(allow, sizeof allow, "%s/fda.allow", g_tmp);
