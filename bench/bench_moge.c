@@ -12,7 +12,7 @@
  * are the median over reps of samples per CPU second (the machine is shared: CPU seconds, with
  * wall seconds beside them). momentum 0 runs both on the fused backward-and-step path; momentum
  * > 0 on the plain backward and a separate step. Not a test. Last line:
- *   moge_sps=<float> mlp_sps=<float> ratio=<moge/mlp> kernel=<openblas core>
+ *   moge_sps=<float> mlp_sps=<float> ratio=<moge/mlp> kernel=<openblas core[+AVX512]>
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,6 +20,7 @@
 #include <time.h>
 
 #include "bench_clock.h"
+#include "bench_kernel.h"
 #include "fl_rng.h"
 #include "flm_arch.h"
 #include "flm_blas.h"
@@ -156,8 +157,10 @@ int main(int argc, char **argv)
     if (runner_new(&r[0], "moge", spec, B, seed) || runner_new(&r[1], "mlp", peer, B, seed))
         return 1;
     const flm_sgd o = {(float)lr, (float)momentum, 0, 0};
+    char kernel[96];
+    bench_kernel_name(kernel, sizeof kernel);
     printf("kernel: %s, 1 thread, batch %d, lr %g, momentum %g (%s path), %ld samples, %d reps\n",
-           flm_blas_corename(), B, lr, momentum, momentum == 0.0 ? "fused step" : "plain backward",
+           kernel, B, lr, momentum, momentum == 0.0 ? "fused step" : "plain backward",
            samples, reps);
     const double macs[2] = {(double)ma.in_C * H + mixture + (double)H * CLS,
                             flm_arch_forward_flops(&r[1].a)};
@@ -182,7 +185,7 @@ int main(int argc, char **argv)
                r[k].name, sps[k], median(r[k].wps, reps), r[k].loss);
     }
     printf("moge_sps=%.0f mlp_sps=%.0f ratio=%.3f kernel=%s\n", sps[0], sps[1], sps[0] / sps[1],
-           flm_blas_corename());
+           kernel);
     for (int k = 0; k < 2; k++) {
         flm_model_free(r[k].m);
         free(r[k].init);

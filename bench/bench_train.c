@@ -8,8 +8,10 @@
  * GEMM the dense and conv layers issue in one training step (replayed in isolation with the same
  * shapes and transposes; a dense layer's backward is the fused flm_dense_bwd_update, two GEMMs'
  * worth of flops in one pass over W) as a fraction of that peak, and the memory of
- * training against parameters + gradients + activations. Last line:
- *   samples_per_s=<float> test_acc=<float> kernel=<openblas core>
+ * training against parameters + gradients + activations. The peak is OpenBLAS's core: where
+ * fedrop's own AVX-512 kernels run beside a core without them (kernel "Haswell+AVX512"), the
+ * shapes they take can exceed it. Last line:
+ *   samples_per_s=<float> test_acc=<float> kernel=<openblas core[+AVX512]>
  * Not a test: figures depend on the machine and its load (CPU seconds are printed beside wall
  * seconds because the machine is shared).
  */
@@ -20,6 +22,7 @@
 #include <unistd.h>
 
 #include "bench_clock.h"
+#include "bench_kernel.h"
 #include "fl_rng.h"
 #include "flm_arch.h"
 #include "flm_blas.h"
@@ -164,7 +167,8 @@ int main(int argc, char **argv)
     if (flm_blas_init() != FL_OK)
         fprintf(stderr, "bench_train: OpenBLAS not loadable, running the reference GEMM\n");
     flm_blas_set_threads(threads);
-    const char *core = flm_blas_corename();
+    char core[96];
+    bench_kernel_name(core, sizeof core);
     const char *set = flm_blas_coretype_set();
     printf("kernel: %s (%s)\n", core,
            set ? "OPENBLAS_CORETYPE chosen by fedrop from cpuid" : "OPENBLAS_CORETYPE from the environment / OpenBLAS");
