@@ -4,12 +4,17 @@
  *
  * Usage: bench_lstm [reps]   (from the source root, or with FEDROP_SOURCE_ROOT set)
  * Threads: OPENBLAS_NUM_THREADS (default 1 here), passed on to torch.set_num_threads.
+ * Each side: 3 untimed warm-up passes, then reps timed passes of forward + backward, wall time;
+ * the median is the figure (min beside). LAST line:
+ *   fedrop_ms=<median> torch_ms=<median> ratio=<torch_ms / fedrop_ms: above 1, ours is faster>
+ *   kernel=<openblas core[+AVX512]>
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
+#include "bench_kernel.h"
 #include "flm_lstm.h"
 
 enum { B = 10, T = 80, C0 = 8, H = 256, L = 2 };
@@ -43,7 +48,12 @@ static float *alloc_fill(size_t n, unsigned *seed, float scale)
 
 int main(int argc, char **argv)
 {
+    /* a median needs at least one pass: "--help" or 0 read uninitialised times before */
     const int reps = argc > 1 ? atoi(argv[1]) : 20;
+    if (argc > 2 || reps < 1 || reps > 100000) {
+        fprintf(stderr, "usage: bench_lstm [reps (1..100000, default 20)]\n");
+        return 2;
+    }
     const char *thr = getenv("OPENBLAS_NUM_THREADS");
     if (!thr) {
         setenv("OPENBLAS_NUM_THREADS", "1", 1); /* read by OpenBLAS at its first call */
@@ -89,7 +99,10 @@ int main(int argc, char **argv)
         }
     }
     qsort(ms, (size_t)reps, sizeof *ms, cmp_double);
-    printf("LSTM %d layers, B=%d T=%d C=%d H=%d, %d reps\n", L, B, T, C0, H, reps);
+    char kernel[96];
+    bench_kernel_name(kernel, sizeof kernel);
+    printf("LSTM %d layers, B=%d T=%d C=%d H=%d, %d reps (median), kernel %s\n", L, B, T, C0, H,
+           reps, kernel);
     printf("fedrop flm_lstm threads %s: fwd+bwd median %.2f ms (min %.2f ms; fwd mean %.2f ms)\n",
            thr, ms[reps / 2], ms[0], fwd_total / reps);
     fflush(stdout);
@@ -99,8 +112,22 @@ int main(int argc, char **argv)
     snprintf(cmd, sizeof cmd,
              "/usr/bin/python3 '%s/tests/fixtures/lstm/bench_torch.py' %d %d %d %d %d %s %d",
              root ? root : ".", B, T, C0, H, L, thr, reps);
-    if (system(cmd) != 0)
+    /* the peer's line is read back, so that the ratio of the two medians is printed, not left
+     * to the reader */
+    FILE *p = popen(cmd, "r");
+    char line[512], last[512] = "";
+    while (p && fgets(line, sizeof line, p)) {
+        fputs(line, stdout);
+        snprintf(last, sizeof last, "%s", line);
+    }
+    const int prc = p ? pclose(p) : -1;
+    const char *med = strstr(last, "median ");
+    const double torch_ms = med ? atof(med + 7) : 0.0;
+    if (prc != 0 || torch_ms <= 0.0)
         printf("peer: PyTorch run failed (command: %s)\n", cmd);
+    else
+        printf("fedrop_ms=%.2f torch_ms=%.2f ratio=%.3f kernel=%s\n", ms[reps / 2], torch_ms,
+               torch_ms / ms[reps / 2], kernel);
 
     for (int l = 0; l < L; l++) {
         free(w_ih[l]), free(w_hh[l]), free(b[l]), free(dw_ih[l]), free(dw_hh[l]), free(db[l]);
