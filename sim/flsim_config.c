@@ -793,18 +793,40 @@ static int path_beside(char *dst, size_t cap, const char *dir, int dirlen, const
     return w < 0 || (size_t)w >= cap ? -1 : w;
 }
 
+/* p[0..len) names a descriptor under /proc: /proc/self/fd/N, /proc/thread-self/fd/N,
+ * /proc/PID/fd/N (/proc/self/cwd/x and the like name files, and are resolved). */
+static int proc_fd(const char *p, int len)
+{
+    if (len < 6 || strncmp(p, "/proc/", 6) != 0)
+        return 0;
+    int i = 6;
+    if (len - i >= 5 && strncmp(p + i, "self/", 5) == 0)
+        i += 5;
+    else if (len - i >= 12 && strncmp(p + i, "thread-self/", 12) == 0)
+        i += 12;
+    else {
+        const int d = i;
+        while (i < len && p[i] >= '0' && p[i] <= '9')
+            i++;
+        if (i == d || i >= len || p[i] != '/')
+            return 0;
+        i++;
+    }
+    return len - i >= 3 && strncmp(p + i, "fd/", 3) == 0;
+}
+
 /* One path p (its first len bytes) as realpath(3) names it, into dst (cap bytes): absolute,
  * without a symlink, "." or "..", so that the same file reads the same from any working
  * directory. A path that does not resolve (not there: its load says so), or whose resolved form
- * would not fit, is kept as given; so is a descriptor's name (/dev/stdin, /dev/fd/N, /proc/...),
- * which realpath would turn into the file behind this process's descriptor (--trace /dev/stdin
- * < t.csv saved as t.csv's path). Returns the length written, or -1 if even that does not fit. */
+ * would not fit, is kept as given; so is a descriptor's name (/dev/stdin, /dev/fd/N,
+ * /proc/self/fd/N), which realpath would turn into the file behind this process's descriptor
+ * (--trace /dev/stdin < t.csv saved as t.csv's path). Returns the length written, or -1 if even
+ * that does not fit. */
 static int path_absolute(char *dst, size_t cap, const char *p, int len)
 {
     char given[PATH_MAX], real[PATH_MAX];
     const char *use = NULL;
-    const int descriptor = (len >= 5 && strncmp(p, "/dev/", 5) == 0) ||
-                           (len >= 6 && strncmp(p, "/proc/", 6) == 0);
+    const int descriptor = (len >= 5 && strncmp(p, "/dev/", 5) == 0) || proc_fd(p, len);
     if (!descriptor && len > 0 && (size_t)len < sizeof given) {
         memcpy(given, p, (size_t)len);
         given[len] = '\0';

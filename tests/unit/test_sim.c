@@ -1151,6 +1151,15 @@ static void test_config_paths_absolute(void **state)
     assert_int_equal(flsim_config_set(&d, "trace", "/dev/stdin", NULL, 0), FL_OK);
     flsim_config_paths_absolute(&d);
     assert_string_equal(d.trace, "/dev/stdin");
+    assert_int_equal(flsim_config_set(&d, "trace", "/proc/self/fd/0", NULL, 0), FL_OK);
+    flsim_config_paths_absolute(&d);
+    assert_string_equal(d.trace, "/proc/self/fd/0");
+    /* but a file named through /proc is the file: /proc/self/cwd is another directory for the
+     * process that resumes (it was kept as given) */
+    assert_int_equal(flsim_config_set(&d, "trace", "/proc/self/cwd/a/t.csv", NULL, 0), FL_OK);
+    flsim_config_paths_absolute(&d);
+    snprintf(want, sizeof want, "%s/a/t.csv", real);
+    assert_string_equal(d.trace, want);
     flsim_config_json(&a, saved, sizeof saved);
 
     assert_int_equal(chdir("b"), 0);
