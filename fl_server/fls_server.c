@@ -2995,11 +2995,23 @@ static int setup_monitor(fls_server *s)
     }
     if (!s->conn_cap)
         return 0;
-    if (s->conn_cap < s->opt.core.clients_per_round)
+    /* A round starts at round.min_clients when that is set, so a limit between it and
+     * round.clients still runs rounds, each with a smaller quorum: "no round can start" was said
+     * of such a server, which then trained on. */
+    const char *start_key;
+    const uint32_t start_at = round_start_at(s, &start_key);
+    if (s->conn_cap < start_at)
         fl_log(&s->log, FL_LOG_WARN, "the file descriptor limit (RLIMIT_NOFILE %llu) lets about "
-               "%u clients connect at once, fewer than round.clients (%u): no round can start; "
+               "%u clients connect at once, fewer than %s (%u): no round can start; "
                "raise the limit (ulimit -n, systemd LimitNOFILE=)",
-               (unsigned long long)s->fd_limit, s->conn_cap, s->opt.core.clients_per_round);
+               (unsigned long long)s->fd_limit, s->conn_cap, start_key, start_at);
+    else if (s->conn_cap < s->opt.core.clients_per_round)
+        fl_log(&s->log, FL_LOG_WARN, "the file descriptor limit (RLIMIT_NOFILE %llu) lets about "
+               "%u clients connect at once, fewer than round.clients (%u): rounds start at "
+               "round.min_clients (%u) with the clients connected, never a quorum of "
+               "round.clients; raise the limit (ulimit -n, systemd LimitNOFILE=)",
+               (unsigned long long)s->fd_limit, s->conn_cap, s->opt.core.clients_per_round,
+               start_at);
     else if (s->conn_cap < s->opt.max_clients)
         fl_log(&s->log, FL_LOG_WARN, "the file descriptor limit (RLIMIT_NOFILE %llu) lets about "
                "%u clients connect at once, fewer than server.max_clients (%u); beyond it new "

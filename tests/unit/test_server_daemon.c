@@ -6052,6 +6052,40 @@ static void test_reactor_connection_limit(void **state)
     free(lb);
 }
 
+/* The start's warning when the descriptor limit (35 shown: 3 connections) is below round.clients
+ * (5): "no round can start" only when it is also below where a round starts. With
+ * round.min_clients 2 rounds do start (with the clients connected, a smaller quorum), and the
+ * warning used to say none could. */
+static void test_reactor_connection_limit_start_warning(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *round_keys, *want, *not_want;
+    } cases[] = {
+        {"", "fewer than round.clients (5): no round can start", "rounds start at"},
+        {"  min_clients: 4\n", "fewer than round.min_clients (4): no round can start",
+         "rounds start at"},
+        {"  min_clients: 2\n", "fewer than round.clients (5): rounds start at "
+         "round.min_clients (2) with the clients connected", "no round can start"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char yaml[1024];
+        logbuf *lb;
+        snprintf(yaml, sizeof yaml,
+                 "server:\n  insecure: true\n  endpoints: ['ipc://%s/limwarn.sock']\n"
+                 "  max_clients: 5\nmodel:\n  arch: \"mlp:6-5-3\"\nround:\n  clients: 5\n%s",
+                 g_tmp, cases[i].round_keys);
+        g_fake_nofile = 35;
+        fls_server *s = server_of(yaml, &lb);
+        g_fake_nofile = 0;
+        assert_non_null(s);
+        if (!strstr(lb->text, cases[i].want) || strstr(lb->text, cases[i].not_want))
+            fail_msg("case %zu: log: %s", i, lb->text);
+        fls_server_free(s);
+        free(lb);
+    }
+}
+
 /* A peer (another process, no Hello) floods the server faster than it reads, then its process
  * ends while the reactor is busy: its connection ends with a full queue. With ZeroMQ heartbeats
  * on the ROUTER, libzmq 4.3.4 then aborts the whole server ("Assertion failed: !_io_error
@@ -7721,6 +7755,7 @@ int main(void)
         cmocka_unit_test(test_reactor_flood_then_hangup),
         cmocka_unit_test(test_reactor_receive_queue_bounded),
         cmocka_unit_test(test_reactor_connection_limit),
+        cmocka_unit_test(test_reactor_connection_limit_start_warning),
         cmocka_unit_test(test_reactor_forgotten_state_not_inherited),
         cmocka_unit_test(test_reactor_metrics_lost),
         cmocka_unit_test(test_reactor_metrics_torn_tail),
