@@ -24,6 +24,7 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <sys/resource.h>
 #include <zmq.h>
 
 #include "fl_endpoint.h"
@@ -691,11 +692,49 @@ static void close_socket(flc_client *c)
     c->prelink_drops = 0;
 }
 
+/* Descriptors a session may need at once: libzmq's start of a context (the reaper's and the I/O
+ * thread's epoll and mailbox), the DEALER's and the monitor's mailboxes, the monitor's PAIR
+ * and the TCP connection, with room to spare. */
+#define FDS_NEEDED 16
+
+/* Whether FDS_NEEDED descriptors can be opened now. libzmq asserts on a descriptor it cannot
+ * make when a context starts (its epoll and mailboxes, at the first socket): out of descriptors,
+ * the host's whole process aborted ("Too many open files (src/epoll.cpp:65)"), as 2000 clients
+ * on threads of one process, each with its own context, did. A probe, not a guarantee: another
+ * thread of the host may take the descriptors between it and zmq_socket. */
+static int fds_available(const flc_client *c)
+{
+    int fds[FDS_NEEDED], n = 0, ok = 1;
+    while (n < FDS_NEEDED) {
+        fds[n] = fcntl(c->wake[0], F_DUPFD_CLOEXEC, 0);
+        if (fds[n] < 0) {
+            ok = errno != EMFILE && errno != ENFILE;
+            break;
+        }
+        n++;
+    }
+    while (n > 0)
+        close(fds[--n]);
+    return ok;
+}
+
 static int open_socket(flc_client *c)
 {
-    c->sock = zmq_socket(c->ctx, ZMQ_DEALER);
-    if (!c->sock)
+    if (!fds_available(c)) {
+        struct rlimit rl;
+        const unsigned long long lim =
+            getrlimit(RLIMIT_NOFILE, &rl) == 0 ? (unsigned long long)rl.rlim_cur : 0;
+        fl_log(&c->log, FL_LOG_ERROR, "out of file descriptors (RLIMIT_NOFILE %llu): ZeroMQ "
+               "cannot open this client's connection (it would abort the process); raise the "
+               "limit (ulimit -n, systemd LimitNOFILE=), or let the clients of one process share "
+               "one ZeroMQ context (flc_config.zmq_context)", lim);
         return -1;
+    }
+    c->sock = zmq_socket(c->ctx, ZMQ_DEALER);
+    if (!c->sock) {
+        fl_log(&c->log, FL_LOG_ERROR, "zmq_socket: %s", zmq_strerror(errno));
+        return -1;
+    }
     /* No ZeroMQ heartbeats (ZMQ_HEARTBEAT_IVL, _TIMEOUT, _TTL): the protocol's own Heartbeats
      * (every heartbeat_ms both ways while idle) and this client's liveness_ms already find a
      * dead link, on the server as here. ZeroMQ's added a PING and a PONG a second on every

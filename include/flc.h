@@ -300,7 +300,11 @@ flc_status flc_client_new(const flc_config *cfg, flc_client **out);
  * (FLC_ERR_CANCELLED), the server refuses this client (FLC_ERR_AUTH), the built-in trainer's
  * samples do not fit the server's model (FLC_ERR_DATASET: the server was told the round failed,
  * then Bye; a plug-in's FLC_ERR_DATASET fails its round only), or a socket cannot be made or the
- * endpoint is not one ZeroMQ can connect to (FLC_ERR_TRANSPORT).
+ * endpoint is not one ZeroMQ can connect to (FLC_ERR_TRANSPORT). The process being out of file
+ * descriptors (RLIMIT_NOFILE) when a connection is to be opened, at the start or a reconnection,
+ * is one such case, logged ("out of file descriptors ..."): libzmq would abort the process then.
+ * A process that runs many clients gives them one zmq_context: each context of its own takes
+ * a few descriptors and two threads.
  *
  * Refusal: the CURVE handshake is watched (a ZeroMQ socket monitor). A handshake the server
  * refuses (its ZAP handler: this public key is not on its allow-list) or, over CURVE, one that

@@ -17,6 +17,8 @@
 #include <time.h>
 #include <unistd.h>
 #include <arpa/inet.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
 #include <cmocka.h>
 #include <zmq.h>
 
@@ -949,6 +951,66 @@ static void test_no_server_at_endpoint_said(void **state)
     if (log_count(lb, want) < 2 || log_count(lb, "no connection to"))
         fail_msg("log lacks '%s' twice (or says 'no connection to'):\n%s", want, lb->text);
     logbuf_free(lb);
+}
+
+static flc_status fd_noop_train(const flc_task *t, flc_update *o, void *u)
+{
+    (void)t;
+    (void)u;
+    o->n_samples = 1;
+    o->loss = 1.0;
+    return FLC_OK;
+}
+
+/* A host out of file descriptors (many clients in one process, or an app near its limit): the
+ * first socket of the client's own ZeroMQ context starts libzmq's threads, whose epoll and
+ * mailbox descriptors libzmq asserts on, so the whole process aborted ("Too many open files
+ * (src/epoll.cpp:65)": 2000 clients on threads of one process, each with its own context).
+ * Now the run ends with FLC_ERR_TRANSPORT and says why. In a child: its limit is lowered. */
+static void test_out_of_descriptors_said(void **state)
+{
+    (void)state;
+    char ep[256];
+    dead_endpoint(ep, sizeof ep);
+    const pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        for (int fd = 3; fd < 4096; fd++)
+            close(fd); /* no holes below the limit set next */
+        logbuf *lb = logbuf_new();
+        flc_samples smp = {NULL, NULL, NULL, 1, 6};
+        flc_config cfg;
+        memset(&cfg, 0, sizeof cfg);
+        cfg.server_endpoint = ep;
+        cfg.client_id = "fdless";
+        cfg.train = fd_noop_train;
+        cfg.samples = &smp;
+        cfg.log = log_cb;
+        cfg.log_user = lb;
+        flc_client *c;
+        if (flc_client_new(&cfg, &c) != FLC_OK)
+            _exit(2);
+        const int probe = dup(0); /* the lowest free descriptor */
+        close(probe);
+        struct rlimit rl;
+        getrlimit(RLIMIT_NOFILE, &rl);
+        rl.rlim_cur = (rlim_t)probe + 2; /* two left: libzmq's start needs more */
+        if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+            _exit(3);
+        const flc_status st = flc_client_run(c);
+        const int said = log_count(lb, "file descriptors") > 0;
+        if (st != FLC_ERR_TRANSPORT || !said) {
+            fprintf(stderr, "status %d, log:\n%s", (int)st, lb->text);
+            _exit(4);
+        }
+        _exit(0); /* no free: the context may be half started */
+    }
+    int ws;
+    assert_int_equal(waitpid(pid, &ws, 0), pid);
+    if (WIFSIGNALED(ws))
+        fail_msg("the client's process was killed by signal %d (libzmq's assertion)",
+                 WTERMSIG(ws));
+    assert_int_equal(WEXITSTATUS(ws), 0);
 }
 
 /* fl_server binds IPv6 addresses (server.endpoints tcp://[::1]:PORT), and the client reaches
@@ -2679,6 +2741,9 @@ int main(void)
         cmocka_unit_test(test_session_end_plugin_runs_on),
         cmocka_unit_test(test_plugin_task_cancelled_when_dropped),
         cmocka_unit_test(test_free_prompt_after_server_gone),
+        cmocka_unit_test(test_out_of_descriptors_said),
     };
+    if (getenv("FLC_TEST_FILTER")) /* e.g. "test_reconnect_*": a few tests while working on them */
+        cmocka_set_test_filter(getenv("FLC_TEST_FILTER"));
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
