@@ -186,6 +186,9 @@ struct fls_server {
     uint32_t conn_cap;          /* about how many the file descriptor limit allows (0: no limit) */
     uint64_t fd_limit;          /* RLIMIT_NOFILE's soft limit at start (0: unlimited) */
     int near_said;              /* the near-the-limit warning is in force (re-armed below 80%) */
+    int near_logged;            /* ... and was logged (else held back: near_t) */
+    double near_t;              /* when the near-the-limit warning was last logged (0: never) */
+    unsigned near_unsaid;       /* crossings of 90% held back since */
     conn_fd *fdt;               /* by file descriptor, the connections the monitor told of */
     size_t fdt_cap;
     int fdt_nomem;              /* a descriptor could not be tracked (said once) */
@@ -3171,17 +3174,35 @@ static void read_monitor(fls_server *s)
         s->over_said = now;
         s->over_unsaid = 0;
     }
-    if (!s->near_said && (uint64_t)s->conns * 10 >= (uint64_t)s->conn_cap * 9) {
+    /* The warning and its "below 80% again" at most once a minute: a storm of connects that
+     * comes and goes (silent peers that reconnect every second) crossed both marks each second,
+     * two lines a second for as long as it lasted. A crossing held back is logged when the minute
+     * is up if the count is still high, with how many were held back. */
+    const int high = (uint64_t)s->conns * 10 >= (uint64_t)s->conn_cap * 9;
+    if (!s->near_said && high) {
         s->near_said = 1;
-        fl_log(&s->log, FL_LOG_WARN, "%u connections open (%u of them clients that said Hello), "
-               "near the about %u that the file descriptor limit (RLIMIT_NOFILE %llu) allows: "
-               "beyond them new connections are closed at once; raise it (ulimit -n, systemd "
-               "LimitNOFILE=)", s->conns, sessions_with_id(s), s->conn_cap,
-               (unsigned long long)s->fd_limit);
+        s->near_logged = 0;
+        s->near_unsaid++;
     } else if (s->near_said && (uint64_t)s->conns * 10 < (uint64_t)s->conn_cap * 8) {
         s->near_said = 0;
-        fl_log(&s->log, FL_LOG_INFO, "%u connections open, below 80%% of the file descriptor "
-               "limit's about %u again", s->conns, s->conn_cap);
+        if (s->near_logged)
+            fl_log(&s->log, FL_LOG_INFO, "%u connections open, below 80%% of the file descriptor "
+                   "limit's about %u again", s->conns, s->conn_cap);
+        s->near_logged = 0;
+    }
+    if (s->near_said && !s->near_logged && (s->near_t == 0 || now - s->near_t >= 60.0)) {
+        char more[96] = "";
+        if (s->near_unsaid > 1)
+            snprintf(more, sizeof more, " (crossed 90%% %u times since the last such line)",
+                     s->near_unsaid);
+        fl_log(&s->log, FL_LOG_WARN, "%u connections open (%u of them clients that said Hello), "
+               "near the about %u that the file descriptor limit (RLIMIT_NOFILE %llu) allows%s: "
+               "beyond them new connections are closed at once; raise it (ulimit -n, systemd "
+               "LimitNOFILE=)", s->conns, sessions_with_id(s), s->conn_cap,
+               (unsigned long long)s->fd_limit, more);
+        s->near_logged = 1;
+        s->near_t = now;
+        s->near_unsaid = 0;
     }
 }
 

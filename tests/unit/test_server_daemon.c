@@ -6052,6 +6052,39 @@ static void test_reactor_connection_limit(void **state)
     free(lb);
 }
 
+/* Connections that come and go across the near-the-limit marks (a storm of silent peers that
+ * reconnect every second): the warning and its "below 80% again" are said once a minute, not at
+ * each crossing (they were two lines a second for as long as the storm lasted). With 35
+ * descriptors shown the server allows 3 connections: 3 open is past 90%, 2 below 80%. */
+static void test_reactor_near_limit_said_once(void **state)
+{
+    (void)state;
+    char ep[300];
+    logbuf *lb;
+    g_fake_nofile = 35;
+    fls_server *s = plain_server_with("nearlimit.sock", "", ep, sizeof ep, &lb);
+    g_fake_nofile = 0;
+    peer a, b, c;
+    peer_open_once(&a, ep);
+    peer_open_once(&b, ep);
+    await_connections(s, 2);
+    for (int k = 0; k < 4; k++) {
+        peer_open_once(&c, ep);
+        await_connections(s, 3);
+        peer_close(&c);
+        await_connections(s, 2);
+    }
+    step_for(&s, 1, 0.2);
+    const size_t near = count_of(lb->text, "near the about 3 that the file descriptor limit");
+    const size_t below = count_of(lb->text, "below 80% of the file descriptor limit");
+    if (near != 1 || below != 1)
+        fail_msg("said %zu and %zu times (want 1 and 1): %s", near, below, lb->text);
+    fls_server_free(s);
+    peer_close(&a);
+    peer_close(&b);
+    free(lb);
+}
+
 /* The start's warning when the descriptor limit (35 shown: 3 connections) is below round.clients
  * (5): "no round can start" only when it is also below where a round starts. With
  * round.min_clients 2 rounds do start (with the clients connected, a smaller quorum), and the
@@ -7756,6 +7789,7 @@ int main(void)
         cmocka_unit_test(test_reactor_receive_queue_bounded),
         cmocka_unit_test(test_reactor_connection_limit),
         cmocka_unit_test(test_reactor_connection_limit_start_warning),
+        cmocka_unit_test(test_reactor_near_limit_said_once),
         cmocka_unit_test(test_reactor_forgotten_state_not_inherited),
         cmocka_unit_test(test_reactor_metrics_lost),
         cmocka_unit_test(test_reactor_metrics_torn_tail),
