@@ -140,7 +140,15 @@ fl_status flsim_trace_parse(flsim_trace **out, const char *text, size_t len, cha
         entry e = {0};
         e.line = line;
         if (!field_id(f[0], &e.id)) {
-            st = bad(err, errlen, line, "client '%.40s' is not an integer in [0, 1000000)", f[0]);
+            /* A trace of a larger fleet than --clients takes fails here, at its row 1000001,
+             * although a smaller population reads the first rows only: say why. */
+            const int digits = f[0][0] && strspn(f[0], "0123456789") == strlen(f[0]);
+            char m[200];
+            snprintf(m, sizeof m, "client '%.40s' is not an integer in [0, 1000000)%s", f[0],
+                     digits ? ": a trace holds at most 1000000 clients, as many as --clients "
+                              "takes (keep its first 1000000 rows: ids 0 .. 999999)"
+                            : "");
+            st = bad(err, errlen, line, "%s", m);
             break;
         }
         static const char *names[] = {"flops", "down_bps", "up_bps", "availability"};

@@ -446,6 +446,8 @@ static void test_trace_bad_rows_have_line_numbers(void **state)
         {"client,flops,down_bps,up_bps,availability\n0,1e9,1e6,0,1\n", "line 2: up_bps must be > 0"},
         {"client,flops,down_bps,up_bps,availability\n0,1e9,1e6,nan,1\n", "line 2: up_bps"},
         {"client,flops,down_bps,up_bps,availability\n0,1e9,1e6,1e6,1\n-1,1e9,1e6,1e6,1\n", "line 3: client"},
+        /* a longer trace than the 1000000 clients --clients takes: the cap is said */
+        {"client,flops,down_bps,up_bps,availability\n0,1e9,1e6,1e6,1\n1000000,1e9,1e6,1e6,1\n", "line 3: client '1000000' is not an integer in [0, 1000000): a trace holds at most 1000000 clients"},
         {"client,flops,down_bps,up_bps,availability\n0,1e9,1e6,1e6,1\n1,1e9,1e6,1e6,1\n0,2e9,1e6,1e6,1\n", "line 4: client 0 already given on line 2"},
         {"client,flops,down_bps,up_bps,availability\n0,1e9,1e6,1e6,1\n2,1e9,1e6,1e6,1\n", "line 3: client 2 is beyond the 2 rows (ids must be 0 .. 1, each once): client 1 is missing"},
         /* an id out of range is named by its line, wherever it stands; ids counted from 1 */
