@@ -14,7 +14,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "bench_kernel.h"
+#include "flm_blas.h"
 #include "flm_lstm.h"
 
 enum { B = 10, T = 80, C0 = 8, H = 256, L = 2 };
@@ -100,7 +100,7 @@ int main(int argc, char **argv)
     }
     qsort(ms, (size_t)reps, sizeof *ms, cmp_double);
     char kernel[96];
-    bench_kernel_name(kernel, sizeof kernel);
+    flm_blas_kernel_name(kernel, sizeof kernel); /* as fl_sim's summary.json "blas" */
     printf("LSTM %d layers, B=%d T=%d C=%d H=%d, %d reps (median), kernel %s\n", L, B, T, C0, H,
            reps, kernel);
     printf("fedrop flm_lstm threads %s: fwd+bwd median %.2f ms (min %.2f ms; fwd mean %.2f ms)\n",

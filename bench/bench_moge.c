@@ -20,7 +20,6 @@
 #include <time.h>
 
 #include "bench_clock.h"
-#include "bench_kernel.h"
 #include "fl_rng.h"
 #include "flm_arch.h"
 #include "flm_blas.h"
@@ -158,7 +157,7 @@ int main(int argc, char **argv)
         return 1;
     const flm_sgd o = {(float)lr, (float)momentum, 0, 0};
     char kernel[96];
-    bench_kernel_name(kernel, sizeof kernel);
+    flm_blas_kernel_name(kernel, sizeof kernel); /* as fl_sim's summary.json "blas" */
     printf("kernel: %s, 1 thread, batch %d, lr %g, momentum %g (%s path), %ld samples, %d reps\n",
            kernel, B, lr, momentum, momentum == 0.0 ? "fused step" : "plain backward",
            samples, reps);

@@ -22,7 +22,6 @@
 #include <unistd.h>
 
 #include "bench_clock.h"
-#include "bench_kernel.h"
 #include "fl_rng.h"
 #include "flm_arch.h"
 #include "flm_blas.h"
@@ -168,7 +167,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "bench_train: OpenBLAS not loadable, running the reference GEMM\n");
     flm_blas_set_threads(threads);
     char core[96];
-    bench_kernel_name(core, sizeof core);
+    flm_blas_kernel_name(core, sizeof core); /* as fl_sim's summary.json "blas" */
     const char *set = flm_blas_coretype_set();
     printf("kernel: %s (%s)\n", core,
            set ? "OPENBLAS_CORETYPE chosen by fedrop from cpuid" : "OPENBLAS_CORETYPE from the environment / OpenBLAS");

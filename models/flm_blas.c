@@ -164,6 +164,26 @@ int flm_blas_skinny_on(void)
     return g_blas.avx512;
 }
 
+const char *flm_blas_kernel_name(char *out, size_t cap)
+{
+    /* fedrop's own AVX-512 kernels round otherwise than OpenBLAS, so the name says whether they
+     * ran. OPENBLAS_CORETYPE=Haswell on an AVX-512 CPU runs them, a CPU with AVX2 alone does
+     * not, and both used to be "Haswell": one name for two results. An AVX-512 core's name
+     * (SkylakeX, Cooperlake, SapphireRapids: OpenBLAS picks none of them without AVX-512) stays
+     * bare, as saved runs have it. */
+    const char *core = flm_blas_corename();
+    static const char *const avx512_cores[] = {"SkylakeX", "Cooperlake", "SapphireRapids"};
+    int implied = 0;
+    for (size_t i = 0; i < sizeof avx512_cores / sizeof avx512_cores[0]; i++)
+        implied |= strcmp(core, avx512_cores[i]) == 0;
+    const char *suffix = flm_blas_skinny_off()                ? "+FLM_NO_SKINNY"
+                         : flm_blas_skinny_on() && !implied ? "+AVX512"
+                                                            : "";
+    if (cap)
+        snprintf(out, cap, "%s%s", core, suffix);
+    return out;
+}
+
 int flm_blas_threads(void)
 {
     if (flm_blas_init() != FL_OK)

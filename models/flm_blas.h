@@ -73,5 +73,10 @@ int flm_blas_skinny_off(void);
  * whatever core OpenBLAS runs: with OPENBLAS_CORETYPE=Haswell on an AVX-512 CPU they still do, so
  * the core's name alone does not say which kernels computed. */
 int flm_blas_skinny_on(void);
+/* The name of the GEMM kernels that compute, into out (cap bytes): flm_blas_corename(), then
+ * "+AVX512" where fedrop's own AVX-512 kernels run beside a core whose name does not imply them,
+ * "+FLM_NO_SKINNY" where that variable turned them off. Two runs with the same name used the
+ * same kernels (fl_sim's summary.json "blas", the benchmarks' kernel). Returns out. */
+const char *flm_blas_kernel_name(char *out, size_t cap);
 
 #endif

@@ -76,21 +76,7 @@ fl_status flsim_blas_name(char *out, size_t cap)
     /* Every GEMM of a run is single-threaded on the run's own threads: no OpenBLAS pool. */
     const fl_status st = flm_blas_init_threads(1);
     flm_blas_set_threads(1);
-    /* fedrop's own AVX-512 kernels (flm_blas.c) round otherwise than OpenBLAS, so the name says
-     * whether they ran: "+FLM_NO_SKINNY" where that variable turned them off, "+AVX512" where
-     * they ran beside a core whose name does not imply them. OPENBLAS_CORETYPE=Haswell on an
-     * AVX-512 CPU runs them, a CPU with AVX2 alone does not, and both used to be "Haswell": one
-     * name for two results. An AVX-512 core's name (SkylakeX, Cooperlake, SapphireRapids:
-     * OpenBLAS picks none of them without AVX-512) stays bare, as saved runs have it. */
-    const char *core = flm_blas_corename();
-    static const char *const avx512_cores[] = {"SkylakeX", "Cooperlake", "SapphireRapids"};
-    int implied = 0;
-    for (size_t i = 0; i < sizeof avx512_cores / sizeof avx512_cores[0]; i++)
-        implied |= strcmp(core, avx512_cores[i]) == 0;
-    const char *suffix = flm_blas_skinny_off()                ? "+FLM_NO_SKINNY"
-                         : flm_blas_skinny_on() && !implied ? "+AVX512"
-                                                            : "";
-    snprintf(out, cap, "%s%s", core, suffix);
+    flm_blas_kernel_name(out, cap); /* "+AVX512" or "+FLM_NO_SKINNY" where they say more */
     return st;
 }
 
