@@ -4878,6 +4878,53 @@ static void test_reactor_checkpoint_no_fds(void **state)
     free(lb);
 }
 
+/* The metrics tests' run: one device, `rounds` rounds, run.metrics at metrics, the YAML's extra
+ * lines after the codec's (a checkpoint), on ep (ipc://TMP/NAME.sock). */
+static fls_server *metrics_server(const char *name, int rounds, const char *metrics,
+                                  const char *extra, char *ep, size_t epcap, logbuf **lb)
+{
+    char yaml[2560];
+    snprintf(ep, epcap, "ipc://%s/%s.sock", g_tmp, name);
+    snprintf(yaml, sizeof yaml,
+             "server:\n  insecure: true\n  endpoints: ['%s']\nmodel:\n  arch: \"mlp:6-5-3\"\n"
+             "run:\n  rounds: %d\n  metrics: '%s'\nround:\n  clients: 1\n  overcommit: 1\n"
+             "codec:\n  chunk_elems: 4\n%s",
+             ep, rounds, metrics, extra ? extra : "");
+    return server_rounds_of(yaml, lb);
+}
+
+/* Plays the run's rounds with the device c joined on p: hook(s, r, arg), when given, before round
+ * r, then the round, stepping until the server has logged it; then takes the run's Bye ("done")
+ * and frees s (lb, p and c stay the caller's). */
+static void metrics_rounds(fls_server *s, logbuf *lb, peer *p, flc_core *c, int rounds,
+                           void (*hook)(fls_server *s, int r, void *arg), void *arg)
+{
+    int max_inflight = 0;
+    for (int r = 0; r < rounds; r++) {
+        if (hook)
+            hook(s, r, arg);
+        assert_int_equal(play_round(s, p, c, 8, &max_inflight, 0), 0);
+        while (lb->rounds < r + 1)
+            fls_server_step(s, 2);
+    }
+    flp_msg *bye = peer_recv(s, p, 10);
+    assert_non_null(bye);
+    assert_string_equal(bye->bye.reason, "done");
+    flp_msg_free(bye);
+    fls_server_free(s);
+}
+
+/* rounds 0 and 1 went to /dev/full; from round 2 on the link (links[0]) names a file */
+static void relink_at_2(fls_server *s, int r, void *arg)
+{
+    const char *const *links = arg;
+    if (r != 2)
+        return;
+    assert_int_equal(unlink(links[0]), 0);
+    assert_int_equal(symlink(links[1], links[0]), 0);
+    fls_server_reload(s);
+}
+
 /* run.metrics failing (a full disk: /dev/full behind a link) is said once, and the lines lost
  * after that are counted: when a line gets through again (the link now names a file, SIGHUP
  * reopened it) the count is logged, and again in all at the end. */
@@ -4887,38 +4934,17 @@ static void test_reactor_metrics_lost(void **state)
     struct stat sb;
     if (stat("/dev/full", &sb) != 0)
         skip();
-    char yaml[2048], ep[300], link[300], real[300];
-    snprintf(ep, sizeof ep, "ipc://%s/mlost.sock", g_tmp);
+    char ep[300], link[300], real[300];
     snprintf(link, sizeof link, "%s/mlost.jsonl", g_tmp);
     snprintf(real, sizeof real, "%s/mlost-real.jsonl", g_tmp);
     assert_int_equal(symlink("/dev/full", link), 0);
-    snprintf(yaml, sizeof yaml,
-             "server:\n  insecure: true\n  endpoints: ['%s']\nmodel:\n  arch: \"mlp:6-5-3\"\n"
-             "run:\n  rounds: 4\n  metrics: '%s'\nround:\n  clients: 1\n  overcommit: 1\n"
-             "codec:\n  chunk_elems: 4\n",
-             ep, link);
     logbuf *lb;
-    fls_server *s = server_rounds_of(yaml, &lb);
+    fls_server *s = metrics_server("mlost", 4, link, NULL, ep, sizeof ep, &lb);
     peer p;
     flp_msg h;
     flc_core *c = dev_joined(s, &p, ep, &h);
-    int max_inflight = 0;
-    for (int r = 0; r < 4; r++) {
-        if (r == 2) {
-            /* rounds 0 and 1 went to /dev/full; from round 2 on the link names a file */
-            assert_int_equal(unlink(link), 0);
-            assert_int_equal(symlink(real, link), 0);
-            fls_server_reload(s);
-        }
-        assert_int_equal(play_round(s, &p, c, 8, &max_inflight, 0), 0);
-        while (lb->rounds < r + 1)
-            fls_server_step(s, 2);
-    }
-    flp_msg *bye = peer_recv(s, &p, 10);
-    assert_non_null(bye);
-    assert_string_equal(bye->bye.reason, "done");
-    flp_msg_free(bye);
-    fls_server_free(s);
+    const char *links[2] = {link, real};
+    metrics_rounds(s, lb, &p, c, 4, relink_at_2, links);
     /* said once when it failed, counted, said when it works again and at the end */
     assert_non_null(strstr(lb->text, "round 0's line is lost"));
     assert_null(strstr(lb->text, "round 1's line is lost"));
@@ -4943,6 +4969,15 @@ static void test_reactor_metrics_lost(void **state)
     free(lb);
 }
 
+/* the disk fills during round 1, after 40 bytes of its metrics line */
+static void disk_full_in_1(fls_server *s, int r, void *arg)
+{
+    (void)s;
+    (void)arg;
+    g_write_fail = r == 1 ? "/mcut.jsonl" : NULL;
+    g_write_room = 40;
+}
+
 /* A metrics line that goes in only in part (the disk fills after 40 of its bytes) is cut back off
  * the file: the file ends with its last complete line, and the next round's line, once the disk
  * takes it, is a line of its own. Before, the part stayed and the next line was glued onto it
@@ -4950,35 +4985,15 @@ static void test_reactor_metrics_lost(void **state)
 static void test_reactor_metrics_cut_back(void **state)
 {
     (void)state;
-    char yaml[2048], ep[300], path[300];
-    snprintf(ep, sizeof ep, "ipc://%s/mcut.sock", g_tmp);
+    char ep[300], path[300];
     snprintf(path, sizeof path, "%s/mcut.jsonl", g_tmp);
     unlink(path);
-    snprintf(yaml, sizeof yaml,
-             "server:\n  insecure: true\n  endpoints: ['%s']\nmodel:\n  arch: \"mlp:6-5-3\"\n"
-             "run:\n  rounds: 3\n  metrics: '%s'\nround:\n  clients: 1\n  overcommit: 1\n"
-             "codec:\n  chunk_elems: 4\n",
-             ep, path);
     logbuf *lb;
-    fls_server *s = server_rounds_of(yaml, &lb);
+    fls_server *s = metrics_server("mcut", 3, path, NULL, ep, sizeof ep, &lb);
     peer p;
     flp_msg h;
     flc_core *c = dev_joined(s, &p, ep, &h);
-    int max_inflight = 0;
-    for (int r = 0; r < 3; r++) {
-        if (r == 1) {
-            g_write_fail = "/mcut.jsonl";
-            g_write_room = 40;
-        }
-        assert_int_equal(play_round(s, &p, c, 8, &max_inflight, 0), 0);
-        while (lb->rounds < r + 1)
-            fls_server_step(s, 2);
-        g_write_fail = NULL;
-    }
-    flp_msg *bye = peer_recv(s, &p, 10);
-    assert_non_null(bye);
-    flp_msg_free(bye);
-    fls_server_free(s);
+    metrics_rounds(s, lb, &p, c, 3, disk_full_in_1, NULL);
     if (!strstr(lb->text, "round 1's line is lost") ||
         !strstr(lb->text, "takes lines again from round 2"))
         fail_msg("log:\n%s", lb->text);
@@ -5004,6 +5019,21 @@ static void test_reactor_metrics_cut_back(void **state)
     unlink(path);
 }
 
+/* before round 1: a rotation to a file that ends mid-line too (another program's), then
+ * SIGHUP; rot: the metrics path, the new file, the rotated name, the new file's part line */
+static void rotate_torn_at_1(fls_server *s, int r, void *arg)
+{
+    const char *const *rot = arg;
+    if (r != 1)
+        return;
+    FILE *f = fopen(rot[1], "w");
+    assert_non_null(f);
+    assert_int_equal(fputs(rot[3], f) >= 0 && fclose(f) == 0, 1);
+    assert_int_equal(rename(rot[0], rot[2]), 0);
+    assert_int_equal(rename(rot[1], rot[0]), 0);
+    fls_server_reload(s);
+}
+
 /* A metrics file that already ends in part of a line (a write cut short by a crash or a power
  * cut, before this server started or before SIGHUP reopened it) keeps that part, and the server's
  * next line starts on a line of its own. Before, the first line was glued onto the part
@@ -5011,8 +5041,7 @@ static void test_reactor_metrics_cut_back(void **state)
 static void test_reactor_metrics_torn_tail(void **state)
 {
     (void)state;
-    char yaml[2048], ep[300], path[300], other[300], old[300];
-    snprintf(ep, sizeof ep, "ipc://%s/mtorn.sock", g_tmp);
+    char ep[300], path[300], other[300], old[300];
     snprintf(path, sizeof path, "%s/mtorn.jsonl", g_tmp);
     snprintf(other, sizeof other, "%s/mtorn-new.jsonl", g_tmp);
     snprintf(old, sizeof old, "%s/mtorn.jsonl.1", g_tmp);
@@ -5020,35 +5049,13 @@ static void test_reactor_metrics_torn_tail(void **state)
     FILE *f = fopen(path, "w");
     assert_non_null(f);
     assert_int_equal(fputs(part[0], f) >= 0 && fclose(f) == 0, 1);
-    snprintf(yaml, sizeof yaml,
-             "server:\n  insecure: true\n  endpoints: ['%s']\nmodel:\n  arch: \"mlp:6-5-3\"\n"
-             "run:\n  rounds: 2\n  metrics: '%s'\nround:\n  clients: 1\n  overcommit: 1\n"
-             "codec:\n  chunk_elems: 4\n",
-             ep, path);
     logbuf *lb;
-    fls_server *s = server_rounds_of(yaml, &lb);
+    fls_server *s = metrics_server("mtorn", 2, path, NULL, ep, sizeof ep, &lb);
     peer p;
     flp_msg h;
     flc_core *c = dev_joined(s, &p, ep, &h);
-    int max_inflight = 0;
-    for (int r = 0; r < 2; r++) {
-        if (r == 1) {
-            /* a rotation to a file that ends mid-line too (another program's), then SIGHUP */
-            f = fopen(other, "w");
-            assert_non_null(f);
-            assert_int_equal(fputs(part[1], f) >= 0 && fclose(f) == 0, 1);
-            assert_int_equal(rename(path, old), 0);
-            assert_int_equal(rename(other, path), 0);
-            fls_server_reload(s);
-        }
-        assert_int_equal(play_round(s, &p, c, 8, &max_inflight, 0), 0);
-        while (lb->rounds < r + 1)
-            fls_server_step(s, 2);
-    }
-    flp_msg *bye = peer_recv(s, &p, 10);
-    assert_non_null(bye);
-    flp_msg_free(bye);
-    fls_server_free(s);
+    const char *rot[4] = {path, other, old, part[1]};
+    metrics_rounds(s, lb, &p, c, 2, rotate_torn_at_1, rot);
     char want[400];
     snprintf(want, sizeof want, "run.metrics %s ends in part of a line", path);
     if (!strstr(lb->text, want))
@@ -5077,34 +5084,20 @@ static void test_reactor_metrics_torn_tail(void **state)
 static void test_reactor_metrics_synced_before_checkpoint(void **state)
 {
     (void)state;
-    char yaml[2048], ep[300], ckpt[300];
-    snprintf(ep, sizeof ep, "ipc://%s/msync.sock", g_tmp);
+    char ep[300], ckpt[300], extra[400];
     snprintf(g_msync_path, sizeof g_msync_path, "%s/msync.jsonl", g_tmp);
     snprintf(ckpt, sizeof ckpt, "%s/msync.ckpt", g_tmp);
     unlink(g_msync_path);
-    snprintf(yaml, sizeof yaml,
-             "server:\n  insecure: true\n  endpoints: ['%s']\nmodel:\n  arch: \"mlp:6-5-3\"\n"
-             "run:\n  rounds: 3\n  metrics: '%s'\nround:\n  clients: 1\n  overcommit: 1\n"
-             "codec:\n  chunk_elems: 4\ncheckpoint:\n  path: '%s'\n  every: 1\n",
-             ep, g_msync_path, ckpt);
+    snprintf(extra, sizeof extra, "checkpoint:\n  path: '%s'\n  every: 1\n", ckpt);
     g_msync_name = "/msync.jsonl";
     g_msync_synced = -1;
     g_msync_ckpts = g_msync_behind = 0;
     logbuf *lb;
-    fls_server *s = server_rounds_of(yaml, &lb);
+    fls_server *s = metrics_server("msync", 3, g_msync_path, extra, ep, sizeof ep, &lb);
     peer p;
     flp_msg h;
     flc_core *c = dev_joined(s, &p, ep, &h);
-    int max_inflight = 0;
-    for (int r = 0; r < 3; r++) {
-        assert_int_equal(play_round(s, &p, c, 8, &max_inflight, 0), 0);
-        while (lb->rounds < r + 1)
-            fls_server_step(s, 2);
-    }
-    flp_msg *bye = peer_recv(s, &p, 10);
-    assert_non_null(bye);
-    flp_msg_free(bye);
-    fls_server_free(s);
+    metrics_rounds(s, lb, &p, c, 3, NULL, NULL);
     g_msync_name = NULL;
     /* a checkpoint after each round, each with the lines before it on disk */
     assert_true(g_msync_ckpts >= 3);
