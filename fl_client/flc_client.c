@@ -1054,9 +1054,19 @@ static int handle(flc_client *c, flp_msg *m, int *owned)
                 fl_log(&c->log, FL_LOG_WARN, "round %llu: update dropped by the server: the round "
                        "had closed", (unsigned long long)m->ack.of_round);
             } else {
+                /* The detail says why when the status alone does not (FL_ERR_TIMEOUT: the upload
+                 * was too slow to finish before the round's deadline while others waited, or
+                 * sent no chunk for the liveness timeout). Either way this update is over: the
+                 * client waits for its next Task, as after any refusal. */
                 c->stats.updates_refused++;
-                fl_log(&c->log, FL_LOG_WARN, "round %llu: update refused: %s",
-                       (unsigned long long)m->ack.of_round, fl_strerror((fl_status)m->ack.status));
+                const char *what = fl_strerror((fl_status)m->ack.status);
+                const char *why = m->ack.detail && m->ack.detail[0] &&
+                                          strcmp(m->ack.detail, what) != 0 /* said already */
+                                      ? m->ack.detail
+                                      : NULL;
+                fl_log(&c->log, FL_LOG_WARN, "round %llu: update refused: %s%s%s",
+                       (unsigned long long)m->ack.of_round, what, why ? ": the server says: " : "",
+                       why ? why : "");
             }
         }
         return GO_ON;

@@ -25,7 +25,9 @@
  * `credit` of its chunks are ever in flight. The core streams each slot's chunks straight into
  * one aggregator staging buffer (agg.max_open = upload_slots), so the server's memory is bounded
  * whatever the number of clients. A chunk sent without a credit ends the update (Ack(of UPDATE,
- * FL_ERR_STATE)), and so does a second Update header while the update is open.
+ * FL_ERR_STATE)), and so does a second Update header while the update is open. While an update
+ * waits for a slot, a holder too slow to finish before the round's deadline loses its slot and
+ * its update (ul_sweep, ul_too_slow: Ack(of UPDATE, FL_ERR_TIMEOUT)).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -108,6 +110,12 @@ typedef struct sess {
     double ul_last;             /* when it got its slot or last sent a chunk */
     double ul_since;            /* when it got its slot */
     int ul_long_said;           /* the slot held long while others wait was logged (this update) */
+    uint32_t ul_total, ul_got;  /* its update's chunks, and those the core took */
+    /* Its upload rate is judged over [ul_w0_t, now]: marks (time, chunks taken) moved on once a
+     * rate window old (ul_rate), so the rate is that of the last one or two windows, not of one
+     * chunk nor of the whole upload. */
+    double ul_w0_t, ul_w1_t;
+    uint32_t ul_w0_n, ul_w1_n;
     uint64_t err_round;         /* round of the last "chunk without update" Error (+1; 0 none) */
     /* Its Hello's Ack waits for the sync of its id's record (ids_flush): nothing is sent to it
      * before that sync (send_to) */
@@ -2133,8 +2141,9 @@ static void ul_admit(fls_server *s)
         if (!x || x->ul_slot != SLOT_QUEUED || x->ul_seq != w.seq)
             continue;
         x->ul_slot = SLOT_ACTIVE;
-        x->ul_last = x->ul_since = fl_time_mono_s();
+        x->ul_last = x->ul_since = x->ul_w0_t = x->ul_w1_t = fl_time_mono_s();
         x->ul_long_said = 0;
+        x->ul_got = x->ul_w0_n = x->ul_w1_n = 0;
         s->n_up_active++;
         ul_grant(s, x, s->opt.credit);
     }
@@ -2147,16 +2156,82 @@ static void ul_admit(fls_server *s)
     }
 }
 
-/* The update of x is over (committed, refused or late): answer it, free its slot. */
-static void ul_answer(fls_server *s, sess *x, uint64_t r, fl_status st)
+/* The update of x is over (committed, refused or late): answer it (with `why` as the Ack's
+ * detail, or the status's text), free its slot. */
+static void ul_answer_why(fls_server *s, sess *x, uint64_t r, fl_status st, const char *why)
 {
     if (st != FL_OK && fls_core_update_state(s->core, x->key, r) == FLS_UPDATE_RECEIVING)
         fls_core_update_abort(s->core, x->key, fl_time_mono_s()); /* its staging is freed */
-    send_ack(s, x, FLP_UPDATE, r, st, st == FL_OK ? "" : fl_strerror(st));
+    send_ack(s, x, FLP_UPDATE, r, st, why ? why : st == FL_OK ? "" : fl_strerror(st));
     ul_end(s, x);
     x->ul_round = r;
     x->ul_state = UL_ANSWERED;
     ul_admit(s);
+}
+
+static void ul_answer(fls_server *s, sess *x, uint64_t r, fl_status st)
+{
+    ul_answer_why(s, x, r, st, NULL);
+}
+
+/* 1 when an update waits for an upload slot. Entries of updates no longer queued (their client
+ * left, or sent another header) are dropped from the queue's head on the way, so that a waiter
+ * that went away preempts nobody. */
+static int ul_waiting(fls_server *s)
+{
+    while (s->ulq_head < s->ulq_n) {
+        const ul_wait w = s->ulq[s->ulq_head];
+        const sess *x = sess_by_key(s, w.key);
+        if (x && x->ul_slot == SLOT_QUEUED && x->ul_seq == w.seq)
+            return 1;
+        s->ulq_head++;
+    }
+    return 0;
+}
+
+/* The span over which an upload's rate is measured, and the grace a new upload has before it is
+ * judged: a liveness period (the longest a slot holder may go without a chunk), at least
+ * UL_RATE_MIN_S so that a short liveness does not judge a link by its first few chunks. */
+#define UL_RATE_MIN_S 3.0
+/* Without a round deadline (none today: round.deadline_s is bounded), the liveness periods a slot
+ * may be held while others wait: twice the three after which the holder is named. */
+#define UL_HOLD_MAX_LIVE 6.0
+
+static double ul_window(const fls_server *s)
+{
+    const double live = s->opt.liveness_ms / 1000.0;
+    return live > UL_RATE_MIN_S ? live : UL_RATE_MIN_S;
+}
+
+/* Moves x's rate marks on: the newer one once it is a window old. Returns the rate in chunks a
+ * second over [ul_w0_t, now] (one to two windows once the upload is a window old). */
+static double ul_rate(const fls_server *s, sess *x, double now)
+{
+    if (now - x->ul_w1_t >= ul_window(s)) {
+        x->ul_w0_t = x->ul_w1_t;
+        x->ul_w0_n = x->ul_w1_n;
+        x->ul_w1_t = now;
+        x->ul_w1_n = x->ul_got;
+    }
+    const double span = now - x->ul_w0_t;
+    return span > 0 ? (x->ul_got - x->ul_w0_n) / span : 0.0;
+}
+
+/* 1 when x's upload, at its recent rate, cannot finish before the round's deadline (or, with no
+ * deadline, has held its slot for UL_HOLD_MAX_LIVE liveness periods). Judged only after the
+ * grace of one window: a new upload's first chunks say little about its link. *eta is the time
+ * it still needs at that rate (INFINITY when no chunk came within the window). */
+static int ul_too_slow(fls_server *s, sess *x, double now, double *eta)
+{
+    const double rate = ul_rate(s, x, now);
+    const uint32_t left = x->ul_total > x->ul_got ? x->ul_total - x->ul_got : 0;
+    *eta = left == 0 ? 0.0 : rate > 0 ? left / rate : INFINITY;
+    if (now - x->ul_since < ul_window(s) || !x->ul_total)
+        return 0;
+    const double deadline = fls_core_deadline(s->core);
+    if (!isfinite(deadline))
+        return now - x->ul_since > UL_HOLD_MAX_LIVE * s->opt.liveness_ms / 1000.0;
+    return now + *eta > deadline;
 }
 
 /* 1 when a message last heard at `last` (a session's, an upload's chunks, a download's Acks) is
@@ -2185,6 +2260,7 @@ static void ul_sweep(fls_server *s)
         sess *x = sess_by_key(s, w.key);
         if (!x || x->ul_state != UL_RECEIVING || x->ul_seq != w.seq)
             continue; /* stale: dropped from the list */
+        double eta = 0;
         const fls_update_state us = fls_core_update_state(s->core, x->key, x->ul_round);
         if (us == FLS_UPDATE_RECEIVING && x->ul_slot == SLOT_ACTIVE &&
             silent_since(s, x->ul_last, fl_time_mono_s())) {
@@ -2193,6 +2269,28 @@ static void ul_sweep(fls_server *s)
             log_bad(s, "client %s: no chunk for %u ms while holding an upload slot: update dropped",
                     x->id, s->opt.liveness_ms);
             ul_answer(s, x, x->ul_round, FL_ERR_TIMEOUT);
+        } else if (us == FLS_UPDATE_RECEIVING && x->ul_slot == SLOT_ACTIVE && ul_waiting(s) &&
+                   ul_too_slow(s, x, fl_time_mono_s(), &eta)) {
+            /* Chunks keep coming, each within the liveness, but too slowly for the update to be
+             * in before the round closes, while others wait for its slot: held on, it is dropped
+             * at the deadline anyway and so are theirs (one device on a poor link cost every
+             * round). Ended as a silent holder is: undone from the aggregate, counted failed in
+             * the round, its client told with Ack(of UPDATE, FL_ERR_TIMEOUT) and why, the slot
+             * handed to the longest waiter. An upload nobody waits for keeps its slot. */
+            const double now = fl_time_mono_s();
+            const double d = fls_core_deadline(s->core) - now;
+            char why[256];
+            if (isfinite(d))
+                snprintf(why, sizeof why, "upload too slow to finish before the round's deadline "
+                         "while other updates wait for a slot (%u of %u chunks in %.0f s; %.0f s "
+                         "left): update dropped", x->ul_got, x->ul_total, now - x->ul_since, d);
+            else
+                snprintf(why, sizeof why, "upload held a slot for %.0f s while other updates wait "
+                         "for one (%u of %u chunks): update dropped", now - x->ul_since,
+                         x->ul_got, x->ul_total);
+            fl_log(&s->log, FL_LOG_WARN, "client %s: %s; at its rate it needed %.0f s more",
+                   x->id, why, eta);
+            ul_answer_why(s, x, x->ul_round, FL_ERR_TIMEOUT, why);
         } else if (us == FLS_UPDATE_RECEIVING && x->ul_slot == SLOT_ACTIVE && !x->ul_long_said &&
                    s->ulq_head < s->ulq_n &&
                    fl_time_mono_s() - x->ul_since > 3.0 * s->opt.liveness_ms / 1000.0) {
@@ -2261,6 +2359,9 @@ static void on_update(fls_server *s, sess *x, const flp_msg *m)
         FL_OK) {
         x->ul_trk = NULL;
     }
+    x->ul_total = 0;
+    for (uint32_t t = 0; t < m->update.n_tensors; t++)
+        x->ul_total += m->update.tensors[t].n_chunks;
     x->ul_state = UL_RECEIVING;
     x->ul_slot = SLOT_QUEUED;
     x->ul_seq = s->up_seq++;
@@ -2304,8 +2405,11 @@ static void on_chunk(fls_server *s, sess *x, const flp_msg *m)
         return;
     }
     x->ul_credit--;
-    if (st == FL_OK) /* only a chunk the core took keeps the slot alive */
+    if (st == FL_OK) { /* only a chunk the core took keeps the slot alive */
         x->ul_last = fl_time_mono_s();
+        x->ul_got++;
+        (void)ul_rate(s, x, x->ul_last); /* its marks stay recent while nobody waits */
+    }
     const fl_status mine = flp_msg_tracker_accept(x->ul_trk, &m->chunk, NULL, 0);
     const int complete = mine == FL_OK && flp_msg_tracker_complete(x->ul_trk);
     const fls_update_state us = fls_core_update_state(s->core, x->key, r);

@@ -2153,6 +2153,59 @@ static void test_max_rounds_counts_last_ack(void **state)
     }
 }
 
+/* ---- an upload the server took its slot back from -------------------------------------------- */
+
+/* The server ends an upload part-way (Ack(of UPDATE, FL_ERR_TIMEOUT): too slow to finish before
+ * the round's deadline while others waited for its slot). The client logs why, in the server's
+ * words, counts it refused, sends none of that update again (not even on a stray credit) and
+ * keeps its session, waiting for its next Task as after any refusal. */
+static void test_update_slot_taken_back(void **state)
+{
+    (void)state;
+    session s;
+    session_open(&s);
+    flc_config cfg = base_config(s.f.ep, train_plus_quarter, s.lb);
+    session_run(&s, &cfg, 0);
+    flp_msg *u = session_expect(&s, FLP_UPDATE, 5000, "");
+    uint32_t n = 0;
+    for (uint32_t t = 0; t < u->update.n_tensors; t++)
+        n += u->update.tensors[t].n_chunks;
+    flp_msg_free(u);
+    assert_true(n > 2);
+    for (int i = 0; i < 2; i++) { /* two chunks of it, then no more credit */
+        fake_ack(&s.f, FLP_CHUNK, s.round, 0);
+        flp_msg *cm = session_expect(&s, FLP_CHUNK, 5000, "for a credit");
+        flp_msg_free(cm);
+    }
+    const char *why = "upload too slow to finish before the round's deadline while other "
+                      "updates wait for a slot (2 of 9 chunks in 12 s; 3 s left): update dropped";
+    flp_msg a = flp_msg_header(FLP_ACK, 0, NULL);
+    a.ack.of_type = FLP_UPDATE;
+    a.ack.of_round = s.round;
+    a.ack.status = FL_ERR_TIMEOUT;
+    a.ack.detail = why;
+    fake_send(&s.f, &a);
+    char said[512];
+    snprintf(said, sizeof said, "round %llu: update refused: %s: the server says: %s",
+             (unsigned long long)s.round, fl_strerror(FL_ERR_TIMEOUT), why);
+    if (!log_wait(s.lb, said, 5.0))
+        fail_msg("not said: %s\nlog:\n%s", said, s.lb->text);
+    fake_ack(&s.f, FLP_CHUNK, s.round, 0); /* a credit that crossed the Ack: unused */
+    flp_msg *m;
+    while ((m = fake_recv(&s.f, 500))) { /* heartbeats only (skipped by fake_recv) */
+        fail_msg("the client sent %s after its update was ended; log:\n%s",
+                 flp_type_name(m->type), s.lb->text);
+    }
+    assert_false(atomic_load(&s.r.done)); /* not fatal: the session goes on */
+    const flc_stats *st = flc_client_stats(s.c);
+    assert_int_equal(st->updates_sent, 1);
+    assert_int_equal(st->updates_refused, 1);
+    assert_int_equal(st->updates_accepted, 0);
+    flc_client_stop(s.c);
+    assert_true(run_wait(&s.r, 5.0));
+    session_close(&s);
+}
+
 /* ---- a trained round whose update never went out counts as trained, not sent ------------------ */
 
 static void test_trained_not_sent(void **state)
@@ -2730,6 +2783,7 @@ int main(void)
         cmocka_unit_test(test_unselectable_told),
         cmocka_unit_test(test_plugin_dataset_status_fails_round_only),
         cmocka_unit_test(test_max_rounds_counts_last_ack),
+        cmocka_unit_test(test_update_slot_taken_back),
         cmocka_unit_test(test_trained_not_sent),
         cmocka_unit_test(test_replaced_task_not_uploaded),
         cmocka_unit_test(test_stop_interrupts_training),

@@ -5198,13 +5198,18 @@ static void test_reactor_upload_slots(void **state)
     free(lb);
 }
 
-/* After client core c (peer p) sent its Update header: its chunks, against the server's credits;
- * returns the status of the server's Ack(of UPDATE). Each chunk's codec payload names `key` as
- * its client. */
-static int32_t upload_rest(fls_server *s, peer *p, flc_core *c, uint32_t key)
+/* After client core c (peer p) sent its Update header: its chunks, against the server's credits
+ * (`credits` of them read already by the caller); returns the status of the server's Ack(of
+ * UPDATE). Each chunk's codec payload names `key` as its client. */
+static int32_t upload_credited(fls_server *s, peer *p, flc_core *c, uint32_t key, uint32_t credits)
 {
     const uint32_t n = flc_core_update_chunks(c);
     uint32_t sent = 0;
+    for (; credits > 0 && sent < n; credits--) {
+        flp_msg cm;
+        assert_int_equal(flc_core_update_chunk(c, sent++, &cm), FL_OK);
+        peer_send(p, &cm);
+    }
     for (;;) {
         flp_msg *r = peer_recv(s, p, 10);
         assert_non_null(r);
@@ -5226,6 +5231,11 @@ static int32_t upload_rest(fls_server *s, peer *p, flc_core *c, uint32_t key)
             peer_send(p, &cm);
         }
     }
+}
+
+static int32_t upload_rest(fls_server *s, peer *p, flc_core *c, uint32_t key)
+{
+    return upload_credited(s, p, c, key, 0);
 }
 
 /* Client core c (peer p) sends its trained update: its header, then upload_rest. */
@@ -5304,6 +5314,230 @@ static void test_reactor_upload_queue_order(void **state)
         peer_close(&p[k]);
     }
     free(lb);
+}
+
+static fl_status plus_one(void *user, const flc_core_job *job, float *params, uint64_t *n_samples,
+                          double *loss)
+{
+    (void)user;
+    for (size_t i = 0; i < job->sub->n_params; i++)
+        params[i] += 1.0f;
+    *n_samples = 5;
+    *loss = 0.5;
+    return FL_OK;
+}
+
+/* The model parameters of checkpoint `path`, into a new buffer (*n of them). */
+static float *ckpt_params(const char *path, size_t *n)
+{
+    fls_ckpt k;
+    char err[200];
+    if (fls_ckpt_read(path, 0, &k, err, sizeof err) != FL_OK)
+        fail_msg("%s: %s", path, err);
+    *n = k.n_params;
+    float *w = malloc(k.n_params * sizeof *w);
+    assert_non_null(w);
+    memcpy(w, k.params, k.n_params * sizeof *w);
+    fls_ckpt_clear(&k);
+    return w;
+}
+
+/* One round of clients u0 (trainer plus_one) and u1 (plus_quarter) on a server with one upload
+ * slot, a liveness of 2 s and a deadline of 16 s, checkpointed to TMP/`name`.ckpt (*ckpt). u0
+ * takes the slot and sends a chunk every 1.8 s of the wrapped clock: each one inside the liveness,
+ * its whole update (15 chunks) due after the deadline. `mode`: 0, u1 waits for the slot from the
+ * start; 1, u1 does not upload until u0's update is in (u0 sends its first 6 chunks slowly, then
+ * the rest at once); 2, u0 never uploads (the reference: u1's update alone, the round closed by
+ * its deadline). The clock moves only with u0's chunks (and, for 2, past the deadline): real time
+ * spent on a loaded machine is seconds at most. Returns the server's log (the caller frees it). */
+static logbuf *slow_slot_round(const char *name, int mode, char *ckpt, size_t cap)
+{
+    char yaml[2048], ep[300];
+    snprintf(ep, sizeof ep, "ipc://%s/%s.sock", g_tmp, name);
+    snprintf(ckpt, cap, "%s/%s.ckpt", g_tmp, name);
+    snprintf(yaml, sizeof yaml,
+             "server:\n  insecure: true\n  endpoints: ['%s']\n  credit: 2\n  upload_slots: 1\n"
+             "  liveness_ms: 2000\n  heartbeat_ms: 50\n"
+             "model:\n  arch: \"mlp:6-5-3\"\nrun:\n  rounds: 1\n"
+             "round:\n  clients: 2\n  overcommit: 1\n  deadline_s: 16\ncodec:\n  chunk_elems: 4\n"
+             "checkpoint:\n  path: '%s'\n  every: 1\n", ep, ckpt);
+    g_clock_skew = 0;
+    logbuf *lb;
+    fls_server *s = server_rounds_of(yaml, &lb);
+    const char *ids[2] = {"u0", "u1"};
+    peer p[2];
+    flc_core *c[2];
+    for (int k = 0; k < 2; k++) {
+        peer_open(&p[k], ep, NULL, NULL, NULL);
+        const flc_core_config cc = {ids[k], fls_client_key(ids[k]), 5, NULL,
+                                    k ? plus_quarter : plus_one, NULL, {0}, NULL};
+        assert_int_equal(flc_core_new(&cc, &c[k]), FL_OK);
+        flp_msg h = hello_msg(ids[k]);
+        peer_send(&p[k], &h);
+        expect_ack_hello(s, &p[k]);
+    }
+    for (int k = 0; k < 2; k++)
+        download_and_train(s, &p[k], c[k], ids[k]);
+    flp_msg up, hb = flp_msg_header(FLP_HEARTBEAT, 0, NULL);
+    if (mode == 2) {
+        assert_int_equal(upload_all(s, &p[1], c[1], fls_client_key(ids[1])), 0);
+        for (int pass = 0; pass < 10; pass++) { /* past the deadline: u0's update never came */
+            g_clock_skew += 1.8;
+            for (int k = 0; k < 2; k++) { /* both stay (the Bye comes to a live session) */
+                hb.sender = ids[k];
+                peer_send(&p[k], &hb);
+            }
+            for (int i = 0; i < 20; i++)
+                fls_server_step(s, 1);
+        }
+    } else {
+        assert_int_equal(flc_core_update(c[0], &up), FL_OK);
+        peer_send(&p[0], &up);
+        uint32_t sent = 0, credit = 0;
+        /* u0 holds the slot (its credits) before u1's Update goes: a ROUTER reads its peers in
+         * turn, not in the order they sent */
+        for (; credit < 2; credit++) {
+            flp_msg *r = peer_recv(s, &p[0], 10);
+            assert_non_null(r);
+            assert_int_equal(r->type, FLP_ACK);
+            assert_int_equal(r->ack.of_type, FLP_CHUNK);
+            flp_msg_free(r);
+        }
+        if (mode == 0) {
+            assert_int_equal(flc_core_update(c[1], &up), FL_OK);
+            peer_send(&p[1], &up);
+        }
+        const uint32_t n = flc_core_update_chunks(c[0]);
+        assert_int_equal(n, 15);
+        int32_t u0_status = -1;
+        uint32_t u1_credit = 0; /* u1's credits read */
+        /* each pass: at most one chunk of u0 (1.8 s of the wrapped clock when paced), heartbeats
+         * of both */
+        const double w0 = __real_fl_time_mono_s();
+        while (u0_status < 0 && !u1_credit) {
+            if (__real_fl_time_mono_s() - w0 > 60)
+                fail_msg("stuck: %u chunks sent, %u credits:\n%s", sent, credit, lb->text);
+            if (credit > 0 && sent < n) {
+                flp_msg cm;
+                assert_int_equal(flc_core_update_chunk(c[0], sent++, &cm), FL_OK);
+                peer_send(&p[0], &cm);
+                credit--;
+                if (mode == 0 || sent <= 6)
+                    g_clock_skew += 1.8;
+            }
+            for (int k = 0; k < 2; k++) {
+                hb.sender = ids[k];
+                peer_send(&p[k], &hb);
+            }
+            for (int i = 0; i < 20; i++)
+                fls_server_step(s, 1);
+            for (int k = 0; k < 2; k++) {
+                flp_msg *m;
+                while ((m = peer_next(&p[k]))) {
+                    if (m->type == FLP_ACK && k == 0 && m->ack.of_type == FLP_CHUNK) {
+                        credit++;
+                    } else if (m->type == FLP_ACK && k == 0 && m->ack.of_type == FLP_UPDATE) {
+                        u0_status = m->ack.status;
+                        if (u0_status == FL_ERR_TIMEOUT &&
+                            !strstr(m->ack.detail, "upload too slow to finish before the round's "
+                                                   "deadline while other updates wait"))
+                            fail_msg("Ack detail: %s", m->ack.detail);
+                    } else if (m->type == FLP_ACK && k == 1) {
+                        assert_int_equal(m->ack.of_type, FLP_CHUNK);
+                        u1_credit++;
+                    } else if (m->type != FLP_HEARTBEAT) {
+                        fail_msg("unexpected %s to %s:\n%s", flp_type_name(m->type), ids[k],
+                                 lb->text);
+                    }
+                    flp_msg_free(m);
+                }
+            }
+        }
+        if (mode == 0) {
+            /* u0 was ended, told why, before u1 heard anything; it had sent part of its update,
+             * each chunk inside the liveness */
+            if (u0_status != FL_ERR_TIMEOUT)
+                fail_msg("u0's update: status %d, u1 credited %d, %u chunks sent:\n%s",
+                         u0_status, u1_credit, sent, lb->text);
+            assert_true(sent >= 2 && sent < n); /* judged after its grace (3 s here) */
+            if (!u1_credit) { /* the slot went to u1 in the step that ended u0's update */
+                flp_msg *m = peer_recv(s, &p[1], 10);
+                assert_non_null(m);
+                assert_int_equal(m->type, FLP_ACK);
+                assert_int_equal(m->ack.of_type, FLP_CHUNK);
+                u1_credit++;
+                flp_msg_free(m);
+            }
+            assert_int_equal(upload_credited(s, &p[1], c[1], fls_client_key(ids[1]), u1_credit),
+                             0);
+        } else {
+            /* nobody waited: u0 kept its slot however slow, and its update is in */
+            if (u0_status != 0)
+                fail_msg("u0's update: status %d, %u chunks sent:\n%s", u0_status, sent,
+                         lb->text);
+            assert_false(u1_credit);
+            assert_int_equal(sent, n);
+            assert_int_equal(upload_all(s, &p[1], c[1], fls_client_key(ids[1])), 0);
+        }
+    }
+    flp_msg *bye = peer_recv(s, &p[1], 10);
+    assert_non_null(bye);
+    assert_int_equal(bye->type, FLP_BYE);
+    flp_msg_free(bye);
+    fls_server_free(s);
+    g_clock_skew = 0;
+    for (int k = 0; k < 2; k++) {
+        flc_core_free(c[k]);
+        peer_close(&p[k]);
+    }
+    return lb;
+}
+
+/* A slot holder on a slow link (each chunk just inside the liveness timeout) whose update cannot
+ * be in before the round's deadline, while another update waits for the slot: the server ends
+ * it (Ack(of UPDATE, FL_ERR_TIMEOUT) saying why, logged once with its id, counted failed) and
+ * gives the slot to the waiting client, whose update makes the round. Before, the holder kept
+ * the slot to the deadline and the round closed with neither update. The aggregate is
+ * bit-identical to the round that never saw the slow update. */
+static void test_reactor_upload_slot_too_slow(void **state)
+{
+    (void)state;
+    char ckpt[300], ref[300];
+    logbuf *lb = slow_slot_round("slow", 0, ckpt, sizeof ckpt);
+    const char *said = "client u0: upload too slow to finish before the round's deadline while "
+                       "other updates wait for a slot";
+    const char *at = strstr(lb->text, said);
+    if (!at)
+        fail_msg("not said: %s\n%s", said, lb->text);
+    assert_null(strstr(at + 1, said)); /* once */
+    assert_non_null(strstr(lb->last_json, "\"reported\":1"));
+    assert_non_null(strstr(lb->last_json, "\"failed\":1"));
+    free(lb);
+    lb = slow_slot_round("slowref", 2, ref, sizeof ref);
+    assert_non_null(strstr(lb->last_json, "\"reported\":1"));
+    assert_non_null(strstr(lb->last_json, "\"failed\":0"));
+    free(lb);
+    size_t n0, n1;
+    float *w0 = ckpt_params(ckpt, &n0), *w1 = ckpt_params(ref, &n1);
+    assert_int_equal(n0, n1);
+    assert_memory_equal(w0, w1, n0 * sizeof *w0);
+    free(w0);
+    free(w1);
+    unlink(ckpt);
+    unlink(ref);
+}
+
+/* The same slow holder with nobody waiting for a slot keeps it: its update is in, whatever its
+ * rate. */
+static void test_reactor_upload_slow_alone_kept(void **state)
+{
+    (void)state;
+    char ckpt[300];
+    logbuf *lb = slow_slot_round("alone", 1, ckpt, sizeof ckpt);
+    assert_null(strstr(lb->text, "too slow"));
+    assert_non_null(strstr(lb->last_json, "\"reported\":2"));
+    free(lb);
+    unlink(ckpt);
 }
 
 /* D8: dev-13708 and dev-74558 have the same derived key (the first 4 bytes of their ids'
@@ -7799,6 +8033,8 @@ int main(void)
         cmocka_unit_test_teardown(test_ids_restart_many_leftovers_not_warned, reset_wraps),
         cmocka_unit_test(test_reactor_sessions_by_key),
         cmocka_unit_test(test_reactor_upload_queue_order),
+        cmocka_unit_test(test_reactor_upload_slot_too_slow),
+        cmocka_unit_test(test_reactor_upload_slow_alone_kept),
         cmocka_unit_test(test_ids_group_commit),
         cmocka_unit_test(test_ids_group_two_hellos_one_connection),
         cmocka_unit_test_teardown(test_ids_group_sync_fails, reset_wraps),
