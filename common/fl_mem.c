@@ -1,8 +1,10 @@
 #include "fl_mem.h"
 
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 fl_status fl_grow(void *pp, size_t *cap, size_t need, size_t size, size_t first)
 {
@@ -43,4 +45,26 @@ fl_status fl_index_new(uint32_t **t, size_t *mask, size_t slots)
     *t = h;
     *mask = cap - 1;
     return FL_OK;
+}
+
+double fl_mem_available(double *total)
+{
+    const long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGE_SIZE);
+    const double phys = pages > 0 && page > 0 ? (double)pages * (double)page : 0.0;
+    if (total)
+        *total = phys;
+    double have = phys;
+    FILE *mi = fopen("/proc/meminfo", "r");
+    if (mi) {
+        char line[128];
+        unsigned long long kb;
+        while (fgets(line, sizeof line, mi))
+            if (sscanf(line, "MemAvailable: %llu kB", &kb) == 1) {
+                if ((double)kb * 1024.0 < have || have <= 0.0)
+                    have = (double)kb * 1024.0;
+                break;
+            }
+        fclose(mi);
+    }
+    return have;
 }

@@ -21,4 +21,10 @@ fl_status fl_grow(void *pp, size_t *cap, size_t need, size_t size, size_t first)
  * *mask (its size - 1). FL_OK, or FL_ERR_NOMEM with *t and *mask unchanged. */
 fl_status fl_index_new(uint32_t **t, size_t *mask, size_t slots);
 
+/* The memory this machine can give now, in bytes: /proc/meminfo's MemAvailable (free memory and
+ * the caches it can drop), at most the physical memory; the physical memory where MemAvailable is
+ * not to be read; 0 when neither is known. *total (may be NULL) gets the physical memory (0 when
+ * unknown). */
+double fl_mem_available(double *total);
+
 #endif

@@ -3879,6 +3879,35 @@ static void say_inert(void *u, const char *key, const char *origin, const char *
     fl_log(&s->log, FL_LOG_WARN, "%s (%s) has no effect here: %s", key, origin, why);
 }
 
+/* Warns at start when the server's memory at a round's peak may pass what the machine can give
+ * now: the model and its round delta (4 B a parameter each), the exact accumulator (8 B), a
+ * staging buffer per upload slot (4 B) and, in the robust modes, every update kept until the round
+ * closes (4 B each). Nothing checked it: 4096 slots of a 5M-parameter model (82 GB) started
+ * silently and were found by the OOM killer in the middle of a round. A warning, not a refusal:
+ * the slots fill only as uploads overlap, and the memory free now is not what it will be. */
+static void warn_memory(fls_server *s)
+{
+    const double n = (double)fls_core_arch(s->core)->n_params;
+    const double slots = (double)s->opt.upload_slots;
+    const int robust = s->ccfg.agg.mode != FLS_AGG_MEAN;
+    const double kept = robust ? (double)fls_agg_updates_kept(&s->ccfg.agg) : 0.0;
+    const double need = n * (16.0 + 4.0 * slots + 4.0 * kept);
+    double total;
+    const double have = fl_mem_available(&total);
+    if (have <= 0.0 || need <= have)
+        return;
+    char robust_part[160] = "";
+    if (robust)
+        snprintf(robust_part, sizeof robust_part, ", %.0f updates the robust aggregation keeps "
+                 "(aggregation.max_updates)", kept);
+    fl_log(&s->log, FL_LOG_WARN, "at a round's peak this server may need %.1f GB for the "
+           "model's %.0f parameters (the model, its accumulator, %.0f upload slot%s "
+           "(server.upload_slots)%s; 4 B a parameter each, the accumulator 8), more than the "
+           "%.1f GB this machine has available now (of %.1f GB): lower server.upload_slots%s",
+           need / 1e9, n, slots, slots == 1 ? "" : "s", robust_part, have / 1e9, total / 1e9,
+           robust ? " or aggregation.max_updates" : "");
+}
+
 static fl_status server_init(fls_server *s, char *err, size_t errlen)
 {
     char why[1024];
@@ -3941,6 +3970,7 @@ static fl_status server_init(fls_server *s, char *err, size_t errlen)
         snprintf(err, errlen, "round engine: %s", fl_strerror(st));
         return st == FL_ERR_NOMEM ? st : FL_ERR_CONFIG;
     }
+    warn_memory(s);
     /* random, never 0 (0 means "not told" on the wire); a resumed checkpoint's replaces it */
     fls_core_set_run_id(s->core, fl_entropy_u64());
     int resumed = 0;

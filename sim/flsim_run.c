@@ -531,24 +531,10 @@ static fl_status check_residual_memory(const sim *S, const flsim_config *cfg, si
         return FL_OK;
     const double trained = resid_clients_most(cfg, ceil((double)cfg->clients / (double)S->size));
     const double need = trained * (double)n_params * sizeof(float);
-    const long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGE_SIZE);
-    const double total = pages > 0 && page > 0 ? (double)pages * (double)page : 0.0;
-    /* What the machine can give now (MemAvailable: free memory and the caches it can drop), not
-     * its total: other processes' memory, and this run's own (the data, the models, the updates
-     * of a round), is not the residuals' to take. */
-    double have = total;
-    FILE *mi = fopen("/proc/meminfo", "r");
-    if (mi) {
-        char line[128];
-        unsigned long long kb;
-        while (fgets(line, sizeof line, mi))
-            if (sscanf(line, "MemAvailable: %llu kB", &kb) == 1) {
-                if ((double)kb * 1024.0 < have || have <= 0.0)
-                    have = (double)kb * 1024.0;
-                break;
-            }
-        fclose(mi);
-    }
+    /* What the machine can give now, not its total: other processes' memory, and this run's own
+     * (the data, the models, the updates of a round), is not the residuals' to take. */
+    double total;
+    const double have = fl_mem_available(&total);
     if (have <= 0.0 || need <= have)
         return FL_OK;
     snprintf(why, whylen,

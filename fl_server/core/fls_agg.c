@@ -130,7 +130,10 @@ static fl_status norm_options(const fls_agg_options *in, fls_agg_options *o)
         return FL_ERR_INVALID_ARG;
     if (!(o->trim_frac >= 0.0 && o->trim_frac < 0.5))
         return FL_ERR_INVALID_ARG;
-    if (o->max_open > 4096 || o->max_updates > 1000000)
+    /* 4096 + 1: the daemon's most server.upload_slots, and the round engine's one more for
+     * committing an update buffered encoded (fls_core_new); at 4096 the daemon's own maximum
+     * was refused ("round engine: invalid configuration") */
+    if (o->max_open > 4096 + 1 || o->max_updates > 1000000)
         return FL_ERR_INVALID_ARG;
     if (o->par.parts > FL_PAR_MAX || (o->par.parts > 1 && !o->par.run))
         return FL_ERR_INVALID_ARG;

@@ -97,7 +97,7 @@ typedef struct fls_agg_options {
     int max_abs_log2;    /* |delta| <= 2^this, -8..20, S + this <= 50; 0 = default 10 */
     double clip_norm;    /* > 0: scale each update to L2 norm <= clip_norm before folding; 0 = off */
     double trim_frac;    /* trimmed mean: fraction of holders dropped at EACH end, [0, 0.5) */
-    int max_open;        /* staging buffers = concurrently open updates; 0 = 1 */
+    int max_open;        /* staging buffers = concurrently open updates; 0 = 1; at most 4097 */
     int max_updates;     /* robust modes: committed updates per round (memory cap); 0 = 256 */
     int no_simd;         /* 1: use the portable kernel even where AVX2 exists (same bits, slower) */
     int no_avx512;       /* 1: at most the AVX2 kernel where AVX-512 exists (same bits, slower) */

@@ -37,6 +37,7 @@
 #include <cmocka.h>
 
 #include "fl_fs.h"
+#include "fl_mem.h"
 #include "fl_sha256.h"
 #include "fl_time.h"
 #include "flc_core.h"
@@ -6346,6 +6347,44 @@ static void test_reactor_connection_limit_start_warning(void **state)
     }
 }
 
+/* A configuration whose round may need more memory than the machine has (upload slots x the
+ * model) is warned of at start, naming the figures and the key to lower; one that fits is not.
+ * Nothing weighed it: 4096 slots of a 5M-parameter model started silently. The model is sized
+ * from this machine's available memory (twice what it can give at 4096 slots). */
+static void test_memory_need_warned(void **state)
+{
+    (void)state;
+    const double have = fl_mem_available(NULL);
+    const double n = 2.0 * have / (16.0 + 4.0 * 4096.0);
+    const double hidden = ceil(n / 75.0);
+    if (have <= 0.0 || hidden > 130000.0) /* a model of more than about 10M parameters: too big */
+        skip();
+    for (int big = 0; big < 2; big++) {
+        char yaml[1024];
+        logbuf *lb;
+        snprintf(yaml, sizeof yaml,
+                 "server:\n  insecure: true\n  endpoints: ['ipc://%s/memwarn.sock']\n"
+                 "  upload_slots: %d\nmodel:\n  arch: \"mlp:64-%.0f-10\"\n",
+                 g_tmp, big ? 4096 : 1, big ? hidden : 16.0);
+        fls_options *o = opts_from(yaml);
+        lb = calloc(1, sizeof *lb);
+        assert_non_null(lb);
+        fls_host host = {log_collect, lb, NULL, NULL, NULL};
+        fls_server *s = NULL;
+        const fls_status st = fls_server_new(o, &host, &s);
+        fls_options_free(o);
+        if (st != FLS_OK)
+            fail_msg("upload_slots %d: %s; log: %s", big ? 4096 : 1, fls_strerror(st), lb->text);
+        const char *said = strstr(lb->text, "at a round's peak this server may need");
+        if (big ? !said || !strstr(said, "4096 upload slots (server.upload_slots)") ||
+                      !strstr(said, "lower server.upload_slots")
+                : said != NULL)
+            fail_msg("upload_slots %d: log: %s", big ? 4096 : 1, lb->text);
+        fls_server_free(s);
+        free(lb);
+    }
+}
+
 /* A peer (another process, no Hello) floods the server faster than it reads, then its process
  * ends while the reactor is busy: its connection ends with a full queue. With ZeroMQ heartbeats
  * on the ROUTER, libzmq 4.3.4 then aborts the whole server ("Assertion failed: !_io_error
@@ -8016,6 +8055,7 @@ int main(void)
         cmocka_unit_test(test_reactor_receive_queue_bounded),
         cmocka_unit_test(test_reactor_connection_limit),
         cmocka_unit_test(test_reactor_connection_limit_start_warning),
+        cmocka_unit_test(test_memory_need_warned),
         cmocka_unit_test(test_reactor_near_limit_said_once),
         cmocka_unit_test(test_reactor_forgotten_state_not_inherited),
         cmocka_unit_test(test_reactor_metrics_lost),
