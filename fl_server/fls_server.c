@@ -2292,8 +2292,8 @@ static void ul_sweep(fls_server *s)
                    x->id, why, eta);
             ul_answer_why(s, x, x->ul_round, FL_ERR_TIMEOUT, why);
         } else if (us == FLS_UPDATE_RECEIVING && x->ul_slot == SLOT_ACTIVE && !x->ul_long_said &&
-                   s->ulq_head < s->ulq_n &&
-                   fl_time_mono_s() - x->ul_since > 3.0 * s->opt.liveness_ms / 1000.0) {
+                   fl_time_mono_s() - x->ul_since > 3.0 * s->opt.liveness_ms / 1000.0 &&
+                   ul_waiting(s)) {
             /* Chunks keep coming, each within the liveness, but the upload has held its slot for
              * three liveness periods while others wait: a slow link, or a client that trickles
              * (a hostile one can hold a slot so for up to a liveness period a chunk). Said once
