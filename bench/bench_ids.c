@@ -1,5 +1,5 @@
 /* bench_ids: how fast fl_server takes a flood of new devices, its client-id journal on against
- * off, in the same run.
+ * off, in the same run, the two alternated.
  *
  *   bench_ids [--ids N] [--conns C] [--reps R] [--dir DIR]
  *
@@ -8,11 +8,18 @@
  * to disk before its Hello is answered (fl_server/README.md, "Client ids across restarts"). C
  * connections (DEALER sockets) say Hello with N new ids in all, each connection one id after the
  * other (the next when the last one's Ack came), as a fleet of devices coming online at once
- * does. The window runs from the first Hello to the last Ack; best of R floods (new ids each).
+ * does. The window of a flood runs from the first Hello to the last Ack.
  * Also printed: the server thread's CPU time a Hello (its reactor's work, whatever the client
  * side's polling of C sockets costs).
- * Peer: the same floods against the same server without checkpoint.path (no journal, nothing
- * written), in the same run: the floor. ratio = hellos_per_s / nojournal_hellos_per_s.
+ * Peer: the same floods against a second server of the same options without checkpoint.path (no
+ * journal, nothing written): the floor.
+ * Both servers run side by side for the whole run, each with its own C connections, made and
+ * warmed up (one new id each, untimed) before the first timed flood. Then R floods of each,
+ * alternated: journal, no journal, journal, no journal, ... (each flood new ids; while one
+ * server floods, the other is idle). Figures: the median of each side's R floods (min and max
+ * beside); ratio = median hellos_per_s / median nojournal_hellos_per_s. A disk that stalls now
+ * and then (a shared machine) moves single floods by 5x: the medians of alternated floods keep
+ * such a stall from landing on one side only, as it could when one side's floods all ran first.
  * DIR (default: a new directory under the current one, removed at the end) must be on the disk
  * to be measured: a tmpfs syncs for free (the last line names the file system).
  * LAST line: hellos_per_s=<f> nojournal_hellos_per_s=<f> ratio=<f> fs=<name>
@@ -139,9 +146,22 @@ static double run_flood(flood *f, const char *tag, int n, double *cpu)
     return dt;
 }
 
-/* The best of reps floods of n new ids against a server with (journal) or without a journal. */
-static double measure(const char *dir, int journal, int n, int conns, int reps)
+/* One side of the comparison: a server (journal or not) in its own thread, and its connections. */
+typedef struct side {
+    int journal;
+    fls_options *o;
+    fls_server *s;
+    pthread_t th;
+    flood f;
+    double hps[1000]; /* Hellos a second of each timed flood */
+} side;
+
+/* Starts a server with (journal) or without the id journal, connects conns sockets to it and
+ * warms them up (every connection made, one new id each, untimed). */
+static void side_start(side *sd, const char *dir, int journal, int conns)
 {
+    memset(sd, 0, sizeof *sd);
+    sd->journal = journal;
     char yaml[2048], ep[600];
     snprintf(ep, sizeof ep, "ipc://%s/%c.sock", dir, journal ? 'j' : 'n');
     int w = snprintf(yaml, sizeof yaml,
@@ -149,57 +169,73 @@ static double measure(const char *dir, int journal, int n, int conns, int reps)
                      "model:\n  arch: \"mlp:6-5-3\"\nround:\n  clients: 1000000\n", ep);
     if (journal)
         snprintf(yaml + w, sizeof yaml - (size_t)w, "checkpoint:\n  path: '%s/j.ckpt'\n", dir);
-    fls_options *o = NULL;
     char err[512];
-    if (fls_options_new(&o) != FLS_OK ||
-        fls_options_load_mem(o, yaml, strlen(yaml), "bench_ids", err, sizeof err) != FLS_OK)
+    if (fls_options_new(&sd->o) != FLS_OK ||
+        fls_options_load_mem(sd->o, yaml, strlen(yaml), "bench_ids", err, sizeof err) != FLS_OK)
         die("bad server options", err);
     fls_host host = {0};
-    fls_server *s = NULL;
-    const fls_status st = fls_server_new(o, &host, &s);
+    const fls_status st = fls_server_new(sd->o, &host, &sd->s);
     if (st != FLS_OK)
         die("the server did not start", fls_strerror(st));
-    pthread_t th;
-    if (pthread_create(&th, NULL, serve, s) != 0)
+    if (pthread_create(&sd->th, NULL, serve, sd->s) != 0)
         die("pthread_create", NULL);
-    flood f = {zmq_ctx_new(), calloc((size_t)conns, sizeof(void *)), conns, 0};
-    if (!f.ctx || !f.sock)
+    sd->f = (flood){zmq_ctx_new(), calloc((size_t)conns, sizeof(void *)), conns, 0};
+    if (!sd->f.ctx || !sd->f.sock)
         die("zmq_ctx_new", NULL);
-    zmq_ctx_set(f.ctx, ZMQ_MAX_SOCKETS, conns + 16);
-    if (pthread_getcpuclockid(th, &f.server_cpu) != 0)
+    zmq_ctx_set(sd->f.ctx, ZMQ_MAX_SOCKETS, conns + 16);
+    if (pthread_getcpuclockid(sd->th, &sd->f.server_cpu) != 0)
         die("pthread_getcpuclockid", NULL);
     for (int c = 0; c < conns; c++) {
         const int zero = 0;
-        if (!(f.sock[c] = zmq_socket(f.ctx, ZMQ_DEALER)))
+        if (!(sd->f.sock[c] = zmq_socket(sd->f.ctx, ZMQ_DEALER)))
             die("zmq_socket", zmq_strerror(zmq_errno()));
-        zmq_setsockopt(f.sock[c], ZMQ_LINGER, &zero, sizeof zero);
-        if (zmq_connect(f.sock[c], ep) != 0)
+        zmq_setsockopt(sd->f.sock[c], ZMQ_LINGER, &zero, sizeof zero);
+        if (zmq_connect(sd->f.sock[c], ep) != 0)
             die("zmq_connect", zmq_strerror(zmq_errno()));
     }
-    char tag[32];
-    snprintf(tag, sizeof tag, "%cw", journal ? 'j' : 'n');
     double cpu;
-    run_flood(&f, tag, conns, &cpu); /* warm-up: every connection made, one new id each */
-    double best = 0;
-    for (int r = 0; r < reps; r++) {
-        snprintf(tag, sizeof tag, "%c%d", journal ? 'j' : 'n', r);
-        const double dt = run_flood(&f, tag, n, &cpu);
-        printf("  %s, flood %d: %d new ids in %.3f s (%.0f a second); server thread CPU %.1f us "
-               "a Hello\n", journal ? "journal" : "no journal", r + 1, n, dt, n / dt,
-               cpu / n * 1e6);
-        fflush(stdout);
-        if (best == 0 || dt < best)
-            best = dt;
-    }
-    for (int c = 0; c < conns; c++)
-        zmq_close(f.sock[c]);
-    zmq_ctx_term(f.ctx);
-    free(f.sock);
-    fls_server_stop(s);
-    pthread_join(th, NULL);
-    fls_server_free(s);
-    fls_options_free(o);
-    return n / best;
+    run_flood(&sd->f, journal ? "jw" : "nw", conns, &cpu);
+}
+
+/* Timed flood number r (new ids) of this side. */
+static void side_flood(side *sd, int r, int n)
+{
+    char tag[32];
+    snprintf(tag, sizeof tag, "%c%d", sd->journal ? 'j' : 'n', r);
+    double cpu;
+    const double dt = run_flood(&sd->f, tag, n, &cpu);
+    sd->hps[r] = n / dt;
+    printf("  %-10s flood %d: %d new ids in %.3f s (%.0f a second); server thread CPU %.1f us "
+           "a Hello\n", sd->journal ? "journal," : "no journal,", r + 1, n, dt, n / dt,
+           cpu / n * 1e6);
+    fflush(stdout);
+}
+
+static void side_end(side *sd)
+{
+    for (int c = 0; c < sd->f.conns; c++)
+        zmq_close(sd->f.sock[c]);
+    zmq_ctx_term(sd->f.ctx);
+    free(sd->f.sock);
+    fls_server_stop(sd->s);
+    pthread_join(sd->th, NULL);
+    fls_server_free(sd->s);
+    fls_options_free(sd->o);
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    const double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* The median of v[0..n) (sorted in place); its least and greatest in *lo and *hi. */
+static double median(double *v, int n, double *lo, double *hi)
+{
+    qsort(v, (size_t)n, sizeof *v, cmp_double);
+    *lo = v[0];
+    *hi = v[n - 1];
+    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
 }
 
 static const char *fs_name(const char *dir)
@@ -219,14 +255,18 @@ static const char *fs_name(const char *dir)
 
 int main(int argc, char **argv)
 {
-    int n = 3000, conns = 64, reps = 3;
+    int n = 3000, conns = 64, reps = 5;
     const char *dir_opt = NULL;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-            printf("usage: %s [--ids N (3000)] [--conns C (64)] [--reps R (3)] [--dir DIR]\n"
-                   "Floods of N new client ids over C connections against fl_server with its\n"
-                   "client-id journal (in DIR, default a new directory here), and without.\n",
+            printf("usage: %s [--ids N (3000)] [--conns C (64)] [--reps R (5)] [--dir DIR]\n"
+                   "Ours: floods of N new client ids over C connections against fl_server with\n"
+                   "its client-id journal (synced in DIR, default a new directory here, before\n"
+                   "each Hello is answered). Peer: the same floods against a second fl_server\n"
+                   "without the journal, in the same run. R floods of each, alternated; the\n"
+                   "last line has the medians and their ratio. Details: the comment at the top\n"
+                   "of bench/bench_ids.c.\n",
                    argv[0]);
             return 0;
         }
@@ -243,6 +283,8 @@ int main(int argc, char **argv)
             n = (int)x;
         else if (!strcmp(a, "--conns"))
             conns = (int)x;
+        else if (!strcmp(a, "--reps") && x > 1000)
+            die("--reps takes 1..1000", v);
         else if (!strcmp(a, "--reps"))
             reps = (int)x;
         else
@@ -270,10 +312,26 @@ int main(int argc, char **argv)
             die("mkdtemp", strerror(errno));
     }
     const char *fs = fs_name(dir);
-    printf("bench_ids: %d new ids over %d connections, best of %d floods; journal in %s (%s)\n",
-           n, conns, reps, dir, fs);
-    const double with = measure(dir, 1, n, conns, reps);
-    const double without = measure(dir, 0, n, conns, reps);
+    printf("bench_ids: %d new ids over %d connections, %d floods of each side alternated "
+           "(medians); journal in %s (%s)\n", n, conns, reps, dir, fs);
+    fflush(stdout);
+    side *sd = calloc(2, sizeof *sd); /* [0]: ours (journal), [1]: the peer (no journal) */
+    if (!sd)
+        die("out of memory", NULL);
+    side_start(&sd[0], dir, 1, conns);
+    side_start(&sd[1], dir, 0, conns);
+    for (int r = 0; r < reps; r++) {
+        side_flood(&sd[0], r, n);
+        side_flood(&sd[1], r, n);
+    }
+    side_end(&sd[0]);
+    side_end(&sd[1]);
+    double lo[2], hi[2];
+    const double with = median(sd[0].hps, reps, &lo[0], &hi[0]);
+    const double without = median(sd[1].hps, reps, &lo[1], &hi[1]);
+    free(sd);
+    printf("journal: median %.0f Hellos a second (%.0f-%.0f); no journal: median %.0f (%.0f-%.0f)\n",
+           with, lo[0], hi[0], without, lo[1], hi[1]);
     if (!dir_opt) { /* the files the servers made (journal, lock, checkpoint, sockets) */
         DIR *d = opendir(dir);
         for (struct dirent *e; d && (e = readdir(d));) {
