@@ -2,7 +2,16 @@
  * PyTorch (bench_train_torch.py, /usr/bin/python3 with torch 1.13) doing the same in the same run:
  * identical model, data, batch size, learning rate and thread count.
  *
- *   build/bench/bench_train --model cnn --batch 10 --threads 1 --samples 6000
+ *   build/bench/bench_train --model cnn --batch 10 --threads 1 --samples 6000 [--reps 3]
+ *
+ * Ours: one epoch of flm_train_local over the samples, R times (--reps), each from the same
+ * initial weights in the same batch order (the same work each time), after an untimed warm-up
+ * batch. Peer: PyTorch's training loop over the same samples, started once before the first
+ * repetition (its data loaded, its warm-up step done) and run R times the same way, alternated
+ * with ours: ours 1, PyTorch 1, ours 2, PyTorch 2, ... (while one trains, the other waits), so
+ * both meet the same stretches of a shared machine's load. Figures: the medians of the R
+ * repetitions, wall and CPU time (min and max beside); the ratio is of the medians. The test
+ * accuracy is that of the trained weights (every repetition trains the same ones).
  *
  * Also prints: the sgemm peak of this machine (1024^3, same thread count), the throughput of every
  * GEMM the dense and conv layers issue in one training step (replayed in isolation with the same
@@ -10,14 +19,20 @@
  * worth of flops in one pass over W) as a fraction of that peak, and the memory of
  * training against parameters + gradients + activations. The peak is OpenBLAS's core: where
  * fedrop's own AVX-512 kernels run beside a core without them (kernel "Haswell+AVX512"), the
- * shapes they take can exceed it. Last line:
- *   samples_per_s=<float> test_acc=<float> kernel=<openblas core[+AVX512]>
+ * shapes they take can exceed it. Last line (medians; without the peer, --no-torch or its
+ * failure, the last two fields before kernel= are "none"):
+ *   samples_per_s=<float> test_acc=<float> torch_samples_per_s=<float> ratio=<ours / torch>
+ *   ratio_cpu=<the same per CPU second> kernel=<openblas core[+AVX512]>
+ * (On a shared machine ratio_cpu is the steadier: the wall ratio moved 1.30-2.36 between two runs
+ * at load average 5-7 on 2 cores, ratio_cpu 1.74-1.84.)
  * Not a test: figures depend on the machine and its load (CPU seconds are printed beside wall
  * seconds because the machine is shared).
  */
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -116,28 +131,130 @@ static double fused_gflops(int B, int C, int OC, double min_s, int single)
     return 4.0 * B * C * OC / best / 1e9;
 }
 
-static void usage(void)
+static void usage(FILE *f)
 {
-    fprintf(stderr, "usage: bench_train [--model cnn] [--batch 10] [--threads 1] [--samples 6000]\n"
-                    "                   [--lr 0.05] [--seed 1] [--no-torch] [--data DIR] [--test-samples N]\n");
+    fprintf(f, "usage: bench_train [--model cnn] [--batch 10] [--threads 1] [--samples 6000]\n"
+               "                   [--lr 0.05] [--seed 1] [--reps 3] [--no-torch] [--data DIR]\n"
+               "                   [--test-samples N]\n");
+}
+
+static void help(void)
+{
+    usage(stdout);
+    printf("Trains the cnn on Fashion-MNIST with fedrop's engine (flm_train_local): samples a\n"
+           "second, wall and CPU, medians of --reps one-epoch repetitions of the same work, and\n"
+           "the test accuracy; the BLAS kernel's name; each layer GEMM against the sgemm peak.\n"
+           "Peer: PyTorch 1.13 (bench/bench_train_torch.py under /usr/bin/python3) with the same\n"
+           "model, samples, batch, lr and threads, each of its repetitions the same work, alternated\n"
+           "with ours in the same run. Last line: samples_per_s=<median> test_acc=<f>\n"
+           "torch_samples_per_s=<median> ratio=<ours / torch> ratio_cpu=<the same per CPU\n"
+           "second> kernel=<name>.\n"
+           "Details: the comment at the top of bench/bench_train.c.\n");
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    const double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+typedef struct stat3 {
+    double med, lo, hi;
+} stat3;
+
+static stat3 stat_of(const double *v, int n)
+{
+    double s[64];
+    memcpy(s, v, (size_t)n * sizeof *s);
+    qsort(s, (size_t)n, sizeof *s, cmp_double);
+    const stat3 r = {n % 2 ? s[n / 2] : (s[n / 2 - 1] + s[n / 2]) / 2, s[0], s[n - 1]};
+    return r;
+}
+
+/* The PyTorch peer, a child with its stdin and stdout on pipes: it loads, says "ready", then
+ * trains a repetition for each line it reads. */
+typedef struct torch_peer {
+    pid_t pid;
+    FILE *cmd, *out;
+} torch_peer;
+
+/* 0 once the child said "ready"; -1 (it is reaped) if it ended first. */
+static int torch_start(torch_peer *t, const char *cmd)
+{
+    int in[2], out[2];
+    memset(t, 0, sizeof *t);
+    if (pipe(in) != 0)
+        return -1;
+    if (pipe(out) != 0) {
+        close(in[0]);
+        close(in[1]);
+        return -1;
+    }
+    fflush(stdout);
+    t->pid = fork();
+    if (t->pid < 0)
+        return -1;
+    if (t->pid == 0) {
+        dup2(in[0], 0);
+        dup2(out[1], 1);
+        close(in[0]);
+        close(in[1]);
+        close(out[0]);
+        close(out[1]);
+        execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+        _exit(127);
+    }
+    close(in[0]);
+    close(out[1]);
+    t->cmd = fdopen(in[1], "w");
+    t->out = fdopen(out[0], "r");
+    char line[512];
+    while (t->out && fgets(line, sizeof line, t->out))
+        if (strncmp(line, "ready", 5) == 0)
+            return 0;
+    fprintf(stderr, "bench_train: the PyTorch peer ended before it was ready (its errors above; "
+                    "scripts/install-deps --bench installs python3-torch, or run with --no-torch)\n");
+    if (t->cmd)
+        fclose(t->cmd);
+    if (t->out)
+        fclose(t->out);
+    waitpid(t->pid, NULL, 0);
+    t->pid = 0;
+    return -1;
+}
+
+/* One repetition of the peer: its samples a second (wall and CPU), or -1. */
+static int torch_rep(torch_peer *t, double *sps, double *cps)
+{
+    char line[512];
+    if (fputs("go\n", t->cmd) == EOF || fflush(t->cmd) != 0)
+        return -1;
+    while (fgets(line, sizeof line, t->out))
+        if (sscanf(line, "rep samples_per_s=%lf samples_per_cpu_s=%lf", sps, cps) == 2)
+            return 0;
+    return -1;
 }
 
 int main(int argc, char **argv)
 {
     const char *model = "cnn", *data_dir = NULL;
-    int B = 10, threads = 1, run_torch = 1;
+    int B = 10, threads = 1, run_torch = 1, reps = 3;
     long samples = 6000, test_samples = -1;
     double lr = 0.05;
     unsigned long seed = 1;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            help();
+            return 0;
+        }
         if (!strcmp(a, "--no-torch")) {
             run_torch = 0;
             continue;
         }
         if (!v) {
-            usage();
+            usage(stderr);
             return 2;
         }
         if (!strcmp(a, "--model")) model = v;
@@ -148,8 +265,9 @@ int main(int argc, char **argv)
         else if (!strcmp(a, "--seed")) seed = strtoul(v, NULL, 10);
         else if (!strcmp(a, "--test-samples")) test_samples = atol(v);
         else if (!strcmp(a, "--data")) data_dir = v;
+        else if (!strcmp(a, "--reps")) reps = atoi(v);
         else {
-            usage();
+            usage(stderr);
             return 2;
         }
         i++;
@@ -158,8 +276,9 @@ int main(int argc, char **argv)
         fprintf(stderr, "bench_train: only the cnn on Fashion-MNIST (cnn, cnn:10) is benchmarked\n");
         return 2;
     }
-    if (B < 1 || threads < 1 || samples < 1) {
-        usage();
+    if (B < 1 || threads < 1 || samples < 1 || reps < 1 || reps > 63) {
+        usage(stderr);
+        fprintf(stderr, "(--batch, --threads, --samples >= 1; --reps 1..63)\n");
         return 2;
     }
     /* the kernel first: this sets OPENBLAS_CORETYPE, which the PyTorch child inherits too */
@@ -187,6 +306,15 @@ int main(int argc, char **argv)
         fprintf(stderr, "bench_train: %s\n", err);
         return 1;
     }
+    /* The initial weights every repetition starts from: this program's copy, made before rss0
+     * so that the RSS growth printed below counts the engine and its parameters alone. */
+    float *w0 = malloc(a.n_params * sizeof(float));
+    if (!w0) {
+        fprintf(stderr, "bench_train: out of memory\n");
+        return 1;
+    }
+    fl_rng ir = fl_rng_stream(seed, 0, 0, FL_RNG_INIT);
+    flm_model_init_params(&a, w0, &ir);
     const long rss0 = proc_kb("VmRSS");
     flm_model *m = NULL;
     float *w = malloc(a.n_params * sizeof(float));
@@ -194,8 +322,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "bench_train: out of memory\n");
         return 1;
     }
-    fl_rng ir = fl_rng_stream(seed, 0, 0, FL_RNG_INIT);
-    flm_model_init_params(&a, w, &ir);
+    memcpy(w, w0, a.n_params * sizeof(float));
     /* a random subset of `samples` training images, in a random order per epoch */
     uint32_t *idx = malloc(train->N * sizeof *idx);
     for (size_t i = 0; i < train->N; i++)
@@ -212,7 +339,6 @@ int main(int argc, char **argv)
     if (test_samples >= 1 && (size_t)test_samples < test->N)
         te.n = (size_t)test_samples; /* for profiling the training alone */
     const flm_sgd o = {(float)lr, 0, 0, 0};
-    fl_rng order = fl_rng_stream(seed, 0, 0, FL_RNG_BATCH);
     /* warm-up (kernel load, first touch of the buffers), outside the timed region: a forward
      * and backward of one batch into the model's gradient buffer, leaving the weights as they are */
     {
@@ -220,21 +346,105 @@ int main(int argc, char **argv)
         if (flm_model_forward_samples(m, w, &tr, 0, B, &l) == FL_OK)
             flm_model_backward(m, w, flm_model_grads(m));
     }
-    double mean = 0;
-    const double t0 = bench_wall_s(), c0 = bench_cpu_s();
-    const fl_status st = flm_train_local(m, w, NULL, &tr, 1, &o, &order, &mean);
-    const double dt = bench_wall_s() - t0, dc = bench_cpu_s() - c0;
-    const long hwm = proc_kb("VmHWM");
-    if (st != FL_OK) {
-        fprintf(stderr, "bench_train: training failed: %s\n", fl_strerror(st));
-        return 1;
+
+    /* The peer, started now (loading torch and the data takes seconds) and waiting for its
+     * first repetition. */
+    signal(SIGPIPE, SIG_IGN); /* a peer that died is seen as a failed write */
+    torch_peer tp = {0};
+    int have_torch = 0;
+    char idx_path[64] = "";
+    if (run_torch) {
+        const char *root = getenv("FEDROP_SOURCE_ROOT");
+        char script[4096] = "";
+        const char *cands[3] = {NULL, "bench/bench_train_torch.py", "../bench/bench_train_torch.py"};
+        char c0b[4096];
+        if (root) {
+            snprintf(c0b, sizeof c0b, "%s/bench/bench_train_torch.py", root);
+            cands[0] = c0b;
+        }
+        for (int i = 0; i < 3 && !script[0]; i++)
+            if (cands[i] && access(cands[i], R_OK) == 0)
+                snprintf(script, sizeof script, "%s", cands[i]);
+        if (!script[0]) {
+            fprintf(stderr, "bench_train: bench_train_torch.py not found (set FEDROP_SOURCE_ROOT)\n");
+        } else {
+            /* the same training subset: hand our indexes over in a temporary file */
+            snprintf(idx_path, sizeof idx_path, "/tmp/bench_train_idx_%ld.bin", (long)getpid());
+            FILE *fi = fopen(idx_path, "wb");
+            if (!fi || fwrite(idx, sizeof *idx, (size_t)samples, fi) != (size_t)samples)
+                idx_path[0] = '\0';
+            if (fi)
+                fclose(fi);
+            char cmd[8192];
+            /* torch.set_num_threads does not reach the OpenBLAS inside Debian's torch: pin every
+             * thread pool of the child to the same count */
+            snprintf(cmd, sizeof cmd,
+                     "OPENBLAS_NUM_THREADS=%d OMP_NUM_THREADS=%d MKL_NUM_THREADS=%d "
+                     "exec /usr/bin/python3 %s --batch %d --threads %d --samples %ld --lr %g "
+                     "--seed %lu --reps %d --interleave%s%s%s%s",
+                     threads, threads, threads, script, B, threads, samples, lr, seed, reps,
+                     data_dir ? " --data " : "", data_dir ? data_dir : "",
+                     idx_path[0] ? " --index-file " : "", idx_path);
+            have_torch = torch_start(&tp, cmd) == 0;
+        }
     }
+
+    /* R repetitions of the same epoch, each side's alternated with the other's */
+    double f_sps[64], f_cps[64], t_sps[64], t_cps[64], f_wall[64], f_cpu[64];
+    double mean = 0;
+    for (int r = 0; r < reps; r++) {
+        memcpy(w, w0, a.n_params * sizeof(float));
+        fl_rng order = fl_rng_stream(seed, 0, 0, FL_RNG_BATCH);
+        const double t0 = bench_wall_s(), c0 = bench_cpu_s();
+        const fl_status st = flm_train_local(m, w, NULL, &tr, 1, &o, &order, &mean);
+        f_wall[r] = bench_wall_s() - t0;
+        f_cpu[r] = bench_cpu_s() - c0;
+        if (st != FL_OK) {
+            fprintf(stderr, "bench_train: training failed: %s\n", fl_strerror(st));
+            return 1;
+        }
+        f_sps[r] = (double)samples / f_wall[r];
+        f_cps[r] = (double)samples / f_cpu[r];
+        printf("rep %d: fedrop %.1f samples/s (%.1f per cpu s)", r + 1, f_sps[r], f_cps[r]);
+        if (have_torch && torch_rep(&tp, &t_sps[r], &t_cps[r]) != 0) {
+            fprintf(stderr, "bench_train: the PyTorch peer failed in repetition %d\n", r + 1);
+            have_torch = 0;
+        }
+        if (have_torch)
+            printf(", pytorch %.1f samples/s (%.1f per cpu s)", t_sps[r], t_cps[r]);
+        printf("\n");
+        fflush(stdout);
+    }
+    /* the peer's last line (its medians, its test accuracy) before anything else is measured */
+    double tacc = 0, trss = 0;
+    if (tp.pid > 0) {
+        char line[512], last[512] = "";
+        fclose(tp.cmd);
+        while (fgets(line, sizeof line, tp.out))
+            snprintf(last, sizeof last, "%s", line);
+        fclose(tp.out);
+        waitpid(tp.pid, NULL, 0);
+        double lsps, lcps;
+        if (have_torch &&
+            sscanf(last, "samples_per_s=%lf test_acc=%lf samples_per_cpu_s=%lf peak_rss_mb=%lf",
+                   &lsps, &tacc, &lcps, &trss) != 4) {
+            fprintf(stderr, "bench_train: the PyTorch peer gave no last line (%s)\n", last);
+            have_torch = 0;
+        }
+    }
+    if (idx_path[0])
+        unlink(idx_path);
+    const long hwm = proc_kb("VmHWM");
     double tl = 0, acc = 0;
     flm_model_evaluate(m, w, &te, &tl, &acc);
-    const double sps = (double)samples / dt, spc = (double)samples / dc;
-    printf("fedrop: %ld samples, batch %d, lr %g, %d thread(s): %.2f s wall, %.2f s cpu, "
-           "%.1f samples/s (%.1f per cpu s), train loss %.4f, test loss %.4f acc %.4f\n",
-           samples, B, lr, threads, dt, dc, sps, spc, mean, tl, acc);
+    const stat3 fs = stat_of(f_sps, reps), fc = stat_of(f_cps, reps);
+    const stat3 fw = stat_of(f_wall, reps), fu = stat_of(f_cpu, reps);
+    const double sps = fs.med, spc = fc.med, dt = fw.med, dc = fu.med;
+    printf("fedrop: %ld samples, batch %d, lr %g, %d thread(s), %d reps: median %.2f s wall, %.2f s "
+           "cpu, %.1f samples/s (%.1f-%.1f), %.1f per cpu s (%.1f-%.1f), train loss %.4f, test loss "
+           "%.4f acc %.4f\n",
+           samples, B, lr, threads, reps, dt, dc, sps, fs.lo, fs.hi, spc, fc.lo, fc.hi, mean, tl,
+           acc);
 
     /* memory */
     const double params_mb = (double)a.n_params * 4 / 1e6;
@@ -282,66 +492,25 @@ int main(int argc, char **argv)
            flops / 1e6, secs * 1e3, flops / secs / 1e9, 100 * flops / secs / 1e9 / peak,
            step_s * 1e3, dc / ((double)samples / B) * 1e3, 100 * secs / (dc / ((double)samples / B)));
 
-    double ratio = 0;
-    if (run_torch) {
-        const char *root = getenv("FEDROP_SOURCE_ROOT");
-        char script[4096] = "";
-        const char *cands[3] = {NULL, "bench/bench_train_torch.py", "../bench/bench_train_torch.py"};
-        char c0b[4096];
-        if (root) {
-            snprintf(c0b, sizeof c0b, "%s/bench/bench_train_torch.py", root);
-            cands[0] = c0b;
-        }
-        for (int i = 0; i < 3 && !script[0]; i++)
-            if (cands[i] && access(cands[i], R_OK) == 0)
-                snprintf(script, sizeof script, "%s", cands[i]);
-        if (!script[0]) {
-            fprintf(stderr, "bench_train: bench_train_torch.py not found (set FEDROP_SOURCE_ROOT)\n");
-        } else {
-            /* the same training subset: hand our indexes over in a temporary file */
-            char idx_path[64] = "";
-            snprintf(idx_path, sizeof idx_path, "/tmp/bench_train_idx_%ld.bin", (long)getpid());
-            FILE *fi = fopen(idx_path, "wb");
-            if (!fi || fwrite(idx, sizeof *idx, (size_t)samples, fi) != (size_t)samples)
-                idx_path[0] = '\0';
-            if (fi)
-                fclose(fi);
-            char cmd[8192];
-            /* torch.set_num_threads does not reach the OpenBLAS inside Debian's torch: pin every
-             * thread pool of the child to the same count */
-            snprintf(cmd, sizeof cmd,
-                     "OPENBLAS_NUM_THREADS=%d OMP_NUM_THREADS=%d MKL_NUM_THREADS=%d "
-                     "/usr/bin/python3 %s --batch %d --threads %d --samples %ld --lr %g --seed %lu%s%s%s%s",
-                     threads, threads, threads, script, B, threads, samples, lr, seed,
-                     data_dir ? " --data " : "", data_dir ? data_dir : "",
-                     idx_path[0] ? " --index-file " : "", idx_path);
-            FILE *p = popen(cmd, "r");
-            char line[512], last[512] = "";
-            while (p && fgets(line, sizeof line, p)) {
-                snprintf(last, sizeof last, "%s", line);
-            }
-            if (p)
-                pclose(p);
-            if (idx_path[0])
-                unlink(idx_path);
-            double tsps = 0, tacc = 0, tcps = 0, trss = 0;
-            if (sscanf(last, "samples_per_s=%lf test_acc=%lf samples_per_cpu_s=%lf peak_rss_mb=%lf",
-                       &tsps, &tacc, &tcps, &trss) >= 2 && tsps > 0) {
-                ratio = sps / tsps;
-                printf("pytorch: %.1f samples/s (%.1f per cpu s), test acc %.4f, peak RSS %.0f MB "
-                       "(same OPENBLAS_CORETYPE; conv through oneDNN)\n", tsps, tcps, tacc, trss);
-                printf("ratio fedrop/pytorch: %.2fx samples/s wall, %.2fx per cpu s\n", ratio,
-                       tcps > 0 ? spc / tcps : 0.0);
-            } else {
-                fprintf(stderr, "bench_train: PyTorch peer gave no result (%s)%s\n", last,
-                        strstr(last, "No module named") ? "; scripts/install-deps --bench "
-                        "installs python3-torch, or run with --no-torch" : "");
-            }
-        }
+    char torch_f[32] = "none", ratio_f[32] = "none", ratio_c[32] = "none";
+    if (have_torch) {
+        const stat3 ts = stat_of(t_sps, reps), tc = stat_of(t_cps, reps);
+        printf("pytorch: %d reps: median %.1f samples/s (%.1f-%.1f), %.1f per cpu s (%.1f-%.1f), "
+               "test acc %.4f, peak RSS %.0f MB (same OPENBLAS_CORETYPE; conv through oneDNN)\n",
+               reps, ts.med, ts.lo, ts.hi, tc.med, tc.lo, tc.hi, tacc, trss);
+        printf("ratio fedrop/pytorch (of the medians): %.2fx samples/s wall, %.2fx per cpu s\n",
+               sps / ts.med, spc / tc.med);
+        snprintf(torch_f, sizeof torch_f, "%.1f", ts.med);
+        snprintf(ratio_f, sizeof ratio_f, "%.3f", sps / ts.med);
+        snprintf(ratio_c, sizeof ratio_c, "%.3f", spc / tc.med);
+    } else if (run_torch) {
+        fprintf(stderr, "bench_train: no PyTorch figures (see above)\n");
     }
-    printf("samples_per_s=%.1f test_acc=%.4f kernel=%s\n", sps, acc, core);
+    printf("samples_per_s=%.1f test_acc=%.4f torch_samples_per_s=%s ratio=%s ratio_cpu=%s "
+           "kernel=%s\n", sps, acc, torch_f, ratio_f, ratio_c, core);
     flm_model_free(m);
     free(w);
+    free(w0);
     free(idx);
     flm_dataset_free(train);
     flm_dataset_free(test);
