@@ -100,6 +100,18 @@ int main(int argc, char **argv)
     double keep = 0.75, subnormal = 0.0;
     const char *spec = "cnn";
     for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+            printf("usage: %s [--updates U (10)] [--keep P (0.75)] [--spec ARCH (cnn)] [--reps R]\n"
+                   "       [--subnormal F (0)] [--cpu-time]\n"
+                   "Ours: the server's exact aggregation (fls_agg_update_commit: validation, float to\n"
+                   "64-bit fixed point, scatter-add through each update's submodel map), parameters\n"
+                   "folded a second. Peer, in the same run: a plain streaming acc += w * x over the\n"
+                   "same floats into a double accumulator (also printed: a float one, and a float\n"
+                   "scatter-add over the same maps). Best of R rounds; the last line's ratio is ours\n"
+                   "over the double peer. Details: the comment at the top of bench/bench_aggregate.c.\n",
+                   argv[0]);
+            return 0;
+        }
         if (!strcmp(argv[i], "--updates") && i + 1 < argc)
             U = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--keep") && i + 1 < argc)

@@ -16,7 +16,9 @@
  * alternated with ours once more, and the better figures of each kept (whichever set runs a
  * pipeline first runs it 5-20% slower).
  * The LAST line is `ratio=.. encode_gbps=.. decode_gbps=.. rel_l2=..` for the last pipeline,
- * then `kernels=.. peer_kernels=.. encode_x=.. decode_x=..`: its speed over the narrower set's.
+ * then `zstd_ratio=.. encode_vs_zstd=.. decode_vs_zstd=..` (zstd's size ratio, and the pipeline's
+ * encode and decode speed over zstd's), then, where a narrower kernel set exists,
+ * `kernels=.. peer_kernels=.. encode_x=.. decode_x=..`: its speed over the narrower set's.
  */
 #include <math.h>
 #include <stdio.h>
@@ -122,6 +124,19 @@ int main(int argc, char **argv)
     int nspecs = 0, reps = 5;
     size_t n = 6603710;
     for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+            printf("usage: %s [--input FILE] [--n N] [--pipeline SPEC]... [--reps R (5)]\n"
+                   "       [--isa portable|avx2|avx512]\n"
+                   "Ours: each codec pipeline (default: a fixed list) encoding and decoding a model\n"
+                   "delta (FILE of float32, or a synthetic one of N floats), one thread: size ratio,\n"
+                   "GB/s of float32 input (thread CPU time, wall beside), relative L2 error; every\n"
+                   "prefix of a pipeline too. Peers, in the same run: plain zstd -3 on the raw\n"
+                   "floats, and each pipeline again on the next narrower kernel set (the same bytes).\n"
+                   "Best of R. The last line: the last pipeline's figures, its speed over zstd's and\n"
+                   "(where a narrower set exists) over that set's. Details: the comment at the top of\n"
+                   "bench/bench_compress.c.\n", argv[0]);
+            return 0;
+        }
         if (!strcmp(argv[i], "--input") && i + 1 < argc)
             input = argv[++i];
         else if (!strcmp(argv[i], "--pipeline") && i + 1 < argc && nspecs < 32)
@@ -204,6 +219,7 @@ int main(int argc, char **argv)
            input ? input : "synthetic gaussian + outliers", reps, isa_name[kisa]);
 
     /* the peer: zstd -3 on raw float32 */
+    fig zf;
     {
         const size_t cap = ZSTD_compressBound(4 * n);
         double te = 1e30, td = 1e30, we = 1e30, wd = 1e30;
@@ -225,6 +241,7 @@ int main(int argc, char **argv)
                        4.0 * n / we / 1e9, 4.0 * n / wd / 1e9};
         printf("peer:\n");
         print_row("zstd -3 on raw float32", &f);
+        zf = f;
     }
 
     fig last = {0, 0, 0, 0, 0, 0}, narrow = {0, 0, 0, 0, 0, 0};
@@ -266,8 +283,9 @@ int main(int argc, char **argv)
             print_row(label, &narrow);
         }
     }
-    printf("ratio=%.3f encode_gbps=%.3f decode_gbps=%.3f rel_l2=%.4e", last.ratio,
-           last.enc_gbps, last.dec_gbps, last.rel_l2);
+    printf("ratio=%.3f encode_gbps=%.3f decode_gbps=%.3f rel_l2=%.4e zstd_ratio=%.3f "
+           "encode_vs_zstd=%.3f decode_vs_zstd=%.3f", last.ratio, last.enc_gbps, last.dec_gbps,
+           last.rel_l2, zf.ratio, last.enc_gbps / zf.enc_gbps, last.dec_gbps / zf.dec_gbps);
     if (nc)
         printf(" kernels=%s peer_kernels=%s encode_x=%.3f decode_x=%.3f", isa_name[kisa],
                isa_name[kisa - 1], last.enc_gbps / narrow.enc_gbps,

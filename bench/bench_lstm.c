@@ -48,7 +48,17 @@ static float *alloc_fill(size_t n, unsigned *seed, float scale)
 
 int main(int argc, char **argv)
 {
-    /* a median needs at least one pass: "--help" or 0 read uninitialised times before */
+    if (argc > 1 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
+        printf("usage: bench_lstm [reps (1..100000, default 20)]\n"
+               "Ours: forward + full BPTT of a 2-layer LSTM (flm_lstm) at the LEAF Shakespeare\n"
+               "shape (B=10, T=80, embedding 8, hidden 256), wall ms, median of reps after 3\n"
+               "warm-up passes. Peer, in the same run: PyTorch's nn.LSTM doing the same work on\n"
+               "the same thread count (tests/fixtures/lstm/bench_torch.py under /usr/bin/python3;\n"
+               "run from the source root or set FEDROP_SOURCE_ROOT). Threads: OPENBLAS_NUM_THREADS\n"
+               "(default 1). Last line: fedrop_ms, torch_ms, ratio = torch_ms / fedrop_ms, kernel.\n");
+        return 0;
+    }
+    /* a median needs at least one pass: 0 read uninitialised times before */
     const int reps = argc > 1 ? atoi(argv[1]) : 20;
     if (argc > 2 || reps < 1 || reps > 100000) {
         fprintf(stderr, "usage: bench_lstm [reps (1..100000, default 20)]\n");

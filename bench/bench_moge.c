@@ -95,6 +95,18 @@ int main(int argc, char **argv)
     const uint64_t seed = 1;
     for (int i = 1; i < argc; i++) {
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+            printf("usage: bench_moge [--spec moge:IN:H:G:E:K:CLS (moge:784:128:4:4:1:10)]\n"
+                   "       [--samples N (6000)] [--reps N (5)] [--batch B (10)] [--momentum M (0)]\n"
+                   "       [--data-dir DIR]\n"
+                   "Ours: one epoch of the mixture-of-grouped-experts model on Fashion-MNIST,\n"
+                   "samples per CPU second. Peer, in the same run: a dense mlp of the same forward\n"
+                   "multiply-accumulates a sample, on the same samples and settings; each repetition\n"
+                   "trains both from their initial weights, alternating which goes first; medians.\n"
+                   "Last line: moge_sps, mlp_sps, ratio = moge / mlp, kernel. Details: the comment at\n"
+                   "the top of bench/bench_moge.c.\n");
+            return 0;
+        }
         if (strcmp(argv[i], "--spec") == 0 && v)
             spec = argv[++i];
         else if (strcmp(argv[i], "--samples") == 0 && v)

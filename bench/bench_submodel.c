@@ -55,6 +55,16 @@ int main(int argc, char **argv)
     double keep = 0.75;
     int reps = 20;
     for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+            printf("usage: bench_submodel [--spec ARCH (cnn)] [--keep P (0.75)] [--reps R (20)]\n"
+                   "Ours: the submodel maps of a random keep-set at keep P of ARCH: gather (full model\n"
+                   "to submodel), scatter_add (submodel into a full-size accumulator) and the runs\n"
+                   "walk, caches evicted before each pass. Peers, in the same run: a contiguous\n"
+                   "memcpy and a contiguous axpy of the same number of floats. Best of R passes.\n"
+                   "Last line: the four times, gather_ratio = memcpy / gather and scatter_ratio =\n"
+                   "axpy / scatter (1 is memory speed).\n");
+            return 0;
+        }
         if (strcmp(argv[i], "--spec") == 0 && i + 1 < argc)
             spec = argv[++i];
         else if (strcmp(argv[i], "--keep") == 0 && i + 1 < argc)
