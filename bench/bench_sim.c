@@ -16,8 +16,8 @@
  * Peer, measured in the same run: the bare training of the same number of clients on the same
  * shards (flm_train_local on one model per thread, no cores, no codecs), on the run's workers
  * and fold helpers together (every CPU the process may use, by default), i.e. the floor.
- * Last line: round_wall_s=<f> train_s=<f> overhead_frac=<f> peak_rss_mb=<f> peer_s=<f> ratio=<f>
- * (peer_s: the peer's time; ratio = round_wall_s / peer_s, the round over bare training).
+ * The line before the last: the peer's time and the round over it; the last line, in the format
+ * issue 7 fixes: round_wall_s=<f> train_s=<f> overhead_frac=<f> peak_rss_mb=<f>
  */
 #include <pthread.h>
 #include <stdio.h>
@@ -152,8 +152,8 @@ int main(int argc, char **argv)
                    "clock), each round's wall time split into local SGD (thread CPU) and everything\n"
                    "else; the mean of --rounds rounds after --warmup. Peer, in the same run: bare\n"
                    "flm_train_local of the same clients on the same shards and threads (no cores,\n"
-                   "no codecs, no server). Last line: round_wall_s, train_s, overhead_frac,\n"
-                   "peak_rss_mb, peer_s, ratio = round_wall_s / peer_s. Details: sim/README.md,\n"
+                   "no codecs, no server), and the round over it. Last line: round_wall_s,\n"
+                   "train_s, overhead_frac, peak_rss_mb. Details: sim/README.md,\n"
                    "\"Benchmark\", and the comment at the top of bench/bench_sim.c.\n");
             return 0;
         }
@@ -272,9 +272,8 @@ int main(int argc, char **argv)
            "run's workers and fold helpers): %.3f s\n", cfg.per_round, peer_threads, peer_s);
     printf("  simulator round / bare training: %.2fx; peak RSS %.0f MB\n", wall / peer_s,
            flsim_peak_rss_mb());
-    printf("round_wall_s=%.4f train_s=%.4f overhead_frac=%.4f peak_rss_mb=%.1f peer_s=%.4f "
-           "ratio=%.3f\n", wall, train, (wall - train) / wall, flsim_peak_rss_mb(), peer_s,
-           wall / peer_s);
+    printf("round_wall_s=%.4f train_s=%.4f overhead_frac=%.4f peak_rss_mb=%.1f\n", wall, train,
+           (wall - train) / wall, flsim_peak_rss_mb());
     flsim_data_free(&data);
     return 0;
 }
