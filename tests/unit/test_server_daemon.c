@@ -2130,7 +2130,9 @@ static void peer_send(peer *p, const flp_msg *m)
     uint8_t *buf = NULL;
     size_t len = 0;
     char err[FLP_ERRBUF];
-    assert_int_equal(flp_encode_alloc(&buf, &len, m, NULL, err, sizeof err), FL_OK);
+    const fl_status est = flp_encode_alloc(&buf, &len, m, NULL, err, sizeof err);
+    if (est != FL_OK)
+        fail_msg("encode: %s", err);
     assert_int_equal(zmq_send(p->sock, buf, len, 0), (int)len);
     free(buf);
 }
@@ -7232,6 +7234,331 @@ static void test_reactor_second_update_header(void **state)
 }
 
 
+/* ---- one hostile client beside honest ones: the aggregate is what it is without it ------------ */
+
+/* What the hostile client "a" of hostile_run does with its task of the round (ids u0, u1 honest). */
+enum {
+    HOSTILE_NONE,       /* the reference: its training "failed" (an Error about the round) */
+    HOSTILE_NONFINITE,  /* refused headers, then chunks out of order, repeated, misplaced, of
+                         * another round and of another codec, and last one whose values are NaN */
+    HOSTILE_RANGE,      /* every chunk, one holding 2000 (above the 2^10 a coordinate may move) */
+    HOSTILE_SAMPLES,    /* a header claiming more samples than its Hello's dataset_size */
+    HOSTILE_RECONNECT,  /* half its chunks, then the same id says Hello on a new connection */
+    HOSTILE_SILENT,     /* a header, then no chunk: the slot goes back after the liveness */
+};
+
+/* Steps s, answering nothing, until p receives an Ack(of UPDATE): counts the chunk credits
+ * (Ack(of CHUNK)) into *credits and the Errors into *errors (their last code in *err_code), and
+ * returns the Ack's status. */
+static int32_t hostile_update_ack(fls_server *s, peer *p, int *credits, int *errors,
+                                  uint32_t *err_code)
+{
+    for (;;) {
+        flp_msg *r = peer_recv(s, p, 10);
+        assert_non_null(r);
+        if (r->type == FLP_ERROR) {
+            (*errors)++;
+            *err_code = r->error.code;
+            flp_msg_free(r);
+            continue;
+        }
+        assert_int_equal(r->type, FLP_ACK);
+        if (r->ack.of_type == FLP_CHUNK) {
+            (*credits)++;
+            flp_msg_free(r);
+            continue;
+        }
+        assert_int_equal(r->ack.of_type, FLP_UPDATE);
+        const int32_t st = r->ack.status;
+        flp_msg_free(r);
+        return st;
+    }
+}
+
+/* Chunk i of c's update with its payload copied into buf (room for cap bytes), to be altered. */
+static flp_msg hostile_chunk(const flc_core *c, uint32_t i, uint8_t *buf, size_t cap)
+{
+    flp_msg cm;
+    assert_int_equal(flc_core_update_chunk(c, i, &cm), FL_OK);
+    assert_true(cm.chunk.payload_len <= cap);
+    memcpy(buf, cm.chunk.payload, cm.chunk.payload_len);
+    cm.chunk.payload = buf;
+    return cm;
+}
+
+/* Client k (peer p[k], core c[k]) uploads its whole update against its credits while the three
+ * peers heartbeat; returns the status of its Ack(of UPDATE). */
+static int32_t honest_upload(fls_server *s, peer *p, flc_core *c, const char *const *ids, int k)
+{
+    flp_msg up, cm;
+    assert_int_equal(flc_core_update(c, &up), FL_OK);
+    peer_send(&p[k], &up);
+    const uint32_t n = flc_core_update_chunks(c);
+    uint32_t sent = 0;
+    for (;;) {
+        beat_and_step(s, p, ids, 3);
+        flp_msg *r = peer_recv(s, &p[k], 10);
+        assert_non_null(r);
+        assert_int_equal(r->type, FLP_ACK);
+        if (r->ack.of_type == FLP_UPDATE) {
+            const int32_t st = r->ack.status;
+            flp_msg_free(r);
+            assert_int_equal(sent, n);
+            return st;
+        }
+        flp_msg_free(r);
+        if (sent < n) {
+            assert_int_equal(flc_core_update_chunk(c, sent++, &cm), FL_OK);
+            peer_send(&p[k], &cm);
+        }
+    }
+}
+
+/* One round of mlp:6-5-3 (chunks of 4 elements, credit 8, 3 upload slots, the aggregation
+ * settings agg) with the honest u0 and u1 and the client "a" doing `mode`; the run's model SHA-256 into sha, the server's log into
+ * *lbo (the caller frees it). */
+static void hostile_run(int mode, const char *agg, char sha[65], logbuf **lbo)
+{
+    const char *const ids[3] = {"u0", "u1", "a"};
+    char yaml[2048], ep[300];
+    snprintf(ep, sizeof ep, "ipc://%s/hostile%d-%zu.sock", g_tmp, mode, strlen(agg));
+    snprintf(yaml, sizeof yaml,
+             "server:\n  insecure: true\n  endpoints: ['%s']\n  credit: 8\n  upload_slots: 3\n"
+             "  liveness_ms: %d\n  heartbeat_ms: 50\n"
+             "model:\n  arch: \"mlp:6-5-3\"\nrun:\n  rounds: 1\n"
+             "round:\n  clients: 3\n  overcommit: 1\ncodec:\n  chunk_elems: 4\n"
+             "aggregation:\n  %s\n", ep, 400 * TS, agg);
+    fls_options *o = opts_from(yaml);
+    logbuf *lb = calloc(1, sizeof *lb);
+    assert_non_null(lb);
+    fls_host host = {log_collect, lb, NULL, round_collect, lb};
+    fls_server *s = NULL;
+    assert_int_equal(fls_server_new(o, &host, &s), FLS_OK);
+    fls_options_free(o);
+    peer p[3];
+    flc_core *c[3];
+    core_clients_join(s, ep, ids, 3, p, c);
+    uint64_t round = 0;
+    for (int k = 0; k < 3; k++)
+        round = download_and_train(s, &p[k], c[k], ids[k]);
+    peer *a = &p[2];
+    flc_core *ac = c[2];
+    flp_msg up;
+    assert_int_equal(flc_core_update(ac, &up), FL_OK);
+    const uint32_t n = flc_core_update_chunks(ac);
+    assert_int_equal(n, 15); /* 30, 5, 15 and 3 elements in chunks of 4 */
+    uint8_t pay[1024];
+    int credits = 0, errors = 0;
+    uint32_t code = 0;
+    switch (mode) {
+    case HOSTILE_NONE: {
+        flp_msg e = flp_msg_header(FLP_ERROR, round, "a");
+        e.error.code = FL_ERR_NUMERIC;
+        e.error.message = "training diverged";
+        e.error.run_id = up.update.run_id;
+        peer_send(a, &e);
+        break;
+    }
+    case HOSTILE_NONFINITE: {
+        /* headers refused without failing the update: another model version, another round,
+         * another run, the Task's tensors renamed or chunked otherwise */
+        flp_msg bad = up;
+        bad.update.model_version++;
+        peer_send(a, &bad);
+        assert_int_equal(hostile_update_ack(s, a, &credits, &errors, &code), FL_ERR_WIRE_FIELD);
+        bad = up;
+        bad.round = round + 1;
+        peer_send(a, &bad);
+        assert_int_equal(hostile_update_ack(s, a, &credits, &errors, &code), FL_ERR_ROUND_CLOSED);
+        bad = up;
+        assert_true(up.update.run_id != 0);
+        bad.update.run_id = up.update.run_id ^ 1;
+        peer_send(a, &bad);
+        assert_int_equal(hostile_update_ack(s, a, &credits, &errors, &code), FL_ERR_ROUND_CLOSED);
+        flp_tensor_header th[8];
+        assert_true(up.update.n_tensors <= 8);
+        memcpy(th, up.update.tensors, up.update.n_tensors * sizeof *th);
+        bad = up;
+        bad.update.tensors = th;
+        th[0].chunk_elems = 2;
+        th[0].n_chunks = (uint32_t)((th[0].numel + 1) / 2);
+        peer_send(a, &bad);
+        assert_int_equal(hostile_update_ack(s, a, &credits, &errors, &code), FL_ERR_WIRE_SHAPE);
+        memcpy(th, up.update.tensors, up.update.n_tensors * sizeof *th);
+        th[1].name = "hidden.w";
+        peer_send(a, &bad);
+        assert_int_equal(hostile_update_ack(s, a, &credits, &errors, &code), FL_ERR_WIRE_SHAPE);
+        assert_int_equal(credits, 0);
+        assert_int_equal(errors, 0);
+        /* the real header: 8 credits */
+        peer_send(a, &up);
+        flp_msg cm;
+        for (int got = 0; got < 8;) {
+            flp_msg *r = peer_recv(s, a, 10);
+            assert_non_null(r);
+            assert_int_equal(r->type, FLP_ACK);
+            assert_int_equal(r->ack.of_type, FLP_CHUNK);
+            flp_msg_free(r);
+            got++;
+        }
+        /* chunks 14 down to 10 (out of order: taken), 14 again (refused, one Error), chunk 9
+         * at chunk 8's offset and chunk 9 of round + 1 (refused), chunk 9 in another codec
+         * (refused), then chunk 9 with NaN values: the update fails */
+        for (uint32_t i = 14; i >= 10; i--) {
+            assert_int_equal(flc_core_update_chunk(ac, i, &cm), FL_OK);
+            peer_send(a, &cm);
+        }
+        peer_send(a, &cm); /* chunk 10 again */
+        cm = hostile_chunk(ac, 9, pay, sizeof pay);
+        cm.chunk.offset -= 4;
+        peer_send(a, &cm);
+        cm = hostile_chunk(ac, 9, pay, sizeof pay);
+        cm.round = round + 1;
+        peer_send(a, &cm);
+        cm = hostile_chunk(ac, 9, pay, sizeof pay);
+        pay[4] |= 8; /* the zstd flag: caught by the header checksum, or the spec */
+        peer_send(a, &cm);
+        cm = hostile_chunk(ac, 9, pay, sizeof pay);
+        memset(pay + FLZ_HEADER_SIZE, 0xff, cm.chunk.payload_len - FLZ_HEADER_SIZE);
+        peer_send(a, &cm);
+        const int32_t st = hostile_update_ack(s, a, &credits, &errors, &code);
+        assert_true(st == FL_ERR_CODEC_CORRUPT || st == FL_ERR_NUMERIC);
+        assert_true(errors >= 1);
+        /* nothing more to say: another header is a duplicate */
+        peer_send(a, &up);
+        assert_int_equal(hostile_update_ack(s, a, &credits, &errors, &code),
+                         FL_ERR_DUPLICATE_UPDATE);
+        break;
+    }
+    case HOSTILE_RANGE: {
+        peer_send(a, &up);
+        flp_msg cm;
+        uint32_t sent = 0;
+        int32_t st = -1;
+        while (st < 0) {
+            flp_msg *r = peer_recv(s, a, 10);
+            assert_non_null(r);
+            assert_int_equal(r->type, FLP_ACK);
+            if (r->ack.of_type == FLP_UPDATE)
+                st = r->ack.status;
+            flp_msg_free(r);
+            if (st < 0 && sent < n) {
+                cm = hostile_chunk(ac, sent, pay, sizeof pay);
+                if (sent == 7) {
+                    const float big = 2000.0f;
+                    memcpy(pay + FLZ_HEADER_SIZE, &big, sizeof big);
+                }
+                peer_send(a, &cm);
+                sent++;
+            }
+        }
+        assert_int_equal(sent, n);
+        /* clipped, any finite update fits the range: taken (its weight is its clipped norm) */
+        assert_int_equal(st, strstr(agg, "clip_norm") ? FL_OK : FL_ERR_AGG_RANGE);
+        break;
+    }
+    case HOSTILE_SAMPLES: {
+        flp_msg bad = up;
+        bad.update.n_samples = 101; /* its Hello said 100 */
+        peer_send(a, &bad);
+        assert_int_equal(hostile_update_ack(s, a, &credits, &errors, &code), FL_ERR_WIRE_LIMIT);
+        assert_int_equal(credits, 0);
+        break;
+    }
+    case HOSTILE_RECONNECT: {
+        peer_send(a, &up);
+        flp_msg cm;
+        for (uint32_t i = 0; i < 8; i++) {
+            flp_msg *r = peer_recv(s, a, 10);
+            assert_non_null(r);
+            assert_int_equal(r->ack.of_type, FLP_CHUNK);
+            flp_msg_free(r);
+            assert_int_equal(flc_core_update_chunk(ac, i, &cm), FL_OK);
+            peer_send(a, &cm);
+        }
+        for (int i = 0; i < 10; i++)
+            fls_server_step(s, 2);
+        peer a2;
+        peer_open(&a2, ep, NULL, NULL, NULL);
+        flp_msg h = hello_msg("a");
+        peer_send(&a2, &h);
+        expect_ack_hello(s, &a2);
+        peer_close(a);
+        p[2] = a2;
+        break;
+    }
+    case HOSTILE_SILENT:
+        peer_send(a, &up);
+        break;
+    default:
+        fail();
+    }
+    /* the honest two upload all of theirs */
+    assert_int_equal(honest_upload(s, p, c[0], ids, 0), 0);
+    assert_int_equal(honest_upload(s, p, c[1], ids, 1), 0);
+    const double t0 = fl_time_mono_s();
+    const char *at;
+    while (!(at = strstr(lb->text, "model sha256 ")) && fl_time_mono_s() - t0 < 10 * TS) {
+        beat_and_step(s, p, ids, 3);
+        for (int k = 0; k < 3; k++) {
+            flp_msg *m;
+            while ((m = peer_poll(&p[k])) != NULL)
+                flp_msg_free(m);
+        }
+    }
+    if (!at)
+        fail_msg("mode %d: the run did not end; log:\n%s", mode, lb->text);
+    snprintf(sha, 65, "%.64s", at + strlen("model sha256 "));
+    if (!strstr(lb->text, mode == HOSTILE_RANGE && strstr(agg, "clip_norm")
+                              ? "round 0: 3/3 updates" : "round 0: 2/3 updates"))
+        fail_msg("mode %d: not 2 of 3 updates; log:\n%s", mode, lb->text);
+    fls_server_free(s);
+    for (int k = 0; k < 3; k++) {
+        flc_core_free(c[k]);
+        peer_close(&p[k]);
+    }
+    *lbo = lb;
+}
+
+/* A hostile client selected beside two honest ones, whatever it does with its update (refused
+ * headers, chunks out of order, repeated, misplaced, of another round or codec, NaN values, a
+ * value out of range, a false sample count, a reconnection half-way through, a header and then
+ * silence), leaves the model bit for bit as its failed training would: only its own update is
+ * lost, each refusal is told to it and logged. So in the mean mode (whose chunks are folded as
+ * they come, and undone), with clipping (staged, folded at commit) and in the median (kept
+ * updates); with clipping the value out of range is no refusal: clipped, it fits, and counts. */
+static void test_reactor_hostile_client_aggregate(void **state)
+{
+    (void)state;
+    /* the early fold (mean), the staged commit (clipping) and the kept updates (median) */
+    static const char *const aggs[] = {"mode: mean", "clip_norm: 100", "mode: median"};
+    static const struct {
+        int mode;
+        const char *logged;
+    } cases[] = {
+        {HOSTILE_NONFINITE, "client a: update of round 0 refused: "},
+        {HOSTILE_RANGE, "client a: update of round 0 refused: "},
+        {HOSTILE_SAMPLES, "claims 101 samples, above its Hello's dataset_size, 100"},
+        {HOSTILE_RECONNECT, "client a left (reconnected)"},
+        {HOSTILE_SILENT, "client a: no chunk for"},
+    };
+    for (size_t g = 0; g < sizeof aggs / sizeof aggs[0]; g++) {
+        char ref[65], got[65];
+        logbuf *lb = NULL;
+        hostile_run(HOSTILE_NONE, aggs[g], ref, &lb);
+        free(lb);
+        for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+            const int clipped = cases[i].mode == HOSTILE_RANGE && strstr(aggs[g], "clip_norm");
+            hostile_run(cases[i].mode, aggs[g], got, &lb);
+            if (clipped ? strcmp(ref, got) == 0
+                        : strcmp(ref, got) != 0 || !strstr(lb->text, cases[i].logged))
+                fail_msg("%s, mode %d: model %s, without it %s; log:\n%s", aggs[g],
+                         cases[i].mode, got, ref, lb->text);
+            free(lb);
+        }
+    }
+}
+
 /* ---- client ids across restarts (CHECKPOINT.ids) -------------------------------------------- */
 
 /* Starts the real fl_server with --config cfg (and --resume), its output into logpath, and waits
@@ -8040,6 +8367,7 @@ int main(void)
         cmocka_unit_test(test_reactor_slow_ackers_downlink),
         cmocka_unit_test(test_reactor_downlink_shared_budget),
         cmocka_unit_test(test_reactor_second_update_header),
+        cmocka_unit_test(test_reactor_hostile_client_aggregate),
         cmocka_unit_test(test_reactor_stop_keeps_checkpoint),
         cmocka_unit_test(test_reactor_colliding_ids),
         cmocka_unit_test(test_reactor_colliding_id_table_grows),
