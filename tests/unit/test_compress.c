@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <cmocka.h>
+#include <zstd.h>
 #include <fenv.h>
 #include <float.h>
 #if defined(__x86_64__) || defined(__i386__)
@@ -981,6 +982,92 @@ static void test_bad_payloads(void **state)
     fix_free(&f);
 }
 
+/* ---- zstd bombs ------------------------------------------------------------------------------ */
+
+static uint32_t header_sum(const uint8_t *p, size_t n) /* the header's FNV-1a, as flz_codec.c */
+{
+    uint32_t h = 2166136261u;
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ p[i]) * 16777619u;
+    return h;
+}
+
+/* Into m: the header hdr with the body `frame` (flen bytes) claiming `raw` bytes unpacked, its
+ * checksum made right again (what a hostile sender does). Returns the payload's length. */
+static size_t forge_zstd(uint8_t *m, const uint8_t *hdr, const uint8_t *frame, size_t flen,
+                         uint32_t raw)
+{
+    memcpy(m, hdr, FLZ_HEADER_SIZE);
+    flz_put_u32(m + 16, raw);
+    flz_put_u32(m + 20, (uint32_t)flen);
+    memcpy(m + FLZ_HEADER_SIZE, frame, flen);
+    flz_put_u32(m + 48, header_sum(m, 48));
+    return FLZ_HEADER_SIZE + flen;
+}
+
+/* A zstd body that inflates far beyond what its n values can take (64 MiB of zeros in a frame of
+ * a few KB), sent with a valid header: refused before anything is allocated for it when the
+ * header claims that size, and when the header claims the honest size but the frame says more,
+ * says nothing, or holds more than it says. Nothing ever inflates past the n values' bound. */
+static void test_zstd_bombs(void **state)
+{
+    (void)state;
+    const size_t n = 1000;
+    fix f;
+    fix_init(&f, n);
+    fill_gauss(f.x, n, 8);
+    const size_t w = enc(&f, "zstd", f.x, n, 5);
+    const uint32_t raw = flz_get_u32(f.buf + 16);
+    assert_int_equal(raw, 4 * n);
+    uint8_t hdr[FLZ_HEADER_SIZE];
+    memcpy(hdr, f.buf, sizeof hdr);
+    const size_t big = (size_t)64 << 20;
+    uint8_t *zeros = calloc(big, 1);
+    const size_t zcap = ZSTD_compressBound(big);
+    uint8_t *z = malloc(zcap), *m = malloc(FLZ_HEADER_SIZE + zcap);
+    assert_non_null(zeros);
+    assert_non_null(z);
+    assert_non_null(m);
+    /* the forgery itself is sound: the honest body under a forged header decodes */
+    size_t l = forge_zstd(m, hdr, f.buf + FLZ_HEADER_SIZE, w - FLZ_HEADER_SIZE, raw);
+    assert_int_equal(flz_decode(f.c, m, l, f.y, n), FL_OK);
+    assert_memory_equal(f.y, f.x, n * sizeof(float));
+    const size_t zl = ZSTD_compress(z, zcap, zeros, big, 1);
+    assert_false(ZSTD_isError(zl));
+    assert_true(zl < 64 * 1024);
+    assert_true(ZSTD_getFrameContentSize(z, zl) == big);
+    /* 1. the header claims the bomb's size, above the bound of 1000 f32 values */
+    l = forge_zstd(m, hdr, z, zl, (uint32_t)big);
+    assert_int_equal(flz_decode(f.c, m, l, f.y, n), FL_ERR_CODEC_HEADER);
+    /* 2. the header claims 4000 bytes, the frame 64 MiB */
+    l = forge_zstd(m, hdr, z, zl, raw);
+    assert_int_equal(flz_decode(f.c, m, l, f.y, n), FL_ERR_CODEC_CORRUPT);
+    /* 3. a frame that does not say its size (as streamed) */
+    ZSTD_CCtx *cc = ZSTD_createCCtx();
+    assert_non_null(cc);
+    assert_false(ZSTD_isError(ZSTD_CCtx_setParameter(cc, ZSTD_c_contentSizeFlag, 0)));
+    const size_t zs = ZSTD_compress2(cc, z, zcap, zeros, big);
+    assert_false(ZSTD_isError(zs));
+    assert_true(ZSTD_getFrameContentSize(z, zs) == ZSTD_CONTENTSIZE_UNKNOWN);
+    l = forge_zstd(m, hdr, z, zs, raw);
+    assert_int_equal(flz_decode(f.c, m, l, f.y, n), FL_ERR_CODEC_CORRUPT);
+    ZSTD_freeCCtx(cc);
+    /* 4. a frame that says 4000 bytes and holds 4096: its 2-byte size field (single segment,
+     * content size - 256) lowered */
+    const size_t zt = ZSTD_compress(z, zcap, zeros, 4096, 1);
+    assert_false(ZSTD_isError(zt));
+    assert_int_equal(z[4] & 0xe0, 0x60); /* 2-byte content size, single segment, no checksum */
+    z[5] = (uint8_t)((4000 - 256) & 0xff);
+    z[6] = (uint8_t)((4000 - 256) >> 8);
+    assert_true(ZSTD_getFrameContentSize(z, zt) == 4000);
+    l = forge_zstd(m, hdr, z, zt, raw);
+    assert_int_equal(flz_decode(f.c, m, l, f.y, n), FL_ERR_CODEC_CORRUPT);
+    free(zeros);
+    free(z);
+    free(m);
+    fix_free(&f);
+}
+
 /* flz_decode_par gives flz_decode's status and bits for every pipeline and length, split in 2,
  * 3, 7 or 64 pieces on real threads; damaged bodies give the same status; the quantised
  * pipelines are really split. */
@@ -1353,6 +1440,7 @@ int main(void)
         cmocka_unit_test(test_isa_equivalence),
         cmocka_unit_test(test_isa_kernels),
         cmocka_unit_test(test_bad_payloads),
+        cmocka_unit_test(test_zstd_bombs),
         cmocka_unit_test(test_decode_split),
         cmocka_unit_test(test_decode_split_rounding),
         cmocka_unit_test(test_encode_errors),
