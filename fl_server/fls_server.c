@@ -72,6 +72,8 @@
 #define LOG_BURST 10       /* malformed-input log lines per second before suppression */
 #define TWIN_WINDOW_S 60.0 /* an id's evictions by another connection are counted per window */
 #define TWIN_WARN_AT 3     /* and said once a window from this many: a restart makes only one */
+#define CHURN_WINDOW_S 60.0 /* an id's session starts are counted per window */
+#define CHURN_SAID 5        /* and said one by one (joined, left) up to this many a window */
 #define FORGET_SAY_S 60.0  /* forgotten idle ids are said at info level at most once a minute */
 #define NIL UINT32_MAX     /* no binding (links between bindings are slot indexes) */
 
@@ -162,6 +164,9 @@ typedef struct binding {
     double twin_t0, twin_said;
     uint32_t twin_n;
     int twin_warned;
+    /* sessions this id started in the window that began at churn_t0 (churn_note) */
+    double churn_t0;
+    uint32_t churn_n;
     uint64_t mem_said;          /* the memory its last Hello announced (warned about on a change) */
     int unsynced;               /* its record is appended, not yet synced (ids_flush) */
 } binding;
@@ -572,6 +577,7 @@ static void dl_forget(fls_server *s, sess *x)
 
 static binding *bind_find(const fls_server *s, uint32_t key);
 static void bind_detach(fls_server *s, binding *b, double now);
+static fl_log_level churn_level(const binding *b, double now);
 
 /* x's Hello is no longer waiting for its Ack (answered, or the session is over). */
 static void ack_clear(fls_server *s, sess *x)
@@ -599,6 +605,7 @@ static void sess_drop(fls_server *s, sess *x, const char *why)
     ack_clear(s, x); /* never answered: its id's record may not be on disk */
     if (x->id) {
         binding *b = bind_find(s, x->key);
+        const fl_log_level said = churn_level(b, fl_time_mono_s());
         if (b)
             bind_detach(s, b, fl_time_mono_s());
         const fl_status st = fls_core_client_leave(s->core, x->key, fl_time_mono_s());
@@ -609,10 +616,10 @@ static void sess_drop(fls_server *s, sess *x, const char *why)
         const char *setting;
         const uint32_t start_at = round_start_at(s, &setting);
         if (conn < start_at && !fls_core_done(s->core) && strcmp(why, "reconnected") != 0)
-            fl_log(&s->log, FL_LOG_INFO, "client %s left (%s); %u connected: a round starts at "
+            fl_log(&s->log, said, "client %s left (%s); %u connected: a round starts at "
                    "%u (%s)", x->id, why, conn, start_at, setting);
         else
-            fl_log(&s->log, FL_LOG_INFO, "client %s left (%s); %u connected", x->id, why, conn);
+            fl_log(&s->log, said, "client %s left (%s); %u connected", x->id, why, conn);
     }
     ul_release(s, x);
     dl_forget(s, x);
@@ -1122,6 +1129,32 @@ static void twin_note(fls_server *s, binding *b)
         b->twin_warned = 1;
         b->twin_said = now;
     }
+}
+
+/* A session of b's id starts. Returns 1 while its starts in this window (CHURN_WINDOW_S) are
+ * few enough to be said one by one (CHURN_SAID), 0 after: its joins and leaves are then said at
+ * debug level, and once, as a warning, why. A client that says Hello again and again (on one
+ * connection, or with a Bye between) made an info line of each ("joined", "left"): 200 Hellos, 200
+ * lines, and a journal that rate-limits the service dropped the other clients' lines with them. */
+static int churn_note(fls_server *s, binding *b, double now)
+{
+    if (b->churn_n == 0 || now - b->churn_t0 >= CHURN_WINDOW_S) {
+        b->churn_t0 = now;
+        b->churn_n = 0;
+    }
+    if (++b->churn_n == CHURN_SAID + 1)
+        fl_log(&s->log, FL_LOG_WARN, "client %s: %u sessions within %.0f s (a client that says "
+               "Hello again and again, or keeps reconnecting): its joins and leaves are said at "
+               "debug level for the rest of the minute", b->id, b->churn_n, now - b->churn_t0);
+    return b->churn_n <= CHURN_SAID;
+}
+
+/* The level of a join or leave line of b's id (NULL: unbound): info, debug while churn_note
+ * holds its lines back. */
+static fl_log_level churn_level(const binding *b, double now)
+{
+    return b && b->churn_n > CHURN_SAID && now - b->churn_t0 < CHURN_WINDOW_S ? FL_LOG_DEBUG
+                                                                               : FL_LOG_INFO;
 }
 
 /* ---- sending -------------------------------------------------------------------------------- */
@@ -2062,6 +2095,7 @@ static void on_hello(fls_server *s, sess *x, const uint8_t *rid, size_t rid_len,
         return;
     }
     bind_attach(s, b);
+    const fl_log_level said = churn_note(s, b, fl_time_mono_s()) ? FL_LOG_INFO : FL_LOG_DEBUG;
     /* Said when the id is bound, not at every reconnect (the table may have moved: look the
      * holder of its derived key up now). */
     uint32_t derived;
@@ -2107,10 +2141,10 @@ static void on_hello(fls_server *s, sess *x, const uint8_t *rid, size_t rid_len,
     const char *setting;
     const uint32_t start_at = round_start_at(s, &setting);
     if (conn < start_at && !fls_core_round_open(s->core) && !fls_core_done(s->core))
-        fl_log(&s->log, FL_LOG_INFO, "client %s joined; %u connected: a round starts at %u (%s)",
+        fl_log(&s->log, said, "client %s joined; %u connected: a round starts at %u (%s)",
                x->id, conn, start_at, setting);
     else
-        fl_log(&s->log, FL_LOG_INFO, "client %s joined; %u connected", x->id, conn);
+        fl_log(&s->log, said, "client %s joined; %u connected", x->id, conn);
     if (h->memory_bytes && h->memory_bytes < need && (fresh || b->mem_said != h->memory_bytes))
         fl_log(&s->log, FL_LOG_WARN, "client %s announced %llu bytes of memory, less than a "
                "submodel of %s needs (about %llu): it will not be selected", x->id,

@@ -2621,7 +2621,10 @@ static void test_reactor_twin_warning(void **state)
                            "that keeps restarting (its log says why)?") != 1)
         fail_msg("want one twin warning naming the id:\n%s", lb->text);
     assert_int_equal(count_of(lb->text, warn), 1); /* not again within the minute */
-    assert_int_equal(count_of(lb->text, "client twin left (reconnected)"), 7);
+    /* 7 evictions, the first 5 said one by one: the 6th session's start said why the rest are
+     * at debug level (test_reactor_join_storm_said_bounded) */
+    assert_int_equal(count_of(lb->text, "client twin left (reconnected)"), 5);
+    assert_int_equal(count_of(lb->text, "client twin: 6 sessions within "), 1);
     assert_null(strstr(lb->text, "client solo: two connections"));
 
     fls_server_free(s);
@@ -7559,6 +7562,61 @@ static void test_reactor_hostile_client_aggregate(void **state)
     }
 }
 
+/* Log lines at info level and above only (what an operator's log keeps by default). */
+static void log_collect_info(void *user, fls_log_level level, const char *msg)
+{
+    if (level >= FLS_LOG_INFO)
+        log_collect(user, level, msg);
+}
+
+/* One id that starts session after session (a Hello again and again on one connection, or Hello
+ * and Bye in turn) is said at most a few times a minute, and once as a warning: each start was an
+ * info line of its own ("client ID joined", "client ID left (bye)"), 200 Hellos 200 lines, and a
+ * hostile or broken client flooded the log (a journal that rate-limits the service then drops the
+ * other clients' lines too). Every Hello is still answered, and another id's join is still said. */
+static void test_reactor_join_storm_said_bounded(void **state)
+{
+    (void)state;
+    char yaml[1024], ep[300];
+    snprintf(ep, sizeof ep, "ipc://%s/churn.sock", g_tmp);
+    snprintf(yaml, sizeof yaml,
+             "server:\n  insecure: true\n  endpoints: ['%s']\n"
+             "model:\n  arch: \"mlp:6-5-3\"\nround:\n  clients: 3\n", ep);
+    logbuf *lb = NULL;
+    fls_server *s = server_host_log(yaml, &lb, 0, log_collect_info);
+    peer a, b, c;
+    peer_open(&a, ep, NULL, NULL, NULL);
+    peer_open(&b, ep, NULL, NULL, NULL);
+    peer_open(&c, ep, NULL, NULL, NULL);
+    const flp_msg ha = hello_msg("storm");
+    for (int i = 0; i < 200; i++) {
+        peer_send(&a, &ha);
+        expect_ack_hello(s, &a);
+    }
+    const flp_msg hb = hello_msg("flap");
+    flp_msg bye = flp_msg_header(FLP_BYE, 0, "flap");
+    bye.bye.reason = "leaving";
+    for (int i = 0; i < 30; i++) {
+        peer_send(&b, &hb);
+        expect_ack_hello(s, &b);
+        peer_send(&b, &bye);
+    }
+    const flp_msg hc = hello_msg("calm");
+    peer_send(&c, &hc);
+    expect_ack_hello(s, &c);
+    if (count_of(lb->text, "client storm joined") > 5 || count_of(lb->text, "client flap joined") > 5 ||
+        count_of(lb->text, "client flap left") > 5 ||
+        count_of(lb->text, "client storm: 6 sessions within") != 1 ||
+        count_of(lb->text, "client flap: 6 sessions within") != 1 ||
+        !strstr(lb->text, "client calm joined"))
+        fail_msg("log:\n%s", lb->text);
+    fls_server_free(s);
+    peer_close(&a);
+    peer_close(&b);
+    peer_close(&c);
+    free(lb);
+}
+
 /* ---- client ids across restarts (CHECKPOINT.ids) -------------------------------------------- */
 
 /* Starts the real fl_server with --config cfg (and --resume), its output into logpath, and waits
@@ -8368,6 +8426,7 @@ int main(void)
         cmocka_unit_test(test_reactor_downlink_shared_budget),
         cmocka_unit_test(test_reactor_second_update_header),
         cmocka_unit_test(test_reactor_hostile_client_aggregate),
+        cmocka_unit_test(test_reactor_join_storm_said_bounded),
         cmocka_unit_test(test_reactor_stop_keeps_checkpoint),
         cmocka_unit_test(test_reactor_colliding_ids),
         cmocka_unit_test(test_reactor_colliding_id_table_grows),
