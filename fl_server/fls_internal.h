@@ -74,6 +74,10 @@ enum { FLS_EVAL_NONE = 0, FLS_EVAL_SYNTHETIC = 1, FLS_EVAL_MNIST = 2, FLS_EVAL_F
  * one place of that rule (the reactor, fls_options_get_effective). */
 uint32_t fls_options_idle_conn_s(const fls_options *o);
 
+/* Tests: the passes the reactor made over its session table to remove the sessions that ended
+ * (fls_server.c, sess_compact). */
+uint64_t fls_server_compactions(const fls_server *s);
+
 /* The core's configuration of o (optimizer defaults of its kind filled in), logger left zeroed. */
 fls_config fls_options_core_config(const fls_options *o);
 
