@@ -7237,9 +7237,9 @@ static void test_reactor_second_update_header(void **state)
 }
 
 
-/* ---- one hostile client beside honest ones: the aggregate is what it is without it ------------ */
+/* ---- one hostile client beside honest ones: the aggregate is what it is without it --------- */
 
-/* What the hostile client "a" of hostile_run does with its task of the round (ids u0, u1 honest). */
+/* What the hostile client "a" of hostile_run does with its task (u0 and u1 are honest). */
 enum {
     HOSTILE_NONE,       /* the reference: its training "failed" (an Error about the round) */
     HOSTILE_NONFINITE,  /* refused headers, then chunks out of order, repeated, misplaced, of
@@ -7317,9 +7317,10 @@ static int32_t honest_upload(fls_server *s, peer *p, flc_core *c, const char *co
     }
 }
 
-/* One round of mlp:6-5-3 (chunks of 4 elements, credit 8, 3 upload slots, the aggregation
- * settings agg) with the honest u0 and u1 and the client "a" doing `mode`; the run's model SHA-256 into sha, the server's log into
- * *lbo (the caller frees it). */
+/* One round of mlp:6-5-3 (chunks of 4 elements, credit 8, 3 upload slots, liveness 1 s: u0 and
+ * u1 do not heartbeat while "a" acts; the aggregation settings agg) with the honest u0 and u1 and
+ * the client "a" doing `mode`; the run's model SHA-256 into sha, the server's log into *lbo (the
+ * caller frees it). */
 static void hostile_run(int mode, const char *agg, char sha[65], logbuf **lbo)
 {
     const char *const ids[3] = {"u0", "u1", "a"};
@@ -7330,7 +7331,7 @@ static void hostile_run(int mode, const char *agg, char sha[65], logbuf **lbo)
              "  liveness_ms: %d\n  heartbeat_ms: 50\n"
              "model:\n  arch: \"mlp:6-5-3\"\nrun:\n  rounds: 1\n"
              "round:\n  clients: 3\n  overcommit: 1\ncodec:\n  chunk_elems: 4\n"
-             "aggregation:\n  %s\n", ep, 400 * TS, agg);
+             "aggregation:\n  %s\n", ep, 1000 * TS, agg);
     fls_options *o = opts_from(yaml);
     logbuf *lb = calloc(1, sizeof *lb);
     assert_non_null(lb);
@@ -7604,7 +7605,8 @@ static void test_reactor_join_storm_said_bounded(void **state)
     const flp_msg hc = hello_msg("calm");
     peer_send(&c, &hc);
     expect_ack_hello(s, &c);
-    if (count_of(lb->text, "client storm joined") > 5 || count_of(lb->text, "client flap joined") > 5 ||
+    if (count_of(lb->text, "client storm joined") > 5 ||
+        count_of(lb->text, "client flap joined") > 5 ||
         count_of(lb->text, "client flap left") > 5 ||
         count_of(lb->text, "client storm: 6 sessions within") != 1 ||
         count_of(lb->text, "client flap: 6 sessions within") != 1 ||
