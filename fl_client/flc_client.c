@@ -69,7 +69,8 @@ struct flc_client {
     int hs_failed;             /* this connection's handshake was refused */
     int hs_refusals;           /* refused handshakes in a row (reset by one that succeeds) */
     int hs_ever_ok;            /* a handshake succeeded once: the server key is right */
-    int hs_mismatch;           /* a CURVE handshake met a plain-text server (said once) */
+    int hs_mismatch;           /* a handshake met a server of the other mechanism (a CURVE
+                                * client's is said once); reset by one that succeeds */
     unsigned hs_fail_run;      /* handshakes failed without detail since one succeeded (CURVE) */
     uint64_t hello_ns;         /* when the last Hello went out, or a link came up since */
     unsigned hs_count;         /* handshakes that succeeded on this client's sockets */
@@ -510,11 +511,17 @@ static void drain_monitor(flc_client *c)
                 fl_log(&c->log, FL_LOG_WARN, "%s speaks another security mechanism than this "
                        "plain-text client: it runs CURVE? then server_public_key and secret_key "
                        "are needed", c->endpoint);
+                c->hs_mismatch = 1;
                 c->hs_failed = 1;
                 break;
             }
-            if (!c->server_pub)
+            if (!c->server_pub) {
+                /* Once the server was seen to run CURVE, its hang-ups before this client read
+                 * its greeting (a broken pipe, no detail) are that mismatch again, not news. */
+                if (c->hs_mismatch)
+                    c->hs_failed = 1;
                 break;
+            }
             if (event == ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL && c->hs_ever_ok) {
                 /* Not a refusal (a network error looks the same): ZeroMQ reconnects. But a
                  * server restarted under another key fails every handshake just so (libzmq 4.3:
@@ -1262,6 +1269,14 @@ static int session(flc_client *c)
              * and restarted over its connection limit forgot the session anyway; one loss alone
              * may be a server still starting, and a training goes on across that). */
             if (c->prelink_drops && (c->hs_count == hs_at_start || c->prelink_drops >= 2)) {
+                /* A plain-text client that met a CURVE server: the server closes every such
+                 * connection, and this one often sees the close before the server's greeting,
+                 * which says why. Counted as the mismatch it is (3 in a row give up), or it
+                 * retried for as long as the greeting lost that race (26 s in a trial). */
+                if (!c->server_pub && c->hs_mismatch) {
+                    c->hs_failed = 1;
+                    break;
+                }
                 fl_log(&c->log, c->prelink_said ? FL_LOG_DEBUG : FL_LOG_WARN, "%s closed the "
                        "connection before a handshake completed (a server starting up or over "
                        "its connection limit, a proxy with no server behind it, or not a fedrop "

@@ -310,8 +310,9 @@ flc_status flc_client_new(const flc_config *cfg, flc_client **out);
  * refuses (its ZAP handler: this public key is not on its allow-list) or, over CURVE, one that
  * fails otherwise (typically a wrong server_public_key; a handshake cut by a network error counts
  * only until one handshake with this client ever succeeded, which proves the server key right)
- * or, without server_public_key, one with a server that runs CURVE (a mechanism mismatch)
- * is retried with the reconnect backoff;
+ * or, without server_public_key, one with a server that runs CURVE (a mechanism mismatch; once
+ * one was seen, also that server's hang-ups before its greeting is read, which is how the
+ * mismatch often shows) is retried with the reconnect backoff;
  * after 3 such failures in a row, with no successful handshake between them, flc_client_run
  * returns FLC_ERR_AUTH. The few retries leave room for an allow-list the server reloads, without
  * retrying forever. Before its first successful handshake a CURVE client cannot tell a server

@@ -1233,6 +1233,65 @@ static void test_reconnect_backoff_after_link(void **state)
     logbuf_free(lb);
 }
 
+/* A plain-text client against a CURVE server sees the mismatch only when it reads the server's
+ * greeting before the server hangs up; otherwise the connection just closes before a handshake.
+ * Once the mismatch was seen, those hang-ups are the same refusal (flc.h, "Refusal": 3 in a row
+ * give FLC_ERR_AUTH). Here the endpoint greets as a CURVE server once and then hangs up on every
+ * connection at once, as a real one does when it wins the race: the client gives up after about
+ * 3 connections. It used to retry for as long as the greeting lost the race (fl_client
+ * --insecure against fl_server: 0.5 to 26 s in five trials), here until the 12 connections after
+ * which the test stops it. */
+static void test_plain_client_curve_hangups(void **state)
+{
+    (void)state;
+    char ep[128];
+    const int lfd = plain_listener(ep, sizeof ep);
+    logbuf *lb = logbuf_new();
+    runner r;
+    flc_client *c = client_started(ep, lb, 0, 60000, 10, 20, &r);
+    /* 1. a CURVE server's greeting (ZMTP 3.0: signature, version, mechanism, as-server, filler),
+     * kept open until the client, which speaks NULL, closes on the mismatch */
+    uint8_t greet[64];
+    memset(greet, 0, sizeof greet);
+    greet[0] = 0xff;
+    greet[8] = 1;
+    greet[9] = 0x7f;
+    greet[10] = 3;
+    memcpy(greet + 12, "CURVE", 5);
+    greet[32] = 1;
+    int conns = 0;
+    struct pollfd p = {lfd, POLLIN, 0};
+    assert_int_equal(poll(&p, 1, 10000 * TS), 1);
+    int fd = accept(lfd, NULL, NULL);
+    assert_true(fd >= 0);
+    conns++;
+    assert_int_equal(write(fd, greet, sizeof greet), (ssize_t)sizeof greet);
+    uint8_t sink[256];
+    for (;;) {
+        struct pollfd q = {fd, POLLIN, 0};
+        if (poll(&q, 1, 10000 * TS) != 1 || read(fd, sink, sizeof sink) <= 0)
+            break;
+    }
+    close(fd);
+    /* 2. then every connection closed at once, until the client gives up (or 12 of them) */
+    while (!atomic_load(&r.done) && conns < 12) {
+        p.revents = 0;
+        if (poll(&p, 1, 50) == 1 && (fd = accept(lfd, NULL, NULL)) >= 0) {
+            conns++;
+            close(fd);
+        }
+    }
+    flc_client_stop(c);
+    assert_true(run_wait(&r, 5.0 * TS));
+    close(lfd);
+    flc_client_free(c);
+    if (r.st != FLC_ERR_AUTH)
+        fail_msg("status %d (%s) after %d connections to a CURVE server that hangs up (want "
+                 "FLC_ERR_AUTH); log:\n%s", r.st, flc_strerror(r.st), conns, lb->text);
+    assert_true(log_count(lb, "another security mechanism than this plain-text client") >= 1);
+    logbuf_free(lb);
+}
+
 /* ---- no ZeroMQ heartbeats on the client's connection -------------------------------------- */
 
 /* n bytes from fd into buf within the deadline (CLOCK_MONOTONIC seconds); 1 if all came. */
@@ -2757,6 +2816,7 @@ int main(void)
         cmocka_unit_test(test_plugin_task_sub_arch),
         cmocka_unit_test(test_plain_client_curve_server),
         cmocka_unit_test(test_curve_client_plain_server),
+        cmocka_unit_test(test_plain_client_curve_hangups),
         cmocka_unit_test(test_one_hello_after_server_down),
         cmocka_unit_test(test_no_server_at_endpoint_said),
         cmocka_unit_test(test_ipv6_endpoint_reached),
