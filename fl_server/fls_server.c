@@ -3925,18 +3925,32 @@ static void say_inert(void *u, const char *key, const char *origin, const char *
 }
 
 /* Warns at start when the server's memory at a round's peak may pass what the machine can give
- * now: the model and its round delta (4 B a parameter each), the exact accumulator (8 B), a
- * staging buffer per upload slot (4 B) and, in the robust modes, every update kept until the round
- * closes (4 B each). Nothing checked it: 4096 slots of a 5M-parameter model (82 GB) started
- * silently and were found by the OOM killer in the middle of a round. A warning, not a refusal:
- * the slots fill only as uploads overlap, and the memory free now is not what it will be. */
+ * now: the round engine's model-size buffers as it counts them (fls_core_memory_bytes: the model,
+ * the server optimizer's state, the exact accumulator or the robust modes' kept updates, and
+ * upload_slots + 1 staging buffers, the last for committing an update buffered encoded) and, with
+ * checkpoint.path, the snapshot of the model and optimizer state kept for the next checkpoint and
+ * its serialised bytes while it is written (fls_ckpt_serialize grows its buffer by doubling: up
+ * to twice the state), three copies of the state in all. Nothing checked it: 4096 slots of a
+ * 5M-parameter model (82 GB) started silently and were found by the OOM killer in the middle of a
+ * round. Until 2026-12-02 the figure was 16 B a parameter plus 4 a slot: it left out the
+ * optimizer's state (8 B for fedadam) and the checkpoint's copies, and counted an accumulator the
+ * robust modes do not have (test_memory_need_counts_the_peak holds the figure to a run's real
+ * allocations). A warning, not a refusal: the slots fill only as uploads overlap, and the memory
+ * free now is not what it will be. */
 static void warn_memory(fls_server *s)
 {
     const double n = (double)fls_core_arch(s->core)->n_params;
     const double slots = (double)s->opt.upload_slots;
     const int robust = s->ccfg.agg.mode != FLS_AGG_MEAN;
     const double kept = robust ? (double)fls_agg_updates_kept(&s->ccfg.agg) : 0.0;
-    const double need = n * (16.0 + 4.0 * slots + 4.0 * kept);
+    size_t state = 0;
+    const double core = (double)fls_core_memory_bytes(s->core, &state);
+    const int ckpt = s->opt.ckpt_path[0] != 0;
+    const double need = core + (ckpt ? 3.0 * (double)state : 0.0);
+    const double opt_b = ((double)state - 4.0 * n) / n; /* the optimizer's bytes a parameter */
+    char opt_part[64] = "";
+    if (opt_b > 0.0)
+        snprintf(opt_part, sizeof opt_part, ", the server optimizer's state (%.0f B)", opt_b);
     double total;
     const double have = fl_mem_available(&total);
     if (have <= 0.0 || need <= have)
@@ -3946,11 +3960,13 @@ static void warn_memory(fls_server *s)
         snprintf(robust_part, sizeof robust_part, ", %.0f updates the robust aggregation keeps "
                  "(aggregation.max_updates)", kept);
     fl_log(&s->log, FL_LOG_WARN, "at a round's peak this server may need %.1f GB for the "
-           "model's %.0f parameters (the model, its accumulator, %.0f upload slot%s "
-           "(server.upload_slots)%s; 4 B a parameter each, the accumulator 8), more than the "
+           "model's %.0f parameters (the model%s%s, a staging buffer for each of %.0f upload "
+           "slot%s (server.upload_slots) and one more%s%s; 4 B a parameter each), more than the "
            "%.1f GB this machine has available now (of %.1f GB): lower server.upload_slots%s",
-           need / 1e9, n, slots, slots == 1 ? "" : "s", robust_part, have / 1e9, total / 1e9,
-           robust ? " or aggregation.max_updates" : "");
+           need / 1e9, n, opt_part, robust ? "" : ", its accumulator (8 B)", slots,
+           slots == 1 ? "" : "s", robust_part,
+           ckpt ? ", the checkpoint's snapshot and its serialised copy (up to twice its size)" : "",
+           have / 1e9, total / 1e9, robust ? " or aggregation.max_updates" : "");
 }
 
 static fl_status server_init(fls_server *s, char *err, size_t errlen)

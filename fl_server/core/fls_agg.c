@@ -190,6 +190,15 @@ static size_t arch_cells(const flm_arch *arch)
     return cells;
 }
 
+enum { HUGE_PAGE = 2 << 20 };
+
+/* What alloc_big takes for bytes: a whole number of huge pages from one on (the last one's tail,
+ * under transparent huge pages, is as resident as the rest). */
+static size_t big_bytes(size_t bytes)
+{
+    return bytes >= HUGE_PAGE ? (bytes + HUGE_PAGE - 1) / HUGE_PAGE * HUGE_PAGE : bytes;
+}
+
 size_t fls_agg_memory_bytes(const flm_arch *arch, size_t n_params, const fls_agg_options *opts,
                             size_t n_updates)
 {
@@ -199,9 +208,9 @@ size_t fls_agg_memory_bytes(const flm_arch *arch, size_t n_params, const fls_agg
     if (arch)
         n_params = arch->n_params;
     size_t b = sizeof(fls_agg) + arch_cells(arch) * sizeof(uint64_t);
-    b += (size_t)o.max_open * n_params * sizeof(float);
+    b += (size_t)o.max_open * big_bytes(n_params * sizeof(float));
     if (o.mode == FLS_AGG_MEAN)
-        b += n_params * sizeof(uint64_t);
+        b += big_bytes(n_params * sizeof(uint64_t));
     else
         b += n_updates * (n_params * sizeof(float) + sizeof(float *));
     return b;
@@ -215,13 +224,13 @@ size_t fls_agg_memory_bytes(const flm_arch *arch, size_t n_params, const fls_agg
  * mode), as the simulator's plain float32 updates do. */
 static void *alloc_big(size_t bytes, int zero)
 {
-    const size_t huge = (size_t)2 << 20;
+    const size_t huge = HUGE_PAGE, size = big_bytes(bytes);
     void *p = NULL;
     if (bytes >= huge) {
-        p = aligned_alloc(huge, (bytes + huge - 1) / huge * huge);
+        p = aligned_alloc(huge, size);
 #if defined(__linux__) && defined(MADV_HUGEPAGE)
         if (p)
-            (void)madvise(p, (bytes + huge - 1) / huge * huge, MADV_HUGEPAGE);
+            (void)madvise(p, size, MADV_HUGEPAGE);
 #endif
     } else {
         p = malloc(bytes);

@@ -131,7 +131,8 @@ void fls_agg_free(fls_agg *agg); /* NULL is a no-op; open update handles become 
 
 /* Bytes an aggregator with these options needs for n_params parameters (weight cells of
  * `arch`, NULL for flat), with max_open staging buffers, and `n_updates` committed updates in
- * the robust modes (ignored in mean mode). Pure function. */
+ * the robust modes (ignored in mean mode); the accumulator and each staging buffer of 2 MiB or
+ * more in whole 2 MiB pages, as they are allocated. Pure function. */
 size_t fls_agg_memory_bytes(const flm_arch *arch, size_t n_params, const fls_agg_options *opts,
                             size_t n_updates);
 

@@ -279,6 +279,21 @@ static void task_free(task_spec *t)
     free(t);
 }
 
+/* The aggregator's options: the host's, with c->stream_slots set. Staging buffers: one per
+ * update receiving chunks at once (the host bounds that number, e.g. the daemon's
+ * server.upload_slots); updates beyond it fall back to buffering encoded chunks. */
+static fls_agg_options agg_options(const fls_core *c)
+{
+    fls_agg_options ao = c->cfg.agg;
+    ao.max_open = c->stream_slots + 1; /* + 1 for committing a fallback update (lazily allocated) */
+    /* Each chunk folds as it is decoded, while in cache (the staging stays as the undo log);
+     * close_round aborts the open updates before it finalizes. */
+    ao.fold_early = 1;
+    if (ao.log.fn == NULL)
+        ao.log = c->cfg.log;
+    return ao;
+}
+
 static fl_status task_new(fls_core *c, const flm_keepset *ks, int shared, task_spec **out)
 {
     task_spec *t = calloc(1, sizeof *t);
@@ -409,16 +424,8 @@ fl_status fls_core_new(const fls_config *cfg, fls_core **out)
         fls_core_free(c);
         return FL_ERR_NOMEM;
     }
-    fls_agg_options ao = cfg->agg;
-    /* Staging buffers: one per update receiving chunks at once (the host bounds that number, e.g.
-     * the daemon's server.upload_slots); updates beyond it fall back to buffering encoded chunks. */
     c->stream_slots = cfg->agg.max_open > 0 ? cfg->agg.max_open : 1;
-    ao.max_open = c->stream_slots + 1; /* + 1 for committing a fallback update (lazily allocated) */
-    /* Each chunk folds as it is decoded, while in cache (the staging stays as the undo log);
-     * close_round aborts the open updates before it finalizes. */
-    ao.fold_early = 1;
-    if (ao.log.fn == NULL)
-        ao.log = cfg->log;
+    const fls_agg_options ao = agg_options(c);
     if ((st = fls_agg_new(&c->arch, &ao, &c->agg)) != FL_OK ||
         (st = fls_opt_new(&cfg->opt, n, &c->opt)) != FL_OK ||
         (st = fls_policy_new(&cfg->policy, &c->arch, cfg->seed, &c->pol)) != FL_OK ||
@@ -691,6 +698,26 @@ size_t fls_core_clients_known(const fls_core *c)
 uint64_t fls_core_train_memory(const fls_core *c)
 {
     return c ? c->train_need : 0;
+}
+
+size_t fls_core_memory_bytes(const fls_core *c, size_t *state)
+{
+    if (!c)
+        return 0;
+    const size_t n = c->arch.n_params;
+    size_t st = n * sizeof *c->params;
+    for (size_t i = 0; i < fls_opt_n_state(c->opt); i++) {
+        size_t len = 0;
+        /* fls_opt_state takes a non-const opt (a restore writes through it); only its size read */
+        (void)fls_opt_state((fls_opt *)c->opt, i, NULL, &len);
+        st += len * sizeof(float);
+    }
+    if (state)
+        *state = st;
+    const fls_agg_options ao = agg_options(c);
+    const size_t kept = ao.mode == FLS_AGG_MEAN ? 0 : (size_t)fls_agg_updates_kept(&ao);
+    return st + n /* held */ + (size_t)c->cfg.chunk_elems * sizeof *c->tmp +
+           fls_agg_memory_bytes(&c->arch, n, &ao, kept);
 }
 
 static fl_status close_round(fls_core *c, fls_close_reason why, double now);

@@ -186,6 +186,15 @@ size_t fls_core_clients_known(const fls_core *core);
 /* What a client needs to train this run's submodel: flm_train_memory_need of the policy's keep
  * counts (the same for every Task) with the up codec's residual. */
 uint64_t fls_core_train_memory(const fls_core *core);
+/* The most memory, in bytes, the engine's model-size buffers may hold at a round's peak: the
+ * model, the mask of the coordinates a round held, the server optimizer's state, a chunk's
+ * scratch, and the aggregator's (fls_agg_memory_bytes of the options the engine made it with:
+ * the accumulator, or in the robust modes the updates it keeps, and every staging buffer it may
+ * allocate: one per stream slot (fls_config.agg.max_open) and the one for committing an update
+ * buffered encoded; the round's delta is computed in an idle one). Not counted: per-client
+ * records, the Task cache of a shared keep-set, updates buffered encoded. *state (may be NULL):
+ * the model's and the optimizer state's bytes alone, what fls_core_checkpoint copies of them. */
+size_t fls_core_memory_bytes(const fls_core *core, size_t *state);
 /* A client disconnected: its unfinished update this round (if any) is dropped and counted as
  * failed; if no selected client can still report, the round closes. FL_OK or
  * FL_ERR_UNKNOWN_CLIENT. */
