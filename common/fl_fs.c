@@ -128,6 +128,11 @@ fl_status fl_file_read(const char *path, size_t max, char **out, size_t *len, ch
     return read_stream(f, path, max, out, len, err, errlen);
 }
 
+int fl_stat_same_file(const struct stat *a, const struct stat *b)
+{
+    return a->st_dev == b->st_dev && a->st_ino == b->st_ino;
+}
+
 const char *fl_mode_what(mode_t mode)
 {
     return S_ISFIFO(mode)                     ? "a FIFO"

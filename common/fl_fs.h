@@ -15,6 +15,13 @@
  * when its write failed. It changes the directory's mtime. */
 int fl_dir_writable(const char *dir);
 
+struct stat;
+
+/* 1 when a and b (from stat, fstat or lstat) are of one file: the same device and inode, which
+ * two names of it (a hard or symbolic link, another spelling of its path) and every descriptor
+ * open on it share; else 0. */
+int fl_stat_same_file(const struct stat *a, const struct stat *b);
+
 /* A file type in words, for "PATH: <it>, not a regular file": "a FIFO", "a directory", "a
  * device", "a socket", "a regular file" (for "PATH: <it>, not a directory"), "something else". */
 const char *fl_mode_what(mode_t mode);

@@ -2932,7 +2932,7 @@ static int metrics_ends_torn(const char *path, int fd)
     if (r < 0)
         return 0; /* unreadable (mode 0200): nothing known, nothing added */
     char c = '\n';
-    const int same = fstat(r, &b) == 0 && b.st_dev == a.st_dev && b.st_ino == a.st_ino;
+    const int same = fstat(r, &b) == 0 && fl_stat_same_file(&a, &b);
     const int torn = same && pread(r, &c, 1, a.st_size - 1) == 1 && c != '\n';
     close(r);
     return torn;
@@ -3466,7 +3466,7 @@ static int same_file(const char *a, const char *b)
 {
     struct stat sa, sb;
     if (stat(a, &sa) == 0 && stat(b, &sb) == 0)
-        return sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
+        return fl_stat_same_file(&sa, &sb);
     char ca[PATH_MAX + 256], cb[PATH_MAX + 256];
     canon_path(a, ca, sizeof ca);
     canon_path(b, cb, sizeof cb);

@@ -363,8 +363,7 @@ fl_status flsim_rounds_finish(FILE *f, const char *dir)
         char path[1200];
         snprintf(path, sizeof path, "%s/rounds.csv", dir);
         struct stat a, b;
-        gone = fstat(fileno(f), &a) != 0 || stat(path, &b) != 0 || a.st_dev != b.st_dev ||
-               a.st_ino != b.st_ino;
+        gone = fstat(fileno(f), &a) != 0 || stat(path, &b) != 0 || !fl_stat_same_file(&a, &b);
     }
     bad |= fclose(f) != 0;
     return bad ? FL_ERR_IO : gone ? FL_ERR_NOT_FOUND : FL_OK;

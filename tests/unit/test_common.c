@@ -388,6 +388,50 @@ static void test_path_dir(void **state)
     assert_int_equal(fl_path_dir("/a/very/long/directory/x", d, sizeof d), ENAMETOOLONG);
 }
 
+/* fl_stat_same_file: a file, its hard and symbolic links and a descriptor open on it are one
+ * file; a file of the same contents beside it, or one made again at its name, is another. */
+static void test_stat_same_file(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/fl-test-same-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    char a[64], hard[64], sym[64], other[64];
+    snprintf(a, sizeof a, "%s/a", dir);
+    snprintf(hard, sizeof hard, "%s/hard", dir);
+    snprintf(sym, sizeof sym, "%s/sym", dir);
+    snprintf(other, sizeof other, "%s/other", dir);
+    const int fd = open(a, O_WRONLY | O_CREAT | O_EXCL, 0644);
+    assert_true(fd >= 0);
+    const int od = open(other, O_WRONLY | O_CREAT | O_EXCL, 0644);
+    assert_true(od >= 0);
+    close(od);
+    assert_int_equal(link(a, hard), 0);
+    assert_int_equal(symlink("a", sym), 0);
+    struct stat sa, sf, sh, ss, so, sn;
+    assert_int_equal(stat(a, &sa), 0);
+    assert_int_equal(fstat(fd, &sf), 0);
+    assert_int_equal(stat(hard, &sh), 0);
+    assert_int_equal(stat(sym, &ss), 0);
+    assert_int_equal(stat(other, &so), 0);
+    assert_true(fl_stat_same_file(&sa, &sf));
+    assert_true(fl_stat_same_file(&sa, &sh));
+    assert_true(fl_stat_same_file(&sa, &ss));
+    assert_false(fl_stat_same_file(&sa, &so));
+    /* a made again while fd stays open on the old one: the old inode cannot be reused */
+    assert_int_equal(unlink(a), 0);
+    assert_int_equal(unlink(hard), 0);
+    const int nd = open(a, O_WRONLY | O_CREAT | O_EXCL, 0644);
+    assert_true(nd >= 0);
+    close(nd);
+    assert_int_equal(stat(a, &sn), 0);
+    assert_false(fl_stat_same_file(&sf, &sn));
+    close(fd);
+    unlink(a);
+    unlink(sym);
+    unlink(other);
+    assert_int_equal(rmdir(dir), 0);
+}
+
 /* fl_atomic: the new contents replace the old whole, with the mode asked for and no temporary
  * left; a rename that fails (a directory in the file's place) says which step, leaves the
  * directory as it was, and removes the temporary. keep_open leaves a descriptor on the new file. */
@@ -1055,6 +1099,7 @@ int main(void)
         cmocka_unit_test(test_logging_long_lines),
         cmocka_unit_test(test_time_monotonic), cmocka_unit_test(test_grow), cmocka_unit_test(test_index_new),
         cmocka_unit_test(test_path_dir),
+        cmocka_unit_test(test_stat_same_file),
         cmocka_unit_test(test_dir_writable),
         cmocka_unit_test(test_atomic_write),
         cmocka_unit_test(test_file_read_wait),
