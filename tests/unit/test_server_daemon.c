@@ -4460,6 +4460,25 @@ void __wrap_free(void *p)
     __real_free(p);
 }
 
+/* flp_encode (--wrap): a message of type g_encode_fail (0: none) does not encode, as out of
+ * memory. */
+fl_status __real_flp_encode(uint8_t *dst, size_t cap, size_t *written, const flp_msg *m,
+                            const flp_limits *lim, char *err, size_t errcap);
+fl_status __wrap_flp_encode(uint8_t *dst, size_t cap, size_t *written, const flp_msg *m,
+                            const flp_limits *lim, char *err, size_t errcap);
+static int g_encode_fail;
+
+fl_status __wrap_flp_encode(uint8_t *dst, size_t cap, size_t *written, const flp_msg *m,
+                            const flp_limits *lim, char *err, size_t errcap)
+{
+    if (g_encode_fail && m && (int)m->type == g_encode_fail) {
+        if (err && errcap)
+            snprintf(err, errcap, "the test's failure");
+        return FL_ERR_NOMEM;
+    }
+    return __real_flp_encode(dst, cap, written, m, lim, err, errcap);
+}
+
 /* fl_mem_available (--wrap): g_mem_have bytes when set (the total twice that), else the
  * machine's. */
 double __real_fl_mem_available(double *total);
@@ -4480,6 +4499,7 @@ static int reset_wraps(void **state)
     (void)state;
     atomic_store(&g_mem_count, 0);
     g_mem_have = 0.0;
+    g_encode_fail = 0;
     g_mkstemp_fails = 0;
     g_write_fail = NULL;
     g_write_room = 0;
@@ -4579,6 +4599,37 @@ static void test_nomem_said(void **state)
         free(lb);
     }
     assert_int_equal(ended, FLS_ERR_NOMEM);
+}
+
+/* A client whose Task cannot be encoded (out of memory) is dropped, saying why: send_to left
+ * send_errno as it was, and the drop said a stale errno's text, "client a left (Success)"
+ * (a28ea08 fixed it without a test: test_nomem_said's run ends at an earlier allocation). */
+static void test_reactor_encode_failure_said(void **state)
+{
+    (void)state;
+    char ep[512], yaml[1024];
+    snprintf(ep, sizeof ep, "ipc://%s/encfail", g_tmp);
+    snprintf(yaml, sizeof yaml,
+             "server:\n  insecure: true\n  endpoints: ['%s']\nmodel:\n  arch: \"mlp:6-5-3\"\n"
+             "round:\n  clients: 1\n  min_clients: 1\n", ep);
+    logbuf *lb;
+    fls_server *s = server_of(yaml, &lb);
+    peer p;
+    peer_open(&p, ep, NULL, NULL, NULL);
+    flp_msg h = hello_msg("a");
+    peer_send(&p, &h);
+    expect_ack_hello(s, &p);
+    g_encode_fail = FLP_TASK;
+    const double t0 = fl_time_mono_s();
+    while (!strstr(lb->text, "client a left") && fl_time_mono_s() - t0 < 10)
+        assert_int_equal(fls_server_step(s, 2), FLS_OK);
+    g_encode_fail = 0;
+    if (!strstr(lb->text, "cannot encode task: out of memory") ||
+        !strstr(lb->text, "client a left (Cannot allocate memory)"))
+        fail_msg("log:\n%s", lb->text);
+    peer_close(&p);
+    fls_server_free(s);
+    free(lb);
 }
 
 /* A full disk at start (writes fail with ENOSPC; making an empty file still works) is a failure
@@ -8684,6 +8735,7 @@ int main(void)
         cmocka_unit_test_teardown(test_ids_group_sync_fails_rewritten, reset_wraps),
         cmocka_unit_test_teardown(test_reactor_checkpoint_no_fds, reset_wraps),
         cmocka_unit_test_teardown(test_nomem_said, reset_wraps),
+        cmocka_unit_test_teardown(test_reactor_encode_failure_said, reset_wraps),
     };
     if (getenv("FLS_TEST_FILTER")) /* e.g. "test_ids_*": a few tests while working on them */
         cmocka_set_test_filter(getenv("FLS_TEST_FILTER"));
