@@ -7,9 +7,12 @@
 # - A run that fails before its first round leaves an earlier run's results in --out alone.
 # - SIGKILL loses no finished round: rounds.csv grows a line per round, and no summary.json is
 #   left behind (not even the one of the earlier run in the same directory).
-#   interrupt_test.sh FL_SIM
+# - A Ctrl-C caught while the progress bar's text goes out says its message on a line of its own
+#   (SHIM, an LD_PRELOAD shim, raises it there).
+#   interrupt_test.sh FL_SIM [SHIM]
 set -eu
 FL_SIM=$1
+SHIM=${2:-}
 DIR=$(mktemp -d)
 pid=
 trap '[ -n "$pid" ] && kill -9 "$pid" 2>/dev/null; rm -rf "$DIR"' EXIT
@@ -285,4 +288,20 @@ grep -qx "$said" "$DIR/gone.err" || fail "gone: not said: $(cat "$DIR/gone.err")
 lines=$(($(wc -l <"$DIR/gone/rounds.csv" 2>/dev/null || echo 0) - 1))
 [ "$lines" -eq 4000 ] || fail "gone: rounds.csv holds $lines rounds beside summary.json, not 4000"
 echo "--out removed during the run: rounds.csv written whole at the end"
+# A Ctrl-C caught between the bar's text and the bar's line marked open put its message after the
+# text, on the bar's line ("...acc 0.41 fl_sim: stopping after ..."); the line is marked open
+# first since 60cdf13. The shim raises SIGINT inside the bar's fprintf (ASan would refuse a
+# library loaded before its runtime).
+if [ -n "$SHIM" ]; then
+    rc=0
+    env LD_PRELOAD="$SHIM" ASAN_OPTIONS="${ASAN_OPTIONS:-}:verify_asan_link_order=0" \
+        "$FL_SIM" ${ARGS%--quiet 1} --rounds 3 --progress bar --quiet 0 --out "$DIR/barsig" \
+        >/dev/null 2>"$DIR/barsig.err" || rc=$?
+    tr '\r' '\n' <"$DIR/barsig.err" >"$DIR/barsig.txt"
+    grep -q 'fl_sim: \(stopping\|interrupted\)' "$DIR/barsig.txt" ||
+        fail "Ctrl-C on the progress bar: not said (exit status $rc): $(cat -v "$DIR/barsig.txt")"
+    grep -q '^fl_sim: \(stopping\|interrupted\)' "$DIR/barsig.txt" ||
+        fail "Ctrl-C on the progress bar: said on the bar's line: $(cat -v "$DIR/barsig.txt")"
+    echo "Ctrl-C while the progress bar is drawn: said on a line of its own"
+fi
 echo "ok"
