@@ -70,10 +70,12 @@
 #define TIMER_PERIOD 0.05  /* seconds between timer sweeps (heartbeats, liveness, tick) */
 #define CKPT_FD_RETRY_S 600 /* a checkpoint with no descriptor free is tried again this long */
 #define LOG_BURST 10       /* malformed-input log lines per second before suppression */
+#define CHURN_LINES 60     /* join and leave lines a minute at info level (churn_level) */
+#define CHURN_WINDOW 60.0  /* seconds: that minute */
 #define TWIN_WINDOW_S 60.0 /* an id's evictions by another connection are counted per window */
 #define TWIN_WARN_AT 3     /* and said once a window from this many: a restart makes only one */
-#define CHURN_WINDOW_S 60.0 /* an id's session starts are counted per window */
-#define CHURN_SAID 5        /* and said one by one (joined, left) up to this many a window */
+#define ID_CHURN_WINDOW_S 60.0 /* an id's session starts are counted per window */
+#define ID_CHURN_SAID 5     /* and said one by one (joined, left) up to this many a window */
 #define FORGET_SAY_S 60.0  /* forgotten idle ids are said at info level at most once a minute */
 #define NIL UINT32_MAX     /* no binding (links between bindings are slot indexes) */
 
@@ -333,6 +335,9 @@ struct fls_server {
     /* [0]: warnings, [1]: news (a bound id's leftovers after a restart): a burst each, so that
      * news neither uses up the warnings' nor is summed up as a warning */
     unsigned rl_count[2], rl_suppressed[2];
+    double churn_t0;            /* when the minute of join and leave lines began (0: none open) */
+    unsigned churn_said;        /* in it: per-client join and leave lines logged at info level */
+    unsigned churn_joined, churn_left, churn_quiet; /* joins, leaves, lines left at debug level */
     fls_server_stats st;
 };
 
@@ -578,7 +583,7 @@ static void dl_forget(fls_server *s, sess *x)
 
 static binding *bind_find(const fls_server *s, uint32_t key);
 static void bind_detach(fls_server *s, binding *b, double now);
-static fl_log_level churn_level(const binding *b, double now);
+static int id_churn_quiet(const binding *b, double now);
 
 /* x's Hello is no longer waiting for its Ack (answered, or the session is over). */
 static void ack_clear(fls_server *s, sess *x)
@@ -598,6 +603,71 @@ static uint32_t round_start_at(const fls_server *s, const char **setting)
     return s->opt.core.min_clients ? s->opt.core.min_clients : s->opt.core.clients_per_round;
 }
 
+/* Join and leave lines under churn: the first CHURN_LINES of a minute are logged at info level,
+ * the rest at debug level, and the minute is summed up at info level ("clients in the last 60 s:
+ * 812 joined, 790 left; 752 of these lines at debug level only ...") when any were. Hundreds of
+ * devices connecting and leaving a second (a fleet's restart, a flapping network) logged a line
+ * each, which buried everything else; a few clients are still said one by one. A leave for a
+ * reason that is not ordinary (churn_ordinary) is always said at info level, outside the count:
+ * it is the line an operator looks for when one device misbehaves. */
+static void churn_flush(fls_server *s, double now, int force)
+{
+    if (s->churn_t0 == 0 || (!force && now - s->churn_t0 < CHURN_WINDOW))
+        return;
+    if (s->churn_quiet) {
+        /* what a round waits for, as the join and leave lines say it */
+        const uint32_t conn = fls_core_connected(s->core);
+        const char *setting;
+        const uint32_t start_at = round_start_at(s, &setting);
+        char wait[96] = "";
+        if (conn < start_at && !fls_core_round_open(s->core) && !fls_core_done(s->core))
+            snprintf(wait, sizeof wait, ": a round starts at %u (%s)", start_at, setting);
+        fl_log(&s->log, FL_LOG_INFO, "clients in the last %.0f s: %u joined, %u left; %u of these "
+               "join and leave lines at debug level only (past %d a minute, or of a client past %d "
+               "sessions a minute; run.log_level debug logs each); %u connected%s", now - s->churn_t0, s->churn_joined, s->churn_left,
+               s->churn_quiet, CHURN_LINES, ID_CHURN_SAID, conn, wait);
+    }
+    s->churn_t0 = 0;
+    s->churn_said = s->churn_joined = s->churn_left = s->churn_quiet = 0;
+}
+
+/* The level of the line of a join (joined 1) or a leave, counted for churn_flush; id_quiet: its
+ * id's own lines are held back (id_churn_note: one client saying Hello again and again), at debug
+ * level whatever else; always: a leave said at info level whatever the count. */
+static fl_log_level churn_level(fls_server *s, int joined, int always, int id_quiet)
+{
+    const double now = fl_time_mono_s();
+    churn_flush(s, now, 0);
+    if (s->churn_t0 == 0)
+        s->churn_t0 = now;
+    if (joined)
+        s->churn_joined++;
+    else
+        s->churn_left++;
+    if (id_quiet) {
+        s->churn_quiet++;
+        return FL_LOG_DEBUG;
+    }
+    if (always)
+        return FL_LOG_INFO;
+    if (s->churn_said < CHURN_LINES) {
+        s->churn_said++;
+        return FL_LOG_INFO;
+    }
+    s->churn_quiet++;
+    return FL_LOG_DEBUG;
+}
+
+/* A leave that needs no line of its own under churn: the client said it was done or stopping
+ * (libflclient's Bye reasons, or none), or it came back on another connection. Any other reason
+ * (silent past the liveness timeout, a send that failed, out of memory, a key no longer allowed,
+ * a reason of the client's own such as "the local samples do not fit the model") is said. */
+static int churn_ordinary(const char *why)
+{
+    return !strcmp(why, "done") || !strcmp(why, "client stopping") || !strcmp(why, "bye") ||
+           !strcmp(why, "reconnected");
+}
+
 /* Tells the core the client is gone and marks the session for removal. */
 static void sess_drop(fls_server *s, sess *x, const char *why)
 {
@@ -606,7 +676,7 @@ static void sess_drop(fls_server *s, sess *x, const char *why)
     ack_clear(s, x); /* never answered: its id's record may not be on disk */
     if (x->id) {
         binding *b = bind_find(s, x->key);
-        const fl_log_level said = churn_level(b, fl_time_mono_s());
+        const int id_quiet = id_churn_quiet(b, fl_time_mono_s());
         if (b)
             bind_detach(s, b, fl_time_mono_s());
         const fl_status st = fls_core_client_leave(s->core, x->key, fl_time_mono_s());
@@ -616,11 +686,12 @@ static void sess_drop(fls_server *s, sess *x, const char *why)
         const uint32_t conn = fls_core_connected(s->core);
         const char *setting;
         const uint32_t start_at = round_start_at(s, &setting);
+        const fl_log_level lv = churn_level(s, 0, !churn_ordinary(why), id_quiet);
         if (conn < start_at && !fls_core_done(s->core) && strcmp(why, "reconnected") != 0)
-            fl_log(&s->log, said, "client %s left (%s); %u connected: a round starts at "
-                   "%u (%s)", x->id, why, conn, start_at, setting);
+            fl_log(&s->log, lv, "client %s left (%s); %u connected: a round starts at %u (%s)",
+                   x->id, why, conn, start_at, setting);
         else
-            fl_log(&s->log, said, "client %s left (%s); %u connected", x->id, why, conn);
+            fl_log(&s->log, lv, "client %s left (%s); %u connected", x->id, why, conn);
     }
     ul_release(s, x);
     dl_forget(s, x);
@@ -1142,30 +1213,29 @@ static void twin_note(fls_server *s, binding *b)
     }
 }
 
-/* A session of b's id starts. Returns 1 while its starts in this window (CHURN_WINDOW_S) are
- * few enough to be said one by one (CHURN_SAID), 0 after: its joins and leaves are then said at
+/* A session of b's id starts. Returns 1 while its starts in this window (ID_CHURN_WINDOW_S) are
+ * few enough to be said one by one (ID_CHURN_SAID), 0 after: its joins and leaves are then said at
  * debug level, and once, as a warning, why. A client that says Hello again and again (on one
  * connection, or with a Bye between) made an info line of each ("joined", "left"): 200 Hellos, 200
  * lines, and a journal that rate-limits the service dropped the other clients' lines with them. */
-static int churn_note(fls_server *s, binding *b, double now)
+static int id_churn_note(fls_server *s, binding *b, double now)
 {
-    if (b->churn_n == 0 || now - b->churn_t0 >= CHURN_WINDOW_S) {
+    if (b->churn_n == 0 || now - b->churn_t0 >= ID_CHURN_WINDOW_S) {
         b->churn_t0 = now;
         b->churn_n = 0;
     }
-    if (++b->churn_n == CHURN_SAID + 1)
+    if (++b->churn_n == ID_CHURN_SAID + 1)
         fl_log(&s->log, FL_LOG_WARN, "client %s: %u sessions within %.0f s (a client that says "
                "Hello again and again, or keeps reconnecting): its joins and leaves are said at "
                "debug level for the rest of the minute", b->id, b->churn_n, now - b->churn_t0);
-    return b->churn_n <= CHURN_SAID;
+    return b->churn_n <= ID_CHURN_SAID;
 }
 
-/* The level of a join or leave line of b's id (NULL: unbound): info, debug while churn_note
- * holds its lines back. */
-static fl_log_level churn_level(const binding *b, double now)
+/* Whether the join and leave lines of b's id (NULL: unbound) are held back at debug level by
+ * churn_note. */
+static int id_churn_quiet(const binding *b, double now)
 {
-    return b && b->churn_n > CHURN_SAID && now - b->churn_t0 < CHURN_WINDOW_S ? FL_LOG_DEBUG
-                                                                               : FL_LOG_INFO;
+    return b && b->churn_n > ID_CHURN_SAID && now - b->churn_t0 < ID_CHURN_WINDOW_S;
 }
 
 /* ---- sending -------------------------------------------------------------------------------- */
@@ -2106,7 +2176,7 @@ static void on_hello(fls_server *s, sess *x, const uint8_t *rid, size_t rid_len,
         return;
     }
     bind_attach(s, b);
-    const fl_log_level said = churn_note(s, b, fl_time_mono_s()) ? FL_LOG_INFO : FL_LOG_DEBUG;
+    const int id_quiet = !id_churn_note(s, b, fl_time_mono_s());
     /* Said when the id is bound, not at every reconnect (the table may have moved: look the
      * holder of its derived key up now). */
     uint32_t derived;
@@ -2151,11 +2221,12 @@ static void on_hello(fls_server *s, sess *x, const uint8_t *rid, size_t rid_len,
     const uint32_t conn = fls_core_connected(s->core);
     const char *setting;
     const uint32_t start_at = round_start_at(s, &setting);
+    const fl_log_level lv = churn_level(s, 1, 0, id_quiet);
     if (conn < start_at && !fls_core_round_open(s->core) && !fls_core_done(s->core))
-        fl_log(&s->log, said, "client %s joined; %u connected: a round starts at %u (%s)",
-               x->id, conn, start_at, setting);
+        fl_log(&s->log, lv, "client %s joined; %u connected: a round starts at %u (%s)", x->id,
+               conn, start_at, setting);
     else
-        fl_log(&s->log, said, "client %s joined; %u connected", x->id, conn);
+        fl_log(&s->log, lv, "client %s joined; %u connected", x->id, conn);
     if (h->memory_bytes && h->memory_bytes < need && (fresh || b->mem_said != h->memory_bytes))
         fl_log(&s->log, FL_LOG_WARN, "client %s announced %llu bytes of memory, less than a "
                "submodel of %s needs (about %llu): it will not be selected", x->id,
@@ -4326,6 +4397,7 @@ void fls_server_free(fls_server *s)
 
 static void timers(fls_server *s, double now)
 {
+    churn_flush(s, now, 0); /* a minute's summary when it is over, not at the next join */
     const double hb = s->opt.heartbeat_ms / 1000.0, live = s->opt.liveness_ms / 1000.0;
     flp_msg m = flp_msg_header(FLP_HEARTBEAT, 0, NULL);
     int taken = 0;
@@ -4397,6 +4469,7 @@ static fls_status finish_stop(fls_server *s)
     const uint64_t round = s->eval_live ? s->eval_round : fls_core_round(s->core);
     eval_cancel(s);
     log_bad_flush(s, fl_time_mono_s());
+    churn_flush(s, fl_time_mono_s(), 1);
     /* No more updates are taken: the reactor stops reading. The state between rounds is the last
      * snapshot (a round in flight is dropped and replayed on resume). */
     if (!fls_core_round_open(s->core))
@@ -4490,6 +4563,7 @@ static fls_status finish_ckpt_failed(fls_server *s, fl_status st)
 static fls_status finish_done(fls_server *s)
 {
     log_bad_flush(s, fl_time_mono_s()); /* the last burst's count: said when the next came */
+    churn_flush(s, fl_time_mono_s(), 1);
     snapshot(s);
     const fl_status st = write_final(s);
     if (st != FL_OK)

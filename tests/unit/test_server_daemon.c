@@ -4057,14 +4057,14 @@ int __wrap_mkstemp64(char *tmpl)
 }
 
 /* The monotonic clock in seconds as this binary sees it (-Wl,--wrap=fl_time_mono_s): moved on
- * by g_clock_skew. */
+ * by g_clock_skew; held at g_clock_hold while that is not 0. */
 double __real_fl_time_mono_s(void);
 double __wrap_fl_time_mono_s(void);
-static double g_clock_skew;
+static double g_clock_skew, g_clock_hold;
 
 double __wrap_fl_time_mono_s(void)
 {
-    return __real_fl_time_mono_s() + g_clock_skew;
+    return (g_clock_hold != 0 ? g_clock_hold : __real_fl_time_mono_s()) + g_clock_skew;
 }
 
 /* fsync as the server sees it (-Wl,--wrap=fsync): while g_dir_fsync_fails is not 0, each fsync
@@ -4505,6 +4505,7 @@ static int reset_wraps(void **state)
     g_write_room = 0;
     g_write_errno = 0;
     g_clock_skew = 0;
+    g_clock_hold = 0;
     g_dir_fsync_fails = 0;
     g_ids_sync_fails = 0;
     g_alloc_fail = 0;
@@ -6597,6 +6598,82 @@ static void test_memory_need_counts_the_peak(void **state)
         fls_server_free(s);
         free(lb);
     }
+}
+
+/* log_collect, each line after its level's letter ("D client a joined; ..."). */
+static void log_lettered(void *user, fls_log_level level, const char *msg)
+{
+    char line[1200];
+    snprintf(line, sizeof line, "%c %s", level == FLS_LOG_DEBUG ? 'D' : level == FLS_LOG_INFO ? 'I'
+                                                                                         : 'W',
+             msg);
+    log_collect(user, level, line);
+}
+
+/* Steps s until it has read `in` messages in all; a bound on the steps, not on the time, so that
+ * a held clock (g_clock_hold) cannot keep it going. */
+static void step_until_read(fls_server *s, uint64_t in)
+{
+    fls_server_stats st;
+    for (int i = 0; i < 20000; i++) {
+        fls_server_stats_get(s, &st);
+        if (st.msgs_in >= in)
+            return;
+        fls_server_step(s, 2);
+    }
+    fail_msg("read %llu messages of %llu", (unsigned long long)st.msgs_in, (unsigned long long)in);
+}
+
+/* Clients joining and leaving by the hundred a second (a fleet's restart, a flapping network)
+ * logged a line each. Now: the first 60 join and leave lines of a minute at info level, the rest
+ * at debug level (each still there for run.log_level debug), and the minute summed up when it is
+ * over; a leave for a reason that is not ordinary is said at info level past the 60. 40 clients
+ * join and leave (Bye "done"), then one leaves with a reason of its own; the clock is held, so
+ * that the minute does not end during the burst however slow the machine. */
+static void test_reactor_churn_summed_up(void **state)
+{
+    (void)state;
+    enum { N = 40 };
+    char ep[300], yaml[1024], ids[N + 1][16];
+    snprintf(ep, sizeof ep, "ipc://%s/churn.sock", g_tmp);
+    snprintf(yaml, sizeof yaml,
+             "server:\n  insecure: true\n  endpoints: ['%s']\nmodel:\n  arch: \"mlp:6-5-3\"\n"
+             "round:\n  clients: 1000\nrun:\n  log_level: debug\n", ep);
+    g_clock_hold = __real_fl_time_mono_s();
+    logbuf *lb;
+    fls_server *s = server_host_log(yaml, &lb, 0, log_lettered);
+    static peer p[N + 1];
+    for (int k = 0; k <= N; k++) {
+        snprintf(ids[k], sizeof ids[k], "churn%d", k);
+        peer_open(&p[k], ep, NULL, NULL, NULL);
+        flp_msg h = hello_msg(ids[k]);
+        flp_msg bye = flp_msg_header(FLP_BYE, 0, ids[k]);
+        bye.bye.reason = k < N ? "done" : "the local samples do not fit the model";
+        if (k == N) /* the last once the others' lines are out */
+            step_until_read(s, 2 * N);
+        peer_send(&p[k], &h);
+        peer_send(&p[k], &bye);
+    }
+    step_until_read(s, 2 * N + 2);
+    const size_t info = count_of(lb->text, "\nI client churn");
+    const size_t debug = count_of(lb->text, "\nD client churn");
+    const int own = strstr(lb->text, "I client churn40 left (the local samples do not fit the "
+                                     "model); 0 connected") != NULL;
+    if (info != 61 || debug != 21 || !own || strstr(lb->text, "clients in the last"))
+        fail_msg("%zu lines at info level (want 60 and the last leave), %zu at debug (want "
+                 "21):\n%s", info, debug, lb->text);
+    g_clock_skew = 61.0; /* the minute is over: summed up at the next timers */
+    for (int i = 0; i < 100 && !strstr(lb->text, "clients in the last"); i++)
+        fls_server_step(s, 2);
+    const char *sum = "I clients in the last 61 s: 41 joined, 41 left; 21 of these join and leave "
+                      "lines at debug level only (past 60 a minute, or of a client past 5 "
+                      "sessions a minute; run.log_level debug logs each); 0 connected: a round starts at 1000 (round.clients)";
+    if (!strstr(lb->text, sum))
+        fail_msg("no '%s':\n%s", sum, lb->text);
+    fls_server_free(s);
+    for (int k = 0; k <= N; k++)
+        peer_close(&p[k]);
+    free(lb);
 }
 
 /* A peer (another process, no Hello) floods the server faster than it reads, then its process
@@ -8711,6 +8788,7 @@ int main(void)
         cmocka_unit_test(test_memory_need_warned),
         cmocka_unit_test_teardown(test_memory_need_counts_the_peak, reset_wraps),
         cmocka_unit_test(test_reactor_near_limit_said_once),
+        cmocka_unit_test_teardown(test_reactor_churn_summed_up, reset_wraps),
         cmocka_unit_test(test_reactor_forgotten_state_not_inherited),
         cmocka_unit_test(test_reactor_metrics_lost),
         cmocka_unit_test(test_reactor_metrics_torn_tail),
