@@ -1538,7 +1538,13 @@ static void start_task(fls_server *s, uint32_t key, uint64_t round)
     m.sender = "";
     if (x->key_alt)
         m.task.client_key = key;
-    if (m.task.n_tensors > FLM_MAX_TENSORS || send_sess(s, x, &m) != 0) {
+    if (m.task.n_tensors > FLM_MAX_TENSORS) { /* the model's own check keeps this away */
+        fl_log(&s->log, FL_LOG_ERROR, "client %s: a task of %u tensors, more than the %d a "
+               "download tracks", x->id, m.task.n_tensors, FLM_MAX_TENSORS);
+        sess_drop(s, x, "task too large to track");
+        return;
+    }
+    if (send_sess(s, x, &m) != 0) {
         /* A client that cannot even take its Task is as good as gone. */
         sess_drop(s, x, send_why(s));
         return;
