@@ -47,6 +47,7 @@
 #include <zmq.h>
 
 #include "bench_wire.h"
+#include "bench_stat.h"
 #include "flp_wire.h"
 #include "fls.h"
 
@@ -369,17 +370,6 @@ static window measure(int m, int per_proc, double secs, int zmq_hb)
     return w;
 }
 
-static int cmp_double(const void *a, const void *b)
-{
-    const double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static double median(double *v, int n)
-{
-    qsort(v, (size_t)n, sizeof *v, cmp_double);
-    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-}
 
 int main(int argc, char **argv)
 {
@@ -471,8 +461,8 @@ int main(int argc, char **argv)
         unlink(g_allow_path);
         rmdir(g_keydir);
     }
-    const double o = median(ours, reps), p = median(peer, reps), a = median(ack, reps);
-    const double ad = median(admit, reps);
+    const double o = bench_stat_of(ours, reps).med, p = bench_stat_of(peer, reps).med;
+    const double a = bench_stat_of(ack, reps).med, ad = bench_stat_of(admit, reps).med;
     printf("sessions=%d server_cpu_ms_per_s=%.1f peer_server_cpu_ms_per_s=%.1f ratio=%.3f "
            "us_per_session_s=%.2f peer_us_per_session_s=%.2f ack_s=%.2f admit_ms=%.3f\n", m, o,
            p, p > 0 ? o / p : 0, o * 1e3 / m, p * 1e3 / m, a, ad);

@@ -38,6 +38,7 @@
 #include <zmq.h>
 
 #include "bench_wire.h"
+#include "bench_stat.h"
 #include "flp_wire.h"
 #include "fls.h"
 
@@ -223,20 +224,6 @@ static void side_end(side *sd)
     fls_options_free(sd->o);
 }
 
-static int cmp_double(const void *a, const void *b)
-{
-    const double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-/* The median of v[0..n) (sorted in place); its least and greatest in *lo and *hi. */
-static double median(double *v, int n, double *lo, double *hi)
-{
-    qsort(v, (size_t)n, sizeof *v, cmp_double);
-    *lo = v[0];
-    *hi = v[n - 1];
-    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-}
 
 static const char *fs_name(const char *dir)
 {
@@ -326,12 +313,11 @@ int main(int argc, char **argv)
     }
     side_end(&sd[0]);
     side_end(&sd[1]);
-    double lo[2], hi[2];
-    const double with = median(sd[0].hps, reps, &lo[0], &hi[0]);
-    const double without = median(sd[1].hps, reps, &lo[1], &hi[1]);
+    const bench_stat w = bench_stat_of(sd[0].hps, reps), wo = bench_stat_of(sd[1].hps, reps);
+    const double with = w.med, without = wo.med;
     free(sd);
     printf("journal: median %.0f Hellos a second (%.0f-%.0f); no journal: median %.0f (%.0f-%.0f)\n",
-           with, lo[0], hi[0], without, lo[1], hi[1]);
+           with, w.lo, w.hi, without, wo.lo, wo.hi);
     if (!dir_opt) { /* the files the servers made (journal, lock, checkpoint, sockets) */
         DIR *d = opendir(dir);
         for (struct dirent *e; d && (e = readdir(d));) {

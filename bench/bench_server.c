@@ -73,6 +73,7 @@
 #include <zmq.h>
 
 #include "bench_wire.h"
+#include "bench_stat.h"
 #include "flc.h"
 #include "flm_arch.h"
 #include "flp_wire.h"
@@ -572,27 +573,9 @@ static void raw_end(raw_peer *p)
 
 /* ---- one (codec, N) pair: ours and the peer, alternated ------------------------------------ */
 
-static int cmp_double(const void *a, const void *b)
-{
-    const double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-typedef struct stat3 {
-    double med, lo, hi;
-} stat3;
-
-static stat3 stat_of(const double *v, int n)
-{
-    double s[64];
-    memcpy(s, v, (size_t)n * sizeof *s);
-    qsort(s, (size_t)n, sizeof *s, cmp_double);
-    const stat3 r = {n % 2 ? s[n / 2] : (s[n / 2 - 1] + s[n / 2]) / 2, s[0], s[n - 1]};
-    return r;
-}
 
 typedef struct result {
-    stat3 ups, mbs, raw_mbs, window, pair_ratio;
+    bench_stat ups, mbs, raw_mbs, window, pair_ratio;
     double rss_mb, raw_rss_mb, bytes_per_update, server_cpu_s;
 } result;
 
@@ -705,8 +688,8 @@ static result run_pair(const char *arch, const char *codec, int n, int rounds, c
     free(sizes);
     pthread_mutex_destroy(&g.mu);
     pthread_cond_destroy(&g.cv);
-    result res = {stat_of(ups, rounds), stat_of(mbs, rounds), stat_of(raw_mbs, rounds),
-                  stat_of(win, rounds), stat_of(ratio, rounds), rss_kb / 1024.0, peer.rss_mb,
+    result res = {bench_stat_of(ups, rounds), bench_stat_of(mbs, rounds), bench_stat_of(raw_mbs, rounds),
+                  bench_stat_of(win, rounds), bench_stat_of(ratio, rounds), rss_kb / 1024.0, peer.rss_mb,
                   bytes / reported, cpu};
     return res;
 }

@@ -37,6 +37,7 @@
 #include <unistd.h>
 
 #include "bench_clock.h"
+#include "bench_stat.h"
 #include "fl_rng.h"
 #include "flm_arch.h"
 #include "flm_blas.h"
@@ -152,24 +153,6 @@ static void help(void)
            "Details: the comment at the top of bench/bench_train.c.\n");
 }
 
-static int cmp_double(const void *a, const void *b)
-{
-    const double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-typedef struct stat3 {
-    double med, lo, hi;
-} stat3;
-
-static stat3 stat_of(const double *v, int n)
-{
-    double s[64];
-    memcpy(s, v, (size_t)n * sizeof *s);
-    qsort(s, (size_t)n, sizeof *s, cmp_double);
-    const stat3 r = {n % 2 ? s[n / 2] : (s[n / 2 - 1] + s[n / 2]) / 2, s[0], s[n - 1]};
-    return r;
-}
 
 /* The PyTorch peer, a child with its stdin and stdout on pipes: it loads, says "ready", then
  * trains a repetition for each line it reads. */
@@ -437,8 +420,8 @@ int main(int argc, char **argv)
     const long hwm = proc_kb("VmHWM");
     double tl = 0, acc = 0;
     flm_model_evaluate(m, w, &te, &tl, &acc);
-    const stat3 fs = stat_of(f_sps, reps), fc = stat_of(f_cps, reps);
-    const stat3 fw = stat_of(f_wall, reps), fu = stat_of(f_cpu, reps);
+    const bench_stat fs = bench_stat_of(f_sps, reps), fc = bench_stat_of(f_cps, reps);
+    const bench_stat fw = bench_stat_of(f_wall, reps), fu = bench_stat_of(f_cpu, reps);
     const double sps = fs.med, spc = fc.med, dt = fw.med, dc = fu.med;
     printf("fedrop: %ld samples, batch %d, lr %g, %d thread(s), %d reps: median %.2f s wall, %.2f s "
            "cpu, %.1f samples/s (%.1f-%.1f), %.1f per cpu s (%.1f-%.1f), train loss %.4f, test loss "
@@ -494,7 +477,7 @@ int main(int argc, char **argv)
 
     char torch_f[32] = "none", ratio_f[32] = "none", ratio_c[32] = "none";
     if (have_torch) {
-        const stat3 ts = stat_of(t_sps, reps), tc = stat_of(t_cps, reps);
+        const bench_stat ts = bench_stat_of(t_sps, reps), tc = bench_stat_of(t_cps, reps);
         printf("pytorch: %d reps: median %.1f samples/s (%.1f-%.1f), %.1f per cpu s (%.1f-%.1f), "
                "test acc %.4f, peak RSS %.0f MB (same OPENBLAS_CORETYPE; conv through oneDNN)\n",
                reps, ts.med, ts.lo, ts.hi, tc.med, tc.lo, tc.hi, tacc, trss);
