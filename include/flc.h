@@ -10,11 +10,17 @@
  *
  * Ownership: the caller owns every buffer it passes in and keeps flc_config's pointers valid for
  * the lifetime of the client (the library copies strings, not sample arrays). flc_client_free
- * releases everything the library allocated; passing NULL is a no-op. Memory: the library holds
- * the submodel being trained and its update; with a top-k uplink (error feedback) also a residual
- * of the full model and a copy of it from before the last training (restored if a resumed server
- * replays that round, so the run stays bit-exact): 8 bytes per parameter of the full model. The
- * residual belongs to one run of the server: a Task naming another run resets it to zero.
+ * releases everything the library allocated; passing NULL is a no-op. What the library passes to
+ * a callback is the library's, valid during that call only: the log's msg, and the trainer's task
+ * (its weights, tensors, names and specs) and out->weights; copy what is needed later, and a
+ * trainer that hands the work to a thread of its own waits for it before it returns. Memory: the
+ * library holds the submodel being trained and its update (flc_config.memory_bytes gives the
+ * estimate), and keeps these buffers between rounds for the next task to reuse, until
+ * flc_client_free: an idle client that has trained holds about its largest round's memory. With
+ * a top-k uplink (error feedback) it also holds a residual of the full model and a copy of it
+ * from before the last training (restored if a resumed server replays that round, so the run
+ * stays bit-exact): 8 bytes per parameter of the full model. The residual belongs to one run of
+ * the server: a Task naming another run resets it to zero.
  *
  * Thread-safety: an flc_client is driven by one thread (flc_client_run blocks it). flc_client_stop
  * is the only call that may come from another thread (or a signal handler). Distinct clients are
@@ -86,6 +92,11 @@ int flc_version_number(void); /* MAJOR * 10000 + MINOR * 100 + PATCH, as FLC_VER
 flc_status flc_key_file_read(const char *path, int secret, char z85[41], char *why, size_t whylen);
 
 typedef enum flc_log_level { FLC_LOG_DEBUG = 0, FLC_LOG_INFO, FLC_LOG_WARN, FLC_LOG_ERROR } flc_log_level;
+/* The log callback (flc_config.log, with log_user as user): msg is a message without a trailing
+ * newline, at most 4095 bytes (a longer one is cut at a character and ends in "..."), valid during
+ * the call only. Called on the threads of flc_client_new and flc_client_run and on the thread of a
+ * training (see flc_client_run), possibly at once: it must be thread-safe. It may call
+ * flc_client_stop; never flc_client_free or flc_client_run. */
 typedef void (*flc_log_fn)(void *user, flc_log_level level, const char *msg);
 
 typedef enum flc_backend { FLC_BACKEND_CPU = 1, FLC_BACKEND_GPU, FLC_BACKEND_NPU, FLC_BACKEND_OTHER } flc_backend;
