@@ -204,7 +204,11 @@ typedef struct flc_config {
     const char *public_key;
     const char *secret_key;
     void *zmq_context;             /* NULL: the client makes and owns its own */
-    /* Capabilities announced to the server. */
+    /* Capabilities announced to the server (in the Hello): backend, what trains here (0:
+     * FLC_BACKEND_CPU), memory_bytes and flops, the sustained FLOP/s the device claims (0: not
+     * said). fedrop's server reads memory_bytes alone; backend and flops are carried for servers
+     * that use them (its selection knows neither: a plug-in that is fast or slow shows to it only
+     * by when its updates arrive). */
     flc_backend backend;
     /* Memory the client may use for a task (0: not said, no limit). The server does not select a
      * client for a run whose submodel needs more by the estimate below (fedrop's server; it logs
