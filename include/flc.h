@@ -285,7 +285,10 @@ typedef struct flc_stats {
                                     * ended, a send failed, or the client was stopped. A device
                                     * slower than its server's rounds shows here, where the server
                                     * counts it late (updates_late counts only the updates the
-                                    * server answered late). Since 0.2.1 (appended) */
+                                    * server answered late). A task whose weights had not all
+                                    * come in (a download cut short the same ways) never reached
+                                    * training and is not counted: a device slow on its downlink
+                                    * shows only on the server. Since 0.2.1 (appended) */
     uint64_t memory_needed;        /* the server's answer to the last Hello: the memory (bytes,
                                     * about) that a submodel of its model needs, where
                                     * memory_bytes is below it: the server admits this client
