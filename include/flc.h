@@ -242,16 +242,18 @@ typedef struct flc_config {
     flc_log_fn log;                /* NULL: silent */
     void *log_user;
     flc_log_level log_level;
-    /* Built-in trainer: the threads its matrix products may use (0: 1; at most 1024, of which
-     * 64 are used). fedrop multiplies through OpenBLAS, loaded (dlopen) by flc_client_new on the
-     * calling thread, single-threaded: a large product is cut into blocks by its shape alone,
-     * shared out among these threads, so the trained weights are the same bits whatever the
-     * count. The count is the process's: set it the same in every client of a process. When
-     * OpenBLAS is not yet loaded, flc_client_new sets in the environment OPENBLAS_NUM_THREADS
-     * (to 1, if unset, so that OpenBLAS starts no idle pool; child processes inherit it) and
-     * OPENBLAS_CORETYPE (if unset, to the CPU's kernel family: OpenBLAS's own detection picks
-     * slow generic kernels on many virtual machines), before any training thread exists; call
-     * it before threads of your own read the environment, or set both variables yourself. */
+    /* Built-in trainer: the threads its matrix products may use (0: 1; at most 1024). fedrop
+     * multiplies through OpenBLAS, loaded (dlopen) by flc_client_new on the calling thread,
+     * single-threaded: a large product is cut into blocks by its shape alone, at most 16, shared
+     * out among these threads (started for each such product, joined at its end), so the
+     * trained weights are the same bits whatever the count, and no product runs on more than 16
+     * threads: a count above 16 gains nothing. The count is the process's: set it the same in
+     * every client of a process. When OpenBLAS is not yet loaded, flc_client_new sets in the
+     * environment OPENBLAS_NUM_THREADS (to 1, if unset, so that OpenBLAS starts no idle pool;
+     * child processes inherit it) and OPENBLAS_CORETYPE (if unset, to the CPU's kernel family:
+     * OpenBLAS's own detection picks slow generic kernels on many virtual machines), before any
+     * training thread exists; call it before threads of your own read the environment, or set
+     * both variables yourself. */
     int threads;
 } flc_config;
 
