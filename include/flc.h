@@ -105,9 +105,9 @@ typedef enum flc_backend { FLC_BACKEND_CPU = 1, FLC_BACKEND_GPU, FLC_BACKEND_NPU
 typedef struct flc_tensor {
     const char *name;      /* "conv0.w", "dense1.b", "lstm0.w_hh", ... */
     size_t offset;         /* into flc_task.weights */
-    size_t numel;
-    int ndim;
-    int shape[4];
+    size_t numel;                  /* the product of shape[0 .. ndim-1] */
+    int ndim;                      /* 1 .. 4 */
+    int shape[4];                  /* outermost first; the ndim used, then 1s */
 } flc_tensor;
 
 /* What a plug-in trainer receives: a genuinely smaller dense model (the submodel) to train. */
