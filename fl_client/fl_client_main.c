@@ -26,7 +26,14 @@ static volatile sig_atomic_t g_phase;
 
 static void on_signal(int sig)
 {
-    (void)sig;
+    if (sig == SIGPIPE) {
+        /* stderr is gone: the lines still to come fail with EPIPE instead of raising it again */
+        struct sigaction ign;
+        memset(&ign, 0, sizeof ign);
+        ign.sa_handler = SIG_IGN;
+        sigemptyset(&ign.sa_mask);
+        sigaction(SIGPIPE, &ign, NULL);
+    }
     if (g_phase == 2)
         return;
     if (g_phase == 1) {
@@ -101,7 +108,8 @@ static void usage(FILE *f)
 "  --log-level LEVEL      debug | info | warn | error (default info)\n"
 "  -h, --help             this text\n"
 "\n"
-"Exit status: 0 the run ended (or SIGINT/SIGTERM), 1 bad usage, 2 dataset error (also: the\n"
+"Exit status: 0 the run ended (or a stop: SIGINT, SIGTERM, SIGHUP, or SIGPIPE from a closed\n"
+"stderr; the server is told, with a Bye), 1 bad usage, 2 dataset error (also: the\n"
 "samples do not fit the server's model, e.g. another input size or more classes),\n"
 "3 refused by the server (its key not on the allow-list, or taken off it while connected;\n"
 "its id registered with another key, or colliding with another id's key: use another --id;\n"
@@ -194,6 +202,17 @@ int main(int argc, char **argv)
     sigemptyset(&sa.sa_mask);
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
+    /* A closed terminal (SIGHUP) and a closed stderr (SIGPIPE: `fl_client ... 2>&1 | head`, a
+     * log reader that went away) stop it the same way: their default action ended the process
+     * without a Bye, and the server held the device's place in a round until its liveness
+     * timeout. Left ignored when they came ignored (nohup; systemd's IgnoreSIGPIPE=, on by
+     * default, so that a journald restart does not end a service). */
+    static const int stop_too[] = {SIGHUP, SIGPIPE};
+    for (size_t i = 0; i < sizeof stop_too / sizeof stop_too[0]; i++) {
+        struct sigaction was;
+        if (sigaction(stop_too[i], NULL, &was) == 0 && was.sa_handler != SIG_IGN)
+            sigaction(stop_too[i], &sa, NULL);
+    }
     enum { O_SERVER = 256, O_SKEY, O_KEY, O_INSECURE, O_ID, O_DATASET, O_DATADIR, O_PART, O_NUM,
            O_INDEX, O_PSEED, O_MAXR, O_THREADS, O_SEED, O_LOG, O_MEM, O_HB, O_LIVE };
     static const struct option opts[] = {

@@ -4,7 +4,8 @@
     fl_it.py TEST        TEST in: learn, client_kill, server_resume, server_resume_topk,
                          server_resume_afd_multi,
                          new_run_topk, unknown_key, garbage,
-                         train_failure, small_device, server_full, revoked, key_rotation,
+                         train_failure, small_device, server_full, client_signals, revoked,
+                         key_rotation,
                          twin_ids, colliding_ids, fd_limit
 
 Each test makes its own temporary directory, picks free ports, starts real processes and kills
@@ -674,6 +675,70 @@ def test_server_full(h):
         p.kill()
 
 
+# ---- 7b. fl_client stopped by a closed terminal or a closed stderr ---------------------------------
+# SIGHUP (the terminal fl_client ran in closed) and SIGPIPE (its stderr was a pipe whose reader
+# went away: `fl_client ... 2>&1 | head`, a log collector that ended) are stops like SIGTERM: exit
+# 0, and the server hears a Bye ('left (client stopping)'). Before, their default action ended the
+# process (exit -1 and -13 here) without a Bye, and the server learnt of it only by its liveness
+# timeout ('connection gone'), holding the device's place in a round meanwhile. A SIGHUP that came
+# ignored (nohup) stays ignored: that client trains two more rounds after it, then stops on SIGTERM.
+def test_client_signals(h):
+    srv = h.server(SMALL + ['--insecure', '--rounds', '100000', '--clients', '1',
+                            '--overcommit', '1'])
+
+    def argv(i):
+        return [CLIENT, '--server', srv.endpoint, '--insecure', '--num-clients', '3',
+                '--client-index', str(i), '--dataset', 'fashion-mnist', '--partition', 'iid']
+
+    def left(i):
+        m = h.wait_log('server.log', r'client client-%d left \(([^)]*)\)' % i, 30, srv)
+        return m.group(1)
+
+    # SIGHUP
+    a = h.client(srv.endpoint, 0, 3, log='hup.log')
+    h.wait_log('hup.log', r'registered with', 30, a)
+    a.send_signal(signal.SIGHUP)
+    rc = h.wait_exit(a, 30, 'fl_client after SIGHUP')
+    check(rc == 0, 'fl_client exits 0 on SIGHUP (rc=%d)' % rc)
+    why = left(0)
+    check(why == 'client stopping', 'after SIGHUP the server hears a Bye (left: %s)' % why)
+    # stderr closed
+    env = dict(os.environ, OPENBLAS_NUM_THREADS='1')
+    b = subprocess.Popen(argv(1), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                         stdin=subprocess.DEVNULL, env=env, cwd=h.dir)
+    h.procs.append(b)
+    while b'registered with' not in b.stderr.readline():
+        if b.poll() is not None:
+            raise Fail('fl_client exited (%s) before registering' % b.returncode)
+    b.stderr.close()  # its next line (a round trained) meets a closed pipe
+    rc = h.wait_exit(b, 60, 'fl_client with its stderr closed')
+    check(rc == 0, 'fl_client exits 0 when its stderr is closed (SIGPIPE) (rc=%d)' % rc)
+    why = left(1)
+    check(why == 'client stopping', 'with its stderr closed the server hears a Bye (left: %s)' % why)
+    # SIGHUP ignored from the start (nohup)
+    c = subprocess.Popen(argv(2), stdout=open(h.path('nohup.log'), 'ab'), stderr=subprocess.STDOUT,
+                         stdin=subprocess.DEVNULL, env=env, cwd=h.dir,
+                         preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN))
+    h.procs.append(c)
+    h.wait_log('nohup.log', r'registered with', 30, c)
+    c.send_signal(signal.SIGHUP)
+    n = len(re.findall(r'round \d+: trained', h.read('nohup.log')))
+    end = time.monotonic() + 60
+    while len(re.findall(r'round \d+: trained', h.read('nohup.log'))) < n + 2:
+        if c.poll() is not None:
+            raise Fail('the fl_client that came with SIGHUP ignored exited (%d) after one' %
+                       c.returncode)
+        if time.monotonic() > end:
+            raise Fail('timed out after 60s waiting for 2 more rounds trained in nohup.log')
+        time.sleep(0.05)
+    check(c.poll() is None, 'a SIGHUP that came ignored (nohup) stays ignored: it trains on')
+    c.send_signal(signal.SIGTERM)
+    check(h.wait_exit(c, 30, 'fl_client') == 0, 'and it exits 0 on SIGTERM')
+    check(left(2) == 'client stopping', 'with a Bye')
+    srv.send_signal(signal.SIGTERM)
+    check(h.wait_exit(srv, 30, 'fl_server') == 0, 'server exits 0 on SIGTERM')
+
+
 # ---- 8. a key revoked while its client is connected ----------------------------------------------
 # Clients a and b are on the allow-list and registered; the operator takes b off the list and
 # sends SIGHUP. The server answers b's next message with Error(auth) and drops it; fl_client b
@@ -927,6 +992,7 @@ TESTS = {
     'train_failure': test_train_failure,
     'small_device': test_small_device,
     'server_full': test_server_full,
+    'client_signals': test_client_signals,
     'revoked': test_revoked,
     'key_rotation': test_key_rotation,
     'twin_ids': test_twin_ids,
