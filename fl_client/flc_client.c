@@ -1336,10 +1336,19 @@ static int session(flc_client *c)
                        "there%s? retrying", c->endpoint, c->cfg.liveness_ms,
                        tcp_host_is_name(c->endpoint) ? ", and does its host name resolve here" : "");
             else if (c->hs_count == hs_at_start)
+                /* A server that takes connections and says nothing is also one that is stopped
+                 * (SIGSTOP, a debugger), swapping or overloaded, or a proxy on the way that hangs:
+                 * after a server or a link froze, the key or the mechanism alone was the wrong
+                 * question (a plain-text client that spoke with this server asked whether it
+                 * runs CURVE). */
                 fl_log(&c->log, FL_LOG_WARN, "connected to %s, but no handshake completed in %d "
                        "ms: %s retrying", c->endpoint, c->cfg.liveness_ms,
-                       c->server_pub ? "is server_public_key still the server's key?"
-                                     : "is it a fedrop server, without CURVE?");
+                       c->server_pub ? "is server_public_key still the server's key, and is the "
+                                       "server (or a proxy on the way) not stopped or overloaded?"
+                       : c->hs_ever_ok ? "is the server (or a proxy on the way) stopped or "
+                                         "overloaded?"
+                                       : "is it a fedrop server, without CURVE, and not stopped "
+                                         "or overloaded?");
             else if (c->cfg.liveness_ms < 3000)
                 /* the server's Heartbeats come every server.heartbeat_ms, 1 s by default */
                 fl_log(&c->log, FL_LOG_WARN, "no word from %s for %d ms: reconnecting (an idle "

@@ -947,9 +947,55 @@ static void test_no_server_at_endpoint_said(void **state)
     lb = retrying_twice(ep);
     close(fd);
     snprintf(want, sizeof want, "connected to %s, but no handshake completed in %d ms: is it a "
-             "fedrop server, without CURVE? retrying", ep, 150 * TS);
+             "fedrop server, without CURVE, and not stopped or overloaded? retrying", ep, 150 * TS);
     if (log_count(lb, want) < 2 || log_count(lb, "no connection to"))
         fail_msg("log lacks '%s' twice (or says 'no connection to'):\n%s", want, lb->text);
+    logbuf_free(lb);
+}
+
+/* A plain-text client registered with its server, and then the server froze (SIGSTOP, a
+ * debugger, swapping) or a proxy on the way hung: its port still takes connections (here a
+ * listener at that port that accepts none: they wait in its backlog) and answers nothing. The
+ * client said "is it a fedrop server, without CURVE?" at each try, of the server it had spoken
+ * with in plain text; it now asks whether the server is stopped or overloaded. */
+static void test_frozen_server_said(void **state)
+{
+    (void)state;
+    char ep[256], want[512];
+    dead_endpoint(ep, sizeof ep); /* a free port, for the server and then the frozen one */
+    fake f;
+    fake_bind(&f, ep, NULL);
+    logbuf *lb = logbuf_new();
+    runner r;
+    flc_client *c = client_started(ep, lb, 20, 150 * TS, 10, 20, &r);
+    flp_msg *h = fake_expect(&f, FLP_HELLO, 5000);
+    assert_non_null(h);
+    flp_msg_free(h);
+    fake_ack(&f, FLP_HELLO, 0, 0);
+    if (!log_wait(lb, "registered", 5))
+        fail_msg("not registered; log:\n%s", lb->text);
+    fake_close(&f);
+    const int lfd = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(lfd >= 0);
+    const int one = 1;
+    setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    struct sockaddr_in sin;
+    memset(&sin, 0, sizeof sin);
+    sin.sin_family = AF_INET;
+    sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    sin.sin_port = htons((uint16_t)atoi(strrchr(ep, ':') + 1));
+    assert_int_equal(bind(lfd, (struct sockaddr *)&sin, sizeof sin), 0);
+    assert_int_equal(listen(lfd, 16), 0);
+    const int said = log_wait(lb, "but no handshake completed", 10);
+    flc_client_stop(c);
+    assert_true(run_wait(&r, 5.0));
+    assert_int_equal(r.st, FLC_ERR_CANCELLED); /* retrying until stopped */
+    flc_client_free(c);
+    close(lfd);
+    snprintf(want, sizeof want, "connected to %s, but no handshake completed in %d ms: is the "
+             "server (or a proxy on the way) stopped or overloaded? retrying", ep, 150 * TS);
+    if (!said || log_count(lb, want) < 1 || log_count(lb, "without CURVE"))
+        fail_msg("log lacks '%s' (or asks about CURVE):\n%s", want, lb->text);
     logbuf_free(lb);
 }
 
@@ -2819,6 +2865,7 @@ int main(void)
         cmocka_unit_test(test_plain_client_curve_hangups),
         cmocka_unit_test(test_one_hello_after_server_down),
         cmocka_unit_test(test_no_server_at_endpoint_said),
+        cmocka_unit_test(test_frozen_server_said),
         cmocka_unit_test(test_ipv6_endpoint_reached),
         cmocka_unit_test(test_no_zeromq_heartbeats),
         cmocka_unit_test(test_reconnect_jitter),
