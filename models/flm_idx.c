@@ -33,6 +33,15 @@ typedef struct idx_src {
     z_stream zs;
 } idx_src;
 
+/* gzerror's message for a stream error: zlib writes it as "PATH: what"; the path is said once,
+ * by the caller's "%s: corrupt gzip stream: %s" (as for a stream in memory). */
+static const char *gz_what(const idx_src *s, const char *msg)
+{
+    const size_t n = strlen(s->name);
+    return strncmp(msg, s->name, n) == 0 && msg[n] == ':' && msg[n + 1] == ' ' ? msg + n + 2
+                                                                                : msg;
+}
+
 static fl_status src_open_file(idx_src *s, const char *path, char *err, size_t errlen)
 {
     memset(s, 0, sizeof *s);
@@ -85,8 +94,10 @@ static fl_status src_read(idx_src *s, uint8_t *buf, size_t want, size_t *got, ch
             if (r < 0) {
                 int zerr = 0;
                 const char *msg = gzerror(s->gz, &zerr);
-                set_err(err, errlen, "%s: %s", s->name,
-                        zerr == Z_ERRNO ? strerror(errno) : msg);
+                if (zerr == Z_ERRNO)
+                    set_err(err, errlen, "%s: %s", s->name, strerror(errno));
+                else
+                    set_err(err, errlen, "%s: corrupt gzip stream: %s", s->name, gz_what(s, msg));
                 return zerr == Z_ERRNO ? FL_ERR_DATASET_IO
                        : zerr == Z_MEM_ERROR ? FL_ERR_NOMEM : FL_ERR_DATASET_FORMAT;
             }
@@ -95,7 +106,8 @@ static fl_status src_read(idx_src *s, uint8_t *buf, size_t want, size_t *got, ch
                 int zerr = 0;
                 const char *msg = gzerror(s->gz, &zerr);
                 if (zerr != Z_OK && zerr != Z_BUF_ERROR) {
-                    set_err(err, errlen, "%s: %s", s->name, msg);
+                    set_err(err, errlen, "%s: %s%s", s->name,
+                            zerr == Z_ERRNO ? "" : "corrupt gzip stream: ", gz_what(s, msg));
                     return zerr == Z_ERRNO ? FL_ERR_DATASET_IO : FL_ERR_DATASET_FORMAT;
                 }
                 break;

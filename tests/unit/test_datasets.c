@@ -134,6 +134,30 @@ static void test_idx_roundtrip(void **state)
         check_idx_content(ds, 37, 5, 3);
         flm_dataset_free(ds);
     }
+    /* A gzip file damaged inside its stream: the error names the file once (zlib's own message
+     * starts with the path too: it was said twice, "P: P: invalid ..."), as the stream in memory
+     * below says it. */
+    {
+        char ip[300], lp[300], err[512] = "";
+        tmp_path(ip, sizeof ip, "img-damaged.gz");
+        tmp_path(lp, sizeof lp, "lab-damaged");
+        write_file(ip, p.img, p.img_len, 1);
+        write_file(lp, p.lab, p.lab_len, 0);
+        FILE *f = fopen(ip, "r+b");
+        assert_non_null(f);
+        assert_int_equal(fseek(f, 12, SEEK_SET), 0);
+        for (int k = 0; k < 16; k++)
+            fputc(0xff, f);
+        assert_int_equal(fclose(f), 0);
+        flm_dataset *bad = NULL;
+        assert_int_equal(flm_idx_load(&bad, ip, lp, 10, err, sizeof err), FL_ERR_DATASET_FORMAT);
+        assert_null(bad);
+        const char *first = strstr(err, ip);
+        if (!first || first != err || strstr(first + 1, ip) || !strstr(err, "corrupt gzip stream: "))
+            fail_msg("a damaged gzip file said '%s'", err);
+        remove(ip);
+        remove(lp);
+    }
     /* From memory, plain and gzipped. */
     flm_dataset *ds = NULL;
     assert_int_equal(flm_idx_load_mem(&ds, p.img, p.img_len, p.lab, p.lab_len, 10, NULL, 0), FL_OK);
