@@ -30,6 +30,7 @@
 #include "fl_endpoint.h"
 #include "fl_keyfile.h"
 #include "fl_log.h"
+#include "fl_mem.h"
 #include "fl_rng.h"
 #include "fl_sha256.h"
 #include "fl_time.h"
@@ -99,9 +100,10 @@ struct flc_client {
                                 * the same one (Error(unknown client)) */
     unsigned train_epoch;      /* epoch of the training running (its task's session) */
 
-    /* messages that arrived while training */
-    flp_msg *pending[PENDING_MAX];
-    int n_pending;
+    /* messages that arrived while training (grown on demand, up to PENDING_MAX: a client holds
+     * no room for 4096 of them that it rarely needs, 32 KB per client of a process with many) */
+    flp_msg **pending;
+    size_t n_pending, pending_cap;
 
     uint64_t last_sent_ns, last_recv_ns;
     int registered;
@@ -973,7 +975,7 @@ static void training_done(flc_client *c, int send)
 
 static void drop_pending(flc_client *c)
 {
-    for (int i = 0; i < c->n_pending; i++)
+    for (size_t i = 0; i < c->n_pending; i++)
         flp_msg_free(c->pending[i]);
     c->n_pending = 0;
 }
@@ -1120,7 +1122,9 @@ static int handle(flc_client *c, flp_msg *m, int *owned)
         /* The trainer thread owns core until finish_training joins it (not just until it
          * clears training: a message handled in between would meet a thread not yet joined). */
         if (c->thread_live) {
-            if (c->n_pending < PENDING_MAX) {
+            if (c->n_pending < PENDING_MAX &&
+                fl_grow(&c->pending, &c->pending_cap, c->n_pending + 1, sizeof *c->pending,
+                        16) == FL_OK) {
                 c->pending[c->n_pending++] = m;
                 *owned = 1;
             }
@@ -1184,7 +1188,7 @@ static int handle(flc_client *c, flp_msg *m, int *owned)
 /* 1 if a Task came in while training (queued): it replaces the task trained (PROTOCOL.md). */
 static int task_pending(const flc_client *c)
 {
-    for (int i = 0; i < c->n_pending; i++)
+    for (size_t i = 0; i < c->n_pending; i++)
         if (c->pending[i]->type == FLP_TASK)
             return 1;
     return 0;
@@ -1214,7 +1218,7 @@ static int finish_training(flc_client *c)
                "replaced by a Task that came in meanwhile",
                (unsigned long long)flc_core_round(c->core));
     int verdict = GO_ON;
-    int i = 0;
+    size_t i = 0;
     for (; i < c->n_pending && !c->thread_live; i++) {
         int owned;
         const int v = handle(c, c->pending[i], &owned);
@@ -1227,7 +1231,8 @@ static int finish_training(flc_client *c)
         }
     }
     /* If a new training started mid-replay, keep the rest queued in order. */
-    memmove(c->pending, c->pending + i, (size_t)(c->n_pending - i) * sizeof *c->pending);
+    if (i < c->n_pending)
+        memmove(c->pending, c->pending + i, (c->n_pending - i) * sizeof *c->pending);
     c->n_pending -= i;
     return verdict;
 }
@@ -1484,6 +1489,7 @@ void flc_client_free(flc_client *c)
         return;
     wait_training(c);
     drop_pending(c);
+    free(c->pending);
     close_socket(c);
     flc_core_free(c->core);
     if (c->own_ctx && c->ctx)

@@ -3,6 +3,8 @@
  * with a ZAP handler that refuses every key. The client runs on its own thread; the test thread
  * plays the server and checks what arrives and how soon flc_client_run returns. */
 #include <dlfcn.h>
+#include <errno.h>
+#include <limits.h>
 #include <math.h>
 #include <poll.h>
 #include <pthread.h>
@@ -124,6 +126,185 @@ static int run_wait(runner *r, double timeout_s)
     pthread_join(r->thread, NULL);
     return 1;
 }
+
+/* ---- the library's allocations, counted ------------------------------------------------------
+ * libflclient is a shared library here, so a --wrap of malloc (a static link's tool) cannot see
+ * its calls: this program defines malloc, calloc, realloc, free, aligned_alloc and posix_memalign
+ * in front of glibc's (its __libc_* entry points) and, between la_start and la_stop, records the
+ * blocks whose caller lies in libflclient.so's mapping (what its own code allocates; libzmq's,
+ * zstd's and libc's allocations on its behalf are not counted). A block is counted until freed,
+ * whoever frees it. Not under ASan or TSan: their own malloc would meet glibc's blocks. */
+#if !defined(__SANITIZE_ADDRESS__) && !defined(__SANITIZE_THREAD__)
+#define LA_ON 1
+
+extern void *__libc_malloc(size_t n);
+extern void *__libc_calloc(size_t k, size_t n);
+extern void *__libc_realloc(void *p, size_t n);
+extern void *__libc_memalign(size_t align, size_t n);
+extern void __libc_free(void *p);
+
+enum { LA_SLOTS = 1 << 16 };
+#define LA_GONE ((void *)1)
+static struct { void *p; size_t n; } g_la[LA_SLOTS];
+static atomic_flag g_la_lock = ATOMIC_FLAG_INIT;
+static _Atomic uintptr_t g_la_lo, g_la_hi; /* the library's mapping; lo 0: not counting */
+static size_t g_la_bytes, g_la_peak, g_la_max; /* live bytes, their peak, the largest block */
+
+static void la_lock(void)
+{
+    while (atomic_flag_test_and_set_explicit(&g_la_lock, memory_order_acquire)) {
+    }
+}
+
+static void la_unlock(void)
+{
+    atomic_flag_clear_explicit(&g_la_lock, memory_order_release);
+}
+
+static size_t la_slot(const void *p)
+{
+    return (size_t)(((uintptr_t)p >> 4) * 0x9E3779B97F4A7C15ull >> 48) & (LA_SLOTS - 1);
+}
+
+static int la_ours(const void *ra)
+{
+    const uintptr_t lo = atomic_load(&g_la_lo);
+    return lo && (uintptr_t)ra >= lo && (uintptr_t)ra < atomic_load(&g_la_hi);
+}
+
+static void la_add(void *p, size_t n)
+{
+    if (!p)
+        return;
+    la_lock();
+    for (size_t i = la_slot(p), k = 0; k < LA_SLOTS; i = (i + 1) & (LA_SLOTS - 1), k++)
+        if (!g_la[i].p || g_la[i].p == LA_GONE) {
+            g_la[i].p = p;
+            g_la[i].n = n;
+            g_la_bytes += n;
+            if (g_la_bytes > g_la_peak)
+                g_la_peak = g_la_bytes;
+            if (n > g_la_max)
+                g_la_max = n;
+            break;
+        }
+    la_unlock();
+}
+
+/* Forgets p if it is counted: its size, else 0 (and *had 0). */
+static size_t la_del(void *p, int *had)
+{
+    *had = 0;
+    if (!p || !atomic_load(&g_la_lo))
+        return 0;
+    size_t n = 0;
+    la_lock();
+    for (size_t i = la_slot(p), k = 0; g_la[i].p && k < LA_SLOTS; i = (i + 1) & (LA_SLOTS - 1), k++)
+        if (g_la[i].p == p) {
+            n = g_la[i].n;
+            g_la[i].p = LA_GONE;
+            g_la_bytes -= n;
+            *had = 1;
+            break;
+        }
+    la_unlock();
+    return n;
+}
+
+void *malloc(size_t n)
+{
+    void *p = __libc_malloc(n);
+    if (la_ours(__builtin_return_address(0)))
+        la_add(p, n);
+    return p;
+}
+
+void *calloc(size_t k, size_t n)
+{
+    void *p = __libc_calloc(k, n);
+    if (la_ours(__builtin_return_address(0)))
+        la_add(p, k * n);
+    return p;
+}
+
+void *realloc(void *old, size_t n)
+{
+    int had;
+    const size_t was = la_del(old, &had);
+    void *p = __libc_realloc(old, n);
+    if (!p && n && had) /* failed: the old block stays, counted */
+        la_add(old, was);
+    else if (p && (had || la_ours(__builtin_return_address(0))))
+        la_add(p, n);
+    return p;
+}
+
+void free(void *p)
+{
+    int had;
+    la_del(p, &had);
+    __libc_free(p);
+}
+
+void *aligned_alloc(size_t align, size_t n)
+{
+    void *p = __libc_memalign(align, n);
+    if (la_ours(__builtin_return_address(0)))
+        la_add(p, n);
+    return p;
+}
+
+int posix_memalign(void **out, size_t align, size_t n)
+{
+    if (align < sizeof(void *) || (align & (align - 1)))
+        return EINVAL;
+    void *p = __libc_memalign(align, n);
+    if (!p)
+        return ENOMEM;
+    if (la_ours(__builtin_return_address(0)))
+        la_add(p, n);
+    *out = p;
+    return 0;
+}
+
+/* Counts the library's allocations from now on, from zero. */
+static void la_start(void)
+{
+    la_lock();
+    memset(g_la, 0, sizeof g_la);
+    g_la_bytes = g_la_peak = g_la_max = 0;
+    la_unlock();
+    /* libflclient.so's mappings, from /proc/self/maps */
+    FILE *f = fopen("/proc/self/maps", "r");
+    assert_non_null(f);
+    char line[4096];
+    unsigned long lo = ULONG_MAX, hi = 0;
+    while (fgets(line, sizeof line, f)) {
+        unsigned long a, b;
+        if (strstr(line, "libflclient") && sscanf(line, "%lx-%lx", &a, &b) == 2) {
+            lo = a < lo ? a : lo;
+            hi = b > hi ? b : hi;
+        }
+    }
+    fclose(f);
+    assert_true(hi > 0); /* libflclient.so is loaded */
+    atomic_store(&g_la_hi, (uintptr_t)hi);
+    atomic_store(&g_la_lo, (uintptr_t)lo);
+}
+
+static void la_stop(void)
+{
+    atomic_store(&g_la_lo, 0);
+}
+
+static size_t la_bytes(void)
+{
+    la_lock();
+    const size_t n = g_la_bytes;
+    la_unlock();
+    return n;
+}
+#endif
 
 /* ---- trainers --------------------------------------------------------------------------------- */
 
@@ -2853,6 +3034,32 @@ static void test_session_end_plugin_runs_on(void **state)
     session_close(&s);
 }
 
+/* ---- the library's memory --------------------------------------------------------------------- */
+
+#ifdef LA_ON
+/* A client's own allocations are small: a process may run 2000 of them (fl_client/README.md).
+ * Its queue of the messages that come in while it trains was a fixed array of 4096 slots, 33 KB
+ * a client (66 MB for 2000), though it rarely holds more than a few. */
+static void test_new_client_small(void **state)
+{
+    (void)state;
+    la_start();
+    logbuf *lb = logbuf_new();
+    flc_config cfg = base_config("tcp://127.0.0.1:9", train_plus_quarter, lb);
+    flc_client *c = NULL;
+    assert_int_equal(flc_client_new(&cfg, &c), FLC_OK);
+    const size_t all = la_bytes(), biggest = g_la_max;
+    flc_client_free(c);
+    logbuf_free(lb);
+    la_stop();
+    if (biggest >= 16384)
+        fail_msg("flc_client_new's largest allocation is %zu bytes (%zu in all)", biggest, all);
+}
+
+#else
+static void test_new_client_small(void **state) { (void)state; skip(); }
+#endif
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -2903,6 +3110,7 @@ int main(void)
         cmocka_unit_test(test_plugin_task_cancelled_when_dropped),
         cmocka_unit_test(test_free_prompt_after_server_gone),
         cmocka_unit_test(test_out_of_descriptors_said),
+        cmocka_unit_test(test_new_client_small),
     };
     if (getenv("FLC_TEST_FILTER")) /* e.g. "test_reconnect_*": a few tests while working on them */
         cmocka_set_test_filter(getenv("FLC_TEST_FILTER"));
