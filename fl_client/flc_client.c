@@ -1024,6 +1024,15 @@ static void session_over(flc_client *c)
     }
 }
 
+/* A round's buffers (the task's weights, the training runtime, the encoded update, the codec's
+ * scratch) go back once nothing of a task is in progress: no training, no upload, no download
+ * that may still complete. An idle device then holds none of its last round's memory (flc.h). */
+static void release_if_idle(flc_client *c)
+{
+    if (!c->thread_live && !c->up_active && !flc_core_busy(c->core))
+        flc_core_release(c->core);
+}
+
 /* What the session loop should do after a message. */
 enum { GO_ON = 0, DONE = 1, RECONNECT = 2, REFUSED = 3, HS_REFUSED = 4, UNFIT = 5 };
 
@@ -1320,6 +1329,7 @@ static int session(flc_client *c)
             }
         }
         upload_pump(c);
+        release_if_idle(c);
         /* Unanswered for 3 heartbeats: the Hello may have gone down with a link that broke after
          * it was queued. Sent again only once a link came up since (a handshake succeeded):
          * while the server is down, Hellos would only queue up and all reach it when it comes
@@ -1419,6 +1429,10 @@ static flc_status run_sessions(flc_client *c)
         close_socket(c);
         drop_pending(c);
         drop_upload(c);
+        /* A download cut short by the session's end never completes: the next session's server
+         * sends its Task afresh. A plug-in's training that runs on keeps the core. */
+        if (!c->thread_live)
+            flc_core_release(c->core);
         if (atomic_load(&c->stop))
             return FLC_ERR_CANCELLED;
         if (v == DONE)
@@ -1461,6 +1475,7 @@ flc_status flc_client_run(flc_client *c)
     /* However it returns (done, stop, a refusal, a socket that cannot be made), it returns once a
      * plug-in training still running does (flc.h, flc_client_stop): none is left behind. */
     wait_training(c);
+    flc_core_release(c->core); /* between calls the client holds no round's memory either */
     return st;
 }
 

@@ -108,7 +108,8 @@ fl_status flc_core_new(const flc_core_config *cfg, flc_core **out)
     c->log = cfg->log;
     flc_core_set_max_params(c, 0);
     c->round = UINT64_MAX;
-    if (flz_ctx_new(&c->log, &c->z) != FL_OK || flc_core_rebind(c, cfg) != FL_OK) {
+    /* the codec context (zstd's, the codec's scratch) is made by the first Task (on_task) */
+    if (flc_core_rebind(c, cfg) != FL_OK) {
         flc_core_free(c);
         return FL_ERR_NOMEM;
     }
@@ -233,6 +234,34 @@ void flc_core_free(flc_core *c)
     free(c);
 }
 
+int flc_core_busy(const flc_core *c)
+{
+    return c->have_task && !c->trained && !c->failed;
+}
+
+void flc_core_release(flc_core *c)
+{
+    drop_task(c);
+    flm_model_free(c->model);
+    c->model = NULL;
+    c->model_spec[0] = '\0';
+    c->model_params = 0;
+    c->model_B = 0;
+    free(c->w);
+    free(c->w0);
+    free(c->pay);
+    free(c->chunks);
+    free(c->tmp);
+    free(c->dec);
+    c->w = c->w0 = c->tmp = c->dec = NULL;
+    c->pay = NULL;
+    c->chunks = NULL;
+    c->w_cap = c->w0_cap = c->pay_cap = c->chunks_cap = c->tmp_cap = 0;
+    /* its scratch is sized by the last task's chunks, and zstd's contexts by its codec */
+    flz_ctx_free(c->z);
+    c->z = NULL;
+}
+
 /* A Task of another run than the last one (both named): the residual belongs to that run. A
  * new run starts from zero, as a client that never trained would. */
 static void new_run(flc_core *c, uint64_t run_id)
@@ -269,6 +298,9 @@ static fl_status on_task(flc_core *c, const flp_msg *m)
 {
     drop_task(c);
     c->task_why[0] = '\0';
+    /* the codec context: made at the first Task, and again after flc_core_release */
+    if (!c->z && flz_ctx_new(&c->log, &c->z) != FL_OK)
+        return FL_ERR_NOMEM;
     new_run(c, m->task.run_id);
     /* A server that gave this id another key (its derived one collides with another id's) says
      * so in every Task; the codec streams and the batch order hang on the key it knows. */

@@ -30,6 +30,8 @@
  * by a signal handler). Memory: the submodel's weights, its initial copy, the training runtime, the
  * encoded update (compressed), one chunk of scratch, and the full-size residual only for top-k
  * pipelines (with the rewind point on, flc_core_keep_rewind_point, a full-size copy of it too).
+ * All but the residual are kept from task to task for reuse, until flc_core_release or
+ * flc_core_free.
  */
 #ifndef FLC_CORE_H
 #define FLC_CORE_H
@@ -96,6 +98,19 @@ void flc_core_free(flc_core *c); /* NULL is a no-op */
  * named is forgotten (the next Task's run id resets nothing). FL_OK,
  * FL_ERR_INVALID_ARG (cfg as flc_core_new refuses it; the core is then unchanged), FL_ERR_NOMEM. */
 fl_status flc_core_rebind(flc_core *c, const flc_core_config *cfg);
+
+/* 1 while the core holds a task that is still to be trained: its weights are coming in, or are
+ * complete and not trained yet (a task trained, failed or refused is none). */
+int flc_core_busy(const flc_core *c);
+
+/* Drops any task the core holds and frees everything it allocated for tasks: the weights, the
+ * training runtime (the built-in trainer's model and optimizer state), the encoded update, the
+ * scratch and the codec context. Kept: the identity, the settings, the last stats, and the
+ * error-feedback residual with its rewind point (they carry from round to round). The next Task
+ * allocates afresh. For a host whose core waits long between tasks (libflclient, once a round's
+ * update is sent or its task dropped); a host that reuses a core at once (the simulator) does not
+ * call it. */
+void flc_core_release(flc_core *c);
 
 /* Tasks whose full model has more than n parameters are refused (FL_ERR_MODEL_SPEC) before
  * anything is allocated: a hostile or mistaken server could otherwise ask for gigabytes. The

@@ -15,12 +15,15 @@
  * (its weights, tensors, names and specs) and out->weights; copy what is needed later, and a
  * trainer that hands the work to a thread of its own waits for it before it returns. Memory: the
  * library holds the submodel being trained and its update (flc_config.memory_bytes gives the
- * estimate), and keeps these buffers between rounds for the next task to reuse, until
- * flc_client_free: an idle client that has trained holds about its largest round's memory. With
- * a top-k uplink (error feedback) it also holds a residual of the full model and a copy of it
- * from before the last training (restored if a resumed server replays that round, so the run
- * stays bit-exact): 8 bytes per parameter of the full model. The residual belongs to one run of
- * the server: a Task naming another run resets it to zero.
+ * estimate), the built-in trainer's model and optimizer state, and the codec's buffers while a
+ * round is in progress, and gives them all back once it is over (its update sent in full or cut
+ * short by the server's answer, its training failed, its task refused or dropped, its session
+ * ended) and when flc_client_run returns: an idle client holds no round's memory, and the next
+ * task allocates afresh (a few milliseconds per 10 MB of submodel, against its training). With
+ * a top-k uplink (error feedback) it also holds, from round to round, a residual of the full
+ * model and a copy of it from before the last training (restored if a resumed server replays
+ * that round, so the run stays bit-exact): 8 bytes per parameter of the full model. The residual
+ * belongs to one run of the server: a Task naming another run resets it to zero.
  *
  * Thread-safety: an flc_client is driven by one thread (flc_client_run blocks it). flc_client_stop
  * is the only call that may come from another thread (or a signal handler). Distinct clients are
