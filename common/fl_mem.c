@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/mman.h>
 
 fl_status fl_grow(void *pp, size_t *cap, size_t need, size_t size, size_t first)
 {
@@ -27,6 +28,67 @@ fl_status fl_grow(void *pp, size_t *cap, size_t need, size_t size, size_t first)
         return FL_ERR_NOMEM;
     memcpy(pp, &p, sizeof p);
     *cap = nc;
+    return FL_OK;
+}
+
+/* What precedes a buffer of fl_big_alloc: the block's size and whether it is mapped, in 64 bytes
+ * so that the buffer keeps the block's alignment. */
+typedef struct big_head {
+    size_t total;
+    int mapped;
+    unsigned char pad[64 - sizeof(size_t) - sizeof(int)];
+} big_head;
+
+void *fl_big_alloc(size_t n)
+{
+    if (n == 0 || n > SIZE_MAX - sizeof(big_head) - 4096)
+        return NULL;
+    const size_t total = n + sizeof(big_head);
+    big_head *h;
+    int mapped = 0;
+    if (n >= FL_BIG_MAP) {
+        void *p = mmap(NULL, total, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (p == MAP_FAILED)
+            return NULL;
+        h = p;
+        mapped = 1;
+    } else {
+        void *p = NULL;
+        if (posix_memalign(&p, 64, total) != 0)
+            return NULL;
+        memset(p, 0, total); /* a mapping's pages come zeroed */
+        h = p;
+    }
+    h->total = total;
+    h->mapped = mapped;
+    return h + 1;
+}
+
+void fl_big_free(void *p)
+{
+    if (!p)
+        return;
+    big_head *h = (big_head *)p - 1;
+    if (h->mapped)
+        munmap(h, h->total);
+    else
+        free(h);
+}
+
+fl_status fl_big_room(void *pp, size_t *cap, size_t need, size_t size)
+{
+    if (need <= *cap)
+        return FL_OK;
+    if (size == 0 || need > SIZE_MAX / size)
+        return FL_ERR_NOMEM;
+    void *p = fl_big_alloc(need * size);
+    if (!p)
+        return FL_ERR_NOMEM;
+    void *old;
+    memcpy(&old, pp, sizeof old);
+    fl_big_free(old);
+    memcpy(pp, &p, sizeof p);
+    *cap = need;
     return FL_OK;
 }
 

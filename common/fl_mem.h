@@ -16,6 +16,22 @@
  * would overflow) with *pp and *cap unchanged. */
 fl_status fl_grow(void *pp, size_t *cap, size_t need, size_t size, size_t first);
 
+/* A large buffer that goes back to the system when freed, whatever the process's malloc does:
+ * glibc keeps a freed block below its mmap threshold in its heap, and that threshold rises (up to
+ * 32 MB) with each large block freed, so from the second round on a client's freed buffers of a
+ * few MB stayed in the process (a library must not change the host's malloc settings, mallopt,
+ * or trim its heap, malloc_trim). At least FL_BIG_MAP bytes come from an anonymous mmap (their
+ * own pages, unmapped by fl_big_free); less from malloc. n bytes, zeroed, 64-byte aligned;
+ * NULL when n is 0 or memory is short. */
+#define FL_BIG_MAP ((size_t)1 << 20)
+void *fl_big_alloc(size_t n);
+/* Frees a buffer of fl_big_alloc (only those); NULL is a no-op. */
+void fl_big_free(void *p);
+/* Makes *pp (from fl_big_alloc, or NULL) hold at least need elements of size bytes, *cap
+ * counting them: a fresh buffer when it does not (contents not kept: for buffers filled anew
+ * each time). FL_OK, or FL_ERR_NOMEM with *pp and *cap unchanged. */
+fl_status fl_big_room(void *pp, size_t *cap, size_t need, size_t size);
+
 /* A fresh, zeroed index for an open-addressing hash table of uint32 entries (0 = empty): the
  * smallest power of two of at least `slots` entries, and at least 64. It replaces *t (freed) and
  * *mask (its size - 1). FL_OK, or FL_ERR_NOMEM with *t and *mask unchanged. */

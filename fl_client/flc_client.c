@@ -410,6 +410,7 @@ flc_status flc_client_new(const flc_config *cfg, flc_client **out)
         return st == FL_ERR_INVALID_ARG ? FLC_ERR_INVALID_ARG : FLC_ERR_NOMEM;
     }
     flc_core_keep_rewind_point(c->core, 1); /* a server resumed mid-round replays it exactly */
+    flc_core_set_own_pages(c->core, 1); /* its update's pages leave with it, between rounds */
     flc_core_set_memory_limit(c->core, cfg->memory_bytes);
     if (!cfg->train) {
         flc_core_set_row_len(c->core, cfg->samples->row_len);

@@ -26,6 +26,7 @@ struct flc_core {
     flc_core_train_fn train_fn;
     void *train_user;
     int wraps_builtin;                    /* flc_core_set_trainer_wraps_builtin */
+    int own_pages;                        /* flc_core_set_own_pages: pay from fl_big_alloc */
     const atomic_int *cancel; /* cfg.cancel */
     fl_logger log;
     size_t max_params;
@@ -199,6 +200,25 @@ const char *flc_core_task_error(const flc_core *c)
     return c->task_why;
 }
 
+/* The encoded update's buffer, from fl_big_alloc or malloc (flc_core_set_own_pages). */
+static void pay_free(flc_core *c)
+{
+    if (c->own_pages)
+        fl_big_free(c->pay);
+    else
+        free(c->pay);
+    c->pay = NULL;
+    c->pay_cap = 0;
+}
+
+void flc_core_set_own_pages(flc_core *c, int on)
+{
+    pay_free(c); /* allocated the other way */
+    c->pay_len = 0;
+    c->n_chunks = 0;
+    c->own_pages = on != 0;
+}
+
 static void drop_task(flc_core *c)
 {
     flm_submodel_free(c->sm);
@@ -223,9 +243,9 @@ void flc_core_free(flc_core *c)
     flm_model_free(c->model);
     flz_ctx_free(c->z);
     free(c->id);
-    free(c->w);
-    free(c->w0);
-    free(c->pay);
+    fl_big_free(c->w);
+    fl_big_free(c->w0);
+    pay_free(c);
     free(c->chunks);
     free(c->resid);
     free(c->snap);
@@ -247,16 +267,15 @@ void flc_core_release(flc_core *c)
     c->model_spec[0] = '\0';
     c->model_params = 0;
     c->model_B = 0;
-    free(c->w);
-    free(c->w0);
-    free(c->pay);
+    fl_big_free(c->w);
+    fl_big_free(c->w0);
+    pay_free(c);
     free(c->chunks);
     free(c->tmp);
     free(c->dec);
     c->w = c->w0 = c->tmp = c->dec = NULL;
-    c->pay = NULL;
     c->chunks = NULL;
-    c->w_cap = c->w0_cap = c->pay_cap = c->chunks_cap = c->tmp_cap = 0;
+    c->w_cap = c->w0_cap = c->chunks_cap = c->tmp_cap = 0;
     /* its scratch is sized by the last task's chunks, and zstd's contexts by its codec */
     flz_ctx_free(c->z);
     c->z = NULL;
@@ -362,11 +381,11 @@ static fl_status on_task(flc_core *c, const flp_msg *m)
     }
     c->n_tensors = t->n_tensors;
     if ((st = flp_msg_tracker_new(&c->trk, c->hdr, c->n_tensors, FLP_DIR_DOWN)) != FL_OK ||
-        (st = fl_grow(&c->w, &c->w_cap, sub->n_params, sizeof(float), 1024)) != FL_OK) {
+        (st = fl_big_room(&c->w, &c->w_cap, sub->n_params, sizeof(float))) != FL_OK) {
         drop_task(c);
         return st;
     }
-    if ((st = fl_grow(&c->w0, &c->w0_cap, sub->n_params, sizeof(float), 1024)) != FL_OK) {
+    if ((st = fl_big_room(&c->w0, &c->w0_cap, sub->n_params, sizeof(float))) != FL_OK) {
         drop_task(c);
         return st;
     }
@@ -725,7 +744,8 @@ static fl_status train_encode(flc_core *c, char *why, size_t whycap)
             max_ce = h->chunk_elems;
     }
     if ((st = fl_grow(&c->chunks, &c->chunks_cap, total, sizeof(up_chunk), 1024)) != FL_OK ||
-        (st = fl_grow(&c->pay, &c->pay_cap, pay_bound, 1, 1024)) != FL_OK)
+        (st = c->own_pages ? fl_big_room(&c->pay, &c->pay_cap, pay_bound, 1)
+                           : fl_grow(&c->pay, &c->pay_cap, pay_bound, 1, 1024)) != FL_OK)
         return st;
     if (max_ce > c->tmp_cap || (ef && !c->dec)) {
         free(c->tmp);
@@ -835,7 +855,7 @@ fl_status flc_core_take_payload(flc_core *c, uint8_t **pay, size_t *len)
         return FL_ERR_INVALID_ARG;
     *pay = NULL;
     *len = 0;
-    if (!c->trained || c->taken || !c->pay)
+    if (!c->trained || c->taken || !c->pay || c->own_pages)
         return FL_ERR_STATE;
     *pay = c->pay;
     *len = c->pay_len;

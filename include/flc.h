@@ -18,8 +18,10 @@
  * estimate), the built-in trainer's model and optimizer state, and the codec's buffers while a
  * round is in progress, and gives them all back once it is over (its update sent in full or cut
  * short by the server's answer, its training failed, its task refused or dropped, its session
- * ended) and when flc_client_run returns: an idle client holds no round's memory, and the next
- * task allocates afresh (a few milliseconds per 10 MB of submodel, against its training). With
+ * ended) and when flc_client_run returns: an idle client holds no round's memory (its buffers
+ * of 1 MiB and more are pages of its own, unmapped then, so the memory leaves the process
+ * whatever the host's malloc keeps), and the next task allocates afresh (a few milliseconds per
+ * 10 MB of submodel, against its training). With
  * a top-k uplink (error feedback) it also holds, from round to round, a residual of the full
  * model and a copy of it from before the last training (restored if a resumed server replays
  * that round, so the run stays bit-exact): 8 bytes per parameter of the full model. The residual

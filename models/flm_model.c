@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fl_mem.h"
 #include "flm_blas.h"
 #include "flm_layers.h"
 #include "flm_moge.h"
@@ -43,12 +44,12 @@ static void *model_alloc(flm_model *m, size_t bytes)
 {
     if (bytes == 0)
         bytes = sizeof(float);
-    /* 64-byte aligned for the GEMM kernels */
+    /* 64-byte aligned for the GEMM kernels; a large block in pages of its own, which go back to
+     * the system when the model is freed (fl_big_alloc: a client frees its model between rounds) */
     const size_t sz = (bytes + 63) & ~(size_t)63;
-    void *p = aligned_alloc(64, sz);
+    void *p = fl_big_alloc(sz); /* zeroed */
     if (!p)
         return NULL;
-    memset(p, 0, sz);
     m->blocks[m->n_blocks++] = p;
     m->bytes += sz;
     return p;
@@ -64,7 +65,7 @@ void flm_model_free(flm_model *m)
     if (!m)
         return;
     for (int i = 0; i < m->n_blocks; i++)
-        free(m->blocks[i]);
+        fl_big_free(m->blocks[i]);
     free(m);
 }
 

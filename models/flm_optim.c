@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fl_mem.h"
+
 void flm_sgd_step(float *w, float *vel, const float *g, const float *w_global, size_t n,
                   const flm_sgd *o)
 {
@@ -65,11 +67,12 @@ fl_status flm_train_local_from(flm_model *m, float *params, const float *init,
     }
     const size_t P = a->n_params, N = data->n;
     const int B = flm_model_max_batch(m);
-    uint32_t *perm = malloc(N * sizeof *perm);
-    float *vel = o->momentum != 0.0f ? calloc(P, sizeof *vel) : NULL;
+    /* pages of their own when large (fl_big_alloc), given back at the end of the training */
+    uint32_t *perm = fl_big_alloc(N * sizeof *perm);
+    float *vel = o->momentum != 0.0f ? fl_big_alloc(P * sizeof *vel) : NULL; /* zeroed */
     if (!perm || (o->momentum != 0.0f && !vel)) {
-        free(perm);
-        free(vel);
+        fl_big_free(perm);
+        fl_big_free(vel);
         if (init != params)
             memcpy(params, init, P * sizeof *params);
         return FL_ERR_NOMEM;
@@ -128,8 +131,8 @@ fl_status flm_train_local_from(flm_model *m, float *params, const float *init,
                 break;
         }
     }
-    free(perm);
-    free(vel);
+    fl_big_free(perm);
+    fl_big_free(vel);
     if (cur != params) /* stopped before the first step: params are the initial weights */
         memcpy(params, init, P * sizeof *params);
     if (st == FL_OK && mean_loss)

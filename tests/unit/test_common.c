@@ -13,6 +13,7 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/mman.h>
 #include <sys/wait.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -347,6 +348,51 @@ static void test_grow(void **state)
     assert_int_equal(cap, 1024);
     assert_int_equal(a[99], 99 * 7);
     free(a);
+}
+
+/* fl_big_alloc: zeroed and 64-byte aligned at both sizes; a large buffer is a mapping of its own,
+ * gone once freed (mincore: ENOMEM over unmapped pages), which is what gives a round's memory
+ * back to the system whatever glibc's heap keeps (it kept freed blocks of a few MB once its mmap
+ * threshold had risen past them). fl_big_room: a fresh buffer only when the need grows. */
+static void test_big_alloc(void **state)
+{
+    (void)state;
+    const size_t sizes[] = {100, FL_BIG_MAP - 1, FL_BIG_MAP, (size_t)4 << 20};
+    const long page = sysconf(_SC_PAGESIZE);
+    for (size_t k = 0; k < sizeof sizes / sizeof sizes[0]; k++) {
+        unsigned char *p = fl_big_alloc(sizes[k]);
+        assert_non_null(p);
+        assert_int_equal((uintptr_t)p % 64, 0);
+        for (size_t i = 0; i < sizes[k]; i += 997)
+            assert_int_equal(p[i], 0);
+        assert_int_equal(p[sizes[k] - 1], 0);
+        memset(p, 0xab, sizes[k]);
+        fl_big_free(p);
+        if (sizes[k] >= FL_BIG_MAP) {
+            /* whole pages inside the buffer, now unmapped */
+            const uintptr_t a = ((uintptr_t)p + (uintptr_t)page - 1) & ~((uintptr_t)page - 1);
+            unsigned char v[4];
+            errno = 0;
+            assert_int_equal(mincore((void *)a, (size_t)page * 4, v), -1);
+            assert_int_equal(errno, ENOMEM);
+        }
+    }
+    fl_big_free(NULL);
+    assert_null(fl_big_alloc(0));
+    float *w = NULL;
+    size_t cap = 0;
+    assert_int_equal(fl_big_room(&w, &cap, 1000, sizeof *w), FL_OK);
+    assert_int_equal(cap, 1000);
+    float *was = w;
+    assert_int_equal(fl_big_room(&w, &cap, 900, sizeof *w), FL_OK);
+    assert_ptr_equal(w, was);
+    assert_int_equal(fl_big_room(&w, &cap, SIZE_MAX / 2, sizeof *w), FL_ERR_NOMEM);
+    assert_ptr_equal(w, was);
+    assert_int_equal(cap, 1000);
+    assert_int_equal(fl_big_room(&w, &cap, (size_t)1 << 20, sizeof *w), FL_OK);
+    assert_int_equal(cap, (size_t)1 << 20);
+    w[cap - 1] = 1.0f;
+    fl_big_free(w);
 }
 
 /* fl_index_new: a zeroed power of two, at least 64 and at least the slots asked for, replacing
@@ -1108,6 +1154,7 @@ int main(void)
         cmocka_unit_test(test_atomic_sweep),
         cmocka_unit_test(test_lock_path),
         cmocka_unit_test(test_z85_key_decode),
+        cmocka_unit_test(test_big_alloc),
         cmocka_unit_test_setup_teardown(test_key_file_good, keydir_setup, keydir_teardown),
         cmocka_unit_test_setup_teardown(test_key_file_refused, keydir_setup, keydir_teardown),
     };
