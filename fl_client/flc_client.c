@@ -1180,7 +1180,15 @@ static int handle(flc_client *c, flp_msg *m, int *owned)
                 atomic_store(&c->cancel, 1);
             c->train_epoch = c->epoch;
             atomic_store(&c->training, 1);
-            if (pthread_create(&c->thread, NULL, train_thread, c) != 0) {
+            const int e = pthread_create(&c->thread, NULL, train_thread, c);
+            if (e != 0) {
+                /* No thread to be had (the process's thread limit, memory): the round is trained
+                 * here rather than failed, though nothing else happens on this thread meanwhile
+                 * (flc.h, flc_client_run: Threads). */
+                fl_log(&c->log, FL_LOG_WARN, "round %llu: cannot start a training thread (%s): "
+                       "training on the thread of flc_client_run, which sends no heartbeats "
+                       "until the training ends", (unsigned long long)flc_core_round(c->core),
+                       strerror(e));
                 atomic_store(&c->training, 0);
                 c->train_status = flc_core_train(c->core);
                 training_done(c, 1);

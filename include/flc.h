@@ -374,7 +374,13 @@ flc_status flc_client_new(const flc_config *cfg, flc_client **out);
  * on that thread, not on the thread of flc_client_run; a trainer bound to one thread (a GPU or
  * NPU context, JNI) must hand the work to a thread of its own. The log callback is called from
  * both threads, possibly at the same time: it must be thread-safe. flc_client_stats must not be
- * called from the trainer.
+ * called from the trainer. When that thread cannot be started (pthread_create fails: the
+ * process's thread limit, or memory), the training runs on the thread of flc_client_run instead,
+ * logged at warn ("cannot start a training thread"): nothing else happens on it meanwhile, so no
+ * heartbeats go out (a training longer than the server's liveness timeout then loses its round:
+ * the server drops the client, which registers again) and flc_client_stop is heard through the
+ * trainer alone (the built-in one stops before its next batch; a plug-in that polls
+ * flc_task_cancelled).
  *
  * Once flc_client_stop was called the client stays stopped: a later flc_client_run returns
  * FLC_ERR_CANCELLED at once. To pause and resume, free the client and make a new one. A later

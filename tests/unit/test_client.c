@@ -315,6 +315,24 @@ static int la_wait_at_most(size_t n, double timeout_s)
     }
     return la_bytes() <= n;
 }
+
+/* pthread_create, in front of libc's: while g_no_lib_threads is set, a thread libflclient.so
+ * asks for (from la_start's mapping) cannot be had (EAGAIN, as at the process's thread limit). */
+typedef int (*pthread_create_fn)(pthread_t *, const pthread_attr_t *, void *(*)(void *), void *);
+static atomic_int g_no_lib_threads;
+
+int pthread_create(pthread_t *t, const pthread_attr_t *attr, void *(*fn)(void *), void *arg)
+{
+    static pthread_create_fn real;
+    if (atomic_load(&g_no_lib_threads) && la_ours(__builtin_return_address(0)))
+        return EAGAIN;
+    if (!real) { /* libc's own, as the program would have had it */
+        void *libc = dlopen("libc.so.6", RTLD_LAZY | RTLD_NOLOAD);
+        void *sym = libc ? dlsym(libc, "pthread_create") : NULL;
+        memcpy(&real, &sym, sizeof real);
+    }
+    return real ? real(t, attr, fn, arg) : EAGAIN;
+}
 #endif
 
 /* ---- trainers --------------------------------------------------------------------------------- */
@@ -3141,10 +3159,41 @@ static void test_failed_round_memory_released(void **state)
     session_close(&s);
     la_stop();
 }
+/* No training thread to be had (pthread_create fails for the library: a process at its thread
+ * limit): the round is still trained and uploaded, the trainer called on the thread of
+ * flc_client_run, and the log says so (flc.h: no heartbeats go out meanwhile). */
+static pthread_t g_trained_on;
+
+static flc_status train_noting_thread(const flc_task *task, flc_update *out, void *user)
+{
+    g_trained_on = pthread_self();
+    return train_plus_quarter(task, out, user);
+}
+
+static void test_no_training_thread_said(void **state)
+{
+    (void)state;
+    la_start();
+    atomic_store(&g_no_lib_threads, 1);
+    session s;
+    session_open(&s);
+    flc_config cfg = base_config(s.f.ep, train_noting_thread, s.lb);
+    session_run(&s, &cfg, 0);
+    session_take_update(&s);
+    atomic_store(&g_no_lib_threads, 0);
+    la_stop();
+    assert_true(pthread_equal(g_trained_on, s.r.thread));
+    if (log_count(s.lb, "cannot start a training thread") != 1)
+        fail_msg("not said once; log:\n%s", s.lb->text);
+    flc_client_stop(s.c);
+    assert_true(run_wait(&s.r, 5.0));
+    session_close(&s);
+}
 #else
 static void test_new_client_small(void **state) { (void)state; skip(); }
 static void test_round_memory_released(void **state) { (void)state; skip(); }
 static void test_failed_round_memory_released(void **state) { (void)state; skip(); }
+static void test_no_training_thread_said(void **state) { (void)state; skip(); }
 #endif
 
 int main(void)
@@ -3200,6 +3249,7 @@ int main(void)
         cmocka_unit_test(test_new_client_small),
         cmocka_unit_test(test_round_memory_released),
         cmocka_unit_test(test_failed_round_memory_released),
+        cmocka_unit_test(test_no_training_thread_said),
     };
     if (getenv("FLC_TEST_FILTER")) /* e.g. "test_reconnect_*": a few tests while working on them */
         cmocka_set_test_filter(getenv("FLC_TEST_FILTER"));
