@@ -4460,6 +4460,29 @@ void __wrap_free(void *p)
     __real_free(p);
 }
 
+/* fl_big_alloc and fl_big_free (--wrap): the model's blocks and other large buffers, which take
+ * pages of their own from 1 MiB on (common/fl_mem.c) and so pass by malloc: counted and failed as
+ * malloc's are. */
+void *__real_fl_big_alloc(size_t n);
+void __real_fl_big_free(void *p);
+void *__wrap_fl_big_alloc(size_t n);
+void __wrap_fl_big_free(void *p);
+
+void *__wrap_fl_big_alloc(size_t n)
+{
+    if (g_alloc_fail > 0 && --g_alloc_fail == 0) {
+        g_alloc_failed = 1;
+        return NULL;
+    }
+    return mem_counted(__real_fl_big_alloc(n), n);
+}
+
+void __wrap_fl_big_free(void *p)
+{
+    mem_uncount(p);
+    __real_fl_big_free(p);
+}
+
 /* flp_encode (--wrap): a message of type g_encode_fail (0: none) does not encode, as out of
  * memory. */
 fl_status __real_flp_encode(uint8_t *dst, size_t cap, size_t *written, const flp_msg *m,
