@@ -80,7 +80,7 @@ const char *flc_strerror(flc_status s);
  * Since 0.3.1. */
 #define FLC_VERSION_MAJOR 0
 #define FLC_VERSION_MINOR 3
-#define FLC_VERSION_PATCH 5
+#define FLC_VERSION_PATCH 6
 #define FLC_VERSION_NUMBER (FLC_VERSION_MAJOR * 10000 + FLC_VERSION_MINOR * 100 + FLC_VERSION_PATCH)
 const char *flc_version(void);
 int flc_version_number(void); /* MAJOR * 10000 + MINOR * 100 + PATCH, as FLC_VERSION_NUMBER */
