@@ -7,8 +7,11 @@
  * server's target accuracy: none, 0.5, 0.9, 1.0, bit 7 the model: mlp:8-6-3 or the mixture of
  * grouped experts moge:8:6:2:2:1:3); then, each read while
  * bytes remain, little-endian: u64 round, u64 model version, u64 optimizer steps, u8 target
- * reached, f64 target accuracy, u64 run id, u8 what the rest is (bit 0: the policy state's bytes,
- * else f32 values laid over the model's parameters then the optimizer's arrays).
+ * reached, f64 target accuracy, u64 run id, u8 what the rest is (bits 0-1: 1, the policy state's
+ * bytes; 3, bytes XORed over the reference's own policy state, longer by what the rest adds, so
+ * that a mutation of an honest AFD state (scores, keep-sets, per-client entries) gets past the
+ * importer's magic and counts and reaches the round engine; 0 or 2, f32 values laid over the
+ * model's parameters then the optimizer's arrays).
  * A reference core runs one honest round and writes its checkpoint; the fields above replace its
  * own, the result goes through fls_ckpt_serialize and fls_ckpt_parse (what a file could hold), and
  * a fresh core restores it. Invariants: no crash, leak or UB; a refused restore leaves the core
@@ -172,10 +175,22 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     k.run_id = take_u64(&data, &size, k.run_id);
     if (size >= 1) {
-        const int policy = data[0] & 1;
+        const int policy = data[0] & 3;
         data++;
         size--;
-        if (policy) {
+        if (policy == 3) {
+            const size_t n = size > k.policy_len ? size : k.policy_len;
+            uint8_t *x = calloc(n ? n : 1, 1);
+            if (!x)
+                abort();
+            if (k.policy_len)
+                memcpy(x, k.policy, k.policy_len);
+            for (size_t i = 0; i < size; i++)
+                x[i] ^= data[i];
+            free(k.policy);
+            k.policy = x;
+            k.policy_len = n;
+        } else if (policy == 1) {
             free(k.policy);
             k.policy = size ? malloc(size) : NULL;
             if (size && !k.policy)
