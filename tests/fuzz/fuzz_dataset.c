@@ -11,10 +11,20 @@
  * Invariants checked on success (a violation aborts, which libFuzzer and the replay report): shapes
  * and counts agree, labels lie in range, pixels in [0, 1], user ids in the user table, and a
  * partition assigns every sample exactly once.
+ * The IDX and LEAF bytes also go through the file readers (flm_idx_load, flm_leaf_load: through
+ * memfds), the ones the programs use, which read by zlib's gzread and a 64 KiB window: the same
+ * status, the same message after the name, the same dataset. The one difference documented: the
+ * memory reader takes a gzip buffer's first member only, so there it may refuse what the file
+ * reader takes. A synth-* spec small enough to make is also loaded: it parses for the dry check
+ * exactly when it parses for the loader.
  */
+#define _GNU_SOURCE /* memfd_create */
+#include <stdio.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include "flm_data.h"
 
@@ -60,6 +70,113 @@ static void check_partition(const flm_partition *p, size_t N)
     free(seen);
 }
 
+/* a and b hold the same samples, users included. */
+static void check_same(const flm_dataset *a, const flm_dataset *b)
+{
+    if (a->kind != b->kind || a->N != b->N || a->C != b->C || a->H != b->H || a->W != b->W ||
+        a->classes != b->classes || a->n_users != b->n_users || !a->user != !b->user)
+        abort();
+    const size_t n = a->N * a->sample_len;
+    if ((a->N && memcmp(a->y, b->y, a->N * sizeof *a->y)) ||
+        (n && a->kind == FLM_DATA_FLOAT && memcmp(a->x, b->x, n * sizeof *a->x)) ||
+        (n && a->kind == FLM_DATA_TOKENS && memcmp(a->tokens, b->tokens, n * sizeof *a->tokens)) ||
+        (a->user && a->N && memcmp(a->user, b->user, a->N * sizeof *a->user)))
+        abort();
+    for (size_t u = 0; u < a->n_users; u++)
+        if (strcmp(a->users[u], b->users[u]) != 0)
+            abort();
+}
+
+/* A memfd holding data[0..n), its path in path; -1 when none can be made (the check is skipped). */
+static int memfd_with(const uint8_t *data, size_t n, char *path, size_t cap)
+{
+    const int fd = memfd_create("fuzz.data", 0);
+    if (fd < 0)
+        return -1;
+    if (n && write(fd, data, n) != (ssize_t)n) {
+        close(fd);
+        return -1;
+    }
+    snprintf(path, cap, "/proc/self/fd/%d", fd);
+    return fd;
+}
+
+/* The text of err after its first "NAME: " (the messages of the two readers differ there only). */
+static const char *after_name(const char *err, const char *name)
+{
+    const size_t n = strlen(name);
+    return strncmp(err, name, n) == 0 && err[n] == ':' ? err + n + 1 : err;
+}
+
+/* The file reader on the same bytes agrees with the memory reader's st / ds / err (see above). */
+static void check_file_reader(int sel, const uint8_t *data, size_t size, size_t il, fl_status st,
+                              const flm_dataset *ds, const char *err)
+{
+    char p1[64], p2[64], ferr[512] = "";
+    flm_dataset *fds = NULL;
+    fl_status fst;
+    int fd1, fd2 = -1;
+    if (sel == 'I') {
+        if ((fd1 = memfd_with(data, il, p1, sizeof p1)) < 0)
+            return;
+        if ((fd2 = memfd_with(data + il, size - il, p2, sizeof p2)) < 0) {
+            close(fd1);
+            return;
+        }
+        fst = flm_idx_load(&fds, p1, p2, 10, ferr, sizeof ferr);
+    } else {
+        if ((fd1 = memfd_with(data, size, p1, sizeof p1)) < 0)
+            return;
+        const char *paths[1] = {p1};
+        fst = flm_leaf_load(&fds, sel == 'F' ? FLM_LEAF_FEMNIST : FLM_LEAF_SHAKESPEARE, paths, 1,
+                            ferr, sizeof ferr);
+    }
+    close(fd1);
+    if (fd2 >= 0)
+        close(fd2);
+    const int gz_img = sel == 'I' && il >= 2 && data[0] == 0x1f && data[1] == 0x8b;
+    const int gz_lab = sel == 'I' && size - il >= 2 && data[il] == 0x1f && data[il + 1] == 0x8b;
+    if (fst == FL_OK && st != FL_OK && (gz_img || gz_lab)) {
+        /* the memory reader stops at the end of the first member: allowed */
+    } else if (fst != st) {
+        abort();
+    } else if (st == FL_OK) {
+        check_same(ds, fds);
+    } else if (sel != 'I') { /* the same message (up to where the shorter name cut it) */
+        const char *a = after_name(err, "json"), *b = after_name(ferr, p1);
+        const size_t la = strlen(a), lb = strlen(b);
+        if (strncmp(a, b, la < lb ? la : lb) != 0)
+            abort();
+    }
+    flm_dataset_free(fds);
+}
+
+/* A synth-* spec small enough to make is made: the dry check and the loader agree on whether it
+ * parses. */
+static void check_synth(const char *spec, fl_status dry)
+{
+    unsigned long N, C, H, W, K;
+    size_t cells;
+    if (sscanf(spec, "synth-images:%lu:%lux%lux%lu:%lu", &N, &C, &H, &W, &K) == 5)
+        cells = N <= 64 && C <= 64 && H <= 64 && W <= 64 && K <= 64 ? N * C * H * W + K * C * H * W
+                                                                    : (size_t)-1;
+    else if (sscanf(spec, "synth-tokens:%lu:%lu:%lu", &N, &H, &K) == 3)
+        cells = N <= 64 && H <= 64 && K <= 4096 ? N * H + K : (size_t)-1;
+    else
+        return;
+    if (cells > 1u << 16)
+        return;
+    flm_dataset *ds = NULL;
+    char err[512] = "";
+    const fl_status st = flm_dataset_load_spec(&ds, spec, 1, FLM_SPLIT_TRAIN, err, sizeof err);
+    const int parses = !(st == FL_ERR_INVALID_ARG && strstr(err, "does not parse"));
+    if (parses != (dry == FL_OK))
+        abort();
+    if (st == FL_OK)
+        check_dataset(ds);
+    flm_dataset_free(ds);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (size < 1)
@@ -72,11 +189,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     flm_dataset *ds = NULL;
     char err[256] = "";
     fl_status st;
+    size_t il = 0;
     switch (sel) {
     case 'I': {
         if (size < 4)
             return 0;
-        size_t il = (size_t)data[0] | (size_t)data[1] << 8 | (size_t)data[2] << 16 |
+        il = (size_t)data[0] | (size_t)data[1] << 8 | (size_t)data[2] << 16 |
                     (size_t)data[3] << 24;
         data += 4;
         size -= 4;
@@ -101,6 +219,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         const fl_status ss = flm_dataset_spec_check(spec, err, sizeof err);
         if (ss != FL_OK && (ss != FL_ERR_INVALID_ARG || !strstr(err, "does not parse")))
             abort();
+        check_synth(spec, ss);
         flm_partition_spec ps;
         if (flm_partition_spec_parse(spec, &ps, err, sizeof err) != FL_OK)
             return 0;
@@ -126,6 +245,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         return 0;
     }
     }
+    check_file_reader(sel, data, size, il, st, ds, err);
     if (st == FL_OK) {
         check_dataset(ds);
         flm_dataset_free(ds);
