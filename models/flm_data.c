@@ -3,6 +3,7 @@
 #include "flm_data.h"
 
 #include <dirent.h>
+#include <float.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -326,7 +327,9 @@ static const char *parse_u64(const char *p, uint64_t max, uint64_t *v)
     return q;
 }
 
-/* ":FLOAT" at p (optional): *v unchanged when p is at the end. Returns 0 or -1. */
+/* ":FLOAT" at p (optional): *v unchanged when p is at the end. Returns 0 or -1. A value past
+ * the float range (1e39) is refused here: as a float it would be infinite, which the generators
+ * refuse, and the dry check (flm_dataset_spec_check) would have let it through. */
 static int parse_opt_float(const char *p, float *v)
 {
     if (!*p)
@@ -335,7 +338,7 @@ static int parse_opt_float(const char *p, float *v)
         return -1;
     char *end;
     const double d = strtod(p + 1, &end);
-    if (*end || !isfinite(d))
+    if (*end || !isfinite(d) || d > FLT_MAX)
         return -1;
     *v = (float)d;
     return 0;

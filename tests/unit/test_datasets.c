@@ -1408,7 +1408,7 @@ static void test_load_spec(void **state)
         "", "fashion-mnist", "foo:bar", "synth-images:10:1x4:5", "synth-images:10:1x4x4:5:abc",
         "synth-images:10:0x4x4:5", "synth-images:-1:1x4x4:5", "synth-tokens:10:5:1",
         "synth-tokens:10:5", "idx:onlyone", "idx:a,b,c", "femnist:", "femnist:a,,b",
-        "synth-images:99999999999:1x1x1:2",
+        "synth-images:99999999999:1x1x1:2", "synth-images:10:1x4x4:5:1e39",
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         ds = (flm_dataset *)(uintptr_t)1;
