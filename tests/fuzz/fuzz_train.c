@@ -15,7 +15,10 @@
  * update encodes, each of its chunks too.
  *
  * Built with -DFUZZ_TRAIN_GEN it is instead the seed generator: for each family, a server core
- * (AFD keep-sets, a plain and a compressed downlink) writes the Task and Chunks of one client.
+ * (AFD keep-sets; downlinks none, rot+q4+zstd and rot+q1) writes the Task and Chunks of one
+ * client. A bit flip anywhere in a zstd payload makes it undecodable, so the cnn's only seed
+ * (rot+q4+zstd: its uncompressed one is 467 KB) trained on no mutation; rot+q1 decodes whatever
+ * its payload bits are.
  *   ninja -C build tests/fuzz/gen_train_seeds && build/tests/fuzz/gen_train_seeds DIR
  */
 #include <stdint.h>
@@ -94,7 +97,9 @@ int main(int argc, char **argv)
         return 2;
     static const char *const archs[] = {"mlp:16-12-8-2", "cnn:2:4x4x1", "lstm:6:4:5:1:8",
                                         "moge:16:8:2:2:1:2"};
-    static const char *const codecs[] = {"none", "rot+q4+zstd"};
+    /* rot+q1: a compressed downlink that no bit flip can make undecodable (zstd's can), so that
+     * mutations of the cnn's seed, too big for "none", still train */
+    static const char *const codecs[] = {"none", "rot+q4+zstd", "rot+q1"};
     int files = 0;
     for (size_t a = 0; a < sizeof archs / sizeof archs[0]; a++)
         for (size_t k = 0; k < sizeof codecs / sizeof codecs[0]; k++) {
@@ -102,7 +107,7 @@ int main(int argc, char **argv)
             snprintf(cf.arch, sizeof cf.arch, "%s", archs[a]);
             snprintf(cf.down_codec, sizeof cf.down_codec, "%s", codecs[k]);
             cf.seed = 11 + k;
-            cf.policy.kind = k ? FLS_POLICY_AFD_MULTI : FLS_POLICY_AFD_SINGLE;
+            cf.policy.kind = k == 1 ? FLS_POLICY_AFD_MULTI : FLS_POLICY_AFD_SINGLE;
             cf.clients_per_round = 1;
             cf.round_timeout_s = 60;
             cf.chunk_elems = 256;
