@@ -190,7 +190,7 @@ typedef enum flm_part_kind {
 
 typedef struct flm_partition_spec {
     flm_part_kind kind;
-    double alpha;            /* DIRICHLET concentration, > 0 */
+    double alpha;            /* DIRICHLET concentration, in [1e-300, 1e6] */
     int shards;              /* SHARDS per client, >= 1 */
 } flm_partition_spec;
 

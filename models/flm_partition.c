@@ -58,8 +58,11 @@ fl_status flm_partition_spec_parse(const char *s, flm_partition_spec *out, char 
         char *end = NULL;
         const int ok_start = (*p >= '0' && *p <= '9') || (*p == '.' && p[1] >= '0' && p[1] <= '9');
         const double a = ok_start ? strtod(p, &end) : 0.0;
-        if (!ok_start || !end || *end || !(a > 0.0) || !isfinite(a) || a > 1e6) {
-            set_err(err, errlen, "partition \"%s\": alpha must be a number in (0, 1e6]", s);
+        /* At least 1e-300: below (a subnormal such as 1e-320), log(U) / alpha in the Gamma
+         * draw is -inf for every client, the weights normalise to NaN, and each class went
+         * whole to client 0 rather than to a random one. */
+        if (!ok_start || !end || *end || !(a >= 1e-300) || !isfinite(a) || a > 1e6) {
+            set_err(err, errlen, "partition \"%s\": alpha must be a number in [1e-300, 1e6]", s);
             return FL_ERR_INVALID_ARG;
         }
         for (const char *q = p; q < end; q++)

@@ -1030,6 +1030,7 @@ static void test_partition_spec(void **state)
         {"dirichlet:100", FL_OK, FLM_PART_DIRICHLET, 100, 0},
         {"dirichlet:1e-2", FL_OK, FLM_PART_DIRICHLET, 0.01, 0},
         {"dirichlet:.3", FL_OK, FLM_PART_DIRICHLET, 0.3, 0},
+        {"dirichlet:1e-300", FL_OK, FLM_PART_DIRICHLET, 1e-300, 0},
         {"shards:2", FL_OK, FLM_PART_SHARDS, 0, 2},
         {"shards", FL_OK, FLM_PART_SHARDS, 0, 2},
         {"shards:7", FL_OK, FLM_PART_SHARDS, 0, 7},
@@ -1041,6 +1042,7 @@ static void test_partition_spec(void **state)
         {"dirichlet:inf", FL_ERR_INVALID_ARG, 0, 0, 0},
         {"dirichlet:0x10", FL_ERR_INVALID_ARG, 0, 0, 0},
         {"dirichlet:1e999", FL_ERR_INVALID_ARG, 0, 0, 0},
+        {"dirichlet:1e-320", FL_ERR_INVALID_ARG, 0, 0, 0}, /* subnormal: every class to client 0 */
         {"dirichlet:0.5x", FL_ERR_INVALID_ARG, 0, 0, 0},
         {"shards:0", FL_ERR_INVALID_ARG, 0, 0, 0},
         {"shards:", FL_ERR_INVALID_ARG, 0, 0, 0},
