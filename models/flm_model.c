@@ -35,6 +35,7 @@ struct flm_model {
     float *cache[FLM_MAX_LAYERS];   /* conv im2col / LSTM / MoGE cache */
     float *scratch;                 /* conv / LSTM / MoGE scratch, max over layers */
     float *grads;                   /* (n_params) */
+    float *vel;                     /* (n_params) SGD momentum, made at first use */
     size_t bytes;
     void *blocks[4 * FLM_MAX_LAYERS + 8];
     int n_blocks;
@@ -162,6 +163,13 @@ const flm_arch *flm_model_arch(const flm_model *m) { return &m->a; }
 int flm_model_max_batch(const flm_model *m) { return m->Bmax; }
 size_t flm_model_bytes(const flm_model *m) { return m->bytes + sizeof *m; }
 float *flm_model_grads(flm_model *m) { return m->grads; }
+
+float *flm_model_velocity(flm_model *m)
+{
+    if (!m->vel)
+        m->vel = model_alloc(m, m->a.n_params * sizeof(float));
+    return m->vel;
+}
 
 void flm_model_init_params(const flm_arch *a, float *params, fl_rng *r)
 {

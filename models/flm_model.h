@@ -50,6 +50,10 @@ int flm_model_max_batch(const flm_model *m);
 size_t flm_model_bytes(const flm_model *m);
 /* The model's gradient buffer (arch.n_params floats), owned by the model; zeroed at creation. */
 float *flm_model_grads(flm_model *m);
+/* The SGD momentum buffer (arch.n_params floats), owned by the model: made at the first call and
+ * kept with the model (its pages go when the model is freed), so that the trainings of one model
+ * allocate it once (flm_train_local zeroes it at each start); NULL when memory is short. */
+float *flm_model_velocity(flm_model *m);
 
 /* Fills params (arch.n_params) deterministically from r, PyTorch's default initialisation:
  * dense and conv weights and biases U(-1/sqrt(fan_in), 1/sqrt(fan_in)); LSTM weights

@@ -67,12 +67,16 @@ fl_status flm_train_local_from(flm_model *m, float *params, const float *init,
     }
     const size_t P = a->n_params, N = data->n;
     const int B = flm_model_max_batch(m);
-    /* pages of their own when large (fl_big_alloc), given back at the end of the training */
+    /* pages of their own when large (fl_big_alloc), given back at the end of the training. The
+     * velocity is the model's (flm_model_velocity), made once and zeroed here: one of its own
+     * each training (an mmap of 4 MB for 1M parameters, its pages faulted in anew) cost a
+     * simulator's client of a few samples 3.6 ms instead of 0.6 */
     uint32_t *perm = fl_big_alloc(N * sizeof *perm);
-    float *vel = o->momentum != 0.0f ? fl_big_alloc(P * sizeof *vel) : NULL; /* zeroed */
+    float *vel = o->momentum != 0.0f ? flm_model_velocity(m) : NULL;
+    if (vel)
+        memset(vel, 0, P * sizeof *vel);
     if (!perm || (o->momentum != 0.0f && !vel)) {
         fl_big_free(perm);
-        fl_big_free(vel);
         if (init != params)
             memcpy(params, init, P * sizeof *params);
         return FL_ERR_NOMEM;
@@ -132,7 +136,6 @@ fl_status flm_train_local_from(flm_model *m, float *params, const float *init,
         }
     }
     fl_big_free(perm);
-    fl_big_free(vel);
     if (cur != params) /* stopped before the first step: params are the initial weights */
         memcpy(params, init, P * sizeof *params);
     if (st == FL_OK && mean_loss)

@@ -1702,6 +1702,62 @@ static void test_blas_missing(void **state)
         fail_msg("child without OpenBLAS failed with code %d", WEXITSTATUS(status));
 }
 
+/* fl_big_alloc (--wrap): the calls for at least g_big_watch bytes (0: none counted). */
+void *__real_fl_big_alloc(size_t n);
+void *__wrap_fl_big_alloc(size_t n);
+static size_t g_big_watch;
+static int g_big_calls;
+
+void *__wrap_fl_big_alloc(size_t n)
+{
+    if (g_big_watch && n >= g_big_watch)
+        g_big_calls++;
+    return __real_fl_big_alloc(n);
+}
+
+/* A simulator trains thousands of clients a round on one model each worker: the momentum buffer
+ * is the model's, made by its first training and zeroed by each (the same bits as a fresh one),
+ * not a buffer of the model's size each training (fl_big_alloc: from 1 MiB an mmap whose pages
+ * fault in anew, 3.6 ms instead of 0.6 for a client of 8 samples of a 1M-parameter mlp). */
+static void test_train_velocity_reused(void **state)
+{
+    (void)state;
+    enum { N = 12 };
+    float *x = malloc((size_t)N * 784 * 4);
+    int32_t y[N];
+    const flm_samples s = synth_images(x, y, N, 5, 7);
+    flm_arch a;
+    assert_int_equal(flm_arch_parse("mlp:784-200-200-10", &a, NULL, 0), FL_OK);
+    const size_t P = a.n_params;
+    flm_model *m;
+    assert_int_equal(flm_model_new(&a, 4, &m), FL_OK);
+    float *init = malloc(P * 4), *w0 = malloc(P * 4), *w = malloc(P * 4);
+    fl_rng ir = fl_rng_stream(5, 0, 0, FL_RNG_INIT);
+    flm_model_init_params(&a, init, &ir);
+    const flm_sgd o = {0.05f, 0.9f, 0, 0};
+    memcpy(w0, init, P * 4);
+    fl_rng r0 = fl_rng_stream(5, 1, 0, FL_RNG_BATCH);
+    assert_int_equal(flm_train_local(m, w0, NULL, &s, 2, &o, &r0, NULL), FL_OK);
+    g_big_watch = P * sizeof(float);
+    g_big_calls = 0;
+    for (int k = 0; k < 3; k++) {
+        memcpy(w, init, P * 4);
+        fl_rng r = fl_rng_stream(5, 1, 0, FL_RNG_BATCH);
+        assert_int_equal(flm_train_local(m, w, NULL, &s, 2, &o, &r, NULL), FL_OK);
+        if (memcmp(w, w0, P * 4) != 0)
+            fail_msg("training %d on the model: not the bits of its first", k + 2);
+    }
+    g_big_watch = 0;
+    if (g_big_calls != 0)
+        fail_msg("3 trainings with momentum on one model allocated %d buffers of its size",
+                 g_big_calls);
+    flm_model_free(m);
+    free(init);
+    free(w0);
+    free(w);
+    free(x);
+}
+
 int main(void)
 {
     if (getenv("FLM_TEST_NOBLAS_CHILD"))
@@ -1731,6 +1787,7 @@ int main(void)
         cmocka_unit_test(test_model_errors),
         cmocka_unit_test(test_train_local),
         cmocka_unit_test(test_train_local_from),
+        cmocka_unit_test(test_train_velocity_reused),
         cmocka_unit_test(test_threads_same_bits),
         cmocka_unit_test(test_init_params),
     };
