@@ -222,7 +222,8 @@ typedef struct flm_partition {
  *     K < n_users deals shuffled users into K near-equal groups.
  * IID and DIRICHLET accept K > N (some clients then hold no sample).
  * Returns FL_ERR_INVALID_ARG (K == 0 except for NATURAL, SHARDS with K*s > N, a label outside
- * [0, classes) for DIRICHLET/SHARDS, NATURAL without users or with K > n_users, N >= 2^32),
+ * [0, classes) for DIRICHLET/SHARDS, a DIRICHLET alpha outside [1e-300, 1e6], NATURAL without
+ * users or with K > n_users, N >= 2^32),
  * FL_ERR_NOMEM. Caller owns *out. */
 fl_status flm_partition_make(flm_partition **out, const flm_dataset *ds,
                              const flm_partition_spec *spec, size_t K, uint64_t seed);

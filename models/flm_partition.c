@@ -345,8 +345,10 @@ fl_status flm_partition_make_err(flm_partition **out, const flm_dataset *ds,
     case FLM_PART_IID:
         break;
     case FLM_PART_DIRICHLET:
-        if (!(spec->alpha > 0.0) || !isfinite(spec->alpha))
-            REFUSE("dirichlet: alpha %g is not a finite number > 0", spec->alpha);
+        /* the parser's bounds (flm_partition_spec_parse): below 1e-300 (a subnormal) every
+         * class went whole to client 0 (log(U) / alpha is -inf for every client) */
+        if (!(spec->alpha >= 1e-300) || !(spec->alpha <= 1e6))
+            REFUSE("dirichlet: alpha %g is outside [1e-300, 1e6]", spec->alpha);
         break;
     case FLM_PART_SHARDS:
         if (spec->shards < 1)

@@ -1159,12 +1159,26 @@ static void test_partition_dirichlet(void **state)
     flm_partition_free(sk);
     flm_partition_free(mid);
     flm_partition_free(flat);
+    /* An alpha outside the parser's [1e-300, 1e6] from a spec made by hand is refused too: a
+     * subnormal one gave every class whole to client 0 (flm_data.h: the field's range). */
+    flm_partition *p = NULL;
+    char err[256];
+    static const double bad_alpha[] = {1e-320, 0.0, -1.0, 2e6, INFINITY, NAN};
+    for (size_t i = 0; i < sizeof bad_alpha / sizeof bad_alpha[0]; i++) {
+        const flm_partition_spec bad = {FLM_PART_DIRICHLET, bad_alpha[i], 0};
+        const fl_status bst = flm_partition_make_err(&p, ds, &bad, 5, 1, err, sizeof err);
+        if (bst != FL_ERR_INVALID_ARG)
+            fail_msg("alpha %g: status %d, not refused", bad_alpha[i], (int)bst);
+        assert_null(p);
+    }
+    const flm_partition_spec tiny = {FLM_PART_DIRICHLET, 1e-300, 0};
+    assert_int_equal(flm_partition_make(&p, ds, &tiny, 5, 1), FL_OK);
+    flm_partition_free(p);
+    p = NULL;
     /* A label outside the class range is rejected. */
     ds->y[5] = 10;
     flm_partition_spec ps = {FLM_PART_DIRICHLET, 0.5, 0};
-    flm_partition *p = NULL;
     assert_int_equal(flm_partition_make(&p, ds, &ps, 4, 1), FL_ERR_INVALID_ARG);
-    char err[256];
     assert_int_equal(flm_partition_make_err(&p, ds, &ps, 4, 1, err, sizeof err), FL_ERR_INVALID_ARG);
     assert_string_equal(err, "a sample's label is outside [0, 10)");
     assert_null(p);
