@@ -96,6 +96,8 @@ static fl_status src_read(idx_src *s, uint8_t *buf, size_t want, size_t *got, ch
                 const char *msg = gzerror(s->gz, &zerr);
                 if (zerr == Z_ERRNO)
                     set_err(err, errlen, "%s: %s", s->name, strerror(errno));
+                else if (zerr == Z_MEM_ERROR)
+                    set_err(err, errlen, "%s: out of memory reading the gzip stream", s->name);
                 else
                     set_err(err, errlen, "%s: corrupt gzip stream: %s", s->name, gz_what(s, msg));
                 return zerr == Z_ERRNO ? FL_ERR_DATASET_IO
