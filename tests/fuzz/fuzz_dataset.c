@@ -13,7 +13,8 @@
  * partition assigns every sample exactly once.
  * The IDX and LEAF bytes also go through the file readers (flm_idx_load, flm_leaf_load: through
  * memfds), the ones the programs use, which read by zlib's gzread and a 64 KiB window: the same
- * status, the same message after the name, the same dataset. The one difference documented: the
+ * status, the same dataset, and for LEAF the same message after the name (not for IDX, whose
+ * file reader names the file and the read that failed). The one difference documented: the
  * memory reader takes a gzip buffer's first member only, so there it may refuse what the file
  * reader takes. A synth-* spec small enough to make is also loaded: it parses for the dry check
  * exactly when it parses for the loader.
