@@ -239,18 +239,10 @@ void flc_core_free(flc_core *c)
 {
     if (!c)
         return;
-    drop_task(c);
-    flm_model_free(c->model);
-    flz_ctx_free(c->z);
+    flc_core_release(c); /* a round's buffers; then what release keeps between rounds */
     free(c->id);
-    fl_big_free(c->w);
-    fl_big_free(c->w0);
-    pay_free(c);
-    free(c->chunks);
     free(c->resid);
     free(c->snap);
-    free(c->tmp);
-    free(c->dec);
     free(c);
 }
 

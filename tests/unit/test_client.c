@@ -1065,19 +1065,30 @@ static void test_one_hello_after_server_down(void **state)
     logbuf_free(lb);
 }
 
-/* A TCP listener at a loopback port of its own, its endpoint in ep (it accepts nothing itself:
- * connections wait in its backlog). */
-static int plain_listener(char *ep, size_t cap)
+/* A TCP listener at a loopback port (0: one of its own), taken over from a server just closed
+ * there (SO_REUSEADDR); it accepts nothing itself: connections wait in its backlog. */
+static int tcp_listener_at(uint16_t port)
 {
     const int lfd = socket(AF_INET, SOCK_STREAM, 0);
     assert_true(lfd >= 0);
+    const int one = 1;
+    setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
     struct sockaddr_in sin;
     memset(&sin, 0, sizeof sin);
     sin.sin_family = AF_INET;
     sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t sl = sizeof sin;
+    sin.sin_port = htons(port);
     assert_int_equal(bind(lfd, (struct sockaddr *)&sin, sizeof sin), 0);
     assert_int_equal(listen(lfd, 16), 0);
+    return lfd;
+}
+
+/* tcp_listener_at a port of its own, its endpoint in ep. */
+static int plain_listener(char *ep, size_t cap)
+{
+    const int lfd = tcp_listener_at(0);
+    struct sockaddr_in sin;
+    socklen_t sl = sizeof sin;
     assert_int_equal(getsockname(lfd, (struct sockaddr *)&sin, &sl), 0);
     snprintf(ep, cap, "tcp://127.0.0.1:%d", ntohs(sin.sin_port));
     return lfd;
@@ -1185,17 +1196,7 @@ static void test_frozen_server_said(void **state)
     if (!log_wait(lb, "registered", 5))
         fail_msg("not registered; log:\n%s", lb->text);
     fake_close(&f);
-    const int lfd = socket(AF_INET, SOCK_STREAM, 0);
-    assert_true(lfd >= 0);
-    const int one = 1;
-    setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    struct sockaddr_in sin;
-    memset(&sin, 0, sizeof sin);
-    sin.sin_family = AF_INET;
-    sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    sin.sin_port = htons((uint16_t)atoi(strrchr(ep, ':') + 1));
-    assert_int_equal(bind(lfd, (struct sockaddr *)&sin, sizeof sin), 0);
-    assert_int_equal(listen(lfd, 16), 0);
+    const int lfd = tcp_listener_at((uint16_t)atoi(strrchr(ep, ':') + 1));
     const int said = log_wait(lb, "but no handshake completed", 10);
     flc_client_stop(c);
     assert_true(run_wait(&r, 5.0));
@@ -1466,17 +1467,7 @@ static void test_reconnect_backoff_after_link(void **state)
     if (!log_wait(lb, "registered", 5))
         fail_msg("not registered; log:\n%s", lb->text);
     fake_close(&f); /* the server gone; a listener at its port that drops every connection */
-    const int lfd = socket(AF_INET, SOCK_STREAM, 0);
-    assert_true(lfd >= 0);
-    const int one = 1;
-    setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    struct sockaddr_in sin;
-    memset(&sin, 0, sizeof sin);
-    sin.sin_family = AF_INET;
-    sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    sin.sin_port = htons((uint16_t)atoi(strrchr(ep, ':') + 1));
-    assert_int_equal(bind(lfd, (struct sockaddr *)&sin, sizeof sin), 0);
-    assert_int_equal(listen(lfd, 16), 0);
+    const int lfd = tcp_listener_at((uint16_t)atoi(strrchr(ep, ':') + 1));
     double t[64];
     const int n = accept_and_close(lfd, 3.0 * TS, t, 64);
     flc_client_stop(c);
