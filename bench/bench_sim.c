@@ -15,9 +15,14 @@
  * counted: the first round also pays for first-touch allocations a long run pays once).
  * Peer, measured in the same run: the bare training of the same number of clients on the same
  * shards (flm_train_local on one model per thread, no cores, no codecs), on the run's workers
- * and fold helpers together (every CPU the process may use, by default), i.e. the floor.
- * The line before the last: the peer's time and the round over it; the last line, in the format
- * issue 7 fixes: round_wall_s=<f> train_s=<f> overhead_frac=<f> peak_rss_mb=<f>
+ * and fold helpers together (every CPU the process may use, by default), i.e. the floor. One
+ * repetition of it runs after each measured round (from the round callback, while the run's
+ * threads wait for the next round, outside the round's timed window), so that the two meet the
+ * same stretches of a shared machine's load; none after a warm-up round.
+ * The line before the last: the medians of the measured rounds' wall times and of the peer's
+ * repetitions (least and greatest beside) and the ratio of the two medians; the last line, in the
+ * format issue 7 fixes, the means of the measured rounds as before:
+ *   round_wall_s=<f> train_s=<f> overhead_frac=<f> peak_rss_mb=<f>
  */
 #include <pthread.h>
 #include <stdio.h>
@@ -26,6 +31,7 @@
 #include <malloc.h>
 #include <unistd.h>
 
+#include "bench_stat.h"
 #include "fl_time.h"
 #include "flm_blas.h"
 #include "flm_model.h"
@@ -33,58 +39,6 @@
 #include "flsim.h"
 #include "flsim_fold.h"
 #include "flz.h"
-
-typedef struct stats {
-    double wall, phase, train_cpu, client_cpu, feed, sgd_cpu, proc_cpu, pre_cpu, post_cpu, feed_cpu;
-    uint32_t n, threads, warmup;
-} stats;
-
-static int on_round(void *user, const flsim_round_record *r, const flsim_result *sofar)
-{
-    (void)sofar;
-    stats *s = user;
-    /* local training as on the last line: the SGD's thread CPU, spread over the workers */
-    const double train = r->sgd_thread_cpu_s / s->threads;
-    const int warm = r->round <= s->warmup;
-    printf("round %u%s: wall %.3f s, client phase %.3f s, local training %.3f s (= %.3f thread-CPU s / %u), "
-           "feeding %.3f s (main thread, overlapped), eval %.3f s; %.1f%% not training; "
-           "%u reported, vtime %.1f s; per client, thread CPU: SGD %.0f us, client core "
-           "before %.0f us and after %.0f us, server ingest %.0f us\n",
-           r->round, warm ? " (warm-up, not counted)" : "", r->wall_s, r->train_wall_s, train,
-           r->sgd_thread_cpu_s, s->threads, r->feed_wall_s, r->eval_wall_s,
-           100.0 * (r->wall_s - train) / r->wall_s, r->reported, r->vtime_s,
-           r->reported ? 1e6 * r->sgd_thread_cpu_s / r->reported : 0.0,
-           r->reported ? 1e6 * r->client_pre_cpu_s / r->reported : 0.0,
-           r->reported ? 1e6 * r->client_post_cpu_s / r->reported : 0.0,
-           r->reported ? 1e6 * r->feed_cpu_s / r->reported : 0.0);
-    fflush(stdout);
-    if (warm)
-        return 0;
-    s->wall += r->wall_s;
-    s->phase += r->train_wall_s;
-    s->train_cpu += r->train_cpu_s;
-    s->client_cpu += r->client_cpu_s;
-    s->feed += r->feed_wall_s;
-    s->sgd_cpu += r->sgd_thread_cpu_s;
-    s->proc_cpu += r->proc_cpu_s;
-    s->pre_cpu += r->client_pre_cpu_s;
-    s->post_cpu += r->client_post_cpu_s;
-    s->feed_cpu += r->feed_cpu_s;
-    s->n++;
-    return 0;
-}
-
-/* The codec's kernel set on this CPU (what every client and the server core use), reported
- * beside the BLAS core: compressed rounds depend on it as the training does on the BLAS. */
-static const char *codec_kernels(void)
-{
-    flz_ctx *c;
-    if (flz_ctx_new(NULL, &c) != FL_OK)
-        return "unknown";
-    const flz_isa isa = flz_ctx_isa(c);
-    flz_ctx_free(c);
-    return isa == FLZ_ISA_AVX512 ? "avx512" : isa == FLZ_ISA_AVX2 ? "avx2" : "portable";
-}
 
 /* The peer: bare local training of `per` shards on `threads` threads. */
 typedef struct peer {
@@ -96,6 +50,7 @@ typedef struct peer {
     pthread_barrier_t ready;
     double t_end; /* the last worker's end of training */
     int batch, epochs;
+    unsigned threads;
 } peer;
 
 static void *peer_worker(void *arg)
@@ -140,6 +95,89 @@ static void *peer_worker(void *arg)
     return NULL;
 }
 
+/* One repetition of the peer: the seconds from the moment every thread holds its model to the
+ * last one's end of training. The same work each time (the same clients, initial weights and
+ * batch orders). */
+static double peer_rep(peer *p)
+{
+    p->next = 0;
+    p->t_end = 0;
+    pthread_barrier_init(&p->ready, NULL, p->threads + 1);
+    pthread_t th[256];
+    for (uint32_t i = 0; i < p->threads; i++)
+        if (pthread_create(&th[i], NULL, peer_worker, p) != 0) {
+            fprintf(stderr, "bench_sim: peer: cannot start thread %u\n", i);
+            exit(1); /* the started ones wait at the barrier */
+        }
+    pthread_barrier_wait(&p->ready);
+    const double tp = fl_time_mono_s();
+    for (uint32_t i = 0; i < p->threads; i++)
+        pthread_join(th[i], NULL);
+    pthread_barrier_destroy(&p->ready);
+    return p->t_end - tp;
+}
+
+typedef struct stats {
+    double wall, phase, train_cpu, client_cpu, feed, sgd_cpu, proc_cpu, pre_cpu, post_cpu, feed_cpu;
+    uint32_t n, cap, threads, warmup;
+    double *walls, *peer_s; /* each measured round's wall time, and the peer's repetition after it */
+    peer *p;
+} stats;
+
+static int on_round(void *user, const flsim_round_record *r, const flsim_result *sofar)
+{
+    (void)sofar;
+    stats *s = user;
+    /* local training as on the last line: the SGD's thread CPU, spread over the workers */
+    const double train = r->sgd_thread_cpu_s / s->threads;
+    const int warm = r->round <= s->warmup;
+    printf("round %u%s: wall %.3f s, client phase %.3f s, local training %.3f s (= %.3f thread-CPU s / %u), "
+           "feeding %.3f s (main thread, overlapped), eval %.3f s; %.1f%% not training; "
+           "%u reported, vtime %.1f s; per client, thread CPU: SGD %.0f us, client core "
+           "before %.0f us and after %.0f us, server ingest %.0f us\n",
+           r->round, warm ? " (warm-up, not counted)" : "", r->wall_s, r->train_wall_s, train,
+           r->sgd_thread_cpu_s, s->threads, r->feed_wall_s, r->eval_wall_s,
+           100.0 * (r->wall_s - train) / r->wall_s, r->reported, r->vtime_s,
+           r->reported ? 1e6 * r->sgd_thread_cpu_s / r->reported : 0.0,
+           r->reported ? 1e6 * r->client_pre_cpu_s / r->reported : 0.0,
+           r->reported ? 1e6 * r->client_post_cpu_s / r->reported : 0.0,
+           r->reported ? 1e6 * r->feed_cpu_s / r->reported : 0.0);
+    fflush(stdout);
+    if (warm || s->n >= s->cap) /* the latter not reached: the run has rounds + warm-up rounds */
+        return 0;
+    s->wall += r->wall_s;
+    s->phase += r->train_wall_s;
+    s->train_cpu += r->train_cpu_s;
+    s->client_cpu += r->client_cpu_s;
+    s->feed += r->feed_wall_s;
+    s->sgd_cpu += r->sgd_thread_cpu_s;
+    s->proc_cpu += r->proc_cpu_s;
+    s->pre_cpu += r->client_pre_cpu_s;
+    s->post_cpu += r->client_post_cpu_s;
+    s->feed_cpu += r->feed_cpu_s;
+    s->walls[s->n] = r->wall_s;
+    /* the peer's repetition, alternated with the measured rounds: the run's threads wait at
+     * their condition variables meanwhile, and the next round's clock starts after it */
+    s->peer_s[s->n] = peer_rep(s->p);
+    printf("  peer after round %u (bare training, %u threads): %.3f s\n", r->round, s->p->threads,
+           s->peer_s[s->n]);
+    fflush(stdout);
+    s->n++;
+    return 0;
+}
+
+/* The codec's kernel set on this CPU (what every client and the server core use), reported
+ * beside the BLAS core: compressed rounds depend on it as the training does on the BLAS. */
+static const char *codec_kernels(void)
+{
+    flz_ctx *c;
+    if (flz_ctx_new(NULL, &c) != FL_OK)
+        return "unknown";
+    const flz_isa isa = flz_ctx_isa(c);
+    flz_ctx_free(c);
+    return isa == FLZ_ISA_AVX512 ? "avx512" : isa == FLZ_ISA_AVX2 ? "avx2" : "portable";
+}
+
 int main(int argc, char **argv)
 {
     /* Every round allocates and frees model-sized buffers (tasks, updates, client cores): keep
@@ -152,8 +190,10 @@ int main(int argc, char **argv)
                    "clock), each round's wall time split into local SGD (thread CPU) and everything\n"
                    "else; the mean of --rounds rounds after --warmup. Peer, in the same run: bare\n"
                    "flm_train_local of the same clients on the same shards and threads (no cores,\n"
-                   "no codecs, no server), and the round over it. Last line: round_wall_s,\n"
-                   "train_s, overhead_frac, peak_rss_mb. Details: sim/README.md,\n"
+                   "no codecs, no server), one repetition after each measured round; the medians of\n"
+                   "both (min-max) and the round over it (ratio of the medians) on the line before\n"
+                   "the last. Last line (means): round_wall_s, train_s, overhead_frac,\n"
+                   "peak_rss_mb. Details: sim/README.md,\n"
                    "\"Benchmark\", and the comment at the top of bench/bench_sim.c.\n");
             return 0;
         }
@@ -200,17 +240,7 @@ int main(int argc, char **argv)
            data.train->N, data.test->N);
     unsigned threads, helpers;
     flsim_threads_resolve(&cfg, flsim_cpus(), &threads, &helpers);
-    stats s = {0};
-    s.threads = threads;
-    s.warmup = warmup;
-    flsim_result res;
-    const fl_logger lg = {fl_log_to_file, stderr, FL_LOG_WARN};
-    fl_status st = flsim_run(&cfg, &data, &lg, on_round, &s, &res, NULL, NULL, err, sizeof err);
-    if (st != FL_OK) {
-        fprintf(stderr, "bench_sim: %s\n", err);
-        return 1;
-    }
-    /* Peer: the same number of clients' bare training. */
+    /* The peer, set up before the run: a repetition runs after each measured round. */
     flm_arch a;
     char spec[300];
     flsim_model_spec(&cfg, data.train, spec, sizeof spec); /* the run's own model */
@@ -220,23 +250,39 @@ int main(int argc, char **argv)
     }
     flm_partition_spec ps;
     flm_partition_spec_parse(cfg.partition, &ps, NULL, 0);
-    peer p = {.ds = data.train, .a = &a, .per = cfg.per_round, .mu = PTHREAD_MUTEX_INITIALIZER,
-              .batch = (int)cfg.batch, .epochs = (int)cfg.epochs};
-    flm_partition_make(&p.part, data.train, &ps, cfg.data_shards ? cfg.data_shards : cfg.clients, cfg.seed);
     /* On as many threads as the run computes on: its workers and its fold helpers (with the
      * default --threads 0, every online CPU). */
     const unsigned peer_threads = threads + helpers < 256 ? threads + helpers : 256;
-    pthread_barrier_init(&p.ready, NULL, peer_threads + 1);
-    pthread_t th[256];
-    for (uint32_t i = 0; i < peer_threads; i++)
-        pthread_create(&th[i], NULL, peer_worker, &p);
-    pthread_barrier_wait(&p.ready);
-    const double tp = fl_time_mono_s();
-    for (uint32_t i = 0; i < peer_threads; i++)
-        pthread_join(th[i], NULL);
-    const double peer_s = p.t_end - tp;
-    pthread_barrier_destroy(&p.ready);
+    peer p = {.ds = data.train, .a = &a, .per = cfg.per_round, .mu = PTHREAD_MUTEX_INITIALIZER,
+              .batch = (int)cfg.batch, .epochs = (int)cfg.epochs, .threads = peer_threads};
+    if (flm_partition_make(&p.part, data.train, &ps, cfg.data_shards ? cfg.data_shards : cfg.clients,
+                           cfg.seed) != FL_OK) {
+        fprintf(stderr, "bench_sim: peer: cannot partition the training set\n");
+        return 1;
+    }
+    stats s = {0};
+    s.threads = threads;
+    s.warmup = warmup;
+    s.p = &p;
+    s.cap = rounds;
+    s.walls = malloc(rounds * sizeof *s.walls);
+    s.peer_s = malloc(rounds * sizeof *s.peer_s);
+    if (!s.walls || !s.peer_s) {
+        fprintf(stderr, "bench_sim: out of memory\n");
+        return 1;
+    }
+    flsim_result res;
+    const fl_logger lg = {fl_log_to_file, stderr, FL_LOG_WARN};
+    fl_status st = flsim_run(&cfg, &data, &lg, on_round, &s, &res, NULL, NULL, err, sizeof err);
+    if (st != FL_OK) {
+        fprintf(stderr, "bench_sim: %s\n", err);
+        return 1;
+    }
     flm_partition_free(p.part);
+    if (s.n == 0) {
+        fprintf(stderr, "bench_sim: the run ended before a measured round\n");
+        return 1;
+    }
 
     /* Local training = the clients' local SGD (the trainer call inside flc_core_train: not the
      * task decode, the delta or the update encoding), in thread CPU time, spread over the worker
@@ -268,12 +314,18 @@ int main(int argc, char **argv)
     printf("  CPU time (immune to other processes' load): process %.3f s a round, of which local SGD "
            "%.3f s (thread CPU); everything else %.1f%%\n", s.proc_cpu / s.n, s.sgd_cpu / s.n,
            100.0 * (s.proc_cpu - s.sgd_cpu) / s.proc_cpu);
+    /* medians of the alternated pairs (the last line keeps the means, as it always gave) */
+    const bench_stat rw = bench_stat_of(s.walls, (int)s.n), pk = bench_stat_of(s.peer_s, (int)s.n);
     printf("  peer (bare flm_train_local of %u clients, same shards and epochs, %u threads: the "
-           "run's workers and fold helpers): %.3f s\n", cfg.per_round, peer_threads, peer_s);
-    printf("  simulator round / bare training: %.2fx; peak RSS %.0f MB\n", wall / peer_s,
-           flsim_peak_rss_mb());
+           "run's workers and fold helpers), one repetition after each measured round: median "
+           "%.3f s (%.3f-%.3f) of %u\n", cfg.per_round, peer_threads, pk.med, pk.lo, pk.hi, s.n);
+    printf("  simulator round / bare training: %.2fx (ratio of the medians: rounds %.3f s "
+           "(%.3f-%.3f), peer %.3f s); peak RSS %.0f MB\n", rw.med / pk.med, rw.med, rw.lo, rw.hi,
+           pk.med, flsim_peak_rss_mb());
     printf("round_wall_s=%.4f train_s=%.4f overhead_frac=%.4f peak_rss_mb=%.1f\n", wall, train,
            (wall - train) / wall, flsim_peak_rss_mb());
     flsim_data_free(&data);
+    free(s.walls);
+    free(s.peer_s);
     return 0;
 }
