@@ -36,6 +36,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench_child.h"
 #include "bench_clock.h"
 #include "bench_stat.h"
 #include "fl_rng.h"
@@ -154,68 +155,14 @@ static void help(void)
 }
 
 
-/* The PyTorch peer, a child with its stdin and stdout on pipes: it loads, says "ready", then
- * trains a repetition for each line it reads. */
-typedef struct torch_peer {
-    pid_t pid;
-    FILE *cmd, *out;
-} torch_peer;
-
-/* 0 once the child said "ready"; -1 (it is reaped) if it ended first. */
-static int torch_start(torch_peer *t, const char *cmd)
-{
-    int in[2], out[2];
-    memset(t, 0, sizeof *t);
-    if (pipe(in) != 0)
-        return -1;
-    if (pipe(out) != 0) {
-        close(in[0]);
-        close(in[1]);
-        return -1;
-    }
-    fflush(stdout);
-    t->pid = fork();
-    if (t->pid < 0)
-        return -1;
-    if (t->pid == 0) {
-        dup2(in[0], 0);
-        dup2(out[1], 1);
-        close(in[0]);
-        close(in[1]);
-        close(out[0]);
-        close(out[1]);
-        execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
-        _exit(127);
-    }
-    close(in[0]);
-    close(out[1]);
-    t->cmd = fdopen(in[1], "w");
-    t->out = fdopen(out[0], "r");
-    char line[512];
-    while (t->out && fgets(line, sizeof line, t->out))
-        if (strncmp(line, "ready", 5) == 0)
-            return 0;
-    fprintf(stderr, "bench_train: the PyTorch peer ended before it was ready (its errors above; "
-                    "scripts/install-deps --bench installs python3-torch, or run with --no-torch)\n");
-    if (t->cmd)
-        fclose(t->cmd);
-    if (t->out)
-        fclose(t->out);
-    waitpid(t->pid, NULL, 0);
-    t->pid = 0;
-    return -1;
-}
-
-/* One repetition of the peer: its samples a second (wall and CPU), or -1. */
-static int torch_rep(torch_peer *t, double *sps, double *cps)
+/* One repetition of the PyTorch peer: its samples a second (wall and CPU), or -1. */
+static int torch_rep(bench_child *t, double *sps, double *cps)
 {
     char line[512];
-    if (fputs("go\n", t->cmd) == EOF || fflush(t->cmd) != 0)
+    if (bench_child_rep(t, line, sizeof line) != 0 ||
+        sscanf(line, "rep samples_per_s=%lf samples_per_cpu_s=%lf", sps, cps) != 2)
         return -1;
-    while (fgets(line, sizeof line, t->out))
-        if (sscanf(line, "rep samples_per_s=%lf samples_per_cpu_s=%lf", sps, cps) == 2)
-            return 0;
-    return -1;
+    return 0;
 }
 
 int main(int argc, char **argv)
@@ -333,22 +280,12 @@ int main(int argc, char **argv)
     /* The peer, started now (loading torch and the data takes seconds) and waiting for its
      * first repetition. */
     signal(SIGPIPE, SIG_IGN); /* a peer that died is seen as a failed write */
-    torch_peer tp = {0};
+    bench_child tp = {0};
     int have_torch = 0;
     char idx_path[64] = "";
     if (run_torch) {
-        const char *root = getenv("FEDROP_SOURCE_ROOT");
-        char script[4096] = "";
-        const char *cands[3] = {NULL, "bench/bench_train_torch.py", "../bench/bench_train_torch.py"};
-        char c0b[4096];
-        if (root) {
-            snprintf(c0b, sizeof c0b, "%s/bench/bench_train_torch.py", root);
-            cands[0] = c0b;
-        }
-        for (int i = 0; i < 3 && !script[0]; i++)
-            if (cands[i] && access(cands[i], R_OK) == 0)
-                snprintf(script, sizeof script, "%s", cands[i]);
-        if (!script[0]) {
+        char script[4096];
+        if (bench_script_find("bench_train_torch.py", script, sizeof script) != 0) {
             fprintf(stderr, "bench_train: bench_train_torch.py not found (set FEDROP_SOURCE_ROOT)\n");
         } else {
             /* the same training subset: hand our indexes over in a temporary file */
@@ -368,7 +305,11 @@ int main(int argc, char **argv)
                      threads, threads, threads, script, B, threads, samples, lr, seed, reps,
                      data_dir ? " --data " : "", data_dir ? data_dir : "",
                      idx_path[0] ? " --index-file " : "", idx_path);
-            have_torch = torch_start(&tp, cmd) == 0;
+            have_torch = bench_child_start(&tp, cmd) == 0;
+            if (!have_torch)
+                fprintf(stderr, "bench_train: the PyTorch peer ended before it was ready (its "
+                                "errors above; scripts/install-deps --bench installs python3-torch, "
+                                "or run with --no-torch)\n");
         }
     }
 
@@ -401,12 +342,8 @@ int main(int argc, char **argv)
     /* the peer's last line (its medians, its test accuracy) before anything else is measured */
     double tacc = 0, trss = 0;
     if (tp.pid > 0) {
-        char line[512], last[512] = "";
-        fclose(tp.cmd);
-        while (fgets(line, sizeof line, tp.out))
-            snprintf(last, sizeof last, "%s", line);
-        fclose(tp.out);
-        waitpid(tp.pid, NULL, 0);
+        char last[512];
+        bench_child_end(&tp, last, sizeof last);
         double lsps, lcps;
         if (have_torch &&
             sscanf(last, "samples_per_s=%lf test_acc=%lf samples_per_cpu_s=%lf peak_rss_mb=%lf",
