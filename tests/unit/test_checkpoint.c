@@ -242,6 +242,138 @@ static void test_files(void **state)
     free(s);
 }
 
+/* ---- the format, byte for byte -------------------------------------------------------------- */
+
+/* A checkpoint with every section, of values exact in binary (no libm, no RNG): small (every
+ * piece below the file writer's buffer) or big (the model, the optimizer's arrays and the policy
+ * bytes each larger than it). The arrays are the caller's, freed with golden_free. */
+static void golden_fill(fls_ckpt *c, int big)
+{
+    static const char config[] = "model.arch=mlp:2-3-2\nrun.seed=7\n";
+    memset(c, 0, sizeof *c);
+    const size_t n = big ? 50000 : 17, np = big ? 70001 : 9;
+    c->params = malloc(n * sizeof(float));
+    c->opt[0].data = malloc(n * sizeof(float));
+    c->opt[1].data = malloc(n * sizeof(float));
+    c->policy = malloc(np);
+    c->config = malloc(sizeof config - 1);
+    assert_true(c->params && c->opt[0].data && c->opt[1].data && c->policy && c->config);
+    for (size_t i = 0; i < n; i++) {
+        c->params[i] = (float)(i % 97) * 0.125f - 6.0f;
+        c->opt[0].data[i] = (float)(i % 13) * -0.0625f;
+        c->opt[1].data[i] = (float)(i % 29) * 0.5f;
+    }
+    for (size_t i = 0; i < np; i++)
+        c->policy[i] = (uint8_t)(i * 7 + 3);
+    memcpy(c->config, config, sizeof config - 1);
+    c->config_len = sizeof config - 1;
+    assert_int_equal(fl_sha256_digest(c->config_digest, config, sizeof config - 1), FL_OK);
+    c->round = 41;
+    c->model_version = 40;
+    snprintf(c->arch, sizeof c->arch, "mlp:2-3-2");
+    c->n_params = n;
+    c->opt_kind = 3;
+    c->opt_steps = 39;
+    c->n_opt = 2;
+    snprintf(c->opt[0].name, sizeof c->opt[0].name, "m");
+    snprintf(c->opt[1].name, sizeof c->opt[1].name, "v");
+    c->opt[0].n = c->opt[1].n = n;
+    c->policy_len = np;
+    c->target_reached = 1;
+    c->target_acc = 0.875;
+    c->run_id = 0x0123456789abcdefull;
+}
+
+/* Reads the whole file at path into a new buffer. */
+static uint8_t *slurp(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    assert_non_null(f);
+    assert_int_equal(fseek(f, 0, SEEK_END), 0);
+    const long n = ftell(f);
+    assert_true(n >= 0);
+    rewind(f);
+    uint8_t *b = malloc((size_t)n + 1);
+    assert_non_null(b);
+    assert_int_equal(fread(b, 1, (size_t)n, f), (size_t)n);
+    fclose(f);
+    *len = (size_t)n;
+    return b;
+}
+
+/* What fedrop wrote for golden_fill's checkpoints before the encoder computed its sizes first and
+ * streamed to the file (d542d84, which grew one buffer by doubling): the small one in full, the
+ * big one's length and SHA-256. fls_ckpt_serialize and fls_ckpt_write must still write exactly
+ * these bytes (a resume reads files of every earlier build; the fuzz corpora hold them too). */
+static const char GOLDEN_SMALL[] =
+    "464c53434b5054000100000000000000c801000000000000010000003d000000000000002ea1fd6cc064d7db"
+    "82af0c89e7ffb3116ea8777cb25ed38915e179a87364c8942900000000000000280000000000000009000000"
+    "6d6c703a322d332d32020000004c0000000000000011000000000000000000c0c00000bcc00000b8c00000b4"
+    "c00000b0c00000acc00000a8c00000a4c00000a0c000009cc0000098c0000094c0000090c000008cc0000088"
+    "c0000084c0000080c003000000b20000000000000003000000270000000000000002000000010000006d1100"
+    "00000000000000000080000080bd000000be000040be000080be0000a0be0000c0be0000e0be000000bf0000"
+    "10bf000020bf000030bf000040bf00000080000080bd000000be000040be0100000076110000000000000000"
+    "0000000000003f0000803f0000c03f0000004000002040000040400000604000008040000090400000a04000"
+    "00b0400000c0400000d0400000e0400000f04000000041040000000900000000000000030a11181f262d343b"
+    "050000000800000000000000000000000000ec3f060000000800000000000000efcdab896745230107000000"
+    "20000000000000006d6f64656c2e617263683d6d6c703a322d332d320a72756e2e736565643d370a376f22cb"
+    "e16a6f4e701196cb831dd95beff66e88b52f0d7dbb1222a15a17c005";
+#define GOLDEN_BIG_LEN 670300u
+static const char GOLDEN_BIG_SHA[] = "676bc8d4f44d6ae9aaad12c8884c173df876eb03be293c25ba365446c12502e6";
+
+static void test_format_unchanged(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/fls_ckpt_gold_XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    char path[256];
+    snprintf(path, sizeof path, "%s/run.ckpt", dir);
+    for (int big = 0; big < 2; big++) {
+        fls_ckpt c;
+        golden_fill(&c, big);
+        uint8_t *buf = NULL;
+        size_t len = 0;
+        assert_int_equal(fls_ckpt_serialize(&c, &buf, &len), FL_OK);
+        assert_int_equal(fls_ckpt_write(path, &c, NULL), FL_OK);
+        size_t flen = 0;
+        uint8_t *file = slurp(path, &flen);
+        /* the file and the buffer: the same bytes */
+        assert_int_equal(flen, len);
+        assert_memory_equal(file, buf, len);
+        if (!big) {
+            char hex[2 * sizeof GOLDEN_SMALL];
+            assert_true(2 * len < sizeof hex);
+            for (size_t i = 0; i < len; i++)
+                snprintf(hex + 2 * i, 3, "%02x", buf[i]);
+            assert_string_equal(hex, GOLDEN_SMALL);
+        } else {
+            uint8_t d[FL_SHA256_LEN];
+            char hex[2 * FL_SHA256_LEN + 1];
+            assert_int_equal(fl_sha256_digest(d, buf, len), FL_OK);
+            fl_sha256_hex(hex, d);
+            assert_int_equal(len, GOLDEN_BIG_LEN);
+            assert_string_equal(hex, GOLDEN_BIG_SHA);
+        }
+        /* and they read back as what was written */
+        fls_ckpt back;
+        char err[160];
+        assert_int_equal(fls_ckpt_read(path, 0, &back, err, sizeof err), FL_OK);
+        assert_same(&c, &back);
+        assert_int_equal(back.target_reached, 1);
+        assert_true(back.target_acc == 0.875);
+        assert_int_equal(back.run_id, c.run_id);
+        assert_int_equal(back.config_len, c.config_len);
+        assert_memory_equal(back.config, c.config, c.config_len);
+        fls_ckpt_clear(&back);
+        free(file);
+        free(buf);
+        fls_ckpt_clear(&c);
+    }
+    unlink(path);
+    assert_int_equal(count_tmp_files(dir), 0);
+    rmdir(dir);
+}
+
 static void test_invalid(void **state)
 {
     (void)state;
@@ -267,6 +399,7 @@ int main(void)
         cmocka_unit_test(test_damage),
         cmocka_unit_test(test_files),
         cmocka_unit_test(test_invalid),
+        cmocka_unit_test(test_format_unchanged),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
