@@ -58,29 +58,9 @@ static int all_finite(const float *x, size_t n)
     return 1;
 }
 
-/* A section: tag, a length patched in once the payload is written. */
-static size_t sec_begin(fls_wbuf *w, uint32_t tag)
+/* What fls_ckpt_serialize and fls_ckpt_write refuse to write (see fls_ckpt.h). */
+static fl_status ckpt_check(const fls_ckpt *c)
 {
-    fls_w_u32(w, tag);
-    fls_w_u64(w, 0);
-    return w->len;
-}
-
-static void sec_end(fls_wbuf *w, size_t start)
-{
-    if (w->failed)
-        return;
-    const uint64_t n = (uint64_t)(w->len - start);
-    for (int i = 0; i < 8; i++)
-        w->p[start - 8 + i] = (uint8_t)(n >> (8 * i));
-}
-
-fl_status fls_ckpt_serialize(const fls_ckpt *c, uint8_t **buf, size_t *len)
-{
-    if (!c || !buf || !len)
-        return FL_ERR_INVALID_ARG;
-    *buf = NULL;
-    *len = 0;
     const size_t arch_len = strnlen(c->arch, FLS_CKPT_ARCH_MAX);
     if (arch_len >= FLS_CKPT_ARCH_MAX || c->n_opt > FLS_CKPT_MAX_OPT ||
         (!c->params && c->n_params) || (!c->policy && c->policy_len) ||
@@ -101,77 +81,224 @@ fl_status fls_ckpt_serialize(const fls_ckpt *c, uint8_t **buf, size_t *len)
             memcmp(d, c->config_digest, FL_SHA256_LEN) != 0)
             return FL_ERR_INVALID_ARG;
     }
+    return FL_OK;
+}
 
-    fls_wbuf w = {0};
-    fls_w_bytes(&w, CKPT_MAGIC, sizeof CKPT_MAGIC);
-    fls_w_u32(&w, FLS_CKPT_VERSION);
-    fls_w_u32(&w, 0);
-    fls_w_u64(&w, 0); /* body_len, patched below */
-
-    size_t s = sec_begin(&w, TAG_META);
-    fls_w_bytes(&w, c->config_digest, FL_SHA256_LEN);
-    fls_w_u64(&w, c->round);
-    fls_w_u64(&w, c->model_version);
-    fls_w_u32(&w, (uint32_t)arch_len);
-    fls_w_bytes(&w, c->arch, arch_len);
-    sec_end(&w, s);
-
-    s = sec_begin(&w, TAG_MODEL);
-    fls_w_u64(&w, c->n_params);
-    fls_w_f32s(&w, c->params, c->n_params);
-    sec_end(&w, s);
-
-    s = sec_begin(&w, TAG_OPT);
-    fls_w_u32(&w, c->opt_kind);
-    fls_w_u64(&w, c->opt_steps);
-    fls_w_u32(&w, (uint32_t)c->n_opt);
-    for (size_t i = 0; i < c->n_opt; i++) {
-        const size_t nl = strlen(c->opt[i].name);
-        fls_w_u32(&w, (uint32_t)nl);
-        fls_w_bytes(&w, c->opt[i].name, nl);
-        fls_w_u64(&w, c->opt[i].n);
-        fls_w_f32s(&w, c->opt[i].data, c->opt[i].n);
+/* The payload bytes of section tag (of one that c has: sec_has). */
+static uint64_t sec_len(const fls_ckpt *c, uint32_t tag)
+{
+    uint64_t n = 0;
+    switch (tag) {
+    case TAG_META:
+        return FL_SHA256_LEN + 8 + 8 + 4 + strlen(c->arch);
+    case TAG_MODEL:
+        return 8 + 4 * (uint64_t)c->n_params;
+    case TAG_OPT:
+        n = 4 + 8 + 4;
+        for (size_t i = 0; i < c->n_opt; i++)
+            n += 4 + strlen(c->opt[i].name) + 8 + 4 * (uint64_t)c->opt[i].n;
+        return n;
+    case TAG_POLICY:
+        return c->policy_len;
+    case TAG_TARGET:
+    case TAG_RUN:
+        return 8;
+    case TAG_CONFIG:
+        return c->config_len;
     }
-    sec_end(&w, s);
+    return 0;
+}
 
-    s = sec_begin(&w, TAG_POLICY);
-    fls_w_bytes(&w, c->policy, c->policy_len);
-    sec_end(&w, s);
+static int sec_has(const fls_ckpt *c, uint32_t tag)
+{
+    return tag <= TAG_COUNT || (tag == TAG_TARGET && c->target_reached) ||
+           (tag == TAG_RUN && c->run_id) || (tag == TAG_CONFIG && c->config_len);
+}
 
-    if (c->target_reached) {
-        s = sec_begin(&w, TAG_TARGET);
-        fls_w_f64(&w, c->target_acc);
-        sec_end(&w, s);
-    }
-    if (c->run_id) {
-        s = sec_begin(&w, TAG_RUN);
-        fls_w_u64(&w, c->run_id);
-        sec_end(&w, s);
-    }
-    if (c->config_len) {
-        s = sec_begin(&w, TAG_CONFIG);
-        fls_w_bytes(&w, c->config, c->config_len);
-        sec_end(&w, s);
-    }
+/* The file's bytes: the header, the sections, the SHA-256 of all of them. */
+static uint64_t ckpt_len(const fls_ckpt *c)
+{
+    uint64_t n = HEAD_LEN + FL_SHA256_LEN;
+    for (uint32_t t = TAG_META; t <= TAG_CONFIG; t++)
+        if (sec_has(c, t))
+            n += 4 + 8 + sec_len(c, t);
+    return n;
+}
 
-    if (!w.failed) {
-        const uint64_t body = (uint64_t)(w.len - HEAD_LEN);
-        for (int i = 0; i < 8; i++)
-            w.p[16 + i] = (uint8_t)(body >> (8 * i));
+/* Where the encoder's bytes go: into mem, a buffer of exactly ckpt_len bytes; or to the
+ * temporary file a, through buf (small pieces gathered; a piece of the buffer's size or more, the
+ * model's and the optimizer's arrays, written from where it lies), hashed on the way. Nothing
+ * more is put after a failed write (e) or hash (st). */
+enum { OUT_BUF = 16 << 10 };
+typedef struct ck_out {
+    uint64_t len; /* bytes put so far */
+    uint8_t *mem;
+    fl_atomic *a;
+    fl_sha256 *h;
+    uint8_t *buf; /* OUT_BUF bytes */
+    size_t fill;
+    int e;
+    fl_status st;
+} ck_out;
+
+static void out_flush(ck_out *o)
+{
+    if (o->fill && !o->e)
+        o->e = fl_atomic_write(o->a, o->buf, o->fill);
+    o->fill = 0;
+}
+
+static void put(ck_out *o, const void *src, size_t n)
+{
+    if (o->mem) {
+        if (n)
+            memcpy(o->mem + o->len, src, n);
+        o->len += n;
+        return;
     }
-    uint8_t digest[FL_SHA256_LEN];
-    fl_status st = w.failed ? FL_ERR_NOMEM : fl_sha256_digest(digest, w.p, w.len);
-    if (st == FL_OK) {
-        fls_w_bytes(&w, digest, FL_SHA256_LEN);
-        if (w.failed)
-            st = FL_ERR_NOMEM;
+    o->len += n;
+    if (o->e || o->st != FL_OK || n == 0)
+        return;
+    o->st = fl_sha256_update(o->h, src, n);
+    if (o->st != FL_OK)
+        return;
+    if (o->fill + n > OUT_BUF)
+        out_flush(o);
+    if (n >= OUT_BUF) {
+        if (!o->e)
+            o->e = fl_atomic_write(o->a, src, n);
+        return;
     }
-    if (st != FL_OK) {
-        free(w.p);
+    memcpy(o->buf + o->fill, src, n);
+    o->fill += n;
+}
+
+static void put_u32(ck_out *o, uint32_t v)
+{
+    const uint8_t b[4] = {(uint8_t)v, (uint8_t)(v >> 8), (uint8_t)(v >> 16), (uint8_t)(v >> 24)};
+    put(o, b, 4);
+}
+
+static void put_u64(ck_out *o, uint64_t v)
+{
+    put_u32(o, (uint32_t)v);
+    put_u32(o, (uint32_t)(v >> 32));
+}
+
+/* Floats as little-endian IEEE bits: as they lie in memory on a little-endian machine (no copy),
+ * else swapped a block at a time. */
+static void put_f32s(ck_out *o, const float *x, size_t n)
+{
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    put(o, x, n * sizeof *x);
+#else
+    uint8_t b[4096];
+    while (n) {
+        const size_t k = n < sizeof b / 4 ? n : sizeof b / 4;
+        for (size_t i = 0; i < k; i++) {
+            uint32_t u;
+            memcpy(&u, &x[i], 4);
+            b[4 * i] = (uint8_t)u;
+            b[4 * i + 1] = (uint8_t)(u >> 8);
+            b[4 * i + 2] = (uint8_t)(u >> 16);
+            b[4 * i + 3] = (uint8_t)(u >> 24);
+        }
+        put(o, b, 4 * k);
+        x += k;
+        n -= k;
+    }
+#endif
+}
+
+/* Everything but the trailing SHA-256; c checked by ckpt_check. Each section's length is
+ * sec_len's, written before its payload (tests/unit/test_checkpoint.c's test_format_unchanged
+ * holds these bytes to what earlier builds wrote). */
+static void put_body(ck_out *o, const fls_ckpt *c)
+{
+    put(o, CKPT_MAGIC, sizeof CKPT_MAGIC);
+    put_u32(o, FLS_CKPT_VERSION);
+    put_u32(o, 0);
+    put_u64(o, ckpt_len(c) - HEAD_LEN - FL_SHA256_LEN);
+    for (uint32_t t = TAG_META; t <= TAG_CONFIG; t++) {
+        if (!sec_has(c, t))
+            continue;
+        put_u32(o, t);
+        put_u64(o, sec_len(c, t));
+        switch (t) {
+        case TAG_META: {
+            const size_t al = strlen(c->arch);
+            put(o, c->config_digest, FL_SHA256_LEN);
+            put_u64(o, c->round);
+            put_u64(o, c->model_version);
+            put_u32(o, (uint32_t)al);
+            put(o, c->arch, al);
+            break;
+        }
+        case TAG_MODEL:
+            put_u64(o, c->n_params);
+            put_f32s(o, c->params, c->n_params);
+            break;
+        case TAG_OPT:
+            put_u32(o, c->opt_kind);
+            put_u64(o, c->opt_steps);
+            put_u32(o, (uint32_t)c->n_opt);
+            for (size_t i = 0; i < c->n_opt; i++) {
+                const size_t nl = strlen(c->opt[i].name);
+                put_u32(o, (uint32_t)nl);
+                put(o, c->opt[i].name, nl);
+                put_u64(o, c->opt[i].n);
+                put_f32s(o, c->opt[i].data, c->opt[i].n);
+            }
+            break;
+        case TAG_POLICY:
+            put(o, c->policy, c->policy_len);
+            break;
+        case TAG_TARGET: {
+            uint64_t u;
+            memcpy(&u, &c->target_acc, 8);
+            put_u64(o, u);
+            break;
+        }
+        case TAG_RUN:
+            put_u64(o, c->run_id);
+            break;
+        case TAG_CONFIG:
+            put(o, c->config, c->config_len);
+            break;
+        }
+    }
+}
+
+/* The size is computed first and the buffer allocated once, at that size (it grew by doubling:
+ * up to twice the state, beside the state itself). */
+fl_status fls_ckpt_serialize(const fls_ckpt *c, uint8_t **buf, size_t *len)
+{
+    if (!c || !buf || !len)
+        return FL_ERR_INVALID_ARG;
+    *buf = NULL;
+    *len = 0;
+    fl_status st = ckpt_check(c);
+    if (st != FL_OK)
+        return st;
+    const uint64_t n = ckpt_len(c);
+    if (n > SIZE_MAX)
+        return FL_ERR_NOMEM;
+    uint8_t *p = malloc((size_t)n);
+    if (!p)
+        return FL_ERR_NOMEM;
+    ck_out o = {.mem = p};
+    put_body(&o, c);
+    const uint64_t body = o.len;
+    if (body != n - FL_SHA256_LEN) { /* sec_len and put_body disagree: a bug, never a file */
+        free(p);
+        return FL_ERR_INTERNAL;
+    }
+    if ((st = fl_sha256_digest(p + body, p, (size_t)body)) != FL_OK) {
+        free(p);
         return st;
     }
-    *buf = w.p;
-    *len = w.len;
+    *buf = p;
+    *len = (size_t)n;
     return FL_OK;
 }
 
@@ -389,21 +516,38 @@ fl_status fls_ckpt_check_digest(const fls_ckpt *c, const uint8_t digest[FL_SHA25
 
 /* ---- files ------------------------------------------------------------------------------------ */
 
+/* Streamed: the sections go to the temporary file from where they lie, through a 16 KiB buffer,
+ * and are hashed on the way; no copy of the state is made (a serialized copy was, up to twice
+ * the state's size, beside the snapshot the caller holds). */
 fl_status fls_ckpt_write(const char *path, const fls_ckpt *c, const fl_logger *log)
 {
     if (!path || !*path || !c)
         return FL_ERR_INVALID_ARG;
     /* The temporary and the directory first, before any work: a process out of descriptors
-     * (EMFILE, a storm of connections) fails here at once, without serializing the model. */
+     * (EMFILE, a storm of connections) fails here at once, without encoding the model. */
     fl_atomic a;
-    uint8_t *buf = NULL;
-    size_t len = 0;
+    uint8_t buf[OUT_BUF];
+    ck_out o = {.a = &a, .buf = buf};
     fl_status st = FL_OK;
     int e = fl_atomic_open(&a, path, 0644);
-    if (!e && (st = fls_ckpt_serialize(c, &buf, &len)) != FL_OK)
+    if (!e && ((st = ckpt_check(c)) != FL_OK || (st = fl_sha256_new(&o.h)) != FL_OK))
         goto out;
-    if (!e)
-        e = fl_atomic_write(&a, buf, len);
+    if (!e) {
+        put_body(&o, c);
+        uint8_t digest[FL_SHA256_LEN];
+        if (o.st == FL_OK && !o.e)
+            o.st = fl_sha256_final(o.h, digest);
+        if (o.st == FL_OK && !o.e)
+            put(&o, digest, FL_SHA256_LEN);
+        out_flush(&o);
+        if ((st = o.st) != FL_OK)
+            goto out;
+        if (!o.e && o.len != ckpt_len(c)) {
+            st = FL_ERR_INTERNAL; /* sec_len and put_body disagree: the file is not committed */
+            goto out;
+        }
+        e = o.e;
+    }
     if (!e)
         e = fl_atomic_commit(&a, path, 0);
     if (e) {
@@ -411,11 +555,11 @@ fl_status fls_ckpt_write(const char *path, const fls_ckpt *c, const fl_logger *l
         /* after the rename, PATH is the new checkpoint: only its durability failed */
         fl_log(log, FL_LOG_ERROR, "checkpoint %s: %s: %s", path, a.what, strerror(e));
     } else {
-        fl_log(log, FL_LOG_INFO, "checkpoint: wrote %s (%zu bytes, next round %llu)", path, len,
-               (unsigned long long)c->round);
+        fl_log(log, FL_LOG_INFO, "checkpoint: wrote %s (%llu bytes, next round %llu)", path,
+               (unsigned long long)o.len, (unsigned long long)c->round);
     }
 out:
-    free(buf);
+    fl_sha256_free(o.h);
     fl_atomic_end(&a);
     if (e)
         errno = e; /* the failed call's, whatever the clean-up did */

@@ -79,7 +79,8 @@ typedef struct fls_ckpt {
 /* Frees what c owns and zeroes it. NULL is a no-op. */
 void fls_ckpt_clear(fls_ckpt *c);
 
-/* Encodes c into a new buffer *buf of *len bytes (caller frees with free()). Returns FL_OK,
+/* Encodes c into a new buffer *buf of *len bytes (caller frees with free()), allocated once at
+ * its exact size (the state's bytes and a few hundred more). Returns FL_OK,
  * FL_ERR_INVALID_ARG (a name or arch too long, too many arrays, NULL data with n > 0, a config
  * text too long, with other than printable ASCII and newlines, or not config_digest's),
  * FL_ERR_NUMERIC (a non-finite parameter or state value), FL_ERR_NOMEM. */
@@ -98,9 +99,11 @@ fl_status fls_ckpt_check_digest(const fls_ckpt *c, const uint8_t digest[FL_SHA25
 
 /* Writes c to path atomically (fl_atomic: a temporary file in the same directory, write, fsync,
  * rename over path, fsync of the directory). A crash leaves either the old file or the new one,
- * never a mix. Its two descriptors (the temporary file, the directory) are opened before the model
- * is serialized. Returns FL_OK, FL_ERR_NOMEM, FL_ERR_IO (with errno's text logged through log, which may be NULL,
- * and errno left as the failed call set it: EMFILE when the process is out of descriptors), or a
+ * never a mix. The bytes are fls_ckpt_serialize's, streamed: written from c's arrays through a
+ * 16 KiB buffer on the stack and hashed on the way, so no copy of the state is made. Its two
+ * descriptors (the temporary file, the directory) are opened before anything is encoded. Returns
+ * FL_OK, FL_ERR_NOMEM, FL_ERR_IO (with errno's text logged through log, which may be NULL, and
+ * errno left as the failed call set it: EMFILE when the process is out of descriptors), or a
  * serialize error. */
 fl_status fls_ckpt_write(const char *path, const fls_ckpt *c, const fl_logger *log);
 
