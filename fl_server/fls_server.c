@@ -1658,26 +1658,29 @@ static fl_status eval_poll(fls_server *s)
     return eval_report(s, s->eval_round, s->eval_st, s->eval_loss, s->eval_acc);
 }
 
+/* The state between rounds into s->snap, over the older one's arrays (fls_core_checkpoint_update:
+ * one copy of the model and the optimizer's state at any moment, not the old and the new). */
 static void snapshot(fls_server *s)
 {
     if (!s->opt.ckpt_path[0])
         return;
-    fls_ckpt c;
-    const fl_status st = fls_core_checkpoint(s->core, &c);
+    if (s->have_snap && !s->snap_err && fls_core_round(s->core) == s->snap.round &&
+        fls_core_model_version(s->core) == s->snap.model_version)
+        return; /* the same state between rounds: nothing to copy; keep the written flag */
+    const int had = s->have_snap;
+    const uint64_t round = s->snap.round, version = s->snap.model_version;
+    const fl_status st = fls_core_checkpoint_update(s->core, &s->snap);
     if (st != FL_OK) {
         /* FL_ERR_STATE: a round or its evaluation in flight, no state to take; anything else is
-         * a state that cannot be checkpointed, and an older snapshot must not pass for it. */
+         * a state that cannot be checkpointed, and an older snapshot must not pass for it (it
+         * is unchanged: written as the last that can be had, write_snapshot). */
         if (st != FL_ERR_STATE)
             s->snap_err = st;
         return;
     }
     s->snap_err = FL_OK;
-    if (s->have_snap && c.round == s->snap.round && c.model_version == s->snap.model_version) {
-        fls_ckpt_clear(&c); /* the same state between rounds: keep the written flag */
-        return;
-    }
-    fls_ckpt_clear(&s->snap);
-    s->snap = c;
+    if (had && s->snap.round == round && s->snap.model_version == version)
+        return; /* the same state (taken again after a refused one): keep the written flag */
     s->have_snap = 1;
     s->snap_written = 0;
 }
@@ -4005,13 +4008,14 @@ static void say_inert(void *u, const char *key, const char *origin, const char *
  * now: the round engine's model-size buffers as it counts them (fls_core_memory_bytes: the model,
  * the server optimizer's state, the exact accumulator or the robust modes' kept updates, and
  * upload_slots + 1 staging buffers, the last for committing an update buffered encoded) and, with
- * checkpoint.path, the snapshot of the model and optimizer state kept for the next checkpoint and
- * its serialised bytes while it is written (fls_ckpt_serialize grows its buffer by doubling: up
- * to twice the state), three copies of the state in all. Nothing checked it: 4096 slots of a
- * 5M-parameter model (82 GB) started silently and were found by the OOM killer in the middle of a
- * round. Until 2026-12-02 the figure was 16 B a parameter plus 4 a slot: it left out the
- * optimizer's state (8 B for fedadam) and the checkpoint's copies, and counted an accumulator the
- * robust modes do not have (test_memory_need_counts_the_peak holds the figure to a run's real
+ * checkpoint.path, the snapshot of the model and optimizer state kept for the next checkpoint
+ * (refreshed in place, fls_core_checkpoint_update, and written from where it lies: no other
+ * copy). Nothing checked it: 4096 slots of a 5M-parameter model (82 GB) started silently and were
+ * found by the OOM killer in the middle of a round. Until 2026-12-02 the figure was 16 B a
+ * parameter plus 4 a slot: it left out the optimizer's state (8 B for fedadam) and the
+ * checkpoint's copies (three at the peak then: the old snapshot and the new at a round's end, or
+ * the snapshot and its serialised bytes grown by doubling at a write), and counted an accumulator
+ * the robust modes do not have (test_memory_need_counts_the_peak holds the figure to a run's real
  * allocations). A warning, not a refusal: the slots fill only as uploads overlap, and the memory
  * free now is not what it will be. */
 static void warn_memory(fls_server *s)
@@ -4023,7 +4027,7 @@ static void warn_memory(fls_server *s)
     size_t state = 0;
     const double core = (double)fls_core_memory_bytes(s->core, &state);
     const int ckpt = s->opt.ckpt_path[0] != 0;
-    const double need = core + (ckpt ? 3.0 * (double)state : 0.0);
+    const double need = core + (ckpt ? (double)state : 0.0);
     const double opt_b = ((double)state - 4.0 * n) / n; /* the optimizer's bytes a parameter */
     char opt_part[64] = "";
     if (opt_b > 0.0)
@@ -4042,7 +4046,7 @@ static void warn_memory(fls_server *s)
            "%.1f GB this machine has available now (of %.1f GB): lower server.upload_slots%s",
            need / 1e9, n, opt_part, robust ? "" : ", its accumulator (8 B)", slots,
            slots == 1 ? "" : "s", robust_part,
-           ckpt ? ", the checkpoint's snapshot and its serialised copy (up to twice its size)" : "",
+           ckpt ? ", the checkpoint's snapshot" : "",
            have / 1e9, total / 1e9, robust ? " or aggregation.max_updates" : "");
 }
 

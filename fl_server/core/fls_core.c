@@ -1572,6 +1572,74 @@ nomem:
     return FL_ERR_NOMEM;
 }
 
+/* 1 when k holds arrays of this engine's sizes and its configuration text: a checkpoint that
+ * fls_core_checkpoint made of it, which fls_core_checkpoint_update can refill in place. */
+static int ckpt_fits(const fls_core *c, const fls_ckpt *k)
+{
+    const size_t ns = fls_opt_n_state(c->opt);
+    const size_t text = c->canon_len <= FLS_CKPT_CONFIG_MAX ? c->canon_len : 0; /* as made */
+    if (!k->params || k->n_params != c->arch.n_params || k->n_opt != ns ||
+        k->config_len != text || (text && memcmp(k->config, c->canon, text) != 0))
+        return 0;
+    for (size_t i = 0; i < ns; i++) {
+        const char *name = NULL;
+        size_t len = 0;
+        if (!fls_opt_state((fls_opt *)c->opt, i, &name, &len) || !name || !k->opt[i].data ||
+            k->opt[i].n != len || strcmp(k->opt[i].name, name) != 0)
+            return 0;
+    }
+    return 1;
+}
+
+fl_status fls_core_checkpoint_update(const fls_core *c, fls_ckpt *k)
+{
+    if (!c || !k)
+        return FL_ERR_INVALID_ARG;
+    if (c->open || c->eval_pending)
+        return FL_ERR_STATE;
+    if (!ckpt_fits(c, k)) {
+        fls_ckpt t;
+        const fl_status st = fls_core_checkpoint(c, &t);
+        if (st != FL_OK)
+            return st;
+        fls_ckpt_clear(k);
+        *k = t;
+        return FL_OK;
+    }
+    /* The policy's bytes first: the one step that can fail, before k is touched. */
+    uint8_t *pol = NULL;
+    size_t pol_len = 0;
+    const fl_status pst = fls_policy_export(c->pol, &pol, &pol_len);
+    if (pst != FL_OK) {
+        if (pst == FL_ERR_NUMERIC)
+            fl_log(&c->cfg.log, FL_LOG_ERROR,
+                   "checkpoint of round %llu not made: the policy state holds a non-finite loss "
+                   "or score, which a resume would refuse",
+                   (unsigned long long)c->round);
+        return pst;
+    }
+    free(k->policy);
+    k->policy = pol;
+    k->policy_len = pol_len;
+    memcpy(k->config_digest, c->digest, FL_SHA256_LEN);
+    k->round = c->round;
+    k->model_version = c->model_version;
+    snprintf(k->arch, sizeof k->arch, "%.*s", (int)sizeof k->arch - 1, c->arch.spec);
+    k->opt_kind = (uint32_t)c->cfg.opt.kind;
+    memcpy(k->params, c->params, k->n_params * sizeof *k->params);
+    k->opt_steps = fls_opt_steps(c->opt);
+    for (size_t i = 0; i < k->n_opt; i++) {
+        size_t len = 0;
+        const float *x = fls_opt_state((fls_opt *)c->opt, i, NULL, &len);
+        memcpy(k->opt[i].data, x, len * sizeof(float));
+    }
+    k->target_reached = c->reached_acc >= 0.0; /* as fls_core_checkpoint says them */
+    k->target_acc = c->reached_acc >= 0.0 ? c->reached_acc : 0.0;
+    k->run_id = c->run_id;
+    memset(k->sha256, 0, sizeof k->sha256);
+    return FL_OK;
+}
+
 fl_status fls_core_checkpoint_write(const fls_core *c, const char *path)
 {
     if (!c || !path)

@@ -287,6 +287,13 @@ const fls_round_metrics *fls_core_last_metrics(const fls_core *core);
  * FL_ERR_STATE while a round is open or an evaluation is pending; FL_ERR_NOMEM; FL_ERR_NUMERIC
  * (logged; *out empty) when the policy state could not be read back (fls_policy_export). */
 fl_status fls_core_checkpoint(const fls_core *core, fls_ckpt *out);
+/* fls_core_checkpoint into k, a checkpoint of this engine that fls_core_checkpoint (or an earlier
+ * call of this one) made, reusing its arrays: the model and the optimizer's state are copied over
+ * the old ones, so that no second copy of them is held at any moment (a host keeping a snapshot
+ * for its next checkpoint would otherwise hold the old one and the new one at once). A k of other
+ * sizes, or zeroed, is made anew by fls_core_checkpoint and the old freed. Errors as
+ * fls_core_checkpoint's; on any error k is unchanged (still the older, valid state). */
+fl_status fls_core_checkpoint_update(const fls_core *core, fls_ckpt *k);
 /* fls_core_checkpoint, then fls_ckpt_write(path) (atomic). On any error nothing is written (a
  * previous file at path stays as it was). */
 fl_status fls_core_checkpoint_write(const fls_core *core, const char *path);

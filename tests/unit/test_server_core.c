@@ -2949,6 +2949,67 @@ static void test_resume_exact(void **state)
     world_free(&w);
 }
 
+/* fls_ckpt_serialize of both equal (the same checkpoint, byte for byte). */
+static void assert_same_ckpt(const fls_ckpt *a, const fls_ckpt *b)
+{
+    uint8_t *ba = NULL, *bb = NULL;
+    size_t la = 0, lb = 0;
+    assert_int_equal(fls_ckpt_serialize(a, &ba, &la), FL_OK);
+    assert_int_equal(fls_ckpt_serialize(b, &bb, &lb), FL_OK);
+    assert_int_equal(la, lb);
+    assert_memory_equal(ba, bb, la);
+    free(ba);
+    free(bb);
+}
+
+/* fls_core_checkpoint_update refills a checkpoint of the engine over its own arrays (fl_server's
+ * snapshot held the old and the new copy of the model and optimizer state at each round's end),
+ * and makes anew one that is empty or of another engine; each time the bytes are
+ * fls_core_checkpoint's. */
+static void test_checkpoint_update(void **state)
+{
+    (void)state;
+    simworld w;
+    world_make(&w);
+    fls_config cfg = sim_config(FLS_POLICY_AFD_MULTI, 0);
+    cfg.eval_every = 0;
+    cfg.clients_per_round = 4;
+    cfg.opt = fls_opt_config_default(FLS_OPT_FEDADAM);
+    simresult res;
+    memset(&res, 0, sizeof res);
+    fls_core *a = sim_core(&cfg);
+    sim_rounds(a, &w, 2, 0, &res);
+    fls_ckpt k, fresh;
+    memset(&k, 0, sizeof k);
+    assert_int_equal(fls_core_checkpoint_update(a, &k), FL_OK); /* empty: made anew */
+    assert_int_equal(fls_core_checkpoint(a, &fresh), FL_OK);
+    assert_same_ckpt(&k, &fresh);
+    fls_ckpt_clear(&fresh);
+    const float *params = k.params, *m = k.opt[0].data, *v = k.opt[1].data;
+    sim_rounds(a, &w, 4, 0, &res);
+    assert_int_equal(fls_core_checkpoint_update(a, &k), FL_OK); /* refilled in place */
+    assert_ptr_equal(k.params, params);
+    assert_ptr_equal(k.opt[0].data, m);
+    assert_ptr_equal(k.opt[1].data, v);
+    assert_int_equal(k.round, 4);
+    assert_int_equal(fls_core_checkpoint(a, &fresh), FL_OK);
+    assert_same_ckpt(&k, &fresh);
+    fls_ckpt_clear(&fresh);
+    /* another engine's (FedAvg: no optimizer arrays): made anew, as that engine's */
+    fls_config other = cfg;
+    other.opt = fls_opt_config_default(FLS_OPT_FEDAVG);
+    fls_core *b = sim_core(&other);
+    sim_rounds(b, &w, 1, 0, &res);
+    assert_int_equal(fls_core_checkpoint_update(b, &k), FL_OK);
+    assert_int_equal(fls_core_checkpoint(b, &fresh), FL_OK);
+    assert_same_ckpt(&k, &fresh);
+    fls_ckpt_clear(&fresh);
+    fls_ckpt_clear(&k);
+    fls_core_free(a);
+    fls_core_free(b);
+    world_free(&w);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -2987,6 +3048,7 @@ int main(void)
         cmocka_unit_test(test_resume_mismatch_names_settings),
         cmocka_unit_test(test_resume_inert_settings),
         cmocka_unit_test(test_resume_exact),
+        cmocka_unit_test(test_checkpoint_update),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

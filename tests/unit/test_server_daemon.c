@@ -6570,7 +6570,9 @@ static void mempeak_yaml(char *yaml, size_t cap, const char *name)
  * and one shown 1.5 times as much does not (the estimate counts slots + 1 staging buffers; this
  * run uses at most 2). The estimate of 16 B a parameter and 4 a slot left out FedAdam's state
  * and the checkpoint's snapshot and serialised copy: 24 B a parameter where the run held about
- * 50, and no warning. */
+ * 50, and no warning. The checkpoint now holds one copy of the state (the snapshot, refreshed in
+ * place and written from where it lies), and the estimate counts one: with the snapshot made
+ * anew beside the old one the run held 21.1-22.7 MB against 19.2 MB estimated, and no warning. */
 static void test_memory_need_counts_the_peak(void **state)
 {
     (void)state;
