@@ -4004,20 +4004,34 @@ static void say_inert(void *u, const char *key, const char *origin, const char *
     fl_log(&s->log, FL_LOG_WARN, "%s (%s) has no effect here: %s", key, origin, why);
 }
 
+/* The bytes of an evaluation set in memory: its samples (floats or tokens), labels and users. */
+static double dataset_bytes(const flm_dataset *d)
+{
+    if (!d)
+        return 0.0;
+    const double per = d->kind == FLM_DATA_TOKENS ? sizeof *d->tokens : sizeof *d->x;
+    return (double)d->N * ((double)d->sample_len * per + sizeof *d->y +
+                           (d->user ? sizeof *d->user : 0.0));
+}
+
 /* Warns at start when the server's memory at a round's peak may pass what the machine can give
- * now: the round engine's model-size buffers as it counts them (fls_core_memory_bytes: the model,
- * the server optimizer's state, the exact accumulator or the robust modes' kept updates, and
- * upload_slots + 1 staging buffers, the last for committing an update buffered encoded) and, with
- * checkpoint.path, the snapshot of the model and optimizer state kept for the next checkpoint
- * (refreshed in place, fls_core_checkpoint_update, and written from where it lies: no other
- * copy). Nothing checked it: 4096 slots of a 5M-parameter model (82 GB) started silently and were
- * found by the OOM killer in the middle of a round. Until 2026-12-02 the figure was 16 B a
- * parameter plus 4 a slot: it left out the optimizer's state (8 B for fedadam) and the
- * checkpoint's copies (three at the peak then: the old snapshot and the new at a round's end, or
- * the snapshot and its serialised bytes grown by doubling at a write), and counted an accumulator
- * the robust modes do not have (test_memory_need_counts_the_peak holds the figure to a run's real
- * allocations). A warning, not a refusal: the slots fill only as uploads overlap, and the memory
- * free now is not what it will be. */
+ * now: the round engine's buffers as it counts them (fls_core_memory_bytes: the model, the server
+ * optimizer's state, the exact accumulator or the robust modes' kept updates, upload_slots + 1
+ * staging buffers, the last for committing an update buffered encoded, a shared Task's encoded
+ * chunks and the round's selected clients), the state it keeps for each of up to
+ * server.max_clients clients (fls_core_client_bytes: afd-multi's maps), the evaluation's model and
+ * data, the buffer a Task's chunk is encoded into and, with checkpoint.path, the snapshot of the
+ * model and optimizer state kept for the next checkpoint (refreshed in place,
+ * fls_core_checkpoint_update, and written from where it lies: no other copy). Nothing checked it:
+ * 4096 slots of a 5M-parameter model (82 GB) started silently and were found by the OOM killer in
+ * the middle of a round. Until 2026-12-02 the figure was 16 B a parameter plus 4 a slot: it left
+ * out the optimizer's state (8 B for fedadam) and the checkpoint's copies (three at the peak then:
+ * the old snapshot and the new at a round's end, or the snapshot and its serialised bytes grown by
+ * doubling at a write), and counted an accumulator the robust modes do not have; then it left out
+ * the Task cache, the evaluation, the chunk buffer and the clients' state
+ * (test_memory_need_counts_the_peak holds the figure to a run's real allocations). Called once
+ * the evaluation set is loaded. A warning, not a refusal: the slots fill only as uploads overlap,
+ * and the memory free now is not what it will be. */
 static void warn_memory(fls_server *s)
 {
     const double n = (double)fls_core_arch(s->core)->n_params;
@@ -4027,7 +4041,11 @@ static void warn_memory(fls_server *s)
     size_t state = 0;
     const double core = (double)fls_core_memory_bytes(s->core, &state);
     const int ckpt = s->opt.ckpt_path[0] != 0;
-    const double need = core + (ckpt ? (double)state : 0.0);
+    const double eval = dataset_bytes(s->eval_ds) +
+                        (s->eval_model ? (double)flm_model_bytes(s->eval_model) : 0.0);
+    const double clients = (double)s->opt.max_clients * (double)fls_core_client_bytes(s->core);
+    const double need = core + (ckpt ? (double)state : 0.0) + eval + clients +
+                        (double)s->chunk_cap;
     const double opt_b = ((double)state - 4.0 * n) / n; /* the optimizer's bytes a parameter */
     char opt_part[64] = "";
     if (opt_b > 0.0)
@@ -4036,17 +4054,23 @@ static void warn_memory(fls_server *s)
     const double have = fl_mem_available(&total);
     if (have <= 0.0 || need <= have)
         return;
-    char robust_part[160] = "";
+    char robust_part[160] = "", more[256] = "";
     if (robust)
         snprintf(robust_part, sizeof robust_part, ", %.0f updates the robust aggregation keeps "
                  "(aggregation.max_updates)", kept);
+    int at = 0;
+    if (eval >= 1e6)
+        at = snprintf(more, sizeof more, "; %.1f MB for the evaluation's model and data",
+                      eval / 1e6);
+    if (clients >= 1e6 && at >= 0 && (size_t)at < sizeof more)
+        snprintf(more + at, sizeof more - (size_t)at, "; %.1f MB for what is kept of up to %u "
+                 "clients (server.max_clients)", clients / 1e6, s->opt.max_clients);
     fl_log(&s->log, FL_LOG_WARN, "at a round's peak this server may need %.1f GB for the "
            "model's %.0f parameters (the model%s%s, a staging buffer for each of %.0f upload "
-           "slot%s (server.upload_slots) and one more%s%s; 4 B a parameter each), more than the "
+           "slot%s (server.upload_slots) and one more%s%s; 4 B a parameter each)%s, more than the "
            "%.1f GB this machine has available now (of %.1f GB): lower server.upload_slots%s",
            need / 1e9, n, opt_part, robust ? "" : ", its accumulator (8 B)", slots,
-           slots == 1 ? "" : "s", robust_part,
-           ckpt ? ", the checkpoint's snapshot" : "",
+           slots == 1 ? "" : "s", robust_part, ckpt ? ", the checkpoint's snapshot" : "", more,
            have / 1e9, total / 1e9, robust ? " or aggregation.max_updates" : "");
 }
 
@@ -4112,7 +4136,6 @@ static fl_status server_init(fls_server *s, char *err, size_t errlen)
         snprintf(err, errlen, "round engine: %s", fl_strerror(st));
         return st == FL_ERR_NOMEM ? st : FL_ERR_CONFIG;
     }
-    warn_memory(s);
     /* random, never 0 (0 means "not told" on the wire); a resumed checkpoint's replaces it */
     fls_core_set_run_id(s->core, fl_entropy_u64());
     int resumed = 0;
@@ -4178,6 +4201,7 @@ static fl_status server_init(fls_server *s, char *err, size_t errlen)
     s->chunk_buf = malloc(s->chunk_cap ? s->chunk_cap : 1);
     if (!s->chunk_buf)
         return FL_ERR_NOMEM;
+    warn_memory(s);
     if (s->curve) {
         char why2[512];
         if ((st = fls_allow_load(&s->allow, s->opt.allow_list, why2, sizeof why2)) != FL_OK) {

@@ -92,6 +92,7 @@ struct fls_core {
     size_t n_sel;
     uint32_t quorum, reported;
     task_spec *shared_task;
+    size_t task_cache_bytes; /* a shared Task's encoded chunks, at most (task_new) */
     int stream_slots, n_streaming; /* updates decoding straight into staging: cap, now open */
     uint64_t samples_cap;          /* the largest Update.n_samples of any client (fls_core.h) */
     int freeing;                   /* fls_core_free: open updates are discarded, not undone */
@@ -294,6 +295,14 @@ static fls_agg_options agg_options(const fls_core *c)
     return ao;
 }
 
+/* The downlink codec is plain float32 ("none"): a shared Task encodes each chunk as it goes out
+ * instead of caching it (task_new). */
+static int down_plain(const flz_spec *dn)
+{
+    return dn->topk == 0.0f && dn->rot_log2 == 0 && dn->sub == 0.0f &&
+           dn->value == FLZ_VALUE_F32 && !dn->zstd;
+}
+
 static fl_status task_new(fls_core *c, const flm_keepset *ks, int shared, task_spec **out)
 {
     task_spec *t = calloc(1, sizeof *t);
@@ -332,10 +341,7 @@ static fl_status task_new(fls_core *c, const flm_keepset *ks, int shared, task_s
     /* Shared keep-sets encode each chunk once per round for everyone, unless the downlink codec
      * is plain float32 ("none"): encoding that is one copy, cheaper than holding a second copy of
      * the model in the cache. */
-    const flz_spec *dn = &c->down;
-    const int plain = dn->topk == 0.0f && dn->rot_log2 == 0 && dn->sub == 0.0f &&
-                      dn->value == FLZ_VALUE_F32 && !dn->zstd;
-    if (shared && !plain) {
+    if (shared && !down_plain(&c->down)) {
         const size_t n = t->chunk_base[t->sub->n_tensors];
         t->cache = calloc(n ? n : 1, sizeof *t->cache);
         t->cache_len = calloc(n ? n : 1, sizeof *t->cache_len);
@@ -443,6 +449,14 @@ fl_status fls_core_new(const fls_config *cfg, fls_core **out)
         return FL_ERR_INTERNAL;
     }
     c->train_need = flm_train_memory_need(sub.n_params, n, c->up.topk > 0);
+    /* A shared keep-set's Task caches the round's encoded chunks of the submodel (task_new):
+     * each at most flz_encode_bound of its values. */
+    if (fls_policy_is_shared(c->pol) && !down_plain(&c->down))
+        for (int i = 0; i < sub.n_tensors; i++) {
+            const size_t numel = sub.tensors[i].numel, ce = cfg->chunk_elems;
+            c->task_cache_bytes += numel / ce * flz_encode_bound(&c->down, ce) +
+                                   (numel % ce ? flz_encode_bound(&c->down, numel % ce) : 0);
+        }
     /* No update may take more than its share of the round's weight budget: clients_per_round
      * (the most commits a round takes) updates of the cap fit it. */
     const uint64_t per_round = cfg->clients_per_round > 0 ? cfg->clients_per_round : 1;
@@ -716,8 +730,19 @@ size_t fls_core_memory_bytes(const fls_core *c, size_t *state)
         *state = st;
     const fls_agg_options ao = agg_options(c);
     const size_t kept = ao.mode == FLS_AGG_MEAN ? 0 : (size_t)fls_agg_updates_kept(&ao);
+    /* a round's selected clients: ceil(overcommit * clients_per_round), as fls_core_tick */
+    const double m = ceil(c->cfg.overcommit * c->cfg.clients_per_round - 1e-9);
+    size_t per_sel = 0;
+    (void)fls_policy_client_bytes(c->pol, &per_sel);
+    per_sel += sizeof(sel) + (fls_policy_is_shared(c->pol) ? 0 : sizeof(task_spec));
     return st + n /* held */ + (size_t)c->cfg.chunk_elems * sizeof *c->tmp +
-           fls_agg_memory_bytes(&c->arch, n, &ao, kept);
+           fls_agg_memory_bytes(&c->arch, n, &ao, kept) + c->task_cache_bytes +
+           (size_t)(m > 1.0 ? m : 1.0) * per_sel;
+}
+
+size_t fls_core_client_bytes(const fls_core *c)
+{
+    return c ? sizeof(client_rec) + fls_policy_client_bytes(c->pol, NULL) : 0;
 }
 
 static fl_status close_round(fls_core *c, fls_close_reason why, double now);

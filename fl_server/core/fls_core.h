@@ -188,13 +188,21 @@ size_t fls_core_clients_known(const fls_core *core);
 uint64_t fls_core_train_memory(const fls_core *core);
 /* The most memory, in bytes, the engine's model-size buffers may hold at a round's peak: the
  * model, the mask of the coordinates a round held, the server optimizer's state, a chunk's
- * scratch, and the aggregator's (fls_agg_memory_bytes of the options the engine made it with:
+ * scratch, the aggregator's (fls_agg_memory_bytes of the options the engine made it with:
  * the accumulator, or in the robust modes the updates it keeps, and every staging buffer it may
  * allocate: one per stream slot (fls_config.agg.max_open) and the one for committing an update
- * buffered encoded; the round's delta is computed in an idle one). Not counted: per-client
- * records, the Task cache of a shared keep-set, updates buffered encoded. *state (may be NULL):
- * the model's and the optimizer state's bytes alone, what fls_core_checkpoint copies of them. */
+ * buffered encoded; the round's delta is computed in an idle one), the Task cache of a shared
+ * keep-set (its encoded chunks, at most flz_encode_bound each; none under a plain float32
+ * downlink) and what each of a round's selected clients holds (its record in the round, its Task
+ * when keep-sets are per client, and the policy's state of it expanded). Not counted: the state
+ * of the clients between rounds (fls_core_client_bytes each), updates buffered encoded. *state
+ * (may be NULL): the model's and the optimizer state's bytes alone, what fls_core_checkpoint
+ * copies of them. */
 size_t fls_core_memory_bytes(const fls_core *core, size_t *state);
+/* What the engine keeps, about, for each client it knows between rounds: its record and the
+ * policy's state of it (fls_policy_client_bytes: afd-multi's keep-set and score map). A host
+ * that bounds the clients it knows (fl_server's server.max_clients) multiplies. */
+size_t fls_core_client_bytes(const fls_core *core);
 /* A client disconnected: its unfinished update this round (if any) is dropped and counted as
  * failed; if no selected client can still report, the round closes. FL_OK or
  * FL_ERR_UNKNOWN_CLIENT. */

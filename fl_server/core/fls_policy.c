@@ -490,6 +490,24 @@ int fls_policy_is_shared(const fls_policy *p)
            (p->cfg.kind == FLS_POLICY_FD && !p->cfg.fd_per_client);
 }
 
+size_t fls_policy_client_bytes(const fls_policy *p, size_t *selected)
+{
+    if (selected)
+        *selected = 0;
+    if (!p || p->cfg.kind != FLS_POLICY_AFD_MULTI)
+        return 0;
+    size_t kept = 0;
+    for (int d = 0; d < p->n_drop; d++)
+        kept += (size_t)p->keep_k[d];
+    /* at rest: the record, its place in the table, the keep-set as a bitmap (state_compact) and
+     * the map as a code byte a unit (map_compact; its palette, 8 B a distinct score, is a few
+     * values); a map of accumulated scores has too many values for codes and stays doubles */
+    const size_t map = p->cfg.score_accumulate ? p->n_units * sizeof(double) : p->n_units;
+    if (selected) /* in a round: the keep-set as an index list and the map as doubles */
+        *selected = kept * sizeof(*p->single.A.idx) + p->n_units * sizeof(double);
+    return sizeof(afd_state) + sizeof(afd_state *) + p->bits_len + map;
+}
+
 /* ---- afd-multi client table ------------------------------------------------------------------- */
 
 static size_t multi_lower(const fls_policy *p, uint32_t client)

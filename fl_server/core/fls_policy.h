@@ -94,6 +94,11 @@ fl_status fls_policy_begin_round(fls_policy *p, uint32_t round);
 
 /* 1 if every client of the current round gets the same keep-set (full, fd shared, afd-single). */
 int fls_policy_is_shared(const fls_policy *p);
+/* The bytes the policy keeps for one client between rounds, about (afd-multi: the client's
+ * record, keep-set and score map at rest; 0 for the other policies, which keep none per client),
+ * and *selected (may be NULL): what a client selected in a round holds beside them (the keep-set
+ * and the map expanded). For a host's estimate of its memory. */
+size_t fls_policy_client_bytes(const fls_policy *p, size_t *selected);
 
 /* The keep-set of `client` for the current round in *out: owned by the policy, valid until the
  * next call that takes a non-const p (copy it to keep it). For afd-multi a client seen for the first time
