@@ -82,7 +82,8 @@ for c in "--bogus|unknown option 'bogus'" "--rounds 1 --roundz|unknown option 'r
          "--test-dataset mnist:val --rounds 1|--test-dataset: dataset spec \"mnist:val\"" \
          "experiment afd --per-round 300|full: --per-round 300 is larger than --clients 200" \
          "--out --rounds 5|--out needs a value, and the next argument, --rounds, is an option" \
-         "--roundz --out x|unknown option 'roundz'" \
+         "--roundz --out x|unknown option 'roundz' (did you mean --rounds? see --help)" \
+         "--per_round 3 --rounds 1|unknown option 'per_round' (did you mean --per-round? see --help)" \
          "--version --rounds 1|--version stands alone" "--rounds 1 --version|--version stands alone" \
          "--rounds 1 --|'--' alone: fl_sim takes options only" "--help=1|--help takes no value" \
          "--version=2|--version takes no value"; do

@@ -655,10 +655,11 @@ static int next_opt(int argc, char **argv, int *i, const char **name, const char
         for (size_t k = 0; k < (experiment ? sizeof own / sizeof own[0] : 1); k++)
             known |= strcmp(a, own[k]) == 0;
         flsim_config probe = flsim_config_default();
+        char why[256];
         if (!strcmp(a, "version"))
             complain("fl_sim: --version stands alone (fl_sim --version)\n");
-        else if (!known && flsim_config_set(&probe, a, "", NULL, 0) == FL_ERR_NOT_FOUND)
-            complain("fl_sim: unknown option '%s' (see --help)\n", a);
+        else if (!known && flsim_config_set(&probe, a, "", why, sizeof why) == FL_ERR_NOT_FOUND)
+            complain("fl_sim: %s\n", why);
         else if (last)
             complain("fl_sim: --%s needs a value (see --help)\n", a);
         else /* "--out --rounds 5": the value left out */

@@ -268,6 +268,13 @@ typedef struct flsim_option_doc {
 } flsim_option_doc;
 const flsim_option_doc *flsim_option_docs(void);
 
+/* The option a key that names none was probably meant to be (a typo in a YAML key or a flag):
+ * the one equal to it but for '_' against '-' and case, else the nearest within one edit (two
+ * for keys of five characters or more; an edit adds, removes or changes a character, or swaps
+ * two neighbours), the first of --help's order on a tie. NULL if none is that near (or key is
+ * NULL). The name is --help's, with '-' (static storage). */
+const char *flsim_option_nearest(const char *key);
+
 /* ---- running ----------------------------------------------------------------------------------- */
 
 /* What one round did. */

@@ -1,5 +1,6 @@
 /* flsim_config.c: the simulator's options: defaults, one setter shared by the command line and
  * the YAML file, validation, JSON rendering, help text. */
+#include <ctype.h>
 #include <errno.h>
 #include <limits.h>
 #include <math.h>
@@ -123,6 +124,78 @@ static const flsim_option_doc g_docs[] = {
 const flsim_option_doc *flsim_option_docs(void)
 {
     return g_docs;
+}
+
+/* Optimal string alignment distance between a and b (both at most 63 characters: longer ones
+ * are no option's typo), case and '_' against '-' ignored; 99 when either is longer. */
+static unsigned option_distance(const char *a, const char *b)
+{
+    enum { L = 64 };
+    const size_t n = strlen(a), m = strlen(b);
+    if (n >= L || m >= L)
+        return 99;
+    char x[L], y[L];
+    for (size_t i = 0; i <= n; i++)
+        x[i] = a[i] == '_' ? '-' : (char)tolower((unsigned char)a[i]);
+    for (size_t j = 0; j <= m; j++)
+        y[j] = b[j] == '_' ? '-' : (char)tolower((unsigned char)b[j]);
+    unsigned d[L][L];
+    for (size_t i = 0; i <= n; i++)
+        d[i][0] = (unsigned)i;
+    for (size_t j = 0; j <= m; j++)
+        d[0][j] = (unsigned)j;
+    for (size_t i = 1; i <= n; i++)
+        for (size_t j = 1; j <= m; j++) {
+            unsigned v = d[i - 1][j - 1] + (x[i - 1] != y[j - 1]);
+            if (d[i - 1][j] + 1 < v)
+                v = d[i - 1][j] + 1;
+            if (d[i][j - 1] + 1 < v)
+                v = d[i][j - 1] + 1;
+            if (i > 1 && j > 1 && x[i - 1] == y[j - 2] && x[i - 2] == y[j - 1] &&
+                d[i - 2][j - 2] + 1 < v)
+                v = d[i - 2][j - 2] + 1;
+            d[i][j] = v;
+        }
+    return d[n][m];
+}
+
+const char *flsim_option_nearest(const char *key)
+{
+    if (!key)
+        return NULL;
+    /* "lr" against "xy" is two edits too: short keys get one */
+    const unsigned most = strlen(key) >= 5 ? 2 : 1;
+    const char *best = NULL;
+    unsigned best_d = most + 1;
+    for (const flsim_option_doc *d = g_docs; d->name; d++) {
+        const unsigned k = option_distance(key, d->name);
+        if (k < best_d) {
+            best_d = k;
+            best = d->name;
+        }
+    }
+    return best;
+}
+
+/* "unknown option 'KEY'", with the option it was probably meant to be, spelt as KEY is (a YAML
+ * key with '_' gets per_round, a flag --per-round). */
+static void unknown_option(char *err, size_t errlen, const char *key, int flag)
+{
+    if (!err || !errlen)
+        return;
+    const char *near = flsim_option_nearest(key);
+    if (!near) {
+        snprintf(err, errlen, "unknown option '%s' (see --help)", key);
+        return;
+    }
+    char as[64];
+    snprintf(as, sizeof as, "%s", near);
+    if (!flag && strchr(key, '_'))
+        for (char *q = as; *q; q++)
+            if (*q == '-')
+                *q = '_';
+    snprintf(err, errlen, "unknown option '%s' (did you mean %s%s? see --help)", key,
+             flag ? "--" : "", as);
 }
 
 static fl_status reason(char *err, size_t errlen, const char *key, const char *value,
@@ -392,8 +465,7 @@ fl_status flsim_config_set(flsim_config *c, const char *key, const char *v, char
 #undef U32
 #undef DBL
 #undef STR
-    if (err && errlen)
-        snprintf(err, errlen, "unknown option '%s' (see --help)", key);
+    unknown_option(err, errlen, key, 1);
     return FL_ERR_NOT_FOUND;
 }
 
@@ -609,7 +681,7 @@ fl_status flsim_config_parse_yaml(flsim_config *c, const char *text, size_t len,
     yaml_parser_set_input_string(&p, (const unsigned char *)(text ? text : ""), len);
     fl_status st = FL_OK;
     int depth = 0, done = 0, in_map = 0, docs = 0;
-    char key[128] = "";
+    char key[128] = "", raw[128] = ""; /* key as fl_sim names it ('_' made '-'), and as written */
     int have_key = 0, in_seq = 0;
     char seq[FLM_MAX_LAYERS * 32]; /* keep-layers given as a YAML list, joined by commas */
     /* the keys seen so far, and their lines: a key given twice is an error, not "the last wins" */
@@ -626,9 +698,25 @@ fl_status flsim_config_parse_yaml(flsim_config *c, const char *text, size_t len,
             size_t eline = (size_t)p.problem_mark.line, ecol = 0;
             if (p.error == YAML_READER_ERROR)
                 fl_text_line_col(text ? text : "", len, p.problem_offset, &eline, &ecol);
-            if (err && errlen)
-                snprintf(err, errlen, "%s:%zu: %s", name, eline + 1,
-                         p.problem ? p.problem : "YAML syntax error");
+            /* A key without its ': ' ("lr:0.1", "lr 0.1") is found missing only where the
+             * scanner gives up on it, the next line or past the file's end: the line at fault
+             * is where that key began (the context mark), quoted, with what YAML wants. */
+            const char *problem = p.problem ? p.problem : "YAML syntax error";
+            if (p.error == YAML_SCANNER_ERROR && p.context &&
+                p.context_mark.line < p.problem_mark.line && p.context_mark.index < len &&
+                strcmp(problem, "could not find expected ':'") == 0) {
+                eline = (size_t)p.context_mark.line;
+                const char *at = text + p.context_mark.index;
+                size_t n = 0; /* text need not end in a NUL (the fuzzer's does not) */
+                while (p.context_mark.index + n < len && at[n] != '\n' && at[n] != '\r')
+                    n++;
+                if (err && errlen)
+                    snprintf(err, errlen, "%s:%zu: '%.*s%s' is not 'name: value' (a colon and a "
+                             "space after the name)", name, eline + 1, (int)(n > 60 ? 57 : n), at,
+                             n > 60 ? "..." : "");
+            } else if (err && errlen) {
+                snprintf(err, errlen, "%s:%zu: %s", name, eline + 1, problem);
+            }
             st = FL_ERR_CONFIG;
             break;
         }
@@ -710,12 +798,19 @@ fl_status flsim_config_parse_yaml(flsim_config *c, const char *text, size_t len,
             const int none_word = is_null && val[0];
             if (is_null)
                 val = "";
-            if (depth != 1) {
+            if (depth == 0 && val[0]) { /* a line alone, 'rounds = 3' or 'lr:0.1' */
+                if (err && errlen)
+                    snprintf(err, errlen, "%s:%zu: '%.60s%s' is not 'name: value' (a colon and a "
+                             "space after the name): the file must be one mapping of option "
+                             "names to values", name, line, val, strlen(val) > 60 ? "..." : "");
+                st = FL_ERR_CONFIG;
+            } else if (depth != 1) {
                 if (err && errlen)
                     snprintf(err, errlen, "%s:%zu: the file must be one mapping of option names to values", name, line);
                 st = FL_ERR_CONFIG;
             } else if (!have_key) {
                 snprintf(key, sizeof key, "%s", val);
+                snprintf(raw, sizeof raw, "%s", val);
                 for (char *q = key; *q; q++)
                     if (*q == '_')
                         *q = '-';
@@ -746,12 +841,16 @@ fl_status flsim_config_parse_yaml(flsim_config *c, const char *text, size_t len,
                     for (const flsim_option_doc *d = g_docs; d->name && !known; d++)
                         known = strcmp(d->name, key) == 0;
                     if (!known) {
+                        unknown_option(e2, sizeof e2, raw, 0);
                         if (err && errlen)
-                            snprintf(err, errlen, "%s:%zu: unknown option '%s' (see --help)",
-                                     name, line, key);
+                            snprintf(err, errlen, "%s:%zu: %s", name, line, e2);
                         st = FL_ERR_NOT_FOUND;
                     }
                 } else if ((st = flsim_config_set(c, key, val, e2, sizeof e2)) != FL_OK) {
+                    /* the key as the file has it, not as fl_sim spells it: a search of the file
+                     * for 'per-rond' would not find per_rond */
+                    if (st == FL_ERR_NOT_FOUND)
+                        unknown_option(e2, sizeof e2, raw, 0);
                     if (err && errlen)
                         snprintf(err, errlen, "%s:%zu: %s", name, line, e2);
                 }

@@ -764,6 +764,34 @@ static void test_options_and_yaml(void **state)
     assert_int_equal(yaml_load_text(&y, path, "clients: 5\nbogus: ~\n", err, sizeof err),
                      FL_ERR_NOT_FOUND);
     assert_non_null(strstr(err, ":2: unknown option 'bogus'"));
+    /* A misspelt key is quoted as the file has it (per_rond, not fl_sim's per-rond, which a
+     * search of the file would not find), with the option it was probably meant to be, in the
+     * file's spelling; a flag's suggestion is a flag. Nothing is suggested for what is far from
+     * every option. */
+    assert_int_equal(yaml_load_text(&y, path, "clients: 5\nper_rond: 7\n", err, sizeof err),
+                     FL_ERR_NOT_FOUND);
+    assert_non_null(strstr(err, ":2: unknown option 'per_rond' (did you mean per_round? see --help)"));
+    assert_int_equal(yaml_load_text(&y, path, "epoch: ~\n", err, sizeof err), FL_ERR_NOT_FOUND);
+    assert_non_null(strstr(err, ":1: unknown option 'epoch' (did you mean epochs? see --help)"));
+    assert_int_equal(flsim_config_set(&y, "per_round", "3", err, sizeof err), FL_ERR_NOT_FOUND);
+    assert_string_equal(err, "unknown option 'per_round' (did you mean --per-round? see --help)");
+    assert_string_equal(flsim_option_nearest("thread"), "threads");
+    assert_string_equal(flsim_option_nearest("Up_Codec"), "up-codec");
+    assert_string_equal(flsim_option_nearest("eval-evry"), "eval-every");
+    assert_string_equal(flsim_option_nearest("pre-round"), "per-round"); /* a swap: one edit */
+    assert_null(flsim_option_nearest("bogus"));
+    assert_null(flsim_option_nearest("xy")); /* two edits from lr: too far for a short key */
+    assert_null(flsim_option_nearest(NULL));
+    /* A key without ': ' is named on its own line, quoted, not on the next line (or past the
+     * file's end) where libyaml gives up on it; a line alone is quoted too. */
+    assert_int_equal(yaml_load_text(&y, path, "rounds: 3\nlr:0.1\nseed: 2\n", err, sizeof err),
+                     FL_ERR_CONFIG);
+    assert_non_null(strstr(err, ":2: 'lr:0.1' is not 'name: value' (a colon and a space after the name)"));
+    assert_int_equal(yaml_load_text(&y, path, "rounds: 3\nlr 0.1\n", err, sizeof err),
+                     FL_ERR_CONFIG);
+    assert_non_null(strstr(err, ":2: 'lr 0.1' is not 'name: value'"));
+    assert_int_equal(yaml_load_text(&y, path, "rounds = 3\n", err, sizeof err), FL_ERR_CONFIG);
+    assert_non_null(strstr(err, ":1: 'rounds = 3' is not 'name: value'"));
     assert_int_equal(yaml_load_text(&y, path, "model: ~\nmodel: mlp\n", err, sizeof err),
                      FL_ERR_CONFIG);
     assert_non_null(strstr(err, ":2: 'model' is given twice (first on line 1)"));
