@@ -122,6 +122,9 @@ typedef struct run_out {
     size_t n;
 } run_out;
 
+/* Mean and sample standard deviation (n - 1) of x's finite values: NaN for the mean of none
+ * and for the spread of fewer than two (table.csv's "nan": one seed has no spread, which a 0
+ * would claim). */
 static void mean_sd(const double *x, int n, double *m, double *sd)
 {
     double s = 0;
@@ -136,7 +139,7 @@ static void mean_sd(const double *x, int n, double *m, double *sd)
     for (int i = 0; i < n; i++)
         if (isfinite(x[i]))
             v += (x[i] - *m) * (x[i] - *m);
-    *sd = k > 1 ? sqrt(v / (k - 1)) : 0.0;
+    *sd = k > 1 ? sqrt(v / (k - 1)) : NAN;
 }
 
 /* The experiment's outputs (tables, curves, plot data and script) are written with stdio into
