@@ -522,6 +522,14 @@ echo "--model lstm: listed, runs"
 "$FL_SIM" $ARGS --rounds 3 --progress bar --quiet 0 2>&1 >/dev/null | tr '\r' '\n' >"$DIR/bar.txt"
 grep -Eq '^3/3 ~[0-9]+m[0-9]+s left  acc 0\.[0-9]{4} \[=+\]  wall ' "$DIR/bar.txt" ||
     fail "progress bar: $(cat -v "$DIR/bar.txt")"
+# Virtual times below 100 s in three digits, as the summary's: these rounds take a fraction of
+# a virtual second, which read "vtime 0s" to the end (until 2026-12-02).
+"$FL_SIM" $ARGS --rounds 3 --progress bar --quiet 0 --out "$DIR/barvt" 2>&1 >/dev/null | tr '\r' '\n' >"$DIR/barvt.txt"
+vt=$(sed -n 's/.*"virtual_time_s": \([0-9.e+-]*\),.*/\1/p' "$DIR/barvt/summary.json")
+vt3=$(printf '%.3g' "$vt")
+awk -v vt="$vt" 'BEGIN { exit !(vt > 0 && vt < 1) }' || fail "progress bar: the test wants a run under 1 virtual s, not $vt"
+grep -Eq "^3/3 .*  vtime ${vt3}s  " "$DIR/barvt.txt" ||
+    fail "progress bar: virtual time $vt not shown as ${vt3}s: $(cat -v "$DIR/barvt.txt")"
 "$FL_SIM" experiment afd --seeds 1 $ARGS --rounds 2 --progress bar --quiet 0 --out "$DIR/expbar" \
     2>&1 >/dev/null | tr '\r' '\n' >"$DIR/expbar.txt"
 grep -Eq '^run 6/8, all done in ~[0-9hms]+: afd-single\+c seed 1, 2/2, acc 0\.[0-9]{4}, ' "$DIR/expbar.txt" ||

@@ -446,7 +446,12 @@ static int on_round(void *user, const flsim_round_record *r, const flsim_result 
         if (sofar->updates_failed)
             snprintf(failed, sizeof failed, "  failed %llu", (unsigned long long)sofar->updates_failed);
         char line[256], vt[32];
-        vtime_str(vt, sizeof vt, r->vtime_s, 0);
+        /* whole seconds from 100 s on; below, three digits: a run whose rounds take a fraction
+         * of a virtual second read "vtime 0s" until its end */
+        if (fabs(r->vtime_s) < 100)
+            snprintf(vt, sizeof vt, "%.3g", r->vtime_s);
+        else
+            vtime_str(vt, sizeof vt, r->vtime_s, 0);
         snprintf(line, sizeof line, "%u/%u ~%s left  acc %s [%.*s%*s]%s  wall %.1fs  vtime %ss  "
                  "down %.1f MB  up %.1f MB",
                  r->round, p->total, left, acc, fill, "============", width - fill, "", failed,
