@@ -510,6 +510,18 @@ grep -qF "no round could start: fewer than --per-round 2 of the 2 clients with a
     "$DIR/rare.err" || fail "trace too rarely on: $(cat "$DIR/rare.err")"
 echo "trace with fewer clients that can come online than --per-round: refused, --trace named"
 
+# More clients than samples: those without one are never online, which is said at the start
+# with the count summary.json gives (until 2026-12-02 only summary.json's empty_clients said it).
+"$FL_SIM" $ARGS --clients 2000 --rounds 1 --out "$DIR/empty" >/dev/null 2>"$DIR/empty.err" ||
+    fail "empty clients: $(cat "$DIR/empty.err")"
+n_empty=$(sed -n 's/.*"empty_clients": \([0-9]*\),.*/\1/p' "$DIR/empty/summary.json")
+[ "${n_empty:-0}" -gt 0 ] || fail "empty clients: the test wants some, summary.json says ${n_empty:-none}"
+grep -q "$n_empty of the 2000 clients hold no training sample (2000 shards, one per client, over [0-9]* samples): they are never online, so $((2000 - n_empty)) clients take part; --data-shards S" \
+    "$DIR/empty.err" || fail "empty clients: not said: $(cat "$DIR/empty.err")"
+"$FL_SIM" $ARGS --rounds 1 2>"$DIR/noempty.err" >/dev/null || fail "$(cat "$DIR/noempty.err")"
+! grep -q "hold no training sample" "$DIR/noempty.err" || fail "empty clients said of a run without: $(cat "$DIR/noempty.err")"
+echo "empty clients: said at the start"
+
 # --model lstm: listed in --help, and it runs on the token data the help names.
 "$FL_SIM" --help | grep -q "lstm:80:8:256:2:80" || fail "--help does not list --model lstm"
 "$FL_SIM" --dataset synth-tokens:200:80:80 --model lstm --clients 10 --per-round 2 --rounds 1 \

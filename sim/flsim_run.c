@@ -446,6 +446,7 @@ struct sim {
     uint8_t *online;          /* per client: joined the core */
     uint8_t *empty;           /* per client: its shard holds no sample */
     uint32_t can_online;      /* clients that hold samples and may ever be online */
+    uint32_t nonempty;        /* clients that hold samples */
 
     /* the round's jobs */
     job *jobs;
@@ -1856,6 +1857,27 @@ static void samples_str(char *buf, size_t cap, const flm_dataset *ds)
                  ds->classes);
 }
 
+/* Clients without samples are never online: --clients 1000000 over Fashion-MNIST's 60,000
+ * samples runs 58,395 clients, which only summary.json's empty_clients said, after the run. Said
+ * once the run is set up (not before an error about the model, say), by rank 0. */
+static void warn_empty_clients(sim *S, const flsim_config *cfg, const flsim_result *res)
+{
+    if (!res->empty_clients || S->rank != 0)
+        return;
+    const uint32_t K = cfg->data_shards ? cfg->data_shards : cfg->clients;
+    const size_t N = S->train->N;
+    if ((size_t)K > N)
+        fl_log(&S->log, FL_LOG_WARN, "%u of the %u clients hold no training sample (%u shards, "
+               "%s, over %zu samples): they are never online, so %u clients take part; "
+               "--data-shards S with S at most %zu lets clients share shards",
+               res->empty_clients, cfg->clients, K, cfg->data_shards ? "--data-shards"
+               : "one per client", N, S->nonempty, N);
+    else
+        fl_log(&S->log, FL_LOG_WARN, "%u of the %u clients hold no training sample (--partition "
+               "%s left some of its %u shards empty): they are never online, so %u clients take "
+               "part", res->empty_clients, cfg->clients, cfg->partition, K, S->nonempty);
+}
+
 static fl_status setup(sim *S, const flsim_config *cfg, const flsim_data *data,
                        flsim_result *res, char *err, size_t errlen)
 {
@@ -1945,6 +1967,7 @@ static fl_status setup(sim *S, const flsim_config *cfg, const flsim_data *data,
         set_err(err, errlen, "%s%s", "", e2);
         return FL_ERR_CONFIG;
     }
+    S->nonempty = nonempty;
     /* With a trace, who can ever come online is known now: client k takes row k mod n, and a
      * run in which fewer clients that hold samples have an availability above 0 than a round
      * needs would idle for 10,000 steps (20 s at 100,000 clients) before it said so. */
@@ -2509,6 +2532,8 @@ fl_status flsim_run(const flsim_config *cfg, const flsim_data *data_in, const fl
      * option or value"), and the job takes the highest exit status: the failing rank's decides */
     agree(&st, "another MPI rank could not set up the run (its message says why)", err, errlen,
           &res->err_agreed);
+    if (st == FL_OK)
+        warn_empty_clients(&S, cfg, res);
 #ifdef FLSIM_HAVE_MPI
     if (st == FL_OK && S.size > 1)
         st = ranks_same_run(&S, cfg, err, errlen, &res->err_agreed);
