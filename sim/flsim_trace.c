@@ -113,7 +113,35 @@ fl_status flsim_trace_parse(flsim_trace **out, const char *text, size_t len, cha
                 break;
             }
             if (strcmp(buf, TRACE_HEADER) != 0) {
-                st = bad(err, errlen, line, "the header must be exactly '%s'", TRACE_HEADER);
+                /* The first column that differs, quoted as found: a reordered, renamed or
+                 * space-padded header is seen at once, not compared with the wanted one by eye. */
+                static const char *const want[5] = {"client", "flops", "down_bps", "up_bps",
+                                                    "availability"};
+                char why[160];
+                const char *p = buf;
+                for (int col = 0;; col++) {
+                    const size_t fl = strcspn(p, ",");
+                    const int cut = fl > 40 ? 40 : (int)fl;
+                    if (col == 5) {
+                        snprintf(why, sizeof why, "its column 6 ('%.*s') is one too many", cut, p);
+                        break;
+                    }
+                    if (fl != strlen(want[col]) || strncmp(p, want[col], fl) != 0) {
+                        snprintf(why, sizeof why, "its column %d is '%.*s%s', not '%s'%s", col + 1,
+                                 cut, p, (int)fl > cut ? "..." : "", want[col],
+                                 col == 0 && *p >= '0' && *p <= '9'
+                                     ? " (the header line comes first, before the rows)" : "");
+                        break;
+                    }
+                    if (!p[fl]) {
+                        snprintf(why, sizeof why, "it ends after column %d, %s", col + 1, want[col]);
+                        break;
+                    }
+                    p += fl + 1;
+                }
+                char msg[256];
+                snprintf(msg, sizeof msg, "the header must be exactly '%s': %s", TRACE_HEADER, why);
+                st = bad(err, errlen, line, "%s", msg);
                 break;
             }
             have_header = 1;

@@ -459,6 +459,12 @@ static void test_trace_bad_rows_have_line_numbers(void **state)
         {"client,flops,down_bps,up_bps,availability\n0,1e9,1e6,1e6,1 \n", "line 2: availability '1 ' is not"},
         {"client,flops,down_bps,up_bps,availability\n0,5G,1e6,1e6,1\n", "line 2: flops '5G' is not"},
         {"\xEF\xBB\xBF" "client,flops,down_bps,up_bps,availability\n0,1e9,1e6,1e6,1\n", "line 1: the header starts with a UTF-8 byte order mark"},
+        /* a header that is not the one: the first column that differs, quoted as found */
+        {"client,down_bps,flops,up_bps,availability\n0,1e9,1e6,1e6,1\n", "line 1: the header must be exactly 'client,flops,down_bps,up_bps,availability': its column 2 is 'down_bps', not 'flops'"},
+        {"client,flops,down_bps,up_bps,availability \n0,1e9,1e6,1e6,1\n", "its column 5 is 'availability ', not 'availability'"},
+        {"client,flops,down_bps,up_bps\n0,1e9,1e6,1e6\n", "it ends after column 4, up_bps"},
+        {"client,flops,down_bps,up_bps,availability,tier\n0,1e9,1e6,1e6,1,a\n", "its column 6 ('tier') is one too many"},
+        {"0,1e9,1e6,1e6,1\n", "its column 1 is '0', not 'client' (the header line comes first, before the rows)"},
         {"client,flops,down_bps,up_bps,availability\n0,1e9x,1e6,1e6,1\n", "line 2: flops"},
         {"client,flops,down_bps,up_bps,availability\n0,0x1p30,1e6,1e6,1\n", "line 2: flops '0x1p30' is not a finite number"},
         {"client,flops,down_bps,up_bps,availability\n0,1e999,1e6,1e6,1\n", "line 2: flops '1e999' is out of range"},
