@@ -149,7 +149,8 @@ size_t flsim_summary_json(const flsim_config *cfg, const flsim_result *r, char *
         "  \"virtual_time_s\": %s,\n  \"bytes_down\": %llu,\n  \"bytes_up\": %llu,\n"
         "  \"wall_s\": %s,\n  \"train_wall_s\": %s,\n  \"train_flops\": %s,\n"
         "  \"model_sha256\": \"%s\",\n  \"trace_sha256\": %s,\n  \"target\": %s,\n  \"arch\": %s,\n  \"n_params\": %zu,\n"
-        "  \"empty_clients\": %u,\n  \"blas\": %s,\n  \"mpi_ranks\": %d,\n  \"workers\": %u,\n"
+        "  \"empty_clients\": %u,\n  \"blas\": %s,\n  \"fl_sim_version\": \"%s\",\n"
+        "  \"mpi_ranks\": %d,\n  \"workers\": %u,\n"
         "  \"fold_helpers\": %u,\n  \"peak_rss_mb\": %s,\n"
         "  \"interrupted\": %s,\n  \"resumed_after\": %u,\n  \"updates_accepted\": %llu,\n"
         "  \"updates_failed\": %llu,\n"
@@ -158,7 +159,7 @@ size_t flsim_summary_json(const flsim_config *cfg, const flsim_result *r, char *
         num(e, sizeof e, r->virtual_time_s), (unsigned long long)r->bytes_down,
         (unsigned long long)r->bytes_up, num(f, sizeof f, r->wall_s),
         num(g, sizeof g, r->train_wall_s), num(b, sizeof b, r->train_flops), hex, th, target, arch,
-        r->n_params, r->empty_clients, blas, r->mpi_ranks, r->workers, r->fold_helpers,
+        r->n_params, r->empty_clients, blas, FEDROP_VERSION, r->mpi_ranks, r->workers, r->fold_helpers,
         num(a, sizeof a, r->peak_rss_mb),
         r->interrupted ? "true" : "false", r->resumed_after, (unsigned long long)r->updates_accepted,
         (unsigned long long)r->updates_failed, (unsigned long long)r->updates_late, conf);

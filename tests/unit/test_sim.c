@@ -2268,6 +2268,16 @@ static void test_outputs_bad_files(void **state)
     flsim_summary_json(&c, &res, good, need);
     flsim_result got;
     assert_int_equal(flsim_parse_summary(good, strlen(good), &c, NULL, &got, err, sizeof err), FL_OK);
+    /* It names the fl_sim that wrote it (results move between versions: a paper's figure must
+     * say which); one written before it did reads back the same. */
+    {
+        const char *v = strstr(good, "\n  \"fl_sim_version\": \"" FEDROP_VERSION "\",\n");
+        assert_non_null(v);
+        snprintf(bad, need + 64, "%.*s%s", (int)(v - good), good, strchr(v + 1, '\n'));
+        assert_null(strstr(bad, "fl_sim_version"));
+        assert_int_equal(flsim_parse_summary(bad, strlen(bad), &c, NULL, &got, err, sizeof err),
+                         FL_OK);
+    }
     static const struct {
         const char *from, *to, *want;
         fl_status st;
