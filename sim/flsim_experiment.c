@@ -602,14 +602,67 @@ static fl_status experiment_afd(const flsim_experiment *e, const fl_logger *log,
                                         base.keep_layers[d] > 0 ? base.keep_layers[d] : base.keep);
             if (base.n_keep_layers)
                 strncat(kls, ")", sizeof kls - strlen(kls) - 1);
+            /* The rest of the setup a caption needs: which samples, the local training and the
+             * devices (until 2026-12-02 the small preset's table said "fashion-mnist" of a run on
+             * its first 12,000 samples, and nothing of the training or the devices). */
+            char data_s[FLSIM_STR + 96], local_s[256], dev_s[FLSIM_STR + 256];
+            const size_t n_train = data.train->N, n_test = base.eval_samples &&
+                                       base.eval_samples < data.test->N ? base.eval_samples : data.test->N;
+            int w = snprintf(data_s, sizeof data_s, "%s (%s%zu training samples, %zu test samples",
+                             base.dataset, base.train_samples == n_train ? "its first " : "",
+                             n_train, n_test);
+            if (base.test_dataset[0])
+                w += snprintf(data_s + w, sizeof data_s - (size_t)w, " of %s", base.test_dataset);
+            snprintf(data_s + w, sizeof data_s - (size_t)w, ")");
+            w = snprintf(local_s, sizeof local_s, "local training %u epoch%s of batch %u at lr %g",
+                         base.epochs, base.epochs == 1 ? "" : "s", base.batch, base.lr);
+            if (base.momentum > 0)
+                w += snprintf(local_s + w, sizeof local_s - (size_t)w, ", momentum %g", base.momentum);
+            if (base.weight_decay > 0)
+                w += snprintf(local_s + w, sizeof local_s - (size_t)w, ", weight decay %g",
+                              base.weight_decay);
+            if (base.prox_mu > 0)
+                w += snprintf(local_s + w, sizeof local_s - (size_t)w, ", FedProx mu %g", base.prox_mu);
+            if (base.server_lr != 1.0)
+                snprintf(local_s + w, sizeof local_s - (size_t)w, ", server lr %g", base.server_lr);
+            if (base.trace[0]) {
+                const char *slash = strrchr(base.trace, '/');
+                w = snprintf(dev_s, sizeof dev_s, "devices from the trace %s", slash ? slash + 1 : base.trace);
+            } else {
+                const flsim_dist *d3[3] = {&base.flops, &base.down_bps, &base.up_bps};
+                char ds[3][64];
+                for (int k = 0; k < 3; k++) {
+                    if (d3[k]->kind == FLSIM_DIST_LOGNORMAL)
+                        snprintf(ds[k], sizeof ds[k], "lognormal (median %g, sigma %g)",
+                                 d3[k]->median, d3[k]->sigma);
+                    else
+                        snprintf(ds[k], sizeof ds[k], "%g", d3[k]->median);
+                }
+                char av[96];
+                if (base.avail.kind == FLSIM_AVAIL_PROB)
+                    snprintf(av, sizeof av, "online with probability %g a round", base.avail.p);
+                else if (base.avail.kind == FLSIM_AVAIL_DIURNAL)
+                    snprintf(av, sizeof av, "online diurnally, %g to %g over %g s", base.avail.p_min,
+                             base.avail.p_max, base.avail.period_s);
+                else
+                    snprintf(av, sizeof av, "always online");
+                w = snprintf(dev_s, sizeof dev_s, "devices: compute %s FLOP/s, download %s bit/s, "
+                             "upload %s bit/s, %s", ds[0], ds[1], ds[2], av);
+            }
+            if (base.latency_s > 0)
+                w += snprintf(dev_s + w, sizeof dev_s - (size_t)w, ", latency %g s", base.latency_s);
+            if (base.overcommit > 1)
+                w += snprintf(dev_s + w, sizeof dev_s - (size_t)w, ", over-commit %g", base.overcommit);
+            if (base.deadline_s > 0)
+                snprintf(dev_s + w, sizeof dev_s - (size_t)w, ", deadline %g s", base.deadline_s);
             fprintf(md, "Preset `%s`: %s, model %s (%zu parameters), %u clients, %u per round, %u rounds, "
-                        "partition %s, keep %.2f%s; compression (+c): down %s, up %s; %u seed%s; "
+                        "partition %s, keep %.2f%s; %s; %s; compression (+c): down %s, up %s; %u seed%s; "
                         "target accuracy %.2f. Mean (sd) over seeds that reached the target; "
                         "ratios are to uncompressed FedAvg (`full`) over the seeds both reached, < 1 "
                         "is better for rounds, time and bytes. %s\n\n",
-                    e->preset, base.dataset, runs[0].res.arch, runs[0].res.n_params, base.clients,
-                    base.per_round, base.rounds, base.partition, base.keep, kls, down_c, up_c, seeds, seeds == 1 ? "" : "s",
-                    base.target_acc, evs);
+                    e->preset, data_s, runs[0].res.arch, runs[0].res.n_params, base.clients,
+                    base.per_round, base.rounds, base.partition, base.keep, kls, local_s, dev_s,
+                    down_c, up_c, seeds, seeds == 1 ? "" : "s", base.target_acc, evs);
             fprintf(md, "| config | reached | rounds to target | virtual time to target (s) | bytes to target (MB) | of which down / up (MB) | final acc | x rounds | x time | x bytes | acc - full |\n");
             fprintf(md, "|---|---|---|---|---|---|---|---|---|---|---|\n");
             for (int c = 0; c < N_CONFIGS; c++) {

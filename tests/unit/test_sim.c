@@ -2618,6 +2618,16 @@ static void test_experiment_resumes(void **state)
     assert_non_null(md);
     assert_non_null(strstr(md, "The test set is evaluated after every round."));
     assert_non_null(strstr(md, "| of which down / up (MB) |"));
+    /* Its sentence is a caption: the samples used (the preset's 12,000 are more than this set
+     * holds: all of them, not "its first"), the local training and the devices (until
+     * 2026-12-02 it named the dataset alone) */
+    assert_non_null(strstr(md, "Preset `small`: synth-images:1200:1x8x8:4 ("));
+    assert_non_null(strstr(md, " training samples, "));
+    assert_null(strstr(md, "its first"));
+    assert_non_null(strstr(md, "; local training 1 epoch of batch 10 at lr 0.05; devices: compute "
+                               "lognormal (median 5e+09, sigma 0.5) FLOP/s, download lognormal "
+                               "(median 2e+07, sigma 0.5) bit/s, upload lognormal (median 5e+06, "
+                               "sigma 0.5) bit/s, always online; compression (+c)"));
     assert_non_null(strstr(md, " (n/a) |"));
     assert_null(strstr(md, "(0.0)"));
     free(md);
