@@ -171,6 +171,15 @@ grep -qx "fl_sim: $DIR/noimg: cannot open: No such file or directory; $DIR/nolab
     "$DIR/idx.err" || fail "idx pair missing: $(cat "$DIR/idx.err")"
 echo "idx pair missing: both files named"
 
+# The same pair as --test-dataset, beside a training set that loads: the option is named (its
+# message was the training set's, word for word, until 2026-12-02).
+rc=0
+"$FL_SIM" $ARGS --test-dataset "idx:$DIR/noimg,$DIR/nolab" --rounds 1 >/dev/null 2>"$DIR/tidx.err" || rc=$?
+[ "$rc" -eq 1 ] || fail "test idx pair missing: exit status $rc, not 1"
+grep -qx "fl_sim: --test-dataset idx:$DIR/noimg,$DIR/nolab: $DIR/noimg: cannot open: No such file or directory; $DIR/nolab: cannot open: No such file or directory" \
+    "$DIR/tidx.err" || fail "test idx pair missing: $(cat "$DIR/tidx.err")"
+echo "test idx pair missing: --test-dataset named"
+
 # A run whose dataset does not load leaves no --out directory it made, however deep; one that was
 # there stays, with what it holds.
 rc=0

@@ -94,6 +94,18 @@ static void test_spec(const flsim_config *cfg, char *spec, size_t cap)
         snprintf(spec, cap, "%s", cfg->test_dataset);
 }
 
+/* A --test-dataset that does not load is named as such: its message names only a file, which
+ * beside a --dataset of the same kind ("idx:a,b" and "idx:c,d") says neither which option nor
+ * that the training set loaded. */
+static void said_of_test(const flsim_config *cfg, char *err, size_t errlen)
+{
+    if (!err || !errlen)
+        return;
+    char why[1024];
+    snprintf(why, sizeof why, "%s", err);
+    snprintf(err, errlen, "--test-dataset %s: %s", cfg->test_dataset, why);
+}
+
 /* --train-samples: keep the first n training samples (all of them if the set is smaller, as
  * when an experiment preset's count meets a smaller --dataset). */
 static fl_status truncate_train(flsim_data *d, const flsim_config *cfg)
@@ -177,6 +189,8 @@ static fl_status data_load_here(flsim_data *d, const flsim_config *cfg, char *er
         else
             test_spec(cfg, spec, sizeof spec);
         st = flm_dataset_load_spec(&d->test, spec, data_seed, FLM_SPLIT_HELDOUT, err, errlen);
+        if (st != FL_OK && cfg->test_dataset[0])
+            said_of_test(cfg, err, errlen);
         if (st == FL_OK)
             st = truncate_train(d, cfg);
         if (st != FL_OK)
@@ -191,6 +205,8 @@ static fl_status data_load_here(flsim_data *d, const flsim_config *cfg, char *er
         d->train = all;
         test_spec(cfg, spec, sizeof spec);
         st = flm_dataset_load_spec(&d->test, spec, data_seed, FLM_SPLIT_HELDOUT, err, errlen);
+        if (st != FL_OK)
+            said_of_test(cfg, err, errlen);
         if (st == FL_OK)
             st = truncate_train(d, cfg);
         if (st != FL_OK)
