@@ -84,6 +84,8 @@ for c in "--bogus|unknown option 'bogus'" "--rounds 1 --roundz|unknown option 'r
          "--out --rounds 5|--out needs a value, and the next argument, --rounds, is an option" \
          "--roundz --out x|unknown option 'roundz' (did you mean --rounds? see --help)" \
          "--per_round 3 --rounds 1|unknown option 'per_round' (did you mean --per-round? see --help)" \
+         "experiment afd --seds 2|unknown option 'seds' (did you mean --seeds? see --help)" \
+         "experiment afd --rounds 2 --fesh|unknown option 'fesh' (did you mean --fresh? see --help)" \
          "--version --rounds 1|--version stands alone" "--rounds 1 --version|--version stands alone" \
          "--rounds 1 --|'--' alone: fl_sim takes options only" "--help=1|--help takes no value" \
          "--version=2|--version takes no value"; do

@@ -622,6 +622,18 @@ static void warn_target_at_end(const flsim_config *cfg)
             cfg->keep_going ? "" : ", and the run cannot stop early at it");
 }
 
+/* An option neither fl_sim's nor the experiment's: the experiment's own (--preset, --seeds,
+ * --fresh) are suggested too, where none of fl_sim's is as near. why holds fl_config_set's
+ * message; returns it, or the message with the experiment's option in it. */
+static const char *experiment_unknown(const char *name, char *why, size_t cap)
+{
+    static const char *const own[] = {"preset", "seeds", "fresh", NULL};
+    const char *near = flsim_name_nearest(name, own);
+    if (near && !flsim_option_nearest(name))
+        snprintf(why, cap, "unknown option '%s' (did you mean --%s? see --help)", name, near);
+    return why;
+}
+
 /* Splits argv into (name, value) pairs: --name value or --name=value. */
 static int next_opt(int argc, char **argv, int *i, const char **name, const char **value,
                     char *buf, size_t cap, int experiment)
@@ -664,7 +676,7 @@ static int next_opt(int argc, char **argv, int *i, const char **name, const char
         if (!strcmp(a, "version"))
             complain("fl_sim: --version stands alone (fl_sim --version)\n");
         else if (!known && flsim_config_set(&probe, a, "", why, sizeof why) == FL_ERR_NOT_FOUND)
-            complain("fl_sim: %s\n", why);
+            complain("fl_sim: %s\n", experiment ? experiment_unknown(a, why, sizeof why) : why);
         else if (last)
             complain("fl_sim: --%s needs a value (see --help)\n", a);
         else /* "--out --rounds 5": the value left out */
@@ -836,8 +848,10 @@ static int run_experiment(int argc, char **argv, int first)
         } else {
             flsim_config probe = flsim_config_default();
             char err[300];
-            if (flsim_config_set(&probe, name, value, err, sizeof err) != FL_OK) {
-                fprintf(stderr, "fl_sim: %s\n", err);
+            const fl_status ps = flsim_config_set(&probe, name, value, err, sizeof err);
+            if (ps != FL_OK) {
+                fprintf(stderr, "fl_sim: %s\n", ps == FL_ERR_NOT_FOUND ?
+                        experiment_unknown(name, err, sizeof err) : err);
                 return 2;
             }
             if (!strcmp(name, "keep") && probe.keep >= 1.0 && g_rank == 0)

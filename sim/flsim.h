@@ -274,6 +274,8 @@ const flsim_option_doc *flsim_option_docs(void);
  * two neighbours), the first of --help's order on a tie. NULL if none is that near (or key is
  * NULL). The name is --help's, with '-' (static storage). */
 const char *flsim_option_nearest(const char *key);
+/* The same over names (NULL-terminated, e.g. a command's own options) instead of fl_sim's. */
+const char *flsim_name_nearest(const char *key, const char *const *names);
 
 /* ---- running ----------------------------------------------------------------------------------- */
 

@@ -159,7 +159,10 @@ static unsigned option_distance(const char *a, const char *b)
     return d[n][m];
 }
 
-const char *flsim_option_nearest(const char *key)
+/* The nearest of n names (name(i) gives the i-th) within the distance a key of its length
+ * allows; NULL if none. */
+static const char *nearest(const char *key, const char *(*name)(const void *, size_t),
+                           const void *list)
 {
     if (!key)
         return NULL;
@@ -167,14 +170,34 @@ const char *flsim_option_nearest(const char *key)
     const unsigned most = strlen(key) >= 5 ? 2 : 1;
     const char *best = NULL;
     unsigned best_d = most + 1;
-    for (const flsim_option_doc *d = g_docs; d->name; d++) {
-        const unsigned k = option_distance(key, d->name);
+    for (size_t i = 0; name(list, i); i++) {
+        const unsigned k = option_distance(key, name(list, i));
         if (k < best_d) {
             best_d = k;
-            best = d->name;
+            best = name(list, i);
         }
     }
     return best;
+}
+
+static const char *doc_name(const void *list, size_t i)
+{
+    return ((const flsim_option_doc *)list)[i].name;
+}
+
+static const char *str_name(const void *list, size_t i)
+{
+    return ((const char *const *)list)[i];
+}
+
+const char *flsim_option_nearest(const char *key)
+{
+    return nearest(key, doc_name, g_docs);
+}
+
+const char *flsim_name_nearest(const char *key, const char *const *names)
+{
+    return names ? nearest(key, str_name, names) : NULL;
 }
 
 /* "unknown option 'KEY'", with the option it was probably meant to be, spelt as KEY is (a YAML

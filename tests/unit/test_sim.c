@@ -788,6 +788,12 @@ static void test_options_and_yaml(void **state)
     assert_null(flsim_option_nearest("bogus"));
     assert_null(flsim_option_nearest("xy")); /* two edits from lr: too far for a short key */
     assert_null(flsim_option_nearest(NULL));
+    {
+        static const char *const own[] = {"preset", "seeds", "fresh", NULL};
+        assert_string_equal(flsim_name_nearest("seds", own), "seeds");
+        assert_null(flsim_name_nearest("bogus", own));
+        assert_null(flsim_name_nearest("seds", NULL));
+    }
     /* A key without ': ' is named on its own line, quoted, not on the next line (or past the
      * file's end) where libyaml gives up on it; a line alone is quoted too. */
     assert_int_equal(yaml_load_text(&y, path, "rounds: 3\nlr:0.1\nseed: 2\n", err, sizeof err),
