@@ -48,6 +48,7 @@
     X(FL_ERR_CHECKPOINT_CHECKSUM, "checkpoint checksum mismatch") \
     X(FL_ERR_CONFIG, "invalid configuration") \
     X(FL_ERR_AGG_RANGE, "update value outside the aggregation range") \
+    X(FL_ERR_CHECKPOINT_NEWER, "written by a newer fedrop") \
     X(FL_ERR_TIMEOUT, "timed out") \
     X(FL_ERR_TRANSPORT, "transport error") \
     X(FL_ERR_AUTH, "authentication refused") \

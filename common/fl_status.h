@@ -61,6 +61,7 @@ typedef enum fl_status {
     FL_ERR_CHECKPOINT_CHECKSUM = 86, /* a checkpoint's SHA-256 does not match its contents */
     FL_ERR_CONFIG = 87,         /* a configuration file or flag is invalid */
     FL_ERR_AGG_RANGE = 88,      /* an update value is outside the aggregator's fixed-point range */
+    FL_ERR_CHECKPOINT_NEWER = 89, /* a checkpoint or state file of a newer fedrop's format */
     /* transport */
     FL_ERR_TIMEOUT = 100,       /* an operation did not complete before its deadline */
     FL_ERR_TRANSPORT = 101,     /* a ZeroMQ call failed */

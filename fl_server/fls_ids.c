@@ -276,6 +276,19 @@ fl_status fls_ids_parse(fls_ids *out, const uint8_t *buf, size_t len, const char
                     "%s:1: %s: not a client-id file (its first line should be '%s')", name,
                     len ? "its first line is cut short" : "the file is empty", FLS_IDS_MAGIC);
     const size_t ml = strlen(FLS_IDS_MAGIC);
+    /* "fedrop client ids N" with N above this build's: a later fedrop's file, not damage */
+    const size_t pl = ml - 1; /* FLS_IDS_MAGIC less its version digit */
+    const unsigned ours = (unsigned)(FLS_IDS_MAGIC[pl] - '0');
+    if (end > pl && memcmp(t, FLS_IDS_MAGIC, pl) == 0) {
+        unsigned long v = 0;
+        size_t i = pl;
+        while (i < end && i < pl + 9 && t[i] >= '0' && t[i] <= '9')
+            v = v * 10 + (unsigned long)(t[i++] - '0');
+        if (i > pl && i < end && t[i] == '\n' && v > ours)
+            return fl_errf(err, errlen, FL_ERR_CHECKPOINT_NEWER,
+                        "%s:1: client-id file format %lu, newer than this build reads (%u): a "
+                        "later fedrop wrote it and reads it", name, v, ours);
+    }
     if (end < ml + 1 || memcmp(t, FLS_IDS_MAGIC, ml) != 0 || t[ml] != '\n')
         return fl_errf(err, errlen, FL_ERR_CHECKPOINT_FORMAT,
                     "%s:1: not a client-id file (its first line should be '%s')", name,

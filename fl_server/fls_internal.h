@@ -112,6 +112,7 @@ static inline fls_status fls_status_of(fl_status s)
         return FLS_ERR_DATASET;
     case FL_ERR_CHECKPOINT_FORMAT:
     case FL_ERR_CHECKPOINT_CHECKSUM:
+    case FL_ERR_CHECKPOINT_NEWER:
         return FLS_ERR_CHECKPOINT;
     case FL_ERR_MODEL_SHAPE:
         return FLS_ERR_MODEL;
@@ -179,7 +180,8 @@ typedef struct fls_ids {
  * that line only by renaming a whole, synced file). Any other fault (a first line that is not
  * FLS_IDS_MAGIC, a checksum that does not match, a record that does not parse, a key that is
  * not the id's, an id or key bound twice, a forget of a binding that is not there) is
- * FL_ERR_CHECKPOINT_FORMAT with "NAME:LINE: reason" in err. Also FL_ERR_NOMEM, FL_ERR_INVALID_ARG
+ * FL_ERR_CHECKPOINT_FORMAT with "NAME:LINE: reason" in err; a first line of a later version
+ * ("fedrop client ids 2") is FL_ERR_CHECKPOINT_NEWER. Also FL_ERR_NOMEM, FL_ERR_INVALID_ARG
  * and a digest's failure. On error *out holds no binding (torn_bytes is set). Reentrant. */
 fl_status fls_ids_parse(fls_ids *out, const uint8_t *buf, size_t len, const char *name, char *err,
                         size_t errlen);

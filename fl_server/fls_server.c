@@ -3737,6 +3737,10 @@ static fl_status ids_load(fls_server *s, int resumed, char *err, size_t errlen)
         if (st == FL_ERR_CHECKPOINT_FORMAT)
             snprintf(err, errlen, "client ids %s (restore the file from a backup, or move it "
                      "aside: the server then forgets which key registered which id)", why);
+        else if (st == FL_ERR_CHECKPOINT_NEWER)
+            snprintf(err, errlen, "client ids %s (the release that wrote it, or a later one, "
+                     "reads it; or move it aside: the server then forgets which key registered "
+                     "which id)", why);
         else
             snprintf(err, errlen, "client ids %s: %s", s->ids_path, why[0] ? why : fl_strerror(st));
         return st;
@@ -4163,7 +4167,11 @@ static fl_status server_init(fls_server *s, char *err, size_t errlen)
                                     st == FL_ERR_CHECKPOINT_CHECKSUM;
                 snprintf(err, errlen, "resume from %s: %s%s", s->opt.ckpt_path, fl_strerror(st),
                          damaged ? " (restore it from a backup, or move it aside to start a fresh "
-                                   "run)" : "");
+                                   "run)"
+                         : st == FL_ERR_CHECKPOINT_NEWER
+                             ? " (the release that wrote it, or a later one, resumes it; or move "
+                               "it aside to start a fresh run with this one)"
+                             : "");
                 return st;
             }
             fl_log(&s->log, FL_LOG_INFO, "%s %s at round %llu (model version %llu, run %016llx)",

@@ -53,7 +53,8 @@ typedef enum fls_status {
                                     * full disk, a quota, a device error): try again later */
     FLS_ERR_MODEL = 60,            /* the architecture spec is invalid */
     FLS_ERR_DATASET = 63,          /* the evaluation dataset cannot be loaded */
-    FLS_ERR_CHECKPOINT = 84,       /* a checkpoint is damaged, truncated or fails its checksum */
+    FLS_ERR_CHECKPOINT = 84,       /* a checkpoint (or CHECKPOINT.ids) is damaged, truncated,
+                                    * fails its checksum, or is a later fedrop's */
     FLS_ERR_CHECKPOINT_MISMATCH = 85, /* a checkpoint of another configuration */
     FLS_ERR_CONFIG = 87,           /* a configuration key or value is invalid */
     FLS_ERR_TRANSPORT = 101,       /* a ZeroMQ call failed (bind, socket options, ...) */

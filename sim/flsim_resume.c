@@ -265,6 +265,13 @@ fl_status flsim_resume_parse(const uint8_t *buf, size_t len, flsim_resume_file *
         return bad_file(err, errlen, "its checksum does not match (cut short or altered)");
     rbuf r = {buf, len - FL_SHA256_LEN, sizeof MAGIC, 0};
     const uint32_t version = get_u32(&r);
+    if (version > RESUME_VERSION) { /* whole (its digest matched): a later fl_sim's */
+        if (err && errlen)
+            snprintf(err, errlen, "a resume file of a later fl_sim: format version %u, this one "
+                     "reads 1 to %u (the fl_sim that wrote it, or a later one, resumes it)",
+                     version, RESUME_VERSION);
+        return FL_ERR_RESULTS_FORMAT;
+    }
     if (version != RESUME_VERSION && version != 2 && version != 1)
         return bad_file(err, errlen, "another format version");
     const uint32_t n = get_u32(&r);

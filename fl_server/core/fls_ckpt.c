@@ -395,6 +395,17 @@ fl_status fls_ckpt_parse(const uint8_t *buf, size_t len, fls_ckpt *out, char *er
     fls_rbuf h = {buf, len, 8, 0};
     const uint32_t version = fls_r_u32(&h), flags = fls_r_u32(&h);
     const uint64_t body_len = fls_r_u64(&h);
+    uint8_t digest[FL_SHA256_LEN];
+    fl_status st = fl_sha256_digest(digest, buf, len - FL_SHA256_LEN);
+    if (st != FL_OK)
+        return st;
+    const int sealed = memcmp(digest, buf + len - FL_SHA256_LEN, FL_SHA256_LEN) == 0;
+    /* A later version whose file ends with the digest of the rest, as every version so far:
+     * whole, and only this build is too old for it (a rollback to an earlier fedrop). */
+    if (version > FLS_CKPT_VERSION && sealed)
+        return fail(err, errlen, FL_ERR_CHECKPOINT_NEWER,
+                    "checkpoint format version %u, newer than this build reads (%u): a later "
+                    "fedrop wrote it and resumes it", version, FLS_CKPT_VERSION);
     if (version != FLS_CKPT_VERSION)
         return fail(err, errlen, FL_ERR_CHECKPOINT_FORMAT,
                     "checkpoint format version %u, this build reads %u", version,
@@ -405,11 +416,7 @@ fl_status fls_ckpt_parse(const uint8_t *buf, size_t len, fls_ckpt *out, char *er
         return fail(err, errlen, FL_ERR_CHECKPOINT_FORMAT,
                     "checkpoint truncated or extended: body %llu bytes, file holds %zu",
                     (unsigned long long)body_len, len - HEAD_LEN - FL_SHA256_LEN);
-    uint8_t digest[FL_SHA256_LEN];
-    fl_status st = fl_sha256_digest(digest, buf, len - FL_SHA256_LEN);
-    if (st != FL_OK)
-        return st;
-    if (memcmp(digest, buf + len - FL_SHA256_LEN, FL_SHA256_LEN) != 0)
+    if (!sealed)
         return fail(err, errlen, FL_ERR_CHECKPOINT_CHECKSUM, "checkpoint SHA-256 mismatch");
     memcpy(out->sha256, digest, FL_SHA256_LEN);
 
@@ -451,9 +458,14 @@ fl_status fls_ckpt_parse(const uint8_t *buf, size_t len, fls_ckpt *out, char *er
     while (st == FL_OK && r.pos != r.len) {
         const uint32_t tag = fls_r_u32(&r);
         const uint64_t sl = fls_r_u64(&r);
-        if (r.bad || tag <= TAG_COUNT || tag > TAG_CONFIG) {
-            st = fail(err, errlen, FL_ERR_CHECKPOINT_FORMAT,
-                      "unknown trailing section (tag %u): written by a newer fedrop?", tag);
+        if (r.bad || tag <= TAG_COUNT) {
+            st = fail(err, errlen, FL_ERR_CHECKPOINT_FORMAT, "trailing section (tag %u) cut "
+                      "short or misplaced", tag);
+            break;
+        }
+        if (tag > TAG_CONFIG) { /* the file is whole (its digest matched): a later section */
+            st = fail(err, errlen, FL_ERR_CHECKPOINT_NEWER, "a section this build does not know "
+                      "(tag %u): a later fedrop wrote it and resumes it", tag);
             break;
         }
         if (tag == TAG_CONFIG && tag > last && sl <= r.len - r.pos) {

@@ -88,9 +88,11 @@ fl_status fls_ckpt_serialize(const fls_ckpt *c, uint8_t **buf, size_t *len);
 
 /* Parses and validates buf[0..len) (outside bytes: never trusted) into *out (owned by the caller,
  * fls_ckpt_clear). Allocation never exceeds len bytes. Returns FL_OK; FL_ERR_CHECKPOINT_FORMAT
- * (not a checkpoint, truncated, another format version, a malformed section);
- * FL_ERR_CHECKPOINT_CHECKSUM (the SHA-256 does not match); FL_ERR_NOMEM. On error *out is zeroed
- * and err (may be NULL) says what is wrong. */
+ * (not a checkpoint, truncated, another format version whose digest does not match, a malformed
+ * section); FL_ERR_CHECKPOINT_CHECKSUM (the SHA-256 does not match); FL_ERR_CHECKPOINT_NEWER (a
+ * whole file, its digest matching, of a later format version or with a later optional section:
+ * a later fedrop's, not damage); FL_ERR_NOMEM. On error *out is zeroed and err (may be NULL)
+ * says what is wrong. */
 fl_status fls_ckpt_parse(const uint8_t *buf, size_t len, fls_ckpt *out, char *err, size_t errlen);
 
 /* FL_OK if c was written by the configuration with this digest, else

@@ -221,6 +221,36 @@ static void test_damage(void **state)
     dmg[8] = 2;
     assert_int_equal(fls_ckpt_parse(dmg, len, &out, err, sizeof err), FL_ERR_CHECKPOINT_FORMAT);
     assert_non_null(strstr(err, "version"));
+    /* ... and a later version that is whole (its digest resealed) as a later fedrop's, not as
+     * damage: a rollback meets it, and the release that wrote it resumes it */
+    assert_int_equal(fl_sha256_digest(dmg + len - FL_SHA256_LEN, dmg, len - FL_SHA256_LEN), FL_OK);
+    assert_int_equal(fls_ckpt_parse(dmg, len, &out, err, sizeof err), FL_ERR_CHECKPOINT_NEWER);
+    if (!strstr(err, "checkpoint format version 2, newer than this build reads (1)"))
+        fail_msg("%s", err);
+    assert_null(out.params);
+    /* a version 0 (never written), whole: not a later one */
+    dmg[8] = 0;
+    assert_int_equal(fl_sha256_digest(dmg + len - FL_SHA256_LEN, dmg, len - FL_SHA256_LEN), FL_OK);
+    assert_int_equal(fls_ckpt_parse(dmg, len, &out, err, sizeof err), FL_ERR_CHECKPOINT_FORMAT);
+    /* an optional section after this build's last (tag 8), in a whole file: a later fedrop's */
+    uint8_t *ext = malloc(len + 20);
+    assert_non_null(ext);
+    memcpy(ext, buf, len - FL_SHA256_LEN);
+    const uint8_t sec[20] = {8, 0, 0, 0, 8, 0, 0, 0, 0, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8};
+    memcpy(ext + len - FL_SHA256_LEN, sec, sizeof sec);
+    uint64_t body = 0;
+    for (int i = 0; i < 8; i++)
+        body |= (uint64_t)ext[16 + i] << (8 * i);
+    body += sizeof sec;
+    for (int i = 0; i < 8; i++)
+        ext[16 + i] = (uint8_t)(body >> (8 * i));
+    assert_int_equal(fl_sha256_digest(ext + len + 20 - FL_SHA256_LEN, ext, len + 20 - FL_SHA256_LEN),
+                     FL_OK);
+    assert_int_equal(fls_ckpt_parse(ext, len + 20, &out, err, sizeof err), FL_ERR_CHECKPOINT_NEWER);
+    if (!strstr(err, "a section this build does not know (tag 8)"))
+        fail_msg("%s", err);
+    assert_null(out.params);
+    free(ext);
     free(dmg);
     free(buf);
     /* Non-finite values are never written. */

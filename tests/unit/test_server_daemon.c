@@ -1907,6 +1907,20 @@ static void test_server_check(void **state)
     snprintf(allow, sizeof allow, "%s/chk.allow", g_tmp);
     snprintf(text, sizeof text, "%s\n", pub);
     write_file(allow, text);
+    /* state files of a later fedrop (a rollback): a checkpoint of format version 2, whole (an
+     * empty body and its digest), and a client-id journal of format 2 */
+    {
+        uint8_t ck[24 + FL_SHA256_LEN] = {'F', 'L', 'S', 'C', 'K', 'P', 'T', 0, 2};
+        assert_int_equal(fl_sha256_digest(ck + 24, ck, 24), FL_OK);
+        char path[300];
+        snprintf(path, sizeof path, "%s/later.ckpt", g_tmp);
+        FILE *f = fopen(path, "wb");
+        assert_non_null(f);
+        assert_int_equal(fwrite(ck, 1, sizeof ck, f), sizeof ck);
+        fclose(f);
+        snprintf(path, sizeof path, "%s/later-ids.ckpt.ids", g_tmp);
+        write_file(path, "fedrop client ids 2\n");
+    }
     static const struct {
         const char *set[3][2]; /* key, value ("@" stands for the temp dir) */
         fls_status want;
@@ -1954,7 +1968,18 @@ static void test_server_check(void **state)
         {{{"eval.dataset", "synthetic"}, {"model.arch", "lstm"}}, FLS_OK, "evaluation set: 2000 samples"},
         {{{"run.rounds", "0"}, {"codec.down", "zzz"}}, FLS_ERR_CONFIG, "codec.down: unknown stage \"zzz\""},
         {{{"run.resume", "true"}, {"checkpoint.path", "@/chk.pub"}}, FLS_ERR_CHECKPOINT,
-         "resume from @/chk.pub"},
+         "resume from @/chk.pub: damaged or truncated checkpoint (restore it from a backup"},
+        /* a later fedrop's files: said so, with what to do, not called damaged */
+        {{{"run.resume", "true"}, {"checkpoint.path", "@/later.ckpt"}}, FLS_ERR_CHECKPOINT,
+         "checkpoint format version 2, newer than this build reads (1): a later fedrop wrote it "
+         "and resumes it"},
+        {{{"run.resume", "true"}, {"checkpoint.path", "@/later.ckpt"}}, FLS_ERR_CHECKPOINT,
+         "resume from @/later.ckpt: written by a newer fedrop (the release that wrote it, or a "
+         "later one, resumes it; or move it aside to start a fresh run with this one)"},
+        {{{"checkpoint.path", "@/later-ids.ckpt"}}, FLS_ERR_CHECKPOINT,
+         "client ids @/later-ids.ckpt.ids:1: client-id file format 2, newer than this build "
+         "reads (1): a later fedrop wrote it and reads it (the release that wrote it, or a later "
+         "one, reads it; or move it aside"},
         /* the secret key as the checkpoint: refused before it is read as one, or overwritten */
         {{{"run.resume", "true"}, {"checkpoint.path", "@/chk.secret"}}, FLS_ERR_CONFIG,
          "@/chk.secret is both the checkpoint"},

@@ -2047,6 +2047,22 @@ static void test_resume_trace_changed(void **state)
             fail_msg("resume of a version 2 file: %s: %s", fl_status_name(st), err);
         assert_int_equal(res.resumed_after, 2);
     }
+    /* the same file as a later fl_sim's (version 4, whole): refused as that, by its version,
+     * not as "another format version" (a rollback of fl_sim: the later one resumes it) */
+    {
+        char *later = malloc(saved_len);
+        assert_non_null(later);
+        memcpy(later, saved, saved_len);
+        const uint32_t ver = 4;
+        memcpy(later + 8, &ver, 4);
+        reseal(later, saved_len);
+        flsim_resume_file rf;
+        assert_int_equal(flsim_resume_parse((const uint8_t *)later, saved_len, &rf, err,
+                                            sizeof err), FL_ERR_RESULTS_FORMAT);
+        if (!strstr(err, "a resume file of a later fl_sim: format version 4, this one reads 1 to 3"))
+            fail_msg("a later version: %s", err);
+        free(later);
+    }
     /* the rows put back, with a comment and a number written otherwise: the same values */
     write_bytes(path, saved, saved_len);
     write_all(tp, "client,flops,down_bps,up_bps,availability\n# put back\n"
