@@ -339,6 +339,30 @@ static int same_path_setting(const char *k, const json_t *s, const flsim_config 
     return strcmp(f, w) == 0;
 }
 
+/* Whether a saved path setting (trace, or a dataset spec's files: idx:, femnist:, shakespeare:)
+ * names a file by a relative path, as fl_sim saved them before 0.3.4: it then names the files
+ * seen from the directory that run was started in. */
+static int relative_path_setting(const char *k, const json_t *s)
+{
+    if (!json_is_string(s) || (strcmp(k, "trace") && strcmp(k, "dataset") &&
+                               strcmp(k, "test_dataset")))
+        return 0;
+    const char *v = json_string_value(s);
+    if (!strcmp(k, "trace"))
+        return v[0] && v[0] != '/';
+    static const char *const with_paths[] = {"idx:", "femnist:", "shakespeare:"};
+    for (size_t i = 0; i < sizeof with_paths / sizeof with_paths[0]; i++) {
+        if (strncmp(v, with_paths[i], strlen(with_paths[i])) != 0)
+            continue;
+        for (const char *p = v + strlen(with_paths[i]); p; p = strchr(p, ',')) {
+            p += *p == ',';
+            if (*p && *p != '/' && *p != ',')
+                return 1;
+        }
+    }
+    return 0;
+}
+
 /* The saved settings against those of this run: FL_OK, or FL_ERR_RESULTS_MISMATCH naming the
  * first setting that differs. `threads` and `fold_threads` are left out: results do not depend
  * on them. `model` as written may differ where both name the same architecture (saved_arch, the
@@ -388,6 +412,11 @@ static fl_status same_config(json_t *saved, const char *saved_arch, const flsim_
                          arch ? saved_arch : "", arch ? ")" : "",
                          value_shown(vb, sizeof vb, sb, same), arch ? " (" : "",
                          arch ? want_arch : "", arch ? ")" : "");
+            const size_t at = err && errlen ? strlen(err) : 0;
+            if (err && errlen && s && at + 1 < errlen && relative_path_setting(k, s))
+                snprintf(err + at, errlen - at, " (a relative path, as fl_sim saved paths before "
+                         "0.3.4: it names the files seen from the directory that run was started "
+                         "in; resume it from there)");
             free(a);
             free(b);
             break;

@@ -1215,12 +1215,17 @@ static void test_config_paths_absolute(void **state)
     assert_int_equal(flsim_config_matches(saved, NULL, &b, NULL, 0, err, sizeof err),
                      FL_ERR_RESULTS_MISMATCH);
     assert_non_null(strstr(err, "setting 'trace' differs"));
+    assert_null(strstr(err, "a relative path")); /* saved absolute: nothing to say of it */
 
-    /* an older save, its paths relative: the same files from where it ran, not from b */
+    /* an older save, its paths relative: the same files from where it ran, not from b, and the
+     * refusal says where to resume it from (it only said that the setting differs) */
     flsim_config_json(&old, saved, sizeof saved);
     assert_int_equal(flsim_config_matches(saved, NULL, &a, NULL, 0, err, sizeof err),
                      FL_ERR_RESULTS_MISMATCH);
     assert_non_null(strstr(err, "setting 'test_dataset' differs")); /* the first path setting */
+    if (!strstr(err, "(a relative path, as fl_sim saved paths before 0.3.4: it names the files "
+                     "seen from the directory that run was started in; resume it from there)"))
+        fail_msg("%s", err);
     assert_int_equal(chdir(".."), 0);
     assert_int_equal(flsim_config_matches(saved, NULL, &a, NULL, 0, err, sizeof err), FL_OK);
     b = a;
