@@ -955,8 +955,13 @@ static void training_done(flc_client *c, int send)
 {
     if (c->train_status == FL_OK)
         c->stats.rounds_trained++;
-    /* finished but not to be sent, or cut short (a new Task, the session's end, a stop) */
-    if ((c->train_status == FL_OK && !send) || c->train_status == FL_ERR_CANCELLED)
+    /* finished but not to be sent, or cut short (a new Task, the session's end, a stop), or
+     * failed with no one to tell: after a stop, or for a session that is over or a task that was
+     * replaced (a trainer aborted under it may say so by an error of its own). Counted nowhere
+     * else (rounds_failed counts the failures the server is told of), and logged at info
+     * (flc_core_train: the cancel flag was set). */
+    if (c->train_status == FL_ERR_CANCELLED ||
+        (c->train_status == FL_OK ? !send : !send || atomic_load(&c->stop)))
         c->stats.tasks_dropped++;
     if (!send)
         return;

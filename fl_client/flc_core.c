@@ -830,8 +830,20 @@ fl_status flc_core_train(flc_core *c)
         /* An encoding that failed part way has changed some of the residual: undo it. */
         if (c->snap_valid && c->snap_round == c->round && c->resid && c->snap_n == c->resid_n)
             memcpy(c->resid, c->snap, c->snap_n * sizeof(float));
-        fl_log(&c->log, st == FL_ERR_CANCELLED ? FL_LOG_INFO : FL_LOG_ERROR, "round %llu: %s",
-               (unsigned long long)c->round, c->fail);
+        /* A training that fails once the host cancelled it (cfg.cancel: libflclient sets it
+         * when the client stops, the task's session is over or a newer Task replaced it) failed
+         * with nothing left to use it: a trainer whose work was aborted under it often says so
+         * by an error of its own. Not an error of the device's, then. */
+        const int cut = c->cancel && atomic_load(c->cancel);
+        if (st == FL_ERR_CANCELLED)
+            fl_log(&c->log, FL_LOG_INFO, "round %llu: %s", (unsigned long long)c->round, c->fail);
+        else
+            fl_log(&c->log, cut ? FL_LOG_INFO : FL_LOG_ERROR, "round %llu: %s%s",
+                   (unsigned long long)c->round, c->fail,
+                   cut ? ", after the training was cancelled (the client is stopping, its session "
+                         "with the server is over, or a newer Task replaced it): its result "
+                         "would not have been used"
+                       : "");
     }
     return st;
 }

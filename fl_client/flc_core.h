@@ -161,8 +161,8 @@ uint64_t flc_core_task_run_id(const flc_core *c);
  * FL_ERR_NUMERIC (the trainer reported 0 samples, more than the task's max_samples or a
  * non-finite loss, or a weight is non-finite after training), codec errors, FL_ERR_NOMEM, FL_ERR_CANCELLED (the built-in trainer saw
  * cfg.cancel, or a plug-in trainer returned it). A failure (other than FL_ERR_STATE) is logged
- * once, at error level (a cancellation at info level), with what went wrong
- * (flc_core_train_error); either way the task is not trained again. */
+ * once, at error level (a cancellation, or any failure once cfg.cancel was set, at info level),
+ * with what went wrong (flc_core_train_error); either way the task is not trained again. */
 fl_status flc_core_train(flc_core *c);
 
 /* Why the last flc_core_train failed, a few words for a log line or an Error message to the

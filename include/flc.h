@@ -172,7 +172,11 @@ typedef struct flc_update {
  * server need not wait for an update that will never come (a server started afresh meanwhile, a
  * new run, ignores it). The client then waits for its next task.
  * FLC_ERR_CANCELLED is no failure to report: it says the device is stopping the client (see
- * flc_client_stop), whether the plug-in returns it just before or just after that call. A
+ * flc_client_stop), whether the plug-in returns it just before or just after that call. Nor is
+ * any status returned once flc_task_cancelled is 1 (a stop, the session's end, a replacing Task:
+ * a trainer whose work was aborted under it may fail with an error of its own): its result
+ * would not have been used, so it is logged at info level, not error, the server is not told,
+ * and flc_stats counts it in tasks_dropped, not rounds_failed. A
  * device that skips a round for reasons of its own (battery, heat) should return another status
  * (e.g. FLC_ERR_INTERNAL), so that the server hears of it and stops waiting for the update. */
 typedef flc_status (*flc_train_fn)(const flc_task *task, flc_update *out, void *user);
@@ -286,7 +290,8 @@ typedef struct flc_stats {
                                     * lateness (a value or count out of its bounds: the log says
                                     * which); sent = accepted + late + refused once all are Acked */
     uint64_t tasks_dropped;        /* tasks whose update did not reach the server in full: a
-                                    * training finished but not sent, or cut short, or an upload
+                                    * training finished but not sent, or cut short (or failed
+                                    * once it was cancelled: flc_train_fn), or an upload
                                     * cut short, because a newer Task came in (the server closed
                                     * that round without this client, or restarted), the session
                                     * ended, a send failed, or the client was stopped. A device

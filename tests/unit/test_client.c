@@ -40,6 +40,7 @@ typedef struct logbuf {
     pthread_mutex_t mu;
     char text[1 << 16];
     size_t len;
+    atomic_int errors;         /* lines at FLC_LOG_ERROR */
 } logbuf;
 
 static logbuf *logbuf_new(void)
@@ -58,8 +59,9 @@ static void logbuf_free(logbuf *lb)
 
 static void log_cb(void *user, flc_log_level level, const char *msg)
 {
-    (void)level;
     logbuf *b = user;
+    if (level == FLC_LOG_ERROR)
+        atomic_fetch_add(&b->errors, 1);
     pthread_mutex_lock(&b->mu);
     const int n = snprintf(b->text + b->len, sizeof b->text - b->len, "%s\n", msg);
     if (n > 0 && b->len + (size_t)n < sizeof b->text)
@@ -2881,6 +2883,65 @@ static void test_plugin_task_cancelled_when_dropped(void **state)
     }
 }
 
+/* Its first training polls flc_task_cancelled until it turns 1 (quit says it saw it), then fails
+ * as a device's NPU job torn down under it might: with an error of its own, not
+ * FLC_ERR_CANCELLED. */
+static flc_status train_first_aborted_when_cancelled(const flc_task *task, flc_update *out,
+                                                     void *user)
+{
+    const flc_status st = train_first_until_cancelled(task, out, user);
+    return st == FLC_ERR_CANCELLED ? FLC_ERR_INTERNAL : st;
+}
+
+/* A training that fails after the library cancelled it (flc_client_stop, or a Bye("restart") that
+ * ends its session) failed with nothing left to use it: the trainer's error is no failure of the
+ * device's. Logged at info, not error; the server is not told (rounds_failed 0); and counted as
+ * the task dropped it is (tasks_dropped 1). Before, it was logged as an error ("the plug-in
+ * trainer failed with status 4") and counted nowhere. */
+static void test_failure_after_cancel_dropped(void **state)
+{
+    (void)state;
+    const char *hows[] = {"flc_client_stop", "Bye(restart)"};
+    for (int k = 0; k < 2; k++) {
+        session s;
+        plugin_flags pf = {0, 0};
+        session_with_plugin(&s, &pf, train_first_aborted_when_cancelled);
+        if (k == 0)
+            flc_client_stop(s.c);
+        else
+            end_session(&s.f, 0);
+        const double end = fl_time_mono_s() + 5.0;
+        while (!atomic_load(&pf.quit) && fl_time_mono_s() < end) {
+            const struct timespec ts = {0, 5 * 1000 * 1000};
+            nanosleep(&ts, NULL);
+        }
+        if (!atomic_load(&pf.quit))
+            fail_msg("after %s, flc_task_cancelled stayed 0 for 5 s; log:\n%s", hows[k],
+                     s.lb->text);
+        /* the failed training met by the next session, which drops it */
+        if (k == 1 && !log_wait(s.lb, "its result is not sent", 5.0))
+            fail_msg("the orphaned training was not dropped; log:\n%s", s.lb->text);
+        flc_client_stop(s.c);
+        if (!run_wait(&s.r, 5.0))
+            fail_msg("flc_client_run did not return; log:\n%s", s.lb->text);
+        int errors, byes;
+        session_drain(&s, &errors, &byes);
+        if (errors)
+            fail_msg("after %s, the server was told a round failed; log:\n%s", hows[k],
+                     s.lb->text);
+        if (atomic_load(&s.lb->errors))
+            fail_msg("after %s, %d line(s) at error level; log:\n%s", hows[k],
+                     atomic_load(&s.lb->errors), s.lb->text);
+        const flc_stats *st = flc_client_stats(s.c);
+        assert_int_equal(st->rounds_failed, 0);
+        assert_int_equal(st->rounds_trained, 0);
+        if (st->tasks_dropped != 1)
+            fail_msg("after %s, tasks_dropped %llu, not 1; log:\n%s", hows[k],
+                     (unsigned long long)st->tasks_dropped, s.lb->text);
+        session_close(&s);
+    }
+}
+
 /* ---- the Bye of a client whose server is gone does not hold free ------------------------------- */
 
 /* The server goes away (closed, as a killed one is) while the client is registered; then the
@@ -3235,6 +3296,7 @@ int main(void)
         cmocka_unit_test(test_session_end_cancels_builtin_training),
         cmocka_unit_test(test_session_end_plugin_runs_on),
         cmocka_unit_test(test_plugin_task_cancelled_when_dropped),
+        cmocka_unit_test(test_failure_after_cancel_dropped),
         cmocka_unit_test(test_free_prompt_after_server_gone),
         cmocka_unit_test(test_out_of_descriptors_said),
         cmocka_unit_test(test_new_client_small),
