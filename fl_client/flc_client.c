@@ -118,6 +118,14 @@ struct flc_client {
     /* the update being sent: chunks go out only against the server's credits (PROTOCOL.md 3) */
     int up_active;
     uint64_t up_round;
+    /* the download in progress (a Task whose weight chunks are coming in) */
+    uint64_t dl_last_ns;       /* when its Task or its last weight chunk was taken */
+    uint64_t dl_deadline_ns;   /* its Task's deadline_ms from then: the round is over (0: none) */
+    uint64_t gone_round;       /* 1 + the round of the last download dropped here (0: none): its
+                                * weight chunks that still come in are dropped without a word */
+    uint64_t gone_run_id;      /* that Task's run id */
+    int gone_stalled;          /* dropped as given up by the server (no chunk came): one that
+                                * comes in after all says it was not, and the server is told */
     uint64_t refused_round;    /* 1 + the round of the last Task refused (0: none): its weight
                                 * chunks are expected, and dropped without a word */
     uint32_t up_next, up_n, up_credit;
@@ -997,6 +1005,22 @@ static void wait_training(flc_client *c)
     }
 }
 
+/* The download in progress (a Task whose weights have not all come in) will not complete: its
+ * session is over, or the server gave it up (session: no chunk came). A task dropped
+ * (flc_stats.tasks_dropped), whose buffers go back at once rather than at the next Task, which
+ * may be hours away; its chunks that still come in are dropped without a word (stalled: the first
+ * one tells the server, which still sent it after all). No-op without such a download. */
+static void drop_download(flc_client *c, int stalled)
+{
+    if (c->thread_live || !flc_core_busy(c->core))
+        return;
+    c->gone_round = flc_core_round(c->core) + 1;
+    c->gone_run_id = flc_core_task_run_id(c->core);
+    c->gone_stalled = stalled;
+    c->stats.tasks_dropped++;
+    flc_core_release(c->core);
+}
+
 /* The session a training in progress belongs to is over (the connection ended, or the server no
  * longer knows this client): its update has no one to go to, and the messages queued for the
  * core are stale. The built-in trainer is cancelled (it stops before its next batch, the
@@ -1011,8 +1035,12 @@ static void session_over(flc_client *c)
      * finish_training replays the queue: only Tasks and Chunks are queued, and neither ends a
      * session.) */
     drop_pending(c);
-    if (!c->thread_live)
+    if (!c->thread_live) {
+        /* a download of that session: the next session's server sends its Task afresh (a
+         * server that no longer knows the client, Error(unknown client), sends no more of it) */
+        drop_download(c, 0);
         return;
+    }
     const unsigned long long round = flc_core_round(c->core);
     /* The built-in trainer sees it before its next batch; a plug-in through flc_task_cancelled
      * (flc.h), if it polls it. */
@@ -1037,6 +1065,35 @@ static void release_if_idle(flc_client *c)
 {
     if (!c->thread_live && !c->up_active && !flc_core_busy(c->core))
         flc_core_release(c->core);
+}
+
+/* A download that stopped while the server is heard from (its Heartbeats; a server that went
+ * silent ends the session first, at liveness_ms): the server gave it up, silently
+ * (PROTOCOL.md 2: the round closed without this client, its over-commit met; a send that
+ * failed; chunks not Acked within its liveness timeout), and the rest of the task never comes.
+ * Dropped after 2 x liveness_ms without a chunk (the downlink budget that other downloads hold
+ * comes back within the server's liveness timeout), or once the Task's deadline_ms passed (its
+ * round is over then for sure), instead of holding the partial task's buffers until the next
+ * Task. */
+static void download_watch(flc_client *c)
+{
+    if (c->thread_live || !flc_core_busy(c->core) || flc_core_ready(c->core))
+        return;
+    const uint64_t now = fl_time_mono_ns();
+    const uint64_t stall = 2 * (uint64_t)c->cfg.liveness_ms * 1000000ull;
+    const int over = c->dl_deadline_ns && now > c->dl_deadline_ns;
+    if (!over && now <= c->dl_last_ns + stall)
+        return;
+    const unsigned long long round = flc_core_round(c->core);
+    if (over)
+        fl_log(&c->log, FL_LOG_WARN, "round %llu: the task's deadline passed before all its "
+               "weight chunks came in: the round is over, and the task is dropped", round);
+    else
+        fl_log(&c->log, FL_LOG_WARN, "round %llu: no weight chunk of the task came in for %llu ms "
+               "while the server was heard from: it gave the download up (the round closed "
+               "without this client, or its Acks did not reach the server), and the task is "
+               "dropped", round, (unsigned long long)((now - c->dl_last_ns) / 1000000ull));
+    drop_download(c, 1);
 }
 
 /* What the session loop should do after a message. */
@@ -1157,13 +1214,39 @@ static int handle(flc_client *c, flp_msg *m, int *owned)
                        "kept for when it returns", (unsigned long long)m->round);
             return GO_ON;
         }
-        if (m->type == FLP_TASK)
+        if (m->type == FLP_TASK) {
             drop_upload(c); /* a new task replaces the update still being sent */
+            /* and the download still coming in (the core drops it, keeping its buffers) */
+            if (flc_core_busy(c->core))
+                c->stats.tasks_dropped++;
+            c->gone_round = 0;
+        } else if (c->gone_round == m->round + 1 && flc_core_round(c->core) != m->round) {
+            /* A chunk of a download dropped here (drop_download): Acked, as every chunk, so the
+             * server's downlink budget is not held by it until its liveness timeout. */
+            send_simple_ack(c, m->round);
+            if (c->gone_stalled) {
+                /* The server still sends it: the stall was not its giving up. It hears that this
+                 * client's part of the round is over rather than wait for the round's deadline. */
+                c->gone_stalled = 0;
+                fl_log(&c->log, FL_LOG_WARN, "round %llu: a weight chunk came in after this "
+                       "client gave the task up", (unsigned long long)m->round);
+                send_round_error(c, m->round, c->gone_run_id, FL_ERR_TIMEOUT, "task dropped",
+                                 "no weight chunk came in for too long", "its task was dropped");
+            }
+            return GO_ON;
+        }
         const fl_status st = flc_core_on_message(c->core, m);
         if (m->type == FLP_CHUNK) {
             send_simple_ack(c, m->round);
             if (st == FL_OK)
                 c->stats.bytes_down += m->chunk.payload_len;
+        }
+        if (st == FL_OK) {
+            c->dl_last_ns = fl_time_mono_ns();
+            if (m->type == FLP_TASK)
+                c->dl_deadline_ns = m->task.deadline_ms
+                                        ? c->dl_last_ns + (uint64_t)m->task.deadline_ms * 1000000ull
+                                        : 0;
         }
         const int refused_before = m->type == FLP_TASK && c->refused_round == m->round + 1;
         if (m->type == FLP_TASK)
@@ -1343,6 +1426,7 @@ static int session(flc_client *c)
             }
         }
         upload_pump(c);
+        download_watch(c);
         release_if_idle(c);
         /* Unanswered for 3 heartbeats: the Hello may have gone down with a link that broke after
          * it was queued. Sent again only once a link came up since (a handshake succeeded):

@@ -17,8 +17,9 @@
  * library holds the submodel being trained and its update (flc_config.memory_bytes gives the
  * estimate), the built-in trainer's model and optimizer state, and the codec's buffers while a
  * round is in progress, and gives them all back once it is over (its update sent in full or cut
- * short by the server's answer, its training failed, its task refused or dropped, its session
- * ended) and when flc_client_run returns: an idle client holds no round's memory (its buffers
+ * short by the server's answer, its training failed, its task refused or dropped, its download
+ * given up by the server: see flc_stats.tasks_dropped, its session ended) and when
+ * flc_client_run returns: an idle client holds no round's memory (its buffers
  * of 1 MiB and more are pages of its own, unmapped then, so the memory leaves the process
  * whatever the host's malloc keeps), and the next task allocates afresh (a few milliseconds per
  * 10 MB of submodel, against its training). With
@@ -290,17 +291,23 @@ typedef struct flc_stats {
                                     * lateness (a value or count out of its bounds: the log says
                                     * which); sent = accepted + late + refused once all are Acked */
     uint64_t tasks_dropped;        /* tasks whose update did not reach the server in full: a
-                                    * training finished but not sent, or cut short (or failed
-                                    * once it was cancelled: flc_train_fn), or an upload
-                                    * cut short, because a newer Task came in (the server closed
-                                    * that round without this client, or restarted), the session
-                                    * ended, a send failed, or the client was stopped. A device
-                                    * slower than its server's rounds shows here, where the server
-                                    * counts it late (updates_late counts only the updates the
-                                    * server answered late). A task whose weights had not all
-                                    * come in (a download cut short the same ways) never reached
-                                    * training and is not counted: a device slow on its downlink
-                                    * shows only on the server. Since 0.2.1 (appended) */
+                                    * download cut short, a training finished but not sent, or
+                                    * cut short (or failed once it was cancelled: flc_train_fn),
+                                    * or an upload cut short, because a newer Task came in (the
+                                    * server closed that round without this client, or
+                                    * restarted), the session ended, a send failed, or the
+                                    * client was stopped; or a download the server gave up
+                                    * without a word (it closed the round without this client,
+                                    * its over-commit met), which the client takes to be so once
+                                    * no weight chunk came in for 2 x liveness_ms while the
+                                    * server was heard from, or the Task's deadline passed: the
+                                    * partial task's memory is then given back at once (a chunk
+                                    * of it that comes in after all tells the server, an Error
+                                    * of that round). A device slower than its server's rounds,
+                                    * on its downlink or in training, shows here, where the
+                                    * server counts it late or missing (updates_late counts only
+                                    * the updates the server answered late). Since 0.2.1
+                                    * (appended) */
     uint64_t memory_needed;        /* the server's answer to the last Hello: the memory (bytes,
                                     * about) that a submodel of its model needs, where
                                     * memory_bytes is below it: the server admits this client
