@@ -1235,6 +1235,8 @@ static int handle(flc_client *c, flp_msg *m, int *owned)
             }
             return GO_ON;
         }
+        const int was_busy = flc_core_busy(c->core);
+        const uint64_t run_id = flc_core_task_run_id(c->core);
         const fl_status st = flc_core_on_message(c->core, m);
         if (m->type == FLP_CHUNK) {
             send_simple_ack(c, m->round);
@@ -1254,6 +1256,17 @@ static int handle(flc_client *c, flp_msg *m, int *owned)
         if (st != FL_OK && m->type == FLP_TASK) {
             send_task_refused(c, m, st); /* the core logged why */
             c->stats.rounds_failed += !refused_before; /* a Task sent again: the same round */
+        } else if (st != FL_OK && was_busy && !flc_core_busy(c->core)) {
+            /* The core dropped the task: a chunk that does not decode (logged there), and the
+             * task can never complete. The server hears at once, as of a task refused, rather
+             * than waiting for the round's deadline; the rest of its chunks are dropped without
+             * a word. */
+            c->gone_round = m->round + 1;
+            c->gone_run_id = run_id;
+            c->gone_stalled = 0;
+            send_round_error(c, m->round, run_id, st, "task dropped",
+                             "a weight chunk does not decode", "its task was dropped here");
+            c->stats.rounds_failed++;
         } else if (st != FL_OK && !(m->type == FLP_CHUNK && c->refused_round == m->round + 1))
             fl_log(&c->log, FL_LOG_WARN, "round %llu: %s refused: %s", (unsigned long long)m->round,
                    flp_type_name(m->type), fl_strerror(st));

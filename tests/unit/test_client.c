@@ -2963,6 +2963,66 @@ static void test_failure_after_cancel_dropped(void **state)
     }
 }
 
+/* ---- a server that sends garbage ---------------------------------------------------------------- */
+
+/* A weight chunk that does not decode (a server that sends garbage, a payload its codec cannot
+ * read): the task can never complete. The server is told at once (an Error of that round, with
+ * the codec's status and the Task's run id), the round counts failed here (rounds_failed 1, not
+ * tasks_dropped), and the task's other chunks are Acked and dropped without a word. Before, the
+ * server was not told (it waited for the round's deadline) and each later chunk logged "round R:
+ * Chunk refused: ...". */
+static void test_undecodable_chunk_told(void **state)
+{
+    (void)state;
+    session s;
+    session_open(&s);
+    flc_config cfg = base_config(s.f.ep, train_plus_quarter, s.lb);
+    cfg.heartbeat_ms = 100;
+    assert_int_equal(flc_client_new(&cfg, &s.c), FLC_OK);
+    run_start(&s.r, s.c);
+    flp_msg_free(session_expect(&s, FLP_HELLO, 5000, ""));
+    fake_ack(&s.f, FLP_HELLO, 0, 0);
+    fake_core_new(&s.core, 0, 0.0);
+    const uint32_t key = fl_client_key("dev");
+    flp_msg tm;
+    assert_int_equal(fls_core_task(s.core, key, &tm), FL_OK);
+    fake_send(&s.f, &tm);
+    s.round = tm.round;
+    const size_t cap = fls_core_task_chunk_bound(s.core);
+    uint8_t *buf = malloc(cap);
+    assert_non_null(buf);
+    uint32_t sent = 0;
+    for (uint32_t t = 0; t < tm.task.n_tensors; t++)
+        for (uint32_t i = 0; i < tm.task.tensors[t].n_chunks; i++, sent++) {
+            flp_msg cm = flp_msg_header(FLP_CHUNK, tm.round, NULL);
+            size_t len;
+            assert_int_equal(fls_core_task_chunk(s.core, key, t, i, buf, cap, &len, &cm.chunk),
+                             FL_OK);
+            if (sent == 0)
+                cm.chunk.payload_len--; /* one byte short: not what the codec wrote */
+            fake_send(&s.f, &cm);
+        }
+    free(buf);
+    assert_true(sent >= 3);
+    flp_msg *e = session_expect(&s, FLP_ERROR, 5000, "about the chunk that does not decode");
+    assert_int_equal(e->round, s.round);
+    assert_int_equal(e->error.run_id, FAKE_RUN_ID);
+    assert_true(e->error.code != 0);
+    flp_msg_free(e);
+    int errors, byes;
+    session_drain(&s, &errors, &byes);
+    assert_int_equal(errors, 0);
+    if (log_count(s.lb, "refused"))
+        fail_msg("the task's other chunks were said refused; log:\n%s", s.lb->text);
+    flc_client_stop(s.c);
+    assert_true(run_wait(&s.r, 5.0));
+    const flc_stats *st = flc_client_stats(s.c);
+    assert_int_equal(st->rounds_failed, 1);
+    assert_int_equal(st->tasks_dropped, 0);
+    assert_int_equal(st->rounds_trained, 0);
+    session_close(&s);
+}
+
 /* ---- the Bye of a client whose server is gone does not hold free ------------------------------- */
 
 /* The server goes away (closed, as a killed one is) while the client is registered; then the
@@ -3406,6 +3466,7 @@ int main(void)
         cmocka_unit_test(test_session_end_plugin_runs_on),
         cmocka_unit_test(test_plugin_task_cancelled_when_dropped),
         cmocka_unit_test(test_failure_after_cancel_dropped),
+        cmocka_unit_test(test_undecodable_chunk_told),
         cmocka_unit_test(test_free_prompt_after_server_gone),
         cmocka_unit_test(test_out_of_descriptors_said),
         cmocka_unit_test(test_new_client_small),
