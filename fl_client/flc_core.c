@@ -311,7 +311,7 @@ static fl_status on_task(flc_core *c, const flp_msg *m)
     c->task_why[0] = '\0';
     /* the codec context: made at the first Task, and again after flc_core_release */
     if (!c->z && flz_ctx_new(&c->log, &c->z) != FL_OK)
-        return FL_ERR_NOMEM;
+        return refuse_task(c, m->round, FL_ERR_NOMEM, "out of memory for the codec's context");
     new_run(c, m->task.run_id);
     /* A server that gave this id another key (its derived one collides with another id's) says
      * so in every Task; the codec streams and the batch order hang on the key it knows. */
@@ -333,19 +333,25 @@ static fl_status on_task(flc_core *c, const flp_msg *m)
     int counts[FLM_MAX_LAYERS];
     for (uint32_t d = 0; d < t->n_layers; d++) {
         if ((int)t->layers[d].full_units != c->full.drop_units[d])
-            return FL_ERR_KEEPSET;
+            return refuse_task(c, m->round, FL_ERR_KEEPSET, "its keep-set gives droppable layer "
+                               "%u %u units in the full model, %s has %d", d,
+                               t->layers[d].full_units, c->full.spec, c->full.drop_units[d]);
         counts[d] = (int)t->layers[d].n_units;
     }
+    /* Every refusal is said, with what is wrong: the host tells the server and logs no more
+     * than that (libflclient: "told the server its task was refused here", at info). */
     if ((st = flm_keepset_alloc(&c->keep, &c->full, counts)) != FL_OK)
-        return st;
+        return refuse_task(c, m->round, st, "its keep-set's unit counts do not fit %s: %s",
+                           c->full.spec, fl_strerror(st));
     for (uint32_t d = 0; d < t->n_layers; d++)
         memcpy(c->keep.idx + c->keep.offset[d], t->layers[d].units,
                t->layers[d].n_units * sizeof(uint32_t));
-    if ((st = flm_keepset_validate(&c->keep, &c->full)) != FL_OK ||
-        (st = flm_submodel_new(&c->full, &c->keep, &c->sm)) != FL_OK) {
-        drop_task(c);
-        return st;
-    }
+    if ((st = flm_keepset_validate(&c->keep, &c->full)) != FL_OK)
+        return refuse_task(c, m->round, st, "its keep-set's units do not fit %s: %s",
+                           c->full.spec, fl_strerror(st));
+    if ((st = flm_submodel_new(&c->full, &c->keep, &c->sm)) != FL_OK)
+        return refuse_task(c, m->round, st, "its submodel of %s cannot be made: %s",
+                           c->full.spec, fl_strerror(st));
     flz_spec down;
     if ((st = flz_spec_parse(t->down_codec, &down, err, sizeof err)) != FL_OK ||
         (st = flz_spec_parse(t->up_codec, &c->up, err, sizeof err)) != FL_OK)
@@ -357,10 +363,9 @@ static fl_status on_task(flc_core *c, const flp_msg *m)
                            "about %llu bytes here, above this client's memory_bytes (%llu)",
                            sub->n_params, c->full.spec, (unsigned long long)need,
                            (unsigned long long)c->mem_limit);
-    if ((int)t->n_tensors != sub->n_tensors) {
-        drop_task(c);
-        return FL_ERR_WIRE_SHAPE;
-    }
+    if ((int)t->n_tensors != sub->n_tensors)
+        return refuse_task(c, m->round, FL_ERR_WIRE_SHAPE, "it lists %u tensors, its submodel "
+                           "of %s has %d", t->n_tensors, c->full.spec, sub->n_tensors);
     for (int i = 0; i < sub->n_tensors; i++) {
         const flp_tensor_header *h = &t->tensors[i];
         if (strcmp(h->name, sub->tensors[i].name) != 0 || h->numel != sub->tensors[i].numel) {
@@ -373,14 +378,10 @@ static fl_status on_task(flc_core *c, const flp_msg *m)
     }
     c->n_tensors = t->n_tensors;
     if ((st = flp_msg_tracker_new(&c->trk, c->hdr, c->n_tensors, FLP_DIR_DOWN)) != FL_OK ||
-        (st = fl_big_room(&c->w, &c->w_cap, sub->n_params, sizeof(float))) != FL_OK) {
-        drop_task(c);
-        return st;
-    }
-    if ((st = fl_big_room(&c->w0, &c->w0_cap, sub->n_params, sizeof(float))) != FL_OK) {
-        drop_task(c);
-        return st;
-    }
+        (st = fl_big_room(&c->w, &c->w_cap, sub->n_params, sizeof(float))) != FL_OK ||
+        (st = fl_big_room(&c->w0, &c->w0_cap, sub->n_params, sizeof(float))) != FL_OK)
+        return refuse_task(c, m->round, st, "its %zu-parameter submodel's buffers cannot be had: "
+                           "%s", sub->n_params, fl_strerror(st));
     c->train = t->train;
     c->round = m->round;
     c->model_version = t->model_version;

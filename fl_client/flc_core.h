@@ -135,8 +135,8 @@ uint64_t flc_core_memory_need(size_t sub_params, size_t full_params, int residua
  * weight buffer is allocated. 0 (the default): no limit but max_params. */
 void flc_core_set_memory_limit(flc_core *c, uint64_t bytes);
 
-/* Why the last Task was refused, for the Error the host sends about it; "" when it was accepted,
- * or refused for a reason its status says (fl_strerror). */
+/* Why the last Task was refused, for the Error the host sends about it (also logged, at error
+ * level, when the Task is refused); "" when it was accepted. */
 const char *flc_core_task_error(const flc_core *c);
 
 /* A decoded (hence validated) message from the server. Task: starts a new job, checking that the

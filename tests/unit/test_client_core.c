@@ -1148,6 +1148,58 @@ static void test_param_cap(void **state)
     fls_core_free(srv);
 }
 
+/* Every Task the core refuses is said, with what is wrong, in flc_core_task_error (the text of the
+ * host's Error to the server) and in a line at error level. A keep-set whose full widths are not
+ * the model's, one whose units do not fit it, and a tensor list shorter than the submodel's were
+ * refused with neither: libflclient then logged only "told the server its task was refused here"
+ * (info), and told the server a bare status. */
+static int g_refusal_lines;
+
+static void count_refusal_lines(void *user, fl_log_level level, const char *msg)
+{
+    (void)user;
+    if (level == FL_LOG_ERROR && strstr(msg, "task for round"))
+        g_refusal_lines++;
+}
+
+static void test_task_refusals_said(void **state)
+{
+    (void)state;
+    fls_core *srv = one_client_round("mlp:6-5-3");
+    flp_msg task;
+    assert_int_equal(fls_core_task(srv, 9, &task), FL_OK);
+    int calls = 0;
+    const flc_core_config cc = {"dev", 9, 5, NULL, plus_quarter, &calls,
+                                {count_refusal_lines, NULL, FL_LOG_DEBUG}, NULL};
+    flc_core *c = NULL;
+    assert_int_equal(flc_core_new(&cc, &c), FL_OK);
+    const char *what[] = {"full widths", "units", "tensors"};
+    const fl_status want[] = {FL_ERR_KEEPSET, FL_ERR_KEEPSET, FL_ERR_WIRE_SHAPE};
+    for (int k = 0; k < 3; k++) {
+        flp_msg *m = wire(&task);
+        flp_layer_keep *l = (flp_layer_keep *)&m->task.layers[0];
+        if (k == 0)
+            l->full_units++;
+        else if (k == 1)
+            ((uint32_t *)l->units)[1] = l->units[0]; /* a unit kept twice */
+        else
+            m->task.n_tensors--;
+        g_refusal_lines = 0;
+        const fl_status st = flc_core_on_message(c, m);
+        flp_msg_free(m);
+        if (st != want[k] || !flc_core_task_error(c)[0] || g_refusal_lines != 1)
+            fail_msg("%s: status %d (want %d), why '%s', %d line(s) at error level", what[k],
+                     (int)st, (int)want[k], flc_core_task_error(c), g_refusal_lines);
+        assert_false(flc_core_busy(c));
+    }
+    flp_msg *m = wire(&task); /* and the Task as sent is taken */
+    assert_int_equal(flc_core_on_message(c, m), FL_OK);
+    assert_string_equal(flc_core_task_error(c), "");
+    flp_msg_free(m);
+    flc_core_free(c);
+    fls_core_free(srv);
+}
+
 /* memory_bytes with a top-k uplink: the client keeps, per parameter of the full model, the
  * error-feedback residual and its rewind copy (libflclient turns the rewind point on), 8 bytes, on
  * top of 16 per submodel parameter. The limit at exactly that takes the Task, a byte less refuses
@@ -1282,6 +1334,7 @@ int main(void)
         cmocka_unit_test(test_borrowed_weights),
         cmocka_unit_test(test_fuzz_seed),
         cmocka_unit_test(test_param_cap),
+        cmocka_unit_test(test_task_refusals_said),
         cmocka_unit_test(test_memory_limit_counts_rewind_copy),
         cmocka_unit_test(test_batch_above_samples),
         cmocka_unit_test(test_rounds_afd_learn),
