@@ -1361,6 +1361,8 @@ static int session(flc_client *c)
 {
     /* none since: nothing answered at the endpoint, or nothing that completed a handshake */
     const unsigned hs_at_start = c->hs_count, conn_at_start = c->conn_count;
+    /* malformed messages this session, and since the last valid one */
+    unsigned long long bad = 0, bad_since_ok = 0;
     send_hello(c);
     c->last_recv_ns = fl_time_mono_ns();
     while (!atomic_load(&c->stop) && !c->hs_failed) {
@@ -1419,15 +1421,26 @@ static int session(flc_client *c)
             zmq_msg_t zm;
             zmq_msg_init(&zm);
             if (zmq_msg_recv(&zm, c->sock, ZMQ_DONTWAIT) >= 0) {
-                c->last_recv_ns = now;
                 flp_msg *m = NULL;
                 char err[FLP_ERRBUF];
                 const fl_status st = flp_decode(&m, zmq_msg_data(&zm), zmq_msg_size(&zm), NULL, err, sizeof err);
                 zmq_msg_close(&zm);
                 if (st != FL_OK) {
-                    fl_log(&c->log, FL_LOG_WARN, "malformed message from the server: %s", err);
+                    /* No sign of life: a peer that sends only what is not a message of this
+                     * protocol (not a fedrop server, another protocol version, bytes libzmq took
+                     * for ZeroMQ's oldest framing) ends the session at liveness_ms, said below,
+                     * and the next waits out the backoff. It kept the session alive for ever, a
+                     * warning a message (470 in 12 s from a port that sent random bytes). Said
+                     * once a session; the rest at debug level. */
+                    bad++;
+                    bad_since_ok++;
+                    fl_log(&c->log, bad == 1 ? FL_LOG_WARN : FL_LOG_DEBUG, "malformed message "
+                           "from the server: %s%s", err, bad == 1 ? " (more this session are "
+                           "logged at debug level)" : "");
                     continue;
                 }
+                c->last_recv_ns = now;
+                bad_since_ok = 0;
                 int owned = 0;
                 const int v = handle(c, m, &owned);
                 if (!owned)
@@ -1457,7 +1470,11 @@ static int session(flc_client *c)
              * first handshake: such failures are not counted as refusals then, a network error
              * looks the same) takes connections only. Say which, not the silence of a server
              * that was heard from. */
-            if (c->conn_count == conn_at_start)
+            if (bad_since_ok)
+                fl_log(&c->log, FL_LOG_WARN, "no valid message from %s for %d ms, %llu malformed "
+                       "ones: is it a fedrop server that speaks protocol version %d? reconnecting",
+                       c->endpoint, c->cfg.liveness_ms, bad_since_ok, FLP_VERSION);
+            else if (c->conn_count == conn_at_start)
                 fl_log(&c->log, FL_LOG_WARN, "no connection to %s in %d ms: is a server running "
                        "there%s? retrying", c->endpoint, c->cfg.liveness_ms,
                        tcp_host_is_name(c->endpoint) ? ", and does its host name resolve here" : "");

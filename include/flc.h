@@ -360,7 +360,10 @@ flc_status flc_client_new(const flc_config *cfg, flc_client **out);
  *
  * Lost connections are retried with exponential backoff (from reconnect_min_ms again once the
  * client registered), each wait drawn between half the backoff and all of it, so that a fleet
- * does not come back at one instant; a server restart is survived. A connection that something at
+ * does not come back at one instant; a server restart is survived. Only a valid message of the
+ * protocol counts as word from the server: a peer that sends nothing else (not a fedrop server,
+ * another protocol version) is left at liveness_ms like a silent one ("no valid message from EP
+ * ..."), its malformed messages said once a session at warn level, the rest at debug. A connection that something at
  * the endpoint takes and closes before a handshake ends the attempt and the backoff applies (at
  * the first such loss in a session that never reached the server, at the second since its link
  * was lost in one that did). So, for ever, are CURVE

@@ -3023,6 +3023,53 @@ static void test_undecodable_chunk_told(void **state)
     session_close(&s);
 }
 
+/* A peer at the endpoint that answers with nothing but what is not a message of this protocol
+ * (here frames of random-looking bytes, 50 a second; in the field another ZeroMQ service on the
+ * port, a fedrop server of another protocol version, or a TCP service whose bytes libzmq took for
+ * its oldest framing): each malformed message kept the session alive and logged a warning (470 in
+ * 12 s against a port that sent random bytes), and the client never gave up on the connection.
+ * Now one warning a session, the rest at debug level, and the session ends at liveness_ms without
+ * a valid message, said as such; the next waits out the backoff. */
+static void test_garbage_server_said(void **state)
+{
+    (void)state;
+    fake f;
+    fake_open(&f, NULL);
+    logbuf *lb = logbuf_new();
+    flc_config cfg = base_config(f.ep, train_plus_quarter, lb);
+    cfg.heartbeat_ms = 20;
+    cfg.liveness_ms = 300;
+    cfg.reconnect_min_ms = 50;
+    cfg.reconnect_max_ms = 100;
+    cfg.log_level = FLC_LOG_INFO; /* what a device's log keeps */
+    flc_client *c = NULL;
+    assert_int_equal(flc_client_new(&cfg, &c), FLC_OK);
+    runner r;
+    run_start(&r, c);
+    flp_msg_free(fake_expect(&f, FLP_HELLO, 5000)); /* its routing id */
+    const char *want = "no valid message from";
+    const double end = fl_time_mono_s() + 10.0;
+    const uint8_t junk[] = {0x0a, 0xff, 0xff, 0x13, 0x37, 0x00, 0x42};
+    int sent = 0;
+    while (log_count(lb, want) < 2 && fl_time_mono_s() < end) {
+        assert_true(zmq_send(f.router, f.rid, f.rid_len, ZMQ_SNDMORE) >= 0);
+        assert_true(zmq_send(f.router, junk, sizeof junk, 0) >= 0);
+        sent++;
+        flp_msg *m = fake_recv(&f, 20); /* a Hello of the next session: its routing id */
+        if (m)
+            flp_msg_free(m);
+    }
+    flc_client_stop(c);
+    assert_true(run_wait(&r, 5.0));
+    const int sessions = log_count(lb, want), warned = log_count(lb, "malformed message from");
+    if (sessions < 2 || warned > sessions + 1)
+        fail_msg("%d junk messages: '%s' said %d times, 'malformed message' %d times; log:\n%.3000s",
+                 sent, want, sessions, warned, lb->text);
+    flc_client_free(c);
+    logbuf_free(lb);
+    fake_close(&f);
+}
+
 /* ---- the Bye of a client whose server is gone does not hold free ------------------------------- */
 
 /* The server goes away (closed, as a killed one is) while the client is registered; then the
@@ -3467,6 +3514,7 @@ int main(void)
         cmocka_unit_test(test_plugin_task_cancelled_when_dropped),
         cmocka_unit_test(test_failure_after_cancel_dropped),
         cmocka_unit_test(test_undecodable_chunk_told),
+        cmocka_unit_test(test_garbage_server_said),
         cmocka_unit_test(test_free_prompt_after_server_gone),
         cmocka_unit_test(test_out_of_descriptors_said),
         cmocka_unit_test(test_new_client_small),
