@@ -286,7 +286,8 @@ typedef struct flc_stats {
                                     * what max_rounds counts */
     uint64_t rounds_failed;        /* tasks that failed here and were reported to the server: a
                                     * training that failed (the trainer's status, or
-                                    * FLC_ERR_NUMERIC) or a task refused (memory_bytes, caps) */
+                                    * FLC_ERR_NUMERIC), a task refused (memory_bytes, caps), or
+                                    * one whose weight chunk did not decode */
     uint64_t updates_refused;      /* sent, and refused by the server for another reason than
                                     * lateness (a value or count out of its bounds: the log says
                                     * which); sent = accepted + late + refused once all are Acked */
