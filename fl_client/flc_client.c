@@ -39,6 +39,12 @@
 #include "flp_wire.h"
 
 #define PENDING_MAX 4096
+/* The weight bytes those messages may hold: a server that keeps to its downlink flow control
+ * (PROTOCOL.md 2) sends a Task that comes in during a training one chunk before its first Ack,
+ * at most 8 after it, each at most 4 MiB of floats at the largest chunk_elems. Without a cap of
+ * its own the queue could hold PENDING_MAX messages of up to 16 MiB each (64 GiB) from a server
+ * that does not. */
+#define PENDING_BYTES_MAX ((size_t)64 << 20)
 /* Consecutive refused CURVE handshakes before flc_client_run gives up with FLC_ERR_AUTH (flc.h). */
 #define AUTH_TRIES 3
 /* Handshakes in a row that fail without detail, after one had succeeded, before the log asks
@@ -104,6 +110,8 @@ struct flc_client {
      * no room for 4096 of them that it rarely needs, 32 KB per client of a process with many) */
     flp_msg **pending;
     size_t n_pending, pending_cap;
+    size_t pending_bytes;      /* the chunks' payload bytes among them (PENDING_BYTES_MAX) */
+    int pending_said;          /* a message dropped for want of room was said this training */
 
     uint64_t last_sent_ns, last_recv_ns;
     int registered;
@@ -992,6 +1000,7 @@ static void drop_pending(flc_client *c)
     for (size_t i = 0; i < c->n_pending; i++)
         flp_msg_free(c->pending[i]);
     c->n_pending = 0;
+    c->pending_bytes = 0;
 }
 
 static void wait_training(flc_client *c)
@@ -1194,11 +1203,21 @@ static int handle(flc_client *c, flp_msg *m, int *owned)
         /* The trainer thread owns core until finish_training joins it (not just until it
          * clears training: a message handled in between would meet a thread not yet joined). */
         if (c->thread_live) {
-            if (c->n_pending < PENDING_MAX &&
+            const size_t sz = m->type == FLP_CHUNK ? m->chunk.payload_len : 0;
+            if (c->n_pending < PENDING_MAX && sz <= PENDING_BYTES_MAX - c->pending_bytes &&
                 fl_grow(&c->pending, &c->pending_cap, c->n_pending + 1, sizeof *c->pending,
                         16) == FL_OK) {
                 c->pending[c->n_pending++] = m;
+                c->pending_bytes += sz;
                 *owned = 1;
+            } else if (!c->pending_said) {
+                /* Dropped: a Task whose chunk is lost never completes, and is given up
+                 * (download_watch) like one the server stopped sending. */
+                c->pending_said = 1;
+                fl_log(&c->log, FL_LOG_WARN, "round %llu: the server sent more while this client "
+                       "trained than its flow control allows (%zu messages, %zu bytes of weights "
+                       "held for after the training): what does not fit is dropped",
+                       (unsigned long long)m->round, c->n_pending, c->pending_bytes);
             }
             /* A Task replaces the task being trained (finish_training drops its result): the
              * built-in trainer need not run on to the end for nothing, nor a plug-in that polls
@@ -1280,6 +1299,7 @@ static int handle(flc_client *c, flp_msg *m, int *owned)
             if (atomic_load(&c->stop))
                 atomic_store(&c->cancel, 1);
             c->train_epoch = c->epoch;
+            c->pending_said = 0;
             atomic_store(&c->training, 1);
             const int e = pthread_create(&c->thread, NULL, train_thread, c);
             if (e != 0) {
@@ -1353,6 +1373,10 @@ static int finish_training(flc_client *c)
     if (i < c->n_pending)
         memmove(c->pending, c->pending + i, (c->n_pending - i) * sizeof *c->pending);
     c->n_pending -= i;
+    c->pending_bytes = 0;
+    for (size_t k = 0; k < c->n_pending; k++)
+        if (c->pending[k]->type == FLP_CHUNK)
+            c->pending_bytes += c->pending[k]->chunk.payload_len;
     return verdict;
 }
 

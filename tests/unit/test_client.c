@@ -2849,6 +2849,39 @@ static void test_replaced_task_not_uploaded(void **state)
     session_close(&s);
 }
 
+/* A server that ignores its downlink flow control while the client trains (an honest one sends a
+ * Task that comes in meanwhile one chunk before its first Ack): what it sends is held for after
+ * the training, and was held whatever its size, up to 4096 messages of up to 16 MiB each (64
+ * GiB). Now at most 64 MiB of chunk payloads are held; what does not fit is dropped and said
+ * once (warn), and the client trains and serves on. Here 12 chunks of 8 MiB (96 MiB) for a round
+ * of the server's, sent while the first training is held. */
+static void test_flood_while_training_bounded(void **state)
+{
+    (void)state;
+    session s;
+    plugin_flags pf = {0, 0};
+    session_with_plugin(&s, &pf, train_first_held);
+    enum { BIG = 8 << 20 };
+    uint8_t *junk = calloc(1, BIG);
+    assert_non_null(junk);
+    for (int i = 0; i < 12; i++) {
+        flp_msg cm = flp_msg_header(FLP_CHUNK, s.round + 100, NULL);
+        cm.chunk = (flp_chunk){FLP_DIR_DOWN, 0, (uint32_t)i, (uint64_t)i * 7, 7, BIG, junk};
+        fake_send(&s.f, &cm);
+    }
+    free(junk);
+    const int said = log_wait(s.lb, "than its flow control allows", 10);
+    assert_false(atomic_load(&s.r.done));
+    atomic_store(&pf.quit, 1); /* the held training ends: its update goes out */
+    flp_msg *u = session_expect(&s, FLP_UPDATE, 5000, "after the held training");
+    flp_msg_free(u);
+    flc_client_stop(s.c);
+    assert_true(run_wait(&s.r, 5.0));
+    if (!said || log_count(s.lb, "than its flow control allows") != 1)
+        fail_msg("not said once; log:\n%s", s.lb->text);
+    session_close(&s);
+}
+
 /* Its first training polls flc_task_cancelled until it turns 1 (quit says it saw it), then
  * returns FLC_ERR_CANCELLED; later ones train at once. */
 static flc_status train_first_until_cancelled(const flc_task *task, flc_update *out, void *user)
@@ -3537,6 +3570,7 @@ int main(void)
         cmocka_unit_test(test_failure_after_cancel_dropped),
         cmocka_unit_test(test_undecodable_chunk_told),
         cmocka_unit_test(test_garbage_server_said),
+        cmocka_unit_test(test_flood_while_training_bounded),
         cmocka_unit_test(test_free_prompt_after_server_gone),
         cmocka_unit_test(test_out_of_descriptors_said),
         cmocka_unit_test(test_new_client_small),
