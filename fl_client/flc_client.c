@@ -128,7 +128,7 @@ struct flc_client {
     uint64_t up_round;
     /* the download in progress (a Task whose weight chunks are coming in) */
     uint64_t dl_last_ns;       /* when its Task or its last weight chunk was taken */
-    uint64_t dl_deadline_ns;   /* its Task's deadline_ms from then: the round is over (0: none) */
+    uint64_t task_deadline_ns; /* its Task's deadline_ms from then: the round is over (0: none) */
     uint64_t gone_round;       /* 1 + the round of the last download dropped here (0: none): its
                                 * weight chunks that still come in are dropped without a word */
     uint64_t gone_run_id;      /* that Task's run id */
@@ -1090,7 +1090,7 @@ static void download_watch(flc_client *c)
         return;
     const uint64_t now = fl_time_mono_ns();
     const uint64_t stall = 2 * (uint64_t)c->cfg.liveness_ms * 1000000ull;
-    const int over = c->dl_deadline_ns && now > c->dl_deadline_ns;
+    const int over = c->task_deadline_ns && now > c->task_deadline_ns;
     if (!over && now <= c->dl_last_ns + stall)
         return;
     const unsigned long long round = flc_core_round(c->core);
@@ -1103,6 +1103,21 @@ static void download_watch(flc_client *c)
                "without this client, or its Acks did not reach the server), and the task is "
                "dropped", round, (unsigned long long)((now - c->dl_last_ns) / 1000000ull));
     drop_download(c, 1);
+}
+
+/* An update still waiting for the server's credits once its Task's deadline passed, and
+ * liveness_ms more: its round is over, and the server's Ack(of UPDATE, FL_ERR_ROUND_CLOSED) that
+ * ends such an upload did not come (a send the server could not make). Dropped, so that the
+ * round's buffers go back (release_if_idle) instead of staying until the next Task. */
+static void upload_watch(flc_client *c)
+{
+    if (!c->up_active || !c->task_deadline_ns ||
+        fl_time_mono_ns() <= c->task_deadline_ns + (uint64_t)c->cfg.liveness_ms * 1000000ull)
+        return;
+    fl_log(&c->log, FL_LOG_WARN, "round %llu: the task's deadline passed with its update not sent "
+           "in full (%u of %u chunks; the server gave no more credit, nor its answer): the update "
+           "is dropped", (unsigned long long)c->up_round, c->up_next, c->up_n);
+    drop_upload(c);
 }
 
 /* What the session loop should do after a message. */
@@ -1265,7 +1280,7 @@ static int handle(flc_client *c, flp_msg *m, int *owned)
         if (st == FL_OK) {
             c->dl_last_ns = fl_time_mono_ns();
             if (m->type == FLP_TASK)
-                c->dl_deadline_ns = m->task.deadline_ms
+                c->task_deadline_ns = m->task.deadline_ms
                                         ? c->dl_last_ns + (uint64_t)m->task.deadline_ms * 1000000ull
                                         : 0;
         }
@@ -1477,6 +1492,7 @@ static int session(flc_client *c)
         }
         upload_pump(c);
         download_watch(c);
+        upload_watch(c);
         release_if_idle(c);
         /* Unanswered for 3 heartbeats: the Hello may have gone down with a link that broke after
          * it was queued. Sent again only once a link came up since (a handshake succeeded):

@@ -304,11 +304,13 @@ typedef struct flc_stats {
                                     * server was heard from, or the Task's deadline passed: the
                                     * partial task's memory is then given back at once (a chunk
                                     * of it that comes in after all tells the server, an Error
-                                    * of that round). A device slower than its server's rounds,
-                                    * on its downlink or in training, shows here, where the
-                                    * server counts it late or missing (updates_late counts only
-                                    * the updates the server answered late). Since 0.2.1
-                                    * (appended) */
+                                    * of that round); or an upload still waiting for the
+                                    * server's credits liveness_ms after the Task's deadline,
+                                    * whose answer (the round closed) did not come. A device
+                                    * slower than its server's rounds, on its downlink or in
+                                    * training, shows here, where the server counts it late or
+                                    * missing (updates_late counts only the updates the server
+                                    * answered late). Since 0.2.1 (appended) */
     uint64_t memory_needed;        /* the server's answer to the last Hello: the memory (bytes,
                                     * about) that a submodel of its model needs, where
                                     * memory_bytes is below it: the server admits this client

@@ -3276,6 +3276,12 @@ static void test_session_end_plugin_runs_on(void **state)
     session_close(&s);
 }
 
+#ifndef LA_ON /* the library's memory is not counted (ASan, TSan): the tests below check the rest */
+#define la_start() ((void)0)
+#define la_stop() ((void)0)
+#define la_bytes() ((size_t)0)
+#endif
+
 /* Sends a Heartbeat to the client every 50 ms, and reads what it sends, until the library's
  * live bytes are at most n (where they are counted, LA_ON; else until its log holds needle) or
  * timeout_s passed: 1 if they came down (the log held it). */
@@ -3312,11 +3318,6 @@ static int heartbeat_until(session *s, size_t n, const char *needle, double time
 static void test_dropped_download_released(void **state)
 {
     (void)state;
-#ifndef LA_ON /* its memory is not counted (ASan, TSan): the rest is checked */
-#define la_start() ((void)0)
-#define la_stop() ((void)0)
-#define la_bytes() ((size_t)0)
-#endif
     const char *hows[] = {"Heartbeats only", "the round's deadline", "Error(unknown client)",
                           "flc_client_stop"};
     for (int k = 0; k < 4; k++) {
@@ -3379,11 +3380,43 @@ static void test_dropped_download_released(void **state)
         session_close(&s);
         la_stop();
     }
-#ifndef LA_ON
-#undef la_start
-#undef la_stop
-#undef la_bytes
-#endif
+}
+
+/* The server answers an Update with no credit for its chunks and, once its round closed, with no
+ * Ack (a send it could not make): the client held the round's buffers (the task's weights, the
+ * encoded update) until its next Task. Once the Task's deadline passed, and liveness_ms more, the
+ * update is dropped (tasks_dropped, said at warn) and the buffers go back. */
+static void test_stuck_upload_dropped(void **state)
+{
+    (void)state;
+    la_start();
+    session s;
+    session_open(&s);
+    flc_config cfg = base_config(s.f.ep, train_plus_quarter, s.lb);
+    cfg.heartbeat_ms = 50;
+    cfg.liveness_ms = 300;
+    assert_int_equal(flc_client_new(&cfg, &s.c), FLC_OK);
+    const size_t idle = la_bytes();
+    run_start(&s.r, s.c);
+    flp_msg_free(session_expect(&s, FLP_HELLO, 5000, ""));
+    fake_ack(&s.f, FLP_HELLO, 0, 0);
+    fake_core_new(&s.core, 0, 1.0); /* a round deadline of 1 s */
+    s.round = fake_task(&s.f, s.core);
+    flp_msg_free(session_expect(&s, FLP_UPDATE, 5000, ""));
+    const char *said = "the update is dropped";
+    if (!heartbeat_until(&s, idle + 1024, said, 10.0))
+        fail_msg("the library holds %zu bytes 10 s on, %zu before the task; log:\n%s", la_bytes(),
+                 idle, s.lb->text);
+    flc_client_stop(s.c);
+    assert_true(run_wait(&s.r, 5.0));
+    const flc_stats *st = flc_client_stats(s.c);
+    assert_int_equal(st->tasks_dropped, 1);
+    assert_int_equal(st->updates_sent, 0);
+    assert_int_equal(st->rounds_trained, 1);
+    if (log_count(s.lb, said) != 1)
+        fail_msg("not said once; log:\n%s", s.lb->text);
+    session_close(&s);
+    la_stop();
 }
 
 /* ---- the library's memory: a client's, a round's ------------------------------------------- */
@@ -3577,6 +3610,7 @@ int main(void)
         cmocka_unit_test(test_round_memory_released),
         cmocka_unit_test(test_failed_round_memory_released),
         cmocka_unit_test(test_dropped_download_released),
+        cmocka_unit_test(test_stuck_upload_dropped),
         cmocka_unit_test(test_no_training_thread_said),
     };
     if (getenv("FLC_TEST_FILTER")) /* e.g. "test_reconnect_*": a few tests while working on them */
