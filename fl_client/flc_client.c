@@ -127,13 +127,9 @@ struct flc_client {
     int up_active;
     uint64_t up_round;
     /* the download in progress (a Task whose weight chunks are coming in) */
-    uint64_t dl_last_ns;       /* when its Task or its last weight chunk was taken */
     uint64_t task_deadline_ns; /* its Task's deadline_ms from then: the round is over (0: none) */
     uint64_t gone_round;       /* 1 + the round of the last download dropped here (0: none): its
                                 * weight chunks that still come in are dropped without a word */
-    uint64_t gone_run_id;      /* that Task's run id */
-    int gone_stalled;          /* dropped as given up by the server (no chunk came): one that
-                                * comes in after all says it was not, and the server is told */
     uint64_t refused_round;    /* 1 + the round of the last Task refused (0: none): its weight
                                 * chunks are expected, and dropped without a word */
     uint32_t up_next, up_n, up_credit;
@@ -1015,17 +1011,14 @@ static void wait_training(flc_client *c)
 }
 
 /* The download in progress (a Task whose weights have not all come in) will not complete: its
- * session is over, or the server gave it up (session: no chunk came). A task dropped
- * (flc_stats.tasks_dropped), whose buffers go back at once rather than at the next Task, which
- * may be hours away; its chunks that still come in are dropped without a word (stalled: the first
- * one tells the server, which still sent it after all). No-op without such a download. */
-static void drop_download(flc_client *c, int stalled)
+ * session is over, or its round's deadline passed. A task dropped (flc_stats.tasks_dropped),
+ * whose buffers go back at once rather than at the next Task, which may be hours away; its chunks
+ * that still come in are Acked and dropped without a word. No-op without such a download. */
+static void drop_download(flc_client *c)
 {
     if (c->thread_live || !flc_core_busy(c->core))
         return;
     c->gone_round = flc_core_round(c->core) + 1;
-    c->gone_run_id = flc_core_task_run_id(c->core);
-    c->gone_stalled = stalled;
     c->stats.tasks_dropped++;
     flc_core_release(c->core);
 }
@@ -1047,7 +1040,7 @@ static void session_over(flc_client *c)
     if (!c->thread_live) {
         /* a download of that session: the next session's server sends its Task afresh (a
          * server that no longer knows the client, Error(unknown client), sends no more of it) */
-        drop_download(c, 0);
+        drop_download(c);
         return;
     }
     const unsigned long long round = flc_core_round(c->core);
@@ -1076,33 +1069,25 @@ static void release_if_idle(flc_client *c)
         flc_core_release(c->core);
 }
 
-/* A download that stopped while the server is heard from (its Heartbeats; a server that went
- * silent ends the session first, at liveness_ms): the server gave it up, silently
- * (PROTOCOL.md 2: the round closed without this client, its over-commit met; a send that
- * failed; chunks not Acked within its liveness timeout), and the rest of the task never comes.
- * Dropped after 2 x liveness_ms without a chunk (the downlink budget that other downloads hold
- * comes back within the server's liveness timeout), or once the Task's deadline_ms passed (its
- * round is over then for sure), instead of holding the partial task's buffers until the next
- * Task. */
+/* A download whose Task's deadline_ms passed (counted from the Task's arrival, so never before
+ * the server's own deadline): its round is over, and the rest of the task will not be taken.
+ * Dropped then, instead of holding the partial task's buffers until the next Task. A download
+ * that only slowed down is kept, however long no chunk comes: the server shares its downlink
+ * budget round-robin among all the clients downloading, so with many of them (or slow links) a
+ * client can wait many liveness periods for its next chunk in a round that is well alive, and a
+ * guess from the silence would lose such rounds. Without a deadline, a download the server gave
+ * up (its round closed without this client) keeps its buffers until the next Task or the
+ * session's end. */
 static void download_watch(flc_client *c)
 {
     if (c->thread_live || !flc_core_busy(c->core) || flc_core_ready(c->core))
         return;
-    const uint64_t now = fl_time_mono_ns();
-    const uint64_t stall = 2 * (uint64_t)c->cfg.liveness_ms * 1000000ull;
-    const int over = c->task_deadline_ns && now > c->task_deadline_ns;
-    if (!over && now <= c->dl_last_ns + stall)
+    if (!c->task_deadline_ns || fl_time_mono_ns() <= c->task_deadline_ns)
         return;
-    const unsigned long long round = flc_core_round(c->core);
-    if (over)
-        fl_log(&c->log, FL_LOG_WARN, "round %llu: the task's deadline passed before all its "
-               "weight chunks came in: the round is over, and the task is dropped", round);
-    else
-        fl_log(&c->log, FL_LOG_WARN, "round %llu: no weight chunk of the task came in for %llu ms "
-               "while the server was heard from: it gave the download up (the round closed "
-               "without this client, or its Acks did not reach the server), and the task is "
-               "dropped", round, (unsigned long long)((now - c->dl_last_ns) / 1000000ull));
-    drop_download(c, 1);
+    fl_log(&c->log, FL_LOG_WARN, "round %llu: the task's deadline passed before all its weight "
+           "chunks came in: the round is over, and the task is dropped",
+           (unsigned long long)flc_core_round(c->core));
+    drop_download(c);
 }
 
 /* An update still waiting for the server's credits once its Task's deadline passed, and
@@ -1258,15 +1243,6 @@ static int handle(flc_client *c, flp_msg *m, int *owned)
             /* A chunk of a download dropped here (drop_download): Acked, as every chunk, so the
              * server's downlink budget is not held by it until its liveness timeout. */
             send_simple_ack(c, m->round);
-            if (c->gone_stalled) {
-                /* The server still sends it: the stall was not its giving up. It hears that this
-                 * client's part of the round is over rather than wait for the round's deadline. */
-                c->gone_stalled = 0;
-                fl_log(&c->log, FL_LOG_WARN, "round %llu: a weight chunk came in after this "
-                       "client gave the task up", (unsigned long long)m->round);
-                send_round_error(c, m->round, c->gone_run_id, FL_ERR_TIMEOUT, "task dropped",
-                                 "no weight chunk came in for too long", "its task was dropped");
-            }
             return GO_ON;
         }
         const int was_busy = flc_core_busy(c->core);
@@ -1277,13 +1253,10 @@ static int handle(flc_client *c, flp_msg *m, int *owned)
             if (st == FL_OK)
                 c->stats.bytes_down += m->chunk.payload_len;
         }
-        if (st == FL_OK) {
-            c->dl_last_ns = fl_time_mono_ns();
-            if (m->type == FLP_TASK)
-                c->task_deadline_ns = m->task.deadline_ms
-                                        ? c->dl_last_ns + (uint64_t)m->task.deadline_ms * 1000000ull
-                                        : 0;
-        }
+        if (st == FL_OK && m->type == FLP_TASK)
+            c->task_deadline_ns = m->task.deadline_ms ? fl_time_mono_ns() +
+                                                            (uint64_t)m->task.deadline_ms * 1000000ull
+                                                      : 0;
         const int refused_before = m->type == FLP_TASK && c->refused_round == m->round + 1;
         if (m->type == FLP_TASK)
             c->refused_round = st != FL_OK ? m->round + 1 : 0;
@@ -1296,8 +1269,6 @@ static int handle(flc_client *c, flp_msg *m, int *owned)
              * than waiting for the round's deadline; the rest of its chunks are dropped without
              * a word. */
             c->gone_round = m->round + 1;
-            c->gone_run_id = run_id;
-            c->gone_stalled = 0;
             send_round_error(c, m->round, run_id, st, "task dropped",
                              "a weight chunk does not decode", "its task was dropped here");
             c->stats.rounds_failed++;

@@ -18,7 +18,7 @@
  * estimate), the built-in trainer's model and optimizer state, and the codec's buffers while a
  * round is in progress, and gives them all back once it is over (its update sent in full or cut
  * short by the server's answer, its training failed, its task refused or dropped, its download
- * given up by the server: see flc_stats.tasks_dropped, its session ended) and when
+ * past its Task's deadline: see flc_stats.tasks_dropped, its session ended) and when
  * flc_client_run returns: an idle client holds no round's memory (its buffers
  * of 1 MiB and more are pages of its own, unmapped then, so the memory leaves the process
  * whatever the host's malloc keeps), and the next task allocates afresh (a few milliseconds per
@@ -297,14 +297,12 @@ typedef struct flc_stats {
                                     * or an upload cut short, because a newer Task came in (the
                                     * server closed that round without this client, or
                                     * restarted), the session ended, a send failed, or the
-                                    * client was stopped; or a download the server gave up
-                                    * without a word (it closed the round without this client,
-                                    * its over-commit met), which the client takes to be so once
-                                    * no weight chunk came in for 2 x liveness_ms while the
-                                    * server was heard from, or the Task's deadline passed: the
-                                    * partial task's memory is then given back at once (a chunk
-                                    * of it that comes in after all tells the server, an Error
-                                    * of that round); or an upload still waiting for the
+                                    * client was stopped; or a download still incomplete once
+                                    * the Task's deadline passed (counted from its arrival):
+                                    * the partial task's memory is then given back at once (a
+                                    * download that only slows down is kept, however long no
+                                    * chunk comes: the server shares its downlink among every
+                                    * client downloading); or an upload still waiting for the
                                     * server's credits liveness_ms after the Task's deadline,
                                     * whose answer (the round closed) did not come. A device
                                     * slower than its server's rounds, on its downlink or in
