@@ -28,6 +28,26 @@
 #define MAGIC_D 6755399441055744.0 /* 1.5 * 2^52 */
 #define MAGIC_BITS UINT64_C(0x4338000000000000)
 
+#ifdef FLS_AGG_X86
+/* Where the kernels fold a borrowed payload (ahead != 0), they ask for its values FOLD_AHEAD
+ * bytes ahead of the ones they read. Such a payload was written on another core (fl_sim lends a
+ * client worker's encoded update, fls_core_on_message_borrowed) and is read once, while a feed
+ * group keeps the accumulator's slice in the cache: the fold stalled on the payload's loads
+ * (most of its samples), the hardware prefetcher running too short a way ahead. One page
+ * ahead: bench_sim's server ingest per client fell by up to a fifth on a loaded machine, a few
+ * percent on a quieter one (sim/README, Benchmark); 1 KB ahead did about half as well, 8 and 16
+ * KB no better than 4.
+ * Not for a staging buffer decoded here, whose values are in the cache already: there the
+ * accumulator is the cold stream, and bench_aggregate's fold (staging, accumulator evicted) was
+ * 10-20% slower with it. A prefetch never faults, past the end of x included. */
+#define FOLD_AHEAD 4096
+static inline void fold_prefetch(const float *x, int ahead)
+{
+    if (ahead)
+        _mm_prefetch((const char *)((uintptr_t)x + FOLD_AHEAD), _MM_HINT_T0);
+}
+#endif
+
 typedef struct agg_tensor {
     size_t off;        /* first float in the flat layout */
     size_t numel;
@@ -454,7 +474,8 @@ float *fls_agg_update_stage(fls_agg_update *h, size_t sub_off, size_t n)
     return h->stage + sub_off;
 }
 
-static void early_fold(fls_agg_update *h, size_t sub_off, size_t n, const float *x, int neg);
+static void early_fold(fls_agg_update *h, size_t sub_off, size_t n, const float *x, int neg,
+                       int ahead);
 
 /* add and add_borrowed. borrow: fold straight from delta and keep the pointer as the undo log
  * (early mode, and only for an update whose every range is logged by pointer). */
@@ -524,7 +545,7 @@ static fl_status add_range(fls_agg_update *h, size_t sub_off, const float *delta
         const float *src = borrow ? delta : h->stage + a;
         if (h->borrowed)
             h->seg[h->n_seg++] = (struct seg){a, n, src};
-        early_fold(h, a, n, src, 0);
+        early_fold(h, a, n, src, 0, borrow);
     }
     return FL_OK;
 }
@@ -548,11 +569,12 @@ static void early_undo(fls_agg_update *h)
         return;
     if (h->borrowed) {
         for (size_t j = 0; j < h->n_seg; j++)
-            early_fold(h, h->seg[j].off, h->seg[j].n, h->seg[j].p, 1);
+            early_fold(h, h->seg[j].off, h->seg[j].n, h->seg[j].p, 1, 1);
         return;
     }
     for (size_t j = 0; j < h->n_iv; j++)
-        early_fold(h, h->iv[2 * j], h->iv[2 * j + 1] - h->iv[2 * j], h->stage + h->iv[2 * j], 1);
+        early_fold(h, h->iv[2 * j], h->iv[2 * j + 1] - h->iv[2 * j], h->stage + h->iv[2 * j], 1,
+                   0);
 }
 
 static void release(fls_agg_update *h)
@@ -618,7 +640,7 @@ static int fold_scalar(uint64_t *acc, const float *x, size_t len, uint64_t w, do
 #ifdef FLS_AGG_X86
 __attribute__((target("avx2")))
 static int fold_avx2(uint64_t *acc, const float *x, size_t len, uint64_t w, double scale,
-                     float thr, float fast, int neg)
+                     float thr, float fast, int neg, int ahead)
 {
     const __m256d vs = _mm256_set1_pd(scale);
     const __m256d magic = _mm256_set1_pd(MAGIC_D);
@@ -646,6 +668,7 @@ static int fold_avx2(uint64_t *acc, const float *x, size_t len, uint64_t w, doub
         const __m256i absm8 = _mm256_set1_epi32(0x7fffffff);
         const __m256i vexp = _mm256_set1_epi32(ilogb(scale) << 23);
         for (; i + 8 <= len; i += 8) {
+            fold_prefetch(x + i, ahead);
             const __m256i xb = _mm256_loadu_si256((const __m256i *)(x + i));
             if (_mm256_movemask_epi8(_mm256_cmpgt_epi32(vfast, _mm256_and_si256(xb, absm8))) !=
                 -1) {
@@ -667,6 +690,7 @@ static int fold_avx2(uint64_t *acc, const float *x, size_t len, uint64_t w, doub
         }
     }
     for (; i + 8 <= len; i += 8) {
+        fold_prefetch(x + i, ahead);
         FOLD4(0);
         FOLD4(4);
     }
@@ -714,7 +738,7 @@ static inline __m256 fold8_avx512(uint64_t *acc, const float *x, __m512d vs, __m
  * the float bound min(2^(31-S), the float just above thr). */
 __attribute__((target("avx2,avx512f,avx512dq")))
 static int fold_avx512(uint64_t *acc, const float *x, size_t len, uint64_t w, double scale,
-                       float thr, float fast, int neg)
+                       float thr, float fast, int neg, int ahead)
 {
     const __m512d vs = _mm512_set1_pd(scale);
     const __m512i vw = _mm512_set1_epi64((long long)w);
@@ -726,6 +750,7 @@ static int fold_avx512(uint64_t *acc, const float *x, size_t len, uint64_t w, do
         const __m512i absm = _mm512_set1_epi32(0x7fffffff);
         const __m512i vexp = _mm512_set1_epi32(ilogb(scale) << 23);
         for (; i + 16 <= len; i += 16) {
+            fold_prefetch(x + i, ahead);
             const __m512i xb = _mm512_loadu_si512((const void *)(x + i));
             if (_mm512_cmplt_epi32_mask(_mm512_and_si512(xb, absm), vfast) != 0xffff) {
                 bad = _mm256_or_ps(bad, fold8_avx512(acc + i, x + i, vs, vw, vthr, neg));
@@ -750,10 +775,12 @@ static int fold_avx512(uint64_t *acc, const float *x, size_t len, uint64_t w, do
             _mm512_storeu_si512((void *)(acc + i + 8), s1);
         }
     }
-    for (; i + 8 <= len; i += 8)
+    for (; i + 8 <= len; i += 8) {
+        fold_prefetch(x + i, ahead);
         bad = _mm256_or_ps(bad, fold8_avx512(acc + i, x + i, vs, vw, vthr, neg));
+    }
     int b = _mm256_movemask_ps(bad) != 0;
-    b |= fold_avx2(acc + i, x + i, len - i, w, scale, thr, 0.0f, neg);
+    b |= fold_avx2(acc + i, x + i, len - i, w, scale, thr, 0.0f, neg, 0);
     return b;
 }
 #endif
@@ -829,6 +856,7 @@ typedef struct fold_ctx {
     float thr;
     float fast;        /* the kernels' 32-bit fast-path bound; 0: the 64-bit path only */
     int neg;
+    int ahead;         /* x is a borrowed payload: the kernels prefetch it (FOLD_AHEAD) */
     int bad;
     size_t prev_end;   /* full index just past the previous run; 0 before the first */
     int ti;            /* cell_account's tensor cursor */
@@ -852,18 +880,21 @@ static float fast_bound(double scale, float thr, uint64_t w)
     return t < f ? t : f;
 }
 
-static void fold_now(fold_ctx *c, size_t full_index, const float *x, size_t len)
+/* ahead: x is c's borrowed payload (not the gap filler). */
+static void fold_now(fold_ctx *c, size_t full_index, const float *x, size_t len, int ahead)
 {
     uint64_t *acc = c->a->acc + full_index;
 #ifdef FLS_AGG_X86
     if (c->a->use_avx512) {
-        c->bad |= fold_avx512(acc, x, len, c->w, c->scale, c->thr, c->fast, c->neg);
+        c->bad |= fold_avx512(acc, x, len, c->w, c->scale, c->thr, c->fast, c->neg, ahead);
         return;
     }
     if (c->a->use_avx2) {
-        c->bad |= fold_avx2(acc, x, len, c->w, c->scale, c->thr, c->fast, c->neg);
+        c->bad |= fold_avx2(acc, x, len, c->w, c->scale, c->thr, c->fast, c->neg, ahead);
         return;
     }
+#else
+    (void)ahead;
 #endif
     c->bad |= fold_scalar(acc, x, len, c->w, c->scale, c->thr, c->neg);
 }
@@ -881,15 +912,16 @@ static void fold_run(void *user, size_t full_index, size_t sub_index, size_t len
 {
     fold_ctx *c = user;
     if (full_index > c->prev_end && full_index - c->prev_end <= GAP_FILL && c->prev_end > 0)
-        fold_now(c, c->prev_end, zero_deltas, full_index - c->prev_end);
-    fold_now(c, full_index, c->src + (sub_index - c->base), len);
+        fold_now(c, c->prev_end, zero_deltas, full_index - c->prev_end, 0);
+    fold_now(c, full_index, c->src + (sub_index - c->base), len, c->ahead);
     c->prev_end = full_index + len;
     cell_account(c->a, &c->ti, full_index, len, c->neg ? 0 - c->w : c->w);
 }
 
-/* fc for folding h's elements from x (x[0] is element sub_off) with sign neg. */
+/* fc for folding h's elements from x (x[0] is element sub_off) with sign neg; ahead: x is a
+ * borrowed payload (fold_now). */
 static void fold_setup(fold_ctx *fc, const fls_agg_update *h, size_t sub_off, const float *x,
-                       int neg)
+                       int neg, int ahead)
 {
     fls_agg *a = h->agg;
     memset(fc, 0, sizeof *fc);
@@ -901,6 +933,7 @@ static void fold_setup(fold_ctx *fc, const fls_agg_update *h, size_t sub_off, co
     fc->thr = a->maxabs;
     fc->fast = fast_bound(fc->scale, fc->thr, fc->w);
     fc->neg = neg;
+    fc->ahead = ahead;
 }
 
 /* Folds the update's elements [sub_off, sub_off + n) with fc (set up for x at fc->base). */
@@ -909,7 +942,7 @@ static void fold_range(fold_ctx *fc, const fls_agg_update *h, size_t sub_off, si
     if (h->sm)
         flm_submodel_runs(h->sm, sub_off, n, fold_run, fc);
     else
-        fold_now(fc, sub_off, fc->src + (sub_off - fc->base), n);
+        fold_now(fc, sub_off, fc->src + (sub_off - fc->base), n, fc->ahead);
 }
 
 /* One piece of a parallel early fold: pieces are disjoint in the update's layout, so disjoint in
@@ -920,7 +953,7 @@ typedef struct par_fold {
     const float *x;
     size_t sub_off, n;
     unsigned parts;
-    int neg;
+    int neg, ahead;
     int bad[FL_PAR_MAX];
 } par_fold;
 
@@ -941,7 +974,7 @@ static void par_fold_piece(void *arg, unsigned i)
     if (mode != FE_TONEAREST)
         fesetround(FE_TONEAREST);
     fold_ctx fc;
-    fold_setup(&fc, p->h, p->sub_off, p->x, p->neg);
+    fold_setup(&fc, p->h, p->sub_off, p->x, p->neg, p->ahead);
     fold_range(&fc, p->h, p->sub_off + lo, hi - lo);
     p->bad[i] = fc.bad;
     if (mode != FE_TONEAREST)
@@ -949,8 +982,10 @@ static void par_fold_piece(void *arg, unsigned i)
 }
 
 /* Early mode: folds the update's elements [sub_off, sub_off + n), read from x (x[0] is element
- * sub_off), with sign neg: split over the lent parallel-for when there is one (fl_par). */
-static void early_fold(fls_agg_update *h, size_t sub_off, size_t n, const float *x, int neg)
+ * sub_off; ahead: a borrowed payload), with sign neg: split over the lent parallel-for when there
+ * is one (fl_par). */
+static void early_fold(fls_agg_update *h, size_t sub_off, size_t n, const float *x, int neg,
+                       int ahead)
 {
     const fl_par *par = &h->agg->o.par;
     if (par->parts > 1 && n >= (par->min_elems ? par->min_elems : FLS_PAR_MIN_ELEMS) &&
@@ -962,6 +997,7 @@ static void early_fold(fls_agg_update *h, size_t sub_off, size_t n, const float 
         p.n = n;
         p.parts = par->parts;
         p.neg = neg;
+        p.ahead = ahead;
         memset(p.bad, 0, sizeof p.bad);
         par->run(par->pool, par_fold_piece, &p, p.parts);
         for (unsigned i = 0; i < p.parts; i++)
@@ -969,7 +1005,7 @@ static void early_fold(fls_agg_update *h, size_t sub_off, size_t n, const float 
         return;
     }
     fold_ctx fc;
-    fold_setup(&fc, h, sub_off, x, neg);
+    fold_setup(&fc, h, sub_off, x, neg, ahead);
     fold_range(&fc, h, sub_off, n);
     h->bad |= fc.bad;
 }
@@ -1095,7 +1131,7 @@ fl_status fls_agg_update_commit(fls_agg_update *h)
         if (h->sm)
             flm_submodel_runs(h->sm, 0, h->n_sub, fold_run, &fc);
         else
-            fold_now(&fc, 0, h->stage, h->n_sub);
+            fold_now(&fc, 0, h->stage, h->n_sub, 0);
         if (fc.bad) { /* undo exactly: subtract the very same terms */
             fc.neg = 1;
             fc.prev_end = 0;
@@ -1103,7 +1139,7 @@ fl_status fls_agg_update_commit(fls_agg_update *h)
             if (h->sm)
                 flm_submodel_runs(h->sm, 0, h->n_sub, fold_run, &fc);
             else
-                fold_now(&fc, 0, h->stage, h->n_sub);
+                fold_now(&fc, 0, h->stage, h->n_sub, 0);
             s = classify_bad(a, h->stage, h->n_sub, c);
             goto fail;
         }
