@@ -215,6 +215,7 @@ struct flm_submodel {
     flm_arch sub;
     flm_keepset ks;
     sm_tensor t[FLM_MAX_TENSORS];
+    int identity; /* flm_submodel_is_identity */
 };
 
 void flm_submodel_free(flm_submodel *sm)
@@ -299,6 +300,33 @@ static fl_status build_tensor(sm_tensor *m, const flm_tensor *ft, const flm_tens
     return FL_OK;
 }
 
+static void walk(const flm_submodel *sm, size_t sub_off, size_t n, flm_run_fn fn, void *user);
+
+typedef struct ident_ctx {
+    size_t runs, full, sub, len;
+} ident_ctx;
+
+static void ident_run(void *user, size_t full_index, size_t sub_index, size_t len)
+{
+    ident_ctx *c = user;
+    if (c->runs++ == 0) {
+        c->full = full_index;
+        c->sub = sub_index;
+        c->len = len;
+    }
+}
+
+/* The layout is the full one: one run (the walk merges adjacent runs) over every element. */
+static int is_identity(const flm_submodel *sm)
+{
+    const size_t n = sm->full.n_params;
+    if (sm->sub.n_params != n)
+        return 0;
+    ident_ctx c = {0, 0, 0, 0};
+    walk(sm, 0, n, ident_run, &c);
+    return c.runs == 1 && c.full == 0 && c.sub == 0 && c.len == n;
+}
+
 fl_status flm_submodel_new(const flm_arch *full, const flm_keepset *ks, flm_submodel **out)
 {
     if (!full || !ks || !out)
@@ -320,8 +348,14 @@ fl_status flm_submodel_new(const flm_arch *full, const flm_keepset *ks, flm_subm
         flm_submodel_free(sm);
         return st;
     }
+    sm->identity = is_identity(sm);
     *out = sm;
     return FL_OK;
+}
+
+int flm_submodel_is_identity(const flm_submodel *sm)
+{
+    return sm->identity;
 }
 
 const flm_arch *flm_submodel_arch(const flm_submodel *sm)

@@ -62,6 +62,9 @@ const flm_arch *flm_submodel_arch(const flm_submodel *sm);      /* the small arc
 const flm_arch *flm_submodel_full_arch(const flm_submodel *sm); /* the global architecture */
 /* The keep-set the submodel was built from (owned by sm, valid until flm_submodel_free). */
 const flm_keepset *flm_submodel_keepset(const flm_submodel *sm);
+/* 1 when sm keeps every unit, so that its flat layout is the full one element for element (a
+ * full-model update), else 0. Found once by flm_submodel_new: O(1). */
+int flm_submodel_is_identity(const flm_submodel *sm);
 
 /* gather, scatter_add and mask write caller-owned buffers; they are thread-safe on distinct
  * output buffers (sm is only read) and never allocate.

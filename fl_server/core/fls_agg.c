@@ -374,30 +374,6 @@ fl_status fls_agg_begin_round(fls_agg *agg)
 
 /* ---- update handles ---------------------------------------------------------------------- */
 
-typedef struct ident_ctx {
-    size_t runs, full, sub, len;
-} ident_ctx;
-
-static void ident_run(void *user, size_t full_index, size_t sub_index, size_t len)
-{
-    ident_ctx *c = user;
-    if (c->runs++ == 0) {
-        c->full = full_index;
-        c->sub = sub_index;
-        c->len = len;
-    }
-}
-
-/* sm keeps every unit: its layout is the full one, one run (the walk merges adjacent runs). */
-static int is_identity(const flm_submodel *sm, size_t n)
-{
-    if (flm_submodel_arch(sm)->n_params != n)
-        return 0;
-    ident_ctx c = {0, 0, 0, 0};
-    flm_submodel_runs(sm, 0, n, ident_run, &c);
-    return c.runs == 1 && c.full == 0 && c.sub == 0 && c.len == n;
-}
-
 fl_status fls_agg_update_begin(fls_agg *agg, uint64_t n_samples, const flm_submodel *sm,
                                fls_agg_update **out)
 {
@@ -414,7 +390,7 @@ fl_status fls_agg_update_begin(fls_agg *agg, uint64_t n_samples, const flm_submo
         n_sub = flm_submodel_arch(sm)->n_params;
         if (n_sub == 0 || n_sub > agg->n)
             return FL_ERR_INVALID_ARG;
-        if (is_identity(sm, agg->n))
+        if (flm_submodel_is_identity(sm))
             sm = NULL; /* keeps every unit: a full-model update (one weight for all cells) */
     }
     int slot = -1;

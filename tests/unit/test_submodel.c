@@ -1023,6 +1023,26 @@ static void test_full_is_identity(void **state)
         assert_int_equal(lg.len[0], a.n_params);
         run_log_free(&lg);
         check_submodel(&a, &ks, NULL, &r);
+        assert_int_equal(flm_submodel_is_identity(sm), 1);
+        /* One unit fewer in any droppable layer is not the identity any more. */
+        for (int d = 0; d < a.n_drop; d++) {
+            if (a.drop_units[d] < 2 || a.drop_groups[d] > 1)
+                continue;
+            int counts[FLM_MAX_LAYERS];
+            for (int e = 0; e < a.n_drop; e++)
+                counts[e] = a.drop_units[e];
+            counts[d]--;
+            flm_keepset kd;
+            assert_int_equal(flm_keepset_alloc(&kd, &a, counts), FL_OK);
+            for (int e = 0; e < a.n_drop; e++)
+                for (int u = 0; u < counts[e]; u++)
+                    kd.idx[kd.offset[e] + u] = (uint32_t)(u + (e == d)); /* d drops unit 0 */
+            flm_submodel *sd;
+            assert_int_equal(flm_submodel_new(&a, &kd, &sd), FL_OK);
+            assert_int_equal(flm_submodel_is_identity(sd), 0);
+            flm_submodel_free(sd);
+            flm_keepset_free(&kd);
+        }
         free(x);
         free(g);
         flm_submodel_free(sm);
