@@ -28,9 +28,10 @@
  *
  * Thread-safety: one flc_core is driven by one thread (cfg.cancel alone may be set by another, or
  * by a signal handler). Memory: the submodel's weights, its initial copy, the training runtime, the
- * encoded update (compressed), one chunk of scratch, and the full-size residual only for top-k
- * pipelines (with the rewind point on, flc_core_keep_rewind_point, a full-size copy of it too).
- * All but the residual are kept from task to task for reuse, until flc_core_release or
+ * encoded update (compressed), one chunk of scratch, the last task's submodel maps (a few KB,
+ * reused by a Task of the same architecture and keep-set), and the full-size residual only for
+ * top-k pipelines (with the rewind point on, flc_core_keep_rewind_point, a full-size copy of it
+ * too). All but the residual are kept from task to task for reuse, until flc_core_release or
  * flc_core_free. The weights (and, with flc_core_set_own_pages, the encoded update) are
  * fl_big_alloc buffers (fl_mem.h): from 1 MiB on, pages of their own that go back to the system
  * when freed.
@@ -107,11 +108,11 @@ int flc_core_busy(const flc_core *c);
 
 /* Drops any task the core holds and frees everything it allocated for tasks: the weights, the
  * training runtime (the built-in trainer's model and optimizer state), the encoded update, the
- * scratch and the codec context. Kept: the identity, the settings, the last stats, and the
- * error-feedback residual with its rewind point (they carry from round to round). The next Task
- * allocates afresh. For a host whose core waits long between tasks (libflclient, once a round's
- * update is sent or its task dropped); a host that reuses a core at once (the simulator) does not
- * call it. */
+ * scratch, the last submodel's maps and the codec context. Kept: the identity, the settings, the
+ * last stats, and the error-feedback residual with its rewind point (they carry from round to
+ * round). The next Task allocates afresh. For a host whose core waits long between tasks
+ * (libflclient, once a round's update is sent or its task dropped); a host that reuses a core at
+ * once (the simulator) does not call it. */
 void flc_core_release(flc_core *c);
 
 /* Tasks whose full model has more than n parameters are refused (FL_ERR_MODEL_SPEC) before

@@ -644,8 +644,10 @@ static fl_status no_train(void *user, const flc_core_job *job, float *params,
 }
 
 /* One core rebound from client to client (as the simulator drives it) gives the same update
- * bytes as a fresh core per client, with the built-in trainer and an error-feedback codec; a
- * taken payload is the update's bytes and leaves the core without chunks. */
+ * bytes as a fresh core per client, with the built-in trainer and an error-feedback codec, where
+ * the keep-set changes from client to client, stays the same (the core keeps the last submodel
+ * for it) or comes back; a taken payload is the update's bytes and leaves the core without
+ * chunks. */
 static void test_rebind_and_take_payload(void **state)
 {
     (void)state;
@@ -653,10 +655,12 @@ static void test_rebind_and_take_payload(void **state)
     memset(&f, 0, sizeof f);
     make_data(&f);
     const char *codecs[] = {"none", "topk0.3+q8+zstd"};
-    for (int ci = 0; ci < 2; ci++) {
-        fls_core *srv = fd_round(1, codecs[ci], 0.0f);
+    const uint32_t keys[] = {0, 1, 2, 3, 1, 1, 2};
+    for (int ci = 0; ci < 4; ci++) {
+        fls_core *srv = fd_round(ci < 2, codecs[ci % 2], 0.0f);
         flc_core *reused = NULL;
-        for (uint32_t k = 0; k < K; k++) {
+        for (size_t ki = 0; ki < sizeof keys / sizeof keys[0]; ki++) {
+            const uint32_t k = keys[ki];
             char id[16];
             snprintf(id, sizeof id, "c%u", k);
             const flc_core_config cc = {id, k, 11, &f.views[k], NULL, NULL, {0}, NULL};
@@ -695,7 +699,15 @@ static void test_rebind_and_take_payload(void **state)
             float *r = NULL;
             size_t rn = 0;
             flc_core_swap_residual(reused, &r, &rn);
-            assert_true(ci == 1 ? r != NULL && rn > 0 : r == NULL);
+            assert_true(ci % 2 == 1 ? r != NULL && rn > 0 : r == NULL);
+            /* the same residual, in the full model's coordinates (the submodel's maps) */
+            float *fr = NULL;
+            size_t frn = 0;
+            flc_core_swap_residual(fresh, &fr, &frn);
+            assert_int_equal(frn, rn);
+            if (rn)
+                assert_memory_equal(fr, r, rn * sizeof *r);
+            free(fr);
             free(r);
             free(pay);
             free(got);
@@ -709,6 +721,13 @@ static void test_rebind_and_take_payload(void **state)
         feed_task(srv, nodata, 0);
         assert_int_equal(flc_core_train(nodata), FL_ERR_INVALID_ARG);
         flc_core_free(nodata);
+        /* A Task of another architecture after those: parsed and cut anew. */
+        fls_core *other = one_client_round("mlp:64-12-4");
+        const flc_core_config oc = {"o", 9, 11, &f.views[0], NULL, NULL, {0}, NULL};
+        assert_int_equal(flc_core_rebind(reused, &oc), FL_OK);
+        feed_task(other, reused, 9);
+        assert_int_equal(flc_core_sub_arch(reused)->n_params, (64 + 1) * 12 + (12 + 1) * 4);
+        fls_core_free(other);
         flc_core_free(reused);
         fls_core_free(srv);
     }
