@@ -604,8 +604,10 @@ static fl_status experiment_afd(const flsim_experiment *e, const fl_logger *log,
                 strncat(kls, ")", sizeof kls - strlen(kls) - 1);
             /* The rest of the setup a caption needs: which samples, the local training and the
              * devices (until 2026-12-02 the small preset's table said "fashion-mnist" of a run on
-             * its first 12,000 samples, and nothing of the training or the devices). */
-            char data_s[FLSIM_STR + 96], local_s[256], dev_s[FLSIM_STR + 256];
+             * its first 12,000 samples, and nothing of the training or the devices). data_s
+             * holds both specs whole (each up to FLSIM_STR - 1, under 100 bytes besides): sized
+             * for one, a long --test-dataset beside a long --dataset ran w past its end. */
+            char data_s[2 * FLSIM_STR + 128], local_s[256], dev_s[FLSIM_STR + 256];
             const size_t n_train = data.train->N, n_test = base.eval_samples &&
                                        base.eval_samples < data.test->N ? base.eval_samples : data.test->N;
             int w = snprintf(data_s, sizeof data_s, "%s (%s%zu training samples, %zu test samples",

@@ -2592,6 +2592,30 @@ static int count_events(void *user, const flsim_exp_event *ev)
     return n[4] > 0 && ev->kind == FLSIM_EXP_ROUND && n[1] >= n[4];
 }
 
+/* Removes what a one-seed experiment wrote under out, and out: 0 if nothing else was there. */
+static int rm_experiment(const char *out)
+{
+    static const char *const names[] = {"full", "full+c", "fd", "fd+c", "afd-single",
+                                        "afd-single+c", "afd-multi", "afd-multi+c"};
+    static const char *const files[] = {"table.csv", "table.md", "curves.csv", "plots.gp",
+                                        "acc_vs_time.png", "acc_vs_time.svg", "acc_vs_bytes.png",
+                                        "acc_vs_bytes.svg"};
+    char path[512];
+    for (int i = 0; i < 8; i++) {
+        snprintf(path, sizeof path, "%s/runs/%s-s1", out, names[i]);
+        rm_run(path);
+        snprintf(path, sizeof path, "%s/mean-%s.dat", out, names[i]);
+        unlink(path);
+    }
+    snprintf(path, sizeof path, "%s/runs", out);
+    rmdir(path);
+    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+        snprintf(path, sizeof path, "%s/%s", out, files[i]);
+        unlink(path);
+    }
+    return rmdir(out);
+}
+
 /* The experiment reads back the runs it finished before: a removed run is run again, the others
  * are not (their files stay byte for byte, wall times included), the table is the same; a saved
  * run with other settings stops it before anything runs. */
@@ -2766,25 +2790,53 @@ static void test_experiment_resumes(void **state)
     char *now = read_all(path, &len);
     assert_string_equal(now, sums[0]);
     free(now);
-    for (int i = 0; i < 8; i++) {
-        snprintf(path, sizeof path, "%s/runs/%s-s1", out, names[i]);
-        rm_run(path);
+    for (int i = 0; i < 8; i++)
         free(sums[i]);
-    }
-    snprintf(path, sizeof path, "%s/runs", out);
-    rmdir(path);
-    const char *files[] = {"table.csv", "table.md", "curves.csv", "plots.gp", "acc_vs_time.png",
-                           "acc_vs_time.svg", "acc_vs_bytes.png", "acc_vs_bytes.svg"};
-    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
-        snprintf(path, sizeof path, "%s/%s", out, files[i]);
-        unlink(path);
-    }
-    for (int i = 0; i < 8; i++) {
-        snprintf(path, sizeof path, "%s/mean-%s.dat", out, names[i]);
-        unlink(path);
-    }
-    rmdir(out);
+    rm_experiment(out);
     free(table);
+}
+
+/* table.md's caption holds a long --dataset and a long --test-dataset whole (absolute idx paths
+ * of 100-odd characters each, here synth specs padded to 208 with leading zeros): its buffer was
+ * sized for one spec, the second ran the write offset past its end, and the caption was cut in
+ * the test spec, without its ')', the closing ')' written beyond the buffer. */
+static void test_experiment_caption_long_specs(void **state)
+{
+    (void)state;
+    char out[] = "/tmp/test_sim_expcapXXXXXX";
+    assert_non_null(mkdtemp(out));
+    char zeros[201], train[FLSIM_STR], test[FLSIM_STR], o_train[FLSIM_STR + 16],
+        o_test[FLSIM_STR + 16];
+    memset(zeros, '0', 200);
+    zeros[200] = '\0';
+    snprintf(train, sizeof train, "synth-images:%s1200:1x8x8:4", zeros);
+    snprintf(test, sizeof test, "synth-images:%s300:1x8x8:4", zeros);
+    snprintf(o_train, sizeof o_train, "dataset=%s", train);
+    snprintf(o_test, sizeof o_test, "test-dataset=%s", test);
+    flsim_experiment e;
+    memset(&e, 0, sizeof e);
+    snprintf(e.preset, sizeof e.preset, "small");
+    snprintf(e.out, sizeof e.out, "%s", out);
+    e.seeds = 1;
+    const char *ov[] = {o_train, o_test, "model=mlp:64-16-4", "clients=20", "per-round=4",
+                        "rounds=2", "eval-every=1", "target-acc=0.3", "threads=1", NULL};
+    for (int i = 0; ov[i]; i++)
+        e.overrides[i] = ov[i];
+    char err[512] = "";
+    const fl_status st = flsim_experiment_afd(&e, NULL, err, sizeof err);
+    if (st != FL_OK)
+        fail_msg("experiment: %s: %s", fl_status_name(st), err);
+    char path[512], want[1024];
+    size_t len;
+    snprintf(path, sizeof path, "%s/table.md", out);
+    char *md = read_all(path, &len);
+    assert_non_null(md);
+    snprintf(want, sizeof want, "Preset `small`: %s (1200 training samples, 300 test samples of "
+             "%s), model mlp:64-16-4 (", train, test);
+    if (!strstr(md, want))
+        fail_msg("table.md lacks '%s':\n%.1200s", want, md);
+    free(md);
+    assert_int_equal(rm_experiment(out), 0);
 }
 #endif
 
@@ -2995,6 +3047,7 @@ int main(void)
         cmocka_unit_test(test_experiment_failed_start_leaves_no_dirs),
 #ifdef FLSIM_HAVE_JANSSON
         cmocka_unit_test(test_experiment_resumes),
+        cmocka_unit_test(test_experiment_caption_long_specs),
         cmocka_unit_test(test_config_mismatch_long_values),
         cmocka_unit_test(test_config_matches_number_forms),
         cmocka_unit_test(test_config_paths_absolute),
