@@ -73,6 +73,9 @@ for v in 0.1.0:7968e1080331ebd1 0.2.1:9eddd41fe63484cb 0.3.5:7ba9d6bd474fa41a; d
     (cd "$d" && "$FL_SERVER" --config fl.yaml --resume) >"$d/same.log" 2>&1 ||
         fail "$ver: --resume: exit $? ($(cat "$d/same.log"))"
     [ "$(run_of "$d/same.log")" = "$id" ] || fail "$ver: not the old run's id: $(cat "$d/same.log")"
+    # written again (else the comparison below would hold the fixture against itself)
+    grep -q "checkpoint: wrote ckpt " "$d/same.log" ||
+        fail "$ver: the start did not write the checkpoint again: $(cat "$d/same.log")"
     # magic and version (12 bytes), then META, MODEL and OPT from byte 24: 2212 bytes for
     # mlp:16-8-4 under fedadam; the body's length (bytes 16-23) grows by the sections that 0.1.0
     # did not write
