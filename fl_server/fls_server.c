@@ -253,6 +253,7 @@ struct fls_server {
     int metrics_fd;             /* run.metrics, open for appending; -1: none */
     int metrics_torn;           /* run.metrics ends in part of a line that could not be cut off:
                                  * the next line starts with a '\n' */
+    double mem_have, mem_total; /* fl_mem_available before the model-size buffers (warn_memory) */
     fls_ckpt snap;
     int have_snap;
     int snap_written;           /* the snapshot is what the file holds (written by us) */
@@ -4034,7 +4035,8 @@ static double dataset_bytes(const flm_dataset *d)
  * doubling at a write), and counted an accumulator the robust modes do not have; then it left out
  * the Task cache, the evaluation, the chunk buffer and the clients' state
  * (test_memory_need_counts_the_peak holds the figure to a run's real allocations). Called once
- * the evaluation set is loaded. A warning, not a refusal: the slots fill only as uploads overlap,
+ * the evaluation set is loaded, against the memory available before the round engine was made
+ * (s->mem_have). A warning, not a refusal: the slots fill only as uploads overlap,
  * and the memory free now is not what it will be. */
 static void warn_memory(fls_server *s)
 {
@@ -4054,8 +4056,10 @@ static void warn_memory(fls_server *s)
     char opt_part[64] = "";
     if (opt_b > 0.0)
         snprintf(opt_part, sizeof opt_part, ", the server optimizer's state (%.0f B)", opt_b);
-    double total;
-    const double have = fl_mem_available(&total);
+    /* measured before the buffers above were allocated (server_init): measured now, it would
+     * count the snapshot, the evaluation and the engine's filled buffers twice, once in need and
+     * once as memory no longer available */
+    const double have = s->mem_have, total = s->mem_total;
     if (have <= 0.0 || need <= have)
         return;
     char robust_part[160] = "", more[256] = "";
@@ -4136,6 +4140,9 @@ static fl_status server_init(fls_server *s, char *err, size_t errlen)
     s->ccfg.client_name = client_name;
     s->ccfg.client_name_user = s;
     s->ccfg.agg.max_open = (int)s->opt.upload_slots; /* one staging buffer per upload slot */
+    /* What the machine can give before this server holds any of what warn_memory counts (the
+     * engine's buffers, the snapshot, the evaluation), which it weighs once they are known. */
+    s->mem_have = fl_mem_available(&s->mem_total);
     if ((st = fls_core_new(&s->ccfg, &s->core)) != FL_OK) {
         snprintf(err, errlen, "round engine: %s", fl_strerror(st));
         return st == FL_ERR_NOMEM ? st : FL_ERR_CONFIG;
