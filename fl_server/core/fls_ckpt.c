@@ -131,8 +131,9 @@ static uint64_t ckpt_len(const fls_ckpt *c)
  * more is put after a failed write (e) or hash (st). */
 enum { OUT_BUF = 16 << 10 };
 typedef struct ck_out {
-    uint64_t len; /* bytes put so far */
+    uint64_t len; /* bytes put so far (counted on past cap: the disagreement is then seen) */
     uint8_t *mem;
+    uint64_t cap; /* mem's bytes */
     fl_atomic *a;
     fl_sha256 *h;
     uint8_t *buf; /* OUT_BUF bytes */
@@ -151,7 +152,7 @@ static void out_flush(ck_out *o)
 static void put(ck_out *o, const void *src, size_t n)
 {
     if (o->mem) {
-        if (n)
+        if (n && o->len <= o->cap && n <= o->cap - o->len)
             memcpy(o->mem + o->len, src, n);
         o->len += n;
         return;
@@ -286,7 +287,7 @@ fl_status fls_ckpt_serialize(const fls_ckpt *c, uint8_t **buf, size_t *len)
     uint8_t *p = malloc((size_t)n);
     if (!p)
         return FL_ERR_NOMEM;
-    ck_out o = {.mem = p};
+    ck_out o = {.mem = p, .cap = n - FL_SHA256_LEN};
     put_body(&o, c);
     const uint64_t body = o.len;
     if (body != n - FL_SHA256_LEN) { /* sec_len and put_body disagree: a bug, never a file */
