@@ -327,6 +327,22 @@ static int is_identity(const flm_submodel *sm)
     return c.runs == 1 && c.full == 0 && c.sub == 0 && c.len == n;
 }
 
+size_t flm_submodel_bytes_bound(const flm_arch *full)
+{
+    if (!full)
+        return 0;
+    enum { HDR = 16 }; /* glibc's chunk header and rounding, about, per allocation */
+    size_t n = sizeof(flm_submodel) + HDR;
+    for (int d = 0; d < full->n_drop; d++)
+        n += (size_t)(full->drop_units[d] > 0 ? full->drop_units[d] : 0) * sizeof(uint32_t);
+    n += HDR; /* the keep-set copy's idx */
+    for (int i = 0; i < full->n_tensors; i++) {
+        const flm_tensor *t = &full->tensors[i];
+        n += (size_t)t->rows * sizeof(uint32_t) + (size_t)t->cols * sizeof(col_run) + 2 * HDR;
+    }
+    return n;
+}
+
 fl_status flm_submodel_new(const flm_arch *full, const flm_keepset *ks, flm_submodel **out)
 {
     if (!full || !ks || !out)

@@ -58,6 +58,10 @@ typedef struct flm_submodel flm_submodel; /* opaque; immutable once built: threa
  * each tensor: a few KB for the 6.6M-parameter cnn. FL_OK, FL_ERR_KEEPSET, FL_ERR_NOMEM. */
 fl_status flm_submodel_new(const flm_arch *full, const flm_keepset *ks, flm_submodel **out);
 void flm_submodel_free(flm_submodel *sm); /* NULL is a no-op */
+/* An upper bound on the heap bytes that flm_submodel_new(full, ks, ...) holds for any keep-set
+ * ks of full, with its keep-set copy and malloc's headers (every unit kept is the largest): what
+ * a host that keeps one submodel a client multiplies by its clients. */
+size_t flm_submodel_bytes_bound(const flm_arch *full);
 const flm_arch *flm_submodel_arch(const flm_submodel *sm);      /* the small architecture */
 const flm_arch *flm_submodel_full_arch(const flm_submodel *sm); /* the global architecture */
 /* The keep-set the submodel was built from (owned by sm, valid until flm_submodel_free). */

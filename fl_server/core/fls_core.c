@@ -734,7 +734,16 @@ size_t fls_core_memory_bytes(const fls_core *c, size_t *state)
     const double m = ceil(c->cfg.overcommit * c->cfg.clients_per_round - 1e-9);
     size_t per_sel = 0;
     (void)fls_policy_client_bytes(c->pol, &per_sel);
-    per_sel += sizeof(sel) + (fls_policy_is_shared(c->pol) ? 0 : sizeof(task_spec));
+    per_sel += sizeof(sel);
+    if (!fls_policy_is_shared(c->pol)) {
+        /* a Task of its own: its keep-set (task_new's copy) and its submodel's maps, 51 KB a
+         * client for mlp:784-500-10 (they were left out: 65 MB for 1,300 selected clients) */
+        size_t units = 0;
+        for (int d = 0; d < c->arch.n_drop; d++)
+            units += (size_t)(c->arch.drop_units[d] > 0 ? c->arch.drop_units[d] : 0);
+        per_sel += sizeof(task_spec) + units * sizeof(uint32_t) + 16 +
+                   flm_submodel_bytes_bound(&c->arch);
+    }
     return st + n /* held */ + (size_t)c->cfg.chunk_elems * sizeof *c->tmp +
            fls_agg_memory_bytes(&c->arch, n, &ao, kept) + c->task_cache_bytes +
            (size_t)(m > 1.0 ? m : 1.0) * per_sel;

@@ -6,6 +6,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <malloc.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1313,6 +1314,57 @@ static void test_step_equivalence(void **state)
     check_step_equivalence("lstm:30:5:16:3:4", 0.75, 26);
 }
 
+/* flm_submodel_bytes_bound, which fl_server's start estimate multiplies by a round's selected
+ * clients when each gets a keep-set of its own (afd-multi, per-client fd): the estimate counted a
+ * Task's record alone, 4 KB, where its keep-set and maps hold about 51 KB for mlp:784-500-10.
+ * The bound must cover what 64 submodels of random and full keep-sets really hold (glibc's heap in
+ * use; skipped where that is not readable, e.g. under a sanitizer's allocator) without being
+ * wildly above a full keep-set's. */
+static size_t heap_in_use(void)
+{
+#if defined(__GLIBC__) && (__GLIBC__ > 2 || __GLIBC_MINOR__ >= 33)
+    return mallinfo2().uordblks;
+#else
+    return 0;
+#endif
+}
+
+static void test_submodel_bytes_bound(void **state)
+{
+    (void)state;
+    enum { N = 64 };
+    const char *specs[] = {"mlp:784-500-10", "cnn", "lstm", "moge"};
+    for (size_t i = 0; i < sizeof specs / sizeof *specs; i++) {
+        const flm_arch a = parse_ok(specs[i]);
+        const size_t bound = flm_submodel_bytes_bound(&a);
+        assert_true(bound > 0);
+        assert_int_equal(flm_submodel_bytes_bound(NULL), 0);
+        fl_rng r = fl_rng_stream(7, 0, (uint32_t)i, FL_RNG_TEST);
+        for (int full = 0; full < 2; full++) {
+            flm_keepset ks[N];
+            for (int k = 0; k < N; k++)
+                assert_int_equal(full ? flm_keepset_full(&ks[k], &a)
+                                      : flm_keepset_random(&ks[k], &a, 0.75, &r),
+                                 FL_OK);
+            flm_submodel *sm[N];
+            const size_t h0 = heap_in_use();
+            for (int k = 0; k < N; k++)
+                assert_int_equal(flm_submodel_new(&a, &ks[k], &sm[k]), FL_OK);
+            const size_t h1 = heap_in_use();
+            for (int k = 0; k < N; k++) {
+                flm_submodel_free(sm[k]);
+                flm_keepset_free(&ks[k]);
+            }
+            if (!h0 || h1 <= h0)
+                continue;
+            const double held = (double)(h1 - h0) / N;
+            if ((double)bound < held || (full && (double)bound > 1.5 * held))
+                fail_msg("%s, %s keep-sets: a submodel holds %.0f B, the bound says %zu",
+                         specs[i], full ? "full" : "random 0.75", held, bound);
+        }
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1331,6 +1383,7 @@ int main(void)
         cmocka_unit_test(test_keepset_groups),
         cmocka_unit_test(test_full_size),
         cmocka_unit_test(test_step_equivalence),
+        cmocka_unit_test(test_submodel_bytes_bound),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
