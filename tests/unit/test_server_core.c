@@ -6,7 +6,6 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
-#include <malloc.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,6 +24,7 @@
 #include "fls_ckpt.h"
 #include "fls_core.h"
 #include "fls_policy.h"
+#include "test_heap.h"
 
 /* ---- helpers ---------------------------------------------------------------------------------- */
 
@@ -482,17 +482,6 @@ static int keep_only_30(void *user, uint32_t client)
 {
     (void)user;
     return client == 30;
-}
-
-/* The heap's bytes in use (glibc's mallinfo2); 0 where it does not count them (a sanitizer's
- * allocator). */
-static size_t heap_in_use(void)
-{
-#if defined(__GLIBC__) && (__GLIBC__ > 2 || __GLIBC_MINOR__ >= 33)
-    return mallinfo2().uordblks;
-#else
-    return 0;
-#endif
 }
 
 /* fls_policy_client_bytes, the per-client state a host multiplies by the clients it may know

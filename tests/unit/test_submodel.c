@@ -6,7 +6,6 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
-#include <malloc.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,6 +18,7 @@
 #include "flm_model.h"
 #include "flm_optim.h"
 #include "flm_submodel.h"
+#include "test_heap.h"
 
 /* ------------------------------------------------------------------------------------------ */
 /* architectures                                                                                */
@@ -1320,15 +1320,6 @@ static void test_step_equivalence(void **state)
  * The bound must cover what 64 submodels of random and full keep-sets really hold (glibc's heap in
  * use; skipped where that is not readable, e.g. under a sanitizer's allocator) without being
  * wildly above a full keep-set's. */
-static size_t heap_in_use(void)
-{
-#if defined(__GLIBC__) && (__GLIBC__ > 2 || __GLIBC_MINOR__ >= 33)
-    return mallinfo2().uordblks;
-#else
-    return 0;
-#endif
-}
-
 static void test_submodel_bytes_bound(void **state)
 {
     (void)state;
