@@ -213,13 +213,23 @@ fl_status flsim_resume_write(const char *dir, const flsim_config *cfg, const fls
         for (size_t i = 0; i < n; i++)
             put_record(&w, &recs[i]);
         put_u64(&w, ck_len);
-        put(&w, ck, ck_len);
-        uint8_t d[FL_SHA256_LEN];
-        if (!w.bad && fl_sha256_digest(d, w.p, w.len) != FL_OK)
-            w.bad = 1;
-        put(&w, d, sizeof d);
-        if (w.bad)
+        /* The checkpoint, the file's bulk (the model and the optimizer's state), is not copied
+         * into w, whose doubling held up to twice it beside ck: ck grows in place (realloc of a
+         * mapped block moves no bytes) and the small head goes in front of it. */
+        const size_t head = w.len, total = head + ck_len + FL_SHA256_LEN;
+        uint8_t *q = w.bad ? NULL : realloc(ck, total);
+        if (!q) {
             st = FL_ERR_NOMEM;
+        } else {
+            ck = NULL;
+            memmove(q + head, q, ck_len);
+            memcpy(q, w.p, head);
+            free(w.p);
+            w.p = q;
+            w.len = w.cap = total;
+            if (fl_sha256_digest(q + head + ck_len, q, head + ck_len) != FL_OK)
+                st = FL_ERR_INTERNAL;
+        }
     }
     free(json);
     free(ck);
