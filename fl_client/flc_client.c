@@ -1441,22 +1441,24 @@ static int session(flc_client *c)
                      * for ZeroMQ's oldest framing) ends the session at liveness_ms, said below,
                      * and the next waits out the backoff. It kept the session alive for ever, a
                      * warning a message (470 in 12 s from a port that sent random bytes). Said
-                     * once a session; the rest at debug level. */
+                     * once a session; the rest at debug level. The rest of the loop runs on
+                     * (no `continue`): a peer that sends faster than this reads would otherwise
+                     * never let it reach the liveness check below. */
                     bad++;
                     bad_since_ok++;
                     fl_log(&c->log, bad == 1 ? FL_LOG_WARN : FL_LOG_DEBUG, "malformed message "
                            "from the server: %s%s", err, bad == 1 ? " (more this session are "
                            "logged at debug level)" : "");
-                    continue;
+                } else {
+                    c->last_recv_ns = now;
+                    bad_since_ok = 0;
+                    int owned = 0;
+                    const int v = handle(c, m, &owned);
+                    if (!owned)
+                        flp_msg_free(m);
+                    if (v != GO_ON)
+                        return v;
                 }
-                c->last_recv_ns = now;
-                bad_since_ok = 0;
-                int owned = 0;
-                const int v = handle(c, m, &owned);
-                if (!owned)
-                    flp_msg_free(m);
-                if (v != GO_ON)
-                    return v;
             } else {
                 zmq_msg_close(&zm);
             }

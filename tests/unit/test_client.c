@@ -3103,6 +3103,56 @@ static void test_garbage_server_said(void **state)
     fake_close(&f);
 }
 
+/* log_cb behind a log that takes 200 us a line at debug level (a device's log written to flash),
+ * where those lines are not kept (a flood of them would fill the buffer, and the line awaited
+ * would find no room) */
+static void slow_log_cb(void *user, flc_log_level level, const char *msg)
+{
+    if (level == FLC_LOG_DEBUG) {
+        const struct timespec ts = {0, 200 * 1000};
+        nanosleep(&ts, NULL);
+        return;
+    }
+    log_cb(user, level, msg);
+}
+
+/* The same peer, faster than the client reads (its log at debug level takes 200 us a line): its
+ * malformed messages never let the client's queue run dry. Each was passed over with a
+ * `continue` that skipped the rest of the session loop, the liveness check included, so that
+ * such a peer kept the session for ever though it sent no valid message. It is left at
+ * liveness_ms too. */
+static void test_garbage_flood_left(void **state)
+{
+    (void)state;
+    fake f;
+    fake_open(&f, NULL);
+    logbuf *lb = logbuf_new();
+    flc_config cfg = base_config(f.ep, train_plus_quarter, lb);
+    cfg.heartbeat_ms = 20;
+    cfg.liveness_ms = 300;
+    cfg.log = slow_log_cb;
+    flc_client *c = NULL;
+    assert_int_equal(flc_client_new(&cfg, &c), FLC_OK);
+    runner r;
+    run_start(&r, c);
+    flp_msg_free(fake_expect(&f, FLP_HELLO, 5000)); /* its routing id */
+    const char *want = "no valid message from";
+    const double end = fl_time_mono_s() + 10.0;
+    const uint8_t junk[] = {0x0a, 0xff, 0xff, 0x13, 0x37, 0x00, 0x42};
+    while (log_count(lb, want) < 1 && fl_time_mono_s() < end)
+        for (int i = 0; i < 256; i++) { /* a full pipe drops the rest: never blocks */
+            assert_true(zmq_send(f.router, f.rid, f.rid_len, ZMQ_SNDMORE) >= 0);
+            assert_true(zmq_send(f.router, junk, sizeof junk, 0) >= 0);
+        }
+    flc_client_stop(c);
+    assert_true(run_wait(&r, 5.0));
+    if (log_count(lb, want) < 1)
+        fail_msg("a peer that floods junk kept the session 10 s; log:\n%.3000s", lb->text);
+    flc_client_free(c);
+    logbuf_free(lb);
+    fake_close(&f);
+}
+
 /* ---- the Bye of a client whose server is gone does not hold free ------------------------------- */
 
 /* The server goes away (closed, as a killed one is) while the client is registered; then the
@@ -3608,6 +3658,7 @@ int main(void)
         cmocka_unit_test(test_failure_after_cancel_dropped),
         cmocka_unit_test(test_undecodable_chunk_told),
         cmocka_unit_test(test_garbage_server_said),
+        cmocka_unit_test(test_garbage_flood_left),
         cmocka_unit_test(test_flood_while_training_bounded),
         cmocka_unit_test(test_free_prompt_after_server_gone),
         cmocka_unit_test(test_out_of_descriptors_said),
