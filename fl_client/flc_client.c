@@ -128,6 +128,7 @@ struct flc_client {
     uint64_t up_round;
     /* the download in progress (a Task whose weight chunks are coming in) */
     uint64_t task_deadline_ns; /* its Task's deadline_ms from then: the round is over (0: none) */
+    uint64_t up_start_ns;      /* when the update being sent went out (upload_watch) */
     uint64_t gone_round;       /* 1 + the round of the last download dropped here (0: none): its
                                 * weight chunks that still come in are dropped without a word */
     uint64_t refused_round;    /* 1 + the round of the last Task refused (0: none): its weight
@@ -918,6 +919,7 @@ static void upload(flc_client *c)
     /* The chunks follow only against the server's credits (Ack(of CHUNK, this round)): see
      * upload_pump. */
     c->up_active = 1;
+    c->up_start_ns = fl_time_mono_ns();
     c->up_round = s->round;
     c->up_next = 0;
     c->up_credit = 0;
@@ -1093,11 +1095,17 @@ static void download_watch(flc_client *c)
 /* An update still waiting for the server's credits once its Task's deadline passed, and
  * liveness_ms more: its round is over, and the server's Ack(of UPDATE, FL_ERR_ROUND_CLOSED) that
  * ends such an upload did not come (a send the server could not make). Dropped, so that the
- * round's buffers go back (release_if_idle) instead of staying until the next Task. */
+ * round's buffers go back (release_if_idle) instead of staying until the next Task. The
+ * liveness_ms are counted from the later of the deadline and the upload's start: an update
+ * trained past the deadline (a device slower than the server's rounds) gives the server that
+ * long to answer it late, rather than being dropped as soon as its Update went out. */
 static void upload_watch(flc_client *c)
 {
-    if (!c->up_active || !c->task_deadline_ns ||
-        fl_time_mono_ns() <= c->task_deadline_ns + (uint64_t)c->cfg.liveness_ms * 1000000ull)
+    if (!c->up_active || !c->task_deadline_ns)
+        return;
+    const uint64_t from = c->up_start_ns > c->task_deadline_ns ? c->up_start_ns
+                                                                : c->task_deadline_ns;
+    if (fl_time_mono_ns() <= from + (uint64_t)c->cfg.liveness_ms * 1000000ull)
         return;
     fl_log(&c->log, FL_LOG_WARN, "round %llu: the task's deadline passed with its update not sent "
            "in full (%u of %u chunks; the server gave no more credit, nor its answer): the update "

@@ -303,8 +303,9 @@ typedef struct flc_stats {
                                     * download that only slows down is kept, however long no
                                     * chunk comes: the server shares its downlink among every
                                     * client downloading); or an upload still waiting for the
-                                    * server's credits liveness_ms after the Task's deadline,
-                                    * whose answer (the round closed) did not come. A device
+                                    * server's credits liveness_ms after the Task's deadline
+                                    * (or after the upload began, if later), whose answer (the
+                                    * round closed) did not come. A device
                                     * slower than its server's rounds, on its downlink or in
                                     * training, shows here, where the server counts it late or
                                     * missing (updates_late counts only the updates the server

@@ -3474,6 +3474,72 @@ static void test_stuck_upload_dropped(void **state)
     la_stop();
 }
 
+/* A training that ends after its Task's deadline and liveness_ms more (a device slower than the
+ * server's rounds): its update goes out, and the server answers it late (Ack(of UPDATE,
+ * FL_ERR_ROUND_CLOSED)) at once. The upload watch dropped it in the very turn of the loop that
+ * sent its Update, before the server could answer: 'the update is dropped' said of a server that
+ * was never asked, tasks_dropped 1, and the server's answer then counted in updates_late for an
+ * update not counted sent. The server has liveness_ms from the upload's start to answer. */
+static flc_status train_600ms(const flc_task *task, flc_update *out, void *user)
+{
+    (void)user;
+    const struct timespec ts = {0, 600 * 1000 * 1000};
+    nanosleep(&ts, NULL);
+    return train_plus_quarter(task, out, NULL);
+}
+
+static void test_late_update_answered(void **state)
+{
+    (void)state;
+    session s;
+    session_open(&s);
+    flc_config cfg = base_config(s.f.ep, train_600ms, s.lb);
+    cfg.heartbeat_ms = 50;
+    cfg.liveness_ms = 400;
+    assert_int_equal(flc_client_new(&cfg, &s.c), FLC_OK);
+    run_start(&s.r, s.c);
+    flp_msg_free(session_expect(&s, FLP_HELLO, 5000, ""));
+    fake_ack(&s.f, FLP_HELLO, 0, 0);
+    fake_core_new(&s.core, 0, 0.05); /* a round deadline of 50 ms: 450 ms with liveness_ms */
+    s.round = fake_task(&s.f, s.core);
+    /* Heartbeats while it trains; its Update answered as late as soon as it comes. */
+    const double end = fl_time_mono_s() + 10.0;
+    flp_msg hb = flp_msg_header(FLP_HEARTBEAT, 0, NULL);
+    int got = 0;
+    while (!got && fl_time_mono_s() < end) {
+        fake_send(&s.f, &hb);
+        flp_msg *m = fake_recv(&s.f, 50);
+        if (m && m->type == FLP_UPDATE) {
+            fake_ack(&s.f, FLP_UPDATE, m->round, FL_ERR_ROUND_CLOSED);
+            got = 1;
+        }
+        flp_msg_free(m);
+    }
+    if (!got)
+        fail_msg("no Update within 10 s; log:\n%s", s.lb->text);
+    /* and on until the Ack is taken, and liveness_ms more: a watch that drops it later says so */
+    const char *late = "update dropped by the server";
+    double until = fl_time_mono_s() + 10.0;
+    while (fl_time_mono_s() < until) {
+        if (until > fl_time_mono_s() + 0.6 && log_count(s.lb, late))
+            until = fl_time_mono_s() + 0.6;
+        fake_send(&s.f, &hb);
+        flp_msg_free(fake_recv(&s.f, 50));
+    }
+    if (!log_count(s.lb, late))
+        fail_msg("the late Ack was not taken; log:\n%s", s.lb->text);
+    flc_client_stop(s.c);
+    assert_true(run_wait(&s.r, 5.0));
+    const flc_stats *st = flc_client_stats(s.c);
+    if (st->tasks_dropped != 0 || st->updates_sent != 1 || st->updates_late != 1)
+        fail_msg("tasks_dropped %llu, updates_sent %llu, updates_late %llu (want 0, 1, 1); "
+                 "log:\n%s", (unsigned long long)st->tasks_dropped,
+                 (unsigned long long)st->updates_sent, (unsigned long long)st->updates_late,
+                 s.lb->text);
+    assert_int_equal(log_count(s.lb, "the update is dropped"), 0);
+    session_close(&s);
+}
+
 /* ---- the library's memory: a client's, a round's ------------------------------------------- */
 
 #ifdef LA_ON
@@ -3667,6 +3733,7 @@ int main(void)
         cmocka_unit_test(test_failed_round_memory_released),
         cmocka_unit_test(test_dropped_download_released),
         cmocka_unit_test(test_stuck_upload_dropped),
+        cmocka_unit_test(test_late_update_answered),
         cmocka_unit_test(test_no_training_thread_said),
     };
     if (getenv("FLC_TEST_FILTER")) /* e.g. "test_reconnect_*": a few tests while working on them */
