@@ -81,7 +81,7 @@ const char *flc_strerror(flc_status s);
  * Since 0.3.1. */
 #define FLC_VERSION_MAJOR 0
 #define FLC_VERSION_MINOR 3
-#define FLC_VERSION_PATCH 6
+#define FLC_VERSION_PATCH 7
 #define FLC_VERSION_NUMBER (FLC_VERSION_MAJOR * 10000 + FLC_VERSION_MINOR * 100 + FLC_VERSION_PATCH)
 const char *flc_version(void);
 int flc_version_number(void); /* MAJOR * 10000 + MINOR * 100 + PATCH, as FLC_VERSION_NUMBER */
@@ -309,7 +309,11 @@ typedef struct flc_stats {
                                     * slower than its server's rounds, on its downlink or in
                                     * training, shows here, where the server counts it late or
                                     * missing (updates_late counts only the updates the server
-                                    * answered late). Since 0.2.1 (appended) */
+                                    * answered late). Since 0.2.1 (appended); since 0.3.7 it
+                                    * also counts a download cut short, a training that failed
+                                    * once cancelled, and the downloads and uploads past their
+                                    * round's deadline, which 0.3.6 and earlier counted
+                                    * nowhere (FLC_VERSION_NUMBER tells which counting) */
     uint64_t memory_needed;        /* the server's answer to the last Hello: the memory (bytes,
                                     * about) that a submodel of its model needs, where
                                     * memory_bytes is below it: the server admits this client
