@@ -129,6 +129,8 @@ struct flc_client {
     /* the download in progress (a Task whose weight chunks are coming in) */
     uint64_t task_deadline_ns; /* its Task's deadline_ms from then: the round is over (0: none) */
     uint64_t up_start_ns;      /* when the update being sent went out (upload_watch) */
+    uint64_t up_gone_round;    /* 1 + the round of the last upload given up here (drop_upload;
+                                * 0: none): the server's answer to it is counted nowhere */
     uint64_t gone_round;       /* 1 + the round of the last download dropped here (0: none): its
                                 * weight chunks that still come in are dropped without a word */
     uint64_t refused_round;    /* 1 + the round of the last Task refused (0: none): its weight
@@ -899,6 +901,7 @@ static void drop_upload(flc_client *c)
 {
     if (c->up_active) {
         c->up_active = 0;
+        c->up_gone_round = c->up_round + 1;
         c->stats.tasks_dropped++;
     }
 }
@@ -1138,12 +1141,37 @@ static int handle(flc_client *c, flp_msg *m, int *owned)
             if (c->up_active && m->ack.of_round == c->up_round)
                 c->up_credit++;
         } else if (m->ack.of_type == FLP_UPDATE) {
-            if (c->ack_wait && m->ack.of_round == c->ack_round)
-                c->ack_wait = 0;
-            if (c->up_active && m->ack.of_round == c->up_round && m->ack.status != 0) {
-                /* refused or late before every chunk went: the rest would be dropped anyway */
+            /* Each update is counted once (flc.h, flc_stats): in updates_sent and then by its
+             * first answer, or in tasks_dropped. An answer counts when it is the first to the
+             * update being sent, which it ends (answered before every chunk went: the rest
+             * would be dropped, PROTOCOL.md 3), or to the last one sent in full. Not an answer
+             * to an update this client gave up (drop_upload: it counts in tasks_dropped, and
+             * its last chunk never went out, so no server has it in full; an Ack of it comes
+             * when the upload watch gave up before the server answered, its round closed), nor
+             * a second answer to one: counted, they made one task count twice, and updates_sent
+             * below accepted + late + refused. */
+            const uint64_t r = m->ack.of_round;
+            if (c->up_active && r == c->up_round) {
                 c->up_active = 0;
                 c->stats.updates_sent++;
+            } else if (c->ack_wait && r == c->ack_round) {
+                c->ack_wait = 0;
+            } else {
+                const int gone = c->up_gone_round == r + 1;
+                fl_log(&c->log, gone && m->ack.status == 0 ? FL_LOG_WARN
+                                : gone                     ? FL_LOG_INFO
+                                                           : FL_LOG_DEBUG,
+                       "round %llu: the server %s (%s)%s", (unsigned long long)r,
+                       gone ? "answered the update this client had given up"
+                            : "answered an update of this client's already answered or never "
+                              "sent",
+                       m->ack.status == 0 ? "accepted" : fl_strerror((fl_status)m->ack.status),
+                       gone ? m->ack.status == 0
+                                  ? ": it was not sent in full (its last chunk never went "
+                                    "out); still counted in tasks_dropped only"
+                                  : ": counted in tasks_dropped only"
+                            : ": ignored");
+                return GO_ON;
             }
             if (m->ack.status == 0) {
                 c->stats.updates_accepted++;

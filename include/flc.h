@@ -290,7 +290,15 @@ typedef struct flc_stats {
                                     * one whose weight chunk did not decode */
     uint64_t updates_refused;      /* sent, and refused by the server for another reason than
                                     * lateness (a value or count out of its bounds: the log says
-                                    * which); sent = accepted + late + refused once all are Acked */
+                                    * which); sent = accepted + late + refused once all are Acked.
+                                    * Each update counts once: in updates_sent and then by its
+                                    * first answer (a second one is ignored), or in tasks_dropped.
+                                    * An answer that comes for an update the library gave up
+                                    * (tasks_dropped) is logged (info) and counted nowhere else:
+                                    * an update is given up only before its last chunk went out,
+                                    * so no server has it in full (one that says it accepted it
+                                    * does not keep to the protocol: said at warn). 0.3.7 and
+                                    * earlier counted such answers here too */
     uint64_t tasks_dropped;        /* tasks whose update did not reach the server in full: a
                                     * download cut short, a training finished but not sent, or
                                     * cut short (or failed once it was cancelled: flc_train_fn),
