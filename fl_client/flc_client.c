@@ -135,6 +135,7 @@ struct flc_client {
                                 * weight chunks that still come in are dropped without a word */
     uint64_t refused_round;    /* 1 + the round of the last Task refused (0: none): its weight
                                 * chunks are expected, and dropped without a word */
+    uint64_t refused_run;      /* the run_id of that Task: one of another run is another task */
     uint32_t up_next, up_n, up_credit;
 #ifdef FLC_TEST_HOOKS
     long up_pause_after;       /* FEDROP_TEST_PAUSE_UPLOAD_AFTER_CHUNKS, -1: off */
@@ -1293,12 +1294,18 @@ static int handle(flc_client *c, flp_msg *m, int *owned)
             c->task_deadline_ns = m->task.deadline_ms ? fl_time_mono_ns() +
                                                             (uint64_t)m->task.deadline_ms * 1000000ull
                                                       : 0;
-        const int refused_before = m->type == FLP_TASK && c->refused_round == m->round + 1;
-        if (m->type == FLP_TASK)
+        /* The same Task sent again (its round and run: a server started afresh numbers its
+         * rounds from 0 again, and its Task of round r is another task) is the same round
+         * failed, counted once. */
+        const int refused_before = m->type == FLP_TASK && c->refused_round == m->round + 1 &&
+                                   c->refused_run == m->task.run_id;
+        if (m->type == FLP_TASK) {
             c->refused_round = st != FL_OK ? m->round + 1 : 0;
+            c->refused_run = m->task.run_id;
+        }
         if (st != FL_OK && m->type == FLP_TASK) {
             send_task_refused(c, m, st); /* the core logged why */
-            c->stats.rounds_failed += !refused_before; /* a Task sent again: the same round */
+            c->stats.rounds_failed += !refused_before;
         } else if (st != FL_OK && was_busy && !flc_core_busy(c->core)) {
             /* The core dropped the task: a chunk that does not decode (logged there), and the
              * task can never complete. The server hears at once, as of a task refused, rather

@@ -2315,6 +2315,40 @@ static void test_task_above_memory_refused(void **state)
     }
 }
 
+/* A Task refused twice is one round failed when it is the same task sent again (its round and
+ * run), but a Task of another run is another task, though its round has the same number (a server
+ * started afresh numbers its rounds from 0 again): it was taken for the same one and counted
+ * nowhere, rounds_failed 1 for two tasks refused, each told to the server. */
+static void test_refused_task_of_another_run_counted(void **state)
+{
+    (void)state;
+    session s;
+    session_open(&s);
+    flc_config cfg = base_config(s.f.ep, train_plus_quarter, s.lb);
+    cfg.memory_bytes = 600; /* the fake server's 43-parameter submodel needs about 688 */
+    session_run(&s, &cfg, 0);
+    flp_msg_free(session_expect(&s, FLP_ERROR, 5000, "for the Task refused"));
+    flp_msg tm;
+    assert_int_equal(fls_core_task(s.core, fl_client_key("dev"), &tm), FL_OK);
+    fake_send(&s.f, &tm); /* the same Task again */
+    flp_msg *e = session_expect(&s, FLP_ERROR, 5000, "for the Task sent again");
+    assert_int_equal(e->error.run_id, FAKE_RUN_ID);
+    flp_msg_free(e);
+    tm.task.run_id = FAKE_RUN_ID + 1; /* a Task of another run, of the same round */
+    fake_send(&s.f, &tm);
+    e = session_expect(&s, FLP_ERROR, 5000, "for the Task of another run");
+    assert_int_equal(e->error.run_id, FAKE_RUN_ID + 1);
+    flp_msg_free(e);
+    flc_client_stop(s.c);
+    assert_true(run_wait(&s.r, 5.0));
+    const flc_stats *st = flc_client_stats(s.c);
+    if (st->rounds_failed != 2 || st->tasks_dropped != 0)
+        fail_msg("rounds_failed %llu, tasks_dropped %llu (want 2, 0); log:\n%s",
+                 (unsigned long long)st->rounds_failed, (unsigned long long)st->tasks_dropped,
+                 s.lb->text);
+    session_close(&s);
+}
+
 /* A device the server admits but will not select (its memory_bytes is below what a submodel
  * needs): the Hello's Ack says how much it needs, in flc_stats.memory_needed, set before the
  * warning, so a log callback can read it there and give up (flc_client_stop), as flc.h says. */
@@ -3820,6 +3854,7 @@ int main(void)
         cmocka_unit_test(test_plugin_above_declared_samples_fails_round),
         cmocka_unit_test(test_unfit_samples_end_run),
         cmocka_unit_test(test_task_above_memory_refused),
+        cmocka_unit_test(test_refused_task_of_another_run_counted),
         cmocka_unit_test(test_unselectable_told),
         cmocka_unit_test(test_plugin_dataset_status_fails_round_only),
         cmocka_unit_test(test_max_rounds_counts_last_ack),
