@@ -1043,6 +1043,11 @@ static void session_over(flc_client *c)
      * finish_training replays the queue: only Tasks and Chunks are queued, and neither ends a
      * session.) */
     drop_pending(c);
+    /* An update being sent, or waiting for its answer, was that session's too: no answer to it
+     * can come (a server that forgot this client, Error(unknown client), has no Update of it
+     * open, and would have been sent the rest of its chunks against credits of its round). */
+    drop_upload(c);
+    c->ack_wait = 0;
     if (!c->thread_live) {
         /* a download of that session: the next session's server sends its Task afresh (a
          * server that no longer knows the client, Error(unknown client), sends no more of it) */

@@ -3687,6 +3687,46 @@ static void test_update_answer_counted_once(void **state)
     }
 }
 
+/* An update being sent when the server says it no longer knows this client (Error(unknown
+ * client): it restarted behind a link ZeroMQ restored) belongs to the session that is over, as a
+ * download or a training then does: no answer to it can come. It was kept: sent on, chunk by
+ * chunk, against credits of its round from the server it registers with next (which has no
+ * Update of it open), and its buffers held until its Task's deadline and liveness_ms more, or the
+ * next Task. It is now dropped with its session (tasks_dropped). */
+static void test_upload_dropped_with_forgotten_session(void **state)
+{
+    (void)state;
+    session s;
+    session_open(&s);
+    flc_config cfg = base_config(s.f.ep, train_plus_quarter, s.lb);
+    session_run(&s, &cfg, 0);
+    flp_msg *u = session_expect(&s, FLP_UPDATE, 5000, "");
+    uint32_t n = 0;
+    for (uint32_t t = 0; t < u->update.n_tensors; t++)
+        n += u->update.tensors[t].n_chunks;
+    flp_msg_free(u);
+    end_session(&s.f, 1); /* Error(unknown client) */
+    flp_msg_free(session_expect(&s, FLP_HELLO, 5000, "after Error(unknown client)"));
+    fake_ack(&s.f, FLP_HELLO, 0, 0);
+    for (uint32_t i = 0; i < n; i++)
+        fake_ack(&s.f, FLP_CHUNK, s.round, 0);
+    session_sync(&s, "sync after the credits"); /* chunks for them would be on their way */
+    flp_msg *m;
+    int chunks = 0;
+    while ((m = fake_recv(&s.f, 300))) {
+        chunks += m->type == FLP_CHUNK;
+        flp_msg_free(m);
+    }
+    flc_client_stop(s.c);
+    assert_true(run_wait(&s.r, 5.0));
+    const flc_stats *st = flc_client_stats(s.c);
+    if (chunks || st->tasks_dropped != 1 || st->updates_sent != 0)
+        fail_msg("%d chunks sent to the new session, tasks_dropped %llu, updates_sent %llu (want "
+                 "0, 1, 0); log:\n%s", chunks, (unsigned long long)st->tasks_dropped,
+                 (unsigned long long)st->updates_sent, s.lb->text);
+    session_close(&s);
+}
+
 /* ---- the library's memory: a client's, a round's ------------------------------------------- */
 
 #ifdef LA_ON
@@ -3884,6 +3924,7 @@ int main(void)
         cmocka_unit_test(test_late_update_answered),
         cmocka_unit_test(test_dropped_update_answer_not_counted),
         cmocka_unit_test(test_update_answer_counted_once),
+        cmocka_unit_test(test_upload_dropped_with_forgotten_session),
         cmocka_unit_test(test_no_training_thread_said),
     };
     if (getenv("FLC_TEST_FILTER")) /* e.g. "test_reconnect_*": a few tests while working on them */
