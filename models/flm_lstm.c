@@ -154,6 +154,38 @@ void flm_lstm_forward(float *out, float *cache, const float *inp, const float *w
     }
 }
 
+size_t flm_lstm_eval_floats(int B, int T, int H)
+{
+    return (size_t)4 * B * T * H + (size_t)3 * B * H;
+}
+
+/* flm_lstm_forward without what only the backward reads: the activated gates stay (B, T, 4H), as
+ * the input projection is the same single GEMM over the B*T rows and each step's recurrent GEMM
+ * the same strided call, but c_t lives in two (B, H) planes taken in turn, tanh(c_t) in one, and
+ * h_{t-1} is read from out as the forward does (its copy in hp only serves the backward). Every
+ * float is computed by the same operations in the same order: the same bits. */
+void flm_lstm_forward_eval(float *out, float *work, const float *inp, const float *w_ih,
+                           const float *w_hh, const float *b, int B, int T, int C, int H)
+{
+    const size_t BT = (size_t)B * T, H4 = (size_t)4 * H;
+    float *act = work;                  /* (B, T, 4H) */
+    float *cs = act + BT * H4;          /* (2, B, H): c_t at t % 2 */
+    float *tcs = cs + (size_t)2 * B * H; /* (B, H) */
+
+    flm_sgemm(0, 1, (int)BT, (int)H4, C, 1.0f, inp, C, w_ih, C, 0.0f, act, (int)H4);
+    for (int t = 0; t < T; t++) {
+        if (t > 0)
+            flm_sgemm(0, 1, B, (int)H4, H, 1.0f, out + (size_t)(t - 1) * H, T * H, w_hh, H, 1.0f,
+                      act + (size_t)t * H4, (int)(T * H4));
+        float *c = cs + (size_t)(t & 1) * B * H, *cp = cs + (size_t)((t + 1) & 1) * B * H;
+        for (int bb = 0; bb < B; bb++) {
+            const size_t row = (size_t)bb * T + t;
+            cell_forward(act + row * H4, c + (size_t)bb * H, tcs + (size_t)bb * H, out + row * H,
+                         NULL, t > 0 ? cp + (size_t)bb * H : NULL, b, H);
+        }
+    }
+}
+
 /* One sample, one step of the backward pass. dL/dh_t = dout + dhr (dhr: from step t+1),
  * dc (in/out): dL/dc_t from step t+1 on entry, dL/dc_{t-1} on exit. Writes the pre-activation
  * gradients dg (4H). cp is c_{t-1}; at the first step (first != 0) c_{-1} = 0 and cp is any

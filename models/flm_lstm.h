@@ -25,6 +25,14 @@ size_t flm_lstm_scratch_floats(int B, int T, int C, int H);
 void flm_lstm_forward(float *out, float *cache, const float *inp, const float *w_ih,
                       const float *w_hh, const float *b, int B, int T, int C, int H);
 
+/* Floats of work flm_lstm_forward_eval needs (4*B*T*H + 3*B*H: the activated gates of every
+ * step, c_t of two steps, tanh(c_t) of one). Pure. */
+size_t flm_lstm_eval_floats(int B, int T, int H);
+/* flm_lstm_forward for a forward that no backward follows: the same out, to the bit, in 4/7 of
+ * the cache's memory; work (flm_lstm_eval_floats) is clobbered. No buffer may overlap another. */
+void flm_lstm_forward_eval(float *out, float *work, const float *inp, const float *w_ih,
+                           const float *w_hh, const float *b, int B, int T, int C, int H);
+
 /* Given dout (B, T, H): accumulates (+=) dw_ih, dw_hh, db; overwrites dinp (B, T, C) unless it is
  * NULL. cache and inp are those of the matching forward call and must be unchanged since; `out`
  * of that call is not read (h_{t-1} is in the cache), so the caller may reuse it. scratch holds

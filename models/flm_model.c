@@ -15,6 +15,7 @@
 struct flm_model {
     flm_arch a;
     int Bmax;
+    int eval_only;       /* flm_model_new_eval: forward only, no backward buffers */
     int n;               /* samples of the last forward */
     int have_labels;     /* the last forward had labels: backward allowed */
     double last_aux;     /* the last labelled forward's MoGE load-balancing losses, summed */
@@ -27,14 +28,16 @@ struct flm_model {
     float *x_stage;      /* (B, D) */
     int32_t *tok_stage;  /* (B, T) */
     int32_t *y_stage;    /* (B) */
-    /* per layer: output and its gradient (relu and flatten alias their input's buffers) */
+    /* per layer: output and its gradient (relu and flatten alias their input's buffers); an
+     * evaluation runtime has no gradients, and its layers' outputs take two buffers in turn */
     float *act[FLM_MAX_LAYERS];
     float *dact[FLM_MAX_LAYERS];
     int fused_relu[FLM_MAX_LAYERS]; /* conv / dense whose next layer is a relu: fused */
     int32_t *arg[FLM_MAX_LAYERS];   /* maxpool argmax / MoGE routing */
-    float *cache[FLM_MAX_LAYERS];   /* conv im2col / LSTM / MoGE cache */
+    float *cache[FLM_MAX_LAYERS];   /* conv im2col / LSTM / MoGE cache (evaluation runtime: one
+                                     * buffer for all layers, a conv's im2col of one sample) */
     float *scratch;                 /* conv / LSTM / MoGE scratch, max over layers */
-    float *grads;                   /* (n_params) */
+    float *grads;                   /* (n_params); NULL in an evaluation runtime */
     float *vel;                     /* (n_params) SGD momentum, made at first use */
     size_t bytes;
     void *blocks[4 * FLM_MAX_LAYERS + 8];
@@ -70,7 +73,66 @@ void flm_model_free(flm_model *m)
     free(m);
 }
 
-fl_status flm_model_new(const flm_arch *a, int B, flm_model **out)
+/* The evaluation runtime's buffers: what a forward alone writes. Every layer but relu and
+ * flatten (which work in place on their input's buffer, as in the training runtime) writes its
+ * output into the other of two buffers than the one its input is in, so two buffers sized by the
+ * layers that take each hold every output; maxpool's argmax and MoGE's routing share one int
+ * buffer, and the conv (one sample's im2col at a time), LSTM (flm_lstm_forward_eval) and MoGE
+ * caches one float buffer, as they are only read within their layer's forward. */
+static int alloc_eval(flm_model *m, const flm_arch *a, int B)
+{
+    const size_t Bz = (size_t)B;
+    size_t side_n[2] = {0, 0}, ints = 0, cache = 0, scratch = 0;
+    int side[FLM_MAX_LAYERS];
+    int cur = 1; /* the side of the last output written; the input is in neither */
+    for (int i = 0; i < a->n_layers; i++) {
+        const flm_layer *l = &a->layers[i];
+        const size_t N = Bz * out_floats(l);
+        if (i > 0 && (l->op == FLM_OP_RELU || l->op == FLM_OP_FLATTEN)) {
+            side[i] = cur;
+        } else {
+            cur = side[i] = 1 - cur;
+            side_n[cur] = N > side_n[cur] ? N : side_n[cur];
+        }
+        if ((l->op == FLM_OP_DENSE || l->op == FLM_OP_CONV2D) && i + 1 < a->n_layers &&
+            a->layers[i + 1].op == FLM_OP_RELU)
+            m->fused_relu[i] = 1;
+        size_t c = 0, r = 0, s = 0;
+        if (l->op == FLM_OP_MAXPOOL2D)
+            r = N;
+        if (l->op == FLM_OP_CONV2D)
+            c = flm_conv2d_col_floats(1, l->C, l->K, l->OH, l->OW);
+        if (l->op == FLM_OP_MOGE) {
+            c = flm_moge_cache_floats(B, l->experts, l->groups, l->topk, l->OC);
+            r = flm_moge_route_ints(B, l->experts, l->groups, l->topk);
+            s = flm_moge_scratch_floats(B, l->C, l->experts, l->OC);
+        }
+#ifdef FLM_HAVE_LSTM
+        if (l->op == FLM_OP_LSTM)
+            c = flm_lstm_eval_floats(B, l->H, l->OC);
+#endif
+        cache = c > cache ? c : cache;
+        ints = r > ints ? r : ints;
+        scratch = s > scratch ? s : scratch;
+    }
+    float *buf[2];
+    int32_t *arg;
+    float *cbuf;
+    if (!(buf[0] = model_alloc(m, side_n[0] * sizeof(float))) ||
+        !(buf[1] = model_alloc(m, side_n[1] * sizeof(float))) ||
+        !(arg = model_alloc(m, ints * sizeof(int32_t))) ||
+        !(cbuf = model_alloc(m, cache * sizeof(float))) ||
+        !(m->scratch = model_alloc(m, scratch * sizeof(float))))
+        return 0;
+    for (int i = 0; i < a->n_layers; i++) {
+        m->act[i] = buf[side[i]];
+        m->arg[i] = arg;
+        m->cache[i] = cbuf;
+    }
+    return 1;
+}
+
+static fl_status model_new(const flm_arch *a, int B, int eval, flm_model **out)
 {
     if (!a || !out || B < 1 || a->n_layers < 1)
         return FL_ERR_INVALID_ARG;
@@ -95,6 +157,15 @@ fl_status flm_model_new(const flm_arch *a, int B, flm_model **out)
         ok &= (m->x_stage = model_alloc(m, Bz * m->D * sizeof(float))) != NULL;
     }
     ok &= (m->y_stage = model_alloc(m, Bz * sizeof(int32_t))) != NULL;
+    m->eval_only = eval;
+    if (eval) {
+        if (!ok || !alloc_eval(m, a, B)) {
+            flm_model_free(m);
+            return FL_ERR_NOMEM;
+        }
+        *out = m;
+        return FL_OK;
+    }
     size_t scratch = 0;
     for (int i = 0; i < a->n_layers && ok; i++) {
         const flm_layer *l = &a->layers[i];
@@ -159,6 +230,16 @@ fl_status flm_model_new(const flm_arch *a, int B, flm_model **out)
     return FL_OK;
 }
 
+fl_status flm_model_new(const flm_arch *a, int B, flm_model **out)
+{
+    return model_new(a, B, 0, out);
+}
+
+fl_status flm_model_new_eval(const flm_arch *a, int B, flm_model **out)
+{
+    return model_new(a, B, 1, out);
+}
+
 const flm_arch *flm_model_arch(const flm_model *m) { return &m->a; }
 int flm_model_max_batch(const flm_model *m) { return m->Bmax; }
 size_t flm_model_bytes(const flm_model *m) { return m->bytes + sizeof *m; }
@@ -166,7 +247,7 @@ float *flm_model_grads(flm_model *m) { return m->grads; }
 
 float *flm_model_velocity(flm_model *m)
 {
-    if (!m->vel)
+    if (!m->vel && !m->eval_only)
         m->vel = model_alloc(m, m->a.n_params * sizeof(float));
     return m->vel;
 }
@@ -241,6 +322,8 @@ fl_status flm_model_forward(flm_model *m, const float *params, const float *x,
     m->tok = tokens;
     m->y = labels;
     const float *inp = x;
+    double aux = 0.0; /* the MoGE layers' load-balancing losses: minimised by the backward, not
+                         reported */
     for (int i = 0; i < a->n_layers; i++) {
         const flm_layer *l = &a->layers[i];
         float *out = m->act[i];
@@ -250,6 +333,17 @@ fl_status flm_model_forward(flm_model *m, const float *params, const float *x,
                               l->OC, m->fused_relu[i]);
             break;
         case FLM_OP_CONV2D:
+            if (m->eval_only) {
+                /* sample by sample through one sample's im2col: the very GEMM of each sample
+                 * (flm_conv2d_forward runs one per sample), only its B operand's row stride
+                 * differs */
+                const size_t in_n = (size_t)l->C * l->H * l->W, out_n = out_floats(l);
+                for (int j = 0; j < n; j++)
+                    flm_conv2d_forward(out + (size_t)j * out_n, m->cache[i], inp + (size_t)j * in_n,
+                                       tensor(m, params, l, 0), tensor(m, params, l, 1), 1, l->C,
+                                       l->H, l->W, l->OC, l->K, l->pad, m->fused_relu[i]);
+                break;
+            }
             flm_conv2d_forward(out, m->cache[i], inp, tensor(m, params, l, 0),
                                tensor(m, params, l, 1), n, l->C, l->H, l->W, l->OC, l->K, l->pad,
                                m->fused_relu[i]);
@@ -273,12 +367,23 @@ fl_status flm_model_forward(flm_model *m, const float *params, const float *x,
                              tensor(m, params, l, 0), tensor(m, params, l, 1),
                              tensor(m, params, l, 2), tensor(m, params, l, 3), n, l->C,
                              l->experts, l->groups, l->topk, l->OC);
+            /* its load-balancing loss now, before another MoGE layer (an evaluation runtime's
+             * share the cache) overwrites what it reads: the same sum in the same order */
+            if (labels && l->aux_ppm)
+                aux += flm_moge_aux_loss(m->cache[i], m->arg[i], n, l->experts, l->groups,
+                                         l->topk, moge_aux(l));
             break;
 #ifdef FLM_HAVE_LSTM
         case FLM_OP_EMBEDDING:
             flm_embedding_forward(out, tokens, tensor(m, params, l, 0), n, l->H, l->OC);
             break;
         case FLM_OP_LSTM:
+            if (m->eval_only) {
+                flm_lstm_forward_eval(out, m->cache[i], inp, tensor(m, params, l, 0),
+                                      tensor(m, params, l, 1), tensor(m, params, l, 2), n, l->H,
+                                      l->C, l->OC);
+                break;
+            }
             flm_lstm_forward(out, m->cache[i], inp, tensor(m, params, l, 0),
                              tensor(m, params, l, 1), tensor(m, params, l, 2), n, l->H, l->C,
                              l->OC);
@@ -292,14 +397,6 @@ fl_status flm_model_forward(flm_model *m, const float *params, const float *x,
     if (labels) {
         m->have_labels = 1;
         const double L = flm_softmax_xent(NULL, m->act[a->n_layers - 1], labels, n, a->classes);
-        /* the MoGE layers' load-balancing losses: minimised by the backward, not reported */
-        double aux = 0.0;
-        for (int i = 0; i < a->n_layers; i++) {
-            const flm_layer *l = &a->layers[i];
-            if (l->op == FLM_OP_MOGE && l->aux_ppm)
-                aux += flm_moge_aux_loss(m->cache[i], m->arg[i], n, l->experts, l->groups,
-                                         l->topk, moge_aux(l));
-        }
         m->last_aux = aux;
         if (loss)
             *loss = (float)L;
@@ -363,6 +460,8 @@ static void apply_sgd(const flm_arch *a, float *params, const float *g, int t0, 
 
 static fl_status backward(flm_model *m, float *params, float *grads, const fused_sgd *f)
 {
+    if (m && m->eval_only) /* no gradients nor caches to run one from */
+        return FL_ERR_STATE;
     if (!m || !params || !grads)
         return FL_ERR_INVALID_ARG;
     if (!m->have_labels)

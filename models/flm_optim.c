@@ -65,6 +65,11 @@ fl_status flm_train_local_from(flm_model *m, float *params, const float *init,
             memcpy(params, init, a->n_params * sizeof *params);
         return FL_ERR_INVALID_ARG;
     }
+    if (!flm_model_grads(m)) { /* an evaluation runtime (flm_model_new_eval): no backward */
+        if (init != params)
+            memcpy(params, init, a->n_params * sizeof *params);
+        return FL_ERR_STATE;
+    }
     const size_t P = a->n_params, N = data->n;
     const int B = flm_model_max_batch(m);
     /* pages of their own when large (fl_big_alloc), given back at the end of the training. The

@@ -41,7 +41,8 @@ fl_status flm_sgd_validate(const flm_sgd *o);
  * load-balancing loss: flm_model_forward's).
  * Allocates its permutation (and the velocity when momentum != 0) once per call, nothing per step.
  * Deterministic: same inputs and stream, same bits. FL_ERR_INVALID_ARG (bad args, empty view,
- * epochs < 1), FL_ERR_NUMERIC when the loss stops being finite, FL_ERR_NOMEM. */
+ * epochs < 1), FL_ERR_NUMERIC when the loss stops being finite, FL_ERR_NOMEM, FL_ERR_STATE for an
+ * evaluation runtime (flm_model_new_eval), which cannot train. */
 fl_status flm_train_local(flm_model *m, float *params, const float *w_global,
                           const flm_samples *data, int epochs, const flm_sgd *o, fl_rng *order,
                           double *mean_loss);

@@ -1758,6 +1758,90 @@ static void test_train_velocity_reused(void **state)
     free(x);
 }
 
+/* flm_model_new_eval: the very bits of the training runtime's evaluation (loss, accuracy, logits)
+ * on every family, the LSTM's and MoGE's (AUX set: its loss is not reported) included, at several
+ * batch sizes with a last partial batch, full size for the default cnn and lstm (OpenBLAS's
+ * blocking of their GEMMs) and a cnn submodel of few filters (fedrop's skinny kernels); in less
+ * memory; the training entry points refused with FL_ERR_STATE. */
+static void test_eval_runtime_same_bits(void **state)
+{
+    (void)state;
+    static const int keep_cnn[] = {6, 12, 40};
+    static const struct {
+        const char *spec;
+        const int *keep;
+        int B[3];
+    } cases[] = {
+        {"mlp:20-16-12-5", NULL, {1, 5, 16}},
+        {"cnn:10:12x12x2", NULL, {1, 4, 9}},
+        {"cnn:10:12x12x2", keep_cnn, {3, 8, 0}},
+        {"cnn", NULL, {8, 0, 0}},
+        {"lstm:12:4:8:2:6", NULL, {1, 5, 16}},
+        {"lstm", NULL, {4, 0, 0}},
+        {"moge:20:16:2:4:2:5:0.01", NULL, {1, 5, 16}},
+        {"moge", NULL, {7, 0, 0}},
+    };
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++)
+        for (int j = 0; j < 3 && cases[k].B[j]; j++) {
+            const int B = cases[k].B[j];
+            const int n = 2 * B + B / 2 + 1; /* the last batch partial but for B = 1 */
+            arch_case c;
+            arch_case_new_sub(&c, cases[k].spec, cases[k].keep, n, (uint32_t)(70 + k));
+            flm_model *train, *ev;
+            assert_int_equal(flm_model_new(&c.a, B, &train), FL_OK);
+            assert_int_equal(flm_model_new_eval(&c.a, B, &ev), FL_OK);
+            const flm_samples s = {c.x, c.tok, c.y, NULL, (size_t)n};
+            double l0, a0, l1, a1;
+            assert_int_equal(flm_model_evaluate(train, c.params, &s, &l0, &a0), FL_OK);
+            assert_int_equal(flm_model_evaluate(ev, c.params, &s, &l1, &a1), FL_OK);
+            if (memcmp(&l0, &l1, sizeof l0) || memcmp(&a0, &a1, sizeof a0))
+                fail_msg("%s B %d: loss %.17g acc %.17g, evaluation runtime %.17g %.17g",
+                         c.a.spec, B, l0, a0, l1, a1);
+            /* the logits of the last (partial) batch, and its loss */
+            const int last = n - (n - 1) / B * B;
+            float f0, f1;
+            assert_int_equal(flm_model_forward_samples(train, c.params, &s, (size_t)(n - last),
+                                                       last, &f0), FL_OK);
+            assert_int_equal(flm_model_forward_samples(ev, c.params, &s, (size_t)(n - last),
+                                                       last, &f1), FL_OK);
+            assert_memory_equal(&f0, &f1, sizeof f0);
+            assert_memory_equal(flm_model_logits(train), flm_model_logits(ev),
+                                (size_t)last * c.a.classes * sizeof(float));
+            assert_true(flm_model_aux_loss(ev) == flm_model_aux_loss(train));
+            assert_true(flm_model_bytes(ev) < flm_model_bytes(train));
+            /* forward only: no training on it */
+            assert_null(flm_model_grads(ev));
+            assert_null(flm_model_velocity(ev));
+            assert_int_equal(flm_model_backward(ev, c.params, c.grads), FL_ERR_STATE);
+            assert_int_equal(flm_model_backward_sgd(ev, c.params, 0.1f, 0.0f), FL_ERR_STATE);
+            assert_int_equal(flm_model_backward_sgd_from(ev, c.grads, c.params, 0.1f, 0.0f),
+                             FL_ERR_STATE);
+            const flm_sgd o = {0.1f, 0.0f, 0.0f, 0.0f};
+            fl_rng order = fl_rng_stream(1, 0, 0, FL_RNG_BATCH);
+            memset(c.grads, 0, c.a.n_params * sizeof(float));
+            assert_int_equal(flm_train_local_from(ev, c.grads, c.params, NULL, &s, 1, &o, &order,
+                                                  NULL, NULL), FL_ERR_STATE);
+            assert_memory_equal(c.grads, c.params, c.a.n_params * sizeof(float));
+            /* cancelled before its first batch, then whole again */
+            atomic_int stop = 1;
+            double l2 = -1.0;
+            assert_int_equal(flm_model_evaluate_cancel(ev, c.params, &s, &stop, &l2, NULL),
+                             FL_ERR_CANCELLED);
+            assert_true(l2 == -1.0);
+            atomic_store(&stop, 0);
+            assert_int_equal(flm_model_evaluate_cancel(ev, c.params, &s, &stop, &l2, NULL), FL_OK);
+            assert_memory_equal(&l0, &l2, sizeof l0);
+            flm_model_free(train);
+            flm_model_free(ev);
+            arch_case_free(&c);
+        }
+    flm_model *m = NULL;
+    flm_arch a;
+    assert_int_equal(flm_arch_parse("mlp:4-3", &a, NULL, 0), FL_OK);
+    assert_int_equal(flm_model_new_eval(&a, 0, &m), FL_ERR_INVALID_ARG);
+    assert_int_equal(flm_model_new_eval(NULL, 4, &m), FL_ERR_INVALID_ARG);
+}
+
 int main(void)
 {
     if (getenv("FLM_TEST_NOBLAS_CHILD"))
@@ -1785,6 +1869,7 @@ int main(void)
         cmocka_unit_test(test_sgd_step),
         cmocka_unit_test(test_fused_sgd_matches),
         cmocka_unit_test(test_model_errors),
+        cmocka_unit_test(test_eval_runtime_same_bits),
         cmocka_unit_test(test_train_local),
         cmocka_unit_test(test_train_local_from),
         cmocka_unit_test(test_train_velocity_reused),
