@@ -3105,7 +3105,7 @@ static fl_status load_eval(fls_server *s, char *err, size_t errlen)
     s->eval_view.n = d->N;
     if (s->opt.eval_max_samples && s->opt.eval_max_samples < d->N)
         s->eval_view.n = s->opt.eval_max_samples;
-    st = flm_model_new(a, (int)s->opt.eval_batch, &s->eval_model);
+    st = flm_model_new_eval(a, (int)s->opt.eval_batch, &s->eval_model);
     if (st != FL_OK)
         snprintf(err, errlen, "evaluation model: %s", fl_strerror(st));
     else if (ds != FLS_EVAL_SYNTHETIC && s->opt.eval_split) /* synthetic: held out, whatever split */

@@ -40,6 +40,7 @@
 #include "fl_mem.h"
 #include "fl_sha256.h"
 #include "fl_time.h"
+#include "flm_model.h"
 #include "flc_core.h"
 #include "flp_wire.h"
 #include "flz.h"
@@ -6668,6 +6669,40 @@ static void test_memory_need_counts_the_peak(void **state)
     }
 }
 
+/* The evaluation runs on a forward-only runtime (flm_model_new_eval), and the start's memory
+ * estimate counts that one: a cnn evaluated in batches of 256 (eval.batch's default) on 100
+ * synthetic samples, started where it must warn, says the evaluation's model and data are the
+ * evaluation runtime's bytes and the samples'. On the training runtime it said 319.1 MB (40.3
+ * now), 161 MB of it the im2col of a whole batch that the evaluation never needed. */
+static void test_memory_eval_runtime(void **state)
+{
+    (void)state;
+    char yaml[1024];
+    snprintf(yaml, sizeof yaml,
+             "server:\n  insecure: true\n  endpoints: ['ipc://%s/memeval.sock']\n"
+             "model:\n  arch: cnn\neval:\n  dataset: synthetic\n  synthetic_samples: 100\n",
+             g_tmp);
+    flm_arch a;
+    flm_model *m = NULL;
+    assert_int_equal(flm_arch_parse("cnn", &a, NULL, 0), FL_OK);
+    assert_int_equal(flm_model_new_eval(&a, 256, &m), FL_OK);
+    const double want = ((double)flm_model_bytes(m) + 100.0 * (784.0 * 4.0 + 4.0)) / 1e6;
+    flm_model_free(m);
+    g_mem_have = 1e6; /* less than anything: it warns (reset_wraps puts it back) */
+    logbuf *lb;
+    fls_server *s = server_of(yaml, &lb);
+    g_mem_have = 0.0;
+    const char *said = strstr(lb->text, " MB for the evaluation's model and data");
+    const char *from = said;
+    while (from && from > lb->text && *from != ';')
+        from--;
+    double mb = -1.0;
+    if (!from || sscanf(from, "; %lf", &mb) != 1 || fabs(mb - want) > 0.15)
+        fail_msg("want %.1f MB for the evaluation's model and data; log: %s", want, lb->text);
+    fls_server_free(s);
+    free(lb);
+}
+
 /* log_collect, each line after its level's letter ("D client a joined; ..."). */
 static void log_lettered(void *user, fls_log_level level, const char *msg)
 {
@@ -8855,6 +8890,7 @@ int main(void)
         cmocka_unit_test(test_reactor_connection_limit_start_warning),
         cmocka_unit_test(test_memory_need_warned),
         cmocka_unit_test_teardown(test_memory_need_counts_the_peak, reset_wraps),
+        cmocka_unit_test_teardown(test_memory_eval_runtime, reset_wraps),
         cmocka_unit_test(test_reactor_near_limit_said_once),
         cmocka_unit_test_teardown(test_reactor_churn_summed_up, reset_wraps),
         cmocka_unit_test(test_reactor_forgotten_state_not_inherited),
