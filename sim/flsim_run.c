@@ -1641,7 +1641,7 @@ static void *eval_worker(void *arg)
     sim *S = arg;
     flm_blas_set_threads(1);
     flm_model *m = NULL;
-    fl_status st = flm_model_new(fls_core_arch(S->core), EVAL_BLOCK, &m);
+    fl_status st = flm_model_new_eval(fls_core_arch(S->core), EVAL_BLOCK, &m);
     const flm_dataset *ts = S->test;
     for (;;) {
         pthread_mutex_lock(&S->mu);

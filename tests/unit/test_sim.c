@@ -49,6 +49,22 @@ ssize_t __wrap_write(int fd, const void *p, size_t n)
     return __real_write(fd, p, n);
 }
 
+/* fl_big_alloc (--wrap, tests/unit/meson.build): the largest block asked for while g_big_on. */
+void *__real_fl_big_alloc(size_t n);
+void *__wrap_fl_big_alloc(size_t n);
+static atomic_int g_big_on;
+static atomic_size_t g_big_max;
+
+void *__wrap_fl_big_alloc(size_t n)
+{
+    if (atomic_load(&g_big_on)) {
+        size_t m = atomic_load(&g_big_max);
+        while (n > m && !atomic_compare_exchange_weak(&g_big_max, &m, n))
+            ;
+    }
+    return __real_fl_big_alloc(n);
+}
+
 /* A small, fast problem: 8x8 images of 4 classes, an mlp. */
 static flsim_config small_config(void)
 {
@@ -3011,6 +3027,37 @@ static void test_availability_and_errors(void **state)
     assert_non_null(strstr(err, "hold samples"));
 }
 
+/* The evaluation runs forward passes only, on flm_model_new_eval's runtime: a cnn's evaluation
+ * (blocks of 256 samples) made a training runtime per thread, whose largest buffer was the second
+ * conv's im2col of the whole batch (256 x 32*5*5 x 8*8 floats here, 52 MB; 161 MB for the
+ * default cnn), never needed by a forward. A run of a 16x16 cnn, its 200 test samples evaluated
+ * by 2 threads, now asks fl_big_alloc for no block that large (its biggest, 8.6 MB, is a copy of
+ * the weights; a block's first layer outputs are 8.4 MB). test_models'
+ * test_eval_runtime_same_bits holds the evaluation's results to the training runtime's bits. */
+static void test_eval_memory(void **state)
+{
+    (void)state;
+    flsim_config c = flsim_config_default();
+    assert_int_equal(flsim_config_set(&c, "dataset", "synth-images:1400:1x16x16:4", NULL, 0),
+                     FL_OK);
+    assert_int_equal(flsim_config_set(&c, "model", "cnn:4:16x16x1", NULL, 0), FL_OK);
+    c.clients = 4;
+    c.per_round = 2;
+    c.rounds = 1;
+    c.quiet = 1;
+    c.threads = 2;
+    flsim_result res;
+    atomic_store(&g_big_max, 0);
+    atomic_store(&g_big_on, 1);
+    run_ok(&c, &res, NULL, NULL);
+    atomic_store(&g_big_on, 0);
+    const size_t col = (size_t)256 * 32 * 5 * 5 * 8 * 8 * sizeof(float);
+    const size_t big = atomic_load(&g_big_max);
+    if (big >= col)
+        fail_msg("a block of %zu bytes: the im2col of a whole batch is %zu", big, col);
+    assert_true(res.final_test_acc > 0.0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -3051,6 +3098,7 @@ int main(void)
         cmocka_unit_test(test_config_mismatch_long_values),
         cmocka_unit_test(test_config_matches_number_forms),
         cmocka_unit_test(test_config_paths_absolute),
+        cmocka_unit_test(test_eval_memory),
 #endif
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
