@@ -945,6 +945,18 @@ static flp_msg *session_expect(session *s, flp_type type, int ms, const char *wh
     return m;
 }
 
+/* The client's Update of s->round: its chunks in all (it is read and freed). */
+static uint32_t session_update_chunks(session *s)
+{
+    flp_msg *u = session_expect(s, FLP_UPDATE, 5000, "");
+    assert_int_equal(u->round, s->round);
+    uint32_t n = 0;
+    for (uint32_t t = 0; t < u->update.n_tensors; t++)
+        n += u->update.tensors[t].n_chunks;
+    flp_msg_free(u);
+    return n;
+}
+
 static void session_close(session *s)
 {
     flc_client_free(s->c);
@@ -2483,12 +2495,7 @@ static void test_max_rounds_counts_last_ack(void **state)
         cfg.max_rounds = 1;
         session_run(&s, &cfg, 0);
 
-        flp_msg *u = session_expect(&s, FLP_UPDATE, 5000, "");
-        assert_int_equal(u->round, s.round);
-        uint32_t n = 0;
-        for (uint32_t t = 0; t < u->update.n_tensors; t++)
-            n += u->update.tensors[t].n_chunks;
-        flp_msg_free(u);
+        const uint32_t n = session_update_chunks(&s);
         for (uint32_t i = 0; i < n; i++) /* credits for every chunk */
             fake_ack(&s.f, FLP_CHUNK, s.round, 0);
         for (uint32_t i = 0; i < n; i++) {
@@ -2529,11 +2536,7 @@ static void test_update_slot_taken_back(void **state)
     session_open(&s);
     flc_config cfg = base_config(s.f.ep, train_plus_quarter, s.lb);
     session_run(&s, &cfg, 0);
-    flp_msg *u = session_expect(&s, FLP_UPDATE, 5000, "");
-    uint32_t n = 0;
-    for (uint32_t t = 0; t < u->update.n_tensors; t++)
-        n += u->update.tensors[t].n_chunks;
-    flp_msg_free(u);
+    const uint32_t n = session_update_chunks(&s);
     assert_true(n > 2);
     for (int i = 0; i < 2; i++) { /* two chunks of it, then no more credit */
         fake_ack(&s.f, FLP_CHUNK, s.round, 0);
@@ -3700,11 +3703,7 @@ static void test_upload_dropped_with_forgotten_session(void **state)
     session_open(&s);
     flc_config cfg = base_config(s.f.ep, train_plus_quarter, s.lb);
     session_run(&s, &cfg, 0);
-    flp_msg *u = session_expect(&s, FLP_UPDATE, 5000, "");
-    uint32_t n = 0;
-    for (uint32_t t = 0; t < u->update.n_tensors; t++)
-        n += u->update.tensors[t].n_chunks;
-    flp_msg_free(u);
+    const uint32_t n = session_update_chunks(&s);
     end_session(&s.f, 1); /* Error(unknown client) */
     flp_msg_free(session_expect(&s, FLP_HELLO, 5000, "after Error(unknown client)"));
     fake_ack(&s.f, FLP_HELLO, 0, 0);
@@ -3733,12 +3732,7 @@ static void test_upload_dropped_with_forgotten_session(void **state)
 /* Gives credits for every chunk of the client's Update of s->round, reads them, and acks it. */
 static void session_take_update(session *s)
 {
-    flp_msg *u = session_expect(s, FLP_UPDATE, 5000, "");
-    assert_int_equal(u->round, s->round);
-    uint32_t n = 0;
-    for (uint32_t t = 0; t < u->update.n_tensors; t++)
-        n += u->update.tensors[t].n_chunks;
-    flp_msg_free(u);
+    const uint32_t n = session_update_chunks(s);
     for (uint32_t i = 0; i < n; i++)
         fake_ack(&s->f, FLP_CHUNK, s->round, 0);
     for (uint32_t i = 0; i < n; i++)
