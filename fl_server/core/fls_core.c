@@ -1537,6 +1537,19 @@ fl_status fls_core_on_message_borrowed(fls_core *c, uint32_t key, const flp_msg 
 
 /* ---- checkpoints ------------------------------------------------------------------------------ */
 
+/* The policy's state for a checkpoint (fls_policy_export); a non-finite loss or score in it, which
+ * a resume would refuse, is said. */
+static fl_status policy_export(const fls_core *c, uint8_t **buf, size_t *len)
+{
+    const fl_status st = fls_policy_export(c->pol, buf, len);
+    if (st == FL_ERR_NUMERIC)
+        fl_log(&c->cfg.log, FL_LOG_ERROR,
+               "checkpoint of round %llu not made: the policy state holds a non-finite loss or "
+               "score, which a resume would refuse",
+               (unsigned long long)c->round);
+    return st;
+}
+
 fl_status fls_core_checkpoint(const fls_core *c, fls_ckpt *out)
 {
     if (!c || !out)
@@ -1584,14 +1597,9 @@ fl_status fls_core_checkpoint(const fls_core *c, fls_ckpt *out)
         out->opt[i].n = len;
         out->n_opt = i + 1;
     }
-    const fl_status pst = fls_policy_export(c->pol, &out->policy, &out->policy_len);
+    const fl_status pst = policy_export(c, &out->policy, &out->policy_len);
     if (pst != FL_OK) {
         fls_ckpt_clear(out);
-        if (pst == FL_ERR_NUMERIC)
-            fl_log(&c->cfg.log, FL_LOG_ERROR,
-                   "checkpoint of round %llu not made: the policy state holds a non-finite loss "
-                   "or score, which a resume would refuse",
-                   (unsigned long long)c->round);
         return pst;
     }
     /* Reached in this run, or in the resumed checkpoint's with no round trained since: a
@@ -1643,15 +1651,9 @@ fl_status fls_core_checkpoint_update(const fls_core *c, fls_ckpt *k)
     /* The policy's bytes first: the one step that can fail, before k is touched. */
     uint8_t *pol = NULL;
     size_t pol_len = 0;
-    const fl_status pst = fls_policy_export(c->pol, &pol, &pol_len);
-    if (pst != FL_OK) {
-        if (pst == FL_ERR_NUMERIC)
-            fl_log(&c->cfg.log, FL_LOG_ERROR,
-                   "checkpoint of round %llu not made: the policy state holds a non-finite loss "
-                   "or score, which a resume would refuse",
-                   (unsigned long long)c->round);
+    const fl_status pst = policy_export(c, &pol, &pol_len);
+    if (pst != FL_OK)
         return pst;
-    }
     free(k->policy);
     k->policy = pol;
     k->policy_len = pol_len;
