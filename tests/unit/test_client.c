@@ -945,6 +945,14 @@ static flp_msg *session_expect(session *s, flp_type type, int ms, const char *wh
     return m;
 }
 
+/* Stops the client, waits for flc_client_run to return, and gives its statistics. */
+static const flc_stats *session_stopped(session *s)
+{
+    flc_client_stop(s->c);
+    assert_true(run_wait(&s->r, 5.0));
+    return flc_client_stats(s->c);
+}
+
 /* The client's Update of s->round: its chunks in all (it is read and freed). */
 static uint32_t session_update_chunks(session *s)
 {
@@ -2351,9 +2359,7 @@ static void test_refused_task_of_another_run_counted(void **state)
     e = session_expect(&s, FLP_ERROR, 5000, "for the Task of another run");
     assert_int_equal(e->error.run_id, FAKE_RUN_ID + 1);
     flp_msg_free(e);
-    flc_client_stop(s.c);
-    assert_true(run_wait(&s.r, 5.0));
-    const flc_stats *st = flc_client_stats(s.c);
+    const flc_stats *st = session_stopped(&s);
     if (st->rounds_failed != 2 || st->tasks_dropped != 0)
         fail_msg("rounds_failed %llu, tasks_dropped %llu (want 2, 0); log:\n%s",
                  (unsigned long long)st->rounds_failed, (unsigned long long)st->tasks_dropped,
@@ -2584,9 +2590,7 @@ static void test_trained_not_sent(void **state)
     /* The Update goes out, but the server gives no credit for its chunks. */
     flp_msg *u = session_expect(&s, FLP_UPDATE, 5000, "");
     flp_msg_free(u);
-    flc_client_stop(s.c);
-    assert_true(run_wait(&s.r, 5.0));
-    const flc_stats *st = flc_client_stats(s.c);
+    const flc_stats *st = session_stopped(&s);
     assert_int_equal(st->rounds_trained, 1);
     assert_int_equal(st->updates_sent, 0);
     assert_int_equal(st->updates_accepted, 0);
@@ -3084,9 +3088,7 @@ static void test_undecodable_chunk_told(void **state)
     assert_int_equal(errors, 0);
     if (log_count(s.lb, "refused"))
         fail_msg("the task's other chunks were said refused; log:\n%s", s.lb->text);
-    flc_client_stop(s.c);
-    assert_true(run_wait(&s.r, 5.0));
-    const flc_stats *st = flc_client_stats(s.c);
+    const flc_stats *st = session_stopped(&s);
     assert_int_equal(st->rounds_failed, 1);
     assert_int_equal(st->tasks_dropped, 0);
     assert_int_equal(st->rounds_trained, 0);
@@ -3312,9 +3314,7 @@ static void test_session_end_cancels_builtin_training(void **state)
         assert_int_equal(u->round, s.round);
         flp_msg_free(u);
         assert_int_equal(errors, 0);
-        flc_client_stop(s.c);
-        assert_true(run_wait(&s.r, 5.0));
-        const flc_stats *st = flc_client_stats(s.c);
+        const flc_stats *st = session_stopped(&s);
         assert_int_equal(st->rounds_trained, 1); /* the new task's; the cancelled one is not */
         assert_int_equal(st->rounds_failed, 0);
         /* the cancelled training, and the new task's upload, cut by the stop (no credits) */
@@ -3438,9 +3438,7 @@ static void test_dropped_download_released(void **state)
             flp_msg *u = session_expect(&s, FLP_UPDATE, 10000, "once the slow download ends");
             assert_int_equal(u->round, s.round);
             flp_msg_free(u);
-            flc_client_stop(s.c);
-            assert_true(run_wait(&s.r, 5.0));
-            const flc_stats *st = flc_client_stats(s.c);
+            const flc_stats *st = session_stopped(&s);
             /* trained (its update, sent without the credits for its chunks, is cut by the stop) */
             assert_int_equal(st->rounds_trained, 1);
             session_close(&s);
@@ -3499,9 +3497,7 @@ static void test_stuck_upload_dropped(void **state)
     if (!heartbeat_until(&s, idle + 1024, said, 10.0))
         fail_msg("the library holds %zu bytes 10 s on, %zu before the task; log:\n%s", la_bytes(),
                  idle, s.lb->text);
-    flc_client_stop(s.c);
-    assert_true(run_wait(&s.r, 5.0));
-    const flc_stats *st = flc_client_stats(s.c);
+    const flc_stats *st = session_stopped(&s);
     assert_int_equal(st->tasks_dropped, 1);
     assert_int_equal(st->updates_sent, 0);
     assert_int_equal(st->rounds_trained, 1);
@@ -3565,9 +3561,7 @@ static void test_late_update_answered(void **state)
     }
     if (!log_count(s.lb, late))
         fail_msg("the late Ack was not taken; log:\n%s", s.lb->text);
-    flc_client_stop(s.c);
-    assert_true(run_wait(&s.r, 5.0));
-    const flc_stats *st = flc_client_stats(s.c);
+    const flc_stats *st = session_stopped(&s);
     if (st->tasks_dropped != 0 || st->updates_sent != 1 || st->updates_late != 1)
         fail_msg("tasks_dropped %llu, updates_sent %llu, updates_late %llu (want 0, 1, 1); "
                  "log:\n%s", (unsigned long long)st->tasks_dropped,
@@ -3716,9 +3710,7 @@ static void test_upload_dropped_with_forgotten_session(void **state)
         chunks += m->type == FLP_CHUNK;
         flp_msg_free(m);
     }
-    flc_client_stop(s.c);
-    assert_true(run_wait(&s.r, 5.0));
-    const flc_stats *st = flc_client_stats(s.c);
+    const flc_stats *st = session_stopped(&s);
     if (chunks || st->tasks_dropped != 1 || st->updates_sent != 0)
         fail_msg("%d chunks sent to the new session, tasks_dropped %llu, updates_sent %llu (want "
                  "0, 1, 0); log:\n%s", chunks, (unsigned long long)st->tasks_dropped,
