@@ -1,6 +1,6 @@
 /* bench_sim: the simulator at scale (sim/README.md, "Benchmark").
  *
- *   bench_sim [--clients 100000] [--per-round 1000] [--model mlp] [--rounds 3] [--warmup 1]
+ *   bench_sim [--clients 100000] [--per-round 1000] [--model mlp] [--rounds 5] [--warmup 1]
  *             [--threads 0] [--fold-threads auto] [--dataset fashion-mnist] [--data-shards 1000]
  *             [--up-codec none] [--down-codec none]
  *
@@ -185,7 +185,7 @@ int main(int argc, char **argv)
     for (int i = 1; i < argc; i++)
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
             printf("usage: bench_sim [--clients N (100000)] [--per-round N (1000)] [--model mlp]\n"
-                   "       [--rounds N (3)] [--warmup N (1)] [--OPTION VALUE]... (any fl_sim option)\n"
+                   "       [--rounds N (5)] [--warmup N (1)] [--OPTION VALUE]... (any fl_sim option)\n"
                    "Ours: fl_sim's engine (server core, client cores on the thread pool, virtual\n"
                    "clock), each round's wall time split into local SGD (thread CPU) and everything\n"
                    "else; the mean of --rounds rounds after --warmup. Peer, in the same run: bare\n"
@@ -201,7 +201,7 @@ int main(int argc, char **argv)
     mallopt(M_TRIM_THRESHOLD, 512 << 20);
     flsim_config cfg = flsim_config_default();
     char err[512];
-    uint32_t rounds = 3, warmup = 1;
+    uint32_t rounds = 5, warmup = 1;
     const char *kv[][2] = {{"clients", "100000"}, {"per-round", "1000"}, {"model", "mlp"},
                            {"dataset", "fashion-mnist"}, {"data-shards", "1000"},
                            {"partition", "iid"}, {"eval-every", "0"}, {"eval-samples", "2000"},
