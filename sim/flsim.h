@@ -447,7 +447,8 @@ fl_status flsim_write_outputs(const char *dir, const flsim_config *cfg, const fl
 /* Reading a finished run back (fl_sim experiment afd reuses the runs an interrupted experiment
  * finished). flsim_load_outputs reads DIR/summary.json and DIR/rounds.csv: FL_OK with *res and
  * a malloc'ed *records (rounds.csv's fields: the wall-time split and CPU times it does not hold
- * are 0); FL_ERR_NOT_FOUND when DIR holds no summary.json, or that of an interrupted run (no
+ * are 0, eval_wall_s NaN where its cell is empty or the file is of before that column, 2026-12-02,
+ * whose header is read too); FL_ERR_NOT_FOUND when DIR holds no summary.json, or that of an interrupted run (no
  * finished run there); FL_ERR_RESULTS_MISMATCH when want (if not NULL) differs from the saved
  * settings in anything but `threads` and `fold_threads` (and `model` as written, when want_arch,
  * if not NULL, equals the saved run's canonical arch: `mlp` and its full spec are the same model);

@@ -18,7 +18,9 @@
 
 /* ---- rounds.csv --------------------------------------------------------------------------- */
 
-enum { N_COLS = 19 };
+/* Columns of the header flsim_rounds_header; a rounds.csv written before 2026-12-02 has the
+ * first N_COLS_OLD of them (no eval_wall_s), and reads back with eval_wall_s NaN (not known). */
+enum { N_COLS = 20, N_COLS_OLD = 19 };
 
 /* The next comma-separated field of [*p, end) up to the line's end: its bounds; *p moves past
  * the comma. 0 when the line has no more fields. */
@@ -83,7 +85,7 @@ fl_status flsim_parse_rounds_csv(const char *text, size_t len, flsim_round_recor
     static const char *const names[N_COLS] = {
         "round", "vtime_s", "round_vtime_s", "wall_s", "train_wall_s", "bytes_down", "bytes_up",
         "cum_bytes_down", "cum_bytes_up", "mean_loss", "test_acc", "test_loss", "online",
-        "selected", "reported", "late", "failed", "closed_by", "train_flops"};
+        "selected", "reported", "late", "failed", "closed_by", "train_flops", "eval_wall_s"};
     *out = NULL;
     *n_out = 0;
     const char *p = text, *end = text + len;
@@ -93,7 +95,13 @@ fl_status flsim_parse_rounds_csv(const char *text, size_t len, flsim_round_recor
     size_t hl = (size_t)(eol - p);
     if (hl && p[hl - 1] == '\r')
         hl--;
-    if (hl != strlen(flsim_rounds_header) || memcmp(p, flsim_rounds_header, hl) != 0)
+    /* this fl_sim's header, or an earlier one's: the same columns up to train_flops */
+    const char *old_end = strstr(flsim_rounds_header, ",eval_wall_s");
+    const size_t old_hl = old_end ? (size_t)(old_end - flsim_rounds_header) : 0;
+    int ncols = N_COLS;
+    if (hl == old_hl && memcmp(p, flsim_rounds_header, hl) == 0)
+        ncols = N_COLS_OLD;
+    else if (hl != strlen(flsim_rounds_header) || memcmp(p, flsim_rounds_header, hl) != 0)
         return fl_errf(err, errlen, FL_ERR_RESULTS_FORMAT,
                        "line 1: not the header of an fl_sim rounds.csv");
     p = eol < end ? eol + 1 : end;
@@ -120,7 +128,8 @@ fl_status flsim_parse_rounds_csv(const char *text, size_t len, flsim_round_recor
         int col = 0, ok = 1, missing = 0;
         uint64_t u = 0;
         double d = 0;
-        for (; col < N_COLS; col++) {
+        r->eval_wall_s = NAN;
+        for (; col < ncols; col++) {
             if (!next_field(&q, le, &f0, &f1)) {
                 missing = 1;
                 break;
@@ -161,13 +170,14 @@ fl_status flsim_parse_rounds_csv(const char *text, size_t len, flsim_round_recor
                     }
                 break;
             case 18: ok = field_f64(f0, f1, 0, &r->train_flops); break;
+            case 19: ok = field_f64(f0, f1, 1, &r->eval_wall_s) && !(r->eval_wall_s < 0); break;
             }
             if (!ok)
                 break;
         }
         if (missing) {
             st = fl_errf(err, errlen, FL_ERR_RESULTS_FORMAT, "line %zu: %d columns, want %d",
-                         line, col, N_COLS);
+                         line, col, ncols);
             break;
         }
         if (!ok) {
@@ -177,7 +187,7 @@ fl_status flsim_parse_rounds_csv(const char *text, size_t len, flsim_round_recor
         }
         if (q <= le) {
             st = fl_errf(err, errlen, FL_ERR_RESULTS_FORMAT, "line %zu: more than %d columns",
-                         line, N_COLS);
+                         line, ncols);
             break;
         }
         if (r->round != n + 1) {

@@ -165,11 +165,13 @@ size_t flsim_summary_json(const flsim_config *cfg, const flsim_result *r, char *
         (unsigned long long)r->updates_failed, (unsigned long long)r->updates_late, conf);
 }
 
-/* rounds.csv's header line, and the names of fls_close_reason 0 .. 3 in its closed_by column. */
+/* rounds.csv's header line, and the names of fls_close_reason 0 .. 3 in its closed_by column.
+ * Columns are only ever appended (eval_wall_s on 2026-12-02), so that a reader of the columns by
+ * their position keeps working; flsim_parse_rounds_csv reads every header ever written. */
 const char flsim_rounds_header[] =
     "round,vtime_s,round_vtime_s,wall_s,train_wall_s,bytes_down,bytes_up,cum_bytes_down,"
     "cum_bytes_up,mean_loss,test_acc,test_loss,online,selected,reported,late,failed,closed_by,"
-    "train_flops";
+    "train_flops,eval_wall_s";
 const char *const flsim_close_names[4] = {"", "quorum", "deadline", "exhausted"};
 
 static void csv_num(FILE *f, double v)
@@ -189,9 +191,14 @@ static void put_row(FILE *f, const flsim_round_record *r)
     csv_num(f, r->evaluated ? r->test_acc : NAN);
     fputc(',', f);
     csv_num(f, r->evaluated ? r->test_loss : NAN);
-    fprintf(f, ",%u,%u,%u,%u,%u,%s,%.6g\n", r->online, r->selected, r->reported, r->late,
+    fprintf(f, ",%u,%u,%u,%u,%u,%s,%.6g,", r->online, r->selected, r->reported, r->late,
             r->failed, r->closed_by >= 1 && r->closed_by <= 3 ? flsim_close_names[r->closed_by] : "",
             r->train_flops);
+    /* wall time, as wall_s; empty where it is not known (a round read back from a rounds.csv of
+     * before the column) */
+    if (isfinite(r->eval_wall_s))
+        fprintf(f, "%.6f", r->eval_wall_s);
+    fputc('\n', f);
 }
 
 int flsim_write_rounds_csv(FILE *f, const flsim_round_record *rec, size_t n)

@@ -3,7 +3,7 @@
  * against the default settings); and a run's resume file (flsim_resume_parse, `fl_sim --resume`)
  * and its clients' residual file (flsim_resid_parse), each as it is and with its trailing SHA-256
  * made to match, so that mutations reach the fields behind the checksum. Every input goes to
- * all of them. rounds.csv: FL_OK with rounds 1..n in order, cumulative bytes that add up and accuracies in [0, 1], or FL_ERR_RESULTS_FORMAT
+ * all of them. rounds.csv (this fl_sim's header or an earlier one's, without eval_wall_s): FL_OK with rounds 1..n in order, cumulative bytes that add up, accuracies in [0, 1] and an eval_wall_s that is NaN or at least 0, or FL_ERR_RESULTS_FORMAT
  * with a reason that names a line (or says no rounds follow the header) and nothing returned.
  * summary.json: FL_OK, FL_ERR_RESULTS_FORMAT or FL_ERR_RESULTS_MISMATCH with a reason, or
  * FL_ERR_UNSUPPORTED without jansson. Never a crash, a leak or an unbounded allocation. */
@@ -96,6 +96,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 abort();
             if (r->cum_bytes_down - (i ? rec[i - 1].cum_bytes_down : 0) != r->bytes_down)
                 abort();
+            if (!isnan(r->eval_wall_s) && !(r->eval_wall_s >= 0 && isfinite(r->eval_wall_s)))
+                abort(); /* NaN: not known (an earlier fl_sim's file, an empty cell) */
         }
         free(rec);
     } else {

@@ -9,7 +9,8 @@
 #   the fixture's first two rounds bit for bit, the resumed run ends on a fresh 4-round run's model.
 # - fl_sim --resume 1 on each sim-VERSION directory (resume.fls of format 2 and 3, with the top-k
 #   residual file): it resumes after round 3, and where this host's fresh 3-round run gives the
-#   fixture's model, the 6-round result is a fresh 6-round run's, bit for bit.
+#   fixture's model, the 6-round result is a fresh 6-round run's, bit for bit, and so is its
+#   rounds.csv, rewritten in this release's columns, wall times aside.
 #   upgrade_test.sh FL_SERVER FL_CLIENT FL_SIM FIXTURES
 set -eu
 FL_SERVER=$1
@@ -118,6 +119,13 @@ for ver in 0.3.3 0.3.5; do
     if [ "$(model_of "$src/summary.json")" = "$(model_of "$DIR/sim-fresh3/summary.json")" ]; then
         [ "$(model_of "$d/summary.json")" = "$(model_of "$DIR/sim-fresh6/summary.json")" ] ||
             fail "sim $ver: resumed model $(model_of "$d/summary.json"), a fresh run's $(model_of "$DIR/sim-fresh6/summary.json")"
+        # rounds.csv in this release's columns (eval_wall_s appended), the fresh run's but for
+        # the wall times (wall_s, train_wall_s: 4, 5; eval_wall_s: 20)
+        cut -d, -f1-3,6-19 "$d/rounds.csv" >"$d.rounds"
+        cut -d, -f1-3,6-19 "$DIR/sim-fresh6/rounds.csv" >"$DIR/fresh6.rounds"
+        head -n 1 "$d/rounds.csv" | grep -q ',train_flops,eval_wall_s$' &&
+            cmp -s "$d.rounds" "$DIR/fresh6.rounds" ||
+            fail "sim $ver: the resumed run's rounds.csv is not a fresh run's (wall times aside): $(diff "$d.rounds" "$DIR/fresh6.rounds" | head -5)"
     else
         echo "sim $ver: this host's first three rounds differ from the fixture's (another BLAS kernel?): model bits not compared"
     fi

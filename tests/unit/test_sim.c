@@ -1536,6 +1536,11 @@ static void test_outputs_read_back(void **state)
         assert_true(grec[i].cum_bytes_up == rec[i].cum_bytes_up);
         assert_int_equal(grec[i].reported, rec[i].reported);
         assert_int_equal(grec[i].closed_by, rec[i].closed_by);
+        /* the evaluation's wall time, to the microsecond (as wall_s); 0 where none ran (until
+         * 2026-12-02 rounds.csv did not hold it) */
+        assert_true(fabs(grec[i].eval_wall_s - rec[i].eval_wall_s) <= 5e-7);
+        if (!rec[i].evaluated)
+            assert_true(grec[i].eval_wall_s == 0);
     }
     free(grec);
     /* threads do not change results: still the same run; the seed does */
@@ -2285,6 +2290,8 @@ static void test_outputs_bad_files(void **state)
     assert_int_equal(flsim_parse_rounds_csv(buf, strlen(buf), &rec, &n, err, sizeof err), FL_OK);
     assert_int_equal(n, 1);
     assert_true(rec[0].evaluated && rec[0].test_acc == 0.5 && rec[0].closed_by == 1);
+    /* H is an earlier fl_sim's header (before 2026-12-02): no eval_wall_s, read back as NaN */
+    assert_true(isnan(rec[0].eval_wall_s));
     free(rec);
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         snprintf(buf, sizeof buf, "%s%s", H, cases[i].rows);
@@ -2294,6 +2301,60 @@ static void test_outputs_bad_files(void **state)
             fail_msg("csv case %zu: %s '%s', want '%s'", i, fl_status_name(st), err, cases[i].want);
         assert_null(rec);
     }
+    /* This fl_sim's header: H's columns, then eval_wall_s (appended, so that readers of the
+     * columns by position keep working) */
+    {
+        char H2[512];
+        snprintf(H2, sizeof H2, "%.*s,eval_wall_s", (int)strlen(H) - 1, H);
+        assert_string_equal(H2, flsim_rounds_header);
+    }
+    static const struct {
+        const char *row, *want; /* want NULL: FL_OK */
+        double eval;
+    } now[] = {
+        {"1,10.5,10.5,0.1,0.1,100,50,100,50,1.5,0.5,1.2,40,8,8,0,0,quorum,1e+06,0.012345\n", NULL, 0.012345},
+        {"1,10.5,10.5,0.1,0.1,100,50,100,50,1.5,,,40,8,8,0,0,quorum,1e+06,0.000000\n", NULL, 0},
+        {"1,10.5,10.5,0.1,0.1,100,50,100,50,1.5,0.5,1.2,40,8,8,0,0,quorum,1e+06,\n", NULL, NAN},
+        {"1,10.5,10.5,0.1,0.1,100,50,100,50,1.5,0.5,1.2,40,8,8,0,0,quorum,1e+06\n", "line 2: 19 columns, want 20", 0},
+        {"1,10.5,10.5,0.1,0.1,100,50,100,50,1.5,0.5,1.2,40,8,8,0,0,quorum,1e+06,-0.1\n", "line 2: bad eval_wall_s '-0.1'", 0},
+        {"1,10.5,10.5,0.1,0.1,100,50,100,50,1.5,0.5,1.2,40,8,8,0,0,quorum,1e+06,0.1,2\n", "line 2: more than 20 columns", 0},
+    };
+    for (size_t i = 0; i < sizeof now / sizeof now[0]; i++) {
+        snprintf(buf, sizeof buf, "%s\n%s", flsim_rounds_header, now[i].row);
+        err[0] = '\0';
+        const fl_status st = flsim_parse_rounds_csv(buf, strlen(buf), &rec, &n, err, sizeof err);
+        if (!now[i].want) {
+            if (st != FL_OK)
+                fail_msg("csv row %zu: %s '%s'", i, fl_status_name(st), err);
+            assert_int_equal(n, 1);
+            assert_true(isnan(now[i].eval) ? isnan(rec[0].eval_wall_s)
+                                           : rec[0].eval_wall_s == now[i].eval);
+            free(rec);
+            rec = NULL;
+        } else if (st != FL_ERR_RESULTS_FORMAT || !strstr(err, now[i].want)) {
+            fail_msg("csv row %zu: %s '%s', want '%s'", i, fl_status_name(st), err, now[i].want);
+        }
+    }
+#ifdef FLSIM_HAVE_JANSSON
+    /* a run that 0.3.5 saved (tests/fixtures/upgrade: its rounds.csv has no eval_wall_s), as an
+     * experiment reads its saved runs back */
+    {
+        const char *root = getenv("FEDROP_SOURCE_ROOT");
+        char dir[1024];
+        snprintf(dir, sizeof dir, "%s/tests/fixtures/upgrade/sim-0.3.5", root ? root : ".");
+        flsim_result got;
+        char e2[512];
+        const fl_status ls = flsim_load_outputs(dir, NULL, NULL, &got, &rec, &n, e2, sizeof e2);
+        if (ls != FL_OK)
+            fail_msg("0.3.5's run: %s: %s", fl_status_name(ls), e2);
+        assert_int_equal(n, 3);
+        assert_int_equal(got.rounds, 3);
+        for (size_t i = 0; i < n; i++)
+            assert_true(rec[i].evaluated && isnan(rec[i].eval_wall_s));
+        free(rec);
+        rec = NULL;
+    }
+#endif
     assert_int_equal(flsim_parse_rounds_csv("round,vtime\n", 12, &rec, &n, err, sizeof err),
                      FL_ERR_RESULTS_FORMAT);
     assert_non_null(strstr(err, "line 1"));
