@@ -498,6 +498,9 @@ static fl_status experiment_afd(const flsim_experiment *e, const fl_logger *log,
             if (flsim_write_outputs(path, &cfg, &ro->res, ro->rec, ro->n, e2, sizeof e2) != FL_OK) {
                 snprintf(err, errlen, "%s seed %u: %s", g_cfgs[c].name, s + 1, e2);
                 st = FL_ERR_IO;
+            } else if ((st = flsim_rounds_as_saved(ro->rec, ro->n)) != FL_OK) {
+                /* the curves below come from what rounds.csv holds, as for a run read back */
+                snprintf(err, errlen, "%s seed %u: %s", g_cfgs[c].name, s + 1, fl_strerror(st));
             } else if (e->progress) {
                 ev.kind = FLSIM_EXP_RUN_DONE;
                 ev.res = &ro->res;

@@ -62,6 +62,16 @@ fl_status flsim_write_atomic(const char *path, const void *text, size_t len, cha
 #include <stdio.h>
 int flsim_write_rounds_csv(FILE *f, const flsim_round_record *rec, size_t n);
 
+/* rec[0..n) as rounds.csv holds them, in place: each real that the file keeps to fewer digits
+ * than a double (vtime_s and the other reals to 9, wall times to the microsecond) replaced by
+ * what the file reads back as (flsim_parse_rounds_csv), the fields it does not hold left alone.
+ * What is computed from a run just trained is then what the same computation gives from its
+ * saved files: the experiment's curves.csv and mean-*.dat of a fresh run are those of the run
+ * read back (at 6 digits, the 0.1086805 of a file printed 0.10868, the double it was written
+ * from 0.108681). FL_OK, FL_ERR_NOMEM, FL_ERR_INTERNAL (rows that do not read
+ * back: not a run's). */
+fl_status flsim_rounds_as_saved(flsim_round_record *rec, size_t n);
+
 /* rounds.csv's header line (no newline), and the closed_by names of fls_close_reason 0 .. 3. */
 extern const char flsim_rounds_header[];
 extern const char *const flsim_close_names[4];

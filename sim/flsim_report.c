@@ -209,6 +209,46 @@ int flsim_write_rounds_csv(FILE *f, const flsim_round_record *rec, size_t n)
     return ferror(f) ? -1 : 0;
 }
 
+fl_status flsim_rounds_as_saved(flsim_round_record *rec, size_t n)
+{
+    if (n == 0)
+        return FL_OK;
+    char *text = NULL;
+    size_t len = 0;
+    FILE *m = open_memstream(&text, &len);
+    if (!m)
+        return FL_ERR_NOMEM;
+    int bad = flsim_write_rounds_csv(m, rec, n);
+    bad |= fclose(m) != 0;
+    flsim_round_record *back = NULL;
+    size_t nb = 0;
+    fl_status st = bad || !text ? FL_ERR_NOMEM
+                                : flsim_parse_rounds_csv(text, len, &back, &nb, NULL, 0);
+    free(text);
+    if (st == FL_OK && nb != n)
+        st = FL_ERR_INTERNAL;
+    if (st != FL_OK) {
+        free(back);
+        return st == FL_ERR_NOMEM ? st : FL_ERR_INTERNAL; /* a run's rows always read back */
+    }
+    /* the reals (the integers are exact): what the file says, field by field */
+    for (size_t i = 0; i < n; i++) {
+        flsim_round_record *r = &rec[i];
+        const flsim_round_record *b = &back[i];
+        r->vtime_s = b->vtime_s;
+        r->round_vtime_s = b->round_vtime_s;
+        r->wall_s = b->wall_s;
+        r->train_wall_s = b->train_wall_s;
+        r->mean_loss = b->mean_loss;
+        r->test_acc = b->test_acc;
+        r->test_loss = b->test_loss;
+        r->train_flops = b->train_flops;
+        r->eval_wall_s = b->eval_wall_s;
+    }
+    free(back);
+    return FL_OK;
+}
+
 /* Creates dir and removes its summary.json (a summary marks a finished run: none may stand
  * beside rounds being written). */
 static fl_status begin_dir(const char *dir, char *err, size_t errlen)

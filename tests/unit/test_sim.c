@@ -2873,6 +2873,91 @@ static void test_experiment_resumes(void **state)
     free(table);
 }
 
+/* curves.csv and mean-<config>.dat of an experiment that trained its runs are those of the same
+ * experiment again, which reads the runs back from their rounds.csv: the curves come from the
+ * 9 digits rounds.csv keeps in both (until 2026-12-02 a fresh run's came from its doubles, and a
+ * 6-digit figure could differ in its last digit: here fd+c's vtime_s of round 53 on the host
+ * this was found on, 0.108681 fresh and 0.10868 read back from 0.1086805; on a host whose
+ * kernels give other bytes the values differ, and flsim_rounds_as_saved's own check below holds
+ * the mechanism everywhere). */
+static void test_experiment_curves_read_back(void **state)
+{
+    (void)state;
+    /* 0.29542549950788982 is 0.2954255 to 9 digits: 0.295425 at 6 digits from the double,
+     * 0.295426 from the file's text */
+    flsim_round_record r;
+    memset(&r, 0, sizeof r);
+    r.round = 1;
+    r.vtime_s = r.round_vtime_s = 0.29542549950788982;
+    r.evaluated = 1;
+    r.test_acc = 0.5;
+    r.test_loss = 1.0;
+    r.mean_loss = 1.0;
+    r.feed_wall_s = 0.123456789; /* not in rounds.csv: left alone */
+    char a[32], b[32];
+    snprintf(a, sizeof a, "%.6g", r.vtime_s);
+    assert_string_equal(a, "0.295425");
+    assert_int_equal(flsim_rounds_as_saved(&r, 1), FL_OK);
+    assert_true(r.vtime_s == strtod("0.2954255", NULL));
+    snprintf(b, sizeof b, "%.6g", r.vtime_s);
+    assert_string_equal(b, "0.295426");
+    assert_true(r.feed_wall_s == 0.123456789 && r.test_acc == 0.5 && r.evaluated);
+
+    char out[] = "/tmp/test_sim_curvesXXXXXX";
+    assert_non_null(mkdtemp(out));
+    flsim_experiment e;
+    memset(&e, 0, sizeof e);
+    snprintf(e.preset, sizeof e.preset, "small");
+    snprintf(e.out, sizeof e.out, "%s", out);
+    e.seeds = 1;
+    int counts[5] = {0};
+    e.progress = count_events;
+    e.progress_user = counts;
+    const char *ov[] = {"dataset=synth-images:1300:1x8x8:4", "model=mlp:64-16-4", "clients=20",
+                        "per-round=4", "rounds=53", "eval-every=1", "target-acc=0.3",
+                        "threads=1", NULL};
+    for (int i = 0; ov[i]; i++)
+        e.overrides[i] = ov[i];
+    char err[512] = "";
+    static const char *const files[] = {"curves.csv", "mean-full.dat", "mean-fd+c.dat",
+                                        "mean-afd-multi+c.dat"};
+    enum { NF = sizeof files / sizeof files[0] };
+    char *fresh[NF], path[600];
+    size_t len;
+    fl_status st = flsim_experiment_afd(&e, NULL, err, sizeof err);
+    if (st != FL_OK)
+        fail_msg("experiment: %s: %s", fl_status_name(st), err);
+    assert_int_equal(counts[2], 8); /* trained */
+    for (int i = 0; i < NF; i++) {
+        snprintf(path, sizeof path, "%s/%s", out, files[i]);
+        fresh[i] = read_all(path, &len);
+        assert_non_null(fresh[i]);
+    }
+    memset(counts, 0, sizeof counts);
+    st = flsim_experiment_afd(&e, NULL, err, sizeof err);
+    if (st != FL_OK)
+        fail_msg("experiment again: %s: %s", fl_status_name(st), err);
+    assert_int_equal(counts[3], 8); /* every run read back */
+    for (int i = 0; i < NF; i++) {
+        snprintf(path, sizeof path, "%s/%s", out, files[i]);
+        char *back = read_all(path, &len);
+        assert_non_null(back);
+        if (strcmp(back, fresh[i]) != 0) {
+            const char *p = fresh[i], *q = back;
+            while (*p && *p == *q)
+                p++, q++;
+            while (p > fresh[i] && p[-1] != '\n')
+                p--, q--;
+            fail_msg("%s: the experiment that trained its runs wrote '%.*s', the one that read "
+                     "them back '%.*s'", files[i], (int)strcspn(p, "\n"), p, (int)strcspn(q, "\n"),
+                     q);
+        }
+        free(back);
+        free(fresh[i]);
+    }
+    assert_int_equal(rm_experiment(out), 0);
+}
+
 /* table.md's caption holds a long --dataset and a long --test-dataset whole (absolute idx paths
  * of 100-odd characters each, here synth specs padded to 208 with leading zeros): its buffer was
  * sized for one spec, the second ran the write offset past its end, and the caption was cut in
@@ -3155,6 +3240,7 @@ int main(void)
         cmocka_unit_test(test_experiment_failed_start_leaves_no_dirs),
 #ifdef FLSIM_HAVE_JANSSON
         cmocka_unit_test(test_experiment_resumes),
+        cmocka_unit_test(test_experiment_curves_read_back),
         cmocka_unit_test(test_experiment_caption_long_specs),
         cmocka_unit_test(test_config_mismatch_long_values),
         cmocka_unit_test(test_config_matches_number_forms),
