@@ -154,6 +154,31 @@ awk -F, 'NR > 1 && length($2) > 16 { exit 1 }' "$DIR/long/rounds.csv" ||
     fail "long virtual times in rounds.csv: $(cat "$DIR/long/rounds.csv")"
 echo "long virtual times: short on the progress lines"
 
+# More --threads than the CPUs this process may run on (nproc: its affinity mask, as fl_sim
+# counts them): one warning at start, and the run goes on to its results; as many as the CPUs:
+# none. The experiment says it too. (Until 2026-12-02 --threads 1000 on 2 CPUs said nothing.)
+ncpu=$(nproc)
+if [ "$ncpu" -lt 1024 ]; then
+    NT_ARGS=$(echo $ARGS | sed 's/ --threads 1//') # ARGS without its --threads
+    over=$((ncpu + 1))
+    said="warning: --threads $over is more than the $ncpu CPU$([ "$ncpu" -eq 1 ] || echo s) this process may run on: the threads take turns on them, so the run is no faster than with --threads $ncpu (its results are the same either way)"
+    rc=0
+    "$FL_SIM" $NT_ARGS --rounds 2 --threads "$over" --out "$DIR/over" >/dev/null 2>"$DIR/over.err" || rc=$?
+    [ "$rc" -eq 0 ] || fail "--threads $over: exit status $rc ($(cat "$DIR/over.err"))"
+    [ "$(grep -cx "fl_sim: $said" "$DIR/over.err")" -eq 1 ] ||
+        fail "--threads $over on $ncpu CPUs: not warned once: $(cat "$DIR/over.err")"
+    grep -q '"rounds": 2,' "$DIR/over/summary.json" || fail "--threads $over: no summary.json"
+    "$FL_SIM" $NT_ARGS --rounds 1 --threads "$ncpu" >/dev/null 2>"$DIR/atcpu.err" ||
+        fail "--threads $ncpu: $(cat "$DIR/atcpu.err")"
+    ! grep -q "warning: --threads" "$DIR/atcpu.err" || fail "--threads $ncpu on $ncpu CPUs warned: $(cat "$DIR/atcpu.err")"
+    rc=0 # the experiment: checked before anything loads (its dataset is not there)
+    FEDROP_DATA_DIR="$DIR/nodata" "$FL_SIM" experiment afd --seeds 3 --threads "$over" \
+        --out "$DIR/overexp" >/dev/null 2>"$DIR/overexp.err" || rc=$?
+    [ "$(grep -cx "fl_sim experiment: $said" "$DIR/overexp.err")" -eq 1 ] ||
+        fail "experiment --threads $over: not warned once: $(cat "$DIR/overexp.err")"
+    echo "--threads $over on $ncpu CPUs: warned once, the run went on"
+fi
+
 # Where a named dataset is looked for, as --help says: $FEDROP_DATA_DIR/NAME, then the variable's
 # directory itself (and not /usr/share/datasets when it is set).
 "$FL_SIM" --help | grep -q 'FEDROP_DATA_DIR/NAME' || fail "--help does not say where datasets are"

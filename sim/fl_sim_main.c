@@ -21,6 +21,7 @@
 #include "fl_time.h"
 #include "flm_arch.h"
 #include "flsim.h"
+#include "flsim_fold.h"
 #include "flsim_internal.h"
 
 #ifdef FLSIM_HAVE_MPI
@@ -622,6 +623,20 @@ static void warn_target_at_end(const flsim_config *cfg)
             cfg->keep_going ? "" : ", and the run cannot stop early at it");
 }
 
+/* More worker threads than the CPUs this process may run on (its affinity mask: taskset, a
+ * container's cpuset; flsim_cpus): they take turns on those CPUs, so the run is no faster, only
+ * more switching (its results are the same bits whatever the count). Said once, at start; the run
+ * goes on. */
+static void warn_threads(const char *prog, uint32_t threads)
+{
+    const unsigned ncpu = flsim_cpus();
+    if (threads <= ncpu)
+        return;
+    fprintf(stderr, "%s: warning: --threads %u is more than the %u CPU%s this process may run on: "
+            "the threads take turns on them, so the run is no faster than with --threads %u (its "
+            "results are the same either way)\n", prog, threads, ncpu, ncpu == 1 ? "" : "s", ncpu);
+}
+
 /* An option neither fl_sim's nor the experiment's: the experiment's own (--preset, --seeds,
  * --fresh) are suggested too, where none of fl_sim's is as near. why holds fl_config_set's
  * message; returns it, or the message with the experiment's option in it. */
@@ -782,6 +797,7 @@ static int run_experiment(int argc, char **argv, int first)
     snprintf(e.preset, sizeof e.preset, "small");
     e.seeds = 3;
     int n_over = 0, quiet = 0, pmode = -1;
+    uint32_t threads = 0; /* --threads, for its warning */
     static char store[64][FLSIM_STR + 64];
     given_opts seen = {0};
     for (int i = first; i < argc;) {
@@ -857,6 +873,8 @@ static int run_experiment(int argc, char **argv, int first)
             if (!strcmp(name, "keep") && probe.keep >= 1.0 && g_rank == 0)
                 fprintf(stderr, "fl_sim experiment: warning: --keep %s keeps every unit: fd and "
                         "afd then train the whole model, as full does\n", value);
+            if (!strcmp(name, "threads"))
+                threads = probe.threads; /* the last one given counts */
             if (!strcmp(name, "model") && model_drops_nothing(value) && g_rank == 0)
                 fprintf(stderr, "fl_sim experiment: warning: --model %s has no droppable layer: "
                         "fd and afd then train the whole model, as full does\n", value);
@@ -871,6 +889,8 @@ static int run_experiment(int argc, char **argv, int first)
     }
     if (!e.out[0])
         snprintf(e.out, sizeof e.out, "results/afd-%s", e.preset);
+    if (g_rank == 0)
+        warn_threads("fl_sim experiment", threads);
     if (e.seeds < 3 && g_rank == 0)
         fprintf(stderr, "fl_sim experiment: warning: %u seed%s: docs/AFD.md asks for at least 3 (no "
                 "spread to compare configurations by)\n", e.seeds, e.seeds == 1 ? "" : "s");
@@ -991,6 +1011,7 @@ static int run_main(int argc, char **argv)
     if (g_rank == 0) {
         warn_inert(&cfg, &given);
         warn_target_at_end(&cfg);
+        warn_threads("fl_sim", cfg.threads);
     }
     progress pr = {cfg.progress == 1 || (cfg.progress == -1 && isatty(STDERR_FILENO)),
                    cfg.rounds, cfg.quiet, cfg.out[0] && g_rank == 0 ? cfg.out : NULL, NULL, 0, 0,
