@@ -4019,12 +4019,46 @@ static double dataset_bytes(const flm_dataset *d)
                            (d->user ? sizeof *d->user : 0.0));
 }
 
+/* The capacity fl_grow reaches for n entries, from first (doubling), and the slots of a power-of-two
+ * index (slots_new, fl_index_new: from 64) of at least n. */
+static double grown_to(double n, double first)
+{
+    double c = first;
+    while (c < n)
+        c *= 2.0;
+    return c;
+}
+
+/* The most the reactor's own records of clients may hold, in bytes, with server.max_clients (M)
+ * ids bound, each with a live session (an id has one at most: a Hello of it on another connection
+ * ends the old one). Per id: its binding (the slot table, grown by doubling), its place in the
+ * index (at most a quarter full) and its text. Per session: its record (sess, its due time) in a
+ * table that also holds the ended sessions not yet compacted (fewer than a quarter of it, or
+ * COMPACT_MIN, and those of one batch of BATCH_IN messages), grown by doubling, the routing id
+ * and key indexes, and its copy of the id's text. An id's text is counted at its bound
+ * (FLS_IDS_ID_MAX: the wire's limit for a string): the server cannot know its fleet's. Not
+ * counted, being bounded by other things than the configuration: the table of connections by
+ * descriptor number (RLIMIT_NOFILE) and the allow-list's rows (its file). */
+static double records_bytes(const fls_server *s)
+{
+    const double m = (double)s->opt.max_clients;
+    const double text = FLS_IDS_ID_MAX + 1.0;
+    const double ids = grown_to(m, 64.0) * sizeof(binding) +
+                       grown_to(4.0 * m + 6.0, 64.0) * sizeof(uint32_t) + m * text;
+    const double table = grown_to(ceil(m * 4.0 / 3.0) + COMPACT_MIN + BATCH_IN, 64.0);
+    const double sessions = table * (sizeof(sess) + sizeof(double)) +
+                            grown_to(2.0 * table + 2.0, 64.0) * sizeof(int32_t) +
+                            grown_to(2.0 * m + 2.0, 64.0) * sizeof(int32_t) + m * text;
+    return ids + sessions;
+}
+
 /* Warns at start when the server's memory at a round's peak may pass what the machine can give
  * now: the round engine's buffers as it counts them (fls_core_memory_bytes: the model, the server
  * optimizer's state, the exact accumulator or the robust modes' kept updates, upload_slots + 1
  * staging buffers, the last for committing an update buffered encoded, a shared Task's encoded
  * chunks and the round's selected clients), the state it keeps for each of up to
- * server.max_clients clients (fls_core_client_bytes: afd-multi's maps), the evaluation's model and
+ * server.max_clients clients (fls_core_client_bytes: afd-multi's maps), the reactor's own records
+ * of as many clients' sessions and ids (records_bytes), the evaluation's model and
  * data, the buffer a Task's chunk is encoded into and, with checkpoint.path, the snapshot of the
  * model and optimizer state kept for the next checkpoint (refreshed in place,
  * fls_core_checkpoint_update, and written from where it lies: no other copy). Nothing checked it:
@@ -4034,7 +4068,11 @@ static double dataset_bytes(const flm_dataset *d)
  * the old snapshot and the new at a round's end, or the snapshot and its serialised bytes grown by
  * doubling at a write), and counted an accumulator the robust modes do not have; then it left out
  * the Task cache, the evaluation, the chunk buffer and the clients' state
- * (test_memory_need_counts_the_peak holds the figure to a run's real allocations). Called once
+ * (test_memory_need_counts_the_peak holds the figure to a run's real allocations), and until
+ * 2026-12-02 the reactor's records of sessions and ids (up to 4.3 KB a client, 426 MB at
+ * server.max_clients' default of 100000: test_memory_sessions_counted). Updates buffered encoded (fls_core.h) need no place here: the
+ * reactor hands the engine chunks only from the upload slots' holders, so each update that
+ * receives chunks has a staging buffer of its own. Called once
  * the evaluation set is loaded, against the memory available before the round engine was made
  * (s->mem_have). A warning, not a refusal: the slots fill only as uploads overlap,
  * and the memory free now is not what it will be. */
@@ -4050,7 +4088,8 @@ static void warn_memory(fls_server *s)
     const double eval = dataset_bytes(s->eval_ds) +
                         (s->eval_model ? (double)flm_model_bytes(s->eval_model) : 0.0);
     const double clients = (double)s->opt.max_clients * (double)fls_core_client_bytes(s->core);
-    const double need = core + (ckpt ? (double)state : 0.0) + eval + clients +
+    const double records = records_bytes(s);
+    const double need = core + (ckpt ? (double)state : 0.0) + eval + clients + records +
                         (double)s->chunk_cap;
     const double opt_b = ((double)state - 4.0 * n) / n; /* the optimizer's bytes a parameter */
     char opt_part[64] = "";
@@ -4062,7 +4101,8 @@ static void warn_memory(fls_server *s)
     const double have = s->mem_have, total = s->mem_total;
     if (have <= 0.0 || need <= have)
         return;
-    char robust_part[160] = "", more[256] = "";
+    char robust_part[160] = "", more[512] = "";
+    const int per_client = clients + records >= 1e6; /* named in `more`: what max_clients lowers */
     if (robust)
         snprintf(robust_part, sizeof robust_part, ", %.0f updates the robust aggregation keeps "
                  "(aggregation.max_updates)", kept);
@@ -4071,15 +4111,21 @@ static void warn_memory(fls_server *s)
         at = snprintf(more, sizeof more, "; %.1f MB for the evaluation's model and data",
                       eval / 1e6);
     if (clients >= 1e6 && at >= 0 && (size_t)at < sizeof more)
-        snprintf(more + at, sizeof more - (size_t)at, "; %.1f MB for what is kept of up to %u "
-                 "clients (server.max_clients)", clients / 1e6, s->opt.max_clients);
+        at += snprintf(more + at, sizeof more - (size_t)at, "; %.1f MB for what is kept of up "
+                       "to %u clients (server.max_clients)", clients / 1e6, s->opt.max_clients);
+    if (records >= 1e6 && at >= 0 && (size_t)at < sizeof more)
+        snprintf(more + at, sizeof more - (size_t)at, "; %.1f MB for the server's records of the "
+                 "sessions and ids of up to %u clients (server.max_clients; an id counted at its "
+                 "%d-byte bound)", records / 1e6, s->opt.max_clients, FLS_IDS_ID_MAX);
     fl_log(&s->log, FL_LOG_WARN, "at a round's peak this server may need %.1f GB for the "
            "model's %.0f parameters (the model%s%s, a staging buffer for each of %.0f upload "
            "slot%s (server.upload_slots) and one more%s%s; 4 B a parameter each)%s, more than the "
-           "%.1f GB this machine has available now (of %.1f GB): lower server.upload_slots%s",
+           "%.1f GB this machine has available now (of %.1f GB): lower server.upload_slots%s%s",
            need / 1e9, n, opt_part, robust ? "" : ", its accumulator (8 B)", slots,
            slots == 1 ? "" : "s", robust_part, ckpt ? ", the checkpoint's snapshot" : "", more,
-           have / 1e9, total / 1e9, robust ? " or aggregation.max_updates" : "");
+           have / 1e9, total / 1e9,
+           !robust ? "" : per_client ? ", aggregation.max_updates" : " or aggregation.max_updates",
+           per_client ? " or server.max_clients" : "");
 }
 
 static fl_status server_init(fls_server *s, char *err, size_t errlen)
