@@ -1481,6 +1481,22 @@ static void dl_list_compact(fls_server *s)
     s->dl_cursor = cursor < m ? cursor : 0;
 }
 
+/* x's task of its round is given up by the server (no Ack of its chunks within the liveness
+ * timeout, or a chunk that could not be made or sent): the client cannot complete the download,
+ * so its update cannot come. The core counts it as failed, as an Error from the client would,
+ * so that the round need not wait out its deadline for it. Until 2026-12-02 only the first
+ * reason told the core: a task dropped for a full send queue (server.sndhwm) whose chunks in
+ * flight were then Acked held its round until the deadline
+ * (test_reactor_send_queue_full_task_failed). */
+static void dl_give_up(fls_server *s, sess *x, fl_status code, const char *why)
+{
+    flp_msg e = flp_msg_header(FLP_ERROR, x->dl_round, x->id);
+    e.error.code = (uint32_t)code;
+    e.error.message = why;
+    (void)fls_core_on_message(s->core, x->key, &e, fl_time_mono_s());
+    x->dl_active = 0;
+}
+
 static void dl_pump(fls_server *s, sess *x)
 {
     while (x->dl_active && x->dl_inflight < dl_cap(s, x) && s->dl_total < dl_budget(s)) {
@@ -1493,16 +1509,18 @@ static void dl_pump(fls_server *s, sess *x)
         const fl_status st = fls_core_task_chunk(s->core, x->key, x->dl_t, x->dl_i, s->chunk_buf,
                                                  s->chunk_cap, &len, &m.chunk);
         if (st != FL_OK) {
-            if (st != FL_ERR_ROUND_CLOSED && st != FL_ERR_NOT_SELECTED)
+            if (st != FL_ERR_ROUND_CLOSED && st != FL_ERR_NOT_SELECTED) {
                 fl_log(&s->log, FL_LOG_ERROR, "client %s: chunk %u/%u: %s", x->id, x->dl_t,
                        x->dl_i, fl_strerror(st));
+                dl_give_up(s, x, st, "a weight chunk could not be made: task dropped");
+            }
             x->dl_active = 0;
             break;
         }
         if (send_sess(s, x, &m) != 0) {
             fl_log(&s->log, FL_LOG_WARN, "client %s: %s; task of round %llu dropped", x->id,
                    send_why(s), (unsigned long long)x->dl_round);
-            x->dl_active = 0;
+            dl_give_up(s, x, FL_ERR_IO, "a weight chunk could not be sent: task dropped");
             break;
         }
         if (x->dl_inflight == 0)
@@ -4513,14 +4531,8 @@ static void timers(fls_server *s, double now)
              * downlink budget goes to the others. */
             log_bad(s, "client %s: no Ack of a weight chunk for %u ms: task of round %llu dropped",
                     x->id, s->opt.liveness_ms, (unsigned long long)x->dl_round);
-            /* Its update of that round cannot come now: the core counts it as failed, as an
-             * Error from the client would, so the round need not wait out its deadline. */
-            flp_msg e = flp_msg_header(FLP_ERROR, x->dl_round, x->id);
-            e.error.code = FL_ERR_TIMEOUT;
-            e.error.message = "no Ack of a weight chunk: task dropped";
-            (void)fls_core_on_message(s->core, x->key, &e, now);
+            dl_give_up(s, x, FL_ERR_TIMEOUT, "no Ack of a weight chunk: task dropped");
             dl_forget(s, x);
-            x->dl_active = 0;
             taken = 1;
         }
         if (now - x->last_tx >= hb) {

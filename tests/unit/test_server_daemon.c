@@ -7545,6 +7545,69 @@ static void test_reactor_noack_downlink(void **state)
     free(lb);
 }
 
+/* A task the server drops because the client's send queue is full (server.sndhwm) counts as a
+ * failed update at once, as one dropped for want of Acks does: the round does not wait for an
+ * update that cannot come. The client says Hello (its task comes: one chunk before its first
+ * Ack), then floods malformed frames without reading until the server's Error replies fill its
+ * queue (send_dropped), then Acks the chunk: the next chunk cannot be sent, the task is dropped,
+ * and no chunk of it is left in flight for the liveness check to catch. Before, the core was not
+ * told, and the round (its only client; deadline 600 s) waited out its deadline. */
+static void test_reactor_send_queue_full_task_failed(void **state)
+{
+    (void)state;
+    char yaml[2048], ep[300];
+    snprintf(ep, sizeof ep, "ipc://%s/sqfull.sock", g_tmp);
+    snprintf(yaml, sizeof yaml,
+             "server:\n  insecure: true\n  endpoints: ['%s']\n  sndhwm: 16\n"
+             "  liveness_ms: 60000\nmodel:\n  arch: \"mlp:6-5-3\"\nrun:\n  rounds: 1\n"
+             "round:\n  clients: 1\n  overcommit: 1\ncodec:\n  chunk_elems: 4\n", ep);
+    logbuf *lb;
+    fls_server *s = server_rounds_of(yaml, &lb);
+    peer p;
+    p.ctx = zmq_ctx_new();
+    assert_non_null(p.ctx);
+    p.sock = zmq_socket(p.ctx, ZMQ_DEALER);
+    assert_non_null(p.sock);
+    const int zero = 0, one = 1, small = 4096;
+    zmq_setsockopt(p.sock, ZMQ_LINGER, &zero, sizeof zero);
+    zmq_setsockopt(p.sock, ZMQ_RCVHWM, &one, sizeof one);
+    zmq_setsockopt(p.sock, ZMQ_RCVBUF, &small, sizeof small);
+    assert_int_equal(zmq_connect(p.sock, ep), 0);
+    const flp_msg h = hello_msg("sq");
+    peer_send(&p, &h);
+    expect_ack_hello(s, &p);
+    /* Full when a round of frames, all read, got no reply out: every Error was dropped (a drop
+     * alone can be the reactor outrunning libzmq's I/O thread, whose queue then drains) */
+    fls_server_stats st, was;
+    fls_server_stats_get(s, &st);
+    const double t0 = fl_time_mono_s();
+    do { /* a bound on a broken build, not a timed assertion */
+        was = st;
+        for (int i = 0; i < 64; i++)
+            (void)zmq_send(p.sock, "\x01\x02\x03", 3, ZMQ_DONTWAIT);
+        step_until_read(s, was.msgs_in + 64);
+        for (int i = 0; i < 4; i++)
+            fls_server_step(s, 2);
+        fls_server_stats_get(s, &st);
+    } while (st.msgs_out > was.msgs_out && fl_time_mono_s() - t0 < 20);
+    if (st.msgs_out > was.msgs_out)
+        fail_msg("the client's send queue did not fill (%llu messages out, %llu dropped)",
+                 (unsigned long long)st.msgs_out, (unsigned long long)st.send_dropped);
+    const flp_msg ack = chunk_ack("sq", 0);
+    peer_send(&p, &ack);
+    const double t1 = fl_time_mono_s();
+    while (lb->rounds < 1 && fl_time_mono_s() - t1 < 10)
+        fls_server_step(s, 2);
+    fls_server_stats_get(s, &st);
+    if (!strstr(lb->text, "client sq: send queue full; task of round 0 dropped") ||
+        lb->rounds < 1 || !strstr(lb->last_json, "\"failed\":1"))
+        fail_msg("the round waited for the task the server dropped (rounds %d, last %s):\n%s",
+                 lb->rounds, lb->last_json, lb->text);
+    fls_server_free(s);
+    free(lb);
+    peer_close(&p);
+}
+
 /* Two clients that Ack their first weight chunk and then no more (a slow link, or on purpose),
  * while heartbeating, must not starve the others' downloads. With a budget of 2 x credit they
  * could hold all of it: at credit 1 at once (two chunks), and then every download that had no
@@ -8936,6 +8999,7 @@ int main(void)
         cmocka_unit_test(test_reactor_refused_chunks_lose_slot),
         cmocka_unit_test(test_reactor_slow_upload_named),
         cmocka_unit_test(test_reactor_noack_downlink),
+        cmocka_unit_test(test_reactor_send_queue_full_task_failed),
         cmocka_unit_test(test_reactor_slow_ackers_downlink),
         cmocka_unit_test(test_reactor_downlink_shared_budget),
         cmocka_unit_test(test_reactor_second_update_header),
