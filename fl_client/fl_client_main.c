@@ -457,8 +457,8 @@ int main(int argc, char **argv)
     /* the exit line, at info; said at any level when the run ends in an error (its status) */
     if (level <= FLC_LOG_INFO || (cs != FLC_OK && cs != FLC_ERR_CANCELLED)) {
         fprintf(stderr, "[%s] %s %llu rounds trained, %llu failed here, %llu tasks dropped (a "
-                "newer task, the session's end, a stop, or a download or upload past its round's "
-                "deadline), %llu updates sent, "
+                "newer task, the session's end, a stop, or a download, training or upload past its "
+                "round's deadline), %llu updates sent, "
                 "%llu accepted, %llu late, %llu refused, %llu reconnects, %.1f MB down, %.1f MB "
                 "up: %s\n",
                 id, cs != FLC_OK && cs != FLC_ERR_CANCELLED ? "error" : "info ",

@@ -105,6 +105,8 @@ struct flc_client {
     unsigned epoch;            /* counts sessions: a new connection, or a new registration on
                                 * the same one (Error(unknown client)) */
     unsigned train_epoch;      /* epoch of the training running (its task's session) */
+    int train_late;            /* its Task's deadline passed while it ran: cancelled
+                                * (training_watch), and what it returns is not sent */
 
     /* messages that arrived while training (grown on demand, up to PENDING_MAX: a client holds
      * no room for 4096 of them that it rarely needs, 32 KB per client of a process with many) */
@@ -128,6 +130,7 @@ struct flc_client {
     uint64_t up_round;
     /* the download in progress (a Task whose weight chunks are coming in) */
     uint64_t task_deadline_ns; /* its Task's deadline_ms from then: the round is over (0: none) */
+    uint32_t task_deadline_ms; /* that Task's deadline_ms, for the log */
     uint64_t up_start_ns;      /* when the update being sent went out (upload_watch) */
     uint64_t up_gone_round;    /* 1 + the round of the last upload given up here (drop_upload;
                                 * 0: none): the server's answer to it is counted nowhere */
@@ -963,6 +966,13 @@ static void upload_pump(flc_client *c)
     }
 }
 
+/* 1 once the deadline of the Task last taken (deadline_ms, counted from its arrival, so never
+ * before the server's own) has passed: its round is over. 0 for a Task without one. */
+static int past_deadline(const flc_client *c)
+{
+    return c->task_deadline_ns && fl_time_mono_ns() > c->task_deadline_ns;
+}
+
 /* A training ended (train_status): a success counts in rounds_trained, whatever becomes of it.
  * With send, its update goes out, or the server hears that the round failed here. Not a training
  * cut short for stopping: FL_ERR_CANCELLED (the built-in trainer saw the stop flag, or a plug-in
@@ -973,6 +983,21 @@ static void training_done(flc_client *c, int send)
 {
     if (c->train_status == FL_OK)
         c->stats.rounds_trained++;
+    /* Ended past its Task's deadline (training_watch cancelled it, or it ended between two of
+     * its looks): the round is over, and no server takes its update or heeds its failure now
+     * (PROTOCOL.md 3: an Update of a closed round gets Ack(of UPDATE, FL_ERR_ROUND_CLOSED)).
+     * Not sent, counted in tasks_dropped below. */
+    if (send && (c->train_late || past_deadline(c))) {
+        if (c->train_late) /* said at warn when it was cancelled */
+            fl_log(&c->log, FL_LOG_DEBUG, "round %llu: the training cancelled at its task's "
+                   "deadline returned: not sent", (unsigned long long)flc_core_round(c->core));
+        else
+            fl_log(&c->log, FL_LOG_WARN, "round %llu: the training ended after its task's "
+                   "deadline (%u ms from the task's arrival): the round is over, and what it "
+                   "returned is not sent", (unsigned long long)flc_core_round(c->core),
+                   c->task_deadline_ms);
+        send = 0;
+    }
     /* finished but not to be sent, or cut short (a new Task, the session's end, a stop), or
      * failed with no one to tell: after a stop, or for a session that is over or a task that was
      * replaced (a trainer aborted under it may say so by an error of its own). Counted nowhere
@@ -1105,9 +1130,9 @@ static void download_watch(flc_client *c)
  * liveness_ms more: its round is over, and the server's Ack(of UPDATE, FL_ERR_ROUND_CLOSED) that
  * ends such an upload did not come (a send the server could not make). Dropped, so that the
  * round's buffers go back (release_if_idle) instead of staying until the next Task. The
- * liveness_ms are counted from the later of the deadline and the upload's start: an update
- * trained past the deadline (a device slower than the server's rounds) gives the server that
- * long to answer it late, rather than being dropped as soon as its Update went out. */
+ * liveness_ms are counted from the later of the deadline and the upload's start, so that an
+ * Update gets that long for its answer (one trained past the deadline is not sent at all:
+ * training_done). */
 static void upload_watch(flc_client *c)
 {
     if (!c->up_active || !c->task_deadline_ns)
@@ -1120,6 +1145,30 @@ static void upload_watch(flc_client *c)
            "in full (%u of %u chunks; the server gave no more credit, nor its answer): the update "
            "is dropped", (unsigned long long)c->up_round, c->up_next, c->up_n);
     drop_upload(c);
+}
+
+/* A training still running once its Task's deadline passed: its round is over, and what it
+ * would return can never be aggregated (fedrop's server closes a round at its deadline, and
+ * answers an Update of a closed round with Ack(of UPDATE, FL_ERR_ROUND_CLOSED)). It is
+ * cancelled as a stop cancels it, so that the device does not spend its battery and CPU on it:
+ * the built-in trainer stops before its next batch, a plug-in sees flc_task_cancelled turn 1
+ * (the library cannot stop it; what it returns is dropped all the same). Said once, at warn:
+ * a device slower than its server's rounds. Not sent (training_done), and counted in
+ * tasks_dropped. A Task without a deadline (0) is never cancelled so. Nor is a training already
+ * cancelled (a stop, its session over, a Task that replaces it): that is said already. */
+static void training_watch(flc_client *c)
+{
+    if (!c->thread_live || c->train_late || !atomic_load(&c->training) ||
+        c->train_epoch != c->epoch || !past_deadline(c))
+        return;
+    c->train_late = 1;
+    if (atomic_exchange(&c->cancel, 1))
+        return;
+    fl_log(&c->log, FL_LOG_WARN, "round %llu: the task's deadline passed (%u ms from its "
+           "arrival) before its training ended: the round is over, so the training is "
+           "cancelled%s and its update will not be sent",
+           (unsigned long long)flc_core_round(c->core), c->task_deadline_ms,
+           c->cfg.train ? " (the device's trainer sees flc_task_cancelled 1)" : "");
 }
 
 /* What the session loop should do after a message. */
@@ -1295,10 +1344,12 @@ static int handle(flc_client *c, flp_msg *m, int *owned)
             if (st == FL_OK)
                 c->stats.bytes_down += m->chunk.payload_len;
         }
-        if (st == FL_OK && m->type == FLP_TASK)
+        if (st == FL_OK && m->type == FLP_TASK) {
             c->task_deadline_ns = m->task.deadline_ms ? fl_time_mono_ns() +
                                                             (uint64_t)m->task.deadline_ms * 1000000ull
                                                       : 0;
+            c->task_deadline_ms = m->task.deadline_ms;
+        }
         /* The same Task sent again (its round and run: a server started afresh numbers its
          * rounds from 0 again, and its Task of round r is another task) is the same round
          * failed, counted once. */
@@ -1333,6 +1384,7 @@ static int handle(flc_client *c, flp_msg *m, int *owned)
             if (atomic_load(&c->stop))
                 atomic_store(&c->cancel, 1);
             c->train_epoch = c->epoch;
+            c->train_late = 0;
             c->pending_said = 0;
             atomic_store(&c->training, 1);
             const int e = pthread_create(&c->thread, NULL, train_thread, c);
@@ -1512,6 +1564,7 @@ static int session(flc_client *c)
             }
         }
         upload_pump(c);
+        training_watch(c);
         download_watch(c);
         upload_watch(c);
         release_if_idle(c);

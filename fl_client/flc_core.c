@@ -661,8 +661,9 @@ static fl_status train_encode(flc_core *c, char *why, size_t whycap)
                      "(FLC_ERR_CANCELLED, which flc.h keeps for a stop: the server is not told, "
                      "and waits for this round's deadline)");
         else
-            snprintf(why, whycap, "local training stopped: cancelled (the client is stopping, or "
-                     "the session with the server its task came from is over)");
+            snprintf(why, whycap, "local training stopped: cancelled (the client is stopping, "
+                     "the session with the server its task came from is over, or its task's "
+                     "deadline passed)");
         return st;
     }
     if (st != FL_OK) {
@@ -855,7 +856,8 @@ fl_status flc_core_train(flc_core *c)
         if (c->snap_valid && c->snap_round == c->round && c->resid && c->snap_n == c->resid_n)
             memcpy(c->resid, c->snap, c->snap_n * sizeof(float));
         /* A training that fails once the host cancelled it (cfg.cancel: libflclient sets it
-         * when the client stops, the task's session is over or a newer Task replaced it) failed
+         * when the client stops, the task's session is over, a newer Task replaced it or the
+         * task's deadline passed) failed
          * with nothing left to use it: a trainer whose work was aborted under it often says so
          * by an error of its own. Not an error of the device's, then. */
         const int cut = c->cancel && atomic_load(c->cancel);
@@ -865,8 +867,8 @@ fl_status flc_core_train(flc_core *c)
             fl_log(&c->log, cut ? FL_LOG_INFO : FL_LOG_ERROR, "round %llu: %s%s",
                    (unsigned long long)c->round, c->fail,
                    cut ? ", after the training was cancelled (the client is stopping, its session "
-                         "with the server is over, or a newer Task replaced it): its result "
-                         "would not have been used"
+                         "with the server is over, a newer Task replaced it, or its task's "
+                         "deadline passed): its result would not have been used"
                        : "");
     }
     return st;

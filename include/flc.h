@@ -145,12 +145,14 @@ typedef struct flc_task {
 } flc_task;
 
 /* 1 once the training of task will not be used: the client is stopping (flc_client_stop), its
- * session with the server is over (the link was lost, the server restarted), or a Task that came
- * in meanwhile replaced this one; else 0. A plug-in trainer that runs long (an NPU's many
- * batches) polls it between steps and, once it is 1, returns FLC_ERR_CANCELLED, saving the
- * device's time and battery (the library never sends the result of such a training). Call it only
- * from the trainer, during the call that got task (0 for NULL or a task the library did not
- * make). Cheap (one atomic load) and thread-safe. Since 0.3.1. */
+ * session with the server is over (the link was lost, the server restarted), a Task that came
+ * in meanwhile replaced this one, or the task's deadline passed (the Task's deadline_ms, when not
+ * 0, counted from its arrival: the round is over, and the server would refuse the update as
+ * late; said once at warn; 0.3.7 and earlier let it train on); else 0. A plug-in trainer that
+ * runs long (an NPU's many batches) polls it between steps and, once it is 1, returns
+ * FLC_ERR_CANCELLED, saving the device's time and battery (the library never sends the result
+ * of such a training). Call it only from the trainer, during the call that got task (0 for NULL
+ * or a task the library did not make). Cheap (one atomic load) and thread-safe. Since 0.3.1. */
 int flc_task_cancelled(const flc_task *task);
 
 /* What a plug-in trainer returns: the trained weights (same layout and length as task->weights;
@@ -174,8 +176,9 @@ typedef struct flc_update {
  * new run, ignores it). The client then waits for its next task.
  * FLC_ERR_CANCELLED is no failure to report: it says the device is stopping the client (see
  * flc_client_stop), whether the plug-in returns it just before or just after that call. Nor is
- * any status returned once flc_task_cancelled is 1 (a stop, the session's end, a replacing Task:
- * a trainer whose work was aborted under it may fail with an error of its own): its result
+ * any status returned once flc_task_cancelled is 1 (a stop, the session's end, a replacing Task,
+ * the task's deadline: a trainer whose work was aborted under it may fail with an error of its
+ * own), nor one returned after the task's deadline however the trainer ended: its result
  * would not have been used, so it is logged at info level, not error, the server is not told,
  * and flc_stats counts it in tasks_dropped, not rounds_failed. A
  * device that skips a round for reasons of its own (battery, heat) should return another status
@@ -314,7 +317,11 @@ typedef struct flc_stats {
                                     * client downloading); or an upload still waiting for the
                                     * server's credits liveness_ms after the Task's deadline
                                     * (or after the upload began, if later), whose answer (the
-                                    * round closed) did not come. A device
+                                    * round closed) did not come; or a training still running
+                                    * once the Task's deadline passed (cancelled then:
+                                    * flc_task_cancelled) or ended after it, whose update is not
+                                    * sent (0.3.7 and earlier sent it, to be answered late:
+                                    * updates_late). A device
                                     * slower than its server's rounds, on its downlink or in
                                     * training, shows here, where the server counts it late or
                                     * missing (updates_late counts only the updates the server
@@ -397,7 +404,12 @@ flc_status flc_client_new(const flc_config *cfg, flc_client **out);
  * client reconnects at once. A plug-in trainer cannot be cancelled: the client reconnects,
  * registers and sends heartbeats while it runs on, and what it returns is not sent (a success
  * counts in rounds_trained); a Task of the new session that came in meanwhile is trained once it
- * has returned (one training at a time).
+ * has returned (one training at a time). A training still running once its Task's deadline_ms
+ * (when not 0) passed since the Task came in is cancelled the same way, the session going on:
+ * its round is over (fedrop's server closes a round at its deadline and refuses a later update
+ * of it, Ack(of UPDATE, FL_ERR_ROUND_CLOSED)), so its update is not sent, nor is one that ended
+ * after the deadline; logged once at warn, counted in flc_stats.tasks_dropped, nothing told to
+ * the server (it counts this client late).
  *
  * Threads: each local training runs on a thread the library starts for it (one per task, joined
  * when it ends), so that heartbeats and stop go on while it trains. The plug-in trainer is called

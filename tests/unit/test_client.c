@@ -3507,70 +3507,6 @@ static void test_stuck_upload_dropped(void **state)
     la_stop();
 }
 
-/* A training that ends after its Task's deadline and liveness_ms more (a device slower than the
- * server's rounds): its update goes out, and the server answers it late (Ack(of UPDATE,
- * FL_ERR_ROUND_CLOSED)) at once. The upload watch dropped it in the very turn of the loop that
- * sent its Update, before the server could answer: 'the update is dropped' said of a server that
- * was never asked, tasks_dropped 1, and the server's answer then counted in updates_late for an
- * update not counted sent. The server has liveness_ms from the upload's start to answer. */
-static flc_status train_600ms(const flc_task *task, flc_update *out, void *user)
-{
-    (void)user;
-    const struct timespec ts = {0, 600 * 1000 * 1000};
-    nanosleep(&ts, NULL);
-    return train_plus_quarter(task, out, NULL);
-}
-
-static void test_late_update_answered(void **state)
-{
-    (void)state;
-    session s;
-    session_open(&s);
-    flc_config cfg = base_config(s.f.ep, train_600ms, s.lb);
-    cfg.heartbeat_ms = 50;
-    cfg.liveness_ms = 400;
-    assert_int_equal(flc_client_new(&cfg, &s.c), FLC_OK);
-    run_start(&s.r, s.c);
-    flp_msg_free(session_expect(&s, FLP_HELLO, 5000, ""));
-    fake_ack(&s.f, FLP_HELLO, 0, 0);
-    fake_core_new(&s.core, 0, 0.05); /* a round deadline of 50 ms: 450 ms with liveness_ms */
-    s.round = fake_task(&s.f, s.core);
-    /* Heartbeats while it trains; its Update answered as late as soon as it comes. */
-    const double end = fl_time_mono_s() + 10.0;
-    flp_msg hb = flp_msg_header(FLP_HEARTBEAT, 0, NULL);
-    int got = 0;
-    while (!got && fl_time_mono_s() < end) {
-        fake_send(&s.f, &hb);
-        flp_msg *m = fake_recv(&s.f, 50);
-        if (m && m->type == FLP_UPDATE) {
-            fake_ack(&s.f, FLP_UPDATE, m->round, FL_ERR_ROUND_CLOSED);
-            got = 1;
-        }
-        flp_msg_free(m);
-    }
-    if (!got)
-        fail_msg("no Update within 10 s; log:\n%s", s.lb->text);
-    /* and on until the Ack is taken, and liveness_ms more: a watch that drops it later says so */
-    const char *late = "update dropped by the server";
-    double until = fl_time_mono_s() + 10.0;
-    while (fl_time_mono_s() < until) {
-        if (until > fl_time_mono_s() + 0.6 && log_count(s.lb, late))
-            until = fl_time_mono_s() + 0.6;
-        fake_send(&s.f, &hb);
-        flp_msg_free(fake_recv(&s.f, 50));
-    }
-    if (!log_count(s.lb, late))
-        fail_msg("the late Ack was not taken; log:\n%s", s.lb->text);
-    const flc_stats *st = session_stopped(&s);
-    if (st->tasks_dropped != 0 || st->updates_sent != 1 || st->updates_late != 1)
-        fail_msg("tasks_dropped %llu, updates_sent %llu, updates_late %llu (want 0, 1, 1); "
-                 "log:\n%s", (unsigned long long)st->tasks_dropped,
-                 (unsigned long long)st->updates_sent, (unsigned long long)st->updates_late,
-                 s.lb->text);
-    assert_int_equal(log_count(s.lb, "the update is dropped"), 0);
-    session_close(&s);
-}
-
 /* Sends client "dev" an Error the client only logs ("server error 4 ...: WHAT"), and waits up to
  * 5 s for that line: the client has then handled every message the fake server sent before it. */
 static void session_sync(session *s, const char *what)
@@ -3581,6 +3517,157 @@ static void session_sync(session *s, const char *what)
     fake_send(&s->f, &e);
     if (!log_wait(s->lb, what, 5.0))
         fail_msg("the client did not take '%s' within 5 s; log:\n%s", what, s->lb->text);
+}
+
+/* What deadline_trainer shares with the test: started once it trains, go the test's word to
+ * finish, cancelled once it saw flc_task_cancelled turn 1. */
+typedef struct deadline_flags {
+    atomic_int started, go, cancelled;
+    int polls;                 /* 0: it ignores flc_task_cancelled and trains 600 ms */
+} deadline_flags;
+
+/* A plug-in that polls flc_task_cancelled (polls 1) until it turns 1, or the test's go, and
+ * then returns FLC_ERR_CANCELLED or succeeds; not for ever (20 s). With polls 0, a plug-in that
+ * never looks: it trains 600 ms whatever happens, and succeeds. */
+static flc_status deadline_trainer(const flc_task *task, flc_update *out, void *user)
+{
+    deadline_flags *d = user;
+    atomic_store(&d->started, 1);
+    if (!d->polls) {
+        const struct timespec ts = {0, 600 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+        return train_plus_quarter(task, out, NULL);
+    }
+    const double end = fl_time_mono_s() + 20.0;
+    while (!flc_task_cancelled(task) && !atomic_load(&d->go) && fl_time_mono_s() < end) {
+        const struct timespec ts = {0, 2 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+    if (flc_task_cancelled(task)) {
+        atomic_store(&d->cancelled, 1);
+        return FLC_ERR_CANCELLED;
+    }
+    return train_plus_quarter(task, out, NULL);
+}
+
+/* A local training still running once its Task's deadline passed (counted from the Task's
+ * arrival): its round is over, and fedrop's server takes no update of a closed round (its core
+ * closes the round at the deadline and answers an Update of it with Ack(of UPDATE,
+ * FL_ERR_ROUND_CLOSED)). It ran on to its end, and its update went out to be refused as late: the
+ * device paid battery and CPU for nothing. Now it is cancelled as a stop cancels it: a plug-in
+ * sees flc_task_cancelled turn 1 (k 0); one that does not look trains on, and what it returns is
+ * not sent (k 1); the built-in trainer stops before its next batch (k 2, a training of hours).
+ * The server hears neither an Update nor an Error (no failure of the device's), the task counts
+ * in tasks_dropped (not in updates_sent, so sent = accepted + late + refused holds), and the
+ * deadline is said once, at warn. */
+static void test_training_past_deadline_cancelled(void **state)
+{
+    (void)state;
+    const char *hows[] = {"a plug-in that polls flc_task_cancelled", "a plug-in that does not",
+                          "the built-in trainer"};
+    for (int k = 0; k < 3; k++) {
+        float *x = NULL;
+        int32_t *y = NULL;
+        flc_samples samples;
+        deadline_flags d = {0, 0, 0, k == 0};
+        session s;
+        session_open(&s);
+        flc_config cfg = base_config(s.f.ep, k < 2 ? deadline_trainer : NULL, s.lb);
+        cfg.train_user = &d;
+        if (k == 2) {
+            long_samples(&x, &y, &samples);
+            cfg.samples = &samples;
+        }
+        cfg.heartbeat_ms = 100;
+        cfg.liveness_ms = 60000;
+        assert_int_equal(flc_client_new(&cfg, &s.c), FLC_OK);
+        run_start(&s.r, s.c);
+        flp_msg_free(session_expect(&s, FLP_HELLO, 5000, ""));
+        fake_ack(&s.f, FLP_HELLO, 0, 0);
+        fake_core_new(&s.core, k == 2 ? 100000 : 0, k == 1 ? 0.05 : 0.3);
+        s.round = fake_task(&s.f, s.core);
+        /* what shows the training over: the plug-in saw the flag; the one that does not look
+         * returned and was dropped; the built-in trainer stopped */
+        const char *over = k == 1 ? "the training cancelled at its task's deadline returned"
+                                  : "local training stopped";
+        const double end = fl_time_mono_s() + 20.0;
+        while (!(k == 0 ? atomic_load(&d.cancelled) : log_count(s.lb, over)) &&
+               fl_time_mono_s() < end) {
+            const struct timespec ts = {0, 5 * 1000 * 1000};
+            nanosleep(&ts, NULL);
+        }
+        if (!(k == 0 ? atomic_load(&d.cancelled) : log_count(s.lb, over)))
+            fail_msg("%s: the training was not cancelled 20 s after its task's deadline; "
+                     "log:\n%s", hows[k], s.lb->text);
+        /* what the server hears until the client has been quiet for 500 ms */
+        int updates = 0, errors = 0;
+        flp_msg *m;
+        while ((m = fake_recv(&s.f, 500))) {
+            updates += m->type == FLP_UPDATE;
+            errors += m->type == FLP_ERROR;
+            flp_msg_free(m);
+        }
+        if (updates || errors)
+            fail_msg("%s: %d Update(s), %d Error(s) sent for a round past its deadline; "
+                     "log:\n%s", hows[k], updates, errors, s.lb->text);
+        const flc_stats *st = session_stopped(&s);
+        if (st->tasks_dropped != 1 || st->updates_sent != 0 || st->rounds_failed != 0 ||
+            st->rounds_trained != (k == 1))
+            fail_msg("%s: tasks_dropped %llu, updates_sent %llu, rounds_failed %llu, "
+                     "rounds_trained %llu (want 1, 0, 0, %d); log:\n%s", hows[k],
+                     (unsigned long long)st->tasks_dropped, (unsigned long long)st->updates_sent,
+                     (unsigned long long)st->rounds_failed,
+                     (unsigned long long)st->rounds_trained, k == 1, s.lb->text);
+        if (log_count(s.lb, "the task's deadline passed (") != 1 ||
+            atomic_load(&s.lb->errors))
+            fail_msg("%s: the deadline not said once, or said at error level; log:\n%s", hows[k],
+                     s.lb->text);
+        session_close(&s);
+        free(x);
+        free(y);
+    }
+}
+
+/* A Task without a deadline (deadline_ms 0: none) is never cancelled so: its training runs until
+ * the plug-in ends it, and its update goes out. Two messages the client only logs, each waited
+ * for, show that its loop (which looks at the deadline once a turn) ran on meanwhile. */
+static void test_training_without_deadline_runs_on(void **state)
+{
+    (void)state;
+    deadline_flags d = {0, 0, 0, 1};
+    session s;
+    session_open(&s);
+    flc_config cfg = base_config(s.f.ep, deadline_trainer, s.lb);
+    cfg.train_user = &d;
+    cfg.heartbeat_ms = 100;
+    assert_int_equal(flc_client_new(&cfg, &s.c), FLC_OK);
+    run_start(&s.r, s.c);
+    flp_msg_free(session_expect(&s, FLP_HELLO, 5000, ""));
+    fake_ack(&s.f, FLP_HELLO, 0, 0);
+    fake_core_new(&s.core, 0, 0.0);
+    flp_msg tm;
+    assert_int_equal(fls_core_task(s.core, fl_client_key("dev"), &tm), FL_OK);
+    tm.task.deadline_ms = 0;
+    fake_send(&s.f, &tm);
+    s.round = fake_task_chunks(&s.f, s.core, 0, 0, UINT32_MAX);
+    const double end = fl_time_mono_s() + 5.0;
+    while (!atomic_load(&d.started) && fl_time_mono_s() < end) {
+        const struct timespec ts = {0, 5 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+    assert_true(atomic_load(&d.started));
+    session_sync(&s, "sync one");
+    session_sync(&s, "sync two");
+    if (atomic_load(&d.cancelled))
+        fail_msg("a training without a deadline was cancelled; log:\n%s", s.lb->text);
+    atomic_store(&d.go, 1);
+    flp_msg *u = session_expect(&s, FLP_UPDATE, 5000, "after the go");
+    assert_int_equal(u->round, s.round);
+    flp_msg_free(u);
+    const flc_stats *st = session_stopped(&s);
+    assert_int_equal(st->rounds_trained, 1);
+    assert_int_equal(log_count(s.lb, "deadline passed"), 0);
+    session_close(&s);
 }
 
 /* Fails unless s's client counted sent, accepted, late, refused and dropped (read once its run
@@ -3907,7 +3994,8 @@ int main(void)
         cmocka_unit_test(test_failed_round_memory_released),
         cmocka_unit_test(test_dropped_download_released),
         cmocka_unit_test(test_stuck_upload_dropped),
-        cmocka_unit_test(test_late_update_answered),
+        cmocka_unit_test(test_training_past_deadline_cancelled),
+        cmocka_unit_test(test_training_without_deadline_runs_on),
         cmocka_unit_test(test_dropped_update_answer_not_counted),
         cmocka_unit_test(test_update_answer_counted_once),
         cmocka_unit_test(test_upload_dropped_with_forgotten_session),
