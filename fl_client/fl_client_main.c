@@ -113,11 +113,13 @@ static void usage(FILE *f)
 "samples do not fit the server's model, e.g. another input size or more classes),\n"
 "3 refused by the server (its key not on the allow-list, or taken off it while connected;\n"
 "its id registered with another key, or colliding with another id's key: use another --id;\n"
-"or 3 failed CURVE handshakes: a wrong --server-key, --insecure against a server that\n"
-"runs CURVE, or keys against one that runs --insecure),\n"
+"or 3 failed handshakes with a server of the other mechanism: --insecure against a server\n"
+"that runs CURVE, or keys against one that runs --insecure),\n"
 "4 transport error. A server with no room (server.max_clients, server.ids_per_key) is retried\n"
 "with backoff; so is an endpoint where no server answers (not started yet, restarting), for\n"
-"ever: the log says \"no connection to EP\" until one does; and so is a server whose CURVE\n"
+"ever: the log says \"no connection to EP\" until one does; so are CURVE handshakes that the\n"
+"endpoint ends without an answer (a wrong --server-key, or no server behind a load balancer;\n"
+"said once: \"is server_public_key the server's key?\"); and so is a server whose CURVE\n"
 "handshakes fail after one succeeded: the log asks \"has the server's key changed?\".\n",
             INT_MAX);
 }

@@ -79,6 +79,8 @@ struct flc_client {
     int hs_mismatch;           /* a handshake met a server of the other mechanism (a CURVE
                                 * client's is said once); reset by one that succeeds */
     unsigned hs_fail_run;      /* handshakes failed without detail since one succeeded (CURVE) */
+    int unanswered_said;       /* a CURVE handshake ended without an answer, before any
+                                * succeeded, was said (warn; the rest at debug) */
     uint64_t hello_ns;         /* when the last Hello went out, or a link came up since */
     unsigned hs_count;         /* handshakes that succeeded on this client's sockets */
     unsigned conn_count;       /* connections made (TCP/IPC up, before any handshake) */
@@ -470,10 +472,11 @@ flc_status flc_client_new(const flc_config *cfg, flc_client **out)
 
 /* Reads the socket monitor's pending events: a handshake that succeeded resets the count of
  * refusals; a refused one (the server's ZAP handler answered 400: our key is not on its
- * allow-list) or, over CURVE, one that failed otherwise (e.g. a wrong server key, which the server
- * cannot even answer) marks this connection as refused: the session then ends. Once a handshake
- * succeeded, failures without detail are retried as network errors; KEY_HINT_FAILS of them in a
- * row ask whether the server's key changed. */
+ * allow-list), a mechanism mismatch or, over CURVE, a protocol error marks this connection as
+ * refused: the session then ends. A CURVE handshake that failed without detail (the endpoint
+ * hung up) is no refusal: before any succeeded, it is said once (a wrong server key, or no
+ * server behind the endpoint) and retried with the backoff; once one succeeded, it is retried as
+ * a network error, and KEY_HINT_FAILS of them in a row ask whether the server's key changed. */
 static void drain_monitor(flc_client *c)
 {
     for (;;) {
@@ -507,6 +510,7 @@ static void drain_monitor(flc_client *c)
             break;
         case ZMQ_EVENT_HANDSHAKE_SUCCEEDED:
             c->hs_refusals = 0;
+            c->unanswered_said = 0;
             c->hs_ever_ok = 1;
             c->hs_mismatch = 0; /* a CURVE server now: a later failure is news about the key */
             c->hs_fail_run = 0;
@@ -579,12 +583,40 @@ static void drain_monitor(flc_client *c)
             if (event == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL)
                 fl_log(&c->log, FL_LOG_WARN, "CURVE handshake with %s failed (protocol error "
                        "0x%x): is server_public_key the server's key?", c->endpoint, value);
-            else
-                /* A wrong key, or a plain-text server that hung up before its greeting was
-                 * read: from here the two look the same. */
-                fl_log(&c->log, FL_LOG_WARN, "CURVE handshake with %s failed (%s): is "
-                       "server_public_key the server's key? (or the server runs plain text, "
-                       "fl_server --insecure)", c->endpoint, zmq_strerror((int)value));
+            else {
+                /* Before any handshake succeeded, the endpoint ended the connection without a
+                 * word: a wrong server_public_key (a CURVE server that cannot open our HELLO
+                 * hangs up), a plain-text server that hung up before its greeting was read, or
+                 * no server behind the endpoint (a load balancer or proxy whose server is down,
+                 * a server over its connection limit, taking each connection and closing it).
+                 * From here they look the same: the errno (EPIPE, ECONNRESET) is the race of
+                 * the close, not its cause. Three in a row gave FLC_ERR_AUTH, the verdict of a
+                 * server that refused this device, to one whose server was merely down behind
+                 * a load balancer: within half a second of its start, at the default backoff.
+                 * Retried now with the reconnect backoff, for as long as it lasts, as any
+                 * connection lost before a handshake (session(): its loss ends the session),
+                 * said once at warn until a handshake succeeds, and counted
+                 * (flc_stats.handshakes_unanswered) for a program that would rather give up.
+                 * A refusal (the server's ZAP handler) or a mechanism mismatch still counts
+                 * (AUTH_TRIES). */
+                c->stats.handshakes_unanswered++; /* before the log: its callback may read it */
+                if (c->unanswered_said)
+                    fl_log(&c->log, FL_LOG_DEBUG, "CURVE handshake with %s ended without an "
+                           "answer (%s), %llu so far: retrying", c->endpoint,
+                           zmq_strerror((int)value),
+                           (unsigned long long)c->stats.handshakes_unanswered);
+                else
+                    fl_log(&c->log, FL_LOG_WARN, "CURVE handshake with %s ended without an "
+                           "answer (%s): is server_public_key the server's key? Or is no server "
+                           "answering behind the endpoint (a load balancer or proxy whose server "
+                           "is down, a server over its connection limit), or does the server run "
+                           "plain text (fl_server --insecure)? Before a first handshake these "
+                           "look the same: retrying with backoff (more such are logged at debug "
+                           "level)", c->endpoint, zmq_strerror((int)value));
+                c->unanswered_said = 1;
+                c->prelink_said = 1; /* the connection's loss, which ends the session: said */
+                break;
+            }
             c->hs_failed = 1;
             break;
         default:

@@ -76,7 +76,8 @@ const char *flc_strerror(flc_status s);
 
 /* The version of this header, and of the library a program runs with (flc_version, e.g.
  * "0.3.2"): a program that reads a field appended since some version (flc_stats.tasks_dropped:
- * 0.2.1; flc_task.lib_state and flc_task_cancelled: 0.3.1; flc_stats.memory_needed: 0.3.2)
+ * 0.2.1; flc_task.lib_state and flc_task_cancelled: 0.3.1; flc_stats.memory_needed: 0.3.2;
+ * flc_stats.handshakes_unanswered: the release after 0.3.7)
  * checks flc_version_number() against it when it may run with an older libflclient.so.0.2.
  * Since 0.3.1. */
 #define FLC_VERSION_MAJOR 0
@@ -338,6 +339,19 @@ typedef struct flc_stats {
                                     * 0.3.2. Set before that warning is logged, on
                                     * flc_client_run's thread: a log callback may read it there
                                     * and call flc_client_stop to give up. Since 0.3.2 (appended) */
+    uint64_t handshakes_unanswered; /* CURVE handshakes that the endpoint ended without an
+                                    * answer (it hung up) before this client's first handshake
+                                    * that succeeded: a wrong server_public_key, or no server
+                                    * behind the endpoint (a load balancer or proxy whose server
+                                    * is down, a server over its connection limit), which look
+                                    * the same then. Retried with the reconnect backoff for as
+                                    * long as they last (flc_client_run: Refusal); a program
+                                    * that would rather give up reads this in its log callback
+                                    * (set before anything about the handshake is logged, on
+                                    * flc_client_run's thread) and calls flc_client_stop. Counts
+                                    * no more once a handshake succeeded (the key is proven).
+                                    * Appended after 0.3.7 (whose clients gave up after 3 of
+                                    * them with FLC_ERR_AUTH) */
 } flc_stats;
 
 typedef struct flc_client flc_client;
@@ -366,19 +380,26 @@ flc_status flc_client_new(const flc_config *cfg, flc_client **out);
  * a few descriptors and two threads.
  *
  * Refusal: the CURVE handshake is watched (a ZeroMQ socket monitor). A handshake the server
- * refuses (its ZAP handler: this public key is not on its allow-list) or, over CURVE, one that
- * fails otherwise (typically a wrong server_public_key; a handshake cut by a network error counts
- * only until one handshake with this client ever succeeded, which proves the server key right)
- * or, without server_public_key, one with a server that runs CURVE (a mechanism mismatch; once
- * one was seen, also that server's hang-ups before its greeting is read, which is how the
- * mismatch often shows) is retried with the reconnect backoff;
- * after 3 such failures in a row, with no successful handshake between them, flc_client_run
- * returns FLC_ERR_AUTH. The few retries leave room for an allow-list the server reloads, without
- * retrying forever. Before its first successful handshake a CURVE client cannot tell a server
- * that hangs up on every new connection (one over its connection limit, a proxy with no server
- * behind it) from a wrong server_public_key: the same 3 failures give FLC_ERR_AUTH; a device
- * that starts while its server is overloaded calls flc_client_run again later. An Error(auth) from the server (answering the Hello: the id is taken by
- * another key; or later: the key was taken off the allow-list) also gives FLC_ERR_AUTH, at once.
+ * refuses (its ZAP handler: this public key is not on its allow-list), one that meets a server of
+ * the other mechanism (CURVE against a plain-text server, or the other way round; once that was
+ * seen, also that server's hang-ups before its greeting is read, which is how the mismatch often
+ * shows) or one that fails on a protocol error is retried with the reconnect backoff; after 3
+ * such failures in a row, with no successful handshake between them, flc_client_run returns
+ * FLC_ERR_AUTH. The few retries leave room for an allow-list the server reloads, without
+ * retrying forever. A CURVE handshake that the endpoint ends without an answer (it hangs up) is
+ * no refusal: before this client's first handshake that succeeded it is a wrong
+ * server_public_key (the server cannot open the client's HELLO and hangs up) or no server behind
+ * the endpoint (a load balancer or proxy whose server is down, a server over its connection
+ * limit), which the client cannot tell apart. It is logged once at warn (asking both questions),
+ * counted in flc_stats.handshakes_unanswered, and retried with the reconnect backoff for as long
+ * as it lasts, so that a device started while its server is down comes in when the server is
+ * back; a program that would rather give up on a key it suspects reads that count in its log
+ * callback (called on the thread of flc_client_run, which logs each reconnection at info:
+ * "reconnecting in N ms") and calls flc_client_stop. (0.3.7 and earlier returned FLC_ERR_AUTH
+ * after 3 of them: within half a second at the default backoff.) After a handshake succeeded,
+ * such hang-ups are network errors (below). An Error(auth) from the server (answering the Hello:
+ * the id is taken by another key; or later: the key was taken off the allow-list) also gives
+ * FLC_ERR_AUTH, at once.
  *
  * Lost connections are retried with exponential backoff (from reconnect_min_ms again once the
  * client registered), each wait drawn between half the backoff and all of it, so that a fleet
