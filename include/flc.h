@@ -288,11 +288,12 @@ typedef struct flc_stats {
                                     * (updates_sent); 0 before the first */
     uint64_t updates_sent;         /* updates sent in full (or cut short by the server's answer):
                                     * what max_rounds counts */
-    uint64_t rounds_failed;        /* tasks that failed here and were reported to the server: a
-                                    * training that failed (the trainer's status, or
-                                    * FLC_ERR_NUMERIC), a task refused (memory_bytes, caps; its
-                                    * Task sent again, of the same round and run, counts once),
-                                    * or one whose weight chunk did not decode */
+    uint64_t rounds_failed;        /* tasks that failed here, each reported to the server (an
+                                    * Error; counted even when that Error could not be sent, the
+                                    * session then lost): a training that failed (the trainer's
+                                    * status, or FLC_ERR_NUMERIC), a task refused (memory_bytes,
+                                    * caps; its Task sent again, of the same round and run,
+                                    * counts once), or one whose weight chunk did not decode */
     uint64_t updates_refused;      /* sent, and refused by the server for another reason than
                                     * lateness (a value or count out of its bounds: the log says
                                     * which); sent = accepted + late + refused once all are Acked.
