@@ -77,12 +77,12 @@ const char *flc_strerror(flc_status s);
 /* The version of this header, and of the library a program runs with (flc_version, e.g.
  * "0.3.2"): a program that reads a field appended since some version (flc_stats.tasks_dropped:
  * 0.2.1; flc_task.lib_state and flc_task_cancelled: 0.3.1; flc_stats.memory_needed: 0.3.2;
- * flc_stats.handshakes_unanswered: the release after 0.3.7)
+ * flc_stats.handshakes_unanswered: 0.3.8)
  * checks flc_version_number() against it when it may run with an older libflclient.so.0.2.
  * Since 0.3.1. */
 #define FLC_VERSION_MAJOR 0
 #define FLC_VERSION_MINOR 3
-#define FLC_VERSION_PATCH 7
+#define FLC_VERSION_PATCH 8
 #define FLC_VERSION_NUMBER (FLC_VERSION_MAJOR * 10000 + FLC_VERSION_MINOR * 100 + FLC_VERSION_PATCH)
 const char *flc_version(void);
 int flc_version_number(void); /* MAJOR * 10000 + MINOR * 100 + PATCH, as FLC_VERSION_NUMBER */
@@ -303,7 +303,7 @@ typedef struct flc_stats {
                                     * (tasks_dropped) is logged (info) and counted nowhere else:
                                     * an update is given up only before its last chunk went out,
                                     * so no server has it in full (one that says it accepted it
-                                    * does not keep to the protocol: said at warn). 0.3.7 and
+                                    * does not keep to the protocol: said at warn). 0.3.6 and
                                     * earlier counted such answers here too */
     uint64_t tasks_dropped;        /* tasks whose update did not reach the server in full: a
                                     * download cut short, a training finished but not sent, or
@@ -351,7 +351,7 @@ typedef struct flc_stats {
                                     * (set before anything about the handshake is logged, on
                                     * flc_client_run's thread) and calls flc_client_stop. Counts
                                     * no more once a handshake succeeded (the key is proven).
-                                    * Appended after 0.3.7 (whose clients gave up after 3 of
+                                    * Appended in 0.3.8 (0.3.7 and earlier gave up after 3 of
                                     * them with FLC_ERR_AUTH) */
 } flc_stats;
 
