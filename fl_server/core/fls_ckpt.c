@@ -305,18 +305,150 @@ fl_status fls_ckpt_serialize(const fls_ckpt *c, uint8_t **buf, size_t *len)
 
 #define fail fl_errf
 
+/* Where the parser's bytes come from: the whole file in memory (mem), or a file read in order
+ * through buf (IN_BUF bytes), a piece at a time, an array of buf's size or more straight into the
+ * allocation that keeps it. Each byte before the trailing SHA-256 is hashed as it is taken, so a
+ * file is read once and never held whole: what a read allocates is what the parse keeps. */
+enum { IN_BUF = 16 << 10 };
+typedef struct ck_in {
+    const uint8_t *mem;
+    int fd;
+    uint8_t *buf;
+    size_t fill, at; /* buf's bytes read, taken */
+    uint64_t pos;    /* bytes taken */
+    uint64_t len;    /* the file's */
+    fl_sha256 *h;
+    fl_status st;    /* FL_ERR_IO (a failed read: errno in e; 0: the file ended early), or the
+                      * hash's; nothing more is taken after it */
+    int e;
+} ck_in;
+
+/* Hashes the n bytes at p, those at [pos, pos + n) of the file, that come before its checksum. */
+static void in_hash(ck_in *in, const uint8_t *p, size_t n)
+{
+    const uint64_t end = in->len - FL_SHA256_LEN;
+    if (in->st == FL_OK && in->pos < end && n)
+        in->st = fl_sha256_update(in->h, p, end - in->pos < n ? (size_t)(end - in->pos) : n);
+}
+
+/* read(2) of 1 to n bytes into dst; 0 (in->st set) on an error or at the file's end. */
+static size_t in_read(ck_in *in, uint8_t *dst, size_t n)
+{
+    for (;;) {
+        const ssize_t k = read(in->fd, dst, n);
+        if (k > 0)
+            return (size_t)k;
+        if (k < 0 && errno == EINTR)
+            continue;
+        in->e = k < 0 ? errno : 0;
+        in->st = FL_ERR_IO;
+        return 0;
+    }
+}
+
+/* Takes the next n bytes (into dst; NULL: skipped), hashing them. 0 if they could not be read
+ * (in->st says why). The parser never asks for bytes past the file's end. */
+static int in_take(ck_in *in, void *dst, size_t n)
+{
+    uint8_t *d = dst;
+    if (in->st != FL_OK)
+        return 0;
+    if (n > in->len - in->pos) {
+        in->st = FL_ERR_INTERNAL;
+        return 0;
+    }
+    if (in->mem) {
+        in_hash(in, in->mem + in->pos, n);
+        if (d && n)
+            memcpy(d, in->mem + in->pos, n);
+        in->pos += n;
+        return in->st == FL_OK;
+    }
+    while (n && in->st == FL_OK) {
+        if (in->at == in->fill) {
+            if (d && n >= IN_BUF) { /* an array's bytes: read where they are kept */
+                const size_t k = in_read(in, d, n);
+                in_hash(in, d, k);
+                in->pos += k;
+                d += k;
+                n -= k;
+                continue;
+            }
+            const uint64_t left = in->len - in->pos;
+            in->at = 0;
+            in->fill = in_read(in, in->buf, left < IN_BUF ? (size_t)left : IN_BUF);
+            continue;
+        }
+        const size_t k = in->fill - in->at < n ? in->fill - in->at : n;
+        in_hash(in, in->buf + in->at, k);
+        if (d) {
+            memcpy(d, in->buf + in->at, k);
+            d += k;
+        }
+        in->at += k;
+        in->pos += k;
+        n -= k;
+    }
+    return in->st == FL_OK;
+}
+
+/* One section's payload, left bytes of it still to take: a read past its end (or a failed one)
+ * sets bad and gives zeros. */
+typedef struct ck_sec {
+    ck_in *in;
+    uint64_t left;
+    int bad;
+} ck_sec;
+
+static int s_take(ck_sec *s, void *dst, size_t n)
+{
+    if (s->bad || n > s->left || !in_take(s->in, dst, n)) {
+        s->bad = 1;
+        if (dst && n)
+            memset(dst, 0, n);
+        return 0;
+    }
+    s->left -= n;
+    return 1;
+}
+
+static uint32_t s_u32(ck_sec *s)
+{
+    uint8_t b[4];
+    s_take(s, b, 4);
+    return (uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 | (uint32_t)b[3] << 24;
+}
+
+static uint64_t s_u64(ck_sec *s)
+{
+    const uint64_t lo = s_u32(s);
+    return lo | (uint64_t)s_u32(s) << 32;
+}
+
 /* Reads n finite floats of a section into a new array (n already bounded by the section). */
-static fl_status read_floats(fls_rbuf *r, size_t n, float **out)
+static fl_status read_floats(ck_sec *s, size_t n, float **out)
 {
     *out = NULL;
-    if (n > (r->len - r->pos) / 4) {
-        r->bad = 1;
+    if (n > s->left / 4) {
+        s->bad = 1;
         return FL_ERR_CHECKPOINT_FORMAT;
     }
     float *x = malloc((n ? n : 1) * sizeof *x);
     if (!x)
         return FL_ERR_NOMEM;
-    if (!fls_r_f32s(r, x, n) || !all_finite(x, n)) {
+    if (!s_take(s, x, n * sizeof *x)) {
+        free(x);
+        return FL_ERR_CHECKPOINT_FORMAT;
+    }
+#if !(defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__)
+    const uint8_t *b = (const uint8_t *)x; /* little-endian bits, made native in place */
+    for (size_t i = 0; i < n; i++) {
+        const uint32_t u = (uint32_t)b[4 * i] | (uint32_t)b[4 * i + 1] << 8 |
+                           (uint32_t)b[4 * i + 2] << 16 | (uint32_t)b[4 * i + 3] << 24;
+        memcpy(&x[i], &u, 4);
+    }
+#endif
+    if (!all_finite(x, n)) {
         free(x);
         return FL_ERR_CHECKPOINT_FORMAT;
     }
@@ -324,114 +456,79 @@ static fl_status read_floats(fls_rbuf *r, size_t n, float **out)
     return FL_OK;
 }
 
-static fl_status parse_meta(fls_rbuf *r, fls_ckpt *c, char *err, size_t errlen)
+static fl_status parse_meta(ck_sec *s, fls_ckpt *c, char *err, size_t errlen)
 {
-    const uint8_t *d = fls_r_take(r, FL_SHA256_LEN);
-    c->round = fls_r_u64(r);
-    c->model_version = fls_r_u64(r);
-    const uint32_t al = fls_r_u32(r);
-    if (r->bad || !d || al == 0 || al >= FLS_CKPT_ARCH_MAX)
+    uint8_t d[FL_SHA256_LEN];
+    s_take(s, d, FL_SHA256_LEN);
+    c->round = s_u64(s);
+    c->model_version = s_u64(s);
+    const uint32_t al = s_u32(s);
+    if (s->bad || al == 0 || al >= FLS_CKPT_ARCH_MAX)
         return fail(err, errlen, FL_ERR_CHECKPOINT_FORMAT, "META section malformed");
     memcpy(c->config_digest, d, FL_SHA256_LEN);
-    const uint8_t *a = fls_r_take(r, al);
-    if (!a || memchr(a, 0, al))
+    char a[FLS_CKPT_ARCH_MAX];
+    if (!s_take(s, a, al) || memchr(a, 0, al))
         return fail(err, errlen, FL_ERR_CHECKPOINT_FORMAT, "META arch string malformed");
     memcpy(c->arch, a, al);
     c->arch[al] = 0;
-    if (r->pos != r->len)
+    if (s->left)
         return fail(err, errlen, FL_ERR_CHECKPOINT_FORMAT, "META section has trailing bytes");
     return FL_OK;
 }
 
-static fl_status parse_model(fls_rbuf *r, fls_ckpt *c, char *err, size_t errlen)
+static fl_status parse_model(ck_sec *s, fls_ckpt *c, char *err, size_t errlen)
 {
-    const uint64_t n = fls_r_u64(r);
-    if (r->bad || n != (r->len - r->pos) / 4 || (r->len - r->pos) % 4)
+    const uint64_t n = s_u64(s);
+    if (s->bad || n != s->left / 4 || s->left % 4)
         return fail(err, errlen, FL_ERR_CHECKPOINT_FORMAT, "MODEL length disagrees with count");
-    fl_status st = read_floats(r, (size_t)n, &c->params);
+    fl_status st = read_floats(s, (size_t)n, &c->params);
     if (st != FL_OK)
         return fail(err, errlen, st, "MODEL parameters unreadable or non-finite");
     c->n_params = (size_t)n;
     return FL_OK;
 }
 
-static fl_status parse_opt(fls_rbuf *r, fls_ckpt *c, char *err, size_t errlen)
+static fl_status parse_opt(ck_sec *s, fls_ckpt *c, char *err, size_t errlen)
 {
-    c->opt_kind = fls_r_u32(r);
-    c->opt_steps = fls_r_u64(r);
-    const uint32_t na = fls_r_u32(r);
-    if (r->bad || na > FLS_CKPT_MAX_OPT)
+    c->opt_kind = s_u32(s);
+    c->opt_steps = s_u64(s);
+    const uint32_t na = s_u32(s);
+    if (s->bad || na > FLS_CKPT_MAX_OPT)
         return fail(err, errlen, FL_ERR_CHECKPOINT_FORMAT, "OPT section header malformed");
     for (uint32_t i = 0; i < na; i++) {
-        const uint32_t nl = fls_r_u32(r);
-        const uint8_t *name = (!r->bad && nl > 0 && nl < FLS_CKPT_NAME_MAX) ? fls_r_take(r, nl)
-                                                                             : NULL;
-        if (!name || memchr(name, 0, nl))
+        const uint32_t nl = s_u32(s);
+        char name[FLS_CKPT_NAME_MAX];
+        if (s->bad || nl == 0 || nl >= FLS_CKPT_NAME_MAX || !s_take(s, name, nl) ||
+            memchr(name, 0, nl))
             return fail(err, errlen, FL_ERR_CHECKPOINT_FORMAT, "OPT array %u name malformed", i);
-        const uint64_t n = fls_r_u64(r);
-        if (r->bad || n > (r->len - r->pos) / 4)
+        const uint64_t n = s_u64(s);
+        if (s->bad || n > s->left / 4)
             return fail(err, errlen, FL_ERR_CHECKPOINT_FORMAT, "OPT array %u truncated", i);
         memcpy(c->opt[i].name, name, nl);
         c->opt[i].name[nl] = 0;
-        fl_status st = read_floats(r, (size_t)n, &c->opt[i].data);
+        fl_status st = read_floats(s, (size_t)n, &c->opt[i].data);
         if (st != FL_OK)
             return fail(err, errlen, st, "OPT array %u unreadable or non-finite", i);
         c->opt[i].n = (size_t)n;
         c->n_opt = i + 1;
     }
-    if (r->pos != r->len)
+    if (s->left)
         return fail(err, errlen, FL_ERR_CHECKPOINT_FORMAT, "OPT section has trailing bytes");
     return FL_OK;
 }
 
-fl_status fls_ckpt_parse(const uint8_t *buf, size_t len, fls_ckpt *out, char *err, size_t errlen)
+/* The sections of a version-1 file whose header is taken, up to the checksum (end). */
+static fl_status parse_sections(ck_in *in, uint64_t end, fls_ckpt *out, char *err, size_t errlen)
 {
-    if (!out || (!buf && len))
-        return FL_ERR_INVALID_ARG;
-    memset(out, 0, sizeof *out);
-    if (err && errlen)
-        err[0] = 0;
-    if (len < HEAD_LEN + FL_SHA256_LEN || memcmp(buf, CKPT_MAGIC, sizeof CKPT_MAGIC) != 0)
-        return fail(err, errlen, FL_ERR_CHECKPOINT_FORMAT, "not a fedrop checkpoint");
-    fls_rbuf h = {buf, len, 8, 0};
-    const uint32_t version = fls_r_u32(&h), flags = fls_r_u32(&h);
-    const uint64_t body_len = fls_r_u64(&h);
-    uint8_t digest[FL_SHA256_LEN];
-    fl_status st = fl_sha256_digest(digest, buf, len - FL_SHA256_LEN);
-    if (st != FL_OK)
-        return st;
-    const int sealed = memcmp(digest, buf + len - FL_SHA256_LEN, FL_SHA256_LEN) == 0;
-    /* A later version whose file ends with the digest of the rest, as every version so far:
-     * whole, and only this build is too old for it (a rollback to an earlier fedrop). */
-    if (version > FLS_CKPT_VERSION && sealed)
-        return fail(err, errlen, FL_ERR_CHECKPOINT_NEWER,
-                    "checkpoint format version %u, newer than this build reads (%u): a later "
-                    "fedrop wrote it and resumes it", version, FLS_CKPT_VERSION);
-    if (version != FLS_CKPT_VERSION)
-        return fail(err, errlen, FL_ERR_CHECKPOINT_FORMAT,
-                    "checkpoint format version %u, this build reads %u", version,
-                    FLS_CKPT_VERSION);
-    if (flags != 0)
-        return fail(err, errlen, FL_ERR_CHECKPOINT_FORMAT, "unknown checkpoint flags 0x%x", flags);
-    if (body_len != len - HEAD_LEN - FL_SHA256_LEN)
-        return fail(err, errlen, FL_ERR_CHECKPOINT_FORMAT,
-                    "checkpoint truncated or extended: body %llu bytes, file holds %zu",
-                    (unsigned long long)body_len, len - HEAD_LEN - FL_SHA256_LEN);
-    if (!sealed)
-        return fail(err, errlen, FL_ERR_CHECKPOINT_CHECKSUM, "checkpoint SHA-256 mismatch");
-    memcpy(out->sha256, digest, FL_SHA256_LEN);
-
-    fls_rbuf r = {buf, len - FL_SHA256_LEN, HEAD_LEN, 0};
+    fl_status st = FL_OK;
     for (uint32_t want = 1; want <= TAG_COUNT && st == FL_OK; want++) {
-        const uint32_t tag = fls_r_u32(&r);
-        const uint64_t sl = fls_r_u64(&r);
-        if (r.bad || tag != want || sl > r.len - r.pos) {
-            st = fail(err, errlen, FL_ERR_CHECKPOINT_FORMAT,
-                      "section %u missing, out of order or truncated", want);
-            break;
-        }
-        fls_rbuf s = {r.p + r.pos, (size_t)sl, 0, 0};
-        r.pos += (size_t)sl;
+        ck_sec h = {in, end - in->pos, 0};
+        const uint32_t tag = s_u32(&h);
+        const uint64_t sl = s_u64(&h);
+        if (h.bad || tag != want || sl > end - in->pos)
+            return fail(err, errlen, FL_ERR_CHECKPOINT_FORMAT,
+                        "section %u missing, out of order or truncated", want);
+        ck_sec s = {in, sl, 0};
         switch (tag) {
         case TAG_META:
             st = parse_meta(&s, out, err, errlen);
@@ -444,11 +541,10 @@ fl_status fls_ckpt_parse(const uint8_t *buf, size_t len, fls_ckpt *out, char *er
             break;
         case TAG_POLICY:
             out->policy = malloc(sl ? (size_t)sl : 1);
-            if (!out->policy) {
-                st = FL_ERR_NOMEM;
-                break;
-            }
-            memcpy(out->policy, s.p, (size_t)sl);
+            if (!out->policy)
+                return FL_ERR_NOMEM;
+            if (!s_take(&s, out->policy, (size_t)sl)) /* only a failed read */
+                return fail(err, errlen, FL_ERR_CHECKPOINT_FORMAT, "POLICY section unreadable");
             out->policy_len = (size_t)sl;
             break;
         }
@@ -456,67 +552,132 @@ fl_status fls_ckpt_parse(const uint8_t *buf, size_t len, fls_ckpt *out, char *er
     /* The optional sections: each at most once, in increasing tag order; 8 bytes each but the
      * CONFIG text. */
     uint32_t last = TAG_COUNT;
-    while (st == FL_OK && r.pos != r.len) {
-        const uint32_t tag = fls_r_u32(&r);
-        const uint64_t sl = fls_r_u64(&r);
-        if (r.bad || tag <= TAG_COUNT) {
-            st = fail(err, errlen, FL_ERR_CHECKPOINT_FORMAT, "trailing section (tag %u) cut "
-                      "short or misplaced", tag);
-            break;
-        }
-        if (tag > TAG_CONFIG) { /* the file is whole (its digest matched): a later section */
-            st = fail(err, errlen, FL_ERR_CHECKPOINT_NEWER, "a section this build does not know "
-                      "(tag %u): a later fedrop wrote it and resumes it", tag);
-            break;
-        }
-        if (tag == TAG_CONFIG && tag > last && sl <= r.len - r.pos) {
-            const char *t = (const char *)r.p + r.pos;
+    while (st == FL_OK && in->pos != end) {
+        ck_sec h = {in, end - in->pos, 0};
+        const uint32_t tag = s_u32(&h);
+        const uint64_t sl = s_u64(&h);
+        if (h.bad || tag <= TAG_COUNT)
+            return fail(err, errlen, FL_ERR_CHECKPOINT_FORMAT, "trailing section (tag %u) cut "
+                        "short or misplaced", tag);
+        if (tag > TAG_CONFIG) /* the file is whole (its digest matched): a later section */
+            return fail(err, errlen, FL_ERR_CHECKPOINT_NEWER, "a section this build does not "
+                        "know (tag %u): a later fedrop wrote it and resumes it", tag);
+        const uint64_t rest = end - in->pos;
+        if (tag == TAG_CONFIG && tag > last && sl <= rest) {
+            ck_sec s = {in, sl, 0};
+            char *t = sl && sl <= FLS_CKPT_CONFIG_MAX ? malloc((size_t)sl) : NULL;
+            if (!t && sl && sl <= FLS_CKPT_CONFIG_MAX)
+                return FL_ERR_NOMEM;
             uint8_t d[FL_SHA256_LEN];
-            if (!config_text_ok(t, (size_t)sl) ||
+            if (!t || !s_take(&s, t, (size_t)sl) || !config_text_ok(t, (size_t)sl) ||
                 fl_sha256_digest(d, t, (size_t)sl) != FL_OK ||
                 memcmp(d, out->config_digest, FL_SHA256_LEN) != 0) {
-                st = fail(err, errlen, FL_ERR_CHECKPOINT_FORMAT, "config section: not the text "
-                          "of the configuration digest in META");
-                break;
+                free(t);
+                return fail(err, errlen, FL_ERR_CHECKPOINT_FORMAT, "config section: not the "
+                            "text of the configuration digest in META");
             }
-            if (!(out->config = malloc((size_t)sl))) {
-                st = FL_ERR_NOMEM;
-                break;
-            }
-            memcpy(out->config, t, (size_t)sl);
+            out->config = t;
             out->config_len = (size_t)sl;
-            r.pos += (size_t)sl;
             last = tag;
             continue;
         }
-        if (tag <= last || sl != 8 || r.len - r.pos < 8) {
-            st = fail(err, errlen, FL_ERR_CHECKPOINT_FORMAT,
-                      "optional section %u repeated, out of order, or of a wrong length", tag);
-            break;
-        }
-        fls_rbuf t = {r.p + r.pos, 8, 0, 0};
-        r.pos += 8;
+        if (tag <= last || sl != 8 || rest < 8)
+            return fail(err, errlen, FL_ERR_CHECKPOINT_FORMAT,
+                        "optional section %u repeated, out of order, or of a wrong length", tag);
+        ck_sec t = {in, 8, 0};
+        const uint64_t u = s_u64(&t);
         last = tag;
         if (tag == TAG_TARGET) {
-            const double acc = fls_r_f64(&t);
-            if (!(acc >= 0.0 && acc <= 1.0)) {
-                st = fail(err, errlen, FL_ERR_CHECKPOINT_FORMAT,
-                          "target section: accuracy %g is not in [0, 1]", acc);
-                break;
-            }
+            double acc;
+            memcpy(&acc, &u, 8);
+            if (!(acc >= 0.0 && acc <= 1.0))
+                return fail(err, errlen, FL_ERR_CHECKPOINT_FORMAT,
+                            "target section: accuracy %g is not in [0, 1]", acc);
             out->target_reached = 1;
             out->target_acc = acc;
         } else {
-            out->run_id = fls_r_u64(&t);
-            if (!out->run_id) {
-                st = fail(err, errlen, FL_ERR_CHECKPOINT_FORMAT, "run section: id 0");
-                break;
-            }
+            out->run_id = u;
+            if (!out->run_id)
+                return fail(err, errlen, FL_ERR_CHECKPOINT_FORMAT, "run section: id 0");
         }
     }
-    if (st != FL_OK)
-        fls_ckpt_clear(out);
     return st;
+}
+
+/* fls_ckpt_parse of the bytes in gives, taken once and in order. A fault in a section is said
+ * only when the file's checksum matches (the rest of the file is hashed after it); else the
+ * mismatch is, as when the whole file was hashed before its sections were read. */
+static fl_status parse_in(ck_in *in, fls_ckpt *out, char *err, size_t errlen)
+{
+    memset(out, 0, sizeof *out);
+    if (err && errlen)
+        err[0] = 0;
+    uint8_t head[HEAD_LEN];
+    if (in->len < HEAD_LEN + FL_SHA256_LEN)
+        return fail(err, errlen, FL_ERR_CHECKPOINT_FORMAT, "not a fedrop checkpoint");
+    fl_status st = fl_sha256_new(&in->h);
+    if (st != FL_OK)
+        return st;
+    if (in_take(in, head, HEAD_LEN) && memcmp(head, CKPT_MAGIC, sizeof CKPT_MAGIC) != 0) {
+        fl_sha256_free(in->h);
+        return fail(err, errlen, FL_ERR_CHECKPOINT_FORMAT, "not a fedrop checkpoint");
+    }
+    fls_rbuf hb = {head, HEAD_LEN, 8, 0};
+    const uint32_t version = fls_r_u32(&hb), flags = fls_r_u32(&hb);
+    const uint64_t body_len = fls_r_u64(&hb);
+    const uint64_t end = in->len - FL_SHA256_LEN;
+    if (in->st == FL_OK && version == FLS_CKPT_VERSION) {
+        if (flags != 0)
+            st = fail(err, errlen, FL_ERR_CHECKPOINT_FORMAT, "unknown checkpoint flags 0x%x",
+                      flags);
+        else if (body_len != end - HEAD_LEN)
+            st = fail(err, errlen, FL_ERR_CHECKPOINT_FORMAT,
+                      "checkpoint truncated or extended: body %llu bytes, file holds %llu",
+                      (unsigned long long)body_len, (unsigned long long)(end - HEAD_LEN));
+        if (st != FL_OK) { /* said whatever the checksum, as before */
+            fl_sha256_free(in->h);
+            return st;
+        }
+        st = parse_sections(in, end, out, err, errlen);
+    }
+    /* what is left of the body (all of it after a fault), then the checksum */
+    uint8_t want[FL_SHA256_LEN], digest[FL_SHA256_LEN];
+    if (in->pos < end)
+        in_take(in, NULL, (size_t)(end - in->pos));
+    if (in_take(in, want, FL_SHA256_LEN))
+        in->st = fl_sha256_final(in->h, digest);
+    fl_sha256_free(in->h);
+    in->h = NULL;
+    const int sealed = in->st == FL_OK && memcmp(digest, want, FL_SHA256_LEN) == 0;
+    if (in->st != FL_OK) {
+        st = in->st == FL_ERR_IO ? fail(err, errlen, FL_ERR_IO, "read failed") : in->st;
+    } else if (version > FLS_CKPT_VERSION && sealed) {
+        /* A later version whose file ends with the digest of the rest, as every version so
+         * far: whole, and only this build is too old for it (a rollback to an earlier fedrop). */
+        st = fail(err, errlen, FL_ERR_CHECKPOINT_NEWER,
+                  "checkpoint format version %u, newer than this build reads (%u): a later "
+                  "fedrop wrote it and resumes it", version, FLS_CKPT_VERSION);
+    } else if (version != FLS_CKPT_VERSION) {
+        st = fail(err, errlen, FL_ERR_CHECKPOINT_FORMAT,
+                  "checkpoint format version %u, this build reads %u", version,
+                  FLS_CKPT_VERSION);
+    } else if (!sealed) {
+        st = fail(err, errlen, FL_ERR_CHECKPOINT_CHECKSUM, "checkpoint SHA-256 mismatch");
+    }
+    if (st != FL_OK) {
+        fls_ckpt_clear(out);
+        return st;
+    }
+    memcpy(out->sha256, digest, FL_SHA256_LEN);
+    return FL_OK;
+}
+
+fl_status fls_ckpt_parse(const uint8_t *buf, size_t len, fls_ckpt *out, char *err, size_t errlen)
+{
+    if (!out || (!buf && len))
+        return FL_ERR_INVALID_ARG;
+    ck_in in = {.mem = buf, .fd = -1, .len = len};
+    return parse_in(&in, out, err, errlen);
 }
 
 fl_status fls_ckpt_check_digest(const fls_ckpt *c, const uint8_t digest[FL_SHA256_LEN])
@@ -606,27 +767,15 @@ fl_status fls_ckpt_read(const char *path, size_t max_bytes, fls_ckpt *out, char 
         return fail(err, errlen, FL_ERR_CHECKPOINT_FORMAT, "%s is larger than %zu bytes", path,
                     max_bytes);
     }
-    const size_t len = (size_t)sb.st_size;
-    uint8_t *buf = malloc(len ? len : 1);
-    if (!buf) {
-        close(fd);
-        return FL_ERR_NOMEM;
-    }
-    size_t off = 0;
-    while (off < len) {
-        const ssize_t n = read(fd, buf + off, len - off);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            break;
-        off += (size_t)n;
-    }
+    /* Read once, in order, through a buffer on the stack and hashed on the way: the file is
+     * never held whole beside what its parse keeps (the model and the optimizer's arrays, the
+     * state's bytes again), which made a resume hold two states beside the engine's. */
+    uint8_t buf[IN_BUF];
+    ck_in in = {.fd = fd, .buf = buf, .len = (uint64_t)sb.st_size};
+    const fl_status st = parse_in(&in, out, err, errlen);
     close(fd);
-    if (off != len) {
-        free(buf);
-        return fail(err, errlen, FL_ERR_IO, "short read on %s", path);
-    }
-    const fl_status st = fls_ckpt_parse(buf, len, out, err, errlen);
-    free(buf);
+    if (st == FL_ERR_IO)
+        return fail(err, errlen, FL_ERR_IO, "cannot read %s: %s", path,
+                    in.e ? strerror(in.e) : "it ended early (cut short while it was read)");
     return st;
 }

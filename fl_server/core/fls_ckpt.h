@@ -109,8 +109,10 @@ fl_status fls_ckpt_check_digest(const fls_ckpt *c, const uint8_t digest[FL_SHA25
  * serialize error. */
 fl_status fls_ckpt_write(const char *path, const fls_ckpt *c, const fl_logger *log);
 
-/* Reads and parses the file at path (at most max_bytes; 0 = 16 GiB). FL_ERR_IO if it cannot be
- * read, else as fls_ckpt_parse. */
+/* Reads and parses the file at path (at most max_bytes; 0 = 16 GiB), once, in order, through a
+ * 16 KiB buffer on the stack: the file is never held whole, and what is allocated is what *out
+ * keeps (the state's bytes). FL_ERR_IO if it cannot be read (or ends early), else as
+ * fls_ckpt_parse, with the same status and message for the same bytes. */
 fl_status fls_ckpt_read(const char *path, size_t max_bytes, fls_ckpt *out, char *err,
                         size_t errlen);
 
