@@ -125,16 +125,17 @@ static uint64_t ckpt_len(const fls_ckpt *c)
     return n;
 }
 
-/* Where the encoder's bytes go: into mem, a buffer of exactly ckpt_len bytes; or to the
- * temporary file a, through buf (small pieces gathered; a piece of the buffer's size or more, the
- * model's and the optimizer's arrays, written from where it lies), hashed on the way. Nothing
- * more is put after a failed write (e) or hash (st). */
+/* Where the encoder's bytes go: into mem, a buffer of exactly ckpt_len bytes; or to sink (the
+ * temporary file, or a caller's: fls_ckpt_stream), through buf (small pieces gathered; a piece
+ * of the buffer's size or more, the model's and the optimizer's arrays, given from where it
+ * lies), hashed on the way. Nothing more is put after a failed write (e) or hash (st). */
 enum { OUT_BUF = 16 << 10 };
 typedef struct ck_out {
     uint64_t len; /* bytes put so far (counted on past cap: the disagreement is then seen) */
     uint8_t *mem;
     uint64_t cap; /* mem's bytes */
-    fl_atomic *a;
+    int (*sink)(void *user, const void *p, size_t n); /* 0 or an errno */
+    void *user;
     fl_sha256 *h;
     uint8_t *buf; /* OUT_BUF bytes */
     size_t fill;
@@ -145,7 +146,7 @@ typedef struct ck_out {
 static void out_flush(ck_out *o)
 {
     if (o->fill && !o->e)
-        o->e = fl_atomic_write(o->a, o->buf, o->fill);
+        o->e = o->sink(o->user, o->buf, o->fill);
     o->fill = 0;
 }
 
@@ -167,7 +168,7 @@ static void put(ck_out *o, const void *src, size_t n)
         out_flush(o);
     if (n >= OUT_BUF) {
         if (!o->e)
-            o->e = fl_atomic_write(o->a, src, n);
+            o->e = o->sink(o->user, src, n);
         return;
     }
     memcpy(o->buf + o->fill, src, n);
@@ -690,6 +691,55 @@ fl_status fls_ckpt_check_digest(const fls_ckpt *c, const uint8_t digest[FL_SHA25
 
 /* ---- files ------------------------------------------------------------------------------------ */
 
+/* The file's bytes through o's sink (c checked), its SHA-256 last; o->e: the sink's error. */
+static fl_status out_stream(ck_out *o, const fls_ckpt *c)
+{
+    if ((o->st = fl_sha256_new(&o->h)) != FL_OK)
+        return o->st;
+    put_body(o, c);
+    uint8_t digest[FL_SHA256_LEN];
+    if (o->st == FL_OK && !o->e)
+        o->st = fl_sha256_final(o->h, digest);
+    if (o->st == FL_OK && !o->e)
+        put(o, digest, FL_SHA256_LEN);
+    out_flush(o);
+    fl_sha256_free(o->h);
+    o->h = NULL;
+    if (o->st != FL_OK)
+        return o->st;
+    if (!o->e && o->len != ckpt_len(c))
+        return FL_ERR_INTERNAL; /* sec_len and put_body disagree: the bytes are not a file */
+    return FL_OK;
+}
+
+uint64_t fls_ckpt_size(const fls_ckpt *c)
+{
+    return c ? ckpt_len(c) : 0;
+}
+
+fl_status fls_ckpt_stream(const fls_ckpt *c, int (*sink)(void *user, const void *p, size_t n),
+                          void *user)
+{
+    if (!c || !sink)
+        return FL_ERR_INVALID_ARG;
+    fl_status st = ckpt_check(c);
+    if (st != FL_OK)
+        return st;
+    uint8_t buf[OUT_BUF];
+    ck_out o = {.sink = sink, .user = user, .buf = buf};
+    st = out_stream(&o, c);
+    if (st == FL_OK && o.e) {
+        errno = o.e;
+        return FL_ERR_IO;
+    }
+    return st;
+}
+
+static int atomic_sink(void *user, const void *p, size_t n)
+{
+    return fl_atomic_write(user, p, n);
+}
+
 /* Streamed: the sections go to the temporary file from where they lie, through a 16 KiB buffer,
  * and are hashed on the way; no copy of the state is made (a serialized copy was, up to twice
  * the state's size, beside the snapshot the caller holds). */
@@ -701,27 +751,13 @@ fl_status fls_ckpt_write(const char *path, const fls_ckpt *c, const fl_logger *l
      * (EMFILE, a storm of connections) fails here at once, without encoding the model. */
     fl_atomic a;
     uint8_t buf[OUT_BUF];
-    ck_out o = {.a = &a, .buf = buf};
+    ck_out o = {.sink = atomic_sink, .user = &a, .buf = buf};
     fl_status st = FL_OK;
     int e = fl_atomic_open(&a, path, 0644);
-    if (!e && ((st = ckpt_check(c)) != FL_OK || (st = fl_sha256_new(&o.h)) != FL_OK))
+    if (!e && ((st = ckpt_check(c)) != FL_OK || (st = out_stream(&o, c)) != FL_OK))
         goto out;
-    if (!e) {
-        put_body(&o, c);
-        uint8_t digest[FL_SHA256_LEN];
-        if (o.st == FL_OK && !o.e)
-            o.st = fl_sha256_final(o.h, digest);
-        if (o.st == FL_OK && !o.e)
-            put(&o, digest, FL_SHA256_LEN);
-        out_flush(&o);
-        if ((st = o.st) != FL_OK)
-            goto out;
-        if (!o.e && o.len != ckpt_len(c)) {
-            st = FL_ERR_INTERNAL; /* sec_len and put_body disagree: the file is not committed */
-            goto out;
-        }
+    if (!e)
         e = o.e;
-    }
     if (!e)
         e = fl_atomic_commit(&a, path, 0);
     if (e) {
@@ -733,7 +769,6 @@ fl_status fls_ckpt_write(const char *path, const fls_ckpt *c, const fl_logger *l
                (unsigned long long)o.len, (unsigned long long)c->round);
     }
 out:
-    fl_sha256_free(o.h);
     fl_atomic_end(&a);
     if (e)
         errno = e; /* the failed call's, whatever the clean-up did */

@@ -109,6 +109,19 @@ fl_status fls_ckpt_check_digest(const fls_ckpt *c, const uint8_t digest[FL_SHA25
  * serialize error. */
 fl_status fls_ckpt_write(const char *path, const fls_ckpt *c, const fl_logger *log);
 
+/* The bytes of c's file (fls_ckpt_serialize's length), for a c that fls_ckpt_stream accepts;
+ * computed from the sizes alone. 0 for NULL. */
+uint64_t fls_ckpt_size(const fls_ckpt *c);
+
+/* Gives c's file bytes (fls_ckpt_serialize's, fls_ckpt_size of them) to sink in order, in pieces:
+ * the small ones gathered in a 16 KiB buffer on the stack, the model's and the optimizer's arrays
+ * from where they lie, so that no copy of the state is made (a caller that frames the bytes in a
+ * file of its own writes them as they come). sink returns 0, or an errno that ends the stream.
+ * Returns FL_OK; FL_ERR_IO (sink failed: errno is what it returned); a serialize error, before
+ * any byte is given; FL_ERR_NOMEM. */
+fl_status fls_ckpt_stream(const fls_ckpt *c, int (*sink)(void *user, const void *p, size_t n),
+                          void *user);
+
 /* Reads and parses the file at path (at most max_bytes; 0 = 16 GiB), once, in order, through a
  * 16 KiB buffer on the stack: the file is never held whole, and what is allocated is what *out
  * keeps (the state's bytes). FL_ERR_IO if it cannot be read (or ends early), else as

@@ -1550,58 +1550,64 @@ static fl_status policy_export(const fls_core *c, uint8_t **buf, size_t *len)
     return st;
 }
 
-fl_status fls_core_checkpoint(const fls_core *c, fls_ckpt *out)
+/* A checkpoint of the engine as it stands into *out: its arrays (the model, the optimizer's state,
+ * the configuration text) copied (own) or borrowed from the engine; the policy's bytes are always
+ * its own. On error *out is empty and holds nothing. */
+static fl_status ckpt_fill(const fls_core *c, fls_ckpt *out, int own)
 {
-    if (!c || !out)
-        return FL_ERR_INVALID_ARG;
     memset(out, 0, sizeof *out);
     if (c->open || c->eval_pending)
         return FL_ERR_STATE;
+    fl_status st = FL_OK;
     memcpy(out->config_digest, c->digest, FL_SHA256_LEN);
     if (c->canon_len <= FLS_CKPT_CONFIG_MAX) { /* always: the text is smaller than the cap */
-        if (!(out->config = malloc(c->canon_len)))
-            return FL_ERR_NOMEM;
-        memcpy(out->config, c->canon, c->canon_len);
+        if (own && !(out->config = malloc(c->canon_len)))
+            goto nomem;
+        if (own)
+            memcpy(out->config, c->canon, c->canon_len);
+        else
+            out->config = (char *)c->canon; /* the writer only reads */
         out->config_len = c->canon_len;
     }
     out->round = c->round;
     out->model_version = c->model_version;
     snprintf(out->arch, sizeof out->arch, "%.*s", (int)sizeof out->arch - 1, c->arch.spec); /* full: <= 63 */
     const size_t n = c->arch.n_params;
-    out->params = malloc(n * sizeof *out->params);
-    if (!out->params)
+    if (own && !(out->params = malloc(n * sizeof *out->params)))
         goto nomem;
-    memcpy(out->params, c->params, n * sizeof *out->params);
+    if (own)
+        memcpy(out->params, c->params, n * sizeof *out->params);
+    else
+        out->params = c->params;
     out->n_params = n;
     out->opt_kind = (uint32_t)c->cfg.opt.kind;
     out->opt_steps = fls_opt_steps(c->opt);
     const size_t ns = fls_opt_n_state(c->opt);
     if (ns > FLS_CKPT_MAX_OPT) {
-        fls_ckpt_clear(out);
-        return FL_ERR_INTERNAL;
+        st = FL_ERR_INTERNAL;
+        goto fail;
     }
     for (size_t i = 0; i < ns; i++) {
         const char *name = NULL;
         size_t len = 0;
         /* fls_opt_state takes a non-const opt (it lets restore write through); we only read. */
-        const float *x = fls_opt_state((fls_opt *)c->opt, i, &name, &len);
+        float *x = fls_opt_state((fls_opt *)c->opt, i, &name, &len);
         if (!x || !name) {
-            fls_ckpt_clear(out);
-            return FL_ERR_INTERNAL;
+            st = FL_ERR_INTERNAL;
+            goto fail;
         }
         snprintf(out->opt[i].name, sizeof out->opt[i].name, "%s", name);
-        out->opt[i].data = malloc((len ? len : 1) * sizeof(float));
-        if (!out->opt[i].data)
+        if (own && !(out->opt[i].data = malloc((len ? len : 1) * sizeof(float))))
             goto nomem;
-        memcpy(out->opt[i].data, x, len * sizeof(float));
+        if (own)
+            memcpy(out->opt[i].data, x, len * sizeof(float));
+        else
+            out->opt[i].data = x;
         out->opt[i].n = len;
         out->n_opt = i + 1;
     }
-    const fl_status pst = policy_export(c, &out->policy, &out->policy_len);
-    if (pst != FL_OK) {
-        fls_ckpt_clear(out);
-        return pst;
-    }
+    if ((st = policy_export(c, &out->policy, &out->policy_len)) != FL_OK)
+        goto fail;
     /* Reached in this run, or in the resumed checkpoint's with no round trained since: a
      * checkpoint written before the first tick of a resume (fl_server's at start-up, kept when
      * the run ends at that tick) must keep saying so, or the next resume would train on. */
@@ -1610,8 +1616,35 @@ fl_status fls_core_checkpoint(const fls_core *c, fls_ckpt *out)
     out->run_id = c->run_id;
     return FL_OK;
 nomem:
-    fls_ckpt_clear(out);
-    return FL_ERR_NOMEM;
+    st = FL_ERR_NOMEM;
+fail:
+    if (own)
+        fls_ckpt_clear(out);
+    else
+        fls_core_checkpoint_view_free(out);
+    return st;
+}
+
+fl_status fls_core_checkpoint(const fls_core *c, fls_ckpt *out)
+{
+    if (!c || !out)
+        return FL_ERR_INVALID_ARG;
+    return ckpt_fill(c, out, 1);
+}
+
+fl_status fls_core_checkpoint_view(const fls_core *c, fls_ckpt *out)
+{
+    if (!c || !out)
+        return FL_ERR_INVALID_ARG;
+    return ckpt_fill(c, out, 0);
+}
+
+void fls_core_checkpoint_view_free(fls_ckpt *v)
+{
+    if (!v)
+        return;
+    free(v->policy);
+    memset(v, 0, sizeof *v);
 }
 
 /* 1 when k holds arrays of this engine's sizes and its configuration text: a checkpoint that
@@ -1680,12 +1713,14 @@ fl_status fls_core_checkpoint_write(const fls_core *c, const char *path)
 {
     if (!c || !path)
         return FL_ERR_INVALID_ARG;
+    /* written from the engine's own arrays: a copy of the state was made first, and held
+     * beside it while the file was written */
     fls_ckpt ck;
-    fl_status st = fls_core_checkpoint(c, &ck);
+    fl_status st = fls_core_checkpoint_view(c, &ck);
     if (st != FL_OK)
         return st;
     st = fls_ckpt_write(path, &ck, &c->cfg.log);
-    fls_ckpt_clear(&ck);
+    fls_core_checkpoint_view_free(&ck);
     return st;
 }
 

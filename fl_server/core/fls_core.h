@@ -302,7 +302,16 @@ fl_status fls_core_checkpoint(const fls_core *core, fls_ckpt *out);
  * sizes, or zeroed, is made anew by fls_core_checkpoint and the old freed. Errors as
  * fls_core_checkpoint's; on any error k is unchanged (still the older, valid state). */
 fl_status fls_core_checkpoint_update(const fls_core *core, fls_ckpt *k);
-/* fls_core_checkpoint, then fls_ckpt_write(path) (atomic). On any error nothing is written (a
+/* fls_core_checkpoint, but the model, the optimizer's state and the configuration text are
+ * borrowed from the engine, not copied: *out is valid until the engine next changes (a round
+ * opens, a restore), for a writer that reads it at once (fls_ckpt_write, fls_ckpt_stream) with
+ * no copy of the state made. It owns only the policy's exported bytes: release it with
+ * fls_core_checkpoint_view_free, never fls_ckpt_clear. Errors as fls_core_checkpoint's (on error
+ * *out holds nothing). */
+fl_status fls_core_checkpoint_view(const fls_core *core, fls_ckpt *out);
+/* Frees what a view owns and zeroes it; NULL is a no-op. */
+void fls_core_checkpoint_view_free(fls_ckpt *v);
+/* fls_core_checkpoint_view, then fls_ckpt_write(path) (atomic). On any error nothing is written (a
  * previous file at path stays as it was). */
 fl_status fls_core_checkpoint_write(const fls_core *core, const char *path);
 

@@ -512,6 +512,55 @@ static void test_write_holds_no_copy(void **state)
     rmdir(dir);
 }
 
+/* A sink of fls_ckpt_stream: into a buffer the test made (past its end: ENOSPC). */
+typedef struct mem_sink {
+    uint8_t *p;
+    size_t len, cap;
+} mem_sink;
+
+static int mem_sink_put(void *user, const void *p, size_t n)
+{
+    mem_sink *m = user;
+    if (n > m->cap - m->len)
+        return ENOSPC;
+    memcpy(m->p + m->len, p, n);
+    m->len += n;
+    return 0;
+}
+
+/* fls_ckpt_stream gives fls_ckpt_size bytes, fls_ckpt_serialize's, holding no large block of its
+ * own; a sink's error ends it with FL_ERR_IO and that errno. */
+static void test_stream_as_serialize(void **state)
+{
+    (void)state;
+    for (int big = 0; big <= 1; big++) {
+        fls_ckpt c;
+        golden_fill(&c, big);
+        uint8_t *buf = NULL;
+        size_t len = 0;
+        assert_int_equal(fls_ckpt_serialize(&c, &buf, &len), FL_OK);
+        assert_int_equal(fls_ckpt_size(&c), len);
+        mem_sink m = {malloc(len), 0, len};
+        assert_non_null(m.p);
+        count_from_now();
+        const fl_status st = fls_ckpt_stream(&c, mem_sink_put, &m);
+        const size_t peak = g_peak;
+        g_count = 0;
+        assert_int_equal(st, FL_OK);
+        assert_int_equal(peak, 0);
+        assert_int_equal(m.len, len);
+        assert_memory_equal(m.p, buf, len);
+        m.len = 0;
+        m.cap = len / 2;
+        errno = 0;
+        assert_int_equal(fls_ckpt_stream(&c, mem_sink_put, &m), FL_ERR_IO);
+        assert_int_equal(errno, ENOSPC);
+        free(m.p);
+        free(buf);
+        fls_ckpt_clear(&c);
+    }
+}
+
 /* Reading a checkpoint holds what its parse keeps (the model, the optimizer's arrays, the policy
  * bytes) and nothing of the file's size: the file was read whole into a buffer and parsed from
  * it, so a resume held the state twice beside the engine's (1,340,301 bytes in large blocks here,
@@ -647,6 +696,7 @@ int main(void)
         cmocka_unit_test(test_format_unchanged),
         cmocka_unit_test(test_write_holds_no_copy),
         cmocka_unit_test(test_read_holds_no_copy),
+        cmocka_unit_test(test_stream_as_serialize),
         cmocka_unit_test(test_read_as_parse),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
