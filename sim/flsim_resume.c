@@ -177,6 +177,24 @@ static void get_record(rbuf *b, flsim_round_record *r)
     REC_FIELDS(GET)
 }
 
+/* Where resume.fls's bytes go as they are made: the temporary file, each byte but the last 32
+ * hashed on the way (the file's SHA-256 ends it). */
+typedef struct out_sink {
+    fl_atomic *a;
+    fl_sha256 *h;
+    fl_status st; /* the hash's failure (the sink then says EIO) */
+} out_sink;
+
+static int out_put(void *user, const void *p, size_t n)
+{
+    out_sink *o = user;
+    if (o->st == FL_OK)
+        o->st = fl_sha256_update(o->h, p, n);
+    if (o->st != FL_OK)
+        return EIO;
+    return fl_atomic_write(o->a, p, n);
+}
+
 fl_status flsim_resume_write(const char *dir, const flsim_config *cfg, const fls_ckpt *k,
                              const flsim_resume_state *s, const flsim_round_record *recs,
                              size_t n, char *err, size_t errlen)
@@ -184,14 +202,10 @@ fl_status flsim_resume_write(const char *dir, const flsim_config *cfg, const fls
     char path[FLSIM_STR + 32];
     snprintf(path, sizeof path, "%s/%s", dir, FLSIM_RESUME_FILE);
     char *json = malloc(RESUME_CONFIG_MAX);
-    uint8_t *ck = NULL;
-    size_t ck_len = 0;
     fl_status st = json ? FL_OK : FL_ERR_NOMEM;
     size_t jl = 0;
     if (st == FL_OK && (jl = flsim_config_json(cfg, json, RESUME_CONFIG_MAX)) >= RESUME_CONFIG_MAX)
         st = FL_ERR_INTERNAL;
-    if (st == FL_OK)
-        st = fls_ckpt_serialize(k, &ck, &ck_len);
     wbuf w = {0};
     if (st == FL_OK) {
         put(&w, MAGIC, sizeof MAGIC);
@@ -212,36 +226,53 @@ fl_status flsim_resume_write(const char *dir, const flsim_config *cfg, const fls
             put(&w, s->trace_sha, FL_SHA256_LEN);
         for (size_t i = 0; i < n; i++)
             put_record(&w, &recs[i]);
-        put_u64(&w, ck_len);
-        /* The checkpoint, the file's bulk (the model and the optimizer's state), is not copied
-         * into w, whose doubling held up to twice it beside ck: ck grows in place (realloc of a
-         * mapped block moves no bytes) and the small head goes in front of it. */
-        const size_t head = w.len, total = head + ck_len + FL_SHA256_LEN;
-        uint8_t *q = w.bad ? NULL : realloc(ck, total);
-        if (!q) {
+        put_u64(&w, fls_ckpt_size(k));
+        if (w.bad)
             st = FL_ERR_NOMEM;
-        } else {
-            ck = NULL;
-            memmove(q + head, q, ck_len);
-            memcpy(q, w.p, head);
-            free(w.p);
-            w.p = q;
-            w.len = w.cap = total;
-            if (fl_sha256_digest(q + head + ck_len, q, head + ck_len) != FL_OK)
-                st = FL_ERR_INTERNAL;
-        }
     }
     free(json);
-    free(ck);
+    /* The small head, then the checkpoint, the file's bulk (the model and the optimizer's
+     * state), streamed from where its arrays lie (fls_ckpt_stream), then the SHA-256 of it all:
+     * it was serialized into a buffer first, the state once more beside the caller's. */
+    out_sink o = {.st = FL_OK};
+    fl_atomic a;
+    int e = 0, opened = 0;
+    if (st == FL_OK)
+        st = fl_sha256_new(&o.h);
+    if (st == FL_OK) {
+        e = fl_atomic_open(&a, path, 0666); /* as fopen makes a file: the umask decides */
+        opened = 1;
+        o.a = &a;
+    }
+    if (st == FL_OK && !e)
+        e = out_put(&o, w.p, w.len);
+    if (st == FL_OK && !e) {
+        st = fls_ckpt_stream(k, out_put, &o);
+        if (st == FL_ERR_IO)
+            e = errno, st = FL_OK;
+    }
+    uint8_t d[FL_SHA256_LEN];
+    if (st == FL_OK && !e && (st = o.st) == FL_OK && (st = fl_sha256_final(o.h, d)) == FL_OK)
+        e = fl_atomic_write(&a, d, sizeof d);
+    if (st == FL_OK && !e)
+        e = fl_atomic_commit(&a, path, 0); /* EISDIR: a directory in the file's place */
+    if (opened)
+        fl_atomic_end(&a);
+    fl_sha256_free(o.h);
+    free(w.p);
+    if (st == FL_OK && o.st != FL_OK)
+        st = o.st;
     if (st != FL_OK) {
-        free(w.p);
         if (err && errlen)
             snprintf(err, errlen, "cannot make %s: %s", path, fl_strerror(st));
         return st;
     }
-    st = flsim_write_atomic(path, w.p, w.len, err, errlen);
-    free(w.p);
-    return st;
+    if (e) {
+        if (err && errlen)
+            snprintf(err, errlen, "cannot write %s: %s", path, strerror(e));
+        return FL_ERR_IO;
+    }
+    return FL_OK;
 }
 
 void flsim_resume_free(flsim_resume_file *f)

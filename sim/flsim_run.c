@@ -2463,11 +2463,12 @@ static fl_status save_point(sim *S, uint32_t finished, const flsim_resume_state 
             memcpy(rs.resid_sha, mine, FL_SHA256_LEN);
     }
     if (cs == FL_OK && me == 0) {
+        /* the core's arrays as they lie, written as they are (a copy of the state was made) */
         fls_ckpt k;
-        cs = fls_core_checkpoint(S->core, &k);
+        cs = fls_core_checkpoint_view(S->core, &k);
         if (cs == FL_OK) {
             cs = flsim_resume_write(cfg->out, cfg, &k, &rs, recs, n_recs, ce, celen);
-            fls_ckpt_clear(&k);
+            fls_core_checkpoint_view_free(&k);
         } else {
             snprintf(ce, celen, "cannot checkpoint the server core: %s", fl_strerror(cs));
         }

@@ -25,14 +25,31 @@
 #include "flsim_fold.h"
 #include "flsim_internal.h"
 #include "flz.h"
+#include "test_heap.h"
 
 /* A full disk under some files (--wrap=write, tests/unit/meson.build): while g_full_name is set,
  * a write to a file whose path holds it fails with ENOSPC. */
 static const char *volatile g_full_name;
 ssize_t __real_write(int fd, const void *p, size_t n);
 ssize_t __wrap_write(int fd, const void *p, size_t n);
+/* While g_heap_probe: the most heap in use above g_heap_base at a write to resume.fls (its
+ * temporary). */
+static int g_heap_probe;
+static size_t g_heap_base, g_heap_at_write;
 ssize_t __wrap_write(int fd, const void *p, size_t n)
 {
+    if (g_heap_probe) {
+        char link[64], target[4096];
+        snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
+        const ssize_t k = readlink(link, target, sizeof target - 1);
+        if (k > 0) {
+            target[k] = '\0';
+            const size_t h = heap_in_use();
+            if (strstr(target, "/resume.fls") && h > g_heap_base &&
+                h - g_heap_base > g_heap_at_write)
+                g_heap_at_write = h - g_heap_base;
+        }
+    }
     const char *name = g_full_name;
     if (name) {
         char link[64], target[4096];
@@ -1698,6 +1715,61 @@ static int discard_cb(void *user, const flsim_round_record *r, const flsim_resul
     return FLSIM_STOP_DISCARD;
 }
 
+/* The heap in use as each round ends (the callback: resume.fls is written after it). */
+static int heap_cb(void *user, const flsim_round_record *r, const flsim_result *sofar)
+{
+    (void)user;
+    (void)r;
+    (void)sofar;
+    g_heap_base = heap_in_use();
+    return 0;
+}
+
+/* fl_sim saves its run (resume.fls) with the model written from the server core's arrays as they
+ * lie: it copied the state (fls_core_checkpoint), serialized the copy into a buffer and wrote
+ * that, the state twice beside the core's. A 70,660-parameter mlp (a 282,640-byte state):
+ * 567,520 bytes more were held while resume.fls was written (now 4,112); the file resumes. */
+static void test_save_resume_hold_no_copy(void **state)
+{
+    (void)state;
+    if (!heap_in_use())
+        skip();
+    flsim_config c = small_config();
+    assert_int_equal(flsim_config_set(&c, "model", "mlp:64-1024-4", NULL, 0), FL_OK);
+    c.rounds = 2;
+    c.checkpoint_every = 1;
+    const size_t state_bytes = 70660 * sizeof(float);
+    char dir[] = "/tmp/test_sim_heapXXXXXX";
+    assert_non_null(mkdtemp(dir));
+    snprintf(c.out, sizeof c.out, "%s", dir);
+    char err[1024];
+    flsim_result res;
+    g_heap_at_write = 0;
+    g_heap_probe = 1;
+    fl_status st = flsim_run(&c, NULL, NULL, heap_cb, NULL, &res, NULL, NULL, err, sizeof err);
+    g_heap_probe = 0;
+    if (st != FL_OK)
+        fail_msg("flsim_run: %s (%s)", fl_strerror(st), err);
+    const size_t at_write = g_heap_at_write;
+    /* taken further: resumed after round 2 */
+    c.rounds = 3;
+    c.resume = 1;
+    st = flsim_run(&c, NULL, NULL, NULL, NULL, &res, NULL, NULL, err, sizeof err);
+    if (st != FL_OK)
+        fail_msg("resumed flsim_run: %s (%s)", fl_strerror(st), err);
+    assert_int_equal(res.resumed_after, 2);
+    if (at_write >= state_bytes / 4)
+        fail_msg("writing resume.fls of a %zu-byte state held %zu bytes more", state_bytes,
+                 at_write);
+    static const char *const files[] = {"resume.fls", "rounds.csv", "summary.json"};
+    char p[600];
+    for (size_t i = 0; i < sizeof files / sizeof *files; i++) {
+        snprintf(p, sizeof p, "%s/%s", dir, files[i]);
+        unlink(p);
+    }
+    assert_int_equal(rmdir(dir), 0);
+}
+
 static void test_resume_same_bits(void **state)
 {
     (void)state;
@@ -3230,6 +3302,7 @@ int main(void)
         cmocka_unit_test(test_outputs_read_back),
         cmocka_unit_test(test_run_stops_when_asked),
         cmocka_unit_test(test_resume_same_bits),
+        cmocka_unit_test(test_save_resume_hold_no_copy),
         cmocka_unit_test(test_resume_finished_run_further),
         cmocka_unit_test(test_resume_trace_changed),
         cmocka_unit_test(test_outputs_bad_files),
