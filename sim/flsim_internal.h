@@ -127,6 +127,12 @@ fl_status flsim_resume_write(const char *dir, const flsim_config *cfg, const fls
 fl_status flsim_resume_parse(const uint8_t *buf, size_t len, flsim_resume_file *out, char *err,
                              size_t errlen);
 void flsim_resume_free(flsim_resume_file *f);
+/* flsim_resume_parse of the file at path, never held whole: its checksum is found reading it in
+ * pieces, its head parsed from a mapping of it (only the head's pages touched), its checkpoint
+ * read from it into what the parse keeps (fls_ckpt_read_fd), so a resume holds the checkpoint's
+ * parse and not the file's bytes as well. FL_ERR_NOT_FOUND (no file), FL_ERR_IO (errno says why:
+ * EISDIR, a directory; 0, the file ended early), else as flsim_resume_parse. */
+fl_status flsim_resume_read(const char *path, flsim_resume_file *out, char *err, size_t errlen);
 
 /* ---- the clients' error-feedback residuals (top-k uplinks) -----------------------------------
  * Each MPI rank (one without MPI) keeps the residuals of its clients (key % ranks == rank) and

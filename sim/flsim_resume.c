@@ -293,13 +293,55 @@ static fl_status bad_file(char *err, size_t errlen, const char *what)
     return FL_ERR_RESULTS_FORMAT;
 }
 
-fl_status flsim_resume_parse(const uint8_t *buf, size_t len, flsim_resume_file *out, char *err,
-                             size_t errlen)
+/* 1 when the len bytes of the file fd end with the SHA-256 of what comes before them, 0 when
+ * not; -1: no memory; -2: a failed read (errno says why; 0: the file ended early). Read in
+ * pieces through a buffer on the stack: the page cache's, never this process's. */
+static int fd_sealed(int fd, uint64_t len)
+{
+    fl_sha256 *h = NULL;
+    if (fl_sha256_new(&h) != FL_OK)
+        return -1;
+    uint8_t b[16 << 10], tail[FL_SHA256_LEN], d[FL_SHA256_LEN];
+    const uint64_t end = len - FL_SHA256_LEN;
+    uint64_t pos = 0;
+    int ok = 1;
+    while (ok == 1 && pos < len) {
+        const size_t want = len - pos < sizeof b ? (size_t)(len - pos) : sizeof b;
+        const ssize_t k = pread(fd, b, want, (off_t)pos);
+        if (k < 0 && errno == EINTR)
+            continue;
+        if (k <= 0) {
+            if (k == 0)
+                errno = 0;
+            ok = -2;
+            break;
+        }
+        const size_t n = (size_t)k;
+        const size_t hashed = pos < end ? (end - pos < n ? (size_t)(end - pos) : n) : 0;
+        if (hashed && fl_sha256_update(h, b, hashed) != FL_OK)
+            ok = -1;
+        if (hashed < n) /* bytes of the checksum */
+            memcpy(tail + (pos + hashed - end), b + hashed, n - hashed);
+        pos += n;
+    }
+    if (ok == 1)
+        ok = fl_sha256_final(h, d) != FL_OK ? -1 : memcmp(d, tail, FL_SHA256_LEN) == 0;
+    fl_sha256_free(h);
+    return ok;
+}
+
+/* flsim_resume_parse of buf, or, with fd >= 0, of the file fd whose mapping buf is: its checksum
+ * found reading fd, its checkpoint read from fd (fls_ckpt_read_fd), so that of the mapping only
+ * the head's pages are touched. */
+static fl_status resume_parse(const uint8_t *buf, size_t len, int fd, flsim_resume_file *out,
+                              char *err, size_t errlen)
 {
     memset(out, 0, sizeof *out);
     if (!buf || len < sizeof MAGIC + FL_SHA256_LEN || memcmp(buf, MAGIC, sizeof MAGIC) != 0)
         return bad_file(err, errlen, "no fl_sim resume header");
-    const int ok = sealed(buf, len);
+    const int ok = fd < 0 ? sealed(buf, len) : fd_sealed(fd, len);
+    if (ok == -2)
+        return FL_ERR_IO;
     if (ok < 0)
         return FL_ERR_NOMEM;
     if (!ok)
@@ -388,10 +430,14 @@ fl_status flsim_resume_parse(const uint8_t *buf, size_t len, flsim_resume_file *
         return bad_file(err, errlen, "its totals are not its rounds'");
     }
     char why[256];
-    const fl_status cs = fls_ckpt_parse(r.p + r.at, (size_t)cl, &out->ckpt, why, sizeof why);
+    const fl_status cs = fd < 0 ? fls_ckpt_parse(r.p + r.at, (size_t)cl, &out->ckpt, why,
+                                                  sizeof why)
+                                : fls_ckpt_read_fd(fd, r.at, cl, &out->ckpt, why, sizeof why);
     if (cs != FL_OK) {
+        const int e = errno;
         flsim_resume_free(out);
-        if (cs == FL_ERR_NOMEM)
+        errno = e;
+        if (cs == FL_ERR_NOMEM || cs == FL_ERR_IO)
             return cs;
         return bad_file(err, errlen, why);
     }
@@ -400,6 +446,46 @@ fl_status flsim_resume_parse(const uint8_t *buf, size_t len, flsim_resume_file *
         return bad_file(err, errlen, "its checkpoint is of another round");
     }
     return FL_OK;
+}
+
+fl_status flsim_resume_parse(const uint8_t *buf, size_t len, flsim_resume_file *out, char *err,
+                             size_t errlen)
+{
+    return resume_parse(buf, len, -1, out, err, errlen);
+}
+
+fl_status flsim_resume_read(const char *path, flsim_resume_file *out, char *err, size_t errlen)
+{
+    memset(out, 0, sizeof *out);
+    const int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return errno == ENOENT ? FL_ERR_NOT_FOUND : FL_ERR_IO;
+    struct stat sb;
+    const int se = fstat(fd, &sb) != 0 ? errno : 0;
+    if (se || !S_ISREG(sb.st_mode)) {
+        const int e = se ? se : S_ISDIR(sb.st_mode) ? EISDIR : EINVAL;
+        close(fd);
+        errno = e;
+        return FL_ERR_IO;
+    }
+    if (sb.st_size <= 0) { /* nothing to map: refused by the parser as no resume file */
+        close(fd);
+        static const uint8_t none[1];
+        return flsim_resume_parse(none, 0, out, err, errlen);
+    }
+    void *m = mmap(NULL, (size_t)sb.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+    if (m == MAP_FAILED) {
+        const int e = errno;
+        close(fd);
+        errno = e;
+        return FL_ERR_IO;
+    }
+    const fl_status st = resume_parse(m, (size_t)sb.st_size, fd, out, err, errlen);
+    const int e = errno;
+    munmap(m, (size_t)sb.st_size);
+    close(fd);
+    errno = e;
+    return st;
 }
 
 /* ---- the clients' error-feedback residuals (top-k uplinks) ------------------------------------ */

@@ -2329,19 +2329,17 @@ static fl_status resume_read(sim *S, const flsim_config *cfg, flsim_resume_file 
     *found = 0;
     char path[FLSIM_STR + 32], why[1024];
     snprintf(path, sizeof path, "%s/%s", cfg->out, FLSIM_RESUME_FILE);
-    char *buf = NULL;
-    size_t len = 0;
-    fl_status st = flsim_read_file(path, (size_t)1 << 40, &buf, &len);
+    /* read in pieces (flsim_resume_read): the file's bytes (the state's, and more) were read
+     * into a buffer grown by doubling and held beside their parse */
+    fl_status st = flsim_resume_read(path, rf, why, sizeof why);
     if (st == FL_ERR_NOT_FOUND)
         return FL_OK;
-    if (st != FL_OK) {
+    if (st == FL_ERR_IO) {
         if (err && errlen)
             snprintf(err, errlen, "--resume: cannot read %s: %s", path,
-                     st == FL_ERR_IO ? strerror(errno) : fl_strerror(st));
-        return st == FL_ERR_NOMEM ? st : FL_ERR_IO;
+                     errno ? strerror(errno) : "it ended early (cut short while it was read)");
+        return FL_ERR_IO;
     }
-    st = flsim_resume_parse((const uint8_t *)buf, len, rf, why, sizeof why);
-    free(buf);
     if (st == FL_OK)
         st = flsim_config_matches(rf->config_json, rf->ckpt.arch, cfg, fls_core_arch(S->core)->spec,
                                   1, why, sizeof why);

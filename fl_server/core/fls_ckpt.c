@@ -802,15 +802,33 @@ fl_status fls_ckpt_read(const char *path, size_t max_bytes, fls_ckpt *out, char 
         return fail(err, errlen, FL_ERR_CHECKPOINT_FORMAT, "%s is larger than %zu bytes", path,
                     max_bytes);
     }
-    /* Read once, in order, through a buffer on the stack and hashed on the way: the file is
-     * never held whole beside what its parse keeps (the model and the optimizer's arrays, the
-     * state's bytes again), which made a resume hold two states beside the engine's. */
-    uint8_t buf[IN_BUF];
-    ck_in in = {.fd = fd, .buf = buf, .len = (uint64_t)sb.st_size};
-    const fl_status st = parse_in(&in, out, err, errlen);
+    const fl_status st = fls_ckpt_read_fd(fd, 0, (uint64_t)sb.st_size, out, err, errlen);
+    const int e = errno;
     close(fd);
     if (st == FL_ERR_IO)
         return fail(err, errlen, FL_ERR_IO, "cannot read %s: %s", path,
-                    in.e ? strerror(in.e) : "it ended early (cut short while it was read)");
+                    e ? strerror(e) : "it ended early (cut short while it was read)");
+    return st;
+}
+
+/* Read once, in order, through a buffer on the stack and hashed on the way: the file is never
+ * held whole beside what its parse keeps (the model and the optimizer's arrays, the state's
+ * bytes again), which made a resume hold two states beside the engine's. */
+fl_status fls_ckpt_read_fd(int fd, uint64_t off, uint64_t len, fls_ckpt *out, char *err,
+                           size_t errlen)
+{
+    if (fd < 0 || !out)
+        return FL_ERR_INVALID_ARG;
+    memset(out, 0, sizeof *out);
+    if (off > INT64_MAX || lseek(fd, (off_t)off, SEEK_SET) != (off_t)off)
+        return fail(err, errlen, FL_ERR_IO, "cannot seek: %s", strerror(errno));
+    uint8_t buf[IN_BUF];
+    ck_in in = {.fd = fd, .buf = buf, .len = len};
+    const fl_status st = parse_in(&in, out, err, errlen);
+    if (st == FL_ERR_IO) {
+        fail(err, errlen, FL_ERR_IO, "cannot read: %s",
+             in.e ? strerror(in.e) : "it ended early (cut short while it was read)");
+        errno = in.e; /* 0: it ended early */
+    }
     return st;
 }

@@ -129,4 +129,10 @@ fl_status fls_ckpt_stream(const fls_ckpt *c, int (*sink)(void *user, const void 
 fl_status fls_ckpt_read(const char *path, size_t max_bytes, fls_ckpt *out, char *err,
                         size_t errlen);
 
+/* fls_ckpt_read of the len bytes at offset off of the open file fd (a checkpoint framed in a
+ * file of another format: fl_sim's resume.fls), read from there in order. FL_ERR_IO if they
+ * cannot be read (errno: why; 0 when the file ended early), else as fls_ckpt_parse. */
+fl_status fls_ckpt_read_fd(int fd, uint64_t off, uint64_t len, fls_ckpt *out, char *err,
+                           size_t errlen);
+
 #endif

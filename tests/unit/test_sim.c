@@ -33,9 +33,34 @@ static const char *volatile g_full_name;
 ssize_t __real_write(int fd, const void *p, size_t n);
 ssize_t __wrap_write(int fd, const void *p, size_t n);
 /* While g_heap_probe: the most heap in use above g_heap_base at a write to resume.fls (its
- * temporary). */
+ * temporary), and as resume.fls's checkpoint is read (fls_ckpt_read_fd, or fls_ckpt_parse of
+ * bytes in memory, wrapped: the heap at its start). */
 static int g_heap_probe;
-static size_t g_heap_base, g_heap_at_write;
+static size_t g_heap_base, g_heap_at_write, g_heap_at_parse;
+fl_status __real_fls_ckpt_read_fd(int fd, uint64_t off, uint64_t len, fls_ckpt *out, char *err,
+                                  size_t errlen);
+fl_status __wrap_fls_ckpt_read_fd(int fd, uint64_t off, uint64_t len, fls_ckpt *out, char *err,
+                                  size_t errlen);
+fl_status __wrap_fls_ckpt_read_fd(int fd, uint64_t off, uint64_t len, fls_ckpt *out, char *err,
+                                  size_t errlen)
+{
+    if (g_heap_probe)
+        g_heap_at_parse = heap_in_use();
+    return __real_fls_ckpt_read_fd(fd, off, len, out, err, errlen);
+}
+
+fl_status __real_fls_ckpt_parse(const uint8_t *buf, size_t len, fls_ckpt *out, char *err,
+                                size_t errlen);
+fl_status __wrap_fls_ckpt_parse(const uint8_t *buf, size_t len, fls_ckpt *out, char *err,
+                                size_t errlen);
+fl_status __wrap_fls_ckpt_parse(const uint8_t *buf, size_t len, fls_ckpt *out, char *err,
+                                size_t errlen)
+{
+    if (g_heap_probe)
+        g_heap_at_parse = heap_in_use();
+    return __real_fls_ckpt_parse(buf, len, out, err, errlen);
+}
+
 ssize_t __wrap_write(int fd, const void *p, size_t n)
 {
     if (g_heap_probe) {
@@ -1715,20 +1740,25 @@ static int discard_cb(void *user, const flsim_round_record *r, const flsim_resul
     return FLSIM_STOP_DISCARD;
 }
 
-/* The heap in use as each round ends (the callback: resume.fls is written after it). */
+/* The heap in use as each round ends (the callback: resume.fls is written after it) and, for a
+ * resumed run, at its first restored round (the file read, its checkpoint's parse still held). */
 static int heap_cb(void *user, const flsim_round_record *r, const flsim_result *sofar)
 {
-    (void)user;
-    (void)r;
     (void)sofar;
+    size_t *restored = user;
+    if (r->restored && !*restored)
+        *restored = heap_in_use();
     g_heap_base = heap_in_use();
     return 0;
 }
 
 /* fl_sim saves its run (resume.fls) with the model written from the server core's arrays as they
- * lie: it copied the state (fls_core_checkpoint), serialized the copy into a buffer and wrote
- * that, the state twice beside the core's. A 70,660-parameter mlp (a 282,640-byte state):
- * 567,520 bytes more were held while resume.fls was written (now 4,112); the file resumes. */
+ * lie, and resumes from the file mapped: it copied the state (fls_core_checkpoint), serialized
+ * the copy into a buffer and wrote that, the state twice beside the core's, and read the file
+ * into a buffer grown by doubling, held beside its parse. A 70,660-parameter mlp (a 282,640-byte
+ * state): 567,520 bytes more were held while resume.fls was written (now 4,112), and the heap at
+ * the start of the checkpoint's parse stood 241,616 bytes above its level at the first restored
+ * round, the parse kept and the file's buffer freed (now 282,688 below it: the parse's own). */
 static void test_save_resume_hold_no_copy(void **state)
 {
     (void)state;
@@ -1744,9 +1774,11 @@ static void test_save_resume_hold_no_copy(void **state)
     snprintf(c.out, sizeof c.out, "%s", dir);
     char err[1024];
     flsim_result res;
+    size_t restored = 0;
     g_heap_at_write = 0;
     g_heap_probe = 1;
-    fl_status st = flsim_run(&c, NULL, NULL, heap_cb, NULL, &res, NULL, NULL, err, sizeof err);
+    fl_status st = flsim_run(&c, NULL, NULL, heap_cb, &restored, &res, NULL, NULL, err,
+                             sizeof err);
     g_heap_probe = 0;
     if (st != FL_OK)
         fail_msg("flsim_run: %s (%s)", fl_strerror(st), err);
@@ -1754,13 +1786,21 @@ static void test_save_resume_hold_no_copy(void **state)
     /* taken further: resumed after round 2 */
     c.rounds = 3;
     c.resume = 1;
-    st = flsim_run(&c, NULL, NULL, NULL, NULL, &res, NULL, NULL, err, sizeof err);
+    g_heap_at_parse = 0;
+    g_heap_probe = 1;
+    st = flsim_run(&c, NULL, NULL, heap_cb, &restored, &res, NULL, NULL, err, sizeof err);
+    g_heap_probe = 0;
     if (st != FL_OK)
         fail_msg("resumed flsim_run: %s (%s)", fl_strerror(st), err);
     assert_int_equal(res.resumed_after, 2);
+    assert_true(restored && g_heap_at_parse);
     if (at_write >= state_bytes / 4)
         fail_msg("writing resume.fls of a %zu-byte state held %zu bytes more", state_bytes,
                  at_write);
+    if (restored < g_heap_at_parse + state_bytes * 3 / 4)
+        fail_msg("resume: the heap at the parse of a %zu-byte state stood %lld bytes below its "
+                 "level with the parse kept", state_bytes,
+                 (long long)restored - (long long)g_heap_at_parse);
     static const char *const files[] = {"resume.fls", "rounds.csv", "summary.json"};
     char p[600];
     for (size_t i = 0; i < sizeof files / sizeof *files; i++) {
