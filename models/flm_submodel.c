@@ -211,11 +211,12 @@ typedef struct sm_tensor {
 } sm_tensor;
 
 struct flm_submodel {
-    flm_arch full;
+    const flm_arch *full; /* own (flm_submodel_new), or the caller's (flm_submodel_new_borrowed) */
     flm_arch sub;
     flm_keepset ks;
     sm_tensor t[FLM_MAX_TENSORS];
     int identity; /* flm_submodel_is_identity */
+    flm_arch own[]; /* flm_submodel_new: the copy of the global architecture; else none */
 };
 
 void flm_submodel_free(flm_submodel *sm)
@@ -319,7 +320,7 @@ static void ident_run(void *user, size_t full_index, size_t sub_index, size_t le
 /* The layout is the full one: one run (the walk merges adjacent runs) over every element. */
 static int is_identity(const flm_submodel *sm)
 {
-    const size_t n = sm->full.n_params;
+    const size_t n = sm->full->n_params;
     if (sm->sub.n_params != n)
         return 0;
     ident_ctx c = {0, 0, 0, 0};
@@ -332,7 +333,7 @@ size_t flm_submodel_bytes_bound(const flm_arch *full)
     if (!full)
         return 0;
     enum { HDR = 16 }; /* glibc's chunk header and rounding, about, per allocation */
-    size_t n = sizeof(flm_submodel) + HDR;
+    size_t n = sizeof(flm_submodel) + sizeof(flm_arch) + HDR; /* with its copy of full */
     for (int d = 0; d < full->n_drop; d++)
         n += (size_t)(full->drop_units[d] > 0 ? full->drop_units[d] : 0) * sizeof(uint32_t);
     n += HDR; /* the keep-set copy's idx */
@@ -343,7 +344,14 @@ size_t flm_submodel_bytes_bound(const flm_arch *full)
     return n;
 }
 
-fl_status flm_submodel_new(const flm_arch *full, const flm_keepset *ks, flm_submodel **out)
+size_t flm_submodel_borrowed_bytes_bound(const flm_arch *full)
+{
+    return full ? flm_submodel_bytes_bound(full) - sizeof(flm_arch) : 0;
+}
+
+/* own: full copied into the submodel's block (sm->own), else borrowed. */
+static fl_status submodel_new(const flm_arch *full, const flm_keepset *ks, int own,
+                              flm_submodel **out)
 {
     if (!full || !ks || !out)
         return FL_ERR_INVALID_ARG;
@@ -351,10 +359,12 @@ fl_status flm_submodel_new(const flm_arch *full, const flm_keepset *ks, flm_subm
     fl_status st = flm_keepset_validate(ks, full);
     if (st != FL_OK)
         return st;
-    flm_submodel *sm = calloc(1, sizeof *sm);
+    flm_submodel *sm = calloc(1, sizeof *sm + (own ? sizeof(flm_arch) : 0));
     if (!sm)
         return FL_ERR_NOMEM;
-    sm->full = *full;
+    if (own)
+        sm->own[0] = *full;
+    sm->full = own ? &sm->own[0] : full;
     st = flm_arch_sub(full, ks->count, &sm->sub);
     if (st == FL_OK)
         st = flm_keepset_copy(&sm->ks, ks);
@@ -369,6 +379,17 @@ fl_status flm_submodel_new(const flm_arch *full, const flm_keepset *ks, flm_subm
     return FL_OK;
 }
 
+fl_status flm_submodel_new(const flm_arch *full, const flm_keepset *ks, flm_submodel **out)
+{
+    return submodel_new(full, ks, 1, out);
+}
+
+fl_status flm_submodel_new_borrowed(const flm_arch *full, const flm_keepset *ks,
+                                    flm_submodel **out)
+{
+    return submodel_new(full, ks, 0, out);
+}
+
 int flm_submodel_is_identity(const flm_submodel *sm)
 {
     return sm->identity;
@@ -381,7 +402,7 @@ const flm_arch *flm_submodel_arch(const flm_submodel *sm)
 
 const flm_arch *flm_submodel_full_arch(const flm_submodel *sm)
 {
-    return &sm->full;
+    return sm->full;
 }
 
 const flm_keepset *flm_submodel_keepset(const flm_submodel *sm)
@@ -516,7 +537,7 @@ static void mask_run(void *user, size_t full_index, size_t sub_index, size_t len
 
 void flm_submodel_mask(const flm_submodel *sm, float *mask)
 {
-    memset(mask, 0, sm->full.n_params * sizeof *mask);
+    memset(mask, 0, sm->full->n_params * sizeof *mask);
     copy_ctx c = {mask, NULL, 0.0f};
     walk(sm, 0, sm->sub.n_params, mask_run, &c);
 }

@@ -62,6 +62,14 @@ void flm_submodel_free(flm_submodel *sm); /* NULL is a no-op */
  * ks of full, with its keep-set copy and malloc's headers (every unit kept is the largest): what
  * a host that keeps one submodel a client multiplies by its clients. */
 size_t flm_submodel_bytes_bound(const flm_arch *full);
+/* flm_submodel_new, but full is borrowed, not copied (sizeof(flm_arch), 6.6 KB, less held): it
+ * must stay valid and unchanged until flm_submodel_free(*out), and flm_submodel_full_arch returns
+ * it. For a host whose architecture outlives the many submodels it makes of it (the server core's
+ * per-client Tasks). The maps, and so every result, are flm_submodel_new's. */
+fl_status flm_submodel_new_borrowed(const flm_arch *full, const flm_keepset *ks,
+                                    flm_submodel **out);
+/* flm_submodel_bytes_bound of a submodel made by flm_submodel_new_borrowed. */
+size_t flm_submodel_borrowed_bytes_bound(const flm_arch *full);
 const flm_arch *flm_submodel_arch(const flm_submodel *sm);      /* the small architecture */
 const flm_arch *flm_submodel_full_arch(const flm_submodel *sm); /* the global architecture */
 /* The keep-set the submodel was built from (owned by sm, valid until flm_submodel_free). */

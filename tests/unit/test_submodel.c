@@ -1320,6 +1320,55 @@ static void test_step_equivalence(void **state)
  * The bound must cover what 64 submodels of random and full keep-sets really hold (glibc's heap in
  * use; skipped where that is not readable, e.g. under a sanitizer's allocator) without being
  * wildly above a full keep-set's. */
+/* A submodel that borrows its global architecture (flm_submodel_new_borrowed, the server core's
+ * per-client Tasks) has flm_submodel_new's small architecture, keep-set and maps: gather,
+ * scatter_add and mask give the same bits, for every family and random keep-sets. */
+static void test_submodel_borrowed_same_bits(void **state)
+{
+    (void)state;
+    const char *specs[] = {"mlp:784-500-10", "cnn", "lstm", "moge"};
+    for (size_t i = 0; i < sizeof specs / sizeof *specs; i++) {
+        const flm_arch a = parse_ok(specs[i]);
+        fl_rng r = fl_rng_stream(11, 0, (uint32_t)i, FL_RNG_TEST);
+        float *x = malloc(a.n_params * sizeof *x), *z1 = calloc(a.n_params, sizeof *z1),
+              *z2 = calloc(a.n_params, sizeof *z2);
+        assert_true(x && z1 && z2);
+        for (size_t j = 0; j < a.n_params; j++)
+            x[j] = (float)(j % 101) * 0.01f - 0.5f;
+        for (int k = 0; k < 4; k++) {
+            flm_keepset ks;
+            assert_int_equal(flm_keepset_random(&ks, &a, k == 3 ? 1.0 : 0.5, &r), FL_OK);
+            flm_submodel *sm, *bw;
+            assert_int_equal(flm_submodel_new(&a, &ks, &sm), FL_OK);
+            assert_int_equal(flm_submodel_new_borrowed(&a, &ks, &bw), FL_OK);
+            const flm_arch *s1 = flm_submodel_arch(sm), *s2 = flm_submodel_arch(bw);
+            assert_memory_equal(s1, s2, sizeof *s1);
+            assert_true(flm_keepset_equal(flm_submodel_keepset(sm), flm_submodel_keepset(bw)));
+            assert_int_equal(flm_submodel_is_identity(sm), flm_submodel_is_identity(bw));
+            const size_t n = s1->n_params;
+            float *g1 = malloc(n * sizeof *g1), *g2 = malloc(n * sizeof *g2);
+            assert_true(g1 && g2);
+            flm_submodel_gather(sm, g1, x);
+            flm_submodel_gather(bw, g2, x);
+            assert_memory_equal(g1, g2, n * sizeof *g1);
+            flm_submodel_scatter_add(sm, z1, g1, 0.75f);
+            flm_submodel_scatter_add(bw, z2, g2, 0.75f);
+            assert_memory_equal(z1, z2, a.n_params * sizeof *z1);
+            flm_submodel_mask(sm, z1);
+            flm_submodel_mask(bw, z2);
+            assert_memory_equal(z1, z2, a.n_params * sizeof *z1);
+            free(g1);
+            free(g2);
+            flm_submodel_free(sm);
+            flm_submodel_free(bw);
+            flm_keepset_free(&ks);
+        }
+        free(x);
+        free(z1);
+        free(z2);
+    }
+}
+
 static void test_submodel_bytes_bound(void **state)
 {
     (void)state;
@@ -1337,21 +1386,33 @@ static void test_submodel_bytes_bound(void **state)
                 assert_int_equal(full ? flm_keepset_full(&ks[k], &a)
                                       : flm_keepset_random(&ks[k], &a, 0.75, &r),
                                  FL_OK);
-            flm_submodel *sm[N];
+            flm_submodel *sm[N], *bw[N];
             const size_t h0 = heap_in_use();
             for (int k = 0; k < N; k++)
                 assert_int_equal(flm_submodel_new(&a, &ks[k], &sm[k]), FL_OK);
             const size_t h1 = heap_in_use();
+            for (int k = 0; k < N; k++)
+                assert_int_equal(flm_submodel_new_borrowed(&a, &ks[k], &bw[k]), FL_OK);
+            const size_t h2 = heap_in_use();
             for (int k = 0; k < N; k++) {
+                assert_ptr_equal(flm_submodel_full_arch(bw[k]), &a);
+                assert_memory_equal(flm_submodel_full_arch(sm[k]), &a, sizeof a);
                 flm_submodel_free(sm[k]);
+                flm_submodel_free(bw[k]);
                 flm_keepset_free(&ks[k]);
             }
-            if (!h0 || h1 <= h0)
+            if (!h0 || h1 <= h0 || h2 <= h1)
                 continue;
-            const double held = (double)(h1 - h0) / N;
+            const double held = (double)(h1 - h0) / N, lent = (double)(h2 - h1) / N;
             if ((double)bound < held || (full && (double)bound > 1.5 * held))
                 fail_msg("%s, %s keep-sets: a submodel holds %.0f B, the bound says %zu",
                          specs[i], full ? "full" : "random 0.75", held, bound);
+            const size_t lb = flm_submodel_borrowed_bytes_bound(&a);
+            if ((double)lb < lent || (full && (double)lb > 1.5 * lent) ||
+                held - lent < 0.9 * (double)sizeof a) /* malloc's rounding aside */
+                fail_msg("%s, %s keep-sets: a submodel borrowing its architecture holds %.0f B "
+                         "(one that copies it %.0f), the bound says %zu", specs[i],
+                         full ? "full" : "random 0.75", lent, held, lb);
         }
     }
 }
@@ -1375,6 +1436,7 @@ int main(void)
         cmocka_unit_test(test_full_size),
         cmocka_unit_test(test_step_equivalence),
         cmocka_unit_test(test_submodel_bytes_bound),
+        cmocka_unit_test(test_submodel_borrowed_same_bits),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
