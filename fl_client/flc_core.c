@@ -37,8 +37,9 @@ struct flc_core {
     /* the current task */
     int have_task, ready, trained, taken; /* taken: the payload was handed out */
     int failed;                           /* this task's training failed: not trained again */
-    int w_lazy;                           /* w not filled yet: its values are ref's (borrowed
-                                           * weights; the built-in trainer starts from ref) */
+    int w_lazy;                           /* w not filled yet: its values are ref's (the
+                                           * decoded w0 or borrowed weights; the built-in
+                                           * trainer starts from ref) */
     uint64_t cut_said;                    /* the max_samples whose cut of the local samples was
                                            * last logged (said once, not every round) */
     int builtin_ran;                      /* the plug-in of this training called the built-in
@@ -411,7 +412,9 @@ static fl_status on_task(flc_core *c, const flp_msg *m)
     c->task_run_id = t->run_id;
     c->have_task = 1;
     c->ref = c->w0;
-    c->w_lazy = 0;
+    /* The chunks decode into w0 only: the first step of the built-in trainer reads them there
+     * and writes w (or train_encode copies them first for a plug-in trainer). */
+    c->w_lazy = 1;
     c->got_chunk = 0;
     memset(&c->stats, 0, sizeof c->stats);
     c->stats.round = m->round;
@@ -434,12 +437,9 @@ static fl_status on_chunk(flc_core *c, const flp_msg *m)
     }
     c->got_chunk = 1;
     const flm_tensor *t = &flm_submodel_arch(c->sm)->tensors[k->tensor];
-    /* Decoded into w0 (the weights as received), then copied to w (trained in place) while the
-     * chunk is still in cache. */
-    float *dst = c->w0 + t->offset + k->offset;
-    st = flz_decode(c->z, k->payload, k->payload_len, dst, k->count);
-    if (st == FL_OK)
-        memcpy(c->w + t->offset + k->offset, dst, (size_t)k->count * sizeof(float));
+    /* Decoded into w0 (the weights as received) alone: w, trained in place, is filled from it
+     * by the training's first step (w_lazy), not by a copy of each chunk here. */
+    st = flz_decode(c->z, k->payload, k->payload_len, c->w0 + t->offset + k->offset, k->count);
     if (st != FL_OK) {
         /* The tracker counted this chunk: the task can never complete. */
         fl_log(&c->log, FL_LOG_ERROR, "round %llu: weight chunk %u/%u does not decode: %s",
