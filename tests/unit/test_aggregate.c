@@ -258,6 +258,68 @@ static void test_submodel_mean_mlp(void **state)
     check_vs_reference("mlp:20-16-12-5", 3, 0.5, 1, 13); /* dilution */
 }
 
+/* A submodel of runs of a few elements (a 300x300 dense layer whose inputs and outputs both
+ * drop: thousands of runs, gathered into more than one span of the fold, fls_agg.c's fold_run),
+ * folded whole or in random chunks, plain, borrowed, early or not: each held coordinate of a
+ * lone update of weight 1 finalizes to exactly round(x 2^28) / 2^28; and an update with a NaN in
+ * the middle of such a run is refused and leaves the first one's bits as they were. */
+static void check_short_runs_exact(int early, int borrowed, uint64_t chunk_seed)
+{
+    flm_arch a;
+    parse(&a, "mlp:300-300-300-10");
+    const size_t N = a.n_params;
+    upd u, bad;
+    make_upd(&u, &a, 1, 0.75, 0.5f, 41);
+    make_upd(&bad, &a, 2, 0.75, 0.5f, 42);
+    assert_non_null(u.sm);
+    assert_non_null(bad.sm);
+    u.w = 1;
+    /* a NaN in the second hidden layer's weights, which come in runs of about 4 */
+    const size_t w2 = flm_submodel_arch(bad.sm)->tensors[2].offset;
+    bad.d[w2 + 1000] = NAN;
+    fls_agg_options o = fls_agg_options_default();
+    o.fold_early = early;
+    fls_agg *agg;
+    assert_int_equal(fls_agg_new(&a, &o, &agg), FL_OK);
+    g_add = borrowed ? fls_agg_update_add_borrowed : fls_agg_update_add;
+    assert_int_equal(feed(agg, &u, chunk_seed), FL_OK);
+    assert_int_equal(feed(agg, &bad, chunk_seed + 1), FL_ERR_NUMERIC);
+    g_add = fls_agg_update_add;
+    float *d = malloc(N * sizeof(float)), *full = calloc(N, sizeof(float)),
+          *mask = malloc(N * sizeof(float));
+    uint8_t *held = malloc(N);
+    assert_true(d && full && mask && held);
+    flm_submodel_mask(u.sm, mask);
+    flm_submodel_scatter_add(u.sm, full, u.d, 1.0f);
+    assert_int_equal(fls_agg_finalize(agg, d, held), FL_OK);
+    size_t n_held = 0;
+    for (size_t i = 0; i < N; i++) {
+        assert_int_equal(held[i], mask[i] != 0.0f);
+        const float want = held[i] ? (float)(nearbyint((double)full[i] * 0x1p28) * 0x1p-28) : 0.0f;
+        if (memcmp(&d[i], &want, sizeof want) != 0)
+            fail_msg("coordinate %zu: %a, want %a", i, (double)d[i], (double)want);
+        n_held += held[i];
+    }
+    assert_true(n_held > N / 2 && n_held < N);
+    free(d);
+    free(full);
+    free(mask);
+    free(held);
+    upd_free(&u);
+    upd_free(&bad);
+    fls_agg_free(agg);
+}
+
+static void test_short_runs_exact(void **state)
+{
+    (void)state;
+    check_short_runs_exact(0, 0, 0);
+    check_short_runs_exact(1, 0, 0);
+    check_short_runs_exact(1, 1, 0);
+    check_short_runs_exact(1, 0, 7);
+    check_short_runs_exact(1, 1, 8);
+}
+
 static void test_submodel_mean_cnn_lstm(void **state)
 {
     (void)state;
@@ -1268,6 +1330,7 @@ int main(void)
         cmocka_unit_test(test_split_fold_lender_mode),
         cmocka_unit_test(test_hand_weighted_mean),
         cmocka_unit_test(test_submodel_mean_mlp),
+        cmocka_unit_test(test_short_runs_exact),
         cmocka_unit_test(test_submodel_mean_cnn_lstm),
         cmocka_unit_test(test_order_and_chunking_invariance),
         cmocka_unit_test_teardown(test_invariance_rounding_modes, restore_rounding),
