@@ -97,6 +97,7 @@ typedef struct sess {
     uint64_t hb_seq;
     /* downlink: the Task's chunks, tensor-major */
     int dl_active;
+    int dl_given_up; /* its task of dl_round was given up (dl_give_up): said and told once */
     uint64_t dl_round;
     uint64_t dl_seq;            /* its task's number (the dlr entry that lists it) */
     uint32_t dl_nt, dl_t, dl_i, dl_inflight;
@@ -1495,6 +1496,7 @@ static void dl_give_up(fls_server *s, sess *x, fl_status code, const char *why)
     e.error.message = why;
     (void)fls_core_on_message(s->core, x->key, &e, fl_time_mono_s());
     x->dl_active = 0;
+    x->dl_given_up = 1;
 }
 
 static void dl_pump(fls_server *s, sess *x)
@@ -1569,6 +1571,7 @@ static void start_task(fls_server *s, uint32_t key, uint64_t round)
         return;
     }
     x->dl_active = 1;
+    x->dl_given_up = 0;
     x->dl_seq = ++s->dl_seq;
     s->dlr[s->dlr_n++] = (ul_wait){x->key, x->dl_seq};
     sess_wake(s, x); /* its downlink liveness */
@@ -4528,10 +4531,14 @@ static void timers(fls_server *s, double now)
         }
         if (x->dl_inflight > 0 && silent_since(s, x->dl_last, now)) {
             /* It heartbeats but Acks no weight chunk: its task is dropped and its share of the
-             * downlink budget goes to the others. */
-            log_bad(s, "client %s: no Ack of a weight chunk for %u ms: task of round %llu dropped",
-                    x->id, s->opt.liveness_ms, (unsigned long long)x->dl_round);
-            dl_give_up(s, x, FL_ERR_TIMEOUT, "no Ack of a weight chunk: task dropped");
+             * downlink budget goes to the others. A task given up already (a full send queue,
+             * its chunks still in flight) only gives its budget back: it was said and its
+             * update counted failed then (logged twice and told twice before). */
+            if (!x->dl_given_up) {
+                log_bad(s, "client %s: no Ack of a weight chunk for %u ms: task of round %llu "
+                        "dropped", x->id, s->opt.liveness_ms, (unsigned long long)x->dl_round);
+                dl_give_up(s, x, FL_ERR_TIMEOUT, "no Ack of a weight chunk: task dropped");
+            }
             dl_forget(s, x);
             taken = 1;
         }
