@@ -1,9 +1,17 @@
 /* fuzz_checkpoint: the checkpoint parser (fls_ckpt_parse) and the policy-state importer
  * (fls_policy_import) on arbitrary bytes. Whatever parses must serialise back to the same bytes
- * and must never crash, leak or allocate beyond the input's size. */
+ * and must never crash, leak or allocate beyond the input's size. The readers of files
+ * (fls_ckpt_read_fd, at an offset in a file framed by another format as fl_sim's resume.fls is,
+ * and fls_ckpt_read of a path), which parse as they read through a 16 KiB buffer, must give the
+ * same status and message as fls_ckpt_parse of the same bytes, and the same checkpoint; a
+ * length said past the file's end never gives a checkpoint. */
+#define _GNU_SOURCE
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include "fl_sha256.h"
 #include "fl_status.h"
@@ -63,11 +71,60 @@ static void try_policy(const uint8_t *buf, size_t len)
     }
 }
 
+/* What a reader of files made of data's bytes: the same status and message as parse's (st, err),
+ * and when it parsed, the same bytes back. */
+static void check_read(fl_status got, fls_ckpt *c, const char *got_err, fl_status st,
+                       const char *err, const uint8_t *data, size_t size)
+{
+    if (got != st || strcmp(got_err, err) != 0)
+        abort();
+    if (got == FL_OK) {
+        uint8_t *out = NULL;
+        size_t n = 0;
+        if (fls_ckpt_serialize(c, &out, &n) != FL_OK || n != size || memcmp(out, data, n))
+            abort();
+        free(out);
+        fls_ckpt_clear(c);
+    }
+}
+
+/* The file readers on data's bytes, after a 3-byte frame of another format's. */
+static void try_files(const uint8_t *data, size_t size, fl_status st, const char *err)
+{
+    static const uint8_t head[3] = {'F', 'L', 'S'};
+    const int fd = memfd_create("fuzz_checkpoint", 0);
+    if (fd < 0)
+        return; /* no memfd here: nothing to compare */
+    if (write(fd, head, sizeof head) != (ssize_t)sizeof head ||
+        (size && write(fd, data, size) != (ssize_t)size))
+        abort();
+    fls_ckpt c;
+    char got_err[160] = "";
+    fl_status got = fls_ckpt_read_fd(fd, sizeof head, size, &c, got_err, sizeof got_err);
+    check_read(got, &c, got_err, st, err, data, size);
+    /* a length past the file's end: never a checkpoint (the bytes end early, or what was read
+     * first is refused, as the header's body length against the length said) */
+    got = fls_ckpt_read_fd(fd, sizeof head, (uint64_t)size + 1, &c, got_err, sizeof got_err);
+    if (got == FL_OK || (st == FL_OK && got != FL_ERR_IO && got != FL_ERR_CHECKPOINT_FORMAT))
+        abort();
+    /* by path: the whole file, less the frame */
+    if (ftruncate(fd, 0) || lseek(fd, 0, SEEK_SET) != 0 ||
+        (size && write(fd, data, size) != (ssize_t)size))
+        abort();
+    char path[64];
+    snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
+    got_err[0] = 0;
+    got = fls_ckpt_read(path, 0, &c, got_err, sizeof got_err);
+    check_read(got, &c, got_err, st, err, data, size);
+    close(fd);
+}
+
 static void try_ckpt(const uint8_t *data, size_t size)
 {
     fls_ckpt c;
-    char err[160];
-    if (fls_ckpt_parse(data, size, &c, err, sizeof err) == FL_OK) {
+    char err[160] = "";
+    const fl_status st = fls_ckpt_parse(data, size, &c, err, sizeof err);
+    if (st == FL_OK) {
         uint8_t *out = NULL;
         size_t n = 0;
         if (fls_ckpt_serialize(&c, &out, &n) != FL_OK || n != size || memcmp(out, data, n))
@@ -76,6 +133,7 @@ static void try_ckpt(const uint8_t *data, size_t size)
         try_policy(c.policy, c.policy_len);
         fls_ckpt_clear(&c);
     }
+    try_files(data, size, st, err);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
