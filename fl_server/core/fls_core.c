@@ -1482,6 +1482,16 @@ static fl_status on_message(fls_core *c, uint32_t key, const flp_msg *m, double 
 {
     if (!c || !m)
         return FL_ERR_INVALID_ARG;
+    /* The deadline holds to the message, not to the host's timer: whatever comes after it finds
+     * the round closed, as if fls_core_tick had run just before (fl_server ticks every 50 ms,
+     * and an update that came within that window was aggregated). The simulator ticks at the
+     * deadline before it feeds anything later, so its runs are unchanged. It closed at the
+     * deadline (the round's duration is round_timeout_s). */
+    if (c->open && now > c->deadline) {
+        const fl_status cs = close_round(c, FLS_CLOSE_DEADLINE, c->deadline);
+        if (cs != FL_OK)
+            return cs;
+    }
     fl_status st;
     switch (m->type) {
     case FLP_HELLO:

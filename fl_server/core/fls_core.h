@@ -225,8 +225,10 @@ fl_status fls_core_tick(fls_core *core, double now);
  * another round or naming another run (flp_error.run_id nonzero and not fls_core_run_id: a task
  * of a server run that is over), or from a client with nothing due, changes nothing
  * (FL_ERR_ROUND_CLOSED, FL_ERR_NOT_SELECTED, FL_ERR_STATE; not counted as a rejected message
- * either). Returns the status to reply with (see the header comment). The message is not
- * retained. */
+ * either). A message that comes after the open round's deadline (now > fls_core_deadline)
+ * first closes that round, as fls_core_tick would have: an update then is late, whenever the
+ * host's timer runs. Returns the status to reply with (see the header comment), or the closing's
+ * internal failure (FL_ERR_NOMEM). The message is not retained. */
 fl_status fls_core_on_message(fls_core *core, uint32_t client, const flp_msg *m, double now);
 
 /* fls_core_on_message for an in-process host that keeps a Chunk's payload bytes valid and

@@ -1679,6 +1679,43 @@ static void test_engine_client_table(void **state)
     free(perm);
 }
 
+/* The deadline holds to the message, not to the host's timer: an update that comes after it,
+ * with no tick in between (fl_server ticks every 50 ms), finds the round closed at its deadline
+ * and is late, as it would be after a tick; one just before it is aggregated. Before, the first
+ * was aggregated and the round closed by quorum (here: every selected client then reported). */
+static void test_engine_deadline_holds_to_message(void **state)
+{
+    (void)state;
+    fls_config cfg = small_config();
+    cfg.overcommit = 1.0; /* 3 selected, the quorum */
+    fls_core *core = core_with_clients(&cfg, 6);
+    uint32_t keys[16];
+    assert_int_equal(fls_core_tick(core, 10.0), FL_OK);
+    const size_t n = take_tasks(core, keys, 16, NULL, NULL);
+    assert_int_equal(n, 3);
+    ulist l = {0};
+    for (size_t i = 0; i < n; i++)
+        client_work(core, keys[i], NULL, 0.01f, 2.0, 0, &l);
+    assert_int_equal(deliver(core, &l, keys[0], 11.0), FL_OK);
+    assert_int_equal(deliver(core, &l, keys[1], 69.99), FL_OK); /* the deadline: 10 + 60 */
+    assert_true(fls_core_round_open(core));
+    assert_int_equal(deliver(core, &l, keys[2], 70.02), FL_ERR_ROUND_CLOSED);
+    assert_false(fls_core_round_open(core));
+    int ends = 0;
+    take_tasks(core, keys, 0, &ends, NULL);
+    assert_int_equal(ends, 1);
+    const fls_round_metrics *m = fls_core_last_metrics(core);
+    assert_int_equal(m->closed_by, FLS_CLOSE_DEADLINE);
+    assert_int_equal(m->reported, 2);
+    assert_int_equal(m->late, 1);
+    assert_int_equal(m->rejected, 0); /* a straggler's upload is no rejected message */
+    assert_true(m->duration_s == 60.0);
+    /* A message after a closed round's deadline changes nothing more (no round is open). */
+    assert_int_equal(deliver(core, &l, keys[2], 80.0), FL_ERR_ROUND_CLOSED);
+    ulist_free(&l);
+    fls_core_free(core);
+}
+
 static void test_engine_deadline(void **state)
 {
     (void)state;
@@ -3121,6 +3158,7 @@ int main(void)
         cmocka_unit_test(test_engine_update_chunking),
         cmocka_unit_test(test_engine_client_table),
         cmocka_unit_test(test_engine_deadline),
+        cmocka_unit_test(test_engine_deadline_holds_to_message),
         cmocka_unit_test(test_engine_rejections),
         cmocka_unit_test(test_engine_absurd_loss),
         cmocka_unit_test(test_engine_n_samples_bound),
