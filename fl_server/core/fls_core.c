@@ -1035,8 +1035,8 @@ fl_status fls_core_tick(fls_core *c, double now)
 {
     if (!c)
         return FL_ERR_INVALID_ARG;
-    if (c->open && now >= c->deadline)
-        return close_round(c, FLS_CLOSE_DEADLINE, now);
+    if (c->open && now >= c->deadline) /* closed at the deadline, whenever the timer came */
+        return close_round(c, FLS_CLOSE_DEADLINE, c->deadline);
     if (c->open || c->eval_pending || c->done)
         return FL_OK;
     if (c->cfg.max_rounds && c->round >= c->cfg.max_rounds) {

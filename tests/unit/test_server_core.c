@@ -1712,6 +1712,14 @@ static void test_engine_deadline_holds_to_message(void **state)
     assert_true(m->duration_s == 60.0);
     /* A message after a closed round's deadline changes nothing more (no round is open). */
     assert_int_equal(deliver(core, &l, keys[2], 80.0), FL_ERR_ROUND_CLOSED);
+    /* A tick that comes after the deadline closes the round at it too. */
+    assert_int_equal(fls_core_tick(core, 100.0), FL_OK);
+    assert_true(fls_core_round_open(core));
+    assert_int_equal(fls_core_tick(core, 160.04), FL_OK);
+    assert_false(fls_core_round_open(core));
+    m = fls_core_last_metrics(core);
+    assert_int_equal(m->closed_by, FLS_CLOSE_DEADLINE);
+    assert_true(m->duration_s == 60.0);
     ulist_free(&l);
     fls_core_free(core);
 }
