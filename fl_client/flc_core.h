@@ -20,7 +20,12 @@
  * Error feedback (for pipelines with a top-k stage, whose dropped mass is large): the residual is
  * kept in GLOBAL coordinates (full model size), so it survives keep-sets that change from round
  * to round: before encoding, the kept coordinates' residual is added to the delta; afterwards what
- * the server will not see, (delta + residual) - decode(payload), is stored back.
+ * the server will not see, (delta + residual) - decode(payload), is stored back. That is so
+ * whatever becomes of the update once encoded: one the server answers late, or one encoded and
+ * then not sent (its deadline passed), leaves the residual as one it aggregated would, and what
+ * its payload held is lost with it (the rewind point restores the residual only for a round the
+ * server replays, and after an encoding that failed). fl_sim does the same (its late updates were
+ * encoded like the others), so its runs and a fleet's agree.
  *
  * Chunks decode into the weights as received (w0) and are copied to the working weights while in
  * cache; after training the delta w - w0 is formed one chunk at a time into a chunk-sized scratch
