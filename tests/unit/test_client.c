@@ -977,6 +977,15 @@ static void session_close(session *s)
  * `stuck` says what it was doing) and frees it: the status run returned. */
 static flc_status run_to_end(const flc_config *cfg, const char *stuck)
 {
+    /* A handshake the server ends before its answer is read (a race of the close: a broken
+     * pipe) is retried with the backoff, for as long as it lasts, since 0.3.8; at the default
+     * cap (10 s) a client that met two or three of those first waited past the bound below
+     * (test_curve_client_plain_server: 2 runs in 6 with the machine loaded). Capped at 100 ms
+     * unless the test sets it. */
+    flc_config capped = *cfg;
+    if (!capped.reconnect_max_ms)
+        capped.reconnect_max_ms = 100;
+    cfg = &capped;
     flc_client *c = NULL;
     assert_int_equal(flc_client_new(cfg, &c), FLC_OK);
     runner r;
@@ -1047,7 +1056,8 @@ static void test_curve_client_plain_server(void **state)
     fake f;
     fake_open(&f, NULL);
     /* The client sees the mismatch only when it reads the server's greeting before the server
-     * hangs up (else a broken pipe, which proves nothing): a few clients, until one has. */
+     * hangs up; a hang-up before that (a broken pipe, which proves nothing) is retried with the
+     * backoff (run_to_end caps it), for as long as it lasts, since 0.3.8. */
     int seen = 0;
     for (int t = 0; t < 20 && !seen; t++) {
         logbuf *lb = logbuf_new();
