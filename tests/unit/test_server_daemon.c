@@ -4674,10 +4674,12 @@ static void test_reactor_encode_failure_said(void **state)
     fls_server *s = server_of(yaml, &lb);
     peer p;
     peer_open(&p, ep, NULL, NULL, NULL);
+    /* set before the Hello: the round starts on it, and the Task may be encoded while the
+     * Ack is awaited (set after it, a loaded machine's run sent the Task whole) */
+    g_encode_fail = FLP_TASK;
     flp_msg h = hello_msg("a");
     peer_send(&p, &h);
     expect_ack_hello(s, &p);
-    g_encode_fail = FLP_TASK;
     /* a bound on a broken build on the real clock, generous for a loaded machine */
     const double t0 = __real_fl_time_mono_s();
     while (!strstr(lb->text, "client a left") && __real_fl_time_mono_s() - t0 < 120)
