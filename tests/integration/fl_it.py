@@ -76,7 +76,14 @@ class Harness:
         if env:
             e.update(env)
         f = open(self.path(log), 'ab')
-        pre = (lambda: resource.setrlimit(resource.RLIMIT_NOFILE, nofile)) if nofile else None
+
+        def pre():
+            # SIGHUP at its default, whatever this harness inherited: fl_client leaves an ignored
+            # SIGHUP ignored (nohup), so a test run started under nohup made client_signals' SIGHUP
+            # a no-op, and its client trained on until the 30 s wait failed.
+            signal.signal(signal.SIGHUP, signal.SIG_DFL)
+            if nofile:
+                resource.setrlimit(resource.RLIMIT_NOFILE, nofile)
         p = subprocess.Popen(argv, stdout=f, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                              env=e, cwd=self.dir, preexec_fn=pre)
         f.close()
