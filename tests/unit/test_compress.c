@@ -905,6 +905,44 @@ static void test_isa_kernels(void **state)
                     }
                 }
             }
+        /* put_f32_diff: the bytes and the verdict of the portable kernel at every output
+         * alignment, below and above the size where the AVX2 kernel streams its stores
+         * (PUT_DIFF_NT_MIN, 16384), with a NaN, an infinity or neither in the unaligned head, the
+         * vector body or the tail */
+        const size_t dn[] = {7, 1000, 16383, 16384, 16391, 65536 + 3};
+        for (size_t ni = 0; ni < sizeof dn / sizeof dn[0]; ni++) {
+            const size_t n = dn[ni];
+            float *a = malloc(n * sizeof *a), *b = malloc(n * sizeof *b);
+            uint8_t *d1 = malloc(4 * n + 64), *d2 = malloc(4 * n + 64);
+            assert_non_null(a);
+            assert_non_null(b);
+            assert_non_null(d1);
+            assert_non_null(d2);
+            for (size_t i = 0; i < n; i++) {
+                a[i] = (float)fl_rng_normal(&r);
+                b[i] = (float)fl_rng_normal(&r);
+            }
+            const size_t at[] = {SIZE_MAX, 0, 3, n / 2, n - 1};
+            for (size_t ai = 0; ai < sizeof at / sizeof at[0]; ai++)
+                for (size_t off = 0; off < 36; off += (off < 4 ? 1 : 4)) {
+                    const size_t k = at[ai];
+                    const float keep = k < n ? a[k] : 0.0f;
+                    if (k < n)
+                        a[k] = (ai & 1) ? NAN : INFINITY;
+                    memset(d1, 0xa5, 4 * n + 64);
+                    memset(d2, 0xa5, 4 * n + 64);
+                    const int ok1 = P->put_f32_diff(d1 + off, a, b, n);
+                    const int ok2 = K->put_f32_diff(d2 + off, a, b, n);
+                    if (ok1 != ok2 || ok1 != (k >= n))
+                        fail_msg("%s put_f32_diff n=%zu off=%zu bad at %zu: %d, portable %d", nm,
+                                 n, off, k, ok2, ok1);
+                    if (memcmp(d1, d2, 4 * n + 64) != 0) /* the bytes around untouched too */
+                        fail_msg("%s put_f32_diff n=%zu off=%zu differs", nm, n, off);
+                    if (k < n)
+                        a[k] = keep;
+                }
+            free(a), free(b), free(d1), free(d2);
+        }
     }
     if (!tested)
         skip();
