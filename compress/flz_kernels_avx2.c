@@ -416,12 +416,19 @@ AVX2 static int a_put_f32(uint8_t *dst, const float *x, size_t n)
  * is 256 KB by default, codec.chunk_elems). Such a payload is written once and read later by
  * another thread (fl_sim's server core) or copied out by libzmq's I/O thread, not read back here;
  * ordinary stores first read each line for ownership, from wherever the previous payload's
- * lines were left (on the other core, after its fold). bench_sim's default command on a 2-core
- * AMD EPYC (family 26) VM, four alternated pairs: the client core after the SGD 44-48 us a client
- * against 80-86, server ingest 63-66 against 56-58 (the payload now comes from memory),
- * overhead_frac 0.236-0.247 against 0.271-0.281. A smaller output stays on ordinary stores: it
- * may well be read soon from this core's cache. Same bytes either way. */
+ * lines were left (on the other core, after its fold). Measured with bench_sim (sim/README,
+ * "Benchmark"): the delta encoding about halved on a host where its stores stalled, neutral on
+ * one where they did not. A smaller output stays on ordinary stores: it may well be read soon
+ * from this core's cache. Same bytes either way. */
 #define PUT_DIFF_NT_MIN (16384u)
+
+/* The bits of a[0..8) - b[0..8); *bad set if one is not finite. */
+AVX2 static inline __m256i diff8(const float *a, const float *b, int *bad)
+{
+    const __m256i v = _mm256_castps_si256(_mm256_sub_ps(_mm256_loadu_ps(a), _mm256_loadu_ps(b)));
+    *bad |= any_nonfinite(v);
+    return v;
+}
 
 AVX2 static int a_put_f32_diff(uint8_t *dst, const float *a, const float *b, size_t n)
 {
@@ -430,20 +437,12 @@ AVX2 static int a_put_f32_diff(uint8_t *dst, const float *a, const float *b, siz
     if (n >= PUT_DIFF_NT_MIN && ((uintptr_t)dst & 3) == 0) {
         const size_t head = ((32 - ((uintptr_t)dst & 31)) & 31) / 4; /* to a 32-byte boundary */
         bad |= !flz_kernels_portable.put_f32_diff(dst, a, b, head);
-        for (i = head; i + 8 <= n; i += 8) {
-            const __m256 d = _mm256_sub_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i));
-            const __m256i v = _mm256_castps_si256(d);
-            bad |= any_nonfinite(v);
-            _mm256_stream_si256((__m256i *)(dst + 4 * i), v);
-        }
+        for (i = head; i + 8 <= n; i += 8)
+            _mm256_stream_si256((__m256i *)(dst + 4 * i), diff8(a + i, b + i, &bad));
         _mm_sfence(); /* the streamed lines are ordered before whatever hands the payload on */
     }
-    for (; i + 8 <= n; i += 8) {
-        const __m256 d = _mm256_sub_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i));
-        const __m256i v = _mm256_castps_si256(d);
-        bad |= any_nonfinite(v);
-        _mm256_storeu_si256((__m256i *)(dst + 4 * i), v);
-    }
+    for (; i + 8 <= n; i += 8)
+        _mm256_storeu_si256((__m256i *)(dst + 4 * i), diff8(a + i, b + i, &bad));
     int ok = !bad;
     if (i < n)
         ok &= flz_kernels_portable.put_f32_diff(dst + 4 * i, a + i, b + i, n - i);
