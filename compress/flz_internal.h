@@ -14,6 +14,17 @@
 #define FLZ_ZSTD_MIN_LEVEL (-7)
 #define FLZ_ZSTD_MAX_LEVEL 19
 
+/* Where the AVX2 kernel's put_f32_diff (flz_kernels_avx2.c; the AVX-512 table shares it) writes
+ * with non-temporal stores: from 64 KB of output (an update's chunk is 256 KB by default,
+ * codec.chunk_elems). Such a payload is written once and read later by
+ * another thread (fl_sim's server core) or copied out by libzmq's I/O thread, not read back here;
+ * ordinary stores first read each line for ownership, from wherever the previous payload's
+ * lines were left (on the other core, after its fold). Measured with bench_sim (sim/README,
+ * "Benchmark"): the delta encoding about halved on a host where its stores stalled, neutral on
+ * one where they did not. A smaller output stays on ordinary stores: it may well be read soon
+ * from this core's cache. Same bytes either way. */
+#define FLZ_PUT_DIFF_NT_MIN (16384u)
+
 /* Hot loops of the codec. All lengths are element counts; byte buffers need no alignment. */
 typedef struct flz_kernels {
     /* out[0..nwords) = the Philox4x32-10 words of stream (key, round, client, purpose) starting at

@@ -412,16 +412,6 @@ AVX2 static int a_put_f32(uint8_t *dst, const float *x, size_t n)
     return ok;
 }
 
-/* Where a_put_f32_diff writes with non-temporal stores: from 64 KB of output (an update's chunk
- * is 256 KB by default, codec.chunk_elems). Such a payload is written once and read later by
- * another thread (fl_sim's server core) or copied out by libzmq's I/O thread, not read back here;
- * ordinary stores first read each line for ownership, from wherever the previous payload's
- * lines were left (on the other core, after its fold). Measured with bench_sim (sim/README,
- * "Benchmark"): the delta encoding about halved on a host where its stores stalled, neutral on
- * one where they did not. A smaller output stays on ordinary stores: it may well be read soon
- * from this core's cache. Same bytes either way. */
-#define PUT_DIFF_NT_MIN (16384u)
-
 /* The bits of a[0..8) - b[0..8); *bad set if one is not finite. */
 AVX2 static inline __m256i diff8(const float *a, const float *b, int *bad)
 {
@@ -434,7 +424,7 @@ AVX2 static int a_put_f32_diff(uint8_t *dst, const float *a, const float *b, siz
 {
     int bad = 0;
     size_t i = 0;
-    if (n >= PUT_DIFF_NT_MIN && ((uintptr_t)dst & 3) == 0) {
+    if (n >= FLZ_PUT_DIFF_NT_MIN && ((uintptr_t)dst & 3) == 0) {
         const size_t head = ((32 - ((uintptr_t)dst & 31)) & 31) / 4; /* to a 32-byte boundary */
         bad |= !flz_kernels_portable.put_f32_diff(dst, a, b, head);
         for (i = head; i + 8 <= n; i += 8)

@@ -907,9 +907,10 @@ static void test_isa_kernels(void **state)
             }
         /* put_f32_diff: the bytes and the verdict of the portable kernel at every output
          * alignment, below and above the size where the AVX2 kernel streams its stores
-         * (PUT_DIFF_NT_MIN, 16384), with a NaN, an infinity or neither in the unaligned head, the
+         * (FLZ_PUT_DIFF_NT_MIN), with a NaN, an infinity or neither in the unaligned head, the
          * vector body or the tail */
-        const size_t dn[] = {7, 1000, 16383, 16384, 16391, 65536 + 3};
+        const size_t nt = FLZ_PUT_DIFF_NT_MIN;
+        const size_t dn[] = {7, 1000, nt - 1, nt, nt + 7, 4 * nt + 3};
         for (size_t ni = 0; ni < sizeof dn / sizeof dn[0]; ni++) {
             const size_t n = dn[ni];
             float *a = malloc(n * sizeof *a), *b = malloc(n * sizeof *b);
