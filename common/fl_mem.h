@@ -24,6 +24,9 @@ fl_status fl_grow(void *pp, size_t *cap, size_t need, size_t size, size_t first)
  * own pages, unmapped by fl_big_free); less from malloc. n bytes, zeroed, 64-byte aligned;
  * NULL when n is 0 or memory is short. */
 #define FL_BIG_MAP ((size_t)1 << 20)
+/* From FL_BIG_HUGE bytes on, the mapping starts on a 2 MiB boundary and asks for transparent huge
+ * pages (madvise MADV_HUGEPAGE; a system without them gives ordinary pages). */
+#define FL_BIG_HUGE ((size_t)4 << 20)
 void *fl_big_alloc(size_t n);
 /* Frees a buffer of fl_big_alloc (only those); NULL is a no-op. */
 void fl_big_free(void *p);

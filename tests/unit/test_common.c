@@ -350,19 +350,55 @@ static void test_grow(void **state)
     free(a);
 }
 
-/* fl_big_alloc: zeroed and 64-byte aligned at both sizes; a large buffer is a mapping of its own,
+/* Whether the mapping holding p carries VM_HUGEPAGE (smaps' VmFlags "hg": madvise
+ * MADV_HUGEPAGE); -1 when smaps cannot be read or holds no such mapping. */
+static int vma_hugepage(const void *p)
+{
+    FILE *f = fopen("/proc/self/smaps", "r");
+    if (!f)
+        return -1;
+    char line[512];
+    int in = 0, r = -1;
+    const uintptr_t a = (uintptr_t)p;
+    while (fgets(line, sizeof line, f)) {
+        unsigned long lo, hi;
+        if (sscanf(line, "%lx-%lx ", &lo, &hi) == 2 && strchr(line, '-') < strchr(line, ' ')) {
+            in = a >= lo && a < hi;
+            continue;
+        }
+        if (in && strncmp(line, "VmFlags:", 8) == 0) {
+            r = strstr(line, " hg") != NULL;
+            break;
+        }
+    }
+    fclose(f);
+    return r;
+}
+
+/* fl_big_alloc: zeroed and 64-byte aligned at every size, from FL_BIG_HUGE on on a 2 MiB
+ * boundary (for transparent huge pages); a large buffer is a mapping of its own,
  * gone once freed (mincore: ENOMEM over unmapped pages), which is what gives a round's memory
  * back to the system whatever glibc's heap keeps (it kept freed blocks of a few MB once its mmap
  * threshold had risen past them). fl_big_room: a fresh buffer only when the need grows. */
 static void test_big_alloc(void **state)
 {
     (void)state;
-    const size_t sizes[] = {100, FL_BIG_MAP - 1, FL_BIG_MAP, (size_t)4 << 20};
+    const size_t sizes[] = {100, FL_BIG_MAP - 1, FL_BIG_MAP, FL_BIG_HUGE - 1, FL_BIG_HUGE,
+                            FL_BIG_HUGE + 4099, (size_t)9 << 20};
     const long page = sysconf(_SC_PAGESIZE);
     for (size_t k = 0; k < sizeof sizes / sizeof sizes[0]; k++) {
         unsigned char *p = fl_big_alloc(sizes[k]);
         assert_non_null(p);
         assert_int_equal((uintptr_t)p % 64, 0);
+        if (sizes[k] >= FL_BIG_HUGE) { /* the block (its 64-byte head first) on a 2 MiB boundary */
+            assert_int_equal(((uintptr_t)p - 64) % ((uintptr_t)2 << 20), 0);
+            /* offered to transparent huge pages, where the kernel has them */
+            if (access("/sys/kernel/mm/transparent_hugepage/enabled", F_OK) == 0)
+                assert_int_equal(vma_hugepage(p), 1);
+        } else if (sizes[k] >= FL_BIG_MAP && access("/sys/kernel/mm/transparent_hugepage/enabled",
+                                                    F_OK) == 0) {
+            assert_int_equal(vma_hugepage(p), 0);
+        }
         for (size_t i = 0; i < sizes[k]; i += 997)
             assert_int_equal(p[i], 0);
         assert_int_equal(p[sizes[k] - 1], 0);
@@ -374,6 +410,11 @@ static void test_big_alloc(void **state)
             unsigned char v[4];
             errno = 0;
             assert_int_equal(mincore((void *)a, (size_t)page * 4, v), -1);
+            assert_int_equal(errno, ENOMEM);
+            /* and its last whole page */
+            const uintptr_t z = ((uintptr_t)p + sizes[k]) & ~((uintptr_t)page - 1);
+            errno = 0;
+            assert_int_equal(mincore((void *)(z - (uintptr_t)page), (size_t)page, v), -1);
             assert_int_equal(errno, ENOMEM);
         }
     }
