@@ -49,7 +49,8 @@ typedef struct big_head {
  * NULL when the system has no room; a refused madvise (no THP) leaves ordinary pages. */
 static void *map_huge(size_t total)
 {
-    const size_t huge = (size_t)2 << 20, page = 4096;
+    const long ps = sysconf(_SC_PAGESIZE); /* munmap of the slack takes page-aligned ends */
+    const size_t huge = (size_t)2 << 20, page = ps > 0 ? (size_t)ps : 4096;
     const size_t len = (total + page - 1) / page * page;
     if (len > SIZE_MAX - huge)
         return NULL;
