@@ -220,6 +220,10 @@ int main(int argc, char **argv)
     const char *set = flm_blas_coretype_set();
     printf("kernel: %s (%s)\n", core,
            set ? "OPENBLAS_CORETYPE chosen by fedrop from cpuid" : "OPENBLAS_CORETYPE from the environment / OpenBLAS");
+    if (flm_blas_env_coretype_other(NULL)) /* the figures below are of the user's kernel */
+        printf("kernel: fedrop picks %s for this CPU when OPENBLAS_CORETYPE is unset; run "
+               "`env -u OPENBLAS_CORETYPE %s ...` for its figures\n", flm_blas_cpu_coretype(),
+               argv[0]);
 
     char err[256];
     flm_dataset *train = NULL, *test = NULL;

@@ -423,9 +423,20 @@ int main(int argc, char **argv)
         return 2;
     }
     flm_blas_init_threads((int)threads); /* loaded with its pool this size, for the line below */
-    if (level <= FLC_LOG_INFO) /* an info line: --log-level warn and error leave it out */
+    if (level <= FLC_LOG_INFO) { /* info lines: --log-level warn and error leave them out */
         fprintf(stderr, "[%s] info  %zu local samples (%s, %s, partition %ld of %ld); BLAS kernel "
                 "%s\n", id, mine->N, spec, partition, index, num_clients, flm_blas_corename());
+        int slower = 0;
+        const char *env = flm_blas_env_coretype_other(&slower);
+        if (env) /* the user's kernel, not fedrop's pick: said, as the run goes on with it */
+            fprintf(stderr, "[%s] info  OPENBLAS_CORETYPE=%s in the environment replaces %s, the "
+                    "kernel fedrop picks for this CPU: training rounds otherwise%s; unset the "
+                    "variable to train on %s\n", id, env, flm_blas_cpu_coretype(),
+                    slower ? " and may be slower (OpenBLAS's GEMMs, as in conv layers, then "
+                             "leave out AVX-512)"
+                           : "",
+                    flm_blas_cpu_coretype());
+    }
 
     const flc_samples samples = {mine->x, mine->tokens, mine->y, mine->N, mine->sample_len};
     flc_config cfg;

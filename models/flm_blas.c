@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 /* The CBLAS enum values, fixed by the CBLAS standard. */
 enum { CBLAS_ROW_MAJOR = 101, CBLAS_NO_TRANS = 111, CBLAS_TRANS = 112 };
@@ -117,6 +118,29 @@ fl_status flm_blas_init(void)
     return g_blas.sgemm ? FL_OK : FL_ERR_BLAS;
 }
 
+/* OpenBLAS's kernels that use AVX-512 (it picks none of them on a CPU without it). */
+static int avx512_core(const char *name)
+{
+    static const char *const cores[] = {"SkylakeX", "Cooperlake", "SapphireRapids"};
+    for (size_t i = 0; i < sizeof cores / sizeof cores[0]; i++)
+        if (strcasecmp(name, cores[i]) == 0)
+            return 1;
+    return 0;
+}
+
+const char *flm_blas_env_coretype_other(int *slower)
+{
+    if (slower)
+        *slower = 0;
+    const char *env = getenv("OPENBLAS_CORETYPE");
+    const char *pick = flm_blas_cpu_coretype();
+    if (!env || !*env || !pick || strcasecmp(env, pick) == 0)
+        return NULL;
+    if (slower)
+        *slower = avx512_core(pick) && !avx512_core(env);
+    return env;
+}
+
 fl_status flm_blas_init_threads(int max_threads)
 {
     if (max_threads < 1)
@@ -172,10 +196,7 @@ const char *flm_blas_kernel_name(char *out, size_t cap)
      * (SkylakeX, Cooperlake, SapphireRapids: OpenBLAS picks none of them without AVX-512) stays
      * bare, as saved runs have it. */
     const char *core = flm_blas_corename();
-    static const char *const avx512_cores[] = {"SkylakeX", "Cooperlake", "SapphireRapids"};
-    int implied = 0;
-    for (size_t i = 0; i < sizeof avx512_cores / sizeof avx512_cores[0]; i++)
-        implied |= strcmp(core, avx512_cores[i]) == 0;
+    const int implied = avx512_core(core);
     const char *suffix = flm_blas_skinny_off()                ? "+FLM_NO_SKINNY"
                          : flm_blas_skinny_on() && !implied ? "+AVX512"
                                                             : "";

@@ -57,6 +57,13 @@ const char *flm_blas_corename(void);
 const char *flm_blas_coretype_set(void);
 /* What the CPU detection picks: "SkylakeX", "Haswell", or NULL. Pure. */
 const char *flm_blas_cpu_coretype(void);
+/* The kernel that the environment's OPENBLAS_CORETYPE names when it is not the one this library
+ * picks for the CPU (flm_blas_cpu_coretype, letter case aside), else NULL (unset, empty, the same,
+ * or a CPU with no pick). OpenBLAS then runs the user's kernel: training rounds otherwise, so other
+ * bits, and runs slower where the pick is an AVX-512 kernel and the named one is not (*slower = 1;
+ * slower may be NULL). Reads the environment, loads nothing: a program may ask before it sets
+ * the GEMM threads (flm_blas_init_threads), for a note to its user. */
+const char *flm_blas_env_coretype_other(int *slower);
 /* Threads for later GEMMs (process-wide; at most 64; by default OpenBLAS's count at load:
  * OPENBLAS_NUM_THREADS, else one per CPU). OpenBLAS itself always runs single-threaded: a large
  * GEMM is cut into blocks by its shape alone, each one OpenBLAS call, shared out among these

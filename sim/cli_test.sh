@@ -179,6 +179,23 @@ if [ "$ncpu" -lt 1024 ]; then
     echo "--threads $over on $ncpu CPUs: warned once, the run went on"
 fi
 
+# OPENBLAS_CORETYPE naming another kernel than fedrop's pick for this CPU (AVX2 -> Haswell,
+# AVX-512 -> SkylakeX): one note at start, the run goes on with it; none under --quiet, none with
+# the variable unset. (Until 2026-12-04 only summary.json's "blas" told, after the run.)
+if grep -qw avx2 /proc/cpuinfo 2>/dev/null && grep -qw fma /proc/cpuinfo; then
+    OPENBLAS_CORETYPE=Prescott "$FL_SIM" $ARGS --rounds 1 --quiet 0 --progress lines \
+        >/dev/null 2>"$DIR/core.err" || fail "OPENBLAS_CORETYPE=Prescott: $(cat "$DIR/core.err")"
+    [ "$(grep -c "^fl_sim: note: OPENBLAS_CORETYPE=Prescott in the environment replaces \(Haswell\|SkylakeX\), the kernel fedrop picks for this CPU: .*unset the variable to train on" "$DIR/core.err")" -eq 1 ] ||
+        fail "OPENBLAS_CORETYPE=Prescott: not noted once: $(cat "$DIR/core.err")"
+    OPENBLAS_CORETYPE=Prescott "$FL_SIM" $ARGS --rounds 1 >/dev/null 2>"$DIR/core.err" ||
+        fail "OPENBLAS_CORETYPE=Prescott, --quiet: $(cat "$DIR/core.err")"
+    ! grep -q "note: OPENBLAS_CORETYPE" "$DIR/core.err" || fail "noted under --quiet: $(cat "$DIR/core.err")"
+    env -u OPENBLAS_CORETYPE "$FL_SIM" $ARGS --rounds 1 --quiet 0 --progress lines \
+        >/dev/null 2>"$DIR/core.err" || fail "OPENBLAS_CORETYPE unset: $(cat "$DIR/core.err")"
+    ! grep -q "note: OPENBLAS_CORETYPE" "$DIR/core.err" || fail "noted, variable unset: $(cat "$DIR/core.err")"
+    echo "OPENBLAS_CORETYPE=Prescott: noted once at start, not under --quiet nor when unset"
+fi
+
 # Where a named dataset is looked for, as --help says: $FEDROP_DATA_DIR/NAME, then the variable's
 # directory itself (and not /usr/share/datasets when it is set).
 "$FL_SIM" --help | grep -q 'FEDROP_DATA_DIR/NAME' || fail "--help does not say where datasets are"

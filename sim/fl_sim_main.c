@@ -20,6 +20,7 @@
 #include "fl_log.h"
 #include "fl_time.h"
 #include "flm_arch.h"
+#include "flm_blas.h"
 #include "flsim.h"
 #include "flsim_fold.h"
 #include "flsim_internal.h"
@@ -637,6 +638,27 @@ static void warn_threads(const char *prog, uint32_t threads)
             "results are the same either way)\n", prog, threads, ncpu, ncpu == 1 ? "" : "s", ncpu);
 }
 
+/* OPENBLAS_CORETYPE in the environment naming another kernel than the one fedrop picks for this
+ * CPU: the run goes on with the user's kernel, which rounds otherwise (the published results and
+ * model_sha256 were made with the pick) and, from AVX-512 down to AVX2, may train slower. A note, not
+ * a warning (nothing is wrong with the run); said once at start, not under --quiet. */
+static void note_blas(const char *prog, int quiet)
+{
+    int slower = 0;
+    const char *env = flm_blas_env_coretype_other(&slower);
+    if (!env || quiet)
+        return;
+    const char *pick = flm_blas_cpu_coretype();
+    fprintf(stderr, "%s: note: OPENBLAS_CORETYPE=%s in the environment replaces %s, the kernel "
+            "fedrop picks for this CPU: training rounds otherwise (other bits than a run on %s; "
+            "summary.json \"blas\" names the kernel)%s; unset the variable to train on %s\n", prog,
+            env, pick, pick,
+            slower ? " and may be slower (OpenBLAS's GEMMs, as in conv layers, then leave out "
+                     "AVX-512)"
+                   : "",
+            pick);
+}
+
 /* An option neither fl_sim's nor the experiment's: the experiment's own (--preset, --seeds,
  * --fresh) are suggested too, where none of fl_sim's is as near. why holds fl_config_set's
  * message; returns it, or the message with the experiment's option in it. */
@@ -889,8 +911,10 @@ static int run_experiment(int argc, char **argv, int first)
     }
     if (!e.out[0])
         snprintf(e.out, sizeof e.out, "results/afd-%s", e.preset);
-    if (g_rank == 0)
+    if (g_rank == 0) {
         warn_threads("fl_sim experiment", threads);
+        note_blas("fl_sim experiment", quiet);
+    }
     if (e.seeds < 3 && g_rank == 0)
         fprintf(stderr, "fl_sim experiment: warning: %u seed%s: docs/AFD.md asks for at least 3 (no "
                 "spread to compare configurations by)\n", e.seeds, e.seeds == 1 ? "" : "s");
@@ -1012,6 +1036,7 @@ static int run_main(int argc, char **argv)
         warn_inert(&cfg, &given);
         warn_target_at_end(&cfg);
         warn_threads("fl_sim", cfg.threads);
+        note_blas("fl_sim", cfg.quiet);
     }
     progress pr = {cfg.progress == 1 || (cfg.progress == -1 && isatty(STDERR_FILENO)),
                    cfg.rounds, cfg.quiet, cfg.out[0] && g_rank == 0 ? cfg.out : NULL, NULL, 0, 0,

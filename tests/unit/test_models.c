@@ -214,6 +214,50 @@ static void test_blas_kernel_selection(void **state)
     assert_int_equal(flm_blas_threads(), 1);
 }
 
+/* flm_blas_env_coretype_other: the environment's OPENBLAS_CORETYPE when it is not the pick. The
+ * variable is restored afterwards (OpenBLAS, loaded or not, has read it already or will not). */
+static void test_blas_env_coretype_other(void **state)
+{
+    (void)state;
+    const char *pick = flm_blas_cpu_coretype();
+    const char *was = getenv("OPENBLAS_CORETYPE");
+    char saved[64] = "";
+    if (was)
+        snprintf(saved, sizeof saved, "%s", was);
+    int slower = -1;
+    unsetenv("OPENBLAS_CORETYPE");
+    assert_null(flm_blas_env_coretype_other(&slower));
+    assert_int_equal(slower, 0);
+    setenv("OPENBLAS_CORETYPE", "", 1);
+    assert_null(flm_blas_env_coretype_other(NULL));
+    setenv("OPENBLAS_CORETYPE", "Prescott", 1);
+    const char *other = flm_blas_env_coretype_other(&slower);
+    if (!pick) { /* a CPU with no pick: nothing to compare the user's choice with */
+        assert_null(other);
+    } else {
+        assert_non_null(other);
+        assert_string_equal(other, "Prescott");
+        /* Prescott has no AVX-512; a SkylakeX pick loses it, a Haswell pick has none to lose */
+        assert_int_equal(slower, strcmp(pick, "SkylakeX") == 0);
+        char lower[32];
+        snprintf(lower, sizeof lower, "%s", pick);
+        for (char *c = lower; *c; c++)
+            *c = (char)(*c >= 'A' && *c <= 'Z' ? *c - 'A' + 'a' : *c);
+        setenv("OPENBLAS_CORETYPE", lower, 1); /* the pick itself, in other letters */
+        assert_null(flm_blas_env_coretype_other(&slower));
+        assert_int_equal(slower, 0);
+        if (strcmp(pick, "SkylakeX") == 0) { /* another AVX-512 kernel: other bits, no slower */
+            setenv("OPENBLAS_CORETYPE", "Cooperlake", 1);
+            assert_non_null(flm_blas_env_coretype_other(&slower));
+            assert_int_equal(slower, 0);
+        }
+    }
+    if (was)
+        setenv("OPENBLAS_CORETYPE", saved, 1);
+    else
+        unsetenv("OPENBLAS_CORETYPE");
+}
+
 /* ---- layers: finite differences ------------------------------------------------------------- */
 
 /* A layer under test: forward(ctx) writes ctx's output; the checker perturbs one input buffer. */
@@ -1849,6 +1893,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_sgemm_matches_reference),
         cmocka_unit_test(test_blas_kernel_selection),
+        cmocka_unit_test(test_blas_env_coretype_other),
         cmocka_unit_test(test_blas_missing),
         cmocka_unit_test(test_dense_bwd_update),
         cmocka_unit_test(test_dense_grad),
