@@ -148,6 +148,7 @@ const char *fl_mode_what(mode_t mode)
 static fl_status open_nonblocking(const char *path, int *fd, struct stat *st, char *err,
                                   size_t errlen)
 {
+    memset(st, 0, sizeof *st); /* defined on every return */
     *fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
     if (*fd < 0)
         return fl_errf(err, errlen, FL_ERR_IO, "%s: %s", path, strerror(errno));

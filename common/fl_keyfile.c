@@ -98,6 +98,8 @@ fl_status fl_key_text_parse(const char *text, size_t len, const char *name, fl_k
         *said = FL_KEY_ANY;
     if (!z85 || (!text && len))
         return FL_ERR_INVALID_ARG;
+    if (!text)
+        text = ""; /* len is 0: no key in it */
     if (!name)
         name = "key file";
     size_t pos = fl_key_text_start(text, len), a, b, line = 0;

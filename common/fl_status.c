@@ -78,7 +78,7 @@ const char *fl_status_name(fl_status s)
     return "FL_ERR_UNKNOWN";
 }
 
-fl_status fl_errf(char *err, size_t errlen, fl_status st, const char *fmt, ...)
+fl_status (fl_errf)(char *err, size_t errlen, fl_status st, const char *fmt, ...)
 {
     if (err && errlen) {
         va_list ap;

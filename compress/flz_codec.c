@@ -338,7 +338,7 @@ fl_status flz_peek(const uint8_t *src, size_t len, flz_info *info)
     s.q_log2 = h[6];
     s.rot_log2 = h[7];
     s.zstd = (flags >> 3) & 1;
-    s.zstd_level = (int8_t)h[8];
+    s.zstd_level = (int8_t)h[8]; /* NOLINT(bugprone-signed-char-misuse): a signed byte */
     s.topk = flz_u2f(flz_get_u32(h + 24));
     s.sub = flz_u2f(flz_get_u32(h + 28));
     /* each stage's fields are zero exactly when its flag is clear */
@@ -738,7 +738,8 @@ static fl_status body_decode(flz_ctx *c, const flz_spec *s, const key *ky, const
     }
     size_t m = len;
     uint32_t T = 0;
-    if (s->sub != 0.0f) {
+    const int sub = s->sub != 0.0f; /* subsampled: m of the len values were sent */
+    if (sub) {
         if (raw - off < 4)
             return FL_ERR_CODEC_CORRUPT;
         m = flz_get_u32(body + off);
@@ -750,7 +751,7 @@ static fl_status body_decode(flz_ctx *c, const flz_spec *s, const key *ky, const
     if (values_bytes(s, m) != raw - off)
         return FL_ERR_CODEC_CORRUPT;
     float *vdst = tgt;
-    if (s->sub != 0.0f) {
+    if (sub) {
         if (grow(&c->vals2, m * sizeof(float) + 4))
             return FL_ERR_NOMEM;
         vdst = c->vals2.p;
@@ -758,7 +759,7 @@ static fl_status body_decode(flz_ctx *c, const flz_spec *s, const key *ky, const
     st = values_decode(c, s, vdst, body + off, m);
     if (st != FL_OK)
         return st;
-    if (s->sub != 0.0f) {
+    if (sub) {
         vdst[m] = 0.0f; /* the slot past the values (vals2 has room for m + 1) */
         const float inv_p = (float)(4294967296.0 / (double)T);
         size_t j = 0;

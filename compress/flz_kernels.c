@@ -98,11 +98,13 @@ static void p_quant(uint8_t *dst, const float *x, size_t n, unsigned q, float lo
             memcpy(o, lv, m);
             break;
         case 4:
-            for (size_t b = 0; b < nb; b++)
+            for (size_t b = 0; b < nb; b++) /* lv is zero-padded to a multiple of 8 above */
+                /* NOLINTNEXTLINE(clang-analyzer-core.UndefinedBinaryOperatorResult) */
                 o[b] = (uint8_t)(lv[2 * b] | lv[2 * b + 1] << 4);
             break;
         case 2:
             for (size_t b = 0; b < nb; b++)
+                /* NOLINTNEXTLINE(clang-analyzer-core.UndefinedBinaryOperatorResult) */
                 o[b] = (uint8_t)(lv[4 * b] | lv[4 * b + 1] << 2 | lv[4 * b + 2] << 4 |
                                  lv[4 * b + 3] << 6);
             break;
@@ -110,6 +112,7 @@ static void p_quant(uint8_t *dst, const float *x, size_t n, unsigned q, float lo
             for (size_t b = 0; b < nb; b++) {
                 uint32_t v = 0;
                 for (unsigned k = 0; k < 8; k++)
+                    /* NOLINTNEXTLINE(clang-analyzer-core.UndefinedBinaryOperatorResult) */
                     v |= (uint32_t)lv[8 * b + k] << k;
                 o[b] = (uint8_t)v;
             }

@@ -178,9 +178,9 @@ AVX512 static void w_dequant(float *out, const uint8_t *src, size_t n, unsigned 
 /* Butterflies of one stage on two vectors: (a, b) -> (a + b, a - b). */
 #define BFLY(a, b)                                                                             \
     do {                                                                                       \
-        const __m512 t_ = _mm512_add_ps(a, b);                                                 \
-        b = _mm512_sub_ps(a, b);                                                               \
-        a = t_;                                                                                \
+        const __m512 t_ = _mm512_add_ps((a), (b));                                             \
+        (b) = _mm512_sub_ps((a), (b));                                                         \
+        (a) = t_;                                                                              \
     } while (0)
 
 /* The 16 sign bits of elements [bit, bit + 16) of the little-endian bit string (bit a multiple

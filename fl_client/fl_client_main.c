@@ -231,7 +231,9 @@ int main(int argc, char **argv)
     int o;
     while ((o = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         char *end = NULL;
-        if (o >= O_SERVER && optarg && strncmp(optarg, "--", 2) == 0) {
+        /* getopt_long gives every option that takes a value its optarg */
+        const int takes_value = o >= O_SERVER && opts[o - O_SERVER].has_arg == required_argument;
+        if (takes_value && strncmp(optarg, "--", 2) == 0) {
             /* "--server --insecure": the value left out, the next option is not taken for it */
             fprintf(stderr, "fl_client: --%s needs a value, and the next argument, %s, is an "
                     "option\n", opts[o - O_SERVER].name, optarg);
@@ -397,7 +399,7 @@ int main(int argc, char **argv)
     flm_partition *part = NULL;
     const uint32_t *idx;
     size_t n;
-    if ((st = flm_partition_spec_parse(partition, &ps, err, sizeof err)) != FL_OK) {
+    if (flm_partition_spec_parse(partition, &ps, err, sizeof err) != FL_OK) {
         fprintf(stderr, "fl_client: --partition %s: %s\n", partition, err);
         return 1;
     }

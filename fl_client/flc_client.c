@@ -434,6 +434,7 @@ flc_status flc_client_new(const flc_config *cfg, flc_client **out)
     flc_core_set_own_pages(c->core, 1); /* its update's pages leave with it, between rounds */
     flc_core_set_memory_limit(c->core, cfg->memory_bytes);
     if (!cfg->train) {
+        /* NOLINTNEXTLINE(clang-analyzer-core.NullDereference): checked above, without train */
         flc_core_set_row_len(c->core, cfg->samples->row_len);
         /* OpenBLAS is loaded here, on the caller's thread (it may set OPENBLAS_CORETYPE: flc.h),
          * not by the first training on a thread of ours; without it training runs, slowly. */

@@ -337,6 +337,7 @@ static fl_status on_task(flc_core *c, const flp_msg *m)
         c->full_text[0] = '\0';
         if ((st = flm_arch_parse(t->arch, &c->full, err, sizeof err)) != FL_OK)
             return refuse_task(c, m->round, st, "%s", err);
+        /* NOLINTNEXTLINE(clang-analyzer-core.NonNullParamChecker): parsed, so not NULL */
         if (strlen(t->arch) < sizeof c->full_text)
             strcpy(c->full_text, t->arch);
     }
@@ -767,8 +768,9 @@ static fl_status train_encode(flc_core *c, char *why, size_t whycap)
     if (max_ce > c->tmp_cap || (ef && !c->dec)) {
         free(c->tmp);
         free(c->dec);
-        c->tmp = malloc(max_ce * sizeof(float));
-        c->dec = ef ? malloc(max_ce * sizeof(float)) : NULL;
+        const size_t ce = max_ce ? max_ce : 1; /* malloc(0) may be NULL: not out of memory */
+        c->tmp = malloc(ce * sizeof(float));
+        c->dec = ef ? malloc(ce * sizeof(float)) : NULL;
         if (!c->tmp || (ef && !c->dec)) {
             c->tmp_cap = 0;
             return FL_ERR_NOMEM;

@@ -502,12 +502,12 @@ static void origin_file(fls_options *o, const key_def *k, const char *name, size
     const size_t room = FLS_ORIGIN_MAX - 1 - strlen(num); /* for the name */
     size_t n = strlen(name), used = 0;
     if (n > room) {
-        memcpy(dst, "...", 3);
+        memcpy(dst, "...", 3); /* NOLINT(bugprone-not-null-terminated-result): ended below */
         used = 3;
         name += n - (room - 3);
         n = room - 3;
     }
-    memcpy(dst + used, name, n);
+    memcpy(dst + used, name, n); /* NOLINT(bugprone-not-null-terminated-result): next line */
     memcpy(dst + used + n, num, strlen(num) + 1);
 }
 
@@ -1090,7 +1090,7 @@ static fl_status yaml_value(yctx *y, yaml_parser_t *p, const char *section, cons
         return st;
     }
     yaml_event_delete(&ev);
-    st = key_set(y->o, k, "", 0, msg, sizeof msg); /* clear the list */
+    (void)key_set(y->o, k, "", 0, msg, sizeof msg); /* clear the list ("" cannot fail) */
     for (;;) {
         if ((st = ynext(y, p, &ev)) != FL_OK)
             return st;

@@ -182,6 +182,8 @@ static fl_status record(replay *p, const char *line, size_t n, const char *name,
         const char *id = rest + 11;
         const size_t idn = rn - 11;
         const size_t i = find(p, key);
+        /* find returns a record put with its id:
+         * NOLINTNEXTLINE(clang-analyzer-core.NonNullParamChecker) */
         if (i == (size_t)-1 || strlen(p->r[i].id) != idn || memcmp(p->r[i].id, id, idn) != 0)
             return fl_errf(err, errlen, FL_ERR_CHECKPOINT_FORMAT,
                         "%s:%zu: forgets a binding that is not there", name, ln);
@@ -232,6 +234,8 @@ static fl_status record(replay *p, const char *line, size_t n, const char *name,
                         "%s:%zu: key %08x is not key %u of the id", name, ln, key, j);
         }
         const size_t o = find(p, kk);
+        /* find returns a record put with its id:
+         * NOLINTNEXTLINE(clang-analyzer-core.NonNullParamChecker) */
         if (o != (size_t)-1 && strcmp(p->r[o].id, r.id) == 0) {
             free(r.id);
             return fl_errf(err, errlen, FL_ERR_CHECKPOINT_FORMAT,
@@ -300,12 +304,12 @@ fl_status fls_ids_parse(fls_ids *out, const uint8_t *buf, size_t len, const char
     size_t cap = 4;
     while (cap < 2 * lines + 2)
         cap *= 2;
-    p.r = lines ? calloc(lines, sizeof *p.r) : NULL;
-    p.dead = lines ? calloc(lines, 1) : NULL;
+    p.r = calloc(lines ? lines : 1, sizeof *p.r);
+    p.dead = calloc(lines ? lines : 1, 1);
     p.idx = calloc(cap, sizeof *p.idx);
     p.mask = cap - 1;
     fl_status st = FL_OK;
-    if ((lines && (!p.r || !p.dead)) || !p.idx) {
+    if (!p.r || !p.dead || !p.idx) {
         st = FL_ERR_NOMEM;
         goto out;
     }

@@ -505,8 +505,8 @@ fl_status flm_arch_parse(const char *spec, flm_arch *out, char *err, size_t errl
     fl_status st;
     /* the family's name whole, then ':' or the end: "mlpx" is an unknown architecture, not an
      * mlp without its sizes */
-#define FAMILY(name) (strncmp(spec, name, sizeof name - 1) == 0 && \
-                      (spec[sizeof name - 1] == ':' || spec[sizeof name - 1] == '\0'))
+#define FAMILY(name) (strncmp(spec, (name), sizeof(name) - 1) == 0 && \
+                      (spec[sizeof(name) - 1] == ':' || spec[sizeof(name) - 1] == '\0'))
     if (FAMILY("mlp")) {
         st = parse_mlp(&a, spec + 3, err, errlen);
         snprintf(a.family, sizeof a.family, "mlp");

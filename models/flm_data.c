@@ -177,6 +177,8 @@ fl_status flm_dataset_synth_images(flm_dataset **out, size_t N, int C, int H, in
         const float *m = centre + (size_t)c * L;
         float *x = ds->x + i * L;
         for (size_t j = 0; j < L; j++) {
+            /* centre is set whole above (classes x L):
+             * NOLINTNEXTLINE(clang-analyzer-core.UndefinedBinaryOperatorResult) */
             float v = m[j] + sigma * (float)fl_rng_normal(&s);
             x[j] = v < 0.0f ? 0.0f : v > 1.0f ? 1.0f : v;
         }
@@ -307,7 +309,8 @@ static fl_status add_leaf_path(strlist *l, const char *path, char *err, size_t e
         set_err(err, errlen, "%s: no *.json files", path);
         return FL_ERR_DATASET_IO;
     }
-    qsort(l->v + first, l->n - first, sizeof *l->v, cmp_cstr);
+    if (l->n > first)
+        qsort(l->v + first, l->n - first, sizeof *l->v, cmp_cstr);
     return rc;
 }
 

@@ -357,6 +357,8 @@ fl_status flm_model_forward(flm_model *m, const float *params, const float *x,
             break;
         case FLM_OP_FLATTEN:
             if (out != inp)
+                /* inp is x or a layer's output, never NULL:
+                 * NOLINTNEXTLINE(clang-analyzer-core.NonNullParamChecker) */
                 memcpy(out, inp, (size_t)n * out_floats(l) * sizeof *out);
             break;
         case FLM_OP_LAST_STEP:

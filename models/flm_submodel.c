@@ -109,6 +109,8 @@ void flm_keepset_draw_layer(uint32_t *dst, uint32_t *perm, const flm_arch *a, in
             perm[i] = g * n + i;
         for (uint32_t i = 0; i < k; i++) {
             const uint32_t j = i + fl_rng_below(r, n - i);
+            /* perm[0, n) is set above, i < k <= n and j < n:
+             * NOLINTNEXTLINE(clang-analyzer-core.uninitialized.Assign) */
             const uint32_t t = perm[i];
             perm[i] = perm[j];
             perm[j] = t;

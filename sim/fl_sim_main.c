@@ -46,7 +46,7 @@ static void complain(const char *fmt, ...)
     char line[sizeof g_held];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(line, sizeof line, fmt, ap);
+    vsnprintf(line, sizeof line, fmt, ap); /* NOLINT(clang-analyzer-valist.Uninitialized) */
     va_end(ap);
     if (!g_hold || g_ranks <= 1)
         fputs(line, stderr);
@@ -978,6 +978,7 @@ static int run_main(int argc, char **argv)
     int cfg_bad = 0;
     for (int i = 1; !cfg_bad && i < argc; i++) {
         const char *path = NULL;
+        /* NOLINTNEXTLINE(clang-analyzer-core.NonNullParamChecker): argv[i], i < argc */
         if (!strcmp(argv[i], "--config") && i + 1 < argc)
             path = argv[i + 1];
         else if (!strncmp(argv[i], "--config=", 9))

@@ -730,7 +730,8 @@ static fl_status experiment_afd(const flsim_experiment *e, const fl_logger *log,
                         if (ro->rec[i].evaluated)
                             fprintf(f, "%s,%u,%u,%.6g,%llu,%.6g\n", g_cfgs[c].name, s + 1,
                                     ro->rec[i].round, ro->rec[i].vtime_s,
-                                    (unsigned long long)(ro->rec[i].cum_bytes_down + ro->rec[i].cum_bytes_up),
+                                    (unsigned long long)ro->rec[i].cum_bytes_down +
+                                        (unsigned long long)ro->rec[i].cum_bytes_up,
                                     ro->rec[i].test_acc);
                 }
             st = out_commit(&fo, 1, path, err, errlen);

@@ -685,7 +685,7 @@ fl_status flsim_resid_read(const char *dir, uint32_t round, uint32_t rank, uint3
     flsim_resid_path(path, sizeof path, dir, rank, ranks, round);
     /* mapped, not read: the file is as large as the residuals it fills */
     const int fd = open(path, O_RDONLY | O_CLOEXEC);
-    struct stat sb;
+    struct stat sb = {0};
     int e = fd < 0 ? errno : fstat(fd, &sb) != 0 ? errno : 0;
     if (fd >= 0 && !e && !S_ISREG(sb.st_mode))
         e = -1;

@@ -266,6 +266,8 @@ static int agree(fl_status *st, const char *other, char *err, size_t errlen, int
 #ifdef FLSIM_HAVE_MPI
 static int hash_dataset(fl_sha256 *h, const flm_dataset *d)
 {
+    if (!d)
+        return 0;
     const uint64_t shape[7] = {(uint64_t)d->kind, d->N, (uint64_t)d->C, (uint64_t)d->H,
                                (uint64_t)d->W, (uint64_t)d->classes, d->user ? 1u : 0u};
     const size_t n = d->N * d->sample_len;
@@ -2451,7 +2453,7 @@ static fl_status save_point(sim *S, uint32_t finished, const flsim_resume_state 
         snprintf(ce, celen, "another MPI rank could not save its clients' residuals (its "
                  "message says why)");
     }
-    if (S->need_resid && resid_ok) {
+    if (S->need_resid && resid_ok && cs == FL_OK) { /* resid_ok: cs is FL_OK on every rank */
 #ifdef FLSIM_HAVE_MPI
         if (S->size > 1)
             MPI_Gather(mine, FL_SHA256_LEN, MPI_BYTE, rs.resid_sha, FL_SHA256_LEN, MPI_BYTE, 0,

@@ -778,7 +778,7 @@ static inline size_t cell_row(const agg_tensor *t, size_t q, size_t hint)
         return hint;
     if (q >= rs + t->RL && q - rs - t->RL < t->RL)
         return hint + 1;
-    return q / t->RL;
+    return q / t->RL; /* NOLINT(clang-analyzer-core.DivideZero): a tensor's RL is >= 1 */
 }
 
 /* Weight cells: each held cell gets w once, at its representative element (row 0 if rows have

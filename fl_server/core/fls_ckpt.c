@@ -613,7 +613,7 @@ static fl_status parse_in(ck_in *in, fls_ckpt *out, char *err, size_t errlen)
     memset(out, 0, sizeof *out);
     if (err && errlen)
         err[0] = 0;
-    uint8_t head[HEAD_LEN];
+    uint8_t head[HEAD_LEN] = {0}; /* read below even when in_take failed (in->st says so) */
     if (in->len < HEAD_LEN + FL_SHA256_LEN)
         return fail(err, errlen, FL_ERR_CHECKPOINT_FORMAT, "not a fedrop checkpoint");
     fl_status st = fl_sha256_new(&in->h);

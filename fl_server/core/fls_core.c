@@ -840,6 +840,8 @@ static fl_status start_round(fls_core *c, double now)
     fl_rng r = fl_rng_stream(c->cfg.seed, round32, FLS_POLICY_SHARED_CLIENT, FL_RNG_CLIENT_SAMPLE);
     for (uint32_t i = 0; i < m; i++) {
         const uint32_t j = i + fl_rng_below(&r, n - i);
+        /* keys[0, n) are set above, i <= j < n:
+         * NOLINTNEXTLINE(clang-analyzer-core.uninitialized.Assign) */
         const uint32_t t = keys[i];
         keys[i] = keys[j];
         keys[j] = t;

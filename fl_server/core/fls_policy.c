@@ -83,6 +83,7 @@ static void ks_release(flm_keepset *ks)
 {
     if (!ks)
         return;
+    /* NOLINTNEXTLINE(clang-analyzer-unix.Malloc): idx is NULL after a release (memset) */
     free(ks->idx);
     memset(ks, 0, sizeof *ks);
 }
@@ -139,7 +140,7 @@ static fl_status draw_weighted(fls_policy *p, flm_keepset *out, const double *S,
     for (size_t u = 0; S && u < p->n_units; u++)
         if (S[u] > smax)
             smax = S[u];
-    if (smax <= 0.0) /* all zero (or no map yet) */
+    if (!S || smax <= 0.0) /* no map yet, or all zero */
         return draw_uniform(p, out, round, client);
     const double eps = p->cfg.eps_rel * smax;
     flm_keepset ks;
