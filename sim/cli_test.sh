@@ -88,7 +88,7 @@ for c in "--bogus|unknown option 'bogus'" "--rounds 1 --roundz|unknown option 'r
          "experiment afd --rounds 2 --fesh|unknown option 'fesh' (did you mean --fresh? see --help)" \
          "--version --rounds 1|--version stands alone" "--rounds 1 --version|--version stands alone" \
          "--rounds 1 --|'--' alone: fl_sim takes options only" "--help=1|--help takes no value" \
-         "--version=2|--version takes no value"; do
+         "--version=2|--version takes no value" "--version 1|--version stands alone"; do
     args=${c%%|*}
     want=${c#*|}
     rc=0
@@ -104,7 +104,23 @@ echo "last-argument options: unknown named as unknown"
 grep -qx "fl_sim: warning: --per-round is given more than once: the last, '2', is used" \
     "$DIR/twice.err" || fail "a flag given again: $(cat "$DIR/twice.err")"
 grep -q "quiet" "$DIR/twice.err" && fail "a flag given once said: $(cat "$DIR/twice.err")"
+# Three times: one warning, naming the value used (each repeat named the value given so far).
+"$FL_SIM" $ARGS --rounds 3 --rounds 1 --rounds 2 >/dev/null 2>"$DIR/thrice.err" ||
+    fail "a flag given thrice: $(cat "$DIR/thrice.err")"
+[ "$(grep -c "warning: --rounds is given more than once" "$DIR/thrice.err")" = 1 ] &&
+    grep -qx "fl_sim: warning: --rounds is given more than once: the last, '2', is used" \
+        "$DIR/thrice.err" || fail "a flag given thrice: $(cat "$DIR/thrice.err")"
 echo "a flag given again: said"
+
+# A trace whose lines end in a CR alone: one line; its error shows the CR as \x0d, not raw.
+printf 'client,flops,down_bps,up_bps,availability\r0,1e9,1e6,1e6,0.5\r' >"$DIR/cr.csv"
+rc=0
+"$FL_SIM" $ARGS --rounds 1 --trace "$DIR/cr.csv" >/dev/null 2>"$DIR/cr.err" || rc=$?
+[ "$rc" -eq 1 ] || fail "a CR-only trace: exit status $rc, not 1"
+grep -qF "its column 5 is 'availability\x0d0', not 'availability' (the file's lines end in a CR alone" \
+    "$DIR/cr.err" || fail "a CR-only trace: $(cat -A "$DIR/cr.err")"
+grep -q "$(printf '\r')" "$DIR/cr.err" && fail "a CR-only trace: a raw CR in the message"
+echo "a CR-only trace: refused, the CR shown as \\x0d"
 
 # An empty --trace (an unset $TRACE in a script) is refused, not run without the trace.
 rc=0

@@ -498,42 +498,58 @@ static void warn_no_update(const char *who, const flsim_result *res, double lr)
 typedef struct given_opts {
     int n;
     char name[64][32];
+    char last[64][80];     /* the last value given, as a warning shows it (cut at 75 bytes) */
+    unsigned char again[64]; /* given more than once */
 } given_opts;
 
-static void given_add(given_opts *g, const char *name)
+static int given_add(given_opts *g, const char *name)
 {
     if (g->n >= 64)
-        return;
+        return -1;
     snprintf(g->name[g->n], sizeof g->name[0], "%.31s", name); /* longer: no option */
     for (char *c = g->name[g->n]; *c; c++)
         if (*c == '_')
             *c = '-';
-    g->n++;
+    return g->n++;
+}
+
+static int given_find(const given_opts *g, const char *name)
+{
+    for (int i = 0; i < g->n; i++)
+        if (!strcmp(g->name[i], name))
+            return i;
+    return -1;
 }
 
 static int given_has(const given_opts *g, const char *name)
 {
-    for (int i = 0; i < g->n; i++)
-        if (!strcmp(g->name[i], name))
-            return 1;
-    return 0;
+    return given_find(g, name) >= 0;
 }
 
-/* A flag given again (either spelling, per_round or per-round) is said, with the value that
- * counts: the last one silently won ("--preset small ... --preset full" ran the 4-hour preset).
- * Not refused: a script's common flags followed by an override ("$ARGS --quiet 0") is a way of
- * writing what to run. Then name is in g. */
-static void given_again(given_opts *g, const char *name, const char *value, const char *who)
+/* A flag given again (either spelling, per_round or per-round) is said once all are read
+ * (given_said), with the value that counts: the last one silently won ("--preset small ...
+ * --preset full" ran the 4-hour preset). Not refused: a script's common flags followed by an
+ * override ("$ARGS --quiet 0") is a way of writing what to run. Then name is in g. */
+static void given_again(given_opts *g, const char *name, const char *value)
 {
     given_opts one = {0};
     given_add(&one, name);
-    if (given_has(g, one.name[0])) {
-        if (g_rank == 0)
+    int i = given_find(g, one.name[0]);
+    if (i >= 0)
+        g->again[i] = 1;
+    else
+        i = given_add(g, name);
+    if (i >= 0)
+        snprintf(g->last[i], sizeof g->last[0], "%.75s%s", value, strlen(value) > 75 ? "..." : "");
+}
+
+/* The warnings of given_again: one per flag given more than once, naming the value used. */
+static void given_said(const given_opts *g, const char *who)
+{
+    for (int i = 0; i < g->n && g_rank == 0; i++)
+        if (g->again[i])
             fprintf(stderr, "%s: warning: --%s is given more than once: the last, '%s', is "
-                    "used\n", who, one.name[0], value);
-        return;
-    }
-    given_add(g, name);
+                    "used\n", who, g->name[i], g->last[i]);
 }
 
 static int dist_equal(const flsim_dist *a, const flsim_dist *b)
@@ -702,6 +718,10 @@ static int next_opt(int argc, char **argv, int *i, const char **name, const char
         return 0;
     }
     *name = a;
+    if (!strcmp(a, "version")) { /* "--version 1": not an unknown option */
+        complain("fl_sim: --version stands alone (fl_sim --version)\n");
+        return -1;
+    }
     const int last = *i + 1 >= argc;
     if (last || strncmp(argv[*i + 1], "--", 2) == 0) {
         /* No value follows: a misspelt option is named as such, not as one missing its value. */
@@ -711,9 +731,7 @@ static int next_opt(int argc, char **argv, int *i, const char **name, const char
             known |= strcmp(a, own[k]) == 0;
         flsim_config probe = flsim_config_default();
         char why[256];
-        if (!strcmp(a, "version"))
-            complain("fl_sim: --version stands alone (fl_sim --version)\n");
-        else if (!known && flsim_config_set(&probe, a, "", why, sizeof why) == FL_ERR_NOT_FOUND)
+        if (!known && flsim_config_set(&probe, a, "", why, sizeof why) == FL_ERR_NOT_FOUND)
             complain("fl_sim: %s\n", experiment ? experiment_unknown(a, why, sizeof why) : why);
         else if (last)
             complain("fl_sim: --%s needs a value (see --help)\n", a);
@@ -828,7 +846,7 @@ static int run_experiment(int argc, char **argv, int first)
         char buf[128];
         if (next_opt(argc, argv, &i, &name, &value, buf, sizeof buf, 1) != 0)
             return 2;
-        given_again(&seen, name, value, "fl_sim experiment");
+        given_again(&seen, name, value);
         if (!strcmp(name, "preset")) {
             if (strcmp(value, "small") && strcmp(value, "full")) {
                 fprintf(stderr, "fl_sim: --preset: '%s' is not small or full\n", value);
@@ -910,6 +928,7 @@ static int run_experiment(int argc, char **argv, int first)
             n_over++;
         }
     }
+    given_said(&seen, "fl_sim experiment");
     if (!e.out[0])
         snprintf(e.out, sizeof e.out, "results/afd-%s", e.preset);
     if (g_rank == 0) {
@@ -1017,8 +1036,10 @@ static int run_main(int argc, char **argv)
             cfg_bad = 1;
             break;
         }
-        given_again(&given, name, value, "fl_sim");
+        given_again(&given, name, value);
     }
+    if (!cfg_bad)
+        given_said(&given, "fl_sim");
     if (!cfg_bad && flsim_config_validate(&cfg, err, sizeof err) != FL_OK) {
         complain("fl_sim: %s\n", err);
         cfg_bad = 1;
@@ -1026,8 +1047,10 @@ static int run_main(int argc, char **argv)
     /* The files the run reads, as absolute paths: what resume.fls and summary.json record then
      * means the same from any directory, and --resume from another one is not refused for a
      * relative --trace or --config. */
-    if (!cfg_bad)
-        flsim_config_paths_absolute(&cfg);
+    if (!cfg_bad && flsim_config_paths_absolute(&cfg, err, sizeof err) != FL_OK) {
+        complain("fl_sim: %s\n", err);
+        cfg_bad = 1;
+    }
     const int cfg_ok = flsim_ranks_all_ok(!cfg_bad);
     if (!cfg_ok)
         complaints_said();

@@ -254,10 +254,11 @@ fl_status flsim_config_validate(const flsim_config *c, char *err, size_t errlen)
  * run saves (resume.fls, summary.json, an experiment's runs) then name the same files from any
  * working directory, so a --resume or an experiment started elsewhere compares them as equal. A
  * path that does not resolve (a file not there, which the load then reports) stays as given, as
- * do a descriptor's name (/dev/stdin, /dev/fd/N, /proc/...) and one whose resolved form would not
- * fit. Resolves against the working directory of the
- * moment: not to be called while another thread changes it. */
-void flsim_config_paths_absolute(flsim_config *c);
+ * does a descriptor's name (/dev/stdin, /dev/fd/N, /proc/...). FL_OK, or FL_ERR_CONFIG (reason in
+ * err) where a file's resolved path does not fit (FLSIM_STR - 1 characters at most): that path is
+ * left as given, and a run saved with it could resume only from this directory. Resolves against
+ * the working directory of the moment: not to be called while another thread changes it. */
+fl_status flsim_config_paths_absolute(flsim_config *c, char *err, size_t errlen);
 
 /* Writes the configuration as a JSON object (no newline) into buf; returns the full length. */
 size_t flsim_config_json(const flsim_config *c, char *buf, size_t cap);

@@ -2,6 +2,7 @@
  * the YAML file, validation, JSON rendering, help text. */
 #include <ctype.h>
 #include <errno.h>
+#include <float.h>
 #include <limits.h>
 #include <math.h>
 #include <stdio.h>
@@ -330,7 +331,7 @@ fl_status flsim_config_set(flsim_config *c, const char *key, const char *v, char
     U32("checkpoint-every", checkpoint_every, 0, 100000000, "a round count in 0 .. 100000000 (0 = never)");
     U32("eval-every", eval_every, 0, 100000000, "a round count in 0 .. 100000000 (0 = only at the end)");
     U32("eval-samples", eval_samples, 0, 1u << 31, "a sample count in 0 .. 2147483648");
-    DBL("keep", keep, 1e-9, 1.0, "a keep fraction in (0, 1]");
+    DBL("keep", keep, DBL_TRUE_MIN, 1.0, "a keep fraction in (0, 1]"); /* any above 0, as the core */
     if (strcmp(key, "keep-layers") == 0) {
         /* P,P,...: each in (0, 1], or 0 for --keep; empty = none */
         double vals[FLM_MAX_LAYERS];
@@ -939,30 +940,36 @@ static int proc_fd(const char *p, int len)
 
 /* One path p (its first len bytes) as realpath(3) names it, into dst (cap bytes): absolute,
  * without a symlink, "." or "..", so that the same file reads the same from any working
- * directory. A path that does not resolve (not there: its load says so), or whose resolved form
- * would not fit, is kept as given; so is a descriptor's name (/dev/stdin, /dev/fd/N,
- * /proc/self/fd/N), which realpath would turn into the file behind this process's descriptor
- * (--trace /dev/stdin < t.csv saved as t.csv's path). Returns the length written, or -1 if even
- * that does not fit. */
+ * directory. A path that does not resolve (not there: its load says so) is kept as given; so is
+ * a descriptor's name (/dev/stdin, /dev/fd/N, /proc/self/fd/N), which realpath would turn into
+ * the file behind this process's descriptor (--trace /dev/stdin < t.csv saved as t.csv's path).
+ * Returns the length written; -1 if even the path as given does not fit; -2 if it resolves to a
+ * path that does not fit (kept as given: a run saved so would resume only from here, so
+ * flsim_config_paths_absolute refuses it). */
 static int path_absolute(char *dst, size_t cap, const char *p, int len)
 {
     char given[PATH_MAX], real[PATH_MAX];
     const char *use = NULL;
+    int too_long = 0;
     const int descriptor = (len >= 5 && strncmp(p, "/dev/", 5) == 0) || proc_fd(p, len);
     if (!descriptor && len > 0 && (size_t)len < sizeof given) {
         memcpy(given, p, (size_t)len);
         given[len] = '\0';
-        if (realpath(given, real) && strlen(real) < cap)
-            use = real;
+        if (realpath(given, real)) {
+            if (strlen(real) < cap)
+                use = real;
+            else
+                too_long = 1;
+        }
     }
     const int w = use ? snprintf(dst, cap, "%s", use) : snprintf(dst, cap, "%.*s", len, p);
-    return w < 0 || (size_t)w >= cap ? -1 : w;
+    return w < 0 || (size_t)w >= cap ? -1 : too_long ? -2 : w;
 }
 
 /* The file paths of a dataset spec (idx:A,B, femnist:P[,P...], shakespeare:P[,P...]; named and
  * synthetic datasets have none), each through path_beside (a config file named them: dir is
- * its directory) or, with dir NULL, through path_absolute. Returns 0, or -1 if the result would
- * not fit in cap. */
+ * its directory) or, with dir NULL, through path_absolute. Returns 0; -1 if the result would
+ * not fit in cap; -2 if a path resolves to one that does not fit (the spec left as it was). */
 static int rebase_spec(char *spec, size_t cap, const char *dir, int dirlen)
 {
     static const char *const with_paths[] = {"idx:", "femnist:", "shakespeare:"};
@@ -978,11 +985,17 @@ static int rebase_spec(char *spec, size_t cap, const char *dir, int dirlen)
         return -1;
     memcpy(out, spec, pre);
     size_t o = pre;
+    int too_long = 0;
     for (const char *p = spec + pre;;) {
         const char *comma = strchr(p, ',');
         const int len = comma ? (int)(comma - p) : (int)strlen(p);
-        const int w = dir ? path_beside(out + o, lim - o, dir, dirlen, p, len)
-                          : path_absolute(out + o, lim - o, p, len);
+        int w = dir ? path_beside(out + o, lim - o, dir, dirlen, p, len)
+                    : path_absolute(out + o, lim - o, p, len);
+        if (w == -2) { /* resolved, too long: go on as given, to know whether all of it fits */
+            too_long = 1;
+            w = snprintf(out + o, lim - o, "%.*s", len, p);
+            w = w < 0 || (size_t)w >= lim - o ? -1 : w;
+        }
         if (w < 0)
             return -1;
         o += (size_t)w;
@@ -993,18 +1006,30 @@ static int rebase_spec(char *spec, size_t cap, const char *dir, int dirlen)
         out[o++] = ',';
         p = comma + 1;
     }
+    if (too_long)
+        return -2;
     memcpy(spec, out, o + 1);
     return 0;
 }
 
-void flsim_config_paths_absolute(flsim_config *c)
+fl_status flsim_config_paths_absolute(flsim_config *c, char *err, size_t errlen)
 {
     char t[sizeof c->trace];
-    if (c->trace[0] && path_absolute(t, sizeof t, c->trace, (int)strlen(c->trace)) >= 0)
+    const int tw = c->trace[0] ? path_absolute(t, sizeof t, c->trace, (int)strlen(c->trace)) : 0;
+    if (tw >= 0 && c->trace[0])
         memcpy(c->trace, t, sizeof t);
     /* on a spec that would not fit, each stays as it was (rebase_spec leaves it untouched) */
-    (void)rebase_spec(c->dataset, sizeof c->dataset, NULL, 0);
-    (void)rebase_spec(c->test_dataset, sizeof c->test_dataset, NULL, 0);
+    const int dw = rebase_spec(c->dataset, sizeof c->dataset, NULL, 0);
+    const int sw = rebase_spec(c->test_dataset, sizeof c->test_dataset, NULL, 0);
+    const char *key = tw == -2 ? "trace" : dw == -2 ? "dataset" : sw == -2 ? "test-dataset" : NULL;
+    if (!key)
+        return FL_OK;
+    if (err && errlen)
+        snprintf(err, errlen, "--%s: a file's absolute path (as realpath names it, which "
+                 "summary.json and resume.fls record, so that a run resumes from any directory) "
+                 "is longer than %d characters, the most fl_sim records: move the file to a "
+                 "shorter path", key, FLSIM_STR - 1);
+    return FL_ERR_CONFIG;
 }
 
 fl_status flsim_config_load_yaml(flsim_config *c, const char *path, char *err, size_t errlen)

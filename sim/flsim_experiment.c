@@ -259,7 +259,10 @@ static fl_status exp_settings(const flsim_experiment *e, flsim_config *base, cha
         }
     }
     /* The runs saved under DIR/runs then name their files alike from any directory. */
-    flsim_config_paths_absolute(base);
+    if (flsim_config_paths_absolute(base, e2, sizeof e2) != FL_OK) {
+        snprintf(err, errlen, "%s", e2);
+        return FL_ERR_CONFIG;
+    }
     /* The presets' keep-going goes with their target: --target-acc 0 (none) drops both. */
     if (base->target_acc == 0)
         base->keep_going = 0;

@@ -222,6 +222,91 @@ fl_status flsim_parse_rounds_csv(const char *text, size_t len, flsim_round_recor
 
 #ifdef FLSIM_HAVE_JANSSON
 
+/* Whether the integer literal s[0..n) (an optional '-', then digits) is outside int64: jansson
+ * refuses such a number ("too big integer"), and a --seed from 2^63 to 2^64 - 1 is one. */
+static int int_outside_i64(const char *s, size_t n)
+{
+    const int neg = s[0] == '-';
+    const char *d = s + neg;
+    size_t k = n - (size_t)neg;
+    while (k > 1 && *d == '0') { /* JSON has no leading zeros, but be exact about them */
+        d++;
+        k--;
+    }
+    const char *lim = neg ? "9223372036854775808" : "9223372036854775807";
+    return k > 19 || (k == 19 && memcmp(d, lim, 19) > 0);
+}
+
+/* json_loadb of text[0..len), with every integer outside int64 read as a string of its digits
+ * (jansson reads integers as int64 only). Both sides of a comparison (same_config) are read so,
+ * so a saved seed of 2^63 or more equals this run's; any other use of such a number fails as a
+ * wrong type would. NULL with je filled on an error (also out of memory). */
+static json_t *load_wide(const char *text, size_t len, size_t flags, json_error_t *je)
+{
+    size_t wide = 0; /* how many such integers: each costs two quotes */
+    int in_str = 0;
+    for (size_t i = 0; i < len; i++) {
+        const char c = text[i];
+        if (in_str) {
+            if (c == '\\')
+                i++;
+            else if (c == '"')
+                in_str = 0;
+        } else if (c == '"') {
+            in_str = 1;
+        } else if (c == '-' || (c >= '0' && c <= '9')) {
+            size_t j = i + 1;
+            while (j < len && text[j] >= '0' && text[j] <= '9')
+                j++;
+            const int frac = j < len && (text[j] == '.' || text[j] == 'e' || text[j] == 'E');
+            if (!frac && (j - i) > 1 && int_outside_i64(text + i, j - i))
+                wide++;
+            i = j - 1;
+        }
+    }
+    if (!wide)
+        return json_loadb(text, len, flags, je);
+    char *buf = malloc(len + 2 * wide);
+    if (!buf) {
+        snprintf(je->text, sizeof je->text, "out of memory");
+        je->line = 0;
+        return NULL;
+    }
+    size_t o = 0;
+    in_str = 0;
+    for (size_t i = 0; i < len; i++) {
+        const char c = text[i];
+        if (in_str) {
+            buf[o++] = c;
+            if (c == '\\' && i + 1 < len)
+                buf[o++] = text[++i];
+            else if (c == '"')
+                in_str = 0;
+        } else if (c == '"') {
+            buf[o++] = c;
+            in_str = 1;
+        } else if (c == '-' || (c >= '0' && c <= '9')) {
+            size_t j = i + 1;
+            while (j < len && text[j] >= '0' && text[j] <= '9')
+                j++;
+            const int frac = j < len && (text[j] == '.' || text[j] == 'e' || text[j] == 'E');
+            const int q = !frac && (j - i) > 1 && int_outside_i64(text + i, j - i);
+            if (q)
+                buf[o++] = '"';
+            memcpy(buf + o, text + i, j - i);
+            o += j - i;
+            if (q)
+                buf[o++] = '"';
+            i = j - 1;
+        } else {
+            buf[o++] = c;
+        }
+    }
+    json_t *r = json_loadb(buf, o, flags, je);
+    free(buf);
+    return r;
+}
+
 /* A number (or, where nullable, null = NaN) member of o. */
 static int get_num(json_t *o, const char *k, int nullable, double *out)
 {
@@ -345,7 +430,7 @@ static int same_path_setting(const char *k, const json_t *s, const flsim_config 
     if (!f || json_string_length(s) >= FLSIM_STR)
         return 0;
     memcpy(f, json_string_value(s), json_string_length(s) + 1);
-    flsim_config_paths_absolute(&t);
+    (void)flsim_config_paths_absolute(&t, NULL, 0); /* a path too long stays as given */
     return strcmp(f, w) == 0;
 }
 
@@ -384,7 +469,7 @@ static fl_status same_config(json_t *saved, const char *saved_arch, const flsim_
     if (flsim_config_json(want, buf, sizeof buf) >= sizeof buf)
         return fl_errf(err, errlen, FL_ERR_INTERNAL, "settings too long to compare");
     json_error_t je;
-    json_t *w = json_loads(buf, 0, &je);
+    json_t *w = load_wide(buf, strlen(buf), 0, &je);
     if (!w)
         return fl_errf(err, errlen, FL_ERR_INTERNAL, "settings JSON: %s", je.text);
     fl_status st = FL_OK;
@@ -393,7 +478,7 @@ static fl_status same_config(json_t *saved, const char *saved_arch, const flsim_
     /* A setting added after the run was saved is absent from it: the run had its default. */
     char dbuf[16384];
     const flsim_config def = flsim_config_default();
-    json_t *d = flsim_config_json(&def, dbuf, sizeof dbuf) < sizeof dbuf ? json_loads(dbuf, 0, &je)
+    json_t *d = flsim_config_json(&def, dbuf, sizeof dbuf) < sizeof dbuf ? load_wide(dbuf, strlen(dbuf), 0, &je)
                                                                          : NULL;
     json_object_foreach(w, k, v) {
         if (!strcmp(k, "threads") || !strcmp(k, "fold_threads") ||
@@ -456,7 +541,7 @@ static fl_status parse_summary(const char *text, size_t len, const flsim_config 
     if (counted)
         *counted = 0;
     json_error_t je;
-    json_t *o = json_loadb(text, len, JSON_REJECT_DUPLICATES, &je);
+    json_t *o = load_wide(text, len, JSON_REJECT_DUPLICATES, &je);
     if (!o)
         return fl_errf(err, errlen, FL_ERR_RESULTS_FORMAT, "line %d: %s", je.line, je.text);
     fl_status st = FL_OK;
@@ -560,7 +645,7 @@ fl_status flsim_config_matches(const char *json, const char *saved_arch, const f
                                const char *want_arch, int any_rounds, char *err, size_t errlen)
 {
     json_error_t je;
-    json_t *o = json_loads(json, JSON_REJECT_DUPLICATES, &je);
+    json_t *o = load_wide(json, strlen(json), JSON_REJECT_DUPLICATES, &je);
     if (!o || !json_is_object(o)) {
         json_decref(o);
         return fl_errf(err, errlen, FL_ERR_RESULTS_FORMAT, "its settings: %s",

@@ -17,12 +17,30 @@ typedef struct entry {
     flsim_trace_row row;
 } entry;
 
+/* "line N: " and msg into err, a control byte of msg as \xNN: the file's bytes are quoted in
+ * it, and a CR of a file whose lines end in CR alone, or an ESC, would garble the terminal that
+ * shows the message. */
+static void say_line(char *err, size_t errlen, size_t line, const char *msg)
+{
+    char shown[2048];
+    size_t o = 0;
+    for (const char *c = msg; *c && o + 5 < sizeof shown; c++) {
+        const unsigned char ch = (unsigned char)*c;
+        if (ch < 0x20 || ch == 0x7f)
+            o += (size_t)snprintf(shown + o, sizeof shown - o, "\\x%02x", ch);
+        else
+            shown[o++] = (char)ch;
+    }
+    shown[o] = '\0';
+    snprintf(err, errlen, "line %zu: %s", line, shown);
+}
+
 static fl_status bad(char *err, size_t errlen, size_t line, const char *fmt, const char *what)
 {
     if (err && errlen) {
-        char msg[256];
+        char msg[512];
         snprintf(msg, sizeof msg, fmt, what);
-        snprintf(err, errlen, "line %zu: %s", line, msg);
+        say_line(err, errlen, line, msg);
     }
     return FL_ERR_TRACE_FORMAT;
 }
@@ -141,8 +159,10 @@ fl_status flsim_trace_parse(flsim_trace **out, const char *text, size_t len, cha
                     }
                     p += fl + 1;
                 }
-                char msg[256];
-                snprintf(msg, sizeof msg, "the header must be exactly '%s': %s", TRACE_HEADER, why);
+                char msg[400];
+                snprintf(msg, sizeof msg, "the header must be exactly '%s': %s%s", TRACE_HEADER, why,
+                         strchr(buf, '\r') ? " (the file's lines end in a CR alone: save it with "
+                                              "LF or CRLF line ends)" : "");
                 st = bad(err, errlen, line, "%s", msg);
                 break;
             }

@@ -1240,7 +1240,7 @@ static void test_config_paths_absolute(void **state)
     assert_int_equal(flsim_config_set(&a, "test-dataset", "idx:./a/../a/t.csv,a/none", NULL, 0),
                      FL_OK);
     flsim_config old = a; /* as saved before the paths were made absolute */
-    flsim_config_paths_absolute(&a);
+    assert_int_equal(flsim_config_paths_absolute(&a, err, sizeof err), FL_OK);
     snprintf(want, sizeof want, "%s/a/t.csv", real);
     assert_string_equal(a.trace, want);
     snprintf(want, sizeof want, "idx:%s/a/t.csv,a/none", real);
@@ -1249,15 +1249,15 @@ static void test_config_paths_absolute(void **state)
     /* a descriptor's name stays: not the file behind this process's stdin */
     flsim_config d = a;
     assert_int_equal(flsim_config_set(&d, "trace", "/dev/stdin", NULL, 0), FL_OK);
-    flsim_config_paths_absolute(&d);
+    assert_int_equal(flsim_config_paths_absolute(&d, err, sizeof err), FL_OK);
     assert_string_equal(d.trace, "/dev/stdin");
     assert_int_equal(flsim_config_set(&d, "trace", "/proc/self/fd/0", NULL, 0), FL_OK);
-    flsim_config_paths_absolute(&d);
+    assert_int_equal(flsim_config_paths_absolute(&d, err, sizeof err), FL_OK);
     assert_string_equal(d.trace, "/proc/self/fd/0");
     /* but a file named through /proc is the file: /proc/self/cwd is another directory for the
      * process that resumes (it was kept as given) */
     assert_int_equal(flsim_config_set(&d, "trace", "/proc/self/cwd/a/t.csv", NULL, 0), FL_OK);
-    flsim_config_paths_absolute(&d);
+    assert_int_equal(flsim_config_paths_absolute(&d, err, sizeof err), FL_OK);
     snprintf(want, sizeof want, "%s/a/t.csv", real);
     assert_string_equal(d.trace, want);
     flsim_config_json(&a, saved, sizeof saved);
@@ -1266,10 +1266,10 @@ static void test_config_paths_absolute(void **state)
     flsim_config b = a;
     assert_int_equal(flsim_config_set(&b, "trace", "../a/t.csv", NULL, 0), FL_OK);
     assert_int_equal(flsim_config_set(&b, "test-dataset", "idx:../a/t.csv,a/none", NULL, 0), FL_OK);
-    flsim_config_paths_absolute(&b);
+    assert_int_equal(flsim_config_paths_absolute(&b, err, sizeof err), FL_OK);
     assert_int_equal(flsim_config_matches(saved, NULL, &b, NULL, 0, err, sizeof err), FL_OK);
     assert_int_equal(flsim_config_set(&b, "trace", "t.csv", NULL, 0), FL_OK); /* b/t.csv */
-    flsim_config_paths_absolute(&b);
+    assert_int_equal(flsim_config_paths_absolute(&b, err, sizeof err), FL_OK);
     assert_int_equal(flsim_config_matches(saved, NULL, &b, NULL, 0, err, sizeof err),
                      FL_ERR_RESULTS_MISMATCH);
     assert_non_null(strstr(err, "setting 'trace' differs"));
@@ -1293,6 +1293,36 @@ static void test_config_paths_absolute(void **state)
                      FL_ERR_RESULTS_MISMATCH);
     assert_non_null(strstr(err, "setting 'trace' differs"));
 
+    /* a file whose absolute path is FLSIM_STR characters or more, named relatively from its deep
+     * directory: refused, not saved as given (a run that then resumes from only here) */
+    char deep[PATH_MAX];
+    size_t dl = (size_t)snprintf(deep, sizeof deep, "%s", real);
+    const char seg[] = "/dddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddd";
+    int made = 0;
+    while (dl + strlen("/t.csv") < FLSIM_STR) {
+        dl += (size_t)snprintf(deep + dl, sizeof deep - dl, "%s", seg);
+        assert_int_equal(mkdir(deep, 0700), 0);
+        made++;
+    }
+    assert_int_equal(chdir(deep), 0);
+    FILE *lf = fopen("t.csv", "w");
+    assert_non_null(lf);
+    assert_int_equal(fclose(lf), 0);
+    flsim_config l = a;
+    assert_int_equal(flsim_config_set(&l, "trace", "t.csv", NULL, 0), FL_OK);
+    assert_int_equal(flsim_config_paths_absolute(&l, err, sizeof err), FL_ERR_CONFIG);
+    assert_non_null(strstr(err, "--trace: a file's absolute path"));
+    l = a;
+    assert_int_equal(flsim_config_set(&l, "test-dataset", "idx:t.csv,t.csv", NULL, 0), FL_OK);
+    assert_int_equal(flsim_config_paths_absolute(&l, err, sizeof err), FL_ERR_CONFIG);
+    assert_non_null(strstr(err, "--test-dataset: "));
+    assert_string_equal(l.test_dataset, "idx:t.csv,t.csv"); /* left as it was */
+    unlink("t.csv");
+    for (; made > 0; made--) {
+        assert_int_equal(rmdir(deep), 0);
+        deep[strlen(deep) - strlen(seg)] = '\0';
+    }
+
     assert_int_equal(chdir(cwd), 0);
     for (int i = 0; i < 2; i++) {
         snprintf(p, sizeof p, "%s/%s/t.csv", dir, sub[i]);
@@ -1301,6 +1331,29 @@ static void test_config_paths_absolute(void **state)
         rmdir(p);
     }
     rmdir(dir);
+}
+/* A seed from 2^63 to 2^64 - 1 (--seed takes any uint64): jansson reads no integer past int64,
+ * and such a run's saved settings were refused ("too big integer"), so it could not resume. Read
+ * as digits on both sides, it matches itself, and a different big seed still differs. */
+static void test_config_matches_big_seed(void **state)
+{
+    (void)state;
+    static const char *const seeds[] = {"9223372036854775807", "9223372036854775808",
+                                        "18446744073709551615"};
+    char saved[16384], err[512];
+    for (size_t i = 0; i < sizeof seeds / sizeof seeds[0]; i++) {
+        flsim_config a = small_config();
+        assert_int_equal(flsim_config_set(&a, "seed", seeds[i], NULL, 0), FL_OK);
+        flsim_config_json(&a, saved, sizeof saved);
+        assert_non_null(strstr(saved, seeds[i]));
+        if (flsim_config_matches(saved, NULL, &a, NULL, 0, err, sizeof err) != FL_OK)
+            fail_msg("seed %s: %s", seeds[i], err);
+        flsim_config b = a;
+        assert_int_equal(flsim_config_set(&b, "seed", "9223372036854775809", NULL, 0), FL_OK);
+        assert_int_equal(flsim_config_matches(saved, NULL, &b, NULL, 0, err, sizeof err),
+                         FL_ERR_RESULTS_MISMATCH);
+        assert_non_null(strstr(err, "setting 'seed' differs"));
+    }
 }
 #endif
 
@@ -3358,6 +3411,7 @@ int main(void)
         cmocka_unit_test(test_config_mismatch_long_values),
         cmocka_unit_test(test_config_matches_number_forms),
         cmocka_unit_test(test_config_paths_absolute),
+        cmocka_unit_test(test_config_matches_big_seed),
         cmocka_unit_test(test_eval_memory),
 #endif
     };
