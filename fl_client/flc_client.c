@@ -1546,10 +1546,15 @@ static int session(flc_client *c)
                     c->hs_failed = 1;
                     break;
                 }
+                /* In plain text the likeliest cause comes last in the list: a CURVE server
+                 * closes the connection of a client without keys, and libzmq reports that
+                 * mismatch only when it read the server's greeting first (1 in several). */
                 fl_log(&c->log, c->prelink_said ? FL_LOG_DEBUG : FL_LOG_WARN, "%s closed the "
                        "connection before a handshake completed (a server starting up or over "
                        "its connection limit, a proxy with no server behind it, or not a fedrop "
-                       "server): retrying with backoff", c->endpoint);
+                       "server%s): retrying with backoff", c->endpoint,
+                       c->server_pub ? "" : "; or a server that runs CURVE: then "
+                                            "server_public_key and secret_key are needed");
                 c->prelink_said = 1;
                 return RECONNECT;
             }
