@@ -237,69 +237,58 @@ static int int_outside_i64(const char *s, size_t n)
     return k > 19 || (k == 19 && memcmp(d, lim, 19) > 0);
 }
 
+/* The number token of text that starts at i (a '-' or a digit, outside a string): returns
+ * where it ends; *wide says whether it is an integer outside int64 (no fraction or exponent). */
+static size_t number_end(const char *text, size_t len, size_t i, int *wide)
+{
+    size_t j = i + 1;
+    while (j < len && text[j] >= '0' && text[j] <= '9')
+        j++;
+    const int frac = j < len && (text[j] == '.' || text[j] == 'e' || text[j] == 'E');
+    *wide = !frac && (j - i) > 1 && int_outside_i64(text + i, j - i);
+    return j;
+}
+
 /* json_loadb of text[0..len), with every integer outside int64 read as a string of its digits
  * (jansson reads integers as int64 only). Both sides of a comparison (same_config) are read so,
  * so a saved seed of 2^63 or more equals this run's; any other use of such a number fails as a
- * wrong type would. NULL with je filled on an error (also out of memory). */
+ * wrong type would. NULL with je filled on an error (also out of memory). Two passes: the first
+ * counts such integers (none: the text as it is), the second copies with their quotes. */
 static json_t *load_wide(const char *text, size_t len, size_t flags, json_error_t *je)
 {
-    size_t wide = 0; /* how many such integers: each costs two quotes */
-    int in_str = 0;
-    for (size_t i = 0; i < len; i++) {
-        const char c = text[i];
-        if (in_str) {
-            if (c == '\\')
-                i++;
-            else if (c == '"')
-                in_str = 0;
-        } else if (c == '"') {
-            in_str = 1;
-        } else if (c == '-' || (c >= '0' && c <= '9')) {
-            size_t j = i + 1;
-            while (j < len && text[j] >= '0' && text[j] <= '9')
-                j++;
-            const int frac = j < len && (text[j] == '.' || text[j] == 'e' || text[j] == 'E');
-            if (!frac && (j - i) > 1 && int_outside_i64(text + i, j - i))
-                wide++;
+    char *buf = NULL;
+    size_t o = 0, wide = 0;
+    for (int pass = 0; pass < 2; pass++) {
+        int in_str = 0;
+        for (size_t i = 0; i < len; i++) {
+            const char c = text[i];
+            size_t j = i + 1; /* the end of what i starts */
+            int w = 0;
+            if (in_str) {
+                j += c == '\\' && j < len;
+                in_str = c != '"';
+            } else if (c == '"') {
+                in_str = 1;
+            } else if (c == '-' || (c >= '0' && c <= '9')) {
+                j = number_end(text, len, i, &w);
+            }
+            wide += pass == 0 && w;
+            if (buf) {
+                if (w)
+                    buf[o++] = '"';
+                memcpy(buf + o, text + i, j - i);
+                o += j - i;
+                if (w)
+                    buf[o++] = '"';
+            }
             i = j - 1;
         }
-    }
-    if (!wide)
-        return json_loadb(text, len, flags, je);
-    char *buf = malloc(len + 2 * wide);
-    if (!buf) {
-        snprintf(je->text, sizeof je->text, "out of memory");
-        je->line = 0;
-        return NULL;
-    }
-    size_t o = 0;
-    in_str = 0;
-    for (size_t i = 0; i < len; i++) {
-        const char c = text[i];
-        if (in_str) {
-            buf[o++] = c;
-            if (c == '\\' && i + 1 < len)
-                buf[o++] = text[++i];
-            else if (c == '"')
-                in_str = 0;
-        } else if (c == '"') {
-            buf[o++] = c;
-            in_str = 1;
-        } else if (c == '-' || (c >= '0' && c <= '9')) {
-            size_t j = i + 1;
-            while (j < len && text[j] >= '0' && text[j] <= '9')
-                j++;
-            const int frac = j < len && (text[j] == '.' || text[j] == 'e' || text[j] == 'E');
-            const int q = !frac && (j - i) > 1 && int_outside_i64(text + i, j - i);
-            if (q)
-                buf[o++] = '"';
-            memcpy(buf + o, text + i, j - i);
-            o += j - i;
-            if (q)
-                buf[o++] = '"';
-            i = j - 1;
-        } else {
-            buf[o++] = c;
+        if (!wide)
+            return json_loadb(text, len, flags, je);
+        if (pass == 0 && !(buf = malloc(len + 2 * wide))) {
+            snprintf(je->text, sizeof je->text, "out of memory");
+            je->line = 0;
+            return NULL;
         }
     }
     json_t *r = json_loadb(buf, o, flags, je);
