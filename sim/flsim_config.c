@@ -985,19 +985,13 @@ static int rebase_spec(char *spec, size_t cap, const char *dir, int dirlen)
         return -1;
     memcpy(out, spec, pre);
     size_t o = pre;
-    int too_long = 0;
     for (const char *p = spec + pre;;) {
         const char *comma = strchr(p, ',');
         const int len = comma ? (int)(comma - p) : (int)strlen(p);
-        int w = dir ? path_beside(out + o, lim - o, dir, dirlen, p, len)
-                    : path_absolute(out + o, lim - o, p, len);
-        if (w == -2) { /* resolved, too long: go on as given, to know whether all of it fits */
-            too_long = 1;
-            w = snprintf(out + o, lim - o, "%.*s", len, p);
-            w = w < 0 || (size_t)w >= lim - o ? -1 : w;
-        }
+        const int w = dir ? path_beside(out + o, lim - o, dir, dirlen, p, len)
+                          : path_absolute(out + o, lim - o, p, len);
         if (w < 0)
-            return -1;
+            return w;
         o += (size_t)w;
         if (!comma)
             break;
@@ -1006,8 +1000,6 @@ static int rebase_spec(char *spec, size_t cap, const char *dir, int dirlen)
         out[o++] = ',';
         p = comma + 1;
     }
-    if (too_long)
-        return -2;
     memcpy(spec, out, o + 1);
     return 0;
 }
