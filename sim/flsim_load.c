@@ -237,61 +237,57 @@ static int int_outside_i64(const char *s, size_t n)
     return k > 19 || (k == 19 && memcmp(d, lim, 19) > 0);
 }
 
-/* The number token of text that starts at i (a '-' or a digit, outside a string): returns
- * where it ends; *wide says whether it is an integer outside int64 (no fraction or exponent). */
-static size_t number_end(const char *text, size_t len, size_t i, int *wide)
+/* text[0..len) with every integer outside int64 (no fraction or exponent) put in quotes, into
+ * buf unless it is NULL: returns the length of the result, len where there is none. */
+static size_t quote_wide(const char *text, size_t len, char *buf)
 {
-    size_t j = i + 1;
-    while (j < len && text[j] >= '0' && text[j] <= '9')
-        j++;
-    const int frac = j < len && (text[j] == '.' || text[j] == 'e' || text[j] == 'E');
-    *wide = !frac && (j - i) > 1 && int_outside_i64(text + i, j - i);
-    return j;
+    size_t o = 0;
+    int in_str = 0;
+    for (size_t i = 0; i < len;) {
+        const char c = text[i];
+        size_t j = i + 1; /* the end of what i starts */
+        int wide = 0;
+        if (in_str) {
+            j += c == '\\' && j < len;
+            in_str = c != '"';
+        } else if (c == '"') {
+            in_str = 1;
+        } else if (c == '-' || (c >= '0' && c <= '9')) {
+            while (j < len && text[j] >= '0' && text[j] <= '9')
+                j++;
+            const int frac = j < len && (text[j] == '.' || text[j] == 'e' || text[j] == 'E');
+            wide = !frac && (j - i) > 1 && int_outside_i64(text + i, j - i);
+        }
+        if (buf) {
+            if (wide)
+                buf[o] = '"';
+            memcpy(buf + o + (size_t)wide, text + i, j - i);
+            if (wide)
+                buf[o + 1 + j - i] = '"';
+        }
+        o += j - i + 2 * (size_t)wide;
+        i = j;
+    }
+    return o;
 }
 
 /* json_loadb of text[0..len), with every integer outside int64 read as a string of its digits
  * (jansson reads integers as int64 only). Both sides of a comparison (same_config) are read so,
  * so a saved seed of 2^63 or more equals this run's; any other use of such a number fails as a
- * wrong type would. NULL with je filled on an error (also out of memory). Two passes: the first
- * counts such integers (none: the text as it is), the second copies with their quotes. */
+ * wrong type would. NULL with je filled on an error (also out of memory). */
 static json_t *load_wide(const char *text, size_t len, size_t flags, json_error_t *je)
 {
-    char *buf = NULL;
-    size_t o = 0, wide = 0;
-    for (int pass = 0; pass < 2; pass++) {
-        int in_str = 0;
-        for (size_t i = 0; i < len; i++) {
-            const char c = text[i];
-            size_t j = i + 1; /* the end of what i starts */
-            int w = 0;
-            if (in_str) {
-                j += c == '\\' && j < len;
-                in_str = c != '"';
-            } else if (c == '"') {
-                in_str = 1;
-            } else if (c == '-' || (c >= '0' && c <= '9')) {
-                j = number_end(text, len, i, &w);
-            }
-            wide += pass == 0 && w;
-            if (buf) {
-                if (w)
-                    buf[o++] = '"';
-                memcpy(buf + o, text + i, j - i);
-                o += j - i;
-                if (w)
-                    buf[o++] = '"';
-            }
-            i = j - 1;
-        }
-        if (!wide)
-            return json_loadb(text, len, flags, je);
-        if (pass == 0 && !(buf = malloc(len + 2 * wide))) {
-            snprintf(je->text, sizeof je->text, "out of memory");
-            je->line = 0;
-            return NULL;
-        }
+    const size_t n = quote_wide(text, len, NULL);
+    if (n == len)
+        return json_loadb(text, len, flags, je);
+    char *buf = malloc(n);
+    if (!buf) {
+        snprintf(je->text, sizeof je->text, "out of memory");
+        je->line = 0;
+        return NULL;
     }
-    json_t *r = json_loadb(buf, o, flags, je);
+    quote_wide(text, len, buf);
+    json_t *r = json_loadb(buf, n, flags, je);
     free(buf);
     return r;
 }
