@@ -1041,6 +1041,9 @@ static void test_plain_client_curve_server(void **state)
     cfg.reconnect_max_ms = 200;
     assert_int_equal(run_to_end(&cfg, "a plain-text client against a CURVE server"), FLC_ERR_AUTH);
     assert_true(log_count(lb, "another security mechanism") >= 1);
+    /* a hang-up before the greeting was read (some of the tries) names the CURVE server too */
+    assert_int_equal(log_count(lb, "closed the connection before a handshake completed"),
+                     log_count(lb, "; or a server that runs CURVE: then server_public_key"));
     fake_close(&f);
     logbuf_free(lb);
 }
@@ -1073,6 +1076,9 @@ static void test_curve_client_plain_server(void **state)
         const char *at = strstr(lb->text, "another security mechanism");
         if (seen > 1 || (at && strstr(at, "is server_public_key the server's key?")))
             fail_msg("log:\n%s", lb->text);
+        /* a CURVE client has its keys: no hint to set them */
+        if (log_count(lb, "a server that runs CURVE: then"))
+            fail_msg("a CURVE client told to set its keys; log:\n%s", lb->text);
         if (!seen && log_count(lb, "protocol error"))
             fail_msg("a mismatch said as a key problem; log:\n%s", lb->text);
         logbuf_free(lb);
