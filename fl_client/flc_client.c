@@ -35,6 +35,7 @@
 #include "fl_sha256.h"
 #include "fl_time.h"
 #include "flc_core.h"
+#include "flc_zmtp.h"
 #include "flm_blas.h"
 #include "flp_wire.h"
 
@@ -52,6 +53,9 @@
  * takes connection after connection and fails each handshake (ZeroMQ retries every 100 ms) is
  * what a server restarted under another key looks like. */
 #define KEY_HINT_FAILS 3
+/* How long the probe of a server's mechanism (flc_zmtp.h) may take: a connection and a round trip
+ * of a greeting, on a slow link too. flc_client_stop cuts it short. */
+#define PROBE_MS 2000
 /* How long one send may wait for room on the socket before it counts as failed; the wait is
  * cut short by flc_client_stop and by a failed handshake. */
 #define SEND_WAIT_MS 30000
@@ -79,6 +83,8 @@ struct flc_client {
     int hs_mismatch;           /* a handshake met a server of the other mechanism (a CURVE
                                 * client's is said once); reset by one that succeeds */
     unsigned hs_fail_run;      /* handshakes failed without detail since one succeeded (CURVE) */
+    int probed;                /* the endpoint's mechanism was probed (flc_zmtp.h) since the
+                                * run's start or the last handshake that succeeded */
     int unanswered_said;       /* a CURVE handshake ended without an answer, before any
                                 * succeeded, was said (warn; the rest at debug) */
     uint64_t hello_ns;         /* when the last Hello went out, or a link came up since */
@@ -471,6 +477,47 @@ flc_status flc_client_new(const flc_config *cfg, flc_client **out)
     return FLC_OK;
 }
 
+/* A server of another security mechanism than this client's was met (peer: its mechanism as its
+ * greeting names it, or NULL where libzmq reported the mismatch, which does not name it: then
+ * probed for the name, unless it was since the last handshake that succeeded): nothing would
+ * ever get through, so the connection counts as refused (AUTH_TRIES in a row give up). Said once
+ * until a handshake succeeds. */
+static void mismatch_seen(flc_client *c, const char *peer)
+{
+    if (!c->hs_mismatch) {
+        /* libzmq's report does not name the server's mechanism: its greeting does */
+        char mech[FLC_ZMTP_MECH_MAX + 1];
+        if (!peer && !c->probed) {
+            c->probed = 1;
+            /* (our own: the server changed between the two connections; not named then) */
+            if (flc_zmtp_probe_mechanism(mech, c->endpoint, c->wake[0], PROBE_MS) == 1 &&
+                strcmp(mech, c->server_pub ? "CURVE" : "NULL") != 0)
+                peer = mech;
+        }
+        const char *ours = c->server_pub ? "CURVE client" : "plain-text client";
+        if (peer && strcmp(peer, c->server_pub ? "NULL" : "CURVE") == 0)
+            fl_log(&c->log, FL_LOG_WARN, "%s speaks another security mechanism than this %s: its "
+                   "greeting names %s, so %s", c->endpoint, ours, peer, c->server_pub
+                   ? "it runs plain text (fl_server --insecure): connect without keys (no "
+                     "server_public_key, no secret_key)"
+                   : "it runs CURVE: server_public_key and secret_key are needed");
+        else if (peer)
+            fl_log(&c->log, FL_LOG_WARN, "%s speaks another security mechanism than this %s: its "
+                   "greeting names %s, which a fedrop server does not speak (not a fedrop "
+                   "server?)", c->endpoint, ours, peer);
+        else if (!c->server_pub)
+            fl_log(&c->log, FL_LOG_WARN, "%s speaks another security mechanism than this "
+                   "plain-text client: it runs CURVE? then server_public_key and secret_key "
+                   "are needed", c->endpoint);
+        else /* CURVE against a plain-text server: its key is not the question */
+            fl_log(&c->log, FL_LOG_WARN, "%s speaks another security mechanism than this CURVE "
+                   "client: it runs plain text (fl_server --insecure)? then connect without "
+                   "keys (no server_public_key, no secret_key)", c->endpoint);
+    }
+    c->hs_mismatch = 1;
+    c->hs_failed = 1;
+}
+
 /* Reads the socket monitor's pending events: a handshake that succeeded resets the count of
  * refusals; a refused one (the server's ZAP handler answered 400: our key is not on its
  * allow-list), a mechanism mismatch or, over CURVE, a protocol error marks this connection as
@@ -515,6 +562,7 @@ static void drain_monitor(flc_client *c)
             c->hs_ever_ok = 1;
             c->hs_mismatch = 0; /* a CURVE server now: a later failure is news about the key */
             c->hs_fail_run = 0;
+            c->probed = 0;
             c->prelink_said = 0;
             c->prelink_drops = 0;
             c->hs_count++;
@@ -529,19 +577,28 @@ static void drain_monitor(flc_client *c)
             break;
         case ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL:
         case ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL:
+            /* The first hang-up without detail since the run's start or the last handshake
+             * that succeeded: is the server of the other mechanism? libzmq says so only when
+             * its greeting was read before it hung up, which it mostly is not (flc_zmtp.h);
+             * the probe reads it. One a streak: an endpoint that takes each connection and
+             * closes it (a proxy with no server) gets one more connection, not one a retry. */
+            if (event == ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL && !c->hs_mismatch && !c->probed) {
+                c->probed = 1;
+                char mech[FLC_ZMTP_MECH_MAX + 1];
+                if (flc_zmtp_probe_mechanism(mech, c->endpoint, c->wake[0], PROBE_MS) == 1 &&
+                    strcmp(mech, c->server_pub ? "CURVE" : "NULL") != 0) {
+                    mismatch_seen(c, mech);
+                    break;
+                }
+            }
+            if (event == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL &&
+                value == ZMQ_PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH) {
+                mismatch_seen(c, NULL);
+                break;
+            }
             /* NO_DETAIL is also any network error mid-handshake (a reset, a timeout, a server
              * killed): it counts only while no handshake ever succeeded, when it is how a wrong
              * server_public_key shows. Plain text: a lost connection is just that. */
-            if (!c->server_pub && event == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL &&
-                value == ZMQ_PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH) {
-                /* Plain text against a server that encrypts: nothing would ever get through. */
-                fl_log(&c->log, FL_LOG_WARN, "%s speaks another security mechanism than this "
-                       "plain-text client: it runs CURVE? then server_public_key and secret_key "
-                       "are needed", c->endpoint);
-                c->hs_mismatch = 1;
-                c->hs_failed = 1;
-                break;
-            }
             if (!c->server_pub) {
                 /* Once the server was seen to run CURVE, its hang-ups before this client read
                  * its greeting (a broken pipe, no detail) are that mismatch again, not news. */
@@ -561,18 +618,6 @@ static void drain_monitor(flc_client *c)
                            "server_public_key must be its public key now (or the server runs "
                            "plain text now, fl_server --insecure); retrying", c->endpoint,
                            KEY_HINT_FAILS, zmq_strerror((int)value));
-                break;
-            }
-            if (event == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL &&
-                value == ZMQ_PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH) {
-                /* CURVE against a plain-text server: its key is not the question. */
-                if (!c->hs_mismatch)
-                    fl_log(&c->log, FL_LOG_WARN, "%s speaks another security mechanism than "
-                           "this CURVE client: it runs plain text (fl_server --insecure)? then "
-                           "connect without keys (no server_public_key, no secret_key)",
-                           c->endpoint);
-                c->hs_mismatch = 1;
-                c->hs_failed = 1;
                 break;
             }
             /* The plain-text server often closes before its greeting is read: a broken pipe

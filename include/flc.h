@@ -387,11 +387,21 @@ flc_status flc_client_new(const flc_config *cfg, flc_client **out);
  * shows) or one that fails on a protocol error is retried with the reconnect backoff; after 3
  * such failures in a row, with no successful handshake between them, flc_client_run returns
  * FLC_ERR_AUTH. The few retries leave room for an allow-list the server reloads, without
- * retrying forever. A CURVE handshake that the endpoint ends without an answer (it hangs up) is
- * no refusal: before this client's first handshake that succeeded it is a wrong
- * server_public_key (the server cannot open the client's HELLO and hangs up) or no server behind
- * the endpoint (a load balancer or proxy whose server is down, a server over its connection
- * limit), which the client cannot tell apart. It is logged once at warn (asking both questions),
+ * retrying forever. libzmq reports a mismatch only when the client read the server's greeting
+ * before the server hung up, which it mostly does not; so at the first handshake that fails
+ * without detail (a hang-up) since the run's start or the last handshake that succeeded, the
+ * client probes the endpoint (tcp:// and ipc://): a connection of its own that reads the
+ * server's greeting, which names its mechanism, and closes (at most 2 s, cut short by
+ * flc_client_stop; the server sees a connection that ended mid-greeting and logs nothing). A
+ * server of the other mechanism is then known at the first connection, and said naming it ("its
+ * greeting names CURVE"); until 2026-12-05 the client retried until libzmq happened to report
+ * it (3-70 s at the default backoff; a CURVE client against a plain-text server could retry for
+ * ever). An endpoint that takes each connection and closes it sees one connection more a streak.
+ * A CURVE handshake that the endpoint ends without an answer (it hangs up) is no refusal: before
+ * this client's first handshake that succeeded it is a wrong server_public_key (the server
+ * cannot open the client's HELLO and hangs up) or no server behind the endpoint (a load
+ * balancer or proxy whose server is down, a server over its connection limit), which the client
+ * cannot tell apart. It is logged once at warn (asking both questions),
  * counted in flc_stats.handshakes_unanswered, and retried with the reconnect backoff for as long
  * as it lasts, so that a device started while its server is down comes in when the server is
  * back; a program that would rather give up on a key it suspects reads that count in its log

@@ -3,7 +3,7 @@
 
     fl_it.py TEST        TEST in: learn, client_kill, server_resume, server_resume_topk,
                          server_resume_afd_multi,
-                         new_run_topk, unknown_key, garbage,
+                         new_run_topk, unknown_key, mechanisms, garbage,
                          train_failure, small_device, server_full, client_signals, revoked,
                          key_rotation,
                          twin_ids, colliding_ids, fd_limit
@@ -510,6 +510,39 @@ def test_unknown_key(h):
     check(s['auth_refused'] >= 1, 'exit summary counts %d auth refusals' % s['auth_refused'])
 
 
+# ---- 4b. a client of the other security mechanism --------------------------------------------
+# fl_client --insecure against a server that runs CURVE, and fl_client with keys against one that
+# runs --insecure: nothing can get through, so each must exit 3 (refused) and say which mechanism
+# the server runs. libzmq tells the client only when it reads the server's greeting before the
+# server hangs up, which it mostly does not; libflclient then probes the endpoint's greeting
+# (fl_client/flc_zmtp.h). Fails if either client is still retrying after 20 s (before the probe:
+# 3-70 s at the default backoff, by luck), exits otherwise, or does not name the mismatch.
+def test_mechanisms(h):
+    sk, spub = h.keygen('server')
+    ck, _ = h.keygen('c')
+    allow = h.allow_list(['c'])
+    curve = h.server(SMALL + ['--secret-key', sk, '--allow-list', allow, '--rounds', '100000',
+                              '--clients', '1'], log='curve_server.log')
+    plain = h.server(SMALL + ['--insecure', '--rounds', '100000', '--clients', '1'],
+                     log='plain_server.log')
+    for srv, key, log, said in (
+            (curve, None, 'plain_client.log',
+             'speaks another security mechanism than this plain-text client: its greeting names '
+             'CURVE, so it runs CURVE: --server-key and --key are needed'),
+            (plain, (ck, spub), 'curve_client.log',
+             'speaks another security mechanism than this CURVE client: its greeting names NULL, '
+             'so it runs plain text (fl_server --insecure): connect without keys')):
+        t0 = time.monotonic()
+        c = h.client(srv.endpoint, 0, 1, log=log, key=key)
+        rc = h.wait_exit(c, 20, 'fl_client (%s) against a server of the other mechanism' % log)
+        check(rc == 3, '%s: exits 3 after %.1f s (rc=%d)' % (log, time.monotonic() - t0, rc))
+        text = h.read(log)
+        check(text.count(said) == 1, '%s: says once that the server speaks the other mechanism, '
+              'naming it' % log)
+        check('giving up' in text, '%s: says it gives up' % log)
+    check(curve.poll() is None and plain.poll() is None, 'both servers still up')
+
+
 # ---- 5. ten thousand malformed frames from an admitted client -----------------------------------
 # it_garbage_client (tests/integration/it_garbage_client.c) is an admitted CURVE client: it says
 # Hello as "client-2", waits for its Task, then sends 10000 bad frames (random bytes, truncated and
@@ -995,6 +1028,7 @@ TESTS = {
     'server_resume_afd_multi': test_server_resume_afd_multi,
     'new_run_topk': test_new_run_topk,
     'unknown_key': test_unknown_key,
+    'mechanisms': test_mechanisms,
     'garbage': test_garbage,
     'train_failure': test_train_failure,
     'small_device': test_small_device,
