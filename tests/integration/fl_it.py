@@ -515,8 +515,9 @@ def test_unknown_key(h):
 # runs --insecure: nothing can get through, so each must exit 3 (refused) and say which mechanism
 # the server runs. libzmq tells the client only when it reads the server's greeting before the
 # server hangs up, which it mostly does not; libflclient then probes the endpoint's greeting
-# (fl_client/flc_zmtp.h). Fails if either client is still retrying after 20 s (before the probe:
-# 3-70 s at the default backoff, by luck), exits otherwise, or does not name the mismatch.
+# (fl_client/flc_zmtp.h). Fails if either client is still retrying 20 s after it loaded its
+# dataset (before the probe: 3-70 s at the default backoff, by luck), exits otherwise, or does not
+# name the mismatch.
 def test_mechanisms(h):
     sk, spub = h.keygen('server')
     ck, _ = h.keygen('c')
@@ -532,10 +533,13 @@ def test_mechanisms(h):
             (plain, (ck, spub), 'curve_client.log',
              'speaks another security mechanism than this CURVE client: its greeting names NULL, '
              'so it runs plain text (fl_server --insecure): connect without keys')):
-        t0 = time.monotonic()
         c = h.client(srv.endpoint, 0, 1, log=log, key=key)
+        # its dataset first (about 20 s under TSan), then the connection
+        h.wait_log(log, r'local samples', 120, c)
+        t0 = time.monotonic()
         rc = h.wait_exit(c, 20, 'fl_client (%s) against a server of the other mechanism' % log)
-        check(rc == 3, '%s: exits 3 after %.1f s (rc=%d)' % (log, time.monotonic() - t0, rc))
+        check(rc == 3, '%s: exits 3 %.1f s after its dataset was loaded (rc=%d)'
+              % (log, time.monotonic() - t0, rc))
         text = h.read(log)
         check(text.count(said) == 1, '%s: says once that the server speaks the other mechanism, '
               'naming it' % log)
