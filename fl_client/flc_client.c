@@ -482,18 +482,27 @@ flc_status flc_client_new(const flc_config *cfg, flc_client **out)
  * probed for the name, unless it was since the last handshake that succeeded): nothing would
  * ever get through, so the connection counts as refused (AUTH_TRIES in a row give up). Said once
  * until a handshake succeeds. */
+/* Probes the endpoint's mechanism (flc_zmtp.h), once a streak (c->probed): mech when the server
+ * names another than this client's, NULL otherwise (ours, or none read). */
+static const char *probe_other_mechanism(flc_client *c, char *mech)
+{
+    if (c->probed)
+        return NULL;
+    c->probed = 1;
+    if (flc_zmtp_probe_mechanism(mech, c->endpoint, c->wake[0], PROBE_MS) != 1 ||
+        strcmp(mech, c->server_pub ? "CURVE" : "NULL") == 0)
+        return NULL;
+    return mech;
+}
+
 static void mismatch_seen(flc_client *c, const char *peer)
 {
     if (!c->hs_mismatch) {
-        /* libzmq's report does not name the server's mechanism: its greeting does */
+        /* libzmq's report does not name the server's mechanism: its greeting does (ours, if the
+         * server changed between the two connections: not named then) */
         char mech[FLC_ZMTP_MECH_MAX + 1];
-        if (!peer && !c->probed) {
-            c->probed = 1;
-            /* (our own: the server changed between the two connections; not named then) */
-            if (flc_zmtp_probe_mechanism(mech, c->endpoint, c->wake[0], PROBE_MS) == 1 &&
-                strcmp(mech, c->server_pub ? "CURVE" : "NULL") != 0)
-                peer = mech;
-        }
+        if (!peer)
+            peer = probe_other_mechanism(c, mech);
         const char *ours = c->server_pub ? "CURVE client" : "plain-text client";
         if (peer && strcmp(peer, c->server_pub ? "NULL" : "CURVE") == 0)
             fl_log(&c->log, FL_LOG_WARN, "%s speaks another security mechanism than this %s: its "
@@ -582,12 +591,11 @@ static void drain_monitor(flc_client *c)
              * its greeting was read before it hung up, which it mostly is not (flc_zmtp.h);
              * the probe reads it. One a streak: an endpoint that takes each connection and
              * closes it (a proxy with no server) gets one more connection, not one a retry. */
-            if (event == ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL && !c->hs_mismatch && !c->probed) {
-                c->probed = 1;
+            if (event == ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL && !c->hs_mismatch) {
                 char mech[FLC_ZMTP_MECH_MAX + 1];
-                if (flc_zmtp_probe_mechanism(mech, c->endpoint, c->wake[0], PROBE_MS) == 1 &&
-                    strcmp(mech, c->server_pub ? "CURVE" : "NULL") != 0) {
-                    mismatch_seen(c, mech);
+                const char *other = probe_other_mechanism(c, mech);
+                if (other) {
+                    mismatch_seen(c, other);
                     break;
                 }
             }

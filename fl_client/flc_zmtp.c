@@ -151,12 +151,12 @@ int flc_zmtp_probe_mechanism(char *mech, const char *ep, int wake_fd, int timeou
     static const uint8_t head[11] = {0xff, 0, 0, 0, 0, 0, 0, 0, 1, 0x7f, 3};
     uint8_t buf[FLC_ZMTP_GREETING_HEAD];
     size_t sent = 0, got = 0;
-    int verdict = 0;
-    while (verdict == 0) {
+    int rc = 0;
+    for (;;) {
         const int want_out = sent < sizeof head;
         const int w = wait_fd(fd, want_out ? (POLLIN | POLLOUT) : POLLIN, wake_fd, deadline);
         if (w <= 0) {
-            verdict = w < 0 ? -2 : -1;
+            rc = w; /* -1 woken, 0 timed out */
             break;
         }
         if (want_out) {
@@ -171,11 +171,13 @@ int flc_zmtp_probe_mechanism(char *mech, const char *ep, int wake_fd, int timeou
             break;
         if (k > 0) {
             got += (size_t)k;
-            verdict = flc_zmtp_greeting_mechanism(mech, buf, got);
+            const int v = flc_zmtp_greeting_mechanism(mech, buf, got);
+            if (v != 0) {
+                rc = v == 1;
+                break;
+            }
         }
     }
     close(fd);
-    if (verdict == -2)
-        return -1;
-    return verdict == 1 ? 1 : 0;
+    return rc;
 }
