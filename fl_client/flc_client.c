@@ -56,6 +56,11 @@
 /* How long the probe of a server's mechanism (flc_zmtp.h) may take: a connection and a round trip
  * of a greeting, on a slow link too. flc_client_stop cuts it short. */
 #define PROBE_MS 2000
+/* While no probe of a streak of hang-ups read a greeting (the endpoint took the connection and
+ * closed it: a proxy with no server behind it yet, say), every PROBE_EVERY-th hang-up is probed
+ * again: a server that comes up there later is known within that many retries (at most about 80 s
+ * at the default backoff cap), for at most one connection more in PROBE_EVERY. */
+#define PROBE_EVERY 8
 /* How long one send may wait for room on the socket before it counts as failed; the wait is
  * cut short by flc_client_stop and by a failed handshake. */
 #define SEND_WAIT_MS 30000
@@ -83,8 +88,10 @@ struct flc_client {
     int hs_mismatch;           /* a handshake met a server of the other mechanism (a CURVE
                                 * client's is said once); reset by one that succeeds */
     unsigned hs_fail_run;      /* handshakes failed without detail since one succeeded (CURVE) */
-    int probed;                /* the endpoint's mechanism was probed (flc_zmtp.h) since the
+    int probe_read;            /* a probe (flc_zmtp.h) read the endpoint's greeting since the
                                 * run's start or the last handshake that succeeded */
+    unsigned probe_wait;       /* hang-ups without detail to let pass before the next probe,
+                                * while none read a greeting (PROBE_EVERY) */
     int unanswered_said;       /* a CURVE handshake ended without an answer, before any
                                 * succeeded, was said (warn; the rest at debug) */
     uint64_t hello_ns;         /* when the last Hello went out, or a link came up since */
@@ -477,24 +484,31 @@ flc_status flc_client_new(const flc_config *cfg, flc_client **out)
     return FLC_OK;
 }
 
-/* A server of another security mechanism than this client's was met (peer: its mechanism as its
- * greeting names it, or NULL where libzmq reported the mismatch, which does not name it: then
- * probed for the name, unless it was since the last handshake that succeeded): nothing would
- * ever get through, so the connection counts as refused (AUTH_TRIES in a row give up). Said once
- * until a handshake succeeds. */
-/* Probes the endpoint's mechanism (flc_zmtp.h), once a streak (c->probed): mech when the server
- * names another than this client's, NULL otherwise (ours, or none read). */
-static const char *probe_other_mechanism(flc_client *c, char *mech)
+/* Probes the endpoint's mechanism (flc_zmtp.h): mech when the server names another than this
+ * client's, NULL otherwise (ours, none read, or not probed now). A streak of hang-ups (since the
+ * run's start or the last handshake that succeeded) is probed at its first; once a probe read a
+ * greeting, not again; until then, again at every PROBE_EVERY-th hang-up (hangup: this call is
+ * for one), and whenever libzmq reports a mismatch (hangup 0), which does not name it. */
+static const char *probe_other_mechanism(flc_client *c, char *mech, int hangup)
 {
-    if (c->probed)
+    if (c->probe_read)
         return NULL;
-    c->probed = 1;
-    if (flc_zmtp_probe_mechanism(mech, c->endpoint, c->wake[0], PROBE_MS) != 1 ||
-        strcmp(mech, c->server_pub ? "CURVE" : "NULL") == 0)
+    if (hangup && c->probe_wait) {
+        c->probe_wait--;
         return NULL;
-    return mech;
+    }
+    c->probe_wait = PROBE_EVERY - 1;
+    if (flc_zmtp_probe_mechanism(mech, c->endpoint, c->wake[0], PROBE_MS) != 1)
+        return NULL;
+    c->probe_read = 1;
+    return strcmp(mech, c->server_pub ? "CURVE" : "NULL") == 0 ? NULL : mech;
 }
 
+/* A server of another security mechanism than this client's was met (peer: its mechanism as its
+ * greeting names it, or NULL where libzmq reported the mismatch, which does not name it: then
+ * probed for the name, unless a probe of this streak read a greeting): nothing would
+ * ever get through, so the connection counts as refused (AUTH_TRIES in a row give up). Said once
+ * until a handshake succeeds. */
 static void mismatch_seen(flc_client *c, const char *peer)
 {
     if (!c->hs_mismatch) {
@@ -502,7 +516,7 @@ static void mismatch_seen(flc_client *c, const char *peer)
          * server changed between the two connections: not named then) */
         char mech[FLC_ZMTP_MECH_MAX + 1];
         if (!peer)
-            peer = probe_other_mechanism(c, mech);
+            peer = probe_other_mechanism(c, mech, 0);
         const char *ours = c->server_pub ? "CURVE client" : "plain-text client";
         if (peer && strcmp(peer, c->server_pub ? "NULL" : "CURVE") == 0)
             fl_log(&c->log, FL_LOG_WARN, "%s speaks another security mechanism than this %s: its "
@@ -571,7 +585,8 @@ static void drain_monitor(flc_client *c)
             c->hs_ever_ok = 1;
             c->hs_mismatch = 0; /* a CURVE server now: a later failure is news about the key */
             c->hs_fail_run = 0;
-            c->probed = 0;
+            c->probe_read = 0;
+            c->probe_wait = 0;
             c->prelink_said = 0;
             c->prelink_drops = 0;
             c->hs_count++;
@@ -589,11 +604,13 @@ static void drain_monitor(flc_client *c)
             /* The first hang-up without detail since the run's start or the last handshake
              * that succeeded: is the server of the other mechanism? libzmq says so only when
              * its greeting was read before it hung up, which it mostly is not (flc_zmtp.h);
-             * the probe reads it. One a streak: an endpoint that takes each connection and
-             * closes it (a proxy with no server) gets one more connection, not one a retry. */
+             * the probe reads it. Once a streak, or while no probe read a greeting once in
+             * PROBE_EVERY hang-ups: an endpoint that takes each connection and closes it (a
+             * proxy with no server behind it) gets at most one more connection in PROBE_EVERY,
+             * not one a retry, and a server that comes up behind it later is still read. */
             if (event == ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL && !c->hs_mismatch) {
                 char mech[FLC_ZMTP_MECH_MAX + 1];
-                const char *other = probe_other_mechanism(c, mech);
+                const char *other = probe_other_mechanism(c, mech, 1);
                 if (other) {
                     mismatch_seen(c, other);
                     break;

@@ -396,7 +396,10 @@ flc_status flc_client_new(const flc_config *cfg, flc_client **out);
  * server of the other mechanism is then known at the first connection, and said naming it ("its
  * greeting names CURVE"); until 2026-12-05 the client retried until libzmq happened to report
  * it (3-70 s at the default backoff; a CURVE client against a plain-text server could retry for
- * ever). An endpoint that takes each connection and closes it sees one connection more a streak.
+ * ever). An endpoint that takes each connection and closes it (a proxy with no server behind
+ * it) sends no greeting: while no probe of the streak read one, every 8th hang-up is probed again,
+ * so that a server which comes up behind it later is still named (within 8 retries), for at most
+ * one connection more in 8.
  * A CURVE handshake that the endpoint ends without an answer (it hangs up) is no refusal: before
  * this client's first handshake that succeeded it is a wrong server_public_key (the server
  * cannot open the client's HELLO and hangs up) or no server behind the endpoint (a load

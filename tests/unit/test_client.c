@@ -1791,6 +1791,79 @@ static void test_curve_client_rides_out_dead_backend(void **state)
     logbuf_free(lb);
 }
 
+/* A plain-text client started while its endpoint is a proxy with no server behind it (each
+ * connection taken and closed: its probes read no greeting), and then a CURVE server comes up
+ * there. The probe of the first hang-up read nothing, so it is run again at every PROBE_EVERY-th
+ * hang-up while none read a greeting (told apart here by the bytes each connection sends): the
+ * CURVE server is named within a few retries and the run gives up as at a first connection.
+ * Until 2026-12-06 a streak was probed once, at its first hang-up, and the client then waited
+ * for libzmq's own report (racy: retrying as long as the server won the race of its close, and
+ * never naming the mechanism: this test then fails on the message). */
+static void test_plain_client_proxy_then_curve(void **state)
+{
+    (void)state;
+    key_trio k;
+    key_trio_new(&k);
+    char ep[128];
+    const int lfd = plain_listener(ep, sizeof ep);
+    logbuf *lb = logbuf_new();
+    runner r;
+    flc_client *c = client_started(ep, lb, 0, 60000, 10, 40, &r);
+    /* Connections taken and closed until the second probe. Told apart by what they send before
+     * any answer: libzmq its signature (10 bytes), the probe those and the major version (11). */
+    int zmq_conns = 0, probes = 0, second_after = 0;
+    const double end = fl_time_mono_s() + 10.0 * TS;
+    while (!atomic_load(&r.done) && probes < 2 && zmq_conns < 40 && fl_time_mono_s() < end) {
+        struct pollfd p = {lfd, POLLIN, 0};
+        int fd;
+        if (poll(&p, 1, 20) != 1 || (fd = accept(lfd, NULL, NULL)) < 0)
+            continue;
+        uint8_t buf[64];
+        size_t got = 0;
+        for (int wait_ms = 1000 * TS; got < sizeof buf; wait_ms = 50) {
+            struct pollfd q = {fd, POLLIN, 0};
+            ssize_t n;
+            if (poll(&q, 1, wait_ms) != 1 || (n = read(fd, buf + got, sizeof buf - got)) <= 0)
+                break;
+            got += (size_t)n;
+        }
+        close(fd);
+        if (got == 11 && (++probes) == 2)
+            second_after = zmq_conns;
+        else if (got != 11)
+            zmq_conns++;
+    }
+    close(lfd);
+    if (atomic_load(&r.done) || probes < 2) {
+        flc_client_stop(c);
+        run_wait(&r, 5.0);
+        fail_msg("status %d, %d probes in %d connections of libzmq taken and closed (want the "
+                 "client still retrying, and probed again); log:\n%s", r.st, probes, zmq_conns,
+                 lb->text);
+    }
+    /* probed at the first hang-up, and again PROBE_EVERY (8) later: at most one connection more
+     * in 8 (a reading of the monitor late by a few connections is let pass) */
+    if (second_after < 9 || second_after > 13)
+        fail_msg("the second probe after %d connections of libzmq (want 9 to 13)", second_after);
+    assert_int_equal(log_count(lb, "another security mechanism"), 0);
+    fake f;
+    fake_bind(&f, ep, k.asec);
+    if (!run_wait(&r, 10.0 * TS)) {
+        flc_client_stop(c);
+        run_wait(&r, 60.0);
+        fail_msg("still retrying 10 s after a CURVE server came up behind the endpoint; "
+                 "log:\n%s", lb->text);
+    }
+    flc_client_free(c);
+    fake_close(&f);
+    if (r.st != FLC_ERR_AUTH ||
+        log_count(lb, "another security mechanism than this plain-text client: its greeting "
+                  "names CURVE, so it runs CURVE") != 1)
+        fail_msg("status %d (%s), want FLC_ERR_AUTH and the mismatch said once, naming CURVE; "
+                 "log:\n%s", r.st, flc_strerror(r.st), lb->text);
+    logbuf_free(lb);
+}
+
 /* ---- no ZeroMQ heartbeats on the client's connection -------------------------------------- */
 
 /* n bytes from fd into buf within the deadline (CLOCK_MONOTONIC seconds); 1 if all came. */
@@ -4154,6 +4227,7 @@ int main(void)
         cmocka_unit_test(test_zmtp_probe),
         cmocka_unit_test(test_plain_client_curve_server),
         cmocka_unit_test(test_curve_client_plain_server),
+        cmocka_unit_test(test_plain_client_proxy_then_curve),
         cmocka_unit_test(test_plain_client_curve_hangups),
         cmocka_unit_test(test_one_hello_after_server_down),
         cmocka_unit_test(test_no_server_at_endpoint_said),
