@@ -601,13 +601,11 @@ static void drain_monitor(flc_client *c)
             break;
         case ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL:
         case ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL:
-            /* The first hang-up without detail since the run's start or the last handshake
-             * that succeeded: is the server of the other mechanism? libzmq says so only when
-             * its greeting was read before it hung up, which it mostly is not (flc_zmtp.h);
-             * the probe reads it. Once a streak, or while no probe read a greeting once in
-             * PROBE_EVERY hang-ups: an endpoint that takes each connection and closes it (a
-             * proxy with no server behind it) gets at most one more connection in PROBE_EVERY,
-             * not one a retry, and a server that comes up behind it later is still read. */
+            /* A hang-up without detail: is the server of the other mechanism? libzmq says so
+             * only when its greeting was read before it hung up, which it mostly is not
+             * (flc_zmtp.h); the probe reads it, at the hang-ups probe_other_mechanism picks
+             * (not one a retry: an endpoint that takes each connection and closes it, a proxy
+             * with no server behind it, would see twice the connections). */
             if (event == ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL && !c->hs_mismatch) {
                 char mech[FLC_ZMTP_MECH_MAX + 1];
                 const char *other = probe_other_mechanism(c, mech, 1);
