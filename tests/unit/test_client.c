@@ -728,6 +728,9 @@ static void fake_close(fake *f)
     }
     zmq_close(f->router);
     zmq_ctx_term(f->ctx);
+    /* libzmq 4.3 leaves an ipc:// endpoint's socket file behind, even on unbind */
+    if (strncmp(f->ep, "ipc://", 6) == 0 && f->ep[6] != '@')
+        unlink(f->ep + 6);
 }
 
 /* The next message from the client within timeout_ms, or NULL. Heartbeats are skipped. */
@@ -1653,7 +1656,6 @@ static void test_zmtp_probe(void **state)
     assert_int_equal(flc_zmtp_probe_mechanism(mech, ipc, -1, 5000), 1);
     assert_string_equal(mech, "NULL");
     fake_close(&f);
-    unlink(ipc + strlen("ipc://")); /* libzmq leaves the socket file behind */
     /* a listener that never accepts: the kernel completes the connection, no greeting comes */
     char lep[128];
     const int lfd = plain_listener(lep, sizeof lep);
