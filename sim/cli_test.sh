@@ -98,6 +98,27 @@ for c in "--bogus|unknown option 'bogus'" "--rounds 1 --roundz|unknown option 'r
 done
 echo "last-argument options: unknown named as unknown"
 
+# A 0|1 option alone means 1, last or before another option; with a value it takes the value,
+# and a value that is no boolean is still refused. (ARGS holds --quiet 1: not used here.)
+BARE="--dataset synth-images:1200:1x8x8:4 --model mlp:64-16-4 --clients 20 --per-round 4
+      --partition iid --threads 1 --rounds 2"
+rounds_said() { grep -c '^round ' "$1" || true; }
+rc=0
+"$FL_SIM" $BARE --out "$DIR/bare" --quiet >"$DIR/bare.out" 2>"$DIR/bare.err" || rc=$?
+[ "$rc" -eq 0 ] || fail "--quiet alone: exit status $rc ($(cat "$DIR/bare.err"))"
+[ "$(rounds_said "$DIR/bare.out")" -eq 0 ] || fail "--quiet alone: per-round lines written"
+grep -q '^rounds 2 ' "$DIR/bare.out" || fail "--quiet alone: no closing line"
+rc=0
+"$FL_SIM" $BARE --agg-dilute --quiet 0 --out "$DIR/bare2" >"$DIR/bare2.out" 2>&1 || rc=$?
+[ "$rc" -eq 0 ] || fail "--agg-dilute alone: exit status $rc ($(cat "$DIR/bare2.out"))"
+grep -q '"agg_dilute": *1' "$DIR/bare2/summary.json" || fail "--agg-dilute alone: not set"
+[ "$(rounds_said "$DIR/bare2.out")" -eq 2 ] || fail "--quiet 0: $(cat "$DIR/bare2.out")"
+rc=0
+"$FL_SIM" $BARE --quiet maybe >/dev/null 2>"$DIR/bare3.err" || rc=$?
+[ "$rc" -eq 2 ] && grep -qF "'maybe' is not a boolean" "$DIR/bare3.err" ||
+    fail "--quiet maybe: exit status $rc, $(cat "$DIR/bare3.err")"
+echo "0|1 options: alone they mean 1"
+
 # A flag given again: the last value counts (a script's common flags, then an override), said.
 "$FL_SIM" $ARGS --rounds 1 --per-round 2 >/dev/null 2>"$DIR/twice.err" ||
     fail "a flag given again: $(cat "$DIR/twice.err")"

@@ -257,7 +257,8 @@ static void usage(FILE *f)
         "mpirun). Writes DIR/rounds.csv and DIR/summary.json with --out DIR.\n"
         "\n"
         "Options (a YAML --config file takes the same names as keys; flags override it; relative\n"
-        "paths of its trace and dataset files are taken beside the file, its out where fl_sim runs):\n");
+        "paths of its trace and dataset files are taken beside the file, its out where fl_sim runs;\n"
+        "a 0|1 option given alone, with no value after it, means 1: --quiet is --quiet 1):\n");
     for (const flsim_option_doc *d = flsim_option_docs(); d->name; d++) {
         /* name and argument padded together: a name longer than its column (--score-accumulate)
          * shifts its argument, not every column after it */
@@ -688,7 +689,20 @@ static const char *experiment_unknown(const char *name, char *why, size_t cap)
     return why;
 }
 
-/* Splits argv into (name, value) pairs: --name value or --name=value. */
+/* A 0|1 option (its --help value column), or the experiment's --fresh: given alone, with no
+ * value after it, it means 1. */
+static int bare_switch(const char *name, int experiment)
+{
+    if (experiment && !strcmp(name, "fresh"))
+        return 1;
+    for (const flsim_option_doc *d = flsim_option_docs(); d->name; d++)
+        if (!strcmp(d->name, name))
+            return !strcmp(d->arg, "0|1");
+    return 0;
+}
+
+/* Splits argv into (name, value) pairs: --name value or --name=value; a 0|1 option may stand
+ * alone (bare_switch). */
 static int next_opt(int argc, char **argv, int *i, const char **name, const char **value,
                     char *buf, size_t cap, int experiment)
 {
@@ -723,6 +737,11 @@ static int next_opt(int argc, char **argv, int *i, const char **name, const char
         return -1;
     }
     const int last = *i + 1 >= argc;
+    if ((last || strncmp(argv[*i + 1], "--", 2) == 0) && bare_switch(a, experiment)) {
+        *value = "1"; /* "--quiet" alone: "--quiet 1" */
+        (*i)++;
+        return 0;
+    }
     if (last || strncmp(argv[*i + 1], "--", 2) == 0) {
         /* No value follows: a misspelt option is named as such, not as one missing its value. */
         static const char *const own[] = {"config", "preset", "seeds", "fresh"};
