@@ -930,6 +930,12 @@ static int open_socket(flc_client *c)
         close_socket(c);
         return -1;
     }
+    /* Said once: until the server answers (or liveness_ms passes without a connection) the
+     * client has nothing else to say, and a wrong endpoint looked like a hang. Reconnects say
+     * "reconnecting in N ms" instead. */
+    if (c->mon_seq == 1)
+        fl_log(&c->log, FL_LOG_INFO, "connecting to %s (%s)", c->endpoint,
+               c->server_pub ? "CURVE" : "plain text");
     return 0;
 }
 

@@ -1234,6 +1234,11 @@ static void test_no_server_at_endpoint_said(void **state)
              "retrying", ep, 150 * TS);
     if (log_count(lb, want) < 2 || log_count(lb, "no word from"))
         fail_msg("log lacks '%s' twice (or says 'no word from'):\n%s", want, lb->text);
+    /* the endpoint is named as the client starts (nothing else is said until liveness_ms
+     * passes), once: the retries say "reconnecting in N ms" */
+    snprintf(want, sizeof want, "connecting to %s (plain text)", ep);
+    if (log_count(lb, want) != 1 || log_count(lb, "connecting to ") != 1)
+        fail_msg("log lacks '%s' once:\n%s", want, lb->text);
     logbuf_free(lb);
 
     /* a host name: whether it resolves is the other question (a device maker's typo looked
