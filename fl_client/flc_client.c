@@ -932,7 +932,8 @@ static int open_socket(flc_client *c)
     }
     /* Said once: until the server answers (or liveness_ms passes without a connection) the
      * client has nothing else to say, and a wrong endpoint looked like a hang. Reconnects say
-     * "reconnecting in N ms" instead. */
+     * "reconnecting in N ms" instead. mon_seq counts this client's socket opens: 1 is the
+     * first. */
     if (c->mon_seq == 1)
         fl_log(&c->log, FL_LOG_INFO, "connecting to %s (%s)", c->endpoint,
                c->server_pub ? "CURVE" : "plain text");

@@ -737,12 +737,13 @@ static int next_opt(int argc, char **argv, int *i, const char **name, const char
         return -1;
     }
     const int last = *i + 1 >= argc;
-    if ((last || strncmp(argv[*i + 1], "--", 2) == 0) && bare_switch(a, experiment)) {
+    const int no_value = last || strncmp(argv[*i + 1], "--", 2) == 0;
+    if (no_value && bare_switch(a, experiment)) {
         *value = "1"; /* "--quiet" alone: "--quiet 1" */
         (*i)++;
         return 0;
     }
-    if (last || strncmp(argv[*i + 1], "--", 2) == 0) {
+    if (no_value) {
         /* No value follows: a misspelt option is named as such, not as one missing its value. */
         static const char *const own[] = {"config", "preset", "seeds", "fresh"};
         int known = 0;
