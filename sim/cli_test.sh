@@ -596,9 +596,21 @@ rc=0
 "$FL_SIM" --dataset synth-images:1200:1x8x8:4 --model mlp:64-16-4 --clients 2 --per-round 2 \
     --rounds 1 --threads 1 --quiet 1 --trace "$DIR/rare.csv" >/dev/null 2>"$DIR/rare.err" || rc=$?
 [ "$rc" -eq 1 ] || fail "trace too rarely on: exit status $rc, not 1: $(cat "$DIR/rare.err")"
-grep -qF "no round could start: fewer than --per-round 2 of the 2 clients with an availability above 0 in --trace $DIR/rare.csv were online for 10,000 idle steps" \
+grep -qF "no round could start: fewer than --per-round 2 of the 2 clients with an availability above 0 in --trace $DIR/rare.csv were online for 10,000 idle steps (at most 0 at once)" \
     "$DIR/rare.err" || fail "trace too rarely on: $(cat "$DIR/rare.err")"
 echo "trace with fewer clients that can come online than --per-round: refused, --trace named"
+
+# The same without a trace: --availability p:0.05 never brings all 10 clients online at once.
+# The message gives the most that were (until 2026-12-06 it said only "too few"), so that the
+# user sees how far --per-round is from what the availability gives.
+rc=0
+"$FL_SIM" --dataset synth-images:1200:1x8x8:4 --model mlp:64-16-4 --clients 10 --per-round 10 \
+    --rounds 1 --threads 1 --quiet 1 --availability p:0.05 >/dev/null 2>"$DIR/p.err" || rc=$?
+[ "$rc" -eq 1 ] || fail "availability too low: exit status $rc, not 1: $(cat "$DIR/p.err")"
+most=$(sed -n 's/^fl_sim: no round could start: at most \([0-9]*\) of the 10 clients that hold samples were online at once in 10,000 idle steps, fewer than --per-round 10 (see --availability, --idle-step)$/\1/p' "$DIR/p.err")
+[ -n "$most" ] && [ "$most" -ge 1 ] && [ "$most" -lt 10 ] ||
+    fail "availability too low: $(cat "$DIR/p.err")"
+echo "availability too low for --per-round: refused after the idle steps, with the most online ($most of 10)"
 
 # More clients than samples: those without one are never online, which is said at the start
 # with the count summary.json gives (until 2026-12-02 only summary.json's empty_clients said it).

@@ -462,6 +462,8 @@ struct sim {
     size_t *resid_n;
     int need_resid;
     uint8_t *online;          /* per client: joined the core */
+    uint32_t n_online;        /* clients joined now */
+    uint32_t most_online;     /* the most joined at once while no round could start */
     uint8_t *empty;           /* per client: its shard holds no sample */
     uint32_t can_online;      /* clients that hold samples and may ever be online */
     uint32_t nonempty;        /* clients that hold samples */
@@ -1860,6 +1862,7 @@ static fl_status update_availability(sim *S, uint32_t round, uint32_t attempt, d
         if (st != FL_OK)
             return st;
         S->online[k] = (uint8_t)on;
+        S->n_online += on ? 1u : (uint32_t)-1;
     }
     return FL_OK;
 }
@@ -2820,6 +2823,7 @@ fl_status flsim_run(const flsim_config *cfg, const flsim_data *data_in, const fl
             pending.train_wall_s = train_wall;
             free_jobs(&S);
             idle = 0;
+            S.most_online = 0;
             drain = 1;
             continue;
         }
@@ -2830,16 +2834,20 @@ fl_status flsim_run(const flsim_config *cfg, const flsim_data *data_in, const fl
         if (!any) {
             /* Too few clients online: wait (virtually) for more. */
             vt += cfg->idle_step_s;
+            if (S.n_online > S.most_online)
+                S.most_online = S.n_online;
             if (++idle > 10000) {
-                if (!S.trace)
-                    set_err(err, errlen, "%s%s", "no round could start: too few clients online ",
-                            "for 10,000 idle steps (see --availability, --idle-step)");
+                if (!S.trace && err && errlen)
+                    snprintf(err, errlen, "no round could start: at most %u of the %u clients "
+                             "that hold samples were online at once in 10,000 idle steps, fewer "
+                             "than --per-round %u (see --availability, --idle-step)",
+                             S.most_online, S.can_online, cfg->per_round);
                 else if (err && errlen)
                     snprintf(err, errlen, "no round could start: fewer than --per-round %u of "
                              "the %u clients with an availability above 0 in --trace %s were "
-                             "online for 10,000 idle steps: their availabilities are too low "
-                             "(see --trace, --idle-step)", cfg->per_round, S.can_online,
-                             cfg->trace);
+                             "online for 10,000 idle steps (at most %u at once): their "
+                             "availabilities are too low (see --trace, --idle-step)",
+                             cfg->per_round, S.can_online, cfg->trace, S.most_online);
                 st = FL_ERR_CONFIG;
                 /* The replicated core's decision, taken by every rank at this same step: a
                  * collective call, so that it is said once and the job ends without MPI_Abort. */
