@@ -612,6 +612,21 @@ most=$(sed -n 's/^fl_sim: no round could start: at most \([0-9]*\) of the 10 cli
     fail "availability too low: $(cat "$DIR/p.err")"
 echo "availability too low for --per-round: refused after the idle steps, with the most online ($most of 10)"
 
+# A chunk size that cuts a tensor into more chunks than the wire carries (2^16) is refused, as
+# fl_server refuses it (until 2026-12-06 fl_sim ran it, and the daemon ran rounds that sent no
+# Task). dense0.w of mlp:8192-16-4 holds 131,072 elements: chunks of 2 make 65,536 of them, the
+# most, and run.
+rc=0
+"$FL_SIM" --dataset synth-images:40:2x64x64:4 --model mlp:8192-16-4 --clients 4 --per-round 2 \
+    --rounds 1 --threads 1 --quiet 1 --chunk-elems 1 >/dev/null 2>"$DIR/chunks.err" || rc=$?
+[ "$rc" -eq 1 ] || fail "too many chunks: exit status $rc, not 1: $(cat "$DIR/chunks.err")"
+grep -qxF "fl_sim: --chunk-elems 1 cuts tensor dense0.w of the model mlp:8192-16-4 (131072 elements) into 131072 chunks, more than the 65536 a tensor the wire carries: use --chunk-elems 2 or more" \
+    "$DIR/chunks.err" || fail "too many chunks: $(cat "$DIR/chunks.err")"
+"$FL_SIM" --dataset synth-images:40:2x64x64:4 --model mlp:8192-16-4 --clients 4 --per-round 2 \
+    --rounds 1 --threads 1 --quiet 1 --chunk-elems 2 >/dev/null 2>"$DIR/chunks.err" ||
+    fail "65536 chunks of a tensor: $(cat "$DIR/chunks.err")"
+echo "a chunk size that cuts a tensor into more than 65536 chunks: refused; 65536 chunks run"
+
 # More clients than samples: those without one are never online, which is said at the start
 # with the count summary.json gives (until 2026-12-02 only summary.json's empty_clients said it).
 "$FL_SIM" $ARGS --clients 2000 --rounds 1 --out "$DIR/empty" >/dev/null 2>"$DIR/empty.err" ||

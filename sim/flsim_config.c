@@ -99,7 +99,7 @@ static const flsim_option_doc g_docs[] = {
     {"overcommit", "X", "select ceil(X * per-round) clients, the round closes at per-round updates (1)"},
     {"deadline", "SECONDS", "virtual round deadline; 0 = none (0)"},
     {"latency", "SECONDS", "one-way network latency added to each transfer (0)"},
-    {"chunk-elems", "N", "elements per wire chunk (65536)"},
+    {"chunk-elems", "N", "elements per wire chunk; a tensor may span at most 65536 chunks (65536)"},
     {"eval-every", "N", "evaluate every N rounds; 0 = only after the last (1)"},
     {"eval-samples", "N", "evaluate on the first N test samples (all if the set is smaller); 0 = all (0)"},
     {"target-acc", "A", "stop once the test accuracy reaches A, as evaluated (--eval-every); 0 = none (0)"},

@@ -86,6 +86,13 @@ fl_status fls_config_validate(const fls_config *cfg, char *err, size_t errlen)
                                      "weight_decay, prox_mu >= 0");
     if (cfg->chunk_elems < 1 || cfg->chunk_elems > (1u << 20))
         return cfg_fail(err, errlen, "chunk_elems must be in [1, 2^20]");
+    int big = -1;
+    const uint32_t least = fls_chunk_elems_min(&a, &big);
+    if (cfg->chunk_elems < least)
+        return cfg_fail(err, errlen, "chunk_elems %u cuts tensor %s of arch %s (%zu elements) "
+                        "into more than the %u chunks the wire carries a tensor: it must be at "
+                        "least %u", cfg->chunk_elems, a.tensors[big].name, a.spec,
+                        a.tensors[big].numel, flp_limits_default().max_chunks, least);
     /* The optimizer and the aggregator check their own options: ask them on a 1-element model. */
     fls_opt *o = NULL;
     fl_status st = fls_opt_new(&cfg->opt, 1, &o);
@@ -131,6 +138,21 @@ static void put(canon *c, const char *fmt, ...)
         c->overflow = 1;
     else
         c->len += (size_t)n;
+}
+
+uint32_t fls_chunk_elems_min(const flm_arch *a, int *largest)
+{
+    const uint64_t max = flp_limits_default().max_chunks;
+    int big = -1;
+    for (int i = 0; a && i < a->n_tensors; i++)
+        if (big < 0 || a->tensors[i].numel > a->tensors[big].numel)
+            big = i;
+    if (largest)
+        *largest = big;
+    if (big < 0)
+        return 1;
+    const uint64_t least = ((uint64_t)a->tensors[big].numel + max - 1) / max;
+    return least > 1 ? (uint32_t)least : 1u;
 }
 
 const char *fls_down_codec_refusal(const flz_spec *spec)

@@ -56,6 +56,13 @@ fls_config fls_config_default(void);
  * (architecture and codec specs parse, ranges of counts, rates and options). */
 fl_status fls_config_validate(const fls_config *cfg, char *err, size_t errlen);
 
+/* The smallest chunk_elems with which no tensor of a is cut into more chunks than the wire carries
+ * a tensor (flp_limits_default's max_chunks, 2^16, which every peer's decoder applies): 1 where
+ * no tensor holds more than 65,536 elements. *largest (may be NULL) gets the index of the tensor
+ * that sets it, -1 for a model of no tensor. A smaller chunk_elems could never be sent: every Task
+ * would fail to encode. */
+uint32_t fls_chunk_elems_min(const flm_arch *a, int *largest);
+
 /* NULL when spec may encode the downlink, else why not: the downlink carries the model's weights,
  * not an update, with no error feedback to carry what a stage drops, so top-k (which zeroes all
  * but the largest weights) and random subsampling (which zeroes weights at random and scales the

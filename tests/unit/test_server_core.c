@@ -1196,6 +1196,29 @@ static void test_config_digest(void **state)
     b = a;
     snprintf(b.down_codec, sizeof b.down_codec, "q3");
     assert_int_equal(fls_config_validate(&b, err, sizeof err), FL_ERR_CONFIG);
+    /* The wire carries at most 2^16 chunks a tensor: mlp:784-200-10's dense0.w (156,800 elements)
+     * needs chunks of at least 3 elements; before 2026-12-06 a smaller chunk_elems was taken and
+     * every Task failed to encode, the run going on with no update in any round. */
+    flm_arch big;
+    assert_int_equal(flm_arch_parse("mlp:784-200-10", &big, NULL, 0), FL_OK);
+    int t = -2;
+    assert_int_equal(fls_chunk_elems_min(&big, &t), 3);
+    assert_string_equal(big.tensors[t].name, "dense0.w");
+    flm_arch small;
+    assert_int_equal(flm_arch_parse("mlp:8-6-3", &small, NULL, 0), FL_OK);
+    assert_int_equal(fls_chunk_elems_min(&small, NULL), 1);
+    b = a;
+    snprintf(b.arch, sizeof b.arch, "mlp:784-200-10");
+    b.chunk_elems = 2;
+    assert_int_equal(fls_config_validate(&b, err, sizeof err), FL_ERR_CONFIG);
+    assert_string_equal(err, "chunk_elems 2 cuts tensor dense0.w of arch mlp:784-200-10 (156800 "
+                             "elements) into more than the 65536 chunks the wire carries a "
+                             "tensor: it must be at least 3");
+    fls_core *none = NULL;
+    assert_int_equal(fls_core_new(&b, &none), FL_ERR_CONFIG);
+    assert_null(none);
+    b.chunk_elems = 3;
+    assert_int_equal(fls_config_validate(&b, err, sizeof err), FL_OK);
     /* the downlink carries weights: no stage that zeroes some of them; the uplink takes both */
     static const char *const no_down[] = {"topk0.1", "topk0.5+q8+zstd", "sub0.5", "rot+sub0.3+q8"};
     for (size_t i = 0; i < sizeof no_down / sizeof no_down[0]; i++) {
