@@ -911,17 +911,11 @@ fls_status fls_options_validate(const fls_options *o, char *err, size_t errlen)
                      o->n_keep_layers, a.spec, a.n_drop, a.n_drop == 1 ? "" : "s");
     /* A tensor cut into more chunks than the wire carries could never be sent: every Task would
      * fail to encode, and the run would go on with no update in any round. */
-    int big = -1;
-    const uint32_t least = fls_chunk_elems_min(&a, &big);
-    if (o->core.chunk_elems < least)
+    const uint32_t least = fls_chunk_elems_refusal(&a, o->core.chunk_elems, why, sizeof why);
+    if (least)
         return vfail(o, err, errlen, "codec.chunk_elems", "model.arch",
-                     "codec.chunk_elems %u cuts tensor %s of model.arch %s (%zu elements) into "
-                     "%llu chunks, more than the %u a tensor the wire carries: use "
-                     "codec.chunk_elems %u or more", o->core.chunk_elems, a.tensors[big].name,
-                     a.spec, a.tensors[big].numel,
-                     (unsigned long long)((a.tensors[big].numel + o->core.chunk_elems - 1) /
-                                          o->core.chunk_elems),
-                     flp_limits_default().max_chunks, least);
+                     "codec.chunk_elems %u %s: use codec.chunk_elems %u or more",
+                     o->core.chunk_elems, why, least);
     const fls_config c = fls_options_core_config(o);
     /* The core checks the optimizer's and the aggregator's options by making them: out of
      * memory there is no fault of the configuration's, and must not read as one. */

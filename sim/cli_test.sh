@@ -620,7 +620,7 @@ rc=0
 "$FL_SIM" --dataset synth-images:40:2x64x64:4 --model mlp:8192-16-4 --clients 4 --per-round 2 \
     --rounds 1 --threads 1 --quiet 1 --chunk-elems 1 >/dev/null 2>"$DIR/chunks.err" || rc=$?
 [ "$rc" -eq 1 ] || fail "too many chunks: exit status $rc, not 1: $(cat "$DIR/chunks.err")"
-grep -qxF "fl_sim: --chunk-elems 1 cuts tensor dense0.w of the model mlp:8192-16-4 (131072 elements) into 131072 chunks, more than the 65536 a tensor the wire carries: use --chunk-elems 2 or more" \
+grep -qxF "fl_sim: --chunk-elems 1 cuts tensor dense0.w of mlp:8192-16-4 (131072 elements) into 131072 chunks, more than the 65536 a tensor the wire carries: use --chunk-elems 2 or more" \
     "$DIR/chunks.err" || fail "too many chunks: $(cat "$DIR/chunks.err")"
 "$FL_SIM" --dataset synth-images:40:2x64x64:4 --model mlp:8192-16-4 --clients 4 --per-round 2 \
     --rounds 1 --threads 1 --quiet 1 --chunk-elems 2 >/dev/null 2>"$DIR/chunks.err" ||

@@ -2056,16 +2056,12 @@ static fl_status setup(sim *S, const flsim_config *cfg, const flsim_data *data,
     }
     /* The daemon refuses a chunk size that cuts a tensor into more chunks than the wire carries
      * (its Tasks could not be sent); so does the simulator, which runs the same cores. */
-    int big = -1;
-    const uint32_t least = fls_chunk_elems_min(&a, &big);
-    if (cfg->chunk_elems < least) {
-        snprintf(e2, sizeof e2, "%u cuts tensor %s of the model %s (%zu elements) into %llu "
-                 "chunks, more than the %u a tensor the wire carries: use --chunk-elems %u or "
-                 "more", cfg->chunk_elems, a.tensors[big].name, a.spec, a.tensors[big].numel,
-                 (unsigned long long)((a.tensors[big].numel + cfg->chunk_elems - 1) /
-                                      cfg->chunk_elems),
-                 flp_limits_default().max_chunks, least);
-        set_err(err, errlen, "%s%s", "--chunk-elems ", e2);
+    char why[200];
+    const uint32_t least = fls_chunk_elems_refusal(&a, cfg->chunk_elems, why, sizeof why);
+    if (least) {
+        if (err && errlen)
+            snprintf(err, errlen, "--chunk-elems %u %s: use --chunk-elems %u or more",
+                     cfg->chunk_elems, why, least);
         return FL_ERR_CONFIG;
     }
     snprintf(res->arch, sizeof res->arch, "%s", a.spec);

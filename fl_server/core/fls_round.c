@@ -40,7 +40,7 @@ fl_status fls_config_validate(const fls_config *cfg, char *err, size_t errlen)
     if (err && errlen)
         err[0] = 0;
     flm_arch a;
-    char why[160];
+    char why[256];
     if (memchr(cfg->arch, 0, sizeof cfg->arch) == NULL ||
         flm_arch_parse(cfg->arch, &a, why, sizeof why) != FL_OK)
         return cfg_fail(err, errlen, "arch: %s", memchr(cfg->arch, 0, sizeof cfg->arch) ? why
@@ -86,13 +86,10 @@ fl_status fls_config_validate(const fls_config *cfg, char *err, size_t errlen)
                                      "weight_decay, prox_mu >= 0");
     if (cfg->chunk_elems < 1 || cfg->chunk_elems > (1u << 20))
         return cfg_fail(err, errlen, "chunk_elems must be in [1, 2^20]");
-    int big = -1;
-    const uint32_t least = fls_chunk_elems_min(&a, &big);
-    if (cfg->chunk_elems < least)
-        return cfg_fail(err, errlen, "chunk_elems %u cuts tensor %s of arch %s (%zu elements) "
-                        "into more than the %u chunks the wire carries a tensor: it must be at "
-                        "least %u", cfg->chunk_elems, a.tensors[big].name, a.spec,
-                        a.tensors[big].numel, flp_limits_default().max_chunks, least);
+    const uint32_t least = fls_chunk_elems_refusal(&a, cfg->chunk_elems, why, sizeof why);
+    if (least)
+        return cfg_fail(err, errlen, "chunk_elems %u %s: it must be at least %u",
+                        cfg->chunk_elems, why, least);
     /* The optimizer and the aggregator check their own options: ask them on a 1-element model. */
     fls_opt *o = NULL;
     fl_status st = fls_opt_new(&cfg->opt, 1, &o);
@@ -153,6 +150,22 @@ uint32_t fls_chunk_elems_min(const flm_arch *a, int *largest)
         return 1;
     const uint64_t least = ((uint64_t)a->tensors[big].numel + max - 1) / max;
     return least > 1 ? (uint32_t)least : 1u;
+}
+
+uint32_t fls_chunk_elems_refusal(const flm_arch *a, uint32_t chunk_elems, char *why, size_t cap)
+{
+    int big = -1;
+    const uint32_t least = fls_chunk_elems_min(a, &big);
+    if (chunk_elems >= least)
+        return 0;
+    if (why && cap) {
+        const size_t n = a->tensors[big].numel;
+        snprintf(why, cap, "cuts tensor %s of %s (%zu elements) into %llu chunks, more than the "
+                 "%u a tensor the wire carries", a->tensors[big].name, a->spec, n,
+                 (unsigned long long)((n + chunk_elems - 1) / (chunk_elems ? chunk_elems : 1)),
+                 flp_limits_default().max_chunks);
+    }
+    return least;
 }
 
 const char *fls_down_codec_refusal(const flz_spec *spec)

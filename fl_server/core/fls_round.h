@@ -63,6 +63,12 @@ fl_status fls_config_validate(const fls_config *cfg, char *err, size_t errlen);
  * would fail to encode. */
 uint32_t fls_chunk_elems_min(const flm_arch *a, int *largest);
 
+/* 0 when chunk_elems cuts no tensor of a into more chunks than the wire carries; else the least
+ * chunk_elems that does not (fls_chunk_elems_min), with why (NUL-terminated, may be NULL) saying
+ * "cuts tensor T of ARCH (N elements) into C chunks, more than the 65536 a tensor the wire
+ * carries", for the caller to put after its own name for the setting. */
+uint32_t fls_chunk_elems_refusal(const flm_arch *a, uint32_t chunk_elems, char *why, size_t cap);
+
 /* NULL when spec may encode the downlink, else why not: the downlink carries the model's weights,
  * not an update, with no error feedback to carry what a stage drops, so top-k (which zeroes all
  * but the largest weights) and random subsampling (which zeroes weights at random and scales the

@@ -1211,9 +1211,10 @@ static void test_config_digest(void **state)
     snprintf(b.arch, sizeof b.arch, "mlp:784-200-10");
     b.chunk_elems = 2;
     assert_int_equal(fls_config_validate(&b, err, sizeof err), FL_ERR_CONFIG);
-    assert_string_equal(err, "chunk_elems 2 cuts tensor dense0.w of arch mlp:784-200-10 (156800 "
-                             "elements) into more than the 65536 chunks the wire carries a "
-                             "tensor: it must be at least 3");
+    assert_string_equal(err, "chunk_elems 2 cuts tensor dense0.w of mlp:784-200-10 (156800 "
+                             "elements) into 78400 chunks, more than the 65536 a tensor the wire "
+                             "carries: it must be at least 3");
+    assert_int_equal(fls_chunk_elems_refusal(&big, 3, err, sizeof err), 0);
     fls_core *none = NULL;
     assert_int_equal(fls_core_new(&b, &none), FL_ERR_CONFIG);
     assert_null(none);

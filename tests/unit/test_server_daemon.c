@@ -536,7 +536,7 @@ static void test_config_validate(void **state)
         /* the wire carries at most 2^16 chunks a tensor: the default model's dense0.w (156,800
          * elements) needs chunks of 3 elements or more, else no Task could be sent */
         {"server:\n  insecure: true\ncodec:\n  chunk_elems: 2\n",
-         "t.yaml:4: codec.chunk_elems 2 cuts tensor dense0.w of model.arch mlp:784-200-200-10 "
+         "t.yaml:4: codec.chunk_elems 2 cuts tensor dense0.w of mlp:784-200-200-10 "
          "(156800 elements) into 78400 chunks, more than the 65536 a tensor the wire carries: use "
          "codec.chunk_elems 3 or more"},
         {"server:\n  insecure: true\n  endpoints: []\n",
