@@ -107,6 +107,8 @@ def run_killed(exe, opts, out, extra, moments):
             except subprocess.TimeoutExpired:
                 p.kill()
                 p.wait()
+                if i == len(moments):
+                    return None, "no end in 900 s after its last start", kills
                 kills.append("%.3f s (rounds.csv held %d)" % (moments[i], done(out)))
                 continue
         if rc != 0:
@@ -114,7 +116,6 @@ def run_killed(exe, opts, out, extra, moments):
                 lines = f.read().strip().splitlines()
             return None, "exit %d: %s" % (rc, lines[-1] if lines else "(nothing said)"), kills
         return summary(out), None, kills
-    return None, "still killed after its last start", kills
 
 
 def main():
