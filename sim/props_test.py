@@ -73,13 +73,18 @@ def summary(out):
             s["virtual_time_s"])
 
 
+def failure(rc, stderr):
+    """A failed run as the report gives it: its exit status and its last line on stderr."""
+    lines = stderr.strip().splitlines()
+    return "exit %d: %s" % (rc, lines[-1] if lines else "(nothing said)")
+
+
 def run(exe, opts, out, extra):
     """fl_sim with opts + extra into out: (the figures compared, None) or (None, its error)."""
     p = subprocess.run(args_of(exe, opts, out, extra), capture_output=True, text=True,
                        timeout=900)
     if p.returncode != 0:
-        lines = p.stderr.strip().splitlines()
-        return None, "exit %d: %s" % (p.returncode, lines[-1] if lines else "(nothing said)")
+        return None, failure(p.returncode, p.stderr)
     return summary(out), None
 
 
@@ -113,8 +118,7 @@ def run_killed(exe, opts, out, extra, moments):
                 continue
         if rc != 0:
             with open(out + ".err") as f:
-                lines = f.read().strip().splitlines()
-            return None, "exit %d: %s" % (rc, lines[-1] if lines else "(nothing said)"), kills
+                return None, failure(rc, f.read()), kills
         return summary(out), None, kills
 
 
