@@ -127,6 +127,36 @@ fl_status fl_big_room(void *pp, size_t *cap, size_t need, size_t size)
     return FL_OK;
 }
 
+void fl_advise_huge(void *p, size_t n)
+{
+#ifdef MADV_HUGEPAGE
+    const long ps = sysconf(_SC_PAGESIZE);
+    const uintptr_t pg = ps > 0 ? (uintptr_t)ps : 4096;
+    const uintptr_t a = (uintptr_t)p & ~(pg - 1);
+    const uintptr_t e = ((uintptr_t)p + n + pg - 1) & ~(pg - 1);
+    if (p && n)
+        (void)madvise((void *)a, (size_t)(e - a), MADV_HUGEPAGE);
+#else
+    (void)p;
+    (void)n;
+#endif
+}
+
+void fl_prefault_write(void *p, size_t n)
+{
+#ifdef MADV_POPULATE_WRITE
+    const long ps = sysconf(_SC_PAGESIZE);
+    const uintptr_t pg = ps > 0 ? (uintptr_t)ps : 4096;
+    const uintptr_t a = ((uintptr_t)p + pg - 1) & ~(pg - 1);
+    const uintptr_t e = ((uintptr_t)p + n) & ~(pg - 1);
+    if (p && n && e > a)
+        (void)madvise((void *)a, (size_t)(e - a), MADV_POPULATE_WRITE);
+#else
+    (void)p;
+    (void)n;
+#endif
+}
+
 fl_status fl_index_new(uint32_t **t, size_t *mask, size_t slots)
 {
     size_t cap = 64;

@@ -6,6 +6,7 @@
  */
 #include "flm_data.h"
 #include "fl_fs.h"
+#include "fl_mem.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -295,10 +296,9 @@ static fl_status idx_parse(flm_dataset **out, idx_src *img, idx_src *lab, int cl
     if ((st = expect_end(lab, err, errlen)) != FL_OK)
         goto fail;
 
-    /* Images: floats grow as pixels arrive. p / 255 correctly rounded (not p * (1/255)). */
-    float scale[256];
-    for (int v = 0; v < 256; v++)
-        scale[v] = (float)v / 255.0f;
+    /* Images: floats grow as pixels arrive. p / 255 correctly rounded (not p * (1/255)). The
+     * array is offered to huge pages and each chunk's floats prefaulted before they are written
+     * (fl_mem.h): what arrived only, so that a header that claims more costs nothing. */
     const size_t total = (size_t)N * L;
     cap = 0;
     have = 0;
@@ -314,14 +314,16 @@ static fl_status idx_parse(flm_dataset **out, idx_src *img, idx_src *lab, int cl
             }
             ds->x = nx;
             cap = nc;
+            fl_advise_huge(nx, nc * sizeof *nx);
         }
         size_t want = cap - have < IDX_CHUNK ? cap - have : IDX_CHUNK, got;
         st = src_read(img, chunk, want, &got, err, errlen);
         if (st != FL_OK)
             goto fail;
         float *x = ds->x + have;
+        fl_prefault_write(x, got * sizeof *x);
         for (size_t i = 0; i < got; i++)
-            x[i] = scale[chunk[i]];
+            x[i] = (float)chunk[i] / 255.0f; /* a division, not * (1/255): it vectorises */
         have += got;
         if (got < want) {
             set_err(err, errlen, "%s: truncated: %zu of %zu pixel bytes (%u images of %ux%u)",

@@ -436,6 +436,96 @@ static void test_big_alloc(void **state)
     fl_big_free(w);
 }
 
+/* fl_prefault_write: the whole pages inside the range become resident (where the kernel has
+ * MADV_POPULATE_WRITE), the pages at its two ends and outside it do not, and no content changes:
+ * fresh pages stay zero, written ones keep their bytes. NULL and empty ranges are no-ops. */
+static void test_prefault_write(void **state)
+{
+    (void)state;
+    const size_t page = (size_t)sysconf(_SC_PAGESIZE), n = 64;
+    unsigned char *m = mmap(NULL, n * page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+                            -1, 0);
+    assert_true(m != MAP_FAILED);
+    unsigned char v[64];
+    assert_int_equal(mincore(m, n * page, v), 0);
+    for (size_t i = 0; i < n; i++)
+        assert_int_equal(v[i] & 1, 0);
+    fl_prefault_write(NULL, page);
+    fl_prefault_write(m, 0);
+    fl_prefault_write(m + 100, page - 200); /* inside one page: no whole page */
+    fl_prefault_write(m + 100, 32 * page);  /* whole pages 1 .. 31 */
+#ifdef MADV_POPULATE_WRITE
+    const int has = madvise(m + 40 * page, page, MADV_POPULATE_WRITE) == 0; /* probe: page 40 */
+#else
+    const int has = 0;
+#endif
+    assert_int_equal(mincore(m, n * page, v), 0);
+    for (size_t i = 0; i < n; i++)
+        assert_int_equal(v[i] & 1, has && ((i >= 1 && i <= 31) || i == 40));
+    for (size_t i = 0; i < n * page; i += 61)
+        assert_int_equal(m[i], 0);
+    for (size_t i = 0; i < n * page; i++)
+        m[i] = (unsigned char)(i * 7 + 3);
+    fl_prefault_write(m + 3, (n - 1) * page);
+    for (size_t i = 0; i < n * page; i++)
+        assert_int_equal(m[i], (unsigned char)(i * 7 + 3));
+    munmap(m, n * page);
+}
+
+/* The bounds of the mapping (VMA) that holds p, from /proc/self/maps; 0 when none is found. */
+static int vma_bounds(const void *p, uintptr_t *lo, uintptr_t *hi)
+{
+    FILE *f = fopen("/proc/self/maps", "r");
+    if (!f)
+        return 0;
+    char line[512];
+    int r = 0;
+    while (!r && fgets(line, sizeof line, f)) {
+        unsigned long a, b;
+        if (sscanf(line, "%lx-%lx ", &a, &b) == 2 && (uintptr_t)p >= a && (uintptr_t)p < b) {
+            *lo = a;
+            *hi = b;
+            r = 1;
+        }
+    }
+    fclose(f);
+    return r;
+}
+
+/* fl_advise_huge on a block from malloc: offered to transparent huge pages where the kernel has
+ * them, contents unchanged, and the block stays within one mapping (its whole pages are
+ * advised, so that glibc's realloc of a large block can still move it with mremap, which takes a
+ * single mapping: an advice over the 2 MiB pages inside it alone split it in three and made every
+ * realloc copy), through growth by realloc too. NULL and empty ranges are no-ops. */
+static void test_advise_huge(void **state)
+{
+    (void)state;
+    fl_advise_huge(NULL, 4096);
+    size_t n = (size_t)8 << 20;
+    unsigned char *p = malloc(n);
+    assert_non_null(p);
+    fl_advise_huge(p, 0);
+    for (size_t i = 0; i < n; i += 4093)
+        p[i] = (unsigned char)(i % 251);
+    for (int k = 0; k < 3; k++) {
+        fl_advise_huge(p, n);
+        uintptr_t lo = 0, hi = 0;
+        assert_true(vma_bounds(p, &lo, &hi));
+        assert_true(lo <= (uintptr_t)p && (uintptr_t)p + n <= hi);
+        if (access("/sys/kernel/mm/transparent_hugepage/enabled", F_OK) == 0)
+            assert_int_equal(vma_hugepage(p + n - 1), 1);
+        for (size_t i = 0; i < n; i += 4093)
+            assert_int_equal(p[i], (unsigned char)(i % 251));
+        unsigned char *q = realloc(p, 2 * n);
+        assert_non_null(q);
+        p = q;
+        for (size_t i = n - n % 4093 + 4093; i < 2 * n; i += 4093)
+            p[i] = (unsigned char)(i % 251);
+        n *= 2;
+    }
+    free(p);
+}
+
 /* fl_index_new: a zeroed power of two, at least 64 and at least the slots asked for, replacing
  * the old table; too large, the old one stays. */
 static void test_index_new(void **state)
@@ -1196,6 +1286,8 @@ int main(void)
         cmocka_unit_test(test_lock_path),
         cmocka_unit_test(test_z85_key_decode),
         cmocka_unit_test(test_big_alloc),
+        cmocka_unit_test(test_prefault_write),
+        cmocka_unit_test(test_advise_huge),
         cmocka_unit_test_setup_teardown(test_key_file_good, keydir_setup, keydir_teardown),
         cmocka_unit_test_setup_teardown(test_key_file_refused, keydir_setup, keydir_teardown),
     };
