@@ -12,7 +12,9 @@
  * machine's load and the files are in the page cache for both. Figures: medians of wall time
  * (least and greatest beside), and the minor page faults a load takes (getrusage): on a
  * paravirtualised host each fault of a fresh 4 KiB page costs far more than writing it, which is
- * why the loader prefaults the array a chunk at a time (fl_prefault_write).
+ * why the loader asks for huge pages (fl_advise_huge: one fault per 2 MiB, which this count
+ * shows) and prefaults each chunk in one call (fl_prefault_write: its pages still count here, as
+ * faults taken inside that call).
  * LAST line: load_s=<median> inflate_s=<median> ratio=<load / inflate> minflt=<median faults a load>
  */
 #include <stdio.h>

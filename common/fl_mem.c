@@ -31,6 +31,13 @@ fl_status fl_grow(void *pp, size_t *cap, size_t need, size_t size, size_t first)
     return FL_OK;
 }
 
+/* The system's page size (4096 where sysconf cannot tell). */
+static size_t page_size(void)
+{
+    const long ps = sysconf(_SC_PAGESIZE);
+    return ps > 0 ? (size_t)ps : 4096;
+}
+
 /* What precedes a buffer of fl_big_alloc: the block's size and whether it is mapped, in 64 bytes
  * so that the buffer keeps the block's alignment. */
 typedef struct big_head {
@@ -49,8 +56,8 @@ typedef struct big_head {
  * NULL when the system has no room; a refused madvise (no THP) leaves ordinary pages. */
 static void *map_huge(size_t total)
 {
-    const long ps = sysconf(_SC_PAGESIZE); /* munmap of the slack takes page-aligned ends */
-    const size_t huge = (size_t)2 << 20, page = ps > 0 ? (size_t)ps : 4096;
+    /* munmap of the slack takes page-aligned ends */
+    const size_t huge = (size_t)2 << 20, page = page_size();
     const size_t len = (total + page - 1) / page * page;
     if (len > SIZE_MAX - huge)
         return NULL;
@@ -130,8 +137,7 @@ fl_status fl_big_room(void *pp, size_t *cap, size_t need, size_t size)
 void fl_advise_huge(void *p, size_t n)
 {
 #ifdef MADV_HUGEPAGE
-    const long ps = sysconf(_SC_PAGESIZE);
-    const uintptr_t pg = ps > 0 ? (uintptr_t)ps : 4096;
+    const uintptr_t pg = page_size();
     const uintptr_t a = (uintptr_t)p & ~(pg - 1);
     const uintptr_t e = ((uintptr_t)p + n + pg - 1) & ~(pg - 1);
     if (p && n)
@@ -145,8 +151,7 @@ void fl_advise_huge(void *p, size_t n)
 void fl_prefault_write(void *p, size_t n)
 {
 #ifdef MADV_POPULATE_WRITE
-    const long ps = sysconf(_SC_PAGESIZE);
-    const uintptr_t pg = ps > 0 ? (uintptr_t)ps : 4096;
+    const uintptr_t pg = page_size();
     const uintptr_t a = ((uintptr_t)p + pg - 1) & ~(pg - 1);
     const uintptr_t e = ((uintptr_t)p + n) & ~(pg - 1);
     if (p && n && e > a)

@@ -37,8 +37,8 @@ fl_status fl_big_room(void *pp, size_t *cap, size_t need, size_t size);
 
 /* Two hints for a large array that malloc/realloc gave and that is about to be written once (a
  * dataset's samples): on a paravirtualised host a fault on a fresh 4 KiB page costs far more
- * than writing it, and Fashion-MNIST's 188 MB of floats took 46,000 of them (bench_load: 0.84 s
- * a load, against 0.16 s for the inflate alone; 0.20 s with both hints). Neither changes the
+ * than writing it, and Fashion-MNIST's 188 MB of floats took 46,000 of them (bench_load: 0.62-0.77
+ * s a load, against 0.15-0.17 s for the inflate alone; 0.20-0.22 s with both hints). Neither changes the
  * contents, and where the kernel lacks the feature, or refuses it, nothing happens.
  *
  * fl_advise_huge offers the block [p, p + n) to transparent huge pages (madvise MADV_HUGEPAGE;

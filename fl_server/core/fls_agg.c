@@ -11,6 +11,7 @@
  * kernel give the same bits. n_k * q uses 32x32 -> 64 multiplies (n_k < 2^32, enforced).
  */
 #include "fls_agg.h"
+#include "fl_mem.h"
 
 #include <fenv.h>
 #include <stddef.h>
@@ -18,9 +19,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#if defined(__linux__)
-#include <sys/mman.h>
-#endif
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
 #define FLS_AGG_X86 1
@@ -249,10 +247,7 @@ static void *alloc_big(size_t bytes, int zero)
     void *p = NULL;
     if (bytes >= huge) {
         p = aligned_alloc(huge, size);
-#if defined(__linux__) && defined(MADV_HUGEPAGE)
-        if (p)
-            (void)madvise(p, size, MADV_HUGEPAGE);
-#endif
+        fl_advise_huge(p, size); /* NULL: a no-op */
     } else {
         p = malloc(bytes);
     }

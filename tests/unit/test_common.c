@@ -350,9 +350,10 @@ static void test_grow(void **state)
     free(a);
 }
 
-/* Whether the mapping holding p carries VM_HUGEPAGE (smaps' VmFlags "hg": madvise
- * MADV_HUGEPAGE); -1 when smaps cannot be read or holds no such mapping. */
-static int vma_hugepage(const void *p)
+/* Whether the mapping (VMA) holding p carries VM_HUGEPAGE (smaps' VmFlags "hg": madvise
+ * MADV_HUGEPAGE), its bounds in *lo and *hi (either may be NULL); -1 when smaps cannot be read
+ * or holds no such mapping. */
+static int vma_of(const void *p, uintptr_t *lo, uintptr_t *hi)
 {
     FILE *f = fopen("/proc/self/smaps", "r");
     if (!f)
@@ -361,9 +362,13 @@ static int vma_hugepage(const void *p)
     int in = 0, r = -1;
     const uintptr_t a = (uintptr_t)p;
     while (fgets(line, sizeof line, f)) {
-        unsigned long lo, hi;
-        if (sscanf(line, "%lx-%lx ", &lo, &hi) == 2 && strchr(line, '-') < strchr(line, ' ')) {
-            in = a >= lo && a < hi;
+        unsigned long l, h;
+        if (sscanf(line, "%lx-%lx ", &l, &h) == 2 && strchr(line, '-') < strchr(line, ' ')) {
+            in = a >= l && a < h;
+            if (in && lo)
+                *lo = l;
+            if (in && hi)
+                *hi = h;
             continue;
         }
         if (in && strncmp(line, "VmFlags:", 8) == 0) {
@@ -373,6 +378,11 @@ static int vma_hugepage(const void *p)
     }
     fclose(f);
     return r;
+}
+
+static int vma_hugepage(const void *p)
+{
+    return vma_of(p, NULL, NULL);
 }
 
 /* fl_big_alloc: zeroed and 64-byte aligned at every size, from FL_BIG_HUGE on on a 2 MiB
@@ -472,26 +482,6 @@ static void test_prefault_write(void **state)
     munmap(m, n * page);
 }
 
-/* The bounds of the mapping (VMA) that holds p, from /proc/self/maps; 0 when none is found. */
-static int vma_bounds(const void *p, uintptr_t *lo, uintptr_t *hi)
-{
-    FILE *f = fopen("/proc/self/maps", "r");
-    if (!f)
-        return 0;
-    char line[512];
-    int r = 0;
-    while (!r && fgets(line, sizeof line, f)) {
-        unsigned long a, b;
-        if (sscanf(line, "%lx-%lx ", &a, &b) == 2 && (uintptr_t)p >= a && (uintptr_t)p < b) {
-            *lo = a;
-            *hi = b;
-            r = 1;
-        }
-    }
-    fclose(f);
-    return r;
-}
-
 /* fl_advise_huge on a block from malloc: offered to transparent huge pages where the kernel has
  * them, contents unchanged, and the block stays within one mapping (its whole pages are
  * advised, so that glibc's realloc of a large block can still move it with mremap, which takes a
@@ -510,10 +500,11 @@ static void test_advise_huge(void **state)
     for (int k = 0; k < 3; k++) {
         fl_advise_huge(p, n);
         uintptr_t lo = 0, hi = 0;
-        assert_true(vma_bounds(p, &lo, &hi));
+        const int huge = vma_of(p, &lo, &hi);
+        assert_int_not_equal(huge, -1);
         assert_true(lo <= (uintptr_t)p && (uintptr_t)p + n <= hi);
         if (access("/sys/kernel/mm/transparent_hugepage/enabled", F_OK) == 0)
-            assert_int_equal(vma_hugepage(p + n - 1), 1);
+            assert_int_equal(huge, 1);
         for (size_t i = 0; i < n; i += 4093)
             assert_int_equal(p[i], (unsigned char)(i % 251));
         unsigned char *q = realloc(p, 2 * n);
