@@ -13,8 +13,11 @@
 
 #include "fl_rng.h"
 
-fl_status flm_dataset_new(flm_dataset **out, flm_data_kind kind, size_t N, int C, int H, int W,
-                          int classes)
+/* flm_dataset_new's body; zero = 0 leaves x/tokens and y uninitialised for a caller that writes
+ * every sample (flm_dataset_subset), and offers a large x/tokens to huge pages and populates it in
+ * one call (fl_mem.h: on this kind of VM each 4 KiB page's first write is a costly fault). */
+static fl_status dataset_alloc(flm_dataset **out, flm_data_kind kind, size_t N, int C, int H,
+                               int W, int classes, int zero)
 {
     if (!out)
         return FL_ERR_INVALID_ARG;
@@ -41,17 +44,28 @@ fl_status flm_dataset_new(flm_dataset **out, flm_data_kind kind, size_t N, int C
     ds->sample_len = L;
     ds->classes = classes;
     const size_t n_el = (N * L) != 0 ? N * L : 1;
+    void *body = zero ? calloc(n_el, elem) : malloc(n_el * elem);
     if (kind == FLM_DATA_FLOAT)
-        ds->x = calloc(n_el, sizeof(float));
+        ds->x = body;
     else
-        ds->tokens = calloc(n_el, sizeof(int32_t));
-    ds->y = calloc(N ? N : 1, sizeof(int32_t));
-    if ((!ds->x && !ds->tokens) || !ds->y) {
+        ds->tokens = body;
+    ds->y = zero ? calloc(N ? N : 1, sizeof(int32_t)) : malloc((N ? N : 1) * sizeof(int32_t));
+    if (!body || !ds->y) {
         flm_dataset_free(ds);
         return FL_ERR_NOMEM;
     }
+    if (!zero) {
+        fl_advise_huge(body, n_el * elem);
+        fl_prefault_write(body, n_el * elem);
+    }
     *out = ds;
     return FL_OK;
+}
+
+fl_status flm_dataset_new(flm_dataset **out, flm_data_kind kind, size_t N, int C, int H, int W,
+                          int classes)
+{
+    return dataset_alloc(out, kind, N, C, H, W, classes, 1);
 }
 
 void flm_dataset_free(flm_dataset *ds)
@@ -81,7 +95,7 @@ fl_status flm_dataset_subset(flm_dataset **out, const flm_dataset *ds, const uin
         if (idx[i] >= ds->N)
             return FL_ERR_INVALID_ARG;
     flm_dataset *s;
-    fl_status st = flm_dataset_new(&s, ds->kind, n, ds->C, ds->H, ds->W, ds->classes);
+    fl_status st = dataset_alloc(&s, ds->kind, n, ds->C, ds->H, ds->W, ds->classes, 0);
     if (st != FL_OK)
         return st;
     const size_t L = ds->sample_len;
@@ -111,6 +125,50 @@ fl_status flm_dataset_subset(flm_dataset **out, const flm_dataset *ds, const uin
             s->user[i] = ds->user[idx[i]];
     }
     *out = s;
+    return FL_OK;
+}
+
+fl_status flm_dataset_keep(flm_dataset *ds, const uint32_t *idx, size_t n)
+{
+    if (!ds || (n && !idx))
+        return FL_ERR_INVALID_ARG;
+    for (size_t i = 0; i < n; i++)
+        if (idx[i] >= ds->N || (i && idx[i] <= idx[i - 1]))
+            return FL_ERR_INVALID_ARG;
+    /* idx[i] >= i, increasing: sample i is written only after every sample that reads it moved */
+    const size_t L = ds->sample_len;
+    for (size_t i = 0; i < n; i++) {
+        const size_t j = idx[i];
+        if (j != i) {
+            if (ds->kind == FLM_DATA_FLOAT)
+                memcpy(ds->x + i * L, ds->x + j * L, L * sizeof(float));
+            else
+                memcpy(ds->tokens + i * L, ds->tokens + j * L, L * sizeof(int32_t));
+            ds->y[i] = ds->y[j];
+            if (ds->user)
+                ds->user[i] = ds->user[j];
+        }
+    }
+    ds->N = n;
+    /* give back the tail; a shrink that fails leaves the larger block, which is as good */
+    const size_t n1 = n ? n : 1;
+    if (ds->kind == FLM_DATA_FLOAT) {
+        float *x = realloc(ds->x, n1 * L * sizeof *x);
+        if (x)
+            ds->x = x;
+    } else {
+        int32_t *t = realloc(ds->tokens, n1 * L * sizeof *t);
+        if (t)
+            ds->tokens = t;
+    }
+    int32_t *y = realloc(ds->y, n1 * sizeof *y);
+    if (y)
+        ds->y = y;
+    if (ds->user) {
+        uint32_t *u = realloc(ds->user, n1 * sizeof *u);
+        if (u)
+            ds->user = u;
+    }
     return FL_OK;
 }
 

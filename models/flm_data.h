@@ -65,6 +65,12 @@ void flm_dataset_free(flm_dataset *ds);
 fl_status flm_dataset_subset(flm_dataset **out, const flm_dataset *ds, const uint32_t *idx,
                              size_t n);
 
+/* Keeps samples idx[0..n) of ds in place, in that order, and drops the rest: no second copy of
+ * the data (a training split of LEAF's FEMNIST is gigabytes). idx must be strictly increasing
+ * and below ds->N; otherwise FL_ERR_INVALID_ARG and ds is untouched. The user table stays
+ * whole. */
+fl_status flm_dataset_keep(flm_dataset *ds, const uint32_t *idx, size_t n);
+
 /* Sample i's features (FLOAT) or tokens (TOKENS); NULL if i is out of range or the kind differs. */
 const float *flm_dataset_x(const flm_dataset *ds, size_t i);
 const int32_t *flm_dataset_tokens(const flm_dataset *ds, size_t i);
@@ -249,5 +255,10 @@ void flm_partition_free(flm_partition *p);
 /* log of a Gamma(shape, 1) draw (Marsaglia-Tsang; shape < 1 by the boost
  * Gamma(a) = Gamma(a + 1) * U^(1/a), kept in log space). shape > 0. */
 double flm_log_gamma_sample(fl_rng *rng, double shape);
+
+/* The double nearest m * 10^e10 (ties to even: the bits strtod gives), exactly, by one 128-bit
+ * integer division; for the LEAF reader's numbers of 16 to 19 significant digits. Returns 1 with
+ * *out set when -19 <= e10 <= 19 (any m), else 0 and *out untouched. */
+int flm_decimal_exact(uint64_t m, int e10, double *out);
 
 #endif

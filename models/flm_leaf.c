@@ -7,6 +7,7 @@
  * Every error names the file, the line and the byte offset of the offending token.
  */
 #include "flm_data.h"
+#include "fl_mem.h"
 
 #include <errno.h>
 #include <math.h>
@@ -230,26 +231,119 @@ static int lex_string(jr *r)
 
 static int is_digit(int c) { return c >= '0' && c <= '9'; }
 
-/* JSON number grammar, checked strictly, then strtod on the (short) text. */
-/* Clinger's fast path: a decimal with at most 15 significant digits m and a power of ten
- * |e| <= 22 is exactly m * 10^e or m / 10^-e, both operands exact doubles, so one IEEE operation
- * gives the correctly rounded result, the same bits strtod gives. LEAF's pixels
- * (0.996078431372549) all take it; anything else goes to strtod. */
+/* JSON numbers: the grammar checked strictly, then the value. Clinger's fast path first: a
+ * decimal of at most 15 significant digits m and a power of ten |e| <= 22 is exactly m * 10^e or
+ * m / 10^-e, both operands exact doubles, so one IEEE operation gives the correctly rounded
+ * result, the same bits strtod gives. The digits LEAF writes (Python's repr of k / 255) mostly
+ * need 16 or 17 (0.9882352941176471, 0.011764705882352941): those take flm_decimal_exact below,
+ * an integer division. strtod takes the rest. */
 static const double pow10_exact[23] = {
     1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11,
     1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22,
 };
 
+/* The normal double mant * 2^e, mant in [2^52, 2^53], from its bits. */
+static inline double make_double(uint64_t mant, int e)
+{
+    if (mant >> 53) {
+        mant >>= 1;
+        e++;
+    }
+    const uint64_t u = ((uint64_t)(e + 52 + 1023) << 52) | (mant & ((1ull << 52) - 1));
+    double d;
+    memcpy(&d, &u, sizeof d);
+    return d;
+}
+
+/* Rounds q * 2^e2 to the nearest double, ties to even, for q of 54 to 64 bits, with sticky set
+ * when the exact value lies above q * 2^e2 by less than 2^e2. The result must be a normal double
+ * (the callers' are, by far: 1e-19 to 2^128). */
+static inline double round_u64(uint64_t q, int e2, int sticky)
+{
+    const int shift = 64 - __builtin_clzll(q) - 53; /* 1 .. 11 */
+    const uint64_t rest = q & ((1ull << shift) - 1), half = 1ull << (shift - 1);
+    uint64_t mant = q >> shift;
+    if (rest > half || (rest == half && (sticky || (mant & 1))))
+        mant++;
+    return make_double(mant, e2 + shift);
+}
+
+/* (hi:lo) / d and its remainder, for hi < d (the quotient fits 64 bits): one DIV on x86-64,
+ * where the compiler's 128-bit division would call __udivti3. */
+static inline uint64_t div_128_64(uint64_t hi, uint64_t lo, uint64_t d, uint64_t *rem)
+{
+#if defined(__x86_64__) && defined(__GNUC__)
+    uint64_t q, r;
+    __asm__("divq %4" : "=a"(q), "=d"(r) : "a"(lo), "d"(hi), "rm"(d) : "cc");
+    *rem = r;
+    return q;
+#else
+    const unsigned __int128 n = ((unsigned __int128)hi << 64) | lo;
+    const uint64_t q = (uint64_t)(n / d);
+    *rem = (uint64_t)(n - (unsigned __int128)q * d);
+    return q;
+#endif
+}
+
+static const uint64_t p10_u64[20] = {
+    1ull, 10ull, 100ull, 1000ull, 10000ull, 100000ull, 1000000ull, 10000000ull,
+    100000000ull, 1000000000ull, 10000000000ull, 100000000000ull, 1000000000000ull,
+    10000000000000ull, 100000000000000ull, 1000000000000000ull, 10000000000000000ull,
+    100000000000000000ull, 1000000000000000000ull, 10000000000000000000ull,
+};
+
+/* flm_decimal_exact for 1 <= k <= 19 and m > 0: the double nearest m / 10^k. (k = 0 would shift
+ * by 64 and trap the DIV: integers take the multiplication in flm_decimal_exact.) */
+static inline double decimal_div(uint64_t m, int k)
+{
+    /* m shifted to the top of 64 bits, then by sh more, 2^sh <= d < 2^(sh+1), so that the
+     * quotient (m << z) 2^sh / d lies in [2^62, 2^64): 10 or more bits beyond the 53 kept, one
+     * DIV, and the remainder is the sticky. */
+    const uint64_t d = p10_u64[k];
+    const int z = __builtin_clzll(m), sh = 63 - __builtin_clzll(d); /* sh >= 3 */
+    const uint64_t mz = m << z;
+    uint64_t rem;
+    const uint64_t q = div_128_64(mz >> (64 - sh), mz << sh, d, &rem);
+    return round_u64(q, -z - sh, rem != 0);
+}
+
+int flm_decimal_exact(uint64_t m, int e10, double *out)
+{
+    if (e10 < -19 || e10 > 19)
+        return 0;
+    if (m == 0) {
+        *out = 0.0;
+        return 1;
+    }
+    if (e10 < 0) {
+        *out = decimal_div(m, -e10);
+        return 1;
+    }
+    /* an integer m 10^e10 below 2^128 (m < 2^64, 10^19 < 2^64), rounded to 53 bits */
+    const unsigned __int128 v = (unsigned __int128)m * p10_u64[e10];
+    const uint64_t hi = (uint64_t)(v >> 64), lo = (uint64_t)v;
+    if (!hi) {
+        *out = (double)lo; /* the conversion rounds to nearest, ties to even */
+        return 1;
+    }
+    /* the top 64 bits and whether any below them is set */
+    const int s = 64 - __builtin_clzll(hi); /* 1 .. 64 */
+    const uint64_t top = s == 64 ? hi : (hi << (64 - s)) | (lo >> s);
+    const int sticky = s == 64 ? lo != 0 : (lo << (64 - s)) != 0;
+    *out = round_u64(top, s, sticky);
+    return 1;
+}
+
 /* JSON number grammar, checked strictly. */
-static int lex_number(jr *r, int first)
+static int lex_number_slow(jr *r, int first)
 {
     char t[JR_MAX_NUM + 1];
     size_t n = 0;
     int c = first;
-    uint64_t m = 0;       /* significant digits, while sig <= 15 */
+    uint64_t m = 0;       /* significant digits, while sig <= 19 (below 10^19 < 2^64) */
     int sig = 0, frac = 0, ex = 0, exneg = 0;
 #define NUM_PUSH(ch) do { if (n >= JR_MAX_NUM) goto too_long; t[n++] = (char)(ch); } while (0)
-#define SIG_DIGIT(ch) do { if (m || (ch) != '0') { if (++sig <= 15) m = m * 10 + (uint64_t)((ch) - '0'); } } while (0)
+#define SIG_DIGIT(ch) do { if (m || (ch) != '0') { if (++sig <= 19) m = m * 10 + (uint64_t)((ch) - '0'); } } while (0)
     NUM_PUSH(c);
     const int neg = c == '-';
     if (neg) {
@@ -299,6 +393,11 @@ static int lex_number(jr *r, int first)
         r->num = neg ? -v : v;
         return 0;
     }
+    double v;
+    if (sig <= 19 && flm_decimal_exact(m, e10, &v)) {
+        r->num = neg ? -v : v;
+        return 0;
+    }
     t[n] = '\0';
     r->num = strtod(t, NULL);
     return 0;
@@ -318,6 +417,88 @@ static int lex_word(jr *r, const char *rest, int tok)
             return -1;
         }
     r->tok = tok;
+    return 0;
+}
+
+/* Eight ASCII bytes w (the first in the low byte): 9 when any is not a digit, else how many
+ * '0' digits lead (8 for "00000000"). */
+static inline uint64_t leading_zero_digits(uint64_t w)
+{
+    const uint64_t hi = w & 0xF0F0F0F0F0F0F0F0ull;
+    const uint64_t up = (w + 0x0606060606060606ull) & 0xF0F0F0F0F0F0F0F0ull;
+    if (hi != 0x3030303030303030ull || up != 0x3030303030303030ull)
+        return 9;
+    const uint64_t nz = w ^ 0x3030303030303030ull; /* the digits' values; a zero byte is a '0' */
+    return nz ? (uint64_t)__builtin_ctzll(nz) / 8 : 8;
+}
+
+/* The value of eight ASCII digits w, the first the most significant (three multiplies). */
+static inline uint64_t eight_digits(uint64_t w)
+{
+    w -= 0x3030303030303030ull;
+    w = w * 10 + (w >> 8); /* pairs in the even bytes */
+    w = (((w & 0x000000FF000000FFull) * (100 + (1000000ull << 32))) +
+         (((w >> 16) & 0x000000FF000000FFull) * (1 + (10000ull << 32)))) >> 32;
+    return w;
+}
+
+/* A number of the common shape, -?(0|[1-9][0-9]*)(.[0-9]+)? with at most 19 significant digits
+ * and 19 decimals, read straight from the window when the window holds more than the longest
+ * number (no refill or line count can fall inside it); anything else (an exponent, a longer or
+ * malformed number) goes back to its first byte and takes lex_number_slow, which gives the same
+ * value or the error. */
+static int lex_number(jr *r, int first)
+{
+    if (r->len - r->pos <= JR_MAX_NUM)
+        return lex_number_slow(r, first);
+    const uint8_t *const start = r->data + r->pos - 1, *const end = start + JR_MAX_NUM;
+    const uint8_t *p = start + (first == '-');
+    uint64_t m = 0;
+    int sig = 0, frac = 0;
+    if (*p == '0')
+        p++;
+    else if (*p >= '1' && *p <= '9')
+        while (p < end && is_digit(*p)) {
+            if (++sig <= 19)
+                m = m * 10 + (uint64_t)(*p - '0');
+            p++;
+        }
+    else
+        return lex_number_slow(r, first);
+    if (p < end && *p == '.') {
+        p++;
+        if (p == end || !is_digit(*p))
+            return lex_number_slow(r, first);
+        /* eight digits at a time while they fit m (the decimals LEAF writes run 16 or 17) */
+        while (end - p >= 8 && frac + 8 <= 19) {
+            uint64_t w;
+            memcpy(&w, p, 8);
+            const uint64_t lead = leading_zero_digits(w);
+            if (lead > 8 || (m && sig + 8 > 19) || (!m && sig + 8 - (int)lead > 19))
+                break; /* not eight digits, or more than m holds: the loop below */
+            m = m * 100000000u + eight_digits(w);
+            sig += m ? 8 - (int)(sig ? 0 : lead) : 0;
+            frac += 8;
+            p += 8;
+        }
+        while (p < end && is_digit(*p)) {
+            if (m || *p != '0') {
+                if (++sig <= 19)
+                    m = m * 10 + (uint64_t)(*p - '0');
+            }
+            frac++;
+            p++;
+        }
+    }
+    if (p == end || *p == 'e' || *p == 'E' || sig > 19 || frac > 19)
+        return lex_number_slow(r, first);
+    double v;
+    if (sig <= 15 && frac <= 22)
+        v = (double)m / pow10_exact[frac];
+    else
+        (void)flm_decimal_exact(m, -frac, &v); /* frac <= 19: taken (an integer too) */
+    r->num = first == '-' ? -v : v;
+    r->pos = (size_t)(p - r->data);
     return 0;
 }
 
@@ -612,11 +793,13 @@ static int acc_grow(jr *r, leaf_acc *a, int which)
         if (!nx)
             goto nomem;
         a->x = nx;
+        fl_advise_huge(nx, nc * a->L * sizeof *nx);
     } else {
         int32_t *nt = realloc(a->tokens, nc * a->L * sizeof *nt);
         if (!nt)
             goto nomem;
         a->tokens = nt;
+        fl_advise_huge(nt, nc * a->L * sizeof *nt);
     }
     *cap = nc;
     return 0;

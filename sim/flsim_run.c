@@ -117,14 +117,9 @@ static fl_status truncate_train(flsim_data *d, const flsim_config *cfg)
         return FL_ERR_NOMEM;
     for (uint32_t i = 0; i < cfg->train_samples; i++)
         idx[i] = i;
-    flm_dataset *t = NULL;
-    const fl_status st = flm_dataset_subset(&t, d->train, idx, cfg->train_samples);
+    const fl_status st = flm_dataset_keep(d->train, idx, cfg->train_samples);
     free(idx);
-    if (st != FL_OK)
-        return st;
-    flm_dataset_free(d->train);
-    d->train = t;
-    return FL_OK;
+    return st;
 }
 
 /* The held-out split of a spec without one: idx[0..N-nt) the training samples, idx[N-nt..N) the
@@ -230,13 +225,18 @@ static fl_status data_load_here(flsim_data *d, const flsim_config *cfg, char *er
                      all->user ? " (taken from each user's samples)" : "");
         st = FL_ERR_INVALID_ARG;
     }
+    /* the test samples copied out, then the training samples kept in place (idx[0..ntr) is in
+     * file order): the set is never held twice */
     const size_t ntr = all->N - nt;
     if (st == FL_OK)
-        st = flm_dataset_subset(&d->train, all, idx, ntr);
-    if (st == FL_OK)
         st = flm_dataset_subset(&d->test, all, idx + ntr, nt);
+    if (st == FL_OK)
+        st = flm_dataset_keep(all, idx, ntr);
     free(idx);
-    flm_dataset_free(all);
+    if (st == FL_OK)
+        d->train = all;
+    else
+        flm_dataset_free(all);
     if (st == FL_OK)
         st = truncate_train(d, cfg);
     if (st != FL_OK)

@@ -6,8 +6,10 @@
  *   'F' / 'S' a LEAF JSON document, FEMNIST / Shakespeare;
  *   'P' a partition spec string, then (if it parses) a partition of a small synthetic dataset;
  *       the same string goes to the dry dataset-spec parser (flm_dataset_spec_check);
- *   anything else: the byte modulo 4 picks one of the above, so mutations of the selector still
- *   reach a parser.
+ *   'D' the LEAF reader's decimal conversion (flm_decimal_exact) against strtod, bit for bit: a
+ *       u64 little-endian m, then a byte e: m * 10^((e mod 41) - 20);
+ *   anything else: the byte modulo 4 picks one of I, F, S and P, so mutations of the selector
+ *   still reach a parser.
  * Invariants checked on success (a violation aborts, which libFuzzer and the replay report): shapes
  * and counts agree, labels lie in range, pixels in [0, 1], user ids in the user table, and a
  * partition assigns every sample exactly once.
@@ -183,7 +185,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (size < 1)
         return 0;
     int sel = data[0];
-    if (sel != 'I' && sel != 'F' && sel != 'S' && sel != 'P')
+    if (sel != 'I' && sel != 'F' && sel != 'S' && sel != 'P' && sel != 'D')
         sel = "IFSP"[sel % 4];
     data++;
     size--;
@@ -192,6 +194,23 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     fl_status st;
     size_t il = 0;
     switch (sel) {
+    case 'D': {
+        if (size < 9)
+            return 0;
+        uint64_t m;
+        memcpy(&m, data, 8);
+        const int e10 = (int)(data[8] % 41) - 20;
+        double got = -1.0;
+        const int taken = flm_decimal_exact(m, e10, &got);
+        if (taken != (e10 >= -19 && e10 <= 19))
+            abort();
+        char text[64];
+        snprintf(text, sizeof text, "%llue%d", (unsigned long long)m, e10);
+        const double want = strtod(text, NULL);
+        if (taken && memcmp(&got, &want, sizeof got) != 0)
+            abort();
+        return 0;
+    }
     case 'I': {
         if (size < 4)
             return 0;

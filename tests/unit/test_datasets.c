@@ -504,6 +504,26 @@ static void test_leaf_femnist_fixture(void **state)
     assert_int_equal(flm_dataset_subset(&none, ds, bad, 1), FL_ERR_INVALID_ARG);
     assert_null(none);
     flm_dataset_free(sub);
+    /* Keeping samples in place: the same samples, labels and users as a subset of them; indices
+     * out of order, repeated or out of range leave the set as it was. */
+    const uint32_t keep[3] = {1, 3, 5}, unordered[2] = {3, 1}, twice_one[2] = {1, 1};
+    assert_int_equal(flm_dataset_subset(&sub, ds, keep, 3), FL_OK);
+    assert_int_equal(flm_dataset_keep(ds, unordered, 2), FL_ERR_INVALID_ARG);
+    assert_int_equal(flm_dataset_keep(ds, twice_one, 2), FL_ERR_INVALID_ARG);
+    assert_int_equal(flm_dataset_keep(ds, bad, 1), FL_ERR_INVALID_ARG);
+    assert_int_equal(flm_dataset_keep(NULL, keep, 3), FL_ERR_INVALID_ARG);
+    assert_int_equal(ds->N, 6);
+    assert_int_equal(flm_dataset_keep(ds, keep, 3), FL_OK);
+    assert_int_equal(ds->N, 3);
+    assert_memory_equal(ds->x, sub->x, 3 * 784 * sizeof(float));
+    assert_memory_equal(ds->y, sub->y, 3 * sizeof(int32_t));
+    assert_memory_equal(ds->user, sub->user, 3 * sizeof(uint32_t));
+    assert_int_equal(ds->n_users, sub->n_users);
+    assert_string_equal(ds->users[2], "f0002_07");
+    assert_null(flm_dataset_x(ds, 3));
+    assert_int_equal(flm_dataset_keep(ds, keep, 0), FL_OK); /* none kept: an empty set */
+    assert_int_equal(ds->N, 0);
+    flm_dataset_free(sub);
     /* The same file twice: the users collide. */
     const char *twice[] = {path, path};
     flm_dataset *ds2 = NULL;
@@ -604,6 +624,12 @@ static void test_leaf_malformed(void **state)
          FL_ERR_DATASET_FORMAT, "invalid literal"},
         {"bad number", FLM_LEAF_FEMNIST, "{\"num_samples\": [01], \"user_data\": {}}",
          FL_ERR_DATASET_FORMAT, "expected ','"},
+        /* 16 to 19 digits and no decimals, with more than the longest number after it (the
+         * reader's direct path): once divided by 10^0, a trap (found by fuzz_dataset) */
+        {"19-digit integer", FLM_LEAF_FEMNIST,
+         "{\"user_data\": {\"a\": {\"x\": [[1500000000885235201                         "
+         "                                             ]], \"y\": [0]}}}",
+         FL_ERR_DATASET_FORMAT, "x: pixel value 1.5e+18 outside [0, 1]"},
         {"bad escape", FLM_LEAF_SHAKESPEARE, "{\"a\\q\": 1, \"user_data\": {}}",
          FL_ERR_DATASET_FORMAT, "bad escape"},
         {"lone surrogate", FLM_LEAF_SHAKESPEARE, "{\"\\udc00\": 1, \"user_data\": {}}",
@@ -710,46 +736,152 @@ static void test_leaf_numbers(void **state)
         "5E-1", "0.5e0", "1.0000000000000000001", "0.00000000000000000000001", "0.1e1",
         "9.99999999999999999999e-1", "100e-2", "0.30000000000000004", "123456789012345e-15",
         "1234567890123456e-16", "0.000000000000000000000000000000000000000000001", "2.5E-1",
+        /* the reader's paths: eight digits at a time (with leading zeros, all zeros, 19
+         * significant digits, 19 and 20 decimals), then the division or strtod */
+        "0.9882352941176471", "0.011764705882352941", "0.00000000", "0.0000000000000000",
+        "0.00000000123456789", "0.1234567890123456789", "0.12345678901234567890",
+        "0.0000000000000000001", "0.00000000000000000001", "0.99999999999999999999",
+        "0.000000010000000000000001", "1.000000000000000000", "0.00000001",
+        "0.10000000000000000000000000000000000000000000000000000000000001",
     };
     const size_t nf = sizeof fixed / sizeof fixed[0];
-    char nums[784][40];
+    enum { S = 90 }; /* samples: about 1 MB of JSON, so the file reader refills its window */
+    char (*nums)[72] = malloc((size_t)S * 784 * sizeof *nums);
+    assert_non_null(nums);
     fl_rng r = fl_rng_stream(77, 0, 0, FL_RNG_TEST);
-    for (size_t k = 0; k < 784; k++) {
-        if (k < nf) {
-            snprintf(nums[k], sizeof nums[k], "%s", fixed[k]);
+    for (size_t k = 0; k < (size_t)S * 784; k++) {
+        if (k % 784 < nf && k / 784 % 3 == 0) {
+            snprintf(nums[k], sizeof nums[k], "%s", fixed[k % 784]);
             continue;
         }
-        /* 0.<1..24 digits>, sometimes with an exponent that keeps the value in [0, 1]. */
+        /* 0.<1..24 digits>, a third of them with leading zeros, sometimes an exponent that keeps
+         * the value in [0, 1]. */
         const unsigned len = 1 + fl_rng_below(&r, 24);
+        const unsigned zeros = fl_rng_below(&r, 3) == 0 ? fl_rng_below(&r, len + 1) : 0;
         size_t w = 0;
         nums[k][w++] = '0';
         nums[k][w++] = '.';
         for (unsigned d = 0; d < len; d++)
-            nums[k][w++] = (char)('0' + fl_rng_below(&r, 10));
+            nums[k][w++] = (char)(d < zeros ? '0' : '0' + fl_rng_below(&r, 10));
         if (fl_rng_below(&r, 3) == 0)
             w += (size_t)snprintf(nums[k] + w, sizeof nums[k] - w, "e-%u", fl_rng_below(&r, 30));
         nums[k][w] = '\0';
     }
-    size_t cap = 784 * 44 + 128, w = 0;
+    size_t cap = (size_t)S * 784 * 74 + 128, w = 0;
     char *doc = malloc(cap);
     assert_non_null(doc);
-    w += (size_t)snprintf(doc + w, cap - w, "{\"user_data\": {\"u\": {\"y\": [0], \"x\": [[");
-    for (size_t k = 0; k < 784; k++)
-        w += (size_t)snprintf(doc + w, cap - w, "%s%s", k ? "," : "", nums[k]);
+    w += (size_t)snprintf(doc + w, cap - w, "{\"user_data\": {\"u\": {\"y\": [");
+    for (int i = 0; i < S; i++)
+        w += (size_t)snprintf(doc + w, cap - w, "%s0", i ? "," : "");
+    w += (size_t)snprintf(doc + w, cap - w, "], \"x\": [");
+    for (size_t k = 0; k < (size_t)S * 784; k++)
+        w += (size_t)snprintf(doc + w, cap - w, "%s%s%s%s", k % 784 ? "," : k ? "],\n" : "",
+                              k % 784 ? "" : "[", k % 97 == 5 ? " " : "", nums[k]);
     w += (size_t)snprintf(doc + w, cap - w, "]]}}}");
-    flm_dataset *ds = NULL;
-    char err[256] = "";
-    const fl_status st = flm_leaf_load_mem(&ds, FLM_LEAF_FEMNIST, (const uint8_t *)doc, w, err,
-                                           sizeof err);
-    if (st != FL_OK)
-        fail_msg("%s: %s", fl_status_name(st), err);
-    for (size_t k = 0; k < 784; k++) {
-        const float want = (float)strtod(nums[k], NULL);
-        if (memcmp(&ds->x[k], &want, sizeof want) != 0)
-            fail_msg("\"%s\": got %.9g, strtod %.9g", nums[k], ds->x[k], want);
+    char path[300];
+    tmp_path(path, sizeof path, "numbers.json");
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    assert_int_equal(fwrite(doc, 1, w, f), w);
+    assert_int_equal(fclose(f), 0);
+    for (int from_file = 0; from_file < 2; from_file++) {
+        flm_dataset *ds = NULL;
+        char err[256] = "";
+        const char *paths[] = {path};
+        const fl_status st =
+            from_file ? flm_leaf_load(&ds, FLM_LEAF_FEMNIST, paths, 1, err, sizeof err)
+                      : flm_leaf_load_mem(&ds, FLM_LEAF_FEMNIST, (const uint8_t *)doc, w, err,
+                                          sizeof err);
+        if (st != FL_OK)
+            fail_msg("%s: %s", fl_status_name(st), err);
+        assert_int_equal(ds->N, S);
+        for (size_t k = 0; k < (size_t)S * 784; k++) {
+            const float want = (float)strtod(nums[k], NULL);
+            if (memcmp(&ds->x[k], &want, sizeof want) != 0)
+                fail_msg("\"%s\" (%s): got %.9g, strtod %.9g", nums[k],
+                         from_file ? "file" : "memory", ds->x[k], want);
+        }
+        flm_dataset_free(ds);
     }
-    flm_dataset_free(ds);
+    unlink(path);
     free(doc);
+    free(nums);
+}
+
+/* flm_decimal_exact against strtod, bit for bit, on the double itself (the reader then rounds to
+ * float, which would hide an error of one double ulp): every k / 255 as Python and %.17g write
+ * it, exact ties (2^53 + 1 and x.5 at 2^52, to even both ways), values a hair above a tie, the
+ * extremes of m and e10, and 200,000 random decimals of 1 to 19 digits. */
+static void check_decimal(uint64_t m, int e10)
+{
+    char s[64];
+    snprintf(s, sizeof s, "%llue%d", (unsigned long long)m, e10);
+    const double want = strtod(s, NULL);
+    double got = -1.0;
+    if (!flm_decimal_exact(m, e10, &got))
+        fail_msg("%s: not taken", s);
+    if (memcmp(&got, &want, sizeof got) != 0)
+        fail_msg("%s: got %a, strtod %a", s, got, want);
+}
+
+static void check_decimal_text(const char *t)
+{
+    /* the digits and exponent of a plain decimal "I.F" */
+    uint64_t m = 0;
+    int e10 = 0, frac = 0;
+    for (const char *p = t; *p; p++) {
+        if (*p == '.') {
+            frac = 1;
+            continue;
+        }
+        m = m * 10 + (uint64_t)(*p - '0');
+        e10 -= frac;
+    }
+    check_decimal(m, e10);
+}
+
+static void test_decimal_exact(void **state)
+{
+    (void)state;
+    char s[64];
+    for (int k = 0; k <= 255; k++) {
+        snprintf(s, sizeof s, "%.17g", k / 255.0);
+        if (strchr(s, 'e') == NULL) /* 0 and 1 have no '.'; both plain */
+            check_decimal_text(s);
+        snprintf(s, sizeof s, "%.16f", 1.0 - k / 255.0);
+        check_decimal_text(s);
+    }
+    check_decimal_text("0.9882352941176471");
+    check_decimal_text("0.011764705882352941");
+    check_decimal(9007199254740993ull, 0);         /* 2^53 + 1: a tie, to even 2^53 */
+    check_decimal(9007199254740995ull, 0);         /* a tie, to even 2^53 + 4 */
+    check_decimal(45035996273704965ull, -1);       /* 2^52 + 0.5: a tie, down to even */
+    check_decimal(45035996273704975ull, -1);       /* 2^52 + 1.5: a tie, up to even */
+    /* just above a midpoint whose lower neighbour is even: the bits cut off are exactly a half
+     * and only the division's remainder says to round up (found by a search with exact
+     * fractions) */
+    check_decimal(6022271588046029245ull, -19);
+    check_decimal(613501236949208828ull, -18);
+    check_decimal(62668460927066999ull, -17);
+    check_decimal(UINT64_MAX, 19);
+    check_decimal(UINT64_MAX, -19);
+    check_decimal(1, -19);
+    check_decimal(1, 19);
+    check_decimal(9999999999999999999ull, -19);
+    double v = 7.0;
+    assert_int_equal(flm_decimal_exact(1, -20, &v), 0);
+    assert_int_equal(flm_decimal_exact(1, 20, &v), 0);
+    assert_true(v == 7.0);
+    assert_int_equal(flm_decimal_exact(0, -19, &v), 1);
+    assert_true(v == 0.0 && !signbit(v));
+    fl_rng r = fl_rng_stream(78, 0, 0, FL_RNG_TEST);
+    for (int i = 0; i < 200000; i++) {
+        const unsigned digits = 1 + fl_rng_below(&r, 19);
+        uint64_t m = 0;
+        for (unsigned d = 0; d < digits; d++)
+            m = m * 10 + fl_rng_below(&r, 10);
+        check_decimal(m, (int)fl_rng_below(&r, 39) - 19);
+    }
 }
 
 /* A LEAF file far larger than the 64 KiB read buffer, so tokens straddle refills. */
@@ -1487,6 +1619,7 @@ int main(void)
         cmocka_unit_test(test_leaf_shakespeare_fixture),
         cmocka_unit_test(test_leaf_malformed),
         cmocka_unit_test(test_leaf_numbers),
+        cmocka_unit_test(test_decimal_exact),
         cmocka_unit_test(test_leaf_streaming),
         cmocka_unit_test(test_synth_images),
         cmocka_unit_test(test_synth_tokens),

@@ -1,0 +1,374 @@
+/* bench_leaf: how long fedrop takes to load a LEAF FEMNIST JSON file, beside the same file parsed
+ * with a general JSON library (jansson) and beside reading its bytes, in the same run.
+ *
+ *   bench_leaf [--file FILE | --samples N] [--reps R]
+ *
+ * The file: a real LEAF FEMNIST file (`--file data/femnist/data/train/all_data_0.json`), or by
+ * default one written to $TMPDIR from Fashion-MNIST's training set ($FEDROP_DATA_DIR or
+ * /usr/share/datasets/fashion-mnist): N images (20,000: about 190 MB of JSON) inverted as
+ * FEMNIST's are (white 1.0 background), 200 to a user, each pixel p written as LEAF writes them
+ * (Python's repr of a float: the shortest decimal that reads back to (255 - p) / 255, so
+ * "0.9882352941176471" and "0.011764705882352941", 16 and 17 digits, and "1.0"), removed at
+ * the end. Fashion-MNIST's garments hold more ink than FEMNIST's characters, so more of its
+ * pixels are long decimals rather than "1.0": a harder file for any parser.
+ *
+ * Ours: flm_leaf_load (what fl_sim's --dataset femnist:PATH goes through): a streaming
+ * tokenizer, every number checked and converted to float32 as it arrives, into arrays of floats.
+ * Peer: jansson's json_loadf of the same file into its tree (json_t objects, as a program using
+ * a JSON library would read it), then its x lists walked into a float array of the same size: the
+ * same floats (checked, bit for bit) from a widely used C parser. Floor: fread of the file into a
+ * 64 KB buffer, nothing parsed. The three alternate R times (ours, peer, floor, ...) after one
+ * untimed load of each, the file in the page cache for all. Each load runs in a fresh child
+ * process, as fl_sim makes its one load (a process that loaded before reuses what its malloc
+ * kept, and glibc's raised mmap threshold then puts the arrays on its heap), and its floats'
+ * SHA-256 is compared with the peer's. Figures: medians of wall time (least and greatest beside),
+ * and the minor page faults of ours.
+ * LAST line: load_s=<median> jansson_s=<median> ratio=<load / jansson> read_s=<median>
+ *            read_ratio=<load / read> minflt=<median faults a load>
+ */
+#include <errno.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <zlib.h>
+
+#include "bench_stat.h"
+#include "flm_data.h"
+#include "fl_sha256.h"
+#include "fl_time.h"
+
+static long minflt(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return ru.ru_minflt;
+}
+
+/* Python's repr of v in [0, 1]: the shortest %.*g that reads back to v, with ".0" on an integer. */
+static void py_repr(char *out, size_t cap, double v)
+{
+    for (int p = 1; p <= 17; p++) {
+        snprintf(out, cap, "%.*g", p, v);
+        if (strtod(out, NULL) == v)
+            break;
+    }
+    if (!strchr(out, '.') && !strchr(out, 'e'))
+        strncat(out, ".0", cap - strlen(out) - 1);
+}
+
+static int read_gz(const char *path, unsigned char *dst, size_t skip, size_t n)
+{
+    gzFile g = gzopen(path, "rb");
+    if (!g)
+        return -1;
+    unsigned char hdr[16];
+    int ok = gzread(g, hdr, (unsigned)skip) == (int)skip;
+    size_t got = 0;
+    while (ok && got < n) {
+        const int r = gzread(g, dst + got, (unsigned)(n - got > (1u << 30) ? 1u << 30 : n - got));
+        if (r <= 0)
+            ok = 0;
+        else
+            got += (size_t)r;
+    }
+    gzclose(g);
+    return ok ? 0 : -1;
+}
+
+/* Writes the FEMNIST-like file; 0 or -1 (said). */
+static int write_file(const char *path, size_t n)
+{
+    const char *dir = getenv("FEDROP_DATA_DIR");
+    char ip[4096], lp[4096];
+    snprintf(ip, sizeof ip, "%s/train-images-idx3-ubyte.gz",
+             dir && *dir ? dir : "/usr/share/datasets/fashion-mnist");
+    snprintf(lp, sizeof lp, "%s/train-labels-idx1-ubyte.gz",
+             dir && *dir ? dir : "/usr/share/datasets/fashion-mnist");
+    unsigned char *px = malloc(n * 784), *lab = malloc(n);
+    if (!px || !lab || read_gz(ip, px, 16, n * 784) != 0 || read_gz(lp, lab, 8, n) != 0) {
+        fprintf(stderr, "bench_leaf: cannot read %zu images from %s and %s\n", n, ip, lp);
+        free(px);
+        free(lab);
+        return -1;
+    }
+    char repr[256][24];
+    for (int k = 0; k < 256; k++)
+        py_repr(repr[k], sizeof repr[k], (255 - k) / 255.0);
+    FILE *f = fopen(path, "w");
+    if (!f) {
+        fprintf(stderr, "bench_leaf: %s: %s\n", path, strerror(errno));
+        free(px);
+        free(lab);
+        return -1;
+    }
+    const size_t per = 200, users = (n + per - 1) / per;
+    fputs("{\"users\": [", f);
+    for (size_t u = 0; u < users; u++)
+        fprintf(f, "%s\"f%04zu_%02zu\"", u ? ", " : "", u, u % 97);
+    fputs("], \"num_samples\": [", f);
+    for (size_t u = 0; u < users; u++)
+        fprintf(f, "%s%zu", u ? ", " : "", u + 1 < users ? per : n - u * per);
+    fputs("], \"user_data\": {", f);
+    for (size_t u = 0; u < users; u++) {
+        const size_t a = u * per, b = a + per < n ? a + per : n;
+        fprintf(f, "%s\"f%04zu_%02zu\": {\"x\": [", u ? ", " : "", u, u % 97);
+        for (size_t i = a; i < b; i++) {
+            fputs(i > a ? ", [" : "[", f);
+            for (size_t k = 0; k < 784; k++) {
+                if (k)
+                    fputs(", ", f);
+                fputs(repr[px[i * 784 + k]], f);
+            }
+            fputc(']', f);
+        }
+        fputs("], \"y\": [", f);
+        for (size_t i = a; i < b; i++)
+            fprintf(f, "%s%d", i > a ? ", " : "", lab[i]);
+        fputs("]}", f);
+    }
+    fputs("}}", f);
+    free(px);
+    free(lab);
+    if (fclose(f) != 0) {
+        fprintf(stderr, "bench_leaf: writing %s: %s\n", path, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+/* The peer: jansson's tree, then every user's x walked into x[0..n*784). The samples' count, or
+ * -1 (said). */
+static long long jansson_load(const char *path, float **xs)
+{
+    json_error_t e;
+    json_t *doc = json_load_file(path, 0, &e);
+    if (!doc) {
+        fprintf(stderr, "bench_leaf: jansson: %s:%d: %s\n", path, e.line, e.text);
+        return -1;
+    }
+    json_t *ud = json_object_get(doc, "user_data");
+    size_t n = 0;
+    const char *key;
+    json_t *v;
+    json_object_foreach(ud, key, v) n += json_array_size(json_object_get(v, "x"));
+    float *x = malloc((n ? n : 1) * 784 * sizeof *x);
+    if (!x) {
+        json_decref(doc);
+        return -1;
+    }
+    size_t i = 0;
+    json_object_foreach(ud, key, v)
+    {
+        json_t *list = json_object_get(v, "x");
+        for (size_t s = 0; s < json_array_size(list); s++, i++) {
+            json_t *row = json_array_get(list, s);
+            if (json_array_size(row) != 784) {
+                fprintf(stderr, "bench_leaf: jansson: a sample of %zu values\n",
+                        json_array_size(row));
+                json_decref(doc);
+                free(x);
+                return -1;
+            }
+            for (size_t k = 0; k < 784; k++)
+                x[i * 784 + k] = (float)json_number_value(json_array_get(row, k));
+        }
+    }
+    json_decref(doc);
+    *xs = x;
+    return (long long)n;
+}
+
+static long long read_file(const char *path, unsigned char *buf)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return -1;
+    long long total = 0;
+    size_t r;
+    while ((r = fread(buf, 1, 65536, f)) > 0)
+        total += (long long)r;
+    const int bad = ferror(f);
+    fclose(f);
+    return bad ? -1 : total;
+}
+
+/* One load in a fresh child process, as fl_sim makes its one load in a fresh process (a process
+ * that loaded before would reuse the pages its malloc kept, and glibc's raised mmap threshold
+ * would put the next arrays on its heap). which: 0 ours, 1 jansson, 2 read. 0 with *sec, *flt
+ * (minor faults), *n (samples) and the floats' SHA-256 in dig, or -1 (the child said why). */
+typedef struct child_out {
+    double sec;
+    long flt;
+    long long n, bytes;
+    uint8_t dig[FL_SHA256_LEN];
+    int ok;
+} child_out;
+
+static void child(int which, const char *file, int fd)
+{
+    child_out o;
+    memset(&o, 0, sizeof o);
+    char err[512];
+    const char *paths[1] = {file};
+    const long f0 = minflt();
+    const double t0 = fl_time_mono_s();
+    if (which == 0) {
+        flm_dataset *ds = NULL;
+        const fl_status st = flm_leaf_load(&ds, FLM_LEAF_FEMNIST, paths, 1, err, sizeof err);
+        o.sec = fl_time_mono_s() - t0;
+        o.flt = minflt() - f0;
+        if (st != FL_OK)
+            fprintf(stderr, "bench_leaf: %s\n", err);
+        else {
+            o.n = (long long)ds->N;
+            o.ok = fl_sha256_digest(o.dig, ds->x, ds->N * 784 * sizeof(float)) == FL_OK;
+        }
+        flm_dataset_free(ds);
+    } else if (which == 1) {
+        float *x = NULL;
+        o.n = jansson_load(file, &x);
+        o.sec = fl_time_mono_s() - t0;
+        o.flt = minflt() - f0;
+        o.ok = o.n >= 0 && fl_sha256_digest(o.dig, x, (size_t)o.n * 784 * sizeof(float)) == FL_OK;
+        free(x);
+    } else {
+        unsigned char *buf = malloc(65536);
+        o.bytes = buf ? read_file(file, buf) : -1;
+        o.sec = fl_time_mono_s() - t0;
+        o.ok = o.bytes >= 0;
+        if (!o.ok)
+            fprintf(stderr, "bench_leaf: cannot read %s\n", file);
+        free(buf);
+    }
+    if (write(fd, &o, sizeof o) != (ssize_t)sizeof o)
+        _exit(1);
+    _exit(o.ok ? 0 : 1);
+}
+
+static int run_child(int which, const char *file, child_out *o)
+{
+    int fds[2];
+    if (pipe(fds) != 0)
+        return -1;
+    fflush(stdout);
+    const pid_t pid = fork();
+    if (pid < 0) {
+        close(fds[0]);
+        close(fds[1]);
+        return -1;
+    }
+    if (pid == 0) {
+        close(fds[0]);
+        child(which, file, fds[1]);
+    }
+    close(fds[1]);
+    const ssize_t got = read(fds[0], o, sizeof *o);
+    close(fds[0]);
+    int status = 0;
+    waitpid(pid, &status, 0);
+    return got == (ssize_t)sizeof *o && WIFEXITED(status) && WEXITSTATUS(status) == 0 && o->ok
+               ? 0 : -1;
+}
+
+int main(int argc, char **argv)
+{
+    const char *file = NULL;
+    long long samples = 20000;
+    int reps = 5;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--file") == 0 && i + 1 < argc)
+            file = argv[++i];
+        else if (strcmp(argv[i], "--samples") == 0 && i + 1 < argc)
+            samples = atoll(argv[++i]);
+        else if (strcmp(argv[i], "--reps") == 0 && i + 1 < argc)
+            reps = atoi(argv[++i]);
+        else {
+            fprintf(stderr,
+                    "usage: bench_leaf [--file FILE | --samples N (20000)] [--reps R (5)]\n"
+                    "Loads a LEAF FEMNIST JSON file with flm_leaf_load, alternated with jansson's\n"
+                    "json_load_file of the same file walked into floats (the peer) and a bare\n"
+                    "read of it (the floor), each load in a fresh child process. Without --file,\n"
+                    "writes a FEMNIST-like file of N Fashion-MNIST images to $TMPDIR (or /tmp) and\n"
+                    "removes it at the end. Last line:\n"
+                    "load_s=<f> jansson_s=<f> ratio=<f> read_s=<f> read_ratio=<f> minflt=<f>\n");
+            return 2;
+        }
+    }
+    if (reps < 1 || reps > 1000 || samples < 1 || samples > 60000) {
+        fprintf(stderr, "bench_leaf: --reps must be 1 .. 1000 and --samples 1 .. 60000\n");
+        return 2;
+    }
+    char tmp[4096] = "";
+    if (!file) {
+        const char *td = getenv("TMPDIR");
+        snprintf(tmp, sizeof tmp, "%s/bench_leaf.%ld.json", td && *td ? td : "/tmp",
+                 (long)getpid());
+        const double t0 = fl_time_mono_s();
+        if (write_file(tmp, (size_t)samples) != 0) {
+            unlink(tmp);
+            return 1;
+        }
+        printf("wrote %s (%lld Fashion-MNIST images as FEMNIST-like LEAF JSON) in %.1f s\n", tmp,
+               samples, fl_time_mono_s() - t0);
+        file = tmp;
+    }
+    int rc = 1;
+    double *t_load = calloc((size_t)reps, sizeof *t_load);
+    double *t_peer = calloc((size_t)reps, sizeof *t_peer);
+    double *t_read = calloc((size_t)reps, sizeof *t_read);
+    double *f_load = calloc((size_t)reps, sizeof *f_load);
+    if (!t_load || !t_peer || !t_read || !f_load) {
+        fprintf(stderr, "bench_leaf: out of memory\n");
+        goto out;
+    }
+    long long n = 0, bytes = 0;
+    for (int r = -1; r < reps; r++) { /* r = -1: untimed, warms the page cache */
+        child_out a, b, c;
+        if (run_child(0, file, &a) != 0 || run_child(1, file, &b) != 0 ||
+            run_child(2, file, &c) != 0) {
+            fprintf(stderr, "bench_leaf: a load failed\n");
+            goto out;
+        }
+        /* the same floats in the same order (LEAF's user_data in file order; jansson keeps
+         * insertion order) */
+        if (a.n != b.n || memcmp(a.dig, b.dig, sizeof a.dig) != 0) {
+            fprintf(stderr, "bench_leaf: jansson's floats differ from ours (%lld against %lld "
+                            "samples)\n", b.n, a.n);
+            goto out;
+        }
+        n = a.n;
+        bytes = c.bytes;
+        if (r < 0)
+            continue;
+        t_load[r] = a.sec;
+        t_peer[r] = b.sec;
+        t_read[r] = c.sec;
+        f_load[r] = (double)a.flt;
+        printf("rep %d: load %.3f s (%ld minor faults), jansson %.3f s (%ld), read %.3f s\n",
+               r + 1, a.sec, a.flt, b.sec, b.flt, c.sec);
+    }
+    const bench_stat L = bench_stat_of(t_load, reps), P = bench_stat_of(t_peer, reps),
+                     R = bench_stat_of(t_read, reps), F = bench_stat_of(f_load, reps);
+    printf("%s: %.0f MB of JSON, %lld samples (%.0f MB as floats)\n", file, (double)bytes / 1e6,
+           n, (double)n * 784 * 4 / 1e6);
+    printf("ours (flm_leaf_load): median %.3f s (%.3f-%.3f), %.0f MB/s, %.0f minor faults a load\n",
+           L.med, L.lo, L.hi, (double)bytes / 1e6 / L.med, F.med);
+    printf("peer (jansson json_load_file + walk to floats, the same bits): median %.3f s "
+           "(%.3f-%.3f), %.0f MB/s\n", P.med, P.lo, P.hi, (double)bytes / 1e6 / P.med);
+    printf("floor (fread, nothing parsed): median %.3f s (%.3f-%.3f)\n", R.med, R.lo, R.hi);
+    printf("load_s=%.4f jansson_s=%.4f ratio=%.3f read_s=%.4f read_ratio=%.2f minflt=%.0f\n",
+           L.med, P.med, L.med / P.med, R.med, L.med / R.med, F.med);
+    rc = 0;
+out:
+    if (tmp[0])
+        unlink(tmp);
+    free(t_load);
+    free(t_peer);
+    free(t_read);
+    free(f_load);
+    return rc;
+}
