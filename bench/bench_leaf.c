@@ -4,8 +4,8 @@
  *   bench_leaf [--file FILE | --samples N] [--reps R]
  *
  * The file: a real LEAF FEMNIST file (`--file data/femnist/data/train/all_data_0.json`), or by
- * default one written to $TMPDIR from Fashion-MNIST's training set ($FEDROP_DATA_DIR or
- * /usr/share/datasets/fashion-mnist): N images (20,000: about 190 MB of JSON) inverted as
+ * default one written to $TMPDIR from Fashion-MNIST's training set (found as fl_sim finds it:
+ * $FEDROP_DATA_DIR, else /usr/share/datasets/fashion-mnist): N images (20,000: about 190 MB of JSON) inverted as
  * FEMNIST's are (white 1.0 background), 200 to a user, each pixel p written as LEAF writes them
  * (Python's repr of a float: the shortest decimal that reads back to (255 - p) / 255, so
  * "0.9882352941176471" and "0.011764705882352941", 16 and 17 digits, and "1.0"), removed at
@@ -14,7 +14,7 @@
  *
  * Ours: flm_leaf_load (what fl_sim's --dataset femnist:PATH goes through): a streaming
  * tokenizer, every number checked and converted to float32 as it arrives, into arrays of floats.
- * Peer: jansson's json_loadf of the same file into its tree (json_t objects, as a program using
+ * Peer: jansson's json_load_file of the same file into its tree (json_t objects, as a program using
  * a JSON library would read it), then its x lists walked into a float array of the same size: the
  * same floats (checked, bit for bit) from a widely used C parser. Floor: fread of the file into a
  * 64 KB buffer, nothing parsed. The three alternate R times (ours, peer, floor, ...) after one
@@ -27,6 +27,7 @@
  *            read_ratio=<load / read> minflt=<median faults a load>
  */
 #include <errno.h>
+#include <math.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -34,7 +35,6 @@
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
-#include <zlib.h>
 
 #include "bench_stat.h"
 #include "flm_data.h"
@@ -60,39 +60,20 @@ static void py_repr(char *out, size_t cap, double v)
         strncat(out, ".0", cap - strlen(out) - 1);
 }
 
-static int read_gz(const char *path, unsigned char *dst, size_t skip, size_t n)
-{
-    gzFile g = gzopen(path, "rb");
-    if (!g)
-        return -1;
-    unsigned char hdr[16];
-    int ok = gzread(g, hdr, (unsigned)skip) == (int)skip;
-    size_t got = 0;
-    while (ok && got < n) {
-        const int r = gzread(g, dst + got, (unsigned)(n - got > (1u << 30) ? 1u << 30 : n - got));
-        if (r <= 0)
-            ok = 0;
-        else
-            got += (size_t)r;
-    }
-    gzclose(g);
-    return ok ? 0 : -1;
-}
-
-/* Writes the FEMNIST-like file; 0 or -1 (said). */
+/* Writes the FEMNIST-like file from Fashion-MNIST's first n training images, found as fl_sim
+ * finds them (flm_dataset_load_named); 0 or -1 (said). */
 static int write_file(const char *path, size_t n)
 {
-    const char *dir = getenv("FEDROP_DATA_DIR");
-    char ip[4096], lp[4096];
-    snprintf(ip, sizeof ip, "%s/train-images-idx3-ubyte.gz",
-             dir && *dir ? dir : "/usr/share/datasets/fashion-mnist");
-    snprintf(lp, sizeof lp, "%s/train-labels-idx1-ubyte.gz",
-             dir && *dir ? dir : "/usr/share/datasets/fashion-mnist");
-    unsigned char *px = malloc(n * 784), *lab = malloc(n);
-    if (!px || !lab || read_gz(ip, px, 16, n * 784) != 0 || read_gz(lp, lab, 8, n) != 0) {
-        fprintf(stderr, "bench_leaf: cannot read %zu images from %s and %s\n", n, ip, lp);
-        free(px);
-        free(lab);
+    flm_dataset *fm = NULL;
+    char err[512];
+    if (flm_dataset_load_named(&fm, "fashion-mnist", "train", NULL, err, sizeof err) != FL_OK) {
+        fprintf(stderr, "bench_leaf: %s\n", err);
+        return -1;
+    }
+    if (fm->N < n || fm->sample_len != 784) {
+        fprintf(stderr, "bench_leaf: Fashion-MNIST holds %zu images of %zu pixels, not %zu of 784\n",
+                fm->N, fm->sample_len, n);
+        flm_dataset_free(fm);
         return -1;
     }
     char repr[256][24];
@@ -101,8 +82,7 @@ static int write_file(const char *path, size_t n)
     FILE *f = fopen(path, "w");
     if (!f) {
         fprintf(stderr, "bench_leaf: %s: %s\n", path, strerror(errno));
-        free(px);
-        free(lab);
+        flm_dataset_free(fm);
         return -1;
     }
     const size_t per = 200, users = (n + per - 1) / per;
@@ -121,18 +101,18 @@ static int write_file(const char *path, size_t n)
             for (size_t k = 0; k < 784; k++) {
                 if (k)
                     fputs(", ", f);
-                fputs(repr[px[i * 784 + k]], f);
+                /* the loader's floats are p / 255 exactly: p back, as a byte */
+                fputs(repr[lrintf(fm->x[i * 784 + k] * 255.0f) & 255], f);
             }
             fputc(']', f);
         }
         fputs("], \"y\": [", f);
         for (size_t i = a; i < b; i++)
-            fprintf(f, "%s%d", i > a ? ", " : "", lab[i]);
+            fprintf(f, "%s%d", i > a ? ", " : "", fm->y[i]);
         fputs("]}", f);
     }
     fputs("}}", f);
-    free(px);
-    free(lab);
+    flm_dataset_free(fm);
     if (fclose(f) != 0) {
         fprintf(stderr, "bench_leaf: writing %s: %s\n", path, strerror(errno));
         return -1;
