@@ -137,10 +137,12 @@ fl_status fl_big_room(void *pp, size_t *cap, size_t need, size_t size)
 void fl_advise_huge(void *p, size_t n)
 {
 #ifdef MADV_HUGEPAGE
-    const uintptr_t pg = page_size();
+    const uintptr_t pg = page_size(), huge = (uintptr_t)2 << 20;
     const uintptr_t a = (uintptr_t)p & ~(pg - 1);
     const uintptr_t e = ((uintptr_t)p + n + pg - 1) & ~(pg - 1);
-    if (p && n)
+    /* only a block that holds a whole 2 MiB-aligned huge page: a smaller one could get none, and
+     * advising it (a piece of malloc's heap, say) would only split its mapping */
+    if (p && n && ((a + huge - 1) & ~(huge - 1)) + huge <= e)
         (void)madvise((void *)a, (size_t)(e - a), MADV_HUGEPAGE);
 #else
     (void)p;

@@ -47,6 +47,8 @@ fl_status fl_big_room(void *pp, size_t *cap, size_t need, size_t size);
  * still move it with mremap rather than copy it (an advice over the 2 MiB pages inside the block
  * alone split its mapping in three). The few bytes of the block's first and last pages that are
  * not its own take the advice too: a hint, harmless to them. Call it again after each realloc.
+ * A block that holds no whole 2 MiB-aligned huge page is left alone: it could get none, and the
+ * advice over a piece of malloc's heap would only split the heap's mapping.
  *
  * fl_prefault_write makes the whole pages inside [p, p + n) present and writable in one system
  * call (madvise MADV_POPULATE_WRITE, Linux 5.14 on) rather than a fault each as they are first

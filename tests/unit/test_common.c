@@ -515,6 +515,17 @@ static void test_advise_huge(void **state)
         n *= 2;
     }
     free(p);
+    /* a block too small to hold a huge page is left alone: its mapping (malloc's heap here)
+     * keeps its bounds and flags */
+    unsigned char *small = malloc(64 << 10);
+    assert_non_null(small);
+    uintptr_t lo0 = 0, hi0 = 0, lo1 = 0, hi1 = 0;
+    const int huge0 = vma_of(small, &lo0, &hi0);
+    assert_int_not_equal(huge0, -1);
+    fl_advise_huge(small, 64 << 10);
+    assert_int_equal(vma_of(small, &lo1, &hi1), huge0);
+    assert_true(lo1 == lo0 && hi1 == hi0);
+    free(small);
 }
 
 /* fl_index_new: a zeroed power of two, at least 64 and at least the slots asked for, replacing
