@@ -130,14 +130,14 @@ fl_status flm_dataset_subset(flm_dataset **out, const flm_dataset *ds, const uin
 
 fl_status flm_dataset_keep(flm_dataset *ds, const uint32_t *idx, size_t n)
 {
-    if (!ds || (n && !idx))
+    if (!ds || (!idx && n > ds->N))
         return FL_ERR_INVALID_ARG;
-    for (size_t i = 0; i < n; i++)
+    for (size_t i = 0; idx && i < n; i++)
         if (idx[i] >= ds->N || (i && idx[i] <= idx[i - 1]))
             return FL_ERR_INVALID_ARG;
     /* idx[i] >= i, increasing: sample i is written only after every sample that reads it moved */
     const size_t L = ds->sample_len;
-    for (size_t i = 0; i < n; i++) {
+    for (size_t i = 0; idx && i < n; i++) {
         const size_t j = idx[i];
         if (j != i) {
             if (ds->kind == FLM_DATA_FLOAT)
@@ -164,7 +164,7 @@ fl_status flm_dataset_keep(flm_dataset *ds, const uint32_t *idx, size_t n)
     int32_t *y = realloc(ds->y, n1 * sizeof *y);
     if (y)
         ds->y = y;
-    if (ds->user) {
+    if (ds->user || ds->users) { /* a set with a user table has its samples' ids, even none */
         uint32_t *u = realloc(ds->user, n1 * sizeof *u);
         if (u)
             ds->user = u;

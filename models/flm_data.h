@@ -67,8 +67,9 @@ fl_status flm_dataset_subset(flm_dataset **out, const flm_dataset *ds, const uin
 
 /* Keeps samples idx[0..n) of ds in place, in that order, and drops the rest: no second copy of
  * the data (a training split of LEAF's FEMNIST is gigabytes). idx must be strictly increasing
- * and below ds->N; otherwise FL_ERR_INVALID_ARG and ds is untouched. The user table stays
- * whole. */
+ * and below ds->N; idx NULL keeps the first n (n <= ds->N). Otherwise FL_ERR_INVALID_ARG and ds
+ * is untouched. The arrays are shrunk to the n samples kept (a shrink that fails keeps the
+ * larger block); the user table stays whole. */
 fl_status flm_dataset_keep(flm_dataset *ds, const uint32_t *idx, size_t n);
 
 /* Sample i's features (FLOAT) or tokens (TOKENS); NULL if i is out of range or the kind differs. */

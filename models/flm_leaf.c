@@ -334,6 +334,18 @@ int flm_decimal_exact(uint64_t m, int e10, double *out)
     return 1;
 }
 
+/* The value of the decimal m * 10^e10, m holding its sig significant digits (at most 19 of them
+ * accumulated): Clinger's one operation, else flm_decimal_exact. 0 when neither applies (more
+ * digits than m holds, or |e10| too large): strtod's case. */
+static inline int decimal_value(uint64_t m, int sig, int e10, double *v)
+{
+    if (sig <= 15 && e10 >= -22 && e10 <= 22) {
+        *v = e10 < 0 ? (double)m / pow10_exact[-e10] : (double)m * pow10_exact[e10];
+        return 1;
+    }
+    return sig <= 19 && flm_decimal_exact(m, e10, v);
+}
+
 /* JSON number grammar, checked strictly. */
 static int lex_number_slow(jr *r, int first)
 {
@@ -387,14 +399,8 @@ static int lex_number_slow(jr *r, int first)
     }
 #undef SIG_DIGIT
 #undef NUM_PUSH
-    const int e10 = (exneg ? -ex : ex) - frac;
-    if (sig <= 15 && e10 >= -22 && e10 <= 22) {
-        const double v = e10 < 0 ? (double)m / pow10_exact[-e10] : (double)m * pow10_exact[e10];
-        r->num = neg ? -v : v;
-        return 0;
-    }
     double v;
-    if (sig <= 19 && flm_decimal_exact(m, e10, &v)) {
+    if (decimal_value(m, sig, (exneg ? -ex : ex) - frac, &v)) {
         r->num = neg ? -v : v;
         return 0;
     }
@@ -493,10 +499,7 @@ static int lex_number(jr *r, int first)
     if (p == end || *p == 'e' || *p == 'E' || sig > 19 || frac > 19)
         return lex_number_slow(r, first);
     double v;
-    if (sig <= 15 && frac <= 22)
-        v = (double)m / pow10_exact[frac];
-    else
-        (void)flm_decimal_exact(m, -frac, &v); /* frac <= 19: taken (an integer too) */
+    (void)decimal_value(m, sig, -frac, &v); /* taken: sig <= 19, frac <= 19 */
     r->num = first == '-' ? -v : v;
     r->pos = (size_t)(p - r->data);
     return 0;
@@ -1165,36 +1168,34 @@ static fl_status acc_finish(leaf_acc *a, flm_dataset **out)
     flm_dataset *ds = calloc(1, sizeof *ds);
     if (!ds)
         return FL_ERR_NOMEM;
-    const size_t N = a->ny, n1 = N ? N : 1;
     if (a->kind == FLM_LEAF_FEMNIST) {
         ds->kind = FLM_DATA_FLOAT;
         ds->C = 1;
         ds->H = ds->W = 28;
         ds->classes = FLM_LEAF_FEMNIST_CLASSES;
-        float *x = realloc(a->x, n1 * a->L * sizeof *x);
-        ds->x = x ? x : a->x;
-        a->x = NULL;
     } else {
         ds->kind = FLM_DATA_TOKENS;
         ds->C = ds->W = 1;
         ds->H = FLM_LEAF_SEQ_LEN;
         ds->classes = FLM_LEAF_VOCAB;
-        int32_t *t = realloc(a->tokens, n1 * a->L * sizeof *t);
-        ds->tokens = t ? t : a->tokens;
-        a->tokens = NULL;
     }
-    ds->N = N;
+    /* the grown arrays handed over, then shrunk to the samples read (an empty set gets blocks of
+     * one sample, as flm_dataset_new gives) */
+    ds->x = a->x;
+    ds->tokens = a->tokens;
+    ds->y = a->y;
+    ds->user = a->user;
+    ds->N = a->ny;
     ds->sample_len = a->L;
-    int32_t *y = realloc(a->y, n1 * sizeof *y);
-    ds->y = y ? y : a->y;
-    a->y = NULL;
-    uint32_t *u = realloc(a->user, n1 * sizeof *u);
-    ds->user = u ? u : a->user;
-    a->user = NULL;
     ds->users = a->names;
     ds->n_users = a->n_users;
+    a->x = NULL;
+    a->tokens = NULL;
+    a->y = NULL;
+    a->user = NULL;
     a->names = NULL;
     a->n_users = 0;
+    (void)flm_dataset_keep(ds, NULL, ds->N); /* cannot fail: the first N of N */
     if ((!ds->x && !ds->tokens) || !ds->y || !ds->user || !ds->users) {
         flm_dataset_free(ds);
         return FL_ERR_NOMEM;

@@ -112,14 +112,7 @@ static fl_status truncate_train(flsim_data *d, const flsim_config *cfg)
 {
     if (!cfg->train_samples || cfg->train_samples >= d->train->N)
         return FL_OK;
-    uint32_t *idx = malloc(cfg->train_samples * sizeof *idx);
-    if (!idx)
-        return FL_ERR_NOMEM;
-    for (uint32_t i = 0; i < cfg->train_samples; i++)
-        idx[i] = i;
-    const fl_status st = flm_dataset_keep(d->train, idx, cfg->train_samples);
-    free(idx);
-    return st;
+    return flm_dataset_keep(d->train, NULL, cfg->train_samples);
 }
 
 /* The held-out split of a spec without one: idx[0..N-nt) the training samples, idx[N-nt..N) the

@@ -512,6 +512,7 @@ static void test_leaf_femnist_fixture(void **state)
     assert_int_equal(flm_dataset_keep(ds, twice_one, 2), FL_ERR_INVALID_ARG);
     assert_int_equal(flm_dataset_keep(ds, bad, 1), FL_ERR_INVALID_ARG);
     assert_int_equal(flm_dataset_keep(NULL, keep, 3), FL_ERR_INVALID_ARG);
+    assert_int_equal(flm_dataset_keep(ds, NULL, 7), FL_ERR_INVALID_ARG); /* the first 7 of 6 */
     assert_int_equal(ds->N, 6);
     assert_int_equal(flm_dataset_keep(ds, keep, 3), FL_OK);
     assert_int_equal(ds->N, 3);
@@ -521,6 +522,10 @@ static void test_leaf_femnist_fixture(void **state)
     assert_int_equal(ds->n_users, sub->n_users);
     assert_string_equal(ds->users[2], "f0002_07");
     assert_null(flm_dataset_x(ds, 3));
+    assert_int_equal(flm_dataset_keep(ds, NULL, 2), FL_OK); /* the first two */
+    assert_int_equal(ds->N, 2);
+    assert_memory_equal(ds->x, sub->x, 2 * 784 * sizeof(float));
+    assert_int_equal(ds->user[1], sub->user[1]);
     assert_int_equal(flm_dataset_keep(ds, keep, 0), FL_OK); /* none kept: an empty set */
     assert_int_equal(ds->N, 0);
     flm_dataset_free(sub);
