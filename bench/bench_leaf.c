@@ -1,7 +1,8 @@
-/* bench_leaf: how long fedrop takes to load a LEAF FEMNIST JSON file, beside the same file parsed
- * with a general JSON library (jansson) and beside reading its bytes, in the same run.
+/* bench_leaf: how long fedrop takes to load a LEAF FEMNIST or Shakespeare JSON file, beside the
+ * same file parsed with a general JSON library (jansson) and beside reading its bytes, in the same
+ * run.
  *
- *   bench_leaf [--file FILE | --samples N] [--reps R]
+ *   bench_leaf [--kind femnist|shakespeare] [--file FILE | --samples N] [--reps R]
  *
  * The file: a real LEAF FEMNIST file (`--file data/femnist/data/train/all_data_0.json`), or by
  * default one written to $TMPDIR from Fashion-MNIST's training set (found as fl_sim finds it:
@@ -11,6 +12,14 @@
  * "0.9882352941176471" and "0.011764705882352941", 16 and 17 digits, and "1.0"), removed at
  * the end. Fashion-MNIST's garments hold more ink than FEMNIST's characters, so more of its
  * pixels are long decimals rather than "1.0": a harder file for any parser.
+ * --kind shakespeare: a real LEAF Shakespeare file, or by default one written from the English
+ * prose of Debian's license texts (/usr/share/common-licenses, in every Debian system) as LEAF
+ * writes Shakespeare's lines (its whitespace runs made one space; each sample 80 characters of it
+ * and the next one as its label, a window sliding by one character, 25,000 to a user; N samples,
+ * 1,000,000 by default: about 90 MB), JSON-escaped as Python's json.dump does ('"' as \", any
+ * character beyond ASCII as a \u escape). Its double quotes make some strings take the reader's
+ * escape path. Ours gives tokens; the peer decodes jansson's strings to code points and maps them
+ * with the same alphabet; the SHA-256 compared is of each sample's 80 tokens and label.
  *
  * Ours: flm_leaf_load (what fl_sim's --dataset femnist:PATH goes through): a streaming
  * tokenizer, every number checked and converted to float32 as it arrives, into arrays of floats.
@@ -58,6 +67,16 @@ static void py_repr(char *out, size_t cap, double v)
     }
     if (!strchr(out, '.') && !strchr(out, 'e'))
         strncat(out, ".0", cap - strlen(out) - 1);
+}
+
+/* Closes a file written whole; 0 or -1 (said). */
+static int close_written(FILE *f, const char *path)
+{
+    if (fclose(f) != 0) {
+        fprintf(stderr, "bench_leaf: writing %s: %s\n", path, strerror(errno));
+        return -1;
+    }
+    return 0;
 }
 
 /* Writes the FEMNIST-like file from Fashion-MNIST's first n training images, found as fl_sim
@@ -113,28 +132,37 @@ static int write_file(const char *path, size_t n)
     }
     fputs("}}", f);
     flm_dataset_free(fm);
-    if (fclose(f) != 0) {
-        fprintf(stderr, "bench_leaf: writing %s: %s\n", path, strerror(errno));
-        return -1;
+    return close_written(f, path);
+}
+
+/* jansson's tree of the file, with the samples its users' x lists hold in *n; NULL (said). */
+static json_t *jansson_open(const char *path, size_t *n)
+{
+    json_error_t e;
+    json_t *doc = json_load_file(path, 0, &e);
+    if (!doc) {
+        fprintf(stderr, "bench_leaf: jansson: %s:%d: %s\n", path, e.line, e.text);
+        return NULL;
     }
-    return 0;
+    const char *key;
+    json_t *v;
+    *n = 0;
+    json_object_foreach(json_object_get(doc, "user_data"), key, v)
+        *n += json_array_size(json_object_get(v, "x"));
+    return doc;
 }
 
 /* The peer: jansson's tree, then every user's x walked into x[0..n*784). The samples' count, or
  * -1 (said). */
 static long long jansson_load(const char *path, float **xs)
 {
-    json_error_t e;
-    json_t *doc = json_load_file(path, 0, &e);
-    if (!doc) {
-        fprintf(stderr, "bench_leaf: jansson: %s:%d: %s\n", path, e.line, e.text);
+    size_t n;
+    json_t *doc = jansson_open(path, &n);
+    if (!doc)
         return -1;
-    }
     json_t *ud = json_object_get(doc, "user_data");
-    size_t n = 0;
     const char *key;
     json_t *v;
-    json_object_foreach(ud, key, v) n += json_array_size(json_object_get(v, "x"));
     float *x = malloc((n ? n : 1) * 784 * sizeof *x);
     if (!x) {
         json_decref(doc);
@@ -159,6 +187,169 @@ static long long jansson_load(const char *path, float **xs)
     }
     json_decref(doc);
     *xs = x;
+    return (long long)n;
+}
+
+/* The license texts' prose, whitespace runs made one space, in *text (malloc'd); its length, or
+ * -1 (said). */
+static long long license_prose(char **text)
+{
+    static const char *const names[] = {"Apache-2.0", "Artistic", "BSD", "CC0-1.0", "GFDL-1.3",
+                                        "GPL-2", "GPL-3", "LGPL-2", "LGPL-2.1", "LGPL-3",
+                                        "MPL-1.1", "MPL-2.0"};
+    size_t cap = 1 << 20, n = 0;
+    char *t = malloc(cap);
+    if (!t)
+        return -1;
+    for (size_t k = 0; k < sizeof names / sizeof names[0]; k++) {
+        char path[128];
+        snprintf(path, sizeof path, "/usr/share/common-licenses/%s", names[k]);
+        FILE *f = fopen(path, "rb");
+        if (!f)
+            continue; /* a file this system lacks: the others do */
+        int c;
+        while ((c = fgetc(f)) != EOF) {
+            if (c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f') {
+                if (n == 0 || t[n - 1] == ' ')
+                    continue;
+                c = ' ';
+            }
+            if (n + 1 >= cap) {
+                char *nt = realloc(t, cap *= 2);
+                if (!nt) {
+                    free(t);
+                    fclose(f);
+                    return -1;
+                }
+                t = nt;
+            }
+            t[n++] = (char)c;
+        }
+        fclose(f);
+    }
+    if (n < 1000) {
+        fprintf(stderr, "bench_leaf: /usr/share/common-licenses holds too little text\n");
+        free(t);
+        return -1;
+    }
+    *text = t;
+    return (long long)n;
+}
+
+/* One character of the prose as json.dump writes it (ensure_ascii: a byte beyond ASCII, which
+ * the license texts hardly hold, as its Latin-1 \u escape). */
+static void put_json_char(FILE *f, unsigned char c)
+{
+    if (c == '"' || c == '\\')
+        fprintf(f, "\\%c", c);
+    else if (c < 0x20 || c >= 0x80)
+        fprintf(f, "\\u%04x", c);
+    else
+        fputc(c, f);
+}
+
+/* Writes the Shakespeare-like file of n samples; 0 or -1 (said). */
+static int write_shakespeare(const char *path, size_t n)
+{
+    char *t = NULL;
+    const long long len = license_prose(&t);
+    if (len < 0)
+        return -1;
+    FILE *f = fopen(path, "w");
+    if (!f) {
+        fprintf(stderr, "bench_leaf: %s: %s\n", path, strerror(errno));
+        free(t);
+        return -1;
+    }
+    const size_t per = 25000, users = (n + per - 1) / per, span = (size_t)len - 81;
+    fputs("{\"users\": [", f);
+    for (size_t u = 0; u < users; u++)
+        fprintf(f, "%s\"THE_LICENSES_READER_%zu\"", u ? ", " : "", u);
+    fputs("], \"num_samples\": [", f);
+    for (size_t u = 0; u < users; u++)
+        fprintf(f, "%s%zu", u ? ", " : "", u + 1 < users ? per : n - u * per);
+    fputs("], \"user_data\": {", f);
+    for (size_t u = 0; u < users; u++) {
+        const size_t a = u * per, b = a + per < n ? a + per : n;
+        fprintf(f, "%s\"THE_LICENSES_READER_%zu\": {\"x\": [", u ? ", " : "", u);
+        for (size_t i = a; i < b; i++) {
+            const size_t o = (i * 7) % span;
+            fputs(i > a ? ", \"" : "\"", f);
+            for (size_t k = 0; k < 80; k++)
+                put_json_char(f, (unsigned char)t[o + k]);
+            fputc('"', f);
+        }
+        fputs("], \"y\": [", f);
+        for (size_t i = a; i < b; i++) {
+            fputs(i > a ? ", \"" : "\"", f);
+            put_json_char(f, (unsigned char)t[(i * 7) % span + 80]);
+            fputc('"', f);
+        }
+        fputs("]}", f);
+    }
+    fputs("}}", f);
+    free(t);
+    return close_written(f, path);
+}
+
+/* A jansson string's UTF-8 as tokens into out[0..want): 0, or -1 when it holds another count of
+ * code points. */
+static int peer_tokens(const char *s, int32_t *out, size_t want, const int32_t ascii[128])
+{
+    size_t k = 0;
+    const unsigned char *p = (const unsigned char *)s;
+    while (*p) {
+        uint32_t cp = *p++;
+        if (cp >= 0x80) { /* jansson hands out valid UTF-8 only */
+            const int extra = cp >= 0xf0 ? 3 : cp >= 0xe0 ? 2 : 1;
+            cp &= 0x3fu >> extra;
+            for (int e = 0; e < extra; e++)
+                cp = cp << 6 | (*p++ & 0x3fu);
+        }
+        if (k == want)
+            return -1;
+        out[k++] = cp < 128 ? ascii[cp] : flm_leaf_char_token(cp);
+    }
+    return k == want ? 0 : -1;
+}
+
+/* The peer for Shakespeare: jansson's tree, then each sample's x and y as tokens into
+ * tk[0..n*81). The samples' count, or -1 (said). */
+static long long jansson_load_tokens(const char *path, int32_t **tk)
+{
+    size_t n;
+    json_t *doc = jansson_open(path, &n);
+    if (!doc)
+        return -1;
+    json_t *ud = json_object_get(doc, "user_data");
+    const char *key;
+    json_t *v;
+    int32_t ascii[128];
+    for (uint32_t c = 0; c < 128; c++)
+        ascii[c] = flm_leaf_char_token(c);
+    int32_t *out = malloc((n ? n : 1) * 81 * sizeof *out);
+    if (!out) {
+        json_decref(doc);
+        return -1;
+    }
+    size_t i = 0;
+    json_object_foreach(ud, key, v)
+    {
+        json_t *xs = json_object_get(v, "x"), *ys = json_object_get(v, "y");
+        for (size_t s = 0; s < json_array_size(xs); s++, i++)
+            if (peer_tokens(json_string_value(json_array_get(xs, s)), out + i * 81, 80,
+                            ascii) != 0 ||
+                !json_string_value(json_array_get(ys, s)) ||
+                peer_tokens(json_string_value(json_array_get(ys, s)), out + i * 81 + 80, 1,
+                            ascii) != 0) {
+                fprintf(stderr, "bench_leaf: jansson: a sample not of 80 characters and one\n");
+                json_decref(doc);
+                free(out);
+                return -1;
+            }
+    }
+    json_decref(doc);
+    *tk = out;
     return (long long)n;
 }
 
@@ -188,6 +379,24 @@ typedef struct child_out {
     int ok;
 } child_out;
 
+static flm_leaf_kind kind = FLM_LEAF_FEMNIST;
+
+/* ds's samples laid out as the Shakespeare peer lays them (80 tokens and the label each), hashed;
+ * 0 or -1. Outside the timed load. */
+static int digest_tokens(const flm_dataset *ds, uint8_t dig[FL_SHA256_LEN])
+{
+    int32_t *tk = malloc((ds->N ? ds->N : 1) * 81 * sizeof *tk);
+    if (!tk)
+        return -1;
+    for (size_t i = 0; i < ds->N; i++) {
+        memcpy(tk + i * 81, ds->tokens + i * 80, 80 * sizeof *tk);
+        tk[i * 81 + 80] = ds->y[i];
+    }
+    const int rc = fl_sha256_digest(dig, tk, ds->N * 81 * sizeof *tk) == FL_OK ? 0 : -1;
+    free(tk);
+    return rc;
+}
+
 static void child(int which, const char *file, int fd)
 {
     child_out o;
@@ -198,16 +407,26 @@ static void child(int which, const char *file, int fd)
     const double t0 = fl_time_mono_s();
     if (which == 0) {
         flm_dataset *ds = NULL;
-        const fl_status st = flm_leaf_load(&ds, FLM_LEAF_FEMNIST, paths, 1, err, sizeof err);
+        const fl_status st = flm_leaf_load(&ds, kind, paths, 1, err, sizeof err);
         o.sec = fl_time_mono_s() - t0;
         o.flt = minflt() - f0;
         if (st != FL_OK)
             fprintf(stderr, "bench_leaf: %s\n", err);
         else {
             o.n = (long long)ds->N;
-            o.ok = fl_sha256_digest(o.dig, ds->x, ds->N * 784 * sizeof(float)) == FL_OK;
+            o.ok = kind == FLM_LEAF_SHAKESPEARE
+                       ? digest_tokens(ds, o.dig) == 0
+                       : fl_sha256_digest(o.dig, ds->x, ds->N * 784 * sizeof(float)) == FL_OK;
         }
         flm_dataset_free(ds);
+    } else if (which == 1 && kind == FLM_LEAF_SHAKESPEARE) {
+        int32_t *tk = NULL;
+        o.n = jansson_load_tokens(file, &tk);
+        o.sec = fl_time_mono_s() - t0;
+        o.flt = minflt() - f0;
+        o.ok = o.n >= 0 &&
+               fl_sha256_digest(o.dig, tk, (size_t)o.n * 81 * sizeof *tk) == FL_OK;
+        free(tk);
     } else if (which == 1) {
         float *x = NULL;
         o.n = jansson_load(file, &x);
@@ -257,10 +476,13 @@ static int run_child(int which, const char *file, child_out *o)
 int main(int argc, char **argv)
 {
     const char *file = NULL;
-    long long samples = 20000;
+    long long samples = 0;
     int reps = 5;
     for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "--file") == 0 && i + 1 < argc)
+        if (strcmp(argv[i], "--kind") == 0 && i + 1 < argc &&
+            (strcmp(argv[i + 1], "femnist") == 0 || strcmp(argv[i + 1], "shakespeare") == 0))
+            kind = strcmp(argv[++i], "femnist") == 0 ? FLM_LEAF_FEMNIST : FLM_LEAF_SHAKESPEARE;
+        else if (strcmp(argv[i], "--file") == 0 && i + 1 < argc)
             file = argv[++i];
         else if (strcmp(argv[i], "--samples") == 0 && i + 1 < argc)
             samples = atoll(argv[++i]);
@@ -268,18 +490,24 @@ int main(int argc, char **argv)
             reps = atoi(argv[++i]);
         else {
             fprintf(stderr,
-                    "usage: bench_leaf [--file FILE | --samples N (20000)] [--reps R (5)]\n"
-                    "Loads a LEAF FEMNIST JSON file with flm_leaf_load, alternated with jansson's\n"
-                    "json_load_file of the same file walked into floats (the peer) and a bare\n"
-                    "read of it (the floor), each load in a fresh child process. Without --file,\n"
-                    "writes a FEMNIST-like file of N Fashion-MNIST images to $TMPDIR (or /tmp) and\n"
-                    "removes it at the end. Last line:\n"
+                    "usage: bench_leaf [--kind femnist|shakespeare (femnist)]\n"
+                    "                  [--file FILE | --samples N] [--reps R (5)]\n"
+                    "Loads a LEAF FEMNIST or Shakespeare JSON file with flm_leaf_load, alternated\n"
+                    "with jansson's json_load_file of the same file walked into floats or tokens\n"
+                    "(the peer) and a bare read of it (the floor), each load in a fresh child\n"
+                    "process. Without --file, writes a file to $TMPDIR (or /tmp) and removes it at\n"
+                    "the end: FEMNIST-like, of N Fashion-MNIST images (20000); Shakespeare-like, of\n"
+                    "N 80-character samples of the prose of /usr/share/common-licenses (1000000).\n"
+                    "Last line:\n"
                     "load_s=<f> jansson_s=<f> ratio=<f> read_s=<f> read_ratio=<f> minflt=<f>\n");
             return 2;
         }
     }
-    if (reps < 1 || reps > 1000 || samples < 1 || samples > 60000) {
-        fprintf(stderr, "bench_leaf: --reps must be 1 .. 1000 and --samples 1 .. 60000\n");
+    const long long most = kind == FLM_LEAF_FEMNIST ? 60000 : 20000000;
+    if (!samples)
+        samples = kind == FLM_LEAF_FEMNIST ? 20000 : 1000000;
+    if (reps < 1 || reps > 1000 || samples < 1 || samples > most) {
+        fprintf(stderr, "bench_leaf: --reps must be 1 .. 1000 and --samples 1 .. %lld\n", most);
         return 2;
     }
     char tmp[4096] = "";
@@ -288,12 +516,15 @@ int main(int argc, char **argv)
         snprintf(tmp, sizeof tmp, "%s/bench_leaf.%ld.json", td && *td ? td : "/tmp",
                  (long)getpid());
         const double t0 = fl_time_mono_s();
-        if (write_file(tmp, (size_t)samples) != 0) {
+        if ((kind == FLM_LEAF_FEMNIST ? write_file(tmp, (size_t)samples)
+                                      : write_shakespeare(tmp, (size_t)samples)) != 0) {
             unlink(tmp);
             return 1;
         }
-        printf("wrote %s (%lld Fashion-MNIST images as FEMNIST-like LEAF JSON) in %.1f s\n", tmp,
-               samples, fl_time_mono_s() - t0);
+        printf("wrote %s (%lld %s) in %.1f s\n", tmp, samples,
+               kind == FLM_LEAF_FEMNIST ? "Fashion-MNIST images as FEMNIST-like LEAF JSON"
+                                        : "samples of license prose as Shakespeare-like LEAF JSON",
+               fl_time_mono_s() - t0);
         file = tmp;
     }
     int rc = 1;
@@ -316,8 +547,9 @@ int main(int argc, char **argv)
         /* the same floats in the same order (LEAF's user_data in file order; jansson keeps
          * insertion order) */
         if (a.n != b.n || memcmp(a.dig, b.dig, sizeof a.dig) != 0) {
-            fprintf(stderr, "bench_leaf: jansson's floats differ from ours (%lld against %lld "
-                            "samples)\n", b.n, a.n);
+            fprintf(stderr, "bench_leaf: jansson's %s differ from ours (%lld against %lld "
+                            "samples)\n", kind == FLM_LEAF_FEMNIST ? "floats" : "tokens", b.n,
+                    a.n);
             goto out;
         }
         n = a.n;
@@ -333,12 +565,14 @@ int main(int argc, char **argv)
     }
     const bench_stat L = bench_stat_of(t_load, reps), P = bench_stat_of(t_peer, reps),
                      R = bench_stat_of(t_read, reps), F = bench_stat_of(f_load, reps);
-    printf("%s: %.0f MB of JSON, %lld samples (%.0f MB as floats)\n", file, (double)bytes / 1e6,
-           n, (double)n * 784 * 4 / 1e6);
+    printf("%s: %.0f MB of JSON, %lld samples (%.0f MB as %s)\n", file, (double)bytes / 1e6, n,
+           (double)n * (kind == FLM_LEAF_FEMNIST ? 784 : 80) * 4 / 1e6,
+           kind == FLM_LEAF_FEMNIST ? "floats" : "int32 tokens");
     printf("ours (flm_leaf_load): median %.3f s (%.3f-%.3f), %.0f MB/s, %.0f minor faults a load\n",
            L.med, L.lo, L.hi, (double)bytes / 1e6 / L.med, F.med);
-    printf("peer (jansson json_load_file + walk to floats, the same bits): median %.3f s "
-           "(%.3f-%.3f), %.0f MB/s\n", P.med, P.lo, P.hi, (double)bytes / 1e6 / P.med);
+    printf("peer (jansson json_load_file + walk to %s, the same bits): median %.3f s "
+           "(%.3f-%.3f), %.0f MB/s\n", kind == FLM_LEAF_FEMNIST ? "floats" : "tokens", P.med,
+           P.lo, P.hi, (double)bytes / 1e6 / P.med);
     printf("floor (fread, nothing parsed): median %.3f s (%.3f-%.3f)\n", R.med, R.lo, R.hi);
     printf("load_s=%.4f jansson_s=%.4f ratio=%.3f read_s=%.4f read_ratio=%.2f minflt=%.0f\n",
            L.med, P.med, L.med / P.med, R.med, L.med / R.med, F.med);

@@ -105,6 +105,24 @@ static inline int jr_get(jr *r)
     return c;
 }
 
+/* Room in r->str for need bytes (need <= JR_MAX_STR). Returns 0, or -1 with r->st set. */
+static int str_reserve(jr *r, size_t need)
+{
+    if (need <= r->str_cap)
+        return 0;
+    size_t nc = r->str_cap ? r->str_cap : 256;
+    while (nc < need)
+        nc *= 2;
+    char *ns = realloc(r->str, nc);
+    if (!ns) {
+        jr_fail(r, FL_ERR_NOMEM, "out of memory");
+        return -1;
+    }
+    r->str = ns;
+    r->str_cap = nc;
+    return 0;
+}
+
 static int str_push(jr *r, uint8_t b)
 {
     if (r->str_len + 1 >= r->str_cap) {
@@ -112,14 +130,8 @@ static int str_push(jr *r, uint8_t b)
             jr_fail(r, FL_ERR_DATASET_FORMAT, "string longer than %u bytes", JR_MAX_STR);
             return -1;
         }
-        const size_t nc = r->str_cap ? 2 * r->str_cap : 256;
-        char *ns = realloc(r->str, nc);
-        if (!ns) {
-            jr_fail(r, FL_ERR_NOMEM, "out of memory");
+        if (str_reserve(r, r->str_cap ? 2 * r->str_cap : 256) != 0)
             return -1;
-        }
-        r->str = ns;
-        r->str_cap = nc;
     }
     r->str[r->str_len++] = (char)b;
     r->str[r->str_len] = '\0';
@@ -163,10 +175,59 @@ static int read_hex4(jr *r, uint32_t *v)
     return 0;
 }
 
+/* Eight bytes from p as a little-endian integer (the first byte in the low byte), which the SWAR
+ * helpers below take on any machine. */
+static inline uint64_t load_le64(const uint8_t *p)
+{
+    uint64_t w;
+    memcpy(&w, p, 8);
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+    w = __builtin_bswap64(w);
+#endif
+    return w;
+}
+
+/* How many bytes of the window from p on come before the closing quote of a string that needs no
+ * decoding (no escape, no control character), or -1: a backslash or a control character comes
+ * first, or the window ends before the quote. Eight bytes at a time: a byte is flagged when it is
+ * '"' or '\\' (a zero byte of w ^ that byte) or below 0x20; a borrow can flag a byte only above a
+ * flagged one, so the lowest flag is exact. */
+static inline long plain_string_len(const uint8_t *p, const uint8_t *end)
+{
+    const uint64_t ones = 0x0101010101010101ull, high = 0x8080808080808080ull;
+    const uint8_t *q = p;
+    for (; end - q >= 8; q += 8) {
+        const uint64_t w = load_le64(q);
+        const uint64_t qt = w ^ (ones * '"'), bs = w ^ (ones * '\\');
+        const uint64_t hit =
+            (((qt - ones) & ~qt) | ((bs - ones) & ~bs) | ((w - ones * 0x20) & ~w)) & high;
+        if (hit) {
+            q += __builtin_ctzll(hit) / 8;
+            return *q == '"' ? (long)(q - p) : -1;
+        }
+    }
+    for (; q < end; q++)
+        if (*q == '"' || *q == '\\' || *q < 0x20)
+            return *q == '"' ? (long)(q - p) : -1;
+    return -1;
+}
+
 /* After the opening quote: decodes escapes into UTF-8 in r->str. Raw bytes are copied as they are
  * (UTF-8 is validated where characters matter, in the Shakespeare decoder). */
 static int lex_string(jr *r)
 {
+    /* most strings (user names, Shakespeare's lines) need no decoding: copied at once when the
+     * window holds their closing quote; anything else takes the byte loop from the start */
+    const long plain = plain_string_len(r->data + r->pos, r->data + r->len);
+    if (plain >= 0 && plain < 4096) {
+        if (str_reserve(r, (size_t)plain + 1) != 0)
+            return -1;
+        memcpy(r->str, r->data + r->pos, (size_t)plain);
+        r->str[plain] = '\0';
+        r->str_len = (size_t)plain;
+        r->pos += (size_t)plain + 1;
+        return 0;
+    }
     r->str_len = 0;
     if (str_push(r, 0) != 0)   /* make sure str exists */
         return -1;
@@ -477,8 +538,7 @@ static int lex_number(jr *r, int first)
             return lex_number_slow(r, first);
         /* eight digits at a time while they fit m (the decimals LEAF writes run 16 or 17) */
         while (end - p >= 8 && frac + 8 <= 19) {
-            uint64_t w;
-            memcpy(&w, p, 8);
+            const uint64_t w = load_le64(p);
             const uint64_t lead = leading_zero_digits(w);
             if (lead > 8 || (m && sig + 8 > 19) || (!m && sig + 8 - (int)lead > 19))
                 break; /* not eight digits, or more than m holds: the loop below */
@@ -635,16 +695,38 @@ int32_t flm_leaf_char_token(uint32_t cp)
     return p ? (int32_t)(p - alphabet) : FLM_LEAF_UNKNOWN_TOKEN;
 }
 
-/* Decodes UTF-8 s[0..n) into tokens; returns the number of code points (may exceed cap: then only
- * cap tokens were written), or -1 on invalid UTF-8. */
-static long utf8_tokens(const uint8_t *s, size_t n, int32_t *out, size_t cap)
+/* Decodes UTF-8 s[0..n) into tokens (ascii_tok: flm_leaf_char_token of each ASCII code point);
+ * returns the number of code points (may exceed cap: then only cap tokens were written), or -1 on
+ * invalid UTF-8. */
+static long utf8_tokens(const uint8_t *s, size_t n, int32_t *out, size_t cap,
+                        const int32_t ascii_tok[128])
 {
+    if (n <= cap) { /* all ASCII (Shakespeare's lines, as LEAF writes them): one table lookup each */
+        size_t j = 0;
+        uint64_t high = 0;
+        for (; j + 8 <= n; j += 8)
+            high |= load_le64(s + j);
+        for (; j < n; j++)
+            high |= s[j];
+        if (!(high & 0x8080808080808080ull)) {
+            for (j = 0; j < n; j++)
+                out[j] = ascii_tok[s[j]];
+            return (long)n;
+        }
+    }
     long count = 0;
     size_t i = 0;
     while (i < n) {
         uint32_t cp;
         const uint8_t b = s[i];
         size_t k;
+        if (b < 0x80) { /* the common case: a table, not flm_leaf_char_token's search */
+            if ((size_t)count < cap)
+                out[count] = ascii_tok[b];
+            count++;
+            i++;
+            continue;
+        }
         if (b < 0x80) {
             cp = b;
             k = 1;
@@ -693,6 +775,7 @@ typedef struct leaf_acc {
     size_t *count;          /* samples per user */
     uint32_t *hash;         /* open addressing: user id + 1, 0 empty */
     size_t hash_cap;
+    int32_t ascii_tok[128]; /* flm_leaf_char_token of each ASCII code point */
 } leaf_acc;
 
 static uint64_t fnv1a(const char *s)
@@ -857,7 +940,7 @@ static int parse_x_elem(jr *r, leaf_acc *a)
             return -1;
         }
         const long n = utf8_tokens((const uint8_t *)r->str, r->str_len,
-                                   a->tokens + a->nx * a->L, a->L);
+                                   a->tokens + a->nx * a->L, a->L, a->ascii_tok);
         if (n < 0) {
             jr_fail(r, FL_ERR_DATASET_FORMAT, "x: invalid UTF-8");
             return -1;
@@ -888,7 +971,9 @@ static int parse_y_elem(jr *r, leaf_acc *a, uint32_t uid)
     } else {
         int32_t t[2];
         const long n = r->tok == TK_STRING
-                           ? utf8_tokens((const uint8_t *)r->str, r->str_len, t, 2) : -2;
+                           ? utf8_tokens((const uint8_t *)r->str, r->str_len, t, 2,
+                                         a->ascii_tok)
+                           : -2;
         if (n != 1) {
             jr_fail(r, FL_ERR_DATASET_FORMAT, "y: expected a 1-character string");
             return -1;
@@ -1209,6 +1294,8 @@ static void acc_init(leaf_acc *a, flm_leaf_kind kind)
     memset(a, 0, sizeof *a);
     a->kind = kind;
     a->L = kind == FLM_LEAF_FEMNIST ? FEMNIST_PIXELS : FLM_LEAF_SEQ_LEN;
+    for (uint32_t c = 0; c < 128; c++)
+        a->ascii_tok[c] = flm_leaf_char_token(c);
 }
 
 /* Runs parse_doc, and makes sure a dataset with no users still owns a (0-entry) user table. */

@@ -732,6 +732,32 @@ static void test_leaf_malformed(void **state)
     }
 }
 
+/* doc[0..w) written to the scratch file name, its path in path. */
+static void write_tmp(const char *name, const char *doc, size_t w, char *path, size_t cap)
+{
+    tmp_path(path, cap, name);
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    assert_int_equal(fwrite(doc, 1, w, f), w);
+    assert_int_equal(fclose(f), 0);
+}
+
+/* The LEAF document doc[0..w), also at path, loaded by the memory or the file reader; a failure
+ * fails the test. */
+static flm_dataset *leaf_load_either(flm_leaf_kind kind, const char *doc, size_t w,
+                                     const char *path, int from_file)
+{
+    flm_dataset *ds = NULL;
+    char err[256] = "";
+    const char *paths[] = {path};
+    const fl_status st =
+        from_file ? flm_leaf_load(&ds, kind, paths, 1, err, sizeof err)
+                  : flm_leaf_load_mem(&ds, kind, (const uint8_t *)doc, w, err, sizeof err);
+    if (st != FL_OK)
+        fail_msg("%s (%s): %s", fl_status_name(st), from_file ? "file" : "memory", err);
+    return ds;
+}
+
 /* Numbers take a fast path when exact (Clinger); every value must equal (float)strtod. */
 static void test_leaf_numbers(void **state)
 {
@@ -784,21 +810,9 @@ static void test_leaf_numbers(void **state)
                               k % 784 ? "" : "[", k % 97 == 5 ? " " : "", nums[k]);
     w += (size_t)snprintf(doc + w, cap - w, "]]}}}");
     char path[300];
-    tmp_path(path, sizeof path, "numbers.json");
-    FILE *f = fopen(path, "wb");
-    assert_non_null(f);
-    assert_int_equal(fwrite(doc, 1, w, f), w);
-    assert_int_equal(fclose(f), 0);
+    write_tmp("numbers.json", doc, w, path, sizeof path);
     for (int from_file = 0; from_file < 2; from_file++) {
-        flm_dataset *ds = NULL;
-        char err[256] = "";
-        const char *paths[] = {path};
-        const fl_status st =
-            from_file ? flm_leaf_load(&ds, FLM_LEAF_FEMNIST, paths, 1, err, sizeof err)
-                      : flm_leaf_load_mem(&ds, FLM_LEAF_FEMNIST, (const uint8_t *)doc, w, err,
-                                          sizeof err);
-        if (st != FL_OK)
-            fail_msg("%s: %s", fl_status_name(st), err);
+        flm_dataset *ds = leaf_load_either(FLM_LEAF_FEMNIST, doc, w, path, from_file);
         assert_int_equal(ds->N, S);
         for (size_t k = 0; k < (size_t)S * 784; k++) {
             const float want = (float)strtod(nums[k], NULL);
@@ -890,6 +904,112 @@ static void test_decimal_exact(void **state)
 }
 
 /* A LEAF file far larger than the 64 KiB read buffer, so tokens straddle refills. */
+/* One character of a Shakespeare string as JSON may write it, into form; returns its token.
+ * odd: an escape, raw UTF-8 or a \u escape (beyond ASCII, or a surrogate pair); else printable
+ * ASCII, with '"' and '\\' escaped as they must be. */
+static int32_t leaf_char(fl_rng *r, int odd, char form[16])
+{
+    static const char *const forms[] = {"\\\"", "\\\\", "\\/", "\\n", "\\t", "\\u0041",
+                                        "\\u00e9", "\xc3\xa9", "\\ud83d\\ude00", "\xe2\x80\x94",
+                                        "\\u007d", "\\b"};
+    static const uint32_t cps[] = {'"', '\\', '/', '\n', '\t', 'A', 0xe9, 0xe9, 0x1f600, 0x2014,
+                                   '}', '\b'};
+    if (odd) {
+        const unsigned f = fl_rng_below(r, sizeof cps / sizeof cps[0]);
+        snprintf(form, 16, "%s", forms[f]);
+        return flm_leaf_char_token(cps[f]);
+    }
+    const char c = (char)(' ' + fl_rng_below(r, 95));
+    snprintf(form, 16, "%s%c", c == '"' || c == '\\' ? "\\" : "", c);
+    return flm_leaf_char_token((uint8_t)c);
+}
+
+/* Shakespeare strings with escapes, raw UTF-8 and \u escapes (decoded byte by byte) at every
+ * offset among plain ASCII (copied at once when the reader's window holds the closing quote), so
+ * that each lands at every place of the reader's eight-byte scan; about 1 MB, so that the file
+ * reader's 64 KiB window cuts strings too. Both readers give the tokens the test meant. */
+static void test_leaf_strings(void **state)
+{
+    (void)state;
+    enum { S = 12000 };
+    int32_t *want = malloc((size_t)S * 81 * sizeof *want);
+    const size_t cap = (size_t)S * 81 * 16 + 256;
+    char *doc = malloc(cap), form[16];
+    assert_non_null(want);
+    assert_non_null(doc);
+    fl_rng r = fl_rng_stream(91, 0, 0, FL_RNG_TEST);
+    size_t w = (size_t)snprintf(doc, cap, "{\"user_data\": {\"u\": {\"x\": [");
+    for (size_t i = 0; i < S; i++) {
+        /* one sample in four plain, the others with one to three odd characters */
+        const unsigned odd = i % 4 == 0 ? 0 : 1 + fl_rng_below(&r, 3);
+        unsigned at[3] = {99, 99, 99};
+        for (unsigned k = 0; k < odd; k++)
+            at[k] = fl_rng_below(&r, 80);
+        w += (size_t)snprintf(doc + w, cap - w, "%s\"", i ? ", " : "");
+        for (unsigned t = 0; t < 80; t++) {
+            want[i * 81 + t] = leaf_char(&r, t == at[0] || t == at[1] || t == at[2], form);
+            w += (size_t)snprintf(doc + w, cap - w, "%s", form);
+        }
+        w += (size_t)snprintf(doc + w, cap - w, "\"");
+    }
+    w += (size_t)snprintf(doc + w, cap - w, "], \"y\": [");
+    for (size_t i = 0; i < S; i++) {
+        want[i * 81 + 80] = leaf_char(&r, i % 3 == 0, form);
+        w += (size_t)snprintf(doc + w, cap - w, "%s\"%s\"", i ? ", " : "", form);
+    }
+    w += (size_t)snprintf(doc + w, cap - w, "]}}}");
+    assert_true(w < cap - 1 && w > 8 * 65536);
+    char path[300];
+    write_tmp("strings.json", doc, w, path, sizeof path);
+    for (int from_file = 0; from_file < 2; from_file++) {
+        flm_dataset *ds = leaf_load_either(FLM_LEAF_SHAKESPEARE, doc, w, path, from_file);
+        assert_int_equal(ds->N, S);
+        for (size_t i = 0; i < S; i++) {
+            for (size_t t = 0; t < 80; t++)
+                if (ds->tokens[i * 80 + t] != want[i * 81 + t])
+                    fail_msg("sample %zu, character %zu (%s): token %d, want %d", i, t,
+                             from_file ? "file" : "memory", ds->tokens[i * 80 + t],
+                             want[i * 81 + t]);
+            assert_int_equal(ds->y[i], want[i * 81 + 80]);
+        }
+        flm_dataset_free(ds);
+    }
+    unlink(path);
+    /* A raw control character, a lone backslash at the end, or no closing quote: the same error
+     * wherever it falls in a string (before, inside or after an eight-byte block) */
+    static const struct {
+        const char *bad, *msg;
+    } cases[] = {
+        {"\x01", "control character 0x01 in a string"},
+        {"\n", "control character 0x0a in a string"},
+        {"\\x", "bad escape in a string"},
+        {"\\u12g4", "bad \\u escape in a string"},
+    };
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++)
+        for (int at = 0; at < 20; at++) {
+            char bad[512], err[256] = "";
+            snprintf(bad, sizeof bad,
+                     "{\"user_data\": {\"u\": {\"x\": [\"%.*s%s%.*s\"], \"y\": [\"a\"]}}}%80s", at,
+                     S80, cases[c].bad, 79 - at, S80, "");
+            flm_dataset *ds = NULL;
+            assert_int_equal(flm_leaf_load_mem(&ds, FLM_LEAF_SHAKESPEARE, (const uint8_t *)bad,
+                                               strlen(bad), err, sizeof err),
+                             FL_ERR_DATASET_FORMAT);
+            assert_null(ds);
+            if (!strstr(err, cases[c].msg))
+                fail_msg("%s at %d: %s", cases[c].msg, at, err);
+        }
+    char open_str[256], err[256] = "";
+    snprintf(open_str, sizeof open_str, "{\"user_data\": {\"u\": {\"x\": [\"%s", S80);
+    flm_dataset *ds = NULL;
+    assert_int_equal(flm_leaf_load_mem(&ds, FLM_LEAF_SHAKESPEARE, (const uint8_t *)open_str,
+                                       strlen(open_str), err, sizeof err),
+                     FL_ERR_DATASET_FORMAT);
+    assert_non_null(strstr(err, "unterminated string"));
+    free(doc);
+    free(want);
+}
+
 static void test_leaf_streaming(void **state)
 {
     (void)state;
@@ -1625,6 +1745,7 @@ int main(void)
         cmocka_unit_test(test_leaf_malformed),
         cmocka_unit_test(test_leaf_numbers),
         cmocka_unit_test(test_decimal_exact),
+        cmocka_unit_test(test_leaf_strings),
         cmocka_unit_test(test_leaf_streaming),
         cmocka_unit_test(test_synth_images),
         cmocka_unit_test(test_synth_tokens),
