@@ -19,6 +19,7 @@
 #define JR_BUF 65536u
 #define JR_MAX_STR 65536u
 #define JR_MAX_NUM 64u
+#define JR_PLAIN 4096u /* the longest string lex_string copies at once */
 #define JR_MAX_DEPTH 64
 #define FEMNIST_PIXELS 784
 
@@ -217,9 +218,12 @@ static inline long plain_string_len(const uint8_t *p, const uint8_t *end)
 static int lex_string(jr *r)
 {
     /* most strings (user names, Shakespeare's lines) need no decoding: copied at once when the
-     * window holds their closing quote; anything else takes the byte loop from the start */
-    const long plain = plain_string_len(r->data + r->pos, r->data + r->len);
-    if (plain >= 0 && plain < 4096) {
+     * window holds their closing quote within JR_PLAIN bytes; anything else takes the byte loop
+     * from the start */
+    const size_t room = r->len - r->pos;
+    const long plain = plain_string_len(r->data + r->pos,
+                                        r->data + r->pos + (room < JR_PLAIN ? room : JR_PLAIN));
+    if (plain >= 0) {
         if (str_reserve(r, (size_t)plain + 1) != 0)
             return -1;
         memcpy(r->str, r->data + r->pos, (size_t)plain);
@@ -228,8 +232,7 @@ static int lex_string(jr *r)
         r->pos += (size_t)plain + 1;
         return 0;
     }
-    r->str_len = 0;
-    if (str_push(r, 0) != 0)   /* make sure str exists */
+    if (str_reserve(r, 1) != 0)
         return -1;
     r->str_len = 0;
     r->str[0] = '\0';
@@ -701,36 +704,26 @@ int32_t flm_leaf_char_token(uint32_t cp)
 static long utf8_tokens(const uint8_t *s, size_t n, int32_t *out, size_t cap,
                         const int32_t ascii_tok[128])
 {
-    if (n <= cap) { /* all ASCII (Shakespeare's lines, as LEAF writes them): one table lookup each */
-        size_t j = 0;
-        uint64_t high = 0;
-        for (; j + 8 <= n; j += 8)
-            high |= load_le64(s + j);
-        for (; j < n; j++)
-            high |= s[j];
-        if (!(high & 0x8080808080808080ull)) {
-            for (j = 0; j < n; j++)
-                out[j] = ascii_tok[s[j]];
-            return (long)n;
-        }
-    }
-    long count = 0;
+    /* the leading ASCII run (all of a line as LEAF writes Shakespeare): one table lookup each */
+    const size_t lim = n < cap ? n : cap;
     size_t i = 0;
+    while (i < lim && s[i] < 0x80) {
+        out[i] = ascii_tok[s[i]];
+        i++;
+    }
+    long count = (long)i;
     while (i < n) {
         uint32_t cp;
         const uint8_t b = s[i];
         size_t k;
-        if (b < 0x80) { /* the common case: a table, not flm_leaf_char_token's search */
+        if (b < 0x80) {
             if ((size_t)count < cap)
                 out[count] = ascii_tok[b];
             count++;
             i++;
             continue;
         }
-        if (b < 0x80) {
-            cp = b;
-            k = 1;
-        } else if ((b & 0xe0) == 0xc0) {
+        if ((b & 0xe0) == 0xc0) {
             cp = b & 0x1fu;
             k = 2;
         } else if ((b & 0xf0) == 0xe0) {
@@ -749,7 +742,7 @@ static long utf8_tokens(const uint8_t *s, size_t n, int32_t *out, size_t cap,
                 return -1;
             cp = cp << 6 | (s[i + j] & 0x3fu);
         }
-        static const uint32_t min_cp[5] = {0, 0, 0x80, 0x800, 0x10000};
+        static const uint32_t min_cp[5] = {0, 0, 0x80, 0x800, 0x10000}; /* by k: 2 .. 4 */
         if (cp < min_cp[k] || cp > 0x10ffff || (cp >= 0xd800 && cp < 0xe000))
             return -1;
         if ((size_t)count < cap)
