@@ -4758,6 +4758,17 @@ fls_status fls_server_step(fls_server *s, int timeout_ms)
     if (s->reload_req) {
         s->reload_req = 0;
         reload_allow(s);
+        /* a selected client whose key left the list may have been the round's last hope: that
+         * round ends now, before a stop below could checkpoint past it without its metrics */
+        if (s->run == RUN_ON) {
+            const fl_status dst = drain_events(s);
+            if (dst != FL_OK) {
+                run_fail(s, dst);
+                return run_failed_status(s);
+            }
+            if (s->ckpt_failed != FL_OK)
+                return finish_ckpt_failed(s, s->ckpt_failed);
+        }
         reopen_metrics(s);
         /* a SIGHUP (systemctl reload) that had nothing to act on: said, or the operator cannot
          * tell a signal that was heard from one that was not */
@@ -4829,14 +4840,23 @@ fls_status fls_server_step(fls_server *s, int timeout_ms)
         dl_list_compact(s);
         ul_admit(s);
         dl_pump_all(s);
-        fl_status st = fls_core_tick(s->core, now);
-        if (st != FL_OK) {
-            fl_log(&s->log, FL_LOG_ERROR, "round engine: %s", fl_strerror(st));
-            run_fail(s, st);
-        } else if ((st = drain_events(s)) != FL_OK) {
-            run_fail(s, st);
+        /* A round the sweep above closed (a selected session dropped for silence, a task given
+         * up) ends here, its metrics line written and its state checkpointed, before the tick
+         * may start the next one: drained after the tick, the snapshot found a round open and
+         * the finished round never reached the checkpoint (until 2026-12-07). */
+        fl_status st = drain_events(s);
+        if (st == FL_OK && s->run == RUN_ON && s->ckpt_failed == FL_OK) {
+            if ((st = fls_core_tick(s->core, now)) != FL_OK)
+                fl_log(&s->log, FL_LOG_ERROR, "round engine: %s", fl_strerror(st));
+            else
+                st = drain_events(s);
         }
         ul_sweep(s);
+        /* an upload it ended may have closed the round too: that round ends now as well */
+        if (st == FL_OK)
+            st = drain_events(s);
+        if (st != FL_OK)
+            run_fail(s, st);
     }
     sess_compact(s);
     s->st.round = fls_core_round(s->core);

@@ -6036,6 +6036,79 @@ static void test_reactor_sweep_timers(void **state)
     free(lb);
 }
 
+/* A round that the 20 Hz sweep closes (its one selected client never Acks its weights, so its
+ * task is given up; or that client falls silent and is dropped) is checkpointed like any other:
+ * checkpoint.every 1 writes the state after it, and a stop during the next round keeps that
+ * state. Until 2026-12-07 the sweep's tick started the next round before the closed round's end
+ * was handled, its snapshot then found a round open, and the checkpoint stayed at the state
+ * before it (next round 0 on disk after round 0 ended; at every round of a fleet whose rounds
+ * all end so, the checkpoint never moved). silent: 0 the task given up, 1 the client dropped. */
+static void timer_close_checkpointed(int silent)
+{
+    char yaml[1024], ep[300], ckpt[300];
+    snprintf(ep, sizeof ep, "ipc://%s/tclose%d.sock", g_tmp, silent);
+    snprintf(ckpt, sizeof ckpt, "%s/tclose%d.ckpt", g_tmp, silent);
+    snprintf(yaml, sizeof yaml,
+             "server:\n  insecure: true\n  endpoints: ['%s']\n  heartbeat_ms: %d\n"
+             "  liveness_ms: %d\nmodel:\n  arch: \"mlp:6-5-3\"\nround:\n  clients: 1\n"
+             "  overcommit: 1\n  deadline_s: 600\nrun:\n  rounds: 10\n"
+             "checkpoint:\n  path: '%s'\n  every: 1\n",
+             ep, 100 * TS, 400 * TS, ckpt);
+    logbuf *lb;
+    fls_server *s = server_of(yaml, &lb);
+    peer p[2];
+    for (int k = 0; k < 2; k++)
+        peer_open(&p[k], ep, NULL, NULL, NULL);
+    hellos(s, p, "tc", 0, 2);
+    const flp_msg hb[2] = {flp_msg_header(FLP_HEARTBEAT, 0, "tc-0"),
+                           flp_msg_header(FLP_HEARTBEAT, 0, "tc-1")};
+    int tasked = -1; /* the peer selected for round 0: it never Acks a chunk */
+    fls_server_stats st;
+    const double t0 = fl_time_mono_s();
+    double last = 0;
+    do {
+        fls_server_step(s, 5);
+        for (int k = 0; k < 2; k++)
+            for (flp_msg *m; (m = peer_next(&p[k]));) {
+                if (m->type == FLP_TASK && m->round == 0 && tasked < 0)
+                    tasked = k;
+                flp_msg_free(m);
+            }
+        if (fl_time_mono_s() - last > 0.1 * TS) {
+            last = fl_time_mono_s();
+            for (int k = 0; k < 2; k++)
+                if (!(silent && k == tasked)) /* silent: the selected one stops beating */
+                    peer_send(&p[k], &hb[k]);
+        }
+        fls_server_stats_get(s, &st);
+    } while (!(st.rounds_done >= 1 && st.round >= 1) && fl_time_mono_s() - t0 < 20 * TS);
+    if (st.rounds_done < 1 || st.round < 1)
+        fail_msg("round 0 did not end and round 1 start within %d s; log:\n%s", 20 * TS, lb->text);
+    assert_true(tasked >= 0);
+    assert_non_null(strstr(lb->text, "closed by exhausted"));
+    assert_non_null(strstr(lb->text, silent ? "silent for longer than the liveness timeout"
+                                            : "round 0"));
+    if (ckpt_round_of(ckpt) != 1)
+        fail_msg("checkpoint.every 1: the file's next round is %llu after round 0 ended; log:\n%s",
+                 (unsigned long long)ckpt_round_of(ckpt), lb->text);
+    /* a stop in round 1 keeps the state between rounds 0 and 1 */
+    fls_server_stop(s);
+    for (int i = 0; i < 1000 && fls_server_step(s, 5) == FLS_OK; i++)
+        ;
+    assert_int_equal(ckpt_round_of(ckpt), 1);
+    fls_server_free(s);
+    for (int k = 0; k < 2; k++)
+        peer_close(&p[k]);
+    free(lb);
+}
+
+static void test_reactor_timer_close_checkpointed(void **state)
+{
+    (void)state;
+    timer_close_checkpointed(0);
+    timer_close_checkpointed(1);
+}
+
 /* The backlog of the listening TCP socket on 127.0.0.1:port as the kernel holds it (netlink
  * sock_diag: a listener's idiag_wqueue), or -1 if there is none or diag cannot be asked. */
 static int listen_backlog_of(int port)
@@ -9079,6 +9152,7 @@ int main(void)
         cmocka_unit_test(test_reactor_idle_connections),
         cmocka_unit_test(test_reactor_listen_backlog),
         cmocka_unit_test(test_reactor_sweep_timers),
+        cmocka_unit_test(test_reactor_timer_close_checkpointed),
         cmocka_unit_test(test_reactor_idle_connections_no_srcfd),
         cmocka_unit_test(test_reactor_flood_then_hangup),
         cmocka_unit_test(test_reactor_receive_queue_bounded),
