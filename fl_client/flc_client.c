@@ -125,7 +125,10 @@ struct flc_client {
 
     /* messages that arrived while training (grown on demand, up to PENDING_MAX: a client holds
      * no room for 4096 of them that it rarely needs, 32 KB per client of a process with many) */
-    flp_msg **pending;
+    struct held {
+        flp_msg *m;
+        uint64_t at_ns; /* when it came in: a Task's deadline_ms counts from then */
+    } *pending;
     size_t n_pending, pending_cap;
     size_t pending_bytes;      /* the chunks' payload bytes among them (PENDING_BYTES_MAX) */
     int pending_said;          /* a message dropped for want of room was said this training */
@@ -1133,7 +1136,7 @@ static void training_done(flc_client *c, int send)
 static void drop_pending(flc_client *c)
 {
     for (size_t i = 0; i < c->n_pending; i++)
-        flp_msg_free(c->pending[i]);
+        flp_msg_free(c->pending[i].m);
     c->n_pending = 0;
     c->pending_bytes = 0;
 }
@@ -1282,7 +1285,9 @@ static void training_watch(flc_client *c)
 /* What the session loop should do after a message. */
 enum { GO_ON = 0, DONE = 1, RECONNECT = 2, REFUSED = 3, HS_REFUSED = 4, UNFIT = 5 };
 
-static int handle(flc_client *c, flp_msg *m, int *owned)
+/* m came in at at_ns (monotonic): a Task held while a training ran is handled later, and its
+ * deadline_ms still counts from its arrival (flc.h). */
+static int handle(flc_client *c, flp_msg *m, uint64_t at_ns, int *owned)
 {
     *owned = 0;
     switch (m->type) {
@@ -1406,7 +1411,7 @@ static int handle(flc_client *c, flp_msg *m, int *owned)
             if (c->n_pending < PENDING_MAX && sz <= PENDING_BYTES_MAX - c->pending_bytes &&
                 fl_grow(&c->pending, &c->pending_cap, c->n_pending + 1, sizeof *c->pending,
                         16) == FL_OK) {
-                c->pending[c->n_pending++] = m;
+                c->pending[c->n_pending++] = (struct held){m, at_ns};
                 c->pending_bytes += sz;
                 *owned = 1;
             } else if (!c->pending_said) {
@@ -1453,7 +1458,7 @@ static int handle(flc_client *c, flp_msg *m, int *owned)
                 c->stats.bytes_down += m->chunk.payload_len;
         }
         if (st == FL_OK && m->type == FLP_TASK) {
-            c->task_deadline_ns = m->task.deadline_ms ? fl_time_mono_ns() +
+            c->task_deadline_ns = m->task.deadline_ms ? at_ns +
                                                             (uint64_t)m->task.deadline_ms * 1000000ull
                                                       : 0;
             c->task_deadline_ms = m->task.deadline_ms;
@@ -1482,6 +1487,14 @@ static int handle(flc_client *c, flp_msg *m, int *owned)
         } else if (st != FL_OK && !(m->type == FLP_CHUNK && c->refused_round == m->round + 1))
             fl_log(&c->log, FL_LOG_WARN, "round %llu: %s refused: %s", (unsigned long long)m->round,
                    flp_type_name(m->type), fl_strerror(st));
+        /* A task held while the last training ran may be complete only once its deadline has
+         * passed: its round is over, and it is not trained for nothing. */
+        if (flc_core_ready(c->core) && !c->thread_live && past_deadline(c)) {
+            fl_log(&c->log, FL_LOG_WARN, "round %llu: the task's deadline passed (%u ms from its "
+                   "arrival) before its training could start: the round is over, and the task "
+                   "is dropped", (unsigned long long)flc_core_round(c->core), c->task_deadline_ms);
+            drop_download(c);
+        }
         if (flc_core_ready(c->core) && !c->thread_live) {
             fl_log(&c->log, FL_LOG_DEBUG, "round %llu: training a %zu-parameter submodel",
                    (unsigned long long)flc_core_round(c->core),
@@ -1522,7 +1535,7 @@ static int handle(flc_client *c, flp_msg *m, int *owned)
 static int task_pending(const flc_client *c)
 {
     for (size_t i = 0; i < c->n_pending; i++)
-        if (c->pending[i]->type == FLP_TASK)
+        if (c->pending[i].m->type == FLP_TASK)
             return 1;
     return 0;
 }
@@ -1554,9 +1567,9 @@ static int finish_training(flc_client *c)
     size_t i = 0;
     for (; i < c->n_pending && !c->thread_live; i++) {
         int owned;
-        const int v = handle(c, c->pending[i], &owned);
+        const int v = handle(c, c->pending[i].m, c->pending[i].at_ns, &owned);
         if (!owned)
-            flp_msg_free(c->pending[i]);
+            flp_msg_free(c->pending[i].m);
         if (v != GO_ON) {
             verdict = v;
             i++;
@@ -1569,8 +1582,8 @@ static int finish_training(flc_client *c)
     c->n_pending -= i;
     c->pending_bytes = 0;
     for (size_t k = 0; k < c->n_pending; k++)
-        if (c->pending[k]->type == FLP_CHUNK)
-            c->pending_bytes += c->pending[k]->chunk.payload_len;
+        if (c->pending[k].m->type == FLP_CHUNK)
+            c->pending_bytes += c->pending[k].m->chunk.payload_len;
     return verdict;
 }
 
@@ -1666,7 +1679,8 @@ static int session(flc_client *c)
                     c->last_recv_ns = now;
                     bad_since_ok = 0;
                     int owned = 0;
-                    const int v = handle(c, m, &owned);
+                    /* read now, not at `now`: finish_training may have run since */
+                    const int v = handle(c, m, fl_time_mono_ns(), &owned);
                     if (!owned)
                         flp_msg_free(m);
                     if (v != GO_ON)

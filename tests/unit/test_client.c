@@ -3912,6 +3912,49 @@ static void test_training_past_deadline_cancelled(void **state)
     }
 }
 
+/* A Task that comes in while a training runs is held until the trainer returns; its deadline_ms
+ * still counts from its arrival (flc.h). A plug-in that does not poll flc_task_cancelled holds
+ * the first training for 1 s; a second Task, deadline 200 ms, and its chunks come in meanwhile.
+ * Once the trainer returns, that task's round is over: it is dropped untrained, said once at
+ * warn, and the server hears no Update. Until 2026-12-07 the deadline counted from when the held
+ * Task was handled, after the training: the task was trained and its Update sent 1.1 s after
+ * its Task, to be refused as late. */
+static void test_held_task_deadline_from_arrival(void **state)
+{
+    (void)state;
+    session s;
+    plugin_flags pf = {0, 0};
+    session_with_plugin(&s, &pf, train_first_held);
+    flp_msg tm;
+    assert_int_equal(fls_core_task(s.core, fl_client_key("dev"), &tm), FL_OK);
+    tm.task.deadline_ms = 200;
+    fake_send(&s.f, &tm);
+    fake_task_chunks(&s.f, s.core, 0, 0, UINT32_MAX);
+    if (!log_wait(s.lb, "kept for when it returns", 5))
+        fail_msg("the second Task was not held; log:\n%s", s.lb->text);
+    const struct timespec ts = {1, 0};
+    nanosleep(&ts, NULL);
+    atomic_store(&pf.quit, 1);
+    if (!log_wait(s.lb, "before its training could start", 5))
+        fail_msg("the held task past its deadline was not dropped; log:\n%s", s.lb->text);
+    int updates = 0;
+    flp_msg *m;
+    while ((m = fake_recv(&s.f, 500))) {
+        updates += m->type == FLP_UPDATE;
+        flp_msg_free(m);
+    }
+    const flc_stats *st = session_stopped(&s);
+    if (updates || st->rounds_trained != 1 || st->tasks_dropped < 1 || st->updates_sent != 0)
+        fail_msg("%d Update(s) sent; rounds_trained %llu (want 1: the held first training), "
+                 "tasks_dropped %llu, updates_sent %llu; log:\n%s", updates,
+                 (unsigned long long)st->rounds_trained, (unsigned long long)st->tasks_dropped,
+                 (unsigned long long)st->updates_sent, s.lb->text);
+    if (log_count(s.lb, "before its training could start") != 1 || atomic_load(&s.lb->errors))
+        fail_msg("the drop not said once, or something said at error level; log:\n%s",
+                 s.lb->text);
+    session_close(&s);
+}
+
 /* A Task without a deadline (deadline_ms 0: none) is never cancelled so: its training runs until
  * the plug-in ends it, and its update goes out. Two messages the client only logs, each waited
  * for, show that its loop (which looks at the deadline once a turn) ran on meanwhile. */
@@ -4283,6 +4326,7 @@ int main(void)
         cmocka_unit_test(test_dropped_download_released),
         cmocka_unit_test(test_stuck_upload_dropped),
         cmocka_unit_test(test_training_past_deadline_cancelled),
+        cmocka_unit_test(test_held_task_deadline_from_arrival),
         cmocka_unit_test(test_training_without_deadline_runs_on),
         cmocka_unit_test(test_dropped_update_answer_not_counted),
         cmocka_unit_test(test_update_answer_counted_once),
