@@ -630,6 +630,15 @@ static void drain_monitor(flc_client *c)
                  * its greeting (a broken pipe, no detail) are that mismatch again, not news. */
                 if (c->hs_mismatch)
                     c->hs_failed = 1;
+                /* A peer that answered with what ZMTP's NULL handshake does not allow (not a
+                 * fedrop server): a protocol error counts as over CURVE (flc.h, Refusal), or the
+                 * client retried it for ever as a hang-up (until 2026-12-07). */
+                else if (event == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL) {
+                    fl_log(&c->log, FL_LOG_WARN, "plain-text handshake with %s failed (ZMTP "
+                           "protocol error 0x%x): is a fedrop server at that endpoint?",
+                           c->endpoint, value);
+                    c->hs_failed = 1;
+                }
                 break;
             }
             if (event == ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL && c->hs_ever_ok) {

@@ -1748,6 +1748,55 @@ static void test_plain_client_curve_hangups(void **state)
     logbuf_free(lb);
 }
 
+/* A plain-text client whose peer answers its NULL greeting with a command the NULL handshake
+ * does not allow (here HELLO, CURVE's first command: not a fedrop server) fails each handshake on
+ * a protocol error, which flc.h's Refusal counts as over CURVE: after 3 in a row,
+ * flc_client_run returns FLC_ERR_AUTH, the failure said at warn. Until 2026-12-07 the plain-text
+ * client took it for a hang-up and retried for ever ("closed the connection before a handshake
+ * completed"). */
+static void test_plain_client_protocol_error_gives_up(void **state)
+{
+    (void)state;
+    char ep[128];
+    const int lfd = plain_listener(ep, sizeof ep);
+    logbuf *lb = logbuf_new();
+    runner r;
+    flc_client *c = client_started(ep, lb, 0, 60000, 10, 20, &r);
+    uint8_t greet[64];
+    greeting_of(greet, "NULL", 3);
+    static const uint8_t hello_cmd[] = {0x04, 6, 5, 'H', 'E', 'L', 'L', 'O'};
+    int conns = 0;
+    const double end = fl_time_mono_s() + 10.0 * TS;
+    while (!atomic_load(&r.done) && conns < 12 && fl_time_mono_s() < end) {
+        struct pollfd p = {lfd, POLLIN, 0};
+        int fd;
+        if (poll(&p, 1, 50) != 1 || (fd = accept(lfd, NULL, NULL)) < 0)
+            continue;
+        conns++;
+        if (write(fd, greet, sizeof greet) == (ssize_t)sizeof greet &&
+            write(fd, hello_cmd, sizeof hello_cmd) == (ssize_t)sizeof hello_cmd) {
+            uint8_t sink[256];
+            for (;;) { /* until the client closes on the error */
+                struct pollfd q = {fd, POLLIN, 0};
+                if (poll(&q, 1, 2000 * TS) != 1 || read(fd, sink, sizeof sink) <= 0)
+                    break;
+            }
+        }
+        close(fd);
+    }
+    flc_client_stop(c);
+    assert_true(run_wait(&r, 5.0 * TS));
+    close(lfd);
+    flc_client_free(c);
+    if (r.st != FLC_ERR_AUTH || conns > 3)
+        fail_msg("status %d (%s) after %d connections whose handshakes failed on a protocol "
+                 "error (want FLC_ERR_AUTH after 3); log:\n%s", r.st, flc_strerror(r.st), conns,
+                 lb->text);
+    assert_true(log_count(lb, "ZMTP protocol error") >= 1);
+    assert_int_equal(log_count(lb, "closed the connection before a handshake completed"), 0);
+    logbuf_free(lb);
+}
+
 /* A CURVE client started while its server is down behind a load balancer (or proxy), which
  * takes each connection and closes it: before a first handshake that is what a wrong
  * server_public_key looks like too (libzmq reports both as a handshake failed without detail,
@@ -4274,6 +4323,7 @@ int main(void)
         cmocka_unit_test(test_curve_client_plain_server),
         cmocka_unit_test(test_plain_client_proxy_then_curve),
         cmocka_unit_test(test_plain_client_curve_hangups),
+        cmocka_unit_test(test_plain_client_protocol_error_gives_up),
         cmocka_unit_test(test_one_hello_after_server_down),
         cmocka_unit_test(test_no_server_at_endpoint_said),
         cmocka_unit_test(test_frozen_server_said),
