@@ -1552,8 +1552,20 @@ static void start_task(fls_server *s, uint32_t key, uint64_t round)
     fl_status st = fl_grow(&s->dlr, &s->dlr_cap, s->dlr_n + 1, sizeof *s->dlr, 64) != FL_OK
                        ? FL_ERR_NOMEM
                        : fls_core_task(s->core, key, &m);
+    if (st == FL_ERR_ROUND_CLOSED || st == FL_ERR_NOT_SELECTED) { /* no task to send now */
+        fl_log(&s->log, FL_LOG_DEBUG, "client %s: task of round %llu: %s", x->id,
+               (unsigned long long)round, fl_strerror(st));
+        return;
+    }
     if (st != FL_OK) {
-        fl_log(&s->log, FL_LOG_ERROR, "client %s: task: %s", x->id, fl_strerror(st));
+        /* The client never hears of its task, so its update cannot come: the core counts it
+         * failed at once, as dl_give_up does, or the round waited out its deadline for it. */
+        fl_log(&s->log, FL_LOG_ERROR, "client %s: task of round %llu: %s; counted as failed",
+               x->id, (unsigned long long)round, fl_strerror(st));
+        flp_msg e = flp_msg_header(FLP_ERROR, round, x->id);
+        e.error.code = (uint32_t)st;
+        e.error.message = "its task could not be made";
+        (void)fls_core_on_message(s->core, x->key, &e, fl_time_mono_s());
         return;
     }
     m.sender = "";

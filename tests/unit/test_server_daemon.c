@@ -4447,7 +4447,7 @@ static void mem_uncount(void *p)
     pthread_mutex_unlock(&g_mem_mu);
 }
 
-/* Allocation failure (--wrap=malloc, --wrap=calloc): the g_alloc_fail-th allocation from here
+/* Allocation failure (--wrap=malloc, --wrap=calloc, --wrap=realloc): the g_alloc_fail-th allocation from here
  * on fails (1: the next), counted over fedrop's code linked into this test (libzmq and libyaml
  * allocate as they do); g_alloc_failed says one did. */
 void *__real_malloc(size_t n);
@@ -4477,6 +4477,10 @@ void *__wrap_calloc(size_t k, size_t n)
 
 void *__wrap_realloc(void *p, size_t n)
 {
+    if (n && g_alloc_fail > 0 && --g_alloc_fail == 0) { /* p stays the caller's, as realloc says */
+        g_alloc_failed = 1;
+        return NULL;
+    }
     void *q = __real_realloc(p, n);
     if (q || n == 0)
         mem_uncount(p);
@@ -4699,6 +4703,61 @@ static void test_reactor_encode_failure_said(void **state)
     peer_close(&p);
     fls_server_free(s);
     free(lb);
+}
+
+/* A Task the server cannot make (out of memory for the client's place in the download list) is
+ * counted failed in its round at once, as a download given up is: the round, whose one selected
+ * client will never hear of its task, closes (exhausted) rather than waiting out its 600 s
+ * deadline, as it did until 2026-12-07. Each allocation from the Hello on is failed in turn until
+ * one is the task's (later ones leave the Task made: the search ends there). */
+static void test_reactor_task_nomem_fails_round(void **state)
+{
+    (void)state;
+    char ep[512], yaml[1024];
+    snprintf(ep, sizeof ep, "ipc://%s/tasknomem", g_tmp);
+    snprintf(yaml, sizeof yaml,
+             "server:\n  insecure: true\n  endpoints: ['%s']\nmodel:\n  arch: \"mlp:6-5-3\"\n"
+             "round:\n  clients: 1\n  min_clients: 1\n  deadline_s: 600\n", ep);
+    int hit = 0, tasked = 0;
+    for (long k = 1; k <= 1000 && !hit && !tasked; k++) {
+        logbuf *lb;
+        fls_server *s = server_of(yaml, &lb);
+        peer p;
+        peer_open(&p, ep, NULL, NULL, NULL);
+        flp_msg h = hello_msg("a");
+        peer_send(&p, &h);
+        g_alloc_failed = 0;
+        long left = k; /* counted over the server's steps only, not the peer's encode/decode */
+        fls_status ended = FLS_OK;
+        const double t0 = __real_fl_time_mono_s();
+        while (ended == FLS_OK && !hit && !tasked && __real_fl_time_mono_s() - t0 < 2.0 * TS) {
+            g_alloc_fail = left;
+            ended = fls_server_step(s, 2);
+            left = g_alloc_fail;
+            g_alloc_fail = 0;
+            hit = strstr(lb->text, "task of round 0: out of memory; counted as failed") != NULL;
+            for (flp_msg *m; !hit && (m = peer_next(&p));) {
+                tasked |= m->type == FLP_TASK && !g_alloc_failed;
+                flp_msg_free(m);
+            }
+        }
+        if (hit) {
+            fls_server_stats st;
+            const double t1 = __real_fl_time_mono_s();
+            do {
+                ended = fls_server_step(s, 2);
+                fls_server_stats_get(s, &st);
+            } while (ended == FLS_OK && st.rounds_done < 1 && __real_fl_time_mono_s() - t1 < 10);
+            if (st.rounds_done < 1 || !strstr(lb->text, "closed by exhausted"))
+                fail_msg("allocation %ld: the task failed, and round 0 did not close; log:\n%s",
+                         k, lb->text);
+        }
+        peer_close(&p);
+        fls_server_free(s);
+        free(lb);
+    }
+    if (!hit)
+        fail_msg("no failed allocation made the task fail (the Task went out: %d)", tasked);
 }
 
 /* A full disk at start (writes fail with ENOSPC; making an empty file still works) is a failure
@@ -9189,6 +9248,7 @@ int main(void)
         cmocka_unit_test_teardown(test_reactor_checkpoint_no_fds, reset_wraps),
         cmocka_unit_test_teardown(test_nomem_said, reset_wraps),
         cmocka_unit_test_teardown(test_reactor_encode_failure_said, reset_wraps),
+        cmocka_unit_test_teardown(test_reactor_task_nomem_fails_round, reset_wraps),
     };
     if (getenv("FLS_TEST_FILTER")) /* e.g. "test_ids_*": a few tests while working on them */
         cmocka_set_test_filter(getenv("FLS_TEST_FILTER"));
