@@ -610,7 +610,10 @@ static fl_status quant_encode(flz_ctx *c, const key *ky, const flz_spec *s, uint
             const size_t bl = cl - b0 < B ? cl - b0 : B;
             const size_t i0 = c0 + b0;
             float lo, hi;
-            if (!c->k->minmax(&lo, &hi, x + i0, bl) || !flz_finite(hi - lo))
+            /* and the decoder's top level, lo + L (hi - lo) / L, which can round past FLT_MAX
+             * where hi does not (quant_blocks refuses it) */
+            if (!c->k->minmax(&lo, &hi, x + i0, bl) || !flz_finite(hi - lo) ||
+                !flz_finite(lo + L * ((hi - lo) / L)))
                 return FL_ERR_NUMERIC;
             if (absmax) {
                 const float a = fabsf(lo) > fabsf(hi) ? fabsf(lo) : fabsf(hi);
@@ -657,8 +660,15 @@ static fl_status quant_blocks(const flz_ctx *c, const flz_spec *s, float *out, c
         const float hi = flz_u2f(flz_get_u32(scales + b * 8 + 4));
         if (!flz_finite(lo) || !flz_finite(hi) || !(lo <= hi) || !flz_finite(hi - lo))
             return FL_ERR_CODEC_CORRUPT;
+        /* The kernels give level k lo + k step (a product, then a sum: the same rounding in
+         * each), which grows with k: the top level finite, every level is. It can round past
+         * FLT_MAX while hi does not (q4 with lo = 0x1.dd786p+120, hi = FLT_MAX): until 2026-12-07
+         * such a block decoded to +inf with FL_OK, and the encoder made it from finite input. */
+        const float step = (hi - lo) / L;
+        if (!flz_finite(lo + L * step))
+            return FL_ERR_CODEC_CORRUPT;
         const size_t i0 = b * B, bl = m - i0 < B ? m - i0 : B;
-        c->k->dequant(out + i0, packed + i0 * q / 8, bl, q, lo, (hi - lo) / L);
+        c->k->dequant(out + i0, packed + i0 * q / 8, bl, q, lo, step);
     }
     return FL_OK;
 }

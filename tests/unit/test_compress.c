@@ -1305,6 +1305,73 @@ static void test_encode_errors(void **state)
     fix_free(&f);
 }
 
+/* Two non-finite values that got through until 2026-12-07, on every kernel set:
+ * - a quantised block whose top level, lo + L (hi - lo) / L, rounds past FLT_MAX though hi does
+ *   not (q4: lo = 0x1.dd786p+120, hi = FLT_MAX; q8: lo = 0x1.9a3488p+115): the encoder took such
+ *   input and the decoder gave +inf with FL_OK (into an aggregate, through decode_axpy). Now the
+ *   encoder refuses it (FL_ERR_NUMERIC) and the decoder refuses such a payload (corrupt);
+ * - a NaN whose bits are 0x7fff8000 and up (0xffffffff: memory filled with 0xff) into bf16: the
+ *   AVX2 and AVX-512 kernels' rounding add wrapped it to +-0 and sent it; the portable kernel
+ *   refused it. Now every kernel set refuses it. */
+static void test_nonfinite_edges(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *spec;
+        float lo;
+    } qs[] = {{"q4", 0x1.dd786p+120f}, {"q4+zstd", 0x1.dd786p+120f},
+              {"topk1+q4+zstd", 0x1.dd786p+120f}, {"q8", 0x1.9a3488p+115f},
+              {"topk1+q8+zstd", 0x1.9a3488p+115f}};
+    static const uint32_t nans[] = {0x7fff8000u, 0x7fffffffu, 0xffff8000u, 0xffffffffu,
+                                    0x7fc00000u, 0x7f800000u};
+    uint8_t buf[4096];
+    for (int isa = 0; isa < 3; isa++) {
+        flz_ctx *c;
+        assert_int_equal(flz_ctx_new(NULL, &c), FL_OK);
+        if (flz_ctx_set_isa(c, (flz_isa)isa) != FL_OK) {
+            flz_ctx_free(c);
+            continue;
+        }
+        for (size_t k = 0; k < sizeof qs / sizeof *qs; k++) {
+            float x[16], y[16];
+            for (int i = 0; i < 16; i++)
+                x[i] = (i & 1) ? FLT_MAX : qs[k].lo;
+            const flz_spec sp = spec_of(qs[k].spec);
+            size_t w;
+            const fl_status e = flz_encode(c, &sp, NULL, x, 16, buf, sizeof buf, &w);
+            if (e != FL_ERR_NUMERIC)
+                fail_msg("%s, %s: encode of a block whose top level rounds past FLT_MAX: %s",
+                         isa_names[isa], qs[k].spec, fl_status_name(e));
+            /* the same range written into a payload of a finite block */
+            if (strstr(qs[k].spec, "zstd") || strstr(qs[k].spec, "topk"))
+                continue;
+            for (int i = 0; i < 16; i++)
+                x[i] = (float)i;
+            assert_int_equal(flz_encode(c, &sp, NULL, x, 16, buf, sizeof buf, &w), FL_OK);
+            flz_put_u32(buf + FLZ_HEADER_SIZE, flz_f2u(qs[k].lo));
+            flz_put_u32(buf + FLZ_HEADER_SIZE + 4, flz_f2u(FLT_MAX));
+            const fl_status d = flz_decode(c, buf, w, y, 16);
+            if (d != FL_ERR_CODEC_CORRUPT)
+                fail_msg("%s, %s: decode of a block whose top level rounds past FLT_MAX: %s",
+                         isa_names[isa], qs[k].spec, fl_status_name(d));
+        }
+        for (size_t k = 0; k < sizeof nans / sizeof *nans; k++)
+            for (size_t at = 0; at < 40; at += 13) {
+                float x[40];
+                for (int i = 0; i < 40; i++)
+                    x[i] = 0.5f * (float)i;
+                x[at] = flz_u2f(nans[k]);
+                const flz_spec sp = spec_of("bf16");
+                size_t w;
+                const fl_status e = flz_encode(c, &sp, NULL, x, 40, buf, sizeof buf, &w);
+                if (e != FL_ERR_NUMERIC)
+                    fail_msg("%s: bf16 of a value of bits 0x%08x at %zu: %s", isa_names[isa],
+                             (unsigned)nans[k], at, fl_status_name(e));
+            }
+        flz_ctx_free(c);
+    }
+}
+
 /* ---- decode and accumulate ------------------------------------------------------------------ */
 
 static void test_axpy(void **state)
@@ -1483,6 +1550,7 @@ int main(void)
         cmocka_unit_test(test_decode_split),
         cmocka_unit_test(test_decode_split_rounding),
         cmocka_unit_test(test_encode_errors),
+        cmocka_unit_test(test_nonfinite_edges),
         cmocka_unit_test(test_axpy),
         cmocka_unit_test(test_encode_diff),
         cmocka_unit_test(test_reserve_and_isa),
