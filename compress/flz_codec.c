@@ -231,7 +231,11 @@ fl_status flz_ctx_reserve(flz_ctx *c, const flz_spec *s, size_t n)
         return st;
     const size_t len = s->topk != 0.0f ? topk_k(s->topk, n) : n;
     const size_t raw = (size_t)raw_bound(s, n);
-    if (grow(&c->ef, n * sizeof(float)) || grow(&c->dec, n * sizeof(float)) ||
+    /* the very sizes the calls grow them to, and the difference of flz_encode_diff for the
+     * pipelines it cannot fuse: until 2026-12-07 decode_axpy, an encode with a residual and
+     * encode_diff could still allocate once after a reserve */
+    if (grow(&c->ef, n * sizeof(float) + 4) || grow(&c->dec, n * sizeof(float) + 4) ||
+        grow(&c->diff, n * sizeof(float) + 4) ||
         grow(&c->idx, len * sizeof(uint32_t) + 4) || grow(&c->vals, len * sizeof(float) + 4) ||
         grow(&c->vals2, len * sizeof(float) + 4) ||
         grow(&c->rnd, rnd_words_needed(s) * sizeof(uint32_t)) || grow(&c->body, raw + 1))
@@ -310,8 +314,11 @@ static void header_write(uint8_t *h, const flz_spec *s, const key *ky, uint64_t 
     flz_put_u32(h + 12, (uint32_t)n);
     flz_put_u32(h + 16, (uint32_t)raw);
     flz_put_u32(h + 20, (uint32_t)body);
-    flz_put_u32(h + 24, flz_f2u(s->topk));
-    flz_put_u32(h + 28, flz_f2u(s->sub));
+    /* a stage that is off is 0 in the header, also for a spec filled in by hand with -0.0f
+     * (its flag says off; its bits 0x80000000, which flz_peek refuses, made an undecodable
+     * payload until 2026-12-07) */
+    flz_put_u32(h + 24, s->topk != 0.0f ? flz_f2u(s->topk) : 0);
+    flz_put_u32(h + 28, s->sub != 0.0f ? flz_f2u(s->sub) : 0);
     flz_put_u32(h + 32, (uint32_t)seed);
     flz_put_u32(h + 36, (uint32_t)(seed >> 32));
     flz_put_u32(h + 40, ky->round);
@@ -816,6 +823,10 @@ static fl_status payload_open(flz_ctx *c, const uint8_t *src, size_t len, size_t
     const uint8_t *z = src + FLZ_HEADER_SIZE;
     const unsigned long long fcs = ZSTD_getFrameContentSize(z, info.body_len);
     if (fcs != (unsigned long long)info.body_raw_len)
+        return FL_ERR_CODEC_CORRUPT;
+    /* one frame, the whole body: ZSTD_decompressDCtx would decode frames after it too (a
+     * skippable frame of any bytes, an empty frame), which the encoder never writes */
+    if (ZSTD_findFrameCompressedSize(z, info.body_len) != info.body_len)
         return FL_ERR_CODEC_CORRUPT;
     if (grow(&c->body, info.body_raw_len + 1))
         return FL_ERR_NOMEM;

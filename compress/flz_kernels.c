@@ -58,9 +58,11 @@ static int p_minmax(float *lo, float *hi, const float *x, size_t n)
         h = v > h ? v : h;
         bad |= (flz_f2u(v) & 0x7f800000u) == 0x7f800000u;
     }
-    /* +0.0f canonicalises -0.0f, whose choice over +0.0f would depend on the scan order */
-    *lo = l + 0.0f;
-    *hi = h + 0.0f;
+    /* A zero is +0.0f, whose choice over -0.0f would depend on the scan order. A comparison,
+     * not l + 0.0f: under FE_DOWNWARD that sum is -0.0f (the AVX2 kernel's scan order then gave
+     * other bytes, until 2026-12-07). */
+    *lo = l == 0.0f ? 0.0f : l;
+    *hi = h == 0.0f ? 0.0f : h;
     return !bad;
 }
 

@@ -98,8 +98,8 @@ AVX2 static int a_minmax(float *lo, float *hi, const float *x, size_t n)
         b = x[i] > b ? x[i] : b;
         ok &= flz_finite(x[i]);
     }
-    *lo = a + 0.0f;
-    *hi = b + 0.0f;
+    *lo = a == 0.0f ? 0.0f : a; /* +0.0f whatever the rounding mode (p_minmax) */
+    *hi = b == 0.0f ? 0.0f : b;
     return ok;
 }
 

@@ -1372,6 +1372,87 @@ static void test_nonfinite_edges(void **state)
     }
 }
 
+/* Three edges of the payload's bytes (2026-12-07; each failed before):
+ * - a spec filled in by hand with topk or sub -0.0f (off, as 0.0f is) passed flz_spec_check and
+ *   encoded, but its header carried the bits 0x80000000, which every decoder refuses;
+ * - under FE_DOWNWARD, a block whose least value is a zero gave lo = +0.0f on the portable kernel
+ *   and -0.0f on AVX2 and AVX-512 (l + 0.0f is -0.0f in that mode): other bytes per CPU;
+ * - a zstd body with a frame after its one frame (a skippable frame of any bytes, an empty
+ *   frame) was decoded, every frame of it. */
+static void test_payload_edges(void **state)
+{
+    (void)state;
+    const size_t n = 64;
+    fix f;
+    fix_init(&f, n);
+    fill_gauss(f.x, n, 8);
+    size_t w;
+    /* -0.0f stages */
+    for (int k = 0; k < 2; k++) {
+        flz_spec sp = spec_of("q8");
+        if (k == 0)
+            sp.topk = -0.0f;
+        else
+            sp.sub = -0.0f;
+        assert_int_equal(flz_spec_check(&sp, NULL, 0), FL_OK);
+        assert_int_equal(flz_encode(f.c, &sp, NULL, f.x, n, f.buf, f.cap, &w), FL_OK);
+        if (flz_decode(f.c, f.buf, w, f.y, n) != FL_OK)
+            fail_msg("a spec with %s -0.0f encodes a payload no decoder takes",
+                     k ? "sub" : "topk");
+    }
+    /* a zero's sign under FE_DOWNWARD, every kernel set against the portable one */
+    for (size_t i = 0; i < n; i++) /* +0.0f first in a scan, -0.0f in the same vector lane */
+        f.x[i] = i == 0 ? 0.0f : i == 8 ? -0.0f : 1.0f + (float)i;
+    const flz_spec q8 = spec_of("q8");
+    const flz_params p = {.seed = 3};
+    uint8_t ref[1024], got[1024];
+    size_t wref = 0;
+    for (int isa = 0; isa < 3; isa++) {
+        flz_ctx *c;
+        assert_int_equal(flz_ctx_new(NULL, &c), FL_OK);
+        if (flz_ctx_set_isa(c, (flz_isa)isa) != FL_OK) {
+            flz_ctx_free(c);
+            continue;
+        }
+        const int mode = fegetround();
+        assert_int_equal(fesetround(FE_DOWNWARD), 0);
+        const fl_status st = flz_encode(c, &q8, &p, f.x, n, isa ? got : ref, sizeof ref,
+                                        isa ? &w : &wref);
+        fesetround(mode);
+        flz_ctx_free(c);
+        assert_int_equal(st, FL_OK);
+        if (isa && (w != wref || memcmp(got, ref, w) != 0))
+            fail_msg("%s: under FE_DOWNWARD, other bytes than the portable kernel's "
+                     "(lo bits 0x%08x against 0x%08x)", isa_names[isa],
+                     (unsigned)flz_get_u32(got + FLZ_HEADER_SIZE),
+                     (unsigned)flz_get_u32(ref + FLZ_HEADER_SIZE));
+    }
+    /* frames after the zstd body's frame */
+    fill_gauss(f.x, n, 9);
+    w = enc(&f, "q4+zstd", f.x, n, 5);
+    uint8_t hdr[FLZ_HEADER_SIZE];
+    memcpy(hdr, f.buf, sizeof hdr);
+    const uint32_t raw = flz_get_u32(f.buf + 16);
+    const size_t zl = w - FLZ_HEADER_SIZE;
+    uint8_t *z = malloc(zl + 64), *m = malloc(FLZ_HEADER_SIZE + zl + 64);
+    assert_non_null(z);
+    assert_non_null(m);
+    memcpy(z, f.buf + FLZ_HEADER_SIZE, zl);
+    size_t l = forge_zstd(m, hdr, z, zl, raw); /* the forgery is sound: it decodes */
+    assert_int_equal(flz_decode(f.c, m, l, f.y, n), FL_OK);
+    static const uint8_t skippable[] = {0x50, 0x2a, 0x4d, 0x18, 4, 0, 0, 0, 'f', 'r', 'e', 'e'};
+    memcpy(z + zl, skippable, sizeof skippable);
+    l = forge_zstd(m, hdr, z, zl + sizeof skippable, raw);
+    assert_int_equal(flz_decode(f.c, m, l, f.y, n), FL_ERR_CODEC_CORRUPT);
+    const size_t el = ZSTD_compress(z + zl, 64, "", 0, 1); /* an empty frame */
+    assert_false(ZSTD_isError(el));
+    l = forge_zstd(m, hdr, z, zl + el, raw);
+    assert_int_equal(flz_decode(f.c, m, l, f.y, n), FL_ERR_CODEC_CORRUPT);
+    free(z);
+    free(m);
+    fix_free(&f);
+}
+
 /* ---- decode and accumulate ------------------------------------------------------------------ */
 
 static void test_axpy(void **state)
@@ -1551,6 +1632,7 @@ int main(void)
         cmocka_unit_test(test_decode_split_rounding),
         cmocka_unit_test(test_encode_errors),
         cmocka_unit_test(test_nonfinite_edges),
+        cmocka_unit_test(test_payload_edges),
         cmocka_unit_test(test_axpy),
         cmocka_unit_test(test_encode_diff),
         cmocka_unit_test(test_reserve_and_isa),
