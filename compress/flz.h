@@ -151,8 +151,10 @@ fl_status flz_encode_diff(flz_ctx *ctx, const flz_spec *spec, const flz_params *
  * does not decode: zstd error or checksum, bad index list, bad block range, non-finite result);
  * FL_ERR_NOMEM. On error out[] may have been overwritten (use flz_decode_axpy to keep a target
  * intact). Not thread-safe per ctx. On x86 it runs with subnormals flushed to zero (MXCSR FTZ and
- * DAZ, the caller's MXCSR restored before it returns): a decoded value below FLT_MIN in magnitude
- * is 0, so that no payload can steer the arithmetic into the CPU's slow path for subnormals. */
+ * DAZ, the caller's MXCSR restored before it returns): a value the decoder computes (a quantised,
+ * f16, rotated or subsampled one) below FLT_MIN in magnitude is 0, so that no payload can steer
+ * the arithmetic into the CPU's slow path for subnormals; float32 and bfloat16 values, moved as
+ * bits with no arithmetic, keep a subnormal as sent. */
 fl_status flz_decode(flz_ctx *ctx, const uint8_t *src, size_t len, float *out, size_t n_expected);
 
 /* flz_decode, with the dense work of a quantised payload (dequantisation and the inverse
