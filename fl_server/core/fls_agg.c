@@ -871,18 +871,60 @@ typedef struct fold_ctx {
 
 #define FOLD_CTX_HEAD offsetof(fold_ctx, span) /* what fold_setup zeroes */
 
+/* The fold's floating-point environment, whatever the caller's: rounding to nearest, no
+ * flushing of subnormals. A term is round(x 2^S w) by the magic-number addition, which follows
+ * the rounding mode, and an update folded in one mode and undone in another (an embedder that
+ * changed it between the calls) left w (q_mode1 - q_mode2) in the aggregate, which an abort must
+ * leave as if the update never came (until 2026-12-07: fesetround was heeded only by the split
+ * fold). On x86 the arithmetic follows MXCSR, which glibc's fegetround does not read (it reads
+ * the x87 control word): MXCSR itself is set, its rounding field and FTZ and DAZ cleared (DAZ
+ * would read a subnormal delta as 0). fold_env_end restores the caller's. */
+typedef struct fold_env {
+#ifdef FLS_AGG_X86
+    unsigned csr;
+#else
+    int mode;
+#endif
+} fold_env;
+
+#ifdef FLS_AGG_X86
+#define FOLD_CSR_ENV 0xE040u /* rounding control (13-14), FTZ (15), DAZ (6) */
+#endif
+
+static fold_env fold_env_begin(void)
+{
+    fold_env e;
+#ifdef FLS_AGG_X86
+    e.csr = _mm_getcsr();
+    if (e.csr & FOLD_CSR_ENV)
+        _mm_setcsr(e.csr & ~FOLD_CSR_ENV);
+#else
+    e.mode = fegetround();
+    if (e.mode != FE_TONEAREST)
+        fesetround(FE_TONEAREST);
+#endif
+    return e;
+}
+
+static void fold_env_end(fold_env e)
+{
+#ifdef FLS_AGG_X86
+    if (e.csr & FOLD_CSR_ENV)
+        _mm_setcsr(e.csr);
+#else
+    if (e.mode != FE_TONEAREST)
+        fesetround(e.mode);
+#endif
+}
+
 /* The SIMD kernels' 32-bit fast-path bound for these terms: min(2^(31-S), the float above thr)
- * where scale is exactly 2^S, w < 2^31 and the rounding mode is the default (a clipped
- * update's scale is usually not a power of two); 0 otherwise. */
+ * where scale is exactly 2^S and w < 2^31 (a clipped update's scale is usually not a power of
+ * two); 0 otherwise. The fast path's conversion rounds to nearest, as the magic-number addition
+ * does in the fold's environment (fold_env_begin). */
 static float fast_bound(double scale, float thr, uint64_t w)
 {
     int e;
     if (w >= (UINT64_C(1) << 31) || frexp(scale, &e) != 0.5 || e - 1 > 40 || e - 1 < 0)
-        return 0.0f;
-    /* The magic-number rounding follows the rounding mode, the fast path's conversion rounds to
-     * nearest: they agree only in the default mode (an embedder's fesetround would otherwise fold
-     * an element one way and undo it the other). */
-    if (fegetround() != FE_TONEAREST)
         return 0.0f;
     const float f = ldexpf(1.0f, 31 - (e - 1));
     const float t = nextafterf(thr, INFINITY);
@@ -1023,18 +1065,15 @@ static void par_fold_piece(void *arg, unsigned i)
         hi = p->n;
     if (lo >= hi)
         return;
-    /* The caller folds in the default rounding mode (early_fold splits only then); a lender's
-     * thread may be in another, which would round these terms otherwise (and a piece undone on
-     * another thread than it was folded on would not cancel). */
-    const int mode = fegetround();
-    if (mode != FE_TONEAREST)
-        fesetround(FE_TONEAREST);
+    /* A lender's thread may be in another environment than the caller's fold_env_begin set,
+     * which would round these terms otherwise (and a piece undone on another thread than it was
+     * folded on would not cancel). */
+    const fold_env env = fold_env_begin();
     fold_ctx fc;
     fold_setup(&fc, p->h, p->sub_off, p->x, p->neg, p->ahead);
     fold_range(&fc, p->h, p->sub_off + lo, hi - lo);
     p->bad[i] = fc.bad;
-    if (mode != FE_TONEAREST)
-        fesetround(mode);
+    fold_env_end(env);
 }
 
 /* Early mode: folds the update's elements [sub_off, sub_off + n), read from x (x[0] is element
@@ -1044,8 +1083,8 @@ static void early_fold(fls_agg_update *h, size_t sub_off, size_t n, const float 
                        int ahead)
 {
     const fl_par *par = &h->agg->o.par;
-    if (par->parts > 1 && n >= (par->min_elems ? par->min_elems : FLS_PAR_MIN_ELEMS) &&
-        fegetround() == FE_TONEAREST) {
+    const fold_env env = fold_env_begin();
+    if (par->parts > 1 && n >= (par->min_elems ? par->min_elems : FLS_PAR_MIN_ELEMS)) {
         par_fold p;
         p.h = h;
         p.x = x;
@@ -1058,12 +1097,13 @@ static void early_fold(fls_agg_update *h, size_t sub_off, size_t n, const float 
         par->run(par->pool, par_fold_piece, &p, p.parts);
         for (unsigned i = 0; i < p.parts; i++)
             h->bad |= p.bad[i];
-        return;
+    } else {
+        fold_ctx fc;
+        fold_setup(&fc, h, sub_off, x, neg, ahead);
+        fold_range(&fc, h, sub_off, n);
+        h->bad |= fc.bad;
     }
-    fold_ctx fc;
-    fold_setup(&fc, h, sub_off, x, neg, ahead);
-    fold_range(&fc, h, sub_off, n);
-    h->bad |= fc.bad;
+    fold_env_end(env);
 }
 
 static double stage_norm(const float *x, size_t n)
@@ -1176,6 +1216,7 @@ fl_status fls_agg_update_commit(fls_agg_update *h)
     }
     const float thr = range_thr(a, c);
     if (a->o.mode == FLS_AGG_MEAN) {
+        const fold_env env = fold_env_begin();
         fold_ctx fc;
         memset(&fc, 0, FOLD_CTX_HEAD);
         fc.a = a;
@@ -1196,9 +1237,11 @@ fl_status fls_agg_update_commit(fls_agg_update *h)
                 fold_walk(&fc, h->sm, 0, h->n_sub);
             else
                 fold_now(&fc, 0, h->stage, h->n_sub, 0);
+            fold_env_end(env);
             s = classify_bad(a, h->stage, h->n_sub, c);
             goto fail;
         }
+        fold_env_end(env);
     } else {
         if (a->n_upd >= a->o.max_updates) {
             s = FL_ERR_STATE;
@@ -1337,6 +1380,7 @@ fl_status fls_agg_finalize(const fls_agg *agg, float *delta, uint8_t *held)
         return FL_ERR_INTERNAL;
     if (agg->n_folded_open)
         return FL_ERR_STATE;
+    const fold_env env = fold_env_begin(); /* the mean's rounding too, whatever the caller's */
     for (int ti = 0; ti < agg->nt; ti++) {
         const agg_tensor *t = &agg->t[ti];
         for (size_t r = 0; r < t->rows; r++) {
@@ -1363,6 +1407,7 @@ fl_status fls_agg_finalize(const fls_agg *agg, float *delta, uint8_t *held)
             }
         }
     }
+    fold_env_end(env);
     return FL_OK;
 }
 
