@@ -101,11 +101,20 @@ fl_status fls_config_validate(const fls_config *cfg, char *err, size_t errlen)
                         fls_opt_kind_name(cfg->opt.kind));
     fls_agg *g = NULL;
     st = fls_agg_new_flat(1, &cfg->agg, &g);
+    const uint64_t w_cap = fls_agg_weight_cap(g);
     fls_agg_free(g);
     if (st == FL_ERR_NOMEM)
         return st;
     if (st != FL_OK)
         return cfg_fail(err, errlen, "agg: an aggregation option is outside its domain");
+    /* Each update's samples are capped at the round's weight budget over clients_per_round
+     * (fls_core.h, samples_cap): a cap of 0 refused every update, round after round, with no
+     * word (until 2026-12-07; only an embedder's frac_bits and max_abs_log2 can make it so). */
+    if (w_cap / cfg->clients_per_round == 0)
+        return cfg_fail(err, errlen, "clients_per_round (%u) is above the aggregator's weight "
+                        "budget of a round (%llu samples in all, 2^(62 - frac_bits - "
+                        "max_abs_log2)): no update could claim a sample", cfg->clients_per_round,
+                        (unsigned long long)w_cap);
     /* the robust modes keep each update of a round, at most max_updates: a quorum above that
      * could never be reached (every commit past it fails) */
     const int kept = fls_agg_updates_kept(&cfg->agg);

@@ -1186,6 +1186,17 @@ static void test_config_digest(void **state)
     assert_non_null(strstr(err, "agg.max_updates (256) is below clients_per_round (257)"));
     b.agg.max_updates = 257;
     assert_int_equal(fls_config_validate(&b, err, sizeof err), FL_OK);
+    /* a quorum above the round's weight budget (frac_bits 40, max_abs_log2 10: 4096 samples in
+     * all) left each update a cap of 0 samples, and every update was refused without a word */
+    b = a;
+    b.agg.frac_bits = 40;
+    b.agg.max_abs_log2 = 10;
+    b.clients_per_round = 4096;
+    assert_int_equal(fls_config_validate(&b, err, sizeof err), FL_OK);
+    b.clients_per_round = 5000;
+    assert_int_equal(fls_config_validate(&b, err, sizeof err), FL_ERR_CONFIG);
+    assert_non_null(strstr(err, "clients_per_round (5000) is above the aggregator's weight budget "
+                                "of a round (4096 samples"));
     /* mlp:8-6-3 has one droppable layer: an override for a second one would be ignored */
     b = a;
     b.policy.keep_p_layer[0] = 0.5;
