@@ -4770,8 +4770,10 @@ fls_status fls_server_step(fls_server *s, int timeout_ms)
     if (s->reload_req) {
         s->reload_req = 0;
         reload_allow(s);
+        reopen_metrics(s);
         /* a selected client whose key left the list may have been the round's last hope: that
-         * round ends now, before a stop below could checkpoint past it without its metrics */
+         * round ends now (its metrics line into the file just reopened), before a stop below
+         * could checkpoint past it without its metrics */
         if (s->run == RUN_ON) {
             const fl_status dst = drain_events(s);
             if (dst != FL_OK) {
@@ -4781,7 +4783,6 @@ fls_status fls_server_step(fls_server *s, int timeout_ms)
             if (s->ckpt_failed != FL_OK)
                 return finish_ckpt_failed(s, s->ckpt_failed);
         }
-        reopen_metrics(s);
         /* a SIGHUP (systemctl reload) that had nothing to act on: said, or the operator cannot
          * tell a signal that was heard from one that was not */
         if (!s->curve && s->metrics_fd < 0)

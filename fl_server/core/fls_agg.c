@@ -871,14 +871,16 @@ typedef struct fold_ctx {
 
 #define FOLD_CTX_HEAD offsetof(fold_ctx, span) /* what fold_setup zeroes */
 
-/* The fold's floating-point environment, whatever the caller's: rounding to nearest, no
- * flushing of subnormals. A term is round(x 2^S w) by the magic-number addition, which follows
- * the rounding mode, and an update folded in one mode and undone in another (an embedder that
- * changed it between the calls) left w (q_mode1 - q_mode2) in the aggregate, which an abort must
- * leave as if the update never came (until 2026-12-07: fesetround was heeded only by the split
- * fold). On x86 the arithmetic follows MXCSR, which glibc's fegetround does not read (it reads
- * the x87 control word): MXCSR itself is set, its rounding field and FTZ and DAZ cleared (DAZ
- * would read a subnormal delta as 0). fold_env_end restores the caller's. */
+/* The fold's rounding mode, whatever the caller's: to nearest. A term is round(x 2^S w) by the
+ * magic-number addition, which follows the rounding mode, and an update folded in one mode and
+ * undone in another (an embedder that changed it between the calls) left w (q_mode1 - q_mode2)
+ * in the aggregate, which an abort must leave as if the update never came (until 2026-12-07:
+ * fesetround was heeded only by the split fold). On x86 the arithmetic follows MXCSR, which
+ * glibc's fegetround does not read (it reads the x87 control word): MXCSR's rounding field itself
+ * is set. FTZ and DAZ are left as the caller has them: they change no term (a subnormal delta's
+ * term, |x| 2^S w <= 2^-56, rounds to 0 either way; a mean is at least 2^-70 or 0), and a host
+ * may set DAZ to keep subnormal payloads off the CPU's slow path. fold_env_end restores the
+ * caller's mode. */
 typedef struct fold_env {
 #ifdef FLS_AGG_X86
     unsigned csr;
@@ -888,7 +890,7 @@ typedef struct fold_env {
 } fold_env;
 
 #ifdef FLS_AGG_X86
-#define FOLD_CSR_ENV 0xE040u /* rounding control (13-14), FTZ (15), DAZ (6) */
+#define FOLD_CSR_ENV 0x6000u /* MXCSR's rounding control, bits 13-14 (00: to nearest) */
 #endif
 
 static fold_env fold_env_begin(void)

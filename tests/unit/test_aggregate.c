@@ -496,10 +496,11 @@ static void test_invariance_rounding_modes(void **state)
     }
 }
 
-/* The caller's floating-point environment changed between an early fold and its abort (an
- * embedder's fesetround, or on x86 its MXCSR alone, which glibc's fegetround does not read): the
- * abort still leaves the aggregate as if the update never came, and the round's mean is the bits
- * of the default environment whatever the caller's at fold, commit and finalize. Until 2026-12-07
+/* The caller's rounding mode changed between an early fold and its abort (an embedder's
+ * fesetround, or on x86 its MXCSR alone, which glibc's fegetround does not read): the abort still
+ * leaves the aggregate as if the update never came, and, without norm clipping (whose factor is
+ * the caller's arithmetic), the round's mean is the bits of the default mode whatever the
+ * caller's at fold, commit and finalize. Until 2026-12-07
  * the serial fold rounded its terms in the caller's mode: an update of weight 7 folded to nearest
  * and aborted upward left 7 of 16 coordinates off 0.25. */
 static void mode_run(int fold_mode, int abort_mode, int mxcsr_only, int no_simd, float *out)
