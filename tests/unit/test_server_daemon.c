@@ -4111,6 +4111,10 @@ static int g_dir_fsync_fails;
  * g_msync_name), its size at its last fdatasync, and at each fsync of a checkpoint's temporary
  * file whether every line written by then had been synced. */
 static const char *g_msync_name;
+/* test_reactor_metrics_synced_at_reopen: the rotated file (its path holds g_msync_old), its size
+ * at its last fdatasync */
+static const char *g_msync_old;
+static off_t g_msync_old_synced = -1;
 static char g_msync_path[512];
 static off_t g_msync_synced = -1;
 static int g_msync_ckpts, g_msync_behind;
@@ -4254,6 +4258,8 @@ int __wrap_fdatasync(int fd)
     if (g_msync_name && n > 0 && (path[n] = 0, strstr(path, g_msync_name)) &&
         fstat(fd, &sb) == 0)
         g_msync_synced = sb.st_size;
+    if (g_msync_old && n > 0 && (path[n] = 0, strstr(path, g_msync_old)) && fstat(fd, &sb) == 0)
+        g_msync_old_synced = sb.st_size;
     if (n > 4 && memcmp(path + n - 4, ".ids", 4) == 0) {
         g_ids_syncs++;
         if (g_ids_sync_fails) {
@@ -5392,6 +5398,53 @@ static void test_reactor_metrics_synced_before_checkpoint(void **state)
     peer_close(&p);
     free(lb);
     unlink(g_msync_path);
+}
+
+/* A metrics file rotated (renamed) and SIGHUP'ed between checkpoints: its lines since the last
+ * checkpoint reach the disk before it is closed, since the next checkpoint's fdatasync is the
+ * new file's. Until 2026-12-07 the old file was closed unsynced, and a power cut after that
+ * checkpoint lost the lines of rounds it holds (checkpoint.every 3, rotated before round 2). */
+static void rotate_at_2(fls_server *s, int r, void *arg)
+{
+    const char *const *rot = arg;
+    if (r != 2)
+        return;
+    assert_int_equal(rename(rot[0], rot[1]), 0);
+    fls_server_reload(s);
+}
+
+static void test_reactor_metrics_synced_at_reopen(void **state)
+{
+    (void)state;
+    char ep[300], ckpt[300], extra[400], path[300], old[320];
+    snprintf(path, sizeof path, "%s/mreopen.jsonl", g_tmp);
+    snprintf(old, sizeof old, "%s.1", path);
+    snprintf(ckpt, sizeof ckpt, "%s/mreopen.ckpt", g_tmp);
+    unlink(path);
+    unlink(old);
+    snprintf(extra, sizeof extra, "checkpoint:\n  path: '%s'\n  every: 3\n", ckpt);
+    g_msync_old = "/mreopen.jsonl.1";
+    g_msync_old_synced = -1;
+    logbuf *lb;
+    fls_server *s = metrics_server("mreopen", 3, path, extra, ep, sizeof ep, &lb);
+    peer p;
+    flp_msg h;
+    flc_core *c = dev_joined(s, &p, ep, &h);
+    const char *rot[2] = {path, old};
+    metrics_rounds(s, lb, &p, c, 3, rotate_at_2, rot);
+    g_msync_old = NULL;
+    struct stat sb;
+    assert_int_equal(stat(old, &sb), 0);
+    assert_true(sb.st_size > 0);
+    if (g_msync_old_synced != sb.st_size)
+        fail_msg("the rotated metrics file (%lld bytes, rounds 0 and 1) was synced at %lld bytes "
+                 "(-1: never) before it was closed", (long long)sb.st_size,
+                 (long long)g_msync_old_synced);
+    flc_core_free(c);
+    peer_close(&p);
+    free(lb);
+    unlink(path);
+    unlink(old);
 }
 
 /* Uplink slots: with one slot, a second client's Update waits (no credit) while the first
@@ -9237,6 +9290,7 @@ int main(void)
         cmocka_unit_test(test_reactor_metrics_lost),
         cmocka_unit_test(test_reactor_metrics_torn_tail),
         cmocka_unit_test(test_reactor_metrics_synced_before_checkpoint),
+        cmocka_unit_test(test_reactor_metrics_synced_at_reopen),
         cmocka_unit_test_teardown(test_reactor_metrics_cut_back, reset_wraps),
         cmocka_unit_test(test_ids_key_leading_dash),
         cmocka_unit_test(test_ids_owner_survives_sigkill),
