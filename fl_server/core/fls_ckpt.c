@@ -781,8 +781,11 @@ fl_status fls_ckpt_read(const char *path, size_t max_bytes, fls_ckpt *out, char 
     if (!path || !out)
         return FL_ERR_INVALID_ARG;
     memset(out, 0, sizeof *out);
+    /* 0: no bound but the file's own size (until 2026-12-07, 16 GiB, which a server with a
+     * model of 1.43e9 parameters and fedadam's two arrays wrote past: checkpoints it could not
+     * resume from); every length the file declares is checked against the bytes left */
     if (max_bytes == 0)
-        max_bytes = (size_t)16 << 30;
+        max_bytes = SIZE_MAX;
     /* O_NONBLOCK: a FIFO put in its place would otherwise block the open for good; anything but
      * a regular file is refused before a byte is read */
     const int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);

@@ -122,7 +122,8 @@ uint64_t fls_ckpt_size(const fls_ckpt *c);
 fl_status fls_ckpt_stream(const fls_ckpt *c, int (*sink)(void *user, const void *p, size_t n),
                           void *user);
 
-/* Reads and parses the file at path (at most max_bytes; 0 = 16 GiB), once, in order, through a
+/* Reads and parses the file at path (at most max_bytes; 0 = any size, as any checkpoint that
+ * fls_ckpt_write makes can be read back), once, in order, through a
  * 16 KiB buffer on the stack: the file is never held whole, and what is allocated is what *out
  * keeps (the state's bytes). FL_ERR_IO if it cannot be read (or ends early), else as
  * fls_ckpt_parse, with the same status and message for the same bytes. */
