@@ -681,4 +681,14 @@ grep -Eq '"blas": "reference(\+AVX512)?"' "$DIR/nb/summary.json" ||
     fail "no OpenBLAS: summary.json's blas"
 echo "no OpenBLAS: runs on the reference GEMM and says so"
 
+# A FIFO in the place of --resume's resume.fls (or of an experiment run's summary.json): refused
+# at once, exit status 1, the file named; until 2026-12-07 the open waited for a writer for good.
+mkdir "$DIR/ff"
+mkfifo "$DIR/ff/resume.fls"
+rc=0
+timeout 60 "$FL_SIM" $ARGS --rounds 2 --out "$DIR/ff" --resume 1 >/dev/null 2>"$DIR/ff.err" || rc=$?
+[ "$rc" -eq 1 ] && grep -qF "$DIR/ff/resume.fls" "$DIR/ff.err" ||
+    fail "resume.fls a FIFO: exit status $rc (124: it waited for a writer): $(cat "$DIR/ff.err")"
+echo "resume.fls a FIFO: refused at once"
+
 echo "ok"

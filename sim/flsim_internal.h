@@ -30,6 +30,10 @@ int flsim_ranks_all_ok(int ok);
  * FL_ERR_NOT_FOUND (no such file), FL_ERR_IO, FL_ERR_NOMEM, or FL_ERR_RESULTS_FORMAT when it
  * holds more than cap bytes. */
 fl_status flsim_read_file(const char *path, size_t cap, char **out, size_t *len);
+/* flsim_read_file for a file that must be a regular one (a run's own outputs): opened without
+ * blocking, and anything else refused (FL_ERR_IO, errno EINVAL; EISDIR for a directory) where a
+ * FIFO with no writer held the open for good. */
+fl_status flsim_read_regular(const char *path, size_t cap, char **out, size_t *len);
 
 /* flsim_data_load; on a failure the ranks agreed on, *said (may be NULL) is set as
  * flsim_result.err_agreed is (1: this rank's own, 2: another rank's). */

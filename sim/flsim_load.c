@@ -2,10 +2,13 @@
  * that `fl_sim experiment afd` reuses the runs an interrupted experiment already finished. These
  * are outside bytes: every field is checked, every error names the file and line or field. */
 #include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #ifdef FLSIM_HAVE_JANSSON
 #include <jansson.h>
@@ -685,12 +688,9 @@ fl_status flsim_parse_summary(const char *text, size_t len, const flsim_config *
 
 /* ---- a run's directory -------------------------------------------------------------------- */
 
-fl_status flsim_read_file(const char *path, size_t cap, char **out, size_t *len)
+/* Reads f to its end (closed here), at most cap bytes. */
+static fl_status read_all(FILE *f, size_t cap, char **out, size_t *len)
 {
-    *out = NULL;
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return errno == ENOENT ? FL_ERR_NOT_FOUND : FL_ERR_IO;
     size_t n = 0, c = 65536;
     char *b = malloc(c + 1);
     fl_status st = b ? FL_OK : FL_ERR_NOMEM;
@@ -729,6 +729,34 @@ fl_status flsim_read_file(const char *path, size_t cap, char **out, size_t *len)
     return FL_OK;
 }
 
+fl_status flsim_read_file(const char *path, size_t cap, char **out, size_t *len)
+{
+    *out = NULL;
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return errno == ENOENT ? FL_ERR_NOT_FOUND : FL_ERR_IO;
+    return read_all(f, cap, out, len);
+}
+
+fl_status flsim_read_regular(const char *path, size_t cap, char **out, size_t *len)
+{
+    *out = NULL;
+    /* without blocking: a FIFO with no writer would hold the open for good */
+    const int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
+    if (fd < 0)
+        return errno == ENOENT ? FL_ERR_NOT_FOUND : FL_ERR_IO;
+    struct stat sb;
+    const int se = fstat(fd, &sb) != 0 ? errno : 0;
+    FILE *f = se || !S_ISREG(sb.st_mode) ? NULL : fdopen(fd, "rb");
+    if (!f) {
+        const int e = se ? se : S_ISREG(sb.st_mode) ? errno : S_ISDIR(sb.st_mode) ? EISDIR : EINVAL;
+        close(fd);
+        errno = e;
+        return FL_ERR_IO;
+    }
+    return read_all(f, cap, out, len);
+}
+
 /* a and b agree to the 9 significant digits rounds.csv keeps (both NaN: no figure) */
 static int near9(double a, double b)
 {
@@ -747,7 +775,7 @@ fl_status flsim_load_outputs(const char *dir, const flsim_config *want, const ch
     snprintf(path, sizeof path, "%s/summary.json", dir);
     char *text = NULL;
     size_t len = 0;
-    fl_status st = flsim_read_file(path, 1 << 20, &text, &len);
+    fl_status st = flsim_read_regular(path, 1 << 20, &text, &len);
     if (st == FL_ERR_NOT_FOUND)
         return fl_errf(err, errlen, st, "%s: no finished run", dir);
     if (st != FL_OK)
@@ -762,7 +790,7 @@ fl_status flsim_load_outputs(const char *dir, const flsim_config *want, const ch
         return fl_errf(err, errlen, FL_ERR_NOT_FOUND, "%s: no finished run (interrupted after "
                        "round %u)", dir, res->rounds);
     snprintf(path, sizeof path, "%s/rounds.csv", dir);
-    st = flsim_read_file(path, (size_t)1 << 32, &text, &len);
+    st = flsim_read_regular(path, (size_t)1 << 32, &text, &len);
     if (st != FL_OK)
         return fl_errf(err, errlen, st == FL_ERR_NOT_FOUND ? FL_ERR_RESULTS_FORMAT : st,
                        "%s: %s", path, st == FL_ERR_NOT_FOUND ? "missing" : fl_strerror(st));

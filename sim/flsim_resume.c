@@ -457,7 +457,7 @@ fl_status flsim_resume_parse(const uint8_t *buf, size_t len, flsim_resume_file *
 fl_status flsim_resume_read(const char *path, flsim_resume_file *out, char *err, size_t errlen)
 {
     memset(out, 0, sizeof *out);
-    const int fd = open(path, O_RDONLY | O_CLOEXEC);
+    const int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY); /* a FIFO: no wait */
     if (fd < 0)
         return errno == ENOENT ? FL_ERR_NOT_FOUND : FL_ERR_IO;
     struct stat sb;
@@ -684,7 +684,7 @@ fl_status flsim_resid_read(const char *dir, uint32_t round, uint32_t rank, uint3
     char path[FLSIM_STR + 96], why[512];
     flsim_resid_path(path, sizeof path, dir, rank, ranks, round);
     /* mapped, not read: the file is as large as the residuals it fills */
-    const int fd = open(path, O_RDONLY | O_CLOEXEC);
+    const int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY); /* a FIFO: no wait */
     struct stat sb = {0};
     int e = fd < 0 ? errno : fstat(fd, &sb) != 0 ? errno : 0;
     if (fd >= 0 && !e && !S_ISREG(sb.st_mode))

@@ -2345,7 +2345,9 @@ static fl_status resume_read(sim *S, const flsim_config *cfg, flsim_resume_file 
     if (st == FL_ERR_IO) {
         if (err && errlen)
             snprintf(err, errlen, "--resume: cannot read %s: %s", path,
-                     errno ? strerror(errno) : "it ended early (cut short while it was read)");
+                     errno == EINVAL ? "not a regular file (a FIFO, a device or a socket)"
+                     : errno         ? strerror(errno)
+                                     : "it ended early (cut short while it was read)");
         return FL_ERR_IO;
     }
     if (st == FL_OK)
