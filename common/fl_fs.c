@@ -436,7 +436,9 @@ int fl_lock_path(const char *lock_path, int *fd, long *holder)
 {
     *fd = -1;
     *holder = 0;
-    const int f = open(lock_path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    /* O_NOFOLLOW: a symbolic link planted at the lock's path (a fixed path in a shared /tmp)
+     * would have the pid written over the file it names, truncated first */
+    const int f = open(lock_path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644);
     if (f < 0)
         return errno;
     if (flock(f, LOCK_EX | LOCK_NB) != 0) {

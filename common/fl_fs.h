@@ -119,8 +119,10 @@ ssize_t fl_write_nosigpipe(int fd, const void *buf, size_t n);
 /* Takes an exclusive advisory lock (flock) on the file lock_path, made if missing (mode 0644),
  * and writes this process's pid into it: *fd holds the lock until closed or until the process
  * ends (a crash releases it; no stale lock is left). 0; EWOULDBLOCK when another process holds
- * it, with its pid in *holder (0 when the file does not say); or the errno of open/flock.
- * The descriptor is O_CLOEXEC: a child the process starts does not keep the lock. */
+ * it, with its pid in *holder (0 when the file does not say); or the errno of open/flock
+ * (ELOOP: lock_path is a symbolic link, never followed, as one planted there would have the
+ * file it names truncated). The descriptor is O_CLOEXEC: a child the process starts does not
+ * keep the lock. */
 int fl_lock_path(const char *lock_path, int *fd, long *holder);
 
 #endif

@@ -4009,7 +4009,12 @@ static fl_status ckpt_lock(fls_server *s, char *err, size_t errlen)
     } else if (e) {
         /* the directory's own fault first (missing, read-only, full: what --check says too) */
         st = probe_ckpt_dir(s, err, errlen);
-        if (st == FL_OK)
+        if (st == FL_OK && e == ELOOP)
+            st = fls_options_errf(&s->opt, err, errlen, FL_ERR_IO, "checkpoint.path", NULL,
+                                  "checkpoint.path %s: %s is a symbolic link, which the server "
+                                  "does not follow (it would write over the file the link "
+                                  "names): remove it", s->opt.ckpt_path, p);
+        else if (st == FL_OK)
             st = fls_options_errf(&s->opt, err, errlen, io_status(e), "checkpoint.path", NULL,
                                   "checkpoint.path %s: cannot lock %s: %s%s", s->opt.ckpt_path,
                                   p, strerror(e), io_may_pass(e));

@@ -818,6 +818,25 @@ static void test_lock_path(void **state)
     close(fd2);
     snprintf(p, sizeof p, "%s/missing/run.ckpt.lock", dir);
     assert_int_equal(fl_lock_path(p, &fd, &holder), ENOENT);
+    /* a symbolic link at the lock's path is not followed: the file it names stays as it was
+     * (until 2026-12-07 it was truncated and got the pid) */
+    char target[300], link[300];
+    snprintf(target, sizeof target, "%s/precious", dir);
+    snprintf(link, sizeof link, "%s/linked.lock", dir);
+    FILE *t = fopen(target, "w");
+    assert_non_null(t);
+    assert_true(fputs("keep me\n", t) >= 0 && fclose(t) == 0);
+    assert_int_equal(symlink(target, link), 0);
+    assert_int_equal(fl_lock_path(link, &fd, &holder), ELOOP);
+    assert_int_equal(fd, -1);
+    char back[32] = "";
+    t = fopen(target, "r");
+    assert_non_null(t);
+    assert_non_null(fgets(back, sizeof back, t));
+    fclose(t);
+    assert_string_equal(back, "keep me\n");
+    assert_int_equal(unlink(link), 0);
+    assert_int_equal(unlink(target), 0);
     snprintf(p, sizeof p, "%s/run.ckpt.lock", dir);
     assert_int_equal(unlink(p), 0);
     assert_int_equal(rmdir(dir), 0);
