@@ -135,8 +135,9 @@ static int write_file(const char *path, size_t n)
     return close_written(f, path);
 }
 
-/* jansson's tree of the file, with the samples its users' x lists hold in *n; NULL (said). */
-static json_t *jansson_open(const char *path, size_t *n)
+/* jansson's tree of the file, with the samples its users' x lists hold in *n and a buffer of
+ * row_bytes for each in *rows (malloc'd); NULL (said, or out of memory). */
+static json_t *jansson_open(const char *path, size_t row_bytes, size_t *n, void **rows)
 {
     json_error_t e;
     json_t *doc = json_load_file(path, 0, &e);
@@ -149,6 +150,11 @@ static json_t *jansson_open(const char *path, size_t *n)
     *n = 0;
     json_object_foreach(json_object_get(doc, "user_data"), key, v)
         *n += json_array_size(json_object_get(v, "x"));
+    *rows = malloc((*n ? *n : 1) * row_bytes);
+    if (!*rows) {
+        json_decref(doc);
+        return NULL;
+    }
     return doc;
 }
 
@@ -157,17 +163,14 @@ static json_t *jansson_open(const char *path, size_t *n)
 static long long jansson_load(const char *path, float **xs)
 {
     size_t n;
-    json_t *doc = jansson_open(path, &n);
+    void *rows;
+    json_t *doc = jansson_open(path, 784 * sizeof(float), &n, &rows);
     if (!doc)
         return -1;
+    float *x = rows;
     json_t *ud = json_object_get(doc, "user_data");
     const char *key;
     json_t *v;
-    float *x = malloc((n ? n : 1) * 784 * sizeof *x);
-    if (!x) {
-        json_decref(doc);
-        return -1;
-    }
     size_t i = 0;
     json_object_foreach(ud, key, v)
     {
@@ -318,20 +321,17 @@ static int peer_tokens(const char *s, int32_t *out, size_t want, const int32_t a
 static long long jansson_load_tokens(const char *path, int32_t **tk)
 {
     size_t n;
-    json_t *doc = jansson_open(path, &n);
+    void *rows;
+    json_t *doc = jansson_open(path, 81 * sizeof(int32_t), &n, &rows);
     if (!doc)
         return -1;
+    int32_t *out = rows;
     json_t *ud = json_object_get(doc, "user_data");
     const char *key;
     json_t *v;
     int32_t ascii[128];
     for (uint32_t c = 0; c < 128; c++)
         ascii[c] = flm_leaf_char_token(c);
-    int32_t *out = malloc((n ? n : 1) * 81 * sizeof *out);
-    if (!out) {
-        json_decref(doc);
-        return -1;
-    }
     size_t i = 0;
     json_object_foreach(ud, key, v)
     {

@@ -1489,12 +1489,19 @@ static void dl_list_compact(fls_server *s)
  * reason told the core: a task dropped for a full send queue (server.sndhwm) whose chunks in
  * flight were then Acked held its round until the deadline
  * (test_reactor_send_queue_full_task_failed). */
-static void dl_give_up(fls_server *s, sess *x, fl_status code, const char *why)
+/* The core told that x's update of round cannot come, as an Error from the client would tell it. */
+static void core_task_failed(fls_server *s, const sess *x, uint64_t round, fl_status code,
+                             const char *why)
 {
-    flp_msg e = flp_msg_header(FLP_ERROR, x->dl_round, x->id);
+    flp_msg e = flp_msg_header(FLP_ERROR, round, x->id);
     e.error.code = (uint32_t)code;
     e.error.message = why;
     (void)fls_core_on_message(s->core, x->key, &e, fl_time_mono_s());
+}
+
+static void dl_give_up(fls_server *s, sess *x, fl_status code, const char *why)
+{
+    core_task_failed(s, x, x->dl_round, code, why);
     x->dl_active = 0;
     x->dl_given_up = 1;
 }
@@ -1562,10 +1569,7 @@ static void start_task(fls_server *s, uint32_t key, uint64_t round)
          * failed at once, as dl_give_up does, or the round waited out its deadline for it. */
         fl_log(&s->log, FL_LOG_ERROR, "client %s: task of round %llu: %s; counted as failed",
                x->id, (unsigned long long)round, fl_strerror(st));
-        flp_msg e = flp_msg_header(FLP_ERROR, round, x->id);
-        e.error.code = (uint32_t)st;
-        e.error.message = "its task could not be made";
-        (void)fls_core_on_message(s->core, x->key, &e, fl_time_mono_s());
+        core_task_failed(s, x, round, st, "its task could not be made");
         return;
     }
     m.sender = "";
