@@ -1593,6 +1593,65 @@ static void test_subnormals_flushed(void **state)
 #endif
 }
 
+/* flz_ctx_reserve's contract: after it, no call on sizes up to the reserved one allocates. The
+ * test binary wraps posix_memalign, the only allocator a context's scratch grows by (the zstd
+ * contexts are made in flz_ctx_new; what libzstd allocates inside them is not counted). */
+static int memalign_calls;
+int __real_posix_memalign(void **p, size_t align, size_t size);
+int __wrap_posix_memalign(void **p, size_t align, size_t size)
+{
+    memalign_calls++;
+    return __real_posix_memalign(p, align, size);
+}
+
+static void test_reserve_no_alloc(void **state)
+{
+    (void)state;
+    enum { N = 20000 };
+    float *a = malloc(N * sizeof *a), *b = malloc(N * sizeof *b), *out = malloc(N * sizeof *out);
+    assert_non_null(a);
+    assert_non_null(b);
+    assert_non_null(out);
+    fill_gauss(a, N, 1);
+    fill_gauss(b, N, 2);
+    static const size_t sizes[] = {N, N / 2 + 3, 17, 1};
+    for (size_t p = 0; p < NALLPIPE; p++) {
+        const flz_spec sp = spec_of(any_pipeline(p));
+        const size_t cap = flz_encode_bound(&sp, N);
+        uint8_t *pay = malloc(cap);
+        assert_non_null(pay);
+        flz_ctx *c;
+        assert_int_equal(flz_ctx_new(NULL, &c), FL_OK);
+        assert_int_equal(flz_ctx_reserve(c, &sp, N), FL_OK);
+        flz_residual *res[sizeof sizes / sizeof sizes[0]];
+        for (size_t si = 0; si < sizeof sizes / sizeof sizes[0]; si++)
+            assert_int_equal(flz_residual_new(sizes[si], &res[si]), FL_OK);
+        memalign_calls = 0;
+        for (size_t si = 0; si < sizeof sizes / sizeof sizes[0]; si++) {
+            const size_t n = sizes[si];
+            for (int ef = 0; ef < 2; ef++) {
+                const flz_params prm = {7, 1, 2, ef ? res[si] : NULL};
+                size_t w;
+                assert_int_equal(flz_encode(c, &sp, &prm, a, n, pay, cap, &w), FL_OK);
+                assert_int_equal(flz_decode(c, pay, w, out, n), FL_OK);
+                assert_int_equal(flz_decode_axpy(c, pay, w, 0.5f, out, n), FL_OK);
+                assert_int_equal(flz_encode_diff(c, &sp, &prm, a, b, n, pay, cap, &w), FL_OK);
+                assert_int_equal(flz_decode_axpy(c, pay, w, -1.0f, out, n), FL_OK);
+            }
+            if (memalign_calls != 0)
+                fail_msg("%s: %d allocations after flz_ctx_reserve(%d), at n=%zu", any_pipeline(p),
+                         memalign_calls, (int)N, n);
+        }
+        for (size_t si = 0; si < sizeof sizes / sizeof sizes[0]; si++)
+            flz_residual_free(res[si]);
+        flz_ctx_free(c);
+        free(pay);
+    }
+    free(a);
+    free(b);
+    free(out);
+}
+
 static void test_reserve_and_isa(void **state)
 {
     (void)state;
@@ -1638,6 +1697,7 @@ int main(void)
         cmocka_unit_test(test_payload_edges),
         cmocka_unit_test(test_axpy),
         cmocka_unit_test(test_encode_diff),
+        cmocka_unit_test(test_reserve_no_alloc),
         cmocka_unit_test(test_reserve_and_isa),
         cmocka_unit_test(test_subnormals_flushed),
     };
