@@ -2064,14 +2064,16 @@ static fl_status setup(sim *S, const flsim_config *cfg, const flsim_data *data,
     sc.policy.fd_per_client = cfg->fd_per_client;
     sc.policy.keep_p = cfg->keep;
     /* --keep-layers: checked against the model here, where its droppable layers are known (a
-     * value past the last one would be ignored) */
-    if (cfg->n_keep_layers > (uint32_t)a.n_drop) {
+     * value past the last one would be ignored). Under --policy full it is inert, as --keep is
+     * (fl_sim warns, and the run goes on): its length is not held against the model then. */
+    if (cfg->n_keep_layers > (uint32_t)a.n_drop && cfg->policy != FLS_POLICY_FULL) {
         if (err && errlen)
-            snprintf(err, errlen, "--keep-layers: %u values, but the model %s has %d droppable "
-                     "layer%s", cfg->n_keep_layers, a.spec, a.n_drop, a.n_drop == 1 ? "" : "s");
+            snprintf(err, errlen, "--keep-layers: %u value%s, but the model %s has %d droppable "
+                     "layer%s", cfg->n_keep_layers, cfg->n_keep_layers == 1 ? "" : "s", a.spec,
+                     a.n_drop, a.n_drop == 1 ? "" : "s");
         return FL_ERR_CONFIG;
     }
-    for (uint32_t d = 0; d < cfg->n_keep_layers; d++)
+    for (uint32_t d = 0; d < cfg->n_keep_layers && d < (uint32_t)a.n_drop; d++)
         sc.policy.keep_p_layer[d] = cfg->keep_layers[d];
     sc.policy.score_accumulate = cfg->score_accumulate;
     sc.policy.loss_unweighted = cfg->loss_unweighted;

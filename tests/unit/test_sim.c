@@ -1428,6 +1428,26 @@ static void test_keep_layers(void **state)
                      FL_ERR_CONFIG);
     assert_string_equal(e2, "--keep-layers: 3 values, but the model mlp:64-32-16-4 has 2 "
                             "droppable layers");
+    /* under --policy full it is inert, as --keep is (fl_sim warns): the run goes on, whatever
+     * its length, and is the run without it (until 2026-12-08 the list longer than the model's
+     * droppable layers was refused there, after fl_sim's warning that it had no effect) */
+    flsim_config full = c;
+    assert_int_equal(flsim_config_set(&full, "policy", "full", NULL, 0), FL_OK);
+    flsim_config full_kl = full;
+    assert_int_equal(flsim_config_set(&full_kl, "keep-layers", "0.5,0.5,0.5", NULL, 0), FL_OK);
+    flsim_result fa, fb;
+    run_ok(&full, &fa, NULL, NULL);
+    run_ok(&full_kl, &fb, NULL, NULL);
+    assert_memory_equal(fa.model_sha256, fb.model_sha256, sizeof fa.model_sha256);
+    assert_true(fa.bytes_down == fb.bytes_down && fa.bytes_up == fb.bytes_up);
+    /* one value for a model without droppable layers, under fd: "1 value", not "1 values" */
+    flsim_config one = c;
+    assert_int_equal(flsim_config_set(&one, "model", "mlp:64-4", NULL, 0), FL_OK);
+    assert_int_equal(flsim_config_set(&one, "keep-layers", "0.5", NULL, 0), FL_OK);
+    assert_int_equal(flsim_run(&one, NULL, NULL, NULL, NULL, &res, NULL, NULL, e2, sizeof e2),
+                     FL_ERR_CONFIG);
+    assert_string_equal(e2, "--keep-layers: 1 value, but the model mlp:64-4 has 0 droppable "
+                            "layers");
     /* a summary saved before the setting existed: its config has no keep_layers, i.e. none */
     char *older = older_summary(&c, &a, " \"keep_layers\": [],");
     flsim_result back;
