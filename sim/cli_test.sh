@@ -88,7 +88,10 @@ for c in "--bogus|unknown option 'bogus'" "--rounds 1 --roundz|unknown option 'r
          "experiment afd --rounds 2 --fesh|unknown option 'fesh' (did you mean --fresh? see --help)" \
          "--version --rounds 1|--version stands alone" "--rounds 1 --version|--version stands alone" \
          "--rounds 1 --|'--' alone: fl_sim takes options only" "--help=1|--help takes no value" \
-         "--version=2|--version takes no value" "--version 1|--version stands alone"; do
+         "--version=2|--version takes no value" "--version 1|--version stands alone" \
+         "--rounds 1 --flops lognormal:1e308:10|--flops: 'lognormal:1e308:10' can draw a rate that is not finite" \
+         "--rounds 1 --up-bps lognormal:1e200:10|--up-bps: 'lognormal:1e200:10' can draw a rate that is not finite" \
+         "experiment afd --down-bps lognormal:1e308:1|--down-bps: 'lognormal:1e308:1' can draw a rate that is not finite"; do
     args=${c%%|*}
     want=${c#*|}
     rc=0

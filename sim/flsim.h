@@ -54,8 +54,9 @@ typedef struct flsim_dist {
 } flsim_dist;
 
 /* Parses "V" or "const:V" (V >= FLSIM_RATE_MIN) or "lognormal:MEDIAN:SIGMA" (MEDIAN >=
- * FLSIM_RATE_MIN, 0 <= SIGMA <= 10); numbers accept SI suffixes k, M, G, T (10^3 ..). FL_OK or
- * FL_ERR_INVALID_ARG (reason in err). */
+ * FLSIM_RATE_MIN, 0 <= SIGMA <= 10, and no draw beyond DBL_MAX: ln MEDIAN + 37.17 SIGMA <= ln
+ * DBL_MAX, 37.17 the largest |z| of fl_rng_normal); numbers accept SI suffixes k, M, G, T (10^3
+ * ..). FL_OK or FL_ERR_INVALID_ARG (reason in err). */
 fl_status flsim_dist_parse(const char *s, flsim_dist *out, char *err, size_t errlen);
 
 typedef enum flsim_avail_kind {
@@ -131,7 +132,8 @@ typedef struct flsim_profile {
 } flsim_profile;
 
 /* Client k's device profile: from the trace (row k mod n) or drawn from the stream (seed, 0, k,
- * FL_RNG_PROFILE): three standard normals, for flops, down and up in that order. Pure. */
+ * FL_RNG_PROFILE): three standard normals, for flops, down and up in that order, a draw below
+ * FLSIM_RATE_MIN taken at it, so every rate is finite and at least FLSIM_RATE_MIN. Pure. */
 void flsim_profile_of(const flsim_population *p, uint32_t k, flsim_profile *out);
 
 /* 1 if client k is online for round `round` at virtual time t, on the round's attempt-th draw

@@ -105,8 +105,8 @@ static const flsim_option_doc g_docs[] = {
     {"target-acc", "A", "stop once the test accuracy reaches A, as evaluated (--eval-every); 0 = none (0)"},
     {"batch-feed", "0|1", "feed updates after the whole round trained, not while clients train (same results; for checking) (0)"},
     {"keep-going", "0|1", "with --target-acc: record when it is reached but run every round (0)"},
-    {"flops", "DIST", "client compute speed FLOP/s: V, const:V, lognormal:MEDIAN:SIGMA; V, MEDIAN >= 1 "
-                      "(lognormal:5G:0.5)"},
+    {"flops", "DIST", "client compute speed FLOP/s: V, const:V, lognormal:MEDIAN:SIGMA; V, MEDIAN >= 1, "
+                      "SIGMA <= 10, a draw below 1 taken at 1 (lognormal:5G:0.5)"},
     {"down-bps", "DIST", "client download bandwidth, bit/s (lognormal:20M:0.5)"},
     {"up-bps", "DIST", "client upload bandwidth, bit/s (lognormal:5M:0.5)"},
     {"availability", "SPEC", "always, p:P, diurnal:PMIN:PMAX[:PERIOD_S] (always)"},
@@ -533,6 +533,12 @@ fl_status flsim_config_validate(const flsim_config *c, char *err, size_t errlen)
         if (!(rates[i]->median >= FLSIM_RATE_MIN) || !isfinite(rates[i]->median))
             FAIL("--%s: %g: a rate must be finite and at least 1 (FLOP/s or bit/s), or the "
                  "virtual clock can overflow", rate_opt[i], rates[i]->median);
+        else if (rates[i]->kind == FLSIM_DIST_LOGNORMAL &&
+                 !(rates[i]->sigma >= 0 && rates[i]->sigma <= 10))
+            FAIL("--%s: lognormal sigma %g is not in [0, 10]", rate_opt[i], rates[i]->sigma);
+        else if (!isfinite(flsim_dist_max(rates[i])))
+            FAIL("--%s: lognormal:%g:%g can draw a rate that is not finite (its largest draw "
+                 "overflows a double)", rate_opt[i], rates[i]->median, rates[i]->sigma);
 #undef FAIL
     return FL_OK;
 }

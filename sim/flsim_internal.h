@@ -50,6 +50,10 @@ int flsim_mkdirs(const char *path, size_t *made, char *err, size_t errlen);
  * A directory that existed before is never touched; made = 0 does nothing. */
 void flsim_rmdirs_made(const char *path, size_t made);
 
+/* The largest rate d can draw (its median x exp(sigma x the largest |z| of fl_rng_normal), or
+ * its constant): +inf when such a draw would overflow, which parsing and validation refuse. */
+double flsim_dist_max(const flsim_dist *d);
+
 /* The distribution / availability as text (the canonical option value). */
 void flsim_dist_format(const flsim_dist *d, char *buf, size_t cap);
 void flsim_avail_format(const flsim_avail *a, char *buf, size_t cap);

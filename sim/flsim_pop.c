@@ -1,5 +1,6 @@
 /* flsim_pop.c: the virtual population (device profiles, availability) and the virtual clock. */
 #include <errno.h>
+#include <float.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -55,6 +56,19 @@ static int split_colon(const char *s, char *buf, size_t cap, char **f, int max)
     return n + 1; /* too many */
 }
 
+/* The largest |z| fl_rng_normal returns: it floors its first uniform at 1e-300, so
+ * sqrt(-2 ln 1e-300) = 37.17 (a uniform of exactly 0, one draw in 2^53). */
+static double normal_zmax(void)
+{
+    return sqrt(-2.0 * log(1e-300));
+}
+
+double flsim_dist_max(const flsim_dist *d)
+{
+    return d->kind == FLSIM_DIST_LOGNORMAL ? d->median * exp(d->sigma * normal_zmax())
+                                           : d->median;
+}
+
 fl_status flsim_dist_parse(const char *s, flsim_dist *out, char *err, size_t errlen)
 {
     if (!s || !out)
@@ -79,6 +93,14 @@ fl_status flsim_dist_parse(const char *s, flsim_dist *out, char *err, size_t err
             snprintf(err, errlen, "'%s'%s is below 1 (FLOP/s or bit/s), the least rate fl_sim "
                      "takes (a smaller one can overflow the virtual clock)", s,
                      d.kind == FLSIM_DIST_LOGNORMAL ? ": the median" : "");
+        return FL_ERR_INVALID_ARG;
+    }
+    if (ok && !isfinite(flsim_dist_max(&d))) {
+        /* half its draws would be +inf (a client that computes and sends in no time) */
+        if (err && errlen)
+            snprintf(err, errlen, "'%s' can draw a rate that is not finite: its largest draw, "
+                     "MEDIAN x exp(SIGMA x %.4g), overflows a double (want ln MEDIAN + %.4g x "
+                     "SIGMA <= %.6g)", s, normal_zmax(), normal_zmax(), log(DBL_MAX));
         return FL_ERR_INVALID_ARG;
     }
     if (!ok) {
@@ -122,9 +144,14 @@ fl_status flsim_avail_parse(const char *s, flsim_avail *out, char *err, size_t e
     return FL_OK;
 }
 
+/* A rate drawn: the lognormal's tail below FLSIM_RATE_MIN is taken at it (lognormal:1:10 draws
+ * below 1 half the time; a trace row that low is refused), so every profile holds what
+ * flsim_profile says; parameters whose draws could overflow are refused before (flsim_dist_max),
+ * and DBL_MAX bounds them should a program pass such a struct. */
 static double draw(const flsim_dist *d, double z)
 {
-    return d->kind == FLSIM_DIST_LOGNORMAL ? d->median * exp(d->sigma * z) : d->median;
+    const double x = d->kind == FLSIM_DIST_LOGNORMAL ? d->median * exp(d->sigma * z) : d->median;
+    return x < FLSIM_RATE_MIN ? FLSIM_RATE_MIN : x > DBL_MAX ? DBL_MAX : x;
 }
 
 void flsim_profile_of(const flsim_population *p, uint32_t k, flsim_profile *out)

@@ -632,6 +632,57 @@ static void test_population(void **state)
     }
     assert_int_equal(flsim_dist_parse("const:1", &d, NULL, 0), FL_OK);
     assert_int_equal(flsim_dist_parse("lognormal:1:10", &d, NULL, 0), FL_OK);
+    /* A lognormal whose largest draw overflows a double (half of lognormal:1e308:10's draws were
+     * +inf: clients that computed and sent in no time) is refused, naming the option; one just
+     * inside the bound is taken. */
+    {
+        static const char *const rate_keys[] = {"flops", "down-bps", "up-bps"};
+        static const char *const huge[] = {"lognormal:1e308:10", "lognormal:1e200:10",
+                                           "lognormal:1e147:10", "lognormal:1e301:0.5"};
+        for (size_t i = 0; i < sizeof rate_keys / sizeof rate_keys[0]; i++)
+            for (size_t h = 0; h < sizeof huge / sizeof huge[0]; h++) {
+                flsim_config hc = flsim_config_default();
+                assert_int_equal(flsim_config_set(&hc, rate_keys[i], huge[h], err, sizeof err),
+                                 FL_ERR_INVALID_ARG);
+                char want[96];
+                snprintf(want, sizeof want, "--%s: '%s' can draw a rate that is not finite",
+                         rate_keys[i], huge[h]);
+                if (strncmp(err, want, strlen(want)) != 0)
+                    fail_msg("%s %s: %s", rate_keys[i], huge[h], err);
+            }
+        assert_int_equal(flsim_dist_parse("lognormal:1e146:10", &d, NULL, 0), FL_OK);
+        assert_int_equal(flsim_dist_parse("1e308", &d, NULL, 0), FL_OK);
+        /* ... and in a struct a program filled */
+        flsim_config hv = small_config();
+        hv.flops = (flsim_dist){FLSIM_DIST_LOGNORMAL, 1e308, 10};
+        assert_int_equal(flsim_config_validate(&hv, err, sizeof err), FL_ERR_CONFIG);
+        assert_non_null(strstr(err, "--flops: lognormal:1e+308:10 can draw a rate that is not "
+                                    "finite"));
+        hv.flops = (flsim_dist){FLSIM_DIST_LOGNORMAL, 5e9, 11};
+        assert_int_equal(flsim_config_validate(&hv, err, sizeof err), FL_ERR_CONFIG);
+        assert_non_null(strstr(err, "--flops: lognormal sigma 11 is not in [0, 10]"));
+    }
+    /* Every drawn rate is finite and at least 1 (FLOP/s, bit/s), what a trace row must hold:
+     * lognormal:1:10 draws below 1 for half its clients, taken at 1; lognormal:1e146:10, the
+     * largest median its sigma takes, draws above 1e300 for some and below 1 for none of these. */
+    {
+        flsim_population lp = {11, 4000, {FLSIM_DIST_LOGNORMAL, 1, 10},
+                               {FLSIM_DIST_LOGNORMAL, 1e146, 10}, {FLSIM_DIST_LOGNORMAL, 20e6, 0.5},
+                               {FLSIM_AVAIL_ALWAYS, 1, 0, 0, 0}, NULL};
+        uint32_t at_min = 0, big = 0;
+        for (uint32_t k = 0; k < lp.clients; k++) {
+            flsim_profile pr;
+            flsim_profile_of(&lp, k, &pr);
+            if (!(isfinite(pr.flops) && isfinite(pr.down_bps) && isfinite(pr.up_bps) &&
+                  pr.flops >= 1 && pr.down_bps >= 1 && pr.up_bps >= 1))
+                fail_msg("client %u: %g FLOP/s, %g and %g bit/s", k, pr.flops, pr.down_bps,
+                         pr.up_bps);
+            at_min += pr.flops == 1.0;
+            big += pr.down_bps > 1e150;
+        }
+        assert_in_range(at_min, 1800, 2200); /* half below the median 1 */
+        assert_true(big > 0);
+    }
     /* ... and set in the struct by a program, by validation (unless a trace replaces them) */
     flsim_config vc = small_config();
     vc.up_bps = (flsim_dist){FLSIM_DIST_CONST, 1e-300, 0};
