@@ -101,6 +101,28 @@ for c in "--bogus|unknown option 'bogus'" "--rounds 1 --roundz|unknown option 'r
 done
 echo "last-argument options: unknown named as unknown"
 
+# --keep-layers longer than the model's droppable layers: a single run under --policy full
+# takes it (inert there, as --keep: a warning), fd refuses it (exit 1); an experiment, whose fd
+# and afd runs would refuse it, says so before its first run, not after training the full ones.
+rc=0
+"$FL_SIM" $ARGS --rounds 1 --policy full --keep-layers 0.5,0.5 >/dev/null 2>"$DIR/kl.err" || rc=$?
+[ "$rc" -eq 0 ] || fail "--keep-layers under full: exit status $rc ($(cat "$DIR/kl.err"))"
+grep -qx "fl_sim: warning: --keep-layers has no effect here: --policy full trains the whole model" \
+    "$DIR/kl.err" || fail "--keep-layers under full: $(cat "$DIR/kl.err")"
+rc=0
+"$FL_SIM" $ARGS --rounds 1 --policy fd --keep-layers 0.5,0.5 >/dev/null 2>"$DIR/kl.err" || rc=$?
+[ "$rc" -eq 1 ] || fail "--keep-layers under fd: exit status $rc, not 1"
+grep -qx "fl_sim: --keep-layers: 2 values, but the model mlp:64-16-4 has 1 droppable layer" \
+    "$DIR/kl.err" || fail "--keep-layers under fd: $(cat "$DIR/kl.err")"
+rc=0
+"$FL_SIM" experiment afd --seeds 1 $ARGS --rounds 1 --keep-layers 0.5,0.5 --out "$DIR/klx" \
+    >/dev/null 2>"$DIR/kl.err" || rc=$?
+[ "$rc" -eq 2 ] || fail "--keep-layers in an experiment: exit status $rc, not 2"
+grep -qx "fl_sim experiment: --keep-layers: 2 values, but the model mlp:64-16-4 has 1 droppable layer" \
+    "$DIR/kl.err" || fail "--keep-layers in an experiment: $(cat "$DIR/kl.err")"
+[ ! -e "$DIR/klx" ] || fail "--keep-layers in an experiment: runs made: $(ls -R "$DIR/klx")"
+echo "--keep-layers too long: inert under full, refused by fd and by an experiment before its runs"
+
 # A 0|1 option alone means 1, last or before another option; with a value it takes the value,
 # and a value that is no boolean is still refused. (ARGS holds --quiet 1: not used here.)
 BARE="--dataset synth-images:1200:1x8x8:4 --model mlp:64-16-4 --clients 20 --per-round 4

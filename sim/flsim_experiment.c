@@ -334,6 +334,22 @@ static fl_status experiment_afd(const flsim_experiment *e, const fl_logger *log,
     char spec[FLSIM_STR];
     flsim_model_spec(&base, data.train, spec, sizeof spec);
     const char *want_arch = flm_arch_parse(spec, &arch, NULL, 0) == FL_OK ? arch.spec : NULL;
+    /* --keep-layers against the model's droppable layers, before any run: fd and afd refuse a
+     * longer list (flsim_run), but full, which takes it whatever its length, runs first, and
+     * would have trained its runs for nothing. Agreed, as the settings are. */
+    const int kl_ok = !want_arch || base.n_keep_layers <= (uint32_t)arch.n_drop;
+    if (!kl_ok)
+        snprintf(err, errlen, "--keep-layers: %u value%s, but the model %s has %d droppable "
+                 "layer%s", base.n_keep_layers, base.n_keep_layers == 1 ? "" : "s", arch.spec,
+                 arch.n_drop, arch.n_drop == 1 ? "" : "s");
+    if (!flsim_ranks_all_ok(kl_ok)) {
+        if (kl_ok)
+            snprintf(err, errlen, "another MPI rank refused the settings (its message says why)");
+        *said = kl_ok ? 2 : 1;
+        flsim_data_free(&data);
+        flsim_rmdirs_made(runs_dir, made);
+        return FL_ERR_CONFIG;
+    }
     run_out *runs = calloc((size_t)N_CONFIGS * seeds, sizeof *runs);
     if (!runs) {
         flsim_data_free(&data);
