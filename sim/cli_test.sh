@@ -27,7 +27,19 @@ rc=0
 [ "$rc" -eq 1 ] || fail "summary.json a directory: exit status $rc, not 1"
 grep -q "summary.json is a directory" "$DIR/rs.err" || fail "summary.json a directory: $(cat "$DIR/rs.err")"
 [ ! -e "$DIR/rs/rounds.csv" ] || fail "summary.json a directory: a rounds.csv was written"
-echo "a directory in an output's place: refused before the run"
+# ... and an experiment's (table.csv, a mean-*.dat): refused before its first run, not after
+# training every run (until 2026-12-08 it failed at its end: "cannot write DIR/table.csv").
+for f in table.csv mean-afd-multi+c.dat; do
+    rm -rf "$DIR/xo"
+    mkdir -p "$DIR/xo/$f"
+    rc=0
+    "$FL_SIM" experiment afd --seeds 1 $ARGS --rounds 1 --out "$DIR/xo" >/dev/null 2>"$DIR/xo.err" || rc=$?
+    [ "$rc" -eq 1 ] || fail "experiment, $f a directory: exit status $rc, not 1 ($(cat "$DIR/xo.err"))"
+    grep -qx "fl_sim experiment: --out: $DIR/xo/$f is a directory, where the experiment writes a file" \
+        "$DIR/xo.err" || fail "experiment, $f a directory: $(cat "$DIR/xo.err")"
+    [ "$(ls -A "$DIR/xo")" = "$f" ] || fail "experiment, $f a directory: written to: $(ls -A "$DIR/xo")"
+done
+echo "a directory in an output's place: refused before the run or the experiment"
 
 # A DIR another run holds (its lock on the directory, here flock(1)'s): refused before the run,
 # exit status 1, nothing of it touched.
@@ -326,15 +338,17 @@ FEDROP_DATA_DIR="$DIR/nodata" "$FL_SIM" experiment afd --seeds 1 --target-acc 0 
 echo "experiment --target-acc 0: taken"
 # An experiment whose table.md cannot be written (here a directory in its place) names the file
 # and why, exits 1, and leaves no table.csv emptied beside it (it said "cannot write the tables
-# under DIR", and table.csv stayed, empty).
+# under DIR", and table.csv stayed, empty); since 2026-12-08 before its first run (the failure
+# at the end, a full disk, is test_sim's test_experiment_resumes).
 mkdir -p "$DIR/exptab/table.md"
 rc=0
 "$FL_SIM" experiment afd --seeds 1 $ARGS --rounds 2 --out "$DIR/exptab" >/dev/null \
     2>"$DIR/exptab.err" || rc=$?
 [ "$rc" -eq 1 ] || fail "experiment, table.md a directory: exit status $rc, not 1"
-grep -qx "fl_sim experiment: cannot write $DIR/exptab/table.md: Is a directory" "$DIR/exptab.err" ||
-    fail "experiment, table.md a directory: $(cat "$DIR/exptab.err")"
+grep -qx "fl_sim experiment: --out: $DIR/exptab/table.md is a directory, where the experiment writes a file" \
+    "$DIR/exptab.err" || fail "experiment, table.md a directory: $(cat "$DIR/exptab.err")"
 [ ! -e "$DIR/exptab/table.csv" ] || fail "experiment, table.md a directory: table.csv left behind"
+[ ! -e "$DIR/exptab/runs" ] || fail "experiment, table.md a directory: runs trained first"
 echo "experiment, table.md cannot be written: named, exit status 1"
 
 # An experiment resumed with another BLAS (here FLM_NO_SKINNY, which summary.json's "blas" names

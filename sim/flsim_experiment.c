@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -311,6 +312,25 @@ static fl_status experiment_afd(const flsim_experiment *e, const fl_logger *log,
     } else if (r0 && (mk = flsim_out_lock(e->out, lock, e2, sizeof e2)) != FL_OK) {
         snprintf(err, errlen, "%s", e2); /* another run's DIR: left as it was */
         flsim_rmdirs_made(runs_dir, made);
+    } else if (r0) {
+        /* A directory where the experiment writes a file would fail it at its end, after every
+         * run trained: refused now, as a single run refuses one in place of its rounds.csv. */
+        char name[64];
+        for (int c = -4; c < N_CONFIGS && mk == FL_OK; c++) {
+            static const char *const fixed[4] = {"table.csv", "table.md", "curves.csv", "plots.gp"};
+            if (c < 0)
+                snprintf(name, sizeof name, "%s", fixed[c + 4]);
+            else
+                snprintf(name, sizeof name, "mean-%s.dat", g_cfgs[c].name);
+            struct stat sb;
+            snprintf(path, sizeof path, "%s/%s", e->out, name);
+            if (stat(path, &sb) == 0 && S_ISDIR(sb.st_mode)) {
+                snprintf(err, errlen, "--out: %s is a directory, where the experiment writes a "
+                         "file", path);
+                flsim_rmdirs_made(runs_dir, made);
+                mk = FL_ERR_IO;
+            }
+        }
     }
     share_codes(&mk, 1);
     if (mk != FL_OK) {
