@@ -21,7 +21,10 @@
  * and then (a shared machine) moves single floods by 5x: the medians of alternated floods keep
  * such a stall from landing on one side only, as it could when one side's floods all ran first.
  * DIR (default: a new directory under the current one, removed at the end) must be on the disk
- * to be measured: a tmpfs syncs for free (the last line names the file system).
+ * to be measured: a tmpfs syncs for free (the last line names the file system). A DIR given with
+ * --dir keeps only what was there before: the journal, its lock and the sockets are removed at
+ * the end, and a DIR that already holds a journal (DIR/j.ckpt.ids) is refused, since it binds the
+ * ids the floods name (the same names every run): none would be new, nothing synced.
  * LAST line: hellos_per_s=<f> nojournal_hellos_per_s=<f> ratio=<f> fs=<name>
  */
 #include <dirent.h>
@@ -293,6 +296,15 @@ int main(int argc, char **argv)
     char dir[512];
     if (dir_opt) {
         snprintf(dir, sizeof dir, "%s", dir_opt);
+        /* a journal left there (an earlier run's, or one killed before its end) already binds
+         * the ids the floods name: they would not be new, and nothing would be synced */
+        char old[600];
+        snprintf(old, sizeof old, "%s/j.ckpt.ids", dir);
+        if (access(old, F_OK) == 0) {
+            fprintf(stderr, "bench_ids: %s exists (an earlier run's journal: the floods' ids "
+                            "would not be new); remove it or name another --dir\n", old);
+            return 2;
+        }
     } else {
         snprintf(dir, sizeof dir, "bench_ids.XXXXXX");
         if (!mkdtemp(dir))
@@ -318,7 +330,15 @@ int main(int argc, char **argv)
     free(sd);
     printf("journal: median %.0f Hellos a second (%.0f-%.0f); no journal: median %.0f (%.0f-%.0f)\n",
            with, w.lo, w.hi, without, wo.lo, wo.hi);
-    if (!dir_opt) { /* the files the servers made (journal, lock, checkpoint, sockets) */
+    if (dir_opt) { /* the files the servers made there; the directory is the user's */
+        static const char *const made[] = {"j.ckpt", "j.ckpt.ids", "j.ckpt.lock", "j.sock",
+                                           "n.sock"};
+        for (size_t i = 0; i < sizeof made / sizeof made[0]; i++) {
+            char path[1024];
+            snprintf(path, sizeof path, "%s/%s", dir, made[i]);
+            unlink(path);
+        }
+    } else { /* the files the servers made (journal, lock, checkpoint, sockets) */
         DIR *d = opendir(dir);
         for (struct dirent *e; d && (e = readdir(d));) {
             char path[1024];
