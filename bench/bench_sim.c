@@ -13,9 +13,15 @@
  * figure to read there). The client phase as a whole is printed too.
  * The figures are the mean of --rounds rounds run after --warmup unmeasured ones (printed, not
  * counted: the first round also pays for first-touch allocations a long run pays once).
- * Peer, measured in the same run: the bare training of the same number of clients on the same
- * shards (flm_train_local on one model per thread, no cores, no codecs), on the run's workers
- * and fold helpers together (every CPU the process may use, by default), i.e. the floor. One
+ * Peer, measured in the same run: the bare training of as many clients (flm_train_local_from on
+ * one model per thread, each client from the same received weights as a client core starts; no
+ * cores, no codecs) with the run's batch, epochs and SGD options (lr,
+ * momentum, weight decay, FedProx mu; until 2026-12-07 it ran plain SGD at lr 0.05 whatever the
+ * run's), on the run's workers and fold helpers together (every CPU the process may use, by
+ * default), i.e. the floor. It trains the full model on shards 0 to per-round - 1, where the round
+ * trains its sampled clients' shards: the same work under policy full and an iid partition (the
+ * default: shards of equal size), not under a dropout policy (submodels) or another partition,
+ * which a note line says. One
  * repetition of it runs after each measured round (from the round callback, while the run's
  * threads wait for the next round, outside the round's timed window), so that the two meet the
  * same stretches of a shared machine's load; none after a warm-up round.
@@ -49,6 +55,7 @@ typedef struct peer {
     pthread_mutex_t mu;
     pthread_barrier_t ready;
     double t_end; /* the last worker's end of training */
+    flm_sgd o;    /* the run's client SGD: lr, momentum, weight decay, FedProx mu */
     int batch, epochs;
     unsigned threads;
 } peer;
@@ -58,13 +65,19 @@ static void *peer_worker(void *arg)
     peer *p = arg;
     flm_blas_set_threads(1);
     flm_model *m = NULL;
-    float *w = malloc(p->a->n_params * sizeof *w);
-    if (!w || flm_model_new(p->a, p->batch, &m) != FL_OK) {
+    /* g: the weights every client receives (and FedProx's anchor); w: the trained ones. Each
+     * client starts from g, as the run's client cores do (flm_train_local_from, no copy). */
+    float *w = malloc(p->a->n_params * sizeof *w), *g = malloc(p->a->n_params * sizeof *g);
+    if (!w || !g || flm_model_new(p->a, p->batch, &m) != FL_OK) {
         fprintf(stderr, "bench_sim: peer: out of memory\n");
         exit(1); /* the others wait at the barrier for this one */
     }
     fl_rng init = fl_rng_stream(1, 0, 0, FL_RNG_INIT);
-    flm_model_init_params(p->a, w, &init);
+    flm_model_init_params(p->a, g, &init);
+    if (p->o.momentum != 0 && !flm_model_velocity(m)) { /* made now, not in the first step */
+        fprintf(stderr, "bench_sim: peer: out of memory\n");
+        exit(1);
+    }
     /* the timed window starts once every worker has its model: thread start and allocation are
      * setup, not the bare training the peer stands for */
     pthread_barrier_wait(&p->ready);
@@ -80,10 +93,10 @@ static void *peer_worker(void *arg)
         if (n == 0)
             continue;
         const flm_samples v = {p->ds->x, p->ds->tokens, p->ds->y, idx, n};
-        const flm_sgd o = {0.05f, 0, 0, 0};
         fl_rng order = fl_rng_stream(1, 0, k, FL_RNG_BATCH);
         double loss;
-        flm_train_local(m, w, NULL, &v, p->epochs, &o, &order, &loss);
+        flm_train_local_from(m, w, g, p->o.mu > 0 ? g : NULL, &v, p->epochs, &p->o, &order,
+                             &loss, NULL);
     }
     const double t = fl_time_mono_s();
     pthread_mutex_lock(&p->mu);
@@ -91,6 +104,7 @@ static void *peer_worker(void *arg)
         p->t_end = t;
     pthread_mutex_unlock(&p->mu);
     free(w);
+    free(g);
     flm_model_free(m);
     return NULL;
 }
@@ -189,8 +203,9 @@ int main(int argc, char **argv)
                    "Ours: fl_sim's engine (server core, client cores on the thread pool, virtual\n"
                    "clock), each round's wall time split into local SGD (thread CPU) and everything\n"
                    "else; the mean of --rounds rounds after --warmup. Peer, in the same run: bare\n"
-                   "flm_train_local of the same clients on the same shards and threads (no cores,\n"
-                   "no codecs, no server), one repetition after each measured round; the medians of\n"
+                   "flm_train_local of as many clients (shards 0 to per-round - 1, the full model)\n"
+                   "with the run's batch, epochs and SGD options on the same threads (no cores, no\n"
+                   "codecs, no server), one repetition after each measured round; the medians of\n"
                    "both (min-max) and the round over it (ratio of the medians) on the line before\n"
                    "the last. Last line (means): round_wall_s, train_s, overhead_frac,\n"
                    "peak_rss_mb. Details: sim/README.md,\n"
@@ -254,12 +269,20 @@ int main(int argc, char **argv)
      * default --threads 0, every online CPU). */
     const unsigned peer_threads = threads + helpers < 256 ? threads + helpers : 256;
     peer p = {.ds = data.train, .a = &a, .per = cfg.per_round, .mu = PTHREAD_MUTEX_INITIALIZER,
+              .o = {(float)cfg.lr, (float)cfg.momentum, (float)cfg.weight_decay, (float)cfg.prox_mu},
               .batch = (int)cfg.batch, .epochs = (int)cfg.epochs, .threads = peer_threads};
     if (flm_partition_make(&p.part, data.train, &ps, cfg.data_shards ? cfg.data_shards : cfg.clients,
                            cfg.seed) != FL_OK) {
         fprintf(stderr, "bench_sim: peer: cannot partition the training set\n");
         return 1;
     }
+    /* the peer trains the full model on shards 0 to per-round - 1: the round's work only where
+     * every client trains the full model (policy full) and every shard is as large (iid) */
+    if (cfg.policy != FLS_POLICY_FULL || ps.kind != FLM_PART_IID)
+        printf("note: the peer trains the full model on shards 0-%u, the round %s on its clients' "
+               "shards (%s partition): not the same work, so the ratio is not of equal work\n",
+               cfg.per_round - 1, cfg.policy != FLS_POLICY_FULL ? "submodels" : "the full model",
+               cfg.partition);
     stats s = {0};
     s.threads = threads;
     s.warmup = warmup;
@@ -316,9 +339,10 @@ int main(int argc, char **argv)
            100.0 * (s.proc_cpu - s.sgd_cpu) / s.proc_cpu);
     /* medians of the alternated pairs (the last line keeps the means, as it always gave) */
     const bench_stat rw = bench_stat_of(s.walls, (int)s.n), pk = bench_stat_of(s.peer_s, (int)s.n);
-    printf("  peer (bare flm_train_local of %u clients, same shards and epochs, %u threads: the "
-           "run's workers and fold helpers), one repetition after each measured round: median "
-           "%.3f s (%.3f-%.3f) of %u\n", cfg.per_round, peer_threads, pk.med, pk.lo, pk.hi, s.n);
+    printf("  peer (bare flm_train_local of %u clients, shards 0-%u, the run's batch, epochs and "
+           "SGD, %u threads: the run's workers and fold helpers), one repetition after each "
+           "measured round: median %.3f s (%.3f-%.3f) of %u\n", cfg.per_round, cfg.per_round - 1,
+           peer_threads, pk.med, pk.lo, pk.hi, s.n);
     printf("  simulator round / bare training: %.2fx (ratio of the medians: rounds %.3f s "
            "(%.3f-%.3f), peer %.3f s); peak RSS %.0f MB\n", rw.med / pk.med, rw.med, rw.lo, rw.hi,
            pk.med, flsim_peak_rss_mb());
