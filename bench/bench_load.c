@@ -58,7 +58,17 @@ int main(int argc, char **argv)
     snprintf(lpath, sizeof lpath, "%s/train-labels-idx1-ubyte.gz",
              dir && *dir ? dir : "/usr/share/datasets/fashion-mnist");
     int reps = 7;
+    static const char usage[] =
+        "usage: bench_load [--images FILE --labels FILE] [--reps R (7)]\n"
+        "Loads an IDX dataset (default: Fashion-MNIST's training set, from\n"
+        "$FEDROP_DATA_DIR or /usr/share/datasets/fashion-mnist) with flm_idx_load,\n"
+        "alternated with the bare inflate of the same files (the peer). Last line:\n"
+        "load_s=<median> inflate_s=<median> ratio=<f> minflt=<median>\n";
     for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            fputs(usage, stdout);
+            return 0;
+        }
         if (strcmp(argv[i], "--images") == 0 && i + 1 < argc)
             snprintf(ipath, sizeof ipath, "%s", argv[++i]);
         else if (strcmp(argv[i], "--labels") == 0 && i + 1 < argc)
@@ -66,12 +76,7 @@ int main(int argc, char **argv)
         else if (strcmp(argv[i], "--reps") == 0 && i + 1 < argc)
             reps = atoi(argv[++i]);
         else {
-            fprintf(stderr,
-                    "usage: bench_load [--images FILE --labels FILE] [--reps R (7)]\n"
-                    "Loads an IDX dataset (default: Fashion-MNIST's training set, from\n"
-                    "$FEDROP_DATA_DIR or /usr/share/datasets/fashion-mnist) with flm_idx_load,\n"
-                    "alternated with the bare inflate of the same files (the peer). Last line:\n"
-                    "load_s=<median> inflate_s=<median> ratio=<f> minflt=<median>\n");
+            fputs(usage, stderr);
             return 2;
         }
     }
