@@ -478,30 +478,44 @@ int main(int argc, char **argv)
     const char *file = NULL;
     long long samples = 0;
     int reps = 5;
+    static const char usage[] =
+        "usage: bench_leaf [--kind femnist|shakespeare (femnist)]\n"
+        "                  [--file FILE | --samples N] [--reps R (5)]\n"
+        "Loads a LEAF FEMNIST or Shakespeare JSON file with flm_leaf_load, alternated\n"
+        "with jansson's json_load_file of the same file walked into floats or tokens\n"
+        "(the peer) and a bare read of it (the floor), each load in a fresh child\n"
+        "process. Without --file, writes a file to $TMPDIR (or /tmp) and removes it at\n"
+        "the end: FEMNIST-like, of N Fashion-MNIST images (20000); Shakespeare-like, of\n"
+        "N 80-character samples of the prose of /usr/share/common-licenses (1000000).\n"
+        "Last line:\n"
+        "load_s=<f> jansson_s=<f> ratio=<f> read_s=<f> read_ratio=<f> minflt=<f>\n";
     for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "--kind") == 0 && i + 1 < argc &&
-            (strcmp(argv[i + 1], "femnist") == 0 || strcmp(argv[i + 1], "shakespeare") == 0))
-            kind = strcmp(argv[++i], "femnist") == 0 ? FLM_LEAF_FEMNIST : FLM_LEAF_SHAKESPEARE;
-        else if (strcmp(argv[i], "--file") == 0 && i + 1 < argc)
-            file = argv[++i];
-        else if (strcmp(argv[i], "--samples") == 0 && i + 1 < argc)
-            samples = atoll(argv[++i]);
-        else if (strcmp(argv[i], "--reps") == 0 && i + 1 < argc)
-            reps = atoi(argv[++i]);
-        else {
-            fprintf(stderr,
-                    "usage: bench_leaf [--kind femnist|shakespeare (femnist)]\n"
-                    "                  [--file FILE | --samples N] [--reps R (5)]\n"
-                    "Loads a LEAF FEMNIST or Shakespeare JSON file with flm_leaf_load, alternated\n"
-                    "with jansson's json_load_file of the same file walked into floats or tokens\n"
-                    "(the peer) and a bare read of it (the floor), each load in a fresh child\n"
-                    "process. Without --file, writes a file to $TMPDIR (or /tmp) and removes it at\n"
-                    "the end: FEMNIST-like, of N Fashion-MNIST images (20000); Shakespeare-like, of\n"
-                    "N 80-character samples of the prose of /usr/share/common-licenses (1000000).\n"
-                    "Last line:\n"
-                    "load_s=<f> jansson_s=<f> ratio=<f> read_s=<f> read_ratio=<f> minflt=<f>\n");
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        char *end = NULL;
+        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+            fputs(usage, stdout);
+            return 0;
+        }
+        if (strcmp(a, "--kind") == 0 && v) {
+            if (strcmp(v, "femnist") != 0 && strcmp(v, "shakespeare") != 0) {
+                fprintf(stderr, "bench_leaf: --kind takes femnist or shakespeare, not '%s'\n", v);
+                return 2;
+            }
+            kind = strcmp(v, "femnist") == 0 ? FLM_LEAF_FEMNIST : FLM_LEAF_SHAKESPEARE;
+        } else if (strcmp(a, "--file") == 0 && v) {
+            file = v;
+        } else if (strcmp(a, "--samples") == 0 && v) {
+            samples = strtoll(v, &end, 10); /* 0 or junk: refused below, not the default */
+            if (*end || end == v || samples < 1)
+                samples = -1;
+        } else if (strcmp(a, "--reps") == 0 && v) {
+            const long r = strtol(v, &end, 10);
+            reps = *end || end == v || r < 1 || r > 1000 ? 0 : (int)r;
+        } else {
+            fputs(usage, stderr);
             return 2;
         }
+        i++;
     }
     const long long most = kind == FLM_LEAF_FEMNIST ? 60000 : 20000000;
     if (!samples)
