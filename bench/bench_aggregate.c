@@ -29,6 +29,7 @@
  * Also printed: the same with a copying add (delta from a separate buffer), begin_round and
  * finalize times. LAST line (medians): params_per_s=... limit_params_per_s=... ratio=...
  */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/mman.h>
@@ -101,9 +102,19 @@ static void peer_f64(double *restrict acc, const float *restrict x, double w, si
         acc[i] += w * (double)x[i];
 }
 
+/* v as a whole number (0 or a trailing letter: NAN), for the checks below to refuse */
+static double num(const char *v)
+{
+    char *end;
+    const double x = strtod(v, &end);
+    return *end || end == v ? NAN : x;
+}
+
 int main(int argc, char **argv)
 {
     int U = 10, R = 0;
+    double Uf = 10, Rf = 0; /* as given, checked before they become counts */
+    int reps_given = 0;
     double keep = 0.75, subnormal = 0.0;
     const char *spec = "cnn";
     for (int i = 1; i < argc; i++) {
@@ -122,15 +133,15 @@ int main(int argc, char **argv)
             return 0;
         }
         if (!strcmp(argv[i], "--updates") && i + 1 < argc)
-            U = atoi(argv[++i]);
+            Uf = num(argv[++i]);
         else if (!strcmp(argv[i], "--keep") && i + 1 < argc)
-            keep = atof(argv[++i]);
+            keep = num(argv[++i]);
         else if (!strcmp(argv[i], "--spec") && i + 1 < argc)
             spec = argv[++i];
         else if (!strcmp(argv[i], "--reps") && i + 1 < argc)
-            R = atoi(argv[++i]);
+            Rf = num(argv[++i]), reps_given = 1;
         else if (!strcmp(argv[i], "--subnormal") && i + 1 < argc)
-            subnormal = atof(argv[++i]);
+            subnormal = num(argv[++i]);
         else if (!strcmp(argv[i], "--cpu-time"))
             use_cpu_time = 1;
         else {
@@ -139,11 +150,16 @@ int main(int argc, char **argv)
             return 2;
         }
     }
-    if (U < 1 || keep <= 0.0 || !(subnormal >= 0.0 && subnormal <= 1.0) || R > 100000) {
-        fprintf(stderr, "bench_aggregate: --updates >= 1, --keep > 0, 0 <= --subnormal <= 1, "
-                        "--reps <= 100000\n");
+    /* every test written so that NaN (junk) fails it; --reps not given: the default below */
+    if (!(Uf >= 1 && Uf <= 100000 && Uf == floor(Uf)) || !(keep > 0.0 && keep <= 1e6) ||
+        !(subnormal >= 0.0 && subnormal <= 1.0) ||
+        (reps_given && !(Rf >= 1 && Rf <= 100000 && Rf == floor(Rf)))) {
+        fprintf(stderr, "bench_aggregate: --updates 1..100000, --keep > 0, 0 <= --subnormal <= 1, "
+                        "--reps 1..100000 (whole numbers)\n");
         return 2;
     }
+    U = (int)Uf;
+    R = (int)Rf;
     if (R <= 0)
         R = U >= 100 ? 3 : (U >= 10 ? 9 : 15); /* a median of 3 moved 0.41-0.76 at load 4 */
     flm_arch a;
