@@ -395,7 +395,9 @@ int main(int argc, char **argv)
             m = (int)x;
         else if (!strcmp(a, "--secs"))
             secs = (double)x;
-        else if (!strcmp(a, "--curve") && (x == 0 || x == 1))
+        else if (!strcmp(a, "--curve") && x > 1)
+            die("--curve takes 0 or 1", v);
+        else if (!strcmp(a, "--curve"))
             g_curve = (int)x;
         else if (!strcmp(a, "--heartbeat-ms") && (x < 10 || x > 100000))
             die("--heartbeat-ms takes 10..100000", v);
@@ -403,8 +405,10 @@ int main(int argc, char **argv)
             g_hb_ms = (int)x;
         else if (!strcmp(a, "--per-proc"))
             per_proc = (int)x;
+        else if (!strcmp(a, "--reps") && x > 50)
+            die("--reps takes 1..50", v);
         else if (!strcmp(a, "--reps"))
-            reps = (int)x > 50 ? 50 : (int)x;
+            reps = (int)x;
         else
             die("unknown option (see --help)", a);
     }
