@@ -25,8 +25,11 @@
  *
  * Peer: the same process layout without fedrop: a child (--role raw) binds a ROUTER and receives;
  * N sender threads here, each with one DEALER connection kept for the whole run, send the bytes a
- * client uploaded in ours' latest round, as the same number of messages of the same sizes
- * (ceil(numel / chunk_elems) per tensor), with no flow control but ZeroMQ's high-water marks;
+ * client uploaded in ours' latest round (the chunks' payload bytes: the server's bytes_up over
+ * the updates), as as many messages as ours has chunks (ceil(numel / chunk_elems) per tensor),
+ * those bytes split evenly among them (ours' chunks are not all of one size: a tensor's last one
+ * is shorter, a bias is one small chunk; ours also sends the Update's header as a message of its
+ * own, and each message's envelope), with no flow control but ZeroMQ's high-water marks;
  * released together by the main thread; the window ends when the receiver has every payload
  * byte. raw_zmq_mb_per_s = those bytes / window. No encoding, decoding or aggregation: the
  * ceiling for moving these bytes through ZeroMQ on this machine.
