@@ -697,6 +697,18 @@ static result run_pair(const char *arch, const char *codec, int n, int rounds, c
     return res;
 }
 
+/* v as a whole number in lo..hi, or the option's message and exit 2 */
+static long count_of(const char *opt, const char *v, long lo, long hi)
+{
+    char *end;
+    const long x = strtol(v, &end, 10);
+    if (*end || end == v || x < lo || x > hi) {
+        fprintf(stderr, "bench_server: %s takes %ld..%ld, not '%s'\n", opt, lo, hi, v);
+        exit(2);
+    }
+    return x;
+}
+
 int main(int argc, char **argv)
 {
     const char *arch = "cnn:62", *codecs = "rot+q4+zstd,none", *ce = "65536", *role = NULL;
@@ -720,13 +732,16 @@ int main(int argc, char **argv)
         if (!v)
             die("every option takes a value (bench_server --help)");
         i++;
-        if (!strcmp(a, "--clients")) only_n = atoi(v);
-        else if (!strcmp(a, "--rounds")) rounds = atoi(v);
+        if (!strcmp(a, "--clients")) only_n = (int)count_of(a, v, 1, 1024);
+        else if (!strcmp(a, "--rounds")) rounds = (int)count_of(a, v, 1, 61); /* the child: R + 1 */
         else if (!strcmp(a, "--arch")) arch = v;
         else if (!strcmp(a, "--codecs")) codecs = v;
         else if (!strcmp(a, "--codec")) codec = v;
-        else if (!strcmp(a, "--chunk-elems")) ce = v;
-        else if (!strcmp(a, "--idle")) idle = atoi(v);
+        else if (!strcmp(a, "--chunk-elems")) { /* the server's range; 0 divided below */
+            count_of(a, v, 1, 1048576);
+            ce = v;
+        }
+        else if (!strcmp(a, "--idle")) idle = (int)count_of(a, v, 0, 100000);
         else if (!strcmp(a, "--server-env") && g_n_server_env < 8 && strchr(v, '='))
             g_server_env[g_n_server_env++] = v;
         else if (!strcmp(a, "--role")) role = v;
