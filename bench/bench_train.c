@@ -370,7 +370,7 @@ int main(int argc, char **argv)
            samples, B, lr, threads, reps, dt, dc, sps, fs.lo, fs.hi, spc, fc.lo, fc.hi, mean, tl,
            acc);
 
-    /* memory */
+    /* memory, in MB of 10^6 bytes (hwm and rss0 are /proc's kB, which are KiB) */
     const double params_mb = (double)a.n_params * 4 / 1e6;
     const double acts_mb = (double)flm_arch_activation_floats(&a) * B * 4 / 1e6;
     const double base_mb = 2 * params_mb + acts_mb;
@@ -379,7 +379,7 @@ int main(int argc, char **argv)
            "allocates %.1f MB incl. params (%.2fx); process RSS grew %.1f MB during setup+training "
            "(%.2fx, includes OpenBLAS buffers)\n",
            params_mb, params_mb, acts_mb, base_mb, engine_mb, engine_mb / base_mb,
-           (double)(hwm - rss0) / 1e3, (double)(hwm - rss0) / 1e3 / base_mb);
+           (double)(hwm - rss0) * 1024 / 1e6, (double)(hwm - rss0) * 1024 / 1e6 / base_mb);
 
     /* GEMM efficiency: the GEMMs of one training step at this batch size */
     const double peak = gemm_gflops(0, 0, 1024, 1024, 1024, 0.0f, 0.5, threads == 1);
