@@ -130,6 +130,29 @@ static fl_status write_key(const char *path, const char *what, const char *z85, 
     return FL_OK;
 }
 
+/* fsync of a directory: 0, or the errno of the open or the sync. */
+static int sync_dir(const char *dir)
+{
+    const int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
+        return errno;
+    const int e = fsync(fd) == 0 ? 0 : errno;
+    close(fd);
+    return e;
+}
+
+/* The directory that holds dir ("keys/" and "keys" are both in "."). */
+static int parent_of(const char *dir, char *out, size_t cap)
+{
+    char d[FLS_PATH_MAX];
+    if (snprintf(d, sizeof d, "%s", dir) >= (int)sizeof d)
+        return ENAMETOOLONG;
+    size_t n = strlen(d);
+    while (n > 1 && d[n - 1] == '/')
+        d[--n] = 0;
+    return fl_path_dir(d, out, cap);
+}
+
 fls_status fls_keygen(const char *dir, const char *name, char *err, size_t errlen)
 {
     if (err && errlen)
@@ -156,7 +179,8 @@ fls_status fls_keygen(const char *dir, const char *name, char *err, size_t errle
                                    "%s/%s.secret is longer than %d bytes", dir, name,
                                    FLS_PATH_MAX - 1));
     /* The key directory is made if it is missing (one level, private: it holds secrets). */
-    if (mkdir(dir, 0700) != 0 && errno != EEXIST)
+    const int made = mkdir(dir, 0700) == 0;
+    if (!made && errno != EEXIST)
         return fls_status_of(kfail(FL_ERR_IO, err, errlen, "%s: %s", dir, strerror(errno)));
     /* Neither file may exist: a NAME.pub left alone (its secret deleted) may still be on the
      * other side's allow-list or be the only copy of that public key; keygen never overwrites
@@ -178,5 +202,29 @@ fls_status fls_keygen(const char *dir, const char *name, char *err, size_t errle
             unlink(spath);
     }
     explicit_bzero(sec, sizeof sec);
+    /* The files' names reach the disk with their directory's sync (and a directory keygen made,
+     * with its parent's): without it a power cut after "wrote" could take the pair away, after
+     * the public key was handed out. A pair that cannot be made durable is not left behind:
+     * keygen never overwrites, and a second run must be able to write it. */
+    if (st == FL_OK) {
+        char parent[FLS_PATH_MAX];
+        int e = sync_dir(dir);
+        const char *which = dir;
+        if (!e && made) {
+            e = parent_of(dir, parent, sizeof parent);
+            if (!e) {
+                e = sync_dir(parent);
+                which = parent;
+            }
+        }
+        if (e) {
+            unlink(ppath);
+            unlink(spath);
+            if (made)
+                rmdir(dir);
+            st = kfail(FL_ERR_IO, err, errlen, "%s: cannot sync the directory (%s): the key pair "
+                       "was not kept (nothing written; run keygen again)", which, strerror(e));
+        }
+    }
     return fls_status_of(st);
 }

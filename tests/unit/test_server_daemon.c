@@ -4106,6 +4106,7 @@ double __wrap_fl_time_mono_s(void)
 int __real_fsync(int fd);
 int __wrap_fsync(int fd);
 static int g_dir_fsync_fails;
+static int g_dir_fsyncs; /* the fsyncs of a directory so far */
 
 /* test_reactor_metrics_synced_before_checkpoint: the metrics file watched (its path ends in
  * g_msync_name), its size at its last fdatasync, and at each fsync of a checkpoint's temporary
@@ -4138,7 +4139,9 @@ int __wrap_fsync(int fd)
         g_msync_ckpts++;
         g_msync_behind += stat(g_msync_path, &sb) != 0 || sb.st_size != g_msync_synced;
     }
-    if (g_dir_fsync_fails && fstat(fd, &sb) == 0 && S_ISDIR(sb.st_mode)) {
+    const int is_dir = fstat(fd, &sb) == 0 && S_ISDIR(sb.st_mode);
+    g_dir_fsyncs += is_dir;
+    if (g_dir_fsync_fails && is_dir) {
         g_dir_fsync_fails--;
         errno = EIO;
         return -1;
@@ -4585,6 +4588,43 @@ static int reset_wraps(void **state)
     g_ids_sync_fails = 0;
     g_alloc_fail = 0;
     return 0;
+}
+
+/* fls_keygen syncs the key files' directory (and the parent of one it made), so that a power cut
+ * after "wrote" cannot take back a pair whose public key was handed out; a directory that cannot
+ * be synced leaves no file behind (keygen never overwrites: a second run must be able to write
+ * the pair). Before, it synced the files alone: their names could be lost with the directory. */
+static void test_keygen_dir_synced(void **state)
+{
+    (void)state;
+    char err[512], path[600], dir[400];
+    struct stat sb;
+    /* an existing directory: synced once */
+    g_dir_fsyncs = 0;
+    assert_int_equal(fls_keygen(g_tmp, "kds", err, sizeof err), FLS_OK);
+    assert_int_equal(g_dir_fsyncs, 1);
+    /* a directory keygen makes: it and its parent */
+    snprintf(dir, sizeof dir, "%s/kdnew/", g_tmp);
+    g_dir_fsyncs = 0;
+    assert_int_equal(fls_keygen(dir, "srv", err, sizeof err), FLS_OK);
+    assert_int_equal(g_dir_fsyncs, 2);
+    /* a sync that fails: an error, and nothing kept, so that keygen can run again */
+    g_dir_fsync_fails = 1;
+    assert_int_equal(fls_keygen(g_tmp, "kdf", err, sizeof err), FLS_ERR_IO);
+    assert_non_null(strstr(err, "cannot sync the directory"));
+    assert_non_null(strstr(err, "run keygen again"));
+    snprintf(path, sizeof path, "%s/kdf.secret", g_tmp);
+    assert_int_not_equal(stat(path, &sb), 0);
+    snprintf(path, sizeof path, "%s/kdf.pub", g_tmp);
+    assert_int_not_equal(stat(path, &sb), 0);
+    assert_int_equal(fls_keygen(g_tmp, "kdf", err, sizeof err), FLS_OK);
+    /* in a directory keygen made: that directory goes too */
+    snprintf(dir, sizeof dir, "%s/kdnew2", g_tmp);
+    g_dir_fsync_fails = 1;
+    assert_int_equal(fls_keygen(dir, "srv", err, sizeof err), FLS_ERR_IO);
+    assert_int_not_equal(stat(dir, &sb), 0);
+    g_dir_fsync_fails = 0;
+    assert_int_equal(fls_keygen(dir, "srv", err, sizeof err), FLS_OK);
 }
 
 /* Out of memory is said as such, one allocation failing in turn. fls_options_validate said
@@ -9214,6 +9254,7 @@ int main(void)
         cmocka_unit_test(test_example_yaml),
         cmocka_unit_test(test_readme_metrics),
         cmocka_unit_test(test_keygen),
+        cmocka_unit_test_teardown(test_keygen_dir_synced, reset_wraps),
         cmocka_unit_test(test_inert_settings_said),
         cmocka_unit_test(test_cli_lock_of_another_user),
         cmocka_unit_test(test_cli_keygen),
