@@ -1299,5 +1299,7 @@ fls_status fls_options_load_file(fls_options *o, const char *path, char *err, si
         return fls_status_of(rs);
     const fls_status st = fls_options_load_mem(o, buf, n, path, err, errlen);
     free(buf);
+    if (st == FLS_OK && strlen(path) < sizeof o->config_path)
+        snprintf(o->config_path, sizeof o->config_path, "%s", path);
     return st;
 }

@@ -61,6 +61,9 @@ struct fls_options {
     int resume;
     char metrics_path[FLS_PATH_MAX];
     int log_level;                 /* fl_log_level */
+    /* the file fls_options_load_file read last ("" if none, or if its path is too long): the
+     * server never writes it (a checkpoint or metrics file at its path would destroy it) */
+    char config_path[FLS_PATH_MAX];
     /* where each key's last value came from, by key table row: "fl.yaml:7" (file and line of the
      * key), the flag as given ("--set model.arch=x", "--arch x"), or "" for a default or a value
      * from fls_options_set. Checks across keys put it before their message. */

@@ -3596,11 +3596,13 @@ static int same_file(const char *a, const char *b)
 
 /* The files the server writes (the checkpoint, its client-id journal and lock, the metrics) must
  * be none of the files it reads or writes for another purpose: "--checkpoint keys/server.secret"
- * replaced the server's secret key with the first checkpoint, and a metrics file that is the
- * checkpoint lost every line. Found by --check and before the start takes the checkpoint lock. */
+ * replaced the server's secret key with the first checkpoint, a metrics file that is the
+ * checkpoint lost every line, and "--config fl.yaml --checkpoint fl.yaml" replaced the
+ * configuration with the first checkpoint (a metrics file there appended JSON to it: the next
+ * start refused the file). Found by --check and before the start takes the checkpoint lock. */
 static fl_status check_file_roles(fls_server *s, char *err, size_t errlen)
 {
-    enum { N = 6 };
+    enum { N = 7 };
     char ids[FLS_PATH_MAX + 16] = "", lock[FLS_PATH_MAX + 16] = "";
     if (s->opt.ckpt_path[0]) {
         snprintf(ids, sizeof ids, "%s%s", s->opt.ckpt_path, FLS_IDS_SUFFIX);
@@ -3617,6 +3619,8 @@ static fl_status check_file_roles(fls_server *s, char *err, size_t errlen)
         {metrics_file ? s->opt.metrics_path : "", "run.metrics", "the metrics file", 1},
         {s->opt.secret_key_file, "server.secret_key_file", "the server's secret key", 0},
         {s->opt.allow_list, "server.allow_list", "the allow-list", 0},
+        /* not a key: fls_options_origin names no origin for it */
+        {s->opt.config_path, "--config", "the configuration file", 0},
     };
     for (int i = 0; i < N; i++)
         for (int j = i + 1; j < N; j++) {

@@ -91,7 +91,9 @@ void fls_options_free(fls_options *o); /* NULL is a no-op */
  * shell's `<(command)`, is read to its end, waiting at most 10 s at a time for its writer, and
  * refused after that, "PATH: a FIFO that no process wrote to within 10 s", where a FIFO without
  * a writer would block the read for good). On error o may hold some of the file's values:
- * discard it. err may be NULL. */
+ * discard it. err may be NULL. load_file remembers path (the last file it read): the server
+ * refuses a checkpoint.path or run.metrics that is that file (FLS_ERR_CONFIG, at start and in
+ * fls_server_check), which would destroy the configuration. */
 fls_status fls_options_load_file(fls_options *o, const char *path, char *err, size_t errlen);
 fls_status fls_options_load_mem(fls_options *o, const char *buf, size_t len, const char *name,
                                 char *err, size_t errlen);

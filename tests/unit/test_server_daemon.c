@@ -1495,6 +1495,75 @@ static void test_operator_files_distinct(void **state)
     free(lb);
 }
 
+/* The configuration file is none of the files the server writes: "--config fl.yaml --checkpoint
+ * fl.yaml" replaced the configuration with the first checkpoint (a warning that "fl.yaml exists
+ * and will be overwritten" was all), and run.metrics there appended JSON lines to it, which the
+ * next start refused as YAML. Refused by --check and the start, as the key files are, and the file
+ * is left as it was. */
+static void test_config_file_not_written(void **state)
+{
+    (void)state;
+    char cfg[400], yaml[1200], text[1300], lockp[420];
+    snprintf(cfg, sizeof cfg, "%s/fdc.yaml", g_tmp);
+    snprintf(lockp, sizeof lockp, "%s.lock", cfg);
+    static const struct {
+        const char *ckpt, *metrics, *what; /* @: g_tmp */
+    } cases[] = {
+        {"@/fdc.yaml", "", "the checkpoint"},
+        {"", "@/fdc.yaml", "the metrics file"},
+        {"@/./fdc.yaml", "", "the checkpoint"}, /* under another spelling */
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char ck[500] = "", me[500] = "";
+        if (cases[i].ckpt[0])
+            snprintf(ck, sizeof ck, "%s%s", g_tmp, cases[i].ckpt + 1);
+        if (cases[i].metrics[0])
+            snprintf(me, sizeof me, "%s%s", g_tmp, cases[i].metrics + 1);
+        snprintf(yaml, sizeof yaml, "server:\n  insecure: true\n  endpoints: ['ipc://%s/fdc.sock']\n"
+                 "checkpoint:\n  path: '%s'\nrun:\n  metrics: '%s'\n", g_tmp, ck, me);
+        write_file(cfg, yaml);
+        fls_options *o = NULL;
+        char err[512];
+        assert_int_equal(fls_options_new(&o), FLS_OK);
+        assert_int_equal(fls_options_load_file(o, cfg, err, sizeof err), FLS_OK);
+        logbuf *lb = calloc(1, sizeof *lb);
+        assert_non_null(lb);
+        fls_host host = {log_collect, lb, NULL, NULL, NULL};
+        for (int check = 1; check >= 0; check--) {
+            lb->len = 0;
+            lb->text[0] = 0;
+            fls_server *srv = NULL;
+            const fls_status st = check ? fls_server_check(o, &host)
+                                        : fls_server_new(o, &host, &srv);
+            fls_server_free(srv);
+            char want[600];
+            snprintf(want, sizeof want, "is both %s (", cases[i].what);
+            if (st != FLS_ERR_CONFIG || !strstr(lb->text, want) ||
+                !strstr(lb->text, ") and the configuration file (--config "))
+                fail_msg("case %zu (%s): status %d, log:\n%s", i, check ? "check" : "start",
+                         (int)st, lb->text);
+        }
+        fls_options_free(o);
+        free(lb);
+        read_small(cfg, text, sizeof text);
+        assert_string_equal(text, yaml);
+        if (access(lockp, F_OK) == 0)
+            fail_msg("case %zu: the lock %s was made", i, lockp);
+    }
+    /* fl_server: exit 2 */
+    const char *root = getenv("FEDROP_BUILD_ROOT");
+    if (root) {
+        write_file(cfg, "server:\n  insecure: true\n");
+        char cmd[1400];
+        snprintf(cmd, sizeof cmd, "'%s/fl_server/fl_server' --check --config '%s' --checkpoint "
+                 "'%s' >/dev/null 2>&1", root, cfg, cfg);
+        const int rc = system(cmd);
+        assert_true(WIFEXITED(rc) && WEXITSTATUS(rc) == 2);
+        read_small(cfg, text, sizeof text);
+        assert_string_equal(text, "server:\n  insecure: true\n");
+    }
+}
+
 /* Every file the server reads again, from a path the operator gave, must be a regular one: a
  * FIFO (with no writer) would block its reader for good. The allow-list, the checkpoint to resume
  * and CHECKPOINT.ids beside it are refused at once, by --check and by the start (they used to hang
@@ -9262,6 +9331,7 @@ int main(void)
         cmocka_unit_test(test_secret_key_not_regular),
         cmocka_unit_test(test_operator_files_not_regular),
         cmocka_unit_test(test_operator_files_distinct),
+        cmocka_unit_test(test_config_file_not_written),
         cmocka_unit_test(test_reactor_metrics_fifo_reader_leaves),
         cmocka_unit_test(test_reactor_metrics_fifo_waits_said),
         cmocka_unit_test(test_eval_dir_parent),
