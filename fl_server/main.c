@@ -325,16 +325,20 @@ int main(int argc, char **argv)
     }
     char err[1024];
     int check = 0;
-    /* The file first, so that every flag overrides it whatever the order on the line. One file,
-     * as fl_sim takes: a second would be laid over the first key by key, silently, its order on
-     * the line deciding. */
-    const char *config = NULL;
+    /* --help wherever it is: before the file is read, whose error ("fl.yaml: No such file or
+     * directory", exit 2) used to stand in for the help when --config came first */
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
             usage(stdout);
             fls_options_free(o);
             return EXIT_DONE;
         }
+    }
+    /* The file first, so that every flag overrides it whatever the order on the line. One file,
+     * as fl_sim takes: a second would be laid over the first key by key, silently, its order on
+     * the line deciding. */
+    const char *config = NULL;
+    for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--config") == 0) {
             if (i + 1 >= argc || strncmp(argv[i + 1], "--", 2) == 0) {
                 fprintf(stderr, "fl_server: --config needs a FILE%s%s%s\n",

@@ -983,6 +983,19 @@ static void test_installed_doc_names(void **state)
         assert_int_equal(sh_run(cmd, "(grammar: compress/README.md, installed as "
                                      "share/doc/fedrop/codecs.md)", &said, NULL, 0), 0);
         assert_true(said);
+        /* --help wherever it is, a --config before it that cannot be read included: that
+         * file's error (exit 2) used to stand in for the help */
+        static const char *const lines[] = {
+            "--config '%s/no-such.yaml' --help", "--config '%s' -h", "--rounds x --help",
+        };
+        for (size_t i = 0; i < sizeof lines / sizeof lines[0]; i++) {
+            char args[400], line[1100];
+            snprintf(args, sizeof args, lines[i], g_tmp);
+            snprintf(line, sizeof line, "'%s/fl_server/fl_server' %s 2>&1", root, args);
+            const int rc = sh_run(line, "usage: fl_server [--config FILE]", &said, NULL, 0);
+            if (rc != 0 || !said)
+                fail_msg("fl_server %s: exit %d, usage %s", args, rc, said ? "said" : "not said");
+        }
     }
 }
 
