@@ -1093,16 +1093,15 @@ static int past_deadline(const flc_client *c)
     return c->task_deadline_ns && fl_time_mono_ns() > c->task_deadline_ns;
 }
 
-/* A training ended (train_status): a success counts in rounds_trained, whatever becomes of it.
- * With send, its update goes out, or the server hears that the round failed here. Not a training
- * cut short for stopping: FL_ERR_CANCELLED (the built-in trainer saw the stop flag, or a plug-in
+/* A training ended (train_status): a success counts in rounds_trained, whatever becomes of it
+ * (but one of the built-in trainer's that was cancelled after its last batch). With send, its
+ * update goes out, or the server hears that the round failed here. Not a training cut short
+ * for stopping: FL_ERR_CANCELLED (the built-in trainer saw the stop flag, or a plug-in
  * returned it for the device's reason to call stop, which flc.h tells it to do, maybe a moment
  * before that call) or any failure once stop was called. The Bye that follows tells the server
  * (flc.h, flc_client_stop). */
 static void training_done(flc_client *c, int send)
 {
-    if (c->train_status == FL_OK)
-        c->stats.rounds_trained++;
     /* Ended past its Task's deadline (training_watch cancelled it, or it ended between two of
      * its looks): the round is over, and no server takes its update or heeds its failure now
      * (PROTOCOL.md 3: an Update of a closed round gets Ack(of UPDATE, FL_ERR_ROUND_CLOSED)).
@@ -1118,6 +1117,29 @@ static void training_done(flc_client *c, int send)
                    c->task_deadline_ms);
         send = 0;
     }
+    /* Cancelled after the trainer's last step (the built-in one looks before each batch): a
+     * stop, the session's end, a replacing Task or the deadline that came while the update was
+     * encoded, or before this look. Its update is not sent (the flag is set only when it will
+     * not be), so the error-feedback residual goes back to its state before the training (flc.h:
+     * a cancelled training leaves it untouched), and the built-in trainer's counts as cancelled,
+     * as it would have a batch earlier; a plug-in's success still counts in rounds_trained
+     * (flc.h). */
+    if (c->train_status == FL_OK && atomic_load(&c->cancel)) {
+        if (flc_core_drop_update(c->core) != FL_OK)
+            fl_log(&c->log, FL_LOG_WARN, "round %llu: the error-feedback residual of a training "
+                   "cancelled after its last step cannot be put back (no rewind point)",
+                   (unsigned long long)flc_core_round(c->core));
+        fl_log(&c->log, FL_LOG_DEBUG, "round %llu: the training ended after it was cancelled "
+               "(the client is stopping, its session with the server is over, a newer Task "
+               "replaced it, or its task's deadline passed): its update is not sent, and the "
+               "error-feedback residual is as before it",
+               (unsigned long long)flc_core_round(c->core));
+        if (!c->cfg.train)
+            c->train_status = FL_ERR_CANCELLED;
+        send = 0;
+    }
+    if (c->train_status == FL_OK)
+        c->stats.rounds_trained++;
     /* finished but not to be sent, or cut short (a new Task, the session's end, a stop), or
      * failed with no one to tell: after a stop, or for a session that is over or a task that was
      * replaced (a trainer aborted under it may say so by an error of its own). Counted nowhere

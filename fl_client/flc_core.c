@@ -876,6 +876,24 @@ fl_status flc_core_train(flc_core *c)
     return st;
 }
 
+fl_status flc_core_drop_update(flc_core *c)
+{
+    if (!c->trained || c->taken)
+        return FL_ERR_STATE;
+    if (c->up.topk > 0) {
+        /* the rewind point was taken before this training's encoding changed the residual */
+        if (!c->snap_valid || c->snap_round != c->round || !c->resid || c->snap_n != c->resid_n)
+            return FL_ERR_STATE;
+        memcpy(c->resid, c->snap, c->snap_n * sizeof(float));
+    }
+    /* as a training that failed: not trained again, no update to give */
+    c->trained = 0;
+    c->failed = 1;
+    c->n_chunks = 0;
+    c->pay_len = 0;
+    return FL_OK;
+}
+
 const char *flc_core_train_error(const flc_core *c)
 {
     return c->fail;

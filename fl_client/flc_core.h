@@ -24,8 +24,10 @@
  * whatever becomes of the update once encoded: one the server answers late, or one encoded and
  * then not sent (its deadline passed), leaves the residual as one it aggregated would, and what
  * its payload held is lost with it (the rewind point restores the residual only for a round the
- * server replays, and after an encoding that failed). fl_sim does the same (its late updates were
- * encoded like the others), so its runs and a fleet's agree.
+ * server replays, after an encoding that failed, and for a training the host cancelled after its
+ * trainer's last step, flc_core_drop_update: a cancelled training changes nothing). fl_sim
+ * does the same (its late updates were encoded like the others), so its runs and a fleet's
+ * agree.
  *
  * Chunks decode into the weights as received (w0) and are copied to the working weights while in
  * cache; after training the delta w - w0 is formed one chunk at a time into a chunk-sized scratch
@@ -170,6 +172,17 @@ uint64_t flc_core_task_run_id(const flc_core *c);
  * once, at error level (a cancellation, or any failure once cfg.cancel was set, at info level),
  * with what went wrong (flc_core_train_error); either way the task is not trained again. */
 fl_status flc_core_train(flc_core *c);
+
+/* After a successful flc_core_train whose update will not be sent because the host cancelled
+ * the training after its trainer's last step (while the update was encoded, or before the host
+ * looked at the result: libflclient's stop, a session's end, a replacing Task, a deadline): puts
+ * the error-feedback residual back as it was before that training, from the rewind point
+ * (flc_core_keep_rewind_point), and drops the update, so that such a training leaves the
+ * residual as a training cancelled before its last step does. The task is not trained again
+ * (as after a failure): flc_core_update and flc_core_update_chunk then give FL_ERR_STATE.
+ * FL_OK; FL_ERR_STATE (nothing trained, the payload taken, or a top-k uplink without the rewind
+ * point of this training: nothing changed then). */
+fl_status flc_core_drop_update(flc_core *c);
 
 /* Why the last flc_core_train failed, a few words for a log line or an Error message to the
  * server ("the plug-in trainer failed with status 4", "the trainer reported 0 samples", ...);

@@ -273,7 +273,9 @@ typedef struct flc_config {
 
 /* Statistics of a client's life so far. */
 typedef struct flc_stats {
-    uint64_t rounds_trained;       /* local trainings that finished (whatever became of the update) */
+    uint64_t rounds_trained;       /* local trainings that finished (whatever became of the
+                                    * update), but the built-in trainer's that were cancelled
+                                    * (flc_client_run) */
     uint64_t updates_accepted;
     uint64_t updates_late;         /* dropped by the server: the round had closed */
     uint64_t reconnects;           /* times the client started over with the server: connected
@@ -433,13 +435,15 @@ flc_status flc_client_new(const flc_config *cfg, flc_client **out);
  *
  * A training in progress when its session with the server ends (the server says Bye, the
  * connection is lost, or the server no longer knows the client: a restart) has no one to send
- * its update to. The built-in trainer is then cancelled (before its next batch), which is no
- * failed round: nothing is told to the server, flc_stats counts it neither in rounds_trained nor
- * in rounds_failed, and the error-feedback residual stays as it was before that training; the
+ * its update to. The built-in trainer is then cancelled (before its next batch, or, past its
+ * last batch, before its update is sent), which is no failed round: nothing is told to the
+ * server, flc_stats counts it neither in rounds_trained nor in rounds_failed, and the
+ * error-feedback residual stays as it was before that training (0.3.8 and earlier changed it,
+ * and counted the training, when the cancel came while the update was encoded); the
  * client reconnects at once. A plug-in trainer cannot be cancelled: the client reconnects,
  * registers and sends heartbeats while it runs on, and what it returns is not sent (a success
- * counts in rounds_trained); a Task of the new session that came in meanwhile is trained once it
- * has returned (one training at a time). A training still running once its Task's deadline_ms
+ * counts in rounds_trained, and leaves the residual as it was too); a Task of the new session
+ * that came in meanwhile is trained once it has returned (one training at a time). A training still running once its Task's deadline_ms
  * (when not 0) passed since the Task came in is cancelled the same way, the session going on:
  * its round is over (fedrop's server closes a round at its deadline and refuses a later update
  * of it, Ack(of UPDATE, FL_ERR_ROUND_CLOSED)), so its update is not sent, nor is one that ended

@@ -32,6 +32,7 @@
 #include "flm_blas.h"
 #include "flp_wire.h"
 #include "fls_core.h"
+#include "flz.h"
 #include "test_net.h"
 #include "test_slow.h"
 
@@ -3256,6 +3257,123 @@ static void test_flood_while_training_bounded(void **state)
     session_close(&s);
 }
 
+/* Sends client "dev" the Task of core's open round, and all of its weight chunks, as a Task of
+ * round `round` of the same run (the server's next round, as the client sees it). */
+static void fake_task_as_round(fake *f, fls_core *core, uint64_t round)
+{
+    const uint32_t key = fl_client_key("dev");
+    flp_msg tm;
+    assert_int_equal(fls_core_task(core, key, &tm), FL_OK);
+    tm.round = round;
+    fake_send(f, &tm);
+    const size_t cap = fls_core_task_chunk_bound(core);
+    uint8_t *buf = malloc(cap);
+    assert_non_null(buf);
+    for (uint32_t t = 0; t < tm.task.n_tensors; t++)
+        for (uint32_t i = 0; i < tm.task.tensors[t].n_chunks; i++) {
+            flp_msg cm = flp_msg_header(FLP_CHUNK, round, NULL);
+            size_t len;
+            assert_int_equal(fls_core_task_chunk(core, key, t, i, buf, cap, &len, &cm.chunk),
+                             FL_OK);
+            fake_send(f, &cm);
+        }
+    free(buf);
+}
+
+/* Its first training moves every weight by 0.25, then holds until flc_task_cancelled turns 1 (quit
+ * says it saw it) and returns FLC_OK all the same: the cancel came after its last step. Later
+ * trainings return the weights as received (a zero delta). */
+static flc_status train_first_cancelled_after_last_step(const flc_task *task, flc_update *out,
+                                                        void *user)
+{
+    plugin_flags *pf = user;
+    out->n_samples = 3;
+    out->loss = 1.5;
+    if (atomic_exchange(&pf->started, 1))
+        return FLC_OK;
+    for (size_t i = 0; i < task->n_params; i++)
+        out->weights[i] += 0.25f;
+    const double end = fl_time_mono_s() + 20.0;
+    while (!flc_task_cancelled(task) && fl_time_mono_s() < end) {
+        const struct timespec ts = {0, 2 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+    atomic_store(&pf->quit, flc_task_cancelled(task));
+    return FLC_OK;
+}
+
+/* A training cancelled after its trainer's last step (here a Task of the server's next round
+ * that replaces it) is not sent, and leaves the error-feedback residual as it was before it
+ * (flc.h). It changed it: the update was encoded, its top-k residual stored, and then not sent,
+ * so the next round's update carried the mass of an update the server never saw. The next task
+ * trains a zero delta: from a residual left as it was (zero), its update decodes to zeros. */
+static void test_cancel_after_last_step_keeps_residual(void **state)
+{
+    (void)state;
+    session s;
+    session_open(&s);
+    plugin_flags pf = {0, 0};
+    flc_config cfg = base_config(s.f.ep, train_first_cancelled_after_last_step, s.lb);
+    cfg.train_user = &pf;
+    cfg.heartbeat_ms = 100;
+    assert_int_equal(flc_client_new(&cfg, &s.c), FLC_OK);
+    run_start(&s.r, s.c);
+    flp_msg *h = session_expect(&s, FLP_HELLO, 5000, "");
+    flp_msg_free(h);
+    fake_ack(&s.f, FLP_HELLO, 0, 0);
+    fls_config sc = fls_config_default();
+    snprintf(sc.arch, sizeof sc.arch, "mlp:6-5-3");
+    sc.policy.kind = FLS_POLICY_FD;
+    sc.clients_per_round = 1;
+    sc.overcommit = 1.0;
+    sc.chunk_elems = 7;
+    snprintf(sc.up_codec, sizeof sc.up_codec, "topk0.3+q8+zstd");
+    assert_int_equal(fls_core_new(&sc, &s.core), FL_OK);
+    fls_core_set_run_id(s.core, FAKE_RUN_ID);
+    const uint32_t key = fl_client_key("dev");
+    assert_int_equal(fls_core_client_join(s.core, key, 3, 0.0), FL_OK);
+    assert_int_equal(fls_core_tick(s.core, 0.0), FL_OK);
+    fls_event ev;
+    while (fls_core_poll(s.core, &ev))
+        ;
+    s.round = fake_task(&s.f, s.core);
+    wait_started(&pf, s.lb);
+    const uint64_t next = s.round + 1;
+    fake_task_as_round(&s.f, s.core, next); /* replaces the task being trained */
+    flp_msg *u = session_expect(&s, FLP_UPDATE, 10000, "for the replacing task");
+    if (u->round != next)
+        fail_msg("the first Update is of round %llu, not of the replacing task's %llu; log:\n%s",
+                 (unsigned long long)u->round, (unsigned long long)next, s.lb->text);
+    assert_int_equal(atomic_load(&pf.quit), 1);
+    uint32_t n = 0;
+    for (uint32_t t = 0; t < u->update.n_tensors; t++)
+        n += u->update.tensors[t].n_chunks;
+    flp_msg_free(u);
+    for (uint32_t i = 0; i < n; i++)
+        fake_ack(&s.f, FLP_CHUNK, next, 0); /* credits */
+    flz_ctx *z = NULL;
+    assert_int_equal(flz_ctx_new(NULL, &z), FL_OK);
+    for (uint32_t i = 0; i < n; i++) {
+        flp_msg *cm = session_expect(&s, FLP_CHUNK, 5000, "of the update");
+        float v[64];
+        assert_true(cm->chunk.count <= 64);
+        assert_int_equal(flz_decode(z, cm->chunk.payload, cm->chunk.payload_len, v,
+                                    cm->chunk.count), FL_OK);
+        for (uint32_t j = 0; j < cm->chunk.count; j++)
+            if (v[j] != 0.0f)
+                fail_msg("the update of a zero delta holds %g (tensor %u, element %llu): the "
+                         "cancelled training's residual; log:\n%s", v[j], cm->chunk.tensor,
+                         (unsigned long long)(cm->chunk.offset + j), s.lb->text);
+        flp_msg_free(cm);
+    }
+    flz_ctx_free(z);
+    const flc_stats *st = session_stopped(&s);
+    assert_int_equal(st->rounds_trained, 2); /* a plug-in's success counts (flc.h) */
+    assert_int_equal(st->updates_sent, 1);
+    assert_int_equal(log_count(s.lb, "the error-feedback residual is as before it"), 1);
+    session_close(&s);
+}
+
 /* Its first training polls flc_task_cancelled until it turns 1 (quit says it saw it), then
  * returns FLC_ERR_CANCELLED; later ones train at once. */
 static flc_status train_first_until_cancelled(const flc_task *task, flc_update *out, void *user)
@@ -4363,6 +4481,7 @@ int main(void)
         cmocka_unit_test(test_session_end_cancels_builtin_training),
         cmocka_unit_test(test_session_end_plugin_runs_on),
         cmocka_unit_test(test_plugin_task_cancelled_when_dropped),
+        cmocka_unit_test(test_cancel_after_last_step_keeps_residual),
         cmocka_unit_test(test_failure_after_cancel_dropped),
         cmocka_unit_test(test_undecodable_chunk_told),
         cmocka_unit_test(test_garbage_server_said),

@@ -843,6 +843,52 @@ static void test_cancel_keeps_residual(void **state)
     free_fixture(&f);
 }
 
+/* A training whose cancel came after its trainer's last step (libflclient: while the update was
+ * encoded) is dropped by the host with flc_core_drop_update: the error-feedback residual goes back
+ * to what it was before that training (here 7.0 everywhere, swapped in), which the training had
+ * changed, and the update is gone for good (not trained again). Without the rewind point there is
+ * nothing to go back to: FL_ERR_STATE, nothing changed. */
+static void test_drop_update_restores_residual(void **state)
+{
+    (void)state;
+    fixture f;
+    fls_core *srv = NULL;
+    flc_core *c = topk_client(&f, &srv);
+    const size_t n = (size_t)FEAT * 16 + 16 + 16 * CLASSES + CLASSES;
+    for (int rewind = 0; rewind < 2; rewind++) {
+        flc_core_keep_rewind_point(c, rewind);
+        float *mine = malloc(n * sizeof *mine);
+        assert_non_null(mine);
+        for (size_t i = 0; i < n; i++)
+            mine[i] = 7.0f;
+        size_t mn = n;
+        flc_core_swap_residual(c, &mine, &mn);
+        free(mine);
+        assert_int_equal(flc_core_drop_update(c), FL_ERR_STATE); /* nothing trained */
+        feed_and_train(srv, c, 0);
+        assert_int_equal(flc_core_drop_update(c), rewind ? FL_OK : FL_ERR_STATE);
+        flp_msg up;
+        assert_int_equal(flc_core_update(c, &up), rewind ? FL_ERR_STATE : FL_OK);
+        assert_int_equal(flc_core_update_chunks(c) == 0, rewind);
+        assert_false(flc_core_ready(c));
+        assert_int_equal(flc_core_train(c), FL_ERR_STATE);
+        float *back = NULL;
+        size_t bn = 0;
+        flc_core_swap_residual(c, &back, &bn);
+        assert_int_equal(bn, n);
+        size_t moved = 0;
+        for (size_t i = 0; i < n; i++)
+            moved += back[i] != 7.0f;
+        if (rewind && moved)
+            fail_msg("%zu of %zu residual values changed by a dropped update", moved, n);
+        assert_true(rewind || moved > 0); /* the training did change it */
+        free(back);
+    }
+    flc_core_free(c);
+    fls_core_free(srv);
+    free_fixture(&f);
+}
+
 /* A residual the host swaps in (flc_core_swap_residual) is that host's: a Task for the round of
  * the snapshot the core took of its previous residual must not overwrite it. */
 static void test_rewind_after_swap(void **state)
@@ -1347,6 +1393,7 @@ int main(void)
         cmocka_unit_test(test_epochs_above_int_max),
         cmocka_unit_test(test_rewind_replays_round),
         cmocka_unit_test(test_cancel_keeps_residual),
+        cmocka_unit_test(test_drop_update_restores_residual),
         cmocka_unit_test(test_new_run_resets_residual),
         cmocka_unit_test(test_update_of_another_run_refused),
         cmocka_unit_test(test_rewind_after_swap),
