@@ -1454,12 +1454,18 @@ static int handle(flc_client *c, flp_msg *m, uint64_t at_ns, int *owned)
                        "held for after the training): what does not fit is dropped",
                        (unsigned long long)m->round, c->n_pending, c->pending_bytes);
             }
-            /* A Task replaces the task being trained (finish_training drops its result): the
-             * built-in trainer need not run on to the end for nothing, nor a plug-in that polls
-             * flc_task_cancelled (flc.h). */
-            const int cancels = m->type == FLP_TASK && atomic_load(&c->training) &&
+            /* A Task held replaces the task being trained (finish_training drops its result):
+             * the built-in trainer need not run on to the end for nothing, nor a plug-in that
+             * polls flc_task_cancelled (flc.h). One that could not be held replaces nothing
+             * (task_pending does not see it): it cancels nothing, and the training's update
+             * goes out. */
+            const int cancels = m->type == FLP_TASK && *owned && atomic_load(&c->training) &&
                                 !atomic_exchange(&c->cancel, 1);
-            if (cancels && !c->cfg.train)
+            if (m->type == FLP_TASK && !*owned)
+                fl_log(&c->log, FL_LOG_DEBUG, "round %llu: a Task came in while the trainer runs "
+                       "and cannot be held: dropped, it replaces nothing",
+                       (unsigned long long)m->round);
+            else if (cancels && !c->cfg.train)
                 fl_log(&c->log, FL_LOG_INFO, "round %llu: a new Task came in: the training of "
                        "the task it replaces is cancelled",
                        (unsigned long long)flc_core_round(c->core));

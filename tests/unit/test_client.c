@@ -3374,6 +3374,73 @@ static void test_cancel_after_last_step_keeps_residual(void **state)
     session_close(&s);
 }
 
+/* Its first training waits for the test's go (quit), noting in started 2 whether
+ * flc_task_cancelled turned 1 meanwhile; it then trains as train_plus_quarter. */
+static flc_status train_first_held_watching(const flc_task *task, flc_update *out, void *user)
+{
+    plugin_flags *pf = user;
+    const int first = !atomic_exchange(&pf->started, 1);
+    while (first && !atomic_load(&pf->quit)) {
+        if (flc_task_cancelled(task))
+            atomic_store(&pf->started, 2);
+        const struct timespec ts = {0, 2 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+    return train_plus_quarter(task, out, NULL);
+}
+
+/* A server that ignores its flow control fills the queue of messages held while the client
+ * trains (4,096), then sends a Task: that Task cannot be held, and is dropped as the rest that
+ * does not fit is (said once, at warn). It cancelled the training all the same: the training it
+ * was to replace was cut short (flc_task_cancelled 1; the built-in trainer stopped) for a Task
+ * that is never trained. Now a Task dropped cancels nothing: the held training goes on, and its
+ * update goes out. */
+static void test_dropped_task_cancels_nothing(void **state)
+{
+    (void)state;
+    session s;
+    session_open(&s);
+    /* The fake's ROUTER would drop what is above its 1,000 (a listener takes its options when it
+     * binds): one without that bound in its place. */
+    zmq_close(s.f.router);
+    fake_router(&s.f, NULL);
+    const int unlimited = 0;
+    assert_int_equal(zmq_setsockopt(s.f.router, ZMQ_SNDHWM, &unlimited, sizeof unlimited), 0);
+    assert_int_equal(zmq_bind(s.f.router, "tcp://127.0.0.1:*"), 0);
+    size_t epn = sizeof s.f.ep;
+    assert_int_equal(zmq_getsockopt(s.f.router, ZMQ_LAST_ENDPOINT, s.f.ep, &epn), 0);
+    plugin_flags pf = {0, 0};
+    flc_config cfg = base_config(s.f.ep, train_first_held_watching, s.lb);
+    cfg.train_user = &pf;
+    cfg.liveness_ms = 60000;
+    session_run(&s, &cfg, 0);
+    wait_started(&pf, s.lb);
+    uint8_t junk[16] = {0};
+    for (int i = 0; i < 4096; i++) { /* the queue's room, in chunks of a round never tasked */
+        flp_msg cm = flp_msg_header(FLP_CHUNK, s.round + 100, NULL);
+        cm.chunk = (flp_chunk){FLP_DIR_DOWN, 0, (uint32_t)i, (uint64_t)i * 7, 7, sizeof junk,
+                               junk};
+        fake_send(&s.f, &cm);
+    }
+    fake_task_as_round(&s.f, s.core, s.round + 1); /* does not fit: dropped */
+    if (!log_wait(s.lb, "than its flow control allows", 20))
+        fail_msg("the dropped Task was not said; log:\n%s", s.lb->text);
+    const struct timespec ts = {0, 200 * 1000 * 1000}; /* its chunks, dropped too */
+    nanosleep(&ts, NULL);
+    const int cancelled = atomic_load(&pf.started) == 2;
+    atomic_store(&pf.quit, 1);
+    if (cancelled)
+        fail_msg("a Task that was dropped cancelled the training; log:\n%s", s.lb->text);
+    flp_msg *u = session_expect(&s, FLP_UPDATE, 10000, "of the held training");
+    assert_int_equal(u->round, s.round);
+    flp_msg_free(u);
+    const flc_stats *st = session_stopped(&s);
+    assert_int_equal(st->rounds_trained, 1);
+    assert_int_equal(log_count(s.lb, "than its flow control allows"), 1);
+    assert_int_equal(log_count(s.lb, "replaced by a Task"), 0);
+    session_close(&s);
+}
+
 /* Its first training polls flc_task_cancelled until it turns 1 (quit says it saw it), then
  * returns FLC_ERR_CANCELLED; later ones train at once. */
 static flc_status train_first_until_cancelled(const flc_task *task, flc_update *out, void *user)
@@ -4482,6 +4549,7 @@ int main(void)
         cmocka_unit_test(test_session_end_plugin_runs_on),
         cmocka_unit_test(test_plugin_task_cancelled_when_dropped),
         cmocka_unit_test(test_cancel_after_last_step_keeps_residual),
+        cmocka_unit_test(test_dropped_task_cancels_nothing),
         cmocka_unit_test(test_failure_after_cancel_dropped),
         cmocka_unit_test(test_undecodable_chunk_told),
         cmocka_unit_test(test_garbage_server_said),
