@@ -292,7 +292,9 @@ int main(int argc, char **argv)
             fprintf(stderr, "fl_client: see fl_client --help for the options\n");
             return 1;
         }
-        if (end && *end) {
+        /* an empty value (an unset variable in a fleet's script: --client-index "$IDX") is no
+         * number either: strtol and strtoull take it for 0 */
+        if (end && (*end || end == optarg)) {
             fprintf(stderr, "fl_client: --%s: '%s' is not a number\n", opts[o - O_SERVER].name, optarg);
             return 1;
         }

@@ -2245,6 +2245,13 @@ static void test_cli_bad_options(void **state)
         {"--server tcp://127.0.0.1:1 --threads -1", "--threads -1: expected 1 <= N <= 1024"},
         {"--server tcp://127.0.0.1:1 --seed -1", "--seed: '-1' is not a number"},
         {"--server tcp://127.0.0.1:1 --partition-seed ' -5'", "--partition-seed: ' -5' is not a number"},
+        /* an empty value (an unset variable) is no 0: client 0 of the fleet, partition seed 0 */
+        {"--server tcp://127.0.0.1:1 --num-clients 4 --client-index ''",
+         "--client-index: '' is not a number"},
+        {"--server tcp://127.0.0.1:1 --partition-seed ''", "--partition-seed: '' is not a number"},
+        {"--server tcp://127.0.0.1:1 --seed ''", "--seed: '' is not a number"},
+        {"--server tcp://127.0.0.1:1 --max-rounds ''", "--max-rounds: '' is not a number"},
+        {"--server tcp://127.0.0.1:1 --num-clients ''", "--num-clients: '' is not a number"},
         /* past LONG_MAX: strtol's clamped count is not the one given (nor, where long is 32
          * bits, above INT_MAX: it would pass as 2147483647 clients) */
         {"--server tcp://127.0.0.1:1 --num-clients 99999999999999999999",
