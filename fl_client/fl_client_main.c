@@ -266,16 +266,20 @@ int main(int argc, char **argv)
             }
             break;
         case O_MEM:
+            /* strtoull takes a sign, after blanks too (" -5"), for 2^64 - 5: refused as for
+             * --seed (seed_of), not taken for a limit of 16 EiB */
             memory = strtoull(optarg, &end, 10);
-            if (end != optarg && *end && !end[1] && strchr("KMG", *end)) {
+            if (strchr(optarg, '-')) {
+                end = (char *)"-";
+            } else if (end != optarg && *end && !end[1] && strchr("KMG", *end)) {
                 const int shift = *end == 'K' ? 10 : *end == 'M' ? 20 : 30;
-                if (memory > (UINT64_MAX >> shift) || optarg[0] == '-') {
+                if (memory > (UINT64_MAX >> shift)) {
                     fprintf(stderr, "fl_client: --memory-bytes %s: too large\n", optarg);
                     return 1;
                 }
                 memory <<= shift;
                 end++;
-            } else if (end == optarg || optarg[0] == '-') {
+            } else if (end == optarg) {
                 end = (char *)"x";
             }
             break;

@@ -2252,6 +2252,9 @@ static void test_cli_bad_options(void **state)
         {"--server tcp://127.0.0.1:1 --seed ''", "--seed: '' is not a number"},
         {"--server tcp://127.0.0.1:1 --max-rounds ''", "--max-rounds: '' is not a number"},
         {"--server tcp://127.0.0.1:1 --num-clients ''", "--num-clients: '' is not a number"},
+        /* a sign after blanks: strtoull took " -5" for 2^64 - 5 bytes */
+        {"--server tcp://127.0.0.1:1 --memory-bytes ' -5'", "--memory-bytes: ' -5' is not a number"},
+        {"--server tcp://127.0.0.1:1 --memory-bytes -1K", "--memory-bytes: '-1K' is not a number"},
         /* past LONG_MAX: strtol's clamped count is not the one given (nor, where long is 32
          * bits, above INT_MAX: it would pass as 2147483647 clients) */
         {"--server tcp://127.0.0.1:1 --num-clients 99999999999999999999",
