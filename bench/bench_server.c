@@ -20,12 +20,12 @@
  * clients' delta and encoding, the Update headers and their chunks over loopback, each chunk sent
  * against the server's credit (its Ack of a chunk: round trips a plain sender does not make), the
  * server's decode + validation + exact fixed-point aggregation, and the round finalisation; the
- * downlink (the Tasks) and connection setup are outside it. It also holds a wait of libflclient's
- * own: a client's reactor looks at a running training every 50 ms (flc_client.c, session: the
- * training thread does not wake it), so each upload starts up to 50 ms after its trainer
- * returned. That floor is the whole round for a small model (mlp:10-5-2, one client: 0.050 s;
- * 0.001 s with the training thread waking the reactor, a trial on 2026-12-07) and some 7% of a
- * float32 cnn round of 8 clients (0.7 s). updates_per_s = N / window and
+ * downlink (the Tasks) and connection setup are outside it. Until 2026-12-07 it also held a
+ * wait of libflclient's own: a client's reactor looked at a running training every 50 ms (the
+ * training thread did not wake it), so each upload started up to 50 ms after its trainer
+ * returned: the whole round for a small model (mlp:10-5-2, one client: 0.050 s, 0.001 s since
+ * the training thread wakes the reactor) and some 7% of a float32 cnn round of 8 clients (0.7
+ * s), which the README's figures of before that day include. updates_per_s = N / window and
  * mb_per_s = the round's uplink payload bytes (the server's bytes_up metric) / window.
  *
  * Peer: the same process layout without fedrop: a child (--role raw) binds a ROUTER and receives;

@@ -652,6 +652,34 @@ def test_train_failure(h):
     check(h.read('failing.log').count('training fails') == 3, 'the device was asked 3 times')
 
 
+# ---- 6a. a training's end wakes the client ------------------------------------------------------
+# The client's session loop must learn that a training ended from the trainer thread itself, not
+# from its next timeout or message: with the test hook FEDROP_TEST_TRAIN_WATCH_MS=600000 its poll
+# would otherwise wake only for a message, and with heartbeats every 30 s both ways (server and
+# client) nothing comes for 30 s after a Task's last chunk. Until 2026-12-07 the end was seen at
+# a 50 ms watch, so every update left up to 50 ms late; here each round would take about 30 s.
+# These bounds are for liveness (a round of a second or so against 30 s), not speed.
+def test_train_done_wakes(h):
+    m = h.path('metrics.jsonl')
+    srv = h.server(SMALL + ['--insecure', '--rounds', '3', '--clients', '2', '--overcommit', '1',
+                            '--set', 'server.heartbeat_ms=30000', '--set', 'server.liveness_ms=120000',
+                            '--metrics', m])
+    env = {'FEDROP_TEST_TRAIN_WATCH_MS': '600000'}
+    cl = [h.client(srv.endpoint, i, 2, args=['--heartbeat-ms', '30000', '--liveness-ms', '120000'],
+                   env=env) for i in range(2)]
+    rc = h.wait_exit(srv, 75, 'fl_server (3 rounds; about 30 s a round if a finished training '
+                     'waits for a message)')
+    check(rc == 0, 'server exits 0 (rc=%d)' % rc)
+    rows = metrics(m)
+    check([r['round'] for r in rows] == [0, 1, 2], 'rounds 0..2 recorded')
+    for r in rows:
+        check(r['reported'] == 2 and r['duration_s'] < 20,
+              'round %d: 2 reported (%d), closed after %.2f s, not at a heartbeat 30 s on'
+              % (r['round'], r['reported'], r['duration_s']))
+    for p in cl:
+        check(h.wait_exit(p, 30, 'fl_client') == 0, 'client exits 0')
+
+
 # ---- 6b. a device with too little memory for the model -------------------------------------------
 # fl_client --memory-bytes 64K against the mlp:784-200-10 server (a 0.75-keep submodel of about
 # 120,000 parameters, some 1.9 MB by the shared estimate, flm_train_memory_need): the Hello
@@ -1028,6 +1056,7 @@ def test_example_embed(h):
 
 
 TESTS = {
+    'train_done_wakes': test_train_done_wakes,
     'learn': test_learn,
     'client_kill': test_client_kill,
     'server_resume': test_server_resume,
