@@ -414,6 +414,30 @@ sed -i 's/^1,2e9,/1,3e9,/' "$DIR/exptr.csv"
     "$DIR/exptr.err" || fail "experiment with an edited trace: $(cat "$DIR/exptr.err")"
 echo "experiment with a trace: runs read back while its rows are the same, run again once edited"
 
+# --fresh takes what the other on/off options take (until 2026-12-07 it refused true/false/yes/no):
+# yes trains every run again, no reads the saved ones back; anything else is refused, exit 2.
+"$FL_SIM" experiment afd --seeds 1 $ARGS --rounds 1 --out "$DIR/fr" >/dev/null 2>&1 ||
+    fail "experiment for --fresh failed"
+for v in yes true; do
+    "$FL_SIM" experiment afd --seeds 1 $ARGS --rounds 1 --out "$DIR/fr" --fresh $v --quiet 0 \
+        --progress lines >/dev/null 2>"$DIR/fr.err" || fail "--fresh $v: $(cat "$DIR/fr.err")"
+    [ "$(grep -c "final acc .* rounds, .* virtual s" "$DIR/fr.err")" -eq 8 ] &&
+        ! grep -q "read back" "$DIR/fr.err" || fail "--fresh $v: not every run trained: $(cat "$DIR/fr.err")"
+done
+for v in no false; do
+    "$FL_SIM" experiment afd --seeds 1 $ARGS --rounds 1 --out "$DIR/fr" --fresh $v --quiet 0 \
+        --progress lines >/dev/null 2>"$DIR/fr.err" || fail "--fresh $v: $(cat "$DIR/fr.err")"
+    [ "$(grep -c "read back from" "$DIR/fr.err")" -eq 8 ] ||
+        fail "--fresh $v: not every run read back: $(cat "$DIR/fr.err")"
+done
+rc=0
+"$FL_SIM" experiment afd --seeds 1 $ARGS --rounds 1 --out "$DIR/fr" --fresh maybe >/dev/null \
+    2>"$DIR/fr.err" || rc=$?
+[ "$rc" -eq 2 ] || fail "--fresh maybe: exit status $rc, not 2"
+grep -qx "fl_sim: --fresh: 'maybe' is not a boolean (0/1, true/false, yes/no)" "$DIR/fr.err" ||
+    fail "--fresh maybe: $(cat "$DIR/fr.err")"
+echo "--fresh: 0/1, true/false, yes/no, as the other on/off options"
+
 # An option the other settings make inert is named in a warning (the run goes on); the same
 # option where it matters is not.
 "$FL_SIM" $ARGS --rounds 1 --keep 0.5 >/dev/null 2>"$DIR/keep.err" || fail "--keep under full: $(cat "$DIR/keep.err")"

@@ -889,11 +889,12 @@ static int run_experiment(int argc, char **argv, int first)
             }
             snprintf(e.out, sizeof e.out, "%s", value);
         } else if (!strcmp(name, "fresh")) {
-            if (strcmp(value, "0") && strcmp(value, "1")) {
-                fprintf(stderr, "fl_sim: --fresh: '%s' is not 0 or 1\n", value);
+            /* as every other on/off option takes it (until 2026-12-07 0 or 1 only) */
+            if (!flsim_parse_bool(value, &e.fresh)) {
+                fprintf(stderr, "fl_sim: --fresh: '%s' is not a boolean (0/1, true/false, yes/no)\n",
+                        value);
                 return 2;
             }
-            e.fresh = value[0] == '1';
         } else if (!strcmp(name, "quiet") || !strcmp(name, "progress")) {
             flsim_config probe = flsim_config_default();
             char err[300];

@@ -250,6 +250,19 @@ static int parse_u32(const char *s, uint32_t lo, uint32_t hi, uint32_t *out)
     return 1;
 }
 
+int flsim_parse_bool(const char *s, int *out)
+{
+    if (!s)
+        return 0;
+    if (!strcmp(s, "1") || !strcmp(s, "true") || !strcmp(s, "yes"))
+        *out = 1;
+    else if (!strcmp(s, "0") || !strcmp(s, "false") || !strcmp(s, "no"))
+        *out = 0;
+    else
+        return 0;
+    return 1;
+}
+
 static int parse_dbl(const char *s, double lo, double hi, double *out)
 {
     double v;
@@ -410,15 +423,9 @@ fl_status flsim_config_set(flsim_config *c, const char *key, const char *v, char
                 : !strcmp(key, "quiet")           ? &c->quiet
                 : !strcmp(key, "resume")          ? &c->resume
                                                   : NULL;
-    if (flag) {
-        if (!strcmp(v, "1") || !strcmp(v, "true") || !strcmp(v, "yes"))
-            *flag = 1;
-        else if (!strcmp(v, "0") || !strcmp(v, "false") || !strcmp(v, "no"))
-            *flag = 0;
-        else
-            return reason(err, errlen, key, v, "a boolean (0/1, true/false, yes/no)");
-        return FL_OK;
-    }
+    if (flag)
+        return flsim_parse_bool(v, flag)
+                   ? FL_OK : reason(err, errlen, key, v, "a boolean (0/1, true/false, yes/no)");
     if (strcmp(key, "progress") == 0) {
         if (!strcmp(v, "auto"))
             c->progress = -1;

@@ -9,6 +9,10 @@
 /* A finite number with an optional SI suffix k, M, G, T; 1 on success. */
 int flsim_parse_number(const char *s, double *out);
 
+/* An on/off value as every boolean option takes it: 1, true or yes (*out 1), 0, false or no
+ * (*out 0), spelt exactly so; 1 on success, 0 (*out untouched) for anything else. */
+int flsim_parse_bool(const char *s, int *out);
+
 /* 1 for a --dataset or --test-dataset given by name alone (fashion-mnist, mnist): the training
  * set is its train split, the test set its test split. */
 int flsim_named_dataset(const char *s);
