@@ -113,6 +113,24 @@ for c in "--bogus|unknown option 'bogus'" "--rounds 1 --roundz|unknown option 'r
 done
 echo "last-argument options: unknown named as unknown"
 
+# A count with a leading blank or a sign is refused, as a number or a rate with one is (until
+# 2026-12-07 --rounds ' 2' ran 2 rounds and --seeds ' 2' 2 seeds): exit status 2, nothing run.
+for c in "--rounds| 2|--rounds: ' 2' is not a round count in 1 .. 100000000" \
+         "--clients|	20|--clients: '	20' is not a client count in 1 .. 1000000" \
+         "experiment afd --seeds| 1|--seeds: ' 1' is not a count in 1 .. 100" \
+         "experiment afd --seeds|+1|--seeds: '+1' is not a count in 1 .. 100"; do
+    opt=${c%%|*}
+    rest=${c#*|}
+    val=${rest%%|*}
+    want=${rest#*|}
+    rc=0
+    "$FL_SIM" $opt "$val" $ARGS --rounds 1 --out "$DIR/blank" >/dev/null 2>"$DIR/blank.err" || rc=$?
+    [ "$rc" -eq 2 ] || fail "$opt '$val': exit status $rc, not 2 ($(cat "$DIR/blank.err"))"
+    grep -qxF -- "fl_sim: $want" "$DIR/blank.err" || fail "$opt '$val': $(cat "$DIR/blank.err")"
+    [ ! -e "$DIR/blank" ] || fail "$opt '$val': --out written"
+done
+echo "counts with a leading blank or sign: refused"
+
 # --keep-layers longer than the model's droppable layers: a single run under --policy full
 # takes it (inert there, as --keep: a warning), fd refuses it (exit 1); an experiment, whose fd
 # and afd runs would refuse it, says so before its first run, not after training the full ones.

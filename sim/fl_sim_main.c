@@ -876,7 +876,7 @@ static int run_experiment(int argc, char **argv, int first)
         } else if (!strcmp(name, "seeds")) {
             char *end;
             const long v = strtol(value, &end, 10);
-            if (*end || v < 1 || v > 100) {
+            if (*value < '0' || *value > '9' || *end || v < 1 || v > 100) { /* as other counts */
                 fprintf(stderr, "fl_sim: --seeds: '%s' is not a count in 1 .. 100\n", value);
                 return 2;
             }

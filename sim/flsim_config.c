@@ -237,9 +237,11 @@ static fl_status too_long(char *err, size_t errlen, const char *key, size_t cap)
     return FL_ERR_INVALID_ARG;
 }
 
+/* Decimal digits only: no sign, and no leading blank (strtoull skips one), as
+ * flsim_parse_number refuses one for the number and rate options. */
 static int parse_u32(const char *s, uint32_t lo, uint32_t hi, uint32_t *out)
 {
-    if (!s || !*s || *s == '-' || *s == '+')
+    if (!s || *s < '0' || *s > '9')
         return 0;
     errno = 0;
     char *end = NULL;

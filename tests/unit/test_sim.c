@@ -738,6 +738,44 @@ static fl_status yaml_load_text(flsim_config *y, const char *path, const char *t
     return flsim_config_load_yaml(y, path, err, errlen);
 }
 
+/* A count takes decimal digits only: a leading blank (or sign) is refused with the option's
+ * message, as the number and rate options refuse one (until 2026-12-07 strtoull skipped it:
+ * --rounds ' 2' ran 2 rounds), and the setting is left as it was. */
+static void test_count_leading_blank(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *key, *value, *want;
+    } t[] = {
+        {"rounds", " 2", "--rounds: ' 2' is not a round count in 1 .. 100000000"},
+        {"rounds", "\t2", "--rounds: '\t2' is not a round count in 1 .. 100000000"},
+        {"rounds", "+2", "--rounds: '+2' is not a round count in 1 .. 100000000"},
+        {"clients", " 20", "--clients: ' 20' is not a client count in 1 .. 1000000"},
+        {"per-round", "\n4", "--per-round: '\n4' is not a count in 1 .. 1000000"},
+        {"eval-every", " 0", "--eval-every: ' 0' is not a round count in 0 .. 100000000 (0 = only "
+                             "at the end)"},
+        {"fold-threads", " 2", "--fold-threads: ' 2' is not a thread count in 0 .. 63, or auto"},
+        {"batch", " 8", "--batch: ' 8' is not a batch size in 1 .. 65536"},
+        {"lr", " 0.1", "--lr: ' 0.1' is not a learning rate in (0, 1e6]"}, /* as before */
+    };
+    for (size_t i = 0; i < sizeof t / sizeof t[0]; i++) {
+        flsim_config c = flsim_config_default(), d;
+        memcpy(&d, &c, sizeof d);
+        char err[300] = "";
+        const fl_status st = flsim_config_set(&c, t[i].key, t[i].value, err, sizeof err);
+        if (st != FL_ERR_INVALID_ARG || strcmp(err, t[i].want) != 0)
+            fail_msg("--%s '%s': %s '%s', want '%s'", t[i].key, t[i].value, fl_strerror(st), err,
+                     t[i].want);
+        assert_memory_equal(&c, &d, sizeof c);
+    }
+    /* the same digits without the blank are taken */
+    flsim_config c = flsim_config_default();
+    assert_int_equal(flsim_config_set(&c, "rounds", "2", NULL, 0), FL_OK);
+    assert_int_equal(c.rounds, 2);
+    assert_int_equal(flsim_config_set(&c, "fold-threads", "2", NULL, 0), FL_OK);
+    assert_int_equal(c.fold_threads, 2);
+}
+
 static void test_options_and_yaml(void **state)
 {
     (void)state;
@@ -3452,6 +3490,7 @@ int main(void)
         cmocka_unit_test(test_trace_good),
         cmocka_unit_test(test_trace_bad_rows_have_line_numbers),
         cmocka_unit_test(test_population),
+        cmocka_unit_test(test_count_leading_blank),
         cmocka_unit_test(test_options_and_yaml),
         cmocka_unit_test(test_threads_same_bits),
         cmocka_unit_test(test_failures_keep_feed_order),
