@@ -27,6 +27,24 @@ rc=0
 [ "$rc" -eq 1 ] || fail "summary.json a directory: exit status $rc, not 1"
 grep -q "summary.json is a directory" "$DIR/rs.err" || fail "summary.json a directory: $(cat "$DIR/rs.err")"
 [ ! -e "$DIR/rs/rounds.csv" ] || fail "summary.json a directory: a rounds.csv was written"
+# ... and resume.fls, which a run with checkpoints writes (until 2026-12-07 the run warned at
+# every checkpoint and ended with nothing to resume from); a run without any takes the DIR.
+rmdir "$DIR/rs/summary.json"
+mkdir -p "$DIR/rs/resume.fls"
+for r in 0 1; do
+    rc=0
+    "$FL_SIM" $ARGS --rounds 2 --checkpoint-every 1 --resume $r --out "$DIR/rs" >/dev/null \
+        2>"$DIR/rs.err" || rc=$?
+    [ "$rc" -eq 1 ] || fail "resume.fls a directory, --resume $r: exit status $rc, not 1"
+    grep -qx "fl_sim: --out: $DIR/rs/resume.fls is a directory, where the run writes a file" \
+        "$DIR/rs.err" || fail "resume.fls a directory, --resume $r: $(cat "$DIR/rs.err")"
+    [ "$(ls -A "$DIR/rs")" = resume.fls ] || fail "resume.fls a directory: written to: $(ls -A "$DIR/rs")"
+done
+"$FL_SIM" $ARGS --rounds 2 --checkpoint-every 0 --out "$DIR/rs" >/dev/null 2>"$DIR/rs.err" ||
+    fail "resume.fls a directory, --checkpoint-every 0: $(cat "$DIR/rs.err")"
+[ -d "$DIR/rs/resume.fls" ] && [ -f "$DIR/rs/summary.json" ] ||
+    fail "resume.fls a directory, --checkpoint-every 0: $(ls -A "$DIR/rs")"
+rm -r "$DIR/rs/resume.fls" "$DIR/rs/summary.json" "$DIR/rs/rounds.csv"
 # ... and an experiment's (table.csv, a mean-*.dat): refused before its first run, not after
 # training every run (until 2026-12-08 it failed at its end: "cannot write DIR/table.csv").
 for f in table.csv mean-afd-multi+c.dat; do

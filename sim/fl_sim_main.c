@@ -1088,7 +1088,8 @@ static int run_main(int argc, char **argv)
                    cfg.rounds, cfg.quiet, cfg.out[0] && g_rank == 0 ? cfg.out : NULL, NULL, 0, 0,
                    0.0, cfg.resume};
     size_t out_made = 0; /* what flsim_out_prepare created: removed again if nothing is written */
-    int prep_bad = pr.out && flsim_out_prepare(cfg.out, &out_made, err, sizeof err) != FL_OK;
+    int prep_bad = pr.out && flsim_out_prepare(cfg.out, cfg.checkpoint_every != 0, &out_made, err,
+                                               sizeof err) != FL_OK;
     if (prep_bad)
         fprintf(stderr, "fl_sim: --out: %s\n", err);
     /* One run at a time in DIR (flsim_out_lock), held until this process ends. */

@@ -410,12 +410,14 @@ fl_status flsim_run(const flsim_config *cfg, const flsim_data *data, const fl_lo
  * or replaced during the run): the rounds are then to be written whole (flsim_write_outputs). */
 fl_status flsim_rounds_start(const char *dir, FILE **out, char *err, size_t errlen);
 /* Creates DIR (and its parents) and checks that it is a directory this process may write in (a
- * probe file made and removed: fl_dir_writable) where DIR/rounds.csv and DIR/summary.json are
- * files or absent (a directory there is refused before the run, not after it); leaves nothing inside it, so that a run which fails before its first round leaves an earlier
- * run's results there as they were. made (may be NULL): what flsim_out_unprepare needs to remove
- * the directories this call created. FL_OK, or FL_ERR_IO with the reason in err (nothing created
- * is left then). */
-fl_status flsim_out_prepare(const char *dir, size_t *made, char *err, size_t errlen);
+ * probe file made and removed: fl_dir_writable) where DIR/rounds.csv and DIR/summary.json, and
+ * with checkpoints (a run with --checkpoint-every above 0) DIR/resume.fls, are files or absent
+ * (a directory there is refused before the run, not after it); leaves nothing inside it, so that
+ * a run which fails before its first round leaves an earlier run's results there as they were.
+ * made (may be NULL): what flsim_out_unprepare needs to remove the directories this call
+ * created. FL_OK, or FL_ERR_IO with the reason in err (nothing created is left then). */
+fl_status flsim_out_prepare(const char *dir, int checkpoints, size_t *made, char *err,
+                            size_t errlen);
 /* After a run that failed or was stopped before writing anything: removes the directories
  * flsim_out_prepare(dir, &made) created, deepest first, each only while it is empty (a directory
  * that existed before, or that holds anything, is kept, and so are those above it).

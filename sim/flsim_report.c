@@ -265,7 +265,8 @@ static fl_status begin_dir(const char *dir, char *err, size_t errlen)
     return FL_OK;
 }
 
-fl_status flsim_out_prepare(const char *dir, size_t *made, char *err, size_t errlen)
+fl_status flsim_out_prepare(const char *dir, int checkpoints, size_t *made, char *err,
+                            size_t errlen)
 {
     size_t m = 0;
     if (made)
@@ -279,11 +280,13 @@ fl_status flsim_out_prepare(const char *dir, size_t *made, char *err, size_t err
             snprintf(err, errlen, "%s: %s", dir, strerror(e));
         return FL_ERR_IO;
     }
-    /* A run's files are written when its first round ends (rounds.csv) and at its end (the
-     * summary): something other than a file in their place (a directory) would fail there, after
-     * the training, so it is refused now, before any. */
-    static const char *const outputs[] = {"rounds.csv", "summary.json"};
-    for (size_t i = 0; i < sizeof outputs / sizeof outputs[0]; i++) {
+    /* A run's files are written when its first round ends (rounds.csv), at each checkpoint
+     * (resume.fls) and at its end (the summary): something other than a file in their place (a
+     * directory) would fail there, after the training (a resume.fls at every checkpoint, with
+     * nothing saved to resume from at the end), so it is refused now, before any. */
+    static const char *const outputs[] = {"rounds.csv", "summary.json", FLSIM_RESUME_FILE};
+    const size_t n_out = sizeof outputs / sizeof outputs[0] - !checkpoints;
+    for (size_t i = 0; i < n_out; i++) {
         char path[1200];
         struct stat st;
         snprintf(path, sizeof path, "%s/%s", dir, outputs[i]);

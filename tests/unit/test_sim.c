@@ -2849,7 +2849,7 @@ static void test_out_not_a_directory(void **state)
     const char *outs[] = {file, sub};
     for (size_t i = 0; i < 2; i++) {
         err[0] = '\0';
-        assert_int_equal(flsim_out_prepare(outs[i], NULL, err, sizeof err), FL_ERR_IO);
+        assert_int_equal(flsim_out_prepare(outs[i], 1, NULL, err, sizeof err), FL_ERR_IO);
         if (strcmp(err, want) != 0)
             fail_msg("out_prepare(%s): '%s', want '%s'", outs[i], err, want);
     }
