@@ -487,6 +487,19 @@ grep -qx "fl_sim: warning: --keep 1 keeps every unit: --policy fd then trains th
 --policy full does" "$DIR/keep1.err" || fail "--keep 1 under fd: no warning: $(cat "$DIR/keep1.err")"
 grep -q "warning: --idle-step has no effect here: with --availability always" "$DIR/keep1.err" ||
     fail "--idle-step, always online: no warning: $(cat "$DIR/keep1.err")"
+# --keep below 1 with --keep-layers keeping every droppable layer whole: said too, once the model
+# is known (until 2026-12-07 it was not), once by an experiment, not by each of its runs.
+"$FL_SIM" $ARGS --rounds 1 --keep 0.5 --keep-layers 1 --policy fd >/dev/null 2>"$DIR/klw.err" ||
+    fail "--keep-layers 1 under fd: $(cat "$DIR/klw.err")"
+grep -qx "warn  --keep-layers 1 keeps every unit of the 1 droppable layer of mlp:64-16-4 (--keep \
+0.5 applies to none): --policy fd then trains the whole model, as --policy full does" "$DIR/klw.err" ||
+    fail "--keep-layers 1 under fd: no warning: $(cat "$DIR/klw.err")"
+"$FL_SIM" experiment afd --seeds 1 $ARGS --rounds 1 --keep 0.5 --keep-layers 1 --out "$DIR/expklw" \
+    >/dev/null 2>"$DIR/expklw.err" || fail "experiment, --keep-layers 1: $(cat "$DIR/expklw.err")"
+[ "$(grep -c "keeps every unit" "$DIR/expklw.err")" -eq 1 ] &&
+    grep -qx "warn  --keep-layers 1 keeps every unit of the 1 droppable layer of mlp:64-16-4 \
+(--keep 0.5 applies to none): fd and afd then train the whole model, as full does" "$DIR/expklw.err" ||
+    fail "experiment, --keep-layers 1: not one warning: $(cat "$DIR/expklw.err")"
 # A model without droppable layers (a dense layer alone) trains whole under fd and afd: said.
 "$FL_SIM" $ARGS --rounds 1 --model mlp:64-4 --policy afd-single >/dev/null 2>"$DIR/nodrop.err" ||
     fail "no droppable layer: $(cat "$DIR/nodrop.err")"

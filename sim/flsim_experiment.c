@@ -362,6 +362,12 @@ static fl_status experiment_afd(const flsim_experiment *e, const fl_logger *log,
         snprintf(err, errlen, "--keep-layers: %u value%s, but the model %s has %d droppable "
                  "layer%s", base.n_keep_layers, base.n_keep_layers == 1 ? "" : "s", arch.spec,
                  arch.n_drop, arch.n_drop == 1 ? "" : "s");
+    /* ... and a list that keeps every unit of each droppable layer: said once here, not by
+     * each fd and afd run (flsim_run is given the data, and leaves it to the experiment) */
+    char whole[FLM_MAX_LAYERS * 24 + FLSIM_STR + 160];
+    if (kl_ok && want_arch && r0 && log &&
+        flsim_keep_layers_whole(&base, arch.spec, arch.n_drop, whole, sizeof whole))
+        fl_log(log, FL_LOG_WARN, "%s: fd and afd then train the whole model, as full does", whole);
     if (!flsim_ranks_all_ok(kl_ok)) {
         if (kl_ok)
             snprintf(err, errlen, "another MPI rank refused the settings (its message says why)");

@@ -13,6 +13,15 @@ int flsim_parse_number(const char *s, double *out);
  * (*out 0), spelt exactly so; 1 on success, 0 (*out untouched) for anything else. */
 int flsim_parse_bool(const char *s, int *out);
 
+/* Whether --keep-layers keeps every unit of each of the model's n_drop droppable layers while
+ * --keep is below 1 (so that --keep applies to no layer): fd and afd then train the whole model,
+ * as full does. Policy aside (the caller's to weigh). When so, returns 1 and writes the warning's
+ * first part to out ("--keep-layers 1,1 keeps every unit of the 2 droppable layers of SPEC (--keep
+ * 0.5 applies to none)"); else 0. The case --keep 1 is not this one: fl_sim says it before the
+ * model is known. */
+int flsim_keep_layers_whole(const flsim_config *cfg, const char *spec, int n_drop, char *out,
+                            size_t cap);
+
 /* 1 for a --dataset or --test-dataset given by name alone (fashion-mnist, mnist): the training
  * set is its train split, the test set its test split. */
 int flsim_named_dataset(const char *s);

@@ -1892,6 +1892,39 @@ static void warn_empty_clients(sim *S, const flsim_config *cfg, const flsim_resu
                "part", res->empty_clients, cfg->clients, cfg->partition, K, S->nonempty);
 }
 
+int flsim_keep_layers_whole(const flsim_config *cfg, const char *spec, int n_drop, char *out,
+                            size_t cap)
+{
+    if (cfg->keep >= 1.0 || n_drop <= 0 || cfg->n_keep_layers < (uint32_t)n_drop)
+        return 0;
+    char list[FLM_MAX_LAYERS * 24] = "";
+    size_t len = 0;
+    for (int d = 0; d < n_drop; d++) {
+        if (cfg->keep_layers[d] < 1.0) /* 0 is --keep's, below 1 here */
+            return 0;
+        len += (size_t)snprintf(list + len, sizeof list - len, "%s%g", d ? "," : "",
+                                cfg->keep_layers[d]);
+        if (len >= sizeof list)
+            len = sizeof list - 1;
+    }
+    snprintf(out, cap, "--keep-layers %s keeps every unit of the %d droppable layer%s of %s "
+             "(--keep %g applies to none)", list, n_drop, n_drop == 1 ? "" : "s", spec, cfg->keep);
+    return 1;
+}
+
+/* The policy drops units, yet --keep-layers keeps them all: said once the model is known (fl_sim
+ * says the case --keep 1 before it loads anything). */
+static void warn_keep_layers_whole(sim *S, const flsim_config *cfg)
+{
+    const flm_arch *a = fls_core_arch(S->core);
+    char what[FLM_MAX_LAYERS * 24 + FLSIM_STR + 160];
+    if (S->rank != 0 || cfg->policy == FLS_POLICY_FULL ||
+        !flsim_keep_layers_whole(cfg, a->spec, a->n_drop, what, sizeof what))
+        return;
+    fl_log(&S->log, FL_LOG_WARN, "%s: --policy %s then trains the whole model, as --policy full "
+           "does", what, cfg->fd_per_client ? "fd-per-client" : fls_policy_kind_name(cfg->policy));
+}
+
 static fl_status setup(sim *S, const flsim_config *cfg, const flsim_data *data,
                        flsim_result *res, char *err, size_t errlen)
 {
@@ -2561,6 +2594,8 @@ fl_status flsim_run(const flsim_config *cfg, const flsim_data *data_in, const fl
           &res->err_agreed);
     if (st == FL_OK)
         warn_empty_clients(&S, cfg, res);
+    if (st == FL_OK && !data_in) /* an experiment (its data passed in) says it once itself */
+        warn_keep_layers_whole(&S, cfg);
 #ifdef FLSIM_HAVE_MPI
     if (st == FL_OK && S.size > 1)
         st = ranks_same_run(&S, cfg, err, errlen, &res->err_agreed);

@@ -3312,6 +3312,52 @@ static void test_log_lines_match_rounds(void **state)
     assert_null(strstr(l.text, "plug-in"));
 }
 
+/* A policy that drops units while --keep-layers keeps every unit of each droppable layer (and
+ * --keep, below 1, applies to none) trains the whole model: said in a warning once the model is
+ * known (until 2026-12-07 only --keep 1 was: --keep 0.5 --keep-layers 1 said nothing). A list
+ * that leaves a layer to --keep, or a value below 1, or --policy full, says nothing of it. */
+static void test_keep_layers_whole_warned(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *model, *policy, *keep, *layers, *want; /* want NULL: no such warning */
+    } t[] = {
+        {"mlp:64-32-4", "fd", "0.5", "1", "--keep-layers 1 keeps every unit of the 1 droppable "
+         "layer of mlp:64-32-4 (--keep 0.5 applies to none): --policy fd then trains the whole "
+         "model, as --policy full does"},
+        {"mlp:64-32-32-4", "afd-multi", "0.75", "1,1", "--keep-layers 1,1 keeps every unit of the "
+         "2 droppable layers of mlp:64-32-32-4 (--keep 0.75 applies to none): --policy afd-multi "
+         "then trains the whole model, as --policy full does"},
+        {"mlp:64-32-32-4", "fd-per-client", "0.5", "1,1", "--policy fd-per-client then trains"},
+        {"mlp:64-32-32-4", "fd", "0.5", "1", NULL},    /* the second layer keeps half */
+        {"mlp:64-32-32-4", "fd", "0.5", "1,0", NULL},  /* 0: --keep's 0.5 */
+        {"mlp:64-32-4", "fd", "0.5", "0.99", NULL},
+        {"mlp:64-32-4", "full", "0.5", "1", NULL},     /* inert: fl_sim says so before loading */
+        {"mlp:64-32-4", "fd", "1", "1", NULL},         /* --keep 1: fl_sim says so before loading */
+    };
+    for (size_t i = 0; i < sizeof t / sizeof t[0]; i++) {
+        flsim_config c = small_config();
+        c.rounds = 1;
+        assert_int_equal(flsim_config_set(&c, "model", t[i].model, NULL, 0), FL_OK);
+        assert_int_equal(flsim_config_set(&c, "policy", t[i].policy, NULL, 0), FL_OK);
+        assert_int_equal(flsim_config_set(&c, "keep", t[i].keep, NULL, 0), FL_OK);
+        assert_int_equal(flsim_config_set(&c, "keep-layers", t[i].layers, NULL, 0), FL_OK);
+        log_lines l = {{0}, 0};
+        const fl_logger lg = {keep_line, &l, FL_LOG_WARN};
+        flsim_result res;
+        char err[512];
+        const fl_status st = flsim_run(&c, NULL, &lg, NULL, NULL, &res, NULL, NULL, err, sizeof err);
+        if (st != FL_OK)
+            fail_msg("%s %s --keep %s --keep-layers %s: %s (%s)", t[i].model, t[i].policy,
+                     t[i].keep, t[i].layers, fl_strerror(st), err);
+        const char *said = strstr(l.text, "keeps every unit");
+        if (t[i].want ? !strstr(l.text, t[i].want) || strstr(said + 1, "keeps every unit") : !!said)
+            fail_msg("%s %s --keep %s --keep-layers %s: logged '%s', want %s%s", t[i].model,
+                     t[i].policy, t[i].keep, t[i].layers, l.text, t[i].want ? "once: " : "none",
+                     t[i].want ? t[i].want : "");
+    }
+}
+
 static void test_availability_and_errors(void **state)
 {
     (void)state;
@@ -3500,6 +3546,7 @@ int main(void)
         cmocka_unit_test(test_small_run_learns),
         cmocka_unit_test(test_availability_and_errors),
         cmocka_unit_test(test_log_lines_match_rounds),
+        cmocka_unit_test(test_keep_layers_whole_warned),
         cmocka_unit_test(test_afd_alternatives),
         cmocka_unit_test(test_keep_layers),
         cmocka_unit_test(test_outputs_read_back),
