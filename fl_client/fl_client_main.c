@@ -18,6 +18,7 @@
 #include "flc.h"
 #include "flm_blas.h"
 #include "flm_data.h"
+#include "flp_wire.h"
 
 /* The client, once made: the handlers stop it (flc_client_run then says Bye and returns).
  * g_phase: 0 start-up, 1 running (g_client set), 2 run over (being freed: nothing to do). */
@@ -179,6 +180,29 @@ static void say_as_flags(const char *msg, char *out, size_t cap)
         }
     }
     out[o] = '\0';
+}
+
+/* --id goes on the wire in every message (the envelope's sender, the Hello's client_id):
+ * checked as flc_client_new checks it, with the other options, not once the dataset has loaded
+ * (whose error a missing dataset then showed instead). 1 when it may be sent. */
+static int id_ok(const char *id)
+{
+    if (!id[0]) {
+        fprintf(stderr, "fl_client: --id is empty (leave it out for client-<index>)\n");
+        return 0;
+    }
+    flp_msg m = flp_msg_header(FLP_HELLO, 0, id);
+    m.hello.client_id = id;
+    m.hello.backend = FLP_BACKEND_CPU;
+    m.hello.min_version = FLP_VERSION;
+    m.hello.max_version = FLP_VERSION;
+    char why[FLP_ERRBUF];
+    if (flp_validate(&m, NULL, why, sizeof why) == FL_OK)
+        return 1;
+    const char *r = strstr(why, ": "); /* the reason, after the wire field's name */
+    fprintf(stderr, "fl_client: --id: %s (an id is UTF-8 text without control characters, at "
+            "most %u bytes)\n", r ? r + 2 : why, flp_limits_default().max_str);
+    return 0;
 }
 
 static void log_stderr(void *user, flc_log_level level, const char *msg)
@@ -361,6 +385,8 @@ int main(int argc, char **argv)
                 heartbeat ? heartbeat : 1000);
         return 1;
     }
+    if (id && !id_ok(id))
+        return 1;
     if (insecure && (server_key || key)) {
         fprintf(stderr, "fl_client: --insecure turns CURVE off; drop --server-key and --key, or "
                         "--insecure\n");

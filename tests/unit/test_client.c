@@ -2276,6 +2276,17 @@ static void test_cli_bad_options(void **state)
         {"--server tcp://127.0.0.1 --insecure",
          "--server tcp://127.0.0.1 is not tcp://HOST:PORT with a PORT in 1..65535"},
         {"--server inproc://fl --insecure", "inproc:// reaches only a server in the same process"},
+        /* an --id that cannot go on the wire: said with the other options, not after the dataset
+         * loaded (until 2026-12-07 a missing dataset's error, exit 2, came first) */
+        {"--server tcp://127.0.0.1:1 --insecure --data-dir /nonexistent-fedrop --id \"$(printf "
+         "'a\\tb')\"", "fl_client: --id: control character at byte 1 (an id is UTF-8 text "
+         "without control characters, at most 1024 bytes)\n"},
+        {"--server tcp://127.0.0.1:1 --insecure --data-dir /nonexistent-fedrop --id \"$(printf "
+         "'id\\377')\"", "fl_client: --id: not UTF-8 at byte 2 (0xff)"},
+        {"--server tcp://127.0.0.1:1 --insecure --data-dir /nonexistent-fedrop --id \"$(head -c "
+         "1025 /dev/zero | tr '\\0' x)\"", "fl_client: --id: longer than 1024 bytes"},
+        {"--server tcp://127.0.0.1:1 --insecure --data-dir /nonexistent-fedrop --id ''",
+         "fl_client: --id is empty (leave it out for client-<index>)\n"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         char cmd[1024], out[4096] = "", line[512];
