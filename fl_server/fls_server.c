@@ -1987,6 +1987,11 @@ static fl_status drain_events(fls_server *s)
             break;
         case FLS_EV_ROUND_END:
             round_end(s);
+            /* The next round starts (or the run ends: FLS_EV_DONE) at fls_core_tick, which the
+             * timer sweep calls: the sweep runs now, not at its next 50 ms. Until 2026-12-07 a
+             * round that closed at quorum, or after its evaluation, waited for it, so rounds of a
+             * small model followed each other every 50 ms, whatever they took (9 ms). */
+            s->next_timers = 0;
             break;
         case FLS_EV_DONE:
             if (s->run == RUN_ON)

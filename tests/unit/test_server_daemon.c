@@ -2251,13 +2251,17 @@ static void peer_send(peer *p, const flp_msg *m)
     free(buf);
 }
 
+double __real_fl_time_mono_s(void);
+static double g_clock_skew, g_clock_hold; /* __wrap_fl_time_mono_s, below */
+
 /* Steps the server until the peer receives a message that is not a Heartbeat (or max_s of wall
  * time pass: then NULL, and the caller's assertion fails). Not a timed assertion: the bound only
- * keeps a broken build from hanging. */
+ * keeps a broken build from hanging. Wall time, not the server's clock: a test that holds that
+ * (g_clock_hold) still ends here. */
 static flp_msg *peer_recv(fls_server *s, peer *p, double max_s)
 {
-    const double t0 = fl_time_mono_s();
-    while (fl_time_mono_s() - t0 < max_s) {
+    const double t0 = __real_fl_time_mono_s();
+    while (__real_fl_time_mono_s() - t0 < max_s) {
         if (s) /* NULL: a server in another process */
             fls_server_step(s, 2);
         zmq_pollitem_t it = {p->sock, 0, ZMQ_POLLIN, 0};
@@ -3825,6 +3829,53 @@ static void play_round_done(fls_server *s, peer *p, flc_core *c, logbuf *lb, int
         assert_int_equal(fls_server_step(s, 2), FLS_OK);
 }
 
+/* A round that ends starts the next at once (or ends the run): fls_core_tick, which alone starts
+ * a round, runs then, not at the timer sweep's next turn. With the server's clock held after round
+ * 0 started, that turn never comes: only the round's end can bring round 1's Task and the run's
+ * Bye. Until 2026-12-07 a round that closed at quorum, or after its evaluation, waited for the
+ * next sweep (every 50 ms), and here round 1's Task never came. Round 0 ends at quorum in the
+ * reactor (eval 0), or once its evaluation's thread is done (eval 1). */
+static void next_round_at_once(int eval)
+{
+    char yaml[1024], ep[300];
+    snprintf(ep, sizeof ep, "ipc://%s/at_once%d.sock", g_tmp, eval);
+    snprintf(yaml, sizeof yaml,
+             "server:\n  insecure: true\n  endpoints: ['%s']\n"
+             "model:\n  arch: \"mlp:6-5-3\"\nrun:\n  rounds: 2\n"
+             "round:\n  clients: 1\n  overcommit: 1\ncodec:\n  chunk_elems: 4\n%s",
+             ep, eval ? "eval:\n  dataset: synthetic\n  synthetic_samples: 50\n  every: 1\n" : "");
+    logbuf *lb;
+    fls_server *s = server_rounds_of(yaml, &lb);
+    peer p;
+    flp_msg h;
+    flc_core *c = dev_joined(s, &p, ep, &h);
+    /* A second ahead: one sweep is due at once and starts round 0 (the client is in); the next
+     * is due 50 ms after that second, which never comes. */
+    g_clock_hold = __real_fl_time_mono_s() + 1.0;
+    int max_inflight = 0;
+    assert_int_equal(play_round(s, &p, c, 8, &max_inflight, 0), 0);
+    assert_int_equal(play_round(s, &p, c, 8, &max_inflight, 0), 0);
+    flp_msg *bye = peer_recv(s, &p, 10);
+    if (!bye || bye->type != FLP_BYE)
+        fail_msg("eval %d: after round 1, %s instead of the run's Bye; log:\n%s", eval,
+                 bye ? flp_type_name(bye->type) : "nothing", lb->text);
+    assert_string_equal(bye->bye.reason, "done");
+    flp_msg_free(bye);
+    assert_int_equal(lb->rounds, 2);
+    g_clock_hold = 0;
+    fls_server_free(s);
+    flc_core_free(c);
+    peer_close(&p);
+    free(lb);
+}
+
+static void test_reactor_next_round_at_once(void **state)
+{
+    (void)state;
+    next_round_at_once(0);
+    next_round_at_once(1);
+}
+
 static void test_reactor_round_and_resume(void **state)
 {
     (void)state;
@@ -4176,7 +4227,6 @@ int __wrap_mkstemp64(char *tmpl)
  * by g_clock_skew; held at g_clock_hold while that is not 0. */
 double __real_fl_time_mono_s(void);
 double __wrap_fl_time_mono_s(void);
-static double g_clock_skew, g_clock_hold;
 
 double __wrap_fl_time_mono_s(void)
 {
@@ -9372,6 +9422,7 @@ int main(void)
         cmocka_unit_test(test_reactor_reload_nothing),
         cmocka_unit_test_teardown(test_reactor_ids_per_key, hello_memory_reset),
         cmocka_unit_test(test_reactor_round_and_resume),
+        cmocka_unit_test_teardown(test_reactor_next_round_at_once, reset_wraps),
         cmocka_unit_test(test_reactor_backlog_not_silence),
         cmocka_unit_test(test_reactor_backlog_lasting),
         cmocka_unit_test(test_reactor_flood_silence_bounded),
