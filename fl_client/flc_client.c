@@ -1002,13 +1002,14 @@ static void test_upload_gate(flc_client *c, uint64_t round)
     }
 }
 
-/* With FEDROP_TEST_TRAIN_WATCH_MS=N the session's poll wakes every N ms while a training runs,
- * not 50: a test that sets it long shows that a training's end wakes the session by itself. */
-static int train_watch_ms(void)
+/* With FEDROP_TEST_TRAIN_WATCH_MS=N the session's poll wakes every N ms at most while a training
+ * runs, not heartbeat_ms / 2 (ms): a test that sets it long shows that a training's end wakes the
+ * session by itself. */
+static int train_watch_ms(int ms)
 {
     const char *v = getenv("FEDROP_TEST_TRAIN_WATCH_MS");
     const long n = v && *v ? strtol(v, NULL, 10) : 0;
-    return n > 0 && n <= 3600000 ? (int)n : 50;
+    return n > 0 && n <= 3600000 ? (int)n : ms;
 }
 
 /* A client killed mid-upload: with FEDROP_TEST_PAUSE_UPLOAD_AFTER_CHUNKS=K in the environment
@@ -1039,7 +1040,7 @@ static int test_pause_here(flc_client *c)
 static void test_upload_gate(flc_client *c, uint64_t round) { (void)c; (void)round; }
 static void test_pause_arm(flc_client *c) { (void)c; }
 static int test_pause_here(flc_client *c) { (void)c; return 0; }
-static int train_watch_ms(void) { return 50; }
+static int train_watch_ms(int ms) { return ms; }
 #endif
 
 /* The update being sent will not be sent in full (a new Task, the session's end, a send that
@@ -1334,6 +1335,40 @@ static void training_watch(flc_client *c)
            "cancelled%s and its update will not be sent",
            (unsigned long long)flc_core_round(c->core), c->task_deadline_ms,
            c->cfg.train ? " (the device's trainer sees flc_task_cancelled 1)" : "");
+}
+
+/* The ms until t (monotonic ns), rounded up and one more, so that a wake then finds t passed
+ * (past_deadline and the watches look for now > t); ms when t is 0 (none), passed, or later. */
+static int until_ms(uint64_t t, uint64_t now, int ms)
+{
+    if (!t || t <= now)
+        return ms;
+    const uint64_t left = (t - now + 999999) / 1000000 + 1;
+    return left < (uint64_t)ms ? (int)left : ms;
+}
+
+/* How long the session's poll may sleep: until a message, a stop or a training's end wakes it (its
+ * descriptors), the next heartbeat look (heartbeat_ms / 2; >= 5, check_config), or a deadline of
+ * its own, whichever comes first: the Task's (training_watch, download_watch), an upload's
+ * (upload_watch) and, at max_rounds, the last update's Ack's. Until 2026-12-07 the deadlines
+ * waited for the next look: a download's was seen up to heartbeat_ms / 2 late (the partial
+ * task's buffers held meanwhile), and while a training ran the session woke every 50 ms for its
+ * Task's, 20 times a second however long the training, with a deadline or none. */
+static int poll_ms(const flc_client *c)
+{
+    int ms = c->cfg.heartbeat_ms / 2;
+    if (c->thread_live)
+        ms = train_watch_ms(ms);
+    const uint64_t now = fl_time_mono_ns();
+    ms = until_ms(c->task_deadline_ns, now, ms);
+    if (c->up_active && c->task_deadline_ns) {
+        const uint64_t from = c->up_start_ns > c->task_deadline_ns ? c->up_start_ns
+                                                                    : c->task_deadline_ns;
+        ms = until_ms(from + (uint64_t)c->cfg.liveness_ms * 1000000ull, now, ms);
+    }
+    if (c->ack_wait && c->cfg.max_rounds)
+        ms = until_ms(c->ack_deadline_ns, now, ms);
+    return ms;
 }
 
 /* What the session loop should do after a message. */
@@ -1666,10 +1701,9 @@ static int session(flc_client *c)
             return DONE;
         zmq_pollitem_t it[4] = {{c->sock, 0, ZMQ_POLLIN, 0}, {c->mon, 0, ZMQ_POLLIN, 0},
                                 {NULL, c->wake[0], ZMQ_POLLIN, 0}, {NULL, c->done[0], ZMQ_POLLIN, 0}};
-        /* The socket, the monitor, a stop and a training's end wake the poll; while a training
-         * runs it also wakes every 50 ms for the task's deadline (training_watch). */
-        const int timeout = c->thread_live ? train_watch_ms() : c->cfg.heartbeat_ms / 2; /* >= 5 */
-        const int rc = zmq_poll(it, 4, timeout);
+        /* The socket, the monitor, a stop and a training's end wake the poll; poll_ms says when
+         * a look of the session's own is due. */
+        const int rc = zmq_poll(it, 4, poll_ms(c));
         if (rc < 0 && errno != EINTR)
             return RECONNECT;
         if (rc > 0 && (it[3].revents & ZMQ_POLLIN)) {

@@ -4167,6 +4167,59 @@ static void test_training_past_deadline_cancelled(void **state)
     }
 }
 
+/* The session wakes at a deadline of its own, not only at its next heartbeat look: a download
+ * whose Task's deadline passed is dropped then (the round is over, and its buffers go back), and
+ * a training running past it is cancelled. Here the client looks every 30 s (heartbeat_ms 60000)
+ * and the server says nothing, so only that wake can act within the generous bound below: the
+ * deadline is 0.5 s. Until 2026-12-07 a download's deadline was seen at the next heartbeat look
+ * (heartbeat_ms / 2 late at most: 30 s here; 0.5 s at the default heartbeat_ms), and a training's
+ * at the session's 50 ms watch, which woke it 20 times a second for as long as any training ran
+ * (k 1: a plug-in that polls flc_task_cancelled, and would return only when the test says). */
+static void test_own_deadline_wakes(void **state)
+{
+    (void)state;
+    const char *hows[] = {"a download", "a training"};
+    for (int k = 0; k < 2; k++) {
+        deadline_flags d = {0, 0, 0, 1};
+        session s;
+        session_open(&s);
+        flc_config cfg = base_config(s.f.ep, k ? deadline_trainer : train_plus_quarter, s.lb);
+        cfg.train_user = &d;
+        cfg.heartbeat_ms = 60000;
+        cfg.liveness_ms = 600000;
+        assert_int_equal(flc_client_new(&cfg, &s.c), FLC_OK);
+        run_start(&s.r, s.c);
+        flp_msg_free(session_expect(&s, FLP_HELLO, 5000, ""));
+        fake_ack(&s.f, FLP_HELLO, 0, 0);
+        fake_core_new(&s.core, 0, 0.5);
+        const double t0 = fl_time_mono_s();
+        if (k == 0) {
+            s.round = fake_task_chunks(&s.f, s.core, 1, 0, 1); /* the Task and its first chunk */
+            flp_msg *a = session_expect(&s, FLP_ACK, 5000, "of the first chunk");
+            assert_int_equal(a->ack.of_type, FLP_CHUNK);
+            flp_msg_free(a);
+        } else {
+            s.round = fake_task(&s.f, s.core);
+        }
+        const char *said = k == 0 ? "the task's deadline passed before all its weight chunks"
+                                  : "before its training ended";
+        /* a liveness bound, not a speed one: 0.5 s against 30 s */
+        while (!log_count(s.lb, said) && fl_time_mono_s() - t0 < 15.0) {
+            const struct timespec ts = {0, 5 * 1000 * 1000};
+            nanosleep(&ts, NULL);
+        }
+        if (!log_count(s.lb, said))
+            fail_msg("%s: its task's deadline (0.5 s) not acted on 15 s on; log:\n%s", hows[k],
+                     s.lb->text);
+        print_message("%s: deadline 0.5 s, acted on after %.3f s\n", hows[k],
+                      fl_time_mono_s() - t0);
+        const flc_stats *st = session_stopped(&s);
+        assert_int_equal(st->tasks_dropped, 1);
+        assert_int_equal(st->updates_sent, 0);
+        session_close(&s);
+    }
+}
+
 /* A Task that comes in while a training runs is held until the trainer returns; its deadline_ms
  * still counts from its arrival (flc.h). A plug-in that does not poll flc_task_cancelled holds
  * the first training for 1 s; a second Task, deadline 200 ms, and its chunks come in meanwhile.
@@ -4584,6 +4637,7 @@ int main(void)
         cmocka_unit_test(test_dropped_download_released),
         cmocka_unit_test(test_stuck_upload_dropped),
         cmocka_unit_test(test_training_past_deadline_cancelled),
+        cmocka_unit_test(test_own_deadline_wakes),
         cmocka_unit_test(test_held_task_deadline_from_arrival),
         cmocka_unit_test(test_training_without_deadline_runs_on),
         cmocka_unit_test(test_dropped_update_answer_not_counted),
