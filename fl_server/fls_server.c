@@ -4766,11 +4766,15 @@ fls_status fls_server_step(fls_server *s, int timeout_ms)
     if (stop_asked(s) && !s->eval_live)
         return finish_stop(s);
     double now = fl_time_mono_s();
-    double wait = s->next_timers - now;
-    if (wait < 0)
+    /* Until the sweep is due, in whole ms rounded up: rounded down (until 2026-12-07), the poll
+     * woke up to 1 ms early, and then polled with a timeout of 0 until the sweep came due, a
+     * spin of about 1 ms every 50 ms (an idle server: 1,067 polls of 0 ms beside 58 of 49 ms in
+     * 3 s). */
+    double wait = ceil((s->next_timers - now) * 1000.0);
+    if (!(wait > 0)) /* due, or long past (next_timers 0) */
         wait = 0;
-    if (timeout_ms < 0 || wait * 1000.0 < timeout_ms)
-        timeout_ms = (int)(wait * 1000.0);
+    if (timeout_ms < 0 || wait < timeout_ms)
+        timeout_ms = (int)wait;
     zmq_pollitem_t it[4] = {
         {s->router, 0, ZMQ_POLLIN, 0},
         {NULL, s->pipe_rd, ZMQ_POLLIN, 0},
