@@ -182,10 +182,22 @@ fls_status fls_keygen(const char *dir, const char *name, char *err, size_t errle
     const int made = mkdir(dir, 0700) == 0;
     if (!made && errno != EEXIST)
         return fls_status_of(kfail(FL_ERR_IO, err, errlen, "%s: %s", dir, strerror(errno)));
+    /* Something is there: a file in DIR's place made the open below fail as "DIR/NAME.secret:
+     * Not a directory", naming a path the operator never gave. (stat, not lstat: a link to a
+     * directory is one.) */
+    struct stat sb;
+    if (!made && stat(dir, &sb) != 0) {
+        explicit_bzero(sec, sizeof sec);
+        return fls_status_of(kfail(FL_ERR_IO, err, errlen, "%s: %s", dir, strerror(errno)));
+    }
+    if (!made && !S_ISDIR(sb.st_mode)) {
+        explicit_bzero(sec, sizeof sec);
+        return fls_status_of(kfail(FL_ERR_IO, err, errlen, "%s: not a directory (keygen writes "
+                                   "the key pair into DIR, made if missing)", dir));
+    }
     /* Neither file may exist: a NAME.pub left alone (its secret deleted) may still be on the
      * other side's allow-list or be the only copy of that public key; keygen never overwrites
      * (the usage promises exit 1 when a file of the pair exists). */
-    struct stat sb;
     const char *there = lstat(spath, &sb) == 0 ? spath : lstat(ppath, &sb) == 0 ? ppath : NULL;
     if (there) {
         explicit_bzero(sec, sizeof sec);

@@ -1770,6 +1770,22 @@ static void test_keygen(void **state)
     assert_string_equal(err, "key name '' must be non-empty and contain no '/'");
     assert_int_equal(fls_keygen("", "x", err, sizeof err), FLS_ERR_INVALID_ARG);
     assert_non_null(strstr(err, "directory"));
+    /* DIR a regular file: DIR is named, not DIR/NAME.secret ("Not a directory"), nothing made */
+    char notdir[600], want[700];
+    snprintf(notdir, sizeof notdir, "%s/kg-file", g_tmp);
+    write_file(notdir, "run:\n  rounds: 3\n");
+    assert_int_equal(fls_keygen(notdir, "x", err, sizeof err), FLS_ERR_IO);
+    snprintf(want, sizeof want, "%s: not a directory (keygen writes the key pair into DIR, made "
+             "if missing)", notdir);
+    assert_string_equal(err, want);
+    read_small(notdir, text, sizeof text);
+    assert_string_equal(text, "run:\n  rounds: 3\n");
+    /* a link to a directory is one */
+    snprintf(notdir, sizeof notdir, "%s/kg-link", g_tmp);
+    assert_int_equal(symlink(g_tmp, notdir), 0);
+    assert_int_equal(fls_keygen(notdir, "kglink", err, sizeof err), FLS_OK);
+    snprintf(path, sizeof path, "%s/kglink.secret", g_tmp);
+    assert_int_equal(stat(path, &sb), 0);
     /* a damaged key file */
     snprintf(path, sizeof path, "%s/bad.pub", g_tmp);
     write_file(path, "# comment\nnot-a-key\n");
