@@ -3,6 +3,7 @@
  * to the round engine's fls_config. */
 #include <ctype.h>
 #include <errno.h>
+#include <float.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -226,6 +227,10 @@ static int parse_u64(const char *s, uint64_t *out)
     return 1;
 }
 
+/* A decimal number: 1 and *out set; 0 not one; F64_TINY a nonzero number too small for a double
+ * (strtod's ERANGE with a result at or below DBL_MIN: a subnormal, or 0 for 1e-400), which is
+ * refused as before but no longer said as "not a finite number"; F64_HUGE beyond DBL_MAX. */
+enum { F64_TINY = -1, F64_HUGE = -2 };
 static int parse_f64(const char *s, double *out)
 {
     if (!s || !*s || strlen(s) > 64)
@@ -237,10 +242,23 @@ static int parse_f64(const char *s, double *out)
     errno = 0;
     char *end = NULL;
     const double v = strtod(s, &end);
-    if (errno || !end || *end || !isfinite(v))
+    if (!end || *end)
+        return 0;
+    if (errno == ERANGE)
+        return fabs(v) <= DBL_MIN ? F64_TINY : F64_HUGE;
+    if (errno || !isfinite(v))
         return 0;
     *out = v;
     return 1;
+}
+
+/* The message of a number key whose text parse_f64 refused with got. */
+static fl_status f64_fail(char *err, size_t errlen, const key_def *k, const char *v, int got)
+{
+    if (got == F64_TINY)
+        return fail(err, errlen, "%s: '%s' is too small for a double (nonzero, below %.1e in "
+                    "magnitude)", k->key, v, DBL_MIN);
+    return fail(err, errlen, "%s: '%s' is not a finite number", k->key, v);
 }
 
 static int parse_bool(const char *s, int *out)
@@ -341,8 +359,9 @@ static fl_status key_set(fls_options *o, const key_def *k, const char *v, int ap
             *(double *)base = NAN;
             return FL_OK;
         }
-        if (!parse_f64(v, &x))
-            return fail(err, errlen, "%s: '%s' is not a finite number", k->key, v);
+        const int got = parse_f64(v, &x);
+        if (got != 1)
+            return f64_fail(err, errlen, k, v, got);
         if (x < k->min || x > k->max)
             return fail(err, errlen, "%s: %s is out of range [%g, %g]", k->key, v, k->min, k->max);
         if (k->type == K_F32)
@@ -418,8 +437,9 @@ static fl_status key_set(fls_options *o, const key_def *k, const char *v, int ap
         if (!*v)
             return FL_OK;
         double x;
-        if (!parse_f64(v, &x))
-            return fail(err, errlen, "%s: '%s' is not a finite number", k->key, v);
+        const int got = parse_f64(v, &x);
+        if (got != 1)
+            return f64_fail(err, errlen, k, v, got);
         if (x < 0 || x > 1)
             return fail(err, errlen, "%s: %s is outside [0, 1] (0: policy.keep)", k->key, v);
         if (o->n_keep_layers >= FLM_MAX_LAYERS)

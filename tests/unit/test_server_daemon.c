@@ -452,6 +452,13 @@ static void test_config_structure_errors(void **state)
         {"round:\n  clients: 3\n---\nround:\n  clients: 4\n", "only one YAML document"},
         {"policy:\n  kind: bogus\n", "policy.kind: 'bogus' is not one of full|fd|afd-single|afd-multi"},
         {"train:\n  lr: 1e999\n", "train.lr: '1e999' is not a finite number"},
+        /* a nonzero number a double cannot hold (strtod's underflow) is refused as too small,
+         * not as "not a finite number" */
+        {"aggregation:\n  clip_norm: 1e-310\n", "t.yaml:2: aggregation.clip_norm: '1e-310' is too "
+                                              "small for a double (nonzero, below 2.2e-308 in magnitude)"},
+        {"train:\n  lr: -1e-400\n", "train.lr: '-1e-400' is too small for a double"},
+        {"policy:\n  keep_layers: [0.5, 5e-324]\n", "policy.keep_layers: '5e-324' is too small "
+                                                     "for a double"},
         {"server:\n  endpoints: [udp://x:1]\n", "'udp://x:1' is not a tcp:// or ipc:// endpoint"},
         /* a port libzmq would take mod 2^16 (99999 -> 34463), or none: refused here */
         {"server:\n  endpoints: ['tcp://127.0.0.1:99999']\n",
@@ -490,6 +497,16 @@ static void test_config_structure_errors(void **state)
     char err[256];
     assert_int_equal(fls_options_load_mem(o, "a\0b", 3, "n.yaml", err, sizeof err), FLS_ERR_CONFIG);
     assert_non_null(strstr(err, "NUL"));
+    /* a flag (--set aggregation.clip_norm=1e-310) says the same; the smallest normal double,
+     * and 0 written small, are taken as before */
+    assert_int_equal(fls_options_set(o, "aggregation.clip_norm", "1e-310", err, sizeof err),
+                     FLS_ERR_CONFIG);
+    assert_string_equal(err, "aggregation.clip_norm: '1e-310' is too small for a double (nonzero, "
+                             "below 2.2e-308 in magnitude)");
+    assert_int_equal(fls_options_set(o, "aggregation.clip_norm", "2.2250738585072014e-308", err,
+                                     sizeof err), FLS_OK);
+    assert_int_equal(fls_options_set(o, "aggregation.clip_norm", "0e-400", err, sizeof err),
+                     FLS_OK);
     assert_int_equal(fls_options_load_file(o, "/nonexistent/fl.yaml", err, sizeof err), FLS_ERR_IO);
     assert_string_equal(err, "/nonexistent/fl.yaml: No such file or directory");
     /* a directory is said as such, not as a bare "read error" (a FIFO: the test of operator
