@@ -1169,9 +1169,10 @@ static fl_status yaml_section(yctx *y, yaml_parser_t *p, const yaml_event_t *sev
     fl_status st = ynext(y, p, &ev);
     if (st != FL_OK)
         return st;
-    if (ev.type == YAML_SCALAR_EVENT && ev.data.scalar.value[0] == 0 &&
-        ev.data.scalar.style == YAML_PLAIN_SCALAR_STYLE) {
-        yaml_event_delete(&ev); /* "section:" with nothing under it */
+    if (yaml_is_null(&ev)) {
+        /* "section:", "section: ~", "section: null": YAML's null, all three; an empty section.
+         * A quoted '' or '~' is a string, and refused below. */
+        yaml_event_delete(&ev);
         return FL_OK;
     }
     if (ev.type != YAML_MAPPING_START_EVENT) {
@@ -1227,10 +1228,20 @@ static fl_status yaml_doc(yctx *y, yaml_parser_t *p)
                 return st;
             continue;
         }
-        if (depth == 1 && t == YAML_SCALAR_EVENT && ev.data.scalar.value[0] == 0) {
-            depth = 2; /* an empty document */
+        if (depth == 1 && yaml_is_null(&ev)) {
+            depth = 2; /* a null document ("---", "~", "null"): empty, as a file of comments */
             yaml_event_delete(&ev);
             continue;
+        }
+        if (depth == 1 && t == YAML_SCALAR_EVENT) {
+            /* a string ('', "x", a word): no configuration, whatever it says */
+            const char *v = (const char *)ev.data.scalar.value;
+            const int show = !has_control(v);
+            st = yfail(y, &ev, "the configuration must be a mapping of sections, found a "
+                       "scalar%s%.40s%s%s", show ? " ('" : "", show ? v : "",
+                       show && strlen(v) > 40 ? "..." : "", show ? "')" : "");
+            yaml_event_delete(&ev);
+            return st;
         }
         if (depth != 1 || t != YAML_MAPPING_START_EVENT) {
             st = yfail(y, &ev, "the configuration must be a mapping of sections, found %s",

@@ -292,6 +292,17 @@ static void test_config_good(void **state)
     o = opts_from("# nothing\nround:\n");
     check_value(o, "round.clients", "10");
     fls_options_free(o);
+    /* YAML's null, however written, is an empty section or an empty file ("round: ~" was "must
+     * be a mapping of keys", while "round:", the same null, was taken) */
+    static const char *const nulls[] = {
+        "round: ~\n", "round: null\nrun: NULL\neval: Null\n", "round: ~\nrun:\n  seed: 2\n",
+        "~\n", "null\n", "---\n", "--- ~\n", "# nothing\n---\n...\n",
+    };
+    for (size_t i = 0; i < sizeof nulls / sizeof nulls[0]; i++) {
+        o = opts_from(nulls[i]);
+        check_value(o, "round.clients", "10");
+        fls_options_free(o);
+    }
 
     /* Quoted, "~" and "" are strings; the optimizer's optional keys take null as unset */
     o = opts_from("run:\n  metrics: '~'\neval:\n  dir: \"\"\n"
@@ -431,6 +442,14 @@ static void test_config_structure_errors(void **state)
         {"run: {seed: 1}\nrun: {rounds: 2}\n", "t.yaml:2: section 'run' repeated"},
         {"rounds:\n  clients: 3\n", "t.yaml:1: unknown section 'rounds'"},
         {"round: 3\n", "section 'round' must be a mapping"},
+        /* a quoted '' or '~' is a string, not YAML's null: no section; nor a whole file */
+        {"round: ''\n", "t.yaml:1: section 'round' must be a mapping of keys, found a scalar"},
+        {"run:\n  seed: 2\nround: '~'\n", "t.yaml:3: section 'round' must be a mapping"},
+        {"''\n", "t.yaml:1: the configuration must be a mapping of sections, found a scalar ('')"},
+        {"# fl.yaml\n\"\"\n", "t.yaml:2: the configuration must be a mapping of sections, found "
+                              "a scalar ('')"},
+        {"rounds\n", "t.yaml:1: the configuration must be a mapping of sections, found a scalar "
+                     "('rounds')"},
         {"- a\n- b\n", "must be a mapping of sections"},
         {"round:\n  clients:\n    a: 1\n", "t.yaml:3: round.clients: expected a value, found a mapping"},
         {"round:\n  clients: [1, 2]\n", "round.clients: expected a value, found a list"},
