@@ -15,9 +15,22 @@ enum { EXIT_DONE = 0, EXIT_RUNTIME = 1, EXIT_USAGE = 2, EXIT_STARTUP = 3 };
 
 /* The running server, once fls_server_new returned it: the handlers forward to it. Before that
  * (start-up: keys, the evaluation set, the checkpoint to resume, the bind) they only note the
- * signal, and main acts on it once the server exists. */
+ * signal, and main acts on it once the server exists. After fls_server_run returned (the
+ * shutdown: fls_server_free waits for a cancelled evaluation's current batch and closes the
+ * sockets) g_shutdown is set, with the status main will exit with. */
 static fls_server *volatile g_server;
 static volatile sig_atomic_t g_startup_stop, g_startup_hup;
+static volatile sig_atomic_t g_shutdown, g_shutdown_said, g_shutdown_exit;
+
+/* A message from the handler: write(2), not stdio (async-signal-safe), errno kept. */
+static void say_from_handler(const char *msg, size_t len)
+{
+    const int e = errno;
+    if (write(STDERR_FILENO, msg, len) < 0) {
+        /* nowhere to say it */
+    }
+    errno = e;
+}
 
 static void on_signal(int sig)
 {
@@ -32,14 +45,28 @@ static void on_signal(int sig)
             g_startup_hup = 1;
     } else if (s) {
         fls_server_stop(s);
+    } else if (g_shutdown) {
+        /* The run is over (its checkpoint written, when one was due and could be): what is
+         * left is the wait for a cancelled evaluation's batch (eval.batch samples: it may take
+         * a while) and the sockets' close. The first signal says so; a second one ends the
+         * process at once, with the status the run has: nothing a resume needs is lost, only
+         * the batch's result (dropped anyway), the Byes still queued and the exit lines. */
+        if (!g_shutdown_said) {
+            g_shutdown_said = 1;
+            static const char msg[] = "fl_server: already stopping: the run is over, closing "
+                                      "(waiting for a cancelled evaluation's current batch, if "
+                                      "any, and the last messages; again to exit now)\n";
+            say_from_handler(msg, sizeof msg - 1);
+        } else {
+            static const char msg[] = "fl_server: exiting now, without waiting for the shutdown "
+                                      "to end\n";
+            say_from_handler(msg, sizeof msg - 1);
+            _exit(g_shutdown_exit);
+        }
     } else if (!g_startup_stop) {
         g_startup_stop = 1;
         static const char msg[] = "fl_server: stopping once start-up is over (again to stop now)\n";
-        const int e = errno;
-        if (write(STDERR_FILENO, msg, sizeof msg - 1) < 0) {
-            /* nowhere to say it */
-        }
-        errno = e;
+        say_from_handler(msg, sizeof msg - 1);
     } else {
         /* A second one during start-up: a start-up that hangs (a FIFO, a dead NFS mount) must
          * still be stoppable. The default action ends the process at once. */
@@ -238,6 +265,8 @@ static void usage(FILE *f)
             "\"restart\", exit 0);\n"
             "         during an evaluation the stop waits for it (its round ends, and is\n"
             "         checkpointed); a second one cancels it and drops the round.\n"
+            "         After the run (a cancelled evaluation's batch, the sockets' close): one\n"
+            "         is said, the next exits at once with the run's status.\n"
             "         SIGHUP re-reads the allow-list and reopens run.metrics.\n"
             "         During start-up: SIGTERM/SIGINT exit 0 once it is over (no round, no "
             "checkpoint),\n"
@@ -556,6 +585,10 @@ int main(int argc, char **argv)
                  g_stdout_metrics.lost_all, g_stdout_metrics.lost_all == 1 ? "" : "s", tail);
         log_main(FLS_LOG_WARN, msg);
     }
+    /* the status first, then the flag, then the server away from the handlers: a signal from
+     * here on finds the shutdown, not start-up */
+    g_shutdown_exit = rs == FLS_OK || rs == FLS_ERR_CANCELLED ? EXIT_DONE : EXIT_RUNTIME;
+    g_shutdown = 1;
     g_server = NULL;
     fls_server_free(srv);
     if (rs == FLS_OK || rs == FLS_ERR_CANCELLED)

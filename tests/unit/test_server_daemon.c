@@ -1426,6 +1426,58 @@ static void test_cli_signal_during_startup(void **state)
         fail_msg("a hung start-up given SIGTERM twice said '%s'", all);
 }
 
+/* Signals during the shutdown: fls_server_run has returned, and fls_server_free waits for the
+ * current batch of an evaluation the stop cancelled (one batch of 20,000 samples through
+ * mlp:784-2048-2048-10: seconds). A signal then was taken for one during start-up: "stopping
+ * once start-up is over (again to stop now)", and the next one killed the daemon, exit 143.
+ * Now the first says the shutdown is under way, and the second exits at once with the run's
+ * status (0: a stopped run), without waiting for the batch. A real fl_server and fl_client. */
+static void test_cli_signal_during_shutdown(void **state)
+{
+    (void)state;
+    const char *root = getenv("FEDROP_BUILD_ROOT");
+    if (!root)
+        skip();
+#ifdef __SANITIZE_THREAD__
+    skip(); /* its runtime delivers signals itself (see test_cli_signal_during_startup) */
+#endif
+    /* each step waits for the line of the one before (bounded; and not for a process gone) */
+    char cmd[4096];
+    snprintf(cmd, sizeof cmd,
+             "D='%s'; L=\"$D/sd.log\"; "
+             "w() { i=0; while [ $i -lt 3000 ] && kill -0 $p 2>/dev/null && "
+             "! grep -q \"$1\" \"$L\"; do sleep 0.02; i=$((i+1)); done; }; "
+             "'%s/fl_server/fl_server' --insecure --endpoint \"ipc://$D/sd.sock\" "
+             "--arch mlp:784-2048-2048-10 --rounds 3 --clients 1 --overcommit 1 "
+             "--eval-dataset synthetic --set eval.synthetic_samples=20000 "
+             "--set eval.batch=20000 --eval-every 1 --checkpoint \"$D/sd.ckpt\" "
+             "--log-level debug 2> \"$L\" & p=$!; "
+             "'%s/fl_client/fl_client' --server \"ipc://$D/sd.sock\" --insecure "
+             "--dataset synth-images:40:1x28x28:10 > /dev/null 2>&1 & c=$!; "
+             "w 'round 0: evaluating on'; kill -TERM $p; "
+             "w 'stopping once the evaluation of round 0 is over'; kill -TERM $p; "
+             "w 'is cancelled: waiting for its current batch'; kill -INT $p; "
+             "w 'already stopping'; kill -TERM $p; "
+             "i=0; while [ $i -lt 3000 ] && kill -0 $p 2>/dev/null; do sleep 0.02; i=$((i+1)); "
+             "done; kill -KILL $p 2>/dev/null; wait $p; rc=$?; kill $c 2>/dev/null; wait $c; "
+             "cat \"$L\"; echo \"rc=$rc\"",
+             g_tmp, root, root);
+    char all[16384];
+    sh_run(cmd, NULL, NULL, all, sizeof all);
+    /* both signals came while the cancelled batch ran: after its line, each after the other's */
+    const char *cancelled = strstr(all, "the evaluation of round 0 is cancelled: waiting for its "
+                                        "current batch to end");
+    const char *said = strstr(all, "\nfl_server: already stopping: the run is over, closing "
+                                   "(waiting for a cancelled evaluation's current batch, if any, "
+                                   "and the last messages; again to exit now)\n");
+    const char *now = strstr(all, "\nfl_server: exiting now, without waiting for the shutdown to "
+                                  "end\n");
+    if (!cancelled || !said || !now || said < cancelled || now < said ||
+        strstr(all, "stopping once start-up is over") || !strstr(all, "\nrc=0\n"))
+        fail_msg("signals during the shutdown: output '%s'",
+                 all + (strlen(all) > 700 ? strlen(all) - 700 : 0)); /* cmocka cuts at 1 KB */
+}
+
 /* ---- keys and allow-lists ------------------------------------------------------------------- */
 
 /* A secret key file that is a FIFO (or a directory, a device) is refused at once, by --check and
@@ -9471,6 +9523,7 @@ int main(void)
         cmocka_unit_test(test_cli_log_level),
         cmocka_unit_test(test_cli_metrics_stdout_lost),
         cmocka_unit_test(test_cli_signal_during_startup),
+        cmocka_unit_test(test_cli_signal_during_shutdown),
         cmocka_unit_test(test_cli_check_effective_idle),
         cmocka_unit_test(test_cli_check_effective_opt_unset),
         cmocka_unit_test(test_cli_no_checkpoint_warning),
