@@ -1408,7 +1408,10 @@ static void test_cli_signal_during_startup(void **state)
              "sleep 0.05; i=$((i+1)); done; kill -TERM $p; i=0; "
              "while [ $i -lt 200 ] && ! grep -q 'stopping once start-up is over' '%s/su-out'; "
              "do sleep 0.05; i=$((i+1)); done; kill -TERM $p; "
-             "( sleep 10; kill -KILL $p 2>/dev/null ) & w=$!; wait $p; rc=$?; cat '%s/su-out'; "
+             /* the watchdog's sleep must not hold popen's pipe: a kill of its subshell leaves
+              * the sleep running, and fgets waited out its 10 s */
+             "( sleep 10; kill -KILL $p 2>/dev/null ) >/dev/null 2>&1 & w=$!; wait $p; rc=$?; "
+             "cat '%s/su-out'; "
              "echo \"rc=$rc\"; kill $w 2>/dev/null",
              root, fifo, g_tmp, g_tmp, g_tmp);
     p = popen(cmd, "r");
@@ -1790,7 +1793,8 @@ static void test_cli_reload_fifo(void **state)
              "done; rm -f '%s' '%s'; mkfifo '%s' '%s'; kill -HUP $p; i=0; "
              "while [ $i -lt 100 ] && ! grep -q 'not reopened' '%s'; do sleep 0.05; "
              "i=$((i+1)); done; kill -TERM $p; "
-             "( sleep 10; kill -KILL $p 2>/dev/null ) & w=$!; wait $p; echo \"rc=$?\"; "
+             "( sleep 10; kill -KILL $p 2>/dev/null ) >/dev/null 2>&1 & w=$!; wait $p; "
+             "echo \"rc=$?\"; "
              "kill $w 2>/dev/null; cat '%s'",
              root, g_tmp, allow, metrics, g_tmp, log, log, allow, metrics, allow, metrics, log, log);
     char all[16384];
