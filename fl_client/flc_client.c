@@ -1338,11 +1338,18 @@ static void training_watch(flc_client *c)
 }
 
 /* The ms until t (monotonic ns), rounded up and one more, so that a wake then finds t passed
- * (past_deadline and the watches look for now > t); ms when t is 0 (none), passed, or later. */
-static int until_ms(uint64_t t, uint64_t now, int ms)
+ * (past_deadline and the watches look for now > t); ms when t is 0 (none), later, or passed
+ * before `seen` (the session's last look began then, so its watches saw it passed and acted).
+ * 0 for a t that passed since that look began: between its watches and this poll (a log
+ * callback, a heartbeat's send, buffers released), where no watch has seen it yet. Until
+ * 2026-12-08 such a t read as passed, hence handled, and the poll slept heartbeat_ms / 2 on
+ * it. */
+static int until_ms(uint64_t t, uint64_t seen, uint64_t now, int ms)
 {
-    if (!t || t <= now)
+    if (!t || t < seen)
         return ms;
+    if (t < now)
+        return 0;
     const uint64_t left = (t - now + 999999) / 1000000 + 1;
     return left < (uint64_t)ms ? (int)left : ms;
 }
@@ -1354,20 +1361,20 @@ static int until_ms(uint64_t t, uint64_t now, int ms)
  * waited for the next look: a download's was seen up to heartbeat_ms / 2 late (the partial
  * task's buffers held meanwhile), and while a training ran the session woke every 50 ms for its
  * Task's, 20 times a second however long the training, with a deadline or none. */
-static int poll_ms(const flc_client *c)
+static int poll_ms(const flc_client *c, uint64_t seen)
 {
     int ms = c->cfg.heartbeat_ms / 2;
     if (c->thread_live)
         ms = train_watch_ms(ms);
     const uint64_t now = fl_time_mono_ns();
-    ms = until_ms(c->task_deadline_ns, now, ms);
+    ms = until_ms(c->task_deadline_ns, seen, now, ms);
     if (c->up_active && c->task_deadline_ns) {
         const uint64_t from = c->up_start_ns > c->task_deadline_ns ? c->up_start_ns
                                                                     : c->task_deadline_ns;
-        ms = until_ms(from + (uint64_t)c->cfg.liveness_ms * 1000000ull, now, ms);
+        ms = until_ms(from + (uint64_t)c->cfg.liveness_ms * 1000000ull, seen, now, ms);
     }
     if (c->ack_wait && c->cfg.max_rounds)
-        ms = until_ms(c->ack_deadline_ns, now, ms);
+        ms = until_ms(c->ack_deadline_ns, seen, now, ms);
     return ms;
 }
 
@@ -1689,6 +1696,8 @@ static int session(flc_client *c)
     const unsigned hs_at_start = c->hs_count, conn_at_start = c->conn_count;
     /* malformed messages this session, and since the last valid one */
     unsigned long long bad = 0, bad_since_ok = 0;
+    /* when the last look (the watches below) began: a deadline passed since is still to act on */
+    uint64_t seen = 0;
     send_hello(c);
     c->last_recv_ns = fl_time_mono_ns();
     while (!atomic_load(&c->stop) && !c->hs_failed) {
@@ -1703,7 +1712,7 @@ static int session(flc_client *c)
                                 {NULL, c->wake[0], ZMQ_POLLIN, 0}, {NULL, c->done[0], ZMQ_POLLIN, 0}};
         /* The socket, the monitor, a stop and a training's end wake the poll; poll_ms says when
          * a look of the session's own is due. */
-        const int rc = zmq_poll(it, 4, poll_ms(c));
+        const int rc = zmq_poll(it, 4, poll_ms(c, seen));
         if (rc < 0 && errno != EINTR)
             return RECONNECT;
         if (rc > 0 && (it[3].revents & ZMQ_POLLIN)) {
@@ -1747,6 +1756,7 @@ static int session(flc_client *c)
             }
         }
         const uint64_t now = fl_time_mono_ns();
+        seen = now; /* this look's watches (below) see every deadline passed before now */
         if (c->thread_live && !atomic_load(&c->training)) {
             const int v = finish_training(c);
             if (v != GO_ON)
