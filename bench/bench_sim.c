@@ -203,9 +203,9 @@ int main(int argc, char **argv)
                    "Ours: fl_sim's engine (server core, client cores on the thread pool, virtual\n"
                    "clock), each round's wall time split into local SGD (thread CPU) and everything\n"
                    "else; the mean of --rounds rounds after --warmup. Peer, in the same run: bare\n"
-                   "flm_train_local of as many clients (shards 0 to per-round - 1, the full model)\n"
-                   "with the run's batch, epochs and SGD options on the same threads (no cores, no\n"
-                   "codecs, no server), one repetition after each measured round; the medians of\n"
+                   "flm_train_local_from of as many clients (shards 0 to per-round - 1, the full\n"
+                   "model) with the run's batch, epochs and SGD options on the same threads (no\n"
+                   "cores, no codecs, no server), one repetition after each measured round; the medians of\n"
                    "both (min-max) and the round over it (ratio of the medians) on the line before\n"
                    "the last. Last line (means): round_wall_s, train_s, overhead_frac,\n"
                    "peak_rss_mb. Details: sim/README.md,\n"
@@ -339,8 +339,8 @@ int main(int argc, char **argv)
            100.0 * (s.proc_cpu - s.sgd_cpu) / s.proc_cpu);
     /* medians of the alternated pairs (the last line keeps the means, as it always gave) */
     const bench_stat rw = bench_stat_of(s.walls, (int)s.n), pk = bench_stat_of(s.peer_s, (int)s.n);
-    printf("  peer (bare flm_train_local of %u clients, shards 0-%u, the run's batch, epochs and "
-           "SGD, %u threads: the run's workers and fold helpers), one repetition after each "
+    printf("  peer (bare flm_train_local_from of %u clients, shards 0-%u, the run's batch, epochs "
+           "and SGD, %u threads: the run's workers and fold helpers), one repetition after each "
            "measured round: median %.3f s (%.3f-%.3f) of %u\n", cfg.per_round, cfg.per_round - 1,
            peer_threads, pk.med, pk.lo, pk.hi, s.n);
     printf("  simulator round / bare training: %.2fx (ratio of the medians: rounds %.3f s "
