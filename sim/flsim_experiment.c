@@ -357,11 +357,7 @@ static fl_status experiment_afd(const flsim_experiment *e, const fl_logger *log,
     /* --keep-layers against the model's droppable layers, before any run: fd and afd refuse a
      * longer list (flsim_run), but full, which takes it whatever its length, runs first, and
      * would have trained its runs for nothing. Agreed, as the settings are. */
-    const int kl_ok = !want_arch || base.n_keep_layers <= (uint32_t)arch.n_drop;
-    if (!kl_ok)
-        snprintf(err, errlen, "--keep-layers: %u value%s, but the model %s has %d droppable "
-                 "layer%s", base.n_keep_layers, base.n_keep_layers == 1 ? "" : "s", arch.spec,
-                 arch.n_drop, arch.n_drop == 1 ? "" : "s");
+    const int kl_ok = !want_arch || flsim_keep_layers_fit(&base, arch.spec, arch.n_drop, err, errlen);
     /* ... and a list that keeps every unit of each droppable layer: said once here, not by
      * each fd and afd run (flsim_run is given the data, and leaves it to the experiment) */
     char whole[FLM_MAX_LAYERS * 24 + FLSIM_STR + 160];

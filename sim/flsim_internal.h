@@ -13,6 +13,11 @@ int flsim_parse_number(const char *s, double *out);
  * (*out 0), spelt exactly so; 1 on success, 0 (*out untouched) for anything else. */
 int flsim_parse_bool(const char *s, int *out);
 
+/* 1 when --keep-layers' list is no longer than the model's droppable layers (spec, n_drop); else
+ * 0 with the message in err ("--keep-layers: 3 values, but the model SPEC has 2 droppable
+ * layers"). flsim_run and the experiment say it alike. */
+int flsim_keep_layers_fit(const flsim_config *cfg, const char *spec, int n_drop, char *err,
+                          size_t errlen);
 /* Whether --keep-layers keeps every unit of each of the model's n_drop droppable layers while
  * --keep is below 1 (so that --keep applies to no layer): fd and afd then train the whole model,
  * as full does. Policy aside (the caller's to weigh). When so, returns 1 and writes the warning's

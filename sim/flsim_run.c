@@ -1892,6 +1892,18 @@ static void warn_empty_clients(sim *S, const flsim_config *cfg, const flsim_resu
                "part", res->empty_clients, cfg->clients, cfg->partition, K, S->nonempty);
 }
 
+int flsim_keep_layers_fit(const flsim_config *cfg, const char *spec, int n_drop, char *err,
+                          size_t errlen)
+{
+    if (cfg->n_keep_layers <= (uint32_t)n_drop)
+        return 1;
+    if (err && errlen)
+        snprintf(err, errlen, "--keep-layers: %u value%s, but the model %s has %d droppable layer%s",
+                 cfg->n_keep_layers, cfg->n_keep_layers == 1 ? "" : "s", spec, n_drop,
+                 n_drop == 1 ? "" : "s");
+    return 0;
+}
+
 int flsim_keep_layers_whole(const flsim_config *cfg, const char *spec, int n_drop, char *out,
                             size_t cap)
 {
@@ -2099,13 +2111,9 @@ static fl_status setup(sim *S, const flsim_config *cfg, const flsim_data *data,
     /* --keep-layers: checked against the model here, where its droppable layers are known (a
      * value past the last one would be ignored). Under --policy full it is inert, as --keep is
      * (fl_sim warns, and the run goes on): its length is not held against the model then. */
-    if (cfg->n_keep_layers > (uint32_t)a.n_drop && cfg->policy != FLS_POLICY_FULL) {
-        if (err && errlen)
-            snprintf(err, errlen, "--keep-layers: %u value%s, but the model %s has %d droppable "
-                     "layer%s", cfg->n_keep_layers, cfg->n_keep_layers == 1 ? "" : "s", a.spec,
-                     a.n_drop, a.n_drop == 1 ? "" : "s");
+    if (cfg->policy != FLS_POLICY_FULL &&
+        !flsim_keep_layers_fit(cfg, a.spec, a.n_drop, err, errlen))
         return FL_ERR_CONFIG;
-    }
     for (uint32_t d = 0; d < cfg->n_keep_layers && d < (uint32_t)a.n_drop; d++)
         sc.policy.keep_p_layer[d] = cfg->keep_layers[d];
     sc.policy.score_accumulate = cfg->score_accumulate;
