@@ -1,6 +1,6 @@
 /* fl_client: a fedrop client on a partition of a dataset, over libflclient.
  *
- *   fl_client --server tcp://127.0.0.1:5555 --server-key keys/server.pub --key keys/c3.key \
+ *   fl_client --server tcp://127.0.0.1:5555 --server-key keys/server.pub --key keys/c3.secret \
  *             --dataset fashion-mnist --partition dirichlet:0.5 --client-index 3 --num-clients 100
  */
 #include <ctype.h>
