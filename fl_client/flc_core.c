@@ -42,6 +42,8 @@ struct flc_core {
                                            * trainer starts from ref) */
     uint64_t cut_said;                    /* the max_samples whose cut of the local samples was
                                            * last logged (said once, not every round) */
+    uint32_t *cut_idx;                    /* the rows of that cut (evenly spaced), cut_cap */
+    size_t cut_cap;
     int builtin_ran;                      /* the plug-in of this training called the built-in
                                            * trainer (the simulator's timing wrapper): its
                                            * failure is the built-in's, worded as such */
@@ -253,6 +255,7 @@ void flc_core_free(flc_core *c)
     free(c->id);
     free(c->resid);
     free(c->snap);
+    free(c->cut_idx);
     free(c);
 }
 
@@ -553,13 +556,35 @@ fl_status flc_core_builtin_train(flc_core *c, const flc_core_job *job, float *pa
     }
     flm_samples view = *c->data;
     if (job->train->max_samples && view.n > job->train->max_samples) {
+        /* Evenly spaced rows, not the first ones: a local set in label order (a Dirichlet or
+         * shards partition deals each client its rows sorted by label) cut to its first rows
+         * trained on its first classes only (3 clients of dirichlet:0.5 at max_samples 300 stayed
+         * at 10.7% test accuracy while their loss fell, until 2026-12-07). Row i of the cut is
+         * row floor(i n / m) of the view: deterministic, and the first rows when m = n. */
+        const size_t m = (size_t)job->train->max_samples;
+        /* rows are uint32_t (flm_samples.index): a view of more rows than that has no index,
+         * and is cut to its first m */
+        const int spaced = view.n <= UINT32_MAX;
+        if (spaced && m > c->cut_cap) {
+            uint32_t *p = realloc(c->cut_idx, m * sizeof *p);
+            if (!p)
+                return FL_ERR_NOMEM;
+            c->cut_idx = p;
+            c->cut_cap = m;
+        }
+        for (size_t i = 0; spaced && i < m; i++) {
+            const size_t r = (size_t)((uint64_t)i * view.n / m); /* i n < 2^64: n <= 2^32 - 1 */
+            c->cut_idx[i] = view.index ? view.index[r] : (uint32_t)r;
+        }
         if (c->cut_said != job->train->max_samples) {
             c->cut_said = job->train->max_samples;
-            fl_log(&c->log, FL_LOG_INFO, "training on the first %llu of the %zu local samples: "
+            fl_log(&c->log, FL_LOG_INFO, "training on %llu of the %zu local samples, evenly spaced: "
                    "the task's max_samples (the most one update may count)",
                    (unsigned long long)job->train->max_samples, view.n);
         }
-        view.n = (size_t)job->train->max_samples;
+        if (spaced)
+            view.index = c->cut_idx;
+        view.n = m;
     }
     /* A batch never holds more than the local samples: the runtime's activations are sized for
      * no more (a server's batch of 100,000 on 2,000 samples cost 386 MB instead of 20 MB, none

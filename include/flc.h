@@ -140,7 +140,10 @@ typedef struct flc_task {
     uint64_t max_samples;          /* 0: all local samples. fedrop's server sets it to at most
                                     * the samples one update may count (its round's weight cap
                                     * over the clients per round, at most 2^20): train on no more
-                                    * (the built-in trainer takes the first max_samples) */
+                                    * (the built-in trainer takes max_samples evenly spaced rows of
+                                    * its samples, row floor(i n / max_samples) for i = 0, 1, ...:
+                                    * not the first ones, which in a label-sorted set are its first
+                                    * classes) */
     const void *lib_state;         /* the library's (flc_task_cancelled reads it): not for the
                                     * trainer (since 0.3.1) */
 } flc_task;

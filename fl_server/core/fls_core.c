@@ -1089,8 +1089,9 @@ fl_status fls_core_task(const fls_core *c, uint32_t key, flp_msg *out)
     k->train = c->cfg.train;
     /* The most samples this client's Update may claim (samples_cap, fls_core.h) goes out as the
      * Task's max_samples, so that a client trains on at most that many (libflclient's built-in
-     * trainer takes the first max_samples; a plug-in reads task->max_samples) instead of sending
-     * an honest count the Update header then refuses (FL_ERR_WIRE_LIMIT), every round. The
+     * trainer takes max_samples evenly spaced rows; a plug-in reads task->max_samples) instead
+     * of sending an honest count the Update header then refuses (FL_ERR_WIRE_LIMIT), every
+     * round. The
      * client's own Hello dataset_size needs no word: it never claims more than it holds. */
     if (!k->train.max_samples || k->train.max_samples > c->samples_cap)
         k->train.max_samples = c->samples_cap;

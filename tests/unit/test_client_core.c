@@ -1279,7 +1279,7 @@ static int g_cut_lines;
 static void count_cut_lines(void *user, fl_log_level level, const char *msg)
 {
     (void)user;
-    if (level == FL_LOG_INFO && strstr(msg, "training on the first 60 of the 500 local samples"))
+    if (level == FL_LOG_INFO && strstr(msg, "training on 60 of the 500 local samples, evenly spaced"))
         g_cut_lines++;
 }
 
@@ -1318,6 +1318,55 @@ static void test_batch_above_samples(void **state)
         flc_core_free(c);
     }
     free(want);
+    fls_core_free(srv);
+    free_fixture(&f);
+}
+
+/* The Task's max_samples cuts a label-sorted local set (as a Dirichlet or shards partition deals
+ * it) to evenly spaced rows, every class among them: the update equals that of a client holding
+ * exactly those rows. Until 2026-12-07 the cut took the first rows, here class 0 alone. */
+static void test_max_samples_evenly_spaced(void **state)
+{
+    (void)state;
+    fixture f;
+    memset(&f, 0, sizeof f);
+    make_data(&f);
+    /* client 0's 500 rows sorted by label (row r's label is r % CLASSES) */
+    uint32_t sorted[500], picked[60];
+    size_t n = 0;
+    for (int cl = 0; cl < CLASSES; cl++)
+        for (uint32_t i = 0; i < 500; i++)
+            if (f.train->y[f.idx[0][i]] == cl)
+                sorted[n++] = f.idx[0][i];
+    assert_int_equal(n, 500);
+    int per_class[CLASSES] = {0};
+    for (size_t i = 0; i < 60; i++) {
+        picked[i] = sorted[i * 500 / 60];
+        per_class[f.train->y[picked[i]]]++;
+    }
+    for (int cl = 0; cl < CLASSES; cl++)
+        assert_int_equal(per_class[cl], 15);
+    const flm_samples all = {f.train->x, NULL, f.train->y, sorted, 500};
+    const flm_samples few = {f.train->x, NULL, f.train->y, picked, 60};
+    fls_core *srv = fd_round(1, "none", 0.0f); /* max_samples 60 */
+    uint8_t *got[2];
+    size_t len[2];
+    for (int v = 0; v < 2; v++) {
+        const flc_core_config cc = {"c0", 0, 11, v ? &few : &all, NULL, NULL, {0}, NULL};
+        flc_core *c = NULL;
+        assert_int_equal(flc_core_new(&cc, &c), FL_OK);
+        feed_task_with(srv, c, 0, 20, 0);
+        if (flc_core_train(c) != FL_OK)
+            fail_msg("view %d: %s", v, flc_core_train_error(c));
+        assert_int_equal(flc_core_last_stats(c)->n_samples, 60);
+        got[v] = update_bytes(c, &len[v]);
+        flc_core_free(c);
+    }
+    assert_int_equal(len[0], len[1]);
+    if (memcmp(got[0], got[1], len[0]) != 0)
+        fail_msg("the cut of the 500 sorted rows did not train on the 60 evenly spaced ones");
+    free(got[0]);
+    free(got[1]);
     fls_core_free(srv);
     free_fixture(&f);
 }
@@ -1403,6 +1452,7 @@ int main(void)
         cmocka_unit_test(test_task_refusals_said),
         cmocka_unit_test(test_memory_limit_counts_rewind_copy),
         cmocka_unit_test(test_batch_above_samples),
+        cmocka_unit_test(test_max_samples_evenly_spaced),
         cmocka_unit_test(test_rounds_afd_learn),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
