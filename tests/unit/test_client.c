@@ -866,8 +866,10 @@ static uint64_t fake_hello_and_task(fake *f, fls_core **core, uint32_t epochs)
 }
 
 /* A new server core whose open round selected client "dev", with `epochs` local epochs (0: the
- * server's default) and a round deadline of deadline_s (0: the default). */
-static void fake_core_new(fls_core **core, uint32_t epochs, double deadline_s)
+ * server's default), a round deadline of deadline_s (0: the default) and uplink codec up_codec
+ * (NULL: the default). */
+static void fake_core_new_codec(fls_core **core, uint32_t epochs, double deadline_s,
+                                const char *up_codec)
 {
     fls_config cfg = fls_config_default();
     snprintf(cfg.arch, sizeof cfg.arch, "mlp:6-5-3");
@@ -875,6 +877,8 @@ static void fake_core_new(fls_core **core, uint32_t epochs, double deadline_s)
     cfg.clients_per_round = 1;
     cfg.overcommit = 1.0;
     cfg.chunk_elems = 7;
+    if (up_codec)
+        snprintf(cfg.up_codec, sizeof cfg.up_codec, "%s", up_codec);
     if (epochs)
         cfg.train.epochs = epochs;
     if (deadline_s > 0.0)
@@ -889,6 +893,11 @@ static void fake_core_new(fls_core **core, uint32_t epochs, double deadline_s)
     while (fls_core_poll(*core, &ev))
         got |= ev.kind == FLS_EV_TASK && ev.client == key;
     assert_true(got);
+}
+
+static void fake_core_new(fls_core **core, uint32_t epochs, double deadline_s)
+{
+    fake_core_new_codec(core, epochs, deadline_s, NULL);
 }
 
 /* fake_hello_and_task without the Hello: a new server core, and its Task sent to the client. */
@@ -3342,21 +3351,7 @@ static void test_cancel_after_last_step_keeps_residual(void **state)
     flp_msg *h = session_expect(&s, FLP_HELLO, 5000, "");
     flp_msg_free(h);
     fake_ack(&s.f, FLP_HELLO, 0, 0);
-    fls_config sc = fls_config_default();
-    snprintf(sc.arch, sizeof sc.arch, "mlp:6-5-3");
-    sc.policy.kind = FLS_POLICY_FD;
-    sc.clients_per_round = 1;
-    sc.overcommit = 1.0;
-    sc.chunk_elems = 7;
-    snprintf(sc.up_codec, sizeof sc.up_codec, "topk0.3+q8+zstd");
-    assert_int_equal(fls_core_new(&sc, &s.core), FL_OK);
-    fls_core_set_run_id(s.core, FAKE_RUN_ID);
-    const uint32_t key = fl_client_key("dev");
-    assert_int_equal(fls_core_client_join(s.core, key, 3, 0.0), FL_OK);
-    assert_int_equal(fls_core_tick(s.core, 0.0), FL_OK);
-    fls_event ev;
-    while (fls_core_poll(s.core, &ev))
-        ;
+    fake_core_new_codec(&s.core, 0, 0.0, "topk0.3+q8+zstd");
     s.round = fake_task(&s.f, s.core);
     wait_started(&pf, s.lb);
     const uint64_t next = s.round + 1;
