@@ -50,9 +50,10 @@ static void on_signal(int sig)
     _exit(0);
 }
 
-/* A seed: strtoull, except that a sign is refused (*end left on it: "not a number"), where
- * strtoull takes "-1" for 2^64 - 1. */
-static unsigned long long seed_of(const char *text, char **end)
+/* An unsigned count (--seed, --partition-seed, --memory-bytes): strtoull, except that a sign is
+ * refused (*end left on it: "not a number"), where strtoull takes "-1" (or " -5", after blanks) for
+ * 2^64 - 1 (2^64 - 5): a seed or a limit of 16 EiB that nobody gave. */
+static unsigned long long unsigned_of(const char *text, char **end)
 {
     const unsigned long long v = strtoull(text, end, 10);
     if (strchr(text, '-'))
@@ -276,10 +277,10 @@ int main(int argc, char **argv)
         case O_PART: partition = optarg; break;
         case O_NUM: num_clients = strtol(optarg, &end, 10); break;
         case O_INDEX: index = strtol(optarg, &end, 10); index_given = 1; break;
-        case O_PSEED: part_seed = seed_of(optarg, &end); break;
+        case O_PSEED: part_seed = unsigned_of(optarg, &end); break;
         case O_MAXR: max_rounds = strtol(optarg, &end, 10); break;
         case O_THREADS: threads = strtol(optarg, &end, 10); break;
-        case O_SEED: seed = seed_of(optarg, &end); break;
+        case O_SEED: seed = unsigned_of(optarg, &end); break;
         case O_HB:
         case O_LIVE:
             /* 0 or nothing is not a count here (flc_config's 0 means its default) */
@@ -290,12 +291,9 @@ int main(int argc, char **argv)
             }
             break;
         case O_MEM:
-            /* strtoull takes a sign, after blanks too (" -5"), for 2^64 - 5: refused as for
-             * --seed (seed_of), not taken for a limit of 16 EiB */
-            memory = strtoull(optarg, &end, 10);
-            if (strchr(optarg, '-')) {
-                end = (char *)"-";
-            } else if (end != optarg && *end && !end[1] && strchr("KMG", *end)) {
+            /* a sign refused (unsigned_of: *end is then "-", no suffix) */
+            memory = unsigned_of(optarg, &end);
+            if (end != optarg && *end && !end[1] && strchr("KMG", *end)) {
                 const int shift = *end == 'K' ? 10 : *end == 'M' ? 20 : 30;
                 if (memory > (UINT64_MAX >> shift)) {
                     fprintf(stderr, "fl_client: --memory-bytes %s: too large\n", optarg);
