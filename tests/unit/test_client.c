@@ -2212,6 +2212,19 @@ static int sh_collect(const char *cmd, char *out, size_t cap)
     return pclose(p);
 }
 
+/* root's fl_client, or the test fails at once saying it is not built: a shell line that runs a
+ * missing one gets "not found" (exit 127), and one that then opens a FIFO for writing waits for a
+ * reader that never comes (test_cli_stop_during_startup hung so). `meson test client` builds it
+ * first (depends:); running build/tests/unit/test_client alone does not. */
+static void client_exe_check(const char *root)
+{
+    char exe[1100];
+    snprintf(exe, sizeof exe, "%s/fl_client/fl_client", root);
+    if (access(exe, X_OK) != 0)
+        fail_msg("%s: %s (not built? ninja -C %s fl_client/fl_client)", exe, strerror(errno),
+                 root);
+}
+
 /* fl_client stopped by SIGTERM while it loads its dataset (here: blocked reading a FIFO) exits 0,
  * the status --help gives a stop, and says so. The handler came only after the dataset, so such
  * a stop was the default action: exit 143, without a word. */
@@ -2221,6 +2234,7 @@ static void test_cli_stop_during_startup(void **state)
     const char *root = getenv("FEDROP_BUILD_ROOT");
     if (!root)
         skip();
+    client_exe_check(root);
     char dir[] = "/tmp/fedrop-client-test-XXXXXX";
     assert_non_null(mkdtemp(dir));
     char cmd[2048], out[1024];
@@ -2244,6 +2258,7 @@ static void test_cli_bad_options(void **state)
     const char *root = getenv("FEDROP_BUILD_ROOT");
     if (!root)
         skip();
+    client_exe_check(root);
     static const struct {
         const char *args, *want;
     } cases[] = {
@@ -2323,6 +2338,7 @@ static void test_cli_index_missing_said(void **state)
     const char *root = getenv("FEDROP_BUILD_ROOT");
     if (!root)
         skip();
+    client_exe_check(root);
     for (int given = 0; given < 2; given++) {
         char cmd[1024], out[4096];
         /* a data directory with nothing in it ends the run (exit 2) right after the check */
@@ -2346,6 +2362,7 @@ static void test_cli_partition_reasons(void **state)
     const char *root = getenv("FEDROP_BUILD_ROOT"), *src = getenv("FEDROP_SOURCE_ROOT");
     if (!root || !src)
         skip();
+    client_exe_check(root);
     char leaf[1024];
     snprintf(leaf, sizeof leaf, "shakespeare:%.900s/tests/fixtures/datasets/shakespeare_tiny.json",
              src);
@@ -2390,6 +2407,7 @@ static void test_cli_help_data_dir(void **state)
     const char *root = getenv("FEDROP_BUILD_ROOT");
     if (!root)
         skip();
+    client_exe_check(root);
     char cmd[1024], out[16384];
     snprintf(cmd, sizeof cmd, "'%s/fl_client/fl_client' --help 2>&1", root);
     assert_int_equal(sh_collect(cmd, out, sizeof out), 0);
@@ -2408,6 +2426,7 @@ static void test_cli_log_level_own_lines(void **state)
     const char *root = getenv("FEDROP_BUILD_ROOT");
     if (!root)
         skip();
+    client_exe_check(root);
     for (int warn = 0; warn < 2; warn++) {
         char cmd[1024], out[8192];
         snprintf(cmd, sizeof cmd, "'%s/fl_client/fl_client' --server tcp://127.0.0.1:1 --insecure "
