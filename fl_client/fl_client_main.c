@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <limits.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,30 +16,52 @@
 
 #include "fl_endpoint.h"
 #include "fl_keyfile.h"
+#include "fl_sig.h"
 #include "flc.h"
 #include "flm_blas.h"
 #include "flm_data.h"
 #include "flp_wire.h"
 
-/* The client, once made: the handlers stop it (flc_client_run then says Bye and returns).
- * g_phase: 0 start-up, 1 running (g_client set), 2 run over (being freed: nothing to do). */
-static flc_client *volatile g_client;
-static volatile sig_atomic_t g_phase;
+/* The client, once made: a stop signal stops it (flc_client_run then says Bye and returns).
+ * g_phase: 0 start-up, 1 running (g_client set), 2 run over (being freed: nothing to do). The
+ * signals are taken on a thread of their own (fl_sig.h), which calls on_signal with g_sig_mu
+ * held; main holds it while it changes these. (A handler read them on whatever thread took the
+ * signal, the training thread's too, and could stop a client that main was freeing meanwhile.) */
+static pthread_mutex_t g_sig_mu = PTHREAD_MUTEX_INITIALIZER;
+static flc_client *g_client;
+static int g_phase;
+
+static void set_phase(int phase, flc_client *c)
+{
+    pthread_mutex_lock(&g_sig_mu);
+    g_phase = phase;
+    g_client = c;
+    pthread_mutex_unlock(&g_sig_mu);
+}
+
+/* SIGPIPE is raised on the thread whose write found the pipe closed, not taken by the signal
+ * thread: its handler passes it on to that thread as a SIGTERM, which stops the client the same
+ * way. kill(2) is async-signal-safe. */
+static void on_sigpipe(int sig)
+{
+    (void)sig;
+    /* stderr is gone: the lines still to come fail with EPIPE instead of raising it again */
+    struct sigaction ign;
+    memset(&ign, 0, sizeof ign);
+    ign.sa_handler = SIG_IGN;
+    sigemptyset(&ign.sa_mask);
+    sigaction(SIGPIPE, &ign, NULL);
+    kill(getpid(), SIGTERM);
+}
 
 static void on_signal(int sig)
 {
-    if (sig == SIGPIPE) {
-        /* stderr is gone: the lines still to come fail with EPIPE instead of raising it again */
-        struct sigaction ign;
-        memset(&ign, 0, sizeof ign);
-        ign.sa_handler = SIG_IGN;
-        sigemptyset(&ign.sa_mask);
-        sigaction(SIGPIPE, &ign, NULL);
-    }
-    if (g_phase == 2)
-        return;
-    if (g_phase == 1) {
+    (void)sig;
+    pthread_mutex_lock(&g_sig_mu);
+    if (g_phase == 1)
         flc_client_stop(g_client);
+    if (g_phase != 0) {
+        pthread_mutex_unlock(&g_sig_mu);
         return;
     }
     /* Start-up (the key files, the dataset: a slow disk, a FIFO): nothing connected and nothing
@@ -222,24 +245,32 @@ int main(int argc, char **argv)
     unsigned long long part_seed = 1, seed = 0, memory = 0;
     int insecure = 0, index_given = 0;
     flc_log_level level = FLC_LOG_INFO;
-    /* From the first moment: a SIGTERM while the dataset loads used to kill the process with
-     * the default action (exit 143), not the 0 of a stop. */
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_signal;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
-    /* A closed terminal (SIGHUP) and a closed stderr (SIGPIPE: `fl_client ... 2>&1 | head`, a
-     * log reader that went away) stop it the same way: their default action ended the process
-     * without a Bye, and the server held the device's place in a round until its liveness
-     * timeout. Left ignored when they came ignored (nohup; systemd's IgnoreSIGPIPE=, on by
-     * default, so that a journald restart does not end a service). */
-    static const int stop_too[] = {SIGHUP, SIGPIPE};
-    for (size_t i = 0; i < sizeof stop_too / sizeof stop_too[0]; i++) {
-        struct sigaction was;
-        if (sigaction(stop_too[i], NULL, &was) == 0 && was.sa_handler != SIG_IGN)
-            sigaction(stop_too[i], &sa, NULL);
+    /* From the first moment, before any thread: a SIGTERM while the dataset loads used to kill
+     * the process with the default action (exit 143), not the 0 of a stop. A closed terminal
+     * (SIGHUP) and a closed stderr (SIGPIPE: `fl_client ... 2>&1 | head`, a log reader that
+     * went away) stop it the same way: their default action ended the process without a Bye,
+     * and the server held the device's place in a round until its liveness timeout. Left
+     * ignored when they came ignored (nohup; systemd's IgnoreSIGPIPE=, on by default, so that a
+     * journald restart does not end a service). */
+    sigset_t stops;
+    sigemptyset(&stops);
+    sigaddset(&stops, SIGINT);
+    sigaddset(&stops, SIGTERM);
+    struct sigaction was;
+    if (sigaction(SIGHUP, NULL, &was) == 0 && was.sa_handler != SIG_IGN)
+        sigaddset(&stops, SIGHUP);
+    const int se = fl_sig_take(&stops, on_signal);
+    if (se != 0) {
+        fprintf(stderr, "fl_client: cannot start the thread that takes signals: %s\n",
+                strerror(se));
+        return 4;
+    }
+    if (sigaction(SIGPIPE, NULL, &was) == 0 && was.sa_handler != SIG_IGN) {
+        struct sigaction sa;
+        memset(&sa, 0, sizeof sa);
+        sa.sa_handler = on_sigpipe;
+        sigemptyset(&sa.sa_mask);
+        sigaction(SIGPIPE, &sa, NULL);
     }
     enum { O_SERVER = 256, O_SKEY, O_KEY, O_INSECURE, O_ID, O_DATASET, O_DATADIR, O_PART, O_NUM,
            O_INDEX, O_PSEED, O_MAXR, O_THREADS, O_SEED, O_LOG, O_MEM, O_HB, O_LIVE };
@@ -496,8 +527,7 @@ int main(int argc, char **argv)
         flm_dataset_free(mine);
         return cs == FLC_ERR_INVALID_ARG ? 1 : 4;
     }
-    g_client = client;
-    g_phase = 1; /* from here a signal stops it: run returns FLC_ERR_CANCELLED */
+    set_phase(1, client); /* from here a signal stops it: run returns FLC_ERR_CANCELLED */
     cs = flc_client_run(client);
     const flc_stats *s = flc_client_stats(client);
     /* the exit line, at info; said at any level when the run ends in an error (its status) */
@@ -519,7 +549,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "[%s] warn  the server's last answer: it does not select this device, "
                 "whose --memory-bytes %llu is below the about %llu bytes that its model needs\n",
                 id, (unsigned long long)cfg.memory_bytes, (unsigned long long)s->memory_needed);
-    g_phase = 2;
+    set_phase(2, NULL);
     flc_client_free(client);
     flm_dataset_free(mine);
     switch (cs) {

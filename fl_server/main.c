@@ -1,6 +1,7 @@
 /* main.c: the fl_server command line. Everything but argument handling, signals and printing lives
  * in libflserver (include/fls.h). */
 #include <errno.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -9,35 +10,37 @@
 #include <unistd.h>
 #include <sys/resource.h>
 
+#include "fl_sig.h"
 #include "fls.h"
 
 enum { EXIT_DONE = 0, EXIT_RUNTIME = 1, EXIT_USAGE = 2, EXIT_STARTUP = 3 };
 
-/* The running server, once fls_server_new returned it: the handlers forward to it. Before that
- * (start-up: keys, the evaluation set, the checkpoint to resume, the bind) they only note the
- * signal, and main acts on it once the server exists. After fls_server_run returned (the
- * shutdown: fls_server_free waits for a cancelled evaluation's current batch and closes the
- * sockets) g_shutdown is set, with the status main will exit with. */
-static fls_server *volatile g_server;
-static volatile sig_atomic_t g_startup_stop, g_startup_hup;
-static volatile sig_atomic_t g_shutdown, g_shutdown_said, g_shutdown_exit;
+/* SIGTERM, SIGINT and SIGHUP are taken on a thread of their own (fl_sig.h), which calls
+ * on_signal with g_sig_mu held; main holds it while it changes what follows. The running server,
+ * once fls_server_new returned it: on_signal forwards to it. Before that (start-up: keys, the
+ * evaluation set, the checkpoint to resume, the bind) it only notes the signal, and main acts on
+ * it once the server exists. After fls_server_run returned (the shutdown: fls_server_free waits
+ * for a cancelled evaluation's current batch and closes the sockets) g_shutdown is set, with the
+ * status main will exit with. g_check: fl_server --check runs its checks, which a stop ends at
+ * once. (A handler read g_server on whatever thread took the signal, a worker's too, and could
+ * stop a server that main was freeing meanwhile.) */
+static pthread_mutex_t g_sig_mu = PTHREAD_MUTEX_INITIALIZER;
+static fls_server *g_server;
+static int g_startup_stop, g_startup_hup, g_check;
+static int g_shutdown, g_shutdown_said, g_shutdown_exit;
 
-/* A message from the handler: write(2), not stdio (async-signal-safe), errno kept. */
 static void say_from_handler(const char *msg, size_t len)
 {
-    const int e = errno;
     if (write(STDERR_FILENO, msg, len) < 0) {
         /* nowhere to say it */
     }
-    errno = e;
 }
 
-static void on_signal(int sig)
+static void on_signal_locked(int sig)
 {
-    /* fls_server_stop and _reload write to the reactor's wake-up pipe: a write that fails (the
-     * pipe full of earlier signals: EAGAIN) must not change errno under the code interrupted */
-    const int saved_errno = errno;
     fls_server *s = g_server;
+    if (g_check && sig != SIGHUP)
+        fl_sig_die(sig); /* the checks make nothing: ended at once, their status not a pass */
     if (sig == SIGHUP) {
         if (s)
             fls_server_reload(s);
@@ -70,10 +73,15 @@ static void on_signal(int sig)
     } else {
         /* A second one during start-up: a start-up that hangs (a FIFO, a dead NFS mount) must
          * still be stoppable. The default action ends the process at once. */
-        signal(sig, SIG_DFL);
-        raise(sig);
+        fl_sig_die(sig);
     }
-    errno = saved_errno;
+}
+
+static void on_signal(int sig)
+{
+    pthread_mutex_lock(&g_sig_mu);
+    on_signal_locked(sig);
+    pthread_mutex_unlock(&g_sig_mu);
 }
 
 static const char *LOG_NAMES[] = {"debug", "info", "warn", "error"};
@@ -336,17 +344,20 @@ int main(int argc, char **argv)
     }
     if (argc >= 2 && strcmp(argv[1], "keygen") == 0)
         return keygen(argc, argv);
-    /* Before anything slow: a SIGTERM or SIGHUP while the evaluation set loads must not kill the
-     * daemon without a word. SA_RESTART: a start-up file being read (a FIFO, a slow disk) is not
-     * failed by the signal. */
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_signal;
-    sa.sa_flags = SA_RESTART;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGTERM, &sa, NULL);
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGHUP, &sa, NULL);
+    /* Before anything slow, and before any thread: a SIGTERM or SIGHUP while the evaluation set
+     * loads must not kill the daemon without a word. Taken on a thread of their own, they do not
+     * interrupt a start-up file being read (a FIFO, a slow disk). */
+    sigset_t stops;
+    sigemptyset(&stops);
+    sigaddset(&stops, SIGTERM);
+    sigaddset(&stops, SIGINT);
+    sigaddset(&stops, SIGHUP);
+    const int se = fl_sig_take(&stops, on_signal);
+    if (se != 0) {
+        fprintf(stderr, "fl_server: cannot start the thread that takes signals: %s\n",
+                strerror(se));
+        return EXIT_RUNTIME;
+    }
     fls_options *o = NULL;
     if (fls_options_new(&o) != FLS_OK) {
         fprintf(stderr, "fl_server: out of memory\n");
@@ -507,8 +518,9 @@ int main(int argc, char **argv)
     if (check) {
         /* the daemon's own startup checks, short of binding and training. They make nothing: a
          * stop ends them at once (the default action), and the status says they did not pass. */
-        signal(SIGTERM, SIG_DFL);
-        signal(SIGINT, SIG_DFL);
+        pthread_mutex_lock(&g_sig_mu);
+        g_check = 1;
+        pthread_mutex_unlock(&g_sig_mu);
         const fls_status cs = fls_server_check(o, &host);
         if (cs != FLS_OK) {
             fls_options_free(o); /* the reason was logged */
@@ -547,14 +559,18 @@ int main(int argc, char **argv)
         /* the reason was logged */
         return startup_exit(st, 0);
     }
-    g_server = srv; /* from here on the handlers reach it; a signal before is in the flags */
-    if (g_startup_stop) {
+    pthread_mutex_lock(&g_sig_mu);
+    g_server = srv; /* from here on on_signal reaches it; a signal before is in the flags */
+    const int startup_stop = g_startup_stop, startup_hup = g_startup_hup;
+    if (startup_stop)
         g_server = NULL;
+    pthread_mutex_unlock(&g_sig_mu);
+    if (startup_stop) {
         log_main(FLS_LOG_INFO, "stopped during start-up: no round run, no checkpoint written");
         fls_server_free(srv);
         return EXIT_DONE;
     }
-    if (g_startup_hup) {
+    if (startup_hup) {
         log_main(FLS_LOG_INFO, "SIGHUP during start-up: acted on now (allow-list, run.metrics)");
         fls_server_reload(srv);
     }
@@ -585,11 +601,12 @@ int main(int argc, char **argv)
                  g_stdout_metrics.lost_all, g_stdout_metrics.lost_all == 1 ? "" : "s", tail);
         log_main(FLS_LOG_WARN, msg);
     }
-    /* the status first, then the flag, then the server away from the handlers: a signal from
-     * here on finds the shutdown, not start-up */
+    /* the server away from on_signal, which then finds the shutdown, not start-up */
+    pthread_mutex_lock(&g_sig_mu);
     g_shutdown_exit = rs == FLS_OK || rs == FLS_ERR_CANCELLED ? EXIT_DONE : EXIT_RUNTIME;
     g_shutdown = 1;
     g_server = NULL;
+    pthread_mutex_unlock(&g_sig_mu);
     fls_server_free(srv);
     if (rs == FLS_OK || rs == FLS_ERR_CANCELLED)
         return EXIT_DONE;

@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "fl_log.h"
+#include "fl_sig.h"
 #include "fl_time.h"
 #include "flm_arch.h"
 #include "flm_blas.h"
@@ -107,9 +108,9 @@ static void say_failure(const char *prog, int agreed, const char *msg, int rc)
     }
 }
 
-/* The signal that asked a run to stop (SIGINT, SIGTERM), 0 if none. The flags the handler
- * shares are lock-free atomics, not volatile sig_atomic_t: the handler may run on another thread
- * than the one that reads them (under mpirun, OpenMPI's own threads take signals too). */
+/* The signal that asked a run to stop (SIGINT, SIGTERM), 0 if none. The flags the handlers
+ * share are lock-free atomics, not volatile sig_atomic_t: they run on other threads than the one
+ * that reads them (the signal thread, fl_sig.h; SIGPIPE's on the thread whose write raised it). */
 static atomic_int g_stop;
 _Static_assert(ATOMIC_INT_LOCK_FREE == 2, "the signal handler's flags must be lock-free");
 
@@ -146,29 +147,28 @@ static void say_line(const char *s)
 }
 
 /* Ends the process as the signal's default action would (so that a shell or a script sees it
- * killed by that signal), after saying so. */
+ * killed by that signal), after saying so: on the signal thread, or in SIGPIPE's handler. */
 static void die_of(int sig)
 {
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = SIG_DFL;
-    sigemptyset(&sa.sa_mask);
-    sigaction(sig, &sa, NULL);
-    raise(sig);
-    _exit(128 + sig); /* a signal whose default is not to end the process: none caught here */
+    fl_sig_die(sig);
 }
 
-static void on_signal_body(int sig);
+static void on_signal(int sig);
 
-/* Keeps errno as the interrupted code had it (say() and sigaction may set it). */
-static void on_signal(int sig)
+/* SIGPIPE, raised on the thread whose write found the pipe closed (the signal thread takes the
+ * others). Keeps errno as the interrupted code had it (say() and sigaction may set it). */
+static void on_sigpipe(int sig)
 {
     const int saved = errno;
-    on_signal_body(sig);
+    on_signal(sig);
     errno = saved;
 }
 
-static void on_signal_body(int sig)
+/* SIGINT, SIGTERM, SIGUSR1, SIGHUP: on the signal thread (fl_sig.h), one at a time. A handler ran
+ * on whatever thread the kernel picked (a client worker's, OpenBLAS's), where the handler's own
+ * mask held back a second signal only from that thread: two could run at once, each finding no
+ * stop yet, and a second Ctrl-C did not quit. */
+static void on_signal(int sig)
 {
     const char *name = sig == SIGINT ? "Ctrl-C" : sig == SIGTERM ? "SIGTERM" :
                        sig == SIGHUP ? "SIGHUP" : "SIGUSR1";
@@ -182,8 +182,8 @@ static void on_signal_body(int sig)
         ign.sa_handler = SIG_IGN;
         sigemptyset(&ign.sa_mask);
         sigaction(SIGPIPE, &ign, NULL);
-        if (!g_stop) {
-            g_stop = sig;
+        int none = 0;
+        if (atomic_compare_exchange_strong(&g_stop, &none, sig)) {
             say_line("fl_sim: a write to a closed pipe (SIGPIPE; stdout closed?): stopping after the "
                      "round in progress\n");
         }
@@ -195,7 +195,8 @@ static void on_signal_body(int sig)
         say_line("fl_sim: interrupted before the first round was done: nothing written\n");
         die_of(sig);
     }
-    if (g_stop) { /* the second one: at once, and say what stays */
+    int none = 0;
+    if (!atomic_compare_exchange_strong(&g_stop, &none, sig)) { /* the second: at once, say what stays */
         say_line(g_experiment ? "fl_sim experiment: quitting at once: the runs finished stay saved"
                               : "fl_sim: quitting at once: no summary.json");
         if (g_out_dir) {
@@ -206,7 +207,6 @@ static void on_signal_body(int sig)
         say("\n");
         die_of(sig);
     }
-    g_stop = sig;
     say_line("fl_sim: stopping after the round in progress (");
     say(name);
     say(" again to quit at once)\n");
@@ -218,25 +218,27 @@ static void on_signal_body(int sig)
  * on to every rank. */
 static void catch_stop_signals(void)
 {
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_signal;
-    sigemptyset(&sa.sa_mask);
-    sigaddset(&sa.sa_mask, SIGINT); /* one handler at a time: the second waits for the first */
-    sigaddset(&sa.sa_mask, SIGTERM);
-    sigaddset(&sa.sa_mask, SIGUSR1);
-    sigaddset(&sa.sa_mask, SIGHUP);
-    sigaddset(&sa.sa_mask, SIGPIPE);
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
-    sigaction(SIGUSR1, &sa, NULL);
     /* SIGHUP and SIGPIPE only where they are not ignored already: `nohup fl_sim ... &` ignores
      * SIGHUP so that the run outlives the terminal, and a parent that ignores SIGPIPE means it. */
-    const int inherited[2] = {SIGHUP, SIGPIPE};
-    for (int i = 0; i < 2; i++) {
-        struct sigaction old;
-        if (sigaction(inherited[i], NULL, &old) == 0 && old.sa_handler != SIG_IGN)
-            sigaction(inherited[i], &sa, NULL);
+    struct sigaction old;
+    sigset_t stops;
+    sigemptyset(&stops);
+    sigaddset(&stops, SIGINT);
+    sigaddset(&stops, SIGTERM);
+    sigaddset(&stops, SIGUSR1);
+    if (sigaction(SIGHUP, NULL, &old) == 0 && old.sa_handler != SIG_IGN)
+        sigaddset(&stops, SIGHUP);
+    const int e = fl_sig_take(&stops, on_signal);
+    if (e != 0) {
+        fprintf(stderr, "fl_sim: cannot start the thread that takes signals (%s): a signal ends "
+                "the run at once\n", strerror(e));
+    }
+    if (sigaction(SIGPIPE, NULL, &old) == 0 && old.sa_handler != SIG_IGN) {
+        struct sigaction sa;
+        memset(&sa, 0, sizeof sa);
+        sa.sa_handler = on_sigpipe;
+        sigfillset(&sa.sa_mask); /* a SIGPIPE on another thread meanwhile waits for this one */
+        sigaction(SIGPIPE, &sa, NULL);
     }
     /* A file size limit (ulimit -f) makes a write fail with EFBIG, said like a full disk (the
      * row cut back off rounds.csv), instead of killing the run mid-row with SIGXFSZ. */

@@ -303,6 +303,36 @@ grep -qx "$said" "$DIR/gone.err" || fail "gone: not said: $(cat "$DIR/gone.err")
 lines=$(($(wc -l <"$DIR/gone/rounds.csv" 2>/dev/null || echo 0) - 1))
 [ "$lines" -eq 4000 ] || fail "gone: rounds.csv holds $lines rounds beside summary.json, not 4000"
 echo "--out removed during the run: rounds.csv written whole at the end"
+# One thread alone takes the stop signals: SIGINT, SIGTERM, SIGUSR1 and SIGHUP are blocked on every
+# other thread, fl_sim's workers included. The handler ran on any thread that left them unblocked
+# (every worker did): two at once for a quick Ctrl-C twice, each finding no stop yet. Each look at
+# /proc/PID/task/*/status while the run trains with 2 workers (the mask is the kernel's, no timing
+# in it), until one found both workers there.
+EXTRA="--threads 2 --per-round 40 --eval-every 0 --model mlp:64-512-512-4"
+start masks 1
+EXTRA=
+seen=0 i=0
+while [ "$seen" -eq 0 ]; do
+    i=$((i + 1))
+    [ "$i" -le 3000 ] || fail "masks: never saw the run's 2 workers in 3000 looks"
+    kill -0 "$pid" 2>/dev/null || fail "masks: fl_sim ended early: $(cat "$DIR/masks.err")"
+    n=0 open=0
+    for t in /proc/"$pid"/task/*/status; do
+        m=$(sed -n 's/^SigBlk:[[:space:]]*//p' "$t" 2>/dev/null) || continue
+        [ -n "$m" ] || continue
+        n=$((n + 1))
+        # SIGHUP 1, SIGINT 2, SIGUSR1 10, SIGTERM 15: bits 0, 1, 9, 14
+        for b in 0x1 0x2 0x200 0x4000; do
+            [ $((0x$m & b)) -ne 0 ] || { open=$((open + 1)); break; }
+        done
+    done
+    [ "$open" -le 1 ] || fail "masks: $open of $n threads leave a stop signal unblocked: $(grep -H SigBlk /proc/"$pid"/task/*/status)"
+    [ "$n" -ge 4 ] && seen=1 # main, the signal thread, 2 workers
+done
+kill -KILL "$pid"
+wait "$pid" 2>/dev/null || true
+pid=
+echo "stop signals: blocked on every thread but one (looked $i times)"
 # A Ctrl-C caught between the bar's text and the bar's line marked open put its message after the
 # text, on the bar's line ("...acc 0.41 fl_sim: stopping after ..."); the line is marked open
 # first since 60cdf13. The shim raises SIGINT inside the bar's fprintf (ASan would refuse a

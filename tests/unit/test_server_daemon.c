@@ -1488,6 +1488,50 @@ static void test_cli_signal_during_shutdown(void **state)
                  all + (strlen(all) > 700 ? strlen(all) - 700 : 0)); /* cmocka cuts at 1 KB */
 }
 
+/* One thread alone of fl_server and of fl_client takes their stop signals (SIGTERM, SIGINT,
+ * SIGHUP): every other thread has them blocked. A handler ran on whichever thread left them
+ * unblocked: the server's OpenBLAS threads (dlopen()ed from main), the client's training thread,
+ * where it read the server or the client and stopped it while main, past the run, could be
+ * freeing it. Each look at /proc/PID/task/N/status (the kernel's masks: nothing timed) asserts it,
+ * until one look found the client training (5 threads: main, the signal thread, libzmq's two, the
+ * training thread) and one found the server's 5 (its OpenBLAS thread and its evaluation's). */
+static void test_cli_signals_one_thread(void **state)
+{
+    (void)state;
+    const char *root = getenv("FEDROP_BUILD_ROOT");
+    if (!root)
+        skip();
+    char cmd[4096];
+    snprintf(cmd, sizeof cmd,
+             "D='%s'; "
+             "'%s/fl_server/fl_server' --insecure --endpoint \"ipc://$D/ot.sock\" "
+             "--arch mlp:784-512-512-10 --rounds 1000000 --clients 1 --overcommit 1 "
+             "--eval-dataset synthetic --set eval.synthetic_samples=5000 --eval-every 1 "
+             "2> \"$D/ot.log\" & p=$!; "
+             "'%s/fl_client/fl_client' --server \"ipc://$D/ot.sock\" --insecure --threads 2 "
+             "--dataset synth-images:400:1x28x28:10 > /dev/null 2>&1 & c=$!; "
+             /* look PID: n threads, open of them with a stop signal unblocked (bits 0, 1, 14) */
+             "look() { n=0; open=0; for t in /proc/$1/task/*/status; do "
+             "m=$(sed -n 's/^SigBlk:[[:space:]]*//p' \"$t\" 2>/dev/null) || continue; "
+             "[ -n \"$m\" ] || continue; n=$((n+1)); "
+             "[ $((0x$m & 0x4003)) -eq $((0x4003)) ] || open=$((open+1)); done; }; "
+             "ps=0; cs=0; i=0; res=unseen; "
+             "while [ $i -lt 3000 ] && kill -0 $p 2>/dev/null && kill -0 $c 2>/dev/null; do "
+             "i=$((i+1)); "
+             "look $p; [ $open -le 1 ] || { res=\"server: $open of $n threads\"; break; }; "
+             "[ $n -ge 5 ] && ps=1; "
+             "look $c; [ $open -le 1 ] || { res=\"client: $open of $n threads\"; break; }; "
+             "[ $n -ge 5 ] && cs=1; "
+             "[ $ps = 1 ] && [ $cs = 1 ] && { res=ok; break; }; done; "
+             "kill -KILL $p $c 2>/dev/null; wait $p $c 2>/dev/null; "
+             "echo \"res=$res ps=$ps cs=$cs looks=$i\"",
+             g_tmp, root, root);
+    char all[4096];
+    sh_run(cmd, NULL, NULL, all, sizeof all);
+    if (!strstr(all, "res=ok "))
+        fail_msg("the stop signals: %s", all);
+}
+
 /* ---- keys and allow-lists ------------------------------------------------------------------- */
 
 /* A secret key file that is a FIFO (or a directory, a device) is refused at once, by --check and
@@ -9521,6 +9565,7 @@ int main(void)
         cmocka_unit_test(test_cli_metrics_stdout_lost),
         cmocka_unit_test(test_cli_signal_during_startup),
         cmocka_unit_test(test_cli_signal_during_shutdown),
+        cmocka_unit_test(test_cli_signals_one_thread),
         cmocka_unit_test(test_cli_check_effective_idle),
         cmocka_unit_test(test_cli_check_effective_opt_unset),
         cmocka_unit_test(test_cli_no_checkpoint_warning),
