@@ -50,7 +50,11 @@ int flsim_ranks_all_ok(int ok);
 fl_status flsim_read_file(const char *path, size_t cap, char **out, size_t *len);
 /* flsim_read_file for a file that must be a regular one (a run's own outputs): opened without
  * blocking, and anything else refused (FL_ERR_IO, errno EINVAL; EISDIR for a directory) where a
- * FIFO with no writer held the open for good. */
+ * FIFO with no writer held the open for good. Not common's fl_file_read_regular, which opens and
+ * refuses the same way but says every failure as FL_ERR_IO (its reason in text): flsim_load_outputs
+ * must tell a missing summary.json (FL_ERR_NOT_FOUND: a run not finished, which an experiment
+ * resumed with --fresh 0 runs) from one it cannot read and from one over cap
+ * (FL_ERR_RESULTS_FORMAT: the experiment names the run's directory to remove). */
 fl_status flsim_read_regular(const char *path, size_t cap, char **out, size_t *len);
 
 /* flsim_data_load; on a failure the ranks agreed on, *said (may be NULL) is set as
