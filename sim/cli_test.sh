@@ -803,4 +803,19 @@ timeout 60 "$FL_SIM" $ARGS --rounds 2 --out "$DIR/ff" --resume 1 >/dev/null 2>"$
     fail "resume.fls a FIFO: exit status $rc (124: it waited for a writer): $(cat "$DIR/ff.err")"
 echo "resume.fls a FIFO: refused at once"
 
+
+# gnuplot, which the experiment runs, gets no signal blocked: fl_sim's main blocks its stop signals
+# for the thread that takes them (fl_sig.h), and a mask outlives exec. Until 2026-12-07 a Ctrl-C
+# did not stop a gnuplot that hung. A stand-in gnuplot on PATH reads its own mask: an awk script,
+# since a shell blocks signals of its own while it waits for a command.
+mkdir -p "$DIR/gp/bin"
+printf '#!/usr/bin/awk -f\nBEGIN { while ((getline l < "/proc/self/status") > 0) if (l ~ /^SigBlk/) print l > "%s/gp/blk" }\n' \
+    "$DIR" >"$DIR/gp/bin/gnuplot"
+chmod +x "$DIR/gp/bin/gnuplot"
+PATH="$DIR/gp/bin:$PATH" "$FL_SIM" experiment afd --seeds 1 $ARGS --rounds 1 --out "$DIR/gp/x" \
+    >/dev/null 2>"$DIR/gp.err" || fail "experiment with a stand-in gnuplot: $(cat "$DIR/gp.err")"
+grep -qx "SigBlk:[[:space:]]*0*" "$DIR/gp/blk" ||
+    fail "gnuplot started with signals blocked: $(cat "$DIR/gp/blk" 2>/dev/null || echo 'it did not run')"
+echo "gnuplot: started with no signal blocked"
+
 echo "ok"

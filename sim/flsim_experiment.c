@@ -7,6 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -201,6 +203,11 @@ static int run_gnuplot(const char *dir)
     if (pid < 0)
         return -1;
     if (pid == 0) {
+        /* fl_sim's main blocked its stop signals for its signal thread (fl_sig.h); a mask
+         * outlives exec, and gnuplot must stop on a Ctrl-C of its own. */
+        sigset_t none;
+        sigemptyset(&none);
+        pthread_sigmask(SIG_SETMASK, &none, NULL);
         const int nul = open("/dev/null", O_RDWR);
         if (nul >= 0) {
             dup2(nul, STDIN_FILENO);
