@@ -1689,6 +1689,24 @@ static int finish_training(flc_client *c)
     return verdict;
 }
 
+/* Why m, decoded from the server, is no message a server sends (PROTOCOL.md: a Hello, an
+ * Update, a Chunk of an update, dir UP, are a client's); NULL when it is one. */
+static const char *not_from_server(const flp_msg *m)
+{
+    switch (m->type) {
+    case FLP_CHUNK:
+        return m->chunk.dir == FLP_DIR_DOWN ? NULL
+                                            : "a chunk of an update (chunk.dir UP): servers send "
+                                              "weight chunks only";
+    case FLP_HELLO:
+        return "a Hello: servers do not send one";
+    case FLP_UPDATE:
+        return "an Update: servers do not send one";
+    default:
+        return NULL;
+    }
+}
+
 /* One connection's life. */
 static int session(flc_client *c)
 {
@@ -1770,7 +1788,17 @@ static int session(flc_client *c)
                 char err[FLP_ERRBUF];
                 const fl_status st = flp_decode(&m, zmq_msg_data(&zm), zmq_msg_size(&zm), NULL, err, sizeof err);
                 zmq_msg_close(&zm);
-                if (st != FL_OK) {
+                const char *wrong = st == FL_OK ? not_from_server(m) : NULL;
+                if (wrong) {
+                    /* Decoded, but a message no server sends: refused as a malformed one is
+                     * (below), not handled. A Chunk of an update (dir UP) was Acked, which
+                     * returned the server a downlink credit it never spent, and counted in
+                     * bytes_down. */
+                    snprintf(err, sizeof err, "%s", wrong);
+                    flp_msg_free(m);
+                    m = NULL;
+                }
+                if (st != FL_OK || wrong) {
                     /* No sign of life: a peer that sends only what is not a message of this
                      * protocol (not a fedrop server, another protocol version, bytes libzmq took
                      * for ZeroMQ's oldest framing) ends the session at liveness_ms, said below,

@@ -429,8 +429,16 @@ static fl_status on_task(flc_core *c, const flp_msg *m)
 static fl_status on_chunk(flc_core *c, const flp_msg *m)
 {
     const flp_chunk *k = &m->chunk;
-    if (k->dir != FLP_DIR_DOWN)
-        return FL_OK;
+    if (k->dir != FLP_DIR_DOWN) {
+        /* A chunk of an update: servers send weight chunks only (PROTOCOL.md, 2), and fedrop's
+         * server refuses a weight chunk from a client so. Until 2026-12-07 it was taken as
+         * nothing to do (FL_OK), and libflclient Acked it and counted it in bytes_down. The
+         * task, if any, is left as it was. */
+        fl_log(&c->log, FL_LOG_WARN, "round %llu: chunk refused: chunk.dir %d, a server sends "
+               "weight chunks (dir %d) only", (unsigned long long)m->round, (int)k->dir,
+               (int)FLP_DIR_DOWN);
+        return FL_ERR_WIRE_FIELD;
+    }
     if (!c->have_task || m->round != c->round || c->ready)
         return FL_ERR_STATE;
     char err[160];

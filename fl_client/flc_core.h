@@ -155,7 +155,8 @@ const char *flc_core_task_error(const flc_core *c);
  * to the old run and is reset to zero first (logged; 0, an older server, changes nothing).
  * Chunk (down): checked against the tracker (range,
  * duplicates), decoded into place: FL_ERR_WIRE_CHUNK_*, FL_ERR_CODEC_*, FL_ERR_STATE (no task or
- * another round). Other types: FL_OK, ignored. */
+ * another round). A chunk of the other direction (an update's: no server sends one) is
+ * FL_ERR_WIRE_FIELD, the task left as it was. Other types: FL_OK, ignored. */
 fl_status flc_core_on_message(flc_core *c, const flp_msg *m);
 
 /* 1 when a task's weights are complete and not yet trained. */

@@ -425,7 +425,9 @@ flc_status flc_client_new(const flc_config *cfg, flc_client **out);
  * does not come back at one instant; a server restart is survived. Only a valid message of the
  * protocol counts as word from the server: a peer that sends nothing else (not a fedrop server,
  * another protocol version) is left at liveness_ms like a silent one ("no valid message from EP
- * ..."), its malformed messages said once a session at warn level, the rest at debug. A connection that something at
+ * ..."), its malformed messages said once a session at warn level, the rest at debug (so is a
+ * message no server sends: a Hello, an Update, a Chunk of an update, which is not Acked nor
+ * counted in bytes_down). A connection that something at
  * the endpoint takes and closes before a handshake ends the attempt and the backoff applies (at
  * the first such loss in a session that never reached the server, at the second since its link
  * was lost in one that did). So, for ever, are CURVE

@@ -4582,6 +4582,100 @@ static void test_failed_round_memory_released(void **state) { (void)state; skip(
 static void test_no_training_thread_said(void **state) { (void)state; skip(); }
 #endif
 
+/* Sends client "dev" its Task of core's open round and all of its weight chunks, with `extra`
+ * right after the first chunk: 1, that chunk again (a duplicate); 2, that chunk as a chunk of an
+ * update (dir UP) and an Update, which no server sends. *bytes: the payload bytes of the weight
+ * chunks, each once. Returns the task's round. */
+static uint64_t fake_task_with_extra(fake *f, fls_core *core, int extra, uint64_t *bytes)
+{
+    const uint32_t key = fl_client_key("dev");
+    flp_msg tm;
+    assert_int_equal(fls_core_task(core, key, &tm), FL_OK);
+    fake_send(f, &tm);
+    const size_t cap = fls_core_task_chunk_bound(core);
+    uint8_t *buf = malloc(cap);
+    assert_non_null(buf);
+    *bytes = 0;
+    for (uint32_t t = 0; t < tm.task.n_tensors; t++)
+        for (uint32_t i = 0; i < tm.task.tensors[t].n_chunks; i++) {
+            flp_msg cm = flp_msg_header(FLP_CHUNK, tm.round, NULL);
+            size_t len;
+            assert_int_equal(fls_core_task_chunk(core, key, t, i, buf, cap, &len, &cm.chunk),
+                             FL_OK);
+            fake_send(f, &cm);
+            *bytes += cm.chunk.payload_len;
+            if (t || i || !extra)
+                continue;
+            if (extra == 1) {
+                fake_send(f, &cm);
+            } else {
+                flp_msg up = cm;
+                up.chunk.dir = FLP_DIR_UP;
+                fake_send(f, &up);
+                flp_msg u = flp_msg_header(FLP_UPDATE, tm.round, NULL);
+                u.update.tensors = tm.task.tensors;
+                u.update.n_tensors = tm.task.n_tensors;
+                u.update.n_samples = 1;
+                fake_send(f, &u);
+            }
+        }
+    free(buf);
+    return tm.round;
+}
+
+/* The client's Acks of chunks until its Update of round (freed), which must come within 5 s. */
+static uint32_t acks_until_update(session *s, uint64_t round)
+{
+    uint32_t acks = 0;
+    for (;;) {
+        flp_msg *m = fake_recv(&s->f, 5000);
+        if (!m)
+            fail_msg("no Update; log:\n%s", s->lb->text);
+        const int update = m->type == FLP_UPDATE;
+        if (update)
+            assert_int_equal(m->round, round);
+        acks += m->type == FLP_ACK && m->ack.of_type == FLP_CHUNK;
+        flp_msg_free(m);
+        if (update)
+            return acks;
+    }
+}
+
+/* A chunk of an update (dir UP) from the server, which servers never send (PROTOCOL.md, 2), in
+ * the middle of a Task's download: refused as a message no server sends is, and an Update from
+ * the server with it; the download goes on. The client Acked that chunk (which returned the server
+ * a downlink credit it never spent) and counted its bytes in bytes_down, and took the Update
+ * without a word. Now: as many Acks as weight chunks, bytes_down their bytes, each refusal said
+ * once, and the task trained as usual. */
+static void test_misdirected_chunk_refused(void **state)
+{
+    (void)state;
+    session s;
+    session_open(&s);
+    flc_config cfg = base_config(s.f.ep, train_plus_quarter, s.lb);
+    cfg.heartbeat_ms = 100;
+    assert_int_equal(flc_client_new(&cfg, &s.c), FLC_OK);
+    run_start(&s.r, s.c);
+    flp_msg_free(session_expect(&s, FLP_HELLO, 5000, ""));
+    fake_ack(&s.f, FLP_HELLO, 0, 0);
+    fake_core_new(&s.core, 0, 0.0);
+    uint64_t bytes = 0;
+    s.round = fake_task_with_extra(&s.f, s.core, 2, &bytes);
+    flp_msg tm;
+    assert_int_equal(fls_core_task(s.core, fl_client_key("dev"), &tm), FL_OK);
+    uint32_t n = 0;
+    for (uint32_t t = 0; t < tm.task.n_tensors; t++)
+        n += tm.task.tensors[t].n_chunks;
+    const uint32_t acks = acks_until_update(&s, s.round);
+    const flc_stats *st = session_stopped(&s);
+    if (acks != n || st->bytes_down != bytes || st->rounds_trained != 1 ||
+        log_count(s.lb, "chunk of an update") != 1 || log_count(s.lb, "an Update: servers") != 1)
+        fail_msg("%u Acks for %u weight chunks, bytes_down %llu (want %llu), rounds_trained "
+                 "%llu; log:\n%s", acks, n, (unsigned long long)st->bytes_down,
+                 (unsigned long long)bytes, (unsigned long long)st->rounds_trained, s.lb->text);
+    session_close(&s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -4658,6 +4752,7 @@ int main(void)
         cmocka_unit_test(test_update_answer_counted_once),
         cmocka_unit_test(test_upload_dropped_with_forgotten_session),
         cmocka_unit_test(test_no_training_thread_said),
+        cmocka_unit_test(test_misdirected_chunk_refused),
     };
     if (getenv("FLC_TEST_FILTER")) /* e.g. "test_reconnect_*": a few tests while working on them */
         cmocka_set_test_filter(getenv("FLC_TEST_FILTER"));

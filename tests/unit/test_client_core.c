@@ -303,8 +303,18 @@ static void test_plugin_trainer_and_errors(void **state)
             }
             flp_msg *cd = wire(&cm);
             assert_int_equal(flc_core_on_message(c, cd), FL_OK);
-            if (t == 0 && i == 0)
+            if (t == 0 && i == 0) {
                 assert_int_equal(flc_core_on_message(c, cd), FL_ERR_WIRE_CHUNK_DUP);
+                /* A chunk of an update (no server sends one) is refused, the task kept; it
+                 * was taken as nothing to do (FL_OK). */
+                flp_msg up = cm;
+                up.chunk.dir = FLP_DIR_UP;
+                flp_msg *ud = wire(&up);
+                assert_int_equal(flc_core_on_message(c, ud), FL_ERR_WIRE_FIELD);
+                flp_msg_free(ud);
+                assert_true(flc_core_busy(c));
+                assert_false(flc_core_ready(c));
+            }
             flp_msg_free(cd);
         }
     free(buf);
