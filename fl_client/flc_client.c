@@ -1586,9 +1586,13 @@ static int handle(flc_client *c, flp_msg *m, uint64_t at_ns, int *owned)
             send_round_error(c, m->round, run_id, st, "task dropped",
                              "a weight chunk does not decode", "its task was dropped here");
             c->stats.rounds_failed++;
-        } else if (st != FL_OK && !(m->type == FLP_CHUNK && c->refused_round == m->round + 1))
+        } else if (st == FL_ERR_STATE && c->refused_round != m->round + 1) {
+            /* A chunk of no task held (another round's, or one after its task was complete):
+             * the only chunk refusal the core does not say itself (flc_core.h). Said here too,
+             * a duplicate chunk was two warnings. Not for a chunk of a Task refused here. */
             fl_log(&c->log, FL_LOG_WARN, "round %llu: %s refused: %s", (unsigned long long)m->round,
                    flp_type_name(m->type), fl_strerror(st));
+        }
         /* A task held while the last training ran may be complete only once its deadline has
          * passed: its round is over, and it is not trained for nothing. */
         if (flc_core_ready(c->core) && !c->thread_live && past_deadline(c)) {

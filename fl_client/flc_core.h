@@ -156,7 +156,9 @@ const char *flc_core_task_error(const flc_core *c);
  * Chunk (down): checked against the tracker (range,
  * duplicates), decoded into place: FL_ERR_WIRE_CHUNK_*, FL_ERR_CODEC_*, FL_ERR_STATE (no task or
  * another round). A chunk of the other direction (an update's: no server sends one) is
- * FL_ERR_WIRE_FIELD, the task left as it was. Other types: FL_OK, ignored. */
+ * FL_ERR_WIRE_FIELD, the task left as it was. Each refused chunk is logged here once, but for
+ * FL_ERR_STATE (the host knows best whether a chunk of no task held is worth a word). Other
+ * types: FL_OK, ignored. */
 fl_status flc_core_on_message(flc_core *c, const flp_msg *m);
 
 /* 1 when a task's weights are complete and not yet trained. */

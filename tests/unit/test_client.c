@@ -4676,6 +4676,39 @@ static void test_misdirected_chunk_refused(void **state)
     session_close(&s);
 }
 
+/* A weight chunk sent twice in one Task's download: refused (the core's tracker), Acked as every
+ * chunk is, counted once in bytes_down, and said once. It was said twice, at warn: by the core
+ * ("chunk refused: tensor 0 chunk 0: duplicate") and again by the client around it. */
+static void test_duplicate_chunk_said_once(void **state)
+{
+    (void)state;
+    session s;
+    session_open(&s);
+    flc_config cfg = base_config(s.f.ep, train_plus_quarter, s.lb);
+    cfg.heartbeat_ms = 100;
+    assert_int_equal(flc_client_new(&cfg, &s.c), FLC_OK);
+    run_start(&s.r, s.c);
+    flp_msg_free(session_expect(&s, FLP_HELLO, 5000, ""));
+    fake_ack(&s.f, FLP_HELLO, 0, 0);
+    fake_core_new(&s.core, 0, 0.0);
+    uint64_t bytes = 0;
+    s.round = fake_task_with_extra(&s.f, s.core, 1, &bytes);
+    flp_msg tm;
+    assert_int_equal(fls_core_task(s.core, fl_client_key("dev"), &tm), FL_OK);
+    uint32_t n = 0;
+    for (uint32_t t = 0; t < tm.task.n_tensors; t++)
+        n += tm.task.tensors[t].n_chunks;
+    const uint32_t acks = acks_until_update(&s, s.round);
+    const flc_stats *st = session_stopped(&s);
+    if (acks != n + 1 || st->bytes_down != bytes || log_count(s.lb, "chunk refused") != 1 ||
+        log_count(s.lb, "duplicate") != 1)
+        fail_msg("%u Acks for %u weight chunks and a duplicate, bytes_down %llu (want %llu), "
+                 "%d line(s) of a chunk refused; log:\n%s", acks, n,
+                 (unsigned long long)st->bytes_down, (unsigned long long)bytes,
+                 log_count(s.lb, "chunk refused"), s.lb->text);
+    session_close(&s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -4753,6 +4786,7 @@ int main(void)
         cmocka_unit_test(test_upload_dropped_with_forgotten_session),
         cmocka_unit_test(test_no_training_thread_said),
         cmocka_unit_test(test_misdirected_chunk_refused),
+        cmocka_unit_test(test_duplicate_chunk_said_once),
     };
     if (getenv("FLC_TEST_FILTER")) /* e.g. "test_reconnect_*": a few tests while working on them */
         cmocka_set_test_filter(getenv("FLC_TEST_FILTER"));
