@@ -271,6 +271,26 @@ int posix_memalign(void **out, size_t align, size_t n)
     return 0;
 }
 
+/* libflclient.so's mappings, from /proc/self/maps: [*lo, *hi). */
+static void lib_mapping(uintptr_t *lo, uintptr_t *hi)
+{
+    FILE *f = fopen("/proc/self/maps", "r");
+    assert_non_null(f);
+    char line[4096];
+    unsigned long l = ULONG_MAX, h = 0;
+    while (fgets(line, sizeof line, f)) {
+        unsigned long a, b;
+        if (strstr(line, "libflclient") && sscanf(line, "%lx-%lx", &a, &b) == 2) {
+            l = a < l ? a : l;
+            h = b > h ? b : h;
+        }
+    }
+    fclose(f);
+    assert_true(h > 0); /* libflclient.so is loaded */
+    *lo = l;
+    *hi = h;
+}
+
 /* Counts the library's allocations from now on, from zero. */
 static void la_start(void)
 {
@@ -278,22 +298,10 @@ static void la_start(void)
     memset(g_la, 0, sizeof g_la);
     g_la_bytes = g_la_peak = g_la_max = 0;
     la_unlock();
-    /* libflclient.so's mappings, from /proc/self/maps */
-    FILE *f = fopen("/proc/self/maps", "r");
-    assert_non_null(f);
-    char line[4096];
-    unsigned long lo = ULONG_MAX, hi = 0;
-    while (fgets(line, sizeof line, f)) {
-        unsigned long a, b;
-        if (strstr(line, "libflclient") && sscanf(line, "%lx-%lx", &a, &b) == 2) {
-            lo = a < lo ? a : lo;
-            hi = b > hi ? b : hi;
-        }
-    }
-    fclose(f);
-    assert_true(hi > 0); /* libflclient.so is loaded */
-    atomic_store(&g_la_hi, (uintptr_t)hi);
-    atomic_store(&g_la_lo, (uintptr_t)lo);
+    uintptr_t lo, hi;
+    lib_mapping(&lo, &hi);
+    atomic_store(&g_la_hi, hi);
+    atomic_store(&g_la_lo, lo);
 }
 
 static void la_stop(void)
@@ -4709,6 +4717,133 @@ static void test_duplicate_chunk_said_once(void **state)
     session_close(&s);
 }
 
+#ifdef LA_ON
+/* The library's monotonic clock, moved on at the test's word: clock_gettime(CLOCK_MONOTONIC) as
+ * libflclient.so calls it (fl_time_mono_ns) reads g_lib_ahead_ns more than the real one; every
+ * other caller (libzmq's timers and polls, the test) reads the real clock. And zmq_msg_send as
+ * the library calls it: once g_jump_at_heartbeat is armed, the next Heartbeat the library sends
+ * moves the library's clock that many ns on first. The session sends its Heartbeats after its
+ * watches and before its poll, so time then passes between the two from the library's view, as
+ * for a thread preempted there or a send that waits for room in its socket (send_msg). These
+ * definitions take the place of libc's and libzmq's for the shared libflclient; not under ASan
+ * or TSan (LA_ON), whose runtimes intercept clock_gettime themselves. */
+typedef int (*clock_gettime_fn)(clockid_t, struct timespec *);
+typedef int (*zmq_msg_send_fn)(zmq_msg_t *, void *, int);
+static clock_gettime_fn g_real_clock_gettime;
+static zmq_msg_send_fn g_real_msg_send;
+static pthread_once_t g_real_once = PTHREAD_ONCE_INIT;
+static _Atomic uintptr_t g_clk_lo, g_clk_hi; /* the library's mapping; lo 0: off */
+static _Atomic uint64_t g_lib_ahead_ns, g_jump_at_heartbeat;
+
+static void real_resolve(void)
+{
+    *(void **)&g_real_clock_gettime = dlsym(RTLD_NEXT, "clock_gettime");
+    *(void **)&g_real_msg_send = dlsym(RTLD_NEXT, "zmq_msg_send");
+}
+
+int clock_gettime(clockid_t id, struct timespec *ts)
+{
+    pthread_once(&g_real_once, real_resolve);
+    if (!g_real_clock_gettime) {
+        errno = ENOSYS;
+        return -1;
+    }
+    const int rc = g_real_clock_gettime(id, ts);
+    const uintptr_t ra = (uintptr_t)__builtin_return_address(0);
+    const uintptr_t lo = atomic_load(&g_clk_lo);
+    if (rc == 0 && id == CLOCK_MONOTONIC && lo && ra >= lo && ra < atomic_load(&g_clk_hi)) {
+        const uint64_t ns = (uint64_t)ts->tv_nsec + atomic_load(&g_lib_ahead_ns);
+        ts->tv_sec += (time_t)(ns / 1000000000u);
+        ts->tv_nsec = (long)(ns % 1000000000u);
+    }
+    return rc;
+}
+
+int zmq_msg_send(zmq_msg_t *msg, void *s, int flags)
+{
+    pthread_once(&g_real_once, real_resolve);
+    if (atomic_load(&g_jump_at_heartbeat)) {
+        flp_msg *m = NULL;
+        char err[FLP_ERRBUF];
+        if (flp_decode(&m, zmq_msg_data(msg), zmq_msg_size(msg), NULL, err, sizeof err) ==
+                FL_OK && m->type == FLP_HEARTBEAT)
+            atomic_fetch_add(&g_lib_ahead_ns, atomic_exchange(&g_jump_at_heartbeat, 0));
+        flp_msg_free(m);
+    }
+    if (!g_real_msg_send) {
+        errno = ENOTSUP;
+        return -1;
+    }
+    return g_real_msg_send(msg, s, flags);
+}
+
+/* A Task's deadline that passes while the session is between its watches and its poll is acted
+ * on at the next look, at once (be9478e3). heartbeat_ms 60000 (a look every 30 s), a Task deadline
+ * of 100 s, a plug-in training that waits for flc_task_cancelled. The library's clock is moved 70
+ * s on, and a Heartbeat from the server wakes the session for a look: training_watch finds the
+ * deadline 30 s off, and the session's own Heartbeat is due (none sent for 60 s); as it goes out,
+ * the clock moves 40 s more, past the deadline, where no watch looks before the poll. The poll read
+ * that deadline as passed, hence handled, and slept heartbeat_ms / 2: the training of a round
+ * that was over went on 30 s more (a liveness bound of 10 s below; with the fix it is cancelled
+ * after a few ms). */
+static void test_deadline_between_watches_and_poll(void **state)
+{
+    (void)state;
+    uintptr_t lo, hi;
+    lib_mapping(&lo, &hi);
+    atomic_store(&g_lib_ahead_ns, 0);
+    atomic_store(&g_jump_at_heartbeat, 0);
+    atomic_store(&g_clk_hi, hi);
+    atomic_store(&g_clk_lo, lo);
+    deadline_flags d = {0, 0, 0, 1};
+    session s;
+    session_open(&s);
+    flc_config cfg = base_config(s.f.ep, deadline_trainer, s.lb);
+    cfg.train_user = &d;
+    cfg.heartbeat_ms = 60000;
+    cfg.liveness_ms = 600000;
+    assert_int_equal(flc_client_new(&cfg, &s.c), FLC_OK);
+    run_start(&s.r, s.c);
+    flp_msg_free(session_expect(&s, FLP_HELLO, 5000, ""));
+    fake_ack(&s.f, FLP_HELLO, 0, 0);
+    fake_core_new(&s.core, 0, 100.0);
+    s.round = fake_task(&s.f, s.core);
+    const double until = fl_time_mono_s() + 5.0;
+    while (!atomic_load(&d.started) && fl_time_mono_s() < until) {
+        const struct timespec ts = {0, 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+    if (!atomic_load(&d.started))
+        fail_msg("the trainer did not start; log:\n%s", s.lb->text);
+    atomic_store(&g_lib_ahead_ns, 70000000000u);
+    atomic_store(&g_jump_at_heartbeat, 40000000000u);
+    flp_msg hb = flp_msg_header(FLP_HEARTBEAT, 0, NULL);
+    fake_send(&s.f, &hb);
+    /* a liveness bound, not a speed one: at once against 30 s */
+    const double end = fl_time_mono_s() + 10.0;
+    while (!atomic_load(&d.cancelled) && fl_time_mono_s() < end) {
+        const struct timespec ts = {0, 5 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+    const int jumped = atomic_load(&g_jump_at_heartbeat) == 0;
+    const int cancelled = atomic_load(&d.cancelled);
+    const flc_stats *st = session_stopped(&s);
+    atomic_store(&g_clk_lo, 0);
+    atomic_store(&g_lib_ahead_ns, 0);
+    atomic_store(&g_jump_at_heartbeat, 0);
+    if (!jumped || !cancelled || log_count(s.lb, "before its training ended") != 1)
+        fail_msg("%s; log:\n%s", !jumped ? "the session sent no Heartbeat at its look"
+                                         : "the deadline passed between the session's watches "
+                                           "and its poll: the training not cancelled 10 s on",
+                 s.lb->text);
+    assert_int_equal(st->tasks_dropped, 1);
+    assert_int_equal(st->updates_sent, 0);
+    session_close(&s);
+}
+#else
+static void test_deadline_between_watches_and_poll(void **state) { (void)state; skip(); }
+#endif
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -4787,6 +4922,7 @@ int main(void)
         cmocka_unit_test(test_no_training_thread_said),
         cmocka_unit_test(test_misdirected_chunk_refused),
         cmocka_unit_test(test_duplicate_chunk_said_once),
+        cmocka_unit_test(test_deadline_between_watches_and_poll),
     };
     if (getenv("FLC_TEST_FILTER")) /* e.g. "test_reconnect_*": a few tests while working on them */
         cmocka_set_test_filter(getenv("FLC_TEST_FILTER"));
