@@ -1092,12 +1092,14 @@ static void upload_pump(flc_client *c)
         }
         c->up_credit--;
         c->up_next++;
+        /* counted as each goes: an update the server ends early (its answer before the last
+         * chunk) or given up sent these too, and they counted nowhere */
+        c->stats.bytes_up += cm.chunk.payload_len;
     }
     if (c->up_active && c->up_next >= c->up_n) {
         const flc_core_stats *s = flc_core_last_stats(c->core);
         c->up_active = 0;
         c->stats.updates_sent++;
-        c->stats.bytes_up += s->bytes_up;
         c->stats.last_loss = s->loss;
         c->uploads_this_session++;
         c->ack_wait = 1;

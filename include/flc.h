@@ -288,7 +288,9 @@ typedef struct flc_stats {
                                     * client): it restarted behind a link ZeroMQ restored, or
                                     * timed the client out). A Hello sent again because the last
                                     * one went unanswered is no new start. */
-    uint64_t bytes_down, bytes_up; /* payload bytes of weight / delta chunks */
+    uint64_t bytes_down, bytes_up; /* payload bytes of the weight chunks taken / the delta
+                                    * chunks sent (of every download and upload, also one cut
+                                    * short) */
     double last_loss;              /* the training loss of the last update sent in full
                                     * (updates_sent); 0 before the first */
     uint64_t updates_sent;         /* updates sent in full (or cut short by the server's answer):

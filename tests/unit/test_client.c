@@ -2925,7 +2925,8 @@ static void test_max_rounds_counts_last_ack(void **state)
 /* The server ends an upload part-way (Ack(of UPDATE, FL_ERR_TIMEOUT): too slow to finish before
  * the round's deadline while others waited for its slot). The client logs why, in the server's
  * words, counts it refused, sends none of that update again (not even on a stray credit) and
- * keeps its session, waiting for its next Task as after any refusal. */
+ * keeps its session, waiting for its next Task as after any refusal. bytes_up holds the chunks
+ * that went. */
 static void test_update_slot_taken_back(void **state)
 {
     (void)state;
@@ -2935,9 +2936,11 @@ static void test_update_slot_taken_back(void **state)
     session_run(&s, &cfg, 0);
     const uint32_t n = session_update_chunks(&s);
     assert_true(n > 2);
+    uint64_t bytes = 0;
     for (int i = 0; i < 2; i++) { /* two chunks of it, then no more credit */
         fake_ack(&s.f, FLP_CHUNK, s.round, 0);
         flp_msg *cm = session_expect(&s, FLP_CHUNK, 5000, "for a credit");
+        bytes += cm->chunk.payload_len;
         flp_msg_free(cm);
     }
     const char *why = "upload too slow to finish before the round's deadline while other "
@@ -2964,6 +2967,9 @@ static void test_update_slot_taken_back(void **state)
     assert_int_equal(st->updates_sent, 1);
     assert_int_equal(st->updates_refused, 1);
     assert_int_equal(st->updates_accepted, 0);
+    /* the two chunks that went (bytes_up counted an update's chunks only once the last went:
+     * here 0, for an update counted in updates_sent) */
+    assert_int_equal(st->bytes_up, bytes);
     flc_client_stop(s.c);
     assert_true(run_wait(&s.r, 5.0));
     session_close(&s);
