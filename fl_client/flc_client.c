@@ -1403,8 +1403,9 @@ static int handle(flc_client *c, flp_msg *m, uint64_t at_ns, int *owned)
                     fl_log(&c->log, FL_LOG_WARN, "the server says: %s", m->ack.detail);
             }
         } else if (m->ack.of_type == FLP_CHUNK) {
-            /* a credit: one more chunk of the update of that round may go */
-            if (c->up_active && m->ack.of_round == c->up_round)
+            /* a credit: one more chunk of the update of that round may go. Only with status 0
+             * (PROTOCOL.md 3): another status grants nothing, and was taken as a credit. */
+            if (c->up_active && m->ack.of_round == c->up_round && m->ack.status == 0)
                 c->up_credit++;
         } else if (m->ack.of_type == FLP_UPDATE) {
             /* Each update is counted once (flc.h, flc_stats): in updates_sent and then by its

@@ -4723,6 +4723,30 @@ static void test_duplicate_chunk_said_once(void **state)
     session_close(&s);
 }
 
+/* An Ack(of CHUNK) of the update's round with a status other than 0 is no credit (PROTOCOL.md 3:
+ * a credit is an Ack(of CHUNK, of_round r, status 0)): no chunk goes for it; one with status 0
+ * then sends one. It was taken as a credit whatever its status. */
+static void test_chunk_ack_with_status_no_credit(void **state)
+{
+    (void)state;
+    session s;
+    session_open(&s);
+    flc_config cfg = base_config(s.f.ep, train_plus_quarter, s.lb);
+    session_run(&s, &cfg, 0);
+    assert_true(session_update_chunks(&s) > 1);
+    fake_ack(&s.f, FLP_CHUNK, s.round, FL_ERR_STATE);
+    session_sync(&s, "sync after an Ack of a chunk with a status");
+    flp_msg *m = fake_recv(&s.f, 300);
+    if (m)
+        fail_msg("the client sent %s for an Ack(of CHUNK) with status %d; log:\n%s",
+                 flp_type_name(m->type), (int)FL_ERR_STATE, s.lb->text);
+    fake_ack(&s.f, FLP_CHUNK, s.round, 0);
+    flp_msg_free(session_expect(&s, FLP_CHUNK, 5000, "for a credit"));
+    flc_client_stop(s.c);
+    assert_true(run_wait(&s.r, 5.0));
+    session_close(&s);
+}
+
 #ifdef LA_ON
 /* The library's monotonic clock, moved on at the test's word: clock_gettime(CLOCK_MONOTONIC) as
  * libflclient.so calls it (fl_time_mono_ns) reads g_lib_ahead_ns more than the real one; every
@@ -4929,6 +4953,7 @@ int main(void)
         cmocka_unit_test(test_misdirected_chunk_refused),
         cmocka_unit_test(test_duplicate_chunk_said_once),
         cmocka_unit_test(test_deadline_between_watches_and_poll),
+        cmocka_unit_test(test_chunk_ack_with_status_no_credit),
     };
     if (getenv("FLC_TEST_FILTER")) /* e.g. "test_reconnect_*": a few tests while working on them */
         cmocka_set_test_filter(getenv("FLC_TEST_FILTER"));
