@@ -1696,6 +1696,15 @@ static int finish_training(flc_client *c)
     return verdict;
 }
 
+/* The ns from then to now, both read from the monotonic clock: 0 when then is the later one. The
+ * session's look reads `now` once, before it handles a message, and what it sends meanwhile (a
+ * chunk's Ack) stamps last_sent_ns after it: now - last_sent_ns wrapped round to 2^64 - a few
+ * microseconds, and a Heartbeat followed every Ack (one message in two of a download). */
+static uint64_t since(uint64_t now, uint64_t then)
+{
+    return now > then ? now - then : 0;
+}
+
 /* Why m, decoded from the server, is no message a server sends (PROTOCOL.md: a Hello, an
  * Update, a Chunk of an update, dir UP, are a client's); NULL when it is one. */
 static const char *not_from_server(const flp_msg *m)
@@ -1844,10 +1853,11 @@ static int session(flc_client *c)
          * while the server is down, Hellos would only queue up and all reach it when it comes
          * back, each starting the client afresh there. */
         if (!c->registered && c->hs_count != c->hello_hs &&
-            now - c->hello_ns > (uint64_t)c->cfg.heartbeat_ms * 3000000ull)
+            since(now, c->hello_ns) > (uint64_t)c->cfg.heartbeat_ms * 3000000ull)
             send_hello(c);
         /* Before the Hello is accepted the server answers anything but a Hello with an Error. */
-        if (c->registered && now - c->last_sent_ns > (uint64_t)c->cfg.heartbeat_ms * 1000000ull)
+        if (c->registered &&
+            since(now, c->last_sent_ns) > (uint64_t)c->cfg.heartbeat_ms * 1000000ull)
             send_simple(c, FLP_HEARTBEAT, 0);
         if (now - c->last_recv_ns > (uint64_t)c->cfg.liveness_ms * 1000000ull) {
             /* A server that is not there (not started, a wrong address or port) takes no

@@ -613,6 +613,7 @@ typedef struct fake {
     pthread_t zap_thread;
     atomic_int zap_stop;
     atomic_int zap_refused;
+    int heartbeats;            /* Heartbeats fake_recv skipped */
 } fake;
 
 /* ZAP (RFC 27): every request is answered 400, as fl_server does for a key not on its list. */
@@ -766,6 +767,7 @@ static flp_msg *fake_recv(fake *f, int timeout_ms)
         if (st != FL_OK)
             fail_msg("the client sent an invalid message: %s", err);
         if (m->type == FLP_HEARTBEAT) {
+            f->heartbeats++;
             flp_msg_free(m);
             continue;
         }
@@ -4747,6 +4749,36 @@ static void test_chunk_ack_with_status_no_credit(void **state)
     session_close(&s);
 }
 
+/* A client that sends something in a look (a chunk's Ack) sends no Heartbeat after it: one is
+ * due only heartbeat_ms after its last message. The look's clock was read before the Ack, whose
+ * send stamps the time after it, and the difference wrapped round (unsigned): a Heartbeat
+ * followed every Ack, one message in two of a download (8 here at heartbeat_ms 60000, where
+ * none is due). */
+static void test_no_heartbeat_after_each_ack(void **state)
+{
+    (void)state;
+    session s;
+    session_open(&s);
+    flc_config cfg = base_config(s.f.ep, train_plus_quarter, s.lb);
+    cfg.heartbeat_ms = 60000;
+    cfg.liveness_ms = 600000;
+    assert_int_equal(flc_client_new(&cfg, &s.c), FLC_OK);
+    run_start(&s.r, s.c);
+    flp_msg_free(session_expect(&s, FLP_HELLO, 5000, ""));
+    fake_ack(&s.f, FLP_HELLO, 0, 0);
+    fake_core_new(&s.core, 0, 0.0);
+    uint64_t bytes = 0;
+    s.round = fake_task_with_extra(&s.f, s.core, 0, &bytes);
+    s.f.heartbeats = 0;
+    const uint32_t acks = acks_until_update(&s, s.round);
+    if (s.f.heartbeats != 0)
+        fail_msg("%d Heartbeats with the %u Acks of a download (heartbeat_ms 60000); log:\n%s",
+                 s.f.heartbeats, acks, s.lb->text);
+    flc_client_stop(s.c);
+    assert_true(run_wait(&s.r, 5.0));
+    session_close(&s);
+}
+
 #ifdef LA_ON
 /* The library's monotonic clock, moved on at the test's word: clock_gettime(CLOCK_MONOTONIC) as
  * libflclient.so calls it (fl_time_mono_ns) reads g_lib_ahead_ns more than the real one; every
@@ -4954,6 +4986,7 @@ int main(void)
         cmocka_unit_test(test_duplicate_chunk_said_once),
         cmocka_unit_test(test_deadline_between_watches_and_poll),
         cmocka_unit_test(test_chunk_ack_with_status_no_credit),
+        cmocka_unit_test(test_no_heartbeat_after_each_ack),
     };
     if (getenv("FLC_TEST_FILTER")) /* e.g. "test_reconnect_*": a few tests while working on them */
         cmocka_set_test_filter(getenv("FLC_TEST_FILTER"));
