@@ -854,15 +854,24 @@ static fl_status train_encode(flc_core *c, char *why, size_t whycap)
             if (ef) {
                 if ((st = flz_decode(c->z, c->pay + c->pay_len, len, c->dec, cnt)) != FL_OK)
                     return st;
+                /* What the server will not see of this chunk, kept where its working weights
+                 * were (read no more: its delta is formed) until every chunk has encoded. Stored
+                 * into the residual chunk by chunk, an encoding that failed part way (a later
+                 * chunk too large for the codec) left the earlier chunks' residual as if their
+                 * payload had reached the server, which it never did: that mass was lost, unless
+                 * the rewind point (off in fl_sim) put it back. */
+                float *keep = c->w + sub_off;
                 for (uint32_t j = 0; j < cnt; j++)
-                    c->dec[j] = c->tmp[j] - c->dec[j];
-                ef_ctx e = {c->resid, c->dec, sub_off, 1};
-                flm_submodel_runs(c->sm, sub_off, cnt, ef_run, &e);
+                    keep[j] = c->tmp[j] - c->dec[j];
             }
             c->chunks[c->n_chunks++] = (up_chunk){t, i, cnt, off, c->pay_len, len};
             c->pay_len += len;
             bytes += len;
         }
+    }
+    if (ef) { /* every chunk encoded: the residual of the submodel's coordinates, at once */
+        ef_ctx e = {c->resid, c->w, 0, 1};
+        flm_submodel_runs(c->sm, 0, n, ef_run, &e);
     }
     c->trained = 1;
     c->stats.n_samples = n_samples;
@@ -887,9 +896,7 @@ fl_status flc_core_train(flc_core *c)
         /* Its weights were trained in place: a stray chunk of this task must not start a second
          * training from them (the server was told the round failed); the next task resets it. */
         c->failed = 1;
-        /* An encoding that failed part way has changed some of the residual: undo it. */
-        if (c->snap_valid && c->snap_round == c->round && c->resid && c->snap_n == c->resid_n)
-            memcpy(c->resid, c->snap, c->snap_n * sizeof(float));
+        /* The residual is as it was: train_encode stores it only once every chunk encoded. */
         /* A training that fails once the host cancelled it (cfg.cancel: libflclient sets it
          * when the client stops, the task's session is over, a newer Task replaced it or the
          * task's deadline passed) failed

@@ -24,8 +24,10 @@
  * whatever becomes of the update once encoded: one the server answers late, or one encoded and
  * then not sent (its deadline passed), leaves the residual as one it aggregated would, and what
  * its payload held is lost with it (the rewind point restores the residual only for a round the
- * server replays, after an encoding that failed, and for a training the host cancelled after its
- * trainer's last step, flc_core_drop_update: a cancelled training changes nothing). fl_sim
+ * server replays, and for a training the host cancelled after its trainer's last step,
+ * flc_core_drop_update: a cancelled training changes nothing). An encoding that fails, part way
+ * or not, changes nothing either, with or without the rewind point: the residual is stored once
+ * every chunk has encoded. fl_sim
  * does the same (its late updates were encoded like the others), so its runs and a fleet's
  * agree.
  *

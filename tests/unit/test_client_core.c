@@ -899,6 +899,59 @@ static void test_drop_update_restores_residual(void **state)
     free_fixture(&f);
 }
 
+/* A plug-in trainer whose update fits the codec in every tensor but the last (float16 ends at
+ * 65504): the encoding fails at the last tensor's chunk, after the earlier ones encoded. */
+static fl_status moves_last_too_far(void *user, const flc_core_job *job, float *params,
+                                    uint64_t *n_samples, double *loss)
+{
+    (void)user;
+    const size_t n = job->sub->n_params;
+    for (size_t i = 0; i < n; i++)
+        params[i] += 0.25f;
+    params[n - 1] += 1e6f;
+    *n_samples = 1;
+    *loss = 0.5;
+    return FL_OK;
+}
+
+/* An encoding that fails part way sends nothing, so it leaves the error-feedback residual as it
+ * was, with or without the rewind point (fl_sim runs without one). Until 2026-12-07 the chunks
+ * encoded before the failing one had stored their residual: 50 of these 53 values, which then
+ * counted as sent, and that mass was lost. */
+static void test_failed_encoding_keeps_residual(void **state)
+{
+    (void)state;
+    for (int rewind = 0; rewind < 2; rewind++) {
+        fls_core *srv = one_client_round_with("mlp:6-5-3", 0, "topk0.5+f16");
+        const flc_core_config cc = {"dev", 9, 5, NULL, moves_last_too_far, NULL, {0}, NULL};
+        flc_core *c = NULL;
+        assert_int_equal(flc_core_new(&cc, &c), FL_OK);
+        flc_core_keep_rewind_point(c, rewind);
+        const size_t n = fls_core_arch(srv)->n_params;
+        float *mine = malloc(n * sizeof *mine);
+        assert_non_null(mine);
+        for (size_t i = 0; i < n; i++)
+            mine[i] = 7.0f;
+        size_t mn = n;
+        flc_core_swap_residual(c, &mine, &mn);
+        feed_task(srv, c, 9);
+        assert_int_equal(flc_core_train(c), FL_ERR_NUMERIC);
+        assert_non_null(strstr(flc_core_train_error(c), "too large for the server's up codec"));
+        assert_int_equal(flc_core_update_chunks(c), 0);
+        float *back = NULL;
+        size_t bn = 0;
+        flc_core_swap_residual(c, &back, &bn);
+        assert_int_equal(bn, n);
+        for (size_t i = 0; i < n; i++)
+            if (back[i] != 7.0f)
+                fail_msg("rewind point %s: residual[%zu] = %g after a failed encoding, was 7",
+                         rewind ? "on" : "off", i, (double)back[i]);
+        free(back);
+        flc_core_free(c);
+        fls_core_free(srv);
+    }
+}
+
 /* A residual the host swaps in (flc_core_swap_residual) is that host's: a Task for the round of
  * the snapshot the core took of its previous residual must not overwrite it. */
 static void test_rewind_after_swap(void **state)
@@ -1453,6 +1506,7 @@ int main(void)
         cmocka_unit_test(test_rewind_replays_round),
         cmocka_unit_test(test_cancel_keeps_residual),
         cmocka_unit_test(test_drop_update_restores_residual),
+        cmocka_unit_test(test_failed_encoding_keeps_residual),
         cmocka_unit_test(test_new_run_resets_residual),
         cmocka_unit_test(test_update_of_another_run_refused),
         cmocka_unit_test(test_rewind_after_swap),
