@@ -62,7 +62,10 @@ static int all_finite(const float *x, size_t n)
 static fl_status ckpt_check(const fls_ckpt *c)
 {
     const size_t arch_len = strnlen(c->arch, FLS_CKPT_ARCH_MAX);
-    if (arch_len >= FLS_CKPT_ARCH_MAX || c->n_opt > FLS_CKPT_MAX_OPT ||
+    /* an empty arch and a reached target outside [0, 1] too: parse_meta and the TARGET section
+     * refuse them (until 2026-12-07 such a checkpoint was written, and could not be resumed) */
+    if (arch_len == 0 || arch_len >= FLS_CKPT_ARCH_MAX || c->n_opt > FLS_CKPT_MAX_OPT ||
+        (c->target_reached && !(c->target_acc >= 0.0 && c->target_acc <= 1.0)) ||
         (!c->params && c->n_params) || (!c->policy && c->policy_len) ||
         (c->config_len && (!c->config || !config_text_ok(c->config, c->config_len))))
         return FL_ERR_INVALID_ARG;

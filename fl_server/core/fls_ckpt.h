@@ -81,8 +81,9 @@ void fls_ckpt_clear(fls_ckpt *c);
 
 /* Encodes c into a new buffer *buf of *len bytes (caller frees with free()), allocated once at
  * its exact size (the state's bytes and a few hundred more). Returns FL_OK,
- * FL_ERR_INVALID_ARG (a name or arch too long, too many arrays, NULL data with n > 0, a config
- * text too long, with other than printable ASCII and newlines, or not config_digest's),
+ * FL_ERR_INVALID_ARG (a name or arch too long, an empty one, too many arrays, NULL data with
+ * n > 0, a reached target accuracy outside [0, 1], a config text too long, with other than
+ * printable ASCII and newlines, or not config_digest's),
  * FL_ERR_NUMERIC (a non-finite parameter or state value), FL_ERR_NOMEM. */
 fl_status fls_ckpt_serialize(const fls_ckpt *c, uint8_t **buf, size_t *len);
 

@@ -683,6 +683,42 @@ static void test_invalid(void **state)
     assert_int_equal(fls_ckpt_serialize(NULL, &buf, &len), FL_ERR_INVALID_ARG);
     fls_ckpt out;
     assert_int_equal(fls_ckpt_parse(NULL, 0, &out, NULL, 0), FL_ERR_CHECKPOINT_FORMAT);
+    /* What the parser refuses is never written (a checkpoint that cannot be resumed): an empty
+     * arch, a reached target accuracy outside [0, 1]. Until 2026-12-07 both were serialized
+     * (FL_OK) into files fls_ckpt_parse refused as malformed. */
+    sample_fill(s);
+    s->c.arch[0] = 0;
+    const double accs[] = {-0.25, 1.5, NAN, INFINITY};
+    for (int i = -1; i < 4; i++) {
+        if (i >= 0) {
+            sample_fill(s);
+            s->c.target_reached = 1;
+            s->c.target_acc = accs[i];
+        }
+        const fl_status st = fls_ckpt_serialize(&s->c, &buf, &len);
+        if (st == FL_OK) {
+            char err[160] = "";
+            const fl_status pst = fls_ckpt_parse(buf, len, &out, err, sizeof err);
+            fls_ckpt_clear(&out);
+            free(buf);
+            fail_msg("case %d: written (FL_OK), then refused by the parser: %s (%s)", i,
+                     fl_strerror(pst), err);
+        }
+        assert_int_equal(st, FL_ERR_INVALID_ARG);
+        mem_sink none = {NULL, 0, 0}; /* refused before a byte is given (else FL_ERR_IO) */
+        assert_int_equal(fls_ckpt_stream(&s->c, mem_sink_put, &none), FL_ERR_INVALID_ARG);
+    }
+    /* the edges of the range are written and read back */
+    for (int i = 0; i < 2; i++) {
+        sample_fill(s);
+        s->c.target_reached = 1;
+        s->c.target_acc = i ? 1.0 : 0.0;
+        assert_int_equal(fls_ckpt_serialize(&s->c, &buf, &len), FL_OK);
+        assert_int_equal(fls_ckpt_parse(buf, len, &out, NULL, 0), FL_OK);
+        assert_true(out.target_reached && out.target_acc == s->c.target_acc);
+        fls_ckpt_clear(&out);
+        free(buf);
+    }
     free(s);
 }
 
