@@ -29,11 +29,12 @@
  * belongs to one run of the server: a Task naming another run resets it to zero.
  *
  * Thread-safety: an flc_client is driven by one thread (flc_client_run blocks it). flc_client_stop
- * is the only call that may come from another thread (or a signal handler). Distinct clients are
- * independent; the library has no global state of its own. The one thing shared by a process's
- * clients is the built-in trainer's OpenBLAS: loaded once, with one thread count, and two
- * environment variables set before it loads (flc_config.threads). The caller may share one ZeroMQ context among
- * clients (flc_config.zmq_context) or let each client make its own.
+ * is the only call that may come from another thread (or a signal handler: but see
+ * flc_client_stop). Distinct clients are independent; the library has no global state of its
+ * own. The one thing shared by a process's clients is the built-in trainer's OpenBLAS: loaded
+ * once, with one thread count, and two environment variables set before it loads
+ * (flc_config.threads). The caller may share one ZeroMQ context among clients
+ * (flc_config.zmq_context) or let each client make its own.
  *
  * Errors: every call returns an flc_status; flc_strerror gives a static message. The library never
  * exits, aborts or prints: it logs through flc_config.log.
@@ -484,7 +485,11 @@ flc_status flc_client_run(flc_client *c);
  * may run long should poll flc_task_cancelled (or watch the device's own reason for calling
  * stop) and return FLC_ERR_CANCELLED. A training cut short is not reported to the server as a failure: the Bye
  * that follows drops the client, and its round counts the update as missing. Async-signal-safe
- * and thread-safe. An idle client wakes about twice per heartbeat_ms, not more often. */
+ * and thread-safe. An idle client wakes about twice per heartbeat_ms, not more often. c must not
+ * be freed meanwhile: a signal handler runs on any thread that leaves the signal unblocked (the
+ * training thread inherits the mask of flc_client_run's), so a program that stops on a signal
+ * blocks it before flc_client_new and takes it on a thread of its own with sigwait, which it ends
+ * before flc_client_free (fl_client/examples/device.c). */
 void flc_client_stop(flc_client *c);
 
 /* The client's statistics (all zero for NULL). */

@@ -6,22 +6,37 @@
  *
  * Keys are Z85 text (40 characters): the server's public key and this device's secret key, as
  * `fl_server keygen` writes them (the line that is not a comment). Without keys the connection
- * is plain text, for a server started with --insecure. Ctrl-C stops it (flc_client_stop is
- * async-signal-safe). Built with the project (build/fl_client/device); outside it:
+ * is plain text, for a server started with --insecure. Ctrl-C or SIGTERM stops it (exit 0).
+ * Built with the project (build/fl_client/device); outside it:
  *   cc device.c $(pkg-config --cflags --libs libflclient) -o device */
-#define _POSIX_C_SOURCE 200809L /* sigaction: POSIX, not C11 (cc -std=c11 hides it otherwise) */
+#define _POSIX_C_SOURCE 200809L /* sigwait and pthread_sigmask: POSIX, not C11 (cc -std=c11 hides
+                                 * them otherwise) */
+#include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "flc.h"
 
-static flc_client *g_client;
+/* The stop signals are taken by a thread of ours with sigwait, not by a signal handler. A handler
+ * runs on whichever thread the kernel picks among those that leave the signal unblocked, the
+ * library's own among them (its training thread), so one that called flc_client_stop could do so
+ * on a client that main is freeing. Here main blocks the signals before the library starts any
+ * thread (a thread inherits its maker's mask), so none runs a handler, and main ends and joins
+ * the taker before it frees the client. */
+static sigset_t g_stop_signals; /* SIGINT, SIGTERM */
+static atomic_int g_done;       /* main's word to the taker: the next signal is its last */
 
-static void on_signal(int sig)
+static void *take_stop_signals(void *client)
 {
-    (void)sig;
-    flc_client_stop(g_client);
+    for (;;) {
+        int sig = 0;
+        sigwait(&g_stop_signals, &sig);
+        if (atomic_load(&g_done))
+            return NULL;
+        flc_client_stop(client); /* again at a second Ctrl-C: no harm */
+    }
 }
 
 /* Called from the library's threads, maybe two at once: one fprintf per line is thread-safe. */
@@ -61,6 +76,10 @@ int main(int argc, char **argv)
         fprintf(stderr, "usage: %s ENDPOINT ID [SERVER_PUBLIC_KEY SECRET_KEY]\n", argv[0]);
         return 1;
     }
+    sigemptyset(&g_stop_signals);
+    sigaddset(&g_stop_signals, SIGINT);
+    sigaddset(&g_stop_signals, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &g_stop_signals, NULL); /* first: before any thread exists */
     flc_config cfg;
     memset(&cfg, 0, sizeof cfg); /* every field 0: its default */
     cfg.server_endpoint = argv[1];
@@ -75,24 +94,24 @@ int main(int argc, char **argv)
     cfg.log = on_log;
     cfg.log_user = argv[2];
     cfg.log_level = FLC_LOG_INFO;
-    flc_status st = flc_client_new(&cfg, &g_client);
+    flc_client *c = NULL;
+    flc_status st = flc_client_new(&cfg, &c);
     if (st != FLC_OK) /* the log said which field is wrong */
         return 1;
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_signal;
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
-    st = flc_client_run(g_client); /* until the run is done, a stop, or a refusal */
-    const flc_stats *s = flc_client_stats(g_client);
+    pthread_t taker; /* a signal that came meanwhile waits for it */
+    if (pthread_create(&taker, NULL, take_stop_signals, c) != 0) {
+        flc_client_free(c);
+        return 1;
+    }
+    st = flc_client_run(c); /* until the run is done, a stop, or a refusal */
+    const flc_stats *s = flc_client_stats(c);
     fprintf(stderr, "%llu rounds trained, %llu failed, %llu updates accepted: %s\n",
             (unsigned long long)s->rounds_trained, (unsigned long long)s->rounds_failed,
             (unsigned long long)s->updates_accepted, flc_strerror(st));
-    /* The handlers go before the client does: a Ctrl-C during or after flc_client_free would
-     * otherwise call flc_client_stop on a freed client. */
-    sa.sa_handler = SIG_DFL;
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
-    flc_client_free(g_client);
+    /* The taker ends before the client goes: a SIGTERM sent to that thread alone wakes it. */
+    atomic_store(&g_done, 1);
+    pthread_kill(taker, SIGTERM);
+    pthread_join(taker, NULL);
+    flc_client_free(c);
     return st == FLC_OK || st == FLC_ERR_CANCELLED ? 0 : 2;
 }

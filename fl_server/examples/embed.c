@@ -5,21 +5,35 @@
  *
  * Loads a configuration (the daemon's YAML: fl_server --help lists every key), applies the
  * overrides, starts the server and runs it until the run is done or Ctrl-C; prints each round's
- * summary line and the log at info and above. Exit status 0 when the run ended, 1 otherwise. */
-#define _POSIX_C_SOURCE 200809L
+ * summary line and the log at info and above. Ctrl-C or SIGTERM stops it (a second one cancels
+ * an evaluation the stop waits for). Exit status 0 when the run ended or was stopped, else 1. */
+#define _POSIX_C_SOURCE 200809L /* sigwait and pthread_sigmask: POSIX, not C11 */
 #include <fls.h>
 
+#include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 
-static fls_server *volatile g_server;
+/* The stop signals are taken by a thread of ours with sigwait, not by a signal handler. A handler
+ * runs on whichever thread the kernel picks among those that leave the signal unblocked (the
+ * OpenBLAS threads the library may load among them), so one that called fls_server_stop could do
+ * so on a server that main is freeing. Here main blocks the signals before the library starts any
+ * thread (a thread inherits its maker's mask), so none runs a handler, and main ends and joins
+ * the taker before it frees the server. */
+static sigset_t g_stop_signals; /* SIGINT, SIGTERM */
+static atomic_int g_done;       /* main's word to the taker: the next signal is its last */
 
-static void on_sigint(int sig)
+static void *take_stop_signals(void *server)
 {
-    (void)sig;
-    if (g_server)
-        fls_server_stop(g_server); /* async-signal-safe */
+    for (;;) {
+        int sig = 0;
+        sigwait(&g_stop_signals, &sig);
+        if (atomic_load(&g_done))
+            return NULL;
+        fls_server_stop(server);
+    }
 }
 
 static void on_log(void *user, fls_log_level level, const char *msg)
@@ -43,6 +57,10 @@ int main(int argc, char **argv)
         fprintf(stderr, "usage: %s CONFIG.yaml [KEY=VALUE ...]\n", argv[0]);
         return 1;
     }
+    sigemptyset(&g_stop_signals);
+    sigaddset(&g_stop_signals, SIGINT);
+    sigaddset(&g_stop_signals, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &g_stop_signals, NULL); /* first: before any thread exists */
     char err[1024];
     fls_options *o = NULL;
     if (fls_options_new(&o) != FLS_OK)
@@ -73,13 +91,16 @@ int main(int argc, char **argv)
         fprintf(stderr, "embed: the server did not start: %s\n", fls_strerror(st));
         return 1;
     }
-    g_server = s;
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_sigint;
-    sigaction(SIGINT, &sa, NULL);
+    pthread_t taker; /* a signal that came meanwhile waits for it */
+    if (pthread_create(&taker, NULL, take_stop_signals, s) != 0) {
+        fls_server_free(s);
+        return 1;
+    }
     st = fls_server_run(s); /* until the run is done, or fls_server_stop */
-    g_server = NULL;
+    /* The taker ends before the server goes: a SIGTERM sent to that thread alone wakes it. */
+    atomic_store(&g_done, 1);
+    pthread_kill(taker, SIGTERM);
+    pthread_join(taker, NULL);
     fls_server_free(s);
     fprintf(stderr, "embed: %s\n", st == FLS_OK ? "run done" : fls_strerror(st));
     return st == FLS_OK || st == FLS_ERR_CANCELLED ? 0 : 1;

@@ -998,9 +998,33 @@ def z85_of(path):
         return [l.strip() for l in f if not l.startswith('# ')][0]
 
 
+def stop_signals_handled(pid):
+    """How process pid takes SIGINT and SIGTERM, from /proc/PID/task/*/status (the kernel's
+    masks and dispositions: nothing timed): None when no handler is installed for either and at
+    most one thread leaves them unblocked (the one in sigwait, which unblocks what it waits for
+    while it waits); else what is wrong."""
+    n, open_, caught = 0, 0, False
+    for t in os.listdir('/proc/%d/task' % pid):
+        try:
+            with open('/proc/%d/task/%s/status' % (pid, t)) as f:
+                st = dict(l.split(':', 1) for l in f if ':' in l)
+        except OSError:
+            continue  # a thread that ended meanwhile
+        n += 1
+        if int(st['SigBlk'], 16) & 0x4002 != 0x4002:  # bits 1 and 14: SIGINT, SIGTERM
+            open_ += 1
+        caught = caught or int(st['SigCgt'], 16) & 0x4002 != 0
+    if caught:
+        return 'a signal handler is installed for SIGINT or SIGTERM'
+    return '%d of %d threads leave them unblocked' % (open_, n) if open_ > 1 else None
+
+
 def test_example_device(h):
     """fl_client/examples/device.c, linked against the shared libflclient and against
-    libflclient.a (build/fl_client/device-static), each for a 2-round run of a real server."""
+    libflclient.a (build/fl_client/device-static), each for a 2-round run of a real server; and
+    stopped by Ctrl-C mid-run, with no thread of it (the library's included) that could run a
+    signal handler: a handler that called flc_client_stop could run on the library's training
+    thread while main freed the client."""
     sk, spub = h.keygen('server')
     dsec, _ = h.keygen('dev')
     allow = h.allow_list(['dev'])
@@ -1023,6 +1047,17 @@ def test_example_device(h):
               kind + ': its plug-in is told the submodel (keep 0.75)')
         check('2 rounds trained, 0 failed, 2 updates accepted: success' in log,
               kind + ': its exit line counts 2 rounds trained and accepted')
+        # Ctrl-C: once it trained a round, its threads (libzmq's, the library's) exist.
+        srv = h.server(SMALL + ['--secret-key', sk, '--allow-list', allow, '--rounds', '1000',
+                                '--clients', '1', '--overcommit', '1'], log=kind + '-server-int.log')
+        dev = h.spawn([prog, srv.endpoint, 'dev-1', z85_of(spub), z85_of(dsec)], kind + '-int.log')
+        h.wait_log(kind + '-int.log', r'round 0: a submodel', 60, dev)
+        bad = stop_signals_handled(dev.pid)
+        check(bad is None, kind + ': SIGINT and SIGTERM are taken by sigwait alone (%s)' % bad)
+        dev.send_signal(signal.SIGINT)
+        check(h.wait_exit(dev, 30, kind) == 0, kind + ': Ctrl-C stops it, exit 0')
+        check('updates accepted: stopped (flc_client_stop)' in h.read(kind + '-int.log'),
+              kind + ': its exit line says it was stopped')
 
 
 EXAMPLE_EMBED = os.path.join(BUILD, 'fl_server', 'embed')
@@ -1031,7 +1066,9 @@ EXAMPLE_EMBED = os.path.join(BUILD, 'fl_server', 'embed')
 def test_example_embed(h):
     """fl_server/examples/embed.c, linked against the shared libflserver as a program of one's own
     would be, and against libflserver.a (build/fl_server/embed-static): each runs a 2-round run for
-    a real fl_client, prints each round's summary, ends 0, and names a bad key."""
+    a real fl_client, prints each round's summary, ends 0, and names a bad key; and SIGTERM stops
+    it mid-run, exit 0, with no thread of it that could run a signal handler (one that called
+    fls_server_stop could run on a library thread while main freed the server)."""
     cfg = h.path('embed.yaml')
     with open(cfg, 'w') as f:
         f.write('server:\n  insecure: true\n  endpoints: ["tcp://127.0.0.1:0"]\n'
@@ -1053,6 +1090,18 @@ def test_example_embed(h):
         rc = h.wait_exit(h.spawn([prog, cfg, 'no.such.key=1'], kind + '-bad.log'), 30, kind)
         check(rc == 1 and 'no.such.key' in h.read(kind + '-bad.log'),
               kind + ': a bad key: exit 1, named')
+        srv = h.spawn([prog, cfg, 'run.rounds=1000'], kind + '-term.log')
+        ep = h.wait_log(kind + '-term.log', r'server: listening on (tcp://[0-9.]+:[0-9]+)', 30,
+                        srv).group(1)
+        cl = h.client(ep, 0, 1, log=kind + '-term-client.log')
+        h.wait_log(kind + '-term.log', r'(?m)^round 0\b', 60, srv)
+        bad = stop_signals_handled(srv.pid)
+        check(bad is None, kind + ': SIGINT and SIGTERM are taken by sigwait alone (%s)' % bad)
+        srv.send_signal(signal.SIGTERM)
+        check(h.wait_exit(srv, 30, kind) == 0, kind + ': SIGTERM stops it, exit 0')
+        check('embed: cancelled' in h.read(kind + '-term.log'),
+              kind + ': it says it was stopped')
+        cl.kill()
 
 
 TESTS = {
