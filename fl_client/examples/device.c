@@ -7,8 +7,9 @@
  * Keys are Z85 text (40 characters): the server's public key and this device's secret key, as
  * `fl_server keygen` writes them (the line that is not a comment). Without keys the connection
  * is plain text, for a server started with --insecure. Ctrl-C or SIGTERM stops it (exit 0).
- * Built with the project (build/fl_client/device); outside it:
- *   cc device.c $(pkg-config --cflags --libs libflclient) -o device */
+ * Built with the project (build/fl_client/device); outside it (-pthread: its signal thread;
+ * glibc before 2.34 has pthread_create in libpthread, which the .pc does not name):
+ *   cc device.c $(pkg-config --cflags --libs libflclient) -pthread -o device */
 #define _POSIX_C_SOURCE 200809L /* sigwait and pthread_sigmask: POSIX, not C11 (cc -std=c11 hides
                                  * them otherwise) */
 #include <pthread.h>

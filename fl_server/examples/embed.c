@@ -1,6 +1,6 @@
 /* embed.c: the fedrop coordinator inside a program of your own (libflserver, include/fls.h).
  *
- *   cc -std=c11 embed.c $(pkg-config --cflags --libs libflserver) -o embed
+ *   cc -std=c11 embed.c $(pkg-config --cflags --libs libflserver) -pthread -o embed
  *   ./embed CONFIG.yaml [KEY=VALUE ...]     e.g. ./embed fl_server.yaml run.rounds=5
  *
  * Loads a configuration (the daemon's YAML: fl_server --help lists every key), applies the

@@ -53,7 +53,7 @@ for prog in $progs; do
         flags=$(pkg-config --cflags --libs "$name") || fail "pkg-config $name failed"
         exe="$tmp/$base-$kind"
         # shellcheck disable=SC2086 # CC and the pkg-config flags are words
-        $cc -std=c11 -Wall -Wextra -Werror "$src/$file" $flags -o "$exe" ||
+        $cc -std=c11 -Wall -Wextra -Werror "$src/$file" $flags -pthread -o "$exe" ||
             fail "$base.c did not build with pkg-config $name ($flags)"
         needed=$(readelf -d "$exe" | grep NEEDED || true)
         case "$kind:$needed" in
