@@ -36,7 +36,7 @@
  * (flc_config.threads). The caller may share one ZeroMQ context among clients
  * (flc_config.zmq_context) or let each client make its own.
  *
- * Errors: every call returns an flc_status; flc_strerror gives a static message. The library never
+ * Errors: every call that can fail returns an flc_status; flc_strerror gives a static message. The library never
  * exits, aborts or prints: it logs through flc_config.log.
  */
 #ifndef FLC_H
@@ -94,8 +94,8 @@ int flc_version_number(void); /* MAJOR * 10000 + MINOR * 100 + PATCH, as FLC_VER
  * for a public one; a file whose keygen header names the other kind is refused (a hand-written
  * file without it is taken as either). Blank lines, other comments and a '\r' are skipped. FLC_OK;
  * FLC_ERR_IO (cannot be read, not a regular file, above 64 KiB), FLC_ERR_AUTH (no key, a line
- * that is not a Z85 key, the other kind of key), FLC_ERR_INVALID_ARG (NULL path or z85);
- * why (may be NULL) then says what, naming the file. z85 is written only on FLC_OK. The library
+ * that is not a Z85 key, the other kind of key), FLC_ERR_INVALID_ARG (NULL path or z85),
+ * FLC_ERR_NOMEM; why (may be NULL) then says what, naming the file. z85 is written only on FLC_OK. The library
  * prints nothing. Since 0.3.1. */
 flc_status flc_key_file_read(const char *path, int secret, char z85[41], char *why, size_t whylen);
 
@@ -171,7 +171,8 @@ typedef struct flc_update {
 } flc_update;
 
 /* Returns FLC_OK, or an error status. On an error, and also when the trainer returns FLC_OK but
- * reports n_samples 0 or above task->max_samples (when that is not 0), a non-finite loss or one
+ * reports n_samples 0, above task->max_samples (when that is not 0) or above the samples' n the
+ * device declared (flc_config.samples, when set: flc_samples), a non-finite loss or one
  * outside [0, 1e40] (the server takes a cross-entropy), non-finite weights or a change of the
  * weights too large for the server's up codec to carry (e.g. above 65504 with f16)
  * (FLC_ERR_NUMERIC), or changed out->weights or out->n_params (FLC_ERR_INVALID_ARG: the weights are read from that
@@ -366,8 +367,10 @@ typedef struct flc_stats {
 typedef struct flc_client flc_client;
 
 /* A client with cfg, in *out (set to NULL on failure). Does not connect yet. cfg is validated
- * first: required fields (samples->row_len with the built-in trainer), enum ranges (backend,
- * log_level), timing fields and max_rounds >= 0, heartbeat_ms >= 10 and below liveness_ms,
+ * first: required fields (samples->row_len with the built-in trainer), a server_endpoint a client
+ * can connect to (tcp://HOST:PORT, HOST not the bind-all "*"; ipc://PATH; inproc://
+ * only with zmq_context), enum ranges (backend, log_level), threads in 0 .. 1024, timing fields
+ * and max_rounds >= 0, heartbeat_ms >= 10 and below liveness_ms,
  * reconnect_min_ms <= reconnect_max_ms, a client_id the wire takes (UTF-8, at most 1024 bytes,
  * no control character), flops finite and >= 0, keys that are Z85 CURVE keys, no key of the
  * client's without server_public_key, and a public_key that is secret_key's. On
@@ -475,7 +478,7 @@ flc_status flc_client_new(const flc_config *cfg, flc_client **out);
  * FLC_ERR_CANCELLED at once. To pause and resume, free the client and make a new one. A later
  * flc_client_run after one that returned FLC_OK goes on with the same client and its statistics:
  * one that ended at max_rounds updates returns FLC_OK at once (the count is the client's, not the
- * call's); make a new client for max_rounds more. */
+ * call's); make a new client for max_rounds more. FLC_ERR_INVALID_ARG for c NULL. */
 flc_status flc_client_run(flc_client *c);
 
 /* Asks a running flc_client_run to return: it does at once (every wait of the library is woken
@@ -489,7 +492,7 @@ flc_status flc_client_run(flc_client *c);
  * be freed meanwhile: a signal handler runs on any thread that leaves the signal unblocked (the
  * training thread inherits the mask of flc_client_run's), so a program that stops on a signal
  * blocks it before flc_client_new and takes it on a thread of its own with sigwait, which it ends
- * before flc_client_free (fl_client/examples/device.c). */
+ * before flc_client_free (fl_client/examples/device.c). NULL is a no-op. */
 void flc_client_stop(flc_client *c);
 
 /* The client's statistics (all zero for NULL). */

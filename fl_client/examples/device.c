@@ -40,7 +40,8 @@ static void *take_stop_signals(void *client)
     }
 }
 
-/* Called from the library's threads, maybe two at once: one fprintf per line is thread-safe. */
+/* Called on main (in flc_client_new and _run) and on the library's training thread, maybe two at
+ * once: one fprintf per line is thread-safe. */
 static void on_log(void *user, flc_log_level level, const char *msg)
 {
     static const char *name[] = {"debug", "info", "warn", "error"};
