@@ -110,9 +110,9 @@ int main(int argc, char **argv)
     fprintf(stderr, "%llu rounds trained, %llu failed, %llu updates accepted: %s\n",
             (unsigned long long)s->rounds_trained, (unsigned long long)s->rounds_failed,
             (unsigned long long)s->updates_accepted, flc_strerror(st));
-    /* The taker ends before the client goes: a SIGTERM sent to that thread alone wakes it. */
+    /* The taker ends before the client goes: a SIGINT sent to that thread alone wakes it. */
     atomic_store(&g_done, 1);
-    pthread_kill(taker, SIGTERM);
+    pthread_kill(taker, SIGINT);
     pthread_join(taker, NULL);
     flc_client_free(c);
     return st == FLC_OK || st == FLC_ERR_CANCELLED ? 0 : 2;

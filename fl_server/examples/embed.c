@@ -97,9 +97,9 @@ int main(int argc, char **argv)
         return 1;
     }
     st = fls_server_run(s); /* until the run is done, or fls_server_stop */
-    /* The taker ends before the server goes: a SIGTERM sent to that thread alone wakes it. */
+    /* The taker ends before the server goes: a SIGINT sent to that thread alone wakes it. */
     atomic_store(&g_done, 1);
-    pthread_kill(taker, SIGTERM);
+    pthread_kill(taker, SIGINT);
     pthread_join(taker, NULL);
     fls_server_free(s);
     fprintf(stderr, "embed: %s\n", st == FLS_OK ? "run done" : fls_strerror(st));
