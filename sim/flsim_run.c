@@ -957,7 +957,9 @@ typedef struct round_acc {
     double deadline;          /* absolute; INFINITY without one */
     int ticked;               /* the deadline tick was given */
     uint64_t bytes_down, bytes_up;
-    uint32_t late, failed, committed, quorum;
+    uint32_t late, committed, quorum;
+    uint32_t failed_closed;   /* trainings that failed after the close: the core never hears of
+                               * them, so its failed count (rounds.csv's, with them) lacks them */
     double flops;
     double train_wall, feed_wall, train_cpu, client_cpu, sgd_cpu;
     double pre_cpu, post_cpu, feed_cpu;
@@ -1195,10 +1197,11 @@ static fl_status feed_start(sim *S, round_acc *ra, job *j, feed_cur *c)
     if (j->st != FL_OK) {
         /* It sends an Error about the round, as libflclient does: the core counts it as failed
          * (if its update was still due) and may close the round. */
-        ra->failed++;
         const int was_open = fls_core_round_open(S->core);
-        if (!was_open)
-            return FL_OK; /* the round closed without it: nothing to tell */
+        if (!was_open) {
+            ra->failed_closed++; /* the round closed without it: nothing to tell; counted here */
+            return FL_OK;
+        }
         flp_msg em = flp_msg_header(FLP_ERROR, fls_core_round(S->core), NULL);
         em.error.code = (uint32_t)j->st;
         em.error.message = fl_strerror(j->st);
@@ -2735,8 +2738,10 @@ fl_status flsim_run(const flsim_config *cfg, const flsim_data *data_in, const fl
                 r->reported = m->reported;
                 r->online = m->connected;
                 r->closed_by = (int)m->closed_by;
-                /* The core's count: training failures and refused updates alike. */
-                r->failed = m->failed;
+                /* The core's count, training failures and refused updates alike, and the
+                 * trainings that failed after the close, which the core never heard of (until
+                 * 2026-12-07 those were in no column: selected 4, reported 0, late 0, failed 3) */
+                r->failed += m->failed;
                 r->wall_s = fl_time_mono_s() - round_wall0;
                 r->proc_cpu_s = process_cpu_s() - round_cpu0;
                 if ((st = fl_grow(&recs, &cap_recs, n_recs + 1, sizeof *recs, 64)) != FL_OK)
@@ -2868,7 +2873,7 @@ fl_status flsim_run(const flsim_config *cfg, const flsim_data *data_in, const fl
             pending.cum_bytes_down = cum_down;
             pending.cum_bytes_up = cum_up;
             pending.late = ra.late;
-            pending.failed = ra.failed;
+            pending.failed = ra.failed_closed; /* the core's count is added at ROUND_END */
             pending.train_flops = ra.flops;
             pending.train_wall_s = train_wall;
             free_jobs(&S);

@@ -2794,6 +2794,52 @@ static void test_no_update_accepted(void **state)
     free(rec);
 }
 
+/* A training that fails after its round closed counts as failed all the same (sim/README.md,
+ * rounds.csv's failed: "before or after the close"), so that every selected client is in one
+ * column. Two clients from a trace, both selected, every training diverging: A's failure comes
+ * before the deadline, B's (a slow uplink) after it. Until 2026-12-07 B's was in no column
+ * (failed 1 of 2 selected, reported 0, late 0): the core, which the simulator never tells of a
+ * failure after the close, was the only count. */
+static void test_failed_after_close_counted(void **state)
+{
+    (void)state;
+    flsim_config c = small_config();
+    c.clients = 2;
+    c.per_round = 2;
+    c.rounds = 2;
+    c.eval_every = 0;
+    /* two hidden layers: every training diverges to a non-finite value at this rate (mlp:64-32-4
+     * may end finite but far out, an update the core refuses, or late) */
+    assert_int_equal(flsim_config_set(&c, "model", "mlp:64-200-200-4", NULL, 0), FL_OK);
+    c.lr = 1e5;
+    c.deadline_s = 1.0;
+    char trace[] = "/tmp/fedrop-test-failclose-XXXXXX";
+    const int fd = mkstemp(trace);
+    assert_true(fd >= 0);
+    /* A: 1 Tbit/s and 1 TFLOP/s, done in well under a second; B: 1 kbit/s up, its update's
+     * upload time alone (a fixed-rate codec: the clock charges a failure that too) is minutes */
+    const char *text = "client,flops,down_bps,up_bps,availability\n"
+                       "0,1e12,1e12,1e12,1\n1,1e12,1e12,1e3,1\n";
+    assert_int_equal(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+    close(fd);
+    snprintf(c.trace, sizeof c.trace, "%s", trace);
+    flsim_result res;
+    flsim_round_record *rec = NULL;
+    size_t n = 0;
+    run_ok(&c, &res, &rec, &n);
+    unlink(trace);
+    assert_int_equal(n, 2);
+    for (size_t i = 0; i < n; i++) {
+        assert_int_equal(rec[i].closed_by, 2 /* FLS_CLOSE_DEADLINE */);
+        assert_int_equal(rec[i].selected, 2);
+        assert_int_equal(rec[i].reported, 0);
+        assert_int_equal(rec[i].late, 0);
+        assert_int_equal(rec[i].failed, 2);
+    }
+    assert_true(res.updates_failed == 4);
+    free(rec);
+}
+
 /* An output that cannot be written (a directory in its place) costs that file alone, and the
  * error names it and says why: fl_sim prints it as it is. */
 static void test_outputs_unwritable(void **state)
@@ -3558,6 +3604,7 @@ int main(void)
         cmocka_unit_test(test_outputs_bad_files),
         cmocka_unit_test(test_outputs_unwritable),
         cmocka_unit_test(test_no_update_accepted),
+        cmocka_unit_test(test_failed_after_close_counted),
         cmocka_unit_test(test_example_config_fits),
         cmocka_unit_test(test_out_not_a_directory),
         cmocka_unit_test(test_experiment_failed_start_leaves_no_dirs),
