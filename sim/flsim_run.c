@@ -1035,7 +1035,15 @@ static fl_status prepare_jobs(sim *S, round_acc *ra)
         flm_arch sub;
         if ((st = flm_arch_sub(full, units, &sub)) != FL_OK)
             return st;
-        j->flops_est = 6.0 * flm_arch_forward_flops(&sub) * (double)n * S->cfg->epochs;
+        /* The samples it trains: its shard, cut to the Task's max_samples (the server core's
+         * per-update share of the round's weight budget, 2^24 / per_round, at most 2^20), as the
+         * client core cuts it (evenly spaced rows). Until 2026-12-07 the shard's whole count was
+         * taken here, and a run whose shards held more (--data-shards 1, 100 per round over
+         * 171,429 samples) stopped with an internal error: the client's FLOPs came in below its
+         * bound. */
+        const uint64_t cap = task.task.train.max_samples;
+        const size_t n_train = cap && n > cap ? (size_t)cap : n;
+        j->flops_est = 6.0 * flm_arch_forward_flops(&sub) * (double)n_train * S->cfg->epochs;
         /* At most the true finish (job_lb): its download counted at the fewest bytes it can take
          * (flz_encode_size_min: with it, per-client keep-sets, whose download is known only once
          * each task is made, still let updates be fed while later clients train), its upload as

@@ -2840,6 +2840,40 @@ static void test_failed_after_close_counted(void **state)
     free(rec);
 }
 
+/* A shard above the server core's per-update share of the round's weight budget (2^24 /
+ * per_round samples, at most 2^20: the Task's max_samples) is trained cut to that many rows, as
+ * the client core cuts it, and the clock charges those samples. 100 clients share one shard of
+ * 171,429 samples, 100 a round: each trains 167,772. Until 2026-12-07 the simulator's bound
+ * counted the whole shard and the run stopped with an internal error ("client 29: 2013264 FLOPs
+ * ..., where its bound counted 2057148"). Both feeding modes. */
+static void test_shard_above_update_cap(void **state)
+{
+    (void)state;
+    for (int b = 0; b < 2; b++) {
+        flsim_config c = small_config();
+        assert_int_equal(flsim_config_set(&c, "dataset", "synth-images:200000:1x1x1:2", NULL, 0),
+                         FL_OK);
+        assert_int_equal(flsim_config_set(&c, "model", "mlp:1-2", NULL, 0), FL_OK);
+        c.clients = 100;
+        c.per_round = 100;
+        c.data_shards = 1;
+        c.rounds = 1;
+        c.batch = 65536;
+        c.eval_every = 0;
+        c.batch_feed = b;
+        flsim_result res;
+        flsim_round_record *rec = NULL;
+        size_t n = 0;
+        run_ok(&c, &res, &rec, &n);
+        assert_int_equal(n, 1);
+        assert_int_equal(rec[0].reported, 100);
+        const double cap = (double)((UINT64_C(1) << 24) / 100); /* 167,772 < the shard */
+        assert_true(cap < 200000.0 * 6.0 / 7.0);
+        assert_float_equal(rec[0].train_flops, 100 * 6.0 * 2.0 * cap, 0); /* 2 MACs a sample */
+        free(rec);
+    }
+}
+
 /* An output that cannot be written (a directory in its place) costs that file alone, and the
  * error names it and says why: fl_sim prints it as it is. */
 static void test_outputs_unwritable(void **state)
@@ -3605,6 +3639,7 @@ int main(void)
         cmocka_unit_test(test_outputs_unwritable),
         cmocka_unit_test(test_no_update_accepted),
         cmocka_unit_test(test_failed_after_close_counted),
+        cmocka_unit_test(test_shard_above_update_cap),
         cmocka_unit_test(test_example_config_fits),
         cmocka_unit_test(test_out_not_a_directory),
         cmocka_unit_test(test_experiment_failed_start_leaves_no_dirs),
