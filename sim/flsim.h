@@ -313,7 +313,8 @@ typedef struct flsim_round_record {
     int evaluated;
     double test_acc, test_loss;/* NaN when not evaluated */
     uint32_t online, selected, reported, late, failed; /* failed: training failed (before or
-                                * after the close) or the server refused the update */
+                                * after the close, unless the close cut its download: late)
+                                * or the server refused the update */
     int closed_by;             /* fls_close_reason */
     int restored;              /* read back from DIR/resume.fls (--resume): the callback sees the
                                 * rounds finished before, once, ahead of the new ones */

@@ -1123,8 +1123,9 @@ static const job *nonfinite_job(const sim *S)
  * virtual clock's lines (flsim_client_timing): the Task leaves the server from t0 at the
  * client's download rate, the update reaches it from the upload's start + latency at the upload
  * rate; chunks in flight at the close (at most server.credit each way) are not counted. Until
- * 2026-11-30 a late client's whole download, training and upload were counted. */
-static void count_work(const sim *S, round_acc *ra, const job *j)
+ * 2026-11-30 a late client's whole download, training and upload were counted. Returns 1 when
+ * the close cut j's download (the daemon's client never trained), else 0. */
+static int count_work(const sim *S, round_acc *ra, const job *j)
 {
     const int ok = j->st == FL_OK;
     /* the FLOPs the virtual clock charged it (finish_time): a failed training's too, which ran
@@ -1132,6 +1133,7 @@ static void count_work(const sim *S, round_acc *ra, const job *j)
     const double flops = ok ? j->flops : j->flops_est;
     uint64_t down = j->bytes_down, up = ok ? j->bytes_up : 0;
     double fl = flops;
+    int cut = 0;
     if (ra->t_close >= 0.0 && j->finish > ra->t_close && !fls_core_round_open(S->core)) {
         const double lat = S->cfg->latency_s, open_s = ra->t_close - ra->t0;
         const flsim_timing tm = flsim_client_timing(&j->prof, j->bytes_down, flops,
@@ -1141,6 +1143,7 @@ static void count_work(const sim *S, round_acc *ra, const job *j)
             down = sent < (double)down ? (uint64_t)sent : down;
             fl = 0.0;
             up = 0;
+            cut = 1;
         } else if (up) {
             const double from = ra->t0 + tm.t_down + tm.t_compute + lat;
             const double got = ra->t_close > from ? (ra->t_close - from) * j->prof.up_bps / 8.0 : 0.0;
@@ -1150,6 +1153,7 @@ static void count_work(const sim *S, round_acc *ra, const job *j)
     ra->bytes_down += down;
     ra->flops += fl;
     ra->bytes_up += up;
+    return cut;
 }
 
 /* One job's update on its way into the server core: feed_start, then feed_chunk until it
@@ -1201,13 +1205,18 @@ static fl_status feed_start(sim *S, round_acc *ra, job *j, feed_cur *c)
         if (was_open && !fls_core_round_open(S->core) && ra->t_close < 0)
             ra->t_close = ra->deadline;
     }
-    count_work(S, ra, j);
+    const int cut = count_work(S, ra, j);
     if (j->st != FL_OK) {
         /* It sends an Error about the round, as libflclient does: the core counts it as failed
          * (if its update was still due) and may close the round. */
         const int was_open = fls_core_round_open(S->core);
         if (!was_open) {
-            ra->failed_closed++; /* the round closed without it: nothing to tell; counted here */
+            /* the round closed without it: nothing to tell; counted here, as late when the
+             * close cut its download (the daemon's client never trained, nor failed) */
+            if (cut)
+                ra->late++;
+            else
+                ra->failed_closed++;
             return FL_OK;
         }
         flp_msg em = flp_msg_header(FLP_ERROR, fls_core_round(S->core), NULL);

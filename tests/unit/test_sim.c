@@ -2796,16 +2796,18 @@ static void test_no_update_accepted(void **state)
 
 /* A training that fails after its round closed counts as failed all the same (sim/README.md,
  * rounds.csv's failed: "before or after the close"), so that every selected client is in one
- * column. Two clients from a trace, both selected, every training diverging: A's failure comes
- * before the deadline, B's (a slow uplink) after it. Until 2026-12-07 B's was in no column
- * (failed 1 of 2 selected, reported 0, late 0): the core, which the simulator never tells of a
- * failure after the close, was the only count. */
+ * column; but one whose download the close cut is late, whatever its training gave: the daemon's
+ * client never had its whole Task, so it never trained nor failed. Three clients from a trace, all
+ * selected, every training diverging: A's failure comes before the 1 s deadline, B's (a 1 kbit/s
+ * uplink) after it, and C's download (1 kbit/s) outlasts the round. Until 2026-12-07 only A was
+ * counted (failed 1 of 3 selected, reported 0, late 0): the core, which the simulator never tells
+ * of a failure after the close, was the only count. */
 static void test_failed_after_close_counted(void **state)
 {
     (void)state;
     flsim_config c = small_config();
-    c.clients = 2;
-    c.per_round = 2;
+    c.clients = 3;
+    c.per_round = 3;
     c.rounds = 2;
     c.eval_every = 0;
     /* two hidden layers: every training diverges to a non-finite value at this rate (mlp:64-32-4
@@ -2817,9 +2819,10 @@ static void test_failed_after_close_counted(void **state)
     const int fd = mkstemp(trace);
     assert_true(fd >= 0);
     /* A: 1 Tbit/s and 1 TFLOP/s, done in well under a second; B: 1 kbit/s up, its update's
-     * upload time alone (a fixed-rate codec: the clock charges a failure that too) is minutes */
+     * upload time alone (a fixed-rate codec: the clock charges a failure that too) is minutes;
+     * C: 1 kbit/s down, minutes for its Task */
     const char *text = "client,flops,down_bps,up_bps,availability\n"
-                       "0,1e12,1e12,1e12,1\n1,1e12,1e12,1e3,1\n";
+                       "0,1e12,1e12,1e12,1\n1,1e12,1e12,1e3,1\n2,1e12,1e3,1e12,1\n";
     assert_int_equal(write(fd, text, strlen(text)), (ssize_t)strlen(text));
     close(fd);
     snprintf(c.trace, sizeof c.trace, "%s", trace);
@@ -2831,12 +2834,13 @@ static void test_failed_after_close_counted(void **state)
     assert_int_equal(n, 2);
     for (size_t i = 0; i < n; i++) {
         assert_int_equal(rec[i].closed_by, 2 /* FLS_CLOSE_DEADLINE */);
-        assert_int_equal(rec[i].selected, 2);
+        assert_int_equal(rec[i].selected, 3);
         assert_int_equal(rec[i].reported, 0);
-        assert_int_equal(rec[i].late, 0);
         assert_int_equal(rec[i].failed, 2);
+        assert_int_equal(rec[i].late, 1);
+        assert_float_equal(rec[i].train_flops, rec[0].train_flops, 0);
     }
-    assert_true(res.updates_failed == 4);
+    assert_true(res.updates_failed == 4 && res.updates_late == 2);
     free(rec);
 }
 
