@@ -332,7 +332,8 @@ static int keygen(int argc, char **argv)
         fprintf(stderr, "fl_server keygen: %s\n", err[0] ? err : fls_strerror(st));
         return st == FLS_ERR_INVALID_ARG ? EXIT_USAGE : EXIT_RUNTIME;
     }
-    printf("wrote %s/%s.pub and %s/%s.secret (mode 0600)\n", argv[2], name, argv[2], name);
+    printf("wrote %s/%s.pub and %s/%s.secret (the secret key, mode 0600)\n", argv[2], name, argv[2],
+           name);
     return EXIT_DONE;
 }
 
