@@ -4,7 +4,8 @@
  *     context from the allow-list: served from this same loop, so no locks,
  *   - a self-pipe that fls_server_stop / fls_server_reload poke (async-signal-safe),
  * and deadline timers (heartbeats, liveness, the round engine's tick) computed from the monotonic
- * clock. The round engine (fls_core) never sees a socket: decoded, validated messages go in,
+ * clock: a sweep every TIMER_PERIOD, brought forward to the round engine's own next deadline
+ * (fls_core_tick_due: a round's deadline, or at once when a round can start). The round engine (fls_core) never sees a socket: decoded, validated messages go in,
  * events come out (Task, Evaluate, RoundEnd, Done) and are served here.
  *
  * Session protocol: fl_server/PROTOCOL.md. Per-client state is small and bounded: the routing id,
@@ -67,7 +68,8 @@
 #define ZAP_DOMAIN "fedrop"
 #define RID_MAX 255
 #define BATCH_IN 512       /* messages handled per poll before timers run again */
-#define TIMER_PERIOD 0.05  /* seconds between timer sweeps (heartbeats, liveness, tick) */
+#define TIMER_PERIOD 0.05  /* seconds between timer sweeps (heartbeats, liveness, tick); sooner
+                            * when the round engine's tick is due (sweep_due) */
 #define CKPT_FD_RETRY_S 600 /* a checkpoint with no descriptor free is tried again this long */
 #define LOG_BURST 10       /* malformed-input log lines per second before suppression */
 #define CHURN_LINES 60     /* join and leave lines a minute at info level (churn_level) */
@@ -1990,7 +1992,10 @@ static fl_status drain_events(fls_server *s)
             /* The next round starts (or the run ends: FLS_EV_DONE) at fls_core_tick, which the
              * timer sweep calls: the sweep runs now, not at its next 50 ms. Until 2026-12-07 a
              * round that closed at quorum, or after its evaluation, waited for it, so rounds of a
-             * small model followed each other every 50 ms, whatever they took (9 ms). */
+             * small model followed each other every 50 ms, whatever they took (9 ms). (Since then
+             * sweep_due brings the sweep forward whenever a tick would start a round; the whole
+             * sweep is still made due here, so that the uploads the round's close ended are
+             * answered (ul_sweep) even when no next round can start yet.) */
             s->next_timers = 0;
             break;
         case FLS_EV_DONE:
@@ -4753,6 +4758,18 @@ static fls_status run_failed_status(const fls_server *s)
     }
 }
 
+/* When the timer sweep runs next: TIMER_PERIOD after the last one, or sooner when the round
+ * engine's tick has work then (fls_core_tick_due: the open round's deadline; at once when a round
+ * can start or the run is over). Until 2026-12-07 only the period counted: a round was closed up
+ * to 50 ms after its deadline, and the first round started up to 50 ms after its last needed
+ * client joined (the Hello is read, then the sweep that follows it in the same step starts the
+ * round, after ids_flush has answered the Hello). */
+static double sweep_due(const fls_server *s)
+{
+    const double tick = fls_core_tick_due(s->core);
+    return tick < s->next_timers ? tick : s->next_timers;
+}
+
 fls_status fls_server_step(fls_server *s, int timeout_ms)
 {
     if (!s)
@@ -4766,12 +4783,12 @@ fls_status fls_server_step(fls_server *s, int timeout_ms)
     if (stop_asked(s) && !s->eval_live)
         return finish_stop(s);
     double now = fl_time_mono_s();
-    /* Until the sweep is due, in whole ms rounded up: rounded down (until 2026-12-07), the poll
-     * woke up to 1 ms early, and then polled with a timeout of 0 until the sweep came due, a
-     * spin of about 1 ms every 50 ms (an idle server: 1,067 polls of 0 ms beside 58 of 49 ms in
-     * 3 s). */
-    double wait = ceil((s->next_timers - now) * 1000.0);
-    if (!(wait > 0)) /* due, or long past (next_timers 0) */
+    /* Until the sweep is due (sweep_due), in whole ms rounded up: rounded down (until
+     * 2026-12-07), the poll woke up to 1 ms early, and then polled with a timeout of 0 until the
+     * sweep came due, a spin of about 1 ms every 50 ms (an idle server: 1,067 polls of 0 ms
+     * beside 58 of 49 ms in 3 s). */
+    double wait = ceil((sweep_due(s) - now) * 1000.0);
+    if (!(wait > 0)) /* due, or long past (next_timers 0, a tick due at once: -INFINITY) */
         wait = 0;
     if (timeout_ms < 0 || wait < timeout_ms)
         timeout_ms = (int)wait;
@@ -4871,7 +4888,7 @@ fls_status fls_server_step(fls_server *s, int timeout_ms)
         else if (stop_asked(s) && s->ckpt_failed == FL_OK && s->run == RUN_ON)
             return finish_stop(s); /* before the next round starts */
     }
-    if (now >= s->next_timers && s->run == RUN_ON && s->ckpt_failed == FL_OK) {
+    if (now >= sweep_due(s) && s->run == RUN_ON && s->ckpt_failed == FL_OK) {
         s->next_timers = now + TIMER_PERIOD;
         timers(s, now);
         sess_compact(s);

@@ -1033,31 +1033,64 @@ fl_status fls_core_report_eval(fls_core *c, uint64_t round, double accuracy, dou
     return finish_round(c);
 }
 
+/* What fls_core_tick has to do now, besides closing a round at its deadline: nothing, end the
+ * run (max_rounds, or a resumed run whose target was reached) or start a round. fls_core_tick and
+ * fls_core_tick_due both ask it, so that a host never waits on a tick that would act, nor spins
+ * on one that would not. */
+enum { TICK_IDLE = 0, TICK_DONE = 1, TICK_TARGET = 2, TICK_START = 3 };
+
+static uint32_t clients_needed(const fls_core *c)
+{
+    return c->cfg.min_clients ? c->cfg.min_clients : c->cfg.clients_per_round;
+}
+
+static int tick_work(const fls_core *c)
+{
+    if (c->open || c->eval_pending || c->done)
+        return TICK_IDLE;
+    if (c->cfg.max_rounds && c->round >= c->cfg.max_rounds)
+        return TICK_DONE;
+    /* Resumed from a run that ended at its target accuracy: still ended, unless the target
+     * was raised above what it reached (or turned off). */
+    if (c->cfg.target_accuracy > 0.0 && c->reached_acc >= c->cfg.target_accuracy)
+        return TICK_TARGET;
+    const uint32_t able = c->n_connected - c->n_small;
+    return able >= clients_needed(c) && able > 0 ? TICK_START : TICK_IDLE;
+}
+
+double fls_core_tick_due(const fls_core *c)
+{
+    if (!c)
+        return INFINITY;
+    if (c->open)
+        return c->deadline;
+    return tick_work(c) != TICK_IDLE ? -INFINITY : INFINITY;
+}
+
 fl_status fls_core_tick(fls_core *c, double now)
 {
     if (!c)
         return FL_ERR_INVALID_ARG;
     if (c->open && now >= c->deadline) /* closed at the deadline, whenever the timer came */
         return close_round(c, FLS_CLOSE_DEADLINE, c->deadline);
-    if (c->open || c->eval_pending || c->done)
-        return FL_OK;
-    if (c->cfg.max_rounds && c->round >= c->cfg.max_rounds) {
+    switch (tick_work(c)) {
+    case TICK_DONE:
         c->done = 1;
         return push_event(c, FLS_EV_DONE, 0, c->round);
-    }
-    /* Resumed from a run that ended at its target accuracy: still ended, unless the target
-     * was raised above what it reached (or turned off). */
-    if (c->cfg.target_accuracy > 0.0 && c->reached_acc >= c->cfg.target_accuracy) {
+    case TICK_TARGET:
         c->done = c->target_reached = 1;
         fl_log(&c->cfg.log, FL_LOG_INFO, "the checkpoint's run reached test accuracy %.4f, at or "
                "above the target %.4f: nothing more to train", c->reached_acc,
                c->cfg.target_accuracy);
         return push_event(c, FLS_EV_DONE, 0, c->round);
-    }
-    const uint32_t need = c->cfg.min_clients ? c->cfg.min_clients : c->cfg.clients_per_round;
-    const uint32_t able = c->n_connected - c->n_small;
-    if (able >= need && able > 0)
+    case TICK_START:
         return start_round(c, now);
+    default:
+        break;
+    }
+    if (c->open || c->eval_pending || c->done)
+        return FL_OK;
+    const uint32_t need = clients_needed(c);
     if (c->n_connected >= need && !c->said_small) {
         c->said_small = 1;
         fl_log(&c->cfg.log, FL_LOG_WARN, "round %llu waits: %u of the %u connected clients "
@@ -1486,10 +1519,11 @@ static fl_status on_message(fls_core *c, uint32_t key, const flp_msg *m, double 
     if (!c || !m)
         return FL_ERR_INVALID_ARG;
     /* The deadline holds to the message, not to the host's timer: whatever comes after it finds
-     * the round closed, as if fls_core_tick had run just before (fl_server ticks every 50 ms,
-     * and an update that came within that window was aggregated). The simulator ticks at the
-     * deadline before it feeds anything later, so its runs are unchanged. It closed at the
-     * deadline (the round's duration is round_timeout_s). */
+     * the round closed, as if fls_core_tick had run just before (fl_server ticked every 50 ms
+     * until 2026-12-07, and an update that came within that window was aggregated; it now wakes
+     * at fls_core_tick_due, but may read a message stamped after the deadline before its tick).
+     * The simulator ticks at the deadline before it feeds anything later, so its runs are
+     * unchanged. It closed at the deadline (the round's duration is round_timeout_s). */
     if (c->open && now > c->deadline) {
         const fl_status cs = close_round(c, FLS_CLOSE_DEADLINE, c->deadline);
         if (cs != FL_OK)

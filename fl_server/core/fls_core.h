@@ -57,7 +57,8 @@
  *     fls_core_new(&cfg, &core);             (optionally fls_core_restore_file(core, path))
  *     on a Hello / Bye / Update / Chunk:     st = fls_core_on_message(core, key, msg, now);
  *                                            if (st != FL_OK) reply with an Error carrying st
- *     on a timer (fls_core_deadline) or after each message batch:  fls_core_tick(core, now);
+ *     when now >= fls_core_tick_due(core) (a timer armed with it, checked after each message
+ *     batch and event):                     fls_core_tick(core, now);
  *     while (fls_core_poll(core, &ev)):
  *         FLS_EV_TASK:      fls_core_task(core, ev.client, &msg), send it; then for every tensor
  *                           t and chunk i: fls_core_task_chunk(core, ev.client, t, i, ...), send
@@ -142,8 +143,16 @@ uint64_t fls_core_round(const fls_core *core);
 uint64_t fls_core_model_version(const fls_core *core);
 int fls_core_round_open(const fls_core *core);
 /* The open round's deadline (the `now` at which fls_core_tick closes it), or INFINITY when no
- * round is open: a reactor arms its timer with it. */
+ * round is open. */
 double fls_core_deadline(const fls_core *core);
+/* The earliest `now` at which fls_core_tick has something to do: the open round's deadline;
+ * -INFINITY when it would start a round or end the run at once (enough clients are able, or
+ * max_rounds is reached); INFINITY when only an event can give it work (a client joining, an
+ * evaluation's report). Nothing else in the core waits on time, so a host that calls
+ * fls_core_tick whenever this is at or before its clock (after the messages and events that may
+ * have changed it) starts and closes every round as soon as the engine would; the daemon's
+ * 50 ms timer sweep alone made both up to 50 ms late (until 2026-12-07). INFINITY for NULL. */
+double fls_core_tick_due(const fls_core *core);
 /* 1 once the run is over (FLS_EV_DONE was emitted). */
 int fls_core_done(const fls_core *core);
 /* 1 once the run ended because an evaluation reached cfg.target_accuracy. */
@@ -160,7 +169,7 @@ void fls_core_set_run_id(fls_core *core, uint64_t id);
 uint64_t fls_core_run_id(const fls_core *core);
 
 /* A client connected (or reconnected). dataset_size is informational. Starts nothing (rounds
- * start in fls_core_tick).
+ * start in fls_core_tick; fls_core_tick_due says when one can).
  * FL_OK, FL_ERR_NOMEM. */
 fl_status fls_core_client_join(fls_core *core, uint32_t client, uint64_t dataset_size, double now);
 /* The memory a client announced (Hello.memory_bytes; 0: not said, the default). A client that

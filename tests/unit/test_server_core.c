@@ -1261,6 +1261,58 @@ static void test_config_digest(void **state)
     assert_non_null(strstr(js, "\"closed_by\":\"quorum\""));
 }
 
+static void drain_outbox(fls_core *core)
+{
+    fls_event ev;
+    while (fls_core_poll(core, &ev)) {
+    }
+}
+
+/* fls_core_tick_due says when a tick has work, and exactly then: INFINITY while too few able
+ * clients are connected (one below the memory a submodel needs does not count), at once
+ * (-INFINITY) when a tick would start a round or end the run, the deadline while a round is open.
+ * A host that waits on it (fl_server's reactor since 2026-12-07) starts and closes rounds without
+ * a periodic timer, and never spins on a due time that a tick would not move on. */
+static void test_engine_tick_due(void **state)
+{
+    (void)state;
+    const fls_config cfg = small_config(); /* 3 clients a round, deadline 60 s */
+    fls_core *core = NULL;
+    assert_int_equal(fls_core_new(&cfg, &core), FL_OK);
+    assert_true(fls_core_tick_due(core) == INFINITY);
+    assert_int_equal(fls_core_client_join(core, 10, 100, 0.0), FL_OK);
+    assert_int_equal(fls_core_client_join(core, 20, 100, 0.0), FL_OK);
+    assert_int_equal(fls_core_client_join(core, 30, 100, 0.0), FL_OK);
+    assert_int_equal(fls_core_client_memory(core, 30, 1), FL_OK); /* too small: not able */
+    assert_true(fls_core_tick_due(core) == INFINITY);
+    assert_int_equal(fls_core_tick(core, 0.5), FL_OK); /* nothing to do, as it said */
+    assert_false(fls_core_round_open(core));
+    assert_true(fls_core_tick_due(core) == INFINITY);
+    assert_int_equal(fls_core_client_join(core, 40, 100, 0.7), FL_OK);
+    assert_true(fls_core_tick_due(core) == -INFINITY);
+    assert_int_equal(fls_core_tick(core, 1.0), FL_OK);
+    assert_true(fls_core_round_open(core));
+    assert_true(fls_core_tick_due(core) == 61.0);
+    assert_true(fls_core_tick_due(core) == fls_core_deadline(core));
+    drain_outbox(core);
+    assert_int_equal(fls_core_tick(core, 60.9), FL_OK);
+    assert_true(fls_core_round_open(core));
+    assert_int_equal(fls_core_tick(core, 61.0), FL_OK);
+    assert_false(fls_core_round_open(core));
+    drain_outbox(core);
+    if (cfg.eval_every) { /* the evaluation's report alone moves the run on */
+        assert_true(fls_core_tick_due(core) == INFINITY);
+        assert_int_equal(fls_core_report_eval(core, 0, 0.5, 1.0, 61.0), FL_OK);
+        drain_outbox(core);
+    }
+    assert_true(fls_core_tick_due(core) == -INFINITY); /* round 1 can start at once */
+    assert_int_equal(fls_core_tick(core, 61.0), FL_OK);
+    assert_true(fls_core_round_open(core));
+    assert_true(fls_core_tick_due(core) == 121.0);
+    assert_true(fls_core_tick_due(NULL) == INFINITY);
+    fls_core_free(core);
+}
+
 static void test_engine_quorum_and_late(void **state)
 {
     (void)state;
@@ -3193,6 +3245,7 @@ int main(void)
         cmocka_unit_test(test_policy_score_stats),
         cmocka_unit_test(test_policy_palette),
         cmocka_unit_test(test_config_digest),
+        cmocka_unit_test(test_engine_tick_due),
         cmocka_unit_test(test_engine_quorum_and_late),
         cmocka_unit_test(test_engine_memory_selection),
         cmocka_unit_test(test_engine_forget),

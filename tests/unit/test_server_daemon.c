@@ -2398,6 +2398,7 @@ static void peer_send(peer *p, const flp_msg *m)
 
 double __real_fl_time_mono_s(void);
 static double g_clock_skew, g_clock_hold; /* __wrap_fl_time_mono_s, below */
+static long g_poll_timeout;                /* __wrap_zmq_poll, below */
 
 /* Steps the server until the peer receives a message that is not a Heartbeat (or max_s of wall
  * time pass: then NULL, and the caller's assertion fails). Not a timed assertion: the bound only
@@ -4021,6 +4022,92 @@ static void test_reactor_next_round_at_once(void **state)
     next_round_at_once(1);
 }
 
+/* A Hello that makes a round startable starts it at once: the reactor ticks the round engine
+ * when fls_core_tick_due says it has work, not only at its timer sweep. With the server's clock
+ * held once the first sweep has run (no client then: no round), no later sweep ever comes due, so
+ * only the join can bring round 0's Task. Until 2026-12-07 the first round waited up to 50 ms for
+ * the sweep after its last needed client joined, and here its Task never came. */
+static void test_reactor_round_starts_at_join(void **state)
+{
+    (void)state;
+    char yaml[1024], ep[300];
+    snprintf(ep, sizeof ep, "ipc://%s/at_join.sock", g_tmp);
+    snprintf(yaml, sizeof yaml,
+             "server:\n  insecure: true\n  endpoints: ['%s']\n"
+             "model:\n  arch: \"mlp:6-5-3\"\nrun:\n  rounds: 1\n"
+             "round:\n  clients: 1\n  overcommit: 1\ncodec:\n  chunk_elems: 4\n", ep);
+    logbuf *lb;
+    fls_server *s = server_rounds_of(yaml, &lb);
+    /* a second on: the sweep due since the start runs in this step and finds no client; the next
+     * is due 50 ms after that second, which never comes */
+    g_clock_hold = __real_fl_time_mono_s() + 1.0;
+    assert_int_equal(fls_server_step(s, 0), FLS_OK);
+    peer p;
+    flp_msg h;
+    flc_core *c = dev_joined(s, &p, ep, &h);
+    flp_msg *task = peer_recv(s, &p, 10);
+    if (!task || task->type != FLP_TASK)
+        fail_msg("after the one client round 0 needs joined, %s instead of its Task; log:\n%s",
+                 task ? flp_type_name(task->type) : "nothing", lb->text);
+    assert_int_equal(task->round, 0);
+    flp_msg_free(task);
+    g_clock_hold = 0;
+    fls_server_free(s);
+    flc_core_free(c);
+    peer_close(&p);
+    free(lb);
+}
+
+/* A round is closed at its deadline, not at the timer sweep after it: the reactor's poll waits
+ * until the earlier of the two (fls_core_tick_due), and the step that finds the deadline passed
+ * ticks the engine. The server's clock is held: a sweep runs 9.5 ms before the deadline of round
+ * 0 (its client never acks its first chunk), so the next is due 40.5 ms after the deadline, and
+ * with the clock held 1 ms past the deadline that sweep never comes. Until 2026-12-07 the poll
+ * waited for the sweep (50 ms, not 10) and the round stayed open here: a round whose deadline
+ * passed was closed up to 50 ms late. */
+static void test_reactor_deadline_closes_at_once(void **state)
+{
+    (void)state;
+    char yaml[1024], ep[300];
+    snprintf(ep, sizeof ep, "ipc://%s/deadline.sock", g_tmp);
+    snprintf(yaml, sizeof yaml,
+             "server:\n  insecure: true\n  endpoints: ['%s']\n"
+             "model:\n  arch: \"mlp:6-5-3\"\nrun:\n  rounds: 2\n"
+             "round:\n  clients: 1\n  overcommit: 1\n  deadline_s: 2\ncodec:\n  chunk_elems: 4\n",
+             ep);
+    logbuf *lb;
+    fls_server *s = server_rounds_of(yaml, &lb);
+    /* round 0 starts as its client joins, at the held second t: its deadline is t + 2 */
+    const double t = __real_fl_time_mono_s() + 1.0;
+    g_clock_hold = t;
+    peer p;
+    flp_msg h;
+    flc_core *c = dev_joined(s, &p, ep, &h);
+    flp_msg *task = peer_recv(s, &p, 10);
+    assert_non_null(task);
+    assert_int_equal(task->type, FLP_TASK);
+    assert_int_equal(task->round, 0);
+    flp_msg_free(task);
+    g_clock_hold = t + 2.0 - 0.0095;
+    assert_int_equal(fls_server_step(s, 0), FLS_OK); /* the sweep: the next is due at t + 2.0405 */
+    g_poll_timeout = -2;
+    assert_int_equal(fls_server_step(s, 1000), FLS_OK);
+    if (g_poll_timeout != 10)
+        fail_msg("9.5 ms before round 0's deadline, the reactor polled with a timeout of %ld ms, "
+                 "not 10", g_poll_timeout);
+    g_clock_hold = t + 2.001;
+    for (int i = 0; i < 5 && lb->rounds == 0; i++)
+        assert_int_equal(fls_server_step(s, 0), FLS_OK);
+    if (lb->rounds != 1 || !strstr(lb->last_json, "\"closed_by\":\"deadline\""))
+        fail_msg("1 ms past round 0's deadline: %d rounds ended (%s); log:\n%s", lb->rounds,
+                 lb->last_json, lb->text);
+    g_clock_hold = 0;
+    fls_server_free(s);
+    flc_core_free(c);
+    peer_close(&p);
+    free(lb);
+}
+
 static void test_reactor_round_and_resume(void **state)
 {
     (void)state;
@@ -4962,7 +5049,9 @@ static void test_nomem_said(void **state)
     assert_true(nomem > 0);
     fls_options_free(o);
     /* A run: a client joins, then an allocation fails; the first that ends the run ends it with
-     * FLS_ERR_NOMEM, said again by the next step (others are absorbed: a message not sent). */
+     * FLS_ERR_NOMEM, said again by the next step (others are absorbed: a message not sent). The
+     * failure is armed as the Hello is read: the round starts at the Hello (since 2026-12-07;
+     * before, at the timer sweep after it), and the round's start is what must be covered. */
     fls_status ended = FLS_OK;
     for (long k = 1; k <= 200 && ended == FLS_OK; k++) {
         logbuf *lb;
@@ -4971,7 +5060,6 @@ static void test_nomem_said(void **state)
         peer_open(&p, ep, NULL, NULL, NULL);
         flp_msg h = hello_msg("a");
         peer_send(&p, &h);
-        expect_ack_hello(s, &p);
         g_alloc_failed = 0;
         g_alloc_fail = k;
         const double t0 = fl_time_mono_s();
@@ -7486,7 +7574,6 @@ int __wrap_zmq_msg_get(const zmq_msg_t *msg, int property)
 /* zmq_poll as the daemon sees it (-Wl,--wrap=zmq_poll): the timeout of the latest call. */
 int __real_zmq_poll(zmq_pollitem_t *items, int n, long timeout);
 int __wrap_zmq_poll(zmq_pollitem_t *items, int n, long timeout);
-static long g_poll_timeout;
 
 int __wrap_zmq_poll(zmq_pollitem_t *items, int n, long timeout)
 {
@@ -9609,6 +9696,8 @@ int main(void)
         cmocka_unit_test_teardown(test_reactor_ids_per_key, hello_memory_reset),
         cmocka_unit_test(test_reactor_round_and_resume),
         cmocka_unit_test_teardown(test_reactor_next_round_at_once, reset_wraps),
+        cmocka_unit_test_teardown(test_reactor_round_starts_at_join, reset_wraps),
+        cmocka_unit_test_teardown(test_reactor_deadline_closes_at_once, reset_wraps),
         cmocka_unit_test_teardown(test_reactor_sleeps_until_sweep, reset_wraps),
         cmocka_unit_test(test_reactor_backlog_not_silence),
         cmocka_unit_test(test_reactor_backlog_lasting),
