@@ -1986,6 +1986,10 @@ static fl_status drain_events(fls_server *s)
         case FLS_EV_EVALUATE:
             if ((st = eval_start(s, ev.round)) != FL_OK)
                 return st;
+            /* The round is closed: the updates still waiting for an upload slot are answered
+             * (ul_sweep, Ack(of UPDATE, FL_ERR_ROUND_CLOSED)) by a sweep now, not at the round's
+             * end after its evaluation or at the next 50 ms (until 2026-12-07). */
+            s->next_timers = 0;
             break;
         case FLS_EV_ROUND_END:
             round_end(s);

@@ -2399,6 +2399,7 @@ static void peer_send(peer *p, const flp_msg *m)
 double __real_fl_time_mono_s(void);
 static double g_clock_skew, g_clock_hold; /* __wrap_fl_time_mono_s, below */
 static long g_poll_timeout;                /* __wrap_zmq_poll, below */
+static atomic_int g_eval_gate;              /* __wrap_flm_model_evaluate_cancel, below */
 
 /* Steps the server until the peer receives a message that is not a Heartbeat (or max_s of wall
  * time pass: then NULL, and the caller's assertion fails). Not a timed assertion: the bound only
@@ -4948,6 +4949,7 @@ static int reset_wraps(void **state)
     g_write_errno = 0;
     g_clock_skew = 0;
     g_clock_hold = 0;
+    atomic_store(&g_eval_gate, 0);
     g_dir_fsync_fails = 0;
     g_ids_sync_fails = 0;
     g_alloc_fail = 0;
@@ -5987,6 +5989,78 @@ static int32_t upload_all(fls_server *s, peer *p, flc_core *c, uint32_t key)
     assert_int_equal(flc_core_update(c, &up), FL_OK);
     peer_send(p, &up);
     return upload_rest(s, p, c, key);
+}
+
+/* A round that closes answers the updates still open at once, also when it is then evaluated:
+ * u1's Update waits behind u0's (one slot), u0's commit reaches the quorum (1 of 2 selected) and
+ * closes round 0, whose evaluation is held (g_eval_gate), with the server's clock held too, so
+ * that no timer sweep comes due. u1, which then gets the slot but sends no chunk, must hear
+ * Ack(of UPDATE, FL_ERR_ROUND_CLOSED) while the evaluation runs. Until 2026-12-07 only the round's
+ * end (after its evaluation) or the next 50 ms sweep answered it (ul_sweep), and here it heard
+ * nothing. */
+static void test_reactor_closed_round_answers_queue(void **state)
+{
+    (void)state;
+    char yaml[2048], ep[300];
+    snprintf(ep, sizeof ep, "ipc://%s/closedq.sock", g_tmp);
+    snprintf(yaml, sizeof yaml,
+             "server:\n  insecure: true\n  endpoints: ['%s']\n  credit: 2\n  upload_slots: 1\n"
+             "model:\n  arch: \"mlp:6-5-3\"\nrun:\n  rounds: 2\n"
+             "round:\n  clients: 1\n  min_clients: 2\n  overcommit: 2\ncodec:\n  chunk_elems: 4\n"
+             "eval:\n  dataset: synthetic\n  synthetic_samples: 50\n  every: 1\n", ep);
+    logbuf *lb;
+    fls_server *s = server_rounds_of(yaml, &lb);
+    g_clock_hold = __real_fl_time_mono_s() + 1.0;
+    const char *ids[2] = {"u0", "u1"};
+    peer p[2];
+    flc_core *c[2];
+    core_clients_join(s, ep, ids, 2, p, c); /* round 0 starts at u1's Hello, both selected */
+    const unsigned acks0 = g_chunk_acks;
+    for (int k = 0; k < 2; k++)
+        assert_int_equal(download_and_train(s, &p[k], c[k], ids[k]), 0);
+    /* every chunk Ack read, then each Update read before the next is sent: u0 holds the slot */
+    uint64_t sent = 2 + (g_chunk_acks - acks0);
+    for (int k = -1; k < 2; k++) {
+        if (k >= 0) {
+            flp_msg up;
+            assert_int_equal(flc_core_update(c[k], &up), FL_OK);
+            peer_send(&p[k], &up);
+            sent++;
+        }
+        fls_server_stats st;
+        const double t0 = __real_fl_time_mono_s();
+        do {
+            fls_server_step(s, 2);
+            fls_server_stats_get(s, &st);
+        } while (st.msgs_in < sent && __real_fl_time_mono_s() - t0 < 10);
+        assert_int_equal(st.msgs_in, sent);
+    }
+    atomic_store(&g_eval_gate, 1);
+    assert_int_equal(upload_rest(s, &p[0], c[0], fls_client_key(ids[0])), 0);
+    /* u0's answer handed the slot on to u1 (its credit, Acks of CHUNK: skipped); u1 sends no
+     * chunk, and must hear that its update is over all the same */
+    flp_msg *m;
+    while ((m = peer_recv(s, &p[1], 10)) && m->type == FLP_ACK && m->ack.of_type == FLP_CHUNK)
+        flp_msg_free(m);
+    if (!m || m->type != FLP_ACK || m->ack.of_type != FLP_UPDATE)
+        fail_msg("u1, uploading when round 0 closed, got %s while the round's evaluation ran; "
+                 "log:\n%s", m ? flp_type_name(m->type) : "nothing", lb->text);
+    assert_int_equal(m->ack.of_round, 0);
+    assert_int_equal(m->ack.status, FL_ERR_ROUND_CLOSED);
+    flp_msg_free(m);
+    assert_int_equal(lb->rounds, 0); /* the evaluation is still held */
+    atomic_store(&g_eval_gate, 0);
+    const double t0 = __real_fl_time_mono_s();
+    while (lb->rounds == 0 && __real_fl_time_mono_s() - t0 < 10)
+        assert_int_equal(fls_server_step(s, 2), FLS_OK);
+    assert_int_equal(lb->rounds, 1);
+    g_clock_hold = 0;
+    fls_server_free(s);
+    for (int k = 0; k < 2; k++) {
+        flc_core_free(c[k]);
+        peer_close(&p[k]);
+    }
+    free(lb);
 }
 
 /* The upload queue is served in the order the Updates came: with one slot, held by u0, u2's
@@ -7579,6 +7653,26 @@ int __wrap_zmq_poll(zmq_pollitem_t *items, int n, long timeout)
 {
     g_poll_timeout = timeout;
     return __real_zmq_poll(items, n, timeout);
+}
+
+/* The server's evaluation as its thread runs it (-Wl,--wrap=flm_model_evaluate_cancel): held
+ * while g_eval_gate is not 0 (or until the server cancels it), then run. */
+fl_status __real_flm_model_evaluate_cancel(flm_model *m, const float *params,
+                                           const flm_samples *smp, const atomic_int *cancel,
+                                           double *loss, double *accuracy);
+fl_status __wrap_flm_model_evaluate_cancel(flm_model *m, const float *params,
+                                           const flm_samples *smp, const atomic_int *cancel,
+                                           double *loss, double *accuracy);
+
+fl_status __wrap_flm_model_evaluate_cancel(flm_model *m, const float *params,
+                                           const flm_samples *smp, const atomic_int *cancel,
+                                           double *loss, double *accuracy)
+{
+    while (atomic_load(&g_eval_gate) && !(cancel && atomic_load(cancel))) {
+        const struct timespec ts = {0, 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+    return __real_flm_model_evaluate_cancel(m, params, smp, cancel, loss, accuracy);
 }
 
 /* The reactor sleeps until its timer sweep is due, not up to 1 ms less: its wait was rounded down
@@ -9754,6 +9848,7 @@ int main(void)
         cmocka_unit_test_teardown(test_ids_restart_many_leftovers_not_warned, reset_wraps),
         cmocka_unit_test(test_reactor_sessions_by_key),
         cmocka_unit_test(test_reactor_upload_queue_order),
+        cmocka_unit_test_teardown(test_reactor_closed_round_answers_queue, reset_wraps),
         cmocka_unit_test(test_reactor_upload_slot_too_slow),
         cmocka_unit_test(test_reactor_upload_slow_alone_kept),
         cmocka_unit_test(test_ids_group_commit),
