@@ -2317,6 +2317,12 @@ static void ul_admit(fls_server *s)
         sess *x = sess_by_key(s, w.key);
         if (!x || x->ul_slot != SLOT_QUEUED || x->ul_seq != w.seq)
             continue;
+        /* Its round closed while it waited (the core no longer receives it): no slot and no
+         * credit, which its client would spend on chunks the round no longer takes (until
+         * 2026-12-07, up to `credit` chunks from each client queued at a round's close); ul_sweep
+         * answers it, in the sweep that the round's close makes due. */
+        if (fls_core_update_state(s->core, x->key, x->ul_round) != FLS_UPDATE_RECEIVING)
+            continue;
         x->ul_slot = SLOT_ACTIVE;
         x->ul_last = x->ul_since = x->ul_w0_t = x->ul_w1_t = fl_time_mono_s();
         x->ul_long_said = 0;

@@ -5994,10 +5994,11 @@ static int32_t upload_all(fls_server *s, peer *p, flc_core *c, uint32_t key)
 /* A round that closes answers the updates still open at once, also when it is then evaluated:
  * u1's Update waits behind u0's (one slot), u0's commit reaches the quorum (1 of 2 selected) and
  * closes round 0, whose evaluation is held (g_eval_gate), with the server's clock held too, so
- * that no timer sweep comes due. u1, which then gets the slot but sends no chunk, must hear
- * Ack(of UPDATE, FL_ERR_ROUND_CLOSED) while the evaluation runs. Until 2026-12-07 only the round's
- * end (after its evaluation) or the next 50 ms sweep answered it (ul_sweep), and here it heard
- * nothing. */
+ * that no timer sweep comes due. u1 must hear Ack(of UPDATE, FL_ERR_ROUND_CLOSED) while the
+ * evaluation runs, and nothing before it. Until 2026-12-07 only the round's end (after its
+ * evaluation) or the next 50 ms sweep answered it (ul_sweep), and here it heard nothing; and the
+ * slot u0 freed went to u1 with its credit (Acks of CHUNK for the closed round), which a client
+ * spends on chunks the round refuses. */
 static void test_reactor_closed_round_answers_queue(void **state)
 {
     (void)state;
@@ -6037,14 +6038,14 @@ static void test_reactor_closed_round_answers_queue(void **state)
     }
     atomic_store(&g_eval_gate, 1);
     assert_int_equal(upload_rest(s, &p[0], c[0], fls_client_key(ids[0])), 0);
-    /* u0's answer handed the slot on to u1 (its credit, Acks of CHUNK: skipped); u1 sends no
-     * chunk, and must hear that its update is over all the same */
-    flp_msg *m;
-    while ((m = peer_recv(s, &p[1], 10)) && m->type == FLP_ACK && m->ack.of_type == FLP_CHUNK)
-        flp_msg_free(m);
+    /* the first word u1 hears: its update is over (no slot, no credit: an Ack of CHUNK would
+     * have it send chunks the closed round refuses) */
+    flp_msg *m = peer_recv(s, &p[1], 10);
     if (!m || m->type != FLP_ACK || m->ack.of_type != FLP_UPDATE)
-        fail_msg("u1, uploading when round 0 closed, got %s while the round's evaluation ran; "
-                 "log:\n%s", m ? flp_type_name(m->type) : "nothing", lb->text);
+        fail_msg("u1, queued when round 0 closed, got %s%s%s while the round's evaluation ran; "
+                 "log:\n%s", m ? flp_type_name(m->type) : "nothing",
+                 m && m->type == FLP_ACK ? " of " : "",
+                 m && m->type == FLP_ACK ? flp_type_name(m->ack.of_type) : "", lb->text);
     assert_int_equal(m->ack.of_round, 0);
     assert_int_equal(m->ack.status, FL_ERR_ROUND_CLOSED);
     flp_msg_free(m);
