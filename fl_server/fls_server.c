@@ -2678,6 +2678,19 @@ static void handle_frame(fls_server *s, const uint8_t *rid, size_t rid_len, cons
         send_error(s, rid, rid_len, 0, st, err);
         return;
     }
+    if (m->type == FLP_HELLO && m->sender[0] && strcmp(m->sender, m->hello.client_id) != 0) {
+        /* A Hello's client is the id it says: an envelope that names another (PROTOCOL.md,
+         * "Envelope sender") is refused as any other message's would be, before it starts or
+         * ends a session. Until 2026-12-07 the check below passed Hellos over, and one that
+         * named client X while saying id Y was admitted as Y. */
+        s->st.refused++;
+        log_bad(s, "%s: Hello as client %s with sender '%s' refused",
+                peer_name(x, rid, rid_len, nbuf, sizeof nbuf), m->hello.client_id, m->sender);
+        send_error(s, rid, rid_len, 0, FL_ERR_WIRE_FIELD,
+                   "sender does not match the Hello's client id");
+        flp_msg_free(m);
+        return;
+    }
     if (!x || !x->id) {
         if (m->type == FLP_HELLO) {
             on_hello(s, x, rid, rid_len, m, pubp);

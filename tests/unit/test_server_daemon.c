@@ -2772,6 +2772,19 @@ static void test_reactor_insecure(void **state)
     hb.sender = "mallory";
     peer_send(&a, &hb);
     expect_error(s, &a, FL_ERR_WIRE_FIELD);
+    /* a Hello whose envelope names another client than the id it says: refused as any message
+     * whose sender is not its client's (PROTOCOL.md, "Envelope sender"), on a new connection and
+     * on a's session alike; neither is admitted, and a stays "a" */
+    flp_msg hm = hello_msg("b");
+    hm.sender = "a";
+    peer_send(&b, &hm);
+    expect_error_text(s, &b, FL_ERR_WIRE_FIELD, "sender");
+    hm = hello_msg("mallory");
+    hm.sender = "a";
+    peer_send(&a, &hm);
+    expect_error_text(s, &a, FL_ERR_WIRE_FIELD, "sender");
+    peer_send(&a, &hb); /* still "a": another sender is refused */
+    expect_error(s, &a, FL_ERR_WIRE_FIELD);
     /* an unsupported version range */
     flp_msg h2 = hello_msg("b");
     h2.hello.min_version = 2;
