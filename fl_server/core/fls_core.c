@@ -43,6 +43,8 @@ typedef struct sel {
     uint64_t n_samples;
     double loss;
     int forgotten;                      /* fls_core_client_forget: its policy state goes at close */
+    int told;                           /* its loss went to the policy (a close that failed after
+                                         * that and is retried does not report it twice) */
 } sel;
 
 typedef struct client_rec {
@@ -121,20 +123,33 @@ uint32_t fls_client_key(const char *id)
     return fl_client_key(id);
 }
 
+/* Room in the event queue for n more events: a round's start and close take it before they
+ * change anything, so that pushing their events cannot fail afterwards. FL_OK or FL_ERR_NOMEM
+ * (the queue as it was). */
+static fl_status events_reserve(fls_core *c, size_t n)
+{
+    if (c->ev_cap - c->ev_len >= n)
+        return FL_OK;
+    size_t cap = c->ev_cap ? 2 * c->ev_cap : 64;
+    while (cap - c->ev_len < n)
+        cap *= 2;
+    fls_event *e = malloc(cap * sizeof *e);
+    if (!e)
+        return FL_ERR_NOMEM;
+    for (size_t i = 0; i < c->ev_len; i++)
+        e[i] = c->ev[(c->ev_head + i) % c->ev_cap];
+    free(c->ev);
+    c->ev = e;
+    c->ev_cap = cap;
+    c->ev_head = 0;
+    return FL_OK;
+}
+
 static fl_status push_event(fls_core *c, fls_event_kind kind, uint32_t client, uint64_t round)
 {
-    if (c->ev_len == c->ev_cap) {
-        const size_t cap = c->ev_cap ? 2 * c->ev_cap : 64;
-        fls_event *e = malloc(cap * sizeof *e);
-        if (!e)
-            return FL_ERR_NOMEM;
-        for (size_t i = 0; i < c->ev_len; i++)
-            e[i] = c->ev[(c->ev_head + i) % c->ev_cap];
-        free(c->ev);
-        c->ev = e;
-        c->ev_cap = cap;
-        c->ev_head = 0;
-    }
+    const fl_status st = events_reserve(c, 1);
+    if (st != FL_OK)
+        return st;
     fls_event *e = &c->ev[(c->ev_head + c->ev_len) % c->ev_cap];
     e->kind = kind;
     e->client = client;
@@ -874,6 +889,8 @@ static fl_status start_round(fls_core *c, double now)
                 st = task_new(c, ks, 0, &s->task);
         }
     }
+    if (st == FL_OK) /* the Tasks' events: none can be missing from an open round */
+        st = events_reserve(c, m);
     if (st != FL_OK) {
         free(keys);
         round_release(c);
@@ -893,8 +910,8 @@ static fl_status start_round(fls_core *c, double now)
     c->reported = 0;
     c->open = 1;
     c->deadline = now + c->cfg.round_timeout_s;
-    for (uint32_t i = 0; i < m && st == FL_OK; i++)
-        st = push_event(c, FLS_EV_TASK, keys[i], c->round);
+    for (uint32_t i = 0; i < m; i++)
+        (void)push_event(c, FLS_EV_TASK, keys[i], c->round); /* reserved above: cannot fail */
     free(keys);
     c->said_small = 0;
     fl_log(&c->cfg.log, FL_LOG_DEBUG, "round %llu: %u of %u connected clients selected, quorum %u%s",
@@ -938,16 +955,23 @@ static fl_status close_round(fls_core *c, fls_close_reason why, double now)
             c->late_cap = c->n_sel;
         }
     }
+    uint32_t late = 0, done = 0;
     for (size_t i = 0; i < c->n_sel; i++) {
         sel *s = &c->sels[i];
         if (s->state == CS_TASKED || s->state == CS_RECEIVING) {
-            c->cur.late++;
+            late++;
             if (c->n_late < c->late_cap)
                 c->late_keys[c->n_late++] = s->key;
         }
+        done += s->state == CS_DONE && !s->told;
         sel_release_update(c, s);
+        if (s->state == CS_RECEIVING) /* its upload is gone: should this close fail, the round */
+            s->state = CS_TASKED;     /* stays open and the client may send its update anew */
     }
-    /* The round's delta goes into an idle staging buffer of the aggregator (every update is
+    /* Everything that can fail comes before the first change that cannot be undone (the policy's
+     * round end, the server step): a close that fails leaves the round open, the model, the
+     * optimizer and the policy as they were, and a later close does it all once (fls_core.h).
+     * The round's delta goes into an idle staging buffer of the aggregator (every update is
      * released by now): no model-size buffer of our own for it (peak memory). The borrowed
      * update is aborted afterwards, which leaves the aggregate as it is. */
     fls_agg_update *scratch = NULL;
@@ -960,38 +984,43 @@ static fl_status close_round(fls_core *c, fls_close_reason why, double now)
         delta = c->delta;
     }
     fl_status st = delta ? fls_agg_finalize(c->agg, delta, c->held) : FL_ERR_NOMEM;
-    if (st == FL_OK) {
-        st = fls_opt_step(c->opt, c->params, delta, c->held);
-        if (st == FL_ERR_NUMERIC) {
-            /* Only from a model or optimizer state near the float range (a checkpoint's
-             * extreme values): the model stays as it was, finite, and the server up. */
-            fl_log(&c->cfg.log, FL_LOG_ERROR, "round %llu: the server step would take the model "
-                   "or the optimizer state out of the finite floats: step skipped, the model "
-                   "unchanged (was the run resumed from a checkpoint with extreme values?)",
-                   (unsigned long long)c->round);
-            st = FL_OK;
-        }
-    }
-    fls_agg_update_abort(scratch);
+    if (st == FL_OK) /* ROUND_END and DONE, or EVALUATE */
+        st = events_reserve(c, 2);
+    if (st == FL_OK)
+        st = fls_policy_reserve_reports(c->pol, done);
     /* Losses to the policy and the metrics, in client-key order (sels are sorted). */
     double swl = 0.0;
     uint64_t sw = 0;
     for (size_t i = 0; i < c->n_sel && st == FL_OK; i++) {
-        const sel *s = &c->sels[i];
+        sel *s = &c->sels[i];
         if (s->state != CS_DONE)
             continue;
-        st = fls_policy_report(c->pol, s->key, s->loss, s->n_samples);
+        if (!s->told)
+            st = fls_policy_report(c->pol, s->key, s->loss, s->n_samples);
+        s->told = st == FL_OK;
         swl += (double)s->n_samples * s->loss;
         sw += s->n_samples;
     }
     fls_policy_info info;
-    if (st == FL_OK)
+    if (st == FL_OK) /* all or nothing */
         st = fls_policy_end_round(c->pol, &info);
     if (st != FL_OK) {
-        fl_log(&c->cfg.log, FL_LOG_ERROR, "round %llu: close failed: %s",
-               (unsigned long long)c->round, fl_strerror(st));
+        fls_agg_update_abort(scratch);
+        fl_log(&c->cfg.log, FL_LOG_ERROR, "round %llu: close failed (the round stays open, "
+               "the model as it was): %s", (unsigned long long)c->round, fl_strerror(st));
         return st;
     }
+    /* From here on nothing fails. */
+    if (fls_opt_step(c->opt, c->params, delta, c->held) != FL_OK) {
+        /* FL_ERR_NUMERIC, only from a model or optimizer state near the float range (a
+         * checkpoint's extreme values): the model stays as it was, finite, and the server up. */
+        fl_log(&c->cfg.log, FL_LOG_ERROR, "round %llu: the server step would take the model "
+               "or the optimizer state out of the finite floats: step skipped, the model "
+               "unchanged (was the run resumed from a checkpoint with extreme values?)",
+               (unsigned long long)c->round);
+    }
+    fls_agg_update_abort(scratch);
+    c->cur.late += late;
     c->model_version++;
     c->cur.model_version = c->model_version;
     c->cur.closed_by = why;
@@ -1026,6 +1055,9 @@ fl_status fls_core_report_eval(fls_core *c, uint64_t round, double accuracy, dou
         return FL_ERR_INVALID_ARG;
     if (!c->eval_pending || round != c->cur.round)
         return FL_ERR_STATE;
+    const fl_status st = events_reserve(c, 2); /* ROUND_END and DONE: none lost after this */
+    if (st != FL_OK)
+        return st;
     c->eval_pending = 0;
     c->cur.evaluated = 1;
     c->cur.test_accuracy = accuracy;

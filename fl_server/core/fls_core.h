@@ -223,7 +223,15 @@ uint32_t fls_core_connected(const fls_core *core);
  * starts the next round, so the host can checkpoint in between). Otherwise, when no round is
  * open, no evaluation is pending, the run is not over and at least max(min_clients or
  * clients_per_round, 1) clients are connected and able (fls_core_client_memory), starts a round; at max_rounds emits FLS_EV_DONE
- * instead. FL_OK or an internal failure (FL_ERR_NOMEM). */
+ * instead. FL_OK or an internal failure (FL_ERR_NOMEM).
+ *
+ * A start or close that fails (FL_ERR_NOMEM, here or from the close a message or a leave brings
+ * about) is undone: every allocation comes before the first change. A failed start leaves no
+ * round open; a failed close leaves the round open with the model, the optimizer state, the
+ * policy state, the metrics and the events as they were (only the uploads still under way are
+ * dropped, as the close would have dropped them: their clients may send their updates anew). The
+ * next tick at or after the deadline does the whole close once: a host may keep ticking after a
+ * failure and get the run it would have had without it. */
 fl_status fls_core_tick(fls_core *core, double now);
 
 /* A decoded, validated message (flp_decode) from client. Hello joins the client (as

@@ -638,6 +638,15 @@ fl_status fls_policy_keepset(fls_policy *p, uint32_t client, const flm_keepset *
     return FL_ERR_INTERNAL;
 }
 
+fl_status fls_policy_reserve_reports(fls_policy *p, size_t n)
+{
+    if (!p)
+        return FL_ERR_INVALID_ARG;
+    if (p->cfg.kind == FLS_POLICY_AFD_MULTI) /* a report goes into its client's state */
+        return FL_OK;
+    return fl_grow(&p->reps, &p->rep_cap, p->n_reported + n, sizeof *p->reps, 64);
+}
+
 fl_status fls_policy_report(fls_policy *p, uint32_t client, double loss, uint64_t n_samples)
 {
     if (!p)
@@ -678,18 +687,36 @@ fl_status fls_policy_report(fls_policy *p, uint32_t client, double loss, uint64_
 
 /* ---- the AFD rule ----------------------------------------------------------------------------- */
 
-/* Applies one step of the rule to s with the round's loss lt; draws with key (round+1, client). */
-static fl_status afd_step(fls_policy *p, afd_state *s, double lt, uint32_t client, int *kept)
+/* One step of the rule for s with the round's loss lt, in two halves so that a round's end
+ * changes nothing until every step's memory is in hand. afd_prepare takes what the step needs:
+ * the map as doubles (a representation only: the same scores), and for a redraw the new keep-set,
+ * drawn with key (round+1, client) into *drawn (empty otherwise); on error s means what it did
+ * and *drawn holds nothing. afd_commit then applies it and cannot fail. */
+static int afd_keeps(const afd_state *s, double lt)
 {
-    fl_status est = map_expand(p, s);
-    if (est != FL_OK)
-        return est;
-    if (s->has_prev && lt < s->l_prev) {
+    return s->has_prev && lt < s->l_prev;
+}
+
+static fl_status afd_prepare(fls_policy *p, afd_state *s, double lt, uint32_t client,
+                             flm_keepset *drawn)
+{
+    memset(drawn, 0, sizeof *drawn);
+    fl_status st = map_expand(p, s);
+    if (st != FL_OK)
+        return st;
+    if (afd_keeps(s, lt)) /* no map yet: an all-zero one, the same scores */
+        return s->S || (s->S = calloc(p->n_units ? p->n_units : 1, sizeof *s->S)) ? FL_OK
+                                                                                 : FL_ERR_NOMEM;
+    return draw_weighted(p, drawn, s->S, p->round + 1, client);
+}
+
+static void afd_commit(const fls_policy *p, afd_state *s, double lt, flm_keepset *drawn,
+                       int *kept)
+{
+    if (afd_keeps(s, lt)) {
         /* The submodel helped: exploit. l_prev > 0 for any non-negative loss; the fallback keeps
          * the gain positive and finite for exotic negative losses. */
         const double gain = s->l_prev > 0.0 ? (s->l_prev - lt) / s->l_prev : (s->l_prev - lt);
-        if (!s->S && !(s->S = calloc(p->n_units ? p->n_units : 1, sizeof *s->S)))
-            return FL_ERR_NOMEM;
         s->stats_ok = 0; /* the map changes */
         s->hist_ref = 0.0;
         for (int d = 0; d < s->A.n_drop; d++)
@@ -699,14 +726,13 @@ static fl_status afd_step(fls_policy *p, afd_state *s, double lt, uint32_t clien
             }
         *kept = 1;
     } else {
-        fl_status st = draw_weighted(p, &s->A, s->S, p->round + 1, client);
-        if (st != FL_OK)
-            return st;
+        ks_release(&s->A);
+        s->A = *drawn;
+        memset(drawn, 0, sizeof *drawn);
         *kept = 0;
     }
     s->l_prev = lt;
     s->has_prev = 1;
-    return FL_OK;
 }
 
 /* The round's loss l_t: the mean of the reported losses weighted by sample count (or not). In
@@ -814,27 +840,54 @@ fl_status fls_policy_end_round(fls_policy *p, fls_policy_info *info)
     in.afd = is_afd(p);
     in.loss = NAN;
     in.loss_prev = NAN;
-    fl_status st = FL_OK;
     if (p->cfg.kind == FLS_POLICY_AFD_SINGLE) {
         in.loss_prev = p->single.has_prev ? p->single.l_prev : NAN;
         if (p->n_reported > 0) {
             const double lt = round_loss(p);
+            flm_keepset drawn;
+            const fl_status st = afd_prepare(p, &p->single, lt, FLS_POLICY_SHARED_CLIENT, &drawn);
+            if (st != FL_OK)
+                return st; /* nothing changed: the round stays begun, with its reports */
             int kept = 0;
-            st = afd_step(p, &p->single, lt, FLS_POLICY_SHARED_CLIENT, &kept);
+            afd_commit(p, &p->single, lt, &drawn, &kept);
             in.have_loss = 1;
             in.loss = lt;
             in.kept = (uint32_t)kept;
             in.resampled = (uint32_t)!kept;
         }
     } else if (p->cfg.kind == FLS_POLICY_AFD_MULTI) {
+        /* Every reported client's step prepared first (its keep-set as a list, a report without
+         * this round's keep-set being API use only; its map as doubles; its redraw), then all
+         * applied: a failure part way leaves every state as it was. */
+        size_t n_rep = 0;
+        for (size_t i = 0; i < p->n_multi; i++)
+            n_rep += p->multi[i]->reported != 0;
+        flm_keepset *drawn = calloc(n_rep ? n_rep : 1, sizeof *drawn);
+        if (!drawn)
+            return FL_ERR_NOMEM;
+        fl_status st = FL_OK;
+        size_t r = 0;
         for (size_t i = 0; i < p->n_multi && st == FL_OK; i++) {
             afd_state *s = p->multi[i];
             if (!s->reported)
                 continue;
-            int kept = 0;
-            st = state_expand(p, s); /* a report without this round's keep-set: API use only */
+            st = state_expand(p, s);
             if (st == FL_OK)
-                st = afd_step(p, s, s->loss, s->client, &kept);
+                st = afd_prepare(p, s, s->loss, s->client, &drawn[r++]);
+        }
+        if (st != FL_OK) {
+            for (size_t j = 0; j < r; j++)
+                ks_release(&drawn[j]);
+            free(drawn);
+            return st;
+        }
+        r = 0;
+        for (size_t i = 0; i < p->n_multi; i++) {
+            afd_state *s = p->multi[i];
+            if (!s->reported)
+                continue;
+            int kept = 0;
+            afd_commit(p, s, s->loss, &drawn[r++], &kept);
             /* Only a stepped map was expanded or changed: the others rest as they were, and a
              * map of more than MAP_PAL values (score_accumulate) is not walked again each round
              * (10,000 such cnn maps: 0.17 s a round's end). */
@@ -843,6 +896,7 @@ fl_status fls_policy_end_round(fls_policy *p, fls_policy_info *info)
             in.resampled += (uint32_t)!kept;
             s->reported = 0;
         }
+        free(drawn);
         for (size_t i = 0; i < p->n_multi; i++) /* the round's keep-sets go back to rest */
             state_compact(p, p->multi[i]);
         in.clients = (uint32_t)p->n_multi;
@@ -853,7 +907,7 @@ fl_status fls_policy_end_round(fls_policy *p, fls_policy_info *info)
     p->last = in;
     if (info)
         *info = in;
-    return st;
+    return FL_OK;
 }
 
 fl_status fls_policy_scores(const fls_policy *p, uint32_t client, double *out, size_t n)

@@ -108,11 +108,17 @@ fl_status fls_policy_keepset(fls_policy *p, uint32_t client, const flm_keepset *
 
 /* Records a client's local training loss (finite) and sample count (>= 1) for the current round.
  * FL_OK; FL_ERR_INVALID_ARG (non-finite loss, n_samples 0); FL_ERR_STATE (no round begun;
- * afd-multi: the client was given no keep-set; a second report from the client this round). */
+ * afd-multi: the client was given no keep-set; a second report from the client this round);
+ * FL_ERR_NOMEM (nothing recorded), never after fls_policy_reserve_reports made room for it. */
 fl_status fls_policy_report(fls_policy *p, uint32_t client, double loss, uint64_t n_samples);
+/* Makes room for n more reports this round: the next n fls_policy_report calls cannot fail for
+ * memory (a round's end takes them all or, on failure, none). FL_OK, FL_ERR_NOMEM (nothing
+ * changed), FL_ERR_INVALID_ARG (p NULL). */
+fl_status fls_policy_reserve_reports(fls_policy *p, size_t n);
 
 /* Ends the round: applies the AFD rule (nothing for full and fd) and fills *info (may be NULL).
- * FL_OK, FL_ERR_STATE (no round begun), FL_ERR_NOMEM. */
+ * FL_OK, FL_ERR_STATE (no round begun), FL_ERR_NOMEM: then the policy is as it was, its round
+ * still begun with its reports, and fls_policy_end_round may be called again. */
 fl_status fls_policy_end_round(fls_policy *p, fls_policy_info *info);
 
 /* The current score map in out[0..n) (n = fls_policy_units) for afd-single, or client's map for

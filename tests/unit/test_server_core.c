@@ -1141,6 +1141,177 @@ static fls_core *core_with_clients(const fls_config *cfg, uint32_t n_clients)
     return core;
 }
 
+/* ---- allocation failure in the round engine --------------------------------------------------- */
+
+/* malloc, calloc and realloc, wrapped (meson.build: --wrap): the g_alloc_fail-th allocation from
+ * here on fails (1: the next); g_alloc_failed says one did. */
+void *__real_malloc(size_t n);
+void *__real_calloc(size_t k, size_t n);
+void *__real_realloc(void *p, size_t n);
+void *__wrap_malloc(size_t n);
+void *__wrap_calloc(size_t k, size_t n);
+void *__wrap_realloc(void *p, size_t n);
+static long g_alloc_fail;
+static int g_alloc_failed;
+
+static int alloc_fails(void)
+{
+    if (g_alloc_fail > 0 && --g_alloc_fail == 0) {
+        g_alloc_failed = 1;
+        return 1;
+    }
+    return 0;
+}
+
+void *__wrap_malloc(size_t n)
+{
+    return alloc_fails() ? NULL : __real_malloc(n);
+}
+
+void *__wrap_calloc(size_t k, size_t n)
+{
+    return alloc_fails() ? NULL : __real_calloc(k, n);
+}
+
+void *__wrap_realloc(void *p, size_t n)
+{
+    return n && alloc_fails() ? NULL : __real_realloc(p, n); /* p stays the caller's */
+}
+
+/* What a run leaves that a user would see: its events in order, every round's metrics (JSON) and
+ * the checkpoint's bytes at its end (model, optimizer state, policy state, round, version). */
+typedef struct runlog {
+    char text[32768];
+    size_t len;
+    uint8_t *ck;
+    size_t ck_len;
+} runlog;
+
+static void runlog_drain(fls_core *core, runlog *lg, uint32_t *keys, size_t *n_keys)
+{
+    fls_event ev;
+    *n_keys = 0;
+    while (fls_core_poll(core, &ev)) {
+        lg->len += (size_t)snprintf(lg->text + lg->len, sizeof lg->text - lg->len,
+                                    "ev %d %u %llu\n", (int)ev.kind, ev.client,
+                                    (unsigned long long)ev.round);
+        if (ev.kind == FLS_EV_TASK)
+            keys[(*n_keys)++] = ev.client;
+        if (ev.kind == FLS_EV_ROUND_END) {
+            char js[4096];
+            fls_round_metrics_json(fls_core_last_metrics(core), js, sizeof js);
+            lg->len += (size_t)snprintf(lg->text + lg->len, sizeof lg->text - lg->len, "%s\n", js);
+        }
+        assert_true(lg->len < sizeof lg->text - 1);
+    }
+}
+
+/* A tick with the fail-th allocation in it failing (fail 0: none). A tick that fails is a clear
+ * error (FL_ERR_NOMEM), and the host's next tick at the same time does what it would have done.
+ * Returns whether an allocation failed. */
+static int tick_failing(fls_core *core, double now, long fail)
+{
+    g_alloc_fail = fail;
+    g_alloc_failed = 0;
+    const fl_status st = fls_core_tick(core, now);
+    const int failed = g_alloc_failed;
+    g_alloc_fail = 0;
+    g_alloc_failed = 0;
+    if (st != FL_OK) {
+        assert_true(failed);
+        assert_int_equal(st, FL_ERR_NOMEM);
+        assert_int_equal(fls_core_tick(core, now), FL_OK);
+    }
+    return failed;
+}
+
+/* Three rounds of 4 of 6 clients (fedadam, so the optimizer has state): two report, with losses
+ * that fall for some clients and rise for others (the AFD rule keeps and redraws), one is
+ * mid-upload and one silent at the deadline, which closes the round. The fail-th allocation of the
+ * tick that starts (what 0) or closes (what 1) round fr fails and that tick is retried. Returns
+ * whether an allocation failed. */
+static int rounds_failing(const fls_config *cfg, int what, uint64_t fr, long fail, runlog *lg)
+{
+    fls_core *core = core_with_clients(cfg, 6);
+    memset(lg, 0, sizeof *lg);
+    int failed = 0;
+    double now = 1.0;
+    for (uint64_t r = 0; r < 3; r++) {
+        failed |= tick_failing(core, now, what == 0 && r == fr ? fail : 0);
+        assert_true(fls_core_round_open(core));
+        uint32_t keys[16];
+        size_t n;
+        runlog_drain(core, lg, keys, &n);
+        assert_int_equal(n, 4);
+        ulist l = {0};
+        for (size_t i = 0; i < n; i++) {
+            const double loss = 2.0 - 0.25 * (double)r + ((keys[i] / 10) % 2 ? 0.4 * (double)r : 0);
+            client_work(core, keys[i], NULL, 0.01f * (float)(i + 1), loss, 0, &l);
+        }
+        assert_int_equal(deliver(core, &l, keys[0], now + 1), FL_OK);
+        assert_int_equal(deliver(core, &l, keys[1], now + 1), FL_OK);
+        size_t sent = 0; /* keys[2]: its Update and first chunk */
+        for (size_t i = 0; i < l.n && sent < 2; i++)
+            if (l.v[i].key == keys[2]) {
+                assert_int_equal(fls_core_on_message(core, keys[2], &l.v[i].m, now + 1), FL_OK);
+                sent++;
+            }
+        now = fls_core_deadline(core);
+        failed |= tick_failing(core, now, what == 1 && r == fr ? fail : 0);
+        assert_false(fls_core_round_open(core));
+        runlog_drain(core, lg, keys, &n);
+        ulist_free(&l);
+        now += 1.0;
+    }
+    assert_int_equal(fls_core_round(core), 3);
+    assert_int_equal(fls_core_model_version(core), 3);
+    fls_ckpt k;
+    assert_int_equal(fls_core_checkpoint(core, &k), FL_OK);
+    assert_int_equal(fls_ckpt_serialize(&k, &lg->ck, &lg->ck_len), FL_OK);
+    fls_ckpt_clear(&k);
+    fls_core_free(core);
+    return failed;
+}
+
+/* Every allocation of a round's start and close fails in turn, under every policy: the tick
+ * reports it, and after the host's next tick the run is the one without the failure, bit for bit
+ * (a close that failed after the server step had moved the model stepped it again when retried,
+ * and a policy that had taken part of the round's losses refused the rest). */
+static void test_engine_alloc_failure(void **state)
+{
+    (void)state;
+    static const struct {
+        fls_policy_kind kind;
+        int per_client;
+    } pols[] = {{FLS_POLICY_FULL, 0}, {FLS_POLICY_FD, 1}, {FLS_POLICY_AFD_SINGLE, 0},
+                {FLS_POLICY_AFD_MULTI, 0}};
+    static runlog ref, got;
+    for (size_t p = 0; p < sizeof pols / sizeof pols[0]; p++) {
+        fls_config cfg = small_config();
+        snprintf(cfg.arch, sizeof cfg.arch, "mlp:8-6-5-3");
+        cfg.policy.kind = pols[p].kind;
+        cfg.policy.fd_per_client = pols[p].per_client;
+        cfg.opt = fls_opt_config_default(FLS_OPT_FEDADAM);
+        assert_int_equal(rounds_failing(&cfg, 0, 0, 0, &ref), 0);
+        for (int what = 0; what < 2; what++)
+            for (uint64_t fr = 0; fr < 3; fr++) {
+                long fail = 1;
+                for (; fail < 10000 && rounds_failing(&cfg, what, fr, fail, &got); fail++) {
+                    if (strcmp(got.text, ref.text) != 0 || got.ck_len != ref.ck_len ||
+                        memcmp(got.ck, ref.ck, ref.ck_len) != 0)
+                        fail_msg("policy %s: allocation %ld of the %s of round %llu failed: "
+                                 "another run than without the failure",
+                                 fls_policy_kind_name(pols[p].kind), fail,
+                                 what ? "close" : "start", (unsigned long long)fr);
+                    free(got.ck);
+                }
+                free(got.ck);
+                assert_true(fail > 1 && fail < 10000); /* the tick allocated, and not forever */
+            }
+        free(ref.ck);
+    }
+}
+
 static void test_config_digest(void **state)
 {
     (void)state;
@@ -3247,6 +3418,7 @@ int main(void)
         cmocka_unit_test(test_config_digest),
         cmocka_unit_test(test_engine_tick_due),
         cmocka_unit_test(test_engine_quorum_and_late),
+        cmocka_unit_test(test_engine_alloc_failure),
         cmocka_unit_test(test_engine_memory_selection),
         cmocka_unit_test(test_engine_forget),
         cmocka_unit_test(test_engine_start_and_shared_chunks),
