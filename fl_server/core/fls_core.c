@@ -97,6 +97,7 @@ struct fls_core {
     int stream_slots, n_streaming; /* updates decoding straight into staging: cap, now open */
     uint64_t samples_cap;          /* the largest Update.n_samples of any client (fls_core.h) */
     int freeing;                   /* fls_core_free: open updates are discarded, not undone */
+    int close_failed;              /* the last close_round failed (undone; on_message) */
     fls_round_metrics cur, last;
     int have_last;
     uint32_t rejected_between;
@@ -769,14 +770,20 @@ size_t fls_core_client_bytes(const fls_core *c)
 static fl_status close_round(fls_core *c, fls_close_reason why, double now);
 
 /* Closes the round when no selected client can still report. */
-static fl_status check_exhausted(fls_core *c, double now)
+/* An open round in which no selected client can still report. */
+static int round_exhausted(const fls_core *c)
 {
     if (!c->open)
-        return FL_OK;
+        return 0;
     for (size_t i = 0; i < c->n_sel; i++)
         if (c->sels[i].state == CS_TASKED || c->sels[i].state == CS_RECEIVING)
-            return FL_OK;
-    return close_round(c, FLS_CLOSE_EXHAUSTED, now);
+            return 0;
+    return 1;
+}
+
+static fl_status check_exhausted(fls_core *c, double now)
+{
+    return round_exhausted(c) ? close_round(c, FLS_CLOSE_EXHAUSTED, now) : FL_OK;
 }
 
 /* A selected client's update this round will not come: dropped, counted as failed; the round
@@ -1004,6 +1011,7 @@ static fl_status close_round(fls_core *c, fls_close_reason why, double now)
     fls_policy_info info;
     if (st == FL_OK) /* all or nothing */
         st = fls_policy_end_round(c->pol, &info);
+    c->close_failed = st != FL_OK;
     if (st != FL_OK) {
         fls_agg_update_abort(scratch);
         fl_log(&c->cfg.log, FL_LOG_ERROR, "round %llu: close failed (the round stays open, "
@@ -1094,8 +1102,8 @@ double fls_core_tick_due(const fls_core *c)
 {
     if (!c)
         return INFINITY;
-    if (c->open)
-        return c->deadline;
+    if (c->open) /* at its deadline; now where a close at quorum or exhaustion failed */
+        return c->reported >= c->quorum || round_exhausted(c) ? -INFINITY : c->deadline;
     return tick_work(c) != TICK_IDLE ? -INFINITY : INFINITY;
 }
 
@@ -1105,6 +1113,15 @@ fl_status fls_core_tick(fls_core *c, double now)
         return FL_ERR_INVALID_ARG;
     if (c->open && now >= c->deadline) /* closed at the deadline, whenever the timer came */
         return close_round(c, FLS_CLOSE_DEADLINE, c->deadline);
+    /* A close at quorum, or once nobody could still report, that failed (out of memory, undone):
+     * done now, not left to the deadline (fls_core_tick_due says so too). */
+    if (c->open && c->reported >= c->quorum)
+        return close_round(c, FLS_CLOSE_QUORUM, now);
+    if (c->open) {
+        const fl_status st = check_exhausted(c, now);
+        if (st != FL_OK || !c->open)
+            return st;
+    }
     switch (tick_work(c)) {
     case TICK_DONE:
         c->done = 1;
@@ -1561,6 +1578,7 @@ static fl_status on_message(fls_core *c, uint32_t key, const flp_msg *m, double 
         if (cs != FL_OK)
             return cs;
     }
+    c->close_failed = 0;
     fl_status st;
     switch (m->type) {
     case FLP_HELLO:
@@ -1590,9 +1608,12 @@ static fl_status on_message(fls_core *c, uint32_t key, const flp_msg *m, double 
     /* A client's Error is its word, not bad input: one about a round already closed (a device
      * whose training failed after the quorum) is no rejected message. Nor is the upload of an
      * update that came after its round closed (an over-committed round's stragglers: each is
-     * that round's `late` already); it is refused all the same. */
+     * that round's `late` already); it is refused all the same. Nor is a message that brought
+     * about a close that failed (the last chunk of the quorum's update, a Bye): the failure is
+     * the server's, and the message was taken (a refused one whose close failed too is not
+     * counted either, the one such undercount). */
     const int straggler = st == FL_ERR_ROUND_CLOSED && late_at_last_close(c, key, m);
-    if (st != FL_OK && m->type != FLP_ERROR && !straggler) {
+    if (st != FL_OK && m->type != FLP_ERROR && !straggler && !c->close_failed) {
         if (c->open)
             c->cur.rejected++;
         else

@@ -147,7 +147,8 @@ int fls_core_round_open(const fls_core *core);
 double fls_core_deadline(const fls_core *core);
 /* The earliest `now` at which fls_core_tick has something to do: the open round's deadline;
  * -INFINITY when it would start a round or end the run at once (enough clients are able, or
- * max_rounds is reached); INFINITY when only an event can give it work (a client joining, an
+ * max_rounds is reached), or close the open round at once (a close at quorum or once no selected
+ * client could still report that failed for memory: fls_core_tick retries it); INFINITY when only an event can give it work (a client joining, an
  * evaluation's report). Nothing else in the core waits on time, so a host that calls
  * fls_core_tick whenever this is at or before its clock (after the messages and events that may
  * have changed it) starts and closes every round as soon as the engine would; the daemon's
@@ -219,7 +220,8 @@ fl_status fls_core_client_leave(fls_core *core, uint32_t client, double now);
 /* Number of connected clients. */
 uint32_t fls_core_connected(const fls_core *core);
 
-/* Time passes. If the open round's deadline is reached, closes it and returns (a later tick
+/* Time passes. If the open round's deadline is reached (or a close that failed is due), closes
+ * it and returns (a later tick
  * starts the next round, so the host can checkpoint in between). Otherwise, when no round is
  * open, no evaluation is pending, the run is not over and at least max(min_clients or
  * clients_per_round, 1) clients are connected and able (fls_core_client_memory), starts a round; at max_rounds emits FLS_EV_DONE
@@ -230,8 +232,9 @@ uint32_t fls_core_connected(const fls_core *core);
  * round open; a failed close leaves the round open with the model, the optimizer state, the
  * policy state, the metrics and the events as they were (only the uploads still under way are
  * dropped, as the close would have dropped them: their clients may send their updates anew). The
- * next tick at or after the deadline does the whole close once: a host may keep ticking after a
- * failure and get the run it would have had without it. */
+ * next tick does the whole close once (a close at quorum, or once nobody can still report, at
+ * once; one at the deadline at or after it): a host may keep ticking after a failure and get the
+ * run it would have had without it. */
 fl_status fls_core_tick(fls_core *core, double now);
 
 /* A decoded, validated message (flp_decode) from client. Hello joins the client (as

@@ -1185,6 +1185,7 @@ typedef struct runlog {
     size_t len;
     uint8_t *ck;
     size_t ck_len;
+    int diverged; /* an update was refused for the failure: another run, rightly */
 } runlog;
 
 static void runlog_drain(fls_core *core, runlog *lg, uint32_t *keys, size_t *n_keys)
@@ -1227,9 +1228,10 @@ static int tick_failing(fls_core *core, double now, long fail)
 
 /* Three rounds of 4 of 6 clients (fedadam, so the optimizer has state): two report, with losses
  * that fall for some clients and rise for others (the AFD rule keeps and redraws), one is
- * mid-upload and one silent at the deadline, which closes the round. The fail-th allocation of the
- * tick that starts (what 0) or closes (what 1) round fr fails and that tick is retried. Returns
- * whether an allocation failed. */
+ * mid-upload and one silent at the deadline, which closes the round; with what 2, round fr closes
+ * at quorum instead, when the third update's last chunk lands. The fail-th allocation of the tick
+ * that starts (what 0) or closes (what 1) round fr, or of that last chunk (what 2), fails and the
+ * host ticks again. Returns whether an allocation failed. */
 static int rounds_failing(const fls_config *cfg, int what, uint64_t fr, long fail, runlog *lg)
 {
     fls_core *core = core_with_clients(cfg, 6);
@@ -1250,14 +1252,36 @@ static int rounds_failing(const fls_config *cfg, int what, uint64_t fr, long fai
         }
         assert_int_equal(deliver(core, &l, keys[0], now + 1), FL_OK);
         assert_int_equal(deliver(core, &l, keys[1], now + 1), FL_OK);
-        size_t sent = 0; /* keys[2]: its Update and first chunk */
-        for (size_t i = 0; i < l.n && sent < 2; i++)
-            if (l.v[i].key == keys[2]) {
-                assert_int_equal(fls_core_on_message(core, keys[2], &l.v[i].m, now + 1), FL_OK);
-                sent++;
-            }
-        now = fls_core_deadline(core);
-        failed |= tick_failing(core, now, what == 1 && r == fr ? fail : 0);
+        /* keys[2]: its Update and first chunk; all of it where the round closes at quorum,
+         * its last chunk then with the failure */
+        const int quorum = what == 2 && r == fr;
+        size_t sent = 0, total = 0;
+        for (size_t i = 0; i < l.n; i++)
+            total += l.v[i].key == keys[2];
+        for (size_t i = 0; i < l.n && sent < (quorum ? total : 2); i++) {
+            if (l.v[i].key != keys[2])
+                continue;
+            sent++;
+            g_alloc_fail = quorum && sent == total ? fail : 0;
+            g_alloc_failed = 0;
+            const fl_status st = fls_core_on_message(core, keys[2], &l.v[i].m, now + 1);
+            const int f = g_alloc_failed;
+            g_alloc_fail = 0;
+            g_alloc_failed = 0;
+            failed |= f;
+            if (st == FL_OK)
+                continue;
+            assert_true(f);
+            assert_int_equal(st, FL_ERR_NOMEM);
+            if (fls_core_update_state(core, keys[2], r) == FLS_UPDATE_FAILED)
+                lg->diverged = 1; /* the update was refused: rightly another run */
+            else /* committed, the close at quorum failed: the host's next tick closes */
+                assert_int_equal(fls_core_tick(core, now + 1), FL_OK);
+        }
+        if (fls_core_round_open(core)) {
+            now = fls_core_deadline(core);
+            failed |= tick_failing(core, now, what == 1 && r == fr ? fail : 0);
+        }
         assert_false(fls_core_round_open(core));
         runlog_drain(core, lg, keys, &n);
         ulist_free(&l);
@@ -1292,23 +1316,25 @@ static void test_engine_alloc_failure(void **state)
         cfg.policy.kind = pols[p].kind;
         cfg.policy.fd_per_client = pols[p].per_client;
         cfg.opt = fls_opt_config_default(FLS_OPT_FEDADAM);
-        assert_int_equal(rounds_failing(&cfg, 0, 0, 0, &ref), 0);
-        for (int what = 0; what < 2; what++)
+        for (int what = 0; what < 3; what++)
             for (uint64_t fr = 0; fr < 3; fr++) {
+                assert_int_equal(rounds_failing(&cfg, what, fr, 0, &ref), 0);
                 long fail = 1;
                 for (; fail < 10000 && rounds_failing(&cfg, what, fr, fail, &got); fail++) {
-                    if (strcmp(got.text, ref.text) != 0 || got.ck_len != ref.ck_len ||
-                        memcmp(got.ck, ref.ck, ref.ck_len) != 0)
+                    if (!got.diverged &&
+                        (strcmp(got.text, ref.text) != 0 || got.ck_len != ref.ck_len ||
+                         memcmp(got.ck, ref.ck, ref.ck_len) != 0))
                         fail_msg("policy %s: allocation %ld of the %s of round %llu failed: "
                                  "another run than without the failure",
                                  fls_policy_kind_name(pols[p].kind), fail,
-                                 what ? "close" : "start", (unsigned long long)fr);
+                                 what == 0 ? "start" : what == 1 ? "close" : "quorum close",
+                                 (unsigned long long)fr);
                     free(got.ck);
                 }
                 free(got.ck);
+                free(ref.ck);
                 assert_true(fail > 1 && fail < 10000); /* the tick allocated, and not forever */
             }
-        free(ref.ck);
     }
 }
 
