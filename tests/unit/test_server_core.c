@@ -1338,6 +1338,54 @@ static void test_engine_alloc_failure(void **state)
     }
 }
 
+/* Every allocation of a restore fails in turn (afd-multi: the policy state is the largest part):
+ * a restore that fails leaves the engine as it was, one that succeeds holds the checkpoint. */
+static void test_restore_alloc_failure(void **state)
+{
+    (void)state;
+    fls_config cfg = small_config();
+    snprintf(cfg.arch, sizeof cfg.arch, "mlp:8-6-5-3");
+    cfg.policy.kind = FLS_POLICY_AFD_MULTI;
+    cfg.opt = fls_opt_config_default(FLS_OPT_FEDADAM);
+    static runlog lg;
+    assert_int_equal(rounds_failing(&cfg, 0, 0, 0, &lg), 0); /* lg.ck: three rounds in */
+    fls_ckpt k;
+    char err[200];
+    assert_int_equal(fls_ckpt_parse(lg.ck, lg.ck_len, &k, err, sizeof err), FL_OK);
+    long fail = 1;
+    for (;; fail++) {
+        fls_core *core = core_with_clients(&cfg, 6);
+        fls_ckpt before, after;
+        assert_int_equal(fls_core_checkpoint(core, &before), FL_OK);
+        uint8_t *b0, *b1;
+        size_t l0, l1;
+        assert_int_equal(fls_ckpt_serialize(&before, &b0, &l0), FL_OK);
+        g_alloc_fail = fail;
+        g_alloc_failed = 0;
+        const fl_status st = fls_core_restore(core, &k);
+        const int failed = g_alloc_failed;
+        g_alloc_fail = 0;
+        assert_int_equal(fls_core_checkpoint(core, &after), FL_OK);
+        assert_int_equal(fls_ckpt_serialize(&after, &b1, &l1), FL_OK);
+        if (st == FL_OK) {
+            assert_true(l1 == lg.ck_len && memcmp(b1, lg.ck, l1) == 0);
+        } else {
+            assert_int_equal(st, FL_ERR_NOMEM);
+            assert_true(l1 == l0 && memcmp(b1, b0, l0) == 0);
+        }
+        free(b0);
+        free(b1);
+        fls_ckpt_clear(&before);
+        fls_ckpt_clear(&after);
+        fls_core_free(core);
+        if (!failed)
+            break;
+    }
+    assert_true(fail > 1);
+    fls_ckpt_clear(&k);
+    free(lg.ck);
+}
+
 static void test_config_digest(void **state)
 {
     (void)state;
@@ -3445,6 +3493,7 @@ int main(void)
         cmocka_unit_test(test_engine_tick_due),
         cmocka_unit_test(test_engine_quorum_and_late),
         cmocka_unit_test(test_engine_alloc_failure),
+        cmocka_unit_test(test_restore_alloc_failure),
         cmocka_unit_test(test_engine_memory_selection),
         cmocka_unit_test(test_engine_forget),
         cmocka_unit_test(test_engine_start_and_shared_chunks),
