@@ -137,7 +137,7 @@ static fl_status events_reserve(fls_core *c, size_t n)
     fls_event *e = malloc(cap * sizeof *e);
     if (!e)
         return FL_ERR_NOMEM;
-    for (size_t i = 0; i < c->ev_len; i++)
+    for (size_t i = 0; c->ev_cap && i < c->ev_len; i++) /* ev_len <= ev_cap */
         e[i] = c->ev[(c->ev_head + i) % c->ev_cap];
     free(c->ev);
     c->ev = e;
