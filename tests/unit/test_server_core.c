@@ -1229,8 +1229,9 @@ static int tick_failing(fls_core *core, double now, long fail)
 /* Three rounds of 4 of 6 clients (fedadam, so the optimizer has state): two report, with losses
  * that fall for some clients and rise for others (the AFD rule keeps and redraws), one is
  * mid-upload and one silent at the deadline, which closes the round; with what 2, round fr closes
- * at quorum instead, when the third update's last chunk lands. The fail-th allocation of the tick
- * that starts (what 0) or closes (what 1) round fr, or of that last chunk (what 2), fails and the
+ * at quorum instead, when the third update's last chunk lands; with what 3, once the other two
+ * have left (nobody can still report). The fail-th allocation of the tick that starts (what 0) or
+ * closes (what 1) round fr, or of that last chunk (what 2) or last leave (what 3), fails and the
  * host ticks again. Returns whether an allocation failed. */
 static int rounds_failing(const fls_config *cfg, int what, uint64_t fr, long fail, runlog *lg)
 {
@@ -1254,11 +1255,11 @@ static int rounds_failing(const fls_config *cfg, int what, uint64_t fr, long fai
         assert_int_equal(deliver(core, &l, keys[1], now + 1), FL_OK);
         /* keys[2]: its Update and first chunk; all of it where the round closes at quorum,
          * its last chunk then with the failure */
-        const int quorum = what == 2 && r == fr;
+        const int quorum = what == 2 && r == fr, exhaust = what == 3 && r == fr;
         size_t sent = 0, total = 0;
         for (size_t i = 0; i < l.n; i++)
             total += l.v[i].key == keys[2];
-        for (size_t i = 0; i < l.n && sent < (quorum ? total : 2); i++) {
+        for (size_t i = 0; i < l.n && !exhaust && sent < (quorum ? total : 2); i++) {
             if (l.v[i].key != keys[2])
                 continue;
             sent++;
@@ -1277,6 +1278,24 @@ static int rounds_failing(const fls_config *cfg, int what, uint64_t fr, long fai
                 lg->diverged = 1; /* the update was refused: rightly another run */
             else /* committed, the close at quorum failed: the host's next tick closes */
                 assert_int_equal(fls_core_tick(core, now + 1), FL_OK);
+        }
+        if (exhaust) { /* the other two leave, the second with the failure, and come back */
+            assert_int_equal(fls_core_client_leave(core, keys[2], now + 1), FL_OK);
+            g_alloc_fail = fail;
+            g_alloc_failed = 0;
+            const fl_status st = fls_core_client_leave(core, keys[3], now + 1);
+            const int f = g_alloc_failed;
+            g_alloc_fail = 0;
+            g_alloc_failed = 0;
+            failed |= f;
+            if (st != FL_OK) {
+                assert_true(f);
+                assert_int_equal(st, FL_ERR_NOMEM);
+                assert_int_equal(fls_core_tick(core, now + 1), FL_OK);
+            }
+            assert_false(fls_core_round_open(core));
+            assert_int_equal(fls_core_client_join(core, keys[2], 100, now + 1), FL_OK);
+            assert_int_equal(fls_core_client_join(core, keys[3], 100, now + 1), FL_OK);
         }
         if (fls_core_round_open(core)) {
             now = fls_core_deadline(core);
@@ -1316,7 +1335,7 @@ static void test_engine_alloc_failure(void **state)
         cfg.policy.kind = pols[p].kind;
         cfg.policy.fd_per_client = pols[p].per_client;
         cfg.opt = fls_opt_config_default(FLS_OPT_FEDADAM);
-        for (int what = 0; what < 3; what++)
+        for (int what = 0; what < 4; what++)
             for (uint64_t fr = 0; fr < 3; fr++) {
                 assert_int_equal(rounds_failing(&cfg, what, fr, 0, &ref), 0);
                 long fail = 1;
@@ -1327,7 +1346,10 @@ static void test_engine_alloc_failure(void **state)
                         fail_msg("policy %s: allocation %ld of the %s of round %llu failed: "
                                  "another run than without the failure",
                                  fls_policy_kind_name(pols[p].kind), fail,
-                                 what == 0 ? "start" : what == 1 ? "close" : "quorum close",
+                                 what == 0   ? "start"
+                                 : what == 1 ? "close"
+                                 : what == 2 ? "quorum close"
+                                             : "close by leaves",
                                  (unsigned long long)fr);
                     free(got.ck);
                 }
