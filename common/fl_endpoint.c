@@ -36,7 +36,22 @@ int fl_tcp_host(const char *ep, char *host, size_t cap)
         host[0] = '\0';
     if (!cap || !fl_tcp_split(ep, &h, &n, &port))
         return 0;
-    if (n >= 2 && h[0] == '[' && h[n - 1] == ']') {
+    /* tcp://SOURCE;HOST:PORT: libzmq connects to HOST from SOURCE. SOURCE may be an IPv6
+     * address with a port ("[::1]:0"), which no HOST holds: the host is what follows the last ';'.
+     * Read whole, "[::1]:0;[::1]" was taken for the name "::1]:0;[::1", and the client did not set
+     * ZMQ_IPV6 for an IPv6 server: libzmq then failed every attempt without a word. */
+    for (size_t i = n; i > 0; i--)
+        if (h[i - 1] == ';') {
+            n -= i;
+            h += i;
+            break;
+        }
+    if (n == 0)
+        return 0;
+    if (h[0] == '[' || h[n - 1] == ']') {
+        /* an IPv6 address's brackets: both or none ("tcp://[::1]", no port, splits as "[:") */
+        if (n < 3 || h[0] != '[' || h[n - 1] != ']')
+            return 0;
         h++;
         n -= 2;
     }

@@ -11,7 +11,9 @@
 int fl_tcp_split(const char *ep, const char **host, size_t *host_len, const char **port);
 
 /* The host of a tcp:// endpoint into host (cap bytes, cut to fit), an IPv6 address without its
- * brackets: 1, or 0 (host "") when ep is not tcp://HOST:PORT as fl_tcp_split reads it. */
+ * brackets; of libzmq's tcp://SOURCE;HOST:PORT, the HOST connected to (what follows the last
+ * ';'). 1, or 0 (host "") when ep is not tcp://HOST:PORT as fl_tcp_split reads it, or its HOST is
+ * empty or has one bracket without the other ("tcp://[::1]", a port left out). */
 int fl_tcp_host(const char *ep, char *host, size_t cap);
 
 /* 4 for an IPv4 address, 6 for an IPv6 one (a "%scope" after it allowed: libzmq reads it), 0

@@ -1102,6 +1102,21 @@ static void test_endpoint_parts(void **state)
     assert_int_equal(fl_ip_literal("*"), 0);
     assert_false(fl_tcp_host("ipc:///tmp/x:1", host, sizeof host));
     assert_string_equal(host, "");
+    /* libzmq's tcp://SOURCE;HOST:PORT: the host connected to, which the client looks at to set
+     * ZMQ_IPV6 (without it libzmq fails each attempt at an IPv6 server silently) */
+    assert_true(fl_tcp_host("tcp://[::1]:0;[::1]:5555", host, sizeof host));
+    assert_string_equal(host, "::1");
+    assert_int_equal(fl_ip_literal(host), 6);
+    assert_true(fl_tcp_host("tcp://192.168.1.2;10.0.0.1:5555", host, sizeof host));
+    assert_string_equal(host, "10.0.0.1");
+    assert_true(fl_tcp_host("tcp://eth0;h.example:5555", host, sizeof host));
+    assert_string_equal(host, "h.example");
+    /* no host after the source, a bracket without its pair (a port left out): no host */
+    const char *no_host[] = {"tcp://[::1]", "tcp://eth0;:5555", "tcp://[::1:80", "tcp://::1]:80",
+                             "tcp://[]:80"};
+    for (size_t i = 0; i < sizeof no_host / sizeof no_host[0]; i++)
+        if (fl_tcp_host(no_host[i], host, sizeof host) || host[0])
+            fail_msg("'%s': host '%s'", no_host[i], host);
     /* a client's endpoint (fl_connect_endpoint_ok) */
     char why[128];
     const char *ok[] = {"tcp://127.0.0.1:5555", "tcp://[::1]:1", "tcp://h.example:65535",
