@@ -25,7 +25,8 @@ typedef struct fl_logger {
     fl_log_level min_level;/* messages below this level are not formatted */
 } fl_logger;
 
-/* Formats and delivers one message (truncated at 1023 bytes). lg may be NULL. */
+/* Formats and delivers one message. A message of more than 4095 bytes is cut to at most 4095,
+ * before a UTF-8 character (never inside one), and ends in "...". lg may be NULL. */
 void fl_log(const fl_logger *lg, fl_log_level level, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 void fl_logv(const fl_logger *lg, fl_log_level level, const char *fmt, va_list ap);
