@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <arpa/inet.h>
+#include <sys/un.h>
 
 int fl_tcp_split(const char *ep, const char **host, size_t *host_len, const char **port)
 {
@@ -92,7 +93,20 @@ int fl_connect_endpoint_ok(const char *ep, char *why, size_t cap)
         snprintf(why, cap, "is not tcp://HOST:PORT with a PORT in 1..65535");
         return 0;
     }
-    if ((strncmp(ep, "ipc://", 6) == 0 && ep[6]) || (strncmp(ep, "inproc://", 9) == 0 && ep[9]))
+    if (strncmp(ep, "ipc://", 6) == 0 && ep[6]) {
+        /* libzmq's connect refuses a path that a Unix socket's sun_path cannot hold
+         * (ENAMETOOLONG), and "@" (an abstract name with nothing after it): the client said so
+         * only once its dataset had loaded */
+        const size_t n = strlen(ep + 6), most = sizeof(((struct sockaddr_un *)0)->sun_path) - 1;
+        if (n > most) {
+            snprintf(why, cap, "is not ipc://PATH with a PATH of at most %zu bytes (a Unix "
+                     "socket's; this one has %zu)", most, n);
+            return 0;
+        }
+        if (strcmp(ep + 6, "@") != 0)
+            return 1;
+    }
+    if (strncmp(ep, "inproc://", 9) == 0 && ep[9])
         return 1;
     snprintf(why, cap, "is not tcp://HOST:PORT, ipc://PATH or inproc://NAME (for example "
              "tcp://127.0.0.1:5555)");

@@ -1131,6 +1131,22 @@ static void test_endpoint_parts(void **state)
         if (fl_connect_endpoint_ok(no[i], why, sizeof why) || strncmp(why, "is not tcp://", 13))
             fail_msg("'%s' taken (or said '%s')", no[i], why);
     }
+    /* ipc://: libzmq's connect refuses a path longer than a Unix socket's 107 bytes and a bare
+     * "@"; the client said so only after its dataset had loaded */
+    char ipc[6 + 109];
+    memcpy(ipc, "ipc:///", 7);
+    memset(ipc + 7, 'p', 106);
+    ipc[6 + 107] = '\0'; /* a path of 107 bytes: fits */
+    assert_true(fl_connect_endpoint_ok(ipc, why, sizeof why));
+    assert_true(fl_connect_endpoint_ok("ipc://@fl", why, sizeof why));
+    strcat(ipc, "p"); /* 108 */
+    why[0] = 0;
+    assert_false(fl_connect_endpoint_ok(ipc, why, sizeof why));
+    assert_string_equal(why, "is not ipc://PATH with a PATH of at most 107 bytes (a Unix socket's; "
+                             "this one has 108)");
+    why[0] = 0;
+    assert_false(fl_connect_endpoint_ok("ipc://@", why, sizeof why));
+    assert_int_equal(strncmp(why, "is not tcp://", 13), 0);
     /* a server's bind address: libzmq's connect says only "Invalid argument" */
     why[0] = 0;
     assert_false(fl_connect_endpoint_ok("tcp://*:5555", why, sizeof why));
