@@ -1380,38 +1380,45 @@ static void test_out_of_descriptors_said(void **state)
 
 /* fl_server binds IPv6 addresses (server.endpoints tcp://[::1]:PORT), and the client reaches
  * them: libzmq connects to one only with ZMQ_IPV6 set, and the client without it said "no
- * connection ... is a server running there?" for ever, a server listening there. */
+ * connection ... is a server running there?" for ever, a server listening there. Also through
+ * libzmq's tcp://SOURCE;HOST:PORT, whose "[::1]:0;[::1]" the client took for a host name and so
+ * set no ZMQ_IPV6. */
 static void test_ipv6_endpoint_reached(void **state)
 {
     (void)state;
     if (!have_ipv6_loopback())
         skip(); /* no ::1 on this machine */
-    fake f;
-    memset(&f, 0, sizeof f);
-    f.ctx = zmq_ctx_new();
-    assert_non_null(f.ctx);
-    fake_router(&f, NULL);
-    const int on = 1;
-    assert_int_equal(zmq_setsockopt(f.router, ZMQ_IPV6, &on, sizeof on), 0);
-    assert_int_equal(zmq_bind(f.router, "tcp://[::1]:*"), 0);
-    size_t n = sizeof f.ep;
-    assert_int_equal(zmq_getsockopt(f.router, ZMQ_LAST_ENDPOINT, f.ep, &n), 0);
-    logbuf *lb = logbuf_new();
-    flc_config cfg = base_config(f.ep, train_plus_quarter, lb);
-    flc_client *c = NULL;
-    assert_int_equal(flc_client_new(&cfg, &c), FLC_OK);
-    runner r;
-    run_start(&r, c);
-    flp_msg *h = fake_recv(&f, 5000);
-    const int hello = h && h->type == FLP_HELLO;
-    flp_msg_free(h);
-    flc_client_stop(c);
-    assert_true(run_wait(&r, 10.0));
-    if (!hello)
-        fail_msg("no Hello from a client of %s in 5 s; log:\n%s", f.ep, lb->text);
-    flc_client_free(c);
-    fake_close(&f);
-    logbuf_free(lb);
+    for (int src = 0; src < 2; src++) {
+        fake f;
+        memset(&f, 0, sizeof f);
+        f.ctx = zmq_ctx_new();
+        assert_non_null(f.ctx);
+        fake_router(&f, NULL);
+        const int on = 1;
+        assert_int_equal(zmq_setsockopt(f.router, ZMQ_IPV6, &on, sizeof on), 0);
+        assert_int_equal(zmq_bind(f.router, "tcp://[::1]:*"), 0);
+        size_t n = sizeof f.ep;
+        assert_int_equal(zmq_getsockopt(f.router, ZMQ_LAST_ENDPOINT, f.ep, &n), 0);
+        char ep[sizeof f.ep + 16];
+        memcpy(ep, "tcp://[::1]:0;", src ? 14 : 0); /* "tcp://" + f.ep's HOST:PORT */
+        memcpy(ep + (src ? 14 : 0), f.ep + (src ? 6 : 0), sizeof f.ep - (src ? 6 : 0));
+        logbuf *lb = logbuf_new();
+        flc_config cfg = base_config(ep, train_plus_quarter, lb);
+        flc_client *c = NULL;
+        assert_int_equal(flc_client_new(&cfg, &c), FLC_OK);
+        runner r;
+        run_start(&r, c);
+        flp_msg *h = fake_recv(&f, 5000);
+        const int hello = h && h->type == FLP_HELLO;
+        flp_msg_free(h);
+        flc_client_stop(c);
+        assert_true(run_wait(&r, 10.0));
+        if (!hello)
+            fail_msg("no Hello from a client of %s in 5 s; log:\n%s", ep, lb->text);
+        flc_client_free(c);
+        fake_close(&f);
+        logbuf_free(lb);
+    }
 }
 
 /* Reconnection waits are jittered: each between half the backoff and all of it, so that a fleet
