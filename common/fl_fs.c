@@ -84,6 +84,14 @@ static int room(char **buf, size_t *cap, size_t max)
     return 0;
 }
 
+/* How many bytes the next read may ask for: the buffer's room, but no more than one past max, so
+ * that a file longer than max is known as such after max + 1 bytes, without reading on. */
+static size_t read_ask(size_t cap, size_t n, size_t max)
+{
+    const size_t room_left = cap - n, to_over = max - n; /* n <= max here */
+    return to_over < room_left ? to_over + 1 : room_left;
+}
+
 /* Reads f to its end (and closes it): fl_file_read's loop, for a stream already open. */
 static fl_status read_stream(FILE *f, const char *path, size_t max, char **out, size_t *len,
                              char *err, size_t errlen)
@@ -94,11 +102,11 @@ static fl_status read_stream(FILE *f, const char *path, size_t max, char **out, 
     int read_errno = 0;
     size_t cap = 4096, n = 0;
     char *buf = malloc(cap);
-    while (buf) {
+    while (buf && n <= max) {
         if (n == cap && room(&buf, &cap, max) != 0)
             break;
         errno = 0;
-        const size_t r = fread(buf + n, 1, cap - n, f);
+        const size_t r = fread(buf + n, 1, read_ask(cap, n, max), f);
         n += r;
         if (r == 0) {
             read_errno = errno;
@@ -213,9 +221,13 @@ static fl_status read_fifo(int fd, const char *path, size_t max, double wait_s, 
                 st = fl_errf(err, errlen, FL_ERR_IO, "%s: file too large", path);
             break;
         }
-        const ssize_t r = read(fd, buf + n, cap - n);
+        const ssize_t r = read(fd, buf + n, read_ask(cap, n, max));
         if (r > 0) {
             n += (size_t)r;
+            if (n > max) { /* no need to wait for the rest: a writer may hold it open */
+                st = fl_errf(err, errlen, FL_ERR_IO, "%s: file too large", path);
+                break;
+            }
             until = fl_time_mono_s() + wait_s;
             continue;
         }

@@ -1269,6 +1269,23 @@ static void test_file_read_wait(void **state)
     assert_int_equal(fl_file_read_wait(fifo, 16, 5.0, &text, &len, NULL, err, sizeof err), FL_ERR_IO);
     assert_non_null(strstr(err, ": file too large"));
     waitpid(w, &ws, 0);
+    /* more than max bytes from a writer that holds the FIFO open: refused as too large at once,
+     * not read on and then taken for a writer that did not finish (the same held reader lets
+     * the writer's open through) */
+    assert_int_equal(pipe(sync), 0);
+    const int held2 = open(fifo, O_RDONLY | O_NONBLOCK);
+    assert_true(held2 >= 0);
+    w = fifo_writer(fifo, big, 1, 0.0, sync[1]);
+    assert_int_equal(read(sync[0], &c, 1), 1);
+    const fl_status over = fl_file_read_wait(fifo, 16, 0.3, &text, &len, NULL, err, sizeof err);
+    kill(w, SIGKILL);
+    waitpid(w, &ws, 0);
+    close(held2);
+    close(sync[0]);
+    close(sync[1]);
+    assert_int_equal(over, FL_ERR_IO);
+    snprintf(want, sizeof want, "%s: file too large", fifo);
+    assert_string_equal(err, want);
     /* exactly max bytes: read */
     w = fifo_writer(fifo, big, 1, 0.0, -1);
     assert_int_equal(fl_file_read_wait(fifo, 32, 5.0, &text, &len, NULL, err, sizeof err), FL_OK);
