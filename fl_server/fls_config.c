@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/un.h>
 #include <yaml.h>
 
 #include "flm_arch.h"
@@ -45,7 +46,8 @@ static const key_def KEYS[] = {
     /* server */
     {"server.endpoints", K_ENDPOINTS, OFF(endpoints), 0, 0, 0, NULL, "tcp://*:5555",
      "endpoints to bind (tcp://HOST:PORT, HOST * or an IP address ([::1]) or an interface "
-     "(lo, eth0), not a host name; ipc:///PATH); a YAML list, or comma-separated"},
+     "(lo, eth0), not a host name; ipc:///PATH, PATH at most 107 bytes); a YAML list, or "
+     "comma-separated"},
     {"server.insecure", K_BOOL, OFF(insecure), 0, 0, 1, NULL, "false",
      "turn CURVE off: plain text, no client authentication (logged as a warning)"},
     {"server.secret_key_file", K_STR, OFF(secret_key_file), SZ(secret_key_file), 0, 0, NULL, "",
@@ -420,10 +422,20 @@ static fl_status key_set(fls_options *o, const key_def *k, const char *v, int ap
             size_t host_len;
             if (!fl_tcp_split(v, &host, &host_len, &port))
                 return fail(err, errlen, "%s: '%s' is not HOST:PORT (e.g. tcp://*:5555)", k->key, v);
+            /* libzmq's SOURCE;HOST:PORT is for a connect: its bind says "Invalid argument" */
+            if (memchr(host, ';', host_len))
+                return fail(err, errlen, "%s: '%s' names a source address (SOURCE;HOST), which "
+                            "only a client's connect takes: bind tcp://HOST:PORT", k->key, v);
             if (strcmp(port, "*") != 0 && fl_port_number(port) < 0)
                 return fail(err, errlen, "%s: '%s': port '%s' is not a number in 0..65535 (0 or "
                             "*: any free port)", k->key, v, port);
         }
+        /* libzmq's bind refuses a path longer than a Unix socket's address holds ("File name
+         * too long"), which --check did not see */
+        const size_t ipc_most = sizeof(((struct sockaddr_un *)0)->sun_path) - 1;
+        if (strncmp(v, "ipc://", 6) == 0 && strlen(v + 6) > ipc_most)
+            return fail(err, errlen, "%s: '%s': a path of %zu bytes, where a Unix socket's holds "
+                        "at most %zu", k->key, v, strlen(v + 6), ipc_most);
         snprintf(o->endpoints[o->n_endpoints++], FLS_ENDPOINT_MAX, "%s", v);
         return FL_OK;
     }

@@ -422,6 +422,11 @@ static void test_config_every_key_bad(void **state)
     assert_true(n >= 50);
 }
 
+/* 100 bytes of a path */
+#define IPC_PATH_10 "pppppppppp"
+#define IPC_PATH_100 IPC_PATH_10 IPC_PATH_10 IPC_PATH_10 IPC_PATH_10 IPC_PATH_10 IPC_PATH_10 \
+    IPC_PATH_10 IPC_PATH_10 IPC_PATH_10 IPC_PATH_10
+
 static void test_config_structure_errors(void **state)
 {
     (void)state;
@@ -493,6 +498,13 @@ static void test_config_structure_errors(void **state)
         {"server:\n  endpoints: ['tcp://127.0.0.1:5x']\n", "port '5x' is not a number"},
         {"server:\n  endpoints: ['tcp://127.0.0.1']\n", "'tcp://127.0.0.1' is not HOST:PORT"},
         {"server:\n  endpoints: ['tcp://:5555']\n", "'tcp://:5555' is not HOST:PORT"},
+        /* what libzmq's bind refuses: a source address ("Invalid argument"), an ipc:// path
+         * longer than a Unix socket's 107 bytes ("File name too long"); --check passed them */
+        {"server:\n  endpoints: ['tcp://lo;127.0.0.1:5555']\n", "t.yaml:2: server.endpoints: "
+         "'tcp://lo;127.0.0.1:5555' names a source address (SOURCE;HOST), which only a client's "
+         "connect takes: bind tcp://HOST:PORT"},
+        {"server:\n  endpoints: ['ipc:///tmp/" IPC_PATH_100 "xxx']\n",
+         "': a path of 108 bytes, where a Unix socket's holds at most 107"},
         {"server:\n  insecure: maybe\n", "server.insecure: 'maybe' is not a boolean (true/false, yes/no, on/off or 1/0)"},
         {"? [a]\n: b\n", "section names must be plain names"},
         /* YAML null is no path (nor any other value): a file named "~" or "null" before */
@@ -521,6 +533,10 @@ static void test_config_structure_errors(void **state)
     fls_options *o = NULL;
     assert_int_equal(fls_options_new(&o), FLS_OK);
     char err[256];
+    /* an ipc:// path of 107 bytes fits a Unix socket's address */
+    static const char ipc107[] = "server:\n  endpoints: ['ipc:///tmp/" IPC_PATH_100 "xx']\n";
+    assert_int_equal(fls_options_load_mem(o, ipc107, strlen(ipc107), "t.yaml", err, sizeof err),
+                     FLS_OK);
     assert_int_equal(fls_options_load_mem(o, "a\0b", 3, "n.yaml", err, sizeof err), FLS_ERR_CONFIG);
     assert_non_null(strstr(err, "NUL"));
     /* a flag (--set aggregation.clip_norm=1e-310) says the same; the smallest normal double,
