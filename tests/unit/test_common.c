@@ -1203,6 +1203,43 @@ static void test_read_int_file(void **state)
     assert_int_equal(fl_read_int_file(path, 11), 11);
 }
 
+/* fl_write_nosigpipe (fl_server's metrics FIFO): a write to a pipe whose reader has gone fails
+ * with EPIPE and leaves this process alive (SIGPIPE at its default would end it) with no SIGPIPE
+ * pending; one the caller had pending already is left to it. */
+static void test_write_nosigpipe(void **state)
+{
+    (void)state;
+    struct sigaction dfl, old;
+    memset(&dfl, 0, sizeof dfl);
+    dfl.sa_handler = SIG_DFL;
+    sigemptyset(&dfl.sa_mask);
+    assert_int_equal(sigaction(SIGPIPE, &dfl, &old), 0);
+    int p[2];
+    assert_int_equal(pipe(p), 0);
+    close(p[0]);
+    errno = 0;
+    assert_int_equal(fl_write_nosigpipe(p[1], "x", 1), -1);
+    assert_int_equal(errno, EPIPE);
+    sigset_t pending, pipe_set, mask;
+    assert_int_equal(sigpending(&pending), 0);
+    assert_false(sigismember(&pending, SIGPIPE));
+    /* the caller's own SIGPIPE, blocked and pending: still pending after the call */
+    sigemptyset(&pipe_set);
+    sigaddset(&pipe_set, SIGPIPE);
+    assert_int_equal(sigprocmask(SIG_BLOCK, &pipe_set, &mask), 0);
+    assert_int_equal(raise(SIGPIPE), 0);
+    assert_int_equal(fl_write_nosigpipe(p[1], "x", 1), -1);
+    assert_int_equal(sigpending(&pending), 0);
+    const int kept = sigismember(&pending, SIGPIPE);
+    const struct timespec zero = {0, 0};
+    while (sigtimedwait(&pipe_set, NULL, &zero) == SIGPIPE) {
+    }
+    assert_int_equal(sigprocmask(SIG_SETMASK, &mask, NULL), 0);
+    assert_int_equal(sigaction(SIGPIPE, &old, NULL), 0);
+    close(p[1]);
+    assert_true(kept);
+}
+
 static void test_file_read_wait(void **state)
 {
     (void)state;
@@ -1350,6 +1387,7 @@ int main(void)
         cmocka_unit_test(test_atomic_write),
         cmocka_unit_test(test_file_read_wait),
         cmocka_unit_test(test_read_int_file),
+        cmocka_unit_test(test_write_nosigpipe),
         cmocka_unit_test(test_atomic_open_fails),
         cmocka_unit_test(test_atomic_sweep),
         cmocka_unit_test(test_lock_path),
