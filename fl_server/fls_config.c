@@ -11,12 +11,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <yaml.h>
 
 #include "flm_arch.h"
 #include "fl_endpoint.h"
 #include "fl_fs.h"
+#include "fl_sha256.h"
 #include "fl_text.h"
 #include "fls_internal.h"
 #include "flz.h"
@@ -1336,13 +1338,19 @@ fls_status fls_options_load_file(fls_options *o, const char *path, char *err, si
      * read once: a reload (SIGHUP) does not read it again. */
     char *buf = NULL;
     size_t n = 0;
+    mode_t mode = 0;
     const fl_status rs = fl_file_read_wait(path, FLS_CONFIG_MAX_BYTES, FLS_CONFIG_FIFO_WAIT_S, &buf,
-                                           &n, NULL, err, errlen);
+                                           &n, &mode, err, errlen);
     if (rs != FL_OK)
         return fls_status_of(rs);
     const fls_status st = fls_options_load_mem(o, buf, n, path, err, errlen);
+    /* a FIFO's bytes cannot be read again: a reload has nothing to compare them with */
+    o->config_digest_set = st == FLS_OK && S_ISREG(mode) &&
+                           fl_sha256_digest(o->config_digest, buf, n) == FL_OK;
     free(buf);
     if (st == FLS_OK && strlen(path) < sizeof o->config_path)
         snprintf(o->config_path, sizeof o->config_path, "%s", path);
+    else
+        o->config_digest_set = 0;
     return st;
 }

@@ -64,6 +64,12 @@ struct fls_options {
     /* the file fls_options_load_file read last ("" if none, or if its path is too long): the
      * server never writes it (a checkpoint or metrics file at its path would destroy it) */
     char config_path[FLS_PATH_MAX];
+    /* SHA-256 of the bytes read from config_path (config_digest_set: a regular file). A reload
+     * reads only the allow-list and run.metrics; it compares the file with this digest, so that
+     * an edit it does not apply (systemctl reload after changing fl.yaml) is said, not ignored
+     * in silence. */
+    uint8_t config_digest[32];
+    int config_digest_set;
     /* where each key's last value came from, by key table row: "fl.yaml:7" (file and line of the
      * key), the flag as given ("--set model.arch=x", "--arch x"), or "" for a default or a value
      * from fls_options_set. Checks across keys put it before their message. */

@@ -3122,6 +3122,34 @@ static void reopen_metrics(fls_server *s)
     fl_log(&s->log, FL_LOG_INFO, "run.metrics %s reopened", s->opt.metrics_path);
 }
 
+/* SIGHUP: the --config file is not read again (fls_options_load_file), so an edit of it, a
+ * broken one too, changes nothing until a restart. Said when the file differs from what the start
+ * read: an operator who edits fl.yaml and runs `systemctl reload` was told nothing, and took the
+ * new settings for applied (until 2026-12-07). Read without waiting: a file that became a FIFO is
+ * refused at once (fl_file_read_regular), never waited for. */
+static void reload_config_said(fls_server *s)
+{
+    if (!s->opt.config_digest_set)
+        return;
+    const char *path = s->opt.config_path;
+    char *buf = NULL, err[512];
+    size_t n = 0;
+    uint8_t d[FL_SHA256_LEN];
+    const fl_status st = fl_file_read_regular(path, FLS_CONFIG_MAX_BYTES + 1, &buf, &n, err,
+                                              sizeof err);
+    if (st == FL_OK && fl_sha256_digest(d, buf, n) == FL_OK &&
+        memcmp(d, s->opt.config_digest, sizeof d) == 0) {
+        free(buf);
+        return;
+    }
+    free(buf);
+    fl_log(&s->log, FL_LOG_WARN, "reload: the configuration %s %s since the start; a reload does "
+           "not read it (it re-reads server.allow_list and reopens run.metrics): the server goes "
+           "on with the settings it started with. Restart it to apply the file (with --resume, "
+           "as the systemd unit does, to continue the run)", path,
+           st == FL_OK ? "has changed" : "cannot be read now");
+}
+
 static fl_status load_eval(fls_server *s, char *err, size_t errlen)
 {
     const flm_arch *a = fls_core_arch(s->core);
@@ -4834,6 +4862,7 @@ fls_status fls_server_step(fls_server *s, int timeout_ms)
     }
     if (s->reload_req) {
         s->reload_req = 0;
+        reload_config_said(s);
         reload_allow(s);
         reopen_metrics(s);
         /* a selected client whose key left the list may have been the round's last hope: that

@@ -231,7 +231,9 @@ void fls_server_stop(fls_server *s);
 /* Asks the reactor to re-read the allow-list file (SIGHUP). A file that fails to parse leaves the
  * old list in force (logged). The sessions of keys that were removed end (Error auth), those keys
  * are refused from then on, and the client ids they registered are released: another key on the
- * list may register them (key rotation). Async-signal-safe; any thread. */
+ * list may register them (key rotation). run.metrics is opened again. No other setting changes:
+ * a configuration file (fls_options_load_file) that differs from what was read is logged as not
+ * applied, a warning. Async-signal-safe; any thread. */
 void fls_server_reload(fls_server *s);
 
 /* The i-th bound endpoint as ZeroMQ resolved it ("tcp://0.0.0.0:5555"); NULL past the end. Valid

@@ -3684,6 +3684,59 @@ static void test_reactor_reload_nothing(void **state)
     free(lb);
 }
 
+/* A reload (SIGHUP, systemctl reload) does not read the --config file again: an edit of it, a
+ * broken one too, is said as not applied, where the server said nothing and an operator who had
+ * edited fl.yaml took its settings for applied. A reload of an unchanged file says nothing of it,
+ * and one edited back to what the start read says nothing either. */
+static void test_reactor_reload_config_changed(void **state)
+{
+    (void)state;
+    char path[512], yaml[1024], broken[1100];
+    snprintf(path, sizeof path, "%s/reload.yaml", g_tmp);
+    snprintf(yaml, sizeof yaml,
+             "server:\n  insecure: true\n  endpoints: ['ipc://%s/rcfg.sock']\n"
+             "model:\n  arch: \"mlp:6-5-3\"\n", g_tmp);
+    write_file(path, yaml);
+    fls_options *o = NULL;
+    assert_int_equal(fls_options_new(&o), FLS_OK);
+    char err[512];
+    assert_int_equal(fls_options_load_file(o, path, err, sizeof err), FLS_OK);
+    logbuf *lb = calloc(1, sizeof *lb);
+    assert_non_null(lb);
+    fls_host host = {log_collect, lb, NULL, NULL, NULL};
+    fls_server *s = NULL;
+    assert_int_equal(fls_server_new(o, &host, &s), FLS_OK);
+    fls_options_free(o);
+
+    static const char said[] = "has changed since the start; a reload does not read it";
+    char want[700];
+    snprintf(want, sizeof want, "reload: the configuration %s %s", path, said);
+    for (int k = 0; k < 4; k++) {
+        /* 0: unchanged; 1: a setting edited; 2: broken YAML; 3: back as the start read it */
+        if (k == 1) {
+            snprintf(broken, sizeof broken, "%sround:\n  deadline_s: 5\n", yaml);
+            write_file(path, broken);
+        } else if (k == 2) {
+            snprintf(broken, sizeof broken, "%sround:\n  deadline_s: [5\n", yaml);
+            write_file(path, broken);
+        } else if (k == 3) {
+            write_file(path, yaml);
+        }
+        lb->len = 0;
+        lb->text[0] = 0;
+        fls_server_reload(s);
+        assert_int_equal(fls_server_step(s, 0), FLS_OK);
+        if ((k == 1 || k == 2) != (strstr(lb->text, want) != NULL))
+            fail_msg("case %d: log '%s' %s '%s'", k, lb->text, k == 1 || k == 2 ? "lacks" : "has",
+                     want);
+        /* the server goes on: a reload of a plain-text server without metrics still says that */
+        if (!strstr(lb->text, "reload: nothing to reload"))
+            fail_msg("case %d: log '%s'", k, lb->text);
+    }
+    fls_server_free(s);
+    free(lb);
+}
+
 /* A session belongs to the key that said its Hello: another allowed key that reaches it (a peer
  * choosing the session's routing id with ZMQ_ROUTING_ID, once the first connection is gone) and
  * names its id is refused (Error auth), and the session is not its to use. */
@@ -9817,6 +9870,7 @@ int main(void)
         cmocka_unit_test(test_reactor_key_rotation),
         cmocka_unit_test(test_reactor_allow_list_emptied),
         cmocka_unit_test(test_reactor_reload_nothing),
+        cmocka_unit_test(test_reactor_reload_config_changed),
         cmocka_unit_test_teardown(test_reactor_ids_per_key, hello_memory_reset),
         cmocka_unit_test(test_reactor_round_and_resume),
         cmocka_unit_test_teardown(test_reactor_next_round_at_once, reset_wraps),
