@@ -211,6 +211,7 @@ struct fls_server {
     size_t fdt_cap;
     int fdt_nomem;              /* a descriptor could not be tracked (said once) */
     double idle_scan;           /* when connections were last checked for sessions */
+    double lock_checked;        /* when CHECKPOINT.lock was last found at its path (lock_check) */
     double idle_s;              /* server.idle_connection_s, at least 2 x liveness (0: never) */
     double idle_said;           /* when closed idle connections were last said */
     uint64_t idle_unsaid;       /* closed since */
@@ -4100,6 +4101,54 @@ static fl_status ckpt_lock(fls_server *s, char *err, size_t errlen)
     return st;
 }
 
+/* The lock guards the checkpoint only while its file is at its path. One removed under a running
+ * server (a cleanup of "stale" .lock files; systemd-tmpfiles' age limit in /tmp, where the smoke
+ * configuration keeps its checkpoint: the file is not touched after the start) let a second
+ * server make and lock a new file there, and both ran on the same checkpoint and client ids
+ * (until 2026-12-07). Checked once a second (run_step): a lock file gone, or another file in its
+ * place, is made (or opened) and locked again. When another server locked it first, this run
+ * stops before it writes the checkpoint again: FL_ERR_IO, said. A path where no lock file can be
+ * made now (its directory gone) is left to the next checkpoint, which says it. */
+static fl_status lock_check(fls_server *s)
+{
+    struct stat held, there;
+    if (fstat(s->lock_fd, &held) != 0)
+        return FL_OK;
+    const size_t pl = strlen(s->opt.ckpt_path) + sizeof ".lock";
+    char *p = malloc(pl);
+    if (!p)
+        return FL_OK; /* tried again in a second */
+    snprintf(p, pl, "%s.lock", s->opt.ckpt_path);
+    if (lstat(p, &there) == 0 && fl_stat_same_file(&held, &there)) {
+        free(p);
+        return FL_OK;
+    }
+    int fd = -1;
+    long holder = 0;
+    const int e = fl_lock_path(p, &fd, &holder);
+    fl_status st = FL_OK;
+    if (e == 0) {
+        held_lock_mark(s->lock_fd, 0);
+        close(s->lock_fd);
+        s->lock_fd = fd;
+        held_lock_mark(fd, 1);
+        fl_log(&s->log, FL_LOG_WARN, "checkpoint.path %s: %s was removed or replaced while this "
+               "server ran: made and locked again. Leave it in place, running or not: it is what "
+               "keeps a second server off this checkpoint", s->opt.ckpt_path, p);
+    } else if (e == EWOULDBLOCK) {
+        char pid[48] = "";
+        if (holder)
+            snprintf(pid, sizeof pid, " (pid %ld)", holder);
+        fl_log(&s->log, FL_LOG_ERROR, "checkpoint.path %s: %s was removed or replaced while this "
+               "server ran, and another fl_server%s holds it now: two servers on one "
+               "checkpoint. This one stops without writing it again; stop the other one, then "
+               "restart this one with --resume", s->opt.ckpt_path, p, pid);
+        st = FL_ERR_IO;
+    }
+    free(p);
+    return st;
+}
+
 /* --check takes no lock, but says what the start would of a lock file another user's server
  * made (the start cannot open it for writing, and refuses it: ckpt_lock). */
 static fl_status ckpt_lock_probe(fls_server *s, char *err, size_t errlen)
@@ -4929,6 +4978,16 @@ fls_status fls_server_step(fls_server *s, int timeout_ms)
         s->backlog_since = now;
     if (s->idle_s > 0 && s->mon && now - s->idle_scan >= (backlog ? 5.0 : 1.0))
         close_idle_conns(s, now);
+    if (s->lock_fd >= 0 && s->run == RUN_ON && now - s->lock_checked >= 1.0) {
+        s->lock_checked = now;
+        const fl_status lst = lock_check(s);
+        if (lst != FL_OK) {
+            eval_cancel(s);
+            send_bye_all(s, "restart");
+            run_fail(s, lst);
+            return run_failed_status(s);
+        }
+    }
     if (s->ckpt_retry_since > 0 && now >= s->ckpt_retry_next && !s->ckpt_failed)
         s->ckpt_failed = write_periodic(s, now);
     if (s->eval_live && atomic_load(&s->eval_done) && s->run == RUN_ON) {

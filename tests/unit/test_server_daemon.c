@@ -3142,6 +3142,62 @@ static void test_reactor_ipc_in_use(void **state)
  * next start; a lookalike of another name is not. Once the first is gone, the next one starts. */
 static int g_mkstemp_fails, g_mkstemp_errno; /* __wrap_mkstemp64, below */
 
+/* CHECKPOINT.lock removed under a running server (a cleanup of "stale" .lock files, or
+ * systemd-tmpfiles' age limit in /tmp): a second server given the same checkpoint.path made and
+ * locked a new file there and ran beside the first. The running server now makes and locks it
+ * again (a second server is then refused as before); when another server locked it first, the
+ * running one stops (FLS_ERR_IO), saying why, rather than share the checkpoint. */
+static void test_reactor_lock_file_removed(void **state)
+{
+    (void)state;
+    char yaml[1024], ckpt[300], lock[320], ep[300];
+    snprintf(ckpt, sizeof ckpt, "%s/lock-rm.ckpt", g_tmp);
+    snprintf(lock, sizeof lock, "%s.lock", ckpt);
+    snprintf(yaml, sizeof yaml,
+             "server:\n  insecure: true\n  endpoints: ['ipc://%s/lock-rm-a.sock']\n"
+             "model:\n  arch: \"mlp:6-5-3\"\ncheckpoint:\n  path: '%s'\n", g_tmp, ckpt);
+    fls_options *o = opts_from(yaml);
+    logbuf *lb = calloc(1, sizeof *lb);
+    assert_non_null(lb);
+    fls_host host = {log_collect, lb, NULL, NULL, NULL};
+    fls_server *a = NULL, *b = NULL;
+    assert_int_equal(fls_server_new(o, &host, &a), FLS_OK);
+
+    /* removed: made and locked again, and a second server is refused */
+    assert_int_equal(unlink(lock), 0);
+    g_clock_skew += 2; /* past the once-a-second check */
+    assert_int_equal(fls_server_step(a, 0), FLS_OK);
+    struct stat sb;
+    if (stat(lock, &sb) != 0)
+        fail_msg("%s not made again; log '%s'", lock, lb->text);
+    if (!strstr(lb->text, "was removed or replaced while this server ran: made and locked again"))
+        fail_msg("log '%s'", lb->text);
+    snprintf(ep, sizeof ep, "ipc://%s/lock-rm-b.sock", g_tmp);
+    assert_int_equal(fls_options_set(o, "server.endpoints", ep, yaml, sizeof yaml), FLS_OK);
+    assert_int_equal(fls_server_new(o, &host, &b), FLS_ERR_IO);
+    assert_null(b);
+
+    /* removed, and another process locked the new file first: this run stops */
+    assert_int_equal(unlink(lock), 0);
+    int fd = -1;
+    long holder = 0;
+    assert_int_equal(fl_lock_path(lock, &fd, &holder), 0);
+    lb->len = 0;
+    lb->text[0] = 0;
+    g_clock_skew += 2;
+    assert_int_equal(fls_server_step(a, 0), FLS_ERR_IO);
+    char want[600];
+    snprintf(want, sizeof want, "%s was removed or replaced while this server ran, and another "
+             "fl_server (pid %ld) holds it now", lock, (long)getpid());
+    if (!strstr(lb->text, want))
+        fail_msg("log '%s' lacks '%s'", lb->text, want);
+    g_clock_skew = 0;
+    fls_server_free(a);
+    close(fd);
+    fls_options_free(o);
+    free(lb);
+}
+
 static void test_reactor_checkpoint_in_use(void **state)
 {
     (void)state;
@@ -9861,6 +9917,7 @@ int main(void)
         cmocka_unit_test(test_reactor_ipc_in_use),
         cmocka_unit_test(test_reactor_failed_start_no_metrics),
         cmocka_unit_test(test_reactor_checkpoint_in_use),
+        cmocka_unit_test(test_reactor_lock_file_removed),
         cmocka_unit_test(test_reactor_checkpoint_looked_at_under_lock),
         cmocka_unit_test(test_reactor_checkpoint_no_locks),
         cmocka_unit_test_teardown(test_reactor_start_disk_full, reset_wraps),
