@@ -3144,11 +3144,16 @@ static void reload_config_said(fls_server *s)
         return;
     }
     free(buf);
+    /* What a reload does do, said as this server has it (a plain-text one has no allow-list) */
+    const int al = s->opt.allow_list[0] != 0, me = s->opt.metrics_path[0] != 0;
+    const char *does = al && me ? " (it re-reads server.allow_list and reopens run.metrics)"
+                       : al     ? " (it re-reads server.allow_list)"
+                       : me     ? " (it reopens run.metrics)"
+                                : "";
     fl_log(&s->log, FL_LOG_WARN, "reload: the configuration %s %s since the start; a reload does "
-           "not read it (it re-reads server.allow_list and reopens run.metrics): the server goes "
-           "on with the settings it started with. Restart it to apply the file (with --resume, "
-           "as the systemd unit does, to continue the run)", path,
-           st == FL_OK ? "has changed" : "cannot be read now");
+           "not read it%s: the server goes on with the settings it started with. Restart it to "
+           "apply the file (with --resume, as the systemd unit does, to continue the run)", path,
+           st == FL_OK ? "has changed" : "cannot be read now", does);
 }
 
 static fl_status load_eval(fls_server *s, char *err, size_t errlen)
