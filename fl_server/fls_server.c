@@ -221,7 +221,7 @@ struct fls_server {
     uint64_t over_unsaid;       /* closed since */
     uint32_t over_open;         /* the connections open at the last of them */
     int pipe_rd, pipe_wr;
-    volatile sig_atomic_t reload_req;
+    atomic_int reload_req;      /* fls_server_reload asked (lock-free: signal-safe, any thread) */
     int stop_said;              /* a stop waiting for the evaluation was said */
     double backlog_since;       /* messages have waited unread since (0: the last read took all) */
     atomic_uint stop_calls;     /* fls_server_stop calls (lock-free, so signal-safe): the
@@ -4914,8 +4914,7 @@ fls_status fls_server_step(fls_server *s, int timeout_ms)
         while (read(s->pipe_rd, buf, sizeof buf) > 0) {
         }
     }
-    if (s->reload_req) {
-        s->reload_req = 0;
+    if (atomic_exchange(&s->reload_req, 0)) {
         reload_config_said(s);
         reload_allow(s);
         reopen_metrics(s);
@@ -5066,7 +5065,7 @@ void fls_server_reload(fls_server *s)
 {
     if (!s)
         return;
-    s->reload_req = 1;
+    atomic_store(&s->reload_req, 1);
     if (s->pipe_wr >= 0) {
         const char c = 'r';
         ssize_t r = write(s->pipe_wr, &c, 1);

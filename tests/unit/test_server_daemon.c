@@ -12,6 +12,7 @@
 #include <signal.h>
 #include <math.h>
 #include <pthread.h>
+#include <sched.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -3719,6 +3720,62 @@ static void test_reactor_allow_list_emptied(void **state)
 
     fls_server_free(s);
     peer_close(&a);
+    free(lb);
+}
+
+/* fls_server_reload from another thread while the reactor steps, as fl_server's signal thread
+ * calls it (fls.h: "any thread"): every request is acted on, the last one too, and no access to
+ * the request races with the reactor's. The request was a volatile sig_atomic_t, enough for a
+ * handler on the reactor's own thread only: ThreadSanitizer reported the data race (in
+ * fls_server_reload against fls_server_step), here and under a real SIGHUP (it_revoked). */
+struct reloader {
+    fls_server *s;
+    atomic_int steps, done; /* relaxed: no ordering of their own between the two threads */
+};
+
+/* 20 requests, each once the reactor has stepped since the one before (no clock in it). */
+static void *reload_repeatedly(void *arg)
+{
+    struct reloader *r = arg;
+    for (int i = 1; i <= 20; i++) {
+        while (atomic_load_explicit(&r->steps, memory_order_relaxed) < i)
+            sched_yield();
+        fls_server_reload(r->s);
+    }
+    atomic_store_explicit(&r->done, 1, memory_order_relaxed);
+    return NULL;
+}
+
+static void test_reactor_reload_from_thread(void **state)
+{
+    (void)state;
+    char yaml[1024];
+    snprintf(yaml, sizeof yaml,
+             "server:\n  insecure: true\n  endpoints: ['ipc://%s/rthread.sock']\n"
+             "model:\n  arch: \"mlp:6-5-3\"\n", g_tmp);
+    logbuf *lb;
+    fls_server *s = server_of(yaml, &lb);
+    lb->len = 0;
+    lb->text[0] = 0;
+    struct reloader r = {s, 0, 0};
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, reload_repeatedly, &r), 0);
+    while (!atomic_load_explicit(&r.done, memory_order_relaxed)) {
+        assert_int_equal(fls_server_step(s, 5), FLS_OK);
+        atomic_fetch_add_explicit(&r.steps, 1, memory_order_relaxed);
+    }
+    pthread_join(t, NULL);
+    /* the last request may have come after the step that saw the one before: acted on now */
+    assert_int_equal(fls_server_step(s, 0), FLS_OK);
+    static const char said[] = "reload: nothing to reload";
+    if (!strstr(lb->text, said))
+        fail_msg("log: '%s'", lb->text);
+    lb->len = 0;
+    lb->text[0] = 0;
+    assert_int_equal(fls_server_step(s, 0), FLS_OK); /* nothing left pending */
+    if (strstr(lb->text, said))
+        fail_msg("a reload acted on twice: '%s'", lb->text);
+    fls_server_free(s);
     free(lb);
 }
 
@@ -9937,6 +9994,7 @@ int main(void)
         cmocka_unit_test(test_reactor_allow_list_emptied),
         cmocka_unit_test(test_reactor_reload_nothing),
         cmocka_unit_test(test_reactor_reload_config_changed),
+        cmocka_unit_test(test_reactor_reload_from_thread),
         cmocka_unit_test_teardown(test_reactor_ids_per_key, hello_memory_reset),
         cmocka_unit_test(test_reactor_round_and_resume),
         cmocka_unit_test_teardown(test_reactor_next_round_at_once, reset_wraps),
