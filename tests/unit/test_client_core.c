@@ -858,6 +858,38 @@ static void test_cancel_keeps_residual(void **state)
  * to what it was before that training (here 7.0 everywhere, swapped in), which the training had
  * changed, and the update is gone for good (not trained again). Without the rewind point there is
  * nothing to go back to: FL_ERR_STATE, nothing changed. */
+/* The host's residual swapped in: n values of 7 (what comes back, the core's own, is freed). */
+static void swap_in_sevens(flc_core *c, size_t n)
+{
+    float *mine = malloc(n * sizeof *mine);
+    assert_non_null(mine);
+    for (size_t i = 0; i < n; i++)
+        mine[i] = 7.0f;
+    size_t mn = n;
+    flc_core_swap_residual(c, &mine, &mn);
+    free(mine);
+}
+
+/* The core's residual swapped out (it must hold n values): the index of its first value that is
+ * not 7 (that value in *value), or n when all are 7; the count of such values in *moved (may be
+ * NULL). */
+static size_t swap_out_first_not_seven(flc_core *c, size_t n, size_t *moved, float *value)
+{
+    float *back = NULL;
+    size_t bn = 0, first = n, m = 0;
+    flc_core_swap_residual(c, &back, &bn);
+    assert_int_equal(bn, n);
+    for (size_t i = 0; i < n; i++)
+        if (back[i] != 7.0f && m++ == 0) {
+            first = i;
+            *value = back[i];
+        }
+    free(back);
+    if (moved)
+        *moved = m;
+    return first;
+}
+
 static void test_drop_update_restores_residual(void **state)
 {
     (void)state;
@@ -867,13 +899,7 @@ static void test_drop_update_restores_residual(void **state)
     const size_t n = (size_t)FEAT * 16 + 16 + 16 * CLASSES + CLASSES;
     for (int rewind = 0; rewind < 2; rewind++) {
         flc_core_keep_rewind_point(c, rewind);
-        float *mine = malloc(n * sizeof *mine);
-        assert_non_null(mine);
-        for (size_t i = 0; i < n; i++)
-            mine[i] = 7.0f;
-        size_t mn = n;
-        flc_core_swap_residual(c, &mine, &mn);
-        free(mine);
+        swap_in_sevens(c, n);
         assert_int_equal(flc_core_drop_update(c), FL_ERR_STATE); /* nothing trained */
         feed_and_train(srv, c, 0);
         assert_int_equal(flc_core_drop_update(c), rewind ? FL_OK : FL_ERR_STATE);
@@ -882,17 +908,12 @@ static void test_drop_update_restores_residual(void **state)
         assert_int_equal(flc_core_update_chunks(c) == 0, rewind);
         assert_false(flc_core_ready(c));
         assert_int_equal(flc_core_train(c), FL_ERR_STATE);
-        float *back = NULL;
-        size_t bn = 0;
-        flc_core_swap_residual(c, &back, &bn);
-        assert_int_equal(bn, n);
         size_t moved = 0;
-        for (size_t i = 0; i < n; i++)
-            moved += back[i] != 7.0f;
+        float v = 0.0f;
+        swap_out_first_not_seven(c, n, &moved, &v);
         if (rewind && moved)
             fail_msg("%zu of %zu residual values changed by a dropped update", moved, n);
         assert_true(rewind || moved > 0); /* the training did change it */
-        free(back);
     }
     flc_core_free(c);
     fls_core_free(srv);
@@ -928,25 +949,16 @@ static void test_failed_encoding_keeps_residual(void **state)
         assert_int_equal(flc_core_new(&cc, &c), FL_OK);
         flc_core_keep_rewind_point(c, rewind);
         const size_t n = fls_core_arch(srv)->n_params;
-        float *mine = malloc(n * sizeof *mine);
-        assert_non_null(mine);
-        for (size_t i = 0; i < n; i++)
-            mine[i] = 7.0f;
-        size_t mn = n;
-        flc_core_swap_residual(c, &mine, &mn);
+        swap_in_sevens(c, n);
         feed_task(srv, c, 9);
         assert_int_equal(flc_core_train(c), FL_ERR_NUMERIC);
         assert_non_null(strstr(flc_core_train_error(c), "too large for the server's up codec"));
         assert_int_equal(flc_core_update_chunks(c), 0);
-        float *back = NULL;
-        size_t bn = 0;
-        flc_core_swap_residual(c, &back, &bn);
-        assert_int_equal(bn, n);
-        for (size_t i = 0; i < n; i++)
-            if (back[i] != 7.0f)
-                fail_msg("rewind point %s: residual[%zu] = %g after a failed encoding, was 7",
-                         rewind ? "on" : "off", i, (double)back[i]);
-        free(back);
+        float v = 0.0f;
+        const size_t i = swap_out_first_not_seven(c, n, NULL, &v);
+        if (i < n)
+            fail_msg("rewind point %s: residual[%zu] = %g after a failed encoding, was 7",
+                     rewind ? "on" : "off", i, (double)v);
         flc_core_free(c);
         fls_core_free(srv);
     }
@@ -963,25 +975,14 @@ static void test_rewind_after_swap(void **state)
     flc_core_keep_rewind_point(c, 1);
     feed_and_train(srv, c, 0); /* the rewind point: this round, a zero residual */
     const size_t n = (size_t)FEAT * 16 + 16 + 16 * CLASSES + CLASSES;
-    float *mine = malloc(n * sizeof *mine);
-    assert_non_null(mine);
-    for (size_t i = 0; i < n; i++)
-        mine[i] = 7.0f;
-    size_t mn = n;
-    flc_core_swap_residual(c, &mine, &mn); /* the host's residual in, the core's out */
-    assert_int_equal(mn, n);
-    free(mine);
+    swap_in_sevens(c, n); /* the host's residual in, the core's out */
     flp_msg task;
     assert_int_equal(fls_core_task(srv, 0, &task), FL_OK);
     assert_int_equal(flc_core_on_message(c, &task), FL_OK); /* the same round again */
-    float *back = NULL;
-    size_t bn = 0;
-    flc_core_swap_residual(c, &back, &bn);
-    assert_int_equal(bn, n);
-    for (size_t i = 0; i < n; i++)
-        if (back[i] != 7.0f)
-            fail_msg("residual[%zu] = %g: the host's residual was overwritten", i, back[i]);
-    free(back);
+    float v = 0.0f;
+    const size_t i = swap_out_first_not_seven(c, n, NULL, &v);
+    if (i < n)
+        fail_msg("residual[%zu] = %g: the host's residual was overwritten", i, (double)v);
     flc_core_free(c);
     fls_core_free(srv);
     free_fixture(&f);
