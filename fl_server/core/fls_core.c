@@ -98,6 +98,13 @@ struct fls_core {
     uint64_t samples_cap;          /* the largest Update.n_samples of any client (fls_core.h) */
     int freeing;                   /* fls_core_free: open updates are discarded, not undone */
     int close_failed;              /* the last close_round failed (undone; on_message) */
+    /* A close at quorum or once no selected client could still report failed (undone, the round
+     * still open): fls_core_tick retries it, and fls_core_tick_due says it is due, at once. Set
+     * and cleared by close_round alone (a failed close at the deadline needs none: the deadline
+     * stays passed). Neither condition can be undone within the round (reported only grows, and
+     * a failed or committed client never becomes due again), so a flag holds what a scan of the
+     * selected clients at every reactor step found. */
+    int close_retry;
     fls_round_metrics cur, last;
     int have_last;
     uint32_t rejected_between;
@@ -769,8 +776,9 @@ size_t fls_core_client_bytes(const fls_core *c)
 
 static fl_status close_round(fls_core *c, fls_close_reason why, double now);
 
-/* Closes the round when no selected client can still report. */
-/* An open round in which no selected client can still report. */
+/* An open round in which no selected client can still report. Scanned where a selected client
+ * fails (check_exhausted), which is the only way a round becomes so; a close that then fails is
+ * retried through close_retry, not by scanning again. */
 static int round_exhausted(const fls_core *c)
 {
     if (!c->open)
@@ -781,6 +789,7 @@ static int round_exhausted(const fls_core *c)
     return 1;
 }
 
+/* Closes the round when no selected client can still report. */
 static fl_status check_exhausted(fls_core *c, double now)
 {
     return round_exhausted(c) ? close_round(c, FLS_CLOSE_EXHAUSTED, now) : FL_OK;
@@ -1013,6 +1022,8 @@ static fl_status close_round(fls_core *c, fls_close_reason why, double now)
         st = fls_policy_end_round(c->pol, &info);
     c->close_failed = st != FL_OK;
     if (st != FL_OK) {
+        if (why != FLS_CLOSE_DEADLINE)
+            c->close_retry = 1;
         fls_agg_update_abort(scratch);
         fl_log(&c->cfg.log, FL_LOG_ERROR, "round %llu: close failed (the round stays open, "
                "the model as it was): %s", (unsigned long long)c->round, fl_strerror(st));
@@ -1046,6 +1057,7 @@ static fl_status close_round(fls_core *c, fls_close_reason why, double now)
             fls_policy_forget(c->pol, c->sels[i].key);
     round_release(c);
     c->open = 0;
+    c->close_retry = 0;
     const uint64_t closed = c->round++;
     const int last_round = c->cfg.max_rounds && c->round >= c->cfg.max_rounds;
     if (c->cfg.eval_every && (c->round % c->cfg.eval_every == 0 || last_round)) {
@@ -1103,7 +1115,7 @@ double fls_core_tick_due(const fls_core *c)
     if (!c)
         return INFINITY;
     if (c->open) /* at its deadline; now where a close at quorum or exhaustion failed */
-        return c->reported >= c->quorum || round_exhausted(c) ? -INFINITY : c->deadline;
+        return c->close_retry ? -INFINITY : c->deadline;
     return tick_work(c) != TICK_IDLE ? -INFINITY : INFINITY;
 }
 
@@ -1114,14 +1126,11 @@ fl_status fls_core_tick(fls_core *c, double now)
     if (c->open && now >= c->deadline) /* closed at the deadline, whenever the timer came */
         return close_round(c, FLS_CLOSE_DEADLINE, c->deadline);
     /* A close at quorum, or once nobody could still report, that failed (out of memory, undone):
-     * done now, not left to the deadline (fls_core_tick_due says so too). */
-    if (c->open && c->reported >= c->quorum)
-        return close_round(c, FLS_CLOSE_QUORUM, now);
-    if (c->open) {
-        const fl_status st = check_exhausted(c, now);
-        if (st != FL_OK || !c->open)
-            return st;
-    }
+     * done now, not left to the deadline (fls_core_tick_due says so too). At quorum whenever the
+     * quorum is in, as a first close would have been. */
+    if (c->open && c->close_retry)
+        return close_round(c, c->reported >= c->quorum ? FLS_CLOSE_QUORUM : FLS_CLOSE_EXHAUSTED,
+                           now);
     switch (tick_work(c)) {
     case TICK_DONE:
         c->done = 1;

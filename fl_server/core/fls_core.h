@@ -148,8 +148,9 @@ double fls_core_deadline(const fls_core *core);
 /* The earliest `now` at which fls_core_tick has something to do: the open round's deadline;
  * -INFINITY when it would start a round or end the run at once (enough clients are able, or
  * max_rounds is reached), or close the open round at once (a close at quorum or once no selected
- * client could still report that failed for memory: fls_core_tick retries it); INFINITY when only an event can give it work (a client joining, an
- * evaluation's report). Nothing else in the core waits on time, so a host that calls
+ * client could still report that failed for memory: fls_core_tick retries it); INFINITY when
+ * only an event can give it work (a client joining, an evaluation's report). O(1): a host may ask
+ * at every step of its loop. Nothing else in the core waits on time, so a host that calls
  * fls_core_tick whenever this is at or before its clock (after the messages and events that may
  * have changed it) starts and closes every round as soon as the engine would; the daemon's
  * 50 ms timer sweep alone made both up to 50 ms late (until 2026-12-07). INFINITY for NULL. */
