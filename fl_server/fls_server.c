@@ -321,6 +321,7 @@ struct fls_server {
     char *ids_path;
     int ids_fd;                 /* open for appending; -1: none yet */
     int lock_fd;                /* CHECKPOINT.lock, flock'd for the server's life; -1: none */
+    char *lock_path;            /* its path while lock_fd is held (made once: lock_check) */
     size_t ids_records;         /* records in the file: rewritten at 2 x the table (+64) */
     int ids_mute;               /* changes are not appended (loading; a batch rewrites after) */
     int ids_bad;                /* an append failed (the file may end in part of a record, or
@@ -4046,7 +4047,7 @@ static int held_lock_is_ours(const char *path)
  * writable, full). --check takes no lock: it reads, and may run beside the server it checks. */
 static fl_status ckpt_lock(fls_server *s, char *err, size_t errlen)
 {
-    const size_t pl = strlen(s->opt.ckpt_path) + sizeof FLS_IDS_SUFFIX + sizeof ".lock";
+    const size_t pl = strlen(s->opt.ckpt_path) + sizeof ".lock";
     char *p = malloc(pl);
     if (!p)
         return FL_ERR_NOMEM;
@@ -4095,9 +4096,11 @@ static fl_status ckpt_lock(fls_server *s, char *err, size_t errlen)
                                   p, strerror(e), io_may_pass(e));
     } else {
         held_lock_mark(s->lock_fd, 1);
-        size_t n = fl_atomic_sweep(s->opt.ckpt_path);
-        snprintf(p, pl, "%s%s", s->opt.ckpt_path, FLS_IDS_SUFFIX);
-        n += fl_atomic_sweep(p);
+        s->lock_path = p; /* lock_check's, once a second for the server's life */
+        p = NULL;
+        char ids[FLS_PATH_MAX + sizeof FLS_IDS_SUFFIX];
+        snprintf(ids, sizeof ids, "%s%s", s->opt.ckpt_path, FLS_IDS_SUFFIX);
+        const size_t n = fl_atomic_sweep(s->opt.ckpt_path) + fl_atomic_sweep(ids);
         if (n)
             fl_log(&s->log, FL_LOG_INFO, "checkpoint.path %s: removed %zu temporary file%s that "
                    "an interrupted write left behind", s->opt.ckpt_path, n, n == 1 ? "" : "s");
@@ -4113,21 +4116,18 @@ static fl_status ckpt_lock(fls_server *s, char *err, size_t errlen)
  * (until 2026-12-07). Checked once a second (run_step): a lock file gone, or another file in its
  * place, is made (or opened) and locked again. When another server locked it first, this run
  * stops before it writes the checkpoint again: FL_ERR_IO, said. A path where no lock file can be
- * made now (its directory gone) is left to the next checkpoint, which says it. */
+ * made now (its directory gone) is left to the next checkpoint, which says it. The path was made
+ * when the lock was taken (ckpt_lock): the check allocates nothing, and so works out of memory
+ * too (it built the path anew each second until 2026-12-07, and skipped the check when that
+ * allocation failed). */
 static fl_status lock_check(fls_server *s)
 {
     struct stat held, there;
-    if (fstat(s->lock_fd, &held) != 0)
+    const char *p = s->lock_path;
+    if (!p || fstat(s->lock_fd, &held) != 0)
         return FL_OK;
-    const size_t pl = strlen(s->opt.ckpt_path) + sizeof ".lock";
-    char *p = malloc(pl);
-    if (!p)
-        return FL_OK; /* tried again in a second */
-    snprintf(p, pl, "%s.lock", s->opt.ckpt_path);
-    if (lstat(p, &there) == 0 && fl_stat_same_file(&held, &there)) {
-        free(p);
+    if (lstat(p, &there) == 0 && fl_stat_same_file(&held, &there))
         return FL_OK;
-    }
     int fd = -1;
     long holder = 0;
     const int e = fl_lock_path(p, &fd, &holder);
@@ -4150,7 +4150,6 @@ static fl_status lock_check(fls_server *s)
                "restart this one with --resume", s->opt.ckpt_path, p, pid);
         st = FL_ERR_IO;
     }
-    free(p);
     return st;
 }
 
@@ -4640,6 +4639,7 @@ void fls_server_free(fls_server *s)
         held_lock_mark(s->lock_fd, 0);
         close(s->lock_fd); /* last: the files are closed before another server may take them */
     }
+    free(s->lock_path);
     free(s->ids_path);
     free(s->owners);
     explicit_bzero(s->sec_z85, sizeof s->sec_z85);

@@ -3147,6 +3147,9 @@ static void test_reactor_ipc_in_use(void **state)
  * next start; a lookalike of another name is not. Once the first is gone, the next one starts. */
 static int g_mkstemp_fails, g_mkstemp_errno; /* __wrap_mkstemp64, below */
 
+static long g_alloc_fail;  /* __wrap_malloc, below */
+static int g_alloc_failed;
+
 /* CHECKPOINT.lock removed under a running server (a cleanup of "stale" .lock files, or
  * systemd-tmpfiles' age limit in /tmp): a second server given the same checkpoint.path made and
  * locked a new file there and ran beside the first. The running server now makes and locks it
@@ -3181,6 +3184,21 @@ static void test_reactor_lock_file_removed(void **state)
     assert_int_equal(fls_options_set(o, "server.endpoints", ep, yaml, sizeof yaml), FLS_OK);
     assert_int_equal(fls_server_new(o, &host, &b), FLS_ERR_IO);
     assert_null(b);
+
+    /* removed while the next allocation fails: the check allocates nothing, and makes it again
+     * all the same (it built the path anew, and skipped the check when that failed) */
+    assert_int_equal(unlink(lock), 0);
+    lb->len = 0;
+    lb->text[0] = 0;
+    g_clock_skew += 2;
+    g_alloc_fail = 1;
+    assert_int_equal(fls_server_step(a, 0), FLS_OK);
+    g_alloc_fail = 0;
+    g_alloc_failed = 0;
+    if (stat(lock, &sb) != 0)
+        fail_msg("%s not made again with an allocation failing; log '%s'", lock, lb->text);
+    if (!strstr(lb->text, "was removed or replaced while this server ran: made and locked again"))
+        fail_msg("log '%s'", lb->text);
 
     /* removed, and another process locked the new file first: this run stops */
     assert_int_equal(unlink(lock), 0);
@@ -5032,8 +5050,6 @@ void *__real_malloc(size_t n);
 void *__real_calloc(size_t k, size_t n);
 void *__wrap_malloc(size_t n);
 void *__wrap_calloc(size_t k, size_t n);
-static long g_alloc_fail;
-static int g_alloc_failed;
 
 void *__wrap_malloc(size_t n)
 {
