@@ -211,7 +211,8 @@ struct fls_server {
     size_t fdt_cap;
     int fdt_nomem;              /* a descriptor could not be tracked (said once) */
     double idle_scan;           /* when connections were last checked for sessions */
-    double lock_checked;        /* when CHECKPOINT.lock was last found at its path (lock_check) */
+    double lock_checked;        /* when CHECKPOINT.lock and .ids were last looked for at their
+                                 * paths (lock_check, ids_check) */
     double idle_s;              /* server.idle_connection_s, at least 2 x liveness (0: never) */
     double idle_said;           /* when closed idle connections were last said */
     uint64_t idle_unsaid;       /* closed since */
@@ -4153,6 +4154,31 @@ static fl_status lock_check(fls_server *s)
     return st;
 }
 
+/* CHECKPOINT.ids holds the bindings only while its file is at its path: one removed under a
+ * running server (by hand, or by systemd-tmpfiles' age limit in /tmp: a file the server only
+ * appends to when a new id comes) took every record appended after it into the unlinked file,
+ * and a restart before the next rewrite found no file, and let any allowed key take any id,
+ * until 2026-12-07. One replaced (a backup put back, an edit saved by rename) was rewritten from
+ * the table at the next rewrite anyway, but took the appends meanwhile. Checked once a second
+ * (run_step, after lock_check: never when another server holds the checkpoint): the file is
+ * rewritten from the table, with a warning. The table is what the server goes by while it runs;
+ * to let every id register afresh, the file is removed between runs (README). A rewrite that
+ * fails (logged) is left to the next change of the table (ids_bad), not tried every second. */
+static void ids_check(fls_server *s)
+{
+    struct stat held, there;
+    if (!s->ids_path || s->ids_fd < 0 || s->ids_bad || s->check_only ||
+        fstat(s->ids_fd, &held) != 0)
+        return;
+    if (lstat(s->ids_path, &there) == 0 && fl_stat_same_file(&held, &there))
+        return;
+    fl_log(&s->log, FL_LOG_WARN, "client ids %s was removed or replaced while this server ran: "
+           "written again from the server's table. Leave it in place while the server runs; to "
+           "let every id register afresh, stop the server, then remove it", s->ids_path);
+    if (ids_rewrite(s) != FL_OK)
+        s->ids_bad = 1;
+}
+
 /* --check takes no lock, but says what the start would of a lock file another user's server
  * made (the start cannot open it for writing, and refuses it: ckpt_lock). */
 static fl_status ckpt_lock_probe(fls_server *s, char *err, size_t errlen)
@@ -4982,15 +5008,16 @@ fls_status fls_server_step(fls_server *s, int timeout_ms)
         s->backlog_since = now;
     if (s->idle_s > 0 && s->mon && now - s->idle_scan >= (backlog ? 5.0 : 1.0))
         close_idle_conns(s, now);
-    if (s->lock_fd >= 0 && s->run == RUN_ON && now - s->lock_checked >= 1.0) {
+    if (s->run == RUN_ON && now - s->lock_checked >= 1.0) {
         s->lock_checked = now;
-        const fl_status lst = lock_check(s);
+        const fl_status lst = s->lock_fd >= 0 ? lock_check(s) : FL_OK;
         if (lst != FL_OK) {
             eval_cancel(s);
             send_bye_all(s, "restart");
             run_fail(s, lst);
             return run_failed_status(s);
         }
+        ids_check(s);
     }
     if (s->ckpt_retry_since > 0 && now >= s->ckpt_retry_next && !s->ckpt_failed)
         s->ckpt_failed = write_periodic(s, now);

@@ -9482,6 +9482,80 @@ static void test_ids_torn_and_damaged(void **state)
     }
 }
 
+/* CHECKPOINT.ids removed under a running server (by hand, or systemd-tmpfiles' age limit in /tmp:
+ * the file is not touched while no new id comes): the records appended after it went into the
+ * unlinked file, and a restart before the next rewrite found no file and bound every id afresh
+ * (any allowed key could take any id). Now it is written again from the table within the second,
+ * with a warning; so is one replaced (a backup put back), and the ids bound after either are in
+ * the file the next start reads. */
+static void test_ids_file_removed(void **state)
+{
+    (void)state;
+    char ep[300], ids[400], tmp[420], text[8192];
+    const char *const warn = "was removed or replaced while this server ran: written again from "
+                             "the server's table";
+    logbuf *lb;
+    fls_server *s = ids_server("idr", ep, &lb, FLS_OK);
+    snprintf(ids, sizeof ids, "%s/idr.ckpt.ids", g_tmp);
+    peer p;
+    peer_open(&p, ep, NULL, NULL, NULL);
+    flp_msg h = hello_msg("r-one");
+    peer_send(&p, &h);
+    expect_ack_hello(s, &p);
+
+    /* removed: written again, with the id bound before */
+    assert_int_equal(unlink(ids), 0);
+    g_clock_skew += 2; /* past the once-a-second check */
+    assert_int_equal(fls_server_step(s, 0), FLS_OK);
+    struct stat sb;
+    if (stat(ids, &sb) != 0)
+        fail_msg("%s not written again; log '%s'", ids, lb->text);
+    read_small(ids, text, sizeof text);
+    assert_non_null(strstr(text, " r-one\n"));
+    if (!strstr(lb->text, warn))
+        fail_msg("log '%s'", lb->text);
+    /* a new id's record goes into it (not into the file removed) */
+    h = hello_msg("r-two");
+    peer_send(&p, &h);
+    expect_ack_hello(s, &p);
+    read_small(ids, text, sizeof text);
+    assert_non_null(strstr(text, " r-two\n"));
+
+    /* replaced by an older file (renamed over it): written again from the table */
+    snprintf(tmp, sizeof tmp, "%s.old", ids);
+    write_file(tmp, FLS_IDS_MAGIC "\n");
+    assert_int_equal(rename(tmp, ids), 0);
+    lb->len = 0;
+    lb->text[0] = 0;
+    g_clock_skew += 2;
+    assert_int_equal(fls_server_step(s, 0), FLS_OK);
+    read_small(ids, text, sizeof text);
+    if (!strstr(text, " r-one\n") || !strstr(text, " r-two\n") || !strstr(lb->text, warn))
+        fail_msg("replaced %s not written again: '%s'; log '%s'", ids, text, lb->text);
+    h = hello_msg("r-three");
+    peer_send(&p, &h);
+    expect_ack_hello(s, &p);
+
+    /* in place, the file is left alone: nothing more said */
+    lb->len = 0;
+    lb->text[0] = 0;
+    g_clock_skew += 2;
+    assert_int_equal(fls_server_step(s, 0), FLS_OK);
+    assert_null(strstr(lb->text, warn));
+    g_clock_skew = 0;
+    fls_server_free(s);
+    free(lb);
+    peer_close(&p);
+
+    /* the next start binds all three as before */
+    s = ids_server("idr", ep, &lb, FLS_OK);
+    fls_server_stats st;
+    fls_server_stats_get(s, &st);
+    assert_int_equal(st.ids, 3);
+    fls_server_free(s);
+    free(lb);
+}
+
 /* (d) A file without its complete first line is damage, never a crash (the server makes the
  * file only by renaming a whole, synced one): empty, or cut inside its first line, it fails the
  * start naming line 1. Before, it was read as an empty table: every id was free for the first
@@ -10065,6 +10139,7 @@ int main(void)
         cmocka_unit_test(test_ids_owner_survives_sigkill),
         cmocka_unit_test(test_ids_colliding_keys_survive_restart),
         cmocka_unit_test(test_ids_torn_and_damaged),
+        cmocka_unit_test(test_ids_file_removed),
         cmocka_unit_test(test_ids_empty_file_refused),
         cmocka_unit_test_teardown(test_ids_compaction_at_forget, reset_wraps),
         cmocka_unit_test_teardown(test_ids_compaction_dir_fsync_fails, reset_wraps),
