@@ -2596,11 +2596,20 @@ static void on_chunk(fls_server *s, sess *x, const flp_msg *m)
         x->ul_got++;
         (void)ul_rate(s, x, x->ul_last); /* its marks stay recent while nobody waits */
     }
-    const fl_status mine = flp_msg_tracker_accept(x->ul_trk, &m->chunk, NULL, 0);
-    const int complete = mine == FL_OK && flp_msg_tracker_complete(x->ul_trk);
+    /* The session's tracker records only the chunks the core took, so that a chunk refused (a
+     * payload whose codec header does not parse, say) stays missing and may be sent again, in
+     * whatever order (PROTOCOL.md). Until 2026-12-07 it recorded every chunk: one refused and then
+     * sent again before the update's last other chunk committed it, but one sent again after
+     * that found the update already ended (Ack(of UPDATE, FL_ERR_WIRE_CHUNK_MISSING) at that
+     * last other chunk) and lost it. A refused chunk that was the last one missing still ends
+     * the update (complete). */
+    const int complete = st == FL_OK
+                             ? flp_msg_tracker_accept(x->ul_trk, &m->chunk, NULL, 0) == FL_OK &&
+                                   flp_msg_tracker_complete(x->ul_trk)
+                             : flp_msg_tracker_completes(x->ul_trk, &m->chunk);
     const fls_update_state us = fls_core_update_state(s->core, x->key, r);
     if (st == FL_OK) {
-        if (complete) /* committed, unless one of its chunks was refused by the core */
+        if (complete) /* committed (the core tracks the same chunks: never missing one here) */
             ul_answer(s, x, r, us == FLS_UPDATE_RECEIVING ? FL_ERR_WIRE_CHUNK_MISSING : FL_OK);
         else
             ul_grant(s, x, 1);

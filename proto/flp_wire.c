@@ -1363,6 +1363,21 @@ bool flp_msg_tracker_complete(const flp_msg_tracker *t)
     return true;
 }
 
+bool flp_msg_tracker_completes(const flp_msg_tracker *t, const flp_chunk *c)
+{
+    if (!t || !c || c->dir != t->dir || c->tensor >= t->n ||
+        chunk_in_range(&t->h[c->tensor], c->tensor, c->index, c->offset, c->count, NULL, 0) !=
+            FL_OK)
+        return false;
+    const uint64_t *bits = t->bits + t->word0[c->tensor];
+    if (bits[c->index / 64] & ((uint64_t)1 << (c->index % 64)))
+        return false; /* recorded already */
+    for (uint32_t i = 0; i < t->n; i++)
+        if (t->received[i] + (i == c->tensor) != t->h[i].n_chunks)
+            return false;
+    return true;
+}
+
 fl_status flp_msg_tracker_finish(const flp_msg_tracker *t, char *err, size_t errcap)
 {
     if (!t)

@@ -297,6 +297,12 @@ bool flp_msg_tracker_tensor_complete(const flp_msg_tracker *t, uint32_t i);
 /* True when every chunk of every tensor has been recorded. */
 bool flp_msg_tracker_complete(const flp_msg_tracker *t);
 
+/* True when c is the one chunk still missing: of t's direction and range, not yet recorded, and
+ * every other chunk recorded, so that flp_msg_tracker_accept(t, c) would complete t. Does not
+ * change t. For a consumer that records only the chunks it took, to tell whether a chunk it
+ * refused was the last one missing. False for t or c NULL. */
+bool flp_msg_tracker_completes(const flp_msg_tracker *t, const flp_chunk *c);
+
 /* FL_OK when complete, else FL_ERR_WIRE_CHUNK_MISSING naming the first missing tensor/chunk. */
 fl_status flp_msg_tracker_finish(const flp_msg_tracker *t, char *err, size_t errcap);
 

@@ -908,10 +908,24 @@ static void test_msg_tracker(void **state)
     c = (flp_chunk){FLP_DIR_DOWN, 0, 2, 20, 5, 0, NULL};
     assert_int_equal(flp_msg_tracker_accept(t, &c, err, sizeof err), FL_ERR_WIRE_CHUNK_RANGE);
     c.count = 4;
+    assert_false(flp_msg_tracker_completes(t, &c)); /* chunk 1 of tensor 0 is missing too */
     assert_int_equal(flp_msg_tracker_accept(t, &c, err, sizeof err), FL_OK);
+    /* one chunk missing: it, and nothing else (recorded, out of range, another direction),
+     * would complete the tracker; asking records nothing */
+    assert_false(flp_msg_tracker_completes(t, &c));
+    c = (flp_chunk){FLP_DIR_DOWN, 0, 1, 10, 9, 0, NULL};
+    assert_false(flp_msg_tracker_completes(t, &c));
+    c = (flp_chunk){FLP_DIR_UP, 0, 1, 10, 10, 0, NULL};
+    assert_false(flp_msg_tracker_completes(t, &c));
     c = (flp_chunk){FLP_DIR_DOWN, 0, 1, 10, 10, 0, NULL};
+    assert_true(flp_msg_tracker_completes(t, &c));
+    assert_true(flp_msg_tracker_completes(t, &c));
+    assert_false(flp_msg_tracker_complete(t));
+    assert_false(flp_msg_tracker_completes(NULL, &c));
+    assert_false(flp_msg_tracker_completes(t, NULL));
     assert_int_equal(flp_msg_tracker_accept(t, &c, err, sizeof err), FL_OK);
     assert_true(flp_msg_tracker_complete(t));
+    assert_false(flp_msg_tracker_completes(t, &c));
     assert_int_equal(flp_msg_tracker_finish(t, err, sizeof err), FL_OK);
     flp_msg_tracker_free(t);
     flp_msg_tracker_free(NULL);

@@ -8311,6 +8311,87 @@ static void test_reactor_refused_chunks_lose_slot(void **state)
     two_free(s, lb, p, c);
 }
 
+/* What the server answered to one message of u0's upload (reply_to). */
+typedef enum { REPLY_NONE, REPLY_CREDIT, REPLY_UPDATE, REPLY_ERROR } reply_kind;
+
+/* p[0] sends m; then both peers heartbeat and the server steps until p[0] gets an answer (10 s at
+ * most): an Ack(of CHUNK) (a credit), an Ack(of UPDATE) (*code its status) or an Error (*code its
+ * code). What p[1] gets is read and dropped. */
+static reply_kind reply_to(fls_server *s, peer p[2], const char *const ids[2], const flp_msg *m,
+                           int *code)
+{
+    peer_send(&p[0], m);
+    reply_kind k = REPLY_NONE;
+    const double t0 = fl_time_mono_s();
+    while (k == REPLY_NONE && fl_time_mono_s() - t0 < 10) {
+        beat_and_step(s, p, ids, 2);
+        flp_msg *r;
+        while (k == REPLY_NONE && (r = peer_poll(&p[0])) != NULL) {
+            if (r->type == FLP_ACK && r->ack.of_type == FLP_CHUNK) {
+                k = REPLY_CREDIT;
+            } else if (r->type == FLP_ACK && r->ack.of_type == FLP_UPDATE) {
+                k = REPLY_UPDATE;
+                *code = r->ack.status;
+            } else if (r->type == FLP_ERROR) {
+                k = REPLY_ERROR;
+                *code = r->error.code;
+            }
+            flp_msg_free(r);
+        }
+        while ((r = peer_poll(&p[1])) != NULL)
+            flp_msg_free(r);
+    }
+    return k;
+}
+
+/* A chunk refused for its payload (a codec header that does not parse) stays missing and may be
+ * sent again (PROTOCOL.md): also after every other chunk of the update, when the update commits
+ * with it. Until 2026-12-07 the daemon's tracker counted the refused chunk as received, so the
+ * update's last other chunk ended it (Ack(of UPDATE, FL_ERR_WIRE_CHUNK_MISSING)) and the chunk
+ * sent again came too late; sent again before that last other chunk, it committed. */
+static void test_reactor_refused_chunk_resent_last(void **state)
+{
+    (void)state;
+    const char *const ids[2] = {"u0", "u1"};
+    fls_server *s = NULL;
+    logbuf *lb = NULL;
+    peer p[2];
+    flc_core *c[2];
+    two_trained("resent.sock", &s, &lb, p, c, ids);
+    flp_msg up;
+    upload_opened(s, &p[0], c[0], &up); /* u0 holds the slot: its 2 credits */
+    const uint32_t n = flc_core_update_chunks(c[0]);
+    assert_true(n >= 3);
+    flp_msg chunk0, bad0;
+    assert_int_equal(flc_core_update_chunk(c[0], 0, &chunk0), FL_OK);
+    bad0 = chunk0;
+    uint8_t *pay = malloc(chunk0.chunk.payload_len);
+    assert_non_null(pay);
+    memcpy(pay, chunk0.chunk.payload, chunk0.chunk.payload_len);
+    pay[0] ^= 0xff; /* not "FLZ": the codec header does not parse */
+    bad0.chunk.payload = pay;
+    int code = -1;
+    assert_int_equal(reply_to(s, p, ids, &bad0, &code), REPLY_ERROR);
+    assert_int_equal(code, FL_ERR_CODEC_HEADER);
+    /* one credit left (the refused chunk returned none); each chunk taken returns one */
+    for (uint32_t i = 1; i < n; i++) {
+        flp_msg cm;
+        assert_int_equal(flc_core_update_chunk(c[0], i, &cm), FL_OK);
+        const reply_kind k = reply_to(s, p, ids, &cm, &code);
+        if (k != REPLY_CREDIT)
+            fail_msg("chunk %u of %u: answered %s %d, not a credit (chunk 0 is still missing)", i,
+                     n, k == REPLY_UPDATE ? "Ack(of UPDATE)" : k == REPLY_ERROR ? "Error" : "none",
+                     code);
+    }
+    assert_int_equal(reply_to(s, p, ids, &chunk0, &code), REPLY_UPDATE);
+    assert_int_equal(code, FL_OK); /* committed */
+    fls_server_stats st;
+    fls_server_stats_get(s, &st);
+    assert_int_equal(st.refused, 1); /* the bad chunk alone */
+    free(pay);
+    two_free(s, lb, p, c);
+}
+
 /* Reads what the server sent to p without waiting: the status of the Ack(UPDATE) among it, else
  * status. */
 static int update_ack_seen(peer *p, int status)
@@ -10098,6 +10179,7 @@ int main(void)
         cmocka_unit_test(test_reactor_stop_during_eval),
         cmocka_unit_test(test_reactor_upload_slots),
         cmocka_unit_test(test_reactor_refused_chunks_lose_slot),
+        cmocka_unit_test(test_reactor_refused_chunk_resent_last),
         cmocka_unit_test_teardown(test_reactor_slow_upload_named, reset_wraps),
         cmocka_unit_test(test_reactor_noack_downlink),
         cmocka_unit_test(test_reactor_send_queue_full_task_failed),
