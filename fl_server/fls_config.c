@@ -86,6 +86,11 @@ static const key_def KEYS[] = {
      "over) before the server closes it: connections that never say Hello would otherwise hold "
      "a file descriptor each for good; a live session is never affected (it sends at least once "
      "per server.liveness_ms; a value below twice that is raised to it, logged); 0: never closed"},
+    {"server.done_linger_s", K_U32, OFF(done_linger_s), 0, 0, 604800, NULL, "0",
+     "seconds the server stays up once the run is done (also when started with --resume on a "
+     "finished run), answering every client that comes in with Bye(\"done\"), on which it "
+     "exits: devices that were away when the run ended learn that it is over instead of "
+     "retrying for good; a stop ends the wait; 0: exit at once"},
     {"server.listen_backlog", K_U32, OFF(backlog), 0, 1, 65535, NULL, "4096",
      "connections waiting to be accepted on each tcp:// or ipc:// endpoint (ZMQ_BACKLOG; Linux "
      "caps it at net.core.somaxconn): when a fleet reconnects at once, as after a restart, "

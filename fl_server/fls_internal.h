@@ -25,7 +25,7 @@
 #define FLS_CONFIG_MAX_BYTES (1u << 20)
 /* How long a --config FIFO or pipe is waited for: its first bytes, each next ones, its end. */
 #define FLS_CONFIG_FIFO_WAIT_S 10.0
-#define FLS_N_KEYS 64                /* rows of the key table (fls_config.c checks it) */
+#define FLS_N_KEYS 65                /* rows of the key table (fls_config.c checks it) */
 #define FLS_ORIGIN_MAX 192           /* "fl.yaml:7", "--arch x": longer ones are shortened */
 
 struct fls_options {
@@ -46,6 +46,7 @@ struct fls_options {
     uint32_t ids_per_key;          /* ids one CURVE key may hold (0: no limit) */
     uint32_t idle_conn_s;          /* a connection without a session this long is closed (0: never) */
     uint32_t backlog;              /* ZMQ_BACKLOG of the ROUTER's listeners */
+    uint32_t done_linger_s;        /* up this long after the run is done, telling Bye("done") */
     uint32_t upload_slots;         /* clients sending update chunks at once (the others queue) */
     uint64_t max_msg_bytes;
     /* evaluation */

@@ -229,6 +229,8 @@ struct fls_server {
                                  * first asks for a stop, a second does not wait for the
                                  * evaluation */
     int run;
+    double linger_until;        /* RUN_DONE: up until then, telling clients Bye("done") (0: not) */
+    uint64_t linger_told;       /* Hellos answered Bye("done") meanwhile */
     fl_status fail_st;          /* why the run failed (RUN_FAILED): what every later step says */
     char ep[FLS_MAX_ENDPOINTS][FLS_ENDPOINT_MAX];
     size_t n_ep;
@@ -2824,6 +2826,41 @@ static void conn_of(fls_server *s, int fd, const uint8_t *rid, size_t rl)
 static void read_monitor(fls_server *s);
 
 /* Reads the messages waiting on the ROUTER, at most BATCH_IN; 1 when it stopped at that. */
+/* A message that comes while the run is done and the server lingers (server.done_linger_s,
+ * linger_step): whatever it is (a Hello, mostly: a client that was away when the run ended, or
+ * that found a server restarted on a finished run), but a Bye, it is answered with Bye("done"),
+ * the word on which a client exits (PROTOCOL.md, step 5). Nothing reaches the round engine, the
+ * session table or the client ids: the run is over. Under CURVE only a key the allow-list holds
+ * is answered, as during the run. */
+static void linger_frame(fls_server *s, const uint8_t *rid, size_t rid_len, const uint8_t *data,
+                         size_t len, const char *user_id)
+{
+    s->st.msgs_in++;
+    uint8_t pub[32];
+    if (s->curve && (!user_id || strlen(user_id) != FLS_Z85_LEN ||
+                     !zmq_z85_decode(pub, user_id) || !fls_allow_has(&s->allow, pub))) {
+        s->st.auth_refused++;
+        return;
+    }
+    flp_msg *m = NULL;
+    if (flp_decode(&m, data, len, &s->lim, NULL, 0) != FL_OK) {
+        s->st.malformed++;
+        return;
+    }
+    if (m->type != FLP_BYE) {
+        flp_msg b = flp_msg_header(FLP_BYE, 0, NULL);
+        b.bye.reason = "done";
+        if (send_to(s, rid, rid_len, &b) == 0 && m->type == FLP_HELLO) {
+            /* said for the first few, then counted (a fleet may come back at once) */
+            if (++s->linger_told <= 20)
+                fl_log(&s->log, FL_LOG_INFO, "client %s came in after the run was done: told so "
+                       "(Bye \"done\")%s", m->hello.client_id,
+                       s->linger_told == 20 ? "; more are counted, not said" : "");
+        }
+    }
+    flp_msg_free(m);
+}
+
 static int read_batch(fls_server *s)
 {
     for (int n = 0; n < BATCH_IN; n++) {
@@ -2879,6 +2916,9 @@ static int read_batch(fls_server *s)
                 read_monitor(s);
             if (fd >= 0 && (size_t)fd < s->fdt_cap && s->fdt[fd].shut) {
                 s->st.msgs_in++;
+            } else if (s->run == RUN_DONE) {
+                linger_frame(s, zmq_msg_data(&rid), rl, zmq_msg_data(&body), zmq_msg_size(&body),
+                             uid);
             } else {
                 handle_frame(s, zmq_msg_data(&rid), rl, zmq_msg_data(&body), zmq_msg_size(&body),
                              uid);
@@ -4871,7 +4911,72 @@ static fls_status finish_done(fls_server *s)
     fl_log(&s->log, FL_LOG_INFO, "run done: %llu rounds%s; model sha256 %s",
            (unsigned long long)fls_core_round(s->core),
            fls_core_target_reached(s->core) ? ", target accuracy reached" : "", hex);
-    return FLS_ERR_STATE;
+    if (!s->opt.done_linger_s || stop_asked(s))
+        return FLS_ERR_STATE;
+    /* Clients that were away when the run ended (a lost link, a reconnect backoff, a device
+     * offline), or that find a server restarted on a finished run, would otherwise retry a
+     * server gone for good: for a while it stays up to tell them (linger_step). */
+    s->linger_until = fl_time_mono_s() + s->opt.done_linger_s;
+    fl_log(&s->log, FL_LOG_INFO, "staying up %u s (server.done_linger_s) to tell clients that "
+           "come in that the run is done; a stop ends the wait", s->opt.done_linger_s);
+    return FLS_OK;
+}
+
+/* A step while the run is done (finish_done): until server.done_linger_s has passed or a stop
+ * is asked, the sockets are served (ZAP handshakes, the monitor, a reload's allow-list) and each
+ * message answered with Bye("done") (linger_frame); FLS_OK. Then FLS_ERR_STATE, as for a run done
+ * without the wait. */
+static fls_status linger_step(fls_server *s, int timeout_ms)
+{
+    const double now = fl_time_mono_s();
+    if (s->linger_until <= 0)
+        return FLS_ERR_STATE;
+    if (now >= s->linger_until || stop_asked(s)) {
+        fl_log(&s->log, FL_LOG_INFO, "%s: %llu client%s told that the run is done",
+               stop_asked(s) ? "stopped waiting" : "server.done_linger_s is over",
+               (unsigned long long)s->linger_told, s->linger_told == 1 ? "" : "s");
+        s->linger_until = 0;
+        return FLS_ERR_STATE;
+    }
+    /* the wait may last days: a connection that says nothing is closed as during the run
+     * (server.idle_connection_s), scanned each second */
+    double wait = ceil((s->linger_until - now) * 1000.0);
+    if (s->idle_s > 0 && s->mon && wait > 1000)
+        wait = 1000;
+    if (timeout_ms < 0 || wait < timeout_ms)
+        timeout_ms = (int)wait;
+    zmq_pollitem_t it[4] = {
+        {s->router, 0, ZMQ_POLLIN, 0},
+        {NULL, s->pipe_rd, ZMQ_POLLIN, 0},
+        {s->mon, 0, ZMQ_POLLIN, 0},
+        {s->zap, 0, ZMQ_POLLIN, 0},
+    };
+    const int n_it = s->zap ? 4 : 3;
+    if (zmq_poll(it, n_it, timeout_ms) < 0 && zmq_errno() != EINTR) {
+        fl_log(&s->log, FL_LOG_ERROR, "zmq_poll: %s", zmq_strerror(zmq_errno()));
+        s->linger_until = 0; /* the run is done all the same: nothing is lost */
+        return FLS_ERR_STATE;
+    }
+    if (it[1].revents & ZMQ_POLLIN) {
+        char buf[64];
+        while (read(s->pipe_rd, buf, sizeof buf) > 0) {
+        }
+    }
+    if (atomic_exchange(&s->reload_req, 0)) {
+        reload_config_said(s);
+        reload_allow(s);
+        reopen_metrics(s);
+    }
+    if (it[2].revents & ZMQ_POLLIN)
+        read_monitor(s);
+    if (n_it == 4 && (it[3].revents & ZMQ_POLLIN))
+        read_zap(s);
+    if (it[0].revents & ZMQ_POLLIN)
+        (void)read_batch(s);
+    const double later = fl_time_mono_s();
+    if (s->idle_s > 0 && s->mon && later - s->idle_scan >= 1.0)
+        close_idle_conns(s, later);
+    return FLS_OK;
 }
 
 /* The run cannot go on (RUN_FAILED) because of st. The first cause is kept: it is what
@@ -4915,7 +5020,7 @@ fls_status fls_server_step(fls_server *s, int timeout_ms)
     if (!s)
         return FLS_ERR_INVALID_ARG;
     if (s->run == RUN_DONE)
-        return FLS_ERR_STATE;
+        return linger_step(s, timeout_ms);
     if (s->run == RUN_STOPPED)
         return FLS_ERR_CANCELLED;
     if (s->run == RUN_FAILED)

@@ -206,7 +206,9 @@ void fls_server_free(fls_server *s);
 
 /* Runs the reactor until the run is over or fls_server_stop is called.
  *   done (max rounds or target accuracy reached): sends Bye("done") to every client, writes a
- *     final checkpoint (if checkpoint.path is set) and returns FLS_OK;
+ *     final checkpoint (if checkpoint.path is set) and returns FLS_OK; with server.done_linger_s
+ *     set, only after that many seconds more, during which every client that comes in is
+ *     answered Bye("done") (nothing reaches the run), or at once on fls_server_stop;
  *   stopped: takes no more updates, writes a checkpoint of the last state between rounds (an open
  *     round is abandoned and replayed on resume) when checkpoint.path is set and the run has
  *     finished a round or was resumed (a fresh run stopped before its first round keeps the file
@@ -223,7 +225,8 @@ fls_status fls_server_run(fls_server *s);
  * next timer, within 50 ms), handles what arrived, runs due timers and the round engine. For
  * hosts with their own loop and for tests. Returns FLS_OK while the run goes on,
  * FLS_ERR_CANCELLED once stopped (after the stop steps of fls_server_run), FLS_ERR_STATE once
- * done (after the done steps), or a failure (see fls_server_run). */
+ * done (after the done steps, and server.done_linger_s's wait: FLS_OK while it lasts), or a
+ * failure (see fls_server_run). */
 fls_status fls_server_step(fls_server *s, int timeout_ms);
 
 /* Asks the reactor to stop (see fls_server_run). Async-signal-safe; any thread. */

@@ -4,8 +4,8 @@
     fl_it.py TEST        TEST in: learn, client_kill, server_resume, server_resume_topk,
                          server_resume_afd_multi,
                          new_run_topk, unknown_key, mechanisms, garbage,
-                         train_failure, small_device, server_full, client_signals, revoked,
-                         key_rotation,
+                         train_failure, done_linger, small_device, server_full,
+                         client_signals, revoked, key_rotation,
                          twin_ids, colliding_ids, fd_limit
 
 Each test makes its own temporary directory, picks free ports, starts real processes and kills
@@ -652,6 +652,52 @@ def test_train_failure(h):
     check(h.read('failing.log').count('training fails') == 3, 'the device was asked 3 times')
 
 
+# ---- 5b. a client that was away when the run ended ----------------------------------------------
+# Over CURVE, a run of 1 round with client c0 alone ends (Bye "done": c0 exits 0). Client c1, of the
+# same fleet, comes only afterwards: nobody is there to tell it, and it retries; a server started
+# with --resume on the finished run exits at once (the run stays finished), and c1 retries on. With
+# server.done_linger_s the restarted server stays up and answers c1's Hello with Bye("done"): c1
+# exits 0, and a SIGTERM ends the server's wait at once (exit 0, "run done"). Fails if c1 is still
+# running once the lingering server told it (before server.done_linger_s there was no way to tell
+# it: c1 retried for good), or if the lingering server does not exit 0 on the stop.
+def test_done_linger(h):
+    sk, _ = h.keygen('server')
+    for n in ('c0', 'c1'):
+        h.keygen(n)
+    allow = h.allow_list(['c0', 'c1'])
+    ck = h.path('run.ckpt')
+    port = free_port()
+    ep = 'tcp://127.0.0.1:%d' % port
+    args = SMALL + ['--secret-key', sk, '--allow-list', allow, '--rounds', '1', '--clients', '1',
+                    '--overcommit', '1', '--checkpoint', ck, '--resume']
+    key = lambda n: (h.path('keys', n + '.secret'), h.path('keys', 'server.pub'))
+    srv = h.server(args, log='server1.log', endpoint=ep)
+    c0 = h.client(ep, 0, 2, key=key('c0'))
+    check(h.wait_exit(srv, 100, 'fl_server') == 0, 'the 1-round run ends, exit 0')
+    check(h.wait_exit(c0, 30, 'fl_client c0') == 0, 'c0, there at the end, exits 0 on Bye("done")')
+    c1 = h.client(ep, 1, 2, key=key('c1'))
+    h.wait_log('client1.log', r'connecting to', 30, c1)
+    srv = h.server(args, log='server2.log', endpoint=ep)
+    check(h.wait_exit(srv, 30, 'fl_server') == 0 and
+          'run.rounds (1) was already reached' in h.read('server2.log'),
+          'a server started on the finished run says so and exits 0 at once')
+    time.sleep(1)
+    check(c1.poll() is None, 'c1, away at the end, still retries: nobody told it')
+    srv = h.server(args + ['--set', 'server.done_linger_s=600'], log='server3.log', endpoint=ep)
+    h.wait_log('server3.log', r'client client-1 came in after the run was done: told so', 60, srv)
+    check(h.wait_exit(c1, 30, 'fl_client c1') == 0,
+          'with server.done_linger_s the restarted server tells c1 Bye("done"): it exits 0')
+    check('server says bye: done' in h.read('client1.log'), 'c1 says why it stops')
+    check(srv.poll() is None, 'the server waits on (server.done_linger_s 600)')
+    srv.send_signal(signal.SIGTERM)
+    check(h.wait_exit(srv, 30, 'fl_server') == 0, 'a stop ends the wait: exit 0')
+    log = h.read('server3.log')
+    check('stopped waiting: 1 client told that the run is done' in log and
+          'exiting: run done' in log, 'the server says how many it told, and that the run is done')
+    s = exit_summary(log)
+    check(s['auth_refused'] == 0 and s['malformed'] == 0, 'no refusals while it waited')
+
+
 # ---- 6a. a training's end wakes the client ------------------------------------------------------
 # The client's session loop must learn that a training ended from the trainer thread itself, not
 # from its next timeout or message: with the test hook FEDROP_TEST_TRAIN_WATCH_MS=600000 its poll
@@ -1116,6 +1162,7 @@ TESTS = {
     'mechanisms': test_mechanisms,
     'garbage': test_garbage,
     'train_failure': test_train_failure,
+    'done_linger': test_done_linger,
     'small_device': test_small_device,
     'server_full': test_server_full,
     'client_signals': test_client_signals,

@@ -4331,6 +4331,88 @@ static void test_reactor_deadline_closes_at_once(void **state)
     free(lb);
 }
 
+/* server.done_linger_s: once the run is done (Bye "done" to the client there) the server stays up
+ * and answers a client that comes in afterwards (a Hello, and whatever else it says) with
+ * Bye("done"), the word on which a client exits, instead of exiting and leaving it to retry a
+ * server gone for good; nothing of it reaches the round engine. Once the linger is over, the
+ * step says the run is done (FLS_ERR_STATE), as a run without it does at once. */
+static void test_reactor_done_linger(void **state)
+{
+    (void)state;
+    char yaml[2048], ep[300];
+    snprintf(ep, sizeof ep, "ipc://%s/linger.sock", g_tmp);
+    snprintf(yaml, sizeof yaml,
+             "server:\n  insecure: true\n  endpoints: ['%s']\n  done_linger_s: 600\n"
+             "model:\n  arch: \"mlp:6-5-3\"\nrun:\n  rounds: 1\n"
+             "round:\n  clients: 1\n  overcommit: 1\ncodec:\n  chunk_elems: 4\n", ep);
+    logbuf *lb;
+    fls_server *s = server_of(yaml, &lb);
+    peer p, late;
+    flp_msg h;
+    flc_core *c = dev_joined(s, &p, ep, &h);
+    int max_inflight = 0;
+    assert_int_equal(play_round(s, &p, c, 8, &max_inflight, 0), 0);
+    flp_msg *bye = peer_recv(s, &p, 10);
+    assert_non_null(bye);
+    assert_int_equal(bye->type, FLP_BYE);
+    assert_string_equal(bye->bye.reason, "done");
+    flp_msg_free(bye);
+    assert_int_equal(fls_server_step(s, 0), FLS_OK); /* done, and lingering */
+    assert_non_null(strstr(lb->text, "run done: 1 rounds"));
+    assert_non_null(strstr(lb->text, "staying up 600 s (server.done_linger_s)"));
+    peer_open(&late, ep, NULL, NULL, NULL);
+    const flp_msg hl = hello_msg("late");
+    peer_send(&late, &hl);
+    flp_msg *r = peer_recv(s, &late, 10);
+    assert_non_null(r);
+    if (r->type != FLP_BYE || strcmp(r->bye.reason, "done") != 0)
+        fail_msg("a Hello after the run: %s, not Bye(\"done\")", flp_type_name(r->type));
+    flp_msg_free(r);
+    const flp_msg hb = flp_msg_header(FLP_HEARTBEAT, 0, "late");
+    peer_send(&late, &hb);
+    r = peer_recv(s, &late, 10);
+    assert_non_null(r);
+    assert_int_equal(r->type, FLP_BYE);
+    flp_msg_free(r);
+    assert_non_null(strstr(lb->text, "client late came in after the run was done: told so"));
+    fls_server_stats st;
+    fls_server_stats_get(s, &st);
+    assert_int_equal(st.malformed + st.refused, 0);
+    assert_int_equal(fls_server_step(s, 0), FLS_OK);
+    /* a connection that says nothing is closed after server.idle_connection_s (60 s), as during
+     * the run: the wait may last days. The held clock goes on a second a step (a jump would
+     * read as a stalled reactor, whose stall is not counted against the peers). */
+    peer mute;
+    peer_open(&mute, ep, NULL, NULL, NULL);
+    const double c0 = __real_fl_time_mono_s();
+    do {
+        fls_server_step(s, 2);
+        fls_server_stats_get(s, &st);
+    } while (st.connections < 3 && __real_fl_time_mono_s() - c0 < 10);
+    assert_int_equal(st.connections, 3); /* dev, late, mute */
+    g_clock_hold = __real_fl_time_mono_s();
+    for (int i = 0; i < 90 && st.idle_closed == 0; i++) {
+        g_clock_hold += 1.0;
+        assert_int_equal(fls_server_step(s, 0), FLS_OK);
+        fls_server_stats_get(s, &st);
+    }
+    g_clock_hold = 0;
+    if (st.idle_closed == 0)
+        fail_msg("no idle connection closed in 90 s while the server waited");
+    peer_close(&mute);
+    g_clock_hold = __real_fl_time_mono_s() + 601; /* the linger is over */
+    const fls_status rs = fls_server_step(s, 0);
+    g_clock_hold = 0;
+    assert_int_equal(rs, FLS_ERR_STATE);
+    assert_non_null(strstr(lb->text, "server.done_linger_s is over: 1 client told"));
+    assert_int_equal(fls_server_step(s, 0), FLS_ERR_STATE);
+    fls_server_free(s);
+    flc_core_free(c);
+    peer_close(&p);
+    peer_close(&late);
+    free(lb);
+}
+
 static void test_reactor_round_and_resume(void **state)
 {
     (void)state;
@@ -10168,6 +10250,7 @@ int main(void)
         cmocka_unit_test(test_reactor_reload_from_thread),
         cmocka_unit_test_teardown(test_reactor_ids_per_key, hello_memory_reset),
         cmocka_unit_test(test_reactor_round_and_resume),
+        cmocka_unit_test(test_reactor_done_linger),
         cmocka_unit_test_teardown(test_reactor_next_round_at_once, reset_wraps),
         cmocka_unit_test_teardown(test_reactor_round_starts_at_join, reset_wraps),
         cmocka_unit_test_teardown(test_reactor_deadline_closes_at_once, reset_wraps),
