@@ -1,3 +1,4 @@
+#define _GNU_SOURCE /* mkostemp (glibc 2.7, the BSDs; POSIX 2024) */
 #include "fl_fs.h"
 #include "fl_time.h"
 
@@ -27,7 +28,9 @@ int fl_dir_writable(const char *dir)
     char probe[4096];
     if (snprintf(probe, sizeof probe, "%s/.fl-probe-XXXXXX", dir) >= (int)sizeof probe)
         return ENAMETOOLONG;
-    const int fd = mkstemp(probe);
+    /* close-on-exec from birth, as every descriptor here: a child forked and exec'd by another
+     * thread keeps no file of ours (mkostemp: glibc and the BSDs) */
+    const int fd = mkostemp(probe, O_CLOEXEC);
     if (fd < 0) {
         const int e = errno;
         /* /proc says ENOENT, though it is there: no file can be made in it */
@@ -362,12 +365,13 @@ int fl_atomic_open(fl_atomic *a, const char *path, mode_t mode)
     free(dir);
     if (a->dfd < 0)
         return atomic_open_fail(a, "cannot open its directory");
-    if ((a->fd = mkstemp(a->tmp)) < 0) {
+    /* O_CLOEXEC at creation: set after (fcntl), a fork and exec in another thread in between
+     * handed the child the descriptor */
+    if ((a->fd = mkostemp(a->tmp, O_CLOEXEC)) < 0) {
         a->tmp[0] = 0; /* nothing to remove */
         return atomic_open_fail(a, "cannot create a temporary file");
     }
-    fcntl(a->fd, F_SETFD, FD_CLOEXEC);
-    /* mkstemp makes 0600 whatever the umask; the file gets what open(2) would have given it */
+    /* mkostemp makes 0600 whatever the umask; the file gets what open(2) would have given it */
     if (fchmod(a->fd, mode & ~process_umask() & 07777) != 0)
         return atomic_open_fail(a, "cannot set the temporary file's mode");
     return 0;
@@ -424,7 +428,7 @@ size_t fl_atomic_sweep(const char *path)
     size_t removed = 0;
     struct dirent *e;
     while ((e = readdir(d)) != NULL) {
-        /* base ".tmp." XXXXXX, exactly: mkstemp's six characters are letters and digits */
+        /* base ".tmp." XXXXXX, exactly: mkostemp's six characters are letters and digits */
         const char *n = e->d_name;
         if (strlen(n) != bl + 11 || memcmp(n, base, bl) != 0 || memcmp(n + bl, ".tmp.", 5) != 0)
             continue;

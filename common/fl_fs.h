@@ -61,9 +61,9 @@ fl_status fl_file_read_wait(const char *path, size_t max, double wait_s, char **
 int fl_write_all(int fd, const void *p, size_t n);
 
 /* An atomic replacement of the file at a path: the new contents go to a temporary file beside it
- * ("PATH.tmp.XXXXXX", made with mkstemp), which is fsync'd, renamed over PATH, and the directory
- * fsync'd. A reader sees the old file or the new one, never a part of either; a crash leaves the
- * old file and, at worst, a temporary that fl_atomic_sweep removes.
+ * ("PATH.tmp.XXXXXX", made with mkostemp, close-on-exec), which is fsync'd, renamed over PATH,
+ * and the directory fsync'd. A reader sees the old file or the new one, never a part of either;
+ * a crash leaves the old file and, at worst, a temporary that fl_atomic_sweep removes.
  *
  *     fl_atomic a;
  *     int e = fl_atomic_open(&a, path, 0644);

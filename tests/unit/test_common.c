@@ -705,6 +705,62 @@ void *__wrap_malloc(size_t n)
     return p;
 }
 
+/* mkstemp and mkostemp, wrapped (meson.build: --wrap=mkstemp64, --wrap=mkostemp64, glibc's
+ * names under _FILE_OFFSET_BITS=64): while g_mktemp_watch is set, each descriptor they hand out is
+ * counted, and those that would outlive an exec at that instant (no FD_CLOEXEC yet: a fork and
+ * exec in another thread then would leak it to the child) are counted apart. */
+int __real_mkstemp64(char *tmpl);
+int __wrap_mkstemp64(char *tmpl);
+int __real_mkostemp64(char *tmpl, int flags);
+int __wrap_mkostemp64(char *tmpl, int flags);
+static int g_mktemp_watch, g_mktemp_made, g_mktemp_inheritable;
+
+static int mktemp_seen(int fd)
+{
+    if (g_mktemp_watch && fd >= 0) {
+        g_mktemp_made++;
+        if (!(fcntl(fd, F_GETFD) & FD_CLOEXEC))
+            g_mktemp_inheritable++;
+    }
+    return fd;
+}
+
+int __wrap_mkstemp64(char *tmpl)
+{
+    return mktemp_seen(__real_mkstemp64(tmpl));
+}
+
+int __wrap_mkostemp64(char *tmpl, int flags)
+{
+    return mktemp_seen(__real_mkostemp64(tmpl, flags));
+}
+
+/* The temporary files of fl_atomic_open and fl_dir_writable's probe are close-on-exec from the
+ * moment they exist: until 2026-12-07 they were made with mkstemp and marked after, so a child
+ * that another thread forked and exec'd in between kept the descriptor (and the file, unlinked
+ * or renamed, held open) for its whole life. */
+static void test_temp_files_cloexec(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/fl-test-cloexec-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    char path[300];
+    snprintf(path, sizeof path, "%s/f", dir);
+    g_mktemp_watch = 1;
+    g_mktemp_made = g_mktemp_inheritable = 0;
+    assert_int_equal(fl_dir_writable(dir), 0);
+    fl_atomic a;
+    assert_int_equal(fl_atomic_open(&a, path, 0644), 0);
+    g_mktemp_watch = 0;
+    assert_int_equal(g_mktemp_made, 2);
+    assert_int_equal(g_mktemp_inheritable, 0);
+    assert_int_not_equal(fcntl(a.fd, F_GETFD) & FD_CLOEXEC, 0);
+    assert_int_equal(fl_atomic_commit(&a, path, 0), 0);
+    fl_atomic_end(&a);
+    assert_int_equal(unlink(path), 0);
+    assert_int_equal(rmdir(dir), 0);
+}
+
 static int open_fds(void)
 {
     return dir_entries("/proc/self/fd");
@@ -1389,6 +1445,7 @@ int main(void)
         cmocka_unit_test(test_read_int_file),
         cmocka_unit_test(test_write_nosigpipe),
         cmocka_unit_test(test_atomic_open_fails),
+        cmocka_unit_test(test_temp_files_cloexec),
         cmocka_unit_test(test_atomic_sweep),
         cmocka_unit_test(test_lock_path),
         cmocka_unit_test(test_z85_key_decode),

@@ -3145,7 +3145,7 @@ static void test_reactor_ipc_in_use(void **state)
  * (the first's pid named, exit 3 from fl_server), --check still runs beside it, and the
  * temporaries that a killed server left (CHECKPOINT.tmp.*, CHECKPOINT.ids.tmp.*) are removed by the
  * next start; a lookalike of another name is not. Once the first is gone, the next one starts. */
-static int g_mkstemp_fails, g_mkstemp_errno; /* __wrap_mkstemp64, below */
+static int g_mkstemp_fails, g_mkstemp_errno; /* __wrap_mkostemp64, below */
 
 static long g_alloc_fail;  /* __wrap_malloc, below */
 static int g_alloc_failed;
@@ -4743,13 +4743,13 @@ static void test_reactor_stop_keeps_checkpoint(void **state)
     free(lb);
 }
 
-/* mkstemp as the checkpoint writer sees it (-Wl,--wrap=mkstemp64, glibc's name for it with
- * _FILE_OFFSET_BITS=64): while g_mkstemp_fails is not 0 (-1: always) each call fails with
- * g_mkstemp_errno, as in a process out of descriptors (EMFILE). */
-int __real_mkstemp64(char *tmpl);
-int __wrap_mkstemp64(char *tmpl);
+/* mkostemp as the checkpoint writer and the directory probe see it (-Wl,--wrap=mkostemp64,
+ * glibc's name for it with _FILE_OFFSET_BITS=64): while g_mkstemp_fails is not 0 (-1: always)
+ * each call fails with g_mkstemp_errno, as in a process out of descriptors (EMFILE). */
+int __real_mkostemp64(char *tmpl, int flags);
+int __wrap_mkostemp64(char *tmpl, int flags);
 
-int __wrap_mkstemp64(char *tmpl)
+int __wrap_mkostemp64(char *tmpl, int flags)
 {
     if (g_mkstemp_fails) {
         if (g_mkstemp_fails > 0)
@@ -4757,7 +4757,7 @@ int __wrap_mkstemp64(char *tmpl)
         errno = g_mkstemp_errno;
         return -1;
     }
-    return __real_mkstemp64(tmpl);
+    return __real_mkostemp64(tmpl, flags);
 }
 
 /* The monotonic clock in seconds as this binary sees it (-Wl,--wrap=fl_time_mono_s): moved on
