@@ -7,6 +7,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -70,19 +71,29 @@ int fl_parent_writable(const char *path)
     return e ? e : fl_dir_writable(dir);
 }
 
+/* Frees a read buffer that held n bytes of a file, wiped first: the file may be a key file, and
+ * a secret key must not stay in memory that the heap hands out again. */
+static void buf_free(char *buf, size_t n)
+{
+    if (buf)
+        explicit_bzero(buf, n);
+    free(buf);
+}
+
 /* A full read buffer *buf of *cap bytes doubled: 0; 1 when it already holds more than max (left
- * as it is: the file is too large); -1 out of memory (*buf freed and NULL). */
+ * as it is: the file is too large); -1 out of memory (*buf freed and NULL). Not realloc: it
+ * would free the old block (a key in it) without a wipe. */
 static int room(char **buf, size_t *cap, size_t max)
 {
-    if (*cap > max)
+    if (*cap > max || *cap > SIZE_MAX / 4)
         return 1;
-    char *nb = realloc(*buf, *cap * 2);
-    if (!nb) {
-        free(*buf);
-        *buf = NULL;
-        return -1;
-    }
+    char *nb = malloc(*cap * 2);
+    if (nb)
+        memcpy(nb, *buf, *cap);
+    buf_free(*buf, *cap);
     *buf = nb;
+    if (!nb)
+        return -1;
     *cap *= 2;
     return 0;
 }
@@ -121,7 +132,7 @@ static fl_status read_stream(FILE *f, const char *path, size_t max, char **out, 
     if (!buf)
         return fl_errf(err, errlen, FL_ERR_NOMEM, "%s: out of memory", path);
     if (bad || n > max) {
-        free(buf);
+        buf_free(buf, n);
         return fl_errf(err, errlen, FL_ERR_IO, "%s: %s", path,
                        !bad ? "file too large" : read_errno ? strerror(read_errno) : "read error");
     }
@@ -265,7 +276,7 @@ static fl_status read_fifo(int fd, const char *path, size_t max, double wait_s, 
     if (st == FL_OK && n > max)
         st = fl_errf(err, errlen, FL_ERR_IO, "%s: file too large", path);
     if (st != FL_OK) {
-        free(buf);
+        buf_free(buf, n);
         return st;
     }
     *out = buf;

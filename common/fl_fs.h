@@ -36,7 +36,9 @@ int fl_parent_writable(const char *path);
 /* Reads the whole file at path (a FIFO too) into *out, a malloc'd buffer the caller frees, and its
  * size into *len. A file of more than max bytes is refused without being read to its end. FL_OK;
  * FL_ERR_IO ("PATH: reason" in err: cannot open, read error, file too large); FL_ERR_NOMEM.
- * *out and *len are written only on FL_OK. */
+ * *out and *len are written only on FL_OK. Every buffer given up on the way (outgrown, or the
+ * file refused) is wiped before it is freed, as the file may be a secret key; *out, the caller's,
+ * is the caller's to wipe. */
 fl_status fl_file_read(const char *path, size_t max, char **out, size_t *len, char *err,
                        size_t errlen);
 

@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <dirent.h>
 #include <fcntl.h>
+#include <malloc.h>
 #include <signal.h>
 #include <sys/mman.h>
 #include <sys/wait.h>
@@ -958,6 +959,75 @@ static int keydir_teardown(void **state)
     return system(cmd) == 0 ? 0 : -1;
 }
 
+/* free and realloc, wrapped (meson.build: --wrap=free, --wrap=realloc): while g_secret is set,
+ * each block handed to free that still holds it, or to realloc (which may move the bytes and free
+ * the old block as it was), is counted in g_secret_left. */
+void __real_free(void *p);
+void __wrap_free(void *p);
+void *__real_realloc(void *p, size_t n);
+void *__wrap_realloc(void *p, size_t n);
+static const char *g_secret;
+static int g_secret_left;
+
+static void secret_check(const void *p)
+{
+    if (!g_secret || !p)
+        return;
+    const char *b = p;
+    const size_t n = malloc_usable_size((void *)p), k = strlen(g_secret);
+    for (size_t i = 0; i + k <= n; i++)
+        if (memcmp(b + i, g_secret, k) == 0) {
+            g_secret_left++;
+            return;
+        }
+}
+
+void __wrap_free(void *p)
+{
+    secret_check(p);
+    __real_free(p);
+}
+
+void *__wrap_realloc(void *p, size_t n)
+{
+    secret_check(p);
+    return __real_realloc(p, n);
+}
+
+/* A secret key file longer than the reader's first buffer (4 KiB: comments after the key), and
+ * one too large to be read: the key is in no block that goes back to the heap unwiped. Until
+ * 2026-12-07 the buffer grew by realloc, which freed the first 4 KiB (the key in it) as it was,
+ * and a file refused as too large was freed without a wipe. */
+static void test_key_file_wiped(void **state)
+{
+    (void)state;
+    const size_t sizes[] = {10000, FL_KEYFILE_MAX_BYTES + 100};
+    for (size_t t = 0; t < sizeof sizes / sizeof *sizes; t++) {
+        char *text = malloc(sizes[t] + 1);
+        assert_non_null(text);
+        const size_t h = strlen(HDR_SEC KEY_B "\n");
+        memcpy(text, HDR_SEC KEY_B "\n", h);
+        for (size_t i = h; i < sizes[t]; i++)
+            text[i] = (i - h) % 64 == 0 ? '#' : (i - h) % 64 == 63 ? '\n' : 'x';
+        text[sizes[t]] = 0;
+        char path[256], z[41] = "", err[512];
+        key_file(path, "long.secret", text);
+        free(text);
+        g_secret_left = 0;
+        g_secret = KEY_B;
+        const fl_status st = fl_key_file_read(path, FL_KEY_SECRET, z, NULL, err, sizeof err);
+        g_secret = NULL;
+        if (t == 0) {
+            assert_int_equal(st, FL_OK);
+            assert_string_equal(z, KEY_B);
+        } else {
+            assert_int_equal(st, FL_ERR_IO);
+            assert_non_null(strstr(err, "file too large"));
+        }
+        assert_int_equal(g_secret_left, 0);
+    }
+}
+
 static void test_z85_key_decode(void **state)
 {
     (void)state;
@@ -1454,6 +1524,7 @@ int main(void)
         cmocka_unit_test(test_advise_huge),
         cmocka_unit_test_setup_teardown(test_key_file_good, keydir_setup, keydir_teardown),
         cmocka_unit_test_setup_teardown(test_key_file_refused, keydir_setup, keydir_teardown),
+        cmocka_unit_test_setup_teardown(test_key_file_wiped, keydir_setup, keydir_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
