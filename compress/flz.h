@@ -132,10 +132,19 @@ flz_isa flz_ctx_isa(const flz_ctx *ctx);
  * FL_ERR_CODEC_SPEC (invalid spec); FL_ERR_INVALID_ARG (NULL pointers, n > FLZ_MAX_N, residual of
  * another length); FL_ERR_BUFFER_TOO_SMALL (cap < needed; cap >= flz_encode_bound() always
  * suffices); FL_ERR_NUMERIC (a non-finite input, a block whose range overflows float, a value
- * outside float16's range for f16); FL_ERR_NOMEM; FL_ERR_INTERNAL (zstd failed). On error dst is
- * unspecified and the residual is unchanged. x may be NULL when n == 0. Not thread-safe per ctx. */
+ * outside float16's range for f16: flz_ctx_error says which); FL_ERR_NOMEM; FL_ERR_INTERNAL (zstd
+ * failed). On error dst is unspecified and the residual is unchanged. x may be NULL when n == 0.
+ * Not thread-safe per ctx. */
 fl_status flz_encode(flz_ctx *ctx, const flz_spec *spec, const flz_params *params,
                      const float *x, size_t n, uint8_t *dst, size_t cap, size_t *written);
+
+/* Why the last flz_encode or flz_encode_diff on ctx returned FL_ERR_NUMERIC, in words that name
+ * the value and the limit it passed, e.g. "element 3 is 100000, outside float16's range (its
+ * largest finite value is 65504): f16 cannot carry it; bf16 (float32's range) or float32 values
+ * can"; "" after any other outcome, or for a NULL ctx. Valid until the next call on ctx. For the
+ * caller's message: FL_ERR_NUMERIC's own text (fl_strerror) says only "non-finite value", where
+ * the input may be finite and only beyond what the spec's stages carry. Not thread-safe per ctx. */
+const char *flz_ctx_error(const flz_ctx *ctx);
 
 /* flz_encode of the difference a[i] - b[i] (a model delta: trained minus received weights), the
  * same bytes as forming it first and calling flz_encode. For plain float32 the difference is

@@ -10,6 +10,8 @@
 #include <fenv.h>
 #include <float.h>
 #include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <zstd.h>
@@ -50,12 +52,59 @@ struct flz_ctx {
     buf dec;   /* float[n]: dense decode target of flz_decode_axpy */
     buf zout;  /* zstd output when the caller's buffer is below ZSTD_compressBound */
     uint32_t hist[2048];
+    char why[256]; /* flz_ctx_error: why the last encode was FL_ERR_NUMERIC, else "" */
 };
 
 typedef struct key {
     uint32_t k[2];
     uint32_t round, client;
 } key;
+
+/* FL_ERR_NUMERIC, its reason written to c->why (flz_ctx_error) unless one is there already. */
+#if defined(__GNUC__)
+__attribute__((format(printf, 2, 3)))
+#endif
+static fl_status numeric(flz_ctx *c, const char *fmt, ...)
+{
+    if (!c->why[0]) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(c->why, sizeof c->why, fmt, ap);
+        va_end(ap);
+    }
+    return FL_ERR_NUMERIC;
+}
+
+/* The values stage's refusal of v[0..m), said (numeric): the first value f16 or bf16 cannot
+ * carry. staged: v is what earlier stages (top-k, rotation, subsampling) made of the input, not
+ * the input itself. A value that is not finite (a rotation's sums past float) is left to
+ * encode's own reason. */
+static fl_status values_refused(flz_ctx *c, const flz_spec *s, const float *v, size_t m,
+                                int staged)
+{
+    for (size_t i = 0; i < m; i++) {
+        if (!flz_finite(v[i]))
+            return FL_ERR_NUMERIC;
+        /* the magnitudes that flz_half_from_float and flz_bf16_from_float round to Inf */
+        const uint32_t a = flz_f2u(v[i]) & 0x7fffffffu;
+        const int f16 = s->value == FLZ_VALUE_F16 && a >= 0x477ff000u;
+        const int bf16 = s->value == FLZ_VALUE_BF16 && a >= 0x7f7f8000u;
+        if (!f16 && !bf16)
+            continue;
+        char what[64];
+        if (staged)
+            snprintf(what, sizeof what, "a value after the earlier stages is %g", (double)v[i]);
+        else
+            snprintf(what, sizeof what, "element %zu is %g", i, (double)v[i]);
+        if (f16)
+            return numeric(c, "%s, outside float16's range (its largest finite value is 65504): "
+                           "f16 cannot carry it; bf16 (float32's range) or plain float32 "
+                           "(\"none\") can", what);
+        return numeric(c, "%s, which rounds past bfloat16's largest finite value "
+                       "(3.38953e+38): bf16 cannot carry it; plain float32 (\"none\") can", what);
+    }
+    return FL_ERR_NUMERIC;
+}
 
 /* Scratch is never carried across a grow (every user fills it after growing), so a grow is a
  * free and a fresh 64-byte-aligned allocation: vector loads then never split a cache line. */
@@ -631,9 +680,14 @@ static fl_status quant_encode(flz_ctx *c, const key *ky, const flz_spec *s, uint
             float lo, hi;
             /* and the decoder's top level (quant_blocks refuses a block whose top level is not
              * finite) */
-            if (!c->k->minmax(&lo, &hi, x + i0, bl) || !flz_finite(hi - lo) ||
-                !top_level_finite(lo, hi, L))
-                return FL_ERR_NUMERIC;
+            if (!c->k->minmax(&lo, &hi, x + i0, bl))
+                return FL_ERR_NUMERIC; /* not finite: encode says why */
+            if (!flz_finite(hi - lo) || !top_level_finite(lo, hi, L))
+                return numeric(c, "the quantisation block of values %zu..%zu spans %g to %g, a "
+                               "width past float's largest value (3.40282e+38), which q%u's "
+                               "levels cannot span; f16 (if the values fit its range), bf16 or "
+                               "float32 values can carry them", i0, i0 + bl - 1, (double)lo,
+                               (double)hi, q);
             if (absmax) {
                 const float a = fabsf(lo) > fabsf(hi) ? fabsf(lo) : fabsf(hi);
                 *absmax = a > *absmax ? a : *absmax;
@@ -701,9 +755,11 @@ static fl_status quant_decode(flz_ctx *c, const flz_spec *s, float *out, const u
 
 /* xb: NULL, or (plain float32 values only) the subtrahend: encodes x - xb. */
 /* absmax (may be NULL): set to the largest |value| sent (q: its blocks' largest |lo| or |hi|,
- * known at no extra pass). */
+ * known at no extra pass). staged: x is what earlier stages made of the input, not the input
+ * (for the words of a refusal, values_refused). */
 static fl_status values_encode(flz_ctx *c, const key *ky, const flz_spec *s, uint8_t *o,
-                               const float *x, const float *xb, size_t m, float *absmax)
+                               const float *x, const float *xb, size_t m, float *absmax,
+                               int staged)
 {
     if (absmax)
         *absmax = 0.0f;
@@ -716,9 +772,9 @@ static fl_status values_encode(flz_ctx *c, const key *ky, const flz_spec *s, uin
     case FLZ_VALUE_Q:
         return quant_encode(c, ky, s, o, x, m, absmax);
     case FLZ_VALUE_F16:
-        return c->k->to_f16(o, x, m) ? FL_OK : FL_ERR_NUMERIC;
+        return c->k->to_f16(o, x, m) ? FL_OK : values_refused(c, s, x, m, staged);
     case FLZ_VALUE_BF16:
-        return c->k->to_bf16(o, x, m) ? FL_OK : FL_ERR_NUMERIC;
+        return c->k->to_bf16(o, x, m) ? FL_OK : values_refused(c, s, x, m, staged);
     default:
         if (xb)
             return c->k->put_f32_diff(o, x, xb, m) ? FL_OK : FL_ERR_NUMERIC;
@@ -1083,11 +1139,10 @@ fl_status flz_decode_axpy(flz_ctx *c, const uint8_t *src, size_t len, float alph
 /* flz_encode of x, or of x - xb when xb != NULL: then there is no top-k and no residual, so x
  * reaches the rotation (which forms the difference block by block) or, with no rotation and no
  * subsampling, values_encode (plain float32, formed as it is written) as it is. */
-static fl_status encode(flz_ctx *c, const flz_spec *s, const flz_params *params, const float *x,
-                        const float *xb, size_t n, uint8_t *dst, size_t cap, size_t *written)
+static fl_status encode_run(flz_ctx *c, const flz_spec *s, const flz_params *params,
+                            const float *x, const float *xb, size_t n, uint8_t *dst, size_t cap,
+                            size_t *written)
 {
-    if (!c || !s || !dst || !written || (!x && n))
-        return FL_ERR_INVALID_ARG;
     *written = 0;
     char why[128];
     fl_status st = flz_spec_check(s, why, sizeof why);
@@ -1177,7 +1232,7 @@ static fl_status encode(flz_ctx *c, const flz_spec *s, const flz_params *params,
     const int bounded = s->sub != 0.0f || s->rot_log2;
     float absmax = 0.0f;
     st = values_encode(c, &ky, s, body + w, cur, cur == x ? xb : NULL, len,
-                       bounded ? &absmax : NULL);
+                       bounded ? &absmax : NULL, cur != src);
     if (st != FL_OK)
         return st;
     /* What the decoder does after the value stage must stay within float: the 1/p scaling of a
@@ -1195,7 +1250,13 @@ static fl_status encode(flz_ctx *c, const flz_spec *s, const flz_params *params,
         if (s->rot_log2)
             big = ldexp(big, (int)s->rot_log2);
         if (big > (double)FLT_MAX / 1.01)
-            return FL_ERR_NUMERIC;
+            return numeric(c, "the values sent reach %g in magnitude, which the decoder's %s "
+                           "would take past float's largest value (3.40282e+38)",
+                           (double)absmax, s->sub != 0.0f && s->rot_log2
+                                               ? "1/p scaling and inverse rotation"
+                                           : s->sub != 0.0f ? "1/p scaling of the subsample"
+                                                            : "inverse rotation (sums of "
+                                                              "blocks of values)");
     }
     w += (size_t)values_bytes(s, len);
 
@@ -1258,6 +1319,49 @@ static fl_status encode(flz_ctx *c, const flz_spec *s, const flz_params *params,
     header_write(dst, s, &ky, seed, n, w, blen);
     *written = FLZ_HEADER_SIZE + blen;
     return FL_OK;
+}
+
+/* encode_run, and on FL_ERR_NUMERIC its reason in c->why: a value of the input that is not
+ * finite first (whatever stage found it), else the stage's own reason, else (a value that
+ * became non-finite on the way) the rotation's sums. */
+static fl_status encode(flz_ctx *c, const flz_spec *s, const flz_params *params, const float *x,
+                        const float *xb, size_t n, uint8_t *dst, size_t cap, size_t *written)
+{
+    if (c)
+        c->why[0] = 0;
+    if (!c || !s || !dst || !written || (!x && n))
+        return FL_ERR_INVALID_ARG;
+    const fl_status st = encode_run(c, s, params, x, xb, n, dst, cap, written);
+    if (st != FL_ERR_NUMERIC)
+        return st;
+    const float *r = params && params->residual ? params->residual->r : NULL;
+    float amax = 0.0f;
+    for (size_t i = 0; i < n; i++) {
+        const float v = (xb ? x[i] - xb[i] : x[i]) + (r ? r[i] : 0.0f);
+        if (flz_finite(v)) {
+            amax = fabsf(v) > amax ? fabsf(v) : amax;
+            continue;
+        }
+        c->why[0] = 0;
+        if (xb)
+            return numeric(c, "element %zu, the difference %g - %g, is not finite", i,
+                           (double)x[i], (double)xb[i]);
+        if (r && flz_finite(x[i]))
+            return numeric(c, "element %zu plus its error-feedback residual, %g + %g, is not "
+                           "finite", i, (double)x[i], (double)r[i]);
+        return numeric(c, "element %zu is %g, not a finite value", i, (double)x[i]);
+    }
+    if (s->rot_log2)
+        return numeric(c, "the rotation's sums (blocks of %u values) take a value past float's "
+                       "largest (3.40282e+38): the input's largest magnitude is %g",
+                       1u << s->rot_log2, (double)amax);
+    return numeric(c, "a value that the encoded form cannot carry (the input's largest "
+                   "magnitude is %g)", (double)amax);
+}
+
+const char *flz_ctx_error(const flz_ctx *c)
+{
+    return c ? c->why : "";
 }
 
 fl_status flz_encode(flz_ctx *c, const flz_spec *s, const flz_params *params, const float *x,

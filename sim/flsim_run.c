@@ -441,6 +441,7 @@ typedef struct worker {
 struct sim {
     const flsim_config *cfg;
     fl_logger log;
+    char chunk_why[512];      /* why a weight chunk could not be encoded (pull_chunks), or "" */
     sim_logger server_log;    /* the server core's (sim_log) */
     const flm_dataset *train, *test;
     flm_partition *part;
@@ -765,6 +766,11 @@ static fl_status pull_chunks(sim *S, uint32_t key, const flp_msg *task, uint32_t
             size_t len = 0;
             const fl_status st = fls_core_task_chunk(S->core, key, t, i, *buf + off, *cap - off,
                                                      &len, &m->chunk);
+            if (st == FL_ERR_NUMERIC) /* a finite model past the codec's range, most often */
+                snprintf(S->chunk_why, sizeof S->chunk_why, "round %llu: the global model "
+                         "cannot travel through --down-codec %s (tensor %s, chunk %u): %s",
+                         (unsigned long long)task->round + 1, S->cfg->down_codec,
+                         task->task.tensors[t].name, i, fls_core_chunk_error(S->core));
             if (st != FL_OK)
                 return st;
             off += len;
@@ -2940,7 +2946,10 @@ fl_status flsim_run(const flsim_config *cfg, const flsim_data *data_in, const fl
         if (err && errlen)
             snprintf(err, errlen, "stopped after round %u of %u", res->rounds, cfg->rounds);
     } else if (st != FL_OK && err && errlen && !err[0]) {
-        snprintf(err, errlen, "simulation failed: %s", fl_strerror(st));
+        if (st == FL_ERR_NUMERIC && S.chunk_why[0])
+            snprintf(err, errlen, "%s", S.chunk_why);
+        else
+            snprintf(err, errlen, "simulation failed: %s", fl_strerror(st));
     }
     res->wall_s = fl_time_mono_s() - wall0;
     res->peak_rss_mb = flsim_peak_rss_mb();

@@ -1213,6 +1213,25 @@ static void gather_run(void *user, size_t full_index, size_t sub_index, size_t l
     memcpy(g->dst + (sub_index - g->sub_off), g->full + full_index, len * sizeof(float));
 }
 
+/* A chunk of the global model the down codec refused (FL_ERR_NUMERIC): said with the codec's
+ * reason, since the status's own text ("non-finite value") is wrong where every weight is finite
+ * and only past what the codec carries (f16 ends at 65504). */
+static void chunk_refused(const fls_core *c, const char *tensor, uint32_t index, fl_status st)
+{
+    if (st != FL_ERR_NUMERIC)
+        return;
+    char spec[FLZ_SPEC_STRLEN];
+    flz_spec_format(&c->down, spec, sizeof spec);
+    fl_log(&c->cfg.log, FL_LOG_ERROR, "round %llu: chunk %u of tensor %s of the global model "
+           "cannot be sent through the down codec %s: %s", (unsigned long long)c->round, index,
+           tensor, spec, flz_ctx_error(c->zctx));
+}
+
+const char *fls_core_chunk_error(const fls_core *c)
+{
+    return c ? flz_ctx_error(c->zctx) : "";
+}
+
 fl_status fls_core_task_chunk(fls_core *c, uint32_t key, uint32_t tensor, uint32_t index,
                               uint8_t *dst, size_t cap, size_t *len, flp_chunk *chunk)
 {
@@ -1243,8 +1262,10 @@ fl_status fls_core_task_chunk(fls_core *c, uint32_t key, uint32_t tensor, uint32
         fp.client = t->shared ? FLS_POLICY_SHARED_CLIENT : key;
         if (!t->cache) {
             fl_status st = flz_encode(c->zctx, &c->down, &fp, c->tmp, count, dst, cap, len);
-            if (st != FL_OK)
+            if (st != FL_OK) {
+                chunk_refused(c, h->name, index, st);
                 return st;
+            }
         } else {
             const size_t bound = flz_encode_bound(&c->down, count);
             uint8_t *buf = malloc(bound ? bound : 1);
@@ -1253,6 +1274,7 @@ fl_status fls_core_task_chunk(fls_core *c, uint32_t key, uint32_t tensor, uint32
             size_t w = 0;
             fl_status st = flz_encode(c->zctx, &c->down, &fp, c->tmp, count, buf, bound, &w);
             if (st != FL_OK) {
+                chunk_refused(c, h->name, index, st);
                 free(buf);
                 return st;
             }

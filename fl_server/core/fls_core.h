@@ -303,6 +303,12 @@ size_t fls_core_task_chunk_bound(const fls_core *core);
 fl_status fls_core_task_chunk(fls_core *core, uint32_t client, uint32_t tensor, uint32_t index,
                               uint8_t *dst, size_t cap, size_t *len, flp_chunk *chunk);
 
+/* Right after an fls_core_task_chunk that returned FL_ERR_NUMERIC: why, in the down codec's
+ * words (flz_ctx_error: the weight and the limit it passed, e.g. float16's 65504), which the
+ * core also logs (FL_LOG_ERROR); the status's own text, "non-finite value", is wrong where every
+ * weight is finite. Valid until the next call that takes a non-const core. */
+const char *fls_core_chunk_error(const fls_core *core);
+
 /* The host's evaluation of the model after round `round` (the one FLS_EV_EVALUATE named):
  * accuracy in [0, 1] and loss (NaN if unknown). Completes that round's metrics, emits
  * FLS_EV_ROUND_END (and FLS_EV_DONE when the target is reached) and lets the next round start.

@@ -1217,6 +1217,66 @@ static void test_decode_split_rounding(void **state)
     assert_false(bad);
 }
 
+/* An encode refused as FL_ERR_NUMERIC says why (flz_ctx_error): which value, and the limit it
+ * passed. Until 2026-12-07 only the status came back, whose text is "non-finite value": a global
+ * model beyond 65504 under --down-codec f16 stopped fl_sim with "simulation failed: non-finite
+ * value", where every weight was finite. A success clears the reason. */
+static void test_encode_numeric_why(void **state)
+{
+    (void)state;
+    enum { N = 64 };
+    static const struct {
+        const char *spec;
+        int at;       /* the element set to v (the others are small; -1: every element) */
+        float v;
+        const char *says[3];
+    } rows[] = {
+        {"f16", 5, 1e5f, {"element 5 is 100000", "float16's range", "65504"}},
+        {"f16+zstd", 9, -65520.0f, {"element 9 is -65520", "65504", "bf16"}},
+        {"f16", 3, NAN, {"element 3 is nan", "not a finite value", NULL}},
+        {"bf16", 0, 3.4e38f, {"element 0 is 3.4e+38", "bfloat16's largest finite", NULL}},
+        {"none", 2, INFINITY, {"element 2 is inf", "not a finite value", NULL}},
+        {"rot16+f16", 0, 1e7f, {"a value after the earlier stages", "float16's range", NULL}},
+        {"q4b16", 1, 3e38f, {"quantisation block of values 0..15", "q4", NULL}},
+        {"rot+q8", 1, 3e38f, {"inverse rotation", "3.40282e+38", NULL}},
+        {"sub0.5", -1, 3e38f, {"1/p scaling", NULL, NULL}},
+        {"rot4", -1, 3e38f, {"the rotation's sums (blocks of 4 values)", "3e+38", NULL}},
+        {"topk0.5+q8", 4, -INFINITY, {"element 4 is -inf", NULL, NULL}},
+    };
+    fix f;
+    fix_init(&f, N);
+    for (size_t r = 0; r < sizeof rows / sizeof *rows; r++) {
+        for (int i = 0; i < N; i++)
+            f.x[i] = (float)(i % 7) - 3.0f;
+        if (strstr(rows[r].spec, "q4b16"))
+            f.x[0] = -3e38f; /* the block's width past float */
+        for (int i = 0; i < N; i++)
+            if (rows[r].at < 0 || i == rows[r].at)
+                f.x[i] = rows[r].v;
+        const flz_spec sp = spec_of(rows[r].spec);
+        size_t w;
+        const fl_status st = flz_encode(f.c, &sp, NULL, f.x, N, f.buf, f.cap, &w);
+        const char *why = flz_ctx_error(f.c);
+        if (st != FL_ERR_NUMERIC)
+            fail_msg("%s: %s, want FL_ERR_NUMERIC", rows[r].spec, fl_status_name(st));
+        for (int k = 0; k < 3; k++)
+            if (rows[r].says[k] && !strstr(why, rows[r].says[k]))
+                fail_msg("%s: reason '%s' does not say '%s'", rows[r].spec, why, rows[r].says[k]);
+        for (int i = 0; i < N; i++)
+            f.x[i] = 1.0f;
+        assert_int_equal(flz_encode(f.c, &sp, NULL, f.x, N, f.buf, f.cap, &w), FL_OK);
+        assert_string_equal(flz_ctx_error(f.c), "");
+    }
+    /* flz_encode_diff: the difference of two finite values, not finite */
+    float a[4] = {1, 2, 3e38f, 4}, b[4] = {0, 0, -3e38f, 0};
+    const flz_spec sp = spec_of("none");
+    size_t w;
+    assert_int_equal(flz_encode_diff(f.c, &sp, NULL, a, b, 4, f.buf, f.cap, &w), FL_ERR_NUMERIC);
+    assert_non_null(strstr(flz_ctx_error(f.c), "element 2, the difference 3e+38 - -3e+38"));
+    assert_string_equal(flz_ctx_error(NULL), "");
+    fix_free(&f);
+}
+
 static void test_encode_errors(void **state)
 {
     (void)state;
@@ -1693,6 +1753,7 @@ int main(void)
         cmocka_unit_test(test_decode_split),
         cmocka_unit_test(test_decode_split_rounding),
         cmocka_unit_test(test_encode_errors),
+        cmocka_unit_test(test_encode_numeric_why),
         cmocka_unit_test(test_nonfinite_edges),
         cmocka_unit_test(test_payload_edges),
         cmocka_unit_test(test_axpy),

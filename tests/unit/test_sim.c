@@ -1446,6 +1446,32 @@ static void test_config_matches_big_seed(void **state)
 }
 #endif
 
+/* A global model that grows past float16's largest value (65504) under --down-codec f16 (here by
+ * --server-lr 1e6): the run stops, and says so, with the weight and the limit and what carries
+ * it. Until 2026-12-07 it said "simulation failed: non-finite value", where every weight was
+ * finite. bf16 carries it: the same run goes on. */
+static void test_down_codec_range(void **state)
+{
+    (void)state;
+    flsim_config c = small_config();
+    c.rounds = 3;
+    c.server_lr = 1e6;
+    c.lr = 1.0;
+    assert_int_equal(flsim_config_set(&c, "down-codec", "f16", NULL, 0), FL_OK);
+    char err[512] = "";
+    flsim_result res;
+    assert_int_equal(flsim_run(&c, NULL, NULL, NULL, NULL, &res, NULL, NULL, err, sizeof err),
+                     FL_ERR_NUMERIC);
+    static const char *const says[] = {"round 2: the global model cannot travel through "
+                                       "--down-codec f16 (tensor ", "outside float16's range",
+                                       "65504", "bf16"};
+    for (size_t k = 0; k < sizeof says / sizeof *says; k++)
+        if (!strstr(err, says[k]))
+            fail_msg("'%s' does not say '%s'", err, says[k]);
+    assert_int_equal(flsim_config_set(&c, "down-codec", "bf16", NULL, 0), FL_OK);
+    run_ok(&c, &res, NULL, NULL);
+}
+
 /* --keep-layers: fl_server's policy.keep_layers in the simulator. Values by droppable layer, 0 for
  * --keep; the same keep given per layer is the same run; a list longer than the model's droppable
  * layers is refused with both counts. */
@@ -3633,6 +3659,7 @@ int main(void)
         cmocka_unit_test(test_keep_layers_whole_warned),
         cmocka_unit_test(test_afd_alternatives),
         cmocka_unit_test(test_keep_layers),
+        cmocka_unit_test(test_down_codec_range),
         cmocka_unit_test(test_outputs_read_back),
         cmocka_unit_test(test_run_stops_when_asked),
         cmocka_unit_test(test_resume_same_bits),
