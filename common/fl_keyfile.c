@@ -114,7 +114,9 @@ fl_status fl_key_text_parse(const char *text, size_t len, const char *name, fl_k
             continue;
         }
         uint8_t raw[32];
-        if (!fl_z85_key_decode(raw, text + a, b - a)) {
+        const int decoded = fl_z85_key_decode(raw, text + a, b - a);
+        explicit_bzero(raw, sizeof raw); /* decoded to be checked only: a secret key's bytes */
+        if (!decoded) {
             st = fl_errf(err, errlen, FL_ERR_AUTH, "%s:%zu: not a 40-character Z85 key", name,
                          line);
         } else if (want != FL_KEY_ANY && header != FL_KEY_ANY && header != want) {
