@@ -1526,8 +1526,11 @@ static void dl_pump(fls_server *s, sess *x)
                                                  s->chunk_cap, &len, &m.chunk);
         if (st != FL_OK) {
             if (st != FL_ERR_ROUND_CLOSED && st != FL_ERR_NOT_SELECTED) {
+                /* FL_ERR_NUMERIC's text, "non-finite value", is wrong for a finite weight past
+                 * the down codec's range (f16 ends at 65504): the codec's own words instead */
                 fl_log(&s->log, FL_LOG_ERROR, "client %s: chunk %u/%u: %s", x->id, x->dl_t,
-                       x->dl_i, fl_strerror(st));
+                       x->dl_i, st == FL_ERR_NUMERIC ? fls_core_chunk_error(s->core)
+                                                     : fl_strerror(st));
                 dl_give_up(s, x, st, "a weight chunk could not be made: task dropped");
             }
             x->dl_active = 0;
