@@ -144,7 +144,7 @@ static fl_status read_stream(FILE *f, const char *path, size_t max, char **out, 
 fl_status fl_file_read(const char *path, size_t max, char **out, size_t *len, char *err,
                        size_t errlen)
 {
-    FILE *f = fopen(path, "rb");
+    FILE *f = fopen(path, "rbe"); /* e: close-on-exec (O_CLOEXEC), as every descriptor here */
     if (!f)
         return fl_errf(err, errlen, FL_ERR_IO, "%s: %s", path, strerror(errno));
     return read_stream(f, path, max, out, len, err, errlen);
@@ -518,7 +518,7 @@ ssize_t fl_write_nosigpipe(int fd, const void *buf, size_t n)
 
 int fl_read_int_file(const char *path, int fallback)
 {
-    FILE *f = fopen(path, "r");
+    FILE *f = fopen(path, "re"); /* e: close-on-exec */
     int v = fallback;
     if (f) {
         if (fscanf(f, "%d", &v) != 1)

@@ -188,7 +188,7 @@ double fl_mem_available(double *total)
     if (total)
         *total = phys;
     double have = phys;
-    FILE *mi = fopen("/proc/meminfo", "r");
+    FILE *mi = fopen("/proc/meminfo", "re"); /* close-on-exec, as every descriptor here */
     if (mi) {
         char line[128];
         unsigned long long kb;

@@ -1329,6 +1329,52 @@ static void test_read_int_file(void **state)
     assert_int_equal(fl_read_int_file(path, 11), 11);
 }
 
+/* fopen, wrapped (meson.build: --wrap=fopen64, glibc's name under _FILE_OFFSET_BITS=64): while
+ * g_fopen_watch is set, each stream it opens is counted, and those whose descriptor would outlive
+ * an exec (no FD_CLOEXEC) apart. */
+FILE *__real_fopen64(const char *path, const char *mode);
+FILE *__wrap_fopen64(const char *path, const char *mode);
+static int g_fopen_watch, g_fopen_made, g_fopen_inheritable;
+
+FILE *__wrap_fopen64(const char *path, const char *mode)
+{
+    FILE *f = __real_fopen64(path, mode);
+    if (g_fopen_watch && f) {
+        g_fopen_made++;
+        if (!(fcntl(fileno(f), F_GETFD) & FD_CLOEXEC))
+            g_fopen_inheritable++;
+    }
+    return f;
+}
+
+/* The files that common/ opens to read (fl_file_read, fl_read_int_file, fl_mem_available's
+ * /proc/meminfo) are close-on-exec from the open, as every other descriptor of fedrop's: until
+ * 2026-12-07 they were opened with fopen's "r", and a fork and exec in another thread while one
+ * was open handed the child the descriptor. */
+static void test_read_streams_cloexec(void **state)
+{
+    (void)state;
+    char path[] = "/tmp/test_common_cloexecXXXXXX";
+    const int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, "42\n", 3), 3);
+    close(fd);
+    g_fopen_watch = 1;
+    g_fopen_made = g_fopen_inheritable = 0;
+    char *text = NULL;
+    size_t len = 0;
+    assert_int_equal(fl_file_read(path, 64, &text, &len, NULL, 0), FL_OK);
+    free(text);
+    assert_int_equal(fl_read_int_file(path, 0), 42);
+    double total = 0.0;
+    const double have = fl_mem_available(&total);
+    g_fopen_watch = 0;
+    assert_true(have > 0.0);
+    assert_int_equal(g_fopen_made, 3);
+    assert_int_equal(g_fopen_inheritable, 0);
+    unlink(path);
+}
+
 /* fl_write_nosigpipe (fl_server's metrics FIFO): a write to a pipe whose reader has gone fails
  * with EPIPE and leaves this process alive (SIGPIPE at its default would end it) with no SIGPIPE
  * pending; one the caller had pending already is left to it. */
@@ -1513,6 +1559,7 @@ int main(void)
         cmocka_unit_test(test_atomic_write),
         cmocka_unit_test(test_file_read_wait),
         cmocka_unit_test(test_read_int_file),
+        cmocka_unit_test(test_read_streams_cloexec),
         cmocka_unit_test(test_write_nosigpipe),
         cmocka_unit_test(test_atomic_open_fails),
         cmocka_unit_test(test_temp_files_cloexec),
