@@ -91,6 +91,9 @@ struct fls_core {
     double deadline;
     sel *sels;           /* sorted by key */
     size_t n_sel;
+    size_t n_due;        /* sels that can still report (CS_TASKED or CS_RECEIVING): kept by
+                          * sel_set_state, so that a round's exhaustion is O(1) to tell (a scan
+                          * at every failure made many failures O(n_sel^2)) */
     uint32_t quorum, reported;
     task_spec *shared_task;
     size_t task_cache_bytes; /* a shared Task's encoded chunks, at most (task_new) */
@@ -279,6 +282,19 @@ static sel *sel_find(const fls_core *c, uint32_t key)
     return lo < c->n_sel && c->sels[lo].key == key ? &c->sels[lo] : NULL;
 }
 
+static int sel_due(int state)
+{
+    return state == CS_TASKED || state == CS_RECEIVING;
+}
+
+/* Every change of a selected client's state goes through here, which keeps n_due. */
+static void sel_set_state(fls_core *c, sel *s, int state)
+{
+    c->n_due -= (size_t)sel_due(s->state);
+    c->n_due += (size_t)sel_due(state);
+    s->state = state;
+}
+
 static int cmp_u32(const void *a, const void *b)
 {
     const uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
@@ -412,6 +428,7 @@ static void round_release(fls_core *c)
     free(c->sels);
     c->sels = NULL;
     c->n_sel = 0;
+    c->n_due = 0;
     task_free(c->shared_task);
     c->shared_task = NULL;
 }
@@ -776,17 +793,12 @@ size_t fls_core_client_bytes(const fls_core *c)
 
 static fl_status close_round(fls_core *c, fls_close_reason why, double now);
 
-/* An open round in which no selected client can still report. Scanned where a selected client
+/* An open round in which no selected client can still report. Asked where a selected client
  * fails (check_exhausted), which is the only way a round becomes so; a close that then fails is
- * retried through close_retry, not by scanning again. */
+ * retried through close_retry, not by asking again. */
 static int round_exhausted(const fls_core *c)
 {
-    if (!c->open)
-        return 0;
-    for (size_t i = 0; i < c->n_sel; i++)
-        if (c->sels[i].state == CS_TASKED || c->sels[i].state == CS_RECEIVING)
-            return 0;
-    return 1;
+    return c->open && c->n_due == 0;
 }
 
 /* Closes the round when no selected client can still report. */
@@ -800,7 +812,7 @@ static fl_status check_exhausted(fls_core *c, double now)
 static fl_status sel_fail(fls_core *c, sel *s, double now)
 {
     sel_release_update(c, s);
-    s->state = CS_FAILED;
+    sel_set_state(c, s, CS_FAILED);
     c->cur.failed++;
     return check_exhausted(c, now);
 }
@@ -894,7 +906,7 @@ static fl_status start_round(fls_core *c, double now)
     for (uint32_t i = 0; i < m && st == FL_OK; i++) {
         sel *s = &c->sels[i];
         s->key = keys[i];
-        s->state = CS_TASKED;
+        sel_set_state(c, s, CS_TASKED);
         c->n_sel = i + 1;
         if (shared) {
             s->task = c->shared_task;
@@ -982,7 +994,7 @@ static fl_status close_round(fls_core *c, fls_close_reason why, double now)
         done += s->state == CS_DONE && !s->told;
         sel_release_update(c, s);
         if (s->state == CS_RECEIVING) /* its upload is gone: should this close fail, the round */
-            s->state = CS_TASKED;     /* stays open and the client may send its update anew */
+            sel_set_state(c, s, CS_TASKED); /* stays open; the client may send its update anew */
     }
     /* Everything that can fail comes before the first change that cannot be undone (the policy's
      * round end, the server step): a close that fails leaves the round open, the model, the
@@ -1359,7 +1371,7 @@ static fl_status on_update(fls_core *c, uint32_t key, const flp_msg *m, double n
         return st == FL_ERR_INVALID_ARG ? FL_ERR_WIRE_SHAPE : st;
     s->n_samples = u->n_samples;
     s->loss = u->loss;
-    s->state = CS_RECEIVING;
+    sel_set_state(c, s, CS_RECEIVING);
     return FL_OK;
 }
 
@@ -1515,7 +1527,7 @@ static fl_status on_chunk(fls_core *c, uint32_t key, const flp_msg *m, double no
         /* The tracker recorded the chunk: the update cannot complete; drop it (its staging is
          * aborted: the aggregate never sees any of it). */
         sel_release_update(c, s);
-        s->state = CS_FAILED;
+        sel_set_state(c, s, CS_FAILED);
         c->cur.failed++;
         char nb[16];
         fl_log(&c->cfg.log, FL_LOG_WARN, "round %llu: update of client %s refused: %s",
@@ -1529,7 +1541,7 @@ static fl_status on_chunk(fls_core *c, uint32_t key, const flp_msg *m, double no
     st = commit_update(c, s);
     sel_release_update(c, s);
     if (st != FL_OK) {
-        s->state = CS_FAILED;
+        sel_set_state(c, s, CS_FAILED);
         c->cur.failed++;
         char nb[16];
         fl_log(&c->cfg.log, FL_LOG_WARN, "round %llu: update of client %s refused: %s",
@@ -1537,7 +1549,7 @@ static fl_status on_chunk(fls_core *c, uint32_t key, const flp_msg *m, double no
         const fl_status cs = check_exhausted(c, now);
         return cs != FL_OK ? cs : st;
     }
-    s->state = CS_DONE;
+    sel_set_state(c, s, CS_DONE);
     c->reported++;
     if (c->reported >= c->quorum)
         return close_round(c, FLS_CLOSE_QUORUM, now);
@@ -1552,7 +1564,7 @@ fl_status fls_core_update_abort(fls_core *c, uint32_t key, double now)
     if (!s || s->state != CS_RECEIVING)
         return FL_ERR_STATE;
     sel_release_update(c, s);
-    s->state = CS_FAILED;
+    sel_set_state(c, s, CS_FAILED);
     c->cur.failed++;
     return check_exhausted(c, now);
 }

@@ -1153,9 +1153,14 @@ void *__wrap_calloc(size_t k, size_t n);
 void *__wrap_realloc(void *p, size_t n);
 static long g_alloc_fail;
 static int g_alloc_failed;
+static int g_alloc_fail_all; /* while set, every allocation fails */
 
 static int alloc_fails(void)
 {
+    if (g_alloc_fail_all) {
+        g_alloc_failed = 1;
+        return 1;
+    }
     if (g_alloc_fail > 0 && --g_alloc_fail == 0) {
         g_alloc_failed = 1;
         return 1;
@@ -1939,6 +1944,93 @@ static void test_engine_client_error(void **state)
     assert_true(m->t_end == 5.0);
     assert_int_equal(fls_core_connected(core), 6); /* nobody left */
     ulist_free(&l);
+    fls_core_free(core);
+}
+
+/* Many selected clients fail one by one, in every way a selected client can (an aborted half
+ * upload, a leave half-way through its upload, an absurd loss, an Error, a plain leave), a few
+ * report: the round stays open until the last client that could still report fails, and closes
+ * as exhausted exactly then. Three rounds, each started through an allocation failure (a start
+ * undone half-way, its selection dropped) and the last one's closing leave failing too (a close
+ * undone, retried by the next tick): the count of clients still due that decides exhaustion
+ * (fls_core.c n_due) must stay true across both undos. */
+static void test_engine_exhausted_one_by_one(void **state)
+{
+    (void)state;
+    enum { NCL = 40, NSEL = 39 }; /* ceil(1.3 * 30) = 39 selected */
+    fls_config cfg = small_config();
+    cfg.clients_per_round = 30;
+    cfg.policy.kind = FLS_POLICY_FD;
+    cfg.policy.fd_per_client = 1; /* a Task of its own each: a start can fail half-way */
+    fls_core *core = core_with_clients(&cfg, NCL);
+    double now = 1.0;
+    for (int r = 0; r < 3; r++) {
+        int start_failed = 0;
+        for (long fail = 1 + 7 * r; !start_failed && fail < 200; fail++)
+            start_failed = tick_failing(core, now, fail) && fls_core_round_open(core);
+        assert_true(start_failed); /* some start failed, then succeeded */
+        assert_true(fls_core_round_open(core));
+        uint32_t keys[NSEL + 1];
+        assert_int_equal(take_tasks(core, keys, NSEL + 1, NULL, NULL), NSEL);
+        /* keys[0], keys[1] report; keys[2], keys[3] are half-way through their uploads */
+        ulist l = {0};
+        for (int i = 0; i < 4; i++)
+            client_work(core, keys[i], NULL, 0.01f, 1.0, 0, &l);
+        assert_int_equal(deliver(core, &l, keys[0], now), FL_OK);
+        assert_int_equal(deliver(core, &l, keys[1], now), FL_OK);
+        for (int i = 2; i < 4; i++)
+            for (size_t j = 0, sent = 0; j < l.n && sent < 2; j++)
+                if (l.v[j].key == keys[i]) {
+                    assert_int_equal(fls_core_on_message(core, keys[i], &l.v[j].m, now), FL_OK);
+                    sent++;
+                }
+        ulist bad = {0};
+        client_work(core, keys[4], NULL, 0.01f, -1.0, 0, &bad);
+        flp_msg e = flp_msg_header(FLP_ERROR, fls_core_round(core), NULL);
+        e.error.code = FL_ERR_NUMERIC;
+        e.error.message = "training diverged";
+        for (int i = 2; i < NSEL; i++) {
+            assert_true(fls_core_round_open(core)); /* keys[i] could still report */
+            const int last = i == NSEL - 1;
+            fl_status st;
+            if (i == 2) {
+                st = fls_core_update_abort(core, keys[i], now);
+            } else if (i == 3 || (i % 2 && !last) || (last && r == 2)) {
+                g_alloc_fail_all = last; /* the closing leave's close fails (r == 2) */
+                g_alloc_failed = 0;
+                st = fls_core_client_leave(core, keys[i], now);
+                const int f = g_alloc_failed;
+                g_alloc_fail_all = 0;
+                g_alloc_failed = 0;
+                if (last) {
+                    assert_true(f);
+                    assert_int_equal(st, FL_ERR_NOMEM);
+                    retry_failed_close(core, now);
+                    st = FL_OK;
+                }
+                assert_int_equal(fls_core_client_join(core, keys[i], 100, now), FL_OK);
+            } else if (i == 4) {
+                st = fls_core_on_message(core, keys[i], &bad.v[0].m, now);
+                assert_int_equal(st, FL_ERR_WIRE_FIELD);
+                st = FL_OK;
+            } else {
+                st = fls_core_on_message(core, keys[i], &e, now);
+            }
+            assert_int_equal(st, FL_OK);
+        }
+        assert_false(fls_core_round_open(core)); /* closed by the last failure, at once */
+        int ends = 0;
+        take_tasks(core, keys, 0, &ends, NULL);
+        assert_int_equal(ends, 1);
+        const fls_round_metrics *m = fls_core_last_metrics(core);
+        assert_int_equal(m->closed_by, FLS_CLOSE_EXHAUSTED);
+        assert_int_equal(m->reported, 2);
+        assert_int_equal(m->failed, NSEL - 2);
+        assert_true(m->t_end == now); /* not the deadline */
+        ulist_free(&bad);
+        ulist_free(&l);
+        now += 1.0;
+    }
     fls_core_free(core);
 }
 
@@ -3535,6 +3627,7 @@ int main(void)
         cmocka_unit_test(test_engine_forget),
         cmocka_unit_test(test_engine_start_and_shared_chunks),
         cmocka_unit_test(test_engine_client_error),
+        cmocka_unit_test(test_engine_exhausted_one_by_one),
         cmocka_unit_test(test_engine_update_chunking),
         cmocka_unit_test(test_engine_client_table),
         cmocka_unit_test(test_engine_deadline),
