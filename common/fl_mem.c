@@ -1,5 +1,7 @@
 #include "fl_mem.h"
+#include "fl_mem_internal.h"
 
+#include <errno.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -181,6 +183,96 @@ fl_status fl_index_new(uint32_t **t, size_t *mask, size_t slots)
     return FL_OK;
 }
 
+int fl_cgroup_v2_path(const char *text, char *out, size_t cap)
+{
+    if (cap)
+        out[0] = '\0';
+    for (const char *l = text; l && *l;) {
+        if (strncmp(l, "0::", 3) == 0) {
+            const char *p = l + 3;
+            const size_t n = strcspn(p, "\n");
+            if (p[0] != '/' || n >= cap)
+                return 0;
+            memcpy(out, p, n);
+            out[n] = '\0';
+            return 1;
+        }
+        l = strchr(l, '\n');
+        if (l)
+            l++;
+    }
+    return 0;
+}
+
+/* A decimal byte count, alone on its line (the kernel's "%llu\n"); 1 on success. */
+static int parse_bytes(const char *s, double *out)
+{
+    if (*s < '0' || *s > '9')
+        return 0;
+    char *end;
+    errno = 0;
+    const unsigned long long v = strtoull(s, &end, 10);
+    if (errno == ERANGE || (*end != '\0' && strcmp(end, "\n") != 0))
+        return 0;
+    *out = (double)v;
+    return 1;
+}
+
+int fl_cgroup_room(const char *max, const char *current, double *room)
+{
+    if (strcmp(max, "max") == 0 || strcmp(max, "max\n") == 0)
+        return 0;
+    double m, c;
+    if (!parse_bytes(max, &m) || !parse_bytes(current, &c))
+        return -1;
+    *room = m > c ? m - c : 0.0;
+    return 1;
+}
+
+/* The first cap - 1 bytes of a small file (/proc, sysfs) as a string; 1 on success. */
+static int read_small(const char *path, char *buf, size_t cap)
+{
+    FILE *f = fopen(path, "re"); /* close-on-exec, as every descriptor here */
+    if (!f)
+        return 0;
+    const size_t n = fread(buf, 1, cap - 1, f);
+    const int bad = ferror(f);
+    fclose(f);
+    buf[n] = '\0';
+    return !bad && n > 0;
+}
+
+/* The least room that this process's cgroup v2 and its ancestors leave (each limit applies:
+ * a job's slice may hold the limit, the scope inside it none); 1 with *room when some level has
+ * a limit, 0 when none does or the hierarchy cannot be read (cgroup v1, no /sys/fs/cgroup). */
+static int cgroup_room_least(double *room)
+{
+    static const char root[] = "/sys/fs/cgroup";
+    char text[4096], cg[1024], path[sizeof root + sizeof cg + 16], max[64], cur[64];
+    if (!read_small("/proc/self/cgroup", text, sizeof text) ||
+        !fl_cgroup_v2_path(text, cg, sizeof cg))
+        return 0;
+    int limited = 0;
+    for (;;) {
+        const char *sep = strcmp(cg, "/") == 0 ? "" : cg; /* the root: /sys/fs/cgroup/memory.max */
+        double r;
+        snprintf(path, sizeof path, "%s%s/memory.max", root, sep);
+        if (read_small(path, max, sizeof max)) {
+            snprintf(path, sizeof path, "%s%s/memory.current", root, sep);
+            if (read_small(path, cur, sizeof cur) && fl_cgroup_room(max, cur, &r) == 1 &&
+                (!limited || r < *room)) {
+                *room = r;
+                limited = 1;
+            }
+        }
+        char *slash = strrchr(cg, '/');
+        if (slash == cg && cg[1] == '\0')
+            break;
+        slash[slash == cg] = '\0'; /* "/a/b" -> "/a" -> "/" */
+    }
+    return limited;
+}
+
 double fl_mem_available(double *total)
 {
     const long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGE_SIZE);
@@ -200,5 +292,10 @@ double fl_mem_available(double *total)
             }
         fclose(mi);
     }
+    /* In a container, a systemd slice or a Slurm job the cgroup's limit is the one that counts:
+     * the machine's MemAvailable may be many times what this process may take. */
+    double room;
+    if (cgroup_room_least(&room) && (room < have || have <= 0.0))
+        have = room;
     return have;
 }

@@ -26,6 +26,7 @@
 #include "fl_keyfile.h"
 #include "fl_log.h"
 #include "fl_mem.h"
+#include "fl_mem_internal.h"
 #include "fl_rng.h"
 #include "fl_sha256.h"
 #include "fl_siphash.h"
@@ -1331,13 +1332,24 @@ static void test_read_int_file(void **state)
 
 /* fopen, wrapped (meson.build: --wrap=fopen64, glibc's name under _FILE_OFFSET_BITS=64): while
  * g_fopen_watch is set, each stream it opens is counted, and those whose descriptor would outlive
- * an exec (no FD_CLOEXEC) apart. */
+ * an exec (no FD_CLOEXEC) apart. While g_cgroup_root names a directory, /proc/self/cgroup is read
+ * from its file "self_cgroup" and /sys/fs/cgroup/X from its X: a cgroup of the test's making. */
 FILE *__real_fopen64(const char *path, const char *mode);
 FILE *__wrap_fopen64(const char *path, const char *mode);
 static int g_fopen_watch, g_fopen_made, g_fopen_inheritable;
+static const char *g_cgroup_root;
 
 FILE *__wrap_fopen64(const char *path, const char *mode)
 {
+    char fake[512];
+    static const char sys[] = "/sys/fs/cgroup";
+    if (g_cgroup_root && strcmp(path, "/proc/self/cgroup") == 0) {
+        snprintf(fake, sizeof fake, "%s/self_cgroup", g_cgroup_root);
+        path = fake;
+    } else if (g_cgroup_root && strncmp(path, sys, sizeof sys - 1) == 0) {
+        snprintf(fake, sizeof fake, "%s%s", g_cgroup_root, path + sizeof sys - 1);
+        path = fake;
+    }
     FILE *f = __real_fopen64(path, mode);
     if (g_fopen_watch && f) {
         g_fopen_made++;
@@ -1370,9 +1382,120 @@ static void test_read_streams_cloexec(void **state)
     const double have = fl_mem_available(&total);
     g_fopen_watch = 0;
     assert_true(have > 0.0);
-    assert_int_equal(g_fopen_made, 3);
+    assert_true(g_fopen_made >= 3); /* and /proc/self/cgroup, and cgroup files where there are */
     assert_int_equal(g_fopen_inheritable, 0);
     unlink(path);
+}
+
+/* The cgroup v2 line of /proc/self/cgroup, and the room memory.max and memory.current leave. */
+static void test_cgroup_parse(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *text;
+        int ok;
+        const char *path;
+    } paths[] = {
+        {"0::/user.slice/user-1000.slice/session-2.scope\n", 1,
+         "/user.slice/user-1000.slice/session-2.scope"},
+        {"9:name=systemd:/\n4:memory:/job/7\n0::/\n", 1, "/"}, /* hybrid v1 and v2 */
+        {"4:memory:/job/7\n1:cpu:/\n", 0, ""},                  /* v1 only */
+        {"10::/not-v2\n4:memory:0::/x\n", 0, ""},               /* "0::" starts no line */
+        {"0::/slurm/job_9", 1, "/slurm/job_9"},                 /* no newline at the end */
+        {"0::relative\n", 0, ""},
+        {"", 0, ""},
+    };
+    char out[64];
+    for (size_t i = 0; i < sizeof paths / sizeof paths[0]; i++) {
+        assert_int_equal(fl_cgroup_v2_path(paths[i].text, out, sizeof out), paths[i].ok);
+        assert_string_equal(out, paths[i].path);
+    }
+    assert_int_equal(fl_cgroup_v2_path("0::/0123456789\n", out, 11), 0); /* does not fit */
+    assert_int_equal(fl_cgroup_v2_path("0::/0123456789\n", out, 12), 1);
+    static const struct {
+        const char *max, *cur;
+        int ret;
+        double room;
+    } rooms[] = {
+        {"max\n", "123\n", 0, 0.0},
+        {"max", "123", 0, 0.0},
+        {"1073741824\n", "268435456\n", 1, 805306368.0},
+        {"100\n", "200\n", 1, 0.0}, /* over its limit (reclaim pending) */
+        {"100\n", "0\n", 1, 100.0},
+        {"12x\n", "1\n", -1, 0.0},
+        {"", "1\n", -1, 0.0},
+        {"-5\n", "1\n", -1, 0.0},
+        {" 5\n", "1\n", -1, 0.0},
+        {"100\n", "abc\n", -1, 0.0},
+        {"100\n", "", -1, 0.0},
+        {"99999999999999999999999\n", "1\n", -1, 0.0}, /* past unsigned long long */
+    };
+    for (size_t i = 0; i < sizeof rooms / sizeof rooms[0]; i++) {
+        double room = -1.0;
+        assert_int_equal(fl_cgroup_room(rooms[i].max, rooms[i].cur, &room), rooms[i].ret);
+        if (rooms[i].ret == 1)
+            assert_true(room == rooms[i].room);
+        else
+            assert_true(room == -1.0);
+    }
+}
+
+static void put_text(const char *dir, const char *name, const char *text)
+{
+    char path[512];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    FILE *f = __real_fopen64(path, "w");
+    assert_non_null(f);
+    assert_int_equal(fputs(text, f) >= 0, 1);
+    assert_int_equal(fclose(f), 0);
+}
+
+/* fl_mem_available inside a cgroup v2 with a memory limit (a container, a systemd slice, a Slurm
+ * job): the room the limit leaves, not the machine's MemAvailable, which may be many times more
+ * (fl_sim would start a run whose residuals the cgroup's OOM killer ends). Until 2026-12-07 it
+ * read MemAvailable alone. The limit may be the job's, an ancestor of the process's own cgroup;
+ * a cgroup file it cannot read or parse leaves MemAvailable. */
+static void test_mem_available_cgroup(void **state)
+{
+    (void)state;
+    char root[] = "/tmp/test_common_cgroupXXXXXX";
+    assert_non_null(mkdtemp(root));
+    char dir[512];
+    snprintf(dir, sizeof dir, "%s/job", root);
+    assert_int_equal(mkdir(dir, 0700), 0);
+    snprintf(dir, sizeof dir, "%s/job/step", root);
+    assert_int_equal(mkdir(dir, 0700), 0);
+    put_text(root, "self_cgroup", "1:cpu:/\n0::/job/step\n");
+    const double mib = 1048576.0;
+    g_cgroup_root = root;
+    /* its own cgroup: 48 MiB of room (64 MiB, 16 MiB used) */
+    put_text(root, "job/step/memory.max", "67108864\n");
+    put_text(root, "job/step/memory.current", "16777216\n");
+    double total = 0.0;
+    assert_true(fl_mem_available(&total) == 48.0 * mib);
+    assert_true(total > 64.0 * mib); /* still the machine's */
+    /* the job's limit, on the parent, is tighter: 8 MiB */
+    put_text(root, "job/memory.max", "33554432\n");
+    put_text(root, "job/memory.current", "25165824\n");
+    assert_true(fl_mem_available(NULL) == 8.0 * mib);
+    /* no limit on the step, only on the job */
+    put_text(root, "job/step/memory.max", "max\n");
+    assert_true(fl_mem_available(NULL) == 8.0 * mib);
+    /* the job's current unreadable as a number: no limit known (MemAvailable, far more) */
+    put_text(root, "job/memory.current", "lots\n");
+    assert_true(fl_mem_available(NULL) > 64.0 * mib);
+    /* cgroup v1 alone: MemAvailable */
+    put_text(root, "job/memory.current", "25165824\n");
+    put_text(root, "self_cgroup", "4:memory:/job\n");
+    assert_true(fl_mem_available(NULL) > 64.0 * mib);
+    g_cgroup_root = NULL;
+    const char *files[] = {"job/step/memory.max", "job/step/memory.current", "job/memory.max",
+                           "job/memory.current", "self_cgroup", "job/step", "job"};
+    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+        snprintf(dir, sizeof dir, "%s/%s", root, files[i]);
+        assert_int_equal(remove(dir), 0);
+    }
+    assert_int_equal(rmdir(root), 0);
 }
 
 /* fl_write_nosigpipe (fl_server's metrics FIFO): a write to a pipe whose reader has gone fails
@@ -1560,6 +1683,8 @@ int main(void)
         cmocka_unit_test(test_file_read_wait),
         cmocka_unit_test(test_read_int_file),
         cmocka_unit_test(test_read_streams_cloexec),
+        cmocka_unit_test(test_cgroup_parse),
+        cmocka_unit_test(test_mem_available_cgroup),
         cmocka_unit_test(test_write_nosigpipe),
         cmocka_unit_test(test_atomic_open_fails),
         cmocka_unit_test(test_temp_files_cloexec),
