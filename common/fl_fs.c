@@ -5,6 +5,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdint.h>
@@ -519,11 +520,19 @@ ssize_t fl_write_nosigpipe(int fd, const void *buf, size_t n)
 int fl_read_int_file(const char *path, int fallback)
 {
     FILE *f = fopen(path, "re"); /* e: close-on-exec */
-    int v = fallback;
-    if (f) {
-        if (fscanf(f, "%d", &v) != 1)
-            v = fallback;
-        fclose(f);
-    }
-    return v;
+    if (!f)
+        return fallback;
+    /* strtol, not fscanf's %d: a number outside int is undefined for %d (glibc wrapped it) */
+    char buf[128];
+    const size_t n = fread(buf, 1, sizeof buf - 1, f);
+    const int more = n == sizeof buf - 1 && fgetc(f) != EOF;
+    fclose(f);
+    buf[n] = '\0';
+    char *end;
+    errno = 0;
+    const long v = strtol(buf, &end, 10);
+    /* no digits, out of range, or digits that run on past what was read */
+    if (end == buf || errno == ERANGE || v < INT_MIN || v > INT_MAX || (more && *end == '\0'))
+        return fallback;
+    return (int)v;
 }

@@ -108,8 +108,8 @@ void fl_atomic_end(fl_atomic *a);
  * errno of a failed unlink is not reported (the file is then left as it was). */
 size_t fl_atomic_sweep(const char *path);
 
-/* The integer a small text file starts with (a /proc/sys setting, say), or fallback when the file
- * cannot be read or does not start with one. */
+/* The integer a small text file starts with after any white space (a /proc/sys setting, say), or
+ * fallback when the file cannot be read or does not start with one that fits an int. */
 int fl_read_int_file(const char *path, int fallback);
 
 /* write(2) to a pipe or FIFO whose reader may have gone, without the SIGPIPE that would end the
