@@ -620,18 +620,19 @@ def test_garbage(h):
 
 # ---- 6. a device whose training fails -----------------------------------------------------------
 # One fl_client trains; it_failing_client (libflclient with a plug-in trainer that always fails)
-# must report each failure to the server with an Error. Quorum 2, deadline 60 s: every round must
-# close as soon as the good client has reported ("exhausted": no selected client can still
-# report), far before the deadline, with 1 update reported and 1 failed. Without the Error the
-# server waits out the deadline and counts the device late, not failed. The failing device stays
-# connected for the next round, and both clients exit 0 when the run is done.
+# must report each failure to the server with an Error. Quorum 2, and a round deadline of 11 days:
+# every round must close because the good client has reported and the failing one said it failed
+# ("exhausted": no selected client can still report), with 1 update reported and 1 failed. Without
+# the Error the round could only end at its deadline (the failing device stays connected): the
+# server would not exit, which the wait below reports (a hang guard, not a speed bound). The
+# failing device stays connected for the next round, and both clients exit 0 when the run is done.
 def test_train_failure(h):
     m = h.path('metrics.jsonl')
     srv = h.server(SMALL + ['--insecure', '--rounds', '3', '--clients', '2', '--overcommit', '1',
-                            '--set', 'round.deadline_s=60', '--metrics', m])
+                            '--set', 'round.deadline_s=1000000', '--metrics', m])
     good = h.client(srv.endpoint, 0, 2)
     bad = h.spawn([FAILING, srv.endpoint, 'device-fails'], 'failing.log')
-    rc = h.wait_exit(srv, 100, 'fl_server')
+    rc = h.wait_exit(srv, 100, 'fl_server (3 rounds; a round without the Error waits 11 days)')
     check(rc == 0, 'server exits 0 (rc=%d)' % rc)
     rows = metrics(m)
     check([r['round'] for r in rows] == [0, 1, 2], 'rounds 0..2 recorded')
@@ -642,8 +643,8 @@ def test_train_failure(h):
         check(r['reported'] == 1 and r['failed'] == 1 and r['late'] == 0,
               'round %d: 1 reported, 1 failed, 0 late (%d, %d, %d)'
               % (r['round'], r['reported'], r['failed'], r['late']))
-        check(r['closed_by'] == 'exhausted' and r['duration_s'] < 30,
-              'round %d closed by %s after %.2f s, not at the 60 s deadline'
+        check(r['closed_by'] == 'exhausted',
+              'round %d closed by %s (after %.2f s), not at its deadline'
               % (r['round'], r['closed_by'], r['duration_s']))
     check(len(re.findall(r'client device-fails: round \d+ failed on the device',
                          h.read('server.log'))) == 3, 'the server logs each failure')
@@ -700,28 +701,32 @@ def test_done_linger(h):
 
 # ---- 6a. a training's end wakes the client ------------------------------------------------------
 # The client's session loop must learn that a training ended from the trainer thread itself, not
-# from its next timeout or message: with the test hook FEDROP_TEST_TRAIN_WATCH_MS=600000 its poll
-# would otherwise wake only for a message, and with heartbeats every 30 s both ways (server and
-# client) nothing comes for 30 s after a Task's last chunk. Until 2026-12-07 the end was seen at
-# a 50 ms watch, so every update left up to 50 ms late; here each round would take about 30 s.
-# These bounds are for liveness (a round of a second or so against 30 s), not speed.
+# from its next timeout or message. Everything else that could wake it is put 10 minutes or more
+# away: the test hook FEDROP_TEST_TRAIN_WATCH_MS=3600000 (its poll while a training runs), the
+# client's heartbeat look (--heartbeat-ms 1800000: every 15 min), the server's Heartbeats (every
+# 10 min, its longest) and the round deadline (11 days, so the Task's own deadline too). Until
+# 2026-12-07 the end was seen at a 50 ms watch, so every update left up to 50 ms late; without the
+# trainer's wake each round here would wait 10 minutes for the server's next Heartbeat, and the
+# server would not exit within the wait below (a hang guard, not a speed bound).
 def test_train_done_wakes(h):
     m = h.path('metrics.jsonl')
     srv = h.server(SMALL + ['--insecure', '--rounds', '3', '--clients', '2', '--overcommit', '1',
-                            '--set', 'server.heartbeat_ms=30000', '--set', 'server.liveness_ms=120000',
-                            '--metrics', m])
-    env = {'FEDROP_TEST_TRAIN_WATCH_MS': '600000'}
-    cl = [h.client(srv.endpoint, i, 2, args=['--heartbeat-ms', '30000', '--liveness-ms', '120000'],
+                            '--set', 'server.heartbeat_ms=600000',
+                            '--set', 'server.liveness_ms=3600000',
+                            '--set', 'round.deadline_s=1000000', '--metrics', m])
+    env = {'FEDROP_TEST_TRAIN_WATCH_MS': '3600000'}
+    cl = [h.client(srv.endpoint, i, 2, args=['--heartbeat-ms', '1800000',
+                                             '--liveness-ms', '3600000'],
                    env=env) for i in range(2)]
-    rc = h.wait_exit(srv, 75, 'fl_server (3 rounds; about 30 s a round if a finished training '
-                     'waits for a message)')
+    rc = h.wait_exit(srv, 75, 'fl_server (3 rounds; a finished training that waits for a '
+                     'message waits 10 minutes)')
     check(rc == 0, 'server exits 0 (rc=%d)' % rc)
     rows = metrics(m)
     check([r['round'] for r in rows] == [0, 1, 2], 'rounds 0..2 recorded')
     for r in rows:
-        check(r['reported'] == 2 and r['duration_s'] < 20,
-              'round %d: 2 reported (%d), closed after %.2f s, not at a heartbeat 30 s on'
-              % (r['round'], r['reported'], r['duration_s']))
+        check(r['reported'] == 2 and r['closed_by'] == 'quorum',
+              'round %d: 2 reported (%d), closed by %s (after %.2f s)'
+              % (r['round'], r['reported'], r['closed_by'], r['duration_s']))
     for p in cl:
         check(h.wait_exit(p, 30, 'fl_client') == 0, 'client exits 0')
 
