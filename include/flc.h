@@ -491,8 +491,9 @@ flc_status flc_client_run(flc_client *c);
  * and thread-safe. An idle client wakes about twice per heartbeat_ms, not more often. c must not
  * be freed meanwhile: a signal handler runs on any thread that leaves the signal unblocked (the
  * training thread inherits the mask of flc_client_run's), so a program that stops on a signal
- * blocks it before flc_client_new and takes it on a thread of its own with sigwait, which it ends
- * before flc_client_free (fl_client/examples/device.c). NULL is a no-op. */
+ * blocks it before flc_client_new and takes it on a thread of its own with sigwait, which calls
+ * stop no more once flc_client_free begins (fl_client/examples/device.c, which also passes on a
+ * signal that lands on a thread made before main). NULL is a no-op. */
 void flc_client_stop(flc_client *c);
 
 /* The client's statistics (all zero for NULL). */

@@ -24,7 +24,8 @@
  * while the server is not being freed: a handler runs on any thread that leaves the signal
  * unblocked (the threads of the OpenBLAS that the library loads inherit the mask of the thread
  * that loads it), so a host that stops on a signal blocks it before fls_server_new and takes it
- * on a thread of its own with sigwait, ended before fls_server_free (fl_server/examples/embed.c).
+ * on a thread of its own with sigwait, which calls stop no more once fls_server_free begins
+ * (fl_server/examples/embed.c).
  * The library keeps no global state of its own, with one exception: the first model evaluation
  * or aggregation that needs a GEMM loads OpenBLAS once per process (dlopen), and before that load
  * sets OPENBLAS_CORETYPE (and OPENBLAS_NUM_THREADS) in the environment when the host has not set

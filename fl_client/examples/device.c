@@ -14,7 +14,6 @@
                                  * them otherwise) */
 #include <pthread.h>
 #include <signal.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -24,20 +23,34 @@
  * runs on whichever thread the kernel picks among those that leave the signal unblocked, the
  * library's own among them (its training thread), so one that called flc_client_stop could do so
  * on a client that main is freeing. Here main blocks the signals before the library starts any
- * thread (a thread inherits its maker's mask), so none runs a handler, and main ends and joins
- * the taker before it frees the client. */
+ * thread (a thread inherits its maker's mask), so none of those runs a handler, and the taker
+ * calls flc_client_stop under a lock that main takes to retire the client before freeing it. */
 static sigset_t g_stop_signals; /* SIGINT, SIGTERM */
-static atomic_int g_done;       /* main's word to the taker: the next signal is its last */
+static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
+static flc_client *g_client;    /* under g_lock: NULL once main is done with it */
+static pthread_t g_taker;       /* lives until the process ends */
 
-static void *take_stop_signals(void *client)
+static void *take_stop_signals(void *unused)
 {
+    (void)unused;
     for (;;) {
         int sig = 0;
         sigwait(&g_stop_signals, &sig);
-        if (atomic_load(&g_done))
-            return NULL;
-        flc_client_stop(client); /* again at a second Ctrl-C: no harm */
+        pthread_mutex_lock(&g_lock);
+        if (g_client)
+            flc_client_stop(g_client); /* again at a second Ctrl-C: no harm */
+        pthread_mutex_unlock(&g_lock);
     }
+    return NULL;
+}
+
+/* A thread made before main blocked the signals (a library's constructor may start one: OpenBLAS
+ * starts its pool so, when the program links it) keeps them unblocked, and the kernel may give it
+ * a Ctrl-C, whose default action would end the program there. This handler, which only such a
+ * thread can run, passes the signal on to the taker (pthread_kill is async-signal-safe). */
+static void forward(int sig)
+{
+    pthread_kill(g_taker, sig);
 }
 
 /* Called on main (in flc_client_new and _run) and on the library's training thread, maybe two at
@@ -100,20 +113,26 @@ int main(int argc, char **argv)
     flc_status st = flc_client_new(&cfg, &c);
     if (st != FLC_OK) /* the log said which field is wrong */
         return 1;
-    pthread_t taker; /* a signal that came meanwhile waits for it */
-    if (pthread_create(&taker, NULL, take_stop_signals, c) != 0) {
+    g_client = c; /* (pthread_create orders it before the taker's reads) */
+    if (pthread_create(&g_taker, NULL, take_stop_signals, NULL) != 0) {
         flc_client_free(c);
         return 1;
     }
+    pthread_detach(g_taker); /* a signal that came meanwhile waits for it */
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = forward;
+    sa.sa_flags = SA_RESTART;
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
     st = flc_client_run(c); /* until the run is done, a stop, or a refusal */
     const flc_stats *s = flc_client_stats(c);
     fprintf(stderr, "%llu rounds trained, %llu failed, %llu updates accepted: %s\n",
             (unsigned long long)s->rounds_trained, (unsigned long long)s->rounds_failed,
             (unsigned long long)s->updates_accepted, flc_strerror(st));
-    /* The taker ends before the client goes: a SIGINT sent to that thread alone wakes it. */
-    atomic_store(&g_done, 1);
-    pthread_kill(taker, SIGINT);
-    pthread_join(taker, NULL);
+    pthread_mutex_lock(&g_lock); /* the taker stops no client from here on */
+    g_client = NULL;
+    pthread_mutex_unlock(&g_lock);
     flc_client_free(c);
     return st == FLC_OK || st == FLC_ERR_CANCELLED ? 0 : 2;
 }

@@ -12,28 +12,41 @@
 
 #include <pthread.h>
 #include <signal.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 
 /* The stop signals are taken by a thread of ours with sigwait, not by a signal handler. A handler
- * runs on whichever thread the kernel picks among those that leave the signal unblocked (the
- * OpenBLAS threads the library may load among them), so one that called fls_server_stop could do
- * so on a server that main is freeing. Here main blocks the signals before the library starts any
- * thread (a thread inherits its maker's mask), so none runs a handler, and main ends and joins
- * the taker before it frees the server. */
+ * runs on whichever thread the kernel picks among those that leave the signal unblocked, the
+ * OpenBLAS threads the library may load among them, so one that called fls_server_stop could do so
+ * on a server that main is freeing. Here main blocks the signals before the library starts any
+ * thread (a thread inherits its maker's mask), so none of those runs a handler, and the taker
+ * calls fls_server_stop under a lock that main takes to retire the server before freeing it. */
 static sigset_t g_stop_signals; /* SIGINT, SIGTERM */
-static atomic_int g_done;       /* main's word to the taker: the next signal is its last */
+static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
+static fls_server *g_server;    /* under g_lock: NULL once main is done with it */
+static pthread_t g_taker;       /* lives until the process ends */
 
-static void *take_stop_signals(void *server)
+static void *take_stop_signals(void *unused)
 {
+    (void)unused;
     for (;;) {
         int sig = 0;
         sigwait(&g_stop_signals, &sig);
-        if (atomic_load(&g_done))
-            return NULL;
-        fls_server_stop(server);
+        pthread_mutex_lock(&g_lock);
+        if (g_server)
+            fls_server_stop(g_server); /* a second one cancels an evaluation the stop waits for */
+        pthread_mutex_unlock(&g_lock);
     }
+    return NULL;
+}
+
+/* A thread made before main blocked the signals (a library's constructor may start one: OpenBLAS
+ * starts its pool so, when the program links it) keeps them unblocked, and the kernel may give it
+ * a Ctrl-C, whose default action would end the program there. This handler, which only such a
+ * thread can run, passes the signal on to the taker (pthread_kill is async-signal-safe). */
+static void forward(int sig)
+{
+    pthread_kill(g_taker, sig);
 }
 
 static void on_log(void *user, fls_log_level level, const char *msg)
@@ -91,16 +104,22 @@ int main(int argc, char **argv)
         fprintf(stderr, "embed: the server did not start: %s\n", fls_strerror(st));
         return 1;
     }
-    pthread_t taker; /* a signal that came meanwhile waits for it */
-    if (pthread_create(&taker, NULL, take_stop_signals, s) != 0) {
+    g_server = s; /* (pthread_create orders it before the taker's reads) */
+    if (pthread_create(&g_taker, NULL, take_stop_signals, NULL) != 0) {
         fls_server_free(s);
         return 1;
     }
+    pthread_detach(g_taker); /* a signal that came meanwhile waits for it */
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = forward;
+    sa.sa_flags = SA_RESTART;
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
     st = fls_server_run(s); /* until the run is done, or fls_server_stop */
-    /* The taker ends before the server goes: a SIGINT sent to that thread alone wakes it. */
-    atomic_store(&g_done, 1);
-    pthread_kill(taker, SIGINT);
-    pthread_join(taker, NULL);
+    pthread_mutex_lock(&g_lock); /* the taker stops no server from here on */
+    g_server = NULL;
+    pthread_mutex_unlock(&g_lock);
     fls_server_free(s);
     fprintf(stderr, "embed: %s\n", st == FLS_OK ? "run done" : fls_strerror(st));
     return st == FLS_OK || st == FLS_ERR_CANCELLED ? 0 : 1;
