@@ -6883,18 +6883,20 @@ static int heartbeats_in(peer *p)
 /* The 20 Hz sweep looks only at the sessions whose earliest timer is due (a time kept per
  * session, never later than the truth) instead of every session. Its duties hold: a client that
  * beats but hears nothing else gets the server's Heartbeat about every heartbeat_ms (50 ms here:
- * at least 8 in 1.5 s, nominally 15-30; when the due time left the heartbeat out, it came once
- * a liveness_ms, 3-4 times), and a client that falls silent is dropped, not before liveness_ms
- * (400 ms) of silence, while the one that beats stays. Every time here is TS times that under
- * the sanitizers. */
+ * at least 15 in 1.5 s, 27 here; when the due time left the heartbeat out, it came once a
+ * liveness_ms, 3-4 times), and a client that falls silent is dropped, not before liveness_ms
+ * (400 ms) of silence and at the first sweep after it, while the one that beats stays. The
+ * server's clock is held (g_clock_hold) and moved on 10 ms at a time, each Heartbeat of the
+ * clients read by the server at the instant it is sent (msgs_in), so every time here is the
+ * server's own: the same on a loaded or sanitized machine, no wall clock read but for the hang
+ * guards. */
 static void test_reactor_sweep_timers(void **state)
 {
     (void)state;
     char ep[300];
     logbuf *lb;
-    char keys[128];
-    snprintf(keys, sizeof keys, "  heartbeat_ms: %d\n  liveness_ms: %d\n", 50 * TS, 400 * TS);
-    fls_server *s = plain_server_with("sweep.sock", keys, ep, sizeof ep, &lb);
+    fls_server *s = plain_server_with("sweep.sock", "  heartbeat_ms: 50\n  liveness_ms: 400\n", ep,
+                                      sizeof ep, &lb);
     peer p[2];
     for (int k = 0; k < 2; k++)
         peer_open(&p[k], ep, NULL, NULL, NULL);
@@ -6902,36 +6904,54 @@ static void test_reactor_sweep_timers(void **state)
     heartbeats_in(&p[0]);
     const flp_msg hb0 = flp_msg_header(FLP_HEARTBEAT, 0, "sw-0");
     const flp_msg hb1 = flp_msg_header(FLP_HEARTBEAT, 0, "sw-1");
-    const double t0 = fl_time_mono_s();
-    double last = 0, silent_from = 0, dropped_at = 0;
-    int beats = 0;
-    while (fl_time_mono_s() - t0 < 1.5 * TS) {
-        const double now = fl_time_mono_s();
-        if (now - last >= 0.03 * TS) {
-            peer_send(&p[0], &hb0);
-            if (now - t0 < 0.3 * TS) /* sw-1 beats for 0.3 s, then falls silent */
-                peer_send(&p[1], &hb1);
-            else if (!silent_from)
-                silent_from = last;
-            last = now;
-        }
-        fls_server_step(s, 5);
-        beats += heartbeats_in(&p[0]);
-        if (!dropped_at && strstr(lb->text, "client sw-1 left"))
-            dropped_at = fl_time_mono_s();
-    }
     fls_server_stats st;
     fls_server_stats_get(s, &st);
-    if (beats < 8)
-        fail_msg("the beating client got %d server Heartbeats in %.1f s at heartbeat_ms %d", beats,
-                 1.5 * TS, 50 * TS);
+    uint64_t sent = st.msgs_in;
+    const double t0 = __real_fl_time_mono_s();
+    double silent_from = 0, dropped_at = 0;
+    int beats = 0;
+    for (int i = 0; i <= 150; i++) { /* 1.5 s of the server's time, 10 ms a step */
+        const double t = t0 + 0.01 * i;
+        g_clock_hold = t;
+        if (i % 3 == 0) { /* each client beats every 30 ms; sw-1 for 0.3 s, then falls silent */
+            peer_send(&p[0], &hb0);
+            sent++;
+            if (i < 30) {
+                peer_send(&p[1], &hb1);
+                sent++;
+                silent_from = t;
+            }
+            const double guard = __real_fl_time_mono_s() + 10.0; /* a hang guard */
+            do {
+                fls_server_step(s, 1);
+                fls_server_stats_get(s, &st);
+            } while (st.msgs_in < sent && __real_fl_time_mono_s() < guard);
+            if (st.msgs_in < sent)
+                fail_msg("the server did not read the clients' Heartbeats; log:\n%s", lb->text);
+        }
+        fls_server_step(s, 0); /* the sweep, when due at t */
+        beats += heartbeats_in(&p[0]);
+        if (!dropped_at && strstr(lb->text, "client sw-1 left"))
+            dropped_at = t;
+    }
+    g_clock_hold = 0;
+    /* the server's Heartbeats still on their way to sw-0 (a hang guard, not a bound) */
+    for (const double guard = __real_fl_time_mono_s() + 10.0;
+         beats < 15 && __real_fl_time_mono_s() < guard;)
+        if (zmq_poll(&(zmq_pollitem_t){p[0].sock, 0, ZMQ_POLLIN, 0}, 1, 10) > 0)
+            beats += heartbeats_in(&p[0]);
+    fls_server_stats_get(s, &st);
+    if (beats < 15)
+        fail_msg("the beating client got %d server Heartbeats in 1.5 s at heartbeat_ms 50", beats);
     if (!dropped_at || !strstr(lb->text, "client sw-1 left (silent for longer than the liveness "
                                          "timeout)"))
-        fail_msg("the silent client was not dropped within %.1f s of silence; log:\n%s", 1.2 * TS,
-                 lb->text);
-    if (dropped_at - silent_from < 0.4 * TS)
-        fail_msg("the silent client was dropped after %.3f s of silence, liveness_ms is %d",
-                 dropped_at - silent_from, 400 * TS);
+        fail_msg("the silent client was not dropped within 1.2 s of silence; log:\n%s", lb->text);
+    /* its last Heartbeat at silent_from; dropped by the first sweep (every 50 ms) after 400 ms */
+    if (dropped_at - silent_from < 0.4 - 1e-9 || dropped_at - silent_from > 0.46 + 1e-9)
+        fail_msg("the silent client was dropped after %.3f s of silence, liveness_ms is 400",
+                 dropped_at - silent_from);
+    print_message("%d server Heartbeats in 1.5 s; the silent client dropped after %.2f s\n", beats,
+                  dropped_at - silent_from);
     assert_null(strstr(lb->text, "client sw-0 left"));
     assert_int_equal(st.clients, 1);
     for (int k = 0; k < 2; k++)
