@@ -7153,7 +7153,8 @@ static void test_reactor_liveness_under_client_heartbeat(void **state)
  * timeout) finds more messages waiting than one batch reads (BATCH_IN, 512), and its timers run
  * after that batch. The sessions whose Heartbeats are among the rest are not silent: none may be
  * dropped. They were (88 of 600 here), each for "silent for longer than the liveness timeout"
- * with its Heartbeat unread in the queue. */
+ * with its Heartbeat unread in the queue. The stall is of the server's clock (held, g_clock_hold,
+ * and moved on by the test), so no load on the machine can make it longer than meant. */
 static void test_reactor_backlog_not_silence(void **state)
 {
     (void)state;
@@ -7174,7 +7175,7 @@ static void test_reactor_backlog_not_silence(void **state)
     }
     char ep[300], yaml[1024];
     snprintf(ep, sizeof ep, "ipc://%s/backlog.sock", g_tmp);
-    const unsigned live_ms = 2000 * TS;
+    const unsigned live_ms = 2000;
     snprintf(yaml, sizeof yaml,
              "server:\n  insecure: true\n  endpoints: ['%s']\n  heartbeat_ms: 100\n"
              "  liveness_ms: %u\nmodel:\n  arch: \"mlp:6-5-3\"\nround:\n  clients: 1000\n", ep,
@@ -7198,17 +7199,20 @@ static void test_reactor_backlog_not_silence(void **state)
         peer_send(&p[i], &h);
     }
     await_count(s, offsetof(fls_server_stats, clients), N);
-    /* The stall: no step for longer than the liveness timeout, every client's Heartbeat sent in
-     * its last part, so that all of them wait in the server's queue when it steps again. */
-    usleep(live_ms * 1000 - 500000);
+    /* The stall: no step for longer than the liveness timeout of the server's clock (live_ms
+     * + 0.5 s), every client's Heartbeat sent in its last part, so that all of them wait in the
+     * server's queue when it steps again. */
+    g_clock_hold = __real_fl_time_mono_s();
     for (int i = 0; i < N; i++) {
         const flp_msg hb = flp_msg_header(FLP_HEARTBEAT, 0, id[i]);
         peer_send(&p[i], &hb);
     }
     usleep(1000000); /* for them all to be in the server's queue (ipc: milliseconds) */
+    g_clock_hold += live_ms / 1000.0 + 0.5;
     fls_server_stats st;
     for (int k = 0; k < 20; k++)
         assert_int_equal(fls_server_step(s, 5), FLS_OK);
+    g_clock_hold = 0;
     fls_server_stats_get(s, &st);
     if (st.clients != N || strstr(lb->text, "silent for longer than the liveness timeout")) {
         const char *d = strstr(lb->text, "left (silent");
@@ -7303,11 +7307,13 @@ static void expect_quiet_dropped(fls_server *s, const logbuf *lb, const char *wh
  * period (an overloaded reactor) judges silence again. Here flood keeps the server's queue deeper
  * than a batch at every step, from before quiet's last message on; quiet, silent for the liveness
  * timeout, must be dropped by 1.7 times it. Without the bound it stayed until twice the timeout,
- * kept only by the other bound (test_reactor_flood_silence_bounded). */
+ * kept only by the other bound (test_reactor_flood_silence_bounded). The server's clock is held
+ * (g_clock_hold) and moved on 10 ms a step, so those times are the server's own, whatever the
+ * machine's load (the real 10 ms between steps only let flood's messages reach the queue). */
 static void test_reactor_backlog_lasting(void **state)
 {
     (void)state;
-    const unsigned live_ms = 1500 * TS;
+    const unsigned live_ms = 1500;
     backlog_case c;
     backlog_open(&c, "backlog_lasting.sock", live_ms);
     /* the server's queue of flood's connection filled before it is read from: 200 ms */
@@ -7317,7 +7323,8 @@ static void test_reactor_backlog_lasting(void **state)
     }
     fls_server_step(c.s, 0); /* a batch read, more waiting: the backlog begins */
     const flp_msg qh = flp_msg_header(FLP_HEARTBEAT, 0, "quiet");
-    const double t0 = fl_time_mono_s(); /* quiet is last heard no earlier than this */
+    const double t0 = __real_fl_time_mono_s(); /* quiet is last heard no earlier than this */
+    g_clock_hold = t0;
     peer_send(&c.quiet, &qh);
     /* Each step reads 512 of the thousands waiting, and flood sends more than that between two;
      * the sweep (every 50 ms) finds a backlog each time. quiet is due to go at the first sweep
@@ -7327,9 +7334,11 @@ static void test_reactor_backlog_lasting(void **state)
     do {
         flood_send(&c.flood, c.hb, c.hb_len, 1024);
         usleep(10000);
+        g_clock_hold += 0.01;
         fls_server_step(c.s, 0);
         fls_server_stats_get(c.s, &st);
-    } while (st.clients == 2 && fl_time_mono_s() - t0 < 1.7 * live_ms / 1000.0);
+    } while (st.clients == 2 && g_clock_hold - t0 < 1.7 * live_ms / 1000.0);
+    g_clock_hold = 0;
     expect_quiet_dropped(c.s, c.lb, "a backlog for longer than the liveness timeout");
     backlog_close(&c);
 }
@@ -7337,26 +7346,31 @@ static void test_reactor_backlog_lasting(void **state)
 /* The gate's other bound: a flood that leaves the queue deeper than a batch at each sweep and
  * lets it empty between sweeps keeps every backlog younger than the liveness timeout (the first
  * bound never acts), yet a session silent for twice the timeout is dropped whatever the queue.
- * Each cycle: 600 Heartbeats from flood; 60 ms for them to reach the server's queue and for the
- * sweep to fall due; a step that reads 512 (a backlog begins, and the sweep runs with it); at
- * once a step that reads the rest (no backlog; the sweep is not due again for 50 ms). quiet,
- * silent since its Hello, is due to go after twice the liveness timeout; it is given three.
- * Without the bound it stayed as long as the flood went on. */
+ * Each cycle: 600 Heartbeats from flood; 60 ms of the server's clock (held, g_clock_hold, and
+ * moved on by the test: the sweep falls due) and as many real ones for them to reach the
+ * server's queue; a step that reads 512 (a backlog begins, and the sweep runs with it); at once,
+ * at the same instant of the server's clock, a step that reads the rest (no backlog; the sweep is
+ * not due again for 50 ms). quiet, silent since its Hello, is due to go after twice the liveness
+ * timeout of the server's clock; it is given three. Without the bound it stayed as long as the
+ * flood went on. */
 static void test_reactor_flood_silence_bounded(void **state)
 {
     (void)state;
-    const unsigned live_ms = 1000 * TS;
+    const unsigned live_ms = 1000;
     backlog_case c;
-    const double t0 = fl_time_mono_s(); /* quiet's Hello is read after this */
+    const double t0 = __real_fl_time_mono_s(); /* quiet's Hello is read after this */
     backlog_open(&c, "flood_silence.sock", live_ms);
+    g_clock_hold = __real_fl_time_mono_s();
     fls_server_stats st;
     do {
         flood_send(&c.flood, c.hb, c.hb_len, 600);
         usleep(60000);
+        g_clock_hold += 0.06;
         fls_server_step(c.s, 0);
         fls_server_step(c.s, 0);
         fls_server_stats_get(c.s, &st);
-    } while (st.clients == 2 && fl_time_mono_s() - t0 < 3.0 * live_ms / 1000.0);
+    } while (st.clients == 2 && g_clock_hold - t0 < 3.0 * live_ms / 1000.0);
+    g_clock_hold = 0;
     expect_quiet_dropped(c.s, c.lb, "a flood that empties between sweeps");
     backlog_close(&c);
 }
