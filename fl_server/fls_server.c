@@ -4925,6 +4925,28 @@ static fls_status finish_done(fls_server *s)
     return FLS_OK;
 }
 
+/* One wait of a step (fls_server_step, linger_step): the ROUTER, the wake-up pipe (drained
+ * here), the monitor and the ZAP socket (n_it: 3 without CURVE) for at most timeout_ms (-1: no
+ * bound); it[] holds what is ready. -1 where zmq_poll failed (logged), else 0. */
+static int poll_wait(fls_server *s, int timeout_ms, zmq_pollitem_t it[4], int *n_it)
+{
+    it[0] = (zmq_pollitem_t){s->router, 0, ZMQ_POLLIN, 0};
+    it[1] = (zmq_pollitem_t){NULL, s->pipe_rd, ZMQ_POLLIN, 0};
+    it[2] = (zmq_pollitem_t){s->mon, 0, ZMQ_POLLIN, 0};
+    it[3] = (zmq_pollitem_t){s->zap, 0, ZMQ_POLLIN, 0};
+    *n_it = s->zap ? 4 : 3;
+    if (zmq_poll(it, *n_it, timeout_ms) < 0 && zmq_errno() != EINTR) {
+        fl_log(&s->log, FL_LOG_ERROR, "zmq_poll: %s", zmq_strerror(zmq_errno()));
+        return -1;
+    }
+    if (it[1].revents & ZMQ_POLLIN) {
+        char buf[64];
+        while (read(s->pipe_rd, buf, sizeof buf) > 0) {
+        }
+    }
+    return 0;
+}
+
 /* A step while the run is done (finish_done): until server.done_linger_s has passed or a stop
  * is asked, the sockets are served (ZAP handshakes, the monitor, a reload's allow-list) and each
  * message answered with Bye("done") (linger_frame); FLS_OK. Then FLS_ERR_STATE, as for a run done
@@ -4948,22 +4970,11 @@ static fls_status linger_step(fls_server *s, int timeout_ms)
         wait = 1000;
     if (timeout_ms < 0 || wait < timeout_ms)
         timeout_ms = (int)wait;
-    zmq_pollitem_t it[4] = {
-        {s->router, 0, ZMQ_POLLIN, 0},
-        {NULL, s->pipe_rd, ZMQ_POLLIN, 0},
-        {s->mon, 0, ZMQ_POLLIN, 0},
-        {s->zap, 0, ZMQ_POLLIN, 0},
-    };
-    const int n_it = s->zap ? 4 : 3;
-    if (zmq_poll(it, n_it, timeout_ms) < 0 && zmq_errno() != EINTR) {
-        fl_log(&s->log, FL_LOG_ERROR, "zmq_poll: %s", zmq_strerror(zmq_errno()));
+    zmq_pollitem_t it[4];
+    int n_it;
+    if (poll_wait(s, timeout_ms, it, &n_it) != 0) {
         s->linger_until = 0; /* the run is done all the same: nothing is lost */
         return FLS_ERR_STATE;
-    }
-    if (it[1].revents & ZMQ_POLLIN) {
-        char buf[64];
-        while (read(s->pipe_rd, buf, sizeof buf) > 0) {
-        }
     }
     if (atomic_exchange(&s->reload_req, 0)) {
         reload_config_said(s);
@@ -5040,22 +5051,11 @@ fls_status fls_server_step(fls_server *s, int timeout_ms)
         wait = 0;
     if (timeout_ms < 0 || wait < timeout_ms)
         timeout_ms = (int)wait;
-    zmq_pollitem_t it[4] = {
-        {s->router, 0, ZMQ_POLLIN, 0},
-        {NULL, s->pipe_rd, ZMQ_POLLIN, 0},
-        {s->mon, 0, ZMQ_POLLIN, 0},
-        {s->zap, 0, ZMQ_POLLIN, 0},
-    };
-    const int n_it = s->zap ? 4 : 3;
-    if (zmq_poll(it, n_it, timeout_ms) < 0 && zmq_errno() != EINTR) {
-        fl_log(&s->log, FL_LOG_ERROR, "zmq_poll: %s", zmq_strerror(zmq_errno()));
+    zmq_pollitem_t it[4];
+    int n_it;
+    if (poll_wait(s, timeout_ms, it, &n_it) != 0) {
         run_fail(s, FL_ERR_TRANSPORT);
         return FLS_ERR_TRANSPORT;
-    }
-    if (it[1].revents & ZMQ_POLLIN) {
-        char buf[64];
-        while (read(s->pipe_rd, buf, sizeof buf) > 0) {
-        }
     }
     if (atomic_exchange(&s->reload_req, 0)) {
         reload_config_said(s);
