@@ -2420,7 +2420,7 @@ static void test_cli_partition_reasons(void **state)
     }
 }
 
-/* fl_client --help says how --data-dir is read: as $FEDROP_DATA_DIR (which it sets), DIR/<name>
+/* fl_client --help says how --data-dir is read: as $FEDROP_DATA_DIR is, DIR/<name>
  * then DIR, so that the parent of the datasets' directories works as well as the dataset's own;
  * and that the variable is honoured without the flag. It said only "(default
  * /usr/share/datasets/<name>)". */
@@ -2438,6 +2438,30 @@ static void test_cli_help_data_dir(void **state)
                      "                         the first that holds it (default $FEDROP_DATA_DIR, read\n"
                      "                         the same way, else /usr/share/datasets/<name>)\n"))
         fail_msg("fl_client --help on --data-dir: '%s'", out);
+}
+
+/* fl_client --data-dir DIR without the files: the error names DIR as the directory given, not
+ * as "the directory of $FEDROP_DATA_DIR" (it set the variable from the flag, and the loader then
+ * blamed a variable the user never set). Run with the variable unset. */
+static void test_cli_data_dir_missing_named(void **state)
+{
+    (void)state;
+    const char *root = getenv("FEDROP_BUILD_ROOT");
+    if (!root)
+        skip();
+    client_exe_check(root);
+    static const char *const datasets[] = {"fashion-mnist", "mnist:test"};
+    for (size_t i = 0; i < sizeof datasets / sizeof datasets[0]; i++) {
+        char cmd[1024], out[4096];
+        snprintf(cmd, sizeof cmd, "env -u FEDROP_DATA_DIR '%s/fl_client/fl_client' --server "
+                 "tcp://127.0.0.1:1 --insecure --dataset %s --data-dir /nonexistent-fedrop 2>&1; "
+                 "echo \"rc=$?\"", root, datasets[i]);
+        sh_collect(cmd, out, sizeof out);
+        if (!strstr(out, "not found in /nonexistent-fedrop/") || strstr(out, "FEDROP_DATA_DIR") ||
+            !strstr(out, "rc=2\n"))
+            fail_msg("fl_client --dataset %s --data-dir /nonexistent-fedrop said '%s'", datasets[i],
+                     out);
+    }
 }
 
 /* fl_client's own two info lines (its local samples at start, its counts at exit) honour
@@ -4988,6 +5012,7 @@ int main(void)
         cmocka_unit_test(test_cli_index_missing_said),
         cmocka_unit_test(test_cli_partition_reasons),
         cmocka_unit_test(test_cli_help_data_dir),
+        cmocka_unit_test(test_cli_data_dir_missing_named),
         cmocka_unit_test(test_cli_log_level_own_lines),
         cmocka_unit_test(test_reconnects_counts_each_new_start),
         cmocka_unit_test(test_train_failure_reported_and_bye),
