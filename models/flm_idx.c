@@ -492,7 +492,7 @@ fl_status flm_dataset_load_named(flm_dataset **out, const char *name, const char
                            ? " (apt-get install dataset-fashion-mnist, or set FEDROP_DATA_DIR to "
                              "the directory that holds them)"
                            : " (set FEDROP_DATA_DIR to the directory that holds them; fl_client "
-                             "also takes it as --data-dir)";
+                             "also takes it as --data-dir, fl_server as eval.dir)";
     set_err(err, errlen, "%s %s: %s[.gz] and %s[.gz] not found in %s%s%s%s", name, split, ibase,
             lbase, dirs[0], nd > 1 ? " or " : "", nd > 1 ? dirs[1] : "", hint);
     return FL_ERR_DATASET_IO;
