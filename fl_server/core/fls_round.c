@@ -368,13 +368,18 @@ static size_t canon_diff(const char *was, size_t was_len, const char *now, size_
             continue;
         if (inert >= 0 && (canon_inert(now, now_len, name, nl) != NULL) != inert)
             continue;
-        if (i >= sizeof CANON_KEYS / sizeof CANON_KEYS[0] && ha && hb) {
-            /* a layer without its own keep value follows policy.keep: said once, there */
+        if (i >= sizeof CANON_KEYS / sizeof CANON_KEYS[0]) {
+            /* a layer without its own keep value follows policy.keep: said once, there. A layer
+             * only one side's model.arch has (said as model.arch) and that follows policy.keep
+             * there is no setting of its own either: a changed arch of fewer layers listed
+             * "policy.keep_layers[1] 0.75 -> (none)" of a run that never set keep_layers */
             const char *pa = NULL, *pb = NULL;
             size_t pal = 0, pbl = 0;
-            if (canon_find(was, was_len, "keep_p", 6, &pa, &pal) &&
-                canon_find(now, now_len, "keep_p", 6, &pb, &pbl) && pal == al &&
-                memcmp(pa, a, al) == 0 && pbl == bl && memcmp(pb, b, bl) == 0)
+            const int fa = !ha || (canon_find(was, was_len, "keep_p", 6, &pa, &pal) &&
+                                   pal == al && memcmp(pa, a, al) == 0);
+            const int fb = !hb || (canon_find(now, now_len, "keep_p", 6, &pb, &pbl) &&
+                                   pbl == bl && memcmp(pb, b, bl) == 0);
+            if (fa && fb)
                 continue;
         }
         char va[128], vb[128];

@@ -3271,6 +3271,30 @@ static void test_checkpoint_write_holds_no_copy(void **state)
     rmdir(dir);
 }
 
+/* The settings a changed model.arch of fewer droppable layers brings: model.arch, and no
+ * policy.keep_layers[D] for a layer that only followed policy.keep (an operator who changed
+ * --arch read "policy.keep_layers[1] 0.75 -> (none)" of a run that never set keep_layers). A
+ * layer's own keep value, which the new arch drops, is still said. */
+static void test_canon_diff_arch_layers(void **state)
+{
+    (void)state;
+    for (int own = 0; own < 2; own++) {
+        fls_config was = small_config(), now = small_config();
+        snprintf(was.arch, sizeof was.arch, "mlp:8-6-5-3"); /* 2 droppable layers */
+        if (own)
+            was.policy.keep_p_layer[1] = 0.5;
+        char a[4096], b[4096], out[1024];
+        size_t al = 0, bl = 0;
+        assert_int_equal(fls_config_canon(&was, a, sizeof a, &al), FL_OK);
+        assert_int_equal(fls_config_canon(&now, b, sizeof b, &bl), FL_OK);
+        const size_t n = fls_config_canon_diff(a, al, b, bl, out, sizeof out);
+        if (!strstr(out, "model.arch mlp:8-6-5-3 -> mlp:8-6-3") || n != (own ? 2u : 1u) ||
+            (own && !strstr(out, "policy.keep_layers[1] 0.5 -> (none)")) ||
+            (!own && strstr(out, "keep_layers")))
+            fail_msg("own %d: %zu settings: '%s'", own, n, out);
+    }
+}
+
 /* A checkpoint resumes under settings that differ only where they have no effect (those
  * fl_server warns about at start: policy.keep under policy.kind full, the afd settings under fd,
  * an optimizer's settings of another kind), with a warning that names them; a difference that
@@ -3644,6 +3668,7 @@ int main(void)
         cmocka_unit_test(test_resume_after_target),
         cmocka_unit_test(test_run_id),
         cmocka_unit_test(test_resume_mismatch_names_settings),
+        cmocka_unit_test(test_canon_diff_arch_layers),
         cmocka_unit_test(test_resume_inert_settings),
         cmocka_unit_test(test_checkpoint_write_holds_no_copy),
         cmocka_unit_test(test_resume_exact),
