@@ -141,6 +141,15 @@ const char *flm_blas_env_coretype_other(int *slower)
     return env;
 }
 
+const char *flm_blas_env_coretype_ignored(void)
+{
+    const char *env = getenv("OPENBLAS_CORETYPE");
+    if (!env || !*env || flm_blas_init() != FL_OK || g_blas.chosen || !g_blas.corename)
+        return NULL;
+    const char *core = g_blas.corename();
+    return core && strcasecmp(core, env) != 0 ? env : NULL;
+}
+
 fl_status flm_blas_init_threads(int max_threads)
 {
     if (max_threads < 1)

@@ -64,6 +64,11 @@ const char *flm_blas_cpu_coretype(void);
  * slower may be NULL). Reads the environment, loads nothing: a program may ask before it sets
  * the GEMM threads (flm_blas_init_threads), for a note to its user. */
 const char *flm_blas_env_coretype_other(int *slower);
+/* The environment's OPENBLAS_CORETYPE when OpenBLAS runs another kernel than it names (letter
+ * case aside): a name OpenBLAS does not know (a typo: it then runs its own detection's pick), or
+ * one it would not run on this CPU; else NULL (unset, empty, set by this library, honoured, or
+ * OpenBLAS not loaded). Loads OpenBLAS (flm_blas_init). */
+const char *flm_blas_env_coretype_ignored(void);
 /* Threads for later GEMMs (process-wide; at most 64; by default OpenBLAS's count at load:
  * OPENBLAS_NUM_THREADS, else one per CPU). OpenBLAS itself always runs single-threaded: a large
  * GEMM is cut into blocks by its shape alone, each one OpenBLAS call, shared out among these

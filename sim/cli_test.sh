@@ -305,6 +305,18 @@ if grep -qw avx2 /proc/cpuinfo 2>/dev/null && grep -qw fma /proc/cpuinfo; then
     ! grep -q "note: OPENBLAS_CORETYPE" "$DIR/core.err" || fail "noted, variable unset: $(cat "$DIR/core.err")"
     echo "OPENBLAS_CORETYPE=Prescott: noted once at start, not under --quiet nor when unset"
 fi
+# A name OpenBLAS does not know (a typo): it runs its own detection's kernel, and the note says
+# that one runs, not that the variable's name "replaces" fedrop's pick and rounds otherwise.
+if env -u OPENBLAS_CORETYPE "$FL_SIM" $ARGS --rounds 1 | grep -q ' blas [A-Za-z]' &&
+    ! env -u OPENBLAS_CORETYPE "$FL_SIM" $ARGS --rounds 1 | grep -q ' blas reference'; then
+    OPENBLAS_CORETYPE=NoSuchCore "$FL_SIM" $ARGS --rounds 1 --quiet 0 --progress lines \
+        >"$DIR/nocore.out" 2>"$DIR/core.err" || fail "OPENBLAS_CORETYPE=NoSuchCore: $(cat "$DIR/core.err")"
+    ran=$(grep -o 'blas [^ +]*' "$DIR/nocore.out" | tail -n 1 | cut -d' ' -f2)
+    [ "$(grep -c "^fl_sim: note: OPENBLAS_CORETYPE=NoSuchCore in the environment is not what OpenBLAS runs (a name it does not know, or a kernel it will not run on this CPU): it runs $ran " "$DIR/core.err")" -eq 1 ] &&
+        ! grep -q "replaces" "$DIR/core.err" ||
+        fail "OPENBLAS_CORETYPE=NoSuchCore (OpenBLAS ran $ran): $(cat "$DIR/core.err")"
+    echo "OPENBLAS_CORETYPE=NoSuchCore: noted as not what OpenBLAS runs ($ran)"
+fi
 
 # Where a named dataset is looked for, as --help says: $FEDROP_DATA_DIR/NAME, then the variable's
 # directory itself (and not /usr/share/datasets when it is set).

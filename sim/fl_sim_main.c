@@ -664,11 +664,26 @@ static void warn_threads(const char *prog, uint32_t threads)
  * a warning (nothing is wrong with the run); said once at start, not under --quiet. */
 static void note_blas(const char *prog, int quiet)
 {
-    int slower = 0;
-    const char *env = flm_blas_env_coretype_other(&slower);
-    if (!env || quiet)
+    if (quiet)
         return;
     const char *pick = flm_blas_cpu_coretype();
+    /* loaded as the run loads it (flsim_run.c), to name the kernel that runs: a name OpenBLAS
+     * does not know (a typo) is passed over by it, and was noted as the kernel that "replaces"
+     * fedrop's pick */
+    (void)flm_blas_init_threads(1);
+    const char *ignored = flm_blas_env_coretype_ignored();
+    if (ignored) {
+        fprintf(stderr, "%s: note: OPENBLAS_CORETYPE=%s in the environment is not what OpenBLAS "
+                "runs (a name it does not know, or a kernel it will not run on this CPU): it "
+                "runs %s (summary.json \"blas\")%s%s%s\n", prog, ignored, flm_blas_corename(),
+                pick ? "; fedrop picks " : "", pick ? pick : "",
+                pick ? " for this CPU: unset the variable to train on it" : "");
+        return;
+    }
+    int slower = 0;
+    const char *env = flm_blas_env_coretype_other(&slower);
+    if (!env)
+        return;
     fprintf(stderr, "%s: note: OPENBLAS_CORETYPE=%s in the environment replaces %s, the kernel "
             "fedrop picks for this CPU: training rounds otherwise (other bits than a run on %s; "
             "summary.json \"blas\" names the kernel)%s; unset the variable to train on %s\n", prog,
