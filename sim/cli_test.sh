@@ -329,11 +329,11 @@ grep -q "not found in $DIR/nodata/mnist or $DIR/nodata (the directory of \$FEDRO
 echo "datasets: looked for where --help says"
 
 # idx:IMAGES,LABELS with neither file there: both are named, the images first (as the spec has
-# them), not only the labels.
+# them), not only the labels; and the option that named them (until 2026-12-07 the files alone).
 rc=0
 "$FL_SIM" --dataset "idx:$DIR/noimg,$DIR/nolab" --rounds 1 --quiet 1 >/dev/null 2>"$DIR/idx.err" || rc=$?
 [ "$rc" -eq 1 ] || fail "idx pair missing: exit status $rc, not 1"
-grep -qx "fl_sim: $DIR/noimg: cannot open: No such file or directory; $DIR/nolab: cannot open: No such file or directory" \
+grep -qx "fl_sim: --dataset idx:$DIR/noimg,$DIR/nolab: $DIR/noimg: cannot open: No such file or directory; $DIR/nolab: cannot open: No such file or directory" \
     "$DIR/idx.err" || fail "idx pair missing: $(cat "$DIR/idx.err")"
 echo "idx pair missing: both files named"
 

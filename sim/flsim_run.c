@@ -187,8 +187,16 @@ static fl_status data_load_here(flsim_data *d, const flsim_config *cfg, char *er
     }
     flm_dataset *all = NULL;
     st = flm_dataset_load_spec(&all, cfg->dataset, data_seed, FLM_SPLIT_TRAIN, err, errlen);
-    if (st != FL_OK)
+    if (st != FL_OK) {
+        /* the option named, as --test-dataset's and --trace's are: a spec's file alone ("/x:
+         * cannot open") did not say which option named it */
+        if (err && errlen) {
+            char why[1024];
+            snprintf(why, sizeof why, "%s", err);
+            snprintf(err, errlen, "--dataset %s: %s", cfg->dataset, why);
+        }
         return st;
+    }
     if (cfg->test_dataset[0]) {
         d->train = all;
         test_spec(cfg, spec, sizeof spec);
