@@ -3833,7 +3833,11 @@ static fl_status setup_socket(fls_server *s, char *err, size_t errlen)
             const int ze = zmq_errno();
             snprintf(err, errlen, "bind %s: %s%s", s->opt.endpoints[i], zmq_strerror(ze),
                      ze == ENODEV ? " (the host of a bind endpoint is *, an IP address or an "
-                                    "interface name of this machine: lo, eth0)" : "");
+                                    "interface name of this machine: lo, eth0)"
+                     : ze == EADDRINUSE ? " (another process listens on that port, another "
+                                          "fl_server perhaps: stop it, or give server.endpoints "
+                                          "another port)"
+                                        : "");
             /* The start fails: the socket files of the ipc:// endpoints bound so far go too
              * (libzmq leaves them; ipc_in_use made sure no live process owned them). */
             for (size_t j = 0; j < s->n_ep; j++)

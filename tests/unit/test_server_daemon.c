@@ -1271,6 +1271,40 @@ static void test_cli_no_checkpoint_warning(void **state)
     assert_true(said);
 }
 
+/* A tcp:// endpoint whose port another process listens on: the start fails saying so and what to
+ * do (it said libzmq's "Address already in use" alone; the example and smoke configurations
+ * both take port 5555, so two of them on one machine meet it first). */
+static void test_bind_port_in_use_said(void **state)
+{
+    (void)state;
+    const int fd = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(fd >= 0);
+    struct sockaddr_in a;
+    memset(&a, 0, sizeof a);
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t al = sizeof a;
+    assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
+    assert_int_equal(listen(fd, 1), 0);
+    assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &al), 0);
+    char yaml[512];
+    snprintf(yaml, sizeof yaml, "server:\n  insecure: true\n  endpoints: ['tcp://127.0.0.1:%u']\n",
+             (unsigned)ntohs(a.sin_port));
+    fls_options *o = opts_from(yaml);
+    logbuf *lb = calloc(1, sizeof *lb);
+    assert_non_null(lb);
+    fls_host host = {log_collect, lb, NULL, NULL, NULL};
+    fls_server *s = NULL;
+    assert_int_not_equal(fls_server_new(o, &host, &s), FLS_OK);
+    assert_null(s);
+    if (!strstr(lb->text, "Address already in use (another process listens on that port, another "
+                          "fl_server perhaps: stop it, or give server.endpoints another port)"))
+        fail_msg("port in use said: %s", lb->text);
+    fls_options_free(o);
+    free(lb);
+    close(fd);
+}
+
 /* server.idle_connection_s below twice server.liveness_ms is raised at start (to 20 s at the
  * default 10000 ms): --check printed the value given (5) as the setting, while the server used
  * 20. fls_options_get_effective gives what the server applies, and --check prints it with the
@@ -10242,6 +10276,7 @@ int main(void)
         cmocka_unit_test(test_cli_check_effective_idle),
         cmocka_unit_test(test_cli_check_effective_opt_unset),
         cmocka_unit_test(test_cli_no_checkpoint_warning),
+        cmocka_unit_test(test_bind_port_in_use_said),
         cmocka_unit_test(test_example_yaml),
         cmocka_unit_test(test_readme_metrics),
         cmocka_unit_test(test_keygen),
