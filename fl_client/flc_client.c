@@ -793,7 +793,7 @@ static void send_round_error(flc_client *c, uint64_t round, uint64_t run_id, fl_
     flp_msg m = envelope(c, FLP_ERROR, round);
     m.error.code = st != FL_OK ? (uint32_t)st : (uint32_t)FL_ERR_INTERNAL;
     m.error.run_id = run_id;
-    char msg[256];
+    char msg[1024]; /* the wire's string limit (flp_limits.max_str): room for a codec's reason */
     snprintf(msg, sizeof msg, "%s: %s", what, why);
     flp_str_fix(msg);
     m.error.message = msg;

@@ -88,7 +88,8 @@ struct flc_core {
     uint32_t n_chunks;
     size_t chunks_cap;
     flp_metric metrics[1];
-    char fail[300];           /* why the last flc_core_train failed; "" after a success */
+    char fail[768];           /* why the last flc_core_train failed; "" after a success
+                               * (room for the codec's reason, flz_ctx_error, up to 256) */
 
     /* error feedback (top-k pipelines), global coordinates */
     float *resid;
@@ -840,14 +841,21 @@ static fl_status train_encode(flc_core *c, char *why, size_t whycap)
                  * cannot carry (f16 ends at 65504; a rotation sums 2^b values before it scales
                  * them): "non-finite weights" sent a device looking for a NaN that was not
                  * there. With error feedback the delta was found finite above. */
+                /* The codec's own reason (flz_ctx_error) names the value and the limit it
+                 * passed; its element numbers count from the chunk's first element. */
                 char spec[FLZ_SPEC_STRLEN];
                 flz_spec_format(&c->up, spec, sizeof spec);
+                const char *cw = flz_ctx_error(c->z);
                 if (!ef && !diff_finite(c->w + sub_off, c->ref + sub_off, cnt))
-                    snprintf(why, whycap, "training produced non-finite weights");
+                    snprintf(why, whycap, "training produced non-finite weights (%s, chunk %u, "
+                             "its elements from %llu on: %s)", sub->tensors[t].name, i,
+                             (unsigned long long)off, *cw ? cw : "not finite");
                 else
                     snprintf(why, whycap, "the update of %s (trained minus received weights) is "
                              "finite but too large for the server's up codec %s: its encoded "
-                             "form cannot carry it", sub->tensors[t].name, spec);
+                             "form cannot carry it (chunk %u, its elements from %llu on: %s)",
+                             sub->tensors[t].name, spec, i, (unsigned long long)off,
+                             *cw ? cw : "no reason given");
             }
             if (st != FL_OK)
                 return st;

@@ -2650,6 +2650,49 @@ static void test_plugin_above_declared_samples_fails_round(void **state)
     session_close(&s);
 }
 
+static flc_status train_moves_first_far(const flc_task *task, flc_update *out, void *user)
+{
+    (void)task;
+    (void)user;
+    out->weights[0] += 1e6f; /* past f16's largest finite value, 65504 */
+    out->n_samples = 3;
+    out->loss = 1.5;
+    return FLC_OK;
+}
+
+/* A change of the weights too large for the server's up codec (f16 ends at 65504) fails the
+ * round (FLC_ERR_NUMERIC), and the log and the server's Error say it in the codec's words: the
+ * value and the limit (flz_ctx_error). Before, they said only that the update was too large,
+ * the Error's message cut at 255 bytes. */
+static void test_plugin_update_past_up_codec_said(void **state)
+{
+    (void)state;
+    session s;
+    session_open(&s);
+    flc_config cfg = base_config(s.f.ep, train_moves_first_far, s.lb);
+    cfg.heartbeat_ms = 100;
+    assert_int_equal(flc_client_new(&cfg, &s.c), FLC_OK);
+    run_start(&s.r, s.c);
+    flp_msg *h = session_expect(&s, FLP_HELLO, 5000, "");
+    flp_msg_free(h);
+    fake_ack(&s.f, FLP_HELLO, 0, 0);
+    fake_core_new_codec(&s.core, 0, 0.0, "f16");
+    s.round = fake_task(&s.f, s.core);
+    flp_msg *m = session_expect(&s, FLP_ERROR, 5000, "for an update f16 cannot carry");
+    assert_int_equal(m->round, s.round);
+    assert_int_equal(m->error.code, FLC_ERR_NUMERIC);
+    const char *says = "element 0 is 1e+06, outside float16's range (its largest finite value is "
+                       "65504): f16 cannot carry it";
+    if (!strstr(m->error.message, "too large for the server's up codec f16") ||
+        !strstr(m->error.message, says))
+        fail_msg("the Error says '%s'", m->error.message);
+    flp_msg_free(m);
+    if (log_count(s.lb, says) != 1)
+        fail_msg("want the codec's words once in the log; log:\n%s", s.lb->text);
+    assert_int_equal(session_stopped(&s)->rounds_failed, 1);
+    session_close(&s);
+}
+
 /* ---- samples that do not fit the server's model ------------------------------------------------ */
 
 /* The server picks the model (mlp:6-5-3 here): samples whose rows are narrower than its input,
@@ -5018,6 +5061,7 @@ int main(void)
         cmocka_unit_test(test_train_failure_reported_and_bye),
         cmocka_unit_test(test_plugin_moved_weights_refused),
         cmocka_unit_test(test_plugin_above_declared_samples_fails_round),
+        cmocka_unit_test(test_plugin_update_past_up_codec_said),
         cmocka_unit_test(test_unfit_samples_end_run),
         cmocka_unit_test(test_task_above_memory_refused),
         cmocka_unit_test(test_refused_task_of_another_run_counted),

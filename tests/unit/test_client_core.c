@@ -516,12 +516,16 @@ static void test_update_too_large_for_codec_said(void **state)
         const char *codec;
         float move;
         const char *says;
+        const char *codec_says; /* the codec's own reason (flz_ctx_error), in the same message */
     } rows[] = {
-        {"f16", 1e6f, "finite but too large for the server's up codec f16"},
-        {"rot+q4+zstd", 3e38f, "finite but too large for the server's up codec rot"},
-        {"topk0.5+rot+q8", 3e38f, "finite but too large for the server's up codec"},
-        {"f16", NAN, "non-finite weights"},
-        {"none", INFINITY, "non-finite weights"},
+        {"f16", 1e6f, "finite but too large for the server's up codec f16",
+         "element 0 is 1e+06, outside float16's range (its largest finite value is 65504)"},
+        {"rot+q4+zstd", 3e38f, "finite but too large for the server's up codec rot",
+         "past float's largest"},
+        {"topk0.5+rot+q8", 3e38f, "finite but too large for the server's up codec",
+         "past float's largest"},
+        {"f16", NAN, "non-finite weights", "element 0 is nan, not a finite value"},
+        {"none", INFINITY, "non-finite weights", "element 0, the difference inf - "},
     };
     for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
         fls_core *srv = one_client_round_with("mlp:6-5-3", 0, rows[i].codec);
@@ -532,7 +536,7 @@ static void test_update_too_large_for_codec_said(void **state)
         feed_task(srv, c, 9);
         const fl_status st = flc_core_train(c);
         const char *why = flc_core_train_error(c);
-        if (st != FL_ERR_NUMERIC || !strstr(why, rows[i].says))
+        if (st != FL_ERR_NUMERIC || !strstr(why, rows[i].says) || !strstr(why, rows[i].codec_says))
             fail_msg("row %zu (%s): status %d, error '%s'", i, rows[i].codec, (int)st, why);
         flc_core_free(c);
         fls_core_free(srv);
