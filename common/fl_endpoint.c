@@ -88,6 +88,21 @@ int fl_connect_endpoint_ok(const char *ep, char *why, size_t cap)
                      "server's address, e.g. tcp://127.0.0.1:%s", port);
             return 0;
         }
+        /* A HOST with one bracket of an IPv6 address's pair ("tcp://[::1:5555"), or none after
+         * a source's ';' ("tcp://eth0;:5555"): libzmq's connect takes it, and its resolution
+         * fails at every attempt, which the client said as "is a server running there?" for
+         * ever. */
+        char h[256];
+        if (split && fl_port_number(port) >= 1 && !fl_tcp_host(ep, h, sizeof h)) {
+            size_t skip = host_len; /* the HOST is what follows a SOURCE's ';' */
+            while (skip > 0 && host[skip - 1] != ';')
+                skip--;
+            const size_t n = host_len - skip;
+            snprintf(why, cap, "is not tcp://HOST:PORT: its HOST '%.*s' is empty or has one "
+                     "bracket without the other (an IPv6 address is written [ADDR])",
+                     (int)(n < 200 ? n : 200), host + skip);
+            return 0;
+        }
         if (split && fl_port_number(port) >= 1)
             return 1;
         snprintf(why, cap, "is not tcp://HOST:PORT with a PORT in 1..65535");

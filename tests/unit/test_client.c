@@ -443,6 +443,9 @@ static void test_new_validation(void **state)
         {"PORT in 1..65535", {.server_endpoint = "tcp://127.0.0.1"}},
         {"PORT in 1..65535", {.server_endpoint = "tcp://:5555"}},
         {"PORT in 1..65535", {.server_endpoint = "tcp://host:55x"}},
+        /* libzmq connects to these, and fails each attempt: "is a server running there?" */
+        {"has one bracket without the other", {.server_endpoint = "tcp://[::1:5555"}},
+        {"its HOST '' is empty", {.server_endpoint = "tcp://10.0.0.1;:5555"}},
         {"is inproc://", {.server_endpoint = "inproc://fedrop"}}, /* no zmq_context given */
         /* no scheme: libzmq said "Invalid argument" at the connect, exit 4 of a transport error */
         {"is not tcp://HOST:PORT, ipc://PATH or inproc://NAME", {.server_endpoint = "localhost:5555"}},

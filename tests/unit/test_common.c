@@ -1252,7 +1252,8 @@ static void test_endpoint_parts(void **state)
         if (!fl_connect_endpoint_ok(ok[i], why, sizeof why))
             fail_msg("'%s' refused: %s", ok[i], why);
     const char *no[] = {"localhost:5555", "http://a:80", "tcp://a", "tcp://a:0", "tcp://a:99999",
-                        "ipc://", "inproc://", "", "TCP://a:1"};
+                        "ipc://", "inproc://", "", "TCP://a:1", "tcp://[::1:5555",
+                        "tcp://::1]:80", "tcp://eth0;:5555", "tcp://[]:80"};
     for (size_t i = 0; i < sizeof no / sizeof no[0]; i++) {
         why[0] = 0;
         if (fl_connect_endpoint_ok(no[i], why, sizeof why) || strncmp(why, "is not tcp://", 13))
