@@ -107,6 +107,7 @@ struct flc_client {
     fl_logger log;
     uint32_t key;
     atomic_int stop;
+    atomic_int running;        /* 1 while an flc_client_run is in progress: a second is refused */
     int wake[2];               /* a pipe: flc_client_stop writes a byte; every wait polls [0] */
     int done[2];               /* a pipe: the trainer thread writes a byte as it ends; the
                                 * session's poll watches [0] and drains it */
@@ -1994,11 +1995,22 @@ flc_status flc_client_run(flc_client *c)
 {
     if (!c)
         return FLC_ERR_INVALID_ARG;
+    /* One run at a time (flc.h): a second one, from another thread or from the plug-in trainer
+     * or the log callback of the first, shared its socket and core with it, and both hung for
+     * ever, flc_client_stop included. */
+    int idle = 0;
+    if (!atomic_compare_exchange_strong(&c->running, &idle, 1)) {
+        fl_log(&c->log, FL_LOG_ERROR, "flc_client_run: this client is running already (an "
+               "flc_client_run on another thread, or this call came from its trainer or its log "
+               "callback): one flc_client_run at a time");
+        return FLC_ERR_STATE;
+    }
     const flc_status st = run_sessions(c);
     /* However it returns (done, stop, a refusal, a socket that cannot be made), it returns once a
      * plug-in training still running does (flc.h, flc_client_stop): none is left behind. */
     wait_training(c);
     flc_core_release(c->core); /* between calls the client holds no round's memory either */
+    atomic_store(&c->running, 0);
     return st;
 }
 

@@ -479,7 +479,9 @@ flc_status flc_client_new(const flc_config *cfg, flc_client **out);
  * FLC_ERR_CANCELLED at once. To pause and resume, free the client and make a new one. A later
  * flc_client_run after one that returned FLC_OK goes on with the same client and its statistics:
  * one that ended at max_rounds updates returns FLC_OK at once (the count is the client's, not the
- * call's); make a new client for max_rounds more. FLC_ERR_INVALID_ARG for c NULL. */
+ * call's); make a new client for max_rounds more. FLC_ERR_INVALID_ARG for c NULL; FLC_ERR_STATE
+ * (said at error level) while another flc_client_run of c is in progress, on another thread or
+ * calling this one from its trainer or log callback (0.3.8 and earlier hung both). */
 flc_status flc_client_run(flc_client *c);
 
 /* Asks a running flc_client_run to return: it does at once (every wait of the library is woken

@@ -2696,6 +2696,51 @@ static void test_plugin_update_past_up_codec_said(void **state)
     session_close(&s);
 }
 
+typedef struct inner_run {
+    flc_client *const *c; /* the session's client, set by flc_client_new before any training */
+    flc_status st;
+    atomic_int done;
+} inner_run;
+
+/* A plug-in that calls flc_client_run on its own client, keeping the status. */
+static flc_status train_runs_client(const flc_task *task, flc_update *out, void *user)
+{
+    inner_run *inner = user;
+    inner->st = flc_client_run(*inner->c);
+    atomic_store(&inner->done, 1);
+    return train_plus_quarter(task, out, NULL);
+}
+
+/* One flc_client_run at a time: a second call while one runs, from another thread or from the
+ * first one's trainer, is refused with FLC_ERR_STATE and said. Before, it shared the socket and
+ * the core with the first: both hung for ever, flc_client_stop included. */
+static void test_second_run_refused(void **state)
+{
+    (void)state;
+    session s;
+    session_open(&s);
+    inner_run inner = {&s.c, FLC_OK, 0};
+    flc_config cfg = base_config(s.f.ep, train_runs_client, s.lb);
+    cfg.train_user = &inner;
+    session_run(&s, &cfg, 0);
+    /* from another thread */
+    runner second;
+    run_start(&second, s.c);
+    if (!run_wait(&second, 5.0))
+        fail_msg("a second flc_client_run did not return; log:\n%s", s.lb->text);
+    assert_int_equal(second.st, FLC_ERR_STATE);
+    /* from the trainer: its round is trained, and its update goes up */
+    flp_msg *u = session_expect(&s, FLP_UPDATE, 5000, "after the trainer's flc_client_run");
+    flp_msg_free(u);
+    assert_int_equal(atomic_load(&inner.done), 1);
+    assert_int_equal(inner.st, FLC_ERR_STATE);
+    if (log_count(s.lb, "this client is running already") != 2)
+        fail_msg("want the refusal said twice; log:\n%s", s.lb->text);
+    session_stopped(&s);
+    assert_int_equal(s.r.st, FLC_ERR_CANCELLED);
+    session_close(&s);
+}
+
 /* ---- samples that do not fit the server's model ------------------------------------------------ */
 
 /* The server picks the model (mlp:6-5-3 here): samples whose rows are narrower than its input,
@@ -5065,6 +5110,7 @@ int main(void)
         cmocka_unit_test(test_plugin_moved_weights_refused),
         cmocka_unit_test(test_plugin_above_declared_samples_fails_round),
         cmocka_unit_test(test_plugin_update_past_up_codec_said),
+        cmocka_unit_test(test_second_run_refused),
         cmocka_unit_test(test_unfit_samples_end_run),
         cmocka_unit_test(test_task_above_memory_refused),
         cmocka_unit_test(test_refused_task_of_another_run_counted),
