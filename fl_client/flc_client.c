@@ -2037,6 +2037,15 @@ void flc_client_free(flc_client *c)
 {
     if (!c)
         return;
+    /* Freed under a run in progress (another thread's, or from its trainer or log callback),
+     * the run went on in freed memory, or the trainer's own join deadlocked: left allocated
+     * instead (a leak, said), which the run can still use. */
+    if (atomic_load(&c->running)) {
+        fl_log(&c->log, FL_LOG_ERROR, "flc_client_free: flc_client_run of this client is in "
+               "progress: call flc_client_stop and free the client once flc_client_run has "
+               "returned (it is not freed)");
+        return;
+    }
     wait_training(c);
     drop_pending(c);
     free(c->pending);

@@ -502,7 +502,11 @@ void flc_client_stop(flc_client *c);
 /* The client's statistics (all zero for NULL). */
 const flc_stats *flc_client_stats(const flc_client *c);
 
-/* NULL is a no-op. Waits for a training still running, then releases everything. There is no
+/* NULL is a no-op. While an flc_client_run of c is in progress (on another thread, or this is
+ * called from its trainer or log callback) c is not freed: the library logs that at error level
+ * and returns (c stays allocated: call flc_client_stop, and free c once run has returned); 0.3.8
+ * and earlier freed it under the run. Waits for a training still running, then releases
+ * everything. There is no
  * connection left to say Bye on: flc_client_run said it before returning, and that Bye may keep
  * the client's own ZeroMQ context here for at most 200 ms while it leaves (not at all when the
  * link to the server was known to be down: the Bye is then not sent). With a caller's

@@ -2741,6 +2741,26 @@ static void test_second_run_refused(void **state)
     session_close(&s);
 }
 
+/* flc_client_free while flc_client_run is in progress does not free the client under it: it is
+ * said, and the run goes on until stopped (before, the run went on in freed memory). */
+static void test_free_while_running_refused(void **state)
+{
+    (void)state;
+    session s;
+    session_open(&s);
+    flc_config cfg = base_config(s.f.ep, train_plus_quarter, s.lb);
+    session_run(&s, &cfg, 0);
+    flc_client_free(s.c); /* refused: the run is in progress */
+    if (log_count(s.lb, "flc_client_free: flc_client_run of this client is in progress") != 1)
+        fail_msg("want the refusal said; log:\n%s", s.lb->text);
+    /* the client still serves its task, and stops */
+    flp_msg *u = session_expect(&s, FLP_UPDATE, 5000, "after a refused flc_client_free");
+    flp_msg_free(u);
+    assert_int_equal(session_stopped(&s)->rounds_trained, 1);
+    assert_int_equal(s.r.st, FLC_ERR_CANCELLED);
+    session_close(&s); /* frees it now */
+}
+
 /* ---- samples that do not fit the server's model ------------------------------------------------ */
 
 /* The server picks the model (mlp:6-5-3 here): samples whose rows are narrower than its input,
@@ -5111,6 +5131,7 @@ int main(void)
         cmocka_unit_test(test_plugin_above_declared_samples_fails_round),
         cmocka_unit_test(test_plugin_update_past_up_codec_said),
         cmocka_unit_test(test_second_run_refused),
+        cmocka_unit_test(test_free_while_running_refused),
         cmocka_unit_test(test_unfit_samples_end_run),
         cmocka_unit_test(test_task_above_memory_refused),
         cmocka_unit_test(test_refused_task_of_another_run_counted),
