@@ -336,11 +336,14 @@ static flc_status check_config(const flc_config *cfg, const fl_logger *lg)
             BAD("%s is %d: it must be >= 0 (0: the default)", timing[i].name, timing[i].v);
     const int hb = cfg->heartbeat_ms ? cfg->heartbeat_ms : 1000;
     const int live = cfg->liveness_ms ? cfg->liveness_ms : 10000;
+    /* a value left 0 is named as the default it stands for: the device did not write it */
+    const char *dflt = " (the default)";
     if (hb < 10) /* an idle client wakes every heartbeat_ms / 2 */
         BAD("heartbeat_ms %d is below 10", hb);
     if (live <= hb)
-        BAD("liveness_ms %d is not above heartbeat_ms %d: the server would seem gone between two "
-            "heartbeats", live, hb);
+        BAD("liveness_ms %d%s is not above heartbeat_ms %d%s: the server would seem gone between "
+            "two heartbeats", live, cfg->liveness_ms ? "" : dflt, hb,
+            cfg->heartbeat_ms ? "" : dflt);
     /* What goes on the wire must be valid there: the id (no control bytes, at most the wire's
      * string length) and the capabilities (finite, >= 0), checked now rather than by a Hello
      * that cannot be encoded and a client that reconnects forever. */
@@ -355,7 +358,8 @@ static flc_status check_config(const flc_config *cfg, const fl_logger *lg)
     const int rmin = cfg->reconnect_min_ms ? cfg->reconnect_min_ms : 200;
     const int rmax = cfg->reconnect_max_ms ? cfg->reconnect_max_ms : 10000;
     if (rmin > rmax)
-        BAD("reconnect_min_ms %d is above reconnect_max_ms %d", rmin, rmax);
+        BAD("reconnect_min_ms %d%s is above reconnect_max_ms %d%s", rmin,
+            cfg->reconnect_min_ms ? "" : dflt, rmax, cfg->reconnect_max_ms ? "" : dflt);
     const struct { const char *name; const char *k; } keys[] = {
         {"server_public_key", cfg->server_public_key}, {"public_key", cfg->public_key},
         {"secret_key", cfg->secret_key}};
