@@ -759,7 +759,16 @@ static fl_status train_encode(flc_core *c, char *why, size_t whycap)
      * feedback the residual changes chunk by chunk, so a non-finite delta is refused up front,
      * before any of it is touched; without, flz_encode refuses it (FL_ERR_NUMERIC). */
     if (ef && !diff_finite(c->w, c->ref, n)) {
-        snprintf(why, whycap, "training produced non-finite weights");
+        /* named as the codec names one on the other path: which tensor, which element */
+        size_t at = 0;
+        while (at < n && isfinite(c->w[at] - c->ref[at]))
+            at++;
+        int t = 0;
+        while (t + 1 < sub->n_tensors && sub->tensors[t + 1].offset <= at)
+            t++;
+        snprintf(why, whycap, "training produced non-finite weights (%s, element %zu: the "
+                 "difference %g - %g is not finite)", sub->tensors[t].name,
+                 at - sub->tensors[t].offset, (double)c->w[at], (double)c->ref[at]);
         return FL_ERR_NUMERIC;
     }
     if (ef && c->resid_n != c->full.n_params) {

@@ -526,6 +526,8 @@ static void test_update_too_large_for_codec_said(void **state)
          "past float's largest"},
         {"f16", NAN, "non-finite weights", "element 0 is nan, not a finite value"},
         {"none", INFINITY, "non-finite weights", "element 0, the difference inf - "},
+        /* error feedback: refused before the codec, said the same way */
+        {"topk0.5+q8", NAN, "non-finite weights", "(dense0.w, element 0: the difference nan - "},
     };
     for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
         fls_core *srv = one_client_round_with("mlp:6-5-3", 0, rows[i].codec);
