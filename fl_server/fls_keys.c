@@ -162,10 +162,12 @@ fls_status fls_keygen(const char *dir, const char *name, char *err, size_t errle
     if (!*dir)
         return fls_status_of(kfail(FL_ERR_INVALID_ARG, err, errlen,
                                    "key directory must be non-empty"));
-    /* NAME becomes a file name in DIR: a '/' would write elsewhere, "" would write ".pub" */
-    if (!*name || strchr(name, '/'))
+    /* NAME becomes a file name in DIR: a '/' would write elsewhere, "" would write ".pub", and
+     * a leading '.' (".", "..", ".x") hidden files ("keys/..pub") that ls and a *.pub glob miss */
+    if (!*name || strchr(name, '/') || name[0] == '.')
         return fls_status_of(kfail(FL_ERR_INVALID_ARG, err, errlen,
-                                   "key name '%s' must be non-empty and contain no '/'", name));
+                                   "key name '%s' must be non-empty, contain no '/' and not start "
+                                   "with '.'", name));
     if (!zmq_has("curve"))
         return fls_status_of(kfail(FL_ERR_UNSUPPORTED, err, errlen, "libzmq has no CURVE"));
     char pub[FLS_Z85_LEN + 1], sec[FLS_Z85_LEN + 1];

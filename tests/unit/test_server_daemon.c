@@ -1948,10 +1948,15 @@ static void test_keygen(void **state)
         assert_int_not_equal(stat(path, &sb), 0);
     }
     assert_int_equal(rename(kept, path), 0);
-    assert_int_equal(fls_keygen(g_tmp, "a/b", err, sizeof err), FLS_ERR_INVALID_ARG);
-    assert_string_equal(err, "key name 'a/b' must be non-empty and contain no '/'");
-    assert_int_equal(fls_keygen(g_tmp, "", err, sizeof err), FLS_ERR_INVALID_ARG);
-    assert_string_equal(err, "key name '' must be non-empty and contain no '/'");
+    /* NAMEs that would write outside DIR or hidden files (".", ".." wrote "..pub", "...pub") */
+    static const char *const bad_names[] = {"a/b", "", ".", "..", ".hidden"};
+    for (size_t i = 0; i < sizeof bad_names / sizeof bad_names[0]; i++) {
+        char want_err[200];
+        snprintf(want_err, sizeof want_err, "key name '%s' must be non-empty, contain no '/' and "
+                 "not start with '.'", bad_names[i]);
+        assert_int_equal(fls_keygen(g_tmp, bad_names[i], err, sizeof err), FLS_ERR_INVALID_ARG);
+        assert_string_equal(err, want_err);
+    }
     assert_int_equal(fls_keygen("", "x", err, sizeof err), FLS_ERR_INVALID_ARG);
     assert_non_null(strstr(err, "directory"));
     /* DIR a regular file: DIR is named, not DIR/NAME.secret ("Not a directory"), nothing made */
@@ -2144,6 +2149,11 @@ static void test_cli_keygen(void **state)
         {"-kd", 2, "fl_server keygen: unknown option '-kd'"},
         {"keys -n", 2, "fl_server keygen: unknown option '-n'"},
         {"", 2, "usage: fl_server keygen DIR [NAME]"},
+        /* a NAME that made hidden files (keys/..pub) or wrote outside DIR: exit 2, no DIR made */
+        {"keys .", 2, "fl_server keygen: key name '.' must be non-empty, contain no '/' and not "
+                      "start with '.'"},
+        {"keys ..", 2, "fl_server keygen: key name '..' must be non-empty"},
+        {"keys a/b", 2, "fl_server keygen: key name 'a/b' must be non-empty"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         char cmd[1024], line[512], all[2048] = "";
