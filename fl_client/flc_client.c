@@ -191,6 +191,32 @@ static char *dup_or_null(const char *s)
     return s ? strdup(s) : NULL;
 }
 
+/* 1 when s is one of flc.h's statuses (what a plug-in trainer may return), else 0. */
+static int plugin_status_known(flc_status s)
+{
+    switch (s) {
+    case FLC_OK:
+    case FLC_ERR_NOMEM:
+    case FLC_ERR_INVALID_ARG:
+    case FLC_ERR_IO:
+    case FLC_ERR_INTERNAL:
+    case FLC_ERR_UNSUPPORTED:
+    case FLC_ERR_STATE:
+    case FLC_ERR_WIRE:
+    case FLC_ERR_MODEL:
+    case FLC_ERR_DATASET:
+    case FLC_ERR_NUMERIC:
+    case FLC_ERR_ROUND_CLOSED:
+    case FLC_ERR_TIMEOUT:
+    case FLC_ERR_TRANSPORT:
+    case FLC_ERR_AUTH:
+    case FLC_ERR_REMOTE:
+    case FLC_ERR_CANCELLED:
+        return 1;
+    }
+    return 0;
+}
+
 /* The plug-in trainer seen through the core's callback. */
 static fl_status plugin_train(void *user, const flc_core_job *job, float *params,
                               uint64_t *n_samples, double *loss)
@@ -225,6 +251,15 @@ static fl_status plugin_train(void *user, const flc_core_job *job, float *params
                  "out->%s: it must write its %zu trained weights into the buffer out->weights "
                  "points to", up.weights != params ? "weights" : "n_params", s->n_params);
         return FL_ERR_INVALID_ARG;
+    }
+    /* A status flc.h does not have (-1, an errno, a code of the device's own) went up as the
+     * Error's code unchanged: the server printed -1 as "Error code 4294967295". It is a failure
+     * of the device's trainer all the same: FLC_ERR_INTERNAL, its value said in the message. */
+    if (!plugin_status_known(st)) {
+        snprintf(job->why, job->whycap, "the plug-in trainer failed with status %d, which is no "
+                 "flc_status (flc.h): reported as FLC_ERR_INTERNAL (%d)", (int)st,
+                 (int)FLC_ERR_INTERNAL);
+        return FL_ERR_INTERNAL;
     }
     return (fl_status)st;
 }

@@ -177,7 +177,8 @@ typedef struct flc_update {
  * weights too large for the server's up codec to carry (e.g. above 65504 with f16)
  * (FLC_ERR_NUMERIC), or changed out->weights or out->n_params (FLC_ERR_INVALID_ARG: the weights are read from that
  * buffer), the library logs the failure once and tells the server this round failed: it sends
- * an Error message whose round and run id are the task's and whose code is that status (e.g. 4 for FLC_ERR_INTERNAL), so the
+ * an Error message whose round and run id are the task's and whose code is that status (e.g. 4 for FLC_ERR_INTERNAL; a value not listed in flc_status,
+ * as -1, is sent as FLC_ERR_INTERNAL, the value said in its message), so the
  * server need not wait for an update that will never come (a server started afresh meanwhile, a
  * new run, ignores it). The client then waits for its next task.
  * FLC_ERR_CANCELLED is no failure to report: it says the device is stopping the client (see

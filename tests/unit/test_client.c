@@ -365,6 +365,15 @@ static flc_status train_fails(const flc_task *task, flc_update *out, void *user)
     return FLC_ERR_INTERNAL;
 }
 
+/* A status flc.h does not list (a device's -1, an errno) */
+static flc_status train_fails_unknown(const flc_task *task, flc_update *out, void *user)
+{
+    (void)task;
+    (void)out;
+    (void)user;
+    return (flc_status)-1;
+}
+
 static flc_config base_config(const char *endpoint, flc_train_fn train, logbuf *lb)
 {
     flc_config cfg;
@@ -2585,6 +2594,30 @@ static void test_train_failure_reported_and_bye(void **state)
     /* counted, for a device that reads its stats rather than its log */
     assert_int_equal(flc_client_stats(s.c)->rounds_failed, 1);
     assert_int_equal(flc_client_stats(s.c)->rounds_trained, 0);
+    session_close(&s);
+}
+
+/* A plug-in that returns a status flc.h does not list (-1): its Error went up with code -1, which
+ * the server printed as "Error code 4294967295". It goes up as FLC_ERR_INTERNAL, the trainer's
+ * value in the message and the log. */
+static void test_train_failure_unknown_status(void **state)
+{
+    (void)state;
+    session s;
+    session_open(&s);
+    flc_config cfg = base_config(s.f.ep, train_fails_unknown, s.lb);
+    session_run(&s, &cfg, 0);
+    flp_msg *e = session_expect(&s, FLP_ERROR, 5000, "after a training failed with -1");
+    assert_int_equal(e->round, s.round);
+    assert_int_equal(e->error.code, FLC_ERR_INTERNAL);
+    if (!strstr(e->error.message, "the plug-in trainer failed with status -1, which is no "
+                                  "flc_status (flc.h): reported as FLC_ERR_INTERNAL (4)"))
+        fail_msg("Error message '%s'", e->error.message);
+    flp_msg_free(e);
+    assert_int_equal(log_count(s.lb, "failed with status -1, which is no flc_status"), 1);
+    flc_client_stop(s.c);
+    assert_true(run_wait(&s.r, 5.0));
+    assert_int_equal(flc_client_stats(s.c)->rounds_failed, 1);
     session_close(&s);
 }
 
@@ -5132,6 +5165,7 @@ int main(void)
         cmocka_unit_test(test_cli_log_level_own_lines),
         cmocka_unit_test(test_reconnects_counts_each_new_start),
         cmocka_unit_test(test_train_failure_reported_and_bye),
+        cmocka_unit_test(test_train_failure_unknown_status),
         cmocka_unit_test(test_plugin_moved_weights_refused),
         cmocka_unit_test(test_plugin_above_declared_samples_fails_round),
         cmocka_unit_test(test_plugin_update_past_up_codec_said),
