@@ -9,10 +9,13 @@
 #   left behind (not even the one of the earlier run in the same directory).
 # - A Ctrl-C caught while the progress bar's text goes out says its message on a line of its own
 #   (SHIM, an LD_PRELOAD shim, raises it there).
-#   interrupt_test.sh FL_SIM [SHIM]
+# - A Ctrl-C that lands on a thread made before main (EARLY, tests/integration/it_early_thread.c
+#   preloaded: a library constructor's thread, as OpenBLAS's pool) stops it as any Ctrl-C.
+#   interrupt_test.sh FL_SIM [SHIM [EARLY]]
 set -eu
 FL_SIM=$1
 SHIM=${2:-}
+EARLY=${3:-}
 DIR=$(mktemp -d)
 pid=
 trap '[ -n "$pid" ] && kill -9 "$pid" 2>/dev/null; rm -rf "$DIR"' EXIT
@@ -34,8 +37,10 @@ no_walls() {
 # 60 s this waited before, beside another test; a plain build takes a few seconds).
 start() {
     # SIGHUP at its default: fl_sim leaves an ignored SIGHUP ignored (nohup, below), and a test
-    # run started under nohup passed that on, so the SIGHUP case waited for ever.
-    env --default-signal=HUP "$FL_SIM" $ARGS ${EXTRA:-} --rounds 1000000 --out "$DIR/$1" \
+    # run started under nohup passed that on, so the SIGHUP case waited for ever. SIGINT too, as
+    # in a terminal: sh starts a background job with SIGINT ignored, under which a Ctrl-C that
+    # missed fl_sim's handler (the EARLY case below, before fl_sig_forward) was lost, not fatal.
+    env --default-signal=HUP,INT ${START_ENV:-} "$FL_SIM" $ARGS ${EXTRA:-} --rounds 1000000 --out "$DIR/$1" \
         >"$DIR/$1.out" 2>"$DIR/$1.err" &
     pid=$!
     i=0
@@ -51,7 +56,7 @@ start() {
 
 # Stops the run with signal $1 and checks the exit status $2 and what it wrote into $DIR/$3.
 stop_check() {
-    kill "-$1" "$pid"
+    if [ -n "${GO:-}" ]; then touch "$GO"; else kill "-$1" "$pid"; fi # GO: it_early_thread's
     i=0
     while kill -0 "$pid" 2>/dev/null; do # bounded: a signal not acted on fails, never hangs
         i=$((i + 1))
@@ -348,5 +353,17 @@ if [ -n "$SHIM" ]; then
     grep -q '^fl_sim: \(stopping\|interrupted\)' "$DIR/barsig.txt" ||
         fail "Ctrl-C on the progress bar: said on the bar's line: $(cat -v "$DIR/barsig.txt")"
     echo "Ctrl-C while the progress bar is drawn: said on a line of its own"
+fi
+# A Ctrl-C raised on a thread made before main, with the stop signals unblocked (main's mask
+# cannot reach it): fl_sig_forward hands it to the signal thread, and the run stops after the
+# round in progress (130, summary.json marked interrupted). Without that handler its default
+# action killed fl_sim at once (exit status 130 too, but no "interrupted" message).
+if [ -n "$EARLY" ]; then
+    GO="$DIR/early-go"
+    START_ENV="LD_PRELOAD=$EARLY IT_EARLY_THREAD_GO=$GO IT_EARLY_THREAD_SIG=2 ASAN_OPTIONS=${ASAN_OPTIONS:-}:verify_asan_link_order=0"
+    start early 2
+    stop_check INT 130 early
+    GO=
+    START_ENV=
 fi
 echo "ok"
