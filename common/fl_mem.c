@@ -242,24 +242,75 @@ static int read_small(const char *path, char *buf, size_t cap)
     return !bad && n > 0;
 }
 
-/* The least room that this process's cgroup v2 and its ancestors leave (each limit applies:
- * a job's slice may hold the limit, the scope inside it none); 1 with *room when some level has
- * a limit, 0 when none does or the hierarchy cannot be read (cgroup v1, no /sys/fs/cgroup). */
-static int cgroup_room_least(double *room)
+int fl_cgroup_v1_memory_path(const char *text, char *out, size_t cap)
 {
-    static const char root[] = "/sys/fs/cgroup";
-    char text[4096], cg[1024], path[sizeof root + sizeof cg + 16], max[64], cur[64];
-    if (!read_small("/proc/self/cgroup", text, sizeof text) ||
-        !fl_cgroup_v2_path(text, cg, sizeof cg))
+    if (cap)
+        out[0] = '\0';
+    for (const char *l = text; l && *l;) {
+        const size_t len = strcspn(l, "\n");
+        /* "ID:CONTROLLERS:/PATH", CONTROLLERS a comma-separated list (v2's line has none) */
+        const char *c = memchr(l, ':', len);
+        const char *p = c ? memchr(c + 1, ':', len - (size_t)(c + 1 - l)) : NULL;
+        if (p) {
+            int memory = 0;
+            for (const char *w = c + 1; w < p;) {
+                const size_t n = strcspn(w, ",:");
+                memory |= n == 6 && strncmp(w, "memory", 6) == 0;
+                w += n + (w[n] == ',');
+            }
+            if (memory) {
+                const size_t n = len - (size_t)(p + 1 - l);
+                if (p[1] != '/' || n >= cap)
+                    return 0;
+                memcpy(out, p + 1, n);
+                out[n] = '\0';
+                return 1;
+            }
+        }
+        l += len;
+        if (*l)
+            l++;
+    }
+    return 0;
+}
+
+int fl_cgroup_v1_room(const char *limit, const char *usage, double *room)
+{
+    double m, c;
+    if (!parse_bytes(limit, &m) || !parse_bytes(usage, &c))
+        return -1;
+    /* no limit reads as LONG_MAX rounded down to the page (9223372036854771712 with 4 KiB pages,
+     * less with 64 KiB ones); no memory is that large, so anything from 2^62 up means none */
+    if (m >= 4611686018427387904.0)
         return 0;
+    *room = m > c ? m - c : 0.0;
+    return 1;
+}
+
+/* The least room that cgroup path cg (changed: it is walked up to "/") and its ancestors under
+ * root leave, each level's limit from its file lim and usage from its file use and room parsing
+ * them as fl_cgroup_room does; each limit applies: a job's slice may hold the limit, the scope
+ * inside it none. 1 with *room when some level has a limit, 0 when none does or none can be read.
+ * With v1 (hier set) an ancestor whose memory.use_hierarchy reads 0 does not count this
+ * process's memory, nor do those above it, and the walk ends there. */
+static int cgroup_walk(const char *root, char *cg, const char *lim, const char *use,
+                       int (*roomf)(const char *, const char *, double *), int hier,
+                       double *room)
+{
+    char path[1200], max[64], cur[64];
     int limited = 0;
-    for (;;) {
+    for (int own = 1;; own = 0) {
         const char *sep = strcmp(cg, "/") == 0 ? "" : cg; /* the root: /sys/fs/cgroup/memory.max */
         double r;
-        snprintf(path, sizeof path, "%s%s/memory.max", root, sep);
+        if (hier && !own) {
+            snprintf(path, sizeof path, "%s%s/memory.use_hierarchy", root, sep);
+            if (read_small(path, cur, sizeof cur) && strcmp(cur, "0\n") == 0)
+                break;
+        }
+        snprintf(path, sizeof path, "%s%s/%s", root, sep, lim);
         if (read_small(path, max, sizeof max)) {
-            snprintf(path, sizeof path, "%s%s/memory.current", root, sep);
-            if (read_small(path, cur, sizeof cur) && fl_cgroup_room(max, cur, &r) == 1 &&
+            snprintf(path, sizeof path, "%s%s/%s", root, sep, use);
+            if (read_small(path, cur, sizeof cur) && roomf(max, cur, &r) == 1 &&
                 (!limited || r < *room)) {
                 *room = r;
                 limited = 1;
@@ -269,6 +320,34 @@ static int cgroup_room_least(double *room)
         if (slash == cg && cg[1] == '\0')
             break;
         slash[slash == cg] = '\0'; /* "/a/b" -> "/a" -> "/" */
+    }
+    return limited;
+}
+
+/* The least room that this process's memory cgroups leave: cgroup v2's memory.max -
+ * memory.current under /sys/fs/cgroup, and cgroup v1's memory.limit_in_bytes -
+ * memory.usage_in_bytes under /sys/fs/cgroup/memory (a hybrid system, or an older one, keeps the
+ * memory controller in v1), each for the process's own cgroup and its ancestors. 1 with *room
+ * when some level has a limit; 0 when none does or the hierarchies cannot be read. */
+static int cgroup_room_least(double *room)
+{
+    char text[4096], cg[1024];
+    if (!read_small("/proc/self/cgroup", text, sizeof text))
+        return 0;
+    int limited = 0;
+    double r;
+    if (fl_cgroup_v2_path(text, cg, sizeof cg) &&
+        cgroup_walk("/sys/fs/cgroup", cg, "memory.max", "memory.current", fl_cgroup_room, 0,
+                    &r)) {
+        *room = r;
+        limited = 1;
+    }
+    if (fl_cgroup_v1_memory_path(text, cg, sizeof cg) &&
+        cgroup_walk("/sys/fs/cgroup/memory", cg, "memory.limit_in_bytes",
+                    "memory.usage_in_bytes", fl_cgroup_v1_room, 1, &r) &&
+        (!limited || r < *room)) {
+        *room = r;
+        limited = 1;
     }
     return limited;
 }

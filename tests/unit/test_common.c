@@ -1444,6 +1444,47 @@ static void test_cgroup_parse(void **state)
         else
             assert_true(room == -1.0);
     }
+    static const struct {
+        const char *text;
+        int ok;
+        const char *path;
+    } v1[] = {
+        {"4:memory:/process_api/59\n0::/\n", 1, "/process_api/59"},
+        {"9:name=systemd:/\n5:cpu,memory,pids:/job/7\n0::/\n", 1, "/job/7"}, /* co-mounted */
+        {"5:cpu,memory:/job/7", 1, "/job/7"},                                 /* no newline */
+        {"0::/job/7\n", 0, ""},                                               /* v2 only */
+        {"3:name=memory:/x\n2:memoryx:/y\n1:cpu:/memory\n", 0, ""},          /* no "memory" */
+        {"4:memory:relative\n", 0, ""},
+        {"4:memory\n0::/\n", 0, ""}, /* no second colon */
+        {"", 0, ""},
+    };
+    for (size_t i = 0; i < sizeof v1 / sizeof v1[0]; i++) {
+        assert_int_equal(fl_cgroup_v1_memory_path(v1[i].text, out, sizeof out), v1[i].ok);
+        assert_string_equal(out, v1[i].path);
+    }
+    assert_int_equal(fl_cgroup_v1_memory_path("4:memory:/0123456789\n", out, 11), 0);
+    assert_int_equal(fl_cgroup_v1_memory_path("4:memory:/0123456789\n", out, 12), 1);
+    static const struct {
+        const char *lim, *use;
+        int ret;
+        double room;
+    } v1rooms[] = {
+        {"9223372036854771712\n", "46338048\n", 0, 0.0}, /* none set, 4 KiB pages */
+        {"9223372036854710272\n", "46338048\n", 0, 0.0}, /* none set, 64 KiB pages */
+        {"1073741824\n", "268435456\n", 1, 805306368.0},
+        {"100\n", "200\n", 1, 0.0},
+        {"-1\n", "1\n", -1, 0.0},
+        {"100\n", "x\n", -1, 0.0},
+        {"99999999999999999999999\n", "1\n", -1, 0.0},
+    };
+    for (size_t i = 0; i < sizeof v1rooms / sizeof v1rooms[0]; i++) {
+        double room = -1.0;
+        assert_int_equal(fl_cgroup_v1_room(v1rooms[i].lim, v1rooms[i].use, &room), v1rooms[i].ret);
+        if (v1rooms[i].ret == 1)
+            assert_true(room == v1rooms[i].room);
+        else
+            assert_true(room == -1.0);
+    }
 }
 
 static void put_text(const char *dir, const char *name, const char *text)
@@ -1459,8 +1500,9 @@ static void put_text(const char *dir, const char *name, const char *text)
 /* fl_mem_available inside a cgroup v2 with a memory limit (a container, a systemd slice, a Slurm
  * job): the room the limit leaves, not the machine's MemAvailable, which may be many times more
  * (fl_sim would start a run whose residuals the cgroup's OOM killer ends). Until 2026-12-07 it
- * read MemAvailable alone. The limit may be the job's, an ancestor of the process's own cgroup;
- * a cgroup file it cannot read or parse leaves MemAvailable. */
+ * read MemAvailable alone; until later that day it saw no cgroup v1 memory controller (a hybrid
+ * host's, as on the machine these tests were written on). The limit may be the job's, an ancestor
+ * of the process's own cgroup; a cgroup file it cannot read or parse leaves MemAvailable. */
 static void test_mem_available_cgroup(void **state)
 {
     (void)state;
@@ -1490,13 +1532,56 @@ static void test_mem_available_cgroup(void **state)
     /* the job's current unreadable as a number: no limit known (MemAvailable, far more) */
     put_text(root, "job/memory.current", "lots\n");
     assert_true(fl_mem_available(NULL) > 64.0 * mib);
-    /* cgroup v1 alone: MemAvailable */
+    /* cgroup v1 alone, no v1 memory files: MemAvailable */
     put_text(root, "job/memory.current", "25165824\n");
     put_text(root, "self_cgroup", "4:memory:/job\n");
     assert_true(fl_mem_available(NULL) > 64.0 * mib);
+    /* the v1 memory controller (a hybrid or older host: what fl_mem_available saw nothing of
+     * until 2026-12-07): the job's 32 MiB limit, 20 MiB used; the step's own "no limit" */
+    snprintf(dir, sizeof dir, "%s/memory", root);
+    assert_int_equal(mkdir(dir, 0700), 0);
+    snprintf(dir, sizeof dir, "%s/memory/job", root);
+    assert_int_equal(mkdir(dir, 0700), 0);
+    snprintf(dir, sizeof dir, "%s/memory/job/step", root);
+    assert_int_equal(mkdir(dir, 0700), 0);
+    put_text(root, "self_cgroup", "9:name=systemd:/\n4:cpu,memory:/job/step\n0::/\n");
+    put_text(root, "memory/job/step/memory.limit_in_bytes", "9223372036854771712\n");
+    put_text(root, "memory/job/step/memory.usage_in_bytes", "20971520\n");
+    put_text(root, "memory/job/memory.limit_in_bytes", "33554432\n");
+    put_text(root, "memory/job/memory.usage_in_bytes", "20971520\n");
+    assert_true(fl_mem_available(NULL) == 12.0 * mib);
+    /* a tighter one on the step itself */
+    put_text(root, "memory/job/step/memory.limit_in_bytes", "25165824\n");
+    assert_true(fl_mem_available(NULL) == 4.0 * mib);
+    /* the job not hierarchical (memory.use_hierarchy 0): its limit does not hold the step */
+    put_text(root, "memory/job/step/memory.limit_in_bytes", "9223372036854771712\n");
+    put_text(root, "memory/job/memory.use_hierarchy", "0\n");
+    assert_true(fl_mem_available(NULL) > 64.0 * mib);
+    put_text(root, "memory/job/memory.use_hierarchy", "1\n");
+    assert_true(fl_mem_available(NULL) == 12.0 * mib);
+    /* v1 and v2 both limit (the v2 line names /job, 8 MiB of room): the least */
+    put_text(root, "self_cgroup", "4:memory:/job/step\n0::/job\n");
+    assert_true(fl_mem_available(NULL) == 8.0 * mib);
+    /* the v1 usage unreadable as a number: that level counts as no limit */
+    put_text(root, "self_cgroup", "4:memory:/job/step\n");
+    put_text(root, "memory/job/memory.usage_in_bytes", "lots\n");
+    assert_true(fl_mem_available(NULL) > 64.0 * mib);
     g_cgroup_root = NULL;
-    const char *files[] = {"job/step/memory.max", "job/step/memory.current", "job/memory.max",
-                           "job/memory.current", "self_cgroup", "job/step", "job"};
+    const char *files[] = {"job/step/memory.max",
+                           "job/step/memory.current",
+                           "job/memory.max",
+                           "job/memory.current",
+                           "self_cgroup",
+                           "job/step",
+                           "job",
+                           "memory/job/step/memory.limit_in_bytes",
+                           "memory/job/step/memory.usage_in_bytes",
+                           "memory/job/memory.limit_in_bytes",
+                           "memory/job/memory.usage_in_bytes",
+                           "memory/job/memory.use_hierarchy",
+                           "memory/job/step",
+                           "memory/job",
+                           "memory"};
     for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
         snprintf(dir, sizeof dir, "%s/%s", root, files[i]);
         assert_int_equal(remove(dir), 0);
