@@ -500,15 +500,20 @@ int main(int argc, char **argv)
     }
     flm_blas_init_threads((int)threads); /* loaded with its pool this size, for the line below */
     if (level <= FLC_LOG_INFO) { /* info lines: --log-level warn and error leave them out */
+        /* named as fl_sim names it (summary.json "blas"): "Haswell+AVX512" where fedrop's own
+         * AVX-512 kernels run beside OpenBLAS's Haswell core, which round otherwise than a CPU
+         * with AVX2 alone (until 2026-12-07 both were "Haswell" here) */
+        char kernel[64];
+        flm_blas_kernel_name(kernel, sizeof kernel);
         fprintf(stderr, "[%s] info  %zu local samples (%s, %s, partition %ld of %ld); BLAS kernel "
-                "%s\n", id, mine->N, spec, partition, index, num_clients, flm_blas_corename());
+                "%s\n", id, mine->N, spec, partition, index, num_clients, kernel);
         int slower = 0;
         const char *env = flm_blas_env_coretype_other(&slower);
         const char *ignored = flm_blas_env_coretype_ignored();
         if (ignored) /* a name OpenBLAS passed over (a typo): not the kernel that runs */
             fprintf(stderr, "[%s] info  OPENBLAS_CORETYPE=%s in the environment is not what "
                     "OpenBLAS runs (a name it does not know, or a kernel it will not run on this "
-                    "CPU): it runs %s%s%s%s\n", id, ignored, flm_blas_corename(),
+                    "CPU): it runs %s%s%s%s\n", id, ignored, kernel,
                     flm_blas_cpu_coretype() ? "; fedrop picks " : "",
                     flm_blas_cpu_coretype() ? flm_blas_cpu_coretype() : "",
                     flm_blas_cpu_coretype() ? " for this CPU: unset the variable to train on it"

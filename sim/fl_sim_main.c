@@ -673,9 +673,11 @@ static void note_blas(const char *prog, int quiet)
     (void)flm_blas_init_threads(1);
     const char *ignored = flm_blas_env_coretype_ignored();
     if (ignored) {
+        char kernel[64]; /* as summary.json's "blas" names it (flsim_blas_name), "+AVX512" too */
+        flm_blas_kernel_name(kernel, sizeof kernel);
         fprintf(stderr, "%s: note: OPENBLAS_CORETYPE=%s in the environment is not what OpenBLAS "
                 "runs (a name it does not know, or a kernel it will not run on this CPU): it "
-                "runs %s (summary.json \"blas\")%s%s%s\n", prog, ignored, flm_blas_corename(),
+                "runs %s (summary.json \"blas\")%s%s%s\n", prog, ignored, kernel,
                 pick ? "; fedrop picks " : "", pick ? pick : "",
                 pick ? " for this CPU: unset the variable to train on it" : "");
         return;

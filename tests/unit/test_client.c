@@ -2506,6 +2506,44 @@ static void test_cli_log_level_own_lines(void **state)
     }
 }
 
+/* fl_client names the BLAS kernel as fl_sim's summary.json "blas" does (flm_blas_kernel_name):
+ * with OPENBLAS_CORETYPE=Haswell on an AVX-512 CPU fedrop's own AVX-512 kernels still run, and
+ * round otherwise than on a CPU with AVX2 alone, so fl_sim says "Haswell+AVX512"; until
+ * 2026-12-07 fl_client said "Haswell" (OpenBLAS's core alone) for both. */
+static void test_cli_blas_kernel_named_as_sim(void **state)
+{
+    (void)state;
+    const char *root = getenv("FEDROP_BUILD_ROOT");
+    if (!root)
+        skip();
+    client_exe_check(root);
+    char cmd[1024], out[8192];
+    snprintf(cmd, sizeof cmd, "OPENBLAS_CORETYPE=Haswell '%s/fl_client/fl_client' --server "
+             "tcp://127.0.0.1:1 --insecure --dataset synth-images:100:1x8x8:4 --log-level info "
+             "2>&1 & p=$!; sleep 1; kill $p; wait $p; echo \"rc=$?\"", root);
+    sh_collect(cmd, out, sizeof out);
+    const char *line = strstr(out, "; BLAS kernel ");
+    if (!strstr(out, "rc=0\n") || !line) {
+        fail_msg("fl_client said '%s'", out);
+        return;
+    }
+    if (strstr(out, "is not what OpenBLAS runs") || strstr(line, "BLAS kernel reference")) {
+        skip(); /* no Haswell kernel here (a CPU without AVX2), or no OpenBLAS */
+        return;
+    }
+    /* the suffix flm_blas_kernel_name adds to a core that does not imply AVX-512, from this
+     * process's environment and CPU, which the child shares (FLM_NO_SKINNY, AVX-512) */
+    (void)flm_blas_init();
+    char want[96];
+    snprintf(want, sizeof want, "; BLAS kernel Haswell%s\n",
+             flm_blas_skinny_off()  ? "+FLM_NO_SKINNY"
+             : flm_blas_skinny_on() ? "+AVX512"
+                                    : "");
+    if (strncmp(line, want, strlen(want)) != 0)
+        fail_msg("fl_client with OPENBLAS_CORETYPE=Haswell said '%.*s', not '%s'",
+                 (int)strcspn(line, "\n"), line, want);
+}
+
 /* ---- flc_stats.reconnects counts every new start ---------------------------------------------- */
 
 /* The server loses a registered client two ways: it forgets it (restarted behind a link ZeroMQ
@@ -5163,6 +5201,7 @@ int main(void)
         cmocka_unit_test(test_cli_help_data_dir),
         cmocka_unit_test(test_cli_data_dir_missing_named),
         cmocka_unit_test(test_cli_log_level_own_lines),
+        cmocka_unit_test(test_cli_blas_kernel_named_as_sim),
         cmocka_unit_test(test_reconnects_counts_each_new_start),
         cmocka_unit_test(test_train_failure_reported_and_bye),
         cmocka_unit_test(test_train_failure_unknown_status),
