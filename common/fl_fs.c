@@ -14,7 +14,46 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
+
+/* 1 when name is a probe's of fl_dir_writable: ".fl-probe-" and mkostemp's six letters or digits. */
+static int probe_name(const char *name)
+{
+    static const char pre[] = ".fl-probe-";
+    if (strncmp(name, pre, sizeof pre - 1) != 0 || strlen(name) != sizeof pre - 1 + 6)
+        return 0;
+    for (const char *c = name + sizeof pre - 1; *c; c++)
+        if (!((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') || (*c >= '0' && *c <= '9')))
+            return 0;
+    return 1;
+}
+
+/* Removes the probes in dir that a process killed between their making and their removal left
+ * (a Ctrl-C while close waits on a hung NFS server, a SIGKILL, a power cut): nothing else would
+ * ever remove them. Only those last modified an hour or more before now, now being the
+ * directory's mtime just after this process's own probe went (the file system's clock, the same
+ * for every host of an NFS export): a probe lives milliseconds, and another process's being made
+ * at this instant (MPI ranks on other hosts probing one --out) would be removed under it (on NFS
+ * its write then fails with ESTALE). Only regular files, not followed through a link; a directory
+ * that cannot be listed is left as it is. */
+static void probe_sweep(const char *dir)
+{
+    struct stat sb;
+    if (stat(dir, &sb) != 0)
+        return;
+    const time_t now = sb.st_mtime;
+    DIR *d = opendir(dir);
+    if (!d)
+        return;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL)
+        if (probe_name(e->d_name) &&
+            fstatat(dirfd(d), e->d_name, &sb, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(sb.st_mode) &&
+            sb.st_mtime <= now - 3600)
+            (void)unlinkat(dirfd(d), e->d_name, 0);
+    closedir(d);
+}
 
 int fl_dir_writable(const char *dir)
 {
@@ -47,8 +86,13 @@ int fl_dir_writable(const char *dir)
         e = errno;
     /* A directory where files can be made but not removed (chattr +a) cannot take an atomic
      * replace either: refused, rather than leaving a probe behind at every start. */
-    if (unlink(probe) != 0 && !e)
+    /* ENOENT: another process's probe_sweep removed it first (this one hung an hour in close),
+     * which a directory that keeps its files (chattr +a: EPERM) would not have let it do either */
+    const int gone = unlink(probe) == 0;
+    if (!gone && errno != ENOENT && !e)
         e = errno;
+    if (gone)
+        probe_sweep(dir);
     return e;
 }
 

@@ -12,7 +12,11 @@
  * removed at once, since access() lets root pass where no file can be made, and a full file
  * system still makes an empty file); otherwise the errno that says why (ENOTDIR when it is
  * something else; ENOSPC, EDQUOT or EIO from the write or the close). The probe is removed even
- * when its write failed. It changes the directory's mtime. */
+ * when its write failed. The probes that a process killed before it removed its own left in dir
+ * are removed too: regular files named ".fl-probe-" and six letters or digits, last modified an
+ * hour or more before the directory's mtime once this call's own probe is gone (a probe lives
+ * milliseconds; another process's being made now is left to it). It changes the directory's
+ * mtime. */
 int fl_dir_writable(const char *dir);
 
 struct stat;

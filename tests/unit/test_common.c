@@ -716,6 +716,8 @@ int __wrap_mkstemp64(char *tmpl);
 int __real_mkostemp64(char *tmpl, int flags);
 int __wrap_mkostemp64(char *tmpl, int flags);
 static int g_mktemp_watch, g_mktemp_made, g_mktemp_inheritable;
+/* While set, mkostemp's file is removed as soon as it is made (another process's sweep) */
+static int g_mktemp_unlink;
 
 static int mktemp_seen(int fd)
 {
@@ -734,7 +736,10 @@ int __wrap_mkstemp64(char *tmpl)
 
 int __wrap_mkostemp64(char *tmpl, int flags)
 {
-    return mktemp_seen(__real_mkostemp64(tmpl, flags));
+    const int fd = __real_mkostemp64(tmpl, flags);
+    if (g_mktemp_unlink && fd >= 0)
+        assert_int_equal(unlink(tmpl), 0);
+    return mktemp_seen(fd);
 }
 
 /* The temporary files of fl_atomic_open and fl_dir_writable's probe are close-on-exec from the
@@ -922,6 +927,70 @@ static void test_dir_writable(void **state)
     struct stat sb;
     if (stat("/proc/self", &sb) == 0)
         assert_int_not_equal(fl_dir_writable("/proc"), 0);
+}
+
+static void put_text(const char *dir, const char *name, const char *text);
+
+static const char *path_in(char *out, size_t cap, const char *dir, const char *name)
+{
+    snprintf(out, cap, "%s/%s", dir, name);
+    return out;
+}
+
+/* The probes that a process killed mid-probe left (a Ctrl-C while close waited on a hung NFS
+ * server) are removed by the next fl_dir_writable of their directory: until 2026-12-07 nothing
+ * removed them, and they stayed for good. Only the probes' own names go, regular files, an hour
+ * old (one made now may be another process's, mid-probe); and a probe removed under its maker by
+ * another process's sweep is no failure of the directory. */
+static void test_dir_writable_sweeps_probes(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/fl-test-probe-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    static const struct {
+        const char *name;
+        int age;   /* seconds since it was last written */
+        int stale; /* a killed process's probe: removed */
+    } files[] = {
+        {".fl-probe-a1B2c3", 7200, 1},  {".fl-probe-ZZZZZZ", 3700, 1},
+        {".fl-probe-n0w123", 0, 0}, /* being probed now, by another process */
+        {".fl-probe-mid123", 1800, 0},  {".fl-probe-a1B2c", 7200, 0},
+        {".fl-probe-a1B2c34", 7200, 0}, {".fl-probe-a1_2c3", 7200, 0},
+        {"fl-probe-a1B2c3", 7200, 0},   {"run.ckpt.tmp.a1B2c3", 7200, 0},
+    };
+    char path[400];
+    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+        put_text(dir, files[i].name, "fedrop write probe\n");
+        struct timespec t[2];
+        assert_int_equal(clock_gettime(CLOCK_REALTIME, &t[0]), 0);
+        t[0].tv_sec -= files[i].age;
+        t[1] = t[0];
+        assert_int_equal(utimensat(AT_FDCWD, path_in(path, sizeof path, dir, files[i].name), t, 0),
+                         0);
+    }
+    snprintf(path, sizeof path, "%s/.fl-probe-dir123", dir); /* not a regular file */
+    assert_int_equal(mkdir(path, 0700), 0);
+    snprintf(path, sizeof path, "%s/.fl-probe-lnk123", dir); /* a link: not followed, kept */
+    assert_int_equal(symlink("fl-probe-a1B2c3", path), 0);
+    assert_int_equal(fl_dir_writable(dir), 0);
+    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+        snprintf(path, sizeof path, "%s/%s", dir, files[i].name);
+        struct stat sb;
+        if ((lstat(path, &sb) == 0) == files[i].stale)
+            fail_msg("%s: %s", files[i].name, files[i].stale ? "left" : "removed");
+        if (!files[i].stale)
+            assert_int_equal(unlink(path), 0);
+    }
+    snprintf(path, sizeof path, "%s/.fl-probe-lnk123", dir);
+    assert_int_equal(unlink(path), 0);
+    snprintf(path, sizeof path, "%s/.fl-probe-dir123", dir);
+    assert_int_equal(rmdir(path), 0);
+    /* its own probe removed by another's sweep between its making and its unlink */
+    g_mktemp_unlink = 1;
+    const int e = fl_dir_writable(dir);
+    g_mktemp_unlink = 0;
+    assert_int_equal(e, 0);
+    assert_int_equal(rmdir(dir), 0); /* nothing else was left */
 }
 
 /* ---- key files (fl_keyfile.h) --------------------------------------------------------------- */
@@ -1770,6 +1839,7 @@ int main(void)
         cmocka_unit_test(test_path_dir),
         cmocka_unit_test(test_stat_same_file),
         cmocka_unit_test(test_dir_writable),
+        cmocka_unit_test(test_dir_writable_sweeps_probes),
         cmocka_unit_test(test_atomic_write),
         cmocka_unit_test(test_file_read_wait),
         cmocka_unit_test(test_read_int_file),
