@@ -98,7 +98,9 @@ grep -q '"rounds": 2,' "$DIR/rs/summary.json" || fail "rounds.csv on a full disk
 echo "rounds.csv on a full disk: written at the end"
 
 # A misspelt option (the last argument, or one an option follows) is named as unknown, not as
-# missing its value; --version stands alone; a known one without its value says so; a --model
+# missing its value; --version stands alone; a known one without its value says so (--config
+# too: until 2026-12-07 a run's "--config --rounds 5" read a file named --rounds, "fl_sim:
+# --rounds: No such file or directory"); a --model
 # that names no architecture is refused before the data loads. Exit status 2 each time.
 for c in "--bogus|unknown option 'bogus'" "--rounds 1 --roundz|unknown option 'roundz'" \
          "--rounds|--rounds needs a value" "experiment afd --bogus|unknown option 'bogus'" \
@@ -112,6 +114,8 @@ for c in "--bogus|unknown option 'bogus'" "--rounds 1 --roundz|unknown option 'r
          "--test-dataset mnist:val --rounds 1|--test-dataset: dataset spec \"mnist:val\"" \
          "experiment afd --per-round 300|full: --per-round 300 is larger than --clients 200" \
          "--out --rounds 5|--out needs a value, and the next argument, --rounds, is an option" \
+         "--config --rounds 5|--config needs a value, and the next argument, --rounds, is an option" \
+         "experiment afd --config --rounds 5|--config needs a value, and the next argument, --rounds, is an option" \
          "--roundz --out x|unknown option 'roundz' (did you mean --rounds? see --help)" \
          "--per_round 3 --rounds 1|unknown option 'per_round' (did you mean --per-round? see --help)" \
          "experiment afd --seds 2|unknown option 'seds' (did you mean --seeds? see --help)" \

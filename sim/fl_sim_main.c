@@ -1039,8 +1039,8 @@ static int run_main(int argc, char **argv)
     for (int i = 1; !cfg_bad && i < argc; i++) {
         const char *path = NULL;
         /* NOLINTNEXTLINE(clang-analyzer-core.NonNullParamChecker): argv[i], i < argc */
-        if (!strcmp(argv[i], "--config") && i + 1 < argc)
-            path = argv[i + 1];
+        if (!strcmp(argv[i], "--config") && i + 1 < argc && strncmp(argv[i + 1], "--", 2) != 0)
+            path = argv[i + 1]; /* "--config --rounds 2": the value left out, as next_opt says */
         else if (!strncmp(argv[i], "--config=", 9))
             path = argv[i] + 9;
         if (path && !path[0]) {
