@@ -80,7 +80,7 @@ static const flsim_option_doc g_docs[] = {
                                "0 = --keep for that layer, later layers take --keep (none)"},
     {"score-accumulate", "0|1", "afd: S[u] += gain instead of S[u] = gain (0)"},
     {"loss-unweighted", "0|1", "afd-single: the round's loss as a plain mean, not by samples (0)"},
-    {"eps-rel", "E", "afd: exploration floor eps = E * max score, (0, 1] (0.001)"},
+    {"eps-rel", "E", "afd: exploration floor eps = E * max score, [1e-12, 1] (0.001)"},
     {"agg-dilute", "0|1", "count coordinates a client did not train as zero deltas (0)"},
     {"down-codec", "SPEC", "downlink codec pipeline, e.g. rot+q4+zstd (none)"},
     {"up-codec", "SPEC", "uplink codec pipeline, e.g. rot+q2+zstd or topk0.1+q8+zstd (none)"},
@@ -324,7 +324,7 @@ fl_status flsim_config_set(flsim_config *c, const char *key, const char *v, char
     }
     STR("dataset", dataset);
     STR("test-dataset", test_dataset);
-    DBL("test-frac", test_frac, 1e-6, 0.9, "a fraction in (0, 0.9]");
+    DBL("test-frac", test_frac, 1e-6, 0.9, "a fraction in [1e-6, 0.9]");
     STR("model", model);
     U32("train-samples", train_samples, 0, 0xFFFFFFFFu, "a sample count in 0 .. 4294967295 (0 = all)");
     U32("clients", clients, 1, FLSIM_MAX_CLIENTS, "a client count in 1 .. 1000000");
@@ -388,16 +388,16 @@ fl_status flsim_config_set(flsim_config *c, const char *key, const char *v, char
         c->n_keep_layers = n;
         return FL_OK;
     }
-    DBL("lr", lr, 1e-12, 1e6, "a learning rate in (0, 1e6]");
-    DBL("momentum", momentum, 0.0, 0.999999, "a momentum in [0, 1)");
+    DBL("lr", lr, 1e-12, 1e6, "a learning rate in [1e-12, 1e6]");
+    DBL("momentum", momentum, 0.0, 0.999999, "a momentum in [0, 0.999999]");
     DBL("weight-decay", weight_decay, 0.0, 1e6, "a weight decay in [0, 1e6]");
     DBL("prox-mu", prox_mu, 0.0, 1e6, "a proximal weight in [0, 1e6]");
-    DBL("server-lr", server_lr, 1e-12, 1e6, "a learning rate in (0, 1e6]");
+    DBL("server-lr", server_lr, 1e-12, 1e6, "a learning rate in [1e-12, 1e6]");
     DBL("overcommit", overcommit, 1.0, 100.0, "an over-commit factor in [1, 100]");
     DBL("deadline", deadline_s, 0.0, 1e12, "a deadline in seconds in [0, 1e12] (0 = none)");
     DBL("latency", latency_s, 0.0, 1e6, "a latency in seconds in [0, 1e6]");
     DBL("target-acc", target_acc, 0.0, 1.0, "an accuracy in [0, 1]");
-    DBL("eps-rel", eps_rel, 1e-12, 1.0, "a relative floor in (0, 1]");
+    DBL("eps-rel", eps_rel, 1e-12, 1.0, "a relative floor in [1e-12, 1]");
     DBL("idle-step", idle_step_s, 1e-6, 1e9, "a number of seconds in [1e-6, 1e9]");
     STR("trace", trace);
     if (strcmp(key, "out") == 0 && !*v) { /* an unset $DIR in a script: say so, not run unsaved */

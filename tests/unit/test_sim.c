@@ -756,7 +756,7 @@ static void test_count_leading_blank(void **state)
                              "at the end)"},
         {"fold-threads", " 2", "--fold-threads: ' 2' is not a thread count in 0 .. 63, or auto"},
         {"batch", " 8", "--batch: ' 8' is not a batch size in 1 .. 65536"},
-        {"lr", " 0.1", "--lr: ' 0.1' is not a learning rate in (0, 1e6]"}, /* as before */
+        {"lr", " 0.1", "--lr: ' 0.1' is not a learning rate in [1e-12, 1e6]"}, /* as before */
     };
     for (size_t i = 0; i < sizeof t / sizeof t[0]; i++) {
         flsim_config c = flsim_config_default(), d;
@@ -774,6 +774,33 @@ static void test_count_leading_blank(void **state)
     assert_int_equal(c.rounds, 2);
     assert_int_equal(flsim_config_set(&c, "fold-threads", "2", NULL, 0), FL_OK);
     assert_int_equal(c.fold_threads, 2);
+}
+
+/* A number refused for its range is told the range the option takes: until 2026-12-07 --lr
+ * 1e-13 was "not a learning rate in (0, 1e6]", --test-frac 1e-7 "not a fraction in (0, 0.9]"
+ * and --momentum 0.9999995 "not a momentum in [0, 1)", each value inside the range it named.
+ * Each bound itself is taken. */
+static void test_number_range_named(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *key, *out, *in, *want;
+    } t[] = {
+        {"lr", "1e-13", "1e-12", "--lr: '1e-13' is not a learning rate in [1e-12, 1e6]"},
+        {"server-lr", "1e-13", "1e-12", "--server-lr: '1e-13' is not a learning rate in [1e-12, 1e6]"},
+        {"eps-rel", "1e-13", "1e-12", "--eps-rel: '1e-13' is not a relative floor in [1e-12, 1]"},
+        {"momentum", "0.9999995", "0.999999", "--momentum: '0.9999995' is not a momentum in [0, 0.999999]"},
+        {"test-frac", "1e-7", "1e-6", "--test-frac: '1e-7' is not a fraction in [1e-6, 0.9]"},
+    };
+    for (size_t i = 0; i < sizeof t / sizeof t[0]; i++) {
+        flsim_config c = flsim_config_default();
+        char err[300] = "";
+        const fl_status st = flsim_config_set(&c, t[i].key, t[i].out, err, sizeof err);
+        if (st != FL_ERR_INVALID_ARG || strcmp(err, t[i].want) != 0)
+            fail_msg("--%s '%s': %s '%s', want '%s'", t[i].key, t[i].out, fl_strerror(st), err,
+                     t[i].want);
+        assert_int_equal(flsim_config_set(&c, t[i].key, t[i].in, err, sizeof err), FL_OK);
+    }
 }
 
 static void test_options_and_yaml(void **state)
@@ -3647,6 +3674,7 @@ int main(void)
         cmocka_unit_test(test_trace_bad_rows_have_line_numbers),
         cmocka_unit_test(test_population),
         cmocka_unit_test(test_count_leading_blank),
+        cmocka_unit_test(test_number_range_named),
         cmocka_unit_test(test_options_and_yaml),
         cmocka_unit_test(test_threads_same_bits),
         cmocka_unit_test(test_failures_keep_feed_order),
