@@ -270,7 +270,7 @@ static int parse_dbl(const char *s, double lo, double hi, double *out)
     double v;
     if (!flsim_parse_number(s, &v) || v < lo || v > hi)
         return 0;
-    *out = v;
+    *out = v; /* a "-0" is +0 (flsim_parse_number) */
     return 1;
 }
 

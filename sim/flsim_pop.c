@@ -33,7 +33,11 @@ int flsim_parse_number(const char *s, double *out)
     }
     if (!isfinite(v))
         return 0;
-    *out = v;
+    /* "-0" is 0: a negative zero kept would be a setting of its own where settings are
+     * compared by their bits or their text (--momentum -0, then --resume 1 --momentum 0, was
+     * refused by the server core's checkpoint: "train.momentum 0 -> 0"; diurnal:-0:1 by
+     * resume.fls as another availability), and summary.json would say -0 */
+    *out = v == 0.0 ? 0.0 : v;
     return 1;
 }
 

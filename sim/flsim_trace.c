@@ -63,7 +63,8 @@ static int field_double(const char *s, double *out)
         return fabs(v) < 1.0 ? -1 : -2;
     if (!isfinite(v))
         return 0;
-    *out = v;
+    *out = v == 0.0 ? 0.0 : v; /* "-0" is 0: the rows' SHA-256 is of their values, not their
+                                * spelling (an availability of -0 once hashed apart from 0) */
     return 1;
 }
 

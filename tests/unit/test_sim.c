@@ -803,6 +803,58 @@ static void test_number_range_named(void **state)
     }
 }
 
+/* "-0" (or "-0.0") is 0, not a negative zero, wherever fl_sim reads a number: until 2026-12-07
+ * --momentum -0 was kept as -0, which the server core's checkpoint compares by its bits, so
+ * "--resume 1 --momentum 0" was refused ("train.momentum 0 -> 0"); --availability diurnal:-0:1
+ * was saved as "diurnal:-0:1:86400" and --resume with diurnal:0:1 refused as another setting
+ * (--flops lognormal:5G:-0 likewise); a trace row's availability -0 gave another trace_sha256
+ * than 0, so a resume across that edit was refused as a changed trace; and summary.json said
+ * "accuracy": -0 for --target-acc -0. */
+static void test_negative_zero_is_zero(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *key;
+        size_t at;
+    } t[] = {{"momentum", offsetof(flsim_config, momentum)},
+             {"weight-decay", offsetof(flsim_config, weight_decay)},
+             {"prox-mu", offsetof(flsim_config, prox_mu)},
+             {"deadline", offsetof(flsim_config, deadline_s)},
+             {"latency", offsetof(flsim_config, latency_s)},
+             {"target-acc", offsetof(flsim_config, target_acc)}};
+    for (size_t i = 0; i < sizeof t / sizeof t[0]; i++) {
+        flsim_config c = flsim_config_default();
+        assert_int_equal(flsim_config_set(&c, t[i].key, i % 2 ? "-0.0" : "-0", NULL, 0), FL_OK);
+        double v;
+        memcpy(&v, (const char *)&c + t[i].at, sizeof v);
+        if (v != 0.0 || signbit(v))
+            fail_msg("--%s -0 is kept as %g, not as 0", t[i].key, v);
+    }
+    /* the specs, as resume.fls and summary.json record them */
+    flsim_config m = flsim_config_default(), z = flsim_config_default();
+    assert_int_equal(flsim_config_set(&m, "availability", "diurnal:-0:1", NULL, 0), FL_OK);
+    assert_int_equal(flsim_config_set(&z, "availability", "diurnal:0:1", NULL, 0), FL_OK);
+    assert_int_equal(flsim_config_set(&m, "flops", "lognormal:5G:-0", NULL, 0), FL_OK);
+    assert_int_equal(flsim_config_set(&z, "flops", "lognormal:5G:0", NULL, 0), FL_OK);
+    char jm[4096], jz[4096];
+    assert_true(flsim_config_json(&m, jm, sizeof jm) < sizeof jm);
+    assert_true(flsim_config_json(&z, jz, sizeof jz) < sizeof jz);
+    assert_string_equal(jm, jz);
+    /* a trace's rows, as trace_sha256 digests them */
+    static const char *const rows[2] = {
+        "client,flops,down_bps,up_bps,availability\n0,1e9,1e6,1e6,1\n1,1e9,1e6,1e6,-0\n",
+        "client,flops,down_bps,up_bps,availability\n0,1e9,1e6,1e6,1\n1,1e9,1e6,1e6,0\n"};
+    uint8_t sha[2][FL_SHA256_LEN];
+    for (int k = 0; k < 2; k++) {
+        flsim_trace *tr = NULL;
+        char err[256] = "";
+        assert_int_equal(flsim_trace_parse(&tr, rows[k], strlen(rows[k]), err, sizeof err), FL_OK);
+        assert_int_equal(flsim_trace_sha256(sha[k], tr), FL_OK);
+        flsim_trace_free(tr);
+    }
+    assert_memory_equal(sha[0], sha[1], FL_SHA256_LEN);
+}
+
 static void test_options_and_yaml(void **state)
 {
     (void)state;
@@ -3675,6 +3727,7 @@ int main(void)
         cmocka_unit_test(test_population),
         cmocka_unit_test(test_count_leading_blank),
         cmocka_unit_test(test_number_range_named),
+        cmocka_unit_test(test_negative_zero_is_zero),
         cmocka_unit_test(test_options_and_yaml),
         cmocka_unit_test(test_threads_same_bits),
         cmocka_unit_test(test_failures_keep_feed_order),
