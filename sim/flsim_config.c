@@ -903,6 +903,15 @@ fl_status flsim_config_parse_yaml(flsim_config *c, const char *text, size_t len,
         yaml_event_delete(&ev);
     }
     yaml_parser_delete(&p);
+    /* A file without a single setting (empty, comments only) is refused, not run on the
+     * defaults: it is what --config <(envsubst < run.yaml.in) gives when run.yaml.in is not
+     * there, and a run of the default dataset and model is a wrong result, not an error seen. */
+    if (st == FL_OK && n_seen == 0) {
+        if (err && errlen)
+            snprintf(err, errlen, "%s: no setting in it (an empty file, or comments only): a "
+                     "config file holds one 'name: value' line per option", name);
+        st = FL_ERR_CONFIG;
+    }
     free(seen);
     free(seen_line);
     return st;

@@ -964,6 +964,18 @@ static void test_options_and_yaml(void **state)
                                                      "file, for none)"))
             fail_msg("'%s': %s", empty[i], err);
     }
+    /* ... and so is a file without a single setting (until 2026-12-07 an empty one, comments
+     * only, or what --config <(envsubst < run.yaml.in) gives with run.yaml.in missing, ran on
+     * the defaults: the default dataset and model, 100 rounds); a null value is a setting */
+    static const char *const none[] = {"", "# comments only\n\n", "{}\n"};
+    for (size_t i = 0; i < sizeof none / sizeof none[0]; i++) {
+        y = flsim_config_default();
+        assert_int_equal(yaml_load_text(&y, path, none[i], err, sizeof err), FL_ERR_CONFIG);
+        if (!strstr(err, ": no setting in it (an empty file, or comments only)"))
+            fail_msg("'%s': %s", none[i], err);
+    }
+    y = flsim_config_default();
+    assert_int_equal(yaml_load_text(&y, path, "model: ~\n", err, sizeof err), FL_OK);
     /* a model that no family names is refused at its line ("mlpx" was "mlp needs sizes") */
     y = flsim_config_default();
     assert_int_equal(yaml_load_text(&y, path, "rounds: 2\nmodel: mlpx\n", err, sizeof err),
