@@ -503,6 +503,12 @@ grep -qx "fl_sim: warning: --keep 1 keeps every unit: --policy fd then trains th
 --policy full does" "$DIR/keep1.err" || fail "--keep 1 under fd: no warning: $(cat "$DIR/keep1.err")"
 grep -q "warning: --idle-step has no effect here: with --availability always" "$DIR/keep1.err" ||
     fail "--idle-step, always online: no warning: $(cat "$DIR/keep1.err")"
+# ... naming the policy given (until 2026-12-07 --policy fd-per-client was said as "fd")
+"$FL_SIM" $ARGS --rounds 1 --keep 1 --policy fd-per-client >/dev/null 2>"$DIR/keep1pc.err" ||
+    fail "--keep 1 under fd-per-client: $(cat "$DIR/keep1pc.err")"
+grep -qx "fl_sim: warning: --keep 1 keeps every unit: --policy fd-per-client then trains the whole \
+model, as --policy full does" "$DIR/keep1pc.err" ||
+    fail "--keep 1 under fd-per-client: $(cat "$DIR/keep1pc.err")"
 # --keep below 1 with --keep-layers keeping every droppable layer whole: said too, once the model
 # is known (until 2026-12-07 it was not), once by an experiment, not by each of its runs.
 "$FL_SIM" $ARGS --rounds 1 --keep 0.5 --keep-layers 1 --policy fd >/dev/null 2>"$DIR/klw.err" ||

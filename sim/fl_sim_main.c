@@ -621,7 +621,8 @@ static void warn_inert(const flsim_config *cfg, const given_opts *g)
         every &= cfg->keep_layers[i] == 0.0 || cfg->keep_layers[i] >= 1.0;
     if (pol != FLS_POLICY_FULL && every)
         fprintf(stderr, "fl_sim: warning: --keep 1 keeps every unit: --policy %s then trains the "
-                "whole model, as --policy full does\n", fls_policy_kind_name(pol));
+                "whole model, as --policy full does\n",
+                cfg->fd_per_client ? "fd-per-client" : fls_policy_kind_name(pol));
     else if (pol != FLS_POLICY_FULL && model_drops_nothing(cfg->model))
         fprintf(stderr, "fl_sim: warning: --model %s has no droppable layer: --policy %s then "
                 "trains the whole model, as --policy full does\n", cfg->model,
