@@ -239,6 +239,15 @@ rc=0
 [ "$rc" -eq 1 ] || fail "--out FILE/sub: exit status $rc, not 1"
 grep -qx "fl_sim: --out: $DIR/file exists and is not a directory" "$DIR/run.err" ||
     fail "--out FILE/sub: $(cat "$DIR/run.err")"
+# a symlink whose target is gone (until 2026-12-07: "cannot create DIR/dangling: File exists")
+ln -s "$DIR/gone" "$DIR/dangling"
+rc=0
+"$FL_SIM" $ARGS --rounds 1 --out "$DIR/dangling" >/dev/null 2>"$DIR/run.err" || rc=$?
+[ "$rc" -eq 1 ] || fail "--out DANGLING: exit status $rc, not 1"
+grep -qx "fl_sim: --out: $DIR/dangling is a symbolic link to $DIR/gone, which does not exist (or \
+cannot be reached): make it, or point the link elsewhere" "$DIR/run.err" ||
+    fail "--out DANGLING: $(cat "$DIR/run.err")"
+[ ! -e "$DIR/gone" ] || fail "--out DANGLING: its target was made"
 echo "--out FILE: refused"
 
 # No update accepted in any round (a learning rate that diverges): a warning that says so and

@@ -29,6 +29,18 @@ static int mkdir_one(const char *dir, char *err, size_t errlen)
         errno = ENOTDIR;
         return -1;
     }
+    char to[512];
+    ssize_t tl = -1;
+    if (e == EEXIST && lstat(dir, &st) == 0 && S_ISLNK(st.st_mode))
+        tl = readlink(dir, to, sizeof to - 1);
+    if (tl >= 0) { /* "results -> /scratch/results", the target gone: not "File exists" */
+        to[tl] = '\0';
+        if (err && errlen)
+            snprintf(err, errlen, "%s is a symbolic link to %s, which does not exist (or cannot "
+                     "be reached): make it, or point the link elsewhere", dir, to);
+        errno = ENOENT;
+        return -1;
+    }
     if (err && errlen)
         snprintf(err, errlen, "cannot create %s: %s", dir, strerror(e));
     errno = e;
