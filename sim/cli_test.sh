@@ -12,10 +12,11 @@ ARGS="--dataset synth-images:1200:1x8x8:4 --model mlp:64-16-4 --clients 20 --per
 fail() { echo "FAIL: $*"; exit 1; }
 
 # A directory where rounds.csv goes: refused before the run (exit status 1, the path named),
-# not found out after the training; nothing is written.
+# not found out after the training; nothing is written. --out's trailing slash is not doubled
+# in the path (until 2026-12-07: "DIR/rs//rounds.csv").
 mkdir -p "$DIR/rs/rounds.csv"
 rc=0
-"$FL_SIM" $ARGS --rounds 2 --out "$DIR/rs" >/dev/null 2>"$DIR/rs.err" || rc=$?
+"$FL_SIM" $ARGS --rounds 2 --out "$DIR/rs/" >/dev/null 2>"$DIR/rs.err" || rc=$?
 [ "$rc" -eq 1 ] || fail "rounds.csv a directory: exit status $rc, not 1"
 grep -qx "fl_sim: --out: $DIR/rs/rounds.csv is a directory, where the run writes a file" "$DIR/rs.err" ||
     fail "rounds.csv a directory: $(cat "$DIR/rs.err")"
@@ -46,12 +47,13 @@ done
     fail "resume.fls a directory, --checkpoint-every 0: $(ls -A "$DIR/rs")"
 rm -r "$DIR/rs/resume.fls" "$DIR/rs/summary.json" "$DIR/rs/rounds.csv"
 # ... and an experiment's (table.csv, a mean-*.dat): refused before its first run, not after
-# training every run (until 2026-12-08 it failed at its end: "cannot write DIR/table.csv").
+# training every run (until 2026-12-08 it failed at its end: "cannot write DIR/table.csv"); its
+# --out "DIR/xo/" too is named without a doubled slash.
 for f in table.csv mean-afd-multi+c.dat; do
     rm -rf "$DIR/xo"
     mkdir -p "$DIR/xo/$f"
     rc=0
-    "$FL_SIM" experiment afd --seeds 1 $ARGS --rounds 1 --out "$DIR/xo" >/dev/null 2>"$DIR/xo.err" || rc=$?
+    "$FL_SIM" experiment afd --seeds 1 $ARGS --rounds 1 --out "$DIR/xo/" >/dev/null 2>"$DIR/xo.err" || rc=$?
     [ "$rc" -eq 1 ] || fail "experiment, $f a directory: exit status $rc, not 1 ($(cat "$DIR/xo.err"))"
     grep -qx "fl_sim experiment: --out: $DIR/xo/$f is a directory, where the experiment writes a file" \
         "$DIR/xo.err" || fail "experiment, $f a directory: $(cat "$DIR/xo.err")"

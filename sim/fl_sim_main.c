@@ -908,6 +908,7 @@ static int run_experiment(int argc, char **argv, int first)
                 return 2;
             }
             snprintf(e.out, sizeof e.out, "%s", value);
+            flsim_path_trim(e.out); /* "o/" wrote "o//table.csv" */
         } else if (!strcmp(name, "fresh")) {
             /* as every other on/off option takes it (until 2026-12-07 0 or 1 only) */
             if (!flsim_parse_bool(value, &e.fresh)) {

@@ -274,6 +274,13 @@ static int parse_dbl(const char *s, double lo, double hi, double *out)
     return 1;
 }
 
+void flsim_path_trim(char *dir)
+{
+    size_t n = strlen(dir);
+    while (n > 1 && dir[n - 1] == '/')
+        dir[--n] = '\0';
+}
+
 static int copy_str(char *dst, size_t cap, const char *s)
 {
     if (strlen(s) >= cap)
@@ -405,7 +412,12 @@ fl_status flsim_config_set(flsim_config *c, const char *key, const char *v, char
             snprintf(err, errlen, "--out is empty (leave it out to write no files)");
         return FL_ERR_INVALID_ARG;
     }
-    STR("out", out);
+    if (strcmp(key, "out") == 0) {
+        if (!copy_str(c->out, sizeof c->out, v))
+            return too_long(err, errlen, key, sizeof c->out);
+        flsim_path_trim(c->out); /* "o/" wrote "o//rounds.csv" in every path it printed */
+        return FL_OK;
+    }
     if (strcmp(key, "seed") == 0) {
         errno = 0;
         char *end = NULL;

@@ -13,6 +13,10 @@ int flsim_parse_number(const char *s, double *out);
  * (*out 0), spelt exactly so; 1 on success, 0 (*out untouched) for anything else. */
 int flsim_parse_bool(const char *s, int *out);
 
+/* Drops the trailing slashes of a directory's name in place ("o/" -> "o", "/" stays "/"), so that
+ * "DIR/FILE" joins without a doubled slash. */
+void flsim_path_trim(char *dir);
+
 /* 1 when --keep-layers' list is no longer than the model's droppable layers (spec, n_drop); else
  * 0 with the message in err ("--keep-layers: 3 values, but the model SPEC has 2 droppable
  * layers"). flsim_run and the experiment say it alike. */

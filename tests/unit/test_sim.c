@@ -810,6 +810,20 @@ static void test_number_range_named(void **state)
  * (--flops lognormal:5G:-0 likewise); a trace row's availability -0 gave another trace_sha256
  * than 0, so a resume across that edit was refused as a changed trace; and summary.json said
  * "accuracy": -0 for --target-acc -0. */
+/* --out DIR with trailing slashes: joined without a doubled slash (until 2026-12-07 "--out o/"
+ * printed and wrote "o//rounds.csv"); "/" alone stays the root. */
+static void test_out_trailing_slash(void **state)
+{
+    (void)state;
+    static const char *const t[][2] = {{"o/", "o"}, {"o///", "o"}, {"a/b/", "a/b"}, {"o", "o"},
+                                       {"/", "/"}, {"//", "/"}};
+    for (size_t i = 0; i < sizeof t / sizeof t[0]; i++) {
+        flsim_config c = flsim_config_default();
+        assert_int_equal(flsim_config_set(&c, "out", t[i][0], NULL, 0), FL_OK);
+        assert_string_equal(c.out, t[i][1]);
+    }
+}
+
 static void test_negative_zero_is_zero(void **state)
 {
     (void)state;
@@ -3740,6 +3754,7 @@ int main(void)
         cmocka_unit_test(test_count_leading_blank),
         cmocka_unit_test(test_number_range_named),
         cmocka_unit_test(test_negative_zero_is_zero),
+        cmocka_unit_test(test_out_trailing_slash),
         cmocka_unit_test(test_options_and_yaml),
         cmocka_unit_test(test_threads_same_bits),
         cmocka_unit_test(test_failures_keep_feed_order),
