@@ -220,10 +220,22 @@ static fl_status data_load_here(flsim_data *d, const flsim_config *cfg, char *er
         snprintf(err, errlen, "dataset %s: a sample's user lies outside its user table",
                  cfg->dataset);
     if (st == FL_OK && (nt < 1 || nt >= all->N)) {
-        if (err && errlen)
-            snprintf(err, errlen, "dataset %s: %zu samples cannot give a test split of %.3g%s",
-                     cfg->dataset, all->N, cfg->test_frac,
-                     all->user ? " (taken from each user's samples)" : "");
+        /* name the option and what to do (until 2026-12-07 "1 samples cannot give a test split
+         * of 0.143", --test-frac unnamed): a larger one where the largest (0.9) would hold a
+         * sample out, else only another dataset or a test set can */
+        size_t nt_max = 0;
+        const int can = held_out_split(all, 0.9, idx, &nt_max) == FL_OK && nt_max >= 1 &&
+                        nt_max < all->N;
+        const char *const each = all->user ? " (taken from each user's samples)" : "";
+        const char *const s = all->N == 1 ? "" : "s";
+        if (err && errlen && can)
+            snprintf(err, errlen, "dataset %s: %zu sample%s cannot give a test split with "
+                     "--test-frac %.3g%s: give a larger --test-frac (at most 0.9), or a test set "
+                     "with --test-dataset", cfg->dataset, all->N, s, cfg->test_frac, each);
+        else if (err && errlen)
+            snprintf(err, errlen, "dataset %s: %zu sample%s cannot give a test split with any "
+                     "--test-frac%s: give a larger dataset, or a test set with --test-dataset",
+                     cfg->dataset, all->N, s, each);
         st = FL_ERR_INVALID_ARG;
     }
     /* the test samples copied out, then the training samples kept in place (idx[0..ntr) is in

@@ -591,7 +591,21 @@ static void test_test_split(void **state)
     flsim_data_free(&d);
     c.test_frac = 0.2; /* no user has 5 samples: no test sample */
     assert_int_equal(flsim_data_load(&d, &c, err, sizeof err), FL_ERR_INVALID_ARG);
-    assert_non_null(strstr(err, "cannot give a test split of 0.2 (taken from each user's samples)"));
+    assert_non_null(strstr(err, "5 samples cannot give a test split with --test-frac 0.2 (taken "
+                                "from each user's samples): give a larger --test-frac"));
+    /* too few samples: the message names --test-frac and what to do (until 2026-12-07 "1 samples
+     * cannot give a test split of 0.143"), a larger one only where one would do */
+    c = small_config();
+    assert_int_equal(flsim_config_set(&c, "dataset", "synth-images:5:1x8x8:4", NULL, 0), FL_OK);
+    assert_int_equal(flsim_data_load(&d, &c, err, sizeof err), FL_ERR_INVALID_ARG);
+    assert_string_equal(err, "dataset synth-images:5:1x8x8:4: 5 samples cannot give a test split "
+                             "with --test-frac 0.143: give a larger --test-frac (at most 0.9), or "
+                             "a test set with --test-dataset");
+    assert_int_equal(flsim_config_set(&c, "dataset", "synth-images:1:1x8x8:4", NULL, 0), FL_OK);
+    assert_int_equal(flsim_data_load(&d, &c, err, sizeof err), FL_ERR_INVALID_ARG);
+    assert_string_equal(err, "dataset synth-images:1:1x8x8:4: 1 sample cannot give a test split "
+                             "with any --test-frac: give a larger dataset, or a test set with "
+                             "--test-dataset");
 
     c = small_config();
     assert_int_equal(flsim_config_set(&c, "test-dataset", "synth-images:200:1x8x8:4", NULL, 0),
