@@ -544,7 +544,7 @@ fl_status flsim_config_validate(const flsim_config *c, char *err, size_t errlen)
     if (!c->model[0])
         FAIL("--model is empty");
     if (c->target_acc == 0 && c->keep_going)
-        FAIL("--keep-going needs --target-acc");
+        FAIL("--keep-going needs a --target-acc above 0 (0, the default, is none)");
     if (c->resume && !c->out[0])
         FAIL("--resume needs --out DIR: the run to continue is the one saved there");
     /* flsim_dist_parse refuses these; a program may fill the struct itself */

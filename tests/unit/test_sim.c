@@ -697,6 +697,15 @@ static void test_population(void **state)
         assert_in_range(at_min, 1800, 2200); /* half below the median 1 */
         assert_true(big > 0);
     }
+    /* --keep-going with --target-acc 0 (none), given or by default: the message says a target
+     * above 0 is needed (until 2026-12-07 "needs --target-acc", when one was given) */
+    flsim_config kg = small_config();
+    assert_int_equal(flsim_config_set(&kg, "target-acc", "0", NULL, 0), FL_OK);
+    assert_int_equal(flsim_config_set(&kg, "keep-going", "1", NULL, 0), FL_OK);
+    assert_int_equal(flsim_config_validate(&kg, err, sizeof err), FL_ERR_CONFIG);
+    assert_string_equal(err, "--keep-going needs a --target-acc above 0 (0, the default, is none)");
+    assert_int_equal(flsim_config_set(&kg, "target-acc", "0.5", NULL, 0), FL_OK);
+    assert_int_equal(flsim_config_validate(&kg, err, sizeof err), FL_OK);
     /* ... and set in the struct by a program, by validation (unless a trace replaces them) */
     flsim_config vc = small_config();
     vc.up_bps = (flsim_dist){FLSIM_DIST_CONST, 1e-300, 0};
