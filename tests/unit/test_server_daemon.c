@@ -6288,6 +6288,68 @@ static void test_reactor_upload_slots(void **state)
     free(lb);
 }
 
+/* A client that stops just after its upload: its last chunk closes the round, and the next
+ * round's Task goes out before the reactor has read its Bye. libzmq has by then ended the
+ * connection's pipe (the client hung up), so the Task's send fails with EHOSTUNREACH, while the
+ * Bye is still queued on the ROUTER ahead of the pipe's end. Until 2026-12-07 start_task dropped
+ * the session at once, "left (connection gone)" (about 1 fl_client stop in 25 after an upload);
+ * now the verdict waits until the ROUTER has been read, and the Bye is heard. The order is forced:
+ * more Heartbeats than a batch (BATCH_IN, 512) sit between the last chunk and the Bye, so the
+ * sweep that starts the next round runs before the Bye is read. The pause after the close lets
+ * the server's I/O thread see the hang-up; were it too short, the Task would go out and the test
+ * pass without the fix, never fail with it. */
+static void test_reactor_bye_after_upload_heard(void **state)
+{
+    (void)state;
+    char yaml[2048], ep[300];
+    snprintf(ep, sizeof ep, "ipc://%s/byeup.sock", g_tmp);
+    snprintf(yaml, sizeof yaml,
+             "server:\n  insecure: true\n  endpoints: ['%s']\n  credit: 200\n"
+             "model:\n  arch: \"mlp:6-5-3\"\nrun:\n  rounds: 5\n"
+             "round:\n  clients: 1\n  overcommit: 1\n", ep);
+    logbuf *lb;
+    fls_server *s = server_rounds_of(yaml, &lb);
+    const char *ids[1] = {"u0"};
+    peer p[1];
+    flc_core *c[1];
+    core_clients_join(s, ep, ids, 1, p, c);
+    (void)download_and_train(s, &p[0], c[0], ids[0]);
+    flp_msg up;
+    assert_int_equal(flc_core_update(c[0], &up), FL_OK);
+    peer_send(&p[0], &up);
+    const uint32_t n = flc_core_update_chunks(c[0]);
+    for (uint32_t have = 0; have < n;) {
+        flp_msg *r = peer_recv(s, &p[0], 10);
+        assert_non_null(r);
+        assert_int_equal(r->type, FLP_ACK);
+        assert_int_equal(r->ack.of_type, FLP_CHUNK);
+        have++;
+        flp_msg_free(r);
+    }
+    for (uint32_t i = 0; i < n; i++) {
+        flp_msg cm;
+        assert_int_equal(flc_core_update_chunk(c[0], i, &cm), FL_OK);
+        peer_send(&p[0], &cm);
+    }
+    flp_msg hb = flp_msg_header(FLP_HEARTBEAT, 0, NULL);
+    hb.sender = "u0";
+    for (int i = 0; i < 600; i++)
+        peer_send(&p[0], &hb);
+    send_bye(&p[0], "u0");
+    const int wait = -1; /* the close waits until all of it is written */
+    zmq_setsockopt(p[0].sock, ZMQ_LINGER, &wait, sizeof wait);
+    peer_close(&p[0]);
+    usleep(300000);
+    const double t0 = fl_time_mono_s();
+    while (!strstr(lb->text, "client u0 left") && fl_time_mono_s() - t0 < 10)
+        fls_server_step(s, 10);
+    if (!strstr(lb->text, "client u0 left (leaving)"))
+        fail_msg("the Bye queued behind the upload was not heard:\n%s", lb->text);
+    fls_server_free(s);
+    flc_core_free(c[0]);
+    free(lb);
+}
+
 /* After client core c (peer p) sent its Update header: its chunks, against the server's credits
  * (`credits` of them read already by the caller); returns the status of the server's Ack(of
  * UPDATE). Each chunk's codec payload names `key` as its client. */
@@ -10340,6 +10402,7 @@ int main(void)
         cmocka_unit_test(test_reactor_serves_during_eval),
         cmocka_unit_test(test_reactor_stop_during_eval),
         cmocka_unit_test(test_reactor_upload_slots),
+        cmocka_unit_test(test_reactor_bye_after_upload_heard),
         cmocka_unit_test(test_reactor_refused_chunks_lose_slot),
         cmocka_unit_test(test_reactor_refused_chunk_resent_last),
         cmocka_unit_test_teardown(test_reactor_slow_upload_named, reset_wraps),
