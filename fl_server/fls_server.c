@@ -1519,6 +1519,17 @@ static void dl_give_up(fls_server *s, sess *x, fl_status code, const char *why)
     x->dl_given_up = 1;
 }
 
+/* A send to x found its connection gone (EHOSTUNREACH): libzmq has ended the connection's pipe,
+ * and what the client sent before it hung up may still be queued on the ROUTER, a Bye among it.
+ * x is dropped as "connection gone" only once a later step has read the ROUTER (gone_drop), so
+ * that such a Bye ends it with its own reason. */
+static void sess_gone(fls_server *s, sess *x)
+{
+    if (!x->gone_step)
+        x->gone_step = s->step_n ? s->step_n : 1;
+    s->gone_any = 1;
+}
+
 static void dl_pump(fls_server *s, sess *x)
 {
     while (x->dl_active && x->dl_inflight < dl_cap(s, x) && s->dl_total < dl_budget(s)) {
@@ -1543,6 +1554,15 @@ static void dl_pump(fls_server *s, sess *x)
             break;
         }
         if (send_sess(s, x, &m) != 0) {
+            if (s->send_errno == EHOSTUNREACH && !x->dead) {
+                /* the client hung up: its Bye may follow (sess_gone); no task to give up, its
+                 * leave tells the core. Until 2026-12-07 a client stopped mid-download was
+                 * warned of as "connection gone; task dropped" before its Bye was read
+                 * (test_reactor_bye_mid_download_heard). */
+                x->dl_active = 0;
+                sess_gone(s, x);
+                break;
+            }
             fl_log(&s->log, FL_LOG_WARN, "client %s: %s; task of round %llu dropped", x->id,
                    send_why(s), (unsigned long long)x->dl_round);
             dl_give_up(s, x, FL_ERR_IO, "a weight chunk could not be sent: task dropped");
@@ -1606,8 +1626,7 @@ static void start_task(fls_server *s, uint32_t key, uint64_t round)
          * fl_server, test_reactor_bye_after_upload_heard); the verdict now waits until the
          * ROUTER has been read (gone_drop). */
         if (s->send_errno == EHOSTUNREACH && !x->dead) {
-            x->gone_step = s->step_n ? s->step_n : 1;
-            s->gone_any = 1;
+            sess_gone(s, x);
         } else {
             sess_drop(s, x, send_why(s));
         }

@@ -6350,6 +6350,57 @@ static void test_reactor_bye_after_upload_heard(void **state)
     free(lb);
 }
 
+/* test_reactor_bye_after_upload_heard, mid-download: the client Acks its first weight chunk and
+ * stops, its Bye behind more Heartbeats than a batch. The Ack's read pumps the next chunks to the
+ * ended pipe (EHOSTUNREACH) before the Bye is read. Until 2026-12-07 that was warned of as
+ * "connection gone; task of round 0 dropped" (the leave itself was "leaving"); now the session
+ * waits for the ROUTER to be read, and only the Bye is heard. */
+static void test_reactor_bye_mid_download_heard(void **state)
+{
+    (void)state;
+    char yaml[2048], ep[300];
+    snprintf(ep, sizeof ep, "ipc://%s/byedl.sock", g_tmp);
+    snprintf(yaml, sizeof yaml,
+             "server:\n  insecure: true\n  endpoints: ['%s']\n  credit: 200\n"
+             "model:\n  arch: \"mlp:6-5-3\"\nrun:\n  rounds: 5\n"
+             "round:\n  clients: 1\n  overcommit: 1\ncodec:\n  chunk_elems: 4\n", ep);
+    logbuf *lb;
+    fls_server *s = server_rounds_of(yaml, &lb);
+    const char *ids[1] = {"u0"};
+    peer p[1];
+    flc_core *c[1];
+    core_clients_join(s, ep, ids, 1, p, c);
+    uint64_t round = 0;
+    for (;;) { /* the Task, then its first chunk (one in flight before an Ack) */
+        flp_msg *m = peer_recv(s, &p[0], 10);
+        assert_non_null(m);
+        const int chunk = m->type == FLP_CHUNK;
+        round = m->round;
+        flp_msg_free(m);
+        if (chunk)
+            break;
+    }
+    const flp_msg ack = chunk_ack("u0", round);
+    peer_send(&p[0], &ack);
+    flp_msg hb = flp_msg_header(FLP_HEARTBEAT, 0, NULL);
+    hb.sender = "u0";
+    for (int i = 0; i < 600; i++)
+        peer_send(&p[0], &hb);
+    send_bye(&p[0], "u0");
+    const int wait = -1;
+    zmq_setsockopt(p[0].sock, ZMQ_LINGER, &wait, sizeof wait);
+    peer_close(&p[0]);
+    usleep(300000);
+    const double t0 = fl_time_mono_s();
+    while (!strstr(lb->text, "client u0 left") && fl_time_mono_s() - t0 < 10)
+        fls_server_step(s, 10);
+    if (!strstr(lb->text, "client u0 left (leaving)") || strstr(lb->text, "connection gone"))
+        fail_msg("the Bye queued behind the chunk's Ack was not heard first:\n%s", lb->text);
+    fls_server_free(s);
+    flc_core_free(c[0]);
+    free(lb);
+}
+
 /* After client core c (peer p) sent its Update header: its chunks, against the server's credits
  * (`credits` of them read already by the caller); returns the status of the server's Ack(of
  * UPDATE). Each chunk's codec payload names `key` as its client. */
@@ -10403,6 +10454,7 @@ int main(void)
         cmocka_unit_test(test_reactor_stop_during_eval),
         cmocka_unit_test(test_reactor_upload_slots),
         cmocka_unit_test(test_reactor_bye_after_upload_heard),
+        cmocka_unit_test(test_reactor_bye_mid_download_heard),
         cmocka_unit_test(test_reactor_refused_chunks_lose_slot),
         cmocka_unit_test(test_reactor_refused_chunk_resent_last),
         cmocka_unit_test_teardown(test_reactor_slow_upload_named, reset_wraps),
