@@ -2251,6 +2251,7 @@ static void on_hello(fls_server *s, sess *x, const uint8_t *rid, size_t rid_len,
         ul_end(s, x);
         dl_forget(s, x);
         x->dl_active = 0;
+        x->gone_step = 0; /* a fresh start: not the connection a send found gone (gone_drop) */
     }
     if (!x && !(x = sess_add(s, rid, rid_len))) {
         send_error(s, rid, rid_len, 0, FL_ERR_NOMEM, NULL);
