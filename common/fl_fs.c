@@ -17,42 +17,54 @@
 #include <time.h>
 #include <unistd.h>
 
-/* 1 when name is a probe's of fl_dir_writable: ".fl-probe-" and mkostemp's six letters or digits. */
-static int probe_name(const char *name)
+/* 1 when name is prefix and mkostemp's six letters or digits after it, exactly. */
+static int temp_name(const char *name, const char *prefix, size_t pl)
 {
-    static const char pre[] = ".fl-probe-";
-    if (strncmp(name, pre, sizeof pre - 1) != 0 || strlen(name) != sizeof pre - 1 + 6)
+    if (strlen(name) != pl + 6 || memcmp(name, prefix, pl) != 0)
         return 0;
-    for (const char *c = name + sizeof pre - 1; *c; c++)
+    for (const char *c = name + pl; *c; c++)
         if (!((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') || (*c >= '0' && *c <= '9')))
             return 0;
     return 1;
 }
 
-/* Removes the probes in dir that a process killed between their making and their removal left
- * (a Ctrl-C while close waits on a hung NFS server, a SIGKILL, a power cut): nothing else would
- * ever remove them. Only those last modified an hour or more before now, now being the
- * directory's mtime just after this process's own probe went (the file system's clock, the same
- * for every host of an NFS export): a probe lives milliseconds, and another process's being made
- * at this instant (MPI ranks on other hosts probing one --out) would be removed under it (on NFS
- * its write then fails with ESTALE). Only regular files, not followed through a link; a directory
- * that cannot be listed is left as it is. */
-static void probe_sweep(const char *dir)
+/* Removes dir's regular files named prefix and mkostemp's six characters (not followed through a
+ * link), and returns how many went. With min_age, only those last modified that many seconds or
+ * more before now, now being the directory's mtime (the file system's clock, the same for every
+ * host of an NFS export). A directory that cannot be listed is left as it is. */
+static size_t sweep_temps(const char *dir, const char *prefix, time_t min_age)
 {
     struct stat sb;
-    if (stat(dir, &sb) != 0)
-        return;
-    const time_t now = sb.st_mtime;
+    time_t now = 0;
+    if (min_age > 0) {
+        if (stat(dir, &sb) != 0)
+            return 0;
+        now = sb.st_mtime;
+    }
     DIR *d = opendir(dir);
     if (!d)
-        return;
+        return 0;
+    const size_t pl = strlen(prefix);
+    size_t removed = 0;
     struct dirent *e;
     while ((e = readdir(d)) != NULL)
-        if (probe_name(e->d_name) &&
+        if (temp_name(e->d_name, prefix, pl) &&
             fstatat(dirfd(d), e->d_name, &sb, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(sb.st_mode) &&
-            sb.st_mtime <= now - 3600)
-            (void)unlinkat(dirfd(d), e->d_name, 0);
+            (min_age <= 0 || sb.st_mtime <= now - min_age) && unlinkat(dirfd(d), e->d_name, 0) == 0)
+            removed++;
     closedir(d);
+    return removed;
+}
+
+/* Removes the probes in dir that a process killed between their making and their removal left
+ * (a Ctrl-C while close waits on a hung NFS server, a SIGKILL, a power cut): nothing else would
+ * ever remove them. Only those an hour old, by the directory's mtime just after this process's
+ * own probe went: a probe lives milliseconds, and another process's being made at this instant
+ * (MPI ranks on other hosts probing one --out) would be removed under it (on NFS its write then
+ * fails with ESTALE). */
+static void probe_sweep(const char *dir)
+{
+    (void)sweep_temps(dir, ".fl-probe-", 3600);
 }
 
 int fl_dir_writable(const char *dir)
@@ -472,34 +484,15 @@ void fl_atomic_end(fl_atomic *a)
 
 size_t fl_atomic_sweep(const char *path)
 {
-    char dir[4096];
+    char dir[4096], prefix[4096];
     if (fl_path_dir(path, dir, sizeof dir) != 0)
         return 0;
     const char *slash = strrchr(path, '/');
-    const char *base = slash ? slash + 1 : path;
-    const size_t bl = strlen(base);
-    DIR *d = opendir(dir);
-    if (!d)
+    /* base ".tmp." XXXXXX, exactly */
+    const int n = snprintf(prefix, sizeof prefix, "%s.tmp.", slash ? slash + 1 : path);
+    if (n < 0 || (size_t)n >= sizeof prefix)
         return 0;
-    size_t removed = 0;
-    struct dirent *e;
-    while ((e = readdir(d)) != NULL) {
-        /* base ".tmp." XXXXXX, exactly: mkostemp's six characters are letters and digits */
-        const char *n = e->d_name;
-        if (strlen(n) != bl + 11 || memcmp(n, base, bl) != 0 || memcmp(n + bl, ".tmp.", 5) != 0)
-            continue;
-        int ok = 1;
-        for (size_t i = bl + 5; i < bl + 11; i++)
-            ok &= (n[i] >= 'a' && n[i] <= 'z') || (n[i] >= 'A' && n[i] <= 'Z') ||
-                  (n[i] >= '0' && n[i] <= '9');
-        struct stat sb;
-        if (!ok || fstatat(dirfd(d), n, &sb, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISREG(sb.st_mode))
-            continue;
-        if (unlinkat(dirfd(d), n, 0) == 0)
-            removed++;
-    }
-    closedir(d);
-    return removed;
+    return sweep_temps(dir, prefix, 0);
 }
 
 /* ---- one process per path -------------------------------------------------------------------- */
