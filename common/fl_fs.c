@@ -554,17 +554,33 @@ ssize_t fl_write_nosigpipe(int fd, const void *buf, size_t n)
     return w;
 }
 
+long fl_read_small(const char *path, char *buf, size_t cap, int *more)
+{
+    if (more)
+        *more = 0;
+    if (cap)
+        buf[0] = '\0';
+    FILE *f = fopen(path, "re"); /* e: close-on-exec, as every descriptor here */
+    if (!f)
+        return -1;
+    const size_t n = cap ? fread(buf, 1, cap - 1, f) : 0;
+    int bad = ferror(f);
+    if (!bad && more && fgetc(f) != EOF)
+        *more = 1;
+    bad |= ferror(f);
+    fclose(f);
+    if (cap)
+        buf[n] = '\0';
+    return bad ? -1 : (long)n;
+}
+
 int fl_read_int_file(const char *path, int fallback)
 {
-    FILE *f = fopen(path, "re"); /* e: close-on-exec */
-    if (!f)
-        return fallback;
     /* strtol, not fscanf's %d: a number outside int is undefined for %d (glibc wrapped it) */
     char buf[128];
-    const size_t n = fread(buf, 1, sizeof buf - 1, f);
-    const int more = n == sizeof buf - 1 && fgetc(f) != EOF;
-    fclose(f);
-    buf[n] = '\0';
+    int more;
+    if (fl_read_small(path, buf, sizeof buf, &more) < 0)
+        return fallback;
     char *end;
     errno = 0;
     const long v = strtol(buf, &end, 10);

@@ -112,6 +112,11 @@ void fl_atomic_end(fl_atomic *a);
  * errno of a failed unlink is not reported (the file is then left as it was). */
 size_t fl_atomic_sweep(const char *path);
 
+/* Reads the first cap - 1 bytes of a small text file (/proc, sysfs) into buf as a string (cap
+ * at least 1). Returns the number of bytes read, or -1 when the file cannot be opened or read;
+ * *more (when not NULL) says whether the file held more than was read. */
+long fl_read_small(const char *path, char *buf, size_t cap, int *more);
+
 /* The integer a small text file starts with after any white space (a /proc/sys setting, say), or
  * fallback when the file cannot be read or does not start with one that fits an int. */
 int fl_read_int_file(const char *path, int fallback);

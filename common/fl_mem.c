@@ -1,4 +1,5 @@
 #include "fl_mem.h"
+#include "fl_fs.h"
 #include "fl_mem_internal.h"
 
 #include <errno.h>
@@ -183,27 +184,6 @@ fl_status fl_index_new(uint32_t **t, size_t *mask, size_t slots)
     return FL_OK;
 }
 
-int fl_cgroup_v2_path(const char *text, char *out, size_t cap)
-{
-    if (cap)
-        out[0] = '\0';
-    for (const char *l = text; l && *l;) {
-        if (strncmp(l, "0::", 3) == 0) {
-            const char *p = l + 3;
-            const size_t n = strcspn(p, "\n");
-            if (p[0] != '/' || n >= cap)
-                return 0;
-            memcpy(out, p, n);
-            out[n] = '\0';
-            return 1;
-        }
-        l = strchr(l, '\n');
-        if (l)
-            l++;
-    }
-    return 0;
-}
-
 /* A decimal byte count, alone on its line (the kernel's "%llu\n"); 1 on success. */
 static int parse_bytes(const char *s, double *out)
 {
@@ -229,49 +209,50 @@ int fl_cgroup_room(const char *max, const char *current, double *room)
     return 1;
 }
 
-/* The first cap - 1 bytes of a small file (/proc, sysfs) as a string; 1 on success. */
-static int read_small(const char *path, char *buf, size_t cap)
-{
-    FILE *f = fopen(path, "re"); /* close-on-exec, as every descriptor here */
-    if (!f)
-        return 0;
-    const size_t n = fread(buf, 1, cap - 1, f);
-    const int bad = ferror(f);
-    fclose(f);
-    buf[n] = '\0';
-    return !bad && n > 0;
-}
-
-int fl_cgroup_v1_memory_path(const char *text, char *out, size_t cap)
+/* The path of the first line of /proc/self/cgroup's text, "ID:CONTROLLERS:/PATH", that is the
+ * v2 hierarchy's ("0::", no controllers) or, with v1, the one whose comma-separated
+ * CONTROLLERS list memory. 1 with the path in out; 0 (out empty) when no line is, or the path does
+ * not start with '/' or fit cap. */
+static int cgroup_path(const char *text, int v1, char *out, size_t cap)
 {
     if (cap)
         out[0] = '\0';
     for (const char *l = text; l && *l;) {
         const size_t len = strcspn(l, "\n");
-        /* "ID:CONTROLLERS:/PATH", CONTROLLERS a comma-separated list (v2's line has none) */
         const char *c = memchr(l, ':', len);
         const char *p = c ? memchr(c + 1, ':', len - (size_t)(c + 1 - l)) : NULL;
-        if (p) {
-            int memory = 0;
+        int match = 0;
+        if (p && !v1)
+            match = c == l + 1 && l[0] == '0' && p == c + 1;
+        else if (p)
             for (const char *w = c + 1; w < p;) {
                 const size_t n = strcspn(w, ",:");
-                memory |= n == 6 && strncmp(w, "memory", 6) == 0;
+                match |= n == 6 && strncmp(w, "memory", 6) == 0;
                 w += n + (w[n] == ',');
             }
-            if (memory) {
-                const size_t n = len - (size_t)(p + 1 - l);
-                if (p[1] != '/' || n >= cap)
-                    return 0;
-                memcpy(out, p + 1, n);
-                out[n] = '\0';
-                return 1;
-            }
+        if (match) {
+            const size_t n = len - (size_t)(p + 1 - l);
+            if (p[1] != '/' || n >= cap)
+                return 0;
+            memcpy(out, p + 1, n);
+            out[n] = '\0';
+            return 1;
         }
         l += len;
         if (*l)
             l++;
     }
     return 0;
+}
+
+int fl_cgroup_v2_path(const char *text, char *out, size_t cap)
+{
+    return cgroup_path(text, 0, out, cap);
+}
+
+int fl_cgroup_v1_memory_path(const char *text, char *out, size_t cap)
+{
+    return cgroup_path(text, 1, out, cap);
 }
 
 int fl_cgroup_v1_room(const char *limit, const char *usage, double *room)
@@ -304,13 +285,13 @@ static int cgroup_walk(const char *root, char *cg, const char *lim, const char *
         double r;
         if (hier && !own) {
             snprintf(path, sizeof path, "%s%s/memory.use_hierarchy", root, sep);
-            if (read_small(path, cur, sizeof cur) && strcmp(cur, "0\n") == 0)
+            if (fl_read_small(path, cur, sizeof cur, NULL) > 0 && strcmp(cur, "0\n") == 0)
                 break;
         }
         snprintf(path, sizeof path, "%s%s/%s", root, sep, lim);
-        if (read_small(path, max, sizeof max)) {
+        if (fl_read_small(path, max, sizeof max, NULL) > 0) {
             snprintf(path, sizeof path, "%s%s/%s", root, sep, use);
-            if (read_small(path, cur, sizeof cur) && roomf(max, cur, &r) == 1 &&
+            if (fl_read_small(path, cur, sizeof cur, NULL) > 0 && roomf(max, cur, &r) == 1 &&
                 (!limited || r < *room)) {
                 *room = r;
                 limited = 1;
@@ -332,7 +313,7 @@ static int cgroup_walk(const char *root, char *cg, const char *lim, const char *
 static int cgroup_room_least(double *room)
 {
     char text[4096], cg[1024];
-    if (!read_small("/proc/self/cgroup", text, sizeof text))
+    if (fl_read_small("/proc/self/cgroup", text, sizeof text, NULL) <= 0)
         return 0;
     int limited = 0;
     double r;
