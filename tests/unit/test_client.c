@@ -849,6 +849,19 @@ static void fake_ack(fake *f, flp_type of, uint64_t round, int32_t status)
     fake_send(f, &a);
 }
 
+/* The client's Hello within ms (what comes before it is dropped), answered with an Ack: the
+ * client is registered. With no Hello the test fails, saying `when` ("" or words that follow
+ * "no Hello within N s") and showing the client's log lb (NULL: none). */
+static void fake_hello(fake *f, int ms, const char *when, const logbuf *lb)
+{
+    flp_msg *h = fake_expect(f, FLP_HELLO, ms);
+    if (!h)
+        fail_msg("no Hello within %g s%s%s%s%s", ms / 1000.0, *when ? " " : "", when,
+                 lb ? "; log:\n" : "", lb ? lb->text : "");
+    flp_msg_free(h);
+    fake_ack(f, FLP_HELLO, 0, 0);
+}
+
 /* Sends client "dev" the weight chunks of its Task of core's open round from the first-th (in
  * tensor-major order) up to, not including, the end-th (UINT32_MAX: all); with task, the Task
  * first. Returns the task's round. */
@@ -892,11 +905,7 @@ static uint64_t fake_core_task(fake *f, fls_core **core, uint32_t epochs);
 
 static uint64_t fake_hello_and_task(fake *f, fls_core **core, uint32_t epochs)
 {
-    flp_msg *h = fake_expect(f, FLP_HELLO, 5000);
-    if (!h)
-        fail_msg("no Hello within 5 s");
-    flp_msg_free(h);
-    fake_ack(f, FLP_HELLO, 0, 0);
+    fake_hello(f, 5000, "", NULL);
     return fake_core_task(f, core, epochs);
 }
 
@@ -961,15 +970,23 @@ static void session_open(session *s)
     s->lb = logbuf_new();
 }
 
-/* Makes the client of cfg (heartbeat_ms 100 unless set), runs it on its own thread, and sends it
- * one task of `epochs` epochs (0: the server's default). */
+/* Makes the client of cfg (as it is), runs it on its own thread, and answers its Hello (within
+ * 5 s, else the test fails): a registered client, with no task yet. */
+static void session_hello(session *s, const flc_config *cfg)
+{
+    assert_int_equal(flc_client_new(cfg, &s->c), FLC_OK);
+    run_start(&s->r, s->c);
+    fake_hello(&s->f, 5000, "", s->lb);
+}
+
+/* session_hello of cfg with heartbeat_ms 100 unless set, and one task of `epochs` epochs (0: the
+ * server's default) sent to the client. */
 static void session_run(session *s, flc_config *cfg, uint32_t epochs)
 {
     if (!cfg->heartbeat_ms)
         cfg->heartbeat_ms = 100;
-    assert_int_equal(flc_client_new(cfg, &s->c), FLC_OK);
-    run_start(&s->r, s->c);
-    s->round = fake_hello_and_task(&s->f, &s->core, epochs);
+    session_hello(s, cfg);
+    s->round = fake_core_task(&s->f, &s->core, epochs);
 }
 
 /* What reaches the server until it has been quiet for 500 ms: its Errors and Byes. */
@@ -1322,10 +1339,7 @@ static void test_frozen_server_said(void **state)
     logbuf *lb = logbuf_new();
     runner r;
     flc_client *c = client_started(ep, lb, 20, 150 * TS, 10, 20, &r);
-    flp_msg *h = fake_expect(&f, FLP_HELLO, 5000);
-    assert_non_null(h);
-    flp_msg_free(h);
-    fake_ack(&f, FLP_HELLO, 0, 0);
+    fake_hello(&f, 5000, "", lb);
     if (!log_wait(lb, "registered", 5))
         fail_msg("not registered; log:\n%s", lb->text);
     fake_close(&f);
@@ -1603,10 +1617,7 @@ static void test_reconnect_backoff_after_link(void **state)
     logbuf *lb = logbuf_new();
     runner r;
     flc_client *c = client_started(ep, lb, 0, 60000, 100 * TS, 1600 * TS, &r);
-    flp_msg *h = fake_expect(&f, FLP_HELLO, 5000);
-    assert_non_null(h);
-    flp_msg_free(h);
-    fake_ack(&f, FLP_HELLO, 0, 0);
+    fake_hello(&f, 5000, "", lb);
     if (!log_wait(lb, "registered", 5))
         fail_msg("not registered; log:\n%s", lb->text);
     fake_close(&f); /* the server gone; a listener at its port that drops every connection */
@@ -1893,11 +1904,7 @@ static void test_curve_client_rides_out_dead_backend(void **state)
     /* the server back at the endpoint: the client registers there */
     fake f;
     fake_bind(&f, ep, k.asec);
-    flp_msg *h = fake_expect(&f, FLP_HELLO, 10000);
-    if (!h)
-        fail_msg("no Hello within 10 s of the server's return; log:\n%s", lb->text);
-    flp_msg_free(h);
-    fake_ack(&f, FLP_HELLO, 0, 0);
+    fake_hello(&f, 10000, "of the server's return", lb);
     if (!log_wait(lb, "registered", 5))
         fail_msg("not registered; log:\n%s", lb->text);
     flc_client_stop(c);
@@ -2133,11 +2140,7 @@ static flc_client *key_watch_start(const char *ep, key_trio *k, logbuf *lb, runn
  * within 10 s. f is the new server. */
 static void hello_then_key_b(fake *f, const char *ep, const key_trio *k, logbuf *lb)
 {
-    flp_msg *h = fake_expect(f, FLP_HELLO, 10000);
-    if (!h)
-        fail_msg("no Hello from the CURVE client within 10 s; log:\n%s", lb->text);
-    flp_msg_free(h);
-    fake_ack(f, FLP_HELLO, 0, 0);
+    fake_hello(f, 10000, "from the CURVE client", lb);
     fake_close(f);
     fake_bind(f, ep, k->bsec);
     if (!log_wait(lb, KEY_CHANGED_HINT, 10.0))
@@ -2750,11 +2753,7 @@ static void test_plugin_update_past_up_codec_said(void **state)
     session_open(&s);
     flc_config cfg = base_config(s.f.ep, train_moves_first_far, s.lb);
     cfg.heartbeat_ms = 100;
-    assert_int_equal(flc_client_new(&cfg, &s.c), FLC_OK);
-    run_start(&s.r, s.c);
-    flp_msg *h = session_expect(&s, FLP_HELLO, 5000, "");
-    flp_msg_free(h);
-    fake_ack(&s.f, FLP_HELLO, 0, 0);
+    session_hello(&s, &cfg);
     fake_core_new_codec(&s.core, 0, 0.0, "f16");
     s.round = fake_task(&s.f, s.core);
     flp_msg *m = session_expect(&s, FLP_ERROR, 5000, "for an update f16 cannot carry");
@@ -3039,10 +3038,7 @@ static void test_unselectable_told(void **state)
     g.c = NULL;
     assert_int_equal(flc_client_new(&cfg, &g.c), FLC_OK);
     run_start(&r, g.c);
-    h = fake_expect(&f, FLP_HELLO, 5000);
-    assert_non_null(h);
-    flp_msg_free(h);
-    fake_ack(&f, FLP_HELLO, 0, 0);
+    fake_hello(&f, 5000, "", g.lb);
     assert_true(log_wait(g.lb, "registered with", 5.0));
     assert_int_equal(flc_client_stats(g.c)->memory_needed, 0);
     flc_client_stop(g.c);
@@ -3605,11 +3601,7 @@ static void test_cancel_after_last_step_keeps_residual(void **state)
     flc_config cfg = base_config(s.f.ep, train_first_cancelled_after_last_step, s.lb);
     cfg.train_user = &pf;
     cfg.heartbeat_ms = 100;
-    assert_int_equal(flc_client_new(&cfg, &s.c), FLC_OK);
-    run_start(&s.r, s.c);
-    flp_msg *h = session_expect(&s, FLP_HELLO, 5000, "");
-    flp_msg_free(h);
-    fake_ack(&s.f, FLP_HELLO, 0, 0);
+    session_hello(&s, &cfg);
     fake_core_new_codec(&s.core, 0, 0.0, "topk0.3+q8+zstd");
     s.round = fake_task(&s.f, s.core);
     wait_started(&pf, s.lb);
@@ -3845,10 +3837,7 @@ static void test_undecodable_chunk_told(void **state)
     session_open(&s);
     flc_config cfg = base_config(s.f.ep, train_plus_quarter, s.lb);
     cfg.heartbeat_ms = 100;
-    assert_int_equal(flc_client_new(&cfg, &s.c), FLC_OK);
-    run_start(&s.r, s.c);
-    flp_msg_free(session_expect(&s, FLP_HELLO, 5000, ""));
-    fake_ack(&s.f, FLP_HELLO, 0, 0);
+    session_hello(&s, &cfg);
     fake_core_new(&s.core, 0, 0.0);
     const uint32_t key = fl_client_key("dev");
     flp_msg tm;
@@ -4247,8 +4236,7 @@ static void test_dropped_download_released(void **state)
         assert_int_equal(flc_client_new(&cfg, &s.c), FLC_OK);
         const size_t idle = la_bytes();
         run_start(&s.r, s.c);
-        flp_msg_free(session_expect(&s, FLP_HELLO, 5000, ""));
-        fake_ack(&s.f, FLP_HELLO, 0, 0);
+        fake_hello(&s.f, 5000, "", s.lb);
         fake_core_new(&s.core, 0, k == 1 ? 1.0 : 0.0);
         s.round = fake_task_chunks(&s.f, s.core, 1, 0, 1); /* the Task and its first chunk */
         flp_msg *a = session_expect(&s, FLP_ACK, 5000, "of the first chunk");
@@ -4320,8 +4308,7 @@ static void test_stuck_upload_dropped(void **state)
     assert_int_equal(flc_client_new(&cfg, &s.c), FLC_OK);
     const size_t idle = la_bytes();
     run_start(&s.r, s.c);
-    flp_msg_free(session_expect(&s, FLP_HELLO, 5000, ""));
-    fake_ack(&s.f, FLP_HELLO, 0, 0);
+    fake_hello(&s.f, 5000, "", s.lb);
     fake_core_new(&s.core, 0, 1.0); /* a round deadline of 1 s */
     s.round = fake_task(&s.f, s.core);
     flp_msg_free(session_expect(&s, FLP_UPDATE, 5000, ""));
@@ -4412,10 +4399,7 @@ static void test_training_past_deadline_cancelled(void **state)
         }
         cfg.heartbeat_ms = 100;
         cfg.liveness_ms = 60000;
-        assert_int_equal(flc_client_new(&cfg, &s.c), FLC_OK);
-        run_start(&s.r, s.c);
-        flp_msg_free(session_expect(&s, FLP_HELLO, 5000, ""));
-        fake_ack(&s.f, FLP_HELLO, 0, 0);
+        session_hello(&s, &cfg);
         fake_core_new(&s.core, k == 2 ? 100000 : 0, k == 1 ? 0.05 : 0.3);
         s.round = fake_task(&s.f, s.core);
         /* what shows the training over: the plug-in saw the flag; the one that does not look
@@ -4482,10 +4466,7 @@ static void test_own_deadline_wakes(void **state)
         cfg.train_user = &d;
         cfg.heartbeat_ms = INT_MAX / 2;
         cfg.liveness_ms = INT_MAX;
-        assert_int_equal(flc_client_new(&cfg, &s.c), FLC_OK);
-        run_start(&s.r, s.c);
-        flp_msg_free(session_expect(&s, FLP_HELLO, 5000, ""));
-        fake_ack(&s.f, FLP_HELLO, 0, 0);
+        session_hello(&s, &cfg);
         fake_core_new(&s.core, 0, 0.5);
         const double t0 = fl_time_mono_s();
         if (k == 0) {
@@ -4566,10 +4547,7 @@ static void test_training_without_deadline_runs_on(void **state)
     flc_config cfg = base_config(s.f.ep, deadline_trainer, s.lb);
     cfg.train_user = &d;
     cfg.heartbeat_ms = 100;
-    assert_int_equal(flc_client_new(&cfg, &s.c), FLC_OK);
-    run_start(&s.r, s.c);
-    flp_msg_free(session_expect(&s, FLP_HELLO, 5000, ""));
-    fake_ack(&s.f, FLP_HELLO, 0, 0);
+    session_hello(&s, &cfg);
     fake_core_new(&s.core, 0, 0.0);
     flp_msg tm;
     assert_int_equal(fls_core_task(s.core, fl_client_key("dev"), &tm), FL_OK);
@@ -4628,10 +4606,7 @@ static void test_dropped_update_answer_not_counted(void **state)
     flc_config cfg = base_config(s.f.ep, train_plus_quarter, s.lb);
     cfg.heartbeat_ms = 50;
     cfg.liveness_ms = 300;
-    assert_int_equal(flc_client_new(&cfg, &s.c), FLC_OK);
-    run_start(&s.r, s.c);
-    flp_msg_free(session_expect(&s, FLP_HELLO, 5000, ""));
-    fake_ack(&s.f, FLP_HELLO, 0, 0);
+    session_hello(&s, &cfg);
     fake_core_new(&s.core, 0, 0.2); /* a round deadline of 200 ms: dropped 300 ms after it */
     s.round = fake_task(&s.f, s.core);
     flp_msg_free(session_expect(&s, FLP_UPDATE, 5000, ""));
@@ -4712,8 +4687,7 @@ static void test_upload_dropped_with_forgotten_session(void **state)
     session_run(&s, &cfg, 0);
     const uint32_t n = session_update_chunks(&s);
     end_session(&s.f, 1); /* Error(unknown client) */
-    flp_msg_free(session_expect(&s, FLP_HELLO, 5000, "after Error(unknown client)"));
-    fake_ack(&s.f, FLP_HELLO, 0, 0);
+    fake_hello(&s.f, 5000, "after Error(unknown client)", s.lb);
     for (uint32_t i = 0; i < n; i++)
         fake_ack(&s.f, FLP_CHUNK, s.round, 0);
     session_sync(&s, "sync after the credits"); /* chunks for them would be on their way */
@@ -4931,10 +4905,7 @@ static void test_misdirected_chunk_refused(void **state)
     session_open(&s);
     flc_config cfg = base_config(s.f.ep, train_plus_quarter, s.lb);
     cfg.heartbeat_ms = 100;
-    assert_int_equal(flc_client_new(&cfg, &s.c), FLC_OK);
-    run_start(&s.r, s.c);
-    flp_msg_free(session_expect(&s, FLP_HELLO, 5000, ""));
-    fake_ack(&s.f, FLP_HELLO, 0, 0);
+    session_hello(&s, &cfg);
     fake_core_new(&s.core, 0, 0.0);
     uint64_t bytes = 0;
     s.round = fake_task_with_extra(&s.f, s.core, 2, &bytes);
@@ -4963,10 +4934,7 @@ static void test_duplicate_chunk_said_once(void **state)
     session_open(&s);
     flc_config cfg = base_config(s.f.ep, train_plus_quarter, s.lb);
     cfg.heartbeat_ms = 100;
-    assert_int_equal(flc_client_new(&cfg, &s.c), FLC_OK);
-    run_start(&s.r, s.c);
-    flp_msg_free(session_expect(&s, FLP_HELLO, 5000, ""));
-    fake_ack(&s.f, FLP_HELLO, 0, 0);
+    session_hello(&s, &cfg);
     fake_core_new(&s.core, 0, 0.0);
     uint64_t bytes = 0;
     s.round = fake_task_with_extra(&s.f, s.core, 1, &bytes);
@@ -5023,10 +4991,7 @@ static void test_no_heartbeat_after_each_ack(void **state)
     flc_config cfg = base_config(s.f.ep, train_plus_quarter, s.lb);
     cfg.heartbeat_ms = 60000;
     cfg.liveness_ms = 600000;
-    assert_int_equal(flc_client_new(&cfg, &s.c), FLC_OK);
-    run_start(&s.r, s.c);
-    flp_msg_free(session_expect(&s, FLP_HELLO, 5000, ""));
-    fake_ack(&s.f, FLP_HELLO, 0, 0);
+    session_hello(&s, &cfg);
     fake_core_new(&s.core, 0, 0.0);
     uint64_t bytes = 0;
     s.round = fake_task_with_extra(&s.f, s.core, 0, &bytes);
@@ -5125,10 +5090,7 @@ static void test_deadline_between_watches_and_poll(void **state)
     cfg.train_user = &d;
     cfg.heartbeat_ms = 60000;
     cfg.liveness_ms = 600000;
-    assert_int_equal(flc_client_new(&cfg, &s.c), FLC_OK);
-    run_start(&s.r, s.c);
-    flp_msg_free(session_expect(&s, FLP_HELLO, 5000, ""));
-    fake_ack(&s.f, FLP_HELLO, 0, 0);
+    session_hello(&s, &cfg);
     fake_core_new(&s.core, 0, 100.0);
     s.round = fake_task(&s.f, s.core);
     const double until = fl_time_mono_s() + 5.0;
