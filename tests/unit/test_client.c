@@ -129,6 +129,13 @@ static int run_wait(runner *r, double timeout_s)
     return 1;
 }
 
+/* Stops r's client and waits for flc_client_run to return (within 5 s, else the test fails). */
+static void run_stop(runner *r)
+{
+    flc_client_stop(r->c);
+    assert_true(run_wait(r, 5.0));
+}
+
 /* ---- the library's allocations, counted ------------------------------------------------------
  * libflclient is a shared library here, so a --wrap of malloc (a static link's tool) cannot see
  * its calls: this program defines malloc, calloc, realloc, free, aligned_alloc and posix_memalign
@@ -1014,8 +1021,7 @@ static flp_msg *session_expect(session *s, flp_type type, int ms, const char *wh
 /* Stops the client, waits for flc_client_run to return, and gives its statistics. */
 static const flc_stats *session_stopped(session *s)
 {
-    flc_client_stop(s->c);
-    assert_true(run_wait(&s->r, 5.0));
+    run_stop(&s->r);
     return flc_client_stats(s->c);
 }
 
@@ -1184,8 +1190,7 @@ static void test_one_hello_after_server_down(void **state)
             fake_ack(&f, FLP_HELLO, 0, 0);
         flp_msg_free(m);
     }
-    flc_client_stop(c);
-    assert_true(run_wait(&r, 5.0));
+    run_stop(&r);
     if (hellos != 1)
         fail_msg("%d Hellos reached the server that came up; log:\n%s", hellos, lb->text);
     flc_client_free(c);
@@ -1270,8 +1275,7 @@ static logbuf *retrying(const char *ep, int liveness_ms, int rmin, int rmax, con
         const struct timespec ts = {0, 10 * 1000 * 1000};
         nanosleep(&ts, NULL);
     }
-    flc_client_stop(c);
-    assert_true(run_wait(&r, 5.0));
+    run_stop(&r);
     assert_int_equal(r.st, FLC_ERR_CANCELLED); /* retried until stopped, not given up */
     flc_client_free(c);
     return lb;
@@ -1345,8 +1349,7 @@ static void test_frozen_server_said(void **state)
     fake_close(&f);
     const int lfd = tcp_listener_at((uint16_t)atoi(strrchr(ep, ':') + 1));
     const int said = log_wait(lb, "but no handshake completed", 10);
-    flc_client_stop(c);
-    assert_true(run_wait(&r, 5.0));
+    run_stop(&r);
     assert_int_equal(r.st, FLC_ERR_CANCELLED); /* retrying until stopped */
     flc_client_free(c);
     close(lfd);
@@ -1523,8 +1526,7 @@ static int connections_dropped(int rmin, int rmax, double secs, double *t, int c
     runner r;
     flc_client *c = client_started(ep, lb, 0, 60000, rmin, rmax, &r);
     const int accepted = accept_and_close(lfd, secs, t, cap);
-    flc_client_stop(c);
-    assert_true(run_wait(&r, 5.0));
+    run_stop(&r);
     close(lfd);
     flc_client_free(c);
     logbuf_free(lb);
@@ -1565,8 +1567,7 @@ static void test_reconnect_interval_followed(void **state)
     flc_client *c = client_started(ep, lb, 0, 60000, 1000, 1000, &r);
     const struct timespec ts = {2, 500 * 1000 * 1000};
     nanosleep(&ts, NULL);
-    flc_client_stop(c);
-    assert_true(run_wait(&r, 5.0));
+    run_stop(&r);
     flc_client_free(c);
     atomic_store(&g_count_port, 0);
     const int n = atomic_load(&g_port_connects);
@@ -1624,8 +1625,7 @@ static void test_reconnect_backoff_after_link(void **state)
     const int lfd = tcp_listener_at((uint16_t)atoi(strrchr(ep, ':') + 1));
     double t[64];
     const int n = accept_and_close(lfd, 3.0 * TS, t, 64);
-    flc_client_stop(c);
-    assert_true(run_wait(&r, 5.0));
+    run_stop(&r);
     close(lfd);
     flc_client_free(c);
     if (n < 2 || n > 10)
@@ -1907,8 +1907,7 @@ static void test_curve_client_rides_out_dead_backend(void **state)
     fake_hello(&f, 10000, "of the server's return", lb);
     if (!log_wait(lb, "registered", 5))
         fail_msg("not registered; log:\n%s", lb->text);
-    flc_client_stop(c);
-    assert_true(run_wait(&r, 5.0));
+    run_stop(&r);
     assert_int_equal(r.st, FLC_ERR_CANCELLED);
     const flc_stats *st = flc_client_stats(c);
     if (st->handshakes_unanswered < 3 || st->handshakes_unanswered > (uint64_t)conns)
@@ -2079,8 +2078,7 @@ static void test_no_zeromq_heartbeats(void **state)
     }
     close(fd);
     close(lfd);
-    flc_client_stop(c);
-    assert_true(run_wait(&r, 5.0));
+    run_stop(&r);
     flc_client_free(c);
     if (messages < 1 || commands != 0)
         fail_msg("over 10 heartbeats after its Hello the client sent %d messages and %d ZeroMQ "
@@ -2107,8 +2105,7 @@ static void test_short_liveness_said(void **state)
                         "server.heartbeat_ms, 1000 ms by default: keep liveness_ms several times "
                         "that)", 10))
         fail_msg("log:\n%s", s.lb->text);
-    flc_client_stop(s.c);
-    assert_true(run_wait(&s.r, 5.0));
+    run_stop(&s.r);
     session_close(&s);
 }
 
@@ -2170,8 +2167,7 @@ static void test_server_key_changed_said(void **state)
     if (log_count(lb, "has the server's key changed?") != 1)
         fail_msg("the key hint not said exactly once; log:\n%s", lb->text);
     assert_false(atomic_load(&r.done)); /* still retrying: the key may come back */
-    flc_client_stop(c);
-    assert_true(run_wait(&r, 5.0));
+    run_stop(&r);
     assert_int_equal(r.st, FLC_ERR_CANCELLED);
     flc_client_free(c);
     fake_close(&f);
@@ -2233,8 +2229,7 @@ static void test_key_change_said_after_plain_server(void **state)
     /* 3. CURVE with key B: the key is the question again */
     hello_then_key_b(&f, ep, &k, lb);
     assert_false(atomic_load(&r.done));
-    flc_client_stop(c);
-    assert_true(run_wait(&r, 5.0));
+    run_stop(&r);
     assert_int_equal(r.st, FLC_ERR_CANCELLED);
     flc_client_free(c);
     fake_close(&f);
@@ -2588,8 +2583,7 @@ static void test_reconnects_counts_each_new_start(void **state)
         const int same = s.f.rid_len == rid_len && memcmp(s.f.rid, rid, rid_len) == 0;
         assert_int_equal(same, cases[k].same_connection);
         fake_ack(&s.f, FLP_HELLO, 0, 0);
-        flc_client_stop(s.c);
-        assert_true(run_wait(&s.r, 5.0));
+        run_stop(&s.r);
         const unsigned long long n = flc_client_stats(s.c)->reconnects;
         if (n != 1)
             fail_msg("after %s: %llu reconnects, not 1; log:\n%s", cases[k].how, n, s.lb->text);
@@ -2656,8 +2650,7 @@ static void test_train_failure_unknown_status(void **state)
         fail_msg("Error message '%s'", e->error.message);
     flp_msg_free(e);
     assert_int_equal(log_count(s.lb, "failed with status -1, which is no flc_status"), 1);
-    flc_client_stop(s.c);
-    assert_true(run_wait(&s.r, 5.0));
+    run_stop(&s.r);
     assert_int_equal(flc_client_stats(s.c)->rounds_failed, 1);
     session_close(&s);
 }
@@ -2698,8 +2691,7 @@ static void test_plugin_moved_weights_refused(void **state)
         if (log_count(s.lb, says) != 1 || log_count(s.lb, "failed with status") != 0)
             fail_msg("want one '%s' and no 'failed with status' (the plug-in returned FLC_OK); "
                      "log:\n%s", says, s.lb->text);
-        flc_client_stop(s.c);
-        assert_true(run_wait(&s.r, 5.0));
+        run_stop(&s.r);
         assert_int_equal(flc_client_stats(s.c)->rounds_failed, 1);
         session_close(&s);
     }
@@ -2725,8 +2717,7 @@ static void test_plugin_above_declared_samples_fails_round(void **state)
     if (!strstr(m->error.message, "above the 2 this client told the server it holds"))
         fail_msg("the Error says '%s'", m->error.message);
     flp_msg_free(m);
-    flc_client_stop(s.c);
-    assert_true(run_wait(&s.r, 5.0));
+    run_stop(&s.r);
     assert_int_equal(flc_client_stats(s.c)->rounds_failed, 1);
     assert_int_equal(flc_client_stats(s.c)->updates_sent, 0);
     session_close(&s);
@@ -2908,8 +2899,7 @@ static void test_plugin_dataset_status_fails_round_only(void **state)
     session_drain(&s, &errors, &byes);
     assert_int_equal(byes, 0);
     assert_false(atomic_load(&s.r.done));
-    flc_client_stop(s.c);
-    assert_true(run_wait(&s.r, 5.0));
+    run_stop(&s.r);
     assert_int_equal(s.r.st, FLC_ERR_CANCELLED);
     session_close(&s);
 }
@@ -2944,8 +2934,7 @@ static void test_task_above_memory_refused(void **state)
             assert_false(atomic_load(&s.r.done)); /* refused the task, not the server */
         }
         flp_msg_free(m);
-        flc_client_stop(s.c);
-        assert_true(run_wait(&s.r, 5.0));
+        run_stop(&s.r);
         assert_int_equal(flc_client_stats(s.c)->rounds_failed, k == 0 ? 1 : 0);
         session_close(&s);
     }
@@ -3041,8 +3030,7 @@ static void test_unselectable_told(void **state)
     fake_hello(&f, 5000, "", g.lb);
     assert_true(log_wait(g.lb, "registered with", 5.0));
     assert_int_equal(flc_client_stats(g.c)->memory_needed, 0);
-    flc_client_stop(g.c);
-    assert_true(run_wait(&r, 5.0));
+    run_stop(&r);
     flc_client_free(g.c);
     fake_close(&f);
     logbuf_free(g.lb);
@@ -3082,8 +3070,7 @@ static void test_plugin_task_sub_arch(void **state)
     session_run(&s, &cfg, 0);
     flp_msg *m = session_expect(&s, FLP_UPDATE, 5000, "after the task");
     flp_msg_free(m);
-    flc_client_stop(s.c);
-    assert_true(run_wait(&s.r, 5.0));
+    run_stop(&s.r);
     assert_int_equal(seen.calls, 1);
     assert_string_equal(seen.arch, "mlp:6-5-3");
     assert_int_equal(seen.n_layers, 1);
@@ -3192,8 +3179,7 @@ static void test_update_slot_taken_back(void **state)
     /* the two chunks that went (bytes_up counted an update's chunks only once the last went:
      * here 0, for an update counted in updates_sent) */
     assert_int_equal(st->bytes_up, bytes);
-    flc_client_stop(s.c);
-    assert_true(run_wait(&s.r, 5.0));
+    run_stop(&s.r);
     session_close(&s);
 }
 
@@ -3480,8 +3466,7 @@ static void release_held_expect_second(session *s, plugin_flags *pf, const char 
         fail_msg("the first Update is %s (%llu samples); log:\n%s", held,
                  (unsigned long long)u->update.n_samples, s->lb->text);
     flp_msg_free(u);
-    flc_client_stop(s->c);
-    assert_true(run_wait(&s->r, 5.0));
+    run_stop(&s->r);
     assert_int_equal(flc_client_stats(s->c)->rounds_trained, 2);
 }
 
@@ -3535,8 +3520,7 @@ static void test_flood_while_training_bounded(void **state)
     atomic_store(&pf.quit, 1); /* the held training ends: its update goes out */
     flp_msg *u = session_expect(&s, FLP_UPDATE, 5000, "after the held training");
     flp_msg_free(u);
-    flc_client_stop(s.c);
-    assert_true(run_wait(&s.r, 5.0));
+    run_stop(&s.r);
     if (!said || log_count(s.lb, "than its flow control allows") != 1)
         fail_msg("not said once; log:\n%s", s.lb->text);
     session_close(&s);
@@ -3913,8 +3897,7 @@ static void test_garbage_server_said(void **state)
         if (m)
             flp_msg_free(m);
     }
-    flc_client_stop(c);
-    assert_true(run_wait(&r, 5.0));
+    run_stop(&r);
     const int sessions = log_count(lb, want), warned = log_count(lb, "malformed message from");
     if (sessions < 2 || warned > sessions + 1)
         fail_msg("%d junk messages: '%s' said %d times, 'malformed message' %d times; log:\n%.3000s",
@@ -3965,8 +3948,7 @@ static void test_garbage_flood_left(void **state)
             assert_true(zmq_send(f.router, f.rid, f.rid_len, ZMQ_SNDMORE) >= 0);
             assert_true(zmq_send(f.router, junk, sizeof junk, 0) >= 0);
         }
-    flc_client_stop(c);
-    assert_true(run_wait(&r, 5.0));
+    run_stop(&r);
     if (log_count(lb, want) < 1)
         fail_msg("a peer that floods junk kept the session 10 s; log:\n%.3000s", lb->text);
     flc_client_free(c);
@@ -4268,16 +4250,14 @@ static void test_dropped_download_released(void **state)
         if (k == 2)
             end_session(&s.f, 1);
         if (k == 3) {
-            flc_client_stop(s.c);
-            assert_true(run_wait(&s.r, 5.0));
+            run_stop(&s.r);
         }
         const char *said[] = {NULL, "the task is dropped", "registering again", NULL};
         if (!heartbeat_until(&s, idle + 1024, said[k], 10.0))
             fail_msg("%s: the library holds %zu bytes 10 s on, %zu before the task, %zu with "
                      "its first chunk; log:\n%s", hows[k], la_bytes(), idle, held, s.lb->text);
         if (k != 3) {
-            flc_client_stop(s.c);
-            assert_true(run_wait(&s.r, 5.0));
+            run_stop(&s.r);
         }
         const flc_stats *st = flc_client_stats(s.c);
         if (st->tasks_dropped != 1)
@@ -4623,8 +4603,7 @@ static void test_dropped_update_answer_not_counted(void **state)
     fake_ack(&s.f, FLP_UPDATE, s.round, FL_ERR_TIMEOUT);
     fake_ack(&s.f, FLP_UPDATE, s.round, 0);
     session_sync(&s, "sync after the answers");
-    flc_client_stop(s.c);
-    assert_true(run_wait(&s.r, 5.0));
+    run_stop(&s.r);
     stats_are(&s, 0, 0, 0, 0, 1);
     if (log_count(s.lb, "this client had given up") != 3)
         fail_msg("the three answers not said so; log:\n%s", s.lb->text);
@@ -4665,8 +4644,7 @@ static void test_update_answer_counted_once(void **state)
                 fail_msg("a chunk sent after the update was answered; log:\n%s", s.lb->text);
             flp_msg_free(m);
         }
-        flc_client_stop(s.c);
-        assert_true(run_wait(&s.r, 5.0));
+        run_stop(&s.r);
         stats_are(&s, 1, !status_first, status_first, 0, 0);
         session_close(&s);
     }
@@ -4766,8 +4744,7 @@ static void test_round_memory_released(void **state)
                      "at the round's peak)", r + 1, la_bytes(), idle, g_la_peak);
     }
     assert_int_equal(flc_client_stats(s.c)->updates_sent, 2);
-    flc_client_stop(s.c);
-    assert_true(run_wait(&s.r, 5.0));
+    run_stop(&s.r);
     session_close(&s);
     fls_core_free(again);
     la_stop();
@@ -4791,8 +4768,7 @@ static void test_failed_round_memory_released(void **state)
     if (!la_wait_at_most(idle + 1024, 5.0))
         fail_msg("failed round over: the library holds %zu bytes, %zu before the task", la_bytes(),
                  idle);
-    flc_client_stop(s.c);
-    assert_true(run_wait(&s.r, 5.0));
+    run_stop(&s.r);
     session_close(&s);
     la_stop();
 }
@@ -4822,8 +4798,7 @@ static void test_no_training_thread_said(void **state)
     assert_true(pthread_equal(g_trained_on, s.r.thread));
     if (log_count(s.lb, "cannot start a training thread") != 1)
         fail_msg("not said once; log:\n%s", s.lb->text);
-    flc_client_stop(s.c);
-    assert_true(run_wait(&s.r, 5.0));
+    run_stop(&s.r);
     session_close(&s);
 }
 #else
@@ -4973,8 +4948,7 @@ static void test_chunk_ack_with_status_no_credit(void **state)
                  flp_type_name(m->type), (int)FL_ERR_STATE, s.lb->text);
     fake_ack(&s.f, FLP_CHUNK, s.round, 0);
     flp_msg_free(session_expect(&s, FLP_CHUNK, 5000, "for a credit"));
-    flc_client_stop(s.c);
-    assert_true(run_wait(&s.r, 5.0));
+    run_stop(&s.r);
     session_close(&s);
 }
 
@@ -5000,8 +4974,7 @@ static void test_no_heartbeat_after_each_ack(void **state)
     if (s.f.heartbeats != 0)
         fail_msg("%d Heartbeats with the %u Acks of a download (heartbeat_ms 60000); log:\n%s",
                  s.f.heartbeats, acks, s.lb->text);
-    flc_client_stop(s.c);
-    assert_true(run_wait(&s.r, 5.0));
+    run_stop(&s.r);
     session_close(&s);
 }
 
