@@ -2263,16 +2263,24 @@ static void client_exe_check(const char *root)
                  root);
 }
 
+/* The build root (FEDROP_BUILD_ROOT), its fl_client checked by client_exe_check; without one
+ * (the test program run by hand) the test is skipped. */
+static const char *client_exe_root(void)
+{
+    const char *root = getenv("FEDROP_BUILD_ROOT");
+    if (!root)
+        skip();
+    client_exe_check(root);
+    return root;
+}
+
 /* fl_client stopped by SIGTERM while it loads its dataset (here: blocked reading a FIFO) exits 0,
  * the status --help gives a stop, and says so. The handler came only after the dataset, so such
  * a stop was the default action: exit 143, without a word. */
 static void test_cli_stop_during_startup(void **state)
 {
     (void)state;
-    const char *root = getenv("FEDROP_BUILD_ROOT");
-    if (!root)
-        skip();
-    client_exe_check(root);
+    const char *root = client_exe_root();
     char dir[] = "/tmp/fedrop-client-test-XXXXXX";
     assert_non_null(mkdtemp(dir));
     char cmd[2048], out[1024];
@@ -2293,10 +2301,7 @@ static void test_cli_stop_during_startup(void **state)
 static void test_cli_bad_options(void **state)
 {
     (void)state;
-    const char *root = getenv("FEDROP_BUILD_ROOT");
-    if (!root)
-        skip();
-    client_exe_check(root);
+    const char *root = client_exe_root();
     static const struct {
         const char *args, *want;
     } cases[] = {
@@ -2373,10 +2378,7 @@ static void test_cli_bad_options(void **state)
 static void test_cli_index_missing_said(void **state)
 {
     (void)state;
-    const char *root = getenv("FEDROP_BUILD_ROOT");
-    if (!root)
-        skip();
-    client_exe_check(root);
+    const char *root = client_exe_root();
     for (int given = 0; given < 2; given++) {
         char cmd[1024], out[4096];
         /* a data directory with nothing in it ends the run (exit 2) right after the check */
@@ -2442,10 +2444,7 @@ static void test_cli_partition_reasons(void **state)
 static void test_cli_help_data_dir(void **state)
 {
     (void)state;
-    const char *root = getenv("FEDROP_BUILD_ROOT");
-    if (!root)
-        skip();
-    client_exe_check(root);
+    const char *root = client_exe_root();
     char cmd[1024], out[16384];
     snprintf(cmd, sizeof cmd, "'%s/fl_client/fl_client' --help 2>&1", root);
     assert_int_equal(sh_collect(cmd, out, sizeof out), 0);
@@ -2461,10 +2460,7 @@ static void test_cli_help_data_dir(void **state)
 static void test_cli_data_dir_missing_named(void **state)
 {
     (void)state;
-    const char *root = getenv("FEDROP_BUILD_ROOT");
-    if (!root)
-        skip();
-    client_exe_check(root);
+    const char *root = client_exe_root();
     static const char *const datasets[] = {"fashion-mnist", "mnist:test"};
     for (size_t i = 0; i < sizeof datasets / sizeof datasets[0]; i++) {
         char cmd[1024], out[4096];
@@ -2485,10 +2481,7 @@ static void test_cli_data_dir_missing_named(void **state)
 static void test_cli_log_level_own_lines(void **state)
 {
     (void)state;
-    const char *root = getenv("FEDROP_BUILD_ROOT");
-    if (!root)
-        skip();
-    client_exe_check(root);
+    const char *root = client_exe_root();
     for (int warn = 0; warn < 2; warn++) {
         char cmd[1024], out[8192];
         snprintf(cmd, sizeof cmd, "'%s/fl_client/fl_client' --server tcp://127.0.0.1:1 --insecure "
@@ -2511,10 +2504,7 @@ static void test_cli_log_level_own_lines(void **state)
 static void test_cli_blas_kernel_named_as_sim(void **state)
 {
     (void)state;
-    const char *root = getenv("FEDROP_BUILD_ROOT");
-    if (!root)
-        skip();
-    client_exe_check(root);
+    const char *root = client_exe_root();
     char cmd[1024], out[8192];
     snprintf(cmd, sizeof cmd, "OPENBLAS_CORETYPE=Haswell '%s/fl_client/fl_client' --server "
              "tcp://127.0.0.1:1 --insecure --dataset synth-images:100:1x8x8:4 --log-level info "
