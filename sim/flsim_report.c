@@ -347,12 +347,26 @@ fl_status flsim_rounds_start(const char *dir, FILE **out, char *err, size_t errl
         return FL_ERR_IO;
     char path[1200];
     snprintf(path, sizeof path, "%s/rounds.csv", dir);
-    FILE *f = fopen(path, "w");
+    /* Opened without blocking: a FIFO in rounds.csv's place that no process reads held fopen's
+     * open for good, the run hanging silently after its first round (until 2026-12-07). It is
+     * refused now, as a file that cannot be written, and written whole at the end; once open,
+     * the writes block as fopen's would (a reader that is slow). */
+    const int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_NONBLOCK | O_CLOEXEC | O_NOCTTY,
+                        0666);
+    const int fl = fd < 0 ? -1 : fcntl(fd, F_GETFL);
+    FILE *f = fl < 0 || fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) != 0 ? NULL : fdopen(fd, "w");
     if (!f || fprintf(f, "%s\n", flsim_rounds_header) < 0 || fflush(f) != 0) {
+        const int e = errno;
+        struct stat sb;
         if (err && errlen)
-            snprintf(err, errlen, "cannot write %s: %s", path, strerror(errno));
+            snprintf(err, errlen, "cannot write %s: %s", path,
+                     e == ENXIO && stat(path, &sb) == 0 && S_ISFIFO(sb.st_mode)
+                         ? "a FIFO that no process reads"
+                         : strerror(e));
         if (f)
             fclose(f);
+        else if (fd >= 0)
+            close(fd);
         return FL_ERR_IO;
     }
     *out = f;

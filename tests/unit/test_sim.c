@@ -3105,6 +3105,31 @@ static void test_out_not_a_directory(void **state)
     rmdir(dir);
 }
 
+/* A FIFO in rounds.csv's place that no process reads (a plotter meant to read it, not started)
+ * is refused as a file that cannot be written, naming it, and the run goes on to write rounds.csv
+ * whole at its end: until 2026-12-07 flsim_rounds_start's fopen waited for a reader for good, and
+ * fl_sim hung after its first round, saying nothing. The alarm ends this test (SIGALRM: failed)
+ * should the open wait again, instead of the suite's timeout. */
+static void test_rounds_fifo_not_waited_for(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/test_sim_fifoXXXXXX";
+    assert_non_null(mkdtemp(dir));
+    char path[100], err[1400] = "", want[200];
+    snprintf(path, sizeof path, "%s/rounds.csv", dir);
+    assert_int_equal(mkfifo(path, 0600), 0);
+    FILE *f = NULL;
+    alarm(20);
+    const fl_status st = flsim_rounds_start(dir, &f, err, sizeof err);
+    alarm(0);
+    assert_int_equal(st, FL_ERR_IO);
+    assert_null(f);
+    snprintf(want, sizeof want, "cannot write %s: a FIFO that no process reads", path);
+    assert_string_equal(err, want);
+    unlink(path);
+    rmdir(dir);
+}
+
 /* An experiment whose dataset does not load fails with the dataset's reason, and leaves no
  * directory it created behind (--out DIR and DIR/runs, however deep); one that was there before
  * stays, empty or not. */
@@ -3804,6 +3829,7 @@ int main(void)
         cmocka_unit_test(test_shard_above_update_cap),
         cmocka_unit_test(test_example_config_fits),
         cmocka_unit_test(test_out_not_a_directory),
+        cmocka_unit_test(test_rounds_fifo_not_waited_for),
         cmocka_unit_test(test_experiment_failed_start_leaves_no_dirs),
 #ifdef FLSIM_HAVE_JANSSON
         cmocka_unit_test(test_experiment_resumes),
