@@ -61,6 +61,12 @@ fl_status flsim_read_file(const char *path, size_t cap, char **out, size_t *len)
  * (FL_ERR_RESULTS_FORMAT: the experiment names the run's directory to remove). */
 fl_status flsim_read_regular(const char *path, size_t cap, char **out, size_t *len);
 
+/* The SHA-256 of the trace file at path as an fl_sim before 2026-12-07 (42aeef36) made it
+ * (flsim_trace_sha256 of its rows, with an availability written "-0" kept as a negative zero,
+ * which now reads as 0): what a resume.fls of such an fl_sim holds for that file. FL_OK, or the
+ * failure reading or parsing it. */
+fl_status flsim_trace_sha256_neg_zero_kept(uint8_t out[FL_SHA256_LEN], const char *path);
+
 /* flsim_data_load; on a failure the ranks agreed on, *said (may be NULL) is set as
  * flsim_result.err_agreed is (1: this rank's own, 2: another rank's). */
 fl_status flsim_data_load_said(flsim_data *d, const flsim_config *cfg, char *err, size_t errlen,

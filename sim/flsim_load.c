@@ -402,6 +402,31 @@ static int same_value(json_t *a, json_t *b)
            json_number_value(a) == json_number_value(b);
 }
 
+/* A rate or availability spec (flops, down_bps, up_bps, availability) saved by an fl_sim before
+ * 2026-12-07 (42aeef36), which kept a "-0" given in one ("diurnal:-0:1" saved as
+ * "diurnal:-0:1:86400"): the same setting as this run's, which reads it as 0, when the two
+ * differ only in fields "-0" where this run's are "0" (the same draws: a zero minimum or sigma). */
+static int same_spec_but_neg_zero(const char *k, const json_t *s, const json_t *v)
+{
+    if (!json_is_string(s) || !json_is_string(v) ||
+        (strcmp(k, "flops") && strcmp(k, "down_bps") && strcmp(k, "up_bps") &&
+         strcmp(k, "availability")))
+        return 0;
+    const char *a = json_string_value(s), *b = json_string_value(v);
+    int any = 0;
+    for (;;) {
+        const size_t la = strcspn(a, ":"), lb = strcspn(b, ":");
+        if (la == 2 && lb == 1 && !memcmp(a, "-0", 2) && b[0] == '0')
+            any = 1;
+        else if (la != lb || memcmp(a, b, la) != 0)
+            return 0;
+        if (!a[la] || !b[lb])
+            return !a[la] && !b[lb] && any;
+        a += la + 1;
+        b += lb + 1;
+    }
+}
+
 /* A path setting (trace, dataset, test_dataset) saved as a relative path, before runs saved
  * them absolute (flsim_config_paths_absolute): the same setting when, taken from the working
  * directory, it names the files this run's names (a run resumed where it was started, as before
@@ -478,6 +503,8 @@ static fl_status same_config(json_t *saved, const char *saved_arch, const flsim_
         if (!strcmp(k, "model") && want_arch && saved_arch && !strcmp(saved_arch, want_arch))
             continue;
         if (s && !same_value(s, v) && same_path_setting(k, s, want))
+            continue;
+        if (s && same_spec_but_neg_zero(k, s, v))
             continue;
         if (!s || !same_value(s, v)) {
             char *a = s ? dump_value(s) : NULL;

@@ -2417,6 +2417,55 @@ static void account_round(flsim_result *res, const flsim_config *cfg, const flsi
     res->updates_late += r->late;
 }
 
+/* A resume.fls of an fl_sim before 2026-12-07 (42aeef36) given "-0" for --momentum,
+ * --weight-decay or --prox-mu holds that negative zero in its checkpoint's settings, which the
+ * server core compares by their bits: this fl_sim reads "-0" as 0, and the run was refused
+ * ("train.momentum 0 -> 0"). The three train the same bits at -0 as at 0 (each is used only where
+ * it is not 0, or as 1 - lr * wd), so their lines are taken as 0 and the digest made again of the
+ * text, where the digest is the text's. FL_OK (k as it was when there is nothing to take), or
+ * FL_ERR_NOMEM with why. */
+static fl_status ckpt_neg_zero_as_zero(fls_ckpt *k, char *why, size_t whylen)
+{
+    static const char *const names[] = {"momentum=", "wd=", "prox_mu="};
+    static const char neg[] = "-0x0p+0";
+    uint8_t sha[FL_SHA256_LEN];
+    if (!k->config || !k->config_len || fl_sha256_digest(sha, k->config, k->config_len) != FL_OK ||
+        memcmp(sha, k->config_digest, FL_SHA256_LEN) != 0)
+        return FL_OK;
+    char *t = malloc(k->config_len);
+    if (!t) {
+        snprintf(why, whylen, "out of memory");
+        return FL_ERR_NOMEM;
+    }
+    size_t n = 0, taken = 0;
+    for (size_t p = 0; p < k->config_len;) {
+        const char *nl = memchr(k->config + p, '\n', k->config_len - p);
+        const size_t e = nl ? (size_t)(nl - k->config) + 1 : k->config_len; /* the line's end */
+        size_t skip = 0; /* the '-' to leave out */
+        for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+            const size_t nn = strlen(names[i]);
+            if (e - p >= nn + sizeof neg - 1 && !memcmp(k->config + p, names[i], nn) &&
+                !memcmp(k->config + p + nn, neg, sizeof neg - 1) &&
+                (p + nn + sizeof neg - 1 == e || k->config[p + nn + sizeof neg - 1] == '\n'))
+                skip = p + nn;
+        }
+        for (size_t i = p; i < e; i++)
+            if (!skip || i != skip)
+                t[n++] = k->config[i];
+        taken += skip != 0;
+        p = e;
+    }
+    if (!taken || fl_sha256_digest(sha, t, n) != FL_OK) {
+        free(t);
+        return FL_OK;
+    }
+    free(k->config);
+    k->config = t;
+    k->config_len = n;
+    memcpy(k->config_digest, sha, FL_SHA256_LEN);
+    return FL_OK;
+}
+
 /* --resume: reads DIR/resume.fls (every rank), checks that it is this run's (its settings but
  * --rounds, threads; no top-k uplink, whose residuals it does not hold) and restores the server
  * core from it. *found 0 (and FL_OK): no file, a fresh start. */
@@ -2445,8 +2494,14 @@ static fl_status resume_read(sim *S, const flsim_config *cfg, flsim_resume_file 
     /* The same trace path (compared above) may hold other rows than when the run started: the
      * rounds so far drew their clients from the saved rows, the rest would from these. A file
      * of an fl_sim before the digest was saved has none: not checked. */
+    /* A file of an fl_sim before 2026-12-07 digested a row's availability written "-0" as a
+     * negative zero, which this one reads as 0 (the same availability: never online): such a
+     * trace, unchanged, is the run's. */
+    uint8_t neg0[FL_SHA256_LEN];
     if (st == FL_OK && S->trace && rf->state.has_trace_sha &&
-        memcmp(rf->state.trace_sha, S->trace_sha, FL_SHA256_LEN) != 0) {
+        memcmp(rf->state.trace_sha, S->trace_sha, FL_SHA256_LEN) != 0 &&
+        !(flsim_trace_sha256_neg_zero_kept(neg0, cfg->trace) == FL_OK &&
+          memcmp(rf->state.trace_sha, neg0, FL_SHA256_LEN) == 0)) {
         char was[2 * FL_SHA256_LEN + 1], now[2 * FL_SHA256_LEN + 1];
         fl_sha256_hex(was, rf->state.trace_sha);
         fl_sha256_hex(now, S->trace_sha);
@@ -2501,6 +2556,8 @@ static fl_status resume_read(sim *S, const flsim_config *cfg, flsim_resume_file 
             rf->ckpt.target_acc = 0;
         }
     }
+    if (st == FL_OK)
+        st = ckpt_neg_zero_as_zero(&rf->ckpt, why, sizeof why);
     if (st == FL_OK && fls_core_restore(S->core, &rf->ckpt) != FL_OK)
         st = FL_ERR_CHECKPOINT_MISMATCH, snprintf(why, sizeof why, "the server core refused its "
                                                   "checkpoint (the log says why)");

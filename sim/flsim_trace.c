@@ -48,7 +48,7 @@ static fl_status bad(char *err, size_t errlen, size_t line, const char *fmt, con
 /* A strict float field: the whole field, finite. 1 on success; 0 if it is no number; -1 if it is
  * one too small for a double (strtod's ERANGE on underflow: 5e-324, 1e-400), -2 if too large
  * (1e999). */
-static int field_double(const char *s, double *out)
+static int field_double(const char *s, int keep_neg_zero, double *out)
 {
     /* decimal only, as flsim_parse_number: no leading space, no hexadecimal float */
     const char *d = s + (*s == '+' || *s == '-');
@@ -63,8 +63,9 @@ static int field_double(const char *s, double *out)
         return fabs(v) < 1.0 ? -1 : -2;
     if (!isfinite(v))
         return 0;
-    *out = v == 0.0 ? 0.0 : v; /* "-0" is 0: the rows' SHA-256 is of their values, not their
-                                * spelling (an availability of -0 once hashed apart from 0) */
+    *out = v == 0.0 && !keep_neg_zero ? 0.0 : v; /* "-0" is 0: the rows' SHA-256 is of their
+                                                  * values, not their spelling (an availability
+                                                  * of -0 once hashed apart from 0) */
     return 1;
 }
 
@@ -92,8 +93,9 @@ static int cmp_entry(const void *a, const void *b)
     return (x->line > y->line) - (x->line < y->line);
 }
 
-fl_status flsim_trace_parse(flsim_trace **out, const char *text, size_t len, char *err,
-                            size_t errlen)
+/* flsim_trace_parse; keep_neg_zero: a "-0" kept as a negative zero, as before 2026-12-07. */
+static fl_status trace_parse(flsim_trace **out, const char *text, size_t len, int keep_neg_zero,
+                             char *err, size_t errlen)
 {
     if (!out || (!text && len))
         return FL_ERR_INVALID_ARG;
@@ -209,7 +211,7 @@ fl_status flsim_trace_parse(flsim_trace **out, const char *text, size_t len, cha
             /* The field as given: ' 1e9' and '1 ' look like numbers until quoted. */
             char what[80];
             snprintf(what, sizeof what, "%s '%.40s'", names[i], f[i + 1]);
-            const int got = field_double(f[i + 1], &v[i]);
+            const int got = field_double(f[i + 1], keep_neg_zero, &v[i]);
             if (got == 0)
                 st = bad(err, errlen, line, "%s is not a finite number (no spaces, no units)", what);
             else if (got == -2)
@@ -299,6 +301,27 @@ fl_status flsim_trace_parse(flsim_trace **out, const char *text, size_t len, cha
     free(ents);
     if (st == FL_OK)
         *out = t;
+    return st;
+}
+
+fl_status flsim_trace_parse(flsim_trace **out, const char *text, size_t len, char *err,
+                            size_t errlen)
+{
+    return trace_parse(out, text, len, 0, err, errlen);
+}
+
+fl_status flsim_trace_sha256_neg_zero_kept(uint8_t out[FL_SHA256_LEN], const char *path)
+{
+    char *buf = NULL;
+    size_t n = 0;
+    fl_status st = flsim_read_file(path, (size_t)1 << 30, &buf, &n);
+    flsim_trace *t = NULL;
+    if (st == FL_OK)
+        st = trace_parse(&t, buf, n, 1, NULL, 0);
+    free(buf);
+    if (st == FL_OK)
+        st = flsim_trace_sha256(out, t);
+    flsim_trace_free(t);
     return st;
 }
 

@@ -3130,6 +3130,113 @@ static void test_rounds_fifo_not_waited_for(void **state)
     rmdir(dir);
 }
 
+/* A resume.fls of an fl_sim before 2026-12-07 (42aeef36) that was given "-0" (--momentum -0,
+ * --weight-decay -0, --availability diurnal:-0:1, --flops lognormal:5G:-0) holds the negative
+ * zeros that fl_sim then kept: the server core's settings by their bits, the specs as
+ * "diurnal:-0:1:86400". This fl_sim reads the same options as 0, and refused such a file
+ * ("train.momentum 0 -> 0"; "setting 'availability' differs"); it is the same run, resumed to the
+ * bits of a run that never stopped. The old run is made here as that fl_sim's parser left it (the
+ * negative zeros set in the config), the resume with the options as this one reads them. */
+static void test_resume_neg_zero_of_before(void **state)
+{
+    (void)state;
+    flsim_config z = small_config();
+    z.rounds = 4;
+    z.checkpoint_every = 1;
+    assert_int_equal(flsim_config_set(&z, "availability", "diurnal:0:1:50", NULL, 0), FL_OK);
+    assert_int_equal(flsim_config_set(&z, "flops", "lognormal:5G:0", NULL, 0), FL_OK);
+    for (int v = 0; v < 2; v++) {
+        z.momentum = v ? 0.0 : 0.5; /* 0.5: weight decay and prox-mu -0 apart from momentum */
+        flsim_config m = z; /* as the fl_sim before read the "-0"s */
+        if (v)
+            m.momentum = -0.0;
+        m.weight_decay = -0.0;
+        m.prox_mu = -0.0;
+        m.avail.p_min = -0.0;
+        m.flops.sigma = -0.0;
+        flsim_result whole, res;
+        flsim_round_record *wrec = NULL, *rec = NULL;
+        size_t wn = 0, n = 0;
+        run_ok(&z, &whole, &wrec, &wn);
+        char dir[] = "/tmp/test_sim_negzeroXXXXXX";
+        assert_non_null(mkdtemp(dir));
+        snprintf(m.out, sizeof m.out, "%s", dir);
+        char err[1024];
+        resume_cb s = {2, 0, 0};
+        assert_int_equal(flsim_run(&m, NULL, NULL, resume_stop_cb, &s, &res, &rec, &n, err,
+                                   sizeof err), FL_ERR_CANCELLED);
+        free(rec);
+        flsim_config r = z;
+        snprintf(r.out, sizeof r.out, "%s", dir);
+        r.resume = 1;
+        s = (resume_cb){100, 0, 0};
+        const fl_status st = flsim_run(&r, NULL, NULL, resume_stop_cb, &s, &res, &rec, &n, err,
+                                       sizeof err);
+        if (st != FL_OK)
+            fail_msg("resume of a run given -0 (momentum %g): %s: %s", z.momentum,
+                     fl_status_name(st), err);
+        assert_int_equal(res.resumed_after, 2);
+        assert_memory_equal(res.model_sha256, whole.model_sha256, sizeof whole.model_sha256);
+        assert_true(res.virtual_time_s == whole.virtual_time_s);
+        assert_int_equal(n, wn);
+        free(rec);
+        free(wrec);
+        rm_run(dir);
+    }
+    /* a setting that did change is still refused: saved -0, this run 0.1 */
+    flsim_config m = z;
+    m.avail.p_min = -0.0;
+    char dir[] = "/tmp/test_sim_negzeroXXXXXX";
+    assert_non_null(mkdtemp(dir));
+    snprintf(m.out, sizeof m.out, "%s", dir);
+    char err[1024] = "";
+    flsim_result res;
+    flsim_round_record *rec = NULL;
+    size_t n = 0;
+    resume_cb s = {2, 0, 0};
+    assert_int_equal(flsim_run(&m, NULL, NULL, resume_stop_cb, &s, &res, &rec, &n, err, sizeof err),
+                     FL_ERR_CANCELLED);
+    free(rec);
+    flsim_config r = z;
+    snprintf(r.out, sizeof r.out, "%s", dir);
+    r.resume = 1;
+    assert_int_equal(flsim_config_set(&r, "availability", "diurnal:0.1:1:50", NULL, 0), FL_OK);
+    assert_int_equal(flsim_run(&r, NULL, NULL, NULL, NULL, &res, &rec, &n, err, sizeof err),
+                     FL_ERR_CONFIG);
+    if (!strstr(err, "setting 'availability' differs: saved \"diurnal:-0:1:50\""))
+        fail_msg("a changed availability: '%s'", err);
+    rm_run(dir);
+}
+
+/* The trace digest an fl_sim before 2026-12-07 saved in resume.fls for a trace with an
+ * availability written "-0" (kept as a negative zero then), which this fl_sim's digest of the same
+ * file differs from: flsim_trace_sha256_neg_zero_kept gives it back, so such a run resumes. The
+ * expected digest is the trace_sha256 that fl_sim of 0.3.8 (the commit before 42aeef36) wrote
+ * for this file. */
+static void test_trace_sha_neg_zero_kept(void **state)
+{
+    (void)state;
+    char path[] = "/tmp/test_sim_tzXXXXXX";
+    const int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    close(fd);
+    char text[2048] = "client,flops,down_bps,up_bps,availability\n0,1e9,1e6,1e6,1\n1,1e9,1e6,1e6,-0\n";
+    for (int i = 2; i < 20; i++)
+        snprintf(text + strlen(text), sizeof text - strlen(text), "%d,1e9,1e6,1e6,1\n", i);
+    write_all(path, text);
+    uint8_t was[FL_SHA256_LEN], now[FL_SHA256_LEN];
+    char hex[2 * FL_SHA256_LEN + 1];
+    assert_int_equal(flsim_trace_sha256_neg_zero_kept(was, path), FL_OK);
+    fl_sha256_hex(hex, was);
+    assert_string_equal(hex, "28619d8c4bf82d816851305be3e4421b201634f12ec3768c528889b370413fde");
+    flsim_trace *t = NULL;
+    assert_int_equal(flsim_trace_load(&t, path, NULL, 0), FL_OK);
+    assert_int_equal(flsim_trace_sha256(now, t), FL_OK);
+    flsim_trace_free(t);
+    assert_memory_not_equal(was, now, FL_SHA256_LEN); /* this fl_sim's: of a 0 */
+    unlink(path);
+}
+
 /* An experiment whose dataset does not load fails with the dataset's reason, and leaves no
  * directory it created behind (--out DIR and DIR/runs, however deep); one that was there before
  * stays, empty or not. */
@@ -3830,6 +3937,8 @@ int main(void)
         cmocka_unit_test(test_example_config_fits),
         cmocka_unit_test(test_out_not_a_directory),
         cmocka_unit_test(test_rounds_fifo_not_waited_for),
+        cmocka_unit_test(test_resume_neg_zero_of_before),
+        cmocka_unit_test(test_trace_sha_neg_zero_kept),
         cmocka_unit_test(test_experiment_failed_start_leaves_no_dirs),
 #ifdef FLSIM_HAVE_JANSSON
         cmocka_unit_test(test_experiment_resumes),
