@@ -805,7 +805,18 @@ fl_status flsim_config_parse_yaml(flsim_config *c, const char *text, size_t len,
             }
             /* fall through */
         case YAML_ALIAS_EVENT:
-            if (err && errlen)
+            /* The value of an option (`clients: [1, 2]`, `clients: *n`) said as such: "only
+             * scalar values are options" told neither that keep_layers alone takes a list nor
+             * that an alias is refused as one (the value it names is a scalar) */
+            if (err && errlen && depth == 1 && have_key && !in_seq &&
+                ev.type == YAML_SEQUENCE_START_EVENT)
+                snprintf(err, errlen, "%s:%zu: --%s takes one value, not a list (keep_layers "
+                         "alone takes a list)", name, line, key);
+            else if (err && errlen && depth == 1 && have_key && !in_seq)
+                snprintf(err, errlen, "%s:%zu: --%s: '*%.60s' is a YAML alias: write the value "
+                         "itself (a config file takes no aliases)", name, line, key,
+                         (const char *)ev.data.alias.anchor);
+            else if (err && errlen)
                 snprintf(err, errlen, depth == 0 ? "%s:%zu: the file must be one mapping of option "
                                                    "names to values"
                                                  : "%s:%zu: only scalar values are options",
