@@ -792,6 +792,15 @@ static int near9(double a, double b)
     return fabs(a - b) <= 1e-8 * fmax(fabs(a), fabs(b));
 }
 
+/* Why flsim_read_regular failed with st, errno as it left it: a saved run's file that is no
+ * regular file was said as "input/output error" (fl_strerror), which named no cause. */
+static const char *read_failure(fl_status st)
+{
+    if (st != FL_ERR_IO || !errno)
+        return fl_strerror(st);
+    return errno == EINVAL ? "not a regular file (a FIFO, a device or a socket)" : strerror(errno);
+}
+
 fl_status flsim_load_outputs(const char *dir, const flsim_config *want, const char *want_arch,
                              flsim_result *res, flsim_round_record **rec, size_t *n_rec, char *err,
                              size_t errlen)
@@ -807,7 +816,7 @@ fl_status flsim_load_outputs(const char *dir, const flsim_config *want, const ch
         return fl_errf(err, errlen, st, "%s: no finished run", dir);
     if (st != FL_OK)
         return fl_errf(err, errlen, st, "%s: %s", path,
-                       st == FL_ERR_RESULTS_FORMAT ? "larger than 1 MiB" : fl_strerror(st));
+                       st == FL_ERR_RESULTS_FORMAT ? "larger than 1 MiB" : read_failure(st));
     int counted = 0;
     st = parse_summary(text, len, want, want_arch, res, &counted, why, sizeof why);
     free(text);
@@ -820,7 +829,7 @@ fl_status flsim_load_outputs(const char *dir, const flsim_config *want, const ch
     st = flsim_read_regular(path, (size_t)1 << 32, &text, &len);
     if (st != FL_OK)
         return fl_errf(err, errlen, st == FL_ERR_NOT_FOUND ? FL_ERR_RESULTS_FORMAT : st,
-                       "%s: %s", path, st == FL_ERR_NOT_FOUND ? "missing" : fl_strerror(st));
+                       "%s: %s", path, st == FL_ERR_NOT_FOUND ? "missing" : read_failure(st));
     st = flsim_parse_rounds_csv(text, len, rec, n_rec, why, sizeof why);
     free(text);
     if (st != FL_OK)

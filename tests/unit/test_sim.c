@@ -2012,6 +2012,22 @@ static void test_outputs_read_back(void **state)
     assert_int_equal(flsim_load_outputs(dir, &c, NULL, &got, &grec, &gn, err, sizeof err),
                      FL_ERR_RESULTS_FORMAT);
     assert_non_null(strstr(err, "disagree"));
+    /* a rounds.csv that is no regular file is refused with its reason (an experiment's saved run
+     * said "rounds.csv: input/output error" until 2026-12-07) */
+    assert_int_equal(unlink(path), 0);
+    assert_int_equal(mkfifo(path, 0600), 0);
+    assert_int_equal(flsim_load_outputs(dir, &c, NULL, &got, &grec, &gn, err, sizeof err),
+                     FL_ERR_IO);
+    char want[400];
+    snprintf(want, sizeof want, "%s: not a regular file (a FIFO, a device or a socket)", path);
+    assert_string_equal(err, want);
+    assert_int_equal(unlink(path), 0);
+    assert_int_equal(mkdir(path, 0700), 0);
+    assert_int_equal(flsim_load_outputs(dir, &c, NULL, &got, &grec, &gn, err, sizeof err),
+                     FL_ERR_IO);
+    snprintf(want, sizeof want, "%s: %s", path, strerror(EISDIR));
+    assert_string_equal(err, want);
+    assert_int_equal(rmdir(path), 0);
     rm_run(dir);
     free(rec);
 }
