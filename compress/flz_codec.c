@@ -2,6 +2,7 @@
  *
  * Body layout before zstd (all integers little-endian; sections present only with their stage):
  *   topk:  u32 k | u8 mode (0 bitmap, 1 varint gaps) | u32 nbytes | nbytes of index data
+ *          (the bitmap exactly when no longer than the gaps; gaps LEB128, each in fewest bytes)
  *   sub:   u32 m (number of coordinates kept)
  *   value: f32: 4 m bytes | f16/bf16: 2 m bytes |
  *          q: ceil(m/B) x (f32 lo, f32 hi), then ceil(m q / 8) bytes of levels, low bits first
@@ -622,8 +623,13 @@ static fl_status topk_read(uint32_t *idx, const uint8_t *body, size_t raw, size_
                 const uint8_t byte = b[p++];
                 v |= (uint64_t)(byte & 0x7f) << sh;
                 sh += 7;
-                if (!(byte & 0x80))
+                if (!(byte & 0x80)) {
+                    /* a last byte of 0 after others only pads the number out (0x85 0x00 is 5, as
+                     * 0x05 is): refused, so one index list has one encoding, as topk_write's */
+                    if (byte == 0 && sh > 7)
+                        return FL_ERR_CODEC_CORRUPT;
                     break;
+                }
             }
             const uint64_t i = j ? prev + 1 + v : v;
             if (i >= n)
@@ -637,6 +643,13 @@ static fl_status topk_read(uint32_t *idx, const uint8_t *body, size_t raw, size_
         return FL_ERR_CODEC_CORRUPT;
     }
     if (j != k)
+        return FL_ERR_CODEC_CORRUPT;
+    /* the mode topk_write chooses, the bitmap when it is no longer than the gaps: the other
+     * mode would give the same indices in another encoding */
+    size_t vbytes = 0;
+    for (size_t i = 0; i < k; i++)
+        vbytes += varint_len(i ? idx[i] - idx[i - 1] - 1 : idx[0]);
+    if ((mode == 0) != ((n + 7) / 8 <= vbytes))
         return FL_ERR_CODEC_CORRUPT;
     *off = o + nb;
     return FL_OK;

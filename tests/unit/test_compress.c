@@ -1116,6 +1116,111 @@ static void test_zstd_bombs(void **state)
     fix_free(&f);
 }
 
+/* Into m: the top-k payload src (w bytes, no zstd) with its index section replaced by sec (slen
+ * bytes after the 9-byte count, mode and length), the header's lengths and checksum made right
+ * again. Returns the payload's length. */
+static size_t forge_topk(uint8_t *m, const uint8_t *src, size_t w, uint8_t mode,
+                         const uint8_t *sec, size_t slen)
+{
+    const uint8_t *b = src + FLZ_HEADER_SIZE;
+    const size_t old = 9 + flz_get_u32(b + 5), rest = w - FLZ_HEADER_SIZE - old;
+    memcpy(m, src, FLZ_HEADER_SIZE + 4);
+    uint8_t *o = m + FLZ_HEADER_SIZE;
+    o[4] = mode;
+    flz_put_u32(o + 5, (uint32_t)slen);
+    memcpy(o + 9, sec, slen);
+    memcpy(o + 9 + slen, b + old, rest);
+    const size_t body = 9 + slen + rest;
+    flz_put_u32(m + 16, (uint32_t)body);
+    flz_put_u32(m + 20, (uint32_t)body);
+    flz_put_u32(m + 48, header_sum(m, 48));
+    return FLZ_HEADER_SIZE + body;
+}
+
+/* One list of top-k indices has one encoding, the one the encoder writes: a gap written with
+ * more varint bytes than it needs (0x85 0x00 for 5) and the mode the encoder did not choose (a
+ * bitmap where the gaps are shorter, gaps where the bitmap is no longer) are refused, though
+ * each gives the same indices (until 2026-12-07 each decoded as the canonical payload did, where
+ * its size passed flz_peek's bound). */
+static void test_topk_canonical(void **state)
+{
+    (void)state;
+    const size_t n = 1000;
+    fix f;
+    fix_init(&f, n);
+    fill_gauss(f.x, n, 8);
+    uint8_t *m = malloc(f.cap + 256), sec[1024];
+    float *y0 = malloc(n * sizeof(float));
+    assert_non_null(m);
+    assert_non_null(y0);
+    /* topk0.05: 50 indices, their gaps (about a byte each) shorter than the 125-byte bitmap,
+     * which is under the 250 bytes of five per index that flz_peek's size bound allows */
+    size_t w = enc(&f, "topk0.05", f.x, n, 5);
+    const uint8_t *b = f.buf + FLZ_HEADER_SIZE;
+    assert_int_equal(b[4], 1);
+    const size_t nb = flz_get_u32(b + 5);
+    assert_int_equal(flz_decode(f.c, f.buf, w, y0, n), FL_OK);
+    /* the forgery itself is sound: the same section rewritten decodes to the same values */
+    size_t l = forge_topk(m, f.buf, w, 1, b + 9, nb);
+    assert_int_equal(l, w);
+    assert_int_equal(flz_decode(f.c, m, l, f.y, n), FL_OK);
+    assert_memory_equal(f.y, y0, n * sizeof(float));
+    /* the first gap padded with one zero byte */
+    size_t g = 0;
+    while (b[9 + g] & 0x80)
+        g++;
+    memcpy(sec, b + 9, g + 1);
+    sec[g] |= 0x80;
+    sec[g + 1] = 0;
+    memcpy(sec + g + 2, b + 9 + g + 1, nb - g - 1);
+    l = forge_topk(m, f.buf, w, 1, sec, nb + 1);
+    assert_int_equal(flz_decode(f.c, m, l, f.y, n), FL_ERR_CODEC_CORRUPT);
+    /* the last gap padded out to five bytes */
+    memcpy(sec, b + 9, nb);
+    sec[nb - 1] |= 0x80;
+    size_t s = nb;
+    for (g = nb - 1; g > 0 && (b[9 + g - 1] & 0x80); g--)
+        ;
+    while (s - g < 4)
+        sec[s++] = 0x80;
+    sec[s++] = 0;
+    l = forge_topk(m, f.buf, w, 1, sec, s);
+    assert_int_equal(flz_decode(f.c, m, l, f.y, n), FL_ERR_CODEC_CORRUPT);
+    /* the same indices as a bitmap */
+    uint32_t idx[64];
+    size_t k = 0, p = 0;
+    for (uint32_t prev = 0; p < nb; k++) {
+        uint32_t v = 0;
+        for (unsigned sh = 0;; sh += 7) {
+            v |= (uint32_t)(b[9 + p] & 0x7f) << sh;
+            if (!(b[9 + p++] & 0x80))
+                break;
+        }
+        assert_true(k < 64);
+        idx[k] = prev = k ? prev + 1 + v : v;
+    }
+    assert_int_equal(k, 50);
+    memset(sec, 0, (n + 7) / 8);
+    for (size_t j = 0; j < k; j++)
+        sec[idx[j] / 8] |= (uint8_t)(1u << (idx[j] % 8));
+    l = forge_topk(m, f.buf, w, 0, sec, (n + 7) / 8);
+    assert_int_equal(flz_decode(f.c, m, l, f.y, n), FL_ERR_CODEC_CORRUPT);
+    /* topk0.125 with the largest values at 0..124: the bitmap (125 bytes) is as long as the 125
+     * gaps of 0 (a byte each), so the bitmap; the same indices as gaps are refused */
+    for (size_t i = 0; i < n; i++)
+        f.x[i] = i < 125 ? 100.0f + (float)i : 0.001f * (float)(i % 7);
+    w = enc(&f, "topk0.125", f.x, n, 5);
+    assert_int_equal(b[4], 0);
+    assert_int_equal(flz_get_u32(b + 5), 125);
+    assert_int_equal(flz_decode(f.c, f.buf, w, y0, n), FL_OK);
+    memset(sec, 0, 125);
+    l = forge_topk(m, f.buf, w, 1, sec, 125);
+    assert_int_equal(flz_decode(f.c, m, l, f.y, n), FL_ERR_CODEC_CORRUPT);
+    free(y0);
+    free(m);
+    fix_free(&f);
+}
+
 /* flz_decode_par gives flz_decode's status and bits for every pipeline and length, split in 2,
  * 3, 7 or 64 pieces on real threads; damaged bodies give the same status; the quantised
  * pipelines are really split. */
@@ -1750,6 +1855,7 @@ int main(void)
         cmocka_unit_test(test_isa_kernels),
         cmocka_unit_test(test_bad_payloads),
         cmocka_unit_test(test_zstd_bombs),
+        cmocka_unit_test(test_topk_canonical),
         cmocka_unit_test(test_decode_split),
         cmocka_unit_test(test_decode_split_rounding),
         cmocka_unit_test(test_encode_errors),
