@@ -218,9 +218,23 @@ int main(int argc, char **argv)
     char core[96];
     flm_blas_kernel_name(core, sizeof core); /* as fl_sim's summary.json "blas" */
     const char *set = flm_blas_coretype_set();
+    /* A name OpenBLAS does not know (a typo) or will not run here is passed over by it, which
+     * then runs its own detection's pick: said so, with what runs, not as the user's kernel.
+     * Compared with openblas_get_corename() (flm_blas_env_coretype_ignored). */
+    const char *ignored = flm_blas_env_coretype_ignored();
     printf("kernel: %s (%s)\n", core,
-           set ? "OPENBLAS_CORETYPE chosen by fedrop from cpuid" : "OPENBLAS_CORETYPE from the environment / OpenBLAS");
-    if (flm_blas_env_coretype_other(NULL)) /* the figures below are of the user's kernel */
+           set       ? "OPENBLAS_CORETYPE chosen by fedrop from cpuid"
+           : ignored ? "OpenBLAS's own detection"
+                     : "OPENBLAS_CORETYPE from the environment / OpenBLAS");
+    if (ignored)
+        printf("kernel: OPENBLAS_CORETYPE=%s in the environment is not what OpenBLAS runs (a name "
+               "it does not know, or a kernel it will not run on this CPU): it runs %s%s%s%s%s%s"
+               "\n", ignored, core, flm_blas_cpu_coretype() ? "; fedrop picks " : "",
+               flm_blas_cpu_coretype() ? flm_blas_cpu_coretype() : "",
+               flm_blas_cpu_coretype() ? " for this CPU: run `env -u OPENBLAS_CORETYPE " : "",
+               flm_blas_cpu_coretype() ? argv[0] : "",
+               flm_blas_cpu_coretype() ? " ...` for its figures" : "");
+    else if (flm_blas_env_coretype_other(NULL)) /* the figures below are of the user's kernel */
         printf("kernel: fedrop picks %s for this CPU when OPENBLAS_CORETYPE is unset; run "
                "`env -u OPENBLAS_CORETYPE %s ...` for its figures\n", flm_blas_cpu_coretype(),
                argv[0]);
