@@ -136,7 +136,15 @@ typedef struct flc_task {
     int n_layers;                  /* droppable layers */
     const int *kept_units;         /* units kept per droppable layer */
     const int *full_units;         /* units of the full layer */
-    uint32_t epochs, batch_size;   /* the server's training configuration */
+    /* The server's training configuration, as the built-in trainer runs it: epochs passes over
+     * the samples, each in a fresh random order, in batches of batch_size (the last one smaller;
+     * a batch at most the samples). Per batch, with g the gradient of the batch's mean
+     * cross-entropy, as PyTorch's SGD: g += weight_decay w + prox_mu (w - task->weights) (an L2
+     * weight decay on every weight, biases too, and FedProx's term prox_mu/2 |w - w0|^2 around
+     * the weights received); v = momentum v + g (v zero at the task's start) when momentum is
+     * not 0; then w -= lr (momentum ? v : g). The loss to report (flc_update.loss) leaves the
+     * FedProx term out (models/flm_optim.h in the source tree is the reference). */
+    uint32_t epochs, batch_size;
     float lr, momentum, weight_decay, prox_mu;
     uint64_t max_samples;          /* 0: all local samples. fedrop's server sets it to at most
                                     * the samples one update may count (its round's weight cap
