@@ -165,7 +165,9 @@ typedef struct flc_task {
  * runs long (an NPU's many batches) polls it between steps and, once it is 1, returns
  * FLC_ERR_CANCELLED, saving the device's time and battery (the library never sends the result
  * of such a training). Call it only from the trainer, during the call that got task (0 for NULL
- * or a task the library did not make). Cheap (one atomic load) and thread-safe. Since 0.3.1. */
+ * or a task whose lib_state is NULL, as one a device fills in itself, zeroed, to test its
+ * trainer; a copy of a task kept past the call must not be passed). Cheap (one atomic load) and
+ * thread-safe. Since 0.3.1. */
 int flc_task_cancelled(const flc_task *task);
 
 /* What a plug-in trainer returns: the trained weights (same layout and length as task->weights;
@@ -508,7 +510,11 @@ flc_status flc_client_run(flc_client *c);
  * signal that lands on a thread made before main). NULL is a no-op. */
 void flc_client_stop(flc_client *c);
 
-/* The client's statistics (all zero for NULL). */
+/* The client's statistics (all zero for NULL): a pointer into c, valid until flc_client_free,
+ * whose fields flc_client_run updates as it goes, without a lock. Read them on the thread of
+ * flc_client_run (its log callback when called there: the log callback also runs on the training
+ * thread, where it must not read them) or once flc_client_run has returned; never from the
+ * trainer or from another thread while a run is in progress. */
 const flc_stats *flc_client_stats(const flc_client *c);
 
 /* NULL is a no-op. While an flc_client_run of c is in progress (on another thread, or this is
