@@ -644,13 +644,20 @@ static fl_status topk_read(uint32_t *idx, const uint8_t *body, size_t raw, size_
     }
     if (j != k)
         return FL_ERR_CODEC_CORRUPT;
-    /* the mode topk_write chooses, the bitmap when it is no longer than the gaps: the other
-     * mode would give the same indices in another encoding */
-    size_t vbytes = 0;
-    for (size_t i = 0; i < k; i++)
-        vbytes += varint_len(i ? idx[i] - idx[i - 1] - 1 : idx[0]);
-    if ((mode == 0) != ((n + 7) / 8 <= vbytes))
+    /* The mode topk_write chooses, the bitmap when it is no longer than the gaps: the other
+     * mode would give the same indices in another encoding. The gaps (each in its fewest bytes,
+     * as checked above) are nb bytes; a bitmap's indices need at least a byte each, so only
+     * fewer than (n + 7) / 8 of them are counted, and only until they reach it. */
+    const size_t bbytes = (n + 7) / 8;
+    if (mode == 1 && nb >= bbytes)
         return FL_ERR_CODEC_CORRUPT;
+    if (mode == 0 && k < bbytes) {
+        size_t vbytes = 0;
+        for (size_t i = 0; i < k && vbytes < bbytes; i++)
+            vbytes += varint_len(i ? idx[i] - idx[i - 1] - 1 : idx[0]);
+        if (vbytes < bbytes)
+            return FL_ERR_CODEC_CORRUPT;
+    }
     *off = o + nb;
     return FL_OK;
 }
