@@ -143,7 +143,9 @@ typedef struct flc_task {
      * weight decay on every weight, biases too, and FedProx's term prox_mu/2 |w - w0|^2 around
      * the weights received); v = momentum v + g (v zero at the task's start) when momentum is
      * not 0; then w -= lr (momentum ? v : g). The loss to report (flc_update.loss) leaves the
-     * FedProx term out (models/flm_optim.h in the source tree is the reference). */
+     * FedProx term out (models/flm_optim.h in the source tree is the reference). A trainer
+     * is given no other values than epochs and batch_size >= 1, lr > 0, momentum in [0, 1),
+     * weight_decay and prox_mu >= 0, all finite: the library takes no Task outside them. */
     uint32_t epochs, batch_size;
     float lr, momentum, weight_decay, prox_mu;
     uint64_t max_samples;          /* 0: all local samples. fedrop's server sets it to at most
