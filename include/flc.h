@@ -103,8 +103,9 @@ typedef enum flc_log_level { FLC_LOG_DEBUG = 0, FLC_LOG_INFO, FLC_LOG_WARN, FLC_
 /* The log callback (flc_config.log, with log_user as user): msg is a message without a trailing
  * newline, at most 4095 bytes (a longer one is cut at a character and ends in "..."), valid during
  * the call only. Called on the threads of flc_client_new and flc_client_run and on the thread of a
- * training (see flc_client_run), possibly at once: it must be thread-safe. It may call
- * flc_client_stop; never flc_client_free or flc_client_run. */
+ * training (see flc_client_run), possibly at once: it must be thread-safe (also on the thread of
+ * a call the library refuses as misuse, a second flc_client_run or an flc_client_free under a
+ * run, to say so). It may call flc_client_stop; never flc_client_free or flc_client_run. */
 typedef void (*flc_log_fn)(void *user, flc_log_level level, const char *msg);
 
 typedef enum flc_backend { FLC_BACKEND_CPU = 1, FLC_BACKEND_GPU, FLC_BACKEND_NPU, FLC_BACKEND_OTHER } flc_backend;
