@@ -510,15 +510,9 @@ int main(int argc, char **argv)
         int slower = 0;
         const char *env = flm_blas_env_coretype_other(&slower);
         const char *ignored = flm_blas_env_coretype_ignored();
-        if (ignored) /* a name OpenBLAS passed over (a typo): not the kernel that runs */
-            fprintf(stderr, "[%s] info  OPENBLAS_CORETYPE=%s in the environment is not what "
-                    "OpenBLAS runs (a name it does not know, or a kernel it will not run on this "
-                    "CPU): it runs %s%s%s%s\n", id, ignored, kernel,
-                    flm_blas_cpu_coretype() ? "; fedrop picks " : "",
-                    flm_blas_cpu_coretype() ? flm_blas_cpu_coretype() : "",
-                    flm_blas_cpu_coretype() ? " for this CPU: unset the variable to train on it"
-                                            : "");
-        else if (env) /* the user's kernel, not fedrop's pick: said, as the run goes on with it */
+        /* a name OpenBLAS passed over (a typo) is not the kernel that runs: flc_client_new says
+         * so, at warn */
+        if (env && !ignored) /* the user's kernel, not fedrop's pick: said, as the run goes on with it */
             fprintf(stderr, "[%s] info  OPENBLAS_CORETYPE=%s in the environment replaces %s, the "
                     "kernel fedrop picks for this CPU: training rounds otherwise%s; unset the "
                     "variable to train on %s\n", id, env, flm_blas_cpu_coretype(),

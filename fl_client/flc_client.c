@@ -504,6 +504,18 @@ flc_status flc_client_new(const flc_config *cfg, flc_client **out)
         else
             fl_log(&c->log, FL_LOG_DEBUG, "OpenBLAS kernel %s, %d thread%s", flm_blas_corename(),
                    n, n == 1 ? "" : "s");
+        /* An OPENBLAS_CORETYPE that OpenBLAS passes over (a typo) leaves its own detection's
+         * kernel, which flc.h's threads warns of, and was said only by fl_client's main: a
+         * device embedding the library learnt of it from nothing (at debug, a kernel name). */
+        const char *ignored = flm_blas_env_coretype_ignored();
+        const char *pick = flm_blas_cpu_coretype();
+        char kernel[64]; /* as fl_sim's summary.json "blas" names it ("+AVX512" too) */
+        if (ignored)
+            fl_log(&c->log, FL_LOG_WARN, "flc_client_new: OPENBLAS_CORETYPE=%s in the "
+                   "environment is not what OpenBLAS runs (a name it does not know, or a kernel "
+                   "it will not run on this CPU): it runs %s%s%s%s", ignored,
+                   flm_blas_kernel_name(kernel, sizeof kernel), pick ? "; fedrop picks " : "",
+                   pick ? pick : "", pick ? " for this CPU: unset the variable to train on it" : "");
     }
     /* Waits end on flc_client_stop at once, not at their next timeout: an idle client sleeps
      * heartbeat_ms / 2 at a time (no polling in short steps on a battery-powered device). */

@@ -286,7 +286,9 @@ typedef struct flc_config {
      * child processes inherit it) and OPENBLAS_CORETYPE (if unset, to the CPU's kernel family:
      * OpenBLAS's own detection picks slow generic kernels on many virtual machines), before any
      * training thread exists; call it before threads of your own read the environment, or set
-     * both variables yourself. */
+     * both variables yourself. A name of your own that OpenBLAS passes over (one it does not
+     * know, such as a typo, or will not run on this CPU: it then runs its own detection's pick)
+     * is said at warn by flc_client_new, naming the kernel that runs (since 2026-12-07). */
     int threads;
 } flc_config;
 

@@ -2532,6 +2532,36 @@ static void test_cli_blas_kernel_named_as_sim(void **state)
                  (int)strcspn(line, "\n"), line, want);
 }
 
+/* A name in OPENBLAS_CORETYPE that OpenBLAS passes over (a typo: it then runs its own
+ * detection's kernel) is said by the library, at warn, to whoever embeds it: until 2026-12-07
+ * only fl_client's main said it (at info), and a device program learnt nothing (flc_client_new
+ * logged the kernel's name at debug). Seen here through fl_client, whose log callback prints the
+ * library's lines: once, from flc_client_new, and not again by the program. The child is
+ * stopped once it says it is connecting (past flc_client_new), not after a time. */
+static void test_coretype_ignored_said_by_library(void **state)
+{
+    (void)state;
+    const char *root = getenv("FEDROP_BUILD_ROOT");
+    if (!root)
+        skip();
+    client_exe_check(root);
+    char cmd[2048], out[8192];
+    snprintf(cmd, sizeof cmd, "f=$(mktemp) || exit 1; OPENBLAS_CORETYPE=Foobar '%s/fl_client/fl_client' "
+             "--server tcp://127.0.0.1:1 --insecure --dataset synth-images:100:1x8x8:4 "
+             "--log-level info >\"$f\" 2>&1 & p=$!; until grep -q 'connecting to' \"$f\" || "
+             "! kill -0 $p 2>/dev/null; do sleep 0.05; done; kill $p; wait $p; "
+             "echo \"rc=$?\"; cat \"$f\"; rm -f \"$f\"", root);
+    sh_collect(cmd, out, sizeof out);
+    if (strstr(out, "BLAS kernel reference"))
+        skip(); /* no OpenBLAS here: nothing passes the name over */
+    const char *said = "[client-0] warn  flc_client_new: OPENBLAS_CORETYPE=Foobar in the "
+                       "environment is not what OpenBLAS runs";
+    const char *first = strstr(out, "is not what OpenBLAS runs");
+    if (!strstr(out, "rc=0\n") || !strstr(out, said) ||
+        strstr(first + 1, "is not what OpenBLAS runs"))
+        fail_msg("fl_client with OPENBLAS_CORETYPE=Foobar said '%s'", out);
+}
+
 /* ---- flc_stats.reconnects counts every new start ---------------------------------------------- */
 
 /* The server loses a registered client two ways: it forgets it (restarted behind a link ZeroMQ
@@ -5127,6 +5157,7 @@ int main(void)
         cmocka_unit_test(test_cli_data_dir_missing_named),
         cmocka_unit_test(test_cli_log_level_own_lines),
         cmocka_unit_test(test_cli_blas_kernel_named_as_sim),
+        cmocka_unit_test(test_coretype_ignored_said_by_library),
         cmocka_unit_test(test_reconnects_counts_each_new_start),
         cmocka_unit_test(test_train_failure_reported_and_bye),
         cmocka_unit_test(test_train_failure_unknown_status),
