@@ -305,31 +305,47 @@ static int cgroup_walk(const char *root, char *cg, const char *lim, const char *
     return limited;
 }
 
-/* The least room that this process's memory cgroups leave: cgroup v2's memory.max -
- * memory.current under /sys/fs/cgroup, and cgroup v1's memory.limit_in_bytes -
- * memory.usage_in_bytes under /sys/fs/cgroup/memory (a hybrid system, or an older one, keeps the
- * memory controller in v1), each for the process's own cgroup and its ancestors. 1 with *room
- * when some level has a limit; 0 when none does or the hierarchies cannot be read. */
+/* The least room that this process's memory cgroups leave, each for the process's own cgroup and
+ * its ancestors:
+ * - cgroup v2's memory.max - memory.current, under /sys/fs/cgroup where that is the v2 hierarchy
+ *   (its root's cgroup.controllers is there), else under /sys/fs/cgroup/unified: a hybrid host
+ *   mounts v2 there, with the controllers that no v1 hierarchy took (the memory controller where
+ *   v1's was left unmounted, cgroup_no_v1=memory); under /sys/fs/cgroup a hybrid host has no
+ *   cgroup of that path. Swap does not count against memory.max (memory.swap.max is a limit of
+ *   its own), so swap leaves memory.max's room as it is.
+ * - cgroup v1's memory.limit_in_bytes - memory.usage_in_bytes under /sys/fs/cgroup/memory (a
+ *   hybrid system, or an older one, keeps the memory controller in v1), and, where swap is
+ *   accounted, memory.memsw.limit_in_bytes - memory.memsw.usage_in_bytes: memsw limits memory
+ *   and swap together, so once the cgroup has more in swap than the two limits differ by (a
+ *   Slurm job's ConstrainSwapSpace sets them equal) its memsw room is the smaller one, and an
+ *   allocation beyond it cannot be swapped out of the way: the OOM killer ends the process.
+ * 1 with *room when some level has a limit; 0 when none does or the hierarchies cannot be read. */
 static int cgroup_room_least(double *room)
 {
-    char text[4096], cg[1024];
+    char text[4096], cg[1024], probe[8];
     if (fl_read_small("/proc/self/cgroup", text, sizeof text, NULL) <= 0)
         return 0;
     int limited = 0;
     double r;
+    const char *v2 = fl_read_small("/sys/fs/cgroup/cgroup.controllers", probe, sizeof probe,
+                                   NULL) >= 0 ? "/sys/fs/cgroup" : "/sys/fs/cgroup/unified";
     if (fl_cgroup_v2_path(text, cg, sizeof cg) &&
-        cgroup_walk("/sys/fs/cgroup", cg, "memory.max", "memory.current", fl_cgroup_room, 0,
-                    &r)) {
+        cgroup_walk(v2, cg, "memory.max", "memory.current", fl_cgroup_room, 0, &r)) {
         *room = r;
         limited = 1;
     }
-    if (fl_cgroup_v1_memory_path(text, cg, sizeof cg) &&
-        cgroup_walk("/sys/fs/cgroup/memory", cg, "memory.limit_in_bytes",
-                    "memory.usage_in_bytes", fl_cgroup_v1_room, 1, &r) &&
-        (!limited || r < *room)) {
-        *room = r;
-        limited = 1;
-    }
+    static const char *const v1[2][2] = {
+        {"memory.limit_in_bytes", "memory.usage_in_bytes"},
+        {"memory.memsw.limit_in_bytes", "memory.memsw.usage_in_bytes"},
+    };
+    for (int k = 0; k < 2; k++)
+        if (fl_cgroup_v1_memory_path(text, cg, sizeof cg) && /* the walk changes cg */
+            cgroup_walk("/sys/fs/cgroup/memory", cg, v1[k][0], v1[k][1], fl_cgroup_v1_room, 1,
+                        &r) &&
+            (!limited || r < *room)) {
+            *room = r;
+            limited = 1;
+        }
     return limited;
 }
 

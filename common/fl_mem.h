@@ -64,10 +64,12 @@ fl_status fl_index_new(uint32_t **t, size_t *mask, size_t slots);
 /* The memory this machine can give now, in bytes: /proc/meminfo's MemAvailable (free memory and
  * the caches it can drop), at most the physical memory; the physical memory where MemAvailable is
  * not to be read; 0 when neither is known. Where this process's cgroup v2 (/proc/self/cgroup's
- * "0::" line, under /sys/fs/cgroup) or one of its ancestors has a memory.max, or its cgroup v1
- * memory controller's cgroup (the line naming "memory", under /sys/fs/cgroup/memory) or one of
- * its ancestors has a memory.limit_in_bytes, the least room they leave (memory.max -
- * memory.current, memory.limit_in_bytes - memory.usage_in_bytes) when smaller: a container's, a
+ * "0::" line, under /sys/fs/cgroup, or /sys/fs/cgroup/unified on a hybrid host) or one of its
+ * ancestors has a memory.max, or its cgroup v1 memory controller's cgroup (the line naming
+ * "memory", under /sys/fs/cgroup/memory) or one of its ancestors has a memory.limit_in_bytes or,
+ * with swap accounted, a memory.memsw.limit_in_bytes (memory and swap together), the least room
+ * they leave (memory.max - memory.current, memory.limit_in_bytes - memory.usage_in_bytes,
+ * memory.memsw.limit_in_bytes - memory.memsw.usage_in_bytes) when smaller: a container's, a
  * systemd slice's or a Slurm job's limit; a cgroup file that cannot be read or parsed counts as
  * no limit. *total (may be NULL) gets the physical memory (0 when unknown). */
 double fl_mem_available(double *total);

@@ -1583,6 +1583,7 @@ static void test_mem_available_cgroup(void **state)
     snprintf(dir, sizeof dir, "%s/job/step", root);
     assert_int_equal(mkdir(dir, 0700), 0);
     put_text(root, "self_cgroup", "1:cpu:/\n0::/job/step\n");
+    put_text(root, "cgroup.controllers", "cpu memory\n"); /* /sys/fs/cgroup is the v2 root */
     const double mib = 1048576.0;
     g_cgroup_root = root;
     /* its own cgroup: 48 MiB of room (64 MiB, 16 MiB used) */
@@ -1628,13 +1629,42 @@ static void test_mem_available_cgroup(void **state)
     assert_true(fl_mem_available(NULL) > 64.0 * mib);
     put_text(root, "memory/job/memory.use_hierarchy", "1\n");
     assert_true(fl_mem_available(NULL) == 12.0 * mib);
+    /* swap accounted (memsw: memory and swap together, at least the memory limit): the job's
+     * 32 MiB memsw limit, 8 MiB of its 28 MiB in swap, leaves 4 MiB, less than the 12 MiB the
+     * memory limit leaves; an allocation past it cannot be swapped out of the way (OOM). Not
+     * read until 2026-12-07 (12 MiB). The step's memsw: none set. */
+    put_text(root, "memory/job/step/memory.memsw.limit_in_bytes", "9223372036854771712\n");
+    put_text(root, "memory/job/step/memory.memsw.usage_in_bytes", "29360128\n");
+    put_text(root, "memory/job/memory.memsw.limit_in_bytes", "33554432\n");
+    put_text(root, "memory/job/memory.memsw.usage_in_bytes", "29360128\n");
+    assert_true(fl_mem_available(NULL) == 4.0 * mib);
+    /* nothing in swap: the memory limit's room, the smaller again */
+    put_text(root, "memory/job/memory.memsw.usage_in_bytes", "20971520\n");
+    assert_true(fl_mem_available(NULL) == 12.0 * mib);
     /* v1 and v2 both limit (the v2 line names /job, 8 MiB of room): the least */
     put_text(root, "self_cgroup", "4:memory:/job/step\n0::/job\n");
     assert_true(fl_mem_available(NULL) == 8.0 * mib);
     /* the v1 usage unreadable as a number: that level counts as no limit */
     put_text(root, "self_cgroup", "4:memory:/job/step\n");
     put_text(root, "memory/job/memory.usage_in_bytes", "lots\n");
+    assert_true(fl_mem_available(NULL) == 12.0 * mib); /* the memsw limit's, read apart */
+    put_text(root, "memory/job/memory.memsw.usage_in_bytes", "lots\n");
     assert_true(fl_mem_available(NULL) > 64.0 * mib);
+    /* a hybrid host: /sys/fs/cgroup is not the v2 root (no cgroup.controllers there), v2 is
+     * mounted at /sys/fs/cgroup/unified, the memory controller in it (what fl_mem_available
+     * did not look at until 2026-12-07): the job's 12 MiB of room there, not the 8 MiB that
+     * /sys/fs/cgroup/job (no cgroup of this process on a hybrid host) would say */
+    snprintf(dir, sizeof dir, "%s/cgroup.controllers", root);
+    assert_int_equal(remove(dir), 0);
+    snprintf(dir, sizeof dir, "%s/unified", root);
+    assert_int_equal(mkdir(dir, 0700), 0);
+    snprintf(dir, sizeof dir, "%s/unified/job", root);
+    assert_int_equal(mkdir(dir, 0700), 0);
+    put_text(root, "unified/cgroup.controllers", "memory\n");
+    put_text(root, "unified/job/memory.max", "16777216\n");
+    put_text(root, "unified/job/memory.current", "4194304\n");
+    put_text(root, "self_cgroup", "4:memory:/\n0::/job\n");
+    assert_true(fl_mem_available(NULL) == 12.0 * mib);
     g_cgroup_root = NULL;
     const char *files[] = {"job/step/memory.max",
                            "job/step/memory.current",
@@ -1648,6 +1678,15 @@ static void test_mem_available_cgroup(void **state)
                            "memory/job/memory.limit_in_bytes",
                            "memory/job/memory.usage_in_bytes",
                            "memory/job/memory.use_hierarchy",
+                           "memory/job/step/memory.memsw.limit_in_bytes",
+                           "memory/job/step/memory.memsw.usage_in_bytes",
+                           "memory/job/memory.memsw.limit_in_bytes",
+                           "memory/job/memory.memsw.usage_in_bytes",
+                           "unified/job/memory.max",
+                           "unified/job/memory.current",
+                           "unified/cgroup.controllers",
+                           "unified/job",
+                           "unified",
                            "memory/job/step",
                            "memory/job",
                            "memory"};
