@@ -332,6 +332,8 @@ struct fls_server {
     int lock_fd;                /* CHECKPOINT.lock, flock'd for the server's life; -1: none */
     char *lock_path;            /* its path while lock_fd is held (made once: lock_check) */
     size_t ids_records;         /* records in the file: rewritten at 2 x the table (+64) */
+    off_t ids_size;             /* the bytes this server wrote to it (ids_check: another
+                                 * process's append or truncation shows as another size) */
     int ids_mute;               /* changes are not appended (loading; a batch rewrites after) */
     int ids_bad;                /* an append failed (the file may end in part of a record, or
                                  * miss one): the next change rewrites the file whole */
@@ -980,6 +982,7 @@ static fl_status ids_rewrite(fls_server *s)
         goto out;
     size_t used = (size_t)snprintf(buf, 1 << 16, "%s\n", FLS_IDS_MAGIC);
     size_t n = 0;
+    off_t size = (off_t)used;
     /* idle ones in their order, then the live ones */
     for (int pass = 0; pass < 2; pass++) {
         uint32_t i = pass == 0 ? s->idle.head : 0;
@@ -1001,6 +1004,7 @@ static fl_status ids_rewrite(fls_server *s)
                     goto out;
                 }
                 used += m;
+                size += (off_t)m;
                 n++;
             }
             i = next;
@@ -1026,6 +1030,7 @@ static fl_status ids_rewrite(fls_server *s)
     s->ids_fd = a.fd;
     a.fd = -1;
     s->ids_records = n;
+    s->ids_size = size;
     s->ids_bad = 0;
     ids_pend_clear(s); /* the table, whole and synced */
     st = FL_OK;
@@ -1059,6 +1064,7 @@ static fl_status ids_append(fls_server *s, const char *line, size_t n, int sync)
         return ids_rewrite(s);
     }
     s->ids_records++;
+    s->ids_size += (off_t)n;
     if (s->ids_records > 2 * s->n_bind + 64)
         (void)ids_rewrite(s); /* the record is in: a failure here loses nothing (logged) */
     return FL_OK;
@@ -4252,7 +4258,12 @@ static fl_status lock_check(fls_server *s)
  * appends to when a new id comes) took every record appended after it into the unlinked file,
  * and a restart before the next rewrite found no file, and let any allowed key take any id,
  * until 2026-12-07. One replaced (a backup put back, an edit saved by rename) was rewritten from
- * the table at the next rewrite anyway, but took the appends meanwhile. Checked once a second
+ * the table at the next rewrite anyway, but took the appends meanwhile. One edited in place (an
+ * operator's `>>` or `truncate`: same file) was not noticed either until 2026-12-07: a record
+ * appended by hand was read at the next start, and a truncated file then took the server's next
+ * record after its cut (a first line gone fails the start). Its size against what this server
+ * wrote to it (ids_size) shows both, with no more than the fstat the check makes anyway; an
+ * edit that keeps the size (bytes overwritten in place) does not show. Checked once a second
  * (run_step, after lock_check: never when another server holds the checkpoint): the file is
  * rewritten from the table, with a warning. The table is what the server goes by while it runs;
  * to let every id register afresh, the file is removed between runs (README). A rewrite that
@@ -4263,11 +4274,14 @@ static void ids_check(fls_server *s)
     if (!s->ids_path || s->ids_fd < 0 || s->ids_bad || s->check_only ||
         fstat(s->ids_fd, &held) != 0)
         return;
-    if (lstat(s->ids_path, &there) == 0 && fl_stat_same_file(&held, &there))
+    const int there_ok = lstat(s->ids_path, &there) == 0 && fl_stat_same_file(&held, &there);
+    if (there_ok && held.st_size == s->ids_size)
         return;
-    fl_log(&s->log, FL_LOG_WARN, "client ids %s was removed or replaced while this server ran: "
-           "written again from the server's table. Leave it in place while the server runs; to "
-           "let every id register afresh, stop the server, then remove it", s->ids_path);
+    fl_log(&s->log, FL_LOG_WARN, "client ids %s was %s while this server ran: written again from "
+           "the server's table. Leave it in place and unedited while the server runs; to let "
+           "every id register afresh, stop the server, then remove it", s->ids_path,
+           there_ok ? (held.st_size < s->ids_size ? "truncated" : "written to by another process")
+                    : "removed or replaced");
     if (ids_rewrite(s) != FL_OK)
         s->ids_bad = 1;
 }

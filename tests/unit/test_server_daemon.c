@@ -9910,6 +9910,80 @@ static void test_ids_file_removed(void **state)
     free(lb);
 }
 
+/* CHECKPOINT.ids edited in place under a running server (the same file: an operator's `>>` or
+ * `truncate`) went unnoticed until 2026-12-07: a record appended by hand was read at the next
+ * start as the server's, and a truncated file took the server's next record after its cut (the
+ * first line gone, the next start refused it). Now its size against what the server wrote shows
+ * either within the second: written again from the table, with a warning; the server's own
+ * appends are not taken for an edit. */
+static void test_ids_file_edited(void **state)
+{
+    (void)state;
+    char ep[300], ids[400], text[8192];
+    const char *const again = "while this server ran: written again from the server's table";
+    logbuf *lb;
+    fls_server *s = ids_server("idx", ep, &lb, FLS_OK);
+    snprintf(ids, sizeof ids, "%s/idx.ckpt.ids", g_tmp);
+    peer p;
+    peer_open(&p, ep, NULL, NULL, NULL);
+    flp_msg h = hello_msg("x-one");
+    peer_send(&p, &h);
+    expect_ack_hello(s, &p);
+
+    /* its own append: nothing said */
+    lb->len = 0;
+    lb->text[0] = 0;
+    g_clock_skew += 2; /* past the once-a-second check */
+    assert_int_equal(fls_server_step(s, 0), FLS_OK);
+    if (strstr(lb->text, again))
+        fail_msg("the server's own record taken for an edit: '%s'", lb->text);
+
+    /* another process appends (a record by hand, or anything): written again without it */
+    int fd = open(ids, O_WRONLY | O_APPEND);
+    assert_true(fd >= 0);
+    static const char junk[] = "00000000 f 1 x-one\n";
+    assert_int_equal(write(fd, junk, sizeof junk - 1), (ssize_t)(sizeof junk - 1));
+    close(fd);
+    g_clock_skew += 2;
+    assert_int_equal(fls_server_step(s, 0), FLS_OK);
+    read_small(ids, text, sizeof text);
+    if (!strstr(lb->text, "was written to by another process while this server ran") ||
+        strstr(text, junk) || !strstr(text, " x-one\n"))
+        fail_msg("%s appended to: '%s'; log '%s'", ids, text, lb->text);
+
+    /* truncated: written again whole, and the next id's record after the table's */
+    assert_int_equal(truncate(ids, 0), 0);
+    lb->len = 0;
+    lb->text[0] = 0;
+    g_clock_skew += 2;
+    assert_int_equal(fls_server_step(s, 0), FLS_OK);
+    read_small(ids, text, sizeof text);
+    if (!strstr(lb->text, "was truncated while this server ran") ||
+        strncmp(text, FLS_IDS_MAGIC "\n", strlen(FLS_IDS_MAGIC) + 1) != 0 ||
+        !strstr(text, " x-one\n"))
+        fail_msg("%s truncated: '%s'; log '%s'", ids, text, lb->text);
+    h = hello_msg("x-two");
+    peer_send(&p, &h);
+    expect_ack_hello(s, &p);
+    lb->len = 0;
+    lb->text[0] = 0;
+    g_clock_skew += 2;
+    assert_int_equal(fls_server_step(s, 0), FLS_OK);
+    assert_null(strstr(lb->text, again));
+    g_clock_skew = 0;
+    fls_server_free(s);
+    free(lb);
+    peer_close(&p);
+
+    /* the next start binds both, and only the server's records */
+    s = ids_server("idx", ep, &lb, FLS_OK);
+    fls_server_stats st;
+    fls_server_stats_get(s, &st);
+    assert_int_equal(st.ids, 2);
+    fls_server_free(s);
+    free(lb);
+}
+
 /* (d) A file without its complete first line is damage, never a crash (the server makes the
  * file only by renaming a whole, synced one): empty, or cut inside its first line, it fails the
  * start naming line 1. Before, it was read as an empty table: every id was free for the first
@@ -10499,6 +10573,7 @@ int main(void)
         cmocka_unit_test(test_ids_colliding_keys_survive_restart),
         cmocka_unit_test(test_ids_torn_and_damaged),
         cmocka_unit_test(test_ids_file_removed),
+        cmocka_unit_test(test_ids_file_edited),
         cmocka_unit_test(test_ids_empty_file_refused),
         cmocka_unit_test_teardown(test_ids_compaction_at_forget, reset_wraps),
         cmocka_unit_test_teardown(test_ids_compaction_dir_fsync_fails, reset_wraps),
