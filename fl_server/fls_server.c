@@ -47,6 +47,7 @@
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <net/if.h>
+#include <pwd.h>
 #include <time.h>
 #include <unistd.h>
 #include <zmq.h>
@@ -3112,6 +3113,50 @@ static void missing_hint(char *hint, size_t cap, const char *path, const char *m
                  rel ? cwd : "", rel && makes ? "; " : "", makes ? makes : "");
 }
 
+#define DENIED_HINT_MAX (PATH_MAX + 512)
+
+/* "user NAME (uid U)", or "uid U" where the user database has no name for it, into out. */
+static void user_of(char *out, size_t cap, uid_t uid)
+{
+    struct passwd pw, *r = NULL;
+    char buf[1024];
+    if (getpwuid_r(uid, &pw, buf, sizeof buf, &r) == 0 && r && r->pw_name)
+        snprintf(out, cap, "user %s (uid %ld)", r->pw_name, (long)uid);
+    else
+        snprintf(out, cap, "uid %ld", (long)uid);
+}
+
+/* The end of the error of a file this server may not use (EACCES), into hint (cap bytes;
+ * DENIED_HINT_MAX holds any): " (fl_server runs as user NAME (uid U); AT is owned by user OWNER
+ * (uid O), mode 0MMM)", AT the file itself (amode: what it needs of it, R_OK or W_OK), or its
+ * directory where the file is to be made there (in_dir, or the file is not there); else "".
+ * Under systemd (User=fedrop) a key made by root, or a state directory made before the user,
+ * read as a bare "Permission denied", which named neither the user nor the owner (until
+ * 2026-12-07). */
+static void denied_hint(char *hint, size_t cap, const char *path, int in_dir, int amode)
+{
+    hint[0] = 0;
+    char at[PATH_MAX];
+    struct stat sb;
+    if (in_dir || stat(path, &sb) != 0) {
+        const char *slash = strrchr(path, '/');
+        if (!slash)
+            snprintf(at, sizeof at, ".");
+        else
+            snprintf(at, sizeof at, "%.*s", slash == path ? 1 : (int)(slash - path), path);
+        amode = W_OK | X_OK;
+    } else {
+        snprintf(at, sizeof at, "%s", path);
+    }
+    if (stat(at, &sb) != 0 || faccessat(AT_FDCWD, at, amode, AT_EACCESS) == 0 || errno != EACCES)
+        return;
+    char me[160], owner[160];
+    user_of(me, sizeof me, geteuid());
+    user_of(owner, sizeof owner, sb.st_uid);
+    snprintf(hint, cap, " (fl_server runs as %s; %s is owned by %s, mode %04o)", me, at, owner,
+             (unsigned)(sb.st_mode & 07777));
+}
+
 static fl_status reload_allow(fls_server *s)
 {
     if (!s->curve)
@@ -3120,10 +3165,11 @@ static fl_status reload_allow(fls_server *s)
     fls_allow a = {0};
     const fl_status st = fls_allow_load(&a, s->opt.allow_list, err, sizeof err);
     if (st != FL_OK) {
-        char hint[PATH_MAX + 128];
+        char hint[PATH_MAX + 128], denied[DENIED_HINT_MAX];
         missing_hint(hint, sizeof hint, s->opt.allow_list, NULL);
-        fl_log(&s->log, FL_LOG_ERROR, "allow-list not reloaded (the old one stays): %s%s", err,
-               hint);
+        denied_hint(denied, sizeof denied, s->opt.allow_list, 0, R_OK);
+        fl_log(&s->log, FL_LOG_ERROR, "allow-list not reloaded (the old one stays): %s%s%s", err,
+               hint, denied);
         return st;
     }
     if (a.blank && s->allow.n) {
@@ -3330,12 +3376,13 @@ static fl_status load_key(fls_server *s, char *err, size_t errlen)
     const fl_status st = fl_key_file_read(s->opt.secret_key_file, FL_KEY_SECRET, s->sec_z85,
                                           NULL, why, sizeof why);
     if (st != FL_OK) {
-        char hint[PATH_MAX + 128];
+        char hint[PATH_MAX + 128], denied[DENIED_HINT_MAX];
         missing_hint(hint, sizeof hint, s->opt.secret_key_file,
                      "fl_server keygen DIR NAME makes DIR/NAME.secret");
+        denied_hint(denied, sizeof denied, s->opt.secret_key_file, 0, R_OK);
         return fls_options_errf(&s->opt, err, errlen, st == FL_ERR_IO ? FL_ERR_IO : FL_ERR_AUTH,
-                                "server.secret_key_file", NULL, "server.secret_key_file: %s%s",
-                                why, hint);
+                                "server.secret_key_file", NULL, "server.secret_key_file: %s%s%s",
+                                why, hint, denied);
     }
     struct stat sb;
     if (stat(s->opt.secret_key_file, &sb) == 0 && (sb.st_mode & 077))
@@ -4073,9 +4120,11 @@ static fl_status probe_ckpt_dir(fls_server *s, char *err, size_t errlen)
     const int e = fl_parent_writable(s->opt.ckpt_path);
     if (!e)
         return FL_OK;
-    char hint[PATH_MAX + 128] = "";
+    char hint[DENIED_HINT_MAX] = "";
     if (e == ENOENT)
         missing_hint(hint, sizeof hint, s->opt.ckpt_path, NULL);
+    else if (e == EACCES)
+        denied_hint(hint, sizeof hint, s->opt.ckpt_path, 1, 0);
     return fls_options_errf(&s->opt, err, errlen, io_status(e), "checkpoint.path", NULL,
                             "checkpoint.path %s: cannot %s files in its directory: %s%s%s",
                             s->opt.ckpt_path, io_transient(e) ? "write" : "create", strerror(e),
@@ -4562,10 +4611,11 @@ static fl_status server_init(fls_server *s, char *err, size_t errlen)
     if (s->curve) {
         char why2[512];
         if ((st = fls_allow_load(&s->allow, s->opt.allow_list, why2, sizeof why2)) != FL_OK) {
-            char hint[PATH_MAX + 128];
+            char hint[PATH_MAX + 128], denied[DENIED_HINT_MAX];
             missing_hint(hint, sizeof hint, s->opt.allow_list, NULL);
+            denied_hint(denied, sizeof denied, s->opt.allow_list, 0, R_OK);
             return fls_options_errf(&s->opt, err, errlen, st, "server.allow_list", NULL,
-                                    "server.allow_list: %s%s", why2, hint);
+                                    "server.allow_list: %s%s%s", why2, hint, denied);
         }
         fl_log(&s->log, s->allow.n ? FL_LOG_INFO : FL_LOG_WARN, "allow-list %s: %zu keys%s",
                s->opt.allow_list, s->allow.n, s->allow.n ? "" : ": no client can join until keys "
@@ -4584,9 +4634,11 @@ static fl_status server_init(fls_server *s, char *err, size_t errlen)
                              : access(s->opt.metrics_path, W_OK) == 0 ? 0 : errno)
                           : fl_parent_writable(s->opt.metrics_path);
         if (e) {
-            char hint[PATH_MAX + 128] = "";
+            char hint[DENIED_HINT_MAX] = "";
             if (e == ENOENT)
                 missing_hint(hint, sizeof hint, s->opt.metrics_path, NULL);
+            else if (e == EACCES)
+                denied_hint(hint, sizeof hint, s->opt.metrics_path, 0, W_OK);
             return fls_options_errf(&s->opt, err, errlen, io_status(e), "run.metrics", NULL,
                                     "run.metrics %s: %s%s%s", s->opt.metrics_path, strerror(e),
                                     hint, io_may_pass(e));

@@ -33,6 +33,7 @@
 #include <sys/un.h>
 #include <sys/file.h>
 #include <sys/wait.h>
+#include <pwd.h>
 #include <unistd.h>
 #include <zmq.h>
 #include <cmocka.h>
@@ -2120,6 +2121,68 @@ static void test_cli_lock_of_another_user(void **state)
         fail_msg("fl_server beside another user's lock file: exit %d, said:\n%s", rc, out);
     if (rc2 != 3 || !said2)
         fail_msg("fl_server --check beside another user's lock file: exit %d, said:\n%s", rc2, out2);
+}
+
+/* A file the server's user may not read or write (EACCES) is said with who the server runs as and
+ * whose the file (or the directory a file is to be made in) is, and its mode: under systemd
+ * (User=fedrop) a key that root made, or a state directory made before the user, read as a bare
+ * "Permission denied" until 2026-12-07. fl_server --check run as nobody beside root's 0600 secret
+ * key and root's 0755 directory (checkpoint.path, run.metrics in it). Where root and setpriv are
+ * not at hand, skipped. */
+static void test_cli_permission_denied_names_users(void **state)
+{
+    (void)state;
+    const char *root = getenv("FEDROP_BUILD_ROOT");
+    if (!root || geteuid() != 0 || system("setpriv --reuid=nobody --regid=nogroup --clear-groups "
+                                          "true 2>/dev/null") != 0)
+        skip();
+    const struct passwd *pw = getpwnam("nobody");
+    assert_non_null(pw);
+    const long nobody = (long)pw->pw_uid;
+    pw = getpwuid(0);
+    assert_non_null(pw);
+    char rootname[64];
+    snprintf(rootname, sizeof rootname, "%s", pw->pw_name);
+    char dir[] = "/tmp/fedrop-denied-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    assert_int_equal(chmod(dir, 0755), 0);
+    char cmd[4096], path[300];
+    snprintf(cmd, sizeof cmd, "'%s/fl_server/fl_server' keygen '%s' s >/dev/null", root, dir);
+    assert_int_equal(system(cmd), 0);
+    const char *const run = "timeout 20 setpriv --reuid=nobody --regid=nogroup --clear-groups "
+                            "'%s/fl_server/fl_server' --arch mlp:4-2 --endpoint tcp://127.0.0.1:0 "
+                            "--check %s 2>&1";
+    struct {
+        char args[600], want[1024];
+    } c[3];
+    snprintf(c[0].args, sizeof c[0].args, "--secret-key '%s/s.secret' --allow-list '%s/s.pub'",
+             dir, dir);
+    snprintf(c[0].want, sizeof c[0].want, "%s/s.secret: Permission denied (fl_server runs as user "
+             "nobody (uid %ld); %s/s.secret is owned by user %s (uid 0), mode 0600)", dir, nobody,
+             dir, rootname);
+    snprintf(c[1].args, sizeof c[1].args, "--insecure --checkpoint '%s/c.ckpt'", dir);
+    snprintf(c[1].want, sizeof c[1].want, "cannot create files in its directory: Permission denied "
+             "(fl_server runs as user nobody (uid %ld); %s is owned by user %s (uid 0), mode "
+             "0755)", nobody, dir, rootname);
+    snprintf(c[2].args, sizeof c[2].args, "--insecure --metrics '%s/m.jsonl'", dir);
+    snprintf(c[2].want, sizeof c[2].want, "run.metrics %s/m.jsonl: Permission denied (fl_server "
+             "runs as user nobody (uid %ld); %s is owned by user %s (uid 0), mode 0755)", dir,
+             nobody, dir, rootname);
+    int rc[3], said[3];
+    char outs[3][4096];
+    for (int i = 0; i < 3; i++) {
+        assert_true(snprintf(cmd, sizeof cmd, run, root, c[i].args) < (int)sizeof cmd);
+        rc[i] = sh_run(cmd, c[i].want, &said[i], outs[i], sizeof outs[i]);
+    }
+    snprintf(path, sizeof path, "%s/s.secret", dir);
+    unlink(path);
+    snprintf(path, sizeof path, "%s/s.pub", dir);
+    unlink(path);
+    rmdir(dir);
+    for (int i = 0; i < 3; i++)
+        if (rc[i] != 3 || !said[i])
+            fail_msg("case %d: exit %d, wanted 3 and '%s'; said:\n%s", i, rc[i], c[i].want,
+                     outs[i]);
 }
 
 /* fl_server keygen --help (or -h, anywhere after keygen) prints keygen's usage and exits 0; any
@@ -10480,6 +10543,7 @@ int main(void)
         cmocka_unit_test_teardown(test_keygen_dir_synced, reset_wraps),
         cmocka_unit_test(test_inert_settings_said),
         cmocka_unit_test(test_cli_lock_of_another_user),
+        cmocka_unit_test(test_cli_permission_denied_names_users),
         cmocka_unit_test(test_cli_keygen),
         cmocka_unit_test(test_server_check),
         cmocka_unit_test(test_secret_key_not_regular),
