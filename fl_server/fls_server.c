@@ -3293,10 +3293,16 @@ static void reload_config_said(fls_server *s)
                        : al     ? " (it re-reads server.allow_list)"
                        : me     ? " (it reopens run.metrics)"
                                 : "";
-    fl_log(&s->log, FL_LOG_WARN, "reload: the configuration %s %s since the start; a reload does "
-           "not read it%s: the server goes on with the settings it started with. Restart it to "
-           "apply the file (with --resume, as the systemd unit does, to continue the run)", path,
-           st == FL_OK ? "has changed" : "cannot be read now", does);
+    if (st != FL_OK) /* removed, or made unreadable: a restart would fail on it (exit 2) */
+        fl_log(&s->log, FL_LOG_WARN, "reload: the configuration %s cannot be read now (%s); a "
+               "reload does not read it%s: the server goes on with the settings it started with, "
+               "but a restart would fail on the file: put it back before the next restart", path,
+               err, does);
+    else
+        fl_log(&s->log, FL_LOG_WARN, "reload: the configuration %s has changed since the start; a "
+               "reload does not read it%s: the server goes on with the settings it started with. "
+               "Restart it to apply the file (with --resume, as the systemd unit does, to "
+               "continue the run)", path, does);
 }
 
 static fl_status load_eval(fls_server *s, char *err, size_t errlen)
