@@ -2123,6 +2123,36 @@ static void test_cli_lock_of_another_user(void **state)
         fail_msg("fl_server --check beside another user's lock file: exit %d, said:\n%s", rc2, out2);
 }
 
+/* fl_server started with standard output and error closed (`>&- 2>&-`, a supervisor that closes
+ * them): the first file it opened, CHECKPOINT.lock, took descriptor 1 or 2, and the log (or the
+ * metrics of run.metrics "-") went into it, until 2026-12-07. Now the closed ones are opened on
+ * /dev/null first. Standard error closed, a start that fails on its secret key after taking the
+ * lock: the lock file holds its pid line only (its error went into it before). */
+static void test_cli_closed_std_fds(void **state)
+{
+    (void)state;
+    const char *root = getenv("FEDROP_BUILD_ROOT");
+    if (!root)
+        skip();
+    char cmd[4096], lock[400], text[4096];
+    snprintf(lock, sizeof lock, "%s/cf.ckpt.lock", g_tmp);
+    snprintf(cmd, sizeof cmd,
+             "'%s/fl_server/fl_server' --arch mlp:4-2 --endpoint 'ipc://%s/cf.sock' "
+             "--secret-key '%s/cf-none.secret' --allow-list '%s/cf-none' --checkpoint "
+             "'%s/cf.ckpt' 2>&-; echo \"rc=$?\"", root, g_tmp, g_tmp, g_tmp, g_tmp);
+    int said = 0;
+    char out[1024];
+    const int rc = sh_run(cmd, "rc=3\n", &said, out, sizeof out);
+    assert_int_equal(rc, 0);
+    if (!said)
+        fail_msg("fl_server without its secret key: '%s'", out);
+    read_small(lock, text, sizeof text);
+    size_t n = strspn(text, "0123456789");
+    if (n == 0 || strcmp(text + n, "\n") != 0)
+        fail_msg("%s holds more than a pid: '%s'", lock, text);
+    unlink(lock);
+}
+
 /* A file the server's user may not read or write (EACCES) is said with who the server runs as and
  * whose the file (or the directory a file is to be made in) is, and its mode: under systemd
  * (User=fedrop) a key that root made, or a state directory made before the user, read as a bare
@@ -10557,6 +10587,7 @@ int main(void)
         cmocka_unit_test(test_inert_settings_said),
         cmocka_unit_test(test_cli_lock_of_another_user),
         cmocka_unit_test(test_cli_permission_denied_names_users),
+        cmocka_unit_test(test_cli_closed_std_fds),
         cmocka_unit_test(test_cli_keygen),
         cmocka_unit_test(test_server_check),
         cmocka_unit_test(test_secret_key_not_regular),
