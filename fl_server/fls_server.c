@@ -4123,6 +4123,24 @@ static const char *io_may_pass(int e)
  * in err: "cannot create files in its directory", "cannot write ..." for a cause that may pass). */
 static fl_status probe_ckpt_dir(fls_server *s, char *err, size_t errlen)
 {
+    /* The longest name the server makes beside checkpoint.path, its journal's temporary
+     * (fl_atomic_open of CHECKPOINT.ids), must fit the directory's names: one name of 241 to
+     * 250 bytes passed --check, and the start that --check said would work failed on the
+     * journal (exit 3, "File name too long"), until 2026-12-07. */
+    static const char longest[] = ".ids.tmp.XXXXXX";
+    char dir[PATH_MAX];
+    const char *slash = strrchr(s->opt.ckpt_path, '/');
+    const size_t base = strlen(slash ? slash + 1 : s->opt.ckpt_path);
+    long name_max;
+    if (fl_path_dir(s->opt.ckpt_path, dir, sizeof dir) == 0 &&
+        (name_max = pathconf(dir, _PC_NAME_MAX)) > 0 &&
+        base + sizeof longest - 1 > (size_t)name_max)
+        return fls_options_errf(&s->opt, err, errlen, FL_ERR_IO, "checkpoint.path", NULL,
+                                "checkpoint.path %s: its file name (%zu bytes) is too long: the "
+                                "server makes FILE%s beside it, and its directory takes names "
+                                "of at most %ld bytes; give it a name of at most %ld bytes",
+                                s->opt.ckpt_path, base, longest, name_max,
+                                name_max - (long)(sizeof longest - 1));
     const int e = fl_parent_writable(s->opt.ckpt_path);
     if (!e)
         return FL_OK;

@@ -2123,6 +2123,41 @@ static void test_cli_lock_of_another_user(void **state)
         fail_msg("fl_server --check beside another user's lock file: exit %d, said:\n%s", rc2, out2);
 }
 
+/* A checkpoint.path whose file name fits the directory but whose journal's temporary
+ * (FILE.ids.tmp.XXXXXX, 15 bytes more) does not: --check passed it (exit 0), and the start it
+ * vouched for failed on the journal (exit 3, "File name too long"), until 2026-12-07. Both now
+ * refuse it, naming the longest name the server makes and the most the file name may be. */
+static void test_cli_ckpt_name_too_long(void **state)
+{
+    (void)state;
+    const char *root = getenv("FEDROP_BUILD_ROOT");
+    if (!root)
+        skip();
+    char name[300], cmd[4096], want[300], out[4096];
+    long name_max = pathconf(g_tmp, _PC_NAME_MAX);
+    if (name_max <= 20 || name_max > 280)
+        skip();
+    const size_t n = (size_t)name_max - 14; /* one byte too many for FILE.ids.tmp.XXXXXX */
+    memset(name, 'n', n);
+    name[n] = 0;
+    snprintf(want, sizeof want, "its file name (%zu bytes) is too long: the server makes "
+             "FILE.ids.tmp.XXXXXX beside it, and its directory takes names of at most %ld bytes; "
+             "give it a name of at most %ld bytes", n, name_max, name_max - 15);
+    for (int check = 1; check >= 0; check--) {
+        snprintf(cmd, sizeof cmd,
+                 "'%s/fl_server/fl_server' --insecure --arch mlp:4-2 --endpoint 'ipc://%s/nl.sock' "
+                 "--checkpoint '%s/%s' %s 2>&1", root, g_tmp, g_tmp, name,
+                 check ? "--check" : "");
+        int said = 0;
+        const int rc = sh_run(cmd, want, &said, out, sizeof out);
+        if (rc != 3 || !said)
+            fail_msg("%s: exit %d, wanted 3 and '%s'; said:\n%s", check ? "--check" : "start", rc,
+                     want, out);
+    }
+    snprintf(cmd, sizeof cmd, "%s/%s.lock", g_tmp, name);
+    unlink(cmd);
+}
+
 /* fl_server started with standard output and error closed (`>&- 2>&-`, a supervisor that closes
  * them): the first file it opened, CHECKPOINT.lock, took descriptor 1 or 2, and the log (or the
  * metrics of run.metrics "-") went into it, until 2026-12-07. Now the closed ones are opened on
@@ -10588,6 +10623,7 @@ int main(void)
         cmocka_unit_test(test_cli_lock_of_another_user),
         cmocka_unit_test(test_cli_permission_denied_names_users),
         cmocka_unit_test(test_cli_closed_std_fds),
+        cmocka_unit_test(test_cli_ckpt_name_too_long),
         cmocka_unit_test(test_cli_keygen),
         cmocka_unit_test(test_server_check),
         cmocka_unit_test(test_secret_key_not_regular),
