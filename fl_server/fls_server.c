@@ -3252,8 +3252,12 @@ static void reopen_metrics(fls_server *s)
     const int f = metrics_open(s->opt.metrics_path, 1);
     if (f < 0) {
         const int e = errno;
-        fl_log(&s->log, FL_LOG_ERROR, "run.metrics %s not reopened (the old file stays): %s",
-               s->opt.metrics_path, e == ENXIO ? "a FIFO that no process reads" : strerror(e));
+        char hint[DENIED_HINT_MAX] = ""; /* logrotate's "create" with another owner, say */
+        if (e == EACCES)
+            denied_hint(hint, sizeof hint, s->opt.metrics_path, 0, W_OK);
+        fl_log(&s->log, FL_LOG_ERROR, "run.metrics %s not reopened (the old file stays): %s%s",
+               s->opt.metrics_path, e == ENXIO ? "a FIFO that no process reads" : strerror(e),
+               hint);
         return;
     }
     /* the old file's lines synced first: the next checkpoint's fdatasync is the new file's,

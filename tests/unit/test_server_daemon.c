@@ -2250,6 +2250,55 @@ static void test_cli_permission_denied_names_users(void **state)
                      outs[i]);
 }
 
+/* The same at a reload: run.metrics rotated by logrotate with "create" naming another owner (a
+ * new file the server's user may not write) was "not reopened (the old file stays): Permission
+ * denied" alone. fl_server as nobody, its metrics file moved aside and replaced by root's 0644
+ * one, then SIGHUP: said with the user and the owner. Skipped without root and setpriv. */
+static void test_cli_reload_metrics_denied_names_users(void **state)
+{
+    (void)state;
+    const char *root = getenv("FEDROP_BUILD_ROOT");
+    if (!root || geteuid() != 0 || system("setpriv --reuid=nobody --regid=nogroup --clear-groups "
+                                          "true 2>/dev/null") != 0)
+        skip();
+    const struct passwd *pw = getpwnam("nobody");
+    assert_non_null(pw);
+    const long nobody = (long)pw->pw_uid;
+    pw = getpwuid(0);
+    assert_non_null(pw);
+    char rootname[64];
+    snprintf(rootname, sizeof rootname, "%s", pw->pw_name);
+    char dir[] = "/tmp/fedrop-rotate-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    assert_int_equal(chown(dir, (uid_t)nobody, (gid_t)-1), 0);
+    assert_int_equal(chmod(dir, 0755), 0);
+    char cmd[4096], want[700], out[8192], path[300];
+    /* started, its metrics file made: moved aside, root's put in its place, SIGHUP; the error
+     * awaited (bounded), then SIGTERM */
+    snprintf(cmd, sizeof cmd,
+             "setpriv --reuid=nobody --regid=nogroup --clear-groups '%s/fl_server/fl_server' "
+             "--insecure --arch mlp:4-2 --endpoint 'ipc://%s/s.sock' --metrics '%s/m.jsonl' "
+             "2>'%s/log' & p=$!; i=0; while [ ! -e '%s/m.jsonl' ] && [ $i -lt 200 ]; do "
+             "sleep 0.05; i=$((i+1)); done; mv '%s/m.jsonl' '%s/m.1'; : > '%s/m.jsonl'; "
+             "chmod 644 '%s/m.jsonl'; kill -HUP $p; i=0; while ! grep -q 'not reopened' "
+             "'%s/log' && [ $i -lt 200 ]; do sleep 0.05; i=$((i+1)); done; kill -TERM $p; "
+             "wait $p; cat '%s/log'",
+             root, dir, dir, dir, dir, dir, dir, dir, dir, dir, dir);
+    snprintf(want, sizeof want, "run.metrics %s/m.jsonl not reopened (the old file stays): "
+             "Permission denied (fl_server runs as user nobody (uid %ld); %s/m.jsonl is owned by "
+             "user %s (uid 0), mode 0644)", dir, nobody, dir, rootname);
+    int said = 0;
+    sh_run(cmd, want, &said, out, sizeof out);
+    const char *const files[] = {"m.jsonl", "m.1", "log", "s.sock"};
+    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+        snprintf(path, sizeof path, "%s/%s", dir, files[i]);
+        unlink(path);
+    }
+    rmdir(dir);
+    if (!said)
+        fail_msg("wanted '%s'; said:\n%s", want, out);
+}
+
 /* fl_server keygen --help (or -h, anywhere after keygen) prints keygen's usage and exits 0; any
  * other argument starting with '-' is refused (exit 2). Neither makes a file or a directory (a
  * directory named "--help" with keys in it, before). DIR NAME still writes the pair. */
@@ -10624,6 +10673,7 @@ int main(void)
         cmocka_unit_test(test_cli_permission_denied_names_users),
         cmocka_unit_test(test_cli_closed_std_fds),
         cmocka_unit_test(test_cli_ckpt_name_too_long),
+        cmocka_unit_test(test_cli_reload_metrics_denied_names_users),
         cmocka_unit_test(test_cli_keygen),
         cmocka_unit_test(test_server_check),
         cmocka_unit_test(test_secret_key_not_regular),
