@@ -334,7 +334,8 @@ struct fls_server {
     char *lock_path;            /* its path while lock_fd is held (made once: lock_check) */
     size_t ids_records;         /* records in the file: rewritten at 2 x the table (+64) */
     off_t ids_size;             /* the bytes this server wrote to it (ids_check: another
-                                 * process's append or truncation shows as another size) */
+                                 * process's append or truncation shows as another size); -1:
+                                 * not known (the file system said another size at a rewrite) */
     int ids_mute;               /* changes are not appended (loading; a batch rewrites after) */
     int ids_bad;                /* an append failed (the file may end in part of a record, or
                                  * miss one): the next change rewrites the file whole */
@@ -1031,7 +1032,10 @@ static fl_status ids_rewrite(fls_server *s)
     s->ids_fd = a.fd;
     a.fd = -1;
     s->ids_records = n;
-    s->ids_size = size;
+    /* A file system whose st_size is not what was written (none known) would make every check
+     * an edit, a rewrite and a warning each second: there the size is not looked at. */
+    struct stat sb;
+    s->ids_size = fstat(s->ids_fd, &sb) == 0 && sb.st_size == size ? size : -1;
     s->ids_bad = 0;
     ids_pend_clear(s); /* the table, whole and synced */
     st = FL_OK;
@@ -1065,7 +1069,8 @@ static fl_status ids_append(fls_server *s, const char *line, size_t n, int sync)
         return ids_rewrite(s);
     }
     s->ids_records++;
-    s->ids_size += (off_t)n;
+    if (s->ids_size >= 0)
+        s->ids_size += (off_t)n;
     if (s->ids_records > 2 * s->n_bind + 64)
         (void)ids_rewrite(s); /* the record is in: a failure here loses nothing (logged) */
     return FL_OK;
@@ -4352,7 +4357,7 @@ static void ids_check(fls_server *s)
         fstat(s->ids_fd, &held) != 0)
         return;
     const int there_ok = lstat(s->ids_path, &there) == 0 && fl_stat_same_file(&held, &there);
-    if (there_ok && held.st_size == s->ids_size)
+    if (there_ok && (s->ids_size < 0 || held.st_size == s->ids_size))
         return;
     fl_log(&s->log, FL_LOG_WARN, "client ids %s was %s while this server ran: written again from "
            "the server's table. Leave it in place and unedited while the server runs; to let "
