@@ -1017,8 +1017,22 @@ static fl_status ysyntax(yctx *y, const yaml_parser_t *p)
     if (p->context && p->error != YAML_READER_ERROR)
         snprintf(ctx, sizeof ctx, " (%s at line %zu, column %zu)", p->context,
                  p->context_mark.line + 1, p->context_mark.column + 1);
-    return fail(y->err, y->errlen, "%s:%zu:%zu: YAML syntax error: %s%s", y->name, line + 1,
-                col + 1, p->problem ? p->problem : "unknown", ctx);
+    /* A tab where libyaml gave up: its "found character that cannot start any token" does not
+     * say which character, and a tab looks like the spaces around it (an editor's indent) */
+    const char *tab = "";
+    if (!p->problem || !strstr(p->problem, "tab")) {
+        size_t i = 0;
+        for (size_t l = 0; l < line && i < y->len; i++)
+            l += y->buf[i] == '\n';
+        for (size_t c = 0; i < y->len && c < col && y->buf[i] != '\n'; i++)
+            c += ((unsigned char)y->buf[i] & 0xC0) != 0x80; /* columns count characters */
+        while (i < y->len && ((unsigned char)y->buf[i] & 0xC0) == 0x80)
+            i++;
+        if (i < y->len && y->buf[i] == '\t')
+            tab = "; a tab there: YAML indents with spaces, never tabs";
+    }
+    return fail(y->err, y->errlen, "%s:%zu:%zu: YAML syntax error: %s%s%s", y->name, line + 1,
+                col + 1, p->problem ? p->problem : "unknown", ctx, tab);
 }
 
 /* Next event, or a parse error with libyaml's own reason and position. */

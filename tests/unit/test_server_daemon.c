@@ -478,8 +478,13 @@ static void test_config_structure_errors(void **state)
                                     "']' (while parsing a flow sequence at line 2, column 12)"},
         {"round:\n  clients: [1, 2]\nrun:\n  seed: {a\n", "t.yaml:5:1: YAML syntax error: "
                                                        "did not find expected ',' or '}'"},
+        /* a tab said as such (libyaml names no character; a tab looks like spaces) */
         {"round:\n\tclients: 3\n", "t.yaml:2:1: YAML syntax error: found character that cannot "
-                                   "start any token"},
+                                   "start any token (while scanning for the next token at line 2, "
+                                   "column 1); a tab there: YAML indents with spaces, never tabs"},
+        {"run: {seed: 1}\n\trounds: 2\n", "t.yaml:2:1: YAML syntax error: found character that "
+                                       "cannot start any token (while scanning for the next token "
+                                       "at line 2, column 1); a tab there"},
         {"run:\n  seed: 1\n  metrics: a\001b\n", "t.yaml:3:13: YAML syntax error: control "
                                                  "characters are not allowed"},
         {"round:\n  clients: 3\n---\nround:\n  clients: 4\n", "only one YAML document"},
