@@ -93,14 +93,25 @@ int fl_connect_endpoint_ok(const char *ep, char *why, size_t cap)
          * fails at every attempt, which the client said as "is a server running there?" for
          * ever. */
         char h[256];
+        size_t skip = split ? host_len : 0; /* the HOST is what follows a SOURCE's ';' */
+        while (skip > 0 && host[skip - 1] != ';')
+            skip--;
+        const size_t n = split ? host_len - skip : 0;
         if (split && fl_port_number(port) >= 1 && !fl_tcp_host(ep, h, sizeof h)) {
-            size_t skip = host_len; /* the HOST is what follows a SOURCE's ';' */
-            while (skip > 0 && host[skip - 1] != ';')
-                skip--;
-            const size_t n = host_len - skip;
             snprintf(why, cap, "is not tcp://HOST:PORT: its HOST '%.*s' is empty or has one "
                      "bracket without the other (an IPv6 address is written [ADDR])",
                      (int)(n < 200 ? n : 200), host + skip);
+            return 0;
+        }
+        /* A ':' in a HOST outside brackets: an IPv6 address written bare ("tcp://::1:5555"),
+         * or a second port ("tcp://h:1:2"). libzmq splits at the last ':' and takes the rest as
+         * the host, so the first connected to ::1 without a word about the form flc.h documents,
+         * and the second retried a host "h:1" that never resolves, said as "is a server running
+         * there?" for ever. */
+        if (split && fl_port_number(port) >= 1 && host[skip] != '[' &&
+            memchr(host + skip, ':', n)) {
+            snprintf(why, cap, "is not tcp://HOST:PORT: its HOST '%.*s' has a ':' (an IPv6 "
+                     "address is written [ADDR])", (int)(n < 200 ? n : 200), host + skip);
             return 0;
         }
         if (split && fl_port_number(port) >= 1)

@@ -467,6 +467,10 @@ static void test_new_validation(void **state)
         /* libzmq connects to these, and fails each attempt: "is a server running there?" */
         {"has one bracket without the other", {.server_endpoint = "tcp://[::1:5555"}},
         {"its HOST '' is empty", {.server_endpoint = "tcp://10.0.0.1;:5555"}},
+        /* an IPv6 address without its brackets, a second port: libzmq connected to the first
+         * (splitting at the last ':') and retried the second's host "h:1" for ever */
+        {"its HOST '::1' has a ':'", {.server_endpoint = "tcp://::1:5555"}},
+        {"its HOST 'h:1' has a ':'", {.server_endpoint = "tcp://h:1:2"}},
         {"is inproc://", {.server_endpoint = "inproc://fedrop"}}, /* no zmq_context given */
         /* no scheme: libzmq said "Invalid argument" at the connect, exit 4 of a transport error */
         {"is not tcp://HOST:PORT, ipc://PATH or inproc://NAME", {.server_endpoint = "localhost:5555"}},

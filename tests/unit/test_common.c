@@ -1316,7 +1316,8 @@ static void test_endpoint_parts(void **state)
     /* a client's endpoint (fl_connect_endpoint_ok) */
     char why[128];
     const char *ok[] = {"tcp://127.0.0.1:5555", "tcp://[::1]:1", "tcp://h.example:65535",
-                        "ipc:///tmp/fl.sock", "inproc://fl"};
+                        "tcp://[fe80::1%lo]:80", "tcp://[::1]:0;[::1]:5555",
+                        "tcp://eth0;h.example:5555", "ipc:///tmp/fl.sock", "inproc://fl"};
     for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++)
         if (!fl_connect_endpoint_ok(ok[i], why, sizeof why))
             fail_msg("'%s' refused: %s", ok[i], why);
@@ -1328,6 +1329,21 @@ static void test_endpoint_parts(void **state)
         if (fl_connect_endpoint_ok(no[i], why, sizeof why) || strncmp(why, "is not tcp://", 13))
             fail_msg("'%s' taken (or said '%s')", no[i], why);
     }
+    /* a ':' in the HOST outside brackets: an IPv6 address written bare (libzmq split it at the
+     * last ':' and connected, though flc.h asks for brackets) or a second port (retried as a
+     * host "h:1" for ever); also after a SOURCE's ';' */
+    const char *colon[] = {"tcp://::1:5555", "tcp://h:1:2", "tcp://fe80::1%lo:80",
+                           "tcp://[::1]:0;::1:5555"};
+    for (size_t i = 0; i < sizeof colon / sizeof colon[0]; i++) {
+        why[0] = 0;
+        if (fl_connect_endpoint_ok(colon[i], why, sizeof why) ||
+            strncmp(why, "is not tcp://HOST:PORT: its HOST '", 34) ||
+            !strstr(why, "' has a ':' (an IPv6 address is written [ADDR])"))
+            fail_msg("'%s' taken (or said '%s')", colon[i], why);
+    }
+    why[0] = 0;
+    assert_false(fl_connect_endpoint_ok("tcp://::1:5555", why, sizeof why));
+    assert_non_null(strstr(why, "its HOST '::1' has a ':'"));
     /* ipc://: libzmq's connect refuses a path longer than a Unix socket's 107 bytes and a bare
      * "@"; the client said so only after its dataset had loaded */
     char ipc[6 + 109];
