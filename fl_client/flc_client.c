@@ -356,6 +356,14 @@ static flc_status check_config(const flc_config *cfg, const fl_logger *lg)
     if (!cfg->train && cfg->samples->row_len == 0)
         BAD("samples->row_len (floats, or tokens, per sample) is required: the library checks "
             "the server's model against it before it reads the samples");
+    /* n rows of row_len values (floats or int32 tokens, 4 bytes each) past what any array can
+     * hold: a garbage n or row_len, whose product would wrap (n = 2^33, row_len = 2^32 gives 0)
+     * and pass for a small array. No object is larger than PTRDIFF_MAX bytes. */
+    if (cfg->samples && (cfg->samples->x || cfg->samples->tokens) && cfg->samples->row_len &&
+        cfg->samples->n > (size_t)PTRDIFF_MAX / sizeof(float) / cfg->samples->row_len)
+        BAD("samples: n %zu rows of row_len %zu values (4 bytes each) are more than any array "
+            "holds (above %td bytes): n or row_len is wrong", cfg->samples->n,
+            cfg->samples->row_len, (ptrdiff_t)PTRDIFF_MAX);
     if ((int)cfg->log_level < FLC_LOG_DEBUG || (int)cfg->log_level > FLC_LOG_ERROR)
         BAD("log_level %d is not an flc_log_level", (int)cfg->log_level);
     if (cfg->threads < 0 || cfg->threads > 1024)

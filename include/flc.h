@@ -213,7 +213,9 @@ typedef flc_status (*flc_train_fn)(const flc_task *task, flc_update *out, void *
  * every label below its classes, every token below its vocabulary). When they do not, it tells
  * the server the round failed, logs why, says Bye and flc_client_run returns FLC_ERR_DATASET; it
  * never reads past n * row_len values. Exactly one of x and tokens is set (both: FLC_ERR_INVALID_ARG
- * from flc_client_new).
+ * from flc_client_new), and n * row_len values of 4 bytes are an array that can exist (at most
+ * PTRDIFF_MAX bytes: a garbage n or row_len whose product would wrap is FLC_ERR_INVALID_ARG from
+ * flc_client_new, which 0.3.8 and earlier took).
  * n is also what the client tells the server it holds (its Hello), with either trainer: the
  * server refuses an update that claims more samples than that. A plug-in device tells it the
  * same way, with samples pointing at {NULL, NULL, NULL, n, 0} (only n read); without samples it

@@ -437,6 +437,15 @@ static void test_new_validation(void **state)
     static const float one_x[4] = {0};
     static const flc_samples no_row_len = {one_x, NULL, one_label, 1, 0};
     static const flc_samples both_inputs = {one_x, one_label, one_label, 1, 4};
+    /* n * row_len past any array: SIZE_MAX squared, 2 HALF * HALF with HALF = 2^32 on 64 bits
+     * (the product wraps to 0 in size_t), and a product that fits size_t but not as 4-byte
+     * values; the tokens the same. flc_client_new took them all. */
+#define HALF ((size_t)1 << (sizeof(size_t) * 4))
+    static const flc_samples huge = {one_x, NULL, one_label, SIZE_MAX, SIZE_MAX};
+    static const flc_samples wraps = {one_x, NULL, one_label, 2 * HALF, HALF};
+    static const flc_samples bytes = {one_x, NULL, one_label, SIZE_MAX / 4 + 1, 1};
+    static const flc_samples tok_wraps = {NULL, one_label, one_label, 2 * HALF, HALF};
+#undef HALF
     const struct {
         const char *what;   /* what the log must say */
         flc_config cfg;
@@ -481,6 +490,10 @@ static void test_new_validation(void **state)
         {"samples", {.train = NULL, .samples = &no_x}},
         {"samples->row_len", {.train = NULL, .samples = &no_row_len}},
         {"x (float inputs) and tokens are both set", {.train = NULL, .samples = &both_inputs}},
+        {"values (4 bytes each) are more than any array holds", {.train = NULL, .samples = &huge}},
+        {"values (4 bytes each) are more than any array holds", {.train = NULL, .samples = &wraps}},
+        {"values (4 bytes each) are more than any array holds", {.train = NULL, .samples = &bytes}},
+        {"n or row_len is wrong", {.train = NULL, .samples = &tok_wraps}},
         {"log_level 42 is not", {.log_level = (flc_log_level)42}},
         {"heartbeat_ms 5 is below 10", {.heartbeat_ms = 5}},
         {"liveness_ms 1000 is not above heartbeat_ms 5000", {.heartbeat_ms = 5000, .liveness_ms = 1000}},
