@@ -1,6 +1,6 @@
 /* fl_keyfile.c: CURVE key files (see fl_keyfile.h). Strict: the first line that is not blank or a
- * comment must be the key, so a damaged file is refused with its line number rather than read as
- * "no key" or as another key. */
+ * comment must be the key, and the only such line, so a damaged file is refused with its line
+ * number rather than read as "no key" or as another key. */
 #include "fl_keyfile.h"
 
 #include <stdlib.h>
@@ -126,9 +126,24 @@ fl_status fl_key_text_parse(const char *text, size_t len, const char *name, fl_k
                          "a %s key is needed", name, fl_key_kind_name(header),
                          fl_key_kind_name(want));
         } else {
-            memcpy(z85, text + a, FL_KEY_Z85_LEN);
-            z85[FL_KEY_Z85_LEN] = 0;
+            /* The key must be the file's only one: a second (two key files joined, an
+             * allow-list given as a key file, an old key left above a new one) was ignored, and
+             * the first, maybe the wrong one, taken without a word. Comments may follow. */
+            const size_t key = a;
             st = FL_OK;
+            while (fl_key_next_line(text, len, &pos, &a, &b)) {
+                line++;
+                if (a != b) {
+                    st = fl_errf(err, errlen, FL_ERR_AUTH, "%s:%zu: a line after the key (a key "
+                                 "file holds one key: two files joined, or an allow-list?)",
+                                 name, line);
+                    break;
+                }
+            }
+            if (st == FL_OK) {
+                memcpy(z85, text + key, FL_KEY_Z85_LEN);
+                z85[FL_KEY_Z85_LEN] = 0;
+            }
         }
         break;
     }

@@ -1,6 +1,8 @@
 /* fl_keyfile.h: CURVE key files, the one reader shared by fl_server and the fl_client CLI.
  *
- * A key file holds one Z85 key (40 characters: 32 bytes) on a line of its own. '#' starts a
+ * A key file holds one Z85 key (40 characters: 32 bytes) on a line of its own, its only line
+ * that is not blank or a comment (a second key is refused: which one was meant cannot be told;
+ * many keys are fl_server's allow-list, another format). '#' starts a
  * comment at the start of a line or after a blank ('#' is also a Z85 character, but no key can
  * start with it); blank lines, surrounding blanks and a '\r' before the '\n' are ignored.
  * `fl_server keygen` heads its files with a comment that names the kind of key they hold
@@ -25,14 +27,15 @@
 /* Which key a key file must hold (FL_KEY_ANY: either). */
 typedef enum fl_key_kind { FL_KEY_ANY = 0, FL_KEY_PUBLIC = 1, FL_KEY_SECRET = 2 } fl_key_kind;
 
-/* Reads the first key line of the key file at path into z85 (40 characters and a NUL). want:
+/* Reads the key line of the key file at path into z85 (40 characters and a NUL). want:
  * the kind needed; a file whose keygen header names the other kind is refused. said (may be
  * NULL): the kind the file's header named before the key line, FL_KEY_ANY when none did; set on
  * failure too, so that a caller can word a wrong-kind refusal for its own users. Returns FL_OK;
  * FL_ERR_IO (cannot be read, not a regular file, or larger than FL_KEYFILE_MAX_BYTES: "PATH:
  * reason" in err; a FIFO is refused without waiting for a writer: fl_file_read_regular);
- * FL_ERR_AUTH ("PATH: no key in the file", "PATH:LINE: not a 40-character Z85 key", or "PATH: a
- * public key file (its header says so), where a secret key is needed"); FL_ERR_NOMEM;
+ * FL_ERR_AUTH ("PATH: no key in the file", "PATH:LINE: not a 40-character Z85 key", "PATH:LINE:
+ * a line after the key (...)" for a second key or any other line but a comment after it, or
+ * "PATH: a public key file (its header says so), where a secret key is needed"); FL_ERR_NOMEM;
  * FL_ERR_INVALID_ARG for a NULL path or z85. z85 is written only on FL_OK. */
 fl_status fl_key_file_read(const char *path, fl_key_kind want, char z85[FL_KEY_Z85_LEN + 1],
                            fl_key_kind *said, char *err, size_t errlen);

@@ -94,7 +94,9 @@ int flc_version_number(void); /* MAJOR * 10000 + MINOR * 100 + PATCH, as FLC_VER
  * for a public one; a file whose keygen header names the other kind is refused (a hand-written
  * file without it is taken as either). Blank lines, other comments and a '\r' are skipped. FLC_OK;
  * FLC_ERR_IO (cannot be read, not a regular file, above 64 KiB), FLC_ERR_AUTH (no key, a line
- * that is not a Z85 key, the other kind of key), FLC_ERR_INVALID_ARG (NULL path or z85),
+ * that is not a Z85 key, the other kind of key, a second key or any other line but a comment
+ * after the key: a file holds one key, and 0.3.8 and earlier took the first without a word),
+ * FLC_ERR_INVALID_ARG (NULL path or z85),
  * FLC_ERR_NOMEM; why (may be NULL) then says what, naming the file. z85 is written only on FLC_OK. The library
  * prints nothing. Since 0.3.1. */
 flc_status flc_key_file_read(const char *path, int secret, char z85[41], char *why, size_t whylen);

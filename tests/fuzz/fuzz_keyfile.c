@@ -1,8 +1,9 @@
 /* fuzz_keyfile: the CURVE key-file reader of common/ (fl_keyfile.h) on arbitrary bytes, from
  * memory (fl_key_text_parse) and from a file (fl_key_file_read, through a memfd), for each kind
  * wanted. Never a crash or a leak; a refusal comes with a message; a key read is 40 Z85
- * characters that stand in the input, that libzmq's own decoder accepts, and that the file
- * reader reads the same. fl_z85_key_decode is also checked against zmq_z85_decode. */
+ * characters that stand in the input, on its only line that is not blank or a comment, that
+ * libzmq's own decoder accepts, and that the file reader reads the same. fl_z85_key_decode is
+ * also checked against zmq_z85_decode. */
 #define _GNU_SOURCE /* memfd_create */
 #include <stdint.h>
 #include <stdio.h>
@@ -30,6 +31,15 @@ static void check_decode(const uint8_t *s)
         abort();
     if (ok && memcmp(mine, theirs, 32) != 0)
         abort();
+}
+
+/* The lines of text that are neither blank nor a comment, as the reader splits them. */
+static size_t key_lines(const char *text, size_t len)
+{
+    size_t pos = fl_key_text_start(text, len), a, b, n = 0;
+    while (fl_key_next_line(text, len, &pos, &a, &b))
+        n += a != b;
+    return n;
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -63,6 +73,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 abort();
             if (want != FL_KEY_ANY && said != FL_KEY_ANY && said != want)
                 abort(); /* the wrong kind was let through */
+            if (key_lines(text, size) != 1)
+                abort(); /* a key file holds one key line: a second was ignored */
         } else if (st != FL_ERR_AUTH || strncmp(err, "fuzz:", 5) != 0) {
             abort();
         }

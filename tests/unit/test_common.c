@@ -1164,8 +1164,8 @@ static void test_key_file_good(void **state)
     key_file(path, "bom.key", "\xEF\xBB\xBF" KEY_B "\n");
     assert_int_equal(fl_key_file_read(path, FL_KEY_SECRET, z, NULL, err, sizeof err), FL_OK);
     assert_string_equal(z, KEY_B);
-    /* a comment after the key and a blank; only the first key counts */
-    key_file(path, "comment.pub", HDR_PUB KEY_A "  # laptop\n" KEY_B "\n");
+    /* a comment after the key and a blank; comments and blank lines after the key */
+    key_file(path, "comment.pub", HDR_PUB KEY_A "  # laptop\n\n# rotated 2026-12\n  \r\n");
     assert_int_equal(fl_key_file_read(path, FL_KEY_PUBLIC, z, NULL, err, sizeof err), FL_OK);
     assert_string_equal(z, KEY_A);
     key_file(path, "tab.pub", KEY_B "\t#\tserver\n");
@@ -1241,6 +1241,34 @@ static void test_key_file_refused(void **state)
                          FL_ERR_AUTH);
         snprintf(want, sizeof want, "%s:%d: not a 40-character Z85 key", path, bad[i].line);
         assert_string_equal(err, want);
+    }
+    /* a key file holds one key: a second key, or anything after the key but comments, is
+     * refused at its line (the first key was taken, the rest ignored without a word), z85
+     * untouched; the same from memory */
+    static const struct {
+        const char *text;
+        int line;
+    } more[] = {
+        {HDR_PUB KEY_A "\n" KEY_B "\n", 3},                 /* an old key left, or an allow-list */
+        {HDR_PUB KEY_A "\n" HDR_SEC KEY_B "\n", 4},         /* NAME.pub and NAME.secret joined */
+        {KEY_A "  # laptop\n\n# next\n" KEY_B "\r\n", 4},
+        {KEY_A "\nnot-a-key\n", 2},
+        {"\xEF\xBB\xBF" KEY_A "\r\n\r\n" KEY_A, 3},          /* the same key twice too */
+    };
+    for (size_t i = 0; i < sizeof more / sizeof *more; i++) {
+        key_file(path, "two.pub", more[i].text);
+        memset(z, 'z', sizeof z);
+        for (int w = FL_KEY_ANY; w <= FL_KEY_PUBLIC; w++) {
+            if (fl_key_file_read(path, (fl_key_kind)w, z, NULL, err, sizeof err) != FL_ERR_AUTH)
+                fail_msg("more[%zu] (want %d) taken as %.40s", i, w, z);
+            snprintf(want, sizeof want, "%s:%d: a line after the key (a key file holds one key: "
+                     "two files joined, or an allow-list?)", path, more[i].line);
+            assert_string_equal(err, want);
+            assert_int_equal(z[0], 'z');
+        }
+        assert_int_equal(fl_key_text_parse(more[i].text, strlen(more[i].text), "mem",
+                                           FL_KEY_ANY, z, NULL, err, sizeof err), FL_ERR_AUTH);
+        assert_int_equal(strncmp(err, "mem:", 4), 0);
     }
     /* a file that is missing, or not a key file's size */
     snprintf(path, sizeof path, "%s/missing.pub", g_keydir);
