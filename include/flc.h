@@ -169,7 +169,13 @@ typedef struct flc_task {
  * late; said once at warn; 0.3.7 and earlier let it train on); else 0. A plug-in trainer that
  * runs long (an NPU's many batches) polls it between steps and, once it is 1, returns
  * FLC_ERR_CANCELLED, saving the device's time and battery (the library never sends the result
- * of such a training). Call it only from the trainer, during the call that got task (0 for NULL
+ * of such a training). How often: at least once per batch, as the built-in trainer does (before
+ * each one), and so that no more than a fraction of a second of work passes between two polls:
+ * that gap is how long a stop (flc_client_run returns only once the trainer has) or a training
+ * past its deadline goes on. flc_task carries no deadline: a trainer cannot size its work to the
+ * round's end, and need not; the library watches the deadline and this poll tells the trainer.
+ * Call it only from the trainer, or a thread the trainer handed the work to and waits for,
+ * during the call that got task (0 for NULL
  * or a task whose lib_state is NULL, as one a device fills in itself, zeroed, to test its
  * trainer; a copy of a task kept past the call must not be passed). Cheap (one atomic load) and
  * thread-safe. Since 0.3.1. */
