@@ -589,3 +589,19 @@ int fl_read_int_file(const char *path, int fallback)
         return fallback;
     return (int)v;
 }
+
+int fl_std_fds_open(void)
+{
+    for (int fd = 0; fd <= 2; fd++) {
+        if (fcntl(fd, F_GETFD) != -1 || errno != EBADF)
+            continue;
+        const int n = open("/dev/null", O_RDWR); /* the lowest free number: fd */
+        if (n < 0)
+            return errno;
+        if (n != fd) { /* cannot be (fd was free and the lowest), but never keep a stray */
+            close(n);
+            return EBADF;
+        }
+    }
+    return 0;
+}

@@ -136,4 +136,13 @@ ssize_t fl_write_nosigpipe(int fd, const void *buf, size_t n);
  * keep the lock. */
 int fl_lock_path(const char *lock_path, int *fd, long *holder);
 
+/* Standard input, output and error open: each of descriptors 0, 1 and 2 that is closed (a program
+ * started as `prog ... >&- 2>&-`, or by a supervisor that closes them) is opened on /dev/null.
+ * Else the first files the process opens take those numbers, and what it prints lands in them:
+ * fl_server's log went into CHECKPOINT.lock, fl_sim's into DIR/rounds.csv, fl_client's into its
+ * own wake pipe. For a program's main, before anything else opens a file (not thread-safe: a
+ * descriptor another thread opens meanwhile may take a number first). Never prints. 0, or the
+ * errno of a descriptor that could not be filled. */
+int fl_std_fds_open(void);
+
 #endif

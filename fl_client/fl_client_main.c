@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "fl_endpoint.h"
+#include "fl_fs.h"
 #include "fl_keyfile.h"
 #include "fl_sig.h"
 #include "flc.h"
@@ -245,6 +246,10 @@ int main(int argc, char **argv)
     unsigned long long part_seed = 1, seed = 0, memory = 0;
     int insecure = 0, index_given = 0;
     flc_log_level level = FLC_LOG_INFO;
+    /* Before anything opens a file: a closed stderr (`fl_client ... >&- 2>&-`) took the number of
+     * the first descriptor opened, the client's wake pipe, and the log went into it. */
+    if (fl_std_fds_open() != 0)
+        return 4; /* nowhere to say it: stderr is what is missing */
     /* From the first moment, before any thread: a SIGTERM while the dataset loads used to kill
      * the process with the default action (exit 143), not the 0 of a stop. A closed terminal
      * (SIGHUP) and a closed stderr (SIGPIPE: `fl_client ... 2>&1 | head`, a log reader that

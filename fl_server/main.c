@@ -1,7 +1,6 @@
 /* main.c: the fl_server command line. Everything but argument handling, signals and printing lives
  * in libflserver (include/fls.h). */
 #include <errno.h>
-#include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -11,6 +10,7 @@
 #include <unistd.h>
 #include <sys/resource.h>
 
+#include "fl_fs.h"
 #include "fl_sig.h"
 #include "fls.h"
 
@@ -338,30 +338,11 @@ static int keygen(int argc, char **argv)
     return EXIT_DONE;
 }
 
-/* Standard input, output and error open, on /dev/null where one was closed (`fl_server ... >&-
- * 2>&-`, a supervisor that closes them): else the first files the server opens take their
- * numbers, and what it prints lands in them. Until 2026-12-07 CHECKPOINT.lock, the first, took
- * the log (stderr closed) or the metrics of `run.metrics: "-"` (stdout closed). 0, or the errno
- * of a descriptor that could not be filled. */
-static int std_fds_open(void)
-{
-    for (int fd = 0; fd <= 2; fd++) {
-        if (fcntl(fd, F_GETFD) != -1 || errno != EBADF)
-            continue;
-        const int n = open("/dev/null", O_RDWR); /* the lowest free number: fd */
-        if (n < 0)
-            return errno;
-        if (n != fd) { /* cannot be (fd was free and the lowest), but never keep a stray */
-            close(n);
-            return EBADF;
-        }
-    }
-    return 0;
-}
-
 int main(int argc, char **argv)
 {
-    if (std_fds_open() != 0)
+    /* Before anything opens a file: until 2026-12-07 CHECKPOINT.lock, the first, took a closed
+     * stderr's number and the log (or stdout's, and the metrics of `run.metrics: "-"`). */
+    if (fl_std_fds_open() != 0)
         return EXIT_RUNTIME; /* nowhere to say it: stderr is what is missing */
     if (argc == 2 && strcmp(argv[1], "--version") == 0) {
         printf("fl_server %s\n", FEDROP_VERSION);

@@ -851,4 +851,16 @@ grep -qx "SigBlk:[[:space:]]*0*" "$DIR/gp/blk" ||
     fail "gnuplot started with signals blocked: $(cat "$DIR/gp/blk" 2>/dev/null || echo 'it did not run')"
 echo "gnuplot: started with no signal blocked"
 
+# Standard output and error closed (`fl_sim ... >&- 2>&-`, a supervisor that closes them): they are
+# opened on /dev/null before anything else. Until 2026-12-07 the files the run opened took their
+# numbers: DIR/rounds.csv took stderr's, and a resume's "fl_sim: resuming ..." line went into it.
+"$FL_SIM" $ARGS --rounds 2 --checkpoint-every 1 --out "$DIR/cf" >/dev/null 2>"$DIR/cf.err" ||
+    fail "closed std fds, first run: $(cat "$DIR/cf.err")"
+rc=0
+"$FL_SIM" $ARGS --rounds 3 --checkpoint-every 1 --resume 1 --out "$DIR/cf" >&- 2>&- || rc=$?
+[ "$rc" -eq 0 ] || fail "closed std fds, resumed: exit status $rc"
+[ "$(grep -c '^[0-9]' "$DIR/cf/rounds.csv")" -eq 3 ] || fail "closed std fds: $(cat "$DIR/cf/rounds.csv")"
+! grep -q "fl_sim" "$DIR/cf/rounds.csv" || fail "closed std fds: the log in rounds.csv: $(cat "$DIR/cf/rounds.csv")"
+echo "closed std fds: rounds.csv holds rounds only"
+
 echo "ok"

@@ -17,6 +17,7 @@
 #include <sys/ioctl.h>
 #include <unistd.h>
 
+#include "fl_fs.h"
 #include "fl_log.h"
 #include "fl_sig.h"
 #include "fl_time.h"
@@ -1236,6 +1237,10 @@ static int run_main(int argc, char **argv)
 
 int main(int argc, char **argv)
 {
+    /* Before anything opens a file (MPI too): a closed stderr (`fl_sim ... >&- 2>&-`) took the
+     * number of a file the run opened, DIR/rounds.csv, and the run's messages went into it. */
+    if (fl_std_fds_open() != 0)
+        return 1; /* nowhere to say it: stderr is what is missing */
 #ifdef FLSIM_HAVE_MPI
     /* Only under a launcher: a plain run must not need an MPI runtime. */
     const int under_mpi = getenv("OMPI_COMM_WORLD_SIZE") || getenv("PMIX_RANK") || getenv("PMI_RANK");

@@ -2313,6 +2313,29 @@ static void test_cli_stop_during_startup(void **state)
         fail_msg("fl_client stopped during start-up said '%s'", out);
 }
 
+/* fl_client started with standard output and error closed (`>&- 2>&-`, a supervisor that closes
+ * them): they are opened on /dev/null before anything else. fl_client writes no file, but until
+ * 2026-12-07 the first descriptors it made, its session's wake pipe, took numbers 1 and 2, and its
+ * log went into that pipe (a wake-up per line; the pipe full, lines lost). Once its ZeroMQ context
+ * is made (an eventfd open), its descriptors 1 and 2 are /dev/null; a SIGTERM still stops it with
+ * exit status 0. */
+static void test_cli_closed_std_fds(void **state)
+{
+    (void)state;
+    const char *root = client_exe_root();
+    char cmd[2048], out[1024];
+    snprintf(cmd, sizeof cmd,
+             "'%s/fl_client/fl_client' --server tcp://127.0.0.1:1 --insecure "
+             "--dataset synth-images:200:1x8x8:4 --log-level debug >&- 2>&- & p=$!; i=0; "
+             "while [ $i -lt 600 ] && ! ls -l /proc/$p/fd 2>/dev/null | grep -q eventfd; do "
+             "sleep 0.05; i=$((i + 1)); done; "
+             "echo \"fd1=$(readlink /proc/$p/fd/1) fd2=$(readlink /proc/$p/fd/2)\"; "
+             "kill -TERM $p; wait $p; echo \"rc=$?\"", root);
+    sh_collect(cmd, out, sizeof out);
+    if (!strstr(out, "fd1=/dev/null fd2=/dev/null\n") || !strstr(out, "rc=0\n"))
+        fail_msg("fl_client with stdout and stderr closed: '%s'", out);
+}
+
 /* fl_client's refusals of its command line: one line each that names the option and the range
  * (not the 40-line usage after getopt's line, nor one message for three options), exit 1. */
 static void test_cli_bad_options(void **state)
@@ -5167,6 +5190,7 @@ int main(void)
         cmocka_unit_test(test_server_key_changed_said),
         cmocka_unit_test(test_key_change_said_after_plain_server),
         cmocka_unit_test(test_cli_stop_during_startup),
+        cmocka_unit_test(test_cli_closed_std_fds),
         cmocka_unit_test(test_cli_bad_options),
         cmocka_unit_test(test_cli_index_missing_said),
         cmocka_unit_test(test_cli_partition_reasons),
