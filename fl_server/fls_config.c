@@ -236,7 +236,7 @@ static int parse_u64(const char *s, uint64_t *out)
     return 1;
 }
 
-/* A decimal number: 1 and *out set; 0 not one; F64_TINY a nonzero number too small for a double
+/* A decimal number: 1 and *out set (+0 for a "-0"); 0 not one; F64_TINY a nonzero number too small for a double
  * (strtod's ERANGE with a result at or below DBL_MIN: a subnormal, or 0 for 1e-400), which is
  * refused as before but no longer said as "not a finite number"; F64_HUGE beyond DBL_MAX. */
 enum { F64_TINY = -1, F64_HUGE = -2 };
@@ -257,7 +257,9 @@ static int parse_f64(const char *s, double *out)
         return fabs(v) <= DBL_MIN ? F64_TINY : F64_HUGE;
     if (errno || !isfinite(v))
         return 0;
-    *out = v;
+    /* "-0" is 0: a negative zero reached the checkpoint's settings (compared by their bits), and a
+     * run started with train.momentum -0 refused to resume with 0 ("train.momentum 0 -> 0"). */
+    *out = v == 0.0 ? 0.0 : v;
     return 1;
 }
 

@@ -4777,6 +4777,65 @@ static void test_reactor_round_and_resume(void **state)
     free(lb);
 }
 
+/* A "-0" in the configuration is 0: a negative zero was kept (strtod), and the checkpoint's
+ * settings, compared by their bits, told it from 0, so that a run started with train.momentum -0
+ * (or optimizer.momentum, train.weight_decay, ...) and resumed with 0 was refused with "1 setting
+ * changed since ...: train.momentum 0 -> 0. Set it back to resume" (as fl_sim's --momentum -0 was
+ * until 42aeef36). Here a round played with -0 for train.momentum and optimizer.momentum (fedavgm),
+ * then resumed with 0, and with -0 again: each goes on at round 1. */
+static void test_negative_zero_is_zero(void **state)
+{
+    (void)state;
+    char yaml[2048], ep[300], ckpt[300];
+    snprintf(ep, sizeof ep, "ipc://%s/negz.sock", g_tmp);
+    snprintf(ckpt, sizeof ckpt, "%s/negz.ckpt", g_tmp);
+    snprintf(yaml, sizeof yaml,
+             "server:\n  insecure: true\n  endpoints: ['%s']\n  credit: 3\n"
+             "model:\n  arch: \"mlp:6-5-3\"\nrun:\n  rounds: 1\n"
+             "round:\n  clients: 1\n  overcommit: 1\n"
+             "optimizer:\n  kind: fedavgm\n  momentum: -0\n"
+             "train:\n  momentum: -0\n  weight_decay: -0.0\n"
+             "checkpoint:\n  path: '%s'\n  every: 1\n", ep, ckpt);
+    fls_options *o = opts_from(yaml);
+    check_value(o, "train.momentum", "0");
+    check_value(o, "optimizer.momentum", "0");
+    logbuf *lb = calloc(1, sizeof *lb);
+    fls_host host = {log_collect, lb, NULL, round_collect, lb};
+    fls_server *s = NULL;
+    assert_int_equal(fls_server_new(o, &host, &s), FLS_OK);
+    peer p;
+    flp_msg h;
+    flc_core *c = dev_joined(s, &p, ep, &h);
+    int max_inflight = 0;
+    assert_int_equal(play_round(s, &p, c, 3, &max_inflight, 1), 0);
+    flp_msg *bye = peer_recv(s, &p, 10);
+    assert_non_null(bye);
+    flp_msg_free(bye);
+    fls_server_free(s);
+    peer_close(&p);
+    flc_core_free(c);
+
+    char err[256];
+    for (int pass = 0; pass < 2; pass++) {
+        const char *z = pass == 0 ? "0" : "-0";
+        assert_int_equal(fls_options_set(o, "train.momentum", z, err, sizeof err), FLS_OK);
+        assert_int_equal(fls_options_set(o, "optimizer.momentum", z, err, sizeof err), FLS_OK);
+        assert_int_equal(fls_options_set(o, "train.weight_decay", z, err, sizeof err), FLS_OK);
+        assert_int_equal(fls_options_set(o, "run.rounds", "2", err, sizeof err), FLS_OK);
+        assert_int_equal(fls_options_set(o, "run.resume", "true", err, sizeof err), FLS_OK);
+        lb->len = 0;
+        lb->text[0] = 0;
+        s = NULL;
+        const fls_status st = fls_server_new(o, &host, &s);
+        if (st != FLS_OK || !strstr(lb->text, "at round 1"))
+            fail_msg("resumed with momentum %s: %s; said:\n%s", z, fls_strerror(st), lb->text);
+        fls_server_free(s);
+    }
+    fls_options_free(o);
+    unlink(ckpt);
+    free(lb);
+}
+
 /* A server whose evaluation takes a while (a 2.9-million-parameter mlp on 3,000 synthetic
  * images: 0.3-1 s here, far more under the sanitizers), one round of quorum 1 and at most
  * `rounds` rounds, log at debug; the client "dev" joined on *p (*c its core). */
@@ -10715,6 +10774,7 @@ int main(void)
         cmocka_unit_test(test_reactor_reload_from_thread),
         cmocka_unit_test_teardown(test_reactor_ids_per_key, hello_memory_reset),
         cmocka_unit_test(test_reactor_round_and_resume),
+        cmocka_unit_test(test_negative_zero_is_zero),
         cmocka_unit_test(test_reactor_done_linger),
         cmocka_unit_test_teardown(test_reactor_next_round_at_once, reset_wraps),
         cmocka_unit_test_teardown(test_reactor_round_starts_at_join, reset_wraps),
