@@ -2171,8 +2171,8 @@ static void on_hello(fls_server *s, sess *x, const uint8_t *rid, size_t rid_len,
         binding *idle = forgettable(s, s->owners[row].idle.head, now);
         if (!idle) {
             char why[96];
-            snprintf(why, sizeof why, "this key holds %u ids (server.ids_per_key)",
-                     s->owners[row].n_ids);
+            snprintf(why, sizeof why, "this key holds %u id%s (server.ids_per_key)",
+                     s->owners[row].n_ids, s->owners[row].n_ids == 1 ? "" : "s");
             if (s->opt.id_idle_s)
                 log_bad(s, "hello from %s refused: %s, none idle for server.id_idle_s (%u s)",
                         h->client_id, why, s->opt.id_idle_s);
@@ -3183,16 +3183,17 @@ static fl_status reload_allow(fls_server *s)
          * on which fl_client exits for good, and release every id. A list that takes every key
          * off on purpose says so with a comment line. */
         fl_log(&s->log, FL_LOG_ERROR, "allow-list not reloaded (the old one stays): %s is empty "
-               "(a file caught mid-write, or cut short by a shell redirection?); its %zu keys "
-               "stay in force. To take every key off, leave a comment line in it (# none) and "
-               "reload", s->opt.allow_list, s->allow.n);
+               "(a file caught mid-write, or cut short by a shell redirection?); its %zu key%s "
+               "stay%s in force. To take every key off, leave a comment line in it (# none) and "
+               "reload", s->opt.allow_list, s->allow.n, s->allow.n == 1 ? "" : "s",
+               s->allow.n == 1 ? "s" : "");
         fls_allow_clear(&a);
         return FL_ERR_AUTH;
     }
     fls_allow_clear(&s->allow);
     s->allow = a;
-    fl_log(&s->log, a.n ? FL_LOG_INFO : FL_LOG_WARN, "allow-list %s: %zu keys%s",
-           s->opt.allow_list, a.n, a.n ? "" : ": no client can join until keys are added (SIGHUP "
+    fl_log(&s->log, a.n ? FL_LOG_INFO : FL_LOG_WARN, "allow-list %s: %zu key%s%s",
+           s->opt.allow_list, a.n, a.n == 1 ? "" : "s", a.n ? "" : ": no client can join until keys are added (SIGHUP "
            "reloads it)");
     release_removed_keys(s);
     return FL_OK;
@@ -3378,7 +3379,8 @@ static fl_status load_eval(fls_server *s, char *err, size_t errlen)
                "the accuracy reported, test_accuracy in run.metrics too, is a training accuracy)",
                s->eval_view.n);
     else
-        fl_log(&s->log, FL_LOG_INFO, "evaluation set: %zu samples", s->eval_view.n);
+        fl_log(&s->log, FL_LOG_INFO, "evaluation set: %zu sample%s", s->eval_view.n,
+               s->eval_view.n == 1 ? "" : "s");
     return st;
 }
 
@@ -4075,13 +4077,14 @@ static fl_status ids_load(fls_server *s, int resumed, char *err, size_t errlen)
     fls_ids_clear(&t);
     if (st != FL_OK)
         return st;
-    fl_log(&s->log, FL_LOG_INFO, "client ids %s: %zu ids %sbound as before the restart (%zu "
-           "records read, %zu released, %zu over server.max_clients or server.ids_per_key)",
-           s->ids_path, kept, s->check_only ? "would be " : "", records, released, over);
+    fl_log(&s->log, FL_LOG_INFO, "client ids %s: %zu id%s %sbound as before the restart "
+           "(%zu record%s read, %zu released, %zu over server.max_clients or "
+           "server.ids_per_key)", s->ids_path, kept, kept == 1 ? "" : "s",
+           s->check_only ? "would be " : "", records, records == 1 ? "" : "s", released, over);
     if (over)
-        fl_log(&s->log, FL_LOG_WARN, "client ids %s: %zu ids dropped (the least recently seen): "
-               "more than server.max_clients (%u) or server.ids_per_key (%u) allow", s->ids_path,
-               over, s->opt.max_clients, s->opt.ids_per_key);
+        fl_log(&s->log, FL_LOG_WARN, "client ids %s: %zu id%s dropped (the least recently "
+               "seen): more than server.max_clients (%u) or server.ids_per_key (%u) allow",
+               s->ids_path, over, over == 1 ? "" : "s", s->opt.max_clients, s->opt.ids_per_key);
     if (resumed) {
         size_t dropped = 0;
         if (fls_core_forget_unknown(s->core, key_bound, s, &dropped) == FL_OK && dropped)
@@ -4618,9 +4621,9 @@ static fl_status server_init(fls_server *s, char *err, size_t errlen)
             const uint32_t limit = s->opt.core.max_rounds;
             if (limit && s->ckpt_round >= limit)
                 fl_log(&s->log, FL_LOG_WARN, "run.rounds (%u) was already reached: the "
-                       "checkpoint has %llu rounds done; nothing to train (raise run.rounds "
+                       "checkpoint has %llu round%s done; nothing to train (raise run.rounds "
                        "above %llu to continue)", limit, (unsigned long long)s->ckpt_round,
-                       (unsigned long long)s->ckpt_round);
+                       s->ckpt_round == 1 ? "" : "s", (unsigned long long)s->ckpt_round);
         } else if (s->opt.resume) {
             fl_log(&s->log, FL_LOG_INFO, "no checkpoint at %s yet: %s a fresh run",
                    s->opt.ckpt_path, s->check_only ? "would start" : "starting");
@@ -4650,8 +4653,8 @@ static fl_status server_init(fls_server *s, char *err, size_t errlen)
             return fls_options_errf(&s->opt, err, errlen, st, "server.allow_list", NULL,
                                     "server.allow_list: %s%s%s", why2, hint, denied);
         }
-        fl_log(&s->log, s->allow.n ? FL_LOG_INFO : FL_LOG_WARN, "allow-list %s: %zu keys%s",
-               s->opt.allow_list, s->allow.n, s->allow.n ? "" : ": no client can join until keys "
+        fl_log(&s->log, s->allow.n ? FL_LOG_INFO : FL_LOG_WARN, "allow-list %s: %zu key%s%s",
+               s->opt.allow_list, s->allow.n, s->allow.n == 1 ? "" : "s", s->allow.n ? "" : ": no client can join until keys "
                "are added (SIGHUP reloads it)");
         owners_rebuild(s);
     }
@@ -5051,8 +5054,8 @@ static fls_status finish_done(fls_server *s)
     if (fl_sha256_digest(d, fls_core_params(s->core),
                          fls_core_arch(s->core)->n_params * sizeof(float)) == FL_OK)
         fl_sha256_hex(hex, d);
-    fl_log(&s->log, FL_LOG_INFO, "run done: %llu rounds%s; model sha256 %s",
-           (unsigned long long)fls_core_round(s->core),
+    fl_log(&s->log, FL_LOG_INFO, "run done: %llu round%s%s; model sha256 %s",
+           (unsigned long long)fls_core_round(s->core), fls_core_round(s->core) == 1 ? "" : "s",
            fls_core_target_reached(s->core) ? ", target accuracy reached" : "", hex);
     if (!s->opt.done_linger_s || stop_asked(s))
         return FLS_ERR_STATE;

@@ -588,15 +588,18 @@ int main(int argc, char **argv)
     fls_server_stats_get(srv, &stats);
     log_main(FLS_LOG_INFO, rs == FLS_OK ? "exiting: run done" : "exiting");
     fprintf(stderr,
-            "fl_server: %llu rounds, %llu messages in, %llu out, %llu malformed, %llu refused, "
-            "%llu auth refused, %llu checkpoints; %u client ids bound, %llu clients in the "
-            "round engine; at most %u connections open at once, %llu closed idle, %llu over "
+            "fl_server: %llu round%s, %llu message%s in, %llu out, %llu malformed, %llu refused, "
+            "%llu auth refused, %llu checkpoint%s; %u client id%s bound, %llu client%s in the "
+            "round engine; at most %u connection%s open at once, %llu closed idle, %llu over "
             "the limit\n",
-            (unsigned long long)stats.rounds_done, (unsigned long long)stats.msgs_in,
+            (unsigned long long)stats.rounds_done, stats.rounds_done == 1 ? "" : "s",
+            (unsigned long long)stats.msgs_in, stats.msgs_in == 1 ? "" : "s",
             (unsigned long long)stats.msgs_out, (unsigned long long)stats.malformed,
             (unsigned long long)stats.refused, (unsigned long long)stats.auth_refused,
-            (unsigned long long)stats.checkpoints, stats.ids,
-            (unsigned long long)stats.engine_clients, stats.connections_peak,
+            (unsigned long long)stats.checkpoints, stats.checkpoints == 1 ? "" : "s", stats.ids,
+            stats.ids == 1 ? "" : "s", (unsigned long long)stats.engine_clients,
+            stats.engine_clients == 1 ? "" : "s", stats.connections_peak,
+            stats.connections_peak == 1 ? "" : "s",
             (unsigned long long)stats.idle_closed, (unsigned long long)stats.over_limit_closed);
     if (g_stdout_metrics.lost_all) {
         char msg[192], tail[96] = "";
