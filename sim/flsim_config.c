@@ -738,8 +738,9 @@ fl_status flsim_config_parse_yaml(flsim_config *c, const char *text, size_t len,
     /* the keys seen so far, and their lines: a key given twice is an error, not "the last wins" */
     enum { MAX_KEYS = 256 }; /* more than there are options: a longer file has an unknown one */
     char (*seen)[128] = calloc(MAX_KEYS, sizeof *seen);
+    char (*seen_raw)[128] = calloc(MAX_KEYS, sizeof *seen_raw); /* each as the file spells it */
     size_t *seen_line = calloc(MAX_KEYS, sizeof *seen_line), n_seen = 0;
-    if (!seen || !seen_line)
+    if (!seen || !seen_raw || !seen_line)
         st = FL_ERR_NOMEM;
     while (!done && st == FL_OK) {
         yaml_event_t ev;
@@ -877,15 +878,24 @@ fl_status flsim_config_parse_yaml(flsim_config *c, const char *text, size_t len,
                     if (*q == '_')
                         *q = '-';
                 have_key = 1;
+                /* each spelling as the file has it: "'per_round' is given twice (first on line
+                 * 1)" of a line 1 that reads per-round sent a search of the file for per_round
+                 * to this line alone */
                 for (size_t i = 0; i < n_seen && st == FL_OK; i++)
                     if (strcmp(seen[i], key) == 0) {
-                        if (err && errlen)
-                            snprintf(err, errlen, "%s:%zu: '%s' is given twice (first on line %zu)",
-                                     name, line, val, seen_line[i]);
+                        if (err && errlen && strcmp(seen_raw[i], raw) != 0)
+                            snprintf(err, errlen, "%s:%zu: '%s' is given twice (first on line %zu, "
+                                     "as '%s'): keep one of the two lines", name, line, raw,
+                                     seen_line[i], seen_raw[i]);
+                        else if (err && errlen)
+                            snprintf(err, errlen, "%s:%zu: '%s' is given twice (first on line "
+                                     "%zu): keep one of the two lines", name, line, raw,
+                                     seen_line[i]);
                         st = FL_ERR_CONFIG;
                     }
                 if (st == FL_OK && n_seen < MAX_KEYS) {
                     memcpy(seen[n_seen], key, sizeof key);
+                    memcpy(seen_raw[n_seen], raw, sizeof raw);
                     seen_line[n_seen++] = line;
                 }
             } else {
@@ -936,6 +946,7 @@ fl_status flsim_config_parse_yaml(flsim_config *c, const char *text, size_t len,
         st = FL_ERR_CONFIG;
     }
     free(seen);
+    free(seen_raw);
     free(seen_line);
     return st;
 }
