@@ -140,7 +140,7 @@ echo "last-argument options: unknown named as unknown"
 # A count with a leading blank or a sign is refused, as a number or a rate with one is (until
 # 2026-12-07 --rounds ' 2' ran 2 rounds and --seeds ' 2' 2 seeds): exit status 2, nothing run.
 for c in "--rounds| 2|--rounds: ' 2' is not a round count in 1 .. 100000000" \
-         "--clients|	20|--clients: '	20' is not a client count in 1 .. 1000000" \
+         "--clients|	20|--clients: '\\t20' is not a client count in 1 .. 1000000" \
          "experiment afd --seeds| 1|--seeds: ' 1' is not a count in 1 .. 100" \
          "experiment afd --seeds|+1|--seeds: '+1' is not a count in 1 .. 100"; do
     opt=${c%%|*}
@@ -567,6 +567,15 @@ rc=0
 grep -qx "fl_sim: $DIR: a directory, not a regular file" "$DIR/cfgdir.err" ||
     fail "--config DIR: $(cat "$DIR/cfgdir.err")"
 echo "--config DIR: says it is a directory"
+# a block scalar's value ends in a line break: the message is one line, and says why
+printf 'rounds: |\n  2\n' > "$DIR/block.yaml"
+rc=0
+"$FL_SIM" --config "$DIR/block.yaml" >/dev/null 2>"$DIR/cfgblock.err" || rc=$?
+[ "$rc" -eq 2 ] || fail "rounds: |: exit status $rc, not 2"
+[ "$(wc -l < "$DIR/cfgblock.err")" -eq 1 ] || fail "rounds: |: not one line: $(cat "$DIR/cfgblock.err")"
+grep -qF "fl_sim: $DIR/block.yaml:1: --rounds: '2\n' is not a round count in 1 .. 100000000 (a block scalar" \
+    "$DIR/cfgblock.err" || fail "rounds: |: $(cat "$DIR/cfgblock.err")"
+echo "--config with a block scalar: said on one line"
 # --config a FIFO (as a shell's <(...) gives a pipe): read once its writer comes; its relative
 # paths are taken from where fl_sim runs (a pipe has no directory), as its output is.
 mkfifo "$DIR/cfg.fifo"

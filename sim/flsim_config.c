@@ -289,8 +289,60 @@ static int copy_str(char *dst, size_t cap, const char *s)
     return 1;
 }
 
+/* msg (cap bytes) made one line: a control character in it (a value's line break, from a YAML
+ * block scalar or a quoted "2\n", or a flag's $'2\n') is written as \n, \r, \t or \xNN, so
+ * that what is quoted shows where it is, and the message is not broken over lines. A message
+ * that no longer fits is cut at a whole escape. */
+static void one_line(char *msg, size_t cap)
+{
+    if (!msg || !cap)
+        return;
+    size_t n = 0;
+    for (const char *q = msg; *q; q++)
+        n += (unsigned char)*q < 0x20 || *q == 0x7F;
+    if (!n)
+        return;
+    char *copy = strdup(msg);
+    if (!copy) { /* no room to escape: a blank keeps it one line */
+        for (char *q = msg; *q; q++)
+            if ((unsigned char)*q < 0x20 || *q == 0x7F)
+                *q = ' ';
+        return;
+    }
+    size_t o = 0;
+    for (const char *q = copy; *q; q++) {
+        const unsigned char ch = (unsigned char)*q;
+        char esc[5];
+        if (ch == '\n' || ch == '\r' || ch == '\t')
+            snprintf(esc, sizeof esc, "\\%c", ch == '\n' ? 'n' : ch == '\r' ? 'r' : 't');
+        else if (ch < 0x20 || ch == 0x7F)
+            snprintf(esc, sizeof esc, "\\x%02x", ch);
+        else
+            snprintf(esc, sizeof esc, "%c", ch);
+        const size_t l = strlen(esc);
+        if (o + l >= cap)
+            break;
+        memcpy(msg + o, esc, l);
+        o += l;
+    }
+    msg[o] = '\0';
+    free(copy);
+}
+
+static fl_status config_set(flsim_config *c, const char *key, const char *v, char *err,
+                            size_t errlen);
+
 fl_status flsim_config_set(flsim_config *c, const char *key, const char *v, char *err,
                            size_t errlen)
+{
+    const fl_status st = config_set(c, key, v, err, errlen);
+    if (st != FL_OK)
+        one_line(err, errlen);
+    return st;
+}
+
+static fl_status config_set(flsim_config *c, const char *key, const char *v, char *err,
+                            size_t errlen)
 {
     if (!c || !key || !v)
         return FL_ERR_INVALID_ARG;
@@ -923,8 +975,15 @@ fl_status flsim_config_parse_yaml(flsim_config *c, const char *text, size_t len,
                      * for 'per-rond' would not find per_rond */
                     if (st == FL_ERR_NOT_FOUND)
                         unknown_option(e2, sizeof e2, raw, 0);
+                    /* a block scalar's value ends in its line break (`rounds: |`, then 2 on the
+                     * next line, is "2\n"): the message shows it escaped, and says why */
+                    const int block = (ev.data.scalar.style == YAML_LITERAL_SCALAR_STYLE ||
+                                       ev.data.scalar.style == YAML_FOLDED_SCALAR_STYLE) &&
+                                      strchr(val, '\n');
                     if (err && errlen)
-                        snprintf(err, errlen, "%s:%zu: %s", name, line, e2);
+                        snprintf(err, errlen, "%s:%zu: %s%s", name, line, e2,
+                                 block ? " (a block scalar, '|' or '>', keeps its line break: "
+                                         "write the value on the key's line)" : "");
                 }
                 have_key = 0;
             }
@@ -948,6 +1007,8 @@ fl_status flsim_config_parse_yaml(flsim_config *c, const char *text, size_t len,
     free(seen);
     free(seen_raw);
     free(seen_line);
+    if (st != FL_OK) /* a key or value quoted with a line break in it ("a\nb": 1) */
+        one_line(err, errlen);
     return st;
 }
 #else

@@ -763,7 +763,8 @@ static fl_status yaml_load_text(flsim_config *y, const char *path, const char *t
 
 /* A count takes decimal digits only: a leading blank (or sign) is refused with the option's
  * message, as the number and rate options refuse one (until 2026-12-07 strtoull skipped it:
- * --rounds ' 2' ran 2 rounds), and the setting is left as it was. */
+ * --rounds ' 2' ran 2 rounds), and the setting is left as it was. A tab or line break in the
+ * value is escaped, so that the message stays one line. */
 static void test_count_leading_blank(void **state)
 {
     (void)state;
@@ -771,10 +772,10 @@ static void test_count_leading_blank(void **state)
         const char *key, *value, *want;
     } t[] = {
         {"rounds", " 2", "--rounds: ' 2' is not a round count in 1 .. 100000000"},
-        {"rounds", "\t2", "--rounds: '\t2' is not a round count in 1 .. 100000000"},
+        {"rounds", "\t2", "--rounds: '\\t2' is not a round count in 1 .. 100000000"},
         {"rounds", "+2", "--rounds: '+2' is not a round count in 1 .. 100000000"},
         {"clients", " 20", "--clients: ' 20' is not a client count in 1 .. 1000000"},
-        {"per-round", "\n4", "--per-round: '\n4' is not a count in 1 .. 1000000"},
+        {"per-round", "\n4", "--per-round: '\\n4' is not a count in 1 .. 1000000"},
         {"eval-every", " 0", "--eval-every: ' 0' is not a round count in 0 .. 100000000 (0 = only "
                              "at the end)"},
         {"fold-threads", " 2", "--fold-threads: ' 2' is not a thread count in 0 .. 63, or auto"},
@@ -984,6 +985,25 @@ static void test_options_and_yaml(void **state)
     if (!strstr(err, ":2: 'per_round' is given twice (first on line 1, as 'per-round'): keep one "
                      "of the two lines"))
         fail_msg("%s", err);
+    /* A message is one line: a value's line break (a block scalar's, a quoted "\n", a flag's) is
+     * escaped, not printed (until 2026-12-07 "'2" and "' is not a round count" on two lines),
+     * and a block scalar is said to be why */
+    y = flsim_config_default();
+    assert_int_equal(yaml_load_text(&y, path, "rounds: |\n  2\n", err, sizeof err),
+                     FL_ERR_INVALID_ARG);
+    assert_null(strchr(err, '\n'));
+    if (!strstr(err, ":1: --rounds: '2\\n' is not a round count in 1 .. 100000000 (a block "
+                     "scalar, '|' or '>', keeps its line break: write the value on the key's line)"))
+        fail_msg("%s", err);
+    assert_int_equal(yaml_load_text(&y, path, "rounds: |-\n  2\n", err, sizeof err), FL_OK);
+    assert_int_equal(y.rounds, 2);
+    assert_int_equal(yaml_load_text(&y, path, "\"a\\nb\": 1\n", err, sizeof err),
+                     FL_ERR_NOT_FOUND);
+    if (!strstr(err, ":1: unknown option 'a\\nb'"))
+        fail_msg("%s", err);
+    assert_int_equal(flsim_config_set(&y, "seed", "1\r\x01", err, sizeof err), FL_ERR_INVALID_ARG);
+    assert_string_equal(err, "--seed: '1\\r\\x01' is not a decimal integer in 0 .. "
+                             "18446744073709551615");
     /* YAML's null (plain ~ or null) is no value, as an empty one is: no trace; a quoted "~" is
      * the file of that name. A list as the whole file is named as not being a mapping. */
     y = flsim_config_default();
