@@ -564,9 +564,16 @@ echo "target with no evaluation before the last round: warned"
 rc=0
 "$FL_SIM" --config "$DIR" >/dev/null 2>"$DIR/cfgdir.err" || rc=$?
 [ "$rc" -eq 2 ] || fail "--config DIR: exit status $rc, not 2"
-grep -qx "fl_sim: $DIR: a directory, not a regular file" "$DIR/cfgdir.err" ||
+grep -qx "fl_sim: --config: $DIR: a directory, not a regular file" "$DIR/cfgdir.err" ||
     fail "--config DIR: $(cat "$DIR/cfgdir.err")"
 echo "--config DIR: says it is a directory"
+# --config naming no file: the option is named, as --trace's is (until 2026-12-07
+# "fl_sim: missing.yaml: No such file or directory" alone)
+rc=0
+"$FL_SIM" --config "$DIR/missing.yaml" >/dev/null 2>"$DIR/cfgmissing.err" || rc=$?
+[ "$rc" -eq 2 ] || fail "--config missing.yaml: exit status $rc, not 2"
+grep -qx "fl_sim: --config: $DIR/missing.yaml: No such file or directory" "$DIR/cfgmissing.err" ||
+    fail "--config missing.yaml: $(cat "$DIR/cfgmissing.err")"
 # a block scalar's value ends in a line break: the message is one line, and says why
 printf 'rounds: |\n  2\n' > "$DIR/block.yaml"
 rc=0
@@ -575,7 +582,7 @@ rc=0
 [ "$(wc -l < "$DIR/cfgblock.err")" -eq 1 ] || fail "rounds: |: not one line: $(cat "$DIR/cfgblock.err")"
 grep -qF "fl_sim: $DIR/block.yaml:1: --rounds: '2\n' is not a round count in 1 .. 100000000 (a block scalar" \
     "$DIR/cfgblock.err" || fail "rounds: |: $(cat "$DIR/cfgblock.err")"
-echo "--config with a block scalar: said on one line"
+echo "--config missing, or a block scalar: said on one line, naming the option"
 # --config a FIFO (as a shell's <(...) gives a pipe): read once its writer comes; its relative
 # paths are taken from where fl_sim runs (a pipe has no directory), as its output is.
 mkfifo "$DIR/cfg.fifo"

@@ -239,7 +239,7 @@ fl_status flsim_config_set(flsim_config *c, const char *key, const char *value, 
  * A null value (a plain ~, null, Null, NULL or nothing) leaves the option as it stands (fl_sim
  * reads the file before the flags: its default), except for trace and test_dataset, which it sets
  * to none (""). A relative `trace` path in the file is taken relative to the file's directory.
- * FL_ERR_IO (err: "PATH: reason"), FL_ERR_CONFIG (not a flat mapping of scalars; line
+ * FL_ERR_IO (err: "--config: PATH: reason"), FL_ERR_CONFIG (not a flat mapping of scalars; line
  * in err), or what set returns. FL_ERR_UNSUPPORTED when built without libyaml. err is one line: a
  * control character quoted from the file is escaped (\n). */
 fl_status flsim_config_load_yaml(flsim_config *c, const char *path, char *err, size_t errlen);

@@ -1153,6 +1153,12 @@ fl_status flsim_config_load_yaml(flsim_config *c, const char *path, char *err, s
     size_t n = 0;
     mode_t mode = 0;
     fl_status st = fl_file_read_wait(path, CAP, 10.0, &buf, &n, &mode, err, errlen);
+    if (st != FL_OK && err && errlen) { /* "missing.yaml: No such file" named no option */
+        char *why = strdup(err);
+        if (why)
+            snprintf(err, errlen, "--config: %s", why);
+        free(why);
+    }
     if (st == FL_OK) {
         char before[sizeof c->trace], ds_before[sizeof c->dataset],
             tds_before[sizeof c->test_dataset];

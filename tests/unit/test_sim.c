@@ -1004,6 +1004,11 @@ static void test_options_and_yaml(void **state)
     assert_int_equal(flsim_config_set(&y, "seed", "1\r\x01", err, sizeof err), FL_ERR_INVALID_ARG);
     assert_string_equal(err, "--seed: '1\\r\\x01' is not a decimal integer in 0 .. "
                              "18446744073709551615");
+    /* a file that cannot be read names --config, as other options' files do (until 2026-12-07
+     * "missing.yaml: No such file or directory" alone) */
+    assert_int_equal(flsim_config_load_yaml(&y, "/nonexistent/run.yaml", err, sizeof err), FL_ERR_IO);
+    if (strncmp(err, "--config: /nonexistent/run.yaml: ", 33) != 0)
+        fail_msg("%s", err);
     /* YAML's null (plain ~ or null) is no value, as an empty one is: no trace; a quoted "~" is
      * the file of that name. A list as the whole file is named as not being a mapping. */
     y = flsim_config_default();
