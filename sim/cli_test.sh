@@ -799,6 +799,15 @@ grep -q "$n_empty of the 2000 clients hold no training sample (2000 shards, one 
 "$FL_SIM" $ARGS --rounds 1 2>"$DIR/noempty.err" >/dev/null || fail "$(cat "$DIR/noempty.err")"
 ! grep -q "hold no training sample" "$DIR/noempty.err" || fail "empty clients said of a run without: $(cat "$DIR/noempty.err")"
 echo "empty clients: said at the start"
+# ... and by an experiment once, not by each of its runs (until 2026-12-07 the same line 8 times
+# a seed: the runs of a seed share its partition), the runs it applies to counted at the end
+"$FL_SIM" experiment afd --seeds 2 $ARGS --clients 2000 --rounds 1 --out "$DIR/emptyexp" \
+    >/dev/null 2>"$DIR/emptyexp.err" || fail "empty clients, experiment: $(cat "$DIR/emptyexp.err")"
+[ "$(grep -c "$n_empty of the 2000 clients hold no training sample (2000 shards, one per client, over [0-9]* samples): .* (full seed 1; said once for the experiment)$" \
+    "$DIR/emptyexp.err")" -eq 1 ] && [ "$(grep -c "hold no training sample" "$DIR/emptyexp.err")" -eq 2 ] &&
+    grep -q "16 of the 16 runs trained had clients that hold no training sample (said once above)$" \
+    "$DIR/emptyexp.err" || fail "empty clients, experiment: not said once: $(cat "$DIR/emptyexp.err")"
+echo "empty clients in an experiment: said once, the runs counted"
 
 # --model lstm: listed in --help, and it runs on the token data the help names.
 "$FL_SIM" --help | grep -q "lstm:80:8:256:2:80" || fail "--help does not list --model lstm"

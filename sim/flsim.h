@@ -394,7 +394,9 @@ typedef int (*flsim_round_fn)(void *user, const flsim_round_record *r, const fls
  * core, trains its share of the selected clients and sees every update (see sim/README.md); every
  * rank returns the same results. With data NULL, a policy that drops units while --keep-layers
  * keeps every unit of each droppable layer is said in a warning on log (a caller that passes its
- * data, as the experiment does, says it itself, once: flsim_keep_layers_whole). Returns FL_OK,
+ * data, as the experiment does, says it itself, once: flsim_keep_layers_whole); so is a run whose
+ * clients hold no training sample (res->empty_clients, said by such a caller once for the runs
+ * that share it). Returns FL_OK,
  * FL_ERR_CONFIG (reason logged and in err), the data loader's status, FL_ERR_NOMEM, or a core's
  * error. log may be NULL.
  * FL_ERR_CANCELLED when cb asked to stop (on any rank: every rank stops after the same round):

@@ -506,6 +506,12 @@ static fl_status experiment_afd(const flsim_experiment *e, const fl_logger *log,
     ev.to_train = (uint32_t)(n_runs - n_done);
     ev.reused = 0;
     exp_cb cb = {e, &ev};
+    /* Clients without a training sample: each distinct warning said once, at the first run
+     * that has it (flsim_run leaves it to the experiment), not once per run (the 8 runs of a
+     * seed share its partition, and so the warning); the runs are counted at the end. */
+    enum { N_EMPTY_SAID = 16 };
+    uint32_t empty_said[N_EMPTY_SAID];
+    size_t n_empty_said = 0, n_empty_runs = 0;
     for (size_t i = 0; st == FL_OK && i < n_runs; i++) {
         if (done[i])
             continue;
@@ -541,6 +547,22 @@ static fl_status experiment_afd(const flsim_experiment *e, const fl_logger *log,
             break;
         }
         ev.trained++;
+        if (r0 && log && ro->res.empty_clients) {
+            /* the runs of an experiment differ only in their seed, configuration and codecs:
+             * the count alone tells one warning from another */
+            int said = 0;
+            for (size_t k = 0; k < n_empty_said && !said; k++)
+                said = empty_said[k] == ro->res.empty_clients;
+            if (!said && n_empty_said < N_EMPTY_SAID) {
+                char what[FLSIM_STR + 320];
+                flsim_empty_clients_say(what, sizeof what, &cfg, ro->res.empty_clients,
+                                        data.train->N);
+                fl_log(log, FL_LOG_WARN, "%s (%s seed %u; said once for the experiment)", what,
+                       g_cfgs[c].name, s + 1);
+                empty_said[n_empty_said++] = ro->res.empty_clients;
+            }
+            n_empty_runs++;
+        }
         if (r0) {
             snprintf(path, sizeof path, "%s/runs/%s-s%u", e->out, g_cfgs[c].name, s + 1);
             if (flsim_write_outputs(path, &cfg, &ro->res, ro->rec, ro->n, e2, sizeof e2) != FL_OK) {
@@ -569,6 +591,10 @@ static fl_status experiment_afd(const flsim_experiment *e, const fl_logger *log,
         st = (fl_status)saved;
     }
     free(done);
+    if (n_empty_runs > 1 && log)
+        fl_log(log, FL_LOG_WARN, "%zu of the %u runs trained had clients that hold no training "
+               "sample (said once above%s)", n_empty_runs, ev.trained,
+               n_empty_said > 1 ? ", per count" : "");
     if (st == FL_OK && r0) {
         /* Summary statistics per configuration. */
         double m_rt[N_CONFIGS], m_vt[N_CONFIGS], m_by[N_CONFIGS], m_acc[N_CONFIGS];

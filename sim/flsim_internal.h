@@ -28,6 +28,12 @@ int flsim_keep_layers_fit(const flsim_config *cfg, const char *spec, int n_drop,
  * first part to out ("--keep-layers 1,1 keeps every unit of the 2 droppable layers of SPEC (--keep
  * 0.5 applies to none)"); else 0. The case --keep 1 is not this one: fl_sim says it before the
  * model is known. */
+/* The warning of clients that hold no training sample ("60 of the 100 clients hold no training
+ * sample (...): they are never online, so 40 clients take part ..."), for a run of cfg over N
+ * training samples in which empty (> 0) clients hold none, into buf (cap bytes). flsim_run says
+ * it on its log, or, given its data (an experiment), leaves it to the caller. Pure. */
+void flsim_empty_clients_say(char *buf, size_t cap, const flsim_config *cfg, uint32_t empty,
+                             size_t N);
 int flsim_keep_layers_whole(const flsim_config *cfg, const char *spec, int n_drop, char *out,
                             size_t cap);
 

@@ -1920,22 +1920,31 @@ static void samples_str(char *buf, size_t cap, const flm_dataset *ds)
 /* Clients without samples are never online: --clients 1000000 over Fashion-MNIST's 60,000
  * samples runs 58,395 clients, which only summary.json's empty_clients said, after the run. Said
  * once the run is set up (not before an error about the model, say), by rank 0. */
+void flsim_empty_clients_say(char *buf, size_t cap, const flsim_config *cfg, uint32_t empty,
+                             size_t N)
+{
+    const uint32_t K = cfg->data_shards ? cfg->data_shards : cfg->clients;
+    const uint32_t nonempty = cfg->clients - empty; /* a client's shard is empty or is not */
+    if ((size_t)K > N)
+        snprintf(buf, cap, "%u of the %u clients hold no training sample (%u shards, %s, over "
+                 "%zu samples): they are never online, so %u clients take part; --data-shards S "
+                 "with S at most %zu lets clients share shards", empty, cfg->clients, K,
+                 cfg->data_shards ? "--data-shards" : "one per client", N, nonempty, N);
+    else
+        snprintf(buf, cap, "%u of the %u clients hold no training sample (--partition %s left "
+                 "some of its %u shards empty): they are never online, so %u clients take part",
+                 empty, cfg->clients, cfg->partition, K, nonempty);
+}
+
+/* An experiment (its data passed in) says it itself, once for the runs that share it: every
+ * configuration of a seed has the same partition, and so the same warning. */
 static void warn_empty_clients(sim *S, const flsim_config *cfg, const flsim_result *res)
 {
     if (!res->empty_clients || S->rank != 0)
         return;
-    const uint32_t K = cfg->data_shards ? cfg->data_shards : cfg->clients;
-    const size_t N = S->train->N;
-    if ((size_t)K > N)
-        fl_log(&S->log, FL_LOG_WARN, "%u of the %u clients hold no training sample (%u shards, "
-               "%s, over %zu samples): they are never online, so %u clients take part; "
-               "--data-shards S with S at most %zu lets clients share shards",
-               res->empty_clients, cfg->clients, K, cfg->data_shards ? "--data-shards"
-               : "one per client", N, S->nonempty, N);
-    else
-        fl_log(&S->log, FL_LOG_WARN, "%u of the %u clients hold no training sample (--partition "
-               "%s left some of its %u shards empty): they are never online, so %u clients take "
-               "part", res->empty_clients, cfg->clients, cfg->partition, K, S->nonempty);
+    char what[FLSIM_STR + 320];
+    flsim_empty_clients_say(what, sizeof what, cfg, res->empty_clients, S->train->N);
+    fl_log(&S->log, FL_LOG_WARN, "%s", what);
 }
 
 int flsim_keep_layers_fit(const flsim_config *cfg, const char *spec, int n_drop, char *err,
@@ -2703,7 +2712,7 @@ fl_status flsim_run(const flsim_config *cfg, const flsim_data *data_in, const fl
      * option or value"), and the job takes the highest exit status: the failing rank's decides */
     agree(&st, "another MPI rank could not set up the run (its message says why)", err, errlen,
           &res->err_agreed);
-    if (st == FL_OK)
+    if (st == FL_OK && !data_in)
         warn_empty_clients(&S, cfg, res);
     if (st == FL_OK && !data_in) /* an experiment (its data passed in) says it once itself */
         warn_keep_layers_whole(&S, cfg);
