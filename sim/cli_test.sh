@@ -583,6 +583,24 @@ rc=0
 grep -qF "fl_sim: $DIR/block.yaml:1: --rounds: '2\n' is not a round count in 1 .. 100000000 (a block scalar" \
     "$DIR/cfgblock.err" || fail "rounds: |: $(cat "$DIR/cfgblock.err")"
 echo "--config missing, or a block scalar: said on one line, naming the option"
+# Every message fl_sim prints is one line: a line break in a flag's value or a path it quotes
+# is written \n (until 2026-12-07 "--trace: a" and "b: no such file" on two lines)
+nl='
+'
+for c in "--trace|a${nl}b|fl_sim: --trace: a\\nb: no such file" \
+         "experiment afd --seeds|${nl}1|fl_sim: --seeds: '\\n1' is not a count in 1 .. 100" \
+         "experiment afd --preset|x${nl}y|fl_sim: --preset: 'x\\ny' is not small or full"; do
+    opt=${c%%|*}
+    rest=${c#*|}
+    val=${rest%%|*}
+    want=${rest#*|}
+    rc=0
+    "$FL_SIM" $opt "$val" >/dev/null 2>"$DIR/nl.err" || rc=$?
+    [ "$rc" -ne 0 ] || fail "$opt with a line break: exit status 0"
+    [ "$(wc -l < "$DIR/nl.err")" -eq 1 ] && grep -qxF -- "$want" "$DIR/nl.err" ||
+        fail "$opt with a line break: $(cat "$DIR/nl.err")"
+done
+echo "a line break in a flag's value or path: said escaped, on one line"
 # --config a FIFO (as a shell's <(...) gives a pipe): read once its writer comes; its relative
 # paths are taken from where fl_sim runs (a pipe has no directory), as its output is.
 mkfifo "$DIR/cfg.fifo"

@@ -42,6 +42,44 @@ static int g_ranks = 1; /* MPI ranks (1 without a launcher) */
 static int g_hold;
 static char g_held[4096];
 
+/* Writes msg to stderr as one line: a control character inside it (a line break or tab in a
+ * value or path quoted from a flag or file: --trace $'a\nb') is written \n, \r, \t or \xNN,
+ * so that a message is never broken over lines. Line breaks at its start (below a progress bar)
+ * and its end are kept. */
+static void put_line(const char *msg)
+{
+    const size_t len = strlen(msg);
+    size_t a = 0, b = len;
+    while (a < len && (msg[a] == '\n' || msg[a] == '\r'))
+        a++;
+    while (b > a && msg[b - 1] == '\n')
+        b--;
+    fwrite(msg, 1, a, stderr);
+    for (size_t i = a; i < b; i++) {
+        const unsigned char ch = (unsigned char)msg[i];
+        if (ch == '\n' || ch == '\r' || ch == '\t')
+            fprintf(stderr, "\\%c", ch == '\n' ? 'n' : ch == '\r' ? 'r' : 't');
+        else if (ch < 0x20 || ch == 0x7F)
+            fprintf(stderr, "\\x%02x", ch);
+        else
+            fputc(ch, stderr);
+    }
+    fwrite(msg + b, 1, len - b, stderr);
+}
+
+/* fprintf(stderr, ...) of a message, as one line (put_line). */
+static void say_msg(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void say_msg(const char *fmt, ...)
+{
+    char line[2 * sizeof g_held];
+    va_list ap;
+    va_start(ap, fmt);
+    /* ap is started on the line above: NOLINTNEXTLINE(clang-analyzer-valist.Uninitialized) */
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    put_line(line);
+}
+
 static void complain(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static void complain(const char *fmt, ...)
 {
@@ -52,7 +90,7 @@ static void complain(const char *fmt, ...)
     vsnprintf(line, sizeof line, fmt, ap);
     va_end(ap);
     if (!g_hold || g_ranks <= 1)
-        fputs(line, stderr);
+        put_line(line);
     else if (!g_held[0]) /* the first reason: the one that stopped the settings */
         memcpy(g_held, line, sizeof g_held);
 }
@@ -70,7 +108,7 @@ static void complaints_said(void)
         if (from < g_ranks)
             MPI_Bcast(first, (int)sizeof first, MPI_CHAR, from, MPI_COMM_WORLD);
         if (g_held[0] && (g_rank == from || strcmp(g_held, first) != 0))
-            fputs(g_held, stderr);
+            put_line(g_held);
     }
 #endif
     g_hold = 0;
@@ -104,7 +142,7 @@ static void say_failure(const char *prog, int agreed, const char *msg, int rc)
             complain("%s: %s\n", prog, msg);
         complaints_said();
     } else {
-        fprintf(stderr, "%s: %s\n", prog, msg);
+        say_msg("%s: %s\n", prog, msg);
         end_job_alone(rc);
     }
 }
@@ -231,7 +269,7 @@ static void catch_stop_signals(void)
         sigaddset(&stops, SIGHUP);
     const int e = fl_sig_take(&stops, on_signal);
     if (e != 0) {
-        fprintf(stderr, "fl_sim: cannot start the thread that takes signals (%s): a signal ends "
+        say_msg("fl_sim: cannot start the thread that takes signals (%s): a signal ends "
                 "the run at once\n", strerror(e));
     }
     if (sigaction(SIGPIPE, NULL, &old) == 0 && old.sa_handler != SIG_IGN) {
@@ -379,7 +417,11 @@ static void log_below_bar(void *user, fl_log_level level, const char *msg)
 {
     if (atomic_exchange(&g_bar_open, 0))
         fputc('\n', stderr);
-    fl_log_to_file(user, level, msg);
+    (void)user; /* stderr: as fl_log_to_file's line, made one (put_line) */
+    fprintf(stderr, "%-5s ", fl_log_level_name(level));
+    put_line(msg);
+    fputc('\n', stderr);
+    fflush(stderr);
 }
 
 typedef struct progress {
@@ -411,12 +453,12 @@ static int on_round(void *user, const flsim_round_record *r, const flsim_result 
     if (p->out && !p->log && !p->log_failed &&
         flsim_rounds_start(p->out, &p->log, why, sizeof why) != FL_OK) {
         p->log_failed = 1;
-        fprintf(stderr, "%sfl_sim: %s (trying again at the end)\n", p->bar && !p->quiet ? "\n" : "",
+        say_msg("%sfl_sim: %s (trying again at the end)\n", p->bar && !p->quiet ? "\n" : "",
                 why);
     }
     if (p->log && !p->log_failed && flsim_rounds_put(p->log, r) != FL_OK) {
         p->log_failed = 1; /* said once; flsim_write_outputs writes it whole at the end */
-        fprintf(stderr, "%sfl_sim: cannot append to %s/rounds.csv: %s (writing it at the end)\n",
+        say_msg("%sfl_sim: cannot append to %s/rounds.csv: %s (writing it at the end)\n",
                 p->bar && !p->quiet ? "\n" : "", p->out, strerror(errno));
     }
     /* A fresh run in a DIR that holds an earlier run's resume file: that file is not this run's
@@ -432,7 +474,7 @@ static int on_round(void *user, const flsim_round_record *r, const flsim_result 
         if (r->round == sofar->resumed_after && g_rank == 0) { /* said under --quiet too */
             if (atomic_exchange(&g_bar_open, 0))
                 fputc('\n', stderr);
-            fprintf(stderr, "fl_sim: resuming %s after round %u of %u (%s/resume.fls)\n",
+            say_msg("fl_sim: resuming %s after round %u of %u (%s/resume.fls)\n",
                     p->out ? p->out : "the run", r->round, p->total, p->out ? p->out : ".");
         }
         return 0; /* a stop asked meanwhile is taken after the next round */
@@ -493,7 +535,7 @@ static void warn_no_update(const char *who, const flsim_result *res, double lr)
                  "learning rate (%s) or the data?", lrs);
     else if (res->updates_late > 0)
         snprintf(hint, sizeof hint, "; every update came after the round closed: --deadline?");
-    fprintf(stderr, "%s: warning: no client update was accepted in %u round%s (%llu failed, "
+    say_msg("%s: warning: no client update was accepted in %u round%s (%llu failed, "
             "%llu late)%s\n", who, res->rounds, res->rounds == 1 ? "" : "s",
             (unsigned long long)res->updates_failed, (unsigned long long)res->updates_late, hint);
 }
@@ -552,7 +594,7 @@ static void given_said(const given_opts *g, const char *who)
 {
     for (int i = 0; i < g->n && g_rank == 0; i++)
         if (g->again[i])
-            fprintf(stderr, "%s: warning: --%s is given more than once: the last, '%s', is "
+            say_msg("%s: warning: --%s is given more than once: the last, '%s', is "
                     "used\n", who, g->name[i], g->last[i]);
 }
 
@@ -616,16 +658,16 @@ static void warn_inert(const flsim_config *cfg, const given_opts *g)
     };
     for (size_t i = 0; i < sizeof t / sizeof t[0]; i++)
         if (t[i].inert && (t[i].set || given_has(g, t[i].name)))
-            fprintf(stderr, "fl_sim: warning: --%s has no effect here: %s\n", t[i].name, t[i].why);
+            say_msg("fl_sim: warning: --%s has no effect here: %s\n", t[i].name, t[i].why);
     int every = cfg->keep >= 1.0; /* every droppable layer keeps all its units */
     for (uint32_t i = 0; i < cfg->n_keep_layers; i++)
         every &= cfg->keep_layers[i] == 0.0 || cfg->keep_layers[i] >= 1.0;
     if (pol != FLS_POLICY_FULL && every)
-        fprintf(stderr, "fl_sim: warning: --keep 1 keeps every unit: --policy %s then trains the "
+        say_msg("fl_sim: warning: --keep 1 keeps every unit: --policy %s then trains the "
                 "whole model, as --policy full does\n",
                 cfg->fd_per_client ? "fd-per-client" : fls_policy_kind_name(pol));
     else if (pol != FLS_POLICY_FULL && model_drops_nothing(cfg->model))
-        fprintf(stderr, "fl_sim: warning: --model %s has no droppable layer: --policy %s then "
+        say_msg("fl_sim: warning: --model %s has no droppable layer: --policy %s then "
                 "trains the whole model, as --policy full does\n", cfg->model,
                 cfg->fd_per_client ? "fd-per-client" : fls_policy_kind_name(pol));
 }
@@ -639,7 +681,7 @@ static void warn_target_at_end(const flsim_config *cfg)
     if (cfg->target_acc <= 0 || cfg->rounds < 2 ||
         (cfg->eval_every != 0 && cfg->eval_every < cfg->rounds))
         return;
-    fprintf(stderr, "fl_sim: warning: --target-acc %g with --eval-every %u: the test set is "
+    say_msg("fl_sim: warning: --target-acc %g with --eval-every %u: the test set is "
             "evaluated only after the last round (%u), so the target is found reached there or "
             "not at all: rounds, virtual time and bytes to it are the whole run's%s\n",
             cfg->target_acc, cfg->eval_every, cfg->rounds,
@@ -655,7 +697,7 @@ static void warn_threads(const char *prog, uint32_t threads)
     const unsigned ncpu = flsim_cpus();
     if (threads <= ncpu)
         return;
-    fprintf(stderr, "%s: warning: --threads %u is more than the %u CPU%s this process may run on: "
+    say_msg("%s: warning: --threads %u is more than the %u CPU%s this process may run on: "
             "the threads take turns on them, so the run is no faster than with --threads %u (its "
             "results are the same either way)\n", prog, threads, ncpu, ncpu == 1 ? "" : "s", ncpu);
 }
@@ -677,7 +719,7 @@ static void note_blas(const char *prog, int quiet)
     if (ignored) {
         char kernel[64]; /* as summary.json's "blas" names it (flsim_blas_name), "+AVX512" too */
         flm_blas_kernel_name(kernel, sizeof kernel);
-        fprintf(stderr, "%s: note: OPENBLAS_CORETYPE=%s in the environment is not what OpenBLAS "
+        say_msg("%s: note: OPENBLAS_CORETYPE=%s in the environment is not what OpenBLAS "
                 "runs (a name it does not know, or a kernel it will not run on this CPU): it "
                 "runs %s (summary.json \"blas\")%s%s%s\n", prog, ignored, kernel,
                 pick ? "; fedrop picks " : "", pick ? pick : "",
@@ -688,7 +730,7 @@ static void note_blas(const char *prog, int quiet)
     const char *env = flm_blas_env_coretype_other(&slower);
     if (!env)
         return;
-    fprintf(stderr, "%s: note: OPENBLAS_CORETYPE=%s in the environment replaces %s, the kernel "
+    say_msg("%s: note: OPENBLAS_CORETYPE=%s in the environment replaces %s, the kernel "
             "fedrop picks for this CPU: training rounds otherwise (other bits than a run on %s; "
             "summary.json \"blas\" names the kernel)%s; unset the variable to train on %s\n", prog,
             env, pick, pick,
@@ -823,7 +865,7 @@ static int on_exp(void *user, const flsim_exp_event *ev)
         p->acc = NAN;
         p->said = fl_time_mono_s();
         if (!p->bar)
-            fprintf(stderr, "%s: training (%u of %u to train)\n", tag, ev->trained + 1, ev->to_train);
+            say_msg("%s: training (%u of %u to train)\n", tag, ev->trained + 1, ev->to_train);
         return g_stop != 0;
     }
     if (ev->kind == FLSIM_EXP_ROUND) {
@@ -845,7 +887,7 @@ static int on_exp(void *user, const flsim_exp_event *ev)
             snprintf(acc, sizeof acc, "%.4f", p->acc);
         if (!p->bar) {
             p->said = now;
-            fprintf(stderr, "%s: round %u/%u, acc %s, wall %s; all done in ~%s\n", tag,
+            say_msg("%s: round %u/%u, acc %s, wall %s; all done in ~%s\n", tag,
                     ev->round->round, ev->rounds, acc, el, left);
             return g_stop != 0;
         }
@@ -862,10 +904,10 @@ static int on_exp(void *user, const flsim_exp_event *ev)
     if (p->bar && !ev->reused)
         fputc('\n', stderr);
     if (ev->reused)
-        fprintf(stderr, "%s: final acc %.4f, %u rounds (read back from %s)\n", tag,
+        say_msg("%s: final acc %.4f, %u rounds (read back from %s)\n", tag,
                 ev->res->final_test_acc, ev->res->rounds, ev->dir);
     else
-        fprintf(stderr, "%s: final acc %.4f, %u rounds, %.1f virtual s, %.1f MB, wall %.1f s\n",
+        say_msg("%s: final acc %.4f, %u rounds, %.1f virtual s, %.1f MB, wall %.1f s\n",
                 tag, ev->res->final_test_acc, ev->res->rounds, ev->res->virtual_time_s,
                 (double)(ev->res->bytes_down + ev->res->bytes_up) / 1e6, ev->res->wall_s);
     warn_no_update(tag, ev->res, NAN); /* the lr is the preset's, or an override's */
@@ -890,7 +932,7 @@ static int run_experiment(int argc, char **argv, int first)
         given_again(&seen, name, value);
         if (!strcmp(name, "preset")) {
             if (strcmp(value, "small") && strcmp(value, "full")) {
-                fprintf(stderr, "fl_sim: --preset: '%s' is not small or full\n", value);
+                say_msg("fl_sim: --preset: '%s' is not small or full\n", value);
                 return 2;
             }
             snprintf(e.preset, sizeof e.preset, "%s", value);
@@ -898,13 +940,13 @@ static int run_experiment(int argc, char **argv, int first)
             char *end;
             const long v = strtol(value, &end, 10);
             if (*value < '0' || *value > '9' || *end || v < 1 || v > 100) { /* as other counts */
-                fprintf(stderr, "fl_sim: --seeds: '%s' is not a count in 1 .. 100\n", value);
+                say_msg("fl_sim: --seeds: '%s' is not a count in 1 .. 100\n", value);
                 return 2;
             }
             e.seeds = (uint32_t)v;
         } else if (!strcmp(name, "out")) {
             if (!*value || strlen(value) >= sizeof e.out) {
-                fprintf(stderr, "fl_sim: --out: %s\n",
+                say_msg("fl_sim: --out: %s\n",
                         *value ? "too long" : "empty (leave it out for results/afd-PRESET)");
                 return 2;
             }
@@ -913,7 +955,7 @@ static int run_experiment(int argc, char **argv, int first)
         } else if (!strcmp(name, "fresh")) {
             /* as every other on/off option takes it (until 2026-12-07 0 or 1 only) */
             if (!flsim_parse_bool(value, &e.fresh)) {
-                fprintf(stderr, "fl_sim: --fresh: '%s' is not a boolean (0/1, true/false, yes/no)\n",
+                say_msg("fl_sim: --fresh: '%s' is not a boolean (0/1, true/false, yes/no)\n",
                         value);
                 return 2;
             }
@@ -921,7 +963,7 @@ static int run_experiment(int argc, char **argv, int first)
             flsim_config probe = flsim_config_default();
             char err[300];
             if (flsim_config_set(&probe, name, value, err, sizeof err) != FL_OK) {
-                fprintf(stderr, "fl_sim: %s\n", err);
+                say_msg("fl_sim: %s\n", err);
                 return 2;
             }
             if (name[0] == 'q')
@@ -929,7 +971,7 @@ static int run_experiment(int argc, char **argv, int first)
             else
                 pmode = probe.progress;
         } else if (!strcmp(name, "resume") || !strcmp(name, "checkpoint-every")) {
-            fprintf(stderr, "fl_sim experiment: --%s: the experiment resumes by whole runs (the "
+            say_msg("fl_sim experiment: --%s: the experiment resumes by whole runs (the "
                     "same command again reads back the runs it finished); --%s is for a single "
                     "fl_sim run\n", name, name);
             return 2;
@@ -937,7 +979,7 @@ static int run_experiment(int argc, char **argv, int first)
                    !strcmp(name, "keep-going")) {
             /* The experiment sets these itself: an override would be silently replaced (or, for
              * keep-going, would end runs at the target and make "final acc" incomparable). */
-            fprintf(stderr, "fl_sim experiment: --%s: %s\n", name,
+            say_msg("fl_sim experiment: --%s: %s\n", name,
                     name[0] == 'p' ? "the experiment runs every policy (full, fd, afd-single, "
                                      "afd-multi); run one policy with fl_sim --policy"
                     : name[0] == 's' ? "the experiment runs seeds 1 .. N; set N with --seeds"
@@ -950,20 +992,20 @@ static int run_experiment(int argc, char **argv, int first)
             char err[300];
             const fl_status ps = flsim_config_set(&probe, name, value, err, sizeof err);
             if (ps != FL_OK) {
-                fprintf(stderr, "fl_sim: %s\n", ps == FL_ERR_NOT_FOUND ?
+                say_msg("fl_sim: %s\n", ps == FL_ERR_NOT_FOUND ?
                         experiment_unknown(name, err, sizeof err) : err);
                 return 2;
             }
             if (!strcmp(name, "keep") && probe.keep >= 1.0 && g_rank == 0)
-                fprintf(stderr, "fl_sim experiment: warning: --keep %s keeps every unit: fd and "
+                say_msg("fl_sim experiment: warning: --keep %s keeps every unit: fd and "
                         "afd then train the whole model, as full does\n", value);
             if (!strcmp(name, "threads"))
                 threads = probe.threads; /* the last one given counts */
             if (!strcmp(name, "model") && model_drops_nothing(value) && g_rank == 0)
-                fprintf(stderr, "fl_sim experiment: warning: --model %s has no droppable layer: "
+                say_msg("fl_sim experiment: warning: --model %s has no droppable layer: "
                         "fd and afd then train the whole model, as full does\n", value);
             if (n_over >= 63) {
-                fprintf(stderr, "fl_sim: too many options\n");
+                say_msg("fl_sim: too many options\n");
                 return 2;
             }
             snprintf(store[n_over], sizeof store[n_over], "%s=%s", name, value);
@@ -979,7 +1021,7 @@ static int run_experiment(int argc, char **argv, int first)
         note_blas("fl_sim experiment", quiet);
     }
     if (e.seeds < 3 && g_rank == 0)
-        fprintf(stderr, "fl_sim experiment: warning: %u seed%s: docs/AFD.md asks for at least 3 (no "
+        say_msg("fl_sim experiment: warning: %u seed%s: docs/AFD.md asks for at least 3 (no "
                 "spread to compare configurations by)\n", e.seeds, e.seeds == 1 ? "" : "s");
     const fl_logger lg = {log_below_bar, stderr, FL_LOG_WARN};
     char err[2560]; /* the experiment's own e2 (2048) and what it adds to it */
@@ -995,7 +1037,7 @@ static int run_experiment(int argc, char **argv, int first)
     const fl_status st = flsim_experiment_afd(&e, &lg, err, sizeof err);
     if (st == FL_ERR_CANCELLED) {
         if (g_rank == 0)
-            fprintf(stderr, "%sfl_sim experiment: interrupted: %s\n", ep.bar && !quiet ? "\n" : "", err);
+            say_msg("%sfl_sim experiment: interrupted: %s\n", ep.bar && !quiet ? "\n" : "", err);
         return 128 + (g_stop ? (int)g_stop : SIGINT);
     }
     if (st != FL_OK) {
@@ -1026,7 +1068,7 @@ static int run_main(int argc, char **argv)
     }
     if (argc >= 2 && !strcmp(argv[1], "experiment")) {
         if (argc < 3 || strcmp(argv[2], "afd") != 0) {
-            fprintf(stderr, "fl_sim: the experiment is 'afd' (fl_sim experiment afd --help)\n");
+            say_msg("fl_sim: the experiment is 'afd' (fl_sim experiment afd --help)\n");
             return 2;
         }
         return run_experiment(argc, argv, 3);
@@ -1113,11 +1155,11 @@ static int run_main(int argc, char **argv)
     int prep_bad = pr.out && flsim_out_prepare(cfg.out, cfg.checkpoint_every != 0, &out_made, err,
                                                sizeof err) != FL_OK;
     if (prep_bad)
-        fprintf(stderr, "fl_sim: --out: %s\n", err);
+        say_msg("fl_sim: --out: %s\n", err);
     /* One run at a time in DIR (flsim_out_lock), held until this process ends. */
     int lock_fd = -1;
     if (pr.out && !prep_bad && flsim_out_lock(cfg.out, &lock_fd, err, sizeof err) != FL_OK) {
-        fprintf(stderr, "fl_sim: %s\n", err);
+        say_msg("fl_sim: %s\n", err);
         prep_bad = 1;
     }
     (void)lock_fd; /* held until this process ends */
@@ -1139,7 +1181,7 @@ static int run_main(int argc, char **argv)
         snprintf(rf, sizeof rf, "%s/%s", cfg.out, FLSIM_RESUME_FILE);
         resuming = access(rf, F_OK) == 0 || errno != ENOENT;
         if (!resuming)
-            fprintf(stderr, "fl_sim: --resume: %s holds no %s (none written yet, or another "
+            say_msg("fl_sim: --resume: %s holds no %s (none written yet, or another "
                     "DIR?): a fresh start\n", cfg.out, FLSIM_RESUME_FILE);
     }
     g_quit_now = g_ranks == 1;
@@ -1167,7 +1209,7 @@ static int run_main(int argc, char **argv)
         const fl_status fs = flsim_rounds_finish(pr.log, cfg.out);
         log_ok = fs == FL_OK && !pr.log_failed;
         if (fs == FL_ERR_NOT_FOUND && (st == FL_OK || st == FL_ERR_CANCELLED) && g_rank == 0)
-            fprintf(stderr, "fl_sim: %s/rounds.csv was deleted or replaced during the run: it is "
+            say_msg("fl_sim: %s/rounds.csv was deleted or replaced during the run: it is "
                     "written again whole\n", cfg.out);
     }
     if (pr.bar && !cfg.quiet && g_rank == 0)
@@ -1183,7 +1225,7 @@ static int run_main(int argc, char **argv)
         if (pr.out)
             flsim_out_unprepare(cfg.out, out_made);
         if (g_rank == 0)
-            fprintf(stderr, "fl_sim: interrupted before the first round was done: nothing written%s%s%s\n",
+            say_msg("fl_sim: interrupted before the first round was done: nothing written%s%s%s\n",
                     cfg.out[0] ? " (" : "", cfg.out[0] ? cfg.out : "", cfg.out[0] ? " as it was)" : "");
         free(recs);
         return 128 + (g_stop ? (int)g_stop : SIGINT);
@@ -1217,13 +1259,13 @@ static int run_main(int argc, char **argv)
                                          : flsim_write_outputs(cfg.out, &cfg, &res, recs, n, werr,
                                                                sizeof werr);
         if (ws != FL_OK) {
-            fprintf(stderr, "fl_sim: %s\n", werr[0] ? werr : fl_strerror(ws));
+            say_msg("fl_sim: %s\n", werr[0] ? werr : fl_strerror(ws));
             rc = 1;
         }
     }
     if (st == FL_ERR_CANCELLED) {
         if (g_rank == 0)
-            fprintf(stderr, "fl_sim: interrupted: %s%s%s%s\n", err,
+            say_msg("fl_sim: interrupted: %s%s%s%s\n", err,
                     cfg.out[0] ? "; the results of those rounds are in " : "",
                     cfg.out[0] ? cfg.out : "",
                     cfg.out[0] && cfg.checkpoint_every
