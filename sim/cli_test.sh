@@ -601,6 +601,17 @@ for c in "--trace|a${nl}b|fl_sim: --trace: a\\nb: no such file" \
         fail "$opt with a line break: $(cat "$DIR/nl.err")"
 done
 echo "a line break in a flag's value or path: said escaped, on one line"
+# "fl_sim experiment X": the name given is quoted, or said to be missing (until 2026-12-07 both
+# were "the experiment is 'afd'" alone, which did not say what was read as the name)
+for c in "experiment|fl_sim: experiment needs its name: the experiment is 'afd' (fl_sim experiment afd --help)" \
+         "experiment --seeds 3|fl_sim: unknown experiment '--seeds': the experiment is 'afd' (fl_sim experiment afd --help)" \
+         "experiment afd-multi|fl_sim: unknown experiment 'afd-multi': the experiment is 'afd' (fl_sim experiment afd --help)"; do
+    rc=0
+    "$FL_SIM" ${c%%|*} >/dev/null 2>"$DIR/expname.err" || rc=$?
+    [ "$rc" -eq 2 ] || fail "${c%%|*}: exit status $rc, not 2"
+    grep -qxF -- "${c#*|}" "$DIR/expname.err" || fail "${c%%|*}: $(cat "$DIR/expname.err")"
+done
+echo "fl_sim experiment with no name or another: said so"
 # --config a FIFO (as a shell's <(...) gives a pipe): read once its writer comes; its relative
 # paths are taken from where fl_sim runs (a pipe has no directory), as its output is.
 mkfifo "$DIR/cfg.fifo"

@@ -1068,7 +1068,14 @@ static int run_main(int argc, char **argv)
     }
     if (argc >= 2 && !strcmp(argv[1], "experiment")) {
         if (argc < 3 || strcmp(argv[2], "afd") != 0) {
-            say_msg("fl_sim: the experiment is 'afd' (fl_sim experiment afd --help)\n");
+            /* the name given is quoted: "the experiment is 'afd'" alone did not say that
+             * 'afd-multi' (say) was read as the experiment's name, nor that one was missing */
+            if (argc < 3)
+                say_msg("fl_sim: experiment needs its name: the experiment is 'afd' (fl_sim "
+                        "experiment afd --help)\n");
+            else
+                say_msg("fl_sim: unknown experiment '%s': the experiment is 'afd' (fl_sim "
+                        "experiment afd --help)\n", argv[2]);
             return 2;
         }
         return run_experiment(argc, argv, 3);
