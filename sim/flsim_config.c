@@ -819,7 +819,28 @@ fl_status flsim_config_parse_yaml(flsim_config *c, const char *text, size_t len,
                              "space after the name)", name, eline + 1, (int)(n > 60 ? 57 : n), at,
                              n > 60 ? "..." : "");
             } else if (err && errlen) {
-                snprintf(err, errlen, "%s:%zu: %s", name, eline + 1, problem);
+                /* what libyaml was reading, and where it began ("found unexpected end of stream
+                 * while scanning a quoted scalar (from line 1)": a quote not closed); and a tab
+                 * where it gave up, which its "found character that cannot start any token"
+                 * does not name, and which looks like the spaces beside it */
+                char ctx[160] = "";
+                if (p.context && p.error != YAML_READER_ERROR)
+                    snprintf(ctx, sizeof ctx, " %s (from line %zu)", p.context,
+                             (size_t)p.context_mark.line + 1);
+                const char *tab = "";
+                if (p.error != YAML_READER_ERROR && !strstr(problem, "tab")) {
+                    size_t i = 0;
+                    for (size_t l = 0; l < (size_t)p.problem_mark.line && i < len; i++)
+                        l += text[i] == '\n';
+                    for (size_t col = 0; i < len && col < (size_t)p.problem_mark.column &&
+                                         text[i] != '\n'; i++)
+                        col += ((unsigned char)text[i] & 0xC0) != 0x80; /* characters */
+                    while (i < len && ((unsigned char)text[i] & 0xC0) == 0x80)
+                        i++;
+                    if (i < len && text[i] == '\t')
+                        tab = ": a tab there (YAML indents with spaces, never tabs)";
+                }
+                snprintf(err, errlen, "%s:%zu: %s%s%s", name, eline + 1, problem, ctx, tab);
             }
             st = FL_ERR_CONFIG;
             break;

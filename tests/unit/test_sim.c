@@ -1004,6 +1004,22 @@ static void test_options_and_yaml(void **state)
     assert_int_equal(flsim_config_set(&y, "seed", "1\r\x01", err, sizeof err), FL_ERR_INVALID_ARG);
     assert_string_equal(err, "--seed: '1\\r\\x01' is not a decimal integer in 0 .. "
                              "18446744073709551615");
+    /* libyaml's syntax errors say what it was reading and from which line (a quote not closed:
+     * "found unexpected end of stream" alone named neither), and a tab where it gave up is named
+     * (until 2026-12-07 "found character that cannot start any token" did not say which) */
+    assert_int_equal(yaml_load_text(&y, path, "clients: 5\nrounds: \"2\n", err, sizeof err),
+                     FL_ERR_CONFIG);
+    if (!strstr(err, ":3: found unexpected end of stream while scanning a quoted scalar (from "
+                     "line 2)"))
+        fail_msg("%s", err);
+    assert_int_equal(yaml_load_text(&y, path, "\trounds: 2\n", err, sizeof err), FL_ERR_CONFIG);
+    if (!strstr(err, ":1: found character that cannot start any token") ||
+        !strstr(err, ": a tab there (YAML indents with spaces, never tabs)") || strchr(err, '\t'))
+        fail_msg("%s", err);
+    assert_int_equal(yaml_load_text(&y, path, "rounds: 2\n\xc3\xa9 x\x01\n", err, sizeof err),
+                     FL_ERR_CONFIG);
+    if (strstr(err, "a tab there"))
+        fail_msg("%s", err);
     /* a file that cannot be read names --config, as other options' files do (until 2026-12-07
      * "missing.yaml: No such file or directory" alone) */
     assert_int_equal(flsim_config_load_yaml(&y, "/nonexistent/run.yaml", err, sizeof err), FL_ERR_IO);
