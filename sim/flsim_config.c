@@ -890,6 +890,10 @@ fl_status flsim_config_parse_yaml(flsim_config *c, const char *text, size_t len,
                 snprintf(err, errlen, "%s:%zu: --%s: '*%.60s' is a YAML alias: write the value "
                          "itself (a config file takes no aliases)", name, line, key,
                          (const char *)ev.data.alias.anchor);
+            else if (err && errlen && depth == 1 && in_seq) /* inside keep_layers' list */
+                snprintf(err, errlen, "%s:%zu: --%s: %s in its list: write each keep fraction "
+                         "itself (keep_layers: [0.5, 0.75])", name, line, key,
+                         ev.type == YAML_SEQUENCE_START_EVENT ? "a list" : "a YAML alias");
             else if (err && errlen)
                 snprintf(err, errlen, depth == 0 ? "%s:%zu: the file must be one mapping of option "
                                                    "names to values"

@@ -1149,6 +1149,16 @@ static void test_options_and_yaml(void **state)
     assert_int_equal(yaml_load_text(&y, path, "rounds: &n 3\nper_round: *n\n", err, sizeof err),
                      FL_ERR_CONFIG);
     assert_non_null(strstr(err, ":2: --per-round: '*n' is a YAML alias: write the value itself"));
+    /* ... and so are a list or an alias inside keep_layers' list (until 2026-12-07 "only scalar
+     * values are options", which named no option) */
+    assert_int_equal(yaml_load_text(&y, path, "keep_layers: [0.5, [1]]\n", err, sizeof err),
+                     FL_ERR_CONFIG);
+    if (!strstr(err, ":1: --keep-layers: a list in its list: write each keep fraction itself"))
+        fail_msg("%s", err);
+    assert_int_equal(yaml_load_text(&y, path, "keep: &k 0.5\nkeep_layers: [*k]\n", err, sizeof err),
+                     FL_ERR_CONFIG);
+    if (!strstr(err, ":2: --keep-layers: a YAML alias in its list"))
+        fail_msg("%s", err);
     /* A relative trace path in the file is the file's neighbour; an absolute one stays; one set
      * before the file (a flag) and not named by it is left alone. */
     y = flsim_config_default();
