@@ -227,10 +227,14 @@ static fl_status trace_parse(flsim_trace **out, const char *text, size_t len, in
                          "smaller one can overflow the virtual clock)", what, units[i]);
                 st = bad(err, errlen, line, "%s", msg);
             }
-            else if (i < 3 && !(v[i] > 0))
-                st = bad(err, errlen, line, "%s must be > 0", names[i]);
+            else if (i < 3 && !(v[i] > 0)) {
+                char msg[200];
+                snprintf(msg, sizeof msg, "%s must be > 0 (in %s)", what, units[i]);
+                st = bad(err, errlen, line, "%s", msg);
+            }
             else if (i == 3 && !(v[i] >= 0 && v[i] <= 1))
-                st = bad(err, errlen, line, "%s must lie in [0, 1]", names[i]);
+                st = bad(err, errlen, line, "%s must lie in [0, 1] (the chance, each round, that "
+                         "the client is online)", what);
         }
         if (st != FL_OK)
             break;
