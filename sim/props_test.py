@@ -123,10 +123,11 @@ def run_killed(exe, opts, out, extra, moments):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("fl_sim")
-    ap.add_argument("--cases", type=int, default=16)
-    ap.add_argument("--seed", type=int, default=1)
+    # the docstring's first paragraph, as one line (its first line alone stopped mid-sentence)
+    ap = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))
+    ap.add_argument("fl_sim", help="the fl_sim program (build/sim/fl_sim)")
+    ap.add_argument("--cases", type=int, default=16, help="cases to draw (default 16)")
+    ap.add_argument("--seed", type=int, default=1, help="seed of the draws (default 1)")
     a = ap.parse_args()
     rnd = random.Random(a.seed)
     # the kill moments from a generator of their own: the cases' settings stay those of the seed
