@@ -42,11 +42,39 @@ static int g_ranks = 1; /* MPI ranks (1 without a launcher) */
 static int g_hold;
 static char g_held[4096];
 
-/* Writes msg to stderr as one line: a control character inside it (a line break or tab in a
- * value or path quoted from a flag or file: --trace $'a\nb') is written \n, \r, \t or \xNN,
- * so that a message is never broken over lines. Line breaks at its start (below a progress bar)
- * and its end are kept. */
-static void put_line(const char *msg)
+/* A line made up before it is written: stderr is unbuffered, and a message written piece by
+ * piece is interleaved with another process's on the same stderr (the ranks of an MPI run: "is
+ * givfen twice"). One write for the line, unless it outgrows the buffer (then in parts). */
+typedef struct line_buf {
+    char b[16384];
+    size_t n;
+} line_buf;
+
+static void lb_flush(line_buf *l)
+{
+    if (l->n)
+        fwrite(l->b, 1, l->n, stderr);
+    l->n = 0;
+}
+
+static void lb_put(line_buf *l, const char *p, size_t n)
+{
+    while (n) {
+        if (l->n == sizeof l->b)
+            lb_flush(l);
+        const size_t k = n < sizeof l->b - l->n ? n : sizeof l->b - l->n;
+        memcpy(l->b + l->n, p, k);
+        l->n += k;
+        p += k;
+        n -= k;
+    }
+}
+
+/* Appends msg as one line: a control character inside it (a line break or tab in a value or
+ * path quoted from a flag or file: --trace $'a\nb') is written \n, \r, \t or \xNN, so that a
+ * message is never broken over lines. Line breaks at its start (below a progress bar) and its end
+ * are kept. */
+static void lb_put_line(line_buf *l, const char *msg)
 {
     const size_t len = strlen(msg);
     size_t a = 0, b = len;
@@ -54,17 +82,31 @@ static void put_line(const char *msg)
         a++;
     while (b > a && msg[b - 1] == '\n')
         b--;
-    fwrite(msg, 1, a, stderr);
+    lb_put(l, msg, a);
     for (size_t i = a; i < b; i++) {
         const unsigned char ch = (unsigned char)msg[i];
-        if (ch == '\n' || ch == '\r' || ch == '\t')
-            fprintf(stderr, "\\%c", ch == '\n' ? 'n' : ch == '\r' ? 'r' : 't');
-        else if (ch < 0x20 || ch == 0x7F)
-            fprintf(stderr, "\\x%02x", ch);
-        else
-            fputc(ch, stderr);
+        char esc[8];
+        if (ch == '\n' || ch == '\r' || ch == '\t') {
+            esc[0] = '\\';
+            esc[1] = ch == '\n' ? 'n' : ch == '\r' ? 'r' : 't';
+            lb_put(l, esc, 2);
+        } else if (ch < 0x20 || ch == 0x7F) {
+            snprintf(esc, sizeof esc, "\\x%02x", ch);
+            lb_put(l, esc, 4);
+        } else {
+            lb_put(l, msg + i, 1);
+        }
     }
-    fwrite(msg + b, 1, len - b, stderr);
+    lb_put(l, msg + b, len - b);
+}
+
+/* Writes msg to stderr as one line (lb_put_line), in one write. */
+static void put_line(const char *msg)
+{
+    line_buf l;
+    l.n = 0;
+    lb_put_line(&l, msg);
+    lb_flush(&l);
 }
 
 /* fprintf(stderr, ...) of a message, as one line (put_line). */
@@ -418,9 +460,14 @@ static void log_below_bar(void *user, fl_log_level level, const char *msg)
     if (atomic_exchange(&g_bar_open, 0))
         fputc('\n', stderr);
     (void)user; /* stderr: as fl_log_to_file's line, made one (put_line) */
-    fprintf(stderr, "%-5s ", fl_log_level_name(level));
-    put_line(msg);
-    fputc('\n', stderr);
+    line_buf l;
+    l.n = 0;
+    const char *name = fl_log_level_name(level);
+    lb_put(&l, name, strlen(name));
+    lb_put(&l, "     ", strlen(name) < 5 ? 6 - strlen(name) : 1); /* "%-5s " */
+    lb_put_line(&l, msg);
+    lb_put(&l, "\n", 1);
+    lb_flush(&l);
     fflush(stderr);
 }
 
