@@ -10090,6 +10090,16 @@ static void test_ids_torn_and_damaged(void **state)
     }
 }
 
+/* Empties lb, moves the clock two seconds on (past the server's once-a-second checks) and takes
+ * one step: the log then holds what that step said. */
+static void step_next_second(fls_server *s, logbuf *lb)
+{
+    lb->len = 0;
+    lb->text[0] = 0;
+    g_clock_skew += 2;
+    assert_int_equal(fls_server_step(s, 0), FLS_OK);
+}
+
 /* CHECKPOINT.ids removed under a running server (by hand, or systemd-tmpfiles' age limit in /tmp:
  * the file is not touched while no new id comes): the records appended after it went into the
  * unlinked file, and a restart before the next rewrite found no file and bound every id afresh
@@ -10133,10 +10143,7 @@ static void test_ids_file_removed(void **state)
     snprintf(tmp, sizeof tmp, "%s.old", ids);
     write_file(tmp, FLS_IDS_MAGIC "\n");
     assert_int_equal(rename(tmp, ids), 0);
-    lb->len = 0;
-    lb->text[0] = 0;
-    g_clock_skew += 2;
-    assert_int_equal(fls_server_step(s, 0), FLS_OK);
+    step_next_second(s, lb);
     read_small(ids, text, sizeof text);
     if (!strstr(text, " r-one\n") || !strstr(text, " r-two\n") || !strstr(lb->text, warn))
         fail_msg("replaced %s not written again: '%s'; log '%s'", ids, text, lb->text);
@@ -10145,10 +10152,7 @@ static void test_ids_file_removed(void **state)
     expect_ack_hello(s, &p);
 
     /* in place, the file is left alone: nothing more said */
-    lb->len = 0;
-    lb->text[0] = 0;
-    g_clock_skew += 2;
-    assert_int_equal(fls_server_step(s, 0), FLS_OK);
+    step_next_second(s, lb);
     assert_null(strstr(lb->text, warn));
     g_clock_skew = 0;
     fls_server_free(s);
@@ -10185,10 +10189,7 @@ static void test_ids_file_edited(void **state)
     expect_ack_hello(s, &p);
 
     /* its own append: nothing said */
-    lb->len = 0;
-    lb->text[0] = 0;
-    g_clock_skew += 2; /* past the once-a-second check */
-    assert_int_equal(fls_server_step(s, 0), FLS_OK);
+    step_next_second(s, lb); /* past the once-a-second check */
     if (strstr(lb->text, again))
         fail_msg("the server's own record taken for an edit: '%s'", lb->text);
 
@@ -10207,10 +10208,7 @@ static void test_ids_file_edited(void **state)
 
     /* truncated: written again whole, and the next id's record after the table's */
     assert_int_equal(truncate(ids, 0), 0);
-    lb->len = 0;
-    lb->text[0] = 0;
-    g_clock_skew += 2;
-    assert_int_equal(fls_server_step(s, 0), FLS_OK);
+    step_next_second(s, lb);
     read_small(ids, text, sizeof text);
     if (!strstr(lb->text, "was truncated while this server ran") ||
         strncmp(text, FLS_IDS_MAGIC "\n", strlen(FLS_IDS_MAGIC) + 1) != 0 ||
@@ -10219,10 +10217,7 @@ static void test_ids_file_edited(void **state)
     h = hello_msg("x-two");
     peer_send(&p, &h);
     expect_ack_hello(s, &p);
-    lb->len = 0;
-    lb->text[0] = 0;
-    g_clock_skew += 2;
-    assert_int_equal(fls_server_step(s, 0), FLS_OK);
+    step_next_second(s, lb);
     assert_null(strstr(lb->text, again));
     g_clock_skew = 0;
     fls_server_free(s);
