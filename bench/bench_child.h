@@ -15,6 +15,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "bench_exit.h"
+
 typedef struct bench_child {
     pid_t pid; /* 0: none running */
     FILE *cmd, *out;
@@ -34,6 +36,7 @@ static inline int bench_child_start(bench_child *t, const char *cmd)
         return -1;
     }
     fflush(stdout);
+    const pid_t parent = getpid();
     t->pid = fork();
     if (t->pid < 0) {
         t->pid = 0;
@@ -44,6 +47,7 @@ static inline int bench_child_start(bench_child *t, const char *cmd)
         return -1;
     }
     if (t->pid == 0) {
+        bench_in_child(parent); /* the peer ends with the benchmark, however it ends */
         dup2(in[0], 0);
         dup2(out[1], 1);
         close(in[0]);

@@ -30,6 +30,9 @@
  * every Hello acknowledged (ack_s; server.listen_backlog sizes the listen queue it meets), and
  * the server's CPU meanwhile, a session (admit_ms: accepting the connection, its handshake, the
  * Hello and its id).
+ * --curve 1 writes the server's secret key and the allow-list into a new directory here
+ * (bench_idle.XXXXXX), removed however the run ends (its end, an error, Ctrl-C, SIGTERM, SIGHUP);
+ * the server and fleet processes end with this one, even when it is SIGKILLed (bench_exit.h).
  * LAST line: sessions=M server_cpu_ms_per_s=<f> peer_server_cpu_ms_per_s=<f> ratio=<f>
  *            us_per_session_s=<f> peer_us_per_session_s=<f> ack_s=<f> admit_ms=<f>
  */
@@ -46,6 +49,7 @@
 #include <unistd.h>
 #include <zmq.h>
 
+#include "bench_exit.h"
 #include "bench_wire.h"
 #include "bench_stat.h"
 #include "flp_wire.h"
@@ -224,10 +228,12 @@ static pid_t spawn(int *rfd, int (*role)(int wfd, void *arg), void *arg)
     if (pipe(p) != 0)
         die("pipe", strerror(errno));
     fflush(stdout);
+    const pid_t parent = getpid();
     const pid_t pid = fork();
     if (pid < 0)
         die("fork", strerror(errno));
     if (pid == 0) {
+        bench_in_child(parent); /* a server or fleet process ends with this one, however */
         close(p[0]);
         _exit(role(p[1], arg));
     }
@@ -439,6 +445,10 @@ int main(int argc, char **argv)
             die("mkdtemp", strerror(errno));
         snprintf(g_sec_path, sizeof g_sec_path, "%s/server.secret", g_keydir);
         snprintf(g_allow_path, sizeof g_allow_path, "%s/allowed", g_keydir);
+        /* removed however the run ends: its end, die(), Ctrl-C, SIGTERM, SIGHUP */
+        bench_tmp_add(g_keydir);
+        bench_tmp_add(g_sec_path);
+        bench_tmp_add(g_allow_path);
         FILE *f = fopen(g_sec_path, "w"), *g = fopen(g_allow_path, "w");
         if (!f || !g)
             die("cannot write the key files", strerror(errno));
@@ -460,11 +470,7 @@ int main(int argc, char **argv)
         admit[r] = lo.admit_ms;
         peer[r] = lp.total_ms_s;
     }
-    if (g_curve) {
-        unlink(g_sec_path);
-        unlink(g_allow_path);
-        rmdir(g_keydir);
-    }
+    bench_tmp_remove(); /* the key files and their directory (--curve 1) */
     const double o = bench_stat_of(ours, reps).med, p = bench_stat_of(peer, reps).med;
     const double a = bench_stat_of(ack, reps).med, ad = bench_stat_of(admit, reps).med;
     printf("sessions=%d server_cpu_ms_per_s=%.1f peer_server_cpu_ms_per_s=%.1f ratio=%.3f "

@@ -25,11 +25,16 @@
  * --dir keeps only what was there before: the journal, its lock and the sockets are removed at
  * the end, and a DIR that already holds a journal (DIR/j.ckpt.ids) is refused, since it binds the
  * ids the floods name (the same names every run): none would be new, nothing synced.
+ * A run that ends early (Ctrl-C, SIGTERM or SIGHUP; a server that stops or refuses a Hello; no
+ * answer for 30 s) removes the same files, and the directory it made, before it exits (a signal:
+ * after the servers are stopped, and then by that signal, as an unhandled one would).
  * LAST line: hellos_per_s=<f> nojournal_hellos_per_s=<f> ratio=<f> fs=<name>
  */
 #include <dirent.h>
 #include <errno.h>
 #include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -52,15 +57,71 @@ static double mono(void)
     return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
+/* What the run made on disk, for every way it ends: the journal's directory (g_dir[0] == 0: none
+ * yet), made by this run (g_dir_ours) or the user's --dir, of which only the servers' files go. */
+static char g_dir[512];
+static int g_dir_ours;
+
+/* The servers' files (journal, its lock, checkpoint, sockets, a journal rewrite's temporaries) and,
+ * if this run made it, the directory; said on stderr when something stays. */
+static void remove_made(void)
+{
+    if (!g_dir[0])
+        return;
+    DIR *d = opendir(g_dir);
+    for (struct dirent *e; d && (e = readdir(d));) {
+        /* in the user's directory, only what the servers make: j.ckpt*, j.sock, n.sock */
+        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..") ||
+            (!g_dir_ours && strncmp(e->d_name, "j.ckpt", 6) && strcmp(e->d_name, "j.sock") &&
+             strcmp(e->d_name, "n.sock")))
+            continue;
+        char path[1024];
+        snprintf(path, sizeof path, "%s/%s", g_dir, e->d_name);
+        if (unlink(path) != 0)
+            fprintf(stderr, "bench_ids: %s left behind: %s\n", path, strerror(errno));
+    }
+    if (d)
+        closedir(d);
+    if (g_dir_ours && rmdir(g_dir) != 0)
+        fprintf(stderr, "bench_ids: %s left behind: %s\n", g_dir, strerror(errno));
+    g_dir[0] = '\0';
+}
+
 static void die(const char *what, const char *detail)
 {
     fprintf(stderr, "bench_ids: %s%s%s\n", what, detail ? ": " : "", detail ? detail : "");
+    remove_made();
     exit(1);
 }
 
+/* SIGINT, SIGTERM, SIGHUP: only noted here. They are blocked in every other thread (the servers'
+ * and libzmq's), so they interrupt the main thread's zmq_poll (EINTR), and the main thread stops
+ * the servers and removes what the run made. */
+static volatile sig_atomic_t g_sig;
+
+static void on_signal(int sig) { g_sig = sig; }
+
+static void block_signals(int how)
+{
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGHUP);
+    pthread_sigmask(how, &set, NULL);
+}
+
+typedef struct served {
+    fls_server *s;
+    fls_status st;    /* what fls_server_run returned, once ended is 1 */
+    atomic_int ended; /* the server thread returned: before a stop, the server failed */
+} served;
+
 static void *serve(void *arg)
 {
-    fls_server_run(arg);
+    served *v = arg;
+    v->st = fls_server_run(v->s);
+    atomic_store(&v->ended, 1);
     return NULL;
 }
 
@@ -69,6 +130,7 @@ typedef struct flood {
     void **sock;
     int conns;
     clockid_t server_cpu; /* the server thread's CPU clock */
+    served *srv;          /* the server the connections talk to */
 } flood;
 
 static double cpu_s(clockid_t c)
@@ -111,7 +173,7 @@ static int expect_ack(void *sock)
 }
 
 /* n Hellos of new ids named TAG-c-k over the connections, each one after the other; seconds,
- * and the server thread's CPU seconds in *cpu. */
+ * and the server thread's CPU seconds in *cpu; -1 once a signal was taken (g_sig). */
 static double run_flood(flood *f, const char *tag, int n, double *cpu)
 {
     int *next = calloc((size_t)f->conns, sizeof *next);
@@ -125,11 +187,23 @@ static double run_flood(flood *f, const char *tag, int n, double *cpu)
         snprintf(id, sizeof id, "%s-%d-%d", tag, c, next[c]++);
         send_hello(f->sock[c], id);
     }
-    while (done < n) {
+    int quiet_ms = 0; /* since the server last answered */
+    while (done < n && !g_sig) {
         for (int c = 0; c < f->conns; c++)
             it[c] = (zmq_pollitem_t){f->sock[c], 0, ZMQ_POLLIN, 0};
-        if (zmq_poll(it, f->conns, 30000) <= 0)
-            die("no answer from the server for 30 s", NULL);
+        const int k = zmq_poll(it, f->conns, 250);
+        if (k < 0 && zmq_errno() == EINTR)
+            continue; /* a signal: g_sig */
+        if (k < 0)
+            die("zmq_poll", zmq_strerror(zmq_errno()));
+        if (k == 0) {
+            if (atomic_load(&f->srv->ended))
+                die("the server stopped", fls_strerror(f->srv->st));
+            if ((quiet_ms += 250) >= 30000)
+                die("no answer from the server for 30 s", NULL);
+            continue;
+        }
+        quiet_ms = 0;
         for (int c = 0; c < f->conns; c++) {
             if (!(it[c].revents & ZMQ_POLLIN))
                 continue;
@@ -147,24 +221,25 @@ static double run_flood(flood *f, const char *tag, int n, double *cpu)
     *cpu = cpu_s(f->server_cpu) - c0;
     free(next);
     free(it);
-    return dt;
+    return g_sig ? -1 : dt;
 }
 
 /* One side of the comparison: a server (journal or not) in its own thread, and its connections. */
 typedef struct side {
     int journal;
     fls_options *o;
-    fls_server *s;
+    served v;
     pthread_t th;
     flood f;
     double hps[1000]; /* Hellos a second of each timed flood */
 } side;
 
 /* Starts a server with (journal) or without the id journal, connects conns sockets to it and
- * warms them up (every connection made, one new id each, untimed). */
-static void side_start(side *sd, const char *dir, int journal, int conns)
+ * warms them up (every connection made, one new id each, untimed); -1 if a signal came first. */
+static int side_start(side *sd, const char *dir, int journal, int conns)
 {
     memset(sd, 0, sizeof *sd);
+    block_signals(SIG_BLOCK); /* the threads made from here on: the server's, libzmq's */
     sd->journal = journal;
     char yaml[2048], ep[600];
     snprintf(ep, sizeof ep, "ipc://%s/%c.sock", dir, journal ? 'j' : 'n');
@@ -178,12 +253,15 @@ static void side_start(side *sd, const char *dir, int journal, int conns)
         fls_options_load_mem(sd->o, yaml, strlen(yaml), "bench_ids", err, sizeof err) != FLS_OK)
         die("bad server options", err);
     fls_host host = {0};
-    const fls_status st = fls_server_new(sd->o, &host, &sd->s);
+    const fls_status st = fls_server_new(sd->o, &host, &sd->v.s);
     if (st != FLS_OK)
         die("the server did not start", fls_strerror(st));
-    if (pthread_create(&sd->th, NULL, serve, sd->s) != 0)
+    if (pthread_create(&sd->th, NULL, serve, &sd->v) != 0) {
+        fls_server_free(sd->v.s);
+        sd->v.s = NULL;
         die("pthread_create", NULL);
-    sd->f = (flood){zmq_ctx_new(), calloc((size_t)conns, sizeof(void *)), conns, 0};
+    }
+    sd->f = (flood){zmq_ctx_new(), calloc((size_t)conns, sizeof(void *)), conns, 0, &sd->v};
     if (!sd->f.ctx || !sd->f.sock)
         die("zmq_ctx_new", NULL);
     zmq_ctx_set(sd->f.ctx, ZMQ_MAX_SOCKETS, conns + 16);
@@ -197,34 +275,46 @@ static void side_start(side *sd, const char *dir, int journal, int conns)
         if (zmq_connect(sd->f.sock[c], ep) != 0)
             die("zmq_connect", zmq_strerror(zmq_errno()));
     }
+    block_signals(SIG_UNBLOCK); /* one that came meanwhile is taken here */
     double cpu;
-    run_flood(&sd->f, journal ? "jw" : "nw", conns, &cpu);
+    return run_flood(&sd->f, journal ? "jw" : "nw", conns, &cpu) < 0 ? -1 : 0;
 }
 
-/* Timed flood number r (new ids) of this side. */
-static void side_flood(side *sd, int r, int n)
+/* Timed flood number r (new ids) of this side; -1 if a signal came. */
+static int side_flood(side *sd, int r, int n)
 {
     char tag[32];
     snprintf(tag, sizeof tag, "%c%d", sd->journal ? 'j' : 'n', r);
     double cpu;
     const double dt = run_flood(&sd->f, tag, n, &cpu);
+    if (dt < 0)
+        return -1;
     sd->hps[r] = n / dt;
     printf("  %-10s flood %d: %d new ids in %.3f s (%.0f a second); server thread CPU %.1f us "
            "a Hello\n", sd->journal ? "journal," : "no journal,", r + 1, n, dt, n / dt,
            cpu / n * 1e6);
     fflush(stdout);
+    return 0;
 }
 
+/* Also of a side side_start left half made (a signal in its warm-up). */
 static void side_end(side *sd)
 {
-    for (int c = 0; c < sd->f.conns; c++)
-        zmq_close(sd->f.sock[c]);
-    zmq_ctx_term(sd->f.ctx);
+    for (int c = 0; sd->f.sock && c < sd->f.conns; c++)
+        if (sd->f.sock[c])
+            zmq_close(sd->f.sock[c]);
+    if (sd->f.ctx)
+        zmq_ctx_term(sd->f.ctx);
     free(sd->f.sock);
-    fls_server_stop(sd->s);
-    pthread_join(sd->th, NULL);
-    fls_server_free(sd->s);
+    if (sd->v.s) {
+        fls_server_stop(sd->v.s);
+        pthread_join(sd->th, NULL);
+        fls_server_free(sd->v.s);
+    }
     fls_options_free(sd->o);
+    sd->f = (flood){0}; /* its figures (hps) stay */
+    sd->v.s = NULL;
+    sd->o = NULL;
 }
 
 
@@ -301,6 +391,8 @@ int main(int argc, char **argv)
     char dir[512];
     if (dir_opt) {
         snprintf(dir, sizeof dir, "%s", dir_opt);
+        if (strlen(dir_opt) >= sizeof dir)
+            die("--dir: the path is too long", dir_opt);
         /* a journal left there (an earlier run's, or one killed before its end) already binds
          * the ids the floods name: they would not be new, and nothing would be synced */
         char old[600];
@@ -314,7 +406,16 @@ int main(int argc, char **argv)
         snprintf(dir, sizeof dir, "bench_ids.XXXXXX");
         if (!mkdtemp(dir))
             die("mkdtemp", strerror(errno));
+        g_dir_ours = 1;
     }
+    snprintf(g_dir, sizeof g_dir, "%s", dir); /* removed however the run ends, from here on */
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal; /* no SA_RESTART: zmq_poll returns at once, EINTR */
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGHUP, &sa, NULL);
     const char *fs = fs_name(dir);
     printf("bench_ids: %d new ids over %d connections, %d floods of each side alternated "
            "(medians); journal in %s (%s)\n", n, conns, reps, dir, fs);
@@ -322,40 +423,28 @@ int main(int argc, char **argv)
     side *sd = calloc(2, sizeof *sd); /* [0]: ours (journal), [1]: the peer (no journal) */
     if (!sd)
         die("out of memory", NULL);
-    side_start(&sd[0], dir, 1, conns);
-    side_start(&sd[1], dir, 0, conns);
-    for (int r = 0; r < reps; r++) {
-        side_flood(&sd[0], r, n);
-        side_flood(&sd[1], r, n);
-    }
+    int stopped = side_start(&sd[0], dir, 1, conns) != 0 || side_start(&sd[1], dir, 0, conns) != 0;
+    for (int r = 0; r < reps && !stopped; r++)
+        stopped = side_flood(&sd[0], r, n) != 0 || side_flood(&sd[1], r, n) != 0;
     side_end(&sd[0]);
     side_end(&sd[1]);
+    if (stopped) { /* a signal: what the run made goes, then the signal ends the process */
+        const int sig = g_sig;
+        free(sd);
+        remove_made();
+        fprintf(stderr, "bench_ids: stopped by signal %d (%s); the journal's files removed\n", sig,
+                strsignal(sig));
+        signal(sig, SIG_DFL);
+        block_signals(SIG_UNBLOCK);
+        raise(sig);
+        return 128 + sig;
+    }
     const bench_stat w = bench_stat_of(sd[0].hps, reps), wo = bench_stat_of(sd[1].hps, reps);
     const double with = w.med, without = wo.med;
     free(sd);
     printf("journal: median %.0f Hellos a second (%.0f-%.0f); no journal: median %.0f (%.0f-%.0f)\n",
            with, w.lo, w.hi, without, wo.lo, wo.hi);
-    if (dir_opt) { /* the files the servers made there; the directory is the user's */
-        static const char *const made[] = {"j.ckpt", "j.ckpt.ids", "j.ckpt.lock", "j.sock",
-                                           "n.sock"};
-        for (size_t i = 0; i < sizeof made / sizeof made[0]; i++) {
-            char path[1024];
-            snprintf(path, sizeof path, "%s/%s", dir, made[i]);
-            unlink(path);
-        }
-    } else { /* the files the servers made (journal, lock, checkpoint, sockets) */
-        DIR *d = opendir(dir);
-        for (struct dirent *e; d && (e = readdir(d));) {
-            char path[1024];
-            snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
-            if (strcmp(e->d_name, ".") && strcmp(e->d_name, ".."))
-                unlink(path);
-        }
-        if (d)
-            closedir(d);
-        if (rmdir(dir) != 0)
-            fprintf(stderr, "bench_ids: %s left behind: %s\n", dir, strerror(errno));
-    }
+    remove_made(); /* the files the servers made; the directory too, if this run made it */
     printf("hellos_per_s=%.0f nojournal_hellos_per_s=%.0f ratio=%.3f fs=%s\n", with, without,
            with / without, fs);
     return 0;

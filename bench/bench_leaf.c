@@ -45,6 +45,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "bench_exit.h"
 #include "bench_stat.h"
 #include "flm_data.h"
 #include "fl_sha256.h"
@@ -454,6 +455,7 @@ static int run_child(int which, const char *file, child_out *o)
     if (pipe(fds) != 0)
         return -1;
     fflush(stdout);
+    const pid_t parent = getpid();
     const pid_t pid = fork();
     if (pid < 0) {
         close(fds[0]);
@@ -461,6 +463,7 @@ static int run_child(int which, const char *file, child_out *o)
         return -1;
     }
     if (pid == 0) {
+        bench_in_child(parent);
         close(fds[0]);
         child(which, file, fds[1]);
     }
@@ -485,7 +488,7 @@ int main(int argc, char **argv)
         "with jansson's json_load_file of the same file walked into floats or tokens\n"
         "(the peer) and a bare read of it (the floor), each load in a fresh child\n"
         "process. Without --file, writes a file to $TMPDIR (or /tmp) and removes it at\n"
-        "the end: FEMNIST-like, of N Fashion-MNIST images (20000); Shakespeare-like, of\n"
+        "the end (also on Ctrl-C, SIGTERM, SIGHUP): FEMNIST-like, of N Fashion-MNIST images (20000); Shakespeare-like, of\n"
         "N 80-character samples of the prose of /usr/share/common-licenses (1000000).\n"
         "Last line:\n"
         "load_s=<f> jansson_s=<f> ratio=<f> read_s=<f> read_ratio=<f> minflt=<f>\n";
@@ -529,6 +532,7 @@ int main(int argc, char **argv)
         const char *td = getenv("TMPDIR");
         snprintf(tmp, sizeof tmp, "%s/bench_leaf.%ld.json", td && *td ? td : "/tmp",
                  (long)getpid());
+        bench_tmp_add(tmp); /* removed however the run ends: Ctrl-C, SIGTERM, SIGHUP too */
         const double t0 = fl_time_mono_s();
         if ((kind == FLM_LEAF_FEMNIST ? write_file(tmp, (size_t)samples)
                                       : write_shakespeare(tmp, (size_t)samples)) != 0) {
@@ -592,8 +596,7 @@ int main(int argc, char **argv)
            L.med, P.med, L.med / P.med, R.med, L.med / R.med, F.med);
     rc = 0;
 out:
-    if (tmp[0])
-        unlink(tmp);
+    bench_tmp_remove(); /* the file written, if any */
     free(t_load);
     free(t_peer);
     free(t_read);

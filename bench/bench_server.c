@@ -65,6 +65,9 @@
  * reactor's work that grows with the sessions it holds). Also printed: the server process's CPU
  * time over its whole life (the warm-up round included), per update.
  *
+ * The children (server, raw receiver) end with this process, however it ends (bench_exit.h): a
+ * server child left behind would wait for its clients for ever.
+ *
  * LAST line (for the float32 codec and the last N; medians):
  *   updates_per_s=<f> mb_per_s=<f> raw_zmq_mb_per_s=<f> ratio=<f> server_peak_rss_mb=<f>
  */
@@ -80,6 +83,7 @@
 #include <unistd.h>
 #include <zmq.h>
 
+#include "bench_exit.h"
 #include "bench_wire.h"
 #include "bench_stat.h"
 #include "flc.h"
@@ -221,10 +225,12 @@ static FILE *spawn_role(pid_t *pid, char *const extra[], FILE **cmd)
     if (pipe(p) != 0 || (cmd && pipe(c) != 0))
         die("pipe");
     fflush(stdout);
+    const pid_t parent = getpid();
     *pid = fork();
     if (*pid < 0)
         die("fork");
     if (*pid == 0) {
+        bench_in_child(parent); /* ends with this process, however (no orphaned server) */
         close(p[0]);
         if (cmd) { /* its stdin: the parent's commands */
             dup2(c[0], 0);

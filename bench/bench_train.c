@@ -300,14 +300,18 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN); /* a peer that died is seen as a failed write */
     bench_child tp = {0};
     int have_torch = 0;
-    char idx_path[64] = "";
+    char idx_path[1024] = "";
     if (run_torch) {
         char script[4096];
         if (bench_script_find("bench_train_torch.py", script, sizeof script) != 0) {
             fprintf(stderr, "bench_train: bench_train_torch.py not found (set FEDROP_SOURCE_ROOT)\n");
         } else {
-            /* the same training subset: hand our indexes over in a temporary file */
-            snprintf(idx_path, sizeof idx_path, "/tmp/bench_train_idx_%ld.bin", (long)getpid());
+            /* the same training subset: hand our indexes over in a temporary file, which the
+             * peer reads before it says "ready" (removed then, or however the run ends) */
+            const char *td = getenv("TMPDIR");
+            snprintf(idx_path, sizeof idx_path, "%s/bench_train_idx_%ld.bin",
+                     td && *td ? td : "/tmp", (long)getpid());
+            bench_tmp_add(idx_path);
             FILE *fi = fopen(idx_path, "wb");
             if (!fi || fwrite(idx, sizeof *idx, (size_t)samples, fi) != (size_t)samples)
                 idx_path[0] = '\0';
@@ -324,6 +328,7 @@ int main(int argc, char **argv)
                      data_dir ? " --data " : "", data_dir ? data_dir : "",
                      idx_path[0] ? " --index-file " : "", idx_path);
             have_torch = bench_child_start(&tp, cmd) == 0;
+            bench_tmp_remove(); /* read by now (or never, the peer gone) */
             if (!have_torch)
                 fprintf(stderr, "bench_train: the PyTorch peer ended before it was ready (its "
                                 "errors above; scripts/install-deps --bench installs python3-torch, "
@@ -370,8 +375,6 @@ int main(int argc, char **argv)
             have_torch = 0;
         }
     }
-    if (idx_path[0])
-        unlink(idx_path);
     const long hwm = proc_kb("VmHWM");
     double tl = 0, acc = 0;
     flm_model_evaluate(m, w, &te, &tl, &acc);
