@@ -127,8 +127,12 @@ int main(int argc, char **argv)
                    "same floats into a double accumulator (also printed: a float one, and a float\n"
                    "scatter-add over the same maps). Ours and the peers alternate update by update;\n"
                    "medians of R rounds (min-max beside; the best of R on the line before the last).\n"
-                   "The last line's ratio is ours over the double peer, of the medians. Details: the\n"
-                   "comment at the top of bench/bench_aggregate.c.\n",
+                   "The last line's ratio is ours over the double peer, of the medians.\n"
+                   "--spec ARCH: the model (an flm_arch spec: fl_sim --help, --model); --keep P:\n"
+                   "each update a random keep-set of that fraction (>= 1: whole-model updates);\n"
+                   "--subnormal F: that fraction of the deltas subnormal (the figure should not\n"
+                   "move); --cpu-time: thread CPU time instead of wall time (a loaded machine).\n"
+                   "Details: the comment at the top of bench/bench_aggregate.c.\n",
                    argv[0]);
             return 0;
         }

@@ -197,8 +197,10 @@ int main(int argc, char **argv)
                    "floats, and each pipeline again on the next narrower kernel set (the same bytes).\n"
                    "Each whole pipeline alternated with both peers; medians of R (min-max beside).\n"
                    "The last line: the last pipeline's figures, its speed over zstd's and\n"
-                   "(where a narrower set exists) over that set's. Details: the comment at the top of\n"
-                   "bench/bench_compress.c.\n", argv[0]);
+                   "(where a narrower set exists) over that set's. --pipeline: a codec spec\n"
+                   "(compress/README.md), repeatable; --n: the synthetic delta's length (6603710, the\n"
+                   "cnn's); --isa: the kernel set ours runs (default: the widest the CPU has).\n"
+                   "Details: the comment at the top of bench/bench_compress.c.\n", argv[0]);
             return 0;
         }
         if (!strcmp(argv[i], "--input") && i + 1 < argc)

@@ -387,7 +387,16 @@ int main(int argc, char **argv)
             printf("usage: %s [--sessions M (8000)] [--secs S (10)] [--heartbeat-ms H (1000)]\n"
                    "       [--curve 0|1 (0)] [--per-proc P (8000)] [--reps R (1)]\n"
                    "fl_server's CPU a second with M idle sessions, their connections without\n"
-                   "ZeroMQ heartbeats (as libflclient's) and with them (the peer).\n", argv[0]);
+                   "ZeroMQ heartbeats (as libflclient's) and with them (the peer), the server in a\n"
+                   "child process. --secs: each measured window, once every Hello is acknowledged\n"
+                   "and 2 s have passed; --heartbeat-ms: both sides' heartbeat_ms (liveness_ms 10\n"
+                   "times it); --curve 1: CURVE with an allow-list, as in production (the keys in a\n"
+                   "directory bench_idle.XXXXXX here, removed at the end); --per-proc: sessions a\n"
+                   "fleet process (each holds two descriptors a session: lower it under a low\n"
+                   "ulimit -n); --reps: windows of each side, alternated (medians). Last line:\n"
+                   "sessions, server_cpu_ms_per_s, peer_server_cpu_ms_per_s, ratio = ours / peer,\n"
+                   "us_per_session_s, peer_us_per_session_s, ack_s, admit_ms. Details: the comment\n"
+                   "at the top of bench/bench_idle.c.\n", argv[0]);
             return 0;
         }
         if (i + 1 >= argc)

@@ -103,6 +103,9 @@ int main(int argc, char **argv)
                    "samples per CPU second. Peer, in the same run: a dense mlp of the same forward\n"
                    "multiply-accumulates a sample, on the same samples and settings; each repetition\n"
                    "trains both from their initial weights, alternating which goes first; medians.\n"
+                   "--momentum M > 0: both on the plain backward and a separate SGD step (0: the\n"
+                   "fused backward-and-step); --data-dir DIR: Fashion-MNIST's files there (default\n"
+                   "$FEDROP_DATA_DIR or /usr/share/datasets/fashion-mnist).\n"
                    "Last line: moge_sps, mlp_sps, ratio = moge / mlp, kernel. Details: the comment at\n"
                    "the top of bench/bench_moge.c.\n");
             return 0;

@@ -736,7 +736,12 @@ int main(int argc, char **argv)
                    "server's round close. Peer: raw ZeroMQ DEALER->ROUTER throughput for the same\n"
                    "bytes in the same run, alternated with ours round by round, connections kept\n"
                    "on both sides. Medians; the last line is float32 'none', ratio = ours / peer.\n"
-                   "--idle M: M idle clients besides.\n"
+                   "--clients N: that N only (1..1024); --rounds R: measured rounds (1..60);\n"
+                   "--arch SPEC: the model (an flm_arch spec: fl_sim --help, --model); --codecs\n"
+                   "LIST: uplink codec specs, comma-separated, each a run of its own\n"
+                   "(compress/README.md); --chunk-elems E: the server's codec.chunk_elems (65536);\n"
+                   "--idle M: M idle clients besides; --server-env KEY=VALUE: set in the server\n"
+                   "child's environment only (up to 8; e.g. MALLOC_MMAP_THRESHOLD_=1073741824).\n"
                    "Details: the comment at the top of bench/bench_server.c.\n");
             return 0;
         }
@@ -753,8 +758,11 @@ int main(int argc, char **argv)
             ce = v;
         }
         else if (!strcmp(a, "--idle")) idle = (int)count_of(a, v, 0, 100000);
-        else if (!strcmp(a, "--server-env") && g_n_server_env < 8 && strchr(v, '='))
+        else if (!strcmp(a, "--server-env")) {
+            if (g_n_server_env >= 8 || !strchr(v, '='))
+                die("--server-env takes KEY=VALUE, up to 8 times");
             g_server_env[g_n_server_env++] = v;
+        }
         else if (!strcmp(a, "--role")) role = v;
         else if (!strcmp(a, "--role-fd")) fd = atoi(v);
         else die("unknown option");

@@ -151,6 +151,10 @@ static void help(void)
            "with ours in the same run. Last line: samples_per_s=<median> test_acc=<f>\n"
            "torch_samples_per_s=<median> ratio=<ours / torch> ratio_cpu=<the same per CPU\n"
            "second> kernel=<name>.\n"
+           "--model: cnn (cnn:10, the only one); --no-torch: ours alone (the peer's figures\n"
+           "then 'none'); --data DIR: Fashion-MNIST's files there (default $FEDROP_DATA_DIR or\n"
+           "/usr/share/datasets/fashion-mnist); --test-samples N: ours' test accuracy on the\n"
+           "first N test images only (default all 10,000; for profiling the training alone).\n"
            "Details: the comment at the top of bench/bench_train.c.\n");
 }
 
