@@ -390,7 +390,8 @@ static void usage(FILE *f)
         "\n"
         "Interrupting: rounds.csv grows a line per round, so a crash keeps every finished round.\n"
         "Ctrl-C (or SIGTERM, SIGUSR1) stops a run after the round in progress and writes its results,\n"
-        "with \"interrupted\": true in summary.json (exit status 130; 143 for SIGTERM, 138 for SIGUSR1);\n"
+        "with \"interrupted\": true in summary.json, and ends killed by it (a shell reads 130; 143\n"
+        "for SIGTERM, 138 for SIGUSR1; a script that ran it stops too);\n"
         "a second one ends it at once. An experiment stops the same way, drops the run in progress\n"
         "and keeps the runs it finished: the same command resumes from them. Under mpirun, which ends\n"
         "the ranks itself on Ctrl-C (the round in progress and the summary are lost), stop with\n"
@@ -1317,6 +1318,12 @@ static int run_main(int argc, char **argv)
             rc = 1;
         }
     }
+    if (st == FL_OK && g_stop && g_rank == 0)
+        /* The stop came in the last round or after it: nothing was cut, yet the process ends
+         * by the signal (main), so that a script's loop stops too. */
+        say_msg("fl_sim: the stop came after the last round had started: the run is complete "
+                "(\"interrupted\": false)%s%s\n", cfg.out[0] ? ", its results in " : "",
+                cfg.out[0] ? cfg.out : "");
     if (st == FL_ERR_CANCELLED) {
         if (g_rank == 0)
             say_msg("fl_sim: interrupted: %s%s%s%s\n", err,
@@ -1357,8 +1364,18 @@ int main(int argc, char **argv)
         int rcs = rc;
         MPI_Allreduce(MPI_IN_PLACE, &rcs, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
         MPI_Finalize();
-        return rcs;
+        return rcs; /* mpirun reports a rank killed by a signal as a crash: the status is said */
     }
 #endif
+    /* A run or experiment that took a stop signal ends killed by it once its results are
+     * written, not with exit(128 + N): a shell that gets Ctrl-C too goes on with its script when
+     * the child exits normally, since the child then handled the Ctrl-C (bash's wait-and-
+     * cooperative-exit). Until 2026-12-08 `for s in 1 2 3; do fl_sim --seed $s ...; done` ran
+     * seeds 2 and 3 after a Ctrl-C in seed 1. The status a shell reads is the same 128 + N. */
+    const int sig = atomic_load(&g_stop);
+    if (sig && (rc == 0 || rc == 128 + sig)) {
+        fflush(NULL);
+        fl_sig_die(sig);
+    }
     return rc;
 }

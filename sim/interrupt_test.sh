@@ -18,7 +18,8 @@ SHIM=${2:-}
 EARLY=${3:-}
 DIR=$(mktemp -d)
 pid=
-trap '[ -n "$pid" ] && kill -9 "$pid" 2>/dev/null; rm -rf "$DIR"' EXIT
+pg=
+trap '[ -n "$pid" ] && kill -9 "$pid" 2>/dev/null; [ -n "$pg" ] && kill -9 "-$pg" 2>/dev/null; rm -rf "$DIR"' EXIT
 ARGS="--dataset synth-images:2400:1x8x8:4 --model mlp:64-32-4 --clients 40 --per-round 8
       --partition iid --threads 1 --eval-every 1 --quiet 1"
 
@@ -94,6 +95,48 @@ no_walls "$DIR/int/rounds.csv" >"$DIR/a.csv"
 no_walls "$DIR/short/rounds.csv" >"$DIR/b.csv"
 cmp -s "$DIR/a.csv" "$DIR/b.csv" || fail "the interrupted run's rounds.csv differs from a $rounds-round run's (beyond wall times)"
 grep -q '"interrupted": false' "$DIR/short/summary.json" || fail "a finished run is marked interrupted"
+
+# Ctrl-C in a terminal goes to the whole foreground process group: to the shell that runs a
+# script as well as to fl_sim. bash goes on with its script when the child exited normally (the
+# child handled the Ctrl-C: wait-and-cooperative-exit), so fl_sim, its results written, ends
+# killed by the signal (a shell still reads 130). Until 2026-12-08 it called exit(130), and a
+# loop over seeds went on with the next seed after each Ctrl-C.
+if command -v bash >/dev/null && command -v setsid >/dev/null && command -v ps >/dev/null; then
+    cat >"$DIR/loop.sh" <<EOF
+"$FL_SIM" $(echo $ARGS) --rounds 1000000 --out "$DIR/loop" >/dev/null 2>"$DIR/loop.err"
+echo "went on after exit status \$?" >"$DIR/loop.next"
+EOF
+    # a process group of its own, as a terminal's foreground job; SIGINT at its default, as in
+    # a terminal (sh starts a background job with it ignored)
+    env --default-signal=INT setsid bash "$DIR/loop.sh" &
+    pid=$!
+    pg=$(ps -o pgid= -p "$pid" | tr -d ' ')
+    [ -n "$pg" ] && [ "$pg" != "$(ps -o pgid= -p $$ | tr -d ' ')" ] ||
+        fail "loop: no process group of its own (pgid '$pg')"
+    i=0
+    until [ "$(($(cat "$DIR/loop/rounds.csv" 2>/dev/null | wc -l) - 1))" -ge 2 ]; do
+        i=$((i + 1))
+        [ "$i" -le 3000 ] || fail "loop: no 2 rounds after 300 s: $(cat "$DIR/loop.err")"
+        sleep 0.1
+    done
+    kill -INT "-$pg" # what Ctrl-C does
+    i=0
+    while kill -0 "$pid" 2>/dev/null; do
+        i=$((i + 1))
+        [ "$i" -le 1200 ] || fail "loop: the script still runs 120 s after Ctrl-C: $(cat "$DIR/loop.err")"
+        sleep 0.1
+    done
+    rc=0
+    wait "$pid" || rc=$?
+    pid=
+    pg=
+    [ ! -e "$DIR/loop.next" ] ||
+        fail "loop: Ctrl-C stopped fl_sim but not the script that ran it ($(cat "$DIR/loop.next"))"
+    [ "$rc" -eq 130 ] || fail "loop: the script's exit status $rc, not 130"
+    grep -q "interrupted: stopped after round" "$DIR/loop.err" || fail "loop: $(cat "$DIR/loop.err")"
+    grep -q '"interrupted": true' "$DIR/loop/summary.json" || fail "loop: summary.json not marked interrupted"
+    echo "Ctrl-C in a script: fl_sim's results written, and the script stopped too"
+fi
 
 # A run that fails before its first round (here: a dataset that is not there) leaves the results
 # of an earlier run in the same --out as they were.
