@@ -867,6 +867,26 @@ grep -Eq "^3/3 .*  vtime ${vt3}s  " "$DIR/barvt.txt" ||
 grep -Eq '^run 6/8, all done in ~[0-9hms]+: afd-single\+c seed 1, 2/2, acc 0\.[0-9]{4}, ' "$DIR/expbar.txt" ||
     fail "experiment progress: $(cat -v "$DIR/expbar.txt")"
 echo "progress: round, time left and accuracy first"
+# A dumb terminal (TERM=dumb: Emacs' shell and compilation buffers; or no TERM) takes no escape
+# sequences: --progress auto writes the plain lines there, and --progress bar redraws without
+# "\033[K" (until 2026-12-08 it came out as "^[[K" after every redraw).
+TERM=dumb "$FL_SIM" $ARGS --rounds 3 --progress bar --quiet 0 2>&1 >/dev/null | tr '\r' '\n' >"$DIR/dumb.txt"
+grep -Eq '^3/3 ~[0-9]+m[0-9]+s left  acc 0\.[0-9]{4} \[=+\]  wall ' "$DIR/dumb.txt" ||
+    fail "TERM=dumb, --progress bar: $(cat -v "$DIR/dumb.txt")"
+! grep -q "$(printf '\033')" "$DIR/dumb.txt" || fail "TERM=dumb, --progress bar: an escape sequence: $(cat -v "$DIR/dumb.txt")"
+if command -v script >/dev/null; then
+    # a terminal (script's pseudo-terminal) whose TERM is dumb: the plain lines, no bar
+    TERM=dumb script -qec "$FL_SIM $(echo $ARGS) --rounds 3 --quiet 0" /dev/null >"$DIR/dumbtty.txt" 2>&1 ||
+        fail "TERM=dumb on a terminal: $(cat -v "$DIR/dumbtty.txt")"
+    grep -q '^round 3 vtime_s ' "$DIR/dumbtty.txt" && ! grep -q '3/3 ~' "$DIR/dumbtty.txt" &&
+        ! grep -q "$(printf '\033')" "$DIR/dumbtty.txt" ||
+        fail "TERM=dumb on a terminal: not the plain lines: $(cat -v "$DIR/dumbtty.txt")"
+    # and a terminal that can redraw a line keeps its bar
+    TERM=xterm script -qec "$FL_SIM $(echo $ARGS) --rounds 3 --quiet 0" /dev/null >"$DIR/tty.txt" 2>&1 ||
+        fail "a terminal: $(cat -v "$DIR/tty.txt")"
+    grep -q '3/3 ~' "$DIR/tty.txt" || fail "a terminal: no progress bar: $(cat -v "$DIR/tty.txt")"
+fi
+echo "progress on a dumb terminal: no escape sequences"
 
 # Without a loadable OpenBLAS (every name it is looked up by a broken file) the run trains on the
 # reference GEMM, finishes, and says so at the start, as fl_client does; the summary says

@@ -438,19 +438,41 @@ static void vtime_str(char *buf, size_t cap, double s, int decimals)
         snprintf(buf, cap, "%.6g", s);
 }
 
-/* Redraws the progress bar's line in place, cut to the terminal's width: a line that wrapped
- * would leave a stale copy behind at every redraw. */
+/* A terminal that takes no escape sequences: TERM=dumb (Emacs' shell and compilation buffers,
+ * some CI log viewers), or no TERM at all, as git reads it. There "\033[K" came out as the text
+ * "^[[K" after every redraw (until 2026-12-08). */
+static int term_dumb(void)
+{
+    const char *t = getenv("TERM");
+    return !t || !*t || !strcmp(t, "dumb");
+}
 
+/* --progress auto: the bar on a terminal that can redraw a line (else a plain line a round) */
+static int bar_auto(void)
+{
+    return isatty(STDERR_FILENO) && !term_dumb();
+}
+
+/* Redraws the progress bar's line in place, cut to the terminal's width: a line that wrapped
+ * would leave a stale copy behind at every redraw. The rest of a longer line before it is
+ * cleared with "\033[K", or on a dumb terminal (--progress bar there) written over with spaces. */
 static void bar_line(const char *line)
 {
+    static int drawn; /* the columns the line before took (the bar's lines come from one thread) */
     struct winsize ws;
     int cols = 80;
     if (ioctl(STDERR_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 1)
         cols = ws.ws_col;
+    const int n = (int)strnlen(line, (size_t)cols - 1);
+    const int dumb = term_dumb();
     /* open before the text goes out: a signal's message between the two would otherwise follow
      * the bar's text on its line (at worst, now, a message before the bar gets a blank line) */
-    atomic_store(&g_bar_open, 1);
-    fprintf(stderr, "\r%.*s\033[K", cols - 1, line);
+    const int was_open = atomic_exchange(&g_bar_open, 1);
+    if (!dumb)
+        fprintf(stderr, "\r%.*s\033[K", n, line);
+    else /* a line ended since (a message, a run's end) leaves nothing to write over */
+        fprintf(stderr, "\r%.*s%*s", n, line, was_open && drawn > n ? drawn - n : 0, "");
+    drawn = n;
     fflush(stderr);
 }
 
@@ -1073,7 +1095,7 @@ static int run_experiment(int argc, char **argv, int first)
                 "spread to compare configurations by)\n", e.seeds, e.seeds == 1 ? "" : "s");
     const fl_logger lg = {log_below_bar, stderr, FL_LOG_WARN};
     char err[2560]; /* the experiment's own e2 (2048) and what it adds to it */
-    exp_progress ep = {pmode == 1 || (pmode == -1 && isatty(STDERR_FILENO)), quiet, 0.0, NAN, 0.0};
+    exp_progress ep = {pmode == 1 || (pmode == -1 && bar_auto()), quiet, 0.0, NAN, 0.0};
     if (g_rank == 0) {
         e.progress = on_exp;
         e.progress_user = &ep;
@@ -1203,7 +1225,7 @@ static int run_main(int argc, char **argv)
         warn_threads("fl_sim", cfg.threads);
         note_blas("fl_sim", cfg.quiet);
     }
-    progress pr = {cfg.progress == 1 || (cfg.progress == -1 && isatty(STDERR_FILENO)),
+    progress pr = {cfg.progress == 1 || (cfg.progress == -1 && bar_auto()),
                    cfg.rounds, cfg.quiet, cfg.out[0] && g_rank == 0 ? cfg.out : NULL, NULL, 0, 0,
                    0.0, cfg.resume};
     size_t out_made = 0; /* what flsim_out_prepare created: removed again if nothing is written */

@@ -117,7 +117,7 @@ static const flsim_option_doc g_docs[] = {
                               "at the end and when stopped; 0 = never (10)"},
     {"resume", "0|1", "continue the run saved in --out DIR (DIR/resume.fls) where it stopped, "
                       "to --rounds; a fresh start when DIR holds none (0)"},
-    {"progress", "auto|bar|lines", "progress display (auto: a bar on a terminal)"},
+    {"progress", "auto|bar|lines", "progress display (auto: a bar on a terminal, not TERM=dumb)"},
     {"quiet", "0|1", "no per-round output (0)"},
     {NULL, NULL, NULL},
 };
