@@ -1025,7 +1025,7 @@ static int run_experiment(int argc, char **argv, int first)
         } else if (!strcmp(name, "fresh")) {
             /* as every other on/off option takes it (until 2026-12-07 0 or 1 only) */
             if (!flsim_parse_bool(value, &e.fresh)) {
-                say_msg("fl_sim: --fresh: '%s' is not a boolean (0/1, true/false, yes/no)\n",
+                say_msg("fl_sim: --fresh: '%s' is not a boolean (0/1, true/false, yes/no, on/off)\n",
                         value);
                 return 2;
             }

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 
 #include "flm_arch.h"
@@ -252,17 +253,21 @@ static int parse_u32(const char *s, uint32_t lo, uint32_t hi, uint32_t *out)
     return 1;
 }
 
+/* In any case, and on/off too, as fl_server's config takes them: YAML writes True, FALSE, On
+ * (until 2026-12-08 `resume: True` or `quiet: on` in a --config was refused here, while the
+ * server's file took it). */
 int flsim_parse_bool(const char *s, int *out)
 {
+    static const char *const yes[] = {"1", "true", "yes", "on"}, *const no[] = {"0", "false", "no", "off"};
     if (!s)
         return 0;
-    if (!strcmp(s, "1") || !strcmp(s, "true") || !strcmp(s, "yes"))
-        *out = 1;
-    else if (!strcmp(s, "0") || !strcmp(s, "false") || !strcmp(s, "no"))
-        *out = 0;
-    else
-        return 0;
-    return 1;
+    for (size_t i = 0; i < sizeof yes / sizeof yes[0]; i++) {
+        if (strcasecmp(s, yes[i]) == 0)
+            return *out = 1, 1;
+        if (strcasecmp(s, no[i]) == 0)
+            return *out = 0, 1;
+    }
+    return 0;
 }
 
 static int parse_dbl(const char *s, double lo, double hi, double *out)
@@ -480,7 +485,7 @@ static fl_status config_set(flsim_config *c, const char *key, const char *v, cha
         c->seed = s;
         return FL_OK;
     }
-    /* The boolean options: 0/1, true/false, yes/no. */
+    /* The boolean options: 0/1, true/false, yes/no, on/off, in any case. */
     int *flag = !strcmp(key, "score-accumulate") ? &c->score_accumulate
                 : !strcmp(key, "loss-unweighted") ? &c->loss_unweighted
                 : !strcmp(key, "agg-dilute")      ? &c->agg_dilute
@@ -491,7 +496,7 @@ static fl_status config_set(flsim_config *c, const char *key, const char *v, cha
                                                   : NULL;
     if (flag)
         return flsim_parse_bool(v, flag)
-                   ? FL_OK : reason(err, errlen, key, v, "a boolean (0/1, true/false, yes/no)");
+                   ? FL_OK : reason(err, errlen, key, v, "a boolean (0/1, true/false, yes/no, on/off)");
     if (strcmp(key, "progress") == 0) {
         if (!strcmp(v, "auto"))
             c->progress = -1;
