@@ -146,7 +146,7 @@ static void usage(FILE *f)
 "with backoff; so is an endpoint where no server answers (not started yet, restarting), for\n"
 "ever: the log says \"no connection to EP\" until one does; so are CURVE handshakes that the\n"
 "endpoint ends without an answer (a wrong --server-key, or no server behind a load balancer;\n"
-"said once: \"is server_public_key the server's key?\"); and so is a server whose CURVE\n"
+"said once: \"is --server-key the server's key?\"); and so is a server whose CURVE\n"
 "handshakes fail after one succeeded: the log asks \"has the server's key changed?\".\n",
             INT_MAX);
 }

@@ -2494,6 +2494,54 @@ static void test_cli_help_data_dir(void **state)
         fail_msg("fl_client --help on --data-dir: '%s'", out);
 }
 
+/* Every option fl_client --help lists is in the device maker's guide (fl_client/README.md, whose
+ * last section lists them with the flc_config field each sets): --max-rounds, --data-dir,
+ * --partition-seed and --log-level were in no README, nor was the whole list, before
+ * 2026-12-07. The options are the --words that start a line of the help's option lists. */
+static void test_cli_help_options_in_readme(void **state)
+{
+    (void)state;
+    const char *root = client_exe_root(), *src = getenv("FEDROP_SOURCE_ROOT");
+    if (!src)
+        skip();
+    char cmd[1024], out[16384];
+    snprintf(cmd, sizeof cmd, "'%s/fl_client/fl_client' --help 2>&1", root);
+    assert_int_equal(sh_collect(cmd, out, sizeof out), 0);
+    char path[1024];
+    snprintf(path, sizeof path, "%s/fl_client/README.md", src);
+    FILE *f = fopen(path, "rb");
+    assert_non_null(f);
+    static char readme[1 << 18];
+    const size_t rn = fread(readme, 1, sizeof readme - 1, f);
+    fclose(f);
+    assert_true(rn > 0 && rn < sizeof readme - 1);
+    readme[rn] = '\0';
+    int options = 0;
+    for (const char *line = out; *line;) {
+        const char *eol = strchr(line, '\n'), *p = line + strspn(line, " ");
+        /* an option's line (two blanks, then the option), and the usage's "fl_client --version" */
+        if (strncmp(p, "fl_client --", 12) == 0)
+            p += 10;
+        else if (p != line + 2)
+            p = "";
+        for (; *p == '-';) {
+            size_t n = strspn(p, "-abcdefghijklmnopqrstuvwxyz");
+            char want[64];
+            snprintf(want, sizeof want, "`%.*s", (int)n, p);
+            if (!strstr(readme, want))
+                fail_msg("fl_client --help lists %.*s, which fl_client/README.md does not name "
+                         "(as %s...`)", (int)n, p, want);
+            options++;
+            p += n;
+            if (strncmp(p, ", ", 2) != 0) /* "-h, --help" */
+                break;
+            p += 2;
+        }
+        line = eol ? eol + 1 : line + strlen(line);
+    }
+    assert_true(options >= 21); /* the help's option lines were read */
+}
+
 /* fl_client --data-dir DIR without the files: the error names DIR as the directory given, not
  * as "the directory of $FEDROP_DATA_DIR" (it set the variable from the flag, and the loader then
  * blamed a variable the user never set). Run with the variable unset. */
@@ -5195,6 +5243,7 @@ int main(void)
         cmocka_unit_test(test_cli_index_missing_said),
         cmocka_unit_test(test_cli_partition_reasons),
         cmocka_unit_test(test_cli_help_data_dir),
+        cmocka_unit_test(test_cli_help_options_in_readme),
         cmocka_unit_test(test_cli_data_dir_missing_named),
         cmocka_unit_test(test_cli_log_level_own_lines),
         cmocka_unit_test(test_cli_blas_kernel_named_as_sim),
