@@ -376,7 +376,14 @@ int main(int argc, char **argv)
     }
     char why[128];
     if (!fl_connect_endpoint_ok(server, why, sizeof why)) { /* before the dataset loads */
-        fprintf(stderr, "fl_client: --server %s %s\n", server, why);
+        /* The library's forms include inproc://NAME (a server on the caller's ZeroMQ context),
+         * which fl_client refuses below: a typo (tcp//, tpc://) was told to give it. */
+        static const char forms[] = "is not tcp://HOST:PORT, ipc://PATH or inproc://NAME";
+        if (strncmp(why, forms, sizeof forms - 1) == 0)
+            fprintf(stderr, "fl_client: --server %s is not tcp://HOST:PORT or ipc://PATH%s\n",
+                    server, why + sizeof forms - 1);
+        else
+            fprintf(stderr, "fl_client: --server %s %s\n", server, why);
         return 1;
     }
     if (strncmp(server, "inproc://", 9) == 0) {

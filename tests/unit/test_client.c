@@ -2378,8 +2378,14 @@ static void test_cli_bad_options(void **state)
         {"--server tcp://127.0.0.1:1 --heartbeat-ms 500 --liveness-ms 500",
          "--liveness-ms 500 is not above --heartbeat-ms 500"},
         /* said before the dataset loads (it was libzmq's "Invalid argument" after it, exit 4) */
+        /* ... naming the forms fl_client takes: not inproc://, which it refuses (below) */
         {"--server localhost:5555 --insecure",
-         "--server localhost:5555 is not tcp://HOST:PORT, ipc://PATH or inproc://NAME"},
+         "--server localhost:5555 is not tcp://HOST:PORT or ipc://PATH (for example "
+         "tcp://127.0.0.1:5555)\n"},
+        {"--server tcp//127.0.0.1:5555 --insecure",
+         "--server tcp//127.0.0.1:5555 is not tcp://HOST:PORT or ipc://PATH (for example "
+         "tcp://127.0.0.1:5555)\n"},
+        {"--server ipc:// --insecure", "--server ipc:// is not tcp://HOST:PORT or ipc://PATH ("},
         {"--server tcp://127.0.0.1 --insecure",
          "--server tcp://127.0.0.1 is not tcp://HOST:PORT with a PORT in 1..65535"},
         {"--server inproc://fl --insecure", "inproc:// reaches only a server in the same process"},
