@@ -357,7 +357,11 @@ int main(int argc, char **argv)
         /* an empty value (an unset variable in a fleet's script: --client-index "$IDX") is no
          * number either: strtol and strtoull take it for 0 */
         if (end && (*end || end == optarg)) {
-            fprintf(stderr, "fl_client: --%s: '%s' is not a number\n", opts[o - O_SERVER].name, optarg);
+            /* --memory-bytes takes a suffix: "64k", "1.5G" or "64MB" were "not a number", which
+             * left the user to guess what is one */
+            fprintf(stderr, "fl_client: --%s: '%s' is not a number%s\n", opts[o - O_SERVER].name,
+                    optarg, o == O_MEM ? " of bytes (N, or N followed by K, M or G: 1K is 1024 "
+                                         "bytes, 1M 1024K, 1G 1024M)" : "");
             return 1;
         }
         if (end && errno == ERANGE) {

@@ -2362,6 +2362,13 @@ static void test_cli_bad_options(void **state)
         /* a sign after blanks: strtoull took " -5" for 2^64 - 5 bytes */
         {"--server tcp://127.0.0.1:1 --memory-bytes ' -5'", "--memory-bytes: ' -5' is not a number"},
         {"--server tcp://127.0.0.1:1 --memory-bytes -1K", "--memory-bytes: '-1K' is not a number"},
+        /* a suffix it does not take: the message says which it does */
+        {"--server tcp://127.0.0.1:1 --memory-bytes 64k", "--memory-bytes: '64k' is not a number "
+         "of bytes (N, or N followed by K, M or G: 1K is 1024 bytes, 1M 1024K, 1G 1024M)\n"},
+        {"--server tcp://127.0.0.1:1 --memory-bytes 1.5G", "--memory-bytes: '1.5G' is not a "
+         "number of bytes (N, or N followed by K, M or G"},
+        {"--server tcp://127.0.0.1:1 --memory-bytes 64MB", "--memory-bytes: '64MB' is not a "
+         "number of bytes (N, or N followed by K, M or G"},
         /* past LONG_MAX: strtol's clamped count is not the one given (nor, where long is 32
          * bits, above INT_MAX: it would pass as 2147483647 clients) */
         {"--server tcp://127.0.0.1:1 --num-clients 99999999999999999999",
