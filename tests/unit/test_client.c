@@ -3250,6 +3250,40 @@ static void test_max_rounds_counts_last_ack(void **state)
     }
 }
 
+/* ---- an update out of the server's aggregation range ------------------------------------------ */
+
+/* Ack(of UPDATE, FL_ERR_AGG_RANGE): a plug-in trainer moved a weight further than the server
+ * aggregates (fedrop's: |w - w0| <= 1024). The log said only "update refused: update value
+ * outside the aggregation range": not which change is too large nor the bound, so a device
+ * maker with a wrong learning rate had nothing to go on. It now says both. Counted refused. */
+static void test_agg_range_refusal_explained(void **state)
+{
+    (void)state;
+    session s;
+    session_open(&s);
+    flc_config cfg = base_config(s.f.ep, train_plus_quarter, s.lb);
+    session_run(&s, &cfg, 0);
+    const uint32_t n = session_update_chunks(&s);
+    for (uint32_t i = 0; i < n; i++)
+        fake_ack(&s.f, FLP_CHUNK, s.round, 0);
+    for (uint32_t i = 0; i < n; i++) {
+        flp_msg *cm = session_expect(&s, FLP_CHUNK, 5000, "a chunk of the update");
+        flp_msg_free(cm);
+    }
+    fake_ack(&s.f, FLP_UPDATE, s.round, FL_ERR_AGG_RANGE);
+    char said[512];
+    snprintf(said, sizeof said, "round %llu: update refused: %s (a weight moved further from the "
+             "task's than the server aggregates: fedrop's server takes |w - w0| up to 1024 a "
+             "coordinate by default)", (unsigned long long)s.round, fl_strerror(FL_ERR_AGG_RANGE));
+    if (!log_wait(s.lb, said, 5.0))
+        fail_msg("not said: %s\nlog:\n%s", said, s.lb->text);
+    assert_false(atomic_load(&s.r.done)); /* the session goes on */
+    const flc_stats *st = flc_client_stats(s.c);
+    assert_int_equal(st->updates_sent, 1);
+    assert_int_equal(st->updates_refused, 1);
+    session_close(&s);
+}
+
 /* ---- an upload the server took its slot back from -------------------------------------------- */
 
 /* The server ends an upload part-way (Ack(of UPDATE, FL_ERR_TIMEOUT): too slow to finish before
@@ -5276,6 +5310,7 @@ int main(void)
         cmocka_unit_test(test_plugin_dataset_status_fails_round_only),
         cmocka_unit_test(test_max_rounds_counts_last_ack),
         cmocka_unit_test(test_update_slot_taken_back),
+        cmocka_unit_test(test_agg_range_refusal_explained),
         cmocka_unit_test(test_trained_not_sent),
         cmocka_unit_test(test_replaced_task_not_uploaded),
         cmocka_unit_test(test_stop_interrupts_training),
