@@ -252,8 +252,8 @@ int main(int argc, char **argv)
         return 4; /* nowhere to say it: stderr is what is missing */
     /* From the first moment, before any thread: a SIGTERM while the dataset loads used to kill
      * the process with the default action (exit 143), not the 0 of a stop. A closed terminal
-     * (SIGHUP) and a closed stderr (SIGPIPE: `fl_client ... 2>&1 | head`, a log reader that
-     * went away) stop it the same way: their default action ended the process without a Bye,
+     * (SIGHUP) and a closed stderr (SIGPIPE, once the client runs: `fl_client ... 2>&1 | head`,
+     * a log reader that went away) stop it the same way: their default action ended the process without a Bye,
      * and the server held the device's place in a round until its liveness timeout. Left
      * ignored when they came ignored (nohup; systemd's IgnoreSIGPIPE=, on by default, so that a
      * journald restart does not end a service). */
@@ -270,13 +270,18 @@ int main(int argc, char **argv)
                 strerror(se));
         return 4;
     }
-    if (sigaction(SIGPIPE, NULL, &was) == 0 && was.sa_handler != SIG_IGN) {
-        struct sigaction sa;
-        memset(&sa, 0, sizeof sa);
-        sa.sa_handler = on_sigpipe;
-        sigemptyset(&sa.sa_mask);
-        sigaction(SIGPIPE, &sa, NULL);
-    }
+    /* SIGPIPE is taken as a stop (on_sigpipe) once the client runs: before, a closed stdout or
+     * stderr fails the write (EPIPE) and nothing else, and start-up ends with its own status.
+     * Taken from the first moment, `fl_client --help | grep -q usage` (grep gone before the
+     * help's second half) said "fl_client: stopped during start-up" on the terminal about one
+     * time in six, and an error of the command line, the key files or the dataset written to a
+     * closed stderr exited 0 or its own status as the signal thread and main raced. */
+    const int pipe_ignored = sigaction(SIGPIPE, NULL, &was) == 0 && was.sa_handler == SIG_IGN;
+    struct sigaction pipe_sa;
+    memset(&pipe_sa, 0, sizeof pipe_sa);
+    pipe_sa.sa_handler = SIG_IGN;
+    sigemptyset(&pipe_sa.sa_mask);
+    sigaction(SIGPIPE, &pipe_sa, NULL);
     enum { O_SERVER = 256, O_SKEY, O_KEY, O_INSECURE, O_ID, O_DATASET, O_DATADIR, O_PART, O_NUM,
            O_INDEX, O_PSEED, O_MAXR, O_THREADS, O_SEED, O_LOG, O_MEM, O_HB, O_LIVE };
     static const struct option opts[] = {
@@ -564,6 +569,10 @@ int main(int argc, char **argv)
         return cs == FLC_ERR_INVALID_ARG ? 1 : 4;
     }
     set_phase(1, client); /* from here a signal stops it: run returns FLC_ERR_CANCELLED */
+    if (!pipe_ignored) { /* and so does a closed stderr, at the client's next line */
+        pipe_sa.sa_handler = on_sigpipe;
+        sigaction(SIGPIPE, &pipe_sa, NULL);
+    }
     cs = flc_client_run(client);
     const flc_stats *s = flc_client_stats(client);
     /* the exit line, at info; said at any level when the run ends in an error (its status) */

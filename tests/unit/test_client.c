@@ -9,6 +9,7 @@
 #include <poll.h>
 #include <pthread.h>
 #include <setjmp.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stddef.h>
@@ -2334,6 +2335,73 @@ static void test_cli_closed_std_fds(void **state)
     sh_collect(cmd, out, sizeof out);
     if (!strstr(out, "fd1=/dev/null fd2=/dev/null\n") || !strstr(out, "rc=0\n"))
         fail_msg("fl_client with stdout and stderr closed: '%s'", out);
+}
+
+/* fl_client ARGS with fd `closed` (1 or 2) the write end of a pipe whose read end is closed (a
+ * reader that went away: `fl_client --help | grep -q usage`, grep gone first), and the other of
+ * the two a pipe read into said (cap bytes); its exit status, -1 when it did not exit. */
+static int cli_closed_pipe(const char *exe, const char *const *args, int closed, char *said,
+                           size_t cap)
+{
+    int gone[2], kept[2];
+    assert_int_equal(pipe(gone), 0);
+    assert_int_equal(pipe(kept), 0);
+    close(gone[0]);
+    const pid_t p = fork();
+    assert_true(p >= 0);
+    if (p == 0) {
+        close(kept[0]);
+        dup2(gone[1], closed);
+        dup2(kept[1], closed == 1 ? 2 : 1);
+        char *argv[16] = {(char *)exe};
+        for (int i = 0; args[i] && i < 14; i++)
+            argv[i + 1] = (char *)args[i];
+        signal(SIGPIPE, SIG_DFL); /* as a shell starts it, whatever the test's process has */
+        execv(exe, argv);
+        _exit(127);
+    }
+    close(gone[1]);
+    close(kept[1]);
+    size_t n = 0;
+    ssize_t r;
+    while (n < cap - 1 && (r = read(kept[0], said + n, cap - 1 - n)) > 0)
+        n += (size_t)r;
+    said[n] = '\0';
+    close(kept[0]);
+    int ws;
+    assert_int_equal(waitpid(p, &ws, 0), p);
+    return WIFEXITED(ws) ? WEXITSTATUS(ws) : -1;
+}
+
+/* Before the client runs, a closed stdout or stderr is no stop: fl_client --help and --version
+ * into a closed pipe exit 0 without a word on stderr, and a refused command line written to a
+ * closed stderr exits 1. SIGPIPE was taken as a stop from the first moment: the signal thread
+ * said "fl_client: stopped during start-up" (on the terminal, in one run of six of `fl_client
+ * --help | grep -q usage`) and exited 0, racing main's own status (a refused option exited 0 or
+ * 1). 40 runs of each, as the race went either way. */
+static void test_cli_closed_pipe_before_run(void **state)
+{
+    (void)state;
+    const char *root = client_exe_root();
+    char exe[1100];
+    snprintf(exe, sizeof exe, "%s/fl_client/fl_client", root);
+    static const char *const help[] = {"--help", NULL}, *const version[] = {"--version", NULL},
+                             *const bogus[] = {"--bogus", NULL},
+                             *const range[] = {"--server", "tcp://127.0.0.1:1", "--threads", "0",
+                                               NULL};
+    static const struct {
+        const char *const *args;
+        int closed, rc;
+    } cases[] = {{help, 1, 0}, {version, 1, 0}, {bogus, 2, 1}, {range, 2, 1}};
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++)
+        for (int i = 0; i < 40; i++) {
+            char said[8192];
+            const int rc = cli_closed_pipe(exe, cases[k].args, cases[k].closed, said, sizeof said);
+            /* stdout closed: stderr must be empty; stderr closed: stdout has nothing either */
+            if (rc != cases[k].rc || said[0])
+                fail_msg("fl_client %s with fd %d a closed pipe: exit %d (want %d), run %d, said "
+                         "'%s'", cases[k].args[0], cases[k].closed, rc, cases[k].rc, i, said);
+        }
 }
 
 /* fl_client's refusals of its command line: one line each that names the option and the range
@@ -5286,6 +5354,7 @@ int main(void)
         cmocka_unit_test(test_key_change_said_after_plain_server),
         cmocka_unit_test(test_cli_stop_during_startup),
         cmocka_unit_test(test_cli_closed_std_fds),
+        cmocka_unit_test(test_cli_closed_pipe_before_run),
         cmocka_unit_test(test_cli_bad_options),
         cmocka_unit_test(test_cli_index_missing_said),
         cmocka_unit_test(test_cli_partition_reasons),
