@@ -103,6 +103,19 @@ int fl_connect_endpoint_ok(const char *ep, char *why, size_t cap)
                      (int)(n < 200 ? n : 200), host + skip);
             return 0;
         }
+        /* A blank or a control character in the HOST: a value copied with a tab, a line
+         * pasted with a space or a CR (a Windows-edited script). libzmq's connect refused a tab
+         * ("Invalid argument", exit 4 once the dataset had loaded) and retried a space as a host
+         * name that never resolves, for ever. Said by position and code: the byte itself would
+         * not show. */
+        for (size_t i = 0; split && fl_port_number(port) >= 1 && i < n; i++) {
+            const unsigned char b = (unsigned char)host[skip + i];
+            if (b <= 0x20 || b == 0x7f) {
+                snprintf(why, cap, "is not tcp://HOST:PORT: its HOST has a %s at byte %zu "
+                         "(0x%02x)", b == 0x20 ? "blank" : "control character", i, b);
+                return 0;
+            }
+        }
         /* A ':' in a HOST outside brackets: an IPv6 address written bare ("tcp://::1:5555"),
          * or a second port ("tcp://h:1:2"). libzmq splits at the last ':' and takes the rest as
          * the host, so the first connected to ::1 without a word about the form flc.h documents,

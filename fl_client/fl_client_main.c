@@ -173,6 +173,25 @@ static int read_key(const char *path, fl_key_kind want, const char *opt,
     return -1;
 }
 
+/* text as a message shows it: a control character escaped (\t, \r, \n, \xHH), so that a value
+ * pasted with a CR (a Windows-edited script) is seen, and does not send the terminal back over
+ * the line. Cut to fit cap. */
+static const char *shown(const char *text, char *out, size_t cap)
+{
+    size_t o = 0;
+    for (const unsigned char *p = (const unsigned char *)text; *p && o + 5 < cap; p++) {
+        const char *named = *p == '\t' ? "\\t" : *p == '\r' ? "\\r" : *p == '\n' ? "\\n" : NULL;
+        if (*p >= 0x20 && *p != 0x7f)
+            out[o++] = (char)*p;
+        else if (named)
+            o += (size_t)snprintf(out + o, cap - o, "%s", named);
+        else
+            o += (size_t)snprintf(out + o, cap - o, "\\x%02x", *p);
+    }
+    out[o] = '\0';
+    return out;
+}
+
 /* The library's lines name flc_config's fields ("is server_public_key the server's key?"): a
  * command-line user set them through flags, so the fields are said as the flags. Whole words only
  * (server.heartbeat_ms is the server's setting, kept). */
@@ -383,21 +402,22 @@ int main(int argc, char **argv)
         fprintf(stderr, "fl_client: --server is required (try --help)\n");
         return 1;
     }
-    char why[128];
+    char why[128], ep_shown[1100];
+    shown(server, ep_shown, sizeof ep_shown);
     if (!fl_connect_endpoint_ok(server, why, sizeof why)) { /* before the dataset loads */
         /* The library's forms include inproc://NAME (a server on the caller's ZeroMQ context),
          * which fl_client refuses below: a typo (tcp//, tpc://) was told to give it. */
         static const char forms[] = "is not tcp://HOST:PORT, ipc://PATH or inproc://NAME";
         if (strncmp(why, forms, sizeof forms - 1) == 0)
             fprintf(stderr, "fl_client: --server %s is not tcp://HOST:PORT or ipc://PATH%s\n",
-                    server, why + sizeof forms - 1);
+                    ep_shown, why + sizeof forms - 1);
         else
-            fprintf(stderr, "fl_client: --server %s %s\n", server, why);
+            fprintf(stderr, "fl_client: --server %s %s\n", ep_shown, why);
         return 1;
     }
     if (strncmp(server, "inproc://", 9) == 0) {
         fprintf(stderr, "fl_client: --server %s: inproc:// reaches only a server in the same "
-                "process; give tcp://HOST:PORT or ipc://PATH\n", server);
+                "process; give tcp://HOST:PORT or ipc://PATH\n", ep_shown);
         return 1;
     }
     if (num_clients < 1 || num_clients > INT_MAX) {

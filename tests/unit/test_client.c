@@ -481,6 +481,8 @@ static void test_new_validation(void **state)
          * (splitting at the last ':') and retried the second's host "h:1" for ever */
         {"its HOST '::1' has a ':'", {.server_endpoint = "tcp://::1:5555"}},
         {"its HOST 'h:1' has a ':'", {.server_endpoint = "tcp://h:1:2"}},
+        /* a tab: libzmq's connect said "Invalid argument" (FLC_ERR_TRANSPORT from run) */
+        {"its HOST has a control character at byte 2 (0x09)", {.server_endpoint = "tcp://ho\tst:5555"}},
         {"is inproc://", {.server_endpoint = "inproc://fedrop"}}, /* no zmq_context given */
         /* no scheme: libzmq said "Invalid argument" at the connect, exit 4 of a transport error */
         {"is not tcp://HOST:PORT, ipc://PATH or inproc://NAME", {.server_endpoint = "localhost:5555"}},
@@ -2461,6 +2463,15 @@ static void test_cli_bad_options(void **state)
          "--server tcp//127.0.0.1:5555 is not tcp://HOST:PORT or ipc://PATH (for example "
          "tcp://127.0.0.1:5555)\n"},
         {"--server ipc:// --insecure", "--server ipc:// is not tcp://HOST:PORT or ipc://PATH ("},
+        /* a blank or a control character: refused before the dataset loads (a tab was libzmq's
+         * "Invalid argument", exit 4, after it; a space retried for ever), and a CR shown as
+         * such, not sending the terminal back over the line */
+        {"--server \"$(printf 'tcp://ho\\tst:5555')\" --insecure", "--server tcp://ho\\tst:5555 is "
+         "not tcp://HOST:PORT: its HOST has a control character at byte 2 (0x09)\n"},
+        {"--server 'tcp://ho st:5555' --insecure",
+         "--server tcp://ho st:5555 is not tcp://HOST:PORT: its HOST has a blank at byte 2"},
+        {"--server \"$(printf 'tcp://127.0.0.1:5555\\r')\" --insecure",
+         "--server tcp://127.0.0.1:5555\\r is not tcp://HOST:PORT with a PORT in 1..65535\n"},
         {"--server tcp://127.0.0.1 --insecure",
          "--server tcp://127.0.0.1 is not tcp://HOST:PORT with a PORT in 1..65535"},
         {"--server inproc://fl --insecure", "inproc:// reaches only a server in the same process"},
