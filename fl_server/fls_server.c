@@ -336,6 +336,9 @@ struct fls_server {
     off_t ids_size;             /* the bytes this server wrote to it (ids_check: another
                                  * process's append or truncation shows as another size); -1:
                                  * not known (the file system said another size at a rewrite) */
+    struct timespec ids_mtime;  /* its st_mtim after this server's last write (ids_check: an
+                                 * edit in place that keeps the size shows as another time) */
+    int ids_mtime_ok;           /* ids_mtime is known (0 with ids_size -1, or an fstat failed) */
     int ids_mute;               /* changes are not appended (loading; a batch rewrites after) */
     int ids_bad;                /* an append failed (the file may end in part of a record, or
                                  * miss one): the next change rewrites the file whole */
@@ -971,6 +974,42 @@ static void ids_pend_clear(fls_server *s)
     s->n_pend = 0;
 }
 
+/* The file's modification time after this server's own write (sb: its fstat then; NULL: not
+ * known, the check goes by the size alone). */
+static void ids_mtime_note(fls_server *s, const struct stat *sb)
+{
+    s->ids_mtime_ok = sb != NULL;
+    if (sb)
+        s->ids_mtime = sb->st_mtim;
+}
+
+/* 1 when held (an fstat of the open file) is what this server left: its size is the bytes it
+ * wrote, and its modification time the one after its last write. An edit in place that keeps the
+ * size (bytes overwritten: an editor saving in place, dd conv=notrunc) shows only in the time. A
+ * file system whose timestamps are coarse (1 s, 2 s on FAT) gives an edit within the tick of the
+ * server's last write that write's time, and a tool that sets the time back (touch -r) hides it:
+ * neither is seen (README). */
+static int ids_as_left(const fls_server *s, const struct stat *held)
+{
+    if (s->ids_size >= 0 && held->st_size != s->ids_size)
+        return 0;
+    return !s->ids_mtime_ok || (held->st_mtim.tv_sec == s->ids_mtime.tv_sec &&
+                                held->st_mtim.tv_nsec == s->ids_mtime.tv_nsec);
+}
+
+/* The warning of a file changed under the server (held: its fstat; there: it is still at its
+ * path), before the rewrite from the table. */
+static void ids_edited_say(fls_server *s, int there, const struct stat *held)
+{
+    const int sized = s->ids_size >= 0 && held->st_size != s->ids_size;
+    fl_log(&s->log, FL_LOG_WARN, "client ids %s was %s while this server ran: written again from "
+           "the server's table. Leave it in place and unedited while the server runs; to let "
+           "every id register afresh, stop the server, then remove it", s->ids_path,
+           !there ? "removed or replaced"
+           : !sized ? "edited in place (its size kept, its modification time changed)"
+           : held->st_size < s->ids_size ? "truncated" : "written to by another process");
+}
+
 static fl_status ids_rewrite(fls_server *s)
 {
     if (!s->ids_path || s->check_only)
@@ -1036,6 +1075,7 @@ static fl_status ids_rewrite(fls_server *s)
      * an edit, a rewrite and a warning each second: there the size is not looked at. */
     struct stat sb;
     s->ids_size = fstat(s->ids_fd, &sb) == 0 && sb.st_size == size ? size : -1;
+    ids_mtime_note(s, s->ids_size >= 0 ? &sb : NULL);
     s->ids_bad = 0;
     ids_pend_clear(s); /* the table, whole and synced */
     st = FL_OK;
@@ -1062,6 +1102,15 @@ static fl_status ids_append(fls_server *s, const char *line, size_t n, int sync)
         return FL_OK;
     if (s->ids_bad || s->ids_fd < 0 || n == 0)
         return ids_rewrite(s);
+    /* An edit since the server's last write (ids_check's once a second may not have come yet):
+     * the file is written whole from the table, which holds the change. Else the time after this
+     * append would stand for the edit's, which no check would see again. */
+    struct stat sb;
+    if (fstat(s->ids_fd, &sb) == 0 && !ids_as_left(s, &sb)) {
+        ids_edited_say(s, 1, &sb);
+        s->ids_bad = 1;
+        return ids_rewrite(s);
+    }
     if (fl_write_all(s->ids_fd, line, n) != 0 || (sync && fdatasync(s->ids_fd) != 0)) {
         fl_log(&s->log, FL_LOG_ERROR, "client ids %s: cannot append a record: %s; rewriting it",
                s->ids_path, strerror(errno));
@@ -1071,6 +1120,10 @@ static fl_status ids_append(fls_server *s, const char *line, size_t n, int sync)
     s->ids_records++;
     if (s->ids_size >= 0)
         s->ids_size += (off_t)n;
+    /* the time of this write, for ids_check; when another process wrote meanwhile (another
+     * size), the check sees the size */
+    ids_mtime_note(s, s->ids_size >= 0 && fstat(s->ids_fd, &sb) == 0 &&
+                      sb.st_size == s->ids_size ? &sb : NULL);
     if (s->ids_records > 2 * s->n_bind + 64)
         (void)ids_rewrite(s); /* the record is in: a failure here loses nothing (logged) */
     return FL_OK;
@@ -4348,7 +4401,10 @@ static fl_status lock_check(fls_server *s)
  * appended by hand was read at the next start, and a truncated file then took the server's next
  * record after its cut (a first line gone fails the start). Its size against what this server
  * wrote to it (ids_size) shows both, with no more than the fstat the check makes anyway; an
- * edit that keeps the size (bytes overwritten in place) does not show. Checked once a second
+ * edit that keeps the size (bytes overwritten in place) did not show until 2026-12-07, and shows
+ * in its modification time against the one after the server's last write (ids_mtime; within a
+ * coarse file system's tick of that write it does not: ids_as_left). An append makes the same
+ * comparison first, so that its own time does not cover an edit before it. Checked once a second
  * (run_step, after lock_check: never when another server holds the checkpoint): the file is
  * rewritten from the table, with a warning. The table is what the server goes by while it runs;
  * to let every id register afresh, the file is removed between runs (README). A rewrite that
@@ -4360,13 +4416,9 @@ static void ids_check(fls_server *s)
         fstat(s->ids_fd, &held) != 0)
         return;
     const int there_ok = lstat(s->ids_path, &there) == 0 && fl_stat_same_file(&held, &there);
-    if (there_ok && (s->ids_size < 0 || held.st_size == s->ids_size))
+    if (there_ok && ids_as_left(s, &held))
         return;
-    fl_log(&s->log, FL_LOG_WARN, "client ids %s was %s while this server ran: written again from "
-           "the server's table. Leave it in place and unedited while the server runs; to let "
-           "every id register afresh, stop the server, then remove it", s->ids_path,
-           there_ok ? (held.st_size < s->ids_size ? "truncated" : "written to by another process")
-                    : "removed or replaced");
+    ids_edited_say(s, there_ok, &held);
     if (ids_rewrite(s) != FL_OK)
         s->ids_bad = 1;
 }

@@ -10233,6 +10233,96 @@ static void test_ids_file_edited(void **state)
     free(lb);
 }
 
+/* Overwrites the byte at the start of the first record holding `what` in path with 'X', in place
+ * (same file, same size), and sets its modification time 1 s after the one it had: what an edit
+ * a moment after the server's last write leaves (set, not left to the clock: two writes within
+ * one tick of the kernel's clock have one time). */
+static void edit_in_place(const char *path, const char *what)
+{
+    char text[8192];
+    read_small(path, text, sizeof text);
+    const char *at = strstr(text, what);
+    assert_non_null(at);
+    while (at > text && at[-1] != '\n')
+        at--;
+    struct stat before;
+    const int fd = open(path, O_WRONLY);
+    assert_true(fd >= 0);
+    assert_int_equal(fstat(fd, &before), 0);
+    assert_int_equal(pwrite(fd, "X", 1, (off_t)(at - text)), 1);
+    const struct timespec t[2] = {{0, UTIME_OMIT},
+                                  {before.st_mtim.tv_sec + 1, before.st_mtim.tv_nsec}};
+    assert_int_equal(futimens(fd, t), 0);
+    struct stat after;
+    assert_int_equal(fstat(fd, &after), 0);
+    assert_int_equal(after.st_size, before.st_size);
+    close(fd);
+}
+
+/* (c2) CHECKPOINT.ids edited in place with its size kept (bytes overwritten: an editor saving in
+ * place, dd conv=notrunc) was not noticed: the check compared the size alone, and the damaged
+ * record failed the next start (its checksum), or a record changed with its checksum bound an id
+ * to another key. Now the modification time shows it: written again from the table at the next
+ * check, with a warning; and at the next append when that comes first (its own write's time would
+ * have covered the edit's). */
+static void test_ids_file_edited_same_size(void **state)
+{
+    (void)state;
+    char ep[300], ids[400], text[8192];
+    const char *const warn = "was edited in place (its size kept, its modification time "
+                             "changed) while this server ran: written again from the server's "
+                             "table";
+    logbuf *lb;
+    fls_server *s = ids_server("ids2", ep, &lb, FLS_OK);
+    snprintf(ids, sizeof ids, "%s/ids2.ckpt.ids", g_tmp);
+    /* the server's clock stands still but for step_next_second's leaps: one check each */
+    g_clock_hold = __real_fl_time_mono_s();
+    peer p;
+    peer_open(&p, ep, NULL, NULL, NULL);
+    flp_msg h = hello_msg("m-one");
+    peer_send(&p, &h);
+    expect_ack_hello(s, &p);
+    step_next_second(s, lb);
+    if (strstr(lb->text, "written again"))
+        fail_msg("the server's own record taken for an edit: '%s'", lb->text);
+
+    /* at the once-a-second check */
+    edit_in_place(ids, " m-one\n");
+    step_next_second(s, lb);
+    read_small(ids, text, sizeof text);
+    if (!strstr(lb->text, warn) || strchr(text, 'X') || !strstr(text, " m-one\n"))
+        fail_msg("%s edited in place: '%s'; log '%s'", ids, text, lb->text);
+    step_next_second(s, lb); /* the rewrite's own time: nothing more said */
+    assert_null(strstr(lb->text, "written again"));
+
+    /* before the next check, a new id's append: the file written whole, with both */
+    edit_in_place(ids, " m-one\n");
+    lb->len = 0;
+    lb->text[0] = 0;
+    h = hello_msg("m-two");
+    peer_send(&p, &h);
+    expect_ack_hello(s, &p);
+    read_small(ids, text, sizeof text);
+    if (!strstr(lb->text, warn) || strchr(text, 'X') || !strstr(text, " m-one\n") ||
+        !strstr(text, " m-two\n"))
+        fail_msg("%s edited, then appended to: '%s'; log '%s'", ids, text, lb->text);
+    step_next_second(s, lb);
+    assert_null(strstr(lb->text, "written again"));
+    g_clock_hold = 0;
+    g_clock_skew = 0;
+    fls_server_free(s);
+    free(lb);
+    peer_close(&p);
+
+    /* the next start reads the file (a damaged record would fail it) and binds both */
+    s = ids_server("ids2", ep, &lb, FLS_OK);
+    fls_server_stats st;
+    fls_server_stats_get(s, &st);
+    assert_int_equal(st.ids, 2);
+    fls_server_free(s);
+    free(lb);
+}
+
 /* (d) A file without its complete first line is damage, never a crash (the server makes the
  * file only by renaming a whole, synced one): empty, or cut inside its first line, it fails the
  * start naming line 1. Before, it was read as an empty table: every id was free for the first
@@ -10828,6 +10918,7 @@ int main(void)
         cmocka_unit_test(test_ids_torn_and_damaged),
         cmocka_unit_test(test_ids_file_removed),
         cmocka_unit_test(test_ids_file_edited),
+        cmocka_unit_test(test_ids_file_edited_same_size),
         cmocka_unit_test(test_ids_empty_file_refused),
         cmocka_unit_test_teardown(test_ids_compaction_at_forget, reset_wraps),
         cmocka_unit_test_teardown(test_ids_compaction_dir_fsync_fails, reset_wraps),
