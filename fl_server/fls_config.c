@@ -435,6 +435,22 @@ static fl_status key_set(fls_options *o, const key_def *k, const char *v, int ap
             if (memchr(host, ';', host_len))
                 return fail(err, errlen, "%s: '%s' names a source address (SOURCE;HOST), which "
                             "only a client's connect takes: bind tcp://HOST:PORT", k->key, v);
+            /* A ':' in HOST outside brackets that leaves no IPv6 address before the last ':':
+             * an IPv6 address without its port ("tcp://::1": HOST ':', PORT 1), or a second
+             * port ("tcp://h:1:2"). It was refused at the start and by --check as a host name,
+             * "no interface of this machine is called ':'". (A bare IPv6 address with its port,
+             * tcp://::1:5555, libzmq binds as tcp://[::1]:5555: taken, and the start warns.) */
+            char h[FLS_ENDPOINT_MAX];
+            snprintf(h, sizeof h, "%.*s", (int)host_len, host);
+            if (h[0] != '[' && strchr(h, ':') && fl_ip_literal(h) != 6) {
+                if (fl_ip_literal(v + 6) == 6)
+                    return fail(err, errlen, "%s: '%s' has no port: an IPv6 address is written "
+                                "in brackets, the port after them: tcp://[%s]:PORT", k->key, v,
+                                v + 6);
+                return fail(err, errlen, "%s: '%s': its HOST '%s' has a ':' and is no IPv6 "
+                            "address: write tcp://HOST:PORT, an IPv6 address in brackets "
+                            "(tcp://[::1]:5555)", k->key, v, h);
+            }
             if (strcmp(port, "*") != 0 && fl_port_number(port) < 0)
                 return fail(err, errlen, "%s: '%s': port '%s' is not a number in 0..65535 (0 or "
                             "*: any free port)", k->key, v, port);

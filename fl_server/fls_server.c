@@ -3795,7 +3795,15 @@ static fl_status check_endpoints(fls_server *s, char *err, size_t errlen)
     for (uint32_t i = 0; i < s->opt.n_endpoints; i++) {
         const char *ep = s->opt.endpoints[i];
         char host[FLS_ENDPOINT_MAX];
-        if (ep_host_kind(ep, host, sizeof host) != EP_HOST_NAME)
+        const int kind = ep_host_kind(ep, host, sizeof host);
+        /* A bare IPv6 address with its port: libzmq splits at the last ':' and binds it as the
+         * bracketed form (tcp://::1:5555 listens on [::1]:5555; tried), but libflclient refuses
+         * the bare form: said, so that the clients' --server is written as it should be. */
+        if (kind == EP_HOST_V6 && ep[6] != '[')
+            fl_log(&s->log, FL_LOG_WARN, "server.endpoints: %s is an IPv6 address without its "
+                   "brackets: libzmq binds it as tcp://[%s]%s, the form to write (a client's "
+                   "--server refuses the bare one)", ep, host, strrchr(ep, ':'));
+        if (kind != EP_HOST_NAME)
             continue;
         const char *port = strrchr(ep + 6, ':') + 1;
         const int local = strcmp(host, "localhost") == 0 || strcmp(host, "localhost.") == 0 ||

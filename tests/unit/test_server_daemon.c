@@ -505,6 +505,16 @@ static void test_config_structure_errors(void **state)
         {"server:\n  endpoints: ['tcp://127.0.0.1:5x']\n", "port '5x' is not a number"},
         {"server:\n  endpoints: ['tcp://127.0.0.1']\n", "'tcp://127.0.0.1' is not HOST:PORT"},
         {"server:\n  endpoints: ['tcp://:5555']\n", "'tcp://:5555' is not HOST:PORT"},
+        /* a ':' in HOST outside brackets that is no IPv6 address: one without its port (taken
+         * for HOST ':' or 'fe80:'), a second port; the start said "no interface of this machine
+         * is called ':'" */
+        {"server:\n  endpoints: ['tcp://::1']\n", "t.yaml:2: server.endpoints: 'tcp://::1' has no "
+         "port: an IPv6 address is written in brackets, the port after them: tcp://[::1]:PORT"},
+        {"server:\n  endpoints: ['tcp://fe80::1%lo']\n", "'tcp://fe80::1%lo' has no port: an IPv6 "
+         "address is written in brackets, the port after them: tcp://[fe80::1%lo]:PORT"},
+        {"server:\n  endpoints: ['tcp://h:1:2']\n", "t.yaml:2: server.endpoints: 'tcp://h:1:2': its "
+         "HOST 'h:1' has a ':' and is no IPv6 address: write tcp://HOST:PORT, an IPv6 address in "
+         "brackets (tcp://[::1]:5555)"},
         /* what libzmq's bind refuses: a source address ("Invalid argument"), an ipc:// path
          * longer than a Unix socket's 107 bytes ("File name too long"); --check passed them */
         {"server:\n  endpoints: ['tcp://lo;127.0.0.1:5555']\n", "t.yaml:2: server.endpoints: "
@@ -2856,6 +2866,16 @@ static void test_reactor_endpoint_hosts(void **state)
     if (strncmp(fls_server_endpoint(s, 0), "tcp://[::1]:", 12) != 0 ||
         strncmp(fls_server_endpoint(s, 1), "tcp://0.0.0.0:", 14) != 0)
         fail_msg("bound %s and %s", fls_server_endpoint(s, 0), fls_server_endpoint(s, 1));
+    assert_null(strstr(lb->text, "without its brackets"));
+    fls_server_free(s);
+    free(lb);
+    /* one without its brackets: libzmq binds it as the bracketed form (tried: tcp://::1:7000
+     * listens on [::1]:7000), which libflclient alone takes: the start says what to write */
+    s = server_of("server:\n  insecure: true\n  endpoints: ['tcp://::1:0']\n", &lb);
+    if (strncmp(fls_server_endpoint(s, 0), "tcp://[::1]:", 12) != 0 ||
+        !strstr(lb->text, "server.endpoints: tcp://::1:0 is an IPv6 address without its "
+                          "brackets: libzmq binds it as tcp://[::1]:0, the form to write"))
+        fail_msg("bound %s; log '%s'", fls_server_endpoint(s, 0), lb->text);
     fls_server_free(s);
     free(lb);
 }
