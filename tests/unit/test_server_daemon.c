@@ -487,6 +487,31 @@ static void test_config_structure_errors(void **state)
                                        "at line 2, column 1); a tab there"},
         {"run:\n  seed: 1\n  metrics: a\001b\n", "t.yaml:3:13: YAML syntax error: control "
                                                  "characters are not allowed"},
+        /* a line indented under a key that already has a value: libyaml said "mapping values
+         * are not allowed in this context" (or "did not find expected key" after a comment or a
+         * quoted value) at the line's ':', and a line without one was joined to the value ("2
+         * seed": "not an unsigned integer"; for a path, a file "m.csv seed" without a word) */
+        {"run:\n  rounds: 2\n    seed: 3\n", "t.yaml:3:5: YAML syntax error: this line is indented "
+         "under 'rounds' (line 2), which already has a value ('2'): a key beside it is indented as "
+         "it is, one under it needs it without a value (libyaml: mapping values are not allowed in "
+         "this context)"},
+        {"run:\n  rounds: 2 # two\n  # seed:\n\n    seed: 3\n", "t.yaml:5:5: YAML syntax error: "
+         "this line is indented under 'rounds' (line 2), which already has a value ('2')"},
+        {"run:\n  rounds: 2\n    a\n    seed: 3\n", "t.yaml:3:5: YAML syntax error: this line is "
+         "indented under 'rounds' (line 2)"},
+        {"run: 3\n  rounds: 2\n", "t.yaml:2:3: YAML syntax error: this line is indented under "
+         "'run' (line 1), which already has a value ('3')"},
+        {"server:\n  endpoints:\n    - tcp://*:1\n      seed: 3\n", "t.yaml:4:7: YAML syntax error: "
+         "this line is indented under the list item (line 3), which already has a value "
+         "('tcp://*:1'): an item beside it is indented as it is"},
+        {"run:\n  rounds: 2\n    seed\n", "t.yaml:3:5: run.rounds: this line is indented under "
+         "'rounds' (line 2), which already has a value ('2'): YAML reads it as more of that value; "
+         "a key beside it is indented as it is"},
+        {"run:\n  seed: 1\n  metrics: m.csv\n\n     rounds 2\n", "t.yaml:5:6: run.metrics: this "
+         "line is indented under 'metrics' (line 3), which already has a value ('m.csv')"},
+        /* not that: under a key without a value, a mis-indented key is libyaml's to say */
+        {"round:\n    clients: 3\n  min_clients: 2\n", "t.yaml:3:3: YAML syntax error: did not "
+         "find expected key"},
         {"round:\n  clients: 3\n---\nround:\n  clients: 4\n", "only one YAML document"},
         {"policy:\n  kind: bogus\n", "policy.kind: 'bogus' is not one of full|fd|afd-single|afd-multi"},
         {"train:\n  lr: 1e999\n", "train.lr: '1e999' is not a finite number"},
@@ -554,6 +579,14 @@ static void test_config_structure_errors(void **state)
     static const char ipc107[] = "server:\n  endpoints: ['ipc:///tmp/" IPC_PATH_100 "xx']\n";
     assert_int_equal(fls_options_load_mem(o, ipc107, strlen(ipc107), "t.yaml", err, sizeof err),
                      FLS_OK);
+    /* a quoted value may span lines (YAML folds it), and a deeper line under a key without a
+     * value on its line is that key's list */
+    static const char folded[] = "run:\n  metrics: \"m.csv\n    x\"\nserver:\n  endpoints:\n"
+                                 "      - tcp://*:1\n      - tcp://*:2\n";
+    assert_int_equal(fls_options_load_mem(o, folded, strlen(folded), "t.yaml", err, sizeof err),
+                     FLS_OK);
+    check_value(o, "run.metrics", "m.csv x");
+    check_value(o, "server.endpoints", "tcp://*:1,tcp://*:2");
     assert_int_equal(fls_options_load_mem(o, "a\0b", 3, "n.yaml", err, sizeof err), FLS_ERR_CONFIG);
     assert_non_null(strstr(err, "NUL"));
     /* a flag (--set aggregation.clip_norm=1e-310) says the same; the smallest normal double,
