@@ -4228,6 +4228,39 @@ static fl_status probe_ckpt_dir(fls_server *s, char *err, size_t errlen)
                             hint, io_may_pass(e));
 }
 
+/* checkpoint.path and its journal are replaced by a rename at every write; in a directory with
+ * the sticky bit (/tmp) only the owner of a file there (or of the directory) may rename over it.
+ * One that another user's run left (a smoke test run as root, a backup copied back by root)
+ * passed --check, and the start failed after the bind with "client ids PATH not rewritten: cannot
+ * rename the temporary file onto it: Operation not permitted" (or, without .ids, the first
+ * checkpoint stopped the run a round later), naming neither the owner nor the sticky bit, until
+ * 2026-12-07. FL_OK, or FL_ERR_IO said in err. Root (CAP_FOWNER) may, and is let through. */
+static fl_status sticky_theirs(fls_server *s, char *err, size_t errlen)
+{
+    const uid_t me = geteuid();
+    char dir[PATH_MAX], p[FLS_PATH_MAX + 8];
+    struct stat d, f;
+    if (me == 0 || fl_path_dir(s->opt.ckpt_path, dir, sizeof dir) != 0 || stat(dir, &d) != 0 ||
+        !(d.st_mode & S_ISVTX) || d.st_uid == me)
+        return FL_OK;
+    for (int k = 0; k < 2; k++) {
+        snprintf(p, sizeof p, "%s%s", s->opt.ckpt_path, k ? FLS_IDS_SUFFIX : "");
+        if (lstat(p, &f) != 0 || f.st_uid == me)
+            continue;
+        char owner[320], self[320];
+        user_of(owner, sizeof owner, f.st_uid);
+        user_of(self, sizeof self, me);
+        return fls_options_errf(&s->opt, err, errlen, FL_ERR_IO, "checkpoint.path", NULL,
+                                "checkpoint.path %s: %s belongs to %s, in %s, a directory with "
+                                "the sticky bit (mode %04o), where only a file's owner may "
+                                "replace it, as each write of it does, and fl_server runs as %s: "
+                                "give this server a checkpoint.path of its own, or have the "
+                                "owner remove the file", s->opt.ckpt_path, p, owner, dir,
+                                (unsigned)(d.st_mode & 07777), self);
+    }
+    return FL_OK;
+}
+
 /* The owner of path when that is another user than this process's, else -1. */
 static long other_owner(const char *path)
 {
@@ -4640,7 +4673,8 @@ static fl_status server_init(fls_server *s, char *err, size_t errlen)
     if (s->opt.ckpt_path[0]) {
         /* Found now rather than at the first checkpoint, rounds of work later (under the lock,
          * taken above, when this is a start). */
-        if ((st = probe_ckpt_dir(s, err, errlen)) != FL_OK)
+        if ((st = probe_ckpt_dir(s, err, errlen)) != FL_OK ||
+            (st = sticky_theirs(s, err, errlen)) != FL_OK)
             return st;
         /* Looked at under the lock: the server that held it until a moment ago may have written
          * its first checkpoint since, which a fresh run would overwrite. */

@@ -2171,6 +2171,53 @@ static void test_cli_lock_of_another_user(void **state)
         fail_msg("fl_server --check beside another user's lock file: exit %d, said:\n%s", rc2, out2);
 }
 
+/* Another user's CHECKPOINT.ids (or checkpoint) in a sticky directory (/tmp), without its lock
+ * (a backup copied back by root): each write replaces the file by a rename, which the sticky bit
+ * allows its owner only. --check passed (exit 0), and the start failed after the bind with
+ * "cannot rename the temporary file onto it: Operation not permitted", naming neither. Both now
+ * refuse it at once, naming the file, its owner and the sticky bit. As nobody, beside root's file;
+ * where root and setpriv are not at hand, skipped. */
+static void test_cli_ckpt_files_of_another_user_sticky(void **state)
+{
+    (void)state;
+    const char *root = getenv("FEDROP_BUILD_ROOT");
+    if (!root || geteuid() != 0 || system("setpriv --reuid=nobody --regid=nogroup --clear-groups "
+                                          "true 2>/dev/null") != 0)
+        skip();
+    char dir[] = "/tmp/fedrop-sticky-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    assert_int_equal(chmod(dir, 01777), 0);
+    char ids[300], lock[300], cmd[2048], want[800];
+    snprintf(ids, sizeof ids, "%s/s.ckpt.ids", dir);
+    snprintf(lock, sizeof lock, "%s/s.ckpt.lock", dir);
+    write_file(ids, FLS_IDS_MAGIC "\n");
+    assert_int_equal(chmod(ids, 0644), 0);
+    snprintf(cmd, sizeof cmd,
+             "timeout 20 setpriv --reuid=nobody --regid=nogroup --clear-groups "
+             "'%s/fl_server/fl_server' --insecure --arch mlp:4-2 --endpoint tcp://127.0.0.1:0 "
+             "--checkpoint '%s/s.ckpt' 2>&1", root, dir);
+    snprintf(want, sizeof want, "checkpoint.path %s/s.ckpt: %s belongs to user root (uid 0), in "
+             "%s, a directory with the sticky bit (mode 1777), where only a file's owner may "
+             "replace it", dir, ids, dir);
+    int said = 0;
+    char out[4096];
+    const int rc = sh_run(cmd, want, &said, out, sizeof out);
+    char cmd2[2100];
+    snprintf(cmd2, sizeof cmd2, "%.*s --check 2>&1", (int)(strlen(cmd) - 5), cmd);
+    int said2 = 0;
+    char out2[4096];
+    const int rc2 = sh_run(cmd2, want, &said2, out2, sizeof out2);
+    unlink(ids);
+    unlink(lock);
+    rmdir(dir);
+    if (rc != 3 || !said)
+        fail_msg("fl_server beside another user's journal in a sticky directory: exit %d, "
+                 "said:\n%s", rc, out);
+    if (rc2 != 3 || !said2)
+        fail_msg("fl_server --check beside another user's journal in a sticky directory: exit "
+                 "%d, said:\n%s", rc2, out2);
+}
+
 /* A checkpoint.path whose file name fits the directory but whose journal's temporary
  * (FILE.ids.tmp.XXXXXX, 15 bytes more) does not: --check passed it (exit 0), and the start it
  * vouched for failed on the journal (exit 3, "File name too long"), until 2026-12-07. Both now
@@ -10872,6 +10919,7 @@ int main(void)
         cmocka_unit_test_teardown(test_keygen_dir_synced, reset_wraps),
         cmocka_unit_test(test_inert_settings_said),
         cmocka_unit_test(test_cli_lock_of_another_user),
+        cmocka_unit_test(test_cli_ckpt_files_of_another_user_sticky),
         cmocka_unit_test(test_cli_permission_denied_names_users),
         cmocka_unit_test(test_cli_closed_std_fds),
         cmocka_unit_test(test_cli_ckpt_name_too_long),
