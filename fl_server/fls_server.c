@@ -3349,6 +3349,16 @@ static void reload_config_said(fls_server *s)
         free(buf);
         return;
     }
+    /* Changed: read as a restart would (not applied), so that a file that no longer loads (a
+     * syntax error, an unknown key, a bad value) is said now, not at the next restart, which
+     * fails on it (exit 2: systemd does not restart it). Said as "Restart it to apply the file"
+     * until 2026-12-07. The flags apply after the file, so only its own faults are looked for. */
+    char bad[512] = "";
+    fls_options *o = NULL;
+    if (st == FL_OK && fls_options_new(&o) == FLS_OK &&
+        fls_options_load_mem(o, buf, n, path, err, sizeof err) == FLS_ERR_CONFIG)
+        snprintf(bad, sizeof bad, "%s", err);
+    fls_options_free(o);
     free(buf);
     /* What a reload does do, said as this server has it (a plain-text one has no allow-list) */
     const int al = s->opt.allow_list[0] != 0, me = s->opt.metrics_path[0] != 0;
@@ -3356,7 +3366,12 @@ static void reload_config_said(fls_server *s)
                        : al     ? " (it re-reads server.allow_list)"
                        : me     ? " (it reopens run.metrics)"
                                 : "";
-    if (st != FL_OK) /* removed, or made unreadable: a restart would fail on it (exit 2) */
+    if (bad[0])
+        fl_log(&s->log, FL_LOG_WARN, "reload: the configuration %s has changed since the start "
+               "and does not load now (%s); a reload does not read it%s: the server goes on with "
+               "the settings it started with, but a restart would fail on the file (exit 2): fix "
+               "it before the next restart", path, bad, does);
+    else if (st != FL_OK) /* removed, or made unreadable: a restart would fail on it (exit 2) */
         fl_log(&s->log, FL_LOG_WARN, "reload: the configuration %s cannot be read now (%s); a "
                "reload does not read it%s: the server goes on with the settings it started with, "
                "but a restart would fail on the file: put it back before the next restart", path,

@@ -4187,9 +4187,20 @@ static void test_reactor_reload_config_changed(void **state)
         lb->text[0] = 0;
         fls_server_reload(s);
         assert_int_equal(fls_server_step(s, 0), FLS_OK);
-        if ((k == 1 || k == 2) != (strstr(lb->text, want) != NULL))
-            fail_msg("case %d: log '%s' %s '%s'", k, lb->text, k == 1 || k == 2 ? "lacks" : "has",
-                     want);
+        if ((k == 1) != (strstr(lb->text, want) != NULL))
+            fail_msg("case %d: log '%s' %s '%s'", k, lb->text, k == 1 ? "lacks" : "has", want);
+        /* broken: said with the fault, at its line, and what a restart would meet, not "Restart
+         * it to apply the file" (that restart fails on it, exit 2; until 2026-12-07 the warning
+         * asked for one) */
+        char bad[1200];
+        snprintf(bad, sizeof bad, "reload: the configuration %s has changed since the start and "
+                 "does not load now (%s:8:1: YAML syntax error: did not find expected ',' or "
+                 "']'", path, path);
+        if ((k == 2) != (strstr(lb->text, bad) != NULL) ||
+            (k == 2) != (strstr(lb->text, "but a restart would fail on the file (exit 2): fix it "
+                                          "before the next restart") != NULL) ||
+            (k == 2 && strstr(lb->text, "Restart it to apply the file")))
+            fail_msg("case %d: log '%s'", k, lb->text);
         /* the warning says what a reload does for this server: a plain-text one without
          * metrics has no allow-list to re-read, and none is named */
         const char *w = strstr(lb->text, "a reload does not read it");
