@@ -501,9 +501,9 @@ static void test_config_structure_errors(void **state)
          "indented under 'rounds' (line 2)"},
         {"run: 3\n  rounds: 2\n", "t.yaml:2:3: YAML syntax error: this line is indented under "
          "'run' (line 1), which already has a value ('3')"},
-        {"server:\n  endpoints:\n    - tcp://*:1\n      seed: 3\n", "t.yaml:4:7: YAML syntax error: "
-         "this line is indented under the list item (line 3), which already has a value "
-         "('tcp://*:1'): an item beside it is indented as it is"},
+        {"server:\n  endpoints:\n    - tcp://*:1\n      seed: 3\n",
+         "t.yaml:4:7: YAML syntax error: this line is indented under the list item (line 3), "
+         "which already has a value ('tcp://*:1'): an item beside it is indented as it is"},
         {"run:\n  rounds: 2\n    seed\n", "t.yaml:3:5: run.rounds: this line is indented under "
          "'rounds' (line 2), which already has a value ('2'): YAML reads it as more of that value; "
          "a key beside it is indented as it is"},
@@ -537,9 +537,9 @@ static void test_config_structure_errors(void **state)
          "port: an IPv6 address is written in brackets, the port after them: tcp://[::1]:PORT"},
         {"server:\n  endpoints: ['tcp://fe80::1%lo']\n", "'tcp://fe80::1%lo' has no port: an IPv6 "
          "address is written in brackets, the port after them: tcp://[fe80::1%lo]:PORT"},
-        {"server:\n  endpoints: ['tcp://h:1:2']\n", "t.yaml:2: server.endpoints: 'tcp://h:1:2': its "
-         "HOST 'h:1' has a ':' and is no IPv6 address: write tcp://HOST:PORT, an IPv6 address in "
-         "brackets (tcp://[::1]:5555)"},
+        {"server:\n  endpoints: ['tcp://h:1:2']\n",
+         "t.yaml:2: server.endpoints: 'tcp://h:1:2': its HOST 'h:1' has a ':' and is no IPv6 "
+         "address: write tcp://HOST:PORT, an IPv6 address in brackets (tcp://[::1]:5555)"},
         /* what libzmq's bind refuses: a source address ("Invalid argument"), an ipc:// path
          * longer than a Unix socket's 107 bytes ("File name too long"); --check passed them */
         {"server:\n  endpoints: ['tcp://lo;127.0.0.1:5555']\n", "t.yaml:2: server.endpoints: "
