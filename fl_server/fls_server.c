@@ -239,6 +239,8 @@ struct fls_server {
     fl_status fail_st;          /* why the run failed (RUN_FAILED): what every later step says */
     char ep[FLS_MAX_ENDPOINTS][FLS_ENDPOINT_MAX];
     size_t n_ep;
+    struct stat ep_sock[FLS_MAX_ENDPOINTS]; /* an ipc:// endpoint's socket file as bound (st_ino
+                                             * 0: none, or not known): removed at the end */
     int curve;
     int check_only;             /* fls_server_check: every startup check, no socket, no file made */
     char sec_z85[FLS_Z85_LEN + 1]; /* from load_key until the socket has it, then wiped */
@@ -4032,6 +4034,10 @@ static fl_status setup_socket(fls_server *s, char *err, size_t errlen)
         size_t len = FLS_ENDPOINT_MAX;
         if (zmq_getsockopt(s->router, ZMQ_LAST_ENDPOINT, s->ep[s->n_ep], &len) != 0)
             memcpy(s->ep[s->n_ep], s->opt.endpoints[i], FLS_ENDPOINT_MAX);
+        struct stat *sk = &s->ep_sock[s->n_ep];
+        if (strncmp(s->ep[s->n_ep], "ipc://", 6) != 0 || s->ep[s->n_ep][6] == '@' ||
+            lstat(s->ep[s->n_ep] + 6, sk) != 0 || !S_ISSOCK(sk->st_mode))
+            memset(sk, 0, sizeof *sk);
         s->n_ep++;
     }
     /* said once all are bound: a start that fails never says "listening" */
@@ -4937,6 +4943,17 @@ void fls_server_free(fls_server *s)
     free(s->fdt);
     if (s->router)
         zmq_close(s->router);
+    /* libzmq (4.3.4) leaves an ipc:// endpoint's socket file when it closes the listener: after
+     * a run, a stop or a crash-free exit the file stayed (a stale one, which the next start
+     * replaces), until 2026-12-07. Removed when it is still the one this server bound: not one
+     * that another server made at the path after ours was removed. */
+    for (size_t j = 0; j < s->n_ep; j++) {
+        struct stat now;
+        const struct stat *sk = &s->ep_sock[j];
+        if (sk->st_ino && lstat(s->ep[j] + 6, &now) == 0 && S_ISSOCK(now.st_mode) &&
+            fl_stat_same_file(sk, &now))
+            (void)unlink(s->ep[j] + 6);
+    }
     if (s->zap)
         zmq_close(s->zap);
     if (s->own_ctx && s->ctx)

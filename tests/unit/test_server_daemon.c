@@ -3393,7 +3393,8 @@ static void test_reactor_idle_ids(void **state)
 
 /* An ipc:// endpoint a live server serves is refused (libzmq would unlink its socket file and
  * take the endpoint over: two servers "listening", clients reaching only the later one); the
- * first server keeps serving. A stale socket file (nothing answers) is reused. */
+ * first server keeps serving. A stale socket file (nothing answers) is reused. The server's own
+ * socket file is removed when it ends (libzmq left it), another's at the path is not. */
 static void test_reactor_ipc_in_use(void **state)
 {
     (void)state;
@@ -3462,7 +3463,22 @@ static void test_reactor_ipc_in_use(void **state)
     lb->text[0] = 0;
     assert_int_equal(fls_server_new(o, &host, &a), FLS_OK);
     assert_non_null(strstr(lb->text, "listening on ipc://"));
+    assert_int_equal(lstat(path, &sb), 0);
     fls_server_free(a);
+    /* its socket file goes with it (libzmq left it: a stale file after every run) */
+    if (lstat(path, &sb) == 0)
+        fail_msg("%s left after the server ended", path);
+    /* but not one that another server made at the path after ours was removed */
+    assert_int_equal(fls_server_new(o, &host, &a), FLS_OK);
+    assert_int_equal(unlink(path), 0);
+    const int other = socket(AF_UNIX, SOCK_STREAM, 0);
+    assert_true(other >= 0);
+    assert_int_equal(bind(other, (const struct sockaddr *)&sa, sizeof sa), 0);
+    fls_server_free(a);
+    if (lstat(path, &sb) != 0)
+        fail_msg("%s, another's socket file, removed by the server that ended", path);
+    close(other);
+    unlink(path);
     fls_options_free(o);
     free(lb);
 }
