@@ -10101,6 +10101,19 @@ static fls_server *ids_server(const char *name, char ep[300], logbuf **lb, fls_s
     return s;
 }
 
+/* A fresh start on NAME's checkpoint binds n ids (a damaged record would fail the start). */
+static void ids_restart_expect(const char *name, uint64_t n)
+{
+    char ep[300];
+    logbuf *lb = NULL;
+    fls_server *s = ids_server(name, ep, &lb, FLS_OK);
+    fls_server_stats st;
+    fls_server_stats_get(s, &st);
+    assert_int_equal(st.ids, n);
+    fls_server_free(s);
+    free(lb);
+}
+
 /* (b) Two ids with one derived key keep their keys across a restart, whatever order they come
  * back in: dev-74558 (bound second: the alternate) says Hello first after the restart and still
  * gets its alternate in its Task (Task.client_key), dev-13708 its derived key. Before, the first
@@ -10287,12 +10300,7 @@ static void test_ids_file_removed(void **state)
     peer_close(&p);
 
     /* the next start binds all three as before */
-    s = ids_server("idr", ep, &lb, FLS_OK);
-    fls_server_stats st;
-    fls_server_stats_get(s, &st);
-    assert_int_equal(st.ids, 3);
-    fls_server_free(s);
-    free(lb);
+    ids_restart_expect("idr", 3);
 }
 
 /* CHECKPOINT.ids edited in place under a running server (the same file: an operator's `>>` or
@@ -10352,12 +10360,7 @@ static void test_ids_file_edited(void **state)
     peer_close(&p);
 
     /* the next start binds both, and only the server's records */
-    s = ids_server("idx", ep, &lb, FLS_OK);
-    fls_server_stats st;
-    fls_server_stats_get(s, &st);
-    assert_int_equal(st.ids, 2);
-    fls_server_free(s);
-    free(lb);
+    ids_restart_expect("idx", 2);
 }
 
 /* Overwrites the byte at the start of the first record holding `what` in path with 'X', in place
@@ -10442,12 +10445,7 @@ static void test_ids_file_edited_same_size(void **state)
     peer_close(&p);
 
     /* the next start reads the file (a damaged record would fail it) and binds both */
-    s = ids_server("ids2", ep, &lb, FLS_OK);
-    fls_server_stats st;
-    fls_server_stats_get(s, &st);
-    assert_int_equal(st.ids, 2);
-    fls_server_free(s);
-    free(lb);
+    ids_restart_expect("ids2", 2);
 }
 
 /* (d) A file without its complete first line is damage, never a crash (the server makes the
