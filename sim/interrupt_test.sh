@@ -44,13 +44,17 @@ start() {
     env --default-signal=HUP,INT ${START_ENV:-} "$FL_SIM" $ARGS ${EXTRA:-} --rounds 1000000 --out "$DIR/$1" \
         >"$DIR/$1.out" 2>"$DIR/$1.err" &
     pid=$!
+    wait_rounds "$DIR/$1" "$2" "$pid" "$DIR/$1.err"
+}
+
+# Waits until DIR $1's rounds.csv holds at least $2 rounds while process $3 runs (its stderr in
+# $4): up to 300 s, as start() says.
+wait_rounds() {
     i=0
-    while :; do
-        n=$(($(cat "$DIR/$1/rounds.csv" 2>/dev/null | wc -l) - 1))
-        [ "$n" -ge "$2" ] && break
+    until [ "$(($(cat "$1/rounds.csv" 2>/dev/null | wc -l) - 1))" -ge "$2" ]; do
         i=$((i + 1))
-        [ "$i" -le 3000 ] || fail "no $2 rounds in rounds.csv after 300 s"
-        kill -0 "$pid" 2>/dev/null || fail "fl_sim ended early: $(cat "$DIR/$1.err")"
+        [ "$i" -le 3000 ] || fail "$1: no $2 rounds in rounds.csv after 300 s: $(cat "$4")"
+        kill -0 "$3" 2>/dev/null || fail "$1: the run ended early: $(cat "$4")"
         sleep 0.1
     done
 }
@@ -113,12 +117,7 @@ EOF
     pg=$(ps -o pgid= -p "$pid" | tr -d ' ')
     [ -n "$pg" ] && [ "$pg" != "$(ps -o pgid= -p $$ | tr -d ' ')" ] ||
         fail "loop: no process group of its own (pgid '$pg')"
-    i=0
-    until [ "$(($(cat "$DIR/loop/rounds.csv" 2>/dev/null | wc -l) - 1))" -ge 2 ]; do
-        i=$((i + 1))
-        [ "$i" -le 3000 ] || fail "loop: no 2 rounds after 300 s: $(cat "$DIR/loop.err")"
-        sleep 0.1
-    done
+    wait_rounds "$DIR/loop" 2 "$pid" "$DIR/loop.err"
     kill -INT "-$pg" # what Ctrl-C does
     i=0
     while kill -0 "$pid" 2>/dev/null; do
@@ -170,12 +169,7 @@ echo "closed stdout: stopped after round $rounds, exit status 141"
 # Under nohup (SIGHUP ignored) a SIGHUP is left ignored: the run goes on.
 nohup "$FL_SIM" $ARGS --rounds 1000000 --out "$DIR/nohup" >"$DIR/nohup.out" 2>"$DIR/nohup.err" &
 pid=$!
-i=0
-until [ "$(($(cat "$DIR/nohup/rounds.csv" 2>/dev/null | wc -l) - 1))" -ge 2 ]; do
-    i=$((i + 1))
-    [ "$i" -le 600 ] || fail "nohup: no 2 rounds after 60 s: $(cat "$DIR/nohup.err")"
-    sleep 0.1
-done
+wait_rounds "$DIR/nohup" 2 "$pid" "$DIR/nohup.err"
 kill -HUP "$pid"
 sleep 1
 kill -0 "$pid" 2>/dev/null || fail "nohup: SIGHUP ended the run: $(cat "$DIR/nohup.err")"
