@@ -1,5 +1,6 @@
-/* fl_text.h: positions in text read from outside (configuration files); numbers as people read
- * them. */
+/* fl_text.h: positions in text read from outside (configuration files), and a YAML line indented
+ * under a value by mistake, which fl_server's and fl_sim's configurations both say so; numbers as
+ * people read them. */
 #ifndef FL_TEXT_H
 #define FL_TEXT_H
 
@@ -44,5 +45,28 @@ static inline const char *fl_text_shortest(char *out, size_t cap, double v, int 
     }
     return out;
 }
+
+/* A line indented under one that already holds a value (fl_text_yaml_overindent): all 0-based. */
+typedef struct fl_text_overindent {
+    size_t line;    /* the first line indented so */
+    size_t col;     /* its indent (leading spaces): the column of its first character */
+    size_t owner;   /* the line above it that holds a key (or list item) and its value */
+    int item;       /* 1: that line is a list item ("- VALUE"); 0: a key ("KEY: VALUE") */
+    char key[64];   /* the key as written (its first 60 bytes); "" for a list item */
+    char value[64]; /* the value as written on its line (its first 60 bytes), no comment */
+} fl_text_overindent;
+
+/* A line of YAML text buf[0..len) indented under one that already holds a value: "rounds: 2"
+ * and then "    seed: 3" (a typo'd indent), which YAML reads as more of the value "2": libyaml
+ * then says "mapping values are not allowed in this context", or, after a comment or a quoted
+ * value, "did not find expected key", and a line without a ':' becomes part of the value ("2
+ * seed"). Line l (0-based) is the one a parser stopped at, or one a plain value runs on into;
+ * the scan goes back from it over the lines indented as deep or deeper and those without
+ * content (blank, a comment) to the line above them, which must be "KEY: VALUE" (a plain key)
+ * or "- VALUE" with a value on it (not a block scalar's '|' or '>', a flow collection, an
+ * anchor or a tag). 1 with *out filled; 0 when the text is not so (out untouched). Reads the
+ * text only (no parser: a caller's libyaml says where it stopped); buf need not end in a NUL.
+ * Thread-safe. */
+int fl_text_yaml_overindent(fl_text_overindent *out, const char *buf, size_t len, size_t l);
 
 #endif

@@ -1023,107 +1023,6 @@ static fl_status yfail(yctx *y, const yaml_event_t *ev, const char *fmt, ...)
     return fail(y->err, y->errlen, "%s:%zu: %s", y->name, ev ? ev->start_mark.line + 1 : 0, msg);
 }
 
-/* Line l (0-based) of the text: its first byte and length (without the '\n'); 0 past the end. */
-static int yline(const yctx *y, size_t l, const char **at, size_t *n)
-{
-    size_t i = 0;
-    for (size_t k = 0; k < l; k++) {
-        const char *nl = memchr(y->buf + i, '\n', y->len - i);
-        if (!nl)
-            return 0;
-        i = (size_t)(nl - y->buf) + 1;
-    }
-    if (i > y->len || (i == y->len && l > 0))
-        return 0;
-    const char *nl = memchr(y->buf + i, '\n', y->len - i);
-    *at = y->buf + i;
-    *n = nl ? (size_t)(nl - *at) : y->len - i;
-    return 1;
-}
-
-/* The indent of a line (leading spaces), or -1 for one without content (blank, a comment). */
-static long yindent(const char *at, size_t n)
-{
-    size_t i = 0;
-    while (i < n && at[i] == ' ')
-        i++;
-    if (i == n || at[i] == '#' || at[i] == '\r')
-        return -1;
-    return (long)i;
-}
-
-/* A line indented under one that already holds a value: "rounds: 2" and then "    seed: 3" (a
- * typo'd indent), which YAML reads as more of the value "2": libyaml then says "mapping values
- * are not allowed in this context", or, after a comment or a quoted value, "did not find expected
- * key", and a line without a ':' becomes part of the value ("2 seed"). Line l (0-based) is the
- * one libyaml stopped at, or one the value runs on into. 1 with *first the first line indented so
- * (0-based), *owner the line holding the key (or list item) and its value, what[] "'KEY'" or "the
- * list item", and val[] the value as written on its line; 0 when the text is not so. */
-static int yover_indented(const yctx *y, size_t l, size_t *first, size_t *owner, char *what,
-                          size_t wcap, char *val, size_t vcap)
-{
-    const char *at;
-    size_t n;
-    if (!yline(y, l, &at, &n))
-        return 0;
-    const long ind = yindent(at, n);
-    if (ind <= 0)
-        return 0;
-    /* back over the lines indented as deep or deeper (the value's continuation) and those
-     * without content, to the line above them (line by line from l's start: one pass over
-     * the text, whatever its length) */
-    size_t j = l, f = l;
-    long pin = -1;
-    while (j > 0) {
-        j--;
-        const char *prev = at - 1; /* the '\n' that ends line j */
-        at = prev;
-        while (at > y->buf && at[-1] != '\n')
-            at--;
-        n = (size_t)(prev - at);
-        pin = yindent(at, n);
-        if (pin < 0)
-            continue;
-        if (pin < ind)
-            break;
-        f = j;
-        pin = -1;
-    }
-    if (pin < 0)
-        return 0;
-    const char *c = at + pin, *end = at + n;
-    const char *v;
-    if (end - c >= 2 && c[0] == '-' && c[1] == ' ') { /* "- VALUE" */
-        snprintf(what, wcap, "the list item");
-        v = c + 2;
-    } else {
-        /* "KEY: VALUE": a plain key, the first ": " */
-        const char *colon = NULL;
-        for (const char *q = c; q + 1 < end && !colon; q++)
-            if (q[0] == ':' && q[1] == ' ')
-                colon = q;
-        if (!colon || colon == c || strchr("\"'[{?&!*#-", *c))
-            return 0;
-        snprintf(what, wcap, "'%.*s'", (int)(colon - c < 60 ? colon - c : 60), c);
-        v = colon + 2;
-    }
-    while (v < end && *v == ' ')
-        v++;
-    const char *ve = v;
-    while (ve < end && !(*ve == '#' && ve[-1] == ' ') && *ve != '\r')
-        ve++;
-    while (ve > v && ve[-1] == ' ')
-        ve--;
-    /* nothing (a mapping under it), a block scalar's '|' or '>', a flow collection that may
-     * span lines, an anchor or a tag before what comes under it: no value there */
-    if (ve == v || strchr("|>[{&!", *v))
-        return 0;
-    snprintf(val, vcap, "%.*s", (int)(ve - v < 60 ? ve - v : 60), v);
-    *first = f;
-    *owner = j;
-    return 1;
-}
-
 /* libyaml's error as "NAME:LINE:COL: YAML syntax error: PROBLEM (CONTEXT at line L, column C)":
  * where it gave up, and where the construct it was reading began (an unclosed '[' or quote is
  * found only at the end of the input, lines below the cause). */
@@ -1132,19 +1031,21 @@ static fl_status ysyntax(yctx *y, const yaml_parser_t *p)
     size_t line = p->problem_mark.line, col = p->problem_mark.column;
     if (p->error == YAML_READER_ERROR) /* a bad byte: libyaml gives only its offset */
         fl_text_line_col(y->buf, y->len, p->problem_offset, &line, &col);
-    size_t first, owner;
-    char what[80], val[80];
-    if (p->error != YAML_READER_ERROR &&
-        yover_indented(y, line, &first, &owner, what, sizeof what, val, sizeof val)) {
-        const char *at = "";
-        size_t n = 0;
-        (void)yline(y, first, &at, &n);
-        return fail(y->err, y->errlen, "%s:%zu:%ld: YAML syntax error: this line is indented "
+    /* a line indented under a key (or list item) that already has a value: said as such, at
+     * that line, rather than libyaml's "mapping values are not allowed in this context" */
+    fl_text_overindent oi;
+    char what[80];
+    if (p->error != YAML_READER_ERROR && fl_text_yaml_overindent(&oi, y->buf, y->len, line)) {
+        if (oi.item)
+            snprintf(what, sizeof what, "the list item");
+        else
+            snprintf(what, sizeof what, "'%s'", oi.key);
+        return fail(y->err, y->errlen, "%s:%zu:%zu: YAML syntax error: this line is indented "
                     "under %s (line %zu), which already has a value ('%s'): %s (libyaml: %s)",
-                    y->name, first + 1, yindent(at, n) + 1, what, owner + 1, val,
-                    what[0] == '\'' ? "a key beside it is indented as it is, one under it needs "
-                                      "it without a value"
-                                    : "an item beside it is indented as it is",
+                    y->name, oi.line + 1, oi.col + 1, what, oi.owner + 1, oi.value,
+                    oi.item ? "an item beside it is indented as it is"
+                            : "a key beside it is indented as it is, one under it needs it "
+                              "without a value",
                     p->problem ? p->problem : "unknown");
     }
     char ctx[128] = "";
@@ -1262,19 +1163,19 @@ static fl_status yaml_value(yctx *y, yaml_parser_t *p, const char *section, cons
          * ("rounds: 2" then "    seed"), which YAML joins to the value ("2 seed": "not an
          * unsigned integer"; for a path, a file "m.csv seed" without a word). A value that spans
          * lines on purpose is quoted. */
-        size_t first, owner;
-        char what[80], val[80];
+        fl_text_overindent oi;
         if (ev.data.scalar.style == YAML_PLAIN_SCALAR_STYLE &&
             ev.end_mark.line > ev.start_mark.line &&
-            yover_indented(y, ev.end_mark.line, &first, &owner, what, sizeof what, val,
-                           sizeof val)) {
-            const char *at = "";
-            size_t n = 0;
-            (void)yline(y, first, &at, &n);
-            st = fail(y->err, y->errlen, "%s:%zu:%ld: %s: this line is indented under %s (line "
+            fl_text_yaml_overindent(&oi, y->buf, y->len, ev.end_mark.line)) {
+            char what[80];
+            if (oi.item)
+                snprintf(what, sizeof what, "the list item");
+            else
+                snprintf(what, sizeof what, "'%s'", oi.key);
+            st = fail(y->err, y->errlen, "%s:%zu:%zu: %s: this line is indented under %s (line "
                       "%zu), which already has a value ('%s'): YAML reads it as more of that "
-                      "value; a key beside it is indented as it is", y->name, first + 1,
-                      yindent(at, n) + 1, k->key, what, owner + 1, val);
+                      "value; a key beside it is indented as it is", y->name, oi.line + 1,
+                      oi.col + 1, k->key, what, oi.owner + 1, oi.value);
             yaml_event_delete(&ev);
             return st;
         }

@@ -597,6 +597,22 @@ rc=0
 grep -qF "fl_sim: $DIR/block.yaml:1: --rounds: '2\n' is not a round count in 1 .. 100000000 (a block scalar" \
     "$DIR/cfgblock.err" || fail "rounds: |: $(cat "$DIR/cfgblock.err")"
 echo "--config missing, or a block scalar: said on one line, naming the option"
+# A line indented under an option that already has a value ("rounds: 2", then "    seed: 3") is
+# said as such, at that line (until 2026-12-07 "'2 seed' is not a round count" at line 1, and
+# after a comment libyaml's "did not find expected key while parsing a block mapping")
+printf 'rounds: 2\n    seed: 3\n' >"$DIR/deep.yaml"
+printf 'rounds: 2 # two\n\n    seed: 3\n' >"$DIR/deepc.yaml"
+rc=0
+"$FL_SIM" --config "$DIR/deep.yaml" >/dev/null 2>"$DIR/cfgdeep.err" || rc=$?
+[ "$rc" -eq 2 ] || fail "over-indented line: exit status $rc, not 2"
+grep -qx "fl_sim: $DIR/deep.yaml:2: --rounds: this line is indented under 'rounds' (line 1), which already has a value ('2'): YAML reads it as more of that value; an option beside it is indented as it is" \
+    "$DIR/cfgdeep.err" || fail "over-indented line: $(cat "$DIR/cfgdeep.err")"
+rc=0
+"$FL_SIM" --config "$DIR/deepc.yaml" >/dev/null 2>"$DIR/cfgdeep.err" || rc=$?
+[ "$rc" -eq 2 ] || fail "over-indented line after a comment: exit status $rc, not 2"
+grep -qx "fl_sim: $DIR/deepc.yaml:3: this line is indented under 'rounds' (line 1), which already has a value ('2'): an option beside it is indented as it is (libyaml: did not find expected key)" \
+    "$DIR/cfgdeep.err" || fail "over-indented line after a comment: $(cat "$DIR/cfgdeep.err")"
+echo "--config: a line indented under an option with a value is said so, at that line"
 # Every message fl_sim prints is one line: a line break in a flag's value or a path it quotes
 # is written \n (until 2026-12-07 "--trace: a" and "b: no such file" on two lines)
 nl='

@@ -811,7 +811,19 @@ fl_status flsim_config_parse_yaml(flsim_config *c, const char *text, size_t len,
              * scanner gives up on it, the next line or past the file's end: the line at fault
              * is where that key began (the context mark), quoted, with what YAML wants. */
             const char *problem = p.problem ? p.problem : "YAML syntax error";
-            if (p.error == YAML_SCANNER_ERROR && p.context &&
+            fl_text_overindent oi;
+            if (p.error != YAML_READER_ERROR && fl_text_yaml_overindent(&oi, text, len, eline)) {
+                /* a line indented under an option (or a list item) that already has a value
+                 * ("rounds: 2", then "    seed: 3"), said as such, at that line: libyaml's
+                 * "mapping values are not allowed in this context" or "did not find expected
+                 * key" (after a comment or a quoted value) named neither */
+                if (err && errlen)
+                    snprintf(err, errlen, "%s:%zu: this line is indented under %s%s%s (line %zu), "
+                             "which already has a value ('%s'): %s beside it is indented as it "
+                             "is (libyaml: %s)", name, oi.line + 1, oi.item ? "" : "'",
+                             oi.item ? "the list item" : oi.key, oi.item ? "" : "'",
+                             oi.owner + 1, oi.value, oi.item ? "an item" : "an option", problem);
+            } else if (p.error == YAML_SCANNER_ERROR && p.context &&
                 p.context_mark.line < p.problem_mark.line && p.context_mark.index < len &&
                 strcmp(problem, "could not find expected ':'") == 0) {
                 eline = (size_t)p.context_mark.line;
@@ -917,6 +929,25 @@ fl_status flsim_config_parse_yaml(flsim_config *c, const char *text, size_t len,
             break;
         case YAML_SCALAR_EVENT: {
             const char *val = (const char *)ev.data.scalar.value;
+            /* A plain value that runs on to a later line: a line indented under the option by
+             * mistake ("rounds: 2", then "    seed"), which YAML joins to the value ("'2 seed'
+             * is not a round count"; for a path, a file "x.csv seed"). A value that spans lines
+             * on purpose is quoted. */
+            fl_text_overindent oi;
+            if ((have_key || in_seq) && depth == 1 &&
+                ev.data.scalar.style == YAML_PLAIN_SCALAR_STYLE &&
+                ev.end_mark.line > ev.start_mark.line &&
+                fl_text_yaml_overindent(&oi, text, len, (size_t)ev.end_mark.line)) {
+                if (err && errlen)
+                    snprintf(err, errlen, "%s:%zu: --%s: this line is indented under %s%s%s "
+                             "(line %zu), which already has a value ('%s'): YAML reads it as "
+                             "more of that value; %s beside it is indented as it is", name,
+                             oi.line + 1, key, oi.item ? "" : "'",
+                             oi.item ? "the list item" : oi.key, oi.item ? "" : "'",
+                             oi.owner + 1, oi.value, oi.item ? "an item" : "an option");
+                st = FL_ERR_CONFIG;
+                break;
+            }
             if (in_seq) { /* one value of keep-layers' list */
                 const size_t have = strlen(seq), add = strlen(val);
                 if (!add || have + add + 2 > sizeof seq) {

@@ -1921,10 +1921,68 @@ static void test_text_shortest(void **state)
     assert_string_equal(fl_text_shortest(b, sizeof b, NAN, 0), "nan");
 }
 
+/* fl_text_yaml_overindent: the line indented under one that already has a value, the first of
+ * them (over blank lines, comments and the value's other deeper lines), the owner's key or list
+ * item and value; nothing where the deeper line is legitimate YAML structure. */
+static void test_text_yaml_overindent(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *text;
+        size_t l;    /* the line asked about (0-based) */
+        int found;
+        size_t line, col, owner;
+        int item;
+        const char *key, *value;
+    } rows[] = {
+        {"rounds: 2\n    seed: 3\n", 1, 1, 1, 4, 0, 0, "rounds", "2"},
+        {"run:\n  rounds: 2 # two\n  # c\n\n    seed: 3\n", 4, 1, 4, 4, 1, 0, "rounds", "2"},
+        {"rounds: 2\n    a\n   seed: 3", 2, 1, 1, 4, 0, 0, "rounds", "2"}, /* no final '\n' */
+        {"trace: \"x.csv\"  # c\n  seed\n", 1, 1, 1, 2, 0, 0, "trace", "\"x.csv\""},
+        {"keep:\n  - 0.5\n    seed: 3\n", 2, 1, 2, 4, 1, 1, "", "0.5"},
+        {"rounds: 2\r\n    seed: 3\r\n", 1, 1, 1, 4, 0, 0, "rounds", "2"},
+        /* not so: a key without a value, a block scalar, a flow list, an anchor, a quoted key,
+         * the first line, a line at the indent above, a comment line, past the end */
+        {"run:\n  rounds: 2\n", 1, 0, 0, 0, 0, 0, NULL, NULL},
+        {"msg: |\n  two\n", 1, 0, 0, 0, 0, 0, NULL, NULL},
+        {"keep: [0.5,\n  0.75]\n", 1, 0, 0, 0, 0, 0, NULL, NULL},
+        {"a: &x\n  b: 1\n", 1, 0, 0, 0, 0, 0, NULL, NULL},
+        {"\"a\": 1\n  b: 1\n", 1, 0, 0, 0, 0, 0, NULL, NULL},
+        {"  rounds: 2\n", 0, 0, 0, 0, 0, 0, NULL, NULL},
+        {"rounds: 2\nseed: 3\n", 1, 0, 0, 0, 0, 0, NULL, NULL},
+        {"rounds: 2\n  # seed: 3\n", 1, 0, 0, 0, 0, 0, NULL, NULL},
+        {"rounds: 2\n", 1, 0, 0, 0, 0, 0, NULL, NULL},
+        {"rounds: 2\n", 7, 0, 0, 0, 0, 0, NULL, NULL},
+    };
+    for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
+        fl_text_overindent oi;
+        memset(&oi, 0x5a, sizeof oi);
+        const int got = fl_text_yaml_overindent(&oi, rows[i].text, strlen(rows[i].text), rows[i].l);
+        if (got != rows[i].found)
+            fail_msg("row %zu: %d, not %d", i, got, rows[i].found);
+        if (!got)
+            continue;
+        if (oi.line != rows[i].line || oi.col != rows[i].col || oi.owner != rows[i].owner ||
+            oi.item != rows[i].item || strcmp(oi.key, rows[i].key) ||
+            strcmp(oi.value, rows[i].value))
+            fail_msg("row %zu: line %zu col %zu owner %zu item %d key '%s' value '%s'", i, oi.line,
+                     oi.col, oi.owner, oi.item, oi.key, oi.value);
+    }
+    /* a long key and value: their first 60 bytes */
+    char long_text[300];
+    snprintf(long_text, sizeof long_text, "%0100d: %0100d\n  x\n", 1, 2);
+    fl_text_overindent oi;
+    assert_int_equal(fl_text_yaml_overindent(&oi, long_text, strlen(long_text), 1), 1);
+    assert_int_equal(strlen(oi.key), 60);
+    assert_int_equal(strlen(oi.value), 60);
+    assert_int_equal(fl_text_yaml_overindent(&oi, NULL, 0, 0), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_endpoint_parts), cmocka_unit_test(test_text_shortest),
+        cmocka_unit_test(test_text_yaml_overindent),
         cmocka_unit_test(test_status_strings), cmocka_unit_test(test_philox_kat),
         cmocka_unit_test(test_siphash24),
         cmocka_unit_test(test_entropy),

@@ -893,6 +893,66 @@ static void test_negative_zero_is_zero(void **state)
     assert_memory_equal(sha[0], sha[1], FL_SHA256_LEN);
 }
 
+/* A line indented under an option that already has a value ("rounds: 2", then "    seed: 3") is
+ * said as such, at that line, naming the option: until 2026-12-07 YAML's reading of it as more of
+ * the value made it "'2 seed' is not a round count" (a path took it silently: a trace "x.csv
+ * seed"), and after a comment or a quoted value libyaml's "did not find expected key". */
+static void test_yaml_overindent(void **state)
+{
+    (void)state;
+#ifdef FLSIM_HAVE_YAML
+    static const struct {
+        const char *text, *want;
+    } rows[] = {
+        {"rounds: 2\n    seed: 3\n", "t.yaml:2: --rounds: this line is indented under 'rounds' "
+         "(line 1), which already has a value ('2'): YAML reads it as more of that value; an "
+         "option beside it is indented as it is"},
+        {"rounds: 2\n    seed\n", "t.yaml:2: --rounds: this line is indented under 'rounds' "
+         "(line 1), which already has a value ('2'): YAML reads it as more of that value; an "
+         "option beside it is indented as it is"},
+        {"clients: 5\ntrace: x.csv\n\n   seed\n", "t.yaml:4: --trace: this line is indented "
+         "under 'trace' (line 2), which already has a value ('x.csv'): YAML reads it as more of "
+         "that value; an option beside it is indented as it is"},
+        {"per_round: 2\n    a\n    seed: 3\n", "t.yaml:2: --per-round: this line is indented under "
+         "'per_round' (line 1), which already has a value ('2')"},
+        {"rounds: 2 # two\n    seed: 3\n", "t.yaml:2: this line is indented under 'rounds' (line "
+         "1), which already has a value ('2'): an option beside it is indented as it is (libyaml: "
+         "did not find expected key)"},
+        {"rounds: 2\n# seed: 4\n\n    seed: 3\n", "t.yaml:4: this line is indented under 'rounds' "
+         "(line 1), which already has a value ('2'): an option beside it is indented as it is "
+         "(libyaml: did not find expected key)"},
+        {"trace: \"x.csv\"\n  seed: 3\n", "t.yaml:2: this line is indented under 'trace' (line "
+         "1), which already has a value ('\"x.csv\"'): an option beside it is indented as it is "
+         "(libyaml: did not find expected key)"},
+        {"keep_layers:\n  - 0.5\n    0.75\n", "t.yaml:3: --keep-layers: this line is indented "
+         "under the list item (line 2), which already has a value ('0.5'): YAML reads it as more "
+         "of that value; an item beside it is indented as it is"},
+        /* not that: a quoted value may span lines (one error about the value itself), and a
+         * key indented under a key without a value is a nested mapping, as before */
+        {"lr: \"0.1\n  0.2\"\n", "t.yaml:1: --lr: '0.1 0.2' is not a learning rate"},
+        {"clients: 5\nrounds:\n  seed: 3\n", "t.yaml:3: nested mappings are not options"},
+    };
+    for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
+        flsim_config c = flsim_config_default();
+        char err[512] = "";
+        const fl_status st = flsim_config_parse_yaml(&c, rows[i].text, strlen(rows[i].text),
+                                                     "t.yaml", err, sizeof err);
+        if (st == FL_OK || strncmp(err, rows[i].want, strlen(rows[i].want)) != 0)
+            fail_msg("row %zu: %s: '%s'", i, fl_strerror(st), err);
+    }
+    /* an option beside it, and a list under a key without a value, still load */
+    static const char ok[] = "rounds: 2\nkeep_layers:\n    - 0.5\n    - 0.75\nseed: 3\n";
+    flsim_config c = flsim_config_default();
+    char err[512] = "";
+    assert_int_equal(flsim_config_parse_yaml(&c, ok, strlen(ok), "t.yaml", err, sizeof err), FL_OK);
+    assert_int_equal(c.rounds, 2);
+    assert_int_equal(c.seed, 3);
+    assert_int_equal(c.n_keep_layers, 2);
+#else
+    skip();
+#endif
+}
+
 static void test_options_and_yaml(void **state)
 {
     (void)state;
@@ -3993,6 +4053,7 @@ int main(void)
         cmocka_unit_test(test_negative_zero_is_zero),
         cmocka_unit_test(test_out_trailing_slash),
         cmocka_unit_test(test_options_and_yaml),
+        cmocka_unit_test(test_yaml_overindent),
         cmocka_unit_test(test_threads_same_bits),
         cmocka_unit_test(test_failures_keep_feed_order),
         cmocka_unit_test(test_fold_pool),
