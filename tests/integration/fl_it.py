@@ -53,10 +53,11 @@ def check(cond, what):
     print('ok: ' + what, flush=True)
 
 
-def free_port():
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(('127.0.0.1', 0))
-        return s.getsockname()[1]
+# FIRST_PORT: a test whose server restarts on one endpoint lets its first server bind port 0 and
+# gives the later ones the port that server got. A port picked free beforehand (bind to 0, close,
+# start the server on it) was free only at that moment: on a loaded machine with other tests
+# running, an outgoing connection of theirs took it as its local port meanwhile, and the first
+# server exited 3, "Address already in use" (it_done_linger, 2026-12-08).
 
 
 class Harness:
@@ -339,13 +340,12 @@ def test_client_kill(h):
 def run_resume(h, tag, kill, up_codec='rot+q4+zstd', policy='afd-single', rounds=4):
     m = h.path('metrics-%s.jsonl' % tag)
     ck = h.path('ck-%s.ckpt' % tag)
-    port = free_port()
-    ep = 'tcp://127.0.0.1:%d' % port
     args = SMALL + ['--insecure', '--rounds', str(rounds), '--clients', '4', '--overcommit', '1',
                     '--up-codec', up_codec, '--seed', '7', '--metrics', m, '--checkpoint', ck,
                     '--checkpoint-every', '1', '--resume', '--policy', policy]
     slog = 'server-%s.log' % tag
-    srv = h.server(args, log=slog, endpoint=ep)
+    srv = h.server(args, log=slog)
+    ep = srv.endpoint  # the restarted server binds the port this one got (FIRST_PORT)
     # Client 0 uploads round r only once the file gate<r> exists (FEDROP_TEST_UPLOAD_GATE, a
     # test-only knob of libflclient): that holds round 2 open for as long as we like, so the kill
     # lands mid-round without any timing assumption.
@@ -436,11 +436,10 @@ def test_new_run_topk(h):
         h.wait_exit(p, 30, 'fl_client')
     ref = ckpt_model_sha256(ck_ref)[0]
 
-    port = free_port()
-    ep = 'tcp://127.0.0.1:%d' % port
     m_old = h.path('metrics-old.jsonl')
     old = h.server(args + ['--rounds', '50', '--checkpoint', h.path('ck-old.ckpt'), '--metrics',
-                           m_old], log='server-old.log', endpoint=ep)
+                           m_old], log='server-old.log')
+    ep = old.endpoint  # the new run's server binds the port this one got (FIRST_PORT)
     cl = [h.client(ep, i, 4, log='c%d.log' % i) for i in range(4)]
     deadline = time.monotonic() + 120
     while len(metrics(m_old)) < 2 and time.monotonic() < deadline and old.poll() is None:
@@ -668,12 +667,11 @@ def test_done_linger(h):
         h.keygen(n)
     allow = h.allow_list(['c0', 'c1'])
     ck = h.path('run.ckpt')
-    port = free_port()
-    ep = 'tcp://127.0.0.1:%d' % port
     args = SMALL + ['--secret-key', sk, '--allow-list', allow, '--rounds', '1', '--clients', '1',
                     '--overcommit', '1', '--checkpoint', ck, '--resume']
     key = lambda n: (h.path('keys', n + '.secret'), h.path('keys', 'server.pub'))
-    srv = h.server(args, log='server1.log', endpoint=ep)
+    srv = h.server(args, log='server1.log')
+    ep = srv.endpoint  # the later servers bind the port this one got (FIRST_PORT)
     c0 = h.client(ep, 0, 2, key=key('c0'))
     check(h.wait_exit(srv, 100, 'fl_server') == 0, 'the 1-round run ends, exit 0')
     check(h.wait_exit(c0, 30, 'fl_client c0') == 0, 'c0, there at the end, exits 0 on Bye("done")')
