@@ -81,9 +81,17 @@ int fl_connect_endpoint_ok(const char *ep, char *why, size_t cap)
         const char *host, *port;
         size_t host_len;
         const int split = fl_tcp_split(ep, &host, &host_len, &port);
+        size_t skip = split ? host_len : 0; /* the HOST is what follows a SOURCE's ';' */
+        while (skip > 0 && host[skip - 1] != ';')
+            skip--;
+        const size_t n = split ? host_len - skip : 0;
         /* A server's bind address copied into a client: libzmq's connect says only "Invalid
-         * argument" to it. */
-        if (split && host_len == 1 && host[0] == '*') {
+         * argument" to it. After a SOURCE ("tcp://eth0;*:5555") libzmq's connect takes it, and
+         * the client retried a host '*' that never resolves, for ever, as it did "tcp://[*]:5555"
+         * (until 2026-12-08 only a bare '*' without a SOURCE was looked at). */
+        const int star = (n == 1 && host[skip] == '*') ||
+                         (n == 3 && memcmp(host + skip, "[*]", 3) == 0);
+        if (split && star) {
             snprintf(why, cap, "has host '*', which a server binds (every interface): give the "
                      "server's address, e.g. tcp://127.0.0.1:%s", port);
             return 0;
@@ -93,10 +101,6 @@ int fl_connect_endpoint_ok(const char *ep, char *why, size_t cap)
          * fails at every attempt, which the client said as "is a server running there?" for
          * ever. */
         char h[256];
-        size_t skip = split ? host_len : 0; /* the HOST is what follows a SOURCE's ';' */
-        while (skip > 0 && host[skip - 1] != ';')
-            skip--;
-        const size_t n = split ? host_len - skip : 0;
         if (split && fl_port_number(port) >= 1 && !fl_tcp_host(ep, h, sizeof h)) {
             snprintf(why, cap, "is not tcp://HOST:PORT: its HOST '%.*s' is empty or has one "
                      "bracket without the other (an IPv6 address is written [ADDR])",

@@ -394,9 +394,9 @@ typedef struct flc_client flc_client;
 
 /* A client with cfg, in *out (set to NULL on failure). Does not connect yet. cfg is validated
  * first: required fields (samples->row_len with the built-in trainer), a server_endpoint a client
- * can connect to (tcp://HOST:PORT, HOST not the bind-all "*", an IPv6
- * address in both its brackets, no ':' in HOST outside them ("tcp://::1:5555" is refused:
- * 0.3.8 and earlier took it), no blank or control character in HOST (a tab was libzmq's
+ * can connect to (tcp://HOST:PORT, HOST not the bind-all "*" (nor "[*]", nor after a SOURCE's
+ * ';'), an IPv6 address in both its brackets, no ':' in HOST outside them ("tcp://::1:5555"
+ * is refused: 0.3.8 and earlier took it), no blank or control character in HOST (a tab was libzmq's
  * "Invalid argument" at the connect, FLC_ERR_TRANSPORT from flc_client_run; a space a name
  * retried for ever); ipc://PATH; inproc://
  * only with zmq_context), enum ranges (backend, log_level), threads in 0 .. 1024, timing fields

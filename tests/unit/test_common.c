@@ -1407,6 +1407,16 @@ static void test_endpoint_parts(void **state)
     assert_false(fl_connect_endpoint_ok("tcp://*:5555", why, sizeof why));
     assert_non_null(strstr(why, "has host '*', which a server binds"));
     assert_non_null(strstr(why, "tcp://127.0.0.1:5555"));
+    /* ... also after a SOURCE, or in brackets: libzmq's connect took those, and the client
+     * retried a host '*' that never resolves, for ever (found by fuzz_endpoint) */
+    const char *star[] = {"tcp://eth0;*:5555", "tcp://;*:5", "tcp://[::1]:0;*:5555",
+                          "tcp://[*]:5555", "tcp://eth0;[*]:5555"};
+    for (size_t i = 0; i < sizeof star / sizeof star[0]; i++) {
+        why[0] = 0;
+        if (fl_connect_endpoint_ok(star[i], why, sizeof why) ||
+            !strstr(why, "has host '*', which a server binds"))
+            fail_msg("'%s' taken (or said '%s')", star[i], why);
+    }
 }
 
 /* A child that opens path for writing, then writes each of the n parts after `gap` seconds;
