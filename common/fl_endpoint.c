@@ -131,6 +131,29 @@ int fl_connect_endpoint_ok(const char *ep, char *why, size_t cap)
                      "address is written [ADDR])", (int)(n < 200 ? n : 200), host + skip);
             return 0;
         }
+        /* Any other character libzmq's connect refuses in SOURCE;HOST ('!', ',', '/', a byte
+         * above 0x7f of a UTF-8 name) or to begin it ('-', '.', '_', an empty SOURCE's ';'): it
+         * said "Invalid argument", and fl_client exited 4, a transport error, once its dataset
+         * had loaded. libzmq 4.3 takes ASCII letters and digits, then also . - : % ; [ ] _ *. */
+        for (size_t i = 0; split && fl_port_number(port) >= 1 && i < host_len; i++) {
+            const unsigned char b = (unsigned char)host[i];
+            const int alnum = (b >= '0' && b <= '9') || (b >= 'a' && b <= 'z') ||
+                              (b >= 'A' && b <= 'Z');
+            if (alnum || b == '[' || (i > 0 && strchr(".-:%;]_*", b) && b))
+                continue;
+            const int in_host = i >= skip;
+            char shown[8];
+            snprintf(shown, sizeof shown, b > 0x20 && b < 0x7f ? "'%c'" : "0x%02x", b);
+            if (i == 0) /* why[] of 128 bytes (fl_client's) holds each line whole */
+                snprintf(why, cap, "is not tcp://HOST:PORT: its %s begins with %s, which "
+                         "libzmq's connect refuses (a letter or a digit first)",
+                         in_host ? "HOST" : "SOURCE", shown);
+            else
+                snprintf(why, cap, "is not tcp://HOST:PORT: its %s has %s at byte %zu, which "
+                         "libzmq's connect refuses (a name takes letters, digits, . - _)",
+                         in_host ? "HOST" : "SOURCE", shown, in_host ? i - skip : i);
+            return 0;
+        }
         if (split && fl_port_number(port) >= 1)
             return 1;
         snprintf(why, cap, "is not tcp://HOST:PORT with a PORT in 1..65535");

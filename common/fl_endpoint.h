@@ -27,7 +27,8 @@ long fl_port_number(const char *port);
 /* A client's endpoint as libzmq can connect to it: tcp://HOST:PORT (PORT in 1..65535, HOST not
  * a server's '*' (bare, in brackets or after a SOURCE's ';'), not empty after a SOURCE's ';', an
  * IPv6 address in both brackets, no ':' in HOST outside them: "tcp://::1:5555", "tcp://h:1:2"
- * are refused; no blank or control character in HOST), ipc://PATH (at most 107 bytes, what a
+ * are refused; no blank or control character in HOST; SOURCE;HOST of what libzmq's connect takes:
+ * ASCII letters and digits, then also . - : % ; [ ] _ *), ipc://PATH (at most 107 bytes, what a
  * Unix socket's address holds; "@NAME" for Linux's abstract namespace, NAME not empty), or
  * inproc://NAME. 1, or 0 with why it is not (cap bytes: "is not ..." or "has host '*' ...").
  * tests/fuzz/fuzz_endpoint checks each of these rules on arbitrary strings. */

@@ -396,9 +396,10 @@ typedef struct flc_client flc_client;
  * first: required fields (samples->row_len with the built-in trainer), a server_endpoint a client
  * can connect to (tcp://HOST:PORT, HOST not the bind-all "*" (nor "[*]", nor after a SOURCE's
  * ';'), an IPv6 address in both its brackets, no ':' in HOST outside them ("tcp://::1:5555"
- * is refused: 0.3.8 and earlier took it), no blank or control character in HOST (a tab was libzmq's
- * "Invalid argument" at the connect, FLC_ERR_TRANSPORT from flc_client_run; a space a name
- * retried for ever); ipc://PATH; inproc://
+ * is refused: 0.3.8 and earlier took it), no blank or control character in HOST, nor another
+ * character libzmq's connect refuses ('!', ',', '/', a UTF-8 name's bytes; '-' or '_' first) (a
+ * tab was libzmq's "Invalid argument" at the connect, FLC_ERR_TRANSPORT from flc_client_run; a
+ * space a name retried for ever); ipc://PATH; inproc://
  * only with zmq_context), enum ranges (backend, log_level), threads in 0 .. 1024, timing fields
  * and max_rounds >= 0, heartbeat_ms >= 10 and below liveness_ms,
  * reconnect_min_ms <= reconnect_max_ms, a client_id the wire takes (UTF-8, at most 1024 bytes,

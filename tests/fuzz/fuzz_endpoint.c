@@ -5,8 +5,8 @@
  * message is terminated, and said ("is not ..." or "has host '*' ...") exactly when the check
  * refuses; what it takes is what its header promises: a tcp:// endpoint has a PORT in 1..65535
  * and a HOST that fl_tcp_host reads, not '*', without a blank, a control character or a ':'
- * outside an IPv6 address's brackets; an ipc:// PATH of 1..107 bytes other than "@"; an
- * inproc:// NAME not empty. */
+ * outside an IPv6 address's brackets, and SOURCE;HOST of the characters libzmq's connect takes;
+ * an ipc:// PATH of 1..107 bytes other than "@"; an inproc:// NAME not empty. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -40,6 +40,12 @@ static void check_tcp_taken(const char *ep)
         abort();
     if (hh[0] == '[' && (n < 3 || hh[n - 1] != ']'))
         abort();
+    for (size_t i = 0; i < host_len; i++) { /* what libzmq 4.3's connect takes in SOURCE;HOST */
+        const unsigned char b = (unsigned char)host[i];
+        if (!((b >= '0' && b <= '9') || (b >= 'a' && b <= 'z') || (b >= 'A' && b <= 'Z') ||
+              b == '[' || (i > 0 && b && strchr(".-:%;]_*", b))))
+            abort();
+    }
     fl_ip_literal(h); /* any host: no crash */
 }
 

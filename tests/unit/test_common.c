@@ -1383,6 +1383,29 @@ static void test_endpoint_parts(void **state)
         if (fl_connect_endpoint_ok(blank[i].ep, why, sizeof why) || !strstr(why, blank[i].said))
             fail_msg("'%s' taken (or said '%s')", blank[i].ep, why);
     }
+    /* a character libzmq's connect refuses ("Invalid argument": fl_client exited 4 once its
+     * dataset had loaded), in the HOST or a SOURCE, or to begin them */
+    const struct {
+        const char *ep, *said;
+    } refused[] = {{"tcp://h!x:5555", "its HOST has '!' at byte 1, which libzmq's connect refuses"},
+                   {"tcp://h,x:5555", "its HOST has ',' at byte 1"},
+                   {"tcp://h\xc3\xa9:5555", "its HOST has 0xc3 at byte 1"},
+                   {"tcp://-h:5555", "its HOST begins with '-', which libzmq's connect refuses "
+                                     "(a letter or a digit first)"},
+                   {"tcp://_h:5555", "its HOST begins with '_'"},
+                   {"tcp://;h:5555", "its SOURCE begins with ';'"},
+                   {"tcp://et/0;h:5555", "its SOURCE has '/' at byte 2"},
+                   {"tcp://eth0;h/x:5555", "its HOST has '/' at byte 1"}};
+    for (size_t i = 0; i < sizeof refused / sizeof refused[0]; i++) {
+        why[0] = 0;
+        if (fl_connect_endpoint_ok(refused[i].ep, why, sizeof why) ||
+            !strstr(why, refused[i].said))
+            fail_msg("'%s' taken (or said '%s')", refused[i].ep, why);
+    }
+    const char *zmq_ok[] = {"tcp://h_x-1.y:5555", "tcp://e%0;h:5555", "tcp://H9.example:1"};
+    for (size_t i = 0; i < sizeof zmq_ok / sizeof zmq_ok[0]; i++)
+        if (!fl_connect_endpoint_ok(zmq_ok[i], why, sizeof why))
+            fail_msg("'%s' refused: %s", zmq_ok[i], why);
     why[0] = 0;
     assert_false(fl_connect_endpoint_ok("tcp://::1:5555", why, sizeof why));
     assert_non_null(strstr(why, "its HOST '::1' has a ':'"));
