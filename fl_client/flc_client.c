@@ -1519,12 +1519,15 @@ static int handle(flc_client *c, flp_msg *m, uint64_t at_ns, int *owned)
                                       : NULL;
                 /* Out of the aggregation range: the status names no bound and no weight, and a
                  * device maker (a plug-in trainer's learning rate, weights written unscaled)
-                 * learnt from it neither what to look at nor how far is too far. */
-                const char *hint = m->ack.status == FL_ERR_AGG_RANGE
-                                       ? " (a weight moved further from the task's than the server "
-                                         "aggregates: fedrop's server takes |w - w0| up to 1024 a "
-                                         "coordinate by default)"
-                                       : "";
+                 * learnt from it neither what to look at nor how far is too far. fedrop's server
+                 * says which weight and its bound in the detail (since 2026-12-08); an older one
+                 * says nothing, and the default bound is told instead. */
+                const char *hint = m->ack.status != FL_ERR_AGG_RANGE ? ""
+                                   : why ? " (a weight moved further from the task's than the "
+                                           "server aggregates)"
+                                         : " (a weight moved further from the task's than the server "
+                                           "aggregates: fedrop's server takes |w - w0| up to 1024 a "
+                                           "coordinate by default)";
                 fl_log(&c->log, FL_LOG_WARN, "round %llu: update refused: %s%s%s%s",
                        (unsigned long long)m->ack.of_round, what, hint,
                        why ? ": the server says: " : "", why ? why : "");

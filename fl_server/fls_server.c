@@ -2728,10 +2728,13 @@ static void on_chunk(fls_server *s, sess *x, const flp_msg *m)
     if (st == FL_ERR_ROUND_CLOSED || complete || us != FLS_UPDATE_RECEIVING) {
         /* late, or the update failed (a chunk that could not be decoded, the last missing chunk
          * refused, or the whole update refused at commit): the update is over */
+        /* a value out of range or not finite: where, and the bound, for the operator and in
+         * the Ack's detail for the device maker (the status alone said neither) */
+        const char *where = fls_core_update_error(s->core);
         if (st != FL_ERR_ROUND_CLOSED)
-            log_bad(s, "client %s: update of round %llu refused: %s", x->id,
-                    (unsigned long long)r, fl_strerror(st));
-        ul_answer(s, x, r, st);
+            log_bad(s, "client %s: update of round %llu refused: %s%s%s", x->id,
+                    (unsigned long long)r, fl_strerror(st), where[0] ? ": " : "", where);
+        ul_answer_why(s, x, r, st, where[0] ? where : NULL);
         return;
     }
     if (!x->ul_err_sent) {

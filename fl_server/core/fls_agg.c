@@ -86,6 +86,7 @@ struct fls_agg {
     float **upd;           /* (max_updates) committed updates, (N) each, NaN where not held */
     int n_upd;
     fls_agg_stats st;
+    fls_agg_bad bad;       /* where the last commit refused for a value found it (fls_agg_last_bad) */
 };
 
 struct fls_agg_update {
@@ -1138,25 +1139,78 @@ static void store_run(void *user, size_t full_index, size_t sub_index, size_t le
         s->dst[full_index + i] = (float)((double)s->src[sub_index + i] * c + 0.0); /* -0 -> +0 */
 }
 
-static fl_status classify_bad(const fls_agg *a, const float *x, size_t n, double c)
+/* The first bad values of a refused update, by a scalar rescan made only once the fold (or the
+ * robust modes' test) said that one was there: the hot paths keep their one flag. */
+typedef struct bad_scan {
+    size_t nan_at, range_at; /* elements of the update; SIZE_MAX: none */
+    float nan_v, range_v;
+} bad_scan;
+
+static void bad_scan_range(bad_scan *b, const float *x, size_t n, size_t off, float thr)
 {
-    for (size_t i = 0; i < n; i++)
-        if (!isfinite(x[i]))
-            return FL_ERR_NUMERIC;
-    (void)a;
-    (void)c;
-    return FL_ERR_AGG_RANGE;
+    for (size_t i = 0; i < n; i++) {
+        if (!isfinite(x[i])) {
+            if (off + i < b->nan_at) {
+                b->nan_at = off + i;
+                b->nan_v = x[i];
+            }
+            return; /* the rest lie beyond it */
+        }
+        if (!(fabsf(x[i]) <= thr) && off + i < b->range_at) {
+            b->range_at = off + i;
+            b->range_v = x[i];
+        }
+    }
+}
+
+/* Which failure the scan found (NaN/Inf before range, as ever), recorded in a->bad with where the
+ * first such value is. A range failure whose value the rescan cannot find (none: the fold and the
+ * rescan test alike) is still a range failure, recorded without a place. */
+static fl_status bad_scan_end(fls_agg *a, const bad_scan *b, float thr, double c)
+{
+    fls_agg_bad *r = &a->bad;
+    r->bound = thr;
+    r->max_abs = a->maxabs;
+    r->clip = c;
+    r->found = 1;
+    if (b->nan_at != SIZE_MAX) {
+        r->status = FL_ERR_NUMERIC;
+        r->index = b->nan_at;
+        r->value = b->nan_v;
+    } else {
+        r->status = FL_ERR_AGG_RANGE;
+        r->found = b->range_at != SIZE_MAX;
+        r->index = r->found ? b->range_at : 0;
+        r->value = r->found ? b->range_v : 0.0f;
+    }
+    return r->status;
+}
+
+static fl_status classify_bad(fls_agg *a, const float *x, size_t n, float thr, double c)
+{
+    bad_scan b = {SIZE_MAX, SIZE_MAX, 0.0f, 0.0f};
+    bad_scan_range(&b, x, n, 0, thr);
+    return bad_scan_end(a, &b, thr, c);
 }
 
 /* Early mode, a folded value failed the range check: which failure (NaN/Inf or range). */
 static fl_status early_classify_bad(const fls_agg_update *h)
 {
+    fls_agg *a = h->agg;
     if (!h->borrowed)
-        return classify_bad(h->agg, h->stage, h->n_sub, 1.0);
+        return classify_bad(a, h->stage, h->n_sub, a->maxabs, 1.0);
+    bad_scan b = {SIZE_MAX, SIZE_MAX, 0.0f, 0.0f};
     for (size_t j = 0; j < h->n_seg; j++)
-        if (classify_bad(h->agg, h->seg[j].p, h->seg[j].n, 1.0) == FL_ERR_NUMERIC)
-            return FL_ERR_NUMERIC;
-    return FL_ERR_AGG_RANGE;
+        bad_scan_range(&b, h->seg[j].p, h->seg[j].n, h->seg[j].off, a->maxabs);
+    return bad_scan_end(a, &b, a->maxabs, 1.0);
+}
+
+int fls_agg_last_bad(const fls_agg *agg, fls_agg_bad *out)
+{
+    if (!agg || !out || agg->bad.status == FL_OK)
+        return 0;
+    *out = agg->bad;
+    return 1;
 }
 
 /* The bound on |x| of an update clipped by c (1: not clipped) that keeps |x * c| <= 2^A: the
@@ -1180,6 +1234,7 @@ fl_status fls_agg_update_commit(fls_agg_update *h)
     fls_agg *a = h->agg;
     fl_status s = FL_OK;
     double c = 1.0, norm = 0.0;
+    memset(&a->bad, 0, sizeof a->bad);
     if (h->poisoned) {
         s = FL_ERR_WIRE_CHUNK_DUP;
         early_undo(h); /* what it can: the aggregator is tainted anyway */
@@ -1209,8 +1264,8 @@ fl_status fls_agg_update_commit(fls_agg_update *h)
     }
     if (a->o.clip_norm > 0.0) {
         norm = stage_norm(h->stage, h->n_sub);
-        if (!isfinite(norm)) {
-            s = FL_ERR_NUMERIC;
+        if (!isfinite(norm)) { /* a value is not finite (the squares cannot overflow a double) */
+            s = classify_bad(a, h->stage, h->n_sub, a->maxabs, 1.0);
             goto fail;
         }
         if (norm > a->o.clip_norm)
@@ -1240,7 +1295,7 @@ fl_status fls_agg_update_commit(fls_agg_update *h)
             else
                 fold_now(&fc, 0, h->stage, h->n_sub, 0);
             fold_env_end(env);
-            s = classify_bad(a, h->stage, h->n_sub, c);
+            s = classify_bad(a, h->stage, h->n_sub, thr, c);
             goto fail;
         }
         fold_env_end(env);
@@ -1255,16 +1310,11 @@ fl_status fls_agg_update_commit(fls_agg_update *h)
          * has holders enough (trim_frac 0, or fewer than 1 / trim_frac holders, or 1 or 2 for
          * the median, trim nothing), and there an unbounded value was one client's to set, up
          * to 3e38, in every coordinate it held. */
-        int range = 0;
-        for (size_t i = 0; i < h->n_sub; i++) {
-            if (!isfinite(h->stage[i])) {
-                s = FL_ERR_NUMERIC;
-                goto fail;
-            }
-            range |= !(fabsf(h->stage[i]) <= thr);
-        }
-        if (range) {
-            s = FL_ERR_AGG_RANGE;
+        int bad = 0;
+        for (size_t i = 0; i < h->n_sub; i++)
+            bad |= !(fabsf(h->stage[i]) <= thr); /* NaN too */
+        if (bad) {
+            s = classify_bad(a, h->stage, h->n_sub, thr, c);
             goto fail;
         }
         float *u = malloc(a->n * sizeof(float));

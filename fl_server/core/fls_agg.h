@@ -180,6 +180,24 @@ fl_status fls_agg_update_add_borrowed(fls_agg_update *h, size_t sub_off, const f
  * committed), FL_ERR_NOMEM (robust: storing the update). */
 fl_status fls_agg_update_commit(fls_agg_update *h);
 
+/* Where the last commit that was refused for a value (FL_ERR_AGG_RANGE, FL_ERR_NUMERIC) found it:
+ * the first such value in the update's layout (its submodel's, as the client sent it; a NaN or Inf
+ * before any out of range, as the status says), found by a rescan of the staged values once the
+ * fold said one was there, so that committing costs nothing more. */
+typedef struct fls_agg_bad {
+    fl_status status;   /* FL_ERR_AGG_RANGE or FL_ERR_NUMERIC */
+    int found;          /* index and value hold the value (0: a range failure not found again) */
+    size_t index;       /* element of the update */
+    float value;        /* its value as staged (before clipping) */
+    float bound;        /* the largest |value| taken: 2^max_abs_log2, over clip when clipped */
+    float max_abs;      /* 2^max_abs_log2: the bound on |value * clip| */
+    double clip;        /* the update's clip factor (1: not clipped) */
+} fls_agg_bad;
+
+/* Copies what the last commit refused for a value found into *out and returns 1; 0 when the last
+ * commit was not refused so (taken, or refused for another reason), or agg or out is NULL. */
+int fls_agg_last_bad(const fls_agg *agg, fls_agg_bad *out);
+
 /* Discards the update; the aggregate is exactly as if it never began. Releases h. NULL no-op. */
 void fls_agg_update_abort(fls_agg_update *h);
 

@@ -115,6 +115,7 @@ struct fls_core {
     size_t n_late, late_cap; /* after it are stragglers', not rejected input */
     fls_event *ev;
     size_t ev_head, ev_len, ev_cap;
+    char upd_err[192]; /* fls_core_update_error: where the update refused last was bad */
 };
 
 /* ---- small helpers ---------------------------------------------------------------------------- */
@@ -1480,6 +1481,44 @@ static fl_status commit_update(fls_core *c, sel *s)
     return st;
 }
 
+/* Where a value the aggregator refused lies, in the words of the update as its client sent it
+ * (its submodel's tensors: a device maker finds the element in what it sent), with the bound it
+ * passed, into c->upd_err; empty for other refusals. Until 2026-12-08 the log and the client's
+ * Ack said only "update value outside the aggregation range": neither the operator nor the
+ * device maker learnt which weight, how far it moved, or how far is too far. */
+static void update_error_say(fls_core *c, const sel *s, fl_status st)
+{
+    c->upd_err[0] = '\0';
+    fls_agg_bad b;
+    if ((st != FL_ERR_AGG_RANGE && st != FL_ERR_NUMERIC) || !fls_agg_last_bad(c->agg, &b) ||
+        b.status != st || !b.found)
+        return;
+    const flm_arch *sub = s->task->sub;
+    int t = 0;
+    while (t < sub->n_tensors &&
+           b.index >= sub->tensors[t].offset + sub->tensors[t].numel)
+        t++;
+    if (t == sub->n_tensors || b.index < sub->tensors[t].offset)
+        return;
+    const size_t i = b.index - sub->tensors[t].offset;
+    const char *name = sub->tensors[t].name;
+    if (st == FL_ERR_NUMERIC)
+        snprintf(c->upd_err, sizeof c->upd_err, "tensor %s element %zu is %g", name, i,
+                 (double)b.value);
+    else if (b.clip < 1.0)
+        snprintf(c->upd_err, sizeof c->upd_err, "tensor %s element %zu is %g, beyond the bound "
+                 "%g (%g, |w - w0| at most, over the clip factor %g)", name, i, (double)b.value,
+                 (double)b.bound, (double)b.max_abs, b.clip);
+    else
+        snprintf(c->upd_err, sizeof c->upd_err, "tensor %s element %zu is %g, beyond the bound "
+                 "%g (|w - w0| at most)", name, i, (double)b.value, (double)b.bound);
+}
+
+const char *fls_core_update_error(const fls_core *c)
+{
+    return c ? c->upd_err : "";
+}
+
 static fl_status on_chunk(fls_core *c, uint32_t key, const flp_msg *m, double now, int borrowed)
 {
     const flp_chunk *k = &m->chunk;
@@ -1539,13 +1578,16 @@ static fl_status on_chunk(fls_core *c, uint32_t key, const flp_msg *m, double no
     if (!flp_msg_tracker_complete(s->trk))
         return FL_OK;
     st = commit_update(c, s);
+    if (st != FL_OK)
+        update_error_say(c, s, st);
     sel_release_update(c, s);
     if (st != FL_OK) {
         sel_set_state(c, s, CS_FAILED);
         c->cur.failed++;
         char nb[16];
-        fl_log(&c->cfg.log, FL_LOG_WARN, "round %llu: update of client %s refused: %s",
-               (unsigned long long)c->round, client_name(c, key, nb), fl_strerror(st));
+        fl_log(&c->cfg.log, FL_LOG_WARN, "round %llu: update of client %s refused: %s%s%s",
+               (unsigned long long)c->round, client_name(c, key, nb), fl_strerror(st),
+               c->upd_err[0] ? ": " : "", c->upd_err);
         const fl_status cs = check_exhausted(c, now);
         return cs != FL_OK ? cs : st;
     }
@@ -1610,6 +1652,7 @@ static fl_status on_message(fls_core *c, uint32_t key, const flp_msg *m, double 
 {
     if (!c || !m)
         return FL_ERR_INVALID_ARG;
+    c->upd_err[0] = '\0'; /* fls_core_update_error: this message's, also when the close fails */
     /* The deadline holds to the message, not to the host's timer: whatever comes after it finds
      * the round closed, as if fls_core_tick had run just before (fl_server ticked every 50 ms
      * until 2026-12-07, and an update that came within that window was aggregated; it now wakes

@@ -309,6 +309,13 @@ fl_status fls_core_task_chunk(fls_core *core, uint32_t client, uint32_t tensor, 
  * weight is finite. Valid until the next call that takes a non-const core. */
 const char *fls_core_chunk_error(const fls_core *core);
 
+/* Right after an fls_core_on_message that refused an update for a value (FL_ERR_AGG_RANGE,
+ * FL_ERR_NUMERIC at its commit): where the value is and the bound it passed, one line ("tensor
+ * fc1.w element 1234 is 2000, beyond the bound 1024 (|w - w0| at most)"), which the core also
+ * logs with the refusal; "" after any other message or refusal. Valid until the next call that
+ * takes a non-const core. */
+const char *fls_core_update_error(const fls_core *core);
+
 /* The host's evaluation of the model after round `round` (the one FLS_EV_EVALUATE named):
  * accuracy in [0, 1] and loss (NaN if unknown). Completes that round's metrics, emits
  * FLS_EV_ROUND_END (and FLS_EV_DONE when the target is reached) and lets the next round start.

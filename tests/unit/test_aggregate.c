@@ -1092,6 +1092,78 @@ static void test_robust_range(void **state)
     fls_agg_free(agg);
 }
 
+/* A refused value is located: which element, its value and the bound, in every mode and way of
+ * adding (a copy, early folding, borrowed ranges added out of order), the first such element in
+ * the update and a NaN before any out-of-range value (the status says which). Until 2026-12-08
+ * the commit said only FL_ERR_AGG_RANGE, and the server's log and its Ack named no weight. */
+static void test_bad_value_located(void **state)
+{
+    (void)state;
+    enum { N = 1000 };
+    static float x[N];
+    for (int v = 0; v < 5; v++) { /* mean, early, early borrowed, trimmed mean, median */
+        fls_agg_options o = fls_agg_options_default();
+        o.mode = v == 3 ? FLS_AGG_TRIMMED_MEAN : v == 4 ? FLS_AGG_MEDIAN : FLS_AGG_MEAN;
+        o.trim_frac = 0.0;
+        o.fold_early = v == 1 || v == 2;
+        fls_agg *agg;
+        assert_int_equal(fls_agg_new_flat(N, &o, &agg), FL_OK);
+        fls_agg_bad b;
+        assert_int_equal(fls_agg_last_bad(agg, &b), 0); /* nothing refused yet */
+        for (int k = 0; k < 3; k++) {
+            for (int i = 0; i < N; i++)
+                x[i] = 0.001f * (float)(i % 7) - 0.003f;
+            x[900] = -5000.0f; /* out of range, but not the first */
+            x[700] = 2000.0f;
+            if (k == 1)
+                x[800] = NAN; /* said before any out of range */
+            if (k == 2)
+                x[700] = 1024.0f; /* the bound itself passes: 900 is the first */
+            fls_agg_update *h;
+            assert_int_equal(fls_agg_update_begin(agg, 1, NULL, &h), FL_OK);
+            if (v == 2) { /* the later half first */
+                assert_int_equal(fls_agg_update_add_borrowed(h, 500, x + 500, N - 500), FL_OK);
+                assert_int_equal(fls_agg_update_add_borrowed(h, 0, x, 500), FL_OK);
+            } else {
+                assert_int_equal(fls_agg_update_add(h, 0, x, N), FL_OK);
+            }
+            assert_int_equal(fls_agg_update_commit(h), k == 1 ? FL_ERR_NUMERIC : FL_ERR_AGG_RANGE);
+            assert_int_equal(fls_agg_last_bad(agg, &b), 1);
+            assert_int_equal(b.status, k == 1 ? FL_ERR_NUMERIC : FL_ERR_AGG_RANGE);
+            assert_true(b.found);
+            assert_int_equal(b.index, k == 0 ? 700 : k == 1 ? 800 : 900);
+            if (k == 1)
+                assert_true(isnan(b.value));
+            else
+                assert_true(b.value == (k == 0 ? 2000.0f : -5000.0f));
+            assert_true(b.bound == 1024.0f && b.max_abs == 1024.0f && b.clip == 1.0);
+        }
+        /* a commit taken, or refused for another reason, leaves nothing to say */
+        x[700] = x[800] = x[900] = 0.0f;
+        assert_int_equal(commit_whole(agg, 1, x, N), FL_OK);
+        assert_int_equal(fls_agg_last_bad(agg, &b), 0);
+        fls_agg_update *h;
+        assert_int_equal(fls_agg_update_begin(agg, 1, NULL, &h), FL_OK);
+        assert_int_equal(fls_agg_update_add(h, 0, x, N / 2), FL_OK);
+        assert_int_equal(fls_agg_update_commit(h), FL_ERR_WIRE_CHUNK_MISSING);
+        assert_int_equal(fls_agg_last_bad(agg, &b), 0);
+        fls_agg_free(agg);
+    }
+    /* clipped: the bound on the value sent is 2^10 over the clip factor */
+    fls_agg_options o = fls_agg_options_default();
+    o.clip_norm = 2000.0;
+    fls_agg *agg;
+    assert_int_equal(fls_agg_new_flat(3, &o, &agg), FL_OK);
+    const float u[3] = {0.0f, 3000.0f, 4000.0f}; /* norm 5000: clip factor 0.4, bound 2560 */
+    assert_int_equal(commit_whole(agg, 1, u, 3), FL_ERR_AGG_RANGE);
+    fls_agg_bad b;
+    assert_int_equal(fls_agg_last_bad(agg, &b), 1);
+    assert_int_equal(b.index, 1);
+    assert_true(b.value == 3000.0f && b.max_abs == 1024.0f);
+    assert_true(fabs(b.clip - 0.4) < 1e-12 && fabs((double)b.bound - 2560.0) < 1e-3);
+    fls_agg_free(agg);
+}
+
 /* Under clipping the robust modes decide as the mean mode does, value for value: the mean mode
  * takes x where |x| <= 2^A / c (the largest float not above it), so |x * c| <= 2^A exactly. Here
  * x * c = 1024.0000137 (c = clip_norm / ||u||): the mean mode refuses it, and so must the robust
@@ -1414,6 +1486,7 @@ int main(void)
         cmocka_unit_test(test_clipping),
         cmocka_unit_test(test_trimmed_mean_and_median),
         cmocka_unit_test(test_robust_range),
+        cmocka_unit_test(test_bad_value_located),
         cmocka_unit_test(test_robust_range_clipped),
         cmocka_unit_test(test_robust_store_bits),
         cmocka_unit_test(test_merge),

@@ -3363,6 +3363,42 @@ static void test_agg_range_refusal_explained(void **state)
     session_close(&s);
 }
 
+/* The same refusal from a server that says where (fedrop's since 2026-12-08: the Ack's detail
+ * names the tensor, the element, its value and the bound): the line passes that on, and the
+ * default bound, which the server's own words replace, is not said. */
+static void test_agg_range_refusal_detail_shown(void **state)
+{
+    (void)state;
+    session s;
+    session_open(&s);
+    flc_config cfg = base_config(s.f.ep, train_plus_quarter, s.lb);
+    session_run(&s, &cfg, 0);
+    const uint32_t n = session_update_chunks(&s);
+    for (uint32_t i = 0; i < n; i++)
+        fake_ack(&s.f, FLP_CHUNK, s.round, 0);
+    for (uint32_t i = 0; i < n; i++) {
+        flp_msg *cm = session_expect(&s, FLP_CHUNK, 5000, "a chunk of the update");
+        flp_msg_free(cm);
+    }
+    const char *why = "tensor dense0.w element 28 is 2000, beyond the bound 1024 (|w - w0| at most)";
+    flp_msg a = flp_msg_header(FLP_ACK, 0, NULL);
+    a.ack.of_type = FLP_UPDATE;
+    a.ack.of_round = s.round;
+    a.ack.status = FL_ERR_AGG_RANGE;
+    a.ack.detail = why;
+    fake_send(&s.f, &a);
+    char said[512];
+    snprintf(said, sizeof said, "round %llu: update refused: %s (a weight moved further from the "
+             "task's than the server aggregates): the server says: %s\n",
+             (unsigned long long)s.round, fl_strerror(FL_ERR_AGG_RANGE), why);
+    if (!log_wait(s.lb, said, 5.0))
+        fail_msg("not said: %s\nlog:\n%s", said, s.lb->text);
+    assert_null(strstr(s.lb->text, "by default"));
+    assert_false(atomic_load(&s.r.done));
+    assert_int_equal(flc_client_stats(s.c)->updates_refused, 1);
+    session_close(&s);
+}
+
 /* ---- an upload the server took its slot back from -------------------------------------------- */
 
 /* The server ends an upload part-way (Ack(of UPDATE, FL_ERR_TIMEOUT): too slow to finish before
@@ -5391,6 +5427,7 @@ int main(void)
         cmocka_unit_test(test_max_rounds_counts_last_ack),
         cmocka_unit_test(test_update_slot_taken_back),
         cmocka_unit_test(test_agg_range_refusal_explained),
+        cmocka_unit_test(test_agg_range_refusal_detail_shown),
         cmocka_unit_test(test_trained_not_sent),
         cmocka_unit_test(test_replaced_task_not_uploaded),
         cmocka_unit_test(test_stop_interrupts_training),

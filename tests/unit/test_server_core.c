@@ -2540,7 +2540,8 @@ static const char *dev_name(void *user, uint32_t key)
 
 /* Runs one round of small_config on 6 clients: the selected clients 0..2 report (scripted deltas),
  * client 3 does what `fourth` says: 0 = leaves before sending, 1 = leaves half-way through its
- * upload, 2 = sends a corrupted chunk. Returns the model after the round in out. */
+ * upload, 2 = sends a corrupted chunk, 3 = its upload aborted by the host, 4 = sends a value out
+ * of the aggregation range. Returns the model after the round in out. */
 static void one_round_with_fourth(int fourth, float *out, fls_round_metrics *metrics)
 {
     fls_config cfg = small_config();
@@ -2593,6 +2594,37 @@ static void one_round_with_fourth(int fourth, float *out, fls_round_metrics *met
         assert_int_equal(fls_core_update_abort(core, keys[0], 2.0), FL_ERR_STATE);
         assert_int_equal(fls_core_update_abort(core, keys[3], 2.0), FL_OK);
         assert_int_equal(fls_core_update_state(core, keys[3], 0), FLS_UPDATE_NONE); /* closed */
+    } else if (fourth == 4) {
+        /* A value out of the aggregation range (2000: above 2^10) in the third element of the
+         * client's second chunk: refused at commit, and where it is said, in the refusal's log
+         * line and by fls_core_update_error, as the client sent it (tensor, element). */
+        const flp_chunk *k = NULL;
+        for (size_t i = 0, seen = 0; i < l.n && !k; i++)
+            if (l.v[i].key == keys[3] && l.v[i].m.type == FLP_CHUNK && seen++ == 1)
+                k = &l.v[i].m.chunk;
+        assert_non_null(k);
+        assert_true(k->count >= 3 && k->payload_len >= FLZ_HEADER_SIZE + 3 * sizeof(float));
+        const float big = 2000.0f;
+        memcpy((uint8_t *)k->payload + FLZ_HEADER_SIZE + 2 * sizeof(float), &big, sizeof big);
+        char want[256];
+        snprintf(want, sizeof want, "tensor %s element %llu is 2000, beyond the bound 1024 "
+                 "(|w - w0| at most)", fls_core_arch(core)->tensors[k->tensor].name,
+                 (unsigned long long)k->offset + 2);
+        assert_int_equal(deliver(core, &l, keys[3], 2.0), FL_ERR_AGG_RANGE);
+        if (strcmp(fls_core_update_error(core), want) != 0)
+            fail_msg("fls_core_update_error: '%s', not '%s'", fls_core_update_error(core), want);
+        char line[400];
+        snprintf(line, sizeof line, "refused: %s: %s\n", fl_strerror(FL_ERR_AGG_RANGE), want);
+        if (!strstr(g_core_log, line))
+            fail_msg("not logged: %s; log:\n%s", line, g_core_log);
+        /* the next message's refusal, or none, says nothing of it */
+        flp_msg bye;
+        memset(&bye, 0, sizeof bye);
+        bye.version = FLP_VERSION;
+        bye.type = FLP_BYE;
+        bye.sender = "";
+        (void)fls_core_on_message(core, keys[3], &bye, 2.0);
+        assert_string_equal(fls_core_update_error(core), "");
     } else {
         /* Corrupt the body of the client's last chunk (after the 52-byte codec header): with
          * the raw f32 codec, 0xFF bytes are NaNs, which the decoder refuses. */
@@ -2653,6 +2685,13 @@ static void test_engine_refused_update(void **state)
     assert_memory_equal(a, c, sizeof a);
     assert_int_equal(mc.failed, 1);
     assert_int_equal(mc.reported, 3);
+    /* A value out of the aggregation range neither; where it was is said (one_round_with_fourth) */
+    float d[200];
+    fls_round_metrics md;
+    one_round_with_fourth(4, d, &md);
+    assert_memory_equal(a, d, sizeof a);
+    assert_int_equal(md.failed, 1);
+    assert_int_equal(md.reported, 3);
 }
 
 /* One round on conv and LSTM architectures with per-client keep-sets: every coordinate moves by

@@ -9709,14 +9709,17 @@ static void hostile_run(int mode, const char *agg, char sha[65], logbuf **lbo)
     case HOSTILE_RANGE: {
         peer_send(a, &up);
         flp_msg cm;
+        char detail[256] = "";
         uint32_t sent = 0;
         int32_t st = -1;
         while (st < 0) {
             flp_msg *r = peer_recv(s, a, 10);
             assert_non_null(r);
             assert_int_equal(r->type, FLP_ACK);
-            if (r->ack.of_type == FLP_UPDATE)
+            if (r->ack.of_type == FLP_UPDATE) {
                 st = r->ack.status;
+                snprintf(detail, sizeof detail, "%s", r->ack.detail ? r->ack.detail : "");
+            }
             flp_msg_free(r);
             if (st < 0 && sent < n) {
                 cm = hostile_chunk(ac, sent, pay, sizeof pay);
@@ -9731,6 +9734,20 @@ static void hostile_run(int mode, const char *agg, char sha[65], logbuf **lbo)
         assert_int_equal(sent, n);
         /* clipped, any finite update fits the range: taken (its weight is its clipped norm) */
         assert_int_equal(st, strstr(agg, "clip_norm") ? FL_OK : FL_ERR_AGG_RANGE);
+        /* The Ack says which weight, how far it moved and the bound (chunk 7 of 4 elements
+         * each: element 28 of the first tensor), and so does the log, in one line. Until
+         * 2026-12-08 both said only "update value outside the aggregation range". */
+        if (st == FL_ERR_AGG_RANGE) {
+            static const char want[] = "tensor dense0.w element 28 is 2000, beyond the bound "
+                                       "1024 (|w - w0| at most)";
+            if (strcmp(detail, want) != 0)
+                fail_msg("%s: the Ack's detail is '%s', not '%s'", agg, detail, want);
+            char line[256];
+            snprintf(line, sizeof line, "client a: update of round 0 refused: %s: %s\n",
+                     fl_strerror(FL_ERR_AGG_RANGE), want);
+            if (!strstr(lb->text, line))
+                fail_msg("%s: not logged: %s; log:\n%s", agg, line, lb->text);
+        }
         break;
     }
     case HOSTILE_SAMPLES: {
