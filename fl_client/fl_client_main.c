@@ -314,6 +314,11 @@ int main(int argc, char **argv)
         {"log-level", required_argument, 0, O_LOG}, {"memory-bytes", required_argument, 0, O_MEM},
         {"heartbeat-ms", required_argument, 0, O_HB}, {"liveness-ms", required_argument, 0, O_LIVE},
         {"help", no_argument, 0, 'h'}, {"version", no_argument, 0, 'V'}, {0, 0, 0, 0}};
+    /* An option given again: the last value counts (a fleet script's common flags followed by an
+     * override, as fl_sim takes them), said once after the command line (given_twice): until
+     * 2026-12-08 `--server A ... --server B` silently joined B. */
+    const char *given[O_LIVE - O_SERVER + 1] = {0};
+    unsigned char given_twice[O_LIVE - O_SERVER + 1] = {0};
     int o;
     while ((o = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         char *end = NULL;
@@ -324,6 +329,10 @@ int main(int argc, char **argv)
             fprintf(stderr, "fl_client: --%s needs a value, and the next argument, %s, is an "
                     "option\n", opts[o - O_SERVER].name, optarg);
             return 1;
+        }
+        if (takes_value) { /* --insecure twice says nothing that needs choosing */
+            given_twice[o - O_SERVER] |= given[o - O_SERVER] != NULL;
+            given[o - O_SERVER] = optarg;
         }
         errno = 0; /* strtol's ERANGE: a count it clamped to LONG_MAX is not the one given */
         switch (o) {
@@ -397,6 +406,15 @@ int main(int argc, char **argv)
     if (optind < argc) {
         fprintf(stderr, "fl_client: unexpected argument '%s'\n", argv[optind]);
         return 1;
+    }
+    for (int k = 0; k <= O_LIVE - O_SERVER; k++) {
+        if (!given_twice[k])
+            continue;
+        char raw[76], v[76 * 4 + 1]; /* as fl_sim: 75 bytes of it at most, each shown */
+        snprintf(raw, sizeof raw, "%s", given[k]);
+        fprintf(stderr, "fl_client: warning: --%s is given more than once: the last, '%s%s', is "
+                "used\n", opts[k].name, shown(raw, v, sizeof v),
+                strlen(given[k]) > 75 ? "..." : "");
     }
     if (!server) {
         fprintf(stderr, "fl_client: --server is required (try --help)\n");

@@ -242,6 +242,9 @@ static const struct flag {
 };
 #define N_FLAGS (sizeof FLAGS / sizeof FLAGS[0])
 
+/* Keys the flags can set, at most (fls_options_key lists 62 in 0.3.8). */
+#define SETS_MAX 256
+
 static void usage(FILE *f)
 {
     fprintf(f,
@@ -409,6 +412,15 @@ int main(int argc, char **argv)
         }
     }
     int endpoints_from_flags = 0;
+    /* Each key the flags set, with the flag that set it last: a key set again (`--rounds 3 ...
+     * --rounds 5`, or `--set run.rounds=5` after it) is said once the line is read, naming the
+     * value that counts, as fl_sim and fl_client say it (until 2026-12-08 the last won without a
+     * word). --endpoint is a list, each one added; the same flag and value again chose nothing. */
+    static struct set_by {
+        char key[128], origin[256];
+        int again;
+    } set[SETS_MAX]; /* every key a flag may set, at most: they are fls_options_key's */
+    size_t n_set = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (strcmp(a, "--config") == 0) {
@@ -507,7 +519,20 @@ int main(int argc, char **argv)
             fls_options_free(o);
             return EXIT_USAGE;
         }
+        size_t k = 0;
+        while (k < n_set && strcmp(set[k].key, key) != 0)
+            k++;
+        if (k == n_set && n_set < SETS_MAX)
+            snprintf(set[n_set++].key, sizeof set->key, "%s", key);
+        else if (k < n_set && strcmp(set[k].origin, origin) != 0) /* --insecure twice: no choice */
+            set[k].again = 1;
+        if (k < n_set)
+            snprintf(set[k].origin, sizeof set->origin, "%s", origin);
     }
+    for (size_t k = 0; k < n_set; k++)
+        if (set[k].again)
+            fprintf(stderr, "fl_server: warning: %s is given more than once: the last, '%s', is "
+                    "used\n", set[k].key, set[k].origin);
     if (fls_options_validate(o, err, sizeof err) != FLS_OK) {
         fprintf(stderr, "fl_server: %s\n", err);
         fls_options_free(o);

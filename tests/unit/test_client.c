@@ -2505,6 +2505,40 @@ static void test_cli_bad_options(void **state)
     }
 }
 
+/* An option given more than once: the last value counts, and that is said, once per option, as
+ * fl_sim says it (a fleet script's common flags and then an override). Until 2026-12-08
+ * `--server A ... --server B` joined B without a word. A switch given twice and options given
+ * once say nothing. */
+static void test_cli_option_given_again_said(void **state)
+{
+    (void)state;
+    const char *root = client_exe_root();
+    static const struct {
+        const char *args, *want; /* want NULL: no warning */
+    } cases[] = {
+        /* the first is refused if it counted: the last does, said */
+        {"--server localhost:5555 --server tcp://127.0.0.1:1 --insecure",
+         "fl_client: warning: --server is given more than once: the last, 'tcp://127.0.0.1:1', "
+         "is used\n"},
+        {"--server tcp://127.0.0.1:1 --insecure --threads 2 --threads 3 --threads 1",
+         "fl_client: warning: --threads is given more than once: the last, '1', is used\n"},
+        {"--server tcp://127.0.0.1:1 --insecure --insecure --threads 2", NULL},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char cmd[1024], out[4096];
+        /* a data directory with nothing in it ends the run (exit 2) right after the checks */
+        snprintf(cmd, sizeof cmd, "'%s/fl_client/fl_client' %s --data-dir /nonexistent-fedrop "
+                 "2>&1; echo \"rc=$?\"", root, cases[i].args);
+        sh_collect(cmd, out, sizeof out);
+        const char *at = cases[i].want ? strstr(out, cases[i].want) : NULL;
+        int n = 0;
+        for (const char *q = out; (q = strstr(q, "is given more than once")); q++)
+            n++;
+        if (!strstr(out, "rc=2\n") || (cases[i].want ? !at || n != 1 : n != 0))
+            fail_msg("fl_client %s said '%s'", cases[i].args, out);
+    }
+}
+
 /* --num-clients N without --client-index: every process would be client-0 on partition 0 (two
  * clients with one id take turns at the server): said at start. With --client-index, nothing. */
 static void test_cli_index_missing_said(void **state)
@@ -5403,6 +5437,7 @@ int main(void)
         cmocka_unit_test(test_cli_closed_std_fds),
         cmocka_unit_test(test_cli_closed_pipe_before_run),
         cmocka_unit_test(test_cli_bad_options),
+        cmocka_unit_test(test_cli_option_given_again_said),
         cmocka_unit_test(test_cli_index_missing_said),
         cmocka_unit_test(test_cli_partition_reasons),
         cmocka_unit_test(test_cli_help_data_dir),

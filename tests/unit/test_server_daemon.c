@@ -836,6 +836,44 @@ static void test_config_keep_layers(void **state)
     fls_options_free(o);
 }
 
+/* A key set again by the flags (`--rounds 3 ... --set run.rounds=5`): the last counts, as
+ * --help says, and now that is said, once per key, naming the flag that counts, as fl_sim and
+ * fl_client say it. Until 2026-12-08 the first value was dropped without a word. --endpoint,
+ * a list, a flag repeated as it was (--insecure twice) and keys set once say nothing. */
+static void test_cli_flag_given_again_said(void **state)
+{
+    (void)state;
+    const char *root = getenv("FEDROP_BUILD_ROOT");
+    if (!root)
+        skip();
+    static const struct {
+        const char *args, *want, *value; /* want NULL: no warning */
+    } cases[] = {
+        {"--rounds 3 --seed 4 --set run.rounds=5 --rounds 6",
+         "fl_server: warning: run.rounds is given more than once: the last, '--rounds 6', is "
+         "used\n", "run.rounds = 6\n"},
+        {"--rounds 3 --set run.rounds=5", "fl_server: warning: run.rounds is given more than "
+         "once: the last, '--set run.rounds=5', is used\n", "run.rounds = 5\n"},
+        {"--endpoint ipc:///tmp/fedrop-a --endpoint ipc:///tmp/fedrop-b --rounds 2 --insecure",
+         NULL, "run.rounds = 2\n"},
+        /* a switch against its key set to false: a choice, said */
+        {"--set server.insecure=false --insecure", "fl_server: warning: server.insecure is given "
+         "more than once: the last, '--insecure', is used\n", "server.insecure = true\n"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char cmd[1024], out[16384];
+        snprintf(cmd, sizeof cmd, "'%s/fl_server/fl_server' --insecure %s --check 2>&1", root,
+                 cases[i].args);
+        int said = 0;
+        const int rc = sh_run(cmd, cases[i].value, &said, out, sizeof out);
+        int n = 0;
+        for (const char *q = out; (q = strstr(q, "is given more than once")); q++)
+            n++;
+        if (rc != 0 || !said || (cases[i].want ? !strstr(out, cases[i].want) || n != 1 : n != 0))
+            fail_msg("fl_server %s: exit %d, said '%s'", cases[i].args, rc, out);
+    }
+}
+
 /* The CLI: flags override the file whatever their position; errors exit 2 with the key named. */
 static void test_cli_flags_override(void **state)
 {
@@ -10945,6 +10983,7 @@ int main(void)
         cmocka_unit_test(test_config_origin),
         cmocka_unit_test(test_config_keep_layers),
         cmocka_unit_test(test_cli_flags_override),
+        cmocka_unit_test(test_cli_flag_given_again_said),
         cmocka_unit_test(test_cli_origin),
         cmocka_unit_test(test_cli_log_level),
         cmocka_unit_test(test_cli_metrics_stdout_lost),
