@@ -347,6 +347,11 @@ int main(int argc, char **argv)
      * stderr's number and the log (or stdout's, and the metrics of `run.metrics: "-"`). */
     if (fl_std_fds_open() != 0)
         return EXIT_RUNTIME; /* nowhere to say it: stderr is what is missing */
+    /* From the first moment, as the daemon has it once it runs (a write to a gone peer or log
+     * reader fails with EPIPE, said or not, and never ends the daemon): --help, --version and
+     * --check into a reader that went away (`fl_server --help | grep -q usage`, grep gone before
+     * the help's end) ended with SIGPIPE's default action, exit 141, about every other time. */
+    signal(SIGPIPE, SIG_IGN);
     if (argc == 2 && strcmp(argv[1], "--version") == 0) {
         printf("fl_server %s\n", FEDROP_VERSION);
         return EXIT_DONE;
@@ -578,7 +583,6 @@ int main(int argc, char **argv)
 
     host.on_round = on_round;
     host.round_user = strcmp(metrics, "-") == 0 ? (void *)stdout : NULL;
-    signal(SIGPIPE, SIG_IGN);
     /* a file size limit (ulimit -f): a checkpoint or metrics write fails with EFBIG and is said
      * as any failed write, instead of SIGXFSZ killing the daemon mid-write */
     signal(SIGXFSZ, SIG_IGN);

@@ -1126,12 +1126,19 @@ static int run_experiment(int argc, char **argv, int first)
 
 static int run_main(int argc, char **argv)
 {
-    if (argc == 2 && strcmp(argv[1], "--version") == 0) {
+    /* The version or the help to a reader that went away (`fl_sim --help | grep -q usage`, grep
+     * gone before the help's end) is no failure: SIGPIPE's default action ended the process, exit
+     * 141, about every other time. Ignored for these two alone: a run takes SIGPIPE as a stop
+     * (catch_stop_signals, which leaves it ignored where it came so). */
+    const int help = has_help(argc, argv), version = argc == 2 && !strcmp(argv[1], "--version");
+    if (help || version)
+        signal(SIGPIPE, SIG_IGN);
+    if (version) {
         if (g_rank == 0)
             printf("fl_sim %s\n", FEDROP_VERSION);
         return 0;
     }
-    if (has_help(argc, argv)) {
+    if (help) {
         if (g_rank == 0)
             usage(stdout);
         return 0;
