@@ -52,6 +52,7 @@
 #include "fls_internal.h"
 #include "test_dirs.h"
 #include "test_net.h"
+#include "test_pipe.h"
 #include "test_slow.h"
 
 /* ---- helpers -------------------------------------------------------------------------------- */
@@ -874,42 +875,6 @@ static void test_cli_flag_given_again_said(void **state)
     }
 }
 
-/* fl_server ARGS with fd `closed` (1 or 2) a pipe whose reader is gone before it starts (`fl_server
- * --help | grep -q usage`, grep gone first) and the other a pipe read into said (cap bytes); its
- * exit status, -1 when a signal ended it. */
-static int cli_closed_pipe(const char *exe, const char *const *args, int closed, char *said,
-                           size_t cap)
-{
-    int gone[2], kept[2];
-    assert_int_equal(pipe(gone), 0);
-    assert_int_equal(pipe(kept), 0);
-    close(gone[0]);
-    const pid_t p = fork();
-    assert_true(p >= 0);
-    if (p == 0) {
-        close(kept[0]);
-        dup2(gone[1], closed);
-        dup2(kept[1], closed == 1 ? 2 : 1);
-        char *argv[16] = {(char *)exe};
-        for (int i = 0; args[i] && i < 14; i++)
-            argv[i + 1] = (char *)args[i];
-        signal(SIGPIPE, SIG_DFL); /* as a shell starts it, whatever the test's process has */
-        execv(exe, argv);
-        _exit(127);
-    }
-    close(gone[1]);
-    close(kept[1]);
-    size_t n = 0;
-    ssize_t r;
-    while (n < cap - 1 && (r = read(kept[0], said + n, cap - 1 - n)) > 0)
-        n += (size_t)r;
-    said[n] = '\0';
-    close(kept[0]);
-    int ws;
-    assert_int_equal(waitpid(p, &ws, 0), p);
-    return WIFEXITED(ws) ? WEXITSTATUS(ws) : -1;
-}
-
 /* --help, --version, keygen's help and a refused command line into a pipe whose reader went away
  * exit with their own status and say nothing on the other stream: SIGPIPE's default action
  * ended them (exit 141 in a shell), `fl_server --help | grep -q usage` about every other time.
@@ -931,7 +896,7 @@ static void test_cli_closed_pipe_before_run(void **state)
     } cases[] = {{help, 1, 0}, {version, 1, 0}, {kg, 1, 0}, {bogus, 2, 2}};
     for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
         char said[8192];
-        const int rc = cli_closed_pipe(exe, cases[k].args, cases[k].closed, said, sizeof said);
+        const int rc = closed_pipe_run(exe, cases[k].args, cases[k].closed, said, sizeof said);
         if (rc != cases[k].rc || said[0])
             fail_msg("fl_server %s with fd %d a closed pipe: exit %d (want %d), said '%s'",
                      cases[k].args[0], cases[k].closed, rc, cases[k].rc, said);
@@ -2231,6 +2196,44 @@ static void test_inert_settings_said(void **state)
     free(lb);
 }
 
+/* Root, with setpriv at hand to run a command as nobody (else the tests below skip). */
+static int nobody_at_hand(void)
+{
+    return geteuid() == 0 && system("setpriv --reuid=nobody --regid=nogroup --clear-groups "
+                                    "true 2>/dev/null") == 0;
+}
+
+/* fl_server run as nobody with --checkpoint DIR/s.ckpt, then the same with --check: 1 when both
+ * exit 3 and say want, else 0 with what each did in msg. */
+static int nobody_server_refused(const char *root, const char *dir, const char *want, char *msg,
+                                 size_t cap)
+{
+    char cmd[2048];
+    snprintf(cmd, sizeof cmd,
+             "timeout 20 setpriv --reuid=nobody --regid=nogroup --clear-groups "
+             "'%s/fl_server/fl_server' --insecure --arch mlp:4-2 --endpoint tcp://127.0.0.1:0 "
+             "--checkpoint '%s/s.ckpt'", root, dir);
+    int ok = 1;
+    size_t len = 0;
+    msg[0] = '\0';
+    for (int check = 0; check < 2; check++) {
+        /* --check takes no lock and writes nothing, but says the same, with the start's status */
+        char run[2100];
+        snprintf(run, sizeof run, "%s%s 2>&1", cmd, check ? " --check" : "");
+        int said = 0;
+        char out[4096];
+        const int rc = sh_run(run, want, &said, out, sizeof out);
+        if (rc != 3 || !said) {
+            ok = 0;
+            const int n = snprintf(msg + len, cap - len, "fl_server%s: exit %d, said:\n%s\n",
+                                   check ? " --check" : "", rc, out);
+            if (n > 0 && len + (size_t)n < cap)
+                len += (size_t)n;
+        }
+    }
+    return ok;
+}
+
 /* Another user's lock file (the smoke configuration's fixed /tmp path after someone else's run)
  * is named as such, with what to do, not as "cannot lock ...: Permission denied": fl_server run
  * as nobody beside root's CHECKPOINT.lock in a sticky, world-writable directory; --check says the
@@ -2239,38 +2242,23 @@ static void test_cli_lock_of_another_user(void **state)
 {
     (void)state;
     const char *root = getenv("FEDROP_BUILD_ROOT");
-    if (!root || geteuid() != 0 || system("setpriv --reuid=nobody --regid=nogroup --clear-groups "
-                                          "true 2>/dev/null") != 0)
+    if (!root || !nobody_at_hand())
         skip();
     char dir[] = "/tmp/fedrop-lock-XXXXXX";
     assert_non_null(mkdtemp(dir));
     assert_int_equal(chmod(dir, 01777), 0);
-    char lock[300], cmd[2048], want[600];
+    char lock[300], want[600], msg[9000];
     snprintf(lock, sizeof lock, "%s/s.ckpt.lock", dir);
     write_file(lock, "1\n");
     assert_int_equal(chmod(lock, 0644), 0);
-    snprintf(cmd, sizeof cmd,
-             "timeout 20 setpriv --reuid=nobody --regid=nogroup --clear-groups "
-             "'%s/fl_server/fl_server' --insecure --arch mlp:4-2 --endpoint tcp://127.0.0.1:0 "
-             "--checkpoint '%s/s.ckpt' 2>&1", root, dir);
     snprintf(want, sizeof want, "checkpoint.path %s/s.ckpt: %s was made by another user's "
              "fl_server (uid 0), running or not: the path is theirs; give this one a "
              "checkpoint.path of its own", dir, lock);
-    int said = 0;
-    char out[4096];
-    const int rc = sh_run(cmd, want, &said, out, sizeof out);
-    /* --check takes no lock, but says the same, with the start's status (it passed, before) */
-    char cmd2[2100];
-    snprintf(cmd2, sizeof cmd2, "%.*s --check 2>&1", (int)(strlen(cmd) - 5), cmd);
-    int said2 = 0;
-    char out2[4096];
-    const int rc2 = sh_run(cmd2, want, &said2, out2, sizeof out2);
+    const int ok = nobody_server_refused(root, dir, want, msg, sizeof msg);
     unlink(lock);
     rmdir(dir);
-    if (rc != 3 || !said)
-        fail_msg("fl_server beside another user's lock file: exit %d, said:\n%s", rc, out);
-    if (rc2 != 3 || !said2)
-        fail_msg("fl_server --check beside another user's lock file: exit %d, said:\n%s", rc2, out2);
+    if (!ok)
+        fail_msg("beside another user's lock file:\n%s", msg);
 }
 
 /* Another user's CHECKPOINT.ids (or checkpoint) in a sticky directory (/tmp), without its lock
@@ -2283,41 +2271,25 @@ static void test_cli_ckpt_files_of_another_user_sticky(void **state)
 {
     (void)state;
     const char *root = getenv("FEDROP_BUILD_ROOT");
-    if (!root || geteuid() != 0 || system("setpriv --reuid=nobody --regid=nogroup --clear-groups "
-                                          "true 2>/dev/null") != 0)
+    if (!root || !nobody_at_hand())
         skip();
     char dir[] = "/tmp/fedrop-sticky-XXXXXX";
     assert_non_null(mkdtemp(dir));
     assert_int_equal(chmod(dir, 01777), 0);
-    char ids[300], lock[300], cmd[2048], want[800];
+    char ids[300], lock[300], want[800], msg[9000];
     snprintf(ids, sizeof ids, "%s/s.ckpt.ids", dir);
     snprintf(lock, sizeof lock, "%s/s.ckpt.lock", dir);
     write_file(ids, FLS_IDS_MAGIC "\n");
     assert_int_equal(chmod(ids, 0644), 0);
-    snprintf(cmd, sizeof cmd,
-             "timeout 20 setpriv --reuid=nobody --regid=nogroup --clear-groups "
-             "'%s/fl_server/fl_server' --insecure --arch mlp:4-2 --endpoint tcp://127.0.0.1:0 "
-             "--checkpoint '%s/s.ckpt' 2>&1", root, dir);
     snprintf(want, sizeof want, "checkpoint.path %s/s.ckpt: %s belongs to user root (uid 0), in "
              "%s, a directory with the sticky bit (mode 1777), where only a file's owner may "
              "replace it", dir, ids, dir);
-    int said = 0;
-    char out[4096];
-    const int rc = sh_run(cmd, want, &said, out, sizeof out);
-    char cmd2[2100];
-    snprintf(cmd2, sizeof cmd2, "%.*s --check 2>&1", (int)(strlen(cmd) - 5), cmd);
-    int said2 = 0;
-    char out2[4096];
-    const int rc2 = sh_run(cmd2, want, &said2, out2, sizeof out2);
+    const int ok = nobody_server_refused(root, dir, want, msg, sizeof msg);
     unlink(ids);
     unlink(lock);
     rmdir(dir);
-    if (rc != 3 || !said)
-        fail_msg("fl_server beside another user's journal in a sticky directory: exit %d, "
-                 "said:\n%s", rc, out);
-    if (rc2 != 3 || !said2)
-        fail_msg("fl_server --check beside another user's journal in a sticky directory: exit "
-                 "%d, said:\n%s", rc2, out2);
+    if (!ok)
+        fail_msg("beside another user's journal in a sticky directory:\n%s", msg);
 }
 
 /* A checkpoint.path whose file name fits the directory but whose journal's temporary
@@ -2395,8 +2367,7 @@ static void test_cli_permission_denied_names_users(void **state)
 {
     (void)state;
     const char *root = getenv("FEDROP_BUILD_ROOT");
-    if (!root || geteuid() != 0 || system("setpriv --reuid=nobody --regid=nogroup --clear-groups "
-                                          "true 2>/dev/null") != 0)
+    if (!root || !nobody_at_hand())
         skip();
     const struct passwd *pw = getpwnam("nobody");
     assert_non_null(pw);
@@ -2455,8 +2426,7 @@ static void test_cli_reload_metrics_denied_names_users(void **state)
 {
     (void)state;
     const char *root = getenv("FEDROP_BUILD_ROOT");
-    if (!root || geteuid() != 0 || system("setpriv --reuid=nobody --regid=nogroup --clear-groups "
-                                          "true 2>/dev/null") != 0)
+    if (!root || !nobody_at_hand())
         skip();
     const struct passwd *pw = getpwnam("nobody");
     assert_non_null(pw);

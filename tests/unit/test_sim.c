@@ -27,6 +27,7 @@
 #include "flsim_internal.h"
 #include "flz.h"
 #include "test_heap.h"
+#include "test_pipe.h"
 
 /* A full disk under some files (--wrap=write, tests/unit/meson.build): while g_full_name is set,
  * a write to a file whose path holds it fails with ENOSPC. */
@@ -4037,41 +4038,6 @@ static void test_eval_memory(void **state)
     assert_true(res.final_test_acc > 0.0);
 }
 
-/* fl_sim ARGS with stdout a pipe whose reader is gone before it starts (`fl_sim --help | grep -q
- * usage`, grep gone first), stderr a pipe read into said (cap bytes); its exit status, -1 when a
- * signal ended it. */
-static int sim_closed_stdout(const char *exe, const char *const *args, char *said, size_t cap)
-{
-    int gone[2], kept[2];
-    assert_int_equal(pipe(gone), 0);
-    assert_int_equal(pipe(kept), 0);
-    close(gone[0]);
-    const pid_t p = fork();
-    assert_true(p >= 0);
-    if (p == 0) {
-        close(kept[0]);
-        dup2(gone[1], 1);
-        dup2(kept[1], 2);
-        char *argv[8] = {(char *)exe};
-        for (int i = 0; args[i] && i < 6; i++)
-            argv[i + 1] = (char *)args[i];
-        signal(SIGPIPE, SIG_DFL); /* as a shell starts it, whatever the test's process has */
-        execv(exe, argv);
-        _exit(127);
-    }
-    close(gone[1]);
-    close(kept[1]);
-    size_t n = 0;
-    ssize_t r;
-    while (n < cap - 1 && (r = read(kept[0], said + n, cap - 1 - n)) > 0)
-        n += (size_t)r;
-    said[n] = '\0';
-    close(kept[0]);
-    int ws;
-    assert_int_equal(waitpid(p, &ws, 0), p);
-    return WIFEXITED(ws) ? WEXITSTATUS(ws) : -1;
-}
-
 /* fl_sim --help, --version and the experiment's help into a pipe whose reader went away exit 0
  * without a word: SIGPIPE's default action ended them (exit 141 in a shell), `fl_sim --help |
  * grep -q usage` about every other time. The reader here is gone before fl_sim starts: without
@@ -4089,7 +4055,7 @@ static void test_cli_closed_pipe_help(void **state)
     const char *const *cases[] = {help, version, exp};
     for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
         char said[4096];
-        const int rc = sim_closed_stdout(exe, cases[k], said, sizeof said);
+        const int rc = closed_pipe_run(exe, cases[k], 1, said, sizeof said);
         if (rc != 0 || said[0])
             fail_msg("fl_sim %s into a closed pipe: exit %d, said '%s'", cases[k][0], rc, said);
     }
